@@ -1,0 +1,46 @@
+"""The audiogmm error hierarchy.
+
+Every error raised on purpose by audiogmm derives from :class:`AudioGMMError`
+and also from the matching built-in exception, so that ``except ValueError``
+or ``except OSError`` written for other libraries keeps working.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "AudioGMMError",
+    "ParameterError",
+    "AudioError",
+    "FeatureError",
+    "DatasetError",
+    "ModelFileError",
+    "ConvergenceWarning",
+]
+
+
+class AudioGMMError(Exception):
+    """Root of every error raised by audiogmm."""
+
+
+class ParameterError(AudioGMMError, ValueError):
+    """A parameter or an input array is invalid (shape, value, dtype)."""
+
+
+class AudioError(AudioGMMError, OSError):
+    """An audio file is missing, unreadable, corrupt, empty or too short."""
+
+
+class FeatureError(AudioGMMError, ValueError):
+    """Features could not be computed (e.g. no voiced frame, non-finite values)."""
+
+
+class DatasetError(AudioGMMError, ValueError):
+    """A manifest (folder, CSV or Kaldi directory) is malformed."""
+
+
+class ModelFileError(AudioGMMError, ValueError):
+    """A model or statistics file is truncated, tampered with, or of another version."""
+
+
+class ConvergenceWarning(UserWarning):
+    """EM stopped at ``max_iter`` before reaching ``tol``."""
