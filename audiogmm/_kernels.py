@@ -3,7 +3,9 @@
 The E-step spends its time in two GEMMs and in the row-wise
 ``max -> exp -> sum -> log -> normalise`` pass over the (chunk, K) block of joint
 log-likelihoods. NumPy does that pass as five full-size sweeps with temporaries;
-the numba kernels here do it in one sweep per row, in place, on all cores.
+the numba kernels here do it in one sweep per row, in place.
+They are serial on purpose: parallelism comes from running chunks on several
+threads (see ``_parallel.py``), each kernel call releasing the GIL.
 The NumPy versions are the reference the tests compare against and the fallback
 when numba is unavailable (``AUDIOGMM_NO_NUMBA=1`` forces it).
 """
@@ -50,7 +52,7 @@ def _segment_lse_numpy(L: np.ndarray, seg: int, out: np.ndarray) -> None:
 
 if HAVE_NUMBA:
 
-    @numba.njit(parallel=True, fastmath=False, cache=True, nogil=True)
+    @numba.njit(parallel=False, fastmath=False, cache=True, nogil=True)
     def _resp_inplace_nb(L, w, use_w, lse):  # pragma: no cover - compiled
         n, k = L.shape
         for i in numba.prange(n):
@@ -71,7 +73,7 @@ if HAVE_NUMBA:
             for j in range(k):
                 row[j] *= scale
 
-    @numba.njit(parallel=True, fastmath=False, cache=True, nogil=True)
+    @numba.njit(parallel=False, fastmath=False, cache=True, nogil=True)
     def _segment_lse_nb(L, seg, out):  # pragma: no cover - compiled
         n, total = L.shape
         n_seg = total // seg

@@ -24,6 +24,7 @@ import logging
 import math
 import os
 import sys
+import threading
 import warnings
 from collections.abc import Iterable, Iterator
 from typing import Any, Callable, Literal, Union
@@ -31,6 +32,7 @@ from typing import Any, Callable, Literal, Union
 import numpy as np
 
 from . import _kernels
+from ._parallel import chunk_map
 from ._version import __version__
 from .exceptions import ConvergenceWarning, ModelFileError, ParameterError
 from .io import read_container, write_container
@@ -43,6 +45,7 @@ __all__ = [
     "accumulate",
     "maximise",
     "log_likelihood",
+    "stacked_log_likelihood",
     "auto_chunk_size",
 ]
 
@@ -111,15 +114,20 @@ def auto_chunk_size(n_components: int) -> int:
     return int(min(16384, max(256, (1 << 18) // max(1, n_components))))
 
 
-class _Workspace:
-    """Reusable chunk buffers, so an EM pass allocates nothing N-sized."""
+class _Workspace(threading.local):
+    """Per-thread chunk buffers, so an EM pass allocates nothing N-sized."""
 
-    def __init__(self, chunk: int, n_dims: int, n_cols: int, dtype) -> None:
-        self.xx = np.empty((chunk, 2 * n_dims + 1), dtype=dtype)
-        self.xx[:, 2 * n_dims] = 1.0
-        self.L = np.empty((chunk, n_cols), dtype=dtype)
-        self.lse = np.empty(chunk, dtype=dtype)
-        self.w = np.empty(chunk, dtype=dtype)
+    def get(self, chunk: int, n_dims: int, n_cols: int, dtype) -> _Workspace:
+        key = (chunk, n_dims, n_cols, np.dtype(dtype).char)
+        if getattr(self, "key", None) != key:
+            self.key = key
+            self.xx = np.empty((chunk, 2 * n_dims + 1), dtype=dtype)
+            self.xx[:, 2 * n_dims] = 1.0
+            self.L = np.empty((chunk, n_cols), dtype=dtype)
+            self.lse = np.empty(chunk, dtype=dtype)
+            self.w = np.empty(chunk, dtype=dtype)
+            self.out = np.empty((chunk, max(1, n_cols)), dtype=dtype)
+        return self
 
     def fill(self, Xc: np.ndarray, shift: np.ndarray) -> int:
         m, D = Xc.shape
@@ -127,6 +135,9 @@ class _Workspace:
         np.subtract(Xc, shift, out=xc, casting="unsafe")
         np.square(xc, out=self.xx[:m, :D])
         return m
+
+
+_WS = _Workspace()
 
 
 def _iter_chunks(X: np.ndarray, chunk: int) -> Iterator[tuple[int, np.ndarray]]:
@@ -143,6 +154,7 @@ def accumulate(
     sample_weight: np.ndarray | None = None,
     shift: np.ndarray | None = None,
     chunk_size: int | None = None,
+    n_threads: int | None = None,
     fast: bool = True,
     out: Stats | None = None,
 ) -> Stats:
@@ -160,6 +172,8 @@ def accumulate(
         Centre of the moments; default the mixture mean ``sum_k w_k mu_k``.
     chunk_size : int, optional
         Frames per chunk; default :func:`auto_chunk_size`.
+    n_threads : int, optional
+        Threads over chunks (default: all cores). Does not change the result.
     fast : bool, default=True
         Use the fused numba kernel (False: plain NumPy reference path).
     out : Stats, optional
@@ -175,35 +189,85 @@ def accumulate(
         shift = out.shift if out is not None else weights @ means
     shift = np.asarray(shift, dtype=np.float64)
     dtype = _compute_dtype(X)
-    chunk = chunk_size or auto_chunk_size(K)
-    chunk = min(chunk, max(1, X.shape[0]))
+    chunk = min(chunk_size or auto_chunk_size(K), max(1, X.shape[0]))
     # centre on a shift that is exact in the compute dtype, so x - c loses nothing
     shift_c = shift.astype(dtype)
     shift_eff = shift_c.astype(np.float64)
     W = _gemm_weights(weights, means, variances, shift_eff, dtype)
-    ws = _Workspace(chunk, D, K, dtype)
-    G = np.zeros((K, 2 * D + 1))
-    loglik = 0.0
-    for start, Xc in _iter_chunks(X, chunk):
-        m = ws.fill(Xc, shift_c)
+
+    def one(start: int, stop: int) -> tuple[np.ndarray, float]:
+        ws = _WS.get(chunk, D, K, dtype)
+        m = ws.fill(X[start:stop], shift_c)
         L = ws.L[:m]
         np.matmul(ws.xx[:m], W, out=L)
         w = None
         if sample_weight is not None:
             w = ws.w[:m]
-            w[:] = sample_weight[start : start + m]
+            w[:] = sample_weight[start:stop]
         _kernels.resp_inplace(L, w, ws.lse[:m], fast=fast)
-        G += L.T @ ws.xx[:m]
+        G = L.T @ ws.xx[:m]
         if w is None:
-            loglik += float(ws.lse[:m].sum(dtype=np.float64))
-        else:
-            loglik += float(np.dot(ws.lse[:m].astype(np.float64), w))
+            return G, float(ws.lse[:m].sum(dtype=np.float64))
+        return G, float(np.dot(ws.lse[:m].astype(np.float64), w))
+
+    G = np.zeros((K, 2 * D + 1))
+    loglik = 0.0
+    for g, ll in chunk_map(one, X.shape[0], chunk, n_threads=n_threads):
+        G += g  # in chunk order: identical for any number of threads
+        loglik += ll
     n_frames = float(X.shape[0]) if sample_weight is None else float(np.sum(sample_weight))
     st = Stats(
         G[:, 2 * D].copy(), G[:, D : 2 * D].copy(), G[:, :D].copy(), loglik, n_frames, shift_eff
     )
     st = st.recentre(shift)
     return st if out is None else out + st
+
+
+def stacked_log_likelihood(
+    X: np.ndarray,
+    weights: np.ndarray,
+    means: np.ndarray,
+    variances: np.ndarray,
+    *,
+    chunk_size: int | None = None,
+    n_threads: int | None = None,
+    fast: bool = True,
+) -> np.ndarray:
+    """Per-frame log-likelihood under each of M stacked mixtures, in one batched pass.
+
+    Parameters
+    ----------
+    X : ndarray of shape (n_frames, n_dims)
+    weights : ndarray of shape (n_mixtures, n_components)
+    means, variances : ndarray of shape (n_mixtures, n_components, n_dims)
+
+    Returns
+    -------
+    ndarray of shape (n_frames, n_mixtures), float64, nats.
+    """
+    M, K, D = means.shape
+    dtype = _compute_dtype(X)
+    w = weights.reshape(M * K) / M  # any common shift works; use the pooled mean
+    shift_c = (w @ means.reshape(M * K, D)).astype(dtype)
+    W = np.concatenate(
+        [
+            _gemm_weights(weights[i], means[i], variances[i], shift_c.astype(np.float64), dtype)
+            for i in range(M)
+        ],
+        axis=1,
+    )
+    chunk = min(chunk_size or auto_chunk_size(M * K), max(1, X.shape[0]))
+    out = np.empty((X.shape[0], M), dtype=np.float64)
+
+    def one(start: int, stop: int) -> None:
+        ws = _WS.get(chunk, D, M * K, dtype)
+        m = ws.fill(X[start:stop], shift_c)
+        np.matmul(ws.xx[:m], W, out=ws.L[:m])
+        _kernels.segment_lse(ws.L[:m], K, ws.out[:m, :M], fast=fast)
+        out[start:stop] = ws.out[:m, :M]
+
+    chunk_map(one, X.shape[0], chunk, n_threads=n_threads)
+    return out
 
 
 def log_likelihood(
@@ -213,23 +277,14 @@ def log_likelihood(
     variances: np.ndarray,
     *,
     chunk_size: int | None = None,
+    n_threads: int | None = None,
     fast: bool = True,
 ) -> np.ndarray:
     """Per-frame log-likelihood ``log p(x_t)`` in nats, shape (n_frames,), float64."""
-    K, D = means.shape
-    dtype = _compute_dtype(X)
-    shift_c = (weights @ means).astype(dtype)
-    chunk = min(chunk_size or auto_chunk_size(K), max(1, X.shape[0]))
-    W = _gemm_weights(weights, means, variances, shift_c.astype(np.float64), dtype)
-    ws = _Workspace(chunk, D, K, dtype)
-    out = np.empty(X.shape[0], dtype=np.float64)
-    tmp = np.empty((chunk, 1), dtype=dtype)
-    for start, Xc in _iter_chunks(X, chunk):
-        m = ws.fill(Xc, shift_c)
-        np.matmul(ws.xx[:m], W, out=ws.L[:m])
-        _kernels.segment_lse(ws.L[:m], K, tmp[:m], fast=fast)
-        out[start : start + m] = tmp[:m, 0]
-    return out
+    return stacked_log_likelihood(
+        X, weights[None], means[None], variances[None],
+        chunk_size=chunk_size, n_threads=n_threads, fast=fast,
+    )[:, 0]  # fmt: skip
 
 
 def _floor_weights(w: np.ndarray, min_weight: float) -> np.ndarray:
@@ -377,9 +432,8 @@ class _ArraySource:
         self.drop_tol = 1e-5 if X.dtype == np.float32 else 1e-9
 
     def __iter__(self) -> Iterator[tuple[np.ndarray, np.ndarray | None]]:
-        for start, Xc in _iter_chunks(self.X, self.chunk):
-            sw = self.sample_weight
-            yield Xc, None if sw is None else sw[start : start + Xc.shape[0]]
+        # one piece: accumulate() chunks it and spreads the chunks over threads
+        yield self.X, self.sample_weight
 
     def gather(self, idx: np.ndarray) -> np.ndarray:
         return np.asarray(self.X[idx], dtype=np.float64)
@@ -496,6 +550,9 @@ class DiagGMM:
     chunk_size : int or None, default=None
         Frames per E-step chunk; None picks ~1 MB blocks. Does not change results
         beyond floating-point rounding.
+    n_jobs : int or None, default=None
+        Threads over chunks (None: all cores, or ``AUDIOGMM_THREADS``). Results are
+        bit-identical for any value.
     verbose : int, default=0
         Print per-iteration progress to stderr when > 0.
 
@@ -547,6 +604,7 @@ class DiagGMM:
         variances_init: np.ndarray | None = None,
         random_state: int | np.random.Generator | None = None,
         chunk_size: int | None = None,
+        n_jobs: int | None = None,
         verbose: int = 0,
     ) -> None:
         self.n_components = n_components
@@ -565,6 +623,7 @@ class DiagGMM:
         self.variances_init = variances_init
         self.random_state = random_state
         self.chunk_size = chunk_size
+        self.n_jobs = n_jobs
         self.verbose = verbose
 
     # -- scikit-learn style plumbing --------------------------------------------------------
@@ -626,6 +685,11 @@ class DiagGMM:
         )
         need(is_int(self.split_iter) and self.split_iter >= 0, "split_iter", "an int >= 0")
         need(
+            self.n_jobs is None or (is_int(self.n_jobs) and self.n_jobs > 0),
+            "n_jobs",
+            "None or an int > 0",
+        )
+        need(
             self.chunk_size is None or (is_int(self.chunk_size) and self.chunk_size > 0),
             "chunk_size",
             "None or an int > 0",
@@ -686,6 +750,7 @@ class DiagGMM:
             self.variances_,
             sample_weight=weights,
             chunk_size=self._chunk,
+            n_threads=self.n_jobs,
             shift=None if out is None else out.shift,
             out=out,
         )
@@ -697,6 +762,7 @@ class DiagGMM:
             total = accumulate(
                 Xc, self.weights_, self.means_, self.variances_,
                 sample_weight=sw, shift=shift, chunk_size=self._chunk, out=total,
+                n_threads=self.n_jobs,
             )  # fmt: skip
         return total
 
@@ -803,7 +869,7 @@ class DiagGMM:
             k += n_split
             self.weights_, self.means_, self.variances_ = w, m, v
             for _ in range(self.split_iter):
-                st = accumulate(Xs, w, m, v, chunk_size=self._chunk)
+                st = accumulate(Xs, w, m, v, chunk_size=self._chunk, n_threads=self.n_jobs)
                 w, m, v = maximise(st, var_floor=self.var_floor_, min_weight=0.0)
             self.weights_, self.means_, self.variances_ = w, m, v
 
@@ -979,8 +1045,9 @@ class DiagGMM:
         self._check_fitted()
         X = _check_X(X, n_dims=self.n_dims, min_frames=0)
         return log_likelihood(
-            X, self.weights_, self.means_, self.variances_, chunk_size=self._chunk
-        )
+            X, self.weights_, self.means_, self.variances_,
+            chunk_size=self._chunk, n_threads=self.n_jobs,
+        )  # fmt: skip
 
     def score(self, X: np.ndarray, y: None = None) -> float:
         """Mean per-frame log-likelihood of ``X`` in nats."""

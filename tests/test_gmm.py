@@ -296,3 +296,14 @@ def test_maximise_floors():
     st_ = accumulate(X, w, m, v)
     w2, m2, v2 = maximise(st_, var_floor=np.array([5.0, 5.0]), min_weight=0.3)
     assert np.all(v2 >= 5.0) and np.all(w2 >= 0.3 - 1e-12) and np.isclose(w2.sum(), 1)
+
+
+def test_thread_count_gives_bit_identical_model(mixture_data):
+    X, _ = mixture_data
+    a = DiagGMM(4, random_state=0, chunk_size=100, n_jobs=1).fit(X)
+    b = DiagGMM(4, random_state=0, chunk_size=100, n_jobs=2).fit(X)
+    c = DiagGMM(4, random_state=0, chunk_size=100, n_jobs=3).fit(X)
+    for m in (b, c):
+        np.testing.assert_array_equal(a.means_, m.means_)
+        np.testing.assert_array_equal(a.variances_, m.variances_)
+        np.testing.assert_array_equal(a.weights_, m.weights_)
