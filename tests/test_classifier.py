@@ -1,0 +1,107 @@
+import numpy as np
+import pytest
+
+from audiogmm import DiagGMM, ModelFileError, ParameterError
+from audiogmm.classifier import GMMClassifier
+from audiogmm.features import FeatureConfig
+
+
+def _clips(seed=0, D=4):
+    rng = np.random.default_rng(seed)
+    centres = {"cat": 0.0, "dog": 3.0, "owl": -3.0}
+    clips, labels = [], []
+    for y, c in centres.items():
+        for _ in range(6):
+            clips.append((c + rng.normal(size=(int(rng.integers(50, 120)), D))).astype(np.float32))
+            labels.append(y)
+    return clips, labels
+
+
+@pytest.fixture(scope="module")
+def fitted():
+    clips, labels = _clips()
+    return GMMClassifier(4, random_state=0, max_iter=30).fit(clips, labels), clips, labels
+
+
+def test_score_matrix_equals_per_label_sums(fitted):
+    clf, clips, _ = fitted
+    X64 = [c.astype(np.float64) for c in clips]
+    S = clf.score_matrix(X64)
+    ref = np.array([[clf.models_[y].score_samples(c).sum() for y in clf.labels_] for c in X64])
+    np.testing.assert_allclose(S, ref, rtol=1e-9)
+    S32 = clf.score_matrix(clips)
+    np.testing.assert_allclose(S32, ref, rtol=1e-5)
+
+
+def test_predict_and_proba(fitted):
+    clf, clips, labels = fitted
+    assert list(clf.predict(clips)) == labels
+    P = clf.predict_proba(clips)
+    np.testing.assert_allclose(P.sum(1), 1.0)
+    assert P.shape == (len(clips), 3)
+    clf2 = GMMClassifier(4, priors={"cat": 0.2, "dog": 0.3, "owl": 0.5})
+    clf2.__dict__.update({k: v for k, v in clf.__dict__.items() if k.endswith("_")})
+    LP, LP2 = clf.predict_log_proba(clips), clf2.predict_log_proba(clips)
+    d = (LP2[:, 0] - LP2[:, 2]) - (LP[:, 0] - LP[:, 2])
+    np.testing.assert_allclose(d, np.log(0.2 / 0.5), rtol=1e-9)
+
+
+def test_parallel_and_sequential_training_identical():
+    clips, labels = _clips(1)
+    a = GMMClassifier(3, n_jobs=1, random_state=5).fit(clips, labels)
+    b = GMMClassifier(3, n_jobs=3, random_state=5).fit(clips, labels)
+    np.testing.assert_array_equal(a.means_, b.means_)
+    np.testing.assert_array_equal(a.variances_, b.variances_)
+
+
+def test_class_with_too_little_data_is_named():
+    clips, labels = _clips()
+    clips.append(np.zeros((3, 4), np.float32))
+    labels.append("mouse")
+    with pytest.raises(ParameterError, match="class 'mouse' has only 3 frames"):
+        GMMClassifier(8).fit(clips, labels)
+
+
+def test_bad_inputs():
+    clips, labels = _clips()
+    with pytest.raises(ParameterError, match="clips but"):
+        GMMClassifier(2).fit(clips, labels[:-1])
+    bad = list(clips)
+    bad[2] = bad[2].copy()
+    bad[2][0, 0] = np.nan
+    with pytest.raises(ParameterError, match="clip 2 .*NaN"):
+        GMMClassifier(2).fit(bad, labels)
+    with pytest.raises(ParameterError, match="unknown DiagGMM parameter"):
+        GMMClassifier(2, bogus=1)
+
+
+def test_save_load_round_trip(fitted, tmp_path):
+    clf, clips, _ = fitted
+    cfg = FeatureConfig.preset("speech")
+    clf.feature_config = FeatureConfig.preset("speech").replace(n_mfcc=4, delta_order=0)
+    try:
+        clf.save(tmp_path / "c.npz")
+    finally:
+        clf.feature_config = None
+    back = GMMClassifier.load(tmp_path / "c.npz")
+    assert back.labels_ == clf.labels_
+    assert back.config.n_dims == 4 and back.config != cfg
+    np.testing.assert_array_equal(back.means_, clf.means_)
+    np.testing.assert_array_equal(back.score_matrix(clips), clf.score_matrix(clips))
+    with pytest.raises(ModelFileError, match="holds a 'GMMClassifier'"):
+        DiagGMM.load(tmp_path / "c.npz")
+    data = (tmp_path / "c.npz").read_bytes()
+    (tmp_path / "t.npz").write_bytes(data[: len(data) // 2])
+    with pytest.raises(ModelFileError, match="t.npz"):
+        GMMClassifier.load(tmp_path / "t.npz")
+
+
+def test_config_dims_must_match_model(fitted, tmp_path):
+    clf, _, _ = fitted
+    clf.feature_config = FeatureConfig.preset("speech")  # 60 dims, model has 4
+    try:
+        clf.save(tmp_path / "c.npz")
+    finally:
+        clf.feature_config = None
+    with pytest.raises(ModelFileError, match="feature config gives 60"):
+        GMMClassifier.load(tmp_path / "c.npz")
