@@ -382,6 +382,9 @@ class ConvergenceMonitor:
         If > 0, print one aligned line per iteration to stderr.
     drop_tol : float
         Relative decrease that triggers a warning (float32 arithmetic needs ~1e-5).
+    scale : float
+        Typical magnitude of one frame's log-likelihood terms (e.g. n_dims); the
+        warning threshold is ``drop_tol * max(1, |ll|, scale)``.
 
     Attributes
     ----------
@@ -390,10 +393,17 @@ class ConvergenceMonitor:
     """
 
     def __init__(
-        self, tol: float, max_iter: int, verbose: int = 0, *, drop_tol: float = 1e-9
+        self,
+        tol: float,
+        max_iter: int,
+        verbose: int = 0,
+        *,
+        drop_tol: float = 1e-9,
+        scale: float = 1.0,
     ) -> None:
         self.tol = tol
         self.drop_tol = drop_tol
+        self.scale = scale
         self.max_iter = max_iter
         self.verbose = verbose
         self.history: list[float] = []
@@ -401,7 +411,7 @@ class ConvergenceMonitor:
     def report(self, ll: float, *, reseeded: bool = False) -> None:
         if self.history and not reseeded:
             prev = self.history[-1]
-            if ll < prev - self.drop_tol * max(1.0, abs(prev)):
+            if ll < prev - self.drop_tol * max(1.0, abs(prev), self.scale):
                 warnings.warn(
                     f"EM log-likelihood decreased from {prev:.10g} to {ll:.10g} "
                     f"(iteration {len(self.history)}); the data may be degenerate",
@@ -975,7 +985,7 @@ class DiagGMM:
             idx = np.sort(rng.choice(n_total, size=m, replace=False))
             self._init_params(source.gather(idx), rng)
             monitor = ConvergenceMonitor(
-                self.tol, self.max_iter, self.verbose, drop_tol=source.drop_tol
+                self.tol, self.max_iter, self.verbose, drop_tol=source.drop_tol, scale=n_dims
             )
             self._monitor_history = monitor.history
             n_iter, reseeded = 0, False

@@ -17,14 +17,34 @@ import numpy as np
 
 from .cache import ExtractionResult, extract_many
 from .classifier import GMMClassifier
-from .datasets import Record
+from .datasets import Record, read_manifest, select, split_records
 from .exceptions import DatasetError
 from .features import FeatureConfig
 from .metrics import summary
 
-__all__ = ["train_classifier", "evaluate_classifier", "predict_files"]
+__all__ = ["load_split", "train_classifier", "evaluate_classifier", "predict_files"]
 
 logger = logging.getLogger(__name__)
+
+
+def load_split(
+    data: str | os.PathLike,
+    split: str | None,
+    *,
+    train_fraction: float = 0.7,
+    seed: int = 0,
+) -> list[Record]:
+    """Records of one split of a manifest (folder per label, CSV or Kaldi dir).
+
+    When the manifest has no split column, a deterministic stratified split is
+    made with ``train_fraction`` and ``seed`` (the same on every call, so
+    ``train`` and ``test`` never overlap). ``split=None`` or ``"all"`` returns
+    every record.
+    """
+    records = read_manifest(data)
+    if split in (None, "all"):
+        return records
+    return select(split_records(records, train_fraction=train_fraction, seed=seed), split)
 
 
 def _skipped(res: ExtractionResult) -> list[dict[str, str]]:

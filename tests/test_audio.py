@@ -1,0 +1,153 @@
+"""audiogmm.audio: decoding, downmix, resampling, and the bad-file suite."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from audiogmm.audio import AudioInfo, info, load, resample
+from audiogmm.exceptions import AudioError, FeatureError, ParameterError
+from audiogmm.features import FeatureConfig, extract
+
+from .conftest_audio import make_bad_file_suite, real_clips, speech_like
+
+
+@pytest.fixture(scope="module")
+def suite(tmp_path_factory):
+    return make_bad_file_suite(tmp_path_factory.mktemp("bad files"))
+
+
+SUITE_NAMES = [
+    "good.wav",
+    "good.flac",
+    "good.ogg",
+    "empty.wav",
+    "zero_samples.wav",
+    "truncated_header.wav",
+    "random_bytes.wav",
+    "text_file.wav",
+    "silence.wav",
+    "ten_samples.wav",
+    "nan_samples.wav",
+    "stereo_24bit_96k.wav",
+    "mono_8bit_8k.wav",
+    "Ünïcødé name with spaces é.wav",
+    "missing.wav",
+]
+
+
+@pytest.mark.parametrize("name", SUITE_NAMES)
+def test_bad_file_suite_extract(suite, name):
+    case = suite[name]
+    config = FeatureConfig.preset("speech")
+    if case.error is None:
+        x = extract(case.path, config=config)
+        assert x.dtype == np.float32 and x.ndim == 2 and x.shape[1] == config.n_dims
+        assert x.shape[0] > 10 and np.isfinite(x).all()
+    else:
+        with pytest.raises(case.error, match=case.match) as err:
+            extract(case.path, config=config)
+        assert case.path in str(err.value)  # the message names the file
+
+
+def test_error_classes_are_builtins_too(suite):
+    with pytest.raises(OSError):
+        load(suite["missing.wav"].path, sr=None)
+    with pytest.raises(ValueError):
+        extract(suite["silence.wav"].path)
+
+
+def test_silence_loads_and_keep_all_frames_is_finite(suite):
+    y = load(suite["silence.wav"].path, sr=16000)
+    assert y.shape == (16000,) and not y.any()
+    x = extract(suite["silence.wav"].path, keep_all_frames=True)
+    assert x.shape == (101, 60) and np.isfinite(x).all()
+
+
+def test_ten_samples_loads_without_min_samples(suite):
+    y = load(suite["ten_samples.wav"].path, sr=None)
+    assert y.shape == (10,)
+    with pytest.raises(AudioError, match="expected at least 400"):
+        load(suite["ten_samples.wav"].path, sr=16000, min_samples=400)
+
+
+def test_stereo_24bit_96k_is_downmixed_and_resampled(suite):
+    p = suite["stereo_24bit_96k.wav"].path
+    raw, sr = sf.read(p, dtype="float32")
+    y = load(p, sr=16000)
+    assert y.dtype == np.float32 and y.ndim == 1
+    assert abs(y.size - 16000) <= 1
+    native = load(p, sr=None)
+    np.testing.assert_allclose(native, raw.mean(axis=1), atol=1e-7)
+    # soxr keeps the level of an in-band signal
+    assert np.isclose(np.sqrt(np.mean(y**2)), np.sqrt(np.mean(native**2)), rtol=0.05)
+
+
+def test_8bit_8k_is_upsampled(suite):
+    y = load(suite["mono_8bit_8k.wav"].path, sr=16000)
+    assert abs(y.size - 16000) <= 1 and np.abs(y).max() <= 1.0
+
+
+def test_no_resampling_when_rates_match(tmp_path):
+    y = speech_like(16000, 0.5)
+    p = tmp_path / "a.wav"
+    sf.write(p, y, 16000, subtype="FLOAT")
+    np.testing.assert_array_equal(load(p, sr=16000), y)
+    np.testing.assert_array_equal(load(p, sr=None), y)
+
+
+@pytest.mark.parametrize("fmt,subtype", [("FLAC", "PCM_16"), ("OGG", "VORBIS"), ("MP3", None)])
+def test_compressed_formats(tmp_path, fmt, subtype):
+    if fmt not in sf.available_formats():
+        pytest.skip(f"libsndfile without {fmt}")
+    p = tmp_path / f"clip.{fmt.lower()}"
+    sf.write(p, speech_like(16000, 1.0), 16000, format=fmt, subtype=subtype)
+    y = load(p, sr=16000)
+    assert y.dtype == np.float32 and abs(y.size - 16000) < 2000
+
+
+def test_info(suite):
+    i = info(suite["stereo_24bit_96k.wav"].path)
+    assert isinstance(i, AudioInfo)
+    assert (i.sample_rate, i.channels, i.frames, i.subtype) == (96000, 2, 96000, "PCM_24")
+    assert i.duration_s == pytest.approx(1.0)
+    with pytest.raises(AudioError, match="not found"):
+        info(suite["missing.wav"].path)
+
+
+def test_directory_is_not_a_file(tmp_path):
+    with pytest.raises(AudioError, match="regular file"):
+        load(tmp_path, sr=None)
+
+
+@pytest.mark.parametrize("kwargs", [{"sr": 0}, {"sr": -8000}, {"sr": 16000.5}, {"min_samples": 0}])
+def test_load_parameter_errors(suite, kwargs):
+    kwargs = {"sr": 16000, **kwargs}
+    with pytest.raises(ParameterError):
+        load(suite["good.wav"].path, **kwargs)
+
+
+def test_resample_rates():
+    y = speech_like(22050, 1.0)
+    z = resample(y, 22050, 16000)
+    assert z.dtype == np.float32 and abs(z.size - 16000) <= 1
+    assert resample(y, 22050, 22050) is y or np.array_equal(resample(y, 22050, 22050), y)
+    with pytest.raises(ParameterError, match="sample rates"):
+        resample(y, 0, 16000)
+
+
+def test_real_clips_load():
+    clips = real_clips(limit=3)
+    if not clips:
+        pytest.skip("data_samples/ not present")
+    for p in clips:
+        y = load(p, sr=16000)
+        assert y.dtype == np.float32 and y.size > 1600 and np.isfinite(y).all()
+
+
+def test_feature_error_for_suite_is_not_audio_error(suite):
+    # silence is a *feature* problem: the file itself is fine
+    with pytest.raises(FeatureError) as err:
+        extract(suite["silence.wav"].path)
+    assert not isinstance(err.value, AudioError)

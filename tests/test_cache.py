@@ -1,0 +1,242 @@
+"""audiogmm.cache: batch extraction, the feature cache, skipped files, serial == parallel."""
+
+from __future__ import annotations
+
+import csv
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from audiogmm.cache import ExtractionResult, Skipped, cache_path, extract_many
+from audiogmm.datasets import Record, read_manifest
+from audiogmm.exceptions import AudioError, FeatureError, ParameterError
+from audiogmm.features import PRESETS, extract
+
+from .conftest_audio import make_bad_file_suite, real_clips, speech_like
+
+
+@pytest.fixture(scope="module")
+def suite(tmp_path_factory):
+    return make_bad_file_suite(tmp_path_factory.mktemp("bad suite"))
+
+
+@pytest.fixture
+def clips(tmp_path):
+    """Six small good files (16 kHz WAV)."""
+    folder = tmp_path / "clips"
+    folder.mkdir()
+    paths = []
+    for i in range(6):
+        p = folder / f"c{i}.wav"
+        sf.write(p, speech_like(16000, 0.6, seed=i), 16000)
+        paths.append(str(p))
+    return paths
+
+
+def read_skipped(path: Path) -> dict[str, str]:
+    with open(path, newline="", encoding="utf-8") as f:
+        rows = list(csv.reader(f))
+    assert rows[0] == ["path", "reason"]
+    return {r[0]: r[1] for r in rows[1:]}
+
+
+# ---------------------------------------------------------------------- acceptance 3, batch
+@pytest.mark.parametrize("n_jobs", [1, 2])
+def test_batch_skips_bad_files_and_reports_them(suite, tmp_path, n_jobs):
+    paths = [c.path for c in suite.values()]
+    res = extract_many(paths, config=PRESETS["speech"], n_jobs=n_jobs, cache_dir=tmp_path / "c")
+    good = [c.path for c in suite.values() if c.error is None]
+    bad = {c.path: c for c in suite.values() if c.error is not None}
+    assert list(res.features) == good  # input order
+    assert [s.path for s in res.skipped] == list(bad)
+    assert res.n_extracted == len(good) and res.n_cached == 0 and res.n_skipped == len(bad)
+    for p in good:
+        np.testing.assert_array_equal(res.features[p], extract(p))
+    res.write_skipped_csv(tmp_path / "skipped.csv")
+    reasons = read_skipped(tmp_path / "skipped.csv")
+    assert list(reasons) == list(bad)
+    for p, case in bad.items():
+        assert case.match in reasons[p] and p in reasons[p]
+
+
+@pytest.mark.parametrize("n_jobs", [1, 2])
+def test_strict_raises_the_files_error(suite, clips, n_jobs):
+    with pytest.raises(AudioError, match="empty file"):
+        extract_many([*clips, suite["empty.wav"].path], n_jobs=n_jobs, strict=True)
+    with pytest.raises(FeatureError, match="no voiced frame"):
+        extract_many([suite["silence.wav"].path], n_jobs=n_jobs, strict=True)
+    with pytest.raises(AudioError, match="not found"):
+        extract_many(
+            [suite["missing.wav"].path], cache_dir=Path(clips[0]).parent / "c", strict=True
+        )
+
+
+def test_keep_all_frames_rescues_silence(suite):
+    res = extract_many([suite["silence.wav"].path], n_jobs=1, keep_all_frames=True)
+    (x,) = res.features.values()
+    assert x.shape == (101, 60) and np.isfinite(x).all() and not res.skipped
+
+
+def test_write_skipped_csv_with_nothing_skipped(clips, tmp_path):
+    res = extract_many(clips, n_jobs=1)
+    res.write_skipped_csv(tmp_path / "skipped.csv")
+    assert read_skipped(tmp_path / "skipped.csv") == {}
+    assert [f for f in os.listdir(tmp_path) if f.startswith(".tmp")] == []
+
+
+# ---------------------------------------------------------------------- acceptance 4, cache
+def test_cache_counts(clips, tmp_path):
+    cache = tmp_path / "cache"
+    cfg = PRESETS["speech"]
+    first = extract_many(clips, config=cfg, cache_dir=cache, n_jobs=1)
+    assert (first.n_extracted, first.n_cached) == (6, 0)
+    second = extract_many(clips, config=cfg, cache_dir=cache, n_jobs=1)
+    assert (second.n_extracted, second.n_cached) == (0, 6)
+    for p in clips:
+        np.testing.assert_array_equal(second.features[p], first.features[p])
+
+    # touching one file re-extracts only it
+    st = os.stat(clips[2])
+    os.utime(clips[2], ns=(st.st_atime_ns, st.st_mtime_ns + 1_000_000))
+    third = extract_many(clips, config=cfg, cache_dir=cache, n_jobs=1)
+    assert (third.n_extracted, third.n_cached) == (1, 5)
+
+    # a changed config re-extracts all, next to the old entries
+    other = cfg.replace(n_mfcc=13)
+    fourth = extract_many(clips, config=other, cache_dir=cache, n_jobs=2)
+    assert (fourth.n_extracted, fourth.n_cached) == (6, 0)
+    assert all(x.shape[1] == 39 for x in fourth.features.values())
+    assert sorted(os.listdir(cache)) == sorted([cfg.content_hash(), other.content_hash()])
+    cfg_dir = cache / cfg.content_hash()
+    assert (cfg_dir / "config.json").read_text().startswith("{")
+    # 6 current entries + 1 stale one for the touched file; no temp files left behind
+    assert len([f for f in os.listdir(cfg_dir) if f.endswith(".npy")]) == 7
+    assert not [f for f in os.listdir(cfg_dir) if f.startswith(".tmp")]
+
+
+def test_changed_content_same_mtime_size_is_keyed_by_mtime(clips, tmp_path):
+    cache = tmp_path / "cache"
+    extract_many(clips[:1], cache_dir=cache, n_jobs=1)
+    sf.write(clips[0], speech_like(16000, 0.6, seed=99), 16000)  # rewrite: new mtime
+    res = extract_many(clips[:1], cache_dir=cache, n_jobs=1)
+    assert res.n_extracted == 1
+    np.testing.assert_array_equal(res.features[clips[0]], extract(clips[0]))
+
+
+@pytest.mark.parametrize(
+    "corrupt",
+    [
+        lambda p: Path(p).write_bytes(b"garbage"),
+        lambda p: Path(p).write_bytes(Path(p).read_bytes()[:100]),
+        lambda p: np.save(p, np.zeros((3, 7), np.float32)),
+        lambda p: np.save(p, np.zeros((3, 60), np.float64)),
+        lambda p: np.save(p, np.full((3, 60), np.nan, np.float32)),
+        lambda p: np.save(p, np.array([{"a": 1}], dtype=object), allow_pickle=True),
+    ],
+)
+def test_corrupt_cache_entry_is_recomputed(clips, tmp_path, corrupt):
+    cache = tmp_path / "cache"
+    cfg = PRESETS["speech"]
+    ref = extract_many(clips[:2], config=cfg, cache_dir=cache, n_jobs=1)
+    entry = cache_path(cache, clips[0], cfg)
+    assert os.path.isfile(entry)
+    corrupt(entry)
+    res = extract_many(clips[:2], config=cfg, cache_dir=cache, n_jobs=1)
+    assert (res.n_extracted, res.n_cached) == (1, 1)
+    np.testing.assert_array_equal(res.features[clips[0]], ref.features[clips[0]])
+    again = np.load(entry, allow_pickle=False)
+    np.testing.assert_array_equal(again, ref.features[clips[0]])
+
+
+def test_keep_all_frames_has_its_own_cache_entries(clips, tmp_path):
+    cache = tmp_path / "cache"
+    extract_many(clips, cache_dir=cache, n_jobs=1)
+    res = extract_many(clips, cache_dir=cache, n_jobs=1, keep_all_frames=True)
+    assert res.n_extracted == 6
+
+
+def test_records_duplicates_and_progress(clips):
+    calls = []
+    recs = [Record(p, "x") for p in clips]
+    res = extract_many(
+        [*recs, clips[0]], n_jobs=1, progress=lambda done, total: calls.append((done, total))
+    )
+    assert isinstance(res, ExtractionResult) and list(res.features) == clips
+    assert calls == [(i, 6) for i in range(1, 7)]
+    assert extract_many([], n_jobs=2).features == {}
+
+
+def test_progress_bar_on_stderr(clips, capsys):
+    extract_many(clips[:2], n_jobs=1, progress=True)
+    assert "Extracting features" in capsys.readouterr().err
+    extract_many(clips[:2], n_jobs=1, progress=False)
+    assert capsys.readouterr().err == ""
+
+
+@pytest.mark.parametrize("n_jobs", [0, -1, 1.5, True])
+def test_bad_n_jobs(clips, n_jobs):
+    with pytest.raises(ParameterError, match="n_jobs"):
+        extract_many(clips, n_jobs=n_jobs)
+
+
+def test_skipped_is_a_value():
+    assert Skipped("a", "b") == Skipped("a", "b")
+
+
+# ---------------------------------------------------------------------- acceptance 5
+def clip_folder(tmp_path: Path, minimum: int = 100) -> list[str]:
+    """≥ minimum real clips from data_samples/, cut into 2 s segments when there are too few."""
+    real = real_clips()
+    out = []
+    if len(real) >= minimum:
+        return real
+    if real:  # cut several segments from each real clip
+        folder = tmp_path / "segments"
+        folder.mkdir()
+        for i, p in enumerate(real):
+            y, sr = sf.read(p, dtype="float32")
+            for j in range(0, max(1, len(y) - sr), sr):
+                q = folder / f"{i:03d}_{j // sr:02d}.flac"
+                sf.write(q, y[j : j + 2 * sr], sr)
+                out.append(str(q))
+        if len(out) >= minimum:
+            return out
+    folder = tmp_path / "synthetic"  # data_samples/ absent: development fallback
+    folder.mkdir()
+    for i in range(minimum):
+        q = folder / f"s{i:03d}.flac"
+        sf.write(q, speech_like(16000, 1.0, seed=i), 16000)
+        out.append(str(q))
+    return out
+
+
+def test_parallel_equals_serial_on_100_real_clips(tmp_path):
+    paths = clip_folder(tmp_path)
+    assert len(paths) >= 100
+    serial = extract_many(paths, n_jobs=1)
+    parallel = extract_many(paths, n_jobs=2, cache_dir=tmp_path / "cache")
+    assert list(parallel.features) == list(serial.features)
+    assert [s.path for s in parallel.skipped] == [s.path for s in serial.skipped]
+    assert len(serial.features) >= 0.95 * len(paths)
+    for p, x in serial.features.items():
+        y = parallel.features[p]
+        assert x.dtype == y.dtype == np.float32 and x.shape == y.shape
+        np.testing.assert_array_equal(x, y)
+    assert parallel.n_extracted == len(parallel.features)
+
+
+def test_manifest_of_data_samples_in_parallel(tmp_path):
+    if not real_clips(limit=1):
+        pytest.skip("data_samples/ not present")
+    from .conftest_audio import DATA_SAMPLES
+
+    recs = read_manifest(DATA_SAMPLES / "sounds")[:12]
+    cfg = PRESETS["dcase2016"]
+    res = extract_many(recs, config=cfg, n_jobs=2, cache_dir=tmp_path / "c")
+    again = extract_many(recs, config=cfg, n_jobs=2, cache_dir=tmp_path / "c")
+    assert again.n_cached == res.n_extracted == len(res.features) == 12
+    for r in recs:
+        assert res.features[r.path].shape[1] == 60
