@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import os
 import threading
+from collections import deque
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from typing import Callable, TypeVar
@@ -72,8 +74,11 @@ def single_threaded_blas():
 
 def chunk_map(
     fn: Callable[[int, int], T], n: int, chunk: int, *, n_threads: int | None = None
-) -> list[T]:
-    """Apply ``fn(start, stop)`` to consecutive chunks of ``range(n)``, results in order.
+) -> Iterator[T]:
+    """Apply ``fn(start, stop)`` to consecutive chunks of ``range(n)``; yield results in order.
+
+    Results are yielded lazily, so a caller that reduces them as they come holds
+    only a few chunk results at a time, whatever ``n`` is.
 
     Parameters
     ----------
@@ -92,5 +97,15 @@ def chunk_map(
         threads = 1  # already inside a worker: nesting on the same pool could deadlock
     with single_threaded_blas():
         if threads <= 1:
-            return [fn(s, e) for s, e in bounds]
-        return list(_pool(threads).map(lambda b: fn(*b), bounds))
+            for s, e in bounds:
+                yield fn(s, e)
+            return
+        pool = _pool(threads)
+        window = 4 * threads  # bounded look-ahead: few results alive at once
+        pending: deque = deque()
+        for b in bounds:
+            pending.append(pool.submit(fn, *b))
+            if len(pending) >= window:
+                yield pending.popleft().result()
+        while pending:
+            yield pending.popleft().result()

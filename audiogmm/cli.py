@@ -33,6 +33,9 @@ class _Group(click.Group):
             return super().invoke(ctx)
         except AudioGMMError as e:
             raise click.ClickException(str(e)) from e
+        except BrokenPipeError:  # e.g. `audiogmm info m.npz | head`: not an error
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            sys.exit(0)
         except OSError as e:  # e.g. an output folder we may not write to
             raise click.ClickException(f"{type(e).__name__}: {e}") from e
 

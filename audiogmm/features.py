@@ -1,18 +1,25 @@
 """MFCC front end: :class:`FeatureConfig` and :func:`extract`.
 
-Pipeline (frames are rows from the end of this module on)::
+Pipeline (frames are rows once it leaves librosa)::
 
-    waveform ─ pre-emphasis ─ STFT power ─ mel (librosa.feature.melspectrogram)
-             ─ log (librosa.power_to_db, amin floor) ─ DCT (librosa.feature.mfcc)
-             ─ [c0 → frame log-energy] ─ Δ/ΔΔ (librosa.feature.delta)
+    waveform ─ pre-emphasis ─ |STFT|² ─ mel filterbank (librosa.filters.mel)
+             ─ log (librosa.power_to_db, amin floor) ─ DCT + lifter (librosa.feature.mfcc)
+             ─ [c0 → frame log-energy] ─ Δ/ΔΔ (librosa.feature.delta semantics)
              ─ energy VAD (drop frames) ─ CMVN (utterance or sliding) ─ (n_frames, n_dims)
 
 Deltas are computed on the contiguous frame sequence, *before* VAD drops frames
 (as Kaldi's ``add-deltas | select-voiced-frames``). CMVN is computed *after*
 VAD, on the kept frames only, so silence does not bias the statistics.
 
-The STFT is computed once; the mel spectrogram and the frame energy (for VAD and
-for ``c0="energy"``) both come from the same power spectrogram.
+Speed (the ``speech`` preset runs at > 1000x real time per core, decode
+included) comes from three equivalences, each tested against librosa: the
+STFT + mel projection is ``librosa.stft`` + ``librosa.feature.melspectrogram``
+with frames laid out as rows and processed in blocks (the STFT is computed once;
+the frame energy for VAD and ``c0="energy"`` comes from the same spectrum);
+the mel filterbank is built once per config; and outside ``"interp"`` mode the
+deltas apply ``librosa.feature.delta``'s Savitzky-Golay filter with cached
+coefficients (bit-identical). The one small BLAS product runs on one thread, so
+results do not depend on the machine's thread settings or on the job count.
 """
 
 from __future__ import annotations
@@ -23,8 +30,9 @@ import functools
 import hashlib
 import json
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
+from types import MappingProxyType
 from typing import Any, Optional, Union
 
 import numpy as np
@@ -371,7 +379,7 @@ def _is_real(v: Any) -> bool:
         return False
 
 
-PRESETS: dict[str, FeatureConfig] = {
+_PRESETS: dict[str, FeatureConfig] = {
     # Kaldi/HTK habit: 25 ms / 10 ms at 16 kHz, 40 HTK mels 20-7600 Hz, 20 cepstra with c0
     # replaced by log-energy, lifter 22, + Δ + ΔΔ (60 dims), energy VAD, utterance CMVN.
     "speech": FeatureConfig(),
@@ -431,6 +439,9 @@ PRESETS: dict[str, FeatureConfig] = {
         cmvn="none",
     ),
 }
+
+#: The named presets (read-only): ``"speech"`` (default), ``"dcase2016"``, ``"librosa"``.
+PRESETS: Mapping[str, FeatureConfig] = MappingProxyType(_PRESETS)
 
 
 # ---------------------------------------------------------------------- helpers
@@ -580,6 +591,10 @@ def sliding_cmvn(x: np.ndarray, *, window: int = 300, norm_vars: bool = True) ->
         m = (c1c[end] - c1c[start]) / w
         var = (c2c[end] - c2c[start]) / w - m * m
         out /= np.maximum(np.sqrt(np.maximum(var, 0.0)), _STD_FLOOR)
+        # A window that is constant in a dimension (e.g. window=1, or repeated frames) has a
+        # variance of pure rounding noise here: map it to 0, as utterance_cmvn does.
+        flat = var <= 1e-12 * np.mean(xc * xc, axis=0) + 1e-300
+        out[flat] = 0.0
     return out
 
 

@@ -266,7 +266,8 @@ def stacked_log_likelihood(
         _kernels.segment_lse(ws.L[:m], K, ws.out[:m, :M], fast=fast)
         out[start:stop] = ws.out[:m, :M]
 
-    chunk_map(one, X.shape[0], chunk, n_threads=n_threads)
+    for _ in chunk_map(one, X.shape[0], chunk, n_threads=n_threads):
+        pass
     return out
 
 
@@ -502,12 +503,12 @@ def _check_X(
         raise ParameterError(f"{name} has zero dimensions")
     if X.shape[0] < min_frames:
         raise ParameterError(f"{name} has {X.shape[0]} frames; at least {min_frames} needed")
-    bad = ~np.isfinite(X)
-    if bad.any():
-        rows = np.flatnonzero(bad.any(axis=1))
-        raise ParameterError(
-            f"{name} contains NaN or inf in {rows.size} frame(s), first at row {rows[0]}"
-        )
+    step = max(1, (1 << 22) // max(1, X.shape[1]))  # blockwise: no N-sized temporary
+    for start in range(0, X.shape[0], step):
+        ok = np.isfinite(X[start : start + step]).all(axis=1)
+        if not ok.all():
+            first = start + int(np.argmin(ok))
+            raise ParameterError(f"{name} contains NaN or inf, first at frame {first}")
     return X
 
 

@@ -97,11 +97,21 @@ def test_no_resampling_when_rates_match(tmp_path):
     np.testing.assert_array_equal(load(p, sr=None), y)
 
 
-@pytest.mark.parametrize("fmt,subtype", [("FLAC", "PCM_16"), ("OGG", "VORBIS"), ("MP3", None)])
-def test_compressed_formats(tmp_path, fmt, subtype):
+@pytest.mark.parametrize(
+    "fmt,subtype,ext",
+    [
+        ("FLAC", "PCM_16", "flac"),
+        ("OGG", "VORBIS", "ogg"),
+        ("MP3", None, "mp3"),
+        ("AIFF", "PCM_16", "aiff"),
+        ("AU", "PCM_16", "au"),
+        ("WAV", "PCM_32", "WAV"),
+    ],
+)
+def test_formats(tmp_path, fmt, subtype, ext):
     if fmt not in sf.available_formats():
         pytest.skip(f"libsndfile without {fmt}")
-    p = tmp_path / f"clip.{fmt.lower()}"
+    p = tmp_path / f"clip.{ext}"
     sf.write(p, speech_like(16000, 1.0), 16000, format=fmt, subtype=subtype)
     y = load(p, sr=16000)
     assert y.dtype == np.float32 and abs(y.size - 16000) < 2000
