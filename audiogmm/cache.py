@@ -31,7 +31,6 @@ import logging
 import multiprocessing
 import os
 import sys
-import tempfile
 import threading
 from collections.abc import Iterable
 from concurrent.futures import Future, ProcessPoolExecutor, as_completed
@@ -44,6 +43,7 @@ from . import audio
 from .datasets import Record
 from .exceptions import AudioError, FeatureError, ParameterError
 from .features import FeatureConfig, extract
+from .io import atomic_write
 
 __all__ = [
     "ExtractionResult",
@@ -148,33 +148,11 @@ def cache_path(
 
 
 def _atomic_write_bytes(dst: str, data: bytes) -> None:
-    folder = os.path.dirname(os.path.abspath(dst))
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=folder)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, dst)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
+    atomic_write(dst, lambda f: f.write(data))
 
 
 def _save_npy(dst: str, arr: np.ndarray) -> None:
-    folder = os.path.dirname(dst)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".npy", dir=folder)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.save(f, arr, allow_pickle=False)
-        os.replace(tmp, dst)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
+    atomic_write(dst, lambda f: np.save(f, arr, allow_pickle=False))
 
 
 def _load_cached(file: str, config: FeatureConfig) -> Optional[np.ndarray]:

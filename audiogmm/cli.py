@@ -64,17 +64,21 @@ def _feature_options(f):
     return f
 
 
-def _run_options(f):
-    f = click.option(
-        "--cache", "cache_dir", type=click.Path(file_okay=False), help="Feature cache folder."
-    )(f)
-    f = click.option(
+def _jobs_option(f):
+    return click.option(
         "--jobs",
         "-j",
         type=click.IntRange(min=1),
         default=None,
         help="Parallel workers [default: all cores].",
     )(f)
+
+
+def _run_options(f):
+    f = click.option(
+        "--cache", "cache_dir", type=click.Path(file_okay=False), help="Feature cache folder."
+    )(f)
+    f = _jobs_option(f)
     f = click.option(
         "--strict", is_flag=True, help="Fail on the first bad audio file instead of skipping it."
     )(f)
@@ -319,19 +323,7 @@ def train(
     type=click.Path(file_okay=False),
     help="Write metrics.json, confusion.txt/.png here.",
 )
-@click.option(
-    "--cache", "cache_dir", type=click.Path(file_okay=False), help="Feature cache folder."
-)
-@click.option(
-    "--jobs",
-    "-j",
-    type=click.IntRange(min=1),
-    default=None,
-    help="Parallel workers [default: all cores].",
-)
-@click.option(
-    "--strict", is_flag=True, help="Fail on the first bad audio file instead of skipping it."
-)
+@_run_options
 @_json_option
 @click.pass_context
 def evaluate(
@@ -372,13 +364,7 @@ def evaluate(
     show_default=True,
     help="Show the N best classes.",
 )
-@click.option(
-    "--jobs",
-    "-j",
-    type=click.IntRange(min=1),
-    default=None,
-    help="Parallel workers [default: all cores].",
-)
+@_jobs_option
 @_json_option
 @click.pass_context
 def predict(ctx, model, files, top, jobs, as_json):

@@ -25,6 +25,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+import click
+
 from .cache import extract_many
 from .classifier import GMMClassifier
 from .datasets import Record, read_manifest, select, split_records
@@ -33,7 +35,16 @@ from .io import atomic_write
 from .pipeline import evaluate_classifier, train_classifier
 from .report import format_confusion, write_report
 
-__all__ = ["Experiment"]
+__all__ = ["Experiment", "recipe_command", "STAGES"]
+
+#: The stages every classification recipe runs, in order: (number, name, one-line purpose).
+STAGES = (
+    (0, "prepare", "read DATA, make a stratified train/test split -> records.csv"),
+    (1, "extract", "features for every file, cached -> features/, skipped.csv"),
+    (2, "train", "one diagonal GMM per label -> model.npz"),
+    (3, "evaluate", "classify the test files by max total log-likelihood -> results.json"),
+    (4, "report", "metrics.json, confusion.txt, confusion.png -> report/"),
+)
 
 
 class Experiment:
@@ -161,3 +172,75 @@ class Experiment:
         self.log(format_confusion(res["confusion"]["labels"], res["confusion"]["matrix"]).rstrip())
         self.log(f"ACCURACY {100 * res['accuracy']:.2f}% ({res['n']} test files)")
         return ", ".join(os.path.relpath(f, self.dir) for f in files)
+
+    def run(self, stage: int = 0, stop_stage: int = len(STAGES) - 1) -> None:
+        """Run stages ``stage`` .. ``stop_stage`` in order (Kaldi's ``--stage`` habit)."""
+        for n, name, _ in STAGES:
+            if stage <= n <= stop_stage:
+                self.stage(n, name, getattr(self, name))
+
+
+def recipe_command(
+    *, data: str, exp: str, preset: str, components: int, train_fraction: float, seed: int
+):
+    """The click command shared by the classification recipes; defaults come from the recipe.
+
+    The command writes ``cmd.txt`` and ``settings.json`` first, then runs the
+    requested stages of :class:`Experiment`.
+    """
+
+    @click.command(context_settings={"help_option_names": ["-h", "--help"]})
+    @click.option(
+        "--data",
+        default=data,
+        show_default=True,
+        type=click.Path(exists=True),
+        help="Label folders, CSV or Kaldi dir.",
+    )
+    @click.option("--exp", "exp_dir", default=exp, show_default=True, help="Experiment folder.")
+    @click.option(
+        "--preset",
+        default=preset,
+        show_default=True,
+        type=click.Choice(["speech", "dcase2016", "librosa"]),
+    )
+    @click.option(
+        "--config",
+        type=click.Path(exists=True, dir_okay=False),
+        help="FeatureConfig JSON (overrides --preset).",
+    )
+    @click.option(
+        "--components", "-k", default=components, show_default=True, type=click.IntRange(min=1)
+    )
+    @click.option(
+        "--train-fraction",
+        default=train_fraction,
+        show_default=True,
+        type=click.FloatRange(0, 1, min_open=True, max_open=True),
+    )
+    @click.option("--seed", default=seed, show_default=True, type=int)
+    @click.option(
+        "--jobs",
+        "-j",
+        default=None,
+        type=click.IntRange(min=1),
+        help="Workers [default: all cores].",
+    )
+    @click.option("--stage", default=0, show_default=True, type=int, help="First stage to run.")
+    @click.option(
+        "--stop-stage",
+        default=len(STAGES) - 1,
+        show_default=True,
+        type=int,
+        help="Last stage to run.",
+    )
+    def command(
+        data, exp_dir, preset, config, components, train_fraction, seed, jobs, stage, stop_stage
+    ):
+        settings = dict(data=os.path.abspath(data), preset=preset, config=config, components=components,
+                        train_fraction=train_fraction, seed=seed, jobs=jobs)  # fmt: skip
+        experiment = Experiment(exp_dir, settings)
+        experiment.save_settings(sys.argv)
+        experiment.run(stage, stop_stage)
+
+    return command

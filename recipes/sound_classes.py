@@ -1,92 +1,43 @@
 #!/usr/bin/env python
 """Sound-event / instrument classification with one GMM per class (the DCASE 2016 baseline).
 
-Stages (resume with --stage N, stop with --stop-stage N):
-  0 prepare   read DATA, make a stratified train/test split -> exp/records.csv
-  1 extract   DCASE 2016 features: 20 MFCC incl. c0 + D + DD (cached) -> exp/features/
-  2 train     one 16-component diagonal GMM per class -> exp/model.npz
-  3 evaluate  classify the test files by max total log-likelihood -> exp/results.json
-  4 report    metrics.json, confusion.txt, confusion.png -> exp/report/
+Stages (resume with --stage N, stop after --stop-stage N); all output goes to --exp:
+  0 prepare   read DATA, make a stratified train/test split -> records.csv
+  1 extract   features for every file, cached -> features/, skipped.csv
+  2 train     one diagonal GMM per class -> model.npz
+  3 evaluate  classify the test files by max total log-likelihood -> results.json
+  4 report    metrics.json, confusion.txt, confusion.png -> report/
 
-Run:  python recipes/sound_classes.py          (bundled data_samples/sounds)
-      python recipes/sound_classes.py --data /path/to/my/sounds.csv
+Run:  python recipes/sound_classes.py                 (bundled data_samples/sounds)
+      python recipes/sound_classes.py --data DIR_OR_CSV_OR_KALDI_DIR --components 64
 """
 
 from __future__ import annotations
 
 import os
-import sys
 
-import click
-
-from audiogmm.experiment import Experiment
+from audiogmm.cli import run_recipe
+from audiogmm.experiment import recipe_command
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
 # -- Begin configuration section ------------------------------------------------------------
 DATA = os.path.join(HERE, "..", "data_samples", "sounds")  # folder / CSV / Kaldi dir
-PRESET = "dcase2016"  # 40 ms Hamming / 20 ms hop, 40 mels, 20 MFCC incl. c0, D, DD; no CMVN
-COMPONENTS = 16  # as in the DCASE 2016 baseline
-TRAIN_FRACTION = 0.7
+PRESET = (
+    "dcase2016"  # 40 ms Hamming / 20 ms hop, 40 mels, 20 MFCC incl. c0 + D + DD; no VAD, no CMVN
+)
+COMPONENTS = 16  # per class
+TRAIN_FRACTION = 0.7  # per class, stratified, deterministic for a given SEED
 SEED = 0
 # -- End configuration section --------------------------------------------------------------
 
+main = recipe_command(
+    data=DATA, exp="exp/sound_classes", preset=PRESET, components=COMPONENTS,
+    train_fraction=TRAIN_FRACTION, seed=SEED,
+)  # fmt: skip
 
-@click.command(context_settings={"help_option_names": ["-h", "--help"]})
-@click.option(
-    "--data",
-    default=DATA,
-    show_default=True,
-    type=click.Path(exists=True),
-    help="Class folders, CSV or Kaldi dir.",
-)
-@click.option(
-    "--exp", "exp_dir", default="exp/sound_classes", show_default=True, help="Experiment folder."
-)
-@click.option(
-    "--preset",
-    default=PRESET,
-    show_default=True,
-    type=click.Choice(["speech", "dcase2016", "librosa"]),
-)
-@click.option(
-    "--config",
-    type=click.Path(exists=True, dir_okay=False),
-    help="FeatureConfig JSON (overrides --preset).",
-)
-@click.option(
-    "--components", "-k", default=COMPONENTS, show_default=True, type=click.IntRange(min=1)
-)
-@click.option("--train-fraction", default=TRAIN_FRACTION, show_default=True, type=float)
-@click.option("--seed", default=SEED, show_default=True, type=int)
-@click.option(
-    "--jobs", "-j", default=None, type=click.IntRange(min=1), help="Workers [default: all cores]."
-)
-@click.option("--stage", default=0, show_default=True, type=int, help="First stage to run.")
-@click.option("--stop-stage", default=4, show_default=True, type=int, help="Last stage to run.")
-def main(data, exp_dir, preset, config, components, train_fraction, seed, jobs, stage, stop_stage):
-    """Train and evaluate per-class sound GMMs, end to end."""
-    s = dict(data=os.path.abspath(data), preset=preset, config=config, components=components,
-             train_fraction=train_fraction, seed=seed, jobs=jobs)  # fmt: skip
-    exp = Experiment(exp_dir, s)
-    exp.save_settings(sys.argv)
-
-    if stage <= 0 <= stop_stage:  # split the data, stratified per class
-        exp.stage(0, "prepare", exp.prepare)
-    if stage <= 1 <= stop_stage:  # features for every file, cached
-        exp.stage(1, "extract", exp.extract)
-    if stage <= 2 <= stop_stage:  # one GMM per class
-        exp.stage(2, "train", exp.train)
-    if stage <= 3 <= stop_stage:  # max total log-likelihood on the test split
-        exp.stage(3, "evaluate", exp.evaluate)
-    if stage <= 4 <= stop_stage:  # human-readable report
-        exp.stage(4, "report", exp.report)
-
-    # Expected on the bundled data_samples/sounds (9 classes, 31 test clips), K=16:
-    #   ACCURACY ~94%   (about 5 s on 2 cores)
-
+# Expected on the bundled data_samples/sounds (9 classes, 35 test clips), K=16:
+#   ACCURACY 94.29%   (about 5 s on 2 cores); errors: ride vs violin/flute
 
 if __name__ == "__main__":
-    from audiogmm.cli import run_recipe
-
     run_recipe(main)
