@@ -28,6 +28,7 @@ import numpy as np
 
 from .audio import AUDIO_EXTENSIONS
 from .exceptions import DatasetError, ParameterError
+from .io import atomic_write
 
 __all__ = [
     "Record",
@@ -428,7 +429,5 @@ def write_csv(records: Iterable[Record], path: PathLike) -> None:
     w.writerow(["path", "label", "split"] if with_split else ["path", "label"])
     for r in records:
         w.writerow([r.path, r.label, r.split or ""] if with_split else [r.path, r.label])
-    tmp = f"{dst}.tmp{os.getpid()}"
-    with open(tmp, "w", encoding="utf-8", newline="") as f:
-        f.write(buf.getvalue())
-    os.replace(tmp, dst)
+    data = buf.getvalue().encode("utf-8")
+    atomic_write(dst, lambda f: f.write(data))

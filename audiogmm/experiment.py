@@ -16,8 +16,6 @@ so any stage can be re-run or inspected on its own::
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 import os
 import sys
@@ -29,7 +27,7 @@ import click
 
 from .cache import extract_many
 from .classifier import GMMClassifier
-from .datasets import Record, read_manifest, select, split_records
+from .datasets import Record, read_csv, read_manifest, select, split_records, write_csv
 from .features import FeatureConfig
 from .io import atomic_write
 from .pipeline import evaluate_classifier, train_classifier
@@ -107,19 +105,13 @@ class Experiment:
             train_fraction=self.s["train_fraction"],
             seed=self.s["seed"],
         )
-        buf = io.StringIO()
-        w = csv.writer(buf, lineterminator="\n")
-        w.writerow(["path", "label", "split"])
-        for r in records:
-            w.writerow([r.path, r.label, r.split])
-        self._write("records.csv", buf.getvalue())
+        write_csv(records, self.path("records.csv"))
         n_train = sum(r.split == "train" for r in records)
         labels = sorted({r.label for r in records})
         return f"{len(records)} files, {len(labels)} labels, {n_train} train / {len(records) - n_train} test"
 
     def records(self) -> list[Record]:
-        with open(self.path("records.csv"), encoding="utf-8", newline="") as fh:
-            return [Record(r["path"], r["label"], r["split"]) for r in csv.DictReader(fh)]
+        return read_csv(self.path("records.csv"))
 
     def extract(self) -> str:
         res = extract_many(
