@@ -30,16 +30,16 @@ import io
 import logging
 import multiprocessing
 import os
-import sys
 import threading
 from collections.abc import Iterable
 from concurrent.futures import Future, ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
-from typing import Callable, Optional, Union
+from typing import Optional, Union
 
 import numpy as np
 
 from . import audio
+from ._progress import ProgressFn, reporter
 from .datasets import Record
 from .exceptions import AudioError, FeatureError, ParameterError
 from .features import FeatureConfig, extract
@@ -56,7 +56,6 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 PathLike = Union[str, "os.PathLike[str]"]
-ProgressFn = Callable[[int, int], None]
 
 # Modules the forkserver imports once, so forked workers start warm (librosa's
 # lazy import costs seconds per process otherwise).
@@ -324,33 +323,13 @@ def extract_many(
     errors: dict[str, tuple[str, str]] = {}
     n_cached = 0
     n_extracted = 0
-    done = 0
-
-    bar = None
-    callback: Optional[ProgressFn] = progress if callable(progress) else None
-    show_bar = (progress is None and sys.stderr.isatty()) or progress is True
-    if show_bar and total:
-        import click
-
-        bar = click.progressbar(
-            length=total, label="Extracting features", file=sys.stderr, show_pos=True
-        )
-        bar.__enter__()
-
-    def tick() -> None:
-        nonlocal done
-        done += 1
-        if bar is not None:
-            bar.update(1)
-        if callback is not None:
-            callback(done, total)
 
     def fail(path: str, kind: str, message: str) -> None:
         if strict:
             raise (AudioError if kind == "AudioError" else FeatureError)(message)
         errors[path] = (kind, message)
 
-    try:
+    with reporter(progress, total, "Extracting features") as tick:
         tasks: list[tuple[str, Optional[str]]] = []
         for p in paths:
             cfile: Optional[str] = None
@@ -397,9 +376,6 @@ def extract_many(
                 for fut in futures:
                     fut.cancel()
                 raise
-    finally:
-        if bar is not None:
-            bar.__exit__(None, None, None)
 
     res = ExtractionResult(n_extracted=n_extracted, n_cached=n_cached)
     for p in paths:

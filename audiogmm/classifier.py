@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from ._parallel import default_threads, single_threaded_blas
+from ._progress import Progress, reporter
 from .exceptions import ModelFileError, ParameterError
 from .features import FeatureConfig
 from .gmm import DiagGMM, _check_X, _jsonable, _validate_params_arrays, stacked_log_likelihood
@@ -99,7 +100,9 @@ class GMMClassifier:
 
     # -- training ----------------------------------------------------------------------------
 
-    def fit(self, clips: Sequence[np.ndarray], labels: Sequence[str]) -> GMMClassifier:
+    def fit(
+        self, clips: Sequence[np.ndarray], labels: Sequence[str], *, progress: Progress = False
+    ) -> GMMClassifier:
         """Train one DiagGMM per label on the pooled frames of its clips.
 
         Parameters
@@ -108,6 +111,9 @@ class GMMClassifier:
             Feature frames of each training clip.
         labels : sequence of str, length n_clips
             Class of each clip.
+        progress : bool, callable or None, default=False
+            Progress over classes: ``None`` a bar on stderr when it is a terminal,
+            ``True``/``False`` force it on/off, or a callable ``f(n_done, n_total)``.
 
         Returns
         -------
@@ -146,12 +152,19 @@ class GMMClassifier:
         children = seeds.spawn(len(self.labels_))
         self._seeds = {y: int(c.generate_state(1)[0]) for y, c in zip(self.labels_, children)}
         threads = min(self.n_jobs or default_threads(), len(self.labels_))
-        if threads > 1:
-            # classes in parallel, each single-threaded: same result as sequential
-            with single_threaded_blas(), ThreadPoolExecutor(threads) as ex:
-                models = list(ex.map(lambda y: self._fit_one(y, data[y], 1), self.labels_))
-        else:
-            models = [self._fit_one(y, data[y], self.n_jobs) for y in self.labels_]
+        with reporter(progress, len(self.labels_), "Training class GMMs") as tick:
+
+            def one(y: str, n_jobs: int | None) -> DiagGMM:
+                gmm = self._fit_one(y, data[y], n_jobs)
+                tick()
+                return gmm
+
+            if threads > 1:
+                # classes in parallel, each single-threaded: same result as sequential
+                with single_threaded_blas(), ThreadPoolExecutor(threads) as ex:
+                    models = list(ex.map(lambda y: one(y, 1), self.labels_))
+            else:
+                models = [one(y, self.n_jobs) for y in self.labels_]
         self.models_ = dict(zip(self.labels_, models))
         self._stack()
         self.fit_report_ = {

@@ -120,7 +120,7 @@ def train_classifier(
     clf = GMMClassifier(
         n_components, feature_config=config, n_jobs=n_jobs, random_state=random_state, **gmm_params
     )
-    clf.fit(clips, labels)
+    clf.fit(clips, labels, progress=progress)
     clf.timing_ = {"extract_s": t1 - t0, "train_s": time.perf_counter() - t1}
     return clf, res
 

@@ -105,3 +105,10 @@ def test_config_dims_must_match_model(fitted, tmp_path):
         clf.feature_config = None
     with pytest.raises(ModelFileError, match="feature config gives 60"):
         GMMClassifier.load(tmp_path / "c.npz")
+
+
+def test_training_progress_callback_counts_classes():
+    clips, labels = _clips(2)
+    calls = []
+    GMMClassifier(2, n_jobs=2).fit(clips, labels, progress=lambda d, t: calls.append((d, t)))
+    assert sorted(calls) == [(1, 3), (2, 3), (3, 3)]
