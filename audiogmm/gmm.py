@@ -99,8 +99,24 @@ def _gemm_weights(
     return np.ascontiguousarray(W, dtype=dtype)
 
 
-def _compute_dtype(X: np.ndarray):
-    return np.float32 if X.dtype == np.float32 else np.float64
+# Largest ratio (spread of the data / component variance) that float32 arithmetic handles:
+# the expanded square loses ~eps32 * ratio nats, i.e. ~1e-2 nats at 1e5.
+_F32_MAX_CONDITION = 1e5
+
+
+def _compute_dtype(X: np.ndarray, weights: np.ndarray, means: np.ndarray, variances: np.ndarray):
+    """float32 for float32 frames, unless a (near-)collapsed component needs float64.
+
+    ``weights``/``means``/``variances`` may be stacked, shapes (..., K) and (..., K, D).
+    """
+    if X.dtype != np.float32:
+        return np.float64
+    w = weights[..., None] / weights.sum(axis=-1, keepdims=True)[..., None]
+    mu = (w * means).sum(axis=-2, keepdims=True)
+    spread = (w * (variances + (means - mu) ** 2)).sum(axis=-2, keepdims=True)
+    if np.max(25.0 * spread / variances) > _F32_MAX_CONDITION:
+        return np.float64
+    return np.float32
 
 
 def auto_chunk_size(n_components: int) -> int:
@@ -188,7 +204,7 @@ def accumulate(
     if shift is None:
         shift = out.shift if out is not None else weights @ means
     shift = np.asarray(shift, dtype=np.float64)
-    dtype = _compute_dtype(X)
+    dtype = _compute_dtype(X, weights, means, variances)
     chunk = min(chunk_size or auto_chunk_size(K), max(1, X.shape[0]))
     # centre on a shift that is exact in the compute dtype, so x - c loses nothing
     shift_c = shift.astype(dtype)
@@ -246,7 +262,7 @@ def stacked_log_likelihood(
     ndarray of shape (n_frames, n_mixtures), float64, nats.
     """
     M, K, D = means.shape
-    dtype = _compute_dtype(X)
+    dtype = _compute_dtype(X, weights, means, variances)
     w = weights.reshape(M * K) / M  # any common shift works; use the pooled mean
     shift_c = (w @ means.reshape(M * K, D)).astype(dtype)
     W = np.concatenate(
@@ -1205,9 +1221,13 @@ def _jsonable(obj: Any) -> Any:
 # ---------------------------------------------------------------------------------------
 
 
-def _sq_dists(X: np.ndarray, C: np.ndarray) -> np.ndarray:
-    d = (X**2).sum(1)[:, None] - 2.0 * X @ C.T + (C**2).sum(1)[None, :]
-    return np.maximum(d, 0.0)
+def _sq_dists(X: np.ndarray, C: np.ndarray, x2: np.ndarray | None = None) -> np.ndarray:
+    """Squared Euclidean distances (n, k); ``x2`` caches the rows' squared norms."""
+    x2 = np.einsum("ij,ij->i", X, X) if x2 is None else x2
+    d = X @ (-2.0 * C.T)
+    d += x2[:, None]
+    d += np.einsum("ij,ij->i", C, C)[None, :]
+    return np.maximum(d, 0.0, out=d)
 
 
 def _kmeans(X: np.ndarray, K: int, rng: np.random.Generator, n_lloyd: int = 10) -> np.ndarray:
@@ -1216,9 +1236,10 @@ def _kmeans(X: np.ndarray, K: int, rng: np.random.Generator, n_lloyd: int = 10) 
     scale = X.std(0)
     scale[scale == 0] = 1.0
     Z = (X - X.mean(0)) / scale  # seed in standardised space so no dimension dominates
+    z2 = np.einsum("ij,ij->i", Z, Z)
     centers = np.empty((K, X.shape[1]))
     centers[0] = Z[rng.integers(n)]
-    closest = _sq_dists(Z, centers[:1])[:, 0]
+    closest = _sq_dists(Z, centers[:1], z2)[:, 0]
     trials = 2 + int(math.log(K))
     for k in range(1, K):
         pot = closest.sum()
@@ -1227,22 +1248,30 @@ def _kmeans(X: np.ndarray, K: int, rng: np.random.Generator, n_lloyd: int = 10) 
             break
         cand = np.searchsorted(np.cumsum(closest), rng.random(trials) * pot)
         cand = np.minimum(cand, n - 1)
-        d = np.minimum(closest[None, :], _sq_dists(Z, Z[cand]).T)
+        d = np.minimum(closest[None, :], _sq_dists(Z, Z[cand], z2).T)
         best = int(np.argmin(d.sum(1)))
         centers[k] = Z[cand[best]]
         closest = d[best]
+    lab = _sq_dists(Z, centers, z2).argmin(1)
     for _ in range(n_lloyd):
-        lab = _sq_dists(Z, centers).argmin(1)
-        counts = np.bincount(lab, minlength=K)
-        sums = np.zeros_like(centers)
-        np.add.at(sums, lab, Z)
-        nz = counts > 0
-        new = centers.copy()
-        new[nz] = sums[nz] / counts[nz, None]
-        if np.allclose(new, centers):
+        centers = _cluster_means(Z, lab, centers)
+        new = _sq_dists(Z, centers, z2).argmin(1)
+        if np.array_equal(new, lab):
             break
-        centers = new
-    return _sq_dists(Z, centers).argmin(1)
+        lab = new
+    return lab
+
+
+def _cluster_means(Z: np.ndarray, lab: np.ndarray, centers: np.ndarray) -> np.ndarray:
+    """Mean of each cluster (sort + reduceat: no N x K one-hot, no slow ``np.add.at``)."""
+    K = centers.shape[0]
+    order = np.argsort(lab, kind="stable")
+    counts = np.bincount(lab, minlength=K)
+    present = np.flatnonzero(counts)
+    starts = np.concatenate([[0], np.cumsum(counts)[:-1]])[present]
+    out = centers.copy()  # an empty cluster keeps its centre
+    out[present] = np.add.reduceat(Z[order], starts, axis=0) / counts[present, None]
+    return out
 
 
 _ = __version__  # the version is recorded by io.write_container

@@ -307,3 +307,17 @@ def test_thread_count_gives_bit_identical_model(mixture_data):
         np.testing.assert_array_equal(a.means_, m.means_)
         np.testing.assert_array_equal(a.variances_, m.variances_)
         np.testing.assert_array_equal(a.weights_, m.weights_)
+
+
+def test_float32_with_collapsed_component_falls_back_to_float64():
+    rng = np.random.default_rng(12)
+    X = rng.normal(0, 3, (2000, 10)).astype(np.float32)
+    w, m, v = random_params(rng, 4, 10)
+    m[0] = X[7]
+    v[0] = 1e-8  # a component collapsed onto one frame
+    ll32 = log_likelihood(X, w, m, v)
+    ll64 = log_likelihood(X.astype(np.float64), w, m, v)
+    np.testing.assert_allclose(ll32, ll64, rtol=1e-9)
+    a = accumulate(X, w, m, v)
+    b = accumulate(X.astype(np.float64), w, m, v)
+    assert a.allclose(b, rtol=1e-9, atol=1e-6)
