@@ -597,6 +597,16 @@ class DiagGMM:
     fit_report_ : dict
         Training summary: frames, iterations, re-seeding events, timing.
 
+    Notes
+    -----
+    Degenerate data never yields NaN parameters. Frames that are all identical (or
+    dimensions with zero variance) give a valid model whose variances sit at
+    ``var_floor_abs``, with a RuntimeWarning. A component whose occupancy collapses
+    is re-seeded (see ``min_count``) and reported in ``fit_report_["reseeded"]``.
+    Fewer frames than components, NaN/inf, or a wrong shape raise ParameterError.
+    float32 frames are computed in float32 (float64 statistics), except when a
+    collapsed component makes float32 inaccurate; then that E-step runs in float64.
+
     See Also
     --------
     audiogmm.classifier.GMMClassifier : one DiagGMM per class.
