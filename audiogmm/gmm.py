@@ -19,6 +19,7 @@ O(chunk_size x K) whatever the number of frames.
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import logging
 import math
@@ -32,7 +33,7 @@ from typing import Any, Callable, Literal, Union
 import numpy as np
 
 from . import _kernels
-from ._parallel import chunk_map
+from ._parallel import chunk_map, single_threaded_blas
 from ._version import __version__
 from .exceptions import ConvergenceWarning, ModelFileError, ParameterError
 from .io import read_container, write_container
@@ -876,7 +877,10 @@ class DiagGMM:
                 raise ParameterError("initial parameters must be finite with variances > 0")
             self.weights_, self.means_, self.variances_ = w / w.sum(), m, v
         elif self.init == "kmeans++":
-            labels = _kmeans(Xs, self.n_components, rng)
+            # small products run faster on one BLAS thread than on a waking pool
+            small = Xs.shape[0] * K * D < 50_000_000
+            with single_threaded_blas() if small else contextlib.nullcontext():
+                labels = _kmeans(Xs, self.n_components, rng)
             resp = np.zeros((Xs.shape[0], self.n_components))
             resp[np.arange(Xs.shape[0]), labels] = 1.0
             shift = Xs.mean(0)
