@@ -34,7 +34,6 @@ import numpy as np
 
 from . import _kernels
 from ._parallel import chunk_map, single_threaded_blas
-from ._version import __version__
 from .exceptions import ConvergenceWarning, ModelFileError, ParameterError
 from .io import read_container, write_container
 from .stats import Stats
@@ -155,11 +154,6 @@ class _Workspace(threading.local):
 
 
 _WS = _Workspace()
-
-
-def _iter_chunks(X: np.ndarray, chunk: int) -> Iterator[tuple[int, np.ndarray]]:
-    for start in range(0, X.shape[0], chunk):
-        yield start, X[start : start + chunk]
 
 
 def accumulate(
@@ -455,8 +449,10 @@ class ConvergenceMonitor:
 
 
 class _ArraySource:
-    def __init__(self, X: np.ndarray, chunk: int, sample_weight: np.ndarray | None) -> None:
-        self.X, self.chunk, self.sample_weight = X, chunk, sample_weight
+    """An in-memory (or memory-mapped) array as the EM data source."""
+
+    def __init__(self, X: np.ndarray, sample_weight: np.ndarray | None) -> None:
+        self.X, self.sample_weight = X, sample_weight
         self.drop_tol = 1e-5 if X.dtype == np.float32 else 1e-9
 
     def __iter__(self) -> Iterator[tuple[np.ndarray, np.ndarray | None]]:
@@ -951,7 +947,7 @@ class DiagGMM:
                 raise ParameterError(
                     f"sample_weight must be non-negative with shape ({X.shape[0]},)"
                 )
-        return self._fit(_ArraySource(X, self._chunk, sample_weight))
+        return self._fit(_ArraySource(X, sample_weight))
 
     def fit_iter(self, chunks: ChunkSource) -> DiagGMM:
         """Estimate the parameters with EM from data streamed in chunks (out of core).
@@ -1286,6 +1282,3 @@ def _cluster_means(Z: np.ndarray, lab: np.ndarray, centers: np.ndarray) -> np.nd
     out = centers.copy()  # an empty cluster keeps its centre
     out[present] = np.add.reduceat(Z[order], starts, axis=0) / counts[present, None]
     return out
-
-
-_ = __version__  # the version is recorded by io.write_container
