@@ -117,10 +117,10 @@ def test_em_invariants(seed, KD, n, init):
     assert np.all(np.isfinite(gmm.means_))
 
 
-@settings(max_examples=25, deadline=None)
+@settings(max_examples=200, deadline=None)
 @given(seed=st.integers(0, 2**31 - 1), c1=st.integers(1, 50), c2=st.integers(51, 5000))
 def test_fit_independent_of_chunk_size(seed, c1, c2):
-    X, _ = draw_mixture(600, seed=seed % 1000)
+    X, _ = draw_mixture(300, seed=seed % 1000)
     a = DiagGMM(3, random_state=seed, chunk_size=c1, max_iter=30).fit(X)
     b = DiagGMM(3, random_state=seed, chunk_size=c2, max_iter=30).fit(X)
     np.testing.assert_allclose(a.means_, b.means_, rtol=1e-7, atol=1e-9)
