@@ -247,6 +247,22 @@ class GMMClassifier:
             raise ParameterError("priors must be > 0")
         return np.log(p / p.sum())
 
+    def log_proba_from_scores(self, scores: np.ndarray) -> np.ndarray:
+        """Class log posteriors from a :meth:`score_matrix` result (softmax with log priors).
+
+        Parameters
+        ----------
+        scores : ndarray of shape (n_clips, n_labels)
+
+        Returns
+        -------
+        ndarray of shape (n_clips, n_labels)
+        """
+        S = scores + self._log_priors()
+        m = S.max(1, keepdims=True)
+        with np.errstate(under="ignore"):  # far-behind classes underflow to 0 by design
+            return S - (m + np.log(np.exp(S - m).sum(1, keepdims=True)))
+
     def predict_log_proba(self, clips: Sequence[np.ndarray]) -> np.ndarray:
         """Log posterior of each class: softmax of total log-likelihoods plus log priors.
 
@@ -254,10 +270,7 @@ class GMMClassifier:
         -------
         ndarray of shape (n_clips, n_labels)
         """
-        S = self.score_matrix(clips) + self._log_priors()
-        m = S.max(1, keepdims=True)
-        with np.errstate(under="ignore"):  # far-behind classes underflow to 0 by design
-            return S - (m + np.log(np.exp(S - m).sum(1, keepdims=True)))
+        return self.log_proba_from_scores(self.score_matrix(clips))
 
     def predict_proba(self, clips: Sequence[np.ndarray]) -> np.ndarray:
         """Posterior class probabilities, shape (n_clips, n_labels)."""
@@ -343,4 +356,5 @@ class GMMClassifier:
             g.weights_, g.means_, g.variances_, g.var_floor_ = w[i], m[i], v[i], f[i]
             clf.models_[y] = g
         clf.fit_report_ = header.get("training", {})
+        clf.file_header_ = header
         return clf

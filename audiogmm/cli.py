@@ -391,10 +391,9 @@ def predict(ctx, model, files, top, jobs, as_json):
 def info(model, as_json):
     """Describe a model file: labels, sizes, feature config, training summary."""
     from .classifier import GMMClassifier
-    from .io import read_container
 
-    header, _ = read_container(model, kind=GMMClassifier._FILE_KIND)
     clf = GMMClassifier.load(model)
+    header = clf.file_header_
     out = {
         "file": os.path.abspath(model),
         "format_version": header["format_version"],

@@ -204,7 +204,7 @@ def predict_files(
     if used:
         clips = [res.features[p] for p in used]
         S = clf.score_matrix(clips)
-        LP = clf.predict_log_proba(clips)
+        LP = clf.log_proba_from_scores(S)
         k = max(1, min(top, len(clf.labels_)))
         for i, p in enumerate(used):
             order = np.argsort(-LP[i], kind="stable")[:k]
