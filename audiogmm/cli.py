@@ -11,12 +11,13 @@ import json
 import logging
 import os
 import sys
+import warnings
 from typing import Any
 
 import click
 
 from ._version import __version__
-from .exceptions import AudioGMMError
+from .exceptions import AudioGMMError, ConvergenceWarning
 
 __all__ = ["main", "run_recipe"]
 
@@ -165,6 +166,10 @@ def main(ctx: click.Context, verbose: int, quiet: int) -> None:
         format="%(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
+    # library warnings become one log line on stderr, without the source-line echo
+    warnings.showwarning = lambda message, category, *args, **kw: logger.warning(
+        "%s: %s", category.__name__, message
+    )
     ctx.obj = {"verbosity": level}
 
 
@@ -265,29 +270,26 @@ def train(
     as_json,
 ):
     """Train one GMM per label on DATA and write one model file."""
-    import warnings
-
-    from .exceptions import ConvergenceWarning
     from .pipeline import load_split, train_classifier
 
     config = _load_config(preset, config_path)
     records = load_split(data, split, train_fraction=train_fraction, seed=seed)
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always", ConvergenceWarning)
-        clf, res = train_classifier(
-            records,
-            config=config,
-            n_components=components,
-            cache_dir=cache_dir,
-            n_jobs=jobs,
-            progress=_progress(ctx),
-            strict=strict,
-            random_state=seed,
-            init=init,
-            max_iter=max_iter,
-        )
+    # per-class ConvergenceWarnings are summarised below, naming the classes
+    warnings.filterwarnings("ignore", category=ConvergenceWarning)
+    clf, res = train_classifier(
+        records,
+        config=config,
+        n_components=components,
+        cache_dir=cache_dir,
+        n_jobs=jobs,
+        progress=_progress(ctx),
+        strict=strict,
+        random_state=seed,
+        init=init,
+        max_iter=max_iter,
+    )
     not_conv = sorted(y for y, r in clf.fit_report_.items() if not r["converged"])
-    if not_conv and caught:
+    if not_conv:
         logger.warning(
             "EM did not converge within --max-iter=%d for: %s", max_iter, ", ".join(not_conv)
         )
