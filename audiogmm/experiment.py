@@ -16,6 +16,7 @@ so any stage can be re-run or inspected on its own::
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import sys
@@ -77,7 +78,7 @@ class Experiment:
     def _write(self, name: str, text: str) -> None:
         atomic_write(self.path(name), lambda f: f.write(text.encode("utf-8")))
 
-    @property
+    @functools.cached_property
     def config(self) -> FeatureConfig:
         if self.s.get("config"):
             with open(self.s["config"], encoding="utf-8") as fh:
