@@ -836,7 +836,7 @@ class DiagGMM:
             _split_component(w, m, v, src, k)
             strong[k] = True
             event = {
-                "iteration": len(getattr(self, "_monitor_history", [])),
+                "iteration": getattr(self, "_iteration", 0),
                 "component": k,
                 "occupancy": float(stats.n[k]),
                 "split_from": src,
@@ -1008,13 +1008,13 @@ class DiagGMM:
         for init_round in range(self.n_init):
             self.var_floor_ = np.maximum(self.var_floor * gvar, self.var_floor_abs)
             self._events: list[dict[str, Any]] = []
+            self._iteration = 0  # index in history_ of the E-step that follows a re-seed
             m = min(self.init_max_samples, n_total)
             idx = np.sort(rng.choice(n_total, size=m, replace=False))
             self._init_params(source.gather(idx), rng)
             monitor = ConvergenceMonitor(
                 self.tol, self.max_iter, self.verbose, drop_tol=source.drop_tol, scale=n_dims
             )
-            self._monitor_history = monitor.history
             n_iter, reseeded = 0, False
             while True:
                 stats = self._stats_over(source)
@@ -1023,6 +1023,7 @@ class DiagGMM:
                 if converged or n_iter >= self.max_iter:
                     break
                 before = len(self._events)
+                self._iteration = len(monitor.history)
                 self.maximise(stats)
                 reseeded = len(self._events) > before
                 n_iter += 1
@@ -1056,7 +1057,6 @@ class DiagGMM:
             "global_mean_norm": float(np.linalg.norm(gmean)),
             "seconds": time.perf_counter() - t0,
         }
-        del self._monitor_history
         if not converged and self.max_iter > 0:
             warnings.warn(
                 f"EM did not converge in max_iter={self.max_iter} iterations "
