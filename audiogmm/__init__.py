@@ -1,14 +1,11 @@
 """audiogmm: Gaussian mixture models for audio.
 
-Data flows audio -> features -> statistics/EM -> models -> classifier -> CLI.
-Heavy submodules (librosa-based features) are imported lazily, so that
-``import audiogmm`` stays fast.
+Data flows audio -> features -> data -> mixture -> models -> scoring -> pipeline -> cli.
+Everything but the errors is imported lazily, so that ``import audiogmm`` (and
+``audiogmm --help``) stay fast.
 """
 
 from __future__ import annotations
-
-import importlib
-from typing import Any
 
 from ._version import __version__
 from .exceptions import (
@@ -20,8 +17,7 @@ from .exceptions import (
     ModelFileError,
     ParameterError,
 )
-from .gmm import DiagGMM
-from .stats import Stats
+from .lazy import lazy_exports
 
 __all__ = [
     "__version__",
@@ -40,13 +36,14 @@ __all__ = [
 ]
 
 _LAZY = {
-    "GMMClassifier": "audiogmm.classifier",
-    "FeatureConfig": "audiogmm.features",
-    "extract": "audiogmm.features",
+    "DiagGMM": ".mixture",
+    "Stats": ".mixture",
+    "GMMClassifier": ".models",
+    "FeatureConfig": ".features",
+    "extract": ".features",
 }
+__getattr__, _dir = lazy_exports(__name__, _LAZY)
 
 
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        return getattr(importlib.import_module(_LAZY[name]), name)
-    raise AttributeError(f"module 'audiogmm' has no attribute {name!r}")
+def __dir__() -> list[str]:
+    return sorted(__all__)

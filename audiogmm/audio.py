@@ -22,7 +22,7 @@ import soxr
 
 from .exceptions import AudioError, ParameterError
 
-__all__ = ["AudioInfo", "info", "load", "resample", "AUDIO_EXTENSIONS"]
+__all__ = ["AUDIO_EXTENSIONS", "AudioInfo", "check_file", "info", "load", "resample"]
 
 PathLike = Union[str, "os.PathLike[str]"]
 
@@ -59,7 +59,7 @@ class AudioInfo:
     subtype: str
 
 
-def _check_file(path: str) -> None:
+def check_file(path: str) -> None:
     """Raise AudioError when *path* is missing, not a regular file, or empty."""
     try:
         st = os.stat(path)
@@ -102,7 +102,7 @@ def info(path: PathLike) -> AudioInfo:
         If the file is missing, empty or not a readable audio file.
     """
     p = os.fspath(path)
-    _check_file(p)
+    check_file(p)
     with _open(p) as f:
         return AudioInfo(
             path=p,
@@ -181,7 +181,7 @@ def load(path: PathLike, *, sr: Optional[int], min_samples: int = 1) -> np.ndarr
     if isinstance(min_samples, bool) or int(min_samples) != min_samples or min_samples < 1:
         raise ParameterError(f"min_samples must be an integer >= 1, got {min_samples!r}")
     p = os.fspath(path)
-    _check_file(p)
+    check_file(p)
     with _open(p) as f:
         native_sr = int(f.samplerate)
         if f.frames == 0:

@@ -16,7 +16,7 @@ What is measured, for (N, D, K) = (200k, 39, 64), (200k, 60, 256), (1M, 39, 64):
   - ``step`` (the headline, robust to bursts of machine noise): the median of the
     individual iteration times -- scikit-learn's own per-iteration "time lapse"
     (``verbose=2``, iterations 2..n) and, for audiogmm, the wall time of
-    ``audiogmm.gmm.accumulate`` + ``maximise`` (exactly one EM iteration of ``fit``).
+    ``audiogmm.mixture.accumulate`` + ``maximise`` (exactly one EM iteration of ``fit``).
 * audiogmm runs on float32 (its intended mode); scikit-learn is timed on float64
   (its default) and float32 at the first shape; the faster is used for the ratio
   and for the other shapes (column ``sk dtype``). scikit-learn in float32 may give
@@ -24,7 +24,7 @@ What is measured, for (N, D, K) = (200k, 39, 64), (200k, 60, 256), (1M, 39, 64):
 * The floor: the two bare float32 GEMMs of that shape, ``[x^2, x, 1] (N, 2D+1) @
   (2D+1, K)`` and ``gamma.T (K, N) @ (N, 2D+1)`` (default BLAS threads).
 * Accuracy: both n-iteration models are scored on the data in float64 with one
-  scorer (:func:`audiogmm.gmm.log_likelihood`); their mean log-likelihoods must
+  scorer (:func:`audiogmm.mixture.log_likelihood`); their mean log-likelihoods must
   agree within 1e-4 relative.
 
 Run::
@@ -79,13 +79,16 @@ def fit_ours(X, init, n_iter, steps=None):
 
 def steps_ours(X, init, n_iter, steps):
     """n EM iterations with the public E-step/M-step functions, each one timed."""
-    from audiogmm.gmm import accumulate, maximise
+    from audiogmm.engine import LocalExecutor
+    from audiogmm.mixture import Params, accumulate, maximise
 
-    w, m, v = init
-    for _ in range(n_iter):
-        t0 = time.perf_counter()
-        w, m, v = maximise(accumulate(X, w, m, v), var_floor=VAR_FLOOR_ABS)
-        steps.append(time.perf_counter() - t0)
+    p = Params(*init)
+    with LocalExecutor() as ex:  # all cores, as fit uses
+        for _ in range(n_iter):
+            t0 = time.perf_counter()
+            p = maximise(accumulate(X, p, executor=ex), var_floor=VAR_FLOOR_ABS)
+            steps.append(time.perf_counter() - t0)
+    w, m, v = p
 
 
 def fit_sklearn(X, init, n_iter, steps=None):
@@ -169,9 +172,9 @@ def measure(X, init, n_iter, repeats, sk_dtypes):
 
 
 def mean_loglik(X64, weights, means, variances):
-    from audiogmm.gmm import log_likelihood
+    from audiogmm.mixture import Params, log_likelihood
 
-    return float(log_likelihood(X64, weights, means, variances).mean())
+    return float(log_likelihood(X64, Params(weights, means, variances)).mean())
 
 
 def main() -> None:

@@ -1,6 +1,6 @@
 """Benchmark: decode + feature extraction throughput, in seconds of audio per wall second.
 
-Runs :func:`audiogmm.cache.extract_many` (no cache) over every audio file under
+Runs :func:`audiogmm.data.extract_many` (no cache) over every audio file under
 ``--data`` (default ``data_samples/``) for each ``--jobs`` value and prints one
 JSON line per run::
 
@@ -66,8 +66,13 @@ def _audio_files(data: str) -> list[str]:
 )
 def main(data: str, preset: str, jobs: tuple[int, ...], repeat: int, copies: int) -> None:
     """Print seconds of audio processed per second of wall time, per --jobs value."""
-    from audiogmm.cache import extract_many
+    from audiogmm.data import RunOptions, extract_many
+    from audiogmm.engine import LocalExecutor
     from audiogmm.features import FeatureConfig
+
+    def run(paths, n_jobs):  # worker processes, as the CLI uses for large jobs
+        with LocalExecutor(n_jobs, processes=n_jobs > 1) as ex:
+            return extract_many(paths, config=config, options=RunOptions(n_jobs=n_jobs), executor=ex)
 
     config = FeatureConfig.preset(preset)
     files = _audio_files(data)
@@ -83,15 +88,15 @@ def main(data: str, preset: str, jobs: tuple[int, ...], repeat: int, copies: int
                 os.symlink(os.path.abspath(f), link)
                 linked.append(link)
         files = linked
-    extract_many(files[:4], config=config, n_jobs=1, progress=False)  # import librosa, warm caches
+    run(files[:4], 1)  # import librosa, warm caches
     for n_jobs in jobs:
         if n_jobs > 1:  # start the forkserver (and its librosa import) outside the timing
-            extract_many(files[: 2 * n_jobs], config=config, n_jobs=n_jobs, progress=False)
+            run(files[: 2 * n_jobs], n_jobs)
         best = best_cpu = float("inf")
         n_frames = 0
         for _ in range(max(1, repeat)):
             t0, c0 = time.perf_counter(), time.process_time()
-            res = extract_many(files, config=config, n_jobs=n_jobs, progress=False)
+            res = run(files, n_jobs)
             best = min(best, time.perf_counter() - t0)
             best_cpu = min(best_cpu, time.process_time() - c0)
             n_frames = sum(len(x) for x in res.features.values())

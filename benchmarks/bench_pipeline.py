@@ -38,7 +38,7 @@ DATA = os.path.join(ROOT, "data_samples", "speakers")
 
 
 def records():
-    from audiogmm.datasets import read_manifest, select, split_records
+    from audiogmm.data import read_manifest, select, split_records
 
     recs = split_records(read_manifest(DATA), train_fraction=0.7, seed=0)
     return select(recs, "train"), select(recs, "test")
@@ -46,12 +46,11 @@ def records():
 
 def run_ours(train, test, k: int) -> float:
     from audiogmm.features import FeatureConfig
-    from audiogmm.pipeline import evaluate_classifier, train_classifier
+    from audiogmm.pipeline import Bundle, evaluate_classifier, train_classifier
 
-    clf, _ = train_classifier(
-        train, config=FeatureConfig.preset("speech"), n_components=k, progress=False
-    )
-    return float(evaluate_classifier(clf, test, progress=False)["accuracy"])
+    cfg = FeatureConfig.preset("speech")
+    clf, _ = train_classifier(train, config=cfg, n_components=k)
+    return float(evaluate_classifier(Bundle(clf, cfg), test)["accuracy"])
 
 
 def reference_features(path: str) -> np.ndarray:

@@ -52,7 +52,7 @@ def random_clips(weights, means, variances, n_clips: int, n_frames: int, seed: i
 
 
 def ours_classifier(weights, means, variances):
-    from audiogmm.classifier import GMMClassifier
+    from audiogmm.models import GMMClassifier
 
     clf = GMMClassifier(means.shape[1])
     clf.labels_ = [f"class{i:03d}" for i in range(means.shape[0])]

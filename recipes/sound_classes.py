@@ -1,43 +1,112 @@
 #!/usr/bin/env python
-"""Sound-event / instrument classification with one GMM per class (the DCASE 2016 baseline).
-
-Stages (resume with --stage N, stop after --stop-stage N); all output goes to --exp:
-  0 prepare   read DATA, make a stratified train/test split -> records.csv
-  1 extract   features for every file, cached -> features/, skipped.csv
-  2 train     one diagonal GMM per class -> model.npz
-  3 evaluate  classify the test files by max total log-likelihood -> results.json
-  4 report    metrics.json, confusion.txt, confusion.png -> report/
+"""Sound-event and instrument classification with one GMM per class (the DCASE 2016 baseline).
 
 Run:  python recipes/sound_classes.py                 (bundled data_samples/sounds)
-      python recipes/sound_classes.py --data DIR_OR_CSV_OR_KALDI_DIR --components 64
+      python recipes/sound_classes.py --data DIR_OR_CSV_OR_KALDI_DIR -k 64
+      python recipes/sound_classes.py --stage 3        (re-evaluate the model in --exp)
 """
 
 from __future__ import annotations
 
+import json
 import os
 
-from audiogmm.cli import run_recipe
-from audiogmm.experiment import recipe_command
+import click
+from _stages import recipe
+
+from audiogmm.data import (
+    RunOptions,
+    extract_many,
+    read_csv,
+    read_manifest,
+    select,
+    split_records,
+    write_csv,
+)
+from audiogmm.features import PRESETS
+from audiogmm.pipeline import (
+    evaluate_classifier,
+    format_confusion,
+    load_model,
+    save_model,
+    train_classifier,
+    write_report,
+)
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
 # -- Begin configuration section ------------------------------------------------------------
 DATA = os.path.join(HERE, "..", "data_samples", "sounds")  # folder / CSV / Kaldi dir
-PRESET = (
-    "dcase2016"  # 40 ms Hamming / 20 ms hop, 40 mels, 20 MFCC incl. c0 + D + DD; no VAD, no CMVN
-)
+PRESET = "dcase2016"  # 40 ms Hamming / 20 ms hop, 40 mels, 20 MFCC incl. c0 + D + DD; no VAD/CMVN
 COMPONENTS = 16  # per class
 TRAIN_FRACTION = 0.7  # per class, stratified, deterministic for a given SEED
 SEED = 0
 # -- End configuration section --------------------------------------------------------------
 
-main = recipe_command(
-    data=DATA, exp="exp/sound_classes", preset=PRESET, components=COMPONENTS,
-    train_fraction=TRAIN_FRACTION, seed=SEED,
-)  # fmt: skip
+STAGES = ("prepare", "extract", "train", "evaluate", "report")
+
+
+@recipe(STAGES, exp="exp/sound_classes")
+@click.option("--data", default=DATA, show_default=True, type=click.Path(exists=True),
+              help="Label folders, CSV or Kaldi dir.")  # fmt: skip
+@click.option("--preset", default=PRESET, show_default=True, type=click.Choice(sorted(PRESETS)))
+@click.option("--components", "-k", default=COMPONENTS, show_default=True,
+              type=click.IntRange(min=1), help="Components per class.")  # fmt: skip
+@click.option("--train-fraction", default=TRAIN_FRACTION, show_default=True,
+              type=click.FloatRange(0, 1, min_open=True, max_open=True))  # fmt: skip
+@click.option("--seed", default=SEED, show_default=True, type=int)
+@click.option("--jobs", "-j", default=None, type=click.IntRange(min=1),
+              help="Workers [default: all cores].")  # fmt: skip
+def main(st, data, preset, components, train_fraction, seed, jobs):
+    """Sound classification: prepare, extract, train, evaluate, report into --exp."""
+    config = PRESETS[preset]
+    opts = RunOptions(cache_dir=st.path("features"), n_jobs=jobs)
+
+    if st(0):  # read DATA, make a stratified train/test split -> records.csv
+        records = split_records(read_manifest(data), train_fraction=train_fraction, seed=seed)
+        write_csv(records, st.path("records.csv"))
+        n_train = len(select(records, "train"))
+        st.done(f"{len(records)} files, {len({r.label for r in records})} classes, "
+                f"{n_train} train / {len(records) - n_train} test")  # fmt: skip
+    records = read_csv(st.path("records.csv"))
+
+    if st(1):  # features of every file, cached -> features/, skipped.csv
+        res = extract_many(records, config=config, options=opts)
+        res.write_skipped_csv(st.path("skipped.csv"))
+        frames = sum(x.shape[0] for x in res.features.values())
+        st.done(f"{len(res.features)} files, {frames} frames ({res.n_extracted} extracted, "
+                f"{res.n_cached} cached, {res.n_skipped} skipped -> skipped.csv)")  # fmt: skip
+
+    if st(2):  # one diagonal GMM per class -> model.npz
+        clf, _ = train_classifier(select(records, "train"), config=config, options=opts,
+                                  n_components=components, random_state=seed)  # fmt: skip
+        save_model(st.path("model.npz"), clf, config)
+        iters = [r["n_iter"] for r in clf.fit_report_.values()]
+        st.done(f"{len(clf.labels_)} classes x {components} components, "
+                f"{min(iters)}-{max(iters)} EM iterations -> model.npz")  # fmt: skip
+
+    if st(3):  # classify the test files by max total log-likelihood -> results.json
+        res = evaluate_classifier(load_model(st.path("model.npz")), select(records, "test"),
+                                  options=opts)  # fmt: skip
+        st.write("results.json", json.dumps(res, indent=2, sort_keys=True) + "\n")
+        st.done(f"accuracy {100 * res['accuracy']:.2f}% on {res['n']} test files "
+                f"({len(res['skipped'])} skipped)")  # fmt: skip
+
+    if st(4):  # metrics.json, confusion.txt, confusion.png -> report/
+        with open(st.path("results.json"), encoding="utf-8") as fh:
+            res = json.load(fh)
+        files = write_report(
+            st.path("report"), {k: v for k, v in res.items() if k != "predictions"}
+        )
+        click.echo(
+            format_confusion(res["confusion"]["labels"], res["confusion"]["matrix"]).rstrip()
+        )
+        click.echo(f"ACCURACY {100 * res['accuracy']:.2f}% ({res['n']} test files)")
+        st.done(", ".join(os.path.relpath(f, st.dir) for f in files))
+
 
 # Expected on the bundled data_samples/sounds (9 classes, 35 test clips), K=16:
 #   ACCURACY 94.29%   (about 5 s on 2 cores); errors: ride vs violin/flute
 
 if __name__ == "__main__":
-    run_recipe(main)
+    main()

@@ -1,4 +1,4 @@
-"""audiogmm.cache: batch extraction, the feature cache, skipped files, serial == parallel."""
+"""audiogmm.data.cache: batch extraction, the feature cache, skipped files, serial == parallel."""
 
 from __future__ import annotations
 
@@ -10,12 +10,19 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from audiogmm.cache import ExtractionResult, Skipped, cache_path, extract_many
-from audiogmm.datasets import Record, read_manifest
+from audiogmm.data import Record, read_manifest
+from audiogmm.data.cache import ExtractionResult, RunOptions, Skipped, cache_path, extract_many
+from audiogmm.engine import LocalExecutor
 from audiogmm.exceptions import AudioError, FeatureError, ParameterError
 from audiogmm.features import PRESETS, extract
 
 from .conftest_audio import make_bad_file_suite, real_clips, speech_like
+
+
+def run_batch(paths, *, cache_dir=None, n_jobs=None, strict=False, progress=None, **kw):
+    """extract_many with the run options spelled out as keywords."""
+    opts = RunOptions(cache_dir=cache_dir, n_jobs=n_jobs, strict=strict, progress=progress)
+    return extract_many(paths, options=opts, **kw)
 
 
 @pytest.fixture(scope="module")
@@ -47,7 +54,7 @@ def read_skipped(path: Path) -> dict[str, str]:
 @pytest.mark.parametrize("n_jobs", [1, 2])
 def test_batch_skips_bad_files_and_reports_them(suite, tmp_path, n_jobs):
     paths = [c.path for c in suite.values()]
-    res = extract_many(paths, config=PRESETS["speech"], n_jobs=n_jobs, cache_dir=tmp_path / "c")
+    res = run_batch(paths, config=PRESETS["speech"], n_jobs=n_jobs, cache_dir=tmp_path / "c")
     good = [c.path for c in suite.values() if c.error is None]
     bad = {c.path: c for c in suite.values() if c.error is not None}
     assert list(res.features) == good  # input order
@@ -65,23 +72,23 @@ def test_batch_skips_bad_files_and_reports_them(suite, tmp_path, n_jobs):
 @pytest.mark.parametrize("n_jobs", [1, 2])
 def test_strict_raises_the_files_error(suite, clips, n_jobs):
     with pytest.raises(AudioError, match="empty file"):
-        extract_many([*clips, suite["empty.wav"].path], n_jobs=n_jobs, strict=True)
+        run_batch([*clips, suite["empty.wav"].path], n_jobs=n_jobs, strict=True)
     with pytest.raises(FeatureError, match="no voiced frame"):
-        extract_many([suite["silence.wav"].path], n_jobs=n_jobs, strict=True)
+        run_batch([suite["silence.wav"].path], n_jobs=n_jobs, strict=True)
     with pytest.raises(AudioError, match="not found"):
-        extract_many(
+        run_batch(
             [suite["missing.wav"].path], cache_dir=Path(clips[0]).parent / "c", strict=True
         )
 
 
 def test_keep_all_frames_rescues_silence(suite):
-    res = extract_many([suite["silence.wav"].path], n_jobs=1, keep_all_frames=True)
+    res = run_batch([suite["silence.wav"].path], n_jobs=1, keep_all_frames=True)
     (x,) = res.features.values()
     assert x.shape == (101, 60) and np.isfinite(x).all() and not res.skipped
 
 
 def test_write_skipped_csv_with_nothing_skipped(clips, tmp_path):
-    res = extract_many(clips, n_jobs=1)
+    res = run_batch(clips, n_jobs=1)
     res.write_skipped_csv(tmp_path / "skipped.csv")
     assert read_skipped(tmp_path / "skipped.csv") == {}
     assert [f for f in os.listdir(tmp_path) if f.startswith(".tmp")] == []
@@ -91,9 +98,9 @@ def test_write_skipped_csv_with_nothing_skipped(clips, tmp_path):
 def test_cache_counts(clips, tmp_path):
     cache = tmp_path / "cache"
     cfg = PRESETS["speech"]
-    first = extract_many(clips, config=cfg, cache_dir=cache, n_jobs=1)
+    first = run_batch(clips, config=cfg, cache_dir=cache, n_jobs=1)
     assert (first.n_extracted, first.n_cached) == (6, 0)
-    second = extract_many(clips, config=cfg, cache_dir=cache, n_jobs=1)
+    second = run_batch(clips, config=cfg, cache_dir=cache, n_jobs=1)
     assert (second.n_extracted, second.n_cached) == (0, 6)
     for p in clips:
         np.testing.assert_array_equal(second.features[p], first.features[p])
@@ -101,12 +108,12 @@ def test_cache_counts(clips, tmp_path):
     # touching one file re-extracts only it
     st = os.stat(clips[2])
     os.utime(clips[2], ns=(st.st_atime_ns, st.st_mtime_ns + 1_000_000))
-    third = extract_many(clips, config=cfg, cache_dir=cache, n_jobs=1)
+    third = run_batch(clips, config=cfg, cache_dir=cache, n_jobs=1)
     assert (third.n_extracted, third.n_cached) == (1, 5)
 
     # a changed config re-extracts all, next to the old entries
     other = cfg.replace(n_mfcc=13)
-    fourth = extract_many(clips, config=other, cache_dir=cache, n_jobs=2)
+    fourth = run_batch(clips, config=other, cache_dir=cache, n_jobs=2)
     assert (fourth.n_extracted, fourth.n_cached) == (6, 0)
     assert all(x.shape[1] == 39 for x in fourth.features.values())
     assert sorted(os.listdir(cache)) == sorted([cfg.content_hash(), other.content_hash()])
@@ -119,9 +126,9 @@ def test_cache_counts(clips, tmp_path):
 
 def test_changed_content_same_mtime_size_is_keyed_by_mtime(clips, tmp_path):
     cache = tmp_path / "cache"
-    extract_many(clips[:1], cache_dir=cache, n_jobs=1)
+    run_batch(clips[:1], cache_dir=cache, n_jobs=1)
     sf.write(clips[0], speech_like(16000, 0.6, seed=99), 16000)  # rewrite: new mtime
-    res = extract_many(clips[:1], cache_dir=cache, n_jobs=1)
+    res = run_batch(clips[:1], cache_dir=cache, n_jobs=1)
     assert res.n_extracted == 1
     np.testing.assert_array_equal(res.features[clips[0]], extract(clips[0]))
 
@@ -140,11 +147,11 @@ def test_changed_content_same_mtime_size_is_keyed_by_mtime(clips, tmp_path):
 def test_corrupt_cache_entry_is_recomputed(clips, tmp_path, corrupt):
     cache = tmp_path / "cache"
     cfg = PRESETS["speech"]
-    ref = extract_many(clips[:2], config=cfg, cache_dir=cache, n_jobs=1)
+    ref = run_batch(clips[:2], config=cfg, cache_dir=cache, n_jobs=1)
     entry = cache_path(cache, clips[0], cfg)
     assert os.path.isfile(entry)
     corrupt(entry)
-    res = extract_many(clips[:2], config=cfg, cache_dir=cache, n_jobs=1)
+    res = run_batch(clips[:2], config=cfg, cache_dir=cache, n_jobs=1)
     assert (res.n_extracted, res.n_cached) == (1, 1)
     np.testing.assert_array_equal(res.features[clips[0]], ref.features[clips[0]])
     again = np.load(entry, allow_pickle=False)
@@ -153,33 +160,45 @@ def test_corrupt_cache_entry_is_recomputed(clips, tmp_path, corrupt):
 
 def test_keep_all_frames_has_its_own_cache_entries(clips, tmp_path):
     cache = tmp_path / "cache"
-    extract_many(clips, cache_dir=cache, n_jobs=1)
-    res = extract_many(clips, cache_dir=cache, n_jobs=1, keep_all_frames=True)
+    run_batch(clips, cache_dir=cache, n_jobs=1)
+    res = run_batch(clips, cache_dir=cache, n_jobs=1, keep_all_frames=True)
     assert res.n_extracted == 6
 
 
 def test_records_duplicates_and_progress(clips):
     calls = []
     recs = [Record(p, "x") for p in clips]
-    res = extract_many(
-        [*recs, clips[0]], n_jobs=1, progress=lambda done, total: calls.append((done, total))
+    res = run_batch(
+        [*recs, clips[0]], n_jobs=1, progress=lambda done, total, label: calls.append((done, total))
     )
     assert isinstance(res, ExtractionResult) and list(res.features) == clips
     assert calls == [(i, 6) for i in range(1, 7)]
-    assert extract_many([], n_jobs=2).features == {}
+    assert run_batch([], n_jobs=2).features == {}
 
 
-def test_progress_bar_on_stderr(clips, capsys):
-    extract_many(clips[:2], n_jobs=1, progress=True)
-    assert "Extracting features" in capsys.readouterr().err
-    extract_many(clips[:2], n_jobs=1, progress=False)
+def test_the_library_prints_nothing_the_cli_bar_draws(clips, capsys):
+    from audiogmm.cli.options import ProgressBar
+
+    run_batch(clips[:2], n_jobs=1, progress=lambda *a: None)
     assert capsys.readouterr().err == ""
+    bar = ProgressBar()
+    run_batch(clips[:2], n_jobs=1, progress=bar)
+    assert "Extracting features" in capsys.readouterr().err
+
+
+def test_worker_processes_only_when_asked_and_same_result(clips):
+    threads = run_batch(clips, n_jobs=2)
+    with LocalExecutor(2, processes=True) as ex:
+        procs = extract_many(clips, options=RunOptions(n_jobs=2), executor=ex)
+        assert ex._procs is not None  # a pool was started because it was asked for
+    for p in clips:
+        np.testing.assert_array_equal(threads.features[p], procs.features[p])
 
 
 @pytest.mark.parametrize("n_jobs", [0, -1, 1.5, True])
 def test_bad_n_jobs(clips, n_jobs):
     with pytest.raises(ParameterError, match="n_jobs"):
-        extract_many(clips, n_jobs=n_jobs)
+        run_batch(clips, n_jobs=n_jobs)
 
 
 def test_skipped_is_a_value():
@@ -216,8 +235,8 @@ def clip_folder(tmp_path: Path, minimum: int = 100) -> list[str]:
 def test_parallel_equals_serial_on_100_real_clips(tmp_path):
     paths = clip_folder(tmp_path)
     assert len(paths) >= 100
-    serial = extract_many(paths, n_jobs=1)
-    parallel = extract_many(paths, n_jobs=2, cache_dir=tmp_path / "cache")
+    serial = run_batch(paths, n_jobs=1)
+    parallel = run_batch(paths, n_jobs=2, cache_dir=tmp_path / "cache")
     assert list(parallel.features) == list(serial.features)
     assert [s.path for s in parallel.skipped] == [s.path for s in serial.skipped]
     assert len(serial.features) >= 0.95 * len(paths)
@@ -235,8 +254,8 @@ def test_manifest_of_data_samples_in_parallel(tmp_path):
 
     recs = read_manifest(DATA_SAMPLES / "sounds")[:12]
     cfg = PRESETS["dcase2016"]
-    res = extract_many(recs, config=cfg, n_jobs=2, cache_dir=tmp_path / "c")
-    again = extract_many(recs, config=cfg, n_jobs=2, cache_dir=tmp_path / "c")
+    res = run_batch(recs, config=cfg, n_jobs=2, cache_dir=tmp_path / "c")
+    again = run_batch(recs, config=cfg, n_jobs=2, cache_dir=tmp_path / "c")
     assert again.n_cached == res.n_extracted == len(res.features) == 12
     for r in recs:
         assert res.features[r.path].shape[1] == 60

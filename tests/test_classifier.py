@@ -2,8 +2,9 @@ import numpy as np
 import pytest
 
 from audiogmm import DiagGMM, ModelFileError, ParameterError
-from audiogmm.classifier import GMMClassifier
 from audiogmm.features import FeatureConfig
+from audiogmm.models import GMMClassifier
+from audiogmm.pipeline import load_model, save_model
 
 
 def _clips(seed=0, D=4):
@@ -58,7 +59,7 @@ def test_class_with_too_little_data_is_named():
     clips, labels = _clips()
     clips.append(np.zeros((3, 4), np.float32))
     labels.append("mouse")
-    with pytest.raises(ParameterError, match="class 'mouse' has only 3 frames"):
+    with pytest.raises(ParameterError, match="n_components=8 but class 'mouse' has 3 frames"):
         GMMClassifier(8).fit(clips, labels)
 
 
@@ -77,15 +78,9 @@ def test_bad_inputs():
 
 def test_save_load_round_trip(fitted, tmp_path):
     clf, clips, _ = fitted
-    cfg = FeatureConfig.preset("speech")
-    clf.feature_config = FeatureConfig.preset("speech").replace(n_mfcc=4, delta_order=0)
-    try:
-        clf.save(tmp_path / "c.npz")
-    finally:
-        clf.feature_config = None
+    clf.save(tmp_path / "c.npz", extra={"note": "kept"})
     back = GMMClassifier.load(tmp_path / "c.npz")
-    assert back.labels_ == clf.labels_
-    assert back.config.n_dims == 4 and back.config != cfg
+    assert back.labels_ == clf.labels_ and back.file_header_["note"] == "kept"
     np.testing.assert_array_equal(back.means_, clf.means_)
     np.testing.assert_array_equal(back.score_matrix(clips), clf.score_matrix(clips))
     with pytest.raises(ModelFileError, match="holds a 'GMMClassifier'"):
@@ -96,19 +91,29 @@ def test_save_load_round_trip(fitted, tmp_path):
         GMMClassifier.load(tmp_path / "t.npz")
 
 
+def test_bundle_keeps_the_feature_config(fitted, tmp_path):
+    clf, clips, _ = fitted
+    cfg = FeatureConfig.preset("speech").replace(n_mfcc=4, delta_order=0)
+    save_model(tmp_path / "c.npz", clf, cfg)
+    back = load_model(tmp_path / "c.npz")
+    assert back.config == cfg and back.classifier.labels_ == clf.labels_
+    np.testing.assert_array_equal(back.classifier.score_matrix(clips), clf.score_matrix(clips))
+    clf.save(tmp_path / "bare.npz")  # a classifier file without a front end
+    with pytest.raises(ModelFileError, match="no feature configuration"):
+        load_model(tmp_path / "bare.npz")
+
+
 def test_config_dims_must_match_model(fitted, tmp_path):
     clf, _, _ = fitted
-    clf.feature_config = FeatureConfig.preset("speech")  # 60 dims, model has 4
-    try:
-        clf.save(tmp_path / "c.npz")
-    finally:
-        clf.feature_config = None
+    with pytest.raises(ParameterError, match="gives 60"):
+        save_model(tmp_path / "c.npz", clf, FeatureConfig.preset("speech"))  # model has 4 dims
+    clf.save(tmp_path / "c.npz", extra={"feature_config": FeatureConfig.preset("speech").to_dict()})
     with pytest.raises(ModelFileError, match="feature config gives 60"):
-        GMMClassifier.load(tmp_path / "c.npz")
+        load_model(tmp_path / "c.npz")
 
 
 def test_training_progress_callback_counts_classes():
     clips, labels = _clips(2)
     calls = []
-    GMMClassifier(2, n_jobs=2).fit(clips, labels, progress=lambda d, t: calls.append((d, t)))
+    GMMClassifier(2, n_jobs=2).fit(clips, labels, progress=lambda d, t, label: calls.append((d, t)))
     assert sorted(calls) == [(1, 3), (2, 3), (3, 3)]

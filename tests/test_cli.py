@@ -116,8 +116,8 @@ def test_model_config_wins_at_prediction(folder_data, tmp_path, monkeypatch):
     r = CliRunner().invoke(main, ["predict", str(model), str(clip), "--preset", "speech"])
     assert r.exit_code == 2 and "No such option" in r.output
     # and the features it computes are the model's own
-    import audiogmm.pipeline as pipeline
-    from audiogmm.classifier import GMMClassifier
+    import audiogmm.pipeline.classify as pipeline
+    from audiogmm.pipeline import load_model
 
     seen = []
     real = pipeline.extract_many
@@ -128,7 +128,7 @@ def test_model_config_wins_at_prediction(folder_data, tmp_path, monkeypatch):
 
     monkeypatch.setattr(pipeline, "extract_many", spy)
     run(["-q", "predict", model, clip, "--jobs", "1"])
-    assert seen and seen[0] == GMMClassifier.load(model).config
+    assert seen and seen[0] == load_model(model).config
     assert (
         seen[0].content_hash()
         != __import__("audiogmm").FeatureConfig.preset("speech").content_hash()
@@ -174,7 +174,7 @@ def test_damaged_model_gives_one_line_error(folder_data, tmp_path, damage):
     if damage == "truncate":
         data = data[: len(data) // 2]
     elif damage == "flip":  # one bit of one stored mean
-        from audiogmm.classifier import GMMClassifier
+        from audiogmm.models import GMMClassifier
 
         pos = bytes(data).find(GMMClassifier.load(model).means_.tobytes()[800:816])
         assert pos > 0

@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 
 from audiogmm import ParameterError
-from audiogmm.metrics import accuracy, confusion_matrix, summary
-from audiogmm.report import write_report
+from audiogmm.pipeline.report import write_report
+from audiogmm.scoring.metrics import accuracy, confusion_matrix, summary
 
 
 def test_metrics_against_sklearn():

@@ -1,13 +1,18 @@
-"""Each recipe end to end on the bundled real audio, with the accuracy it must reach."""
+"""Each recipe end to end on the bundled real audio, with the accuracy it must reach; the stage guard."""
 
 import importlib.util
 import json
+import sys
 from pathlib import Path
 
+import click
 import pytest
 from click.testing import CliRunner
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "recipes"))  # as when a recipe runs as a script
+
+from _stages import Stages  # noqa: E402
 
 
 def _load(name):
@@ -22,7 +27,7 @@ def _load(name):
 def test_recipe_reaches_accuracy(name, minimum, tmp_path):
     recipe = _load(name)
     exp = tmp_path / "exp"
-    r = CliRunner().invoke(recipe.main, ["--exp", str(exp)], catch_exceptions=False)
+    r = CliRunner().invoke(recipe.main, ["--exp", str(exp), "-j", "2"], catch_exceptions=False)
     assert r.exit_code == 0, r.output
     for stage in range(5):
         assert f"[stage {stage}]" in r.output
@@ -41,3 +46,35 @@ def test_recipe_reaches_accuracy(name, minimum, tmp_path):
     # stages talk through files: re-running only the last two reuses everything else
     r = CliRunner().invoke(recipe.main, ["--exp", str(exp), "--stage", "3"], catch_exceptions=False)
     assert r.exit_code == 0 and "[stage 0]" not in r.output and "ACCURACY" in r.output
+    # ... but not with other settings: the model was trained with K=16
+    r = CliRunner().invoke(recipe.main, ["--exp", str(exp), "--stage", "3", "-k", "4"])
+    assert r.exit_code == 2 and "components: 16 -> 4" in r.output and "--force" in r.output
+    r = CliRunner().invoke(recipe.main, ["--exp", str(exp), "--stage", "7"])
+    assert r.exit_code == 2 and "--stage" in r.output
+
+
+def _stages(tmp_path, **kw):
+    return Stages(str(tmp_path), ["a", "b", "c"], log=kw.pop("log", lambda m: None), **kw)
+
+
+def test_stage_guard_runs_only_the_asked_range(tmp_path):
+    lines = []
+    st = _stages(tmp_path, stage=1, stop_stage=1, settings={"k": 1}, log=lines.append)
+    ran = [n for n in range(3) if st(n) and (st.done("ok") or True)]
+    assert ran == [1] and lines[0] == "[stage 1] b ..." and lines[1].startswith("[stage 1] b: ok (")
+    assert json.loads((tmp_path / "settings.json").read_text()) == {"k": 1}
+    assert (tmp_path / "cmd.txt").exists()
+
+
+@pytest.mark.parametrize("stage, stop", [(-1, None), (3, None), (2, 1), (0, 3)])
+def test_stage_guard_refuses_bad_ranges(tmp_path, stage, stop):
+    with pytest.raises(click.BadParameter):
+        _stages(tmp_path, stage=stage, stop_stage=stop, settings={})
+
+
+def test_stage_guard_names_the_setting_that_differs(tmp_path):
+    _stages(tmp_path, settings={"k": 16, "seed": 0})
+    with pytest.raises(click.UsageError, match="k: 16 -> 4"):
+        _stages(tmp_path, stage=1, settings={"k": 4, "seed": 0})
+    _stages(tmp_path, stage=1, settings={"k": 4, "seed": 0}, force=True)  # reuse on purpose
+    _stages(tmp_path, stage=0, settings={"k": 8, "seed": 0})  # starting over is always fine

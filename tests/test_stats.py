@@ -4,7 +4,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from audiogmm import ModelFileError, ParameterError, Stats
-from audiogmm.gmm import accumulate
+from audiogmm.mixture import Params, accumulate
 
 from .conftest import random_params
 
@@ -12,7 +12,7 @@ from .conftest import random_params
 def _stats(seed, K=3, D=2, n=50):
     rng = np.random.default_rng(seed)
     X = rng.normal(size=(n, D))
-    return accumulate(X, *random_params(rng, K, D)), X
+    return accumulate(X, Params(*random_params(rng, K, D))), X
 
 
 def test_zeros_is_neutral():
@@ -36,9 +36,9 @@ def test_merge_with_different_shifts():
     rng = np.random.default_rng(2)
     X = rng.normal(size=(80, 2))
     p = random_params(rng, 3, 2)
-    a = accumulate(X[:30], *p, shift=np.array([1.0, 2.0]))
-    b = accumulate(X[30:], *p, shift=np.array([-5.0, 0.0]))
-    whole = accumulate(X, *p)
+    a = accumulate(X[:30], Params(*p), shift=np.array([1.0, 2.0]))
+    b = accumulate(X[30:], Params(*p), shift=np.array([-5.0, 0.0]))
+    whole = accumulate(X, Params(*p))
     assert (a + b).allclose(whole, rtol=1e-10)
 
 
@@ -83,9 +83,9 @@ def test_split_accumulation_merges_to_whole(seed, n, K, D, cuts, chunk):
     rng = np.random.default_rng(seed)
     X = rng.normal(0, 2, size=(n, D)) + rng.normal(0, 5, size=D)
     p = random_params(rng, K, D)
-    whole = accumulate(X, *p)
+    whole = accumulate(X, Params(*p))
     edges = [0, *sorted(c for c in cuts if c < n), n]
     parts = [
-        accumulate(X[a:b], *p, chunk_size=chunk) for a, b in zip(edges[:-1], edges[1:]) if b > a
+        accumulate(X[a:b], Params(*p), chunk_size=chunk) for a, b in zip(edges[:-1], edges[1:]) if b > a
     ]
     assert sum(parts).allclose(whole, rtol=1e-9, atol=1e-9)

@@ -1,0 +1,76 @@
+"""The ``audiogmm`` command line: extract, train, evaluate, predict, info.
+
+Every command parses its options, calls the library, and prints: human output
+on stdout, ``--json`` output with sorted keys, logs and progress bars on stderr.
+Exit codes: 0 success, 1 error (bad data, bad model file, ...), 2 usage error.
+Library errors become one line here, in :class:`_Group`, and nowhere else.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import warnings
+from typing import Any
+
+import click
+
+from .._version import __version__
+from ..exceptions import AudioGMMError
+from . import evaluate, extract, info, predict, train
+
+__all__ = ["main"]
+
+logger = logging.getLogger("audiogmm")
+
+EXIT_CODES = "Exit codes: 0 success; 1 error (bad data, unreadable model, ...); 2 usage error."
+
+
+class _Group(click.Group):
+    """Turns library errors into one clear line and exit code 1, never a traceback."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except AudioGMMError as e:
+            raise click.ClickException(str(e)) from e
+        except BrokenPipeError:  # e.g. `audiogmm info m.npz | head`: not an error
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            sys.exit(0)
+        except OSError as e:  # e.g. an output folder we may not write to
+            raise click.ClickException(f"{type(e).__name__}: {e}") from e
+
+
+@click.group(
+    cls=_Group, epilog=EXIT_CODES, context_settings={"help_option_names": ["-h", "--help"]}
+)
+@click.version_option(__version__, prog_name="audiogmm")
+@click.option("-v", "--verbose", count=True, help="More log output on stderr (repeatable).")
+@click.option("-q", "--quiet", count=True, help="Less output: no progress bars, warnings only.")
+@click.pass_context
+def main(ctx: click.Context, verbose: int, quiet: int) -> None:
+    """Gaussian mixture models for audio: train per-class GMMs on MFCCs and classify clips.
+
+    DATA is a folder with one sub-folder per label, a CSV file with columns
+    path,label[,split] (paths relative to the CSV), or a Kaldi data directory
+    (wav.scp + utt2spk).
+    """
+    level = verbose - quiet
+    logging.basicConfig(
+        level={-1: logging.WARNING, 0: logging.WARNING, 1: logging.INFO}.get(
+            level, logging.DEBUG if level > 1 else logging.ERROR
+        ),
+        format="%(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    # the CLI (never the library) decides how warnings look: one log line on stderr
+    warnings.showwarning = lambda message, category, *args, **kw: logger.warning(
+        "%s: %s", category.__name__, message
+    )
+    ctx.obj = {"verbosity": level}
+
+
+for _module in (extract, train, evaluate, predict, info):
+    main.add_command(_module.command)
+    _module.command.epilog = EXIT_CODES

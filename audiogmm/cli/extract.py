@@ -1,0 +1,58 @@
+"""``audiogmm extract``: features of every file into the cache."""
+
+from __future__ import annotations
+
+import click
+
+from .options import (
+    echo_json,
+    feature_options,
+    json_option,
+    load_config,
+    progress_for,
+    report_skipped,
+    run_options,
+)
+
+
+@click.command("extract")
+@click.argument("data", type=click.Path(exists=True))
+@feature_options
+@run_options
+@click.option(
+    "--skipped-csv",
+    type=click.Path(dir_okay=False),
+    help="Write the skipped files and reasons here.",
+)
+@json_option
+@click.pass_context
+def command(ctx, data, preset, config_path, cache_dir, jobs, strict, skipped_csv, as_json):
+    """Extract features of every file in DATA into the cache (re-runs skip done work)."""
+    from ..data import RunOptions, extract_many, read_manifest
+    from ..pipeline import skipped_list
+
+    if not cache_dir:
+        raise click.UsageError("extract needs --cache DIR (where the features go)")
+    config = load_config(preset, config_path)
+    records = read_manifest(data)
+    opts = RunOptions(cache_dir=cache_dir, n_jobs=jobs, progress=progress_for(ctx), strict=strict)
+    res = extract_many(records, config=config, options=opts)
+    if skipped_csv:
+        res.write_skipped_csv(skipped_csv)
+    skipped = skipped_list(res)
+    out = {
+        "n_files": len(records),
+        "n_extracted": res.n_extracted,
+        "n_cached": res.n_cached,
+        "n_frames": int(sum(x.shape[0] for x in res.features.values())),
+        "skipped": skipped,
+        "config_hash": config.content_hash(),
+    }
+    if as_json:
+        echo_json(out)
+        return
+    report_skipped(skipped)
+    click.echo(
+        f"{len(res.features)}/{len(records)} files ready in {cache_dir} "
+        f"({res.n_extracted} extracted, {res.n_cached} from cache, {len(skipped)} skipped)"
+    )

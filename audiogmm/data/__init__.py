@@ -1,0 +1,18 @@
+"""Datasets: manifests (folder, CSV, Kaldi dir), splits, and the cached parallel extraction.
+
+Modules in data-flow order: ``manifests``, ``splits``, ``cache``. Names are
+imported on first use.
+"""
+
+from ..lazy import lazy_exports
+
+_EXPORTS = {
+    **dict.fromkeys(["ExtractionResult", "RunOptions", "Skipped", "extract_many"], ".cache"),
+    **dict.fromkeys(
+        ["Record", "read_csv", "read_folder", "read_kaldi_dir", "read_manifest", "write_csv"],
+        ".manifests",
+    ),
+    **dict.fromkeys(["TRAIN_FRACTION", "labels", "select", "split_records"], ".splits"),
+}
+__all__ = sorted(_EXPORTS)
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

@@ -1,0 +1,326 @@
+"""Extract features for many files: in parallel, cached on disk, skipping bad files.
+
+Layout of a cache directory::
+
+    <cache_dir>/<config-hash>/config.json     the FeatureConfig (for humans)
+    <cache_dir>/<config-hash>/<key>.npy       one (n_frames, n_dims) array per file
+
+``key`` is the SHA-256 of the file's absolute path, size, ``st_mtime_ns``, the
+config hash and the ``keep_all_frames`` flag, so a changed file or a changed
+config is re-extracted and everything else is read back. Cache files are plain
+``.npy`` (no pickle), written to a temporary file and moved into place with
+:func:`os.replace`; on reading they are validated (shape, dtype, finiteness) and
+recomputed when anything is off.
+
+Files are extracted through an executor (:class:`~audiogmm.engine.LocalExecutor`):
+threads in this process by default, worker processes only when the caller passes
+an executor built with ``processes=True``. Feature extraction runs its only BLAS
+call on one thread, so results are bit-identical for any number of workers.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import logging
+import os
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Optional, Union
+
+import numpy as np
+
+from .. import audio
+from ..container import atomic_write
+from ..engine import LocalExecutor, resolve
+from ..exceptions import AudioError, FeatureError, ParameterError
+from ..features import FeatureConfig, extract
+from ..progress import Progress, reporter
+from .manifests import Record
+
+__all__ = [
+    "ExtractionResult",
+    "RunOptions",
+    "Skipped",
+    "cache_key",
+    "cache_path",
+    "extract_many",
+]
+
+logger = logging.getLogger(__name__)
+
+PathLike = Union[str, "os.PathLike[str]"]
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """How a file-level job runs: the settings that travel from the CLI to the cache.
+
+    Attributes
+    ----------
+    cache_dir : path or None
+        Feature cache folder (None: no cache).
+    n_jobs : int >= 1 or None
+        Workers (None: all cores).
+    progress : callable or None
+        ``progress(n_done, n_total, label)`` (see :mod:`audiogmm.progress`).
+    strict : bool
+        Fail on the first bad file instead of skipping it.
+    """
+
+    cache_dir: Optional[PathLike] = None
+    n_jobs: Optional[int] = None
+    progress: Progress = None
+    strict: bool = False
+
+
+@dataclass(frozen=True)
+class Skipped:
+    """A file that could not be used, and why (the error message)."""
+
+    path: str
+    reason: str
+
+
+@dataclass
+class ExtractionResult:
+    """What :func:`extract_many` produced.
+
+    Attributes
+    ----------
+    features : dict of str to np.ndarray [shape=(n_frames, n_dims)]
+        Frames per file, keyed by the path as given (``Record.path`` for
+        records), in input order; skipped files are absent.
+    skipped : list of Skipped
+        Bad files with the reason, in input order.
+    n_extracted : int
+        Files computed in this run.
+    n_cached : int
+        Files read back from the cache.
+    """
+
+    features: dict[str, np.ndarray] = field(default_factory=dict)
+    skipped: list[Skipped] = field(default_factory=list)
+    n_extracted: int = 0
+    n_cached: int = 0
+
+    @property
+    def n_skipped(self) -> int:
+        """Number of skipped files."""
+        return len(self.skipped)
+
+    def write_skipped_csv(self, path: PathLike) -> None:
+        """Write ``path,reason`` rows for the skipped files (atomically; header even if empty)."""
+        buf = io.StringIO()
+        w = csv.writer(buf, lineterminator="\n")
+        w.writerow(["path", "reason"])
+        for s in self.skipped:
+            w.writerow([s.path, s.reason])
+        _atomic_write_bytes(os.fspath(path), buf.getvalue().encode("utf-8"))
+
+
+# ---------------------------------------------------------------------- cache files
+def cache_key(path: PathLike, config: FeatureConfig, *, keep_all_frames: bool = False) -> str:
+    """SHA-256 hex digest of (absolute path, size, mtime_ns, config hash, keep_all_frames).
+
+    Raises
+    ------
+    AudioError
+        If the file cannot be stat'ed (missing, unreadable, empty).
+    """
+    p = os.path.abspath(os.fspath(path))
+    audio.check_file(p)
+    st = os.stat(p)
+    ident = "\0".join(
+        [p, str(st.st_size), str(st.st_mtime_ns), config.content_hash(), str(bool(keep_all_frames))]
+    )
+    return hashlib.sha256(ident.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def cache_path(
+    cache_dir: PathLike, path: PathLike, config: FeatureConfig, *, keep_all_frames: bool = False
+) -> str:
+    """Where the features of *path* under *config* are cached in *cache_dir*."""
+    key = cache_key(path, config, keep_all_frames=keep_all_frames)
+    return os.path.join(os.fspath(cache_dir), config.content_hash(), key + ".npy")
+
+
+def _atomic_write_bytes(dst: str, data: bytes) -> None:
+    atomic_write(dst, lambda f: f.write(data))
+
+
+def _save_npy(dst: str, arr: np.ndarray) -> None:
+    atomic_write(dst, lambda f: np.save(f, arr, allow_pickle=False))
+
+
+def _load_cached(file: str, config: FeatureConfig) -> Optional[np.ndarray]:
+    """The cached array if it exists and is valid, else None (never trusted blindly)."""
+    try:
+        arr = np.load(file, allow_pickle=False)
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError, EOFError) as exc:
+        logger.warning("ignoring corrupt cache entry %s (%s); recomputing", file, exc)
+        return None
+    ok = (
+        isinstance(arr, np.ndarray)
+        and arr.ndim == 2
+        and arr.shape[0] >= 1
+        and arr.shape[1] == config.n_dims
+        and arr.dtype == np.dtype(config.dtype)
+        and bool(np.isfinite(arr).all())
+    )
+    if not ok:
+        logger.warning("ignoring invalid cache entry %s; recomputing", file)
+        return None
+    return arr
+
+
+# ---------------------------------------------------------------------- workers
+def _work(
+    path: str, config: FeatureConfig, keep_all_frames: bool, cache_file: Optional[str]
+) -> tuple[str, Optional[np.ndarray], str]:
+    """Extract one file. Returns (error kind or "", features or None, message)."""
+    try:
+        feats = extract(path, config=config, keep_all_frames=keep_all_frames)
+    except AudioError as exc:
+        return "AudioError", None, str(exc)
+    except FeatureError as exc:
+        return "FeatureError", None, str(exc)
+    except Exception as exc:  # the batch goes on: anything unexpected is a skip too
+        return "FeatureError", None, f"{path!r}: {type(exc).__name__}: {exc}"
+    if cache_file is not None:
+        try:
+            _save_npy(cache_file, feats)
+        except OSError as exc:
+            logger.warning("could not write cache file %s (%s)", cache_file, exc)
+    return "", feats, ""
+
+
+# ---------------------------------------------------------------------- public API
+def extract_many(
+    paths_or_records: Iterable[Union[PathLike, Record]],
+    *,
+    config: Optional[FeatureConfig] = None,
+    options: Optional[RunOptions] = None,
+    executor: Optional[LocalExecutor] = None,
+    keep_all_frames: bool = False,
+) -> ExtractionResult:
+    """Extract features for many files, in parallel, with an optional disk cache.
+
+    Parameters
+    ----------
+    paths_or_records : iterable of str, os.PathLike or Record
+        The audio files. Duplicates are extracted once.
+    config : FeatureConfig, optional
+        Defaults to the ``speech`` preset.
+    options : RunOptions, optional
+        Cache folder, workers, progress callback and strictness (default: no
+        cache, all cores as threads, no progress, bad files skipped).
+    executor : LocalExecutor, optional
+        Runs the files (default: ``options.n_jobs`` threads for this call). Pass
+        an executor built with ``processes=True`` for worker processes.
+    keep_all_frames : bool
+        Passed to :func:`audiogmm.features.extract` (no VAD frame dropping).
+
+    Returns
+    -------
+    ExtractionResult
+        ``features`` (path → ``(n_frames, config.n_dims)`` array, input order),
+        ``skipped``, ``n_extracted``, ``n_cached``.
+
+    Raises
+    ------
+    AudioError, FeatureError
+        Only with ``options.strict``.
+    ParameterError
+        Invalid *config* or ``n_jobs``.
+
+    Examples
+    --------
+    >>> from audiogmm.data import read_manifest
+    >>> res = extract_many(read_manifest("data_samples/speakers"),
+    ...                    options=RunOptions(cache_dir="exp/feats", n_jobs=2))  # doctest: +SKIP
+    >>> res.write_skipped_csv("exp/feats/skipped.csv")  # doctest: +SKIP
+    """
+    if config is None:
+        config = FeatureConfig.preset("speech")
+    elif not isinstance(config, FeatureConfig):
+        raise ParameterError(f"config must be a FeatureConfig, got {type(config).__name__}")
+    opts = options or RunOptions()
+    n_jobs, strict, cache_dir = opts.n_jobs, opts.strict, opts.cache_dir
+    if n_jobs is not None and (
+        isinstance(n_jobs, bool) or not isinstance(n_jobs, (int, np.integer)) or n_jobs < 1
+    ):
+        raise ParameterError(f"n_jobs must be an integer >= 1 or None, got {n_jobs!r}")
+    keep_all_frames = bool(keep_all_frames)
+
+    paths: list[str] = []
+    seen: set[str] = set()
+    for item in paths_or_records:
+        p = item.path if isinstance(item, Record) else os.fspath(item)
+        if p not in seen:
+            seen.add(p)
+            paths.append(p)
+    total = len(paths)
+
+    cfg_dir: Optional[str] = None
+    if cache_dir is not None:
+        cfg_dir = os.path.join(os.fspath(cache_dir), config.content_hash())
+        os.makedirs(cfg_dir, exist_ok=True)
+        cfg_file = os.path.join(cfg_dir, "config.json")
+        if not os.path.exists(cfg_file):
+            _atomic_write_bytes(cfg_file, config.to_json(indent=2).encode("utf-8"))
+
+    results: dict[str, np.ndarray] = {}
+    errors: dict[str, tuple[str, str]] = {}
+    n_cached = 0
+    n_extracted = 0
+
+    def fail(path: str, kind: str, message: str) -> None:
+        if strict:
+            raise (AudioError if kind == "AudioError" else FeatureError)(message)
+        errors[path] = (kind, message)
+
+    with reporter(opts.progress, total, "Extracting features") as tick:
+        tasks: list[tuple[str, FeatureConfig, bool, Optional[str]]] = []
+        for p in paths:
+            cfile: Optional[str] = None
+            if cfg_dir is not None:
+                try:
+                    key = cache_key(p, config, keep_all_frames=keep_all_frames)
+                except AudioError as exc:
+                    fail(p, "AudioError", str(exc))
+                    tick()
+                    continue
+                cfile = os.path.join(cfg_dir, key + ".npy")
+                arr = _load_cached(cfile, config)
+                if arr is not None:
+                    results[p] = arr
+                    n_cached += 1
+                    tick()
+                    continue
+            tasks.append((p, config, keep_all_frames, cfile))
+
+        with resolve(executor, n_jobs) as ex:
+            for (p, *_), (kind, feats, message) in zip(
+                tasks, ex.map(_work, tasks, isolated=True, star=True)
+            ):
+                if kind:
+                    fail(p, kind, message)
+                else:
+                    assert feats is not None
+                    results[p] = feats
+                    n_extracted += 1
+                tick()
+
+    res = ExtractionResult(n_extracted=n_extracted, n_cached=n_cached)
+    for p in paths:
+        if p in results:
+            res.features[p] = results[p]
+        else:
+            res.skipped.append(Skipped(p, errors[p][1]))
+    if res.skipped:
+        logger.warning("skipped %d of %d files", len(res.skipped), total)
+    return res

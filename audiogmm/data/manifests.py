@@ -1,0 +1,342 @@
+"""Dataset manifests: which audio files, with which label, in which split.
+
+Three layouts are read into a list of :class:`Record` (absolute path, label,
+split or ``None``):
+
+* a folder with one sub-folder per label (audio files found recursively in
+  each sub-folder; hidden files and folders are skipped);
+* a CSV file with a header ``path,label[,split]`` (paths relative to the CSV's
+  folder, or absolute);
+* a Kaldi data directory: ``wav.scp`` (``utt path``) + ``utt2spk`` (the speaker
+  is the label).
+
+All listings are sorted, so a manifest reads the same on every machine.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import os
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Literal, Optional, Union
+
+from ..audio import AUDIO_EXTENSIONS
+from ..container import atomic_write
+from ..exceptions import DatasetError, ParameterError
+
+__all__ = [
+    "Record",
+    "read_csv",
+    "read_folder",
+    "read_kaldi_dir",
+    "read_manifest",
+    "write_csv",
+]
+
+PathLike = Union[str, "os.PathLike[str]"]
+
+_CSV_COLUMNS = ("path", "label", "split")
+_MAX_LISTED = 5
+
+
+@dataclass(frozen=True)
+class Record:
+    """One audio file of a dataset.
+
+    Attributes
+    ----------
+    path : str
+        Absolute path of the audio file.
+    label : str
+        Class label (sub-folder name, CSV ``label`` column, or Kaldi speaker).
+    split : str or None
+        ``"train"``, ``"test"`` (or any name from a CSV ``split`` column), or
+        ``None`` before :func:`split_records`.
+    """
+
+    path: str
+    label: str
+    split: Optional[str] = None
+
+
+def _listing(items: Sequence[str]) -> str:
+    shown = ", ".join(repr(s) for s in items[:_MAX_LISTED])
+    more = f" and {len(items) - _MAX_LISTED} more" if len(items) > _MAX_LISTED else ""
+    return shown + more
+
+
+def _check_unique_and_present(records: list[Record], source: str) -> None:
+    seen: dict[str, int] = {}
+    dups = []
+    for r in records:
+        if r.path in seen:
+            dups.append(r.path)
+        seen[r.path] = 1
+    if dups:
+        raise DatasetError(f"{source!r}: duplicate path(s) in manifest: {_listing(dups)}")
+    missing = [r.path for r in records if not os.path.isfile(r.path)]
+    if missing:
+        raise DatasetError(
+            f"{source!r}: {len(missing)} file(s) listed in the manifest do not exist: "
+            f"{_listing(missing)}"
+        )
+
+
+def read_folder(root: PathLike) -> list[Record]:
+    """Read a folder with one sub-folder per label.
+
+    Parameters
+    ----------
+    root : str or os.PathLike
+        ``root/<label>/**/<file>`` with an audio extension (``.wav .flac .ogg .mp3
+        .aiff .aif .au``, any case). Files directly in *root* are ignored.
+
+    Returns
+    -------
+    list of Record
+        Sorted by label, then path; ``split`` is ``None``.
+
+    Raises
+    ------
+    DatasetError
+        No label sub-folder, or a label sub-folder without any audio file.
+    """
+    base = os.path.abspath(os.fspath(root))
+    if not os.path.isdir(base):
+        raise DatasetError(f"{base!r}: expected a directory of label sub-folders")
+    label_dirs = sorted(
+        e.name for e in os.scandir(base) if e.is_dir() and not e.name.startswith(".")
+    )
+    if not label_dirs:
+        raise DatasetError(
+            f"{base!r}: no label sub-folders found; expected <root>/<label>/<audio files>"
+        )
+    records: list[Record] = []
+    empty = []
+    for label in label_dirs:
+        found = []
+        for dirpath, dirnames, filenames in os.walk(os.path.join(base, label)):
+            dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+            for name in filenames:
+                if name.startswith("."):
+                    continue
+                if os.path.splitext(name)[1].lower() in AUDIO_EXTENSIONS:
+                    found.append(os.path.join(dirpath, name))
+        if not found:
+            empty.append(label)
+        records.extend(Record(p, label) for p in sorted(found))
+    if empty:
+        raise DatasetError(
+            f"{base!r}: label folder(s) with zero audio files: {_listing(empty)} "
+            f"(audio extensions: {' '.join(AUDIO_EXTENSIONS)})"
+        )
+    return records
+
+
+def read_csv(
+    path: PathLike, *, extra_columns: Literal["error", "ignore"] = "error"
+) -> list[Record]:
+    """Read a CSV manifest with header ``path,label[,split]``.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The CSV file (UTF-8, optional BOM). Relative paths in it are relative
+        to the CSV's folder.
+    extra_columns : {"error", "ignore"}
+        What to do with columns other than ``path``, ``label`` and ``split``.
+
+    Returns
+    -------
+    list of Record
+        In file order. An empty ``split`` cell gives ``split=None``.
+
+    Raises
+    ------
+    DatasetError
+        Missing CSV, missing or unknown columns, empty path or label cell, a
+        listed file that does not exist, duplicate paths, or a mix of rows with
+        and without a split.
+    """
+    csv_path = os.path.abspath(os.fspath(path))
+    if extra_columns not in ("error", "ignore"):
+        raise ParameterError(f"extra_columns must be 'error' or 'ignore', got {extra_columns!r}")
+    try:
+        with open(csv_path, encoding="utf-8-sig", newline="") as f:
+            text = f.read()
+    except FileNotFoundError:
+        raise DatasetError(f"{csv_path!r}: manifest file not found") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise DatasetError(f"{csv_path!r}: cannot read manifest ({exc})") from None
+    reader = csv.DictReader(io.StringIO(text))
+    header = [h.strip() for h in (reader.fieldnames or [])]
+    if not header:
+        raise DatasetError(f"{csv_path!r}: empty CSV; expected a header 'path,label[,split]'")
+    reader.fieldnames = header
+    missing_cols = [c for c in ("path", "label") if c not in header]
+    if missing_cols:
+        raise DatasetError(
+            f"{csv_path!r}: missing column(s) {missing_cols}; expected 'path,label[,split]', "
+            f"got {header}"
+        )
+    unknown = [c for c in header if c not in _CSV_COLUMNS]
+    if unknown and extra_columns == "error":
+        raise DatasetError(
+            f"{csv_path!r}: unknown column(s) {unknown}; expected only 'path,label[,split]'"
+        )
+    if len(set(header)) != len(header):
+        raise DatasetError(f"{csv_path!r}: repeated column names in header {header}")
+    folder = os.path.dirname(csv_path)
+    records = []
+    for lineno, row in enumerate(reader, start=2):
+        p = (row.get("path") or "").strip()
+        label = (row.get("label") or "").strip()
+        split = (row.get("split") or "").strip() or None
+        if not p and not label and not split:
+            continue  # blank line
+        if not p or not label:
+            raise DatasetError(f"{csv_path!r} line {lineno}: empty path or label cell: {row}")
+        full = os.path.normpath(p if os.path.isabs(p) else os.path.join(folder, p))
+        records.append(Record(full, label, split))
+    if not records:
+        raise DatasetError(f"{csv_path!r}: no rows after the header")
+    has_split = {r.split is not None for r in records}
+    if len(has_split) == 2:
+        raise DatasetError(
+            f"{csv_path!r}: some rows have a split and some do not; fill the split column "
+            "for every row or leave it out"
+        )
+    _check_unique_and_present(records, csv_path)
+    return records
+
+
+def _read_kaldi_table(path: str) -> list[tuple[str, str]]:
+    rows = []
+    with open(path, encoding="utf-8") as f:
+        for lineno, line in enumerate(f, start=1):
+            line = line.strip()
+            if not line:
+                continue
+            parts = line.split(None, 1)
+            if len(parts) != 2:
+                raise DatasetError(
+                    f"{path!r} line {lineno}: expected '<key> <value>', got {line!r}"
+                )
+            rows.append((parts[0], parts[1].strip()))
+    return rows
+
+
+def read_kaldi_dir(data_dir: PathLike) -> list[Record]:
+    """Read a Kaldi data directory (``wav.scp`` + ``utt2spk``); the label is the speaker.
+
+    Parameters
+    ----------
+    data_dir : str or os.PathLike
+        Holds ``wav.scp`` (``<utt> <path>``) and ``utt2spk`` (``<utt> <spk>``).
+        Relative paths in ``wav.scp`` are tried against *data_dir*, then against
+        the current directory (Kaldi's convention: the recipe root).
+
+    Returns
+    -------
+    list of Record
+        Sorted by utterance id; ``split`` is ``None``.
+
+    Raises
+    ------
+    DatasetError
+        Missing ``utt2spk``, piped ``wav.scp`` entries (``... |``), archive
+        entries, a ``segments`` file, utterances without a speaker, duplicate
+        utterances or paths, or missing audio files.
+    """
+    base = os.path.abspath(os.fspath(data_dir))
+    scp = os.path.join(base, "wav.scp")
+    u2s = os.path.join(base, "utt2spk")
+    if not os.path.isfile(scp):
+        raise DatasetError(f"{base!r}: not a Kaldi data directory (no wav.scp)")
+    if not os.path.isfile(u2s):
+        raise DatasetError(f"{base!r}: wav.scp found but utt2spk is missing")
+    if os.path.exists(os.path.join(base, "segments")):
+        raise DatasetError(
+            f"{base!r}: a 'segments' file is present; segmented recordings are unsupported "
+            "(cut the segments into files first)"
+        )
+    wav = _read_kaldi_table(scp)
+    spk = dict(_read_kaldi_table(u2s))
+    utts = [u for u, _ in wav]
+    dup_utts = sorted(u for u, c in Counter(utts).items() if c > 1)
+    if dup_utts:
+        raise DatasetError(f"{scp!r}: duplicate utterance id(s): {_listing(dup_utts)}")
+    records = []
+    for utt, value in sorted(wav):
+        if value.endswith("|"):
+            raise DatasetError(
+                f"{scp!r}: utterance {utt!r} is a command pipe ({value!r}); piped wav.scp "
+                "entries are unsupported, write the audio to files first"
+            )
+        if value.startswith("ark:") or ".ark:" in value:
+            raise DatasetError(f"{scp!r}: utterance {utt!r} points into an archive; unsupported")
+        if utt not in spk:
+            raise DatasetError(f"{u2s!r}: no speaker for utterance {utt!r}")
+        if os.path.isabs(value):
+            full = value
+        else:
+            cand = os.path.join(base, value)
+            full = cand if os.path.exists(cand) else os.path.abspath(value)
+        records.append(Record(os.path.normpath(full), spk[utt]))
+    if not records:
+        raise DatasetError(f"{scp!r}: no utterances")
+    _check_unique_and_present(records, scp)
+    return records
+
+
+def read_manifest(source: PathLike, **kwargs: str) -> list[Record]:
+    """Read a manifest, detecting its layout.
+
+    Parameters
+    ----------
+    source : str or os.PathLike
+        A Kaldi data directory (a directory holding ``wav.scp``), a folder of
+        label sub-folders, or a CSV file ``path,label[,split]``.
+    **kwargs
+        Passed to :func:`read_csv` (``extra_columns``).
+
+    Returns
+    -------
+    list of Record
+
+    Raises
+    ------
+    DatasetError
+        If *source* does not exist or its content is malformed.
+
+    Examples
+    --------
+    >>> records = read_manifest("data_samples/speakers")  # doctest: +SKIP
+    >>> records = split_records(records, train_fraction=0.7, seed=0)  # doctest: +SKIP
+    >>> train = select(records, "train")  # doctest: +SKIP
+    """
+    p = os.path.abspath(os.fspath(source))
+    if os.path.isdir(p):
+        if os.path.isfile(os.path.join(p, "wav.scp")):
+            return read_kaldi_dir(p)
+        return read_folder(p)
+    if os.path.isfile(p):
+        return read_csv(p, **kwargs)  # type: ignore[arg-type]
+    raise DatasetError(f"{p!r}: manifest not found (expected a folder, a CSV or a Kaldi data dir)")
+
+
+def write_csv(records: Iterable[Record], path: PathLike) -> None:
+    """Write records as a ``path,label[,split]`` CSV (paths absolute), atomically."""
+    records = list(records)
+    dst = os.path.abspath(os.fspath(path))
+    with_split = any(r.split is not None for r in records)
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(["path", "label", "split"] if with_split else ["path", "label"])
+    for r in records:
+        w.writerow([r.path, r.label, r.split or ""] if with_split else [r.path, r.label])
+    data = buf.getvalue().encode("utf-8")
+    atomic_write(dst, lambda f: f.write(data))

@@ -1,0 +1,216 @@
+"""The local executor: threads in this process, worker processes only when asked.
+
+Why threads over chunks instead of multi-threaded BLAS plus a parallel numba
+kernel: the two thread pools (OpenBLAS and numba) alternate on every chunk and
+OpenBLAS's spinning workers starve numba's, which made a 2-core E-step 10-100x
+slower than its two GEMMs. Here each task runs entirely on one thread (BLAS
+limited to one thread, serial kernels that release the GIL), tasks are spread
+over ``n_workers`` threads, and results come back *in task order*, so any
+reduction the caller does is bit-identical whatever the number of workers.
+
+An executor is an object: it is created per command or per ``fit`` call, passed
+down, and closed (``with LocalExecutor(2) as ex: ...``). Nothing lives at module
+level, except the read-only description of the BLAS libraries that are loaded.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import threading
+from collections import deque
+from collections.abc import Iterable, Iterator
+from concurrent.futures import Executor as _FuturesExecutor
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from typing import Any, Callable, TypeVar
+
+from ..exceptions import ParameterError
+
+__all__ = ["LocalExecutor", "default_workers", "one_blas_thread", "resolve"]
+
+T = TypeVar("T")
+
+_in_worker = threading.local()  # set in worker threads: nested maps run inline
+
+
+def default_workers() -> int:
+    """Workers used when ``n_jobs`` is None: ``AUDIOGMM_THREADS`` or the usable core count."""
+    env = os.environ.get("AUDIOGMM_THREADS")
+    if env:
+        try:
+            return max(1, int(env))
+        except ValueError:
+            raise ParameterError(f"AUDIOGMM_THREADS must be an integer; got {env!r}") from None
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # pragma: no cover - not on Linux
+        return max(1, os.cpu_count() or 1)
+
+
+@functools.lru_cache(maxsize=1)
+def _blas_controller() -> Any:
+    """threadpoolctl's view of the loaded BLAS libraries (built once: it scans the process)."""
+    try:
+        from threadpoolctl import ThreadpoolController
+    except ImportError:  # pragma: no cover - threadpoolctl is a dependency
+        return None
+    return ThreadpoolController()
+
+
+@contextmanager
+def one_blas_thread() -> Iterator[None]:
+    """Limit BLAS to one thread inside the ``with`` block (a threadpoolctl context).
+
+    Small products (a chunk's GEMM, the mel projection) run faster on one thread
+    than on a waking pool, and a fixed thread count makes results independent of
+    the machine's BLAS settings. The limit is restored when the block exits.
+    """
+    ctl = _blas_controller()
+    if ctl is None or getattr(_in_worker, "active", False):
+        yield  # a worker thread runs inside its map's limit already
+        return
+    with ctl.limit(limits=1, user_api="blas"):
+        yield
+
+
+class LocalExecutor:
+    """Run independent tasks on this machine: in order, lazily, with a bounded look-ahead.
+
+    Parameters
+    ----------
+    n_workers : int > 0 or None, default=None
+        Threads (and worker processes, when ``processes`` is on). None means
+        :func:`default_workers`.
+    processes : bool, default=False
+        Let ``map(..., isolated=True)`` run tasks in worker processes. Off by
+        default: a library call never starts processes unless asked.
+
+    Notes
+    -----
+    Use it as a context manager, or call :meth:`close`; pools are created on first
+    use. A map called from inside one of this executor's workers runs inline, so
+    nesting never deadlocks.
+
+    Examples
+    --------
+    >>> with LocalExecutor(2) as ex:
+    ...     list(ex.map(lambda x: x * x, range(5)))
+    [0, 1, 4, 9, 16]
+    """
+
+    def __init__(self, n_workers: int | None = None, *, processes: bool = False) -> None:
+        n = default_workers() if n_workers is None else n_workers
+        if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+            raise ParameterError(f"n_workers must be None or an int >= 1; got {n_workers!r}")
+        self.n_workers = n
+        self.processes = bool(processes)
+        self._threads: ThreadPoolExecutor | None = None
+        self._procs: _FuturesExecutor | None = None
+        self._lock = threading.Lock()
+        self._closed = False
+
+    def __repr__(self) -> str:
+        return f"LocalExecutor(n_workers={self.n_workers}, processes={self.processes})"
+
+    def __enter__(self) -> LocalExecutor:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Shut the pools down (waits for running tasks). Safe to call twice."""
+        with self._lock:
+            self._closed = True
+            threads, procs, self._threads, self._procs = self._threads, self._procs, None, None
+        if threads is not None:
+            threads.shutdown(wait=True, cancel_futures=True)
+        if procs is not None:
+            procs.shutdown(wait=True, cancel_futures=True)
+
+    def _thread_pool(self) -> ThreadPoolExecutor:
+        with self._lock:
+            if self._closed:
+                raise RuntimeError("this executor is closed")
+            if self._threads is None:
+                self._threads = ThreadPoolExecutor(
+                    self.n_workers, thread_name_prefix="audiogmm", initializer=_mark_worker
+                )
+            return self._threads
+
+    def _process_pool(self) -> _FuturesExecutor:
+        with self._lock:
+            if self._closed:
+                raise RuntimeError("this executor is closed")
+            if self._procs is None:
+                from .processes import process_pool
+
+                self._procs = process_pool(self.n_workers)
+            return self._procs
+
+    def map(
+        self,
+        fn: Callable[..., T],
+        items: Iterable[Any],
+        *,
+        isolated: bool = False,
+        star: bool = False,
+    ) -> Iterator[T]:
+        """Apply ``fn`` to every item; yield the results in item order, lazily.
+
+        Parameters
+        ----------
+        fn : callable
+            Must be thread-safe. With ``isolated=True`` and a process executor it
+            must also be a picklable top-level function, and so must the items.
+        items : iterable
+            Task arguments. Consumed as results are requested, so a caller that
+            reduces results as they come holds only ``4 * n_workers`` at a time.
+        isolated : bool
+            The task touches no shared state: it may run in a worker process.
+        star : bool
+            Call ``fn(*item)`` instead of ``fn(item)``.
+        """
+        call = (lambda it: fn(*it)) if star else fn
+        inline = self.n_workers <= 1 or getattr(_in_worker, "active", False)
+        if isolated and self.processes and not inline:
+            yield from _windowed(self._process_pool(), fn, items, self.n_workers, star)
+            return
+        with one_blas_thread():
+            if inline:
+                for it in items:
+                    yield call(it)
+                return
+            yield from _windowed(self._thread_pool(), call, items, self.n_workers, False)
+
+
+def _mark_worker() -> None:
+    _in_worker.active = True
+
+
+def _windowed(pool, fn, items, n_workers: int, star: bool) -> Iterator[Any]:
+    window = 4 * n_workers  # bounded look-ahead: few results alive at once
+    pending: deque = deque()
+    try:
+        for it in items:
+            pending.append(pool.submit(fn, *it) if star else pool.submit(fn, it))
+            if len(pending) >= window:
+                yield pending.popleft().result()
+        while pending:
+            yield pending.popleft().result()
+    finally:
+        for fut in pending:  # the caller stopped early or a task failed
+            fut.cancel()
+
+
+def resolve(executor: LocalExecutor | None, n_jobs: int | None = None):
+    """A context yielding ``executor`` as is, or a new one for ``n_jobs`` that it closes."""
+    if executor is not None:
+        return _borrowed(executor)
+    return LocalExecutor(n_jobs)
+
+
+@contextmanager
+def _borrowed(executor: LocalExecutor) -> Iterator[LocalExecutor]:
+    yield executor

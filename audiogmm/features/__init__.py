@@ -1,0 +1,15 @@
+"""The front end: waveform -> MFCC frames (+ deltas, VAD, CMVN), in one serialisable config.
+
+Modules in data-flow order: ``config`` (FeatureConfig, PRESETS), ``spectral``
+(STFT, mel, energy, cepstra), ``postprocess`` (deltas, VAD, CMVN), ``extraction`` (extract).
+Names are imported on first use.
+"""
+
+from ..lazy import lazy_exports
+
+_EXPORTS = {
+    **dict.fromkeys(["FEATURE_FORMAT_VERSION", "PRESETS", "FeatureConfig"], ".config"),
+    "extract": ".extraction",
+}
+__all__ = sorted(_EXPORTS)
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

@@ -1,0 +1,149 @@
+"""``extract``: waveform or file in, frames out, ``(n_frames, n_dims)``.
+
+Pipeline (frames are rows once it leaves librosa)::
+
+    waveform ─ pre-emphasis ─ |STFT|² ─ mel filterbank ─ log ─ DCT + lifter
+             ─ [c0 → frame log-energy] ─ Δ/ΔΔ ─ energy VAD (drop frames) ─ CMVN
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Optional, Union
+
+import numpy as np
+
+from .. import audio
+from ..exceptions import FeatureError, ParameterError
+from .config import PRESETS, FeatureConfig, is_integral
+from .postprocess import delta, sliding_cmvn, utterance_cmvn, vad_mask
+from .spectral import cepstra, mel_and_energy
+
+__all__ = ["extract"]
+
+
+def _describe(source: Optional[str]) -> str:
+    return f"{source!r}: " if source else ""
+
+
+def _compute(
+    y: np.ndarray, config: FeatureConfig, source: Optional[str], keep_all: bool
+) -> np.ndarray:
+    """Features of a validated float32 waveform already at ``config.sample_rate``."""
+    if config.preemphasis > 0:
+        y = np.concatenate((y[:1], y[1:] - np.float32(config.preemphasis) * y[:-1]))
+    mel, energy = mel_and_energy(y, config)
+    ceps = cepstra(mel, config)
+    if config.c0 == "energy":
+        ceps[0] = energy
+    elif config.c0 == "drop":
+        ceps = ceps[1:]
+    n_frames = ceps.shape[1]
+    blocks = [ceps]
+    if config.delta_order > 0:
+        mode = config.delta_mode
+        if mode == "interp" and n_frames < config.delta_width:
+            mode = "nearest"  # librosa's 'interp' needs >= width frames
+        for order in range(1, config.delta_order + 1):
+            blocks.append(delta(ceps, width=config.delta_width, order=order, mode=mode))
+    feats = np.concatenate(blocks, axis=0).T  # the one transpose: frames are rows from here on
+    if config.vad and not keep_all:
+        mask = vad_mask(energy, threshold_db=config.vad_threshold_db, floor_db=config.vad_floor_db)
+        if not mask.any():
+            raise FeatureError(
+                f"{_describe(source)}no voiced frame: all {n_frames} frames are below "
+                f"max(energy) - {config.vad_threshold_db} dB or below the {config.vad_floor_db} dB "
+                f"floor (peak frame energy {energy.max():.1f} dB re full scale); the clip is "
+                "silent or nearly so. Pass keep_all_frames=True to keep every frame."
+            )
+        feats = feats[mask]
+    if config.cmvn == "utterance":
+        feats = utterance_cmvn(feats, norm_vars=config.cmvn_norm_vars)
+    elif config.cmvn == "sliding":
+        feats = sliding_cmvn(feats, window=config.cmvn_window, norm_vars=config.cmvn_norm_vars)
+    out = np.ascontiguousarray(feats, dtype=config.dtype)
+    if not np.isfinite(out).all():
+        raise FeatureError(f"{_describe(source)}non-finite feature values (NaN or inf)")
+    return out
+
+
+def extract(
+    y_or_path: Union[np.ndarray, str, os.PathLike],
+    *,
+    config: Optional[FeatureConfig] = None,
+    sr: Optional[int] = None,
+    keep_all_frames: bool = False,
+) -> np.ndarray:
+    """Compute MFCC frames (+ Δ/ΔΔ, VAD, CMVN) from a waveform or an audio file.
+
+    Parameters
+    ----------
+    y_or_path : np.ndarray [shape=(n_samples,)] or str or os.PathLike
+        A mono waveform, or an audio file (loaded with :func:`audiogmm.audio.load`
+        at ``config.sample_rate``).
+    config : FeatureConfig, optional
+        Defaults to the ``speech`` preset.
+    sr : int > 0, optional
+        Sampling rate of a waveform in Hz; it is resampled (soxr HQ) when it
+        differs from ``config.sample_rate``. ``None`` means the waveform is
+        already at ``config.sample_rate``. Ignored for a path (the file's header
+        gives the rate).
+    keep_all_frames : bool
+        Do not drop unvoiced frames, even when ``config.vad`` is on.
+
+    Returns
+    -------
+    np.ndarray [shape=(n_frames, config.n_dims), dtype=config.dtype]
+        One row per kept frame (10 ms apart in the ``speech`` preset).
+
+    Raises
+    ------
+    AudioError
+        For file problems (missing, corrupt, empty, shorter than one window);
+        the message names the file.
+    FeatureError
+        Non-finite or too-short waveform, or no voiced frame (VAD) unless
+        *keep_all_frames*.
+    ParameterError
+        Invalid *config*, *sr* or waveform shape.
+
+    See Also
+    --------
+    FeatureConfig.preset, audiogmm.cache.extract_many
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> rng = np.random.default_rng(0)
+    >>> y = (0.1 * rng.standard_normal(16000)).astype(np.float32)
+    >>> extract(y, sr=16000).shape
+    (101, 60)
+    """
+    if config is None:
+        config = PRESETS["speech"]
+    elif not isinstance(config, FeatureConfig):
+        raise ParameterError(f"config must be a FeatureConfig, got {type(config).__name__}")
+    if isinstance(y_or_path, (str, os.PathLike)):
+        source: Optional[str] = os.fspath(y_or_path)
+        y = audio.load(source, sr=config.sample_rate, min_samples=config.win_length)
+    else:
+        source = None
+        y = np.asarray(y_or_path)
+        if y.ndim != 1:
+            raise ParameterError(f"expected a mono waveform of shape (n_samples,), got {y.shape}")
+        if not (np.issubdtype(y.dtype, np.floating) or np.issubdtype(y.dtype, np.integer)):
+            raise ParameterError(f"expected a real-valued waveform, got dtype {y.dtype}")
+        y = y.astype(np.float32, copy=False)
+        if not np.isfinite(y).all():
+            raise FeatureError("waveform contains non-finite (NaN or inf) samples")
+        if sr is not None:
+            if isinstance(sr, bool) or not is_integral(sr) or sr <= 0:
+                raise ParameterError(f"sr must be a positive integer (Hz), got {sr!r}")
+            if int(sr) != config.sample_rate:
+                y = audio.resample(y, int(sr), config.sample_rate)
+        if y.size < config.win_length:
+            raise FeatureError(
+                f"clip too short: {y.size} samples at {config.sample_rate} Hz, expected at least "
+                f"one window of {config.win_length} samples ({config.win_ms} ms)"
+            )
+    return _compute(y, config, source, bool(keep_all_frames))

@@ -1,0 +1,137 @@
+"""After the cepstra: deltas, energy VAD and CMVN (utterance or sliding).
+
+Deltas are computed on the contiguous frame sequence, *before* VAD drops frames
+(as Kaldi's ``add-deltas | select-voiced-frames``); CMVN after VAD, on the kept
+frames only, so silence does not bias the statistics.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import numpy as np
+
+__all__ = ["delta", "sliding_cmvn", "utterance_cmvn", "vad_mask"]
+
+_STD_FLOOR = 1e-8  # CMVN: constant dimensions map to 0 instead of dividing by zero
+
+
+def vad_mask(energy_db: np.ndarray, *, threshold_db: float, floor_db: float) -> np.ndarray:
+    """Energy VAD: frames louder than ``max - threshold_db`` and than ``floor_db``.
+
+    This is relative to the clip's loudest frame (Kaldi's ``compute-vad`` is
+    relative to the mean log-energy instead; the peak is less sensitive to the
+    proportion of silence). The absolute floor keeps digital silence unvoiced.
+
+    Parameters
+    ----------
+    energy_db : np.ndarray [shape=(n_frames,)]
+        Frame energies in dB (see :func:`audiogmm.features.spectral.mel_and_energy`).
+    threshold_db : float > 0
+    floor_db : float
+
+    Returns
+    -------
+    np.ndarray [shape=(n_frames,), dtype=bool]
+    """
+    e = np.asarray(energy_db)
+    if e.size == 0:
+        return np.zeros(0, dtype=bool)
+    return (e > e.max() - threshold_db) & (e > floor_db)
+
+
+def utterance_cmvn(x: np.ndarray, *, norm_vars: bool = True) -> np.ndarray:
+    """Per-dimension mean (and variance) normalisation over all frames.
+
+    Parameters
+    ----------
+    x : np.ndarray [shape=(n_frames, n_dims)]
+    norm_vars : bool
+        Divide by the standard deviation (floored at 1e-8, so a constant
+        dimension becomes 0).
+
+    Returns
+    -------
+    np.ndarray [shape=(n_frames, n_dims), dtype=float64]
+    """
+    x64 = np.asarray(x, dtype=np.float64)
+    out = x64 - x64.mean(axis=0)
+    if norm_vars:
+        std = np.sqrt(np.mean(out * out, axis=0))
+        out /= np.maximum(std, _STD_FLOOR)
+    return out
+
+
+def sliding_cmvn(x: np.ndarray, *, window: int = 300, norm_vars: bool = True) -> np.ndarray:
+    """Sliding-window CMVN, Kaldi ``apply-cmvn-sliding --center=true`` semantics.
+
+    Frame ``t`` is normalised with the statistics of the frames
+    ``[t - window // 2, t - window // 2 + window)``, shifted to stay inside the
+    clip at both ends (so every window holds ``min(window, n_frames)`` frames).
+
+    Parameters
+    ----------
+    x : np.ndarray [shape=(n_frames, n_dims)]
+    window : int > 0
+        Window length in frames.
+    norm_vars : bool
+        Also divide by the window's standard deviation (floored at 1e-8).
+
+    Returns
+    -------
+    np.ndarray [shape=(n_frames, n_dims), dtype=float64]
+    """
+    x64 = np.asarray(x, dtype=np.float64)
+    n = x64.shape[0]
+    if n == 0:
+        return x64.copy()
+    w = min(int(window), n)
+    t = np.arange(n)
+    start = np.clip(t - int(window) // 2, 0, n - w)
+    end = start + w
+    c1 = np.zeros((n + 1, x64.shape[1]))
+    np.cumsum(x64, axis=0, out=c1[1:])
+    mean = (c1[end] - c1[start]) / w
+    out = x64 - mean
+    if norm_vars:
+        # Centre each window on its mean before squaring: Σ(x - m)² from cumulative
+        # sums of x and x² loses precision, so use the shifted data (x - global mean).
+        xc = x64 - x64.mean(axis=0)
+        c1c = np.zeros_like(c1)
+        c2c = np.zeros_like(c1)
+        np.cumsum(xc, axis=0, out=c1c[1:])
+        np.cumsum(xc * xc, axis=0, out=c2c[1:])
+        m = (c1c[end] - c1c[start]) / w
+        var = (c2c[end] - c2c[start]) / w - m * m
+        out /= np.maximum(np.sqrt(np.maximum(var, 0.0)), _STD_FLOOR)
+        # A window that is constant in a dimension (e.g. window=1, or repeated frames) has a
+        # variance of pure rounding noise here: map it to 0, as utterance_cmvn does.
+        flat = var <= 1e-12 * np.mean(xc * xc, axis=0) + 1e-300
+        out[flat] = 0.0
+    return out
+
+
+@functools.lru_cache(maxsize=16)
+def _savgol_coeffs(width: int, order: int) -> np.ndarray:
+    import scipy.signal
+
+    return scipy.signal.savgol_coeffs(width, order, deriv=order, delta=1.0)
+
+
+def delta(ceps: np.ndarray, *, width: int, order: int, mode: str) -> np.ndarray:
+    """``librosa.feature.delta(ceps, width=width, order=order, mode=mode)``, bit for bit.
+
+    librosa calls ``scipy.signal.savgol_filter``, which solves for the same
+    Savitzky-Golay coefficients on every call (most of the cost on short clips).
+    Outside ``"interp"`` mode that filter is one ``convolve1d`` with those
+    coefficients, so apply it with cached coefficients; ``"interp"`` goes to librosa.
+    """
+    if mode == "interp":
+        import librosa
+
+        return librosa.feature.delta(ceps, width=width, order=order, mode=mode)
+    import scipy.ndimage
+
+    return scipy.ndimage.convolve1d(
+        ceps, _savgol_coeffs(width, order), axis=-1, mode=mode, cval=0.0
+    )

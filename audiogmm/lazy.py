@@ -1,0 +1,32 @@
+"""Lazy package exports (PEP 562), so that importing a package does not import its heavy parts."""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any, Callable
+
+__all__ = ["lazy_exports"]
+
+
+def lazy_exports(
+    package: str, exports: dict[str, str]
+) -> tuple[Callable[[str], Any], Callable[[], list[str]]]:
+    """``__getattr__`` and ``__dir__`` for ``package`` that import ``exports[name]`` on first use.
+
+    Parameters
+    ----------
+    package : str
+        The package's ``__name__``.
+    exports : dict of str to str
+        Public name -> module (relative to ``package``, e.g. ``".cache"``) that defines it.
+    """
+
+    def __getattr__(name: str) -> Any:
+        if name in exports:
+            return getattr(importlib.import_module(exports[name], package), name)
+        raise AttributeError(f"module {package!r} has no attribute {name!r}")
+
+    def __dir__() -> list[str]:
+        return sorted(exports)
+
+    return __getattr__, __dir__

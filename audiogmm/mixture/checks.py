@@ -1,0 +1,144 @@
+"""Checks at the public boundary of the mixtures: estimator parameters, weights, loaded arrays."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+
+from ..exceptions import ModelFileError, ParameterError
+from .params import Params
+
+__all__ = [
+    "check_enough_frames",
+    "check_params",
+    "check_sample_weight",
+    "is_int",
+    "user_init",
+    "validate_param_arrays",
+]
+
+
+def is_int(v: Any) -> bool:
+    return isinstance(v, (int, np.integer)) and not isinstance(v, bool)
+
+
+def check_params(obj: Any) -> None:
+    """Validate a DiagGMM's constructor parameters (the one place they are checked).
+
+    Raises
+    ------
+    ParameterError
+        Naming the parameter, what it must be and what it is.
+    """
+
+    def need(cond: bool, name: str, what: str) -> None:
+        if not cond:
+            raise ParameterError(f"{name} must be {what}; got {getattr(obj, name)!r}")
+
+    def real(name: str) -> bool:
+        v = getattr(obj, name)
+        return (
+            isinstance(v, (int, float, np.integer, np.floating))
+            and not isinstance(v, bool)
+            and math.isfinite(v)
+        )
+
+    need(is_int(obj.n_components) and obj.n_components > 0, "n_components", "an int > 0")
+    need(is_int(obj.max_iter) and obj.max_iter >= 0, "max_iter", "an int >= 0")
+    need(real("tol") and obj.tol >= 0, "tol", "a finite number >= 0")
+    need(real("var_floor") and obj.var_floor >= 0, "var_floor", "a finite number >= 0")
+    need(real("var_floor_abs") and obj.var_floor_abs > 0, "var_floor_abs", "a finite number > 0")
+    need(
+        real("min_weight") and 0 <= obj.min_weight < 1.0 / obj.n_components,
+        "min_weight",
+        "in [0, 1/n_components)",
+    )
+    need(real("min_count") and obj.min_count >= 0, "min_count", "a finite number >= 0")
+    need(obj.init in ("kmeans++", "split"), "init", "'kmeans++' or 'split'")
+    need(is_int(obj.n_init) and obj.n_init > 0, "n_init", "an int > 0")
+    need(
+        is_int(obj.init_max_samples) and obj.init_max_samples > 0, "init_max_samples", "an int > 0"
+    )
+    need(is_int(obj.split_iter) and obj.split_iter >= 0, "split_iter", "an int >= 0")
+    need(
+        obj.n_jobs is None or (is_int(obj.n_jobs) and obj.n_jobs > 0),
+        "n_jobs",
+        "None or an int > 0",
+    )
+    need(
+        obj.chunk_size is None or (is_int(obj.chunk_size) and obj.chunk_size > 0),
+        "chunk_size",
+        "None or an int > 0",
+    )
+
+
+def check_enough_frames(n_frames: int, n_components: int, what: str) -> None:
+    """Raise ParameterError when ``what`` has fewer frames than components."""
+    if n_frames < n_components:
+        raise ParameterError(
+            f"n_components={n_components} but {what} has {n_frames} frames; "
+            "use fewer components or more data"
+        )
+
+
+def check_sample_weight(sample_weight: Any, n_frames: int) -> np.ndarray | None:
+    if sample_weight is None:
+        return None
+    sw = np.asarray(sample_weight, dtype=np.float64)
+    if sw.shape != (n_frames,):
+        raise ParameterError(f"sample_weight must have shape ({n_frames},); got {sw.shape}")
+    if not np.all(np.isfinite(sw)) or np.any(sw < 0):
+        raise ParameterError("sample_weight must be finite and >= 0")
+    return sw
+
+
+def user_init(gmm: Any, K: int, D: int, Xs: np.ndarray) -> Params:
+    """Parameters from ``weights_init``/``means_init``/``variances_init`` (validated)."""
+    m = np.array(gmm.means_init, dtype=np.float64)
+    w = (
+        np.full(K, 1.0 / K)
+        if gmm.weights_init is None
+        else np.array(gmm.weights_init, dtype=np.float64)
+    )
+    if gmm.variances_init is None:
+        v = np.tile(np.maximum(Xs.var(0), gmm.var_floor_), (K, 1))
+    else:
+        v = np.array(gmm.variances_init, dtype=np.float64)
+    if m.shape != (K, D) or v.shape != (K, D) or w.shape != (K,):
+        raise ParameterError(
+            f"means_init/variances_init must have shape ({K}, {D}) and weights_init "
+            f"({K},); got {m.shape}, {v.shape}, {w.shape}"
+        )
+    if not (np.all(np.isfinite(m)) and np.all(np.isfinite(v)) and np.all(v > 0)):
+        raise ParameterError("means_init and variances_init must be finite with variances > 0")
+    if not (np.all(np.isfinite(w)) and np.all(w >= 0) and w.sum() > 0):
+        raise ParameterError("weights_init must be finite, >= 0 and not all zero")
+    return Params(w / w.sum(), m, v)
+
+
+def validate_param_arrays(name: str, w, m, v) -> None:
+    """Checks for loaded mixture parameters (one mixture or a stack of them).
+
+    Raises
+    ------
+    ModelFileError
+        Missing arrays, inconsistent shapes, wrong dtype, non-finite values,
+        variances <= 0, or weights that are negative or do not sum to 1.
+    """
+    if w is None or m is None or v is None:
+        raise ModelFileError(f"{name}: missing weights, means or variances")
+    if m.ndim < 2 or v.shape != m.shape or w.shape != m.shape[:-1]:
+        raise ModelFileError(
+            f"{name}: inconsistent shapes weights {w.shape}, means {m.shape}, variances {v.shape}"
+        )
+    for label, a in (("weights", w), ("means", m), ("variances", v)):
+        if a.dtype != np.float64:
+            raise ModelFileError(f"{name}: {label} have dtype {a.dtype}, expected float64")
+        if not np.all(np.isfinite(a)):
+            raise ModelFileError(f"{name}: {label} contain NaN or inf")
+    if np.any(v <= 0):
+        raise ModelFileError(f"{name}: variances must be > 0")
+    if np.any(w < 0) or not np.allclose(w.sum(-1), 1.0, rtol=0, atol=1e-6):
+        raise ModelFileError(f"{name}: weights must be >= 0 and sum to 1; sums {w.sum(-1)}")

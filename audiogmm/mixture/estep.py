@@ -1,0 +1,313 @@
+"""The E-step and scoring: the log-density, statistics of a chunked pass, stacked scoring.
+
+The joint log-likelihood of a chunk of frames is one GEMM::
+
+    [ (x-c)**2, (x-c), 1 ]  @  [ -P/2 ; (mu-c)*P ; b ]   ->  (chunk, K)
+
+with ``P = 1/var`` and ``b_k = log w_k - (D log 2pi + sum log var_k + sum (mu_k-c)**2 P_k) / 2``
+(:func:`gemm_weights`, the one place this formula lives). A fused row-wise
+log-sum-exp (:mod:`.kernels`) turns the block into responsibilities in place, and a
+second GEMM ``gamma.T @ [(x-c)**2, (x-c), 1]`` yields S, F and n at once. ``c`` is a
+shift near the data (the mixture mean), which keeps float32 arithmetic accurate
+when features carry a large offset. Memory is O(chunk_size x K) per worker,
+whatever the number of frames.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+
+import numpy as np
+
+from ..engine import LocalExecutor
+from . import kernels
+from .params import Params
+from .stats import Stats
+
+__all__ = [
+    "accumulate",
+    "auto_chunk_size",
+    "estimate_log_prob",
+    "gemm_weights",
+    "log_likelihood",
+    "log_softmax",
+    "stacked_log_likelihood",
+]
+
+_LOG_2PI = math.log(2.0 * math.pi)
+
+# Largest ratio (spread of the data / component variance) that float32 arithmetic handles:
+# the expanded square loses ~eps32 * ratio nats, i.e. ~1e-2 nats at 1e5.
+_F32_MAX_CONDITION = 1e5
+
+
+def gemm_weights(
+    weights: np.ndarray, means: np.ndarray, variances: np.ndarray, shift: np.ndarray, dtype
+) -> np.ndarray:
+    """The (2D+1, K) matrix that maps ``[(x-c)**2, x-c, 1]`` to joint log-likelihoods.
+
+    Parameters
+    ----------
+    weights : ndarray of shape (n_components,)
+    means, variances : ndarray of shape (n_components, n_dims)
+    shift : ndarray of shape (n_dims,)
+        The centre ``c`` the frames are taken about.
+    dtype : numpy dtype
+        dtype of the result (the compute dtype).
+    """
+    prec = 1.0 / variances
+    mc = means - shift
+    b = np.log(weights) - 0.5 * (
+        means.shape[1] * _LOG_2PI + np.log(variances).sum(1) + (mc**2 * prec).sum(1)
+    )
+    W = np.concatenate([-0.5 * prec.T, (mc * prec).T, b[None, :]], axis=0)
+    return np.ascontiguousarray(W, dtype=dtype)
+
+
+def estimate_log_prob(
+    X: np.ndarray, weights: np.ndarray, means: np.ndarray, variances: np.ndarray
+) -> np.ndarray:
+    """Joint log-likelihoods ``log w_k + log N(x_t | mu_k, diag(var_k))`` (reference path).
+
+    An unchunked float64 evaluation for tests and small inputs, centred on the
+    mixture mean.
+
+    Parameters
+    ----------
+    X : ndarray of shape (n_frames, n_dims)
+    weights : ndarray of shape (n_components,)
+    means, variances : ndarray of shape (n_components, n_dims)
+
+    Returns
+    -------
+    ndarray of shape (n_frames, n_components), float64, nats.
+    """
+    shift = weights @ means
+    xc = np.asarray(X, dtype=np.float64) - shift
+    W = gemm_weights(weights, means, variances, shift, np.float64)
+    D = xc.shape[1]
+    return xc**2 @ W[:D] + xc @ W[D : 2 * D] + W[2 * D]
+
+
+def log_softmax(S: np.ndarray) -> np.ndarray:
+    """Row-wise ``S - logsumexp(S)``: log posteriors whose exponentials sum to 1.
+
+    Parameters
+    ----------
+    S : ndarray of shape (n_rows, n_cols), finite
+        Log scores (e.g. total log-likelihoods plus log priors).
+
+    Returns
+    -------
+    ndarray of shape (n_rows, n_cols), float64
+    """
+    S = np.asarray(S, dtype=np.float64)
+    m, s = kernels.row_max_and_sum(S)
+    # subtract the max first: at scores of 1e17, m + log(s) would round back to m
+    return (S - m) - np.log(s)
+
+
+def compute_dtype(X: np.ndarray, weights: np.ndarray, means: np.ndarray, variances: np.ndarray):
+    """float32 for float32 frames, unless a (near-)collapsed component needs float64.
+
+    ``weights``/``means``/``variances`` may be stacked, shapes (..., K) and (..., K, D).
+    """
+    if X.dtype != np.float32:
+        return np.float64
+    w = weights[..., None] / weights.sum(axis=-1, keepdims=True)[..., None]
+    mu = (w * means).sum(axis=-2, keepdims=True)
+    spread = (w * (variances + (means - mu) ** 2)).sum(axis=-2, keepdims=True)
+    if np.max(25.0 * spread / variances) > _F32_MAX_CONDITION:
+        return np.float64
+    return np.float32
+
+
+def auto_chunk_size(n_components: int) -> int:
+    """Frames per chunk so that a chunk's (chunk, K) block stays around 1 MB.
+
+    Parameters
+    ----------
+    n_components : int
+        Number of columns K of the block (all stacked components when scoring).
+    """
+    return int(min(16384, max(256, (1 << 18) // max(1, n_components))))
+
+
+class _Workspace(threading.local):
+    """Per-thread chunk buffers, so an E-step pass allocates nothing N-sized."""
+
+    def get(self, chunk: int, n_dims: int, n_cols: int, dtype) -> _Workspace:
+        key = (chunk, n_dims, n_cols, np.dtype(dtype).char)
+        if getattr(self, "key", None) != key:
+            self.key = key
+            self.xx = np.empty((chunk, 2 * n_dims + 1), dtype=dtype)
+            self.xx[:, 2 * n_dims] = 1.0
+            self.L = np.empty((chunk, n_cols), dtype=dtype)
+            self.lse = np.empty(chunk, dtype=dtype)
+            self.w = np.empty(chunk, dtype=dtype)
+            self.out = np.empty((chunk, max(1, n_cols)), dtype=dtype)
+        return self
+
+    def fill(self, Xc: np.ndarray, shift: np.ndarray) -> int:
+        m, D = Xc.shape
+        xc = self.xx[:m, D : 2 * D]
+        np.subtract(Xc, shift, out=xc, casting="unsafe")
+        np.square(xc, out=self.xx[:m, :D])
+        return m
+
+
+_WS = _Workspace()
+
+
+def _bounds(n: int, chunk: int) -> list[tuple[int, int]]:
+    return [(s, min(n, s + chunk)) for s in range(0, n, chunk)]
+
+
+def accumulate(
+    X: np.ndarray,
+    params: Params,
+    *,
+    sample_weight: np.ndarray | None = None,
+    shift: np.ndarray | None = None,
+    chunk_size: int | None = None,
+    executor: LocalExecutor | None = None,
+    fast: bool = True,
+    out: Stats | None = None,
+) -> Stats:
+    """E-step: sufficient statistics of ``X`` under a diagonal GMM, chunk by chunk.
+
+    Pure: the parameters are not changed. Inputs are trusted (validate at the
+    public boundary, e.g. :meth:`DiagGMM.accumulate`).
+
+    Parameters
+    ----------
+    X : ndarray of shape (n_frames, n_dims), float32 or float64
+        Frames. float32 input is computed in float32 and accumulated in float64.
+    params : Params
+    sample_weight : ndarray of shape (n_frames,), optional
+        Non-negative per-frame weights; statistics and log-likelihood are weighted.
+    shift : ndarray of shape (n_dims,), optional
+        Centre of the moments; default the mixture mean ``sum_k w_k mu_k``.
+    chunk_size : int, optional
+        Frames per chunk; default :func:`auto_chunk_size`.
+    executor : LocalExecutor, optional
+        Runs the chunks (default: serially in this thread). Chunk results are
+        reduced in chunk order, so the result does not depend on the executor.
+    fast : bool, default=True
+        Use the fused numba kernel (False: the plain NumPy reference path).
+    out : Stats, optional
+        Statistics to add into; returned.
+
+    Returns
+    -------
+    Stats
+        float64 statistics; ``loglik`` is the (weighted) *sum* over frames in nats.
+    """
+    weights, means, variances = params.weights, params.means, params.variances
+    K, D = means.shape
+    if shift is None:
+        shift = out.shift if out is not None else weights @ means
+    shift = np.asarray(shift, dtype=np.float64)
+    dtype = compute_dtype(X, weights, means, variances)
+    chunk = min(chunk_size or auto_chunk_size(K), max(1, X.shape[0]))
+    # centre on a shift that is exact in the compute dtype, so x - c loses nothing
+    shift_c = shift.astype(dtype)
+    shift_eff = shift_c.astype(np.float64)
+    W = gemm_weights(weights, means, variances, shift_eff, dtype)
+
+    def one(start: int, stop: int) -> tuple[np.ndarray, float]:
+        ws = _WS.get(chunk, D, K, dtype)
+        m = ws.fill(X[start:stop], shift_c)
+        L = ws.L[:m]
+        np.matmul(ws.xx[:m], W, out=L)
+        w = None
+        if sample_weight is not None:
+            w = ws.w[:m]
+            w[:] = sample_weight[start:stop]
+        kernels.resp_inplace(L, w, ws.lse[:m], fast=fast)
+        G = L.T @ ws.xx[:m]
+        if w is None:
+            return G, float(ws.lse[:m].sum(dtype=np.float64))
+        return G, float(np.dot(ws.lse[:m].astype(np.float64), w))
+
+    G = np.zeros((K, 2 * D + 1))
+    loglik = 0.0
+    ex = executor or LocalExecutor(1)
+    for g, ll in ex.map(one, _bounds(X.shape[0], chunk), star=True):
+        G += g  # in chunk order: identical for any number of workers
+        loglik += ll
+    n_frames = float(X.shape[0]) if sample_weight is None else float(np.sum(sample_weight))
+    st = Stats(
+        G[:, 2 * D].copy(), G[:, D : 2 * D].copy(), G[:, :D].copy(), loglik, n_frames, shift_eff
+    )
+    st = st.recentre(shift)
+    return st if out is None else out + st
+
+
+def stacked_log_likelihood(
+    X: np.ndarray,
+    weights: np.ndarray,
+    means: np.ndarray,
+    variances: np.ndarray,
+    *,
+    chunk_size: int | None = None,
+    executor: LocalExecutor | None = None,
+    fast: bool = True,
+) -> np.ndarray:
+    """Per-frame log-likelihood under each of M stacked mixtures, in one batched pass.
+
+    Parameters
+    ----------
+    X : ndarray of shape (n_frames, n_dims)
+    weights : ndarray of shape (n_mixtures, n_components)
+    means, variances : ndarray of shape (n_mixtures, n_components, n_dims)
+    chunk_size : int, optional
+        Frames per chunk; default :func:`auto_chunk_size` of all stacked components.
+    executor : LocalExecutor, optional
+        Runs the chunks (default: serially in this thread).
+
+    Returns
+    -------
+    ndarray of shape (n_frames, n_mixtures), float64, nats.
+    """
+    M, K, D = means.shape
+    dtype = compute_dtype(X, weights, means, variances)
+    w = weights.reshape(M * K) / M  # any common shift works; use the pooled mean
+    shift_c = (w @ means.reshape(M * K, D)).astype(dtype)
+    W = np.concatenate(
+        [
+            gemm_weights(weights[i], means[i], variances[i], shift_c.astype(np.float64), dtype)
+            for i in range(M)
+        ],
+        axis=1,
+    )
+    chunk = min(chunk_size or auto_chunk_size(M * K), max(1, X.shape[0]))
+    out = np.empty((X.shape[0], M), dtype=np.float64)
+
+    def one(start: int, stop: int) -> None:
+        ws = _WS.get(chunk, D, M * K, dtype)
+        m = ws.fill(X[start:stop], shift_c)
+        np.matmul(ws.xx[:m], W, out=ws.L[:m])
+        kernels.segment_lse(ws.L[:m], K, ws.out[:m, :M], fast=fast)
+        out[start:stop] = ws.out[:m, :M]
+
+    ex = executor or LocalExecutor(1)
+    for _ in ex.map(one, _bounds(X.shape[0], chunk), star=True):
+        pass
+    return out
+
+
+def log_likelihood(
+    X: np.ndarray,
+    params: Params,
+    *,
+    chunk_size: int | None = None,
+    executor: LocalExecutor | None = None,
+    fast: bool = True,
+) -> np.ndarray:
+    """Per-frame log-likelihood ``log p(x_t)`` in nats, shape (n_frames,), float64."""
+    return stacked_log_likelihood(
+        X, params.weights[None], params.means[None], params.variances[None],
+        chunk_size=chunk_size, executor=executor, fast=fast,
+    )[:, 0]  # fmt: skip

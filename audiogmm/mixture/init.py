@@ -1,0 +1,156 @@
+"""Starting parameters: k-means++ on a subsample, or splitting up from one component.
+
+Both give any number of components K, not only powers of two. Split growth runs
+its EM rounds through :func:`audiogmm.mixture.em.run`, like every other fit.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from ..engine import LocalExecutor, one_blas_thread
+from . import em
+from .monitor import ConvergenceMonitor
+from .mstep import Event, Maximiser, MLMaximiser, split_component
+from .params import Params
+from .sources import ArraySource
+from .stats import Stats
+
+__all__ = ["init_kmeans", "init_split", "kmeans_labels"]
+
+
+def _sq_dists(X: np.ndarray, C: np.ndarray, x2: np.ndarray | None = None) -> np.ndarray:
+    """Squared Euclidean distances (n, k); ``x2`` caches the rows' squared norms."""
+    x2 = np.einsum("ij,ij->i", X, X) if x2 is None else x2
+    d = X @ (-2.0 * C.T)
+    d += x2[:, None]
+    d += np.einsum("ij,ij->i", C, C)[None, :]
+    return np.maximum(d, 0.0, out=d)
+
+
+def _cluster_means(Z: np.ndarray, lab: np.ndarray, centers: np.ndarray) -> np.ndarray:
+    """Mean of each cluster (sort + reduceat: no N x K one-hot, no slow ``np.add.at``)."""
+    K = centers.shape[0]
+    order = np.argsort(lab, kind="stable")
+    counts = np.bincount(lab, minlength=K)
+    present = np.flatnonzero(counts)
+    starts = np.concatenate([[0], np.cumsum(counts)[:-1]])[present]
+    out = centers.copy()  # an empty cluster keeps its centre
+    out[present] = np.add.reduceat(Z[order], starts, axis=0) / counts[present, None]
+    return out
+
+
+def kmeans_labels(X: np.ndarray, K: int, rng: np.random.Generator, n_lloyd: int = 10) -> np.ndarray:
+    """k-means++ seeding (greedy, 2 + log K trials) then up to ``n_lloyd`` Lloyd steps.
+
+    Seeding and assignment happen in standardised space, so no dimension dominates.
+
+    Parameters
+    ----------
+    X : ndarray of shape (n, n_dims), float64
+    K : int > 0
+    rng : numpy Generator
+
+    Returns
+    -------
+    ndarray of shape (n,), int
+        Cluster of each row, in ``range(K)``.
+    """
+    n = X.shape[0]
+    scale = X.std(0)
+    scale[scale == 0] = 1.0
+    Z = (X - X.mean(0)) / scale
+    z2 = np.einsum("ij,ij->i", Z, Z)
+    centers = np.empty((K, X.shape[1]))
+    centers[0] = Z[rng.integers(n)]
+    closest = _sq_dists(Z, centers[:1], z2)[:, 0]
+    trials = 2 + int(math.log(K))
+    for k in range(1, K):
+        pot = closest.sum()
+        if pot <= 0:
+            centers[k:] = Z[rng.integers(n, size=K - k)]
+            break
+        cand = np.searchsorted(np.cumsum(closest), rng.random(trials) * pot)
+        cand = np.minimum(cand, n - 1)
+        d = np.minimum(closest[None, :], _sq_dists(Z, Z[cand], z2).T)
+        best = int(np.argmin(d.sum(1)))
+        centers[k] = Z[cand[best]]
+        closest = d[best]
+    lab = _sq_dists(Z, centers, z2).argmin(1)
+    for _ in range(n_lloyd):
+        centers = _cluster_means(Z, lab, centers)
+        new = _sq_dists(Z, centers, z2).argmin(1)
+        if np.array_equal(new, lab):
+            break
+        lab = new
+    return lab
+
+
+def init_kmeans(
+    Xs: np.ndarray, K: int, rng: np.random.Generator, maximiser: Maximiser
+) -> tuple[Params, list[Event]]:
+    """Parameters from hard k-means clusters of the subsample ``Xs``, then one M-step.
+
+    Returns
+    -------
+    params : Params
+    events : list of dict
+        Components the maximiser re-seeded (empty clusters), at iteration 0.
+    """
+    # small products run faster on one BLAS thread than on a waking pool
+    if Xs.shape[0] * K * Xs.shape[1] < 50_000_000:
+        with one_blas_thread():
+            labels = kmeans_labels(Xs, K, rng)
+    else:
+        labels = kmeans_labels(Xs, K, rng)
+    resp = np.zeros((Xs.shape[0], K))
+    resp[np.arange(Xs.shape[0]), labels] = 1.0
+    shift = Xs.mean(0)
+    Xc = Xs - shift
+    st = Stats(resp.sum(0), resp.T @ Xc, resp.T @ Xc**2, 0.0, float(Xs.shape[0]), shift)
+    params, events = maximiser(st, None)
+    for e in events:
+        e["iteration"] = 0
+    return params, events
+
+
+def init_split(
+    Xs: np.ndarray,
+    K: int,
+    *,
+    var_floor: np.ndarray,
+    split_iter: int,
+    executor: LocalExecutor | None = None,
+    chunk_size: int | None = None,
+) -> Params:
+    """Grow from one component to K by splitting the heaviest ones (HTK ``MU``).
+
+    Each round splits ``min(k, K - k)`` components (so any K is reached), then
+    runs ``split_iter`` EM iterations on ``Xs`` without weight floor or re-seeding.
+    """
+    params = Params(
+        np.ones(1), Xs.mean(0, keepdims=True), np.maximum(Xs.var(0, keepdims=True), var_floor)
+    )
+    source = ArraySource(Xs)
+    maximiser = MLMaximiser(var_floor=var_floor, min_weight=0.0, min_count=None)
+    k = 1
+    while k < K:
+        n_split = min(k, K - k)
+        order = np.argsort(-params.weights, kind="stable")[:n_split]
+        grown = Params(
+            np.concatenate([params.weights, np.zeros(n_split)]),
+            np.concatenate([params.means, np.zeros((n_split, Xs.shape[1]))]),
+            np.concatenate([params.variances, np.ones((n_split, Xs.shape[1]))]),
+        )
+        for j, src in enumerate(order):
+            split_component(grown, int(src), k + j)
+        k += n_split
+        # tol=0: exactly split_iter iterations per round
+        monitor = ConvergenceMonitor(0.0, split_iter, drop_tol=source.drop_tol, scale=Xs.shape[1])
+        params = em.run(
+            source, grown, maximiser=maximiser, monitor=monitor,
+            executor=executor, chunk_size=chunk_size,
+        ).params  # fmt: skip
+    return params

@@ -1,0 +1,207 @@
+"""Fused row-wise log-sum-exp kernels (numba), with plain-NumPy twins.
+
+The E-step spends its time in two GEMMs and in the row-wise
+``max -> exp -> sum -> log -> normalise`` pass over the (chunk, K) block of joint
+log-likelihoods. NumPy does that pass as five full-size sweeps with temporaries;
+the numba kernels here do it in one sweep per row, in place.
+They are serial on purpose: parallelism comes from running chunks on several
+threads (see :mod:`audiogmm.engine.local`), each kernel call releasing the GIL. In float32 the
+exponential is a branch-free polynomial that LLVM vectorises (libm's ``expf`` is
+scalar and was most of the E-step's time); in float64 it is libm's ``exp``, skipped
+for terms too small to change the sum.
+The NumPy versions are the reference the tests compare against and the fallback
+when numba is unavailable (``AUDIOGMM_NO_NUMBA=1`` forces it); both are built on
+:func:`row_max_and_sum`, the one NumPy log-sum-exp.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+from typing import Any
+
+import numpy as np
+
+__all__ = ["HAVE_NUMBA", "resp_inplace", "row_max_and_sum", "segment_lse"]
+
+
+def _numba_wanted() -> bool:
+    if os.environ.get("AUDIOGMM_NO_NUMBA"):
+        return False
+    import importlib.util
+
+    return importlib.util.find_spec("numba") is not None
+
+
+# numba is imported, and the kernels compiled (or loaded from numba's cache), on the
+# first call, not at import: `audiogmm --help` and code that never runs an E-step
+# do not pay for it
+HAVE_NUMBA = _numba_wanted()
+
+
+def row_max_and_sum(
+    L: np.ndarray, axis: int = -1, *, inplace: bool = False
+) -> tuple[np.ndarray, np.ndarray]:
+    """``m = max(L)`` and ``s = sum(exp(L - m))`` along ``axis`` (kept as size-1 axes).
+
+    ``logsumexp(L) = m + log(s)``; callers that normalise compute ``(L - m) - log(s)``.
+    With ``inplace=True``, ``L`` is overwritten by ``exp(L - m)``.
+    """
+    m = L.max(axis=axis, keepdims=True)
+    E = L if inplace else np.empty_like(L)
+    # exp of very negative differences underflows to 0 by design
+    with np.errstate(under="ignore"):
+        np.subtract(L, m, out=E)
+        np.exp(E, out=E)
+    return m, E.sum(axis=axis, keepdims=True)
+
+
+def _resp_inplace_numpy(L: np.ndarray, w: np.ndarray | None, lse: np.ndarray) -> None:
+    m, s = row_max_and_sum(L, inplace=True)
+    L /= s
+    lse[:] = (m + np.log(s))[:, 0]
+    if w is not None:
+        L *= w[:, None]
+
+
+def _segment_lse_numpy(L: np.ndarray, seg: int, out: np.ndarray) -> None:
+    n, total = L.shape
+    m, s = row_max_and_sum(L.reshape(n, total // seg, seg), axis=2)
+    out[:] = (m + np.log(s))[:, :, 0]
+
+
+@functools.lru_cache(maxsize=1)
+def _compiled() -> Any:
+    """Import numba and define the kernels (once per process)."""
+    import numba
+    import numba.extending
+
+    _LOG2E = np.float32(1.4426950408889634)
+    _LN2_HI = np.float32(0.693359375)  # Cody-Waite split of ln 2
+    _LN2_LO = np.float32(-2.12194440e-4)
+    _F32_MIN_EXP = np.float32(-87.0)  # exp(-87) ~ 1.6e-38 is still a normal float32
+    _F64_NEGLIGIBLE = -37.0  # exp(-37) < eps64 / 2: adding it to a sum >= 1 changes nothing
+
+    @numba.njit(fastmath=True, cache=True, nogil=True, error_model="numpy")
+    def _exp_shifted32(row, m, ib):  # pragma: no cover - compiled
+        """row[j] <- exp(row[j] - m) for float32, branch-free so LLVM vectorises it.
+
+        exp(d) = 2**t * exp(r), t = round(d / ln 2), |r| <= ln2 / 2; exp(r) by its
+        degree-6 Taylor polynomial (relative error < 2e-7, float32's own rounding),
+        2**t built directly in the exponent bits through the int32 view ``ib``.
+        """
+        k = row.shape[0]
+        fb = ib[:k].view(np.float32)
+        for j in range(k):
+            d = max(row[j] - m, _F32_MIN_EXP)
+            t = np.floor(d * _LOG2E + np.float32(0.5))
+            r = d - t * _LN2_HI - t * _LN2_LO
+            p = r * (np.float32(1 / 120) + r * np.float32(1 / 720))
+            p = r * (np.float32(1 / 6) + r * (np.float32(1 / 24) + p))
+            row[j] = np.float32(1.0) + r * (np.float32(1.0) + r * (np.float32(0.5) + p))
+            ib[j] = (np.int32(t) + np.int32(127)) << 23
+        s = np.float32(0.0)
+        for j in range(k):
+            e = row[j] * fb[j]
+            row[j] = e
+            s += e
+        return s
+
+    @numba.njit(fastmath=False, cache=True, nogil=True)
+    def _exp_shifted64(row, m, ib):  # pragma: no cover - compiled
+        s = 0.0
+        for j in range(row.shape[0]):
+            d = row[j] - m
+            e = np.exp(d) if d > _F64_NEGLIGIBLE else 0.0
+            row[j] = e
+            s += e
+        return s
+
+    def _exp_shifted(row, m, ib):  # pragma: no cover - typed stub, see overload below
+        raise NotImplementedError
+
+    @numba.extending.overload(_exp_shifted)
+    def _exp_shifted_overload(row, m, ib):  # pragma: no cover - compiled
+        # pick the float32 or float64 exponential at compile time, from the array type
+        if row.dtype == numba.float32:
+            return lambda row, m, ib: _exp_shifted32(row, m, ib)
+        return lambda row, m, ib: _exp_shifted64(row, m, ib)
+
+    @numba.njit(cache=True, nogil=True)
+    def _row_max(row):  # pragma: no cover - compiled
+        m = row[0]
+        for j in range(1, row.shape[0]):
+            if row[j] > m:
+                m = row[j]
+        return m
+
+    @numba.njit(cache=True, nogil=True)
+    def _resp_inplace_nb(L, w, use_w, lse):  # pragma: no cover - compiled
+        n, k = L.shape
+        ib = np.empty(k, dtype=np.int32)
+        for i in range(n):
+            row = L[i]
+            m = _row_max(row)
+            s = _exp_shifted(row, m, ib)
+            lse[i] = m + np.log(s)
+            scale = 1.0 / s
+            if use_w:
+                scale *= w[i]
+            for j in range(k):
+                row[j] *= scale
+
+    @numba.njit(cache=True, nogil=True)
+    def _segment_lse_nb(L, seg, out):  # pragma: no cover - compiled
+        n, total = L.shape
+        ib = np.empty(seg, dtype=np.int32)
+        for i in range(n):
+            for g in range(total // seg):
+                row = L[i, g * seg : (g + 1) * seg]
+                m = _row_max(row)
+                s = _exp_shifted(row, m, ib)  # overwrites the block: scores only
+                out[i, g] = m + np.log(s)
+
+    return _resp_inplace_nb, _segment_lse_nb
+
+
+def resp_inplace(
+    L: np.ndarray, w: np.ndarray | None, lse: np.ndarray, *, fast: bool = True
+) -> None:
+    """Turn joint log-likelihoods into (weighted) responsibilities, in place.
+
+    Parameters
+    ----------
+    L : ndarray of shape (n_frames, n_components), float32 or float64, C-contiguous
+        On entry ``log w_k + log N(x_t | k)``; on exit ``w_t * gamma_tk``.
+    w : ndarray of shape (n_frames,) or None
+        Per-frame sample weights, same dtype as ``L``.
+    lse : ndarray of shape (n_frames,)
+        Receives ``log p(x_t)`` (the row-wise log-sum-exp), nats.
+    fast : bool
+        Use the fused numba kernel when available.
+    """
+    if fast and HAVE_NUMBA:
+        _compiled()[0](L, w if w is not None else lse, w is not None, lse)
+    else:
+        _resp_inplace_numpy(L, w, lse)
+
+
+def segment_lse(L: np.ndarray, seg: int, out: np.ndarray, *, fast: bool = True) -> None:
+    """Row-wise log-sum-exp over consecutive column blocks of width ``seg``.
+
+    Parameters
+    ----------
+    L : ndarray of shape (n_frames, n_blocks * seg)
+        Joint log-likelihoods of several stacked mixtures, block after block.
+        Used as scratch: its contents are undefined afterwards.
+    seg : int
+        Components per mixture.
+    out : ndarray of shape (n_frames, n_blocks)
+        Receives ``log p(x_t | mixture b)`` in nats.
+    fast : bool
+        Use the fused numba kernel when available.
+    """
+    if fast and HAVE_NUMBA:
+        _compiled()[1](L, seg, out)
+    else:
+        _segment_lse_numpy(L, seg, out)

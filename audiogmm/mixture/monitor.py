@@ -1,0 +1,97 @@
+"""When EM stops: :class:`ConvergenceMonitor` (the hmmlearn habit)."""
+
+from __future__ import annotations
+
+import sys
+import warnings
+
+__all__ = ["ConvergenceMonitor"]
+
+
+class ConvergenceMonitor:
+    """Tracks the mean per-frame log-likelihood of EM and decides when to stop.
+
+    Parameters
+    ----------
+    tol : float >= 0
+        Converged when ``|ll_i - ll_{i-1}| < tol * max(1, |ll_{i-1}|)``.
+    max_iter : int >= 0
+        Maximum number of M-steps.
+    verbose : int
+        If > 0, print one aligned line per report to stderr.
+    drop_tol : float
+        Relative decrease that triggers a warning (float32 arithmetic needs ~1e-5).
+    scale : float
+        Typical magnitude of one frame's log-likelihood terms (e.g. n_dims); the
+        warning threshold is ``drop_tol * max(1, |ll|, scale)``.
+
+    Attributes
+    ----------
+    history : list of float
+        Mean log-likelihood per frame (nats) of the parameters at each E-step.
+    n_iter : int
+        M-steps taken so far (counted by :meth:`stop`).
+
+    Examples
+    --------
+    >>> m = ConvergenceMonitor(tol=1e-3, max_iter=10)
+    >>> m.report(-10.0); m.stop()
+    False
+    >>> m.report(-9.99999); m.stop()
+    True
+    """
+
+    def __init__(
+        self,
+        tol: float,
+        max_iter: int,
+        verbose: int = 0,
+        *,
+        drop_tol: float = 1e-9,
+        scale: float = 1.0,
+    ) -> None:
+        self.tol = tol
+        self.max_iter = max_iter
+        self.verbose = verbose
+        self.drop_tol = drop_tol
+        self.scale = scale
+        self.history: list[float] = []
+        self.n_iter = 0
+        self._after_reseed = False
+
+    def report(self, ll: float, *, reseeded: bool = False) -> None:
+        """Record the mean log-likelihood of a new E-step.
+
+        ``reseeded`` says the parameters it was computed with came from a
+        re-seeding M-step, which may lower the likelihood: no drop warning then,
+        and no convergence decision on that step.
+        """
+        if self.history and not reseeded:
+            prev = self.history[-1]
+            if ll < prev - self.drop_tol * max(1.0, abs(prev), self.scale):
+                warnings.warn(
+                    f"EM log-likelihood decreased from {prev:.10g} to {ll:.10g} "
+                    f"(iteration {len(self.history)}); the data may be degenerate",
+                    RuntimeWarning,
+                    stacklevel=4,
+                )
+        if self.verbose:
+            delta = ll - self.history[-1] if self.history else float("nan")
+            print(f"{len(self.history):>6d} {ll:>16.8f} {delta:>+14.6e}", file=sys.stderr)
+        self.history.append(ll)
+        self._after_reseed = reseeded
+
+    @property
+    def converged(self) -> bool:
+        """Whether the last two reports differ by less than ``tol`` (relative)."""
+        if len(self.history) < 2 or self._after_reseed:
+            return False
+        prev, cur = self.history[-2], self.history[-1]
+        return abs(cur - prev) < self.tol * max(1.0, abs(prev))
+
+    def stop(self) -> bool:
+        """Whether EM should stop now; otherwise one more M-step is counted."""
+        if self.converged or self.n_iter >= self.max_iter:
+            return True
+        self.n_iter += 1
+        return False

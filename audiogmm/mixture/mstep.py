@@ -1,0 +1,177 @@
+"""The maximum-likelihood M-step: parameters from statistics, floors, and re-seeding.
+
+A maximiser is a callable ``maximiser(stats, params) -> (new_params, events)``. It
+reads only the statistics (and, for re-seeding or a MAP prior, the current
+parameters), keeps no state between calls, and reports what it did as a list of
+event dicts. :class:`MLMaximiser` is the maximum-likelihood one; MAP adaptation
+is another maximiser on the same :class:`~audiogmm.mixture.stats.Stats`.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import numpy as np
+
+from .params import Params
+from .stats import Stats
+
+__all__ = [
+    "Maximiser",
+    "MLMaximiser",
+    "floor_weights",
+    "global_mean_var",
+    "maximise",
+    "reseed",
+    "split_component",
+]
+
+logger = logging.getLogger(__name__)
+
+Event = dict[str, Any]
+
+
+class Maximiser(Protocol):
+    """``maximiser(stats, params) -> (new_params, events)``; pure, no state kept."""
+
+    def __call__(self, stats: Stats, params: Params) -> tuple[Params, list[Event]]: ...
+
+
+def global_mean_var(stats: Stats) -> tuple[np.ndarray, np.ndarray]:
+    """Mean and variance of the data as a whole, each (n_dims,), from any statistics."""
+    mean, var = stats.pooled().mean_var()
+    return mean[0], var[0]
+
+
+def floor_weights(w: np.ndarray, min_weight: float) -> np.ndarray:
+    """Closest weights to ``w`` (max-likelihood sense) with every entry >= ``min_weight``.
+
+    Water-filling: clamp the small ones to the floor and share the remaining mass
+    among the others in proportion to their counts; repeat until stable. Among all
+    weight vectors on the simplex with that floor, this maximises ``sum_k w_k log v_k``.
+
+    Parameters
+    ----------
+    w : ndarray of shape (n_components,)
+        Non-negative weights summing to 1.
+    min_weight : float >= 0
+        The floor; capped at ``1/K``.
+    """
+    K = w.shape[0]
+    min_weight = min(min_weight, 1.0 / K)
+    clamped = np.zeros(K, dtype=bool)
+    out = w.copy()
+    for _ in range(K):
+        free_mass = 1.0 - min_weight * clamped.sum()
+        tot = w[~clamped].sum()
+        out = np.where(clamped, min_weight, w * (free_mass / tot) if tot > 0 else min_weight)
+        newly = (out < min_weight) & ~clamped
+        if not newly.any():
+            break
+        clamped |= newly
+    return out / out.sum()
+
+
+def maximise(
+    stats: Stats, *, var_floor: np.ndarray | float = 0.0, min_weight: float = 0.0
+) -> Params:
+    """M-step: maximum-likelihood parameters from statistics, with floors.
+
+    Parameters
+    ----------
+    stats : Stats
+        Accumulated statistics (K components, D dims).
+    var_floor : float or ndarray of shape (n_dims,)
+        Absolute variance floor per dimension.
+    min_weight : float
+        Weight floor (applied by water-filling, so the weights still sum to 1).
+
+    Returns
+    -------
+    Params
+        Variances are >= ``var_floor``. A component with zero occupancy gets the
+        global mean and variance; :func:`reseed` moves it.
+    """
+    n = stats.n
+    means, var = stats.mean_var()
+    empty = n <= 0
+    if empty.any():
+        gmean, gvar = global_mean_var(stats)
+        means[empty] = gmean
+        var[empty] = gvar
+    variances = np.maximum(var, var_floor)
+    weights = floor_weights(n / n.sum(), min_weight)
+    return Params(weights, means, variances)
+
+
+def split_component(params: Params, src: int, dst: int) -> None:
+    """HTK ``MU``, in place: halve ``src``'s weight into ``dst``, means apart by +-0.2 sigma."""
+    w, m, v = params.weights, params.means, params.variances
+    d = 0.2 * np.sqrt(v[src])
+    w[src] *= 0.5
+    w[dst] = w[src]
+    m[dst] = m[src] + d
+    m[src] = m[src] - d
+    v[dst] = v[src]
+
+
+def reseed(params: Params, stats: Stats, min_count: float) -> tuple[Params, list[Event]]:
+    """Re-seed under-occupied components by splitting the heaviest one (logged).
+
+    A component whose occupancy is below ``min(min_count, n_frames / (2 K))`` is
+    replaced by half of the heaviest strong component (:func:`split_component`).
+
+    Returns
+    -------
+    params : Params
+        A new value (the input is not changed).
+    events : list of dict
+        One ``{component, occupancy, split_from}`` per re-seeded component.
+    """
+    K = params.n_components
+    thr = min(min_count, 0.5 * stats.n_frames / K)
+    weak = [int(k) for k in np.flatnonzero(stats.n < thr)]
+    if not weak or len(weak) == K:
+        return params, []
+    out = params.copy()
+    strong = np.ones(K, dtype=bool)
+    strong[weak] = False
+    events = []
+    for k in weak:
+        src = int(np.flatnonzero(strong)[np.argmax(out.weights[strong])])
+        split_component(out, src, k)
+        strong[k] = True
+        events.append({"component": k, "occupancy": float(stats.n[k]), "split_from": src})
+        logger.info(
+            "component %d had occupancy %.3g < %.3g; re-seeded by splitting component %d",
+            k, stats.n[k], thr, src,
+        )  # fmt: skip
+    out.weights = out.weights / out.weights.sum()
+    return out, events
+
+
+@dataclass(frozen=True)
+class MLMaximiser:
+    """Maximum-likelihood M-step with a variance floor, a weight floor and re-seeding.
+
+    Parameters
+    ----------
+    var_floor : ndarray of shape (n_dims,)
+        Absolute variance floor per dimension.
+    min_weight : float >= 0
+        Weight floor.
+    min_count : float >= 0 or None
+        Re-seed threshold (see :func:`reseed`); None turns re-seeding off.
+    """
+
+    var_floor: np.ndarray
+    min_weight: float = 0.0
+    min_count: float | None = None
+
+    def __call__(self, stats: Stats, params: Params) -> tuple[Params, list[Event]]:
+        new = maximise(stats, var_floor=self.var_floor, min_weight=self.min_weight)
+        if self.min_count is None:
+            return new, []
+        return reseed(new, stats, self.min_count)

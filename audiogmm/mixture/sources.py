@@ -1,0 +1,116 @@
+"""What EM reads: frames in memory, or re-iterable chunks from disk; and the input checks.
+
+A source yields ``(X_chunk, sample_weight_chunk or None)`` pairs on every pass,
+knows its frame count after the first pass, and can gather a subsample of rows
+by index (for initialisation).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from typing import Any, Callable, Union
+
+import numpy as np
+
+from ..exceptions import ParameterError
+
+__all__ = ["ArraySource", "ChunkSource", "IterSource", "check_frames"]
+
+ChunkSource = Union[Callable[[], Iterable[np.ndarray]], Iterable[np.ndarray]]
+
+
+def check_frames(
+    X: Any, *, n_dims: int | None = None, name: str = "X", min_frames: int = 1
+) -> np.ndarray:
+    """Validate frames at the public boundary: 2-D, real, finite, right width.
+
+    Returns
+    -------
+    ndarray of shape (n_frames, n_dims), float32 or float64
+        ``X`` itself when it already is float32/float64, else a float64 copy.
+
+    Raises
+    ------
+    ParameterError
+        With ``name``, the expected and the received shape or the first bad frame.
+    """
+    X = np.asarray(X)
+    if X.dtype not in (np.float32, np.float64):
+        if X.dtype.kind not in "iufb":
+            raise ParameterError(f"{name} must be numeric; got dtype {X.dtype}")
+        X = X.astype(np.float64)
+    if X.ndim != 2:
+        hint = " (use X[:, None] for one-dimensional data)" if X.ndim == 1 else ""
+        raise ParameterError(f"{name} must be 2-D (n_frames, n_dims); got shape {X.shape}{hint}")
+    if n_dims is not None and X.shape[1] != n_dims:
+        raise ParameterError(f"{name} has n_dims={X.shape[1]}, but the model has n_dims={n_dims}")
+    if X.shape[1] == 0:
+        raise ParameterError(f"{name} has zero dimensions")
+    if X.shape[0] < min_frames:
+        raise ParameterError(f"{name} has {X.shape[0]} frames; at least {min_frames} needed")
+    step = max(1, (1 << 22) // max(1, X.shape[1]))  # blockwise: no N-sized temporary
+    for start in range(0, X.shape[0], step):
+        ok = np.isfinite(X[start : start + step]).all(axis=1)
+        if not ok.all():
+            first = start + int(np.argmin(ok))
+            raise ParameterError(f"{name} contains NaN or inf, first at frame {first}")
+    return X
+
+
+class ArraySource:
+    """An in-memory (or memory-mapped) array as the EM data source (validated by the caller)."""
+
+    def __init__(self, X: np.ndarray, sample_weight: np.ndarray | None = None) -> None:
+        self.X, self.sample_weight = X, sample_weight
+        self.n_frames = X.shape[0]
+        self.drop_tol = 1e-5 if X.dtype == np.float32 else 1e-9
+
+    def __iter__(self) -> Iterator[tuple[np.ndarray, np.ndarray | None]]:
+        # one piece: accumulate() chunks it and spreads the chunks over the executor
+        yield self.X, self.sample_weight
+
+    def gather(self, idx: np.ndarray) -> np.ndarray:
+        """Rows ``idx`` (sorted) as float64, shape (len(idx), n_dims)."""
+        return np.asarray(self.X[idx], dtype=np.float64)
+
+
+class IterSource:
+    """Re-iterable chunks from a callable or a re-iterable; validates every chunk.
+
+    ``n_frames`` is known after the first complete pass.
+    """
+
+    def __init__(self, chunks: ChunkSource, n_dims: int | None = None) -> None:
+        if not callable(chunks) and iter(chunks) is chunks:
+            raise ParameterError(
+                "fit_iter needs several passes over the data: pass a callable that "
+                "returns a fresh iterable of arrays, or a list, not a one-shot iterator"
+            )
+        self.chunks = chunks
+        self.n_dims = n_dims
+        self.drop_tol = 1e-9
+        self.n_frames = 0
+
+    def __iter__(self) -> Iterator[tuple[np.ndarray, None]]:
+        it = self.chunks() if callable(self.chunks) else iter(self.chunks)
+        n = 0
+        for i, Xc in enumerate(it):
+            Xc = check_frames(Xc, n_dims=self.n_dims, name=f"chunk {i}", min_frames=0)
+            if Xc.dtype == np.float32:
+                self.drop_tol = 1e-5
+            if self.n_dims is None:
+                self.n_dims = Xc.shape[1]
+            n += Xc.shape[0]
+            if Xc.shape[0]:
+                yield Xc, None
+        self.n_frames = n
+
+    def gather(self, idx: np.ndarray) -> np.ndarray:
+        """Rows ``idx`` (sorted, global frame indices) as float64, shape (len(idx), n_dims)."""
+        out, pos = [], 0
+        for Xc, _ in self:
+            lo, hi = np.searchsorted(idx, [pos, pos + Xc.shape[0]])
+            if hi > lo:
+                out.append(np.asarray(Xc[idx[lo:hi] - pos], dtype=np.float64))
+            pos += Xc.shape[0]
+        return np.concatenate(out, axis=0)

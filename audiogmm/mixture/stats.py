@@ -1,0 +1,260 @@
+"""Sufficient statistics of a diagonal GMM: the contract between E-step and M-step.
+
+A :class:`Stats` holds, for ``K`` components and ``D`` dimensions,
+
+* ``n``  (K,)   zeroth order  ``sum_t w_t gamma_tk``
+* ``F``  (K, D) first order   ``sum_t w_t gamma_tk (x_t - c)``
+* ``S``  (K, D) second order  ``sum_t w_t gamma_tk (x_t - c)**2``
+* ``loglik``    ``sum_t w_t log p(x_t)`` (nats)
+* ``n_frames``  ``sum_t w_t`` (the frame count when unweighted)
+
+all in float64. The moments are taken about a *shift* vector ``c`` (D,), chosen
+near the data, so that the variance ``S/n - (F/n)**2`` does not suffer the
+catastrophic cancellation of raw moments when features carry a large offset.
+Statistics are additive: ``a + b`` merges two shards (re-centring one of them
+when their shifts differ), which is what chunked, out-of-core, parallel and
+distributed training are built on.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..exceptions import ModelFileError, ParameterError
+
+__all__ = ["Stats"]
+
+_ARRAY_KEYS = ("n", "F", "S", "shift", "scalars")
+
+
+@dataclass(eq=False)
+class Stats:
+    """Mergeable sufficient statistics of a diagonal-covariance GMM.
+
+    Parameters
+    ----------
+    n : ndarray of shape (n_components,), float64
+        Zeroth-order statistics (soft counts).
+    F : ndarray of shape (n_components, n_dims), float64
+        First-order statistics about ``shift``.
+    S : ndarray of shape (n_components, n_dims), float64
+        Second-order statistics about ``shift``.
+    loglik : float
+        Total (summed over frames, sample-weighted) log-likelihood in nats.
+    n_frames : float
+        Total sample weight (number of frames when unweighted).
+    shift : ndarray of shape (n_dims,), float64
+        Point about which ``F`` and ``S`` are taken.
+
+    Examples
+    --------
+    >>> a = Stats.zeros(2, 3)
+    >>> (a + a).n.shape
+    (2,)
+    """
+
+    n: np.ndarray
+    F: np.ndarray
+    S: np.ndarray
+    loglik: float
+    n_frames: float
+    shift: np.ndarray
+
+    @classmethod
+    def zeros(cls, n_components: int, n_dims: int, *, shift: np.ndarray | None = None) -> Stats:
+        """Empty statistics (the neutral element of ``+``)."""
+        shift = np.zeros(n_dims) if shift is None else np.asarray(shift, dtype=np.float64)
+        return cls(
+            n=np.zeros(n_components),
+            F=np.zeros((n_components, n_dims)),
+            S=np.zeros((n_components, n_dims)),
+            loglik=0.0,
+            n_frames=0.0,
+            shift=shift.copy(),
+        )
+
+    @property
+    def n_components(self) -> int:
+        return self.n.shape[0]
+
+    @property
+    def n_dims(self) -> int:
+        return self.F.shape[1]
+
+    @property
+    def mean_loglik(self) -> float:
+        """Mean log-likelihood per frame (nats), ``loglik / n_frames``."""
+        return self.loglik / self.n_frames if self.n_frames > 0 else float("nan")
+
+    @classmethod
+    def of_frames(
+        cls,
+        X: np.ndarray,
+        sample_weight: np.ndarray | None = None,
+        *,
+        shift: np.ndarray,
+        block: int = 65536,
+    ) -> Stats:
+        """Plain moments of frames as one-component statistics (every gamma is 1).
+
+        Computed in float64 block by block, so memory stays O(block x D).
+
+        Parameters
+        ----------
+        X : ndarray of shape (n_frames, n_dims)
+        sample_weight : ndarray of shape (n_frames,), optional
+        shift : ndarray of shape (n_dims,)
+            Centre of the moments (any point near the data).
+        block : int
+            Frames per block.
+        """
+        shift = np.asarray(shift, dtype=np.float64)
+        D = shift.shape[0]
+        n, F, S = 0.0, np.zeros(D), np.zeros(D)
+        for start in range(0, X.shape[0], block):
+            xc = np.asarray(X[start : start + block], dtype=np.float64) - shift
+            if sample_weight is None:
+                n += xc.shape[0]
+                F += xc.sum(0)
+                S += np.einsum("ij,ij->j", xc, xc)
+            else:
+                w = np.asarray(sample_weight[start : start + block], dtype=np.float64)
+                n += w.sum()
+                F += w @ xc
+                S += w @ (xc * xc)
+        return cls(np.array([n]), F[None], S[None], 0.0, float(n), shift.copy())
+
+    def pooled(self) -> Stats:
+        """All components merged into one: the statistics of the data as a whole."""
+        return Stats(
+            self.n.sum(keepdims=True),
+            self.F.sum(0, keepdims=True),
+            self.S.sum(0, keepdims=True),
+            self.loglik,
+            self.n_frames,
+            self.shift.copy(),
+        )
+
+    def mean_var(self) -> tuple[np.ndarray, np.ndarray]:
+        """Per-component mean and variance, each (K, D); NaN for a component with n = 0.
+
+        ``mean = c + F/n`` and ``var = S/n - (F/n)**2`` (clipped at 0), computed
+        about the shift ``c`` so that a large offset does not cancel.
+        """
+        with np.errstate(divide="ignore", invalid="ignore"):  # n = 0 gives NaN, by contract
+            dm = self.F / self.n[:, None]
+            var = np.maximum(self.S / self.n[:, None] - dm**2, 0.0)
+        return self.shift + dm, var
+
+    def recentre(self, shift: np.ndarray) -> Stats:
+        """Return the same statistics expressed about another shift vector.
+
+        Uses ``F' = F + n d`` and ``S' = S + 2 d F + n d**2`` with ``d = c - c'``.
+        """
+        shift = np.asarray(shift, dtype=np.float64)
+        if np.array_equal(shift, self.shift):
+            return self
+        d = self.shift - shift
+        nd = self.n[:, None] * d
+        F = self.F + nd
+        S = self.S + 2.0 * d * self.F + nd * d
+        return Stats(self.n.copy(), F, S, self.loglik, self.n_frames, shift.copy())
+
+    def raw_moments(self) -> tuple[np.ndarray, np.ndarray]:
+        """First and second raw moments ``(sum gamma x, sum gamma x**2)``, each (K, D)."""
+        r = self.recentre(np.zeros(self.n_dims))
+        return r.F, r.S
+
+    def __add__(self, other: Stats) -> Stats:
+        if not isinstance(other, Stats):
+            return NotImplemented
+        if self.F.shape != other.F.shape:
+            raise ParameterError(
+                f"cannot merge Stats of shape (K, D)={self.F.shape} with {other.F.shape}"
+            )
+        other = other.recentre(self.shift)
+        return Stats(
+            self.n + other.n,
+            self.F + other.F,
+            self.S + other.S,
+            float(self.loglik + other.loglik),
+            float(self.n_frames + other.n_frames),
+            self.shift.copy(),
+        )
+
+    def __radd__(self, other: object) -> Stats:
+        # lets ``sum(list_of_stats)`` work
+        if isinstance(other, int) and other == 0:
+            return self
+        return NotImplemented
+
+    def allclose(self, other: Stats, *, rtol: float = 1e-9, atol: float = 0.0) -> bool:
+        """Whether two statistics agree (after bringing them to a common shift)."""
+        other = other.recentre(self.shift)
+        return bool(
+            np.allclose(self.n, other.n, rtol=rtol, atol=atol)
+            and np.allclose(self.F, other.F, rtol=rtol, atol=atol)
+            and np.allclose(self.S, other.S, rtol=rtol, atol=atol)
+            and np.isclose(self.loglik, other.loglik, rtol=rtol, atol=atol)
+            and np.isclose(self.n_frames, other.n_frames, rtol=rtol, atol=atol)
+        )
+
+    # -- plain-array round trip (for workers and files) ------------------------------------
+
+    def to_arrays(self) -> dict[str, np.ndarray]:
+        """Plain float64 arrays, safe to ship between processes or save with numpy."""
+        return {
+            "n": self.n.copy(),
+            "F": self.F.copy(),
+            "S": self.S.copy(),
+            "shift": self.shift.copy(),
+            "scalars": np.array([self.loglik, self.n_frames], dtype=np.float64),
+        }
+
+    @classmethod
+    def from_arrays(cls, arrays: dict[str, np.ndarray], *, source: str = "arrays") -> Stats:
+        """Inverse of :meth:`to_arrays`, with validation of keys, shapes and values."""
+        missing = [k for k in _ARRAY_KEYS if k not in arrays]
+        if missing:
+            raise ModelFileError(f"{source}: statistics are missing arrays {missing}")
+        a = {k: np.asarray(arrays[k]) for k in _ARRAY_KEYS}
+        for k, v in a.items():
+            if v.dtype != np.float64:
+                raise ModelFileError(f"{source}: array {k!r} has dtype {v.dtype}, expected float64")
+            if not np.all(np.isfinite(v)):
+                raise ModelFileError(f"{source}: array {k!r} contains NaN or inf")
+        if a["n"].ndim != 1 or a["F"].ndim != 2:
+            raise ModelFileError(f"{source}: 'n' must be 1-D and 'F' 2-D")
+        K, D = a["F"].shape
+        if a["n"].shape != (K,) or a["S"].shape != (K, D) or a["shift"].shape != (D,):
+            raise ModelFileError(f"{source}: inconsistent statistics shapes for K={K}, D={D}")
+        if a["scalars"].shape != (2,):
+            raise ModelFileError(f"{source}: 'scalars' must have shape (2,)")
+        if np.any(a["n"] < 0):
+            raise ModelFileError(f"{source}: negative zeroth-order statistics")
+        return cls(
+            a["n"], a["F"], a["S"], float(a["scalars"][0]), float(a["scalars"][1]), a["shift"]
+        )
+
+    def save(self, path: str | os.PathLike) -> None:
+        """Write to an ``.npz`` file atomically (no pickle, checksummed header)."""
+        from ..container import write_container
+
+        write_container(path, kind="Stats", header={}, arrays=self.to_arrays())
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> Stats:
+        """Read statistics written by :meth:`save`; raises ModelFileError on a bad file."""
+        from ..container import read_container
+
+        _, arrays = read_container(path, kind="Stats")
+        return cls.from_arrays(arrays, source=os.fspath(path))
+
+    def __repr__(self) -> str:
+        return (
+            f"Stats(n_components={self.n_components}, n_dims={self.n_dims}, "
+            f"n_frames={self.n_frames:g}, loglik={self.loglik:.6g})"
+        )

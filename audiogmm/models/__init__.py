@@ -1,0 +1,5 @@
+"""Models built from mixtures: the per-class classifier (UBM/MAP comes next)."""
+
+from .classifier import N_COMPONENTS, GMMClassifier
+
+__all__ = ["GMMClassifier", "N_COMPONENTS"]

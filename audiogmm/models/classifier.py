@@ -1,0 +1,362 @@
+"""One diagonal GMM per class; a clip goes to the class with the largest total log-likelihood.
+
+Scoring is batched: the components of every class are stacked, and all clips are
+scored against all classes by :func:`audiogmm.mixture.stacked_log_likelihood` in one
+chunked GEMM followed by a per-class log-sum-exp, instead of a Python loop over
+classes. The classifier knows nothing about audio: the feature configuration
+travels in the model file bundle that :mod:`audiogmm.pipeline.bundle` writes.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from ..container import jsonable, read_container, write_container
+from ..engine import LocalExecutor, resolve
+from ..exceptions import ModelFileError, ParameterError
+from ..mixture import DiagGMM, log_softmax, stacked_log_likelihood
+from ..mixture.checks import check_enough_frames, check_params, validate_param_arrays
+from ..mixture.sources import ArraySource, check_frames
+from ..progress import Progress, reporter
+
+__all__ = ["GMMClassifier", "N_COMPONENTS"]
+
+logger = logging.getLogger(__name__)
+
+#: Components per class when none is given (the DCASE 2016 baseline uses 16).
+N_COMPONENTS = 16
+
+
+class GMMClassifier:
+    """Per-class diagonal GMMs with maximum-total-log-likelihood decisions.
+
+    Parameters
+    ----------
+    n_components : int > 0, default=16
+        Components per class (:data:`N_COMPONENTS`).
+    priors : dict of str to float or None, default=None
+        Class priors for :meth:`predict_log_proba` (default equal).
+    n_jobs : int or None, default=None
+        Classes trained concurrently (threads) when ``fit`` gets no executor;
+        None means all cores. Results do not depend on it.
+    random_state : int or None, default=0
+        Seed; each class gets an independent stream derived from it and its rank.
+    **gmm_params
+        Any other :class:`~audiogmm.mixture.DiagGMM` parameter (``max_iter``, ``tol``,
+        ``init``, ``var_floor``, ...), applied to every class.
+
+    Attributes
+    ----------
+    labels_ : list of str
+        Class names, sorted.
+    models_ : dict of str to DiagGMM
+        The fitted per-class mixtures.
+    weights_, means_, variances_ : ndarray
+        The class mixtures stacked: (n_labels, K), (n_labels, K, D), (n_labels, K, D).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> rng = np.random.default_rng(0)
+    >>> clips = [rng.normal(m, 1, (200, 2)) for m in (0, 0, 5, 5)]
+    >>> clf = GMMClassifier(2).fit(clips, ["a", "a", "b", "b"])
+    >>> clf.predict([rng.normal(5, 1, (50, 2))]).tolist()
+    ['b']
+    """
+
+    _FILE_KIND = "GMMClassifier"
+
+    def __init__(
+        self,
+        n_components: int = N_COMPONENTS,
+        *,
+        priors: dict[str, float] | None = None,
+        n_jobs: int | None = None,
+        random_state: int | None = 0,
+        **gmm_params: Any,
+    ) -> None:
+        self.n_components = n_components
+        self.priors = priors
+        self.n_jobs = n_jobs
+        self.random_state = random_state
+        unknown = set(gmm_params) - set(DiagGMM._param_names())
+        unknown |= {"n_components", "random_state", "n_jobs"} & set(gmm_params)
+        if unknown:
+            raise ParameterError(f"unknown DiagGMM parameter(s) {sorted(unknown)}")
+        self.gmm_params = gmm_params
+
+    def __repr__(self) -> str:
+        extra = "".join(f", {k}={v!r}" for k, v in sorted(self.gmm_params.items()))
+        return f"GMMClassifier({self.n_components}, random_state={self.random_state!r}{extra})"
+
+    def _class_model(self, seed: int | None) -> DiagGMM:
+        return DiagGMM(self.n_components, random_state=seed, n_jobs=self.n_jobs, **self.gmm_params)
+
+    # -- training ----------------------------------------------------------------------------
+
+    def fit(
+        self,
+        clips: Sequence[np.ndarray],
+        labels: Sequence[str],
+        *,
+        progress: Progress = None,
+        executor: LocalExecutor | None = None,
+    ) -> GMMClassifier:
+        """Train one DiagGMM per label on the pooled frames of its clips.
+
+        Parameters
+        ----------
+        clips : sequence of ndarray, each of shape (n_frames_i, n_dims)
+            Feature frames of each training clip.
+        labels : sequence of str, length n_clips
+            Class of each clip.
+        progress : callable, optional
+            ``progress(n_done, n_total, label)`` after each class.
+        executor : LocalExecutor, optional
+            Trains classes concurrently (default: ``n_jobs`` threads for this call).
+
+        Returns
+        -------
+        self
+
+        Raises
+        ------
+        ParameterError
+            Mismatched lengths, inconsistent dimensions, non-finite frames, bad
+            mixture parameters, or a class with fewer frames than ``n_components``.
+        """
+        if len(clips) != len(labels):
+            raise ParameterError(f"{len(clips)} clips but {len(labels)} labels")
+        if not clips:
+            raise ParameterError("no training clips")
+        check_params(self._class_model(None))
+        labels = [str(y) for y in labels]
+        D = None
+        per_label: dict[str, list[np.ndarray]] = {}
+        for i, (X, y) in enumerate(zip(clips, labels)):
+            X = check_frames(X, n_dims=D, name=f"clip {i} (label {y!r})", min_frames=0)
+            D = X.shape[1]
+            per_label.setdefault(y, []).append(X)
+        self.labels_ = sorted(per_label)
+        if len(self.labels_) < 2:
+            logger.warning(
+                "only one class (%r): every clip will be given that label", self.labels_[0]
+            )
+        data = {y: np.concatenate(per_label[y], axis=0) for y in self.labels_}
+        for y, X in data.items():
+            check_enough_frames(X.shape[0], self.n_components, f"class {y!r}")
+        seeds = np.random.SeedSequence(self.random_state)
+        children = seeds.spawn(len(self.labels_))
+        class_seeds = {y: int(c.generate_state(1)[0]) for y, c in zip(self.labels_, children)}
+
+        with (
+            reporter(progress, len(self.labels_), "Training class GMMs") as tick,
+            resolve(executor, self.n_jobs) as ex,
+        ):
+
+            def one(y: str) -> DiagGMM:
+                # inside a worker thread the chunk map runs inline: classes in parallel,
+                # each single-threaded, the same result as sequential
+                gmm = self._class_model(class_seeds[y]).fit_source(
+                    ArraySource(data[y]), executor=ex
+                )
+                logger.info(
+                    "class %r: %d frames, %d iterations, mean log-likelihood %.4f",
+                    y, data[y].shape[0], gmm.n_iter_, gmm.history_[-1],
+                )  # fmt: skip
+                tick()
+                return gmm
+
+            models = list(ex.map(one, self.labels_))
+        self.models_ = dict(zip(self.labels_, models))
+        self._stack()
+        self.fit_report_ = {
+            y: {
+                "n_clips": len(per_label[y]),
+                "n_frames": int(data[y].shape[0]),
+                **{
+                    k: m.fit_report_[k]
+                    for k in ("n_iter", "converged", "final_mean_loglik", "n_reseeded")
+                },
+            }
+            for y, m in self.models_.items()
+        }
+        return self
+
+    def _stack(self) -> None:
+        ms = [self.models_[y] for y in self.labels_]
+        self.weights_ = np.stack([m.weights_ for m in ms])
+        self.means_ = np.stack([m.means_ for m in ms])
+        self.variances_ = np.stack([m.variances_ for m in ms])
+        self.var_floors_ = np.stack([m.var_floor_ for m in ms])
+
+    # -- scoring -----------------------------------------------------------------------------
+
+    def _check_fitted(self) -> None:
+        if not hasattr(self, "labels_"):
+            raise ParameterError("this GMMClassifier is not fitted yet; call fit() or load()")
+
+    @property
+    def n_dims(self) -> int:
+        """Feature dimension D of a fitted classifier."""
+        self._check_fitted()
+        return self.means_.shape[2]
+
+    def score_matrix(
+        self, clips: Sequence[np.ndarray], *, executor: LocalExecutor | None = None
+    ) -> np.ndarray:
+        """Total log-likelihood of every clip under every class, in one batched pass.
+
+        Parameters
+        ----------
+        clips : sequence of ndarray, each of shape (n_frames_i, n_dims), n_frames_i >= 1
+        executor : LocalExecutor, optional
+            Runs the chunks (default: ``n_jobs`` threads for this call).
+
+        Returns
+        -------
+        ndarray of shape (n_clips, n_labels), float64
+            ``sum_t log p(x_t | class)`` in nats, columns in the order of ``labels_``.
+        """
+        self._check_fitted()
+        checked = [
+            check_frames(X, n_dims=self.n_dims, name=f"clip {i}", min_frames=1)
+            for i, X in enumerate(clips)
+        ]
+        if not checked:
+            return np.zeros((0, len(self.labels_)))
+        dtype = np.float32 if all(X.dtype == np.float32 for X in checked) else np.float64
+        allX = np.concatenate([X.astype(dtype, copy=False) for X in checked], axis=0)
+        with resolve(executor, self.n_jobs) as ex:
+            frame_ll = stacked_log_likelihood(
+                allX, self.weights_, self.means_, self.variances_, executor=ex
+            )
+        starts = np.cumsum([0] + [X.shape[0] for X in checked[:-1]])
+        return np.add.reduceat(frame_ll, starts, axis=0)
+
+    def _log_priors(self) -> np.ndarray:
+        if not self.priors:
+            return np.full(len(self.labels_), -np.log(len(self.labels_)))
+        missing = set(self.labels_) - set(self.priors)
+        if missing:
+            raise ParameterError(f"priors missing for labels {sorted(missing)}")
+        p = np.array([float(self.priors[y]) for y in self.labels_])
+        if not np.all(np.isfinite(p)) or np.any(p <= 0):
+            raise ParameterError("priors must be finite and > 0")
+        return np.log(p / p.sum())
+
+    def log_proba_from_scores(self, scores: np.ndarray) -> np.ndarray:
+        """Class log posteriors from a :meth:`score_matrix` result (softmax with log priors).
+
+        Parameters
+        ----------
+        scores : ndarray of shape (n_clips, n_labels)
+
+        Returns
+        -------
+        ndarray of shape (n_clips, n_labels); each row's exponentials sum to 1.
+        """
+        return log_softmax(np.asarray(scores, dtype=np.float64) + self._log_priors())
+
+    def predict_log_proba(self, clips: Sequence[np.ndarray]) -> np.ndarray:
+        """Log posterior of each class: softmax of total log-likelihoods plus log priors.
+
+        Returns
+        -------
+        ndarray of shape (n_clips, n_labels)
+        """
+        return self.log_proba_from_scores(self.score_matrix(clips))
+
+    def predict_proba(self, clips: Sequence[np.ndarray]) -> np.ndarray:
+        """Posterior class probabilities, shape (n_clips, n_labels)."""
+        return np.exp(self.predict_log_proba(clips))
+
+    def predict(self, clips: Sequence[np.ndarray]) -> np.ndarray:
+        """Most likely class of each clip (max total log-likelihood + log prior).
+
+        Returns
+        -------
+        ndarray of shape (n_clips,), dtype object (str labels)
+        """
+        S = self.score_matrix(clips) + self._log_priors()
+        if not len(S):
+            return np.array([], dtype=object)
+        return np.array(self.labels_, dtype=object)[S.argmax(1)]
+
+    # -- persistence -------------------------------------------------------------------------
+
+    def save(self, path: str | os.PathLike, *, extra: dict[str, Any] | None = None) -> None:
+        """Write all class models to one checksummed ``.npz`` (atomic, no pickle).
+
+        Parameters
+        ----------
+        path : path
+        extra : dict, optional
+            More JSON header fields (the pipeline stores the feature configuration
+            here); returned by :meth:`load` in ``file_header_``.
+        """
+        self._check_fitted()
+        header = {
+            **(extra or {}),
+            "labels": list(self.labels_),
+            "n_components": self.n_components,
+            "priors": self.priors,
+            "random_state": self.random_state,
+            "gmm_params": jsonable(
+                {k: v for k, v in self.gmm_params.items() if not k.endswith("_init")}
+            ),
+            "training": jsonable(getattr(self, "fit_report_", {})),
+        }
+        arrays = {
+            "weights": self.weights_,
+            "means": self.means_,
+            "variances": self.variances_,
+            "var_floors": self.var_floors_,
+        }
+        write_container(path, kind=self._FILE_KIND, header=header, arrays=arrays)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> GMMClassifier:
+        """Read a classifier written by :meth:`save`, validating everything.
+
+        Raises
+        ------
+        ModelFileError
+            Missing, truncated, tampered, other version, or invalid contents.
+        """
+        name = os.fspath(path)
+        header, arrays = read_container(path, kind=cls._FILE_KIND)
+        try:
+            labels = [str(y) for y in header["labels"]]
+            clf = cls(
+                int(header["n_components"]),
+                priors=header.get("priors"),
+                random_state=header.get("random_state"),
+                **dict(header.get("gmm_params", {})),
+            )
+            check_params(clf._class_model(None))
+        except (KeyError, TypeError, ValueError) as e:
+            raise ModelFileError(f"{name}: bad header ({type(e).__name__}: {e})") from e
+        w, m, v = arrays.get("weights"), arrays.get("means"), arrays.get("variances")
+        validate_param_arrays(name, w, m, v)
+        f = arrays.get("var_floors")
+        if m.ndim != 3 or m.shape[0] != len(labels) or len(set(labels)) != len(labels):
+            raise ModelFileError(f"{name}: {len(labels)} labels but means of shape {m.shape}")
+        if f is None or f.shape != (m.shape[0], m.shape[2]) or not np.all(f > 0):
+            raise ModelFileError(f"{name}: invalid var_floors array")
+        clf.labels_ = labels
+        clf.weights_, clf.means_, clf.variances_, clf.var_floors_ = w, m, v, f
+        clf.models_ = {}
+        for i, y in enumerate(labels):
+            g = DiagGMM(m.shape[1], **clf.gmm_params)
+            g.weights_, g.means_, g.variances_, g.var_floor_ = w[i], m[i], v[i], f[i]
+            clf.models_[y] = g
+        training = header.get("training", {})
+        clf.fit_report_ = training if isinstance(training, dict) else {}
+        clf.file_header_ = header
+        return clf

@@ -1,0 +1,23 @@
+"""Files in, results out: model bundles, train/evaluate/predict workflows, reports.
+
+No maths and no printing here; the CLI and the recipes format what these return.
+Modules: ``bundle`` (classifier + feature config in one file), ``classify``
+(train, evaluate, predict from files), ``report`` (metrics.json, confusion).
+"""
+
+from .bundle import Bundle, load_model, save_model
+from .classify import evaluate_classifier, load_split, predict_files, skipped_list, train_classifier
+from .report import format_confusion, write_report
+
+__all__ = [
+    "Bundle",
+    "evaluate_classifier",
+    "format_confusion",
+    "load_model",
+    "load_split",
+    "predict_files",
+    "save_model",
+    "skipped_list",
+    "train_classifier",
+    "write_report",
+]

@@ -1,0 +1,67 @@
+"""The executor: order, laziness, nesting, scoped BLAS limits, no processes unless asked."""
+
+import threading
+
+import pytest
+from threadpoolctl import threadpool_info
+
+from audiogmm import ParameterError
+from audiogmm.engine import LocalExecutor, one_blas_thread
+
+
+def _blas_threads():
+    return [i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"]
+
+
+def test_results_come_back_in_item_order_for_any_worker_count():
+    def slow_square(x):
+        threading.Event().wait(0.001 * (7 - x % 7))  # finish out of order
+        return x * x
+
+    for n in (1, 2, 4):
+        with LocalExecutor(n) as ex:
+            assert list(ex.map(slow_square, range(30))) == [x * x for x in range(30)]
+
+
+def test_nested_maps_run_inline_and_do_not_deadlock():
+    with LocalExecutor(2) as ex:
+
+        def outer(i):
+            return sum(ex.map(lambda j: i * j, range(5)))
+
+        assert list(ex.map(outer, range(6))) == [10 * i for i in range(6)]
+
+
+def test_blas_limit_is_scoped_to_the_map():
+    before = _blas_threads()
+    seen = []
+    with LocalExecutor(2) as ex:
+        list(ex.map(lambda _: seen.append(_blas_threads()), range(4)))
+    assert all(s == [1] * len(before) for s in seen)
+    assert _blas_threads() == before
+    with one_blas_thread():
+        assert _blas_threads() == [1] * len(before)
+    assert _blas_threads() == before
+
+
+def test_no_processes_unless_asked_and_closed_after():
+    ex = LocalExecutor(2)
+    assert list(ex.map(abs, [-1, -2, -3], isolated=True)) == [1, 2, 3]
+    assert ex._procs is None and ex._threads is not None
+    ex.close()
+    assert ex._threads is None
+    with pytest.raises(RuntimeError, match="closed"):
+        list(ex.map(abs, [1, 2, 3]))
+
+
+def test_processes_when_asked():
+    with LocalExecutor(2, processes=True) as ex:
+        assert list(ex.map(abs, [-1, -2, -3], isolated=True)) == [1, 2, 3]
+        assert ex._procs is not None
+    assert ex._procs is None
+
+
+@pytest.mark.parametrize("n", [0, -1, 1.5, True, "2"])
+def test_bad_worker_counts(n):
+    with pytest.raises(ParameterError, match="n_workers"):
+        LocalExecutor(n)
