@@ -1,0 +1,800 @@
+"""Build the audiogmm *development corpus* from Debian packages (not committed).
+
+The bundled ``data_samples/`` set is too small and too familiar to choose defaults
+on.  This script builds a larger, different corpus into a cache folder:
+
+* ``sounds/<class>/<class>_NN.flac`` -- 22050 Hz mono 16-bit FLAC, 1-4 s.  GM
+  instrument families and GM percussion pieces rendered from *other* soundfonts than
+  the bundled set (MuseScore General, TimGM6mb, FluidR3 GS sound effects) with
+  fluidsynth, plus real recordings: Hydrogen drum-kit samples, GCompris instrument
+  and animal recordings, the bucklespring keyboard recordings, game sound effects
+  (Hedgewars, Freeciv) and the Oxygen desktop sounds.
+* ``speakers/<speaker>/<speaker>_NN.flac`` -- 16 kHz mono 16-bit FLAC, 2-6 s.  Real
+  human speech: Hedgewars voice packs, KLettres and KTuberling voice sets (one per
+  language), Asterisk prompt voices not used by ``data_samples/``.
+* ``metadata.csv`` -- path, group, label, source_package, source_version,
+  source_item, duration_s, source_sr (native sample rate(s) of the source audio).
+
+Usage (Debian/Ubuntu, as root; the data packages are downloaded with
+``apt-get download`` and unpacked with ``dpkg-deb -x`` -- never installed; only the
+renderer is installed)::
+
+    apt-get update
+    apt-get install -y fluidsynth
+    python benchmarks/data/make_devcorpus.py            # build (skips if already built)
+    python benchmarks/data/make_devcorpus.py --force    # rebuild from scratch
+    python benchmarks/data/make_devcorpus.py --check    # validate an existing build
+
+Output folder: ``--out DIR``, else ``$AUDIOGMM_DEVCORPUS``, else
+``~/.cache/audiogmm/devcorpus``.  Downloads and unpacked trees go to ``--build-dir``
+(default ``/tmp/devcorpus_build``).  Everything is deterministic: sorted listings,
+fixed seeds (``zlib.crc32`` of the label, never Python's salted ``hash``).
+
+Processing: mono mix-down, resampling (soxr HQ), silence trimming, cutting at a
+zero crossing, zero-padding of short hits to 1 s, joining short utterances of one
+speaker with 0.25 s pauses, peak normalisation to 0.9.  See
+``benchmarks/data/README.md`` for sources, licences and caveats.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import importlib.util
+import io
+import os
+import re
+import shutil
+import struct
+import subprocess
+import sys
+import time
+import zlib
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+
+REPO = Path(__file__).resolve().parents[2]
+
+# Small helpers are shared with the bundled-sample builder (data_samples/make_samples.py).
+_spec = importlib.util.spec_from_file_location(
+    "_make_samples", REPO / "data_samples" / "make_samples.py"
+)
+_ms = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(_ms)
+resample = _ms.resample
+to_mono_float = _ms.to_mono_float
+cut_at_zero_crossing = _ms.cut_at_zero_crossing
+trim_silence = _ms.trim_silence
+even_pick = _ms.even_pick
+peak_normalise = _ms.peak_normalise
+vlq = _ms._vlq
+
+SPEAKER_SR = 16000
+SOUND_SR = 22050
+SPEAKER_DUR = (2.0, 6.0)
+SOUND_DUR = (1.0, 4.0)
+CLIPS = 16  # clips per class / speaker (at most)
+MIN_CLIPS = 10  # a class or speaker with fewer is dropped (and --check fails on it)
+MIN_UTTERANCES = 8  # a voice with fewer distinct utterances is skipped
+GAP_S = 0.25  # pause between joined utterances
+DEFAULT_OUT = Path("~/.cache/audiogmm/devcorpus").expanduser()
+FIELDS = [
+    "path", "group", "label", "source_package", "source_version",
+    "source_item", "duration_s", "source_sr",
+]  # fmt: skip
+
+# ----------------------------------------------------------------------------- packages
+
+PACKAGES = [
+    # soundfonts (rendered with fluidsynth)
+    "musescore-general-soundfont", "timgm6mb-soundfont", "fluid-soundfont-gs",
+    # real recordings for sound classes
+    "hydrogen-data", "gcompris-qt-data", "bucklespring-data", "hedgewars-data",
+    "freeciv-data", "oxygen-sounds",
+    # speech
+    "klettres-data", "ktuberling-data", "asterisk-core-sounds-es-wav",
+    "asterisk-prompt-es-co", "asterisk-prompt-fr-armelle",
+]  # fmt: skip
+
+SOUNDFONTS = {
+    "ms": ("musescore-general-soundfont", "usr/share/sounds/sf3/MuseScore_General_Full.sf3"),
+    "tim": ("timgm6mb-soundfont", "usr/share/sounds/sf2/TimGM6mb.sf2"),
+    "gs": ("fluid-soundfont-gs", "usr/share/sounds/sf2/FluidR3_GS.sf2"),
+}
+
+
+def run(cmd: list[str], cwd: Path | None = None) -> None:
+    subprocess.run(cmd, cwd=cwd, check=True, stdout=subprocess.DEVNULL)
+
+
+def fetch_packages(build: Path) -> dict[str, str]:
+    """``apt-get download`` + ``dpkg-deb -x`` (one tree per package); return versions."""
+    debs = build / "debs"
+    debs.mkdir(parents=True, exist_ok=True)
+    versions = {}
+    for pkg in PACKAGES:
+        found = sorted(debs.glob(f"{pkg}_*.deb"))
+        if not found:
+            print(f"apt-get download {pkg}", flush=True)
+            run(["apt-get", "download", pkg], cwd=debs)
+            found = sorted(debs.glob(f"{pkg}_*.deb"))
+        deb = found[-1]
+        root = build / "root" / pkg
+        stamp = root / ".extracted"
+        if not stamp.exists() or stamp.read_text() != deb.name:
+            shutil.rmtree(root, ignore_errors=True)
+            root.mkdir(parents=True)
+            run(["dpkg-deb", "-x", str(deb), str(root)])
+            stamp.write_text(deb.name)
+        out = subprocess.run(
+            ["dpkg-deb", "-f", str(deb), "Version"], check=True, capture_output=True, text=True
+        )
+        versions[pkg] = out.stdout.strip()
+    if shutil.which("fluidsynth") is None:
+        sys.exit("fluidsynth not found: run `apt-get install -y fluidsynth` first")
+    out = subprocess.run(["dpkg-query", "-W", "-f=${Version}", "fluidsynth"],
+                         capture_output=True, text=True)  # fmt: skip
+    versions["fluidsynth"] = out.stdout.strip() or "unknown"
+    return versions
+
+
+def pkg_root(build: Path, pkg: str) -> Path:
+    return build / "root" / pkg
+
+
+# ----------------------------------------------------------------------------- audio io
+
+
+def seed_of(label: str, salt: int = 0) -> int:
+    return zlib.crc32(label.encode()) + 7919 * salt
+
+
+def load(src, fmt: dict | None = None) -> tuple[np.ndarray, int]:
+    """Read a file path or bytes into mono float64; ``fmt`` for raw formats (GSM)."""
+    if isinstance(src, bytes):
+        src = io.BytesIO(src)
+    else:
+        src = str(src)
+    x, sr = sf.read(src, dtype="float64", **(fmt or {}))
+    return to_mono_float(x), sr
+
+
+GSM = {"format": "RAW", "subtype": "GSM610", "samplerate": 8000, "channels": 1}
+
+
+def write_clip(path: Path, x: np.ndarray, sr: int) -> float:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    x = peak_normalise(x)
+    sf.write(str(path), x.astype(np.float32), sr, subtype="PCM_16", format="FLAC")
+    return len(x) / sr
+
+
+def fit_sound(x: np.ndarray, sr: int = SOUND_SR) -> np.ndarray:
+    """Trim silence, cut to <= 4 s at a zero crossing, zero-pad to >= 1 s."""
+    x = trim_silence(x)
+    x = cut_at_zero_crossing(x, int(SOUND_DUR[1] * sr))
+    n_min = int(np.ceil(SOUND_DUR[0] * sr))
+    if len(x) < n_min:
+        x = np.concatenate([x, np.zeros(n_min - len(x))])
+    return x
+
+
+def windows(x: np.ndarray, sr: int, win: float = 3.0, min_len: float = 1.0) -> list:
+    """Consecutive non-overlapping windows of a (trimmed) recording, quiet ones dropped."""
+    x = trim_silence(x, -50.0)
+    peak = np.max(np.abs(x))
+    out = []
+    n = int(win * sr)
+    for start in range(0, len(x), n):
+        seg = x[start : start + n]
+        if len(seg) < min_len * sr or np.max(np.abs(seg)) < 0.1 * peak:
+            continue
+        out.append((start / sr, seg))
+    return out
+
+
+# ----------------------------------------------------------------------------- Qt .rcc
+
+
+def rcc_files(path: Path) -> dict[str, bytes]:
+    """Files stored in a Qt binary resource (``.rcc``, versions 1-3, zlib or stored)."""
+    b = path.read_bytes()
+    if b[:4] != b"qres":
+        raise ValueError(f"{path} is not a Qt resource file")
+    ver, tree, data, names = struct.unpack(">IIII", b[4:20])
+    esz = 14 if ver == 1 else 22
+
+    def name(off: int) -> str:
+        (n,) = struct.unpack(">H", b[names + off : names + off + 2])
+        return b[names + off + 6 : names + off + 6 + 2 * n].decode("utf-16-be")
+
+    out: dict[str, bytes] = {}
+
+    def walk(i: int, prefix: str) -> None:
+        e = tree + i * esz
+        noff, flags = struct.unpack(">IH", b[e : e + 6])
+        nm = name(noff) if i else ""
+        if flags & 2:  # directory
+            count, first = struct.unpack(">II", b[e + 6 : e + 14])
+            for c in range(count):
+                walk(first + c, prefix + nm + "/")
+            return
+        (doff,) = struct.unpack(">I", b[e + 10 : e + 14])
+        (size,) = struct.unpack(">I", b[data + doff : data + doff + 4])
+        raw = b[data + doff + 4 : data + doff + 4 + size]
+        if flags & 4:  # zstd: not needed for the audio here
+            return
+        if flags & 1:
+            raw = zlib.decompress(raw[4:])
+        out[prefix + nm] = raw
+
+    walk(0, "")
+    return out
+
+
+# ----------------------------------------------------------------------------- MIDI
+
+
+def write_midi_events(path: Path, events: list[tuple[float, int, bytes]]) -> None:
+    """Type-0 MIDI file from (time s, priority, message) events; 960 ticks per s."""
+    tps = 960
+    evs = [(0, -1, bytes([0xFF, 0x51, 0x03]) + (500000).to_bytes(3, "big"))]
+    evs += [(round(t * tps), p, m) for t, p, m in events]
+    end = max(t for t, _, _ in evs) + tps
+    evs.append((end, 99, bytes([0xFF, 0x2F, 0x00])))
+    track, last = b"", 0
+    for tick, _p, msg in sorted(evs):
+        track += vlq(tick - last) + msg
+        last = tick
+    header = b"MThd" + struct.pack(">IHHH", 6, 0, 1, 480)
+    path.write_bytes(header + b"MTrk" + struct.pack(">I", len(track)) + track)
+
+
+# (class, kind, variants, extra):
+#   melodic: variants = [(soundfont, bank, program)], extra = (lowest key, highest key)
+#   drums:   variants = [(soundfont, kit)],            extra = GM percussion keys
+#   sfx:     variants = [(soundfont, bank, program)],  extra = (lowest key, highest key)
+KITS = [0, 8, 16, 24, 25, 32, 40, 48]  # Standard Room Power Electronic TR-808 Jazz Brush Orch.
+DRUM_VARIANTS = [(sf_, k) for k in KITS for sf_ in ("ms", "tim")]
+
+
+def _mel(*programs: int) -> list:
+    return [(s, 0, p) for p in programs for s in ("ms", "tim")]
+
+
+RENDERED = {
+    # instrument families (three-note phrases)
+    "acoustic_guitar": ("melodic", _mel(24, 25), (40, 76)),
+    "electric_guitar": ("melodic", _mel(26, 27), (40, 79)),
+    "electric_bass": ("melodic", _mel(33, 34), (28, 55)),
+    "cello": ("melodic", _mel(42), (36, 69)),
+    "trumpet": ("melodic", _mel(56), (55, 82)),
+    "trombone": ("melodic", _mel(57), (40, 70)),
+    "clarinet": ("melodic", _mel(71), (50, 84)),
+    "saxophone": ("melodic", _mel(65, 66), (49, 80)),
+    "oboe": ("melodic", _mel(68), (58, 88)),
+    "church_organ": ("melodic", _mel(19), (36, 84)),
+    "harp": ("melodic", _mel(46), (36, 91)),
+    "marimba": ("melodic", _mel(12), (45, 84)),
+    "accordion": ("melodic", _mel(21), (48, 81)),
+    "sitar": ("melodic", _mel(104), (48, 77)),
+    "steel_drum": ("melodic", _mel(114), (52, 84)),
+    "choir": ("melodic", _mel(52), (48, 79)),
+    "banjo": ("melodic", _mel(105), (48, 79)),
+    "timpani": ("melodic", _mel(47), (40, 57)),
+    # GM percussion pieces (not the kit pieces of data_samples/)
+    "conga": ("drums", DRUM_VARIANTS, (62, 63, 64)),
+    "bongo": ("drums", DRUM_VARIANTS, (60, 61)),
+    "cowbell": ("drums", DRUM_VARIANTS, (56,)),
+    "tambourine": ("drums", DRUM_VARIANTS, (54,)),
+    "hand_clap": ("drums", DRUM_VARIANTS, (39,)),
+    "side_stick": ("drums", DRUM_VARIANTS, (37,)),
+    "woodblock_claves": ("drums", DRUM_VARIANTS, (75, 76, 77)),
+    "shaker": ("drums", DRUM_VARIANTS, (69, 70, 82)),
+    "triangle": ("drums", DRUM_VARIANTS, (80, 81)),
+    "timbale": ("drums", DRUM_VARIANTS, (65, 66)),
+    "agogo": ("drums", DRUM_VARIANTS, (67, 68)),
+    # GM / GS sound effects
+    "bird_tweet": ("sfx", [("ms", 0, 123), ("tim", 0, 123), ("gs", 3, 123)], (55, 72)),
+    "seashore": ("sfx", [("ms", 0, 122), ("tim", 0, 122)], (52, 72)),
+    "telephone_ring": ("sfx", [("ms", 0, 124), ("tim", 0, 124), ("gs", 1, 124)], (55, 72)),
+    "helicopter": ("sfx", [("ms", 0, 125), ("tim", 0, 125)], (52, 72)),
+    "applause": ("sfx", [("ms", 0, 126), ("tim", 0, 126)], (52, 72)),
+    "gunshot": ("sfx", [("ms", 0, 127), ("tim", 0, 127), ("gs", 1, 127)], (48, 72)),
+    "explosion": ("sfx", [("gs", 3, 127)], (40, 60)),
+}
+
+# real recordings added to a class before the rendered clips:
+# class -> list of (package, kind, item); kind "file" (path in the package, one hit /
+# one clip), "rcc" ("<rcc file>:<resource path>", cut into <= 3 s windows).
+HYD = "usr/share/hydrogen/data/drumkits"
+GC = "usr/share/gcompris-qt/rcc"
+GC_INS = "instruments.rcc:/gcompris/src/activities/instruments/resource"
+HW = "usr/share/games/hedgewars/Data/Sounds"
+FC = "usr/share/games/freeciv/stdsounds"
+
+
+def _gc_ins(name: str, n: int = 2) -> list:
+    return [("gcompris-qt-data", f"rcc{n}", f"{GC_INS}/{name}.ogg")]
+
+
+REAL = {
+    "acoustic_guitar": _gc_ins("guitar"),
+    "electric_guitar": _gc_ins("electric_guitar"),
+    "cello": _gc_ins("cello"),
+    "trumpet": _gc_ins("trumpet"),
+    "trombone": _gc_ins("trombone"),
+    "clarinet": _gc_ins("clarinet"),
+    "saxophone": _gc_ins("saxophone"),
+    "church_organ": _gc_ins("organ"),
+    "harp": _gc_ins("harp"),
+    "accordion": _gc_ins("accordion"),
+    "banjo": _gc_ins("banjo"),
+    "timpani": _gc_ins("timpani"),
+    "bongo": _gc_ins("bongo"),
+    "tambourine": _gc_ins("tambourine"),
+    "triangle": _gc_ins("triangle"),
+    "shaker": _gc_ins("maracas"),
+    "cowbell": [("hydrogen-data", "file", f"{HYD}/GMRockKit/Cowbell-{v}.wav")
+                for v in ("Softest", "Med", "Hardest")]
+    + [("hydrogen-data", "file", f"{HYD}/TR808EmulationKit/808_Cowbell.flac")],
+    "hand_clap": [("hydrogen-data", "file", f"{HYD}/GMRockKit/HandClap.wav"),
+                  ("hydrogen-data", "file", f"{HYD}/TR808EmulationKit/808_Clap.flac")],
+    "side_stick": [("hydrogen-data", "file", f"{HYD}/GMRockKit/SideStick-{v}.wav")
+                   for v in ("Softest", "Med", "Hardest")],
+    "woodblock_claves": [("hydrogen-data", "file", f"{HYD}/TR808EmulationKit/808_Clave.flac")],
+    "conga": [("hydrogen-data", "file", f"{HYD}/TR808EmulationKit/808_Conga.flac")],
+    "applause": [("gcompris-qt-data", "rcc1",
+                  "memory-sound.rcc:/gcompris/src/activities/memory-sound/resource/"
+                  "LRApplauses_1_LA_cut.ogg")],
+    "gunshot": [("hedgewars-data", "file", f"{HW}/{n}.ogg")
+                for n in ("shotgunfire", "gun", "sniperreload")]
+    + [("freeciv-data", "file", f"{FC}/{n}.ogg") for n in ("MgBar1", "MgHeavy")],
+    "explosion": [("hedgewars-data", "file", f"{HW}/{n}.ogg")
+                  for n in ("explosion", "grenadeimpact", "mineimpact", "airmine_impact",
+                            "melonimpact", "graveimpact", "mortar", "firepunch_hit")]
+    + [("freeciv-data", "file", f"{FC}/{n}.ogg")
+       for n in ("LrgExpl", "SmlExpl", "LrgCan", "MedCan", "Mortar")],
+}  # fmt: skip
+
+
+def _rng(label: str, salt: int = 0) -> np.random.Generator:
+    return np.random.default_rng(seed_of(label, salt))
+
+
+def clip_notes(cls: str, kind: str, extra, i: int) -> list[tuple[int, int, float, float]]:
+    """(key, velocity, onset s, length s) of clip ``i`` of a rendered class."""
+    rng = _rng(cls, i)
+    if kind == "melodic":
+        lo, hi = extra
+        keys = rng.integers(lo, hi + 1, 3)
+        notes, t = [], 0.0
+        for k in keys:
+            dur = round(float(rng.uniform(0.55, 0.95)), 2)
+            notes.append((int(k), int(rng.integers(55, 128)), round(t, 2), dur))
+            t += dur
+        return notes
+    if kind == "drums":
+        notes, t = [], 0.0
+        for _ in range(int(rng.integers(2, 5))):
+            key = int(extra[int(rng.integers(len(extra)))])
+            notes.append((key, int(rng.integers(40, 128)), round(t, 2), 0.2))
+            t += float(rng.uniform(0.2, 0.55))
+        return notes
+    lo, hi = extra  # sfx: one held note
+    key = int(rng.integers(lo, hi + 1))
+    return [(key, int(rng.integers(70, 128)), 0.0, round(float(rng.uniform(1.5, 3.0)), 2))]
+
+
+SLOT_S = 6.0  # seconds per clip on the render timeline (notes <= 3 s, then release)
+
+
+def render_all(build: Path, plan: dict[str, list[dict]]) -> dict[tuple[str, int], np.ndarray]:
+    """Render every planned clip; one fluidsynth run per soundfont.
+
+    ``plan[sf_key]`` lists dicts with cls, idx, kind, bank, program/kit, notes.  Each
+    clip gets its own ``SLOT_S`` slot; all sound is cut at the end of the slot.
+    """
+    out = {}
+    tmp = build / "render"
+    tmp.mkdir(parents=True, exist_ok=True)
+    for sf_key, clips in sorted(plan.items()):
+        pkg, rel = SOUNDFONTS[sf_key]
+        events: list[tuple[float, int, bytes]] = []
+        for s, c in enumerate(clips):
+            t0 = s * SLOT_S
+            ch = 9 if c["kind"] == "drums" else 0
+            if ch == 0:
+                events.append((t0, 0, bytes([0xB0, 0, c["bank"]])))  # bank select (MSB)
+                events.append((t0, 0, bytes([0xB0, 32, 0])))
+            events.append((t0, 1, bytes([0xC0 | ch, c["program"]])))
+            for key, vel, on, length in c["notes"]:
+                events.append((t0 + 0.05 + on, 3, bytes([0x90 | ch, key, vel])))
+                events.append((t0 + 0.05 + on + length, 2, bytes([0x80 | ch, key, 0])))
+            end = t0 + SLOT_S - 0.05
+            events.append((end, 4, bytes([0xB0 | ch, 120, 0])))  # all sound off
+            events.append((end, 4, bytes([0xB0 | ch, 121, 0])))  # reset controllers
+        mid, wav = tmp / f"{sf_key}.mid", tmp / f"{sf_key}.wav"
+        write_midi_events(mid, events)
+        print(f"  fluidsynth {Path(rel).name}: {len(clips)} clips", flush=True)
+        run(
+            ["fluidsynth", "-q", "-ni", "-R", "0", "-C", "0", "-g", "0.5",
+             "-O", "float", "-T", "wav", "-r", str(SOUND_SR),
+             "-F", str(wav), str(pkg_root(build, pkg) / rel), str(mid)]
+        )  # fmt: skip
+        x, sr = load(wav)
+        assert sr == SOUND_SR
+        n = int(SLOT_S * sr)
+        for s, c in enumerate(clips):
+            out[(c["cls"], c["idx"])] = x[s * n : (s + 1) * n - int(0.1 * sr)]
+        wav.unlink()
+    return out
+
+
+def real_items(build: Path, pkg: str, kind: str, item: str) -> list[tuple[str, np.ndarray, int]]:
+    """(source_item, audio, native sr) clips from one real recording."""
+    if kind == "file":
+        x, sr = load(pkg_root(build, pkg) / item)
+        return [(Path(item).name, x, sr)]
+    rcc, res = item.split(":", 1)
+    x, sr = load(rcc_files(pkg_root(build, pkg) / GC / rcc)[res])
+    n = int(kind[3:])  # "rccN": at most N windows
+    wins = windows(x, sr)[:n]
+    return [(f"{rcc}:{Path(res).name}@{t0:.1f}s", seg, sr) for t0, seg in wins]
+
+
+def make_sounds(build: Path, out: Path, versions: dict, rows: list[dict]) -> None:
+    plan: dict[str, list[dict]] = {}
+    per_class: dict[str, list] = {}
+    for cls, (kind, variants, extra) in RENDERED.items():
+        items = []
+        for pkg, k, item in REAL.get(cls, []):
+            for name, x, sr in real_items(build, pkg, k, item):
+                items.append(("real", pkg, name, x, sr))
+        n_render = max(CLIPS - len(items), 0)
+        for i in range(n_render):
+            var = variants[i % len(variants)]
+            sf_key = var[0]
+            c = {"cls": cls, "idx": i, "kind": kind, "notes": clip_notes(cls, kind, extra, i)}
+            if kind == "drums":
+                c.update(bank=128, program=var[1])
+            else:
+                c.update(bank=var[1], program=var[2])
+            plan.setdefault(sf_key, []).append(c)
+            items.append(("render", sf_key, c))
+        per_class[cls] = items
+    rendered = render_all(build, plan)
+    # classes made only of real recordings
+    per_class.update(real_only_classes(build))
+    for cls in sorted(per_class):
+        n = 0
+        for it in per_class[cls]:
+            if it[0] == "real":
+                _, pkg, name, x, sr = it
+                y = fit_sound(resample(x, sr, SOUND_SR))
+                item, src_sr = name, str(sr)
+            else:
+                _, sf_key, c = it
+                pkg = SOUNDFONTS[sf_key][0]
+                y = fit_sound(rendered[(cls, c["idx"])])
+                kind_s = f"kit {c['program']}" if c["kind"] == "drums" else (
+                    f"bank {c['bank']} program {c['program']}")  # fmt: skip
+                item = (
+                    f"{Path(SOUNDFONTS[sf_key][1]).name} {kind_s}; (key,vel,onset,len): "
+                    + " ".join(f"({k},{v},{o:.2f},{d:.2f})" for k, v, o, d in c["notes"])
+                )
+                src_sr = f"rendered@{SOUND_SR}"
+            if np.max(np.abs(y)) < 1e-4:
+                print(f"    skip silent {cls} {item[:60]}")
+                continue
+            path = out / "sounds" / cls / f"{cls}_{n:02d}.flac"
+            dur = write_clip(path, y, SOUND_SR)
+            rows.append(row(out, path, "sounds", cls, pkg, versions[pkg], item, dur, src_sr))
+            n += 1
+        print(f"  {cls}: {n} clips", flush=True)
+
+
+def real_only_classes(build: Path) -> dict[str, list]:
+    """keyboard_typing, animal_call, ui_alert: built only from recordings."""
+    classes: dict[str, list] = {}
+    # bucklespring: Model M key press (-0) / release (-1) recordings, 5 keys per clip
+    wav = pkg_root(build, "bucklespring-data") / "usr/share/buckle/wav"
+    keys = sorted({f.name.split("-")[0] for f in wav.glob("*-0.wav")}
+                  & {f.name.split("-")[0] for f in wav.glob("*-1.wav")})  # fmt: skip
+    rng = _rng("keyboard_typing")
+    keys = [keys[i] for i in rng.permutation(len(keys))]
+    items = []
+    for c in range(min(CLIPS, len(keys) // 5)):
+        chunk = keys[5 * c : 5 * c + 5]
+        buf = np.zeros(int(3.0 * 44100))
+        t, names = 0.02, []
+        for k in chunk:
+            for suffix, dt in (("0", 0.0), ("1", float(rng.uniform(0.08, 0.16)))):
+                x, sr = load(wav / f"{k}-{suffix}.wav")
+                i0 = int((t + dt) * sr)
+                seg = x[: len(buf) - i0]
+                buf[i0 : i0 + len(seg)] += seg
+            names.append(k)
+            t += float(rng.uniform(0.2, 0.45))
+        items.append(("real", "bucklespring-data", "keys " + " ".join(names), buf, 44100))
+    classes["keyboard_typing"] = items
+    # GCompris farm animals (+ two dog barks), cut into <= 3 s windows
+    items = []
+    animals = (
+        "explore_farm_animals.rcc:/gcompris/src/activities/explore_farm_animals/resource/animals"
+    )
+    for a in ("cat", "chickens", "cow", "dog", "duck", "horse", "owl", "pig", "sheep"):
+        for it in real_items(build, "gcompris-qt-data", "rcc4", f"{animals}/{a}.ogg"):
+            items.append(("real", "gcompris-qt-data", *it))
+    mem = "memory-sound.rcc:/gcompris/src/activities/memory-sound/resource"
+    for b in ("LRBark_1_LA_cut", "LRBark_3_LA_cut"):
+        for it in real_items(build, "gcompris-qt-data", "rcc1", f"{mem}/{b}.ogg"):
+            items.append(("real", "gcompris-qt-data", *it))
+    classes["animal_call"] = items[:CLIPS]
+    # Oxygen desktop notification sounds, 1-4.2 s
+    snd = pkg_root(build, "oxygen-sounds") / "usr/share/sounds"
+    cands = [f for f in sorted(snd.glob("Oxygen-*.ogg"))
+             if 1.0 <= sf.info(str(f)).duration <= 4.2]  # fmt: skip
+    items = []
+    for f in even_pick(cands, CLIPS):
+        x, sr = load(f)
+        items.append(("real", "oxygen-sounds", f.name, x, sr))
+    classes["ui_alert"] = items
+    return classes
+
+
+# ----------------------------------------------------------------------------- speakers
+
+HW_VOICES = "usr/share/games/hedgewars/Data/Sounds/voices"
+# vocalisations that are not words (grunts, coughs, jumps, laughs)
+HW_NONWORD = re.compile(r"^(ooff|ow\d|jump|laugh|poison|hmm|yawn|snore|gasp|nooo|uh-oh|oops)",
+                        re.I)  # fmt: skip
+
+
+def speaker_sources(build: Path) -> dict[str, tuple[str, list, dict | None]]:
+    """speaker -> (package, sorted utterance files, raw format or None)."""
+    out = {}
+    hw = pkg_root(build, "hedgewars-data") / HW_VOICES
+    for d in sorted(p for p in hw.iterdir() if p.is_dir()):
+        if d.name == "Robot":  # vocoded, not natural speech
+            continue
+        files = [f for f in sorted(d.glob("*.ogg")) if not HW_NONWORD.match(f.stem)]
+        out[f"hw_{d.name.lower()}"] = ("hedgewars-data", files, None)
+    kl = pkg_root(build, "klettres-data") / "usr/share/klettres"
+    for d in sorted(p for p in kl.iterdir() if p.is_dir() and p.name not in ("icons", "pics")):
+        files = sorted(d.glob("alpha/*.ogg")) + sorted(d.glob("syllab/*.ogg"))
+        out[f"klettres_{d.name.lower()}"] = ("klettres-data", files, None)
+    kt = pkg_root(build, "ktuberling-data") / "usr/share/ktuberling/sounds"
+    for d in sorted(p for p in kt.iterdir() if p.is_dir()):
+        files = sorted(f for f in d.iterdir() if f.suffix in (".ogg", ".wav"))
+        if not files:
+            continue
+        # several languages mix recordings at different rates (likely different
+        # sessions or people): keep only the most common native rate
+        rates = [sf.info(str(f)).samplerate for f in files]
+        common = max(sorted(set(rates)), key=rates.count)
+        files = [f for f, r in zip(files, rates) if r == common]
+        label = "ktuberling_" + re.sub(r"[^a-z0-9]+", "_", d.name.lower())
+        out[label] = ("ktuberling-data", files, None)
+    ast = pkg_root(build, "asterisk-core-sounds-es-wav") / "usr/share/asterisk/sounds"
+    out["ast_es_mx"] = ("asterisk-core-sounds-es-wav",
+                        sorted((ast / "es_MX_f_Allison").glob("*.wav")), None)  # fmt: skip
+    co = pkg_root(build, "asterisk-prompt-es-co") / "usr/share/asterisk/sounds/es"
+    out["ast_es_co"] = ("asterisk-prompt-es-co", sorted(co.glob("*.gsm")), GSM)
+    fr = pkg_root(build, "asterisk-prompt-fr-armelle") / "usr/share/asterisk/sounds/fr"
+    out["ast_fr_armelle"] = ("asterisk-prompt-fr-armelle", sorted(fr.glob("*.gsm")), GSM)
+    # serbian variants are the same recordings under four locale names
+    for dup in ("ktuberling_sr_ijekavian", "ktuberling_sr_ijekavianlatin",
+                "ktuberling_sr_latin"):  # fmt: skip
+        out.pop(dup, None)
+    return out
+
+
+def speech_clips(label: str, files: list, fmt: dict | None):
+    """Yield (audio at 16 kHz, [file names], {native rates}) clips of 2-6 s.
+
+    Utterances (files) are taken in a fixed shuffled order, trimmed, and joined with
+    ``GAP_S`` pauses until a clip is at least 2.5 s long; no utterance is used twice.
+    Utterances already 2-6 s long usually make a clip on their own.
+    """
+    order = _rng(label).permutation(len(files))
+    buf: list[np.ndarray] = []
+    names: list[str] = []
+    rates: set[int] = set()
+    gap = np.zeros(int(GAP_S * SPEAKER_SR))
+    made = 0
+    for i in order:
+        if made == CLIPS:
+            return
+        f = files[i]
+        try:
+            x, sr = load(f, fmt)
+        except Exception as exc:  # noqa: BLE001 - skip undecodable files, keep going
+            print(f"    {label}: cannot read {f.name}: {exc}")
+            continue
+        if len(x) == 0 or np.max(np.abs(x)) < 1e-3:
+            continue
+        y = trim_silence(resample(x, sr, SPEAKER_SR), -45.0)
+        d = len(y) / SPEAKER_SR
+        if d < 0.25 or d > SPEAKER_DUR[1] - 0.05:
+            continue
+        cur = sum(len(b) for b in buf) / SPEAKER_SR
+        if buf and cur + GAP_S + d > SPEAKER_DUR[1] - 0.05:
+            buf, names, rates = [], [], set()  # would not fit: start afresh
+            cur = 0.0
+        if buf:
+            buf.append(gap)
+        buf.append(y)
+        names.append(Path(f).name)
+        rates.add(sr)
+        if sum(len(b) for b in buf) / SPEAKER_SR >= 2.5:
+            yield np.concatenate(buf), names, rates
+            made += 1
+            buf, names, rates = [], [], set()
+
+
+def make_speakers(build: Path, out: Path, versions: dict, rows: list[dict], log: dict):
+    for label, (pkg, files, fmt) in sorted(speaker_sources(build).items()):
+        if len(files) < MIN_UTTERANCES:
+            log[label] = f"skipped: only {len(files)} utterances"
+            print(f"  {label}: skipped ({len(files)} utterances)")
+            continue
+        clips = list(speech_clips(label, files, fmt))
+        if len(clips) < MIN_CLIPS:
+            log[label] = f"skipped: only {len(clips)} clips of 2-6 s from {len(files)} files"
+            print(f"  {label}: skipped ({len(clips)} clips)")
+            continue
+        for n, (y, names, rates) in enumerate(clips):
+            path = out / "speakers" / label / f"{label}_{n:02d}.flac"
+            dur = write_clip(path, y, SPEAKER_SR)
+            src_sr = "+".join(str(r) for r in sorted(rates))
+            rows.append(row(out, path, "speakers", label, pkg, versions[pkg],
+                            " + ".join(names), dur, src_sr))  # fmt: skip
+        print(f"  {label}: {len(clips)} clips from {len(files)} utterance files", flush=True)
+
+
+# ----------------------------------------------------------------------------- checks
+
+
+def row(out: Path, path: Path, group: str, label: str, pkg: str, ver: str, item: str,
+        dur: float, src_sr: str) -> dict:  # fmt: skip
+    return {
+        "path": path.relative_to(out).as_posix(),
+        "group": group,
+        "label": label,
+        "source_package": pkg,
+        "source_version": ver,
+        "source_item": item,
+        "duration_s": f"{dur:.3f}",
+        "source_sr": src_sr,
+    }
+
+
+def check(out: Path) -> bool:
+    """Decode every FLAC; check rate, channels, length, level, counts, metadata."""
+    spec = {"speakers": (SPEAKER_SR, SPEAKER_DUR), "sounds": (SOUND_SR, SOUND_DUR)}
+    ok = True
+    meta = out / "metadata.csv"
+    if not meta.exists():
+        print(f"BAD: {meta} missing (build incomplete?)")
+        return False
+    with open(meta, newline="", encoding="utf-8") as fh:
+        listed = {r["path"] for r in csv.DictReader(fh)}
+    seen = set()
+    total_s = total_b = 0.0
+    print(f"{'group':9s} {'label':28s} {'clips':>5s} {'mean s':>7s} {'min s':>6s} {'max s':>6s}")
+    for group, (sr_want, (dmin, dmax)) in spec.items():
+        gdir = out / group
+        labels = sorted(p for p in gdir.iterdir() if p.is_dir()) if gdir.exists() else []
+        for cdir in labels:
+            durs = []
+            for f in sorted(cdir.glob("*.flac")):
+                rel = f.relative_to(out).as_posix()
+                seen.add(rel)
+                errs = []
+                try:
+                    x, sr = sf.read(str(f), dtype="float64", always_2d=True)
+                except Exception as exc:  # noqa: BLE001
+                    print(f"  BAD {rel}: does not decode ({exc})")
+                    ok = False
+                    continue
+                dur = x.shape[0] / sr
+                if sr != sr_want:
+                    errs.append(f"rate {sr}")
+                if x.shape[1] != 1:
+                    errs.append(f"{x.shape[1]} channels")
+                if sf.info(str(f)).subtype != "PCM_16":
+                    errs.append("not PCM_16")
+                if not dmin - 1e-3 <= dur <= dmax + 1e-3:
+                    errs.append(f"duration {dur:.3f}s")
+                if not np.all(np.isfinite(x)):
+                    errs.append("non-finite")
+                elif np.max(np.abs(x)) <= 0.05:
+                    errs.append("silent")
+                if rel not in listed:
+                    errs.append("not in metadata.csv")
+                if errs:
+                    ok = False
+                    print(f"  BAD {rel}: {', '.join(errs)}")
+                durs.append(dur)
+                total_s += dur
+                total_b += f.stat().st_size
+            if len(durs) < MIN_CLIPS:
+                ok = False
+                print(f"  BAD {group}/{cdir.name}: only {len(durs)} clips")
+            d = np.array(durs) if durs else np.zeros(1)
+            print(f"{group:9s} {cdir.name:28s} {len(durs):5d} {d.mean():7.2f} "
+                  f"{d.min():6.2f} {d.max():6.2f}")  # fmt: skip
+        print(f"{group}: {len(labels)} labels")
+        if len(labels) < (30 if group == "speakers" else 25):
+            ok = False
+            print(f"  BAD {group}: too few labels")
+    for rel in sorted(listed - seen):
+        ok = False
+        print(f"  BAD metadata.csv lists missing file {rel}")
+    print(f"clips: {len(seen)}, total duration: {total_s / 60:.1f} min, "
+          f"FLAC size: {total_b / 1e6:.1f} MB")  # fmt: skip
+    print("check:", "OK" if ok else "FAILED")
+    return ok
+
+
+def default_out() -> Path:
+    env = os.environ.get("AUDIOGMM_DEVCORPUS")
+    return Path(env).expanduser() if env else DEFAULT_OUT
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--out", type=Path, default=None,
+                    help="corpus folder (default: $AUDIOGMM_DEVCORPUS or "
+                         "~/.cache/audiogmm/devcorpus)")  # fmt: skip
+    ap.add_argument("--build-dir", type=Path, default=Path("/tmp/devcorpus_build"))
+    ap.add_argument("--force", action="store_true", help="rebuild even if already built")
+    ap.add_argument("--check", action="store_true", help="only validate an existing build")
+    args = ap.parse_args()
+    out = (args.out.expanduser() if args.out else default_out()).resolve()
+    if args.check:
+        sys.exit(0 if check(out) else 1)
+    if (out / "metadata.csv").exists() and not args.force:
+        print(f"{out} is already built (use --force to rebuild); checking it")
+        sys.exit(0 if check(out) else 1)
+    t0 = time.time()
+    build = args.build_dir.expanduser().resolve()
+    versions = fetch_packages(build)
+    for sub in ("sounds", "speakers", "metadata.csv"):
+        p = out / sub
+        if p.is_dir():
+            shutil.rmtree(p)
+        elif p.exists():
+            p.unlink()
+    out.mkdir(parents=True, exist_ok=True)
+    rows: list[dict] = []
+    log: dict[str, str] = {}
+    print("speakers", flush=True)
+    make_speakers(build, out, versions, rows, log)
+    print("sounds", flush=True)
+    make_sounds(build, out, versions, rows)
+    rows.sort(key=lambda r: r["path"])
+    tmp = out / "metadata.csv.tmp"
+    with open(tmp, "w", newline="", encoding="utf-8") as fh:
+        writer = csv.DictWriter(fh, fieldnames=FIELDS)
+        writer.writeheader()
+        writer.writerows(rows)
+    tmp.replace(out / "metadata.csv")  # written last: marks a complete build
+    print("package versions:", versions)
+    for label, msg in sorted(log.items()):
+        print(f"  {label}: {msg}")
+    ok = check(out)
+    n_cls = len({r["label"] for r in rows if r["group"] == "sounds"})
+    n_spk = len({r["label"] for r in rows if r["group"] == "speakers"})
+    total = sum(float(r["duration_s"]) for r in rows)
+    size = sum((out / r["path"]).stat().st_size for r in rows)
+    print(f"summary: {out}: {n_cls} sound classes, {n_spk} speakers, {len(rows)} clips, "
+          f"{total / 60:.1f} min, {size / 1e6:.1f} MB, built in {time.time() - t0:.0f} s")  # fmt: skip
+    sys.exit(0 if ok else 1)
+
+
+if __name__ == "__main__":
+    main()
