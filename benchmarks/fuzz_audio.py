@@ -1,0 +1,80 @@
+"""Fuzz the audio loader for longer than CI does, and count the outcomes.
+
+Runs the audio fuzzer of ``tests/test_fuzz.py`` (small real-signal WAVs with mutated
+RIFF/WAVE header fields, flipped bytes, truncations; ``audiogmm.audio.load`` at
+16 kHz or the native rate) with ``--examples N`` examples, without stopping at the
+first failure, and prints how many ended in
+
+* ``ok``: a finite 1-D float32 waveform;
+* ``AudioError``: refused, with the file named;
+* ``BAD:<what>``: anything else (raw exception, NaN samples, unnamed file, ...).
+
+Only ``ok`` and ``AudioError`` are acceptable; the exit status is 1 when any ``BAD``
+outcome occurred. The first few BAD cases of each kind are printed. The outcome of
+each WAV header field is also tallied (``--by-field``).
+
+Run::
+
+    python benchmarks/fuzz_audio.py --examples 3000
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import os
+import sys
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+
+from hypothesis import HealthCheck, Phase, given, settings  # noqa: E402
+
+from tests import test_fuzz as F  # noqa: E402
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--examples", type=int, default=1000)
+    p.add_argument("--show", type=int, default=3, help="BAD cases printed per outcome")
+    p.add_argument("--by-field", action="store_true", help="tally outcomes per mutated field")
+    args = p.parse_args()
+    counts: collections.Counter = collections.Counter()
+    by_field: dict[str, collections.Counter] = collections.defaultdict(collections.Counter)
+    bad: dict[str, list] = collections.defaultdict(list)
+
+    @settings(
+        max_examples=args.examples,
+        deadline=None,
+        database=None,
+        phases=[Phase.generate],
+        suppress_health_check=list(HealthCheck),
+    )
+    @given(F.wav_cases())
+    def one(case):
+        outcome, detail = F.run_audio_case(case)
+        counts[outcome] += 1
+        for name, _ in case[1]:
+            by_field[name][outcome] += 1
+        if outcome.startswith("BAD") and len(bad[outcome]) < args.show:
+            bad[outcome].append((case, detail))
+
+    t0 = time.perf_counter()
+    one()
+    dt = time.perf_counter() - t0
+    total = sum(counts.values())
+    print(f"== audio: {total} examples in {dt:.1f} s")
+    for outcome, k in counts.most_common():
+        print(f"  {outcome:<45} {k:>7}  {100 * k / max(total, 1):5.1f}%")
+    if args.by_field:
+        for name, c in sorted(by_field.items()):
+            print(f"  field {name:<12} " + ", ".join(f"{o}: {k}" for o, k in c.most_common()))
+    for outcome, cases in bad.items():
+        for case, detail in cases:
+            print(f"  {outcome}: {detail}\n      case: {case!r}"[:1500])
+    return 1 if bad else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
