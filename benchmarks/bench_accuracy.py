@@ -1,0 +1,248 @@
+"""Benchmark: accuracy of audiogmm's presets and of the two reference scripts, side by side.
+
+Every configuration runs as fresh command-line processes on the same explicit-split
+manifest (70/30 per class, seed 0, written to a temporary folder):
+
+* audiogmm: ``audiogmm train MANIFEST --split train -o M.npz --json [OPTIONS]`` then
+  ``audiogmm evaluate M.npz MANIFEST --split test --json``, with OPTIONS one of:
+  ``defaults`` (none: speech preset, 16 components), ``dcase2016`` (``--preset dcase2016``),
+  ``librosa`` (``--preset librosa``), ``sound`` (``--preset sound``) and ``auto``
+  (``--preset auto --components auto``);
+* the reference script ``benchmarks/reference/sklearn_gmm.py`` (librosa + scikit-learn,
+  16 diagonal components per class): ``ref-librosa`` (``--frontend librosa``: librosa's
+  default MFCC, no deltas, no CMVN) and ``ref-speech`` (``--frontend speech``: 25/10 ms
+  MFCC + delta + delta-delta + per-clip CMVN).
+
+A configuration the CLI does not support (usage error, exit code 2) is reported as
+"n/a (not available)"; another error as "error" with its last stderr line.
+
+Data: the development corpus (``$AUDIOGMM_DEVCORPUS`` or ``~/.cache/audiogmm/devcorpus``),
+``sounds/`` and ``speakers/`` separately; ``--data NAME=PATH`` (repeatable) replaces it;
+without either, ``data_samples/`` is used with a warning (its test sets are 35-36 clips,
+so the intervals are wide).
+
+Reported per configuration: accuracy with its 95% Wilson interval, balanced accuracy
+(mean per-class recall), wall time of train + evaluate (median of ``--repeats``), and the
+ratio of the ``auto`` train time to the ``defaults`` train time. Before the timed runs,
+one untimed warm-up of ``defaults`` and ``ref-speech`` on ``data_samples/speakers`` fills
+the numba and .pyc caches (``--no-warmup`` skips it).
+
+Run::
+
+    python benchmarks/bench_accuracy.py
+    python benchmarks/bench_accuracy.py --configs defaults,auto,ref-speech
+    python benchmarks/bench_accuracy.py --data spk=data_samples/speakers --quick
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shlex
+import statistics
+import tempfile
+import time
+from typing import Any
+
+from _cli_common import (
+    SAMPLES,
+    Dataset,
+    audiogmm_exe,
+    base_env,
+    devcorpus_datasets,
+    parse_data_overrides,
+    reference_cmd,
+    run,
+    wilson,
+    write_manifest,
+)
+from _common import emit, rnd, table
+
+# name -> (side, extra train options or reference front end)
+CONFIGS: dict[str, tuple[str, list[str]]] = {
+    "defaults": ("audiogmm", []),
+    "dcase2016": ("audiogmm", ["--preset", "dcase2016"]),
+    "librosa": ("audiogmm", ["--preset", "librosa"]),
+    "sound": ("audiogmm", ["--preset", "sound"]),
+    "auto": ("audiogmm", ["--preset", "auto", "--components", "auto"]),
+    "ref-librosa": ("reference", ["librosa"]),
+    "ref-speech": ("reference", ["speech"]),
+}
+
+
+def parse_args() -> argparse.Namespace:
+    p = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    p.add_argument("--quick", action="store_true", help="data_samples/speakers only, 1 repeat")
+    p.add_argument("--json-out", metavar="PATH", help="append the JSON lines to PATH")
+    p.add_argument("--repeats", type=int, default=1, help="timed repeats per configuration")
+    p.add_argument(
+        "--configs", default=",".join(CONFIGS),
+        help=f"comma-separated subset of: {', '.join(CONFIGS)}",
+    )  # fmt: skip
+    p.add_argument("--data", action="append", metavar="NAME=PATH", help="data set (repeatable)")
+    p.add_argument(
+        "--audiogmm-args", default="", metavar="ARGS",
+        help='extra arguments for both audiogmm commands, e.g. "-j 1"',
+    )  # fmt: skip
+    p.add_argument("--no-warmup", action="store_true", help="skip the untimed warm-up")
+    args = p.parse_args()
+    args.config_list = [c.strip() for c in args.configs.split(",") if c.strip()]
+    unknown = [c for c in args.config_list if c not in CONFIGS]
+    if unknown:
+        p.error(f"unknown configuration(s) {unknown}; choose from {list(CONFIGS)}")
+    return args
+
+
+def datasets(args) -> list[Dataset]:
+    over = parse_data_overrides(args.data)
+    if over:
+        return over
+    if args.quick:
+        return [Dataset("samples-speakers", os.path.join(SAMPLES, "speakers"))]
+    found, msg = devcorpus_datasets(prefix="dev-")
+    if found:
+        return sorted(found, key=lambda d: d.name != "dev-sounds")  # sounds first
+    print(f"WARNING: {msg.split(':')[0]}; falling back to data_samples/ (small test sets)")
+    return [
+        Dataset("samples-sounds", os.path.join(SAMPLES, "sounds")),
+        Dataset("samples-speakers", os.path.join(SAMPLES, "speakers")),
+    ]
+
+
+def run_config(name: str, ds: Dataset, model: str, extra: list[str]) -> dict[str, Any]:
+    side, opts = CONFIGS[name]
+    env = base_env()
+    if side == "reference":
+        r = run(reference_cmd(ds.csv, opts[0]), env, check=False)
+        if r.returncode != 0:
+            return {"status": "error", "detail": r.last_error()}
+        res = r.json()
+        return {
+            "status": "ok", "s": r.seconds, "train_s": None, "evaluate_s": None,
+            "accuracy": res["accuracy"], "balanced_accuracy": res.get("balanced_accuracy"),
+            "n": res["n_test"], "detail": f"stages {res['stages']}",
+            "model": "K=16 D=60" if opts[0] == "speech" else "K=16 D=20",
+        }  # fmt: skip
+    exe = audiogmm_exe()
+    tr = run(
+        [exe, "train", ds.csv, "--split", "train", "-o", model, "--json", *opts, *extra],
+        env, check=False,
+    )  # fmt: skip
+    if tr.returncode == 2:
+        return {"status": "n/a", "detail": "n/a (not available): " + tr.last_error()}
+    if tr.returncode != 0:
+        return {"status": "error", "detail": tr.last_error()}
+    ev = run(
+        [exe, "evaluate", model, ds.csv, "--split", "test", "--json", *extra], env, check=False
+    )
+    if ev.returncode != 0:
+        return {"status": "error", "detail": ev.last_error()}
+    tj, res = tr.json(), ev.json()
+    bal = res.get("balanced_accuracy")
+    if bal is None:  # older evaluate output: mean per-class recall from the confusion matrix
+        m = res["confusion"]["matrix"]
+        recalls = [row[i] / sum(row) for i, row in enumerate(m) if sum(row)]
+        bal = sum(recalls) / len(recalls)
+    return {
+        "status": "ok", "s": tr.seconds + ev.seconds, "train_s": tr.seconds,
+        "evaluate_s": ev.seconds, "accuracy": res["accuracy"], "balanced_accuracy": bal,
+        "n": res["n"],
+        "detail": f"model {tj.get('model')}",
+        "model": f"K={tj.get('n_components')} D={tj.get('n_dims')}",
+    }  # fmt: skip
+
+
+def main() -> None:
+    args = parse_args()
+    t_start = time.perf_counter()
+    extra = shlex.split(args.audiogmm_args)
+    repeats = 1 if args.quick else max(1, args.repeats)
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="bench-acc-") as tmp:
+        if not args.no_warmup:
+            w = write_manifest(Dataset("warmup", os.path.join(SAMPLES, "speakers")),
+                               os.path.join(tmp, "warmup"))  # fmt: skip
+            print("warm-up (untimed) ...", flush=True)
+            for name in ("defaults", "ref-speech"):
+                run_config(name, w, os.path.join(tmp, "warmup.npz"), extra)
+        for ds in datasets(args):
+            write_manifest(ds, os.path.join(tmp, ds.name))
+            print(
+                f"{ds.name}: {ds.source}: {ds.n_classes} classes, {ds.n_train} train / "
+                f"{ds.n_test} test files, {ds.audio_s:.0f} s of audio", flush=True,
+            )  # fmt: skip
+            res: dict[str, list[dict[str, Any]]] = {c: [] for c in args.config_list}
+            for rep in range(repeats):
+                order = args.config_list if rep % 2 == 0 else args.config_list[::-1]
+                for name in order:
+                    if res[name] and res[name][-1]["status"] != "ok":
+                        continue  # n/a or error: do not retry
+                    r = run_config(name, ds, os.path.join(tmp, f"{ds.name}-{name}.npz"), extra)
+                    res[name].append(r)
+                    print(f"  {name:>12}: " + (
+                        f"{r['s']:7.2f} s  acc {r['accuracy']:.3f}" if r["status"] == "ok"
+                        else r["detail"]), flush=True)  # fmt: skip
+            med = {}
+            for name in args.config_list:
+                ok = [r for r in res[name] if r["status"] == "ok"]
+                med[name] = {
+                    k: (statistics.median(r[k] for r in ok) if ok and ok[0][k] is not None else None)
+                    for k in ("s", "train_s", "evaluate_s")
+                }
+            base_tr = med.get("defaults", {}).get("train_s")
+            for name in args.config_list:
+                last = res[name][-1]
+                row: dict[str, Any] = {
+                    "bench": "cli_accuracy", "dataset": ds.name, "config": name,
+                    "side": CONFIGS[name][0], "N": ds.n_train + ds.n_test, "D": None, "K": None,
+                    "dtype": None, "n_classes": ds.n_classes, "n_train": ds.n_train,
+                    "n_test": ds.n_test, "status": last["status"], "detail": last.get("detail"),
+                    "audiogmm_args": args.audiogmm_args, "repeats": repeats,
+                }  # fmt: skip
+                if last["status"] == "ok":
+                    n, acc = int(last["n"]), float(last["accuracy"])
+                    lo, hi = wilson(round(acc * n), n)
+                    row.update({
+                        "accuracy": rnd(acc), "ci_low": rnd(lo), "ci_high": rnd(hi),
+                        "balanced_accuracy": rnd(last["balanced_accuracy"]),
+                        "wall_s": rnd(med[name]["s"]), "train_s": rnd(med[name]["train_s"]),
+                        "evaluate_s": rnd(med[name]["evaluate_s"]), "model": last["model"],
+                    })  # fmt: skip
+                    if name == "auto" and base_tr and med[name]["train_s"]:
+                        row["auto_over_defaults_train"] = rnd(med[name]["train_s"] / base_tr, 2)
+                    row["acc_text"] = f"{acc:.3f} [{lo:.3f}, {hi:.3f}]"
+                else:
+                    row["acc_text"] = "n/a (not available)" if last["status"] == "n/a" else "error"
+                emit({k: v for k, v in row.items() if k != "acc_text"}, args.json_out)
+                rows.append(row)
+
+    print()
+    for ds_name in dict.fromkeys(r["dataset"] for r in rows):
+        sub = [r for r in rows if r["dataset"] == ds_name]
+        print(f"{ds_name} ({sub[0]['n_classes']} classes, {sub[0]['n_test']} test files)")
+        print(
+            table(
+                sub,
+                [
+                    ("config", "config", "s"), ("model", "model", "s"), ("acc_text", "accuracy [95% Wilson]", "s"),
+                    ("balanced_accuracy", "balanced acc", ".3f"), ("wall_s", "wall s", ".2f"),
+                    ("train_s", "train s", ".2f"), ("evaluate_s", "eval s", ".2f"),
+                ],
+            )  # fmt: skip
+        )
+        for r in sub:
+            if "auto_over_defaults_train" in r:
+                print(f"auto train time / defaults train time: {r['auto_over_defaults_train']:.2f}")
+            if r["status"] == "error":
+                print(f"{r['config']}: error: {r['detail']}")
+        print()
+    print(
+        f"total {time.perf_counter() - t_start:.0f} s; reference wall time is one process "
+        "(train + test); audiogmm's is train + evaluate"
+    )
+
+
+if __name__ == "__main__":
+    main()
