@@ -14,8 +14,11 @@ Front ends:
   ``librosa.feature.mfcc(y=y, sr=sr)``, 20 dims), no deltas, no CMVN.
 
 Then one ``GaussianMixture(K, covariance_type="diag", random_state=seed)`` per class,
-fitted on the pooled frames of that class's training clips. A test clip gets the class
-with the largest total log-likelihood ``score_samples(X).sum()``.
+fitted on the pooled frames of that class's training clips (librosa's float32). If
+scikit-learn stops with "ill-defined empirical covariance" (float32 round-off on clips with
+many repeated frames), that class is refitted on float64 frames, as the error message
+suggests. A test clip gets the class with the largest total log-likelihood
+``score_samples(X).sum()``.
 
 Run::
 
@@ -79,12 +82,14 @@ def main() -> None:
     stages["train_features"] = time.perf_counter() - t
 
     t = time.perf_counter()
-    models = {
-        label: GaussianMixture(
-            args.components, covariance_type="diag", random_state=args.seed
-        ).fit(np.vstack(feats))
-        for label, feats in by_class.items()
-    }
+    models = {}
+    for label, feats in by_class.items():
+        X = np.vstack(feats)
+        gm = GaussianMixture(args.components, covariance_type="diag", random_state=args.seed)
+        try:
+            models[label] = gm.fit(X)
+        except ValueError:  # "ill-defined empirical covariance ... passing float64 data"
+            models[label] = gm.fit(X.astype(np.float64))  # the fix the error message suggests
     stages["fit"] = time.perf_counter() - t
 
     t = time.perf_counter()
