@@ -365,7 +365,7 @@ class DiagGMM:
         return global_mean_var(total)
 
     def _init_params(
-        self, source, gvar: np.ndarray, rng: np.random.Generator, executor: LocalExecutor
+        self, source, rng: np.random.Generator, executor: LocalExecutor
     ) -> tuple[Params, list[dict[str, Any]]]:
         K = self.n_components
         m = min(self.init_max_samples, source.n_frames)
@@ -411,7 +411,7 @@ class DiagGMM:
         runs = []
         with self._executor(executor) as ex:
             for _ in range(self.n_init):
-                params, init_events = self._init_params(source, gvar, rng, ex)
+                params, init_events = self._init_params(source, rng, ex)
                 monitor = ConvergenceMonitor(
                     self.tol, self.max_iter, self.verbose,
                     drop_tol=source.drop_tol, scale=gvar.shape[0],
