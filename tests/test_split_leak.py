@@ -1,0 +1,264 @@
+"""Honest evaluation: the model stores its split, evaluate reuses it and refuses training files.
+
+The leak this guards against (issue 11): ``train --seed 1 --train-fraction 0.5``
+followed by a plain ``evaluate`` re-split DATA with the defaults (seed 0, 0.7)
+and scored training files, reporting an inflated accuracy without a warning.
+"""
+
+import json
+import re
+import shutil
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+from hypothesis import given
+from hypothesis import strategies as st
+
+from audiogmm import ModelFileError
+from audiogmm.cli import main
+from audiogmm.data import (
+    Record,
+    content_hash,
+    file_identity,
+    read_manifest,
+    select,
+    split_records,
+    split_spec,
+    validate_split_block,
+)
+from audiogmm.pipeline import load_model, save_model, stored_split
+
+ROOT = Path(__file__).resolve().parents[1]
+SPEAKERS = ROOT / "data_samples" / "speakers"
+PICK = ["ast_en", "flite_slt", "flite_awb"]
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    """3 speakers x 8 real clips, a folder per label."""
+    d = tmp_path_factory.mktemp("speakers")
+    for spk in PICK:
+        (d / spk).mkdir()
+        for f in sorted((SPEAKERS / spk).glob("*.flac"))[:8]:
+            shutil.copy(f, d / spk / f.name)
+    return d
+
+
+def run(args, code=0):
+    r = CliRunner().invoke(main, [str(a) for a in args], catch_exceptions=False)
+    assert r.exit_code == code, r.output
+    return r
+
+
+@pytest.fixture(scope="module")
+def model(data, tmp_path_factory):
+    """Trained exactly as in the issue: --seed 1 --train-fraction 0.5."""
+    m = tmp_path_factory.mktemp("model") / "m.npz"
+    run(["-q", "train", data, "-o", m, "-k", "2", "-j", "1", "--seed", "1",
+         "--train-fraction", "0.5"])  # fmt: skip
+    return m
+
+
+def _split(data, seed, fraction):
+    return split_records(read_manifest(data), seed=seed, train_fraction=fraction)
+
+
+def test_the_two_splits_differ(data):
+    # the premise of the leak: the default split's test part holds seed-1 training files
+    train1 = {r.path for r in select(_split(data, 1, 0.5), "train")}
+    test0 = {r.path for r in select(_split(data, 0, 0.7), "test")}
+    assert train1 & test0
+
+
+def test_plain_evaluate_scores_only_held_out_files(data, model):
+    r = run(["evaluate", model, data, "-j", "1", "--json"])
+    ev = json.loads(r.stdout)
+    held_out = {r.path for r in select(_split(data, 1, 0.5), "test")}
+    train = {r.path for r in select(_split(data, 1, 0.5), "train")}
+    assert ev["n"] == len(held_out) == 12
+    assert ev["split"] == {
+        "source": "model",
+        "split": "test",
+        "seed": 1,
+        "train_fraction": 0.5,
+        "from_column": False,
+        "manifest_matches": True,
+    }
+    assert ev["train_overlap"] == 0
+    # and it says so, on stderr so that --json stays parseable
+    assert "split stored in the model" in r.stderr and "seed 1" in r.stderr
+    # exactly the held-out files were scored (the API's predictions list them)
+    from audiogmm.pipeline import evaluate_classifier, evaluation_split
+
+    bundle = load_model(model)
+    records, info = evaluation_split(bundle, data, "test")
+    assert {r.path for r in records} == held_out and not held_out & train
+    res = evaluate_classifier(bundle, records)
+    assert {p["path"] for p in res["predictions"]} == held_out
+
+
+def test_training_files_are_refused(data, model):
+    # the old default split (seed 0, 0.7) now scores training files: refused, with a count
+    r = CliRunner().invoke(main, ["evaluate", str(model), str(data), "-j", "1", "--seed", "0",
+                                  "--train-fraction", "0.7"])  # fmt: skip
+    assert r.exit_code == 1
+    train1 = {r.path for r in select(_split(data, 1, 0.5), "train")}
+    test0 = [r.path for r in select(_split(data, 0, 0.7), "test")]
+    n = len([p for p in test0 if p in train1])
+    lines = [x for x in r.output.strip().splitlines() if x.startswith("Error")]
+    assert len(lines) == 1
+    assert f"{n} of {len(test0)} evaluation files were used to train this model" in lines[0]
+    assert any(repr(p) in lines[0] for p in train1)
+    assert "--allow-train-overlap" in lines[0] and "seed 1" in lines[0]
+    # --split all contains every training file
+    r = CliRunner().invoke(main, ["evaluate", str(model), str(data), "--split", "all"])
+    assert r.exit_code == 1 and "12 of 24 evaluation files were used" in r.output
+
+
+def test_allow_train_overlap_scores_them_and_says_so(data, model):
+    r = run(["evaluate", model, data, "-j", "1", "--split", "all", "--allow-train-overlap"])
+    assert "12 of these files were used in training" in r.stderr
+    r = run(["-q", "evaluate", model, data, "-j", "1", "--split", "all",
+             "--allow-train-overlap", "--json"])  # fmt: skip
+    ev = json.loads(r.stdout)
+    assert ev["n"] == 24 and ev["train_overlap"] == 12
+
+
+def test_renamed_copy_of_a_training_file_is_caught(data, model, tmp_path):
+    # identity is the audio bytes, so a copy under another name in another manifest is refused
+    train1 = sorted(r.path for r in select(_split(data, 1, 0.5), "train"))
+    test1 = sorted(r.path for r in select(_split(data, 1, 0.5), "test"))
+    copy = tmp_path / "renamed.flac"
+    shutil.copy(train1[0], copy)
+    label = Path(train1[0]).parent.name
+    rows = ["path,label,split", f"{copy},{label},test"]
+    rows += [f"{p},{Path(p).parent.name},test" for p in test1]
+    (tmp_path / "m.csv").write_text("\n".join(rows) + "\n")
+    r = CliRunner().invoke(main, ["evaluate", str(model), str(tmp_path / "m.csv"), "-j", "1"])
+    assert r.exit_code == 1 and "1 of 13 evaluation files" in r.output
+    assert "renamed.flac" in r.output
+    # another manifest: the stored seed is still used, and the mismatch is reported
+    assert "DATA differs from the training manifest" in r.output
+
+
+def test_split_block_in_the_model_and_info(data, model):
+    spec = stored_split(load_model(model))
+    train1 = select(_split(data, 1, 0.5), "train")
+    assert spec == split_spec(read_manifest(data), train1, split="train", seed=1,
+                              train_fraction=0.5)  # fmt: skip
+    assert spec["train_files"] == sorted(file_identity(r.path) for r in train1)
+    assert spec["manifest_hash"] == content_hash(read_manifest(data))
+    out = json.loads(run(["info", model, "--json"]).stdout)
+    assert out["split"]["seed"] == 1 and out["split"]["n_train_files"] == 12
+    assert "train_files" not in out["split"]
+    assert "seed 1, train fraction 0.5" in run(["info", model]).stdout
+
+
+def test_model_without_split_block_warns(data, model, tmp_path, caplog):
+    from audiogmm.pipeline import evaluate_classifier
+
+    bundle = load_model(model)
+    path = tmp_path / "old.npz"
+    save_model(path, bundle.classifier, bundle.config)  # no split block, as before this change
+    old = load_model(path)
+    assert stored_split(old) is None
+    recs = select(_split(data, 1, 0.5), "test")[:2]
+    res = evaluate_classifier(old, recs)
+    assert res["train_overlap"] == 0
+    assert "cannot be checked" in caplog.text
+
+
+# -- the split block's validator ---------------------------------------------------------
+
+
+def _good():
+    return {
+        "manifest_hash": "0123456789abcdef",
+        "n_manifest_files": 3,
+        "split": "train",
+        "from_column": False,
+        "seed": 1,
+        "train_fraction": 0.5,
+        "identity": "blake2b-64 of the file bytes",
+        "train_files": ["00000000000000aa", "00000000000000bb"],
+    }
+
+
+def test_validator_accepts_the_good_block():
+    assert validate_split_block(_good()) == _good()
+
+
+@pytest.mark.parametrize(
+    "field, value",
+    [
+        ("manifest_hash", "XYZ"),
+        ("manifest_hash", 12),
+        ("n_manifest_files", -1),
+        ("n_manifest_files", True),
+        ("seed", 1.5),
+        ("split", ""),
+        ("from_column", "no"),
+        ("train_fraction", 1.0),
+        ("train_fraction", float("nan")),
+        ("train_fraction", "0.5"),
+        ("identity", "sha1"),
+        ("train_files", "00000000000000aa"),
+        ("train_files[1]", ["00000000000000bb", "00000000000000aa"]),
+        ("train_files[1]", ["00000000000000aa", "00000000000000aa"]),
+        ("train_files[0]", ["short"]),
+    ],
+)
+def test_validator_names_the_bad_field(field, value):
+    block = _good()
+    block[field.split("[")[0]] = value
+    with pytest.raises(ModelFileError, match=re.escape(f"split.{field}:")):
+        validate_split_block(block)
+
+
+def test_validator_refuses_missing_unknown_and_non_objects():
+    block = _good()
+    del block["seed"]
+    with pytest.raises(ModelFileError, match=r"missing field\(s\) \['seed'\]"):
+        validate_split_block(block)
+    with pytest.raises(ModelFileError, match=r"unknown field\(s\) \['x'\]"):
+        validate_split_block({**_good(), "x": 1})
+    with pytest.raises(ModelFileError, match="JSON object"):
+        validate_split_block([1, 2])
+
+
+def test_bad_split_block_in_a_model_file_is_one_error(model, data, tmp_path):
+    bundle = load_model(model)
+    path = tmp_path / "bad.npz"
+    save_model(path, bundle.classifier, bundle.config, extra={"split": {**_good(), "seed": "1"}})
+    r = CliRunner().invoke(main, ["evaluate", str(path), str(data)])
+    assert r.exit_code == 1 and "split.seed" in r.output and "Traceback" not in r.output
+    r = CliRunner().invoke(main, ["info", str(path)])
+    assert r.exit_code == 1 and "split.seed" in r.output
+
+
+# -- the manifest's content hash ---------------------------------------------------------
+
+_records = st.lists(
+    st.tuples(
+        st.text("abc/", min_size=1, max_size=6).filter(lambda s: not s.endswith("/")),
+        st.sampled_from(["x", "y"]),
+    ),
+    min_size=1,
+    max_size=8,
+    unique_by=lambda t: t[0],
+)
+
+
+@given(_records, st.randoms(use_true_random=False))
+def test_content_hash_ignores_order_and_location(rows, rnd):
+    recs = [Record(f"/data/set/{p}.wav", y) for p, y in rows]
+    moved = [Record(f"/elsewhere/deeper/set/{p}.wav", y) for p, y in rows]
+    shuffled = list(recs)
+    rnd.shuffle(shuffled)
+    h = content_hash(recs)
+    assert content_hash(shuffled) == h == content_hash(moved)
+    relabelled = [Record(recs[0].path, recs[0].label + "z"), *recs[1:]]
+    assert content_hash(relabelled) != h
+    split = [Record(r.path, r.label, "train") for r in recs]
+    assert content_hash(split) != h
