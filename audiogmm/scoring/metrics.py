@@ -63,8 +63,10 @@ def wilson_interval(k: int, n: int, *, z: float = Z95) -> tuple[float, float]:
     denom = 1.0 + z2 / n
     centre = (p + z2 / (2 * n)) / denom
     half = z * np.sqrt(p * (1.0 - p) / n + z2 / (4.0 * n * n)) / denom
-    # clip the rounding error at k == 0 or k == n, where the bound is exactly 0 or 1
-    return float(max(0.0, centre - half)), float(min(1.0, centre + half))
+    # at k == 0 (k == n) the lower (upper) bound is exactly 0 (1); rounding would miss it
+    low = 0.0 if k == 0 else max(0.0, centre - half)
+    high = 1.0 if k == n else min(1.0, centre + half)
+    return float(low), float(high)
 
 
 def confusion_matrix(
