@@ -92,7 +92,7 @@ def test_plain_evaluate_scores_only_held_out_files(data, model):
     from audiogmm.pipeline import evaluate_classifier, evaluation_split
 
     bundle = load_model(model)
-    records, info = evaluation_split(bundle, data, "test")
+    records, info = evaluation_split(bundle, read_manifest(data), "test")
     assert {r.path for r in records} == held_out and not held_out & train
     res = evaluate_classifier(bundle, records)
     assert {p["path"] for p in res["predictions"]} == held_out
@@ -140,6 +140,34 @@ def test_renamed_copy_of_a_training_file_is_caught(data, model, tmp_path):
     assert "renamed.flac" in r.output
     # another manifest: the stored seed is still used, and the mismatch is reported
     assert "DATA differs from the training manifest" in r.output
+
+
+def test_duplicates_inside_the_training_manifest_are_scored_and_reported(data, tmp_path, caplog):
+    # a dataset that lists one sample twice, once per split: the split is the user's, the
+    # copy was not trained on, so it is scored (with a warning and a count), not refused
+    rows = ["path,label,split"]
+    for spk in PICK:
+        for i, f in enumerate(sorted((data / spk).glob("*.flac"))):
+            rows.append(f"{f},{spk},{'train' if i < 5 else 'test'}")
+    first = sorted((data / PICK[0]).glob("*.flac"))[0]
+    twin = tmp_path / "twin.flac"
+    shutil.copy(first, twin)
+    rows.append(f"{twin},{PICK[0]},test")
+    csv = tmp_path / "dup.csv"
+    csv.write_text("\n".join(rows) + "\n")
+    m = tmp_path / "m.npz"
+    run(["-q", "train", csv, "-o", m, "-k", "1", "-j", "1", "--max-iter", "3"])
+    r = run(["evaluate", m, csv, "-j", "1", "--json"])
+    ev = json.loads(r.stdout)
+    assert ev["n"] == 10 and ev["train_duplicates"] == 1 and ev["train_overlap"] == 0
+    # a logged warning: shown at the default verbosity (WARNING), on stderr
+    assert "1 evaluation file(s) are byte-identical to training files" in caplog.text
+    assert "twin.flac" in caplog.text
+    # the same twin in another manifest cannot be told from a leak: refused
+    (tmp_path / "other.csv").write_text(f"path,label\n{twin},{PICK[0]}\n")
+    r = CliRunner().invoke(main, ["evaluate", str(m), str(tmp_path / "other.csv"), "--split",
+                                  "all", "-j", "1"])  # fmt: skip
+    assert r.exit_code == 1 and "1 of 1 evaluation files were used to train" in r.output
 
 
 def test_split_block_in_the_model_and_info(data, model):

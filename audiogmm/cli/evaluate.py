@@ -78,7 +78,7 @@ def command(
     Without --seed/--train-fraction, DATA is split as the model's training data
     was (the model stores its split), and files used in training are refused.
     """
-    from ..data import RunOptions
+    from ..data import RunOptions, read_manifest
     from ..pipeline import (
         evaluate_classifier,
         evaluation_split,
@@ -89,9 +89,10 @@ def command(
     )
 
     bundle = load_model(model)
+    manifest = read_manifest(data)
     records, split_info = evaluation_split(
         bundle,
-        data,
+        manifest,
         split,
         train_fraction=_given(ctx, "train_fraction", train_fraction),
         seed=_given(ctx, "seed", seed),
@@ -100,7 +101,7 @@ def command(
         click.echo(_split_note(split_info), err=True)
     opts = RunOptions(cache_dir=cache_dir, n_jobs=jobs, progress=progress_for(ctx), strict=strict)
     res = evaluate_classifier(
-        bundle, records, options=opts, allow_train_overlap=allow_train_overlap
+        bundle, records, options=opts, manifest=manifest, allow_train_overlap=allow_train_overlap
     )
     res["split"] = split_info
     if report_dir:

@@ -28,6 +28,7 @@ _EXPORTS = {
             "select",
             "split_records",
             "split_spec",
+            "stored_training_paths",
             "training_overlap",
             "validate_split_block",
         ],

@@ -29,6 +29,7 @@ __all__ = [
     "select",
     "split_records",
     "split_spec",
+    "stored_training_paths",
     "training_overlap",
     "validate_split_block",
 ]
@@ -290,3 +291,28 @@ def training_overlap(block: dict[str, Any], records: Iterable[Record]) -> list[R
         except OSError:
             continue
     return out
+
+
+def stored_training_paths(block: dict[str, Any], manifest: Sequence[Record]) -> set[str] | None:
+    """The paths of *manifest* that a split block's split put in training.
+
+    Parameters
+    ----------
+    block : dict
+        A validated split block.
+    manifest : sequence of Record
+        Every record of a manifest as read.
+
+    Returns
+    -------
+    set of str or None
+        ``None`` when *manifest* is not the manifest the block was made from
+        (another content hash); then only file contents can be compared.
+    """
+    manifest = list(manifest)
+    if content_hash(manifest) != block["manifest_hash"]:
+        return None
+    if block["split"] == "all":
+        return {r.path for r in manifest}
+    records = split_records(manifest, train_fraction=block["train_fraction"], seed=block["seed"])
+    return {r.path for r in records if r.split == block["split"]}

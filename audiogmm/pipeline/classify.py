@@ -27,6 +27,7 @@ from ..data import (
     select,
     split_records,
     split_spec,
+    stored_training_paths,
     training_overlap,
     validate_split_block,
 )
@@ -97,18 +98,29 @@ def stored_split(model: Bundle) -> dict[str, Any] | None:
 
 def evaluation_split(
     model: Bundle,
-    data: str | os.PathLike,
+    manifest: Sequence[Record],
     split: str | None,
     *,
     train_fraction: float | None = None,
     seed: int | None = None,
 ) -> tuple[list[Record], dict[str, Any]]:
-    """Records of one split of ``data`` to evaluate ``model`` on, split as the model was.
+    """Records of one split of a manifest to evaluate ``model`` on, split as the model was.
 
     ``train_fraction`` and ``seed`` left at ``None`` take the values stored in
     the model (:func:`stored_split`), so the ``test`` split of the training
     manifest is exactly the files held out from training; a model without a
     split block falls back to the defaults of :func:`load_split`.
+
+    Parameters
+    ----------
+    model : Bundle
+    manifest : sequence of Record
+        Every record of the evaluation data, as :func:`audiogmm.data.read_manifest`
+        returns them (pass the same list to :func:`evaluate_classifier`).
+    split : str or None
+        ``"test"``, any split name, or ``None``/``"all"`` for every record.
+    train_fraction, seed : optional
+        Override the stored settings.
 
     Returns
     -------
@@ -117,11 +129,11 @@ def evaluation_split(
         ``source`` (``"model"`` when the stored settings were used, ``"options"``
         when the caller gave any, ``"defaults"`` for a model without a split
         block), ``split``, ``seed``, ``train_fraction``, ``from_column`` and
-        ``manifest_matches`` (``data`` lists the same files, labels and splits as
-        the training manifest; ``None`` without a stored block).
+        ``manifest_matches`` (the manifest lists the same files, labels and
+        splits as the training manifest; ``None`` without a stored block).
     """
     spec = stored_split(model)
-    manifest = read_manifest(data)
+    manifest = list(manifest)
     given = train_fraction is not None or seed is not None
     if spec is None:
         source = "options" if given else "defaults"
@@ -136,9 +148,9 @@ def evaluation_split(
         matches = digest == spec["manifest_hash"]
         if not matches:
             logger.warning(
-                "%s is not the manifest this model was trained on (content hash %s, model "
-                "says %s); its files are still checked against the training files by content",
-                os.fspath(data),
+                "the evaluation data is not the manifest this model was trained on (content "
+                "hash %s, the model's is %s); files are still checked against the training "
+                "files by content",
                 digest,
                 spec["manifest_hash"],
             )
@@ -248,6 +260,7 @@ def evaluate_classifier(
     *,
     options: RunOptions | None = None,
     executor: LocalExecutor | None = None,
+    manifest: Sequence[Record] | None = None,
     allow_train_overlap: bool = False,
 ) -> dict[str, Any]:
     """Classify labelled files with a model bundle and compute metrics.
@@ -259,10 +272,16 @@ def evaluate_classifier(
         The labelled evaluation files.
     options : RunOptions, optional
     executor : LocalExecutor, optional
+    manifest : sequence of Record, optional
+        The whole manifest ``records`` were selected from. When it is the model's
+        training manifest, an evaluation file whose bytes equal a training file
+        listed under another path is a duplicate inside the dataset, not a file
+        used in training: it is scored, counted in ``train_duplicates`` and
+        warned about, not refused.
     allow_train_overlap : bool
-        Score files whose audio bytes match a training file of the model (its
-        stored split block) instead of refusing them. Such scores overstate
-        accuracy on unseen data.
+        Score files that were used in training (their bytes match a training
+        file of the model's stored split block) instead of refusing them. Such
+        scores overstate accuracy on unseen data.
 
     Returns
     -------
@@ -271,8 +290,9 @@ def evaluate_classifier(
         ``balanced_accuracy``, ``macro_f1``, ``n``, ``n_correct``, ``per_class``,
         ``confusion``) plus ``skipped`` (list of ``{path, reason}``),
         ``predictions`` (list of ``{path, label, predicted}``), ``unknown_labels``,
-        ``train_overlap`` (how many evaluation files were training files) and
-        ``seconds``.
+        ``train_overlap`` (evaluation files that were training files, scored
+        under ``allow_train_overlap``), ``train_duplicates`` (see ``manifest``)
+        and ``seconds``.
 
     Raises
     ------
@@ -292,6 +312,21 @@ def evaluate_classifier(
         overlap: list[Record] = []
     else:
         overlap = training_overlap(spec, records)
+    duplicates: list[Record] = []
+    trained = stored_training_paths(spec, manifest) if overlap and manifest else None
+    if trained is not None:
+        # same manifest, so the training files are known by path: a content match elsewhere
+        # is a copy inside the dataset (e.g. one sample under two names), not a split leak
+        duplicates = [r for r in overlap if r.path not in trained]
+        overlap = [r for r in overlap if r.path in trained]
+    if duplicates:
+        logger.warning(
+            "%d evaluation file(s) are byte-identical to training files listed under other "
+            "paths in the same manifest (duplicates in the dataset, e.g. %r); they are scored, "
+            "so the accuracy is somewhat optimistic",
+            len(duplicates),
+            duplicates[0].path,
+        )
     if overlap and not allow_train_overlap:
         names = ", ".join(repr(r.path) for r in overlap[:3])
         more = f" and {len(overlap) - 3} more" if len(overlap) > 3 else ""
@@ -322,6 +357,7 @@ def evaluate_classifier(
     out["skipped"] = skipped_list(res)
     out["unknown_labels"] = unknown
     out["train_overlap"] = len(overlap)
+    out["train_duplicates"] = len(duplicates)
     out["predictions"] = [
         {"path": r.path, "label": r.label, "predicted": str(p)} for r, p in zip(used, pred)
     ]
