@@ -183,8 +183,12 @@ def test_split_block_in_the_model_and_info(data, model):
     assert "seed 1, train fraction 0.5" in run(["info", model]).stdout
 
 
-def test_model_without_split_block_warns(data, model, tmp_path, caplog):
+def test_model_without_split_block_says_it_is_unchecked(data, model, tmp_path, caplog):
+    import logging
+
     from audiogmm.pipeline import evaluate_classifier
+
+    caplog.set_level(logging.INFO, logger="audiogmm")
 
     bundle = load_model(model)
     path = tmp_path / "old.npz"
@@ -193,8 +197,11 @@ def test_model_without_split_block_warns(data, model, tmp_path, caplog):
     assert stored_split(old) is None
     recs = select(_split(data, 1, 0.5), "test")[:2]
     res = evaluate_classifier(old, recs)
-    assert res["train_overlap"] == 0
+    assert res["train_overlap"] is None
     assert "cannot be checked" in caplog.text
+    r = run(["evaluate", path, data, "-j", "1", "--split", "all", "--json"])
+    assert "the default split (the model records none)" in r.stderr
+    assert json.loads(r.stdout)["train_overlap"] is None
 
 
 # -- the split block's validator ---------------------------------------------------------

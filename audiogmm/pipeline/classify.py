@@ -291,7 +291,8 @@ def evaluate_classifier(
         ``confusion``) plus ``skipped`` (list of ``{path, reason}``),
         ``predictions`` (list of ``{path, label, predicted}``), ``unknown_labels``,
         ``train_overlap`` (evaluation files that were training files, scored
-        under ``allow_train_overlap``), ``train_duplicates`` (see ``manifest``)
+        under ``allow_train_overlap``; ``None`` when the model records no split,
+        so nothing could be checked), ``train_duplicates`` (see ``manifest``)
         and ``seconds``.
 
     Raises
@@ -305,7 +306,9 @@ def evaluate_classifier(
     clf = model.classifier
     spec = stored_split(model)
     if spec is None:
-        logger.warning(
+        # info, not a warning: recipes evaluate on a split they made themselves; the result
+        # says so with train_overlap=None and the CLI prints it
+        logger.info(
             "this model does not record its training files (saved without a split block), "
             "so the evaluation files cannot be checked against them"
         )
@@ -356,7 +359,7 @@ def evaluate_classifier(
     out = summary(y_true, list(pred), labels=sorted(set(clf.labels_) | set(y_true)))
     out["skipped"] = skipped_list(res)
     out["unknown_labels"] = unknown
-    out["train_overlap"] = len(overlap)
+    out["train_overlap"] = None if spec is None else len(overlap)
     out["train_duplicates"] = len(duplicates)
     out["predictions"] = [
         {"path": r.path, "label": r.label, "predicted": str(p)} for r, p in zip(used, pred)
