@@ -254,6 +254,64 @@ def train_classifier(
     return clf, res
 
 
+def _check_training_files(
+    model: Bundle,
+    records: Sequence[Record],
+    manifest: Sequence[Record] | None,
+    allow_train_overlap: bool,
+) -> tuple[int | None, int]:
+    """Refuse evaluation files that trained ``model``; see :func:`evaluate_classifier`.
+
+    Returns the number of training files allowed through (``None``: the model has no
+    split block, nothing was checked) and of same-manifest duplicates.
+    """
+    spec = stored_split(model)
+    if spec is None:
+        # info, not a warning: recipes evaluate on a split they made themselves; the result
+        # says so with train_overlap=None and the CLI prints it
+        logger.info(
+            "this model does not record its training files (saved without a split block), "
+            "so the evaluation files cannot be checked against them"
+        )
+        overlap: list[Record] = []
+    else:
+        overlap = training_overlap(spec, records)
+    duplicates: list[Record] = []
+    trained = stored_training_paths(spec, manifest) if overlap and manifest else None
+    if trained is not None:
+        # same manifest, so the training files are known by path: a content match elsewhere
+        # is a copy inside the dataset (e.g. one sample under two names), not a split leak
+        duplicates = [r for r in overlap if r.path not in trained]
+        overlap = [r for r in overlap if r.path in trained]
+    if duplicates:
+        logger.warning(
+            "%d evaluation file(s) are byte-identical to training files listed under other "
+            "paths in the same manifest (duplicates in the dataset, e.g. %r); they are scored, "
+            "so the accuracy is somewhat optimistic",
+            len(duplicates),
+            duplicates[0].path,
+        )
+    if overlap and not allow_train_overlap:
+        names = ", ".join(repr(r.path) for r in overlap[:3])
+        more = f" and {len(overlap) - 3} more" if len(overlap) > 3 else ""
+        if spec["split"] == "all":
+            how = "every file of its manifest"
+        elif spec["from_column"]:
+            how = f"split {spec['split']!r} of its manifest's split column"
+        else:
+            how = (
+                f"split {spec['split']!r} made with seed {spec['seed']} and train fraction "
+                f"{spec['train_fraction']:g}"
+            )
+        raise DatasetError(
+            f"{len(overlap)} of {len(records)} evaluation files were used to train this model "
+            f"({names}{more}); scoring them would overstate accuracy. Evaluate on held-out "
+            f"files (the model was trained on {how}), or allow it explicitly "
+            "(allow_train_overlap=True, --allow-train-overlap)"
+        )
+    return (None if spec is None else len(overlap)), len(duplicates)
+
+
 def evaluate_classifier(
     model: Bundle,
     records: Sequence[Record],
@@ -304,50 +362,7 @@ def evaluate_classifier(
     """
     t0 = time.perf_counter()
     clf = model.classifier
-    spec = stored_split(model)
-    if spec is None:
-        # info, not a warning: recipes evaluate on a split they made themselves; the result
-        # says so with train_overlap=None and the CLI prints it
-        logger.info(
-            "this model does not record its training files (saved without a split block), "
-            "so the evaluation files cannot be checked against them"
-        )
-        overlap: list[Record] = []
-    else:
-        overlap = training_overlap(spec, records)
-    duplicates: list[Record] = []
-    trained = stored_training_paths(spec, manifest) if overlap and manifest else None
-    if trained is not None:
-        # same manifest, so the training files are known by path: a content match elsewhere
-        # is a copy inside the dataset (e.g. one sample under two names), not a split leak
-        duplicates = [r for r in overlap if r.path not in trained]
-        overlap = [r for r in overlap if r.path in trained]
-    if duplicates:
-        logger.warning(
-            "%d evaluation file(s) are byte-identical to training files listed under other "
-            "paths in the same manifest (duplicates in the dataset, e.g. %r); they are scored, "
-            "so the accuracy is somewhat optimistic",
-            len(duplicates),
-            duplicates[0].path,
-        )
-    if overlap and not allow_train_overlap:
-        names = ", ".join(repr(r.path) for r in overlap[:3])
-        more = f" and {len(overlap) - 3} more" if len(overlap) > 3 else ""
-        if spec["split"] == "all":
-            how = "every file of its manifest"
-        elif spec["from_column"]:
-            how = f"split {spec['split']!r} of its manifest's split column"
-        else:
-            how = (
-                f"split {spec['split']!r} made with seed {spec['seed']} and train fraction "
-                f"{spec['train_fraction']:g}"
-            )
-        raise DatasetError(
-            f"{len(overlap)} of {len(records)} evaluation files were used to train this model "
-            f"({names}{more}); scoring them would overstate accuracy. Evaluate on held-out "
-            f"files (the model was trained on {how}), or allow it explicitly "
-            "(allow_train_overlap=True, --allow-train-overlap)"
-        )
+    overlap, n_duplicates = _check_training_files(model, records, manifest, allow_train_overlap)
     res, used_paths, _, S = _score_files(model, records, options or RunOptions(), executor)
     by_path = {r.path: r for r in records}
     used = [by_path[p] for p in used_paths]
@@ -359,8 +374,8 @@ def evaluate_classifier(
     out = summary(y_true, list(pred), labels=sorted(set(clf.labels_) | set(y_true)))
     out["skipped"] = skipped_list(res)
     out["unknown_labels"] = unknown
-    out["train_overlap"] = None if spec is None else len(overlap)
-    out["train_duplicates"] = len(duplicates)
+    out["train_overlap"] = overlap
+    out["train_duplicates"] = n_duplicates
     out["predictions"] = [
         {"path": r.path, "label": r.label, "predicted": str(p)} for r, p in zip(used, pred)
     ]
