@@ -85,10 +85,12 @@ def command(
         format_confusion,
         format_metrics,
         load_model,
+        stored_split,
         write_report,
     )
 
     bundle = load_model(model)
+    stored_split(bundle, path=model)  # a bad split block is an error about this file
     manifest = read_manifest(data)
     records, split_info = evaluation_split(
         bundle,

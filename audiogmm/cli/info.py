@@ -17,7 +17,7 @@ def command(model, as_json):
     from ..pipeline import load_model, stored_split
 
     bundle = load_model(model)
-    split = stored_split(bundle)
+    split = stored_split(bundle, path=model)
     clf, cfg, header = bundle.classifier, bundle.config, bundle.header
     out = {
         "file": os.path.abspath(model),

@@ -32,7 +32,7 @@ from ..data import (
     validate_split_block,
 )
 from ..engine import LocalExecutor, resolve
-from ..exceptions import DatasetError
+from ..exceptions import DatasetError, ModelFileError
 from ..features import FeatureConfig
 from ..models import GMMClassifier
 from ..scoring import summary
@@ -84,8 +84,14 @@ def describe_split(
     )
 
 
-def stored_split(model: Bundle) -> dict[str, Any] | None:
+def stored_split(model: Bundle, *, path: str | os.PathLike | None = None) -> dict[str, Any] | None:
     """The validated split block of a model, or ``None`` for a model that has none.
+
+    Parameters
+    ----------
+    model : Bundle
+    path : str or os.PathLike, optional
+        The model file, named in the error message.
 
     Raises
     ------
@@ -93,7 +99,14 @@ def stored_split(model: Bundle) -> dict[str, Any] | None:
         A ``split`` block that fails :func:`audiogmm.data.splits.validate_split_block`.
     """
     block = model.header.get("split")
-    return None if block is None else validate_split_block(block)
+    if block is None:
+        return None
+    try:
+        return validate_split_block(block)
+    except ModelFileError as e:
+        if path is None:
+            raise
+        raise ModelFileError(f"{os.fspath(path)}: {e}") from e
 
 
 def evaluation_split(
