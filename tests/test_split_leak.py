@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from audiogmm import ModelFileError
@@ -25,6 +25,8 @@ from audiogmm.data import (
     select,
     split_records,
     split_spec,
+    stored_training_paths,
+    training_overlap,
     validate_split_block,
 )
 from audiogmm.pipeline import load_model, save_model, stored_split
@@ -298,3 +300,41 @@ def test_content_hash_ignores_order_and_location(rows, rnd):
     assert content_hash(relabelled) != h
     split = [Record(r.path, r.label, "train") for r in recs]
     assert content_hash(split) != h
+
+
+# -- the mechanism, as an invariant over random manifests and splits -----------------------
+
+
+@pytest.fixture(scope="module")
+def tiny_files(tmp_path_factory):
+    """30 small files with distinct bytes (the split code never decodes them)."""
+    d = tmp_path_factory.mktemp("tiny")
+    paths = []
+    for i in range(30):
+        p = d / f"f{i:02d}.wav"
+        p.write_bytes(f"clip {i}".encode() * (i + 1))
+        paths.append(str(p))
+    return paths
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    n_labels=st.integers(1, 4),
+    seeds=st.tuples(st.integers(0, 10**6), st.integers(0, 10**6)),
+    fractions=st.tuples(st.floats(0.1, 0.9), st.floats(0.1, 0.9)),
+)
+def test_overlap_is_exactly_the_training_files(tiny_files, n_labels, seeds, fractions):
+    manifest = [Record(p, f"y{i % n_labels}") for i, p in enumerate(tiny_files)]
+    trained = split_records(manifest, seed=seeds[0], train_fraction=fractions[0])
+    train = select(trained, "train")
+    spec = split_spec(manifest, train, split="train", seed=seeds[0], train_fraction=fractions[0])
+    # the stored split's own test part never overlaps; its training part always does
+    assert training_overlap(spec, select(trained, "test")) == []
+    assert training_overlap(spec, train) == train
+    assert stored_training_paths(spec, manifest) == {r.path for r in train}
+    # any other split's test part overlaps in exactly its training files
+    other = select(split_records(manifest, seed=seeds[1], train_fraction=fractions[1]), "test")
+    train_paths = {r.path for r in train}
+    assert training_overlap(spec, other) == [r for r in other if r.path in train_paths]
+    # another manifest: paths are unknown, only contents can be compared
+    assert stored_training_paths(spec, manifest[:-1]) is None
