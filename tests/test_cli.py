@@ -153,6 +153,7 @@ def test_bad_audio_is_skipped_and_reported(folder_data, tmp_path):
             d,
             "--split",
             "all",
+            "--allow-train-overlap",  # the point here is skipping, on the training files
             "--jobs",
             "1",
             "--json",

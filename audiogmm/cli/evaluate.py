@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import click
+from click.core import ParameterSource
 
 from .options import (
     echo_json,
@@ -14,36 +15,97 @@ from .options import (
 )
 
 
+def _given(ctx: click.Context, name: str, value):
+    """The option's value if the user typed it, else None (the model's stored value wins)."""
+    return None if ctx.get_parameter_source(name) == ParameterSource.DEFAULT else value
+
+
+def _split_note(info: dict) -> str:
+    how = (
+        f"split column of DATA, split {info['split']!r}"
+        if info["from_column"]
+        else f"split {info['split']!r}, seed {info['seed']}, "
+        f"train fraction {info['train_fraction']:g}"
+    )
+    source = {
+        "model": "the split stored in the model",
+        "options": "the split given on the command line",
+        "defaults": "the default split (the model records none)",
+    }[info["source"]]
+    same = {
+        True: "; DATA is the training manifest",
+        False: "; DATA differs from the training manifest",
+        None: "",
+    }[info["manifest_matches"]]
+    return f"evaluating on {source} ({how}{same})"
+
+
 @click.command("evaluate")
 @click.argument("model", type=click.Path(exists=True, dir_okay=False))
 @click.argument("data", type=click.Path(exists=True))
 @split_options("test")
 @click.option(
+    "--allow-train-overlap",
+    is_flag=True,
+    help="Score files that were used to train MODEL instead of refusing them "
+    "(inflates the accuracy).",
+)
+@click.option(
     "--report",
     "report_dir",
     type=click.Path(file_okay=False),
-    help="Write metrics.json, confusion.txt/.png here.",
+    help="Write metrics.json, metrics.txt, confusion.txt/.png here.",
 )
 @run_options
 @json_option
 @click.pass_context
 def command(
-    ctx, model, data, split, train_fraction, seed, report_dir, cache_dir, jobs, strict, as_json
+    ctx,
+    model,
+    data,
+    split,
+    train_fraction,
+    seed,
+    allow_train_overlap,
+    report_dir,
+    cache_dir,
+    jobs,
+    strict,
+    as_json,
 ):
-    """Classify the labelled files of DATA with MODEL and report accuracy."""
-    from ..data import RunOptions
+    """Classify the labelled files of DATA with MODEL and report accuracy.
+
+    Without --seed/--train-fraction, DATA is split as the model's training data
+    was (the model stores its split), and files used in training are refused.
+    """
+    from ..data import RunOptions, read_manifest
     from ..pipeline import (
         evaluate_classifier,
+        evaluation_split,
         format_confusion,
+        format_metrics,
         load_model,
-        load_split,
+        stored_split,
         write_report,
     )
 
     bundle = load_model(model)
-    records = load_split(data, split, train_fraction=train_fraction, seed=seed)
+    stored_split(bundle, path=model)  # a bad split block is an error about this file
+    manifest = read_manifest(data)
+    records, split_info = evaluation_split(
+        bundle,
+        manifest,
+        split,
+        train_fraction=_given(ctx, "train_fraction", train_fraction),
+        seed=_given(ctx, "seed", seed),
+    )
+    if ctx.obj["verbosity"] >= 0:
+        click.echo(_split_note(split_info), err=True)
     opts = RunOptions(cache_dir=cache_dir, n_jobs=jobs, progress=progress_for(ctx), strict=strict)
-    res = evaluate_classifier(bundle, records, options=opts)
+    res = evaluate_classifier(
+        bundle, records, options=opts, manifest=manifest, allow_train_overlap=allow_train_overlap
+    )
+    res["split"] = split_info
     if report_dir:
         write_report(report_dir, res)
     if as_json:
@@ -51,6 +113,11 @@ def command(
         return
     report_skipped(res["skipped"])
     click.echo(format_confusion(res["confusion"]["labels"], res["confusion"]["matrix"]), nl=False)
-    click.echo(
-        f"accuracy: {100 * res['accuracy']:.2f}% ({res['n']} files, {len(res['skipped'])} skipped)"
-    )
+    click.echo(format_metrics(res), nl=False)
+    click.echo(f"{res['n']} files scored, {len(res['skipped'])} skipped")
+    if res["train_overlap"]:
+        click.echo(
+            f"warning: {res['train_overlap']} of these files were used in training "
+            "(--allow-train-overlap); the accuracy is optimistic",
+            err=True,
+        )

@@ -14,9 +14,10 @@ from .options import echo_json, json_option
 @json_option
 def command(model, as_json):
     """Describe a model file: labels, sizes, feature config, training summary."""
-    from ..pipeline import load_model
+    from ..pipeline import load_model, stored_split
 
     bundle = load_model(model)
+    split = stored_split(bundle, path=model)
     clf, cfg, header = bundle.classifier, bundle.config, bundle.header
     out = {
         "file": os.path.abspath(model),
@@ -28,6 +29,11 @@ def command(model, as_json):
         "feature_config": cfg.to_dict(),
         "feature_config_hash": cfg.content_hash(),
         "training": clf.fit_report_,
+        # the digests are for evaluate's overlap check, not for reading
+        "split": None
+        if split is None
+        else {k: v for k, v in split.items() if k != "train_files"}
+        | {"n_train_files": len(split["train_files"])},
     }
     if as_json:
         echo_json(out)
@@ -43,6 +49,20 @@ def command(model, as_json):
         f"{cfg.n_mfcc} MFCC, deltas {cfg.delta_order}, VAD {'on' if cfg.vad else 'off'}, "
         f"CMVN {cfg.cmvn} (hash {out['feature_config_hash']})"
     )
+    sp = out["split"]
+    if sp is None:
+        click.echo("split:         not recorded (evaluate cannot check for training files)")
+    else:
+        how = (
+            "the manifest's split column"
+            if sp["from_column"]
+            else (f"seed {sp['seed']}, train fraction {sp['train_fraction']:g}")
+        )
+        click.echo(
+            f"split:         trained on split {sp['split']!r} ({how}) of a manifest of "
+            f"{sp['n_manifest_files']} files (hash {sp['manifest_hash']}); "
+            f"{sp['n_train_files']} training files recorded by content hash"
+        )
     for y, r in sorted(out["training"].items()):
         if not isinstance(r, dict):
             continue

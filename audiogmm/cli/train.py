@@ -79,7 +79,7 @@ def command(
 ):
     """Train one GMM per label on DATA and write one model file."""
     from ..data import RunOptions
-    from ..pipeline import load_split, save_model, skipped_list, train_classifier
+    from ..pipeline import describe_split, load_split, save_model, skipped_list, train_classifier
 
     config = load_config(preset, config_path)
     records = load_split(data, split, train_fraction=train_fraction, seed=seed)
@@ -100,7 +100,10 @@ def command(
         logger.warning(
             "EM did not converge within --max-iter=%d for: %s", max_iter, ", ".join(not_conv)
         )
-    save_model(output, clf, config)
+    # the model records its split and training files, so evaluate can refuse them
+    used = [r for r in records if r.path in res.features]
+    split_block = describe_split(data, split, used, train_fraction=train_fraction, seed=seed)
+    save_model(output, clf, config, extra={"split": split_block})
     skipped = skipped_list(res)
     out = {
         "model": os.path.abspath(output),

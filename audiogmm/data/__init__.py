@@ -9,10 +9,31 @@ from ..lazy import lazy_exports
 _EXPORTS = {
     **dict.fromkeys(["ExtractionResult", "RunOptions", "Skipped", "extract_many"], ".cache"),
     **dict.fromkeys(
-        ["Record", "read_csv", "read_folder", "read_kaldi_dir", "read_manifest", "write_csv"],
+        [
+            "Record",
+            "content_hash",
+            "read_csv",
+            "read_folder",
+            "read_kaldi_dir",
+            "read_manifest",
+            "write_csv",
+        ],
         ".manifests",
     ),
-    **dict.fromkeys(["TRAIN_FRACTION", "labels", "select", "split_records"], ".splits"),
+    **dict.fromkeys(
+        [
+            "TRAIN_FRACTION",
+            "file_identity",
+            "labels",
+            "select",
+            "split_records",
+            "split_spec",
+            "stored_training_paths",
+            "training_overlap",
+            "validate_split_block",
+        ],
+        ".splits",
+    ),
 }
 __all__ = sorted(_EXPORTS)
 __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

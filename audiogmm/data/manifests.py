@@ -16,6 +16,7 @@ All listings are sorted, so a manifest reads the same on every machine.
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 import os
 from collections import Counter
@@ -29,6 +30,7 @@ from ..exceptions import DatasetError, ParameterError
 
 __all__ = [
     "Record",
+    "content_hash",
     "read_csv",
     "read_folder",
     "read_kaldi_dir",
@@ -326,6 +328,37 @@ def read_manifest(source: PathLike, **kwargs: str) -> list[Record]:
     if os.path.isfile(p):
         return read_csv(p, **kwargs)  # type: ignore[arg-type]
     raise DatasetError(f"{p!r}: manifest not found (expected a folder, a CSV or a Kaldi data dir)")
+
+
+def content_hash(records: Iterable[Record]) -> str:
+    """A short hash of a manifest's content: each record's relative path, label and split.
+
+    Paths are taken relative to the deepest folder that holds every file, so the
+    same dataset copied or mounted elsewhere hashes the same; the order of the
+    records does not matter. The audio bytes are not read (see
+    :func:`audiogmm.data.splits.file_identity` for that).
+
+    Parameters
+    ----------
+    records : iterable of Record
+        As read by :func:`read_manifest` (before or after a split is assigned;
+        the two hash differently, so hash what the manifest itself says).
+
+    Returns
+    -------
+    str
+        16 hex digits (the first 64 bits of a SHA-256).
+    """
+    records = list(records)
+    root = os.path.commonpath([os.path.dirname(r.path) for r in records]) if records else ""
+    rows = sorted(
+        f"{os.path.relpath(r.path, root).replace(os.sep, '/')}\t{r.label}\t{r.split or ''}"
+        for r in records
+    )
+    h = hashlib.sha256()
+    for row in rows:
+        h.update(row.encode("utf-8") + b"\n")
+    return h.hexdigest()[:16]
 
 
 def write_csv(records: Iterable[Record], path: PathLike) -> None:

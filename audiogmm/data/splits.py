@@ -1,17 +1,38 @@
-"""Train/test splits of a manifest: deterministic, stratified per label."""
+"""Train/test splits of a manifest: deterministic, stratified per label, and recorded.
+
+A model keeps the specification of the split it was trained on (:func:`split_spec`,
+stored under the model header's ``split`` key), so that evaluation can re-make
+the same split and refuse test files that were used in training
+(:func:`training_overlap`).
+"""
 
 from __future__ import annotations
 
+import hashlib
+import os
+import re
 import zlib
 from collections.abc import Iterable, Sequence
 from dataclasses import replace
+from typing import Any
 
 import numpy as np
 
-from ..exceptions import DatasetError, ParameterError
-from .manifests import Record
+from ..exceptions import DatasetError, ModelFileError, ParameterError
+from .manifests import Record, content_hash
 
-__all__ = ["TRAIN_FRACTION", "labels", "select", "split_records"]
+__all__ = [
+    "IDENTITY",
+    "TRAIN_FRACTION",
+    "file_identity",
+    "labels",
+    "select",
+    "split_records",
+    "split_spec",
+    "stored_training_paths",
+    "training_overlap",
+    "validate_split_block",
+]
 
 #: Share of each label's files that go to "train" when a manifest has no split column.
 TRAIN_FRACTION = 0.7
@@ -100,3 +121,198 @@ def select(records: Iterable[Record], split: str) -> list[Record]:
             + (" (call split_records first)" if present == ["None"] else "")
         )
     return out
+
+
+#: How a training file is identified in a split block: a hash of its bytes, so a
+#: renamed, moved or copied file is still recognised (name, path and mtime are not used).
+IDENTITY = "blake2b-64 of the file bytes"
+
+_HEX16 = re.compile(r"[0-9a-f]{16}")
+_SPLIT_FIELDS = (
+    "from_column",
+    "identity",
+    "manifest_hash",
+    "n_manifest_files",
+    "seed",
+    "split",
+    "train_files",
+    "train_fraction",
+)
+
+
+def file_identity(path: str | os.PathLike) -> str:
+    """The identity of one audio file: 16 hex digits of a BLAKE2b hash of its bytes.
+
+    Hashing bytes runs at a few hundred MB/s, far cheaper than decoding the audio,
+    and catches renamed copies that a path would miss.
+
+    Raises
+    ------
+    OSError
+        The file cannot be read.
+    """
+    h = hashlib.blake2b(digest_size=8)
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def split_spec(
+    manifest: Sequence[Record],
+    train_records: Iterable[Record],
+    *,
+    split: str | None,
+    seed: int,
+    train_fraction: float,
+) -> dict[str, Any]:
+    """The split block a model stores: how its training files were chosen, and which they were.
+
+    Parameters
+    ----------
+    manifest : sequence of Record
+        Every record of the manifest as read (before :func:`split_records`).
+    train_records : iterable of Record
+        The files actually used for training.
+    split : str or None
+        The split trained on (``None`` or ``"all"``: every record).
+    seed : int
+    train_fraction : float in (0, 1)
+        The settings given to :func:`split_records`.
+
+    Returns
+    -------
+    dict
+        ``manifest_hash`` (:func:`~audiogmm.data.manifests.content_hash`),
+        ``n_manifest_files``, ``split``, ``from_column`` (whether the manifest's
+        own split column made the split, so seed and fraction did not),
+        ``seed``, ``train_fraction``, ``identity`` (:data:`IDENTITY`) and
+        ``train_files``: the sorted, distinct :func:`file_identity` digests
+        (17 bytes of JSON per training file).
+    """
+    manifest = list(manifest)
+    return validate_split_block(
+        {
+            "manifest_hash": content_hash(manifest),
+            "n_manifest_files": len(manifest),
+            "split": split or "all",
+            "from_column": bool(manifest) and all(r.split is not None for r in manifest),
+            "seed": int(seed),
+            "train_fraction": float(train_fraction),
+            "identity": IDENTITY,
+            "train_files": sorted({file_identity(r.path) for r in train_records}),
+        }
+    )
+
+
+def _field_error(name: str, expected: str, value: Any) -> ModelFileError:
+    shown = repr(value) if len(repr(value)) <= 60 else repr(value)[:57] + "..."
+    return ModelFileError(f"header field split.{name}: expected {expected}, got {shown}")
+
+
+def validate_split_block(block: Any) -> dict[str, Any]:
+    """Check a model header's ``split`` block field by field, like constructor arguments.
+
+    Parameters
+    ----------
+    block : object
+        The decoded JSON value of the header's ``split`` key.
+
+    Returns
+    -------
+    dict
+        A copy with exactly the fields of :func:`split_spec`.
+
+    Raises
+    ------
+    ModelFileError
+        Not an object, a missing or unknown field, or a field of the wrong type
+        or range; the message names the field (``split.<field>``).
+    """
+    if not isinstance(block, dict):
+        raise _field_error("", "a JSON object", block)
+    missing = [k for k in _SPLIT_FIELDS if k not in block]
+    unknown = sorted(k for k in block if k not in _SPLIT_FIELDS)
+    if missing or unknown:
+        raise ModelFileError(
+            f"header field split: missing field(s) {missing}, unknown field(s) {unknown}"
+        )
+    out = dict(block)
+    if not (isinstance(block["manifest_hash"], str) and _HEX16.fullmatch(block["manifest_hash"])):
+        raise _field_error("manifest_hash", "16 lowercase hex digits", block["manifest_hash"])
+    for name in ("n_manifest_files", "seed"):
+        v = block[name]
+        if isinstance(v, bool) or not isinstance(v, int) or (name != "seed" and v < 0):
+            raise _field_error(name, "an integer" + (" >= 0" if name != "seed" else ""), v)
+    if not (isinstance(block["split"], str) and block["split"]):
+        raise _field_error("split", "a non-empty string", block["split"])
+    if not isinstance(block["from_column"], bool):
+        raise _field_error("from_column", "true or false", block["from_column"])
+    tf = block["train_fraction"]
+    if isinstance(tf, bool) or not isinstance(tf, (int, float)) or not (0.0 < tf < 1.0):
+        raise _field_error("train_fraction", "a number in (0, 1)", tf)
+    out["train_fraction"] = float(tf)
+    if block["identity"] != IDENTITY:
+        raise _field_error("identity", repr(IDENTITY), block["identity"])
+    files = block["train_files"]
+    if not isinstance(files, list):
+        raise _field_error("train_files", "a list of 16-hex-digit strings", files)
+    for i, d in enumerate(files):
+        if not (isinstance(d, str) and _HEX16.fullmatch(d)):
+            raise _field_error(f"train_files[{i}]", "16 lowercase hex digits", d)
+        if i and d <= files[i - 1]:
+            raise _field_error(f"train_files[{i}]", "sorted, distinct digests", d)
+    out["train_files"] = list(files)
+    return out
+
+
+def training_overlap(block: dict[str, Any], records: Iterable[Record]) -> list[Record]:
+    """The records whose audio bytes match a training file of a split block.
+
+    Parameters
+    ----------
+    block : dict
+        A validated split block (:func:`validate_split_block`).
+    records : iterable of Record
+        Candidate test files. A file that cannot be read is not reported here
+        (feature extraction reports it as skipped).
+
+    Returns
+    -------
+    list of Record
+        In input order.
+    """
+    trained = set(block["train_files"])
+    out = []
+    for r in records:
+        try:
+            if file_identity(r.path) in trained:
+                out.append(r)
+        except OSError:
+            continue
+    return out
+
+
+def stored_training_paths(block: dict[str, Any], manifest: Sequence[Record]) -> set[str] | None:
+    """The paths of *manifest* that a split block's split put in training.
+
+    Parameters
+    ----------
+    block : dict
+        A validated split block.
+    manifest : sequence of Record
+        Every record of a manifest as read.
+
+    Returns
+    -------
+    set of str or None
+        ``None`` when *manifest* is not the manifest the block was made from
+        (another content hash); then only file contents can be compared.
+    """
+    manifest = list(manifest)
+    if content_hash(manifest) != block["manifest_hash"]:
+        return None
+    if block["split"] == "all":
+        return {r.path for r in manifest}
+    records = split_records(manifest, train_fraction=block["train_fraction"], seed=block["seed"])
+    return {r.path for r in records if r.split == block["split"]}

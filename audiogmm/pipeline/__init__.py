@@ -6,18 +6,31 @@ Modules: ``bundle`` (classifier + feature config in one file), ``classify``
 """
 
 from .bundle import Bundle, load_model, save_model
-from .classify import evaluate_classifier, load_split, predict_files, skipped_list, train_classifier
-from .report import format_confusion, write_report
+from .classify import (
+    describe_split,
+    evaluate_classifier,
+    evaluation_split,
+    load_split,
+    predict_files,
+    skipped_list,
+    stored_split,
+    train_classifier,
+)
+from .report import format_confusion, format_metrics, write_report
 
 __all__ = [
     "Bundle",
+    "describe_split",
     "evaluate_classifier",
+    "evaluation_split",
     "format_confusion",
+    "format_metrics",
     "load_model",
     "load_split",
     "predict_files",
     "save_model",
     "skipped_list",
+    "stored_split",
     "train_classifier",
     "write_report",
 ]

@@ -17,22 +17,36 @@ from typing import Any
 import numpy as np
 
 from ..data import (
+    TRAIN_FRACTION,
     ExtractionResult,
     Record,
     RunOptions,
+    content_hash,
     extract_many,
     read_manifest,
     select,
     split_records,
+    split_spec,
+    stored_training_paths,
+    training_overlap,
+    validate_split_block,
 )
 from ..engine import LocalExecutor, resolve
-from ..exceptions import DatasetError
+from ..exceptions import DatasetError, ModelFileError
 from ..features import FeatureConfig
 from ..models import GMMClassifier
 from ..scoring import summary
 from .bundle import Bundle
 
-__all__ = ["evaluate_classifier", "load_split", "predict_files", "train_classifier"]
+__all__ = [
+    "describe_split",
+    "evaluate_classifier",
+    "evaluation_split",
+    "load_split",
+    "predict_files",
+    "stored_split",
+    "train_classifier",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -49,6 +63,122 @@ def load_split(data: str | os.PathLike, split: str | None, **split_options: Any)
     if split in (None, "all"):
         return records
     return select(split_records(records, **split_options), split)
+
+
+def describe_split(
+    data: str | os.PathLike,
+    split: str | None,
+    train_records: Sequence[Record],
+    *,
+    train_fraction: float = TRAIN_FRACTION,
+    seed: int = 0,
+) -> dict[str, Any]:
+    """The split block to store in a model trained on ``train_records`` of ``data``.
+
+    Save it with ``save_model(..., extra={"split": block})``; :func:`evaluation_split`
+    and :func:`evaluate_classifier` read it back. See
+    :func:`audiogmm.data.splits.split_spec` for the fields.
+    """
+    return split_spec(
+        read_manifest(data), train_records, split=split, seed=seed, train_fraction=train_fraction
+    )
+
+
+def stored_split(model: Bundle, *, path: str | os.PathLike | None = None) -> dict[str, Any] | None:
+    """The validated split block of a model, or ``None`` for a model that has none.
+
+    Parameters
+    ----------
+    model : Bundle
+    path : str or os.PathLike, optional
+        The model file, named in the error message.
+
+    Raises
+    ------
+    ModelFileError
+        A ``split`` block that fails :func:`audiogmm.data.splits.validate_split_block`.
+    """
+    block = model.header.get("split")
+    if block is None:
+        return None
+    try:
+        return validate_split_block(block)
+    except ModelFileError as e:
+        if path is None:
+            raise
+        raise ModelFileError(f"{os.fspath(path)}: {e}") from e
+
+
+def evaluation_split(
+    model: Bundle,
+    manifest: Sequence[Record],
+    split: str | None,
+    *,
+    train_fraction: float | None = None,
+    seed: int | None = None,
+) -> tuple[list[Record], dict[str, Any]]:
+    """Records of one split of a manifest to evaluate ``model`` on, split as the model was.
+
+    ``train_fraction`` and ``seed`` left at ``None`` take the values stored in
+    the model (:func:`stored_split`), so the ``test`` split of the training
+    manifest is exactly the files held out from training; a model without a
+    split block falls back to the defaults of :func:`load_split`.
+
+    Parameters
+    ----------
+    model : Bundle
+    manifest : sequence of Record
+        Every record of the evaluation data, as :func:`audiogmm.data.read_manifest`
+        returns them (pass the same list to :func:`evaluate_classifier`).
+    split : str or None
+        ``"test"``, any split name, or ``None``/``"all"`` for every record.
+    train_fraction, seed : optional
+        Override the stored settings.
+
+    Returns
+    -------
+    records : list of Record
+    info : dict
+        ``source`` (``"model"`` when the stored settings were used, ``"options"``
+        when the caller gave any, ``"defaults"`` for a model without a split
+        block), ``split``, ``seed``, ``train_fraction``, ``from_column`` and
+        ``manifest_matches`` (the manifest lists the same files, labels and
+        splits as the training manifest; ``None`` without a stored block).
+    """
+    spec = stored_split(model)
+    manifest = list(manifest)
+    given = train_fraction is not None or seed is not None
+    if spec is None:
+        source = "options" if given else "defaults"
+        seed = 0 if seed is None else seed
+        train_fraction = TRAIN_FRACTION if train_fraction is None else train_fraction
+        matches = None
+    else:
+        source = "options" if given else "model"
+        seed = spec["seed"] if seed is None else seed
+        train_fraction = spec["train_fraction"] if train_fraction is None else train_fraction
+        digest = content_hash(manifest)
+        matches = digest == spec["manifest_hash"]
+        if not matches:
+            logger.warning(
+                "the evaluation data is not the manifest this model was trained on (content "
+                "hash %s, the model's is %s); files are still checked against the training "
+                "files by content",
+                digest,
+                spec["manifest_hash"],
+            )
+    info = {
+        "source": source,
+        "split": split or "all",
+        "seed": seed,
+        "train_fraction": train_fraction,
+        "from_column": bool(manifest) and all(r.split is not None for r in manifest),
+        "manifest_matches": matches,
+    }
+    if split in (None, "all"):
+        return manifest, info
+    records = split_records(manifest, train_fraction=train_fraction, seed=seed)
+    return select(records, split), info
 
 
 def skipped_list(res: ExtractionResult) -> list[dict[str, str]]:
@@ -137,25 +267,115 @@ def train_classifier(
     return clf, res
 
 
+def _check_training_files(
+    model: Bundle,
+    records: Sequence[Record],
+    manifest: Sequence[Record] | None,
+    allow_train_overlap: bool,
+) -> tuple[int | None, int]:
+    """Refuse evaluation files that trained ``model``; see :func:`evaluate_classifier`.
+
+    Returns the number of training files allowed through (``None``: the model has no
+    split block, nothing was checked) and of same-manifest duplicates.
+    """
+    spec = stored_split(model)
+    if spec is None:
+        # info, not a warning: recipes evaluate on a split they made themselves; the result
+        # says so with train_overlap=None and the CLI prints it
+        logger.info(
+            "this model does not record its training files (saved without a split block), "
+            "so the evaluation files cannot be checked against them"
+        )
+        overlap: list[Record] = []
+    else:
+        overlap = training_overlap(spec, records)
+    duplicates: list[Record] = []
+    trained = stored_training_paths(spec, manifest) if overlap and manifest else None
+    if trained is not None:
+        # same manifest, so the training files are known by path: a content match elsewhere
+        # is a copy inside the dataset (e.g. one sample under two names), not a split leak
+        duplicates = [r for r in overlap if r.path not in trained]
+        overlap = [r for r in overlap if r.path in trained]
+    if duplicates:
+        logger.warning(
+            "%d evaluation file(s) are byte-identical to training files listed under other "
+            "paths in the same manifest (duplicates in the dataset, e.g. %r); they are scored, "
+            "so the accuracy is somewhat optimistic",
+            len(duplicates),
+            duplicates[0].path,
+        )
+    if overlap and not allow_train_overlap:
+        names = ", ".join(repr(r.path) for r in overlap[:3])
+        more = f" and {len(overlap) - 3} more" if len(overlap) > 3 else ""
+        if spec["split"] == "all":
+            how = "every file of its manifest"
+        elif spec["from_column"]:
+            how = f"split {spec['split']!r} of its manifest's split column"
+        else:
+            how = (
+                f"split {spec['split']!r} made with seed {spec['seed']} and train fraction "
+                f"{spec['train_fraction']:g}"
+            )
+        raise DatasetError(
+            f"{len(overlap)} of {len(records)} evaluation files were used to train this model "
+            f"({names}{more}); scoring them would overstate accuracy. Evaluate on held-out "
+            f"files (the model was trained on {how}), or allow it explicitly "
+            "(allow_train_overlap=True, --allow-train-overlap)"
+        )
+    return (None if spec is None else len(overlap)), len(duplicates)
+
+
 def evaluate_classifier(
     model: Bundle,
     records: Sequence[Record],
     *,
     options: RunOptions | None = None,
     executor: LocalExecutor | None = None,
+    manifest: Sequence[Record] | None = None,
+    allow_train_overlap: bool = False,
 ) -> dict[str, Any]:
     """Classify labelled files with a model bundle and compute metrics.
+
+    Parameters
+    ----------
+    model : Bundle
+    records : sequence of Record
+        The labelled evaluation files.
+    options : RunOptions, optional
+    executor : LocalExecutor, optional
+    manifest : sequence of Record, optional
+        The whole manifest ``records`` were selected from. When it is the model's
+        training manifest, an evaluation file whose bytes equal a training file
+        listed under another path is a duplicate inside the dataset, not a file
+        used in training: it is scored, counted in ``train_duplicates`` and
+        warned about, not refused.
+    allow_train_overlap : bool
+        Score files that were used in training (their bytes match a training
+        file of the model's stored split block) instead of refusing them. Such
+        scores overstate accuracy on unseen data.
 
     Returns
     -------
     dict
-        :func:`audiogmm.scoring.summary` (``accuracy``, ``n``, ``per_class``,
+        :func:`audiogmm.scoring.summary` (``accuracy``, ``accuracy_ci95``,
+        ``balanced_accuracy``, ``macro_f1``, ``n``, ``n_correct``, ``per_class``,
         ``confusion``) plus ``skipped`` (list of ``{path, reason}``),
-        ``predictions`` (list of ``{path, label, predicted}``), ``unknown_labels``
+        ``predictions`` (list of ``{path, label, predicted}``), ``unknown_labels``,
+        ``train_overlap`` (evaluation files that were training files, scored
+        under ``allow_train_overlap``; ``None`` when the model records no split,
+        so nothing could be checked), ``train_duplicates`` (see ``manifest``)
         and ``seconds``.
+
+    Raises
+    ------
+    DatasetError
+        Some evaluation files were used to train the model and
+        ``allow_train_overlap`` is false; the message gives the count and names
+        a few.
     """
     t0 = time.perf_counter()
     clf = model.classifier
+    overlap, n_duplicates = _check_training_files(model, records, manifest, allow_train_overlap)
     res, used_paths, _, S = _score_files(model, records, options or RunOptions(), executor)
     by_path = {r.path: r for r in records}
     used = [by_path[p] for p in used_paths]
@@ -167,6 +387,8 @@ def evaluate_classifier(
     out = summary(y_true, list(pred), labels=sorted(set(clf.labels_) | set(y_true)))
     out["skipped"] = skipped_list(res)
     out["unknown_labels"] = unknown
+    out["train_overlap"] = overlap
+    out["train_duplicates"] = n_duplicates
     out["predictions"] = [
         {"path": r.path, "label": r.label, "predicted": str(p)} for r, p in zip(used, pred)
     ]

@@ -1,4 +1,5 @@
-"""Experiment reports: ``metrics.json``, ``confusion.txt`` and (with matplotlib) ``confusion.png``."""
+"""Experiment reports: ``metrics.json``, ``metrics.txt``, ``confusion.txt`` and (with
+matplotlib) ``confusion.png``."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ import numpy as np
 
 from ..container import atomic_write
 
-__all__ = ["write_report", "format_confusion"]
+__all__ = ["format_confusion", "format_metrics", "write_report"]
 
 logger = logging.getLogger(__name__)
 
@@ -26,6 +27,37 @@ def format_confusion(labels: list[str], matrix: list[list[int]] | np.ndarray) ->
     return "true \\ predicted\n" + "\n".join([head, *rows]) + "\n"
 
 
+def _pct(x: float) -> str:
+    return f"{100 * x:.2f}%"
+
+
+def format_metrics(metrics: dict[str, Any]) -> str:
+    """The headline metrics and a per-class table as text (what ``evaluate`` prints).
+
+    Parameters
+    ----------
+    metrics : dict
+        Output of :func:`audiogmm.scoring.summary` (``accuracy``, ``accuracy_ci95``,
+        ``n_correct``, ``n``, ``balanced_accuracy``, ``macro_f1``, ``per_class``).
+    """
+    lo, hi = metrics["accuracy_ci95"]
+    lines = [
+        f"accuracy:          {_pct(metrics['accuracy'])} ({metrics['n_correct']}/{metrics['n']}; "
+        f"95% Wilson interval {_pct(lo)} to {_pct(hi)})",
+        f"balanced accuracy: {_pct(metrics['balanced_accuracy'])} (mean per-class recall)",
+        f"macro-F1:          {_pct(metrics['macro_f1'])}",
+    ]
+    pc = metrics["per_class"]
+    w = max([len(y) for y in pc] + [5])
+    lines.append(f"{'class':<{w}}  recall  precision      F1  support")
+    for y, r in pc.items():
+        lines.append(
+            f"{y:<{w}}  {100 * r['recall']:5.1f}%  {100 * r['precision']:8.1f}%  "
+            f"{100 * r['f1']:5.1f}%  {r['support']:7d}"
+        )
+    return "\n".join(lines) + "\n"
+
+
 def write_report(
     folder: str | os.PathLike, metrics: dict[str, Any], *, plot: bool = True
 ) -> list[str]:
@@ -36,10 +68,13 @@ def write_report(
     folder : path
         Created if needed.
     metrics : dict
-        Output of :func:`audiogmm.metrics.summary`, optionally with extra keys
-        (e.g. ``skipped``, timing); saved as ``metrics.json``.
+        Output of :func:`audiogmm.scoring.summary`, optionally with extra keys
+        (e.g. ``skipped``, timing); saved as ``metrics.json`` and, formatted by
+        :func:`format_metrics`, as ``metrics.txt``.
     plot : bool
-        Also write ``confusion.png`` when matplotlib is installed.
+        Also write ``confusion.png`` (row-normalised proportions with a colour
+        bar, counts in the cells) when matplotlib is installed; without it a
+        warning is logged and the other files are still written.
 
     Returns
     -------
@@ -52,6 +87,10 @@ def write_report(
     path = os.path.join(folder, "metrics.json")
     text = json.dumps(metrics, indent=2, sort_keys=True, default=str) + "\n"
     atomic_write(path, lambda f: f.write(text.encode()))
+    written.append(path)
+    path = os.path.join(folder, "metrics.txt")
+    summary_text = format_metrics(metrics)
+    atomic_write(path, lambda f: f.write(summary_text.encode()))
     written.append(path)
     labels, C = metrics["confusion"]["labels"], metrics["confusion"]["matrix"]
     path = os.path.join(folder, "confusion.txt")
@@ -74,27 +113,40 @@ def _plot_confusion(labels: list[str], C: np.ndarray, acc: float | None) -> byte
         matplotlib.use("Agg", force=False)
         import matplotlib.pyplot as plt
     except ImportError:
-        logger.info(
-            "matplotlib is not installed; skipping confusion.png (pip install audiogmm[report])"
+        # a warning, not info: the user asked for a report and one file is missing
+        logger.warning(
+            "matplotlib is not installed, so confusion.png was not written "
+            "(pip install 'audiogmm[report]')"
         )
         return None
-    n = len(labels)
-    fig, ax = plt.subplots(figsize=(1.0 + 0.55 * n, 0.8 + 0.5 * n), dpi=100)
-    ax.imshow(C, cmap="Blues")
-    ax.set_xticks(range(n), labels, rotation=60, ha="right", fontsize=8)
-    ax.set_yticks(range(n), labels, fontsize=8)
-    ax.set_xlabel("predicted")
-    ax.set_ylabel("true")
-    top = C.max() if C.size else 0
-    for i in range(n):
-        for j in range(n):
-            if C[i, j]:
-                color = "white" if C[i, j] > top / 2 else "black"
-                ax.text(j, i, str(C[i, j]), ha="center", va="center", fontsize=7, color=color)
-    if acc is not None:
-        ax.set_title(f"accuracy {100 * acc:.1f}%")
-    fig.tight_layout()
+    fig = _confusion_figure(plt, labels, C, acc)
     buf = _io.BytesIO()
     fig.savefig(buf, format="png")
     plt.close(fig)
     return buf.getvalue()
+
+
+def _confusion_figure(plt: Any, labels: list[str], C: np.ndarray, acc: float | None) -> Any:
+    """Row-normalised proportions as colours (with a colour bar), counts as cell text."""
+    n = len(labels)
+    support = C.sum(axis=1, keepdims=True)
+    # each true class's clips as shares: comparable across classes of different sizes
+    P = np.divide(C, support, out=np.zeros(C.shape), where=support > 0)
+    fig, ax = plt.subplots(figsize=(2.0 + 0.55 * n, 0.8 + 0.5 * n), dpi=100)
+    im = ax.imshow(P, cmap="Blues", vmin=0.0, vmax=1.0)
+    fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04, label="share of the true class")
+    ax.set_xticks(range(n), labels, rotation=60, ha="right", fontsize=8)
+    ax.set_yticks(range(n), labels, fontsize=8)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    for i in range(n):
+        for j in range(n):
+            if C[i, j]:
+                color = "white" if P[i, j] > 0.5 else "black"
+                ax.text(j, i, str(C[i, j]), ha="center", va="center", fontsize=7, color=color)
+    title = "colour: share of row; numbers: counts"
+    if acc is not None:
+        title = f"accuracy {100 * acc:.1f}%\n{title}"
+    ax.set_title(title, fontsize=9)
+    fig.tight_layout()
+    return fig

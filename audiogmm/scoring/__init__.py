@@ -1,5 +1,12 @@
 """Scores to numbers a reviewer asks for: accuracy, confusion, per-class metrics."""
 
-from .metrics import accuracy, confusion_matrix, per_class, summary
+from .metrics import accuracy, confusion_matrix, macro_f1, per_class, summary, wilson_interval
 
-__all__ = ["accuracy", "confusion_matrix", "per_class", "summary"]
+__all__ = [
+    "accuracy",
+    "confusion_matrix",
+    "macro_f1",
+    "per_class",
+    "summary",
+    "wilson_interval",
+]

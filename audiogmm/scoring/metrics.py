@@ -1,4 +1,5 @@
-"""Classification metrics: accuracy, confusion matrix, per-class precision and recall."""
+"""Classification metrics: accuracy with a Wilson interval, balanced accuracy, macro-F1,
+confusion matrix, per-class precision, recall and F1."""
 
 from __future__ import annotations
 
@@ -9,7 +10,10 @@ import numpy as np
 
 from ..exceptions import ParameterError
 
-__all__ = ["accuracy", "confusion_matrix", "per_class", "summary"]
+__all__ = ["accuracy", "confusion_matrix", "macro_f1", "per_class", "summary", "wilson_interval"]
+
+#: Two-sided 95% standard-normal quantile, Φ⁻¹(0.975).
+Z95 = 1.959963984540054
 
 
 def _check(y_true: Sequence[str], y_pred: Sequence[str]) -> tuple[list[str], list[str]]:
@@ -22,6 +26,47 @@ def accuracy(y_true: Sequence[str], y_pred: Sequence[str]) -> float:
     """Fraction of clips whose predicted label equals the true label (nan when empty)."""
     t, p = _check(y_true, y_pred)
     return float(np.mean([a == b for a, b in zip(t, p)])) if t else float("nan")
+
+
+def wilson_interval(k: int, n: int, *, z: float = Z95) -> tuple[float, float]:
+    """Wilson score interval for a binomial proportion ``k / n``.
+
+    Unlike the normal ("Wald") interval it stays inside [0, 1] and keeps close
+    to its nominal coverage for small *n* and for proportions near 0 or 1, the
+    usual case for an accuracy on a few hundred clips.
+
+    Parameters
+    ----------
+    k : int >= 0
+        Successes (correct clips).
+    n : int >= k
+        Trials (scored clips).
+    z : float > 0
+        Standard-normal quantile; the default gives a two-sided 95% interval.
+
+    Returns
+    -------
+    low, high : float
+        ``(p̂ + z²/2n ∓ z·sqrt(p̂(1-p̂)/n + z²/4n²)) / (1 + z²/n)`` with
+        ``p̂ = k/n``; ``(nan, nan)`` when ``n == 0``.
+
+    Raises
+    ------
+    ParameterError
+        ``k`` or ``n`` negative, ``k > n``, or ``z <= 0``.
+    """
+    if n < 0 or k < 0 or k > n or not z > 0:
+        raise ParameterError(f"need 0 <= k <= n and z > 0, got k={k}, n={n}, z={z}")
+    if n == 0:
+        return float("nan"), float("nan")
+    p, z2 = k / n, z * z
+    denom = 1.0 + z2 / n
+    centre = (p + z2 / (2 * n)) / denom
+    half = z * np.sqrt(p * (1.0 - p) / n + z2 / (4.0 * n * n)) / denom
+    # at k == 0 (k == n) the lower (upper) bound is exactly 0 (1); rounding would miss it
+    low = 0.0 if k == 0 else max(0.0, centre - half)
+    high = 1.0 if k == n else min(1.0, centre + half)
+    return float(low), float(high)
 
 
 def confusion_matrix(
@@ -63,17 +108,45 @@ def per_class(labels: Sequence[str], C: np.ndarray) -> dict[str, dict[str, float
     return out
 
 
+def macro_f1(labels: Sequence[str], C: np.ndarray) -> float:
+    """Unweighted mean F1 over the classes that occur as a true or a predicted label.
+
+    Classes with neither true nor predicted clips (a model label absent from the
+    test set and never predicted) are left out, as scikit-learn's
+    ``f1_score(average="macro")`` does with its default labels; a class that is
+    predicted but never true counts with F1 = 0. ``nan`` when there are no clips.
+    """
+    C = np.asarray(C)
+    pc = per_class(labels, C)
+    occurs = [y for i, y in enumerate(labels) if C[i].sum() or C[:, i].sum()]
+    return float(np.mean([pc[y]["f1"] for y in occurs])) if occurs else float("nan")
+
+
 def summary(
     y_true: Sequence[str], y_pred: Sequence[str], *, labels: Sequence[str] | None = None
 ) -> dict[str, Any]:
-    """All metrics as one JSON-ready dict: accuracy, n, per_class, confusion."""
+    """All metrics as one JSON-ready dict.
+
+    Returns
+    -------
+    dict
+        ``accuracy`` (fraction correct), ``accuracy_ci95`` (``[low, high]``, the
+        95% Wilson interval), ``n_correct``, ``n``, ``balanced_accuracy`` (mean
+        recall over the classes with test clips), ``macro_f1`` (see
+        :func:`macro_f1`), ``per_class`` (``{label: {precision, recall, f1,
+        support}}``) and ``confusion`` (``{labels, matrix}``, rows true).
+    """
     labels, C = confusion_matrix(y_true, y_pred, labels=labels)
     pc = per_class(labels, C)
     recalls = [v["recall"] for v in pc.values() if v["support"]]
+    n, n_correct = len(y_true), int(np.trace(C))
     return {
         "accuracy": accuracy(y_true, y_pred),
+        "accuracy_ci95": list(wilson_interval(n_correct, n)),
         "balanced_accuracy": float(np.mean(recalls)) if recalls else float("nan"),
-        "n": len(y_true),
+        "macro_f1": macro_f1(labels, C),
+        "n": n,
+        "n_correct": n_correct,
         "per_class": pc,
         "confusion": {"labels": labels, "matrix": C.tolist()},
     }
