@@ -1,5 +1,18 @@
-"""Scores to numbers a reviewer asks for: accuracy, confusion, per-class metrics."""
+"""Scores to numbers a reviewer asks for: accuracy, confusion, per-class metrics; EER, minDCF, DET."""
 
 from .metrics import accuracy, confusion_matrix, per_class, summary
+from .verification import DCF_TARGETS, det_curve, eer, min_dcf, snorm, tnorm, znorm
 
-__all__ = ["accuracy", "confusion_matrix", "per_class", "summary"]
+__all__ = [
+    "DCF_TARGETS",
+    "accuracy",
+    "confusion_matrix",
+    "det_curve",
+    "eer",
+    "min_dcf",
+    "per_class",
+    "snorm",
+    "summary",
+    "tnorm",
+    "znorm",
+]

@@ -1,0 +1,120 @@
+"""EER, minDCF, DET against brute-force threshold sweeps and sklearn; z/t/s-norm."""
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from audiogmm import ParameterError
+from audiogmm.scoring import det_curve, eer, min_dcf, snorm, tnorm, znorm
+
+
+def brute_rates(y, s, thr):
+    """P_miss, P_fa at one threshold by counting in plain Python (accept s >= thr)."""
+    tar = [v for v, t in zip(s, y) if t == 1]
+    non = [v for v, t in zip(s, y) if t == 0]
+    p_miss = sum(1 for v in tar if v < thr) / len(tar)
+    p_fa = sum(1 for v in non if v >= thr) / len(non)
+    return p_miss, p_fa
+
+
+def brute_sweep(y, s):
+    ths = sorted(set(float(v) for v in s)) + [float("inf")]
+    return [(t, *brute_rates(y, s, t)) for t in ths]
+
+
+def brute_eer(y, s):
+    pts = brute_sweep(y, s)
+    for (_, m0, f0), (_, m1, f1) in zip(pts, pts[1:]):
+        if m0 - f0 < 0 <= m1 - f1:
+            # intersect the segment (f0, m0)-(f1, m1) with m = f
+            a = (f0 - m0) / ((f0 - m0) - (f1 - m1))
+            return m0 + a * (m1 - m0)
+    _, m, _ = pts[0]
+    return m  # already crossed at the first point (m >= f there)
+
+
+def brute_min_dcf(y, s, p):
+    best = min(p * m + (1 - p) * f for _, m, f in brute_sweep(y, s))
+    return best / min(p, 1 - p)
+
+
+def trials(seed, n_tar, n_non, sep=2.0, rounding=None):
+    rng = np.random.default_rng(seed)
+    s = np.concatenate([rng.normal(sep, 1, n_tar), rng.normal(0, 1, n_non)])
+    if rounding is not None:
+        s = np.round(s, rounding)  # ties
+    y = np.concatenate([np.ones(n_tar, int), np.zeros(n_non, int)])
+    perm = rng.permutation(len(y))
+    return y[perm], s[perm]
+
+
+@settings(max_examples=120, deadline=None)
+@given(st.integers(0, 10_000), st.integers(1, 40), st.integers(1, 60),
+       st.sampled_from([None, 0, 1]), st.sampled_from([-1.0, 0.0, 1.0, 4.0]))  # fmt: skip
+def test_eer_and_min_dcf_match_brute_force(seed, n_tar, n_non, rounding, sep):
+    y, s = trials(seed, n_tar, n_non, sep, rounding)
+    e, _ = eer(y, s)
+    assert abs(e - brute_eer(y, s)) <= 1e-9
+    for p in (0.01, 0.05, 0.5):
+        d, thr = min_dcf(y, s, p_target=p)
+        assert abs(d - brute_min_dcf(y, s, p)) <= 1e-9
+        m, f = brute_rates(y, s, thr)
+        assert abs(d - (p * m + (1 - p) * f) / min(p, 1 - p)) <= 1e-9
+
+
+def test_known_values():
+    # perfectly separated: EER 0, minDCF 0
+    y = [1, 1, 0, 0]
+    assert eer(y, [3.0, 2.0, 1.0, 0.0])[0] == 0.0
+    assert min_dcf(y, [3.0, 2.0, 1.0, 0.0], p_target=0.01)[0] == 0.0
+    # perfectly inverted: EER 1; minDCF 1 (the trivial system is as good as it gets)
+    assert eer(y, [0.0, 1.0, 2.0, 3.0])[0] == 1.0
+    assert min_dcf(y, [0.0, 1.0, 2.0, 3.0], p_target=0.05)[0] == 1.0
+    # one target among two non-targets in the middle: points (m, f) = (0,1), (0,.5), (1,.5), (1,0)
+    # crossing the segment (0,.5)-(1,.5) at m = f = .5
+    assert eer([0, 1, 0], [1.0, 2.0, 3.0])[0] == pytest.approx(0.5, abs=1e-12)
+
+
+def test_det_curve_matches_sklearn():
+    metrics = pytest.importorskip("sklearn.metrics")
+    for seed, rounding in [(0, None), (1, 1), (2, 0)]:
+        y, s = trials(seed, 30, 70, 1.0, rounding)
+        fpr, fnr, thr = det_curve(y, s)
+        sf, sn, st_ = metrics.det_curve(y, s)
+        idx = np.searchsorted(thr, st_)
+        assert np.array_equal(thr[idx], st_)
+        np.testing.assert_allclose(fpr[idx], sf, rtol=0, atol=1e-12)
+        np.testing.assert_allclose(fnr[idx], sn, rtol=0, atol=1e-12)
+        # and every point of ours equals the brute-force count
+        for t, a, b in zip(thr, fpr, fnr):
+            m, f = brute_rates(y, s, t)
+            assert (a, b) == (f, m)
+
+
+def test_bad_inputs():
+    with pytest.raises(ParameterError, match="need target and non-target"):
+        eer([1, 1], [0.1, 0.2])
+    with pytest.raises(ParameterError, match="only 1"):
+        eer([1, 2], [0.1, 0.2])
+    with pytest.raises(ParameterError, match="NaN"):
+        eer([1, 0], [0.1, np.nan])
+    with pytest.raises(ParameterError, match="p_target"):
+        min_dcf([1, 0], [0.1, 0.2], p_target=0.0)
+
+
+def test_score_normalisation():
+    rng = np.random.default_rng(0)
+    s = rng.normal(size=5)
+    zc = rng.normal(3, 2, (5, 50))
+    tc = rng.normal(-1, 0.5, (5, 40))
+    z = znorm(s, zc)
+    np.testing.assert_allclose(z, (s - zc.mean(1)) / zc.std(1))
+    t = tnorm(s, tc)
+    np.testing.assert_allclose(t, (s - tc.mean(1)) / tc.std(1))
+    np.testing.assert_allclose(snorm(s, zc, tc), 0.5 * (z + t))
+    # a constant cohort shifts but does not scale (and gives no NaN)
+    out = znorm([1.0], np.array([[2.0, 2.0]]))
+    assert out.tolist() == [-1.0]
+    with pytest.raises(ParameterError, match="cohort"):
+        znorm(s, zc[:3])
