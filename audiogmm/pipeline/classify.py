@@ -28,7 +28,7 @@ from ..data import (
 from ..engine import LocalExecutor, resolve
 from ..exceptions import DatasetError
 from ..features import FeatureConfig
-from ..models import GMMClassifier
+from ..models import GMMClassifier, UBMClassifier
 from ..scoring import summary
 from .bundle import Bundle
 
@@ -80,6 +80,7 @@ def train_classifier(
     config: FeatureConfig | None = None,
     options: RunOptions | None = None,
     executor: LocalExecutor | None = None,
+    backend: str = "ml",
     **classifier_params: Any,
 ) -> tuple[GMMClassifier, ExtractionResult]:
     """Extract features for ``records`` and fit one GMM per label.
@@ -95,9 +96,11 @@ def train_classifier(
         Cache, workers, progress, strictness.
     executor : LocalExecutor, optional
         Shared by extraction and training (default: one for this call).
+    backend : {"ml", "map"}, default="ml"
+        One ML GMM per label, or a UBM with MAP-adapted labels (:class:`UBMClassifier`).
     **classifier_params
-        :class:`~audiogmm.models.GMMClassifier` parameters (``n_components``,
-        ``random_state``, ``max_iter``, ``init``, ...).
+        Parameters of the backend's classifier (``n_components``, ``random_state``,
+        ``max_iter``, ``init``, ``relevance``, ...).
 
     Returns
     -------
@@ -115,7 +118,9 @@ def train_classifier(
         raise DatasetError("no training files")
     config = config or FeatureConfig.preset("speech")
     opts = options or RunOptions()
-    clf = GMMClassifier(n_jobs=opts.n_jobs, **classifier_params)
+    clf = {"ml": GMMClassifier, "map": UBMClassifier}[backend](
+        n_jobs=opts.n_jobs, **classifier_params
+    )
     with resolve(executor, opts.n_jobs) as ex:
         t0 = time.perf_counter()
         res = extract_many(records, config=config, options=opts, executor=ex)

@@ -1,0 +1,229 @@
+"""UBMClassifier: MAP-adapted classes, LLR scores, top-C, open-set rejection, model files."""
+
+import numpy as np
+import pytest
+from scipy.special import logsumexp
+
+from audiogmm import ModelFileError, ParameterError
+from audiogmm.container import read_container, write_container
+from audiogmm.mixture import estimate_log_prob, map_adapt
+from audiogmm.mixture.estep import accumulate
+from audiogmm.mixture.gselect import select_scores
+from audiogmm.models import UNKNOWN, UBMClassifier, train_ubm
+
+# speech-like: every class shares the same "phonetic" components, moved by a small offset
+BASE = np.array([[0.0, 0.0, 0.0], [3.0, 0.0, 1.0], [0.0, 3.0, -1.0], [-2.0, -2.0, 2.0]])
+OFFSETS = {"a": (0.9, 0, 0), "b": (0, 0.9, 0), "c": (0, 0, 0.9), "d": (-0.6, -0.6, -0.6)}
+
+
+def make_clips(labels, n_clips=6, n_frames=150, seed=0):
+    rng = np.random.default_rng(seed)
+    clips, ys = [], []
+    for y in labels:
+        for _ in range(n_clips):
+            z = rng.integers(0, len(BASE), n_frames)
+            clips.append(BASE[z] + np.array(OFFSETS[y]) + rng.normal(0, 0.6, (n_frames, 3)))
+            ys.append(y)
+    return clips, ys
+
+
+@pytest.fixture(scope="module")
+def fitted():
+    clips, ys = make_clips("abc")
+    return UBMClassifier(8, relevance=8, random_state=0).fit(clips, ys), clips, ys
+
+
+def ref_loglik(X, w, m, v):
+    return logsumexp(estimate_log_prob(X, w, m, v), axis=1)
+
+
+def test_classes_are_map_adaptations_of_the_ubm(fitted):
+    clf, clips, ys = fitted
+    ubm = clf.ubm_.params_
+    for i, y in enumerate(clf.labels_):
+        X = np.concatenate([c for c, lab in zip(clips, ys) if lab == y])
+        ref = map_adapt(accumulate(X, ubm), ubm, adapt="m", relevance_means=8)
+        np.testing.assert_allclose(clf.means_[i], ref.means, rtol=1e-9, atol=1e-9)
+        assert np.array_equal(clf.variances_[i], ubm.variances)
+        assert np.array_equal(clf.weights_[i], ubm.weights)
+
+
+def test_scores_are_llr_against_the_ubm(fitted):
+    clf, clips, _ = fitted
+    test, _ = make_clips("abc", n_clips=1, seed=5)
+    S = clf.score_matrix(test)
+    u = clf.ubm_
+    for j, X in enumerate(test):
+        base = ref_loglik(X, u.weights_, u.means_, u.variances_)
+        for i in range(3):
+            ll = ref_loglik(X, clf.weights_[i], clf.means_[i], clf.variances_[i])
+            assert S[j, i] == pytest.approx((ll - base).sum(), rel=1e-7, abs=1e-6)
+    np.testing.assert_allclose(clf.score_samples(test), S / np.array([[len(X)] for X in test]))
+    assert clf.predict(test).tolist() == ["a", "b", "c"]
+    np.testing.assert_allclose(clf.predict_proba(test).sum(1), 1.0)
+
+
+@pytest.mark.parametrize("adapt", ["m", "mw", "mwv"])
+def test_save_load_round_trip_and_compact_arrays(tmp_path, adapt):
+    clips, ys = make_clips("ab", n_clips=3)
+    clf = UBMClassifier(4, adapt=adapt, relevance=4, relevance_variances=8).fit(clips, ys)
+    p = tmp_path / "m.npz"
+    clf.save(p)
+    _, arrays = read_container(p, kind="UBMClassifier")
+    stored = {k for k in arrays if not k.startswith("ubm_")}
+    assert stored == {{"m": "means", "w": "weights", "v": "variances"}[c] for c in adapt}
+    back = UBMClassifier.load(p)
+    for k in ("weights_", "means_", "variances_"):
+        assert np.array_equal(getattr(back, k), getattr(clf, k))
+    assert back.labels_ == clf.labels_ and back.adapt == adapt
+    assert back.relevance_variances == 8
+    test, _ = make_clips("ab", n_clips=1, seed=9)
+    assert np.array_equal(back.score_matrix(test), clf.score_matrix(test))
+
+
+def _rewrite(src, dst, *, header=None, arrays=None, drop=()):
+    h, a = read_container(src, kind="UBMClassifier")
+    h = {k: v for k, v in h.items() if k not in ("format", "format_version", "kind",
+                                                   "audiogmm_version", "arrays", "checksum")}  # fmt: skip
+    h.update(header or {})
+    a.update(arrays or {})
+    for k in drop:
+        a.pop(k)
+    write_container(dst, kind="UBMClassifier", header=h, arrays=a)
+
+
+@pytest.mark.parametrize(
+    "edit, match",
+    [
+        (dict(drop=["means"]), "needs"),
+        (dict(arrays={"weights": np.ones((2, 4)) / 4}), "needs"),
+        (dict(arrays={"means": np.zeros((2, 4, 2))}), "shape"),
+        (dict(arrays={"means": np.full((2, 4, 3), np.nan)}), "NaN"),
+        (dict(arrays={"ubm_variances": -np.ones((4, 3))}), "variances"),
+        (dict(arrays={"ubm_weights": np.ones(4)}), "sum to 1"),
+        (dict(arrays={"ubm_var_floor": np.zeros(3)}), "var_floor"),
+        (dict(header={"labels": ["a", "a"]}), "labels"),
+        (dict(header={"labels": ["a"]}), "shape"),
+        (dict(header={"n_components": 5}), "K=5"),
+        (dict(header={"n_components": "4"}), "n_components"),
+        (dict(header={"threshold": "x"}), "threshold"),
+        (dict(header={"map": {"adapt": "mq"}}), "map block"),
+        ("adapt", "adapt"),
+        ("relevance", "relevance"),
+        ("map_iter", "map_iter"),
+        (dict(header={"gmm_params": {"max_iter": -1}}), "max_iter"),
+        (dict(header={"gmm_params": {"bogus": 1}}), "bogus"),
+    ],
+)
+def test_load_validates_every_field(tmp_path, edit, match):
+    clips, ys = make_clips("ab", n_clips=2)
+    clf = UBMClassifier(4, relevance=4).fit(clips, ys)
+    src, dst = tmp_path / "ok.npz", tmp_path / "bad.npz"
+    clf.save(src)
+    if isinstance(edit, str):  # a bad value inside the map block
+        h, _ = read_container(src, kind="UBMClassifier")
+        bad = {"adapt": "x", "relevance": -1, "map_iter": 0}[edit]
+        edit = dict(header={"map": {**h["map"], edit: bad}})
+    _rewrite(src, dst, **edit)
+    with pytest.raises(ModelFileError, match=match):
+        UBMClassifier.load(dst)
+
+
+def test_select_scores_against_brute_force():
+    clips, ys = make_clips("abc", n_clips=2)
+    clf = UBMClassifier(8, adapt="mwv", relevance=2).fit(clips, ys)
+    X = make_clips("b", n_clips=1, seed=3)[0][0][:50]
+    u = clf.ubm_
+    models, base = select_scores(X, u.params_, clf.weights_, clf.means_, clf.variances_, top_c=3)
+    Lu = estimate_log_prob(X, u.weights_, u.means_, u.variances_)
+    sel = np.argsort(-Lu, axis=1)[:, :3]
+    np.testing.assert_allclose(base, logsumexp(np.take_along_axis(Lu, sel, 1), axis=1), rtol=1e-10)
+    for i in range(3):
+        Li = estimate_log_prob(X, clf.weights_[i], clf.means_[i], clf.variances_[i])
+        ref = logsumexp(np.take_along_axis(Li, sel, 1), axis=1)
+        np.testing.assert_allclose(models[:, i], ref, rtol=1e-10)
+
+
+def test_top_c_equal_k_is_full_scoring_and_small_c_agrees(fitted):
+    clf, _, _ = fitted
+    test, _ = make_clips("abc", n_clips=2, seed=7)
+    full = clf.score_matrix(test)
+    clf.top_c = 8
+    assert np.array_equal(clf.score_matrix(test), full)  # top_c >= K: the full path
+    try:
+        clf.top_c = 3
+        topc = clf.score_matrix(test)
+    finally:
+        clf.top_c = None
+    assert not np.array_equal(topc, full)
+    assert (topc.argmax(1) == full.argmax(1)).all()
+
+
+def test_open_set_rejection_calibrated():
+    clips, ys = make_clips("abc", n_clips=10, n_frames=120)
+    clf = UBMClassifier(8, relevance=4, reject_far=0.1).fit(clips, ys)
+    assert clf.threshold_ is not None and np.isfinite(clf.threshold_)
+    known, _ = make_clips("abc", n_clips=3, seed=11)
+    unknown, _ = make_clips("d", n_clips=6, seed=12)
+    pk = clf.predict(known, reject="auto")
+    pu = clf.predict(unknown, reject="auto")
+    assert (pu == UNKNOWN).mean() >= 0.8
+    assert (pk != UNKNOWN).mean() >= 0.8
+    assert (clf.predict(known, reject=1e9) == UNKNOWN).all()
+    assert (clf.predict(unknown) != UNKNOWN).all()  # no reject: closed set
+
+
+def test_reject_errors():
+    clips, ys = make_clips("ab", n_clips=2)
+    clf = UBMClassifier(4).fit(clips, ys)
+    with pytest.raises(ParameterError, match="calibrated threshold"):
+        clf.predict(clips, reject="auto")
+    with pytest.raises(ParameterError, match="reject must be"):
+        clf.predict(clips, reject="sometimes")
+
+
+@pytest.mark.parametrize(
+    "kw, match",
+    [
+        (dict(relevance=-1), "relevance"),
+        (dict(adapt="q"), "adapt"),
+        (dict(map_iter=0), "map_iter"),
+        (dict(subsample=0), "subsample"),
+        (dict(top_c=0), "top_c"),
+        (dict(reject_far=1.0), "reject_far"),
+        (dict(max_iter=-1), "max_iter"),
+    ],
+)
+def test_bad_parameters(kw, match):
+    clips, ys = make_clips("ab", n_clips=1)
+    with pytest.raises(ParameterError, match=match):
+        UBMClassifier(4, **kw).fit(clips, ys)
+
+
+def test_out_of_core_ubm_subsample_and_split_growth():
+    clips, ys = make_clips("abc", n_clips=3)
+    seen = []
+
+    def chunks():  # a fresh pass over "files on disk" each time
+        for X in clips:
+            seen.append(X.shape[0])
+            yield X
+
+    ubm = train_ubm(chunks, 6, subsample=2, init="split", random_state=0, max_iter=50)
+    assert ubm.n_components == 6 and ubm.fit_report_["n_frames"] == sum(len(X[::2]) for X in clips)
+    clf = UBMClassifier(relevance=4).fit(clips, ys, ubm=ubm)
+    assert clf.n_components == 6 and clf.ubm_ is ubm
+    assert clf.predict(make_clips("abc", n_clips=1, seed=4)[0]).tolist() == ["a", "b", "c"]
+    # in-memory subsampling trains on every 3rd pooled frame
+    clf2 = UBMClassifier(4, subsample=3).fit(clips, ys)
+    assert clf2.ubm_.fit_report_["n_frames"] == sum(len(X[::3]) for X in clips)
+
+
+def test_several_map_iterations_move_further():
+    clips, ys = make_clips("ab", n_clips=3)
+    one = UBMClassifier(4, relevance=16, random_state=0).fit(clips, ys)
+    three = UBMClassifier(4, relevance=16, map_iter=3, random_state=0).fit(clips, ys)
+    d1 = np.abs(one.means_ - one.ubm_.means_).sum()
+    d3 = np.abs(three.means_ - three.ubm_.means_).sum()
+    assert d3 > d1
+    assert three.fit_report_["a"]["n_iter"] == 3
