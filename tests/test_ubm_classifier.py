@@ -1,15 +1,22 @@
 """UBMClassifier: MAP-adapted classes, LLR scores, top-C, open-set rejection, model files."""
 
+import json
+import shutil
+from pathlib import Path
+
 import numpy as np
 import pytest
+from click.testing import CliRunner
 from scipy.special import logsumexp
 
 from audiogmm import ModelFileError, ParameterError
+from audiogmm.cli import main
 from audiogmm.container import read_container, write_container
 from audiogmm.mixture import estimate_log_prob, map_adapt
 from audiogmm.mixture.estep import accumulate
 from audiogmm.mixture.gselect import select_scores
 from audiogmm.models import UNKNOWN, UBMClassifier, train_ubm
+from audiogmm.pipeline import load_model
 
 # speech-like: every class shares the same "phonetic" components, moved by a small offset
 BASE = np.array([[0.0, 0.0, 0.0], [3.0, 0.0, 1.0], [0.0, 3.0, -1.0], [-2.0, -2.0, 2.0]])
@@ -227,3 +234,61 @@ def test_several_map_iterations_move_further():
     d3 = np.abs(three.means_ - three.ubm_.means_).sum()
     assert d3 > d1
     assert three.fit_report_["a"]["n_iter"] == 3
+
+
+# -- the command line: train --backend map, evaluate, predict --reject ---------------------------
+
+ROOT = Path(__file__).resolve().parents[1]
+SPEAKERS = ROOT / "data_samples" / "speakers"
+PICK = ["ast_en", "ast_fr", "flite_slt", "flite_awb"]
+
+
+@pytest.fixture(scope="module")
+def speaker_folder(tmp_path_factory):
+    """4 real speakers x 8 clips, a folder per label."""
+    d = tmp_path_factory.mktemp("spk")
+    for spk in PICK:
+        (d / spk).mkdir()
+        for f in sorted((SPEAKERS / spk).glob("*.flac"))[:8]:
+            shutil.copy(f, d / spk / f.name)
+    return d
+
+
+def cli(args, code=0):
+    r = CliRunner().invoke(main, [str(a) for a in args], catch_exceptions=False)
+    assert r.exit_code == code, r.output
+    return r
+
+
+def test_cli_train_map_evaluate_predict_reject(speaker_folder, tmp_path):
+    model = tmp_path / "map.npz"
+    out = json.loads(cli(["-q", "train", speaker_folder, "-o", model, "--backend", "map",
+                          "--ubm-components", "8", "--relevance", "8", "--adapt", "mw",
+                          "--reject-far", "0.2", "--jobs", "1", "--json"]).output)  # fmt: skip
+    assert out["backend"] == "map" and out["n_components"] == 8
+    bundle = load_model(model)
+    assert isinstance(bundle.classifier, UBMClassifier) and bundle.classifier.adapt == "mw"
+    assert bundle.classifier.threshold_ is not None
+    ev = json.loads(cli(["-q", "evaluate", model, speaker_folder, "--jobs", "1", "--json"]).output)
+    assert ev["accuracy"] >= 0.75
+    clip = sorted((speaker_folder / "flite_slt").glob("*.flac"))[-1]
+    pr = json.loads(cli(["-q", "predict", model, clip, "--json", "--reject", "auto"]).output)
+    r = pr["results"][0]
+    assert r["threshold"] == bundle.classifier.threshold_
+    assert r["label"] == ("flite_slt" if r["llr_per_frame"] >= r["threshold"] else UNKNOWN)
+    pr = json.loads(cli(["-q", "predict", model, clip, "--json", "--reject", "1e9"]).output)
+    assert pr["results"][0]["label"] == UNKNOWN
+    cli(["-q", "predict", model, clip, "--reject", "often"], code=2)
+
+
+def test_cli_reject_needs_a_map_model(speaker_folder, tmp_path):
+    model = tmp_path / "ml.npz"
+    cli(["-q", "train", speaker_folder, "-o", model, "-k", "2", "--max-iter", "3", "--jobs", "1"])
+    clip = sorted((speaker_folder / "ast_en").glob("*.flac"))[0]
+    r = cli(["-q", "predict", model, clip, "--reject", "auto"], code=2)
+    assert "--backend map" in r.output
+    model2 = tmp_path / "map.npz"
+    cli(["-q", "train", speaker_folder, "-o", model2, "--backend", "map", "--ubm-components",
+         "4", "--jobs", "1"])  # fmt: skip
+    r = cli(["-q", "predict", model2, clip, "--reject", "auto"], code=1)
+    assert "calibrated threshold" in r.output

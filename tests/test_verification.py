@@ -1,11 +1,20 @@
 """EER, minDCF, DET against brute-force threshold sweeps and sklearn; z/t/s-norm."""
 
+import json
+import os
+from pathlib import Path
+
 import numpy as np
 import pytest
+from click.testing import CliRunner
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from audiogmm import ParameterError
+from audiogmm.cli import main
+from audiogmm.data import Record, RunOptions, extract_many
+from audiogmm.features import FeatureConfig
+from audiogmm.pipeline import load_model, save_model, train_classifier
 from audiogmm.scoring import det_curve, eer, min_dcf, snorm, tnorm, znorm
 
 
@@ -118,3 +127,97 @@ def test_score_normalisation():
     assert out.tolist() == [-1.0]
     with pytest.raises(ParameterError, match="cohort"):
         znorm(s, zc[:3])
+
+
+# -- `audiogmm verify` on real speakers -----------------------------------------------------------
+
+ROOT = Path(__file__).resolve().parents[1]
+SPEAKERS = ROOT / "data_samples" / "speakers"
+PICK = ["ast_en", "ast_it", "flite_kal", "flite_rms"]
+
+
+@pytest.fixture(scope="module")
+def verify_setup(tmp_path_factory):
+    """A map model on 5 clips of 4 speakers; trials: 3 other clips each x every claim."""
+    d = tmp_path_factory.mktemp("verify")
+    train, test = [], []
+    for spk in PICK:
+        files = sorted((SPEAKERS / spk).glob("*.flac"))
+        train += [Record(str(f), spk) for f in files[:5]]
+        test += [(f, spk) for f in files[5:8]]
+    clf, _ = train_classifier(train, backend="map", n_components=8, relevance=8.0,
+                              options=RunOptions(n_jobs=1))  # fmt: skip
+    model = d / "m.npz"
+    save_model(model, clf, FeatureConfig.preset("speech"))
+    rows = ["path,claim,target"]
+    for f, spk in test:
+        rows += [f"{os.path.relpath(f, d)},{c},{int(c == spk)}" for c in PICK]
+    (d / "trials.csv").write_text("\n".join(rows) + "\n")
+    cohort = [
+        sorted((SPEAKERS / s).glob("*.flac"))[0] for s in ("ast_ru", "menardi_it", "flite_slt")
+    ]
+    return d, model, cohort
+
+
+def cli(args, code=0):
+    r = CliRunner().invoke(main, [str(a) for a in args], catch_exceptions=False)
+    assert r.exit_code == code, r.output
+    return r
+
+
+def test_cli_verify_scores_metrics_and_report(verify_setup):
+    d, model, _ = verify_setup
+    out = json.loads(cli(["-q", "verify", model, d / "trials.csv", "--json", "--jobs", "1",
+                          "--report", d / "rep"]).output)  # fmt: skip
+    trials = out["trials"]
+    assert len(trials) == 48 and out["skipped"] == []
+    y = [t["target"] for t in trials]
+    s = [t["score"] for t in trials]
+    m = out["metrics"]
+    assert (m["n_target"], m["n_nontarget"]) == (12, 36)
+    assert abs(m["eer"] - brute_eer(y, s)) <= 1e-9
+    for p in (0.01, 0.05):
+        assert abs(m[f"min_dcf_{p:g}"] - brute_min_dcf(y, s, p)) <= 1e-9
+    assert m["eer"] <= 0.25  # real speakers: most claims are told apart
+    # each score is the mean per-frame LLR of the file under the claimed model
+    bundle = load_model(model)
+    f0 = trials[0]["path"]
+    X = extract_many([f0], config=bundle.config).features[f0]
+    j = bundle.classifier.labels_.index(trials[0]["claim"])
+    assert trials[0]["score"] == pytest.approx(bundle.classifier.score_samples([X])[0, j])
+    rep = d / "rep"
+    assert {p.name for p in rep.iterdir()} == {"scores.csv", "metrics.json", "det.png"}
+    assert (rep / "det.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert json.loads((rep / "metrics.json").read_text())["metrics"] == m
+    lines = (rep / "scores.csv").read_text().splitlines()
+    assert lines[0] == "path,claim,target,score" and len(lines) == 49
+
+
+def test_cli_verify_normalisation(verify_setup):
+    d, model, cohort = verify_setup
+    base = json.loads(cli(["-q", "verify", model, d / "trials.csv", "--json"]).output)
+    cargs = [a for c in cohort for a in ("--cohort", c)]
+    for norm, extra in (("t", []), ("z", cargs), ("s", cargs)):
+        out = json.loads(cli(["-q", "verify", model, d / "trials.csv", "--json", "--norm", norm,
+                              *extra]).output)  # fmt: skip
+        assert out["norm"] == norm
+        assert [t["score"] for t in out["trials"]] != [t["score"] for t in base["trials"]]
+        assert 0 <= out["metrics"]["eer"] <= 1
+    r = cli(["-q", "verify", model, d / "trials.csv", "--norm", "z"], code=1)
+    assert "cohort" in r.output
+
+
+def test_cli_verify_bad_trials(verify_setup, tmp_path):
+    _, model, cohort = verify_setup
+    bad = tmp_path / "t.csv"
+    bad.write_text(f"path,claim\n{cohort[0]},nobody\n")
+    assert "not classes of the model" in cli(["-q", "verify", model, bad], code=1).output
+    bad.write_text(f"path,claim,target\n{cohort[0]},ast_en,2\n")
+    assert "row 2" in cli(["-q", "verify", model, bad], code=1).output
+    bad.write_text(f"file,who\n{cohort[0]},ast_en\n")
+    assert "path,claim" in cli(["-q", "verify", model, bad], code=1).output
+    # no target column: scores only, no metrics
+    ok = tmp_path / "ok.csv"
+    ok.write_text(f"path,claim\n{cohort[0]},ast_en\n")
+    out = json.loads(cli(["-q", "verify", model, ok, "--json"]).output)
+    assert "metrics" not in out and len(out["trials"]) == 1
