@@ -1,7 +1,9 @@
 """EER, minDCF, DET against brute-force threshold sweeps and sklearn; z/t/s-norm."""
 
+import importlib.util
 import json
 import os
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -221,3 +223,28 @@ def test_cli_verify_bad_trials(verify_setup, tmp_path):
     ok.write_text(f"path,claim\n{cohort[0]},ast_en\n")
     out = json.loads(cli(["-q", "verify", model, ok, "--json"]).output)
     assert "metrics" not in out and len(out["trials"]) == 1
+
+
+@pytest.mark.slow
+def test_recipe_speaker_verification(tmp_path):
+    sys.path.insert(0, str(ROOT / "recipes"))
+    spec = importlib.util.spec_from_file_location(
+        "sv", ROOT / "recipes" / "speaker_verification.py"
+    )
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    exp = tmp_path / "exp"
+    args = ["--data", str(SPEAKERS), "--exp", str(exp), "--ubm-components", "8", "-j", "2"]
+    r = CliRunner().invoke(mod.main, args, catch_exceptions=False)
+    assert r.exit_code == 0, r.output
+    for stage in range(8):
+        assert f"[stage {stage}]" in r.output
+    for f in ("records.csv", "ubm.npz", "model.npz", "trials.csv", "scores.json",
+              "scores_norm.json", "report/det.png", "report_norm/metrics.json"):  # fmt: skip
+        assert (exp / f).exists(), f
+    res = json.loads((exp / "scores.json").read_text())
+    assert res["metrics"]["eer"] <= 0.1 and res["metrics"]["n_target"] >= 20
+    assert json.loads((exp / "scores_norm.json").read_text())["norm"] == "s"
+    # stages talk through files: re-score only
+    r = CliRunner().invoke(mod.main, args + ["--stage", "5"], catch_exceptions=False)
+    assert r.exit_code == 0 and "[stage 2]" not in r.output and "EER" in r.output
