@@ -18,9 +18,6 @@ from .params import Params
 
 __all__ = ["select_scores"]
 
-_LOG_2PI = float(np.log(2.0 * np.pi))
-
-
 def select_scores(
     X: np.ndarray,
     ubm: Params,
@@ -61,38 +58,52 @@ def select_scores(
     dtype = compute_dtype(X, ubm.weights, ubm.means, ubm.variances)
     shift = (ubm.weights @ ubm.means).astype(dtype).astype(np.float64)
     Wu = gemm_weights(ubm.weights, ubm.means, ubm.variances, shift, dtype)
-    # per-model component terms about the same shift, float64: b + x.(mu P) - x^2 P / 2
-    prec = 1.0 / variances
-    lin = (means - shift) * prec
-    bias = np.log(weights) - 0.5 * (
-        D * _LOG_2PI + np.log(variances).sum(2) + ((means - shift) ** 2 * prec).sum(2)
-    )
-    chunk = chunk_size or max(64, min(4096, (1 << 22) // max(1, M * C * D)))
+    # per component k, the (2D + 1, M) matrix mapping [(x-c)**2, x-c, 1] to every model's
+    # joint log-likelihood of that component: the same formula as the full E-step
+    Wm = np.stack(
+        [gemm_weights(weights[i], means[i], variances[i], shift, np.float64) for i in range(M)],
+        axis=2,
+    )  # (2D + 1, K, M)
+    Wm = np.ascontiguousarray(Wm.transpose(1, 0, 2), dtype=dtype)  # (K, 2D + 1, M)
+    chunk = chunk_size or max(256, min(16384, (1 << 21) // max(1, C * M)))
     n = X.shape[0]
     out_m = np.empty((n, M))
     out_u = np.empty(n)
 
-    def lse(a: np.ndarray, axis: int) -> np.ndarray:
-        mx = a.max(axis=axis, keepdims=True)
-        return (mx + np.log(np.exp(a - mx).sum(axis=axis, keepdims=True))).squeeze(axis)
-
     def one(start: int, stop: int) -> None:
-        xc = np.asarray(X[start:stop], dtype=dtype) - shift.astype(dtype)
-        L = (xc * xc) @ Wu[:D] + xc @ Wu[D : 2 * D] + Wu[2 * D]
+        m = stop - start
+        xx = np.empty((m, 2 * D + 1), dtype=dtype)
+        np.subtract(X[start:stop], shift.astype(dtype), out=xx[:, D : 2 * D], casting="unsafe")
+        np.square(xx[:, D : 2 * D], out=xx[:, :D])
+        xx[:, 2 * D] = 1.0
+        L = xx @ Wu  # (m, K): the UBM, every component
         if C < K:
             idx = np.argpartition(-L, C - 1, axis=1)[:, :C]
         else:
             idx = np.broadcast_to(np.arange(K), L.shape)
-        out_u[start:stop] = lse(np.take_along_axis(L, idx, 1).astype(np.float64), 1)
-        x = xc.astype(np.float64)
-        # gathered (M, m, C, D) blocks of the selected components of every model
-        ll = bias[:, idx]
-        ll += np.einsum("td,mtcd->mtc", x, lin[:, idx])
-        ll -= 0.5 * np.einsum("td,mtcd->mtc", x * x, prec[:, idx])
-        out_m[start:stop] = lse(ll, 2).T
+        out_u[start:stop] = _lse(np.take_along_axis(L, idx, 1).astype(np.float64), 1)
+        # group the (frame, selected component) pairs by component: one small GEMM each
+        flat = idx.ravel()
+        order = np.argsort(flat, kind="stable")
+        counts = np.bincount(flat, minlength=K)
+        rows = xx[order // C]
+        R = np.empty((m * C, M), dtype=dtype)
+        pos = 0
+        for k in np.flatnonzero(counts):
+            end = pos + counts[k]
+            np.matmul(rows[pos:end], Wm[k], out=R[pos:end])
+            pos = end
+        ll = np.empty((m * C, M))
+        ll[order] = R
+        out_m[start:stop] = _lse(ll.reshape(m, C, M), 1)
 
     ex = executor or LocalExecutor(1)
     bounds = [(s, min(n, s + chunk)) for s in range(0, n, chunk)]
     for _ in ex.map(one, bounds, star=True):
         pass
     return out_m, out_u
+
+
+def _lse(a: np.ndarray, axis: int) -> np.ndarray:
+    mx = a.max(axis=axis, keepdims=True)
+    return (mx + np.log(np.exp(a - mx).sum(axis=axis, keepdims=True))).squeeze(axis)
