@@ -46,12 +46,14 @@ def map_options(f):
     return f
 
 
-def map_params(backend, ubm_components, relevance, adapt, reject_far, components):
-    """Classifier parameters for the chosen backend."""
+def map_params(ctx, backend, ubm_components, relevance, adapt, reject_far, components, init,
+               max_iter):  # fmt: skip
+    """Classifier parameters for the chosen backend (``--max-iter`` binds the UBM only if given)."""
     if backend == "ml":
-        return {"n_components": components}
+        return {"n_components": components, "init": init, "max_iter": max_iter}
+    given = ctx.get_parameter_source("max_iter") != click.core.ParameterSource.DEFAULT
     return dict(n_components=ubm_components, relevance=relevance, adapt=adapt,
-                reject_far=reject_far)  # fmt: skip
+                reject_far=reject_far, init=init, **({"max_iter": max_iter} if given else {}))  # fmt: skip
 
 
 # -- end of the GMM-UBM / MAP block ------------------------------------------------------------
@@ -130,10 +132,10 @@ def command(
         config=config,
         options=opts,
         backend=backend,
-        **map_params(backend, ubm_components, relevance, adapt, reject_far, components),
         random_state=seed,
-        init=init,
-        max_iter=max_iter,
+        **map_params(
+            ctx, backend, ubm_components, relevance, adapt, reject_far, components, init, max_iter
+        ),
     )
     not_conv = sorted(y for y, r in clf.fit_report_.items() if not r["converged"])
     if not_conv:
