@@ -269,6 +269,8 @@ def test_cli_train_map_evaluate_predict_reject(speaker_folder, tmp_path):
     bundle = load_model(model)
     assert isinstance(bundle.classifier, UBMClassifier) and bundle.classifier.adapt == "mw"
     assert bundle.classifier.threshold_ is not None
+    assert bundle.classifier.gmm_params == {}  # CLI defaults leave the UBM defaults alone
+    assert bundle.classifier._ubm_model().init == "split"
     ev = json.loads(cli(["-q", "evaluate", model, speaker_folder, "--jobs", "1", "--json"]).output)
     assert ev["accuracy"] >= 0.75
     clip = sorted((speaker_folder / "flite_slt").glob("*.flac"))[-1]

@@ -48,12 +48,15 @@ def map_options(f):
 
 def map_params(ctx, backend, ubm_components, relevance, adapt, reject_far, components, init,
                max_iter):  # fmt: skip
-    """Classifier parameters for the chosen backend (``--max-iter`` binds the UBM only if given)."""
+    """Classifier parameters for the backend (``--init``/``--max-iter`` bind the UBM if given)."""
     if backend == "ml":
         return {"n_components": components, "init": init, "max_iter": max_iter}
-    given = ctx.get_parameter_source("max_iter") != click.core.ParameterSource.DEFAULT
+    given = {
+        k: v for k, v in (("init", init), ("max_iter", max_iter))
+        if ctx.get_parameter_source(k) != click.core.ParameterSource.DEFAULT
+    }  # fmt: skip
     return dict(n_components=ubm_components, relevance=relevance, adapt=adapt,
-                reject_far=reject_far, init=init, **({"max_iter": max_iter} if given else {}))  # fmt: skip
+                reject_far=reject_far, **given)  # fmt: skip
 
 
 # -- end of the GMM-UBM / MAP block ------------------------------------------------------------
