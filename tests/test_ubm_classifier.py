@@ -294,3 +294,29 @@ def test_cli_reject_needs_a_map_model(speaker_folder, tmp_path):
          "4", "--jobs", "1"])  # fmt: skip
     r = cli(["-q", "predict", model2, clip, "--reject", "auto"], code=1)
     assert "calibrated threshold" in r.output
+
+
+def test_cli_evaluate_reports_open_set_rates(speaker_folder, tmp_path):
+    model = tmp_path / "map.npz"
+    cli(["-q", "train", speaker_folder, "-o", model, "--backend", "map", "--ubm-components",
+         "8", "--reject-far", "0.2", "--split", "all", "--jobs", "1"])  # fmt: skip
+    test = tmp_path / "test"
+    shutil.copytree(speaker_folder, test)
+    (test / "menardi_it").mkdir()
+    for f in sorted((SPEAKERS / "menardi_it").glob("*.flac"))[:5]:
+        shutil.copy(f, test / "menardi_it" / f.name)
+    args = ["-q", "evaluate", model, test, "--split", "all", "--jobs", "1"]
+    ev = json.loads(cli(args + ["--json", "--reject", "auto"]).output)
+    o = ev["open_set"]
+    assert (o["n_unknown"], o["n_known"]) == (5, 32)
+    assert 0 <= o["false_accept"] <= 1 and 0 <= o["false_reject"] <= 1
+    preds = ev["confusion"]["labels"]
+    assert UNKNOWN in preds and "menardi_it" in preds
+    # the count agrees with the predictions
+    n_fa = ev["confusion"]["matrix"][preds.index("menardi_it")]
+    assert o["n_false_accept"] == sum(n_fa) - n_fa[preds.index(UNKNOWN)]
+    # without --reject the unknown speaker is always accepted
+    ev = json.loads(cli(args + ["--json"]).output)
+    assert ev["open_set"]["false_accept"] == 1.0
+    assert "open set:" in cli(args + ["--reject", "auto"]).output
+    cli(args + ["--reject", "x"], code=2)

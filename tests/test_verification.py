@@ -17,7 +17,7 @@ from audiogmm.cli import main
 from audiogmm.data import Record, RunOptions, extract_many
 from audiogmm.features import FeatureConfig
 from audiogmm.pipeline import load_model, save_model, train_classifier
-from audiogmm.scoring import det_curve, eer, min_dcf, snorm, tnorm, znorm
+from audiogmm.scoring import det_curve, eer, min_dcf, open_set_rates, snorm, tnorm, znorm
 
 
 def brute_rates(y, s, thr):
@@ -248,3 +248,16 @@ def test_recipe_speaker_verification(tmp_path):
     # stages talk through files: re-score only
     r = CliRunner().invoke(mod.main, args + ["--stage", "5"], catch_exceptions=False)
     assert r.exit_code == 0 and "[stage 2]" not in r.output and "EER" in r.output
+
+
+def test_open_set_rates_by_hand():
+    y_true = ["a", "a", "b", "b", "x", "x", "x", "y"]
+    y_pred = ["a", "unknown", "a", "b", "unknown", "a", "unknown", "b"]
+    r = open_set_rates(y_true, y_pred, known=["a", "b"], unknown="unknown")
+    assert (r["n_known"], r["n_unknown"]) == (4, 4)
+    assert r["false_accept"] == 2 / 4 and r["false_reject"] == 1 / 4
+    assert r["misidentified"] == 1 / 4
+    empty = open_set_rates(["a"], ["a"], known=["a"], unknown="unknown")
+    assert np.isnan(empty["false_accept"]) and empty["false_reject"] == 0.0
+    with pytest.raises(ParameterError, match="predictions"):
+        open_set_rates(["a"], [], known=["a"], unknown="unknown")

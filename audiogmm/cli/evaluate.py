@@ -8,6 +8,7 @@ from .options import (
     echo_json,
     json_option,
     progress_for,
+    reject_option,
     report_skipped,
     run_options,
     split_options,
@@ -24,12 +25,14 @@ from .options import (
     type=click.Path(file_okay=False),
     help="Write metrics.json, confusion.txt/.png here.",
 )
+@reject_option
 @run_options
 @json_option
 @click.pass_context
 def command(
-    ctx, model, data, split, train_fraction, seed, report_dir, cache_dir, jobs, strict, as_json
-):
+    ctx, model, data, split, train_fraction, seed, report_dir, reject, cache_dir, jobs, strict,
+    as_json,
+):  # fmt: skip
     """Classify the labelled files of DATA with MODEL and report accuracy."""
     from ..data import RunOptions
     from ..pipeline import (
@@ -43,7 +46,9 @@ def command(
     bundle = load_model(model)
     records = load_split(data, split, train_fraction=train_fraction, seed=seed)
     opts = RunOptions(cache_dir=cache_dir, n_jobs=jobs, progress=progress_for(ctx), strict=strict)
-    res = evaluate_classifier(bundle, records, options=opts)
+    if reject is not None and not hasattr(bundle.classifier, "resolve_threshold"):
+        raise click.UsageError("--reject needs a model trained with --backend map")
+    res = evaluate_classifier(bundle, records, options=opts, reject=reject)
     if report_dir:
         write_report(report_dir, res)
     if as_json:
@@ -54,3 +59,10 @@ def command(
     click.echo(
         f"accuracy: {100 * res['accuracy']:.2f}% ({res['n']} files, {len(res['skipped'])} skipped)"
     )
+    if "open_set" in res:
+        o = res["open_set"]
+        click.echo(
+            f"open set: false accept {100 * o['false_accept']:.2f}% of {o['n_unknown']} unknown, "
+            f"false reject {100 * o['false_reject']:.2f}% of {o['n_known']} known, "
+            f"misidentified {100 * o['misidentified']:.2f}%"
+        )

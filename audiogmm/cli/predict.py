@@ -4,7 +4,14 @@ from __future__ import annotations
 
 import click
 
-from .options import echo_json, jobs_option, json_option, progress_for, report_skipped
+from .options import (
+    echo_json,
+    jobs_option,
+    json_option,
+    progress_for,
+    reject_option,
+    report_skipped,
+)
 
 
 @click.command("predict")
@@ -17,13 +24,7 @@ from .options import echo_json, jobs_option, json_option, progress_for, report_s
     show_default=True,
     help="Show the N best classes.",
 )
-@click.option(
-    "--reject",
-    default=None,
-    metavar="auto|THRESHOLD",
-    help="Open set (--backend map models): answer 'unknown' when the best class's per-frame "
-    "LLR against the UBM is below THRESHOLD, or the threshold calibrated in training (auto).",
-)
+@reject_option
 @jobs_option
 @json_option
 @click.pass_context
@@ -49,19 +50,13 @@ def command(ctx, model, files, top, reject, jobs, as_json):
         raise click.ClickException("no file could be classified")
 
 
-def _threshold(clf, reject: str | None) -> float | None:
+def _threshold(clf, reject: str | float | None) -> float | None:
     """The per-frame LLR threshold ``--reject`` asks for (checked before any extraction)."""
     if reject is None:
         return None
     if not hasattr(clf, "resolve_threshold"):
         raise click.UsageError("--reject needs a model trained with --backend map")
-    try:
-        value = reject if reject == "auto" else float(reject)
-    except ValueError:
-        raise click.BadParameter(
-            f"must be 'auto' or a number; got {reject!r}", param_hint="--reject"
-        ) from None
-    return clf.resolve_threshold(value)
+    return clf.resolve_threshold(reject)
 
 
 def _reject(thr: float, results: list) -> None:

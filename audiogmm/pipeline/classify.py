@@ -26,10 +26,10 @@ from ..data import (
     split_records,
 )
 from ..engine import LocalExecutor, resolve
-from ..exceptions import DatasetError
+from ..exceptions import DatasetError, ParameterError
 from ..features import FeatureConfig
-from ..models import GMMClassifier, UBMClassifier
-from ..scoring import summary
+from ..models import UNKNOWN, GMMClassifier, UBMClassifier
+from ..scoring import open_set_rates, summary
 from .bundle import Bundle
 
 __all__ = ["evaluate_classifier", "load_split", "predict_files", "train_classifier"]
@@ -148,8 +148,13 @@ def evaluate_classifier(
     *,
     options: RunOptions | None = None,
     executor: LocalExecutor | None = None,
+    reject: str | float | None = None,
 ) -> dict[str, Any]:
     """Classify labelled files with a model bundle and compute metrics.
+
+    ``reject`` (``--backend map`` models: ``"auto"`` or a per-frame LLR threshold)
+    answers ``unknown`` below the threshold. When the labels include classes the
+    model does not know, ``open_set`` holds the open-set error rates.
 
     Returns
     -------
@@ -161,15 +166,25 @@ def evaluate_classifier(
     """
     t0 = time.perf_counter()
     clf = model.classifier
-    res, used_paths, _, S = _score_files(model, records, options or RunOptions(), executor)
+    if reject is not None and not hasattr(clf, "resolve_threshold"):
+        raise ParameterError("reject needs a GMM-UBM model (train with --backend map)")
+    thr = clf.resolve_threshold(reject) if reject is not None else None
+    res, used_paths, clips, S = _score_files(model, records, options or RunOptions(), executor)
     by_path = {r.path: r for r in records}
     used = [by_path[p] for p in used_paths]
-    pred = np.array(clf.labels_, dtype=object)[clf.log_proba_from_scores(S).argmax(1)]
+    best = clf.log_proba_from_scores(S).argmax(1)
+    pred = np.array(clf.labels_, dtype=object)[best]
+    if thr is not None:  # per-frame LLR of the chosen class against the UBM
+        lengths = np.array([len(X) for X in clips])
+        pred[S[np.arange(len(best)), best] / np.maximum(lengths, 1) < thr] = UNKNOWN
     y_true = [r.label for r in used]
     unknown = sorted(set(y_true) - set(clf.labels_))
     if unknown:
         logger.warning("labels %s are not in the model; those clips count as errors", unknown)
-    out = summary(y_true, list(pred), labels=sorted(set(clf.labels_) | set(y_true)))
+    extra = {UNKNOWN} if thr is not None else set()
+    out = summary(y_true, list(pred), labels=sorted(set(clf.labels_) | set(y_true) | extra))
+    if unknown or thr is not None:
+        out["open_set"] = open_set_rates(y_true, list(pred), known=clf.labels_, unknown=UNKNOWN)
     out["skipped"] = skipped_list(res)
     out["unknown_labels"] = unknown
     out["predictions"] = [

@@ -1,7 +1,16 @@
 """Scores to numbers a reviewer asks for: accuracy, confusion, per-class metrics; EER, minDCF, DET."""
 
 from .metrics import accuracy, confusion_matrix, per_class, summary
-from .verification import DCF_TARGETS, det_curve, eer, min_dcf, snorm, tnorm, znorm
+from .verification import (
+    DCF_TARGETS,
+    det_curve,
+    eer,
+    min_dcf,
+    open_set_rates,
+    snorm,
+    tnorm,
+    znorm,
+)
 
 __all__ = [
     "DCF_TARGETS",
@@ -10,6 +19,7 @@ __all__ = [
     "det_curve",
     "eer",
     "min_dcf",
+    "open_set_rates",
     "per_class",
     "snorm",
     "summary",

@@ -10,6 +10,7 @@ operating points are those at every distinct score, plus "reject everything"
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
@@ -20,6 +21,7 @@ __all__ = [
     "det_curve",
     "eer",
     "min_dcf",
+    "open_set_rates",
     "operating_points",
     "snorm",
     "tnorm",
@@ -195,3 +197,53 @@ def tnorm(scores: Sequence[float], test_cohort: np.ndarray) -> np.ndarray:
 def snorm(scores: Sequence[float], model_cohort: np.ndarray, test_cohort: np.ndarray) -> np.ndarray:
     """Symmetric normalisation: the mean of the z-normed and t-normed scores."""
     return 0.5 * (znorm(scores, model_cohort) + tnorm(scores, test_cohort))
+
+
+def open_set_rates(
+    y_true: Sequence[str], y_pred: Sequence[str], *, known: Sequence[str], unknown: str
+) -> dict[str, Any]:
+    """Open-set identification error rates.
+
+    Parameters
+    ----------
+    y_true : sequence of str
+        True labels; those not in ``known`` are unknown classes.
+    y_pred : sequence of str
+        Predictions: a known label or ``unknown`` (rejected).
+    known : sequence of str
+        The model's classes.
+    unknown : str
+        The label a rejected clip gets.
+
+    Returns
+    -------
+    dict
+        ``false_accept`` (unknown-class clips given a known label, share of
+        ``n_unknown``), ``false_reject`` (known-class clips rejected, share of
+        ``n_known``), ``misidentified`` (known-class clips given another known
+        label, share of ``n_known``), the counts, and NaN rates for empty groups.
+    """
+    if len(y_true) != len(y_pred):
+        raise ParameterError(f"{len(y_true)} true labels but {len(y_pred)} predictions")
+    ks = set(map(str, known))
+    t = [str(y) for y in y_true]
+    p = [str(y) for y in y_pred]
+    kn = [(a, b) for a, b in zip(t, p) if a in ks]
+    un = [b for a, b in zip(t, p) if a not in ks]
+    fa = sum(b != unknown for b in un)
+    fr = sum(b == unknown for _, b in kn)
+    mis = sum(b != unknown and b != a for a, b in kn)
+
+    def rate(k: int, n: int) -> float:
+        return k / n if n else float("nan")
+
+    return {
+        "false_accept": rate(fa, len(un)),
+        "false_reject": rate(fr, len(kn)),
+        "misidentified": rate(mis, len(kn)),
+        "n_false_accept": fa,
+        "n_false_reject": fr,
+        "n_misidentified": mis,
+        "n_unknown": len(un),
+        "n_known": len(kn),
+    }
