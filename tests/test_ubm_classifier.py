@@ -320,3 +320,25 @@ def test_cli_evaluate_reports_open_set_rates(speaker_folder, tmp_path):
     assert ev["open_set"]["false_accept"] == 1.0
     assert "open set:" in cli(args + ["--reject", "auto"]).output
     cli(args + ["--reject", "x"], code=2)
+
+
+def test_bundle_loads_either_kind_and_refuses_damage(tmp_path):
+    from audiogmm.features import FeatureConfig
+    from audiogmm.pipeline import save_model
+
+    cfg = FeatureConfig.preset("speech")
+    rng = np.random.default_rng(0)
+    clips = [rng.normal(i % 2, 1, (100, cfg.n_dims)) for i in range(4)]
+    clf = UBMClassifier(2).fit(clips, ["a", "b", "a", "b"])
+    p = tmp_path / "m.npz"
+    save_model(p, clf, cfg)
+    b = load_model(p)
+    assert isinstance(b.classifier, UBMClassifier) and b.config == cfg
+    raw = bytearray(p.read_bytes())
+    raw[len(raw) // 2] ^= 0xFF
+    (tmp_path / "bad.npz").write_bytes(bytes(raw))
+    with pytest.raises(ModelFileError):
+        load_model(tmp_path / "bad.npz")
+    (tmp_path / "cut.npz").write_bytes(bytes(raw[:100]))
+    with pytest.raises(ModelFileError):
+        load_model(tmp_path / "cut.npz")
