@@ -342,3 +342,32 @@ def test_bundle_loads_either_kind_and_refuses_damage(tmp_path):
     (tmp_path / "cut.npz").write_bytes(bytes(raw[:100]))
     with pytest.raises(ModelFileError):
         load_model(tmp_path / "cut.npz")
+
+
+def test_adaptation_runs_through_the_one_em_loop(monkeypatch):
+    from audiogmm.mixture import em
+    from audiogmm.mixture.map import MAPMaximiser
+
+    seen = []
+    real = em.run
+
+    def run(*a, **k):
+        seen.append(type(k["maximiser"]).__name__)
+        return real(*a, **k)
+
+    monkeypatch.setattr(em, "run", run)
+    clips, ys = make_clips("abc", n_clips=2)
+    UBMClassifier(4, map_iter=2).fit(clips, ys)
+    assert seen.count(MAPMaximiser.__name__) == 3  # one run per class, nothing else
+    assert seen.count("MLMaximiser") >= 1  # the UBM
+
+
+def test_a_class_without_frames_keeps_the_ubm():
+    clips, ys = make_clips("ab", n_clips=2)
+    clips.append(np.zeros((0, 3)))
+    ys.append("silent")
+    clf = UBMClassifier(4).fit(clips, ys)
+    i = clf.labels_.index("silent")
+    assert np.array_equal(clf.means_[i], clf.ubm_.means_)
+    assert clf.fit_report_["silent"]["n_frames"] == 0
+    assert np.all(np.isfinite(clf.score_matrix(make_clips("a", n_clips=1)[0])))
