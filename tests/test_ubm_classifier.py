@@ -120,6 +120,10 @@ def _rewrite(src, dst, *, header=None, arrays=None, drop=()):
         ("map_iter", "map_iter"),
         (dict(header={"gmm_params": {"max_iter": -1}}), "max_iter"),
         (dict(header={"gmm_params": {"bogus": 1}}), "bogus"),
+        (dict(header={"gmm_params": {"relevance": 1}}), "relevance"),
+        (dict(header={"priors": {"a": 1.0}}), "priors"),
+        (dict(header={"priors": {"a": 1.0, "b": -1.0}}), "priors"),
+        (dict(header={"random_state": "zero"}), "random_state"),
     ],
 )
 def test_load_validates_every_field(tmp_path, edit, match):

@@ -325,7 +325,7 @@ class UBMClassifier(GMMClassifier):
         )
         out = set(rng.choice(self.labels_, size=n_out, replace=False).tolist())
         params = {k: getattr(self, k) for k in self._OWN}
-        params.update(reject_far=None, top_c=self.top_c)
+        params["reject_far"] = None
         sub = UBMClassifier(
             self.n_components, priors=None, n_jobs=self.n_jobs, random_state=self.random_state,
             **params, **self.gmm_params,
@@ -333,6 +333,8 @@ class UBMClassifier(GMMClassifier):
         keep = [i for i, y in enumerate(labels) if y not in out]
         sub.fit([clips[i] for i in keep], [labels[i] for i in keep], executor=ex)
         test = [clips[i] for i, y in enumerate(labels) if y in out and clips[i].shape[0] > 0]
+        if not test:
+            raise ParameterError(f"the calibration labels {sorted(out)} have no frames")
         impostor = np.sort(sub.score_samples(test, executor=ex).max(1))[::-1]
         k = int(math.floor(self.reject_far * len(impostor)))  # false accepts allowed
         thr = np.nextafter(impostor[k], np.inf) if k < len(impostor) else impostor[-1]
@@ -508,15 +510,21 @@ class UBMClassifier(GMMClassifier):
             if not isinstance(own, dict) or set(own) != set(cls._OWN):
                 raise ValueError(f"map block must have exactly the keys {sorted(cls._OWN)}")
             priors = header.get("priors")
-            if priors is not None and not isinstance(priors, dict):
-                raise ValueError("priors must be an object or null")
+            if priors is not None and (
+                not isinstance(priors, dict) or set(priors) != set(labels)
+                or not all(_real(v) and math.isfinite(v) and v > 0 for v in priors.values())
+            ):  # fmt: skip
+                raise ValueError("priors must be null or a positive number for every label")
+            seed = header.get("random_state")
+            if seed is not None and not is_int(seed):
+                raise ValueError(f"random_state must be an int or null, got {seed!r}")
             gp = header.get("gmm_params", {})
             if not isinstance(gp, dict):
                 raise ValueError("gmm_params must be an object")
             K = header["n_components"]
             if not is_int(K) or K <= 0:
                 raise ValueError(f"n_components must be an int > 0, got {K!r}")
-            clf = cls(K, priors=priors, random_state=header.get("random_state"), **own, **gp)
+            clf = cls(K, priors=priors, random_state=seed, **own, **gp)
             clf._check_own()
             check_params(clf._ubm_model())
             thr = header.get("threshold")
