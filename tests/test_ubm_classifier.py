@@ -153,6 +153,11 @@ def test_select_scores_against_brute_force():
         Li = estimate_log_prob(X, clf.weights_[i], clf.means_[i], clf.variances_[i])
         ref = logsumexp(np.take_along_axis(Li, sel, 1), axis=1)
         np.testing.assert_allclose(models[:, i], ref, rtol=1e-10)
+    # float32 frames are computed in float32 (as the full path): close to the float64 values
+    m32, b32 = select_scores(X.astype(np.float32), u.params_, clf.weights_, clf.means_,
+                             clf.variances_, top_c=3)  # fmt: skip
+    np.testing.assert_allclose(m32, models, rtol=1e-4, atol=1e-3)
+    np.testing.assert_allclose(b32, base, rtol=1e-4, atol=1e-3)
 
 
 def test_top_c_equal_k_is_full_scoring_and_small_c_agrees(fitted):

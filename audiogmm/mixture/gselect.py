@@ -93,8 +93,9 @@ def select_scores(
             end = pos + counts[k]
             np.matmul(rows[pos:end], Wm[k], out=R[pos:end])
             pos = end
-        ll = np.empty((m * C, M))
+        ll = np.empty_like(R)
         ll[order] = R
+        # in the compute dtype, as the full path's fused log-sum-exp
         out_m[start:stop] = _lse(ll.reshape(m, C, M), 1)
 
     ex = executor or LocalExecutor(1)
