@@ -380,3 +380,11 @@ def test_a_class_without_frames_keeps_the_ubm():
     assert np.array_equal(clf.means_[i], clf.ubm_.means_)
     assert clf.fit_report_["silent"]["n_frames"] == 0
     assert np.all(np.isfinite(clf.score_matrix(make_clips("a", n_clips=1)[0])))
+
+
+def test_small_data_is_not_subsampled_below_the_components():
+    clips, ys = make_clips("ab", n_clips=1, n_frames=100)  # 200 frames, K=16: 50 after /4
+    clf = UBMClassifier(16, subsample=4).fit(clips, ys)
+    assert clf.ubm_.fit_report_["n_frames"] == 200
+    big, ys = make_clips("ab", n_clips=4, n_frames=200)  # 1,600 frames >= 20 * 4 * 4
+    assert UBMClassifier(4, subsample=4).fit(big, ys).ubm_.fit_report_["n_frames"] == 400

@@ -48,6 +48,9 @@ UBM_DEFAULTS = {"init": "split", "max_iter": 10}
 #: Label :meth:`UBMClassifier.predict` gives a rejected clip.
 UNKNOWN = "unknown"
 
+#: Subsampling is skipped when it would leave fewer frames than this per UBM component.
+_MIN_FRAMES_PER_COMPONENT = 20
+
 _KIND_ARRAYS = {"m": "means", "w": "weights", "v": "variances"}
 
 
@@ -74,6 +77,7 @@ class UBMClassifier(GMMClassifier):
     subsample : int > 0, default=4
         Train the UBM on every ``subsample``-th pooled frame (Kaldi's ``--subsample``,
         default 5 there): neighbouring 10 ms frames are nearly copies of each other.
+        Data with fewer than ``20 * n_components * subsample`` frames is not thinned.
     top_c : int > 0 or None, default=None
         Score on the UBM's ``top_c`` best components per frame (None: all K).
     reject_far : float in (0, 1) or None, default=None
@@ -252,7 +256,13 @@ class UBMClassifier(GMMClassifier):
         self.labels_ = sorted(set(labels))
         with resolve(executor, self.n_jobs) as ex:
             if ubm is None:
-                pooled = np.concatenate([X[:: self.subsample] for X in checked], axis=0)
+                step = self.subsample
+                n_all = sum(X.shape[0] for X in checked)
+                if step > 1 and n_all < _MIN_FRAMES_PER_COMPONENT * self.n_components * step:
+                    # too little data to thin out: small sets keep every frame
+                    logger.info("UBM: %d frames are too few to subsample; using all", n_all)
+                    step = 1
+                pooled = np.concatenate([X[::step] for X in checked], axis=0)
                 with warnings.catch_warnings():
                     if "max_iter" not in self.gmm_params:  # a fixed budget by design
                         warnings.simplefilter("ignore", ConvergenceWarning)
