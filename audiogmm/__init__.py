@@ -31,6 +31,7 @@ __all__ = [
     "DiagGMM",
     "Stats",
     "GMMClassifier",
+    "UBMClassifier",
     "FeatureConfig",
     "extract",
 ]
@@ -39,6 +40,7 @@ _LAZY = {
     "DiagGMM": ".mixture",
     "Stats": ".mixture",
     "GMMClassifier": ".models",
+    "UBMClassifier": ".models",
     "FeatureConfig": ".features",
     "extract": ".features",
 }

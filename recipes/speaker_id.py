@@ -54,10 +54,12 @@ STAGES = ("prepare", "extract", "train", "evaluate", "report")
               type=click.IntRange(min=1), help="Components per speaker.")  # fmt: skip
 @click.option("--train-fraction", default=TRAIN_FRACTION, show_default=True,
               type=click.FloatRange(0, 1, min_open=True, max_open=True))  # fmt: skip
+@click.option("--backend", default="ml", show_default=True, type=click.Choice(["ml", "map"]),
+              help="ml: a GMM per speaker; map: UBM of -k components, MAP-adapted speakers.")  # fmt: skip
 @click.option("--seed", default=SEED, show_default=True, type=int)
 @click.option("--jobs", "-j", default=None, type=click.IntRange(min=1),
               help="Workers [default: all cores].")  # fmt: skip
-def main(st, data, preset, components, train_fraction, seed, jobs):
+def main(st, data, preset, components, train_fraction, backend, seed, jobs):
     """Speaker identification: prepare, extract, train, evaluate, report into --exp."""
     config = PRESETS[preset]
     opts = RunOptions(cache_dir=st.path("features"), n_jobs=jobs)
@@ -79,10 +81,11 @@ def main(st, data, preset, components, train_fraction, seed, jobs):
 
     if st(2):  # one diagonal GMM per speaker -> model.npz
         clf, _ = train_classifier(select(records, "train"), config=config, options=opts,
-                                  n_components=components, random_state=seed)  # fmt: skip
+                                  backend=backend, n_components=components,
+                                  random_state=seed)  # fmt: skip
         save_model(st.path("model.npz"), clf, config)
         iters = [r["n_iter"] for r in clf.fit_report_.values()]
-        st.done(f"{len(clf.labels_)} speakers x {components} components, "
+        st.done(f"{len(clf.labels_)} speakers x {components} components ({backend}), "
                 f"{min(iters)}-{max(iters)} EM iterations -> model.npz")  # fmt: skip
 
     if st(3):  # classify the test files by max total log-likelihood -> results.json

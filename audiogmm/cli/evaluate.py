@@ -9,6 +9,7 @@ from .options import (
     echo_json,
     json_option,
     progress_for,
+    reject_option,
     report_skipped,
     run_options,
     split_options,
@@ -56,6 +57,7 @@ def _split_note(info: dict) -> str:
     type=click.Path(file_okay=False),
     help="Write metrics.json, metrics.txt, confusion.txt/.png here.",
 )
+@reject_option
 @run_options
 @json_option
 @click.pass_context
@@ -68,6 +70,7 @@ def command(
     seed,
     allow_train_overlap,
     report_dir,
+    reject,
     cache_dir,
     jobs,
     strict,
@@ -102,8 +105,11 @@ def command(
     if ctx.obj["verbosity"] >= 0:
         click.echo(_split_note(split_info), err=True)
     opts = RunOptions(cache_dir=cache_dir, n_jobs=jobs, progress=progress_for(ctx), strict=strict)
+    if reject is not None and not hasattr(bundle.classifier, "resolve_threshold"):
+        raise click.UsageError("--reject needs a model trained with --backend map")
     res = evaluate_classifier(
-        bundle, records, options=opts, manifest=manifest, allow_train_overlap=allow_train_overlap
+        bundle, records, options=opts, manifest=manifest, allow_train_overlap=allow_train_overlap,
+        reject=reject,
     )
     res["split"] = split_info
     if report_dir:
@@ -120,4 +126,11 @@ def command(
             f"warning: {res['train_overlap']} of these files were used in training "
             "(--allow-train-overlap); the accuracy is optimistic",
             err=True,
+        )
+    if "open_set" in res:
+        o = res["open_set"]
+        click.echo(
+            f"open set: false accept {100 * o['false_accept']:.2f}% of {o['n_unknown']} unknown, "
+            f"false reject {100 * o['false_reject']:.2f}% of {o['n_known']} known, "
+            f"misidentified {100 * o['misidentified']:.2f}%"
         )

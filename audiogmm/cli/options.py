@@ -19,6 +19,7 @@ __all__ = [
     "json_option",
     "load_config",
     "progress_for",
+    "reject_option",
     "report_skipped",
     "run_options",
     "split_options",
@@ -89,6 +90,28 @@ def split_options(default: str):
         return f
 
     return deco
+
+
+def _reject_value(ctx, param, value):
+    if value is None or value == "auto":
+        return value
+    try:
+        return float(value)
+    except ValueError:
+        raise click.BadParameter(f"must be 'auto' or a number; got {value!r}") from None
+
+
+def reject_option(f):
+    """``--reject auto|THRESHOLD`` (open set, ``--backend map`` models)."""
+    return click.option(
+        "--reject",
+        default=None,
+        metavar="auto|THRESHOLD",
+        callback=_reject_value,
+        help="Open set (--backend map models): answer 'unknown' when the best class's "
+        "per-frame LLR against the UBM is below THRESHOLD, or below the threshold "
+        "calibrated in training (auto).",
+    )(f)
 
 
 def json_option(f):

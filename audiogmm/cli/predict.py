@@ -4,7 +4,14 @@ from __future__ import annotations
 
 import click
 
-from .options import echo_json, jobs_option, json_option, progress_for, report_skipped
+from .options import (
+    echo_json,
+    jobs_option,
+    json_option,
+    progress_for,
+    reject_option,
+    report_skipped,
+)
 
 
 @click.command("predict")
@@ -17,17 +24,21 @@ from .options import echo_json, jobs_option, json_option, progress_for, report_s
     show_default=True,
     help="Show the N best classes.",
 )
+@reject_option
 @jobs_option
 @json_option
 @click.pass_context
-def command(ctx, model, files, top, jobs, as_json):
+def command(ctx, model, files, top, reject, jobs, as_json):
     """Classify audio FILES with MODEL (features are extracted exactly as in training)."""
     from ..data import RunOptions
     from ..pipeline import load_model, predict_files
 
     bundle = load_model(model)
     opts = RunOptions(n_jobs=jobs, progress=progress_for(ctx))
+    thr = _threshold(bundle.classifier, reject)
     res = predict_files(bundle, files, top=top, options=opts)
+    if thr is not None:
+        _reject(thr, res["results"])
     if as_json:
         echo_json(res)
     else:
@@ -37,3 +48,23 @@ def command(ctx, model, files, top, jobs, as_json):
         report_skipped(res["skipped"])
     if not res["results"]:
         raise click.ClickException("no file could be classified")
+
+
+def _threshold(clf, reject: str | float | None) -> float | None:
+    """The per-frame LLR threshold ``--reject`` asks for (checked before any extraction)."""
+    if reject is None:
+        return None
+    if not hasattr(clf, "resolve_threshold"):
+        raise click.UsageError("--reject needs a model trained with --backend map")
+    return clf.resolve_threshold(reject)
+
+
+def _reject(thr: float, results: list) -> None:
+    """Relabel results whose best per-frame LLR is below ``thr`` as unknown."""
+    from ..models import UNKNOWN
+
+    for r in results:
+        r["llr_per_frame"] = r["top"][0]["loglik"] / r["n_frames"]
+        r["threshold"] = thr
+        if r["llr_per_frame"] < thr:
+            r["label"] = UNKNOWN

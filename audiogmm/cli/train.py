@@ -24,6 +24,44 @@ from .options import (
 logger = logging.getLogger("audiogmm")
 
 
+# -- GMM-UBM / MAP backend options (issue 10) -------------------------------------------------
+def map_options(f):
+    """``--backend ml|map`` and the UBM/MAP settings; ignored by ``--backend ml``."""
+    from ..models.ubm import UBM_COMPONENTS
+
+    for args, kw in reversed([
+        (("--backend",), dict(type=click.Choice(["ml", "map"]), default="ml", show_default=True,
+                              help="ml: one GMM per label; map: a UBM with MAP-adapted labels.")),
+        (("--ubm-components",), dict(type=click.IntRange(min=1), default=UBM_COMPONENTS,
+                                     show_default=True, help="UBM components (--backend map).")),
+        (("--relevance",), dict(type=click.FloatRange(min=0), default=16.0, show_default=True,
+                                help="MAP relevance factor (--backend map).")),
+        (("--adapt",), dict(type=click.Choice(["m", "mw", "mwv"]), default="m", show_default=True,
+                            help="MAP-adapt means, +weights, +variances (--backend map).")),
+        (("--reject-far",), dict(type=click.FloatRange(0, 1, min_open=True, max_open=True),
+                                 default=None, help="Calibrate `predict --reject auto` for this "
+                                 "false-accept rate of unknown clips (--backend map).")),
+    ]):  # fmt: skip
+        f = click.option(*args, **kw)(f)
+    return f
+
+
+def map_params(ctx, backend, ubm_components, relevance, adapt, reject_far, components, init,
+               max_iter):  # fmt: skip
+    """Classifier parameters for the backend (``--init``/``--max-iter`` bind the UBM if given)."""
+    if backend == "ml":
+        return {"n_components": components, "init": init, "max_iter": max_iter}
+    given = {
+        k: v for k, v in (("init", init), ("max_iter", max_iter))
+        if ctx.get_parameter_source(k) != click.core.ParameterSource.DEFAULT
+    }  # fmt: skip
+    return dict(n_components=ubm_components, relevance=relevance, adapt=adapt,
+                reject_far=reject_far, **given)  # fmt: skip
+
+
+# -- end of the GMM-UBM / MAP block ------------------------------------------------------------
+
+
 @click.command("train")
 @click.argument("data", type=click.Path(exists=True))
 @click.option(
@@ -57,6 +95,7 @@ logger = logging.getLogger("audiogmm")
     show_default=True,
     help="Maximum EM iterations per class.",
 )
+@map_options
 @run_options
 @json_option
 @click.pass_context
@@ -72,6 +111,11 @@ def command(
     components,
     init,
     max_iter,
+    backend,
+    ubm_components,
+    relevance,
+    adapt,
+    reject_far,
     cache_dir,
     jobs,
     strict,
@@ -90,10 +134,11 @@ def command(
         records,
         config=config,
         options=opts,
-        n_components=components,
+        backend=backend,
         random_state=seed,
-        init=init,
-        max_iter=max_iter,
+        **map_params(
+            ctx, backend, ubm_components, relevance, adapt, reject_far, components, init, max_iter
+        ),
     )
     not_conv = sorted(y for y, r in clf.fit_report_.items() if not r["converged"])
     if not_conv:
@@ -109,7 +154,8 @@ def command(
         "model": os.path.abspath(output),
         "labels": clf.labels_,
         "n_files": len(records) - len(skipped),
-        "n_components": components,
+        "n_components": clf.n_components,
+        "backend": backend,
         "n_dims": clf.n_dims,
         "skipped": skipped,
         "timing": clf.timing_,
@@ -120,6 +166,6 @@ def command(
         return
     report_skipped(skipped)
     click.echo(
-        f"trained {len(clf.labels_)} classes x {components} components on {out['n_files']} files "
-        f"({clf.n_dims}-dim features) in {sum(clf.timing_.values()):.1f} s -> {output}"
+        f"trained {len(clf.labels_)} classes x {clf.n_components} components ({backend}) "
+        f"on {out['n_files']} files ({clf.n_dims}-dim features) in {sum(clf.timing_.values()):.1f} s -> {output}"
     )

@@ -17,6 +17,7 @@ from .estep import (
     log_softmax,
     stacked_log_likelihood,
 )
+from .map import MAPMaximiser, map_adapt
 from .monitor import ConvergenceMonitor
 from .mstep import MLMaximiser, maximise
 from .params import Params
@@ -26,6 +27,7 @@ __all__ = [
     "ConvergenceMonitor",
     "DiagGMM",
     "EMResult",
+    "MAPMaximiser",
     "MLMaximiser",
     "Params",
     "Stats",
@@ -33,6 +35,7 @@ __all__ = [
     "estimate_log_prob",
     "log_likelihood",
     "log_softmax",
+    "map_adapt",
     "maximise",
     "run",
     "stacked_log_likelihood",

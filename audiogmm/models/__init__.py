@@ -1,5 +1,13 @@
-"""Models built from mixtures: the per-class classifier (UBM/MAP comes next)."""
+"""Models built from mixtures: per-class ML GMMs, and GMM-UBM with MAP-adapted classes."""
 
 from .classifier import N_COMPONENTS, GMMClassifier
+from .ubm import UBM_COMPONENTS, UNKNOWN, UBMClassifier, train_ubm
 
-__all__ = ["GMMClassifier", "N_COMPONENTS"]
+__all__ = [
+    "GMMClassifier",
+    "N_COMPONENTS",
+    "UBMClassifier",
+    "UBM_COMPONENTS",
+    "UNKNOWN",
+    "train_ubm",
+]

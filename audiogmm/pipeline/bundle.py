@@ -14,7 +14,7 @@ from typing import Any
 
 from ..exceptions import ModelFileError, ParameterError
 from ..features import FeatureConfig
-from ..models import GMMClassifier
+from ..models import GMMClassifier, UBMClassifier
 
 __all__ = ["Bundle", "load_model", "save_model"]
 
@@ -58,6 +58,19 @@ def save_model(
     classifier.save(path, extra={**(extra or {}), "feature_config": config.to_dict()})
 
 
+def _file_kind(path: str | os.PathLike) -> str | None:
+    """The ``kind`` a container's header claims (None if unreadable); the load validates."""
+    import json
+
+    import numpy as np
+
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            return json.loads(z["__header__"].tobytes().decode("utf-8")).get("kind")
+    except Exception:  # any damage: let the full loader report it
+        return None
+
+
 def load_model(path: str | os.PathLike) -> Bundle:
     """Read a model file written by :func:`save_model`, validating everything.
 
@@ -68,7 +81,9 @@ def load_model(path: str | os.PathLike) -> Bundle:
         config, or one whose dimension does not match the models.
     """
     name = os.fspath(path)
-    clf = GMMClassifier.load(path)
+    clf = (UBMClassifier if _file_kind(path) == UBMClassifier._FILE_KIND else GMMClassifier).load(
+        path
+    )
     header = clf.file_header_
     if "feature_config" not in header:
         raise ModelFileError(

@@ -32,10 +32,10 @@ from ..data import (
     validate_split_block,
 )
 from ..engine import LocalExecutor, resolve
-from ..exceptions import DatasetError, ModelFileError
+from ..exceptions import DatasetError, ModelFileError, ParameterError
 from ..features import FeatureConfig
-from ..models import GMMClassifier
-from ..scoring import summary
+from ..models import UNKNOWN, GMMClassifier, UBMClassifier
+from ..scoring import open_set_rates, summary
 from .bundle import Bundle
 
 __all__ = [
@@ -210,6 +210,7 @@ def train_classifier(
     config: FeatureConfig | None = None,
     options: RunOptions | None = None,
     executor: LocalExecutor | None = None,
+    backend: str = "ml",
     **classifier_params: Any,
 ) -> tuple[GMMClassifier, ExtractionResult]:
     """Extract features for ``records`` and fit one GMM per label.
@@ -225,9 +226,11 @@ def train_classifier(
         Cache, workers, progress, strictness.
     executor : LocalExecutor, optional
         Shared by extraction and training (default: one for this call).
+    backend : {"ml", "map"}, default="ml"
+        One ML GMM per label, or a UBM with MAP-adapted labels (:class:`UBMClassifier`).
     **classifier_params
-        :class:`~audiogmm.models.GMMClassifier` parameters (``n_components``,
-        ``random_state``, ``max_iter``, ``init``, ...).
+        Parameters of the backend's classifier (``n_components``, ``random_state``,
+        ``max_iter``, ``init``, ``relevance``, ...).
 
     Returns
     -------
@@ -245,7 +248,9 @@ def train_classifier(
         raise DatasetError("no training files")
     config = config or FeatureConfig.preset("speech")
     opts = options or RunOptions()
-    clf = GMMClassifier(n_jobs=opts.n_jobs, **classifier_params)
+    clf = {"ml": GMMClassifier, "map": UBMClassifier}[backend](
+        n_jobs=opts.n_jobs, **classifier_params
+    )
     with resolve(executor, opts.n_jobs) as ex:
         t0 = time.perf_counter()
         res = extract_many(records, config=config, options=opts, executor=ex)
@@ -333,6 +338,7 @@ def evaluate_classifier(
     executor: LocalExecutor | None = None,
     manifest: Sequence[Record] | None = None,
     allow_train_overlap: bool = False,
+    reject: str | float | None = None,
 ) -> dict[str, Any]:
     """Classify labelled files with a model bundle and compute metrics.
 
@@ -353,6 +359,11 @@ def evaluate_classifier(
         Score files that were used in training (their bytes match a training
         file of the model's stored split block) instead of refusing them. Such
         scores overstate accuracy on unseen data.
+    reject : {'auto'} or float, optional
+        ``--backend map`` models only: answer ``unknown`` when the chosen class's
+        per-frame LLR against the UBM is below this threshold (``"auto"``: the
+        threshold calibrated at training). When the labels include classes the
+        model does not know, ``open_set`` holds the open-set error rates.
 
     Returns
     -------
@@ -375,16 +386,26 @@ def evaluate_classifier(
     """
     t0 = time.perf_counter()
     clf = model.classifier
+    if reject is not None and not hasattr(clf, "resolve_threshold"):
+        raise ParameterError("reject needs a GMM-UBM model (train with --backend map)")
+    thr = clf.resolve_threshold(reject) if reject is not None else None
     overlap, n_duplicates = _check_training_files(model, records, manifest, allow_train_overlap)
-    res, used_paths, _, S = _score_files(model, records, options or RunOptions(), executor)
+    res, used_paths, clips, S = _score_files(model, records, options or RunOptions(), executor)
     by_path = {r.path: r for r in records}
     used = [by_path[p] for p in used_paths]
-    pred = np.array(clf.labels_, dtype=object)[clf.log_proba_from_scores(S).argmax(1)]
+    best = clf.log_proba_from_scores(S).argmax(1)
+    pred = np.array(clf.labels_, dtype=object)[best]
+    if thr is not None:  # per-frame LLR of the chosen class against the UBM
+        lengths = np.array([len(X) for X in clips])
+        pred[S[np.arange(len(best)), best] / np.maximum(lengths, 1) < thr] = UNKNOWN
     y_true = [r.label for r in used]
     unknown = sorted(set(y_true) - set(clf.labels_))
     if unknown:
         logger.warning("labels %s are not in the model; those clips count as errors", unknown)
-    out = summary(y_true, list(pred), labels=sorted(set(clf.labels_) | set(y_true)))
+    extra = {UNKNOWN} if thr is not None else set()
+    out = summary(y_true, list(pred), labels=sorted(set(clf.labels_) | set(y_true) | extra))
+    if unknown or thr is not None:
+        out["open_set"] = open_set_rates(y_true, list(pred), known=clf.labels_, unknown=UNKNOWN)
     out["skipped"] = skipped_list(res)
     out["unknown_labels"] = unknown
     out["train_overlap"] = overlap

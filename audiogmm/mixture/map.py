@@ -1,0 +1,171 @@
+"""MAP adaptation (Reynolds, Quatieri & Dunn 2000): a maximiser on the same :class:`Stats`.
+
+A class model is the universal background model (UBM) moved towards the class's
+data by as much as the data supports. With the occupancy ``n_k`` of component
+``k``, ``T = sum_k n_k`` and the data-dependent coefficient ``alpha_k = n_k / (n_k + r)``
+(one relevance factor ``r`` per parameter kind)::
+
+    w_k'   = [alpha_k n_k / T + (1 - alpha_k) w_k] * gamma       (gamma: sum to 1)
+    mu_k'  = alpha_k E_k[x] + (1 - alpha_k) mu_k
+    var_k' = alpha_k E_k[x**2] + (1 - alpha_k) (var_k + mu_k**2) - mu_k'**2
+
+with ``E_k[x] = F_k / n_k`` and ``E_k[x**2] = S_k / n_k``. The variance formula squares
+``mu_k`` (bob.learn.em omits the square, a known error). It is computed about the
+statistics' shift ``c`` (the formula is the variance of a two-part mixture, hence
+shift-invariant), so large feature offsets do not cancel. A component that saw no
+data keeps the prior exactly, bit for bit, and nothing is divided by zero.
+
+:class:`MAPMaximiser` is a maximiser for :func:`audiogmm.mixture.em.run`; with
+``max_iter`` iterations the E-step runs against the current adapted model while
+the prior stays the UBM (as in Kaldi's and bob's multi-iteration MAP).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..exceptions import ParameterError
+from .mstep import Event, floor_weights
+from .params import Params
+from .stats import Stats
+
+__all__ = ["ADAPT_CHOICES", "MAPMaximiser", "check_adapt", "map_adapt"]
+
+#: What can be adapted: m(eans), w(eights), v(ariances); any non-empty subset.
+ADAPT_CHOICES = ("m", "mw", "mwv", "mv", "w", "v", "wv")
+
+
+def check_adapt(adapt: str) -> str:
+    """Validate an ``adapt`` string; returns it in canonical ``m``, ``w``, ``v`` order."""
+    ok = isinstance(adapt, str) and adapt and not set(adapt) - set("mwv")
+    if not ok or len(set(adapt)) != len(adapt):
+        raise ParameterError(
+            f"adapt must be a non-empty combination of 'm', 'w', 'v' (e.g. 'm', 'mw', 'mwv'); "
+            f"got {adapt!r}"
+        )
+    return "".join(c for c in "mwv" if c in adapt)
+
+
+def _check_relevance(name: str, r: float) -> float:
+    ok = isinstance(r, (int, float, np.integer, np.floating)) and not isinstance(r, bool)
+    if not ok or not (math.isfinite(r) or r == math.inf) or r < 0:
+        raise ParameterError(f"{name} must be a number >= 0 (inf keeps the prior); got {r!r}")
+    return float(r)
+
+
+def _alpha(n: np.ndarray, r: float) -> np.ndarray:
+    """``n / (n + r)``, 0 where ``n == 0`` (also for ``r == 0``), 0 for ``r = inf``."""
+    if r == math.inf:
+        return np.zeros_like(n)
+    with np.errstate(divide="ignore", invalid="ignore"):  # n = 0 (and r = 0): no data, alpha 0
+        a = n / (n + r)
+    return np.where(n > 0, a, 0.0)
+
+
+def map_adapt(
+    stats: Stats,
+    prior: Params,
+    *,
+    adapt: str = "m",
+    relevance_means: float = 16.0,
+    relevance_weights: float = 16.0,
+    relevance_variances: float = 16.0,
+    var_floor: np.ndarray | float = 0.0,
+    min_weight: float = 0.0,
+) -> Params:
+    """MAP-adapted parameters from statistics and a prior (pure function).
+
+    Parameters
+    ----------
+    stats : Stats
+        Statistics of the adaptation data (K components, D dims), e.g. an E-step
+        against the prior.
+    prior : Params
+        The prior mixture (the UBM), K components, D dims.
+    adapt : str, default="m"
+        Which parameters move: any non-empty combination of ``m``, ``w``, ``v``.
+        The others are copied from ``prior``.
+    relevance_means, relevance_weights, relevance_variances : float >= 0
+        Relevance factor ``r`` of each kind. ``0`` gives the ML estimate wherever
+        a component has data; ``inf`` keeps the prior.
+    var_floor : float or ndarray of shape (n_dims,)
+        Absolute variance floor applied to adapted variances.
+    min_weight : float >= 0
+        Weight floor (water-filling, weights still sum to 1) on adapted weights.
+
+    Returns
+    -------
+    Params
+        New arrays (the prior is not modified). Components with ``n_k = 0`` keep
+        the prior's values exactly.
+    """
+    if stats.F.shape != prior.means.shape:
+        raise ParameterError(
+            f"statistics of shape (K, D)={stats.F.shape} do not match the prior's "
+            f"{prior.means.shape}"
+        )
+    adapt = check_adapt(adapt)
+    n = stats.n
+    c = stats.shift
+    with np.errstate(divide="ignore", invalid="ignore"):  # n = 0 rows are replaced below
+        ex = stats.F / n[:, None]  # E[x - c]
+        ex2 = stats.S / n[:, None]  # E[(x - c)**2]
+    weights, means, variances = prior.weights.copy(), prior.means.copy(), prior.variances.copy()
+    if "m" in adapt:
+        a = _alpha(n, _check_relevance("relevance_means", relevance_means))[:, None]
+        new = c + (a * ex + (1.0 - a) * (prior.means - c))
+        means = np.where(a > 0, new, prior.means)
+    if "v" in adapt:
+        a = _alpha(n, _check_relevance("relevance_variances", relevance_variances))[:, None]
+        mp, mn = prior.means - c, means - c
+        new = a * ex2 + (1.0 - a) * (prior.variances + mp**2) - mn**2
+        new = np.maximum(new, var_floor)
+        variances = np.where(a > 0, new, prior.variances)
+    if "w" in adapt:
+        a = _alpha(n, _check_relevance("relevance_weights", relevance_weights))
+        T = n.sum()
+        if T > 0 and np.any(a > 0):  # else nothing moves: keep the prior bit for bit
+            w = a * (n / T) + (1.0 - a) * prior.weights
+            weights = floor_weights(w / w.sum(), min_weight) if min_weight > 0 else w / w.sum()
+    return Params(weights, means, variances)
+
+
+@dataclass(frozen=True)
+class MAPMaximiser:
+    """MAP adaptation towards a fixed prior, as a maximiser for :func:`em.run`.
+
+    ``maximiser(stats, params) -> (new_params, [])``: the current ``params`` are
+    ignored (their only role is the E-step that made ``stats``); the prior is
+    always :attr:`prior`. See :func:`map_adapt` for the formulas and parameters.
+
+    Examples
+    --------
+    >>> from audiogmm.mixture import ConvergenceMonitor, em
+    >>> from audiogmm.mixture.sources import ArraySource
+    >>> ubm = Params(np.array([0.5, 0.5]), np.array([[-1.0], [1.0]]), np.ones((2, 1)))
+    >>> X = np.random.default_rng(0).normal(2, 1, (500, 1))
+    >>> res = em.run(ArraySource(X), ubm, maximiser=MAPMaximiser(ubm),
+    ...              monitor=ConvergenceMonitor(0.0, 1))
+    >>> bool(res.params.means[1, 0] > 1.5)
+    True
+    """
+
+    prior: Params
+    adapt: str = "m"
+    relevance_means: float = 16.0
+    relevance_weights: float = 16.0
+    relevance_variances: float = 16.0
+    var_floor: np.ndarray | float = 0.0
+    min_weight: float = 0.0
+
+    def __call__(self, stats: Stats, params: Params | None) -> tuple[Params, list[Event]]:
+        new = map_adapt(
+            stats, self.prior, adapt=self.adapt,
+            relevance_means=self.relevance_means, relevance_weights=self.relevance_weights,
+            relevance_variances=self.relevance_variances, var_floor=self.var_floor,
+            min_weight=self.min_weight,
+        )  # fmt: skip
+        return new, []
