@@ -6,7 +6,7 @@ import os
 
 import click
 
-from .options import echo_json, json_option
+from .options import echo_json, format_selection, json_option
 
 
 @click.command("info")
@@ -28,6 +28,7 @@ def command(model, as_json):
         "feature_config": cfg.to_dict(),
         "feature_config_hash": cfg.content_hash(),
         "training": clf.fit_report_,
+        "selection": header.get("selection"),
     }
     if as_json:
         echo_json(out)
@@ -43,10 +44,16 @@ def command(model, as_json):
         f"{cfg.n_mfcc} MFCC, deltas {cfg.delta_order}, VAD {'on' if cfg.vad else 'off'}, "
         f"CMVN {cfg.cmvn} (hash {out['feature_config_hash']})"
     )
+    if isinstance(out["selection"], dict):
+        try:
+            click.echo(format_selection(out["selection"]))
+        except (KeyError, TypeError, ValueError):  # written by another version: show it raw
+            click.echo(f"selection:     {out['selection']}")
     for y, r in sorted(out["training"].items()):
         if not isinstance(r, dict):
             continue
+        k = f"K={r['n_components']:<3} " if "n_components" in r else ""
         click.echo(
-            f"  {y:<20} {r.get('n_clips', '?'):>5} clips {r.get('n_frames', '?'):>8} frames  "
+            f"  {y:<20} {k}{r.get('n_clips', '?'):>5} clips {r.get('n_frames', '?'):>8} frames  "
             f"{r.get('n_iter', '?'):>3} it  ll/frame {r.get('final_mean_loglik', float('nan')):.3f}"
         )

@@ -12,13 +12,14 @@ from ..exceptions import ConvergenceWarning
 from ..models.classifier import N_COMPONENTS
 from .options import (
     echo_json,
-    feature_options,
+    format_selection,
     json_option,
     load_config,
     progress_for,
     report_skipped,
     run_options,
     split_options,
+    tuning_options,
 )
 
 logger = logging.getLogger("audiogmm")
@@ -34,15 +35,7 @@ logger = logging.getLogger("audiogmm")
     help="Model file to write (.npz).",
 )
 @split_options("train")
-@feature_options
-@click.option(
-    "--components",
-    "-k",
-    type=click.IntRange(min=1),
-    default=N_COMPONENTS,
-    show_default=True,
-    help="Components per class.",
-)
+@tuning_options(components_default=N_COMPONENTS)
 @click.option(
     "--init",
     type=click.Choice(["split", "kmeans++"]),
@@ -79,28 +72,39 @@ def command(
 ):
     """Train one GMM per label on DATA and write one model file."""
     from ..data import RunOptions
-    from ..pipeline import load_split, save_model, skipped_list, train_classifier
+    from ..pipeline import load_split, save_model, skipped_list, train_classifier, train_tuned
 
-    config = load_config(preset, config_path)
+    auto = preset == "auto" and not config_path
+    config = None if auto else load_config(preset, config_path)
     records = load_split(data, split, train_fraction=train_fraction, seed=seed)
     # per-class ConvergenceWarnings are summarised below, naming the classes
     warnings.filterwarnings("ignore", category=ConvergenceWarning)
     opts = RunOptions(cache_dir=cache_dir, n_jobs=jobs, progress=progress_for(ctx), strict=strict)
-    clf, res = train_classifier(
-        records,
-        config=config,
-        options=opts,
-        n_components=components,
-        random_state=seed,
-        init=init,
-        max_iter=max_iter,
-    )
+    extra = {}
+    if auto or components == "auto":
+        clf, tuned = train_tuned(
+            records, preset="auto" if auto else config, components=components, options=opts,
+            random_state=seed, init=init, max_iter=max_iter,
+        )  # fmt: skip
+        config, res = tuned.config, tuned.features
+        extra["selection"] = tuned.to_header()
+        components = clf.n_components
+    else:
+        clf, res = train_classifier(
+            records,
+            config=config,
+            options=opts,
+            n_components=components,
+            random_state=seed,
+            init=init,
+            max_iter=max_iter,
+        )
     not_conv = sorted(y for y, r in clf.fit_report_.items() if not r["converged"])
     if not_conv:
         logger.warning(
             "EM did not converge within --max-iter=%d for: %s", max_iter, ", ".join(not_conv)
         )
-    save_model(output, clf, config)
+    save_model(output, clf, config, extra=extra)
     skipped = skipped_list(res)
     out = {
         "model": os.path.abspath(output),
@@ -111,11 +115,14 @@ def command(
         "skipped": skipped,
         "timing": clf.timing_,
         "training": clf.fit_report_,
+        "selection": extra.get("selection"),
     }
     if as_json:
         echo_json(out)
         return
     report_skipped(skipped)
+    if extra:
+        click.echo(format_selection(extra["selection"]))
     click.echo(
         f"trained {len(clf.labels_)} classes x {components} components on {out['n_files']} files "
         f"({clf.n_dims}-dim features) in {sum(clf.timing_.values()):.1f} s -> {output}"

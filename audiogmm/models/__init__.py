@@ -1,4 +1,4 @@
-"""Models built from mixtures: the per-class classifier (UBM/MAP comes next)."""
+"""Models built from mixtures: the per-class classifier (UBM/MAP comes next), model selection."""
 
 from .classifier import N_COMPONENTS, GMMClassifier
 

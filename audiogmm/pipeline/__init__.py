@@ -2,12 +2,14 @@
 
 No maths and no printing here; the CLI and the recipes format what these return.
 Modules: ``bundle`` (classifier + feature config in one file), ``classify``
-(train, evaluate, predict from files), ``report`` (metrics.json, confusion).
+(train, evaluate, predict from files), ``report`` (metrics.json, confusion),
+``tuning`` (cross-validated choice of front end and components).
 """
 
 from .bundle import Bundle, load_model, save_model
 from .classify import evaluate_classifier, load_split, predict_files, skipped_list, train_classifier
 from .report import format_confusion, write_report
+from .tuning import TuneResult, train_tuned, tune
 
 __all__ = [
     "Bundle",
@@ -19,5 +21,8 @@ __all__ = [
     "save_model",
     "skipped_list",
     "train_classifier",
+    "train_tuned",
+    "tune",
+    "TuneResult",
     "write_report",
 ]
