@@ -168,7 +168,7 @@ class _Components(click.ParamType):
         except (TypeError, ValueError):
             self.fail(f"{value!r} is neither an integer >= 1 nor 'auto'", param, ctx)
         if k < 1:
-            self.fail(f"{k} is not >= 1", param, ctx)
+            self.fail(f"{k} is not >= 1 (or 'auto')", param, ctx)
         return k
 
 

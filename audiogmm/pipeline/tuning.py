@@ -24,6 +24,7 @@ from __future__ import annotations
 import logging
 import math
 import time
+import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Union
@@ -32,7 +33,7 @@ import numpy as np
 
 from ..data import ExtractionResult, Record, RunOptions, extract_many
 from ..engine import LocalExecutor, resolve
-from ..exceptions import DatasetError, ParameterError
+from ..exceptions import ConvergenceWarning, DatasetError, ParameterError
 from ..features import PRESETS, FeatureConfig
 from ..models import GMMClassifier
 from ..models.selection import COMPONENT_GRID, cv_scores, fit_mixed
@@ -240,8 +241,10 @@ def tune(
     screen_k = SCREEN_COMPONENTS if components == "auto" else int(components)
     t0 = time.perf_counter()
     table: list[dict[str, Any]] = []
-    with resolve(executor, opts.n_jobs) as ex:
-        best: tuple[float, int, str] | None = None
+    with resolve(executor, opts.n_jobs) as ex, warnings.catch_warnings():
+        # the CV fits stop at cv_max_iter on purpose: their ConvergenceWarnings are noise
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        best: tuple[int, int, str] | None = None
         kept: dict[str, Any] = {}
         for rank, (name, cfg) in enumerate(cands.items()):
             res = extract_many(records, config=cfg, options=opts, executor=ex)
@@ -254,9 +257,10 @@ def tune(
                     random_state=random_state, frame_step=FRAME_STEP, executor=ex, **params,
                 )  # fmt: skip
                 c, n = sel.accuracy_counts(sel.scores[screen_k])
-                table.append(_row("front end", name, f"K={screen_k}", c, n))
+                if len(cands) > 1:
+                    table.append(_row("front end", name, f"K={screen_k}", c, n))
                 logger.info("front end %s: CV accuracy %d/%d at K=%d", name, c, n, screen_k)
-            key = (table[-1]["accuracy"] if sel is not None else 0.0, -rank, name)
+            key = (sel.accuracy_counts(sel.scores[screen_k])[0] if sel else 0, -rank, name)
             if best is None or key > best:
                 best = key
                 kept = {"res": res, "clips": clips, "labels": labels, "sel": sel}
