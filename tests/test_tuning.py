@@ -265,3 +265,17 @@ def test_fixed_train_has_no_selection(sound_data, tmp_path):
     run(["-q", "train", sound_data, "-o", model, "--preset", "sound", "-k", "2", "-j", "1"])
     assert "selection" not in load_model(model).header
     assert json.loads(run(["info", model, "--json"]).output)["selection"] is None
+
+
+def test_components_rule_is_one_standard_error():
+    from audiogmm.pipeline.tuning import _pick_components
+
+    # K=32 is best by 4 clips of 428 (noise): the simplest option within one SE wins
+    opts = [("K=8", 354, 8.0), ("K=16", 358, 16.0), ("K=32", 362, 28.0), ("per-class", 361, 20.0)]
+    assert _pick_components(opts, 428) == "K=16"
+    # a clear winner (far more than one SE) is kept even if it is the largest
+    opts = [("K=8", 300, 8.0), ("K=16", 330, 16.0), ("K=32", 400, 28.0)]
+    assert _pick_components(opts, 428) == "K=32"
+    # per-class competes by its mean K
+    opts = [("K=16", 345, 16.0), ("K=32", 341, 30.0), ("per-class", 344, 12.0)]
+    assert _pick_components(opts, 428) == "per-class"

@@ -52,7 +52,7 @@ def command(model, as_json):
     for y, r in sorted(out["training"].items()):
         if not isinstance(r, dict):
             continue
-        k = f"K={r['n_components']:<3} " if "n_components" in r else ""
+        k = f"K={str(r['n_components']):<3} " if "n_components" in r else ""
         click.echo(
             f"  {y:<20} {k}{r.get('n_clips', '?'):>5} clips {r.get('n_frames', '?'):>8} frames  "
             f"{r.get('n_iter', '?'):>3} it  ll/frame {r.get('final_mean_loglik', float('nan')):.3f}"

@@ -6,10 +6,10 @@
    the feature cache when one is given) and scored by clip-stratified ``n_folds``-fold
    cross-validation at :data:`SCREEN_COMPONENTS` components (or the user's fixed K).
    The best accuracy wins; ties go to the earlier candidate.
-2. **Components.** On the chosen front end, each class's K is the grid value with the
-   best held-out log-likelihood of its own clips (:mod:`audiogmm.models.selection`);
-   each single K of the grid is a candidate too, and the option with the best
-   cross-validated accuracy is kept.
+2. **Components.** On the chosen front end, every single K of the grid is a candidate,
+   and so is a per-class K (the grid value with the best held-out log-likelihood of
+   the class's own clips, :mod:`audiogmm.models.selection`). The simplest candidate
+   whose cross-validated accuracy is within one standard error of the best is kept.
 
 Folds hold out whole clips, never frames, and only the training files are ever
 read. Fits inside the cross-validation stop after :data:`CV_MAX_ITER` EM
@@ -164,6 +164,28 @@ def _clips(records: Sequence[Record], res: ExtractionResult) -> tuple[list[np.nd
     return clips, labels
 
 
+def _pick_components(options: Sequence[tuple[str, int, float]], n: int) -> str:
+    """The one-standard-error rule: the simplest option within one SE of the best accuracy.
+
+    Parameters
+    ----------
+    options : sequence of (name, n_correct, mean K per class)
+    n : int
+        Clips scored.
+
+    CV accuracies of neighbouring K differ by a few clips in a few hundred, which is
+    noise; taking the noisy maximum favours the largest models, which overfit few
+    clips per class. So (Breiman et al. 1984; Hastie et al., ESL 7.10) the option
+    with the smallest mean K whose accuracy is within ``sqrt(p (1 - p) / n)`` of the
+    best one's ``p`` is kept.
+    """
+    best = max(c for _, c, _ in options)
+    p = best / n
+    floor = best - math.sqrt(p * (1 - p) / n) * n
+    ok = [(k, name) for name, c, k in options if c >= floor]
+    return min(ok)[1]
+
+
 def _candidates(preset: str | FeatureConfig) -> dict[str, FeatureConfig]:
     if isinstance(preset, FeatureConfig):
         return {"config": preset}
@@ -287,21 +309,20 @@ def tune(
                 if screened is not None and screen_k in grid:  # same clips, folds, seed
                     sel.grid = tuple(sorted((*sel.grid, screen_k)))
                     sel.scores[screen_k] = screened.scores[screen_k]
-            options_k: list[tuple[str, dict[str, int], dict[str, Any]]] = []
+            cands_k: list[tuple[str, int, float]] = []
+            choices: dict[str, dict[str, int]] = {}
             for k in sel.grid:
                 c, n = sel.accuracy_counts(sel.scores[k])
-                options_k.append((f"K={k}", sel.capped({y: k for y in sel.labels}), {"c": c}))
+                choices[f"K={k}"] = sel.capped({y: k for y in sel.labels})
                 table.append(_row("components", name, f"K={k}", c, n))
+                cands_k.append((f"K={k}", c, float(np.mean(list(choices[f"K={k}"].values())))))
             per_class = sel.choose()
             c, n = sel.accuracy_counts(sel.composite(per_class))
-            options_k.append(("per-class", sel.capped(per_class), {"c": c}))
+            choices["per-class"] = sel.capped(per_class)
             table.append(_row("components", name, "per-class", c, n))
-            # the best accuracy; ties go to per-class, then to the smaller K
-            order = {o[0]: i for i, o in enumerate(options_k)}
-            rule, choice, _ = max(
-                options_k,
-                key=lambda o: (o[2]["c"], o[0] == "per-class", -order[o[0]]),
-            )
+            cands_k.append(("per-class", c, float(np.mean(list(choices["per-class"].values())))))
+            rule = _pick_components(cands_k, n)
+            choice = choices[rule]
             for row in table:
                 if row["stage"] == "components":
                     row["chosen"] = row["components"] == rule
