@@ -279,3 +279,11 @@ def test_components_rule_is_one_standard_error():
     # per-class competes by its mean K
     opts = [("K=16", 345, 16.0), ("K=32", 341, 30.0), ("per-class", 344, 12.0)]
     assert _pick_components(opts, 428) == "per-class"
+
+
+def test_tune_needs_a_label_with_two_clips():
+    from audiogmm.exceptions import DatasetError
+
+    rec = [Record(str(SOUNDS / "a.flac"), "a"), Record(str(SOUNDS / "b.flac"), "b")]
+    with pytest.raises(DatasetError, match="at least 2 training files"):
+        tune(rec)

@@ -25,6 +25,7 @@ import logging
 import math
 import time
 import warnings
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Union
@@ -258,6 +259,12 @@ def tune(
     if not isinstance(cv_max_iter, (int, np.integer)) or cv_max_iter < 1:
         raise ParameterError(f"cv_max_iter must be an int >= 1; got {cv_max_iter!r}")
     cands = _candidates(preset)
+    counts = Counter(r.label for r in records)
+    if (len(cands) > 1 or components == "auto") and max(counts.values()) < 2:
+        raise DatasetError(
+            f"cross-validation needs at least 2 training files of some label; every one of "
+            f"the {len(counts)} label(s) has 1 (use a fixed --preset and --components)"
+        )
     opts = options or RunOptions()
     params = {**classifier_params, "max_iter": cv_max_iter}
     screen_k = SCREEN_COMPONENTS if components == "auto" else int(components)
