@@ -276,8 +276,11 @@ def test_components_rule_is_one_standard_error():
     # a clear winner (far more than one SE) is kept even if it is the largest
     opts = [("K=8", 300, 8.0), ("K=16", 330, 16.0), ("K=32", 400, 28.0)]
     assert _pick_components(opts, 428) == "K=32"
-    # per-class competes by its mean K
-    opts = [("K=16", 345, 16.0), ("K=32", 341, 30.0), ("per-class", 344, 12.0)]
+    # per-class (most complex) must be clearly better than every single K
+    inf = float("inf")
+    opts = [("K=16", 345, 16.0), ("K=32", 341, 32.0), ("per-class", 346, inf)]
+    assert _pick_components(opts, 428) == "K=16"
+    opts = [("K=16", 345, 16.0), ("K=32", 341, 32.0), ("per-class", 380, inf)]
     assert _pick_components(opts, 428) == "per-class"
 
 

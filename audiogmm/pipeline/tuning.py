@@ -9,7 +9,8 @@
 2. **Components.** On the chosen front end, every single K of the grid is a candidate,
    and so is a per-class K (the grid value with the best held-out log-likelihood of
    the class's own clips, :mod:`audiogmm.models.selection`). The simplest candidate
-   whose cross-validated accuracy is within one standard error of the best is kept.
+   whose cross-validated accuracy is within one standard error of the best is kept;
+   per-class counts as the most complex (one choice per label).
 
 Folds hold out whole clips, never frames, and only the training files are ever
 read. Fits inside the cross-validation stop after :data:`CV_MAX_ITER` EM
@@ -170,15 +171,16 @@ def _pick_components(options: Sequence[tuple[str, int, float]], n: int) -> str:
 
     Parameters
     ----------
-    options : sequence of (name, n_correct, mean K per class)
+    options : sequence of (name, n_correct, complexity)
+        Complexity orders the options (smaller is simpler).
     n : int
         Clips scored.
 
     CV accuracies of neighbouring K differ by a few clips in a few hundred, which is
     noise; taking the noisy maximum favours the largest models, which overfit few
-    clips per class. So (Breiman et al. 1984; Hastie et al., ESL 7.10) the option
-    with the smallest mean K whose accuracy is within ``sqrt(p (1 - p) / n)`` of the
-    best one's ``p`` is kept.
+    clips per class. So (Breiman et al. 1984; Hastie et al., ESL 7.10) the simplest
+    option whose accuracy is within ``sqrt(p (1 - p) / n)`` of the best one's ``p``
+    is kept.
     """
     best = max(c for _, c, _ in options)
     p = best / n
@@ -322,12 +324,14 @@ def tune(
                 c, n = sel.accuracy_counts(sel.scores[k])
                 choices[f"K={k}"] = sel.capped({y: k for y in sel.labels})
                 table.append(_row("components", name, f"K={k}", c, n))
-                cands_k.append((f"K={k}", c, float(np.mean(list(choices[f"K={k}"].values())))))
+                cands_k.append((f"K={k}", c, float(k)))
             per_class = sel.choose()
             c, n = sel.accuracy_counts(sel.composite(per_class))
             choices["per-class"] = sel.capped(per_class)
             table.append(_row("components", name, "per-class", c, n))
-            cands_k.append(("per-class", c, float(np.mean(list(choices["per-class"].values())))))
+            # per-class picks one K per label (n_labels choices, not one) from the same
+            # folds: the more flexible selection, so it ranks after every single K
+            cands_k.append(("per-class", c, float("inf")))
             rule = _pick_components(cands_k, n)
             choice = choices[rule]
             for row in table:
