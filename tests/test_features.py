@@ -269,7 +269,7 @@ def test_real_clip_speech_preset():
 
 # ---------------------------------------------------------------------- FeatureConfig
 def test_presets():
-    assert set(PRESETS) == {"speech", "dcase2016", "librosa"}
+    assert set(PRESETS) == {"speech", "sound", "dcase2016", "librosa"}
     s, d, lib = (FeatureConfig.preset(n) for n in ("speech", "dcase2016", "librosa"))
     assert s == FeatureConfig()
     assert (s.sample_rate, s.win_length, s.hop_length, s.n_fft, s.n_mels, s.n_mfcc) == (
@@ -325,7 +325,7 @@ def test_content_hash_is_stable_and_sensitive():
     assert FeatureConfig(win_ms=25).content_hash() == h  # 25 == 25.0 after normalisation
     assert s.replace(n_mfcc=13).content_hash() != h
     assert s.replace(vad_threshold_db=31.0).content_hash() != h
-    assert len({c.content_hash() for c in PRESETS.values()}) == 3
+    assert len({c.content_hash() for c in PRESETS.values()}) == len(PRESETS) == 4
     assert FEATURE_FORMAT_VERSION == 1
     # A changed default or algorithm version must be a deliberate edit of this line.
     assert h == "2787457552f31821" or pytest.fail(f"speech preset hash changed to {h}")

@@ -1,4 +1,4 @@
-"""The ``audiogmm`` command line: extract, train, evaluate, predict, info, verify.
+"""The ``audiogmm`` command line: extract, train, evaluate, predict, info, tune, verify.
 
 Every command parses its options, calls the library, and prints: human output
 on stdout, ``--json`` output with sorted keys, logs and progress bars on stderr.
@@ -18,7 +18,7 @@ import click
 
 from .._version import __version__
 from ..exceptions import AudioGMMError
-from . import evaluate, extract, info, predict, train, verify
+from . import evaluate, extract, info, predict, train, tune, verify
 
 __all__ = ["main"]
 
@@ -71,6 +71,6 @@ def main(ctx: click.Context, verbose: int, quiet: int) -> None:
     ctx.obj = {"verbosity": level}
 
 
-for _module in (extract, train, evaluate, predict, info, verify):
+for _module in (extract, train, evaluate, predict, info, tune, verify):
     main.add_command(_module.command)
     _module.command.epilog = EXIT_CODES

@@ -6,7 +6,7 @@ import os
 
 import click
 
-from .options import echo_json, json_option
+from .options import echo_json, format_selection, json_option
 
 
 @click.command("info")
@@ -34,6 +34,7 @@ def command(model, as_json):
         if split is None
         else {k: v for k, v in split.items() if k != "train_files"}
         | {"n_train_files": len(split["train_files"])},
+        "selection": header.get("selection"),
     }
     if as_json:
         echo_json(out)
@@ -63,10 +64,16 @@ def command(model, as_json):
             f"{sp['n_manifest_files']} files (hash {sp['manifest_hash']}); "
             f"{sp['n_train_files']} training files recorded by content hash"
         )
+    if isinstance(out["selection"], dict):
+        try:
+            click.echo(format_selection(out["selection"]))
+        except (KeyError, TypeError, ValueError):  # written by another version: show it raw
+            click.echo(f"selection:     {out['selection']}")
     for y, r in sorted(out["training"].items()):
         if not isinstance(r, dict):
             continue
+        k = f"K={str(r['n_components']):<3} " if "n_components" in r else ""
         click.echo(
-            f"  {y:<20} {r.get('n_clips', '?'):>5} clips {r.get('n_frames', '?'):>8} frames  "
+            f"  {y:<20} {k}{r.get('n_clips', '?'):>5} clips {r.get('n_frames', '?'):>8} frames  "
             f"{r.get('n_iter', '?'):>3} it  ll/frame {r.get('final_mean_loglik', float('nan')):.3f}"
         )

@@ -14,6 +14,7 @@ from ..features.config import PRESETS
 __all__ = [
     "ProgressBar",
     "echo_json",
+    "format_selection",
     "feature_options",
     "jobs_option",
     "json_option",
@@ -23,6 +24,7 @@ __all__ = [
     "report_skipped",
     "run_options",
     "split_options",
+    "tuning_options",
 ]
 
 
@@ -171,3 +173,78 @@ def progress_for(ctx: click.Context) -> ProgressBar | None:
     if ctx.obj["verbosity"] < 0 or not sys.stderr.isatty():
         return None
     return ProgressBar()
+
+
+# -- model selection (--preset auto, --components auto) ------------------------------------
+
+
+class _Components(click.ParamType):
+    """An int >= 1 or ``auto``."""
+
+    name = "K|auto"
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, int) or value == "auto":
+            return value
+        try:
+            k = int(value)
+        except (TypeError, ValueError):
+            self.fail(f"{value!r} is neither an integer >= 1 nor 'auto'", param, ctx)
+        if k < 1:
+            self.fail(f"{k} is not >= 1 (or 'auto')", param, ctx)
+        return k
+
+
+def tuning_options(*, components_default):
+    """``--preset`` (a preset or ``auto``), ``--config``, ``--components`` (K or ``auto``)."""
+
+    def deco(f):
+        f = click.option(
+            "--components",
+            "-k",
+            type=_Components(),
+            default=components_default,
+            show_default=True,
+            help="Components per class, or 'auto': per-class K (or one K) chosen by "
+            "clip-stratified cross-validation on the training files.",
+        )(f)
+        f = click.option(
+            "--config",
+            "config_path",
+            type=click.Path(exists=True, dir_okay=False),
+            help="FeatureConfig JSON file (overrides --preset).",
+        )(f)
+        f = click.option(
+            "--preset",
+            type=click.Choice([*sorted(PRESETS), "auto"]),
+            default="speech",
+            show_default=True,
+            help="Named feature preset, or 'auto': the front end with the best "
+            "cross-validated accuracy on the training files.",
+        )(f)
+        return f
+
+    return deco
+
+
+def format_selection(sel: dict[str, Any]) -> str:
+    """The cross-validation table of a ``selection`` record (train, tune, info), as text."""
+    lines = [
+        f"model selection: {sel['n_folds']}-fold CV by clip on the training files "
+        f"(EM <= {sel['cv_max_iter']} iterations per fit, {sel['seconds']:.1f} s)",
+        f"  {'stage':<11} {'front end':<11} {'components':<10} {'accuracy':>8}  "
+        f"{'95% Wilson':<15} {'clips':>9}",
+    ]
+    for r in sel["table"]:
+        mark = " *" if r.get("chosen") else ""
+        lines.append(
+            f"  {r['stage']:<11} {r['front_end']:<11} {r['components']:<10} {r['accuracy']:>8.3f}  "
+            f"[{r['ci_low']:.3f}, {r['ci_high']:.3f}] {r['correct']:>4}/{r['n']:<4}{mark}"
+        )
+    ks = sorted(set(sel["n_components"].values()))
+    k_text = str(ks[0]) if len(ks) == 1 else f"{ks[0]}-{ks[-1]} per class"
+    lines.append(
+        f"chosen: front end {sel['front_end']}, components {sel['components_rule']} "
+        f"(K = {k_text})"
+    )
+    return "\n".join(lines)

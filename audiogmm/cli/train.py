@@ -12,13 +12,14 @@ from ..exceptions import ConvergenceWarning
 from ..models.classifier import N_COMPONENTS
 from .options import (
     echo_json,
-    feature_options,
+    format_selection,
     json_option,
     load_config,
     progress_for,
     report_skipped,
     run_options,
     split_options,
+    tuning_options,
 )
 
 logger = logging.getLogger("audiogmm")
@@ -72,15 +73,7 @@ def map_params(ctx, backend, ubm_components, relevance, adapt, reject_far, compo
     help="Model file to write (.npz).",
 )
 @split_options("train")
-@feature_options
-@click.option(
-    "--components",
-    "-k",
-    type=click.IntRange(min=1),
-    default=N_COMPONENTS,
-    show_default=True,
-    help="Components per class.",
-)
+@tuning_options(components_default=N_COMPONENTS)
 @click.option(
     "--init",
     type=click.Choice(["split", "kmeans++"]),
@@ -123,23 +116,47 @@ def command(
 ):
     """Train one GMM per label on DATA and write one model file."""
     from ..data import RunOptions
-    from ..pipeline import describe_split, load_split, save_model, skipped_list, train_classifier
+    from ..pipeline import (
+        describe_split,
+        load_split,
+        save_model,
+        skipped_list,
+        train_classifier,
+        train_tuned,
+    )
 
-    config = load_config(preset, config_path)
+    auto = preset == "auto" and not config_path
+    config = None if auto else load_config(preset, config_path)
     records = load_split(data, split, train_fraction=train_fraction, seed=seed)
     # per-class ConvergenceWarnings are summarised below, naming the classes
     warnings.filterwarnings("ignore", category=ConvergenceWarning)
     opts = RunOptions(cache_dir=cache_dir, n_jobs=jobs, progress=progress_for(ctx), strict=strict)
-    clf, res = train_classifier(
-        records,
-        config=config,
-        options=opts,
-        backend=backend,
-        random_state=seed,
-        **map_params(
-            ctx, backend, ubm_components, relevance, adapt, reject_far, components, init, max_iter
-        ),
-    )
+    extra = {}
+    if auto or components == "auto":
+        if backend != "ml":
+            raise click.UsageError(
+                "--preset auto and --components auto select by cross-validating the ml "
+                "backend; give a fixed --preset and -k with --backend map"
+            )
+        clf, tuned = train_tuned(
+            records, preset="auto" if auto else config, components=components, options=opts,
+            random_state=seed, init=init, max_iter=max_iter,
+        )  # fmt: skip
+        config, res = tuned.config, tuned.features
+        extra["selection"] = tuned.to_header()
+        components = clf.n_components
+    else:
+        clf, res = train_classifier(
+            records,
+            config=config,
+            options=opts,
+            backend=backend,
+            random_state=seed,
+            **map_params(
+                ctx, backend, ubm_components, relevance, adapt, reject_far, components, init,
+                max_iter,
+            ),
+        )
     not_conv = sorted(y for y, r in clf.fit_report_.items() if not r["converged"])
     if not_conv:
         logger.warning(
@@ -147,8 +164,8 @@ def command(
         )
     # the model records its split and training files, so evaluate can refuse them
     used = [r for r in records if r.path in res.features]
-    split_block = describe_split(data, split, used, train_fraction=train_fraction, seed=seed)
-    save_model(output, clf, config, extra={"split": split_block})
+    extra["split"] = describe_split(data, split, used, train_fraction=train_fraction, seed=seed)
+    save_model(output, clf, config, extra=extra)
     skipped = skipped_list(res)
     out = {
         "model": os.path.abspath(output),
@@ -160,11 +177,14 @@ def command(
         "skipped": skipped,
         "timing": clf.timing_,
         "training": clf.fit_report_,
+        "selection": extra.get("selection"),
     }
     if as_json:
         echo_json(out)
         return
     report_skipped(skipped)
+    if "selection" in extra:
+        click.echo(format_selection(extra["selection"]))
     click.echo(
         f"trained {len(clf.labels_)} classes x {clf.n_components} components ({backend}) "
         f"on {out['n_files']} files ({clf.n_dims}-dim features) in {sum(clf.timing_.values()):.1f} s -> {output}"

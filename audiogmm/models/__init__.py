@@ -1,5 +1,4 @@
-"""Models built from mixtures: per-class ML GMMs, and GMM-UBM with MAP-adapted classes."""
-
+"""Models built from mixtures: per-class ML GMMs, GMM-UBM with MAP-adapted classes, model selection."""
 from .classifier import N_COMPONENTS, GMMClassifier
 from .ubm import UBM_COMPONENTS, UNKNOWN, UBMClassifier, train_ubm
 

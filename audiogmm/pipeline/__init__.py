@@ -2,7 +2,8 @@
 
 No maths and no printing here; the CLI and the recipes format what these return.
 Modules: ``bundle`` (classifier + feature config in one file), ``classify``
-(train, evaluate, predict from files), ``report`` (metrics.json, confusion).
+(train, evaluate, predict from files), ``report`` (metrics.json, confusion),
+``tuning`` (cross-validated choice of front end and components).
 """
 
 from .bundle import Bundle, load_model, save_model
@@ -17,6 +18,7 @@ from .classify import (
     train_classifier,
 )
 from .report import format_confusion, format_metrics, write_report
+from .tuning import TuneResult, train_tuned, tune
 
 __all__ = [
     "Bundle",
@@ -32,5 +34,8 @@ __all__ = [
     "skipped_list",
     "stored_split",
     "train_classifier",
+    "train_tuned",
+    "tune",
+    "TuneResult",
     "write_report",
 ]

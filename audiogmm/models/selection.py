@@ -1,0 +1,348 @@
+"""Model selection on training clips only: clip-stratified folds, per-class K, mixed-K classifiers.
+
+Frames of one clip are strongly correlated, so every held-out estimate here holds
+out whole **clips**, never frames: a class's K is the grid value with the largest
+cross-validated held-out log-likelihood of its own clips. Frame-level criteria
+(BIC on the training frames, frame folds) count one clip's thousand similar frames
+as a thousand independent observations and pick ever larger K, which is exactly
+the overfit seen with 32 components on 9 clips per class.
+
+A classifier whose classes have different K is stored as an ordinary stacked
+:class:`~audiogmm.models.GMMClassifier` of the largest K: a class with fewer
+components is padded by splitting its heaviest components into identical halves
+(same mean and variance, half the weight each), which leaves its density, and so
+every score, unchanged.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from ..engine import LocalExecutor, resolve
+from ..exceptions import ParameterError
+from ..mixture import DiagGMM
+from .classifier import GMMClassifier
+
+__all__ = [
+    "COMPONENT_GRID",
+    "ComponentSelection",
+    "clip_folds",
+    "cv_scores",
+    "fit_mixed",
+    "max_components",
+    "pad_components",
+]
+
+logger = logging.getLogger(__name__)
+
+#: Candidate numbers of components per class for ``--components auto``.
+COMPONENT_GRID = (2, 4, 8, 16, 32)
+
+#: Frames of training data required per component (a cap, applied before any CV).
+FRAMES_PER_COMPONENT = 50
+
+
+def clip_folds(labels: Sequence[str], n_folds: int, *, random_state: int | None = 0) -> np.ndarray:
+    """Fold of each clip, stratified per label; clips of a single-clip label are never held out.
+
+    Each label's clips are shuffled (one stream per label) and dealt round-robin to
+    the folds, so every fold holds out about ``1 / n_folds`` of every label.
+
+    Parameters
+    ----------
+    labels : sequence of str, length n_clips
+    n_folds : int >= 2
+    random_state : int or None
+
+    Returns
+    -------
+    ndarray of shape (n_clips,), int
+        Fold index in ``[0, n_folds)``, or -1 for a clip that is always trained on.
+    """
+    if not isinstance(n_folds, (int, np.integer)) or n_folds < 2:
+        raise ParameterError(f"n_folds must be an int >= 2; got {n_folds!r}")
+    labels = [str(y) for y in labels]
+    folds = np.full(len(labels), -1, dtype=np.int64)
+    by_label: dict[str, list[int]] = {}
+    for i, y in enumerate(labels):
+        by_label.setdefault(y, []).append(i)
+    seeds = np.random.SeedSequence(random_state).spawn(len(by_label))
+    for (_, idx), ss in zip(sorted(by_label.items()), seeds):
+        if len(idx) < 2:
+            continue
+        order = np.random.default_rng(ss).permutation(len(idx))
+        start = int(np.random.default_rng(ss).integers(n_folds))  # spread the remainders
+        for rank, j in enumerate(order):
+            folds[idx[j]] = (start + rank) % n_folds
+    return folds
+
+
+def max_components(n_frames: int) -> int:
+    """The largest K allowed for a class with ``n_frames`` training frames (>= 1)."""
+    return max(1, int(n_frames) // FRAMES_PER_COMPONENT)
+
+
+def pad_components(gmm: DiagGMM, n_components: int) -> DiagGMM:
+    """The same density with ``n_components`` components: split heaviest ones into equal halves.
+
+    Parameters
+    ----------
+    gmm : DiagGMM
+        A fitted mixture with at most ``n_components`` components.
+    n_components : int
+
+    Returns
+    -------
+    DiagGMM
+        A new mixture; ``score_samples`` equals ``gmm``'s up to rounding.
+    """
+    w, m, v = gmm.weights_.copy(), gmm.means_.copy(), gmm.variances_.copy()
+    if w.shape[0] > n_components:
+        raise ParameterError(f"cannot pad {w.shape[0]} components down to {n_components}")
+    while w.shape[0] < n_components:
+        k = int(np.argmax(w))
+        w[k] /= 2
+        w, m, v = np.append(w, w[k]), np.vstack([m, m[k]]), np.vstack([v, v[k]])
+    out = DiagGMM(n_components, **{k: v for k, v in gmm.get_params().items() if k != "n_components"})
+    out.weights_, out.means_, out.variances_ = w, m, v
+    out.var_floor_ = gmm.var_floor_
+    return out
+
+
+def fit_mixed(
+    clips: Sequence[np.ndarray],
+    labels: Sequence[str],
+    n_components: Mapping[str, int],
+    *,
+    random_state: int | None = 0,
+    executor: LocalExecutor | None = None,
+    **params: Any,
+) -> GMMClassifier:
+    """A :class:`GMMClassifier` whose class ``y`` has ``n_components[y]`` components.
+
+    Labels with the same K are trained together by one ``GMMClassifier(K).fit``;
+    the results are stacked at the largest K with :func:`pad_components`.
+
+    Parameters
+    ----------
+    clips : sequence of ndarray, each of shape (n_frames_i, n_dims)
+    labels : sequence of str, length n_clips
+    n_components : mapping of label to int > 0
+        Must cover every label.
+    random_state : int or None
+    executor : LocalExecutor, optional
+    **params
+        Other :class:`GMMClassifier` / :class:`DiagGMM` parameters (``max_iter``, ...).
+
+    Returns
+    -------
+    GMMClassifier
+        Fitted, with ``n_components`` the largest K and each ``fit_report_[y]``
+        holding that class's own ``n_components``.
+    """
+    labels = [str(y) for y in labels]
+    missing = sorted(set(labels) - set(n_components))
+    if missing:
+        raise ParameterError(f"no number of components given for label(s) {missing}")
+    groups: dict[int, list[int]] = {}
+    for i, y in enumerate(labels):
+        groups.setdefault(int(n_components[y]), []).append(i)
+    k_max = max(groups)
+    out = GMMClassifier(k_max, random_state=random_state, **params)
+    models: dict[str, DiagGMM] = {}
+    report: dict[str, Any] = {}
+    with resolve(executor, params.get("n_jobs")) as ex, _quiet_single_class():
+        for k, idx in sorted(groups.items()):
+            sub = GMMClassifier(k, random_state=random_state, **params).fit(
+                [clips[i] for i in idx], [labels[i] for i in idx], executor=ex
+            )
+            for y in sub.labels_:
+                models[y] = pad_components(sub.models_[y], k_max)
+                report[y] = {**sub.fit_report_[y], "n_components": k}
+    out.labels_ = sorted(models)
+    out.models_ = {y: models[y] for y in out.labels_}
+    out._stack()
+    out.fit_report_ = {y: report[y] for y in out.labels_}
+    return out
+
+
+class _OneClassFilter(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith("only one class")
+
+
+@contextmanager
+def _quiet_single_class():
+    # a group of fit_mixed may hold one label: the classifier's one-class warning is noise here
+    log, flt = logging.getLogger(GMMClassifier.__module__), _OneClassFilter()
+    log.addFilter(flt)
+    try:
+        yield
+    finally:
+        log.removeFilter(flt)
+
+
+@dataclass
+class ComponentSelection:
+    """Cross-validated scores of every training clip under every grid K (held out by clip).
+
+    Attributes
+    ----------
+    grid : tuple of int
+        Candidate K values.
+    labels : list of str
+        Class order of the score columns.
+    y : ndarray of shape (n_clips,), int
+        Class index of each clip.
+    folds : ndarray of shape (n_clips,), int
+        Fold of each clip (-1: never held out).
+    n_frames : ndarray of shape (n_clips,), int
+    scores : dict of int to ndarray of shape (n_clips, n_labels)
+        Total held-out log-likelihood (nats) of each clip under each class at that
+        grid K (a class's K is capped by :func:`max_components`); rows of
+        never-held-out clips are NaN.
+    caps : dict of str to int
+        The cap of each class on all its training frames (:func:`max_components`).
+    """
+
+    grid: tuple[int, ...]
+    labels: list[str]
+    y: np.ndarray
+    folds: np.ndarray
+    n_frames: np.ndarray
+    scores: dict[int, np.ndarray] = field(default_factory=dict)
+    caps: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def held(self) -> np.ndarray:
+        """Mask of the clips that were held out once."""
+        return self.folds >= 0
+
+    def accuracy_counts(self, scores: np.ndarray) -> tuple[int, int]:
+        """(correct, total) of argmax decisions over the held-out clips."""
+        h = self.held
+        return int((scores[h].argmax(1) == self.y[h]).sum()), int(h.sum())
+
+    def heldout_loglik(self, k: int) -> dict[str, float]:
+        """Mean held-out log-likelihood per frame of each class's own clips at grid K."""
+        out = {}
+        for j, lab in enumerate(self.labels):
+            m = self.held & (self.y == j)
+            if m.any():
+                out[lab] = float(self.scores[k][m, j].sum() / self.n_frames[m].sum())
+        return out
+
+    def choose(self) -> dict[str, int]:
+        """Per-class K: the grid value with the best held-out log-likelihood of the class's clips.
+
+        A class never held out (a single clip) takes the smallest grid K. Ties go to
+        the smaller K (a K above a class's cap in every fold ties with the cap).
+        Fit with :meth:`capped` of the result.
+        """
+        ll = {k: self.heldout_loglik(k) for k in self.grid}
+        out = {}
+        for lab in self.labels:
+            cands = [k for k in self.grid if lab in ll[k]]
+            out[lab] = max(cands, key=lambda k: (ll[k][lab], -k)) if cands else self.grid[0]
+        return out
+
+    def capped(self, choice: Mapping[str, int]) -> dict[str, int]:
+        """``choice`` limited by each class's cap on all its frames (:func:`max_components`)."""
+        return {lab: min(int(k), self.caps[lab]) for lab, k in choice.items()}
+
+    def composite(self, choice: Mapping[str, int]) -> np.ndarray:
+        """The score matrix of a per-class choice: column ``y`` from ``scores[choice[y]]``."""
+        S = np.empty_like(self.scores[self.grid[0]])
+        for j, lab in enumerate(self.labels):
+            S[:, j] = self.scores[choice[lab]][:, j]
+        return S
+
+
+def cv_scores(
+    clips: Sequence[np.ndarray],
+    labels: Sequence[str],
+    *,
+    grid: Sequence[int] = COMPONENT_GRID,
+    n_folds: int = 3,
+    random_state: int | None = 0,
+    frame_step: int = 1,
+    executor: LocalExecutor | None = None,
+    **params: Any,
+) -> ComponentSelection:
+    """Score every training clip, held out by clip, under classifiers of each grid K.
+
+    For each fold and each K, one classifier (each class at ``min(K, cap)``
+    components, cap from the class's frames in that fold's training clips) is
+    fitted on the other folds' clips and scores the fold's clips against every
+    class in one batched pass. The result supports both global choices (accuracy
+    per K) and per-class ones (:meth:`ComponentSelection.choose`).
+
+    Parameters
+    ----------
+    clips : sequence of ndarray, each of shape (n_frames_i, n_dims)
+    labels : sequence of str, length n_clips
+    grid : sequence of int > 0
+    n_folds : int >= 2
+    random_state : int or None
+        Seeds the folds and the fits.
+    frame_step : int >= 1
+        Fit on every ``frame_step``-th frame of each training clip (held-out clips
+        are always scored whole): neighbouring frames overlap and are nearly
+        redundant, so a step of 2 halves the EM cost of the search.
+    executor : LocalExecutor, optional
+    **params
+        Passed to the classifiers (``max_iter``, ``tol``, ``init``, ...).
+
+    Returns
+    -------
+    ComponentSelection
+    """
+    grid = tuple(sorted({int(k) for k in grid}))
+    if not grid or grid[0] < 1:
+        raise ParameterError(f"grid must hold integers >= 1; got {grid!r}")
+    if len(clips) != len(labels):
+        raise ParameterError(f"{len(clips)} clips but {len(labels)} labels")
+    labels = [str(y) for y in labels]
+    names = sorted(set(labels))
+    index = {lab: j for j, lab in enumerate(names)}
+    y = np.array([index[lab] for lab in labels])
+    folds = clip_folds(labels, n_folds, random_state=random_state)
+    if not isinstance(frame_step, (int, np.integer)) or frame_step < 1:
+        raise ParameterError(f"frame_step must be an int >= 1; got {frame_step!r}")
+    n_frames = np.array([X.shape[0] for X in clips])
+    sel = ComponentSelection(grid, names, y, folds, n_frames)
+    nan = np.full((len(clips), len(names)), np.nan)
+    sel.scores = {k: nan.copy() for k in grid}
+    caps = {lab: max_components(n_frames[y == j].sum()) for j, lab in enumerate(names)}
+    with resolve(executor, params.get("n_jobs")) as ex:
+        for f in range(n_folds):
+            test = np.flatnonzero(folds == f)
+            if not len(test):
+                continue
+            train = np.flatnonzero(folds != f)
+            fit_clips = [clips[i][::frame_step] for i in train]
+            # caps from the whole clips: decimated frames carry about the same information
+            frames = {lab: int(n_frames[train][y[train] == j].sum()) for j, lab in enumerate(names)}
+            done: dict[tuple[int, ...], np.ndarray] = {}
+            for k in grid:
+                ks = {lab: min(k, max_components(n)) for lab, n in frames.items()}
+                key = tuple(ks[lab] for lab in names)
+                if key not in done:  # K above every cap: same classifier as before
+                    clf = fit_mixed(
+                        fit_clips,
+                        [labels[i] for i in train],
+                        ks,
+                        random_state=random_state,
+                        executor=ex,
+                        **params,
+                    )
+                    done[key] = clf.score_matrix([clips[i] for i in test], executor=ex)
+                sel.scores[k][test] = done[key]
+    sel.caps = caps
+    return sel

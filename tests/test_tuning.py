@@ -1,0 +1,292 @@
+"""Model selection on training clips: folds by clip, per-class K, mixed-K models, tune/auto CLI."""
+
+import json
+import shutil
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from audiogmm.cli import main
+from audiogmm.data import Record, read_manifest
+from audiogmm.exceptions import ParameterError
+from audiogmm.features import PRESETS
+from audiogmm.mixture import DiagGMM
+from audiogmm.models import GMMClassifier
+from audiogmm.models.selection import (
+    clip_folds,
+    cv_scores,
+    fit_mixed,
+    max_components,
+    pad_components,
+)
+from audiogmm.pipeline import load_model, tune
+
+ROOT = Path(__file__).resolve().parents[1]
+SOUNDS = ROOT / "data_samples" / "sounds"
+
+
+# -- folds --------------------------------------------------------------------------------
+
+
+@settings(max_examples=50, deadline=None)
+@given(
+    counts=st.lists(st.integers(1, 12), min_size=1, max_size=6),
+    n_folds=st.integers(2, 5),
+    seed=st.integers(0, 2**16),
+)
+def test_clip_folds_are_stratified_per_label(counts, n_folds, seed):
+    labels = [f"c{j}" for j, n in enumerate(counts) for _ in range(n)]
+    folds = clip_folds(labels, n_folds, random_state=seed)
+    assert folds.shape == (len(labels),)
+    for j, n in enumerate(counts):
+        f = folds[np.array(labels) == f"c{j}"]
+        if n == 1:
+            assert f.tolist() == [-1]  # a single clip is never held out (its class would vanish)
+            continue
+        per_fold = Counter(f.tolist())
+        assert set(per_fold) <= set(range(n_folds))
+        # round-robin: fold sizes of a label differ by at most one clip
+        sizes = [per_fold.get(i, 0) for i in range(n_folds)]
+        assert max(sizes) - min(sizes) <= 1
+    assert np.array_equal(folds, clip_folds(labels, n_folds, random_state=seed))
+
+
+def test_clip_folds_rejects_one_fold():
+    with pytest.raises(ParameterError, match="n_folds"):
+        clip_folds(["a", "a"], 1)
+
+
+# -- mixed K ------------------------------------------------------------------------------
+
+
+@settings(max_examples=25, deadline=None)
+@given(K=st.integers(1, 5), extra=st.integers(0, 6), seed=st.integers(0, 1000))
+def test_pad_components_keeps_the_density(K, extra, seed):
+    rng = np.random.default_rng(seed)
+    X = rng.normal(size=(300, 3)) * [1, 2, 3] + rng.normal(size=3)
+    g = DiagGMM(K, random_state=seed, max_iter=5).fit(X)
+    p = pad_components(g, K + extra)
+    assert p.weights_.shape == (K + extra,)
+    assert np.isclose(p.weights_.sum(), 1.0)
+    np.testing.assert_allclose(p.score_samples(X), g.score_samples(X), rtol=1e-10, atol=1e-10)
+
+
+def _blobs(rng, n_clips, centre, spread=1.0, n=120, D=2):
+    return [rng.normal(centre, spread, size=(n, D)) for _ in range(n_clips)]
+
+
+def test_fit_mixed_gives_each_class_its_own_k():
+    rng = np.random.default_rng(0)
+    clips = _blobs(rng, 4, 0.0) + _blobs(rng, 4, 5.0) + _blobs(rng, 4, -5.0)
+    labels = ["a"] * 4 + ["b"] * 4 + ["c"] * 4
+    clf = fit_mixed(clips, labels, {"a": 1, "b": 3, "c": 3}, random_state=0, n_jobs=1)
+    assert clf.labels_ == ["a", "b", "c"]
+    assert {y: r["n_components"] for y, r in clf.fit_report_.items()} == {"a": 1, "b": 3, "c": 3}
+    assert clf.means_.shape == (3, 3, 2)
+    # the K=3 classes equal a plain classifier fitted on them alone (same seed, same group)
+    ref = GMMClassifier(3, random_state=0, n_jobs=1).fit(clips[4:], labels[4:])
+    np.testing.assert_array_equal(clf.means_[1:], ref.means_)
+    # the padded K=1 class scores exactly as a 1-component model
+    one = GMMClassifier(1, random_state=0, n_jobs=1).fit(clips[:4], labels[:4])
+    test = _blobs(rng, 3, 0.0)
+    np.testing.assert_allclose(
+        clf.score_matrix(test)[:, 0], one.score_matrix(test)[:, 0], rtol=1e-9
+    )
+
+
+def test_fit_mixed_needs_every_label():
+    with pytest.raises(ParameterError, match="no number of components"):
+        fit_mixed([np.zeros((50, 2))], ["a"], {"b": 2})
+
+
+# -- choosing K by clip-held-out likelihood -----------------------------------------------
+
+
+def test_per_class_k_is_not_fooled_by_few_clips():
+    """Each clip of 'few' is a tight blob somewhere else: its frames look like 3 clusters.
+
+    Frame-level BIC on all of the class's frames then wants >= 3 components (one
+    per clip). Held out by clip, a new clip lands where no component is, so the
+    broad single component wins: that is what generalises.
+    """
+    rng = np.random.default_rng(1)
+    D = 2
+    few = [rng.normal(rng.normal(0, 4, D), 0.3, size=(150, D)) for _ in range(3)]
+    many = [rng.normal(0, 1, size=(150, D)) + (4 * (i % 2)) for i in range(12)]
+    clips, labels = few + many, ["few"] * 3 + ["many"] * 12
+    sel = cv_scores(clips, labels, grid=(1, 2, 4, 8), n_folds=3, random_state=0, n_jobs=1)
+    choice = sel.choose()
+    assert choice["few"] == 1
+    assert choice["many"] >= 2  # two real modes shared by its clips: more components pay
+    # the frame-level criterion is fooled (this is why folds hold out clips)
+    X = np.concatenate(few)
+    bics = {k: DiagGMM(k, random_state=0).fit(X).bic(X) for k in (1, 2, 4, 8)}
+    assert min(bics, key=bics.get) >= 3
+
+
+def test_held_out_clips_are_scored_by_models_that_never_saw_them():
+    rng = np.random.default_rng(2)
+    clips = _blobs(rng, 6, 0.0) + _blobs(rng, 6, 3.0)
+    labels = ["a"] * 6 + ["b"] * 6
+    sel = cv_scores(clips, labels, grid=(2,), n_folds=3, random_state=0, n_jobs=1)
+    # recompute fold 0 by hand: train on folds 1, 2 only
+    f0 = np.flatnonzero(sel.folds == 0)
+    train = np.flatnonzero(sel.folds != 0)
+    ref = fit_mixed(
+        [clips[i][::1] for i in train], [labels[i] for i in train], {"a": 2, "b": 2},
+        random_state=0, n_jobs=1,
+    )  # fmt: skip
+    np.testing.assert_allclose(
+        sel.scores[2][f0], ref.score_matrix([clips[i] for i in f0]), rtol=1e-12
+    )
+
+
+def test_caps_limit_k_by_frames():
+    assert max_components(10) == 1
+    assert max_components(1000) == 1000 // 50
+    rng = np.random.default_rng(3)
+    clips = [rng.normal(size=(60, 2)) for _ in range(4)] + [rng.normal(size=(400, 2)) + 3] * 4
+    labels = ["tiny"] * 4 + ["big"] * 4
+    sel = cv_scores(clips, labels, grid=(2, 32), n_folds=2, random_state=0, n_jobs=1)
+    capped = sel.capped({"tiny": 32, "big": 32})
+    assert capped == {"tiny": max_components(240), "big": 32}
+
+
+# -- presets ------------------------------------------------------------------------------
+
+
+def test_sound_preset():
+    cfg = PRESETS["sound"]
+    assert (cfg.n_mfcc, cfg.n_dims, cfg.vad, cfg.cmvn) == (13, 39, False, "none")
+    assert cfg == PRESETS["dcase2016"].replace(n_mfcc=13)
+
+
+# -- tune and the CLI ---------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def sound_data(tmp_path_factory):
+    """3 sound classes x 6 real clips, as a folder per label."""
+    d = tmp_path_factory.mktemp("sounds")
+    for label in sorted(p.name for p in SOUNDS.iterdir() if p.is_dir())[:3]:
+        (d / label).mkdir()
+        for f in sorted((SOUNDS / label).glob("*.flac"))[:6]:
+            shutil.copy(f, d / label / f.name)
+    return d
+
+
+def run(args, code=0):
+    r = CliRunner().invoke(main, [str(a) for a in args], catch_exceptions=False)
+    assert r.exit_code == code, r.output
+    return r
+
+
+def test_tune_reads_only_the_training_files(sound_data, monkeypatch):
+    import audiogmm.pipeline.tuning as tuning
+
+    seen = []
+    real = tuning.extract_many
+
+    def spy(items, **kw):
+        items = list(items)
+        seen.extend(r.path for r in items)
+        return real(items, **kw)
+
+    monkeypatch.setattr(tuning, "extract_many", spy)
+    records = read_manifest(sound_data)
+    train = [r for i, r in enumerate(records) if i % 3 != 0]
+    res = tune(train, preset="auto", components="auto", grid=(1, 2), options=None, n_jobs=1)
+    assert set(seen) == {r.path for r in train}
+    assert {row["front_end"] for row in res.table if row["stage"] == "front end"} == set(
+        tuning.FRONT_ENDS
+    )
+    assert sum(row.get("chosen", False) for row in res.table) == 2  # one per stage
+    for row in res.table:
+        assert row["ci_low"] <= row["accuracy"] <= row["ci_high"]
+        assert row["n"] == len(train)
+    assert set(res.n_components) == {r.label for r in train}
+
+
+def test_tune_rejects_bad_components():
+    rec = [Record(str(SOUNDS / "x.flac"), "a")]
+    with pytest.raises(ParameterError, match="components"):
+        tune(rec, components=0)
+
+
+def test_train_auto_stores_the_selection_and_info_shows_it(sound_data, tmp_path):
+    model = tmp_path / "m.npz"
+    out = json.loads(
+        run(["-q", "train", sound_data, "-o", model, "--preset", "auto", "--components",
+             "auto", "-j", "1", "--json"]).output  # fmt: skip
+    )
+    sel = out["selection"]
+    assert sel["folds_by"] == "clip" and sel["front_end"] in {r["front_end"] for r in sel["table"]}
+    bundle = load_model(model)
+    assert bundle.header["selection"] == sel
+    from audiogmm.pipeline.tuning import FRONT_ENDS
+
+    assert bundle.config == FRONT_ENDS[sel["front_end"]]
+    assert {y: r["n_components"] for y, r in bundle.classifier.fit_report_.items()} == sel[
+        "n_components"
+    ]
+    info = json.loads(run(["info", model, "--json"]).output)
+    assert info["selection"] == sel
+    text = run(["info", model]).output
+    assert "model selection: 3-fold CV by clip" in text and "chosen: front end" in text
+    # the model evaluates like any other
+    ev = json.loads(run(["-q", "evaluate", model, sound_data, "--split", "test", "--json"]).output)
+    assert 0 <= ev["accuracy"] <= 1
+
+
+def test_tune_prints_the_table_without_writing_a_model(sound_data, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    r = run(["tune", sound_data, "--preset", "sound", "-k", "auto", "-j", "1"])
+    assert "components  sound" in r.output and "per-class" in r.output
+    assert "front end   " not in r.output.split("\n", 2)[2]  # one front end: no screening rows
+    assert list(tmp_path.iterdir()) == []
+    out = json.loads(run(["tune", sound_data, "-j", "1", "--json"]).output)
+    assert out["selection"]["front_end"] in {"sound", "speech", "librosa", "sound+cmn"}
+
+
+@pytest.mark.parametrize("bad", ["0", "many", "-3"])
+def test_components_option_rejects_bad_values(sound_data, tmp_path, bad):
+    r = CliRunner().invoke(main, ["train", str(sound_data), "-o", str(tmp_path / "m"), "-k", bad])
+    assert r.exit_code == 2
+    assert "Invalid value for '--components'" in r.output
+
+
+def test_fixed_train_has_no_selection(sound_data, tmp_path):
+    model = tmp_path / "m.npz"
+    run(["-q", "train", sound_data, "-o", model, "--preset", "sound", "-k", "2", "-j", "1"])
+    assert "selection" not in load_model(model).header
+    assert json.loads(run(["info", model, "--json"]).output)["selection"] is None
+
+
+def test_components_rule_is_one_standard_error():
+    from audiogmm.pipeline.tuning import _pick_components
+
+    # K=32 is best by 4 clips of 428 (noise): the simplest option within one SE wins
+    opts = [("K=8", 354, 8.0), ("K=16", 358, 16.0), ("K=32", 362, 28.0), ("per-class", 361, 20.0)]
+    assert _pick_components(opts, 428) == "K=16"
+    # a clear winner (far more than one SE) is kept even if it is the largest
+    opts = [("K=8", 300, 8.0), ("K=16", 330, 16.0), ("K=32", 400, 28.0)]
+    assert _pick_components(opts, 428) == "K=32"
+    # per-class (most complex) must be clearly better than every single K
+    inf = float("inf")
+    opts = [("K=16", 345, 16.0), ("K=32", 341, 32.0), ("per-class", 346, inf)]
+    assert _pick_components(opts, 428) == "K=16"
+    opts = [("K=16", 345, 16.0), ("K=32", 341, 32.0), ("per-class", 380, inf)]
+    assert _pick_components(opts, 428) == "per-class"
+
+
+def test_tune_needs_a_label_with_two_clips():
+    from audiogmm.exceptions import DatasetError
+
+    rec = [Record(str(SOUNDS / "a.flac"), "a"), Record(str(SOUNDS / "b.flac"), "b")]
+    with pytest.raises(DatasetError, match="at least 2 training files"):
+        tune(rec)
