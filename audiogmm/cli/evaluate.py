@@ -31,6 +31,7 @@ def command(
     ctx, model, data, split, train_fraction, seed, report_dir, cache_dir, jobs, strict, as_json
 ):
     """Classify the labelled files of DATA with MODEL and report accuracy."""
+    from ..container import check_writable
     from ..data import RunOptions
     from ..pipeline import (
         evaluate_classifier,
@@ -40,6 +41,8 @@ def command(
         write_report,
     )
 
+    if report_dir:
+        check_writable(report_dir, folder=True)  # before the work, naming the user's path
     bundle = load_model(model)
     records = load_split(data, split, train_fraction=train_fraction, seed=seed)
     opts = RunOptions(cache_dir=cache_dir, n_jobs=jobs, progress=progress_for(ctx), strict=strict)

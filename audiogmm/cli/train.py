@@ -78,9 +78,11 @@ def command(
     as_json,
 ):
     """Train one GMM per label on DATA and write one model file."""
+    from ..container import check_writable
     from ..data import RunOptions
     from ..pipeline import load_split, save_model, skipped_list, train_classifier
 
+    check_writable(output)  # before the work, naming the user's path
     config = load_config(preset, config_path)
     records = load_split(data, split, train_fraction=train_fraction, seed=seed)
     # per-class ConvergenceWarnings are summarised below, naming the classes

@@ -12,11 +12,12 @@ import os
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..container import Validator
 from ..exceptions import ModelFileError, ParameterError
 from ..features import FeatureConfig
 from ..models import GMMClassifier
 
-__all__ = ["Bundle", "load_model", "save_model"]
+__all__ = ["Bundle", "HEADER_FIELDS", "load_model", "save_model"]
 
 
 @dataclass
@@ -61,6 +62,10 @@ def save_model(
 def load_model(path: str | os.PathLike) -> Bundle:
     """Read a model file written by :func:`save_model`, validating everything.
 
+    The classifier's own header fields are checked by
+    :meth:`GMMClassifier.load <audiogmm.models.GMMClassifier.load>`; the fields the
+    pipeline adds by :data:`HEADER_FIELDS`. A field with no validator refuses the file.
+
     Raises
     ------
     ModelFileError
@@ -68,19 +73,31 @@ def load_model(path: str | os.PathLike) -> Bundle:
         config, or one whose dimension does not match the models.
     """
     name = os.fspath(path)
-    clf = GMMClassifier.load(path)
+    clf = GMMClassifier.load(path, header_fields=HEADER_FIELDS)
     header = clf.file_header_
     if "feature_config" not in header:
         raise ModelFileError(
             f"{name}: no feature configuration in this file (saved with GMMClassifier.save); "
             "use audiogmm.pipeline.save_model or `audiogmm train` to make a model for audio"
         )
-    try:
-        config = FeatureConfig.from_dict(header["feature_config"])
-    except ParameterError as e:
-        raise ModelFileError(f"{name}: invalid feature_config in header ({e})") from e
+    config = header["feature_config"]
     if clf.n_dims != config.n_dims:
         raise ModelFileError(
             f"{name}: models have {clf.n_dims} dims but the feature config gives {config.n_dims}"
         )
+    header = {**header, "feature_config": config.to_dict()}
     return Bundle(clf, config, header)
+
+
+def _feature_config(v: Any) -> FeatureConfig:
+    # FeatureConfig validates every field's type and physical range (ParameterError)
+    return FeatureConfig.from_dict(v)
+
+
+#: Validators of the header fields the pipeline adds to a classifier file, one per
+#: top-level key (the classifier's own are ``audiogmm.models.classifier.HEADER_FIELDS``).
+#: A new block (e.g. ``"split"``) needs an entry here: a function that takes the raw
+#: JSON value, returns the value to keep, and raises ValueError/TypeError with the reason.
+HEADER_FIELDS: dict[str, Validator] = {
+    "feature_config": _feature_config,
+}
