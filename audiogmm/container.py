@@ -115,7 +115,7 @@ def _checksum(header: dict[str, Any], arrays: dict[str, np.ndarray]) -> str:
     for name in sorted(arrays):
         a = np.ascontiguousarray(arrays[name])
         h.update(f"{name}|{a.dtype.str}|{a.shape}|".encode())
-        h.update(a.tobytes())
+        h.update(a.reshape(-1).view(np.uint8))  # the buffer itself, no copy
     return "sha256:" + h.hexdigest()
 
 
@@ -380,12 +380,12 @@ def _npy_header(z: zipfile.ZipFile, info: zipfile.ZipInfo) -> tuple[tuple, np.dt
     return tuple(shape), dtype, b.tell()
 
 
-def _read_member(z: zipfile.ZipFile, info: zipfile.ZipInfo, offset: int) -> bytes:
+def _read_member(z: zipfile.ZipFile, info: zipfile.ZipInfo) -> bytes:
     with z.open(info) as m:
         data = m.read(info.file_size)  # stored member: reads exactly this, then checks the CRC
     if len(data) != info.file_size:
         raise _Bad(f"member {info.filename!r} is truncated")
-    return data[offset:]
+    return data
 
 
 _STRING_RE = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"', re.DOTALL)
@@ -566,7 +566,7 @@ def _read_zip(
         raise _Bad("unreadable header (must be a 1-D uint8 array)")
     if hshape[0] > MAX_HEADER_BYTES:
         raise _Bad(f"header of {hshape[0]} bytes exceeds the limit of {MAX_HEADER_BYTES}")
-    header = _parse_header(_read_member(z, hinfo, hoff))
+    header = _parse_header(_read_member(z, hinfo)[hoff:])
     if header.get("format") != FORMAT_NAME:
         raise _Bad(f"format {str(header.get('format'))[:40]!r}, expected {FORMAT_NAME!r}")
     version = header.get("format_version")
@@ -588,7 +588,8 @@ def _read_zip(
     _array_specs(header.get("arrays"), members)
     arrays = {}
     for k, (shape, dtype, off, info) in members.items():
-        arrays[k] = np.frombuffer(_read_member(z, info, off), dtype=dtype).reshape(shape).copy()
+        data = np.frombuffer(_read_member(z, info), dtype=dtype, offset=off)
+        arrays[k] = data.reshape(shape).copy()  # writable, and frees the read buffer
     if header.get("checksum") != _checksum(header, arrays):
         raise _Bad("checksum mismatch; the file was modified or is damaged")
     key = _model_key()

@@ -583,6 +583,30 @@ def test_zip_bomb_is_refused_cheaply(where, tmp_path):
     assert out["growth"] < 300 * MB, f"loading used {out['growth'] / MB:.0f} MB: {out}"
 
 
+def _lie_about_size(src, dst, member: str, size: int) -> Path:
+    """Copy ``src`` with the zip directory's sizes of ``member`` set to ``size`` bytes."""
+    data = bytearray(Path(src).read_bytes())
+    name = member.encode()
+    at = data.find(b"PK\x01\x02")
+    while at >= 0:
+        n_len = int.from_bytes(data[at + 28 : at + 30], "little")
+        if data[at + 46 : at + 46 + n_len] == name:
+            data[at + 20 : at + 28] = size.to_bytes(4, "little") * 2  # compressed, uncompressed
+        at = data.find(b"PK\x01\x02", at + 4)
+    Path(dst).write_bytes(bytes(data))
+    return Path(dst)
+
+
+@pytest.mark.parametrize("member", ["means.npy", HEADER_MEMBER])
+def test_declared_sizes_beyond_the_file_are_refused_cheaply(member, tmp_path):
+    """A stored member whose directory entry claims 4 GB: refused before reading it."""
+    p = _lie_about_size(base_model("GMMClassifier"), tmp_path / "lie.npz", member, 2**32 - 1)
+    out = run_guarded("GMMClassifier", p)
+    assert out["outcome"] == "ModelFileError", out
+    assert str(p) in out["message"]
+    assert out["growth"] < 300 * MB, f"loading used {out['growth'] / MB:.0f} MB: {out}"
+
+
 def test_largest_stored_file_under_10mb_costs_under_300mb(tmp_path):
     """A 9.9 MB stored (not compressed) array member declaring its true size: the bytes
     read never exceed the file, so even a valid-looking huge member stays cheap."""
