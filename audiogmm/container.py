@@ -335,7 +335,9 @@ def _check_zip_directory(f) -> None:
     if at < 0 or len(buf) - at < 22:
         raise _Bad("corrupt or truncated file (no zip directory at the end)")
     _, disk, _, n_here, n_total, cd_size, _, _ = struct.unpack("<4s4H2LH", buf[at : at + 22])
-    if n_total == 0xFFFF or cd_size == 0xFFFFFFFF:
+    # zipfile trusts a zip64 record (found just before this one) over these fields
+    zip64 = at >= 20 and buf[at - 20 : at - 16] == b"PK\x06\x07"
+    if zip64 or n_total == 0xFFFF or cd_size == 0xFFFFFFFF:
         raise _Bad("zip64 directories are not written by audiogmm; refused")
     if disk != 0 or n_here != n_total:
         raise _Bad("multi-part zip archives are refused")
@@ -371,6 +373,8 @@ def _npy_header(z: zipfile.ZipFile, info: zipfile.ZipInfo) -> tuple[tuple, np.dt
         or fortran
     ):
         raise _Bad(f"member {name!r} has unsupported dtype {dtype} (fortran_order={fortran})")
+    if any(n < 0 for n in shape):
+        raise _Bad(f"member {name!r} has a negative dimension {shape}")
     nbytes = math.prod(shape) * dtype.itemsize
     if b.tell() + nbytes != info.file_size:
         raise _Bad(
@@ -422,6 +426,10 @@ def _parse_header(raw: bytes) -> dict[str, Any]:
         raise _Bad(f"unreadable header ({type(e).__name__}: {str(e)[:200]})") from None
     if not isinstance(header, dict):
         raise _Bad("header is not a JSON object")
+    try:  # a lone surrogate (JSON "\ud800") would crash whoever prints the value
+        json.dumps(header, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        raise _Bad("header holds invalid Unicode (a lone surrogate)") from None
     return header
 
 

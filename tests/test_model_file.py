@@ -494,8 +494,11 @@ def test_compressed_members_are_refused(tmp_path):
 
 @pytest.mark.parametrize(
     "descr,shape",
-    [("<f8", (4, 3)), ("<f4", (2, 3)), ("<f8", (3, 2)), ("|O", (2, 3)), (">f8", (2, 3))],
-)
+    [
+        ("<f8", (4, 3)), ("<f4", (2, 3)), ("<f8", (3, 2)), ("|O", (2, 3)), (">f8", (2, 3)),
+        ("<f8", (-2, -3)), ("<f8", (6,)), ("<f8", (2**62, 2**62)),
+    ],
+)  # fmt: skip
 def test_npy_header_must_agree_with_the_json_header(descr, shape, tmp_path):
     """A member whose .npy header disagrees with the JSON header (or with its own size)."""
     header, arrays = read_model_file(base_model("DiagGMM"))
@@ -677,6 +680,53 @@ def test_cli_damaged_model_is_one_line_error(command, damage, tmp_path):
     clip = sorted((SPEAKERS / "ast_en").glob("*.flac"))[0]
     args = ["info", p] if command == "info" else ["predict", "-j", "1", p, clip]
     r = invoke(["-q", *args])
+    assert_one_line_error(r, p)
+
+
+def _arrays(**changes):
+    def mutate(arrays):
+        for name, fn in changes.items():
+            arrays[name] = fn(arrays[name].copy())
+
+    return mutate
+
+
+@pytest.mark.parametrize(
+    "kind,mutate",
+    [
+        # variances tiny for the means: every score would be inf or NaN
+        ("DiagGMM", _arrays(variances=lambda v: v * 0 + 1e-320, means=lambda m: m + 1e100)),
+        ("DiagGMM", _arrays(variances=lambda v: v * 0 + 5e-324)),
+        ("GMMClassifier", _arrays(means=lambda m: m * 0 + 1e200)),
+        # no dimensions, no components
+        (
+            "DiagGMM",
+            _arrays(
+                means=lambda m: m[:, :0], variances=lambda v: v[:, :0], var_floor=lambda f: f[:0]
+            ),
+        ),  # fmt: skip
+        ("DiagGMM", _arrays(var_floor=lambda f: f.astype("<f4"))),
+        ("GMMClassifier", _arrays(var_floors=lambda f: f.astype("<f2"))),
+        ("GMMClassifier", _arrays(weights=lambda w: w.astype(bool))),
+    ],
+)
+def test_arrays_that_cannot_score_are_refused(kind, mutate, tmp_path):
+    """Arrays consistent with the header but unusable: refused, never NaN scores later."""
+    p = tamper_header(base_model(kind), tmp_path / "a.npz", mutate_arrays=mutate)
+    with pytest.raises(ModelFileError) as ei:
+        LOADERS[kind](p)
+    assert str(p) in str(ei.value)
+
+
+@pytest.mark.parametrize("where", [["labels", 0], ["audiogmm_version"], ["training", "a", "x"]])
+def test_lone_surrogates_are_refused(where, tmp_path):
+    """JSON can carry "\\ud800"; a label or version holding it would crash whoever prints it."""
+    p = tmp_path / "s.npz"
+    tamper_header(base_model("GMMClassifier"), p, _set(where, "@@S@@"),
+                  raw={"@@S@@": '"a\\ud800"'})  # fmt: skip
+    with pytest.raises(ModelFileError, match="Unicode"):
+        load_model(p)
+    r = invoke(["-q", "info", p])
     assert_one_line_error(r, p)
 
 

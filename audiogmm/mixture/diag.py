@@ -588,7 +588,13 @@ class DiagGMM:
         gmm = cls(**header["params"])
         w, m, v, f = (arrays.get(k) for k in ("weights", "means", "variances", "var_floor"))
         validate_param_arrays(name, w, m, v)
-        if f is None or f.shape != (m.shape[1],) or not np.all(np.isfinite(f)) or np.any(f <= 0):
+        if (
+            f is None
+            or f.shape != (m.shape[1],)
+            or f.dtype != np.float64
+            or not np.all(np.isfinite(f))
+            or np.any(f <= 0)
+        ):
             raise ModelFileError(f"{name}: invalid var_floor array")
         if m.shape[0] != gmm.n_components:
             raise ModelFileError(
