@@ -213,7 +213,7 @@ def atomic_write(path: str | os.PathLike, write, *, mode: str = "wb") -> None:
     os.makedirs(folder, exist_ok=True)
     _clean_stale_temps(folder)
     try:
-        file_mode = stat.S_IMODE(os.stat(path).st_mode)
+        file_mode = stat.S_IMODE(os.stat(path).st_mode) & 0o777  # never set-id bits
     except OSError:
         file_mode = 0o666 & ~_umask()
     fd, tmp = tempfile.mkstemp(

@@ -319,6 +319,21 @@ def test_unwritable_skipped_csv_is_found_before_the_work(small_data, tmp_path):
     assert not list(cache.rglob("*.npy")), "features were extracted before checking the output"
 
 
+def test_unwritable_cache_of_extract_is_found_before_the_work(small_data, tmp_path):
+    blocker = tmp_path / "blocker"
+    blocker.write_text("a file")
+    r = invoke(["-q", "extract", small_data, "--cache", blocker / "cache", "-j", "1"])
+    assert_one_line_error(r, blocker / "cache")
+
+
+def test_overwrite_never_copies_set_id_bits(tmp_path):
+    p = tmp_path / "m.npz"
+    shutil.copy(base_model("DiagGMM"), p)
+    os.chmod(p, 0o4755)
+    _save("DiagGMM", p)
+    assert _mode(p) == 0o755, oct(_mode(p))
+
+
 def test_check_writable_leaves_nothing_behind(tmp_path):
     container.check_writable(tmp_path / "sub" / "m.npz")
     container.check_writable(tmp_path / "reports", folder=True)
