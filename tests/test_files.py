@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from audiogmm import DiagGMM, container
+from audiogmm import DiagGMM, ModelFileError, container
 from audiogmm.pipeline import load_model, save_model
 
 from .test_model_file import assert_one_line_error, base_model, invoke, script_env
@@ -332,6 +332,15 @@ def test_overwrite_never_copies_set_id_bits(tmp_path):
     os.chmod(p, 0o4755)
     _save("DiagGMM", p)
     assert _mode(p) == 0o755, oct(_mode(p))
+
+
+def test_unreadable_model_says_permission_denied(public_dir):
+    p = public_dir / "m.npz"
+    shutil.copy(base_model("DiagGMM"), p)
+    os.chmod(p, 0o000)
+    with unprivileged(), pytest.raises(ModelFileError, match="permission denied") as ei:
+        DiagGMM.load(p)
+    assert str(p) in str(ei.value)
 
 
 def test_check_writable_leaves_nothing_behind(tmp_path):

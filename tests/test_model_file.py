@@ -19,6 +19,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
 import warnings
 import zipfile
 from pathlib import Path
@@ -412,6 +413,23 @@ def test_nesting_inside_strings_is_not_counted(tmp_path):
     assert DiagGMM.load(p).fit_report_["note"] == '[{"' * 500
 
 
+@pytest.mark.parametrize("close", [False, True])
+def test_header_scan_is_linear(close, tmp_path):
+    """300,000 escaped quotes in an unterminated (or terminated) string: a scan that
+    restarts at every quote would take hours; the depth scan is linear."""
+    text = '"' + '\\"' * 300_000 + ('"' if close else "")
+    p = tamper_header(
+        base_model("DiagGMM"), tmp_path / "q.npz", _set(["training", "q"], "@@Q@@"),
+        raw={"@@Q@@": text},
+    )  # fmt: skip
+    t0 = time.perf_counter()
+    try:
+        DiagGMM.load(p)
+    except ModelFileError:
+        assert not close
+    assert time.perf_counter() - t0 < 5
+
+
 def test_duplicate_json_keys_are_refused(tmp_path):
     """Two values for one key: which one would a reader take? Refused."""
     p = tamper_header(
@@ -744,6 +762,13 @@ def test_tamper_helper_writes_files_the_loader_accepts(kind, tmp_path):
         base_model(kind), tmp_path / "stale.npz", _set(["kind"], kind), fix_checksum=False
     )
     LOADERS[kind](q)
+
+
+def test_empty_priors_mean_equal_priors(tmp_path):
+    b = load_model(base_model("GMMClassifier"))
+    b.classifier.priors = {}
+    save_model(tmp_path / "m.npz", b.classifier, b.config)
+    assert load_model(tmp_path / "m.npz").classifier.priors is None
 
 
 def test_unknown_training_entries_are_kept(tmp_path):

@@ -458,8 +458,8 @@ def _labels(v: Any) -> list[str]:
 
 
 def _priors(v: Any) -> dict[str, float] | None:
-    if v is None:
-        return None
+    if v is None or v == {}:
+        return None  # equal priors, as the constructor takes them
     d = field_dict(v, "priors")
     return {k: field_real(p, f"priors[{k!r}]", lo=5e-324) for k, p in d.items()}
 
