@@ -46,7 +46,7 @@ from typing import Any, Literal
 import numpy as np
 
 from ._version import __version__
-from .exceptions import ModelFileError
+from .exceptions import ModelFileError, ParameterError
 
 __all__ = [
     "FORMAT_NAME",
@@ -295,6 +295,11 @@ def write_container(
     -------
     header : dict
         The full header as written (with format fields and checksum).
+
+    Raises
+    ------
+    ParameterError
+        When the header holds text that is not valid Unicode (the reader would refuse it).
     """
     arrays = {k: np.ascontiguousarray(v) for k, v in arrays.items()}
     for k, v in arrays.items():
@@ -312,6 +317,14 @@ def write_container(
     key = _model_key()
     if key is not None:
         full[_SIGNATURE_KEY] = _signature(key, full["checksum"])
+    try:  # the reader refuses lone surrogates (e.g. a label from an undecodable file name)
+        json.dumps(full, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError as e:
+        bad = e.object[e.start : e.end]
+        raise ParameterError(
+            f"cannot save {os.fspath(path)}: the header holds text that is not valid Unicode "
+            f"({bad!r}, e.g. from a file name with undecodable bytes)"
+        ) from None
     blob = np.frombuffer(json.dumps(full, sort_keys=True).encode("utf-8"), dtype=np.uint8)
     atomic_write(path, lambda f: np.savez(f, **{_HEADER_KEY: blob}, **arrays))
     return full

@@ -805,6 +805,16 @@ def test_a_new_header_block_needs_one_validator(monkeypatch, tmp_path):
         load_model(tmp_path / "bad.npz")
 
 
+def test_save_model_refuses_blocks_the_loader_would_refuse(monkeypatch, tmp_path):
+    b = load_model(base_model("GMMClassifier"))
+    with pytest.raises(ParameterError, match="'split' has no validator"):
+        save_model(tmp_path / "m.npz", b.classifier, b.config, extra={"split": {}})
+    monkeypatch.setitem(bundle_module.HEADER_FIELDS, "split", lambda v: [][v])
+    with pytest.raises(ParameterError, match="header block 'split'"):
+        save_model(tmp_path / "m.npz", b.classifier, b.config, extra={"split": "x"})
+    assert not (tmp_path / "m.npz").exists()
+
+
 @pytest.mark.parametrize(
     "priors", [{"a": float("nan"), "b": 1.0}, {"a": 1.0}, {"a": -1.0, "b": 1.0}]
 )
@@ -813,6 +823,17 @@ def test_save_refuses_what_load_would_refuse(priors, tmp_path):
     b = load_model(base_model("GMMClassifier"))
     b.classifier.priors = priors
     with pytest.raises(ParameterError, match="cannot save"):
+        save_model(tmp_path / "m.npz", b.classifier, b.config)
+    assert not (tmp_path / "m.npz").exists()
+
+
+def test_save_refuses_labels_that_are_not_unicode(tmp_path):
+    """A label from an undecodable file name (surrogate escape) would make a file that
+    cannot be loaded: refused at save, naming the label."""
+    b = load_model(base_model("GMMClassifier"))
+    b.classifier.labels_ = ["a\udcff", "b"]
+    b.classifier.fit_report_ = {}
+    with pytest.raises(ParameterError, match="not valid Unicode"):
         save_model(tmp_path / "m.npz", b.classifier, b.config)
     assert not (tmp_path / "m.npz").exists()
 

@@ -12,7 +12,7 @@ import os
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..container import Validator
+from ..container import Validator, jsonable
 from ..exceptions import ModelFileError, ParameterError
 from ..features import FeatureConfig
 from ..models import GMMClassifier
@@ -46,17 +46,38 @@ def save_model(
 ) -> None:
     """Write ``classifier`` and ``config`` to one model file (atomic, checksummed, no pickle).
 
+    Parameters
+    ----------
+    extra : dict, optional
+        More header blocks (e.g. ``"split"``); each needs a validator in
+        :data:`HEADER_FIELDS`, which is run here, so that the file always loads.
+
     Raises
     ------
     ParameterError
-        When the classifier's feature dimension differs from the config's.
+        When the classifier's feature dimension differs from the config's, or an
+        ``extra`` block has no validator or does not pass it.
     """
     if classifier.n_dims != config.n_dims:
         raise ParameterError(
             f"the classifier has {classifier.n_dims}-dim features but the feature config "
             f"gives {config.n_dims}"
         )
-    classifier.save(path, extra={**(extra or {}), "feature_config": config.to_dict()})
+    blocks = jsonable({**(extra or {}), "feature_config": config.to_dict()})
+    for key, value in blocks.items():
+        check = HEADER_FIELDS.get(key)
+        if check is None:
+            raise ParameterError(
+                f"cannot save {os.fspath(path)}: header block {key!r} has no validator in "
+                "audiogmm.pipeline.bundle.HEADER_FIELDS, so the file could not be loaded"
+            )
+        try:
+            check(value)
+        except (ValueError, TypeError) as e:
+            raise ParameterError(
+                f"cannot save {os.fspath(path)}: header block {key!r}: {e}"
+            ) from None
+    classifier.save(path, extra=blocks)
 
 
 def load_model(path: str | os.PathLike) -> Bundle:
