@@ -210,15 +210,18 @@ def atomic_write(path: str | os.PathLike, write, *, mode: str = "wb") -> None:
     """
     path = os.fspath(path)
     folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    _clean_stale_temps(folder)
     try:
-        file_mode = stat.S_IMODE(os.stat(path).st_mode) & 0o777  # never set-id bits
-    except OSError:
-        file_mode = 0o666 & ~_umask()
-    fd, tmp = tempfile.mkstemp(
-        dir=folder, prefix=f".tmp-{os.getpid()}-", suffix="-" + os.path.basename(path)
-    )
+        os.makedirs(folder, exist_ok=True)
+        _clean_stale_temps(folder)
+        try:
+            file_mode = stat.S_IMODE(os.stat(path).st_mode) & 0o777  # never set-id bits
+        except FileNotFoundError:
+            file_mode = 0o666 & ~_umask()
+        fd, tmp = tempfile.mkstemp(
+            dir=folder, prefix=f".tmp-{os.getpid()}-", suffix="-" + os.path.basename(path)
+        )
+    except OSError as e:
+        raise _output_error(path, e) from None
     try:
         os.fchmod(fd, file_mode)  # mkstemp makes 0600 whatever the umask
         with os.fdopen(fd, mode) as f:
@@ -226,12 +229,20 @@ def atomic_write(path: str | os.PathLike, write, *, mode: str = "wb") -> None:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as e:
         try:
             os.unlink(tmp)
         except OSError:
             pass
+        if isinstance(e, OSError) and e.filename == tmp:  # name the user's file, not ours
+            raise _output_error(path, e) from None
         raise
+
+
+def _output_error(name: str, e: OSError) -> OSError:
+    """``e``'s type, with a message naming the user's output ``name`` and the reason."""
+    reason = (e.strerror or str(e)).lower()
+    return type(e)(f"{name}: cannot write the output there ({reason})")
 
 
 def check_writable(path: str | os.PathLike, *, folder: bool = False) -> None:
@@ -264,8 +275,7 @@ def check_writable(path: str | os.PathLike, *, folder: bool = False) -> None:
         os.close(fd)
         os.unlink(probe)
     except OSError as e:
-        reason = e.strerror or str(e)
-        raise type(e)(f"{name}: cannot write the output there ({reason.lower()})") from None
+        raise _output_error(name, e) from None
 
 
 def write_container(

@@ -343,6 +343,18 @@ def test_unreadable_model_says_permission_denied(public_dir):
     assert str(p) in str(ei.value)
 
 
+def test_library_save_into_a_readonly_folder_names_the_output(public_dir):
+    """The API (not only the CLI) names the user's file, never the temporary file."""
+    ro = public_dir / "ro"
+    ro.mkdir()
+    os.chmod(ro, 0o555)
+    g = DiagGMM.load(base_model("DiagGMM"))
+    with unprivileged(), pytest.raises(PermissionError) as ei:
+        g.save(ro / "m.npz")
+    msg = str(ei.value)
+    assert str(ro / "m.npz") in msg and ".tmp-" not in msg and "permission denied" in msg, msg
+
+
 def test_check_writable_leaves_nothing_behind(tmp_path):
     container.check_writable(tmp_path / "sub" / "m.npz")
     container.check_writable(tmp_path / "reports", folder=True)
