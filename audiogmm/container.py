@@ -354,7 +354,10 @@ def _check_zip_directory(f) -> None:
     tail = min(size, 22 + 0xFFFF)
     f.seek(size - tail)
     buf = f.read(tail)
-    at = buf.rfind(b"PK\x05\x06")
+    # as zipfile does: a record without comment ends the file, else the last signature
+    at = len(buf) - 22 if buf[-22:-18] == b"PK\x05\x06" and buf[-2:] == b"\0\0" else -1
+    if at < 0:
+        at = buf.rfind(b"PK\x05\x06")
     if at < 0 or len(buf) - at < 22:
         raise _Bad("corrupt or truncated file (no zip directory at the end)")
     _, disk, _, n_here, n_total, cd_size, _, _ = struct.unpack("<4s4H2LH", buf[at : at + 22])
@@ -716,21 +719,25 @@ def _need(ok: bool, what: str, desc: str, v: Any) -> None:
 
 
 def field_bool(v: Any, what: str) -> bool:
+    """``v`` if it is a JSON boolean (not 0 or 1)."""
     _need(isinstance(v, bool), what, "true or false", v)
     return v
 
 
 def field_str(v: Any, what: str, *, max_len: int = 256) -> str:
+    """``v`` if it is a string of at most ``max_len`` characters."""
     _need(isinstance(v, str) and len(v) <= max_len, what, f"a string of <= {max_len} chars", v)
     return v
 
 
 def field_list(v: Any, what: str, *, max_len: int = 1 << 20) -> list:
+    """``v`` if it is a JSON array of at most ``max_len`` items (items unchecked)."""
     _need(isinstance(v, list) and len(v) <= max_len, what, "a list", v)
     return v
 
 
 def field_dict(v: Any, what: str) -> dict:
+    """``v`` if it is a JSON object (values unchecked)."""
     _need(isinstance(v, dict), what, "an object", v)
     return v
 
