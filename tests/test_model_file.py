@@ -430,6 +430,11 @@ def test_header_scan_is_linear(close, tmp_path):
     assert time.perf_counter() - t0 < 5
 
 
+def test_deeply_nested_feature_config_json_is_a_parameter_error():
+    with pytest.raises(ParameterError, match="not valid JSON"):
+        FeatureConfig.from_json("[" * 100_000 + "]" * 100_000)
+
+
 def test_duplicate_json_keys_are_refused(tmp_path):
     """Two values for one key: which one would a reader take? Refused."""
     p = tamper_header(

@@ -356,7 +356,7 @@ class FeatureConfig:
         """Inverse of :meth:`to_json`; invalid JSON is a ParameterError."""
         try:
             d = json.loads(s)
-        except (TypeError, ValueError) as exc:
+        except (TypeError, ValueError, RecursionError) as exc:  # deep nesting included
             raise ParameterError(f"FeatureConfig JSON is not valid JSON: {exc}") from None
         return cls.from_dict(d)
 
