@@ -66,6 +66,7 @@ __all__ = [
     "info_block",
     "jsonable",
     "read_container",
+    "read_kind",
     "write_container",
 ]
 
@@ -551,6 +552,27 @@ def read_container(
     return _validate_fields(name, header, fields, required, unknown), arrays
 
 
+def read_kind(path: str | os.PathLike) -> str:
+    """The object kind (``"DiagGMM"``, ``"GMMClassifier"``, ...) a container file claims.
+
+    Reads only the header, with every check :func:`read_container` makes before it (and
+    the same bounds), and no array byte; the checksum is not verified. Use it to pick
+    the loader, which then checks everything. Never ``np.load`` a file to peek at it:
+    that inflates whatever the archive holds.
+
+    Raises
+    ------
+    ModelFileError
+        With the file name and the reason.
+    """
+    name = os.fspath(path)
+    try:
+        header, _ = _read_verified(name, None, None)
+    except _Bad as e:
+        raise ModelFileError(f"{name}: {e}") from None
+    return header["kind"]
+
+
 def _open_checked(name: str):
     try:
         st = os.stat(name)
@@ -569,7 +591,7 @@ def _open_checked(name: str):
 
 
 def _read_verified(
-    name: str, kind: str, names: tuple[str, ...] | None
+    name: str, kind: str | None, names: tuple[str, ...] | None
 ) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
     with _open_checked(name) as f:
         if f.read(4) != b"PK\x03\x04":
@@ -587,7 +609,7 @@ def _read_verified(
 
 
 def _read_zip(
-    z: zipfile.ZipFile, file_size: int, kind: str, expected: tuple[str, ...] | None
+    z: zipfile.ZipFile, file_size: int, kind: str | None, expected: tuple[str, ...] | None
 ) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
     infos = z.infolist()
     names = [i.filename for i in infos]
@@ -620,6 +642,10 @@ def _read_zip(
             f"format version {str(version)[:20]} is not supported "
             f"(this audiogmm {__version__} reads version {FORMAT_VERSION})"
         )
+    if kind is None:  # read_kind: the header is all the caller wants
+        if not isinstance(header.get("kind"), str):
+            raise _Bad("header field 'kind' must be a string")
+        return header, {}
     if header.get("kind") != kind:
         raise _Bad(f"holds a {str(header.get('kind'))[:40]!r}, expected a {kind!r}")
     if expected is not None and set(names) != {f"{k}.npy" for k in (_HEADER_KEY, *expected)}:

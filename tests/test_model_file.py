@@ -633,6 +633,20 @@ def test_declared_sizes_beyond_the_file_are_refused_cheaply(member, tmp_path):
     assert out["growth"] < 300 * MB, f"loading used {out['growth'] / MB:.0f} MB: {out}"
 
 
+def test_read_kind_reads_only_the_bounded_header(tmp_path):
+    """Peeking at the kind (to pick a loader) is as safe as loading: no inflating."""
+    from audiogmm.container import read_kind
+
+    assert read_kind(base_model("DiagGMM")) == "DiagGMM"
+    assert read_kind(base_model("GMMClassifier")) == "GMMClassifier"
+    p = make_bomb(tmp_path / "bomb.npz", "GMMClassifier", "header", n_bytes=64 * MB)
+    with memory_guard(extra=32 * MB), pytest.raises(ModelFileError, match="compressed"):
+        read_kind(p)
+    (tmp_path / "t.txt").write_text("text")
+    with pytest.raises(ModelFileError, match="not an audiogmm model file"):
+        read_kind(tmp_path / "t.txt")
+
+
 def test_largest_stored_file_under_10mb_costs_under_300mb(tmp_path):
     """A 9.9 MB stored (not compressed) array member declaring its true size: the bytes
     read never exceed the file, so even a valid-looking huge member stays cheap."""
