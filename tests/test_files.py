@@ -110,16 +110,17 @@ def test_cli_outputs_honour_umask(tmp_path):
     data = tmp_path / "data"
     for spk in ("ast_en", "flite_slt"):
         (data / spk).mkdir(parents=True)
-        for c in speaker_clips(spk, 2):
+        for c in speaker_clips(spk, 5):
             shutil.copy(c, data / spk / c.name)
     with umask(0o022):
         r = invoke(["-q", "extract", data, "--cache", tmp_path / "cache", "-j", "1",
                     "--skipped-csv", tmp_path / "skipped.csv"])  # fmt: skip
         assert r.exit_code == 0, r.output
-        r = invoke(["-q", "train", data, "--split", "all", "-o", tmp_path / "m.npz", "-k", "2",
+        # the default splits: train on "train", evaluate on the held-out "test" files
+        r = invoke(["-q", "train", data, "-o", tmp_path / "m.npz", "-k", "2",
                     "-j", "1", "--max-iter", "5"])  # fmt: skip
         assert r.exit_code == 0, r.output
-        r = invoke(["-q", "evaluate", tmp_path / "m.npz", data, "--split", "all", "-j", "1",
+        r = invoke(["-q", "evaluate", tmp_path / "m.npz", data, "-j", "1",
                     "--report", tmp_path / "report"])  # fmt: skip
         assert r.exit_code == 0, r.output
     files = [tmp_path / "skipped.csv", tmp_path / "m.npz"] + [
