@@ -89,7 +89,8 @@ _CONTAINER_KEYS = ("format", "format_version", "kind", "audiogmm_version", "arra
 _SIGNATURE_KEY = "signature"
 
 #: A header validator: takes the raw JSON value, returns the value to keep, and raises
-#: ``ValueError`` / ``TypeError`` (``ParameterError`` is a ``ValueError``) with the reason.
+#: ``ValueError`` / ``TypeError`` (``ParameterError`` is a ``ValueError``) with the reason,
+#: or a ``ModelFileError`` whose message names the field itself (used as is).
 Validator = Callable[[Any], Any]
 
 
@@ -700,6 +701,8 @@ def _validate_fields(
             )
         try:
             out[key] = check(value)
+        except ModelFileError as e:  # the validator named the field itself
+            raise ModelFileError(f"{name}: {e}") from None
         except (ValueError, TypeError, OverflowError) as e:
             raise ModelFileError(f"{name}: invalid header field {key!r}: {e}") from None
     return out

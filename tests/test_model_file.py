@@ -332,7 +332,7 @@ HEADER_CASES = [
     ("GMMClassifier", "training_unknown_label", _set(["training", "zz"], {})),
     ("GMMClassifier", "training_converged_int", _set(["training", "a", "converged"], 1)),
     # blocks nobody validates are refused by the bundle loader
-    ("GMMClassifier", "unknown_top_level", _set(["split"], {"train": ["x.wav"]})),
+    ("GMMClassifier", "unknown_top_level", _set(["zz_notes"], {"train": ["x.wav"]})),
     # feature config: types and sane physical bounds on rates and windows
     ("GMMClassifier", "config_string", _set(["feature_config"], "speech")),
     ("GMMClassifier", "config_missing", _delete(["feature_config"])),
@@ -388,6 +388,7 @@ def test_tampered_header_field_is_refused(kind, mutate, tmp_path):
     ],
 )
 def test_refusal_names_the_field(kind, mutate, field, tmp_path):
+    """The message names the top-level field (validators may name a sub-field too)."""
     p = tamper_header(base_model(kind), tmp_path / "t.npz", mutate)
     with pytest.raises(ModelFileError, match=f"header field '{field}'"):
         LOADERS[kind](p)
@@ -800,9 +801,9 @@ def test_unknown_training_entries_are_kept(tmp_path):
 
 def test_classifier_load_keeps_foreign_fields_but_the_bundle_refuses_them(tmp_path):
     """GMMClassifier.load keeps a higher layer's fields as JSON; load_model validates all."""
-    p = tamper_header(base_model("GMMClassifier"), tmp_path / "t.npz", _set(["split"], [1]))
-    assert GMMClassifier.load(p).file_header_["split"] == [1]
-    with pytest.raises(ModelFileError, match="unknown header field 'split'"):
+    p = tamper_header(base_model("GMMClassifier"), tmp_path / "t.npz", _set(["zz_notes"], [1]))
+    assert GMMClassifier.load(p).file_header_["zz_notes"] == [1]
+    with pytest.raises(ModelFileError, match="unknown header field 'zz_notes'"):
         load_model(p)
 
 
@@ -811,26 +812,41 @@ def test_a_new_header_block_needs_one_validator(monkeypatch, tmp_path):
     b = load_model(base_model("GMMClassifier"))
     p = tmp_path / "m.npz"
 
-    def split_block(v):
+    def notes_block(v):
         if not isinstance(v, dict) or set(v) != {"train"}:
-            raise ValueError("split must be {'train': [...]}")
+            raise ValueError("zz_notes must be {'train': [...]}")
         return v
 
-    monkeypatch.setitem(bundle_module.HEADER_FIELDS, "split", split_block)
-    save_model(p, b.classifier, b.config, extra={"split": {"train": ["x.wav"]}})
-    assert load_model(p).header["split"] == {"train": ["x.wav"]}
-    tamper_header(p, tmp_path / "bad.npz", _set(["split"], {"test": 1}))
-    with pytest.raises(ModelFileError, match="header field 'split': split must be"):
+    monkeypatch.setitem(bundle_module.HEADER_FIELDS, "zz_notes", notes_block)
+    save_model(p, b.classifier, b.config, extra={"zz_notes": {"train": ["x.wav"]}})
+    assert load_model(p).header["zz_notes"] == {"train": ["x.wav"]}
+    tamper_header(p, tmp_path / "bad.npz", _set(["zz_notes"], {"test": 1}))
+    with pytest.raises(ModelFileError, match="header field 'zz_notes': zz_notes must be"):
         load_model(tmp_path / "bad.npz")
+
+
+def test_a_validator_may_name_the_sub_field_itself(monkeypatch, tmp_path):
+    """A validator raising ModelFileError keeps its message (after the file name)."""
+
+    def notes_block(v):
+        raise ModelFileError(f"header field zz_notes.n: expected an integer, got {v['n']!r}")
+
+    p = tamper_header(
+        base_model("GMMClassifier"), tmp_path / "t.npz", _set(["zz_notes"], {"n": "1"})
+    )
+    monkeypatch.setitem(bundle_module.HEADER_FIELDS, "zz_notes", notes_block)
+    with pytest.raises(ModelFileError) as ei:
+        load_model(p)
+    assert str(ei.value).startswith(f"{p}: header field zz_notes.n: expected an integer")
 
 
 def test_save_model_refuses_blocks_the_loader_would_refuse(monkeypatch, tmp_path):
     b = load_model(base_model("GMMClassifier"))
-    with pytest.raises(ParameterError, match="'split' has no validator"):
-        save_model(tmp_path / "m.npz", b.classifier, b.config, extra={"split": {}})
-    monkeypatch.setitem(bundle_module.HEADER_FIELDS, "split", lambda v: [][v])
-    with pytest.raises(ParameterError, match="header block 'split'"):
-        save_model(tmp_path / "m.npz", b.classifier, b.config, extra={"split": "x"})
+    with pytest.raises(ParameterError, match="'zz_notes' has no validator"):
+        save_model(tmp_path / "m.npz", b.classifier, b.config, extra={"zz_notes": {}})
+    monkeypatch.setitem(bundle_module.HEADER_FIELDS, "zz_notes", lambda v: [][v])
+    with pytest.raises(ParameterError, match="header block 'zz_notes'"):
+        save_model(tmp_path / "m.npz", b.classifier, b.config, extra={"zz_notes": "x"})
     assert not (tmp_path / "m.npz").exists()
 
 
