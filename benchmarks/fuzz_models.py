@@ -1,6 +1,6 @@
 """Fuzz the model loader for longer than CI does, and count the outcomes.
 
-Runs the fuzzers of ``tests/test_fuzz.py`` (same strategies, same mutated real model
+Runs the fuzzers of ``tests/test_fuzz_loader.py`` (same strategies, same mutated real model
 files, same outcome classification) with ``--examples N`` examples each, without
 stopping at the first failure, and prints per fuzzer how many examples ended in
 
@@ -30,7 +30,7 @@ sys.path.insert(0, ROOT)
 
 from hypothesis import HealthCheck, Phase, given, settings  # noqa: E402
 
-from tests import test_fuzz as F  # noqa: E402
+from tests import test_fuzz_loader as F  # noqa: E402
 
 
 def run(fuzzer: str, n: int, show: int) -> tuple[collections.Counter, dict[str, list]]:

@@ -290,3 +290,37 @@ def test_tune_needs_a_label_with_two_clips():
     rec = [Record(str(SOUNDS / "a.flac"), "a"), Record(str(SOUNDS / "b.flac"), "b")]
     with pytest.raises(DatasetError, match="at least 2 training files"):
         tune(rec)
+
+
+@pytest.mark.parametrize(
+    "mutate, field",
+    [
+        (lambda s: s.pop("table"), "table"),
+        (lambda s: s.update(folds_by="frame"), "folds_by"),
+        (lambda s: s.update(n_folds="3"), "n_folds"),
+        (lambda s: s["table"][0].update(accuracy=2.0), "table[0].accuracy"),
+        (lambda s: s["n_components"].update(x=0), "n_components"),
+        (lambda s: s.update(extra=1), "extra"),
+    ],
+)
+def test_tampered_selection_block_is_refused(sound_data, tmp_path, mutate, field):
+    from audiogmm.exceptions import ModelFileError
+
+    model = tmp_path / "m.npz"
+    run(["-q", "train", sound_data, "-o", model, "--preset", "sound", "--components", "auto",
+         "-j", "1"])  # fmt: skip
+    bundle = load_model(model)
+    bad = json.loads(json.dumps(bundle.header["selection"]))
+    mutate(bad)
+    blocks = {k: bundle.header[k] for k in ("feature_config", "split")}
+    path = tmp_path / "bad.npz"
+    bundle.classifier.save(path, extra={**blocks, "selection": bad})  # what a tamperer writes
+    with pytest.raises(ModelFileError, match="selection") as e:
+        load_model(path)
+    assert field.split(".")[-1] in str(e.value) and str(path) in str(e.value)
+    from audiogmm.exceptions import ParameterError
+    from audiogmm.pipeline import save_model
+
+    with pytest.raises(ParameterError, match="selection"):
+        save_model(tmp_path / "refused.npz", bundle.classifier, bundle.config,
+                   extra={"split": blocks["split"], "selection": bad})  # fmt: skip

@@ -81,6 +81,7 @@ def command(
     Without --seed/--train-fraction, DATA is split as the model's training data
     was (the model stores its split), and files used in training are refused.
     """
+    from ..container import check_writable
     from ..data import RunOptions, read_manifest
     from ..pipeline import (
         evaluate_classifier,
@@ -92,6 +93,8 @@ def command(
         write_report,
     )
 
+    if report_dir:
+        check_writable(report_dir, folder=True)  # before the work, naming the user's path
     bundle = load_model(model)
     stored_split(bundle, path=model)  # a bad split block is an error about this file
     manifest = read_manifest(data)

@@ -28,11 +28,15 @@ from .options import (
 @click.pass_context
 def command(ctx, data, preset, config_path, cache_dir, jobs, strict, skipped_csv, as_json):
     """Extract features of every file in DATA into the cache (re-runs skip done work)."""
+    from ..container import check_writable
     from ..data import RunOptions, extract_many, read_manifest
     from ..pipeline import skipped_list
 
     if not cache_dir:
         raise click.UsageError("extract needs --cache DIR (where the features go)")
+    check_writable(cache_dir, folder=True)  # before the work, naming the user's path
+    if skipped_csv:
+        check_writable(skipped_csv)
     config = load_config(preset, config_path)
     records = read_manifest(data)
     opts = RunOptions(cache_dir=cache_dir, n_jobs=jobs, progress=progress_for(ctx), strict=strict)

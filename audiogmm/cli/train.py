@@ -115,6 +115,7 @@ def command(
     as_json,
 ):
     """Train one GMM per label on DATA and write one model file."""
+    from ..container import check_writable
     from ..data import RunOptions
     from ..pipeline import (
         describe_split,
@@ -125,6 +126,7 @@ def command(
         train_tuned,
     )
 
+    check_writable(output)  # before the work, naming the user's path
     auto = preset == "auto" and not config_path
     config = None if auto else load_config(preset, config_path)
     records = load_split(data, split, train_fraction=train_fraction, seed=seed)

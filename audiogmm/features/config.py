@@ -20,7 +20,10 @@ from ..exceptions import ParameterError
 
 __all__ = [
     "FEATURE_FORMAT_VERSION",
+    "MAX_N_FFT",
+    "MAX_WINDOW_MS",
     "PRESETS",
+    "SAMPLE_RATE_RANGE",
     "FeatureConfig",
     "WINDOWS",
     "is_integral",
@@ -37,6 +40,20 @@ _CMVN_MODES = ("none", "utterance", "sliding")
 _DELTA_MODES = ("interp", "nearest", "mirror", "constant", "wrap")
 _DTYPES = ("float32", "float64")
 _MEL_NORMS = ("slaney", None)
+# np.pad modes (the STFT pads with np.pad); "empty" would pad with uninitialised memory
+_PAD_MODES = ("constant", "edge", "reflect", "symmetric", "wrap", "linear_ramp", "mean",
+              "median", "maximum", "minimum")  # fmt: skip
+
+#: Analysis sample rates accepted (Hz): telephone speech to high-resolution audio.
+SAMPLE_RATE_RANGE = (1000, 384000)
+#: Longest analysis window and hop (ms).
+MAX_WINDOW_MS = 1000.0
+#: Largest FFT (samples): bounds the STFT blocks and the mel basis (43 ms at 384 kHz).
+MAX_N_FFT = 1 << 14
+MAX_N_MELS = 1024
+MAX_DELTA_WIDTH = 99
+#: Longest sliding CMVN window (frames): 10 minutes at a 10 ms hop.
+MAX_CMVN_WINDOW = 60000
 
 #: Window names accepted (scipy.signal.get_window's parameter-free windows). Checked
 #: against this list so that building a config never imports scipy.signal or librosa.
@@ -165,16 +182,19 @@ class FeatureConfig:
             if value is None and optional:
                 continue
             base = str(typ).replace("Optional[", "").rstrip("]")
+            number = isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(
+                value, (bool, np.bool_)
+            )  # strings such as "16000" are refused, not converted
             if base == "bool":
                 if not isinstance(value, (bool, np.bool_)):
                     raise ParameterError(f"{name} must be a bool, got {value!r}")
                 object.__setattr__(self, name, bool(value))
             elif base == "int":
-                if isinstance(value, (bool, np.bool_)) or not is_integral(value):
+                if not number or not is_integral(value):
                     raise ParameterError(f"{name} must be an integer, got {value!r}")
                 object.__setattr__(self, name, int(value))
             elif base == "float":
-                if isinstance(value, (bool, np.bool_)) or not is_real(value):
+                if not number or not is_real(value):
                     raise ParameterError(f"{name} must be a finite number, got {value!r}")
                 object.__setattr__(self, name, float(value))
             elif base == "str":
@@ -187,10 +207,17 @@ class FeatureConfig:
             if not cond:
                 raise ParameterError(msg)
 
+        def within(name: str, lo: float, hi: float, unit: str = "", *, open_lo: bool = False):
+            v = getattr(self, name)
+            ok = (v > lo if open_lo else v >= lo) and v <= hi
+            need(ok, f"{name} must be in {'(' if open_lo else '['}{lo:g}, {hi:g}]{unit}, got {v}")
+
         nyq = self.sample_rate / 2.0
-        need(self.sample_rate > 0, f"sample_rate must be > 0 Hz, got {self.sample_rate}")
-        need(self.win_ms > 0, f"win_ms must be > 0, got {self.win_ms}")
-        need(self.hop_ms > 0, f"hop_ms must be > 0, got {self.hop_ms}")
+        # sane physical bounds: every size that drives an allocation is capped
+        within("sample_rate", *SAMPLE_RATE_RANGE, " Hz")
+        within("win_ms", 0, MAX_WINDOW_MS, " ms", open_lo=True)
+        within("hop_ms", 0, MAX_WINDOW_MS, " ms", open_lo=True)
+        within("n_fft", 16, MAX_N_FFT, " samples")
         need(self.win_length >= 1, f"win_ms={self.win_ms} gives an empty window")
         need(self.hop_length >= 1, f"hop_ms={self.hop_ms} gives a hop of 0 samples")
         need(
@@ -201,7 +228,7 @@ class FeatureConfig:
         need(
             0.0 <= self.preemphasis < 1.0, f"preemphasis must be in [0, 1), got {self.preemphasis}"
         )
-        need(self.n_mels > 0, f"n_mels must be > 0, got {self.n_mels}")
+        within("n_mels", 1, MAX_N_MELS)
         need(self.fmin >= 0, f"fmin must be >= 0 Hz, got {self.fmin}")
         fmax = nyq if self.fmax is None else self.fmax
         need(
@@ -212,14 +239,15 @@ class FeatureConfig:
             self.mel_norm in _MEL_NORMS, f"mel_norm must be 'slaney' or None, got {self.mel_norm!r}"
         )
         need(
-            self.top_db is None or self.top_db > 0, f"top_db must be > 0 or None, got {self.top_db}"
+            self.top_db is None or 0 < self.top_db <= 1000,
+            f"top_db must be in (0, 1000] dB or None, got {self.top_db}",
         )
         need(self.n_mfcc > 0, f"n_mfcc must be > 0, got {self.n_mfcc}")
         need(
             self.n_mfcc <= self.n_mels,
             f"n_mfcc={self.n_mfcc} cannot exceed n_mels={self.n_mels}",
         )
-        need(self.lifter >= 0, f"lifter must be >= 0, got {self.lifter}")
+        within("lifter", 0, 1000)
         need(self.c0 in _C0_MODES, f"c0 must be one of {_C0_MODES}, got {self.c0!r}")
         need(
             not (self.c0 == "drop" and self.n_mfcc < 2),
@@ -229,19 +257,22 @@ class FeatureConfig:
             self.delta_order in (0, 1, 2), f"delta_order must be 0, 1 or 2, got {self.delta_order}"
         )
         need(
-            self.delta_width >= 3 and self.delta_width % 2 == 1,
-            f"delta_width must be an odd integer >= 3, got {self.delta_width}",
+            3 <= self.delta_width <= MAX_DELTA_WIDTH and self.delta_width % 2 == 1,
+            f"delta_width must be an odd integer >= 3 and <= {MAX_DELTA_WIDTH}, got {self.delta_width}",
         )
         need(
             self.delta_mode in _DELTA_MODES,
             f"delta_mode must be one of {_DELTA_MODES}, got {self.delta_mode!r}",
         )
-        need(
-            self.vad_threshold_db > 0, f"vad_threshold_db must be > 0, got {self.vad_threshold_db}"
-        )
+        within("vad_threshold_db", 0, 1000, " dB", open_lo=True)
+        within("vad_floor_db", -1000, 0, " dB")
         need(self.cmvn in _CMVN_MODES, f"cmvn must be one of {_CMVN_MODES}, got {self.cmvn!r}")
-        need(self.cmvn_window > 0, f"cmvn_window must be > 0 frames, got {self.cmvn_window}")
+        within("cmvn_window", 1, MAX_CMVN_WINDOW, " frames")
         need(self.dtype in _DTYPES, f"dtype must be one of {_DTYPES}, got {self.dtype!r}")
+        need(
+            self.pad_mode in _PAD_MODES,
+            f"pad_mode must be one of {_PAD_MODES}, got {self.pad_mode!r}",
+        )
         need(
             self.window in WINDOWS,
             f"window must be one of {sorted(WINDOWS)}, got {self.window!r}",
@@ -325,7 +356,7 @@ class FeatureConfig:
         """Inverse of :meth:`to_json`; invalid JSON is a ParameterError."""
         try:
             d = json.loads(s)
-        except (TypeError, ValueError) as exc:
+        except (TypeError, ValueError, RecursionError) as exc:  # deep nesting included
             raise ParameterError(f"FeatureConfig JSON is not valid JSON: {exc}") from None
         return cls.from_dict(d)
 

@@ -129,7 +129,7 @@ def validate_param_arrays(name: str, w, m, v) -> None:
     """
     if w is None or m is None or v is None:
         raise ModelFileError(f"{name}: missing weights, means or variances")
-    if m.ndim < 2 or v.shape != m.shape or w.shape != m.shape[:-1]:
+    if m.ndim < 2 or 0 in m.shape or v.shape != m.shape or w.shape != m.shape[:-1]:
         raise ModelFileError(
             f"{name}: inconsistent shapes weights {w.shape}, means {m.shape}, variances {v.shape}"
         )
@@ -140,5 +140,14 @@ def validate_param_arrays(name: str, w, m, v) -> None:
             raise ModelFileError(f"{name}: {label} contain NaN or inf")
     if np.any(v <= 0):
         raise ModelFileError(f"{name}: variances must be > 0")
+    with np.errstate(over="ignore", divide="ignore"):
+        # the log-density's constant terms: finite, or every score would be inf or NaN
+        const = np.sum(np.log(v), -1) + np.sum(m * m / v, -1)
+        finite = np.all(np.isfinite(1.0 / v)) and np.all(np.isfinite(const))
+    if not finite:
+        raise ModelFileError(
+            f"{name}: means and variances give a non-finite log-density "
+            "(variances too small for the means)"
+        )
     if np.any(w < 0) or not np.allclose(w.sum(-1), 1.0, rtol=0, atol=1e-6):
         raise ModelFileError(f"{name}: weights must be >= 0 and sum to 1; sums {w.sum(-1)}")

@@ -12,11 +12,14 @@ import os
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..container import Validator, jsonable, read_kind
+from ..data.splits import validate_split_block
 from ..exceptions import ModelFileError, ParameterError
 from ..features import FeatureConfig
 from ..models import GMMClassifier, UBMClassifier
+from .tuning import validate_selection_block
 
-__all__ = ["Bundle", "load_model", "save_model"]
+__all__ = ["Bundle", "HEADER_FIELDS", "load_model", "save_model"]
 
 
 @dataclass
@@ -45,34 +48,59 @@ def save_model(
 ) -> None:
     """Write ``classifier`` and ``config`` to one model file (atomic, checksummed, no pickle).
 
+    Parameters
+    ----------
+    extra : dict, optional
+        More header blocks (e.g. ``"split"``); each needs a validator in
+        :data:`HEADER_FIELDS`, which is run here, so that the file always loads.
+
     Raises
     ------
     ParameterError
-        When the classifier's feature dimension differs from the config's.
+        When the classifier's feature dimension differs from the config's, or an
+        ``extra`` block has no validator or does not pass it.
     """
     if classifier.n_dims != config.n_dims:
         raise ParameterError(
             f"the classifier has {classifier.n_dims}-dim features but the feature config "
             f"gives {config.n_dims}"
         )
-    classifier.save(path, extra={**(extra or {}), "feature_config": config.to_dict()})
+    blocks = jsonable({**(extra or {}), "feature_config": config.to_dict()})
+    for key, value in blocks.items():
+        check = HEADER_FIELDS.get(key)
+        if check is None:
+            raise ParameterError(
+                f"cannot save {os.fspath(path)}: header block {key!r} has no validator in "
+                "audiogmm.pipeline.bundle.HEADER_FIELDS, so the file could not be loaded"
+            )
+        try:
+            check(value)
+        except (ValueError, TypeError) as e:
+            raise ParameterError(
+                f"cannot save {os.fspath(path)}: header block {key!r}: {e}"
+            ) from None
+    classifier.save(path, extra=blocks)
 
 
-def _file_kind(path: str | os.PathLike) -> str | None:
-    """The ``kind`` a container's header claims (None if unreadable); the load validates."""
-    import json
-
-    import numpy as np
-
-    try:
-        with np.load(path, allow_pickle=False) as z:
-            return json.loads(z["__header__"].tobytes().decode("utf-8")).get("kind")
-    except Exception:  # any damage: let the full loader report it
-        return None
+def _check_blocks(name: str, header: dict[str, Any]) -> dict[str, Any]:
+    out = dict(header)
+    for key, check in HEADER_FIELDS.items():
+        if key in out:
+            try:
+                out[key] = check(out[key])
+            except ModelFileError as e:
+                raise ModelFileError(f"{name}: {e}") from None
+            except (ValueError, TypeError) as e:
+                raise ModelFileError(f"{name}: invalid header field {key!r}: {e}") from None
+    return out
 
 
 def load_model(path: str | os.PathLike) -> Bundle:
     """Read a model file written by :func:`save_model`, validating everything.
+
+    The classifier's own header fields are checked by
+    :meth:`GMMClassifier.load <audiogmm.models.GMMClassifier.load>`; the fields the
+    pipeline adds by :data:`HEADER_FIELDS`. A field with no validator refuses the file.
 
     Raises
     ------
@@ -81,21 +109,38 @@ def load_model(path: str | os.PathLike) -> Bundle:
         config, or one whose dimension does not match the models.
     """
     name = os.fspath(path)
-    clf = (UBMClassifier if _file_kind(path) == UBMClassifier._FILE_KIND else GMMClassifier).load(
-        path
-    )
+    if read_kind(path) == UBMClassifier._FILE_KIND:
+        # the UBM loader validates its own fields; the pipeline's blocks are checked here
+        clf = UBMClassifier.load(path)
+        clf.file_header_ = _check_blocks(name, clf.file_header_)
+    else:
+        clf = GMMClassifier.load(path, header_fields=HEADER_FIELDS)
     header = clf.file_header_
     if "feature_config" not in header:
         raise ModelFileError(
             f"{name}: no feature configuration in this file (saved with GMMClassifier.save); "
             "use audiogmm.pipeline.save_model or `audiogmm train` to make a model for audio"
         )
-    try:
-        config = FeatureConfig.from_dict(header["feature_config"])
-    except ParameterError as e:
-        raise ModelFileError(f"{name}: invalid feature_config in header ({e})") from e
+    config = header["feature_config"]
     if clf.n_dims != config.n_dims:
         raise ModelFileError(
             f"{name}: models have {clf.n_dims} dims but the feature config gives {config.n_dims}"
         )
+    header = {**header, "feature_config": config.to_dict()}
     return Bundle(clf, config, header)
+
+
+def _feature_config(v: Any) -> FeatureConfig:
+    # FeatureConfig validates every field's type and physical range (ParameterError)
+    return FeatureConfig.from_dict(v)
+
+
+#: Validators of the header fields the pipeline adds to a classifier file, one per
+#: top-level key (the classifier's own are ``audiogmm.models.classifier.HEADER_FIELDS``).
+#: A new block (e.g. ``"split"``) needs an entry here: a function that takes the raw
+#: JSON value, returns the value to keep, and raises ValueError/TypeError with the reason.
+HEADER_FIELDS: dict[str, Validator] = {
+    "feature_config": _feature_config,
+    "split": validate_split_block,
+    "selection": validate_selection_block,
+}
