@@ -2,8 +2,16 @@
 
 Every file problem raises :class:`~audiogmm.exceptions.AudioError` (which is
 also an :class:`OSError`) whose message names the file and the reason:
-missing, empty, unreadable or corrupt, zero samples, non-finite samples, or
-shorter than the caller's minimum (typically one analysis window).
+missing, permission denied, empty, unreadable or corrupt, zero samples,
+non-finite or absurd samples, a sample rate outside the supported range, too
+long, or shorter than the caller's minimum (typically one analysis window).
+
+The header is not trusted. Before anything is decoded, the declared sample rate
+must lie in [:data:`MIN_SAMPLE_RATE`, :data:`MAX_SAMPLE_RATE`] Hz and the channel
+count in [1, :data:`MAX_CHANNELS`]; the file is then decoded in blocks, downmixed
+block by block, and refused as soon as it exceeds :data:`MAX_SAMPLES` samples
+(before or after resampling), so a small file that declares 1 Hz, 2^32 frames or
+10,000 channels can never ask for gigabytes.
 
 Decoding uses `soundfile` (libsndfile): WAV/WAVEX/RF64, FLAC, OGG/Vorbis,
 AIFF, AU, and MP3 where the installed libsndfile supports it (>= 1.1).
@@ -22,12 +30,42 @@ import soxr
 
 from .exceptions import AudioError, ParameterError
 
-__all__ = ["AUDIO_EXTENSIONS", "AudioInfo", "check_file", "info", "load", "resample"]
+__all__ = [
+    "AUDIO_EXTENSIONS",
+    "MAX_ABS_SAMPLE",
+    "MAX_CHANNELS",
+    "MAX_SAMPLES",
+    "MAX_SAMPLE_RATE",
+    "MIN_SAMPLE_RATE",
+    "AudioInfo",
+    "check_file",
+    "check_rate",
+    "info",
+    "load",
+    "resample",
+]
 
 PathLike = Union[str, "os.PathLike[str]"]
 
 #: File extensions treated as audio when scanning folders (lower case).
 AUDIO_EXTENSIONS: tuple[str, ...] = (".wav", ".flac", ".ogg", ".mp3", ".aiff", ".aif", ".au")
+
+#: Supported sample rates in Hz, for files and for targets. Below 1 kHz nothing audible
+#: is left to model, and a tiny declared rate is how a 100 kB file asks the resampler
+#: for gigabytes; 768 kHz is the highest rate audio interfaces record.
+MIN_SAMPLE_RATE = 1_000
+MAX_SAMPLE_RATE = 768_000
+#: Most channels a file may declare (libsndfile itself allows 1024).
+MAX_CHANNELS = 256
+#: Most samples per channel, decoded or after resampling: 2**28 (1 GiB as float32),
+#: about 4.6 hours at 16 kHz or 93 minutes at 48 kHz. Split longer recordings.
+MAX_SAMPLES = 1 << 28
+#: Largest |sample| accepted, in units of full scale. Float files may exceed 1.0 a
+#: little (or hold integer-scaled values up to 32768), but a million times full
+#: scale is not audio, and squaring such values in the power spectrum overflows.
+MAX_ABS_SAMPLE = 1e6
+
+_BLOCK = 1 << 16  # frames decoded per block: memory is the mono output, not channels x frames
 
 
 @dataclass(frozen=True)
@@ -71,6 +109,54 @@ def check_file(path: str) -> None:
         raise AudioError(f"{path!r}: expected a regular file, got a directory or special file")
     if st.st_size == 0:
         raise AudioError(f"{path!r}: empty file (0 bytes)")
+    try:  # libsndfile reports an unreadable file as "System error": ask the OS first
+        os.close(os.open(path, os.O_RDONLY))
+    except PermissionError:
+        raise AudioError(f"{path!r}: permission denied (cannot read the file)") from None
+    except OSError as exc:
+        raise AudioError(f"{path!r}: cannot open file ({exc.strerror or exc})") from None
+
+
+def check_rate(rate: int, what: str) -> None:
+    """Raise ParameterError unless *rate* (Hz) is an int in the supported range.
+
+    Parameters
+    ----------
+    rate : int
+        A sample rate in Hz, e.g. a caller's target ``sr``.
+    what : str
+        The parameter's name, for the message.
+    """
+    ok = (
+        isinstance(rate, (int, float, np.integer, np.floating))
+        and not isinstance(rate, bool)
+        and MIN_SAMPLE_RATE <= rate <= MAX_SAMPLE_RATE
+        and int(rate) == rate
+    )
+    if not ok:
+        raise ParameterError(
+            f"{what}={rate!r}: sample rates must be integers in "
+            f"[{MIN_SAMPLE_RATE}, {MAX_SAMPLE_RATE}] Hz"
+        )
+
+
+def _check_header(path: str, f: sf.SoundFile) -> None:
+    """Refuse what the header declares before anything is allocated for it."""
+    rate, channels, frames = int(f.samplerate), int(f.channels), int(f.frames)
+    if not MIN_SAMPLE_RATE <= rate <= MAX_SAMPLE_RATE:
+        raise AudioError(
+            f"{path!r}: declared sample rate {rate} Hz is outside the supported range "
+            f"[{MIN_SAMPLE_RATE}, {MAX_SAMPLE_RATE}] Hz (corrupt header?)"
+        )
+    if not 1 <= channels <= MAX_CHANNELS:
+        raise AudioError(
+            f"{path!r}: declares {channels} channels; at most {MAX_CHANNELS} are supported"
+        )
+    if frames > MAX_SAMPLES:
+        raise AudioError(
+            f"{path!r}: declares {frames} samples per channel, more than the limit of "
+            f"{MAX_SAMPLES} ({MAX_SAMPLES / rate / 60:.0f} min at {rate} Hz); split the file"
+        )
 
 
 def _open(path: str) -> sf.SoundFile:
@@ -130,15 +216,23 @@ def resample(y: np.ndarray, orig_sr: int, target_sr: int) -> np.ndarray:
     np.ndarray [shape=(m,), dtype=float32]
         ``m ≈ n * target_sr / orig_sr`` samples.
     """
-    if orig_sr <= 0 or target_sr <= 0:
-        raise ParameterError(
-            f"sample rates must be > 0 Hz, got orig_sr={orig_sr}, target_sr={target_sr}"
-        )
+    check_rate(orig_sr, "orig_sr")
+    check_rate(target_sr, "target_sr")
     y = np.asarray(y, dtype=np.float32)
     if orig_sr == target_sr:
         return y
-    out = soxr.resample(y, orig_sr, target_sr, quality="HQ")
-    return np.ascontiguousarray(out, dtype=np.float32)
+    n_out = -(-y.size * int(target_sr) // int(orig_sr))
+    if n_out > MAX_SAMPLES:
+        raise ParameterError(
+            f"resampling {y.size} samples from {orig_sr} to {target_sr} Hz gives {n_out} "
+            f"samples, more than the limit of {MAX_SAMPLES}"
+        )
+    out = np.ascontiguousarray(soxr.resample(y, orig_sr, target_sr, quality="HQ"), np.float32)
+    if not np.isfinite(out).all():  # only for absurd input (|y| near float32 max)
+        raise ParameterError(
+            "resampling produced non-finite samples; the input exceeds the representable range"
+        )
+    return out
 
 
 def load(path: PathLike, *, sr: Optional[int], min_samples: int = 1) -> np.ndarray:
@@ -164,11 +258,14 @@ def load(path: PathLike, *, sr: Optional[int], min_samples: int = 1) -> np.ndarr
     Raises
     ------
     AudioError
-        The message names the file and the reason: file not found, empty file,
-        unreadable or corrupt, zero samples, non-finite samples, or shorter than
+        The message names the file and the reason: file not found, permission
+        denied, empty file, unreadable or corrupt, a declared sample rate outside
+        [:data:`MIN_SAMPLE_RATE`, :data:`MAX_SAMPLE_RATE`] Hz, too many channels,
+        more than :data:`MAX_SAMPLES` samples, zero samples, non-finite samples,
+        samples beyond :data:`MAX_ABS_SAMPLE` times full scale, or shorter than
         *min_samples*.
     ParameterError
-        If *sr* or *min_samples* is invalid.
+        If *sr* (outside the supported range) or *min_samples* is invalid.
 
     Examples
     --------
@@ -176,28 +273,25 @@ def load(path: PathLike, *, sr: Optional[int], min_samples: int = 1) -> np.ndarr
     >>> y.dtype, y.ndim  # doctest: +SKIP
     (dtype('float32'), 1)
     """
-    if sr is not None and (isinstance(sr, bool) or int(sr) != sr or sr <= 0):
-        raise ParameterError(f"sr must be a positive integer (Hz) or None, got sr={sr!r}")
+    if sr is not None:
+        check_rate(sr, "sr")
     if isinstance(min_samples, bool) or int(min_samples) != min_samples or min_samples < 1:
         raise ParameterError(f"min_samples must be an integer >= 1, got {min_samples!r}")
     p = os.fspath(path)
     check_file(p)
     with _open(p) as f:
+        _check_header(p, f)
         native_sr = int(f.samplerate)
         if f.frames == 0:
             raise AudioError(f"{p!r}: audio file has zero samples")
-        try:
-            data = f.read(dtype="float32", always_2d=True)
-        except (sf.LibsndfileError, RuntimeError, ValueError, MemoryError) as exc:
-            raise AudioError(f"{p!r}: unreadable or corrupt audio data ({exc})") from None
-    if data.shape[0] == 0:
+        y = _decode_mono(p, f)
+    if y.size == 0:
         raise AudioError(f"{p!r}: audio file has zero samples (header or data truncated)")
-    y = data[:, 0] if data.shape[1] == 1 else data.mean(axis=1, dtype=np.float32)
-    if not np.isfinite(y).all():
-        n_bad = int(np.count_nonzero(~np.isfinite(y)))
-        raise AudioError(f"{p!r}: {n_bad} non-finite (NaN or inf) samples out of {y.size}")
     if sr is not None and native_sr != sr:
-        y = resample(y, native_sr, int(sr))
+        try:
+            y = resample(y, native_sr, int(sr))
+        except ParameterError as exc:
+            raise AudioError(f"{p!r}: {exc}") from None
     else:
         y = np.ascontiguousarray(y, dtype=np.float32)
     if y.size < min_samples:
@@ -207,3 +301,50 @@ def load(path: PathLike, *, sr: Optional[int], min_samples: int = 1) -> np.ndarr
             "(one analysis window)"
         )
     return y
+
+
+def _decode_mono(path: str, f: sf.SoundFile) -> np.ndarray:
+    """Decode in blocks and downmix each: memory is the mono result, bounded by MAX_SAMPLES.
+
+    The declared frame count is not trusted (a FLAC header can claim 2**36 samples):
+    decoding stops with AudioError once the decoded length passes the limit. Samples
+    are checked per channel before the downmix, so absurd values are named as such
+    rather than as the inf their sum overflows to.
+    """
+    blocks: list[np.ndarray] = []
+    n = n_bad = 0
+    peak = 0.0
+    try:
+        while True:
+            data = f.read(_BLOCK, dtype="float32", always_2d=True)
+            if data.shape[0] == 0:
+                break
+            n += data.shape[0]
+            if n > MAX_SAMPLES:
+                raise AudioError(
+                    f"{path!r}: more than {MAX_SAMPLES} samples per channel decoded; "
+                    "split the file"
+                )
+            finite = np.isfinite(data)
+            if not finite.all():
+                n_bad += int(data.size - np.count_nonzero(finite))
+            elif not n_bad:
+                peak = max(peak, float(np.max(np.abs(data))))
+            if not n_bad and peak <= MAX_ABS_SAMPLE:
+                mono = data[:, 0].copy() if data.shape[1] == 1 else data.mean(1, dtype=np.float32)
+                blocks.append(mono)
+            if data.shape[0] < _BLOCK:
+                break
+    except (sf.LibsndfileError, RuntimeError, ValueError, MemoryError) as exc:
+        raise AudioError(f"{path!r}: unreadable or corrupt audio data ({exc})") from None
+    if n_bad:
+        total = n * f.channels
+        raise AudioError(f"{path!r}: {n_bad} non-finite (NaN or inf) samples out of {total}")
+    if peak > MAX_ABS_SAMPLE:
+        raise AudioError(
+            f"{path!r}: absurd sample values (peak |sample| {peak:.3g} times full scale, "
+            f"limit {MAX_ABS_SAMPLE:g}); corrupt float data?"
+        )
+    if len(blocks) == 1:
+        return blocks[0]
+    return np.concatenate(blocks) if blocks else np.zeros(0, np.float32)
