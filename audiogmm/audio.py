@@ -322,8 +322,7 @@ def _decode_mono(path: str, f: sf.SoundFile) -> np.ndarray:
             n += data.shape[0]
             if n > MAX_SAMPLES:
                 raise AudioError(
-                    f"{path!r}: more than {MAX_SAMPLES} samples per channel decoded; "
-                    "split the file"
+                    f"{path!r}: more than {MAX_SAMPLES} samples per channel decoded; split the file"
                 )
             finite = np.isfinite(data)
             if not finite.all():

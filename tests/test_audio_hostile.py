@@ -306,7 +306,10 @@ def base_files() -> dict[str, bytes]:
         "float_mono_22k.wav": wav_bytes(22050, y, bits=32, fmt=3),
         "u8_mono_11k.wav": wav_bytes(11025, pcm, bits=8),
     }
-    for name, data, rate in [("mono_16k.flac", y, 16000), ("stereo_44k.flac", np.stack([y, y], 1), 44100)]:  # noqa: E501
+    for name, data, rate in [
+        ("mono_16k.flac", y, 16000),
+        ("stereo_44k.flac", np.stack([y, y], 1), 44100),
+    ]:
         p = _WORK / ("base-" + name)
         sf.write(p, data, rate, subtype="PCM_16")
         out[name] = p.read_bytes()
@@ -386,7 +389,9 @@ def audio_cases(draw):
     flips = []
     if how in ("flips", "mixed"):
         n = len(data) - 1
-        flips = draw(st.lists(st.tuples(st.integers(0, n), st.integers(1, 255)), min_size=1, max_size=4))  # noqa: E501
+        flips = draw(
+            st.lists(st.tuples(st.integers(0, n), st.integers(1, 255)), min_size=1, max_size=4)
+        )
     cut = draw(st.integers(0, len(data) - 1)) if how == "cut" else None
     sr = draw(st.sampled_from([16000, None]))
     return name, edits, flips, cut, sr

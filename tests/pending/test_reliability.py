@@ -51,9 +51,7 @@ import zipfile
 from pathlib import Path
 
 import numpy as np
-import psutil
 import pytest
-import soundfile as sf
 from click.testing import CliRunner
 
 from audiogmm import (
@@ -63,8 +61,6 @@ from audiogmm import (
     ModelFileError,
 )
 from audiogmm.cli import main
-
-from ..conftest_audio import speech_like
 
 ROOT = Path(__file__).resolve().parents[1]
 SPEAKERS = ROOT / "data_samples" / "speakers"
@@ -880,130 +876,6 @@ def test_control_characters_in_names_are_escaped(tmp_path):
     ), f"a skipped file's name was split across lines:\n{r.stderr}"
     listed = [ln for ln in err_lines if "broken" in ln and "file.wav" in ln]
     assert listed, r.stderr
-
-
-# ======================================================================================
-# 6. Processes: dead workers, killed parent
-# ======================================================================================
-
-
-@pytest.fixture(scope="module")
-def long_data(tmp_path_factory):
-    """A DATA folder with two 10-minute FLACs (workers busy for seconds) and real clips."""
-    d = tmp_path_factory.mktemp("long")
-    (d / "a").mkdir()
-    (d / "b").mkdir()
-    y = np.tile(speech_like(16000, 2.0, seed=5), 300)
-    sf.write(d / "a" / "long.flac", y, 16000)
-    shutil.copy(d / "a" / "long.flac", d / "b" / "long2.flac")
-    for c in speaker_clips("ast_en", 4):
-        shutil.copy(c, d / "a" / c.name)
-    for c in speaker_clips("flite_slt", 4):
-        shutil.copy(c, d / "b" / c.name)
-    return d
-
-
-def _holding(proc: psutil.Process, suffix: str) -> str | None:
-    """The path of an open file of ``proc`` ending in ``suffix``, if any."""
-    try:
-        for f in proc.open_files():
-            if f.path.endswith(suffix):
-                return f.path
-    except psutil.Error:
-        pass
-    return None
-
-
-def _descendants(pid: int) -> list[psutil.Process]:
-    try:
-        return psutil.Process(pid).children(recursive=True)
-    except psutil.Error:
-        return []
-
-
-def _alive(procs) -> list[psutil.Process]:
-    out = []
-    for p in procs:
-        try:
-            if p.is_running() and p.status() != psutil.STATUS_ZOMBIE:
-                out.append(p)
-        except psutil.Error:
-            pass
-    return out
-
-
-def test_sigkill_of_the_cli_leaves_no_process_alive(long_data, tmp_path):
-    cmd = [*console_script(), "-q", "extract", str(long_data), "--cache", str(tmp_path / "c"),
-           "-j", "2"]  # fmt: skip
-    proc = subprocess.Popen(cmd, env=script_env(), stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL, start_new_session=True)  # fmt: skip
-    seen: dict[int, psutil.Process] = {}
-    try:
-        deadline = time.monotonic() + 20
-        busy = False
-        while time.monotonic() < deadline and proc.poll() is None and not busy:
-            for p in _descendants(proc.pid):
-                seen.setdefault(p.pid, p)
-                busy = busy or _holding(p, ".flac") is not None
-            time.sleep(0.01)
-        assert busy, "no worker was seen working on a file before the run ended"
-        for p in _descendants(proc.pid):
-            seen.setdefault(p.pid, p)
-        assert len(seen) >= 2, f"expected worker processes, saw {seen}"
-        os.kill(proc.pid, signal.SIGKILL)
-        proc.wait(timeout=10)
-        limit = time.monotonic() + 10
-        while _alive(seen.values()) and time.monotonic() < limit:
-            time.sleep(0.1)
-        survivors = _alive(seen.values())
-        assert not survivors, "still alive 10 s after kill -9 of the CLI: " + ", ".join(
-            f"{p.pid} {' '.join(p.cmdline()[:3])}" for p in survivors
-        )
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-        for p in _alive(seen.values()):  # only processes of this run, by pid
-            with contextlib.suppress(psutil.Error):
-                p.kill()
-
-
-def test_killed_worker_costs_only_its_file(long_data, tmp_path):
-    """SIGKILL the worker busy on long.flac (twice: first try and retry); the batch finishes."""
-    target = os.path.realpath(long_data / "a" / "long.flac")
-    cmd = [*console_script(), "-q", "extract", str(long_data), "--cache", str(tmp_path / "c"),
-           "-j", "2", "--json"]  # fmt: skip
-    proc = subprocess.Popen(cmd, env=script_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            start_new_session=True, text=True)  # fmt: skip
-    seen: dict[int, psutil.Process] = {}
-    killed: set[int] = set()
-    try:
-        deadline = time.monotonic() + 40
-        while proc.poll() is None and time.monotonic() < deadline:
-            for p in _descendants(proc.pid):
-                seen.setdefault(p.pid, p)
-                if len(killed) < 2 and p.pid not in killed and _holding(p, "long.flac") == target:
-                    with contextlib.suppress(psutil.Error):
-                        p.kill()
-                        killed.add(p.pid)
-            time.sleep(0.003)
-        out, err = proc.communicate(timeout=max(1.0, deadline - time.monotonic()))
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-        for p in _alive(seen.values()):
-            with contextlib.suppress(psutil.Error):
-                p.kill()
-    assert killed, "never caught a worker on long.flac (cannot test)"
-    assert "Traceback" not in err, err[-3000:]
-    assert proc.returncode == 0, err[-3000:]
-    res = json.loads(out)
-    skipped = {os.path.basename(s["path"]): s["reason"] for s in res["skipped"]}
-    assert set(skipped) <= {"long.flac"}, f"files other than the killed one were lost: {skipped}"
-    assert res["n_extracted"] + res["n_cached"] + len(skipped) == res["n_files"]
-    if len(killed) == 2:  # killed on the first try and on the retry: skipped, with a reason
-        assert "long.flac" in skipped and skipped["long.flac"].strip(), res
 
 
 # ======================================================================================
