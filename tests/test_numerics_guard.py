@@ -267,3 +267,25 @@ def test_log_proba_two_equal_huge_scores():
     )
     lp = clf.log_proba_from_scores(np.array([[-1e17, -1e17]]))
     np.testing.assert_allclose(lp, np.log([[0.5, 0.5]]), atol=1e-12)
+
+
+@pytest.mark.parametrize("fast", [True, False])
+def test_kernel_never_raises_on_rows_without_mass(fast):
+    """A row of -inf or NaN (a broken model) gives NaN, not ZeroDivisionError."""
+    from audiogmm.mixture import kernels
+
+    L = np.array([[-np.inf, -np.inf], [np.nan, 0.0], [0.0, 1.0]])
+    lse = np.empty(3)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        kernels.resp_inplace(L, None, lse, fast=fast)
+    assert np.isfinite(lse[2]) and np.allclose(L[2].sum(), 1.0)
+
+
+@pytest.mark.parametrize("amp", [1e7, 1e20, 3e38])
+def test_extract_names_absurd_waveform_values(amp):
+    from audiogmm import FeatureError, extract
+
+    y = (np.clip(np.random.default_rng(0).normal(size=16000), -1, 1) * amp).astype(np.float32)
+    with pytest.raises(FeatureError, match="absurd sample"):
+        extract(y, sr=16000)
