@@ -103,8 +103,12 @@ def check_file(path: str) -> None:
         st = os.stat(path)
     except FileNotFoundError:
         raise AudioError(f"{path!r}: file not found") from None
+    except PermissionError:
+        raise AudioError(f"{path!r}: permission denied (cannot reach the file)") from None
     except OSError as exc:
         raise AudioError(f"{path!r}: cannot access file ({exc.strerror or exc})") from None
+    except ValueError as exc:  # e.g. an embedded NUL byte
+        raise AudioError(f"{path!r}: invalid file name ({exc})") from None
     if not os.path.isfile(path):
         raise AudioError(f"{path!r}: expected a regular file, got a directory or special file")
     if st.st_size == 0:
@@ -161,8 +165,9 @@ def _check_header(path: str, f: sf.SoundFile) -> None:
 
 def _open(path: str) -> sf.SoundFile:
     try:
-        return sf.SoundFile(path)
-    except (sf.LibsndfileError, RuntimeError, TypeError, ValueError) as exc:
+        # bytes: names that are not valid UTF-8 (surrogate escapes) open as they are
+        return sf.SoundFile(os.fsencode(path))
+    except (sf.LibsndfileError, RuntimeError, TypeError, ValueError, OverflowError) as exc:
         reason = str(exc).split(":", 1)[-1].strip() if str(exc) else type(exc).__name__
         if "does not exist" in reason:  # libsndfile's words for an unrecognised byte stream
             reason = "format not recognised"
@@ -334,8 +339,10 @@ def _decode_mono(path: str, f: sf.SoundFile) -> np.ndarray:
                 blocks.append(mono)
             if data.shape[0] < _BLOCK:
                 break
-    except (sf.LibsndfileError, RuntimeError, ValueError, MemoryError) as exc:
+    except (sf.LibsndfileError, RuntimeError, ValueError, TypeError, OverflowError) as exc:
         raise AudioError(f"{path!r}: unreadable or corrupt audio data ({exc})") from None
+    except MemoryError:
+        raise AudioError(f"{path!r}: out of memory while decoding") from None
     if n_bad:
         total = n * f.channels
         raise AudioError(f"{path!r}: {n_bad} non-finite (NaN or inf) samples out of {total}")

@@ -421,3 +421,30 @@ def test_fuzz_bases_are_valid():
     """The unmutated inputs load (so the fuzzer starts from real, valid files)."""
     for name in base_files():
         assert run_audio_case((name, [], [], None, 16000))[0] == "ok", name
+
+
+def test_file_in_an_unreachable_folder_says_permission_denied():
+    with public_folder() as d:
+        sub = d / "private"
+        sub.mkdir()
+        p = sub / "clip.flac"
+        shutil.copy(speaker_clips("ast_en", 1)[0], p)
+        os.chmod(sub, 0o700)  # root's: nobody cannot even stat the file
+        with unprivileged():
+            with pytest.raises(AudioError, match="permission denied") as ei:
+                audiogmm.audio.load(p, sr=16000)
+        assert str(p) in str(ei.value)
+
+
+def test_names_that_are_not_utf8_load(tmp_path):
+    name = os.fsdecode(b"caf\xe9 \xff.flac")  # surrogate escapes, as os.listdir gives them
+    p = os.path.join(os.fsdecode(bytes(tmp_path)), name)
+    shutil.copy(speaker_clips("ast_en", 1)[0], p)
+    assert audiogmm.audio.load(p, sr=16000).size > 0
+    assert audiogmm.extract(p).shape[0] > 0
+
+
+@pytest.mark.parametrize("name", ["a\0b.wav", ""])
+def test_impossible_names_are_audio_errors(name):
+    with pytest.raises(AudioError):
+        audiogmm.audio.load(name, sr=16000)

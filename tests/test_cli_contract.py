@@ -239,3 +239,23 @@ def test_audio_errors_keep_naming_the_file(tmp_path):
     with pytest.raises(audiogmm.AudioError) as e:
         audiogmm.extract(p)
     assert str(p) in str(e.value)
+
+
+@pytest.mark.parametrize("command", ["train", "evaluate", "predict"])
+def test_nothing_usable_is_an_error_naming_a_file(command, tmp_path):
+    """When every input is skipped there is no result to report: exit 1, with the reason."""
+    data = tmp_path / "data"
+    for y in ("a", "b"):
+        (data / y).mkdir(parents=True)
+        (data / y / "x.wav").write_bytes(b"junk" * 100)
+    model = small_classifier_model(str(tmp_path))
+    args = {
+        "train": ["train", data, "--split", "all", "-o", tmp_path / "m.npz"],
+        "evaluate": ["evaluate", model, data, "--split", "all"],
+        "predict": ["predict", model, data / "a" / "x.wav"],
+    }[command]
+    r = invoke(["-q", *args, "-j", "1"])
+    assert r.exit_code == 1, r.output
+    last = r.stderr.strip().splitlines()[-1]
+    assert "Error" in last and ("x.wav" in last or "listed above" in last), r.stderr
+    assert "nan" not in r.output

@@ -39,4 +39,5 @@ def command(ctx, model, files, top, jobs, as_json):
             click.echo(line + (f"\t{alts}" if top > 1 else ""))
         report_skipped(res["skipped"])
     if not res["results"]:
-        raise click.ClickException("no file could be classified")
+        n = len(res["skipped"])
+        raise click.ClickException(f"no file could be classified ({n} skipped, listed above)")
