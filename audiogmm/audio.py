@@ -57,9 +57,11 @@ MIN_SAMPLE_RATE = 1_000
 MAX_SAMPLE_RATE = 768_000
 #: Most channels a file may declare (libsndfile itself allows 1024).
 MAX_CHANNELS = 256
-#: Most samples per channel, decoded or after resampling: 2**28 (1 GiB as float32),
-#: about 4.6 hours at 16 kHz or 93 minutes at 48 kHz. Split longer recordings.
-MAX_SAMPLES = 1 << 28
+#: Most samples per channel, decoded or after resampling: 2**26 (256 MiB as float32),
+#: about 70 minutes at 16 kHz or 23 minutes at 48 kHz. It bounds what a small file can
+#: cost: FLAC or Vorbis silence compresses hundreds of times, so a 100 kB file can
+#: decode to gigabytes. Split longer recordings, or raise ``audiogmm.audio.MAX_SAMPLES``.
+MAX_SAMPLES = 1 << 26
 #: Largest |sample| accepted, in units of full scale. Float files may exceed 1.0 a
 #: little (or hold integer-scaled values up to 32768), but a million times full
 #: scale is not audio, and squaring such values in the power spectrum overflows.
@@ -309,25 +311,28 @@ def load(path: PathLike, *, sr: Optional[int], min_samples: int = 1) -> np.ndarr
 
 
 def _decode_mono(path: str, f: sf.SoundFile) -> np.ndarray:
-    """Decode in blocks and downmix each: memory is the mono result, bounded by MAX_SAMPLES.
+    """Decode in blocks and downmix each into one buffer: memory is the mono result.
 
-    The declared frame count is not trusted (a FLAC header can claim 2**36 samples):
-    decoding stops with AudioError once the decoded length passes the limit. Samples
-    are checked per channel before the downmix, so absurd values are named as such
-    rather than as the inf their sum overflows to.
+    The declared frame count only sizes the buffer (never above MAX_SAMPLES, and
+    untouched pages cost nothing); decoding stops with AudioError once the decoded
+    length passes the limit, whatever the header said. Samples are checked per channel
+    before the downmix, so absurd values are named as such rather than as the inf
+    their sum overflows to.
     """
-    blocks: list[np.ndarray] = []
+    limit = MAX_SAMPLES
+    out = np.empty(max(1, min(int(f.frames), limit)), dtype=np.float32)
     n = n_bad = 0
     peak = 0.0
     try:
         while True:
             data = f.read(_BLOCK, dtype="float32", always_2d=True)
-            if data.shape[0] == 0:
+            m = data.shape[0]
+            if m == 0:
                 break
-            n += data.shape[0]
-            if n > MAX_SAMPLES:
+            if n + m > limit:
                 raise AudioError(
-                    f"{path!r}: more than {MAX_SAMPLES} samples per channel decoded; split the file"
+                    f"{path!r}: more than {limit} samples per channel "
+                    f"({limit / f.samplerate / 60:.0f} min at {f.samplerate} Hz); split the file"
                 )
             finite = np.isfinite(data)
             if not finite.all():
@@ -335,9 +340,16 @@ def _decode_mono(path: str, f: sf.SoundFile) -> np.ndarray:
             elif not n_bad:
                 peak = max(peak, float(np.max(np.abs(data))))
             if not n_bad and peak <= MAX_ABS_SAMPLE:
-                mono = data[:, 0].copy() if data.shape[1] == 1 else data.mean(1, dtype=np.float32)
-                blocks.append(mono)
-            if data.shape[0] < _BLOCK:
+                if n + m > out.size:  # the header under-declared: grow (rare)
+                    grown = np.empty(min(limit, max(2 * out.size, n + m)), np.float32)
+                    grown[:n] = out[:n]
+                    out = grown
+                if data.shape[1] == 1:
+                    out[n : n + m] = data[:, 0]
+                else:
+                    data.mean(axis=1, dtype=np.float32, out=out[n : n + m])
+            n += m
+            if m < _BLOCK:
                 break
     except (sf.LibsndfileError, RuntimeError, ValueError, TypeError, OverflowError) as exc:
         raise AudioError(f"{path!r}: unreadable or corrupt audio data ({exc})") from None
@@ -351,6 +363,5 @@ def _decode_mono(path: str, f: sf.SoundFile) -> np.ndarray:
             f"{path!r}: absurd sample values (peak |sample| {peak:.3g} times full scale, "
             f"limit {MAX_ABS_SAMPLE:g}); corrupt float data?"
         )
-    if len(blocks) == 1:
-        return blocks[0]
-    return np.concatenate(blocks) if blocks else np.zeros(0, np.float32)
+    # an over-declared header leaves most of the buffer unused: keep only what was read
+    return out[:n].copy() if n < out.size // 2 else out[:n]

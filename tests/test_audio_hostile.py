@@ -448,3 +448,36 @@ def test_names_that_are_not_utf8_load(tmp_path):
 def test_impossible_names_are_audio_errors(name):
     with pytest.raises(AudioError):
         audiogmm.audio.load(name, sr=16000)
+
+
+@pytest.fixture(scope="module")
+def silence_bomb(tmp_path_factory):
+    """A ~200 kB FLAC of digital silence that decodes to more than MAX_SAMPLES samples."""
+    p = tmp_path_factory.mktemp("bomb") / "silence.flac"
+    block = np.zeros(1 << 20, np.int16)
+    with sf.SoundFile(p, "w", 48000, 1, "PCM_16") as f:
+        for _ in range(audiogmm.audio.MAX_SAMPLES // block.size + 2):
+            f.write(block)
+    assert p.stat().st_size < 10 * MB
+    return p
+
+
+@pytest.mark.parametrize("declared", ["true", 0, 48000, 2**36 - 1])
+@pytest.mark.parametrize("sr", [None, 16000])
+def test_decompression_bomb_is_refused_within_300_mb(silence_bomb, declared, sr, tmp_path):
+    """Whatever the header declares (the truth, unknown, one second, 2**36 samples)."""
+    p = tmp_path / "bomb.flac"
+    data = bytearray(silence_bomb.read_bytes())
+    if declared != "true":
+        _flac_streaminfo_edit(data, "total", declared)
+    p.write_bytes(bytes(data))
+    out = run_guarded_audio_load(
+        {"path": str(p), "sr": sr, "warm": str(tmp_path / "warm.wav")},
+        cap=int(1.5 * (1 << 30)),
+    )
+    assert out["growth"] < 300 * MB, out
+    if declared == 48000:  # libsndfile stops where the header says: one second, harmless
+        assert out["outcome"] in ("ok", "AudioError"), out
+        return
+    assert out["outcome"] == "AudioError", out
+    assert str(p) in out["message"] and "split the file" in out["message"], out
