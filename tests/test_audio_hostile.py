@@ -296,7 +296,7 @@ def audio_outcome(path, sr) -> tuple[str, str]:
 
 @functools.cache
 def base_files() -> dict[str, bytes]:
-    """Small real-signal files: canonical WAVs (44-byte header) and FLACs."""
+    """Small real-signal files: canonical WAVs (44-byte header), FLACs, Ogg Vorbis, AIFF."""
     y = speech_like(16000, 0.05, seed=3)
     pcm = np.round(y * 30000).astype(np.int16)
     stereo = np.repeat(pcm, 2)  # interleaved L/R
@@ -312,6 +312,10 @@ def base_files() -> dict[str, bytes]:
     ]:
         p = _WORK / ("base-" + name)
         sf.write(p, data, rate, subtype="PCM_16")
+        out[name] = p.read_bytes()
+    for name, subtype in [("mono_16k.ogg", "VORBIS"), ("mono_16k.aiff", "PCM_16")]:
+        p = _WORK / ("base-" + name)
+        sf.write(p, y, 16000, subtype=subtype)
         out[name] = p.read_bytes()
     return out
 
@@ -379,8 +383,9 @@ def mutated(name: str, data: bytes, edits=(), flips=(), cut=None) -> bytes:
 def audio_cases(draw):
     name = draw(st.sampled_from(sorted(base_files())))
     data = base_files()[name]
-    how = draw(st.sampled_from(["fields", "fields", "fields", "flips", "cut", "mixed"]))
-    kind = "flac" if name.endswith(".flac") else "wav"
+    kind = name.rsplit(".", 1)[1]
+    hows = ["fields", "fields", "fields", "flips", "cut", "mixed"]
+    how = draw(st.sampled_from(hows if kind in ("wav", "flac") else ["flips", "cut"]))
     edits = (
         draw(st.lists(header_edits(kind), min_size=1, max_size=2))
         if how in ("fields", "mixed")

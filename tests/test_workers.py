@@ -291,3 +291,43 @@ def test_killed_worker_costs_only_its_file(long_data, tmp_path):
     assert res["n_extracted"] + res["n_cached"] + len(skipped) == res["n_files"]
     if len(killed) == 2:  # killed on the first try and on the retry: skipped, with a reason
         assert "long.flac" in skipped and "SIGKILL" in skipped["long.flac"], res
+
+
+def _slow(item):
+    time.sleep(0.3)
+    return ("ok", item, os.getpid())
+
+
+@on_worker_lost(_lost)
+def _slow_lost(item):
+    return _slow(item)
+
+
+def _forkserver_of_this_process() -> list[psutil.Process]:
+    return [
+        p
+        for p in psutil.Process().children()
+        if "forkserver" in " ".join(p.cmdline()) and p.status() != psutil.STATUS_ZOMBIE
+    ]
+
+
+def test_killing_an_idle_worker_or_the_forkserver_loses_nothing():
+    pool = WorkerPool(2)
+    try:
+        pids = {pool.submit(_slow, i).result(60)[2] for i in range(4)}
+        for pid in pids:  # idle workers die: the next tasks get fresh ones
+            with contextlib.suppress(psutil.Error):
+                psutil.Process(pid).kill()
+        assert [pool.submit(_slow, i).result(60)[1] for i in range(4)] == list(range(4))
+        futs = [pool.submit(_slow_lost, i) for i in range(8)]
+        time.sleep(0.1)
+        servers = _forkserver_of_this_process()
+        assert servers
+        for p in servers:  # takes its busy workers with it (PR_SET_PDEATHSIG)
+            p.kill()
+        out = [f.result(120) for f in futs]
+        assert [o[1] for o in out] == list(range(8))
+        assert all(o[0] in ("ok", "lost") for o in out), out
+        assert pool.submit(_task, "after").result(60)[0] == "ok"
+    finally:
+        pool.shutdown()

@@ -33,6 +33,7 @@ import os
 import signal
 import sys
 import threading
+import time
 from collections import deque
 from concurrent.futures import Executor, Future
 from concurrent.futures.process import BrokenProcessPool
@@ -63,6 +64,7 @@ _PRELOAD = [
 ]
 
 _PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
+_START_TRIES = 10  # attempts to start a worker (~5 s in all) before the pool gives up
 
 
 def on_worker_lost(handler: Callable[..., Any]) -> Callable[[Callable[..., Any]], Callable]:
@@ -238,11 +240,22 @@ class WorkerPool(Executor):
 
     def _start_worker(self) -> _Worker:
         parent, child = self._ctx.Pipe(duplex=True)
-        proc = self._ctx.Process(
-            target=_worker_main, args=(child, self._alive_r), daemon=True,
-            name=f"audiogmm-worker-{next(self._names)}",
-        )  # fmt: skip
-        proc.start()
+        for attempt in range(_START_TRIES):
+            proc = self._ctx.Process(
+                target=_worker_main, args=(child, self._alive_r), daemon=True,
+                name=f"audiogmm-worker-{next(self._names)}",
+            )  # fmt: skip
+            try:
+                proc.start()
+                break
+            except OSError:
+                # the forkserver was just killed: multiprocessing restarts it once
+                # its death is visible (waitpid), a moment later
+                if attempt == _START_TRIES - 1:
+                    parent.close()
+                    child.close()
+                    raise
+                time.sleep(0.1 * (attempt + 1))
         child.close()
         w = _Worker(proc, parent)
         self._workers.append(w)
@@ -258,10 +271,14 @@ class WorkerPool(Executor):
                 idle = next((w for w in self._workers if w.task is None), None)
                 if idle is None and len(self._workers) >= self._n:
                     break
-                task = self._pending.popleft()
+                task = self._pending[0]
+                if task.attempts == 0 and task.future.cancelled():
+                    self._pending.popleft()
+                    continue
+                w = idle or self._start_worker()  # may raise: the task stays queued
+                self._pending.popleft()
                 if task.attempts == 0 and not task.future.set_running_or_notify_cancel():
-                    continue  # cancelled while queued
-                w = idle or self._start_worker()
+                    continue  # cancelled meanwhile
                 try:
                     w.conn.send((task.fn, task.args))
                 except (OSError, EOFError):  # the worker is dead: its sentinel will say so
