@@ -259,3 +259,31 @@ def test_nothing_usable_is_an_error_naming_a_file(command, tmp_path):
     last = r.stderr.strip().splitlines()[-1]
     assert "Error" in last and ("x.wav" in last or "listed above" in last), r.stderr
     assert "nan" not in r.output
+
+
+def test_labels_with_control_characters_keep_the_output_lines(tmp_path):
+    """Labels come from folder names: a newline or ESC in one must not break any output."""
+    data = tmp_path / "data"
+    labels = ["new\nline", "esc\x1b[31m"]
+    for y, spk in zip(labels, ("ast_en", "flite_slt")):
+        (data / y).mkdir(parents=True)
+        for c in speaker_clips(spk, 3):
+            shutil.copy(c, data / y / c.name)
+    model = tmp_path / "m\tmodel.npz"
+    outs = [
+        invoke(["-q", "train", data, "--split", "all", "-o", model, "-k", "1", "-j", "1",
+                "--max-iter", "3"]),
+        invoke(["-q", "evaluate", model, data, "--split", "all", "-j", "1"]),
+        invoke(["-q", "predict", "--top", "2", "-j", "1", model,
+                *sorted((data / labels[0]).iterdir())]),
+        invoke(["-q", "info", model]),
+        invoke(["-q", "extract", data, "--cache", tmp_path / "c\nache", "-j", "1"]),
+    ]  # fmt: skip
+    for r in outs:
+        assert r.exit_code == 0, r.output
+        assert not any(c in _CONTROL.replace("\n", "").replace("\t", "") for c in r.output), (
+            r.output
+        )
+    assert len(outs[2].stdout.splitlines()) == 3
+    confusion = outs[1].stdout.splitlines()
+    assert sum("new\\nline" in ln for ln in confusion) >= 2, confusion  # header and its row

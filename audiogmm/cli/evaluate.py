@@ -12,6 +12,7 @@ from .options import (
     run_options,
     split_options,
 )
+from .output import escape_name
 
 
 @click.command("evaluate")
@@ -50,7 +51,8 @@ def command(
         echo_json({k: v for k, v in res.items() if k != "predictions"})
         return
     report_skipped(res["skipped"])
-    click.echo(format_confusion(res["confusion"]["labels"], res["confusion"]["matrix"]), nl=False)
+    labels = [escape_name(y) for y in res["confusion"]["labels"]]  # one row per label
+    click.echo(format_confusion(labels, res["confusion"]["matrix"]), nl=False)
     click.echo(
         f"accuracy: {100 * res['accuracy']:.2f}% ({res['n']} files, {len(res['skipped'])} skipped)"
     )

@@ -20,6 +20,7 @@ from .options import (
     run_options,
     split_options,
 )
+from .output import escape_name
 
 logger = logging.getLogger("audiogmm")
 
@@ -118,5 +119,5 @@ def command(
     report_skipped(skipped)
     click.echo(
         f"trained {len(clf.labels_)} classes x {components} components on {out['n_files']} files "
-        f"({clf.n_dims}-dim features) in {sum(clf.timing_.values()):.1f} s -> {output}"
+        f"({clf.n_dims}-dim features) in {sum(clf.timing_.values()):.1f} s -> {escape_name(output)}"
     )
