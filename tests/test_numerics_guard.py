@@ -289,3 +289,14 @@ def test_extract_names_absurd_waveform_values(amp):
     y = (np.clip(np.random.default_rng(0).normal(size=16000), -1, 1) * amp).astype(np.float32)
     with pytest.raises(FeatureError, match="absurd sample"):
         extract(y, sr=16000)
+
+
+def test_classifier_report_says_float64_per_class():
+    rng = np.random.default_rng(0)
+    clips = [(rng.normal(m, 1, (150, 3)) * 1e30).astype(np.float32) for m in (0, 0, 3, 3)]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        clf = GMMClassifier(2, random_state=0).fit(clips, ["a", "a", "b", "b"])
+    for y in ("a", "b"):
+        assert clf.fit_report_[y]["compute_dtype"] == "float64"
+        assert clf.fit_report_[y]["notes"], clf.fit_report_[y]
