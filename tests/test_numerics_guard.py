@@ -300,3 +300,17 @@ def test_classifier_report_says_float64_per_class():
     for y in ("a", "b"):
         assert clf.fit_report_[y]["compute_dtype"] == "float64"
         assert clf.fit_report_[y]["notes"], clf.fit_report_[y]
+
+
+@pytest.mark.parametrize("value", [1e18, 1e25, 3e38])
+def test_accumulate_stays_finite_for_far_outliers(value):
+    """Frames far beyond a normal-scale model: statistics finite, in float32 and float64."""
+    g, _ = _fitted_pair()
+    for dtype in (np.float32, np.float64):
+        X = np.full((5000, 3), value).astype(dtype)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            st_ = g.accumulate(X)
+        for a in (st_.n, st_.F, st_.S):
+            assert np.all(np.isfinite(a)), (dtype, a)
+        assert np.isfinite(st_.loglik)

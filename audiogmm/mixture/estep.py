@@ -40,13 +40,13 @@ _LOG_2PI = math.log(2.0 * math.pi)
 # Largest ratio (spread of the data / component variance) that float32 arithmetic handles:
 # the expanded square loses ~eps32 * ratio nats, i.e. ~1e-2 nats at 1e5.
 _F32_MAX_CONDITION = 1e5
-# Largest |term| of a frame's quadratic form, sum_d (x_d - c_d)**2 / var_d, per dtype. float32
-# data whose centred square would pass it is computed in float64 (where it would overflow
-# float32's 3.4e38). In float64, centred values are saturated at the distance where the
-# form reaches 1e200: such a frame scores about -1e200 nats instead of -inf or NaN, and a
-# sum over up to 1e100 frames stays finite.
+# Largest |term| of a frame's quadratic form, sum_d (x_d - c_d)**2 / var_d, per dtype. A chunk
+# whose log-likelihoods or statistics overflow is recomputed with centred values saturated
+# where the form reaches this bound: such a frame scores about -1e200 nats (float64) instead
+# of -inf or NaN, and a sum over 1e100 frames stays finite.
 _MAX_FORM = {np.dtype(np.float32): 1e30, np.dtype(np.float64): 1e200}
-# float32 also needs (x - c)**2 (<= 1e36) and every precision 1/var in its normal range.
+# float32 also needs means within 1e18 (so (x - c)**2 <= 1e36) and every precision 1/var
+# in its normal range.
 _F32_MAX_REACH = 1e18
 _F32_VAR_RANGE = (1e-30, 1e30)
 
@@ -129,8 +129,8 @@ def saturation(variances: np.ndarray, dtype) -> float:
 
 
 def compute_dtype(X: np.ndarray, weights: np.ndarray, means: np.ndarray, variances: np.ndarray):
-    """float32 for float32 frames, unless a (near-)collapsed component or the data's range
-    needs float64 (when ``(x - c)**2 / var`` could overflow float32).
+    """float32 for float32 frames, unless a (near-)collapsed component or the model's
+    scale needs float64 (when ``(x - c)**2 / var`` could overflow float32).
 
     ``weights``/``means``/``variances`` may be stacked, shapes (..., K) and (..., K, D).
     """
@@ -138,10 +138,9 @@ def compute_dtype(X: np.ndarray, weights: np.ndarray, means: np.ndarray, varianc
         return np.float64
     if not (_F32_VAR_RANGE[0] <= np.min(variances) and np.max(variances) <= _F32_VAR_RANGE[1]):
         return np.float64  # a precision (or its square term) that float32 cannot hold
-    if X.size:
-        reach = max(float(X.max()), -float(X.min())) + float(np.max(np.abs(means)))
-        if not reach <= min(saturation(variances, np.float32), _F32_MAX_REACH):
-            return np.float64  # (x - c)**2 or its product with a precision would overflow
+    if not float(np.max(np.abs(means))) <= _F32_MAX_REACH:
+        return np.float64  # data at this scale: (x - c)**2 would overflow float32
+    # (frames far beyond the model are saturated in fill(), so X itself is not scanned)
     w = weights[..., None] / weights.sum(axis=-1, keepdims=True)[..., None]
     mu = (w * means).sum(axis=-2, keepdims=True)
     spread = (w * (variances + (means - mu) ** 2)).sum(axis=-2, keepdims=True)
@@ -176,13 +175,15 @@ class _Workspace(threading.local):
             self.out = np.empty((chunk, max(1, n_cols)), dtype=dtype)
         return self
 
-    def fill(self, Xc: np.ndarray, shift: np.ndarray, limit: float) -> int:
+    def fill(self, Xc: np.ndarray, shift: np.ndarray, limit: float | None = None) -> int:
+        """``[(x-c)**2, x-c, 1]`` rows; with ``limit``, ``x-c`` saturated to +-limit first."""
         m, D = Xc.shape
         xc = self.xx[:m, D : 2 * D]
-        with np.errstate(over="ignore"):  # float32 input beyond float32's range: saturated next
+        with np.errstate(over="ignore", invalid="ignore"):  # overflow: the caller retries
             np.subtract(Xc, shift, out=xc, casting="unsafe")
-        np.clip(xc, -limit, limit, out=xc)  # see _MAX_FORM: finite input gives finite scores
-        np.square(xc, out=self.xx[:m, :D])
+            if limit is not None:  # see _MAX_FORM: finite input gives finite scores
+                np.clip(xc, -limit, limit, out=xc)
+            np.square(xc, out=self.xx[:m, :D])
         return m
 
 
@@ -248,15 +249,18 @@ def accumulate(
 
     def one(start: int, stop: int) -> tuple[np.ndarray, float]:
         ws = _WS.get(chunk, D, K, dtype)
-        m = ws.fill(X[start:stop], shift_c, limit)
-        L = ws.L[:m]
-        np.matmul(ws.xx[:m], W, out=L)
         w = None
         if sample_weight is not None:
-            w = ws.w[:m]
+            w = ws.w[: stop - start]
             w[:] = sample_weight[start:stop]
-        kernels.resp_inplace(L, w, ws.lse[:m], fast=fast)
-        G = L.T @ ws.xx[:m]
+        for lim in (None, limit):  # saturate only a chunk that overflowed (rare)
+            m = ws.fill(X[start:stop], shift_c, lim)
+            L = ws.L[:m]
+            np.matmul(ws.xx[:m], W, out=L)
+            kernels.resp_inplace(L, w, ws.lse[:m], fast=fast)
+            G = L.T @ ws.xx[:m]
+            if np.isfinite(ws.lse[:m]).all() and np.isfinite(G).all():
+                break
         if w is None:
             return G, float(ws.lse[:m].sum(dtype=np.float64))
         return G, float(np.dot(ws.lse[:m].astype(np.float64), w))
@@ -318,9 +322,12 @@ def stacked_log_likelihood(
 
     def one(start: int, stop: int) -> None:
         ws = _WS.get(chunk, D, M * K, dtype)
-        m = ws.fill(X[start:stop], shift_c, limit)
-        np.matmul(ws.xx[:m], W, out=ws.L[:m])
-        kernels.segment_lse(ws.L[:m], K, ws.out[:m, :M], fast=fast)
+        for lim in (None, limit):  # saturate only a chunk that overflowed (rare)
+            m = ws.fill(X[start:stop], shift_c, lim)
+            np.matmul(ws.xx[:m], W, out=ws.L[:m])
+            kernels.segment_lse(ws.L[:m], K, ws.out[:m, :M], fast=fast)
+            if np.isfinite(ws.out[:m, :M]).all():
+                break
         out[start:stop] = ws.out[:m, :M]
 
     ex = executor or LocalExecutor(1)
