@@ -287,3 +287,18 @@ def test_labels_with_control_characters_keep_the_output_lines(tmp_path):
     assert len(outs[2].stdout.splitlines()) == 3
     confusion = outs[1].stdout.splitlines()
     assert sum("new\\nline" in ln for ln in confusion) >= 2, confusion  # header and its row
+
+
+@pytest.mark.parametrize("exc", [ValueError("x\ny"), TypeError("t"), MemoryError(), KeyError("k")])
+def test_an_unexpected_exception_is_still_one_line(exc, tmp_path, monkeypatch):
+    import audiogmm.pipeline
+
+    def boom(*a, **k):
+        raise exc
+
+    monkeypatch.setattr(audiogmm.pipeline, "load_model", boom)
+    model = small_classifier_model(str(tmp_path))
+    r = invoke(["-q", "info", model])
+    assert r.exit_code == 1 and "Traceback" not in r.output
+    lines = [ln for ln in r.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1 and type(exc).__name__ in lines[0], r.stderr

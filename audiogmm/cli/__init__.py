@@ -41,6 +41,13 @@ class _Group(click.Group):
             sys.exit(0)
         except OSError as e:  # e.g. an output folder we may not write to
             raise click.ClickException(escape_name(f"{type(e).__name__}: {e}")) from e
+        except (click.ClickException, click.Abort, click.exceptions.Exit):
+            raise  # click's own: already one message and an exit code
+        except Exception as e:  # a bug or an unforeseen input: still one line, not a traceback
+            logger.debug("unexpected error", exc_info=True)
+            raise click.ClickException(
+                escape_name(f"unexpected {type(e).__name__}: {e} (run with -vv for details)")
+            ) from e
 
 
 @click.group(
