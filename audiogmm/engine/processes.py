@@ -186,6 +186,8 @@ class WorkerPool(Executor):
         self._workers: list[_Worker] = []
         self._lock = threading.Lock()
         self._wake_r, self._wake_w = os.pipe()
+        os.set_blocking(self._wake_w, False)
+        self._wake_lock = threading.Lock()
         self._closing = False
         self._manager: threading.Thread | None = None
         self._names = itertools.count()
@@ -226,17 +228,20 @@ class WorkerPool(Executor):
 
     # -- the manager thread ----------------------------------------------------------
     def _wake(self) -> None:
-        try:
-            os.write(self._wake_w, b"x")
-        except OSError:  # closed: the manager is done
-            pass
+        with self._wake_lock:
+            if self._wake_w < 0:  # closed: the manager is done (never write to a reused fd)
+                return
+            try:
+                os.write(self._wake_w, b"x")
+            except BlockingIOError:  # the pipe is full: the manager wakes anyway
+                pass
 
     def _close_wake(self) -> None:
-        for fd in (self._wake_r, self._wake_w):
-            try:
+        with self._wake_lock:
+            fds, self._wake_r, self._wake_w = (self._wake_r, self._wake_w), -1, -1
+        for fd in fds:
+            if fd >= 0:
                 os.close(fd)
-            except OSError:
-                pass
 
     def _start_worker(self) -> _Worker:
         parent, child = self._ctx.Pipe(duplex=True)
