@@ -331,3 +331,20 @@ def test_killing_an_idle_worker_or_the_forkserver_loses_nothing():
         assert pool.submit(_task, "after").result(60)[0] == "ok"
     finally:
         pool.shutdown()
+
+
+def _square(x):
+    return x * x
+
+
+def test_many_tasks_and_repeated_shutdown():
+    pool = WorkerPool(2)
+    futs = [pool.submit(_square, i) for i in range(3000)]
+    assert [f.result(120) for f in futs] == [i * i for i in range(3000)]
+    pool.shutdown()
+    pool.shutdown()  # idempotent
+    with pytest.raises(RuntimeError):
+        pool.submit(_square, 1)
+    unused = WorkerPool(2)
+    unused.shutdown()
+    unused.shutdown()
