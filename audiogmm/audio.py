@@ -161,8 +161,12 @@ def _check_header(path: str, f: sf.SoundFile) -> None:
     if frames > MAX_SAMPLES:
         raise AudioError(
             f"{path!r}: declares {frames} samples per channel, more than the limit of "
-            f"{MAX_SAMPLES} ({MAX_SAMPLES / rate / 60:.0f} min at {rate} Hz); split the file"
+            f"{MAX_SAMPLES} ({_duration(MAX_SAMPLES / rate)} at {rate} Hz); split the file"
         )
+
+
+def _duration(seconds: float) -> str:
+    return f"{seconds / 60:.0f} min" if seconds >= 120 else f"{seconds:.1f} s"
 
 
 def _open(path: str) -> sf.SoundFile:
@@ -291,16 +295,9 @@ def load(path: PathLike, *, sr: Optional[int], min_samples: int = 1) -> np.ndarr
         native_sr = int(f.samplerate)
         if f.frames == 0:
             raise AudioError(f"{p!r}: audio file has zero samples")
-        y = _decode_mono(p, f)
+        y = _decode_mono(p, f, sr)
     if y.size == 0:
         raise AudioError(f"{p!r}: audio file has zero samples (header or data truncated)")
-    if sr is not None and native_sr != sr:
-        try:
-            y = resample(y, native_sr, int(sr))
-        except ParameterError as exc:
-            raise AudioError(f"{p!r}: {exc}") from None
-    else:
-        y = np.ascontiguousarray(y, dtype=np.float32)
     if y.size < min_samples:
         at = f" at {sr} Hz" if sr is not None else f" at {native_sr} Hz"
         raise AudioError(
@@ -310,46 +307,67 @@ def load(path: PathLike, *, sr: Optional[int], min_samples: int = 1) -> np.ndarr
     return y
 
 
-def _decode_mono(path: str, f: sf.SoundFile) -> np.ndarray:
-    """Decode in blocks and downmix each into one buffer: memory is the mono result.
+def _decode_mono(path: str, f: sf.SoundFile, sr: Optional[int]) -> np.ndarray:
+    """Decode, check, downmix and resample block by block into one float32 buffer.
 
-    The declared frame count only sizes the buffer (never above MAX_SAMPLES, and
-    untouched pages cost nothing); decoding stops with AudioError once the decoded
-    length passes the limit, whatever the header said. Samples are checked per channel
-    before the downmix, so absurd values are named as such rather than as the inf
-    their sum overflows to.
+    Memory is the result (at the target rate) plus one block: the native-rate signal
+    is never held whole, since soxr's stream resampler gives the same samples as a
+    one-shot call. The declared frame count only sizes the buffer (never above
+    MAX_SAMPLES; untouched pages cost nothing); decoding stops with AudioError once
+    the decoded or resampled length passes the limit, whatever the header said.
+    Samples are checked per channel before the downmix, so absurd values are named as
+    such rather than as the inf their sum overflows to.
     """
+    native = int(f.samplerate)
     limit = MAX_SAMPLES
-    out = np.empty(max(1, min(int(f.frames), limit)), dtype=np.float32)
-    n = n_bad = 0
+    stream = None
+    expected = max(0, int(f.frames))
+    if sr is not None and int(sr) != native:
+        stream = soxr.ResampleStream(native, int(sr), 1, dtype="float32", quality="HQ")
+        expected = -(-expected * int(sr) // native)
+    out = np.empty(max(1, min(expected, limit)), dtype=np.float32)
+    n = n_out = n_bad = 0
     peak = 0.0
+
+    def too_long(what: str) -> AudioError:
+        return AudioError(
+            f"{path!r}: more than the limit of {limit} samples {what} "
+            f"({_duration(limit / native)} at {native} Hz); split the file"
+        )
+
     try:
         while True:
             data = f.read(_BLOCK, dtype="float32", always_2d=True)
             m = data.shape[0]
-            if m == 0:
-                break
-            if n + m > limit:
-                raise AudioError(
-                    f"{path!r}: more than {limit} samples per channel "
-                    f"({limit / f.samplerate / 60:.0f} min at {f.samplerate} Hz); split the file"
-                )
-            finite = np.isfinite(data)
-            if not finite.all():
-                n_bad += int(data.size - np.count_nonzero(finite))
-            elif not n_bad:
-                peak = max(peak, float(np.max(np.abs(data))))
-            if not n_bad and peak <= MAX_ABS_SAMPLE:
-                if n + m > out.size:  # the header under-declared: grow (rare)
-                    grown = np.empty(min(limit, max(2 * out.size, n + m)), np.float32)
-                    grown[:n] = out[:n]
-                    out = grown
-                if data.shape[1] == 1:
-                    out[n : n + m] = data[:, 0]
-                else:
-                    data.mean(axis=1, dtype=np.float32, out=out[n : n + m])
+            last = m < _BLOCK
             n += m
-            if m < _BLOCK:
+            if n > limit:
+                raise too_long("per channel")
+            if m:
+                finite = np.isfinite(data)
+                if not finite.all():
+                    n_bad += int(data.size - np.count_nonzero(finite))
+                elif not n_bad:
+                    peak = max(peak, float(np.max(np.abs(data))))
+            if n_bad or peak > MAX_ABS_SAMPLE:
+                if last:
+                    break
+                continue  # keep counting, for the message
+            mono = data[:, 0] if data.shape[1] == 1 else data.mean(axis=1, dtype=np.float32)
+            if stream is None:
+                chunk = mono
+            else:
+                chunk = stream.resample_chunk(np.ascontiguousarray(mono), last=last)
+            k = chunk.shape[0]
+            if n_out + k > limit:
+                raise too_long("after resampling" if stream is not None else "per channel")
+            if n_out + k > out.size:  # the header under-declared: grow (rare)
+                grown = np.empty(min(limit, max(2 * out.size, n_out + k)), np.float32)
+                grown[:n_out] = out[:n_out]
+                out = grown
+            out[n_out : n_out + k] = chunk
+            n_out += k
+            if last:
                 break
     except (sf.LibsndfileError, RuntimeError, ValueError, TypeError, OverflowError) as exc:
         raise AudioError(f"{path!r}: unreadable or corrupt audio data ({exc})") from None
@@ -363,5 +381,8 @@ def _decode_mono(path: str, f: sf.SoundFile) -> np.ndarray:
             f"{path!r}: absurd sample values (peak |sample| {peak:.3g} times full scale, "
             f"limit {MAX_ABS_SAMPLE:g}); corrupt float data?"
         )
+    y = out[:n_out]
+    if stream is not None and not np.isfinite(y).all():  # accepted input cannot do this
+        raise AudioError(f"{path!r}: resampling produced non-finite samples")
     # an over-declared header leaves most of the buffer unused: keep only what was read
-    return out[:n].copy() if n < out.size // 2 else out[:n]
+    return y.copy() if n_out < out.size // 2 else y

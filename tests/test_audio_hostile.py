@@ -139,7 +139,7 @@ def test_decoding_is_bounded_when_the_header_lies(tmp_path, monkeypatch):
     monkeypatch.setattr(audiogmm.audio, "MAX_SAMPLES", 20000)
     monkeypatch.setattr(audiogmm.audio, "_check_header", lambda path, f: None)
     monkeypatch.setattr(audiogmm.audio, "_BLOCK", 4096)
-    with pytest.raises(AudioError, match="more than 20000 samples") as ei:
+    with pytest.raises(AudioError, match="more than the limit of 20000 samples") as ei:
         audiogmm.audio.load(p, sr=None)
     assert str(p) in str(ei.value)
 
@@ -486,3 +486,29 @@ def test_decompression_bomb_is_refused_within_300_mb(silence_bomb, declared, sr,
         return
     assert out["outcome"] == "AudioError", out
     assert str(p) in out["message"] and "split the file" in out["message"], out
+
+
+def test_resampling_streams_so_memory_is_the_output(tmp_path):
+    """Just under the limit at 48 kHz, loaded at 16 kHz: ~90 MB of output, not the
+    270 MB native signal plus the output (the resampler runs block by block)."""
+    p = tmp_path / "long_silence.flac"
+    block = np.zeros(1 << 20, np.int16)
+    with sf.SoundFile(p, "w", 48000, 1, "PCM_16") as f:
+        for _ in range(audiogmm.audio.MAX_SAMPLES // block.size - 1):
+            f.write(block)
+    out = run_guarded_audio_load(
+        {"path": str(p), "sr": 16000, "warm": str(tmp_path / "warm.wav")},
+        cap=int(1.5 * (1 << 30)),
+    )
+    assert out["outcome"] == "ok", out
+    assert out["growth"] < 150 * MB, out
+
+
+def test_streamed_resampling_equals_one_shot(tmp_path):
+    y = speech_like(44100, 5.0)
+    p = tmp_path / "clip.wav"
+    sf.write(p, np.stack([y, 0.5 * y], 1), 44100, subtype="FLOAT")
+    mono = np.stack([y, 0.5 * y], 1).astype(np.float32).mean(1, dtype=np.float32)
+    np.testing.assert_array_equal(
+        audiogmm.audio.load(p, sr=16000), audiogmm.audio.resample(mono, 44100, 16000)
+    )
