@@ -299,7 +299,10 @@ class WorkerPool(Executor):
 
     def _lost(self, w: _Worker) -> None:
         """Worker ``w`` died: retry its task in a fresh worker, or give up on it."""
-        w.process.join()
+        w.process.join(timeout=5)
+        if w.process.is_alive():  # its pipe broke but it lingers: it is of no use now
+            w.process.kill()
+            w.process.join()
         why = _describe_death(w.process.exitcode)
         w.conn.close()
         self._workers.remove(w)
