@@ -2,8 +2,16 @@
 
 Every file problem raises :class:`~audiogmm.exceptions.AudioError` (which is
 also an :class:`OSError`) whose message names the file and the reason:
-missing, empty, unreadable or corrupt, zero samples, non-finite samples, or
-shorter than the caller's minimum (typically one analysis window).
+missing, permission denied, empty, unreadable or corrupt, zero samples,
+non-finite or absurd samples, a sample rate outside the supported range, too
+long, or shorter than the caller's minimum (typically one analysis window).
+
+The header is not trusted. Before anything is decoded, the declared sample rate
+must lie in [:data:`MIN_SAMPLE_RATE`, :data:`MAX_SAMPLE_RATE`] Hz and the channel
+count in [1, :data:`MAX_CHANNELS`]; the file is then decoded in blocks, downmixed
+block by block, and refused as soon as it exceeds :data:`MAX_SAMPLES` samples
+(before or after resampling), so a small file that declares 1 Hz, 2^32 frames or
+10,000 channels can never ask for gigabytes.
 
 Decoding uses `soundfile` (libsndfile): WAV/WAVEX/RF64, FLAC, OGG/Vorbis,
 AIFF, AU, and MP3 where the installed libsndfile supports it (>= 1.1).
@@ -22,12 +30,44 @@ import soxr
 
 from .exceptions import AudioError, ParameterError
 
-__all__ = ["AUDIO_EXTENSIONS", "AudioInfo", "check_file", "info", "load", "resample"]
+__all__ = [
+    "AUDIO_EXTENSIONS",
+    "MAX_ABS_SAMPLE",
+    "MAX_CHANNELS",
+    "MAX_SAMPLES",
+    "MAX_SAMPLE_RATE",
+    "MIN_SAMPLE_RATE",
+    "AudioInfo",
+    "check_file",
+    "check_rate",
+    "info",
+    "load",
+    "resample",
+]
 
 PathLike = Union[str, "os.PathLike[str]"]
 
 #: File extensions treated as audio when scanning folders (lower case).
 AUDIO_EXTENSIONS: tuple[str, ...] = (".wav", ".flac", ".ogg", ".mp3", ".aiff", ".aif", ".au")
+
+#: Supported sample rates in Hz, for files and for targets. Below 1 kHz nothing audible
+#: is left to model, and a tiny declared rate is how a 100 kB file asks the resampler
+#: for gigabytes; 768 kHz is the highest rate audio interfaces record.
+MIN_SAMPLE_RATE = 1_000
+MAX_SAMPLE_RATE = 768_000
+#: Most channels a file may declare (libsndfile itself allows 1024).
+MAX_CHANNELS = 256
+#: Most samples per channel, decoded or after resampling: 2**26 (256 MiB as float32),
+#: about 70 minutes at 16 kHz or 23 minutes at 48 kHz. It bounds what a small file can
+#: cost: FLAC or Vorbis silence compresses hundreds of times, so a 100 kB file can
+#: decode to gigabytes. Split longer recordings, or raise ``audiogmm.audio.MAX_SAMPLES``.
+MAX_SAMPLES = 1 << 26
+#: Largest |sample| accepted, in units of full scale. Float files may exceed 1.0 a
+#: little (or hold integer-scaled values up to 32768), but a million times full
+#: scale is not audio, and squaring such values in the power spectrum overflows.
+MAX_ABS_SAMPLE = 1e6
+
+_BLOCK = 1 << 16  # frames decoded per block: memory is the mono output, not channels x frames
 
 
 @dataclass(frozen=True)
@@ -65,18 +105,75 @@ def check_file(path: str) -> None:
         st = os.stat(path)
     except FileNotFoundError:
         raise AudioError(f"{path!r}: file not found") from None
+    except PermissionError:
+        raise AudioError(f"{path!r}: permission denied (cannot reach the file)") from None
     except OSError as exc:
         raise AudioError(f"{path!r}: cannot access file ({exc.strerror or exc})") from None
+    except ValueError as exc:  # e.g. an embedded NUL byte
+        raise AudioError(f"{path!r}: invalid file name ({exc})") from None
     if not os.path.isfile(path):
         raise AudioError(f"{path!r}: expected a regular file, got a directory or special file")
     if st.st_size == 0:
         raise AudioError(f"{path!r}: empty file (0 bytes)")
+    try:  # libsndfile reports an unreadable file as "System error": ask the OS first
+        os.close(os.open(path, os.O_RDONLY))
+    except PermissionError:
+        raise AudioError(f"{path!r}: permission denied (cannot read the file)") from None
+    except OSError as exc:
+        raise AudioError(f"{path!r}: cannot open file ({exc.strerror or exc})") from None
+
+
+def check_rate(rate: int, what: str) -> None:
+    """Raise ParameterError unless *rate* (Hz) is an int in the supported range.
+
+    Parameters
+    ----------
+    rate : int
+        A sample rate in Hz, e.g. a caller's target ``sr``.
+    what : str
+        The parameter's name, for the message.
+    """
+    ok = (
+        isinstance(rate, (int, float, np.integer, np.floating))
+        and not isinstance(rate, bool)
+        and MIN_SAMPLE_RATE <= rate <= MAX_SAMPLE_RATE
+        and int(rate) == rate
+    )
+    if not ok:
+        raise ParameterError(
+            f"{what}={rate!r}: sample rates must be integers in "
+            f"[{MIN_SAMPLE_RATE}, {MAX_SAMPLE_RATE}] Hz"
+        )
+
+
+def _check_header(path: str, f: sf.SoundFile) -> None:
+    """Refuse what the header declares before anything is allocated for it."""
+    rate, channels, frames = int(f.samplerate), int(f.channels), int(f.frames)
+    if not MIN_SAMPLE_RATE <= rate <= MAX_SAMPLE_RATE:
+        raise AudioError(
+            f"{path!r}: declared sample rate {rate} Hz is outside the supported range "
+            f"[{MIN_SAMPLE_RATE}, {MAX_SAMPLE_RATE}] Hz (corrupt header?)"
+        )
+    if not 1 <= channels <= MAX_CHANNELS:
+        raise AudioError(
+            f"{path!r}: declares {channels} channels; at most {MAX_CHANNELS} are supported"
+        )
+    if frames > MAX_SAMPLES:
+        raise AudioError(
+            f"{path!r}: declares {frames} samples per channel, more than the limit of "
+            f"{MAX_SAMPLES} ({_duration(MAX_SAMPLES / rate)} at {rate} Hz); split the file"
+        )
+
+
+def _duration(seconds: float) -> str:
+    return f"{seconds / 60:.0f} min" if seconds >= 120 else f"{seconds:.1f} s"
 
 
 def _open(path: str) -> sf.SoundFile:
     try:
-        return sf.SoundFile(path)
-    except (sf.LibsndfileError, RuntimeError, TypeError, ValueError) as exc:
+        # bytes: names that are not valid UTF-8 (surrogate escapes) open as they are
+        return sf.SoundFile(os.fsencode(path))
+    except (sf.LibsndfileError, RuntimeError, TypeError, ValueError, OverflowError) as exc:
         reason = str(exc).split(":", 1)[-1].strip() if str(exc) else type(exc).__name__
         if "does not exist" in reason:  # libsndfile's words for an unrecognised byte stream
             reason = "format not recognised"
@@ -130,15 +227,23 @@ def resample(y: np.ndarray, orig_sr: int, target_sr: int) -> np.ndarray:
     np.ndarray [shape=(m,), dtype=float32]
         ``m ≈ n * target_sr / orig_sr`` samples.
     """
-    if orig_sr <= 0 or target_sr <= 0:
-        raise ParameterError(
-            f"sample rates must be > 0 Hz, got orig_sr={orig_sr}, target_sr={target_sr}"
-        )
+    check_rate(orig_sr, "orig_sr")
+    check_rate(target_sr, "target_sr")
     y = np.asarray(y, dtype=np.float32)
     if orig_sr == target_sr:
         return y
-    out = soxr.resample(y, orig_sr, target_sr, quality="HQ")
-    return np.ascontiguousarray(out, dtype=np.float32)
+    n_out = -(-y.size * int(target_sr) // int(orig_sr))
+    if n_out > MAX_SAMPLES:
+        raise ParameterError(
+            f"resampling {y.size} samples from {orig_sr} to {target_sr} Hz gives {n_out} "
+            f"samples, more than the limit of {MAX_SAMPLES}"
+        )
+    out = np.ascontiguousarray(soxr.resample(y, orig_sr, target_sr, quality="HQ"), np.float32)
+    if not np.isfinite(out).all():  # only for absurd input (|y| near float32 max)
+        raise ParameterError(
+            "resampling produced non-finite samples; the input exceeds the representable range"
+        )
+    return out
 
 
 def load(path: PathLike, *, sr: Optional[int], min_samples: int = 1) -> np.ndarray:
@@ -164,11 +269,14 @@ def load(path: PathLike, *, sr: Optional[int], min_samples: int = 1) -> np.ndarr
     Raises
     ------
     AudioError
-        The message names the file and the reason: file not found, empty file,
-        unreadable or corrupt, zero samples, non-finite samples, or shorter than
+        The message names the file and the reason: file not found, permission
+        denied, empty file, unreadable or corrupt, a declared sample rate outside
+        [:data:`MIN_SAMPLE_RATE`, :data:`MAX_SAMPLE_RATE`] Hz, too many channels,
+        more than :data:`MAX_SAMPLES` samples, zero samples, non-finite samples,
+        samples beyond :data:`MAX_ABS_SAMPLE` times full scale, or shorter than
         *min_samples*.
     ParameterError
-        If *sr* or *min_samples* is invalid.
+        If *sr* (outside the supported range) or *min_samples* is invalid.
 
     Examples
     --------
@@ -176,30 +284,20 @@ def load(path: PathLike, *, sr: Optional[int], min_samples: int = 1) -> np.ndarr
     >>> y.dtype, y.ndim  # doctest: +SKIP
     (dtype('float32'), 1)
     """
-    if sr is not None and (isinstance(sr, bool) or int(sr) != sr or sr <= 0):
-        raise ParameterError(f"sr must be a positive integer (Hz) or None, got sr={sr!r}")
+    if sr is not None:
+        check_rate(sr, "sr")
     if isinstance(min_samples, bool) or int(min_samples) != min_samples or min_samples < 1:
         raise ParameterError(f"min_samples must be an integer >= 1, got {min_samples!r}")
     p = os.fspath(path)
     check_file(p)
     with _open(p) as f:
+        _check_header(p, f)
         native_sr = int(f.samplerate)
         if f.frames == 0:
             raise AudioError(f"{p!r}: audio file has zero samples")
-        try:
-            data = f.read(dtype="float32", always_2d=True)
-        except (sf.LibsndfileError, RuntimeError, ValueError, MemoryError) as exc:
-            raise AudioError(f"{p!r}: unreadable or corrupt audio data ({exc})") from None
-    if data.shape[0] == 0:
+        y = _decode_mono(p, f, sr)
+    if y.size == 0:
         raise AudioError(f"{p!r}: audio file has zero samples (header or data truncated)")
-    y = data[:, 0] if data.shape[1] == 1 else data.mean(axis=1, dtype=np.float32)
-    if not np.isfinite(y).all():
-        n_bad = int(np.count_nonzero(~np.isfinite(y)))
-        raise AudioError(f"{p!r}: {n_bad} non-finite (NaN or inf) samples out of {y.size}")
-    if sr is not None and native_sr != sr:
-        y = resample(y, native_sr, int(sr))
-    else:
-        y = np.ascontiguousarray(y, dtype=np.float32)
     if y.size < min_samples:
         at = f" at {sr} Hz" if sr is not None else f" at {native_sr} Hz"
         raise AudioError(
@@ -207,3 +305,84 @@ def load(path: PathLike, *, sr: Optional[int], min_samples: int = 1) -> np.ndarr
             "(one analysis window)"
         )
     return y
+
+
+def _decode_mono(path: str, f: sf.SoundFile, sr: Optional[int]) -> np.ndarray:
+    """Decode, check, downmix and resample block by block into one float32 buffer.
+
+    Memory is the result (at the target rate) plus one block: the native-rate signal
+    is never held whole, since soxr's stream resampler gives the same samples as a
+    one-shot call. The declared frame count only sizes the buffer (never above
+    MAX_SAMPLES; untouched pages cost nothing); decoding stops with AudioError once
+    the decoded or resampled length passes the limit, whatever the header said.
+    Samples are checked per channel before the downmix, so absurd values are named as
+    such rather than as the inf their sum overflows to.
+    """
+    native = int(f.samplerate)
+    limit = MAX_SAMPLES
+    stream = None
+    expected = max(0, int(f.frames))
+    if sr is not None and int(sr) != native:
+        stream = soxr.ResampleStream(native, int(sr), 1, dtype="float32", quality="HQ")
+        expected = -(-expected * int(sr) // native)
+    out = np.empty(max(1, min(expected, limit)), dtype=np.float32)
+    n = n_out = n_bad = 0
+    peak = 0.0
+
+    def too_long(what: str) -> AudioError:
+        return AudioError(
+            f"{path!r}: more than the limit of {limit} samples {what} "
+            f"({_duration(limit / native)} at {native} Hz); split the file"
+        )
+
+    try:
+        while True:
+            data = f.read(_BLOCK, dtype="float32", always_2d=True)
+            m = data.shape[0]
+            last = m < _BLOCK
+            n += m
+            if n > limit:
+                raise too_long("per channel")
+            if m:
+                finite = np.isfinite(data)
+                if not finite.all():
+                    n_bad += int(data.size - np.count_nonzero(finite))
+                elif not n_bad:
+                    peak = max(peak, float(np.max(np.abs(data))))
+            if n_bad or peak > MAX_ABS_SAMPLE:
+                if last:
+                    break
+                continue  # keep counting, for the message
+            mono = data[:, 0] if data.shape[1] == 1 else data.mean(axis=1, dtype=np.float32)
+            if stream is None:
+                chunk = mono
+            else:
+                chunk = stream.resample_chunk(np.ascontiguousarray(mono), last=last)
+            k = chunk.shape[0]
+            if n_out + k > limit:
+                raise too_long("after resampling" if stream is not None else "per channel")
+            if n_out + k > out.size:  # the header under-declared: grow (rare)
+                grown = np.empty(min(limit, max(2 * out.size, n_out + k)), np.float32)
+                grown[:n_out] = out[:n_out]
+                out = grown
+            out[n_out : n_out + k] = chunk
+            n_out += k
+            if last:
+                break
+    except (sf.LibsndfileError, RuntimeError, ValueError, TypeError, OverflowError) as exc:
+        raise AudioError(f"{path!r}: unreadable or corrupt audio data ({exc})") from None
+    except MemoryError:
+        raise AudioError(f"{path!r}: out of memory while decoding") from None
+    if n_bad:
+        total = n * f.channels
+        raise AudioError(f"{path!r}: {n_bad} non-finite (NaN or inf) samples out of {total}")
+    if peak > MAX_ABS_SAMPLE:
+        raise AudioError(
+            f"{path!r}: absurd sample values (peak |sample| {peak:.3g} times full scale, "
+            f"limit {MAX_ABS_SAMPLE:g}); corrupt float data?"
+        )
+    y = out[:n_out]
+    if stream is not None and not np.isfinite(y).all():  # accepted input cannot do this
+        raise AudioError(f"{path!r}: resampling produced non-finite samples")
+    # an over-declared header leaves most of the buffer unused: keep only what was read
+    return y.copy() if n_out < out.size // 2 else y

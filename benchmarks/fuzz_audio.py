@@ -1,8 +1,8 @@
 """Fuzz the audio loader for longer than CI does, and count the outcomes.
 
-Runs the audio fuzzer of ``tests/test_fuzz.py`` (small real-signal WAVs with mutated
-RIFF/WAVE header fields, flipped bytes, truncations; ``audiogmm.audio.load`` at
-16 kHz or the native rate) with ``--examples N`` examples, without stopping at the
+Runs the audio fuzzer of ``tests/test_audio_hostile.py`` (small real-signal WAVs and
+FLACs with mutated RIFF/WAVE or FLAC STREAMINFO header fields, flipped bytes,
+truncations; ``audiogmm.audio.load`` at 16 kHz or the native rate) with ``--examples N`` examples, without stopping at the
 first failure, and prints how many ended in
 
 * ``ok``: a finite 1-D float32 waveform;
@@ -31,14 +31,14 @@ sys.path.insert(0, ROOT)
 
 from hypothesis import HealthCheck, Phase, given, settings  # noqa: E402
 
-from tests import test_fuzz as F  # noqa: E402
+from tests import test_audio_hostile as F  # noqa: E402
 
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--examples", type=int, default=1000)
     p.add_argument("--show", type=int, default=3, help="BAD cases printed per outcome")
-    p.add_argument("--by-field", action="store_true", help="tally outcomes per mutated field")
+    p.add_argument("--by-field", action="store_true", help="tally outcomes per mutated header field")
     args = p.parse_args()
     counts: collections.Counter = collections.Counter()
     by_field: dict[str, collections.Counter] = collections.defaultdict(collections.Counter)
@@ -51,7 +51,7 @@ def main() -> int:
         phases=[Phase.generate],
         suppress_health_check=list(HealthCheck),
     )
-    @given(F.wav_cases())
+    @given(F.audio_cases())
     def one(case):
         outcome, detail = F.run_audio_case(case)
         counts[outcome] += 1

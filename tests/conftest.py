@@ -5,9 +5,6 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-# acceptance tests of open issues that fail on purpose until they are fixed (see the README there)
-collect_ignore = ["pending"]
-
 # surface silent floating-point trouble in the maths under test (hmmlearn habit)
 np.seterr(all="warn", under="ignore")
 

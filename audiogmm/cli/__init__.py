@@ -19,6 +19,7 @@ import click
 from .._version import __version__
 from ..exceptions import AudioGMMError
 from . import evaluate, extract, info, predict, train, tune, verify
+from .output import escape_name
 
 __all__ = ["main"]
 
@@ -34,12 +35,19 @@ class _Group(click.Group):
         try:
             return super().invoke(ctx)
         except AudioGMMError as e:
-            raise click.ClickException(str(e)) from e
+            raise click.ClickException(escape_name(e)) from e
         except BrokenPipeError:  # e.g. `audiogmm info m.npz | head`: not an error
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
             sys.exit(0)
         except OSError as e:  # e.g. an output folder we may not write to
-            raise click.ClickException(f"{type(e).__name__}: {e}") from e
+            raise click.ClickException(escape_name(f"{type(e).__name__}: {e}")) from e
+        except (click.ClickException, click.Abort, click.exceptions.Exit):
+            raise  # click's own: already one message and an exit code
+        except Exception as e:  # a bug or an unforeseen input: still one line, not a traceback
+            logger.debug("unexpected error", exc_info=True)
+            raise click.ClickException(
+                escape_name(f"unexpected {type(e).__name__}: {e} (run with -vv for details)")
+            ) from e
 
 
 @click.group(

@@ -14,6 +14,7 @@ from .options import (
     run_options,
     split_options,
 )
+from .output import escape_name
 
 
 def _given(ctx: click.Context, name: str, value):
@@ -121,7 +122,8 @@ def command(
         echo_json({k: v for k, v in res.items() if k != "predictions"})
         return
     report_skipped(res["skipped"])
-    click.echo(format_confusion(res["confusion"]["labels"], res["confusion"]["matrix"]), nl=False)
+    labels = [escape_name(y) for y in res["confusion"]["labels"]]  # one row per label
+    click.echo(format_confusion(labels, res["confusion"]["matrix"]), nl=False)
     click.echo(format_metrics(res), nl=False)
     click.echo(f"{res['n']} files scored, {len(res['skipped'])} skipped")
     if res["train_overlap"]:

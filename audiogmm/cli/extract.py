@@ -13,6 +13,7 @@ from .options import (
     report_skipped,
     run_options,
 )
+from .output import escape_name
 
 
 @click.command("extract")
@@ -57,6 +58,6 @@ def command(ctx, data, preset, config_path, cache_dir, jobs, strict, skipped_csv
         return
     report_skipped(skipped)
     click.echo(
-        f"{len(res.features)}/{len(records)} files ready in {cache_dir} "
+        f"{len(res.features)}/{len(records)} files ready in {escape_name(cache_dir)} "
         f"({res.n_extracted} extracted, {res.n_cached} from cache, {len(skipped)} skipped)"
     )

@@ -7,6 +7,7 @@ import os
 import click
 
 from .options import echo_json, format_selection, json_option
+from .output import escape_name
 
 
 @click.command("info")
@@ -39,11 +40,11 @@ def command(model, as_json):
     if as_json:
         echo_json(out)
         return
-    click.echo(f"file:          {out['file']}")
+    click.echo(f"file:          {escape_name(out['file'])}")
     click.echo(
         f"format:        audiogmm v{out['format_version']} (written by {out['audiogmm_version']})"
     )
-    click.echo(f"classes:       {len(clf.labels_)}: {', '.join(clf.labels_)}")
+    click.echo(f"classes:       {len(clf.labels_)}: {', '.join(map(escape_name, clf.labels_))}")
     click.echo(f"mixtures:      {out['n_components']} diagonal components x {out['n_dims']} dims")
     click.echo(
         f"features:      {cfg.sample_rate} Hz, {cfg.win_ms:g}/{cfg.hop_ms:g} ms, {cfg.n_mels} mels, "
@@ -74,6 +75,6 @@ def command(model, as_json):
             continue
         k = f"K={str(r['n_components']):<3} " if "n_components" in r else ""
         click.echo(
-            f"  {y:<20} {k}{r.get('n_clips', '?'):>5} clips {r.get('n_frames', '?'):>8} frames  "
+            f"  {escape_name(y):<20} {k}{r.get('n_clips', '?'):>5} clips {r.get('n_frames', '?'):>8} frames  "
             f"{r.get('n_iter', '?'):>3} it  ll/frame {r.get('final_mean_loglik', float('nan')):.3f}"
         )

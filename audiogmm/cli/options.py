@@ -10,6 +10,7 @@ import click
 
 from ..data.splits import TRAIN_FRACTION
 from ..features.config import PRESETS
+from .output import report_skipped  # re-exported: the commands import it from here
 
 __all__ = [
     "ProgressBar",
@@ -131,18 +132,14 @@ def load_config(preset: str, config_path: str | None):
     from ..features import FeatureConfig
 
     if config_path:
+        from ..exceptions import ParameterError
+
         with open(config_path, encoding="utf-8") as fh:
-            return FeatureConfig.from_json(fh.read())
+            try:
+                return FeatureConfig.from_json(fh.read())
+            except (ValueError, UnicodeDecodeError) as e:  # name the user's file
+                raise ParameterError(f"{config_path!r}: {e}") from None
     return FeatureConfig.preset(preset)
-
-
-def report_skipped(skipped: list[dict[str, str]]) -> None:
-    if skipped:
-        click.echo(f"skipped {len(skipped)} file(s):", err=True)
-        for s in skipped[:20]:
-            click.echo(f"  {s['path']}: {s['reason']}", err=True)
-        if len(skipped) > 20:
-            click.echo(f"  ... and {len(skipped) - 20} more", err=True)
 
 
 class ProgressBar:

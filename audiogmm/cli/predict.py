@@ -4,19 +4,14 @@ from __future__ import annotations
 
 import click
 
-from .options import (
-    echo_json,
-    jobs_option,
-    json_option,
-    progress_for,
-    reject_option,
-    report_skipped,
-)
+from .options import echo_json, jobs_option, json_option, progress_for, reject_option
+from .output import escape_name, report_skipped
 
 
 @click.command("predict")
 @click.argument("model", type=click.Path(exists=True, dir_okay=False))
-@click.argument("files", nargs=-1, required=True, type=click.Path())
+# readable=False: an unreadable file is skipped and listed like bad audio, not a usage error
+@click.argument("files", nargs=-1, required=True, type=click.Path(readable=False))
 @click.option(
     "--top",
     type=click.IntRange(min=1),
@@ -42,12 +37,14 @@ def command(ctx, model, files, top, reject, jobs, as_json):
     if as_json:
         echo_json(res)
     else:
-        for r in res["results"]:
-            alts = "  ".join(f"{t['label']}:{t['posterior']:.3f}" for t in r["top"])
-            click.echo(f"{r['path']}\t{r['label']}" + (f"\t{alts}" if top > 1 else ""))
+        for r in res["results"]:  # one line per file, whatever its name holds
+            alts = "  ".join(f"{escape_name(t['label'])}:{t['posterior']:.3f}" for t in r["top"])
+            line = f"{escape_name(r['path'])}\t{escape_name(r['label'])}"
+            click.echo(line + (f"\t{alts}" if top > 1 else ""))
         report_skipped(res["skipped"])
     if not res["results"]:
-        raise click.ClickException("no file could be classified")
+        n = len(res["skipped"])
+        raise click.ClickException(f"no file could be classified ({n} skipped, listed above)")
 
 
 def _threshold(clf, reject: str | float | None) -> float | None:

@@ -21,6 +21,7 @@ from .options import (
     split_options,
     tuning_options,
 )
+from .output import escape_name
 
 logger = logging.getLogger("audiogmm")
 
@@ -189,5 +190,6 @@ def command(
         click.echo(format_selection(extra["selection"]))
     click.echo(
         f"trained {len(clf.labels_)} classes x {clf.n_components} components ({backend}) "
-        f"on {out['n_files']} files ({clf.n_dims}-dim features) in {sum(clf.timing_.values()):.1f} s -> {output}"
+        f"on {out['n_files']} files ({clf.n_dims}-dim features) in "
+        f"{sum(clf.timing_.values()):.1f} s -> {escape_name(output)}"
     )

@@ -34,6 +34,7 @@ import numpy as np
 from .. import audio
 from ..container import atomic_write
 from ..engine import LocalExecutor, resolve
+from ..engine.processes import on_worker_lost
 from ..exceptions import AudioError, FeatureError, ParameterError
 from ..features import FeatureConfig, extract
 from ..progress import Progress, reporter
@@ -178,6 +179,19 @@ def _load_cached(file: str, config: FeatureConfig) -> Optional[np.ndarray]:
 
 
 # ---------------------------------------------------------------------- workers
+def _lost(
+    path: str,
+    config: FeatureConfig,
+    keep_all_frames: bool,
+    cache_file: Optional[str],
+    *,
+    reason: str,
+) -> tuple[str, Optional[np.ndarray], str]:
+    """What :func:`_work` returns when its worker process died on every attempt."""
+    return "FeatureError", None, f"{path!r}: skipped: {reason} while extracting it"
+
+
+@on_worker_lost(_lost)
 def _work(
     path: str, config: FeatureConfig, keep_all_frames: bool, cache_file: Optional[str]
 ) -> tuple[str, Optional[np.ndarray], str]:
@@ -196,6 +210,17 @@ def _work(
         except OSError as exc:
             logger.warning("could not write cache file %s (%s)", cache_file, exc)
     return "", feats, ""
+
+
+def _executor(executor: Optional[LocalExecutor], n_jobs: Optional[int]):
+    """The caller's executor, or one for this call (worker processes if AUDIOGMM_PROCESSES=1).
+
+    The environment switch is a stopgap hook for the CLI and the tests, until the
+    executor policy decides processes vs threads by itself.
+    """
+    if executor is None and os.environ.get("AUDIOGMM_PROCESSES") == "1":
+        return LocalExecutor(n_jobs, processes=True)
+    return resolve(executor, n_jobs)
 
 
 # ---------------------------------------------------------------------- public API
@@ -303,7 +328,7 @@ def extract_many(
                     continue
             tasks.append((p, config, keep_all_frames, cfile))
 
-        with resolve(executor, n_jobs) as ex:
+        with _executor(executor, n_jobs) as ex:
             for (p, *_), (kind, feats, message) in zip(
                 tasks, ex.map(_work, tasks, isolated=True, star=True)
             ):

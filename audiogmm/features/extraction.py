@@ -136,6 +136,11 @@ def extract(
         y = y.astype(np.float32, copy=False)
         if not np.isfinite(y).all():
             raise FeatureError("waveform contains non-finite (NaN or inf) samples")
+        if y.size and float(np.max(np.abs(y))) > audio.MAX_ABS_SAMPLE:
+            raise FeatureError(
+                f"absurd sample values: peak |sample| {float(np.max(np.abs(y))):.3g} times full "
+                f"scale (limit {audio.MAX_ABS_SAMPLE:g})"
+            )
         if sr is not None:
             if isinstance(sr, bool) or not is_integral(sr) or sr <= 0:
                 raise ParameterError(f"sr must be a positive integer (Hz), got {sr!r}")

@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 
 from ..exceptions import ModelFileError, ParameterError
+from .estep import gemm_weights
 from .params import Params
 
 __all__ = [
@@ -18,6 +19,11 @@ __all__ = [
     "user_init",
     "validate_param_arrays",
 ]
+
+
+#: Bounds of ``var_floor_abs``: its inverse (a precision) and square stay far from overflow.
+MIN_VAR_FLOOR_ABS = 1e-150
+MAX_VAR_FLOOR_ABS = 1e150
 
 
 def is_int(v: Any) -> bool:
@@ -49,7 +55,11 @@ def check_params(obj: Any) -> None:
     need(is_int(obj.max_iter) and obj.max_iter >= 0, "max_iter", "an int >= 0")
     need(real("tol") and obj.tol >= 0, "tol", "a finite number >= 0")
     need(real("var_floor") and obj.var_floor >= 0, "var_floor", "a finite number >= 0")
-    need(real("var_floor_abs") and obj.var_floor_abs > 0, "var_floor_abs", "a finite number > 0")
+    need(
+        real("var_floor_abs") and MIN_VAR_FLOOR_ABS <= obj.var_floor_abs <= MAX_VAR_FLOOR_ABS,
+        "var_floor_abs",
+        f"a number in [{MIN_VAR_FLOOR_ABS:g}, {MAX_VAR_FLOOR_ABS:g}] (1/var must stay finite)",
+    )
     need(
         real("min_weight") and 0 <= obj.min_weight < 1.0 / obj.n_components,
         "min_weight",
@@ -84,28 +94,53 @@ def check_enough_frames(n_frames: int, n_components: int, what: str) -> None:
 
 
 def check_sample_weight(sample_weight: Any, n_frames: int) -> np.ndarray | None:
+    """Per-frame weights as float64 of shape (n_frames,), or None.
+
+    Raises
+    ------
+    ParameterError
+        Not numeric, wrong shape, NaN or inf, negative, summing to 0, or summing
+        to more than float64 can hold.
+    """
     if sample_weight is None:
         return None
-    sw = np.asarray(sample_weight, dtype=np.float64)
+    try:
+        sw = np.asarray(sample_weight, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise ParameterError("sample_weight must be an array of numbers") from None
     if sw.shape != (n_frames,):
         raise ParameterError(f"sample_weight must have shape ({n_frames},); got {sw.shape}")
     if not np.all(np.isfinite(sw)) or np.any(sw < 0):
         raise ParameterError("sample_weight must be finite and >= 0")
+    with np.errstate(over="ignore"):
+        total = float(sw.sum())
+    if not 0 < total < np.inf:
+        raise ParameterError(
+            f"sample_weight must sum to a finite number > 0; got sum {total:g} "
+            "(all zero: nothing to fit; overflow: rescale the weights)"
+        )
     return sw
+
+
+def _float_array(value: Any, name: str) -> np.ndarray:
+    try:
+        return np.array(value, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise ParameterError(f"{name} must be an array of numbers; got {value!r:.80}") from None
 
 
 def user_init(gmm: Any, K: int, D: int, Xs: np.ndarray) -> Params:
     """Parameters from ``weights_init``/``means_init``/``variances_init`` (validated)."""
-    m = np.array(gmm.means_init, dtype=np.float64)
+    m = _float_array(gmm.means_init, "means_init")
     w = (
         np.full(K, 1.0 / K)
         if gmm.weights_init is None
-        else np.array(gmm.weights_init, dtype=np.float64)
+        else _float_array(gmm.weights_init, "weights_init")
     )
     if gmm.variances_init is None:
         v = np.tile(np.maximum(Xs.var(0), gmm.var_floor_), (K, 1))
     else:
-        v = np.array(gmm.variances_init, dtype=np.float64)
+        v = _float_array(gmm.variances_init, "variances_init")
     if m.shape != (K, D) or v.shape != (K, D) or w.shape != (K,):
         raise ParameterError(
             f"means_init/variances_init must have shape ({K}, {D}) and weights_init "
@@ -113,9 +148,19 @@ def user_init(gmm: Any, K: int, D: int, Xs: np.ndarray) -> Params:
         )
     if not (np.all(np.isfinite(m)) and np.all(np.isfinite(v)) and np.all(v > 0)):
         raise ParameterError("means_init and variances_init must be finite with variances > 0")
-    if not (np.all(np.isfinite(w)) and np.all(w >= 0) and w.sum() > 0):
-        raise ParameterError("weights_init must be finite, >= 0 and not all zero")
-    return Params(w / w.sum(), m, v)
+    with np.errstate(over="ignore"):
+        total = w.sum()
+    if not (np.all(np.isfinite(w)) and np.all(w >= 0) and 0 < total < np.inf):
+        raise ParameterError("weights_init must be finite, >= 0, not all zero, with a finite sum")
+    p = Params(w / total, m, v)
+    with np.errstate(all="ignore"):
+        W = gemm_weights(p.weights, m, v, p.weights @ m, np.float64)
+    if not np.isfinite(W[:-1]).all() or np.isnan(W[-1]).any() or np.all(W[-1] == -np.inf):
+        raise ParameterError(
+            "means_init/variances_init are too extreme to evaluate in float64 "
+            "(1/variance or (mean - centre)**2 / variance overflows)"
+        )
+    return p
 
 
 def validate_param_arrays(name: str, w, m, v) -> None:

@@ -31,6 +31,7 @@ from ..engine import LocalExecutor, resolve
 from ..exceptions import ConvergenceWarning, ModelFileError, ParameterError
 from . import em
 from .checks import (
+    MAX_VAR_FLOOR_ABS,
     check_enough_frames,
     check_params,
     check_sample_weight,
@@ -39,7 +40,13 @@ from .checks import (
     validate_param_arrays,
 )
 from .estep import accumulate as _accumulate
-from .estep import auto_chunk_size, estimate_log_prob, log_likelihood, log_softmax
+from .estep import (
+    auto_chunk_size,
+    compute_dtype,
+    estimate_log_prob,
+    log_likelihood,
+    log_softmax,
+)
 from .init import init_kmeans, init_split
 from .monitor import ConvergenceMonitor
 from .mstep import MLMaximiser, global_mean_var
@@ -360,19 +367,33 @@ class DiagGMM:
         check_params(self)
         return self.fit_source(IterSource(chunks), executor=executor)
 
-    def _global_moments(self, source) -> tuple[np.ndarray, np.ndarray]:
-        """One pass of plain moments over the source (also counts its frames)."""
+    def _global_moments(self, source) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """One pass of plain moments over the source (also counts its frames).
+
+        Returns the global mean and variance, and a (2, n_dims) probe of the data's
+        extremes in its own dtype (what :func:`compute_dtype` looks at).
+        """
         total = None
+        lo = hi = None
         for Xc, sw in source:
             if total is None:
                 total = Stats.zeros(1, Xc.shape[1], shift=np.asarray(Xc[0], dtype=np.float64))
+                lo, hi = Xc.min(0), Xc.max(0)
             total = total + Stats.of_frames(Xc, sw, shift=total.shift)
+            lo, hi = np.minimum(lo, Xc.min(0)), np.maximum(hi, Xc.max(0))
         if total is None:
             raise ParameterError("fit_iter: the chunks hold no frames")
         check_enough_frames(source.n_frames, self.n_components, "the data")
         if not total.n[0] > 0:
             raise ParameterError("sample_weight sums to 0: there is nothing to fit")
-        return global_mean_var(total)
+        with np.errstate(over="ignore", invalid="ignore"):
+            gmean, gvar = global_mean_var(total)
+        if not (np.isfinite(gmean).all() and np.isfinite(gvar).all()):
+            peak = max(float(np.max(np.abs(lo))), float(np.max(np.abs(hi))))
+            raise ParameterError(
+                f"the data's variance overflows float64 (|x| up to {peak:.3g}); rescale the data"
+            )
+        return gmean, gvar, np.stack([lo, hi])
 
     def _init_params(
         self, source, rng: np.random.Generator, executor: LocalExecutor
@@ -408,7 +429,7 @@ class DiagGMM:
         """
         t0 = time.perf_counter()
         rng = np.random.default_rng(self.random_state)
-        gmean, gvar = self._global_moments(source)
+        gmean, gvar, extremes = self._global_moments(source)
         zero_dims = np.flatnonzero(gvar <= self.var_floor_abs)
         if zero_dims.size:
             warnings.warn(
@@ -417,7 +438,13 @@ class DiagGMM:
                 RuntimeWarning,
                 stacklevel=3,
             )
-        self.var_floor_ = self._var_floor(gvar)
+        with np.errstate(over="ignore"):
+            self.var_floor_ = self._var_floor(gvar)
+        if not np.all(self.var_floor_ <= MAX_VAR_FLOOR_ABS):
+            raise ParameterError(
+                f"var_floor={self.var_floor!r} times the data's variance gives floors up to "
+                f"{np.max(self.var_floor_):.3g} (limit {MAX_VAR_FLOOR_ABS:g}); lower var_floor"
+            )
         runs = []
         with self._executor(executor) as ex:
             for _ in range(self.n_init):
@@ -433,6 +460,14 @@ class DiagGMM:
                 res.events = init_events + res.events
                 runs.append(res)
         which, best = em.best_of(runs)
+        p = best.params
+        try:  # the same checks as save/load: a fit never ends with a model that cannot load
+            validate_param_arrays("EM result", p.weights, p.means, p.variances)
+        except ModelFileError as e:
+            raise ParameterError(
+                f"{e}; check means_init/variances_init against the data's scale, or rescale "
+                "the data"
+            ) from None
         self._set(best.params)
         self.history_ = list(best.history)
         self.converged_ = best.converged
@@ -450,8 +485,18 @@ class DiagGMM:
             "reseeded": best.events,
             "n_reseeded": len(best.events),
             "global_mean_norm": float(np.linalg.norm(gmean)),
+            "compute_dtype": np.dtype(
+                compute_dtype(extremes, p.weights, p.means, p.variances)
+            ).name,
+            "notes": [],
             "seconds": time.perf_counter() - t0,
         }
+        if extremes.dtype == np.float32 and self.fit_report_["compute_dtype"] == "float64":
+            peak = float(np.max(np.abs(extremes)))
+            self.fit_report_["notes"].append(
+                f"float32 data computed in float64: its range (|x| up to {peak:.3g}) or a "
+                "narrow component would overflow or lose (x - c)**2 / var in float32"
+            )
         if not best.converged and self.max_iter > 0:
             warnings.warn(
                 f"EM did not converge in max_iter={self.max_iter} iterations "

@@ -40,6 +40,15 @@ _LOG_2PI = math.log(2.0 * math.pi)
 # Largest ratio (spread of the data / component variance) that float32 arithmetic handles:
 # the expanded square loses ~eps32 * ratio nats, i.e. ~1e-2 nats at 1e5.
 _F32_MAX_CONDITION = 1e5
+# Largest |term| of a frame's quadratic form, sum_d (x_d - c_d)**2 / var_d, per dtype. A chunk
+# whose log-likelihoods or statistics overflow is recomputed with centred values saturated
+# where the form reaches this bound: such a frame scores about -1e200 nats (float64) instead
+# of -inf or NaN, and a sum over 1e100 frames stays finite.
+_MAX_FORM = {np.dtype(np.float32): 1e30, np.dtype(np.float64): 1e200}
+# float32 also needs means within 1e18 (so (x - c)**2 <= 1e36) and every precision 1/var
+# in its normal range.
+_F32_MAX_REACH = 1e18
+_F32_VAR_RANGE = (1e-30, 1e30)
 
 
 def gemm_weights(
@@ -103,18 +112,35 @@ def log_softmax(S: np.ndarray) -> np.ndarray:
     ndarray of shape (n_rows, n_cols), float64
     """
     S = np.asarray(S, dtype=np.float64)
+    if not np.isfinite(S).all():
+        # +inf entries share the row's mass; a row of -inf (or NaN) becomes uniform
+        top = S.max(axis=-1, keepdims=True)
+        S = np.where(top == np.inf, np.where(S == np.inf, 0.0, -np.inf), S)
+        S = np.where(np.isnan(S).any(-1, keepdims=True) | (top == -np.inf), 0.0, S)
     m, s = kernels.row_max_and_sum(S)
     # subtract the max first: at scores of 1e17, m + log(s) would round back to m
     return (S - m) - np.log(s)
 
 
+def saturation(variances: np.ndarray, dtype) -> float:
+    """Largest |x - c| kept by :meth:`_Workspace.fill`: beyond it the form passes ``_MAX_FORM``."""
+    max_prec = float(np.max(1.0 / variances))
+    return math.sqrt(_MAX_FORM[np.dtype(dtype)] / (variances.shape[-1] * max_prec))
+
+
 def compute_dtype(X: np.ndarray, weights: np.ndarray, means: np.ndarray, variances: np.ndarray):
-    """float32 for float32 frames, unless a (near-)collapsed component needs float64.
+    """float32 for float32 frames, unless a (near-)collapsed component or the model's
+    scale needs float64 (when ``(x - c)**2 / var`` could overflow float32).
 
     ``weights``/``means``/``variances`` may be stacked, shapes (..., K) and (..., K, D).
     """
     if X.dtype != np.float32:
         return np.float64
+    if not (_F32_VAR_RANGE[0] <= np.min(variances) and np.max(variances) <= _F32_VAR_RANGE[1]):
+        return np.float64  # a precision (or its square term) that float32 cannot hold
+    if not float(np.max(np.abs(means))) <= _F32_MAX_REACH:
+        return np.float64  # data at this scale: (x - c)**2 would overflow float32
+    # (frames far beyond the model are saturated in fill(), so X itself is not scanned)
     w = weights[..., None] / weights.sum(axis=-1, keepdims=True)[..., None]
     mu = (w * means).sum(axis=-2, keepdims=True)
     spread = (w * (variances + (means - mu) ** 2)).sum(axis=-2, keepdims=True)
@@ -149,11 +175,15 @@ class _Workspace(threading.local):
             self.out = np.empty((chunk, max(1, n_cols)), dtype=dtype)
         return self
 
-    def fill(self, Xc: np.ndarray, shift: np.ndarray) -> int:
+    def fill(self, Xc: np.ndarray, shift: np.ndarray, limit: float | None = None) -> int:
+        """``[(x-c)**2, x-c, 1]`` rows; with ``limit``, ``x-c`` saturated to +-limit first."""
         m, D = Xc.shape
         xc = self.xx[:m, D : 2 * D]
-        np.subtract(Xc, shift, out=xc, casting="unsafe")
-        np.square(xc, out=self.xx[:m, :D])
+        with np.errstate(over="ignore", invalid="ignore"):  # overflow: the caller retries
+            np.subtract(Xc, shift, out=xc, casting="unsafe")
+            if limit is not None:  # see _MAX_FORM: finite input gives finite scores
+                np.clip(xc, -limit, limit, out=xc)
+            np.square(xc, out=self.xx[:m, :D])
         return m
 
 
@@ -215,18 +245,22 @@ def accumulate(
     shift_c = shift.astype(dtype)
     shift_eff = shift_c.astype(np.float64)
     W = gemm_weights(weights, means, variances, shift_eff, dtype)
+    limit = saturation(variances, dtype)
 
     def one(start: int, stop: int) -> tuple[np.ndarray, float]:
         ws = _WS.get(chunk, D, K, dtype)
-        m = ws.fill(X[start:stop], shift_c)
-        L = ws.L[:m]
-        np.matmul(ws.xx[:m], W, out=L)
         w = None
         if sample_weight is not None:
-            w = ws.w[:m]
+            w = ws.w[: stop - start]
             w[:] = sample_weight[start:stop]
-        kernels.resp_inplace(L, w, ws.lse[:m], fast=fast)
-        G = L.T @ ws.xx[:m]
+        for lim in (None, limit):  # saturate only a chunk that overflowed (rare)
+            m = ws.fill(X[start:stop], shift_c, lim)
+            L = ws.L[:m]
+            np.matmul(ws.xx[:m], W, out=L)
+            kernels.resp_inplace(L, w, ws.lse[:m], fast=fast)
+            G = L.T @ ws.xx[:m]
+            if np.isfinite(ws.lse[:m]).all() and np.isfinite(G).all():
+                break
         if w is None:
             return G, float(ws.lse[:m].sum(dtype=np.float64))
         return G, float(np.dot(ws.lse[:m].astype(np.float64), w))
@@ -284,12 +318,16 @@ def stacked_log_likelihood(
     )
     chunk = min(chunk_size or auto_chunk_size(M * K), max(1, X.shape[0]))
     out = np.empty((X.shape[0], M), dtype=np.float64)
+    limit = saturation(variances, dtype)
 
     def one(start: int, stop: int) -> None:
         ws = _WS.get(chunk, D, M * K, dtype)
-        m = ws.fill(X[start:stop], shift_c)
-        np.matmul(ws.xx[:m], W, out=ws.L[:m])
-        kernels.segment_lse(ws.L[:m], K, ws.out[:m, :M], fast=fast)
+        for lim in (None, limit):  # saturate only a chunk that overflowed (rare)
+            m = ws.fill(X[start:stop], shift_c, lim)
+            np.matmul(ws.xx[:m], W, out=ws.L[:m])
+            kernels.segment_lse(ws.L[:m], K, ws.out[:m, :M], fast=fast)
+            if np.isfinite(ws.out[:m, :M]).all():
+                break
         out[start:stop] = ws.out[:m, :M]
 
     ex = executor or LocalExecutor(1)

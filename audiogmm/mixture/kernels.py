@@ -144,7 +144,9 @@ def _compiled() -> Any:
             m = _row_max(row)
             s = _exp_shifted(row, m, ib)
             lse[i] = m + np.log(s)
-            scale = 1.0 / s
+            # s >= 1 for a finite row; a row of -inf or NaN (a broken model) gives NaN,
+            # never a ZeroDivisionError
+            scale = 1.0 / s if s > 0.0 else np.nan
             if use_w:
                 scale *= w[i]
             for j in range(k):

@@ -186,6 +186,11 @@ def skipped_list(res: ExtractionResult) -> list[dict[str, str]]:
     return [{"path": s.path, "reason": s.reason} for s in res.skipped]
 
 
+def _first_skipped(res: ExtractionResult) -> str:
+    """``"; first: <reason>"`` for messages about skipped files (the reason names the file)."""
+    return f"; first: {res.skipped[0].reason}" if res.skipped else ""
+
+
 def _score_files(
     model: Bundle, items: Sequence[Any], opts: RunOptions, executor: LocalExecutor | None
 ) -> tuple[ExtractionResult, list[str], list[np.ndarray], np.ndarray]:
@@ -264,8 +269,8 @@ def train_classifier(
         lost = sorted({r.label for r in records} - set(labels))
         if lost:
             raise DatasetError(
-                f"every training file of label(s) {lost} was skipped; see the skipped list "
-                f"({len(res.skipped)} files)"
+                f"every training file of label(s) {lost} was skipped ({len(res.skipped)} "
+                f"skipped in all{_first_skipped(res)})"
             )
         clf.fit(clips, labels, progress=opts.progress, executor=ex)
     clf.timing_ = {"extract_s": t1 - t0, "train_s": time.perf_counter() - t1}
@@ -382,7 +387,7 @@ def evaluate_classifier(
     DatasetError
         Some evaluation files were used to train the model and
         ``allow_train_overlap`` is false; the message gives the count and names
-        a few.
+        a few. Or every file was skipped (the message gives the first reason).
     """
     t0 = time.perf_counter()
     clf = model.classifier
@@ -391,6 +396,11 @@ def evaluate_classifier(
     thr = clf.resolve_threshold(reject) if reject is not None else None
     overlap, n_duplicates = _check_training_files(model, records, manifest, allow_train_overlap)
     res, used_paths, clips, S = _score_files(model, records, options or RunOptions(), executor)
+    if records and not used_paths:
+        raise DatasetError(
+            f"none of the {len(records)} files could be evaluated: all were skipped"
+            f"{_first_skipped(res)}"
+        )
     by_path = {r.path: r for r in records}
     used = [by_path[p] for p in used_paths]
     best = clf.log_proba_from_scores(S).argmax(1)

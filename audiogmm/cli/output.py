@@ -1,0 +1,68 @@
+"""Line output: names escaped so that one file is always one line, and the skipped list.
+
+Human output is one line per file and tab-separated fields, so a file name holding a
+newline, a tab, an escape sequence or a Unicode line separator must not reach the
+terminal raw: :func:`escape_name` writes such characters C-style (``\\n``, ``\\t``,
+``\\x1b``, ``\\u2028``), and undecodable bytes of a file name (surrogate escapes) as
+``\\xNN``. Everything else, backslashes included, is left as it is, so ordinary names
+(and Windows paths) read unchanged. ``--json`` output keeps names exact.
+"""
+
+from __future__ import annotations
+
+import unicodedata
+
+import click
+
+__all__ = ["escape_name", "report_skipped"]
+
+_SHORT = {"\n": "\\n", "\t": "\\t", "\r": "\\r"}
+# control, format (e.g. bidi overrides), line/paragraph separators, lone surrogates
+_UNSAFE = {"Cc", "Cf", "Zl", "Zp", "Cs"}
+
+
+def _escape_char(c: str) -> str:
+    if c in _SHORT:
+        return _SHORT[c]
+    n = ord(c)
+    if 0xDC80 <= n <= 0xDCFF:  # os.fsdecode's stand-in for an undecodable byte
+        return f"\\x{n - 0xDC00:02x}"
+    if n < 0x100:
+        return f"\\x{n:02x}"
+    return f"\\u{n:04x}" if n < 0x10000 else f"\\U{n:08x}"
+
+
+def escape_name(text: object) -> str:
+    """``text`` with every control, format or line-separator character escaped C-style.
+
+    Parameters
+    ----------
+    text : str or object
+        A file name, label or message (``str()`` of anything else).
+
+    Returns
+    -------
+    str
+        Printable on one line; unchanged when there was nothing to escape.
+
+    Examples
+    --------
+    >>> escape_name("new\\nline.wav")
+    'new\\\\nline.wav'
+    >>> escape_name("plain é.wav")
+    'plain é.wav'
+    """
+    s = str(text)
+    if s.isprintable():  # the common case: nothing to do
+        return s
+    return "".join(_escape_char(c) if unicodedata.category(c) in _UNSAFE else c for c in s)
+
+
+def report_skipped(skipped: list[dict[str, str]]) -> None:
+    """List skipped files and reasons on stderr, one escaped line each (at most 20)."""
+    if skipped:
+        click.echo(f"skipped {len(skipped)} file(s):", err=True)
+        for s in skipped[:20]:
+            click.echo(f"  {escape_name(s['path'])}: {escape_name(s['reason'])}", err=True)
+        if len(skipped) > 20:
+            click.echo(f"  ... and {len(skipped) - 20} more", err=True)
