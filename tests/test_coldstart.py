@@ -230,3 +230,118 @@ def test_speech_extraction_does_not_import_scipy_signal():
         """
     )
     assert out.strip() == "False"
+
+
+# ---------------------------------------------------------------------- numba
+def test_use_numba_size_rule_and_overrides(monkeypatch):
+    from audiogmm.exceptions import ParameterError
+    from audiogmm.mixture import kernels
+
+    monkeypatch.setattr(kernels, "HAVE_NUMBA", True)
+    monkeypatch.delenv("AUDIOGMM_NUMBA", raising=False)
+    big, small = kernels.NUMBA_MIN_WORK, kernels.NUMBA_MIN_WORK - 1
+    assert kernels.use_numba(big) and not kernels.use_numba(small)
+    assert kernels.use_numba(small, True) and not kernels.use_numba(big, False)
+    monkeypatch.setenv("AUDIOGMM_NUMBA", "1")
+    assert kernels.use_numba(1) and not kernels.use_numba(big, False)
+    monkeypatch.setenv("AUDIOGMM_NUMBA", "0")
+    assert not kernels.use_numba(big) and not kernels.use_numba(big, True)
+    monkeypatch.setenv("AUDIOGMM_NUMBA", "yes")
+    with pytest.raises(ParameterError, match="AUDIOGMM_NUMBA"):
+        kernels.use_numba(big)
+    monkeypatch.setattr(kernels, "HAVE_NUMBA", False)
+    monkeypatch.setenv("AUDIOGMM_NUMBA", "1")
+    assert not kernels.use_numba(big, True)
+
+
+@pytest.mark.parametrize("dtype, tol", [(np.float64, 1e-12), (np.float32, 1e-5)])
+@pytest.mark.parametrize("weighted", [False, True])
+def test_forced_numba_matches_numpy_on_small_problems(monkeypatch, dtype, tol, weighted):
+    from audiogmm.mixture import kernels
+    from audiogmm.mixture.estep import accumulate, stacked_log_likelihood
+    from audiogmm.mixture.params import Params
+
+    if not kernels.HAVE_NUMBA:
+        pytest.skip("numba not installed")
+    rng = np.random.default_rng(3)
+    X = rng.normal(0, 2, (700, 5)).astype(dtype)
+    sw = rng.uniform(0, 2, 700) if weighted else None
+    ps = [Params(rng.dirichlet(np.ones(8)), rng.normal(0, 2, (8, 5)), rng.uniform(0.3, 2, (8, 5)))
+          for _ in range(3)]  # fmt: skip
+    W = np.stack([p.weights for p in ps])
+    Mu, V = np.stack([p.means for p in ps]), np.stack([p.variances for p in ps])
+    ref = accumulate(X, ps[0], sample_weight=sw, fast=False)
+    ref_s = stacked_log_likelihood(X, W, Mu, V, fast=False)
+
+    def no_numpy(*a, **k):
+        raise AssertionError("the NumPy path ran although numba was forced")
+
+    monkeypatch.setattr(kernels, "_resp_inplace_numpy", no_numpy)
+    monkeypatch.setattr(kernels, "_segment_lse_numpy", no_numpy)
+    monkeypatch.setenv("AUDIOGMM_NUMBA", "1")
+    got = accumulate(X, ps[0], sample_weight=sw)
+    got_s = stacked_log_likelihood(X, W, Mu, V)
+    assert got.allclose(ref, rtol=tol, atol=tol)
+    np.testing.assert_allclose(got_s, ref_s, rtol=tol)
+    monkeypatch.delenv("AUDIOGMM_NUMBA")
+    with pytest.raises(AssertionError, match="NumPy path ran"):
+        accumulate(X, ps[0], sample_weight=sw)  # small: the size rule picks NumPy
+
+
+def test_small_fit_and_scoring_do_not_import_numba():
+    out = _fresh(
+        """
+        import sys
+        import numpy as np
+        from audiogmm.mixture.diag import DiagGMM
+        X = np.random.default_rng(0).normal(size=(3000, 20)).astype(np.float32)
+        g = DiagGMM(16, random_state=0).fit(X)
+        g.score_samples(X)
+        print(sorted(m for m in sys.modules if m.split(".")[0] == "numba"))
+        """
+    )
+    assert out.strip() == "[]"
+
+
+def test_numba_cache_dir_rule(tmp_path):
+    from audiogmm.mixture.kernels import numba_cache_dir
+
+    ro = tmp_path / "site"
+    ro.mkdir()
+    ro.chmod(0o555)
+    try:
+        writable = os.access(ro, os.W_OK)  # root may write anyway
+        env = {"XDG_CACHE_HOME": str(tmp_path / "xdg")}
+        expect = None if writable else str(tmp_path / "xdg" / "audiogmm" / "numba")
+        assert numba_cache_dir(str(ro), env) == expect
+        assert numba_cache_dir(str(ro), {**env, "NUMBA_CACHE_DIR": "/x"}) is None
+    finally:
+        ro.chmod(0o755)
+    assert numba_cache_dir(str(tmp_path), {}) is None
+
+
+def test_kernels_cache_under_home_when_the_package_is_read_only(tmp_path):
+    from audiogmm.mixture import kernels
+
+    if not kernels.HAVE_NUMBA:
+        pytest.skip("numba not installed")
+    env = {k: v for k, v in os.environ.items() if k != "NUMBA_CACHE_DIR"}
+    env.update(XDG_CACHE_HOME=str(tmp_path), PYTHONPATH=ROOT, AUDIOGMM_NUMBA="1")
+    code = """
+        import os
+        real = os.access
+        import audiogmm.mixture.kernels as k
+        pkg = os.path.dirname(os.path.abspath(k.__file__))
+        os.access = lambda p, m, **kw: False if os.path.abspath(p) == pkg else real(p, m, **kw)
+        import numpy as np
+        L = np.zeros((4, 3)); lse = np.empty(4)
+        k.resp_inplace(L, None, lse)
+        import numba
+        print(numba.config.CACHE_DIR)
+        """
+    r = subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True,
+                       text=True, cwd=str(tmp_path), env=env)  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    cache = tmp_path / "audiogmm" / "numba"
+    assert r.stdout.strip() == str(cache)
+    assert any(p.suffix in (".nbi", ".nbc") for p in cache.rglob("*"))
