@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from .options import (
+    command_executor,
     echo_json,
     json_option,
     progress_for,
@@ -43,7 +44,8 @@ def command(
     bundle = load_model(model)
     records = load_split(data, split, train_fraction=train_fraction, seed=seed)
     opts = RunOptions(cache_dir=cache_dir, n_jobs=jobs, progress=progress_for(ctx), strict=strict)
-    res = evaluate_classifier(bundle, records, options=opts)
+    with command_executor([r.path for r in records], bundle.config, jobs) as ex:
+        res = evaluate_classifier(bundle, records, options=opts, executor=ex)
     if report_dir:
         write_report(report_dir, res)
     if as_json:

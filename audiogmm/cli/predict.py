@@ -4,7 +4,14 @@ from __future__ import annotations
 
 import click
 
-from .options import echo_json, jobs_option, json_option, progress_for, report_skipped
+from .options import (
+    command_executor,
+    echo_json,
+    jobs_option,
+    json_option,
+    progress_for,
+    report_skipped,
+)
 
 
 @click.command("predict")
@@ -27,7 +34,8 @@ def command(ctx, model, files, top, jobs, as_json):
 
     bundle = load_model(model)
     opts = RunOptions(n_jobs=jobs, progress=progress_for(ctx))
-    res = predict_files(bundle, files, top=top, options=opts)
+    with command_executor(files, bundle.config, jobs) as ex:
+        res = predict_files(bundle, files, top=top, options=opts, executor=ex)
     if as_json:
         echo_json(res)
     else:

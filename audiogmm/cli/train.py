@@ -11,6 +11,7 @@ import click
 from ..exceptions import ConvergenceWarning
 from ..models.classifier import N_COMPONENTS
 from .options import (
+    command_executor,
     echo_json,
     feature_options,
     json_option,
@@ -86,15 +87,17 @@ def command(
     # per-class ConvergenceWarnings are summarised below, naming the classes
     warnings.filterwarnings("ignore", category=ConvergenceWarning)
     opts = RunOptions(cache_dir=cache_dir, n_jobs=jobs, progress=progress_for(ctx), strict=strict)
-    clf, res = train_classifier(
-        records,
-        config=config,
-        options=opts,
-        n_components=components,
-        random_state=seed,
-        init=init,
-        max_iter=max_iter,
-    )
+    with command_executor([r.path for r in records], config, jobs) as ex:
+        clf, res = train_classifier(
+            records,
+            config=config,
+            options=opts,
+            executor=ex,
+            n_components=components,
+            random_state=seed,
+            init=init,
+            max_iter=max_iter,
+        )
     not_conv = sorted(y for y, r in clf.fit_report_.items() if not r["converged"])
     if not_conv:
         logger.warning(
