@@ -177,18 +177,36 @@ def base_env() -> dict[str, str]:
 
 
 class ColdCaches:
-    """Fresh, empty cache folders for one cold run: ``NUMBA_CACHE_DIR`` (no numba cache)
-    and ``PYTHONPYCACHEPREFIX`` (no .pyc for any module, stdlib included). Removed on exit."""
+    """Fresh, empty caches for one cold run, as on the first run after ``pip install``.
 
-    def __init__(self, numba: bool = True, pyc: bool = True):
-        self.numba, self.pyc = numba, pyc
+    * ``numba``: a new, empty ``NUMBA_CACHE_DIR``, so every numba function that runs
+      (audiogmm's kernels, librosa's in the reference) is compiled again;
+    * ``pkg``: audiogmm's sources copied to a new folder without ``__pycache__`` and put
+      first on ``PYTHONPATH``, so every audiogmm module is byte-compiled again (pip
+      byte-compiles at install time, so this is slightly pessimistic);
+    * ``all_pyc``: a new ``PYTHONPYCACHEPREFIX``, so every module of every package,
+      the standard library included, is byte-compiled again (far more pessimistic than
+      a fresh install: pip byte-compiles numpy, scipy, librosa and scikit-learn too).
+
+    The folder is removed on exit. The OS page cache is not dropped.
+    """
+
+    def __init__(self, numba: bool = True, pkg: bool = True, all_pyc: bool = False):
+        self.numba, self.pkg, self.all_pyc = numba, pkg, all_pyc
 
     def __enter__(self) -> dict[str, str]:
         self.dir = tempfile.mkdtemp(prefix="audiogmm-cold-")
         env = base_env()
         if self.numba:
             env["NUMBA_CACHE_DIR"] = os.path.join(self.dir, "numba")
-        if self.pyc:
+        if self.pkg:
+            src = os.path.join(self.dir, "src")
+            shutil.copytree(
+                os.path.join(ROOT, "audiogmm"), os.path.join(src, "audiogmm"),
+                ignore=shutil.ignore_patterns("__pycache__", "*.pyc", "*.nbi", "*.nbc"),
+            )  # fmt: skip
+            env["PYTHONPATH"] = os.pathsep.join([src, env["PYTHONPATH"]])
+        if self.all_pyc:
             env["PYTHONPYCACHEPREFIX"] = os.path.join(self.dir, "pyc")
         return env
 

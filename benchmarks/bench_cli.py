@@ -23,12 +23,15 @@ temporary folder, so both sides train and test on exactly the same files.
 Warm and cold:
 
 * warm: ordinary runs, after one untimed warm-up run of each side;
-* cold: as on the first run after a fresh install: every cold run gets fresh, empty
-  folders for ``NUMBA_CACHE_DIR`` (no numba cache: audiogmm's and librosa's kernels
-  compile) and ``PYTHONPYCACHEPREFIX`` (no .pyc for any module, so everything imported is
-  byte-compiled again; pip byte-compiles at install time, so this part is pessimistic).
-  The audiogmm train and evaluate processes of one cold run share those folders.
-  ``--cold-split`` also times numba-only and pyc-only cold runs to attribute the cost.
+* cold: as on the first run after a fresh install: every cold run gets a fresh, empty
+  ``NUMBA_CACHE_DIR`` (no numba cache: whatever numba code runs, audiogmm's kernels or
+  librosa's, compiles) and a fresh copy of audiogmm's sources without ``__pycache__``
+  (every audiogmm module is byte-compiled again). Installed dependencies keep their
+  .pyc files, as pip leaves them. The audiogmm train and evaluate processes of one cold
+  run share those folders (the second command finds what the first one cached).
+  ``--cold-split`` also times numba-only and audiogmm-pyc-only cold runs to attribute
+  the cost, and a pessimistic ``cold_allpyc`` run that also clears every .pyc
+  (``PYTHONPYCACHEPREFIX``: the standard library, numpy, scipy, ... recompile).
   The OS page cache is not dropped.
 
 Repeats are interleaved (warm audiogmm, warm reference, cold audiogmm, cold reference; the
@@ -69,7 +72,13 @@ from _cli_common import (
 )
 from _common import emit, rnd, table
 
-COLD_MODES = {"cold": (True, True), "cold_numba": (True, False), "cold_pyc": (False, True)}
+# ColdCaches(numba, pkg, all_pyc) per cold mode
+COLD_MODES = {
+    "cold": (True, True, False),
+    "cold_numba": (True, False, False),
+    "cold_pyc": (False, True, False),
+    "cold_allpyc": (True, True, True),
+}
 
 
 def parse_args() -> argparse.Namespace:
@@ -93,7 +102,8 @@ def parse_args() -> argparse.Namespace:
     )  # fmt: skip
     p.add_argument(
         "--cold-split", action="store_true",
-        help="also time cold runs with only the numba cache or only the .pyc cleared",
+        help="also time cold runs with only the numba cache or only audiogmm's .pyc "
+        "cleared, and one with every .pyc cleared",
     )  # fmt: skip
     p.add_argument("--no-cold", action="store_true", help="skip the cold runs")
     return p.parse_args()
@@ -150,7 +160,7 @@ def bench_dataset(ds: Dataset, args, tmp: str) -> dict[str, Any]:
     repeats = 1 if args.quick else args.repeats
     cold_repeats = 0 if args.no_cold else (repeats if args.cold_repeats is None else args.cold_repeats)
     model = os.path.join(tmp, ds.name + ".npz")
-    modes = ["cold", "cold_numba", "cold_pyc"] if args.cold_split else ["cold"]
+    modes = list(COLD_MODES) if args.cold_split else ["cold"]
     sides = {
         "ours": lambda env: run_audiogmm(ds, model, extra, env),
         "ref": lambda env: run_reference(ds, env),
@@ -258,6 +268,7 @@ def main() -> None:
         cols[12:12] = [
             ("ours_cold_numba_over_warm", "numba-only", ".2f"),
             ("ours_cold_pyc_over_warm", "pyc-only", ".2f"),
+            ("ours_cold_allpyc_over_warm", "all-pyc", ".2f"),
         ]
     print(table(rows, cols))
     print(
