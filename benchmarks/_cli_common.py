@@ -11,6 +11,7 @@ import json
 import math
 import os
 import random
+import resource
 import shutil
 import subprocess
 import sys
@@ -220,6 +221,7 @@ class Run:
     returncode: int
     stdout: str
     stderr: str
+    cpu_s: float = float("nan")  # user + sys of the process and the children it reaped
 
     def json(self) -> dict[str, Any]:
         """The last line of stdout that parses as a JSON object."""
@@ -234,11 +236,22 @@ class Run:
         return lines[-1] if lines else f"exit code {self.returncode}"
 
 
+def _children_cpu() -> float:
+    ru = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return ru.ru_utime + ru.ru_stime
+
+
 def run(cmd: list[str], env: dict[str, str], *, check: bool = True) -> Run:
-    """Wall time of one fresh process (``time.perf_counter`` around ``subprocess.run``)."""
+    """Wall time of one fresh process (``time.perf_counter`` around ``subprocess.run``).
+
+    Also its CPU time (user + sys, from ``getrusage(RUSAGE_CHILDREN)``), which a busy
+    machine disturbs less than the wall time. Worker processes that outlive their
+    parent (a forkserver) are not counted.
+    """
+    c0 = _children_cpu()
     t0 = time.perf_counter()
     p = subprocess.run(cmd, env=env, capture_output=True, text=True, stdin=subprocess.DEVNULL)
-    r = Run(time.perf_counter() - t0, p.returncode, p.stdout, p.stderr)
+    r = Run(time.perf_counter() - t0, p.returncode, p.stdout, p.stderr, _children_cpu() - c0)
     if check and p.returncode != 0:
         sys.stderr.write(r.stderr[-3000:])
         raise SystemExit(f"command failed with exit code {p.returncode}: {' '.join(cmd)}")

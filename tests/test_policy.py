@@ -68,10 +68,10 @@ def test_count_until_stops_reading_early():
     assert count_until([1.0, 2.0], 10) == 3.0
 
 
-def test_command_executor_builds_what_the_plan_says(monkeypatch):
-    with policy.command_executor(PROCESS_MIN_FRAMES, 2) as ex:
+def test_executor_for_work_builds_what_the_plan_says(monkeypatch):
+    with policy.executor_for_work(PROCESS_MIN_FRAMES, 2) as ex:
         assert ex.processes and ex.n_workers == 2
-    with policy.command_executor(10, 2) as ex:
+    with policy.executor_for_work(10, 2) as ex:
         assert not ex.processes
 
 

@@ -136,14 +136,13 @@ def command_executor(paths: Iterable[str], config, jobs: int | None):
     BLAS pool.
     """
     from ..engine import default_workers, one_blas_thread
-    from ..engine.policy import PROCESS_MIN_FRAMES, count_until
-    from ..engine.policy import command_executor as build
+    from ..engine.policy import PROCESS_MIN_FRAMES, count_until, executor_for_work
 
     work = 0.0
     if (jobs or default_workers()) > 1:  # with one worker there is nothing to decide
         fps = config.sample_rate / config.hop_length
         work = count_until((_audio_seconds(p) * fps for p in paths), PROCESS_MIN_FRAMES)
-    with build(work, jobs) as ex, one_blas_thread():
+    with executor_for_work(work, jobs) as ex, one_blas_thread():
         yield ex
 
 

@@ -9,7 +9,7 @@ only on long jobs, so a command asks for them only when its estimated work,
 ``total audio duration x frames per second``, reaches :data:`PROCESS_MIN_FRAMES`.
 
 The caller estimates the work (the CLI reads the files' headers, which is cheap)
-and builds one executor per command with :func:`command_executor`; every stage of
+and builds one executor per command with :func:`executor_for_work`; every stage of
 the command reuses it. ``n_jobs`` still caps the workers, and ``n_jobs=1`` never
 starts a process.
 """
@@ -24,14 +24,16 @@ from dataclasses import dataclass
 from ..exceptions import ParameterError
 from .local import LocalExecutor, default_workers
 
-__all__ = ["PROCESS_MIN_FRAMES", "Plan", "command_executor", "count_until", "plan"]
+__all__ = ["PROCESS_MIN_FRAMES", "Plan", "count_until", "executor_for_work", "plan"]
 
 logger = logging.getLogger("audiogmm.engine")
 
 #: Feature frames (10 ms each in the speech preset) from which a command uses worker
-#: processes instead of threads: 2e6 frames = 5.6 h of audio. At ~1,500x real time
-#: per core that is ~13 s of single-core extraction, so a ~10% gain from processes
-#: over threads recovers the ~1-3 s of starting them (see the README, "Performance").
+#: processes instead of threads: 2e6 frames = 5.6 h of audio, ~15 s of single-core
+#: extraction at ~1,500x real time. Measured with `audiogmm extract -j 2` on the 2-core
+#: development machine (busy): processes lost at 0.23e6 frames (5.5 s vs 4.7 s), tied
+#: at 1.1e6 (31.8 s vs 32.1 s) and won at 2.2e6 (42 s vs 65 s); see the README,
+#: "Performance". ``AUDIOGMM_PROCESSES=0/1`` overrides the rule.
 PROCESS_MIN_FRAMES = 2_000_000
 
 
@@ -118,7 +120,7 @@ def count_until(values: Iterable[float], limit: float) -> float:
     return total
 
 
-def command_executor(work_frames: float, n_jobs: int | None = None) -> LocalExecutor:
+def executor_for_work(work_frames: float, n_jobs: int | None = None) -> LocalExecutor:
     """The one executor of a command, built from :func:`plan` (logged at INFO, i.e. ``-v``)."""
     p = plan(work_frames, n_jobs)
     logger.info("executor: %s", p.reason)
