@@ -242,6 +242,8 @@ def test_use_numba_size_rule_and_overrides(monkeypatch):
     big, small = kernels.NUMBA_MIN_WORK, kernels.NUMBA_MIN_WORK - 1
     assert kernels.use_numba(big) and not kernels.use_numba(small)
     assert kernels.use_numba(small, True) and not kernels.use_numba(big, False)
+    assert not kernels.use_numba(big, single_pass=True)  # scoring must repay the load alone
+    assert kernels.use_numba(64 * big, single_pass=True)
     monkeypatch.setenv("AUDIOGMM_NUMBA", "1")
     assert kernels.use_numba(1) and not kernels.use_numba(big, False)
     monkeypatch.setenv("AUDIOGMM_NUMBA", "0")

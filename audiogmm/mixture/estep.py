@@ -270,7 +270,8 @@ def stacked_log_likelihood(
     executor : LocalExecutor, optional
         Runs the chunks (default: serially in this thread).
     fast : bool or None, default=None
-        The fused numba kernel, as in :func:`accumulate`.
+        The fused numba kernel, as in :func:`accumulate` (``None``: for very large
+        calls only, as scoring is a single pass).
 
     Returns
     -------
@@ -289,7 +290,7 @@ def stacked_log_likelihood(
     )
     chunk = min(chunk_size or auto_chunk_size(M * K), max(1, X.shape[0]))
     out = np.empty((X.shape[0], M), dtype=np.float64)
-    fast = kernels.use_numba(X.shape[0] * M * K, fast)
+    fast = kernels.use_numba(X.shape[0] * M * K, fast, single_pass=True)
 
     def one(start: int, stop: int) -> None:
         ws = _WS.get(chunk, D, M * K, dtype)

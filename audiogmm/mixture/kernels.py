@@ -54,13 +54,17 @@ def _numba_wanted() -> bool:
 # do not pay for it
 HAVE_NUMBA = _numba_wanted()
 
-#: Passes over fewer (frames x columns) elements than this use NumPy. The fused kernel
-#: saves ~5 ns per element (2-core x86_64, float32): ~10 ms on a pass of 2**21, against
-#: ~0.7 s to import numba and load the cached kernels once per process.
+#: E-step passes over fewer (frames x columns) elements than this use NumPy. The fused
+#: kernel saves ~5 ns per element (2-core x86_64, float32): ~10 ms on a pass of 2**21,
+#: against ~0.7 s to import numba and load the cached kernels once per process, so
+#: only fits that repeat such passes over many iterations (and classes) gain.
 NUMBA_MIN_WORK = 1 << 21
 
+#: A single pass (scoring) must save that load by itself: 2**27 elements (~1.3e8).
+_SINGLE_PASS_FACTOR = 64
 
-def use_numba(work: int, fast: bool | None = None) -> bool:
+
+def use_numba(work: int, fast: bool | None = None, *, single_pass: bool = False) -> bool:
     """Whether a pass over ``work`` = n_frames x n_columns elements runs the numba kernel.
 
     Parameters
@@ -68,8 +72,10 @@ def use_numba(work: int, fast: bool | None = None) -> bool:
     work : int >= 0
         Elements of the (frames, components) block of the whole call.
     fast : bool or None
-        ``None``: numba when ``work >= NUMBA_MIN_WORK``; ``True``: numba whenever it
-        is available; ``False``: never.
+        ``None``: numba when ``work >= NUMBA_MIN_WORK`` (``64 * NUMBA_MIN_WORK`` for
+        a ``single_pass``); ``True``: numba whenever it is available; ``False``: never.
+    single_pass : bool
+        The call is not repeated (scoring), unlike an E-step inside EM.
 
     Notes
     -----
@@ -83,7 +89,8 @@ def use_numba(work: int, fast: bool | None = None) -> bool:
         raise ParameterError(f"AUDIOGMM_NUMBA must be 0, 1 or auto; got {env!r}")
     if env == "0":
         return False
-    return bool(fast) or env == "1" or work >= NUMBA_MIN_WORK
+    need = NUMBA_MIN_WORK * (_SINGLE_PASS_FACTOR if single_pass else 1)
+    return bool(fast) or env == "1" or work >= need
 
 
 def numba_cache_dir(package_dir: str, environ: dict | None = None) -> str | None:
