@@ -11,6 +11,7 @@ import json
 import math
 import os
 import random
+import resource
 import shutil
 import subprocess
 import sys
@@ -177,18 +178,36 @@ def base_env() -> dict[str, str]:
 
 
 class ColdCaches:
-    """Fresh, empty cache folders for one cold run: ``NUMBA_CACHE_DIR`` (no numba cache)
-    and ``PYTHONPYCACHEPREFIX`` (no .pyc for any module, stdlib included). Removed on exit."""
+    """Fresh, empty caches for one cold run, as on the first run after ``pip install``.
 
-    def __init__(self, numba: bool = True, pyc: bool = True):
-        self.numba, self.pyc = numba, pyc
+    * ``numba``: a new, empty ``NUMBA_CACHE_DIR``, so every numba function that runs
+      (audiogmm's kernels, librosa's in the reference) is compiled again;
+    * ``pkg``: audiogmm's sources copied to a new folder without ``__pycache__`` and put
+      first on ``PYTHONPATH``, so every audiogmm module is byte-compiled again (pip
+      byte-compiles at install time, so this is slightly pessimistic);
+    * ``all_pyc``: a new ``PYTHONPYCACHEPREFIX``, so every module of every package,
+      the standard library included, is byte-compiled again (far more pessimistic than
+      a fresh install: pip byte-compiles numpy, scipy, librosa and scikit-learn too).
+
+    The folder is removed on exit. The OS page cache is not dropped.
+    """
+
+    def __init__(self, numba: bool = True, pkg: bool = True, all_pyc: bool = False):
+        self.numba, self.pkg, self.all_pyc = numba, pkg, all_pyc
 
     def __enter__(self) -> dict[str, str]:
         self.dir = tempfile.mkdtemp(prefix="audiogmm-cold-")
         env = base_env()
         if self.numba:
             env["NUMBA_CACHE_DIR"] = os.path.join(self.dir, "numba")
-        if self.pyc:
+        if self.pkg:
+            src = os.path.join(self.dir, "src")
+            shutil.copytree(
+                os.path.join(ROOT, "audiogmm"), os.path.join(src, "audiogmm"),
+                ignore=shutil.ignore_patterns("__pycache__", "*.pyc", "*.nbi", "*.nbc"),
+            )  # fmt: skip
+            env["PYTHONPATH"] = os.pathsep.join([src, env["PYTHONPATH"]])
+        if self.all_pyc:
             env["PYTHONPYCACHEPREFIX"] = os.path.join(self.dir, "pyc")
         return env
 
@@ -202,6 +221,7 @@ class Run:
     returncode: int
     stdout: str
     stderr: str
+    cpu_s: float = float("nan")  # user + sys of the process and the children it reaped
 
     def json(self) -> dict[str, Any]:
         """The last line of stdout that parses as a JSON object."""
@@ -216,11 +236,22 @@ class Run:
         return lines[-1] if lines else f"exit code {self.returncode}"
 
 
+def _children_cpu() -> float:
+    ru = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return ru.ru_utime + ru.ru_stime
+
+
 def run(cmd: list[str], env: dict[str, str], *, check: bool = True) -> Run:
-    """Wall time of one fresh process (``time.perf_counter`` around ``subprocess.run``)."""
+    """Wall time of one fresh process (``time.perf_counter`` around ``subprocess.run``).
+
+    Also its CPU time (user + sys, from ``getrusage(RUSAGE_CHILDREN)``), which a busy
+    machine disturbs less than the wall time. Worker processes that outlive their
+    parent (a forkserver) are not counted.
+    """
+    c0 = _children_cpu()
     t0 = time.perf_counter()
     p = subprocess.run(cmd, env=env, capture_output=True, text=True, stdin=subprocess.DEVNULL)
-    r = Run(time.perf_counter() - t0, p.returncode, p.stdout, p.stderr)
+    r = Run(time.perf_counter() - t0, p.returncode, p.stdout, p.stderr, _children_cpu() - c0)
     if check and p.returncode != 0:
         sys.stderr.write(r.stderr[-3000:])
         raise SystemExit(f"command failed with exit code {p.returncode}: {' '.join(cmd)}")

@@ -23,12 +23,15 @@ temporary folder, so both sides train and test on exactly the same files.
 Warm and cold:
 
 * warm: ordinary runs, after one untimed warm-up run of each side;
-* cold: as on the first run after a fresh install: every cold run gets fresh, empty
-  folders for ``NUMBA_CACHE_DIR`` (no numba cache: audiogmm's and librosa's kernels
-  compile) and ``PYTHONPYCACHEPREFIX`` (no .pyc for any module, so everything imported is
-  byte-compiled again; pip byte-compiles at install time, so this part is pessimistic).
-  The audiogmm train and evaluate processes of one cold run share those folders.
-  ``--cold-split`` also times numba-only and pyc-only cold runs to attribute the cost.
+* cold: as on the first run after a fresh install: every cold run gets a fresh, empty
+  ``NUMBA_CACHE_DIR`` (no numba cache: whatever numba code runs, audiogmm's kernels or
+  librosa's, compiles) and a fresh copy of audiogmm's sources without ``__pycache__``
+  (every audiogmm module is byte-compiled again). Installed dependencies keep their
+  .pyc files, as pip leaves them. The audiogmm train and evaluate processes of one cold
+  run share those folders (the second command finds what the first one cached).
+  ``--cold-split`` also times numba-only and audiogmm-pyc-only cold runs to attribute
+  the cost, and a pessimistic ``cold_allpyc`` run that also clears every .pyc
+  (``PYTHONPYCACHEPREFIX``: the standard library, numpy, scipy, ... recompile).
   The OS page cache is not dropped.
 
 Repeats are interleaved (warm audiogmm, warm reference, cold audiogmm, cold reference; the
@@ -69,7 +72,13 @@ from _cli_common import (
 )
 from _common import emit, rnd, table
 
-COLD_MODES = {"cold": (True, True), "cold_numba": (True, False), "cold_pyc": (False, True)}
+# ColdCaches(numba, pkg, all_pyc) per cold mode
+COLD_MODES = {
+    "cold": (True, True, False),
+    "cold_numba": (True, False, False),
+    "cold_pyc": (False, True, False),
+    "cold_allpyc": (True, True, True),
+}
 
 
 def parse_args() -> argparse.Namespace:
@@ -93,7 +102,8 @@ def parse_args() -> argparse.Namespace:
     )  # fmt: skip
     p.add_argument(
         "--cold-split", action="store_true",
-        help="also time cold runs with only the numba cache or only the .pyc cleared",
+        help="also time cold runs with only the numba cache or only audiogmm's .pyc "
+        "cleared, and one with every .pyc cleared",
     )  # fmt: skip
     p.add_argument("--no-cold", action="store_true", help="skip the cold runs")
     return p.parse_args()
@@ -120,6 +130,7 @@ def run_audiogmm(ds: Dataset, model: str, extra: list[str], env) -> dict[str, An
     res = ev.json()
     return {
         "s": tr.seconds + ev.seconds, "train_s": tr.seconds, "evaluate_s": ev.seconds,
+        "cpu_s": tr.cpu_s + ev.cpu_s,
         "accuracy": float(res["accuracy"]), "n_test": int(res["n"]),
     }  # fmt: skip
 
@@ -128,7 +139,8 @@ def run_reference(ds: Dataset, env) -> dict[str, Any]:
     r = run(reference_cmd(ds.csv, "speech"), env)
     res = r.json()
     return {
-        "s": r.seconds, "accuracy": float(res["accuracy"]), "n_test": int(res["n_test"]),
+        "s": r.seconds, "cpu_s": r.cpu_s,
+        "accuracy": float(res["accuracy"]), "n_test": int(res["n_test"]),
         "stages": res["stages"], "inner_s": res["seconds"],
     }  # fmt: skip
 
@@ -150,12 +162,13 @@ def bench_dataset(ds: Dataset, args, tmp: str) -> dict[str, Any]:
     repeats = 1 if args.quick else args.repeats
     cold_repeats = 0 if args.no_cold else (repeats if args.cold_repeats is None else args.cold_repeats)
     model = os.path.join(tmp, ds.name + ".npz")
-    modes = ["cold", "cold_numba", "cold_pyc"] if args.cold_split else ["cold"]
+    modes = list(COLD_MODES) if args.cold_split else ["cold"]
     sides = {
         "ours": lambda env: run_audiogmm(ds, model, extra, env),
         "ref": lambda env: run_reference(ds, env),
     }
     t = {(side, mode): [] for side in sides for mode in ["warm", *COLD_MODES]}
+    cpu = {(side, mode): [] for side in sides for mode in ["warm", *COLD_MODES]}
     last: dict[tuple[str, str], dict[str, Any]] = {}
 
     def once(side: str, mode: str) -> None:
@@ -165,9 +178,10 @@ def bench_dataset(ds: Dataset, args, tmp: str) -> dict[str, Any]:
             with ColdCaches(*COLD_MODES[mode]) as env:
                 r = sides[side](env)
         t[side, mode].append(r["s"])
+        cpu[side, mode].append(r["cpu_s"])
         last[side, mode] = r
-        print(f"  {ds.name:>12} {mode:>10} {side:>4}: {r['s']:6.2f} s  acc {r['accuracy']:.3f}",
-              flush=True)  # fmt: skip
+        print(f"  {ds.name:>12} {mode:>10} {side:>4}: {r['s']:6.2f} s (cpu {r['cpu_s']:6.2f} s)"
+              f"  acc {r['accuracy']:.3f}", flush=True)  # fmt: skip
 
     print(f"{ds.name}: warm-up ...", flush=True)
     for side in sides:
@@ -181,8 +195,9 @@ def bench_dataset(ds: Dataset, args, tmp: str) -> dict[str, Any]:
                 once(side, mode)
 
     def med(side: str, mode: str, key: str = "s"):
-        if key == "s":
-            return statistics.median(t[side, mode]) if t[side, mode] else None
+        if key in ("s", "cpu_s"):
+            v = (t if key == "s" else cpu)[side, mode]
+            return statistics.median(v) if v else None
         return last[side, mode][key] if (side, mode) in last else None
 
     ours, ref = med("ours", "warm"), med("ref", "warm")
@@ -192,6 +207,8 @@ def bench_dataset(ds: Dataset, args, tmp: str) -> dict[str, Any]:
         "n_classes": ds.n_classes, "n_train": ds.n_train, "n_test": ds.n_test,
         "audio_s": rnd(ds.audio_s, 1),
         "ours_s": rnd(ours), "ref_s": rnd(ref), "ratio": rnd(ref / ours, 2), "floor_s": None,
+        "ours_cpu_s": rnd(med("ours", "warm", "cpu_s")), "ref_cpu_s": rnd(med("ref", "warm", "cpu_s")),
+        "cpu_ratio": rnd(med("ref", "warm", "cpu_s") / med("ours", "warm", "cpu_s"), 2),
         "ours_train_s": rnd(last["ours", "warm"]["train_s"]),
         "ours_evaluate_s": rnd(last["ours", "warm"]["evaluate_s"]),
         "ref_stages": last["ref", "warm"]["stages"],
@@ -206,6 +223,10 @@ def bench_dataset(ds: Dataset, args, tmp: str) -> dict[str, Any]:
         row[f"ours_{mode}_s"] = rnd(oc)
         row[f"ref_{mode}_s"] = rnd(rc)
         row[f"ours_{mode}_over_warm"] = rnd(oc / ours, 2)
+        row[f"ours_{mode}_cpu_s"] = rnd(med("ours", mode, "cpu_s"))
+        row[f"ours_{mode}_cpu_over_warm"] = rnd(
+            med("ours", mode, "cpu_s") / med("ours", "warm", "cpu_s"), 2
+        )
         row[f"ref_{mode}_over_warm"] = rnd(rc / ref, 2)
         if mode == "cold":
             row["ours_cold_train_s"] = rnd(last["ours", mode]["train_s"])
@@ -250,14 +271,16 @@ def main() -> None:
         ("n_test", "test", "d"), ("audio_s", "audio s", ".0f"),
         ("ours_s", "audiogmm s", ".2f"), ("ours_train_s", "(train", ".2f"),
         ("ours_evaluate_s", "+ eval)", ".2f"), ("ref_s", "reference s", ".2f"),
-        ("ratio", "ref/ours", ".2f"), ("ours_cold_s", "audiogmm cold s", ".2f"),
-        ("ours_cold_over_warm", "cold/warm", ".2f"), ("ref_cold_s", "ref cold s", ".2f"),
+        ("ratio", "ref/ours", ".2f"), ("cpu_ratio", "(cpu)", ".2f"),
+        ("ours_cold_s", "audiogmm cold s", ".2f"), ("ours_cold_over_warm", "cold/warm", ".2f"),
+        ("ours_cold_cpu_over_warm", "(cpu)", ".2f"), ("ref_cold_s", "ref cold s", ".2f"),
         ("ours_accuracy", "audiogmm acc", ".3f"), ("ref_accuracy", "ref acc", ".3f"),
     ]  # fmt: skip
     if args.cold_split:
-        cols[12:12] = [
+        cols[14:14] = [
             ("ours_cold_numba_over_warm", "numba-only", ".2f"),
             ("ours_cold_pyc_over_warm", "pyc-only", ".2f"),
+            ("ours_cold_allpyc_over_warm", "all-pyc", ".2f"),
         ]
     print(table(rows, cols))
     print(

@@ -6,6 +6,7 @@ import click
 from click.core import ParameterSource
 
 from .options import (
+    command_executor,
     echo_json,
     json_option,
     progress_for,
@@ -111,10 +112,11 @@ def command(
     opts = RunOptions(cache_dir=cache_dir, n_jobs=jobs, progress=progress_for(ctx), strict=strict)
     if reject is not None and not hasattr(bundle.classifier, "resolve_threshold"):
         raise click.UsageError("--reject needs a model trained with --backend map")
-    res = evaluate_classifier(
-        bundle, records, options=opts, manifest=manifest, allow_train_overlap=allow_train_overlap,
-        reject=reject,
-    )
+    with command_executor([r.path for r in records], bundle.config, jobs) as ex:
+        res = evaluate_classifier(
+            bundle, records, options=opts, executor=ex, manifest=manifest,
+            allow_train_overlap=allow_train_overlap, reject=reject,
+        )  # fmt: skip
     res["split"] = split_info
     if report_dir:
         write_report(report_dir, res)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from .options import (
+    command_executor,
     echo_json,
     feature_options,
     json_option,
@@ -41,7 +42,8 @@ def command(ctx, data, preset, config_path, cache_dir, jobs, strict, skipped_csv
     config = load_config(preset, config_path)
     records = read_manifest(data)
     opts = RunOptions(cache_dir=cache_dir, n_jobs=jobs, progress=progress_for(ctx), strict=strict)
-    res = extract_many(records, config=config, options=opts)
+    with command_executor([r.path for r in records], config, jobs) as ex:
+        res = extract_many(records, config=config, options=opts, executor=ex)
     if skipped_csv:
         res.write_skipped_csv(skipped_csv)
     skipped = skipped_list(res)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Iterable
+from contextlib import contextmanager
 from typing import Any
 
 import click
@@ -15,6 +17,7 @@ from .output import report_skipped  # re-exported: the commands import it from h
 __all__ = [
     "ProgressBar",
     "echo_json",
+    "command_executor",
     "format_selection",
     "feature_options",
     "jobs_option",
@@ -140,6 +143,38 @@ def load_config(preset: str, config_path: str | None):
             except (ValueError, UnicodeDecodeError) as e:  # name the user's file
                 raise ParameterError(f"{config_path!r}: {e}") from None
     return FeatureConfig.preset(preset)
+
+
+def _audio_seconds(path: str) -> float:
+    from ..audio import info
+    from ..exceptions import AudioError
+
+    try:
+        return info(path).duration_s
+    except AudioError:  # extraction reports the file; it adds no work
+        return 0.0
+
+
+@contextmanager
+def command_executor(paths: Iterable[str], config, jobs: int | None):
+    """The command's one executor, for extracting ``paths`` with ``config``, then closed.
+
+    Threads, or worker processes when the estimated work (audio duration from the
+    files' headers x frames per second) is large enough to pay for starting them
+    (:func:`audiogmm.engine.policy.plan`; the choice is logged at ``-v``). BLAS runs
+    on one thread for the whole command: parallelism comes from the executor, and
+    the many small products of training (k-means, M-steps) are slower on a waking
+    BLAS pool.
+    """
+    from ..engine import default_workers, one_blas_thread
+    from ..engine.policy import PROCESS_MIN_FRAMES, count_until, executor_for_work
+
+    work = 0.0
+    if (jobs or default_workers()) > 1:  # with one worker there is nothing to decide
+        fps = config.sample_rate / config.hop_length
+        work = count_until((_audio_seconds(p) * fps for p in paths), PROCESS_MIN_FRAMES)
+    with executor_for_work(work, jobs) as ex, one_blas_thread():
+        yield ex
 
 
 class ProgressBar:

@@ -4,7 +4,14 @@ from __future__ import annotations
 
 import click
 
-from .options import echo_json, jobs_option, json_option, progress_for, reject_option
+from .options import (
+    command_executor,
+    echo_json,
+    jobs_option,
+    json_option,
+    progress_for,
+    reject_option,
+)
 from .output import escape_name, report_skipped
 
 
@@ -31,7 +38,8 @@ def command(ctx, model, files, top, reject, jobs, as_json):
     bundle = load_model(model)
     opts = RunOptions(n_jobs=jobs, progress=progress_for(ctx))
     thr = _threshold(bundle.classifier, reject)
-    res = predict_files(bundle, files, top=top, options=opts)
+    with command_executor(files, bundle.config, jobs) as ex:
+        res = predict_files(bundle, files, top=top, options=opts, executor=ex)
     if thr is not None:
         _reject(thr, res["results"])
     if as_json:

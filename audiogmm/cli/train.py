@@ -11,6 +11,7 @@ import click
 from ..exceptions import ConvergenceWarning
 from ..models.classifier import N_COMPONENTS
 from .options import (
+    command_executor,
     echo_json,
     format_selection,
     json_option,
@@ -118,6 +119,7 @@ def command(
     """Train one GMM per label on DATA and write one model file."""
     from ..container import check_writable
     from ..data import RunOptions
+    from ..features import FeatureConfig
     from ..pipeline import (
         describe_split,
         load_split,
@@ -135,31 +137,36 @@ def command(
     warnings.filterwarnings("ignore", category=ConvergenceWarning)
     opts = RunOptions(cache_dir=cache_dir, n_jobs=jobs, progress=progress_for(ctx), strict=strict)
     extra = {}
-    if auto or components == "auto":
-        if backend != "ml":
-            raise click.UsageError(
-                "--preset auto and --components auto select by cross-validating the ml "
-                "backend; give a fixed --preset and -k with --backend map"
-            )
-        clf, tuned = train_tuned(
-            records, preset="auto" if auto else config, components=components, options=opts,
-            random_state=seed, init=init, max_iter=max_iter,
-        )  # fmt: skip
-        config, res = tuned.config, tuned.features
-        extra["selection"] = tuned.to_header()
-        components = clf.n_components
-    else:
-        clf, res = train_classifier(
-            records,
-            config=config,
-            options=opts,
-            backend=backend,
-            random_state=seed,
-            **map_params(
-                ctx, backend, ubm_components, relevance, adapt, reject_far, components, init,
-                max_iter,
-            ),
+    tuning = auto or components == "auto"
+    if tuning and backend != "ml":
+        raise click.UsageError(
+            "--preset auto and --components auto select by cross-validating the ml "
+            "backend; give a fixed --preset and -k with --backend map"
         )
+    # the work estimate needs a frame rate: an auto run's candidates share the default's
+    plan_config = FeatureConfig() if config is None else config
+    with command_executor([r.path for r in records], plan_config, jobs) as ex:
+        if tuning:
+            clf, tuned = train_tuned(
+                records, preset="auto" if auto else config, components=components,
+                options=opts, executor=ex, random_state=seed, init=init, max_iter=max_iter,
+            )  # fmt: skip
+            config, res = tuned.config, tuned.features
+            extra["selection"] = tuned.to_header()
+            components = clf.n_components
+        else:
+            clf, res = train_classifier(
+                records,
+                config=config,
+                options=opts,
+                executor=ex,
+                backend=backend,
+                random_state=seed,
+                **map_params(
+                    ctx, backend, ubm_components, relevance, adapt, reject_far, components, init,
+                    max_iter,
+                ),
+            )
     not_conv = sorted(y for y, r in clf.fit_report_.items() if not r["converged"])
     if not_conv:
         logger.warning(

@@ -212,17 +212,6 @@ def _work(
     return "", feats, ""
 
 
-def _executor(executor: Optional[LocalExecutor], n_jobs: Optional[int]):
-    """The caller's executor, or one for this call (worker processes if AUDIOGMM_PROCESSES=1).
-
-    The environment switch is a stopgap hook for the CLI and the tests, until the
-    executor policy decides processes vs threads by itself.
-    """
-    if executor is None and os.environ.get("AUDIOGMM_PROCESSES") == "1":
-        return LocalExecutor(n_jobs, processes=True)
-    return resolve(executor, n_jobs)
-
-
 # ---------------------------------------------------------------------- public API
 def extract_many(
     paths_or_records: Iterable[Union[PathLike, Record]],
@@ -328,7 +317,7 @@ def extract_many(
                     continue
             tasks.append((p, config, keep_all_frames, cfile))
 
-        with _executor(executor, n_jobs) as ex:
+        with resolve(executor, n_jobs) as ex:
             for (p, *_), (kind, feats, message) in zip(
                 tasks, ex.map(_work, tasks, isolated=True, star=True)
             ):

@@ -2,7 +2,8 @@
 
 :class:`LocalExecutor` (threads, processes when asked) is the only executor today;
 a Dask executor will offer the same ``map``/``close`` interface, so the EM loop
-and the extraction run unchanged on it.
+and the extraction run unchanged on it. :mod:`.policy` decides, once per command,
+whether the work is large enough for worker processes.
 """
 
 from .local import LocalExecutor, default_workers, one_blas_thread, resolve

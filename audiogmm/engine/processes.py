@@ -48,18 +48,15 @@ logger = logging.getLogger(__name__)
 #: Times a task is started before its worker's death is final (the first run + one retry).
 MAX_ATTEMPTS = 2
 
-# imported once by the forkserver, so forked workers start warm (librosa's lazy
-# imports cost seconds per process otherwise)
+#: Imported once in the forkserver, so each worker starts warm. The front end needs
+#: neither librosa nor scipy.signal (and importing librosa compiles numba code cold).
 _PRELOAD = [
     "numpy",
-    "scipy.signal",
+    "scipy.fft",
     "soundfile",
     "soxr",
     "threadpoolctl",
-    "librosa.core.spectrum",
-    "librosa.filters",
-    "librosa.feature",
-    "audiogmm.features",
+    "audiogmm.features.extraction",
     "audiogmm.data.cache",
 ]
 

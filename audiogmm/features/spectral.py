@@ -5,6 +5,13 @@ with frames laid out as rows and processed in blocks (the STFT is computed once;
 the frame energy for VAD and ``c0="energy"`` comes from the same spectrum); the
 mel filterbank is built once per config. The one small BLAS product runs on one
 thread, so results do not depend on the machine's thread settings or job count.
+
+Nothing here calls librosa at run time. librosa's modules pull in numba and compile
+its jitted helpers on first use (about 12 s of a cold first run, for functions the
+front end never needs), so the few librosa formulas used here (``pad_center``, the
+mel filterbank and mel scale, ``power_to_db``, ``mfcc``) are restated with the same
+numpy/scipy operations in the same order: the results are bit-identical, which
+``tests/test_coldstart.py`` checks against librosa for every preset and window.
 """
 
 from __future__ import annotations
@@ -18,18 +25,95 @@ from ..engine import one_blas_thread
 from ..exceptions import FeatureError
 from .config import FeatureConfig, window
 
-__all__ = ["AMIN", "cepstra", "mel_and_energy"]
+__all__ = ["AMIN", "cepstra", "mel_and_energy", "mel_filterbank"]
 
 AMIN = 1e-10  # power floor: log10(1e-10) = -100 dB, so digital silence stays finite
 
 
 @functools.lru_cache(maxsize=32)
 def _padded_window(name: str, win_length: int, n_fft: int) -> np.ndarray:
-    import librosa
-
-    w = librosa.util.pad_center(window(name, win_length), size=n_fft).astype(np.float32)
+    lpad = (n_fft - win_length) // 2  # centred in n_fft, as librosa.util.pad_center
+    w = np.pad(window(name, win_length), (lpad, n_fft - win_length - lpad))
+    w = w.astype(np.float32)
     w.setflags(write=False)
     return w
+
+
+# The mel scale of librosa.hz_to_mel / mel_to_hz: HTK's formula, or Slaney's
+# (linear below 1 kHz, logarithmic above), written with the same operations.
+_F_SP = 200.0 / 3
+_MIN_LOG_HZ = 1000.0
+_MIN_LOG_MEL = _MIN_LOG_HZ / _F_SP
+_LOGSTEP = np.log(6.4) / 27.0
+
+
+def _hz_to_mel(frequencies, htk: bool):
+    frequencies = np.asanyarray(frequencies)
+    if htk:
+        return 2595.0 * np.log10(1.0 + frequencies / 700.0)
+    mels = (frequencies - 0.0) / _F_SP
+    if frequencies.ndim:
+        log_t = frequencies >= _MIN_LOG_HZ
+        mels[log_t] = _MIN_LOG_MEL + np.log(frequencies[log_t] / _MIN_LOG_HZ) / _LOGSTEP
+    elif frequencies >= _MIN_LOG_HZ:
+        mels = _MIN_LOG_MEL + np.log(frequencies / _MIN_LOG_HZ) / _LOGSTEP
+    return mels
+
+
+def _mel_to_hz(mels: np.ndarray, htk: bool) -> np.ndarray:
+    if htk:
+        return 700.0 * (10.0 ** (mels / 2595.0) - 1.0)
+    freqs = 0.0 + _F_SP * mels
+    log_t = mels >= _MIN_LOG_MEL
+    freqs[log_t] = _MIN_LOG_HZ * np.exp(_LOGSTEP * (mels[log_t] - _MIN_LOG_MEL))
+    return freqs
+
+
+def mel_filterbank(
+    *,
+    sr: int,
+    n_fft: int,
+    n_mels: int,
+    fmin: float = 0.0,
+    fmax: Optional[float] = None,
+    htk: bool = False,
+    norm: Optional[str] = "slaney",
+) -> np.ndarray:
+    """Triangular mel filters, ``librosa.filters.mel(...)`` bit for bit.
+
+    Parameters
+    ----------
+    sr : int > 0
+        Sampling rate in Hz.
+    n_fft : int > 0
+        FFT size in samples.
+    n_mels : int > 0
+    fmin, fmax : float >= 0
+        Lowest and highest band edge in Hz (``fmax=None``: ``sr / 2``).
+    htk : bool
+        HTK's mel formula instead of Slaney's.
+    norm : {"slaney", None}
+        ``"slaney"`` scales each filter to unit area (constant energy per band).
+
+    Returns
+    -------
+    np.ndarray [shape=(n_mels, 1 + n_fft // 2), dtype=float32]
+    """
+    if fmax is None:
+        fmax = float(sr) / 2
+    weights = np.zeros((n_mels, int(1 + n_fft // 2)), dtype=np.float32)
+    fftfreqs = np.fft.rfftfreq(n=n_fft, d=1.0 / sr)
+    mels = np.linspace(_hz_to_mel(fmin, htk), _hz_to_mel(fmax, htk), n_mels + 2)
+    mel_f = _mel_to_hz(mels, htk)
+    fdiff = np.diff(mel_f)
+    ramps = np.subtract.outer(mel_f, fftfreqs)
+    for i in range(n_mels):
+        lower = -ramps[i] / fdiff[i]
+        upper = ramps[i + 2] / fdiff[i + 1]
+        weights[i] = np.maximum(0, np.minimum(lower, upper))
+    if norm == "slaney":
+        weights *= (2.0 / (mel_f[2 : n_mels + 2] - mel_f[:n_mels]))[:, np.newaxis]
+    return weights
 
 
 @functools.lru_cache(maxsize=32)
@@ -42,9 +126,7 @@ def _mel_basis(
     htk: bool,
     norm: Optional[str],
 ) -> np.ndarray:
-    import librosa
-
-    basis = librosa.filters.mel(
+    basis = mel_filterbank(
         sr=sr, n_fft=n_fft, n_mels=n_mels, fmin=fmin, fmax=fmax, htk=htk, norm=norm
     )
     basis = np.ascontiguousarray(basis.T)  # (n_bins, n_mels), C order: the fast BLAS layout
@@ -114,10 +196,19 @@ def _full_spectrum_energy(power_rows: np.ndarray, n_fft: int) -> np.ndarray:
 def cepstra(mel: np.ndarray, config: FeatureConfig) -> np.ndarray:
     """MFCC ``(n_mfcc, n_frames)`` from a mel power spectrogram ``(n_mels, n_frames)``.
 
-    librosa's ``power_to_db`` (``amin`` floor, ``top_db`` clipping) then
-    ``librosa.feature.mfcc`` (orthonormal DCT-II, liftering).
+    librosa's ``power_to_db(mel, ref=1.0, amin=AMIN, top_db=config.top_db)`` then
+    ``librosa.feature.mfcc(S=..., n_mfcc=config.n_mfcc, lifter=config.lifter)``
+    (orthonormal DCT-II over the mel axis, sinusoidal liftering), bit for bit.
     """
-    import librosa
+    import scipy.fft
 
-    log_mel = librosa.power_to_db(mel, ref=1.0, amin=AMIN, top_db=config.top_db)
-    return librosa.feature.mfcc(S=log_mel, n_mfcc=config.n_mfcc, lifter=config.lifter)
+    log_spec = 10.0 * np.log10(np.maximum(AMIN, mel))
+    log_spec -= 10.0 * np.log10(np.maximum(AMIN, np.abs(1.0)))  # ref=1.0: kept for bit-identity
+    if config.top_db is not None:
+        log_spec = np.maximum(log_spec, log_spec.max() - config.top_db)
+    n_mfcc, lifter = config.n_mfcc, config.lifter
+    M = scipy.fft.dct(log_spec, axis=-2, type=2, norm="ortho")[..., :n_mfcc, :]
+    if lifter > 0:
+        LI = np.sin(np.pi * np.arange(1, 1 + n_mfcc, dtype=M.dtype) / lifter)
+        M *= 1 + (lifter / 2) * LI[:, np.newaxis]
+    return M

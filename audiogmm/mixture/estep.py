@@ -202,7 +202,7 @@ def accumulate(
     shift: np.ndarray | None = None,
     chunk_size: int | None = None,
     executor: LocalExecutor | None = None,
-    fast: bool = True,
+    fast: bool | None = None,
     out: Stats | None = None,
 ) -> Stats:
     """E-step: sufficient statistics of ``X`` under a diagonal GMM, chunk by chunk.
@@ -224,8 +224,10 @@ def accumulate(
     executor : LocalExecutor, optional
         Runs the chunks (default: serially in this thread). Chunk results are
         reduced in chunk order, so the result does not depend on the executor.
-    fast : bool, default=True
-        Use the fused numba kernel (False: the plain NumPy reference path).
+    fast : bool or None, default=None
+        The fused numba kernel: ``None`` for large calls only
+        (:func:`~audiogmm.mixture.kernels.use_numba`), ``True`` always, ``False``
+        never (the plain NumPy reference path).
     out : Stats, optional
         Statistics to add into; returned.
 
@@ -246,6 +248,7 @@ def accumulate(
     shift_eff = shift_c.astype(np.float64)
     W = gemm_weights(weights, means, variances, shift_eff, dtype)
     limit = saturation(variances, dtype)
+    fast = kernels.use_numba(X.shape[0] * K, fast)  # once per call: every chunk alike
 
     def one(start: int, stop: int) -> tuple[np.ndarray, float]:
         ws = _WS.get(chunk, D, K, dtype)
@@ -287,7 +290,7 @@ def stacked_log_likelihood(
     *,
     chunk_size: int | None = None,
     executor: LocalExecutor | None = None,
-    fast: bool = True,
+    fast: bool | None = None,
 ) -> np.ndarray:
     """Per-frame log-likelihood under each of M stacked mixtures, in one batched pass.
 
@@ -300,6 +303,9 @@ def stacked_log_likelihood(
         Frames per chunk; default :func:`auto_chunk_size` of all stacked components.
     executor : LocalExecutor, optional
         Runs the chunks (default: serially in this thread).
+    fast : bool or None, default=None
+        The fused numba kernel, as in :func:`accumulate` (``None``: for very large
+        calls only, as scoring is a single pass).
 
     Returns
     -------
@@ -319,6 +325,7 @@ def stacked_log_likelihood(
     chunk = min(chunk_size or auto_chunk_size(M * K), max(1, X.shape[0]))
     out = np.empty((X.shape[0], M), dtype=np.float64)
     limit = saturation(variances, dtype)
+    fast = kernels.use_numba(X.shape[0] * M * K, fast, single_pass=True)
 
     def one(start: int, stop: int) -> None:
         ws = _WS.get(chunk, D, M * K, dtype)
@@ -342,7 +349,7 @@ def log_likelihood(
     *,
     chunk_size: int | None = None,
     executor: LocalExecutor | None = None,
-    fast: bool = True,
+    fast: bool | None = None,
 ) -> np.ndarray:
     """Per-frame log-likelihood ``log p(x_t)`` in nats, shape (n_frames,), float64."""
     return stacked_log_likelihood(

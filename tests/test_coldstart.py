@@ -1,0 +1,349 @@
+"""Cold start: the front end is librosa's arithmetic without librosa, bit for bit.
+
+The spectral and post-processing steps no longer call librosa at run time (its
+modules compile numba code on first use). These tests hold the restated formulas to
+*exact* equality with librosa (``np.array_equal``, not a tolerance), for every
+window, every preset and on real and random signals, and check in a fresh
+interpreter that an extraction imports neither librosa nor numba. They also check
+the numba threshold of the E-step kernels and the numba cache folder.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import subprocess
+import sys
+import textwrap
+import warnings
+
+import librosa
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from audiogmm.features import PRESETS, extract, postprocess, spectral
+from audiogmm.features import config as fconfig
+from audiogmm.features.config import WINDOWS, window
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+CLIPS = sorted(glob.glob(os.path.join(ROOT, "data_samples", "*", "*", "*.flac")))
+
+
+def _same(a: np.ndarray, b: np.ndarray) -> None:
+    assert a.dtype == b.dtype and a.shape == b.shape
+    assert np.array_equal(a, b), f"max abs diff {np.max(np.abs(a - b))}"
+
+
+# ---------------------------------------------------------------------- pieces
+@pytest.mark.parametrize("name", sorted(WINDOWS))
+@pytest.mark.parametrize("n", [1, 2, 3, 200, 400, 551, 1102, 2048])
+def test_window_is_librosa_get_window(name, n):
+    window.cache_clear()
+    _same(window(name, n), librosa.filters.get_window(name, n, fftbins=True))
+
+
+@pytest.mark.parametrize("name", list(PRESETS))
+@pytest.mark.parametrize("htk", [False, True])
+@pytest.mark.parametrize("norm", ["slaney", None])
+def test_mel_filterbank_is_librosa_mel(name, htk, norm):
+    c = PRESETS[name]
+    kw = dict(sr=c.sample_rate, n_fft=c.n_fft, n_mels=c.n_mels, fmin=c.fmin, fmax=c.fmax)
+    _same(
+        spectral.mel_filterbank(**kw, htk=htk, norm=norm),
+        librosa.filters.mel(**kw, htk=htk, norm=norm),
+    )
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    sr=st.sampled_from([8000, 11025, 16000, 22050, 44100, 48000]),
+    n_fft=st.sampled_from([128, 255, 256, 512, 1024, 2048]),
+    n_mels=st.integers(1, 64),
+    fmin=st.floats(0, 900),
+    fmax_frac=st.one_of(st.none(), st.floats(0.5, 1.0)),
+    htk=st.booleans(),
+)
+def test_mel_filterbank_is_librosa_mel_everywhere(sr, n_fft, n_mels, fmin, fmax_frac, htk):
+    fmax = None if fmax_frac is None else fmax_frac * sr / 2
+    kw = dict(sr=sr, n_fft=n_fft, n_mels=n_mels, fmin=fmin, fmax=fmax, htk=htk)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # librosa's 'empty filters' warning: compare numbers only
+        ref = librosa.filters.mel(**kw)
+    _same(spectral.mel_filterbank(**kw), ref)
+
+
+def _librosa_cepstra(mel: np.ndarray, c) -> np.ndarray:
+    log_mel = librosa.power_to_db(mel, ref=1.0, amin=spectral.AMIN, top_db=c.top_db)
+    return librosa.feature.mfcc(S=log_mel, n_mfcc=c.n_mfcc, lifter=c.lifter)
+
+
+@pytest.mark.parametrize("name", list(PRESETS))
+@pytest.mark.parametrize("seed", range(3))
+def test_cepstra_are_librosa_power_to_db_and_mfcc(name, seed):
+    c = PRESETS[name]
+    rng = np.random.default_rng(seed)
+    mel = (rng.standard_normal((c.n_mels, 57)) ** 2 * 10.0 ** rng.uniform(-14, 2)).astype(
+        np.float32
+    )
+    mel[:, :3] = 0.0  # digital silence hits the amin floor
+    for m in (mel, np.asfortranarray(mel), mel.T.copy().T):  # as laid out by mel_and_energy
+        _same(spectral.cepstra(m, c), _librosa_cepstra(m, c))
+    for lifter in (0.0, 1.5, 22.0):
+        for top_db in (None, 80.0, 3.0):
+            cc = c.replace(lifter=lifter, top_db=top_db)
+            _same(spectral.cepstra(mel, cc), _librosa_cepstra(mel, cc))
+
+
+@pytest.mark.parametrize("mode", ["nearest", "mirror", "constant", "wrap", "interp"])
+@pytest.mark.parametrize("width", [3, 5, 9])
+@pytest.mark.parametrize("order", [1, 2])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_delta_is_librosa_delta(mode, width, order, dtype):
+    x = np.random.default_rng(width * 10 + order).standard_normal((13, 41)).astype(dtype)
+    postprocess._savgol_coeffs.cache_clear()
+    _same(
+        postprocess.delta(x, width=width, order=order, mode=mode),
+        librosa.feature.delta(x, width=width, order=order, mode=mode),
+    )
+
+
+# ---------------------------------------------------------------------- end to end
+@pytest.fixture
+def librosa_front_end(monkeypatch):
+    """Swap every restated formula for the librosa call it replaced."""
+
+    def padded_window(name, win_length, n_fft):
+        w = librosa.filters.get_window(name, win_length, fftbins=True)
+        return librosa.util.pad_center(w, size=n_fft).astype(np.float32)
+
+    def mel_basis(sr, n_fft, n_mels, fmin, fmax, htk, norm):
+        b = librosa.filters.mel(sr=sr, n_fft=n_fft, n_mels=n_mels, fmin=fmin, fmax=fmax,
+                                htk=htk, norm=norm)  # fmt: skip
+        return np.ascontiguousarray(b.T)
+
+    def energy_norm(name, win_length, n_fft):
+        w = librosa.filters.get_window(name, win_length, fftbins=True)
+        return 1.0 / (n_fft * float(np.sum(np.asarray(w, dtype=np.float64) ** 2)))
+
+    def delta(ceps, *, width, order, mode):
+        return librosa.feature.delta(ceps, width=width, order=order, mode=mode)
+
+    monkeypatch.setattr(spectral, "_padded_window", padded_window)
+    monkeypatch.setattr(spectral, "_mel_basis", mel_basis)
+    monkeypatch.setattr(spectral, "_energy_norm", energy_norm)
+    monkeypatch.setattr(spectral, "cepstra", _librosa_cepstra)
+    monkeypatch.setattr("audiogmm.features.extraction.cepstra", _librosa_cepstra)
+    monkeypatch.setattr("audiogmm.features.extraction.delta", delta)
+
+
+def _variants():
+    for name, c in PRESETS.items():
+        yield name, c
+        for w in ("hann", "hamming", "blackman"):
+            if w != c.window:
+                yield f"{name}-{w}", c.replace(window=w)
+    yield "speech-htk-nonorm", PRESETS["speech"].replace(htk=True, mel_norm=None, lifter=0.0)
+    yield "dcase-float64", PRESETS["dcase2016"].replace(dtype="float64")
+
+
+VARIANTS = dict(_variants())
+
+
+@pytest.mark.parametrize("variant", sorted(VARIANTS))
+def test_extract_is_bit_identical_to_the_librosa_front_end(variant, request):
+    c = VARIANTS[variant]
+    rng = np.random.default_rng(7)
+    signals = [np.asarray(0.1 * rng.standard_normal(c.sample_rate), dtype=np.float32)]
+    signals += [str(p) for p in CLIPS[:: max(1, len(CLIPS) // 4)]]
+    ours = [extract(s, config=c, keep_all_frames=True) for s in signals]
+    request.getfixturevalue("librosa_front_end")
+    ref = [extract(s, config=c, keep_all_frames=True) for s in signals]
+    assert len(ours) >= 4
+    for a, b in zip(ours, ref):
+        _same(a, b)
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    n=st.integers(400, 6000),
+    scale=st.floats(1e-6, 1.0),
+    seed=st.integers(0, 2**31 - 1),
+    name=st.sampled_from(sorted(VARIANTS)),
+)
+def test_extract_is_bit_identical_on_random_signals(n, scale, seed, name):
+    c = VARIANTS[name]
+    y = (scale * np.random.default_rng(seed).standard_normal(max(n, c.win_length)))
+    y = y.astype(np.float32)
+    ours = extract(y, config=c, keep_all_frames=True)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(spectral, "cepstra", _librosa_cepstra)
+        mp.setattr("audiogmm.features.extraction.cepstra", _librosa_cepstra)
+        mp.setattr(
+            "audiogmm.features.extraction.delta",
+            lambda x, **kw: librosa.feature.delta(x, **kw),
+        )
+        ref = extract(y, config=c, keep_all_frames=True)
+    _same(ours, ref)
+
+
+def test_feature_format_version_unchanged():
+    # bit-identical numbers: caches made before this change stay valid
+    assert fconfig.FEATURE_FORMAT_VERSION == 1
+
+
+# ---------------------------------------------------------------------- imports
+def _fresh(code: str, env: dict | None = None) -> str:
+    r = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code)],
+        capture_output=True, text=True, cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": ROOT, **(env or {})},
+    )  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    return r.stdout
+
+
+@pytest.mark.parametrize("preset", ["speech", "dcase2016"])
+def test_extraction_imports_neither_librosa_nor_numba(preset):
+    assert CLIPS
+    out = _fresh(
+        f"""
+        import sys
+        from audiogmm.features.extraction import extract
+        from audiogmm.features import PRESETS
+        x = extract({CLIPS[0]!r}, config=PRESETS[{preset!r}])
+        assert x.shape[0] > 10
+        print(sorted(m for m in sys.modules if m.split(".")[0] in ("librosa", "numba")))
+        """
+    )
+    assert out.strip() == "[]"
+
+
+def test_speech_extraction_does_not_import_scipy_signal():
+    out = _fresh(
+        f"""
+        import sys
+        from audiogmm.features.extraction import extract
+        extract({CLIPS[0]!r})
+        print("scipy.signal" in sys.modules)
+        """
+    )
+    assert out.strip() == "False"
+
+
+# ---------------------------------------------------------------------- numba
+def test_use_numba_size_rule_and_overrides(monkeypatch):
+    from audiogmm.exceptions import ParameterError
+    from audiogmm.mixture import kernels
+
+    monkeypatch.setattr(kernels, "HAVE_NUMBA", True)
+    monkeypatch.delenv("AUDIOGMM_NUMBA", raising=False)
+    big, small = kernels.NUMBA_MIN_WORK, kernels.NUMBA_MIN_WORK - 1
+    assert kernels.use_numba(big) and not kernels.use_numba(small)
+    assert kernels.use_numba(small, True) and not kernels.use_numba(big, False)
+    assert not kernels.use_numba(big, single_pass=True)  # scoring must repay the load alone
+    assert kernels.use_numba(64 * big, single_pass=True)
+    monkeypatch.setenv("AUDIOGMM_NUMBA", "1")
+    assert kernels.use_numba(1) and not kernels.use_numba(big, False)
+    monkeypatch.setenv("AUDIOGMM_NUMBA", "0")
+    assert not kernels.use_numba(big) and not kernels.use_numba(big, True)
+    monkeypatch.setenv("AUDIOGMM_NUMBA", "yes")
+    with pytest.raises(ParameterError, match="AUDIOGMM_NUMBA"):
+        kernels.use_numba(big)
+    monkeypatch.setattr(kernels, "HAVE_NUMBA", False)
+    monkeypatch.setenv("AUDIOGMM_NUMBA", "1")
+    assert not kernels.use_numba(big, True)
+
+
+@pytest.mark.parametrize("dtype, tol", [(np.float64, 1e-12), (np.float32, 1e-5)])
+@pytest.mark.parametrize("weighted", [False, True])
+def test_forced_numba_matches_numpy_on_small_problems(monkeypatch, dtype, tol, weighted):
+    from audiogmm.mixture import kernels
+    from audiogmm.mixture.estep import accumulate, stacked_log_likelihood
+    from audiogmm.mixture.params import Params
+
+    if not kernels.HAVE_NUMBA:
+        pytest.skip("numba not installed")
+    rng = np.random.default_rng(3)
+    X = rng.normal(0, 2, (700, 5)).astype(dtype)
+    sw = rng.uniform(0, 2, 700) if weighted else None
+    ps = [Params(rng.dirichlet(np.ones(8)), rng.normal(0, 2, (8, 5)), rng.uniform(0.3, 2, (8, 5)))
+          for _ in range(3)]  # fmt: skip
+    W = np.stack([p.weights for p in ps])
+    Mu, V = np.stack([p.means for p in ps]), np.stack([p.variances for p in ps])
+    ref = accumulate(X, ps[0], sample_weight=sw, fast=False)
+    ref_s = stacked_log_likelihood(X, W, Mu, V, fast=False)
+
+    def no_numpy(*a, **k):
+        raise AssertionError("the NumPy path ran although numba was forced")
+
+    monkeypatch.setattr(kernels, "_resp_inplace_numpy", no_numpy)
+    monkeypatch.setattr(kernels, "_segment_lse_numpy", no_numpy)
+    monkeypatch.setenv("AUDIOGMM_NUMBA", "1")
+    got = accumulate(X, ps[0], sample_weight=sw)
+    got_s = stacked_log_likelihood(X, W, Mu, V)
+    assert got.allclose(ref, rtol=tol, atol=tol)
+    np.testing.assert_allclose(got_s, ref_s, rtol=tol)
+    monkeypatch.delenv("AUDIOGMM_NUMBA")
+    with pytest.raises(AssertionError, match="NumPy path ran"):
+        accumulate(X, ps[0], sample_weight=sw)  # small: the size rule picks NumPy
+
+
+def test_small_fit_and_scoring_do_not_import_numba():
+    out = _fresh(
+        """
+        import sys
+        import numpy as np
+        from audiogmm.mixture.diag import DiagGMM
+        X = np.random.default_rng(0).normal(size=(3000, 20)).astype(np.float32)
+        g = DiagGMM(16, random_state=0).fit(X)
+        g.score_samples(X)
+        print(sorted(m for m in sys.modules if m.split(".")[0] == "numba"))
+        """
+    )
+    assert out.strip() == "[]"
+
+
+def test_numba_cache_dir_rule(tmp_path):
+    from audiogmm.mixture.kernels import numba_cache_dir
+
+    ro = tmp_path / "site"
+    ro.mkdir()
+    ro.chmod(0o555)
+    try:
+        writable = os.access(ro, os.W_OK)  # root may write anyway
+        env = {"XDG_CACHE_HOME": str(tmp_path / "xdg")}
+        expect = None if writable else str(tmp_path / "xdg" / "audiogmm" / "numba")
+        assert numba_cache_dir(str(ro), env) == expect
+        assert numba_cache_dir(str(ro), {**env, "NUMBA_CACHE_DIR": "/x"}) is None
+    finally:
+        ro.chmod(0o755)
+    assert numba_cache_dir(str(tmp_path), {}) is None
+
+
+def test_kernels_cache_under_home_when_the_package_is_read_only(tmp_path):
+    from audiogmm.mixture import kernels
+
+    if not kernels.HAVE_NUMBA:
+        pytest.skip("numba not installed")
+    env = {k: v for k, v in os.environ.items() if k != "NUMBA_CACHE_DIR"}
+    env.update(XDG_CACHE_HOME=str(tmp_path), PYTHONPATH=ROOT, AUDIOGMM_NUMBA="1")
+    code = """
+        import os
+        real = os.access
+        import audiogmm.mixture.kernels as k
+        pkg = os.path.dirname(os.path.abspath(k.__file__))
+        os.access = lambda p, m, **kw: False if os.path.abspath(p) == pkg else real(p, m, **kw)
+        import numpy as np
+        L = np.zeros((4, 3)); lse = np.empty(4)
+        k.resp_inplace(L, None, lse)
+        import numba
+        print(numba.config.CACHE_DIR)
+        """
+    r = subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True,
+                       text=True, cwd=str(tmp_path), env=env)  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    cache = tmp_path / "audiogmm" / "numba"
+    assert r.stdout.strip() == str(cache)
+    assert any(p.suffix in (".nbi", ".nbc") for p in cache.rglob("*"))

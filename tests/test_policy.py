@@ -1,0 +1,132 @@
+"""The process model: threads by default, processes only for large work, one executor per command."""
+
+from __future__ import annotations
+
+import logging
+import shutil
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from audiogmm.cli import main
+from audiogmm.engine import local, policy
+from audiogmm.engine.policy import PROCESS_MIN_FRAMES, count_until, plan
+from audiogmm.exceptions import ParameterError
+
+ROOT = Path(__file__).resolve().parents[1]
+SPEAKERS = ROOT / "data_samples" / "speakers"
+
+
+@pytest.fixture(autouse=True)
+def _no_override(monkeypatch):
+    monkeypatch.delenv("AUDIOGMM_PROCESSES", raising=False)
+
+
+@pytest.mark.parametrize("work", [0, 1_000, 24_000, 500_000, PROCESS_MIN_FRAMES - 1])
+@pytest.mark.parametrize("n_jobs", [2, 8, None])
+def test_small_work_runs_on_threads(work, n_jobs):
+    p = plan(work, n_jobs)
+    assert not p.processes and "threads" in p.reason
+
+
+@pytest.mark.parametrize("work", [PROCESS_MIN_FRAMES, 10 * PROCESS_MIN_FRAMES])
+@pytest.mark.parametrize("n_jobs", [2, 8])
+def test_large_work_runs_on_processes(work, n_jobs):
+    p = plan(work, n_jobs)
+    assert p.processes and p.n_workers == n_jobs and "processes" in p.reason
+
+
+def test_one_job_never_starts_processes():
+    assert not plan(100 * PROCESS_MIN_FRAMES, 1).processes
+
+
+def test_environment_overrides_the_size_rule(monkeypatch):
+    monkeypatch.setenv("AUDIOGMM_PROCESSES", "1")
+    assert plan(0, 2).processes and not plan(0, 1).processes
+    monkeypatch.setenv("AUDIOGMM_PROCESSES", "0")
+    assert not plan(100 * PROCESS_MIN_FRAMES, 2).processes
+    monkeypatch.setenv("AUDIOGMM_PROCESSES", "sometimes")
+    with pytest.raises(ParameterError, match="AUDIOGMM_PROCESSES"):
+        plan(0, 2)
+
+
+def test_default_workers_cap(monkeypatch):
+    monkeypatch.setenv("AUDIOGMM_THREADS", "3")
+    assert plan(10 * PROCESS_MIN_FRAMES).n_workers == 3
+
+
+def test_count_until_stops_reading_early():
+    seen = []
+
+    def values():
+        for v in [1.0] * 100:
+            seen.append(v)
+            yield v
+
+    assert count_until(values(), 10) == 10 and len(seen) == 10
+    assert count_until([1.0, 2.0], 10) == 3.0
+
+
+def test_executor_for_work_builds_what_the_plan_says(monkeypatch):
+    with policy.executor_for_work(PROCESS_MIN_FRAMES, 2) as ex:
+        assert ex.processes and ex.n_workers == 2
+    with policy.executor_for_work(10, 2) as ex:
+        assert not ex.processes
+
+
+@pytest.fixture
+def small_data(tmp_path):
+    data = tmp_path / "data"  # outputs go next to it, not into it
+    for spk in ("ast_en", "flite_slt"):
+        (data / spk).mkdir(parents=True)
+        for f in sorted((SPEAKERS / spk).glob("*.flac"))[:4]:
+            shutil.copy(f, data / spk / f.name)
+    return data
+
+
+def test_cli_uses_one_threaded_executor_per_command_and_logs_it(
+    small_data, tmp_path, monkeypatch, caplog
+):
+    made = []
+    real_init = local.LocalExecutor.__init__
+
+    def spy(self, *a, **kw):
+        real_init(self, *a, **kw)
+        made.append(self)
+
+    monkeypatch.setattr(local.LocalExecutor, "__init__", spy)
+    model = tmp_path / "m.npz"
+    with caplog.at_level(logging.INFO, logger="audiogmm.engine"):
+        r = CliRunner().invoke(
+            main, ["-v", "train", str(small_data), "-o", str(model), "-k", "2", "-j", "2"],
+            catch_exceptions=False,
+        )  # fmt: skip
+    assert r.exit_code == 0, r.output
+    assert any("executor: 2 threads" in m for m in caplog.messages)
+    parallel = [e for e in made if e.n_workers > 1 or e.processes]
+    assert len(parallel) == 1 and not parallel[0].processes  # one pool, reused by every stage
+    made.clear()
+    r = CliRunner().invoke(
+        main, ["evaluate", str(model), str(small_data), "--split", "all", "-j", "2",
+               "--allow-train-overlap"],
+        catch_exceptions=False,
+    )  # fmt: skip
+    assert r.exit_code == 0, r.output
+    assert len([e for e in made if e.n_workers > 1]) == 1
+
+
+def test_cli_picks_processes_for_large_work(small_data, tmp_path, monkeypatch, caplog):
+    monkeypatch.setattr(policy, "PROCESS_MIN_FRAMES", 100)  # the data set is "large" now
+    made = []
+    monkeypatch.setattr(
+        policy, "LocalExecutor", lambda n, processes: made.append(processes) or local.LocalExecutor(n)
+    )
+    with caplog.at_level(logging.INFO, logger="audiogmm.engine"):
+        r = CliRunner().invoke(
+            main, ["-v", "extract", str(small_data), "--cache", str(tmp_path / "c"), "-j", "2"],
+            catch_exceptions=False,
+        )  # fmt: skip
+    assert r.exit_code == 0, r.output
+    assert made == [True]
+    assert any("worker processes" in m for m in caplog.messages)
