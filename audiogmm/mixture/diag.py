@@ -397,6 +397,21 @@ class DiagGMM:
         self
         """
         t0 = time.perf_counter()
+        rng, gmean, gvar = self._start(source)
+        runs = []
+        with self._executor(executor) as ex:
+            for _ in range(self.n_init):
+                params, init_events = self._init_params(source, rng, ex)
+                res = em.run(
+                    source, params, maximiser=self._maximiser(), monitor=self._monitor(source),
+                    executor=ex, chunk_size=self._chunk,
+                )  # fmt: skip
+                res.events = init_events + res.events
+                runs.append(res)
+        return self._finish(runs, source, gmean, gvar, t0)
+
+    def _start(self, source) -> tuple[np.random.Generator, np.ndarray, np.ndarray]:
+        """The fit's random stream, global moments and variance floor (set here)."""
         rng = np.random.default_rng(self.random_state)
         gmean, gvar = self._global_moments(source)
         zero_dims = np.flatnonzero(gvar <= self.var_floor_abs)
@@ -405,23 +420,21 @@ class DiagGMM:
                 f"X has (near) zero variance in dimension(s) {zero_dims.tolist()[:10]}; "
                 f"their variances are set to var_floor_abs={self.var_floor_abs:g}",
                 RuntimeWarning,
-                stacklevel=3,
+                stacklevel=4,
             )
         self.var_floor_ = self._var_floor(gvar)
-        runs = []
-        with self._executor(executor) as ex:
-            for _ in range(self.n_init):
-                params, init_events = self._init_params(source, rng, ex)
-                monitor = ConvergenceMonitor(
-                    self.tol, self.max_iter, self.verbose,
-                    drop_tol=source.drop_tol, scale=gvar.shape[0],
-                )  # fmt: skip
-                res = em.run(
-                    source, params, maximiser=self._maximiser(), monitor=monitor,
-                    executor=ex, chunk_size=self._chunk,
-                )  # fmt: skip
-                res.events = init_events + res.events
-                runs.append(res)
+        return rng, gmean, gvar
+
+    def _monitor(self, source) -> ConvergenceMonitor:
+        return ConvergenceMonitor(
+            self.tol, self.max_iter, self.verbose,
+            drop_tol=source.drop_tol, scale=self.var_floor_.shape[0],
+        )  # fmt: skip
+
+    def _finish(
+        self, runs: list[em.EMResult], source, gmean: np.ndarray, gvar: np.ndarray, t0: float
+    ) -> DiagGMM:
+        """Adopt the best of the ``n_init`` runs; the fit report; the convergence warning."""
         which, best = em.best_of(runs)
         self._set(best.params)
         self.history_ = list(best.history)
@@ -447,7 +460,7 @@ class DiagGMM:
                 f"EM did not converge in max_iter={self.max_iter} iterations "
                 f"(tol={self.tol:g}); raise max_iter, loosen tol, or try init='split'",
                 ConvergenceWarning,
-                stacklevel=3,
+                stacklevel=4,
             )
         return self
 
