@@ -75,6 +75,17 @@ def test_classifier_training_runs_all_classes_through_the_loop_at_once(count_run
     assert count_runs["report"] == reported if n_init == 1 else count_runs["report"] > reported
 
 
+def test_classifier_split_init_rounds_run_stacked(count_runs):
+    # 1 -> 2 -> 4 -> 5 components: three stacked split rounds, then the main fit,
+    # for all three classes together
+    rng = np.random.default_rng(0)
+    clips = [rng.normal(m, 1, (300, 2)) for m in (0, 4, 8)]
+    clf = GMMClassifier(5, init="split", split_iter=2, max_iter=3).fit(clips, ["a", "b", "c"])
+    assert count_runs["run"] == 4
+    rounds = 3 * (2 + 1)
+    assert count_runs["report"] == sum(rounds + len(m.history_) for m in clf.models_.values())
+
+
 def test_run_is_monotone_and_reports_every_e_step():
     X, _ = draw_mixture(3000, seed=2)
     src = ArraySource(X)

@@ -364,12 +364,16 @@ class DiagGMM:
             raise ParameterError("sample_weight sums to 0: there is nothing to fit")
         return global_mean_var(total)
 
+    def _subsample(self, source, rng: np.random.Generator) -> np.ndarray:
+        """The random rows initialisation works on, (min(init_max_samples, n), D) float64."""
+        m = min(self.init_max_samples, source.n_frames)
+        return source.gather(np.sort(rng.choice(source.n_frames, size=m, replace=False)))
+
     def _init_params(
         self, source, rng: np.random.Generator, executor: LocalExecutor
     ) -> tuple[Params, list[dict[str, Any]]]:
         K = self.n_components
-        m = min(self.init_max_samples, source.n_frames)
-        Xs = source.gather(np.sort(rng.choice(source.n_frames, size=m, replace=False)))
+        Xs = self._subsample(source, rng)
         D = Xs.shape[1]
         if self.means_init is not None:
             return user_init(self, K, D, Xs), []

@@ -22,6 +22,7 @@ from ..engine import LocalExecutor, one_blas_thread, resolve
 from ..exceptions import ModelFileError, ParameterError
 from ..mixture import DiagGMM, em, log_softmax, stacked_log_likelihood
 from ..mixture.checks import check_enough_frames, check_params, validate_param_arrays
+from ..mixture.init import init_split
 from ..mixture.sources import ArraySource, check_frames
 from ..mixture.stacked import StackedMaximiser, StackedMonitor, StackedParams, StackedSource
 from ..progress import Progress, reporter
@@ -51,12 +52,21 @@ def _fit_together(models: list[DiagGMM], Xs: list[np.ndarray], ex: LocalExecutor
         starts = [m._start(src) for m, src in zip(models, sources)]
         stacked = StackedSource(Xs)
         for _ in range(first.n_init):
-            inits = list(
-                ex.map(
-                    lambda c: models[c]._init_params(sources[c], starts[c][0], ex),
-                    range(len(models)),
+            if first.init == "split" and first.means_init is None:
+                # split growth is EM: its rounds run stacked too
+                subs = [m._subsample(src, rng) for m, src, (rng, _, _) in zip(models, sources, starts)]
+                grown = init_split(
+                    subs, first.n_components, var_floor=[m.var_floor_ for m in models],
+                    split_iter=first.split_iter, executor=ex, chunk_size=first._chunk,
+                )  # fmt: skip
+                inits = [(p, []) for p in grown]
+            else:  # k-means++ stays per class (its small GEMMs decide labels), in parallel
+                inits = list(
+                    ex.map(
+                        lambda c: models[c]._init_params(sources[c], starts[c][0], ex),
+                        range(len(models)),
+                    )
                 )
-            )
             monitor = StackedMonitor([m._monitor(src) for m, src in zip(models, sources)])
             maximiser = StackedMaximiser(
                 np.stack([m.var_floor_ for m in models]), monitor, first.min_weight, first.min_count
