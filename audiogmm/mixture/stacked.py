@@ -147,7 +147,11 @@ class StackedSource:
             W[c] = gemm_weights(*p, shift[c].astype(dt).astype(np.float64), dt)
             n, chunk = self.n_frames[c], min(cap, max(1, self.n_frames[c]))
             items.setdefault(dt, []).extend((c, s, min(n, s + chunk)) for s in range(0, n, chunk))
-        tasks = [(dt, t) for dt, its in items.items() for t in _pack(its, cap)]
+        ex = executor or LocalExecutor(1)
+        # tasks of at most a chunk, and at least two per worker when the data allow
+        total = sum(self.n_frames[c] for c in live)
+        rows = min(cap, max(1, -(-total // (2 * ex.n_workers))))
+        tasks = [(dt, t) for dt, its in items.items() for t in _pack(its, rows)]
 
         def one(dt, task: list[tuple[int, int, int]]) -> list[tuple[int, np.ndarray, float]]:
             ws = _WS.get(cap, D, K, dt)
@@ -166,7 +170,6 @@ class StackedSource:
 
         G = {c: np.zeros((K, 2 * D + 1)) for c in live}
         ll = {c: 0.0 for c in live}
-        ex = executor or LocalExecutor(1)
         for res in ex.map(one, tasks, star=True):
             for c, g, lc in res:
                 G[c] += g  # each member's chunks in chunk order, as in accumulate()
@@ -208,17 +211,17 @@ class StackedSource:
         ]
 
 
-def _pack(items: list[tuple[int, int, int]], cap: int) -> list[list[tuple[int, int, int]]]:
-    """Consecutive chunks grouped into tasks of at most ``cap`` frames."""
+def _pack(items: list[tuple[int, int, int]], rows: int) -> list[list[tuple[int, int, int]]]:
+    """Consecutive chunks grouped into tasks of at most ``rows`` frames (or one chunk)."""
     tasks: list[list[tuple[int, int, int]]] = []
-    rows = cap
+    used = rows
     for it in items:
         m = it[2] - it[1]
-        if rows + m > cap:
+        if used + m > rows:
             tasks.append([])
-            rows = 0
+            used = 0
         tasks[-1].append(it)
-        rows += m
+        used += m
     return tasks
 
 
