@@ -133,20 +133,26 @@ class StackedSource:
         Per member this is :func:`audiogmm.mixture.em.source_stats`: the same
         shift, compute dtype, chunk boundaries, GEMMs and kernel calls, chunk
         results reduced in chunk order. Members that are not running keep their
-        rows of ``previous``.
+        rows of ``previous``, which is updated in place and returned (the loop has
+        no further use for the statistics of the step before).
         """
         C, K, D = params.means.shape
-        live = np.flatnonzero(params.running)
+        live = [int(c) for c in np.flatnonzero(params.running)]
         cap = chunk_size or auto_chunk_size(K)
-        shift, dtype, items = {}, {}, {}
-        for c, dt in zip(live, self._dtypes(params, live)):
-            shift[c] = params.weights[c] @ params.means[c]
-            dtype[c] = dt
+        dtypes = self._dtypes(params, live)
+        shift = [params.weights[c] @ params.means[c] for c in live]
+        # centre on a shift exact in the compute dtype, as accumulate() does
+        shift_c = [sh.astype(dt) for sh, dt in zip(shift, dtypes)]
+        eff = np.array([sc.astype(np.float64) for sc in shift_c]).reshape(len(live), D)
+        W: list[Any] = [None] * len(live)
+        items: dict[Any, list[tuple[int, int, int]]] = {}
+        for j, (c, dt) in enumerate(zip(live, dtypes)):
             n, chunk = self.n_frames[c], min(cap, max(1, self.n_frames[c]))
-            items.setdefault(dt, []).extend((c, s, min(n, s + chunk)) for s in range(0, n, chunk))
-        W = {}
+            items.setdefault(dt, []).extend((j, s, min(n, s + chunk)) for s in range(0, n, chunk))
         for dt in items:
-            W.update(self._gemm_weights(params, [c for c in live if dtype[c] == dt], shift, dt))
+            js = [j for j in range(len(live)) if dtypes[j] is dt]
+            for j, Wj in zip(js, _gemm_weights(params, [live[j] for j in js], eff[js], dt)):
+                W[j] = Wj
         ex = executor or LocalExecutor(1)
         # tasks of at most a chunk, and at least two per worker when the data allow
         total = sum(self.n_frames[c] for c in live)
@@ -156,72 +162,47 @@ class StackedSource:
         def one(dt, task: list[tuple[int, int, int]]) -> list[tuple[int, np.ndarray, float]]:
             ws = _WS.get(cap, D, K, dt)
             out, off = [], 0
-            for c, start, stop in task:
+            for j, start, stop in task:
                 m = stop - start
                 xx, L, lse = ws.xx[off : off + m], ws.L[off : off + m], ws.lse[off : off + m]
-                np.subtract(self.Xs[c][start:stop], shift[c].astype(dt), out=xx[:, D : 2 * D],
-                            casting="unsafe")  # fmt: skip
+                X = self.Xs[live[j]]
+                np.subtract(X[start:stop], shift_c[j], out=xx[:, D : 2 * D], casting="unsafe")
                 np.square(xx[:, D : 2 * D], out=xx[:, :D])
-                np.matmul(xx, W[c], out=L)
+                np.matmul(xx, W[j], out=L)
                 kernels.resp_inplace(L, None, lse)
-                out.append((c, L.T @ xx, float(lse.sum(dtype=np.float64))))
+                out.append((j, L.T @ xx, float(lse.sum(dtype=np.float64))))
                 off += m
             return out
 
-        G = {c: np.zeros((K, 2 * D + 1)) for c in live}
-        ll = {c: 0.0 for c in live}
+        G = np.zeros((len(live), K, 2 * D + 1))
+        ll = [0.0] * len(live)
         for res in ex.map(one, tasks, star=True):
-            for c, g, lc in res:
-                G[c] += g  # each member's chunks in chunk order, as in accumulate()
-                ll[c] += lc
-        st = previous if previous is not None else StackedStats(
-            np.zeros((C, K)), np.zeros((C, K, D)), np.zeros((C, K, D)),
-            np.zeros(C), np.zeros(C), np.zeros((C, D)),
-        )  # fmt: skip
-        st = StackedStats(st.n.copy(), st.F.copy(), st.S.copy(), st.loglik.copy(),
-                          st.n_frames.copy(), st.shift.copy())  # fmt: skip
-        if not len(live):
+            for j, g, lj in res:
+                G[j] += g  # each member's chunks in chunk order, as in accumulate()
+                ll[j] += lj
+        st = previous
+        if st is None:
+            st = StackedStats(
+                np.zeros((C, K)), np.zeros((C, K, D)), np.zeros((C, K, D)),
+                np.zeros(C), np.zeros(C), np.zeros((C, D)),
+            )  # fmt: skip
+        if not live:
             return st
-        g = np.stack([G[c] for c in live])
-        n = g[:, :, 2 * D].copy()
-        F, S = g[:, :, D : 2 * D], g[:, :, :D]
-        sh = np.stack([shift[c] for c in live])
+        n = G[:, :, 2 * D].copy()
+        F, S = G[:, :, D : 2 * D], G[:, :, :D]
+        sh = np.array(shift).reshape(len(live), D)
         # Stats.recentre from the compute-dtype shift to the float64 one, row by row
-        d = np.stack([shift[c].astype(dtype[c]).astype(np.float64) for c in live]) - sh
-        d = d[:, None, :]
+        d = (eff - sh)[:, None, :]
         nd = n[:, :, None] * d
         st.n[live] = n
         st.F[live] = F + nd
         st.S[live] = S + 2.0 * d * F + nd * d
-        st.loglik[live] = [ll[c] for c in live]
+        st.loglik[live] = ll
         st.n_frames[live] = [float(self.n_frames[c]) for c in live]
         st.shift[live] = sh
         return st
 
-    @staticmethod
-    def _gemm_weights(
-        params: StackedParams, members: list[int], shift: dict, dt
-    ) -> dict[int, np.ndarray]:
-        """:func:`~.estep.gemm_weights` of each member, about its compute-dtype shift.
-
-        One call for all: each member's means are centred first and the shift
-        passed is zero, which gives the same numbers (``x - 0 == x``) as a call per
-        member, since every other step of the formula is per component.
-        """
-        R, (_, K, D) = len(members), params.means.shape
-        # centre on a shift exact in the compute dtype, as accumulate() does
-        eff = np.stack([shift[c].astype(dt).astype(np.float64) for c in members])
-        Wall = gemm_weights(
-            params.weights[members].reshape(R * K),
-            (params.means[members] - eff[:, None, :]).reshape(R * K, D),
-            params.variances[members].reshape(R * K, D),
-            np.zeros(D),
-            dt,
-        )
-        Wall = np.ascontiguousarray(Wall.reshape(2 * D + 1, R, K).transpose(1, 0, 2))
-        return dict(zip(members, Wall))
-
-    def _dtypes(self, params: StackedParams, live: np.ndarray) -> list[Any]:
+    def _dtypes(self, params: StackedParams, live: list[int]) -> list[Any]:
         """:func:`~.estep.compute_dtype` of each running member (one stacked call when it can)."""
         f32 = [c for c in live if self.Xs[c].dtype == np.float32]
         if f32 and compute_dtype(
@@ -232,6 +213,24 @@ class StackedSource:
             compute_dtype(self.Xs[c], params.weights[c], params.means[c], params.variances[c])
             for c in live
         ]
+
+
+def _gemm_weights(params: StackedParams, members: list[int], eff: np.ndarray, dt) -> np.ndarray:
+    """:func:`~.estep.gemm_weights` of each member about its shift ``eff[j]``, (R, 2D+1, K).
+
+    One call for all: each member's means are centred first and the shift passed
+    is zero, which gives the same numbers (``x - 0 == x``) as a call per member,
+    since every other step of the formula is per component.
+    """
+    R, (_, K, D) = len(members), params.means.shape
+    Wall = gemm_weights(
+        params.weights[members].reshape(R * K),
+        (params.means[members] - eff[:, None, :]).reshape(R * K, D),
+        params.variances[members].reshape(R * K, D),
+        np.zeros(D),
+        dt,
+    )
+    return np.ascontiguousarray(Wall.reshape(2 * D + 1, R, K).transpose(1, 0, 2))
 
 
 def _pack(items: list[tuple[int, int, int]], rows: int) -> list[list[tuple[int, int, int]]]:
