@@ -54,7 +54,7 @@ def _fit_together(models: list[DiagGMM], Xs: list[np.ndarray], ex: LocalExecutor
         for _ in range(first.n_init):
             if first.init == "split" and first.means_init is None:
                 # split growth is EM: its rounds run stacked too
-                subs = [m._subsample(src, rng) for m, src, (rng, _, _) in zip(models, sources, starts)]
+                subs = [m._subsample(src, st[0]) for m, src, st in zip(models, sources, starts)]
                 grown = init_split(
                     subs, first.n_components, var_floor=[m.var_floor_ for m in models],
                     split_iter=first.split_iter, executor=ex, chunk_size=first._chunk,
