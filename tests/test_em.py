@@ -63,12 +63,27 @@ def test_fit_iter_runs_through_the_loop(count_runs):
     assert count_runs["run"] == 1 and count_runs["report"] == len(g.history_)
 
 
-def test_classifier_training_runs_through_the_loop_once_per_class(count_runs):
+@pytest.mark.parametrize("n_init", [1, 2])
+def test_classifier_training_runs_all_classes_through_the_loop_at_once(count_runs, n_init):
+    # the classes are stacked: one em.run per n_init round for all of them, and
+    # every E-step of every class is still reported to that class's own monitor
     rng = np.random.default_rng(0)
     clips = [rng.normal(m, 1, (300, 2)) for m in (0, 0, 4, 4, 8)]
-    clf = GMMClassifier(2, n_jobs=2).fit(clips, ["a", "a", "b", "b", "c"])
-    assert count_runs["run"] == 3
-    assert count_runs["report"] == sum(len(m.history_) for m in clf.models_.values())
+    clf = GMMClassifier(2, n_jobs=2, n_init=n_init).fit(clips, ["a", "a", "b", "b", "c"])
+    assert count_runs["run"] == n_init
+    reported = sum(len(m.history_) for m in clf.models_.values())
+    assert count_runs["report"] == reported if n_init == 1 else count_runs["report"] > reported
+
+
+def test_classifier_split_init_rounds_run_stacked(count_runs):
+    # 1 -> 2 -> 4 -> 5 components: three stacked split rounds, then the main fit,
+    # for all three classes together
+    rng = np.random.default_rng(0)
+    clips = [rng.normal(m, 1, (300, 2)) for m in (0, 4, 8)]
+    clf = GMMClassifier(5, init="split", split_iter=2, max_iter=3).fit(clips, ["a", "b", "c"])
+    assert count_runs["run"] == 4
+    rounds = 3 * (2 + 1)
+    assert count_runs["report"] == sum(rounds + len(m.history_) for m in clf.models_.values())
 
 
 def test_run_is_monotone_and_reports_every_e_step():

@@ -395,12 +395,16 @@ class DiagGMM:
             )
         return gmean, gvar, np.stack([lo, hi])
 
+    def _subsample(self, source, rng: np.random.Generator) -> np.ndarray:
+        """The random rows initialisation works on, (min(init_max_samples, n), D) float64."""
+        m = min(self.init_max_samples, source.n_frames)
+        return source.gather(np.sort(rng.choice(source.n_frames, size=m, replace=False)))
+
     def _init_params(
         self, source, rng: np.random.Generator, executor: LocalExecutor
     ) -> tuple[Params, list[dict[str, Any]]]:
         K = self.n_components
-        m = min(self.init_max_samples, source.n_frames)
-        Xs = source.gather(np.sort(rng.choice(source.n_frames, size=m, replace=False)))
+        Xs = self._subsample(source, rng)
         D = Xs.shape[1]
         if self.means_init is not None:
             return user_init(self, K, D, Xs), []
@@ -428,6 +432,21 @@ class DiagGMM:
         self
         """
         t0 = time.perf_counter()
+        rng, gmean, gvar, extremes = self._start(source)
+        runs = []
+        with self._executor(executor) as ex:
+            for _ in range(self.n_init):
+                params, init_events = self._init_params(source, rng, ex)
+                res = em.run(
+                    source, params, maximiser=self._maximiser(), monitor=self._monitor(source),
+                    executor=ex, chunk_size=self._chunk,
+                )  # fmt: skip
+                res.events = init_events + res.events
+                runs.append(res)
+        return self._finish(runs, source, gmean, gvar, extremes, t0)
+
+    def _start(self, source) -> tuple[np.random.Generator, np.ndarray, np.ndarray, np.ndarray]:
+        """The fit's random stream, global moments, per-dimension extremes, variance floor (set)."""
         rng = np.random.default_rng(self.random_state)
         gmean, gvar, extremes = self._global_moments(source)
         zero_dims = np.flatnonzero(gvar <= self.var_floor_abs)
@@ -436,7 +455,7 @@ class DiagGMM:
                 f"X has (near) zero variance in dimension(s) {zero_dims.tolist()[:10]}; "
                 f"their variances are set to var_floor_abs={self.var_floor_abs:g}",
                 RuntimeWarning,
-                stacklevel=3,
+                stacklevel=4,
             )
         with np.errstate(over="ignore"):
             self.var_floor_ = self._var_floor(gvar)
@@ -445,20 +464,24 @@ class DiagGMM:
                 f"var_floor={self.var_floor!r} times the data's variance gives floors up to "
                 f"{np.max(self.var_floor_):.3g} (limit {MAX_VAR_FLOOR_ABS:g}); lower var_floor"
             )
-        runs = []
-        with self._executor(executor) as ex:
-            for _ in range(self.n_init):
-                params, init_events = self._init_params(source, rng, ex)
-                monitor = ConvergenceMonitor(
-                    self.tol, self.max_iter, self.verbose,
-                    drop_tol=source.drop_tol, scale=gvar.shape[0],
-                )  # fmt: skip
-                res = em.run(
-                    source, params, maximiser=self._maximiser(), monitor=monitor,
-                    executor=ex, chunk_size=self._chunk,
-                )  # fmt: skip
-                res.events = init_events + res.events
-                runs.append(res)
+        return rng, gmean, gvar, extremes
+
+    def _monitor(self, source) -> ConvergenceMonitor:
+        return ConvergenceMonitor(
+            self.tol, self.max_iter, self.verbose,
+            drop_tol=source.drop_tol, scale=self.var_floor_.shape[0],
+        )  # fmt: skip
+
+    def _finish(
+        self,
+        runs: list[em.EMResult],
+        source,
+        gmean: np.ndarray,
+        gvar: np.ndarray,
+        extremes: np.ndarray,
+        t0: float,
+    ) -> DiagGMM:
+        """Adopt the best of the ``n_init`` runs; the fit report; the convergence warning."""
         which, best = em.best_of(runs)
         p = best.params
         try:  # the same checks as save/load: a fit never ends with a model that cannot load
@@ -502,7 +525,7 @@ class DiagGMM:
                 f"EM did not converge in max_iter={self.max_iter} iterations "
                 f"(tol={self.tol:g}); raise max_iter, loosen tol, or try init='split'",
                 ConvergenceWarning,
-                stacklevel=3,
+                stacklevel=4,
             )
         return self
 

@@ -4,6 +4,11 @@
 initialisation and every class of a classifier differ only in the data source,
 the starting parameters, the maximiser, the monitor and the executor they pass.
 Nothing else in audiogmm loops accumulate -> maximise.
+
+The loop also runs C mixtures of the same K at once (:mod:`.stacked`): the source,
+parameters, statistics, maximiser and monitor are then stacked, each member
+stops on its own, and each member's result equals that of a run of its own
+(:func:`unstack`).
 """
 
 from __future__ import annotations
@@ -18,9 +23,10 @@ from .estep import accumulate
 from .monitor import ConvergenceMonitor
 from .mstep import Maximiser
 from .params import Params
+from .stacked import StackedParams, StackedSource, StackedStats
 from .stats import Stats
 
-__all__ = ["EMResult", "best_of", "run", "source_stats"]
+__all__ = ["EMResult", "best_of", "run", "source_stats", "unstack"]
 
 
 @dataclass
@@ -43,14 +49,18 @@ class EMResult:
     stats : Stats
         Statistics of the last E-step (under the parameters before the last M-step,
         or under ``params`` when no M-step followed).
+
+    For a stacked run, ``params`` and ``stats`` are stacked, ``history``,
+    ``converged`` and ``n_iter`` are lists over members, and each event names its
+    ``member``; :func:`unstack` splits it into one result per member.
     """
 
-    params: Params
-    history: list[float]
-    converged: bool
-    n_iter: int
+    params: Params | StackedParams
+    history: list[float] | list[list[float]]
+    converged: bool | list[bool]
+    n_iter: int | list[int]
     events: list[dict[str, Any]] = field(default_factory=list)
-    stats: Stats | None = None
+    stats: Stats | StackedStats | None = None
 
     @property
     def final_mean_loglik(self) -> float:
@@ -58,9 +68,22 @@ class EMResult:
 
 
 def source_stats(
-    source, params: Params, *, executor: LocalExecutor | None = None, chunk_size: int | None = None
+    source,
+    params: Params,
+    *,
+    executor: LocalExecutor | None = None,
+    chunk_size: int | None = None,
+    previous: Stats | None = None,
 ) -> Stats:
-    """One E-step over every chunk of ``source``, merged in source order."""
+    """One E-step over every chunk of ``source``, merged in source order.
+
+    A :class:`~.stacked.StackedSource` runs the E-step of all its running members
+    at once; the others keep their rows of ``previous``.
+    """
+    if isinstance(source, StackedSource):
+        return source.accumulate(
+            params, executor=executor, chunk_size=chunk_size, previous=previous
+        )
     shift = params.weights @ params.means
     total = Stats.zeros(params.n_components, params.n_dims, shift=shift)
     for Xc, sw in source:
@@ -88,14 +111,16 @@ def run(
 
     Parameters
     ----------
-    source : ArraySource or IterSource
-        Yields ``(X_chunk, sample_weight_chunk)`` pairs on every pass.
-    params : Params
+    source : ArraySource, IterSource or StackedSource
+        Yields ``(X_chunk, sample_weight_chunk)`` pairs on every pass; or the frames
+        of several mixtures trained together.
+    params : Params or StackedParams
         Starting parameters (not modified).
-    maximiser : Maximiser
+    maximiser : Maximiser or StackedMaximiser
         ``(stats, params) -> (params, events)``: ML, MAP, ...
-    monitor : ConvergenceMonitor
-        Owns ``tol``, ``max_iter`` and the drop warning; a fresh one per run.
+    monitor : ConvergenceMonitor or StackedMonitor
+        Owns ``tol``, ``max_iter`` and the drop warning; a fresh one per run. It is
+        told which M-step re-seeded through its events (truthy when any).
     executor : LocalExecutor, optional
         Runs the chunks of each E-step (default: serially).
     chunk_size : int, optional
@@ -106,17 +131,20 @@ def run(
     EMResult
     """
     events: list[dict[str, Any]] = []
-    reseeded = False
+    reseeded: list[dict[str, Any]] = []
+    stats = None
     while True:
-        stats = source_stats(source, params, executor=executor, chunk_size=chunk_size)
+        stats = source_stats(
+            source, params, executor=executor, chunk_size=chunk_size, previous=stats
+        )
         monitor.report(stats.mean_loglik, reseeded=reseeded)
         if monitor.stop():
             break
-        params, new_events = maximiser(stats, params)
-        for e in new_events:
-            e["iteration"] = len(monitor.history)
-        events += new_events
-        reseeded = bool(new_events)
+        params, reseeded = maximiser(stats, params)
+        for e in reseeded:
+            # a stacked maximiser numbers its events by each member's own history
+            e.setdefault("iteration", len(monitor.history))
+        events += reseeded
     return EMResult(
         params,
         list(monitor.history),
@@ -125,6 +153,27 @@ def run(
         events,
         stats,
     )
+
+
+def unstack(result: EMResult) -> list[EMResult]:
+    """The result of a stacked run as one :class:`EMResult` per member.
+
+    Each equals the result of running that member alone.
+    """
+    out = []
+    for c, hist in enumerate(result.history):
+        events = [
+            {k: v for k, v in e.items() if k != "member"}
+            for e in result.events
+            if e["member"] == c
+        ]
+        out.append(
+            EMResult(
+                result.params.member(c), list(hist), result.converged[c], result.n_iter[c],
+                events, result.stats.member(c),
+            )  # fmt: skip
+        )
+    return out
 
 
 def best_of(results: list[EMResult]) -> tuple[int, EMResult]:

@@ -177,14 +177,54 @@ class _Workspace(threading.local):
 
     def fill(self, Xc: np.ndarray, shift: np.ndarray, limit: float | None = None) -> int:
         """``[(x-c)**2, x-c, 1]`` rows; with ``limit``, ``x-c`` saturated to +-limit first."""
-        m, D = Xc.shape
-        xc = self.xx[:m, D : 2 * D]
-        with np.errstate(over="ignore", invalid="ignore"):  # overflow: the caller retries
-            np.subtract(Xc, shift, out=xc, casting="unsafe")
-            if limit is not None:  # see _MAX_FORM: finite input gives finite scores
-                np.clip(xc, -limit, limit, out=xc)
-            np.square(xc, out=self.xx[:m, :D])
-        return m
+        fill_rows(self.xx[: Xc.shape[0]], Xc, shift, limit)
+        return Xc.shape[0]
+
+
+def fill_rows(xx: np.ndarray, Xc: np.ndarray, shift: np.ndarray, limit: float | None) -> None:
+    """Write ``[(x-c)**2, x-c, 1]`` rows of ``Xc`` into ``xx`` (its last column already 1)."""
+    D = Xc.shape[1]
+    xc = xx[:, D : 2 * D]
+    with np.errstate(over="ignore", invalid="ignore"):  # overflow: the caller retries
+        np.subtract(Xc, shift, out=xc, casting="unsafe")
+        if limit is not None:  # see _MAX_FORM: finite input gives finite scores
+            np.clip(xc, -limit, limit, out=xc)
+        np.square(xc, out=xx[:, :D])
+
+
+def chunk_stats(
+    Xc: np.ndarray,
+    shift_c: np.ndarray,
+    W: np.ndarray,
+    limit: float,
+    w: np.ndarray | None,
+    xx: np.ndarray,
+    L: np.ndarray,
+    lse: np.ndarray,
+    fast: bool,
+) -> tuple[np.ndarray, float]:
+    """The E-step of one chunk: ``G = gamma.T @ [(x-c)**2, x-c, 1]`` and its log-likelihood.
+
+    ``xx``, ``L`` and ``lse`` are this chunk's rows of a workspace (``len(Xc)`` rows
+    each). A chunk whose scores overflowed is redone with ``x - c`` saturated at
+    ``limit`` (rare: finite input then always gives finite statistics).
+
+    Returns
+    -------
+    G : ndarray of shape (n_components, 2 * n_dims + 1)
+    loglik : float
+        Sum (weighted by ``w`` if given) of the per-frame log-likelihoods, nats.
+    """
+    for lim in (None, limit):
+        fill_rows(xx, Xc, shift_c, lim)
+        np.matmul(xx, W, out=L)
+        kernels.resp_inplace(L, w, lse, fast=fast)
+        G = L.T @ xx
+        if np.isfinite(lse).all() and np.isfinite(G).all():
+            break
+    if w is None:
+        return G, float(lse.sum(dtype=np.float64))
+    return G, float(np.dot(lse.astype(np.float64), w))
 
 
 _WS = _Workspace()
@@ -251,22 +291,14 @@ def accumulate(
     fast = kernels.use_numba(X.shape[0] * K, fast)  # once per call: every chunk alike
 
     def one(start: int, stop: int) -> tuple[np.ndarray, float]:
-        ws = _WS.get(chunk, D, K, dtype)
+        ws, m = _WS.get(chunk, D, K, dtype), stop - start
         w = None
         if sample_weight is not None:
-            w = ws.w[: stop - start]
+            w = ws.w[:m]
             w[:] = sample_weight[start:stop]
-        for lim in (None, limit):  # saturate only a chunk that overflowed (rare)
-            m = ws.fill(X[start:stop], shift_c, lim)
-            L = ws.L[:m]
-            np.matmul(ws.xx[:m], W, out=L)
-            kernels.resp_inplace(L, w, ws.lse[:m], fast=fast)
-            G = L.T @ ws.xx[:m]
-            if np.isfinite(ws.lse[:m]).all() and np.isfinite(G).all():
-                break
-        if w is None:
-            return G, float(ws.lse[:m].sum(dtype=np.float64))
-        return G, float(np.dot(ws.lse[:m].astype(np.float64), w))
+        return chunk_stats(
+            X[start:stop], shift_c, W, limit, w, ws.xx[:m], ws.L[:m], ws.lse[:m], fast
+        )
 
     G = np.zeros((K, 2 * D + 1))
     loglik = 0.0

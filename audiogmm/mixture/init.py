@@ -16,6 +16,7 @@ from .monitor import ConvergenceMonitor
 from .mstep import Event, Maximiser, MLMaximiser, split_component
 from .params import Params
 from .sources import ArraySource
+from .stacked import StackedMaximiser, StackedMonitor, StackedParams, StackedSource
 from .stats import Stats
 
 __all__ = ["init_kmeans", "init_split", "kmeans_labels"]
@@ -117,40 +118,79 @@ def init_kmeans(
 
 
 def init_split(
-    Xs: np.ndarray,
+    Xs: np.ndarray | list[np.ndarray],
     K: int,
     *,
-    var_floor: np.ndarray,
+    var_floor: np.ndarray | list[np.ndarray],
     split_iter: int,
     executor: LocalExecutor | None = None,
     chunk_size: int | None = None,
-) -> Params:
+) -> Params | list[Params]:
     """Grow from one component to K by splitting the heaviest ones (HTK ``MU``).
 
     Each round splits ``min(k, K - k)`` components (so any K is reached), then
     runs ``split_iter`` EM iterations on ``Xs`` without weight floor or re-seeding.
+
+    Parameters
+    ----------
+    Xs : ndarray of shape (n, n_dims), float64, or a list of them
+        The subsample; a list grows one mixture per subsample together, with one
+        stacked :func:`em.run` per round for all of them (each result is the same
+        as growing it alone).
+    K : int > 0
+    var_floor : ndarray of shape (n_dims,), or a list of them (one per subsample)
+    split_iter : int >= 0
+
+    Returns
+    -------
+    Params, or a list of Params for a list of subsamples
     """
-    params = Params(
-        np.ones(1), Xs.mean(0, keepdims=True), np.maximum(Xs.var(0, keepdims=True), var_floor)
-    )
-    source = ArraySource(Xs)
-    maximiser = MLMaximiser(var_floor=var_floor, min_weight=0.0, min_count=None)
+    many = isinstance(Xs, list)
+    subs, floors = (Xs, var_floor) if many else ([Xs], [var_floor])
+    members = [
+        Params(np.ones(1), X.mean(0, keepdims=True), np.maximum(X.var(0, keepdims=True), f))
+        for X, f in zip(subs, floors)
+    ]
+    source = StackedSource(subs) if many else ArraySource(subs[0])
     k = 1
     while k < K:
         n_split = min(k, K - k)
-        order = np.argsort(-params.weights, kind="stable")[:n_split]
-        grown = Params(
-            np.concatenate([params.weights, np.zeros(n_split)]),
-            np.concatenate([params.means, np.zeros((n_split, Xs.shape[1]))]),
-            np.concatenate([params.variances, np.ones((n_split, Xs.shape[1]))]),
-        )
-        for j, src in enumerate(order):
-            split_component(grown, int(src), k + j)
+        members = [_split_heaviest(p, n_split) for p in members]
         k += n_split
         # tol=0: exactly split_iter iterations per round
-        monitor = ConvergenceMonitor(0.0, split_iter, drop_tol=source.drop_tol, scale=Xs.shape[1])
-        params = em.run(
-            source, grown, maximiser=maximiser, monitor=monitor,
-            executor=executor, chunk_size=chunk_size,
-        ).params  # fmt: skip
-    return params
+        drop_tols = source.drop_tol if many else [source.drop_tol]
+        monitors = [
+            ConvergenceMonitor(0.0, split_iter, drop_tol=t, scale=X.shape[1])
+            for X, t in zip(subs, drop_tols)
+        ]
+        if many:
+            monitor = StackedMonitor(monitors)
+            res = em.run(
+                source, StackedParams.of(members), monitor=monitor,
+                maximiser=StackedMaximiser(np.stack(floors), monitor, 0.0, None),
+                executor=executor, chunk_size=chunk_size,
+            )  # fmt: skip
+            members = [r.params for r in em.unstack(res)]
+        else:
+            maximiser = MLMaximiser(var_floor=floors[0], min_weight=0.0, min_count=None)
+            members = [
+                em.run(
+                    source, members[0], maximiser=maximiser, monitor=monitors[0],
+                    executor=executor, chunk_size=chunk_size,
+                ).params
+            ]  # fmt: skip
+    return members if many else members[0]
+
+
+def _split_heaviest(params: Params, n_split: int) -> Params:
+    """``params`` grown by ``n_split`` components, each split off one of the heaviest."""
+    k, D = params.means.shape
+    order = np.argsort(-params.weights, kind="stable")[:n_split]
+    grown = Params(
+        np.concatenate([params.weights, np.zeros(n_split)]),
+        np.concatenate([params.means, np.zeros((n_split, D))]),
+        np.concatenate([params.variances, np.ones((n_split, D))]),
+    )
+    for j, src in enumerate(order):
+        split_component(grown, int(src), k + j)
+    return grown
