@@ -54,7 +54,7 @@ def main(ctx: click.Context, verbose: int, quiet: int) -> None:
 
     DATA is a folder with one sub-folder per label, a CSV file with columns
     path,label[,split] (paths relative to the CSV), or a Kaldi data directory
-    (wav.scp + utt2spk).
+    (wav.scp + utt2spk, optionally segments; or feats.scp + utt2spk, no audio).
     """
     level = verbose - quiet
     logging.basicConfig(

@@ -82,6 +82,7 @@ def command(
     was (the model stores its split), and files used in training are refused.
     """
     from ..data import RunOptions, read_manifest
+    from ..data.kaldi import needs_kaldi_reader
     from ..pipeline import (
         evaluate_classifier,
         evaluation_split,
@@ -92,6 +93,14 @@ def command(
         write_report,
     )
 
+    if needs_kaldi_reader(data):  # feats.scp, or wav.scp + segments: no audio cache
+        from .kaldi import evaluate_kaldi_dir
+
+        return evaluate_kaldi_dir(
+            model, data, split=split, train_fraction=_given(ctx, "train_fraction", train_fraction),
+            seed=_given(ctx, "seed", seed), allow_train_overlap=allow_train_overlap,
+            report_dir=report_dir, as_json=as_json,
+        )  # fmt: skip
     bundle = load_model(model)
     stored_split(bundle, path=model)  # a bad split block is an error about this file
     manifest = read_manifest(data)
@@ -108,7 +117,11 @@ def command(
     if reject is not None and not hasattr(bundle.classifier, "resolve_threshold"):
         raise click.UsageError("--reject needs a model trained with --backend map")
     res = evaluate_classifier(
-        bundle, records, options=opts, manifest=manifest, allow_train_overlap=allow_train_overlap,
+        bundle,
+        records,
+        options=opts,
+        manifest=manifest,
+        allow_train_overlap=allow_train_overlap,
         reject=reject,
     )
     res["split"] = split_info
