@@ -126,7 +126,7 @@ def command(
     )
     res["split"] = split_info
     if report_dir:
-        write_report(report_dir, res)
+        write_report(report_dir, res, training=bundle.classifier.fit_report_)
     if as_json:
         echo_json({k: v for k, v in res.items() if k != "predictions"})
         return

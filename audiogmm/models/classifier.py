@@ -181,7 +181,7 @@ class GMMClassifier:
                 "n_frames": int(data[y].shape[0]),
                 **{
                     k: m.fit_report_[k]
-                    for k in ("n_iter", "converged", "final_mean_loglik", "n_reseeded")
+                    for k in ("n_iter", "converged", "final_mean_loglik", "n_reseeded", "history")
                 },
             }
             for y, m in self.models_.items()
