@@ -273,3 +273,19 @@ def test_cli_trains_on_segments(tmp_path):
     d, _ = segments_dir(tmp_path)
     r = run(["train", d, "-o", tmp_path / "m.npz", "-k", "1", "--split", "all", "--json"])
     assert json.loads(r.output)["n_files"] == 3
+
+
+def test_evaluate_refuses_features_of_another_configuration(tmp_path):
+    data = tmp_path / "speakers"
+    for spk in ("ast_en", "flite_awb"):
+        (data / spk).mkdir(parents=True)
+        for f in sorted((SPEAKERS / spk).glob("*.flac"))[:3]:
+            shutil.copy(f, data / spk / f.name)
+    speech, dcase = tmp_path / "speech", tmp_path / "dcase"
+    run(["extract", data, "--format", "kaldi", "-o", speech])
+    run(["extract", data, "--format", "kaldi", "-o", dcase, "--preset", "dcase2016"])
+    model = tmp_path / "m.npz"
+    run(["train", speech, "-o", model, "-k", "1"])
+    run(["evaluate", model, speech])
+    r = CliRunner().invoke(main, ["evaluate", str(model), str(dcase)])  # both 60-dim
+    assert r.exit_code == 1 and "another configuration" in r.output

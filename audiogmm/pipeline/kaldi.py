@@ -15,6 +15,7 @@ Kaldi itself have no audiogmm front end, so their model is a plain classifier fi
 
 from __future__ import annotations
 
+import logging
 import os
 import time
 from collections.abc import Sequence
@@ -24,6 +25,7 @@ import numpy as np
 
 from ..data import Record, RunOptions, extract_many, read_manifest, select, split_records
 from ..data.kaldi import (
+    CONFIG_FILE,
     Utterance,
     is_kaldi_feats_dir,
     read_feature_config,
@@ -42,6 +44,8 @@ from .bundle import save_model
 __all__ = ["evaluate_kaldi", "export_kaldi", "load_kaldi_split", "save_kaldi_model", "train_kaldi"]
 
 _HEADER = "kaldi"
+
+logger = logging.getLogger(__name__)
 
 
 def load_kaldi_split(
@@ -190,9 +194,21 @@ def evaluate_kaldi(
     config = None
     if "feature_config" in clf.file_header_:
         config = FeatureConfig.from_dict(clf.file_header_["feature_config"])
-    utts, _ = load_kaldi_split(
+    utts, data_config = load_kaldi_split(
         data_dir, split, train_fraction=tf, seed=sd, config=config, allow_pipes=allow_pipes
     )
+    if config is not None and data_config is not None and config != data_config:
+        raise DatasetError(
+            f"{os.fspath(data_dir)!r} holds features made with another configuration "
+            f"(hash {data_config.content_hash()}) than {os.fspath(model_path)!r} was trained "
+            f"on (hash {config.content_hash()}); re-extract them with that model's settings"
+        )
+    if config is not None and data_config is None:
+        logger.warning(
+            "%s: features of unknown configuration (no %s); %s was trained on audiogmm "
+            "features (hash %s)", os.fspath(data_dir), CONFIG_FILE, os.fspath(model_path),
+            config.content_hash(),
+        )  # fmt: skip
     if any(u.label is None for u in utts):
         raise DatasetError(f"{os.fspath(data_dir)!r}: no utt2spk, so no labels to evaluate on")
     same_dir = stored.get("data") == os.path.abspath(os.fspath(data_dir))
