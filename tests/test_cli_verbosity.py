@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 from click.testing import CliRunner
 
+from audiogmm import DiagGMM
 from audiogmm.cli import main
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -46,28 +49,38 @@ def test_python_dash_m_runs_the_cli(tmp_path):
     assert r.returncode == 0 and "Usage: audiogmm train" in r.stdout
 
 
+@pytest.mark.parametrize(
+    "before, after, level",
+    [
+        ([], [], logging.WARNING),
+        (["-v"], [], logging.INFO),
+        (["-vv"], [], logging.DEBUG),
+        ([], ["-v"], logging.INFO),
+        ([], ["-vv"], logging.DEBUG),
+        (["-v"], ["-v"], logging.DEBUG),  # the two places add up
+        (["-v"], ["-q"], logging.WARNING),
+        ([], ["-q", "-q"], logging.ERROR),
+    ],
+)
+def test_verbosity_on_either_side_of_the_subcommand(tmp_path, before, after, level):
+    X = np.random.default_rng(0).normal(size=(200, 2))
+    DiagGMM(2, random_state=0).fit(X).save(tmp_path / "g.npz")
+    r = CliRunner().invoke(main, [*before, "info", str(tmp_path / "g.npz"), *after])
+    assert r.exit_code == 0, r.output
+    assert logging.getLogger("audiogmm").level == level
+
+
 @pytest.mark.slow
-def test_verbosity_levels_and_placement(small_data, tmp_path):
+def test_vv_logs_every_em_iteration(small_data, tmp_path):
     train = ["train", small_data, "-o", tmp_path / "m.npz", "-k", "2", "--max-iter", "3"]
     train += ["--split", "all", "--jobs", "1"]
-
-    def stderr(*flags_before, flags_after=()):
-        r = audiogmm(*flags_before, *train, *flags_after, cwd=tmp_path)
+    runs = {flag: audiogmm(*flag, *train, cwd=tmp_path) for flag in ((), ("-v",), ("-vv",))}
+    for r in runs.values():
         assert r.returncode == 0, r.stderr
-        return r.stderr
-
-    plain, v, vv = stderr(), stderr("-v"), stderr("-vv")
+    plain, v, vv = (runs[f].stderr for f in ((), ("-v",), ("-vv",)))
     assert "INFO" not in plain and "DEBUG" not in plain
     assert "INFO" in v and "EM iteration" not in v
     assert "DEBUG" in vv and "EM iteration 1: mean log-likelihood" in vv
-    # the same after the subcommand, and the two places add up
-    assert "EM iteration" in stderr(flags_after=["-vv"])
-    assert "EM iteration" in stderr("-v", flags_after=["-v"])
-    after_q = stderr("-v", flags_after=["-q"])
-    assert "INFO" not in after_q
-    # -q after the subcommand: the command's own warnings still show, notes do not
-    quiet = stderr(flags_after=["-q"])
-    assert "INFO" not in quiet and "DEBUG" not in quiet
 
 
 @pytest.mark.parametrize(
