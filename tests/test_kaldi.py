@@ -289,3 +289,16 @@ def test_evaluate_refuses_features_of_another_configuration(tmp_path):
     run(["evaluate", model, speech])
     r = CliRunner().invoke(main, ["evaluate", str(model), str(dcase)])  # both 60-dim
     assert r.exit_code == 1 and "another configuration" in r.output
+
+
+def test_feats_ark_is_kaldis_binary_matrix_format(tmp_path):
+    """Byte for byte what Kaldi's copy-feats reads: `<key> \\0BFM \\4<rows>\\4<cols><float32 data>`."""
+    X = np.arange(6, dtype=np.float32).reshape(3, 2) / 7
+    ark, scp = write_feats(tmp_path, {"s-u1": X})
+    key, where = (tmp_path / "feats.scp").read_text().split()
+    path, offset = where.rsplit(":", 1)
+    assert key == "s-u1" and path == ark
+    data = Path(ark).read_bytes()
+    assert data[: int(offset)] == b"s-u1 "
+    want = b"\0BFM \x04" + np.int32(3).tobytes() + b"\x04" + np.int32(2).tobytes()
+    assert data[int(offset) :] == want + X.astype("<f4").tobytes()
