@@ -7,12 +7,16 @@ print as the audio commands do.
 
 from __future__ import annotations
 
+import logging
 import os
+import warnings
 from typing import Any, Optional
 
 import click
 
 from .options import echo_json, report_skipped
+
+logger = logging.getLogger("audiogmm")
 
 
 def extract_kaldi(data, output, config, opts, allow_pipes: bool, as_json: bool) -> None:
@@ -42,16 +46,29 @@ def train_kaldi_dir(
     config,
     backend: str,
     params: dict[str, Any],
-    opts,
+    jobs: Optional[int],
+    max_iter: int,
     as_json: bool,
 ) -> None:
     """``audiogmm train KALDI_DIR``: features from feats.scp (or segments), no audio cache."""
+    from ..data import RunOptions
+    from ..exceptions import ConvergenceWarning
     from ..pipeline.kaldi import load_kaldi_split, save_kaldi_model, train_kaldi
+    from .options import progress_for
 
     utts, used_config = load_kaldi_split(
         data, split, train_fraction=train_fraction, seed=seed, config=config
     )
-    clf = train_kaldi(utts, options=opts, backend=backend, random_state=seed, **params)
+    opts = RunOptions(n_jobs=jobs, progress=progress_for(ctx))
+    with warnings.catch_warnings():
+        # per-class ConvergenceWarnings are summarised below, naming the classes (as train does)
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        clf = train_kaldi(utts, options=opts, backend=backend, random_state=seed, **params)
+    not_conv = sorted(y for y, r in clf.fit_report_.items() if not r["converged"])
+    if not_conv:
+        logger.warning(
+            "EM did not converge within --max-iter=%d for: %s", max_iter, ", ".join(not_conv)
+        )
     save_kaldi_model(
         output, clf, used_config, data_dir=data, split=split,
         train_fraction=train_fraction, seed=seed, utterances=utts,

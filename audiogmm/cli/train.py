@@ -123,30 +123,33 @@ def command(
 ):
     """Train one GMM per label on DATA and write one model file."""
     from ..data import RunOptions
-    from ..data.kaldi import needs_kaldi_reader
     from ..pipeline import describe_split, load_split, save_model, skipped_list, train_classifier
-    from .kaldi import train_kaldi_dir
 
     config = load_config(preset, config_path)
-    opts = RunOptions(cache_dir=cache_dir, n_jobs=jobs, progress=progress_for(ctx), strict=strict)
-    params = map_params(
-        ctx, backend, ubm_components, relevance, adapt, reject_far, components, init, max_iter
-    )
+    from ..data.kaldi import needs_kaldi_reader
+
     if needs_kaldi_reader(data):  # feats.scp, or wav.scp + segments: no audio cache
+        from .kaldi import train_kaldi_dir
+
         return train_kaldi_dir(
             ctx, data, output, split=split, train_fraction=train_fraction, seed=seed,
-            config=config, backend=backend, params=params, opts=opts, as_json=as_json,
+            config=config, backend=backend, jobs=jobs, as_json=as_json, max_iter=max_iter,
+            params=map_params(ctx, backend, ubm_components, relevance, adapt, reject_far,
+                              components, init, max_iter),
         )  # fmt: skip
     records = load_split(data, split, train_fraction=train_fraction, seed=seed)
     # per-class ConvergenceWarnings are summarised below, naming the classes
     warnings.filterwarnings("ignore", category=ConvergenceWarning)
+    opts = RunOptions(cache_dir=cache_dir, n_jobs=jobs, progress=progress_for(ctx), strict=strict)
     clf, res = train_classifier(
         records,
         config=config,
         options=opts,
         backend=backend,
         random_state=seed,
-        **params,
+        **map_params(
+            ctx, backend, ubm_components, relevance, adapt, reject_far, components, init, max_iter
+        ),
     )
     not_conv = sorted(y for y, r in clf.fit_report_.items() if not r["converged"])
     if not_conv:
