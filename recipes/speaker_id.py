@@ -95,12 +95,13 @@ def main(st, data, preset, components, train_fraction, backend, seed, jobs):
         st.done(f"accuracy {100 * res['accuracy']:.2f}% on {res['n']} test files "
                 f"({len(res['skipped'])} skipped)")  # fmt: skip
 
-    if st(4):  # metrics.json, confusion.txt, confusion.png -> report/
+    if st(4):  # metrics.json, confusion.txt/.png, training_curves.json/.png -> report/
         with open(st.path("results.json"), encoding="utf-8") as fh:
             res = json.load(fh)
         files = write_report(
-            st.path("report"), {k: v for k, v in res.items() if k != "predictions"}
-        )
+            st.path("report"), {k: v for k, v in res.items() if k != "predictions"},
+            training=load_model(st.path("model.npz")).classifier.fit_report_,
+        )  # fmt: skip
         click.echo(
             format_confusion(res["confusion"]["labels"], res["confusion"]["matrix"]).rstrip()
         )

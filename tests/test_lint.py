@@ -21,6 +21,10 @@ def test_ruff_check_clean():
 
 
 def test_library_never_imports_sklearn():
+    # audiogmm/sklearn.py is the one opt-in face that needs the `sklearn` extra; nothing
+    # imports it (tests/test_sklearn_faces.py checks that `import audiogmm` stays clean)
     for path in (ROOT / "audiogmm").rglob("*.py"):
+        if path == ROOT / "audiogmm" / "sklearn.py":
+            continue
         text = path.read_text()
         assert "import sklearn" not in text and "from sklearn" not in text, path

@@ -41,6 +41,7 @@ def test_recipe_reaches_accuracy(name, minimum, tmp_path):
         "model.npz",
         "report/metrics.json",
         "report/confusion.txt",
+        "report/training_curves.json",
     ):
         assert (exp / f).exists(), f
     # stages talk through files: re-running only the last two reuses everything else

@@ -25,6 +25,8 @@ __all__ = ["main"]
 
 logger = logging.getLogger("audiogmm")
 
+VERBOSE_HELP = "More log output on stderr: -v progress notes, -vv also every EM iteration."
+QUIET_HELP = "Less output: no progress bars, warnings only (-qq: errors only)."
 EXIT_CODES = "Exit codes: 0 success; 1 error (bad data, unreadable model, ...); 2 usage error."
 
 
@@ -54,31 +56,49 @@ class _Group(click.Group):
     cls=_Group, epilog=EXIT_CODES, context_settings={"help_option_names": ["-h", "--help"]}
 )
 @click.version_option(__version__, prog_name="audiogmm")
-@click.option("-v", "--verbose", count=True, help="More log output on stderr (repeatable).")
-@click.option("-q", "--quiet", count=True, help="Less output: no progress bars, warnings only.")
+@click.option("-v", "--verbose", count=True, help=VERBOSE_HELP)
+@click.option("-q", "--quiet", count=True, help=QUIET_HELP)
 @click.pass_context
 def main(ctx: click.Context, verbose: int, quiet: int) -> None:
     """Gaussian mixture models for audio: train per-class GMMs on MFCCs and classify clips.
 
     DATA is a folder with one sub-folder per label, a CSV file with columns
     path,label[,split] (paths relative to the CSV), or a Kaldi data directory
-    (wav.scp + utt2spk).
+    (wav.scp + utt2spk, optionally segments; or feats.scp + utt2spk, no audio).
     """
-    level = verbose - quiet
-    logging.basicConfig(
-        level={-1: logging.WARNING, 0: logging.WARNING, 1: logging.INFO}.get(
-            level, logging.DEBUG if level > 1 else logging.ERROR
-        ),
-        format="%(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+    logging.basicConfig(format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
     # the CLI (never the library) decides how warnings look: one log line on stderr
     warnings.showwarning = lambda message, category, *args, **kw: logger.warning(
         "%s: %s", category.__name__, message
     )
-    ctx.obj = {"verbosity": level}
+    ctx.obj = {"verbosity": 0}
+    _add_verbosity(ctx, verbose - quiet)
+
+
+def _add_verbosity(ctx: click.Context, delta: int) -> None:
+    """Shift the verbosity; -q: warnings only, no bars; -v: info; -vv: debug (EM iterations)."""
+    obj = ctx.ensure_object(dict)
+    level = obj["verbosity"] = obj.get("verbosity", 0) + delta
+    logger.setLevel(
+        logging.DEBUG if level >= 2 else logging.INFO if level == 1
+        else logging.WARNING if level >= -1 else logging.ERROR
+    )  # fmt: skip
+
+
+def _verbosity_option(flags: list[str], sign: int, help: str) -> click.Option:
+    """-v/-q after the subcommand too (``audiogmm train ... -q``), adding to the group's."""
+
+    def callback(ctx: click.Context, param: click.Parameter, value: int) -> None:
+        if value:
+            _add_verbosity(ctx, sign * value)
+
+    return click.Option(flags, count=True, expose_value=False, callback=callback, help=help)
 
 
 for _module in (extract, train, evaluate, predict, info, tune, verify):
     main.add_command(_module.command)
     _module.command.epilog = EXIT_CODES
+    _module.command.params += [
+        _verbosity_option(["-v", "--verbose"], 1, VERBOSE_HELP),
+        _verbosity_option(["-q", "--quiet"], -1, QUIET_HELP),
+    ]

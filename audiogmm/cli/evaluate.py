@@ -85,6 +85,7 @@ def command(
     """
     from ..container import check_writable
     from ..data import RunOptions, read_manifest
+    from ..data.kaldi import needs_kaldi_reader
     from ..pipeline import (
         evaluate_classifier,
         evaluation_split,
@@ -97,6 +98,14 @@ def command(
 
     if report_dir:
         check_writable(report_dir, folder=True)  # before the work, naming the user's path
+    if needs_kaldi_reader(data):  # feats.scp, or wav.scp + segments: no audio cache
+        from .kaldi import evaluate_kaldi_dir
+
+        return evaluate_kaldi_dir(
+            model, data, split=split, train_fraction=_given(ctx, "train_fraction", train_fraction),
+            seed=_given(ctx, "seed", seed), allow_train_overlap=allow_train_overlap,
+            report_dir=report_dir, as_json=as_json,
+        )  # fmt: skip
     bundle = load_model(model)
     stored_split(bundle, path=model)  # a bad split block is an error about this file
     manifest = read_manifest(data)
@@ -119,7 +128,7 @@ def command(
         )  # fmt: skip
     res["split"] = split_info
     if report_dir:
-        write_report(report_dir, res)
+        write_report(report_dir, res, training=bundle.classifier.fit_report_)
     if as_json:
         echo_json({k: v for k, v in res.items() if k != "predictions"})
         return

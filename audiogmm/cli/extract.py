@@ -26,20 +26,54 @@ from .output import escape_name
     type=click.Path(dir_okay=False),
     help="Write the skipped files and reasons here.",
 )
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["cache", "kaldi"]),
+    default="cache",
+    show_default=True,
+    help="cache: fill --cache DIR; kaldi: write feats.ark/feats.scp (+utt2spk) to --output "
+    "DIR, for Kaldi tools and `audiogmm train DIR` (needs the kaldi extra).",
+)
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(file_okay=False),
+    help="Folder for --format kaldi.",
+)
+@click.option(
+    "--allow-pipes",
+    is_flag=True,
+    help="Run piped wav.scp entries ('cmd |') of a Kaldi DATA dir: shell commands written "
+    "in a data file, so only for data you trust (--format kaldi).",
+)
 @json_option
 @click.pass_context
-def command(ctx, data, preset, config_path, cache_dir, jobs, strict, skipped_csv, as_json):
+def command(
+    ctx, data, preset, config_path, cache_dir, jobs, strict, skipped_csv, fmt, output,
+    allow_pipes, as_json,
+):  # fmt: skip
     """Extract features of every file in DATA into the cache (re-runs skip done work)."""
     from ..container import check_writable
     from ..data import RunOptions, extract_many, read_manifest
     from ..pipeline import skipped_list
 
+    config = load_config(preset, config_path)
+    if fmt == "kaldi":
+        from .kaldi import extract_kaldi
+
+        if not output:
+            raise click.UsageError("--format kaldi needs --output DIR")
+        check_writable(output, folder=True)  # before the work, naming the user's path
+        opts = RunOptions(
+            cache_dir=cache_dir, n_jobs=jobs, progress=progress_for(ctx), strict=strict
+        )
+        return extract_kaldi(data, output, config, opts, allow_pipes, as_json)
     if not cache_dir:
         raise click.UsageError("extract needs --cache DIR (where the features go)")
     check_writable(cache_dir, folder=True)  # before the work, naming the user's path
     if skipped_csv:
         check_writable(skipped_csv)
-    config = load_config(preset, config_path)
     records = read_manifest(data)
     opts = RunOptions(cache_dir=cache_dir, n_jobs=jobs, progress=progress_for(ctx), strict=strict)
     with command_executor([r.path for r in records], config, jobs) as ex:

@@ -10,16 +10,84 @@ from .options import echo_json, format_selection, json_option
 from .output import escape_name
 
 
+def _load_any(model: str):
+    """(bundle or None, classifier or None, DiagGMM or None, header) of any model file.
+
+    A bundle (``train``), a bare classifier (``GMMClassifier.save``, or a model of
+    Kaldi features) or a single mixture (``DiagGMM.save``); a file that is none of
+    these raises the bundle loader's error.
+    """
+    from ..container import read_container
+    from ..exceptions import ModelFileError
+    from ..mixture import DiagGMM
+    from ..models import GMMClassifier, UBMClassifier
+    from ..pipeline import load_model
+
+    try:
+        bundle = load_model(model)
+        return bundle, bundle.classifier, None, bundle.header
+    except ModelFileError as first:
+        for cls in (GMMClassifier, UBMClassifier):
+            try:
+                clf = cls.load(model)
+            except ModelFileError:
+                continue
+            if "feature_config" in clf.file_header_:  # a bundle that failed its checks
+                raise first from None
+            return None, clf, None, clf.file_header_
+        try:
+            gmm = DiagGMM.load(model)
+            return None, None, gmm, read_container(model, kind=DiagGMM._FILE_KIND)[0]
+        except ModelFileError:
+            raise first from None
+
+
+def _describe_gmm(model: str, gmm, header: dict, as_json: bool) -> None:
+    rep = gmm.fit_report_
+    out = {
+        "file": os.path.abspath(model),
+        "kind": "DiagGMM",
+        "format_version": header["format_version"],
+        "audiogmm_version": header["audiogmm_version"],
+        "n_components": gmm.n_components,
+        "n_dims": gmm.n_dims,
+        "training": rep,
+    }
+    if as_json:
+        echo_json(out)
+        return
+    click.echo(f"file:          {out['file']}")
+    click.echo(
+        f"format:        audiogmm v{out['format_version']} (written by {out['audiogmm_version']})"
+    )
+    click.echo(
+        f"mixture:       one DiagGMM (DiagGMM.save), {gmm.n_components} diagonal components "
+        f"x {gmm.n_dims} dims; no feature configuration (not a classifier for audio)"
+    )
+    if rep:
+        click.echo(
+            f"training:      {rep.get('n_frames', '?')} frames, {rep.get('n_iter', '?')} it "
+            f"({'converged' if rep.get('converged') else 'not converged'}), ll/frame "
+            f"{rep.get('final_mean_loglik', float('nan')):.3f}, "
+            f"{rep.get('n_reseeded', 0)} re-seeded"
+        )
+
+
 @click.command("info")
 @click.argument("model", type=click.Path(exists=True, dir_okay=False))
 @json_option
 def command(model, as_json):
-    """Describe a model file: labels, sizes, feature config, training summary."""
-    from ..pipeline import load_model, stored_split
+    """Describe a model file (a trained classifier, or a DiagGMM.save mixture).
 
-    bundle = load_model(model)
-    split = stored_split(bundle, path=model)
-    clf, cfg, header = bundle.classifier, bundle.config, bundle.header
+    Labels, sizes, feature config, training summary with re-seed counts.
+    """
+    from ..pipeline import stored_split
+
+    bundle, clf, gmm, header = _load_any(model)
+    if gmm is not None:
+        return _describe_gmm(model, gmm, header, as_json)
+    split = None if bundle is None else stored_split(bundle, path=model)
+    cfg = None if bundle is None else bundle.config
     out = {
         "file": os.path.abspath(model),
         "format_version": header["format_version"],
@@ -27,8 +95,9 @@ def command(model, as_json):
         "labels": clf.labels_,
         "n_components": int(clf.means_.shape[1]),
         "n_dims": clf.n_dims,
-        "feature_config": cfg.to_dict(),
-        "feature_config_hash": cfg.content_hash(),
+        "kind": type(clf).__name__,
+        "feature_config": None if cfg is None else cfg.to_dict(),
+        "feature_config_hash": None if cfg is None else cfg.content_hash(),
         "training": clf.fit_report_,
         # the digests are for evaluate's overlap check, not for reading
         "split": None
@@ -46,11 +115,14 @@ def command(model, as_json):
     )
     click.echo(f"classes:       {len(clf.labels_)}: {', '.join(map(escape_name, clf.labels_))}")
     click.echo(f"mixtures:      {out['n_components']} diagonal components x {out['n_dims']} dims")
-    click.echo(
-        f"features:      {cfg.sample_rate} Hz, {cfg.win_ms:g}/{cfg.hop_ms:g} ms, {cfg.n_mels} mels, "
-        f"{cfg.n_mfcc} MFCC, deltas {cfg.delta_order}, VAD {'on' if cfg.vad else 'off'}, "
-        f"CMVN {cfg.cmvn} (hash {out['feature_config_hash']})"
-    )
+    if cfg is None:
+        click.echo("features:      none stored (a bare classifier file, e.g. of Kaldi features)")
+    else:
+        click.echo(
+            f"features:      {cfg.sample_rate} Hz, {cfg.win_ms:g}/{cfg.hop_ms:g} ms, "
+            f"{cfg.n_mels} mels, {cfg.n_mfcc} MFCC, deltas {cfg.delta_order}, "
+            f"VAD {'on' if cfg.vad else 'off'}, CMVN {cfg.cmvn} (hash {out['feature_config_hash']})"
+        )
     sp = out["split"]
     if sp is None:
         click.echo("split:         not recorded (evaluate cannot check for training files)")
@@ -77,4 +149,5 @@ def command(model, as_json):
         click.echo(
             f"  {escape_name(y):<20} {k}{r.get('n_clips', '?'):>5} clips {r.get('n_frames', '?'):>8} frames  "
             f"{r.get('n_iter', '?'):>3} it  ll/frame {r.get('final_mean_loglik', float('nan')):.3f}"
+            f"  {r.get('n_reseeded', '?')} re-seeded"
         )

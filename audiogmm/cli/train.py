@@ -132,6 +132,22 @@ def command(
     check_writable(output)  # before the work, naming the user's path
     auto = preset == "auto" and not config_path
     config = None if auto else load_config(preset, config_path)
+    from ..data.kaldi import needs_kaldi_reader
+
+    if needs_kaldi_reader(data):  # feats.scp, or wav.scp + segments: no audio cache
+        if auto or components == "auto":
+            raise click.UsageError(
+                "--preset auto / --components auto need audio to try front ends; a Kaldi "
+                "feature directory has fixed features: give -k"
+            )
+        from .kaldi import train_kaldi_dir
+
+        return train_kaldi_dir(
+            ctx, data, output, split=split, train_fraction=train_fraction, seed=seed,
+            config=config, backend=backend, jobs=jobs, as_json=as_json, max_iter=max_iter,
+            params=map_params(ctx, backend, ubm_components, relevance, adapt, reject_far,
+                              components, init, max_iter),
+        )  # fmt: skip
     records = load_split(data, split, train_fraction=train_fraction, seed=seed)
     # per-class ConvergenceWarnings are summarised below, naming the classes
     warnings.filterwarnings("ignore", category=ConvergenceWarning)

@@ -262,8 +262,9 @@ def read_kaldi_dir(data_dir: PathLike) -> list[Record]:
         raise DatasetError(f"{base!r}: wav.scp found but utt2spk is missing")
     if os.path.exists(os.path.join(base, "segments")):
         raise DatasetError(
-            f"{base!r}: a 'segments' file is present; segmented recordings are unsupported "
-            "(cut the segments into files first)"
+            f"{base!r}: a 'segments' file is present, so its utterances are not files; "
+            "`audiogmm train`, `evaluate` and `extract --format kaldi` honour segments, as "
+            "does audiogmm.data.kaldi.read_segments"
         )
     wav = _read_kaldi_table(scp)
     spk = dict(_read_kaldi_table(u2s))
@@ -275,8 +276,10 @@ def read_kaldi_dir(data_dir: PathLike) -> list[Record]:
     for utt, value in sorted(wav):
         if value.endswith("|"):
             raise DatasetError(
-                f"{scp!r}: utterance {utt!r} is a command pipe ({value!r}); piped wav.scp "
-                "entries are unsupported, write the audio to files first"
+                f"{scp!r}: utterance {utt!r} is a command pipe ({value!r}); it would run a "
+                "shell command written in a data file, so piped entries are unsupported here. "
+                "If you trust this directory, `audiogmm extract DIR --format kaldi --allow-pipes "
+                "-o OUT` turns them into feats.scp"
             )
         if value.startswith("ark:") or ".ark:" in value:
             raise DatasetError(f"{scp!r}: utterance {utt!r} points into an archive; unsupported")

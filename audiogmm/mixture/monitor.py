@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import logging
 import sys
 import warnings
 
 __all__ = ["ConvergenceMonitor"]
+
+logger = logging.getLogger(__name__)
 
 
 class ConvergenceMonitor:
@@ -75,6 +78,7 @@ class ConvergenceMonitor:
                     RuntimeWarning,
                     stacklevel=4,
                 )
+        logger.debug("EM iteration %d: mean log-likelihood %.8f nats/frame", len(self.history), ll)
         if self.verbose:
             delta = ll - self.history[-1] if self.history else float("nan")
             print(f"{len(self.history):>6d} {ll:>16.8f} {delta:>+14.6e}", file=sys.stderr)

@@ -245,6 +245,7 @@ class GMMClassifier:
                         "n_reseeded",
                         "compute_dtype",
                         "notes",
+                        "history",
                     )
                 },
             }
@@ -534,7 +535,18 @@ CLASS_REPORT_FIELDS = {
     "converged": field_bool,
     "final_mean_loglik": lambda v, what: field_real(v, what, finite=False),
     "n_reseeded": lambda v, what: field_int(v, what, lo=0),
-}
+    "compute_dtype": lambda v, what: _one_of(field_str(v, what), ("float32", "float64"), what),
+    "notes": lambda v, what: [field_str(x, f"{what}[{i}]", max_len=1024)
+                              for i, x in enumerate(field_list(v, what, max_len=64))],
+    "history": lambda v, what: [field_real(x, f"{what}[{i}]", finite=False)
+                                for i, x in enumerate(field_list(v, what, max_len=1 << 16))],
+}  # fmt: skip
+
+
+def _one_of(v: str, choices: tuple[str, ...], what: str) -> str:
+    if v not in choices:
+        raise ValueError(f"{what} must be one of {list(choices)}, got {v!r}")
+    return v
 
 
 def _training(v: Any) -> dict[str, dict[str, Any]]:

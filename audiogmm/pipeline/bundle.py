@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..container import Validator, jsonable, read_kind
+from ..data.kaldi import validate_kaldi_block
 from ..data.splits import validate_split_block
 from ..exceptions import ModelFileError, ParameterError
 from ..features import FeatureConfig
@@ -143,4 +144,5 @@ HEADER_FIELDS: dict[str, Validator] = {
     "feature_config": _feature_config,
     "split": validate_split_block,
     "selection": validate_selection_block,
+    "kaldi": validate_kaldi_block,
 }

@@ -1,5 +1,5 @@
 """Experiment reports: ``metrics.json``, ``metrics.txt``, ``confusion.txt`` and (with
-matplotlib) ``confusion.png``."""
+matplotlib) ``confusion.png``; per-class training curves when the model recorded them."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import numpy as np
 
 from ..container import atomic_write
 
-__all__ = ["format_confusion", "format_metrics", "write_report"]
+__all__ = ["format_confusion", "format_metrics", "write_report", "write_training_curves"]
 
 logger = logging.getLogger(__name__)
 
@@ -59,7 +59,11 @@ def format_metrics(metrics: dict[str, Any]) -> str:
 
 
 def write_report(
-    folder: str | os.PathLike, metrics: dict[str, Any], *, plot: bool = True
+    folder: str | os.PathLike,
+    metrics: dict[str, Any],
+    *,
+    plot: bool = True,
+    training: dict[str, Any] | None = None,
 ) -> list[str]:
     """Write a report folder for one evaluation; every file is written atomically.
 
@@ -75,6 +79,10 @@ def write_report(
         Also write ``confusion.png`` (row-normalised proportions with a colour
         bar, counts in the cells) when matplotlib is installed; without it a
         warning is logged and the other files are still written.
+    training : dict, optional
+        The classifier's ``fit_report_`` (``{label: {..., "history": [...]}}``). The
+        classes that recorded their EM history go to ``training_curves.json`` and,
+        with ``plot``, ``training_curves.png`` (see :func:`write_training_curves`).
 
     Returns
     -------
@@ -103,10 +111,54 @@ def write_report(
             path = os.path.join(folder, "confusion.png")
             atomic_write(path, lambda f: f.write(png))
             written.append(path)
+    if training:
+        written += write_training_curves(folder, training, plot=plot)
     return written
 
 
-def _plot_confusion(labels: list[str], C: np.ndarray, acc: float | None) -> bytes | None:
+def write_training_curves(
+    folder: str | os.PathLike, training: dict[str, Any], *, plot: bool = True
+) -> list[str]:
+    """Per-class EM curves: mean log-likelihood per frame (nats) at each iteration.
+
+    Parameters
+    ----------
+    folder : path
+    training : dict of str to dict
+        A classifier's ``fit_report_``; classes without a ``history`` list (models
+        saved before it was recorded, MAP classes) are left out.
+    plot : bool
+        Also write ``training_curves.png``, one line per class, when matplotlib
+        is installed (a warning otherwise).
+
+    Returns
+    -------
+    list of str
+        The files written (none when no class has a history).
+    """
+    curves = {
+        str(y): [float(v) for v in r["history"]]
+        for y, r in sorted(training.items())
+        if isinstance(r, dict) and isinstance(r.get("history"), list) and r["history"]
+    }
+    if not curves:
+        return []
+    folder = os.fspath(folder)
+    os.makedirs(folder, exist_ok=True)
+    path = os.path.join(folder, "training_curves.json")
+    text = json.dumps(curves, indent=2, sort_keys=True) + "\n"
+    atomic_write(path, lambda f: f.write(text.encode()))
+    written = [path]
+    if plot:
+        png = _plot_curves(curves)
+        if png is not None:
+            path = os.path.join(folder, "training_curves.png")
+            atomic_write(path, lambda f: f.write(png))
+            written.append(path)
+    return written
+
+
+def _pyplot(what: str) -> Any:
     try:
         import matplotlib
 
@@ -115,9 +167,35 @@ def _plot_confusion(labels: list[str], C: np.ndarray, acc: float | None) -> byte
     except ImportError:
         # a warning, not info: the user asked for a report and one file is missing
         logger.warning(
-            "matplotlib is not installed, so confusion.png was not written "
-            "(pip install 'audiogmm[report]')"
+            "matplotlib is not installed, so %s was not written (pip install 'audiogmm[report]')",
+            what,
         )
+        return None
+    return plt
+
+
+def _plot_curves(curves: dict[str, list[float]]) -> bytes | None:
+    plt = _pyplot("training_curves.png")
+    if plt is None:
+        return None
+    fig, ax = plt.subplots(figsize=(6.4, 4.0), dpi=100)
+    for y, h in curves.items():
+        ax.plot(range(len(h)), h, marker=".", label=y)
+    ax.set_xlabel("EM iteration (0: after initialisation)")
+    ax.set_ylabel("mean log-likelihood per frame (nats)")
+    ax.set_title("training curves per class")
+    if len(curves) <= 20:
+        ax.legend(fontsize=7, ncol=2 if len(curves) > 8 else 1)
+    fig.tight_layout()
+    buf = _io.BytesIO()
+    fig.savefig(buf, format="png")
+    plt.close(fig)
+    return buf.getvalue()
+
+
+def _plot_confusion(labels: list[str], C: np.ndarray, acc: float | None) -> bytes | None:
+    plt = _pyplot("confusion.png")
+    if plt is None:
         return None
     fig = _confusion_figure(plt, labels, C, acc)
     buf = _io.BytesIO()

@@ -1,0 +1,500 @@
+"""Kaldi data directories beyond ``wav.scp``: feature archives and segments.
+
+* ``feats.scp`` (+ ``utt2spk``): per-utterance feature matrices read from the
+  ``.ark`` files it points into, with no audio decoding. Reading and writing
+  archives needs ``kaldiio`` (``pip install 'audiogmm[kaldi]'``).
+* ``wav.scp`` + ``segments`` (+ ``utt2spk``): each segment's features, cut from its
+  recording (``<utt> <recording> <start_s> <end_s>``; an end of -1 means the end).
+* :func:`write_feats`: ``feats.ark`` + ``feats.scp`` (+ ``utt2spk``, ``spk2utt``)
+  that kaldiio and Kaldi's ``copy-feats`` read, and the :class:`FeatureConfig`
+  that made them in ``audiogmm_features.json``.
+
+A piped entry (``cmd |``) runs a shell command written in a data file, so it is
+refused unless the caller passes ``allow_pipes=True``. Archive entries are read
+only when they hold a binary Kaldi matrix (``FM``, ``DM`` or compressed ``CM``):
+kaldiio would also unpickle a ``PKL`` entry, and nothing here ever unpickles.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import re
+import subprocess
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Optional, Union
+
+import numpy as np
+
+from ..container import atomic_write, field_dict, field_int, field_list, field_real, field_str
+from ..exceptions import AudioError, DatasetError, FeatureError
+from ..features import FeatureConfig, extract
+from .manifests import _listing, _read_kaldi_table
+
+__all__ = [
+    "validate_kaldi_block",
+    "CONFIG_FILE",
+    "Utterance",
+    "is_kaldi_feats_dir",
+    "needs_kaldi_reader",
+    "read_feats",
+    "read_feature_config",
+    "read_kaldi_utterances",
+    "read_segments",
+    "utterance_ids",
+    "wav_scp_ids",
+    "write_feats",
+]
+
+PathLike = Union[str, "os.PathLike[str]"]
+
+#: The FeatureConfig that made a feats.ark, written next to it by :func:`write_feats`.
+CONFIG_FILE = "audiogmm_features.json"
+
+# binary Kaldi matrices: float, double, and the three compressed formats
+_MATRIX_FLAGS = (b"\0BFM ", b"\0BDM ", b"\0BCM")
+_ARK_ENTRY = re.compile(r"^(?P<ark>.+):(?P<offset>\d+)$")
+
+
+@dataclass(frozen=True)
+class Utterance:
+    """One utterance of a Kaldi data directory.
+
+    Attributes
+    ----------
+    utt : str
+        Utterance id.
+    label : str or None
+        Its speaker from ``utt2spk`` (None without ``utt2spk``).
+    features : ndarray of shape (n_frames, n_dims)
+    """
+
+    utt: str
+    label: Optional[str]
+    features: np.ndarray
+
+
+def is_kaldi_feats_dir(path: PathLike) -> bool:
+    """True when ``path`` is a directory holding ``feats.scp``."""
+    return os.path.isfile(os.path.join(os.fspath(path), "feats.scp"))
+
+
+def needs_kaldi_reader(path: PathLike) -> bool:
+    """True for a Kaldi directory the plain manifest readers cannot take.
+
+    That is one with ``feats.scp``, or a ``wav.scp`` directory with ``segments``.
+    """
+    p = os.fspath(path)
+    return is_kaldi_feats_dir(p) or (
+        os.path.isfile(os.path.join(p, "wav.scp")) and os.path.isfile(os.path.join(p, "segments"))
+    )
+
+
+def _kaldiio():
+    try:
+        import kaldiio
+    except ImportError:
+        raise DatasetError(
+            "Kaldi feature archives need kaldiio: pip install 'audiogmm[kaldi]'"
+        ) from None
+    return kaldiio
+
+
+def _table(base: str, name: str, *, required: bool = True) -> Optional[list[tuple[str, str]]]:
+    path = os.path.join(base, name)
+    if not os.path.isfile(path):
+        if required:
+            raise DatasetError(f"{base!r}: no {name}")
+        return None
+    rows = _read_kaldi_table(path)
+    dups = sorted(k for k, c in Counter(k for k, _ in rows).items() if c > 1)
+    if dups:
+        raise DatasetError(f"{path!r}: duplicate id(s): {_listing(dups)}")
+    if not rows:
+        raise DatasetError(f"{path!r}: empty")
+    return rows
+
+
+def _labels(base: str, utts: Sequence[str]) -> dict[str, Optional[str]]:
+    rows = _table(base, "utt2spk", required=False)
+    if rows is None:
+        return dict.fromkeys(utts)
+    spk = dict(rows)
+    missing = [u for u in utts if u not in spk]
+    if missing:
+        raise DatasetError(
+            f"{os.path.join(base, 'utt2spk')!r}: no speaker for utterance(s) {_listing(missing)}"
+        )
+    return {u: spk[u] for u in utts}
+
+
+def _is_pipe(value: str) -> bool:
+    v = value.strip()
+    return v.endswith("|") or v.startswith("|")
+
+
+def _refuse_pipe(scp: str, key: str, value: str, allow_pipes: bool) -> None:
+    if _is_pipe(value) and not allow_pipes:
+        raise DatasetError(
+            f"{scp!r}: entry {key!r} is a command pipe ({value!r}); reading it would run a "
+            "shell command written in the data file. If you trust this directory, pass "
+            "allow_pipes=True (`audiogmm extract --allow-pipes`)"
+        )
+
+
+def _run_pipe(scp: str, key: str, value: str) -> bytes:
+    cmd = value.strip().strip("|")
+    r = subprocess.run(cmd, shell=True, capture_output=True)
+    if r.returncode != 0:
+        err = r.stderr.decode("utf-8", "replace").strip()[-300:]
+        raise DatasetError(f"{scp!r}: the command of {key!r} failed ({r.returncode}): {err}")
+    return r.stdout
+
+
+def _read_matrix(kaldiio, fd, scp: str, key: str) -> np.ndarray:
+    """A binary Kaldi matrix at ``fd``'s position; anything else is refused."""
+    start = fd.tell()
+    flag = fd.read(5)
+    fd.seek(start)
+    if not flag.startswith(_MATRIX_FLAGS):
+        raise DatasetError(
+            f"{scp!r}: entry {key!r} is not a binary Kaldi matrix (starts {flag!r}); "
+            "only FM, DM and compressed CM entries are read"
+        )
+    try:
+        X = kaldiio.matio.read_kaldi(fd)
+    except Exception as e:  # a truncated or damaged archive, whatever kaldiio raises
+        raise DatasetError(
+            f"{scp!r}: entry {key!r} is unreadable ({type(e).__name__}: {e})"
+        ) from None
+    X = np.asarray(X)
+    if X.ndim != 2 or X.shape[0] == 0 or X.dtype.kind != "f":
+        raise DatasetError(f"{scp!r}: entry {key!r} is not a feature matrix ({X.dtype} {X.shape})")
+    return X
+
+
+def read_feats(data_dir: PathLike, *, allow_pipes: bool = False) -> list[Utterance]:
+    """Per-utterance feature matrices of a Kaldi data directory with ``feats.scp``.
+
+    Parameters
+    ----------
+    data_dir : path
+        Holds ``feats.scp`` (``<utt> <file.ark>:<byte offset>``) and, for labels,
+        ``utt2spk``. Relative archive paths are tried against *data_dir*, then
+        against the current directory (Kaldi's convention: the recipe root).
+    allow_pipes : bool, default=False
+        Run piped entries (``cmd |``), whose output must be one binary matrix.
+
+    Returns
+    -------
+    list of Utterance
+        Sorted by utterance id; features of shape (n_frames, n_dims), float32 or
+        float64 as stored.
+
+    Raises
+    ------
+    DatasetError
+        Missing or malformed tables, a refused pipe, an entry that is not a binary
+        Kaldi matrix, a missing archive, or matrices of different widths.
+    """
+    kaldiio = _kaldiio()
+    base = os.path.abspath(os.fspath(data_dir))
+    scp = os.path.join(base, "feats.scp")
+    rows = sorted(_table(base, "feats.scp"))
+    labels = _labels(base, [u for u, _ in rows])
+    out, handles = [], {}
+    try:
+        for utt, value in rows:
+            _refuse_pipe(scp, utt, value, allow_pipes)
+            if _is_pipe(value):
+                X = _read_matrix(kaldiio, io.BytesIO(_run_pipe(scp, utt, value)), scp, utt)
+            else:
+                m = _ARK_ENTRY.match(value)
+                if m is None:
+                    raise DatasetError(
+                        f"{scp!r}: entry {utt!r} is {value!r}; expected <file.ark>:<offset> "
+                        "(row or column ranges are unsupported)"
+                    )
+                ark = m["ark"]
+                if not os.path.isabs(ark):
+                    cand = os.path.join(base, ark)
+                    ark = cand if os.path.exists(cand) else os.path.abspath(ark)
+                if ark not in handles:
+                    try:
+                        handles[ark] = open(ark, "rb")
+                    except OSError as e:
+                        raise DatasetError(f"{scp!r}: entry {utt!r}: {e}") from None
+                fd = handles[ark]
+                fd.seek(int(m["offset"]))
+                X = _read_matrix(kaldiio, fd, scp, utt)
+            out.append(Utterance(utt, labels[utt], X))
+    finally:
+        for fd in handles.values():
+            fd.close()
+    widths = sorted({u.features.shape[1] for u in out})
+    if len(widths) > 1:
+        raise DatasetError(f"{scp!r}: matrices of different widths {widths}")
+    return out
+
+
+def _recording(scp: str, rec: str, value: str, allow_pipes: bool, base: str):
+    """(waveform float32 mono, sample rate) of one wav.scp entry."""
+    import soundfile as sf
+
+    from ..audio import load
+
+    _refuse_pipe(scp, rec, value, allow_pipes)
+    if _is_pipe(value):
+        try:
+            y, sr = sf.read(io.BytesIO(_run_pipe(scp, rec, value)), dtype="float32", always_2d=True)
+        except (sf.LibsndfileError, RuntimeError) as e:
+            raise AudioError(f"{scp!r}: the output of {rec!r} is not audio ({e})") from None
+        return y.mean(axis=1, dtype=np.float32), int(sr)
+    if value.startswith("ark:") or ".ark:" in value:
+        raise DatasetError(f"{scp!r}: recording {rec!r} points into an archive; unsupported")
+    path = value if os.path.isabs(value) else os.path.join(base, value)
+    if not os.path.exists(path):
+        path = os.path.abspath(value)
+    y = load(path, sr=None)  # the native rate, so that segment times are exact
+    return y, int(sf.info(path).samplerate)
+
+
+def read_segments(
+    data_dir: PathLike,
+    *,
+    config: Optional[FeatureConfig] = None,
+    allow_pipes: bool = False,
+    keep_all_frames: bool = False,
+) -> list[Utterance]:
+    """Features of every utterance of a ``wav.scp`` directory, honouring ``segments``.
+
+    Without ``segments`` each ``wav.scp`` entry is one utterance (use this, rather
+    than :func:`audiogmm.data.read_kaldi_dir`, for piped entries).
+
+    Parameters
+    ----------
+    data_dir : path
+        ``wav.scp`` (``<recording> <path>`` or ``<recording> <cmd> |``), optionally
+        ``segments`` (``<utt> <recording> <start_s> <end_s>``) and ``utt2spk``.
+    config : FeatureConfig, optional
+        Front end (default the ``speech`` preset).
+    allow_pipes : bool, default=False
+        Run piped ``wav.scp`` entries; their output must be a WAV or FLAC stream.
+    keep_all_frames : bool
+        Passed to :func:`audiogmm.features.extract`.
+
+    Returns
+    -------
+    list of Utterance
+        Sorted by utterance id.
+
+    Raises
+    ------
+    DatasetError
+        Malformed tables, a refused pipe, a segment out of its recording.
+    AudioError, FeatureError
+        An unreadable recording, or a segment too short for one frame.
+    """
+    config = config or FeatureConfig.preset("speech")
+    base = os.path.abspath(os.fspath(data_dir))
+    scp = os.path.join(base, "wav.scp")
+    wav = dict(_table(base, "wav.scp"))
+    seg_rows = _table(base, "segments", required=False)
+    seg_file = os.path.join(base, "segments")
+    if seg_rows is None:
+        segs = {rec: (rec, 0.0, -1.0) for rec in wav}
+    else:
+        segs = {}
+        for utt, rest in seg_rows:
+            parts = rest.split()
+            try:
+                rec, start, end = parts[0], float(parts[1]), float(parts[2])
+            except (IndexError, ValueError):
+                raise DatasetError(
+                    f"{seg_file!r}: utterance {utt!r}: expected '<utt> <recording> <start> <end>'"
+                ) from None
+            if rec not in wav:
+                raise DatasetError(f"{seg_file!r}: utterance {utt!r}: no recording {rec!r}")
+            if start < 0 or (end != -1 and end <= start):
+                raise DatasetError(f"{seg_file!r}: utterance {utt!r}: bad times {start}..{end}")
+            segs[utt] = (rec, start, end)
+    labels = _labels(base, sorted(segs))
+    by_rec: dict[str, list[str]] = {}
+    for utt in sorted(segs):
+        by_rec.setdefault(segs[utt][0], []).append(utt)
+    feats = {}
+    for rec in sorted(by_rec):
+        y, sr = _recording(scp, rec, wav[rec], allow_pipes, base)
+        for utt in by_rec[rec]:
+            _, start, end = segs[utt]
+            a, b = int(round(start * sr)), (len(y) if end == -1 else int(round(end * sr)))
+            if b > len(y) + int(0.01 * sr):  # Kaldi tolerates rounding at the end
+                raise DatasetError(
+                    f"{seg_file!r}: utterance {utt!r} ends at {end} s, after the end of "
+                    f"recording {rec!r} ({len(y) / sr:.3f} s)"
+                )
+            try:
+                feats[utt] = extract(y[a:b], config=config, sr=sr, keep_all_frames=keep_all_frames)
+            except FeatureError as e:
+                raise FeatureError(f"utterance {utt!r} of {rec!r}: {e}") from e
+    return [Utterance(u, labels[u], feats[u]) for u in sorted(segs)]
+
+
+def read_kaldi_utterances(
+    data_dir: PathLike, *, config: Optional[FeatureConfig] = None, allow_pipes: bool = False
+) -> list[Utterance]:
+    """:func:`read_feats` when ``data_dir`` has ``feats.scp``, else :func:`read_segments`."""
+    if is_kaldi_feats_dir(data_dir):
+        return read_feats(data_dir, allow_pipes=allow_pipes)
+    return read_segments(data_dir, config=config, allow_pipes=allow_pipes)
+
+
+def read_feature_config(data_dir: PathLike) -> Optional[FeatureConfig]:
+    """The :data:`CONFIG_FILE` next to ``feats.scp``, or None when there is none."""
+    path = os.path.join(os.fspath(data_dir), CONFIG_FILE)
+    if not os.path.isfile(path):
+        return None
+    with open(path, encoding="utf-8") as f:
+        try:
+            return FeatureConfig.from_json(f.read())
+        except (ValueError, TypeError) as e:
+            raise DatasetError(f"{path!r}: not a feature configuration ({e})") from None
+
+
+def utterance_ids(paths: Sequence[str], labels: Sequence[str]) -> list[str]:
+    """Kaldi utterance ids for audio files: ``<label>-<file stem>``, unique, no spaces.
+
+    The label comes first so that sorting by id groups speakers, as Kaldi expects.
+    When two stems collide within a label, the path relative to the files'
+    common folder is used instead.
+    """
+
+    def clean(s: str) -> str:
+        return re.sub(r"\s+", "_", s)
+
+    ids = [clean(f"{y}-{os.path.splitext(os.path.basename(p))[0]}") for p, y in zip(paths, labels)]
+    if len(set(ids)) < len(ids):
+        root = os.path.commonpath([os.path.abspath(p) for p in paths]) if paths else ""
+        ids = [
+            clean(f"{y}-{os.path.splitext(os.path.relpath(p, root))[0]}".replace(os.sep, "-"))
+            for p, y in zip(paths, labels)
+        ]
+    return ids
+
+
+def wav_scp_ids(data_dir: PathLike) -> dict[str, str]:
+    """Audio path -> utterance id of a ``wav.scp`` (paths resolved as the manifest reader does)."""
+    base = os.path.abspath(os.fspath(data_dir))
+    ids = {}
+    for utt, value in _table(base, "wav.scp"):
+        if _is_pipe(value):
+            continue
+        cand = value if os.path.isabs(value) else os.path.join(base, value)
+        if not os.path.exists(cand):
+            cand = os.path.abspath(value)
+        ids[os.path.normpath(cand)] = utt
+    return ids
+
+
+def write_feats(
+    out_dir: PathLike,
+    features: Mapping[str, np.ndarray],
+    *,
+    labels: Optional[Mapping[str, str]] = None,
+    config: Optional[FeatureConfig] = None,
+) -> tuple[str, str]:
+    """Write ``feats.ark`` and ``feats.scp`` (and ``utt2spk``/``spk2utt``, the config).
+
+    Parameters
+    ----------
+    out_dir : path
+        Created if missing; the files are written atomically.
+    features : mapping of str to ndarray of shape (n_frames, n_dims)
+        Utterance id -> features, written in sorted id order as Kaldi expects.
+    labels : mapping of str to str, optional
+        Utterance id -> speaker/label, for ``utt2spk`` and ``spk2utt``.
+    config : FeatureConfig, optional
+        Stored as :data:`CONFIG_FILE`, so a model trained on these features can
+        extract the same features from audio.
+
+    Returns
+    -------
+    (ark_path, scp_path) : tuple of str
+    """
+    kaldiio = _kaldiio()
+    base = os.path.abspath(os.fspath(out_dir))
+    os.makedirs(base, exist_ok=True)
+    bad = [u for u in features if not u or re.search(r"\s", u)]
+    if bad:
+        raise DatasetError(f"utterance ids must be non-empty with no spaces: {_listing(bad)}")
+    ark, scp = os.path.join(base, "feats.ark"), os.path.join(base, "feats.scp")
+    utts = sorted(features)
+    arrays = {}
+    for u in utts:
+        X = np.asarray(features[u])
+        if X.ndim != 2 or X.dtype not in (np.float32, np.float64):
+            raise DatasetError(
+                f"features of {u!r} must be a 2-D float array; got {X.dtype} {X.shape}"
+            )
+        arrays[u] = X
+    buf, lines = io.BytesIO(), io.StringIO()
+    buf.name = "feats.ark"
+    kaldiio.save_ark(buf, arrays, scp=lines)
+    # kaldiio names a file object's archive by its .name; the scp must point at feats.ark
+    scp_text = "".join(
+        f"{line.split(' ', 1)[0]} {ark}:{line.rsplit(':', 1)[1]}\n"
+        for line in lines.getvalue().splitlines()
+    )
+    atomic_write(ark, lambda f: f.write(buf.getvalue()))
+    atomic_write(scp, lambda f: f.write(scp_text), mode="w")
+    if labels is not None:
+        missing = [u for u in utts if u not in labels]
+        if missing:
+            raise DatasetError(f"no label for utterance(s) {_listing(missing)}")
+        by_spk: dict[str, list[str]] = {}
+        for u in utts:
+            by_spk.setdefault(labels[u], []).append(u)
+        atomic_write(
+            os.path.join(base, "utt2spk"),
+            lambda f: f.write("".join(f"{u} {labels[u]}\n" for u in utts)),
+            mode="w",
+        )
+        atomic_write(
+            os.path.join(base, "spk2utt"),
+            lambda f: f.write("".join(f"{s} {' '.join(us)}\n" for s, us in sorted(by_spk.items()))),
+            mode="w",
+        )
+    if config is not None:
+        atomic_write(os.path.join(base, CONFIG_FILE), lambda f: f.write(config.to_json()), mode="w")
+    return ark, scp
+
+
+_KALDI_FIELDS = ("data", "split", "train_fraction", "seed", "train_utts")
+
+
+def validate_kaldi_block(block: object) -> dict:
+    """Check a model header's ``kaldi`` block (the training directory and utterances).
+
+    Raises
+    ------
+    ValueError
+        Not an object, a missing or unknown field, or a field of the wrong type or
+        range; the message names it (``kaldi.<field>``).
+    """
+    d = field_dict(block, "kaldi")
+    missing = [k for k in _KALDI_FIELDS if k not in d]
+    unknown = sorted(k for k in d if k not in _KALDI_FIELDS)
+    if missing or unknown:
+        raise ValueError(f"kaldi: missing field(s) {missing}, unknown field(s) {unknown}")
+    return {
+        "data": field_str(d["data"], "kaldi.data", max_len=4096),
+        "split": None if d["split"] is None else field_str(d["split"], "kaldi.split"),
+        "train_fraction": field_real(d["train_fraction"], "kaldi.train_fraction", lo=0.0, hi=1.0),
+        "seed": field_int(d["seed"], "kaldi.seed"),
+        "train_utts": [
+            field_str(u, f"kaldi.train_utts[{i}]", max_len=1024)
+            for i, u in enumerate(field_list(d["train_utts"], "kaldi.train_utts"))
+        ],
+    }

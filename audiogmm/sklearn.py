@@ -1,0 +1,313 @@
+"""scikit-learn faces of the mixture and the classifier (needs the ``sklearn`` extra).
+
+``pip install audiogmm[sklearn]`` (scikit-learn >= 1.6, the first release with the
+``__sklearn_tags__`` API and ``validate_data``). Nothing else in audiogmm imports
+this module, so scikit-learn stays out of the core dependencies.
+
+- :class:`DiagGMM` is :class:`audiogmm.mixture.DiagGMM` with ``BaseEstimator`` and
+  ``DensityMixin``: scikit-learn's input validation, ``NotFittedError``,
+  ``n_features_in_``, ``fit_predict``, ``lower_bound_`` and ``covariances_``. It
+  passes ``check_estimator``.
+- :class:`GMMClassifier` wraps :class:`audiogmm.models.GMMClassifier` for a list (or
+  object array) of clips, so that ``clone``, ``GridSearchCV`` and ``cross_val_score``
+  work, and ``classes_`` keeps the labels' own type.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+try:
+    from sklearn.base import BaseEstimator, ClassifierMixin, DensityMixin
+    from sklearn.utils.multiclass import check_classification_targets
+    from sklearn.utils.validation import check_is_fitted, column_or_1d, validate_data
+except ImportError as e:  # pragma: no cover - depends on the environment
+    raise ImportError(
+        "audiogmm.sklearn needs scikit-learn >= 1.6: pip install 'audiogmm[sklearn]'"
+    ) from e
+
+from .exceptions import ParameterError
+from .mixture import DiagGMM as _CoreGMM
+from .mixture.checks import check_sample_weight
+from .mixture.sources import check_frames
+from .models import GMMClassifier as _CoreClassifier
+
+__all__ = ["DiagGMM", "GMMClassifier"]
+
+_FLOATS = [np.float64, np.float32]
+
+
+class DiagGMM(DensityMixin, BaseEstimator, _CoreGMM):
+    """:class:`audiogmm.mixture.DiagGMM` as a scikit-learn density estimator.
+
+    The parameters are those of :class:`audiogmm.mixture.DiagGMM`. Input goes through
+    scikit-learn's validation: sparse input raises TypeError, object, complex, empty,
+    1-D or non-finite input raises ValueError, and methods of an unfitted model raise
+    :class:`sklearn.exceptions.NotFittedError`.
+
+    Attributes
+    ----------
+    n_features_in_ : int
+        Number of features seen in ``fit``.
+    covariances_ : ndarray of shape (n_components, n_features)
+        The diagonal variances (``variances_``), named as in ``GaussianMixture``
+        with ``covariance_type="diag"``.
+    lower_bound_ : float
+        Mean per-frame log-likelihood (nats) of the best fit at its last iteration.
+    lower_bounds_ : list of float
+        The same at every iteration (``history_``).
+    weights_, means_, variances_, converged_, n_iter_, history_, fit_report_
+        As in :class:`audiogmm.mixture.DiagGMM`.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sklearn.pipeline import make_pipeline
+    >>> from sklearn.preprocessing import StandardScaler
+    >>> X = np.random.default_rng(0).normal(size=(500, 3))
+    >>> pipe = make_pipeline(StandardScaler(), DiagGMM(2, random_state=0)).fit(X)
+    >>> bool(np.isfinite(pipe.score(X)))
+    True
+    """
+
+    def _check_fitted(self) -> None:
+        check_is_fitted(self, "means_")
+
+    def _validate(self, X: Any, *, reset: bool) -> np.ndarray:
+        return validate_data(self, X, dtype=_FLOATS, reset=reset)
+
+    def fit(
+        self, X: Any, y: None = None, *, sample_weight: Any = None, executor: Any = None
+    ) -> DiagGMM:
+        """Estimate the parameters with EM (see :meth:`audiogmm.mixture.DiagGMM.fit`).
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+        y : ignored
+        sample_weight : array-like of shape (n_samples,), optional
+            Non-negative weights; a weight of 0 is the same as leaving the frame out.
+        executor : LocalExecutor, optional
+
+        Returns
+        -------
+        self
+        """
+        X = self._validate(X, reset=True)
+        if sample_weight is not None and not np.any(np.asarray(sample_weight) != 0):
+            raise ParameterError("all sample weights are zero: there is nothing to fit")
+        sample_weight = check_sample_weight(sample_weight, X.shape[0])
+        super().fit(X, sample_weight=sample_weight, executor=executor)
+        return self
+
+    def fit_predict(self, X: Any, y: None = None, *, sample_weight: Any = None) -> np.ndarray:
+        """Fit, then return the most likely component of each sample, shape (n_samples,)."""
+        return self.fit(X, sample_weight=sample_weight).predict(X)
+
+    @property
+    def covariances_(self) -> np.ndarray:
+        """The diagonal variances, shape (n_components, n_features)."""
+        if not hasattr(self, "variances_"):
+            raise AttributeError("covariances_ is set by fit()")
+        return self.variances_
+
+    @property
+    def lower_bound_(self) -> float:
+        """Mean per-frame log-likelihood (nats) at the last EM iteration of the best fit."""
+        if not getattr(self, "history_", None):
+            raise AttributeError("lower_bound_ is set by fit()")
+        return float(self.history_[-1])
+
+    @property
+    def lower_bounds_(self) -> list[float]:
+        """Mean per-frame log-likelihood (nats) at each EM iteration of the best fit."""
+        if not hasattr(self, "history_"):
+            raise AttributeError("lower_bounds_ is set by fit()")
+        return list(self.history_)
+
+    def score_samples(self, X: Any) -> np.ndarray:
+        """Per-sample log-likelihood ``log p(x)`` in nats, shape (n_samples,)."""
+        self._check_fitted()
+        return super().score_samples(self._validate(X, reset=False))
+
+    def score(self, X: Any, y: None = None) -> float:
+        """Mean per-sample log-likelihood of ``X`` in nats (higher is better)."""
+        return float(self.score_samples(X).mean())
+
+    def predict_proba(self, X: Any) -> np.ndarray:
+        """Posterior component probabilities, shape (n_samples, n_components)."""
+        self._check_fitted()
+        return super().predict_proba(self._validate(X, reset=False))
+
+
+# one default per parameter: the wrapper's defaults are read from the core classes
+_GMM_DEFAULTS = {
+    k: p.default for k, p in inspect.signature(_CoreGMM.__init__).parameters.items() if k != "self"
+}
+_CLF_DEFAULTS = {
+    k: p.default
+    for k, p in inspect.signature(_CoreClassifier.__init__).parameters.items()
+    if k not in ("self", "gmm_params")
+}
+#: DiagGMM parameters the classifier passes to every class mixture (not the per-model arrays)
+_SHARED = (
+    "max_iter", "tol", "var_floor", "var_floor_abs", "min_weight", "min_count", "init",
+    "n_init", "init_max_samples", "split_iter", "chunk_size", "verbose",
+)  # fmt: skip
+
+
+class GMMClassifier(ClassifierMixin, BaseEstimator):
+    """One diagonal GMM per class over a list of clips, as a scikit-learn classifier.
+
+    ``X`` is a list (or 1-D object array) of clips, each an array of shape
+    (n_frames_i, n_features); the ``y`` labels may be of any sortable type and
+    :meth:`predict` returns them in that type. Scoring is
+    :class:`audiogmm.models.GMMClassifier`'s: total log-likelihood per class.
+
+    Parameters
+    ----------
+    n_components : int > 0, default=16
+        Components per class.
+    priors : dict of label to float or None, default=None
+        Class priors keyed by the ``y`` labels (default equal).
+    random_state : int or None, default=0
+    n_jobs : int or None, default=None
+        Threads (see :class:`audiogmm.models.GMMClassifier`).
+    max_iter, tol, var_floor, var_floor_abs, min_weight, min_count, init, n_init, \
+init_max_samples, split_iter, chunk_size, verbose
+        As in :class:`audiogmm.mixture.DiagGMM`, for every class mixture.
+
+    Attributes
+    ----------
+    classes_ : ndarray of shape (n_classes,)
+        The sorted distinct labels of ``y``, in their own dtype.
+    n_features_in_ : int
+    model_ : audiogmm.models.GMMClassifier
+        The fitted core classifier. Its labels are the class indices ``"0"``, ``"1"``, ...
+        (zero-padded so that they sort like ``classes_``).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> rng = np.random.default_rng(0)
+    >>> clips = [rng.normal(m, 1, (100, 2)) for m in (0, 0, 5, 5)]
+    >>> clf = GMMClassifier(2).fit(clips, [0, 0, 1, 1])
+    >>> clf.predict([rng.normal(5, 1, (50, 2))]).tolist()
+    [1]
+    """
+
+    def __init__(
+        self,
+        n_components: int = _CLF_DEFAULTS["n_components"],
+        *,
+        priors: dict[Any, float] | None = _CLF_DEFAULTS["priors"],
+        random_state: int | None = _CLF_DEFAULTS["random_state"],
+        n_jobs: int | None = _CLF_DEFAULTS["n_jobs"],
+        max_iter: int = _GMM_DEFAULTS["max_iter"],
+        tol: float = _GMM_DEFAULTS["tol"],
+        var_floor: float = _GMM_DEFAULTS["var_floor"],
+        var_floor_abs: float = _GMM_DEFAULTS["var_floor_abs"],
+        min_weight: float = _GMM_DEFAULTS["min_weight"],
+        min_count: float = _GMM_DEFAULTS["min_count"],
+        init: str = _GMM_DEFAULTS["init"],
+        n_init: int = _GMM_DEFAULTS["n_init"],
+        init_max_samples: int = _GMM_DEFAULTS["init_max_samples"],
+        split_iter: int = _GMM_DEFAULTS["split_iter"],
+        chunk_size: int | None = _GMM_DEFAULTS["chunk_size"],
+        verbose: int = _GMM_DEFAULTS["verbose"],
+    ) -> None:
+        self.n_components = n_components
+        self.priors = priors
+        self.random_state = random_state
+        self.n_jobs = n_jobs
+        self.max_iter = max_iter
+        self.tol = tol
+        self.var_floor = var_floor
+        self.var_floor_abs = var_floor_abs
+        self.min_weight = min_weight
+        self.min_count = min_count
+        self.init = init
+        self.n_init = n_init
+        self.init_max_samples = init_max_samples
+        self.split_iter = split_iter
+        self.chunk_size = chunk_size
+        self.verbose = verbose
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.two_d_array = False  # X is a list of 2-D clips, not one 2-D array
+        return tags
+
+    def _key(self, i: int) -> str:
+        return f"{i:0{len(str(len(self.classes_)))}d}"
+
+    def fit(self, X: Sequence[Any], y: Any) -> GMMClassifier:
+        """Train one DiagGMM per class on the pooled frames of its clips.
+
+        Parameters
+        ----------
+        X : list or 1-D object array of array-like, each of shape (n_frames_i, n_features)
+        y : array-like of shape (n_clips,)
+
+        Returns
+        -------
+        self
+        """
+        clips = _clips(X)
+        y = column_or_1d(np.asarray(y), warn=True)
+        check_classification_targets(y)
+        if len(y) != len(clips):
+            raise ValueError(f"{len(clips)} clips but {len(y)} labels")
+        self.classes_, idx = np.unique(y, return_inverse=True)
+        keys = [self._key(i) for i in range(len(self.classes_))]
+        priors = None
+        if self.priors is not None:
+            missing = [c for c in self.classes_.tolist() if c not in self.priors]
+            if missing:
+                raise ParameterError(f"priors missing for classes {missing}")
+            priors = {k: self.priors[c] for k, c in zip(keys, self.classes_.tolist())}
+        self.model_ = _CoreClassifier(
+            self.n_components, priors=priors, random_state=self.random_state,
+            n_jobs=self.n_jobs, **{k: getattr(self, k) for k in _SHARED},
+        )  # fmt: skip
+        self.model_.fit(clips, [keys[i] for i in idx])
+        self.n_features_in_ = self.model_.n_dims
+        return self
+
+    def _scores(self, X: Sequence[Any]) -> np.ndarray:
+        check_is_fitted(self, "model_")
+        return self.model_.score_matrix(_clips(X))
+
+    def decision_function(self, X: Sequence[Any]) -> np.ndarray:
+        """Total log-likelihood (nats) of each clip under each class, (n_clips, n_classes)."""
+        return self._scores(X)
+
+    def predict_log_proba(self, X: Sequence[Any]) -> np.ndarray:
+        """Log posterior of each class, shape (n_clips, n_classes), columns as ``classes_``."""
+        scores = self._scores(X)
+        return self.model_.log_proba_from_scores(scores)
+
+    def predict_proba(self, X: Sequence[Any]) -> np.ndarray:
+        """Posterior of each class, shape (n_clips, n_classes), columns as ``classes_``."""
+        return np.exp(self.predict_log_proba(X))
+
+    def predict(self, X: Sequence[Any]) -> np.ndarray:
+        """Most likely class of each clip, shape (n_clips,), in the dtype of ``classes_``."""
+        best = self.predict_log_proba(X).argmax(1)
+        return self.classes_[best]
+
+
+def _clips(X: Any) -> list[np.ndarray]:
+    """A list of clips from a list/tuple or a 1-D object array; each clip is checked."""
+    if isinstance(X, np.ndarray) and X.dtype != object:
+        raise ValueError(
+            "X must be a list (or 1-D object array) of clips of shape (n_frames, n_features); "
+            f"got a {X.dtype} array of shape {X.shape}"
+        )
+    if not isinstance(X, (list, tuple, np.ndarray)):
+        raise ValueError(f"X must be a list of clips; got {type(X).__name__}")
+    return [check_frames(np.asarray(c), name=f"clip {i}") for i, c in enumerate(X)]
