@@ -15,6 +15,7 @@ __all__ = [
     "DatasetError",
     "ModelFileError",
     "ConvergenceWarning",
+    "OversizedModelWarning",
 ]
 
 
@@ -44,3 +45,7 @@ class ModelFileError(AudioGMMError, ValueError):
 
 class ConvergenceWarning(UserWarning):
     """EM stopped at ``max_iter`` before reaching ``tol``."""
+
+
+class OversizedModelWarning(ConvergenceWarning):
+    """A class has too few frames for its number of components (see ``oversized_reason``)."""

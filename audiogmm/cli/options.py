@@ -27,6 +27,7 @@ __all__ = [
     "reject_option",
     "report_skipped",
     "run_options",
+    "strict_option",
     "split_options",
     "tuning_options",
 ]
@@ -64,10 +65,13 @@ def run_options(f):
         "--cache", "cache_dir", type=click.Path(file_okay=False), help="Feature cache folder."
     )(f)
     f = jobs_option(f)
-    f = click.option(
+    return strict_option(f)
+
+
+def strict_option(f):
+    return click.option(
         "--strict", is_flag=True, help="Fail on the first bad audio file instead of skipping it."
     )(f)
-    return f
 
 
 def split_options(default: str):
@@ -130,19 +134,29 @@ def echo_json(obj: Any) -> None:
     click.echo(json.dumps(obj, sort_keys=True, default=str))
 
 
-def load_config(preset: str, config_path: str | None):
-    """The FeatureConfig of ``--config FILE`` (if given) or ``--preset NAME``."""
+def load_config(preset: str | None, config_path: str | None):
+    """The FeatureConfig of ``--preset NAME``, with the fields of ``--config FILE`` on top.
+
+    A partial ``--config`` (e.g. ``{"n_mfcc": 13}``) changes only its fields of the
+    chosen preset (of the default one when the preset is ``auto``).
+    """
+    import json
+
+    from ..exceptions import ParameterError
     from ..features import FeatureConfig
 
-    if config_path:
-        from ..exceptions import ParameterError
-
-        with open(config_path, encoding="utf-8") as fh:
-            try:
-                return FeatureConfig.from_json(fh.read())
-            except (ValueError, UnicodeDecodeError) as e:  # name the user's file
-                raise ParameterError(f"{config_path!r}: {e}") from None
-    return FeatureConfig.preset(preset)
+    base = FeatureConfig() if preset in (None, "auto") else FeatureConfig.preset(preset)
+    if not config_path:
+        return base
+    with open(config_path, "rb") as fh:
+        raw = fh.read(1 << 20)
+    try:
+        fields = json.loads(raw)
+        if not isinstance(fields, dict):
+            raise ParameterError(f"expected a JSON object of FeatureConfig fields, got {raw[:40]!r}")
+        return base.replace(**fields)
+    except (ValueError, UnicodeDecodeError, RecursionError, TypeError) as e:  # name the file
+        raise ParameterError(f"{config_path!r}: {e}") from None
 
 
 def _audio_seconds(path: str) -> float:
@@ -195,7 +209,9 @@ class ProgressBar:
             self._label = label
             self._bar = click.progressbar(length=total, label=label, file=sys.stderr, show_pos=True)
             self._bar.__enter__()
-        self._bar.update(1)
+        # by what was done, not by calls: work reported in jumps (cached files, classes
+        # finishing together) must not leave the bar, and its ETA, behind
+        self._bar.update(max(0, done - self._bar.pos))
         if done >= total:
             self._close()
 

@@ -63,6 +63,11 @@ def report_skipped(skipped: list[dict[str, str]]) -> None:
     if skipped:
         click.echo(f"skipped {len(skipped)} file(s):", err=True)
         for s in skipped[:20]:
-            click.echo(f"  {escape_name(s['path'])}: {escape_name(s['reason'])}", err=True)
+            reason = s["reason"]
+            for named in (f"{s['path']!r}: ", f"{s['path']}: "):  # the reason names it too
+                if reason.startswith(named):
+                    reason = reason[len(named) :]
+                    break
+            click.echo(f"  {escape_name(s['path'])}: {escape_name(reason)}", err=True)
         if len(skipped) > 20:
             click.echo(f"  ... and {len(skipped) - 20} more", err=True)

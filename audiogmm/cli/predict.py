@@ -11,6 +11,7 @@ from .options import (
     json_option,
     progress_for,
     reject_option,
+    strict_option,
 )
 from .output import escape_name, report_skipped
 
@@ -28,15 +29,22 @@ from .output import escape_name, report_skipped
 )
 @reject_option
 @jobs_option
+@strict_option
 @json_option
 @click.pass_context
-def command(ctx, model, files, top, reject, jobs, as_json):
-    """Classify audio FILES with MODEL (features are extracted exactly as in training)."""
-    from ..data import RunOptions
+def command(ctx, model, files, top, reject, jobs, strict, as_json):
+    """Classify audio FILES with MODEL (features are extracted exactly as in training).
+
+    A folder among FILES stands for the audio files under it (recursively).
+    """
+    from ..data import RunOptions, expand_paths
     from ..pipeline import load_model, predict_files
 
     bundle = load_model(model)
-    opts = RunOptions(n_jobs=jobs, progress=progress_for(ctx))
+    files = expand_paths(files)
+    if not files:
+        raise click.UsageError("no audio files found in the folder(s) given")
+    opts = RunOptions(n_jobs=jobs, progress=progress_for(ctx), strict=strict)
     thr = _threshold(bundle.classifier, reject)
     with command_executor(files, bundle.config, jobs) as ex:
         res = predict_files(bundle, files, top=top, options=opts, executor=ex)

@@ -188,6 +188,12 @@ def command(
         logger.warning(
             "EM did not converge within --max-iter=%d for: %s", max_iter, ", ".join(not_conv)
         )
+    from ..models.classifier import oversized_reason
+
+    for y, r in clf.fit_report_.items():  # the OversizedModelWarning, as one line per class
+        why = oversized_reason(r, r.get("n_components", clf.n_components))
+        if why:
+            logger.warning("class %s: %s", escape_name(y), why)
     # the model records its split and training files, so evaluate can refuse them
     used = [r for r in records if r.path in res.features]
     extra["split"] = describe_split(data, split, used, train_fraction=train_fraction, seed=seed)

@@ -11,7 +11,9 @@ _EXPORTS = {
     **dict.fromkeys(
         [
             "Record",
+            "audio_files_under",
             "content_hash",
+            "expand_paths",
             "read_csv",
             "read_folder",
             "read_kaldi_dir",

@@ -30,7 +30,9 @@ from ..exceptions import DatasetError, ParameterError
 
 __all__ = [
     "Record",
+    "audio_files_under",
     "content_hash",
+    "expand_paths",
     "read_csv",
     "read_folder",
     "read_kaldi_dir",
@@ -119,17 +121,10 @@ def read_folder(root: PathLike) -> list[Record]:
     records: list[Record] = []
     empty = []
     for label in label_dirs:
-        found = []
-        for dirpath, dirnames, filenames in os.walk(os.path.join(base, label)):
-            dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
-            for name in filenames:
-                if name.startswith("."):
-                    continue
-                if os.path.splitext(name)[1].lower() in AUDIO_EXTENSIONS:
-                    found.append(os.path.join(dirpath, name))
+        found = audio_files_under(os.path.join(base, label))
         if not found:
             empty.append(label)
-        records.extend(Record(p, label) for p in sorted(found))
+        records.extend(Record(p, label) for p in found)
     if empty:
         raise DatasetError(
             f"{base!r}: label folder(s) with zero audio files: {_listing(empty)} "
@@ -137,6 +132,33 @@ def read_folder(root: PathLike) -> list[Record]:
         )
     return records
 
+
+
+def audio_files_under(folder: PathLike) -> list[str]:
+    """The audio files (by extension, :data:`~audiogmm.audio.AUDIO_EXTENSIONS`) under
+    ``folder``, recursively, sorted; hidden files and folders are left out."""
+    found = []
+    for dirpath, dirnames, filenames in os.walk(os.fspath(folder)):
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        found.extend(
+            os.path.join(dirpath, name)
+            for name in filenames
+            if not name.startswith(".") and os.path.splitext(name)[1].lower() in AUDIO_EXTENSIONS
+        )
+    return sorted(found)
+
+
+def expand_paths(paths: Iterable[PathLike]) -> list[str]:
+    """Files as given, folders replaced by the audio files under them (in order).
+
+    Anything that is not a folder is kept as given, so a missing or unreadable
+    file is reported by the extraction, like bad audio.
+    """
+    out: list[str] = []
+    for p in paths:
+        p = os.fspath(p)
+        out.extend(audio_files_under(p) if os.path.isdir(p) else [p])
+    return out
 
 def read_csv(
     path: PathLike, *, extra_columns: Literal["error", "ignore"] = "error"

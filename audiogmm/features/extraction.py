@@ -54,7 +54,8 @@ def _compute(
                 f"{_describe(source)}no voiced frame: all {n_frames} frames are below "
                 f"max(energy) - {config.vad_threshold_db} dB or below the {config.vad_floor_db} dB "
                 f"floor (peak frame energy {energy.max():.1f} dB re full scale); the clip is "
-                "silent or nearly so. Pass keep_all_frames=True to keep every frame."
+                "silent or nearly so (to keep such clips, turn VAD off: a --config of "
+                '{"vad": false}, or keep_all_frames=True in Python).'
             )
         feats = feats[mask]
     if config.cmvn == "utterance":

@@ -13,6 +13,7 @@ import logging
 import math
 import os
 import time
+import warnings
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -32,7 +33,7 @@ from ..container import (
     write_container,
 )
 from ..engine import LocalExecutor, one_blas_thread, resolve
-from ..exceptions import ModelFileError, ParameterError
+from ..exceptions import ModelFileError, OversizedModelWarning, ParameterError
 from ..mixture import DiagGMM, em, log_softmax, stacked_log_likelihood
 from ..mixture.checks import check_enough_frames, check_params, validate_param_arrays
 from ..mixture.diag import check_seed, check_verbose
@@ -41,7 +42,14 @@ from ..mixture.sources import ArraySource, check_frames
 from ..mixture.stacked import StackedMaximiser, StackedMonitor, StackedParams, StackedSource
 from ..progress import Progress, reporter
 
-__all__ = ["CLASS_REPORT_FIELDS", "GMMClassifier", "HEADER_FIELDS", "N_COMPONENTS"]
+__all__ = [
+    "CLASS_REPORT_FIELDS",
+    "GMMClassifier",
+    "HEADER_FIELDS",
+    "MIN_FRAMES_PER_COMPONENT",
+    "N_COMPONENTS",
+    "oversized_reason",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -95,6 +103,32 @@ def _fit_together(models: list[DiagGMM], Xs: list[np.ndarray], ex: LocalExecutor
     for m, src, (_, gmean, gvar, extremes), rs in zip(models, sources, starts, runs):
         m._finish(rs, src, gmean, gvar, extremes, t0)
 
+
+
+#: A class's mixture is called over-sized below this many frames per component, or
+#: when EM had to re-seed at least a quarter of its components (components keep emptying).
+MIN_FRAMES_PER_COMPONENT = 10
+
+
+def oversized_reason(report: Mapping[str, Any], n_components: int) -> str | None:
+    """Why a class's mixture has too many components for its data, or None.
+
+    Parameters
+    ----------
+    report : mapping
+        One class's entry of ``fit_report_`` (``n_frames``, ``n_reseeded``).
+    n_components : int
+        Components of that class's mixture.
+    """
+    n, reseeded = int(report["n_frames"]), int(report.get("n_reseeded", 0))
+    per = n / max(1, n_components)
+    if per < MIN_FRAMES_PER_COMPONENT or reseeded >= max(3, n_components // 4):
+        return (
+            f"K={n_components} components for {n} frames ({per:.1f} frames per component, "
+            f"{reseeded} re-seeds): the model is over-sized for this class; lower -k / "
+            "n_components, or let --components auto choose"
+        )
+    return None
 
 class GMMClassifier:
     """Per-class diagonal GMMs with maximum-total-log-likelihood decisions.
@@ -251,6 +285,10 @@ class GMMClassifier:
             }
             for y, m in self.models_.items()
         }
+        for y, r in self.fit_report_.items():
+            why = oversized_reason(r, r.get("n_components", self.n_components))
+            if why:
+                warnings.warn(f"class {y!r}: {why}", OversizedModelWarning, stacklevel=2)
         return self
 
     def _stack(self) -> None:
