@@ -106,7 +106,7 @@ def _fit_together(models: list[DiagGMM], Xs: list[np.ndarray], ex: LocalExecutor
 
 
 #: A class's mixture is called over-sized below this many frames per component, or
-#: when EM had to re-seed at least a quarter of its components (components keep emptying).
+#: when EM had to re-seed at least half of its components (components keep emptying).
 MIN_FRAMES_PER_COMPONENT = 10
 
 
@@ -122,7 +122,7 @@ def oversized_reason(report: Mapping[str, Any], n_components: int) -> str | None
     """
     n, reseeded = int(report["n_frames"]), int(report.get("n_reseeded", 0))
     per = n / max(1, n_components)
-    if per < MIN_FRAMES_PER_COMPONENT or reseeded >= max(3, n_components // 4):
+    if per < MIN_FRAMES_PER_COMPONENT or reseeded >= max(3, (n_components + 1) // 2):
         return (
             f"K={n_components} components for {n} frames ({per:.1f} frames per component, "
             f"{reseeded} re-seeds): the model is over-sized for this class; lower -k / "
