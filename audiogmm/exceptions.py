@@ -13,6 +13,7 @@ __all__ = [
     "AudioError",
     "FeatureError",
     "DatasetError",
+    "ClusterError",
     "ModelFileError",
     "ConvergenceWarning",
 ]
@@ -44,3 +45,7 @@ class ModelFileError(AudioGMMError, ValueError):
 
 class ConvergenceWarning(UserWarning):
     """EM stopped at ``max_iter`` before reaching ``tol``."""
+
+
+class ClusterError(AudioGMMError, RuntimeError):
+    """The distributed engine failed: the Dask scheduler cannot be reached or was lost."""

@@ -60,8 +60,14 @@ class EMResult:
 def source_stats(
     source, params: Params, *, executor: LocalExecutor | None = None, chunk_size: int | None = None
 ) -> Stats:
-    """One E-step over every chunk of ``source``, merged in source order."""
+    """One E-step over every chunk of ``source``, merged in source order.
+
+    A source with a ``stats`` method (a shard store) maps its own canonical blocks
+    on the executor and sums them in a fixed tree (:mod:`audiogmm.mixture.shards`).
+    """
     shift = params.weights @ params.means
+    if hasattr(source, "stats"):
+        return source.stats(params, shift=shift, executor=executor, chunk_size=chunk_size)
     total = Stats.zeros(params.n_components, params.n_dims, shift=shift)
     for Xc, sw in source:
         total = accumulate(
