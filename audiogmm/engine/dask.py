@@ -20,6 +20,7 @@ re-run gives the same bits. A lost scheduler raises :class:`ClusterError`.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import re
@@ -60,9 +61,15 @@ def _call(fn: Callable[..., T], item: Any, star: bool) -> T:
 
 
 def _lost(e: BaseException) -> bool:
+    from concurrent.futures import CancelledError
+
+    from distributed.client import ClosedClientError
     from distributed.comm.core import CommClosedError
 
-    return isinstance(e, (CommClosedError, OSError, TimeoutError))
+    # a closed comm or client, a failed reconnect, futures cancelled as the scheduler went away
+    # (not OSError: a task's own I/O error, e.g. a shard missing on a worker, stays as it is)
+    lost = (CommClosedError, ClosedClientError, CancelledError)
+    return isinstance(e, lost)
 
 
 class DaskExecutor:
@@ -183,16 +190,21 @@ class DaskExecutor:
         """
         if self.client is None:
             raise RuntimeError("this executor is closed")
+        if isolated and self.client.status != "running":
+            raise ClusterError(self._lost_message(f"client status {self.client.status!r}"))
         if not isolated:
             yield from self._local.map(fn, items, star=star)
             return
-        client = self.client
         try:
-            [fn_remote] = client.scatter([fn], broadcast=True, hash=False)
+            yield from self._run(fn, items, star)
         except Exception as e:
             if _lost(e):
                 raise ClusterError(self._lost_message(e)) from None
             raise
+
+    def _run(self, fn: Callable[..., T], items: Iterable[Any], star: bool) -> Iterator[T]:
+        client = self.client
+        [fn_remote] = client.scatter([fn], broadcast=True, hash=False)
         window = 4 * max(self.n_workers, 1)
         pending: deque = deque()
         count = 0
@@ -206,25 +218,19 @@ class DaskExecutor:
                 )  # fmt: skip
                 count += 1
                 if len(pending) >= window:
-                    yield self._result(pending.popleft())
+                    yield pending.popleft().result()
             while pending:
-                yield self._result(pending.popleft())
+                yield pending.popleft().result()
         finally:
-            for fut in pending:  # the caller stopped early or a task failed
-                fut.cancel()
-            fn_remote.release()
+            with contextlib.suppress(Exception):  # a lost client cannot cancel; nothing to do
+                for fut in pending:  # the caller stopped early or a task failed
+                    fut.cancel()
+                fn_remote.release()
 
-    def _result(self, fut: Any) -> Any:
-        try:
-            return fut.result()
-        except Exception as e:
-            if _lost(e):
-                raise ClusterError(self._lost_message(e)) from None
-            raise
-
-    def _lost_message(self, e: BaseException) -> str:
+    def _lost_message(self, e: BaseException | str) -> str:
+        why = e if isinstance(e, str) else f"{type(e).__name__}: {e}"
         return (
-            f"lost the Dask scheduler {self.spec!r} mid-run ({type(e).__name__}: {e}); "
+            f"lost the Dask scheduler {self.spec!r} mid-run ({why}); "
             "the run stopped: restart the scheduler and re-run (with --resume to continue "
             "from the last EM checkpoint)"
         )
