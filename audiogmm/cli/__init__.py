@@ -18,7 +18,7 @@ import click
 
 from .._version import __version__
 from ..exceptions import AudioGMMError
-from . import evaluate, extract, info, predict, train, tune, verify
+from . import evaluate, extract, info, predict, train, tune, ubm, verify
 from .output import escape_name
 
 __all__ = ["main"]
@@ -79,6 +79,6 @@ def main(ctx: click.Context, verbose: int, quiet: int) -> None:
     ctx.obj = {"verbosity": level}
 
 
-for _module in (extract, train, evaluate, predict, info, tune, verify):
+for _module in (extract, train, evaluate, predict, info, tune, verify, ubm):
     main.add_command(_module.command)
     _module.command.epilog = EXIT_CODES

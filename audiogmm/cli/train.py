@@ -23,6 +23,7 @@ from .options import (
     tuning_options,
 )
 from .output import escape_name
+from .ubm import dask_option, dask_or
 
 logger = logging.getLogger("audiogmm")
 
@@ -92,6 +93,7 @@ def map_params(ctx, backend, ubm_components, relevance, adapt, reject_far, compo
 )
 @map_options
 @run_options
+@dask_option
 @json_option
 @click.pass_context
 def command(
@@ -114,6 +116,7 @@ def command(
     cache_dir,
     jobs,
     strict,
+    dask_spec,
     as_json,
 ):
     """Train one GMM per label on DATA and write one model file."""
@@ -145,7 +148,7 @@ def command(
         )
     # the work estimate needs a frame rate: an auto run's candidates share the default's
     plan_config = FeatureConfig() if config is None else config
-    with command_executor([r.path for r in records], plan_config, jobs) as ex:
+    with dask_or(dask_spec, command_executor([r.path for r in records], plan_config, jobs)) as ex:
         if tuning:
             clf, tuned = train_tuned(
                 records, preset="auto" if auto else config, components=components,
