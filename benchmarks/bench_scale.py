@@ -6,6 +6,12 @@ then, for each variant, in a fresh subprocess: ``--iters`` E-steps of a
 ``--components`` diagonal GMM over the store (``ShardSource.stats``: canonical
 2^17-frame blocks, fixed tree sum) plus the M-step between them.
 
+By default the E-step runs the NumPy path (``AUDIOGMM_NUMBA=0``): at K=256 the fused
+numba kernel was measured ~50x slower than NumPy after the first M-step (0.9 s -> 7.5 s
+per 100k frames, NumPy 0.15-0.2 s), apparently because it clamps exp() at -87 so that
+negligible responsibilities stay ~1e-38 instead of 0 and the following float32 GEMM
+runs on denormals. ``--numba`` keeps the kernel.
+
 Variants: ``inproc:N`` (LocalExecutor with N threads) and ``dask:N`` (``DaskExecutor("local:N")``,
 N single-threaded worker processes). Reported per variant: seconds per iteration
 (median), peak RSS of the driving process and of each Dask worker process
@@ -54,20 +60,23 @@ def make_store(folder: str, n_frames: int, n_dims: int, seed: int = 0):
 def run_one(folder: str, variant: str, n_components: int, iters: int, out: str) -> None:
     """One variant in this (fresh) process; writes the final parameters to ``out``.npz."""
     from audiogmm.data.shards import open_store
+    from audiogmm.mixture.diag import DiagGMM
     from audiogmm.mixture.mstep import MLMaximiser
     from audiogmm.mixture.params import Params
     from audiogmm.mixture.shards import ShardSource
 
     store = open_store(folder)
     src = ShardSource(store)
+    # a UBM's start: means on sampled frames, the data's variance, DiagGMM's relative floor
     rng = np.random.default_rng(1)
-    idx = np.sort(rng.choice(src.n_frames, n_components, replace=False))
+    sample = src.gather(np.sort(rng.choice(src.n_frames, 20 * n_components, replace=False)))
+    gvar = sample.var(axis=0)
     params = Params(
         np.full(n_components, 1.0 / n_components),
-        src.gather(idx),
-        np.ones((n_components, store.n_dims)),
+        sample[rng.choice(sample.shape[0], n_components, replace=False)],
+        np.tile(gvar, (n_components, 1)),
     )
-    maximiser = MLMaximiser(var_floor=np.full(store.n_dims, 1e-3))
+    maximiser = MLMaximiser(var_floor=DiagGMM().var_floor * gvar)
     kind, n = variant.split(":")
     if kind == "dask":
         from audiogmm.engine.dask import DaskExecutor
@@ -84,6 +93,7 @@ def run_one(folder: str, variant: str, n_components: int, iters: int, out: str) 
             stats = src.stats(params, shift=params.weights @ params.means, executor=ex)
             params, _ = maximiser(stats, params)
             times.append(time.perf_counter() - t0)
+            print(json.dumps({"iter_s": times[-1], "rss_mb": _rss_mb()}), file=sys.stderr)
         workers = (
             sorted(ex.client.run(_rss_mb).values()) if kind == "dask" else []
         )
@@ -103,11 +113,15 @@ def main() -> None:
     ap.add_argument("--components", type=int, default=256)
     ap.add_argument("--iters", type=int, default=2)
     ap.add_argument("--variants", default="inproc:1,dask:1,inproc:2,dask:2")
+    ap.add_argument("--numba", action="store_true",
+                    help="Keep the numba E-step kernel (default: AUDIOGMM_NUMBA=0, see the docstring).")
     ap.add_argument("--dir", default=None, help="Store folder (default: /tmp/audiogmm-bench-scale-N).")
     ap.add_argument("--one", default=None, help=argparse.SUPPRESS)
     ap.add_argument("--out", default=None, help=argparse.SUPPRESS)
     a = ap.parse_args()
     folder = a.dir or f"/tmp/audiogmm-bench-scale-{a.frames}"
+    if not a.numba:  # inherited by the variant subprocesses and their Dask workers
+        os.environ["AUDIOGMM_NUMBA"] = "0"
     if a.one:
         run_one(folder, a.one, a.components, a.iters, a.out)
         return
