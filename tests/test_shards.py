@@ -187,3 +187,14 @@ def test_tree_sum_is_a_fixed_tree_not_a_left_fold():
     with pytest.raises(ParameterError):
         tree_sum([])
     assert isinstance(ArraySource(np.zeros((2, 1))).n_frames, int)
+
+
+def test_map_tasks_carry_the_shard_list_not_the_clip_index(tmp_path):
+    import pickle
+
+    store = write_store(tmp_path, _clips(n=300), shard_frames=20000)
+    light = store.reader()
+    assert light.clips == () and light.clip_start.size == 0
+    assert len(pickle.dumps(light)) < len(pickle.dumps(store)) / 4
+    np.testing.assert_array_equal(light.read_rows(10, 5000), store.read_rows(10, 5000))
+    assert store.reader(clip_ranges=True).clip_start is store.clip_start

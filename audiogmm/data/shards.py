@@ -20,6 +20,7 @@ chunk of frames, and no memory map grows its resident set with the whole store.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 from collections.abc import Iterable, Iterator
@@ -213,6 +214,19 @@ class ShardStore:
             pos += take
             s += 1
         return out
+
+    def reader(self, *, clip_ranges: bool = False) -> ShardStore:
+        """This store without the clip names and labels (and the clip ranges unless asked).
+
+        What map tasks need: a few hundred bytes per shard, instead of the whole index
+        (a 1,000-hour store has ~10^5 clips), so it ships to every worker per iteration.
+        """
+        empty = np.zeros(0, dtype=np.int64)
+        return dataclasses.replace(
+            self, clips=(), labels=(),
+            clip_start=self.clip_start if clip_ranges else empty,
+            clip_stop=self.clip_stop if clip_ranges else empty,
+        )  # fmt: skip
 
     def clip_frames(self, i: int) -> np.ndarray:
         """Frames of clip ``i`` (n_frames, n_dims), float32."""

@@ -201,8 +201,11 @@ class ShardSource:
         chunk_size : int, optional
             E-step chunk inside a block; ``block_frames`` should be a multiple of it.
         """
+        store = self.store
+        if hasattr(store, "reader"):  # ship the shard list, not the clip index
+            store = store.reader(clip_ranges=self.clip_weight is not None)
         task = functools.partial(
-            block_stats, self.store, self.stride, self.clip_weight, params,
+            block_stats, store, self.stride, self.clip_weight, params,
             np.asarray(shift, dtype=np.float64), chunk_size,
         )  # fmt: skip
         blocks = self._ranges(self.block_frames)
