@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import signal
 import subprocess
@@ -89,6 +90,42 @@ def test_a_killed_worker_does_not_change_the_model(store, reference):
         got = _fit(store, wrapped)
         assert wrapped.killed
         assert victim not in ex.client.run(os.getpid).values()  # it really died
+    _same(got, reference)
+
+
+def _die_once(fn, marker, *item):
+    # the first task to run kills its own worker process, mid-iteration, mid-task
+    try:
+        fd = os.open(marker, os.O_CREAT | os.O_EXCL)
+    except FileExistsError:
+        return fn(*item)
+    os.close(fd)
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+class _DieInATask:
+    """Wraps a DaskExecutor: the first map_reduce's first task kills its worker."""
+
+    def __init__(self, ex, marker):
+        self.ex, self.marker = ex, marker
+
+    def map(self, fn, items, **kw):
+        return self.ex.map(fn, items, **kw)
+
+    def map_reduce(self, fn, items, combine, **kw):
+        fn = functools.partial(_die_once, fn, self.marker)
+        return self.ex.map_reduce(fn, items, combine, **kw)
+
+
+def test_a_worker_killed_inside_a_map_reduce_task_does_not_change_the_model(
+    store, reference, tmp_path
+):
+    marker = str(tmp_path / "died")
+    with DaskExecutor("local:2", processes=True) as ex:
+        before = set(ex.client.run(os.getpid).values())
+        got = _fit(store, _DieInATask(ex, marker))
+        assert os.path.exists(marker)  # a task did kill its worker...
+        assert before - set(ex.client.run(os.getpid).values())  # ...which is gone
     _same(got, reference)
 
 

@@ -8,7 +8,8 @@ iterating: the frames are cut into *canonical* blocks of ``block_frames``
 (multiples of the E-step chunk, counted from frame 0 of the store, whatever the
 shard files are), each block is one task ``accumulate(block)`` on the executor
 (threads, processes or Dask workers), and the per-block :class:`Stats` are summed
-in a fixed binary tree over the block index. The result therefore depends only on
+in a fixed binary tree over the block index (on the client, or on the Dask
+workers with the same tree). The result therefore depends only on
 the data, the block size and the chunk size: it is bit-identical for any shard
 size, any number of workers, any executor and any task completion order.
 
@@ -19,11 +20,13 @@ A task holds one E-step chunk of frames at a time: the block is a lazy view
 from __future__ import annotations
 
 import functools
+import operator
 from collections.abc import Iterable, Iterator
 from typing import Any
 
 import numpy as np
 
+from ..engine.reduce import tree_fold
 from ..exceptions import ParameterError
 from .estep import accumulate
 from .params import Params
@@ -38,25 +41,12 @@ READ_FRAMES = 1 << 16
 
 
 def tree_sum(items: Iterable[Stats]) -> Stats:
-    """Sum in a fixed binary tree over the item index, holding O(log n) partial sums.
+    """Sum in the fixed binary tree of :func:`audiogmm.engine.reduce.tree_fold`.
 
-    A binary counter: equal-sized partial sums merge as soon as both exist, the
-    rest fold right to left at the end. The tree depends only on the number of
-    items, so any producer order that yields them in index order gives the same bits.
+    The tree depends only on the number of items, so any producer that yields
+    them in index order gives the same bits.
     """
-    stack: list[tuple[int, Stats]] = []
-    for x in items:
-        size, node = 1, x
-        while stack and stack[-1][0] == size:
-            _, left = stack.pop()
-            size, node = 2 * size, left + node
-        stack.append((size, node))
-    if not stack:
-        raise ParameterError("no statistics to sum")
-    total = stack.pop()[1]
-    while stack:
-        total = stack.pop()[1] + total
-    return total
+    return tree_fold(items, operator.add)
 
 
 class _Rows:
@@ -211,4 +201,6 @@ class ShardSource:
         blocks = self._ranges(self.block_frames)
         if executor is None:
             return tree_sum(task(a, b) for a, b in blocks)
+        if hasattr(executor, "map_reduce"):  # Dask: the same tree, summed on the workers
+            return executor.map_reduce(task, blocks, operator.add, star=True)
         return tree_sum(executor.map(task, blocks, isolated=True, star=True))
