@@ -15,7 +15,7 @@ runs on denormals. ``--numba`` keeps the kernel.
 Variants: ``inproc:N`` (LocalExecutor with N threads) and ``dask:N`` (``DaskExecutor("local:N")``,
 N single-threaded worker processes). Reported per variant: seconds per iteration
 (median), peak RSS of the driving process and of each Dask worker process
-(``ru_maxrss``), and whether the final parameters are bit-identical to the first
+(``VmHWM``), and whether the final parameters are bit-identical to the first
 variant's. One JSON line per measurement, then a table.
 
     python benchmarks/bench_scale.py --frames 2000000                 # ~2 min on 2 cores
@@ -36,6 +36,15 @@ import numpy as np
 
 
 def _rss_mb() -> float:
+    """Peak RSS of this process (MB): VmHWM, which exec resets (ru_maxrss does not: a child
+    exec'd from a large parent would report the parent's size)."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024.0
+    except OSError:
+        pass
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 

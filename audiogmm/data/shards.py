@@ -114,9 +114,16 @@ class ShardWriter:
         if not self._pending:
             return
         name = f"shard-{len(self.shards):05d}.npy"
-        data = np.concatenate(self._pending, axis=0)
-        atomic_write(os.path.join(self.folder, name), lambda f: np.save(f, data))
-        self.shards.append({"file": name, "n_frames": int(data.shape[0])})
+        n, pending = self._n_pending, self._pending
+
+        def write(f) -> None:  # header, then the clips back to back: no shard-sized copy
+            header = {"descr": "<f4", "fortran_order": False, "shape": (n, self.n_dims)}
+            np.lib.format.write_array_header_1_0(f, header)
+            for X in pending:
+                f.write(memoryview(X).cast("B"))
+
+        atomic_write(os.path.join(self.folder, name), write)
+        self.shards.append({"file": name, "n_frames": int(n)})
         self._pending, self._n_pending = [], 0
 
     def close(self) -> None:
