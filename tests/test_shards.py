@@ -198,3 +198,14 @@ def test_map_tasks_carry_the_shard_list_not_the_clip_index(tmp_path):
     assert len(pickle.dumps(light)) < len(pickle.dumps(store)) / 4
     np.testing.assert_array_equal(light.read_rows(10, 5000), store.read_rows(10, 5000))
     assert store.reader(clip_ranges=True).clip_start is store.clip_start
+
+
+@settings(max_examples=20, deadline=None)
+@given(picks=st.lists(st.integers(0, 10**6), min_size=1, max_size=40), stride=st.integers(1, 4))
+def test_gather_reads_the_rows_asked_for(tmp_path_factory, picks, stride):
+    clips = _clips(n=8, seed=2)
+    X = np.concatenate([c[2] for c in clips])[::stride]
+    store = write_store(tmp_path_factory.mktemp("g"), clips, shard_frames=700)
+    src = ShardSource(store, stride=stride)
+    idx = np.unique(np.array(picks) % src.n_frames)
+    np.testing.assert_array_equal(src.gather(idx), X[idx].astype(np.float64))

@@ -222,6 +222,21 @@ class ShardStore:
             s += 1
         return out
 
+    def read_index(self, idx: np.ndarray) -> np.ndarray:
+        """Global frames ``idx`` (sorted int array) as float32 (len(idx), n_dims); one open per shard."""
+        idx = np.asarray(idx, dtype=np.int64)
+        out = np.empty((idx.size, self.n_dims), dtype=np.float32)
+        row = self.n_dims * 4
+        shard = np.searchsorted(self.bounds, idx, side="right") - 1
+        for s in np.unique(shard):
+            rows = np.flatnonzero(shard == s)
+            with open(self.files[s], "rb", buffering=0) as f:
+                for j in rows:
+                    pos = self.offsets[s] + (int(idx[j]) - int(self.bounds[s])) * row
+                    if os.preadv(f.fileno(), [memoryview(out[j]).cast("B")], pos) != row:
+                        raise ModelFileError(f"{self.files[s]}: shard is shorter than its index says")
+        return out
+
     def reader(self, *, clip_ranges: bool = False) -> ShardStore:
         """This store without the clip names and labels (and the clip ranges unless asked).
 

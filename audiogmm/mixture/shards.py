@@ -2,7 +2,7 @@
 
 :class:`ShardSource` is an EM data source (like ``ArraySource``) over a store
 opened with :func:`audiogmm.data.shards.open_store` (any object with
-``n_frames``, ``n_dims``, ``clip_start`` and ``read_rows`` will do). It adds a
+``n_frames``, ``n_dims``, ``clip_start``, ``read_rows`` and ``read_index`` will do). It adds a
 ``stats`` method that :func:`audiogmm.mixture.em.source_stats` calls instead of
 iterating: the frames are cut into *canonical* blocks of ``block_frames``
 (multiples of the E-step chunk, counted from frame 0 of the store, whatever the
@@ -166,10 +166,8 @@ class ShardSource:
 
     def gather(self, idx: np.ndarray) -> np.ndarray:
         """Virtual rows ``idx`` (sorted) as float64, shape (len(idx), n_dims)."""
-        out = np.empty((len(idx), self.n_dims), dtype=np.float64)
-        for j, i in enumerate(np.asarray(idx, dtype=np.int64) * self.stride):
-            out[j] = self.store.read_rows(int(i), int(i) + 1)[0]
-        return out
+        rows = np.asarray(idx, dtype=np.int64) * self.stride
+        return self.store.read_index(rows).astype(np.float64)
 
     def stats(
         self,
