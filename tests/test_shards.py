@@ -114,6 +114,10 @@ def test_fit_is_bit_identical_across_shard_sizes_and_workers(tmp_path):
             with LocalExecutor(n) as ex:
                 g.fit_source(ShardSource(store, block_frames=2048), executor=ex)
             models.append(_arrays(g))
+    g = DiagGMM(4, random_state=0, max_iter=4, tol=0, init="split")
+    with LocalExecutor(2, processes=True) as ex:  # blocks in worker processes
+        g.fit_source(ShardSource(store, block_frames=2048), executor=ex)
+    models.append(_arrays(g))
     for m in models[1:]:
         for a, b in zip(m, models[0]):
             np.testing.assert_array_equal(a, b)
