@@ -109,7 +109,7 @@ def test_fit_is_bit_identical_across_shard_sizes_and_workers(tmp_path):
     models = []
     for shard in (700, 5000, 10**6):
         store = write_store(tmp_path / str(shard), clips, shard_frames=shard)
-        for n in (1, 2):
+        for n in (1, 2, 4):
             g = DiagGMM(4, random_state=0, max_iter=4, tol=0, init="split")
             with LocalExecutor(n) as ex:
                 g.fit_source(ShardSource(store, block_frames=2048), executor=ex)
