@@ -80,6 +80,7 @@ def _corrupt(folder, edit):
         (lambda ix: ix["clips"][0].update(stop=-1), "invalid value"),
         (lambda ix: ix["clips"].pop(), "do not cover"),
         (lambda ix: ix["clips"][0].update(label=3), "'label'"),
+        (lambda ix: ix.update(config=5), "'config'"),
     ],
 )
 def test_open_refuses_a_bad_index(tmp_path, edit, match):

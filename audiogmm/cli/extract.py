@@ -61,7 +61,7 @@ def command(ctx, data, preset, config_path, cache_dir, jobs, strict, skipped_csv
         write_store(
             shards_dir, ((r.path, r.label, res.features[r.path]) for r in records
                          if r.path in res.features),
-            config_hash=config.content_hash(),
+            config_hash=config.content_hash(), config=config.to_json(),
         )  # fmt: skip
     if skipped_csv:
         res.write_skipped_csv(skipped_csv)

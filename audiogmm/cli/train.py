@@ -133,6 +133,15 @@ def command(
     )
 
     check_writable(output)  # before the work, naming the user's path
+    from ..data.shards import is_store
+
+    if is_store(data):  # a shard store: its clips, labels and front end (no audio, no split)
+        from .ubm import train_store
+
+        params = map_params(ctx, backend, ubm_components, relevance, adapt, reject_far,
+                            components, init, max_iter)  # fmt: skip
+        return train_store(ctx, data, output, backend=backend, params=params, seed=seed,
+                           jobs=jobs, dask_spec=dask_spec, as_json=as_json)  # fmt: skip
     auto = preset == "auto" and not config_path
     config = None if auto else load_config(preset, config_path)
     records = load_split(data, split, train_fraction=train_fraction, seed=seed)

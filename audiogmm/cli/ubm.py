@@ -101,3 +101,35 @@ def command(store, output, components, init, max_iter, subsample, seed, checkpoi
         f"UBM of {components} components on {out['n_frames']:,} frames, {gmm.n_iter_} EM "
         f"iterations{' (resumed)' if ckpt.resumed_from else ''} -> {escape_name(output)}"
     )
+
+
+def train_store(ctx, data, output, *, backend, params, seed, jobs, dask_spec, as_json) -> None:
+    """``audiogmm train STORE``: the classifier from a shard store's clips, labels and front end."""
+    from ..data.shards import open_store
+    from ..engine import LocalExecutor
+    from ..pipeline import save_model
+    from ..pipeline.shards import train_from_store
+    from .options import progress_for
+
+    if params.get("n_components") == "auto":
+        raise click.UsageError("--components auto cross-validates audio files; give -k with a store")
+    store = open_store(data)
+    with dask_or(dask_spec, LocalExecutor(jobs)) as ex:
+        clf, _config = train_from_store(
+            store, backend=backend, executor=ex, progress=progress_for(ctx),
+            random_state=seed, n_jobs=jobs, **params,
+        )  # fmt: skip
+        save_model(output, clf, _config)
+    out = {
+        "model": os.path.abspath(output), "labels": clf.labels_, "n_files": store.n_clips,
+        "n_components": clf.n_components, "backend": backend, "n_dims": clf.n_dims,
+        "skipped": [], "timing": clf.timing_, "training": clf.fit_report_, "store": store.folder,
+    }  # fmt: skip
+    if as_json:
+        echo_json(out)
+        return
+    click.echo(
+        f"trained {len(clf.labels_)} classes x {clf.n_components} components ({backend}) "
+        f"on {store.n_clips} clips of the store ({clf.n_dims}-dim features) -> "
+        f"{escape_name(output)}"
+    )

@@ -2,7 +2,7 @@
 
 Layout of a store directory::
 
-    <dir>/index.json          format, version, n_dims, dtype, FeatureConfig hash, shards, clips
+    <dir>/index.json          format, version, n_dims, dtype, FeatureConfig (hash, JSON), shards, clips
     <dir>/shard-00000.npy     (n_frames, n_dims) float32, C order: clips back to back
     <dir>/shard-00001.npy     ...
 
@@ -59,6 +59,9 @@ class ShardWriter:
         A shard is closed once it holds at least this many frames (a clip is never split).
     config_hash : str, optional
         The FeatureConfig's content hash, recorded in the index.
+    config : str, optional
+        The FeatureConfig as JSON (``FeatureConfig.to_json()``), so that a model trained
+        from the store can carry its front end.
 
     Examples
     --------
@@ -73,6 +76,7 @@ class ShardWriter:
         n_dims: int,
         shard_frames: int = SHARD_FRAMES,
         config_hash: str = "",
+        config: str = "",
     ) -> None:
         if not (isinstance(n_dims, int) and n_dims > 0):
             raise ParameterError(f"n_dims must be an int > 0; got {n_dims!r}")
@@ -81,6 +85,7 @@ class ShardWriter:
         self.folder = os.fspath(folder)
         os.makedirs(self.folder, exist_ok=True)
         self.n_dims, self.shard_frames, self.config_hash = n_dims, shard_frames, config_hash
+        self.config = config
         self._pending: list[np.ndarray] = []
         self._n_pending = 0
         self.shards: list[dict] = []
@@ -131,7 +136,8 @@ class ShardWriter:
         self._flush()
         index = {
             "format": FORMAT, "version": VERSION, "n_dims": self.n_dims, "dtype": "float32",
-            "config_hash": self.config_hash, "shards": self.shards, "clips": self.clips,
+            "config_hash": self.config_hash, "config": self.config,
+            "shards": self.shards, "clips": self.clips,
         }  # fmt: skip
         body = json.dumps(index, indent=None, separators=(",", ":")).encode("utf-8")
         atomic_write(os.path.join(self.folder, INDEX_NAME), lambda f: f.write(body))
@@ -147,6 +153,7 @@ def write_store(
     *,
     shard_frames: int = SHARD_FRAMES,
     config_hash: str = "",
+    config: str = "",
 ) -> ShardStore:
     """Write ``(clip, label, frames)`` triples as a store and open it."""
     writer = None
@@ -154,7 +161,7 @@ def write_store(
         if writer is None:
             writer = ShardWriter(
                 folder, n_dims=int(np.shape(X)[1]), shard_frames=shard_frames,
-                config_hash=config_hash,
+                config_hash=config_hash, config=config,
             )  # fmt: skip
         writer.add(clip, label, X)
     if writer is None:
@@ -172,6 +179,8 @@ class ShardStore:
     folder : str
     n_dims : int
     config_hash : str
+    config : str
+        The FeatureConfig JSON ("" when the writer had none).
     files : tuple of str
         Absolute shard paths.
     offsets : tuple of int
@@ -186,6 +195,7 @@ class ShardStore:
     folder: str
     n_dims: int
     config_hash: str
+    config: str
     files: tuple
     offsets: tuple
     bounds: np.ndarray
@@ -245,7 +255,7 @@ class ShardStore:
         """
         empty = np.zeros(0, dtype=np.int64)
         return dataclasses.replace(
-            self, clips=(), labels=(),
+            self, clips=(), labels=(), config="",
             clip_start=self.clip_start if clip_ranges else empty,
             clip_stop=self.clip_stop if clip_ranges else empty,
         )  # fmt: skip
@@ -331,6 +341,7 @@ def open_store(folder: str | os.PathLike) -> ShardStore:
     if _field(index, "dtype", str, ipath) != "float32":
         raise ModelFileError(f"{ipath}: dtype {index['dtype']!r}, expected 'float32'")
     config_hash = _field(index, "config_hash", str, ipath)
+    config = _field(index, "config", str, ipath)
     shards = _field(index, "shards", list, ipath)
     clips = _field(index, "clips", list, ipath)
     if not shards:
@@ -370,6 +381,6 @@ def open_store(folder: str | os.PathLike) -> ShardStore:
     if next_start != counts:
         raise ModelFileError(f"{ipath}: the clips do not cover every frame of every shard")
     return ShardStore(
-        folder, n_dims, config_hash, tuple(files), tuple(offsets), bounds,
+        folder, n_dims, config_hash, config, tuple(files), tuple(offsets), bounds,
         tuple(names), tuple(labels), cstart, cstop,
     )  # fmt: skip
