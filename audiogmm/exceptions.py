@@ -13,6 +13,7 @@ __all__ = [
     "AudioError",
     "FeatureError",
     "DatasetError",
+    "ClusterError",
     "ModelFileError",
     "ConvergenceWarning",
     "OversizedModelWarning",
@@ -49,3 +50,7 @@ class ConvergenceWarning(UserWarning):
 
 class OversizedModelWarning(ConvergenceWarning):
     """A class has too few frames for its number of components (see ``oversized_reason``)."""
+
+
+class ClusterError(AudioGMMError, RuntimeError):
+    """The distributed engine failed: the Dask scheduler cannot be reached or was lost."""

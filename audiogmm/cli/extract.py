@@ -15,6 +15,7 @@ from .options import (
     run_options,
 )
 from .output import escape_name
+from .ubm import dask_option, dask_or
 
 
 @click.command("extract")
@@ -47,11 +48,18 @@ from .output import escape_name
     help="Run piped wav.scp entries ('cmd |') of a Kaldi DATA dir: shell commands written "
     "in a data file, so only for data you trust (--format kaldi).",
 )
+@click.option(
+    "--shards",
+    "shards_dir",
+    type=click.Path(file_okay=False),
+    help="Also write the features as a shard store here (for `audiogmm ubm`, Dask).",
+)
+@dask_option
 @json_option
 @click.pass_context
 def command(
     ctx, data, preset, config_path, cache_dir, jobs, strict, skipped_csv, fmt, output,
-    allow_pipes, as_json,
+    allow_pipes, shards_dir, dask_spec, as_json,
 ):  # fmt: skip
     """Extract features of every file in DATA into the cache (re-runs skip done work)."""
     from ..container import check_writable
@@ -76,8 +84,18 @@ def command(
         check_writable(skipped_csv)
     records = read_manifest(data)
     opts = RunOptions(cache_dir=cache_dir, n_jobs=jobs, progress=progress_for(ctx), strict=strict)
-    with command_executor([r.path for r in records], config, jobs) as ex:
+    if shards_dir:
+        check_writable(shards_dir, folder=True)
+    with dask_or(dask_spec, command_executor([r.path for r in records], config, jobs)) as ex:
         res = extract_many(records, config=config, options=opts, executor=ex)
+    if shards_dir:  # on top of the cache: the extracted (or cached) frames, in manifest order
+        from ..data.shards import write_store
+
+        write_store(
+            shards_dir, ((r.path, r.label, res.features[r.path]) for r in records
+                         if r.path in res.features),
+            config_hash=config.content_hash(), config=config.to_json(),
+        )  # fmt: skip
     if skipped_csv:
         res.write_skipped_csv(skipped_csv)
     skipped = skipped_list(res)

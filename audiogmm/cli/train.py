@@ -23,6 +23,7 @@ from .options import (
     tuning_options,
 )
 from .output import escape_name
+from .ubm import dask_option, dask_or
 
 logger = logging.getLogger("audiogmm")
 
@@ -92,6 +93,7 @@ def map_params(ctx, backend, ubm_components, relevance, adapt, reject_far, compo
 )
 @map_options
 @run_options
+@dask_option
 @json_option
 @click.pass_context
 def command(
@@ -114,6 +116,7 @@ def command(
     cache_dir,
     jobs,
     strict,
+    dask_spec,
     as_json,
 ):
     """Train one GMM per label on DATA and write one model file."""
@@ -130,6 +133,15 @@ def command(
     )
 
     check_writable(output)  # before the work, naming the user's path
+    from ..data.shards import is_store
+
+    if is_store(data):  # a shard store: its clips, labels and front end (no audio, no split)
+        from .ubm import train_store
+
+        params = map_params(ctx, backend, ubm_components, relevance, adapt, reject_far,
+                            components, init, max_iter)  # fmt: skip
+        return train_store(ctx, data, output, backend=backend, params=params, seed=seed,
+                           jobs=jobs, dask_spec=dask_spec, as_json=as_json)  # fmt: skip
     auto = preset == "auto" and not config_path
     config = None if auto else load_config(preset, config_path)
     from ..data.kaldi import needs_kaldi_reader
@@ -161,7 +173,7 @@ def command(
         )
     # the work estimate needs a frame rate: an auto run's candidates share the default's
     plan_config = FeatureConfig() if config is None else config
-    with command_executor([r.path for r in records], plan_config, jobs) as ex:
+    with dask_or(dask_spec, command_executor([r.path for r in records], plan_config, jobs)) as ex:
         if tuning:
             clf, tuned = train_tuned(
                 records, preset="auto" if auto else config, components=components,

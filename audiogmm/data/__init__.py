@@ -1,6 +1,6 @@
 """Datasets: manifests (folder, CSV, Kaldi dir), splits, and the cached parallel extraction.
 
-Modules in data-flow order: ``manifests``, ``splits``, ``cache``. Names are
+Modules in data-flow order: ``manifests``, ``splits``, ``cache``, ``shards``. Names are
 imported on first use.
 """
 
@@ -8,6 +8,7 @@ from ..lazy import lazy_exports
 
 _EXPORTS = {
     **dict.fromkeys(["ExtractionResult", "RunOptions", "Skipped", "extract_many"], ".cache"),
+    **dict.fromkeys(["ShardStore", "ShardWriter", "is_store", "open_store", "write_store"], ".shards"),
     **dict.fromkeys(
         [
             "Record",

@@ -416,7 +416,9 @@ class DiagGMM:
         )  # fmt: skip
         return params, []
 
-    def fit_source(self, source, *, executor: LocalExecutor | None = None) -> DiagGMM:
+    def fit_source(
+        self, source, *, executor: LocalExecutor | None = None, checkpoint: Any = None
+    ) -> DiagGMM:
         """Fit from a data source whose frames are already validated (no checks repeated).
 
         :meth:`fit` and :meth:`fit_iter` validate and call this; so does a classifier
@@ -424,21 +426,36 @@ class DiagGMM:
 
         Parameters
         ----------
-        source : ArraySource or IterSource
+        source : ArraySource, IterSource or ShardSource
         executor : LocalExecutor, optional
+        checkpoint : EMCheckpoint, optional
+            Write EM's state after every M-step; resume from it when it says so
+            (:mod:`audiogmm.mixture.checkpoint`; needs ``n_init=1``).
 
         Returns
         -------
         self
         """
         t0 = time.perf_counter()
+        if checkpoint is not None and self.n_init != 1:
+            raise ParameterError(f"EM checkpoints need n_init=1; got n_init={self.n_init}")
         rng, gmean, gvar, extremes = self._start(source)
         runs = []
         with self._executor(executor) as ex:
             for _ in range(self.n_init):
-                params, init_events = self._init_params(source, rng, ex)
+                monitor, maximiser, saved = self._monitor(source), self._maximiser(), None
+                if checkpoint is not None:  # resume: saved parameters replace the init
+                    saved = checkpoint.restore(monitor)
+                if saved is None:
+                    params, init_events = self._init_params(source, rng, ex)
+                else:
+                    params, init_events = saved[0], []
+                if checkpoint is not None:
+                    monitor, maximiser = checkpoint.attach(
+                        monitor, maximiser, saved is not None and saved[1]
+                    )
                 res = em.run(
-                    source, params, maximiser=self._maximiser(), monitor=self._monitor(source),
+                    source, params, maximiser=maximiser, monitor=monitor,
                     executor=ex, chunk_size=self._chunk,
                 )  # fmt: skip
                 res.events = init_events + res.events

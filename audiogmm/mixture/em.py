@@ -78,13 +78,17 @@ def source_stats(
     """One E-step over every chunk of ``source``, merged in source order.
 
     A :class:`~.stacked.StackedSource` runs the E-step of all its running members
-    at once; the others keep their rows of ``previous``.
+    at once; the others keep their rows of ``previous``. A source with a ``stats``
+    method (a shard store) maps its own canonical blocks on the executor and sums
+    them in a fixed tree (:mod:`audiogmm.mixture.shards`).
     """
     if isinstance(source, StackedSource):
         return source.accumulate(
             params, executor=executor, chunk_size=chunk_size, previous=previous
         )
     shift = params.weights @ params.means
+    if hasattr(source, "stats"):
+        return source.stats(params, shift=shift, executor=executor, chunk_size=chunk_size)
     total = Stats.zeros(params.n_components, params.n_dims, shift=shift)
     for Xc, sw in source:
         total = accumulate(

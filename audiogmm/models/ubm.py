@@ -597,15 +597,18 @@ def train_ubm(
     *,
     subsample: int = 1,
     executor: LocalExecutor | None = None,
+    checkpoint: Any = None,
     **gmm_params: Any,
 ) -> DiagGMM:
     """Train a UBM out of core: frames streamed in chunks, never all in memory.
 
     Parameters
     ----------
-    chunks : callable returning an iterable of arrays, or a re-iterable
+    chunks : callable returning an iterable of arrays, a re-iterable, or a ShardStore
         Every pass calls it afresh (e.g. a generator function over memory-mapped
-        ``.npy`` feature files), as :meth:`DiagGMM.fit_iter` requires.
+        ``.npy`` feature files), as :meth:`DiagGMM.fit_iter` requires. A shard store
+        (:func:`audiogmm.data.shards.open_store`) is read in canonical blocks through
+        the executor (which may be a ``DaskExecutor``); ``subsample`` is its stride.
     n_components : int > 0
     subsample : int > 0
         Keep every ``subsample``-th frame of each chunk.
@@ -619,6 +622,16 @@ def train_ubm(
     """
     if not (is_int(subsample) and subsample > 0):
         raise ParameterError(f"subsample must be an int > 0; got {subsample!r}")
+    if hasattr(chunks, "read_rows") or checkpoint is not None:  # a shard store: map its blocks
+        from ..mixture.shards import ShardSource
+
+        if not hasattr(chunks, "read_rows"):
+            raise ParameterError("train_ubm: checkpoints need a shard store as the data")
+        gmm = DiagGMM(n_components, **gmm_params)
+        check_params(gmm)
+        return gmm.fit_source(
+            ShardSource(chunks, stride=subsample), executor=executor, checkpoint=checkpoint
+        )
 
     def sub():
         for X in chunks() if callable(chunks) else chunks:

@@ -1,0 +1,386 @@
+"""A feature shard store: frames of many clips in a few ``.npy`` files, plus an index.
+
+Layout of a store directory::
+
+    <dir>/index.json          format, version, n_dims, dtype, FeatureConfig (hash, JSON), shards, clips
+    <dir>/shard-00000.npy     (n_frames, n_dims) float32, C order: clips back to back
+    <dir>/shard-00001.npy     ...
+
+Each clip lives in one shard, as a frame range ``[start, stop)``. Shards are
+plain ``.npy`` files (memory-mappable, no pickle); the index is written last and
+atomically, so a store is either complete or absent. :func:`open_store` trusts
+nothing: the index's size is checked before it is read, every field is
+validated, and every shard's ``.npy`` header is read and checked against the
+index and the file size before a frame is read.
+
+Training reads a store through :class:`~audiogmm.mixture.shards.ShardSource`,
+which reads rows with plain positioned reads (``os.pread``): a worker holds one
+chunk of frames, and no memory map grows its resident set with the whole store.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..container import atomic_write
+from ..exceptions import ModelFileError, ParameterError
+
+__all__ = ["INDEX_NAME", "ShardStore", "ShardWriter", "is_store", "open_store", "write_store"]
+
+INDEX_NAME = "index.json"
+FORMAT = "audiogmm-shards"
+VERSION = 1
+#: Target frames per shard: 2^20 frames x 60 dims x 4 B = 240 MB.
+SHARD_FRAMES = 1 << 20
+_MAX_INDEX_BYTES = 1 << 30  # 1 GB of JSON: ~10 M clips; more is not an index we wrote
+_MAX_NPY_HEADER = 1 << 16
+
+
+def is_store(path: str | os.PathLike) -> bool:
+    """Whether ``path`` is a folder holding a shard store index."""
+    return os.path.isfile(os.path.join(os.fspath(path), INDEX_NAME))
+
+
+class ShardWriter:
+    """Write clips into shards of about ``shard_frames`` frames, then the index.
+
+    Parameters
+    ----------
+    folder : path
+        Created if missing. Shards from an earlier store there are replaced.
+    n_dims : int > 0
+    shard_frames : int > 0
+        A shard is closed once it holds at least this many frames (a clip is never split).
+    config_hash : str, optional
+        The FeatureConfig's content hash, recorded in the index.
+    config : str, optional
+        The FeatureConfig as JSON (``FeatureConfig.to_json()``), so that a model trained
+        from the store can carry its front end.
+
+    Examples
+    --------
+    >>> with ShardWriter(tmp, n_dims=2) as w:          # doctest: +SKIP
+    ...     w.add("a.wav", "dog", np.zeros((10, 2), np.float32))
+    """
+
+    def __init__(
+        self,
+        folder: str | os.PathLike,
+        *,
+        n_dims: int,
+        shard_frames: int = SHARD_FRAMES,
+        config_hash: str = "",
+        config: str = "",
+    ) -> None:
+        if not (isinstance(n_dims, int) and n_dims > 0):
+            raise ParameterError(f"n_dims must be an int > 0; got {n_dims!r}")
+        if not (isinstance(shard_frames, int) and shard_frames > 0):
+            raise ParameterError(f"shard_frames must be an int > 0; got {shard_frames!r}")
+        self.folder = os.fspath(folder)
+        os.makedirs(self.folder, exist_ok=True)
+        self.n_dims, self.shard_frames, self.config_hash = n_dims, shard_frames, config_hash
+        self.config = config
+        self._pending: list[np.ndarray] = []
+        self._n_pending = 0
+        self.shards: list[dict] = []
+        self.clips: list[dict] = []
+
+    def __enter__(self) -> ShardWriter:
+        return self
+
+    def __exit__(self, exc_type, *exc: object) -> None:
+        if exc_type is None:
+            self.close()
+
+    def add(self, clip: str, label: str, X: np.ndarray) -> None:
+        """Append one clip's frames (n_frames, n_dims); stored as float32."""
+        X = np.asarray(X)
+        if X.ndim != 2 or X.shape[1] != self.n_dims:
+            raise ParameterError(f"{clip}: frames must be (n, {self.n_dims}); got {X.shape}")
+        if not np.isfinite(X).all():
+            raise ParameterError(f"{clip}: frames contain NaN or inf")
+        start = self._n_pending
+        self.clips.append(
+            {"clip": str(clip), "label": str(label), "shard": len(self.shards),
+             "start": start, "stop": start + X.shape[0]}
+        )  # fmt: skip
+        self._pending.append(np.ascontiguousarray(X, dtype=np.float32))
+        self._n_pending += X.shape[0]
+        if self._n_pending >= self.shard_frames:
+            self._flush()
+
+    def _flush(self) -> None:
+        if not self._pending:
+            return
+        name = f"shard-{len(self.shards):05d}.npy"
+        n, pending = self._n_pending, self._pending
+
+        def write(f) -> None:  # header, then the clips back to back: no shard-sized copy
+            header = {"descr": "<f4", "fortran_order": False, "shape": (n, self.n_dims)}
+            np.lib.format.write_array_header_1_0(f, header)
+            for X in pending:
+                f.write(memoryview(X).cast("B"))
+
+        atomic_write(os.path.join(self.folder, name), write)
+        self.shards.append({"file": name, "n_frames": int(n)})
+        self._pending, self._n_pending = [], 0
+
+    def close(self) -> None:
+        """Write the last shard and the index (atomically), and drop stale shards."""
+        self._flush()
+        index = {
+            "format": FORMAT, "version": VERSION, "n_dims": self.n_dims, "dtype": "float32",
+            "config_hash": self.config_hash, "config": self.config,
+            "shards": self.shards, "clips": self.clips,
+        }  # fmt: skip
+        body = json.dumps(index, indent=None, separators=(",", ":")).encode("utf-8")
+        atomic_write(os.path.join(self.folder, INDEX_NAME), lambda f: f.write(body))
+        keep = {s["file"] for s in self.shards}
+        for name in os.listdir(self.folder):
+            if name.startswith("shard-") and name.endswith(".npy") and name not in keep:
+                os.remove(os.path.join(self.folder, name))
+
+
+def write_store(
+    folder: str | os.PathLike,
+    clips: Iterable[tuple[str, str, np.ndarray]],
+    *,
+    shard_frames: int = SHARD_FRAMES,
+    config_hash: str = "",
+    config: str = "",
+) -> ShardStore:
+    """Write ``(clip, label, frames)`` triples as a store and open it."""
+    writer = None
+    for clip, label, X in clips:
+        if writer is None:
+            writer = ShardWriter(
+                folder, n_dims=int(np.shape(X)[1]), shard_frames=shard_frames,
+                config_hash=config_hash, config=config,
+            )  # fmt: skip
+        writer.add(clip, label, X)
+    if writer is None:
+        raise ParameterError(f"{os.fspath(folder)}: no clips to write")
+    writer.close()
+    return open_store(folder)
+
+
+@dataclass(frozen=True)
+class ShardStore:
+    """An opened, validated store. Cheap to ship to workers (no frames inside).
+
+    Attributes
+    ----------
+    folder : str
+    n_dims : int
+    config_hash : str
+    config : str
+        The FeatureConfig JSON ("" when the writer had none).
+    files : tuple of str
+        Absolute shard paths.
+    offsets : tuple of int
+        Byte offset of the first frame in each shard.
+    bounds : ndarray of shape (n_shards + 1,), int64
+        Global frame index where each shard starts (the last entry: total frames).
+    clips, labels : tuple of str
+    clip_start, clip_stop : ndarray of shape (n_clips,), int64
+        Global frame ranges of the clips.
+    """
+
+    folder: str
+    n_dims: int
+    config_hash: str
+    config: str
+    files: tuple
+    offsets: tuple
+    bounds: np.ndarray
+    clips: tuple
+    labels: tuple
+    clip_start: np.ndarray
+    clip_stop: np.ndarray
+
+    @property
+    def n_frames(self) -> int:
+        return int(self.bounds[-1])
+
+    @property
+    def n_clips(self) -> int:
+        return len(self.clips)
+
+    def read_rows(self, start: int, stop: int, out: np.ndarray | None = None) -> np.ndarray:
+        """Global frames ``[start, stop)`` as float32 (stop - start, n_dims), via positioned reads."""
+        n = stop - start
+        if out is None:
+            out = np.empty((n, self.n_dims), dtype=np.float32)
+        row = self.n_dims * 4
+        s = int(np.searchsorted(self.bounds, start, side="right")) - 1
+        pos = 0
+        while pos < n:
+            lo = start + pos - int(self.bounds[s])
+            take = min(n - pos, int(self.bounds[s + 1] - self.bounds[s]) - lo)
+            buf = memoryview(out[pos : pos + take]).cast("B")
+            with open(self.files[s], "rb", buffering=0) as f:
+                got = os.preadv(f.fileno(), [buf], self.offsets[s] + lo * row)
+            if got != take * row:
+                raise ModelFileError(f"{self.files[s]}: shard is shorter than its index says")
+            pos += take
+            s += 1
+        return out
+
+    def read_index(self, idx: np.ndarray) -> np.ndarray:
+        """Global frames ``idx`` (sorted int array) as float32 (len(idx), n_dims); one open per shard."""
+        idx = np.asarray(idx, dtype=np.int64)
+        out = np.empty((idx.size, self.n_dims), dtype=np.float32)
+        row = self.n_dims * 4
+        shard = np.searchsorted(self.bounds, idx, side="right") - 1
+        for s in np.unique(shard):
+            rows = np.flatnonzero(shard == s)
+            with open(self.files[s], "rb", buffering=0) as f:
+                for j in rows:
+                    pos = self.offsets[s] + (int(idx[j]) - int(self.bounds[s])) * row
+                    if os.preadv(f.fileno(), [memoryview(out[j]).cast("B")], pos) != row:
+                        raise ModelFileError(f"{self.files[s]}: shard is shorter than its index says")
+        return out
+
+    def reader(self, *, clip_ranges: bool = False) -> ShardStore:
+        """This store without the clip names and labels (and the clip ranges unless asked).
+
+        What map tasks need: a few hundred bytes per shard, instead of the whole index
+        (a 1,000-hour store has ~10^5 clips), so it ships to every worker per iteration.
+        """
+        empty = np.zeros(0, dtype=np.int64)
+        return dataclasses.replace(
+            self, clips=(), labels=(), config="",
+            clip_start=self.clip_start if clip_ranges else empty,
+            clip_stop=self.clip_stop if clip_ranges else empty,
+        )  # fmt: skip
+
+    def clip_frames(self, i: int) -> np.ndarray:
+        """Frames of clip ``i`` (n_frames, n_dims), float32."""
+        return self.read_rows(int(self.clip_start[i]), int(self.clip_stop[i]))
+
+    def iter_clips(self) -> Iterator[tuple[str, str, np.ndarray]]:
+        """``(clip, label, frames)`` in index order, one clip in memory at a time."""
+        for i in range(self.n_clips):
+            yield self.clips[i], self.labels[i], self.clip_frames(i)
+
+
+# ------------------------------------------------------------------------- validation
+def _field(d: dict, key: str, kind, where: str):
+    if not isinstance(d, dict) or key not in d:
+        raise ModelFileError(f"{where}: missing field {key!r}")
+    v = d[key]
+    if kind is int:
+        ok = isinstance(v, int) and not isinstance(v, bool) and v >= 0
+    else:
+        ok = isinstance(v, kind)
+    if not ok:
+        raise ModelFileError(f"{where}: field {key!r} has an invalid value {v!r:.80}")
+    return v
+
+
+def _npy_header(path: str, n_dims: int) -> tuple[int, int]:
+    """(n_frames, data offset) of a shard, checked: float32, C order, 2-D, size matches."""
+    try:
+        size = os.path.getsize(path)
+        with open(path, "rb") as f:
+            version = np.lib.format.read_magic(f)
+            if version == (1, 0):
+                shape, fortran, dtype = np.lib.format.read_array_header_1_0(
+                    f, max_header_size=_MAX_NPY_HEADER
+                )
+            elif version == (2, 0):
+                shape, fortran, dtype = np.lib.format.read_array_header_2_0(
+                    f, max_header_size=_MAX_NPY_HEADER
+                )
+            else:
+                raise ValueError(f"unsupported .npy version {version}")
+            offset = f.tell()
+    except (OSError, ValueError) as e:
+        raise ModelFileError(f"{path}: not a readable shard ({e})") from None
+    if dtype != np.dtype("<f4") or fortran or len(shape) != 2 or shape[1] != n_dims:
+        raise ModelFileError(
+            f"{path}: shard must be float32 (n, {n_dims}) in C order; "
+            f"got {dtype} {shape}{' Fortran order' if fortran else ''}"
+        )
+    if size != offset + shape[0] * n_dims * 4:
+        raise ModelFileError(f"{path}: file size {size} does not match its header {shape}")
+    return int(shape[0]), offset
+
+
+def open_store(folder: str | os.PathLike) -> ShardStore:
+    """Open and validate a store written by :class:`ShardWriter`.
+
+    Raises
+    ------
+    ModelFileError
+        Naming the file and the first problem found.
+    """
+    folder = os.path.abspath(os.fspath(folder))
+    ipath = os.path.join(folder, INDEX_NAME)
+    try:
+        size = os.path.getsize(ipath)
+        if size > _MAX_INDEX_BYTES:
+            raise ModelFileError(f"{ipath}: index of {size} bytes is too large to be ours")
+        with open(ipath, "rb") as f:
+            index = json.loads(f.read(_MAX_INDEX_BYTES + 1).decode("utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise ModelFileError(f"{ipath}: not a readable shard index ({e})") from None
+    if not isinstance(index, dict) or index.get("format") != FORMAT:
+        raise ModelFileError(f"{ipath}: not an audiogmm shard index")
+    if _field(index, "version", int, ipath) != VERSION:
+        raise ModelFileError(f"{ipath}: index version {index['version']} (this reads {VERSION})")
+    n_dims = _field(index, "n_dims", int, ipath)
+    if not 0 < n_dims <= 100_000:
+        raise ModelFileError(f"{ipath}: n_dims={n_dims} out of range")
+    if _field(index, "dtype", str, ipath) != "float32":
+        raise ModelFileError(f"{ipath}: dtype {index['dtype']!r}, expected 'float32'")
+    config_hash = _field(index, "config_hash", str, ipath)
+    config = _field(index, "config", str, ipath)
+    shards = _field(index, "shards", list, ipath)
+    clips = _field(index, "clips", list, ipath)
+    if not shards:
+        raise ModelFileError(f"{ipath}: the store has no shards")
+    files, offsets, counts = [], [], []
+    for i, s in enumerate(shards):
+        where = f"{ipath}: shards[{i}]"
+        name = _field(s, "file", str, where)
+        if os.path.basename(name) != name or not name.endswith(".npy"):
+            raise ModelFileError(f"{where}: shard file {name!r} must be a .npy name in the store")
+        n = _field(s, "n_frames", int, where)
+        path = os.path.join(folder, name)
+        n_file, offset = _npy_header(path, n_dims)
+        if n_file != n:
+            raise ModelFileError(f"{path}: holds {n_file} frames, the index says {n}")
+        files.append(path)
+        offsets.append(offset)
+        counts.append(n)
+    bounds = np.concatenate([[0], np.cumsum(counts, dtype=np.int64)])
+    names, labels = [], []
+    cstart = np.empty(len(clips), dtype=np.int64)
+    cstop = np.empty(len(clips), dtype=np.int64)
+    next_start = [0] * len(shards)
+    for i, c in enumerate(clips):
+        where = f"{ipath}: clips[{i}]"
+        names.append(_field(c, "clip", str, where))
+        labels.append(_field(c, "label", str, where))
+        s = _field(c, "shard", int, where)
+        a, b = _field(c, "start", int, where), _field(c, "stop", int, where)
+        if s >= len(shards) or a != next_start[s] or not a <= b <= counts[s]:
+            raise ModelFileError(
+                f"{where}: frame range [{a}, {b}) of shard {s} does not follow the previous "
+                "clip or lies outside the shard"
+            )
+        next_start[s] = b
+        cstart[i], cstop[i] = bounds[s] + a, bounds[s] + b
+    if next_start != counts:
+        raise ModelFileError(f"{ipath}: the clips do not cover every frame of every shard")
+    return ShardStore(
+        folder, n_dims, config_hash, config, tuple(files), tuple(offsets), bounds,
+        tuple(names), tuple(labels), cstart, cstop,
+    )  # fmt: skip

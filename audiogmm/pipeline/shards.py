@@ -1,0 +1,66 @@
+"""Train a classifier from a feature shard store instead of audio files.
+
+The store (``audiogmm extract DATA --shards STORE``) carries the frames of every
+clip, its label and the FeatureConfig they were extracted with, so training needs
+no audio, no cache and no split: every clip of the store is a training clip.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from ..data.shards import ShardStore
+from ..engine import LocalExecutor, resolve
+from ..exceptions import DatasetError, ModelFileError
+from ..features import FeatureConfig
+from ..models import GMMClassifier, UBMClassifier
+from ..progress import Progress
+
+__all__ = ["store_config", "train_from_store"]
+
+
+def store_config(store: ShardStore) -> FeatureConfig:
+    """The FeatureConfig a store was extracted with (validated like any loaded config)."""
+    if not store.config:
+        raise ModelFileError(
+            f"{store.folder}: the store does not record its feature configuration; "
+            "re-create it with `audiogmm extract DATA --shards DIR`"
+        )
+    try:
+        config = FeatureConfig.from_json(store.config)
+    except (ValueError, TypeError) as e:
+        raise ModelFileError(f"{store.folder}: invalid feature configuration ({e})") from None
+    if store.config_hash and config.content_hash() != store.config_hash:
+        raise ModelFileError(f"{store.folder}: the feature configuration does not match its hash")
+    return config
+
+
+def train_from_store(
+    store: ShardStore,
+    *,
+    backend: str = "ml",
+    executor: LocalExecutor | None = None,
+    progress: Progress = None,
+    **classifier_params: Any,
+) -> tuple[GMMClassifier, FeatureConfig]:
+    """Fit one GMM per label (or a UBM + MAP) on every clip of ``store``.
+
+    Returns
+    -------
+    classifier : GMMClassifier or UBMClassifier
+        With ``timing_`` (``read_s``, ``train_s``).
+    config : FeatureConfig
+        The store's front end, to save with the classifier.
+    """
+    config = store_config(store)
+    if store.n_clips == 0:
+        raise DatasetError(f"{store.folder}: the store holds no clips")
+    clf = {"ml": GMMClassifier, "map": UBMClassifier}[backend](**classifier_params)
+    t0 = time.perf_counter()
+    clips = [store.clip_frames(i) for i in range(store.n_clips)]
+    t1 = time.perf_counter()
+    with resolve(executor) as ex:
+        clf.fit(clips, list(store.labels), progress=progress, executor=ex)
+    clf.timing_ = {"read_s": t1 - t0, "train_s": time.perf_counter() - t1}
+    return clf, config
