@@ -109,6 +109,11 @@ def numba_cache_dir(package_dir: str, environ: dict | None = None) -> str | None
     return os.path.join(base, "audiogmm", "numba")
 
 
+#: Responsibilities below this are set to 0 by both kernels (float32 denormals start at
+#: 1.2e-38 and make the statistics GEMM many times slower; 1e-30 changes no sum >= 1e-22).
+NEGLIGIBLE_RESPONSIBILITY = 1e-30
+
+
 def row_max_and_sum(
     L: np.ndarray, axis: int = -1, *, inplace: bool = False
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -129,6 +134,8 @@ def row_max_and_sum(
 def _resp_inplace_numpy(L: np.ndarray, w: np.ndarray | None, lse: np.ndarray) -> None:
     m, s = row_max_and_sum(L, inplace=True)
     L /= s
+    # negligible responsibilities to exact zeros: as denormals they slow the GEMM after
+    np.copyto(L, 0.0, where=L < NEGLIGIBLE_RESPONSIBILITY)
     lse[:] = (m + np.log(s))[:, 0]
     if w is not None:
         L *= w[:, None]
@@ -158,6 +165,7 @@ def _compiled() -> Any:
     _LN2_HI = np.float32(0.693359375)  # Cody-Waite split of ln 2
     _LN2_LO = np.float32(-2.12194440e-4)
     _F32_MIN_EXP = np.float32(-87.0)  # exp(-87) ~ 1.6e-38 is still a normal float32
+    _F32_NEGLIGIBLE = np.float32(NEGLIGIBLE_RESPONSIBILITY)
     _F64_NEGLIGIBLE = -37.0  # exp(-37) < eps64 / 2: adding it to a sum >= 1 changes nothing
 
     @numba.njit(fastmath=True, cache=True, nogil=True, error_model="numpy")
@@ -181,6 +189,9 @@ def _compiled() -> Any:
         s = np.float32(0.0)
         for j in range(k):
             e = row[j] * fb[j]
+            # flush what cannot matter (s >= 1) to zero: left at ~1e-38, it turns into
+            # denormals after scaling and slows the GEMM that follows many-fold
+            e = e if e > _F32_NEGLIGIBLE else np.float32(0.0)
             row[j] = e
             s += e
         return s
