@@ -74,8 +74,10 @@ FORMAT_NAME = "audiogmm"
 FORMAT_VERSION = 1
 #: Environment variable holding the key of the optional HMAC-SHA256 signature.
 KEY_ENV = "AUDIOGMM_MODEL_KEY"
-#: Largest JSON header read (bytes). Real headers are a few kB; CV tables stay far below.
-MAX_HEADER_BYTES = 1 << 20
+#: Largest JSON header written or read (bytes). Most headers are a few kB; the largest
+#: part is a ``split`` block's training-file digests (~19 bytes per file: 4 MB is about
+#: 200,000 training files), and parsing 4 MB of JSON stays well under 300 MB.
+MAX_HEADER_BYTES = 4 << 20
 #: Deepest nesting of JSON arrays/objects in a header (real headers nest 4 deep).
 MAX_HEADER_DEPTH = 32
 _MAX_MEMBERS = 32
@@ -338,6 +340,12 @@ def write_container(
             f"({bad!r}, e.g. from a file name with undecodable bytes)"
         ) from None
     blob = np.frombuffer(json.dumps(full, sort_keys=True).encode("utf-8"), dtype=np.uint8)
+    if blob.size > MAX_HEADER_BYTES:  # the reader would refuse it: never write such a file
+        big = max(header, key=lambda k: len(json.dumps(header[k], default=str)))
+        raise ParameterError(
+            f"cannot save {os.fspath(path)}: its header would be {blob.size} bytes, over the "
+            f"limit of {MAX_HEADER_BYTES} (largest block: {big!r})"
+        )
     atomic_write(path, lambda f: np.savez(f, **{_HEADER_KEY: blob}, **arrays))
     return full
 

@@ -360,3 +360,17 @@ def test_check_writable_leaves_nothing_behind(tmp_path):
     container.check_writable(tmp_path / "sub" / "m.npz")
     container.check_writable(tmp_path / "reports", folder=True)
     assert sorted(p.name for p in tmp_path.rglob("*")) == ["reports", "sub"]
+
+
+def test_a_header_over_the_limit_is_refused_at_save_not_written(tmp_path):
+    """The reader refuses headers over MAX_HEADER_BYTES, so the writer never makes one."""
+    import numpy as np
+
+    from audiogmm.container import MAX_HEADER_BYTES, write_container
+    from audiogmm.exceptions import ParameterError
+
+    path = tmp_path / "big.npz"
+    huge = {"notes": "x" * (MAX_HEADER_BYTES + 1)}
+    with pytest.raises(ParameterError, match="over the limit.*'notes'"):
+        write_container(path, kind="DiagGMM", header=huge, arrays={"w": np.ones(2)})
+    assert not path.exists()
