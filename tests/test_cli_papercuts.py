@@ -133,3 +133,13 @@ def test_progress_bar_follows_done_counts_so_the_eta_is_sane(monkeypatch):
     assert inner.length - inner.pos == 100  # the ETA counts only the work left
     bar(1000, 1000, "Extracting features")
     assert bar._bar is None
+
+
+def test_auto_on_a_shard_store_is_a_usage_error(data, tmp_path):
+    store = tmp_path / "store"
+    r = CliRunner().invoke(main, ["-q", "extract", str(data), "--cache", str(tmp_path / "c"),
+                                  "--shards", str(store), "-j", "1"])  # fmt: skip
+    assert r.exit_code == 0, r.output
+    r = CliRunner().invoke(main, ["train", str(store), "-o", str(tmp_path / "m.npz"),
+                                  "-k", "auto"])  # fmt: skip
+    assert r.exit_code == 2 and "shard store has fixed features" in r.output

@@ -138,6 +138,12 @@ def command(
     if is_store(data):  # a shard store: its clips, labels and front end (no audio, no split)
         from .ubm import train_store
 
+        if components == "auto" or preset == "auto":
+            raise click.UsageError(
+                "--preset auto / --components auto cross-validate audio front ends; a shard "
+                "store has fixed features: give -k"
+            )
+
         params = map_params(ctx, backend, ubm_components, relevance, adapt, reject_far,
                             components, init, max_iter)  # fmt: skip
         return train_store(ctx, data, output, backend=backend, params=params, seed=seed,
@@ -198,7 +204,9 @@ def command(
     not_conv = sorted(y for y, r in clf.fit_report_.items() if not r["converged"])
     if not_conv:
         logger.warning(
-            "EM did not converge within --max-iter=%d for: %s", max_iter, ", ".join(not_conv)
+            "EM did not converge within --max-iter=%d for: %s",
+            max_iter,
+            ", ".join(escape_name(y) for y in not_conv),
         )
     from ..models.classifier import oversized_reason
 
