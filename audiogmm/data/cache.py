@@ -25,7 +25,7 @@ import hashlib
 import io
 import logging
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Optional, Union
 
@@ -35,7 +35,7 @@ from .. import audio
 from ..container import atomic_write
 from ..engine import LocalExecutor, resolve
 from ..engine.processes import on_worker_lost
-from ..exceptions import AudioError, FeatureError, ParameterError
+from ..exceptions import AudioError, DatasetError, FeatureError, ParameterError
 from ..features import FeatureConfig, extract
 from ..progress import Progress, reporter
 from .manifests import Record
@@ -110,6 +110,32 @@ class ExtractionResult:
     def n_skipped(self) -> int:
         """Number of skipped files."""
         return len(self.skipped)
+
+    def first_skipped(self) -> str:
+        """``"; first: <reason>"`` for messages about skipped files (the reason names the file)."""
+        return f"; first: {self.skipped[0].reason}" if self.skipped else ""
+
+    def labelled_clips(self, records: Sequence[Record]) -> tuple[list[np.ndarray], list[str]]:
+        """The frames and labels of the usable ``records``, in their order.
+
+        Raises
+        ------
+        DatasetError
+            Every file of some label was skipped (the message gives the first reason).
+        """
+        clips, labels = [], []
+        for r in records:
+            X = self.features.get(r.path)
+            if X is not None:
+                clips.append(X)
+                labels.append(r.label)
+        lost = sorted({r.label for r in records} - set(labels))
+        if lost:
+            raise DatasetError(
+                f"every training file of label(s) {lost} was skipped ({len(self.skipped)} "
+                f"skipped in all{self.first_skipped()})"
+            )
+        return clips, labels
 
     def write_skipped_csv(self, path: PathLike) -> None:
         """Write ``path,reason`` rows for the skipped files (atomically; header even if empty)."""

@@ -186,11 +186,6 @@ def skipped_list(res: ExtractionResult) -> list[dict[str, str]]:
     return [{"path": s.path, "reason": s.reason} for s in res.skipped]
 
 
-def _first_skipped(res: ExtractionResult) -> str:
-    """``"; first: <reason>"`` for messages about skipped files (the reason names the file)."""
-    return f"; first: {res.skipped[0].reason}" if res.skipped else ""
-
-
 def _score_files(
     model: Bundle, items: Sequence[Any], opts: RunOptions, executor: LocalExecutor | None
 ) -> tuple[ExtractionResult, list[str], list[np.ndarray], np.ndarray]:
@@ -260,18 +255,7 @@ def train_classifier(
         t0 = time.perf_counter()
         res = extract_many(records, config=config, options=opts, executor=ex)
         t1 = time.perf_counter()
-        clips, labels = [], []
-        for r in records:
-            X = res.features.get(r.path)
-            if X is not None:
-                clips.append(X)
-                labels.append(r.label)
-        lost = sorted({r.label for r in records} - set(labels))
-        if lost:
-            raise DatasetError(
-                f"every training file of label(s) {lost} was skipped ({len(res.skipped)} "
-                f"skipped in all{_first_skipped(res)})"
-            )
+        clips, labels = res.labelled_clips(records)
         clf.fit(clips, labels, progress=opts.progress, executor=ex)
     clf.timing_ = {"extract_s": t1 - t0, "train_s": time.perf_counter() - t1}
     return clf, res
@@ -399,7 +383,7 @@ def evaluate_classifier(
     if records and not used_paths:
         raise DatasetError(
             f"none of the {len(records)} files could be evaluated: all were skipped"
-            f"{_first_skipped(res)}"
+            f"{res.first_skipped()}"
         )
     by_path = {r.path: r for r in records}
     used = [by_path[p] for p in used_paths]

@@ -141,22 +141,6 @@ class TuneResult:
         }
 
 
-def _clips(records: Sequence[Record], res: ExtractionResult) -> tuple[list[np.ndarray], list[str]]:
-    clips, labels = [], []
-    for r in records:
-        X = res.features.get(r.path)
-        if X is not None:
-            clips.append(X)
-            labels.append(r.label)
-    lost = sorted({r.label for r in records} - set(labels))
-    if lost:
-        raise DatasetError(
-            f"every training file of label(s) {lost} was skipped; see the skipped list "
-            f"({len(res.skipped)} files)"
-        )
-    return clips, labels
-
-
 def _pick_components(options: Sequence[tuple[str, int, float]], n: int) -> str:
     """The one-standard-error rule: the simplest option within one SE of the best accuracy.
 
@@ -270,7 +254,7 @@ def tune(
         kept: dict[str, Any] = {}
         for rank, (name, cfg) in enumerate(cands.items()):
             res = extract_many(records, config=cfg, options=opts, executor=ex)
-            clips, labels = _clips(records, res)
+            clips, labels = res.labelled_clips(records)
             if len(cands) == 1 and components != "auto":
                 sel = None  # nothing to choose: no cross-validation
             else:
@@ -375,7 +359,7 @@ def train_tuned(
             **{k: v for k, v in classifier_params.items() if k != "max_iter"},
         )  # fmt: skip
         t1 = time.perf_counter()
-        clips, labels = _clips(records, result.features)
+        clips, labels = result.features.labelled_clips(records)
         clf = fit_mixed(
             clips, labels, result.n_components, random_state=random_state, executor=ex,
             n_jobs=opts.n_jobs, **classifier_params,
