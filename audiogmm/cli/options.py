@@ -33,21 +33,32 @@ __all__ = [
 ]
 
 
-def feature_options(f):
+def _preset_and_config(f, *, auto: bool = False):
+    """``--preset NAME`` (``auto`` too when tuning) and ``--config FILE`` on top of it."""
     f = click.option(
         "--config",
         "config_path",
         type=click.Path(exists=True, dir_okay=False),
-        help="FeatureConfig JSON file (overrides --preset).",
+        help="FeatureConfig JSON file; its fields replace those of --preset (a partial "
+        'file such as {"n_mfcc": 13} changes only those).',
     )(f)
-    f = click.option(
+    return click.option(
         "--preset",
-        type=click.Choice(sorted(PRESETS)),
+        type=click.Choice([*sorted(PRESETS), "auto"] if auto else sorted(PRESETS)),
         default="speech",
         show_default=True,
-        help="Named feature preset.",
+        help="Named feature preset"
+        + (
+            ", or 'auto': the front end with the best cross-validated accuracy on the "
+            "training files."
+            if auto
+            else "."
+        ),
     )(f)
-    return f
+
+
+def feature_options(f):
+    return _preset_and_config(f)
 
 
 def jobs_option(f):
@@ -256,21 +267,7 @@ def tuning_options(*, components_default):
             help="Components per class, or 'auto': per-class K (or one K) chosen by "
             "clip-stratified cross-validation on the training files.",
         )(f)
-        f = click.option(
-            "--config",
-            "config_path",
-            type=click.Path(exists=True, dir_okay=False),
-            help="FeatureConfig JSON file (overrides --preset).",
-        )(f)
-        f = click.option(
-            "--preset",
-            type=click.Choice([*sorted(PRESETS), "auto"]),
-            default="speech",
-            show_default=True,
-            help="Named feature preset, or 'auto': the front end with the best "
-            "cross-validated accuracy on the training files.",
-        )(f)
-        return f
+        return _preset_and_config(f, auto=True)
 
     return deco
 
