@@ -14,7 +14,6 @@ import signal
 import stat
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -23,10 +22,10 @@ import pytest
 from audiogmm import DiagGMM, ModelFileError, container
 from audiogmm.pipeline import load_model, save_model
 
-from .test_model_file import assert_one_line_error, base_model, invoke, script_env
+from .conftest_hostile import assert_one_line_error, invoke, public_folder, unprivileged
+from .test_model_file import base_model, script_env
 
 SPEAKERS = Path(__file__).resolve().parents[1] / "data_samples" / "speakers"
-NOBODY = 65534
 
 
 def speaker_clips(speaker: str, n: int) -> list[Path]:
@@ -46,31 +45,11 @@ def _mode(p) -> int:
     return stat.S_IMODE(os.stat(p).st_mode)
 
 
-@contextlib.contextmanager
-def unprivileged():
-    """Run the block as user ``nobody`` when we are root (root ignores permissions).
-    The saved uid stays 0, so privileges are restored afterwards."""
-    if os.geteuid() != 0:
-        yield
-        return
-    os.setresuid(NOBODY, NOBODY, 0)
-    try:
-        yield
-    finally:
-        os.setresuid(0, 0, 0)
-
-
 @pytest.fixture
 def public_dir():
     """A folder user ``nobody`` can traverse (pytest's tmp_path is 0700 root)."""
-    d = Path(tempfile.mkdtemp(prefix="audiogmm-public-"))
-    os.chmod(d, 0o755)
-    yield d
-    for dirpath, dirnames, filenames in os.walk(d):
-        for n in dirnames + filenames:
-            with contextlib.suppress(OSError):
-                os.chmod(os.path.join(dirpath, n), 0o700)
-    shutil.rmtree(d, ignore_errors=True)
+    with public_folder() as d:
+        yield d
 
 
 def _save(kind: str, p) -> None:

@@ -26,14 +26,15 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from click.testing import CliRunner
 
 from audiogmm import DiagGMM, FeatureConfig, GMMClassifier, ModelFileError, ParameterError
-from audiogmm.cli import main
 from audiogmm.pipeline import bundle as bundle_module
 from audiogmm.pipeline import load_model, save_model
 
+from .conftest_hostile import assert_one_line_error, invoke
+
 ROOT = Path(__file__).resolve().parents[1]
+
 SPEAKERS = ROOT / "data_samples" / "speakers"
 MB = 1 << 20
 
@@ -162,23 +163,6 @@ def memory_guard(extra: int = 2 << 30):
         yield
     finally:
         resource.setrlimit(resource.RLIMIT_AS, (soft, hard))
-
-
-def invoke(args, **kw):
-    """Run the CLI in-process; stdout and stderr are kept apart."""
-    return CliRunner().invoke(main, [str(a) for a in args], **kw)
-
-
-def assert_one_line_error(r, path) -> None:
-    """Exit 1, no traceback, exactly one stderr line, naming the user's path as given."""
-    assert r.exception is None or isinstance(r.exception, SystemExit), (
-        f"raw exception {type(r.exception).__name__}: {r.exception}"
-    )
-    assert r.exit_code == 1, r.output
-    lines = [ln for ln in r.stderr.splitlines() if ln.strip()]
-    assert len(lines) == 1, f"expected one error line, got:\n{r.stderr}"
-    assert "Traceback" not in r.output
-    assert str(path) in lines[0], f"error does not name {path}: {lines[0]}"
 
 
 def script_env() -> dict[str, str]:
