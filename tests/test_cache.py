@@ -61,7 +61,7 @@ def test_batch_skips_bad_files_and_reports_them(suite, tmp_path, n_jobs):
     assert [s.path for s in res.skipped] == list(bad)
     assert res.n_extracted == len(good) and res.n_cached == 0 and res.n_skipped == len(bad)
     for p in good:
-        np.testing.assert_array_equal(res.features[p], extract(p))
+        np.testing.assert_array_equal(res.features[p], extract(p, config=PRESETS["speech"]))
     res.write_skipped_csv(tmp_path / "skipped.csv")
     reasons = read_skipped(tmp_path / "skipped.csv")
     assert list(reasons) == list(bad)
@@ -74,7 +74,8 @@ def test_strict_raises_the_files_error(suite, clips, n_jobs):
     with pytest.raises(AudioError, match="empty file"):
         run_batch([*clips, suite["empty.wav"].path], n_jobs=n_jobs, strict=True)
     with pytest.raises(FeatureError, match="no voiced frame"):
-        run_batch([suite["silence.wav"].path], n_jobs=n_jobs, strict=True)
+        run_batch([suite["silence.wav"].path], config=PRESETS["speech"], n_jobs=n_jobs,
+                  strict=True)  # fmt: skip
     with pytest.raises(AudioError, match="not found"):
         run_batch(
             [suite["missing.wav"].path], cache_dir=Path(clips[0]).parent / "c", strict=True
@@ -82,7 +83,8 @@ def test_strict_raises_the_files_error(suite, clips, n_jobs):
 
 
 def test_keep_all_frames_rescues_silence(suite):
-    res = run_batch([suite["silence.wav"].path], n_jobs=1, keep_all_frames=True)
+    res = run_batch([suite["silence.wav"].path], config=PRESETS["speech"], n_jobs=1,
+                    keep_all_frames=True)  # fmt: skip
     (x,) = res.features.values()
     assert x.shape == (101, 60) and np.isfinite(x).all() and not res.skipped
 

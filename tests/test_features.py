@@ -12,7 +12,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from audiogmm.exceptions import FeatureError, ParameterError
-from audiogmm.features import FEATURE_FORMAT_VERSION, PRESETS, FeatureConfig, extract
+from audiogmm.features import (
+    DEFAULT_PRESET,
+    FEATURE_FORMAT_VERSION,
+    PRESETS,
+    FeatureConfig,
+    extract,
+)
 from audiogmm.features.postprocess import sliding_cmvn, utterance_cmvn, vad_mask
 from audiogmm.features.spectral import mel_and_energy
 
@@ -97,7 +103,7 @@ def test_short_clip_falls_back_to_nearest_deltas():
 
 
 def test_utterance_cmvn_gives_zero_mean_unit_std():
-    x = extract(speech_like(16000, 3.0, seed=5))  # speech preset: VAD then utterance CMVN
+    x = extract(speech_like(16000, 3.0, seed=5), config=PRESETS["speech"])  # VAD, then CMVN
     assert x.shape[1] == 60
     np.testing.assert_allclose(x.mean(axis=0), 0.0, atol=1e-5)
     np.testing.assert_allclose(x.std(axis=0), 1.0, atol=1e-5)
@@ -178,7 +184,7 @@ def test_silent_and_constant_input_is_finite(name, signal):
 
 def test_all_silent_raises_clear_feature_error():
     with pytest.raises(FeatureError, match="no voiced frame.*keep_all_frames"):
-        extract(np.zeros(16000, np.float32))
+        extract(np.zeros(16000, np.float32), config=PRESETS["speech"])
 
 
 def test_frame_energy_of_full_scale_sine_is_minus_3_db():
@@ -263,15 +269,27 @@ def test_real_clip_speech_preset():
     clips = real_clips(limit=1)
     if not clips:
         pytest.skip("data_samples/ not present")
-    x = extract(clips[0])
+    x = extract(clips[0], config=PRESETS["speech"])
     assert x.shape[1] == 60 and x.shape[0] > 50 and np.isfinite(x).all()
+    g = extract(clips[0])  # the default: general preset, every 20 ms frame, no VAD
+    assert g.shape[1] == 26 and g.shape[0] > x.shape[0] // 2 and np.isfinite(g).all()
 
 
 # ---------------------------------------------------------------------- FeatureConfig
 def test_presets():
-    assert set(PRESETS) == {"speech", "sound", "dcase2016", "librosa"}
+    assert set(PRESETS) == {"general", "speech", "sound", "dcase2016", "librosa"}
     s, d, lib = (FeatureConfig.preset(n) for n in ("speech", "dcase2016", "librosa"))
-    assert s == FeatureConfig()
+    g = FeatureConfig.preset(DEFAULT_PRESET)
+    assert DEFAULT_PRESET == "general" and g == FeatureConfig()
+    assert (g.sample_rate, g.win_length, g.hop_length, g.n_fft, g.n_mels, g.n_mfcc) == (
+        16000, 640, 320, 1024, 40, 13,
+    )  # fmt: skip
+    assert (g.preemphasis, g.lifter, g.fmin, g.fmax, g.htk, g.mel_norm, g.top_db) == (
+        0.0, 0.0, 0.0, None, False, "slaney", 80.0,
+    )  # fmt: skip
+    assert (g.c0, g.delta_order, g.delta_mode, g.vad, g.cmvn, g.n_dims) == (
+        "keep", 1, "nearest", False, "none", 26,
+    )  # fmt: skip
     assert (s.sample_rate, s.win_length, s.hop_length, s.n_fft, s.n_mels, s.n_mfcc) == (
         16000,
         400,
@@ -322,13 +340,15 @@ def test_content_hash_is_stable_and_sensitive():
     s = FeatureConfig()
     h = s.content_hash()
     assert len(h) == 16 and int(h, 16) >= 0
-    assert FeatureConfig(win_ms=25).content_hash() == h  # 25 == 25.0 after normalisation
-    assert s.replace(n_mfcc=13).content_hash() != h
+    assert FeatureConfig(win_ms=40).content_hash() == h  # 40 == 40.0 after normalisation
+    assert s.replace(n_mfcc=20).content_hash() != h
     assert s.replace(vad_threshold_db=31.0).content_hash() != h
-    assert len({c.content_hash() for c in PRESETS.values()}) == len(PRESETS) == 4
-    assert FEATURE_FORMAT_VERSION == 1
-    # A changed default or algorithm version must be a deliberate edit of this line.
-    assert h == "2787457552f31821" or pytest.fail(f"speech preset hash changed to {h}")
+    assert len({c.content_hash() for c in PRESETS.values()}) == len(PRESETS) == 5
+    assert FEATURE_FORMAT_VERSION == 2
+    # A changed default or algorithm version must be a deliberate edit of these lines.
+    assert h == "f2aa8ca4a444f139" or pytest.fail(f"default (general) preset hash changed to {h}")
+    hs = PRESETS["speech"].content_hash()
+    assert hs == "ef720fcec60cc1d6" or pytest.fail(f"speech preset hash changed to {hs}")
 
 
 def test_from_dict_rejects_unknown_keys_and_fills_defaults():

@@ -40,7 +40,7 @@ opts = RunOptions(n_jobs=2)
 res = extract_many([r.path for r in records], options=opts)
 assert len(res.features) == len(records), res.skipped
 clf, _ = train_classifier(train, options=opts, n_components=2, max_iter=5)
-save_model("model.npz", clf, FeatureConfig.preset("speech"))
+save_model("model.npz", clf, FeatureConfig())
 bundle = load_model("model.npz")
 metrics = evaluate_classifier(bundle, test, options=opts)
 assert "accuracy" in str(metrics), metrics

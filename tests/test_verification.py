@@ -150,7 +150,7 @@ def verify_setup(tmp_path_factory):
     clf, _ = train_classifier(train, backend="map", n_components=8, relevance=8.0,
                               options=RunOptions(n_jobs=1))  # fmt: skip
     model = d / "m.npz"
-    save_model(model, clf, FeatureConfig.preset("speech"))
+    save_model(model, clf, FeatureConfig())
     rows = ["path,claim,target"]
     for f, spk in test:
         rows += [f"{os.path.relpath(f, d)},{c},{int(c == spk)}" for c in PICK]

@@ -11,7 +11,7 @@ from typing import Any
 import click
 
 from ..data.splits import TRAIN_FRACTION
-from ..features.config import PRESETS
+from ..features.config import DEFAULT_PRESET, PRESETS
 from .output import report_skipped  # re-exported: the commands import it from here
 
 __all__ = [
@@ -45,7 +45,7 @@ def _preset_and_config(f, *, auto: bool = False):
     return click.option(
         "--preset",
         type=click.Choice([*sorted(PRESETS), "auto"] if auto else sorted(PRESETS)),
-        default="speech",
+        default=DEFAULT_PRESET,
         show_default=True,
         help="Named feature preset"
         + (

@@ -254,7 +254,7 @@ def extract_many(
     paths_or_records : iterable of str, os.PathLike or Record
         The audio files. Duplicates are extracted once.
     config : FeatureConfig, optional
-        Defaults to the ``speech`` preset.
+        Defaults to the ``general`` preset (``FeatureConfig()``).
     options : RunOptions, optional
         Cache folder, workers, progress callback and strictness (default: no
         cache, all cores as threads, no progress, bad files skipped).
@@ -285,7 +285,7 @@ def extract_many(
     >>> res.write_skipped_csv("exp/feats/skipped.csv")  # doctest: +SKIP
     """
     if config is None:
-        config = FeatureConfig.preset("speech")
+        config = FeatureConfig()
     elif not isinstance(config, FeatureConfig):
         raise ParameterError(f"config must be a FeatureConfig, got {type(config).__name__}")
     opts = options or RunOptions()

@@ -279,7 +279,7 @@ def read_segments(
         ``wav.scp`` (``<recording> <path>`` or ``<recording> <cmd> |``), optionally
         ``segments`` (``<utt> <recording> <start_s> <end_s>``) and ``utt2spk``.
     config : FeatureConfig, optional
-        Front end (default the ``speech`` preset).
+        Front end (default ``FeatureConfig()``, the ``general`` preset).
     allow_pipes : bool, default=False
         Run piped ``wav.scp`` entries; their output must be a WAV or FLAC stream.
     keep_all_frames : bool
@@ -297,7 +297,7 @@ def read_segments(
     AudioError, FeatureError
         An unreadable recording, or a segment too short for one frame.
     """
-    config = config or FeatureConfig.preset("speech")
+    config = config or FeatureConfig()
     base = os.path.abspath(os.fspath(data_dir))
     scp = os.path.join(base, "wav.scp")
     wav = dict(_table(base, "wav.scp"))

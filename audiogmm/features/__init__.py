@@ -8,7 +8,7 @@ Names are imported on first use.
 from ..lazy import lazy_exports
 
 _EXPORTS = {
-    **dict.fromkeys(["FEATURE_FORMAT_VERSION", "PRESETS", "FeatureConfig"], ".config"),
+    **dict.fromkeys(["DEFAULT_PRESET", "FEATURE_FORMAT_VERSION", "PRESETS", "FeatureConfig"], ".config"),
     "extract": ".extraction",
 }
 __all__ = sorted(_EXPORTS)

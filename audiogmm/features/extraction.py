@@ -15,7 +15,7 @@ import numpy as np
 
 from .. import audio
 from ..exceptions import FeatureError, ParameterError
-from .config import PRESETS, FeatureConfig, is_integral
+from .config import DEFAULT_PRESET, PRESETS, FeatureConfig, is_integral
 from .postprocess import delta, sliding_cmvn, utterance_cmvn, vad_mask
 from .spectral import cepstra, mel_and_energy
 
@@ -83,7 +83,7 @@ def extract(
         A mono waveform, or an audio file (loaded with :func:`audiogmm.audio.load`
         at ``config.sample_rate``).
     config : FeatureConfig, optional
-        Defaults to the ``speech`` preset.
+        Defaults to the ``general`` preset (``FeatureConfig()``).
     sr : int > 0, optional
         Sampling rate of a waveform in Hz; it is resampled (soxr HQ) when it
         differs from ``config.sample_rate``. ``None`` means the waveform is
@@ -95,7 +95,7 @@ def extract(
     Returns
     -------
     np.ndarray [shape=(n_frames, config.n_dims), dtype=config.dtype]
-        One row per kept frame (10 ms apart in the ``speech`` preset).
+        One row per kept frame (20 ms apart in the default ``general`` preset).
 
     Raises
     ------
@@ -118,10 +118,10 @@ def extract(
     >>> rng = np.random.default_rng(0)
     >>> y = (0.1 * rng.standard_normal(16000)).astype(np.float32)
     >>> extract(y, sr=16000).shape
-    (101, 60)
+    (51, 26)
     """
     if config is None:
-        config = PRESETS["speech"]
+        config = PRESETS[DEFAULT_PRESET]
     elif not isinstance(config, FeatureConfig):
         raise ParameterError(f"config must be a FeatureConfig, got {type(config).__name__}")
     if isinstance(y_or_path, (str, os.PathLike)):

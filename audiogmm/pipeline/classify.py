@@ -220,7 +220,7 @@ def train_classifier(
     records : sequence of Record
         Training files with labels (the ``split`` field is ignored here).
     config : FeatureConfig, optional
-        Front end; default the ``speech`` preset. Save the result with
+        Front end; default ``FeatureConfig()`` (the ``general`` preset). Save the result with
         :func:`audiogmm.pipeline.save_model` to keep the two together.
     options : RunOptions, optional
         Cache, workers, progress, strictness.
@@ -246,7 +246,7 @@ def train_classifier(
     """
     if not records:
         raise DatasetError("no training files")
-    config = config or FeatureConfig.preset("speech")
+    config = config or FeatureConfig()
     opts = options or RunOptions()
     clf = {"ml": GMMClassifier, "map": UBMClassifier}[backend](
         n_jobs=opts.n_jobs, **classifier_params

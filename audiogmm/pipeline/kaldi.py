@@ -68,7 +68,7 @@ def load_kaldi_split(
     if is_kaldi_feats_dir(data_dir):
         used_config = read_feature_config(data_dir)
     else:
-        used_config = config or FeatureConfig.preset("speech")
+        used_config = config or FeatureConfig()
     utts = read_kaldi_utterances(data_dir, config=used_config, allow_pipes=allow_pipes)
     if split in (None, "all"):
         return utts, used_config
