@@ -409,3 +409,44 @@ def test_sliding_cmvn_property(n, d, window, norm_vars, seed):
     x = np.random.default_rng(seed).normal(3.0, 2.0, (n, d))
     got = sliding_cmvn(x, window=window, norm_vars=norm_vars)
     np.testing.assert_allclose(got, _sliding_reference(x, window, norm_vars), atol=1e-6)
+
+
+# ---------------------------------------------------------------------- derive
+_G = PRESETS["general"]
+
+
+@pytest.mark.parametrize(
+    "target",
+    [
+        _G.replace(cmvn="utterance", cmvn_norm_vars=False),
+        _G.replace(cmvn="utterance"),
+        _G.replace(cmvn="sliding", cmvn_window=40),
+        _G.replace(cmvn="utterance", dtype="float64"),
+        _G.replace(dtype="float64"),
+        PRESETS["speech"].replace(cmvn="none", dtype="float64"),
+    ],
+    ids=["cmn", "cmvn", "sliding", "cmvn-f64", "f64", "speech-f64"],
+)
+@pytest.mark.parametrize("source_dtype", ["float32", "float64"])
+def test_derive_equals_extract_bit_for_bit(target, source_dtype):
+    from audiogmm.features.extraction import derive
+
+    clips = real_clips(limit=4)
+    if not clips:
+        pytest.skip("data_samples/ not present")
+    source = target.replace(cmvn="none", dtype=source_dtype)
+    for c in clips:
+        got = derive(extract(c, config=source), source, target)
+        want = extract(c, config=target)
+        assert got.dtype == want.dtype and np.array_equal(got, want)
+
+
+def test_derivable_only_when_nothing_but_normalisation_differs():
+    from audiogmm.features.extraction import derivable, derive
+
+    cmn = _G.replace(cmvn="utterance", cmvn_norm_vars=False)
+    assert derivable(_G, cmn) and derivable(_G, _G)
+    assert not derivable(cmn, _G)  # a normalised source has lost the means
+    assert not derivable(_G, PRESETS["speech"]) and not derivable(_G, _G.replace(n_mfcc=12))
+    with pytest.raises(ParameterError, match="before normalisation"):
+        derive(np.zeros((3, 26), np.float32), _G, PRESETS["sound"])

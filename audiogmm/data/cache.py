@@ -137,6 +137,20 @@ class ExtractionResult:
             )
         return clips, labels
 
+    def derived(self, source: FeatureConfig, target: FeatureConfig) -> ExtractionResult:
+        """The same files' features under ``target``, computed from these (``source``'s).
+
+        Bit-identical to extracting with ``target`` when
+        :func:`audiogmm.features.extraction.derivable` holds (it differs from ``source``
+        only in normalisation); the skipped files are the same.
+        """
+        from ..features.extraction import derive
+
+        return ExtractionResult(
+            features={p: derive(X, source, target) for p, X in self.features.items()},
+            skipped=list(self.skipped),
+        )
+
     def write_skipped_csv(self, path: PathLike) -> None:
         """Write ``path,reason`` rows for the skipped files (atomically; header even if empty)."""
         buf = io.StringIO()

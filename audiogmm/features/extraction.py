@@ -19,7 +19,7 @@ from .config import DEFAULT_PRESET, PRESETS, FeatureConfig, is_integral
 from .postprocess import delta, sliding_cmvn, utterance_cmvn, vad_mask
 from .spectral import cepstra, mel_and_energy
 
-__all__ = ["extract"]
+__all__ = ["derivable", "derive", "extract"]
 
 
 def _describe(source: Optional[str]) -> str:
@@ -46,7 +46,9 @@ def _compute(
             mode = "nearest"  # librosa's 'interp' needs >= width frames
         for order in range(1, config.delta_order + 1):
             blocks.append(delta(ceps, width=config.delta_width, order=order, mode=mode))
-    feats = np.concatenate(blocks, axis=0).T  # the one transpose: frames are rows from here on
+    # the one transpose: frames are rows from here on, in C order, so that the CMVN sums
+    # run in the same order as on stored features (derive)
+    feats = np.ascontiguousarray(np.concatenate(blocks, axis=0).T)
     if config.vad and not keep_all:
         mask = vad_mask(energy, threshold_db=config.vad_threshold_db, floor_db=config.vad_floor_db)
         if not mask.any():
@@ -153,3 +155,54 @@ def extract(
                 f"one window of {config.win_length} samples ({config.win_ms} ms)"
             )
     return _compute(y, config, source, bool(keep_all_frames))
+
+
+#: The normalisation applied last, to the final frames: a config that differs from
+#: another only in these fields (and the output dtype) is computed from its output.
+_NORMALISATION_FIELDS = frozenset({"cmvn", "cmvn_window", "cmvn_norm_vars", "dtype"})
+
+
+def derivable(source: FeatureConfig, target: FeatureConfig) -> bool:
+    """Whether :func:`derive` can compute ``target``'s features from ``source``'s.
+
+    True when ``source`` applies no CMVN and the two configs differ only in the
+    CMVN fields and ``dtype``: the frames before normalisation are then the same.
+    """
+    if source.cmvn != "none":
+        return False
+    a, b = source.to_dict(), target.to_dict()
+    return all(a[k] == b[k] for k in a if k not in _NORMALISATION_FIELDS)
+
+
+def derive(X: np.ndarray, source: FeatureConfig, target: FeatureConfig) -> np.ndarray:
+    """``target``'s features from ``source``'s output, equal to :func:`extract` with ``target``.
+
+    Model selection tries front ends that differ only in normalisation (for example
+    per-clip mean subtraction); this renormalises instead of decoding again. The
+    result is bit-identical to extracting with ``target`` (the frames before CMVN
+    are ``source``'s output exactly, in either dtype).
+
+    Parameters
+    ----------
+    X : np.ndarray [shape=(n_frames, n_dims)]
+        Features of one clip extracted with ``source``.
+    source, target : FeatureConfig
+        With :func:`derivable` true.
+
+    Returns
+    -------
+    np.ndarray [shape=(n_frames, n_dims), dtype=target.dtype]
+
+    Raises
+    ------
+    ParameterError
+        If ``target`` cannot be derived from ``source``.
+    """
+    if not derivable(source, target):
+        raise ParameterError("target features differ from the source's before normalisation")
+    feats = np.ascontiguousarray(X, dtype=np.float32)  # exactly the frames before CMVN
+    if target.cmvn == "utterance":
+        feats = utterance_cmvn(feats, norm_vars=target.cmvn_norm_vars)
+    elif target.cmvn == "sliding":
+        feats = sliding_cmvn(feats, window=target.cmvn_window, norm_vars=target.cmvn_norm_vars)
+    return np.ascontiguousarray(feats, dtype=target.dtype)

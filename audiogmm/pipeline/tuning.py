@@ -38,6 +38,7 @@ from ..data import ExtractionResult, Record, RunOptions, extract_many
 from ..engine import LocalExecutor, resolve
 from ..exceptions import ConvergenceWarning, DatasetError, ParameterError
 from ..features import PRESETS, FeatureConfig
+from ..features.extraction import derivable
 from ..models import GMMClassifier
 from ..models.selection import COMPONENT_GRID, cv_scores, fit_mixed
 from ..scoring import wilson_interval
@@ -252,8 +253,14 @@ def tune(
         warnings.simplefilter("ignore", ConvergenceWarning)
         best: tuple[int, int, str] | None = None
         kept: dict[str, Any] = {}
+        extracted: list[tuple[FeatureConfig, ExtractionResult]] = []
         for rank, (name, cfg) in enumerate(cands.items()):
-            res = extract_many(records, config=cfg, options=opts, executor=ex)
+            base = next(((c, r) for c, r in extracted if derivable(c, cfg)), None)
+            if base is not None:  # e.g. a per-clip mean subtraction: no second decode
+                res = base[1].derived(base[0], cfg)
+            else:
+                res = extract_many(records, config=cfg, options=opts, executor=ex)
+                extracted.append((cfg, res))
             clips, labels = res.labelled_clips(records)
             if len(cands) == 1 and components != "auto":
                 sel = None  # nothing to choose: no cross-validation
