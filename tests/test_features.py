@@ -424,17 +424,25 @@ _G = PRESETS["general"]
         _G.replace(cmvn="utterance", dtype="float64"),
         _G.replace(dtype="float64"),
         PRESETS["speech"].replace(cmvn="none", dtype="float64"),
+        _G.replace(delta_order=0),
+        _G.replace(delta_order=0, cmvn="utterance"),
+        _G.replace(delta_order=1, cmvn="utterance", cmvn_norm_vars=False),
     ],
-    ids=["cmn", "cmvn", "sliding", "cmvn-f64", "f64", "speech-f64"],
+    ids=["cmn", "cmvn", "sliding", "cmvn-f64", "f64", "speech-f64", "static", "static-cmvn",
+         "d1-cmn"],  # fmt: skip
 )
 @pytest.mark.parametrize("source_dtype", ["float32", "float64"])
-def test_derive_equals_extract_bit_for_bit(target, source_dtype):
-    from audiogmm.features.extraction import derive
+@pytest.mark.parametrize("source_deltas", [0, 1, 2])
+def test_derive_equals_extract_bit_for_bit(target, source_dtype, source_deltas):
+    from audiogmm.features.extraction import derivable, derive
 
     clips = real_clips(limit=4)
     if not clips:
         pytest.skip("data_samples/ not present")
-    source = target.replace(cmvn="none", dtype=source_dtype)
+    source = target.replace(cmvn="none", dtype=source_dtype, delta_order=source_deltas)
+    if source_deltas < target.delta_order:
+        assert not derivable(source, target)
+        return
     for c in clips:
         got = derive(extract(c, config=source), source, target)
         want = extract(c, config=target)
@@ -448,5 +456,6 @@ def test_derivable_only_when_nothing_but_normalisation_differs():
     assert derivable(_G, cmn) and derivable(_G, _G)
     assert not derivable(cmn, _G)  # a normalised source has lost the means
     assert not derivable(_G, PRESETS["speech"]) and not derivable(_G, _G.replace(n_mfcc=12))
+    assert derivable(_G.replace(delta_order=2), _G) and not derivable(_G, _G.replace(delta_order=2))
     with pytest.raises(ParameterError, match="before normalisation"):
         derive(np.zeros((3, 26), np.float32), _G, PRESETS["sound"])

@@ -163,7 +163,7 @@ def test_caps_limit_k_by_frames():
 def test_sound_preset():
     cfg = PRESETS["sound"]
     assert (cfg.n_mfcc, cfg.n_dims, cfg.vad, cfg.cmvn) == (13, 39, False, "none")
-    assert cfg == PRESETS["dcase2016"].replace(n_mfcc=13)
+    assert cfg == PRESETS["dcase2016"].replace(n_mfcc=13, delta_mode="nearest")
 
 
 # -- tune and the CLI ---------------------------------------------------------------------
@@ -249,8 +249,10 @@ def test_tune_prints_the_table_without_writing_a_model(sound_data, tmp_path, mon
     assert "components  sound" in r.output and "per-class" in r.output
     assert "front end   " not in r.output.split("\n", 2)[2]  # one front end: no screening rows
     assert list(tmp_path.iterdir()) == []
+    from audiogmm.pipeline.tuning import FRONT_ENDS
+
     out = json.loads(run(["tune", sound_data, "-j", "1", "--json"]).output)
-    assert out["selection"]["front_end"] in {"sound", "speech", "librosa", "sound+cmn"}
+    assert out["selection"]["front_end"] in set(FRONT_ENDS)
 
 
 @pytest.mark.parametrize("bad", ["0", "many", "-3"])
@@ -268,20 +270,20 @@ def test_fixed_train_has_no_selection(sound_data, tmp_path):
 
 
 def test_components_rule_is_one_standard_error():
-    from audiogmm.pipeline.tuning import _pick_components
+    from audiogmm.pipeline.tuning import _one_standard_error
 
     # K=32 is best by 4 clips of 428 (noise): the simplest option within one SE wins
     opts = [("K=8", 354, 8.0), ("K=16", 358, 16.0), ("K=32", 362, 28.0), ("per-class", 361, 20.0)]
-    assert _pick_components(opts, 428) == "K=16"
+    assert _one_standard_error(opts, 428) == "K=16"
     # a clear winner (far more than one SE) is kept even if it is the largest
     opts = [("K=8", 300, 8.0), ("K=16", 330, 16.0), ("K=32", 400, 28.0)]
-    assert _pick_components(opts, 428) == "K=32"
+    assert _one_standard_error(opts, 428) == "K=32"
     # per-class (most complex) must be clearly better than every single K
     inf = float("inf")
     opts = [("K=16", 345, 16.0), ("K=32", 341, 32.0), ("per-class", 346, inf)]
-    assert _pick_components(opts, 428) == "K=16"
+    assert _one_standard_error(opts, 428) == "K=16"
     opts = [("K=16", 345, 16.0), ("K=32", 341, 32.0), ("per-class", 380, inf)]
-    assert _pick_components(opts, 428) == "per-class"
+    assert _one_standard_error(opts, 428) == "per-class"
 
 
 def test_tune_needs_a_label_with_two_clips():
@@ -324,3 +326,53 @@ def test_tampered_selection_block_is_refused(sound_data, tmp_path, mutate, field
     with pytest.raises(ParameterError, match="selection"):
         save_model(tmp_path / "refused.npz", bundle.classifier, bundle.config,
                    extra={"split": blocks["split"], "selection": bad})  # fmt: skip
+
+
+# -- cost of the search -------------------------------------------------------------------
+
+
+def test_supported_grid_drops_k_most_classes_cannot_use():
+    from audiogmm.models.selection import supported_grid
+
+    # 3 folds: each class trains on 2/3 of its frames, capped at one component per 50
+    labels = ["a"] * 3 + ["b"] * 3 + ["c"] * 3
+    frames = [400] * 3 + [800] * 3 + [2400] * 3  # caps 16, 32, 96
+    assert supported_grid(labels, frames, (2, 4, 8, 16, 32, 64), 3) == (2, 4, 8, 16, 32)
+    assert supported_grid(labels, [10] * 9, (2, 4, 8), 3) == (2,)  # the smallest always stays
+    assert supported_grid(["a", "b"], [7000, 7000], (32, 8, 8), 2) == (8, 32)
+
+
+def test_front_ends_sharing_an_extraction_decode_once(sound_data, monkeypatch):
+    from audiogmm.data import RunOptions, read_manifest
+    from audiogmm.pipeline import tuning
+
+    calls = []
+    real = tuning.extract_many
+
+    def counting(records, *, config, **kw):
+        calls.append(config)
+        return real(records, config=config, **kw)
+
+    monkeypatch.setattr(tuning, "extract_many", counting)
+    records = read_manifest(sound_data)
+    res = tuning.tune(records, components=4, cv_max_iter=2, options=RunOptions(n_jobs=1))
+    roots = {tuning.FRONT_ENDS["general+dd"], tuning.FRONT_ENDS["sound"]}
+    assert set(calls) == roots and len(calls) == 2  # general and +cmn are derived
+    assert [r["front_end"] for r in res.table] == list(tuning.FRONT_ENDS)
+    # the derived features are those an extraction with the chosen config gives
+    kept = tuning.FRONT_ENDS[res.front_end]
+    again = real(records[:3], config=kept, options=RunOptions(n_jobs=1))
+    for p, X in again.features.items():
+        assert np.array_equal(res.features.features[p], X)
+
+
+def test_full_band_front_end_is_skipped_when_no_file_has_the_band():
+    from audiogmm.data import read_manifest
+    from audiogmm.pipeline.tuning import FRONT_ENDS, _within_bandwidth
+
+    root = Path(__file__).resolve().parents[1] / "data_samples"
+    speech16k = read_manifest(root / "speakers")  # 16 kHz: general covers the whole band
+    sounds22k = read_manifest(root / "sounds")  # 22.05 kHz: content up to 11 kHz
+    assert list(_within_bandwidth(FRONT_ENDS, speech16k)) == ["general", "general+dd"]
+    assert list(_within_bandwidth(FRONT_ENDS, sounds22k)) == list(FRONT_ENDS)
+    assert list(_within_bandwidth(FRONT_ENDS, [])) == list(FRONT_ENDS)  # nothing readable

@@ -12,7 +12,10 @@ import click
 
 from ..data.splits import TRAIN_FRACTION
 from ..features.config import DEFAULT_PRESET, PRESETS
-from .output import report_skipped  # re-exported: the commands import it from here
+from .output import (
+    escape_name,
+    report_skipped,  # re-exported: the commands import it from here
+)
 
 __all__ = [
     "ProgressBar",
@@ -274,22 +277,26 @@ def tuning_options(*, components_default):
 
 def format_selection(sel: dict[str, Any]) -> str:
     """The cross-validation table of a ``selection`` record (train, tune, info), as text."""
+    rows = [(escape_name(r["front_end"])[:40], escape_name(r["components"])[:12], r)
+            for r in sel["table"]]  # fmt: skip
+    w = max([11, *(len(f) for f, _, _ in rows)])
     lines = [
         f"model selection: {sel['n_folds']}-fold CV by clip on the training files "
         f"(EM <= {sel['cv_max_iter']} iterations per fit, {sel['seconds']:.1f} s)",
-        f"  {'stage':<11} {'front end':<11} {'components':<10} {'accuracy':>8}  "
+        f"  {'stage':<11} {'front end':<{w}} {'components':<10} {'accuracy':>8}  "
         f"{'95% Wilson':<15} {'clips':>9}",
     ]
-    for r in sel["table"]:
+    for fe, comp, r in rows:
         mark = " *" if r.get("chosen") else ""
         lines.append(
-            f"  {r['stage']:<11} {r['front_end']:<11} {r['components']:<10} {r['accuracy']:>8.3f}  "
+            f"  {escape_name(r['stage'])[:11]:<11} {fe:<{w}} {comp:<10} {r['accuracy']:>8.3f}  "
             f"[{r['ci_low']:.3f}, {r['ci_high']:.3f}] {r['correct']:>4}/{r['n']:<4}{mark}"
         )
     ks = sorted(set(sel["n_components"].values()))
     k_text = str(ks[0]) if len(ks) == 1 else f"{ks[0]}-{ks[-1]} per class"
     lines.append(
-        f"chosen: front end {sel['front_end']}, components {sel['components_rule']} "
+        f"chosen: front end {escape_name(sel['front_end'])}, components "
+        f"{escape_name(sel['components_rule'])} "
         f"(K = {k_text})"
     )
     return "\n".join(lines)

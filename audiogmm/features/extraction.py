@@ -157,30 +157,34 @@ def extract(
     return _compute(y, config, source, bool(keep_all_frames))
 
 
-#: The normalisation applied last, to the final frames: a config that differs from
-#: another only in these fields (and the output dtype) is computed from its output.
-_NORMALISATION_FIELDS = frozenset({"cmvn", "cmvn_window", "cmvn_norm_vars", "dtype"})
+#: What a config can change and still be computed from another's output: the
+#: normalisation applied last to the final frames, the output dtype, and how many
+#: delta orders are kept (each order's columns are computed independently).
+_DERIVABLE_FIELDS = frozenset({"cmvn", "cmvn_window", "cmvn_norm_vars", "dtype", "delta_order"})
 
 
 def derivable(source: FeatureConfig, target: FeatureConfig) -> bool:
     """Whether :func:`derive` can compute ``target``'s features from ``source``'s.
 
-    True when ``source`` applies no CMVN and the two configs differ only in the
-    CMVN fields and ``dtype``: the frames before normalisation are then the same.
+    True when ``source`` applies no CMVN, ``target`` keeps no more delta orders than
+    ``source``, and the two configs differ in nothing else but the CMVN fields and
+    ``dtype``: ``target``'s frames before normalisation are then the leading columns
+    of ``source``'s output.
     """
-    if source.cmvn != "none":
+    if source.cmvn != "none" or target.delta_order > source.delta_order:
         return False
     a, b = source.to_dict(), target.to_dict()
-    return all(a[k] == b[k] for k in a if k not in _NORMALISATION_FIELDS)
+    return all(a[k] == b[k] for k in a if k not in _DERIVABLE_FIELDS)
 
 
 def derive(X: np.ndarray, source: FeatureConfig, target: FeatureConfig) -> np.ndarray:
     """``target``'s features from ``source``'s output, equal to :func:`extract` with ``target``.
 
     Model selection tries front ends that differ only in normalisation (for example
-    per-clip mean subtraction); this renormalises instead of decoding again. The
-    result is bit-identical to extracting with ``target`` (the frames before CMVN
-    are ``source``'s output exactly, in either dtype).
+    per-clip mean subtraction) or in the number of delta orders; this slices and
+    renormalises instead of decoding again. The result is bit-identical to
+    extracting with ``target`` (the frames before CMVN are leading columns of
+    ``source``'s output, exactly, in either dtype).
 
     Parameters
     ----------
@@ -200,7 +204,8 @@ def derive(X: np.ndarray, source: FeatureConfig, target: FeatureConfig) -> np.nd
     """
     if not derivable(source, target):
         raise ParameterError("target features differ from the source's before normalisation")
-    feats = np.ascontiguousarray(X, dtype=np.float32)  # exactly the frames before CMVN
+    # exactly the frames before CMVN: static cepstra, then each delta order
+    feats = np.ascontiguousarray(X[:, : target.n_dims], dtype=np.float32)
     if target.cmvn == "utterance":
         feats = utterance_cmvn(feats, norm_vars=target.cmvn_norm_vars)
     elif target.cmvn == "sliding":

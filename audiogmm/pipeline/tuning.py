@@ -40,7 +40,7 @@ from ..exceptions import ConvergenceWarning, DatasetError, ParameterError
 from ..features import PRESETS, FeatureConfig
 from ..features.extraction import derivable
 from ..models import GMMClassifier
-from ..models.selection import COMPONENT_GRID, cv_scores, fit_mixed
+from ..models.selection import COMPONENT_GRID, cv_scores, fit_mixed, supported_grid
 from ..scoring import wilson_interval
 
 __all__ = [
@@ -56,16 +56,20 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-#: Front ends that ``--preset auto`` cross-validates, in order of preference on ties:
-#: the presets, plus ``sound`` with per-clip mean normalisation (for recordings whose
-#: level or channel varies, where absolute level is not a cue). ``dcase2016`` is left
-#: out: it is ``sound`` with 7 more cepstra, and lost to it in every cross-validation
-#: on the development corpus, so extracting it would only cost time.
+_GENERAL_DD = PRESETS["general"].replace(delta_order=2)
+
+#: Front ends that ``--preset auto`` cross-validates, simplest and cheapest first (the
+#: order of preference of the one-standard-error rule): the default ``general``;
+#: ``general`` + ΔΔ (ahead in CV on the development speakers at K=8); and the full-band
+#: ``sound`` (44.1 kHz), tried only when some training file has content above 8 kHz. The
+#: first two share one extraction (:func:`derive`). Left out because they lost every
+#: cross-validation on the development corpus (README "Tuning"): ``speech`` (by 10-25
+#: points), ``librosa``, ``dcase2016`` (``sound`` with 7 more cepstra), and per-clip mean
+#: or mean + variance normalisation of ``general`` (by 1-12 points).
 FRONT_ENDS: Mapping[str, FeatureConfig] = {
+    "general": PRESETS["general"],
+    "general+dd": _GENERAL_DD,
     "sound": PRESETS["sound"],
-    "speech": PRESETS["speech"],
-    "librosa": PRESETS["librosa"],
-    "sound+cmn": PRESETS["sound"].replace(cmvn="utterance", cmvn_norm_vars=False),
 }
 
 #: Folds of the clip-stratified cross-validation.
@@ -74,7 +78,7 @@ N_FOLDS = 3
 SCREEN_COMPONENTS = 8
 #: EM iterations per fit inside the cross-validation.
 CV_MAX_ITER = 10
-#: Fits inside the cross-validation use every FRAME_STEP-th frame of a training clip.
+#: The cross-validation fits and scores every FRAME_STEP-th frame of each clip.
 FRAME_STEP = 2
 
 Components = Union[int, str]
@@ -142,7 +146,7 @@ class TuneResult:
         }
 
 
-def _pick_components(options: Sequence[tuple[str, int, float]], n: int) -> str:
+def _one_standard_error(options: Sequence[tuple[str, int, float]], n: int) -> str:
     """The one-standard-error rule: the simplest option within one SE of the best accuracy.
 
     Parameters
@@ -171,6 +175,51 @@ def _candidates(preset: str | FeatureConfig) -> dict[str, FeatureConfig]:
     if preset == "auto":
         return dict(FRONT_ENDS)
     return {preset: FeatureConfig.preset(preset)}
+
+
+def _within_bandwidth(
+    cands: Mapping[str, FeatureConfig], records: Sequence[Record]
+) -> dict[str, FeatureConfig]:
+    """The candidates minus those that would only analyse upsampled audio.
+
+    A front end whose sample rate is above every training file's native rate, and above
+    that of an earlier candidate that already covers the native band, sees nothing more
+    (its extra mel bands are empty), so it is skipped: ``sound`` (44.1 kHz) on 8 or
+    16 kHz speech, where ``general`` (16 kHz) covers the whole band.
+    Headers that cannot be read are ignored here (the extraction reports them).
+    """
+    from .. import audio
+
+    native = 0
+    for r in records:
+        try:
+            native = max(native, audio.info(r.path).sample_rate)
+        except Exception:  # noqa: BLE001 - the extraction names the file and the reason
+            continue
+    out: dict[str, FeatureConfig] = {}
+    for name, cfg in cands.items():
+        if native and any(native <= c.sample_rate < cfg.sample_rate for c in out.values()):
+            logger.info("front end %s skipped: %d Hz analysis, but no training file is sampled "
+                        "above %d Hz", name, cfg.sample_rate, native)  # fmt: skip
+            continue
+        out[name] = cfg
+    return out
+
+
+def _extraction_roots(cands: Mapping[str, FeatureConfig]) -> dict[str, str]:
+    """For each candidate, the candidate whose extraction its features are derived from.
+
+    The roots are the candidates that no other one derives (:func:`derivable`); each
+    candidate maps to the first root it derives from, or to itself. So candidates that
+    differ only in CMVN or in delta orders cost one decode and one STFT in all.
+    """
+    names = list(cands)
+    roots = [
+        n for n in names
+        if not any(o != n and derivable(cands[o], cands[n]) and not derivable(cands[n], cands[o])
+                   for o in names)
+    ]  # fmt: skip
+    return {n: next((r for r in roots if derivable(cands[r], cands[n])), n) for n in names}
 
 
 def _check_components(components: Components) -> None:
@@ -251,34 +300,41 @@ def tune(
     with resolve(executor, opts.n_jobs) as ex, warnings.catch_warnings():
         # the CV fits stop at cv_max_iter on purpose: their ConvergenceWarnings are noise
         warnings.simplefilter("ignore", ConvergenceWarning)
-        best: tuple[int, int, str] | None = None
-        kept: dict[str, Any] = {}
-        extracted: list[tuple[FeatureConfig, ExtractionResult]] = []
+        if len(cands) > 1:
+            cands = _within_bandwidth(cands, records)
+        tried: dict[str, dict[str, Any]] = {}
+        roots = _extraction_roots(cands)
+        extracted: dict[str, ExtractionResult] = {}
         for rank, (name, cfg) in enumerate(cands.items()):
-            base = next(((c, r) for c, r in extracted if derivable(c, cfg)), None)
-            if base is not None:  # e.g. a per-clip mean subtraction: no second decode
-                res = base[1].derived(base[0], cfg)
-            else:
-                res = extract_many(records, config=cfg, options=opts, executor=ex)
-                extracted.append((cfg, res))
+            root = roots[name]
+            if root not in extracted:
+                t1 = time.perf_counter()
+                extracted[root] = extract_many(
+                    records, config=cands[root], options=opts, executor=ex
+                )
+                logger.info("front end %s: extracted in %.2f s", root, time.perf_counter() - t1)
+            t1 = time.perf_counter()
+            res = extracted[root]
+            if root != name:  # fewer delta orders or a CMVN: sliced, no second decode
+                res = res.derived(cands[root], cfg)
             clips, labels = res.labelled_clips(records)
-            if len(cands) == 1 and components != "auto":
-                sel = None  # nothing to choose: no cross-validation
-            else:
+            c, n, sel = 0, 0, None
+            if len(cands) > 1:  # one front end: nothing to screen
                 sel = cv_scores(
                     clips, labels, grid=[screen_k], n_folds=n_folds,
                     random_state=random_state, frame_step=FRAME_STEP, executor=ex, **params,
                 )  # fmt: skip
                 c, n = sel.accuracy_counts(sel.scores[screen_k])
-                if len(cands) > 1:
-                    table.append(_row("front end", name, f"K={screen_k}", c, n))
-                logger.info("front end %s: CV accuracy %d/%d at K=%d", name, c, n, screen_k)
-            key = (sel.accuracy_counts(sel.scores[screen_k])[0] if sel else 0, -rank, name)
-            if best is None or key > best:
-                best = key
-                kept = {"res": res, "clips": clips, "labels": labels, "sel": sel}
-        assert best is not None
-        name = best[2]
+                table.append(_row("front end", name, f"K={screen_k}", c, n))
+                logger.info("front end %s: CV accuracy %d/%d at K=%d (%.2f s)", name, c, n,
+                            screen_k, time.perf_counter() - t1)  # fmt: skip
+            tried[name] = {"res": res, "clips": clips, "labels": labels, "sel": sel,
+                           "option": (name, c, float(rank))}  # fmt: skip
+        # the same rule as for K: a later (costlier) front end must beat the earlier ones by
+        # more than the noise of the CV accuracy
+        options = [t["option"] for t in tried.values()]
+        name = _one_standard_error(options, n) if len(options) > 1 else next(iter(tried))
+        kept = tried[name]
         if table:
             for row in table:
                 row["chosen"] = row["front_end"] == name
@@ -288,8 +344,10 @@ def tune(
             choice = {y: k for y in labels}
             rule = "fixed"
         else:
+            ks = supported_grid(labels, [len(X) for X in clips], grid, n_folds)
             screened = kept["sel"]
-            rest = [k for k in grid if screened is None or k != screen_k]
+            rest = [k for k in ks if screened is None or k != screen_k]
+            t1 = time.perf_counter()
             if not rest:
                 sel = screened
             else:
@@ -297,9 +355,12 @@ def tune(
                     clips, labels, grid=rest, n_folds=n_folds, random_state=random_state,
                     frame_step=FRAME_STEP, executor=ex, **params,
                 )  # fmt: skip
-                if screened is not None and screen_k in grid:  # same clips, folds, seed
-                    sel.grid = tuple(sorted((*sel.grid, screen_k)))
-                    sel.scores[screen_k] = screened.scores[screen_k]
+            logger.info("components: CV of K in %s in %.2f s (left out, above the frame cap of "
+                        "most classes: %s)", rest, time.perf_counter() - t1,
+                        sorted(set(grid) - set(ks)))  # fmt: skip
+            if rest and screened is not None and screen_k in ks:  # same clips, folds, steps
+                sel.grid = tuple(sorted((*sel.grid, screen_k)))
+                sel.scores[screen_k] = screened.scores[screen_k]
             cands_k: list[tuple[str, int, float]] = []
             choices: dict[str, dict[str, int]] = {}
             for k in sel.grid:
@@ -314,7 +375,7 @@ def tune(
             # per-class picks one K per label (n_labels choices, not one) from the same
             # folds: the more flexible selection, so it ranks after every single K
             cands_k.append(("per-class", c, float("inf")))
-            rule = _pick_components(cands_k, n)
+            rule = _one_standard_error(cands_k, n)
             choice = choices[rule]
             for row in table:
                 if row["stage"] == "components":
