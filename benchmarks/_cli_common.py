@@ -57,7 +57,7 @@ def devcorpus_datasets(prefix: str = "large-") -> tuple[list[Dataset], str | Non
     root = devcorpus_root()
     found = [
         Dataset(prefix + sub, os.path.join(root, sub))
-        for sub in ("speakers", "sounds")
+        for sub in ("speakers", "sounds", "speakers8k")
         if _has_audio(os.path.join(root, sub))
     ]
     if found:

@@ -5,8 +5,9 @@ manifest (70/30 per class, seed 0, written to a temporary folder):
 
 * audiogmm: ``audiogmm train MANIFEST --split train -o M.npz --json [OPTIONS]`` then
   ``audiogmm evaluate M.npz MANIFEST --split test --json``, with OPTIONS one of:
-  ``defaults`` (none: speech preset, 16 components), ``dcase2016`` (``--preset dcase2016``),
-  ``librosa`` (``--preset librosa``), ``sound`` (``--preset sound``) and ``auto``
+  ``defaults`` (none: the ``general`` preset, 16 components), ``speech``
+  (``--preset speech``), ``dcase2016`` (``--preset dcase2016``), ``librosa``
+  (``--preset librosa``), ``sound`` (``--preset sound``) and ``auto``
   (``--preset auto --components auto``);
 * the reference script ``benchmarks/reference/sklearn_gmm.py`` (librosa + scikit-learn,
   16 diagonal components per class): ``ref-librosa`` (``--frontend librosa``: librosa's
@@ -17,7 +18,7 @@ A configuration the CLI does not support (usage error, exit code 2) is reported 
 "n/a (not available)"; another error as "error" with its last stderr line.
 
 Data: the development corpus (``$AUDIOGMM_DEVCORPUS`` or ``~/.cache/audiogmm/devcorpus``),
-``sounds/`` and ``speakers/`` separately; ``--data NAME=PATH`` (repeatable) replaces it;
+``sounds/``, ``speakers/`` and ``speakers8k/`` separately; ``--data NAME=PATH`` (repeatable) replaces it;
 without either, ``data_samples/`` is used with a warning (its test sets are 35-36 clips,
 so the intervals are wide).
 
@@ -61,6 +62,7 @@ from _common import emit, rnd, table
 # name -> (side, extra train options or reference front end)
 CONFIGS: dict[str, tuple[str, list[str]]] = {
     "defaults": ("audiogmm", []),
+    "speech": ("audiogmm", ["--preset", "speech"]),
     "dcase2016": ("audiogmm", ["--preset", "dcase2016"]),
     "librosa": ("audiogmm", ["--preset", "librosa"]),
     "sound": ("audiogmm", ["--preset", "sound"]),

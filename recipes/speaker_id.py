@@ -37,7 +37,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 
 # -- Begin configuration section ------------------------------------------------------------
 DATA = os.path.join(HERE, "..", "data_samples", "speakers")  # folder / CSV / Kaldi dir
-PRESET = "speech"  # 16 kHz, 25/10 ms, 20 MFCC + D + DD, energy VAD, utterance CMVN
+PRESET = "general"  # the default: 16 kHz, 40/20 ms, 13 MFCC + D; no VAD/CMVN (README "Presets")
 COMPONENTS = 16  # per speaker
 TRAIN_FRACTION = 0.7  # per speaker, stratified, deterministic for a given SEED
 SEED = 0

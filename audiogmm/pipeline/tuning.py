@@ -1,23 +1,26 @@
-"""Choosing the front end and the number of components by cross-validation on training files.
+"""Choosing the number of components and the front end by cross-validation on training files.
 
 ``train --preset auto --components auto`` and ``audiogmm tune`` run :func:`tune`:
 
-1. **Front end.** Every candidate of :data:`FRONT_ENDS` is extracted once (through
-   the feature cache when one is given) and scored by clip-stratified ``n_folds``-fold
-   cross-validation at :data:`SCREEN_COMPONENTS` components (or the user's fixed K).
-   The best accuracy wins; ties go to the earlier candidate.
-2. **Components.** On the chosen front end, every single K of the grid is a candidate,
-   and so is a per-class K (the grid value with the best held-out log-likelihood of
-   the class's own clips, :mod:`audiogmm.models.selection`). The simplest candidate
-   whose cross-validated accuracy is within one standard error of the best is kept;
-   per-class counts as the most complex (one choice per label).
+1. **Components**, on the first candidate front end (the default, ``general``): every
+   single K of the grid that most classes can support (:func:`supported_grid`) is a
+   candidate, and so is a per-class K (the grid value with the best held-out
+   log-likelihood of the class's own clips, :mod:`audiogmm.models.selection`). The
+   simplest candidate whose cross-validated accuracy is within one standard error of the
+   best is kept; per-class counts as the most complex (one choice per label).
+2. **Front end.** Every other candidate of :data:`FRONT_ENDS` is extracted once (or
+   derived from a shared extraction) and scored at the K chosen in step 1 (the best
+   single K when per-class won): front ends are compared at the model size the data
+   supports, since their ranking changes with K. The same one-standard-error rule keeps
+   the first candidate unless a later one is better by more than the noise. A later
+   front end takes the single K.
 
 Folds hold out whole clips, never frames, and only the training files are ever
 read. Fits inside the cross-validation stop after :data:`CV_MAX_ITER` EM
-iterations and see every :data:`FRAME_STEP`-th frame of their clips: on the
+iterations and fit and score every :data:`FRAME_STEP`-th frame of their clips: on the
 development corpus, 20 and 100 iterations gave the same accuracies within two clips
-of 429, and the reduced search chose the same front end (README "Tuning"). Every row of the table carries its
-95% Wilson interval, so that differences inside the noise are visible.
+of 429, and steps 1 and 2 the same within two clips (README "Tuning"). Every row of the
+table carries its 95% Wilson interval, so that differences inside the noise are visible.
 """
 
 from __future__ import annotations
@@ -48,7 +51,6 @@ __all__ = [
     "FRAME_STEP",
     "FRONT_ENDS",
     "N_FOLDS",
-    "SCREEN_COMPONENTS",
     "TuneResult",
     "train_tuned",
     "tune",
@@ -74,8 +76,6 @@ FRONT_ENDS: Mapping[str, FeatureConfig] = {
 
 #: Folds of the clip-stratified cross-validation.
 N_FOLDS = 3
-#: Components per class while screening front ends with ``--components auto``.
-SCREEN_COMPONENTS = 8
 #: EM iterations per fit inside the cross-validation.
 CV_MAX_ITER = 10
 #: The cross-validation fits and scores every FRAME_STEP-th frame of each clip.
@@ -294,7 +294,6 @@ def tune(
         )
     opts = options or RunOptions()
     params = {**classifier_params, "max_iter": cv_max_iter}
-    screen_k = SCREEN_COMPONENTS if components == "auto" else int(components)
     t0 = time.perf_counter()
     table: list[dict[str, Any]] = []
     with resolve(executor, opts.n_jobs) as ex, warnings.catch_warnings():
@@ -302,84 +301,91 @@ def tune(
         warnings.simplefilter("ignore", ConvergenceWarning)
         if len(cands) > 1:
             cands = _within_bandwidth(cands, records)
-        tried: dict[str, dict[str, Any]] = {}
         roots = _extraction_roots(cands)
         extracted: dict[str, ExtractionResult] = {}
-        for rank, (name, cfg) in enumerate(cands.items()):
-            root = roots[name]
-            if root not in extracted:
-                t1 = time.perf_counter()
-                extracted[root] = extract_many(
-                    records, config=cands[root], options=opts, executor=ex
-                )
-                logger.info("front end %s: extracted in %.2f s", root, time.perf_counter() - t1)
+        feats: dict[str, tuple[ExtractionResult, list[np.ndarray], list[str]]] = {}
+
+        def features(name: str) -> tuple[ExtractionResult, list[np.ndarray], list[str]]:
+            if name not in feats:
+                root = roots[name]
+                if root not in extracted:
+                    t1 = time.perf_counter()
+                    extracted[root] = extract_many(
+                        records, config=cands[root], options=opts, executor=ex
+                    )
+                    logger.info("front end %s: extracted in %.2f s", root,
+                                time.perf_counter() - t1)  # fmt: skip
+                res = extracted[root]
+                if root != name:  # fewer delta orders or a CMVN: sliced, no second decode
+                    res = res.derived(cands[root], cands[name])
+                feats[name] = (res, *res.labelled_clips(records))
+            return feats[name]
+
+        def cv(name: str, ks: Sequence[int]) -> Any:
+            _, clips, labels = features(name)
             t1 = time.perf_counter()
-            res = extracted[root]
-            if root != name:  # fewer delta orders or a CMVN: sliced, no second decode
-                res = res.derived(cands[root], cfg)
-            clips, labels = res.labelled_clips(records)
-            c, n, sel = 0, 0, None
-            if len(cands) > 1:  # one front end: nothing to screen
-                sel = cv_scores(
-                    clips, labels, grid=[screen_k], n_folds=n_folds,
-                    random_state=random_state, frame_step=FRAME_STEP, executor=ex, **params,
-                )  # fmt: skip
-                c, n = sel.accuracy_counts(sel.scores[screen_k])
-                table.append(_row("front end", name, f"K={screen_k}", c, n))
-                logger.info("front end %s: CV accuracy %d/%d at K=%d (%.2f s)", name, c, n,
-                            screen_k, time.perf_counter() - t1)  # fmt: skip
-            tried[name] = {"res": res, "clips": clips, "labels": labels, "sel": sel,
-                           "option": (name, c, float(rank))}  # fmt: skip
-        # the same rule as for K: a later (costlier) front end must beat the earlier ones by
-        # more than the noise of the CV accuracy
-        options = [t["option"] for t in tried.values()]
-        name = _one_standard_error(options, n) if len(options) > 1 else next(iter(tried))
-        kept = tried[name]
-        if table:
-            for row in table:
-                row["chosen"] = row["front_end"] == name
-        clips, labels = kept["clips"], kept["labels"]
+            sel = cv_scores(
+                clips, labels, grid=ks, n_folds=n_folds, random_state=random_state,
+                frame_step=FRAME_STEP, executor=ex, **params,
+            )  # fmt: skip
+            logger.info("front end %s: CV of K in %s in %.2f s", name, list(ks),
+                        time.perf_counter() - t1)  # fmt: skip
+            return sel
+
+        # 1. components, on the first (default) front end
+        first = next(iter(cands))
+        _, clips, labels = features(first)
+        screened: dict[int, Any] = {}
         if components != "auto":
-            k = int(components)
-            choice = {y: k for y in labels}
+            screen_k = int(components)
+            choice = {y: screen_k for y in labels}
             rule = "fixed"
         else:
-            ks = supported_grid(labels, [len(X) for X in clips], grid, n_folds)
-            screened = kept["sel"]
-            rest = [k for k in ks if screened is None or k != screen_k]
-            t1 = time.perf_counter()
-            if not rest:
-                sel = screened
-            else:
-                sel = cv_scores(
-                    clips, labels, grid=rest, n_folds=n_folds, random_state=random_state,
-                    frame_step=FRAME_STEP, executor=ex, **params,
-                )  # fmt: skip
-            logger.info("components: CV of K in %s in %.2f s (left out, above the frame cap of "
-                        "most classes: %s)", rest, time.perf_counter() - t1,
-                        sorted(set(grid) - set(ks)))  # fmt: skip
-            if rest and screened is not None and screen_k in ks:  # same clips, folds, steps
-                sel.grid = tuple(sorted((*sel.grid, screen_k)))
-                sel.scores[screen_k] = screened.scores[screen_k]
+            sel = cv(first, supported_grid(labels, [len(X) for X in clips], grid, n_folds))
             cands_k: list[tuple[str, int, float]] = []
             choices: dict[str, dict[str, int]] = {}
             for k in sel.grid:
                 c, n = sel.accuracy_counts(sel.scores[k])
                 choices[f"K={k}"] = sel.capped({y: k for y in sel.labels})
-                table.append(_row("components", name, f"K={k}", c, n))
+                table.append(_row("components", first, f"K={k}", c, n))
                 cands_k.append((f"K={k}", c, float(k)))
             per_class = sel.choose()
             c, n = sel.accuracy_counts(sel.composite(per_class))
             choices["per-class"] = sel.capped(per_class)
-            table.append(_row("components", name, "per-class", c, n))
+            table.append(_row("components", first, "per-class", c, n))
             # per-class picks one K per label (n_labels choices, not one) from the same
             # folds: the more flexible selection, so it ranks after every single K
             cands_k.append(("per-class", c, float("inf")))
             rule = _one_standard_error(cands_k, n)
             choice = choices[rule]
+            # the other front ends are compared at the K the data supports (the chosen
+            # single K, or the best single K when per-class won)
+            best_single = max((o for o in cands_k if o[0] != "per-class"), key=lambda o: o[1])
+            screen_k = int((rule if rule != "per-class" else best_single[0])[2:])
+            screened = {screen_k: sel}
+        # 2. front ends, at that K; the same one-standard-error rule, in candidate order
+        name = first
+        if len(cands) > 1:
+            options: list[tuple[str, int, float]] = []
+            for rank, cand in enumerate(cands):
+                sel_f = screened.get(screen_k) if cand == first else None
+                if sel_f is None or screen_k not in sel_f.scores:
+                    sel_f = cv(cand, [screen_k])
+                c, n = sel_f.accuracy_counts(sel_f.scores[screen_k])
+                table.append(_row("front end", cand, f"K={screen_k}", c, n))
+                options.append((cand, c, float(rank)))
+            name = _one_standard_error(options, n)
             for row in table:
-                if row["stage"] == "components":
-                    row["chosen"] = row["components"] == rule
+                if row["stage"] == "front end":
+                    row["chosen"] = row["front_end"] == name
+        if name != first and components == "auto":
+            # the K search ran on the first front end: the new one takes its single K
+            rule = f"K={screen_k}"
+            choice = choices[rule]
+        for row in table:
+            if row["stage"] == "components":
+                row["chosen"] = row["components"] == rule and name == first
+        kept = {"res": features(name)[0]}
     return TuneResult(
         front_end=name,
         config=cands[name],

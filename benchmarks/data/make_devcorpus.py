@@ -12,6 +12,7 @@ on.  This script builds a larger, different corpus into a cache folder:
 * ``speakers/<speaker>/<speaker>_NN.flac`` -- 16 kHz mono 16-bit FLAC, 2-6 s.  Real
   human speech: Hedgewars voice packs, KLettres and KTuberling voice sets (one per
   language), Asterisk prompt voices not used by ``data_samples/``.
+* ``speakers8k/`` -- the same speaker clips resampled to 8 kHz (telephone band).
 * ``metadata.csv`` -- path, group, label, source_package, source_version,
   source_item, duration_s, source_sr (native sample rate(s) of the source audio).
 
@@ -745,6 +746,28 @@ def default_out() -> Path:
     return Path(env).expanduser() if env else DEFAULT_OUT
 
 
+def make_speakers_8k(out: Path) -> None:
+    """``speakers8k/``: every speaker clip resampled to 8 kHz (telephone band), 16-bit FLAC.
+
+    A stand-in for narrow-band speech: chooses defaults that must also hold on 8 kHz
+    recordings. Derived from ``speakers/`` (not listed in metadata.csv); rebuilt when
+    missing, so an existing build gains it on the next run.
+    """
+    dst = out / "speakers8k"
+    if (dst / ".complete").exists():
+        return
+    if dst.exists():
+        shutil.rmtree(dst)
+    for src in sorted((out / "speakers").glob("*/*.flac")):
+        y, sr = sf.read(src, dtype="float32")
+        z = resample(y, sr, 8000)
+        target = dst / src.parent.name / src.name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        sf.write(target, z, 8000, subtype="PCM_16")
+    (dst / ".complete").write_text("")
+    print(f"speakers8k: {dst}", flush=True)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--out", type=Path, default=None,
@@ -759,11 +782,12 @@ def main() -> None:
         sys.exit(0 if check(out) else 1)
     if (out / "metadata.csv").exists() and not args.force:
         print(f"{out} is already built (use --force to rebuild); checking it")
+        make_speakers_8k(out)
         sys.exit(0 if check(out) else 1)
     t0 = time.time()
     build = args.build_dir.expanduser().resolve()
     versions = fetch_packages(build)
-    for sub in ("sounds", "speakers", "metadata.csv"):
+    for sub in ("sounds", "speakers", "speakers8k", "metadata.csv"):
         p = out / sub
         if p.is_dir():
             shutil.rmtree(p)
@@ -783,6 +807,7 @@ def main() -> None:
         writer.writeheader()
         writer.writerows(rows)
     tmp.replace(out / "metadata.csv")  # written last: marks a complete build
+    make_speakers_8k(out)
     print("package versions:", versions)
     for label, msg in sorted(log.items()):
         print(f"  {label}: {msg}")
