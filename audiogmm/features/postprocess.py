@@ -155,8 +155,14 @@ def _convolve_frames(x: np.ndarray, coeffs: np.ndarray, mode: str) -> np.ndarray
     sym = 1 if all(abs(fw[size1 + i] - fw[size1 - i]) <= eps for i in range(1, size1 + 1)) else 0
     if not sym and all(abs(fw[size1 + i] + fw[size1 - i]) <= eps for i in range(1, size1 + 1)):
         sym = -1
-    line = np.pad(np.asarray(x, dtype=np.float64), [(0, 0)] * (x.ndim - 1) + [(size1, size1)],
-                  mode=_PAD_MODE[mode])  # fmt: skip
+    x64 = np.asarray(x, dtype=np.float64)
+    if mode == "nearest" and x.ndim == 2:  # the default: edge columns repeated, without np.pad
+        line = np.empty((x.shape[0], n + 2 * size1))
+        line[:, :size1] = x64[:, :1]
+        line[:, size1 : size1 + n] = x64
+        line[:, size1 + n :] = x64[:, -1:]
+    else:
+        line = np.pad(x64, [(0, 0)] * (x.ndim - 1) + [(size1, size1)], mode=_PAD_MODE[mode])
 
     def tap(j: int) -> np.ndarray:  # iline[j] for every output position
         return line[..., size1 + j : size1 + j + n]
