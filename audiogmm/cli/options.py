@@ -52,8 +52,9 @@ def _preset_and_config(f, *, auto: bool = False):
         show_default=True,
         help="Named feature preset"
         + (
-            ", or 'auto': the front end with the best cross-validated accuracy on the "
-            "training files."
+            ", or 'auto': the default unless another front end is better in "
+            "clip-stratified cross-validation on the training files (one-standard-error "
+            "rule)."
             if auto
             else "."
         ),

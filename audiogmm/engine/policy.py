@@ -28,8 +28,8 @@ __all__ = ["PROCESS_MIN_FRAMES", "Plan", "count_until", "executor_for_work", "pl
 
 logger = logging.getLogger("audiogmm.engine")
 
-#: Feature frames (10 ms each in the speech preset) from which a command uses worker
-#: processes instead of threads: 2e6 frames = 5.6 h of audio, ~15 s of single-core
+#: Feature frames (10 ms each in the speech preset, 20 ms in the default) from which a
+#: command uses worker processes instead of threads: 2e6 frames = 5.6 h of audio, ~15 s of single-core
 #: extraction at ~1,500x real time. Measured with `audiogmm extract -j 2` on the 2-core
 #: development machine (busy): processes lost at 0.23e6 frames (5.5 s vs 4.7 s), tied
 #: at 1.1e6 (31.8 s vs 32.1 s) and won at 2.2e6 (42 s vs 65 s); see the README,
