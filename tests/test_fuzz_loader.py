@@ -43,7 +43,7 @@ _WORK = Path(tempfile.mkdtemp(prefix="audiogmm-fuzz-"))
 atexit.register(shutil.rmtree, _WORK, True)
 
 OK_MODEL = {"ok", "ModelFileError"}
-KINDS = ["GMMClassifier", "DiagGMM"]
+KINDS = ["GMMClassifier", "FusedClassifier", "DiagGMM"]
 
 
 def _problem_with_model(obj, kind: str, path) -> str | None:
@@ -59,6 +59,23 @@ def _problem_with_model(obj, kind: str, path) -> str | None:
             if not np.all(np.isfinite(obj.score_samples(probe))):
                 return "non-finite scores on a N(0,1) probe"
             obj.predict(probe)
+        elif kind == "FusedClassifier":
+            clf = obj.classifier
+            arrays = [a for m in clf.members for a in (m.weights_, m.means_, m.variances_)]
+            if len(obj.configs) != len(clf.members):
+                return "feature configs disagree with the members"
+            for m, c in zip(clf.members, obj.configs):
+                if m.means_.shape[1] != m.n_components or c.n_dims != m.n_dims:
+                    return "a member's sizes disagree with its arrays or config"
+            S = clf.score_matrix([[rng.normal(0, 1, (16, m.n_dims))] for m in clf.members])
+            lp = clf.log_proba_from_scores(S)
+            if not np.all(np.isfinite(S)):
+                return "non-finite fused scores on a N(0,1) probe"
+            if np.any(np.isnan(lp)) or not np.allclose(np.exp(lp).sum(1), 1.0):
+                return f"log posteriors do not sum to 1: {lp}"
+            r = CliRunner().invoke(main, ["info", "--json", str(path)])
+            if r.exit_code != 0:
+                return f"`audiogmm info` failed on a file load() accepted: {r.output[-300:]}"
         else:
             clf, config = obj.classifier, obj.config
             arrays = [clf.weights_, clf.means_, clf.variances_]

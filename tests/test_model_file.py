@@ -28,6 +28,7 @@ import numpy as np
 import pytest
 
 from audiogmm import DiagGMM, FeatureConfig, GMMClassifier, ModelFileError, ParameterError
+from audiogmm.models import FusedClassifier
 from audiogmm.pipeline import bundle as bundle_module
 from audiogmm.pipeline import load_model, save_model
 
@@ -127,19 +128,24 @@ def base_model(kind: str) -> str:
     "DiagGMM"); do not modify."""
     rng = np.random.default_rng(0)
     path = os.path.join(_TMP, f"base-{kind}.npz")
-    if kind == "GMMClassifier":
-        cfg = FeatureConfig.preset("speech")
-        clips = [rng.normal(m, 1.0, (120, cfg.n_dims)) for m in (0.0, 0.0, 3.0, 3.0)]
-        clf = GMMClassifier(2, n_jobs=1, random_state=0, max_iter=20)
-        clf.fit(clips, ["a", "a", "b", "b"])
-        save_model(path, clf, cfg)
+    if kind in ("GMMClassifier", "FusedClassifier"):
+        cfgs = [FeatureConfig.preset("speech"), FeatureConfig()]
+        members = []
+        for cfg in cfgs[: 1 if kind == "GMMClassifier" else 2]:
+            clips = [rng.normal(m, 1.0, (120, cfg.n_dims)) for m in (0.0, 0.0, 3.0, 3.0)]
+            clf = GMMClassifier(2, n_jobs=1, random_state=0, max_iter=20)
+            members.append(clf.fit(clips, ["a", "a", "b", "b"]))
+        if kind == "GMMClassifier":
+            save_model(path, members[0], cfgs[0])
+        else:
+            save_model(path, FusedClassifier(members), cfgs)
     else:
         DiagGMM(2, random_state=0, n_jobs=1).fit(rng.normal(0, 1, (300, 3))).save(path)
     return path
 
 
 #: kind -> loader. A classifier file users handle is a bundle: load_model validates it all.
-LOADERS = {"GMMClassifier": load_model, "DiagGMM": DiagGMM.load}
+LOADERS = {"GMMClassifier": load_model, "FusedClassifier": load_model, "DiagGMM": DiagGMM.load}
 
 
 def _status_bytes(key: str) -> int:

@@ -202,9 +202,9 @@ def test_tune_reads_only_the_training_files(sound_data, monkeypatch):
     train = [r for i, r in enumerate(records) if i % 3 != 0]
     res = tune(train, preset="auto", components="auto", grid=(1, 2), options=None, n_jobs=1)
     assert set(seen) == {r.path for r in train}
-    assert {row["front_end"] for row in res.table if row["stage"] == "front end"} == set(
-        tuning.FRONT_ENDS
-    )
+    assert {row["front_end"] for row in res.table if row["stage"] == "front end"} == {
+        *tuning.FRONT_ENDS, "general + sound"  # the late fusion of the two extractions
+    }
     assert sum(row.get("chosen", False) for row in res.table) == 2  # one per stage
     for row in res.table:
         assert row["ci_low"] <= row["accuracy"] <= row["ci_high"]
@@ -358,7 +358,7 @@ def test_front_ends_sharing_an_extraction_decode_once(sound_data, monkeypatch):
     res = tuning.tune(records, components=4, cv_max_iter=2, options=RunOptions(n_jobs=1))
     roots = {tuning.FRONT_ENDS["general+dd"], tuning.FRONT_ENDS["sound"]}
     assert set(calls) == roots and len(calls) == 2  # general and +cmn are derived
-    assert [r["front_end"] for r in res.table] == list(tuning.FRONT_ENDS)
+    assert [r["front_end"] for r in res.table] == [*tuning.FRONT_ENDS, "general + sound"]
     # the derived features are those an extraction with the chosen config gives
     kept = tuning.FRONT_ENDS[res.front_end]
     again = real(records[:3], config=kept, options=RunOptions(n_jobs=1))

@@ -7,7 +7,7 @@ import os
 import click
 
 from .options import echo_json, format_selection, json_option
-from .output import escape_name
+from .output import dims_text, escape_name
 
 
 def _load_any(model: str):
@@ -88,16 +88,18 @@ def command(model, as_json):
         return _describe_gmm(model, gmm, header, as_json)
     split = None if bundle is None else stored_split(bundle, path=model)
     cfg = None if bundle is None else bundle.config
+    fused = bundle is not None and bundle.fused
     out = {
         "file": os.path.abspath(model),
         "format_version": header["format_version"],
         "audiogmm_version": header["audiogmm_version"],
         "labels": clf.labels_,
-        "n_components": int(clf.means_.shape[1]),
+        "n_components": clf.n_components if fused else int(clf.means_.shape[1]),
         "n_dims": clf.n_dims,
         "kind": type(clf).__name__,
         "feature_config": None if cfg is None else cfg.to_dict(),
         "feature_config_hash": None if cfg is None else cfg.content_hash(),
+        "feature_configs": [c.to_dict() for c in bundle.configs] if fused else None,
         "training": clf.fit_report_,
         # the digests are for evaluate's overlap check, not for reading
         "split": None
@@ -114,14 +116,18 @@ def command(model, as_json):
         f"format:        audiogmm v{out['format_version']} (written by {out['audiogmm_version']})"
     )
     click.echo(f"classes:       {len(clf.labels_)}: {', '.join(map(escape_name, clf.labels_))}")
-    click.echo(f"mixtures:      {out['n_components']} diagonal components x {out['n_dims']} dims")
+    click.echo(
+        f"mixtures:      {out['n_components']} diagonal components x "
+        f"{dims_text(out['n_dims'])} dims" + (f" (late fusion of {len(bundle.configs)} front "
+                                               "ends)" if fused else "")
+    )  # fmt: skip
     if cfg is None:
         click.echo("features:      none stored (a bare classifier file, e.g. of Kaldi features)")
-    else:
+    for c in bundle.configs if bundle is not None else []:
         click.echo(
-            f"features:      {cfg.sample_rate} Hz, {cfg.win_ms:g}/{cfg.hop_ms:g} ms, "
-            f"{cfg.n_mels} mels, {cfg.n_mfcc} MFCC, deltas {cfg.delta_order}, "
-            f"VAD {'on' if cfg.vad else 'off'}, CMVN {cfg.cmvn} (hash {out['feature_config_hash']})"
+            f"features:      {c.sample_rate} Hz, {c.win_ms:g}/{c.hop_ms:g} ms, "
+            f"{c.n_mels} mels, {c.n_mfcc} MFCC, deltas {c.delta_order}, "
+            f"VAD {'on' if c.vad else 'off'}, CMVN {c.cmvn} (hash {c.content_hash()})"
         )
     sp = out["split"]
     if sp is None:

@@ -58,6 +58,11 @@ def escape_name(text: object) -> str:
     return "".join(_escape_char(c) if unicodedata.category(c) in _UNSAFE else c for c in s)
 
 
+def dims_text(n_dims: int | tuple[int, ...]) -> str:
+    """``26``, or ``26+39`` for a fused model's members."""
+    return "+".join(map(str, n_dims)) if isinstance(n_dims, tuple) else str(n_dims)
+
+
 def report_skipped(skipped: list[dict[str, str]]) -> None:
     """List skipped files and reasons on stderr, one escaped line each (at most 20)."""
     if skipped:

@@ -22,7 +22,7 @@ from .options import (
     split_options,
     tuning_options,
 )
-from .output import escape_name
+from .output import dims_text, escape_name
 from .ubm import dask_option, dask_or
 
 logger = logging.getLogger("audiogmm")
@@ -185,7 +185,7 @@ def command(
                 records, preset="auto" if auto else config, components=components,
                 options=opts, executor=ex, random_state=seed, init=init, max_iter=max_iter,
             )  # fmt: skip
-            config, res = tuned.config, tuned.features
+            config, res = tuned.member_configs or tuned.config, tuned.features
             extra["selection"] = tuned.to_header()
             components = clf.n_components
         else:
@@ -239,6 +239,6 @@ def command(
         click.echo(format_selection(extra["selection"]))
     click.echo(
         f"trained {len(clf.labels_)} classes x {clf.n_components} components ({backend}) "
-        f"on {out['n_files']} files ({clf.n_dims}-dim features) in "
+        f"on {out['n_files']} files ({dims_text(clf.n_dims)}-dim features) in "
         f"{sum(clf.timing_.values()):.1f} s -> {escape_name(output)}"
     )

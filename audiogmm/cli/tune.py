@@ -78,6 +78,7 @@ def command(
         "n_files": len(records),
         "selection": result.to_header(),
         "feature_config": result.config.to_dict(),
+        "feature_configs": [c.to_dict() for c in result.member_configs] or None,
         "skipped": skipped_list(result.features),
     }
     if as_json:

@@ -410,15 +410,7 @@ class GMMClassifier:
             parameters, bad priors, ...): a file that cannot be loaded is never written.
         """
         self._check_fitted()
-        header = jsonable({
-            **(extra or {}),
-            "labels": list(self.labels_),
-            "n_components": self.n_components,
-            "priors": self.priors,
-            "random_state": self.random_state,
-            "gmm_params": {k: v for k, v in self.gmm_params.items() if not k.endswith("_init")},
-            "training": getattr(self, "fit_report_", {}),
-        })  # fmt: skip
+        header = jsonable({**(extra or {}), "labels": list(self.labels_), **self._own_fields()})
         arrays = {
             "weights": self.weights_,
             "means": self.means_,
@@ -430,6 +422,16 @@ class GMMClassifier:
         except ModelFileError as e:
             raise ParameterError(f"cannot save {os.fspath(path)}: {e}") from None
         write_container(path, kind=self._FILE_KIND, header=header, arrays=arrays)
+
+    def _own_fields(self) -> dict[str, Any]:
+        """The header fields of this classifier besides ``labels`` (also a fused member's)."""
+        return {
+            "n_components": self.n_components,
+            "priors": self.priors,
+            "random_state": self.random_state,
+            "gmm_params": {k: v for k, v in self.gmm_params.items() if not k.endswith("_init")},
+            "training": getattr(self, "fit_report_", {}),
+        }
 
     @classmethod
     def load(

@@ -196,12 +196,27 @@ def _score_files(
     """
     clf = model.classifier
     with resolve(executor, opts.n_jobs) as ex:
-        res = extract_many(items, config=model.config, options=opts, executor=ex)
+        # one extraction per distinct front end (a fused model has one per member)
+        runs = {c: extract_many(items, config=c, options=opts, executor=ex)
+                for c in dict.fromkeys(model.configs)}  # fmt: skip
+        results = [runs[c] for c in model.configs]
         paths = [getattr(it, "path", None) or os.fspath(it) for it in items]
-        used = [p for p in dict.fromkeys(paths) if p in res.features]
-        clips = [res.features[p] for p in used]
-        S = clf.score_matrix(clips, executor=ex) if used else np.zeros((0, len(clf.labels_)))
-    return res, used, clips, S
+        used = [p for p in dict.fromkeys(paths) if all(p in r.features for r in results)]
+        clip_sets = [[r.features[p] for p in used] for r in results]
+        res = results[0]
+        if len(runs) > 1:  # a file any member could not use is skipped, with its reason
+            lost = {s.path: s for r in reversed(list(runs.values())) for s in r.skipped}
+            res = ExtractionResult(
+                features={p: res.features[p] for p in used},
+                skipped=[lost[p] for p in dict.fromkeys(paths) if p in lost],
+            )
+        if not used:
+            S = np.zeros((0, len(clf.labels_)))
+        elif model.fused:
+            S = clf.score_matrix(clip_sets, executor=ex)
+        else:
+            S = clf.score_matrix(clip_sets[0], executor=ex)
+    return res, used, clip_sets[0], S
 
 
 def train_classifier(

@@ -42,7 +42,7 @@ from ..engine import LocalExecutor, resolve
 from ..exceptions import ConvergenceWarning, DatasetError, ParameterError
 from ..features import PRESETS, FeatureConfig
 from ..features.extraction import derivable
-from ..models import GMMClassifier
+from ..models import FusedClassifier, GMMClassifier
 from ..models.selection import COMPONENT_GRID, cv_scores, fit_mixed, supported_grid
 from ..scoring import wilson_interval
 
@@ -118,7 +118,14 @@ class TuneResult:
     seconds : float
         Wall time of the whole search (extraction included).
     features : ExtractionResult
-        The chosen front end's features of the training files (not serialised).
+        The chosen front end's features of the training files (not serialised); the
+        first member's for a fusion.
+    members : list of str
+        For a late fusion (``front_end`` is ``"<a> + <b>"``): the fused front ends, the
+        first one's K search applying to all; empty otherwise.
+    member_configs : list of FeatureConfig
+    member_features : list of ExtractionResult
+        One per member, over the same usable files (not serialised).
     """
 
     front_end: str
@@ -130,6 +137,9 @@ class TuneResult:
     cv_max_iter: int
     seconds: float = 0.0
     features: ExtractionResult = field(default_factory=ExtractionResult, repr=False)
+    members: list[str] = field(default_factory=list)
+    member_configs: list[FeatureConfig] = field(default_factory=list)
+    member_features: list[ExtractionResult] = field(default_factory=list, repr=False)
 
     def to_header(self) -> dict[str, Any]:
         """The JSON-able record stored under ``selection`` in the model file header."""
@@ -175,6 +185,22 @@ def _candidates(preset: str | FeatureConfig) -> dict[str, FeatureConfig]:
     if preset == "auto":
         return dict(FRONT_ENDS)
     return {preset: FeatureConfig.preset(preset)}
+
+
+def _fused_scores(
+    scores: Sequence[np.ndarray], clip_sets: Sequence[Sequence[np.ndarray]]
+) -> np.ndarray:
+    """CV score matrices of several front ends fused as :class:`FusedClassifier` does.
+
+    Each member's held-out totals (over every :data:`FRAME_STEP`-th frame) are rescaled
+    to the first member's number of scored frames and added.
+    """
+    n0 = np.array([len(X[::FRAME_STEP]) for X in clip_sets[0]], dtype=np.float64)
+    total = np.zeros_like(np.asarray(scores[0], dtype=np.float64))
+    for S, clips in zip(scores, clip_sets):
+        n = np.array([len(X[::FRAME_STEP]) for X in clips], dtype=np.float64)
+        total += np.asarray(S, dtype=np.float64) * (n0 / np.maximum(n, 1.0))[:, np.newaxis]
+    return total
 
 
 def _within_bandwidth(
@@ -321,6 +347,10 @@ def tune(
                 feats[name] = (res, *res.labelled_clips(records))
             return feats[name]
 
+        def usable(name: str) -> list[str]:
+            got = features(name)[0].features
+            return [r.path for r in records if r.path in got]
+
         def cv(name: str, ks: Sequence[int]) -> Any:
             _, clips, labels = features(name)
             t1 = time.perf_counter()
@@ -365,15 +395,36 @@ def tune(
             screened = {screen_k: sel}
         # 2. front ends, at that K; the same one-standard-error rule, in candidate order
         name = first
+        fusions: dict[str, list[str]] = {}
         if len(cands) > 1:
             options: list[tuple[str, int, float]] = []
+            scored: dict[str, Any] = {}
             for rank, cand in enumerate(cands):
                 sel_f = screened.get(screen_k) if cand == first else None
                 if sel_f is None or screen_k not in sel_f.scores:
                     sel_f = cv(cand, [screen_k])
+                scored[cand] = sel_f
                 c, n = sel_f.accuracy_counts(sel_f.scores[screen_k])
                 table.append(_row("front end", cand, f"K={screen_k}", c, n))
                 options.append((cand, c, float(rank)))
+            # 3. late fusion of the first front end with each other one that decodes the
+            # audio again (a derived one carries nearly the same information): its CV
+            # accuracy comes free from the two score matrices; the most complex option
+            for cand in cands:
+                if roots[cand] == roots[first]:
+                    continue
+                if usable(cand) != usable(first):  # the score rows must be the same clips
+                    logger.info("no fusion with %s: it could not use the same files", cand)
+                    continue
+                fname = f"{first} + {cand}"
+                fused = _fused_scores(
+                    [scored[first].scores[screen_k], scored[cand].scores[screen_k]],
+                    [features(first)[1], features(cand)[1]],
+                )
+                c, n = scored[first].accuracy_counts(fused)
+                table.append(_row("front end", fname, f"K={screen_k}", c, n))
+                options.append((fname, c, float(len(cands) + len(fusions))))
+                fusions[fname] = [first, cand]
             name = _one_standard_error(options, n)
             for row in table:
                 if row["stage"] == "front end":
@@ -385,17 +436,21 @@ def tune(
         for row in table:
             if row["stage"] == "components":
                 row["chosen"] = row["components"] == rule and name == first
-        kept = {"res": features(name)[0]}
+        members = fusions.get(name, [])
+        main = members[0] if members else name
     return TuneResult(
         front_end=name,
-        config=cands[name],
+        config=cands[main],
         n_components=choice,
         components_rule=rule,
         table=table,
         n_folds=n_folds,
         cv_max_iter=cv_max_iter,
         seconds=time.perf_counter() - t0,
-        features=kept["res"],
+        features=features(main)[0],
+        members=members,
+        member_configs=[cands[m] for m in members],
+        member_features=[features(m)[0] for m in members],
     )
 
 
@@ -410,7 +465,7 @@ def train_tuned(
     n_folds: int = N_FOLDS,
     cv_max_iter: int = CV_MAX_ITER,
     **classifier_params: Any,
-) -> tuple[GMMClassifier, TuneResult]:
+) -> tuple[GMMClassifier | FusedClassifier, TuneResult]:
     """:func:`tune`, then fit the chosen model on every training file (features reused).
 
     ``classifier_params`` (``max_iter``, ``init``, ...) apply to the final fit; the
@@ -418,10 +473,11 @@ def train_tuned(
 
     Returns
     -------
-    classifier : GMMClassifier
-        Fitted; classes may have different K (stacked at the largest, see
-        :func:`audiogmm.models.selection.fit_mixed`); ``timing_`` has
-        ``tune_s`` and ``train_s``.
+    classifier : GMMClassifier or FusedClassifier
+        A FusedClassifier (one member per ``result.members``; save it with
+        ``result.member_configs``) when a late fusion won. Classes may have different K
+        (stacked at the largest, see :func:`audiogmm.models.selection.fit_mixed`);
+        ``timing_`` has ``tune_s`` and ``train_s``.
     result : TuneResult
         Save ``result.to_header()`` in the model file under ``selection``.
     """
@@ -433,11 +489,14 @@ def train_tuned(
             **{k: v for k, v in classifier_params.items() if k != "max_iter"},
         )  # fmt: skip
         t1 = time.perf_counter()
-        clips, labels = result.features.labelled_clips(records)
-        clf = fit_mixed(
-            clips, labels, result.n_components, random_state=random_state, executor=ex,
-            n_jobs=opts.n_jobs, **classifier_params,
-        )  # fmt: skip
+        fits = []
+        for res in result.member_features or [result.features]:
+            clips, labels = res.labelled_clips(records)
+            fits.append(fit_mixed(
+                clips, labels, result.n_components, random_state=random_state, executor=ex,
+                n_jobs=opts.n_jobs, **classifier_params,
+            ))  # fmt: skip
+    clf = FusedClassifier(fits) if len(fits) > 1 else fits[0]
     clf.timing_ = {"tune_s": result.seconds, "train_s": time.perf_counter() - t1}
     return clf, result
 

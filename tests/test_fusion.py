@@ -1,0 +1,221 @@
+"""Late fusion of front ends: FusedClassifier scores, its file, the pipeline and auto's choice."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from audiogmm.cli import main
+from audiogmm.data import Record, RunOptions, read_manifest
+from audiogmm.exceptions import ModelFileError, ParameterError
+from audiogmm.features import PRESETS, FeatureConfig
+from audiogmm.models import FusedClassifier, GMMClassifier
+from audiogmm.pipeline import evaluate_classifier, load_model, predict_files, save_model, tuning
+
+from .test_model_file import base_model, read_model_file, tamper_header
+
+ROOT = Path(__file__).resolve().parents[1]
+SOUNDS = ROOT / "data_samples" / "sounds"
+
+
+def _members(rng, dims=(4, 6), labels=("a", "b", "c")):
+    sets, members = [], []
+    for d in dims:
+        clips = [rng.normal(i % len(labels), 1.0, (40 + 7 * i, d)) for i in range(12)]
+        y = [labels[i % len(labels)] for i in range(12)]
+        members.append(GMMClassifier(2, random_state=0, max_iter=10, n_jobs=1).fit(clips, y))
+        sets.append(clips)
+    return members, sets
+
+
+@pytest.mark.filterwarnings("ignore::audiogmm.exceptions.ConvergenceWarning")
+def test_fused_score_is_the_sum_of_totals_rescaled_to_the_first_members_frames():
+    rng = np.random.default_rng(0)
+    (a, b), (ca, cb) = _members(rng)
+    f = FusedClassifier([a, b])
+    # same frame counts: the plain sum of the totals
+    np.testing.assert_allclose(
+        f.score_matrix([ca, cb]), a.score_matrix(ca) + b.score_matrix(cb), rtol=1e-12
+    )
+    # member 1 at twice the frame rate: its totals count half
+    cb2 = [np.repeat(X, 2, axis=0) for X in cb]
+    np.testing.assert_allclose(
+        f.score_matrix([ca, cb2]), a.score_matrix(ca) + b.score_matrix(cb2) / 2, rtol=1e-12
+    )
+    LP = f.log_proba_from_scores(f.score_matrix([ca, cb]))
+    np.testing.assert_allclose(np.exp(LP).sum(1), 1.0)
+    assert list(f.predict([ca, cb])) == [f.labels_[j] for j in LP.argmax(1)]
+    assert f.n_dims == (4, 6) and f.n_components == 2
+
+
+@pytest.mark.filterwarnings("ignore::audiogmm.exceptions.ConvergenceWarning")
+def test_fused_classifier_refuses_mismatched_members():
+    rng = np.random.default_rng(1)
+    (a, b), (ca, cb) = _members(rng)
+    (c,), _ = _members(rng, dims=(4,), labels=("a", "b", "x"))
+    with pytest.raises(ParameterError, match="2 to 4 members"):
+        FusedClassifier([a])
+    with pytest.raises(ParameterError, match="other labels"):
+        FusedClassifier([a, c])
+    with pytest.raises(ParameterError, match="not a fitted GMMClassifier"):
+        FusedClassifier([a, GMMClassifier(2)])
+    with pytest.raises(ParameterError, match="same clips"):
+        FusedClassifier([a, b]).score_matrix([ca, cb[:-1]])
+
+
+@pytest.fixture(scope="module")
+def fused_file(tmp_path_factory):
+    """A fused bundle of the general and speech front ends on 3 sound classes."""
+    d = tmp_path_factory.mktemp("fused")
+    labels = sorted(p.name for p in SOUNDS.iterdir() if p.is_dir())[:3]
+    records = [Record(str(f), lab) for lab in labels for f in sorted((SOUNDS / lab).glob("*.flac"))]
+    train, test = records[::2], records[1::2]
+    cfgs = [PRESETS["general"], PRESETS["speech"]]
+    from audiogmm.data import extract_many
+
+    members = []
+    for cfg in cfgs:
+        res = extract_many(train, config=cfg, options=RunOptions(n_jobs=1))
+        clips, y = res.labelled_clips(train)
+        members.append(GMMClassifier(4, random_state=0, n_jobs=1).fit(clips, y))
+    path = d / "fused.npz"
+    save_model(path, FusedClassifier(members), cfgs)
+    return path, cfgs, members, test
+
+
+def test_fused_bundle_round_trip_and_pipeline(fused_file):
+    path, cfgs, members, test = fused_file
+    bundle = load_model(path)
+    assert bundle.fused and bundle.configs == cfgs and bundle.config == cfgs[0]
+    for got, want in zip(bundle.classifier.members, members):
+        np.testing.assert_array_equal(got.means_, want.means_)
+    out = evaluate_classifier(bundle, test, options=RunOptions(n_jobs=1))
+    assert out["n"] == len(test) and not out["skipped"]
+    # the same decisions as fusing by hand
+    from audiogmm.data import extract_many
+
+    sets = [[extract_many([r.path], config=c).features[r.path] for r in test] for c in cfgs]
+    want = bundle.classifier.predict(sets)
+    assert [p["predicted"] for p in out["predictions"]] == list(want)
+    pred = predict_files(bundle, [test[0].path], top=2, options=RunOptions(n_jobs=1))
+    assert pred["results"][0]["label"] == want[0]
+
+
+def test_fused_file_with_one_bad_file_skips_it_once(fused_file, tmp_path):
+    path, _, _, test = fused_file
+    bad = tmp_path / "bad.wav"
+    bad.write_bytes(b"RIFF nonsense")
+    out = predict_files(load_model(path), [test[0].path, str(bad)], options=RunOptions(n_jobs=1))
+    assert [s["path"] for s in out["skipped"]] == [str(bad)]
+    assert len(out["results"]) == 1
+
+
+@pytest.mark.parametrize(
+    "mutate, match",
+    [
+        (lambda h: h["members"].pop(), "members"),
+        (lambda h: h["feature_configs"].pop(), "feature_configs"),
+        (lambda h: h["feature_configs"].reverse(), "dims"),
+        (lambda h: h.__setitem__("feature_config", h["feature_configs"][0]), "feature_config"),
+        (lambda h: h["members"][1].__setitem__("n_components", 3), "n_components"),
+        (lambda h: h["members"][0].__setitem__("colour", 1), "unknown field"),
+    ],
+    ids=["one-member", "one-config", "swapped-configs", "both-config-keys", "bad-k", "unknown"],
+)
+def test_tampered_fused_files_are_refused_with_the_file_named(fused_file, tmp_path, mutate, match):
+    path = tamper_header(fused_file[0], tmp_path / "t.npz", mutate)
+    with pytest.raises(ModelFileError, match=match) as e:
+        load_model(path)
+    assert str(path) in str(e.value)
+
+
+def test_fused_arrays_must_be_exactly_the_members(fused_file, tmp_path):
+    def drop(arrays):
+        del arrays["m1_var_floors"]
+
+    path = tamper_header(fused_file[0], tmp_path / "t.npz", mutate_arrays=drop)
+    with pytest.raises(ModelFileError, match="not those of 2 members"):
+        load_model(path)
+    # a single classifier's bundle may not carry a fused model's configs
+    configs, _ = read_model_file(fused_file[0])
+
+    def add(h):
+        h["feature_configs"] = configs["feature_configs"]
+
+    path = tamper_header(base_model("GMMClassifier"), tmp_path / "s.npz", add)
+    with pytest.raises(ModelFileError, match="fused models only"):
+        load_model(path)
+
+
+def test_save_model_checks_configs_against_members(fused_file, tmp_path):
+    _, cfgs, members, _ = fused_file
+    with pytest.raises(ParameterError, match="feature configs give"):
+        save_model(tmp_path / "x.npz", FusedClassifier(members), cfgs[::-1])
+    with pytest.raises(ParameterError, match="one FeatureConfig"):
+        save_model(tmp_path / "x.npz", members[0], cfgs)
+
+
+def test_cli_info_describes_a_fused_model(fused_file):
+    r = CliRunner().invoke(main, ["info", str(fused_file[0])])
+    assert r.exit_code == 0, r.output
+    assert "late fusion of 2 front ends" in r.output and r.output.count("features:") == 2
+    out = json.loads(CliRunner().invoke(main, ["info", "--json", str(fused_file[0])]).output)
+    assert out["kind"] == "FusedClassifier" and len(out["feature_configs"]) == 2
+
+
+def test_verify_and_kaldi_refuse_a_fused_model(fused_file):
+    from audiogmm.pipeline.verify import verify_trials
+
+    with pytest.raises(ParameterError, match="GMM-UBM"):
+        verify_trials(load_model(fused_file[0]), [], options=RunOptions(n_jobs=1))
+
+
+# -- auto ---------------------------------------------------------------------------------
+
+
+def test_fused_cv_scores_match_the_classifier_rule():
+    rng = np.random.default_rng(2)
+    S = [rng.normal(size=(5, 3)), rng.normal(size=(5, 3))]
+    clips = [[np.zeros((n, 2)) for n in (10, 11, 12, 13, 14)],
+             [np.zeros((2 * n, 2)) for n in (10, 11, 12, 13, 14)]]  # fmt: skip
+    n0 = np.array([len(X[:: tuning.FRAME_STEP]) for X in clips[0]], float)
+    n1 = np.array([len(X[:: tuning.FRAME_STEP]) for X in clips[1]], float)
+    np.testing.assert_allclose(
+        tuning._fused_scores(S, clips), S[0] + S[1] * (n0 / n1)[:, None], rtol=1e-12
+    )
+
+
+@pytest.mark.filterwarnings("ignore::audiogmm.exceptions.ConvergenceWarning")
+def test_auto_offers_the_fusion_and_trains_it_when_chosen(tmp_path, monkeypatch):
+    records = [r for r in read_manifest(SOUNDS) if r.label in sorted(
+        p.name for p in SOUNDS.iterdir() if p.is_dir())[:4]]  # fmt: skip
+    res = tuning.tune(records, components=4, cv_max_iter=3, options=RunOptions(n_jobs=1))
+    names = [r["front_end"] for r in res.table]
+    assert names == ["general", "general+dd", "sound", "general + sound"]
+    # force the fusion, as the one-standard-error rule does when it leads by more than 1 SE
+    monkeypatch.setattr(
+        tuning, "_one_standard_error",
+        lambda options, n: (
+            "general + sound" if any("+ " in o[0] for o in options) else options[0][0]
+        ),
+    )  # fmt: skip
+    clf, res = tuning.train_tuned(records, components=4, cv_max_iter=3, max_iter=5,
+                                  options=RunOptions(n_jobs=1))  # fmt: skip
+    assert isinstance(clf, FusedClassifier) and res.members == ["general", "sound"]
+    assert res.member_configs == [PRESETS["general"], PRESETS["sound"]]
+    path = tmp_path / "m.npz"
+    save_model(path, clf, res.member_configs, extra={"selection": res.to_header()})
+    bundle = load_model(path)
+    assert bundle.fused and bundle.header["selection"]["front_end"] == "general + sound"
+
+
+def test_no_fusion_on_speech_band_data():
+    # 16 kHz files: sound is skipped, and general+dd shares general's extraction
+    records = read_manifest(ROOT / "data_samples" / "speakers")[:24]
+    res = tuning.tune(records, components=2, cv_max_iter=2, options=RunOptions(n_jobs=1))
+    assert [r["front_end"] for r in res.table] == ["general", "general+dd"]
+    assert res.members == [] and isinstance(res.config, FeatureConfig)
