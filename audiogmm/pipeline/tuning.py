@@ -11,9 +11,13 @@
 2. **Front end.** Every other candidate of :data:`FRONT_ENDS` is extracted once (or
    derived from a shared extraction) and scored at the K chosen in step 1 (the best
    single K when per-class won): front ends are compared at the model size the data
-   supports, since their ranking changes with K. The same one-standard-error rule keeps
-   the first candidate unless a later one is better by more than the noise. A later
-   front end takes the single K.
+   supports, since their ranking changes with K.
+3. **Late fusion** of the first front end with each other one that has its own
+   extraction (:class:`~audiogmm.models.FusedClassifier`): its CV accuracy comes from
+   the two score matrices of step 2, at no extra cost. The same one-standard-error rule,
+   over the front ends in order and then the fusions, keeps the first candidate unless a
+   later one is better by more than the noise. A later front end or a fusion takes the
+   single K.
 
 Folds hold out whole clips, never frames, and only the training files are ever
 read. Fits inside the cross-validation stop after :data:`CV_MAX_ITER` EM
@@ -58,19 +62,17 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-_GENERAL_DD = PRESETS["general"].replace(delta_order=2)
-
 #: Front ends that ``--preset auto`` cross-validates, simplest and cheapest first (the
-#: order of preference of the one-standard-error rule): the default ``general``;
-#: ``general`` + ΔΔ (ahead in CV on the development speakers at K=8); and the full-band
-#: ``sound`` (44.1 kHz), tried only when some training file has content above 8 kHz. The
-#: first two share one extraction (:func:`derive`). Left out because they lost every
-#: cross-validation on the development corpus (README "Tuning"): ``speech`` (by 10-25
-#: points), ``librosa``, ``dcase2016`` (``sound`` with 7 more cepstra), and per-clip mean
-#: or mean + variance normalisation of ``general`` (by 1-12 points).
+#: order of preference of the one-standard-error rule): the default ``general``, and the
+#: full-band ``sound`` (44.1 kHz), tried only when some training file has content above
+#: 8 kHz; their late fusion is the third, most complex option. Left out because they never
+#: beat ``general`` by more than one standard error in cross-validation at K=16 on the
+#: development corpus (README "Presets and tuning", ``bench_presets.py``): ``general`` +
+#: ΔΔ, ``speech`` (10-25 points below), ``librosa``, ``dcase2016``, and per-clip mean or
+#: mean + variance normalisation. A candidate that differs from an earlier one only in
+#: normalisation or delta orders would share its extraction (:func:`derive`).
 FRONT_ENDS: Mapping[str, FeatureConfig] = {
     "general": PRESETS["general"],
-    "general+dd": _GENERAL_DD,
     "sound": PRESETS["sound"],
 }
 
