@@ -437,7 +437,7 @@ def tune(
             choice = choices[rule]
         for row in table:
             if row["stage"] == "components":
-                row["chosen"] = row["components"] == rule and name == first
+                row["chosen"] = row["components"] == rule  # the K every member uses
         members = fusions.get(name, [])
         main = members[0] if members else name
     return TuneResult(
