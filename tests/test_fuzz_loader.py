@@ -185,6 +185,8 @@ def apply_edit(header: dict, edit) -> None:
         parent[path[-1]]
     except (KeyError, IndexError, TypeError):
         return
+    if not isinstance(parent, (dict, list)):  # an earlier edit made it a string: indexable,
+        return  # but not editable
     last = path[-1]
     if op == "delete":
         del parent[last]

@@ -11,7 +11,7 @@ from click.testing import CliRunner
 
 from audiogmm.cli import main
 from audiogmm.engine import local, policy
-from audiogmm.engine.policy import PROCESS_MIN_FRAMES, count_until, plan
+from audiogmm.engine.policy import PROCESS_MIN_AUDIO_S, count_until, plan
 from audiogmm.exceptions import ParameterError
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -23,14 +23,14 @@ def _no_override(monkeypatch):
     monkeypatch.delenv("AUDIOGMM_PROCESSES", raising=False)
 
 
-@pytest.mark.parametrize("work", [0, 1_000, 24_000, 500_000, PROCESS_MIN_FRAMES - 1])
+@pytest.mark.parametrize("work", [0, 10, 240, 5_000, PROCESS_MIN_AUDIO_S - 1])
 @pytest.mark.parametrize("n_jobs", [2, 8, None])
 def test_small_work_runs_on_threads(work, n_jobs):
     p = plan(work, n_jobs)
     assert not p.processes and "threads" in p.reason
 
 
-@pytest.mark.parametrize("work", [PROCESS_MIN_FRAMES, 10 * PROCESS_MIN_FRAMES])
+@pytest.mark.parametrize("work", [PROCESS_MIN_AUDIO_S, 10 * PROCESS_MIN_AUDIO_S])
 @pytest.mark.parametrize("n_jobs", [2, 8])
 def test_large_work_runs_on_processes(work, n_jobs):
     p = plan(work, n_jobs)
@@ -38,14 +38,14 @@ def test_large_work_runs_on_processes(work, n_jobs):
 
 
 def test_one_job_never_starts_processes():
-    assert not plan(100 * PROCESS_MIN_FRAMES, 1).processes
+    assert not plan(100 * PROCESS_MIN_AUDIO_S, 1).processes
 
 
 def test_environment_overrides_the_size_rule(monkeypatch):
     monkeypatch.setenv("AUDIOGMM_PROCESSES", "1")
     assert plan(0, 2).processes and not plan(0, 1).processes
     monkeypatch.setenv("AUDIOGMM_PROCESSES", "0")
-    assert not plan(100 * PROCESS_MIN_FRAMES, 2).processes
+    assert not plan(100 * PROCESS_MIN_AUDIO_S, 2).processes
     monkeypatch.setenv("AUDIOGMM_PROCESSES", "sometimes")
     with pytest.raises(ParameterError, match="AUDIOGMM_PROCESSES"):
         plan(0, 2)
@@ -53,7 +53,7 @@ def test_environment_overrides_the_size_rule(monkeypatch):
 
 def test_default_workers_cap(monkeypatch):
     monkeypatch.setenv("AUDIOGMM_THREADS", "3")
-    assert plan(10 * PROCESS_MIN_FRAMES).n_workers == 3
+    assert plan(10 * PROCESS_MIN_AUDIO_S).n_workers == 3
 
 
 def test_count_until_stops_reading_early():
@@ -69,7 +69,7 @@ def test_count_until_stops_reading_early():
 
 
 def test_executor_for_work_builds_what_the_plan_says(monkeypatch):
-    with policy.executor_for_work(PROCESS_MIN_FRAMES, 2) as ex:
+    with policy.executor_for_work(PROCESS_MIN_AUDIO_S, 2) as ex:
         assert ex.processes and ex.n_workers == 2
     with policy.executor_for_work(10, 2) as ex:
         assert not ex.processes
@@ -117,7 +117,7 @@ def test_cli_uses_one_threaded_executor_per_command_and_logs_it(
 
 
 def test_cli_picks_processes_for_large_work(small_data, tmp_path, monkeypatch, caplog):
-    monkeypatch.setattr(policy, "PROCESS_MIN_FRAMES", 100)  # the data set is "large" now
+    monkeypatch.setattr(policy, "PROCESS_MIN_AUDIO_S", 1.0)  # the data set is "large" now
     made = []
     monkeypatch.setattr(
         policy, "LocalExecutor", lambda n, processes: made.append(processes) or local.LocalExecutor(n)
@@ -130,3 +130,22 @@ def test_cli_picks_processes_for_large_work(small_data, tmp_path, monkeypatch, c
     assert r.exit_code == 0, r.output
     assert made == [True]
     assert any("worker processes" in m for m in caplog.messages)
+
+
+def test_work_is_audio_seconds_whatever_the_front_end(small_data, monkeypatch):
+    # the front end costs about the same per second of audio at any hop, so the choice
+    # must not move with the frame rate of the preset
+    from audiogmm.audio import info
+    from audiogmm.cli.options import command_executor
+
+    paths = [str(p) for p in sorted(Path(small_data).rglob("*.flac"))]
+    total = sum(info(p).duration_s for p in paths)
+    made = []
+    monkeypatch.setattr(
+        policy, "LocalExecutor", lambda n, processes: made.append(processes) or local.LocalExecutor(n)
+    )
+    for limit, want in ((total * 1.01, False), (total * 0.99, True)):
+        monkeypatch.setattr(policy, "PROCESS_MIN_AUDIO_S", limit)
+        with command_executor(paths, 2):
+            pass
+        assert made[-1] is want

@@ -121,7 +121,7 @@ def command(
     opts = RunOptions(cache_dir=cache_dir, n_jobs=jobs, progress=progress_for(ctx), strict=strict)
     if reject is not None and not hasattr(bundle.classifier, "resolve_threshold"):
         raise click.UsageError("--reject needs a model trained with --backend map")
-    with command_executor([r.path for r in records], bundle.config, jobs) as ex:
+    with command_executor([r.path for r in records], jobs) as ex:
         res = evaluate_classifier(
             bundle, records, options=opts, executor=ex, manifest=manifest,
             allow_train_overlap=allow_train_overlap, reject=reject,

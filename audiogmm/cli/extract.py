@@ -86,7 +86,7 @@ def command(
     opts = RunOptions(cache_dir=cache_dir, n_jobs=jobs, progress=progress_for(ctx), strict=strict)
     if shards_dir:
         check_writable(shards_dir, folder=True)
-    with dask_or(dask_spec, command_executor([r.path for r in records], config, jobs)) as ex:
+    with dask_or(dask_spec, command_executor([r.path for r in records], jobs)) as ex:
         res = extract_many(records, config=config, options=opts, executor=ex)
     if shards_dir:  # on top of the cache: the extracted (or cached) frames, in manifest order
         from ..data.shards import write_store

@@ -185,23 +185,22 @@ def _audio_seconds(path: str) -> float:
 
 
 @contextmanager
-def command_executor(paths: Iterable[str], config, jobs: int | None):
-    """The command's one executor, for extracting ``paths`` with ``config``, then closed.
+def command_executor(paths: Iterable[str], jobs: int | None):
+    """The command's one executor, for the work on the audio files ``paths``, then closed.
 
     Threads, or worker processes when the estimated work (audio duration from the
-    files' headers x frames per second) is large enough to pay for starting them
+    files' headers) is large enough to pay for starting them
     (:func:`audiogmm.engine.policy.plan`; the choice is logged at ``-v``). BLAS runs
     on one thread for the whole command: parallelism comes from the executor, and
     the many small products of training (k-means, M-steps) are slower on a waking
     BLAS pool.
     """
     from ..engine import default_workers, one_blas_thread
-    from ..engine.policy import PROCESS_MIN_FRAMES, count_until, executor_for_work
+    from ..engine.policy import PROCESS_MIN_AUDIO_S, count_until, executor_for_work
 
     work = 0.0
     if (jobs or default_workers()) > 1:  # with one worker there is nothing to decide
-        fps = config.sample_rate / config.hop_length
-        work = count_until((_audio_seconds(p) * fps for p in paths), PROCESS_MIN_FRAMES)
+        work = count_until((_audio_seconds(p) for p in paths), PROCESS_MIN_AUDIO_S)
     with executor_for_work(work, jobs) as ex, one_blas_thread():
         yield ex
 

@@ -46,7 +46,7 @@ def command(ctx, model, files, top, reject, jobs, strict, as_json):
         raise click.UsageError("no audio files found in the folder(s) given")
     opts = RunOptions(n_jobs=jobs, progress=progress_for(ctx), strict=strict)
     thr = _threshold(bundle.classifier, reject)
-    with command_executor(files, bundle.config, jobs) as ex:
+    with command_executor(files, jobs) as ex:
         res = predict_files(bundle, files, top=top, options=opts, executor=ex)
     if thr is not None:
         _reject(thr, res["results"])

@@ -122,7 +122,6 @@ def command(
     """Train one GMM per label on DATA and write one model file."""
     from ..container import check_writable
     from ..data import RunOptions
-    from ..features import FeatureConfig
     from ..pipeline import (
         describe_split,
         load_split,
@@ -177,9 +176,7 @@ def command(
             "--preset auto and --components auto select by cross-validating the ml "
             "backend; give a fixed --preset and -k with --backend map"
         )
-    # the work estimate needs a frame rate: an auto run's candidates share the default's
-    plan_config = FeatureConfig() if config is None else config
-    with dask_or(dask_spec, command_executor([r.path for r in records], plan_config, jobs)) as ex:
+    with dask_or(dask_spec, command_executor([r.path for r in records], jobs)) as ex:
         if tuning:
             clf, tuned = train_tuned(
                 records, preset="auto" if auto else config, components=components,

@@ -5,8 +5,8 @@ releases the GIL (decoding, FFTs, BLAS), so threads already use the cores, start
 instantly and share the imported modules. Worker processes avoid what is left of
 the GIL, but each command pays for starting them (a forkserver, the imports in it,
 one fork per worker): about 1-3 s on a 2-core machine. They pay for themselves
-only on long jobs, so a command asks for them only when its estimated work,
-``total audio duration x frames per second``, reaches :data:`PROCESS_MIN_FRAMES`.
+only on long jobs, so a command asks for them only when its estimated work, the
+total audio duration, reaches :data:`PROCESS_MIN_AUDIO_S`.
 
 The caller estimates the work (the CLI reads the files' headers, which is cheap)
 and builds one executor per command with :func:`executor_for_work`; every stage of
@@ -24,17 +24,19 @@ from dataclasses import dataclass
 from ..exceptions import ParameterError
 from .local import LocalExecutor, default_workers
 
-__all__ = ["PROCESS_MIN_FRAMES", "Plan", "count_until", "executor_for_work", "plan"]
+__all__ = ["PROCESS_MIN_AUDIO_S", "Plan", "count_until", "executor_for_work", "plan"]
 
 logger = logging.getLogger("audiogmm.engine")
 
-#: Feature frames (10 ms each in the speech preset, 20 ms in the default) from which a
-#: command uses worker processes instead of threads: 2e6 frames = 5.6 h of audio, ~15 s of single-core
-#: extraction at ~1,500x real time. Measured with `audiogmm extract -j 2` on the 2-core
-#: development machine (busy): processes lost at 0.23e6 frames (5.5 s vs 4.7 s), tied
-#: at 1.1e6 (31.8 s vs 32.1 s) and won at 2.2e6 (42 s vs 65 s); see the README,
-#: "Performance". ``AUDIOGMM_PROCESSES=0/1`` overrides the rule.
-PROCESS_MIN_FRAMES = 2_000_000
+#: Seconds of audio from which a command uses worker processes instead of threads:
+#: 20,000 s = 5.6 h, ~15 s of single-core extraction at ~1,300x real time. Measured with
+#: `audiogmm extract -j 2` on the 2-core development machine (busy, ``speech`` preset):
+#: processes lost at 2,331 s of audio (5.5 s vs 4.7 s), tied at 11,170 s (31.8 s vs
+#: 32.1 s) and won at 22,340 s (42 s vs 65 s); see the README, "Performance". Counted in
+#: audio seconds, not frames: the front end costs about the same per second of audio at a
+#: 10 or a 20 ms hop (1,165x and 1,290x real time for ``speech`` and ``general``).
+#: ``AUDIOGMM_PROCESSES=0/1`` overrides the rule.
+PROCESS_MIN_AUDIO_S = 20_000.0
 
 
 @dataclass(frozen=True)
@@ -46,16 +48,16 @@ class Plan:
     n_workers : int >= 1
     processes : bool
         Worker processes for isolated tasks (feature extraction); threads otherwise.
-    work_frames : float
-        The estimate the decision was made on (frames; may stop counting early
-        once the threshold is reached).
+    work_s : float
+        The estimate the decision was made on (seconds of audio; may stop counting
+        early once the threshold is reached).
     reason : str
         One line for the ``-v`` log.
     """
 
     n_workers: int
     processes: bool
-    work_frames: float
+    work_s: float
     reason: str
 
 
@@ -68,13 +70,13 @@ def _env_processes() -> bool | None:
     raise ParameterError(f"AUDIOGMM_PROCESSES must be 0, 1 or auto; got {env!r}")
 
 
-def plan(work_frames: float, n_jobs: int | None = None) -> Plan:
-    """Threads or processes for ``work_frames`` of estimated work, at most ``n_jobs`` workers.
+def plan(work_s: float, n_jobs: int | None = None) -> Plan:
+    """Threads or processes for ``work_s`` seconds of audio to process, at most ``n_jobs`` workers.
 
     Parameters
     ----------
-    work_frames : float >= 0
-        Estimated feature frames of the command (audio seconds x frames per second).
+    work_s : float >= 0
+        Estimated audio duration of the command, in seconds.
     n_jobs : int >= 1 or None
         Worker cap; None means :func:`~audiogmm.engine.default_workers`.
 
@@ -89,7 +91,7 @@ def plan(work_frames: float, n_jobs: int | None = None) -> Plan:
 
     Examples
     --------
-    >>> plan(50_000, 2).processes, plan(5_000_000, 2).processes, plan(5_000_000, 1).processes
+    >>> plan(500, 2).processes, plan(50_000, 2).processes, plan(50_000, 1).processes
     (False, True, False)
     """
     n = default_workers() if n_jobs is None else int(n_jobs)
@@ -97,16 +99,16 @@ def plan(work_frames: float, n_jobs: int | None = None) -> Plan:
         raise ParameterError(f"n_jobs must be None or an int >= 1; got {n_jobs!r}")
     forced = _env_processes()
     if n == 1:
-        return Plan(1, False, work_frames, "1 worker: in this thread")
+        return Plan(1, False, work_s, "1 worker: in this thread")
     if forced is not None:
         how = "processes" if forced else "threads"
-        return Plan(n, forced, work_frames, f"{n} {how} (AUDIOGMM_PROCESSES)")
-    big = work_frames >= PROCESS_MIN_FRAMES
+        return Plan(n, forced, work_s, f"{n} {how} (AUDIOGMM_PROCESSES)")
+    big = work_s >= PROCESS_MIN_AUDIO_S
     rel = ">=" if big else "<"
     how = "worker processes" if big else "threads"
     return Plan(
-        n, big, work_frames,
-        f"{n} {how}: ~{work_frames:,.0f} frames of work {rel} {PROCESS_MIN_FRAMES:,}",
+        n, big, work_s,
+        f"{n} {how}: ~{work_s:,.0f} s of audio {rel} {PROCESS_MIN_AUDIO_S:,.0f} s",
     )  # fmt: skip
 
 
@@ -120,8 +122,8 @@ def count_until(values: Iterable[float], limit: float) -> float:
     return total
 
 
-def executor_for_work(work_frames: float, n_jobs: int | None = None) -> LocalExecutor:
+def executor_for_work(work_s: float, n_jobs: int | None = None) -> LocalExecutor:
     """The one executor of a command, built from :func:`plan` (logged at INFO, i.e. ``-v``)."""
-    p = plan(work_frames, n_jobs)
+    p = plan(work_s, n_jobs)
     logger.info("executor: %s", p.reason)
     return LocalExecutor(p.n_workers, processes=p.processes)
