@@ -124,6 +124,8 @@ def small_classifier_model(folder: str) -> str:
 
 # -- subprocess memory harness ---------------------------------------------------------
 
+# The child loads nothing until told: SETUP (inserted below) imports what it needs and
+# defines ``call(path)``, then warms it up on a valid file.
 _CHILD = r"""
 import json, os, resource, sys
 def status(key):
@@ -132,12 +134,7 @@ def status(key):
             if line.startswith(key + ":"):
                 return int(line.split()[1]) * 1024
 spec = json.loads(sys.argv[1])
-import numpy as np
-import soundfile as sf
-import audiogmm.audio
-call = lambda p: audiogmm.audio.load(p, sr=spec["sr"])
-sf.write(spec["warm"], np.zeros(16000, np.float32), 8000)
-audiogmm.audio.load(spec["warm"], sr=16000)  # warm-up, resampling included
+SETUP
 try:
     with open("/proc/self/clear_refs", "w") as fh:
         fh.write("5")  # reset the high-water mark
@@ -153,18 +150,40 @@ try:
 except BaseException as e:
     outcome, message = type(e).__name__, str(e)[:2000]
 peak = status("VmHWM") if reset else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-print(json.dumps({"outcome": outcome, "message": message, "base": base, "peak": peak}))
+print(json.dumps({"outcome": outcome, "message": message, "base": base, "peak": peak,
+                  "reset": reset}))
 """
 
 
-def run_guarded_audio_load(spec: dict, *, cap: int = 3 << 30, timeout: float = 120) -> dict:
-    """``audio.load(spec["path"], sr=spec["sr"])`` in a fresh interpreter: outcome, peak growth."""
+def run_guarded(setup: str, spec: dict, *, cap: int = 3 << 30, timeout: float = 120) -> dict:
+    """Run ``call(spec["path"])`` in a fresh interpreter under an address-space cap.
+
+    ``setup`` is Python that defines ``call`` and warms it up (imports, first-use
+    allocations) before the high-water mark is reset. Returns ``outcome`` (``"ok"`` or
+    the exception's class name), ``message``, and ``growth``: peak RSS over the
+    resident size after the warm-up.
+    """
     spec = {"cap": cap, **spec}
     r = subprocess.run(
-        [sys.executable, "-c", _CHILD, json.dumps(spec)],
+        [sys.executable, "-c", _CHILD.replace("SETUP", setup), json.dumps(spec)],
         capture_output=True, text=True, timeout=timeout, env=script_env(),
     )  # fmt: skip
     assert r.returncode == 0 and r.stdout.strip(), f"child crashed:\n{r.stdout}\n{r.stderr[-3000:]}"
     out = json.loads(r.stdout.strip().splitlines()[-1])
     out["growth"] = out["peak"] - out["base"]
     return out
+
+
+_AUDIO_SETUP = """
+import numpy as np
+import soundfile as sf
+import audiogmm.audio
+call = lambda p: audiogmm.audio.load(p, sr=spec["sr"])
+sf.write(spec["warm"], np.zeros(16000, np.float32), 8000)
+audiogmm.audio.load(spec["warm"], sr=16000)  # warm-up, resampling included
+"""
+
+
+def run_guarded_audio_load(spec: dict, *, cap: int = 3 << 30, timeout: float = 120) -> dict:
+    """``audio.load(spec["path"], sr=spec["sr"])`` in a fresh interpreter: outcome, peak growth."""
+    return run_guarded(_AUDIO_SETUP, spec, cap=cap, timeout=timeout)

@@ -22,8 +22,8 @@ import pytest
 from audiogmm import DiagGMM, ModelFileError, container
 from audiogmm.pipeline import load_model, save_model
 
-from .conftest_hostile import assert_one_line_error, invoke, public_folder, unprivileged
-from .test_model_file import base_model, script_env
+from .conftest_hostile import assert_one_line_error, invoke, public_folder, script_env, unprivileged
+from .test_model_file import base_model
 
 SPEAKERS = Path(__file__).resolve().parents[1] / "data_samples" / "speakers"
 

@@ -16,8 +16,6 @@ import json
 import os
 import resource
 import shutil
-import subprocess
-import sys
 import tempfile
 import time
 import warnings
@@ -33,6 +31,7 @@ from audiogmm.pipeline import bundle as bundle_module
 from audiogmm.pipeline import load_model, save_model
 
 from .conftest_hostile import assert_one_line_error, invoke
+from .conftest_hostile import run_guarded as guarded_child
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -171,57 +170,18 @@ def memory_guard(extra: int = 2 << 30):
         resource.setrlimit(resource.RLIMIT_AS, (soft, hard))
 
 
-def script_env() -> dict[str, str]:
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join([str(ROOT), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
-    return env
-
-
-# -- subprocess memory harness ---------------------------------------------------------
-
-_CHILD = r"""
-import json, os, resource, sys
-def status(key):
-    with open("/proc/self/status") as fh:
-        for line in fh:
-            if line.startswith(key + ":"):
-                return int(line.split()[1]) * 1024
-spec = json.loads(sys.argv[1])
+_MODEL_SETUP = """
 from audiogmm import DiagGMM
 from audiogmm.pipeline import load_model
 call = {"DiagGMM": DiagGMM.load, "GMMClassifier": load_model}[spec["kind"]]
 call(spec["warm"])  # warm-up on a valid file: imports, first-use allocations
-try:
-    with open("/proc/self/clear_refs", "w") as fh:
-        fh.write("5")  # reset the high-water mark
-    reset = True
-except OSError:
-    reset = False
-base = status("VmRSS")
-soft, hard = resource.getrlimit(resource.RLIMIT_AS)
-resource.setrlimit(resource.RLIMIT_AS, (status("VmSize") + spec["cap"], hard))  # safety net
-try:
-    call(spec["path"])
-    outcome, message = "ok", ""
-except BaseException as e:
-    outcome, message = type(e).__name__, str(e)[:2000]
-peak = status("VmHWM") if reset else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-print(json.dumps({"outcome": outcome, "message": message, "base": base, "peak": peak,
-                  "reset": reset}))
 """
 
 
 def run_guarded(kind: str, path, *, cap: int = 3 << 30, timeout: float = 120) -> dict:
     """Load ``path`` in a fresh interpreter; return outcome, message and peak RSS growth."""
-    spec = {"cap": cap, "kind": kind, "path": str(path), "warm": base_model(kind)}
-    r = subprocess.run(
-        [sys.executable, "-c", _CHILD, json.dumps(spec)],
-        capture_output=True, text=True, timeout=timeout, env=script_env(),
-    )  # fmt: skip
-    assert r.returncode == 0 and r.stdout.strip(), f"child crashed:\n{r.stdout}\n{r.stderr[-3000:]}"
-    out = json.loads(r.stdout.strip().splitlines()[-1])
-    out["growth"] = out["peak"] - out["base"]
-    return out
+    spec = {"kind": kind, "path": str(path), "warm": base_model(kind)}
+    return guarded_child(_MODEL_SETUP, spec, cap=cap, timeout=timeout)
 
 
 def _set(path: list, value):
