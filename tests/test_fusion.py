@@ -181,15 +181,14 @@ def test_verify_and_kaldi_refuse_a_fused_model(fused_file):
 # -- auto ---------------------------------------------------------------------------------
 
 
-def test_fused_cv_scores_match_the_classifier_rule():
+def test_fuse_scores_rescales_to_the_first_members_frames():
+    from audiogmm.models.fusion import fuse_scores
+
     rng = np.random.default_rng(2)
     S = [rng.normal(size=(5, 3)), rng.normal(size=(5, 3))]
-    clips = [[np.zeros((n, 2)) for n in (10, 11, 12, 13, 14)],
-             [np.zeros((2 * n, 2)) for n in (10, 11, 12, 13, 14)]]  # fmt: skip
-    n0 = np.array([len(X[:: tuning.FRAME_STEP]) for X in clips[0]], float)
-    n1 = np.array([len(X[:: tuning.FRAME_STEP]) for X in clips[1]], float)
+    n0, n1 = np.arange(10, 15), 2 * np.arange(10, 15) + 1
     np.testing.assert_allclose(
-        tuning._fused_scores(S, clips), S[0] + S[1] * (n0 / n1)[:, None], rtol=1e-12
+        fuse_scores(S, [n0, n1]), S[0] + S[1] * (n0 / n1)[:, None], rtol=1e-12
     )
 
 

@@ -28,7 +28,7 @@ from ..exceptions import ModelFileError, ParameterError
 from .classifier import HEADER_FIELDS as CLASSIFIER_FIELDS
 from .classifier import GMMClassifier
 
-__all__ = ["MAX_MEMBERS", "FusedClassifier"]
+__all__ = ["MAX_MEMBERS", "FusedClassifier", "fuse_scores"]
 
 #: Most members a fused model may hold (each costs one feature extraction per clip).
 MAX_MEMBERS = 4
@@ -53,6 +53,29 @@ def _members(v: Any) -> list[dict[str, Any]]:
             )
         out.append({k: CLASSIFIER_FIELDS[k](val) for k, val in d.items()})
     return out
+
+
+def fuse_scores(scores: Sequence[np.ndarray], n_frames: Sequence[np.ndarray]) -> np.ndarray:
+    """Members' total log-likelihoods fused: each rescaled to the first member's frames, added.
+
+    Parameters
+    ----------
+    scores : sequence of ndarray, each of shape (n_clips, n_labels)
+        One score matrix per member (totals over the frames counted in ``n_frames``).
+    n_frames : sequence of ndarray, each of shape (n_clips,)
+        Frames behind each clip's totals, per member.
+
+    Returns
+    -------
+    ndarray of shape (n_clips, n_labels), float64
+        ``sum_m S_m[i] * n_0[i] / n_m[i]``.
+    """
+    n0 = np.asarray(n_frames[0], dtype=np.float64)
+    total = np.zeros(np.shape(scores[0]))
+    for S, n in zip(scores, n_frames):
+        scale = n0 / np.maximum(np.asarray(n, dtype=np.float64), 1.0)
+        total += np.asarray(S, dtype=np.float64) * scale[:, np.newaxis]
+    return total
 
 
 #: The fused file's own header fields (the pipeline adds ``feature_configs`` and others).
@@ -136,13 +159,12 @@ class FusedClassifier:
         n_clips = len(clip_sets[0])
         if any(len(c) != n_clips for c in clip_sets):
             raise ParameterError("every member needs the same clips")
-        n0 = np.array([len(X) for X in clip_sets[0]], dtype=np.float64)
-        total = np.zeros((n_clips, len(self.labels_)))
-        for m, clips in zip(self.members, clip_sets):
-            S = m.score_matrix(clips, executor=executor)
-            n = np.array([len(X) for X in clips], dtype=np.float64)
-            total += S * (n0 / np.maximum(n, 1.0))[:, np.newaxis]
-        return total
+        if not n_clips:
+            return np.zeros((0, len(self.labels_)))
+        return fuse_scores(
+            [m.score_matrix(clips, executor=executor) for m, clips in zip(self.members, clip_sets)],
+            [np.array([len(X) for X in clips]) for clips in clip_sets],
+        )
 
     def log_proba_from_scores(self, scores: np.ndarray) -> np.ndarray:
         """Class log posteriors from a :meth:`score_matrix` result (softmax with log priors)."""

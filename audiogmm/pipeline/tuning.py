@@ -47,6 +47,7 @@ from ..exceptions import ConvergenceWarning, DatasetError, ParameterError
 from ..features import PRESETS, FeatureConfig
 from ..features.extraction import derivable
 from ..models import FusedClassifier, GMMClassifier
+from ..models.fusion import fuse_scores
 from ..models.selection import COMPONENT_GRID, cv_scores, fit_mixed, supported_grid
 from ..scoring import wilson_interval
 
@@ -187,22 +188,6 @@ def _candidates(preset: str | FeatureConfig) -> dict[str, FeatureConfig]:
     if preset == "auto":
         return dict(FRONT_ENDS)
     return {preset: FeatureConfig.preset(preset)}
-
-
-def _fused_scores(
-    scores: Sequence[np.ndarray], clip_sets: Sequence[Sequence[np.ndarray]]
-) -> np.ndarray:
-    """CV score matrices of several front ends fused as :class:`FusedClassifier` does.
-
-    Each member's held-out totals (over every :data:`FRAME_STEP`-th frame) are rescaled
-    to the first member's number of scored frames and added.
-    """
-    n0 = np.array([len(X[::FRAME_STEP]) for X in clip_sets[0]], dtype=np.float64)
-    total = np.zeros_like(np.asarray(scores[0], dtype=np.float64))
-    for S, clips in zip(scores, clip_sets):
-        n = np.array([len(X[::FRAME_STEP]) for X in clips], dtype=np.float64)
-        total += np.asarray(S, dtype=np.float64) * (n0 / np.maximum(n, 1.0))[:, np.newaxis]
-    return total
 
 
 def _within_bandwidth(
@@ -367,7 +352,7 @@ def tune(
         # 1. components, on the first (default) front end
         first = next(iter(cands))
         _, clips, labels = features(first)
-        screened: dict[int, Any] = {}
+        first_sel: Any = None  # the K search's CV, reused for the first front end's row
         if components != "auto":
             screen_k = int(components)
             choice = {y: screen_k for y in labels}
@@ -394,7 +379,7 @@ def tune(
             # single K, or the best single K when per-class won)
             best_single = max((o for o in cands_k if o[0] != "per-class"), key=lambda o: o[1])
             screen_k = int((rule if rule != "per-class" else best_single[0])[2:])
-            screened = {screen_k: sel}
+            first_sel = sel
         # 2. front ends, at that K; the same one-standard-error rule, in candidate order
         name = first
         fusions: dict[str, list[str]] = {}
@@ -402,8 +387,9 @@ def tune(
             options: list[tuple[str, int, float]] = []
             scored: dict[str, Any] = {}
             for rank, cand in enumerate(cands):
-                sel_f = screened.get(screen_k) if cand == first else None
-                if sel_f is None or screen_k not in sel_f.scores:
+                if cand == first and first_sel is not None:  # screen_k is in its grid
+                    sel_f = first_sel
+                else:
                     sel_f = cv(cand, [screen_k])
                 scored[cand] = sel_f
                 c, n = sel_f.accuracy_counts(sel_f.scores[screen_k])
@@ -419,9 +405,9 @@ def tune(
                     logger.info("no fusion with %s: it could not use the same files", cand)
                     continue
                 fname = f"{first} + {cand}"
-                fused = _fused_scores(
+                fused = fuse_scores(  # totals over every FRAME_STEP-th frame of each clip
                     [scored[first].scores[screen_k], scored[cand].scores[screen_k]],
-                    [features(first)[1], features(cand)[1]],
+                    [[len(X[::FRAME_STEP]) for X in features(m)[1]] for m in (first, cand)],
                 )
                 c, n = scored[first].accuracy_counts(fused)
                 table.append(_row("front end", fname, f"K={screen_k}", c, n))
