@@ -13,6 +13,14 @@ on.  This script builds a larger, different corpus into a cache folder:
   human speech: Hedgewars voice packs, KLettres and KTuberling voice sets (one per
   language), Asterisk prompt voices not used by ``data_samples/``.
 * ``speakers8k/`` -- the same speaker clips resampled to 8 kHz (telephone band).
+* ``realsounds/<class>/<class>_NN.flac`` -- a harder sound set: mono 16-bit FLAC at
+  the source's own rate (22.05-48 kHz, else 44.1 kHz), 0.25-5 s, **at the source's
+  level** (no normalisation, no padding; only digital silence trimmed, long recordings
+  cut into pieces).  Drum-kit pieces from Hydrogen kits and Sonic Pi/LMMS, hand
+  drums, tabla, instruments (real recordings plus fluidsynth renders from three
+  soundfonts at varied velocities), birds and mammals (Tux Paint, Widelands,
+  Scratch, GCompris).  Each class mixes several sources, interleaved over the clip
+  numbers.
 * ``metadata.csv`` -- path, group, label, source_package, source_version,
   source_item, duration_s, source_sr (native sample rate(s) of the source audio).
 
@@ -22,18 +30,25 @@ renderer is installed)::
 
     apt-get update
     apt-get install -y fluidsynth
-    python benchmarks/data/make_devcorpus.py            # build (skips if already built)
+    python benchmarks/data/make_devcorpus.py            # build what is missing
     python benchmarks/data/make_devcorpus.py --force    # rebuild from scratch
     python benchmarks/data/make_devcorpus.py --check    # validate an existing build
+    python benchmarks/data/make_devcorpus.py --groups realsounds   # only that group
+
+``--groups`` (comma-separated: sounds, speakers, realsounds; default all) selects
+what is built, rebuilt (``--force``) or checked; the other groups, their folders and
+their ``metadata.csv`` rows are left as they are.  A group counts as built once
+``metadata.csv`` lists it.
 
 Output folder: ``--out DIR``, else ``$AUDIOGMM_DEVCORPUS``, else
 ``~/.cache/audiogmm/devcorpus``.  Downloads and unpacked trees go to ``--build-dir``
 (default ``/tmp/devcorpus_build``).  Everything is deterministic: sorted listings,
 fixed seeds (``zlib.crc32`` of the label, never Python's salted ``hash``).
 
-Processing: mono mix-down, resampling (soxr HQ), silence trimming, cutting at a
-zero crossing, zero-padding of short hits to 1 s, joining short utterances of one
-speaker with 0.25 s pauses, peak normalisation to 0.9.  See
+Processing (sounds/, speakers/): mono mix-down, resampling (soxr HQ), silence
+trimming, cutting at a zero crossing, zero-padding of short hits to 1 s, joining
+short utterances of one speaker with 0.25 s pauses, peak normalisation to 0.9.
+realsounds/ only mixes down, resamples where needed, trims and cuts.  See
 ``benchmarks/data/README.md`` for sources, licences and caveats.
 """
 
@@ -41,6 +56,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import fnmatch
 import importlib.util
 import io
 import os
@@ -50,6 +66,7 @@ import struct
 import subprocess
 import sys
 import time
+import xml.etree.ElementTree as ET
 import zlib
 from pathlib import Path
 
@@ -103,19 +120,42 @@ SOUNDFONTS = {
     "ms": ("musescore-general-soundfont", "usr/share/sounds/sf3/MuseScore_General_Full.sf3"),
     "tim": ("timgm6mb-soundfont", "usr/share/sounds/sf2/TimGM6mb.sf2"),
     "gs": ("fluid-soundfont-gs", "usr/share/sounds/sf2/FluidR3_GS.sf2"),
+    "csf": ("csound-soundfont", "usr/share/sounds/sf2/sf_GMbank.sf2"),
+}
+
+# packages of the realsounds/ group (see the realsounds section below)
+REAL_PACKAGES = [
+    # drum kits, hand drums, guitar strums (Hydrogen); tabla, drums, piano (Sonic Pi)
+    "hydrogen-drumkits", "hydrogen-drumkits-effects", "hydrogen-data", "sonic-pi-samples",
+    # instrument recordings and soundfonts (rendered with fluidsynth)
+    "lmms-common", "gcompris-qt-data", "musescore-general-soundfont", "timgm6mb-soundfont",
+    "csound-soundfont",
+    # birds and mammals
+    "tuxpaint-stamps-default", "widelands-data", "scratch",
+]  # fmt: skip
+
+# large packages that are unpacked only in part: package -> folders
+EXTRACT_ONLY = {
+    "tuxpaint-stamps-default": ["./usr/share/tuxpaint/stamps/animals", "./usr/share/doc"],
+    "widelands-data": ["./usr/share/games/widelands/data/sound", "./usr/share/doc"],
+    "scratch": ["./usr/share/scratch/Media/Sounds", "./usr/share/doc"],
 }
 
 
-def run(cmd: list[str], cwd: Path | None = None) -> None:
-    subprocess.run(cmd, cwd=cwd, check=True, stdout=subprocess.DEVNULL)
+def run(cmd: list[str], cwd: Path | None = None, stdin=None) -> None:
+    subprocess.run(cmd, cwd=cwd, check=True, stdout=subprocess.DEVNULL, stdin=stdin)
 
 
-def fetch_packages(build: Path) -> dict[str, str]:
-    """``apt-get download`` + ``dpkg-deb -x`` (one tree per package); return versions."""
+def fetch_packages(build: Path, packages: list[str]) -> dict[str, str]:
+    """``apt-get download`` + ``dpkg-deb -x`` (one tree per package); return versions.
+
+    Packages listed in ``EXTRACT_ONLY`` are unpacked only in part (the folders named
+    there), which saves time and disk for the large game data packages.
+    """
     debs = build / "debs"
     debs.mkdir(parents=True, exist_ok=True)
     versions = {}
-    for pkg in PACKAGES:
+    for pkg in packages:
         found = sorted(debs.glob(f"{pkg}_*.deb"))
         if not found:
             print(f"apt-get download {pkg}", flush=True)
@@ -124,11 +164,21 @@ def fetch_packages(build: Path) -> dict[str, str]:
         deb = found[-1]
         root = build / "root" / pkg
         stamp = root / ".extracted"
-        if not stamp.exists() or stamp.read_text() != deb.name:
+        only = EXTRACT_ONLY.get(pkg)
+        want = deb.name + ("" if only is None else " " + " ".join(only))
+        if not stamp.exists() or stamp.read_text() != want:
             shutil.rmtree(root, ignore_errors=True)
             root.mkdir(parents=True)
-            run(["dpkg-deb", "-x", str(deb), str(root)])
-            stamp.write_text(deb.name)
+            if only is None:
+                run(["dpkg-deb", "-x", str(deb), str(root)])
+            else:
+                tar = subprocess.Popen(["dpkg-deb", "--fsys-tarfile", str(deb)],
+                                       stdout=subprocess.PIPE)  # fmt: skip
+                run(["tar", "-x", "-C", str(root), *only], stdin=tar.stdout)
+                tar.stdout.close()
+                if tar.wait() != 0:
+                    sys.exit(f"dpkg-deb --fsys-tarfile {deb} failed")
+            stamp.write_text(want)
         out = subprocess.run(
             ["dpkg-deb", "-f", str(deb), "Version"], check=True, capture_output=True, text=True
         )
@@ -392,11 +442,13 @@ def clip_notes(cls: str, kind: str, extra, i: int) -> list[tuple[int, int, float
 SLOT_S = 6.0  # seconds per clip on the render timeline (notes <= 3 s, then release)
 
 
-def render_all(build: Path, plan: dict[str, list[dict]]) -> dict[tuple[str, int], np.ndarray]:
+def render_all(build: Path, plan: dict[str, list[dict]], sr: int = SOUND_SR,
+               gain: float = 0.5) -> dict[tuple[str, int], np.ndarray]:  # fmt: skip
     """Render every planned clip; one fluidsynth run per soundfont.
 
     ``plan[sf_key]`` lists dicts with cls, idx, kind, bank, program/kit, notes.  Each
     clip gets its own ``SLOT_S`` slot; all sound is cut at the end of the slot.
+    Rendered at ``sr`` Hz with fluidsynth gain ``gain``.
     """
     out = {}
     tmp = build / "render"
@@ -421,12 +473,12 @@ def render_all(build: Path, plan: dict[str, list[dict]]) -> dict[tuple[str, int]
         write_midi_events(mid, events)
         print(f"  fluidsynth {Path(rel).name}: {len(clips)} clips", flush=True)
         run(
-            ["fluidsynth", "-q", "-ni", "-R", "0", "-C", "0", "-g", "0.5",
-             "-O", "float", "-T", "wav", "-r", str(SOUND_SR),
+            ["fluidsynth", "-q", "-ni", "-R", "0", "-C", "0",
+             "-g", str(gain), "-O", "float", "-T", "wav", "-r", str(sr),
              "-F", str(wav), str(pkg_root(build, pkg) / rel), str(mid)]
         )  # fmt: skip
-        x, sr = load(wav)
-        assert sr == SOUND_SR
+        x, got = load(wav)
+        assert got == sr
         n = int(SLOT_S * sr)
         for s, c in enumerate(clips):
             out[(c["cls"], c["idx"])] = x[s * n : (s + 1) * n - int(0.1 * sr)]
@@ -656,6 +708,405 @@ def make_speakers(build: Path, out: Path, versions: dict, rows: list[dict], log:
         print(f"  {label}: {len(clips)} clips from {len(files)} utterance files", flush=True)
 
 
+# ----------------------------------------------------------------------------- realsounds
+#
+# A harder sound set of real recordings that keep their own levels: no peak
+# normalisation and no padding.  Only leading/trailing digital silence is trimmed and
+# long recordings are cut into pieces.  Every class mixes several sources (drum kits,
+# recording sets, soundfonts, animals), interleaved over the clip numbers.
+
+REAL_GROUP = "realsounds"
+REAL_SR = (22050, 48000)  # native rates in this range are kept ...
+REAL_SR_OTHER = 44100  # ... others are resampled to this rate
+REAL_DUR = (0.25, 5.0)
+REAL_CLIPS = 22  # clips per class (at most)
+REAL_MIN_CLIPS = 18  # a class with fewer is dropped (and --check fails on it)
+REAL_MIN_LABELS = 18
+REAL_TRIM_DB = -60.0  # leading/trailing samples this far below the clip peak are cut
+REAL_PIECE_S = (1.5, 4.0)  # piece lengths for recordings longer than REAL_DUR[1]
+REAL_MAX_PIECES = 3  # pieces per recording (at most)
+REAL_MIN_PEAK = 1e-3  # -60 dBFS: a quieter clip counts as silent
+REAL_RENDER_SR = 44100
+REAL_RENDER_GAIN = 1.0
+
+H2 = "usr/share/hydrogen/data/drumkits"
+# Hydrogen kits used (acoustic kits and hand percussion).  Not used: the electronic
+# kits (ElectricEmpireKit, HardElectro1, rumpf_kit_z01_h2, TR808EmulationKit), and
+# "The Black Pearl 1.0" = hydrogen-data's GMRockKit (used by sounds/), of which only
+# the 24" ride ("Ride 2") is not a copy.
+H2_KITS = {
+    "hydrogen-drumkits": ["Audiophob", "BJA_Pacific", "ColomboAcousticDrumkit",
+                          "ForzeeStereo", "Gimme A Hand 1.0", "Millo-Drums_v.1",
+                          "Millo_MultiLayered2", "Millo_MultiLayered3", "VariBreaks",
+                          "circAfrique v4"],
+    "hydrogen-data": ["GMRockKit"],
+}  # fmt: skip
+# only these instruments of a kit (GMRockKit: the rest is The Black Pearl, see above);
+# (kit, instrument) slots skipped because they hold something else than their name
+# says (Audiophob fills GM slots with unrelated freesound samples, e.g. a tom as Kick)
+H2_ONLY = {"GMRockKit": {"Ride 2"}}
+H2_SKIP = {("Audiophob", n) for n in ("Kick", "Stick", "Snare Jazz", "Pedal HH", "Tom Low",
+                                      "Tom Mid")}  # fmt: skip
+# class of a kit layer from "<instrument name> <file name>" (lower case); first match
+# wins, None = not used
+H2_RULES = [
+    (None, r"empty|choke|roll|swish|hat free|crash/ride \(|whistle|"
+           r"(sangban|dununba|kenkeni)\d? bell"),
+    ("hand_drum", r"djembe|sangban|dununba|kenkeni|cajon|bongo"),
+    (None, r"clap|cowbell|stick|rim click|maraca|clave|woodblock|waterglass|finger|"
+           r"tambourine|agogo|conga|shaker"),
+    ("ride", r"ride|bell|cup|\bbow\b"),
+    ("crash", r"crash|splash|china"),
+    ("hihat_open", r"(hat|hh).*(open|semi|\bop\b)|hhopen|\bho_"),
+    ("hihat_closed", r"hat|hh"),
+    ("tom_low", r"tom.*(low|floor)|floor ?tom|floortom|\bft_"),
+    ("tom_high", r"tom"),
+    ("snare", r"snare"),
+    ("kick", r"kick|bass ?drum|bassdrum"),
+]  # fmt: skip
+
+SPI = "usr/share/sonic-pi/samples"
+LM = "usr/share/lmms/samples"
+TP = "usr/share/tuxpaint/stamps/animals"
+WL = "usr/share/games/widelands/data/sound"
+SCR = "usr/share/scratch/Media/Sounds"
+GC_RES = "/gcompris/src/activities/{0}/resource/{1}"
+# (also used by sounds/ animal_call, cut differently there; the only birds and
+# cats/dogs needed to fill large_bird and canid_felid)
+GC_FARM = "explore_farm_animals.rcc:explore_farm_animals/animals"
+
+# class -> [(package, kind, path or glob, sub-source)]; kind "hit" (one clip per file,
+# at most 5 s), "rec" (a recording: up to REAL_MAX_PIECES pieces of 1.5-4 s), "rcc"
+# (a GCompris resource "<rcc>:<activity>/<file>", cut like "rec").  The sub-source
+# (kit, recording set, species) is what the clips of a package rotate over; "*" means
+# the file name (without a trailing _NN).
+REAL_FILES: dict[str, list[tuple[str, str, str, str]]] = {
+    "kick": [("sonic-pi-samples", "hit", f"{SPI}/{n}.flac", "menegass/Zajo")
+             for n in ("drum_bass_hard", "drum_bass_soft", "drum_heavy_kick")],
+    "snare": [("sonic-pi-samples", "hit", f"{SPI}/drum_snare_{n}.flac", "menegass")
+              for n in ("hard", "soft")],
+    "hihat_closed": [("sonic-pi-samples", "hit", f"{SPI}/drum_cymbal_{n}.flac", "menegass")
+                     for n in ("closed", "pedal")]
+    + [("lmms-common", "hit", f"{LM}/drums/hihat_foot_pedal01.ogg", "lmms")],
+    "hihat_open": [("sonic-pi-samples", "hit", f"{SPI}/drum_cymbal_open.flac", "menegass")]
+    + [("lmms-common", "hit", f"{LM}/drums/hihat_opened0{i}.ogg", "lmms") for i in (1, 2, 3)],
+    "crash": [("sonic-pi-samples", "hit", f"{SPI}/drum_{n}.flac", "menegass")
+              for n in ("splash_hard", "splash_soft", "cymbal_hard", "cymbal_soft")]
+    + [("lmms-common", "hit", f"{LM}/drums/crash0{i}.ogg", "lmms") for i in (1, 2)]
+    + [("scratch", "hit", f"{SCR}/Percussion/CymbalCrash.wav", "scratch")],
+    "ride": [("lmms-common", "hit", f"{LM}/drums/ride01.ogg", "lmms"),
+             ("scratch", "hit", f"{SCR}/Percussion/RideCymbal.wav", "scratch")],
+    "tom_high": [("sonic-pi-samples", "hit", f"{SPI}/drum_tom_{n}.flac", "menegass")
+                 for n in ("hi_hard", "hi_soft", "mid_hard", "mid_soft")],
+    "tom_low": [("sonic-pi-samples", "hit", f"{SPI}/drum_tom_lo_{n}.flac", "menegass")
+                for n in ("hard", "soft")],
+    "tabla": [("sonic-pi-samples", "hit", f"{SPI}/tabla_*.flac", "dio_333 strokes"),
+              ("sonic-pi-samples", "rec", f"{SPI}/loop_tabla.flac", "lezaarth loop")],
+    "piano": [("gcompris-qt-data", "rcc", "instruments.rcc:instruments/piano.ogg", "*"),
+              ("lmms-common", "rec", f"{LM}/instruments/piano0?.ogg", "*"),
+              ("sonic-pi-samples", "rec", f"{SPI}/ambi_piano.flac", "*")],
+    "violin": [("gcompris-qt-data", "rcc", "instruments.rcc:instruments/violin.ogg", "*"),
+               ("lmms-common", "rec", f"{LM}/instruments/violin_*.ogg", "*")],
+    "flute": [("gcompris-qt-data", "rcc",
+               "instruments.rcc:instruments/flute_traversiere.ogg", "*"),
+              ("lmms-common", "rec", f"{LM}/instruments/flute01.ogg", "*")],
+    "brass": [("scratch", "rec", f"{SCR}/Instruments/Trumpet{i}.wav", "*") for i in (1, 2)]
+    + [("lmms-common", "rec", f"{LM}/{n}.ogg", "*")
+       for n in ("instruments/trumpet01", "latin/latin_brass01")]
+    + [("gcompris-qt-data", "rcc", f"instruments.rcc:instruments/{n}.ogg", "*")
+       for n in ("horn", "tuba")],
+    "acoustic_guitar": [
+        ("hydrogen-drumkits-effects", "hit", f"{H2}/belofilms_GuitarStrums/*.flac",
+         "belofilms strums"),
+        ("lmms-common", "rec", f"{LM}/instruments/steel_guitar01.ogg", "*"),
+        ("lmms-common", "rec", f"{LM}/latin/latin_guitar0?.ogg", "*"),
+        ("scratch", "rec", f"{SCR}/Instruments/GuitarStrum.wav", "*"),
+        ("gcompris-qt-data", "rcc", "memory-sound.rcc:memory-sound/guitar_*.ogg", "*"),
+    ],
+    "songbird": [("widelands-data", "rec", f"{WL}/animals/bird?_??.ogg", "*")]
+    + [("tuxpaint-stamps-default", "rec", f"{TP}/birds/{n}.ogg", "*")
+       for n in ("blackbird", "cuckoo", "lark", "quetzal", "tucan")]
+    + [("scratch", "rec", f"{SCR}/Animal/Bird.wav", "*")],
+    "large_bird": [("tuxpaint-stamps-default", "rec", f"{TP}/birds/{n}.ogg", "*")
+                   for n in ("crow", "drake", "duck", "gander", "hen", "nandou", "owl",
+                             "penguin", "rooster", "seagull", "turkey", "vulture")]
+    + [("scratch", "rec", f"{SCR}/Animal/{n}.wav", "*")
+       for n in ("Duck", "Goose", "Owl", "Rooster")]
+    + [("sonic-pi-samples", "rec", f"{SPI}/misc_crow.flac", "*")]
+    + [("gcompris-qt-data", "rcc", f"{GC_FARM}/{n}.ogg", "*") for n in ("chickens", "duck", "owl")],
+    "farm_mammal": [("tuxpaint-stamps-default", "rec", f"{TP}/mammals/{n}.ogg", "*")
+                    for n in ("bovines/bull", "bovines/cow", "bovines/cow_white",
+                              "bovines/goat", "bovines/mountaingoat", "bovines/ram",
+                              "bovines/sheep", "bovines/sheep_lamb", "pig", "pig_golden",
+                              "pig_golden2", "equines/donkey", "equines/horse")]
+    + [("widelands-data", "rec", f"{WL}/farm/{n}.ogg", "*")
+       for n in ("donkey", "horse_0?", "ox_0?", "sheep_0?")]
+    + [("widelands-data", "rec", f"{WL}/animals/boar.ogg", "*"),
+       ("scratch", "rec", f"{SCR}/Animal/Horse.wav", "*")],
+    "wild_mammal": [("tuxpaint-stamps-default", "rec", f"{TP}/{n}.ogg", "*")
+                    for n in ("mammals/apes/chimp", "mammals/apes/gorilla",
+                              "mammals/aquatic/dolphin", "mammals/aquatic/orca",
+                              "mammals/aquatic/sea_lion", "mammals/aquatic/whale",
+                              "mammals/badger", "mammals/bears/bear", "mammals/bovines/bison",
+                              "mammals/camel/camel", "mammals/camel/dromedary",
+                              "mammals/deer/caribou", "mammals/deer/deer", "mammals/deer/doe",
+                              "mammals/elephant", "mammals/equines/zebra", "mammals/ferret",
+                              "mammals/giraffe", "mammals/hippopotamus",
+                              "mammals/rodents/beaver", "mammals/rodents/mouse",
+                              "mammals/rodents/rabbit", "mammals/rodents/squirrel",
+                              "marsupials/koala", "marsupials/wombat")]
+    + [("widelands-data", "rec", f"{WL}/animals/{n}_0?.ogg", "*") for n in ("moose", "stag")]
+    + [("scratch", "rec", f"{SCR}/Animal/SeaLion.mp3", "*")],
+    "canid_felid": [("tuxpaint-stamps-default", "rec", f"{TP}/mammals/{n}.ogg", "*")
+                    for n in ("dogs/dog", "dogs/fox", "cats/lion", "cats/tiger")]
+    + [("widelands-data", "rec", f"{WL}/animals/{n}_0?.ogg", "*") for n in ("wolf", "coyote")]
+    + [("scratch", "rec", f"{SCR}/Animal/{n}", "*")
+       for n in ("Cat.mp3", "Kitten.wav", "Meow.wav", "WolfHowl.wav", "Dog1.wav",
+                 "Dog2.wav")]
+    + [("gcompris-qt-data", "rcc", f"{GC_FARM}/{n}.ogg", "*") for n in ("cat", "dog")],
+}  # fmt: skip
+
+# instrument classes that add fluidsynth renders: class -> [(GM program, lowest key,
+# highest key)], taken in turn; rendered from three soundfonts, 1-3 notes per clip,
+# velocities 40-127.  brass avoids the trumpet/trombone presets that sounds/ renders.
+REAL_RENDERED = {
+    "piano": [(0, 33, 96), (1, 33, 96)],
+    "violin": [(40, 55, 96)],
+    "flute": [(73, 60, 96)],
+    "brass": [(58, 28, 58), (60, 41, 77), (61, 48, 80)],
+}
+REAL_RENDER_SF = ("ms", "tim", "csf")
+REAL_RENDER_PER_SF = 8  # rendered candidates per soundfont and class
+
+
+def real_rate(sr: int) -> int:
+    return sr if REAL_SR[0] <= sr <= REAL_SR[1] else REAL_SR_OTHER
+
+
+def real_pieces(x: np.ndarray, sr: int, seed_label: str, max_pieces: int) -> list:
+    """(onset s, piece) of a recording: trimmed, cut at zero crossings into 1.5-4 s
+    pieces if longer than 5 s; quiet gaps (< -26 dB of the recording peak) skipped."""
+    x = trim_silence(x, REAL_TRIM_DB)
+    if len(x) <= REAL_DUR[1] * sr:
+        return [(0.0, x)]
+    rng = _rng(seed_label)
+    peak = float(np.max(np.abs(x)))
+    out: list = []
+    start = 0
+    while start < len(x) and len(out) < max_pieces:
+        seg = cut_at_zero_crossing(x[start:], int(rng.uniform(*REAL_PIECE_S) * sr))
+        t0 = start / sr
+        start += len(seg)
+        if len(seg) < 1.0 * sr:  # the rest of the recording is too short
+            break
+        if np.max(np.abs(seg)) < 0.05 * peak:
+            continue
+        out.append((t0, trim_silence(seg, REAL_TRIM_DB)))
+    return out
+
+
+def kit_layers(build: Path) -> dict[str, list[tuple[str, str, str, Path]]]:
+    """class -> [(package, kit, source item, file)] from the Hydrogen kit files."""
+    out: dict[str, list] = {}
+    for pkg, kits in H2_KITS.items():
+        for kit in kits:
+            kdir = pkg_root(build, pkg) / H2 / kit
+            root = ET.parse(kdir / "drumkit.xml").getroot()
+            for ins in root.iter():
+                if ins.tag.split("}")[-1] != "instrument":
+                    continue
+                fields = {c.tag.split("}")[-1]: (c.text or "").strip() for c in ins}
+                name = fields.get("name", "")
+                if (kit, name) in H2_SKIP or name not in H2_ONLY.get(kit, {name}):
+                    continue
+                # layers (new format) or one file per instrument (old format)
+                files = [c.text.strip() for c in ins.iter()
+                         if c.tag.split("}")[-1] == "filename" and c.text]  # fmt: skip
+                for fn in dict.fromkeys(files):
+                    text = f"{name} {fn}".lower()
+                    cls = next((c for c, rx in H2_RULES if re.search(rx, text)), None)
+                    if cls and (kdir / fn).exists():
+                        out.setdefault(cls, []).append((pkg, kit, f"{kit}/{fn} ({name})",
+                                                        kdir / fn))  # fmt: skip
+    return out
+
+
+def real_notes(cls: str, sf_key: str, i: int, lo: int, hi: int) -> list:
+    """(key, velocity, onset s, length s) of rendered candidate ``i``: 1-3 notes."""
+    rng = _rng(f"{cls}:{sf_key}", i)
+    base = int(rng.integers(40, 128))
+    notes, t = [], 0.0
+    for _ in range(int(rng.integers(1, 4))):
+        dur = round(float(rng.uniform(0.4, 1.4)), 2)
+        vel = int(np.clip(base + int(rng.integers(-12, 13)), 1, 127))
+        notes.append((int(rng.integers(lo, hi + 1)), vel, round(t, 2), dur))
+        t += dur
+    return notes
+
+
+def spread(items: list) -> list:
+    """Items reordered so that every prefix is spread over the (sorted) list."""
+    order: list[int] = []
+    seen: set[int] = set()
+    for k in range(1, len(items) + 1):
+        for i in np.round(np.linspace(0, len(items) - 1, k)).astype(int):
+            if int(i) not in seen:
+                seen.add(int(i))
+                order.append(int(i))
+    return [items[i] for i in order]
+
+
+def interleave(lists: list[list]) -> list:
+    """Round robin over the lists, in order, until all are used up."""
+    out, lists = [], [list(x) for x in lists if x]
+    while lists:
+        for x in lists:
+            out.append(x.pop(0))
+        lists = [x for x in lists if x]
+    return out
+
+
+def real_candidates(build: Path, cls: str, layers: dict, rendered: dict) -> list[dict]:
+    """Every usable clip of a class: dicts with pkg, sub, item, x, sr, src_sr."""
+    specs: list[tuple[str, str, str, str, Path | None, str]] = []
+    for pkg, kit, item, f in layers.get(cls, []):
+        specs.append((pkg, "hit", kit, item, f, ""))
+    rcc_cache: dict[str, dict[str, bytes]] = {}
+
+    def rcc(pkg: str, name: str) -> dict[str, bytes]:
+        if name not in rcc_cache:
+            rcc_cache[name] = rcc_files(pkg_root(build, pkg) / GC / name)
+        return rcc_cache[name]
+
+    for pkg, kind, pattern, sub in REAL_FILES.get(cls, []):
+        if kind == "rcc":
+            rcc_name, res = pattern.split(":", 1)
+            act, pat = res.split("/", 1)
+            files = rcc(pkg, rcc_name)
+            for key in sorted(files):
+                if fnmatch.fnmatch(key, GC_RES.format(act, pat)):
+                    name = Path(key).name
+                    specs.append((pkg, "rcc", sub, f"{rcc_name}:{name}", None, key))
+            continue
+        # (Tux Paint keeps spoken descriptions, *_desc*.ogg, next to the animal sounds)
+        found = [f for f in sorted(pkg_root(build, pkg).glob(pattern)) if "_desc" not in f.name]
+        if not found:
+            print(f"    {cls}: nothing matches {pkg}:{pattern}")
+        for f in found:
+            specs.append((pkg, kind, sub, f.name, f, ""))
+    cands: list[dict] = []
+    seen: set[int] = set()
+    for pkg, kind, sub, item, f, key in specs:
+        if sub == "*":
+            sub = re.sub(r"_\d+$", "", Path(item.split(":")[-1]).stem)
+        try:
+            if kind == "rcc":
+                x, sr = load(rcc(pkg, item.split(":")[0])[key])
+            else:
+                x, sr = load(f)
+        except Exception as exc:  # noqa: BLE001 - skip undecodable files, keep going
+            print(f"    {cls}: cannot read {item}: {exc}")
+            continue
+        if len(x) == 0 or np.max(np.abs(x)) < REAL_MIN_PEAK:
+            continue
+        digest = zlib.crc32(np.round(x * 32767).astype(np.int32).tobytes())
+        if digest in seen:  # the same sample under another name
+            continue
+        seen.add(digest)
+        if kind == "hit":
+            parts = [(None, cut_at_zero_crossing(trim_silence(x, REAL_TRIM_DB),
+                                                 int(REAL_DUR[1] * sr)))]  # fmt: skip
+        else:
+            parts = real_pieces(x, sr, f"{cls}:{item}", REAL_MAX_PIECES)
+        for t0, y in parts:
+            if len(y) < REAL_DUR[0] * sr or np.max(np.abs(y)) < REAL_MIN_PEAK:
+                continue
+            name = item if t0 is None or len(parts) == 1 else f"{item}@{t0:.2f}s"
+            cands.append({"pkg": pkg, "sub": sub, "item": name, "x": y, "sr": sr,
+                          "src_sr": str(sr)})  # fmt: skip
+    for (c, sf_key, _i), (y, desc) in sorted(rendered.items(), key=lambda kv: kv[0]):
+        if c != cls:
+            continue
+        y = cut_at_zero_crossing(trim_silence(y, REAL_TRIM_DB), int(REAL_DUR[1] * REAL_RENDER_SR))
+        if len(y) >= REAL_DUR[0] * REAL_RENDER_SR and np.max(np.abs(y)) >= REAL_MIN_PEAK:
+            cands.append(
+                {
+                    "pkg": SOUNDFONTS[sf_key][0],
+                    "sub": sf_key,
+                    "item": desc,
+                    "x": y,
+                    "sr": REAL_RENDER_SR,
+                    "src_sr": f"rendered@{REAL_RENDER_SR}",
+                }
+            )
+    return cands
+
+
+def pick_real(cands: list[dict], n: int) -> list[dict]:
+    """``n`` clips: round robin over packages, within a package over sub-sources
+    (kits, recordings, soundfonts), within a sub-source spread over its sorted items."""
+    by_pkg: dict[str, dict[str, list]] = {}
+    for c in cands:
+        by_pkg.setdefault(c["pkg"], {}).setdefault(c["sub"], []).append(c)
+    queues = []
+    for pkg in sorted(by_pkg):
+        subs = by_pkg[pkg]
+        queues.append(interleave([spread(subs[s]) for s in spread(sorted(subs))]))
+    return interleave(queues)[:n]
+
+
+def render_real(build: Path) -> dict[tuple[str, str, int], tuple[np.ndarray, str]]:
+    """Rendered instrument candidates: (class, soundfont, i) -> (audio, source item)."""
+    plan: dict[str, list[dict]] = {}
+    for cls, programs in sorted(REAL_RENDERED.items()):
+        for s, sf_key in enumerate(REAL_RENDER_SF):
+            for i in range(REAL_RENDER_PER_SF):
+                program, lo, hi = programs[i % len(programs)]
+                c = {"cls": cls, "idx": 1000 * s + i, "kind": "melodic", "bank": 0,
+                     "program": program, "sf": sf_key, "i": i,
+                     "notes": real_notes(cls, sf_key, i, lo, hi)}  # fmt: skip
+                plan.setdefault(sf_key, []).append(c)
+    audio = render_all(build, plan, sr=REAL_RENDER_SR, gain=REAL_RENDER_GAIN)
+    out = {}
+    for sf_key, clips in plan.items():
+        for c in clips:
+            desc = (
+                f"{Path(SOUNDFONTS[sf_key][1]).name} bank 0 program {c['program']}; "
+                "(key,vel,onset,len): "
+                + " ".join(f"({k},{v},{o:.2f},{d:.2f})" for k, v, o, d in c["notes"])
+            )
+            out[(c["cls"], sf_key, c["i"])] = (audio[(c["cls"], c["idx"])], desc)
+    return out
+
+
+def write_raw_clip(path: Path, x: np.ndarray, sr: int) -> float:
+    """16-bit FLAC at the source level: no normalisation (samples beyond +-1 are clipped)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sf.write(str(path), np.clip(x, -1.0, 1.0).astype(np.float32), sr, subtype="PCM_16",
+             format="FLAC")  # fmt: skip
+    return len(x) / sr
+
+
+def make_realsounds(build: Path, out: Path, versions: dict, rows: list[dict]) -> None:
+    layers = kit_layers(build)
+    rendered = render_real(build)
+    classes = sorted(set(REAL_FILES) | set(layers) | set(REAL_RENDERED))
+    for cls in classes:
+        chosen = pick_real(real_candidates(build, cls, layers, rendered), REAL_CLIPS)
+        if len(chosen) < REAL_MIN_CLIPS:
+            print(f"  {cls}: skipped (only {len(chosen)} clips)")
+            continue
+        for n, c in enumerate(chosen):
+            sr = real_rate(c["sr"])
+            y = resample(c["x"], c["sr"], sr)
+            path = out / REAL_GROUP / cls / f"{cls}_{n:02d}.flac"
+            dur = write_raw_clip(path, y, sr)
+            rows.append(row(out, path, REAL_GROUP, cls, c["pkg"], versions[c["pkg"]],
+                            c["item"], dur, c["src_sr"]))  # fmt: skip
+        pkgs = sorted({c["pkg"] for c in chosen})
+        print(f"  {cls}: {len(chosen)} clips from {', '.join(pkgs)}", flush=True)
+
+
 # ----------------------------------------------------------------------------- checks
 
 
@@ -673,22 +1124,61 @@ def row(out: Path, path: Path, group: str, label: str, pkg: str, ver: str, item:
     }
 
 
-def check(out: Path) -> bool:
+GROUPS = ("sounds", "speakers", REAL_GROUP)
+
+
+def group_spec(group: str) -> dict:
+    """What --check expects of a group's clips."""
+    if group == REAL_GROUP:
+        return {"rates": REAL_SR, "dur": REAL_DUR, "min_clips": REAL_MIN_CLIPS,
+                "min_labels": REAL_MIN_LABELS, "min_peak": REAL_MIN_PEAK}  # fmt: skip
+    if group == "speakers":
+        return {"rates": (SPEAKER_SR, SPEAKER_SR), "dur": SPEAKER_DUR, "min_clips": MIN_CLIPS,
+                "min_labels": 30, "min_peak": 0.05}  # fmt: skip
+    return {"rates": (SOUND_SR, SOUND_SR), "dur": SOUND_DUR, "min_clips": MIN_CLIPS,
+            "min_labels": 25, "min_peak": 0.05}  # fmt: skip
+
+
+def read_metadata(out: Path) -> list[dict]:
+    meta = out / "metadata.csv"
+    if not meta.exists():
+        return []
+    with open(meta, newline="", encoding="utf-8") as fh:
+        return list(csv.DictReader(fh))
+
+
+def write_metadata(out: Path, rows: list[dict]) -> None:
+    rows = sorted(rows, key=lambda r: r["path"])
+    tmp = out / "metadata.csv.tmp"
+    with open(tmp, "w", newline="", encoding="utf-8") as fh:
+        writer = csv.DictWriter(fh, fieldnames=FIELDS)
+        writer.writeheader()
+        writer.writerows(rows)
+    tmp.replace(out / "metadata.csv")
+
+
+def check(out: Path, groups: tuple[str, ...] = GROUPS) -> bool:
     """Decode every FLAC; check rate, channels, length, level, counts, metadata."""
-    spec = {"speakers": (SPEAKER_SR, SPEAKER_DUR), "sounds": (SOUND_SR, SOUND_DUR)}
     ok = True
     meta = out / "metadata.csv"
     if not meta.exists():
         print(f"BAD: {meta} missing (build incomplete?)")
         return False
-    with open(meta, newline="", encoding="utf-8") as fh:
-        listed = {r["path"] for r in csv.DictReader(fh)}
+    rows = read_metadata(out)
+    listed = {r["path"] for r in rows if r["group"] in groups}
+    pkgs: dict[str, set] = {}
+    for r in rows:
+        pkgs.setdefault(r["path"].rsplit("/", 1)[0], set()).add(r["source_package"])
     seen = set()
     total_s = total_b = 0.0
-    print(f"{'group':9s} {'label':28s} {'clips':>5s} {'mean s':>7s} {'min s':>6s} {'max s':>6s}")
-    for group, (sr_want, (dmin, dmax)) in spec.items():
+    print(f"{'group':10s} {'label':28s} {'clips':>5s} {'mean s':>7s} {'min s':>6s} "
+          f"{'max s':>6s} {'pkgs':>4s}")  # fmt: skip
+    for group in groups:
+        spec = group_spec(group)
+        (rmin, rmax), (dmin, dmax) = spec["rates"], spec["dur"]
         gdir = out / group
         labels = sorted(p for p in gdir.iterdir() if p.is_dir()) if gdir.exists() else []
+        g_s = g_b = 0.0
         for cdir in labels:
             durs = []
             for f in sorted(cdir.glob("*.flac")):
@@ -702,7 +1192,7 @@ def check(out: Path) -> bool:
                     ok = False
                     continue
                 dur = x.shape[0] / sr
-                if sr != sr_want:
+                if not rmin <= sr <= rmax:
                     errs.append(f"rate {sr}")
                 if x.shape[1] != 1:
                     errs.append(f"{x.shape[1]} channels")
@@ -712,7 +1202,7 @@ def check(out: Path) -> bool:
                     errs.append(f"duration {dur:.3f}s")
                 if not np.all(np.isfinite(x)):
                     errs.append("non-finite")
-                elif np.max(np.abs(x)) <= 0.05:
+                elif np.max(np.abs(x)) <= spec["min_peak"]:
                     errs.append("silent")
                 if rel not in listed:
                     errs.append("not in metadata.csv")
@@ -720,16 +1210,19 @@ def check(out: Path) -> bool:
                     ok = False
                     print(f"  BAD {rel}: {', '.join(errs)}")
                 durs.append(dur)
-                total_s += dur
-                total_b += f.stat().st_size
-            if len(durs) < MIN_CLIPS:
+                g_s += dur
+                g_b += f.stat().st_size
+            if len(durs) < spec["min_clips"]:
                 ok = False
                 print(f"  BAD {group}/{cdir.name}: only {len(durs)} clips")
             d = np.array(durs) if durs else np.zeros(1)
-            print(f"{group:9s} {cdir.name:28s} {len(durs):5d} {d.mean():7.2f} "
-                  f"{d.min():6.2f} {d.max():6.2f}")  # fmt: skip
-        print(f"{group}: {len(labels)} labels")
-        if len(labels) < (30 if group == "speakers" else 25):
+            n_pkg = len(pkgs.get(f"{group}/{cdir.name}", ()))
+            print(f"{group:10s} {cdir.name:28s} {len(durs):5d} {d.mean():7.2f} "
+                  f"{d.min():6.2f} {d.max():6.2f} {n_pkg:4d}")  # fmt: skip
+        print(f"{group}: {len(labels)} labels, {g_s / 60:.1f} min, {g_b / 1e6:.1f} MB")
+        total_s += g_s
+        total_b += g_b
+        if len(labels) < spec["min_labels"]:
             ok = False
             print(f"  BAD {group}: too few labels")
     for rel in sorted(listed - seen):
@@ -774,50 +1267,71 @@ def main() -> None:
                     help="corpus folder (default: $AUDIOGMM_DEVCORPUS or "
                          "~/.cache/audiogmm/devcorpus)")  # fmt: skip
     ap.add_argument("--build-dir", type=Path, default=Path("/tmp/devcorpus_build"))
-    ap.add_argument("--force", action="store_true", help="rebuild even if already built")
+    ap.add_argument("--groups", default=",".join(GROUPS),
+                    help="comma-separated groups to build or check (default: "
+                         f"{','.join(GROUPS)}); the others are left as they are")  # fmt: skip
+    ap.add_argument("--force", action="store_true",
+                    help="rebuild the selected groups even if already built")  # fmt: skip
     ap.add_argument("--check", action="store_true", help="only validate an existing build")
     args = ap.parse_args()
+    asked = [g.strip() for g in args.groups.split(",") if g.strip()]
+    unknown = sorted(set(asked) - set(GROUPS))
+    if unknown or not asked:
+        ap.error(f"--groups: unknown {unknown}; choose from {', '.join(GROUPS)}")
+    groups = tuple(g for g in GROUPS if g in asked)
     out = (args.out.expanduser() if args.out else default_out()).resolve()
     if args.check:
-        sys.exit(0 if check(out) else 1)
-    if (out / "metadata.csv").exists() and not args.force:
-        print(f"{out} is already built (use --force to rebuild); checking it")
-        make_speakers_8k(out)
-        sys.exit(0 if check(out) else 1)
+        sys.exit(0 if check(out, groups) else 1)
+    rows = read_metadata(out)
+    todo = [g for g in groups if args.force or g not in {r["group"] for r in rows}]
+    if not todo:
+        print(f"{out}: {', '.join(groups)} already built (use --force to rebuild); checking")
+        if "speakers" in groups:
+            make_speakers_8k(out)
+        sys.exit(0 if check(out, groups) else 1)
     t0 = time.time()
     build = args.build_dir.expanduser().resolve()
-    versions = fetch_packages(build)
-    for sub in ("sounds", "speakers", "speakers8k", "metadata.csv"):
-        p = out / sub
-        if p.is_dir():
-            shutil.rmtree(p)
-        elif p.exists():
-            p.unlink()
+    packages = list(PACKAGES) if {"sounds", "speakers"} & set(todo) else []
+    if REAL_GROUP in todo:
+        packages += [p for p in REAL_PACKAGES if p not in packages]
+    versions = fetch_packages(build, packages)
+    # a group is complete once metadata.csv lists it: drop the rows of the groups
+    # being rebuilt (and their folders) first, then add each group's rows when done
+    for g in todo:
+        for sub in (g, "speakers8k") if g == "speakers" else (g,):
+            shutil.rmtree(out / sub, ignore_errors=True)
+    rows = [r for r in rows if r["group"] not in todo]
     out.mkdir(parents=True, exist_ok=True)
-    rows: list[dict] = []
+    if (out / "metadata.csv").exists():
+        write_metadata(out, rows)
     log: dict[str, str] = {}
-    print("speakers", flush=True)
-    make_speakers(build, out, versions, rows, log)
-    print("sounds", flush=True)
-    make_sounds(build, out, versions, rows)
-    rows.sort(key=lambda r: r["path"])
-    tmp = out / "metadata.csv.tmp"
-    with open(tmp, "w", newline="", encoding="utf-8") as fh:
-        writer = csv.DictWriter(fh, fieldnames=FIELDS)
-        writer.writeheader()
-        writer.writerows(rows)
-    tmp.replace(out / "metadata.csv")  # written last: marks a complete build
-    make_speakers_8k(out)
+    built: dict[str, list[dict]] = {}
+    for g in ("speakers", "sounds", REAL_GROUP):  # the historical order
+        if g not in todo:
+            continue
+        print(g, flush=True)
+        new: list[dict] = []
+        if g == "speakers":
+            make_speakers(build, out, versions, new, log)
+        elif g == "sounds":
+            make_sounds(build, out, versions, new)
+        else:
+            make_realsounds(build, out, versions, new)
+        built[g] = new
+        rows += new
+        write_metadata(out, rows)  # written after the group: marks it complete
+        if g == "speakers":
+            make_speakers_8k(out)
     print("package versions:", versions)
     for label, msg in sorted(log.items()):
         print(f"  {label}: {msg}")
-    ok = check(out)
-    n_cls = len({r["label"] for r in rows if r["group"] == "sounds"})
-    n_spk = len({r["label"] for r in rows if r["group"] == "speakers"})
-    total = sum(float(r["duration_s"]) for r in rows)
-    size = sum((out / r["path"]).stat().st_size for r in rows)
-    print(f"summary: {out}: {n_cls} sound classes, {n_spk} speakers, {len(rows)} clips, "
-          f"{total / 60:.1f} min, {size / 1e6:.1f} MB, built in {time.time() - t0:.0f} s")  # fmt: skip
+    ok = check(out, groups)
+    for g, new in built.items():
+        total = sum(float(r["duration_s"]) for r in new)
+        size = sum((out / r["path"]).stat().st_size for r in new)
+        print(f"summary {g}: {len({r['label'] for r in new})} labels, {len(new)} clips, "
+              f"{total / 60:.1f} min, {size / 1e6:.1f} MB")  # fmt: skip
+    print(f"built {', '.join(built)} into {out} in {time.time() - t0:.0f} s")
     sys.exit(0 if ok else 1)
 
 
