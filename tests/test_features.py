@@ -459,3 +459,21 @@ def test_derivable_only_when_nothing_but_normalisation_differs():
     assert derivable(_G.replace(delta_order=2), _G) and not derivable(_G, _G.replace(delta_order=2))
     with pytest.raises(ParameterError, match="before normalisation"):
         derive(np.zeros((3, 26), np.float32), _G, PRESETS["sound"])
+
+
+def test_extraction_roots_share_one_extraction_per_derivable_family():
+    from audiogmm.features.extraction import derivable, extraction_roots
+
+    g = PRESETS["general"]
+    cmn = {"cmvn": "utterance", "cmvn_norm_vars": False}
+    cfgs = [g.replace(**cmn), g, PRESETS["sound"], g.replace(delta_order=2), g,
+            PRESETS["sound"].replace(**cmn), g.replace(delta_order=2, **cmn)]  # fmt: skip
+    roots = extraction_roots(cfgs)
+    # general+dd (index 3) derives every general variant; sound (2) its CMN copy
+    assert roots == [3, 3, 2, 3, 3, 2, 3]
+    for i, r in enumerate(roots):
+        assert cfgs[r] == cfgs[i] or derivable(cfgs[r], cfgs[i])
+        assert roots[r] == r  # a root is its own root
+    assert extraction_roots([]) == []
+    # a config with CMVN derives nothing, not even itself: equal ones share the first
+    assert extraction_roots([g.replace(**cmn), g.replace(**cmn)]) == [0, 0]

@@ -193,32 +193,59 @@ def test_fuse_scores_rescales_to_the_first_members_frames():
 
 
 @pytest.mark.filterwarnings("ignore::audiogmm.exceptions.ConvergenceWarning")
-def test_auto_offers_the_fusion_and_trains_it_when_chosen(tmp_path, monkeypatch):
+def test_auto_offers_fusions_and_trains_the_chosen_one(tmp_path, monkeypatch):
+    from .test_tuning import config_of
+
     records = [r for r in read_manifest(SOUNDS) if r.label in sorted(
         p.name for p in SOUNDS.iterdir() if p.is_dir())[:4]]  # fmt: skip
     res = tuning.tune(records, components=4, cv_max_iter=3, options=RunOptions(n_jobs=1))
-    names = [r["front_end"] for r in res.table]
-    assert names == ["general", "sound", "general + sound"]
-    # force the fusion, as the one-standard-error rule does when it leads by more than 1 SE
+    singles = [r["front_end"] for r in res.table if r["stage"] == "front end"]
+    assert singles == ["general", "sound", "sound-cmn"]
+    fusions = [r["front_end"] for r in res.table if r["stage"] == "fusion"]
+    assert len(fusions) == tuning.MAX_FUSED - 1
+    # force the largest fusion, as the one-standard-error rule does when it leads by more
+    # than 1 SE (the singles' rule keeps general)
     monkeypatch.setattr(
         tuning, "_one_standard_error",
-        lambda options, n: (
-            "general + sound" if any("+ " in o[0] for o in options) else options[0][0]
-        ),
+        lambda options, n: options[-1][0] if " + " in options[-1][0] else options[0][0],
     )  # fmt: skip
     clf, res = tuning.train_tuned(records, components=4, cv_max_iter=3, max_iter=5,
                                   options=RunOptions(n_jobs=1))  # fmt: skip
-    assert isinstance(clf, FusedClassifier) and res.members == ["general", "sound"]
-    assert res.member_configs == [PRESETS["general"], PRESETS["sound"]]
+    assert isinstance(clf, FusedClassifier) and res.front_end == fusions[-1]
+    assert res.members == fusions[-1].split(" + ") and res.members[0] == "general"
+    assert sorted(res.members) == sorted(singles)
+    assert res.member_configs == [config_of(m) for m in res.members]
     path = tmp_path / "m.npz"
     save_model(path, clf, res.member_configs, extra={"selection": res.to_header()})
     bundle = load_model(path)
-    assert bundle.fused and bundle.header["selection"]["front_end"] == "general + sound"
+    assert bundle.fused and bundle.header["selection"]["front_end"] == fusions[-1]
+
+    # evaluation decodes each file once per extraction: sound-cmn is computed from sound's
+    from audiogmm.data import extract_many
+    from audiogmm.pipeline import classify
+
+    calls = []
+
+    def counting(items, *, config, **kw):
+        calls.append(config)
+        return extract_many(items, config=config, **kw)
+
+    monkeypatch.setattr(classify, "extract_many", counting)
+    test = read_manifest(SOUNDS)[:6]
+    out = evaluate_classifier(bundle, test, options=RunOptions(n_jobs=1))
+    assert sorted(c.sample_rate for c in calls) == [16000, 44100]
+    sets = [[extract_many([r.path], config=c).features[r.path] for r in test]
+            for c in res.member_configs]  # fmt: skip
+    assert [p["predicted"] for p in out["predictions"]] == list(clf.predict(sets))
 
 
-def test_no_fusion_on_speech_band_data():
-    # 16 kHz files: sound is skipped, leaving one front end: no screening, no fusion
+def test_speech_band_data_fuses_general_with_its_cmn_copy():
+    # 16 kHz files: sound is skipped; general and its mean-normalised copy share one
+    # extraction, and their fusion is the only one
     records = read_manifest(ROOT / "data_samples" / "speakers")[:24]
     res = tuning.tune(records, components=2, cv_max_iter=2, options=RunOptions(n_jobs=1))
-    assert [r["front_end"] for r in res.table] == []
-    assert res.members == [] and isinstance(res.config, FeatureConfig)
+    assert [(r["stage"], r["front_end"]) for r in res.table] == [
+        ("front end", "general"), ("front end", "general-cmn"),
+        ("fusion", "general + general-cmn"),
+    ]  # fmt: skip
+    assert isinstance(res.config, FeatureConfig)

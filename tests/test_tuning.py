@@ -202,14 +202,25 @@ def test_tune_reads_only_the_training_files(sound_data, monkeypatch):
     train = [r for i, r in enumerate(records) if i % 3 != 0]
     res = tune(train, preset="auto", components="auto", grid=(1, 2), options=None, n_jobs=1)
     assert set(seen) == {r.path for r in train}
-    assert {row["front_end"] for row in res.table if row["stage"] == "front end"} == {
-        *tuning.FRONT_ENDS, "general + sound"  # the late fusion of the two extractions
-    }
-    assert sum(row.get("chosen", False) for row in res.table) == 2  # one per stage
+    singles = [row["front_end"] for row in res.table if row["stage"] == "front end"]
+    assert singles == [*tuning.FRONT_ENDS, "sound-cmn"]  # + the widest one's CMN copy
+    fusions = [row["front_end"].split(" + ") for row in res.table if row["stage"] == "fusion"]
+    assert [len(m) for m in fusions] == list(range(2, tuning.MAX_FUSED + 1))  # forward steps
+    assert all(a == b[: len(a)] for a, b in zip(fusions, fusions[1:]))  # each extends the last
+    assert sum(row.get("chosen", False) for row in res.table) == 2  # a K and a front end
     for row in res.table:
         assert row["ci_low"] <= row["accuracy"] <= row["ci_high"]
         assert row["n"] == len(train)
     assert set(res.n_components) == {r.label for r in train}
+
+
+def config_of(name):
+    """The config of a ``--preset auto`` candidate named in a selection table."""
+    from audiogmm.pipeline.tuning import CMN, FRONT_ENDS
+
+    base, cmn, rest = name.partition("-cmn")
+    assert base in FRONT_ENDS and not rest, name
+    return FRONT_ENDS[base].replace(**CMN) if cmn else FRONT_ENDS[base]
 
 
 def test_tune_rejects_bad_components():
@@ -228,9 +239,7 @@ def test_train_auto_stores_the_selection_and_info_shows_it(sound_data, tmp_path)
     assert sel["folds_by"] == "clip" and sel["front_end"] in {r["front_end"] for r in sel["table"]}
     bundle = load_model(model)
     assert bundle.header["selection"] == sel
-    from audiogmm.pipeline.tuning import FRONT_ENDS
-
-    assert bundle.config == FRONT_ENDS[sel["front_end"]]
+    assert bundle.configs == [config_of(m) for m in sel["front_end"].split(" + ")]
     assert {y: r["n_components"] for y, r in bundle.classifier.fit_report_.items()} == sel[
         "n_components"
     ]
@@ -249,10 +258,9 @@ def test_tune_prints_the_table_without_writing_a_model(sound_data, tmp_path, mon
     assert "components  sound" in r.output and "per-class" in r.output
     assert "front end   " not in r.output.split("\n", 2)[2]  # one front end: no screening rows
     assert list(tmp_path.iterdir()) == []
-    from audiogmm.pipeline.tuning import FRONT_ENDS
-
     out = json.loads(run(["tune", sound_data, "-j", "1", "--json"]).output)
-    assert out["selection"]["front_end"] in set(FRONT_ENDS)
+    for member in out["selection"]["front_end"].split(" + "):
+        config_of(member)  # a candidate of --preset auto
 
 
 @pytest.mark.parametrize("bad", ["0", "many", "-3"])
@@ -363,7 +371,9 @@ def test_front_ends_sharing_an_extraction_decode_once(sound_data, monkeypatch):
     records = read_manifest(sound_data)
     res = tuning.tune(records, components=4, cv_max_iter=2, options=RunOptions(n_jobs=1))
     assert set(calls) == {cands["general+dd"], cands["sound"]} and len(calls) == 2
-    assert [r["front_end"] for r in res.table] == [*cands, "general + sound"]  # one fusion
+    assert [r["front_end"] for r in res.table if r["stage"] == "front end"] == [
+        *cands, "sound-cmn"  # the widest front end's CMN copy, derived too
+    ]
     # the derived features are those an extraction with the chosen config gives
     assert res.front_end == "general+dd+cmn"
     again = real(records[:3], config=cands[res.front_end], options=RunOptions(n_jobs=1))
@@ -381,3 +391,32 @@ def test_full_band_front_end_is_skipped_when_no_file_has_the_band():
     assert list(_within_bandwidth(FRONT_ENDS, speech16k)) == ["general"]
     assert list(_within_bandwidth(FRONT_ENDS, sounds22k)) == list(FRONT_ENDS)
     assert list(_within_bandwidth(FRONT_ENDS, [])) == list(FRONT_ENDS)  # nothing readable
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.integers(0, 10_000), st.integers(2, 5), st.integers(4, 30))
+def test_forward_fusion_adds_the_best_member_each_step(seed, n_cands, n_clips):
+    from audiogmm.models.fusion import fuse_scores
+    from audiogmm.pipeline.tuning import MAX_FUSED, _forward_fusion
+
+    rng = np.random.default_rng(seed)
+    names = [f"c{i}" for i in range(n_cands)]
+    y = rng.integers(0, 3, n_clips)
+    scores = {c: rng.normal(0, 1, (n_clips, 3)).round(1) for c in names}  # ties happen
+    frames = {c: rng.integers(1, 50, n_clips) for c in names}
+
+    def correct(S):
+        return int((S.argmax(1) == y).sum())
+
+    path = _forward_fusion(names[0], names[1:], scores, frames, correct)
+    assert len(path) == min(MAX_FUSED, n_cands) - 1
+    members = [names[0]]
+    for got, c in path:
+        # brute force: every candidate left, fused with the members so far
+        left = [n for n in names if n not in members]
+        tried = [correct(fuse_scores([scores[m] for m in (*members, n)],
+                                     [frames[m] for m in (*members, n)])) for n in left]  # fmt: skip
+        assert c == max(tried)
+        assert got[-1] == left[tried.index(max(tried))]  # the earliest of equals
+        members.append(got[-1])
+        assert got == members

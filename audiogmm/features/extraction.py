@@ -9,6 +9,7 @@ Pipeline (frames are rows once it leaves librosa)::
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from typing import Optional, Union
 
 import numpy as np
@@ -19,7 +20,7 @@ from .config import DEFAULT_PRESET, PRESETS, FeatureConfig, is_integral
 from .postprocess import delta, sliding_cmvn, utterance_cmvn, vad_mask
 from .spectral import cepstra, mel_and_energy
 
-__all__ = ["derivable", "derive", "extract"]
+__all__ = ["derivable", "derive", "extract", "extraction_roots"]
 
 
 def _describe(source: Optional[str]) -> str:
@@ -175,6 +176,33 @@ def derivable(source: FeatureConfig, target: FeatureConfig) -> bool:
         return False
     a, b = source.to_dict(), target.to_dict()
     return all(a[k] == b[k] for k in a if k not in _DERIVABLE_FIELDS)
+
+
+def extraction_roots(configs: Sequence[FeatureConfig]) -> list[int]:
+    """For each config, the index of the one whose extraction its features are computed from.
+
+    The roots are the configs that no other one derives strictly (:func:`derivable` one
+    way only); each config maps to the first root equal to it or deriving it. So front
+    ends that differ only in CMVN or in delta orders (a fused model's members, model
+    selection's candidates) cost one decode and one STFT in all.
+
+    Parameters
+    ----------
+    configs : sequence of FeatureConfig
+
+    Returns
+    -------
+    list of int
+        ``roots[i]`` is ``i`` or the index of a config with ``derivable(configs[roots[i]],
+        configs[i])``; equal configs share a root.
+    """
+
+    def strictly(a: FeatureConfig, b: FeatureConfig) -> bool:
+        return a != b and derivable(a, b) and not derivable(b, a)
+
+    roots = [i for i, c in enumerate(configs) if not any(strictly(o, c) for o in configs)]
+    # derivable is transitive, so every config has a root that equals or derives it
+    return [next(r for r in roots if configs[r] == c or derivable(configs[r], c)) for c in configs]
 
 
 def derive(X: np.ndarray, source: FeatureConfig, target: FeatureConfig) -> np.ndarray:

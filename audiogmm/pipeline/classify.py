@@ -34,6 +34,7 @@ from ..data import (
 from ..engine import LocalExecutor, resolve
 from ..exceptions import DatasetError, ModelFileError, ParameterError
 from ..features import FeatureConfig
+from ..features.extraction import extraction_roots
 from ..models import UNKNOWN, GMMClassifier, UBMClassifier
 from ..scoring import open_set_rates, summary
 from .bundle import Bundle
@@ -196,10 +197,14 @@ def _score_files(
     """
     clf = model.classifier
     with resolve(executor, opts.n_jobs) as ex:
-        # one extraction per distinct front end (a fused model has one per member)
-        runs = {c: extract_many(items, config=c, options=opts, executor=ex)
-                for c in dict.fromkeys(model.configs)}  # fmt: skip
-        results = [runs[c] for c in model.configs]
+        # one extraction per front end that no other member derives (a fused model has one
+        # per member; a member differing only in CMVN is computed from another's frames)
+        cfgs = model.configs
+        roots = extraction_roots(cfgs)
+        runs = {r: extract_many(items, config=cfgs[r], options=opts, executor=ex)
+                for r in dict.fromkeys(roots)}  # fmt: skip
+        results = [runs[r] if cfgs[r] == c else runs[r].derived(cfgs[r], c)
+                   for r, c in zip(roots, cfgs)]  # fmt: skip
         paths = [getattr(it, "path", None) or os.fspath(it) for it in items]
         used = [p for p in dict.fromkeys(paths) if all(p in r.features for r in results)]
         clip_sets = [[r.features[p] for p in used] for r in results]

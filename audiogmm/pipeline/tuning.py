@@ -8,23 +8,28 @@
    log-likelihood of the class's own clips, :mod:`audiogmm.models.selection`). The
    simplest candidate whose cross-validated accuracy is within one standard error of the
    best is kept; per-class counts as the most complex (one choice per label).
-2. **Front end.** Every other candidate of :data:`FRONT_ENDS` is extracted once (or
-   derived from a shared extraction) and scored at the K chosen in step 1 (the best
-   single K when per-class won): front ends are compared at the model size the data
-   supports, since their ranking changes with K.
-3. **Late fusion** of the first front end with each other one that has its own
-   extraction (:class:`~audiogmm.models.FusedClassifier`): its CV accuracy comes from
-   the two score matrices of step 2, at no extra cost. The same one-standard-error rule,
-   over the front ends in order and then the fusions, keeps the first candidate unless a
-   later one is better by more than the noise. A later front end or a fusion takes the
-   single K.
+2. **Front end.** Every other candidate (:data:`FRONT_ENDS` within the files' bandwidth,
+   then the widest one's per-clip mean-normalised copy, ``<name>-cmn``, see :data:`CMN`)
+   is extracted once (or derived from a shared extraction) and scored at the K chosen in
+   step 1 (the best single K when per-class won): front ends are compared at the model
+   size the data supports, since their ranking changes with K. The same
+   one-standard-error rule, in candidate order, keeps one.
+3. **Late fusion** (:class:`~audiogmm.models.FusedClassifier`), by greedy forward
+   selection from that front end: each step adds the candidate whose fusion with the
+   members so far is most accurate, up to :data:`MAX_FUSED` members. Its CV accuracy
+   comes from the candidates' score matrices of step 2, at no extra cost. The
+   one-standard-error rule over the front end alone and each step (complexity: the
+   number of members) keeps the fewest members within the noise of the best. A later
+   front end or a fusion takes the single K.
 
 Folds hold out whole clips, never frames, and only the training files are ever
 read. Fits inside the cross-validation stop after :data:`CV_MAX_ITER` EM
 iterations and fit and score every :data:`FRAME_STEP`-th frame of their clips: on the
 development corpus, 20 and 100 iterations gave the same accuracies within two clips
-of 429, and steps 1 and 2 the same within two clips (README "Tuning"). Every row of the
-table carries its 95% Wilson interval, so that differences inside the noise are visible.
+of 429, steps 1 and 2 the same within two clips, and 5 and 10 iterations the same
+choices and test accuracies on all 12 splits of README "Tuning" (four data sets, three
+seeds). Every row of the table carries its 95% Wilson interval, so that differences
+inside the noise are visible.
 """
 
 from __future__ import annotations
@@ -45,7 +50,7 @@ from ..data import ExtractionResult, Record, RunOptions, extract_many
 from ..engine import LocalExecutor, resolve
 from ..exceptions import ConvergenceWarning, DatasetError, ParameterError
 from ..features import PRESETS, FeatureConfig
-from ..features.extraction import derivable
+from ..features.extraction import extraction_roots
 from ..models import FusedClassifier, GMMClassifier
 from ..models.fusion import fuse_scores
 from ..models.selection import COMPONENT_GRID, cv_scores, fit_mixed, supported_grid
@@ -54,7 +59,9 @@ from ..scoring import wilson_interval
 __all__ = [
     "CV_MAX_ITER",
     "FRAME_STEP",
+    "CMN",
     "FRONT_ENDS",
+    "MAX_FUSED",
     "N_FOLDS",
     "TuneResult",
     "train_tuned",
@@ -66,21 +73,28 @@ logger = logging.getLogger(__name__)
 #: Front ends that ``--preset auto`` cross-validates, simplest and cheapest first (the
 #: order of preference of the one-standard-error rule): the default ``general``, and the
 #: full-band ``sound`` (44.1 kHz), tried only when some training file has content above
-#: 8 kHz; their late fusion is the third, most complex option. Left out because they never
-#: beat ``general`` by more than one standard error in cross-validation at K=16 on the
-#: development corpus (README "Presets and tuning", ``bench_presets.py``): ``general`` +
-#: ΔΔ, ``speech`` (10-25 points below), ``librosa``, ``dcase2016``, and per-clip mean or
-#: mean + variance normalisation. A candidate that differs from an earlier one only in
-#: normalisation or delta orders would share its extraction (:func:`derive`).
+#: 8 kHz. Left out because they never beat ``general`` by more than one standard error in
+#: cross-validation at K=16 on the development corpus and cost an extraction each
+#: (README "Presets and tuning", ``bench_presets.py``): ``general`` + ΔΔ, ``speech``
+#: (10-25 points below), ``librosa`` and ``dcase2016``.
 FRONT_ENDS: Mapping[str, FeatureConfig] = {
     "general": PRESETS["general"],
     "sound": PRESETS["sound"],
 }
 
+#: Added to the candidates as ``<widest>-cmn``: the widest-band front end tried, with
+#: per-clip cepstral mean normalisation, computed from the same extraction. Alone it is
+#: the weaker (it drops the clip's average spectrum and level); as a late-fusion partner
+#: of the raw front ends it gained on every development set (README "Presets and tuning").
+CMN = {"cmvn": "utterance", "cmvn_norm_vars": False}
+
+#: Most members of a late fusion chosen by ``--preset auto``.
+MAX_FUSED = 3
+
 #: Folds of the clip-stratified cross-validation.
 N_FOLDS = 3
 #: EM iterations per fit inside the cross-validation.
-CV_MAX_ITER = 10
+CV_MAX_ITER = 5
 #: The cross-validation fits and scores every FRAME_STEP-th frame of each clip.
 FRAME_STEP = 2
 
@@ -182,6 +196,50 @@ def _one_standard_error(options: Sequence[tuple[str, int, float]], n: int) -> st
     return min(ok)[1]
 
 
+def _forward_fusion(
+    start: str,
+    pool: Sequence[str],
+    scores: Mapping[str, np.ndarray],
+    n_frames: Mapping[str, Sequence[int]],
+    correct: Any,
+) -> list[tuple[list[str], int]]:
+    """Greedy forward selection of late-fusion members (Caruana et al. 2004).
+
+    From ``start``, add the candidate of ``pool`` whose fusion with the members so far
+    scores most correct clips (the earliest on ties), until :data:`MAX_FUSED` members
+    or the pool is used up.
+
+    Parameters
+    ----------
+    start : str
+        First member (its frame counts scale the fused totals, :func:`fuse_scores`).
+    pool : sequence of str
+        Other candidates, in order of preference; their score rows are the same clips.
+    scores : mapping of str to ndarray of shape (n_clips, n_labels)
+        Cross-validated held-out totals per candidate.
+    n_frames : mapping of str to sequence of int
+        Frames behind each clip's totals, per candidate.
+    correct : callable
+        Score matrix to the number of correctly classified clips.
+
+    Returns
+    -------
+    list of (members, n_correct)
+        One entry per step: the members after it, in order of addition.
+    """
+    members, left, path = [start], list(pool), []
+    while left and len(members) < MAX_FUSED:
+        tried = [
+            correct(fuse_scores([scores[m] for m in (*members, c)],
+                                [n_frames[m] for m in (*members, c)]))
+            for c in left
+        ]  # fmt: skip
+        best = int(np.argmax(tried))  # the first of equals: the simpler, cheaper candidate
+        members.append(left.pop(best))
+        path.append((list(members), tried[best]))
+    return path
+
+
 def _candidates(preset: str | FeatureConfig) -> dict[str, FeatureConfig]:
     if isinstance(preset, FeatureConfig):
         return {"config": preset}
@@ -220,19 +278,9 @@ def _within_bandwidth(
 
 
 def _extraction_roots(cands: Mapping[str, FeatureConfig]) -> dict[str, str]:
-    """For each candidate, the candidate whose extraction its features are derived from.
-
-    The roots are the candidates that no other one derives (:func:`derivable`); each
-    candidate maps to the first root it derives from, or to itself. So candidates that
-    differ only in CMVN or in delta orders cost one decode and one STFT in all.
-    """
+    """For each candidate, the candidate whose extraction its features are derived from."""
     names = list(cands)
-    roots = [
-        n for n in names
-        if not any(o != n and derivable(cands[o], cands[n]) and not derivable(cands[n], cands[o])
-                   for o in names)
-    ]  # fmt: skip
-    return {n: next((r for r in roots if derivable(cands[r], cands[n])), n) for n in names}
+    return {n: names[r] for n, r in zip(names, extraction_roots(list(cands.values())))}
 
 
 def _check_components(components: Components) -> None:
@@ -312,22 +360,25 @@ def tune(
     with resolve(executor, opts.n_jobs) as ex, warnings.catch_warnings():
         # the CV fits stop at cv_max_iter on purpose: their ConvergenceWarnings are noise
         warnings.simplefilter("ignore", ConvergenceWarning)
-        if len(cands) > 1:
+        if preset == "auto":
             cands = _within_bandwidth(cands, records)
+            widest = list(cands)[-1]
+            cands[f"{widest}-cmn"] = cands[widest].replace(**CMN)
         roots = _extraction_roots(cands)
         extracted: dict[str, ExtractionResult] = {}
         feats: dict[str, tuple[ExtractionResult, list[np.ndarray], list[str]]] = {}
+
+        def extract(root: str, executor: LocalExecutor | None) -> ExtractionResult:
+            t1 = time.perf_counter()
+            res = extract_many(records, config=cands[root], options=opts, executor=executor)
+            logger.info("front end %s: extracted in %.2f s", root, time.perf_counter() - t1)
+            return res
 
         def features(name: str) -> tuple[ExtractionResult, list[np.ndarray], list[str]]:
             if name not in feats:
                 root = roots[name]
                 if root not in extracted:
-                    t1 = time.perf_counter()
-                    extracted[root] = extract_many(
-                        records, config=cands[root], options=opts, executor=ex
-                    )
-                    logger.info("front end %s: extracted in %.2f s", root,
-                                time.perf_counter() - t1)  # fmt: skip
+                    extracted[root] = extract(root, ex)
                 res = extracted[root]
                 if root != name:  # fewer delta orders or a CMVN: sliced, no second decode
                     res = res.derived(cands[root], cands[name])
@@ -384,38 +435,34 @@ def tune(
         name = first
         fusions: dict[str, list[str]] = {}
         if len(cands) > 1:
-            options: list[tuple[str, int, float]] = []
-            scored: dict[str, Any] = {}
+            singles: list[tuple[str, int, float]] = []
+            scores: dict[str, np.ndarray] = {}
+            sels: dict[str, Any] = {}
             for rank, cand in enumerate(cands):
                 if cand == first and first_sel is not None:  # screen_k is in its grid
                     sel_f = first_sel
                 else:
                     sel_f = cv(cand, [screen_k])
-                scored[cand] = sel_f
-                c, n = sel_f.accuracy_counts(sel_f.scores[screen_k])
+                scores[cand], sels[cand] = sel_f.scores[screen_k], sel_f
+                c, n = sel_f.accuracy_counts(scores[cand])
                 table.append(_row("front end", cand, f"K={screen_k}", c, n))
-                options.append((cand, c, float(rank)))
-            # 3. late fusion of the first front end with each other one that decodes the
-            # audio again (a derived one carries nearly the same information): its CV
-            # accuracy comes free from the two score matrices; the most complex option
-            for cand in cands:
-                if roots[cand] == roots[first]:
-                    continue
-                if usable(cand) != usable(first):  # the score rows must be the same clips
-                    logger.info("no fusion with %s: it could not use the same files", cand)
-                    continue
-                fname = f"{first} + {cand}"
-                fused = fuse_scores(  # totals over every FRAME_STEP-th frame of each clip
-                    [scored[first].scores[screen_k], scored[cand].scores[screen_k]],
-                    [[len(X[::FRAME_STEP]) for X in features(m)[1]] for m in (first, cand)],
-                )
-                c, n = scored[first].accuracy_counts(fused)
-                table.append(_row("front end", fname, f"K={screen_k}", c, n))
-                options.append((fname, c, float(len(cands) + len(fusions))))
-                fusions[fname] = [first, cand]
+                singles.append((cand, c, float(rank)))
+            name = _one_standard_error(singles, n)
+            # 3. late fusion, by forward selection from that front end
+            path = _forward_fusion(
+                name, [c for c in cands if c != name and usable(c) == usable(name)], scores,
+                {c: [len(X[::FRAME_STEP]) for X in features(c)[1]] for c in cands},
+                lambda S: sels[name].accuracy_counts(S)[0],
+            )  # fmt: skip
+            for members_, c in path:
+                fname = " + ".join(members_)
+                fusions[fname] = members_
+                table.append(_row("fusion", fname, f"K={screen_k}", c, n))
+            options = [(name, next(c for m, c, _ in singles if m == name), 1.0)]
+            options += [(" + ".join(m), c, float(len(m))) for m, c in path]
             name = _one_standard_error(options, n)
             for row in table:
-                if row["stage"] == "front end":
+                if row["stage"] in ("front end", "fusion"):
                     row["chosen"] = row["front_end"] == name
         if name != first and components == "auto":
             # the K search ran on the first front end: the new one takes its single K
