@@ -1,7 +1,8 @@
 """Benchmark: accuracy of audiogmm's presets and of the two reference scripts, side by side.
 
 Every configuration runs as fresh command-line processes on the same explicit-split
-manifest (70/30 per class, seed 0, written to a temporary folder):
+manifests (per class, 70/30, or 45/55 for ``realsounds/``; one per ``--seeds`` value,
+default 0; written to a temporary folder):
 
 * audiogmm: ``audiogmm train MANIFEST --split train -o M.npz --json [OPTIONS]`` then
   ``audiogmm evaluate M.npz MANIFEST --split test --json``, with OPTIONS one of:
@@ -18,20 +19,22 @@ A configuration the CLI does not support (usage error, exit code 2) is reported 
 "n/a (not available)"; another error as "error" with its last stderr line.
 
 Data: the development corpus (``$AUDIOGMM_DEVCORPUS`` or ``~/.cache/audiogmm/devcorpus``),
-``sounds/``, ``speakers/`` and ``speakers8k/`` separately; ``--data NAME=PATH`` (repeatable) replaces it;
-without either, ``data_samples/`` is used with a warning (its test sets are 35-36 clips,
-so the intervals are wide).
+``sounds/``, ``speakers/``, ``speakers8k/`` and ``realsounds/`` separately;
+``--data NAME=PATH`` (repeatable) replaces it; without either, ``data_samples/`` is used
+with a warning (its test sets are 35-36 clips, so the intervals are wide).
 
-Reported per configuration: accuracy with its 95% Wilson interval, balanced accuracy
-(mean per-class recall), wall time of train + evaluate (median of ``--repeats``), and the
-ratio of the ``auto`` train time to the ``defaults`` train time. Before the timed runs,
-one untimed warm-up of ``defaults`` and ``ref-speech`` on ``data_samples/speakers`` fills
+Reported per configuration: accuracy pooled over the splits (every test decision counts
+once) with its 95% Wilson interval, the accuracy of each split, balanced accuracy
+(mean per-class recall, averaged over the splits), wall time of train + evaluate (median
+over the splits and ``--repeats``), and the ratio of the ``auto`` train time to the
+``defaults`` train time. Before the timed runs, one untimed warm-up of ``defaults`` and ``ref-speech`` on ``data_samples/speakers`` fills
 the numba and .pyc caches (``--no-warmup`` skips it).
 
 Run::
 
     python benchmarks/bench_accuracy.py
     python benchmarks/bench_accuracy.py --configs defaults,auto,ref-speech
+    python benchmarks/bench_accuracy.py --seeds 0,1,2     # three splits, pooled
     python benchmarks/bench_accuracy.py --data spk=data_samples/speakers --quick
 """
 
@@ -89,7 +92,18 @@ def parse_args() -> argparse.Namespace:
         help='extra arguments for both audiogmm commands, e.g. "-j 1"',
     )  # fmt: skip
     p.add_argument("--no-warmup", action="store_true", help="skip the untimed warm-up")
+    p.add_argument(
+        "--seeds", default="0", metavar="LIST",
+        help="comma-separated split seeds: every configuration runs on each split, and the "
+        "accuracy is pooled over them (default 0)",
+    )  # fmt: skip
     args = p.parse_args()
+    try:
+        args.seed_list = [int(x) for x in args.seeds.split(",") if x.strip()]
+    except ValueError:
+        p.error(f"--seeds must be comma-separated integers, got {args.seeds!r}")
+    if not args.seed_list:
+        p.error("--seeds is empty")
     args.config_list = [c.strip() for c in args.configs.split(",") if c.strip()]
     unknown = [c for c in args.config_list if c not in CONFIGS]
     if unknown:
@@ -170,22 +184,28 @@ def main() -> None:
             for name in ("defaults", "ref-speech"):
                 run_config(name, w, os.path.join(tmp, "warmup.npz"), extra)
         for ds in datasets(args):
-            write_manifest(ds, os.path.join(tmp, ds.name))
-            print(
-                f"{ds.name}: {ds.source}: {ds.n_classes} classes, {ds.n_train} train / "
-                f"{ds.n_test} test files, {ds.audio_s:.0f} s of audio", flush=True,
-            )  # fmt: skip
             res: dict[str, list[dict[str, Any]]] = {c: [] for c in args.config_list}
-            for rep in range(repeats):
-                order = args.config_list if rep % 2 == 0 else args.config_list[::-1]
-                for name in order:
-                    if res[name] and res[name][-1]["status"] != "ok":
-                        continue  # n/a or error: do not retry
-                    r = run_config(name, ds, os.path.join(tmp, f"{ds.name}-{name}.npz"), extra)
-                    res[name].append(r)
-                    print(f"  {name:>12}: " + (
-                        f"{r['s']:7.2f} s  acc {r['accuracy']:.3f}" if r["status"] == "ok"
-                        else r["detail"]), flush=True)  # fmt: skip
+            per_seed: dict[str, list[dict[str, Any]]] = {c: [] for c in args.config_list}
+            for seed in args.seed_list:
+                write_manifest(ds, os.path.join(tmp, f"{ds.name}-{seed}"), seed=seed)
+                print(
+                    f"{ds.name} (split seed {seed}): {ds.source}: {ds.n_classes} classes, "
+                    f"{ds.n_train} train / {ds.n_test} test files, {ds.audio_s:.0f} s of audio",
+                    flush=True,
+                )  # fmt: skip
+                for rep in range(repeats):
+                    order = args.config_list if rep % 2 == 0 else args.config_list[::-1]
+                    for name in order:
+                        if res[name] and res[name][-1]["status"] != "ok":
+                            continue  # n/a or error: do not retry
+                        model = os.path.join(tmp, f"{ds.name}-{seed}-{name}.npz")
+                        r = run_config(name, ds, model, extra)
+                        res[name].append(r)
+                        if rep == 0:
+                            per_seed[name].append(r)
+                        print(f"  {name:>12}: " + (
+                            f"{r['s']:7.2f} s  acc {r['accuracy']:.3f}" if r["status"] == "ok"
+                            else r["detail"]), flush=True)  # fmt: skip
             med = {}
             for name in args.config_list:
                 ok = [r for r in res[name] if r["status"] == "ok"]
@@ -202,33 +222,47 @@ def main() -> None:
                     "dtype": None, "n_classes": ds.n_classes, "n_train": ds.n_train,
                     "n_test": ds.n_test, "status": last["status"], "detail": last.get("detail"),
                     "audiogmm_args": args.audiogmm_args, "repeats": repeats,
+                    "seeds": args.seed_list,
                 }  # fmt: skip
                 if last["status"] == "ok":
-                    n, acc = int(last["n"]), float(last["accuracy"])
-                    lo, hi = wilson(round(acc * n), n)
+                    # pooled over the splits: every test decision counts once
+                    runs = per_seed[name]
+                    n = sum(int(r["n"]) for r in runs)
+                    correct = sum(round(float(r["accuracy"]) * int(r["n"])) for r in runs)
+                    acc = correct / n
+                    lo, hi = wilson(correct, n)
                     row.update({
                         "accuracy": rnd(acc), "ci_low": rnd(lo), "ci_high": rnd(hi),
-                        "balanced_accuracy": rnd(last["balanced_accuracy"]),
+                        "per_seed_accuracy": [rnd(r["accuracy"]) for r in runs],
+                        "n_test_pooled": n,
+                        "balanced_accuracy": rnd(
+                            statistics.mean(r["balanced_accuracy"] for r in runs)
+                        ),
                         "wall_s": rnd(med[name]["s"]), "train_s": rnd(med[name]["train_s"]),
                         "evaluate_s": rnd(med[name]["evaluate_s"]), "model": last["model"],
                     })  # fmt: skip
                     if name == "auto" and base_tr and med[name]["train_s"]:
                         row["auto_over_defaults_train"] = rnd(med[name]["train_s"] / base_tr, 2)
                     row["acc_text"] = f"{acc:.3f} [{lo:.3f}, {hi:.3f}]"
+                    row["seed_text"] = " ".join(f"{r['accuracy']:.3f}" for r in runs)
                 else:
                     row["acc_text"] = "n/a (not available)" if last["status"] == "n/a" else "error"
-                emit({k: v for k, v in row.items() if k != "acc_text"}, args.json_out)
+                row.setdefault("seed_text", "")
+                emit({k: v for k, v in row.items() if k not in ("acc_text", "seed_text")},
+                     args.json_out)  # fmt: skip
                 rows.append(row)
 
     print()
     for ds_name in dict.fromkeys(r["dataset"] for r in rows):
         sub = [r for r in rows if r["dataset"] == ds_name]
-        print(f"{ds_name} ({sub[0]['n_classes']} classes, {sub[0]['n_test']} test files)")
+        print(f"{ds_name} ({sub[0]['n_classes']} classes, {sub[0]['n_test']} test files per "
+              f"split, split seeds {args.seed_list})")  # fmt: skip
         print(
             table(
                 sub,
                 [
                     ("config", "config", "s"), ("model", "model", "s"), ("acc_text", "accuracy [95% Wilson]", "s"),
+                    ("seed_text", "per split", "s"),
                     ("balanced_accuracy", "balanced acc", ".3f"), ("wall_s", "wall s", ".2f"),
                     ("train_s", "train s", ".2f"), ("evaluate_s", "eval s", ".2f"),
                 ],
