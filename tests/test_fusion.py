@@ -203,12 +203,9 @@ def test_auto_offers_fusions_and_trains_the_chosen_one(tmp_path, monkeypatch):
     assert singles == ["general", "sound", "sound-cmn"]
     fusions = [r["front_end"] for r in res.table if r["stage"] == "fusion"]
     assert len(fusions) == tuning.MAX_FUSED - 1
-    # force the largest fusion, as the one-standard-error rule does when it leads by more
-    # than 1 SE (the singles' rule keeps general)
-    monkeypatch.setattr(
-        tuning, "_one_standard_error",
-        lambda options, n: options[-1][0] if " + " in options[-1][0] else options[0][0],
-    )  # fmt: skip
+    # force general as the front end alone, then the largest fusion
+    monkeypatch.setattr(tuning, "_one_standard_error", lambda options, n: options[0][0])
+    monkeypatch.setattr(tuning, "_choose_fusion", lambda options, n: options[-1][0])
     clf, res = tuning.train_tuned(records, components=4, cv_max_iter=3, max_iter=5,
                                   options=RunOptions(n_jobs=1))  # fmt: skip
     assert isinstance(clf, FusedClassifier) and res.front_end == fusions[-1]

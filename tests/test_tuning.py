@@ -368,6 +368,7 @@ def test_front_ends_sharing_an_extraction_decode_once(sound_data, monkeypatch):
              "sound": tuning.PRESETS["sound"]}  # fmt: skip
     monkeypatch.setattr(tuning, "FRONT_ENDS", cands)
     monkeypatch.setattr(tuning, "_one_standard_error", lambda options, n: "general+dd+cmn")
+    monkeypatch.setattr(tuning, "_choose_fusion", lambda options, n: options[0][0])  # no fusion
     records = read_manifest(sound_data)
     res = tuning.tune(records, components=4, cv_max_iter=2, options=RunOptions(n_jobs=1))
     assert set(calls) == {cands["general+dd"], cands["sound"]} and len(calls) == 2
@@ -420,3 +421,69 @@ def test_forward_fusion_adds_the_best_member_each_step(seed, n_cands, n_clips):
         assert got[-1] == left[tried.index(max(tried))]  # the earliest of equals
         members.append(got[-1])
         assert got == members
+
+
+def test_fusion_choice_keeps_the_most_members_within_one_standard_error():
+    from audiogmm.pipeline.tuning import _choose_fusion
+
+    n = 400  # one SE at p ~ 0.85 is about 7 clips
+    assert _choose_fusion([("a", 340, 1.0), ("a + b", 345, 2.0), ("a + b + c", 341, 3.0)], n) == (
+        "a + b + c"
+    )
+    # a smaller option better by more than one SE wins
+    assert _choose_fusion([("a", 340, 1.0), ("a + b", 360, 2.0), ("a + b + c", 345, 3.0)], n) == (
+        "a + b"
+    )
+    assert _choose_fusion([("a", 360, 1.0), ("a + b", 340, 2.0)], n) == "a"
+
+
+def _selection_with_accuracy(ks, correct_of_k, n=300, n_labels=3):
+    """A ComponentSelection over ``ks`` whose accuracy at K is ``correct_of_k[K]`` / n."""
+    from audiogmm.models.selection import ComponentSelection
+
+    y = np.arange(n) % n_labels
+    scores = {}
+    for k in ks:
+        S = np.zeros((n, n_labels))
+        S[np.arange(n), y] = 1.0  # right
+        wrong = np.arange(n) >= correct_of_k[k]
+        S[wrong, (y[wrong] + 1) % n_labels] = 2.0
+        scores[k] = S
+    labels = [f"l{j}" for j in range(n_labels)]
+    return ComponentSelection(tuple(sorted(ks)), labels, y, np.arange(n) % 3,
+                              np.full(n, 10), scores, {lab: 64 for lab in labels})  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "correct, tried",
+    [
+        ({32: 250, 16: 255, 8: 240, 4: 200}, [32, 16, 8]),  # 8 is > 1 SE below 16: stop
+        ({32: 250, 16: 252, 8: 251, 4: 200}, [32, 16, 8, 4]),  # 8 within: try 4
+        ({32: 200, 16: 250, 8: 250, 4: 249}, [32, 16, 8, 4]),  # rising, then flat
+        ({16: 250, 8: 200}, [16, 8]),
+    ],
+)
+def test_component_search_stops_below_one_standard_error(correct, tried):
+    from audiogmm.pipeline.tuning import _search_down
+
+    calls = []
+
+    def cv(name, ks):
+        calls.extend(ks)
+        return _selection_with_accuracy(ks, correct)
+
+    sel = _search_down(cv, "general", sorted(correct))
+    assert calls == tried
+    assert sel.grid == tuple(sorted(tried))
+    for k in tried:
+        assert sel.accuracy_counts(sel.scores[k])[0] == correct[k]
+
+
+def test_merged_selections_must_share_folds():
+    a = _selection_with_accuracy([8], {8: 100})
+    b = _selection_with_accuracy([4], {4: 90})
+    m = a.merged(b)
+    assert m.grid == (4, 8) and m.accuracy_counts(m.scores[4])[0] == 90
+    b.folds = np.roll(b.folds, 1)
+    with pytest.raises(ParameterError, match="cannot merge"):
+        a.merged(b)

@@ -291,6 +291,29 @@ class ComponentSelection:
         """``choice`` limited by each class's cap on all its frames (:func:`max_components`)."""
         return {lab: min(int(k), self.caps[lab]) for lab, k in choice.items()}
 
+    def merged(self, other: ComponentSelection) -> ComponentSelection:
+        """These scores and ``other``'s, over the union of the grids.
+
+        Both must come from :func:`cv_scores` on the same clips, labels and folds (the
+        same ``random_state``), so that one K can be added to a search already run.
+
+        Raises
+        ------
+        ParameterError
+            The clips, labels or folds differ.
+        """
+        same = (
+            self.labels == other.labels
+            and np.array_equal(self.y, other.y)
+            and np.array_equal(self.folds, other.folds)
+            and np.array_equal(self.n_frames, other.n_frames)
+        )
+        if not same:
+            raise ParameterError("cannot merge selections of different clips, labels or folds")
+        scores = {**self.scores, **other.scores}
+        return ComponentSelection(tuple(sorted(scores)), self.labels, self.y, self.folds,
+                                  self.n_frames, scores, dict(self.caps))  # fmt: skip
+
     def composite(self, choice: Mapping[str, int]) -> np.ndarray:
         """The score matrix of a per-class choice: column ``y`` from ``scores[choice[y]]``."""
         S = np.empty_like(self.scores[self.grid[0]])
