@@ -204,8 +204,8 @@ def test_auto_offers_fusions_and_trains_the_chosen_one(tmp_path, monkeypatch):
     fusions = [r["front_end"] for r in res.table if r["stage"] == "fusion"]
     assert len(fusions) == tuning.MAX_FUSED - 1
     # force general as the front end alone, then the largest fusion
-    monkeypatch.setattr(tuning, "_one_standard_error", lambda options, n: options[0][0])
-    monkeypatch.setattr(tuning, "_choose_fusion", lambda options, n: options[-1][0])
+    monkeypatch.setattr(tuning, "one_standard_error", lambda options, n: options[0][0])
+    monkeypatch.setattr(tuning, "choose_fusion", lambda options, n: options[-1][0])
     clf, res = tuning.train_tuned(records, components=4, cv_max_iter=3, max_iter=5,
                                   options=RunOptions(n_jobs=1))  # fmt: skip
     assert isinstance(clf, FusedClassifier) and res.front_end == fusions[-1]

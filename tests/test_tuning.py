@@ -278,20 +278,20 @@ def test_fixed_train_has_no_selection(sound_data, tmp_path):
 
 
 def test_components_rule_is_one_standard_error():
-    from audiogmm.pipeline.tuning import _one_standard_error
+    from audiogmm.models.selection import one_standard_error
 
     # K=32 is best by 4 clips of 428 (noise): the simplest option within one SE wins
     opts = [("K=8", 354, 8.0), ("K=16", 358, 16.0), ("K=32", 362, 28.0), ("per-class", 361, 20.0)]
-    assert _one_standard_error(opts, 428) == "K=16"
+    assert one_standard_error(opts, 428) == "K=16"
     # a clear winner (far more than one SE) is kept even if it is the largest
     opts = [("K=8", 300, 8.0), ("K=16", 330, 16.0), ("K=32", 400, 28.0)]
-    assert _one_standard_error(opts, 428) == "K=32"
+    assert one_standard_error(opts, 428) == "K=32"
     # per-class (most complex) must be clearly better than every single K
     inf = float("inf")
     opts = [("K=16", 345, 16.0), ("K=32", 341, 32.0), ("per-class", 346, inf)]
-    assert _one_standard_error(opts, 428) == "K=16"
+    assert one_standard_error(opts, 428) == "K=16"
     opts = [("K=16", 345, 16.0), ("K=32", 341, 32.0), ("per-class", 380, inf)]
-    assert _one_standard_error(opts, 428) == "per-class"
+    assert one_standard_error(opts, 428) == "per-class"
 
 
 def test_tune_needs_a_label_with_two_clips():
@@ -367,8 +367,8 @@ def test_front_ends_sharing_an_extraction_decode_once(sound_data, monkeypatch):
              "general+dd+cmn": g.replace(delta_order=2, cmvn="utterance", cmvn_norm_vars=False),
              "sound": tuning.PRESETS["sound"]}  # fmt: skip
     monkeypatch.setattr(tuning, "FRONT_ENDS", cands)
-    monkeypatch.setattr(tuning, "_one_standard_error", lambda options, n: "general+dd+cmn")
-    monkeypatch.setattr(tuning, "_choose_fusion", lambda options, n: options[0][0])  # no fusion
+    monkeypatch.setattr(tuning, "one_standard_error", lambda options, n: "general+dd+cmn")
+    monkeypatch.setattr(tuning, "choose_fusion", lambda options, n: options[0][0])  # no fusion
     records = read_manifest(sound_data)
     res = tuning.tune(records, components=4, cv_max_iter=2, options=RunOptions(n_jobs=1))
     assert set(calls) == {cands["general+dd"], cands["sound"]} and len(calls) == 2
@@ -398,7 +398,8 @@ def test_full_band_front_end_is_skipped_when_no_file_has_the_band():
 @given(st.integers(0, 10_000), st.integers(2, 5), st.integers(4, 30))
 def test_forward_fusion_adds_the_best_member_each_step(seed, n_cands, n_clips):
     from audiogmm.models.fusion import fuse_scores
-    from audiogmm.pipeline.tuning import MAX_FUSED, _forward_fusion
+    from audiogmm.models.selection import forward_fusion
+    from audiogmm.pipeline.tuning import MAX_FUSED
 
     rng = np.random.default_rng(seed)
     names = [f"c{i}" for i in range(n_cands)]
@@ -409,7 +410,7 @@ def test_forward_fusion_adds_the_best_member_each_step(seed, n_cands, n_clips):
     def correct(S):
         return int((S.argmax(1) == y).sum())
 
-    path = _forward_fusion(names[0], names[1:], scores, frames, correct)
+    path = forward_fusion(names[0], names[1:], scores, frames, correct, MAX_FUSED)
     assert len(path) == min(MAX_FUSED, n_cands) - 1
     members = [names[0]]
     for got, c in path:
@@ -424,17 +425,17 @@ def test_forward_fusion_adds_the_best_member_each_step(seed, n_cands, n_clips):
 
 
 def test_fusion_choice_keeps_the_most_members_within_one_standard_error():
-    from audiogmm.pipeline.tuning import _choose_fusion
+    from audiogmm.models.selection import choose_fusion
 
     n = 400  # one SE at p ~ 0.85 is about 7 clips
-    assert _choose_fusion([("a", 340, 1.0), ("a + b", 345, 2.0), ("a + b + c", 341, 3.0)], n) == (
+    assert choose_fusion([("a", 340, 1.0), ("a + b", 345, 2.0), ("a + b + c", 341, 3.0)], n) == (
         "a + b + c"
     )
     # a smaller option better by more than one SE wins
-    assert _choose_fusion([("a", 340, 1.0), ("a + b", 360, 2.0), ("a + b + c", 345, 3.0)], n) == (
+    assert choose_fusion([("a", 340, 1.0), ("a + b", 360, 2.0), ("a + b + c", 345, 3.0)], n) == (
         "a + b"
     )
-    assert _choose_fusion([("a", 360, 1.0), ("a + b", 340, 2.0)], n) == "a"
+    assert choose_fusion([("a", 360, 1.0), ("a + b", 340, 2.0)], n) == "a"
 
 
 def _selection_with_accuracy(ks, correct_of_k, n=300, n_labels=3):
@@ -464,7 +465,7 @@ def _selection_with_accuracy(ks, correct_of_k, n=300, n_labels=3):
     ],
 )
 def test_component_search_stops_below_one_standard_error(correct, tried):
-    from audiogmm.pipeline.tuning import _search_down
+    from audiogmm.models.selection import search_down
 
     calls = []
 
@@ -472,7 +473,7 @@ def test_component_search_stops_below_one_standard_error(correct, tried):
         calls.extend(ks)
         return _selection_with_accuracy(ks, correct)
 
-    sel = _search_down(cv, "general", sorted(correct))
+    sel = search_down(cv, "general", sorted(correct))
     assert calls == tried
     assert sel.grid == tuple(sorted(tried))
     for k in tried:

@@ -19,7 +19,7 @@
    members so far is most accurate, up to :data:`MAX_FUSED` members. Its CV accuracy
    comes from the candidates' score matrices of step 2, at no extra cost. Of the front
    end alone and each step, the one with the most members among those within one
-   standard error of the best is kept (:func:`_choose_fusion`: adding a member to a
+   standard error of the best is kept (:func:`~audiogmm.models.selection.choose_fusion`: adding a member to a
    fusion fits nothing, so it cannot overfit). A later front end or a fusion takes the
    single K.
 
@@ -34,7 +34,6 @@ table carries its 95% Wilson interval, so that differences inside the noise are 
 from __future__ import annotations
 
 import logging
-import math
 import time
 import warnings
 from collections import Counter
@@ -51,8 +50,16 @@ from ..exceptions import ConvergenceWarning, DatasetError, ParameterError
 from ..features import PRESETS, FeatureConfig
 from ..features.extraction import extraction_roots
 from ..models import FusedClassifier, GMMClassifier
-from ..models.fusion import fuse_scores
-from ..models.selection import COMPONENT_GRID, cv_scores, fit_mixed, supported_grid
+from ..models.selection import (
+    COMPONENT_GRID,
+    choose_fusion,
+    cv_scores,
+    fit_mixed,
+    forward_fusion,
+    one_standard_error,
+    search_down,
+    supported_grid,
+)
 from ..scoring import wilson_interval
 
 __all__ = [
@@ -170,144 +177,6 @@ class TuneResult:
             "seconds": round(self.seconds, 3),
             "table": self.table,
         }
-
-
-def _within_one_se(
-    options: Sequence[tuple[str, int, float]], n: int
-) -> list[tuple[str, int, float]]:
-    """The options whose accuracy is within one binomial standard error of the best.
-
-    Parameters
-    ----------
-    options : sequence of (name, n_correct, complexity)
-    n : int
-        Clips scored.
-    """
-    best = max(c for _, c, _ in options)
-    p = best / n
-    floor = best - math.sqrt(p * (1 - p) / n) * n
-    return [o for o in options if o[1] >= floor]
-
-
-def _one_standard_error(options: Sequence[tuple[str, int, float]], n: int) -> str:
-    """The one-standard-error rule: the simplest option within one SE of the best accuracy.
-
-    Parameters
-    ----------
-    options : sequence of (name, n_correct, complexity)
-        Complexity orders the options (smaller is simpler).
-    n : int
-        Clips scored.
-
-    CV accuracies of neighbouring K differ by a few clips in a few hundred, which is
-    noise; taking the noisy maximum favours the largest models, which overfit few
-    clips per class. So (Breiman et al. 1984; Hastie et al., ESL 7.10) the simplest
-    option whose accuracy is within ``sqrt(p (1 - p) / n)`` of the best one's ``p``
-    is kept.
-    """
-    return min((k, name) for name, _, k in _within_one_se(options, n))[1]
-
-
-def _choose_fusion(options: Sequence[tuple[str, int, float]], n: int) -> str:
-    """The option with the most members among those within one SE of the best accuracy.
-
-    Parameters
-    ----------
-    options : sequence of (name, n_correct, n_members)
-        The front end alone, then each forward-selection step.
-    n : int
-        Clips scored.
-
-    The reverse of :func:`_one_standard_error`, on purpose: a late fusion adds the
-    members' scores with no fitted weight, so a member more cannot overfit the training
-    clips the way a component more can; it costs only time. On every development set
-    and split, the fusion of all candidates was at least as accurate on the test side
-    as the option the one-standard-error rule kept (README "Presets and tuning"). So
-    the largest fusion is kept unless a smaller option is better by more than the noise.
-    Ties: the higher accuracy, then the earlier option.
-    """
-    within = _within_one_se(options, n)
-    return max(within, key=lambda o: (o[2], o[1], -options.index(o)))[0]
-
-
-def _search_down(cv: Any, name: str, grid: Sequence[int]) -> Any:
-    """Cross-validate ``grid`` from the largest K down, stopping where smaller K cannot win.
-
-    Each K is scored after the larger ones; the search stops after the first K whose
-    accuracy is more than one standard error below the best so far, since the
-    one-standard-error rule could then keep a smaller K only if accuracy rose again as K
-    falls. Small K are cheap, but each costs the same fold set-up and k-means starts, so
-    on data that needs large models this saves about a third of the search.
-
-    Parameters
-    ----------
-    cv : callable
-        ``cv(name, ks)`` returns a :class:`~audiogmm.models.selection.ComponentSelection`.
-    name : str
-        Front end.
-    grid : sequence of int
-        Supported K values.
-
-    Returns
-    -------
-    ComponentSelection
-        Over the K values scored.
-    """
-    ks = sorted(grid, reverse=True)
-    sel = cv(name, ks[:2])  # the two largest: one comparison before any stop
-    for k in ks[2:]:
-        n = sel.accuracy_counts(sel.scores[sel.grid[0]])[1]
-        scored = [(str(g), sel.accuracy_counts(sel.scores[g])[0], 0.0) for g in sel.grid]
-        if str(sel.grid[0]) not in {o[0] for o in _within_one_se(scored, n)}:
-            logger.info("front end %s: K below %d not tried (K=%d is more than one standard "
-                        "error below the best)", name, sel.grid[0], sel.grid[0])  # fmt: skip
-            break
-        sel = sel.merged(cv(name, [k]))
-    return sel
-
-
-def _forward_fusion(
-    start: str,
-    pool: Sequence[str],
-    scores: Mapping[str, np.ndarray],
-    n_frames: Mapping[str, Sequence[int]],
-    correct: Any,
-) -> list[tuple[list[str], int]]:
-    """Greedy forward selection of late-fusion members (Caruana et al. 2004).
-
-    From ``start``, add the candidate of ``pool`` whose fusion with the members so far
-    scores most correct clips (the earliest on ties), until :data:`MAX_FUSED` members
-    or the pool is used up.
-
-    Parameters
-    ----------
-    start : str
-        First member (its frame counts scale the fused totals, :func:`fuse_scores`).
-    pool : sequence of str
-        Other candidates, in order of preference; their score rows are the same clips.
-    scores : mapping of str to ndarray of shape (n_clips, n_labels)
-        Cross-validated held-out totals per candidate.
-    n_frames : mapping of str to sequence of int
-        Frames behind each clip's totals, per candidate.
-    correct : callable
-        Score matrix to the number of correctly classified clips.
-
-    Returns
-    -------
-    list of (members, n_correct)
-        One entry per step: the members after it, in order of addition.
-    """
-    members, left, path = [start], list(pool), []
-    while left and len(members) < MAX_FUSED:
-        tried = [
-            correct(fuse_scores([scores[m] for m in (*members, c)],
-                                [n_frames[m] for m in (*members, c)]))
-            for c in left
-        ]  # fmt: skip
-        best = int(np.argmax(tried))  # the first of equals: the simpler, cheaper candidate
-        members.append(left.pop(best))
-        path.append((list(members), tried[best]))
-    return path
 
 
 def _candidates(preset: str | FeatureConfig) -> dict[str, FeatureConfig]:
@@ -479,7 +348,7 @@ def tune(
             choice = {y: screen_k for y in labels}
             rule = "fixed"
         else:
-            sel = _search_down(
+            sel = search_down(
                 cv, first, supported_grid(labels, [len(X) for X in clips], grid, n_folds)
             )
             cands_k: list[tuple[str, int, float]] = []
@@ -496,7 +365,7 @@ def tune(
             # per-class picks one K per label (n_labels choices, not one) from the same
             # folds: the more flexible selection, so it ranks after every single K
             cands_k.append(("per-class", c, float("inf")))
-            rule = _one_standard_error(cands_k, n)
+            rule = one_standard_error(cands_k, n)
             choice = choices[rule]
             # the other front ends are compared at the K the data supports (the chosen
             # single K, or the best single K when per-class won)
@@ -519,12 +388,12 @@ def tune(
                 c, n = sel_f.accuracy_counts(scores[cand])
                 table.append(_row("front end", cand, f"K={screen_k}", c, n))
                 singles.append((cand, c, float(rank)))
-            name = _one_standard_error(singles, n)
+            name = one_standard_error(singles, n)
             # 3. late fusion, by forward selection from that front end
-            path = _forward_fusion(
+            path = forward_fusion(
                 name, [c for c in cands if c != name and usable(c) == usable(name)], scores,
                 {c: [len(X[::FRAME_STEP]) for X in features(c)[1]] for c in cands},
-                lambda S: sels[name].accuracy_counts(S)[0],
+                lambda S: sels[name].accuracy_counts(S)[0], MAX_FUSED,
             )  # fmt: skip
             for members_, c in path:
                 fname = " + ".join(members_)
@@ -532,7 +401,7 @@ def tune(
                 table.append(_row("fusion", fname, f"K={screen_k}", c, n))
             options = [(name, next(c for m, c, _ in singles if m == name), 1.0)]
             options += [(" + ".join(m), c, float(len(m))) for m, c in path]
-            name = _choose_fusion(options, n)
+            name = choose_fusion(options, n)
             for row in table:
                 if row["stage"] in ("front end", "fusion"):
                     row["chosen"] = row["front_end"] == name
