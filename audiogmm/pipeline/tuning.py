@@ -128,7 +128,9 @@ class TuneResult:
     Attributes
     ----------
     front_end : str
-        Name of the chosen front end (a key of :data:`FRONT_ENDS`, or a preset name).
+        Name of the chosen front end: a key of :data:`FRONT_ENDS`, ``"<name>-cmn"`` (its
+        per-clip mean-normalised copy), a preset name, ``"config"`` (a given config), or
+        a late fusion ``"<a> + <b> [+ <c>]"`` of those.
     config : FeatureConfig
     n_components : dict of str to int
         Components of each class (equal values for a single K).
@@ -144,8 +146,9 @@ class TuneResult:
         The chosen front end's features of the training files (not serialised); the
         first member's for a fusion.
     members : list of str
-        For a late fusion (``front_end`` is ``"<a> + <b>"``): the fused front ends, the
-        first one's K search applying to all; empty otherwise.
+        For a late fusion: the fused front ends in order of selection (the first one's
+        frame counts scale the fused scores; the K chosen applies to all); empty
+        otherwise.
     member_configs : list of FeatureConfig
     member_features : list of ExtractionResult
         One per member, over the same usable files (not serialised).
