@@ -490,7 +490,8 @@ def search_down(cv: Any, name: str, grid: Sequence[int]) -> Any:
     accuracy is more than one standard error below the best so far, since the
     one-standard-error rule could then keep a smaller K only if accuracy rose again as K
     falls. Small K are cheap, but each costs the same fold set-up and k-means starts, so
-    on data that needs large models this saves about a third of the search.
+    on data that needs large models this saves about a quarter of the search (K=4 of
+    {4, 8, 16} on the development speakers).
 
     Parameters
     ----------

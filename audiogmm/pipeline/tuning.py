@@ -19,9 +19,9 @@
    members so far is most accurate, up to :data:`MAX_FUSED` members. Its CV accuracy
    comes from the candidates' score matrices of step 2, at no extra cost. Of the front
    end alone and each step, the one with the most members among those within one
-   standard error of the best is kept (:func:`~audiogmm.models.selection.choose_fusion`: adding a member to a
-   fusion fits nothing, so it cannot overfit). A later front end or a fusion takes the
-   single K.
+   standard error of the best is kept (:func:`~audiogmm.models.selection.choose_fusion`:
+   adding a member to a fusion fits nothing, so it cannot overfit). A later front end or
+   a fusion takes the single K.
 
 Folds hold out whole clips, never frames, and only the training files are ever
 read. Fits inside the cross-validation stop after :data:`CV_MAX_ITER` EM
@@ -63,9 +63,9 @@ from ..models.selection import (
 from ..scoring import wilson_interval
 
 __all__ = [
+    "CMN",
     "CV_MAX_ITER",
     "FRAME_STEP",
-    "CMN",
     "FRONT_ENDS",
     "MAX_FUSED",
     "N_FOLDS",
@@ -310,17 +310,16 @@ def tune(
         extracted: dict[str, ExtractionResult] = {}
         feats: dict[str, tuple[ExtractionResult, list[np.ndarray], list[str]]] = {}
 
-        def extract(root: str, executor: LocalExecutor | None) -> ExtractionResult:
-            t1 = time.perf_counter()
-            res = extract_many(records, config=cands[root], options=opts, executor=executor)
-            logger.info("front end %s: extracted in %.2f s", root, time.perf_counter() - t1)
-            return res
-
         def features(name: str) -> tuple[ExtractionResult, list[np.ndarray], list[str]]:
             if name not in feats:
                 root = roots[name]
                 if root not in extracted:
-                    extracted[root] = extract(root, ex)
+                    t1 = time.perf_counter()
+                    extracted[root] = extract_many(
+                        records, config=cands[root], options=opts, executor=ex
+                    )
+                    logger.info("front end %s: extracted in %.2f s", root,
+                                time.perf_counter() - t1)  # fmt: skip
                 res = extracted[root]
                 if root != name:  # fewer delta orders or a CMVN: sliced, no second decode
                     res = res.derived(cands[root], cands[name])
