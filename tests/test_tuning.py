@@ -277,21 +277,34 @@ def test_fixed_train_has_no_selection(sound_data, tmp_path):
     assert json.loads(run(["info", model, "--json"]).output)["selection"] is None
 
 
-def test_components_rule_is_one_standard_error():
+def test_one_standard_error_keeps_the_simplest_option_within_the_noise():
     from audiogmm.models.selection import one_standard_error
 
-    # K=32 is best by 4 clips of 428 (noise): the simplest option within one SE wins
-    opts = [("K=8", 354, 8.0), ("K=16", 358, 16.0), ("K=32", 362, 28.0), ("per-class", 361, 20.0)]
-    assert one_standard_error(opts, 428) == "K=16"
-    # a clear winner (far more than one SE) is kept even if it is the largest
-    opts = [("K=8", 300, 8.0), ("K=16", 330, 16.0), ("K=32", 400, 28.0)]
-    assert one_standard_error(opts, 428) == "K=32"
-    # per-class (most complex) must be clearly better than every single K
+    # the front ends in order: the best by 4 clips of 428 (noise) loses to the first
+    opts = [("general", 354, 0.0), ("sound", 358, 1.0), ("other", 362, 2.0)]
+    assert one_standard_error(opts, 428) == "sound"
+    # a clear winner (far more than one SE) is kept even if it is the most complex
+    opts = [("general", 300, 0.0), ("sound", 330, 1.0), ("other", 400, 2.0)]
+    assert one_standard_error(opts, 428) == "other"
+
+
+def test_components_rule_keeps_the_largest_k_within_one_standard_error():
+    from audiogmm.models.selection import choose_components
+
     inf = float("inf")
+    # K=8 is best by 4 clips of 428 (noise): the largest K within one SE, for the final
+    # model that sees three times the CV models' data
+    opts = [("K=4", 330, 4.0), ("K=8", 358, 8.0), ("K=16", 354, 16.0), ("K=32", 340, 32.0),
+            ("per-class", 357, inf)]  # fmt: skip
+    assert choose_components(opts, 428) == "K=16"
+    # a K clearly below the best is never kept, however large
+    opts = [("K=8", 380, 8.0), ("K=16", 360, 16.0), ("K=32", 330, 32.0)]
+    assert choose_components(opts, 428) == "K=8"
+    # per-class (one choice per class) must be clearly better than every single K
     opts = [("K=16", 345, 16.0), ("K=32", 341, 32.0), ("per-class", 346, inf)]
-    assert one_standard_error(opts, 428) == "K=16"
+    assert choose_components(opts, 428) == "K=32"
     opts = [("K=16", 345, 16.0), ("K=32", 341, 32.0), ("per-class", 380, inf)]
-    assert one_standard_error(opts, 428) == "per-class"
+    assert choose_components(opts, 428) == "per-class"
 
 
 def test_tune_needs_a_label_with_two_clips():

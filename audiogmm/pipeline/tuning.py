@@ -4,10 +4,12 @@
 
 1. **Components**, on the first candidate front end (the default, ``general``): every
    single K of the grid that most classes can support (:func:`supported_grid`) is a
-   candidate, and so is a per-class K (the grid value with the best held-out
-   log-likelihood of the class's own clips, :mod:`audiogmm.models.selection`). The
-   simplest candidate whose cross-validated accuracy is within one standard error of the
-   best is kept; per-class counts as the most complex (one choice per label).
+   candidate, from the largest down (:func:`~audiogmm.models.selection.search_down`), and
+   so is a per-class K (the grid value with the best held-out log-likelihood of the
+   class's own clips, :mod:`audiogmm.models.selection`). The largest single K whose
+   cross-validated accuracy is within one standard error of the best is kept
+   (:func:`~audiogmm.models.selection.choose_components`: the CV models see a third of
+   the final model's data); per-class only when it leads by more than that.
 2. **Front end.** Every other candidate (:data:`FRONT_ENDS` within the files' bandwidth,
    then the widest one's per-clip mean-normalised copy, ``<name>-cmn``, see :data:`CMN`)
    is extracted once (or derived from a shared extraction) and scored at the K chosen in
@@ -52,6 +54,7 @@ from ..features.extraction import extraction_roots
 from ..models import FusedClassifier, GMMClassifier
 from ..models.selection import (
     COMPONENT_GRID,
+    choose_components,
     choose_fusion,
     cv_scores,
     fit_mixed,
@@ -367,7 +370,7 @@ def tune(
             # per-class picks one K per label (n_labels choices, not one) from the same
             # folds: the more flexible selection, so it ranks after every single K
             cands_k.append(("per-class", c, float("inf")))
-            rule = one_standard_error(cands_k, n)
+            rule = choose_components(cands_k, n)
             choice = choices[rule]
             # the other front ends are compared at the K the data supports (the chosen
             # single K, or the best single K when per-class won)
