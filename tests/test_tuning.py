@@ -471,13 +471,14 @@ def _selection_with_accuracy(ks, correct_of_k, n=300, n_labels=3):
 @pytest.mark.parametrize(
     "correct, tried",
     [
-        ({32: 250, 16: 255, 8: 240, 4: 200}, [32, 16, 8]),  # 8 is > 1 SE below 16: stop
-        ({32: 250, 16: 252, 8: 251, 4: 200}, [32, 16, 8, 4]),  # 8 within: try 4
-        ({32: 200, 16: 250, 8: 250, 4: 249}, [32, 16, 8, 4]),  # rising, then flat
+        ({32: 250, 16: 255, 8: 240, 4: 200}, [32, 16, 8]),  # 8 is below 16: stop
+        ({32: 250, 16: 252, 8: 251, 4: 300}, [32, 16, 8]),  # even by one clip
+        ({32: 200, 16: 250, 8: 250, 4: 249}, [32, 16, 8, 4]),  # rising, then a tie
+        ({32: 200, 16: 220, 8: 240, 4: 260}, [32, 16, 8, 4]),  # rising all the way
         ({16: 250, 8: 200}, [16, 8]),
     ],
 )
-def test_component_search_stops_below_one_standard_error(correct, tried):
+def test_component_search_stops_below_the_best(correct, tried):
     from audiogmm.models.selection import search_down
 
     calls = []
