@@ -454,11 +454,12 @@ def one_standard_error(options: Sequence[tuple[str, int, float]], n: int) -> str
     n : int
         Clips scored.
 
-    CV accuracies of neighbouring K differ by a few clips in a few hundred, which is
-    noise; taking the noisy maximum favours the largest models, which overfit few
-    clips per class. So (Breiman et al. 1984; Hastie et al., ESL 7.10) the simplest
-    option whose accuracy is within ``sqrt(p (1 - p) / n)`` of the best one's ``p``
-    is kept.
+    CV accuracies of two options often differ by a few clips in a few hundred, which is
+    noise; so (Breiman et al. 1984; Hastie et al., ESL 7.10) the simplest option whose
+    accuracy is within ``sqrt(p (1 - p) / n)`` of the best one's ``p`` is kept. Model
+    selection uses it for the front ends alone, in order of cost: a costlier front end
+    must be better by more than the noise. (For K see :func:`choose_components`, for
+    fusions :func:`choose_fusion`: both keep the largest option within the noise.)
     """
     return min((k, name) for name, _, k in within_one_se(options, n))[1]
 
