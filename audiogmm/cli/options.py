@@ -52,9 +52,8 @@ def _preset_and_config(f, *, auto: bool = False):
         show_default=True,
         help="Named feature preset"
         + (
-            ", or 'auto': the default unless another front end is better in "
-            "clip-stratified cross-validation on the training files (one-standard-error "
-            "rule)."
+            ", or 'auto': the default, another front end or a late fusion of up to "
+            "three, chosen by clip-stratified cross-validation on the training files."
             if auto
             else "."
         ),

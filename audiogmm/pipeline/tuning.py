@@ -14,8 +14,9 @@
    then the widest one's per-clip mean-normalised copy, ``<name>-cmn``, see :data:`CMN`)
    is extracted once (or derived from a shared extraction) and scored at the K chosen in
    step 1 (the best single K when per-class won): front ends are compared at the model
-   size the data supports, since their ranking changes with K. The same
-   one-standard-error rule, in candidate order, keeps one.
+   size the data supports, since their ranking changes with K. The one-standard-error
+   rule (:func:`~audiogmm.models.selection.one_standard_error`), in candidate order,
+   keeps one.
 3. **Late fusion** (:class:`~audiogmm.models.FusedClassifier`), by greedy forward
    selection from that front end: each step adds the candidate whose fusion with the
    members so far is most accurate, up to :data:`MAX_FUSED` members. Its CV accuracy
@@ -386,7 +387,7 @@ def tune(
             best_single = max((o for o in cands_k if o[0] != "per-class"), key=lambda o: o[1])
             screen_k = int((rule if rule != "per-class" else best_single[0])[2:])
             first_sel = sel
-        # 2. front ends, at that K; the same one-standard-error rule, in candidate order
+        # 2. front ends, at that K; the one-standard-error rule, in candidate order
         name = first
         fusions: dict[str, list[str]] = {}
         if len(cands) > 1:
