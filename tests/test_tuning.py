@@ -278,7 +278,7 @@ def test_fixed_train_has_no_selection(sound_data, tmp_path):
 
 
 def test_one_standard_error_keeps_the_simplest_option_within_the_noise():
-    from audiogmm.models.selection import one_standard_error
+    from audiogmm.models.decisions import one_standard_error
 
     # the front ends in order: the best by 4 clips of 428 (noise) loses to the first
     opts = [("general", 354, 0.0), ("sound", 358, 1.0), ("other", 362, 2.0)]
@@ -289,7 +289,7 @@ def test_one_standard_error_keeps_the_simplest_option_within_the_noise():
 
 
 def test_components_rule_keeps_the_largest_k_within_one_standard_error():
-    from audiogmm.models.selection import choose_components
+    from audiogmm.models.decisions import choose_components
 
     inf = float("inf")
     # K=8 is best by 4 clips of 428 (noise): the largest K within one SE, for the final
@@ -410,8 +410,8 @@ def test_full_band_front_end_is_skipped_when_no_file_has_the_band():
 @settings(max_examples=60, deadline=None)
 @given(st.integers(0, 10_000), st.integers(2, 5), st.integers(4, 30))
 def test_forward_fusion_adds_the_best_member_each_step(seed, n_cands, n_clips):
+    from audiogmm.models.decisions import forward_fusion
     from audiogmm.models.fusion import fuse_scores
-    from audiogmm.models.selection import forward_fusion
     from audiogmm.pipeline.tuning import MAX_FUSED
 
     rng = np.random.default_rng(seed)
@@ -438,7 +438,7 @@ def test_forward_fusion_adds_the_best_member_each_step(seed, n_cands, n_clips):
 
 
 def test_fusion_choice_keeps_the_most_members_within_one_standard_error():
-    from audiogmm.models.selection import choose_fusion
+    from audiogmm.models.decisions import choose_fusion
 
     n = 400  # one SE at p ~ 0.85 is about 7 clips
     assert choose_fusion([("a", 340, 1.0), ("a + b", 345, 2.0), ("a + b + c", 341, 3.0)], n) == (
@@ -479,7 +479,7 @@ def _selection_with_accuracy(ks, correct_of_k, n=300, n_labels=3):
     ],
 )
 def test_component_search_stops_below_the_best(correct, tried):
-    from audiogmm.models.selection import search_down
+    from audiogmm.models.decisions import search_down
 
     calls = []
 

@@ -4,25 +4,25 @@
 
 1. **Components**, on the first candidate front end (the default, ``general``): every
    single K of the grid that most classes can support (:func:`supported_grid`) is a
-   candidate, from the largest down (:func:`~audiogmm.models.selection.search_down`), and
+   candidate, from the largest down (:func:`~audiogmm.models.decisions.search_down`), and
    so is a per-class K (the grid value with the best held-out log-likelihood of the
    class's own clips, :mod:`audiogmm.models.selection`). The largest single K whose
    cross-validated accuracy is within one standard error of the best is kept
-   (:func:`~audiogmm.models.selection.choose_components`: the CV models see a third of
+   (:func:`~audiogmm.models.decisions.choose_components`: the CV models see a third of
    the final model's data); per-class only when it leads by more than that.
 2. **Front end.** Every other candidate (:data:`FRONT_ENDS` within the files' bandwidth,
    then the widest one's per-clip mean-normalised copy, ``<name>-cmn``, see :data:`CMN`)
    is extracted once (or derived from a shared extraction) and scored at the K chosen in
    step 1 (the best single K when per-class won): front ends are compared at the model
    size the data supports, since their ranking changes with K. The one-standard-error
-   rule (:func:`~audiogmm.models.selection.one_standard_error`), in candidate order,
+   rule (:func:`~audiogmm.models.decisions.one_standard_error`), in candidate order,
    keeps one.
 3. **Late fusion** (:class:`~audiogmm.models.FusedClassifier`), by greedy forward
    selection from that front end: each step adds the candidate whose fusion with the
    members so far is most accurate, up to :data:`MAX_FUSED` members. Its CV accuracy
    comes from the candidates' score matrices of step 2, at no extra cost. Of the front
    end alone and each step, the one with the most members among those within one
-   standard error of the best is kept (:func:`~audiogmm.models.selection.choose_fusion`:
+   standard error of the best is kept (:func:`~audiogmm.models.decisions.choose_fusion`:
    adding a member to a fusion fits nothing, so it cannot overfit). A later front end or
    a fusion takes the single K.
 
@@ -54,17 +54,14 @@ from ..exceptions import ConvergenceWarning, DatasetError, ParameterError
 from ..features import PRESETS, FeatureConfig
 from ..features.extraction import extraction_roots
 from ..models import FusedClassifier, GMMClassifier
-from ..models.selection import (
-    COMPONENT_GRID,
+from ..models.decisions import (
     choose_components,
     choose_fusion,
-    cv_scores,
-    fit_mixed,
     forward_fusion,
     one_standard_error,
     search_down,
-    supported_grid,
 )
+from ..models.selection import COMPONENT_GRID, cv_scores, fit_mixed, supported_grid
 from ..scoring import wilson_interval
 
 __all__ = [
@@ -405,8 +402,9 @@ def tune(
                 singles.append((cand, c, float(rank)))
             name = one_standard_error(singles, n)
             # 3. late fusion, by forward selection from that front end
+            same_files = usable(name)  # fused score rows must be the same clips
             path = forward_fusion(
-                name, [c for c in cands if c != name and usable(c) == usable(name)], scores,
+                name, [c for c in cands if c != name and usable(c) == same_files], scores,
                 {c: [len(X[:: steps[c]]) for X in features(c)[1]] for c in cands},
                 lambda S: sels[name].accuracy_counts(S)[0], MAX_FUSED,
             )  # fmt: skip
