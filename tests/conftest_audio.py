@@ -5,6 +5,8 @@
   into a folder and says, for each file, whether it must work or which error
   (and message fragment) it must raise.
 * :func:`real_clips` lists the FLAC files under ``data_samples/`` when present.
+* :func:`record_extractions` records the front end of every ``extract_many`` call a
+  module makes.
 """
 
 from __future__ import annotations
@@ -110,3 +112,19 @@ def real_clips(limit: Optional[int] = None) -> list[str]:
             for dirpath, _, files in sorted(os.walk(base)):
                 out.extend(os.path.join(dirpath, f) for f in sorted(files) if f.endswith(".flac"))
     return out[:limit] if limit else out
+
+
+def record_extractions(monkeypatch, module) -> list:
+    """Wrap ``module.extract_many`` to record each call's ``config``; returns the list.
+
+    The calls still extract (the real function runs); the list grows as they are made.
+    """
+    calls = []
+    real = module.extract_many
+
+    def recording(items, *, config, **kw):
+        calls.append(config)
+        return real(items, config=config, **kw)
+
+    monkeypatch.setattr(module, "extract_many", recording)
+    return calls

@@ -14,6 +14,8 @@ from click.testing import CliRunner
 
 from audiogmm.cli import main
 
+from .conftest_audio import record_extractions
+
 ROOT = Path(__file__).resolve().parents[1]
 SPEAKERS = ROOT / "data_samples" / "speakers"
 PICK = ["ast_en", "flite_slt", "flite_awb"]
@@ -119,14 +121,7 @@ def test_model_config_wins_at_prediction(folder_data, tmp_path, monkeypatch):
     import audiogmm.pipeline.classify as pipeline
     from audiogmm.pipeline import load_model
 
-    seen = []
-    real = pipeline.extract_many
-
-    def spy(paths, *, config, **kw):
-        seen.append(config)
-        return real(paths, config=config, **kw)
-
-    monkeypatch.setattr(pipeline, "extract_many", spy)
+    seen = record_extractions(monkeypatch, pipeline)
     run(["-q", "predict", model, clip, "--jobs", "1"])
     assert seen and seen[0] == load_model(model).config
     assert (

@@ -16,6 +16,7 @@ from audiogmm.features import PRESETS, FeatureConfig
 from audiogmm.models import FusedClassifier, GMMClassifier
 from audiogmm.pipeline import evaluate_classifier, load_model, predict_files, save_model, tuning
 
+from .conftest_audio import record_extractions
 from .test_model_file import base_model, read_model_file, tamper_header
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -221,13 +222,7 @@ def test_auto_offers_fusions_and_trains_the_chosen_one(tmp_path, monkeypatch):
     from audiogmm.data import extract_many
     from audiogmm.pipeline import classify
 
-    calls = []
-
-    def counting(items, *, config, **kw):
-        calls.append(config)
-        return extract_many(items, config=config, **kw)
-
-    monkeypatch.setattr(classify, "extract_many", counting)
+    calls = record_extractions(monkeypatch, classify)
     test = read_manifest(SOUNDS)[:6]
     out = evaluate_classifier(bundle, test, options=RunOptions(n_jobs=1))
     assert sorted(c.sample_rate for c in calls) == [16000, 44100]

@@ -26,6 +26,8 @@ from audiogmm.models.selection import (
 )
 from audiogmm.pipeline import load_model, tune
 
+from .conftest_audio import record_extractions
+
 ROOT = Path(__file__).resolve().parents[1]
 SOUNDS = ROOT / "data_samples" / "sounds"
 
@@ -367,14 +369,8 @@ def test_front_ends_sharing_an_extraction_decode_once(sound_data, monkeypatch):
     from audiogmm.data import RunOptions, read_manifest
     from audiogmm.pipeline import tuning
 
-    calls = []
     real = tuning.extract_many
-
-    def counting(records, *, config, **kw):
-        calls.append(config)
-        return real(records, config=config, **kw)
-
-    monkeypatch.setattr(tuning, "extract_many", counting)
+    calls = record_extractions(monkeypatch, tuning)
     g = tuning.PRESETS["general"]
     cands = {"general": g, "general+dd": g.replace(delta_order=2),
              "general+dd+cmn": g.replace(delta_order=2, cmvn="utterance", cmvn_norm_vars=False),
