@@ -27,8 +27,9 @@ Reported per configuration: accuracy pooled over the splits (every test decision
 once) with its 95% Wilson interval, the accuracy of each split, balanced accuracy
 (mean per-class recall, averaged over the splits), wall time of train + evaluate (median
 over the splits and ``--repeats``), and the ratio of the ``auto`` train time to the
-``defaults`` train time. Before the timed runs, one untimed warm-up of ``defaults`` and ``ref-speech`` on ``data_samples/speakers`` fills
-the numba and .pyc caches (``--no-warmup`` skips it).
+``defaults`` train time. Before the timed runs, one untimed warm-up of ``defaults`` and
+``ref-speech`` on ``data_samples/speakers`` fills the numba and .pyc caches
+(``--no-warmup`` skips it).
 
 Run::
 
