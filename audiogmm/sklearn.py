@@ -143,6 +143,11 @@ class DiagGMM(DensityMixin, BaseEstimator, _CoreGMM):
         self._check_fitted()
         return super().predict_proba(self._validate(X, reset=False))
 
+    def predict(self, X: Any) -> np.ndarray:
+        """Most likely component of each sample, shape (n_samples,)."""
+        self._check_fitted()
+        return super().predict(self._validate(X, reset=False))
+
 
 # one default per parameter: the wrapper's defaults are read from the core classes
 _GMM_DEFAULTS = {

@@ -341,3 +341,14 @@ def test_float32_with_collapsed_component_falls_back_to_float64():
     a = accumulate(X, Params(w, m, v))
     b = accumulate(X.astype(np.float64), Params(w, m, v))
     assert a.allclose(b, rtol=1e-9, atol=1e-6)
+
+
+def test_predict_proba_is_chunked_and_equals_the_reference():
+    from audiogmm.mixture import estimate_log_prob, log_softmax
+
+    X, _ = draw_mixture(3001, seed=3)
+    g = DiagGMM(4, random_state=0, chunk_size=256).fit(X)
+    ref = np.exp(log_softmax(estimate_log_prob(X, g.weights_, g.means_, g.variances_)))
+    np.testing.assert_allclose(g.predict_proba(X), ref, rtol=0, atol=1e-12)
+    np.testing.assert_array_equal(g.predict(X), ref.argmax(1))
+    assert g.predict(X[:0]).shape == (0,) and g.predict_proba(X[:0]).shape == (0, 4)

@@ -86,6 +86,51 @@ def test_classifier_split_init_rounds_run_stacked(count_runs):
     assert count_runs["report"] == sum(rounds + len(m.history_) for m in clf.models_.values())
 
 
+@pytest.fixture
+def entered():
+    """The code objects of the one orchestration and the one loop, seen as they are entered."""
+    import sys
+    import threading
+
+    from audiogmm.mixture import fit
+
+    watch = {fit.fit_mixtures.__code__: "fit_mixtures", em.run.__code__: "run"}
+    seen: set[str] = set()
+
+    def hook(frame, event, arg):
+        if event == "call" and frame.f_code in watch:
+            seen.add(watch[frame.f_code])
+
+    sys.setprofile(hook)
+    threading.setprofile(hook)  # executor threads too
+    try:
+        yield seen
+    finally:
+        sys.setprofile(None)
+        threading.setprofile(None)
+
+
+@pytest.mark.parametrize("what", ["DiagGMM.fit", "per-class ML", "UBM", "MAP"])
+def test_every_fit_runs_through_the_one_orchestration_and_the_one_loop(entered, what):
+    from audiogmm.models.ubm import UBMClassifier, train_ubm
+
+    rng = np.random.default_rng(0)
+    clips = [rng.normal(m, 1.0, (300, 2)) for m in (0, 0, 4, 4)]
+    labels = ["a", "a", "b", "b"]
+    if what == "DiagGMM.fit":
+        DiagGMM(2, random_state=0, n_jobs=1).fit(clips[0])
+    elif what == "per-class ML":
+        GMMClassifier(2, n_jobs=1).fit(clips, labels)
+    else:
+        ubm = DiagGMM(4, random_state=0, n_jobs=1).fit(np.concatenate(clips))
+        entered.clear()
+        if what == "UBM":  # out of core, from chunks
+            train_ubm(clips, 4, random_state=0, n_jobs=1)
+        else:  # adaptation alone, from a given UBM
+            UBMClassifier(4, n_jobs=1).fit(clips, labels, ubm=ubm)
+    assert entered == {"fit_mixtures", "run"}
+
+
 def test_run_is_monotone_and_reports_every_e_step():
     X, _ = draw_mixture(3000, seed=2)
     src = ArraySource(X)

@@ -10,8 +10,6 @@ from __future__ import annotations
 import inspect
 import math
 import os
-import time
-import warnings
 from typing import Any, Literal
 
 import numpy as np
@@ -28,33 +26,33 @@ from ..container import (
     write_container,
 )
 from ..engine import LocalExecutor, resolve
-from ..exceptions import ConvergenceWarning, ModelFileError, ParameterError
-from . import em
+from ..exceptions import ModelFileError, ParameterError
 from .checks import (
-    MAX_VAR_FLOOR_ABS,
     check_enough_frames,
     check_params,
     check_sample_weight,
     is_int,
-    user_init,
     validate_param_arrays,
 )
 from .estep import accumulate as _accumulate
 from .estep import (
-    auto_chunk_size,
-    compute_dtype,
     estimate_log_prob,
     log_likelihood,
     log_softmax,
 )
-from .init import init_kmeans, init_split
-from .monitor import ConvergenceMonitor
-from .mstep import MLMaximiser, global_mean_var
+from .fit import fit_mixtures, frames_per_chunk, ml_maximiser
+from .mstep import global_mean_var
 from .params import Params
 from .sources import ArraySource, ChunkSource, IterSource, check_frames
 from .stats import Stats
 
-__all__ = ["DiagGMM", "FIT_REPORT_FIELDS", "HEADER_FIELDS", "check_seed", "check_verbose"]
+__all__ = [
+    "DiagGMM",
+    "FIT_REPORT_FIELDS",
+    "HEADER_FIELDS",
+    "check_seed",
+    "check_verbose",
+]
 
 
 class DiagGMM:
@@ -280,7 +278,7 @@ class DiagGMM:
         sample_weight = check_sample_weight(sample_weight, X.shape[0])
         with self._executor(executor) as ex:
             return _accumulate(
-                X, self.params_, sample_weight=sample_weight, chunk_size=self._chunk,
+                X, self.params_, sample_weight=sample_weight, chunk_size=frames_per_chunk(self),
                 executor=ex, shift=None if out is None else out.shift, out=out,
             )  # fmt: skip
 
@@ -296,20 +294,10 @@ class DiagGMM:
                 f"stats have {stats.n_components} components; the model has {self.n_components}"
             )
         if getattr(self, "var_floor_", None) is None:
-            self.var_floor_ = self._var_floor(global_mean_var(stats)[1])
-        params, _ = self._maximiser()(stats, self.params_ if hasattr(self, "means_") else None)
+            self.var_floor_ = np.maximum(self.var_floor * global_mean_var(stats)[1], self.var_floor_abs)
+        params, _ = ml_maximiser(self)(stats, self.params_ if hasattr(self, "means_") else None)
         self._set(params)
         return self
-
-    def _var_floor(self, gvar: np.ndarray) -> np.ndarray:
-        return np.maximum(self.var_floor * gvar, self.var_floor_abs)
-
-    def _maximiser(self) -> MLMaximiser:
-        return MLMaximiser(self.var_floor_, self.min_weight, self.min_count)
-
-    @property
-    def _chunk(self) -> int:
-        return self.chunk_size or auto_chunk_size(self.n_components)
 
     # -- fitting -----------------------------------------------------------------------------
 
@@ -367,62 +355,13 @@ class DiagGMM:
         check_params(self)
         return self.fit_source(IterSource(chunks), executor=executor)
 
-    def _global_moments(self, source) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """One pass of plain moments over the source (also counts its frames).
-
-        Returns the global mean and variance, and a (2, n_dims) probe of the data's
-        extremes in its own dtype (what :func:`compute_dtype` looks at).
-        """
-        total = None
-        lo = hi = None
-        for Xc, sw in source:
-            if total is None:
-                total = Stats.zeros(1, Xc.shape[1], shift=np.asarray(Xc[0], dtype=np.float64))
-                lo, hi = Xc.min(0), Xc.max(0)
-            total = total + Stats.of_frames(Xc, sw, shift=total.shift)
-            lo, hi = np.minimum(lo, Xc.min(0)), np.maximum(hi, Xc.max(0))
-        if total is None:
-            raise ParameterError("fit_iter: the chunks hold no frames")
-        check_enough_frames(source.n_frames, self.n_components, "the data")
-        if not total.n[0] > 0:
-            raise ParameterError("sample_weight sums to 0: there is nothing to fit")
-        with np.errstate(over="ignore", invalid="ignore"):
-            gmean, gvar = global_mean_var(total)
-        if not (np.isfinite(gmean).all() and np.isfinite(gvar).all()):
-            peak = max(float(np.max(np.abs(lo))), float(np.max(np.abs(hi))))
-            raise ParameterError(
-                f"the data's variance overflows float64 (|x| up to {peak:.3g}); rescale the data"
-            )
-        return gmean, gvar, np.stack([lo, hi])
-
-    def _subsample(self, source, rng: np.random.Generator) -> np.ndarray:
-        """The random rows initialisation works on, (min(init_max_samples, n), D) float64."""
-        m = min(self.init_max_samples, source.n_frames)
-        return source.gather(np.sort(rng.choice(source.n_frames, size=m, replace=False)))
-
-    def _init_params(
-        self, source, rng: np.random.Generator, executor: LocalExecutor
-    ) -> tuple[Params, list[dict[str, Any]]]:
-        K = self.n_components
-        Xs = self._subsample(source, rng)
-        D = Xs.shape[1]
-        if self.means_init is not None:
-            return user_init(self, K, D, Xs), []
-        if self.init == "kmeans++":
-            return init_kmeans(Xs, K, rng, self._maximiser())
-        params = init_split(
-            Xs, K, var_floor=self.var_floor_, split_iter=self.split_iter,
-            executor=executor, chunk_size=self._chunk,
-        )  # fmt: skip
-        return params, []
-
     def fit_source(
         self, source, *, executor: LocalExecutor | None = None, checkpoint: Any = None
     ) -> DiagGMM:
         """Fit from a data source whose frames are already validated (no checks repeated).
 
-        :meth:`fit` and :meth:`fit_iter` validate and call this; so does a classifier
-        that has checked its classes' frames once.
+        :meth:`fit` and :meth:`fit_iter` validate and call this; it is
+        :func:`fit_mixtures` for one mixture.
 
         Parameters
         ----------
@@ -436,114 +375,7 @@ class DiagGMM:
         -------
         self
         """
-        t0 = time.perf_counter()
-        if checkpoint is not None and self.n_init != 1:
-            raise ParameterError(f"EM checkpoints need n_init=1; got n_init={self.n_init}")
-        rng, gmean, gvar, extremes = self._start(source)
-        runs = []
-        with self._executor(executor) as ex:
-            for _ in range(self.n_init):
-                monitor, maximiser, saved = self._monitor(source), self._maximiser(), None
-                if checkpoint is not None:  # resume: saved parameters replace the init
-                    saved = checkpoint.restore(monitor)
-                if saved is None:
-                    params, init_events = self._init_params(source, rng, ex)
-                else:
-                    params, init_events = saved[0], []
-                if checkpoint is not None:
-                    monitor, maximiser = checkpoint.attach(
-                        monitor, maximiser, saved is not None and saved[1]
-                    )
-                res = em.run(
-                    source, params, maximiser=maximiser, monitor=monitor,
-                    executor=ex, chunk_size=self._chunk,
-                )  # fmt: skip
-                res.events = init_events + res.events
-                runs.append(res)
-        return self._finish(runs, source, gmean, gvar, extremes, t0)
-
-    def _start(self, source) -> tuple[np.random.Generator, np.ndarray, np.ndarray, np.ndarray]:
-        """The fit's random stream, global moments, per-dimension extremes, variance floor (set)."""
-        rng = np.random.default_rng(self.random_state)
-        gmean, gvar, extremes = self._global_moments(source)
-        zero_dims = np.flatnonzero(gvar <= self.var_floor_abs)
-        if zero_dims.size:
-            warnings.warn(
-                f"X has (near) zero variance in dimension(s) {zero_dims.tolist()[:10]}; "
-                f"their variances are set to var_floor_abs={self.var_floor_abs:g}",
-                RuntimeWarning,
-                stacklevel=4,
-            )
-        with np.errstate(over="ignore"):
-            self.var_floor_ = self._var_floor(gvar)
-        if not np.all(self.var_floor_ <= MAX_VAR_FLOOR_ABS):
-            raise ParameterError(
-                f"var_floor={self.var_floor!r} times the data's variance gives floors up to "
-                f"{np.max(self.var_floor_):.3g} (limit {MAX_VAR_FLOOR_ABS:g}); lower var_floor"
-            )
-        return rng, gmean, gvar, extremes
-
-    def _monitor(self, source) -> ConvergenceMonitor:
-        return ConvergenceMonitor(
-            self.tol, self.max_iter, self.verbose,
-            drop_tol=source.drop_tol, scale=self.var_floor_.shape[0],
-        )  # fmt: skip
-
-    def _finish(
-        self,
-        runs: list[em.EMResult],
-        source,
-        gmean: np.ndarray,
-        gvar: np.ndarray,
-        extremes: np.ndarray,
-        t0: float,
-    ) -> DiagGMM:
-        """Adopt the best of the ``n_init`` runs; the fit report; the convergence warning."""
-        which, best = em.best_of(runs)
-        p = best.params
-        try:  # the same checks as save/load: a fit never ends with a model that cannot load
-            validate_param_arrays("EM result", p.weights, p.means, p.variances)
-        except ModelFileError as e:
-            raise ParameterError(
-                f"{e}; check means_init/variances_init against the data's scale, or rescale "
-                "the data"
-            ) from None
-        self._set(best.params)
-        self.history_ = list(best.history)
-        self.converged_ = best.converged
-        self.n_iter_ = best.n_iter
-        self.fit_report_ = {
-            "n_frames": int(source.n_frames),
-            "n_dims": int(gvar.shape[0]),
-            "n_components": self.n_components,
-            "n_iter": best.n_iter,
-            "converged": best.converged,
-            "final_mean_loglik": best.final_mean_loglik,
-            "history": list(best.history),
-            "best_init": which,
-            "init_final_mean_logliks": [r.final_mean_loglik for r in runs],
-            "reseeded": best.events,
-            "n_reseeded": len(best.events),
-            "global_mean_norm": float(np.linalg.norm(gmean)),
-            "compute_dtype": np.dtype(
-                compute_dtype(extremes, p.weights, p.means, p.variances)
-            ).name,
-            "notes": [],
-            "seconds": time.perf_counter() - t0,
-        }
-        if extremes.dtype == np.float32 and self.fit_report_["compute_dtype"] == "float64":
-            peak = float(np.max(np.abs(extremes)))
-            self.fit_report_["notes"].append(
-                f"float32 data computed in float64: its range (|x| up to {peak:.3g}) or a "
-                "narrow component would overflow or lose (x - c)**2 / var in float32"
-            )
-        if not best.converged and self.max_iter > 0:
-            warnings.warn(
-                f"EM did not converge in max_iter={self.max_iter} iterations "
-                f"(tol={self.tol:g}); raise max_iter, loosen tol, or try init='split'",
-                ConvergenceWarning,
-                stacklevel=4,
-            )
+        fit_mixtures([self], [source], executor=executor, checkpoint=checkpoint)
         return self
 
     # -- inference ---------------------------------------------------------------------------
@@ -562,7 +394,7 @@ class DiagGMM:
         self._check_fitted()
         X = check_frames(X, n_dims=self.n_dims, min_frames=0)
         with self._executor(None) as ex:
-            return log_likelihood(X, self.params_, chunk_size=self._chunk, executor=ex)
+            return log_likelihood(X, self.params_, chunk_size=frames_per_chunk(self), executor=ex)
 
     def score(self, X: np.ndarray, y: None = None) -> float:
         """Mean per-frame log-likelihood of ``X`` in nats."""
@@ -573,15 +405,34 @@ class DiagGMM:
         return float(self.score_samples(X).sum())
 
     def predict_proba(self, X: np.ndarray) -> np.ndarray:
-        """Posterior component probabilities, shape (n_frames, n_components)."""
-        self._check_fitted()
-        X = check_frames(X, n_dims=self.n_dims, min_frames=0)
-        L = estimate_log_prob(X, self.weights_, self.means_, self.variances_)
-        return np.exp(log_softmax(L))
+        """Posterior component probabilities, shape (n_frames, n_components).
+
+        Computed chunk by chunk: beyond the result, memory is O(chunk x K).
+        """
+        n, chunks = self._chunk_log_prob(X)
+        out = np.empty((n, self.n_components))
+        for rows, L in chunks:
+            out[rows] = np.exp(log_softmax(L))
+        return out
 
     def predict(self, X: np.ndarray) -> np.ndarray:
-        """Most likely component per frame, shape (n_frames,)."""
-        return self.predict_proba(X).argmax(1)
+        """Most likely component per frame, shape (n_frames,) (memory O(chunk x K))."""
+        n, chunks = self._chunk_log_prob(X)
+        out = np.empty(n, dtype=np.intp)
+        for rows, L in chunks:
+            out[rows] = L.argmax(1)
+        return out
+
+    def _chunk_log_prob(self, X: np.ndarray):
+        """The frame count, and ``(rows, joint log-likelihoods)`` of each chunk of ``X``."""
+        self._check_fitted()
+        X = check_frames(X, n_dims=self.n_dims, min_frames=0)
+        n, step = X.shape[0], frames_per_chunk(self)
+        p = self.params_
+        return n, (
+            (r, estimate_log_prob(X[r], p.weights, p.means, p.variances))
+            for r in (slice(s, min(n, s + step)) for s in range(0, n, step))
+        )
 
     def sample(self, n_samples: int = 1) -> tuple[np.ndarray, np.ndarray]:
         """Draw frames from the mixture.

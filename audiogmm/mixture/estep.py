@@ -27,6 +27,7 @@ from .stats import Stats
 
 __all__ = [
     "accumulate",
+    "accumulate_many",
     "auto_chunk_size",
     "estimate_log_prob",
     "gemm_weights",
@@ -248,7 +249,8 @@ def accumulate(
     """E-step: sufficient statistics of ``X`` under a diagonal GMM, chunk by chunk.
 
     Pure: the parameters are not changed. Inputs are trusted (validate at the
-    public boundary, e.g. :meth:`DiagGMM.accumulate`).
+    public boundary, e.g. :meth:`DiagGMM.accumulate`). This is
+    :func:`accumulate_many` for one mixture.
 
     Parameters
     ----------
@@ -276,42 +278,150 @@ def accumulate(
     Stats
         float64 statistics; ``loglik`` is the (weighted) *sum* over frames in nats.
     """
-    weights, means, variances = params.weights, params.means, params.variances
-    K, D = means.shape
     if shift is None:
-        shift = out.shift if out is not None else weights @ means
-    shift = np.asarray(shift, dtype=np.float64)
-    dtype = compute_dtype(X, weights, means, variances)
-    chunk = min(chunk_size or auto_chunk_size(K), max(1, X.shape[0]))
-    # centre on a shift that is exact in the compute dtype, so x - c loses nothing
-    shift_c = shift.astype(dtype)
-    shift_eff = shift_c.astype(np.float64)
-    W = gemm_weights(weights, means, variances, shift_eff, dtype)
-    limit = saturation(variances, dtype)
-    fast = kernels.use_numba(X.shape[0] * K, fast)  # once per call: every chunk alike
-
-    def one(start: int, stop: int) -> tuple[np.ndarray, float]:
-        ws, m = _WS.get(chunk, D, K, dtype), stop - start
-        w = None
-        if sample_weight is not None:
-            w = ws.w[:m]
-            w[:] = sample_weight[start:stop]
-        return chunk_stats(
-            X[start:stop], shift_c, W, limit, w, ws.xx[:m], ws.L[:m], ws.lse[:m], fast
-        )
-
-    G = np.zeros((K, 2 * D + 1))
-    loglik = 0.0
-    ex = executor or LocalExecutor(1)
-    for g, ll in ex.map(one, _bounds(X.shape[0], chunk), star=True):
-        G += g  # in chunk order: identical for any number of workers
-        loglik += ll
-    n_frames = float(X.shape[0]) if sample_weight is None else float(np.sum(sample_weight))
-    st = Stats(
-        G[:, 2 * D].copy(), G[:, D : 2 * D].copy(), G[:, :D].copy(), loglik, n_frames, shift_eff
-    )
-    st = st.recentre(shift)
+        shift = out.shift if out is not None else params.weights @ params.means
+    n, F, S, ll, nf = accumulate_many(
+        [X], params.weights[None], params.means[None], params.variances[None], [0],
+        shifts=np.asarray(shift, dtype=np.float64)[None], sample_weights=[sample_weight],
+        chunk_size=chunk_size, executor=executor, fast=fast,
+    )  # fmt: skip
+    st = Stats(n[0], F[0], S[0], float(ll[0]), float(nf[0]), np.array(shift, dtype=np.float64))
     return st if out is None else out + st
+
+
+def accumulate_many(
+    Xs: list[np.ndarray],
+    weights: np.ndarray,
+    means: np.ndarray,
+    variances: np.ndarray,
+    members: list[int],
+    *,
+    shifts: np.ndarray,
+    sample_weights: list[np.ndarray | None] | None = None,
+    chunk_size: int | None = None,
+    executor: LocalExecutor | None = None,
+    fast: bool | None = None,
+) -> tuple[np.ndarray, ...]:
+    """THE E-step: statistics of mixtures ``members`` of a stack, each on its own frames.
+
+    Every member's chunks are packed into tasks of about one chunk of frames and
+    run in one executor map; each frame is scored against its own member's K
+    components only. Per member the arithmetic is that of a run of its own (the
+    same chunk boundaries, GEMMs and kernel calls, chunks reduced in order), so a
+    stack of one is :func:`accumulate` and a classifier's classes trained together
+    equal classes trained alone.
+
+    Parameters
+    ----------
+    Xs : list of ndarray, each of shape (n_frames_c, n_dims)
+        Frames of each member of the stack (indexed like ``weights``).
+    weights : ndarray of shape (n_members, n_components)
+    means, variances : ndarray of shape (n_members, n_components, n_dims)
+    members : list of int
+        The members to compute (R of them).
+    shifts : ndarray of shape (R, n_dims), float64
+        Centre of each computed member's moments.
+    sample_weights : list of (ndarray of shape (n_frames_c,) or None), optional
+        Per-frame weights of each computed member.
+    chunk_size : int, optional
+        Frames per chunk; default :func:`auto_chunk_size`.
+    executor : LocalExecutor, optional
+        Runs the tasks (default: serially). The result does not depend on it.
+    fast : bool or None
+        The fused numba kernel, as in :func:`accumulate` (decided per member).
+
+    Returns
+    -------
+    n : ndarray of shape (R, n_components)
+    F, S : ndarray of shape (R, n_components, n_dims)
+        About ``shifts``.
+    loglik, n_frames : ndarray of shape (R,)
+    """
+    R, K, D = len(members), means.shape[1], means.shape[2]
+    sws = sample_weights or [None] * R
+    cap = chunk_size or auto_chunk_size(K)
+    dtypes = _dtypes(Xs, weights, means, variances, members)
+    # centre on a shift exact in the compute dtype, so that x - c loses nothing
+    shift_c = [sh.astype(dt) for sh, dt in zip(shifts, dtypes)]
+    eff = np.array([sc.astype(np.float64) for sc in shift_c]).reshape(R, D)
+    n_of = [Xs[c].shape[0] for c in members]
+    W: list = [None] * R
+    items: dict = {}
+    for j, dt in enumerate(dtypes):
+        n, chunk = n_of[j], min(cap, max(1, n_of[j]))
+        items.setdefault(dt, []).extend((j, s, min(n, s + chunk)) for s in range(0, n, chunk))
+    for dt in items:
+        js = [j for j in range(R) if dtypes[j] is dt]
+        sel = [members[j] for j in js]
+        # one call for all: each member's means centred first, then a zero shift
+        Wall = gemm_weights(
+            weights[sel].reshape(-1), (means[sel] - eff[js][:, None, :]).reshape(-1, D),
+            variances[sel].reshape(-1, D), np.zeros(D), dt,
+        )  # fmt: skip
+        for j, Wj in zip(js, Wall.reshape(2 * D + 1, len(js), K).transpose(1, 0, 2)):
+            W[j] = np.ascontiguousarray(Wj)
+    ex = executor or LocalExecutor(1)
+    # tasks of at most a chunk, and at least two per worker when the data allow
+    # (one member: one chunk per task whatever the workers, as any executor can run it)
+    workers = ex.n_workers if R > 1 else 1
+    rows = min(cap, max(1, -(-sum(n_of) // (2 * workers))))
+    tasks = [(dt, t) for dt, its in items.items() for t in _pack(its, rows)]
+    use_fast = [kernels.use_numba(n_of[j] * K, fast) for j in range(R)]
+    limit = [saturation(variances[c], dt) for c, dt in zip(members, dtypes)]
+
+    def one(dt, task: list[tuple[int, int, int]]) -> list[tuple[int, np.ndarray, float]]:
+        ws = _WS.get(cap, D, K, dt)
+        res, off = [], 0
+        for j, start, stop in task:
+            m = stop - start
+            r = slice(off, off + m)
+            w = None
+            if sws[j] is not None:
+                w = ws.w[r]
+                w[:] = sws[j][start:stop]
+            g, lj = chunk_stats(
+                Xs[members[j]][start:stop], shift_c[j], W[j], limit[j], w,
+                ws.xx[r], ws.L[r], ws.lse[r], use_fast[j],
+            )  # fmt: skip
+            res.append((j, g, lj))
+            off += m
+        return res
+
+    G = np.zeros((R, K, 2 * D + 1))
+    ll = np.zeros(R)
+    for res in ex.map(one, tasks, star=True):
+        for j, g, lj in res:
+            G[j] += g  # each member's chunks in chunk order: the same for any executor
+            ll[j] += lj
+    nf = np.array([float(n) if sw is None else float(np.sum(sw)) for n, sw in zip(n_of, sws)])
+    n = G[:, :, 2 * D].copy()
+    F, S = G[:, :, D : 2 * D], G[:, :, :D]
+    # from the compute-dtype shift to the float64 one (Stats.recentre, row by row)
+    d = (eff - shifts)[:, None, :]
+    nd = n[:, :, None] * d
+    return n, F + nd, S + 2.0 * d * F + nd * d, ll, nf
+
+
+def _dtypes(Xs, weights, means, variances, members: list[int]) -> list:
+    """:func:`compute_dtype` of each member (one stacked call when it can)."""
+    f32 = [c for c in members if Xs[c].dtype == np.float32]
+    if f32 and compute_dtype(Xs[f32[0]], weights[f32], means[f32], variances[f32]) is np.float32:
+        return [np.float32 if Xs[c].dtype == np.float32 else np.float64 for c in members]
+    return [compute_dtype(Xs[c], weights[c], means[c], variances[c]) for c in members]
+
+
+def _pack(items: list[tuple[int, int, int]], rows: int) -> list[list[tuple[int, int, int]]]:
+    """Consecutive chunks grouped into tasks of at most ``rows`` frames (or one chunk)."""
+    tasks: list[list[tuple[int, int, int]]] = []
+    used = rows
+    for it in items:
+        m = it[2] - it[1]
+        if used + m > rows:
+            tasks.append([])
+            used = 0
+        tasks[-1].append(it)
+        used += m
+    return tasks
 
 
 def stacked_log_likelihood(

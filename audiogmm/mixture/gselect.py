@@ -13,7 +13,8 @@ from __future__ import annotations
 import numpy as np
 
 from ..engine import LocalExecutor
-from .estep import compute_dtype, gemm_weights
+from . import kernels
+from .estep import compute_dtype, fill_rows, gemm_weights, saturation
 from .params import Params
 
 __all__ = ["select_scores"]
@@ -73,15 +74,15 @@ def select_scores(
     def one(start: int, stop: int) -> None:
         m = stop - start
         xx = np.empty((m, 2 * D + 1), dtype=dtype)
-        np.subtract(X[start:stop], shift.astype(dtype), out=xx[:, D : 2 * D], casting="unsafe")
-        np.square(xx[:, D : 2 * D], out=xx[:, :D])
         xx[:, 2 * D] = 1.0
+        fill_rows(xx, X[start:stop], shift.astype(dtype), saturation(ubm.variances, dtype))
         L = xx @ Wu  # (m, K): the UBM, every component
         if C < K:
             idx = np.argpartition(-L, C - 1, axis=1)[:, :C]
         else:
             idx = np.broadcast_to(np.arange(K), L.shape)
-        out_u[start:stop] = _lse(np.take_along_axis(L, idx, 1).astype(np.float64), 1)
+        sel = np.ascontiguousarray(np.take_along_axis(L, idx, 1), dtype=np.float64)
+        kernels.segment_lse(sel, C, out_u[start:stop, None], fast=False)
         # group the (frame, selected component) pairs by component: one small GEMM each
         flat = idx.ravel()
         order = np.argsort(flat, kind="stable")
@@ -95,16 +96,14 @@ def select_scores(
             pos = end
         ll = np.empty_like(R)
         ll[order] = R
-        # in the compute dtype, as the full path's fused log-sum-exp
-        out_m[start:stop] = _lse(ll.reshape(m, C, M), 1)
+        # in the compute dtype, as the full path's fused log-sum-exp (the one kernel)
+        blocks = np.ascontiguousarray(ll.reshape(m, C, M).transpose(0, 2, 1)).reshape(m, M * C)
+        res = np.empty((m, M), dtype=dtype)
+        kernels.segment_lse(blocks, C, res, fast=False)
+        out_m[start:stop] = res
 
     ex = executor or LocalExecutor(1)
     bounds = [(s, min(n, s + chunk)) for s in range(0, n, chunk)]
     for _ in ex.map(one, bounds, star=True):
         pass
     return out_m, out_u
-
-
-def _lse(a: np.ndarray, axis: int) -> np.ndarray:
-    mx = a.max(axis=axis, keepdims=True)
-    return (mx + np.log(np.exp(a - mx).sum(axis=axis, keepdims=True))).squeeze(axis)

@@ -16,7 +16,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from .params import Params
-from .stats import Stats
+from .stats import Stats, moments
 
 __all__ = [
     "Maximiser",
@@ -24,6 +24,7 @@ __all__ = [
     "floor_weights",
     "global_mean_var",
     "maximise",
+    "maximise_stack",
     "reseed",
     "split_component",
 ]
@@ -152,6 +153,64 @@ def reseed(params: Params, stats: Stats, min_count: float) -> tuple[Params, list
     return out, events
 
 
+def maximise_stack(
+    n: np.ndarray,
+    F: np.ndarray,
+    S: np.ndarray,
+    shift: np.ndarray,
+    n_frames: np.ndarray,
+    *,
+    var_floor: np.ndarray,
+    min_weight: float = 0.0,
+    min_count: float | None = None,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[list[Event]]]:
+    """THE ML M-step, for R mixtures at once (a single mixture is a stack of one).
+
+    The common case (no empty component, no weight to floor, nothing to re-seed)
+    is array arithmetic over the stack; a mixture that needs more goes through
+    :func:`maximise` and :func:`reseed` on its own.
+
+    Parameters
+    ----------
+    n : ndarray of shape (R, n_components)
+    F, S : ndarray of shape (R, n_components, n_dims)
+        Statistics about ``shift`` (see :class:`~.stats.Stats`).
+    shift : ndarray of shape (R, n_dims)
+    n_frames : ndarray of shape (R,)
+    var_floor : ndarray of shape (R, n_dims)
+        Absolute variance floor of each mixture.
+    min_weight, min_count
+        As for :class:`MLMaximiser`.
+
+    Returns
+    -------
+    weights : ndarray of shape (R, n_components)
+    means, variances : ndarray of shape (R, n_components, n_dims)
+    events : list of R lists of dict
+        The re-seeded components of each mixture.
+    """
+    K = n.shape[1]
+    means, var = moments(n, F, S, shift)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        w = n / n.sum(1, keepdims=True)
+        fw = w * (1.0 / w.sum(1, keepdims=True))  # floor_weights() when nothing is clamped
+    special = (n <= 0).any(1) | (fw < min(min_weight, 1.0 / K)).any(1)
+    if min_count is not None:
+        thr = np.minimum(min_count, 0.5 * n_frames / K)
+        weak = (n < thr[:, None]).sum(1)
+        special |= (weak > 0) & (weak < K)
+    weights = fw / fw.sum(1, keepdims=True)
+    variances = np.maximum(var, var_floor[:, None, :])
+    events: list[list[Event]] = [[] for _ in range(n.shape[0])]
+    for r in np.flatnonzero(special):
+        st = Stats(n[r], F[r], S[r], 0.0, float(n_frames[r]), shift[r])
+        p = maximise(st, var_floor=var_floor[r], min_weight=min_weight)
+        if min_count is not None:
+            p, events[r] = reseed(p, st, min_count)
+        weights[r], means[r], variances[r] = p
+    return weights, means, variances, events
+
+
 @dataclass(frozen=True)
 class MLMaximiser:
     """Maximum-likelihood M-step with a variance floor, a weight floor and re-seeding.
@@ -171,7 +230,10 @@ class MLMaximiser:
     min_count: float | None = None
 
     def __call__(self, stats: Stats, params: Params) -> tuple[Params, list[Event]]:
-        new = maximise(stats, var_floor=self.var_floor, min_weight=self.min_weight)
-        if self.min_count is None:
-            return new, []
-        return reseed(new, stats, self.min_count)
+        w, m, v, events = maximise_stack(
+            stats.n[None], stats.F[None], stats.S[None], stats.shift[None],
+            np.array([stats.n_frames]),
+            var_floor=np.broadcast_to(np.asarray(self.var_floor, dtype=np.float64), stats.shift.shape)[None],
+            min_weight=self.min_weight, min_count=self.min_count,
+        )  # fmt: skip
+        return Params(w[0], m[0], v[0]), events[0]

@@ -31,17 +31,13 @@ from typing import Any
 import numpy as np
 
 from ..engine import LocalExecutor
-from . import kernels
-from .estep import _Workspace, auto_chunk_size, chunk_stats, compute_dtype, gemm_weights, saturation
+from .estep import accumulate_many
 from .monitor import ConvergenceMonitor
-from .mstep import Event, MLMaximiser
+from .mstep import Event, maximise_stack
 from .params import Params
 from .stats import Stats
 
 __all__ = ["StackedMaximiser", "StackedMonitor", "StackedParams", "StackedSource", "StackedStats"]
-
-_WS = _Workspace()  # per-thread chunk buffers of the stacked E-step
-
 
 @dataclass
 class StackedParams:
@@ -138,51 +134,6 @@ class StackedSource:
         """
         C, K, D = params.means.shape
         live = [int(c) for c in np.flatnonzero(params.running)]
-        cap = chunk_size or auto_chunk_size(K)
-        dtypes = self._dtypes(params, live)
-        shift = [params.weights[c] @ params.means[c] for c in live]
-        # centre on a shift exact in the compute dtype, as accumulate() does
-        shift_c = [sh.astype(dt) for sh, dt in zip(shift, dtypes)]
-        eff = np.array([sc.astype(np.float64) for sc in shift_c]).reshape(len(live), D)
-        W: list[Any] = [None] * len(live)
-        items: dict[Any, list[tuple[int, int, int]]] = {}
-        for j, (c, dt) in enumerate(zip(live, dtypes)):
-            n, chunk = self.n_frames[c], min(cap, max(1, self.n_frames[c]))
-            items.setdefault(dt, []).extend((j, s, min(n, s + chunk)) for s in range(0, n, chunk))
-        for dt in items:
-            js = [j for j in range(len(live)) if dtypes[j] is dt]
-            for j, Wj in zip(js, _gemm_weights(params, [live[j] for j in js], eff[js], dt)):
-                W[j] = Wj
-        ex = executor or LocalExecutor(1)
-        # tasks of at most a chunk, and at least two per worker when the data allow
-        total = sum(self.n_frames[c] for c in live)
-        rows = min(cap, max(1, -(-total // (2 * ex.n_workers))))
-        tasks = [(dt, t) for dt, its in items.items() for t in _pack(its, rows)]
-
-        # per member, the same numba rule and saturation limit as accumulate() on its frames
-        fast = [kernels.use_numba(self.n_frames[c] * K, None) for c in live]
-        limit = [saturation(params.variances[c], dt) for c, dt in zip(live, dtypes)]
-
-        def one(dt, task: list[tuple[int, int, int]]) -> list[tuple[int, np.ndarray, float]]:
-            ws = _WS.get(cap, D, K, dt)
-            out, off = [], 0
-            for j, start, stop in task:
-                m = stop - start
-                rows = slice(off, off + m)
-                g, lj = chunk_stats(
-                    self.Xs[live[j]][start:stop], shift_c[j], W[j], limit[j], None,
-                    ws.xx[rows], ws.L[rows], ws.lse[rows], fast[j],
-                )  # fmt: skip
-                out.append((j, g, lj))
-                off += m
-            return out
-
-        G = np.zeros((len(live), K, 2 * D + 1))
-        ll = [0.0] * len(live)
-        for res in ex.map(one, tasks, star=True):
-            for j, g, lj in res:
-                G[j] += g  # each member's chunks in chunk order, as in accumulate()
-                ll[j] += lj
         st = previous
         if st is None:
             st = StackedStats(
@@ -191,63 +142,13 @@ class StackedSource:
             )  # fmt: skip
         if not live:
             return st
-        n = G[:, :, 2 * D].copy()
-        F, S = G[:, :, D : 2 * D], G[:, :, :D]
-        sh = np.array(shift).reshape(len(live), D)
-        # Stats.recentre from the compute-dtype shift to the float64 one, row by row
-        d = (eff - sh)[:, None, :]
-        nd = n[:, :, None] * d
-        st.n[live] = n
-        st.F[live] = F + nd
-        st.S[live] = S + 2.0 * d * F + nd * d
-        st.loglik[live] = ll
-        st.n_frames[live] = [float(self.n_frames[c]) for c in live]
-        st.shift[live] = sh
+        shifts = np.array([params.weights[c] @ params.means[c] for c in live]).reshape(-1, D)
+        st.n[live], st.F[live], st.S[live], st.loglik[live], st.n_frames[live] = accumulate_many(
+            self.Xs, params.weights, params.means, params.variances, live,
+            shifts=shifts, chunk_size=chunk_size, executor=executor,
+        )  # fmt: skip
+        st.shift[live] = shifts
         return st
-
-    def _dtypes(self, params: StackedParams, live: list[int]) -> list[Any]:
-        """:func:`~.estep.compute_dtype` of each running member (one stacked call when it can)."""
-        f32 = [c for c in live if self.Xs[c].dtype == np.float32]
-        if f32 and compute_dtype(
-            self.Xs[f32[0]], params.weights[f32], params.means[f32], params.variances[f32]
-        ) is np.float32:
-            return [np.float32 if self.Xs[c].dtype == np.float32 else np.float64 for c in live]
-        return [
-            compute_dtype(self.Xs[c], params.weights[c], params.means[c], params.variances[c])
-            for c in live
-        ]
-
-
-def _gemm_weights(params: StackedParams, members: list[int], eff: np.ndarray, dt) -> np.ndarray:
-    """:func:`~.estep.gemm_weights` of each member about its shift ``eff[j]``, (R, 2D+1, K).
-
-    One call for all: each member's means are centred first and the shift passed
-    is zero, which gives the same numbers (``x - 0 == x``) as a call per member,
-    since every other step of the formula is per component.
-    """
-    R, (_, K, D) = len(members), params.means.shape
-    Wall = gemm_weights(
-        params.weights[members].reshape(R * K),
-        (params.means[members] - eff[:, None, :]).reshape(R * K, D),
-        params.variances[members].reshape(R * K, D),
-        np.zeros(D),
-        dt,
-    )
-    return np.ascontiguousarray(Wall.reshape(2 * D + 1, R, K).transpose(1, 0, 2))
-
-
-def _pack(items: list[tuple[int, int, int]], rows: int) -> list[list[tuple[int, int, int]]]:
-    """Consecutive chunks grouped into tasks of at most ``rows`` frames (or one chunk)."""
-    tasks: list[list[tuple[int, int, int]]] = []
-    used = rows
-    for it in items:
-        m = it[2] - it[1]
-        if used + m > rows:
-            tasks.append([])
-            used = 0
-        tasks[-1].append(it)
-        used += m
-    return tasks
 
 
 class StackedMonitor:
@@ -318,9 +219,6 @@ class StackedMaximiser:
     min_weight: float = 0.0
     min_count: float | None = None
 
-    def member(self, c: int) -> MLMaximiser:
-        return MLMaximiser(self.var_floor[c], self.min_weight, self.min_count)
-
     def __call__(
         self, stats: StackedStats, params: StackedParams
     ) -> tuple[StackedParams, list[Event]]:
@@ -329,30 +227,15 @@ class StackedMaximiser:
             params.weights.copy(), params.means.copy(), params.variances.copy(), run
         )
         live = np.flatnonzero(run)
-        K = params.means.shape[1]
-        n = stats.n[live]
-        # the common case, row by row exactly as maximise() does it, floor_weights() in
-        # its first pass (nothing to clamp) and reseed() (nothing to re-seed)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            dm = stats.F[live] / n[:, :, None]
-            var = np.maximum(stats.S[live] / n[:, :, None] - dm**2, 0.0)
-            w = n / n.sum(1, keepdims=True)
-            fw = w * (1.0 / w.sum(1))[:, None]
-        mw = min(self.min_weight, 1.0 / K)
-        special = (n <= 0).any(1) | (fw < mw).any(1)
-        if self.min_count is not None:
-            thr = np.minimum(self.min_count, 0.5 * stats.n_frames[live] / K)
-            weak = (n < thr[:, None]).sum(1)
-            special |= (weak > 0) & (weak < K)
-        ok = ~special
-        out.means[live[ok]] = stats.shift[live[ok]][:, None, :] + dm[ok]
-        out.variances[live[ok]] = np.maximum(var[ok], self.var_floor[live[ok]][:, None, :])
-        out.weights[live[ok]] = fw[ok] / fw[ok].sum(1, keepdims=True)
+        w, m, v, evs = maximise_stack(
+            stats.n[live], stats.F[live], stats.S[live], stats.shift[live],
+            stats.n_frames[live], var_floor=self.var_floor[live],
+            min_weight=self.min_weight, min_count=self.min_count,
+        )  # fmt: skip
+        out.weights[live], out.means[live], out.variances[live] = w, m, v
         events: list[Event] = []
-        for c in live[special]:
-            p, ev = self.member(c)(stats.member(c), params.member(c))
-            out.weights[c], out.means[c], out.variances[c] = p
-            for e in ev:
+        for c, ev in zip(live, evs):
+            for e in ev:  # numbered by the member's own history
                 e["member"] = int(c)
                 e["iteration"] = len(self.monitor.monitors[c].history)
             events += ev

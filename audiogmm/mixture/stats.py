@@ -25,9 +25,34 @@ import numpy as np
 
 from ..exceptions import ModelFileError, ParameterError
 
-__all__ = ["Stats"]
+__all__ = ["Stats", "moments"]
 
 _ARRAY_KEYS = ("n", "F", "S", "shift", "scalars")
+
+
+def moments(
+    n: np.ndarray, F: np.ndarray, S: np.ndarray, shift: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per-component means and variances from statistics; NaN where ``n = 0``.
+
+    ``mean = c + F/n`` and ``var = S/n - (F/n)**2`` (clipped at 0), computed about
+    the shift ``c`` so that a large offset does not cancel. Any leading axes
+    (a stack of mixtures) broadcast.
+
+    Parameters
+    ----------
+    n : ndarray of shape (..., n_components)
+    F, S : ndarray of shape (..., n_components, n_dims)
+    shift : ndarray of shape (..., n_dims)
+
+    Returns
+    -------
+    means, variances : ndarray of shape (..., n_components, n_dims)
+    """
+    with np.errstate(divide="ignore", invalid="ignore"):  # n = 0 gives NaN, by contract
+        dm = F / n[..., None]
+        var = np.maximum(S / n[..., None] - dm**2, 0.0)
+    return shift[..., None, :] + dm, var
 
 
 @dataclass(eq=False)
@@ -144,10 +169,7 @@ class Stats:
         ``mean = c + F/n`` and ``var = S/n - (F/n)**2`` (clipped at 0), computed
         about the shift ``c`` so that a large offset does not cancel.
         """
-        with np.errstate(divide="ignore", invalid="ignore"):  # n = 0 gives NaN, by contract
-            dm = self.F / self.n[:, None]
-            var = np.maximum(self.S / self.n[:, None] - dm**2, 0.0)
-        return self.shift + dm, var
+        return moments(self.n, self.F, self.S, self.shift)
 
     def recentre(self, shift: np.ndarray) -> Stats:
         """Return the same statistics expressed about another shift vector.

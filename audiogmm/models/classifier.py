@@ -12,7 +12,6 @@ from __future__ import annotations
 import logging
 import math
 import os
-import time
 import warnings
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -32,14 +31,13 @@ from ..container import (
     read_container,
     write_container,
 )
-from ..engine import LocalExecutor, one_blas_thread, resolve
+from ..engine import LocalExecutor, resolve
 from ..exceptions import ModelFileError, OversizedModelWarning, ParameterError
-from ..mixture import DiagGMM, em, log_softmax, stacked_log_likelihood
+from ..mixture import DiagGMM, log_softmax, stacked_log_likelihood
 from ..mixture.checks import check_enough_frames, check_params, validate_param_arrays
 from ..mixture.diag import check_seed, check_verbose
-from ..mixture.init import init_split
+from ..mixture.fit import fit_mixtures
 from ..mixture.sources import ArraySource, check_frames
-from ..mixture.stacked import StackedMaximiser, StackedMonitor, StackedParams, StackedSource
 from ..progress import Progress, reporter
 
 __all__ = [
@@ -55,54 +53,6 @@ logger = logging.getLogger(__name__)
 
 #: Components per class when none is given (the DCASE 2016 baseline uses 16).
 N_COMPONENTS = 16
-
-
-def _fit_together(models: list[DiagGMM], Xs: list[np.ndarray], ex: LocalExecutor) -> None:
-    """Fit ``models[c]`` on ``Xs[c]``, all at once: one :func:`em.run` per ``n_init`` round.
-
-    The models share every parameter but the seed (a classifier's classes). Each
-    one ends exactly as ``models[c].fit_source(ArraySource(Xs[c]))`` would: the
-    same random stream, initialisation, iterations, stopping and report. What is
-    shared is the fixed cost of each EM iteration (one E-step map, one M-step).
-    """
-    t0 = time.perf_counter()
-    sources = [ArraySource(X) for X in Xs]
-    first = models[0]
-    runs: list[list[em.EMResult]] = [[] for _ in models]
-    # the whole fit under one BLAS thread, as when each class ran inside a worker
-    with one_blas_thread():
-        starts = [m._start(src) for m, src in zip(models, sources)]
-        stacked = StackedSource(Xs)
-        for _ in range(first.n_init):
-            if first.init == "split" and first.means_init is None:
-                # split growth is EM: its rounds run stacked too
-                subs = [m._subsample(src, st[0]) for m, src, st in zip(models, sources, starts)]
-                grown = init_split(
-                    subs, first.n_components, var_floor=[m.var_floor_ for m in models],
-                    split_iter=first.split_iter, executor=ex, chunk_size=first._chunk,
-                )  # fmt: skip
-                inits = [(p, []) for p in grown]
-            else:  # k-means++ stays per class (its small GEMMs decide labels), in parallel
-                inits = list(
-                    ex.map(
-                        lambda c: models[c]._init_params(sources[c], starts[c][0], ex),
-                        range(len(models)),
-                    )
-                )
-            monitor = StackedMonitor([m._monitor(src) for m, src in zip(models, sources)])
-            maximiser = StackedMaximiser(
-                np.stack([m.var_floor_ for m in models]), monitor, first.min_weight, first.min_count
-            )
-            res = em.run(
-                stacked, StackedParams.of([p for p, _ in inits]), maximiser=maximiser,
-                monitor=monitor, executor=ex, chunk_size=first._chunk,
-            )  # fmt: skip
-            for c, r in enumerate(em.unstack(res)):
-                r.events = inits[c][1] + r.events
-                runs[c].append(r)
-    for m, src, (_, gmean, gvar, extremes), rs in zip(models, sources, starts, runs):
-        m._finish(rs, src, gmean, gvar, extremes, t0)
-
 
 
 #: A class's mixture is called over-sized below this many frames per component, or
@@ -257,7 +207,7 @@ class GMMClassifier:
             reporter(progress, len(self.labels_), "Training class GMMs") as tick,
             resolve(executor, self.n_jobs) as ex,
         ):
-            _fit_together(models, [data[y] for y in self.labels_], ex)
+            fit_mixtures(models, [ArraySource(data[y]) for y in self.labels_], executor=ex)
             for y, gmm in zip(self.labels_, models):
                 logger.info(
                     "class %r: %d frames, %d iterations, mean log-likelihood %.4f",

@@ -26,8 +26,9 @@ import numpy as np
 from ..container import jsonable, read_container, write_container
 from ..engine import LocalExecutor, resolve
 from ..exceptions import ConvergenceWarning, ModelFileError, ParameterError
-from ..mixture import ConvergenceMonitor, DiagGMM, Params, em, stacked_log_likelihood
+from ..mixture import DiagGMM, Params, stacked_log_likelihood
 from ..mixture.checks import check_params, is_int, validate_param_arrays
+from ..mixture.fit import fit_mixtures
 from ..mixture.gselect import select_scores
 from ..mixture.map import MAPMaximiser, check_adapt
 from ..mixture.sources import ArraySource, check_frames
@@ -292,24 +293,24 @@ class UBMClassifier(GMMClassifier):
         prior = self.ubm_.params_
 
         with reporter(progress, len(self.labels_), "Adapting class models") as tick:
-
-            def one(y: str) -> tuple[Params, dict[str, Any]]:
-                X = data[y]
-                if X.shape[0] == 0:  # no frames: the prior itself, as MAP says
+            live = [y for y in self.labels_ if data[y].shape[0] > 0]
+            models = {y: DiagGMM(self.ubm_.n_components, max_iter=self.map_iter) for y in live}
+            fit_mixtures(
+                [models[y] for y in live], [ArraySource(data[y]) for y in live],
+                executor=ex, prior=prior, maximiser=maximiser, tick=tick,
+            )  # fmt: skip
+            out = []
+            for y in self.labels_:
+                if y in models:
+                    m = models[y]
+                    p = Params(m.weights_, m.means_, m.variances_)
+                    rep = {k: m.fit_report_[k] for k in ("n_iter", "final_mean_loglik")}
+                else:  # no frames: the prior itself, as MAP says
                     p, rep = prior.copy(), {"n_iter": 0, "final_mean_loglik": None}
-                else:
-                    res = em.run(
-                        ArraySource(X), prior, maximiser=maximiser,
-                        monitor=ConvergenceMonitor(0.0, self.map_iter), executor=ex,
-                    )  # fmt: skip
-                    p, rep = res.params, {"n_iter": res.n_iter,
-                                          "final_mean_loglik": res.final_mean_loglik}  # fmt: skip
-                tick()
+                    tick()
                 # MAP runs a fixed number of iterations: done is converged
-                return p, {"n_clips": labels.count(y), "n_frames": int(X.shape[0]),
-                           "converged": True, "n_reseeded": 0, **rep}  # fmt: skip
-
-            out = list(ex.map(one, self.labels_))
+                out.append((p, {"n_clips": labels.count(y), "n_frames": int(data[y].shape[0]),
+                                "converged": True, "n_reseeded": 0, **rep}))  # fmt: skip
         self.weights_ = np.stack([p.weights for p, _ in out])
         self.means_ = np.stack([p.means for p, _ in out])
         self.variances_ = np.stack([p.variances for p, _ in out])
