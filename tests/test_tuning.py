@@ -433,18 +433,42 @@ def test_forward_fusion_adds_the_best_member_each_step(seed, n_cands, n_clips):
         assert got == members
 
 
-def test_fusion_choice_keeps_the_most_members_within_one_standard_error():
+def test_fusion_choice_keeps_the_front_end_alone_unless_a_fusion_beats_it_beyond_the_noise():
     from audiogmm.models.decisions import choose_fusion
 
-    n = 400  # one SE at p ~ 0.85 is about 7 clips
-    assert choose_fusion([("a", 340, 1.0), ("a + b", 345, 2.0), ("a + b + c", 341, 3.0)], n) == (
-        "a + b + c"
+    n = 400  # one SE at p = 0.85 is about 7 clips; +1 clip of continuity correction
+    assert choose_fusion([("a", 340, 1.0), ("a + b", 345, 2.0), ("a + b + c", 348, 3.0)], n) == "a"
+    # better by more than the noise: the best fusion
+    assert choose_fusion([("a", 340, 1.0), ("a + b", 360, 2.0), ("a + b + c", 355, 3.0)], n) == (
+        "a + b"
     )
-    # a smaller option better by more than one SE wins
-    assert choose_fusion([("a", 340, 1.0), ("a + b", 360, 2.0), ("a + b + c", 345, 3.0)], n) == (
+    # two that beat it equally: the fewer members
+    assert choose_fusion([("a", 340, 1.0), ("a + b", 360, 2.0), ("a + b + c", 360, 3.0)], n) == (
         "a + b"
     )
     assert choose_fusion([("a", 360, 1.0), ("a + b", 340, 2.0)], n) == "a"
+
+
+def test_beats_default_needs_more_than_one_clip_near_perfect_accuracy():
+    # issue 22: a fusion was chosen from a CV difference of 1 clip in 88, and lost
+    from audiogmm.models.decisions import beats_default
+
+    opts = [("general", 87, 1.0), ("general + general-cmn", 88, 2.0)]
+    assert beats_default(opts, "general", 88) == "general"
+    opts = [("general", 80, 1.0), ("fusion", 86, 2.0)]  # SE ~ 2.7 clips + 1: 6 clips beat it
+    assert beats_default(opts, "general", 88) == "fusion"
+
+
+def test_components_keep_the_default_k_unless_another_beats_it_beyond_the_noise():
+    from audiogmm.models.decisions import choose_components
+
+    opts = [("K=32", 370, 32.0), ("K=16", 365, 16.0), ("K=8", 371, 8.0), ("per-class", 372, np.inf)]
+    assert choose_components(opts, 428, default="K=16") == "K=16"
+    opts = [("K=32", 400, 32.0), ("K=16", 365, 16.0), ("K=8", 371, 8.0)]
+    assert choose_components(opts, 428, default="K=16") == "K=32"
+    # no default among the options (the data cannot support K=16): the old rule
+    opts = [("K=8", 371, 8.0), ("K=4", 360, 4.0)]
+    assert choose_components(opts, 428, default="K=16") == "K=8"
 
 
 def _selection_with_accuracy(ks, correct_of_k, n=300, n_labels=3):

@@ -54,6 +54,7 @@ from ..exceptions import ConvergenceWarning, DatasetError, ParameterError
 from ..features import PRESETS, FeatureConfig
 from ..features.extraction import extraction_roots
 from ..models import FusedClassifier, GMMClassifier
+from ..models.classifier import N_COMPONENTS
 from ..models.decisions import (
     choose_components,
     choose_fusion,
@@ -377,7 +378,7 @@ def tune(
             # per-class picks one K per label (n_labels choices, not one) from the same
             # folds: the more flexible selection, so it ranks after every single K
             cands_k.append(("per-class", c, float("inf")))
-            rule = choose_components(cands_k, n)
+            rule = choose_components(cands_k, n, default=f"K={N_COMPONENTS}")
             choice = choices[rule]
             # the other front ends are compared at the K the data supports (the chosen
             # single K, or the best single K when per-class won)
