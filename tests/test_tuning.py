@@ -522,3 +522,29 @@ def test_merged_selections_must_share_folds():
     b.folds = np.roll(b.folds, 1)
     with pytest.raises(ParameterError, match="cannot merge"):
         a.merged(b)
+
+
+def test_auto_keeps_the_default_k_when_only_the_cv_folds_cannot_fit_it(sound_data, monkeypatch):
+    # issue 22: the CV folds (2/3 of the clips) could not fit K=16, so the search ran over
+    # smaller K only, chose K=8, and lost to the default on the test side
+    from audiogmm.models.selection import FRAMES_PER_COMPONENT
+    from audiogmm.pipeline import tuning
+
+    records = read_manifest(sound_data)
+    first = tune(records, preset="general", components=2, options=None, n_jobs=1)
+    per_label: dict[str, int] = {}
+    for r in records:
+        per_label[r.label] = per_label.get(r.label, 0) + len(first.features.features[r.path])
+    n = sorted(per_label.values())[1]  # the median class
+    k_default = n // FRAMES_PER_COMPONENT  # the final models can fit it ...
+    assert k_default > (n * 2 // 3) // FRAMES_PER_COMPONENT  # ... the folds cannot
+    monkeypatch.setattr(tuning, "N_COMPONENTS", k_default)
+    res = tune(records, preset="auto", components="auto", grid=(2, k_default), options=None,
+               n_jobs=1)  # fmt: skip
+    assert res.components_rule == f"K={k_default}"
+    assert not [row for row in res.table if row["stage"] == "components"]
+    # where the folds can fit the default, the K search runs as before
+    monkeypatch.setattr(tuning, "N_COMPONENTS", 2)
+    res = tune(records, preset="auto", components="auto", grid=(2, k_default), options=None,
+               n_jobs=1)  # fmt: skip
+    assert [row for row in res.table if row["stage"] == "components"]
