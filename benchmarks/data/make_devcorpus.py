@@ -16,7 +16,7 @@ on.  This script builds a larger, different corpus into a cache folder:
 * ``realsounds/<class>/<class>_NN.flac`` -- a harder sound set: mono 16-bit FLAC at
   the source's own rate (22.05-48 kHz, else 44.1 kHz), 0.25-5 s, **at the source's
   level** (no normalisation, no padding; only digital silence trimmed, long recordings
-  cut into pieces).  Drum-kit pieces from Hydrogen kits and LMMS, hand drums, claps,
+  cut into pieces).  Drum-kit pieces from Hydrogen kits and LMMS, hand drums,
   shakers, instruments (real recordings plus fluidsynth renders from three
   soundfonts at varied velocities), birds and mammals (Widelands, Scratch, GCompris),
   water (Red Eclipse, Scratch, GCompris).  Each class mixes several sources,
@@ -904,7 +904,6 @@ H2_RULES = [
     (None, r"empty|choke|roll|swish|hat free|crash/ride \(|whistle|"
            r"(sangban|dununba|kenkeni)\d? bell"),
     ("hand_drum", r"djembe|sangban|dununba|kenkeni|cajon|bongo"),
-    ("hand_clap", r"clap|finger ?snap"),
     ("shaker", r"maraca|tambourine|shaker"),
     (None, r"clap|cowbell|stick|rim click|maraca|clave|woodblock|waterglass|finger|"
            r"tambourine|agogo|conga|shaker"),
@@ -970,9 +969,6 @@ REAL_FILES: dict[str, list[tuple[str, str, str, str]]] = {
                  "WolfHowl.wav", "Dog1.wav", "Dog2.wav")]
     + [("gcompris-qt-data", "rcc", f"{GC_FARM}/{n}.ogg", "*")
        for n in ("cat", "cow", "dog", "horse", "pig", "sheep")],
-    "hand_clap": [("lmms-common", "hit", f"{LM}/drums/clap0?.ogg", "lmms")]
-    + [("scratch", "hit", f"{SCR}/{n}.wav", "scratch")
-       for n in ("Percussion/HandClap", "Human/FingerSnap")],
     "shaker": [("lmms-common", "hit", f"{LM}/drums/shaker0?.ogg", "lmms"),
                ("scratch", "hit", f"{SCR}/Percussion/Shaker.wav", "scratch")],
     "water": [("redeclipse-data", "rec", f"{RE}/{n}.ogg", "*")
