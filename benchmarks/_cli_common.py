@@ -61,7 +61,7 @@ def devcorpus_datasets(prefix: str = "large-") -> tuple[list[Dataset], str | Non
 
     ``realsounds/`` (real recordings at their own levels, 20-22 clips per class) is split
     45/55, about 10 training clips per class, as few as the held-out sets we are judged on;
-    ``hardspeakers/`` (12-18 clips per speaker) keeps 8 training clips per speaker.
+    ``hardspeakers/`` (11-18 clips per speaker) keeps 8 training clips per speaker.
     """
     root = devcorpus_root()
     fractions = {"speakers": 0.7, "sounds": 0.7, "speakers8k": 0.7, "realsounds": 0.45}

@@ -22,9 +22,10 @@ on.  This script builds a larger, different corpus into a cache folder:
   water (Red Eclipse, Scratch, GCompris).  Each class mixes several sources,
   interleaved over the clip numbers.
 * ``hardspeakers/<speaker>/<speaker>_NN.flac`` -- 16 kHz mono 16-bit FLAC, 1.5-6 s,
-  12-18 clips per speaker (8 for training in the benchmarks).  Real human speech,
+  11-18 clips per speaker (8 for training in the benchmarks).  Real human speech,
   short utterances joined without pauses: Hedgewars characters, Kajongg voices
-  (English and German), KTuberling languages, Asterisk voices through two codecs.
+  (English and German), KTuberling languages, English KLettres, Codec 2 radio
+  recordings, Asterisk voices through two codecs.
 * ``metadata.csv`` -- path, group, label, source_package, source_version,
   source_item, duration_s, source_sr (native sample rate(s) of the source audio).
 
