@@ -39,6 +39,8 @@ class Dataset:
     info: dict[str, Any] = field(default_factory=dict)
     #: share of each class's files in the training split (when the source has no split)
     train_fraction: float = 0.7
+    #: or this many training files per class (the rest are test files), if set
+    train_count: int | None = None
 
 
 def devcorpus_root() -> str:
@@ -58,7 +60,8 @@ def devcorpus_datasets(prefix: str = "large-") -> tuple[list[Dataset], str | Non
     """The development corpus folders that exist, or a skip message.
 
     ``realsounds/`` (real recordings at their own levels, 20-22 clips per class) is split
-    45/55, about 10 training clips per class, as few as the held-out sets we are judged on.
+    45/55, about 10 training clips per class, as few as the held-out sets we are judged on;
+    ``hardspeakers/`` (11-18 clips per speaker) keeps 8 training clips per speaker.
     """
     root = devcorpus_root()
     fractions = {"speakers": 0.7, "sounds": 0.7, "speakers8k": 0.7, "realsounds": 0.45}
@@ -67,6 +70,9 @@ def devcorpus_datasets(prefix: str = "large-") -> tuple[list[Dataset], str | Non
         for sub, frac in fractions.items()
         if _has_audio(os.path.join(root, sub))
     ]
+    if _has_audio(os.path.join(root, "hardspeakers")):
+        found.append(Dataset(prefix + "hardspeakers", os.path.join(root, "hardspeakers"),
+                             train_count=8))  # fmt: skip
     if found:
         return found, None
     return [], (
@@ -116,10 +122,14 @@ def _list_records(source: str) -> list[tuple[str, str, str | None]]:
 
 
 def stratified_split(
-    recs: list[tuple[str, str, str | None]], train_fraction: float = 0.7, seed: int = 0
+    recs: list[tuple[str, str, str | None]],
+    train_fraction: float = 0.7,
+    seed: int = 0,
+    train_count: int | None = None,
 ) -> list[tuple[str, str, str]]:
     """Deterministic 70/30 split per class: each label's sorted paths shuffled with
-    ``random.Random(f"{seed}:{label}")``; at least one train and (n >= 2) one test file."""
+    ``random.Random(f"{seed}:{label}")``; at least one train and (n >= 2) one test file.
+    ``train_count`` (if given) replaces the fraction: that many training files per class."""
     by_label: dict[str, list[str]] = {}
     for path, label, _ in recs:
         by_label.setdefault(label, []).append(path)
@@ -128,7 +138,8 @@ def stratified_split(
         paths = sorted(paths)
         random.Random(f"{seed}:{label}").shuffle(paths)
         n = len(paths)
-        n_train = min(max(1, round(train_fraction * n)), n - 1) if n >= 2 else n
+        want = round(train_fraction * n) if train_count is None else train_count
+        n_train = min(max(1, want), n - 1) if n >= 2 else n
         for i, p in enumerate(paths):
             split_of[p] = "train" if i < n_train else "test"
     return [(p, label, split_of[p]) for p, label, _ in recs]
@@ -145,7 +156,7 @@ def write_manifest(
         raise SystemExit(f"{ds.name}: no audio files found in {ds.source}")
     if not all(s for _, _, s in recs):
         frac = ds.train_fraction if train_fraction is None else train_fraction
-        recs = stratified_split(recs, frac, seed)
+        recs = stratified_split(recs, frac, seed, ds.train_count)
     os.makedirs(out_dir, exist_ok=True)
     ds.csv = os.path.join(out_dir, "manifest.csv")
     with open(ds.csv, "w", newline="", encoding="utf-8") as f:

@@ -1,8 +1,8 @@
 """Benchmark: accuracy of audiogmm's presets and of the two reference scripts, side by side.
 
 Every configuration runs as fresh command-line processes on the same explicit-split
-manifests (per class, 70/30, or 45/55 for ``realsounds/``; one per ``--seeds`` value,
-default 0; written to a temporary folder):
+manifests (per class, 70/30, or 45/55 for ``realsounds/``, or 8 training clips per speaker
+for ``hardspeakers/``; one per ``--seeds`` value, default 0; written to a temporary folder):
 
 * audiogmm: ``audiogmm train MANIFEST --split train -o M.npz --json [OPTIONS]`` then
   ``audiogmm evaluate M.npz MANIFEST --split test --json``, with OPTIONS one of:
@@ -19,8 +19,8 @@ A configuration the CLI does not support (usage error, exit code 2) is reported 
 "n/a (not available)"; another error as "error" with its last stderr line.
 
 Data: the development corpus (``$AUDIOGMM_DEVCORPUS`` or ``~/.cache/audiogmm/devcorpus``),
-``sounds/``, ``speakers/``, ``speakers8k/`` and ``realsounds/`` separately;
-``--data NAME=PATH`` (repeatable) replaces it; without either, ``data_samples/`` is used
+``sounds/``, ``speakers/``, ``speakers8k/``, ``realsounds/`` and ``hardspeakers/``
+separately (``--sets`` picks some); ``--data NAME=PATH`` (repeatable) replaces it; without either, ``data_samples/`` is used
 with a warning (its test sets are 35-36 clips, so the intervals are wide).
 
 Reported per configuration: accuracy pooled over the splits (every test decision counts
@@ -36,6 +36,7 @@ Run::
     python benchmarks/bench_accuracy.py
     python benchmarks/bench_accuracy.py --configs defaults,auto,ref-speech
     python benchmarks/bench_accuracy.py --seeds 0,1,2     # three splits, pooled
+    python benchmarks/bench_accuracy.py --sets dev-hardspeakers --configs defaults,ref-librosa,ref-speech
     python benchmarks/bench_accuracy.py --data spk=data_samples/speakers --quick
 """
 
@@ -88,6 +89,8 @@ def parse_args() -> argparse.Namespace:
         help=f"comma-separated subset of: {', '.join(CONFIGS)}",
     )  # fmt: skip
     p.add_argument("--data", action="append", metavar="NAME=PATH", help="data set (repeatable)")
+    p.add_argument("--sets", metavar="LIST",
+                   help="comma-separated subset of the data sets, e.g. dev-hardspeakers")  # fmt: skip
     p.add_argument(
         "--audiogmm-args", default="", metavar="ARGS",
         help='extra arguments for both audiogmm commands, e.g. "-j 1"',
@@ -113,6 +116,17 @@ def parse_args() -> argparse.Namespace:
 
 
 def datasets(args) -> list[Dataset]:
+    found = all_datasets(args)
+    if args.sets:
+        wanted = args.sets.split(",")
+        unknown = sorted(set(wanted) - {ds.name for ds in found})
+        if unknown:
+            raise SystemExit(f"--sets: unknown {unknown}; choose from {[d.name for d in found]}")
+        found = [ds for ds in found if ds.name in wanted]
+    return found
+
+
+def all_datasets(args) -> list[Dataset]:
     over = parse_data_overrides(args.data)
     if over:
         return over

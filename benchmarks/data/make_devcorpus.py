@@ -11,16 +11,21 @@ on.  This script builds a larger, different corpus into a cache folder:
   (Hedgewars, Freeciv) and the Oxygen desktop sounds.
 * ``speakers/<speaker>/<speaker>_NN.flac`` -- 16 kHz mono 16-bit FLAC, 2-6 s.  Real
   human speech: Hedgewars voice packs, KLettres and KTuberling voice sets (one per
-  language), Asterisk prompt voices not used by ``data_samples/``.
+  language), Asterisk prompt voices.
 * ``speakers8k/`` -- the same speaker clips resampled to 8 kHz (telephone band).
 * ``realsounds/<class>/<class>_NN.flac`` -- a harder sound set: mono 16-bit FLAC at
   the source's own rate (22.05-48 kHz, else 44.1 kHz), 0.25-5 s, **at the source's
   level** (no normalisation, no padding; only digital silence trimmed, long recordings
-  cut into pieces).  Drum-kit pieces from Hydrogen kits and Sonic Pi/LMMS, hand
-  drums, tabla, instruments (real recordings plus fluidsynth renders from three
-  soundfonts at varied velocities), birds and mammals (Tux Paint, Widelands,
-  Scratch, GCompris).  Each class mixes several sources, interleaved over the clip
-  numbers.
+  cut into pieces).  Drum-kit pieces from Hydrogen kits and LMMS, hand drums,
+  shakers, instruments (real recordings plus fluidsynth renders from three
+  soundfonts at varied velocities), birds and mammals (Widelands, Scratch, GCompris),
+  water (Red Eclipse, Scratch, GCompris).  Each class mixes several sources,
+  interleaved over the clip numbers.
+* ``hardspeakers/<speaker>/<speaker>_NN.flac`` -- 16 kHz mono 16-bit FLAC, 1.5-6 s,
+  11-18 clips per speaker (8 for training in the benchmarks).  Real human speech,
+  short utterances joined without pauses: Hedgewars characters, Kajongg voices
+  (English and German), KTuberling languages, English KLettres, Codec 2 radio
+  recordings, Asterisk voices through two codecs.
 * ``metadata.csv`` -- path, group, label, source_package, source_version,
   source_item, duration_s, source_sr (native sample rate(s) of the source audio).
 
@@ -35,7 +40,7 @@ renderer is installed)::
     python benchmarks/data/make_devcorpus.py --check    # validate an existing build
     python benchmarks/data/make_devcorpus.py --groups realsounds   # only that group
 
-``--groups`` (comma-separated: sounds, speakers, realsounds; default all) selects
+``--groups`` (comma-separated: sounds, speakers, realsounds, hardspeakers; default all) selects
 what is built, rebuilt (``--force``) or checked; the other groups, their folders and
 their ``metadata.csv`` rows are left as they are.  A group counts as built once
 ``metadata.csv`` lists it.
@@ -113,7 +118,7 @@ PACKAGES = [
     "freeciv-data", "oxygen-sounds",
     # speech
     "klettres-data", "ktuberling-data", "asterisk-core-sounds-es-wav",
-    "asterisk-prompt-es-co", "asterisk-prompt-fr-armelle",
+    "asterisk-core-sounds-fr-wav", "asterisk-core-sounds-it-wav",
 ]  # fmt: skip
 
 SOUNDFONTS = {
@@ -125,20 +130,22 @@ SOUNDFONTS = {
 
 # packages of the realsounds/ group (see the realsounds section below)
 REAL_PACKAGES = [
-    # drum kits, hand drums, guitar strums (Hydrogen); tabla, drums, piano (Sonic Pi)
-    "hydrogen-drumkits", "hydrogen-drumkits-effects", "hydrogen-data", "sonic-pi-samples",
+    # drum kits, hand drums, guitar strums (Hydrogen)
+    "hydrogen-drumkits", "hydrogen-drumkits-effects", "hydrogen-data",
     # instrument recordings and soundfonts (rendered with fluidsynth)
     "lmms-common", "gcompris-qt-data", "musescore-general-soundfont", "timgm6mb-soundfont",
     "csound-soundfont",
-    # birds and mammals
-    "tuxpaint-stamps-default", "widelands-data", "scratch",
+    # birds and mammals; water
+    "widelands-data", "scratch", "redeclipse-data",
 ]  # fmt: skip
 
 # large packages that are unpacked only in part: package -> folders
 EXTRACT_ONLY = {
-    "tuxpaint-stamps-default": ["./usr/share/tuxpaint/stamps/animals", "./usr/share/doc"],
     "widelands-data": ["./usr/share/games/widelands/data/sound", "./usr/share/doc"],
     "scratch": ["./usr/share/scratch/Media/Sounds", "./usr/share/doc"],
+    "kajongg": ["./usr/share/kajongg/voices", "./usr/share/doc"],
+    "codec2-examples": ["./usr/share/codec2/wav", "./usr/share/doc"],
+    "redeclipse-data": ["./usr/share/games/redeclipse/data/sounds/ambience", "./usr/share/doc"],
 }
 
 
@@ -634,10 +641,10 @@ def speaker_sources(build: Path) -> dict[str, tuple[str, list, dict | None]]:
     ast = pkg_root(build, "asterisk-core-sounds-es-wav") / "usr/share/asterisk/sounds"
     out["ast_es_mx"] = ("asterisk-core-sounds-es-wav",
                         sorted((ast / "es_MX_f_Allison").glob("*.wav")), None)  # fmt: skip
-    co = pkg_root(build, "asterisk-prompt-es-co") / "usr/share/asterisk/sounds/es"
-    out["ast_es_co"] = ("asterisk-prompt-es-co", sorted(co.glob("*.gsm")), GSM)
-    fr = pkg_root(build, "asterisk-prompt-fr-armelle") / "usr/share/asterisk/sounds/fr"
-    out["ast_fr_armelle"] = ("asterisk-prompt-fr-armelle", sorted(fr.glob("*.gsm")), GSM)
+    for pkg, voice in (("asterisk-core-sounds-fr-wav", "fr_CA_f_June"),
+                       ("asterisk-core-sounds-it-wav", "it_IT_m_Carlo")):  # fmt: skip
+        ast = pkg_root(build, pkg) / "usr/share/asterisk/sounds" / voice
+        out[f"ast_{voice[:5].lower()}"] = (pkg, sorted(ast.glob("*.wav")), None)
     # serbian variants are the same recordings under four locale names
     for dup in ("ktuberling_sr_ijekavian", "ktuberling_sr_ijekavianlatin",
                 "ktuberling_sr_latin"):  # fmt: skip
@@ -645,21 +652,25 @@ def speaker_sources(build: Path) -> dict[str, tuple[str, list, dict | None]]:
     return out
 
 
-def speech_clips(label: str, files: list, fmt: dict | None):
-    """Yield (audio at 16 kHz, [file names], {native rates}) clips of 2-6 s.
+def speech_clips(label: str, files: list, fmt: dict | None, gap_s: float = GAP_S,
+                 target=None, n_max: int = CLIPS):  # fmt: skip
+    """Yield (audio at 16 kHz, [file names], {native rates}) clips of up to 6 s.
 
     Utterances (files) are taken in a fixed shuffled order, trimmed, and joined with
-    ``GAP_S`` pauses until a clip is at least 2.5 s long; no utterance is used twice.
-    Utterances already 2-6 s long usually make a clip on their own.
+    ``gap_s`` pauses until a clip is at least ``target`` s long (2.5 s, or drawn per
+    clip when ``target`` is a (low, high) range); no utterance is used twice.
+    Utterances already long enough usually make a clip on their own.
     """
     order = _rng(label).permutation(len(files))
+    draw = None if target is None else _rng(label, 1)
+    want = 2.5 if draw is None else float(draw.uniform(*target))
     buf: list[np.ndarray] = []
     names: list[str] = []
     rates: set[int] = set()
-    gap = np.zeros(int(GAP_S * SPEAKER_SR))
+    gap = np.zeros(int(gap_s * SPEAKER_SR))
     made = 0
     for i in order:
-        if made == CLIPS:
+        if made == n_max:
             return
         f = files[i]
         try:
@@ -674,18 +685,20 @@ def speech_clips(label: str, files: list, fmt: dict | None):
         if d < 0.25 or d > SPEAKER_DUR[1] - 0.05:
             continue
         cur = sum(len(b) for b in buf) / SPEAKER_SR
-        if buf and cur + GAP_S + d > SPEAKER_DUR[1] - 0.05:
+        if buf and cur + gap_s + d > SPEAKER_DUR[1] - 0.05:
             buf, names, rates = [], [], set()  # would not fit: start afresh
             cur = 0.0
-        if buf:
+        if buf and len(gap):
             buf.append(gap)
         buf.append(y)
         names.append(Path(f).name)
         rates.add(sr)
-        if sum(len(b) for b in buf) / SPEAKER_SR >= 2.5:
+        if sum(len(b) for b in buf) / SPEAKER_SR >= want:
             yield np.concatenate(buf), names, rates
             made += 1
             buf, names, rates = [], [], set()
+            if draw is not None:
+                want = float(draw.uniform(*target))
 
 
 def make_speakers(build: Path, out: Path, versions: dict, rows: list[dict], log: dict):
@@ -708,6 +721,145 @@ def make_speakers(build: Path, out: Path, versions: dict, rows: list[dict], log:
         print(f"  {label}: {len(clips)} clips from {len(files)} utterance files", flush=True)
 
 
+# ----------------------------------------------------------------------------- hardspeakers
+#
+# A harder speaker set: more speakers, short clips (1.5-6 s, utterances joined without
+# pauses), at most 18 clips each (8 for training, the rest for testing), and where the
+# source allows several recording chains or languages per speaker (the Asterisk voices
+# come as 8 kHz PCM and as GSM 6.10; Allison Smith reads English and Spanish).
+
+HARD_GROUP = "hardspeakers"
+HARD_DUR = (1.5, 6.0)
+HARD_TARGET = (1.5, 2.5)  # a clip joins utterances until it is this long (drawn per clip)
+HARD_CLIPS = 18  # per speaker, at most: 8 training + 10 test clips
+HARD_MIN_CLIPS = 11  # 8 training + at least 3 test clips, else the speaker is dropped
+HARD_MIN_LABELS = 40
+HARD_KLETTRES = ("klettres_en", "klettres_en_gb")  # the English KLettres voices only
+KAJONGG_VOICES = "usr/share/kajongg/voices"
+AST_SOUNDS = "usr/share/asterisk/sounds"
+# speaker -> [(package, voice folder)]: one recording chain (codec) or language each
+AST_HARD = {
+    "ast_allison": [(f"asterisk-core-sounds-{lang}-{codec}", voice)
+                    for lang, voice in (("en", "en_US_f_Allison"), ("es", "es_MX_f_Allison"))
+                    for codec in ("wav", "gsm")],
+    "ast_june": [(f"asterisk-core-sounds-fr-{c}", "fr_CA_f_June") for c in ("wav", "gsm")],
+    "ast_carlo": [(f"asterisk-core-sounds-it-{c}", "it_IT_m_Carlo") for c in ("wav", "gsm")],
+    "ast_ivrvoiceru": [(f"asterisk-core-sounds-ru-{c}", "ru_RU_f_IvrvoiceRU")
+                       for c in ("wav", "gsm")],
+    "ast_menardi": [(f"asterisk-prompt-it-menardi-{c}", "it_IT_f_Menardi")
+                    for c in ("wav", "gsm")],
+}  # fmt: skip
+# Codec 2 test recordings (8 kHz; amateur radio operators): speaker -> long recording
+CODEC2 = {"codec2_david": "david4.wav", "codec2_ve9qrp": "ve9qrp.wav",
+          "codec2_vk2tpm": "vk2tpm_004.wav"}  # fmt: skip
+HARD_PACKAGES = [
+    "hedgewars-data",
+    "kajongg",
+    "ktuberling-data",
+    "klettres-data",
+    "codec2-examples",
+] + sorted({pkg for srcs in AST_HARD.values() for pkg, _ in srcs})
+
+
+def split_recording(src: Path, dst: Path) -> list[Path]:
+    """Cut a long recording at its pauses into utterance files (16-bit WAV, native rate).
+
+    A pause is at least 0.12 s of 20 ms frames more than 30 dB below the loudest frame
+    (or less than 6 dB above the quietest tenth); the cut is in its middle.  Pieces
+    longer than 2.5 s are cut again at zero crossings, pieces under 0.3 s are dropped.
+    Written once into ``dst``.
+    """
+    stamp = dst / ".complete"
+    if not stamp.exists():
+        shutil.rmtree(dst, ignore_errors=True)
+        dst.mkdir(parents=True)
+        x, sr = load(src)
+        hop = int(0.01 * sr)
+        frames = [x[i : i + 2 * hop] for i in range(0, max(len(x) - 2 * hop, 1), hop)]
+        db = 20 * np.log10(np.array([np.sqrt(np.mean(f**2)) for f in frames]) + 1e-12)
+        # noisy radio recordings never fall 30 dB: then 6 dB above their noise floor
+        quiet = np.append(db < max(db.max() - 30.0, np.percentile(db, 10) + 6.0), False)
+        cuts, run0 = [0], None
+        for i, q in enumerate(quiet):
+            if q and run0 is None:
+                run0 = i
+            elif not q and run0 is not None:
+                if i - run0 >= 12:
+                    cuts.append((run0 + i) // 2 * hop)
+                run0 = None
+        cuts.append(len(x))
+        k = 0
+        for a, b in zip(cuts[:-1], cuts[1:]):
+            while b - a >= 0.3 * sr:  # longer pieces in turns of at most 2.5 s
+                piece = cut_at_zero_crossing(x[a:b], int(2.5 * sr))
+                sf.write(str(dst / f"{src.stem}_{k:03d}.wav"), piece, sr, subtype="PCM_16")
+                a, k = a + len(piece), k + 1
+        stamp.write_text("")
+    return sorted(dst.glob("*.wav"))
+
+
+def hard_sources(build: Path) -> dict[str, list[tuple[str, str, list, dict | None]]]:
+    """speaker -> [(package, sub-source, sorted utterance files, raw format or None)].
+
+    Hedgewars packs (not ``Robot``, vocoded) and KTuberling languages as in
+    ``speakers/``; the Kajongg voices (English and German); the Asterisk voices, whose
+    prompts are dealt out over their packages (one codec or language each) so that no
+    prompt is used twice.
+    """
+    spk = speaker_sources(build)
+    out = {k: [(pkg, "", files, fmt)] for k, (pkg, files, fmt) in spk.items()
+           if k.startswith(("hw_", "ktuberling_")) or k in HARD_KLETTRES}  # fmt: skip
+    kj = pkg_root(build, "kajongg") / KAJONGG_VOICES
+    for d in sorted(p for p in kj.glob("*") if p.is_dir()):
+        for v in [d] if d.name != "de" else sorted(p for p in d.iterdir() if p.is_dir()):
+            lang = "de" if v.parent.name == "de" else "en"
+            out[f"kajongg_{lang}_{v.name}"] = [("kajongg", "", sorted(v.glob("*.ogg")), None)]
+    c2 = pkg_root(build, "codec2-examples") / "usr/share/codec2/wav"
+    for label, name in CODEC2.items():
+        files = split_recording(c2 / name, build / "split" / Path(name).stem)
+        out[label] = [("codec2-examples", "", files, None)]
+    for label, srcs in AST_HARD.items():
+        lists = []
+        for pkg, voice in srcs:
+            gsm = pkg.endswith("-gsm")
+            files = sorted((pkg_root(build, pkg) / AST_SOUNDS / voice).glob(
+                "*.gsm" if gsm else "*.wav"))  # fmt: skip
+            lists.append((pkg, voice, files, GSM if gsm else None))
+        # deal each prompt (by voice folder and name) to one package, in turn
+        dealt: list[list] = [[] for _ in lists]
+        for j, stem in enumerate(sorted({(v, f.stem) for _, v, fs, _ in lists for f in fs})):
+            own = [k for k, (_, v, fs, _) in enumerate(lists)
+                   if v == stem[0] and any(f.stem == stem[1] for f in fs)]  # fmt: skip
+            k = own[j % len(own)]
+            dealt[k].append(next(f for f in lists[k][2] if f.stem == stem[1]))
+        out[label] = [(pkg, f"{pkg}:{voice}", sorted(d), fmt)
+                      for (pkg, voice, _, fmt), d in zip(lists, dealt)]  # fmt: skip
+    return out
+
+
+def make_hardspeakers(build: Path, out: Path, versions: dict, rows: list[dict], log: dict):
+    for label, srcs in sorted(hard_sources(build).items()):
+        per_src = []
+        for pkg, sub, files, fmt in srcs:
+            seed = f"{HARD_GROUP}:{label}:{sub}"
+            per_src.append([(pkg, *c) for c in speech_clips(seed, files, fmt, gap_s=0.0,
+                                                            target=HARD_TARGET,
+                                                            n_max=HARD_CLIPS)])  # fmt: skip
+        clips = interleave(per_src)[:HARD_CLIPS]
+        if len(clips) < HARD_MIN_CLIPS:
+            log[f"{HARD_GROUP}/{label}"] = f"skipped: only {len(clips)} clips"
+            print(f"  {label}: skipped ({len(clips)} clips)")
+            continue
+        for n, (pkg, y, names, rates) in enumerate(clips):
+            path = out / HARD_GROUP / label / f"{label}_{n:02d}.flac"
+            dur = write_clip(path, y, SPEAKER_SR)
+            src_sr = "+".join(str(r) for r in sorted(rates))
+            rows.append(row(out, path, HARD_GROUP, label, pkg, versions[pkg],
+                            " + ".join(names), dur, src_sr))  # fmt: skip
+        pkgs = sorted({c[0] for c in clips})
+        print(f"  {label}: {len(clips)} clips from {', '.join(pkgs)}", flush=True)
+
+
 # ----------------------------------------------------------------------------- realsounds
 #
 # A harder sound set of real recordings that keep their own levels: no peak
@@ -720,7 +872,7 @@ REAL_SR = (22050, 48000)  # native rates in this range are kept ...
 REAL_SR_OTHER = 44100  # ... others are resampled to this rate
 REAL_DUR = (0.25, 5.0)
 REAL_CLIPS = 22  # clips per class (at most)
-REAL_MIN_CLIPS = 18  # a class with fewer is dropped (and --check fails on it)
+REAL_MIN_CLIPS = 16  # a class with fewer is dropped (and --check fails on it)
 REAL_MIN_LABELS = 18
 REAL_TRIM_DB = -60.0  # leading/trailing samples this far below the clip peak are cut
 REAL_PIECE_S = (1.5, 4.0)  # piece lengths for recordings longer than REAL_DUR[1]
@@ -753,6 +905,7 @@ H2_RULES = [
     (None, r"empty|choke|roll|swish|hat free|crash/ride \(|whistle|"
            r"(sangban|dununba|kenkeni)\d? bell"),
     ("hand_drum", r"djembe|sangban|dununba|kenkeni|cajon|bongo"),
+    ("shaker", r"maraca|tambourine|shaker"),
     (None, r"clap|cowbell|stick|rim click|maraca|clave|woodblock|waterglass|finger|"
            r"tambourine|agogo|conga|shaker"),
     ("ride", r"ride|bell|cup|\bbow\b"),
@@ -765,14 +918,12 @@ H2_RULES = [
     ("kick", r"kick|bass ?drum|bassdrum"),
 ]  # fmt: skip
 
-SPI = "usr/share/sonic-pi/samples"
 LM = "usr/share/lmms/samples"
-TP = "usr/share/tuxpaint/stamps/animals"
 WL = "usr/share/games/widelands/data/sound"
 SCR = "usr/share/scratch/Media/Sounds"
+RE = "usr/share/games/redeclipse/data/sounds/ambience"
 GC_RES = "/gcompris/src/activities/{0}/resource/{1}"
-# (also used by sounds/ animal_call, cut differently there; the only birds and
-# cats/dogs needed to fill large_bird and canid_felid)
+# (also used by sounds/ animal_call, cut differently there; needed to fill mammal)
 GC_FARM = "explore_farm_animals.rcc:explore_farm_animals/animals"
 
 # class -> [(package, kind, path or glob, sub-source)]; kind "hit" (one clip per file,
@@ -781,30 +932,15 @@ GC_FARM = "explore_farm_animals.rcc:explore_farm_animals/animals"
 # (kit, recording set, species) is what the clips of a package rotate over; "*" means
 # the file name (without a trailing _NN).
 REAL_FILES: dict[str, list[tuple[str, str, str, str]]] = {
-    "kick": [("sonic-pi-samples", "hit", f"{SPI}/{n}.flac", "menegass/Zajo")
-             for n in ("drum_bass_hard", "drum_bass_soft", "drum_heavy_kick")],
-    "snare": [("sonic-pi-samples", "hit", f"{SPI}/drum_snare_{n}.flac", "menegass")
-              for n in ("hard", "soft")],
-    "hihat_closed": [("sonic-pi-samples", "hit", f"{SPI}/drum_cymbal_{n}.flac", "menegass")
-                     for n in ("closed", "pedal")]
-    + [("lmms-common", "hit", f"{LM}/drums/hihat_foot_pedal01.ogg", "lmms")],
-    "hihat_open": [("sonic-pi-samples", "hit", f"{SPI}/drum_cymbal_open.flac", "menegass")]
-    + [("lmms-common", "hit", f"{LM}/drums/hihat_opened0{i}.ogg", "lmms") for i in (1, 2, 3)],
-    "crash": [("sonic-pi-samples", "hit", f"{SPI}/drum_{n}.flac", "menegass")
-              for n in ("splash_hard", "splash_soft", "cymbal_hard", "cymbal_soft")]
-    + [("lmms-common", "hit", f"{LM}/drums/crash0{i}.ogg", "lmms") for i in (1, 2)]
+    "hihat_closed": [("lmms-common", "hit", f"{LM}/drums/hihat_foot_pedal01.ogg", "lmms")],
+    "hihat_open": [("lmms-common", "hit", f"{LM}/drums/hihat_opened0{i}.ogg", "lmms")
+                   for i in (1, 2, 3)],
+    "crash": [("lmms-common", "hit", f"{LM}/drums/crash0{i}.ogg", "lmms") for i in (1, 2)]
     + [("scratch", "hit", f"{SCR}/Percussion/CymbalCrash.wav", "scratch")],
     "ride": [("lmms-common", "hit", f"{LM}/drums/ride01.ogg", "lmms"),
              ("scratch", "hit", f"{SCR}/Percussion/RideCymbal.wav", "scratch")],
-    "tom_high": [("sonic-pi-samples", "hit", f"{SPI}/drum_tom_{n}.flac", "menegass")
-                 for n in ("hi_hard", "hi_soft", "mid_hard", "mid_soft")],
-    "tom_low": [("sonic-pi-samples", "hit", f"{SPI}/drum_tom_lo_{n}.flac", "menegass")
-                for n in ("hard", "soft")],
-    "tabla": [("sonic-pi-samples", "hit", f"{SPI}/tabla_*.flac", "dio_333 strokes"),
-              ("sonic-pi-samples", "rec", f"{SPI}/loop_tabla.flac", "lezaarth loop")],
     "piano": [("gcompris-qt-data", "rcc", "instruments.rcc:instruments/piano.ogg", "*"),
-              ("lmms-common", "rec", f"{LM}/instruments/piano0?.ogg", "*"),
-              ("sonic-pi-samples", "rec", f"{SPI}/ambi_piano.flac", "*")],
+              ("lmms-common", "rec", f"{LM}/instruments/piano0?.ogg", "*")],
     "violin": [("gcompris-qt-data", "rcc", "instruments.rcc:instruments/violin.ogg", "*"),
                ("lmms-common", "rec", f"{LM}/instruments/violin_*.ogg", "*")],
     "flute": [("gcompris-qt-data", "rcc",
@@ -823,47 +959,27 @@ REAL_FILES: dict[str, list[tuple[str, str, str, str]]] = {
         ("scratch", "rec", f"{SCR}/Instruments/GuitarStrum.wav", "*"),
         ("gcompris-qt-data", "rcc", "memory-sound.rcc:memory-sound/guitar_*.ogg", "*"),
     ],
-    "songbird": [("widelands-data", "rec", f"{WL}/animals/bird?_??.ogg", "*")]
-    + [("tuxpaint-stamps-default", "rec", f"{TP}/birds/{n}.ogg", "*")
-       for n in ("blackbird", "cuckoo", "lark", "quetzal", "tucan")]
-    + [("scratch", "rec", f"{SCR}/Animal/Bird.wav", "*")],
-    "large_bird": [("tuxpaint-stamps-default", "rec", f"{TP}/birds/{n}.ogg", "*")
-                   for n in ("crow", "drake", "duck", "gander", "hen", "nandou", "owl",
-                             "penguin", "rooster", "seagull", "turkey", "vulture")]
-    + [("scratch", "rec", f"{SCR}/Animal/{n}.wav", "*")
-       for n in ("Duck", "Goose", "Owl", "Rooster")]
-    + [("sonic-pi-samples", "rec", f"{SPI}/misc_crow.flac", "*")]
-    + [("gcompris-qt-data", "rcc", f"{GC_FARM}/{n}.ogg", "*") for n in ("chickens", "duck", "owl")],
-    "farm_mammal": [("tuxpaint-stamps-default", "rec", f"{TP}/mammals/{n}.ogg", "*")
-                    for n in ("bovines/bull", "bovines/cow", "bovines/cow_white",
-                              "bovines/goat", "bovines/mountaingoat", "bovines/ram",
-                              "bovines/sheep", "bovines/sheep_lamb", "pig", "pig_golden",
-                              "pig_golden2", "equines/donkey", "equines/horse")]
-    + [("widelands-data", "rec", f"{WL}/farm/{n}.ogg", "*")
-       for n in ("donkey", "horse_0?", "ox_0?", "sheep_0?")]
-    + [("widelands-data", "rec", f"{WL}/animals/boar.ogg", "*"),
-       ("scratch", "rec", f"{SCR}/Animal/Horse.wav", "*")],
-    "wild_mammal": [("tuxpaint-stamps-default", "rec", f"{TP}/{n}.ogg", "*")
-                    for n in ("mammals/apes/chimp", "mammals/apes/gorilla",
-                              "mammals/aquatic/dolphin", "mammals/aquatic/orca",
-                              "mammals/aquatic/sea_lion", "mammals/aquatic/whale",
-                              "mammals/badger", "mammals/bears/bear", "mammals/bovines/bison",
-                              "mammals/camel/camel", "mammals/camel/dromedary",
-                              "mammals/deer/caribou", "mammals/deer/deer", "mammals/deer/doe",
-                              "mammals/elephant", "mammals/equines/zebra", "mammals/ferret",
-                              "mammals/giraffe", "mammals/hippopotamus",
-                              "mammals/rodents/beaver", "mammals/rodents/mouse",
-                              "mammals/rodents/rabbit", "mammals/rodents/squirrel",
-                              "marsupials/koala", "marsupials/wombat")]
-    + [("widelands-data", "rec", f"{WL}/animals/{n}_0?.ogg", "*") for n in ("moose", "stag")]
-    + [("scratch", "rec", f"{SCR}/Animal/SeaLion.mp3", "*")],
-    "canid_felid": [("tuxpaint-stamps-default", "rec", f"{TP}/mammals/{n}.ogg", "*")
-                    for n in ("dogs/dog", "dogs/fox", "cats/lion", "cats/tiger")]
-    + [("widelands-data", "rec", f"{WL}/animals/{n}_0?.ogg", "*") for n in ("wolf", "coyote")]
+    "songbird": [("widelands-data", "rec", f"{WL}/animals/bird?_??.ogg", "*"),
+                 ("scratch", "rec", f"{SCR}/Animal/Bird.wav", "*")],
+    "mammal": [("widelands-data", "rec", f"{WL}/farm/{n}.ogg", "*")
+               for n in ("donkey", "horse_0?", "ox_0?", "sheep_0?")]
+    + [("widelands-data", "rec", f"{WL}/animals/{n}.ogg", "*")
+       for n in ("boar", "moose_0?", "stag_0?", "wolf_0?", "coyote_0?")]
     + [("scratch", "rec", f"{SCR}/Animal/{n}", "*")
-       for n in ("Cat.mp3", "Kitten.wav", "Meow.wav", "WolfHowl.wav", "Dog1.wav",
-                 "Dog2.wav")]
-    + [("gcompris-qt-data", "rcc", f"{GC_FARM}/{n}.ogg", "*") for n in ("cat", "dog")],
+       for n in ("Horse.wav", "SeaLion.mp3", "Cat.mp3", "Kitten.wav", "Meow.wav",
+                 "WolfHowl.wav", "Dog1.wav", "Dog2.wav")]
+    + [("gcompris-qt-data", "rcc", f"{GC_FARM}/{n}.ogg", "*")
+       for n in ("cat", "cow", "dog", "horse", "pig", "sheep")],
+    "shaker": [("lmms-common", "hit", f"{LM}/drums/shaker0?.ogg", "lmms"),
+               ("scratch", "hit", f"{SCR}/Percussion/Shaker.wav", "scratch")],
+    "water": [("redeclipse-data", "rec", f"{RE}/{n}.ogg", "*")
+              for n in ("creek", "river", "water", "waterfall*", "cavedrip", "morph/rain",
+                        "morph/stormrain")]
+    + [("scratch", "rec", f"{SCR}/Effects/{n}", "*")
+       for n in ("Bubbles.wav", "Ripples.wav", "WaterDrop.mp3", "WaterRunning.mp3",
+                 "Plunge.wav")]
+    + [("gcompris-qt-data", "rcc", "memory-sound.rcc:memory-sound/LRRain_in_garden_01_LA_cut.ogg",
+        "*")],
 }  # fmt: skip
 
 # instrument classes that add fluidsynth renders: class -> [(GM program, lowest key,
@@ -1124,7 +1240,7 @@ def row(out: Path, path: Path, group: str, label: str, pkg: str, ver: str, item:
     }
 
 
-GROUPS = ("sounds", "speakers", REAL_GROUP)
+GROUPS = ("sounds", "speakers", REAL_GROUP, HARD_GROUP)
 
 
 def group_spec(group: str) -> dict:
@@ -1132,6 +1248,9 @@ def group_spec(group: str) -> dict:
     if group == REAL_GROUP:
         return {"rates": REAL_SR, "dur": REAL_DUR, "min_clips": REAL_MIN_CLIPS,
                 "min_labels": REAL_MIN_LABELS, "min_peak": REAL_MIN_PEAK}  # fmt: skip
+    if group == HARD_GROUP:
+        return {"rates": (SPEAKER_SR, SPEAKER_SR), "dur": HARD_DUR, "min_clips": HARD_MIN_CLIPS,
+                "min_labels": HARD_MIN_LABELS, "min_peak": 0.05}  # fmt: skip
     if group == "speakers":
         return {"rates": (SPEAKER_SR, SPEAKER_SR), "dur": SPEAKER_DUR, "min_clips": MIN_CLIPS,
                 "min_labels": 30, "min_peak": 0.05}  # fmt: skip
@@ -1294,6 +1413,8 @@ def main() -> None:
     packages = list(PACKAGES) if {"sounds", "speakers"} & set(todo) else []
     if REAL_GROUP in todo:
         packages += [p for p in REAL_PACKAGES if p not in packages]
+    if HARD_GROUP in todo:
+        packages += [p for p in HARD_PACKAGES if p not in packages]
     versions = fetch_packages(build, packages)
     # a group is complete once metadata.csv lists it: drop the rows of the groups
     # being rebuilt (and their folders) first, then add each group's rows when done
@@ -1306,7 +1427,7 @@ def main() -> None:
         write_metadata(out, rows)
     log: dict[str, str] = {}
     built: dict[str, list[dict]] = {}
-    for g in ("speakers", "sounds", REAL_GROUP):  # the historical order
+    for g in ("speakers", "sounds", REAL_GROUP, HARD_GROUP):  # the historical order
         if g not in todo:
             continue
         print(g, flush=True)
@@ -1315,6 +1436,8 @@ def main() -> None:
             make_speakers(build, out, versions, new, log)
         elif g == "sounds":
             make_sounds(build, out, versions, new)
+        elif g == HARD_GROUP:
+            make_hardspeakers(build, out, versions, new, log)
         else:
             make_realsounds(build, out, versions, new)
         built[g] = new
