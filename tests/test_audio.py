@@ -164,3 +164,58 @@ def test_feature_error_for_suite_is_not_audio_error(suite):
     with pytest.raises(FeatureError) as err:
         extract(suite["silence.wav"].path, config=FeatureConfig.preset("speech"))
     assert not isinstance(err.value, AudioError)
+
+
+# ---------------------------------------------------------------------- integer waveforms
+@pytest.mark.parametrize(
+    "subtype, sr", [("PCM_16", 16000), ("PCM_16", 8000), ("PCM_U8", 16000), ("PCM_24", 16000),
+                    ("PCM_32", 16000)]  # fmt: skip
+)
+def test_integer_arrays_are_scaled_as_soundfile_scales_files(tmp_path, subtype, sr):
+    """scipy.io.wavfile's int16/uint8/int32 arrays give exactly the features of the file."""
+    from scipy.io import wavfile
+
+    p = tmp_path / "clip.wav"
+    sf.write(p, speech_like(sr, 1.0), sr, subtype=subtype)
+    rate, arr = wavfile.read(p)
+    assert arr.dtype.kind in "iu"
+    np.testing.assert_array_equal(extract(arr, sr=rate), extract(p))
+
+
+@pytest.mark.parametrize("dtype", ["int64", "uint16", "bool", "complex64"])
+def test_other_sample_types_are_refused_with_one_clear_error(dtype):
+    with pytest.raises(ParameterError, match=f"got dtype {dtype}"):
+        extract(np.zeros(16000, dtype=dtype), sr=16000)
+
+
+# ---------------------------------------------------------------------- the length limit
+def test_the_length_limit_can_be_raised_by_environment_and_cli(tmp_path, monkeypatch):
+    from click.testing import CliRunner
+
+    import audiogmm.audio
+    from audiogmm.cli import main
+
+    p = tmp_path / "long.wav"
+    sf.write(p, speech_like(16000, 2.0), 16000)
+    monkeypatch.setattr(audiogmm.audio, "MAX_SAMPLES", 16000)
+    monkeypatch.setenv(audiogmm.audio.SAMPLE_LIMIT_ENV, "")  # restored after the test
+    with pytest.raises(AudioError, match=r"limit of 16000 samples.*--max-samples") as ei:
+        load(p, sr=None)
+    assert str(p) in str(ei.value)
+    monkeypatch.setenv(audiogmm.audio.SAMPLE_LIMIT_ENV, "40000")
+    assert load(p, sr=None).shape == (32000,)
+    monkeypatch.setenv(audiogmm.audio.SAMPLE_LIMIT_ENV, "many")
+    with pytest.raises(ParameterError, match="AUDIOGMM_MAX_SAMPLES='many'"):
+        load(p, sr=None)
+    # the CLI option sets the variable, so that worker processes see it too
+    monkeypatch.setenv(audiogmm.audio.SAMPLE_LIMIT_ENV, "")
+    data = tmp_path / "data"
+    (data / "x").mkdir(parents=True)
+    p.rename(data / "x" / "long.wav")
+    args = ["extract", str(data), "--format", "kaldi", "-o", str(tmp_path / "out"), "-j", "1"]
+    r = CliRunner().invoke(main, args)
+    assert "limit of 16000 samples" in r.output and "1 skipped" in r.output, r.output
+    r = CliRunner().invoke(main, [*args, "--max-samples", "40000"])
+    assert r.exit_code == 0 and "1 utterances" in r.output and "(0 skipped)" in r.output, r.output
+    help_text = CliRunner().invoke(main, ["train", "--help"]).output
+    assert "--max-samples" in help_text and "AUDIOGMM_MAX_SAMPLES" in help_text

@@ -83,8 +83,9 @@ def extract(
     Parameters
     ----------
     y_or_path : np.ndarray [shape=(n_samples,)] or str or os.PathLike
-        A mono waveform, or an audio file (loaded with :func:`audiogmm.audio.load`
-        at ``config.sample_rate``).
+        A mono waveform (float in units of full scale, or int8/uint8/int16/int32
+        samples, scaled as soundfile scales them: :func:`audiogmm.audio.as_float`), or
+        an audio file (loaded with :func:`audiogmm.audio.load` at ``config.sample_rate``).
     config : FeatureConfig, optional
         Defaults to the ``general`` preset (``FeatureConfig()``).
     sr : int > 0, optional
@@ -135,9 +136,7 @@ def extract(
         y = np.asarray(y_or_path)
         if y.ndim != 1:
             raise ParameterError(f"expected a mono waveform of shape (n_samples,), got {y.shape}")
-        if not (np.issubdtype(y.dtype, np.floating) or np.issubdtype(y.dtype, np.integer)):
-            raise ParameterError(f"expected a real-valued waveform, got dtype {y.dtype}")
-        y = y.astype(np.float32, copy=False)
+        y = audio.as_float(y)
         if not np.isfinite(y).all():
             raise FeatureError("waveform contains non-finite (NaN or inf) samples")
         if y.size and float(np.max(np.abs(y))) > audio.MAX_ABS_SAMPLE:
