@@ -278,7 +278,8 @@ def as_float(y: np.ndarray) -> np.ndarray:
         return y.astype(np.float32, copy=False)
     if y.dtype.name not in _FULL_SCALE:
         raise ParameterError(
-            f"expected a waveform of float or int8/uint8/int16/int32 samples, got dtype {y.dtype}"
+            "expected a real-valued waveform of float or int8/uint8/int16/int32 samples, got "
+            f"dtype {y.dtype}"
         )
     offset, scale = _FULL_SCALE[y.dtype.name]
     # exact in float32: |x - offset| <= 2**31 rounds once, and dividing by a power of two is exact
