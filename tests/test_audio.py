@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
 import soundfile as sf
@@ -54,7 +56,7 @@ def test_bad_file_suite_extract(suite, name):
 def test_error_classes_are_builtins_too(suite):
     with pytest.raises(OSError):
         load(suite["missing.wav"].path, sr=None)
-    with pytest.raises(ValueError):  # the speech preset's VAD finds no voiced frame
+    with pytest.raises(ValueError):  # no frame above the energy floor
         extract(suite["silence.wav"].path, config=FeatureConfig.preset("speech"))
 
 
@@ -64,7 +66,9 @@ def test_silence_loads_and_keep_all_frames_is_finite(suite):
     x = extract(suite["silence.wav"].path, config=FeatureConfig.preset("speech"),
                 keep_all_frames=True)  # fmt: skip
     assert x.shape == (101, 60) and np.isfinite(x).all()
-    x = extract(suite["silence.wav"].path)  # the default front end has no VAD
+    with pytest.raises(FeatureError, match="silent"):  # the default front end has no VAD
+        extract(suite["silence.wav"].path)
+    x = extract(suite["silence.wav"].path, keep_all_frames=True)
     assert x.shape == (51, 26) and np.isfinite(x).all()
 
 
@@ -160,7 +164,7 @@ def test_real_clips_load():
 
 
 def test_feature_error_for_suite_is_not_audio_error(suite):
-    # silence is a *feature* problem (no voiced frame for VAD): the file itself is fine
+    # silence is a *feature* problem (no frame above the energy floor): the file itself is fine
     with pytest.raises(FeatureError) as err:
         extract(suite["silence.wav"].path, config=FeatureConfig.preset("speech"))
     assert not isinstance(err.value, AudioError)
@@ -219,3 +223,36 @@ def test_the_length_limit_can_be_raised_by_environment_and_cli(tmp_path, monkeyp
     assert r.exit_code == 0 and "1 utterances" in r.output and "(0 skipped)" in r.output, r.output
     help_text = CliRunner().invoke(main, ["train", "--help"]).output
     assert "--max-samples" in help_text and "AUDIOGMM_MAX_SAMPLES" in help_text
+
+
+# ---------------------------------------------------------------------- silence in batch commands
+def test_batch_commands_skip_silent_clips_with_the_default_preset(tmp_path):
+    """Issue 21 item 1: `predict` labelled digital silence confidently (en_f2:1.000), and
+    `train` learned it; now both report the file among the skipped ones, naming why."""
+    import json
+
+    from click.testing import CliRunner
+
+    from audiogmm.cli import main
+
+    data = tmp_path / "data"
+    for i, label in enumerate(("a", "b")):
+        (data / label).mkdir(parents=True)
+        for j in range(2):
+            sf.write(data / label / f"{j}.wav", speech_like(16000, 1.0, seed=2 * i + j), 16000)
+    sf.write(data / "a" / "silent.wav", np.zeros(3 * 16000, np.float32), 16000)
+    sf.write(tmp_path / "short.wav", np.zeros(800, np.float32), 16000)  # 0.05 s
+    model = tmp_path / "m.npz"
+    r = CliRunner().invoke(main, ["train", str(data), "-o", str(model), "-k", "1", "--split",
+                                  "all", "-j", "1", "--json"])  # fmt: skip
+    assert r.exit_code == 0, r.output
+    skipped = json.loads(r.output)["skipped"]
+    assert [os.path.basename(s["path"]) for s in skipped] == ["silent.wav"]
+    assert "energy floor" in skipped[0]["reason"]
+    files = [data / "a" / "silent.wav", tmp_path / "short.wav", data / "b" / "0.wav"]
+    r = CliRunner().invoke(main, ["predict", str(model), *map(str, files), "-j", "1", "--json"])
+    out = json.loads(r.stdout)
+    assert [os.path.basename(x["path"]) for x in out["results"]] == ["0.wav"], r.output
+    assert [s["path"] for s in out["skipped"]] == list(map(str, files[:2]))
+    assert all("silent: no frame above the -80 dB energy floor" in s["reason"]
+               for s in out["skipped"])  # fmt: skip

@@ -158,7 +158,8 @@ class FeatureConfig:
         Threshold in dB below the clip's loudest frame.
     vad_floor_db : float
         Absolute floor in dB re full scale (a full-scale sine is -3 dB), so that
-        digital silence and near-silent clips are never voiced.
+        digital silence and near-silent clips are never voiced. Whatever ``vad``,
+        a clip with no frame above it is refused as silent.
     cmvn : {"none", "utterance", "sliding"}
         Cepstral mean (and variance) normalisation after VAD.
     cmvn_window : int > 0
