@@ -376,3 +376,12 @@ def test_labels_kaldi_cannot_read_back_are_refused_before_writing(tmp_path, labe
         write_feats(out, feats, labels=labels)
     assert repr(label) in str(ei.value)
     assert not out.exists()  # nothing half-written
+
+
+def test_feature_matrices_with_nan_or_inf_are_refused(tmp_path):
+    feats = random_feats(n_spk=1, n_utt=2)
+    feats["spk0-utt1"][3, 2] = np.nan
+    d = kaldi_feats_dir(tmp_path / "data", feats)
+    with pytest.raises(DatasetError, match="'spk0-utt1' has non-finite values") as ei:
+        read_feats(d)
+    assert str(d / "feats.scp") in str(ei.value)

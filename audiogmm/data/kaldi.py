@@ -177,6 +177,8 @@ def _read_matrix(kaldiio, fd, scp: str, key: str) -> np.ndarray:
     X = np.asarray(X)
     if X.ndim != 2 or X.shape[0] == 0 or X.dtype.kind != "f":
         raise DatasetError(f"{scp!r}: entry {key!r} is not a feature matrix ({X.dtype} {X.shape})")
+    if not np.isfinite(X).all():
+        raise DatasetError(f"{scp!r}: entry {key!r} has non-finite values (NaN or inf)")
     return X
 
 
@@ -211,7 +213,8 @@ def read_feats(data_dir: PathLike, *, allow_pipes: bool = False) -> list[Utteran
     ------
     DatasetError
         Missing or malformed tables, a refused pipe, an entry that is not a binary
-        Kaldi matrix, a missing archive, or matrices of different widths.
+        Kaldi matrix or holds NaN or inf, an offset past the end of its archive, a
+        missing archive, or matrices of different widths.
     """
     kaldiio = _kaldiio()
     base = os.path.abspath(os.fspath(data_dir))
