@@ -24,13 +24,11 @@ import argparse
 import collections
 import os
 import sys
-import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
-from hypothesis import HealthCheck, Phase, given, settings  # noqa: E402
-
+from benchmarks._common import fuzz, print_bad  # noqa: E402
 from tests import test_fuzz_tables as F  # noqa: E402
 
 
@@ -39,37 +37,17 @@ def main() -> int:
     p.add_argument("--examples", type=int, default=1000)
     p.add_argument("--show", type=int, default=3, help="BAD cases printed per outcome")
     args = p.parse_args()
+    seen, bad, dt = fuzz(F.table_cases(), F.run_table_case, args.examples, args.show)
     counts: dict[str, collections.Counter] = collections.defaultdict(collections.Counter)
-    bad: dict[str, list] = collections.defaultdict(list)
-
-    @settings(
-        max_examples=args.examples,
-        deadline=None,
-        database=None,
-        phases=[Phase.generate],
-        suppress_health_check=list(HealthCheck),
-    )
-    @given(F.table_cases())
-    def one(case):
-        outcome, detail = F.run_table_case(case)
-        counts[case[0]][outcome] += 1
-        if outcome.startswith("BAD") and len(bad[outcome]) < args.show:
-            bad[outcome].append((case, detail))
-
-    t0 = time.perf_counter()
-    one()
-    dt = time.perf_counter() - t0
-    total = sum(sum(c.values()) for c in counts.values())
-    print(f"== tables: {total} examples in {dt:.1f} s")
+    for (kind, _), outcome in seen:
+        counts[kind][outcome] += 1
+    print(f"== tables: {len(seen)} examples in {dt:.1f} s")
     print(f"  {'table':<10} {'examples':>8} {'refused':>8} {'ok':>8} {'other':>6}")
     for kind in F.KINDS:
         c = counts[kind]
         n, other = sum(c.values()), sum(k for o, k in c.items() if o.startswith("BAD"))
         print(f"  {kind:<10} {n:>8} {c['refused']:>8} {c['ok']:>8} {other:>6}")
-    for outcome, cases in bad.items():
-        for case, detail in cases:
-            print(f"  {outcome}: {detail}\n      case: {case!r}"[:1500])
-    return 1 if bad else 0
+    return print_bad(bad)
 
 
 if __name__ == "__main__":
