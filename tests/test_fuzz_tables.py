@@ -210,6 +210,7 @@ def run_table_case(case, folder: Path = _WORK) -> tuple[str, str]:
 @given(table_cases())
 @example(("segments", [("cell", 2, "nan")]))
 @example(("segments", [("cell", 3, "inf")]))
+@example(("segments", [("cell", 6, "1e308")]))  # start * rate overflows to inf
 @example(("feats_scp", [("cell", 1, "feats.ark:" + str(2**64 + 1))]))
 @example(("trials", [("encode", "latin-1"), ("cell", 4, "caf\xe9")]))
 @example(("manifest", [("encode", "utf-16")]))

@@ -188,7 +188,7 @@ def test_bad_segments(tmp_path):
     d, _ = segments_dir(tmp_path)
     (d / "segments").write_text("ast_en-a1 recA 0.0 99.0\n")
     (d / "utt2spk").write_text("ast_en-a1 ast_en\n")
-    with pytest.raises(DatasetError, match="after the end of recording 'recA'"):
+    with pytest.raises(DatasetError, match="is not inside recording 'recA'"):
         read_segments(d)
     (d / "segments").write_text("ast_en-a1 recX 0.0 1.0\n")
     with pytest.raises(DatasetError, match="no recording 'recX'"):
@@ -338,7 +338,8 @@ def test_feats_scp_offsets_beyond_the_archive_name_the_file(tmp_path, offset):
 @pytest.mark.parametrize(
     "bad",
     ["recA nan 1.0", "recA 0.0 inf", "recA -inf 1.0", "recA 0.5 nan", "recA 0.0 99.0",
-     "recA 1.0 0.5", "recA 1.0 1.001", "recX 0.0 1.0"],  # fmt: skip
+     "recA 1.0 0.5", "recA 1.0 1.001", "recX 0.0 1.0", "recA 1e308 -1", "recA 0 1e308",
+     "recA 99 -1"],  # fmt: skip
 )
 def test_a_bad_segment_is_skipped_and_named_not_fatal(tmp_path, caplog, bad):
     d, _ = segments_dir(tmp_path)
@@ -385,3 +386,4 @@ def test_feature_matrices_with_nan_or_inf_are_refused(tmp_path):
     with pytest.raises(DatasetError, match="'spk0-utt1' has non-finite values") as ei:
         read_feats(d)
     assert str(d / "feats.scp") in str(ei.value)
+

@@ -357,15 +357,16 @@ def read_segments(
         except AudioError as e:  # every segment of an unreadable recording is skipped
             skipped.update({u: f"utterance {u!r} of recording {rec!r}: {e}" for u in by_rec[rec]})
             continue
+        duration = len(y) / sr
         for utt in by_rec[rec]:
             _, start, end = segs[utt]
-            a, b = int(round(start * sr)), (len(y) if end == -1 else int(round(end * sr)))
-            if b > len(y) + int(0.01 * sr):  # Kaldi tolerates rounding at the end
+            if start >= duration or end > duration + 0.01:  # Kaldi tolerates rounding at the end
                 skipped[utt] = (
-                    f"{seg_file!r}: utterance {utt!r} ends at {end} s, after the end of "
-                    f"recording {rec!r} ({len(y) / sr:.3f} s)"
+                    f"{seg_file!r}: utterance {utt!r} ({start}..{end} s) is not inside "
+                    f"recording {rec!r} ({duration:.3f} s)"
                 )
                 continue
+            a, b = int(round(start * sr)), (len(y) if end == -1 else int(round(end * sr)))
             try:
                 feats[utt] = extract(y[a:b], config=config, sr=sr, keep_all_frames=keep_all_frames)
             except FeatureError as e:
