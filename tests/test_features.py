@@ -526,3 +526,23 @@ def test_extraction_roots_share_one_extraction_per_derivable_family():
     assert extraction_roots([]) == []
     # a config with CMVN derives nothing, not even itself: equal ones share the first
     assert extraction_roots([g.replace(**cmn), g.replace(**cmn)]) == [0, 0]
+
+
+def test_digital_silence_marks_exactly_the_long_runs_at_the_floor():
+    from audiogmm.features.postprocess import digital_silence
+
+    rng = np.random.default_rng(0)
+    for _ in range(500):
+        n, m = int(rng.integers(0, 40)), int(rng.integers(1, 6))
+        e = np.where(rng.random(n) < 0.6, -100.0, -20.0)
+        expected = np.zeros(n, bool)
+        i = 0
+        while i < n:  # the naive scan over runs
+            j = i
+            while j < n and e[j] <= -100.0:
+                j += 1
+            if j - i >= m:
+                expected[i:j] = True
+            i = max(j, i + 1)
+        got = digital_silence(e, silence_db=-100.0, min_frames=m)
+        np.testing.assert_array_equal(got, expected, err_msg=f"{e} {m}")

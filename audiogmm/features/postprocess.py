@@ -65,11 +65,11 @@ def digital_silence(energy_db: np.ndarray, *, silence_db: float, min_frames: int
     # run boundaries: +1 where a run starts, -1 just after it ends
     edges = np.diff(np.concatenate(([0], at_floor.astype(np.int8), [0])))
     starts, ends = np.flatnonzero(edges == 1), np.flatnonzero(edges == -1)
-    out = np.zeros(at_floor.shape, dtype=bool)
-    for a, b in zip(starts, ends):
-        if b - a >= min_frames:
-            out[a:b] = True
-    return out
+    long = ends - starts >= min_frames
+    inside = np.zeros(at_floor.size + 1, dtype=np.int64)
+    inside[starts[long]] += 1  # runs never share an end point
+    inside[ends[long]] -= 1
+    return np.cumsum(inside[:-1]) > 0
 
 
 def utterance_cmvn(x: np.ndarray, *, norm_vars: bool = True) -> np.ndarray:
