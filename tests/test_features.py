@@ -393,11 +393,11 @@ def test_content_hash_is_stable_and_sensitive():
     assert s.replace(n_mfcc=20).content_hash() != h
     assert s.replace(vad_threshold_db=31.0).content_hash() != h
     assert len({c.content_hash() for c in PRESETS.values()}) == len(PRESETS) == 5
-    assert FEATURE_FORMAT_VERSION == 2
+    assert FEATURE_FORMAT_VERSION == 3
     # A changed default or algorithm version must be a deliberate edit of these lines.
-    assert h == "f2aa8ca4a444f139" or pytest.fail(f"default (general) preset hash changed to {h}")
+    assert h == "200e54576d7ba3f9" or pytest.fail(f"default (general) preset hash changed to {h}")
     hs = PRESETS["speech"].content_hash()
-    assert hs == "ef720fcec60cc1d6" or pytest.fail(f"speech preset hash changed to {hs}")
+    assert hs == "5a5f36c7524c0586" or pytest.fail(f"speech preset hash changed to {hs}")
 
 
 def test_from_dict_rejects_unknown_keys_and_fills_defaults():

@@ -34,8 +34,9 @@ __all__ = [
 
 #: Bump whenever the numbers produced for a given config change: it is part of
 #: :meth:`FeatureConfig.content_hash`, so feature caches are invalidated. Version 2:
-#: numpy's FFT and a float64 matrix DCT instead of scipy's (last-bit changes).
-FEATURE_FORMAT_VERSION = 2
+#: numpy's FFT and a float64 matrix DCT instead of scipy's (last-bit changes). Version 3:
+#: silent clips are refused and runs of digital silence dropped, whatever the preset.
+FEATURE_FORMAT_VERSION = 3
 
 _C0_MODES = ("keep", "energy", "drop")
 _CMVN_MODES = ("none", "utterance", "sliding")
