@@ -37,12 +37,15 @@ __all__ = [
     "MAX_SAMPLES",
     "MAX_SAMPLE_RATE",
     "MIN_SAMPLE_RATE",
+    "SAMPLE_LIMIT_ENV",
     "AudioInfo",
+    "as_float",
     "check_file",
     "check_rate",
     "info",
     "load",
     "resample",
+    "sample_limit",
 ]
 
 PathLike = Union[str, "os.PathLike[str]"]
@@ -57,11 +60,15 @@ MIN_SAMPLE_RATE = 1_000
 MAX_SAMPLE_RATE = 768_000
 #: Most channels a file may declare (libsndfile itself allows 1024).
 MAX_CHANNELS = 256
-#: Most samples per channel, decoded or after resampling: 2**26 (256 MiB as float32),
-#: about 70 minutes at 16 kHz or 23 minutes at 48 kHz. It bounds what a small file can
-#: cost: FLAC or Vorbis silence compresses hundreds of times, so a 100 kB file can
-#: decode to gigabytes. Split longer recordings, or raise ``audiogmm.audio.MAX_SAMPLES``.
+#: Most samples per channel, decoded or after resampling, by default: 2**26 (256 MiB as
+#: float32), about 70 minutes at 16 kHz or 23 minutes at 48 kHz. It bounds what a small
+#: file can cost: FLAC or Vorbis silence compresses hundreds of times, so a 100 kB file
+#: can decode to gigabytes. Split longer recordings, or raise the limit with the
+#: environment variable :data:`SAMPLE_LIMIT_ENV` (the CLI's ``--max-samples``), which
+#: worker processes inherit (:func:`sample_limit`).
 MAX_SAMPLES = 1 << 26
+#: Environment variable that replaces :data:`MAX_SAMPLES` (an integer >= 1).
+SAMPLE_LIMIT_ENV = "AUDIOGMM_MAX_SAMPLES"
 #: Largest |sample| accepted, in units of full scale. Float files may exceed 1.0 a
 #: little (or hold integer-scaled values up to 32768), but a million times full
 #: scale is not audio, and squaring such values in the power spectrum overflows.
@@ -158,11 +165,40 @@ def _check_header(path: str, f: sf.SoundFile) -> None:
         raise AudioError(
             f"{path!r}: declares {channels} channels; at most {MAX_CHANNELS} are supported"
         )
-    if frames > MAX_SAMPLES:
-        raise AudioError(
-            f"{path!r}: declares {frames} samples per channel, more than the limit of "
-            f"{MAX_SAMPLES} ({_duration(MAX_SAMPLES / rate)} at {rate} Hz); split the file"
-        )
+    limit = sample_limit()
+    if frames > limit:
+        raise _too_long(path, f"declares {frames} samples per channel", limit, rate)
+
+
+def sample_limit() -> int:
+    """The most samples per channel a file may decode or resample to.
+
+    ``$AUDIOGMM_MAX_SAMPLES`` (:data:`SAMPLE_LIMIT_ENV`) when set, else :data:`MAX_SAMPLES`.
+    Read on every call, so that a limit set by the CLI reaches its worker processes.
+
+    Raises
+    ------
+    ParameterError
+        If the variable is set to anything but an integer >= 1.
+    """
+    raw = os.environ.get(SAMPLE_LIMIT_ENV, "").strip()
+    if not raw:
+        return MAX_SAMPLES
+    try:
+        value = int(raw)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise ParameterError(f"{SAMPLE_LIMIT_ENV}={raw!r}: expected an integer >= 1 (samples)")
+    return value
+
+
+def _too_long(path: str, what: str, limit: int, rate: int) -> AudioError:
+    return AudioError(
+        f"{path!r}: {what}, more than the limit of {limit} samples "
+        f"({_duration(limit / rate)} at {rate} Hz); split the file, or raise the limit "
+        f"(--max-samples, or ${SAMPLE_LIMIT_ENV})"
+    )
 
 
 def _duration(seconds: float) -> str:
@@ -212,6 +248,44 @@ def info(path: PathLike) -> AudioInfo:
         )
 
 
+#: Integer sample types and their full scale, as soundfile (libsndfile) reads them as float:
+#: PCM_16 ``x / 32768``, PCM_32 (and scipy's left-justified 24-bit) ``x / 2**31``,
+#: unsigned 8-bit ``(x - 128) / 128``.
+_FULL_SCALE = {"int8": (0, 128), "uint8": (128, 128), "int16": (0, 1 << 15), "int32": (0, 1 << 31)}
+
+
+def as_float(y: np.ndarray) -> np.ndarray:
+    """A waveform as float32 in units of full scale; integer samples scaled as soundfile does.
+
+    So ``extract(wavfile.read(p)[1], sr=...)`` (an int16 array) equals ``extract(p)``.
+
+    Parameters
+    ----------
+    y : np.ndarray
+        Float samples (kept as they are) or int8, uint8, int16, int32 samples.
+
+    Returns
+    -------
+    np.ndarray [dtype=float32]
+
+    Raises
+    ------
+    ParameterError
+        For any other dtype (bool, complex, int64, uint16, ...).
+    """
+    y = np.asarray(y)
+    if np.issubdtype(y.dtype, np.floating):
+        return y.astype(np.float32, copy=False)
+    if y.dtype.name not in _FULL_SCALE:
+        raise ParameterError(
+            "expected a real-valued waveform of float or int8/uint8/int16/int32 samples, got "
+            f"dtype {y.dtype}"
+        )
+    offset, scale = _FULL_SCALE[y.dtype.name]
+    # exact in float32: |x - offset| <= 2**31 rounds once, and dividing by a power of two is exact
+    return (y.astype(np.float32) - np.float32(offset)) / np.float32(scale)
+
+
 def resample(y: np.ndarray, orig_sr: int, target_sr: int) -> np.ndarray:
     """Resample a mono waveform with soxr (HQ), returning float32.
 
@@ -233,10 +307,10 @@ def resample(y: np.ndarray, orig_sr: int, target_sr: int) -> np.ndarray:
     if orig_sr == target_sr:
         return y
     n_out = -(-y.size * int(target_sr) // int(orig_sr))
-    if n_out > MAX_SAMPLES:
+    if n_out > sample_limit():
         raise ParameterError(
             f"resampling {y.size} samples from {orig_sr} to {target_sr} Hz gives {n_out} "
-            f"samples, more than the limit of {MAX_SAMPLES}"
+            f"samples, more than the limit of {sample_limit()} (${SAMPLE_LIMIT_ENV})"
         )
     out = np.ascontiguousarray(soxr.resample(y, orig_sr, target_sr, quality="HQ"), np.float32)
     if not np.isfinite(out).all():  # only for absurd input (|y| near float32 max)
@@ -319,7 +393,7 @@ def _decode_mono(path: str, f: sf.SoundFile, sr: Optional[int]) -> np.ndarray:
     such rather than as the inf their sum overflows to.
     """
     native = int(f.samplerate)
-    limit = MAX_SAMPLES
+    limit = sample_limit()
     stream = None
     expected = max(0, int(f.frames))
     if sr is not None and int(sr) != native:
@@ -329,12 +403,6 @@ def _decode_mono(path: str, f: sf.SoundFile, sr: Optional[int]) -> np.ndarray:
     n = n_out = n_bad = 0
     peak = 0.0
 
-    def too_long(what: str) -> AudioError:
-        return AudioError(
-            f"{path!r}: more than the limit of {limit} samples {what} "
-            f"({_duration(limit / native)} at {native} Hz); split the file"
-        )
-
     try:
         while True:
             data = f.read(_BLOCK, dtype="float32", always_2d=True)
@@ -342,7 +410,7 @@ def _decode_mono(path: str, f: sf.SoundFile, sr: Optional[int]) -> np.ndarray:
             last = m < _BLOCK
             n += m
             if n > limit:
-                raise too_long("per channel")
+                raise _too_long(path, "too long", limit, native)
             if m:
                 finite = np.isfinite(data)
                 if not finite.all():
@@ -360,7 +428,7 @@ def _decode_mono(path: str, f: sf.SoundFile, sr: Optional[int]) -> np.ndarray:
                 chunk = stream.resample_chunk(np.ascontiguousarray(mono), last=last)
             k = chunk.shape[0]
             if n_out + k > limit:
-                raise too_long("after resampling" if stream is not None else "per channel")
+                raise _too_long(path, "too long at the target rate", limit, native)
             if n_out + k > out.size:  # the header under-declared: grow (rare)
                 grown = np.empty(min(limit, max(2 * out.size, n_out + k)), np.float32)
                 grown[:n_out] = out[:n_out]

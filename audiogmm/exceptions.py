@@ -33,7 +33,7 @@ class AudioError(AudioGMMError, OSError):
 
 
 class FeatureError(AudioGMMError, ValueError):
-    """Features could not be computed (e.g. no voiced frame, non-finite values)."""
+    """Features could not be computed (e.g. a silent clip, non-finite values)."""
 
 
 class DatasetError(AudioGMMError, ValueError):

@@ -108,3 +108,43 @@ def table(rows: list[dict[str, Any]], columns: list[tuple[str, str, str]]) -> st
 def rnd(x: float | None, digits: int = 4) -> float | None:
     """Round for JSON (keeps None)."""
     return None if x is None else float(round(x, digits))
+
+
+def fuzz(
+    strategy: Any, run_case: Callable[[Any], tuple[str, str]], examples: int, show: int
+) -> tuple[list[tuple[Any, str]], dict[str, list], float]:
+    """Run a hypothesis ``strategy`` through ``run_case`` without stopping at failures.
+
+    Returns every ``(case, outcome)``, the first ``show`` ``(case, detail)`` of each
+    ``BAD*`` outcome, and the seconds taken (the fuzz_*.py scripts).
+    """
+    from hypothesis import HealthCheck, Phase, given, settings
+
+    seen: list[tuple[Any, str]] = []
+    bad: dict[str, list] = {}
+
+    @settings(
+        max_examples=examples,
+        deadline=None,
+        database=None,
+        phases=[Phase.generate],
+        suppress_health_check=list(HealthCheck),
+    )
+    @given(strategy)
+    def one(case):
+        outcome, detail = run_case(case)
+        seen.append((case, outcome))
+        if outcome.startswith("BAD") and len(bad.setdefault(outcome, [])) < show:
+            bad[outcome].append((case, detail))
+
+    t0 = time.perf_counter()
+    one()
+    return seen, bad, time.perf_counter() - t0
+
+
+def print_bad(bad: dict[str, list]) -> int:
+    """Print the BAD cases of :func:`fuzz`; the exit status (1 when there are any)."""
+    for outcome, cases in bad.items():
+        for case, detail in cases:
+            print(f"  {outcome}: {detail}\n      case: {case!r}"[:1500])
+    return 1 if bad else 0

@@ -24,13 +24,11 @@ import argparse
 import collections
 import os
 import sys
-import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
-from hypothesis import HealthCheck, Phase, given, settings  # noqa: E402
-
+from benchmarks._common import fuzz, print_bad  # noqa: E402
 from tests import test_audio_hostile as F  # noqa: E402
 
 
@@ -40,40 +38,20 @@ def main() -> int:
     p.add_argument("--show", type=int, default=3, help="BAD cases printed per outcome")
     p.add_argument("--by-field", action="store_true", help="tally outcomes per mutated header field")
     args = p.parse_args()
-    counts: collections.Counter = collections.Counter()
+    seen, bad, dt = fuzz(F.audio_cases(), F.run_audio_case, args.examples, args.show)
+    counts = collections.Counter(outcome for _, outcome in seen)
     by_field: dict[str, collections.Counter] = collections.defaultdict(collections.Counter)
-    bad: dict[str, list] = collections.defaultdict(list)
-
-    @settings(
-        max_examples=args.examples,
-        deadline=None,
-        database=None,
-        phases=[Phase.generate],
-        suppress_health_check=list(HealthCheck),
-    )
-    @given(F.audio_cases())
-    def one(case):
-        outcome, detail = F.run_audio_case(case)
-        counts[outcome] += 1
+    for case, outcome in seen:
         for name, _ in case[1]:
             by_field[name][outcome] += 1
-        if outcome.startswith("BAD") and len(bad[outcome]) < args.show:
-            bad[outcome].append((case, detail))
-
-    t0 = time.perf_counter()
-    one()
-    dt = time.perf_counter() - t0
-    total = sum(counts.values())
+    total = len(seen)
     print(f"== audio: {total} examples in {dt:.1f} s")
     for outcome, k in counts.most_common():
         print(f"  {outcome:<45} {k:>7}  {100 * k / max(total, 1):5.1f}%")
     if args.by_field:
         for name, c in sorted(by_field.items()):
             print(f"  field {name:<12} " + ", ".join(f"{o}: {k}" for o, k in c.most_common()))
-    for outcome, cases in bad.items():
-        for case, detail in cases:
-            print(f"  {outcome}: {detail}\n      case: {case!r}"[:1500])
-    return 1 if bad else 0
+    return print_bad(bad)
 
 
 if __name__ == "__main__":

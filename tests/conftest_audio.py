@@ -86,7 +86,7 @@ def make_bad_file_suite(folder: Path) -> dict[str, BadCase]:
     Path(add("text_file.wav", AudioError, "unreadable or corrupt")).write_text(
         "this is not audio\n" * 20, encoding="utf-8"
     )
-    sf.write(add("silence.wav", FeatureError, "no voiced frame"), np.zeros(16000), 16000)
+    sf.write(add("silence.wav", FeatureError, "silent: no frame above"), np.zeros(16000), 16000)
     sf.write(add("ten_samples.wav", AudioError, "too short"), good[:10], 16000)
     nan = good.copy()
     nan[100:110] = np.nan

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
 import soundfile as sf
@@ -54,7 +56,7 @@ def test_bad_file_suite_extract(suite, name):
 def test_error_classes_are_builtins_too(suite):
     with pytest.raises(OSError):
         load(suite["missing.wav"].path, sr=None)
-    with pytest.raises(ValueError):  # the speech preset's VAD finds no voiced frame
+    with pytest.raises(ValueError):  # no frame above the energy floor
         extract(suite["silence.wav"].path, config=FeatureConfig.preset("speech"))
 
 
@@ -64,7 +66,9 @@ def test_silence_loads_and_keep_all_frames_is_finite(suite):
     x = extract(suite["silence.wav"].path, config=FeatureConfig.preset("speech"),
                 keep_all_frames=True)  # fmt: skip
     assert x.shape == (101, 60) and np.isfinite(x).all()
-    x = extract(suite["silence.wav"].path)  # the default front end has no VAD
+    with pytest.raises(FeatureError, match="silent"):  # the default front end has no VAD
+        extract(suite["silence.wav"].path)
+    x = extract(suite["silence.wav"].path, keep_all_frames=True)
     assert x.shape == (51, 26) and np.isfinite(x).all()
 
 
@@ -160,7 +164,95 @@ def test_real_clips_load():
 
 
 def test_feature_error_for_suite_is_not_audio_error(suite):
-    # silence is a *feature* problem (no voiced frame for VAD): the file itself is fine
+    # silence is a *feature* problem (no frame above the energy floor): the file itself is fine
     with pytest.raises(FeatureError) as err:
         extract(suite["silence.wav"].path, config=FeatureConfig.preset("speech"))
     assert not isinstance(err.value, AudioError)
+
+
+# ---------------------------------------------------------------------- integer waveforms
+@pytest.mark.parametrize(
+    "subtype, sr", [("PCM_16", 16000), ("PCM_16", 8000), ("PCM_U8", 16000), ("PCM_24", 16000),
+                    ("PCM_32", 16000)]  # fmt: skip
+)
+def test_integer_arrays_are_scaled_as_soundfile_scales_files(tmp_path, subtype, sr):
+    """scipy.io.wavfile's int16/uint8/int32 arrays give exactly the features of the file."""
+    from scipy.io import wavfile
+
+    p = tmp_path / "clip.wav"
+    sf.write(p, speech_like(sr, 1.0), sr, subtype=subtype)
+    rate, arr = wavfile.read(p)
+    assert arr.dtype.kind in "iu"
+    np.testing.assert_array_equal(extract(arr, sr=rate), extract(p))
+
+
+@pytest.mark.parametrize("dtype", ["int64", "uint16", "bool", "complex64"])
+def test_other_sample_types_are_refused_with_one_clear_error(dtype):
+    with pytest.raises(ParameterError, match=f"got dtype {dtype}"):
+        extract(np.zeros(16000, dtype=dtype), sr=16000)
+
+
+# ---------------------------------------------------------------------- the length limit
+def test_the_length_limit_can_be_raised_by_environment_and_cli(tmp_path, monkeypatch):
+    from click.testing import CliRunner
+
+    import audiogmm.audio
+    from audiogmm.cli import main
+
+    p = tmp_path / "long.wav"
+    sf.write(p, speech_like(16000, 2.0), 16000)
+    monkeypatch.setattr(audiogmm.audio, "MAX_SAMPLES", 16000)
+    monkeypatch.setenv(audiogmm.audio.SAMPLE_LIMIT_ENV, "")  # restored after the test
+    with pytest.raises(AudioError, match=r"limit of 16000 samples.*--max-samples") as ei:
+        load(p, sr=None)
+    assert str(p) in str(ei.value)
+    monkeypatch.setenv(audiogmm.audio.SAMPLE_LIMIT_ENV, "40000")
+    assert load(p, sr=None).shape == (32000,)
+    monkeypatch.setenv(audiogmm.audio.SAMPLE_LIMIT_ENV, "many")
+    with pytest.raises(ParameterError, match="AUDIOGMM_MAX_SAMPLES='many'"):
+        load(p, sr=None)
+    # the CLI option sets the variable, so that worker processes see it too
+    monkeypatch.setenv(audiogmm.audio.SAMPLE_LIMIT_ENV, "")
+    data = tmp_path / "data"
+    (data / "x").mkdir(parents=True)
+    p.rename(data / "x" / "long.wav")
+    args = ["extract", str(data), "--format", "kaldi", "-o", str(tmp_path / "out"), "-j", "1"]
+    r = CliRunner().invoke(main, args)
+    assert "limit of 16000 samples" in r.output and "1 skipped" in r.output, r.output
+    r = CliRunner().invoke(main, [*args, "--max-samples", "40000"])
+    assert r.exit_code == 0 and "1 utterances" in r.output and "(0 skipped)" in r.output, r.output
+    help_text = CliRunner().invoke(main, ["train", "--help"]).output
+    assert "--max-samples" in help_text and "AUDIOGMM_MAX_SAMPLES" in help_text
+
+
+# ---------------------------------------------------------------------- silence in batch commands
+def test_batch_commands_skip_silent_clips_with_the_default_preset(tmp_path):
+    """Issue 21 item 1: `predict` labelled digital silence confidently (en_f2:1.000), and
+    `train` learned it; now both report the file among the skipped ones, naming why."""
+    import json
+
+    from click.testing import CliRunner
+
+    from audiogmm.cli import main
+
+    data = tmp_path / "data"
+    for i, label in enumerate(("a", "b")):
+        (data / label).mkdir(parents=True)
+        for j in range(2):
+            sf.write(data / label / f"{j}.wav", speech_like(16000, 1.0, seed=2 * i + j), 16000)
+    sf.write(data / "a" / "silent.wav", np.zeros(3 * 16000, np.float32), 16000)
+    sf.write(tmp_path / "short.wav", np.zeros(800, np.float32), 16000)  # 0.05 s
+    model = tmp_path / "m.npz"
+    r = CliRunner().invoke(main, ["train", str(data), "-o", str(model), "-k", "1", "--split",
+                                  "all", "-j", "1", "--json"])  # fmt: skip
+    assert r.exit_code == 0, r.output
+    skipped = json.loads(r.output)["skipped"]
+    assert [os.path.basename(s["path"]) for s in skipped] == ["silent.wav"]
+    assert "energy floor" in skipped[0]["reason"]
+    files = [data / "a" / "silent.wav", tmp_path / "short.wav", data / "b" / "0.wav"]
+    r = CliRunner().invoke(main, ["predict", str(model), *map(str, files), "-j", "1", "--json"])
+    out = json.loads(r.stdout)
+    assert [os.path.basename(x["path"]) for x in out["results"]] == ["0.wav"], r.output
+    assert [s["path"] for s in out["skipped"]] == list(map(str, files[:2]))
+    assert all("silent: no frame above the -80 dB energy floor" in s["reason"]
+               for s in out["skipped"])  # fmt: skip

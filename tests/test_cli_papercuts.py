@@ -120,7 +120,7 @@ def test_skip_lines_name_the_file_once_and_give_cli_advice(model, tmp_path):
     assert len(lines) == 2, r.output
     for p, line in zip((silent, bad), lines):
         assert line.count(p.name) == 1, line
-    assert '--config of {"vad": false}' in lines[0]  # advice the CLI can follow
+    assert "energy floor" in lines[0]  # why, in words a user can act on
 
 
 def test_progress_bar_follows_done_counts_so_the_eta_is_sane(monkeypatch):

@@ -19,6 +19,7 @@ from audiogmm.features import (
     FeatureConfig,
     extract,
 )
+from audiogmm.features.extraction import SILENT_RUN_S
 from audiogmm.features.postprocess import sliding_cmvn, utterance_cmvn, vad_mask
 from audiogmm.features.spectral import mel_and_energy
 
@@ -182,9 +183,57 @@ def test_silent_and_constant_input_is_finite(name, signal):
     assert x.shape[1] == cfg.n_dims and np.isfinite(x).all()
 
 
-def test_all_silent_raises_clear_feature_error():
-    with pytest.raises(FeatureError, match="no voiced frame.*keep_all_frames"):
-        extract(np.zeros(16000, np.float32), config=PRESETS["speech"])
+@pytest.mark.parametrize("name", sorted(PRESETS))
+@pytest.mark.parametrize("seconds", [0.1, 1.0])
+@pytest.mark.parametrize("level", [0.0, 1e-6])  # digital silence, and hiss at -120 dB
+def test_a_silent_clip_is_refused_whatever_the_preset(name, seconds, level):
+    """Issue 21 item 1: the default preset (no VAD) used to give silence confident labels."""
+    cfg = PRESETS[name]
+    n = int(seconds * cfg.sample_rate)
+    y = (level * np.random.default_rng(0).standard_normal(n)).astype(np.float32)
+    with pytest.raises(FeatureError, match="silent: no frame above the -80 dB energy floor"):
+        extract(y, config=cfg)
+    assert extract(y, config=cfg, keep_all_frames=True).shape[0] > 0
+
+
+@pytest.mark.parametrize("name", sorted(PRESETS))
+def test_long_runs_of_digital_silence_give_no_frames(name):
+    """A 3 s tone with 10 s of exact zeros inside: about as many frames as the tone alone.
+
+    (Issue 21 item 1: an hour of digital silence in a class took over its model.)"""
+    cfg = PRESETS[name]
+    sr = cfg.sample_rate
+    tone = (0.3 * np.sin(2 * np.pi * 440 * np.arange(3 * sr) / sr)).astype(np.float32)
+    gap = np.concatenate((tone[: sr], np.zeros(10 * sr, np.float32), tone[sr:]))
+    n_tone, n_gap = len(extract(tone, config=cfg)), len(extract(gap, config=cfg))
+    n_all = len(extract(gap, config=cfg, keep_all_frames=True))
+    assert n_all > 3 * n_tone  # the silence is there to drop
+    assert n_tone <= n_gap <= n_tone + 2 * round(SILENT_RUN_S * 1000 / cfg.hop_ms)
+
+
+def test_short_pauses_of_digital_silence_are_kept():
+    """Pauses under SILENT_RUN_S (the gap between two clicks) are sound, and stay."""
+    cfg = PRESETS["general"]
+    sr = cfg.sample_rate
+    y = (0.3 * np.sin(2 * np.pi * 440 * np.arange(sr) / sr)).astype(np.float32)
+    y[sr // 4 : sr // 4 + int(0.7 * sr)] = 0.0  # 700 ms of zeros
+    np.testing.assert_array_equal(extract(y, config=cfg), extract(y, config=cfg, keep_all_frames=True))
+
+
+def test_a_mostly_silent_clip_is_named_in_a_warning(caplog):
+    cfg = PRESETS["general"]
+    sr = cfg.sample_rate
+    rng = np.random.default_rng(0)
+    y = (3e-5 * rng.standard_normal(4 * sr)).astype(np.float32)  # hiss at -90 dB
+    y[:sr // 4] += 0.3 * np.sin(2 * np.pi * 440 * np.arange(sr // 4) / sr).astype(np.float32)
+    with caplog.at_level("WARNING", logger="audiogmm"):
+        extract(y, config=cfg)
+    assert any("mostly near-silent" in m and "-80 dB energy floor" in m for m in caplog.messages)
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="audiogmm"):
+        extract(y, config=PRESETS["speech"])  # VAD drops those frames: nothing to warn about
+        extract(y[: sr // 4], config=cfg)
+    assert not caplog.messages
 
 
 def test_frame_energy_of_full_scale_sine_is_minus_3_db():
@@ -344,11 +393,11 @@ def test_content_hash_is_stable_and_sensitive():
     assert s.replace(n_mfcc=20).content_hash() != h
     assert s.replace(vad_threshold_db=31.0).content_hash() != h
     assert len({c.content_hash() for c in PRESETS.values()}) == len(PRESETS) == 5
-    assert FEATURE_FORMAT_VERSION == 2
+    assert FEATURE_FORMAT_VERSION == 3
     # A changed default or algorithm version must be a deliberate edit of these lines.
-    assert h == "f2aa8ca4a444f139" or pytest.fail(f"default (general) preset hash changed to {h}")
+    assert h == "200e54576d7ba3f9" or pytest.fail(f"default (general) preset hash changed to {h}")
     hs = PRESETS["speech"].content_hash()
-    assert hs == "ef720fcec60cc1d6" or pytest.fail(f"speech preset hash changed to {hs}")
+    assert hs == "5a5f36c7524c0586" or pytest.fail(f"speech preset hash changed to {hs}")
 
 
 def test_from_dict_rejects_unknown_keys_and_fills_defaults():
@@ -477,3 +526,23 @@ def test_extraction_roots_share_one_extraction_per_derivable_family():
     assert extraction_roots([]) == []
     # a config with CMVN derives nothing, not even itself: equal ones share the first
     assert extraction_roots([g.replace(**cmn), g.replace(**cmn)]) == [0, 0]
+
+
+def test_digital_silence_marks_exactly_the_long_runs_at_the_floor():
+    from audiogmm.features.postprocess import digital_silence
+
+    rng = np.random.default_rng(0)
+    for _ in range(500):
+        n, m = int(rng.integers(0, 40)), int(rng.integers(1, 6))
+        e = np.where(rng.random(n) < 0.6, -100.0, -20.0)
+        expected = np.zeros(n, bool)
+        i = 0
+        while i < n:  # the naive scan over runs
+            j = i
+            while j < n and e[j] <= -100.0:
+                j += 1
+            if j - i >= m:
+                expected[i:j] = True
+            i = max(j, i + 1)
+        got = digital_silence(e, silence_db=-100.0, min_frames=m)
+        np.testing.assert_array_equal(got, expected, err_msg=f"{e} {m}")

@@ -188,7 +188,7 @@ def test_bad_segments(tmp_path):
     d, _ = segments_dir(tmp_path)
     (d / "segments").write_text("ast_en-a1 recA 0.0 99.0\n")
     (d / "utt2spk").write_text("ast_en-a1 ast_en\n")
-    with pytest.raises(DatasetError, match="after the end of recording 'recA'"):
+    with pytest.raises(DatasetError, match="is not inside recording 'recA'"):
         read_segments(d)
     (d / "segments").write_text("ast_en-a1 recX 0.0 1.0\n")
     with pytest.raises(DatasetError, match="no recording 'recX'"):
@@ -323,3 +323,67 @@ def test_kaldi_header_block_is_validated(mutate):
     mutate(bad)
     with pytest.raises(ValueError, match="kaldi"):
         validate_kaldi_block(bad)
+
+
+# ---------------------------------------------------------------------- hostile tables (issue 21)
+@pytest.mark.parametrize("offset", [str(2**63), str(2**64 + 5), "99999999"])
+def test_feats_scp_offsets_beyond_the_archive_name_the_file(tmp_path, offset):
+    d = kaldi_feats_dir(tmp_path / "data", random_feats(n_spk=1, n_utt=1))
+    (d / "feats.scp").write_text(f"spk0-utt0 {d / 'feats.ark'}:{offset}\n")
+    with pytest.raises(DatasetError, match=f"offset {offset} is beyond the end") as ei:
+        read_feats(d)
+    assert str(d / "feats.scp") in str(ei.value)
+
+
+@pytest.mark.parametrize(
+    "bad",
+    ["recA nan 1.0", "recA 0.0 inf", "recA -inf 1.0", "recA 0.5 nan", "recA 0.0 99.0",
+     "recA 1.0 0.5", "recA 1.0 1.001", "recX 0.0 1.0", "recA 1e308 -1", "recA 0 1e308",
+     "recA 99 -1"],  # fmt: skip
+)
+def test_a_bad_segment_is_skipped_and_named_not_fatal(tmp_path, caplog, bad):
+    d, _ = segments_dir(tmp_path)
+    segments = (d / "segments").read_text()
+    (d / "segments").write_text(segments + f"ast_en-bad {bad}\n")
+    (d / "utt2spk").write_text((d / "utt2spk").read_text() + "ast_en-bad ast_en\n")
+    with caplog.at_level("WARNING"):
+        utts = read_segments(d)
+    assert [u.utt for u in utts] == ["ast_en-a1", "ast_en-a2", "flite_awb-b1"]
+    assert any("skipped" in m and "'ast_en-bad'" in m for m in caplog.messages), caplog.messages
+    # the CLI trains on the good segments and warns about the one it skipped
+    caplog.clear()
+    r = CliRunner().invoke(main, ["train", str(d), "-o", str(tmp_path / "m.npz"), "-k", "1",
+                                  "--split", "all", "--json"])  # fmt: skip
+    assert r.exit_code == 0 and json.loads(r.output)["n_files"] == 3, r.output
+    assert any("'ast_en-bad'" in m for m in caplog.messages), caplog.messages
+
+
+def test_an_unreadable_recording_skips_its_segments(tmp_path, caplog):
+    d, _ = segments_dir(tmp_path)
+    (d / "wav.scp").write_text((d / "wav.scp").read_text().replace("recB ", "recB /nonexistent/"))
+    with caplog.at_level("WARNING"):
+        utts = read_segments(d)
+    assert [u.utt for u in utts] == ["ast_en-a1", "ast_en-a2"]
+    assert any("'flite_awb-b1'" in m and "not found" in m for m in caplog.messages)
+
+
+@pytest.mark.parametrize("label", ["two words", "line\nbreak", "tab\there", ""])
+def test_labels_kaldi_cannot_read_back_are_refused_before_writing(tmp_path, label):
+    feats = random_feats(n_spk=1, n_utt=2)
+    labels = dict.fromkeys(feats, "ok")
+    labels[sorted(feats)[0]] = label
+    out = tmp_path / "out"
+    with pytest.raises(DatasetError, match="labels must be non-empty with no spaces") as ei:
+        write_feats(out, feats, labels=labels)
+    assert repr(label) in str(ei.value)
+    assert not out.exists()  # nothing half-written
+
+
+def test_feature_matrices_with_nan_or_inf_are_refused(tmp_path):
+    feats = random_feats(n_spk=1, n_utt=2)
+    feats["spk0-utt1"][3, 2] = np.nan
+    d = kaldi_feats_dir(tmp_path / "data", feats)
+    with pytest.raises(DatasetError, match="'spk0-utt1' has non-finite values") as ei:
+        read_feats(d)
+    assert str(d / "feats.scp") in str(ei.value)
+

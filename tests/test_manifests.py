@@ -250,3 +250,87 @@ def test_data_samples_manifests():
         for lab in labels(s):
             assert any(r.split == "train" and r.label == lab for r in s)
             assert any(r.split == "test" and r.label == lab for r in s)
+
+
+# ---------------------------------------------------------------------- hostile CSV text
+def _trials(path):
+    from audiogmm.pipeline.verify import read_trials
+
+    return read_trials(path)
+
+
+_BIG = "x" * 140_000  # over csv's default field-size limit of 131,072 characters
+
+HOSTILE_CSV = {
+    # name: (bytes after the header line, header encoding, message fragment)
+    "latin1": ("a.wav,caf\xe9\n".encode("latin-1"), "line 2: not UTF-8 text"),
+    "utf16": (None, "UTF-16 text; save it as UTF-8"),
+    "utf16_no_bom": (None, "line 1: NUL byte"),
+    "huge_field": (f'"{_BIG}",x\n'.encode(), "line 2: field larger than field limit"),
+    "huge_line": (b"a.wav," + b"y" * (2 << 20) + b"\n", "line 2: longer than"),
+    "extra_cells": (b"a.wav,x,more\n", "line 2: 3 cells but the header has 2"),
+}
+
+
+@pytest.mark.parametrize("kind", ["manifest", "trials"])
+@pytest.mark.parametrize("case", sorted(HOSTILE_CSV))
+def test_hostile_csv_gives_one_error_naming_file_and_line(tmp_path, kind, case):
+    """Manifests and trials files share one reader: every case is one DatasetError with the
+    path (and the line), never a UnicodeDecodeError or csv.Error."""
+    header = "path,label\n" if kind == "manifest" else "path,claim\n"
+    touch(tmp_path / "a.wav")
+    body, match = HOSTILE_CSV[case]
+    p = tmp_path / f"{kind}.csv"
+    if case == "utf16":
+        p.write_bytes((header + "a.wav,x\n").encode("utf-16"))
+    elif case == "utf16_no_bom":
+        p.write_bytes((header + "a.wav,x\n").encode("utf-16-le"))
+    else:
+        p.write_bytes(header.encode() + body)
+    reader = read_csv if kind == "manifest" else _trials
+    with pytest.raises(DatasetError, match=match) as ei:
+        reader(p)
+    assert str(p) in str(ei.value)
+
+
+@pytest.mark.parametrize("kind", ["manifest", "trials"])
+def test_utf8_bom_is_accepted_by_manifests_and_trials(tmp_path, kind):
+    touch(tmp_path / "a.wav")
+    p = tmp_path / "t.csv"
+    col = "label" if kind == "manifest" else "claim"
+    p.write_bytes(f"\ufeffpath,{col}\na.wav,x\n".encode())
+    rows = read_csv(p) if kind == "manifest" else _trials(p)
+    assert [os.path.basename(r.path) for r in rows] == ["a.wav"]
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs FIFOs")
+def test_a_fifo_in_place_of_a_csv_is_refused_without_blocking(tmp_path):
+    import signal
+
+    p = tmp_path / "m.csv"
+    os.mkfifo(p)
+
+    def hung(*_):
+        raise TimeoutError("read_csv blocked on a FIFO")
+
+    old = signal.signal(signal.SIGALRM, hung)
+    signal.alarm(10)
+    try:
+        with pytest.raises(DatasetError, match="not a regular file"):
+            read_csv(p)
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, old)
+
+
+# ---------------------------------------------------------------------- split values
+@pytest.mark.parametrize("typo", ["Train", "trian", "TEST", "validation"])
+def test_unknown_split_values_are_an_error_listing_found_and_expected(tmp_path, typo):
+    for n in "abcd":
+        touch(tmp_path / f"{n}.wav")
+    p = tmp_path / "m.csv"
+    p.write_text(f"path,label,split\na.wav,x,train\nb.wav,x,{typo}\nc.wav,y,train\nd.wav,y,test\n")
+    with pytest.raises(DatasetError, match="unknown split value") as ei:
+        read_csv(p)
+    msg = str(ei.value)
+    assert repr(typo) in msg and "'train'" in msg and "'test'" in msg and str(p) in msg

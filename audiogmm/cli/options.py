@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 from collections.abc import Iterable
 from contextlib import contextmanager
@@ -82,7 +83,26 @@ def run_options(f):
     return strict_option(f)
 
 
+def _set_sample_limit(ctx, param, value):
+    from ..audio import SAMPLE_LIMIT_ENV
+
+    if value is not None:  # the environment carries it to worker processes too
+        os.environ[SAMPLE_LIMIT_ENV] = str(value)
+
+
 def strict_option(f):
+    """``--strict`` and ``--max-samples`` (how bad and huge audio files are treated)."""
+    from ..audio import MAX_SAMPLES, SAMPLE_LIMIT_ENV
+
+    f = click.option(
+        "--max-samples",
+        type=click.IntRange(min=1),
+        envvar=SAMPLE_LIMIT_ENV,
+        expose_value=False,
+        callback=_set_sample_limit,
+        help=f"Longest audio file, in samples per channel (float32 in memory). [default: "
+        f"{MAX_SAMPLES}, 70 min at 16 kHz, 23 min at 48 kHz; env: {SAMPLE_LIMIT_ENV}]",
+    )(f)
     return click.option(
         "--strict", is_flag=True, help="Fail on the first bad audio file instead of skipping it."
     )(f)

@@ -16,6 +16,7 @@ _EXPORTS = {
             "content_hash",
             "expand_paths",
             "read_csv",
+            "read_csv_rows",
             "read_folder",
             "read_kaldi_dir",
             "read_manifest",

@@ -18,8 +18,11 @@ kaldiio would also unpickle a ``PKL`` entry, and nothing here ever unpickles.
 from __future__ import annotations
 
 import io
+import logging
+import math
 import os
 import re
+import stat
 import subprocess
 from collections import Counter
 from collections.abc import Mapping, Sequence
@@ -49,6 +52,8 @@ __all__ = [
 ]
 
 PathLike = Union[str, "os.PathLike[str]"]
+
+logger = logging.getLogger(__name__)
 
 #: The FeatureConfig that made a feats.ark, written next to it by :func:`write_feats`.
 CONFIG_FILE = "audiogmm_features.json"
@@ -172,7 +177,18 @@ def _read_matrix(kaldiio, fd, scp: str, key: str) -> np.ndarray:
     X = np.asarray(X)
     if X.ndim != 2 or X.shape[0] == 0 or X.dtype.kind != "f":
         raise DatasetError(f"{scp!r}: entry {key!r} is not a feature matrix ({X.dtype} {X.shape})")
+    if not np.isfinite(X).all():
+        raise DatasetError(f"{scp!r}: entry {key!r} has non-finite values (NaN or inf)")
     return X
+
+
+def _open_archive(scp: str, utt: str, ark: str):
+    try:
+        if not stat.S_ISREG(os.stat(ark).st_mode):  # a FIFO would block open() forever
+            raise DatasetError(f"{scp!r}: entry {utt!r}: {ark!r} is not a regular file")
+        return open(ark, "rb")
+    except (OSError, ValueError) as e:
+        raise DatasetError(f"{scp!r}: entry {utt!r}: cannot open {ark!r} ({e})") from None
 
 
 def read_feats(data_dir: PathLike, *, allow_pipes: bool = False) -> list[Utterance]:
@@ -197,7 +213,8 @@ def read_feats(data_dir: PathLike, *, allow_pipes: bool = False) -> list[Utteran
     ------
     DatasetError
         Missing or malformed tables, a refused pipe, an entry that is not a binary
-        Kaldi matrix, a missing archive, or matrices of different widths.
+        Kaldi matrix or holds NaN or inf, an offset past the end of its archive, a
+        missing archive, or matrices of different widths.
     """
     kaldiio = _kaldiio()
     base = os.path.abspath(os.fspath(data_dir))
@@ -222,12 +239,15 @@ def read_feats(data_dir: PathLike, *, allow_pipes: bool = False) -> list[Utteran
                     cand = os.path.join(base, ark)
                     ark = cand if os.path.exists(cand) else os.path.abspath(ark)
                 if ark not in handles:
-                    try:
-                        handles[ark] = open(ark, "rb")
-                    except OSError as e:
-                        raise DatasetError(f"{scp!r}: entry {utt!r}: {e}") from None
+                    handles[ark] = _open_archive(scp, utt, ark)
                 fd = handles[ark]
-                fd.seek(int(m["offset"]))
+                offset, size = int(m["offset"]), os.fstat(fd.fileno()).st_size
+                if offset >= size:
+                    raise DatasetError(
+                        f"{scp!r}: entry {utt!r}: offset {offset} is beyond the end of {ark!r} "
+                        f"({size} bytes)"
+                    )
+                fd.seek(offset)
                 X = _read_matrix(kaldiio, fd, scp, utt)
             out.append(Utterance(utt, labels[utt], X))
     finally:
@@ -288,14 +308,16 @@ def read_segments(
     Returns
     -------
     list of Utterance
-        Sorted by utterance id.
+        Sorted by utterance id. A segment that cannot be used (times that are not
+        finite, negative, reversed or past the end of its recording, an unknown or
+        unreadable recording, too short or silent for features) is skipped with a
+        warning naming it and the reason, as :func:`audiogmm.data.extract_many`
+        skips bad audio files.
 
     Raises
     ------
     DatasetError
-        Malformed tables, a refused pipe, a segment out of its recording.
-    AudioError, FeatureError
-        An unreadable recording, or a segment too short for one frame.
+        Malformed tables, a refused pipe, or no usable utterance at all.
     """
     config = config or FeatureConfig()
     base = os.path.abspath(os.fspath(data_dir))
@@ -303,6 +325,7 @@ def read_segments(
     wav = dict(_table(base, "wav.scp"))
     seg_rows = _table(base, "segments", required=False)
     seg_file = os.path.join(base, "segments")
+    skipped: dict[str, str] = {}  # utterance -> why, like extract_many's bad files
     if seg_rows is None:
         segs = {rec: (rec, 0.0, -1.0) for rec in wav}
     else:
@@ -315,31 +338,47 @@ def read_segments(
                 raise DatasetError(
                     f"{seg_file!r}: utterance {utt!r}: expected '<utt> <recording> <start> <end>'"
                 ) from None
-            if rec not in wav:
-                raise DatasetError(f"{seg_file!r}: utterance {utt!r}: no recording {rec!r}")
-            if start < 0 or (end != -1 and end <= start):
-                raise DatasetError(f"{seg_file!r}: utterance {utt!r}: bad times {start}..{end}")
             segs[utt] = (rec, start, end)
+            if rec not in wav:
+                skipped[utt] = f"{seg_file!r}: utterance {utt!r}: no recording {rec!r} in wav.scp"
+            elif not (math.isfinite(start) and math.isfinite(end)) or start < 0 or (
+                end != -1 and end <= start
+            ):
+                skipped[utt] = f"{seg_file!r}: utterance {utt!r}: bad times {parts[1]}..{parts[2]}"
     labels = _labels(base, sorted(segs))
     by_rec: dict[str, list[str]] = {}
     for utt in sorted(segs):
-        by_rec.setdefault(segs[utt][0], []).append(utt)
+        if utt not in skipped:
+            by_rec.setdefault(segs[utt][0], []).append(utt)
     feats = {}
     for rec in sorted(by_rec):
-        y, sr = _recording(scp, rec, wav[rec], allow_pipes, base)
+        try:
+            y, sr = _recording(scp, rec, wav[rec], allow_pipes, base)
+        except AudioError as e:  # every segment of an unreadable recording is skipped
+            skipped.update({u: f"utterance {u!r} of recording {rec!r}: {e}" for u in by_rec[rec]})
+            continue
+        duration = len(y) / sr
         for utt in by_rec[rec]:
             _, start, end = segs[utt]
-            a, b = int(round(start * sr)), (len(y) if end == -1 else int(round(end * sr)))
-            if b > len(y) + int(0.01 * sr):  # Kaldi tolerates rounding at the end
-                raise DatasetError(
-                    f"{seg_file!r}: utterance {utt!r} ends at {end} s, after the end of "
-                    f"recording {rec!r} ({len(y) / sr:.3f} s)"
+            if start >= duration or end > duration + 0.01:  # Kaldi tolerates rounding at the end
+                skipped[utt] = (
+                    f"{seg_file!r}: utterance {utt!r} ({start}..{end} s) is not inside "
+                    f"recording {rec!r} ({duration:.3f} s)"
                 )
+                continue
+            a, b = int(round(start * sr)), (len(y) if end == -1 else int(round(end * sr)))
             try:
                 feats[utt] = extract(y[a:b], config=config, sr=sr, keep_all_frames=keep_all_frames)
             except FeatureError as e:
-                raise FeatureError(f"utterance {utt!r} of {rec!r}: {e}") from e
-    return [Utterance(u, labels[u], feats[u]) for u in sorted(segs)]
+                skipped[utt] = f"utterance {utt!r} of {rec!r}: {e}"
+    for utt in sorted(skipped):
+        logger.warning("skipped %s", skipped[utt])
+    if not feats:
+        first = skipped[min(skipped)] if skipped else "none listed"
+        raise DatasetError(
+            f"{base!r}: no usable utterance ({len(skipped)} skipped; first: {first})"
+        )
+    return [Utterance(u, labels[u], feats[u]) for u in sorted(feats)]
 
 
 def read_kaldi_utterances(
@@ -414,7 +453,8 @@ def write_feats(
     features : mapping of str to ndarray of shape (n_frames, n_dims)
         Utterance id -> features, written in sorted id order as Kaldi expects.
     labels : mapping of str to str, optional
-        Utterance id -> speaker/label, for ``utt2spk`` and ``spk2utt``.
+        Utterance id -> speaker/label, for ``utt2spk`` and ``spk2utt``; non-empty,
+        without whitespace (Kaldi's tables are split on it).
     config : FeatureConfig, optional
         Stored as :data:`CONFIG_FILE`, so a model trained on these features can
         extract the same features from audio.
@@ -422,13 +462,29 @@ def write_feats(
     Returns
     -------
     (ark_path, scp_path) : tuple of str
+
+    Raises
+    ------
+    DatasetError
+        An utterance id or a label that is empty or holds whitespace, an utterance
+        without a label, or features that are not a 2-D float array; nothing is
+        written then.
     """
     kaldiio = _kaldiio()
     base = os.path.abspath(os.fspath(out_dir))
-    os.makedirs(base, exist_ok=True)
     bad = [u for u in features if not u or re.search(r"\s", u)]
     if bad:
         raise DatasetError(f"utterance ids must be non-empty with no spaces: {_listing(bad)}")
+    if labels is not None:  # checked before anything is written
+        missing = [u for u in features if u not in labels]
+        if missing:
+            raise DatasetError(f"no label for utterance(s) {_listing(sorted(missing))}")
+        bad = sorted({labels[u] for u in features if not labels[u] or re.search(r"\s", labels[u])})
+        if bad:
+            raise DatasetError(
+                f"labels must be non-empty with no spaces, tabs or newlines to be written to "
+                f"utt2spk (Kaldi splits its lines on whitespace): {_listing(bad)}"
+            )
     ark, scp = os.path.join(base, "feats.ark"), os.path.join(base, "feats.scp")
     utts = sorted(features)
     arrays = {}
@@ -447,12 +503,10 @@ def write_feats(
         f"{line.split(' ', 1)[0]} {ark}:{line.rsplit(':', 1)[1]}\n"
         for line in lines.getvalue().splitlines()
     )
+    os.makedirs(base, exist_ok=True)
     atomic_write(ark, lambda f: f.write(buf.getvalue()))
     atomic_write(scp, lambda f: f.write(scp_text), mode="w")
     if labels is not None:
-        missing = [u for u in utts if u not in labels]
-        if missing:
-            raise DatasetError(f"no label for utterance(s) {_listing(missing)}")
         by_spk: dict[str, list[str]] = {}
         for u in utts:
             by_spk.setdefault(labels[u], []).append(u)

@@ -34,8 +34,9 @@ __all__ = [
 
 #: Bump whenever the numbers produced for a given config change: it is part of
 #: :meth:`FeatureConfig.content_hash`, so feature caches are invalidated. Version 2:
-#: numpy's FFT and a float64 matrix DCT instead of scipy's (last-bit changes).
-FEATURE_FORMAT_VERSION = 2
+#: numpy's FFT and a float64 matrix DCT instead of scipy's (last-bit changes). Version 3:
+#: silent clips are refused and runs of digital silence dropped, whatever the preset.
+FEATURE_FORMAT_VERSION = 3
 
 _C0_MODES = ("keep", "energy", "drop")
 _CMVN_MODES = ("none", "utterance", "sliding")
@@ -158,7 +159,8 @@ class FeatureConfig:
         Threshold in dB below the clip's loudest frame.
     vad_floor_db : float
         Absolute floor in dB re full scale (a full-scale sine is -3 dB), so that
-        digital silence and near-silent clips are never voiced.
+        digital silence and near-silent clips are never voiced. Whatever ``vad``,
+        a clip with no frame above it is refused as silent.
     cmvn : {"none", "utterance", "sliding"}
         Cepstral mean (and variance) normalisation after VAD.
     cmvn_window : int > 0

@@ -8,6 +8,7 @@ Pipeline (frames are rows once it leaves librosa)::
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Sequence
 from typing import Optional, Union
@@ -17,10 +18,12 @@ import numpy as np
 from .. import audio
 from ..exceptions import FeatureError, ParameterError
 from .config import DEFAULT_PRESET, PRESETS, FeatureConfig, is_integral
-from .postprocess import delta, sliding_cmvn, utterance_cmvn, vad_mask
-from .spectral import cepstra, mel_and_energy
+from .postprocess import delta, digital_silence, sliding_cmvn, utterance_cmvn, vad_mask
+from .spectral import AMIN, cepstra, mel_and_energy
 
-__all__ = ["derivable", "derive", "extract", "extraction_roots"]
+__all__ = ["SILENT_RUN_S", "derivable", "derive", "extract", "extraction_roots"]
+
+logger = logging.getLogger(__name__)
 
 
 def _describe(source: Optional[str]) -> str:
@@ -50,17 +53,10 @@ def _compute(
     # the one transpose: frames are rows from here on, in C order, so that the CMVN sums
     # run in the same order as on stored features (derive)
     feats = np.ascontiguousarray(np.concatenate(blocks, axis=0).T)
-    if config.vad and not keep_all:
-        mask = vad_mask(energy, threshold_db=config.vad_threshold_db, floor_db=config.vad_floor_db)
-        if not mask.any():
-            raise FeatureError(
-                f"{_describe(source)}no voiced frame: all {n_frames} frames are below "
-                f"max(energy) - {config.vad_threshold_db} dB or below the {config.vad_floor_db} dB "
-                f"floor (peak frame energy {energy.max():.1f} dB re full scale); the clip is "
-                "silent or nearly so (to keep such clips, turn VAD off: a --config of "
-                '{"vad": false}, or keep_all_frames=True in Python).'
-            )
-        feats = feats[mask]
+    if not keep_all:
+        keep = _kept_frames(energy, config, source)
+        if not keep.all():
+            feats = feats[keep]
     if config.cmvn == "utterance":
         feats = utterance_cmvn(feats, norm_vars=config.cmvn_norm_vars)
     elif config.cmvn == "sliding":
@@ -69,6 +65,37 @@ def _compute(
     if not np.isfinite(out).all():
         raise FeatureError(f"{_describe(source)}non-finite feature values (NaN or inf)")
     return out
+
+
+#: Runs of digital silence at least this long (s) are dropped (:func:`digital_silence`):
+#: a second of exact zeros is an edit, a dropout or padding. Shorter ones are the sound's
+#: own pauses (the bundled hi-hats decay to zero for up to 0.75 s of their 1 s).
+SILENT_RUN_S = 1.0
+_SILENCE_DB = 10.0 * float(np.log10(AMIN))  # the energy of an all-zero frame: -100 dB
+
+
+def _kept_frames(energy: np.ndarray, config: FeatureConfig, source: Optional[str]) -> np.ndarray:
+    """The frames to keep, whatever the preset; a clip with none above the floor is refused."""
+    floor = config.vad_floor_db
+    if config.vad:  # VAD also drops the frames below the floor
+        keep = vad_mask(energy, threshold_db=config.vad_threshold_db, floor_db=floor)
+    else:
+        run = max(1, round(SILENT_RUN_S * 1000 / config.hop_ms))
+        keep = ~digital_silence(energy, silence_db=_SILENCE_DB, min_frames=run)
+    if not (keep & (energy > floor)).any():
+        raise FeatureError(
+            f"{_describe(source)}silent: no frame above the {floor:g} dB energy floor (peak "
+            f"frame energy {energy.max():.1f} dB re full scale, {energy.size} frames)"
+        )
+    kept = energy[keep]
+    quiet = float(np.mean((kept <= floor) & (kept > _SILENCE_DB)))
+    if quiet > 0.5:  # near-silent hiss (a wrong gain?); VAD never keeps such frames
+        logger.warning(
+            "%smostly near-silent: %.0f%% of its %d frames are between digital silence and "
+            "the %g dB energy floor; the model of its class will learn that hiss",
+            _describe(source), 100 * quiet, kept.size, floor,
+        )  # fmt: skip
+    return keep
 
 
 def extract(
@@ -83,8 +110,9 @@ def extract(
     Parameters
     ----------
     y_or_path : np.ndarray [shape=(n_samples,)] or str or os.PathLike
-        A mono waveform, or an audio file (loaded with :func:`audiogmm.audio.load`
-        at ``config.sample_rate``).
+        A mono waveform (float in units of full scale, or int8/uint8/int16/int32
+        samples, scaled as soundfile scales them: :func:`audiogmm.audio.as_float`), or
+        an audio file (loaded with :func:`audiogmm.audio.load` at ``config.sample_rate``).
     config : FeatureConfig, optional
         Defaults to the ``general`` preset (``FeatureConfig()``).
     sr : int > 0, optional
@@ -93,7 +121,11 @@ def extract(
         already at ``config.sample_rate``. Ignored for a path (the file's header
         gives the rate).
     keep_all_frames : bool
-        Do not drop unvoiced frames, even when ``config.vad`` is on.
+        Keep every frame: do not refuse a silent clip, drop runs of digital silence
+        (at least :data:`SILENT_RUN_S` seconds of frames at the -100 dB floor), nor
+        drop unvoiced frames when ``config.vad`` is on. Otherwise a clip whose kept
+        frames are mostly near-silent (above -100 dB, at most ``config.vad_floor_db``)
+        is named in a logged warning.
 
     Returns
     -------
@@ -106,8 +138,8 @@ def extract(
         For file problems (missing, corrupt, empty, shorter than one window);
         the message names the file.
     FeatureError
-        Non-finite or too-short waveform, or no voiced frame (VAD) unless
-        *keep_all_frames*.
+        Non-finite or too-short waveform, or no frame above ``config.vad_floor_db``
+        (a silent clip, whatever the preset) unless *keep_all_frames*.
     ParameterError
         Invalid *config*, *sr* or waveform shape.
 
@@ -135,9 +167,7 @@ def extract(
         y = np.asarray(y_or_path)
         if y.ndim != 1:
             raise ParameterError(f"expected a mono waveform of shape (n_samples,), got {y.shape}")
-        if not (np.issubdtype(y.dtype, np.floating) or np.issubdtype(y.dtype, np.integer)):
-            raise ParameterError(f"expected a real-valued waveform, got dtype {y.dtype}")
-        y = y.astype(np.float32, copy=False)
+        y = audio.as_float(y)
         if not np.isfinite(y).all():
             raise FeatureError("waveform contains non-finite (NaN or inf) samples")
         if y.size and float(np.max(np.abs(y))) > audio.MAX_ABS_SAMPLE:

@@ -12,7 +12,7 @@ import math
 
 import numpy as np
 
-__all__ = ["delta", "sliding_cmvn", "utterance_cmvn", "vad_mask"]
+__all__ = ["delta", "digital_silence", "sliding_cmvn", "utterance_cmvn", "vad_mask"]
 
 _STD_FLOOR = 1e-8  # CMVN: constant dimensions map to 0 instead of dividing by zero
 
@@ -39,6 +39,37 @@ def vad_mask(energy_db: np.ndarray, *, threshold_db: float, floor_db: float) -> 
     if e.size == 0:
         return np.zeros(0, dtype=bool)
     return (e > e.max() - threshold_db) & (e > floor_db)
+
+
+def digital_silence(energy_db: np.ndarray, *, silence_db: float, min_frames: int) -> np.ndarray:
+    """Frames inside runs of at least ``min_frames`` frames at the ``silence_db`` floor.
+
+    Such a run is digital silence (an edit, a dropout, zero padding): thousands of
+    identical frames that a GMM fits with one spike of absurd likelihood. Shorter
+    pauses are kept, as sound (the gap between two clicks).
+
+    Parameters
+    ----------
+    energy_db : np.ndarray [shape=(n_frames,)]
+        Frame energies in dB, floored at ``silence_db``.
+    silence_db : float
+        The energy floor (:data:`audiogmm.features.spectral.AMIN` in dB: -100).
+    min_frames : int >= 1
+
+    Returns
+    -------
+    np.ndarray [shape=(n_frames,), dtype=bool]
+        True for the frames to drop.
+    """
+    at_floor = np.asarray(energy_db) <= silence_db
+    # run boundaries: +1 where a run starts, -1 just after it ends
+    edges = np.diff(np.concatenate(([0], at_floor.astype(np.int8), [0])))
+    starts, ends = np.flatnonzero(edges == 1), np.flatnonzero(edges == -1)
+    long = ends - starts >= min_frames
+    inside = np.zeros(at_floor.size + 1, dtype=np.int64)
+    inside[starts[long]] += 1  # runs never share an end point
+    inside[ends[long]] -= 1
+    return np.cumsum(inside[:-1]) > 0
 
 
 def utterance_cmvn(x: np.ndarray, *, norm_vars: bool = True) -> np.ndarray:

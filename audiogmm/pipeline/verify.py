@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from ..container import atomic_write
-from ..data import RunOptions, extract_many
+from ..data import RunOptions, extract_many, read_csv_rows
 from ..engine import LocalExecutor, resolve
 from ..exceptions import DatasetError, ParameterError
 from ..scoring import DCF_TARGETS, eer, min_dcf, snorm, tnorm, znorm
@@ -57,21 +57,19 @@ def read_trials(path: str | os.PathLike) -> list[Trial]:
     if not os.path.isfile(name):
         raise DatasetError(f"{name}: no such trials file")
     base = os.path.dirname(os.path.abspath(name))
-    with open(name, newline="", encoding="utf-8") as fh:
-        reader = csv.DictReader(fh)
-        cols = reader.fieldnames or []
-        if "path" not in cols or "claim" not in cols:
-            raise DatasetError(f"{name}: needs the columns path,claim[,target]; found {cols}")
-        trials = []
-        for i, row in enumerate(reader, start=2):
-            p, claim = (row.get("path") or "").strip(), (row.get("claim") or "").strip()
-            if not p or not claim:
-                raise DatasetError(f"{name}: row {i} has an empty path or claim")
-            t = (row.get("target") or "").strip() if "target" in cols else ""
-            if t not in ("", "0", "1"):
-                raise DatasetError(f"{name}: row {i}: target must be 0 or 1, got {t!r}")
-            full = p if os.path.isabs(p) else os.path.join(base, p)
-            trials.append(Trial(os.path.normpath(full), claim, int(t) if t else None))
+    cols, rows = read_csv_rows(name, what="trials file")
+    if "path" not in cols or "claim" not in cols:
+        raise DatasetError(f"{name}: needs the columns path,claim[,target]; found {cols}")
+    trials = []
+    for i, row in rows:
+        p, claim = row["path"], row["claim"]
+        if not p or not claim:
+            raise DatasetError(f"{name}: row {i} has an empty path or claim")
+        t = row.get("target", "")
+        if t not in ("", "0", "1"):
+            raise DatasetError(f"{name}: row {i}: target must be 0 or 1, got {t!r}")
+        full = p if os.path.isabs(p) else os.path.join(base, p)
+        trials.append(Trial(os.path.normpath(full), claim, int(t) if t else None))
     if not trials:
         raise DatasetError(f"{name}: no trials")
     given = {t.target is not None for t in trials}
