@@ -275,3 +275,12 @@ def test_model_file_naming_an_unknown_extra_is_refused(extras, match, extras_mod
     with pytest.raises(ModelFileError, match=match):
         load_model(bad)
     assert issubclass(ModelFileError, AudioGMMError)
+
+
+def test_without_librosa_the_engine_says_so(monkeypatch):
+    monkeypatch.setitem(sys.modules, "librosa", None)  # import librosa -> ImportError
+    with pytest.raises(ParameterError, match="need librosa, which is not installed"):
+        extract(_signal(16000, 0.5, 0), config=FeatureConfig(engine="librosa"))
+    with pytest.raises(ParameterError, match="need librosa"):
+        extract(_signal(16000, 0.5, 0), config=FeatureConfig(extras=["rms"]))
+    assert extract(_signal(16000, 0.5, 0)).shape == (26, 26)  # the default never needs it

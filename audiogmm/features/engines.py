@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..exceptions import FeatureError
+from ..exceptions import FeatureError, ParameterError
 from .config import FeatureConfig
 from .postprocess import delta as numpy_delta
 from .spectral import AMIN, cepstra, frame_mean_square, mel_and_energy, padded_signal
@@ -22,6 +22,17 @@ from .spectral import AMIN, cepstra, frame_mean_square, mel_and_energy, padded_s
 __all__ = ["cepstra_and_energy", "delta", "extra_frames"]
 
 _BLOCK_FRAMES = 2048  # STFT frames per librosa.stft call (bounds memory on long files)
+
+
+def _librosa():
+    """The librosa module, imported on first use (1-1.5 s, and numba's compile or cache load)."""
+    try:
+        import librosa
+    except ImportError:
+        raise ParameterError(
+            "engine='librosa' and extras need librosa, which is not installed (pip install 'audiogmm[librosa]')"
+        ) from None
+    return librosa
 
 
 def cepstra_and_energy(y: np.ndarray, config: FeatureConfig) -> tuple[np.ndarray, np.ndarray]:
@@ -36,7 +47,7 @@ def cepstra_and_energy(y: np.ndarray, config: FeatureConfig) -> tuple[np.ndarray
     if config.engine != "librosa":
         mel, energy = mel_and_energy(y, config)
         return cepstra(mel, config), energy
-    import librosa
+    librosa = _librosa()
 
     n_fft, hop = config.n_fft, config.hop_length
     y = padded_signal(y, config)
@@ -63,9 +74,7 @@ def delta(ceps: np.ndarray, *, width: int, order: int, mode: str, engine: str) -
     """Δ (``order=1``) or ΔΔ of ``(n, n_frames)`` rows: librosa's or its numpy restatement."""
     if engine != "librosa":
         return numpy_delta(ceps, width=width, order=order, mode=mode)
-    import librosa
-
-    return librosa.feature.delta(ceps, width=width, order=order, mode=mode)
+    return _librosa().feature.delta(ceps, width=width, order=order, mode=mode)
 
 
 def extra_frames(y: np.ndarray, config: FeatureConfig, n_frames: int) -> np.ndarray:
@@ -88,7 +97,7 @@ def extra_frames(y: np.ndarray, config: FeatureConfig, n_frames: int) -> np.ndar
     FeatureError
         When librosa refuses the input (the message says which feature).
     """
-    import librosa
+    librosa = _librosa()
 
     sr, n_fft, hop = config.sample_rate, config.n_fft, config.hop_length
     win = librosa.util.pad_center(
@@ -125,8 +134,7 @@ def extra_frames(y: np.ndarray, config: FeatureConfig, n_frames: int) -> np.ndar
 
 def _mel_db(S: np.ndarray, config: FeatureConfig) -> np.ndarray:
     """The config's mel spectrogram in dB (what the cepstra are computed from), by librosa."""
-    import librosa
-
+    librosa = _librosa()
     mel = librosa.feature.melspectrogram(
         S=S**2, sr=config.sample_rate, n_fft=config.n_fft, n_mels=config.n_mels,
         fmin=config.fmin, fmax=config.fmax, htk=config.htk, norm=config.mel_norm,

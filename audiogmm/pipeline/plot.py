@@ -22,6 +22,7 @@ __all__ = ["class_mixtures", "figure_png", "mixture_curves", "mixture_figure",
            "separating_dimension", "write_mixture_figures"]  # fmt: skip
 
 _N_POINTS = 801  # samples of each curve across the plotted range
+_TAIL = 2.5e-4  # mass of each mixture left out of the plotted range on each side
 
 
 def _pyplot() -> Any:
@@ -127,12 +128,22 @@ def mixture_figure(
     mixtures = class_mixtures(bundle, label)
     lo = min(float(np.min(m[:, d] - 5 * np.sqrt(v[:, d]))) for _, _, m, v in mixtures)
     hi = max(float(np.max(m[:, d] + 5 * np.sqrt(v[:, d]))) for _, _, m, v in mixtures)
-    # a fine grid under every component, so that narrow ones are sampled too
+    # a fine grid under every component, so that narrow ones are sampled too, then cut to
+    # where the mixtures hold all but 5e-4 of their mass (the wide tails of a few components
+    # would otherwise squash the picture)
     x = np.unique(np.concatenate(
         [np.linspace(lo, hi, _N_POINTS)]
         + [np.linspace(mu - 5 * s, mu + 5 * s, 41) for _, _, m, v in mixtures
            for mu, s in zip(m[:, d], np.sqrt(v[:, d]))]
     ))  # fmt: skip
+    keep = np.zeros(x.size, dtype=bool)
+    for _, w, m, v in mixtures:
+        total = mixture_curves(w, m[:, d], v[:, d], x)[1]
+        cdf = np.concatenate([[0.0], np.cumsum(np.diff(x) * (total[1:] + total[:-1]) / 2)])
+        keep |= (cdf >= _TAIL * cdf[-1]) & (cdf <= (1 - _TAIL) * cdf[-1])
+    i, j = np.flatnonzero(keep)[[0, -1]]
+    x = x[max(i - 1, 0) : j + 2]
+    lo, hi = float(x[0]), float(x[-1])
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(6.4, 4.0), dpi=100)
     if frames is not None and len(frames):
