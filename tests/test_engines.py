@@ -172,15 +172,18 @@ _ITEM = st.sampled_from(sorted(EXTRAS)) | st.fixed_dictionaries(
 
 
 @settings(max_examples=150, deadline=None)
-@given(extras=st.lists(_ITEM | _JSON, max_size=4), engine=_JSON | st.sampled_from(["numpy", "librosa"]))
-def test_fuzz_new_config_fields(extras, engine):
+@given(extras=st.lists(_ITEM | _JSON, max_size=4), engine=_JSON | st.sampled_from(["numpy", "librosa"]),
+       n_fft=st.sampled_from([0, 16, 1024, 2**40]), sample_rate=st.sampled_from([0, 1000, 16000]))  # fmt: skip
+def test_fuzz_new_config_fields(extras, engine, n_fft, sample_rate):
     # any JSON for the new fields: a valid config that round-trips, or one ParameterError
     try:
-        c = FeatureConfig.from_dict({"extras": extras, "engine": engine})
+        c = FeatureConfig.from_dict({"extras": extras, "engine": engine, "n_fft": n_fft,
+                                     "sample_rate": sample_rate, "win_ms": 1.0})  # fmt: skip
     except ParameterError as e:
         assert "\n" not in str(e)
         return
     assert FeatureConfig.from_json(c.to_json()) == c and c.n_dims >= 26
+    assert FeatureConfig.from_dict(c.to_dict()).content_hash() == c.content_hash()
 
 
 # ---------------------------------------------------------------------- extras at work

@@ -244,10 +244,10 @@ class FeatureConfig:
             elif base == "str":
                 if not isinstance(value, str):
                     raise ParameterError(f"{name} must be a string, got {value!r}")
-        if isinstance(self.sample_rate, int) and isinstance(self.n_fft, int):  # else _validate says
-            extras = normalise_extras(self.extras, sample_rate=self.sample_rate, n_fft=self.n_fft)
-            object.__setattr__(self, "extras", extras)
         self._validate()
+        # after the grid is known to be valid: some extras' ranges depend on it
+        extras = normalise_extras(self.extras, sample_rate=self.sample_rate, n_fft=self.n_fft)
+        object.__setattr__(self, "extras", extras)
 
     def _validate(self) -> None:
         def need(cond: bool, msg: str) -> None:
