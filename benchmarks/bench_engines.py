@@ -77,13 +77,15 @@ def speed(args: argparse.Namespace) -> None:
                    "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}  # fmt: skip
             if args.cold:
                 env["NUMBA_CACHE_DIR"] = os.path.join(cache, name)
-            r = subprocess.run([sys.executable, "-c", _SPEED, cfg.to_json(), args.data, str(args.repeat)],
-                               capture_output=True, text=True, env=env, check=True)  # fmt: skip
+            cmd = [sys.executable, "-c", _SPEED, cfg.to_json(), args.data, str(args.repeat)]
+            r = subprocess.run(cmd, capture_output=True, text=True, env=env, check=True)
             m = json.loads(r.stdout.strip().splitlines()[-1])
-            row = {"bench": "engine_speed", "engine": name, "preset": args.preset, "cold": args.cold,
+            row = {"bench": "engine_speed", "engine": name, "preset": args.preset,
+                   "cold": args.cold,
                    "import_s": rnd(m["import_s"], 3), "first_call_s": rnd(m["first_call_s"], 3),
                    "x_real_time_per_cpu_s": rnd(m["audio_s"] / m["cpu_s"], 1),
-                   "audio_s": rnd(m["audio_s"], 1), "imports": ",".join(m["imports"]) or "-"}  # fmt: skip
+                   "audio_s": rnd(m["audio_s"], 1),
+                   "imports": ",".join(m["imports"]) or "-"}  # fmt: skip
             emit(row, args.json_out)
             rows.append(row)
     print()
@@ -133,7 +135,8 @@ def extras(args: argparse.Namespace) -> None:
     print()
     print(table(rows, [("dataset", "dataset", "s"), ("base", "base", "s"), ("extra", "extra", "s"),
                        ("D", "D", "d"), ("correct", "clips", "d"), ("n", "of", "d"),
-                       ("accuracy", "CV acc", ".3f"), ("extract_s", "extract s", ".1f")]))  # fmt: skip
+                       ("accuracy", "CV acc", ".3f"),
+                       ("extract_s", "extract s", ".1f")]))  # fmt: skip
 
 
 def main() -> None:

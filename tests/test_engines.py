@@ -116,19 +116,32 @@ def test_new_fields_leave_the_old_hashes_alone():
     assert g.replace(extras=["rms"]).content_hash() != g.content_hash()
     a = g.replace(extras=[{"name": "spectral_rolloff", "roll_percent": 0.5}])
     assert a.content_hash() != g.replace(extras=["spectral_rolloff"]).content_hash()
-    assert a == FeatureConfig.from_json(a.to_json()) and hash(a) == hash(FeatureConfig.from_json(a.to_json()))
+    assert a == FeatureConfig.from_json(a.to_json()) and hash(a) == hash(
+        FeatureConfig.from_json(a.to_json())
+    )
 
 
 def test_extras_dims_and_names():
     c = PRESETS["speech"].replace(
-        extras=["rms", {"name": "spectral_contrast", "n_bands": 3}, {"name": "chroma_stft", "n_chroma": 4}]
+        extras=[
+            "rms",
+            {"name": "spectral_contrast", "n_bands": 3},
+            {"name": "chroma_stft", "n_chroma": 4},
+        ]
     )
     assert c.n_dims == 60 + 1 + 4 + 4
     names = c.dimension_names()
-    assert names[0] == ("log energy", "standardised") and names[20][0] == "Δ log energy" and names[21][0] == "Δ MFCC 1"
+    assert (
+        names[0] == ("log energy", "standardised")
+        and names[20][0] == "Δ log energy"
+        and names[21][0] == "Δ MFCC 1"
+    )
     assert [n for n, _ in names[60:62]] == ["rms", "spectral_contrast 0"]
     assert FeatureConfig().dimension_names()[14] == ("Δ MFCC 1", "dB per frame")
-    assert FeatureConfig(extras=["spectral_centroid"]).dimension_names()[-1] == ("spectral_centroid", "Hz")
+    assert FeatureConfig(extras=["spectral_centroid"]).dimension_names()[-1] == (
+        "spectral_centroid",
+        "Hz",
+    )
 
 
 @pytest.mark.parametrize(
@@ -172,8 +185,12 @@ _ITEM = st.sampled_from(sorted(EXTRAS)) | st.fixed_dictionaries(
 
 
 @settings(max_examples=150, deadline=None)
-@given(extras=st.lists(_ITEM | _JSON, max_size=4), engine=_JSON | st.sampled_from(["numpy", "librosa"]),
-       n_fft=st.sampled_from([0, 16, 1024, 2**40]), sample_rate=st.sampled_from([0, 1000, 16000]))  # fmt: skip
+@given(
+    extras=st.lists(_ITEM | _JSON, max_size=4),
+    engine=_JSON | st.sampled_from(["numpy", "librosa"]),
+    n_fft=st.sampled_from([0, 16, 1024, 2**40]),
+    sample_rate=st.sampled_from([0, 1000, 16000]),
+)
 def test_fuzz_new_config_fields(extras, engine, n_fft, sample_rate):
     # any JSON for the new fields: a valid config that round-trips, or one ParameterError
     try:
@@ -208,7 +225,9 @@ def test_extras_equal_librosa_called_directly():
     )
     y = _signal(16000, 1.0, 0)
     x = extract(y, config=c)
-    win = librosa.util.pad_center(librosa.filters.get_window("hamming", 640, fftbins=True), size=1024)
+    win = librosa.util.pad_center(
+        librosa.filters.get_window("hamming", 640, fftbins=True), size=1024
+    )
     S = np.abs(librosa.stft(y, n_fft=1024, hop_length=320, window=win.astype(np.float32)))
     ref = [
         librosa.feature.spectral_centroid(S=S, sr=16000, n_fft=1024)[0],
@@ -253,10 +272,12 @@ def test_librosa_engine_config_works_in_the_cli(tmp_path):
     cfg.write_text('{"engine": "librosa"}')
     model = tmp_path / "m.npz"
     run = CliRunner().invoke
-    for args in (["train", SPEAKERS, "--config", str(cfg), "-o", str(model), "-k", "2", "--max-iter", "2"],
-                 ["evaluate", str(model), SPEAKERS],
-                 ["predict", str(model), CLIPS[0]],
-                 ["extract", SPEAKERS, "--config", str(cfg), "--cache", str(tmp_path / "c")]):  # fmt: skip
+    for args in (
+        ["train", SPEAKERS, "--config", str(cfg), "-o", str(model), "-k", "2", "--max-iter", "2"],
+        ["evaluate", str(model), SPEAKERS],
+        ["predict", str(model), CLIPS[0]],
+        ["extract", SPEAKERS, "--config", str(cfg), "--cache", str(tmp_path / "c")],
+    ):
         r = run(main, ["-q", *args, "-j", "1"])
         assert r.exit_code == 0, (args[0], r.output)
 
@@ -269,7 +290,9 @@ def test_model_file_naming_an_unknown_extra_is_refused(extras, match, extras_mod
     model = extras_models / "rms.npz"
     if not model.exists():
         test_each_extra_trains_and_evaluates_through_the_cli("rms", extras_models)
-    bad = tamper_header(model, tmp_path / "bad.npz", lambda h: h["feature_config"].update(extras=extras))
+    bad = tamper_header(
+        model, tmp_path / "bad.npz", lambda h: h["feature_config"].update(extras=extras)
+    )
     r = CliRunner().invoke(main, ["info", str(bad)])
     assert r.exit_code == 1 and str(bad) in r.output and len(r.output.strip().splitlines()) == 1
     assert match.replace("'", "") in r.output.replace("'", "")

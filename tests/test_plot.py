@@ -60,9 +60,14 @@ def test_the_mixture_curve_integrates_to_one_over_the_plotted_range(models, back
 
 def test_curves_of_a_known_mixture():
     x = np.linspace(-20, 20, 4001)
-    comps, total = mixture_curves(np.array([0.25, 0.75]), np.array([-2.0, 3.0]), np.array([1.0, 4.0]), x)
+    comps, total = mixture_curves(
+        np.array([0.25, 0.75]), np.array([-2.0, 3.0]), np.array([1.0, 4.0]), x
+    )
     assert comps.shape == (2, 4001)
-    assert np.isclose(total[2000], 0.25 * np.exp(-2) / np.sqrt(2 * np.pi) + 0.75 * np.exp(-9 / 8) / np.sqrt(8 * np.pi))
+    assert np.isclose(
+        total[2000],
+        0.25 * np.exp(-2) / np.sqrt(2 * np.pi) + 0.75 * np.exp(-9 / 8) / np.sqrt(8 * np.pi),
+    )
     assert np.isclose(np.trapezoid(comps[1], x), 0.75, atol=1e-4)
 
 
@@ -103,7 +108,9 @@ def test_cli_plot_errors_are_one_line(models, tmp_path, args, match):
     assert r.exit_code == 1
     assert len(r.output.strip().splitlines()) == 1
     with pytest.raises(ParameterError, match=match):
-        mixture_figure(load_model(models["ml"]), *(("banjo", None) if args[0] == "--class" else ("piano", 26)))
+        mixture_figure(
+            load_model(models["ml"]), *(("banjo", None) if args[0] == "--class" else ("piano", 26))
+        )
 
 
 def test_without_matplotlib_plot_says_so(models, tmp_path, monkeypatch):

@@ -30,7 +30,8 @@ def _librosa():
         import librosa
     except ImportError:
         raise ParameterError(
-            "engine='librosa' and extras need librosa, which is not installed (pip install 'audiogmm[librosa]')"
+            "engine='librosa' and extras need librosa, which is not installed "
+            "(pip install 'audiogmm[librosa]')"
         ) from None
     return librosa
 
@@ -117,7 +118,9 @@ def extra_frames(y: np.ndarray, config: FeatureConfig, n_frames: int) -> np.ndar
         "chroma_stft": lambda kw: f.chroma_stft(S=S**2, **grid, **kw),
         "zero_crossing_rate": lambda kw: f.zero_crossing_rate(y, **frames, **kw),
         "rms": lambda kw: f.rms(y=y, **frames, pad_mode=config.pad_mode),
-        "onset_strength": lambda kw: librosa.onset.onset_strength(S=_mel_db(S, config), **grid, **kw),
+        "onset_strength": lambda kw: librosa.onset.onset_strength(
+            S=_mel_db(S, config), **grid, **kw
+        ),
     }
     rows = []
     for name, args in config.extras:

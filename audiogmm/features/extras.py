@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
+from types import MappingProxyType
 from typing import Any, NamedTuple
 
 from ..exceptions import ParameterError
@@ -61,33 +62,50 @@ _UNIT = Arg("float", 0.0, 1.0, open_lo=True, open_hi=True)
 
 #: name -> :class:`Extra`: the librosa features a config may name, with the documented
 #: keyword arguments a config may set (librosa's defaults apply to the others).
-EXTRAS: Mapping[str, Extra] = {
-    "spectral_contrast": Extra(
-        {"fmin": Arg("float", 0.0, 1e5, open_lo=True), "n_bands": Arg("int", 1, 16),
-         "quantile": _UNIT, "linear": _BOOL},
-        "dB", rows="n_bands",
-    ),  # fmt: skip
-    "spectral_flatness": Extra(
-        {"amin": Arg("float", 0.0, 1.0, open_lo=True), "power": Arg("float", 0.0, 8.0, open_lo=True)},
-        "ratio",
-    ),
-    "spectral_centroid": Extra({}, "Hz"),
-    "spectral_bandwidth": Extra({"norm": _BOOL, "p": Arg("float", 0.0, 8.0, open_lo=True)}, "Hz"),
-    "spectral_rolloff": Extra({"roll_percent": _UNIT}, "Hz"),
-    "zero_crossing_rate": Extra(
-        {"threshold": Arg("float", 0.0, 1.0), "zero_pos": _BOOL}, "crossings per sample"
-    ),
-    "rms": Extra({}, "full scale"),
-    "chroma_stft": Extra(
-        {"n_chroma": Arg("int", 1, 120), "tuning": Arg("float", -0.5, 0.5, open_hi=True, nullable=True),
-         "ctroct": Arg("float", 0.0, 20.0), "octwidth": Arg("float", 0.0, 100.0, open_lo=True, nullable=True),
-         "base_c": _BOOL},
-        "energy ratio", rows="n_chroma",
-    ),  # fmt: skip
-    "onset_strength": Extra(
-        {"lag": Arg("int", 1, 64), "max_size": Arg("int", 1, 64), "detrend": _BOOL}, "dB"
-    ),
-}
+EXTRAS: Mapping[str, Extra] = MappingProxyType(
+    {
+        "spectral_contrast": Extra(
+            {
+                "fmin": Arg("float", 0.0, 1e5, open_lo=True),
+                "n_bands": Arg("int", 1, 16),
+                "quantile": _UNIT,
+                "linear": _BOOL,
+            },
+            "dB",
+            rows="n_bands",
+        ),
+        "spectral_flatness": Extra(
+            {
+                "amin": Arg("float", 0.0, 1.0, open_lo=True),
+                "power": Arg("float", 0.0, 8.0, open_lo=True),
+            },
+            "ratio",
+        ),
+        "spectral_centroid": Extra({}, "Hz"),
+        "spectral_bandwidth": Extra(
+            {"norm": _BOOL, "p": Arg("float", 0.0, 8.0, open_lo=True)}, "Hz"
+        ),
+        "spectral_rolloff": Extra({"roll_percent": _UNIT}, "Hz"),
+        "zero_crossing_rate": Extra(
+            {"threshold": Arg("float", 0.0, 1.0), "zero_pos": _BOOL}, "crossings per sample"
+        ),
+        "rms": Extra({}, "full scale"),
+        "chroma_stft": Extra(
+            {
+                "n_chroma": Arg("int", 1, 120),
+                "tuning": Arg("float", -0.5, 0.5, open_hi=True, nullable=True),
+                "ctroct": Arg("float", 0.0, 20.0),
+                "octwidth": Arg("float", 0.0, 100.0, open_lo=True, nullable=True),
+                "base_c": _BOOL,
+            },
+            "energy ratio",
+            rows="n_chroma",
+        ),
+        "onset_strength": Extra(
+            {"lag": Arg("int", 1, 64), "max_size": Arg("int", 1, 64), "detrend": _BOOL}, "dB"
+        ),
+    }
+)
 
 #: librosa's defaults for the arguments that set the row count or the bands' range.
 _ROW_DEFAULTS = {"n_bands": 6, "n_chroma": 12, "fmin": 200.0}
@@ -124,7 +142,9 @@ def normalise_extras(value: Any, *, sample_rate: int, n_fft: int) -> tuple:
         elif isinstance(item, (list, tuple)) and len(item) == 2 and isinstance(item[1], tuple):
             name, kwargs = item[0], dict(item[1])
         else:
-            raise ParameterError(f"extras: expected a name or a {{'name': ...}} mapping, got {item!r:.80}")
+            raise ParameterError(
+                f"extras: expected a name or a {{'name': ...}} mapping, got {item!r:.80}"
+            )
         if not isinstance(name, str) or name not in EXTRAS:
             raise ParameterError(
                 f"extras: unknown feature {name!r:.60}; allowed: {', '.join(sorted(EXTRAS))}"
@@ -134,7 +154,9 @@ def normalise_extras(value: Any, *, sample_rate: int, n_fft: int) -> tuple:
         for k in sorted(kwargs, key=str):
             if k not in spec:
                 allowed = ", ".join(sorted(spec)) or "none"
-                raise ParameterError(f"extras: {name} has no argument {k!r:.60} (allowed: {allowed})")
+                raise ParameterError(
+                    f"extras: {name} has no argument {k!r:.60} (allowed: {allowed})"
+                )
             try:
                 args.append((k, spec[k].check(kwargs[k])))
             except ValueError as e:
@@ -165,7 +187,10 @@ def _check_grid(name: str, args: dict, sample_rate: int, n_fft: int) -> None:
 
 
 def extra_dims(extras: tuple) -> list[tuple[str, str]]:
-    """``(label, unit)`` per output row of canonical ``extras``, e.g. ``("spectral_contrast 2", "dB")``."""
+    """``(label, unit)`` per output row of canonical ``extras``.
+
+    E.g. ``("spectral_contrast 2", "dB")``; a one-row feature is labelled by its name.
+    """
     labels = []
     for name, args in extras:
         spec = EXTRAS[name]

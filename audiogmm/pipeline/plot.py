@@ -44,7 +44,9 @@ def _classifier(bundle: Bundle) -> Any:
     return clf.members[0] if bundle.fused else clf
 
 
-def class_mixtures(bundle: Bundle, label: str) -> list[tuple[str, np.ndarray, np.ndarray, np.ndarray]]:
+def class_mixtures(
+    bundle: Bundle, label: str
+) -> list[tuple[str, np.ndarray, np.ndarray, np.ndarray]]:
     """``(name, weights (K,), means (K, D), variances (K, D))`` to draw for ``label``.
 
     The class's own mixture, and for a UBM/MAP model the UBM first. Components of
