@@ -310,3 +310,12 @@ def test_without_librosa_the_engine_says_so(monkeypatch):
     with pytest.raises(ParameterError, match="need librosa"):
         extract(_signal(16000, 0.5, 0), config=FeatureConfig(extras=["rms"]))
     assert extract(_signal(16000, 0.5, 0)).shape == (26, 26)  # the default never needs it
+
+
+def test_cli_config_naming_an_unknown_extra_is_refused(tmp_path):
+    cfg = tmp_path / "c.json"
+    cfg.write_text(json.dumps({"extras": [{"name": "spectral_rolloff", "roll": 0.5}]}))
+    r = CliRunner().invoke(main, ["train", SOUNDS, "--config", str(cfg), "-o", str(tmp_path / "m")])
+    assert r.exit_code != 0 and not (tmp_path / "m").exists()
+    assert str(cfg) in r.output and "spectral_rolloff has no argument 'roll'" in r.output
+    assert len(r.output.strip().splitlines()) == 1
