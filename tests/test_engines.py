@@ -223,7 +223,7 @@ def test_extras_equal_librosa_called_directly():
     c = PRESETS["general"].replace(
         extras=["spectral_centroid", {"name": "spectral_rolloff", "roll_percent": 0.5}, "rms"]
     )
-    y = _signal(16000, 1.0, 0)
+    y = _signal(16000, 45.0, 0)  # 2251 frames: more than one STFT block
     x = extract(y, config=c)
     win = librosa.util.pad_center(
         librosa.filters.get_window("hamming", 640, fftbins=True), size=1024

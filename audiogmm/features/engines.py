@@ -50,25 +50,34 @@ def cepstra_and_energy(y: np.ndarray, config: FeatureConfig) -> tuple[np.ndarray
         return cepstra(mel, config), energy
     librosa = _librosa()
 
-    n_fft, hop = config.n_fft, config.hop_length
-    y = padded_signal(y, config)
-    win = librosa.filters.get_window(config.window, config.win_length, fftbins=True)
-    win = librosa.util.pad_center(win, size=n_fft).astype(np.float32)  # as the numpy engine
-    n_frames = 1 + (y.size - n_fft) // hop
-    mel = np.empty((config.n_mels, n_frames), dtype=np.float32)
-    ms = np.empty(n_frames, dtype=np.float64)
-    mel_args = dict(sr=config.sample_rate, n_fft=n_fft, n_mels=config.n_mels, fmin=config.fmin,
-                    fmax=config.fmax, htk=config.htk, norm=config.mel_norm)  # fmt: skip
-    for b in range(0, n_frames, _BLOCK_FRAMES):
-        e = min(b + _BLOCK_FRAMES, n_frames)
-        X = librosa.stft(y[b * hop : (e - 1) * hop + n_fft], n_fft=n_fft, hop_length=hop,
-                         window=win, center=False)  # fmt: skip
+    mel_args = dict(sr=config.sample_rate, n_fft=config.n_fft, n_mels=config.n_mels,
+                    fmin=config.fmin, fmax=config.fmax, htk=config.htk, norm=config.mel_norm)  # fmt: skip
+    mels, ms = [], []
+    for X in _stft_blocks(librosa, y, config):
         power = np.abs(X) ** 2
-        mel[:, b:e] = librosa.feature.melspectrogram(S=power, **mel_args)
-        ms[b:e] = frame_mean_square(power.T, config)
+        mels.append(librosa.feature.melspectrogram(S=power, **mel_args))
+        ms.append(frame_mean_square(power.T, config))
+    mel, ms = np.concatenate(mels, axis=1), np.concatenate(ms)
     log_mel = librosa.power_to_db(mel, ref=1.0, amin=AMIN, top_db=config.top_db)
     ceps = librosa.feature.mfcc(S=log_mel, n_mfcc=config.n_mfcc, lifter=config.lifter)
     return ceps, 10.0 * np.log10(np.maximum(ms, AMIN))
+
+
+def _stft_blocks(librosa, y: np.ndarray, config: FeatureConfig):
+    """``librosa.stft`` of the centred signal, one block of frames ``(n_bins, n)`` at a time.
+
+    The window is librosa's ``get_window`` + ``pad_center`` in float32, as the numpy
+    engine's, so both FFT in float32.
+    """
+    n_fft, hop = config.n_fft, config.hop_length
+    y = padded_signal(y, config)
+    win = librosa.filters.get_window(config.window, config.win_length, fftbins=True)
+    win = librosa.util.pad_center(win, size=n_fft).astype(np.float32)
+    n_frames = 1 + (y.size - n_fft) // hop
+    for b in range(0, n_frames, _BLOCK_FRAMES):
+        e = min(b + _BLOCK_FRAMES, n_frames)
+        seg = y[b * hop : (e - 1) * hop + n_fft]
+        yield librosa.stft(seg, n_fft=n_fft, hop_length=hop, window=win, center=False)
 
 
 def delta(ceps: np.ndarray, *, width: int, order: int, mode: str, engine: str) -> np.ndarray:
@@ -84,6 +93,8 @@ def extra_frames(y: np.ndarray, config: FeatureConfig, n_frames: int) -> np.ndar
     Spectral extras read the magnitude spectrogram of the config's window and grid;
     ``zero_crossing_rate`` and ``rms`` read ``n_fft``-sample frames of the waveform
     (centred as the STFT's); ``onset_strength`` reads the config's mel spectrogram in dB.
+    The whole magnitude spectrogram is held, ``2 (n_fft + 2)`` bytes per frame (about
+    0.7 GB per hour of audio at the ``sound`` preset).
 
     Parameters
     ----------
@@ -101,11 +112,11 @@ def extra_frames(y: np.ndarray, config: FeatureConfig, n_frames: int) -> np.ndar
     librosa = _librosa()
 
     sr, n_fft, hop = config.sample_rate, config.n_fft, config.hop_length
-    win = librosa.util.pad_center(
-        librosa.filters.get_window(config.window, config.win_length, fftbins=True), size=n_fft
-    ).astype(np.float32)
-    S = np.abs(librosa.stft(padded_signal(y, config), n_fft=n_fft, hop_length=hop,
-                            window=win, center=False))  # fmt: skip
+    S = np.empty((1 + n_fft // 2, n_frames), dtype=np.float32)  # |X|, filled block by block
+    b = 0
+    for X in _stft_blocks(librosa, y, config):
+        S[:, b : b + X.shape[1]] = np.abs(X)
+        b += X.shape[1]
     grid = dict(sr=sr, n_fft=n_fft, hop_length=hop)
     frames = dict(frame_length=n_fft, hop_length=hop, center=config.center)
     f = librosa.feature
