@@ -132,7 +132,7 @@ def test_extras_dims_and_names():
     assert c.n_dims == 60 + 1 + 4 + 4
     names = c.dimension_names()
     assert (
-        names[0] == ("log energy", "standardised")
+        names[0] == ("log energy", "std. dev.")
         and names[20][0] == "Δ log energy"
         and names[21][0] == "Δ MFCC 1"
     )

@@ -101,7 +101,7 @@ def test_cli_plot_writes_a_png_with_named_axes(models, tmp_path):
 @pytest.mark.parametrize(
     "args, match",
     [(["--class", "banjo"], "no class 'banjo' in the model; classes: crash"),
-     (["--dim", "26"], r"--dim must be in \[0, 25\]")],
+     (["--dim", "26"], r"dim must be in \[0, 25\]")],
 )  # fmt: skip
 def test_cli_plot_errors_are_one_line(models, tmp_path, args, match):
     r = CliRunner().invoke(main, ["plot", models["ml"], *args, "-o", str(tmp_path / "f.png")])

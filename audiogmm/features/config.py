@@ -351,7 +351,7 @@ class FeatureConfig:
         """``(name, unit)`` of each output column, e.g. ``("Δ MFCC 3", "dB per frame")``.
 
         The unit is the one before CMVN; with ``cmvn_norm_vars`` the columns are
-        standardised, and the unit says so.
+        standardised, and the unit says so ("std. dev.").
         """
         first = 1 if self.c0 == "drop" else 0
         static = [f"MFCC {i}" for i in range(first, self.n_mfcc)]
@@ -366,7 +366,7 @@ class FeatureConfig:
         names += [n for n, _ in extra_dims(self.extras)]
         out_units += [u for _, u in extra_dims(self.extras)]
         if self.cmvn != "none" and self.cmvn_norm_vars:
-            out_units = ["standardised"] * len(out_units)
+            out_units = ["std. dev."] * len(out_units)
         return list(zip(names, out_units))
 
     # ------------------------------------------------------------------ presets

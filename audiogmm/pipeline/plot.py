@@ -126,7 +126,7 @@ def mixture_figure(
     n_dims = config.n_dims
     d = separating_dimension(bundle) if dim is None else dim
     if not 0 <= d < n_dims:
-        raise ParameterError(f"--dim must be in [0, {n_dims - 1}] for this model, got {d}")
+        raise ParameterError(f"dim must be in [0, {n_dims - 1}] for this model, got {d}")
     mixtures = class_mixtures(bundle, label)
     lo = min(float(np.min(m[:, d] - 5 * np.sqrt(v[:, d]))) for _, _, m, v in mixtures)
     hi = max(float(np.max(m[:, d] + 5 * np.sqrt(v[:, d]))) for _, _, m, v in mixtures)
