@@ -265,6 +265,8 @@ def test_each_extra_trains_and_evaluates_through_the_cli(name, extras_models):
     assert json.loads(r.output)["n"] > 0
     r = run(main, ["info", str(model), "--json"])
     assert r.exit_code == 0 and name in r.output
+    r = run(main, ["info", str(model)])
+    assert r.exit_code == 0 and f"CMVN none, extras {name} (hash" in r.output
 
 
 def test_librosa_engine_config_works_in_the_cli(tmp_path):
