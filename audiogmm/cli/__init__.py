@@ -18,7 +18,7 @@ import click
 
 from .._version import __version__
 from ..exceptions import AudioGMMError
-from . import evaluate, extract, info, predict, train, tune, ubm, verify
+from . import evaluate, extract, info, plot, predict, train, tune, ubm, verify
 from .output import escape_name
 
 __all__ = ["main"]
@@ -95,7 +95,7 @@ def _verbosity_option(flags: list[str], sign: int, help: str) -> click.Option:
     return click.Option(flags, count=True, expose_value=False, callback=callback, help=help)
 
 
-for _module in (extract, train, evaluate, predict, info, tune, verify, ubm):
+for _module in (extract, train, evaluate, predict, info, tune, verify, ubm, plot):
     main.add_command(_module.command)
     _module.command.epilog = EXIT_CODES
     _module.command.params += [

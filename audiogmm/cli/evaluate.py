@@ -128,7 +128,7 @@ def command(
         )  # fmt: skip
     res["split"] = split_info
     if report_dir:
-        write_report(report_dir, res, training=bundle.classifier.fit_report_)
+        write_report(report_dir, res, training=bundle.classifier.fit_report_, bundle=bundle)
     if as_json:
         echo_json({k: v for k, v in res.items() if k != "predictions"})
         return

@@ -124,10 +124,12 @@ def command(model, as_json):
     if cfg is None:
         click.echo("features:      none stored (a bare classifier file, e.g. of Kaldi features)")
     for c in bundle.configs if bundle is not None else []:
+        more = "" if c.engine == "numpy" else f", engine {c.engine}"
+        more += f", extras {', '.join(n for n, _ in c.extras)}" if c.extras else ""
         click.echo(
             f"features:      {c.sample_rate} Hz, {c.win_ms:g}/{c.hop_ms:g} ms, "
             f"{c.n_mels} mels, {c.n_mfcc} MFCC, deltas {c.delta_order}, "
-            f"VAD {'on' if c.vad else 'off'}, CMVN {c.cmvn} (hash {c.content_hash()})"
+            f"VAD {'on' if c.vad else 'off'}, CMVN {c.cmvn}{more} (hash {c.content_hash()})"
         )
     sp = out["split"]
     if sp is None:

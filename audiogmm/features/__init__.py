@@ -1,7 +1,9 @@
 """The front end: waveform -> MFCC frames (+ deltas, VAD, CMVN), in one serialisable config.
 
-Modules in data-flow order: ``config`` (FeatureConfig, PRESETS), ``spectral``
-(STFT, mel, energy, cepstra), ``postprocess`` (deltas, VAD, CMVN), ``extraction`` (extract).
+Modules in data-flow order: ``config`` (FeatureConfig, PRESETS; ``extras``: the allow-list
+of librosa features a config may add), ``spectral`` (STFT, mel, energy, cepstra),
+``engines`` (the numpy or the librosa engine, and the extras), ``postprocess`` (deltas,
+VAD, CMVN), ``extraction`` (extract).
 Names are imported on first use.
 """
 

@@ -17,6 +17,7 @@ from typing import Any, Optional, Union
 import numpy as np
 
 from ..exceptions import ParameterError
+from .extras import as_json, extra_dims, normalise_extras
 
 __all__ = [
     "DEFAULT_PRESET",
@@ -42,6 +43,10 @@ _C0_MODES = ("keep", "energy", "drop")
 _CMVN_MODES = ("none", "utterance", "sliding")
 _DELTA_MODES = ("interp", "nearest", "mirror", "constant", "wrap")
 _DTYPES = ("float32", "float64")
+_ENGINES = ("numpy", "librosa")
+#: Fields added after the cache format was fixed: left out of the content hash at their
+#: default, so the hashes (caches, models) of configs that do not use them stay the same.
+_NEW_FIELDS = {"engine": "numpy", "extras": ()}
 _MEL_NORMS = ("slaney", None)
 # np.pad modes (the STFT pads with np.pad); "empty" would pad with uninitialised memory
 _PAD_MODES = ("constant", "edge", "reflect", "symmetric", "wrap", "linear_ramp", "mean",
@@ -169,6 +174,19 @@ class FeatureConfig:
         Also divide by the standard deviation (floored at 1e-8).
     dtype : {"float32", "float64"}
         Output dtype.
+    engine : {"numpy", "librosa"}
+        Who computes the spectra and cepstra: this package's numpy restatement of
+        librosa's formulas (the default: no librosa import, no numba compile), or
+        librosa's own functions (``stft``, ``feature.melspectrogram``, ``power_to_db``,
+        ``feature.mfcc``, ``feature.delta``) on the same frame grid. They agree within
+        float32 rounding (``tests/test_engines.py`` states the tolerance).
+    extras : sequence of str or dict
+        librosa frame features appended after the cepstra and deltas, by name
+        (``"rms"``) or with arguments (``{"name": "spectral_contrast", "n_bands": 4}``);
+        names and arguments come from the allow-list
+        :data:`audiogmm.features.extras.EXTRAS`. They are computed by librosa on the
+        cepstra's frame grid (from the signal before pre-emphasis) and go through the
+        same VAD and CMVN. Needs librosa at run time, whatever the engine.
     """
 
     sample_rate: int = 16000
@@ -198,6 +216,8 @@ class FeatureConfig:
     cmvn_window: int = 300
     cmvn_norm_vars: bool = True
     dtype: str = "float32"
+    engine: str = "numpy"
+    extras: tuple = ()
 
     # ------------------------------------------------------------------ validation
     def __post_init__(self) -> None:
@@ -227,6 +247,9 @@ class FeatureConfig:
                 if not isinstance(value, str):
                     raise ParameterError(f"{name} must be a string, got {value!r}")
         self._validate()
+        # after the grid is known to be valid: some extras' ranges depend on it
+        extras = normalise_extras(self.extras, sample_rate=self.sample_rate, n_fft=self.n_fft)
+        object.__setattr__(self, "extras", extras)
 
     def _validate(self) -> None:
         def need(cond: bool, msg: str) -> None:
@@ -303,6 +326,7 @@ class FeatureConfig:
             self.window in WINDOWS,
             f"window must be one of {sorted(WINDOWS)}, got {self.window!r}",
         )
+        need(self.engine in _ENGINES, f"engine must be one of {_ENGINES}, got {self.engine!r}")
 
     # ------------------------------------------------------------------ derived
     @property
@@ -322,8 +346,30 @@ class FeatureConfig:
 
     @property
     def n_dims(self) -> int:
-        """Dimension of the output frames, ``n_ceps * (delta_order + 1)``."""
-        return self.n_ceps * (self.delta_order + 1)
+        """Dimension of the output frames, ``n_ceps * (delta_order + 1)`` plus the extras' rows."""
+        return self.n_ceps * (self.delta_order + 1) + len(extra_dims(self.extras))
+
+    def dimension_names(self) -> list[tuple[str, str]]:
+        """``(name, unit)`` of each output column, e.g. ``("Δ MFCC 3", "dB per frame")``.
+
+        The unit is the one before CMVN; with ``cmvn_norm_vars`` the columns are
+        standardised, and the unit says so ("std. dev.").
+        """
+        first = 1 if self.c0 == "drop" else 0
+        static = [f"MFCC {i}" for i in range(first, self.n_mfcc)]
+        units = ["dB"] * len(static)
+        if self.c0 == "energy":
+            static[0], units[0] = "log energy", "dB re full scale"
+        names, out_units = list(static), list(units)
+        for order, prefix, per in ((1, "Δ ", " per frame"), (2, "ΔΔ ", " per frame²")):
+            if self.delta_order >= order:
+                names += [prefix + n for n in static]
+                out_units += ["dB" + per] * len(static)
+        names += [n for n, _ in extra_dims(self.extras)]
+        out_units += [u for _, u in extra_dims(self.extras)]
+        if self.cmvn != "none" and self.cmvn_norm_vars:
+            out_units = ["std. dev."] * len(out_units)
+        return list(zip(names, out_units))
 
     # ------------------------------------------------------------------ presets
     @classmethod
@@ -352,7 +398,9 @@ class FeatureConfig:
     # ------------------------------------------------------------------ serialisation
     def to_dict(self) -> dict[str, Any]:
         """All fields as a plain JSON-able dict (field name → value)."""
-        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        d = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        d["extras"] = as_json(self.extras)
+        return d
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> FeatureConfig:
@@ -390,13 +438,18 @@ class FeatureConfig:
         """Stable 16-hex-digit digest of the config and :data:`FEATURE_FORMAT_VERSION`.
 
         Two configs have the same hash exactly when they produce the same
-        features; it keys the feature cache.
+        features; it keys the feature cache. ``engine`` and ``extras`` count only
+        when set, so configs without them keep their earlier hashes.
         """
+        config = self.to_dict()
+        for k, default in _NEW_FIELDS.items():
+            if getattr(self, k) == default:
+                del config[k]
         payload = json.dumps(
             {
                 "format": "audiogmm.FeatureConfig",
                 "version": FEATURE_FORMAT_VERSION,
-                "config": self.to_dict(),
+                "config": config,
             },
             sort_keys=True,
             separators=(",", ":"),

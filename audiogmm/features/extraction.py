@@ -18,8 +18,9 @@ import numpy as np
 from .. import audio
 from ..exceptions import FeatureError, ParameterError
 from .config import DEFAULT_PRESET, PRESETS, FeatureConfig, is_integral
-from .postprocess import delta, digital_silence, sliding_cmvn, utterance_cmvn, vad_mask
-from .spectral import AMIN, cepstra, mel_and_energy
+from .engines import cepstra_and_energy, delta, extra_frames
+from .postprocess import digital_silence, sliding_cmvn, utterance_cmvn, vad_mask
+from .spectral import AMIN
 
 __all__ = ["SILENT_RUN_S", "derivable", "derive", "extract", "extraction_roots"]
 
@@ -34,10 +35,10 @@ def _compute(
     y: np.ndarray, config: FeatureConfig, source: Optional[str], keep_all: bool
 ) -> np.ndarray:
     """Features of a validated float32 waveform already at ``config.sample_rate``."""
+    y_in = y  # the extras read the signal before pre-emphasis
     if config.preemphasis > 0:
         y = np.concatenate((y[:1], y[1:] - np.float32(config.preemphasis) * y[:-1]))
-    mel, energy = mel_and_energy(y, config)
-    ceps = cepstra(mel, config)
+    ceps, energy = cepstra_and_energy(y, config)
     if config.c0 == "energy":
         ceps[0] = energy
     elif config.c0 == "drop":
@@ -49,7 +50,10 @@ def _compute(
         if mode == "interp" and n_frames < config.delta_width:
             mode = "nearest"  # librosa's 'interp' needs >= width frames
         for order in range(1, config.delta_order + 1):
-            blocks.append(delta(ceps, width=config.delta_width, order=order, mode=mode))
+            blocks.append(delta(ceps, width=config.delta_width, order=order, mode=mode,
+                                engine=config.engine))  # fmt: skip
+    if config.extras:
+        blocks.append(extra_frames(y_in, config, n_frames))
     # the one transpose: frames are rows from here on, in C order, so that the CMVN sums
     # run in the same order as on stored features (derive)
     feats = np.ascontiguousarray(np.concatenate(blocks, axis=0).T)
@@ -204,6 +208,8 @@ def derivable(source: FeatureConfig, target: FeatureConfig) -> bool:
     """
     if source.cmvn != "none" or target.delta_order > source.delta_order:
         return False
+    if source.extras and target.delta_order != source.delta_order:
+        return False  # the extras' columns follow the deltas: slicing would drop them
     a, b = source.to_dict(), target.to_dict()
     return all(a[k] == b[k] for k in a if k not in _DERIVABLE_FIELDS)
 

@@ -29,7 +29,9 @@ from ..engine import one_blas_thread
 from ..exceptions import FeatureError
 from .config import FeatureConfig, window
 
-__all__ = ["AMIN", "cepstra", "mel_and_energy", "mel_filterbank"]
+__all__ = [
+    "AMIN", "cepstra", "frame_mean_square", "mel_and_energy", "mel_filterbank", "padded_signal",
+]
 
 AMIN = 1e-10  # power floor: log10(1e-10) = -100 dB, so digital silence stays finite
 
@@ -148,6 +150,21 @@ def _energy_norm(name: str, win_length: int, n_fft: int) -> float:
 _BLOCK_FRAMES = 2048  # STFT frames per block: bounds memory on hour-long files
 
 
+def padded_signal(y: np.ndarray, config: FeatureConfig) -> np.ndarray:
+    """``y`` padded by ``n_fft // 2`` on each side when ``config.center`` (as ``librosa.stft``).
+
+    Raises
+    ------
+    FeatureError
+        If the result is shorter than one FFT frame.
+    """
+    if config.center:
+        y = np.pad(y, config.n_fft // 2, mode=config.pad_mode)  # type: ignore[call-overload]
+    if y.size < config.n_fft:
+        raise FeatureError(f"clip too short: {y.size} samples after padding, n_fft={config.n_fft}")
+    return y
+
+
 def mel_and_energy(y: np.ndarray, config: FeatureConfig) -> tuple[np.ndarray, np.ndarray]:
     """Mel power spectrogram ``(n_mels, n_frames)`` and frame energy (dB) from one STFT.
 
@@ -158,10 +175,7 @@ def mel_and_energy(y: np.ndarray, config: FeatureConfig) -> tuple[np.ndarray, np
     and keeps memory bounded on long ones.
     """
     n_fft, hop = config.n_fft, config.hop_length
-    if config.center:
-        y = np.pad(y, n_fft // 2, mode=config.pad_mode)  # type: ignore[call-overload]
-    if y.size < n_fft:
-        raise FeatureError(f"clip too short: {y.size} samples after padding, n_fft={n_fft}")
+    y = padded_signal(y, config)
     win = _padded_window(config.window, config.win_length, n_fft)
     frames = np.lib.stride_tricks.sliding_window_view(y, n_fft)[::hop]  # (n_frames, n_fft) view
     n_frames = frames.shape[0]
@@ -176,23 +190,32 @@ def mel_and_energy(y: np.ndarray, config: FeatureConfig) -> tuple[np.ndarray, np
     )  # (n_bins, n_mels)
     mel = np.empty((n_frames, config.n_mels), dtype=np.float32)
     ms = np.empty(n_frames, dtype=np.float64)
-    norm = _energy_norm(config.window, config.win_length, n_fft)
     with one_blas_thread():
         for b in range(0, n_frames, _BLOCK_FRAMES):
             spec = np.fft.rfft(frames[b : b + _BLOCK_FRAMES] * win, axis=-1)
             power = spec.real**2 + spec.imag**2  # |X|², without the sqrt of np.abs
             np.dot(power, basis_t, out=mel[b : b + _BLOCK_FRAMES])
-            ms[b : b + _BLOCK_FRAMES] = _full_spectrum_energy(power, n_fft) * norm
+            ms[b : b + _BLOCK_FRAMES] = frame_mean_square(power, config)
     return mel.T, 10.0 * np.log10(np.maximum(ms, AMIN))
 
 
-def _full_spectrum_energy(power_rows: np.ndarray, n_fft: int) -> np.ndarray:
-    """Σ_k |X_k|² over the full spectrum from one-sided rows ``(n_frames, n_bins)``."""
+def frame_mean_square(power_rows: np.ndarray, config: FeatureConfig) -> np.ndarray:
+    """Mean square of each windowed frame from its one-sided power spectrum (Parseval).
+
+    Parameters
+    ----------
+    power_rows : np.ndarray [shape=(n_frames, 1 + n_fft // 2)]
+        ``|X|²`` of the frames, one frame per row.
+
+    Returns
+    -------
+    np.ndarray [shape=(n_frames,), dtype=float64]
+    """
     p = power_rows
     full = 2.0 * p.sum(axis=-1, dtype=np.float64) - p[:, 0]
-    if n_fft % 2 == 0:  # the Nyquist bin, like DC, appears once
+    if config.n_fft % 2 == 0:  # the Nyquist bin, like DC, appears once
         full -= p[:, -1]
-    return full
+    return full * _energy_norm(config.window, config.win_length, config.n_fft)
 
 
 @functools.lru_cache(maxsize=16)

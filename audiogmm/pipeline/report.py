@@ -64,6 +64,7 @@ def write_report(
     *,
     plot: bool = True,
     training: dict[str, Any] | None = None,
+    bundle: Any = None,
 ) -> list[str]:
     """Write a report folder for one evaluation; every file is written atomically.
 
@@ -83,6 +84,9 @@ def write_report(
         The classifier's ``fit_report_`` (``{label: {..., "history": [...]}}``). The
         classes that recorded their EM history go to ``training_curves.json`` and,
         with ``plot``, ``training_curves.png`` (see :func:`write_training_curves`).
+    bundle : Bundle, optional
+        The evaluated model: with ``plot``, one ``mixture_*.png`` per class along the
+        dimension where the classes differ most (:mod:`audiogmm.pipeline.plot`).
 
     Returns
     -------
@@ -113,6 +117,10 @@ def write_report(
             written.append(path)
     if training:
         written += write_training_curves(folder, training, plot=plot)
+    if plot and bundle is not None and _pyplot("mixture_*.png") is not None:
+        from .plot import write_mixture_figures
+
+        written += write_mixture_figures(folder, bundle)
     return written
 
 

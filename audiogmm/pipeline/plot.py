@@ -1,0 +1,196 @@
+"""The picture of a fitted mixture: one class, one feature dimension.
+
+Each component's weighted Gaussian (dashed), the mixture's marginal density (solid)
+and, when frames are given, their histogram (as a density). For a UBM/MAP model the
+UBM is drawn under the adapted class. matplotlib is imported on first use only.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+from collections.abc import Sequence
+from typing import Any, Optional
+
+import numpy as np
+
+from ..container import atomic_write
+from ..exceptions import ParameterError
+from .bundle import Bundle
+
+__all__ = ["class_mixtures", "figure_png", "mixture_curves", "mixture_figure",
+           "separating_dimension", "write_mixture_figures"]  # fmt: skip
+
+_N_POINTS = 801  # samples of each curve across the plotted range
+_TAIL = 2.5e-4  # mass of each mixture left out of the plotted range on each side
+
+
+def _pyplot() -> Any:
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg", force=False)
+        import matplotlib.pyplot as plt
+    except ImportError:
+        raise ParameterError(
+            "drawing needs matplotlib, which is not installed (pip install 'audiogmm[report]')"
+        ) from None
+    return plt
+
+
+def _classifier(bundle: Bundle) -> Any:
+    """The classifier whose mixtures are drawn (a fused model's first member)."""
+    clf = bundle.classifier
+    return clf.members[0] if bundle.fused else clf
+
+
+def class_mixtures(
+    bundle: Bundle, label: str
+) -> list[tuple[str, np.ndarray, np.ndarray, np.ndarray]]:
+    """``(name, weights (K,), means (K, D), variances (K, D))`` to draw for ``label``.
+
+    The class's own mixture, and for a UBM/MAP model the UBM first. Components of
+    weight 0 (padding of mixed-K models) are left out.
+
+    Raises
+    ------
+    ParameterError
+        If the model has no class ``label`` (the message lists them).
+    """
+    clf = _classifier(bundle)
+    labels = [str(y) for y in clf.labels_]
+    if label not in labels:
+        raise ParameterError(f"no class {label!r} in the model; classes: {', '.join(labels)}")
+    i = labels.index(label)
+    out = []
+    ubm = getattr(clf, "ubm_", None)
+    if ubm is not None:
+        out.append(("UBM", ubm.weights_, ubm.means_, ubm.variances_))
+    out.append((label, clf.weights_[i], clf.means_[i], clf.variances_[i]))
+    return [(n, w[w > 0], m[w > 0], v[w > 0]) for n, w, m, v in out]
+
+
+def separating_dimension(bundle: Bundle) -> int:
+    """The dimension where the classes' marginals differ most (largest Fisher ratio).
+
+    Between-class variance of the class means over the mean within-class variance,
+    from each class's mixture (mean ``Σ w μ``, variance ``Σ w (σ² + μ²) - mean²``).
+    """
+    clf = _classifier(bundle)
+    w = clf.weights_[..., np.newaxis]  # (C, K, 1)
+    mean = np.sum(w * clf.means_, axis=1)  # (C, D)
+    var = np.sum(w * (clf.variances_ + clf.means_**2), axis=1) - mean**2
+    ratio = mean.var(axis=0) / np.maximum(var.mean(axis=0), 1e-300)
+    return int(np.argmax(ratio))
+
+
+def mixture_curves(
+    weights: np.ndarray, means: np.ndarray, variances: np.ndarray, x: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Weighted component densities ``(K, len(x))`` and their sum, along one dimension.
+
+    Parameters
+    ----------
+    weights : np.ndarray [shape=(K,)]
+    means, variances : np.ndarray [shape=(K,)]
+        The dimension's means and variances.
+    x : np.ndarray [shape=(n,)]
+    """
+    w, m, v = (np.asarray(a, dtype=np.float64)[:, np.newaxis] for a in (weights, means, variances))
+    comps = w * np.exp(-0.5 * (x - m) ** 2 / v) / np.sqrt(2 * np.pi * v)
+    return comps, comps.sum(axis=0)
+
+
+def mixture_figure(
+    bundle: Bundle, label: str, dim: Optional[int] = None, frames: Optional[np.ndarray] = None
+) -> Any:
+    """A matplotlib figure of class ``label``'s mixture along dimension ``dim``.
+
+    Parameters
+    ----------
+    bundle : Bundle
+        A model (:func:`audiogmm.pipeline.load_model`).
+    label : str
+    dim : int, optional
+        Feature dimension, 0-based (default: :func:`separating_dimension`).
+    frames : np.ndarray [shape=(n_frames, n_dims)], optional
+        The class's frames, drawn as a density histogram.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        Its first axes hold the curves: per mixture, dashed components and one solid
+        line (the marginal density, label ``"<name> mixture"``).
+    """
+    config = bundle.configs[0]
+    n_dims = config.n_dims
+    d = separating_dimension(bundle) if dim is None else dim
+    if not 0 <= d < n_dims:
+        raise ParameterError(f"dim must be in [0, {n_dims - 1}] for this model, got {d}")
+    mixtures = class_mixtures(bundle, label)
+    lo = min(float(np.min(m[:, d] - 5 * np.sqrt(v[:, d]))) for _, _, m, v in mixtures)
+    hi = max(float(np.max(m[:, d] + 5 * np.sqrt(v[:, d]))) for _, _, m, v in mixtures)
+    # a fine grid under every component, so that narrow ones are sampled too, then cut to
+    # where the mixtures hold all but 5e-4 of their mass (the wide tails of a few components
+    # would otherwise squash the picture)
+    x = np.unique(np.concatenate(
+        [np.linspace(lo, hi, _N_POINTS)]
+        + [np.linspace(mu - 5 * s, mu + 5 * s, 41) for _, _, m, v in mixtures
+           for mu, s in zip(m[:, d], np.sqrt(v[:, d]))]
+    ))  # fmt: skip
+    keep = np.zeros(x.size, dtype=bool)
+    for _, w, m, v in mixtures:
+        total = mixture_curves(w, m[:, d], v[:, d], x)[1]
+        cdf = np.concatenate([[0.0], np.cumsum(np.diff(x) * (total[1:] + total[:-1]) / 2)])
+        keep |= (cdf >= _TAIL * cdf[-1]) & (cdf <= (1 - _TAIL) * cdf[-1])
+    i, j = np.flatnonzero(keep)[[0, -1]]
+    x = x[max(i - 1, 0) : j + 2]
+    lo, hi = float(x[0]), float(x[-1])
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(6.4, 4.0), dpi=100)
+    if frames is not None and len(frames):
+        col = frames[:, d]
+        ax.hist(col[(col >= lo) & (col <= hi)], bins=60, range=(lo, hi), density=True,
+                color="0.85", label=f"{label} frames ({len(col)})")  # fmt: skip
+    for j, (name, w, m, v) in enumerate(mixtures):
+        color = f"C{j}"
+        comps, total = mixture_curves(w, m[:, d], v[:, d], x)
+        for c in comps:
+            ax.plot(x, c, "--", color=color, lw=0.8, alpha=0.7)
+        ax.plot(x, total, "-", color=color, lw=2, label=f"{name} mixture ({len(w)} components)")
+    name, unit = config.dimension_names()[d]
+    ax.set_xlabel(f"{name} ({unit})")
+    ax.set_ylabel(f"density (per {unit})")
+    ax.set_title(f"class {label!r}, dimension {d}: components dashed, mixture solid", fontsize=9)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def figure_png(fig: Any) -> bytes:
+    """The figure as PNG bytes (and closed)."""
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
+    _pyplot().close(fig)
+    return buf.getvalue()
+
+
+def write_mixture_figures(
+    folder: str | os.PathLike, bundle: Bundle, labels: Optional[Sequence[str]] = None
+) -> list[str]:
+    """One ``mixture_<class>.png`` per class in ``folder``, all along the separating dimension.
+
+    Returns
+    -------
+    list of str
+        The files written (atomically).
+    """
+    d = separating_dimension(bundle)
+    written = []
+    for i, y in enumerate(labels or [str(v) for v in _classifier(bundle).labels_]):
+        png = figure_png(mixture_figure(bundle, y, d))
+        safe = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in y)
+        path = os.path.join(os.fspath(folder), f"mixture_{i:02d}_{safe}.png")
+        atomic_write(path, lambda f, b=png: f.write(b))
+        written.append(path)
+    return written
