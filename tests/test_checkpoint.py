@@ -8,7 +8,7 @@ import pytest
 from audiogmm.container import read_container
 from audiogmm.data.shards import write_store
 from audiogmm.exceptions import ModelFileError, ParameterError
-from audiogmm.mixture.checkpoint import EMCheckpoint
+from audiogmm.io import EMCheckpoint
 from audiogmm.mixture.diag import DiagGMM
 from audiogmm.models.ubm import train_ubm
 
@@ -39,7 +39,7 @@ def test_resume_after_a_crash_gives_the_uninterrupted_model(tmp_path, monkeypatc
     store = _store(tmp_path / "s")
     ref = train_ubm(store, **KW)
     path = tmp_path / "em.ckpt.npz"
-    fp = {"n_components": 6, "n_frames": store.n_frames}
+    fp = {"components": 6, "store_frames": store.n_frames, "store_index": store.index_digest}
     real = EMCheckpoint.save
     calls = {"n": 0}
 
@@ -67,13 +67,13 @@ def test_resume_after_a_crash_gives_the_uninterrupted_model(tmp_path, monkeypatc
 def test_a_checkpoint_of_another_run_is_refused(tmp_path):
     store = _store(tmp_path / "s")
     path = tmp_path / "em.ckpt.npz"
-    train_ubm(store, checkpoint=EMCheckpoint(path, fingerprint={"k": 6}), **KW)
+    train_ubm(store, checkpoint=EMCheckpoint(path, fingerprint={"components": 6}), **KW)
     with pytest.raises(ModelFileError, match="written for"):
-        train_ubm(store, checkpoint=EMCheckpoint(path, resume=True, fingerprint={"k": 7}), **KW)
+        train_ubm(store, checkpoint=EMCheckpoint(path, resume=True, fingerprint={"seed": 7}), **KW)
     with open(path, "r+b") as f:  # a damaged checkpoint is refused, not half-read
         f.seek(200)
         f.write(b"\x00" * 16)
     with pytest.raises(ModelFileError):
-        train_ubm(store, checkpoint=EMCheckpoint(path, resume=True, fingerprint={"k": 6}), **KW)
+        train_ubm(store, checkpoint=EMCheckpoint(path, resume=True, fingerprint={"components": 6}), **KW)
     with pytest.raises(ParameterError, match="n_init=1"):
         DiagGMM(2, n_init=2).fit_source(None, checkpoint=EMCheckpoint(path))
