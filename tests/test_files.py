@@ -355,3 +355,81 @@ def test_a_header_over_the_limit_is_refused_at_save_not_written(tmp_path):
     with pytest.raises(ParameterError, match="over the limit.*'notes'"):
         write_container(path, kind="DiagGMM", header=huge, arrays={"w": np.ones(2)})
     assert not path.exists()
+
+
+# ======================================================================================
+# A full disk names the file being written (issue 21, item 19)
+# ======================================================================================
+
+
+@pytest.fixture
+def full_disk(monkeypatch):
+    """Every fsync fails as on a full file system (data is only known lost at fsync)."""
+    import errno
+
+    def no_space(fd):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "fsync", no_space)
+
+
+def test_atomic_write_on_a_full_disk_names_the_output_and_leaves_nothing(tmp_path, full_disk):
+    import errno
+
+    with pytest.raises(OSError) as ei:
+        container.atomic_write(tmp_path / "out.bin", lambda f: f.write(b"x" * 100))
+    assert str(tmp_path / "out.bin") in str(ei.value) and "no space left" in str(ei.value)
+    assert ei.value.errno == errno.ENOSPC
+    assert os.listdir(tmp_path) == []
+
+
+def test_a_write_that_fails_without_a_file_name_names_the_output(tmp_path):
+    """ENOSPC raised by write() carries no file name: the error names the output."""
+    import errno
+
+    def write(f):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    with pytest.raises(OSError, match=f"{tmp_path / 'r.txt'}: cannot write"):
+        container.atomic_write(tmp_path / "r.txt", write)
+
+
+def _store_for_cli(folder):
+    import numpy as np
+
+    from audiogmm.data.shards import write_store
+    from audiogmm.features import FeatureConfig
+
+    cfg = FeatureConfig()
+    rng = np.random.default_rng(0)
+    clips = [(f"c{i}", "ab"[i % 2], rng.normal(i % 2, 1, (200, cfg.n_dims)).astype(np.float32))
+             for i in range(6)]  # fmt: skip
+    return write_store(folder, clips, config_hash=cfg.content_hash(), config=cfg.to_json())
+
+
+@pytest.mark.parametrize("command", ["ubm", "train", "extract"])
+def test_a_full_disk_names_the_file_being_written(command, tmp_path, small_data, monkeypatch):
+    """`ubm` (its checkpoint), `train -o` and `extract --shards`: one line naming the path."""
+    store = _store_for_cli(tmp_path / "store")
+    import errno
+
+    out = tmp_path / "out"
+    real = os.fsync
+
+    def no_space(fd):  # only the outputs' file system is full (not the feature cache's)
+        if os.readlink(f"/proc/self/fd/{fd}").startswith(str(out)):
+            raise OSError(errno.ENOSPC, "No space left on device")
+        real(fd)
+
+    monkeypatch.setattr(os, "fsync", no_space)
+    args, named = {
+        "ubm": (["ubm", store.folder, "-o", out / "u.npz", "-k", "2", "--max-iter", "1"],
+                out / "u.npz.ckpt.npz"),
+        "train": (["train", store.folder, "-o", out / "m.npz", "-k", "2"], out / "m.npz"),
+        "extract": (["extract", small_data, "--shards", out / "s", "-j", "1",
+                     "--cache", tmp_path / "cache"],
+                    out / "s" / "shard-00000.npy"),
+    }[command]  # fmt: skip
+    r = invoke(["-q", *args])
+    assert_one_line_error(r, named)
+    assert "no space left on device" in r.stderr.lower()

@@ -216,3 +216,63 @@ def test_gather_reads_the_rows_asked_for(tmp_path_factory, picks, stride):
     src = ShardSource(store, stride=stride)
     idx = np.unique(np.array(picks) % src.n_frames)
     np.testing.assert_array_equal(src.gather(idx), X[idx].astype(np.float64))
+
+
+# -- hardening (issue 21, items 15 and 16) -------------------------------------------------
+
+
+def test_writer_refuses_a_zero_frame_clip_and_an_empty_label(tmp_path):
+    """A store never holds what a model trained from it could not carry."""
+    with pytest.raises(ParameterError, match="c0: no frames"):
+        write_store(tmp_path / "a", [("c0", "x", np.zeros((0, 3), np.float32))])
+    with pytest.raises(ParameterError, match="c0: empty label"):
+        write_store(tmp_path / "b", [("c0", "", np.ones((4, 3), np.float32))])
+
+
+def test_a_store_with_an_empty_label_is_refused_before_training(tmp_path):
+    """Item 15: a store written by 0.1.0 with an empty label fails clearly, naming the
+    index, instead of training a model that `info` then refuses."""
+    write_store(tmp_path, _clips(n=6), shard_frames=10**6)
+    _corrupt(tmp_path, lambda ix: ix["clips"][2].update(label=""))
+    with pytest.raises(ModelFileError, match=r"index.json: .*clips\[2\].label"):
+        open_store(tmp_path)
+
+
+def test_a_deeply_nested_index_is_one_error(tmp_path):
+    write_store(tmp_path, _clips(n=6), shard_frames=10**6)
+    with open(tmp_path / INDEX_NAME, "w") as f:
+        f.write("[" * 200_000 + "]" * 200_000)
+    with pytest.raises(ModelFileError, match="index.json: .*nests 200000 levels"):
+        open_store(tmp_path)
+
+
+@pytest.mark.parametrize("which", ["index", "shard"])
+def test_a_fifo_in_a_store_is_refused_not_waited_on(tmp_path, which):
+    store = write_store(tmp_path, _clips(n=6), shard_frames=10**6)
+    victim = tmp_path / INDEX_NAME if which == "index" else store.files[0]
+    os.remove(victim)
+    os.mkfifo(victim)  # opening it for reading would block forever
+    with pytest.raises(ModelFileError, match="not a regular file"):
+        open_store(tmp_path)
+
+
+def test_a_second_writer_into_the_same_store_is_refused(tmp_path):
+    """Two concurrent `extract --shards` into one folder: the second one fails at once
+    instead of writing an index that describes the other's shards."""
+    from audiogmm.data.shards import ShardWriter
+
+    first = ShardWriter(tmp_path, n_dims=3)
+    with pytest.raises(ParameterError, match="another process is writing"):
+        ShardWriter(tmp_path, n_dims=3)
+    first.add("a", "x", np.ones((2, 3)))
+    first.close()
+    with ShardWriter(tmp_path, n_dims=3) as again:  # released by close()
+        again.add("a", "x", np.ones((2, 3)))
+    assert open_store(tmp_path).n_clips == 1
+
+
+def test_the_index_digest_changes_with_the_data(tmp_path):
+    a = write_store(tmp_path / "a", _clips(n=6, seed=1))
+    b = write_store(tmp_path / "b", _clips(n=6, seed=2))
+    assert len(a.index_digest) == 32 and a.index_digest != b.index_digest
+    assert open_store(tmp_path / "a").index_digest == a.index_digest

@@ -67,7 +67,9 @@ class EMCheckpoint:
             return None
         header, arrays = read_container(self.path, kind=_KIND, names=_ARRAYS)
         try:
-            header = check(CHECKPOINT, {k: v for k, v in header.items() if k not in CONTAINER_KEYS}, "")
+            header = check(
+                CHECKPOINT, {k: v for k, v in header.items() if k not in CONTAINER_KEYS}, ""
+            )
         except ValueError as e:
             raise ModelFileError(f"{self.path}: header field {e}") from None
         w, m, v = (arrays[k] for k in _ARRAYS)
@@ -100,11 +102,16 @@ class EMCheckpoint:
             self.path,
             kind=_KIND,
             header={
-                "history": list(monitor.history), "n_iter": monitor.n_iter,
-                "reseeded": bool(reseeded), "fingerprint": self.fingerprint,
+                "history": list(monitor.history),
+                "n_iter": monitor.n_iter,
+                "reseeded": bool(reseeded),
+                "fingerprint": self.fingerprint,
             },  # fmt: skip
-            arrays={"weights": params.weights, "means": params.means,
-                    "variances": params.variances},  # fmt: skip
+            arrays={
+                "weights": params.weights,
+                "means": params.means,
+                "variances": params.variances,
+            },  # fmt: skip
         )
 
 

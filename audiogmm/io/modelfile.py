@@ -37,7 +37,12 @@ _ADAPTED = {"m": "means", "w": "weights", "v": "variances"}
 
 
 def _floor(name: str, f: np.ndarray | None, shape: tuple, what: str) -> np.ndarray:
-    if f is None or f.shape != shape or f.dtype != np.float64 or not np.all(np.isfinite(f) & (f > 0)):
+    if (
+        f is None
+        or f.shape != shape
+        or f.dtype != np.float64
+        or not np.all(np.isfinite(f) & (f > 0))
+    ):
         raise ModelFileError(f"{name}: invalid {what} array")
     return f
 
@@ -102,7 +107,9 @@ def _check_members(name: str, h: dict, labels: list[str]) -> dict | None:
     priors = h.get("priors") or None
     if priors is not None:
         if set(priors) != set(labels):
-            raise ModelFileError(f"{name}: header field priors: keys {sorted(priors)[:10]} are not the labels")
+            raise ModelFileError(
+                f"{name}: header field priors: keys {sorted(priors)[:10]} are not the labels"
+            )
         total = sum(priors.values())
         if not np.isfinite(total) or min(priors.values()) / total < 1e-300:
             raise ModelFileError(
@@ -161,7 +168,9 @@ def _ubm_build(name: str, h: dict, a: dict) -> UBMClassifier:
     adapt = check_adapt(clf.adapt)
     expected = {*_UBM_ARRAYS, *(_ADAPTED[x] for x in adapt)}
     if set(a) != expected:
-        raise ModelFileError(f"{name}: arrays {sorted(a)} but adapt={adapt!r} needs {sorted(expected)}")
+        raise ModelFileError(
+            f"{name}: arrays {sorted(a)} but adapt={adapt!r} needs {sorted(expected)}"
+        )
     ubm = _gmm(name, {"n_components": K, **gp}, *(a[k] for k in _UBM_ARRAYS))
     M, D = len(labels), ubm.n_dims
     stacked = {"weights": np.tile(ubm.weights_, (M, 1)), "means": np.tile(ubm.means_, (M, 1, 1)),
@@ -196,8 +205,11 @@ def _fused_build(name: str, h: dict, a: dict) -> FusedClassifier:
     if set(a) != {f"m{i}_{k}" for i in range(n) for k in keys}:
         raise ModelFileError(f"{name}: arrays {sorted(a)[:12]} are not those of {n} members")
     members = [
-        _classifier_build(f"{name} (member {i})", {"labels": h["labels"], **fields},
-                          {k: a[f"m{i}_{k}"] for k in keys})  # fmt: skip
+        _classifier_build(
+            f"{name} (member {i})",
+            {"labels": h["labels"], **fields},
+            {k: a[f"m{i}_{k}"] for k in keys},
+        )  # fmt: skip
         for i, fields in enumerate(h["members"])
     ]
     try:
@@ -285,7 +297,9 @@ def _build(kind: Kind, name: str, header: dict, arrays: dict) -> Any:
         checked = check(kind.table, header, "")
     except ValueError as e:
         msg = str(e)
-        raise ModelFileError(f"{name}: {'' if msg.startswith('header') else 'header field '}{msg}") from None
+        raise ModelFileError(
+            f"{name}: {'' if msg.startswith('header') else 'header field '}{msg}"
+        ) from None
     obj = kind.build(name, checked, arrays)
     if isinstance(obj, (GMMClassifier, FusedClassifier)):
         obj.file_header_ = header  # checked, as plain JSON

@@ -109,7 +109,9 @@ CLASS_REPORT = Obj({
     "notes": List(Str(1024), max_len=64), "history": _FLOATS,
 }, optional=all, extra=True)  # fmt: skip
 # a class model's own parameters live in the classifier, not in gmm_params
-_CLASS_GMM = {k: v for k, v in _GMM_PARAMS.items() if k not in ("n_components", "random_state", "n_jobs")}
+_CLASS_GMM = {
+    k: v for k, v in _GMM_PARAMS.items() if k not in ("n_components", "random_state", "n_jobs")
+}
 _MEMBER = {
     "n_components": Int(1),
     "priors": Map(Real(5e-324), max_len=MAX_LABELS, null=True),
@@ -173,4 +175,3 @@ SHARD_INDEX = Obj({
         "start": _COUNT, "stop": _COUNT,
     })),
 })  # fmt: skip
-
