@@ -131,7 +131,19 @@ def base_model(kind: str) -> str:
     "DiagGMM"); do not modify."""
     rng = np.random.default_rng(0)
     path = os.path.join(_TMP, f"base-{kind}.npz")
-    if kind in ("GMMClassifier", "FusedClassifier"):
+    if kind == "UBMClassifier":  # a MAP bundle written by audiogmm 0.1.0 (K=4, adapt="mw")
+        shutil.copy(Path(__file__).parent / "fixtures" / "map_v1.npz", path)
+    elif kind == "EMCheckpoint":
+        from audiogmm.io import EMCheckpoint
+        from audiogmm.mixture import ConvergenceMonitor, Params
+
+        g = DiagGMM(2, random_state=0, n_jobs=1).fit(rng.normal(0, 1, (300, 3)))
+        mon = ConvergenceMonitor(0.0, 5)
+        mon.history, mon.n_iter = [-2.5, -2.4], 2
+        EMCheckpoint(path, fingerprint=CHECKPOINT_FP).save(
+            Params(g.weights_, g.means_, g.variances_), mon, False
+        )
+    elif kind in ("GMMClassifier", "FusedClassifier"):
         cfgs = [FeatureConfig.preset("speech"), FeatureConfig()]
         members = []
         for cfg in cfgs[: 1 if kind == "GMMClassifier" else 2]:
@@ -147,8 +159,23 @@ def base_model(kind: str) -> str:
     return path
 
 
+#: The fingerprint of the base checkpoint (a run of K=2 on 3-dim frames).
+CHECKPOINT_FP = {"components": 2, "n_dims": 3, "store_frames": 300, "store_index": "ab" * 16}
+
+
+def _resume(path):
+    from audiogmm.io import EMCheckpoint
+    from audiogmm.mixture import ConvergenceMonitor
+
+    mon = ConvergenceMonitor(0.0, 5)
+    params, _ = EMCheckpoint(path, resume=True, fingerprint=CHECKPOINT_FP).restore(mon)
+    return params, mon
+
+
 #: kind -> loader. A classifier file users handle is a bundle: load_model validates it all.
 LOADERS = {
+    "UBMClassifier": load_model,
+    "EMCheckpoint": _resume,
     "GMMClassifier": load_model,
     "FusedClassifier": load_model,
     "DiagGMM": lambda p: load(p, DiagGMM),
