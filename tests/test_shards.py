@@ -276,3 +276,17 @@ def test_the_index_digest_changes_with_the_data(tmp_path):
     b = write_store(tmp_path / "b", _clips(n=6, seed=2))
     assert len(a.index_digest) == 32 and a.index_digest != b.index_digest
     assert open_store(tmp_path / "a").index_digest == a.index_digest
+
+
+def test_a_store_with_a_zero_frame_clip_is_refused_before_training(tmp_path):
+    """Item 15: a store written by 0.1.0 with a 0-frame clip fails clearly, naming the
+    index and the clip, instead of training a model with a class of no frames."""
+    write_store(tmp_path, _clips(n=6), shard_frames=10**6)
+
+    def add_empty(ix):
+        n = ix["shards"][0]["n_frames"]
+        ix["clips"].append({"clip": "empty.wav", "label": "L9", "shard": 0, "start": n, "stop": n})
+
+    _corrupt(tmp_path, add_empty)
+    with pytest.raises(ModelFileError, match=r"index.json: clips\[6\] \('empty.wav'\): .* is empty"):
+        open_store(tmp_path)

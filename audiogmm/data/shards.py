@@ -368,10 +368,10 @@ def open_store(folder: str | os.PathLike) -> ShardStore:
     next_start = [0] * len(shards)
     for i, c in enumerate(clips):
         s, a, b = c["shard"], c["start"], c["stop"]
-        if s >= len(shards) or a != next_start[s] or not a <= b <= counts[s]:
+        if s >= len(shards) or a != next_start[s] or not a < b <= counts[s]:
             raise ModelFileError(
-                f"{ipath}: clips[{i}]: frame range [{a}, {b}) of shard {s} does not follow "
-                "the previous clip or lies outside the shard"
+                f"{ipath}: clips[{i}] ({c['clip'][:80]!r}): frame range [{a}, {b}) of shard {s} "
+                "is empty, does not follow the previous clip, or lies outside the shard"
             )
         next_start[s] = b
         cstart[i], cstop[i] = bounds[s] + a, bounds[s] + b

@@ -29,7 +29,7 @@ from ..models.ubm import UBM_DEFAULTS, UBMClassifier
 from . import tables
 from .schema import Field, check
 
-__all__ = ["kind_of", "load", "save"]
+__all__ = ["KINDS", "Kind", "load", "save"]
 
 _PARAMS = ("weights", "means", "variances")
 _UBM_ARRAYS = ("ubm_weights", "ubm_means", "ubm_variances", "ubm_var_floor")
@@ -249,7 +249,7 @@ KINDS = (
 )  # fmt: skip
 
 
-def kind_of(obj_or_cls: Any) -> Kind:
+def _kind_of(obj_or_cls: Any) -> Kind:
     """The :class:`Kind` of an object or class (ParameterError for one audiogmm cannot store)."""
     cls = obj_or_cls if isinstance(obj_or_cls, type) else type(obj_or_cls)
     for k in KINDS:
@@ -277,7 +277,7 @@ def save(obj: Any, path: str | os.PathLike, *, extra: dict[str, Any] | None = No
         non-finite parameter, an empty label, an undeclared block, ...): such a file
         is never written.
     """
-    kind = kind_of(obj)
+    kind = _kind_of(obj)
     name = os.fspath(path)
     try:
         own, arrays = kind.parts(obj)

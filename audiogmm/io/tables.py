@@ -104,7 +104,7 @@ LABELS = List(Str(1024, pattern=r"(?s).+"), max_len=MAX_LABELS, then=_distinct)
 #: One class's training summary; other entries are kept as plain JSON.
 CLASS_REPORT = Obj({
     "n_clips": _COUNT, "n_frames": _COUNT, "n_iter": _COUNT, "converged": Bool(),
-    "final_mean_loglik": Real(finite=False, null=True), "n_reseeded": _COUNT,
+    "final_mean_loglik": Real(finite=False), "n_reseeded": _COUNT,
     "compute_dtype": Str(choices=("float32", "float64")),
     "notes": List(Str(1024), max_len=64), "history": _FLOATS,
 }, optional=all, extra=True)  # fmt: skip
