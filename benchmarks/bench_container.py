@@ -104,7 +104,7 @@ def main() -> None:
         try:
             from safetensors.numpy import save_file
 
-            from audiogmm.container import read_container
+            from audiogmm.io.container import read_container
 
             header, arrays = read_container(npz, kind="GMMClassifier")
             st = os.path.join(d, "m.safetensors")

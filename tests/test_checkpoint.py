@@ -5,10 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from audiogmm.container import CONTAINER_KEYS, read_container, write_container
 from audiogmm.data.shards import write_store
 from audiogmm.exceptions import ModelFileError, ParameterError
 from audiogmm.io import EMCheckpoint
+from audiogmm.io.container import CONTAINER_KEYS, read_container, write_container
 from audiogmm.mixture.diag import DiagGMM
 from audiogmm.models.ubm import train_ubm
 

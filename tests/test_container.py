@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from audiogmm import DiagGMM, ModelFileError
-from audiogmm import container as agio
+from audiogmm.io import container as agio
 from audiogmm.io import load, save
 
 from .conftest import draw_mixture

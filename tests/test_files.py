@@ -19,7 +19,8 @@ from pathlib import Path
 
 import pytest
 
-from audiogmm import DiagGMM, ModelFileError, container
+from audiogmm import DiagGMM, ModelFileError
+from audiogmm.io import atomic as container
 from audiogmm.io import load, save
 from audiogmm.pipeline import load_model, save_model
 
@@ -347,8 +348,8 @@ def test_a_header_over_the_limit_is_refused_at_save_not_written(tmp_path):
     """The reader refuses headers over MAX_HEADER_BYTES, so the writer never makes one."""
     import numpy as np
 
-    from audiogmm.container import MAX_HEADER_BYTES, write_container
     from audiogmm.exceptions import ParameterError
+    from audiogmm.io.container import MAX_HEADER_BYTES, write_container
 
     path = tmp_path / "big.npz"
     huge = {"notes": "x" * (MAX_HEADER_BYTES + 1)}

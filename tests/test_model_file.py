@@ -27,8 +27,8 @@ import numpy as np
 import pytest
 
 from audiogmm import DiagGMM, FeatureConfig, GMMClassifier, ModelFileError, ParameterError
-from audiogmm.container import CONTAINER_KEYS
 from audiogmm.io import load, save, tables
+from audiogmm.io.container import CONTAINER_KEYS
 from audiogmm.io.schema import List, Obj, Str, tampered
 from audiogmm.io.schema import check as schema_check
 from audiogmm.models import FusedClassifier
@@ -622,7 +622,7 @@ def test_declared_sizes_beyond_the_file_are_refused_cheaply(member, tmp_path):
 
 def test_read_kind_reads_only_the_bounded_header(tmp_path):
     """Peeking at the kind (to pick a loader) is as safe as loading: no inflating."""
-    from audiogmm.container import read_kind
+    from audiogmm.io.container import read_kind
 
     assert read_kind(base_model("DiagGMM")) == "DiagGMM"
     assert read_kind(base_model("GMMClassifier")) == "GMMClassifier"

@@ -17,7 +17,6 @@ from hypothesis import strategies as st
 
 from audiogmm import ModelFileError, ParameterError
 from audiogmm.cli import main
-from audiogmm.container import CONTAINER_KEYS, read_container, write_container
 from audiogmm.data import (
     Record,
     content_hash,
@@ -30,6 +29,7 @@ from audiogmm.data import (
     training_overlap,
     validate_split_block,
 )
+from audiogmm.io.container import CONTAINER_KEYS, read_container, write_container
 from audiogmm.pipeline import load_model, save_model, stored_split
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -339,7 +339,7 @@ def test_tampered_selection_block_is_refused(sound_data, tmp_path, mutate, field
     mutate(bad)
     blocks = {k: bundle.header[k] for k in ("feature_config", "split")}
     path = tmp_path / "bad.npz"
-    from audiogmm.container import CONTAINER_KEYS, read_container, write_container
+    from audiogmm.io.container import CONTAINER_KEYS, read_container, write_container
 
     header, arrays = read_container(model, kind="GMMClassifier")  # what a tamperer writes
     header = {k: v for k, v in header.items() if k not in CONTAINER_KEYS}

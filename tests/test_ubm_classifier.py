@@ -11,7 +11,7 @@ from scipy.special import logsumexp
 
 from audiogmm import ModelFileError, ParameterError
 from audiogmm.cli import main
-from audiogmm.container import read_container, write_container
+from audiogmm.io.container import read_container, write_container
 from audiogmm.mixture import estimate_log_prob, map_adapt
 from audiogmm.mixture.estep import accumulate
 from audiogmm.mixture.gselect import select_scores

@@ -17,9 +17,9 @@ def _load_any(model: str):
     Kaldi features) or a single mixture (``DiagGMM.save``); a file that is none of
     these raises the bundle loader's error.
     """
-    from ..container import read_container
     from ..exceptions import ModelFileError
     from ..io import load
+    from ..io.container import read_container
     from ..mixture import DiagGMM
     from ..pipeline import load_model
 

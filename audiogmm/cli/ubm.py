@@ -67,10 +67,10 @@ def dask_or(dask_spec: str | None, fallback):
 def command(store, output, components, init, max_iter, subsample, seed, checkpoint, resume,
             dask_spec, jobs, as_json):  # fmt: skip
     """Train a UBM on the frames of a shard store (`audiogmm extract DATA --shards STORE`)."""
-    from ..container import check_writable
     from ..data.shards import open_store
     from ..engine import LocalExecutor
     from ..io import EMCheckpoint, save
+    from ..io.atomic import check_writable
     from ..models.ubm import train_ubm
 
     check_writable(output)

@@ -28,9 +28,9 @@ from typing import Optional, Union
 
 import numpy as np
 
-from ..container import atomic_write
 from ..exceptions import AudioError, DatasetError, FeatureError
 from ..features import FeatureConfig, extract
+from ..io.atomic import atomic_write
 from ..io.schema import check
 from ..io.tables import KALDI
 from .manifests import _listing, _read_kaldi_table

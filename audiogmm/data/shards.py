@@ -30,8 +30,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..container import atomic_write, open_regular, parse_json
 from ..exceptions import ModelFileError, ParameterError
+from ..io.atomic import atomic_write
+from ..io.container import open_regular, parse_json
 from ..io.schema import check
 from ..io.tables import SHARD_INDEX
 

@@ -4,7 +4,8 @@
 :class:`~audiogmm.models.GMMClassifier`, a :class:`~audiogmm.models.UBMClassifier`, a
 :class:`~audiogmm.models.FusedClassifier` and :class:`~audiogmm.mixture.Stats`;
 :class:`EMCheckpoint` the state of an interrupted EM run. The container (one ``.npz``,
-no pickle, checksummed) is :mod:`audiogmm.container`; the field tables are
+no pickle, checksummed) is :mod:`audiogmm.io.container`, atomic writes
+:mod:`audiogmm.io.atomic`; the field tables are
 :mod:`audiogmm.io.tables`, in the vocabulary of :mod:`audiogmm.io.schema`.
 """
 

@@ -16,11 +16,11 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from ..container import CONTAINER_KEYS, read_container, write_container
 from ..exceptions import ModelFileError, ParameterError
 from ..mixture.checks import validate_param_arrays
 from ..mixture.monitor import ConvergenceMonitor
 from ..mixture.params import Params
+from .container import CONTAINER_KEYS, read_container, write_container
 from .schema import check
 from .tables import CHECKPOINT, FINGERPRINT
 

@@ -18,7 +18,6 @@ from typing import Any
 
 import numpy as np
 
-from ..container import CONTAINER_KEYS, jsonable, read_container, read_kind, write_container
 from ..exceptions import ModelFileError, ParameterError
 from ..mixture import DiagGMM, Stats
 from ..mixture.checks import check_params, validate_param_arrays
@@ -27,6 +26,7 @@ from ..models.classifier import GMMClassifier
 from ..models.fusion import FusedClassifier
 from ..models.ubm import UBM_DEFAULTS, UBMClassifier
 from . import tables
+from .container import CONTAINER_KEYS, jsonable, read_container, read_kind, write_container
 from .schema import Field, check
 
 __all__ = ["KINDS", "Kind", "load", "save"]
