@@ -42,6 +42,7 @@ def status(key):
 variant, path = sys.argv[1], sys.argv[2]
 import numpy as np
 if variant == "audiogmm":
+    import audiogmm.io.modelfile  # noqa: F401  (the loader's modules, imported before the clock)
     from audiogmm.models import GMMClassifier
     load = GMMClassifier.load
 elif variant == "npz-np.load":

@@ -1,8 +1,7 @@
 """The audiogmm file container: one ``.npz``, no pickle, a checksummed JSON header.
 
-Every file audiogmm writes (a :class:`~audiogmm.mixture.DiagGMM`, a
-:class:`~audiogmm.models.GMMClassifier`, a :class:`~audiogmm.mixture.Stats`) is a
-plain NumPy ``.npz`` archive (a zip whose members are *stored*, not compressed) holding
+Every model file audiogmm writes (:mod:`audiogmm.io.modelfile`) is a plain NumPy
+``.npz`` archive (a zip whose members are *stored*, not compressed) holding
 
 * the numeric arrays of the object, one ``<name>.npy`` member each, and
 * ``__header__.npy``: a 1-D ``uint8`` array carrying UTF-8 JSON with the format name,
@@ -47,7 +46,6 @@ __all__ = [
     "KEY_ENV",
     "MAX_HEADER_BYTES",
     "MAX_HEADER_DEPTH",
-    "jsonable",
     "open_regular",
     "parse_json",
     "read_container",
@@ -76,19 +74,6 @@ _SIGNATURE_KEY = "signature"
 CONTAINER_KEYS = (
     "format", "format_version", "kind", "audiogmm_version", "arrays", "checksum", _SIGNATURE_KEY,
 )  # fmt: skip
-
-def jsonable(obj: Any) -> Any:
-    """``obj`` with NumPy scalars and arrays turned into plain Python, for JSON headers."""
-    if isinstance(obj, dict):
-        return {str(k): jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [jsonable(v) for v in obj]
-    if isinstance(obj, np.generic):
-        return obj.item()
-    if isinstance(obj, np.ndarray):
-        return obj.tolist()
-    return obj
-
 
 # ---------------------------------------------------------------------------- checksums
 
@@ -336,7 +321,7 @@ def _array_specs(listed: Any, members: dict[str, tuple]) -> None:
 
 
 def read_container(
-    path: str | os.PathLike, *, kind: str, names: tuple[str, ...] | None = None
+    path: str | os.PathLike, *, kind: str | None, names: tuple[str, ...] | None = None
 ) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
     """Read and verify a file written by :func:`write_container`, trusting nothing.
 
@@ -356,8 +341,8 @@ def read_container(
     Parameters
     ----------
     path : str or PathLike
-    kind : str
-        The object kind expected in the header.
+    kind : str or None
+        The object kind expected in the header (None: :func:`read_kind`'s header only).
     names : tuple of str, optional
         The exact set of arrays the file must hold (checked on the zip directory,
         before anything else is read). None accepts the arrays the header lists.
@@ -384,20 +369,10 @@ def read_kind(path: str | os.PathLike) -> str:
 
     Reads only the header, with every check :func:`read_container` makes before it (and
     the same bounds), and no array byte; the checksum is not verified. Use it to pick
-    the loader, which then checks everything. Never ``np.load`` a file to peek at it:
-    that inflates whatever the archive holds.
-
-    Raises
-    ------
-    ModelFileError
-        With the file name and the reason.
+    the loader, which then checks everything (ModelFileError naming the file). Never
+    ``np.load`` a file to peek at it: that inflates whatever the archive holds.
     """
-    name = os.fspath(path)
-    try:
-        header, _ = _read_verified(name, None, None)
-    except _Bad as e:
-        raise ModelFileError(f"{name}: {e}") from None
-    return header["kind"]
+    return read_container(path, kind=None)[0]["kind"]
 
 
 def open_regular(name: str):

@@ -26,7 +26,7 @@ from ..models.classifier import GMMClassifier
 from ..models.fusion import FusedClassifier
 from ..models.ubm import UBM_DEFAULTS, UBMClassifier
 from . import tables
-from .container import CONTAINER_KEYS, jsonable, read_container, read_kind, write_container
+from .container import CONTAINER_KEYS, read_container, read_kind, write_container
 from .schema import Field, check
 
 __all__ = ["KINDS", "Kind", "load", "save"]
@@ -34,6 +34,19 @@ __all__ = ["KINDS", "Kind", "load", "save"]
 _PARAMS = ("weights", "means", "variances")
 _UBM_ARRAYS = ("ubm_weights", "ubm_means", "ubm_variances", "ubm_var_floor")
 _ADAPTED = {"m": "means", "w": "weights", "v": "variances"}
+
+
+def jsonable(obj: Any) -> Any:
+    """``obj`` with NumPy scalars and arrays turned into plain Python, for JSON headers."""
+    if isinstance(obj, dict):
+        return {str(k): jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [jsonable(v) for v in obj]
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    return obj
 
 
 def _floor(name: str, f: np.ndarray | None, shape: tuple, what: str) -> np.ndarray:
@@ -141,8 +154,10 @@ def _classifier_build(name: str, h: dict, a: dict) -> GMMClassifier:
     _floor(name, f, (m.shape[0], m.shape[2]), "var_floors")
     clf.labels_ = labels
     clf.weights_, clf.means_, clf.variances_, clf.var_floors_ = w, m, v, f
-    clf.models_ = {y: _gmm(name, {"n_components": m.shape[1], **gp}, w[i], m[i], v[i], f[i])
-                   for i, y in enumerate(labels)}  # fmt: skip
+    clf.models_ = {}
+    for i, y in enumerate(labels):  # views of the stack, checked above
+        g = clf.models_[y] = DiagGMM(m.shape[1], **gp)
+        g.weights_, g.means_, g.variances_, g.var_floor_ = w[i], m[i], v[i], f[i]
     clf.fit_report_ = h.get("training", {})
     return clf
 

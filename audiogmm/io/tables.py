@@ -8,7 +8,8 @@ they declare (:func:`~audiogmm.io.schema.tampered`). A new field needs an entry 
 
 from __future__ import annotations
 
-from ..features.config import FeatureConfig
+from typing import Any
+
 from ..mixture.checks import MAX_VAR_FLOOR_ABS, MIN_VAR_FLOOR_ABS
 from ..mixture.map import check_adapt
 from .schema import Bool, Int, List, Map, Obj, Real, Str
@@ -94,7 +95,7 @@ KALDI = Obj({
     "seed": Int(), "train_utts": List(Str(1024)),
 })  # fmt: skip
 #: A front end: an object that :meth:`FeatureConfig.from_dict` checks field by field.
-FEATURES = Obj({}, extra=True, then=lambda v, w: FeatureConfig.from_dict(v))
+FEATURES = Obj({}, extra=True, then=lambda v, w: _feature_config(v))
 #: The blocks the pipeline adds to a classifier file (cross-checked in ``pipeline.bundle``).
 _BLOCKS = {"feature_config": FEATURES, "split": SPLIT, "selection": SELECTION, "kaldi": KALDI}
 
@@ -141,6 +142,12 @@ FUSED = Obj({
     "feature_configs": List(FEATURES, max_len=MAX_MEMBERS, then=lambda v, w: _at_least(v, 2, w)),
     **{k: v for k, v in _BLOCKS.items() if k != "feature_config"},
 }, optional=("feature_configs", "split", "selection", "kaldi"))  # fmt: skip
+
+
+def _feature_config(v: dict) -> Any:
+    from ..features.config import FeatureConfig  # only files that hold one pay the import
+
+    return FeatureConfig.from_dict(v)
 
 
 def _at_least(v: list, n: int, what: str) -> list:
