@@ -290,3 +290,23 @@ def test_a_store_with_a_zero_frame_clip_is_refused_before_training(tmp_path):
     _corrupt(tmp_path, add_empty)
     with pytest.raises(ModelFileError, match=r"index.json: clips\[6\] \('empty.wav'\): .* is empty"):
         open_store(tmp_path)
+
+
+@pytest.mark.parametrize("bad", ["empty-label", "zero-frames"])
+def test_train_on_a_bad_store_is_one_error_and_writes_nothing(tmp_path, bad):
+    """Item 15 through the CLI: exit 1, one line naming the index, no model written."""
+    from .conftest_hostile import assert_one_line_error, invoke
+
+    write_store(tmp_path / "s", _clips(n=6), shard_frames=10**6)
+
+    def edit(ix):
+        if bad == "empty-label":
+            ix["clips"][1]["label"] = ""
+        else:
+            n = ix["shards"][0]["n_frames"]
+            ix["clips"].append({"clip": "z", "label": "L0", "shard": 0, "start": n, "stop": n})
+
+    _corrupt(tmp_path / "s", edit)
+    r = invoke(["-q", "train", tmp_path / "s", "-o", tmp_path / "m.npz", "-k", "2"])
+    assert_one_line_error(r, tmp_path / "s" / INDEX_NAME)
+    assert not (tmp_path / "m.npz").exists()
