@@ -24,12 +24,11 @@ import numpy as np
 
 from ..engine import LocalExecutor
 from ..exceptions import ParameterError
+from ..io.tables import MAX_MEMBERS
 from .classifier import GMMClassifier
 
 __all__ = ["MAX_MEMBERS", "FusedClassifier", "fuse_scores"]
 
-#: Most members a fused model may hold (each costs one feature extraction per clip).
-MAX_MEMBERS = 4  # (also in audiogmm.io.tables, which cannot import models)
 
 def fuse_scores(scores: Sequence[np.ndarray], n_frames: Sequence[np.ndarray]) -> np.ndarray:
     """Members' total log-likelihoods fused: each rescaled to the first member's frames, added.
