@@ -321,7 +321,10 @@ def _array_specs(listed: Any, members: dict[str, tuple]) -> None:
 
 
 def read_container(
-    path: str | os.PathLike, *, kind: str | None, names: tuple[str, ...] | None = None
+    path: str | os.PathLike,
+    *,
+    kind: str | tuple[str, ...] | None,
+    names: tuple[str, ...] | dict[str, tuple[str, ...] | None] | None = None,
 ) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
     """Read and verify a file written by :func:`write_container`, trusting nothing.
 
@@ -341,11 +344,12 @@ def read_container(
     Parameters
     ----------
     path : str or PathLike
-    kind : str or None
-        The object kind expected in the header (None: :func:`read_kind`'s header only).
-    names : tuple of str, optional
-        The exact set of arrays the file must hold (checked on the zip directory,
-        before anything else is read). None accepts the arrays the header lists.
+    kind : str, tuple of str, or None
+        The object kind (or kinds) expected in the header (None: :func:`read_kind`'s
+        header only).
+    names : tuple of str, or a dict of kind to tuple, optional
+        The exact set of arrays the file must hold (checked before any array byte is
+        read). None accepts the arrays the header lists.
 
     Returns
     -------
@@ -399,7 +403,7 @@ def open_regular(name: str):
 
 
 def _read_verified(
-    name: str, kind: str | None, names: tuple[str, ...] | None
+    name: str, kind: Any, names: Any
 ) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
     try:
         f = open_regular(name)
@@ -421,7 +425,7 @@ def _read_verified(
 
 
 def _read_zip(
-    z: zipfile.ZipFile, file_size: int, kind: str | None, expected: tuple[str, ...] | None
+    z: zipfile.ZipFile, file_size: int, kind: Any, expected: Any
 ) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
     infos = z.infolist()
     names = [i.filename for i in infos]
@@ -463,8 +467,12 @@ def _read_zip(
         if not isinstance(header.get("kind"), str):
             raise _Bad("header field 'kind' must be a string")
         return header, {}
-    if header.get("kind") != kind:
-        raise _Bad(f"holds a {str(header.get('kind'))[:40]!r}, expected a {kind!r}")
+    kinds = (kind,) if isinstance(kind, str) else tuple(kind)
+    if header.get("kind") not in kinds:
+        want = " or ".join(repr(k) for k in kinds)
+        raise _Bad(f"holds a {str(header.get('kind'))[:40]!r}, expected a {want}")
+    if isinstance(expected, dict):
+        expected = expected[header["kind"]]
     if expected is not None and set(names) != {f"{k}.npy" for k in (_HEADER_KEY, *expected)}:
         raise _Bad(
             f"holds arrays {sorted(n[:-4] for n in names if n != _HEADER_KEY + '.npy')}, "

@@ -26,7 +26,7 @@ from ..models.classifier import GMMClassifier
 from ..models.fusion import FusedClassifier
 from ..models.ubm import UBM_DEFAULTS, UBMClassifier
 from . import tables
-from .container import CONTAINER_KEYS, read_container, read_kind, write_container
+from .container import CONTAINER_KEYS, read_container, write_container
 from .schema import Field, check
 
 __all__ = ["KINDS", "Kind", "load", "save"]
@@ -344,12 +344,13 @@ def load(path: str | os.PathLike, kind: type | None = None) -> Any:
         field's, an array's); an unknown header field is refused.
     """
     name = os.fspath(path)
-    stored = read_kind(path)
-    k = next((k for k in KINDS if k.name == stored), None)
-    if k is None or (kind is not None and not issubclass(k.cls, kind)):
-        want = kind.__name__ if kind is not None else "an audiogmm object"
-        raise ModelFileError(f"{name}: holds a {stored[:40]!r}, expected a {want!r}")
-    header, arrays = read_container(path, kind=k.name, names=k.arrays)
+    kinds = [k for k in KINDS if kind is None or issubclass(k.cls, kind)]
+    if not kinds:
+        raise ParameterError(f"audiogmm stores no {kind.__name__} files")
+    header, arrays = read_container(
+        path, kind=tuple(k.name for k in kinds), names={k.name: k.arrays for k in kinds}
+    )
+    k = next(k for k in kinds if k.name == header["kind"])
     own = {key: v for key, v in header.items() if key not in CONTAINER_KEYS}
     obj = _build(k, name, own, arrays)
     if hasattr(obj, "file_header_"):
