@@ -434,3 +434,33 @@ def test_a_full_disk_names_the_file_being_written(command, tmp_path, small_data,
     r = invoke(["-q", *args])
     assert_one_line_error(r, named)
     assert "no space left on device" in r.stderr.lower()
+
+
+def test_a_full_disk_under_verify_report_names_the_file(tmp_path, monkeypatch):
+    import errno
+
+    from audiogmm.data import Record, RunOptions
+    from audiogmm.features import FeatureConfig
+    from audiogmm.pipeline import train_classifier
+
+    spk = ("ast_en", "flite_kal")
+    files = {s: speaker_clips(s, 5) for s in spk}
+    train = [Record(str(f), s) for s in spk for f in files[s][:3]]
+    clf, _ = train_classifier(train, backend="map", n_components=4,
+                              options=RunOptions(n_jobs=1))  # fmt: skip
+    save_model(tmp_path / "m.npz", clf, FeatureConfig())
+    rows = ["path,claim,target"] + [f"{f},{c},{int(c == s)}" for s in spk for f in files[s][3:]
+                                    for c in spk]  # fmt: skip
+    (tmp_path / "trials.csv").write_text("\n".join(rows) + "\n")
+    out, real = tmp_path / "rep", os.fsync
+
+    def no_space(fd):
+        if os.readlink(f"/proc/self/fd/{fd}").startswith(str(out)):
+            raise OSError(errno.ENOSPC, "No space left on device")
+        real(fd)
+
+    monkeypatch.setattr(os, "fsync", no_space)
+    r = invoke(["-q", "verify", tmp_path / "m.npz", tmp_path / "trials.csv", "--report", out,
+                "-j", "1"])  # fmt: skip
+    assert_one_line_error(r, out)
+    assert "no space left on device" in r.stderr.lower()
