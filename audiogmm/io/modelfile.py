@@ -115,8 +115,9 @@ def _classifier_parts(c: GMMClassifier) -> tuple[dict, dict]:
     return {"labels": list(c.labels_), **_member_fields(c)}, arrays
 
 
-def _check_members(name: str, h: dict, labels: list[str]) -> dict | None:
-    """The priors (None for equal ones) after the checks against the labels."""
+def _check_members(name: str, h: dict, labels: list[str], training: dict) -> dict | None:
+    """The priors (None for equal ones), after the checks of priors and the per-class
+    ``training`` reports against the labels."""
     priors = h.get("priors") or None
     if priors is not None:
         if set(priors) != set(labels):
@@ -128,9 +129,6 @@ def _check_members(name: str, h: dict, labels: list[str]) -> dict | None:
             raise ModelFileError(
                 f"{name}: header field priors: their sum overflows, or one is 0 relative to it"
             )
-    training = h.get("training") or {}
-    if isinstance(training, dict) and "classes" in training:
-        training = training["classes"] or {}
     extra = sorted(set(training) - set(labels))
     if extra:
         raise ModelFileError(f"{name}: header field training: entries {extra[:5]} are not labels")
@@ -139,7 +137,7 @@ def _check_members(name: str, h: dict, labels: list[str]) -> dict | None:
 
 def _classifier_build(name: str, h: dict, a: dict) -> GMMClassifier:
     labels = h["labels"]
-    priors = _check_members(name, h, labels)
+    priors = _check_members(name, h, labels, h.get("training", {}))
     gp = h.get("gmm_params", {})
     clf = GMMClassifier(h["n_components"], priors=priors, random_state=h.get("random_state"), **gp)
     _checked_params(name, DiagGMM(clf.n_components, **gp), "gmm_params")
@@ -176,7 +174,7 @@ def _ubm_parts(c: UBMClassifier) -> tuple[dict, dict]:
 
 def _ubm_build(name: str, h: dict, a: dict) -> UBMClassifier:
     labels, K = h["labels"], h["n_components"]
-    priors = _check_members(name, h, labels)
+    priors = _check_members(name, h, labels, h.get("training", {}).get("classes", {}))
     gp = h.get("gmm_params", {})
     clf = UBMClassifier(K, priors=priors, random_state=h.get("random_state"), **h["map"], **gp)
     _checked_params(name, DiagGMM(K, **{**UBM_DEFAULTS, **gp}), "gmm_params")
