@@ -42,6 +42,7 @@ def status(key):
 variant, path = sys.argv[1], sys.argv[2]
 import numpy as np
 if variant == "audiogmm":
+    import audiogmm.io.modelfile  # noqa: F401  (the loader's modules, imported before the clock)
     from audiogmm.models import GMMClassifier
     load = GMMClassifier.load
 elif variant == "npz-np.load":
@@ -104,7 +105,7 @@ def main() -> None:
         try:
             from safetensors.numpy import save_file
 
-            from audiogmm.container import read_container
+            from audiogmm.io.container import read_container
 
             header, arrays = read_container(npz, kind="GMMClassifier")
             st = os.path.join(d, "m.safetensors")

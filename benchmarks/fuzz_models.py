@@ -15,6 +15,10 @@ Run::
 
     python benchmarks/fuzz_models.py --examples 2000            # all fuzzers
     python benchmarks/fuzz_models.py --examples 500 --fuzzer header
+    python benchmarks/fuzz_models.py --examples 2000 --kind UBMClassifier   # one file kind
+
+The fuzzers ``index`` and ``index-bytes`` mutate a shard store's ``index.json``; the others
+mutate model files of every kind (classifier, UBM/MAP, fused, DiagGMM, EM checkpoint).
 """
 
 from __future__ import annotations
@@ -61,7 +65,10 @@ def main() -> int:
     p.add_argument("--examples", type=int, default=1000, help="examples per fuzzer")
     p.add_argument("--fuzzer", choices=[*F.MODEL_FUZZERS, "all"], default="all")
     p.add_argument("--show", type=int, default=3, help="BAD cases printed per outcome")
+    p.add_argument("--kind", choices=F.KINDS, help="mutate files of this kind only")
     args = p.parse_args()
+    if args.kind:
+        F.KINDS[:] = [args.kind]
     names = list(F.MODEL_FUZZERS) if args.fuzzer == "all" else [args.fuzzer]
     any_bad = False
     for name in names:

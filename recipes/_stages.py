@@ -19,7 +19,7 @@ from typing import Any, Callable
 import click
 
 from audiogmm import AudioGMMError
-from audiogmm.container import atomic_write
+from audiogmm.io.atomic import atomic_write
 
 __all__ = ["Stages", "recipe"]
 

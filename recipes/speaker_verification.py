@@ -28,6 +28,7 @@ from audiogmm.data import (
     write_csv,
 )
 from audiogmm.features import PRESETS
+from audiogmm.io import load, save
 from audiogmm.mixture import DiagGMM
 from audiogmm.models import UBMClassifier
 from audiogmm.pipeline import load_model, save_model
@@ -105,7 +106,7 @@ def main(st, data, preset, ubm_components, relevance, adapt, enrol_fraction, coh
         feats = extract_many(enrol, config=config, options=opts).features
         X = np.concatenate([feats[r.path] for r in enrol if r.path in feats])
         ubm = DiagGMM(ubm_components, init="split", random_state=seed, n_jobs=jobs).fit(X)
-        ubm.save(st.path("ubm.npz"))
+        save(ubm, st.path("ubm.npz"))
         st.done(f"K={ubm_components} on {X.shape[0]} frames, {ubm.n_iter_} EM iterations "
                 f"(converged={ubm.converged_}) -> ubm.npz")  # fmt: skip
 
@@ -114,7 +115,7 @@ def main(st, data, preset, ubm_components, relevance, adapt, enrol_fraction, coh
         used = [r for r in enrol if r.path in feats]
         clf = UBMClassifier(relevance=relevance, adapt=adapt, random_state=seed, n_jobs=jobs)
         clf.fit([feats[r.path] for r in used], [r.label for r in used],
-                ubm=DiagGMM.load(st.path("ubm.npz")))  # fmt: skip
+                ubm=load(st.path("ubm.npz"), DiagGMM))  # fmt: skip
         save_model(st.path("model.npz"), clf, config)
         st.done(f"{len(clf.labels_)} speakers adapted ({adapt}, r={relevance:g}) -> model.npz")
 

@@ -3,6 +3,7 @@ import pytest
 
 from audiogmm import DiagGMM, ModelFileError, ParameterError
 from audiogmm.features import FeatureConfig
+from audiogmm.io import load
 from audiogmm.models import GMMClassifier
 from audiogmm.pipeline import load_model, save_model
 
@@ -78,13 +79,16 @@ def test_bad_inputs():
 
 def test_save_load_round_trip(fitted, tmp_path):
     clf, clips, _ = fitted
-    clf.save(tmp_path / "c.npz", extra={"note": "kept"})
+    with pytest.raises(ParameterError, match=r"unknown field\(s\) \['note'\]"):
+        clf.save(tmp_path / "c.npz", extra={"note": "kept"})  # no table declares it
+    kaldi = {"data": "/d", "split": None, "train_fraction": 0.7, "seed": 0, "train_utts": ["u"]}
+    clf.save(tmp_path / "c.npz", extra={"kaldi": kaldi})
     back = GMMClassifier.load(tmp_path / "c.npz")
-    assert back.labels_ == clf.labels_ and back.file_header_["note"] == "kept"
+    assert back.labels_ == clf.labels_ and back.file_header_["kaldi"] == kaldi
     np.testing.assert_array_equal(back.means_, clf.means_)
     np.testing.assert_array_equal(back.score_matrix(clips), clf.score_matrix(clips))
     with pytest.raises(ModelFileError, match="holds a 'GMMClassifier'"):
-        DiagGMM.load(tmp_path / "c.npz")
+        load(tmp_path / "c.npz", DiagGMM)
     data = (tmp_path / "c.npz").read_bytes()
     (tmp_path / "t.npz").write_bytes(data[: len(data) // 2])
     with pytest.raises(ModelFileError, match="t.npz"):

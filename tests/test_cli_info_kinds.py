@@ -9,6 +9,7 @@ from click.testing import CliRunner
 
 from audiogmm import DiagGMM, GMMClassifier
 from audiogmm.cli import main
+from audiogmm.io import save
 
 
 def run(args, code=0):
@@ -19,7 +20,7 @@ def run(args, code=0):
 
 def test_info_reads_a_diaggmm_file(tmp_path):
     X = np.random.default_rng(0).normal(size=(400, 3))
-    DiagGMM(2, random_state=0).fit(X).save(tmp_path / "g.npz")
+    save(DiagGMM(2, random_state=0).fit(X), tmp_path / "g.npz")
     out = run(["info", tmp_path / "g.npz"])
     assert "one DiagGMM" in out and "2 diagonal components x 3 dims" in out
     assert "400 frames" in out and "0 re-seeded" in out

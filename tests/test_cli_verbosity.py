@@ -15,6 +15,7 @@ from click.testing import CliRunner
 
 from audiogmm import DiagGMM
 from audiogmm.cli import main
+from audiogmm.io import save
 
 ROOT = Path(__file__).resolve().parents[1]
 SPEAKERS = ROOT / "data_samples" / "speakers"
@@ -64,7 +65,7 @@ def test_python_dash_m_runs_the_cli(tmp_path):
 )
 def test_verbosity_on_either_side_of_the_subcommand(tmp_path, before, after, level):
     X = np.random.default_rng(0).normal(size=(200, 2))
-    DiagGMM(2, random_state=0).fit(X).save(tmp_path / "g.npz")
+    save(DiagGMM(2, random_state=0).fit(X), tmp_path / "g.npz")
     r = CliRunner().invoke(main, [*before, "info", str(tmp_path / "g.npz"), *after])
     assert r.exit_code == 0, r.output
     assert logging.getLogger("audiogmm").level == level

@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 
 from audiogmm import DiagGMM, ModelFileError
-from audiogmm import container as agio
+from audiogmm.io import container as agio
+from audiogmm.io import load, save
 
 from .conftest import draw_mixture
 
@@ -37,8 +38,8 @@ def _rewrite(src, dst, mutate_header=None, mutate_arrays=None, fix_checksum=True
 def test_round_trip_is_bit_exact(fitted, tmp_path):
     g, X = fitted
     p = tmp_path / "m.npz"
-    g.save(p)
-    h = DiagGMM.load(p)
+    save(g, p)
+    h = load(p, DiagGMM)
     for a in ("weights_", "means_", "variances_", "var_floor_"):
         np.testing.assert_array_equal(getattr(g, a), getattr(h, a))
     np.testing.assert_array_equal(g.score_samples(X), h.score_samples(X))
@@ -49,7 +50,7 @@ def test_round_trip_is_bit_exact(fitted, tmp_path):
 
 def test_header_is_plain_json(fitted, tmp_path):
     g, _ = fitted
-    g.save(tmp_path / "m.npz")
+    save(g, tmp_path / "m.npz")
     with zipfile.ZipFile(tmp_path / "m.npz") as z:
         assert sorted(z.namelist()) == sorted(
             ["__header__.npy", "weights.npy", "means.npy", "variances.npy", "var_floor.npy"]
@@ -62,19 +63,19 @@ def test_header_is_plain_json(fitted, tmp_path):
 def test_truncated_file(fitted, tmp_path):
     g, _ = fitted
     p = tmp_path / "m.npz"
-    g.save(p)
+    save(g, p)
     data = p.read_bytes()
     for cut in (0, 10, len(data) // 3, len(data) // 2, len(data) - 5):
         q = tmp_path / f"cut{cut}.npz"
         q.write_bytes(data[:cut])
         with pytest.raises(ModelFileError, match=f"cut{cut}.npz"):
-            DiagGMM.load(q)
+            load(q, DiagGMM)
 
 
 def test_every_flipped_byte_is_refused(fitted, tmp_path):
     g, _ = fitted
     p = tmp_path / "m.npz"
-    g.save(p)
+    save(g, p)
     data = bytearray(p.read_bytes())
     q = tmp_path / "flip.npz"
     refused = 0
@@ -84,7 +85,7 @@ def test_every_flipped_byte_is_refused(fitted, tmp_path):
         d[i] ^= 0x5A
         q.write_bytes(bytes(d))
         try:
-            h = DiagGMM.load(q)
+            h = load(q, DiagGMM)
         except ModelFileError as e:
             assert "flip.npz" in str(e)
             refused += 1
@@ -98,39 +99,39 @@ def test_every_flipped_byte_is_refused(fitted, tmp_path):
 def test_pickled_object_array_refused(fitted, tmp_path):
     g, _ = fitted
     p = tmp_path / "m.npz"
-    g.save(p)
+    save(g, p)
     header, arrays = agio.read_container(p, kind="DiagGMM")
     evil = np.empty(1, dtype=object)
     evil[0] = {"payload": "would run code on load"}
     blob = np.frombuffer(json.dumps(header).encode(), dtype=np.uint8)
     np.savez(tmp_path / "evil.npz", __header__=blob, evil=evil, **arrays)
     with pytest.raises(ModelFileError, match="pickle"):
-        DiagGMM.load(tmp_path / "evil.npz")
+        load(tmp_path / "evil.npz", DiagGMM)
 
 
 def test_wrong_version_refused(fitted, tmp_path):
     g, _ = fitted
-    g.save(tmp_path / "m.npz")
+    save(g, tmp_path / "m.npz")
     _rewrite(
         tmp_path / "m.npz", tmp_path / "v2.npz", mutate_header=lambda h: h.update(format_version=99)
     )
     with pytest.raises(ModelFileError, match="format version 99 is not supported"):
-        DiagGMM.load(tmp_path / "v2.npz")
+        load(tmp_path / "v2.npz", DiagGMM)
 
 
 def test_wrong_kind_and_foreign_npz(fitted, tmp_path):
     g, _ = fitted
-    g.save(tmp_path / "m.npz")
+    save(g, tmp_path / "m.npz")
     with pytest.raises(ModelFileError, match="expected a 'Stats'"):
         agio.read_container(tmp_path / "m.npz", kind="Stats")
     np.savez(tmp_path / "plain.npz", a=np.ones(3))
     with pytest.raises(ModelFileError, match="no audiogmm header"):
-        DiagGMM.load(tmp_path / "plain.npz")
+        load(tmp_path / "plain.npz", DiagGMM)
     (tmp_path / "text.npz").write_text("hello")
     with pytest.raises(ModelFileError, match="text.npz"):
-        DiagGMM.load(tmp_path / "text.npz")
+        load(tmp_path / "text.npz", DiagGMM)
     with pytest.raises(ModelFileError, match="no such file"):
-        DiagGMM.load(tmp_path / "missing.npz")
+        load(tmp_path / "missing.npz", DiagGMM)
 
 
 def _set(key, fn):
@@ -156,15 +157,15 @@ def _set(key, fn):
 )
 def test_invalid_parameters_refused_even_with_valid_checksum(fitted, tmp_path, mutate, match):
     g, _ = fitted
-    g.save(tmp_path / "m.npz")
+    save(g, tmp_path / "m.npz")
     _rewrite(tmp_path / "m.npz", tmp_path / "bad.npz", mutate_arrays=mutate)
     with pytest.raises(ModelFileError, match=match):
-        DiagGMM.load(tmp_path / "bad.npz")
+        load(tmp_path / "bad.npz", DiagGMM)
 
 
 def test_tampered_array_with_stale_checksum(fitted, tmp_path):
     g, _ = fitted
-    g.save(tmp_path / "m.npz")
+    save(g, tmp_path / "m.npz")
     _rewrite(
         tmp_path / "m.npz",
         tmp_path / "t.npz",
@@ -172,13 +173,13 @@ def test_tampered_array_with_stale_checksum(fitted, tmp_path):
         fix_checksum=False,
     )
     with pytest.raises(ModelFileError, match="checksum mismatch"):
-        DiagGMM.load(tmp_path / "t.npz")
+        load(tmp_path / "t.npz", DiagGMM)
 
 
 def test_interrupted_write_keeps_old_file(fitted, tmp_path):
     g, _ = fitted
     p = tmp_path / "m.npz"
-    g.save(p)
+    save(g, p)
     before = p.read_bytes()
 
     def boom(f):

@@ -19,7 +19,9 @@ from pathlib import Path
 
 import pytest
 
-from audiogmm import DiagGMM, ModelFileError, container
+from audiogmm import DiagGMM, ModelFileError
+from audiogmm.io import atomic as container
+from audiogmm.io import load, save
 from audiogmm.pipeline import load_model, save_model
 
 from .conftest_hostile import assert_one_line_error, invoke, public_folder, script_env, unprivileged
@@ -54,7 +56,7 @@ def public_dir():
 
 def _save(kind: str, p) -> None:
     if kind == "DiagGMM":
-        DiagGMM.load(base_model(kind)).save(p)
+        save(load(base_model(kind), DiagGMM), p)
     else:
         b = load_model(base_model(kind))
         save_model(p, b.classifier, b.config)
@@ -120,6 +122,7 @@ def die(*a, **k):
     os.kill(os.getpid(), signal.SIGKILL)
 mode, target = sys.argv[1], sys.argv[2]
 from audiogmm import DiagGMM
+from audiogmm.io import save
 g = DiagGMM(1, random_state=0).fit(np.random.default_rng(0).normal(size=(50, 2)))
 if mode == "cli":
     from audiogmm.cli import main
@@ -131,7 +134,7 @@ for name in ("replace", "rename", "link", "fsync", "fdatasync", "fchmod", "chmod
     if hasattr(os, name):
         setattr(os, name, die)
 if mode == "model":
-    g.save(os.path.join(target, "m.npz"))
+    save(g, os.path.join(target, "m.npz"))
 else:
     main(["-q", "extract", sys.argv[3], "--cache", target, "-j", "1"])
 print("NOT KILLED")
@@ -154,7 +157,7 @@ def test_leftover_temp_files_are_cleaned_on_next_write(mode, tmp_path):
     for p in leftovers:
         os.utime(p, (old, old))
     if mode == "model":
-        DiagGMM.load(base_model("DiagGMM")).save(out / "next.npz")
+        save(load(base_model("DiagGMM"), DiagGMM), out / "next.npz")
         assert sorted(p.name for p in out.iterdir()) == ["next.npz"]
     else:
         r = invoke(["-q", "extract", data, "--cache", out, "-j", "1"])
@@ -319,7 +322,7 @@ def test_unreadable_model_says_permission_denied(public_dir):
     shutil.copy(base_model("DiagGMM"), p)
     os.chmod(p, 0o000)
     with unprivileged(), pytest.raises(ModelFileError, match="permission denied") as ei:
-        DiagGMM.load(p)
+        load(p, DiagGMM)
     assert str(p) in str(ei.value)
 
 
@@ -328,9 +331,9 @@ def test_library_save_into_a_readonly_folder_names_the_output(public_dir):
     ro = public_dir / "ro"
     ro.mkdir()
     os.chmod(ro, 0o555)
-    g = DiagGMM.load(base_model("DiagGMM"))
+    g = load(base_model("DiagGMM"), DiagGMM)
     with unprivileged(), pytest.raises(PermissionError) as ei:
-        g.save(ro / "m.npz")
+        save(g, ro / "m.npz")
     msg = str(ei.value)
     assert str(ro / "m.npz") in msg and ".tmp-" not in msg and "permission denied" in msg, msg
 
@@ -345,11 +348,119 @@ def test_a_header_over_the_limit_is_refused_at_save_not_written(tmp_path):
     """The reader refuses headers over MAX_HEADER_BYTES, so the writer never makes one."""
     import numpy as np
 
-    from audiogmm.container import MAX_HEADER_BYTES, write_container
     from audiogmm.exceptions import ParameterError
+    from audiogmm.io.container import MAX_HEADER_BYTES, write_container
 
     path = tmp_path / "big.npz"
     huge = {"notes": "x" * (MAX_HEADER_BYTES + 1)}
     with pytest.raises(ParameterError, match="over the limit.*'notes'"):
         write_container(path, kind="DiagGMM", header=huge, arrays={"w": np.ones(2)})
     assert not path.exists()
+
+
+# ======================================================================================
+# A full disk names the file being written (issue 21, item 19)
+# ======================================================================================
+
+
+@pytest.fixture
+def full_disk(monkeypatch):
+    """Every fsync fails as on a full file system (data is only known lost at fsync)."""
+    import errno
+
+    def no_space(fd):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "fsync", no_space)
+
+
+def test_atomic_write_on_a_full_disk_names_the_output_and_leaves_nothing(tmp_path, full_disk):
+    import errno
+
+    with pytest.raises(OSError) as ei:
+        container.atomic_write(tmp_path / "out.bin", lambda f: f.write(b"x" * 100))
+    assert str(tmp_path / "out.bin") in str(ei.value) and "no space left" in str(ei.value)
+    assert ei.value.errno == errno.ENOSPC
+    assert os.listdir(tmp_path) == []
+
+
+def test_a_write_that_fails_without_a_file_name_names_the_output(tmp_path):
+    """ENOSPC raised by write() carries no file name: the error names the output."""
+    import errno
+
+    def write(f):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    with pytest.raises(OSError, match=f"{tmp_path / 'r.txt'}: cannot write"):
+        container.atomic_write(tmp_path / "r.txt", write)
+
+
+def _store_for_cli(folder):
+    import numpy as np
+
+    from audiogmm.data.shards import write_store
+    from audiogmm.features import FeatureConfig
+
+    cfg = FeatureConfig()
+    rng = np.random.default_rng(0)
+    clips = [(f"c{i}", "ab"[i % 2], rng.normal(i % 2, 1, (200, cfg.n_dims)).astype(np.float32))
+             for i in range(6)]  # fmt: skip
+    return write_store(folder, clips, config_hash=cfg.content_hash(), config=cfg.to_json())
+
+
+@pytest.mark.parametrize("command", ["ubm", "train", "extract"])
+def test_a_full_disk_names_the_file_being_written(command, tmp_path, small_data, monkeypatch):
+    """`ubm` (its checkpoint), `train -o` and `extract --shards`: one line naming the path."""
+    store = _store_for_cli(tmp_path / "store")
+    import errno
+
+    out = tmp_path / "out"
+    real = os.fsync
+
+    def no_space(fd):  # only the outputs' file system is full (not the feature cache's)
+        if os.readlink(f"/proc/self/fd/{fd}").startswith(str(out)):
+            raise OSError(errno.ENOSPC, "No space left on device")
+        real(fd)
+
+    monkeypatch.setattr(os, "fsync", no_space)
+    args, named = {
+        "ubm": (["ubm", store.folder, "-o", out / "u.npz", "-k", "2", "--max-iter", "1"],
+                out / "u.npz.ckpt.npz"),
+        "train": (["train", store.folder, "-o", out / "m.npz", "-k", "2"], out / "m.npz"),
+        "extract": (["extract", small_data, "--shards", out / "s", "-j", "1",
+                     "--cache", tmp_path / "cache"],
+                    out / "s" / "shard-00000.npy"),
+    }[command]  # fmt: skip
+    r = invoke(["-q", *args])
+    assert_one_line_error(r, named)
+    assert "no space left on device" in r.stderr.lower()
+
+
+def test_a_full_disk_under_verify_report_names_the_file(tmp_path, monkeypatch):
+    import errno
+
+    from audiogmm.data import Record, RunOptions
+    from audiogmm.features import FeatureConfig
+    from audiogmm.pipeline import train_classifier
+
+    spk = ("ast_en", "flite_kal")
+    files = {s: speaker_clips(s, 5) for s in spk}
+    train = [Record(str(f), s) for s in spk for f in files[s][:3]]
+    clf, _ = train_classifier(train, backend="map", n_components=4,
+                              options=RunOptions(n_jobs=1))  # fmt: skip
+    save_model(tmp_path / "m.npz", clf, FeatureConfig())
+    rows = ["path,claim,target"] + [f"{f},{c},{int(c == s)}" for s in spk for f in files[s][3:]
+                                    for c in spk]  # fmt: skip
+    (tmp_path / "trials.csv").write_text("\n".join(rows) + "\n")
+    out, real = tmp_path / "rep", os.fsync
+
+    def no_space(fd):
+        if os.readlink(f"/proc/self/fd/{fd}").startswith(str(out)):
+            raise OSError(errno.ENOSPC, "No space left on device")
+        real(fd)
+
+    monkeypatch.setattr(os, "fsync", no_space)
+    r = invoke(["-q", "verify", tmp_path / "m.npz", tmp_path / "trials.csv", "--report", out,
+                "-j", "1"])  # fmt: skip
+    assert_one_line_error(r, out)
+    assert "no space left on device" in r.stderr.lower()

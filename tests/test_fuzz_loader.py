@@ -8,7 +8,9 @@ The only acceptable outcomes of loading a mutated real model file are:
 
 Mutations: truncations, byte flips, header field mutations with a recomputed checksum
 (through ``tamper_header``, the single place that knows the container format), and
-array mutations with a consistent header. A few hundred examples run in CI;
+array mutations with a consistent header, of every kind (classifier, UBM/MAP bundle,
+fused, DiagGMM, EM checkpoint); and edits, truncations and flips of a shard store's
+``index.json``. A few hundred examples run in CI;
 ``benchmarks/fuzz_models.py --examples N`` runs the same fuzzers for longer and counts
 the outcomes.
 """
@@ -18,6 +20,7 @@ from __future__ import annotations
 import atexit
 import copy
 import functools
+import json
 import math
 import shutil
 import tempfile
@@ -31,6 +34,7 @@ from hypothesis import strategies as st
 
 from audiogmm import ModelFileError
 from audiogmm.cli import main
+from audiogmm.data.shards import INDEX_NAME, open_store, write_store
 
 from .test_model_file import LOADERS, base_model, memory_guard, read_model_file, tamper_header
 
@@ -43,7 +47,7 @@ _WORK = Path(tempfile.mkdtemp(prefix="audiogmm-fuzz-"))
 atexit.register(shutil.rmtree, _WORK, True)
 
 OK_MODEL = {"ok", "ModelFileError"}
-KINDS = ["GMMClassifier", "FusedClassifier", "DiagGMM"]
+KINDS = ["GMMClassifier", "UBMClassifier", "FusedClassifier", "DiagGMM", "EMCheckpoint"]
 
 
 def _problem_with_model(obj, kind: str, path) -> str | None:
@@ -51,7 +55,22 @@ def _problem_with_model(obj, kind: str, path) -> str | None:
     rng = np.random.default_rng(0)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
-        if kind == "DiagGMM":
+        if kind == "ShardIndex":
+            arrays = []
+            for i, (_, label, X) in enumerate(obj.iter_clips()):
+                if not label or X.shape != (obj.clip_stop[i] - obj.clip_start[i], obj.n_dims):
+                    return f"clip {i} disagrees with its index entry"
+                arrays.append(X)
+            if obj.read_rows(0, obj.n_frames).shape[0] != obj.n_frames:
+                return "the frames do not add up"
+        elif kind == "EMCheckpoint":
+            params, mon = obj
+            arrays = [params.weights, params.means, params.variances]
+            if params.means.shape != (2, 3) or mon.n_iter != len(mon.history):
+                return "resumed state disagrees with the fingerprint or the history"
+            if not all(math.isfinite(x) for x in mon.history):
+                return "non-finite history"
+        elif kind == "DiagGMM":
             arrays = [obj.weights_, obj.means_, obj.variances_]
             if obj.means_.shape[0] != obj.n_components:
                 return "n_components disagrees with the arrays"
@@ -104,7 +123,7 @@ def _problem_with_model(obj, kind: str, path) -> str | None:
 def model_outcome(path, kind: str) -> tuple[str, str]:
     """("ok" | "ModelFileError" | "BAD:<why>", detail) for loading ``path`` as ``kind``."""
     try:
-        obj = LOADERS[kind](path)
+        obj = open_store(path) if kind == "ShardIndex" else LOADERS[kind](path)
     except ModelFileError as e:
         if str(path) not in str(e):
             return "BAD:error-does-not-name-the-file", str(e)[:300]
@@ -140,7 +159,18 @@ _CONTAINER_KEYS = {"format", "format_version", "kind", "audiogmm_version", "arra
 
 
 @functools.cache
+def base_store() -> Path:
+    """A valid shard store: 3 shards, 8 clips of 3 labels, 4-dim frames."""
+    rng = np.random.default_rng(0)
+    clips = [(f"c{i}.wav", "xyz"[i % 3], rng.normal(0, 1, (60 + 7 * i, 4)).astype(np.float32))
+             for i in range(8)]  # fmt: skip
+    return Path(write_store(_WORK / "base-store", clips, shard_frames=200).folder)
+
+
+@functools.cache
 def base_header(kind: str) -> dict:
+    if kind == "ShardIndex":
+        return json.loads((base_store() / INDEX_NAME).read_text())
     return read_model_file(base_model(kind))[0]
 
 
@@ -249,6 +279,21 @@ def write_array_edit(kind: str, edit, dst) -> Path:
     return tamper_header(base_model(kind), dst, mutate_arrays=mutate_arrays)
 
 
+def write_index(case, dst) -> Path:
+    """A copy of the base store whose index has the ``case`` edits (or is ``case`` bytes)."""
+    folder = Path(str(dst) + ".store")
+    shutil.rmtree(folder, ignore_errors=True)
+    shutil.copytree(base_store(), folder)
+    if isinstance(case, bytes):
+        (folder / INDEX_NAME).write_bytes(case)
+    else:
+        index = copy.deepcopy(base_header("ShardIndex"))
+        for e in case:
+            apply_edit(index, e)
+        (folder / INDEX_NAME).write_text(json.dumps(index))
+    return folder
+
+
 def write_bytes(data: bytes, dst) -> Path:
     Path(dst).write_bytes(data)
     return Path(dst)
@@ -303,8 +348,24 @@ def flip_cases():
     )
 
 
+def index_cases():
+    """1-4 edits of a shard store's index.json (the shards are left as written)."""
+    return st.lists(header_edits("ShardIndex"), min_size=1, max_size=4)
+
+
+def index_byte_cases():
+    """A shard index cut short, or with flipped bytes."""
+    raw = (base_store() / INDEX_NAME).read_bytes()
+    cut = st.integers(0, len(raw) - 1).map(lambda n: raw[:n])
+    flips = st.lists(st.tuples(st.integers(0, len(raw) - 1), st.integers(1, 255)), min_size=1,
+                     max_size=6).map(lambda f: flipped(raw, f))  # fmt: skip
+    return cut | flips
+
+
 #: name -> (strategy factory, writer(case, dst) -> (path, kind), CI examples)
 MODEL_FUZZERS = {
+    "index": (index_cases, lambda c, dst: (write_index(c, dst), "ShardIndex"), 120),
+    "index-bytes": (index_byte_cases, lambda c, dst: (write_index(c, dst), "ShardIndex"), 60),
     "header": (header_cases, lambda c, dst: (write_header_edit(c[0], c[1], dst), c[0]), 200),
     "arrays": (array_cases, lambda c, dst: (write_array_edit(c[0], c[1], dst), c[0]), 80),
     "truncate": (
@@ -333,7 +394,14 @@ KNOWN_MODEL_CASES = {
         ("GMMClassifier", [(["feature_config", "extras"], "replace", ["rms"], None)]),
         ("GMMClassifier", [(["feature_config", "engine"], "replace", "librosa", None)]),
         ("GMMClassifier", [(["priors"], "replace", {"a": 1e308, "b": 1e308}, None)]),
+        ("UBMClassifier", [(["zz"], "replace", 1, None)]),
+        ("UBMClassifier", [(["priors"], "replace", {k: 1e308 for k in "ab"}, None)]),
+        ("UBMClassifier", [(["training"], "replace", {"classes": [1]}, None)]),
+        ("EMCheckpoint", [(["fingerprint", "components"], "replace", 3, None)]),
     ],
+    "index": [[(["clips", 0, "label"], "replace", "", None)],
+              [(["clips", 0, "stop"], "replace", 2**70, None)],
+              [(["n_dims"], "replace", "[" * 50, None)]],
     "arrays": [("GMMClassifier", ("means", "scale", (189, -1e100)))],
 }
 
@@ -364,9 +432,12 @@ test_fuzz_model_header = _model_fuzz_test("header")
 test_fuzz_model_arrays = _model_fuzz_test("arrays")
 test_fuzz_model_truncate = _model_fuzz_test("truncate")
 test_fuzz_model_flips = _model_fuzz_test("flips")
+test_fuzz_shard_index = _model_fuzz_test("index")
+test_fuzz_shard_index_bytes = _model_fuzz_test("index-bytes")
 
 
 def test_fuzz_bases_are_valid():
     """The unmutated inputs load (so the fuzzers start from real, valid files)."""
     for kind in KINDS:
         assert model_outcome(base_model(kind), kind)[0] == "ok"
+    assert model_outcome(base_store(), "ShardIndex")[0] == "ok"

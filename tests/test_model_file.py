@@ -14,6 +14,7 @@ import hashlib
 import io
 import json
 import os
+import re
 import resource
 import shutil
 import tempfile
@@ -26,8 +27,11 @@ import numpy as np
 import pytest
 
 from audiogmm import DiagGMM, FeatureConfig, GMMClassifier, ModelFileError, ParameterError
+from audiogmm.io import load, save, tables
+from audiogmm.io.container import CONTAINER_KEYS
+from audiogmm.io.schema import List, Obj, Str, tampered
+from audiogmm.io.schema import check as schema_check
 from audiogmm.models import FusedClassifier
-from audiogmm.pipeline import bundle as bundle_module
 from audiogmm.pipeline import load_model, save_model
 
 from .conftest_hostile import assert_one_line_error, invoke
@@ -127,7 +131,19 @@ def base_model(kind: str) -> str:
     "DiagGMM"); do not modify."""
     rng = np.random.default_rng(0)
     path = os.path.join(_TMP, f"base-{kind}.npz")
-    if kind in ("GMMClassifier", "FusedClassifier"):
+    if kind == "UBMClassifier":  # a MAP bundle written by audiogmm 0.1.0 (K=4, adapt="mw")
+        shutil.copy(Path(__file__).parent / "fixtures" / "map_v1.npz", path)
+    elif kind == "EMCheckpoint":
+        from audiogmm.io import EMCheckpoint
+        from audiogmm.mixture import ConvergenceMonitor, Params
+
+        g = DiagGMM(2, random_state=0, n_jobs=1).fit(rng.normal(0, 1, (300, 3)))
+        mon = ConvergenceMonitor(0.0, 5)
+        mon.history, mon.n_iter = [-2.5, -2.4], 2
+        EMCheckpoint(path, fingerprint=CHECKPOINT_FP).save(
+            Params(g.weights_, g.means_, g.variances_), mon, False
+        )
+    elif kind in ("GMMClassifier", "FusedClassifier"):
         cfgs = [FeatureConfig.preset("speech"), FeatureConfig()]
         members = []
         for cfg in cfgs[: 1 if kind == "GMMClassifier" else 2]:
@@ -139,12 +155,31 @@ def base_model(kind: str) -> str:
         else:
             save_model(path, FusedClassifier(members), cfgs)
     else:
-        DiagGMM(2, random_state=0, n_jobs=1).fit(rng.normal(0, 1, (300, 3))).save(path)
+        save(DiagGMM(2, random_state=0, n_jobs=1).fit(rng.normal(0, 1, (300, 3))), path)
     return path
 
 
+#: The fingerprint of the base checkpoint (a run of K=2 on 3-dim frames).
+CHECKPOINT_FP = {"components": 2, "n_dims": 3, "store_frames": 300, "store_index": "ab" * 16}
+
+
+def _resume(path):
+    from audiogmm.io import EMCheckpoint
+    from audiogmm.mixture import ConvergenceMonitor
+
+    mon = ConvergenceMonitor(0.0, 5)
+    params, _ = EMCheckpoint(path, resume=True, fingerprint=CHECKPOINT_FP).restore(mon)
+    return params, mon
+
+
 #: kind -> loader. A classifier file users handle is a bundle: load_model validates it all.
-LOADERS = {"GMMClassifier": load_model, "FusedClassifier": load_model, "DiagGMM": DiagGMM.load}
+LOADERS = {
+    "UBMClassifier": load_model,
+    "EMCheckpoint": _resume,
+    "GMMClassifier": load_model,
+    "FusedClassifier": load_model,
+    "DiagGMM": lambda p: load(p, DiagGMM),
+}
 
 
 def _status_bytes(key: str) -> int:
@@ -173,7 +208,8 @@ def memory_guard(extra: int = 2 << 30):
 _MODEL_SETUP = """
 from audiogmm import DiagGMM
 from audiogmm.pipeline import load_model
-call = {"DiagGMM": DiagGMM.load, "GMMClassifier": load_model}[spec["kind"]]
+from audiogmm.io import load, save
+call = {"DiagGMM": lambda p: load(p, DiagGMM), "GMMClassifier": load_model}[spec["kind"]]
 call(spec["warm"])  # warm-up on a valid file: imports, first-use allocations
 """
 
@@ -340,7 +376,7 @@ def test_tampered_header_field_is_refused(kind, mutate, tmp_path):
 def test_refusal_names_the_field(kind, mutate, field, tmp_path):
     """The message names the top-level field (validators may name a sub-field too)."""
     p = tamper_header(base_model(kind), tmp_path / "t.npz", mutate)
-    with pytest.raises(ModelFileError, match=f"header field '{field}'"):
+    with pytest.raises(ModelFileError, match=f"header field {field}"):
         LOADERS[kind](p)
 
 
@@ -361,7 +397,7 @@ def test_nesting_inside_strings_is_not_counted(tmp_path):
     p = tamper_header(
         base_model("DiagGMM"), tmp_path / "s.npz", _set(["training", "note"], '[{"' * 500)
     )
-    assert DiagGMM.load(p).fit_report_["note"] == '[{"' * 500
+    assert load(p, DiagGMM).fit_report_["note"] == '[{"' * 500
 
 
 @pytest.mark.parametrize("close", [False, True])
@@ -375,7 +411,7 @@ def test_header_scan_is_linear(close, tmp_path):
     )  # fmt: skip
     t0 = time.perf_counter()
     try:
-        DiagGMM.load(p)
+        load(p, DiagGMM)
     except ModelFileError:
         assert not close
     assert time.perf_counter() - t0 < 5
@@ -393,7 +429,7 @@ def test_duplicate_json_keys_are_refused(tmp_path):
         raw={"@@T@@": '{"n_iter": 1, "n_iter": 2}'},
     )  # fmt: skip
     with pytest.raises(ModelFileError, match="duplicate key"):
-        DiagGMM.load(p)
+        load(p, DiagGMM)
 
 
 @pytest.mark.parametrize("kind", ["DiagGMM", "GMMClassifier"])
@@ -453,7 +489,7 @@ def test_ambiguous_zip_members_are_refused(case, tmp_path):
     }[case]
     p = _zip_with_members(tmp_path / "odd.npz", src, extra, drop=drop)
     with pytest.raises(ModelFileError) as ei:
-        DiagGMM.load(p)
+        load(p, DiagGMM)
     assert str(p) in str(ei.value)
 
 
@@ -463,7 +499,7 @@ def test_compressed_members_are_refused(tmp_path):
         tmp_path / "z.npz", base_model("DiagGMM"), [], compression=zipfile.ZIP_DEFLATED
     )
     with pytest.raises(ModelFileError, match="compressed"):
-        DiagGMM.load(p)
+        load(p, DiagGMM)
 
 
 @pytest.mark.parametrize(
@@ -489,7 +525,7 @@ def test_npy_header_must_agree_with_the_json_header(descr, shape, tmp_path):
         for k, v in arrays.items():
             z.writestr(k + ".npy", buf.getvalue() + body if k == "means" else npy_bytes(v))
     with pytest.raises(ModelFileError) as ei:
-        DiagGMM.load(p)
+        load(p, DiagGMM)
     assert str(p) in str(ei.value)
 
 
@@ -499,7 +535,7 @@ def test_many_members_are_refused_before_parsing_the_directory(tmp_path):
         for i in range(5000):
             z.writestr(f"a{i}.npy", b"")
     with pytest.raises(ModelFileError, match="too many"):
-        DiagGMM.load(p)
+        load(p, DiagGMM)
 
 
 def _write_bomb_member(z: zipfile.ZipFile, name: str, npy_header: dict, n_bytes: int, fill: bytes):
@@ -586,7 +622,7 @@ def test_declared_sizes_beyond_the_file_are_refused_cheaply(member, tmp_path):
 
 def test_read_kind_reads_only_the_bounded_header(tmp_path):
     """Peeking at the kind (to pick a loader) is as safe as loading: no inflating."""
-    from audiogmm.container import read_kind
+    from audiogmm.io.container import read_kind
 
     assert read_kind(base_model("DiagGMM")) == "DiagGMM"
     assert read_kind(base_model("GMMClassifier")) == "GMMClassifier"
@@ -749,55 +785,29 @@ def test_unknown_training_entries_are_kept(tmp_path):
     assert load_model(p).classifier.fit_report_["a"]["dtype"] == "f8"
 
 
-def test_classifier_load_keeps_foreign_fields_but_the_bundle_refuses_them(tmp_path):
-    """GMMClassifier.load keeps a higher layer's fields as JSON; load_model validates all."""
+def test_every_loader_refuses_an_unknown_field(tmp_path):
+    """No layer keeps a field it cannot check: GMMClassifier.load and load_model alike."""
     p = tamper_header(base_model("GMMClassifier"), tmp_path / "t.npz", _set(["zz_notes"], [1]))
-    assert GMMClassifier.load(p).file_header_["zz_notes"] == [1]
-    with pytest.raises(ModelFileError, match="unknown header field 'zz_notes'"):
-        load_model(p)
+    for loader in (GMMClassifier.load, load_model, load):
+        with pytest.raises(ModelFileError, match=r"unknown field\(s\) \['zz_notes'\]"):
+            loader(p)
 
 
-def test_a_new_header_block_needs_one_validator(monkeypatch, tmp_path):
-    """Adding a block is one entry in the pipeline's table; its validator's value is kept."""
+def test_a_new_header_block_needs_one_table_entry(monkeypatch, tmp_path):
+    """Adding a block is one entry in the kind's table; save and load both check it."""
     b = load_model(base_model("GMMClassifier"))
     p = tmp_path / "m.npz"
-
-    def notes_block(v):
-        if not isinstance(v, dict) or set(v) != {"train"}:
-            raise ValueError("zz_notes must be {'train': [...]}")
-        return v
-
-    monkeypatch.setitem(bundle_module.HEADER_FIELDS, "zz_notes", notes_block)
+    with pytest.raises(ParameterError, match=r"unknown field\(s\) \['zz_notes'\]"):
+        save_model(p, b.classifier, b.config, extra={"zz_notes": {"train": ["x.wav"]}})
+    assert not p.exists()
+    monkeypatch.setitem(tables.CLASSIFIER.keys, "zz_notes", Obj({"train": List(Str())}))
     save_model(p, b.classifier, b.config, extra={"zz_notes": {"train": ["x.wav"]}})
     assert load_model(p).header["zz_notes"] == {"train": ["x.wav"]}
     tamper_header(p, tmp_path / "bad.npz", _set(["zz_notes"], {"test": 1}))
-    with pytest.raises(ModelFileError, match="header field 'zz_notes': zz_notes must be"):
+    with pytest.raises(ModelFileError, match=r"zz_notes: missing field\(s\) \['train'\]"):
         load_model(tmp_path / "bad.npz")
-
-
-def test_a_validator_may_name_the_sub_field_itself(monkeypatch, tmp_path):
-    """A validator raising ModelFileError keeps its message (after the file name)."""
-
-    def notes_block(v):
-        raise ModelFileError(f"header field zz_notes.n: expected an integer, got {v['n']!r}")
-
-    p = tamper_header(
-        base_model("GMMClassifier"), tmp_path / "t.npz", _set(["zz_notes"], {"n": "1"})
-    )
-    monkeypatch.setitem(bundle_module.HEADER_FIELDS, "zz_notes", notes_block)
-    with pytest.raises(ModelFileError) as ei:
-        load_model(p)
-    assert str(ei.value).startswith(f"{p}: header field zz_notes.n: expected an integer")
-
-
-def test_save_model_refuses_blocks_the_loader_would_refuse(monkeypatch, tmp_path):
-    b = load_model(base_model("GMMClassifier"))
-    with pytest.raises(ParameterError, match="'zz_notes' has no validator"):
-        save_model(tmp_path / "m.npz", b.classifier, b.config, extra={"zz_notes": {}})
-    monkeypatch.setitem(bundle_module.HEADER_FIELDS, "zz_notes", lambda v: [][v])
-    with pytest.raises(ParameterError, match="header block 'zz_notes'"):
-        save_model(tmp_path / "m.npz", b.classifier, b.config, extra={"zz_notes": "x"})
-    assert not (tmp_path / "m.npz").exists()
+    with pytest.raises(ParameterError, match=r"zz_notes.train\[0\]: must be a string"):
+        save_model(p, b.classifier, b.config, extra={"zz_notes": {"train": [1]}})
 
 
 @pytest.mark.parametrize(
@@ -824,11 +834,11 @@ def test_save_refuses_labels_that_are_not_unicode(tmp_path):
 
 
 def test_diag_save_refuses_non_finite_parameters(tmp_path):
-    g = DiagGMM.load(base_model("DiagGMM"))
+    g = load(base_model("DiagGMM"), DiagGMM)
     g.means_ = g.means_.copy()
     g.means_[0, 0] = np.nan
     with pytest.raises(ParameterError, match="cannot save"):
-        g.save(tmp_path / "m.npz")
+        save(g, tmp_path / "m.npz")
     assert not (tmp_path / "m.npz").exists()
 
 
@@ -869,3 +879,94 @@ def test_key_set_refuses_what_it_did_not_sign(case, monkeypatch, tmp_path):
     with pytest.raises(ModelFileError, match="sign") as ei:
         load_model(p)
     assert str(p) in str(ei.value)
+
+
+# ======================================================================================
+# Tampering generated from the field tables: a new field is tampered with as declared
+# ======================================================================================
+
+FIXTURES = Path(__file__).parent / "fixtures"
+
+
+def _tamper_all(src, table, tmp_path, loader) -> int:
+    """Load ``src`` with each field of its header made invalid, as ``tampered`` derives it
+    from ``table``; every variant must be refused with one ModelFileError naming the file."""
+    header, _ = read_model_file(src)
+    body = {k: v for k, v in header.items() if k not in CONTAINER_KEYS}
+    bad_ones = list(tampered(table, body, ""))
+    assert len(bad_ones) > 20
+    accepted = []
+    for i, (field, bad) in enumerate(bad_ones):
+        dst = tmp_path / f"t{i}.npz"
+        tamper_header(src, dst, lambda h, bad=bad: (h.clear(), h.update(
+            {**{k: v for k, v in header.items() if k in CONTAINER_KEYS}, **bad})))
+        try:
+            loader(dst)
+        except ModelFileError as e:
+            assert str(e).startswith(str(dst)) and "\n" not in str(e), e
+        else:
+            accepted.append(field)
+        dst.unlink()
+    assert not accepted, f"accepted invalid values of {accepted}"
+    return len(bad_ones)
+
+
+@pytest.mark.parametrize(
+    "src, table",
+    [
+        (FIXTURES / "diaggmm_v1.npz", "DIAG_GMM"),
+        (FIXTURES / "classifier_v1.npz", "CLASSIFIER"),
+        (FIXTURES / "map_v1.npz", "UBM"),
+        ("FusedClassifier", "FUSED"),
+    ],
+)
+def test_every_declared_field_is_refused_when_tampered(src, table, tmp_path):
+    """Item 14 and the one-table rule: each kind's loader refuses every invalid value its
+    table declares (types, ranges, finiteness, unknown and missing keys), for UBM/MAP files
+    as for the others."""
+    src = base_model(src) if src == "FusedClassifier" else src
+    _tamper_all(src, getattr(tables, table), tmp_path, load)
+
+
+@pytest.mark.parametrize(
+    "table, good",
+    [
+        ("KALDI", {"data": "/d", "split": "train", "train_fraction": 0.7, "seed": 0,
+                   "train_utts": ["u"]}),
+        ("SELECTION", {"front_end": "speech", "components_rule": "fixed",
+                       "n_components": {"a": 4}, "n_folds": 3, "cv_max_iter": 10,
+                       "cv_frame_step": 1, "folds_by": "clip", "seconds": 1.0,
+                       "table": [{"stage": "k", "front_end": "speech", "components": "4",
+                                  "correct": 3, "n": 4, "accuracy": 0.75, "ci_low": 0.2,
+                                  "ci_high": 0.9, "chosen": True}]}),
+    ],
+)  # fmt: skip
+def test_every_field_of_a_header_block_is_refused_when_tampered(table, good):
+    t = getattr(tables, table)
+    assert schema_check(t, good, "b") == good
+    bad_ones = list(tampered(t, good, "b"))
+    assert len(bad_ones) > 20
+    for field, bad in bad_ones:
+        with pytest.raises(ValueError, match=re.escape(field.split("[")[0].split(".")[-1])):
+            schema_check(t, bad, "b")
+
+
+def test_a_file_written_by_release_0_1_0_loads_and_predicts_the_same():
+    """tests/fixtures/*_v1.npz were written by audiogmm 0.1.0 (before the io package) from
+    data_samples; they load through today's loaders and give the same predictions."""
+    from audiogmm.features import extract
+
+    root = Path(__file__).parent.parent / "data_samples"
+    expected = json.loads((FIXTURES / "expected_v1.json").read_text())
+    for name in ("classifier_v1.npz", "map_v1.npz"):
+        b = load_model(FIXTURES / name)
+        want = expected[name]
+        X = [extract(root / f, config=b.config) for f in want["files"]]
+        assert b.classifier.predict(X).tolist() == want["labels"]
+        np.testing.assert_allclose(b.classifier.predict_log_proba(X), want["log_proba"],
+                                   rtol=1e-9, atol=1e-9)  # fmt: skip
+    g = load(FIXTURES / "diaggmm_v1.npz", DiagGMM)
+    want = expected["diaggmm_v1.npz"]
+    X = extract(root / want["file"], config=load_model(FIXTURES / "classifier_v1.npz").config)
+    np.testing.assert_allclose(g.score_samples(X)[:5], want["score_samples_head"], rtol=1e-9)
+    assert read_model_file(FIXTURES / "map_v1.npz")[0]["audiogmm_version"] == "0.1.0"

@@ -70,17 +70,19 @@ def _corrupt(folder, edit):
     "edit, match",
     [
         (lambda ix: ix.update(version=99), "version"),
-        (lambda ix: ix.update(format="other"), "not an audiogmm shard index"),
-        (lambda ix: ix.pop("clips"), "missing field 'clips'"),
+        (lambda ix: ix.update(format="other"), "format: must be one of"),
+        (lambda ix: ix.pop("clips"), r"missing field\(s\) \['clips'\]"),
         (lambda ix: ix.update(n_dims=7), "float32 \\(n, 7\\)"),
         (lambda ix: ix.update(n_dims=True), "n_dims"),
-        (lambda ix: ix["shards"][0].update(file="../evil.npy"), "must be a .npy name"),
+        (lambda ix: ix["shards"][0].update(file="../evil.npy"), r"shards\[0\].file: must be a string matching"),
         (lambda ix: ix["shards"][0].update(n_frames=5), "the index says 5"),
         (lambda ix: ix["clips"][1].update(start=3), "does not follow"),
-        (lambda ix: ix["clips"][0].update(stop=-1), "invalid value"),
+        (lambda ix: ix["clips"][0].update(stop=-1), r"clips\[0\].stop: must be an integer in \[0"),
         (lambda ix: ix["clips"].pop(), "do not cover"),
-        (lambda ix: ix["clips"][0].update(label=3), "'label'"),
-        (lambda ix: ix.update(config=5), "'config'"),
+        (lambda ix: ix["clips"][0].update(label=3), r"clips\[0\].label: must be a string"),
+        (lambda ix: ix["clips"][0].update(label=""), r"clips\[0\].label: must be a string matching"),
+        (lambda ix: ix.update(config=5), "config: must be a string"),
+        (lambda ix: ix.update(extra=5), r"unknown field\(s\) \['extra'\]"),
     ],
 )
 def test_open_refuses_a_bad_index(tmp_path, edit, match):
@@ -214,3 +216,97 @@ def test_gather_reads_the_rows_asked_for(tmp_path_factory, picks, stride):
     src = ShardSource(store, stride=stride)
     idx = np.unique(np.array(picks) % src.n_frames)
     np.testing.assert_array_equal(src.gather(idx), X[idx].astype(np.float64))
+
+
+# -- hardening (issue 21, items 15 and 16) -------------------------------------------------
+
+
+def test_writer_refuses_a_zero_frame_clip_and_an_empty_label(tmp_path):
+    """A store never holds what a model trained from it could not carry."""
+    with pytest.raises(ParameterError, match="c0: no frames"):
+        write_store(tmp_path / "a", [("c0", "x", np.zeros((0, 3), np.float32))])
+    with pytest.raises(ParameterError, match="c0: empty label"):
+        write_store(tmp_path / "b", [("c0", "", np.ones((4, 3), np.float32))])
+
+
+def test_a_store_with_an_empty_label_is_refused_before_training(tmp_path):
+    """Item 15: a store written by 0.1.0 with an empty label fails clearly, naming the
+    index, instead of training a model that `info` then refuses."""
+    write_store(tmp_path, _clips(n=6), shard_frames=10**6)
+    _corrupt(tmp_path, lambda ix: ix["clips"][2].update(label=""))
+    with pytest.raises(ModelFileError, match=r"index.json: .*clips\[2\].label"):
+        open_store(tmp_path)
+
+
+def test_a_deeply_nested_index_is_one_error(tmp_path):
+    write_store(tmp_path, _clips(n=6), shard_frames=10**6)
+    with open(tmp_path / INDEX_NAME, "w") as f:
+        f.write("[" * 200_000 + "]" * 200_000)
+    with pytest.raises(ModelFileError, match="index.json: .*nests 200000 levels"):
+        open_store(tmp_path)
+
+
+@pytest.mark.parametrize("which", ["index", "shard"])
+def test_a_fifo_in_a_store_is_refused_not_waited_on(tmp_path, which):
+    store = write_store(tmp_path, _clips(n=6), shard_frames=10**6)
+    victim = tmp_path / INDEX_NAME if which == "index" else store.files[0]
+    os.remove(victim)
+    os.mkfifo(victim)  # opening it for reading would block forever
+    with pytest.raises(ModelFileError, match="not a regular file"):
+        open_store(tmp_path)
+
+
+def test_a_second_writer_into_the_same_store_is_refused(tmp_path):
+    """Two concurrent `extract --shards` into one folder: the second one fails at once
+    instead of writing an index that describes the other's shards."""
+    from audiogmm.data.shards import ShardWriter
+
+    first = ShardWriter(tmp_path, n_dims=3)
+    with pytest.raises(ParameterError, match="another process is writing"):
+        ShardWriter(tmp_path, n_dims=3)
+    first.add("a", "x", np.ones((2, 3)))
+    first.close()
+    with ShardWriter(tmp_path, n_dims=3) as again:  # released by close()
+        again.add("a", "x", np.ones((2, 3)))
+    assert open_store(tmp_path).n_clips == 1
+
+
+def test_the_index_digest_changes_with_the_data(tmp_path):
+    a = write_store(tmp_path / "a", _clips(n=6, seed=1))
+    b = write_store(tmp_path / "b", _clips(n=6, seed=2))
+    assert len(a.index_digest) == 32 and a.index_digest != b.index_digest
+    assert open_store(tmp_path / "a").index_digest == a.index_digest
+
+
+def test_a_store_with_a_zero_frame_clip_is_refused_before_training(tmp_path):
+    """Item 15: a store written by 0.1.0 with a 0-frame clip fails clearly, naming the
+    index and the clip, instead of training a model with a class of no frames."""
+    write_store(tmp_path, _clips(n=6), shard_frames=10**6)
+
+    def add_empty(ix):
+        n = ix["shards"][0]["n_frames"]
+        ix["clips"].append({"clip": "empty.wav", "label": "L9", "shard": 0, "start": n, "stop": n})
+
+    _corrupt(tmp_path, add_empty)
+    with pytest.raises(ModelFileError, match=r"index.json: clips\[6\] \('empty.wav'\): .* is empty"):
+        open_store(tmp_path)
+
+
+@pytest.mark.parametrize("bad", ["empty-label", "zero-frames"])
+def test_train_on_a_bad_store_is_one_error_and_writes_nothing(tmp_path, bad):
+    """Item 15 through the CLI: exit 1, one line naming the index, no model written."""
+    from .conftest_hostile import assert_one_line_error, invoke
+
+    write_store(tmp_path / "s", _clips(n=6), shard_frames=10**6)
+
+    def edit(ix):
+        if bad == "empty-label":
+            ix["clips"][1]["label"] = ""
+        else:
+            n = ix["shards"][0]["n_frames"]
+            ix["clips"].append({"clip": "z", "label": "L0", "shard": 0, "start": n, "stop": n})
+
+    _corrupt(tmp_path / "s", edit)
+    r = invoke(["-q", "train", tmp_path / "s", "-o", tmp_path / "m.npz", "-k", "2"])
+    assert_one_line_error(r, tmp_path / "s" / INDEX_NAME)
+    assert not (tmp_path / "m.npz").exists()

@@ -15,7 +15,7 @@ from click.testing import CliRunner
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from audiogmm import ModelFileError
+from audiogmm import ModelFileError, ParameterError
 from audiogmm.cli import main
 from audiogmm.data import (
     Record,
@@ -29,6 +29,7 @@ from audiogmm.data import (
     training_overlap,
     validate_split_block,
 )
+from audiogmm.io.container import CONTAINER_KEYS, read_container, write_container
 from audiogmm.pipeline import load_model, save_model, stored_split
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -267,9 +268,13 @@ def test_validator_refuses_missing_unknown_and_non_objects():
 def test_bad_split_block_in_a_model_file_is_one_error(model, data, tmp_path):
     bundle = load_model(model)
     path = tmp_path / "bad.npz"
-    # save_model refuses a bad block; GMMClassifier.save writes what a tamperer could
-    bad = {"feature_config": bundle.config.to_dict(), "split": {**_good(), "seed": "1"}}
-    bundle.classifier.save(path, extra=bad)
+    # save refuses a bad block (the writer runs the loader's checks): tamper as an attacker
+    with pytest.raises(ParameterError, match="split.seed"):
+        bundle.classifier.save(path, extra={"split": {**_good(), "seed": "1"}})
+    header, arrays = read_container(model, kind="GMMClassifier")
+    header = {k: v for k, v in header.items() if k not in CONTAINER_KEYS}
+    write_container(path, kind="GMMClassifier", arrays=arrays,
+                    header={**header, "split": {**_good(), "seed": "1"}})  # fmt: skip
     for args in (["evaluate", str(path), str(data)], ["info", str(path)]):
         r = CliRunner().invoke(main, args)
         assert r.exit_code == 1 and "Traceback" not in r.output

@@ -339,7 +339,11 @@ def test_tampered_selection_block_is_refused(sound_data, tmp_path, mutate, field
     mutate(bad)
     blocks = {k: bundle.header[k] for k in ("feature_config", "split")}
     path = tmp_path / "bad.npz"
-    bundle.classifier.save(path, extra={**blocks, "selection": bad})  # what a tamperer writes
+    from audiogmm.io.container import CONTAINER_KEYS, read_container, write_container
+
+    header, arrays = read_container(model, kind="GMMClassifier")  # what a tamperer writes
+    header = {k: v for k, v in header.items() if k not in CONTAINER_KEYS}
+    write_container(path, kind="GMMClassifier", header={**header, "selection": bad}, arrays=arrays)
     with pytest.raises(ModelFileError, match="selection") as e:
         load_model(path)
     assert field.split(".")[-1] in str(e.value) and str(path) in str(e.value)

@@ -11,7 +11,7 @@ from scipy.special import logsumexp
 
 from audiogmm import ModelFileError, ParameterError
 from audiogmm.cli import main
-from audiogmm.container import read_container, write_container
+from audiogmm.io.container import read_container, write_container
 from audiogmm.mixture import estimate_log_prob, map_adapt
 from audiogmm.mixture.estep import accumulate
 from audiogmm.mixture.gselect import select_scores
@@ -110,11 +110,15 @@ def _rewrite(src, dst, *, header=None, arrays=None, drop=()):
         (dict(arrays={"ubm_weights": np.ones(4)}), "sum to 1"),
         (dict(arrays={"ubm_var_floor": np.zeros(3)}), "var_floor"),
         (dict(header={"labels": ["a", "a"]}), "labels"),
-        (dict(header={"labels": ["a"]}), "shape"),
-        (dict(header={"n_components": 5}), "K=5"),
+        (dict(header={"labels": ["a"], "training": {}}), "shape"),
+        (dict(header={"labels": ["a"]}), "not labels"),
+        (dict(header={"n_components": 5}), "n_components=5"),
         (dict(header={"n_components": "4"}), "n_components"),
         (dict(header={"threshold": "x"}), "threshold"),
-        (dict(header={"map": {"adapt": "mq"}}), "map block"),
+        (dict(header={"map": {"adapt": "mq"}}), r"map: missing field\(s\)"),
+        (dict(header={"zz_unknown": 1}), r"unknown field\(s\) \['zz_unknown'\]"),
+        (dict(header={"priors": {"a": 1e308, "b": 1e308}}), "priors"),
+        (dict(header={"training": {"classes": {"a": {"n_frames": "x"}}}}), "n_frames"),
         ("adapt", "adapt"),
         ("relevance", "relevance"),
         ("map_iter", "map_iter"),

@@ -83,9 +83,9 @@ def command(
     Without --seed/--train-fraction, DATA is split as the model's training data
     was (the model stores its split), and files used in training are refused.
     """
-    from ..container import check_writable
     from ..data import RunOptions, read_manifest
     from ..data.kaldi import needs_kaldi_reader
+    from ..io.atomic import check_writable
     from ..pipeline import (
         evaluate_classifier,
         evaluation_split,

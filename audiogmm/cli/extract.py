@@ -62,8 +62,8 @@ def command(
     allow_pipes, shards_dir, dask_spec, as_json,
 ):  # fmt: skip
     """Extract features of every file in DATA into the cache (re-runs skip done work)."""
-    from ..container import check_writable
     from ..data import RunOptions, extract_many, read_manifest
+    from ..io.atomic import check_writable
     from ..pipeline import skipped_list
 
     config = load_config(preset, config_path)

@@ -17,29 +17,25 @@ def _load_any(model: str):
     Kaldi features) or a single mixture (``DiagGMM.save``); a file that is none of
     these raises the bundle loader's error.
     """
-    from ..container import read_container
     from ..exceptions import ModelFileError
+    from ..io import load
+    from ..io.container import read_container
     from ..mixture import DiagGMM
-    from ..models import GMMClassifier, UBMClassifier
     from ..pipeline import load_model
 
     try:
         bundle = load_model(model)
         return bundle, bundle.classifier, None, bundle.header
     except ModelFileError as first:
-        for cls in (GMMClassifier, UBMClassifier):
-            try:
-                clf = cls.load(model)
-            except ModelFileError:
-                continue
-            if "feature_config" in clf.file_header_:  # a bundle that failed its checks
-                raise first from None
-            return None, clf, None, clf.file_header_
         try:
-            gmm = DiagGMM.load(model)
-            return None, None, gmm, read_container(model, kind=DiagGMM._FILE_KIND)[0]
+            obj = load(model)
         except ModelFileError:
             raise first from None
+        if isinstance(obj, DiagGMM):
+            return None, None, obj, read_container(model, kind="DiagGMM")[0]
+        if "feature_config" in getattr(obj, "file_header_", {"feature_config": 0}):
+            raise first from None  # a bundle that failed its checks, or Stats
+        return None, obj, None, obj.file_header_
 
 
 def _describe_gmm(model: str, gmm, header: dict, as_json: bool) -> None:

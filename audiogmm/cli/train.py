@@ -120,8 +120,8 @@ def command(
     as_json,
 ):
     """Train one GMM per label on DATA and write one model file."""
-    from ..container import check_writable
     from ..data import RunOptions
+    from ..io.atomic import check_writable
     from ..pipeline import (
         describe_split,
         load_split,

@@ -67,10 +67,10 @@ def dask_or(dask_spec: str | None, fallback):
 def command(store, output, components, init, max_iter, subsample, seed, checkpoint, resume,
             dask_spec, jobs, as_json):  # fmt: skip
     """Train a UBM on the frames of a shard store (`audiogmm extract DATA --shards STORE`)."""
-    from ..container import check_writable
     from ..data.shards import open_store
     from ..engine import LocalExecutor
-    from ..mixture.checkpoint import EMCheckpoint
+    from ..io import EMCheckpoint, save
+    from ..io.atomic import check_writable
     from ..models.ubm import train_ubm
 
     check_writable(output)
@@ -78,7 +78,8 @@ def command(store, output, components, init, max_iter, subsample, seed, checkpoi
     ckpt_path = checkpoint or output + ".ckpt.npz"
     check_writable(ckpt_path)
     fingerprint = {
-        "store_frames": st.n_frames, "n_dims": st.n_dims, "config_hash": st.config_hash,
+        "store_frames": st.n_frames, "store_index": st.index_digest, "n_dims": st.n_dims,
+        "config_hash": st.config_hash,
         "components": components, "init": init, "subsample": subsample, "seed": seed,
     }  # fmt: skip
     ckpt = EMCheckpoint(ckpt_path, resume=resume, fingerprint=fingerprint)
@@ -87,7 +88,7 @@ def command(store, output, components, init, max_iter, subsample, seed, checkpoi
             st, components, subsample=subsample, executor=ex, checkpoint=ckpt,
             init=init, max_iter=max_iter, random_state=seed,
         )  # fmt: skip
-    gmm.save(output)
+    save(gmm, output)
     out = {
         "model": os.path.abspath(output), "n_frames": gmm.fit_report_["n_frames"],
         "n_components": components, "n_iter": gmm.n_iter_, "converged": gmm.converged_,

@@ -32,11 +32,11 @@ from typing import Optional, Union
 import numpy as np
 
 from .. import audio
-from ..container import atomic_write
 from ..engine import LocalExecutor, resolve
 from ..engine.processes import on_worker_lost
 from ..exceptions import AudioError, DatasetError, FeatureError, ParameterError
 from ..features import FeatureConfig, extract
+from ..io.atomic import atomic_write
 from ..progress import Progress, reporter
 from .manifests import Record
 

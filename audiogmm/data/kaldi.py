@@ -31,9 +31,11 @@ from typing import Optional, Union
 
 import numpy as np
 
-from ..container import atomic_write, field_dict, field_int, field_list, field_real, field_str
 from ..exceptions import AudioError, DatasetError, FeatureError
 from ..features import FeatureConfig, extract
+from ..io.atomic import atomic_write
+from ..io.schema import check
+from ..io.tables import KALDI
 from .manifests import _listing, _read_kaldi_table
 
 __all__ = [
@@ -525,11 +527,9 @@ def write_feats(
     return ark, scp
 
 
-_KALDI_FIELDS = ("data", "split", "train_fraction", "seed", "train_utts")
-
-
 def validate_kaldi_block(block: object) -> dict:
-    """Check a model header's ``kaldi`` block (the training directory and utterances).
+    """Check a model header's ``kaldi`` block (the training directory and utterances)
+    against :data:`audiogmm.io.tables.KALDI`.
 
     Raises
     ------
@@ -537,18 +537,4 @@ def validate_kaldi_block(block: object) -> dict:
         Not an object, a missing or unknown field, or a field of the wrong type or
         range; the message names it (``kaldi.<field>``).
     """
-    d = field_dict(block, "kaldi")
-    missing = [k for k in _KALDI_FIELDS if k not in d]
-    unknown = sorted(k for k in d if k not in _KALDI_FIELDS)
-    if missing or unknown:
-        raise ValueError(f"kaldi: missing field(s) {missing}, unknown field(s) {unknown}")
-    return {
-        "data": field_str(d["data"], "kaldi.data", max_len=4096),
-        "split": None if d["split"] is None else field_str(d["split"], "kaldi.split"),
-        "train_fraction": field_real(d["train_fraction"], "kaldi.train_fraction", lo=0.0, hi=1.0),
-        "seed": field_int(d["seed"], "kaldi.seed"),
-        "train_utts": [
-            field_str(u, f"kaldi.train_utts[{i}]", max_len=1024)
-            for i, u in enumerate(field_list(d["train_utts"], "kaldi.train_utts"))
-        ],
-    }
+    return check(KALDI, block, "kaldi")

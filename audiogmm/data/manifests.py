@@ -27,8 +27,8 @@ from dataclasses import dataclass
 from typing import Literal, Optional, Union
 
 from ..audio import AUDIO_EXTENSIONS
-from ..container import atomic_write
 from ..exceptions import DatasetError, ParameterError
+from ..io.atomic import atomic_write
 
 __all__ = [
     "SPLIT_NAMES",

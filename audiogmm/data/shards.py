@@ -21,6 +21,8 @@ chunk of frames, and no memory map grows its resident set with the whole store.
 from __future__ import annotations
 
 import dataclasses
+import fcntl
+import hashlib
 import json
 import os
 from collections.abc import Iterable, Iterator
@@ -28,8 +30,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..container import atomic_write
 from ..exceptions import ModelFileError, ParameterError
+from ..io.atomic import atomic_write
+from ..io.container import open_regular, parse_json
+from ..io.schema import check
+from ..io.tables import SHARD_INDEX
 
 __all__ = ["INDEX_NAME", "ShardStore", "ShardWriter", "is_store", "open_store", "write_store"]
 
@@ -84,6 +89,17 @@ class ShardWriter:
             raise ParameterError(f"shard_frames must be an int > 0; got {shard_frames!r}")
         self.folder = os.fspath(folder)
         os.makedirs(self.folder, exist_ok=True)
+        # one writer per store: a second one would write an index describing its own
+        # shards over the first one's (released by close(), or when the process ends)
+        self._lock = os.open(os.path.join(self.folder, ".lock"), os.O_RDWR | os.O_CREAT, 0o666)
+        try:
+            fcntl.flock(self._lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            os.close(self._lock)
+            raise ParameterError(
+                f"{self.folder}: another process is writing a shard store there; "
+                "wait for it to finish or choose another folder"
+            ) from None
         self.n_dims, self.shard_frames, self.config_hash = n_dims, shard_frames, config_hash
         self.config = config
         self._pending: list[np.ndarray] = []
@@ -97,14 +113,26 @@ class ShardWriter:
     def __exit__(self, exc_type, *exc: object) -> None:
         if exc_type is None:
             self.close()
+        else:
+            self._unlock()
+
+    def _unlock(self) -> None:
+        if self._lock >= 0:
+            os.close(self._lock)  # releases the flock
+            self._lock = -1
 
     def add(self, clip: str, label: str, X: np.ndarray) -> None:
-        """Append one clip's frames (n_frames, n_dims); stored as float32."""
+        """Append one clip's frames (n_frames >= 1, n_dims) under a non-empty label; stored
+        as float32."""
         X = np.asarray(X)
         if X.ndim != 2 or X.shape[1] != self.n_dims:
             raise ParameterError(f"{clip}: frames must be (n, {self.n_dims}); got {X.shape}")
         if not np.isfinite(X).all():
             raise ParameterError(f"{clip}: frames contain NaN or inf")
+        if X.shape[0] == 0:
+            raise ParameterError(f"{clip}: no frames; a store holds clips of at least one frame")
+        if not str(label):
+            raise ParameterError(f"{clip}: empty label")
         start = self._n_pending
         self.clips.append(
             {"clip": str(clip), "label": str(label), "shard": len(self.shards),
@@ -145,6 +173,7 @@ class ShardWriter:
         for name in os.listdir(self.folder):
             if name.startswith("shard-") and name.endswith(".npy") and name not in keep:
                 os.remove(os.path.join(self.folder, name))
+        self._unlock()
 
 
 def write_store(
@@ -190,6 +219,9 @@ class ShardStore:
     clips, labels : tuple of str
     clip_start, clip_stop : ndarray of shape (n_clips,), int64
         Global frame ranges of the clips.
+    index_digest : str
+        SHA-256 (32 hex digits) of the index file: what an EM checkpoint's fingerprint
+        records, so that it resumes only on the same data.
     """
 
     folder: str
@@ -203,6 +235,7 @@ class ShardStore:
     labels: tuple
     clip_start: np.ndarray
     clip_stop: np.ndarray
+    index_digest: str = ""
 
     @property
     def n_frames(self) -> int:
@@ -271,24 +304,13 @@ class ShardStore:
 
 
 # ------------------------------------------------------------------------- validation
-def _field(d: dict, key: str, kind, where: str):
-    if not isinstance(d, dict) or key not in d:
-        raise ModelFileError(f"{where}: missing field {key!r}")
-    v = d[key]
-    if kind is int:
-        ok = isinstance(v, int) and not isinstance(v, bool) and v >= 0
-    else:
-        ok = isinstance(v, kind)
-    if not ok:
-        raise ModelFileError(f"{where}: field {key!r} has an invalid value {v!r:.80}")
-    return v
 
 
 def _npy_header(path: str, n_dims: int) -> tuple[int, int]:
     """(n_frames, data offset) of a shard, checked: float32, C order, 2-D, size matches."""
     try:
-        size = os.path.getsize(path)
-        with open(path, "rb") as f:
+        with open_regular(path) as f:
+            size = os.fstat(f.fileno()).st_size
             version = np.lib.format.read_magic(f)
             if version == (1, 0):
                 shape, fortran, dtype = np.lib.format.read_array_header_1_0(
@@ -324,63 +346,40 @@ def open_store(folder: str | os.PathLike) -> ShardStore:
     folder = os.path.abspath(os.fspath(folder))
     ipath = os.path.join(folder, INDEX_NAME)
     try:
-        size = os.path.getsize(ipath)
-        if size > _MAX_INDEX_BYTES:
-            raise ModelFileError(f"{ipath}: index of {size} bytes is too large to be ours")
-        with open(ipath, "rb") as f:
-            index = json.loads(f.read(_MAX_INDEX_BYTES + 1).decode("utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        with open_regular(ipath) as f:
+            raw = f.read(_MAX_INDEX_BYTES + 1)
+        if len(raw) > _MAX_INDEX_BYTES:
+            raise ValueError(f"over {_MAX_INDEX_BYTES} bytes, too large to be ours")
+        index = check(SHARD_INDEX, parse_json(raw), "")
+    except ValueError as e:
         raise ModelFileError(f"{ipath}: not a readable shard index ({e})") from None
-    if not isinstance(index, dict) or index.get("format") != FORMAT:
-        raise ModelFileError(f"{ipath}: not an audiogmm shard index")
-    if _field(index, "version", int, ipath) != VERSION:
-        raise ModelFileError(f"{ipath}: index version {index['version']} (this reads {VERSION})")
-    n_dims = _field(index, "n_dims", int, ipath)
-    if not 0 < n_dims <= 100_000:
-        raise ModelFileError(f"{ipath}: n_dims={n_dims} out of range")
-    if _field(index, "dtype", str, ipath) != "float32":
-        raise ModelFileError(f"{ipath}: dtype {index['dtype']!r}, expected 'float32'")
-    config_hash = _field(index, "config_hash", str, ipath)
-    config = _field(index, "config", str, ipath)
-    shards = _field(index, "shards", list, ipath)
-    clips = _field(index, "clips", list, ipath)
-    if not shards:
-        raise ModelFileError(f"{ipath}: the store has no shards")
+    n_dims, shards, clips = index["n_dims"], index["shards"], index["clips"]
     files, offsets, counts = [], [], []
-    for i, s in enumerate(shards):
-        where = f"{ipath}: shards[{i}]"
-        name = _field(s, "file", str, where)
-        if os.path.basename(name) != name or not name.endswith(".npy"):
-            raise ModelFileError(f"{where}: shard file {name!r} must be a .npy name in the store")
-        n = _field(s, "n_frames", int, where)
-        path = os.path.join(folder, name)
+    for s in shards:
+        path = os.path.join(folder, s["file"])
         n_file, offset = _npy_header(path, n_dims)
-        if n_file != n:
-            raise ModelFileError(f"{path}: holds {n_file} frames, the index says {n}")
+        if n_file != s["n_frames"]:
+            raise ModelFileError(f"{path}: holds {n_file} frames, the index says {s['n_frames']}")
         files.append(path)
         offsets.append(offset)
-        counts.append(n)
+        counts.append(n_file)
     bounds = np.concatenate([[0], np.cumsum(counts, dtype=np.int64)])
-    names, labels = [], []
     cstart = np.empty(len(clips), dtype=np.int64)
     cstop = np.empty(len(clips), dtype=np.int64)
     next_start = [0] * len(shards)
     for i, c in enumerate(clips):
-        where = f"{ipath}: clips[{i}]"
-        names.append(_field(c, "clip", str, where))
-        labels.append(_field(c, "label", str, where))
-        s = _field(c, "shard", int, where)
-        a, b = _field(c, "start", int, where), _field(c, "stop", int, where)
-        if s >= len(shards) or a != next_start[s] or not a <= b <= counts[s]:
+        s, a, b = c["shard"], c["start"], c["stop"]
+        if s >= len(shards) or a != next_start[s] or not a < b <= counts[s]:
             raise ModelFileError(
-                f"{where}: frame range [{a}, {b}) of shard {s} does not follow the previous "
-                "clip or lies outside the shard"
+                f"{ipath}: clips[{i}] ({c['clip'][:80]!r}): frame range [{a}, {b}) of shard {s} "
+                "is empty, does not follow the previous clip, or lies outside the shard"
             )
         next_start[s] = b
         cstart[i], cstop[i] = bounds[s] + a, bounds[s] + b
     if next_start != counts:
         raise ModelFileError(f"{ipath}: the clips do not cover every frame of every shard")
     return ShardStore(
-        folder, n_dims, config_hash, config, tuple(files), tuple(offsets), bounds,
-        tuple(names), tuple(labels), cstart, cstop,
+        folder, n_dims, index["config_hash"], index["config"], tuple(files), tuple(offsets),
+        bounds, tuple(c["clip"] for c in clips), tuple(c["label"] for c in clips), cstart, cstop,
+        hashlib.sha256(raw).hexdigest()[:32],
     )  # fmt: skip

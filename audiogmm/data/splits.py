@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import re
 import zlib
 from collections.abc import Iterable, Sequence
 from dataclasses import replace
@@ -19,6 +18,8 @@ from typing import Any
 import numpy as np
 
 from ..exceptions import DatasetError, ModelFileError, ParameterError
+from ..io.schema import check
+from ..io.tables import SPLIT
 from .manifests import Record, content_hash
 
 __all__ = [
@@ -127,7 +128,6 @@ def select(records: Iterable[Record], split: str) -> list[Record]:
 #: renamed, moved or copied file is still recognised (name, path and mtime are not used).
 IDENTITY = "blake2b-64 of the file bytes"
 
-_HEX16 = re.compile(r"[0-9a-f]{16}")
 _SPLIT_FIELDS = (
     "from_column",
     "identity",
@@ -205,13 +205,8 @@ def split_spec(
     )
 
 
-def _field_error(name: str, expected: str, value: Any) -> ModelFileError:
-    shown = repr(value) if len(repr(value)) <= 60 else repr(value)[:57] + "..."
-    return ModelFileError(f"header field split.{name}: expected {expected}, got {shown}")
-
-
 def validate_split_block(block: Any) -> dict[str, Any]:
-    """Check a model header's ``split`` block field by field, like constructor arguments.
+    """Check a model header's ``split`` block against :data:`audiogmm.io.tables.SPLIT`.
 
     Parameters
     ----------
@@ -229,41 +224,10 @@ def validate_split_block(block: Any) -> dict[str, Any]:
         Not an object, a missing or unknown field, or a field of the wrong type
         or range; the message names the field (``split.<field>``).
     """
-    if not isinstance(block, dict):
-        raise _field_error("", "a JSON object", block)
-    missing = [k for k in _SPLIT_FIELDS if k not in block]
-    unknown = sorted(k for k in block if k not in _SPLIT_FIELDS)
-    if missing or unknown:
-        raise ModelFileError(
-            f"header field split: missing field(s) {missing}, unknown field(s) {unknown}"
-        )
-    out = dict(block)
-    if not (isinstance(block["manifest_hash"], str) and _HEX16.fullmatch(block["manifest_hash"])):
-        raise _field_error("manifest_hash", "16 lowercase hex digits", block["manifest_hash"])
-    for name in ("n_manifest_files", "seed"):
-        v = block[name]
-        if isinstance(v, bool) or not isinstance(v, int) or (name != "seed" and v < 0):
-            raise _field_error(name, "an integer" + (" >= 0" if name != "seed" else ""), v)
-    if not (isinstance(block["split"], str) and block["split"]):
-        raise _field_error("split", "a non-empty string", block["split"])
-    if not isinstance(block["from_column"], bool):
-        raise _field_error("from_column", "true or false", block["from_column"])
-    tf = block["train_fraction"]
-    if isinstance(tf, bool) or not isinstance(tf, (int, float)) or not (0.0 < tf < 1.0):
-        raise _field_error("train_fraction", "a number in (0, 1)", tf)
-    out["train_fraction"] = float(tf)
-    if block["identity"] != IDENTITY:
-        raise _field_error("identity", repr(IDENTITY), block["identity"])
-    files = block["train_files"]
-    if not isinstance(files, list):
-        raise _field_error("train_files", "a list of 16-hex-digit strings", files)
-    for i, d in enumerate(files):
-        if not (isinstance(d, str) and _HEX16.fullmatch(d)):
-            raise _field_error(f"train_files[{i}]", "16 lowercase hex digits", d)
-        if i and d <= files[i - 1]:
-            raise _field_error(f"train_files[{i}]", "sorted, distinct digests", d)
-    out["train_files"] = list(files)
-    return out
+    try:
+        return check(SPLIT, block, "split")
+    except ValueError as e:
+        raise ModelFileError(f"header field {e}") from None
 
 
 def training_overlap(block: dict[str, Any], records: Iterable[Record]) -> list[Record]:

@@ -1,38 +1,25 @@
 """``DiagGMM``: the diagonal-covariance mixture estimator. It only orchestrates.
 
 Validation, initialisation (:mod:`.init`), the EM loop (:func:`.em.run`) with the
-ML maximiser (:mod:`.mstep`), ``n_init`` restarts, scoring (:mod:`.estep`) and
-persistence (:mod:`audiogmm.container`) are each done by the module that owns them.
+ML maximiser (:mod:`.mstep`), ``n_init`` restarts and scoring (:mod:`.estep`) are each
+done by the module that owns them; files are :mod:`audiogmm.io`'s (``io.save(gmm, path)``).
 """
 
 from __future__ import annotations
 
 import inspect
 import math
-import os
 from typing import Any, Literal
 
 import numpy as np
 
-from ..container import (
-    field_bool,
-    field_dict,
-    field_int,
-    field_list,
-    field_real,
-    info_block,
-    jsonable,
-    read_container,
-    write_container,
-)
 from ..engine import LocalExecutor, resolve
-from ..exceptions import ModelFileError, ParameterError
+from ..exceptions import ParameterError
 from .checks import (
     check_enough_frames,
     check_params,
     check_sample_weight,
     is_int,
-    validate_param_arrays,
 )
 from .estep import accumulate as _accumulate
 from .estep import (
@@ -46,13 +33,7 @@ from .params import Params
 from .sources import ArraySource, ChunkSource, IterSource, check_frames
 from .stats import Stats
 
-__all__ = [
-    "DiagGMM",
-    "FIT_REPORT_FIELDS",
-    "HEADER_FIELDS",
-    "check_seed",
-    "check_verbose",
-]
+__all__ = ["DiagGMM"]
 
 
 class DiagGMM:
@@ -143,8 +124,6 @@ class DiagGMM:
     (3, 2)
     """
 
-    _FILE_KIND = "DiagGMM"
-
     def __init__(
         self,
         n_components: int = 1,
@@ -185,8 +164,6 @@ class DiagGMM:
         self.chunk_size = chunk_size
         self.n_jobs = n_jobs
         self.verbose = verbose
-
-    _FILE_KIND = "DiagGMM"
 
     # -- scikit-learn style plumbing --------------------------------------------------------
 
@@ -369,7 +346,7 @@ class DiagGMM:
         executor : LocalExecutor, optional
         checkpoint : EMCheckpoint, optional
             Write EM's state after every M-step; resume from it when it says so
-            (:mod:`audiogmm.mixture.checkpoint`; needs ``n_init=1``).
+            (:class:`audiogmm.io.EMCheckpoint`; needs ``n_init=1``).
 
         Returns
         -------
@@ -463,141 +440,3 @@ class DiagGMM:
     def aic(self, X: np.ndarray) -> float:
         """Akaike information criterion on ``X`` (lower is better)."""
         return -2 * self.log_likelihood_total(X) + 2 * self._n_parameters()
-
-    # -- persistence -------------------------------------------------------------------------
-
-    def save(self, path: str | os.PathLike) -> None:
-        """Write the model to one ``.npz`` file (no pickle, checksummed, atomic).
-
-        Raises
-        ------
-        ParameterError
-            When the model holds something :meth:`load` would refuse (non-finite
-            parameters, a parameter of the wrong type): such a file is never written.
-
-        See Also
-        --------
-        DiagGMM.load
-        """
-        self._check_fitted()
-        params = {k: v for k, v in self.get_params().items() if not k.endswith("_init")}
-        if not isinstance(self.random_state, (int, np.integer, type(None))):
-            params["random_state"] = None
-        header = jsonable({"params": params, "training": getattr(self, "fit_report_", {})})
-        arrays = {
-            "weights": self.weights_,
-            "means": self.means_,
-            "variances": self.variances_,
-            "var_floor": self.var_floor_,
-        }
-        name = os.fspath(path)
-        try:  # the checks load() makes, so that every saved file loads
-            for key, check in HEADER_FIELDS.items():
-                check(header[key])
-            validate_param_arrays(name, *(np.asarray(arrays[k]) for k in list(arrays)[:3]))
-        except (ValueError, TypeError) as e:
-            raise ParameterError(f"cannot save {name}: {e}") from None
-        write_container(path, kind=self._FILE_KIND, header=header, arrays=arrays)
-
-    @classmethod
-    def load(cls, path: str | os.PathLike) -> DiagGMM:
-        """Read a model written by :meth:`save`, validating everything.
-
-        Every header field is checked like a constructor argument (see
-        :data:`HEADER_FIELDS`), the arrays like fitted parameters.
-
-        Raises
-        ------
-        ModelFileError
-            Missing, truncated or tampered file, another format version, or invalid
-            parameters (non-finite, variances <= 0, weights not summing to 1), naming
-            the file and the field.
-        """
-        header, arrays = read_container(
-            path,
-            kind=cls._FILE_KIND,
-            names=("weights", "means", "variances", "var_floor"),
-            fields=HEADER_FIELDS,
-            required=("params",),
-        )
-        name = os.fspath(path)
-        gmm = cls(**header["params"])
-        w, m, v, f = (arrays.get(k) for k in ("weights", "means", "variances", "var_floor"))
-        validate_param_arrays(name, w, m, v)
-        if (
-            f is None
-            or f.shape != (m.shape[1],)
-            or f.dtype != np.float64
-            or not np.all(np.isfinite(f))
-            or np.any(f <= 0)
-        ):
-            raise ModelFileError(f"{name}: invalid var_floor array")
-        if m.shape[0] != gmm.n_components:
-            raise ModelFileError(
-                f"{name}: header says n_components={gmm.n_components}, arrays have {m.shape[0]}"
-            )
-        gmm.weights_, gmm.means_, gmm.variances_, gmm.var_floor_ = w, m, v, f
-        gmm.fit_report_ = header.get("training", {})
-        gmm.history_ = list(gmm.fit_report_.get("history", []))
-        return gmm
-
-
-# -- the model file's header: one validator per top-level key ------------------------------
-
-
-def _real_list(v: Any, what: str) -> list[float]:
-    return [field_real(x, f"{what}[{i}]", finite=False) for i, x in enumerate(field_list(v, what))]
-
-
-def _count(v: Any, what: str) -> int:
-    return field_int(v, what, lo=0)
-
-
-#: Types of the known entries of a fit report (others are kept as plain JSON).
-FIT_REPORT_FIELDS = {
-    "n_frames": _count,
-    "n_dims": lambda v, what: field_int(v, what, lo=1),
-    "n_components": lambda v, what: field_int(v, what, lo=1),
-    "n_iter": _count,
-    "converged": field_bool,
-    "final_mean_loglik": lambda v, what: field_real(v, what, finite=False),
-    "history": _real_list,
-    "best_init": _count,
-    "init_final_mean_logliks": _real_list,
-    "reseeded": field_list,
-    "n_reseeded": _count,
-    "global_mean_norm": lambda v, what: field_real(v, what, lo=0.0),
-    "seconds": lambda v, what: field_real(v, what, lo=0.0),
-}
-
-
-def check_seed(v: Any, what: str) -> int | None:
-    """A stored ``random_state``: None or an int in [0, 2**128)."""
-    return None if v is None else field_int(v, what, lo=0, hi=2**128 - 1)
-
-
-def check_verbose(v: Any, what: str) -> int:
-    """A stored ``verbose``: an int (or bool) >= 0."""
-    return field_int(int(v) if isinstance(v, bool) else v, what, lo=0)
-
-
-def _params_block(v: Any) -> dict[str, Any]:
-    """The constructor parameters, checked exactly as ``fit`` checks them."""
-    params = field_dict(v, "params")
-    allowed = [k for k in DiagGMM._param_names() if not k.endswith("_init")]
-    unknown = sorted(set(params) - set(allowed))
-    if unknown:
-        raise ValueError(f"unknown parameter(s) {unknown[:5]}; valid: {allowed}")
-    gmm = DiagGMM(**params)
-    check_params(gmm)
-    check_seed(gmm.random_state, "params.random_state")
-    check_verbose(gmm.verbose, "params.verbose")
-    return params
-
-
-#: Validators of the top-level header fields of a DiagGMM file (see
-#: :func:`audiogmm.container.read_container`). Add one entry per new field.
-HEADER_FIELDS = {
-    "params": _params_block,
-    "training": lambda v: info_block(v, "training", FIT_REPORT_FIELDS),
-}

@@ -18,7 +18,6 @@ distributed training are built on.
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 
 import numpy as np
@@ -260,20 +259,6 @@ class Stats:
         return cls(
             a["n"], a["F"], a["S"], float(a["scalars"][0]), float(a["scalars"][1]), a["shift"]
         )
-
-    def save(self, path: str | os.PathLike) -> None:
-        """Write to an ``.npz`` file atomically (no pickle, checksummed header)."""
-        from ..container import write_container
-
-        write_container(path, kind="Stats", header={}, arrays=self.to_arrays())
-
-    @classmethod
-    def load(cls, path: str | os.PathLike) -> Stats:
-        """Read statistics written by :meth:`save`; raises ModelFileError on a bad file."""
-        from ..container import read_container
-
-        _, arrays = read_container(path, kind="Stats")
-        return cls.from_arrays(arrays, source=os.fspath(path))
 
     def __repr__(self) -> str:
         return (

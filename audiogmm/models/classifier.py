@@ -10,7 +10,6 @@ travels in the model file bundle that :mod:`audiogmm.pipeline.bundle` writes.
 from __future__ import annotations
 
 import logging
-import math
 import os
 import warnings
 from collections.abc import Mapping, Sequence
@@ -18,32 +17,16 @@ from typing import Any
 
 import numpy as np
 
-from ..container import (
-    Validator,
-    field_bool,
-    field_dict,
-    field_int,
-    field_list,
-    field_real,
-    field_str,
-    info_block,
-    jsonable,
-    read_container,
-    write_container,
-)
 from ..engine import LocalExecutor, resolve
-from ..exceptions import ModelFileError, OversizedModelWarning, ParameterError
+from ..exceptions import OversizedModelWarning, ParameterError
 from ..mixture import DiagGMM, log_softmax, stacked_log_likelihood
-from ..mixture.checks import check_enough_frames, check_params, validate_param_arrays
-from ..mixture.diag import check_seed, check_verbose
+from ..mixture.checks import check_enough_frames, check_params
 from ..mixture.fit import fit_mixtures
 from ..mixture.sources import ArraySource, check_frames
 from ..progress import Progress, reporter
 
 __all__ = [
-    "CLASS_REPORT_FIELDS",
     "GMMClassifier",
-    "HEADER_FIELDS",
     "MIN_FRAMES_PER_COMPONENT",
     "N_COMPONENTS",
     "oversized_reason",
@@ -116,8 +99,6 @@ class GMMClassifier:
     >>> clf.predict([rng.normal(5, 1, (50, 2))]).tolist()
     ['b']
     """
-
-    _FILE_KIND = "GMMClassifier"
 
     def __init__(
         self,
@@ -344,214 +325,14 @@ class GMMClassifier:
     # -- persistence -------------------------------------------------------------------------
 
     def save(self, path: str | os.PathLike, *, extra: dict[str, Any] | None = None) -> None:
-        """Write all class models to one checksummed ``.npz`` (atomic, no pickle).
+        """Write to one checksummed ``.npz`` file; see :func:`audiogmm.io.save`."""
+        from ..io import save
 
-        Parameters
-        ----------
-        path : path
-        extra : dict, optional
-            More JSON header fields (the pipeline stores the feature configuration
-            here); returned by :meth:`load` in ``file_header_``.
-
-        Raises
-        ------
-        ParameterError
-            When the classifier holds something :meth:`load` would refuse (non-finite
-            parameters, bad priors, ...): a file that cannot be loaded is never written.
-        """
-        self._check_fitted()
-        header = jsonable({**(extra or {}), "labels": list(self.labels_), **self._own_fields()})
-        arrays = {
-            "weights": self.weights_,
-            "means": self.means_,
-            "variances": self.variances_,
-            "var_floors": self.var_floors_,
-        }
-        try:  # the checks load() makes, so that every saved file loads
-            self._from_file("the classifier to save", {**header}, arrays)
-        except ModelFileError as e:
-            raise ParameterError(f"cannot save {os.fspath(path)}: {e}") from None
-        write_container(path, kind=self._FILE_KIND, header=header, arrays=arrays)
-
-    def _own_fields(self) -> dict[str, Any]:
-        """The header fields of this classifier besides ``labels`` (also a fused member's)."""
-        return {
-            "n_components": self.n_components,
-            "priors": self.priors,
-            "random_state": self.random_state,
-            "gmm_params": {k: v for k, v in self.gmm_params.items() if not k.endswith("_init")},
-            "training": getattr(self, "fit_report_", {}),
-        }
+        save(self, path, extra=extra)
 
     @classmethod
-    def load(
-        cls,
-        path: str | os.PathLike,
-        *,
-        header_fields: Mapping[str, Validator] | None = None,
-    ) -> GMMClassifier:
-        """Read a classifier written by :meth:`save`, validating everything.
+    def load(cls, path: str | os.PathLike) -> GMMClassifier:
+        """Read a file written by :meth:`save`; see :func:`audiogmm.io.load`."""
+        from ..io import load
 
-        Parameters
-        ----------
-        path : path
-        header_fields : mapping of str to validator, optional
-            Validators of the header fields a higher layer added (e.g. the pipeline's
-            ``feature_config``). With them, any field without a validator refuses the
-            file; without them, fields that are not the classifier's are kept in
-            ``file_header_`` as plain JSON, unvalidated (the classifier never uses them).
-
-        Raises
-        ------
-        ModelFileError
-            Missing, truncated, tampered, other version, or invalid contents, naming
-            the file and the field.
-        """
-        name = os.fspath(path)
-        header, arrays = read_container(
-            path,
-            kind=cls._FILE_KIND,
-            names=("weights", "means", "variances", "var_floors"),
-            fields={**HEADER_FIELDS, **(header_fields or {})},
-            required=("labels", "n_components"),
-            unknown="keep" if header_fields is None else "refuse",
-        )
-        return cls._from_file(name, header, arrays)
-
-    @classmethod
-    def _from_file(
-        cls, name: str, header: dict[str, Any], arrays: dict[str, np.ndarray]
-    ) -> GMMClassifier:
-        """A classifier from validated header fields and arrays, after the cross-field checks."""
-        for key, check in HEADER_FIELDS.items():
-            if key in header:
-                try:
-                    header[key] = check(header[key])
-                except (ValueError, TypeError) as e:
-                    raise ModelFileError(f"{name}: invalid header field {key!r}: {e}") from None
-        labels = header["labels"]
-        training = header.get("training") or {}
-        priors = header.get("priors")
-
-        def bad(key: str, why: str) -> ModelFileError:
-            return ModelFileError(f"{name}: invalid header field {key!r}: {why}")
-
-        try:
-            clf = cls(
-                header["n_components"],
-                priors=priors,
-                random_state=header.get("random_state"),
-                **header.get("gmm_params", {}),
-            )
-            check_params(clf._class_model(None))
-        except ParameterError as e:
-            raise bad("gmm_params", str(e)) from None
-        if priors is not None:
-            if set(priors) != set(labels):
-                raise bad("priors", f"keys {sorted(priors)[:10]} are not the labels")
-            total = sum(priors.values())
-            if not math.isfinite(total) or min(priors.values()) / total < 1e-300:
-                raise bad("priors", "their sum overflows, or one is 0 relative to it")
-        if not set(training) <= set(labels):
-            raise bad(
-                "training", f"entries {sorted(set(training) - set(labels))[:5]} are not labels"
-            )
-        w, m, v = arrays.get("weights"), arrays.get("means"), arrays.get("variances")
-        validate_param_arrays(name, w, m, v)
-        f = arrays.get("var_floors")
-        if m.ndim != 3 or m.shape[0] != len(labels):
-            raise ModelFileError(f"{name}: {len(labels)} labels but means of shape {m.shape}")
-        if m.shape[1] != clf.n_components:
-            raise bad("n_components", f"{clf.n_components}, but the arrays hold {m.shape[1]}")
-        if (
-            f is None
-            or f.shape != (m.shape[0], m.shape[2])
-            or f.dtype != np.float64
-            or not np.all(np.isfinite(f))
-            or not np.all(f > 0)
-        ):
-            raise ModelFileError(f"{name}: invalid var_floors array")
-        clf.labels_ = labels
-        clf.weights_, clf.means_, clf.variances_, clf.var_floors_ = w, m, v, f
-        clf.models_ = {}
-        for i, y in enumerate(labels):
-            g = DiagGMM(m.shape[1], **clf.gmm_params)
-            g.weights_, g.means_, g.variances_, g.var_floor_ = w[i], m[i], v[i], f[i]
-            clf.models_[y] = g
-        clf.fit_report_ = training
-        clf.file_header_ = header
-        return clf
-
-
-# -- the model file's header: one validator per top-level key ------------------------------
-
-_MAX_LABELS = 100_000
-
-
-def _labels(v: Any) -> list[str]:
-    labels = field_list(v, "labels", max_len=_MAX_LABELS)
-    if not labels:
-        raise ValueError("labels must not be empty")
-    out = [field_str(y, f"labels[{i}]", max_len=1024) for i, y in enumerate(labels)]
-    if len(set(out)) != len(out):
-        raise ValueError("labels must be unique")
-    return out
-
-
-def _priors(v: Any) -> dict[str, float] | None:
-    if v is None or v == {}:
-        return None  # equal priors, as the constructor takes them
-    d = field_dict(v, "priors")
-    return {k: field_real(p, f"priors[{k!r}]", lo=5e-324) for k, p in d.items()}
-
-
-def _gmm_params(v: Any) -> dict[str, Any]:
-    d = field_dict(v, "gmm_params")
-    banned = {"n_components", "random_state", "n_jobs"}
-    allowed = [k for k in DiagGMM._param_names() if k not in banned and not k.endswith("_init")]
-    unknown = sorted(set(d) - set(allowed))
-    if unknown:
-        raise ValueError(f"unknown DiagGMM parameter(s) {unknown[:5]}; valid: {allowed}")
-    if "verbose" in d:
-        check_verbose(d["verbose"], "gmm_params.verbose")
-    return d  # values are checked with n_components, in _from_file
-
-
-#: Types of the known entries of one class's training summary (others kept as plain JSON).
-CLASS_REPORT_FIELDS = {
-    "n_clips": lambda v, what: field_int(v, what, lo=0),
-    "n_frames": lambda v, what: field_int(v, what, lo=0),
-    "n_iter": lambda v, what: field_int(v, what, lo=0),
-    "converged": field_bool,
-    "final_mean_loglik": lambda v, what: field_real(v, what, finite=False),
-    "n_reseeded": lambda v, what: field_int(v, what, lo=0),
-    "compute_dtype": lambda v, what: _one_of(field_str(v, what), ("float32", "float64"), what),
-    "notes": lambda v, what: [field_str(x, f"{what}[{i}]", max_len=1024)
-                              for i, x in enumerate(field_list(v, what, max_len=64))],
-    "history": lambda v, what: [field_real(x, f"{what}[{i}]", finite=False)
-                                for i, x in enumerate(field_list(v, what, max_len=1 << 16))],
-}  # fmt: skip
-
-
-def _one_of(v: str, choices: tuple[str, ...], what: str) -> str:
-    if v not in choices:
-        raise ValueError(f"{what} must be one of {list(choices)}, got {v!r}")
-    return v
-
-
-def _training(v: Any) -> dict[str, dict[str, Any]]:
-    d = field_dict(v, "training")
-    return {y: info_block(r, f"training[{y!r}]", CLASS_REPORT_FIELDS) for y, r in d.items()}
-
-
-#: Validators of the classifier's top-level header fields (see
-#: :func:`audiogmm.container.read_container`): one entry per field. Cross-field checks
-#: (priors and training keyed by the labels, sizes against the arrays) follow in ``load``.
-HEADER_FIELDS: dict[str, Validator] = {
-    "labels": _labels,
-    "n_components": lambda v: field_int(v, "n_components", lo=1),
-    "priors": _priors,
-    "random_state": lambda v: check_seed(v, "random_state"),
-    "gmm_params": _gmm_params,
-    "training": _training,
-}
+        return load(path, cls)

@@ -17,42 +17,17 @@ through the same checks as a single :class:`GMMClassifier` file.
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 
-from ..container import Validator, field_dict, field_list, jsonable, read_container, write_container
 from ..engine import LocalExecutor
-from ..exceptions import ModelFileError, ParameterError
-from .classifier import HEADER_FIELDS as CLASSIFIER_FIELDS
+from ..exceptions import ParameterError
+from ..io.tables import MAX_MEMBERS
 from .classifier import GMMClassifier
 
 __all__ = ["MAX_MEMBERS", "FusedClassifier", "fuse_scores"]
-
-#: Most members a fused model may hold (each costs one feature extraction per clip).
-MAX_MEMBERS = 4
-
-_ARRAYS = ("weights", "means", "variances", "var_floors")
-_MEMBER_KEYS = ("n_components", "priors", "random_state", "gmm_params", "training")
-
-
-def _members(v: Any) -> list[dict[str, Any]]:
-    items = field_list(v, "members", max_len=MAX_MEMBERS)
-    if len(items) < 2:
-        raise ValueError(f"a fused model needs 2 to {MAX_MEMBERS} members, got {len(items)}")
-    out = []
-    for i, item in enumerate(items):
-        d = field_dict(item, f"members[{i}]")
-        unknown = sorted(set(d) - set(_MEMBER_KEYS))
-        if unknown or "n_components" not in d:
-            raise ValueError(
-                f"members[{i}]: unknown field(s) {unknown[:5]}"
-                if unknown
-                else f"members[{i}]: n_components is missing"
-            )
-        out.append({k: CLASSIFIER_FIELDS[k](val) for k, val in d.items()})
-    return out
 
 
 def fuse_scores(scores: Sequence[np.ndarray], n_frames: Sequence[np.ndarray]) -> np.ndarray:
@@ -78,10 +53,6 @@ def fuse_scores(scores: Sequence[np.ndarray], n_frames: Sequence[np.ndarray]) ->
     return total
 
 
-#: The fused file's own header fields (the pipeline adds ``feature_configs`` and others).
-HEADER_FIELDS: dict[str, Validator] = {"labels": CLASSIFIER_FIELDS["labels"], "members": _members}
-
-
 class FusedClassifier:
     """Several classifiers of the same labels, one per front end, decided together.
 
@@ -98,8 +69,6 @@ class FusedClassifier:
     fit_report_ : dict
         The first member's per-class training report.
     """
-
-    _FILE_KIND = "FusedClassifier"
 
     def __init__(self, members: Sequence[GMMClassifier]) -> None:
         members = list(members)
@@ -179,74 +148,15 @@ class FusedClassifier:
 
     # -- persistence -------------------------------------------------------------------------
 
-    def _file_parts(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
-        members, arrays = [], {}
-        for i, m in enumerate(self.members):
-            members.append(m._own_fields())
-            for k in _ARRAYS:
-                arrays[f"m{i}_{k}"] = getattr(m, f"{k}_")
-        return {"labels": list(self.labels_), "members": members}, arrays
-
     def save(self, path: str | os.PathLike, *, extra: dict[str, Any] | None = None) -> None:
-        """Write every member to one checksummed file (atomic, no pickle).
+        """Write every member to one checksummed file; see :func:`audiogmm.io.save`."""
+        from ..io import save
 
-        Raises
-        ------
-        ParameterError
-            When a member holds something :meth:`load` would refuse.
-        """
-        own, arrays = self._file_parts()
-        header = jsonable({**(extra or {}), **own})
-        try:  # the checks load() makes, so that every saved file loads
-            self._from_file("the fused classifier to save", dict(header), arrays)
-        except ModelFileError as e:
-            raise ParameterError(f"cannot save {os.fspath(path)}: {e}") from None
-        write_container(path, kind=self._FILE_KIND, header=header, arrays=arrays)
+        save(self, path, extra=extra)
 
     @classmethod
-    def load(
-        cls, path: str | os.PathLike, *, header_fields: Mapping[str, Validator] | None = None
-    ) -> FusedClassifier:
-        """Read a file written by :meth:`save`, validating everything (see
-        :meth:`GMMClassifier.load`; ``header_fields`` has the same meaning).
+    def load(cls, path: str | os.PathLike) -> FusedClassifier:
+        """Read a file written by :meth:`save`; see :func:`audiogmm.io.load`."""
+        from ..io import load
 
-        Raises
-        ------
-        ModelFileError
-            Any failed check, naming the file, the member and the field.
-        """
-        header, arrays = read_container(
-            path,
-            kind=cls._FILE_KIND,
-            fields={**HEADER_FIELDS, **(header_fields or {})},
-            required=("labels", "members"),
-            unknown="keep" if header_fields is None else "refuse",
-        )
-        return cls._from_file(os.fspath(path), header, arrays)
-
-    @classmethod
-    def _from_file(
-        cls, name: str, header: dict[str, Any], arrays: dict[str, np.ndarray]
-    ) -> FusedClassifier:
-        try:
-            labels = HEADER_FIELDS["labels"](header.get("labels"))
-            members = _members(header.get("members"))
-        except (ValueError, TypeError) as e:
-            raise ModelFileError(f"{name}: invalid header field: {e}") from None
-        expected = {f"m{i}_{k}" for i in range(len(members)) for k in _ARRAYS}
-        if set(arrays) != expected:
-            raise ModelFileError(
-                f"{name}: arrays {sorted(arrays)[:12]} are not those of {len(members)} members"
-            )
-        clfs = []
-        for i, fields in enumerate(members):
-            part = {k: arrays[f"m{i}_{k}"] for k in _ARRAYS}
-            clfs.append(
-                GMMClassifier._from_file(f"{name} (member {i})", {"labels": labels, **fields}, part)
-            )
-        try:
-            out = cls(clfs)
-        except ParameterError as e:
-            raise ModelFileError(f"{name}: {e}") from None
-        out.file_header_ = header
-        return out
+        return load(path, cls)

@@ -16,18 +16,16 @@ from __future__ import annotations
 
 import logging
 import math
-import os
 import warnings
 from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 
-from ..container import jsonable, read_container, write_container
 from ..engine import LocalExecutor, resolve
-from ..exceptions import ConvergenceWarning, ModelFileError, ParameterError
+from ..exceptions import ConvergenceWarning, ParameterError
 from ..mixture import DiagGMM, Params, stacked_log_likelihood
-from ..mixture.checks import check_params, is_int, validate_param_arrays
+from ..mixture.checks import check_params, is_int
 from ..mixture.fit import fit_mixtures
 from ..mixture.gselect import select_scores
 from ..mixture.map import MAPMaximiser, check_adapt
@@ -51,9 +49,6 @@ UNKNOWN = "unknown"
 
 #: Subsampling is skipped when it would leave fewer frames than this per UBM component.
 _MIN_FRAMES_PER_COMPONENT = 20
-
-_KIND_ARRAYS = {"m": "means", "w": "weights", "v": "variances"}
-
 
 def _real(v: Any) -> bool:
     return isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, bool)
@@ -113,8 +108,6 @@ class UBMClassifier(GMMClassifier):
     >>> clf.predict([rng.normal(3, 1, (80, 2))]).tolist()
     ['b']
     """
-
-    _FILE_KIND = "UBMClassifier"
 
     def __init__(
         self,
@@ -463,133 +456,6 @@ class UBMClassifier(GMMClassifier):
         return out
 
     # -- persistence -------------------------------------------------------------------------
-
-    def save(self, path: str | os.PathLike, *, extra: dict[str, Any] | None = None) -> None:
-        """Write the UBM and each class's adapted parameters (only those adapted), atomically."""
-        self._check_fitted()
-        adapt = check_adapt(self.adapt)
-        header = {
-            **(extra or {}),
-            "labels": list(self.labels_),
-            "n_components": int(self.n_components),
-            "priors": self.priors,
-            "random_state": self.random_state,
-            "gmm_params": jsonable(
-                {k: v for k, v in self.gmm_params.items() if not k.endswith("_init")}
-            ),
-            "map": jsonable({k: getattr(self, k) for k in self._OWN}),
-            "threshold": None if self.threshold_ is None else float(self.threshold_),
-            "training": jsonable(
-                {
-                    "classes": getattr(self, "fit_report_", {}),
-                    "ubm": getattr(self, "ubm_report_", {}),
-                }
-            ),  # fmt: skip
-        }
-        ubm = self.ubm_
-        arrays = {
-            "ubm_weights": ubm.weights_,
-            "ubm_means": ubm.means_,
-            "ubm_variances": ubm.variances_,
-            "ubm_var_floor": ubm.var_floor_,
-        }
-        for c in adapt:
-            arrays[_KIND_ARRAYS[c]] = getattr(self, _KIND_ARRAYS[c] + "_")
-        write_container(path, kind=self._FILE_KIND, header=header, arrays=arrays)
-
-    @classmethod
-    def load(cls, path: str | os.PathLike) -> UBMClassifier:
-        """Read a file written by :meth:`save`, validating every field.
-
-        Raises
-        ------
-        ModelFileError
-            Bad container, bad header field, missing/extra/misshapen arrays,
-            non-finite values, variances <= 0, weights not summing to 1.
-        """
-        name = os.fspath(path)
-        header, arrays = read_container(path, kind=cls._FILE_KIND)
-        try:
-            labels = header["labels"]
-            if (
-                not isinstance(labels, list) or not labels
-                or not all(isinstance(y, str) and y for y in labels)
-                or len(set(labels)) != len(labels)
-            ):  # fmt: skip
-                raise ValueError("labels must be a non-empty list of distinct non-empty strings")
-            own = header["map"]
-            if not isinstance(own, dict) or set(own) != set(cls._OWN):
-                raise ValueError(f"map block must have exactly the keys {sorted(cls._OWN)}")
-            priors = header.get("priors")
-            if priors is not None and (
-                not isinstance(priors, dict) or set(priors) != set(labels)
-                or not all(_real(v) and math.isfinite(v) and v > 0 for v in priors.values())
-            ):  # fmt: skip
-                raise ValueError("priors must be null or a positive number for every label")
-            seed = header.get("random_state")
-            if seed is not None and not is_int(seed):
-                raise ValueError(f"random_state must be an int or null, got {seed!r}")
-            gp = header.get("gmm_params", {})
-            if not isinstance(gp, dict):
-                raise ValueError("gmm_params must be an object")
-            K = header["n_components"]
-            if not is_int(K) or K <= 0:
-                raise ValueError(f"n_components must be an int > 0, got {K!r}")
-            clf = cls(K, priors=priors, random_state=seed, **own, **gp)
-            clf._check_own()
-            check_params(clf._ubm_model())
-            thr = header.get("threshold")
-            if thr is not None and not (_real(thr) and math.isfinite(thr)):
-                raise ValueError(f"threshold must be a finite number or null, got {thr!r}")
-        except ParameterError as e:
-            raise ModelFileError(f"{name}: bad header ({e})") from e
-        except (KeyError, TypeError, ValueError) as e:
-            raise ModelFileError(f"{name}: bad header ({type(e).__name__}: {e})") from e
-        adapt = check_adapt(clf.adapt)
-        expected = {"ubm_weights", "ubm_means", "ubm_variances", "ubm_var_floor"}
-        expected |= {_KIND_ARRAYS[c] for c in adapt}
-        if set(arrays) != expected:
-            raise ModelFileError(
-                f"{name}: arrays {sorted(arrays)} but adapt={adapt!r} needs {sorted(expected)}"
-            )
-        uw, um, uv = arrays["ubm_weights"], arrays["ubm_means"], arrays["ubm_variances"]
-        validate_param_arrays(name, uw, um, uv)
-        if um.ndim != 2 or um.shape[0] != K:
-            raise ModelFileError(f"{name}: header says K={K}, UBM means have shape {um.shape}")
-        f = arrays["ubm_var_floor"]
-        if (
-            f.dtype != np.float64
-            or f.shape != (um.shape[1],)
-            or not np.all(np.isfinite(f) & (f > 0))
-        ):
-            raise ModelFileError(f"{name}: invalid ubm_var_floor array")
-        M, D = len(labels), um.shape[1]
-        stacked = {
-            "weights": np.tile(uw, (M, 1)),
-            "means": np.tile(um, (M, 1, 1)),
-            "variances": np.tile(uv, (M, 1, 1)),
-        }
-        for c in adapt:
-            key = _KIND_ARRAYS[c]
-            a = arrays[key]
-            want = (M, K) if key == "weights" else (M, K, D)
-            if a.shape != want:
-                raise ModelFileError(f"{name}: {key} has shape {a.shape}, expected {want}")
-            stacked[key] = a
-        validate_param_arrays(name, stacked["weights"], stacked["means"], stacked["variances"])
-        ubm = DiagGMM(K, **clf.gmm_params)
-        ubm.weights_, ubm.means_, ubm.variances_, ubm.var_floor_ = uw, um, uv, f
-        clf.ubm_ = ubm
-        clf.labels_ = list(labels)
-        clf.weights_, clf.means_, clf.variances_ = (
-            stacked["weights"], stacked["means"], stacked["variances"],
-        )  # fmt: skip
-        clf.var_floors_ = np.tile(f, (M, 1))
-        clf.threshold_ = None if thr is None else float(thr)
-        training = header.get("training", {})
-        clf.fit_report_ = training.get("classes", {}) if isinstance(training, dict) else {}
-        clf.file_header_ = header
-        return clf
 
 
 def train_ubm(

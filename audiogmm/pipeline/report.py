@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from ..container import atomic_write
+from ..io.atomic import atomic_write
 
 __all__ = ["format_confusion", "format_metrics", "write_report", "write_training_curves"]
 

@@ -47,12 +47,13 @@ from typing import Any, Union
 
 import numpy as np
 
-from ..container import field_bool, field_dict, field_int, field_list, field_real, field_str
 from ..data import ExtractionResult, Record, RunOptions, extract_many
 from ..engine import LocalExecutor, resolve
 from ..exceptions import ConvergenceWarning, DatasetError, ParameterError
 from ..features import PRESETS, FeatureConfig
 from ..features.extraction import extraction_roots
+from ..io.schema import check
+from ..io.tables import SELECTION
 from ..models import FusedClassifier, GMMClassifier
 from ..models.classifier import N_COMPONENTS
 from ..models.decisions import (
@@ -523,21 +524,9 @@ def train_tuned(
     return clf, result
 
 
-_ROW_FIELDS = {
-    "stage": field_str,
-    "front_end": field_str,
-    "components": field_str,
-    "correct": lambda v, w: field_int(v, w, lo=0),
-    "n": lambda v, w: field_int(v, w, lo=0),
-    "accuracy": lambda v, w: field_real(v, w, lo=0.0, hi=1.0, finite=False),
-    "ci_low": lambda v, w: field_real(v, w, lo=0.0, hi=1.0, finite=False),
-    "ci_high": lambda v, w: field_real(v, w, lo=0.0, hi=1.0, finite=False),
-    "chosen": field_bool,
-}
-
-
 def validate_selection_block(block: Any) -> dict[str, Any]:
-    """Check a model header's ``selection`` block (written by :meth:`TuneResult.to_header`).
+    """Check a model header's ``selection`` block (written by :meth:`TuneResult.to_header`)
+    against :data:`audiogmm.io.tables.SELECTION`.
 
     Raises
     ------
@@ -545,36 +534,4 @@ def validate_selection_block(block: Any) -> dict[str, Any]:
         A missing, unknown or ill-typed field; the message names it
         (``selection.<field>``).
     """
-    d = field_dict(block, "selection")
-    required = {"front_end", "components_rule", "n_components", "n_folds", "cv_max_iter",
-                "cv_frame_step", "folds_by", "seconds", "table"}  # fmt: skip
-    missing, unknown = sorted(required - set(d)), sorted(set(d) - required)
-    if missing or unknown:
-        raise ValueError(f"selection: missing field(s) {missing}, unknown field(s) {unknown}")
-    out = {
-        "front_end": field_str(d["front_end"], "selection.front_end"),
-        "components_rule": field_str(d["components_rule"], "selection.components_rule"),
-        "n_components": {
-            field_str(k, "selection.n_components key", max_len=1024): field_int(
-                v, f"selection.n_components[{k!r}]", lo=1, hi=1 << 16
-            )
-            for k, v in field_dict(d["n_components"], "selection.n_components").items()
-        },
-        "n_folds": field_int(d["n_folds"], "selection.n_folds", lo=2, hi=1000),
-        "cv_max_iter": field_int(d["cv_max_iter"], "selection.cv_max_iter", lo=0, hi=1 << 20),
-        "cv_frame_step": field_int(d["cv_frame_step"], "selection.cv_frame_step", lo=1),
-        "folds_by": field_str(d["folds_by"], "selection.folds_by"),
-        "seconds": field_real(d["seconds"], "selection.seconds", lo=0.0),
-        "table": [],
-    }
-    if out["folds_by"] != "clip":
-        raise ValueError(f"selection.folds_by must be 'clip', got {out['folds_by']!r}")
-    for i, row in enumerate(field_list(d["table"], "selection.table", max_len=10_000)):
-        what = f"selection.table[{i}]"
-        row = field_dict(row, what)
-        unknown = sorted(set(row) - set(_ROW_FIELDS))
-        missing = sorted(set(_ROW_FIELDS) - {"chosen"} - set(row))
-        if missing or unknown:
-            raise ValueError(f"{what}: missing field(s) {missing}, unknown field(s) {unknown}")
-        out["table"].append({k: _ROW_FIELDS[k](v, f"{what}.{k}") for k, v in row.items()})
-    return out
+    return check(SELECTION, block, "selection")

@@ -20,10 +20,10 @@ from typing import Any
 
 import numpy as np
 
-from ..container import atomic_write
 from ..data import RunOptions, extract_many, read_csv_rows
 from ..engine import LocalExecutor, resolve
 from ..exceptions import DatasetError, ParameterError
+from ..io.atomic import atomic_write
 from ..scoring import DCF_TARGETS, eer, min_dcf, snorm, tnorm, znorm
 from ..scoring.verification import operating_points
 from .bundle import Bundle

@@ -1,8 +1,7 @@
 """The audiogmm file container: one ``.npz``, no pickle, a checksummed JSON header.
 
-Every file audiogmm writes (a :class:`~audiogmm.mixture.DiagGMM`, a
-:class:`~audiogmm.models.GMMClassifier`, a :class:`~audiogmm.mixture.Stats`) is a
-plain NumPy ``.npz`` archive (a zip whose members are *stored*, not compressed) holding
+Every model file audiogmm writes (:mod:`audiogmm.io.modelfile`) is a plain NumPy
+``.npz`` archive (a zip whose members are *stored*, not compressed) holding
 
 * the numeric arrays of the object, one ``<name>.npy`` member each, and
 * ``__header__.npy``: a 1-D ``uint8`` array carrying UTF-8 JSON with the format name,
@@ -14,15 +13,10 @@ plain NumPy ``.npz`` archive (a zip whose members are *stored*, not compressed) 
 Reading trusts nothing (see :func:`read_container`): the zip directory, the member
 names, their declared sizes and the ``.npy`` headers are checked against each other
 and against the JSON header before any array byte is read; the header's size and
-nesting depth are capped; every header field goes through one validator from a
-table the caller passes (one validator per top-level key). Members must be stored,
-so the bytes read never exceed the file's size: no zip bomb can inflate.
-
-Files are written to a temporary file in the destination folder and moved into
-place with :func:`os.replace` (:func:`atomic_write`), so an interrupted write never
-leaves a partial file behind; new files honour the umask, overwritten files keep
-their mode, and temporary files left by killed writers are removed on a later write
-to the same folder.
+nesting depth are capped. Members must be stored, so the bytes read never exceed the
+file's size: no zip bomb can inflate. The object's own header fields are checked by
+:mod:`audiogmm.io.modelfile` against its table. Files are written with
+:func:`audiogmm.io.atomic.atomic_write`.
 """
 
 from __future__ import annotations
@@ -36,35 +30,24 @@ import os
 import re
 import stat
 import struct
-import tempfile
-import threading
-import time
 import zipfile
-from collections.abc import Callable, Mapping
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 
-from ._version import __version__
-from .exceptions import ModelFileError, ParameterError
+from .._version import __version__
+from ..exceptions import ModelFileError, ParameterError
+from .atomic import atomic_write
 
 __all__ = [
+    "CONTAINER_KEYS",
     "FORMAT_NAME",
     "FORMAT_VERSION",
     "KEY_ENV",
     "MAX_HEADER_BYTES",
     "MAX_HEADER_DEPTH",
-    "Validator",
-    "atomic_write",
-    "check_writable",
-    "field_bool",
-    "field_dict",
-    "field_int",
-    "field_list",
-    "field_real",
-    "field_str",
-    "info_block",
-    "jsonable",
+    "open_regular",
+    "parse_json",
     "read_container",
     "read_kind",
     "write_container",
@@ -86,28 +69,11 @@ _NPY_HEADER_MAX = 4096
 _HEADER_KEY = "__header__"
 _MEMBER_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,63}\.npy")
 _ALLOWED_KINDS = {"f", "i", "u", "b"}  # float, int, uint, bool: nothing that needs pickle
-#: Keys the container itself writes and checks; every other top-level key needs a validator.
-_CONTAINER_KEYS = ("format", "format_version", "kind", "audiogmm_version", "arrays", "checksum")
 _SIGNATURE_KEY = "signature"
-
-#: A header validator: takes the raw JSON value, returns the value to keep, and raises
-#: ``ValueError`` / ``TypeError`` (``ParameterError`` is a ``ValueError``) with the reason,
-#: or a ``ModelFileError`` whose message names the field itself (used as is).
-Validator = Callable[[Any], Any]
-
-
-def jsonable(obj: Any) -> Any:
-    """``obj`` with NumPy scalars and arrays turned into plain Python, for JSON headers."""
-    if isinstance(obj, dict):
-        return {str(k): jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [jsonable(v) for v in obj]
-    if isinstance(obj, np.generic):
-        return obj.item()
-    if isinstance(obj, np.ndarray):
-        return obj.tolist()
-    return obj
-
+#: Keys the container itself writes and checks; the others are the object's (its table's).
+CONTAINER_KEYS = (
+    "format", "format_version", "kind", "audiogmm_version", "arrays", "checksum", _SIGNATURE_KEY,
+)  # fmt: skip
 
 # ---------------------------------------------------------------------------- checksums
 
@@ -131,155 +97,6 @@ def _model_key() -> bytes | None:
 def _signature(key: bytes, checksum: str) -> str:
     # the checksum already covers every array byte and every other header field
     return "hmac-sha256:" + hmac.new(key, checksum.encode("ascii"), hashlib.sha256).hexdigest()
-
-
-# ---------------------------------------------------------------------------- writing
-
-_CLEANED: set[str] = set()
-_CLEANED_LOCK = threading.Lock()
-#: A temporary file whose writer (same host) is dead is removed once it is this old (s).
-STALE_DEAD_S = 600.0
-#: Any temporary file this old is removed, whoever wrote it (pid reuse, other hosts).
-STALE_ANY_S = 86400.0
-_TMP_RE = re.compile(r"\.tmp-(?:(\d+)-)?")
-
-
-def _umask() -> int:
-    try:  # Linux >= 4.7: read it without changing it (os.umask is process-wide, racy)
-        with open("/proc/self/status") as fh:
-            for line in fh:
-                if line.startswith("Umask:"):
-                    return int(line.split()[1], 8)
-    except (OSError, ValueError):
-        pass
-    with _CLEANED_LOCK:
-        mask = os.umask(0o022)
-        os.umask(mask)
-    return mask
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except (PermissionError, OverflowError, ValueError):
-        return True  # exists (another user's) or not a pid we can judge: keep the file
-    return True
-
-
-def _clean_stale_temps(folder: str) -> None:
-    """Remove ``.tmp-*`` files left in ``folder`` by writers that were killed.
-
-    Safe against concurrent writers: a temporary file is removed only when its
-    writer's pid (in its name) is dead and it has not been touched for
-    :data:`STALE_DEAD_S`, or when it has not been touched for :data:`STALE_ANY_S`
-    (pid reuse, writers on other hosts of a shared file system). Runs once per
-    folder per process, so writing many files into one folder stays O(n).
-    """
-    with _CLEANED_LOCK:
-        if folder in _CLEANED:
-            return
-        _CLEANED.add(folder)
-    now = time.time()
-    try:
-        entries = list(os.scandir(folder))
-    except OSError:
-        return
-    for e in entries:
-        m = _TMP_RE.match(e.name)
-        if not m:
-            continue
-        try:
-            st = e.stat(follow_symlinks=False)
-            if not stat.S_ISREG(st.st_mode):
-                continue
-            age = now - st.st_mtime
-            pid = int(m.group(1)) if m.group(1) else None
-            dead = pid is not None and pid != os.getpid() and not _pid_alive(pid)
-            if age > STALE_ANY_S or (dead and age > STALE_DEAD_S):
-                os.unlink(e.path)
-        except OSError:
-            continue  # vanished (another cleaner) or not ours to remove
-
-
-def atomic_write(path: str | os.PathLike, write, *, mode: str = "wb") -> None:
-    """Call ``write(fileobj)`` on a temporary file next to ``path``, then rename it.
-
-    The rename is atomic on POSIX and Windows, so readers see either the old file
-    or the complete new one, never a partial write. A new file gets mode
-    ``0o666 & ~umask`` (as ``open`` would give it); an overwritten file keeps its
-    mode. Temporary files left in the folder by killed writers are removed first
-    (see :func:`_clean_stale_temps`).
-    """
-    path = os.fspath(path)
-    folder = os.path.dirname(os.path.abspath(path))
-    try:
-        os.makedirs(folder, exist_ok=True)
-        _clean_stale_temps(folder)
-        try:
-            file_mode = stat.S_IMODE(os.stat(path).st_mode) & 0o777  # never set-id bits
-        except FileNotFoundError:
-            file_mode = 0o666 & ~_umask()
-        fd, tmp = tempfile.mkstemp(
-            dir=folder, prefix=f".tmp-{os.getpid()}-", suffix="-" + os.path.basename(path)
-        )
-    except OSError as e:
-        raise _output_error(path, e) from None
-    try:
-        os.fchmod(fd, file_mode)  # mkstemp makes 0600 whatever the umask
-        with os.fdopen(fd, mode) as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException as e:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        if isinstance(e, OSError) and e.filename == tmp:  # name the user's file, not ours
-            raise _output_error(path, e) from None
-        raise
-
-
-def _output_error(name: str, e: OSError) -> OSError:
-    """``e``'s type, with a message naming the user's output ``name`` and the reason."""
-    reason = (e.strerror or str(e)).lower()
-    return type(e)(f"{name}: cannot write the output there ({reason})")
-
-
-def check_writable(path: str | os.PathLike, *, folder: bool = False) -> None:
-    """Fail early, naming ``path``, when an output could not be written there.
-
-    Call it before long work. Creates the missing folders (as the final write
-    would), then creates and removes a probe file in the output's folder.
-
-    Parameters
-    ----------
-    path : str or PathLike
-        The output file (or, with ``folder=True``, the output folder) as the user gave it.
-    folder : bool
-        ``path`` is a folder to write files into, not a file.
-
-    Raises
-    ------
-    OSError
-        (``PermissionError``, ``NotADirectoryError``, ``IsADirectoryError``, ...) whose
-        message names ``path`` and the reason.
-    """
-    name = os.fspath(path)
-    target = os.path.abspath(name)
-    where = target if folder else os.path.dirname(target)
-    if not folder and os.path.isdir(target):
-        raise IsADirectoryError(f"{name}: is a folder; give a file name for the output")
-    try:
-        os.makedirs(where, exist_ok=True)
-        fd, probe = tempfile.mkstemp(dir=where, prefix=f".tmp-{os.getpid()}-", suffix="-probe")
-        os.close(fd)
-        os.unlink(probe)
-    except OSError as e:
-        raise _output_error(name, e) from None
 
 
 def write_container(
@@ -459,25 +276,32 @@ def _no_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return d
 
 
-def _parse_header(raw: bytes) -> dict[str, Any]:
+def parse_json(raw: bytes, *, max_depth: int = MAX_HEADER_DEPTH) -> Any:
+    """JSON from UTF-8 bytes, nested at most ``max_depth`` deep, without duplicate keys.
+
+    The depth is measured before parsing (no RecursionError, whatever the input).
+
+    Raises
+    ------
+    ValueError
+        With the reason (not UTF-8, too deep, malformed, a duplicate key, a lone surrogate).
+    """
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as e:
-        raise _Bad(f"unreadable header (not UTF-8: {e})") from None
+        raise ValueError(f"not UTF-8: {e}") from None
     depth = _json_depth(raw)
-    if depth > MAX_HEADER_DEPTH:
-        raise _Bad(f"header nests {depth} levels deep (at most {MAX_HEADER_DEPTH})")
+    if depth > max_depth:
+        raise ValueError(f"nests {depth} levels deep (at most {max_depth})")
     try:
-        header = json.loads(text, object_pairs_hook=_no_duplicate_keys)
+        value = json.loads(text, object_pairs_hook=_no_duplicate_keys)
     except (ValueError, RecursionError) as e:
-        raise _Bad(f"unreadable header ({type(e).__name__}: {str(e)[:200]})") from None
-    if not isinstance(header, dict):
-        raise _Bad("header is not a JSON object")
+        raise ValueError(f"not valid JSON ({type(e).__name__}: {str(e)[:200]})") from None
     try:  # a lone surrogate (JSON "\ud800") would crash whoever prints the value
-        json.dumps(header, ensure_ascii=False).encode("utf-8")
+        json.dumps(value, ensure_ascii=False).encode("utf-8")
     except UnicodeEncodeError:
-        raise _Bad("header holds invalid Unicode (a lone surrogate)") from None
-    return header
+        raise ValueError("holds invalid Unicode (a lone surrogate)") from None
+    return value
 
 
 def _array_specs(listed: Any, members: dict[str, tuple]) -> None:
@@ -499,11 +323,8 @@ def _array_specs(listed: Any, members: dict[str, tuple]) -> None:
 def read_container(
     path: str | os.PathLike,
     *,
-    kind: str,
-    names: tuple[str, ...] | None = None,
-    fields: Mapping[str, Validator] | None = None,
-    required: tuple[str, ...] = (),
-    unknown: Literal["refuse", "keep"] = "refuse",
+    kind: str | tuple[str, ...] | None,
+    names: tuple[str, ...] | dict[str, tuple[str, ...] | None] | None = None,
 ) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
     """Read and verify a file written by :func:`write_container`, trusting nothing.
 
@@ -516,49 +337,35 @@ def read_container(
     :data:`MAX_HEADER_BYTES`, nested at most :data:`MAX_HEADER_DEPTH` deep, no
     duplicate keys) must have the right format, version and ``kind``, list exactly
     the arrays present with their dtypes and shapes, and match the checksum (and
-    the HMAC signature when :data:`KEY_ENV` is set). Last, each other top-level
-    field goes through its validator in ``fields``.
+    the HMAC signature when :data:`KEY_ENV` is set). The other header fields are
+    returned as plain JSON: :mod:`audiogmm.io.modelfile` checks them against the
+    kind's table.
 
     Parameters
     ----------
     path : str or PathLike
-    kind : str
-        The object kind expected in the header.
-    names : tuple of str, optional
-        The exact set of arrays the file must hold (checked on the zip directory,
-        before anything else is read). None accepts the arrays the header lists.
-    fields : mapping of str to Validator, optional
-        One validator per top-level header key (besides the container's own keys);
-        each returns the value to keep or raises ``ValueError``/``TypeError``. None
-        (for tools that inspect files) returns the other fields unvalidated; every
-        loader passes its table.
-    required : tuple of str
-        Keys of ``fields`` that must be present.
-    unknown : {"refuse", "keep"}
-        What to do with a top-level key that has no validator: refuse the file, or
-        keep it as plain JSON, unvalidated but bounded in size and depth (a lower
-        layer reading a file that a higher layer extended, e.g. a classifier reading
-        a model bundle: the higher layer's loader validates those keys).
+    kind : str, tuple of str, or None
+        The object kind (or kinds) expected in the header (None: :func:`read_kind`'s
+        header only).
+    names : tuple of str, or a dict of kind to tuple, optional
+        The exact set of arrays the file must hold (checked before any array byte is
+        read). None accepts the arrays the header lists.
 
     Returns
     -------
     header : dict
-        The validated header (validators' return values).
     arrays : dict of str to ndarray
 
     Raises
     ------
     ModelFileError
-        With the file name, the field and the reason, for any failed check.
+        With the file name and the reason, for any failed check.
     """
     name = os.fspath(path)
     try:
-        header, arrays = _read_verified(name, kind, names)
+        return _read_verified(name, kind, names)
     except _Bad as e:
         raise ModelFileError(f"{name}: {e}") from None
-    if fields is None:
-        return header, arrays
-    return _validate_fields(name, header, fields, required, unknown), arrays
 
 
 def read_kind(path: str | os.PathLike) -> str:
@@ -566,43 +373,43 @@ def read_kind(path: str | os.PathLike) -> str:
 
     Reads only the header, with every check :func:`read_container` makes before it (and
     the same bounds), and no array byte; the checksum is not verified. Use it to pick
-    the loader, which then checks everything. Never ``np.load`` a file to peek at it:
-    that inflates whatever the archive holds.
-
-    Raises
-    ------
-    ModelFileError
-        With the file name and the reason.
+    the loader, which then checks everything (ModelFileError naming the file). Never
+    ``np.load`` a file to peek at it: that inflates whatever the archive holds.
     """
-    name = os.fspath(path)
-    try:
-        header, _ = _read_verified(name, None, None)
-    except _Bad as e:
-        raise ModelFileError(f"{name}: {e}") from None
-    return header["kind"]
+    return read_container(path, kind=None)[0]["kind"]
 
 
-def _open_checked(name: str):
+def open_regular(name: str):
+    """``open(name, "rb")`` of a non-empty regular file (never a FIFO or a device, which
+    could block or never end); ValueError with the reason otherwise."""
     try:
         st = os.stat(name)
     except FileNotFoundError:
-        raise _Bad("no such file") from None
+        raise ValueError("no such file") from None
     except OSError as e:
-        raise _Bad(f"cannot read ({(e.strerror or str(e)).lower()})") from None
+        raise ValueError(f"cannot read ({(e.strerror or str(e)).lower()})") from None
     if not stat.S_ISREG(st.st_mode):
-        raise _Bad("not a regular file")
+        raise ValueError("not a regular file")
     if st.st_size == 0:
-        raise _Bad("file is empty")
-    try:
-        return open(name, "rb")
+        raise ValueError("file is empty")
+    try:  # O_NONBLOCK: a FIFO swapped in after the stat cannot block the open
+        fd = os.open(name, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            os.close(fd)
+            raise ValueError("not a regular file")
+        return os.fdopen(fd, "rb")
     except OSError as e:
-        raise _Bad(f"cannot read ({(e.strerror or str(e)).lower()})") from None
+        raise ValueError(f"cannot read ({(e.strerror or str(e)).lower()})") from None
 
 
 def _read_verified(
-    name: str, kind: str | None, names: tuple[str, ...] | None
+    name: str, kind: Any, names: Any
 ) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
-    with _open_checked(name) as f:
+    try:
+        f = open_regular(name)
+    except ValueError as e:
+        raise _Bad(str(e)) from None
+    with f:
         if f.read(4) != b"PK\x03\x04":
             raise _Bad("not an audiogmm model file (not an .npz/zip archive)")
         try:
@@ -618,7 +425,7 @@ def _read_verified(
 
 
 def _read_zip(
-    z: zipfile.ZipFile, file_size: int, kind: str | None, expected: tuple[str, ...] | None
+    z: zipfile.ZipFile, file_size: int, kind: Any, expected: Any
 ) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
     infos = z.infolist()
     names = [i.filename for i in infos]
@@ -642,7 +449,12 @@ def _read_zip(
         raise _Bad("unreadable header (must be a 1-D uint8 array)")
     if hshape[0] > MAX_HEADER_BYTES:
         raise _Bad(f"header of {hshape[0]} bytes exceeds the limit of {MAX_HEADER_BYTES}")
-    header = _parse_header(_read_member(z, hinfo)[hoff:])
+    try:
+        header = parse_json(_read_member(z, hinfo)[hoff:])
+    except ValueError as e:
+        raise _Bad(f"unreadable header ({e})") from None
+    if not isinstance(header, dict):
+        raise _Bad("header is not a JSON object")
     if header.get("format") != FORMAT_NAME:
         raise _Bad(f"format {str(header.get('format'))[:40]!r}, expected {FORMAT_NAME!r}")
     version = header.get("format_version")
@@ -655,8 +467,12 @@ def _read_zip(
         if not isinstance(header.get("kind"), str):
             raise _Bad("header field 'kind' must be a string")
         return header, {}
-    if header.get("kind") != kind:
-        raise _Bad(f"holds a {str(header.get('kind'))[:40]!r}, expected a {kind!r}")
+    kinds = (kind,) if isinstance(kind, str) else tuple(kind)
+    if header.get("kind") not in kinds:
+        want = " or ".join(repr(k) for k in kinds)
+        raise _Bad(f"holds a {str(header.get('kind'))[:40]!r}, expected a {want}")
+    if isinstance(expected, dict):
+        expected = expected[header["kind"]]
     if expected is not None and set(names) != {f"{k}.npy" for k in (_HEADER_KEY, *expected)}:
         raise _Bad(
             f"holds arrays {sorted(n[:-4] for n in names if n != _HEADER_KEY + '.npy')}, "
@@ -682,106 +498,3 @@ def _read_zip(
     elif sig is not None and not isinstance(sig, str):
         raise _Bad("header field 'signature' must be a string")
     return header, arrays
-
-
-def _validate_fields(
-    name: str,
-    header: dict[str, Any],
-    fields: Mapping[str, Validator],
-    required: tuple[str, ...],
-    unknown: str,
-) -> dict[str, Any]:
-    out = {k: header[k] for k in (*_CONTAINER_KEYS, _SIGNATURE_KEY) if k in header}
-    for key in required:
-        if key not in header:
-            raise ModelFileError(f"{name}: header field {key!r} is missing")
-    for key, value in header.items():
-        if key in out:
-            continue
-        check = fields.get(key)
-        if check is None:
-            if unknown == "keep":
-                out[key] = value
-                continue
-            raise ModelFileError(
-                f"{name}: unknown header field {key[:40]!r} (no validator for it; "
-                "see 'File format' in the README)"
-            )
-        try:
-            out[key] = check(value)
-        except ModelFileError as e:  # the validator named the field itself
-            raise ModelFileError(f"{name}: {e}") from None
-        except (ValueError, TypeError, OverflowError) as e:
-            raise ModelFileError(f"{name}: invalid header field {key!r}: {e}") from None
-    return out
-
-
-# ---------------------------------------------------------------------------- validators
-
-
-def _show(v: Any) -> str:
-    s = repr(v)
-    return s if len(s) <= 60 else s[:57] + "..."
-
-
-def field_int(v: Any, what: str, *, lo: int | None = None, hi: int | None = None) -> int:
-    """``v`` as an int (JSON integers only, not bools or floats) within ``[lo, hi]``."""
-    if isinstance(v, bool) or not isinstance(v, int):
-        raise ValueError(f"{what} must be an integer, got {_show(v)}")
-    if (lo is not None and v < lo) or (hi is not None and v > hi):
-        raise ValueError(f"{what} must be in [{lo}, {hi}], got {_show(v)}")
-    return v
-
-
-def field_real(
-    v: Any, what: str, *, lo: float | None = None, hi: float | None = None, finite: bool = True
-) -> float:
-    """``v`` as a float (JSON numbers, not bools), finite unless ``finite=False``."""
-    if isinstance(v, bool) or not isinstance(v, (int, float)):
-        raise ValueError(f"{what} must be a number, got {_show(v)}")
-    try:
-        x = float(v)
-    except OverflowError:
-        raise ValueError(f"{what} is out of range: {_show(v)}") from None
-    if finite and not math.isfinite(x):
-        raise ValueError(f"{what} must be finite, got {_show(v)}")
-    if (lo is not None and not x >= lo) or (hi is not None and not x <= hi):
-        raise ValueError(f"{what} must be in [{lo}, {hi}], got {_show(v)}")
-    return x
-
-
-def _need(ok: bool, what: str, desc: str, v: Any) -> None:
-    if not ok:
-        raise ValueError(f"{what} must be {desc}, got {_show(v)}")
-
-
-def field_bool(v: Any, what: str) -> bool:
-    """``v`` if it is a JSON boolean (not 0 or 1)."""
-    _need(isinstance(v, bool), what, "true or false", v)
-    return v
-
-
-def field_str(v: Any, what: str, *, max_len: int = 256) -> str:
-    """``v`` if it is a string of at most ``max_len`` characters."""
-    _need(isinstance(v, str) and len(v) <= max_len, what, f"a string of <= {max_len} chars", v)
-    return v
-
-
-def field_list(v: Any, what: str, *, max_len: int = 1 << 20) -> list:
-    """``v`` if it is a JSON array of at most ``max_len`` items (items unchecked)."""
-    _need(isinstance(v, list) and len(v) <= max_len, what, "a list", v)
-    return v
-
-
-def field_dict(v: Any, what: str) -> dict:
-    """``v`` if it is a JSON object (values unchecked)."""
-    _need(isinstance(v, dict), what, "an object", v)
-    return v
-
-
-def info_block(v: Any, what: str, known: Mapping[str, Callable[[Any, str], Any]]) -> dict:
-    """An informational dict (e.g. a training summary): keys in ``known`` are checked
-    with their validator (``check(value, "what.key")``); other keys are kept as plain
-    JSON (already bounded in size and depth), so newer writers may add entries."""
-    d = field_dict(v, what)
-    return {k: (known[k](x, f"{what}.{k}") if k in known else x) for k, x in d.items()}

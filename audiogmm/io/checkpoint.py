@@ -13,48 +13,21 @@ bits as the uninterrupted one.
 
 from __future__ import annotations
 
-import math
 import os
 from typing import Any
 
-from ..container import read_container, write_container
-from ..exceptions import ModelFileError
-from .checks import validate_param_arrays
-from .monitor import ConvergenceMonitor
-from .params import Params
+from ..exceptions import ModelFileError, ParameterError
+from ..mixture.checks import validate_param_arrays
+from ..mixture.monitor import ConvergenceMonitor
+from ..mixture.params import Params
+from .container import CONTAINER_KEYS, read_container, write_container
+from .schema import check
+from .tables import CHECKPOINT, FINGERPRINT
 
 __all__ = ["EMCheckpoint"]
 
 _KIND = "EMCheckpoint"
-
-
-def _history(v: Any) -> list[float]:
-    if not isinstance(v, list) or not all(
-        isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x) for x in v
-    ):
-        raise ValueError("must be a list of finite numbers")
-    return [float(x) for x in v]
-
-
-def _count(v: Any) -> int:
-    if isinstance(v, bool) or not isinstance(v, int) or v < 0:
-        raise ValueError("must be an int >= 0")
-    return v
-
-
-def _flag(v: Any) -> bool:
-    if not isinstance(v, bool):
-        raise ValueError("must be true or false")
-    return v
-
-
-def _fingerprint(v: Any) -> dict:
-    if not isinstance(v, dict) or not all(isinstance(k, str) for k in v):
-        raise ValueError("must be an object")
-    return v
-
-
-_FIELDS = {"history": _history, "n_iter": _count, "reseeded": _flag, "fingerprint": _fingerprint}
+_ARRAYS = ("weights", "means", "variances")
 
 
 class EMCheckpoint:
@@ -68,7 +41,9 @@ class EMCheckpoint:
         Continue from ``path`` if it exists (a missing file starts afresh).
     fingerprint : dict, optional
         What must match between the run that wrote the file and the one resuming
-        (e.g. n_components, n_dims, n_frames); a mismatch is refused.
+        (keys of :data:`audiogmm.io.tables.FINGERPRINT`: ``components``, ``n_dims``,
+        ``store_frames``, ``store_index`` (the store's index digest), ...); a mismatch is
+        refused, and so are arrays whose sizes disagree with ``components``/``n_dims``.
 
     Examples
     --------
@@ -80,25 +55,35 @@ class EMCheckpoint:
     ) -> None:
         self.path = os.fspath(path)
         self.resume = bool(resume)
-        self.fingerprint = dict(fingerprint or {})
+        try:
+            self.fingerprint = check(FINGERPRINT, dict(fingerprint or {}), "fingerprint")
+        except ValueError as e:
+            raise ParameterError(f"{self.path}: {e}") from None
         self.resumed_from: int | None = None  # M-steps already done when resumed
 
     def restore(self, monitor: ConvergenceMonitor) -> tuple[Params, bool] | None:
         """Saved parameters and re-seed flag, with ``monitor``'s state restored; None to start afresh."""
         if not (self.resume and os.path.exists(self.path)):
             return None
-        header, arrays = read_container(
-            self.path, kind=_KIND, names=("weights", "means", "variances"),
-            fields=_FIELDS, required=tuple(_FIELDS),
-        )  # fmt: skip
-        w, m, v = arrays["weights"], arrays["means"], arrays["variances"]
+        header, arrays = read_container(self.path, kind=_KIND, names=_ARRAYS)
+        try:
+            header = check(
+                CHECKPOINT, {k: v for k, v in header.items() if k not in CONTAINER_KEYS}, ""
+            )
+        except ValueError as e:
+            raise ModelFileError(f"{self.path}: header field {e}") from None
+        w, m, v = (arrays[k] for k in _ARRAYS)
         validate_param_arrays(self.path, w, m, v)
-        if header["fingerprint"] != self.fingerprint:
+        fp = header["fingerprint"]
+        if fp != self.fingerprint:
             raise ModelFileError(
-                f"{self.path}: the checkpoint was written for {header['fingerprint']}, "
+                f"{self.path}: the checkpoint was written for {fp}, "
                 f"this run is {self.fingerprint}; remove it or drop --resume"
             )
-        if not header["history"] or header["n_iter"] != len(header["history"]):
+        want = (fp.get("components", m.shape[0]), fp.get("n_dims", m.shape[-1]))
+        if m.ndim != 2 or m.shape != want:
+            raise ModelFileError(f"{self.path}: arrays of shape {m.shape} do not match its {fp}")
+        if header["n_iter"] != len(header["history"]):
             raise ModelFileError(f"{self.path}: 'n_iter' does not match the history's length")
         monitor.history = list(header["history"])
         monitor.n_iter = header["n_iter"]
@@ -117,11 +102,16 @@ class EMCheckpoint:
             self.path,
             kind=_KIND,
             header={
-                "history": list(monitor.history), "n_iter": monitor.n_iter,
-                "reseeded": bool(reseeded), "fingerprint": self.fingerprint,
+                "history": list(monitor.history),
+                "n_iter": monitor.n_iter,
+                "reseeded": bool(reseeded),
+                "fingerprint": self.fingerprint,
             },  # fmt: skip
-            arrays={"weights": params.weights, "means": params.means,
-                    "variances": params.variances},  # fmt: skip
+            arrays={
+                "weights": params.weights,
+                "means": params.means,
+                "variances": params.variances,
+            },  # fmt: skip
         )
 
 

@@ -1,0 +1,168 @@
+"""Atomic writes: a temporary file in the destination folder, fsync, ``os.replace``.
+
+Every file audiogmm writes goes through :func:`atomic_write`, so an interrupted write
+never leaves a partial file behind; new files honour the umask, overwritten files keep
+their mode, temporary files left by killed writers are removed on a later write to the
+same folder, and a failed write (a full disk, a permission) names the user's file.
+:func:`check_writable` finds an unwritable output before the long work.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import stat
+import tempfile
+import threading
+import time
+
+__all__ = ["STALE_ANY_S", "STALE_DEAD_S", "atomic_write", "check_writable"]
+
+_CLEANED: set[str] = set()
+_CLEANED_LOCK = threading.Lock()
+#: A temporary file whose writer (same host) is dead is removed once it is this old (s).
+STALE_DEAD_S = 600.0
+#: Any temporary file this old is removed, whoever wrote it (pid reuse, other hosts).
+STALE_ANY_S = 86400.0
+_TMP_RE = re.compile(r"\.tmp-(?:(\d+)-)?")
+
+
+def _umask() -> int:
+    try:  # Linux >= 4.7: read it without changing it (os.umask is process-wide, racy)
+        with open("/proc/self/status") as fh:
+            for line in fh:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    with _CLEANED_LOCK:
+        mask = os.umask(0o022)
+        os.umask(mask)
+    return mask
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError, ValueError):
+        return True  # exists (another user's) or not a pid we can judge: keep the file
+    return True
+
+
+def _clean_stale_temps(folder: str) -> None:
+    """Remove ``.tmp-*`` files left in ``folder`` by writers that were killed.
+
+    Safe against concurrent writers: a temporary file is removed only when its
+    writer's pid (in its name) is dead and it has not been touched for
+    :data:`STALE_DEAD_S`, or when it has not been touched for :data:`STALE_ANY_S`
+    (pid reuse, writers on other hosts of a shared file system). Runs once per
+    folder per process, so writing many files into one folder stays O(n).
+    """
+    with _CLEANED_LOCK:
+        if folder in _CLEANED:
+            return
+        _CLEANED.add(folder)
+    now = time.time()
+    try:
+        entries = list(os.scandir(folder))
+    except OSError:
+        return
+    for e in entries:
+        m = _TMP_RE.match(e.name)
+        if not m:
+            continue
+        try:
+            st = e.stat(follow_symlinks=False)
+            if not stat.S_ISREG(st.st_mode):
+                continue
+            age = now - st.st_mtime
+            pid = int(m.group(1)) if m.group(1) else None
+            dead = pid is not None and pid != os.getpid() and not _pid_alive(pid)
+            if age > STALE_ANY_S or (dead and age > STALE_DEAD_S):
+                os.unlink(e.path)
+        except OSError:
+            continue  # vanished (another cleaner) or not ours to remove
+
+
+def atomic_write(path: str | os.PathLike, write, *, mode: str = "wb") -> None:
+    """Call ``write(fileobj)`` on a temporary file next to ``path``, then rename it.
+
+    The rename is atomic on POSIX and Windows, so readers see either the old file
+    or the complete new one, never a partial write. A new file gets mode
+    ``0o666 & ~umask`` (as ``open`` would give it); an overwritten file keeps its
+    mode. Temporary files left in the folder by killed writers are removed first
+    (see :func:`_clean_stale_temps`).
+    """
+    path = os.fspath(path)
+    folder = os.path.dirname(os.path.abspath(path))
+    try:
+        os.makedirs(folder, exist_ok=True)
+        _clean_stale_temps(folder)
+        try:
+            file_mode = stat.S_IMODE(os.stat(path).st_mode) & 0o777  # never set-id bits
+        except FileNotFoundError:
+            file_mode = 0o666 & ~_umask()
+        fd, tmp = tempfile.mkstemp(
+            dir=folder, prefix=f".tmp-{os.getpid()}-", suffix="-" + os.path.basename(path)
+        )
+    except OSError as e:
+        raise _output_error(path, e) from None
+    try:
+        os.fchmod(fd, file_mode)  # mkstemp makes 0600 whatever the umask
+        with os.fdopen(fd, mode) as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException as e:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        # a failed write (ENOSPC has no file name) or rename: name the user's file, not ours
+        if isinstance(e, OSError) and e.filename in (None, tmp):
+            raise _output_error(path, e) from None
+        raise
+
+
+def _output_error(name: str, e: OSError) -> OSError:
+    """``e``'s type and errno, with a message naming the user's output ``name`` and the reason."""
+    reason = (e.strerror or str(e)).lower()
+    out = type(e)(f"{name}: cannot write the output there ({reason})")
+    out.errno = e.errno
+    return out
+
+
+def check_writable(path: str | os.PathLike, *, folder: bool = False) -> None:
+    """Fail early, naming ``path``, when an output could not be written there.
+
+    Call it before long work. Creates the missing folders (as the final write
+    would), then creates and removes a probe file in the output's folder.
+
+    Parameters
+    ----------
+    path : str or PathLike
+        The output file (or, with ``folder=True``, the output folder) as the user gave it.
+    folder : bool
+        ``path`` is a folder to write files into, not a file.
+
+    Raises
+    ------
+    OSError
+        (``PermissionError``, ``NotADirectoryError``, ``IsADirectoryError``, ...) whose
+        message names ``path`` and the reason.
+    """
+    name = os.fspath(path)
+    target = os.path.abspath(name)
+    where = target if folder else os.path.dirname(target)
+    if not folder and os.path.isdir(target):
+        raise IsADirectoryError(f"{name}: is a folder; give a file name for the output")
+    try:
+        os.makedirs(where, exist_ok=True)
+        fd, probe = tempfile.mkstemp(dir=where, prefix=f".tmp-{os.getpid()}-", suffix="-probe")
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as e:
+        raise _output_error(name, e) from None

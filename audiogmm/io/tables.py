@@ -1,0 +1,184 @@
+"""The field tables of every file audiogmm writes: one declaration per field, in one place.
+
+Each table is a :class:`~audiogmm.io.schema.Field`; the loaders and writers of
+:mod:`audiogmm.io.modelfile`, the shard index (:mod:`audiogmm.data.shards`) and the
+pipeline's header blocks check through them, and the tests tamper with every field
+they declare (:func:`~audiogmm.io.schema.tampered`). A new field needs an entry here.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..mixture.checks import MAX_VAR_FLOOR_ABS, MIN_VAR_FLOOR_ABS
+from ..mixture.map import check_adapt
+from .schema import Bool, Int, List, Map, Obj, Real, Str
+
+__all__ = [
+    "CHECKPOINT", "CLASSIFIER", "DIAG_GMM", "FEATURES", "FUSED", "KALDI", "MAX_LABELS",
+    "MAX_MEMBERS", "SELECTION", "SHARD_INDEX", "SPLIT", "STATS", "UBM",
+]  # fmt: skip
+
+#: Most classes a model file may hold.
+MAX_LABELS = 100_000
+#: Most members a fused model may hold (each costs one feature extraction per clip).
+MAX_MEMBERS = 4
+
+_COUNT = Int(0)
+_FLOATS = List(Real(finite=False), max_len=1 << 16)
+SEED = Int(0, 2**128 - 1, null=True)
+
+
+def _open_unit(v: float, what: str) -> float:
+    if not 0 < v < 1:
+        raise ValueError(f"{what}: must be in (0, 1), got {v!r}")
+    return v
+
+
+def _distinct(v: list, what: str) -> list:
+    if len(set(v)) != len(v):
+        raise ValueError(f"{what}: must be distinct")
+    return v
+
+
+def _sorted_distinct(v: list, what: str) -> list:
+    for i in range(1, len(v)):
+        if v[i] <= v[i - 1]:
+            raise ValueError(f"{what}[{i}]: must be sorted, distinct digests, got {v[i]!r}")
+    return v
+
+
+# -- a DiagGMM's constructor parameters, and its fit report ----------------------------------
+
+_GMM_PARAMS = {
+    "n_components": Int(1), "max_iter": Int(0), "tol": Real(0.0), "var_floor": Real(0.0),
+    "var_floor_abs": Real(MIN_VAR_FLOOR_ABS, MAX_VAR_FLOOR_ABS), "min_weight": Real(0.0, 1.0),
+    "min_count": Real(0.0), "init": Str(choices=("kmeans++", "split")), "n_init": Int(1),
+    "init_max_samples": Int(1), "split_iter": Int(0), "random_state": SEED,
+    "chunk_size": Int(1, null=True), "n_jobs": Int(1, null=True), "verbose": Int(0),
+}  # fmt: skip
+#: Entries of a fit report (``DiagGMM.fit_report_``); other entries are kept as plain JSON.
+FIT_REPORT = Obj({
+    "n_frames": _COUNT, "n_dims": Int(1), "n_components": Int(1), "n_iter": _COUNT,
+    "converged": Bool(), "final_mean_loglik": Real(finite=False), "history": _FLOATS,
+    "best_init": _COUNT, "init_final_mean_logliks": _FLOATS, "reseeded": List(),
+    "n_reseeded": _COUNT, "global_mean_norm": Real(0.0), "seconds": Real(0.0),
+}, optional=all, extra=True)  # fmt: skip
+DIAG_GMM = Obj(
+    {"params": Obj(_GMM_PARAMS, optional=all), "training": FIT_REPORT},
+    optional=("training",),
+)
+
+# -- the pipeline's header blocks ------------------------------------------------------------
+
+_HEX16 = r"[0-9a-f]{16}"
+SPLIT = Obj({
+    "manifest_hash": Str(16, pattern=_HEX16), "n_manifest_files": _COUNT,
+    "split": Str(pattern=r"(?s).+"), "from_column": Bool(), "seed": Int(),
+    "train_fraction": Real(0.0, 1.0, then=_open_unit),
+    "identity": Str(choices=("blake2b-64 of the file bytes",)),
+    "train_files": List(Str(16, pattern=_HEX16), then=_sorted_distinct),
+})  # fmt: skip
+_ROW = {
+    "stage": Str(), "front_end": Str(), "components": Str(), "correct": _COUNT, "n": _COUNT,
+    "accuracy": Real(0.0, 1.0, finite=False), "ci_low": Real(0.0, 1.0, finite=False),
+    "ci_high": Real(0.0, 1.0, finite=False), "chosen": Bool(),
+}  # fmt: skip
+SELECTION = Obj({
+    "front_end": Str(), "components_rule": Str(),
+    "n_components": Map(Int(1, 1 << 16)), "n_folds": Int(2, 1000),
+    "cv_max_iter": Int(0, 1 << 20), "cv_frame_step": Int(1), "folds_by": Str(choices=("clip",)),
+    "seconds": Real(0.0), "table": List(Obj(_ROW, optional=("chosen",)), max_len=10_000),
+})  # fmt: skip
+KALDI = Obj({
+    "data": Str(4096), "split": Str(null=True), "train_fraction": Real(0.0, 1.0),
+    "seed": Int(), "train_utts": List(Str(1024)),
+})  # fmt: skip
+#: A front end: an object that :meth:`FeatureConfig.from_dict` checks field by field.
+FEATURES = Obj({}, extra=True, then=lambda v, w: _feature_config(v))
+#: The blocks the pipeline adds to a classifier file (cross-checked in ``pipeline.bundle``).
+_BLOCKS = {"feature_config": FEATURES, "split": SPLIT, "selection": SELECTION, "kaldi": KALDI}
+
+# -- classifiers -----------------------------------------------------------------------------
+
+LABELS = List(Str(1024, pattern=r"(?s).+"), max_len=MAX_LABELS, then=_distinct)
+#: One class's training summary; other entries are kept as plain JSON.
+CLASS_REPORT = Obj({
+    "n_clips": _COUNT, "n_frames": _COUNT, "n_iter": _COUNT, "converged": Bool(),
+    "final_mean_loglik": Real(finite=False), "n_reseeded": _COUNT,
+    "compute_dtype": Str(choices=("float32", "float64")),
+    "notes": List(Str(1024), max_len=64), "history": _FLOATS,
+}, optional=all, extra=True)  # fmt: skip
+# a class model's own parameters live in the classifier, not in gmm_params
+_CLASS_GMM = {
+    k: v for k, v in _GMM_PARAMS.items() if k not in ("n_components", "random_state", "n_jobs")
+}
+_MEMBER = {
+    "n_components": Int(1),
+    "priors": Map(Real(5e-324), max_len=MAX_LABELS, null=True),
+    "random_state": SEED,
+    "gmm_params": Obj(_CLASS_GMM, optional=all),
+    "training": Map(CLASS_REPORT, max_len=MAX_LABELS),
+}
+_OPTIONAL = ("priors", "random_state", "gmm_params", "training")
+CLASSIFIER = Obj({"labels": LABELS, **_MEMBER, **_BLOCKS}, optional=(*_OPTIONAL, *_BLOCKS))
+#: The MAP block of a UBMClassifier (its constructor's own parameters).
+MAP_BLOCK = Obj({
+    "relevance": Real(0.0, finite=False), "relevance_weights": Real(0.0, finite=False, null=True),
+    "relevance_variances": Real(0.0, finite=False, null=True),
+    "adapt": Str(3, pattern="[mwv]+", then=lambda v, w: check_adapt(v) and v), "map_iter": Int(1),
+    "subsample": Int(1), "top_c": Int(1, null=True),
+    "reject_far": Real(0.0, 1.0, null=True, then=_open_unit),
+    "calibration_fraction": Real(0.0, 1.0, then=_open_unit),
+})  # fmt: skip
+UBM = Obj({
+    **CLASSIFIER.keys, "map": MAP_BLOCK, "threshold": Real(null=True),
+    "training": Obj({"classes": _MEMBER["training"], "ubm": FIT_REPORT}, optional=all),
+}, optional=(*_OPTIONAL, *_BLOCKS, "threshold"))  # fmt: skip
+FUSED = Obj({
+    "labels": LABELS,
+    "members": List(Obj(_MEMBER, optional=_OPTIONAL), max_len=MAX_MEMBERS,
+                    then=lambda v, w: _at_least(v, 2, w)),
+    "feature_configs": List(FEATURES, max_len=MAX_MEMBERS, then=lambda v, w: _at_least(v, 2, w)),
+    **{k: v for k, v in _BLOCKS.items() if k != "feature_config"},
+}, optional=("feature_configs", "split", "selection", "kaldi"))  # fmt: skip
+
+
+def _feature_config(v: dict) -> Any:
+    from ..features.config import FeatureConfig  # only files that hold one pay the import
+
+    return FeatureConfig.from_dict(v)
+
+
+def _at_least(v: list, n: int, what: str) -> list:
+    if len(v) < n:
+        raise ValueError(f"{what}: needs {n} to {MAX_MEMBERS} entries, got {len(v)}")
+    return v
+
+
+# -- EM checkpoints and statistics -----------------------------------------------------------
+
+#: What a checkpoint must match to be resumed (:class:`audiogmm.io.EMCheckpoint`).
+FINGERPRINT = Obj({
+    "components": Int(1), "n_dims": Int(1), "store_frames": _COUNT, "store_index": Str(64),
+    "config_hash": Str(), "init": Str(), "subsample": Int(1), "seed": SEED,
+}, optional=all)  # fmt: skip
+CHECKPOINT = Obj({
+    "history": List(Real(), max_len=1 << 20, then=lambda v, w: _at_least(v, 1, w)),
+    "n_iter": Int(1), "reseeded": Bool(), "fingerprint": FINGERPRINT,
+})  # fmt: skip
+STATS = Obj({})
+
+# -- the shard store's index.json -----------------------------------------------------------
+
+SHARD_INDEX = Obj({
+    "format": Str(choices=("audiogmm-shards",)), "version": Int(1, 1),
+    "n_dims": Int(1, 100_000), "dtype": Str(choices=("float32",)),
+    "config_hash": Str(), "config": Str(1 << 20),
+    "shards": List(Obj({"file": Str(pattern=r"shard-[0-9]{5,}\.npy"), "n_frames": _COUNT}),
+                   then=lambda v, w: _at_least(v, 1, w)),
+    "clips": List(Obj({
+        "clip": Str(4096), "label": Str(1024, pattern=r"(?s).+"), "shard": _COUNT,
+        "start": _COUNT, "stop": _COUNT,
+    })),
+})  # fmt: skip
