@@ -36,7 +36,7 @@ from ..features import FeatureConfig, extract
 from ..io.atomic import atomic_write
 from ..io.schema import check
 from ..io.tables import KALDI
-from .manifests import _listing, _read_kaldi_table
+from .manifests import listing, read_kaldi_table
 
 __all__ = [
     "validate_kaldi_block",
@@ -115,10 +115,10 @@ def _table(base: str, name: str, *, required: bool = True) -> Optional[list[tupl
         if required:
             raise DatasetError(f"{base!r}: no {name}")
         return None
-    rows = _read_kaldi_table(path)
+    rows = read_kaldi_table(path)
     dups = sorted(k for k, c in Counter(k for k, _ in rows).items() if c > 1)
     if dups:
-        raise DatasetError(f"{path!r}: duplicate id(s): {_listing(dups)}")
+        raise DatasetError(f"{path!r}: duplicate id(s): {listing(dups)}")
     if not rows:
         raise DatasetError(f"{path!r}: empty")
     return rows
@@ -132,7 +132,7 @@ def _labels(base: str, utts: Sequence[str]) -> dict[str, Optional[str]]:
     missing = [u for u in utts if u not in spk]
     if missing:
         raise DatasetError(
-            f"{os.path.join(base, 'utt2spk')!r}: no speaker for utterance(s) {_listing(missing)}"
+            f"{os.path.join(base, 'utt2spk')!r}: no speaker for utterance(s) {listing(missing)}"
         )
     return {u: spk[u] for u in utts}
 
@@ -476,16 +476,16 @@ def write_feats(
     base = os.path.abspath(os.fspath(out_dir))
     bad = [u for u in features if not u or re.search(r"\s", u)]
     if bad:
-        raise DatasetError(f"utterance ids must be non-empty with no spaces: {_listing(bad)}")
+        raise DatasetError(f"utterance ids must be non-empty with no spaces: {listing(bad)}")
     if labels is not None:  # checked before anything is written
         missing = [u for u in features if u not in labels]
         if missing:
-            raise DatasetError(f"no label for utterance(s) {_listing(sorted(missing))}")
+            raise DatasetError(f"no label for utterance(s) {listing(sorted(missing))}")
         bad = sorted({labels[u] for u in features if not labels[u] or re.search(r"\s", labels[u])})
         if bad:
             raise DatasetError(
                 f"labels must be non-empty with no spaces, tabs or newlines to be written to "
-                f"utt2spk (Kaldi splits its lines on whitespace): {_listing(bad)}"
+                f"utt2spk (Kaldi splits its lines on whitespace): {listing(bad)}"
             )
     ark, scp = os.path.join(base, "feats.ark"), os.path.join(base, "feats.scp")
     utts = sorted(features)

@@ -75,7 +75,7 @@ class Record:
     split: Optional[str] = None
 
 
-def _listing(items: Sequence[str]) -> str:
+def listing(items: Sequence[str]) -> str:
     shown = ", ".join(repr(s) for s in items[:_MAX_LISTED])
     more = f" and {len(items) - _MAX_LISTED} more" if len(items) > _MAX_LISTED else ""
     return shown + more
@@ -89,12 +89,12 @@ def _check_unique_and_present(records: list[Record], source: str) -> None:
             dups.append(r.path)
         seen[r.path] = 1
     if dups:
-        raise DatasetError(f"{source!r}: duplicate path(s) in manifest: {_listing(dups)}")
+        raise DatasetError(f"{source!r}: duplicate path(s) in manifest: {listing(dups)}")
     missing = [r.path for r in records if not os.path.isfile(r.path)]
     if missing:
         raise DatasetError(
             f"{source!r}: {len(missing)} file(s) listed in the manifest do not exist: "
-            f"{_listing(missing)}"
+            f"{listing(missing)}"
         )
 
 
@@ -136,7 +136,7 @@ def read_folder(root: PathLike) -> list[Record]:
         records.extend(Record(p, label) for p in found)
     if empty:
         raise DatasetError(
-            f"{base!r}: label folder(s) with zero audio files: {_listing(empty)} "
+            f"{base!r}: label folder(s) with zero audio files: {listing(empty)} "
             f"(audio extensions: {' '.join(AUDIO_EXTENSIONS)})"
         )
     return records
@@ -354,7 +354,7 @@ def read_csv(
     return records
 
 
-def _read_kaldi_table(path: str) -> list[tuple[str, str]]:
+def read_kaldi_table(path: str) -> list[tuple[str, str]]:
     rows = []
     for lineno, line in enumerate(_text_lines(path, "Kaldi table"), start=1):
         line = line.strip()
@@ -402,12 +402,12 @@ def read_kaldi_dir(data_dir: PathLike) -> list[Record]:
             "`audiogmm train`, `evaluate` and `extract --format kaldi` honour segments, as "
             "does audiogmm.data.kaldi.read_segments"
         )
-    wav = _read_kaldi_table(scp)
-    spk = dict(_read_kaldi_table(u2s))
+    wav = read_kaldi_table(scp)
+    spk = dict(read_kaldi_table(u2s))
     utts = [u for u, _ in wav]
     dup_utts = sorted(u for u, c in Counter(utts).items() if c > 1)
     if dup_utts:
-        raise DatasetError(f"{scp!r}: duplicate utterance id(s): {_listing(dup_utts)}")
+        raise DatasetError(f"{scp!r}: duplicate utterance id(s): {listing(dup_utts)}")
     records = []
     for utt, value in sorted(wav):
         if value.endswith("|"):

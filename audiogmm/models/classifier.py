@@ -113,7 +113,7 @@ class GMMClassifier:
         self.priors = priors
         self.n_jobs = n_jobs
         self.random_state = random_state
-        unknown = set(gmm_params) - set(DiagGMM._param_names())
+        unknown = set(gmm_params) - set(DiagGMM().get_params())
         unknown |= {"n_components", "random_state", "n_jobs"} & set(gmm_params)
         if unknown:
             raise ParameterError(f"unknown DiagGMM parameter(s) {sorted(unknown)}")
@@ -195,8 +195,7 @@ class GMMClassifier:
                     y, data[y].shape[0], gmm.n_iter_, gmm.history_[-1],
                 )  # fmt: skip
                 tick()
-        self.models_ = dict(zip(self.labels_, models))
-        self._stack()
+        self.set_models(dict(zip(self.labels_, models)))
         self.fit_report_ = {
             y: {
                 "n_clips": len(per_label[y]),
@@ -222,12 +221,26 @@ class GMMClassifier:
                 warnings.warn(f"class {y!r}: {why}", OversizedModelWarning, stacklevel=2)
         return self
 
-    def _stack(self) -> None:
+    def set_models(self, models: Mapping[str, DiagGMM]) -> GMMClassifier:
+        """Adopt fitted per-class mixtures (sorted by label) and stack them for scoring.
+
+        Parameters
+        ----------
+        models : mapping of str to DiagGMM
+            A fitted mixture per label, all with the same K and D.
+
+        Returns
+        -------
+        self
+        """
+        self.labels_ = sorted(models)
+        self.models_ = {y: models[y] for y in self.labels_}
         ms = [self.models_[y] for y in self.labels_]
         self.weights_ = np.stack([m.weights_ for m in ms])
         self.means_ = np.stack([m.means_ for m in ms])
         self.variances_ = np.stack([m.variances_ for m in ms])
         self.var_floors_ = np.stack([m.var_floor_ for m in ms])
+        return self
 
     # -- scoring -----------------------------------------------------------------------------
 

@@ -203,9 +203,7 @@ def fit_mixed(
             for y in sub.labels_:
                 models[y] = pad_components(sub.models_[y], k_max)
                 report[y] = {**sub.fit_report_[y], "n_components": k}
-    out.labels_ = sorted(models)
-    out.models_ = {y: models[y] for y in out.labels_}
-    out._stack()
+    out.set_models(models)
     out.fit_report_ = {y: report[y] for y in out.labels_}
     return out
 
