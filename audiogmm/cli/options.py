@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import sys
 from collections.abc import Iterable
 from contextlib import contextmanager
@@ -23,10 +22,13 @@ __all__ = [
     "command_executor",
     "format_selection",
     "feature_options",
+    "given",
     "jobs_option",
     "json_option",
     "load_config",
+    "plural",
     "progress_for",
+    "refuse_given",
     "reject_option",
     "report_skipped",
     "run_options",
@@ -138,6 +140,25 @@ def reject_option(f):
     )(f)
 
 
+def given(ctx: click.Context, name: str) -> bool:
+    """Whether the user typed option ``name`` (not its default)."""
+    src = ctx.get_parameter_source(name)
+    return src is not None and src != click.core.ParameterSource.DEFAULT
+
+
+def refuse_given(ctx: click.Context, names: Iterable[str], why: str) -> None:
+    """A usage error naming the first option of ``names`` the user typed: it ``why``."""
+    for p in ctx.command.params:
+        if p.name in names and given(ctx, p.name):
+            flag = max(p.opts, key=len)
+            raise click.UsageError(f"{flag} {why}", ctx)
+
+
+def plural(n: int, word: str, words: str | None = None) -> str:
+    """``1 class``, ``2 classes``."""
+    return f"{n} {word if n == 1 else words or word + 's'}"
+
+
 def json_option(f):
     return click.option("--json", "as_json", is_flag=True, help="Machine-readable JSON on stdout.")(
         f
@@ -145,7 +166,10 @@ def json_option(f):
 
 
 def echo_json(obj: Any) -> None:
-    click.echo(json.dumps(obj, sort_keys=True, default=str))
+    """``obj`` as one line of strict JSON (sorted keys; NaN and infinities as null)."""
+    from ..pipeline.report import json_dumps
+
+    click.echo(json_dumps(obj))
 
 
 def load_config(preset: str | None, config_path: str | None):
@@ -256,8 +280,11 @@ class _Components(click.ParamType):
         return k
 
 
-def tuning_options(*, components_default):
-    """``--preset`` (a preset or ``auto``), ``--config``, ``--components`` (K or ``auto``)."""
+def tuning_options(*, components_default, components_help: str | None = None):
+    """``--preset`` (a preset or ``auto``), ``--config``, ``--components`` (K or ``auto``).
+
+    ``components_default`` None: the command resolves it (``components_help`` says how).
+    """
 
     def deco(f):
         f = click.option(
@@ -265,8 +292,9 @@ def tuning_options(*, components_default):
             "-k",
             type=_Components(),
             default=components_default,
-            show_default=True,
-            help="Components per class, or 'auto': per-class K (or one K) chosen by "
+            show_default=components_default is not None,
+            help=components_help
+            or "Components per class, or 'auto': per-class K (or one K) chosen by "
             "clip-stratified cross-validation on the training files.",
         )(f)
         return _preset_and_config(f, auto=True)

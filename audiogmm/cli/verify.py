@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import click
 
-from .options import echo_json, json_option, progress_for, report_skipped, run_options
+from .options import json_option, progress_for, report_skipped, run_options
+from .output import escape_name
 
 
 @click.command("verify")
@@ -30,37 +31,57 @@ from .options import echo_json, json_option, progress_for, report_skipped, run_o
     type=click.Path(file_okay=False),
     help="Write scores.csv, metrics.json and det.png here.",
 )
+@click.option(
+    "--allow-train-overlap",
+    is_flag=True,
+    help="Score trial files that were used to train MODEL instead of refusing them "
+    "(the error rates are then optimistic).",
+)
 @run_options
 @json_option
 @click.pass_context
-def command(ctx, model, trials, norm, cohort, report_dir, cache_dir, jobs, strict, as_json):
+def command(ctx, model, trials, norm, cohort, report_dir, allow_train_overlap, cache_dir, jobs,
+            strict, as_json):  # fmt: skip
     """Score the TRIALS (CSV: path,claim[,target]) with a --backend map MODEL.
 
     Each score is the mean per-frame log-likelihood ratio of the file under the
     claimed class against the UBM. With a target column (1 true claim, 0
     impostor), EER and minDCF (p_target 0.01 and 0.05, C_miss = C_fa = 1) follow.
+    Trials are streamed: memory grows with the distinct files, not the trials.
+    Files that trained MODEL are refused (see --allow-train-overlap).
     """
+    from ..container import check_writable
     from ..data import RunOptions
     from ..pipeline import load_model
-    from ..pipeline.verify import read_trials, verify_trials, write_verification_report
+    from ..pipeline.report import json_dumps
+    from ..pipeline.verify import score_trials, write_verification_report
 
+    if report_dir:
+        check_writable(report_dir, folder=True)  # before the work, naming the user's path
     bundle = load_model(model)
     opts = RunOptions(cache_dir=cache_dir, n_jobs=jobs, progress=progress_for(ctx), strict=strict)
-    res = verify_trials(bundle, read_trials(trials), norm=norm, cohort=cohort, options=opts)
-    if not res["trials"]:
+    res = score_trials(bundle, trials, norm=norm, cohort=cohort, options=opts,
+                       allow_train_overlap=allow_train_overlap)  # fmt: skip
+    if not len(res.scores):
         raise click.ClickException("no trial could be scored (every file was skipped)")
     if report_dir:
         write_verification_report(report_dir, res)
-    if as_json:
-        echo_json(res)
+    if as_json:  # one JSON object, the trials streamed last (keys sorted)
+        head = json_dumps(res.to_dict())[:-1]
+        click.echo(head + ', "trials": [', nl=False)
+        for i, t in enumerate(res):
+            click.echo(("" if i == 0 else ", ") + json_dumps(t), nl=False)
+        click.echo("]}")
         return
-    report_skipped(res["skipped"])
-    for t in res["trials"]:
-        click.echo(f"{t['path']}\t{t['claim']}\t{t['score']:.6f}")
-    m = res.get("metrics")
+    report_skipped(res.skipped)
+    for t in res:
+        click.echo(f"{escape_name(t['path'])}\t{escape_name(t['claim'])}\t{t['score']:.6f}")
+    m = res.metrics
     if m:
         click.echo(
             f"EER {100 * m['eer']:.2f}%  minDCF(0.01) {m['min_dcf_0.01']:.4f}  "
             f"minDCF(0.05) {m['min_dcf_0.05']:.4f}  "
             f"({m['n_target']} target, {m['n_nontarget']} non-target trials)"
         )
+    if report_dir:
+        click.echo(f"report: {escape_name(report_dir)}", err=True)

@@ -615,8 +615,11 @@ class DiagGMM:
 
     # -- persistence -------------------------------------------------------------------------
 
-    def save(self, path: str | os.PathLike) -> None:
+    def save(self, path: str | os.PathLike, *, extra: dict[str, Any] | None = None) -> None:
         """Write the model to one ``.npz`` file (no pickle, checksummed, atomic).
+
+        ``extra`` holds more header blocks of :data:`HEADER_FIELDS` (e.g. a UBM's
+        ``feature_config``); :meth:`load` returns them in ``file_header_``.
 
         Raises
         ------
@@ -632,7 +635,9 @@ class DiagGMM:
         params = {k: v for k, v in self.get_params().items() if not k.endswith("_init")}
         if not isinstance(self.random_state, (int, np.integer, type(None))):
             params["random_state"] = None
-        header = jsonable({"params": params, "training": getattr(self, "fit_report_", {})})
+        header = jsonable(
+            {**(extra or {}), "params": params, "training": getattr(self, "fit_report_", {})}
+        )
         arrays = {
             "weights": self.weights_,
             "means": self.means_,
@@ -641,8 +646,10 @@ class DiagGMM:
         }
         name = os.fspath(path)
         try:  # the checks load() makes, so that every saved file loads
-            for key, check in HEADER_FIELDS.items():
-                check(header[key])
+            for key in header:
+                if key not in HEADER_FIELDS:
+                    raise ValueError(f"header block {key!r} is not one of {sorted(HEADER_FIELDS)}")
+                HEADER_FIELDS[key](header[key])
             validate_param_arrays(name, *(np.asarray(arrays[k]) for k in list(arrays)[:3]))
         except (ValueError, TypeError) as e:
             raise ParameterError(f"cannot save {name}: {e}") from None
@@ -688,6 +695,7 @@ class DiagGMM:
         gmm.weights_, gmm.means_, gmm.variances_, gmm.var_floor_ = w, m, v, f
         gmm.fit_report_ = header.get("training", {})
         gmm.history_ = list(gmm.fit_report_.get("history", []))
+        gmm.file_header_ = header
         return gmm
 
 
@@ -749,4 +757,6 @@ def _params_block(v: Any) -> dict[str, Any]:
 HEADER_FIELDS = {
     "params": _params_block,
     "training": lambda v: info_block(v, "training", FIT_REPORT_FIELDS),
+    # a UBM's front end (`audiogmm ubm`); the pipeline validates it as a FeatureConfig
+    "feature_config": lambda v: field_dict(v, "feature_config"),
 }

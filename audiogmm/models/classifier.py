@@ -110,7 +110,12 @@ def _fit_together(models: list[DiagGMM], Xs: list[np.ndarray], ex: LocalExecutor
 MIN_FRAMES_PER_COMPONENT = 10
 
 
-def oversized_reason(report: Mapping[str, Any], n_components: int) -> str | None:
+def oversized_reason(
+    report: Mapping[str, Any],
+    n_components: int,
+    *,
+    advice: str = "lower -k / n_components, or let --components auto choose",
+) -> str | None:
     """Why a class's mixture has too many components for its data, or None.
 
     Parameters
@@ -119,14 +124,15 @@ def oversized_reason(report: Mapping[str, Any], n_components: int) -> str | None
         One class's entry of ``fit_report_`` (``n_frames``, ``n_reseeded``).
     n_components : int
         Components of that class's mixture.
+    advice : str
+        What to do about it (a UBM's differs from a class's).
     """
     n, reseeded = int(report["n_frames"]), int(report.get("n_reseeded", 0))
     per = n / max(1, n_components)
     if per < MIN_FRAMES_PER_COMPONENT or reseeded >= max(3, (n_components + 1) // 2):
         return (
             f"K={n_components} components for {n} frames ({per:.1f} frames per component, "
-            f"{reseeded} re-seeds): the model is over-sized for this class; lower -k / "
-            "n_components, or let --components auto choose"
+            f"{reseeded} re-seeds): the model is over-sized for this data; {advice}"
         )
     return None
 

@@ -6,16 +6,42 @@ from __future__ import annotations
 import io as _io
 import json
 import logging
+import math
 import os
 from typing import Any
 
 import numpy as np
 
-from ..container import atomic_write
+from ..container import atomic_write, jsonable
 
-__all__ = ["format_confusion", "format_metrics", "write_report", "write_training_curves"]
+__all__ = [
+    "format_confusion",
+    "format_metrics",
+    "json_dumps",
+    "write_report",
+    "write_training_curves",
+]
 
 logger = logging.getLogger(__name__)
+
+
+def _finite(obj: Any) -> Any:
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    if isinstance(obj, dict):
+        return {k: _finite(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_finite(v) for v in obj]
+    return obj
+
+
+def json_dumps(obj: Any, *, indent: int | None = None) -> str:
+    """``obj`` as strict JSON: sorted keys, NaN and infinities written as ``null``.
+
+    (``json.dumps`` would write ``NaN``/``Infinity``, which JSON parsers refuse.)
+    """
+    return json.dumps(jsonable(_finite(jsonable(obj))), sort_keys=True, indent=indent,
+                      allow_nan=False, default=str)  # fmt: skip
 
 
 def format_confusion(labels: list[str], matrix: list[list[int]] | np.ndarray) -> str:
@@ -93,7 +119,7 @@ def write_report(
     os.makedirs(folder, exist_ok=True)
     written = []
     path = os.path.join(folder, "metrics.json")
-    text = json.dumps(metrics, indent=2, sort_keys=True, default=str) + "\n"
+    text = json_dumps(metrics, indent=2) + "\n"
     atomic_write(path, lambda f: f.write(text.encode()))
     written.append(path)
     path = os.path.join(folder, "metrics.txt")
@@ -146,7 +172,7 @@ def write_training_curves(
     folder = os.fspath(folder)
     os.makedirs(folder, exist_ok=True)
     path = os.path.join(folder, "training_curves.json")
-    text = json.dumps(curves, indent=2, sort_keys=True) + "\n"
+    text = json_dumps(curves, indent=2) + "\n"
     atomic_write(path, lambda f: f.write(text.encode()))
     written = [path]
     if plot:

@@ -1,0 +1,221 @@
+"""Where features meet (issue 20: options mean one thing, the scale path, every scorer honours
+the split) and the traps of issue 21 (MAP warnings, help, NaN in output, papercuts)."""
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from audiogmm.cli import main
+from audiogmm.mixture import DiagGMM
+from audiogmm.pipeline import load_model
+
+ROOT = Path(__file__).resolve().parents[1]
+SPEAKERS = ROOT / "data_samples" / "speakers"
+
+
+def run(args, code=0):
+    r = CliRunner().invoke(main, [str(a) for a in args])
+    assert r.exit_code == code, r.output
+    assert "Traceback" not in r.output
+    return r
+
+
+def strict_json(text):
+    """json.loads refusing NaN/Infinity (what every other JSON parser does)."""
+
+    def bad(name):
+        raise ValueError(f"not JSON: {name}")
+
+    return json.loads(text, parse_constant=bad)
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    """3 speakers x 6 clips, a folder per label."""
+    base = tmp_path_factory.mktemp("traps") / "data"
+    for spk in ("ast_en", "flite_slt", "menardi_it"):
+        (base / spk).mkdir(parents=True)
+        for f in sorted((SPEAKERS / spk).glob("*.flac"))[:6]:
+            shutil.copy(f, base / spk / f.name)
+    return base
+
+
+@pytest.fixture(scope="module")
+def store_and_ubm(data, tmp_path_factory):
+    d = tmp_path_factory.mktemp("scale")
+    run(["-q", "extract", data, "--cache", d / "cache", "--shards", d / "store", "-j", "1"])
+    r = run(["ubm", d / "store", "-k", "4", "-o", d / "ubm.npz", "-j", "1"])
+    return d / "store", d / "ubm.npz", r
+
+
+# -- issue 20 item 4: -k means one thing per backend; options that do not apply are refused ----
+
+
+def test_map_k_is_the_ubm_size(data, tmp_path):
+    r = run(["-q", "train", data, "--backend", "map", "-k", "4", "-o", tmp_path / "m.npz",
+             "-j", "1", "--json"])  # fmt: skip
+    assert json.loads(r.output)["n_components"] == 4
+    assert load_model(tmp_path / "m.npz").classifier.ubm_.n_components == 4
+    # the hidden alias agrees, or it is a usage error
+    run(["train", data, "--backend", "map", "-k", "4", "--ubm-components", "4", "-o",
+         tmp_path / "m2.npz", "-j", "1", "-q"])  # fmt: skip
+    r = run(["train", data, "--backend", "map", "-k", "4", "--ubm-components", "8", "-o",
+             tmp_path / "m3.npz"], code=2)  # fmt: skip
+    assert "-k 4" in r.output and "--ubm-components 8" in r.output
+
+
+@pytest.mark.parametrize(
+    "args, named",
+    [
+        (["--relevance", "4"], "--relevance"),
+        (["--adapt", "mw"], "--adapt"),
+        (["--reject-far", "0.1"], "--reject-far"),
+        (["--ubm-components", "8"], "--ubm-components"),
+    ],
+)
+def test_map_options_with_the_ml_backend_are_usage_errors(data, tmp_path, args, named):
+    r = run(["train", data, "-o", tmp_path / "m.npz", *args], code=2)
+    assert named in r.output and "--backend map" in r.output
+    assert not (tmp_path / "m.npz").exists()
+
+
+def test_preset_auto_with_config_is_a_usage_error(data, tmp_path):
+    cfg = tmp_path / "c.json"
+    cfg.write_text('{"n_mfcc": 13}')
+    r = run(["train", data, "-o", tmp_path / "m.npz", "--preset", "auto", "--config", cfg],
+            code=2)  # fmt: skip
+    assert "--config" in r.output and "--preset auto" in r.output
+
+
+def test_audio_options_on_a_store_are_usage_errors(store_and_ubm, tmp_path):
+    store, _, _ = store_and_ubm
+    for args, named in ((["--preset", "speech"], "--preset"), (["--split", "test"], "--split")):
+        r = run(["train", store, "-o", tmp_path / "m.npz", "-k", "2", *args], code=2)
+        assert named in r.output and "shard store" in r.output
+
+
+# -- issue 20 item 5: the scale path ends in a classifier ----------------------------------------
+
+
+def test_ubm_records_its_front_end_and_train_adapts_from_it(data, store_and_ubm, tmp_path):
+    store, ubm_path, r = store_and_ubm
+    assert "did not converge" not in r.output  # --max-iter is a fixed budget (issue 21.12)
+    ubm = DiagGMM.load(ubm_path)
+    assert ubm.file_header_["feature_config"] == load_model_config(store)
+    info = run(["info", ubm_path]).output
+    assert "--ubm" in info
+    for source, n in ((data, None), (store, 18)):  # audio files, and the store itself
+        out = tmp_path / f"m{n}.npz"
+        r = run(["train", source, "--backend", "map", "--ubm", ubm_path, "-o", out, "-j", "1",
+                 "--json"])  # fmt: skip
+        clf = load_model(out).classifier
+        for a in ("means_", "variances_", "weights_"):
+            np.testing.assert_array_equal(getattr(clf.ubm_, a), getattr(ubm, a))
+        assert json.loads(r.output)["n_components"] == 4
+    # the UBM's size is the file's; its front end is the model's
+    r = run(["train", data, "--backend", "map", "--ubm", ubm_path, "-k", "8", "-o",
+             tmp_path / "x.npz"], code=2)  # fmt: skip
+    assert "-k" in r.output or "--components" in r.output
+    r = run(["train", data, "--backend", "map", "--ubm", ubm_path, "--preset", "sound", "-o",
+             tmp_path / "x.npz"], code=2)  # fmt: skip
+    assert "front end" in r.output
+    r = run(["train", data, "--ubm", ubm_path, "-o", tmp_path / "x.npz"], code=2)
+    assert "--ubm" in r.output and "--backend map" in r.output
+
+
+def load_model_config(store):
+    from audiogmm.data.shards import open_store
+    from audiogmm.pipeline.shards import store_config
+
+    return store_config(open_store(store)).to_dict()
+
+
+def test_info_says_a_map_model_is_one(data, tmp_path):
+    model = tmp_path / "m.npz"
+    run(["-q", "train", data, "--backend", "map", "-k", "4", "--relevance", "8", "--adapt", "mw",
+         "--reject-far", "0.3", "-o", model, "-j", "1"])  # fmt: skip
+    text = run(["info", model]).output
+    assert "map" in text and "UBM of 4" in text and "relevance 8" in text
+    assert "means and weights" in text and "threshold:" in text
+    out = json.loads(run(["info", model, "--json"]).output)
+    assert out["backend"] == "map"
+    assert out["map"]["ubm_components"] == 4 and out["map"]["adapt"] == "mw"
+    assert out["map"]["threshold"] is not None
+
+
+# -- issue 20 item 6: every scorer honours the stored split ---------------------------------------
+
+
+@pytest.fixture(scope="module")
+def map_model(data, tmp_path_factory):
+    path = tmp_path_factory.mktemp("map") / "map.npz"
+    run(["-q", "train", data, "--backend", "map", "-k", "4", "--reject-far", "0.3", "-o", path,
+         "-j", "1"])  # fmt: skip
+    return path
+
+
+def test_verify_refuses_training_files(data, map_model, tmp_path):
+    trained = sorted(Path(p) for p in _train_paths(data))
+    trials = tmp_path / "trials.csv"
+    rows = [f"{p},{p.parent.name},1" for p in trained[:2]]
+    rows += [f"{trained[0]},menardi_it,0"] if trained[0].parent.name != "menardi_it" else []
+    trials.write_text("path,claim,target\n" + "\n".join(rows) + "\n")
+    r = run(["verify", map_model, trials], code=1)
+    assert "used to train" in r.output and trained[0].name in r.output
+    assert "--allow-train-overlap" in r.output
+    run(["verify", map_model, trials, "--allow-train-overlap", "-q"])
+
+
+def _train_paths(data):
+    from audiogmm.data import select
+    from audiogmm.pipeline import load_split
+
+    return [r.path for r in select(load_split(data, "train"), "train")]
+
+
+def test_evaluate_reject_refuses_training_files(data, map_model):
+    r = run(["evaluate", map_model, data, "--split", "train", "--reject", "auto"], code=1)
+    assert "used to train" in r.output
+
+
+# -- issue 21 item 4: the oversize rule knows the backend ----------------------------------------
+
+
+def test_map_does_not_warn_per_class_about_k(data, tmp_path, caplog):
+    run(["train", data, "--backend", "map", "-k", "16", "-o", tmp_path / "m.npz", "-j", "1"])
+    assert "class " not in caplog.text and "--components auto" not in caplog.text
+    # a UBM too large for the pooled frames is named as such, with MAP's advice
+    small = tmp_path / "small"
+    for spk in ("ast_en", "flite_slt"):
+        (small / spk).mkdir(parents=True)
+        shutil.copy(sorted((data / spk).glob("*.flac"))[0], small / spk)
+    caplog.clear()
+    run(["train", small, "--backend", "map", "-k", "64", "--split", "all", "-o",
+         tmp_path / "s.npz", "-j", "1"])  # fmt: skip
+    assert "the UBM: K=64" in caplog.text and "UBM size" in caplog.text
+    assert "class '" not in caplog.text and "--components auto" not in caplog.text
+    assert "single file: ast_en, flite_slt" in caplog.text  # issue 21.13
+
+
+# -- issue 21 item 6: no NaN or Infinity in JSON ------------------------------------------------
+
+
+def test_json_output_has_no_nan_or_infinity():
+    from audiogmm.pipeline.report import json_dumps
+
+    text = json_dumps({"eer_threshold": float("inf"), "rate": float("nan"), "x": [1.5]})
+    assert strict_json(text) == {"eer_threshold": None, "rate": None, "x": [1.5]}
+
+
+# -- issue 21 item 13: papercuts --------------------------------------------------------------
+
+
+def test_one_class_is_not_classes(data, tmp_path):
+    one = tmp_path / "one"
+    shutil.copytree(data / "ast_en", one / "ast_en")
+    r = run(["train", one, "-o", tmp_path / "m.npz", "-k", "2", "--split", "all", "-j", "1"])
+    assert "trained 1 class " in r.output
