@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+import math
+
 import click
 
 from .options import json_option, progress_for, report_skipped, run_options
@@ -67,15 +70,13 @@ def command(ctx, model, trials, norm, cohort, report_dir, allow_train_overlap, c
     if report_dir:
         write_verification_report(report_dir, res)
     if as_json:  # one JSON object, the trials streamed last (keys sorted)
-        head = json_dumps(res.to_dict())[:-1]
-        click.echo(head + ', "trials": [', nl=False)
-        for i, t in enumerate(res):
-            click.echo(("" if i == 0 else ", ") + json_dumps(t), nl=False)
+        click.echo(json_dumps(res.to_dict())[:-1] + ', "trials": [', nl=False)
+        _echo_lines((_trial_json(t) for t in res), sep=", ")
         click.echo("]}")
         return
     report_skipped(res.skipped)
-    for t in res:
-        click.echo(f"{escape_name(t['path'])}\t{escape_name(t['claim'])}\t{t['score']:.6f}")
+    _echo_lines(f"{escape_name(t['path'])}\t{escape_name(t['claim'])}\t{t['score']:.6f}\n"
+                for t in res)  # fmt: skip
     m = res.metrics
     if m:
         click.echo(
@@ -85,3 +86,24 @@ def command(ctx, model, trials, norm, cohort, report_dir, allow_train_overlap, c
         )
     if report_dir:
         click.echo(f"report: {escape_name(report_dir)}", err=True)
+
+
+def _echo_lines(lines, *, sep: str = "") -> None:
+    """Write ``lines`` joined by ``sep`` in blocks (one write per trial is slow)."""
+    block: list[str] = []
+    first = True
+    for line in lines:
+        block.append(line)
+        if len(block) == 4096:
+            click.echo(("" if first else sep) + sep.join(block), nl=False)
+            block, first = [], False
+    if block:
+        click.echo(("" if first else sep) + sep.join(block), nl=False)
+
+
+def _trial_json(t: dict) -> str:
+    """One trial as JSON with sorted keys (by hand: a million json.dumps calls are slow)."""
+    score = repr(t["score"]) if math.isfinite(t["score"]) else "null"
+    target = "null" if t["target"] is None else str(int(t["target"]))
+    return (f'{{"claim": {json.dumps(t["claim"])}, "path": {json.dumps(t["path"])}, '
+            f'"score": {score}, "target": {target}}}')  # fmt: skip

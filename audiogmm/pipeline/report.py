@@ -26,8 +26,8 @@ logger = logging.getLogger(__name__)
 
 
 def _finite(obj: Any) -> Any:
-    if isinstance(obj, float) and not math.isfinite(obj):
-        return None
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
     if isinstance(obj, dict):
         return {k: _finite(v) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):
@@ -40,8 +40,8 @@ def json_dumps(obj: Any, *, indent: int | None = None) -> str:
 
     (``json.dumps`` would write ``NaN``/``Infinity``, which JSON parsers refuse.)
     """
-    return json.dumps(jsonable(_finite(jsonable(obj))), sort_keys=True, indent=indent,
-                      allow_nan=False, default=str)  # fmt: skip
+    return json.dumps(_finite(jsonable(obj)), sort_keys=True, indent=indent, allow_nan=False,
+                      default=str)  # fmt: skip
 
 
 def format_confusion(labels: list[str], matrix: list[list[int]] | np.ndarray) -> str:

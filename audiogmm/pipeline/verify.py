@@ -17,7 +17,7 @@ from array import array
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from itertools import islice
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -45,8 +45,7 @@ logger = logging.getLogger(__name__)
 NORMS = ("none", "z", "t", "s")
 
 
-@dataclass(frozen=True)
-class Trial:
+class Trial(NamedTuple):
     """One verification trial: is the speaker of ``path`` the class ``claim``?
 
     ``name`` is the path as the trials file wrote it (what output shows); ``path``
@@ -73,24 +72,34 @@ def iter_trials(path: str | os.PathLike) -> Iterator[Trial]:
         raise DatasetError(f"{name}: no such trials file")
     base = os.path.dirname(os.path.abspath(name))
     with open(name, newline="", encoding="utf-8") as fh:
-        reader = csv.DictReader(fh)
-        cols = reader.fieldnames or []
+        reader = csv.reader(fh)
+        cols = [c.strip() for c in next(reader, [])]
         if "path" not in cols or "claim" not in cols:
             raise DatasetError(f"{name}: needs the columns path,claim[,target]; found {cols}")
+        ip, ic = cols.index("path"), cols.index("claim")
+        it = cols.index("target") if "target" in cols else None
         has_target = None
+        resolved: dict[str, str] = {}  # one entry per distinct file, not per trial
         for i, row in enumerate(reader, start=2):
-            p, claim = (row.get("path") or "").strip(), (row.get("claim") or "").strip()
+            if not row:
+                continue
+            if len(row) > len(cols):
+                raise DatasetError(f"{name}: row {i} has {len(row)} fields, the header {len(cols)}")
+            row += [""] * (len(cols) - len(row))
+            p, claim = row[ip].strip(), row[ic].strip()
             if not p or not claim:
                 raise DatasetError(f"{name}: row {i} has an empty path or claim")
-            t = (row.get("target") or "").strip() if "target" in cols else ""
+            t = "" if it is None else row[it].strip()
             if t not in ("", "0", "1"):
                 raise DatasetError(f"{name}: row {i}: target must be 0 or 1, got {t!r}")
             if has_target is None:
                 has_target = bool(t)
             elif has_target != bool(t):
                 raise DatasetError(f"{name}: target is given on some rows but not on others")
-            full = p if os.path.isabs(p) else os.path.join(base, p)
-            yield Trial(os.path.normpath(full), claim, int(t) if t else None, p)
+            full = resolved.get(p)
+            if full is None:
+                full = resolved[p] = os.path.normpath(os.path.join(base, p))
+            yield Trial(full, claim, int(t) if t else None, p)
 
 
 def read_trials(path: str | os.PathLike) -> list[Trial]:
@@ -153,7 +162,7 @@ class TrialScores:
 
 
 #: Trials scored per step: bounds the per-trial work arrays (normalisation included).
-_CHUNK = 1 << 16
+_CHUNK = 1 << 13
 
 
 def score_trials(
