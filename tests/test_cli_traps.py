@@ -219,3 +219,71 @@ def test_one_class_is_not_classes(data, tmp_path):
     shutil.copytree(data / "ast_en", one / "ast_en")
     r = run(["train", one, "-o", tmp_path / "m.npz", "-k", "2", "--split", "all", "-j", "1"])
     assert "trained 1 class " in r.output
+
+
+# -- issue 21 item 7: Ctrl-C ------------------------------------------------------------------
+
+
+def _interrupt(args, tmp_path, ready):
+    """Run ``audiogmm ARGS`` in its own session, Ctrl-C it (the whole group, as a terminal
+    does) once stderr shows ``ready``; return (exit code, seconds to exit, stderr, live
+    processes left in the session)."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import threading
+    import time
+
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    p = subprocess.Popen([sys.executable, "-m", "audiogmm", *map(str, args)], env=env,
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                         start_new_session=True)  # fmt: skip
+    err, seen = [], threading.Event()
+
+    def read():
+        for line in p.stderr:
+            err.append(line)
+            if ready in line:
+                seen.set()
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    assert seen.wait(120), "".join(err)
+    time.sleep(0.3)  # into the work
+    t0 = time.monotonic()
+    os.killpg(p.pid, signal.SIGINT)
+    p.wait(30)
+    dt = time.monotonic() - t0
+    reader.join(10)
+    time.sleep(0.3)
+    ps = subprocess.run(["ps", "-o", "stat=,pid=,cmd=", "-s", str(p.pid)], capture_output=True,
+                        text=True).stdout.splitlines()  # fmt: skip
+    return p.returncode, dt, "".join(err), [x for x in ps if not x.strip().startswith("Z")]
+
+
+@pytest.fixture(scope="module")
+def long_files(tmp_path_factory):
+    import soundfile as sf
+
+    base = tmp_path_factory.mktemp("long")
+    rng = np.random.default_rng(0)
+    for lab in ("a", "b"):
+        (base / lab).mkdir()
+        noise = (0.1 * rng.standard_normal(16000 * 240)).astype(np.float32)  # 4 minutes
+        sf.write(base / lab / "long.wav", noise, 16000, subtype="PCM_16")
+    return base
+
+
+@pytest.mark.parametrize("dask", [[], ["--dask", "local:2"]])
+def test_ctrl_c_exits_130_at_once_leaving_nothing(long_files, tmp_path, dask):
+    pytest.importorskip("distributed") if dask else None
+    out = tmp_path / "m.npz"
+    code, dt, err, left = _interrupt(
+        ["-v", "train", long_files, "-o", out, "--cache", tmp_path / "cache", "--split", "all",
+         "-k", "2", "-j", "2", *dask], tmp_path, "executor:")  # fmt: skip
+    assert code == 130, err
+    assert dt < 2.0, dt  # ~1 s on an idle machine; the 2 shared cores of CI are slower
+    assert "Traceback" not in err and "Aborted" not in err and "interrupted" in err
+    assert not out.exists() and not left, left
+    assert not [f for f in tmp_path.iterdir() if f.name.startswith(".tmp")]

@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import sys
 import warnings
 
 import click
@@ -48,8 +49,48 @@ def dask_or(dask_spec: str | None, fallback):
         parse_spec(dask_spec)
     except ValueError as e:
         raise click.BadParameter(str(e), param_hint="--dask") from None
-    with DaskExecutor(dask_spec) as ex:
+    verbosity = click.get_current_context().obj["verbosity"]
+    _quiet_dask(verbosity)
+    with _workers_stderr(quiet=verbosity < 2 and dask_spec.startswith("local")):
+        ex = DaskExecutor(dask_spec)
+    logger.info("executor: %r", ex)
+    with ex:
         yield ex
+
+
+def _quiet_dask(verbosity: int) -> None:
+    """Dask's INFO chatter (cluster start and stop) only at -vv, its warnings unless -q."""
+    try:
+        import distributed  # noqa: F401 - sets its loggers' levels on import: ours come after
+    except ImportError:
+        return  # DaskExecutor says what to install
+    level = logging.INFO if verbosity >= 2 else logging.WARNING if verbosity >= 0 else logging.ERROR
+    for name in ("distributed", "tornado"):
+        logging.getLogger(name).setLevel(level)
+    # the LocalCluster serves no dashboard (dashboard_address=None): its port is no concern
+    warnings.filterwarnings("ignore", r"Port \d+ is already in use", UserWarning)
+
+
+@contextlib.contextmanager
+def _workers_stderr(*, quiet: bool):
+    """Processes started inside get /dev/null as stderr when ``quiet``.
+
+    A LocalCluster's worker processes share the terminal: on Ctrl-C each would print
+    its own traceback, and on shutdown its warnings. Their task errors come back
+    through the client, and the command logs what matters; -vv keeps their stderr.
+    """
+    if not quiet:
+        yield
+        return
+    sys.stderr.flush()
+    saved, devnull = os.dup(2), os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, 2)
+    try:
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
 
 
 @click.command("ubm")
