@@ -48,7 +48,17 @@ def data(tmp_path_factory):
 def store_and_ubm(data, tmp_path_factory):
     d = tmp_path_factory.mktemp("scale")
     run(["-q", "extract", data, "--cache", d / "cache", "--shards", d / "store", "-j", "1"])
-    r = run(["ubm", d / "store", "-k", "4", "-o", d / "ubm.npz", "-j", "1"])
+    import logging
+
+    records = []
+    handler = logging.Handler()
+    handler.emit = records.append
+    logging.getLogger("audiogmm").addHandler(handler)
+    try:  # --max-iter 2: a budget run in full, which is no failure to converge
+        r = run(["ubm", d / "store", "-k", "4", "--max-iter", "2", "-o", d / "ubm.npz", "-j", "1"])
+    finally:
+        logging.getLogger("audiogmm").removeHandler(handler)
+    r.logged = "\n".join(x.getMessage() for x in records)
     return d / "store", d / "ubm.npz", r
 
 
@@ -103,7 +113,8 @@ def test_audio_options_on_a_store_are_usage_errors(store_and_ubm, tmp_path):
 
 def test_ubm_records_its_front_end_and_train_adapts_from_it(data, store_and_ubm, tmp_path):
     store, ubm_path, r = store_and_ubm
-    assert "did not converge" not in r.output  # --max-iter is a fixed budget (issue 21.12)
+    assert "2 EM iterations" in r.output
+    assert "converge" not in r.logged and "converge" not in r.output  # issue 21.12
     ubm = DiagGMM.load(ubm_path)
     assert ubm.file_header_["feature_config"] == load_model_config(store)
     info = run(["info", ubm_path]).output
@@ -287,3 +298,54 @@ def test_ctrl_c_exits_130_at_once_leaving_nothing(long_files, tmp_path, dask):
     assert "Traceback" not in err and "Aborted" not in err and "interrupted" in err
     assert not out.exists() and not left, left
     assert not [f for f in tmp_path.iterdir() if f.name.startswith(".tmp")]
+
+
+def test_dask_is_quiet(store_and_ubm, tmp_path):
+    """No `INFO distributed.*` chatter (35 lines before), even less with -qq (issue 21.12)."""
+    import os
+    import subprocess
+    import sys
+
+    pytest.importorskip("distributed")
+    store, _, _ = store_and_ubm
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    for quiet in ([], ["-qq"]):
+        p = subprocess.run([sys.executable, "-m", "audiogmm", *quiet, "train", str(store), "-k",
+                            "2", "-o", str(tmp_path / "m.npz"), "--dask", "local:2"],
+                           env=env, capture_output=True, text=True, timeout=300)  # fmt: skip
+        assert p.returncode == 0, p.stderr
+        assert "distributed" not in p.stderr and "Traceback" not in p.stderr, p.stderr
+
+
+# -- issue 21 item 5: help from the real defaults; item 9: tune ----------------------------------
+
+
+def test_help_shows_the_real_defaults():
+    ev = " ".join(run(["evaluate", "--help"]).output.split("Options:")[1].split())
+    seed = ev[ev.index("--seed"):ev.index("--train-fraction")]
+    assert "[default: 0]" not in seed and "stored split" in seed
+    frac = ev[ev.index("--train-fraction"):ev.index("--split")]
+    assert "0.7" not in frac and "stored split" in frac
+    tune = run(["tune", "--help"]).output.split("Options:")[1]
+    preset = tune[tune.index("--preset"):tune.index("--config")]
+    assert "[default: auto]" in " ".join(preset.split())
+    train = " ".join(run(["train", "--help"]).output.split())
+    assert "UBM (--backend map, default 64)" in train and "runs exactly 10" in train
+
+
+def test_tune_with_a_fixed_configuration_prints_its_accuracy(data):
+    out = json.loads(run(["-q", "tune", data, "--preset", "sound", "-k", "2", "-j", "1",
+                          "--json"]).output)  # fmt: skip
+    (row,) = out["selection"]["table"]
+    assert row["front_end"] == "sound" and row["components"] == "K=2" and row["n"] == 12
+    assert 0 <= row["accuracy"] <= 1 and row["chosen"]
+    text = run(["-q", "tune", data, "--preset", "sound", "-k", "2", "-j", "1"]).output
+    assert "K=2" in text and "/12" in text
+
+
+def test_tune_warns_when_the_data_is_too_small(data, tmp_path, caplog):
+    small = tmp_path / "small"
+    for spk in ("ast_en", "flite_slt"):
+        shutil.copytree(data / spk, small / spk)
+    run(["-q", "tune", small, "--split", "all", "-j", "1", "--folds", "2"])
+    assert "only 12 training clips to cross-validate" in caplog.text

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import click
-from click.core import ParameterSource
 
 from .options import (
     command_executor,
@@ -16,11 +15,6 @@ from .options import (
     split_options,
 )
 from .output import escape_name
-
-
-def _given(ctx: click.Context, name: str, value):
-    """The option's value if the user typed it, else None (the model's stored value wins)."""
-    return None if ctx.get_parameter_source(name) == ParameterSource.DEFAULT else value
 
 
 def _split_note(info: dict) -> str:
@@ -46,7 +40,7 @@ def _split_note(info: dict) -> str:
 @click.command("evaluate")
 @click.argument("model", type=click.Path(exists=True, dir_okay=False))
 @click.argument("data", type=click.Path(exists=True))
-@split_options("test")
+@split_options("test", stored=True)
 @click.option(
     "--allow-train-overlap",
     is_flag=True,
@@ -102,8 +96,8 @@ def command(
         from .kaldi import evaluate_kaldi_dir
 
         return evaluate_kaldi_dir(
-            model, data, split=split, train_fraction=_given(ctx, "train_fraction", train_fraction),
-            seed=_given(ctx, "seed", seed), allow_train_overlap=allow_train_overlap,
+            model, data, split=split, train_fraction=train_fraction,
+            seed=seed, allow_train_overlap=allow_train_overlap,
             report_dir=report_dir, as_json=as_json,
         )  # fmt: skip
     bundle = load_model(model)
@@ -113,8 +107,8 @@ def command(
         bundle,
         manifest,
         split,
-        train_fraction=_given(ctx, "train_fraction", train_fraction),
-        seed=_given(ctx, "seed", seed),
+        train_fraction=train_fraction,
+        seed=seed,
     )
     if ctx.obj["verbosity"] >= 0:
         click.echo(_split_note(split_info), err=True)

@@ -38,7 +38,7 @@ __all__ = [
 ]
 
 
-def _preset_and_config(f, *, auto: bool = False):
+def _preset_and_config(f, *, auto: bool = False, default: str = DEFAULT_PRESET):
     """``--preset NAME`` (``auto`` too when tuning) and ``--config FILE`` on top of it."""
     f = click.option(
         "--config",
@@ -50,7 +50,7 @@ def _preset_and_config(f, *, auto: bool = False):
     return click.option(
         "--preset",
         type=click.Choice([*sorted(PRESETS), "auto"] if auto else sorted(PRESETS)),
-        default=DEFAULT_PRESET,
+        default=default,
         show_default=True,
         help="Named feature preset"
         + (
@@ -90,7 +90,14 @@ def strict_option(f):
     )(f)
 
 
-def split_options(default: str):
+def split_options(default: str, *, stored: bool = False):
+    """``--split``, ``--train-fraction``, ``--seed``.
+
+    ``stored``: the model's stored split is the default (``evaluate``): the options
+    default to None, and their help says so.
+    """
+    note = " [default: the model's stored split]" if stored else ""
+
     def deco(f):
         f = click.option(
             "--split",
@@ -102,16 +109,17 @@ def split_options(default: str):
         f = click.option(
             "--train-fraction",
             type=click.FloatRange(0, 1, min_open=True, max_open=True),
-            default=TRAIN_FRACTION,
-            show_default=True,
-            help="Share of each label's files that go to 'train' when DATA has no split column.",
+            default=None if stored else TRAIN_FRACTION,
+            show_default=not stored,
+            help="Share of each label's files that go to 'train' when DATA has no split column."
+            + note,
         )(f)
         f = click.option(
             "--seed",
             type=int,
-            default=0,
-            show_default=True,
-            help="Seed for the split and training.",
+            default=None if stored else 0,
+            show_default=not stored,
+            help=("Seed of the split." if stored else "Seed for the split and training.") + note,
         )(f)
         return f
 
@@ -280,7 +288,9 @@ class _Components(click.ParamType):
         return k
 
 
-def tuning_options(*, components_default, components_help: str | None = None):
+def tuning_options(
+    *, components_default, components_help: str | None = None, preset_default=DEFAULT_PRESET
+):
     """``--preset`` (a preset or ``auto``), ``--config``, ``--components`` (K or ``auto``).
 
     ``components_default`` None: the command resolves it (``components_help`` says how).
@@ -297,7 +307,7 @@ def tuning_options(*, components_default, components_help: str | None = None):
             or "Components per class, or 'auto': per-class K (or one K) chosen by "
             "clip-stratified cross-validation on the training files.",
         )(f)
-        return _preset_and_config(f, auto=True)
+        return _preset_and_config(f, auto=True, default=preset_default)
 
     return deco
 
