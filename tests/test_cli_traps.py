@@ -349,3 +349,43 @@ def test_tune_warns_when_the_data_is_too_small(data, tmp_path, caplog):
         shutil.copytree(data / spk, small / spk)
     run(["-q", "tune", small, "--split", "all", "-j", "1", "--folds", "2"])
     assert "only 12 training clips to cross-validate" in caplog.text
+
+
+# -- issue 21 item 6: no nan% in text; item 11: reports -------------------------------------------
+
+
+def test_open_set_rates_over_no_clips_are_not_nan(data, map_model):
+    r = run(["evaluate", map_model, data, "--reject", "auto", "-j", "1"])
+    line = next(x for x in r.output.splitlines() if x.startswith("open set:"))
+    assert "nan" not in line and "n/a (no unknown clips) of 0 unknown" in line
+    out = strict_json(run(["-q", "evaluate", map_model, data, "--reject", "auto", "-j", "1",
+                           "--json"]).output)  # fmt: skip
+    assert out["open_set"]["false_accept"] is None
+
+
+def test_report_folder_holds_only_this_evaluation(data, map_model, tmp_path):
+    ml = tmp_path / "ml.npz"
+    run(["-q", "train", data, "-o", ml, "-k", "2", "--max-iter", "3", "-j", "1"])
+    rep = tmp_path / "rep"
+    r = run(["evaluate", ml, data, "--report", rep, "-j", "1"])
+    assert (rep / "training_curves.json").exists() and str(rep) in r.output
+    run(["-q", "evaluate", map_model, data, "--report", rep, "-j", "1"])  # MAP: no EM curves
+    assert not (rep / "training_curves.json").exists()
+    assert not (rep / "training_curves.png").exists()
+    assert (rep / "metrics.json").exists()
+
+
+def test_fused_training_curves_name_every_member():
+    from audiogmm.features import FeatureConfig
+    from audiogmm.models import FusedClassifier, GMMClassifier
+    from audiogmm.pipeline import Bundle, training_report
+
+    rng = np.random.default_rng(0)
+    clips = [rng.normal(m, 1, (200, 2)) for m in (0, 0, 4, 4)]
+    members = [GMMClassifier(2, max_iter=3, random_state=s).fit(clips, ["a", "a", "b", "b"])
+               for s in (0, 1)]  # fmt: skip
+    sel = {"front_end": "general + sound"}
+    bundle = Bundle(FusedClassifier(members), FeatureConfig(), {"selection": sel})
+    rep = training_report(bundle)
+    assert sorted(rep) == ["a (general)", "a (sound)", "b (general)", "b (sound)"]
+    assert rep["b (sound)"] is members[1].fit_report_["b"]

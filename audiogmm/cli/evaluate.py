@@ -87,6 +87,7 @@ def command(
         format_metrics,
         load_model,
         stored_split,
+        training_report,
         write_report,
     )
 
@@ -122,7 +123,7 @@ def command(
         )  # fmt: skip
     res["split"] = split_info
     if report_dir:
-        write_report(report_dir, res, training=bundle.classifier.fit_report_)
+        write_report(report_dir, res, training=training_report(bundle))
     if as_json:
         echo_json({k: v for k, v in res.items() if k != "predictions"})
         return
@@ -138,9 +139,8 @@ def command(
             err=True,
         )
     if "open_set" in res:
-        o = res["open_set"]
-        click.echo(
-            f"open set: false accept {100 * o['false_accept']:.2f}% of {o['n_unknown']} unknown, "
-            f"false reject {100 * o['false_reject']:.2f}% of {o['n_known']} known, "
-            f"misidentified {100 * o['misidentified']:.2f}%"
-        )
+        from ..pipeline.report import format_open_set
+
+        click.echo(format_open_set(res["open_set"]))
+    if report_dir:
+        click.echo(f"report: {escape_name(report_dir)}", err=True)

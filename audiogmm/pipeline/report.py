@@ -17,6 +17,8 @@ from ..container import atomic_write, jsonable
 __all__ = [
     "format_confusion",
     "format_metrics",
+    "format_open_set",
+    "training_report",
     "json_dumps",
     "write_report",
     "write_training_curves",
@@ -53,8 +55,18 @@ def format_confusion(labels: list[str], matrix: list[list[int]] | np.ndarray) ->
     return "true \\ predicted\n" + "\n".join([head, *rows]) + "\n"
 
 
-def _pct(x: float) -> str:
-    return f"{100 * x:.2f}%"
+def _pct(x: float, none: str = "n/a") -> str:
+    """A rate as ``12.34%``; ``none`` for NaN (a rate over no clips)."""
+    return f"{100 * x:.2f}%" if x == x else none
+
+
+def format_open_set(o: dict[str, Any]) -> str:
+    """The open-set line of ``evaluate --reject`` (``n/a`` for a rate over no clips)."""
+    return (
+        f"open set: false accept {_pct(o['false_accept'], 'n/a (no unknown clips)')} of "
+        f"{o['n_unknown']} unknown, false reject {_pct(o['false_reject'], 'n/a (no known clips)')}"
+        f" of {o['n_known']} known, misidentified {_pct(o['misidentified'], 'n/a')}"
+    )
 
 
 def format_metrics(metrics: dict[str, Any]) -> str:
@@ -139,7 +151,33 @@ def write_report(
             written.append(path)
     if training:
         written += write_training_curves(folder, training, plot=plot)
+    # the folder describes this evaluation only: drop what an earlier report left there
+    for name in REPORT_FILES:
+        path = os.path.join(folder, name)
+        if path not in written and os.path.isfile(path):
+            os.remove(path)
     return written
+
+
+#: Every file :func:`write_report` may write.
+REPORT_FILES = ("metrics.json", "metrics.txt", "confusion.txt", "confusion.png",
+                "training_curves.json", "training_curves.png")  # fmt: skip
+
+
+def training_report(model: Any) -> dict[str, Any]:
+    """The per-class training reports of a bundle's classifier, for :func:`write_report`.
+
+    A fused model's members each get their classes, labelled ``"label (front end)"``.
+    """
+    clf = model.classifier
+    members = getattr(clf, "members", None)
+    if not members:
+        return clf.fit_report_
+    sel = model.header.get("selection")
+    names = sel["front_end"].split(" + ") if isinstance(sel, dict) else []
+    if len(names) != len(members):
+        names = [f"member {i + 1}" for i in range(len(members))]
+    return {f"{y} ({n})": r for n, m in zip(names, members) for y, r in m.fit_report_.items()}
 
 
 def write_training_curves(
@@ -200,6 +238,12 @@ def _pyplot(what: str) -> Any:
     return plt
 
 
+def _ticker() -> Any:
+    import matplotlib.ticker
+
+    return matplotlib.ticker
+
+
 def _plot_curves(curves: dict[str, list[float]]) -> bytes | None:
     plt = _pyplot("training_curves.png")
     if plt is None:
@@ -207,6 +251,7 @@ def _plot_curves(curves: dict[str, list[float]]) -> bytes | None:
     fig, ax = plt.subplots(figsize=(6.4, 4.0), dpi=100)
     for y, h in curves.items():
         ax.plot(range(len(h)), h, marker=".", label=y)
+    ax.xaxis.set_major_locator(_ticker().MaxNLocator(integer=True))  # iterations are whole
     ax.set_xlabel("EM iteration (0: after initialisation)")
     ax.set_ylabel("mean log-likelihood per frame (nats)")
     ax.set_title("training curves per class")
