@@ -389,3 +389,34 @@ def test_fused_training_curves_name_every_member():
     rep = training_report(bundle)
     assert sorted(rep) == ["a (general)", "a (sound)", "b (general)", "b (sound)"]
     assert rep["b (sound)"] is members[1].fit_report_["b"]
+
+
+def test_papercuts(data, map_model, tmp_path, caplog):
+    # an OSError is the path and the reason, never a Python class name
+    (tmp_path / "afile").write_text("")
+    r = run(["train", data, "-o", tmp_path / "afile" / "m.npz"], code=1)
+    assert str(tmp_path / "afile") in r.output and "Error:" in r.output
+    assert "NotADirectoryError" not in r.output and "FileNotFoundError" not in r.output
+    # top-level help: each command's whole first line
+    top = run(["--help"]).output
+    assert "..." not in top.split("Commands:")[1].split("Exit codes")[0]
+    # predict on a folder without audio names it
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert str(empty) in run(["predict", map_model, empty], code=2).output
+    # --reject auto without a calibrated threshold, in CLI words
+    plain = tmp_path / "plain.npz"
+    run(["-q", "train", data, "--backend", "map", "-k", "2", "-o", plain, "-j", "1"])
+    clip = sorted((data / "ast_en").glob("*.flac"))[0]
+    r = run(["predict", plain, clip, "--reject", "auto"], code=1)
+    assert "--reject-far" in r.output and "reject=" not in r.output and "reject_far" not in r.output
+    # a file given twice is classified once, and said so
+    r = run(["predict", map_model, clip, clip])
+    assert len(r.output.strip().splitlines()) == 1 and "more than once" in caplog.text
+    # skipped files: one list (the count is the library's warning), none with -qq
+    bad = tmp_path / "bad.wav"
+    bad.write_bytes(b"not audio")
+    r = run(["predict", map_model, bad, clip])
+    assert r.output.count(str(bad)) == 1 and "skipped 1 file(s)" not in r.output
+    r = run(["-qq", "predict", map_model, bad, clip])
+    assert str(bad) not in r.output

@@ -86,7 +86,8 @@ class _Group(click.Group):
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
             sys.exit(0)
         except OSError as e:  # e.g. an output folder we may not write to
-            raise click.ClickException(escape_name(f"{type(e).__name__}: {e}")) from e
+            text = f"{e.filename}: {e.strerror}" if e.filename and e.strerror else str(e)
+            raise click.ClickException(escape_name(text)) from e
         except KeyboardInterrupt:
             _stop()
         except click.Abort:  # click's own Ctrl-C (e.g. at a prompt)
@@ -148,6 +149,8 @@ def _verbosity_option(flags: list[str], sign: int, help: str) -> click.Option:
 
 for _module in (extract, train, evaluate, predict, info, tune, verify, ubm):
     main.add_command(_module.command)
+    # the whole first line in `audiogmm --help`, not cut at 45 characters
+    _module.command.short_help = (_module.command.help or "").strip().split("\n")[0]
     _module.command.epilog = EXIT_CODES
     _module.command.params += [
         _verbosity_option(["-v", "--verbose"], 1, VERBOSE_HELP),

@@ -10,6 +10,7 @@ from .options import (
     json_option,
     progress_for,
     reject_option,
+    reject_threshold,
     report_skipped,
     run_options,
     split_options,
@@ -114,8 +115,7 @@ def command(
     if ctx.obj["verbosity"] >= 0:
         click.echo(_split_note(split_info), err=True)
     opts = RunOptions(cache_dir=cache_dir, n_jobs=jobs, progress=progress_for(ctx), strict=strict)
-    if reject is not None and not hasattr(bundle.classifier, "resolve_threshold"):
-        raise click.UsageError("--reject needs a model trained with --backend map")
+    reject_threshold(bundle.classifier, reject)
     with command_executor([r.path for r in records], jobs) as ex:
         res = evaluate_classifier(
             bundle, records, options=opts, executor=ex, manifest=manifest,

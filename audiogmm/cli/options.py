@@ -30,6 +30,7 @@ __all__ = [
     "progress_for",
     "refuse_given",
     "reject_option",
+    "reject_threshold",
     "report_skipped",
     "run_options",
     "strict_option",
@@ -165,6 +166,20 @@ def refuse_given(ctx: click.Context, names: Iterable[str], why: str) -> None:
 def plural(n: int, word: str, words: str | None = None) -> str:
     """``1 class``, ``2 classes``."""
     return f"{n} {word if n == 1 else words or word + 's'}"
+
+
+def reject_threshold(clf: Any, reject: str | float | None) -> float | None:
+    """The per-frame LLR threshold ``--reject`` asks of ``clf`` (checked before any work)."""
+    if reject is None:
+        return None
+    if not hasattr(clf, "resolve_threshold"):
+        raise click.UsageError("--reject needs a model trained with --backend map")
+    if reject == "auto" and getattr(clf, "threshold_", None) is None:
+        raise click.ClickException(
+            "--reject auto needs a calibrated threshold, which this model has not: train it "
+            "with --backend map --reject-far F (e.g. 0.05), or give --reject a number"
+        )
+    return clf.resolve_threshold(reject)
 
 
 def json_option(f):
