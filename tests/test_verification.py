@@ -289,7 +289,7 @@ def test_cli_verify_json_is_strict_and_paths_are_the_users(verify_setup, tmp_pat
 def test_verify_memory_does_not_grow_with_the_trials(verify_setup, tmp_path):
     """Streaming: more trials cost numeric arrays only, never a Python object each.
 
-    (9 bytes a trial are kept; the exact EER/minDCF sort copies of the scores, ~60 bytes a
+    (17 bytes a trial are kept; the exact EER/minDCF sort copies of the scores, ~60 bytes a
     trial while they run.)
     """
     import tracemalloc

@@ -14,9 +14,8 @@ import io
 import logging
 import os
 from array import array
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from itertools import islice
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -118,17 +117,24 @@ def read_trials(path: str | os.PathLike) -> list[Trial]:
 
 @dataclass
 class TrialScores:
-    """Scores of every usable trial, kept as two arrays; the trials are re-read on demand.
+    """Every usable trial as a few numbers; the trials file is read once.
 
-    Memory holds the features of the distinct files and 9 bytes per trial (score,
-    target), never a Python object per trial.
+    Memory holds the features' scores of the distinct files and 17 bytes per trial
+    (the path and claim as indices into tables of distinct values, target, score),
+    never a Python object per trial.
 
     Attributes
     ----------
-    scores : ndarray of shape (n_scored,), float64
-        The (normalised) mean per-frame LLR of each usable trial, in file order.
+    names : list of str
+        The distinct paths as the trials wrote them.
+    claims : list of str
+        The model's labels.
+    name_index, claim_index : ndarray of shape (n_scored,), int32
+        Each usable trial's path and claim, in file order.
     targets : ndarray of shape (n_scored,), int8
         1 target, 0 non-target, -1 unknown.
+    scores : ndarray of shape (n_scored,), float64
+        The (normalised) mean per-frame LLR of each usable trial.
     norm : str
     skipped : list of dict
         ``{path, reason}`` of the files that could not be scored.
@@ -136,22 +142,22 @@ class TrialScores:
         :func:`verification_metrics` when the targets are known.
     """
 
-    source: Callable[[], Iterable[Trial]]
-    usable: set[str]
-    scores: np.ndarray
+    names: list[str]
+    claims: list[str]
+    name_index: np.ndarray
+    claim_index: np.ndarray
     targets: np.ndarray
+    scores: np.ndarray
     norm: str
     skipped: list[dict[str, str]]
     metrics: dict[str, Any] | None
 
     def __iter__(self) -> Iterator[dict[str, Any]]:
         """``{path, claim, target, score}`` per scored trial, in file order."""
-        k = 0
-        for t in self.source():
-            if t.path in self.usable:
-                yield {"path": t.name or t.path, "claim": t.claim, "target": t.target,
-                       "score": float(self.scores[k])}  # fmt: skip
-                k += 1
+        for n, c, t, s in zip(self.name_index.tolist(), self.claim_index.tolist(),
+                              self.targets.tolist(), self.scores.tolist()):  # fmt: skip
+            yield {"path": self.names[n], "claim": self.claims[c],
+                   "target": None if t < 0 else t, "score": s}  # fmt: skip
 
     def to_dict(self) -> dict[str, Any]:
         """Everything but the trials (``norm``, ``skipped``, ``metrics``, ``n_trials``)."""
@@ -167,7 +173,7 @@ _CHUNK = 1 << 13
 
 def score_trials(
     model: Bundle,
-    trials: str | os.PathLike | Sequence[Trial],
+    trials: str | os.PathLike | Iterable[Trial],
     *,
     norm: str = "none",
     cohort: Sequence[str] = (),
@@ -177,15 +183,15 @@ def score_trials(
 ) -> TrialScores:
     """Score verification trials with a GMM-UBM bundle, streaming the trials.
 
-    The trials (a CSV path, read three times, or a sequence) are scanned once for
-    their distinct files and claims; each file's features are scored once against
-    every class; then each trial's score is looked up, chunk by chunk.
+    The trials (a CSV path, or Trial objects) are read once into index arrays;
+    each distinct file's features are scored once against every class; then each
+    trial's score is looked up, chunk by chunk.
 
     Parameters
     ----------
     model : Bundle
         A ``--backend map`` model (its classifier has ``score_samples``).
-    trials : path of a trials CSV, or sequence of Trial
+    trials : path of a trials CSV, or iterable of Trial
     norm : {"none", "z", "t", "s"}
         Score normalisation. ``z``: by the claimed model's scores on the
         ``cohort`` impostor files; ``t``: by the test file's scores on the
@@ -208,62 +214,62 @@ def score_trials(
         raise ParameterError("verification needs a GMM-UBM model (train with --backend map)")
     if norm not in NORMS:
         raise ParameterError(f"norm must be one of {NORMS}; got {norm!r}")
-    if isinstance(trials, (str, os.PathLike)):
-        name = os.fspath(trials)
-
-        def source() -> Iterable[Trial]:
-            return iter_trials(name)
-    else:
-        name, trials = "the trials", list(trials)
-
-        def source() -> Iterable[Trial]:
-            return trials
-
+    name = os.fspath(trials) if isinstance(trials, (str, os.PathLike)) else "the trials"
+    source = iter_trials(trials) if isinstance(trials, (str, os.PathLike)) else trials
     index = {y: i for i, y in enumerate(clf.labels_)}
-    files: dict[str, str] = {}  # path -> name as written
-    claims: set[str] = set()
-    for t in source():
-        files.setdefault(t.path, t.name or t.path)
-        claims.add(t.claim)
-    if not files:
+    names: dict[str, int] = {}  # the path as written -> its index
+    paths: list[str] = []  # the file each written path names
+    ni, ci, tg = array("i"), array("i"), array("b")
+    unknown: set[str] = set()
+    for t in source:
+        k = names.get(t.name or t.path)
+        if k is None:
+            k = names[t.name or t.path] = len(paths)
+            paths.append(t.path)
+        c = index.get(t.claim)
+        if c is None:
+            unknown.add(t.claim)
+            continue
+        ni.append(k)
+        ci.append(c)
+        tg.append(-1 if t.target is None else t.target)
+    if not paths:
         raise DatasetError(f"{name}: no trials")
-    unknown = sorted(claims - set(index))
     if unknown:
-        raise ParameterError(f"claims {unknown[:10]} are not classes of the model {clf.labels_}")
+        raise ParameterError(
+            f"claims {sorted(unknown)[:10]} are not classes of the model {clf.labels_}"
+        )
     if norm in ("t", "s") and len(clf.labels_) < 3:
         raise ParameterError("t-/s-norm needs a model with >= 3 classes (impostor models)")
     if norm in ("z", "s") and len(cohort) < 2:
         raise ParameterError("z-/s-norm needs at least 2 --cohort impostor files")
-    _refuse_training_files(model, files, allow_train_overlap)
+    shown = {p: n for n, p in reversed(list(zip(names, paths)))}  # a file's first spelling
+    _refuse_training_files(model, shown, allow_train_overlap)
     opts = options or RunOptions()
     with resolve(executor, opts.n_jobs) as ex:
-        paths = list(dict.fromkeys([*files, *(os.fspath(c) for c in cohort)]))
-        res = extract_many(paths, config=model.config, options=opts, executor=ex)
-        used = [p for p in paths if p in res.features]
+        files = list(dict.fromkeys([*paths, *(os.fspath(c) for c in cohort)]))
+        res = extract_many(files, config=model.config, options=opts, executor=ex)
+        used = [p for p in files if p in res.features]
         S = clf.score_samples([res.features[p] for p in used], executor=ex) if used else None
-    skipped = [{"path": files.get(s.path, s.path), "reason": s.reason} for s in res.skipped]
+    skipped = [{"path": shown.get(s.path, s.path), "reason": s.reason} for s in res.skipped]
     del res  # the features: the scores are all that is needed now
     row = {p: i for i, p in enumerate(used)}
+    rows = np.array([row.get(p, -1) for p in paths], dtype=np.int64)
+    n_idx, c_idx = np.frombuffer(ni, dtype=np.int32), np.frombuffer(ci, dtype=np.int32)
+    keep = rows[n_idx] >= 0
+    n_idx, c_idx, tg_kept = n_idx[keep], c_idx[keep], np.frombuffer(tg, dtype=np.int8)[keep]
+    del ni, ci, tg
     cohort_rows = [row[c] for c in map(os.fspath, cohort) if c in row]
-    scores, targets = array("d"), array("b")
-    for chunk in _chunks((t for t in source() if t.path in row), _CHUNK):
-        ti = np.array([row[t.path] for t in chunk], dtype=np.int64)
-        ci = np.array([index[t.claim] for t in chunk], dtype=np.int64)
-        s = S[ti, ci]
-        if norm != "none":
-            s = _normalise(s, S, ti, ci, cohort_rows, norm)
-        scores.extend(s.tolist())
-        targets.extend(-1 if t.target is None else t.target for t in chunk)
-    sc, tg = np.frombuffer(scores, dtype=np.float64), np.frombuffer(targets, dtype=np.int8)
-    known = len(tg) and tg[0] >= 0
-    return TrialScores(source, set(row) & set(files), sc, tg, norm, skipped,
-                       verification_metrics(tg, sc) if known else None)  # fmt: skip
-
-
-def _chunks(items: Iterable[Any], n: int) -> Iterator[list[Any]]:
-    it = iter(items)
-    while chunk := list(islice(it, n)):
-        yield chunk
+    scores = np.empty(len(n_idx))
+    for lo in range(0, len(n_idx), _CHUNK):
+        ti = rows[n_idx[lo : lo + _CHUNK]]
+        cc = c_idx[lo : lo + _CHUNK].astype(np.int64)
+        s = S[ti, cc]
+        scores[lo : lo + len(s)] = s if norm == "none" else _normalise(s, S, ti, cc,
+                                                                      cohort_rows, norm)  # fmt: skip
+    known = len(tg_kept) and tg_kept[0] >= 0
+    return TrialScores(list(names), list(clf.labels_), n_idx, c_idx, tg_kept, scores, norm,
+                       skipped, verification_metrics(tg_kept, scores) if known else None)  # fmt: skip
 
 
 def _refuse_training_files(model: Bundle, files: dict[str, str], allow: bool) -> None:
