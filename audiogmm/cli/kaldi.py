@@ -92,6 +92,7 @@ def evaluate_kaldi_dir(
     res["skipped"] = []
     if report_dir:
         write_report(report_dir, res)
+        click.echo(f"report: {report_dir}", err=True)
     if as_json:
         echo_json({k: v for k, v in res.items() if k != "predictions"})
         return

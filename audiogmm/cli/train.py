@@ -214,7 +214,7 @@ def command(ctx, data, output, split, train_fraction, seed, preset, config_path,
     report_skipped(out["skipped"])
     if out.get("selection"):
         click.echo(format_selection(out["selection"]))
-    how = (f"from a {clf.n_components}-component UBM (map)" if backend == "map"
+    how = (f"from a UBM of {clf.n_components} components (map)" if backend == "map"
            else f"x {clf.n_components} components (ml)")  # fmt: skip
     click.echo(
         f"trained {plural(len(clf.labels_), 'class', 'classes')} {how} on "
