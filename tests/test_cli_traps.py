@@ -93,6 +93,13 @@ def test_map_options_with_the_ml_backend_are_usage_errors(data, tmp_path, args, 
     assert not (tmp_path / "m.npz").exists()
 
 
+def test_preset_auto_without_k_tunes_the_front_end_at_the_default_k(data, tmp_path):
+    out = json.loads(run(["-q", "train", data, "-o", tmp_path / "m.npz", "--preset", "auto",
+                          "-j", "1", "--max-iter", "3", "--json"]).output)  # fmt: skip
+    assert out["selection"]["components_rule"] == "fixed"
+    assert set(out["selection"]["n_components"].values()) == {16}
+
+
 def test_preset_auto_with_config_is_a_usage_error(data, tmp_path):
     cfg = tmp_path / "c.json"
     cfg.write_text('{"n_mfcc": 13}')

@@ -241,9 +241,10 @@ def _train_audio(ctx, data, output, fit, config, tuning, cache_dir, jobs, strict
     extra = {}
     with dask_or(dask_spec, command_executor([r.path for r in records], jobs)) as ex:
         if tuning:
+            n_components = fit["n_components"]  # the ml K (16 unless -k), or "auto"
             fit = {k: v for k, v in fit.items() if k not in ("backend", "ubm", "n_components")}
             clf, tuned = train_tuned(
-                records, preset="auto" if config is None else config, components=p["components"],
+                records, preset="auto" if config is None else config, components=n_components,
                 options=opts, executor=ex, **fit,
             )  # fmt: skip
             config, res = tuned.member_configs or tuned.config, tuned.features
