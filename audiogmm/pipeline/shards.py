@@ -47,6 +47,9 @@ def train_from_store(
 ) -> tuple[GMMClassifier, FeatureConfig]:
     """Fit one GMM per label (or a UBM + MAP) on every clip of ``store``.
 
+    ``backend`` and ``classifier_params`` (``ubm=`` included) go to
+    :func:`audiogmm.pipeline.classify.fit_backend`.
+
     Returns
     -------
     classifier : GMMClassifier or UBMClassifier
