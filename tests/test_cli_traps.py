@@ -427,3 +427,12 @@ def test_papercuts(data, map_model, tmp_path, caplog):
     assert r.output.count(str(bad)) == 1 and "skipped 1 file(s)" not in r.output
     r = run(["-qq", "predict", map_model, bad, clip])
     assert str(bad) not in r.output
+
+
+def test_every_option_has_help():
+    import click
+
+    missing = [f"{name} {max(p.opts, key=len)}" for name, cmd in main.commands.items()
+               for p in cmd.params
+               if isinstance(p, click.Option) and not p.hidden and not p.help]  # fmt: skip
+    assert not missing, missing
