@@ -126,6 +126,9 @@ def test_ubm_records_its_front_end_and_train_adapts_from_it(data, store_and_ubm,
     assert ubm.file_header_["feature_config"] == load_model_config(store)
     info = run(["info", ubm_path]).output
     assert "--ubm" in info
+    clip = sorted((data / "ast_en").glob("*.flac"))[0]
+    r = run(["predict", ubm_path, clip], code=1)  # not a classifier: says how to make one
+    assert "--backend map --ubm" in r.output
     for source, n in ((data, None), (store, 18)):  # audio files, and the store itself
         out = tmp_path / f"m{n}.npz"
         r = run(["train", source, "--backend", "map", "--ubm", ubm_path, "-o", out, "-j", "1",

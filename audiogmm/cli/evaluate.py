@@ -8,6 +8,7 @@ from .options import (
     command_executor,
     echo_json,
     json_option,
+    load_classifier,
     progress_for,
     reject_option,
     reject_threshold,
@@ -86,7 +87,6 @@ def command(
         evaluation_split,
         format_confusion,
         format_metrics,
-        load_model,
         stored_split,
         training_report,
         write_report,
@@ -102,7 +102,7 @@ def command(
             seed=seed, allow_train_overlap=allow_train_overlap,
             report_dir=report_dir, as_json=as_json,
         )  # fmt: skip
-    bundle = load_model(model)
+    bundle = load_classifier(model)
     stored_split(bundle, path=model)  # a bad split block is an error about this file
     manifest = read_manifest(data)
     records, split_info = evaluation_split(

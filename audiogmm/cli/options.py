@@ -24,6 +24,7 @@ __all__ = [
     "feature_options",
     "given",
     "jobs_option",
+    "load_classifier",
     "json_option",
     "load_config",
     "plural",
@@ -166,6 +167,25 @@ def refuse_given(ctx: click.Context, names: Iterable[str], why: str) -> None:
 def plural(n: int, word: str, words: str | None = None) -> str:
     """``1 class``, ``2 classes``."""
     return f"{n} {word if n == 1 else words or word + 's'}"
+
+
+def load_classifier(path: str):
+    """The model bundle at ``path``; a UBM (a single mixture) says how to use it instead."""
+    from ..container import read_kind
+    from ..exceptions import ModelFileError
+    from ..pipeline import load_model
+
+    try:
+        kind = read_kind(path)
+    except ModelFileError:
+        kind = None  # load_model says what is wrong with it
+    if kind == "DiagGMM":
+        raise click.ClickException(
+            f"{escape_name(path)}: a single mixture (e.g. a UBM from `audiogmm ubm`), not a "
+            "classifier; adapt classes from it with `audiogmm train DATA --backend map --ubm "
+            f"{escape_name(path)}`"
+        )
+    return load_model(path)
 
 
 def reject_threshold(clf: Any, reject: str | float | None) -> float | None:

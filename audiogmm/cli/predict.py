@@ -12,6 +12,7 @@ from .options import (
     echo_json,
     jobs_option,
     json_option,
+    load_classifier,
     progress_for,
     reject_option,
     reject_threshold,
@@ -44,9 +45,9 @@ def command(ctx, model, files, top, reject, jobs, strict, as_json):
     A folder among FILES stands for the audio files under it (recursively).
     """
     from ..data import RunOptions, expand_paths
-    from ..pipeline import load_model, predict_files
+    from ..pipeline import predict_files
 
-    bundle = load_model(model)
+    bundle = load_classifier(model)
     given_files = files
     files = expand_paths(files)
     if not files:

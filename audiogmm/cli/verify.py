@@ -7,7 +7,7 @@ import math
 
 import click
 
-from .options import json_option, progress_for, report_skipped, run_options
+from .options import json_option, load_classifier, progress_for, report_skipped, run_options
 from .output import escape_name
 
 
@@ -55,13 +55,12 @@ def command(ctx, model, trials, norm, cohort, report_dir, allow_train_overlap, c
     """
     from ..container import check_writable
     from ..data import RunOptions
-    from ..pipeline import load_model
     from ..pipeline.report import json_dumps
     from ..pipeline.verify import score_trials, write_verification_report
 
     if report_dir:
         check_writable(report_dir, folder=True)  # before the work, naming the user's path
-    bundle = load_model(model)
+    bundle = load_classifier(model)
     opts = RunOptions(cache_dir=cache_dir, n_jobs=jobs, progress=progress_for(ctx), strict=strict)
     res = score_trials(bundle, trials, norm=norm, cohort=cohort, options=opts,
                        allow_train_overlap=allow_train_overlap)  # fmt: skip
