@@ -192,8 +192,9 @@ init_max_samples, split_iter, chunk_size, verbose
         The sorted distinct labels of ``y``, in their own dtype.
     n_features_in_ : int
     model_ : audiogmm.models.GMMClassifier
-        The fitted core classifier. Its labels are the class indices ``"0"``, ``"1"``, ...
-        (zero-padded so that they sort like ``classes_``).
+        The fitted core classifier, whose labels are the text of ``classes_``
+        (``str(c)``), so that its messages name your classes and a ``model_`` saved
+        with :func:`audiogmm.pipeline.save_model` predicts them.
 
     Examples
     --------
@@ -247,9 +248,6 @@ init_max_samples, split_iter, chunk_size, verbose
         tags.input_tags.two_d_array = False  # X is a list of 2-D clips, not one 2-D array
         return tags
 
-    def _key(self, i: int) -> str:
-        return f"{i:0{len(str(len(self.classes_)))}d}"
-
     def fit(self, X: Sequence[Any], y: Any) -> GMMClassifier:
         """Train one DiagGMM per class on the pooled frames of its clips.
 
@@ -268,7 +266,9 @@ init_max_samples, split_iter, chunk_size, verbose
         if len(y) != len(clips):
             raise ValueError(f"{len(clips)} clips but {len(y)} labels")
         self.classes_, idx = np.unique(y, return_inverse=True)
-        keys = [self._key(i) for i in range(len(self.classes_))]
+        keys = [str(c) for c in self.classes_.tolist()]
+        if len(set(keys)) != len(keys):
+            raise ValueError(f"classes {self.classes_.tolist()} do not have distinct texts")
         priors = None
         if self.priors is not None:
             missing = [c for c in self.classes_.tolist() if c not in self.priors]
@@ -280,12 +280,14 @@ init_max_samples, split_iter, chunk_size, verbose
             n_jobs=self.n_jobs, **{k: getattr(self, k) for k in _SHARED},
         )  # fmt: skip
         self.model_.fit(clips, [keys[i] for i in idx])
+        # the core sorts its labels as text (e.g. "10" before "2"): columns as classes_
+        self._columns = np.array([self.model_.labels_.index(k) for k in keys])
         self.n_features_in_ = self.model_.n_dims
         return self
 
     def _scores(self, X: Sequence[Any]) -> np.ndarray:
         check_is_fitted(self, "model_")
-        return self.model_.score_matrix(_clips(X))
+        return self.model_.score_matrix(_clips(X))[:, self._columns]
 
     def decision_function(self, X: Sequence[Any]) -> np.ndarray:
         """Total log-likelihood (nats) of each clip under each class, (n_clips, n_classes)."""
@@ -293,8 +295,9 @@ init_max_samples, split_iter, chunk_size, verbose
 
     def predict_log_proba(self, X: Sequence[Any]) -> np.ndarray:
         """Log posterior of each class, shape (n_clips, n_classes), columns as ``classes_``."""
-        scores = self._scores(X)
-        return self.model_.log_proba_from_scores(scores)
+        check_is_fitted(self, "model_")
+        lp = self.model_.log_proba_from_scores(self.model_.score_matrix(_clips(X)))
+        return lp[:, self._columns]
 
     def predict_proba(self, X: Sequence[Any]) -> np.ndarray:
         """Posterior of each class, shape (n_clips, n_classes), columns as ``classes_``."""

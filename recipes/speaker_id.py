@@ -30,6 +30,7 @@ from audiogmm.pipeline import (
     load_model,
     save_model,
     train_classifier,
+    training_report,
     write_report,
 )
 
@@ -100,7 +101,7 @@ def main(st, data, preset, components, train_fraction, backend, seed, jobs):
             res = json.load(fh)
         files = write_report(
             st.path("report"), {k: v for k, v in res.items() if k != "predictions"},
-            training=load_model(st.path("model.npz")).classifier.fit_report_,
+            training=training_report(load_model(st.path("model.npz"))),
         )  # fmt: skip
         click.echo(
             format_confusion(res["confusion"]["labels"], res["confusion"]["matrix"]).rstrip()

@@ -2,7 +2,7 @@
 """Speaker verification with a GMM-UBM and MAP-adapted speakers (Reynolds et al. 2000).
 
 Run:  python recipes/speaker_verification.py            (dev corpus if built, else data_samples)
-      python recipes/speaker_verification.py --data DIR_OR_CSV_OR_KALDI_DIR --ubm-components 128
+      python recipes/speaker_verification.py --data DIR_OR_CSV_OR_KALDI_DIR -k 128
       python recipes/speaker_verification.py --stage 5   (re-score and re-normalise in --exp)
 
 Build the larger development corpus (46 speakers) first with
@@ -61,8 +61,9 @@ STAGES = ("prepare", "features", "ubm", "adapt", "trials", "score", "normalise",
 @click.option("--data", default=DATA, show_default=True, type=click.Path(exists=True),
               help="Speaker folders, CSV or Kaldi dir.")  # fmt: skip
 @click.option("--preset", default=PRESET, show_default=True, type=click.Choice(sorted(PRESETS)))
-@click.option("--ubm-components", default=UBM_COMPONENTS, show_default=True,
-              type=click.IntRange(min=1))  # fmt: skip
+@click.option("--components", "-k", "--ubm-components", "ubm_components", default=UBM_COMPONENTS,
+              show_default=True, type=click.IntRange(min=1),
+              help="UBM components (as `audiogmm train --backend map -k`).")  # fmt: skip
 @click.option("--relevance", default=RELEVANCE, show_default=True, type=click.FloatRange(min=0))
 @click.option("--adapt", default=ADAPT, show_default=True, type=click.Choice(["m", "mw", "mwv"]))
 @click.option("--enrol-fraction", default=ENROL_FRACTION, show_default=True,

@@ -69,3 +69,41 @@ def test_results_do_not_depend_on_the_worker_count(split):
     b, _ = train_classifier(recs, config=cfg, n_components=4, options=RunOptions(n_jobs=2))
     np.testing.assert_array_equal(a.means_, b.means_)
     np.testing.assert_array_equal(a.variances_, b.variances_)
+
+
+def test_every_source_trains_through_the_one_backend_dispatch(tmp_path, monkeypatch):
+    """Folders, Kaldi feats.scp and shard stores all fit through fit_backend (issue 20.3)."""
+    import shutil
+
+    from click.testing import CliRunner
+
+    from audiogmm.cli import main
+    from audiogmm.models import UBMClassifier
+    from audiogmm.pipeline import classify
+
+    data = tmp_path / "data"
+    for spk in ("ast_en", "flite_slt"):
+        (data / spk).mkdir(parents=True)
+        for f in sorted((SPEAKERS / spk).glob("*.flac"))[:3]:
+            shutil.copy(f, data / spk / f.name)
+
+    def cli(*args):
+        r = CliRunner().invoke(main, ["-q", *map(str, args)])
+        assert r.exit_code == 0, r.output
+
+    cli("extract", data, "--cache", tmp_path / "c", "--shards", tmp_path / "store", "-j", "1")
+    pytest.importorskip("kaldiio")
+    cli("extract", data, "--format", "kaldi", "-o", tmp_path / "kaldi", "-j", "1")
+    seen = []
+
+    class Spy(UBMClassifier):
+        def fit(self, clips, labels, **kw):
+            seen.append(len(clips))
+            return super().fit(clips, labels, **kw)
+
+    monkeypatch.setitem(classify.BACKENDS, "map", Spy)
+    common = ["--backend", "map", "-k", "2", "-o", tmp_path / "m.npz", "-j", "1"]
+    cli("train", data, "--split", "all", *common)
+    cli("train", tmp_path / "kaldi", "--split", "all", *common)
+    cli("train", tmp_path / "store", *common)  # a store has no split
+    assert seen == [6, 6, 6]

@@ -176,3 +176,36 @@ def test_grid_search_over_clips_with_group_kfold():
     ).fit(X, y, groups=groups)
     assert np.all(search.cv_results_["mean_test_score"] == 1.0)
     assert search.best_estimator_.predict(X).tolist() == y.tolist()
+
+
+def test_classifier_face_speaks_the_users_labels(tmp_path, caplog):
+    """Messages and a saved ``model_`` use the user's labels, not internal keys (issue 21.10)."""
+    import warnings
+
+    from audiogmm.features import FeatureConfig
+    from audiogmm.pipeline import load_model, save_model
+
+    rng = np.random.default_rng(0)
+    D = FeatureConfig().n_dims
+    clips = [rng.normal(m, 1, (n, D)) for m, n in ((0, 400), (0, 400), (4, 20))]
+    with warnings.catch_warnings(record=True) as got:
+        warnings.simplefilter("always")
+        clf = GMMClassifier(4, max_iter=3).fit(clips, ["en", "en", "de"])
+    text = " ".join(str(w.message) for w in got) + caplog.text
+    assert "'de'" in text and "'0'" not in text and "'1'" not in text
+    save_model(tmp_path / "m.npz", clf.model_, FeatureConfig())
+    test = [rng.normal(4, 1, (50, D))]
+    assert load_model(tmp_path / "m.npz").classifier.predict(test).tolist() == ["de"]
+    assert clf.predict(test).tolist() == ["de"]
+
+
+def test_classifier_face_orders_columns_as_classes_when_text_sorts_otherwise():
+    rng = np.random.default_rng(1)
+    labels = list(range(12))  # as text, "10" and "11" sort before "2"
+    clips = [rng.normal(3 * y, 0.5, (60, 2)) for y in labels]
+    clf = GMMClassifier(1, max_iter=5).fit(clips, labels)
+    test = [rng.normal(3 * y, 0.5, (40, 2)) for y in labels]
+    assert clf.predict(test).tolist() == labels
+    P = clf.predict_proba(test)
+    assert np.array_equal(P.argmax(1), np.arange(12))
+    assert np.array_equal(clf.decision_function(test).argmax(1), np.arange(12))

@@ -261,3 +261,60 @@ def test_open_set_rates_by_hand():
     assert np.isnan(empty["false_accept"]) and empty["false_reject"] == 0.0
     with pytest.raises(ParameterError, match="predictions"):
         open_set_rates(["a"], [], known=["a"], unknown="unknown")
+
+
+def test_cli_verify_json_is_strict_and_paths_are_the_users(verify_setup, tmp_path):
+    """All scores tie (every class is the UBM): the EER threshold is +inf, written as null."""
+    d, _, _ = verify_setup
+    model = tmp_path / "tie.npz"
+    train = [Record(str(f), spk) for spk in PICK for f in sorted((SPEAKERS / spk).glob("*.flac"))[:3]]
+    clf, _ = train_classifier(train, backend="map", n_components=2, relevance=1e300,
+                              options=RunOptions(n_jobs=1))  # fmt: skip
+    save_model(model, clf, FeatureConfig())
+    r = cli(["-q", "verify", model, d / "trials.csv", "--json", "--report", tmp_path / "rep"])
+
+    def refuse(name):
+        raise AssertionError(f"{name} is not JSON")
+
+    out = json.loads(r.output, parse_constant=refuse)
+    assert out["metrics"]["eer_threshold"] is None and out["n_trials"] == 48
+    json.loads((tmp_path / "rep" / "metrics.json").read_text(), parse_constant=refuse)
+    # paths as the trials file writes them, in text and JSON (as predict keeps the user's)
+    written = (d / "trials.csv").read_text().splitlines()[1].split(",")[0]
+    assert out["trials"][0]["path"] == written
+    text = cli(["-q", "verify", model, d / "trials.csv"]).output
+    assert text.splitlines()[0].split("\t")[0] == written
+
+
+def test_verify_memory_does_not_grow_with_the_trials(verify_setup, tmp_path):
+    """Streaming: more trials cost numeric arrays only, never a Python object each.
+
+    (17 bytes a trial are kept; the exact EER/minDCF sort copies of the scores, ~60 bytes a
+    trial while they run.)
+    """
+    import tracemalloc
+
+    from audiogmm.pipeline.verify import score_trials
+
+    d, model, _ = verify_setup
+    bundle = load_model(model)
+    rows = (d / "trials.csv").read_text().splitlines()
+    cache = tmp_path / "cache"
+
+    def peak(n):
+        path = tmp_path / f"t{n}.csv"
+        body = rows[1:] * (n // len(rows[1:]))
+        path.write_text("\n".join([rows[0], *(os.path.join(d, r) for r in body)]) + "\n")
+        opts = RunOptions(n_jobs=1, cache_dir=str(cache))
+        score_trials(bundle, path, options=opts)  # fill the cache
+        tracemalloc.start()
+        res = score_trials(bundle, path, options=opts)
+        n_rows = sum(1 for _ in res)
+        _, top = tracemalloc.get_traced_memory()
+        tracemalloc.stop()
+        assert n_rows == len(body)
+        return top
+
+    small, large = peak(9_984), peak(49_968)
+    # the old list of Trial objects and result dicts cost ~600 bytes a trial (24 MB here)
+    assert large - small < 40_000 * 100, (small, large)

@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import sys
+import threading
 import warnings
-from typing import Any
+from typing import Any, NoReturn
 
 import click
 
@@ -27,7 +29,49 @@ logger = logging.getLogger("audiogmm")
 
 VERBOSE_HELP = "More log output on stderr: -v progress notes, -vv also every EM iteration."
 QUIET_HELP = "Less output: no progress bars, warnings only (-qq: errors only)."
-EXIT_CODES = "Exit codes: 0 success; 1 error (bad data, unreadable model, ...); 2 usage error."
+EXIT_CODES = (
+    "Exit codes: 0 success; 1 error (bad data, unreadable model, ...); 2 usage error; "
+    "130 interrupted (Ctrl-C)."
+)
+#: Seconds the interrupted command has to unwind (atomic writes remove their temporary
+#: files) before it is stopped where it stands.
+UNWIND_S = 0.5
+
+
+def _stop(code: int = 130) -> NoReturn:
+    """Exit now with ``code``: no traceback, no waiting for workers, no child left.
+
+    Worker threads are not joined (a long file would hold the exit for seconds);
+    worker processes (the engine's pool, a Dask LocalCluster) are killed. Outputs
+    are written atomically, so none is left half-written.
+    """
+    import multiprocessing
+
+    try:
+        sys.stderr.write("interrupted\n")
+        sys.stderr.flush()
+        sys.stdout.flush()
+    except (OSError, ValueError):
+        pass
+    for child in multiprocessing.active_children():
+        child.kill()
+    os._exit(code)
+
+
+def _on_interrupt(signum: int, frame: Any) -> None:
+    """Ctrl-C: unwind (KeyboardInterrupt) within :data:`UNWIND_S`, else stop anyway."""
+    import multiprocessing
+
+    if getattr(_on_interrupt, "pending", False):  # a second Ctrl-C: now
+        _stop()
+    _on_interrupt.pending = True  # type: ignore[attr-defined]
+    logging.getLogger("distributed").setLevel(logging.CRITICAL)  # its shutdown is no news
+    for child in multiprocessing.active_children():  # worker processes: nothing to unwind
+        child.kill()
+    timer = threading.Timer(UNWIND_S, _stop)
+    timer.daemon = True
+    timer.start()
+    raise KeyboardInterrupt
 
 
 class _Group(click.Group):
@@ -42,8 +86,14 @@ class _Group(click.Group):
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
             sys.exit(0)
         except OSError as e:  # e.g. an output folder we may not write to
-            raise click.ClickException(escape_name(f"{type(e).__name__}: {e}")) from e
-        except (click.ClickException, click.Abort, click.exceptions.Exit):
+            text = f"{e.filename}: {e.strerror}" if e.filename and e.strerror else str(e)
+            raise click.ClickException(escape_name(text)) from e
+        except KeyboardInterrupt:
+            _stop()
+        except click.Abort:  # click's own Ctrl-C (e.g. at a prompt): nothing runs yet
+            click.echo("interrupted", err=True)
+            sys.exit(130)
+        except (click.ClickException, click.exceptions.Exit):
             raise  # click's own: already one message and an exit code
         except Exception as e:  # a bug or an unforeseen input: still one line, not a traceback
             logger.debug("unexpected error", exc_info=True)
@@ -73,6 +123,9 @@ def main(ctx: click.Context, verbose: int, quiet: int) -> None:
     )
     ctx.obj = {"verbosity": 0}
     _add_verbosity(ctx, verbose - quiet)
+    if threading.current_thread() is threading.main_thread():
+        previous = signal.signal(signal.SIGINT, _on_interrupt)
+        ctx.call_on_close(lambda: signal.signal(signal.SIGINT, previous))
 
 
 def _add_verbosity(ctx: click.Context, delta: int) -> None:
@@ -97,6 +150,8 @@ def _verbosity_option(flags: list[str], sign: int, help: str) -> click.Option:
 
 for _module in (extract, train, evaluate, predict, info, tune, verify, ubm, plot):
     main.add_command(_module.command)
+    # the whole first line in `audiogmm --help`, not cut at 45 characters
+    _module.command.short_help = (_module.command.help or "").strip().split("\n")[0]
     _module.command.epilog = EXIT_CODES
     _module.command.params += [
         _verbosity_option(["-v", "--verbose"], 1, VERBOSE_HELP),

@@ -3,24 +3,20 @@
 from __future__ import annotations
 
 import click
-from click.core import ParameterSource
 
 from .options import (
     command_executor,
     echo_json,
     json_option,
+    load_classifier,
     progress_for,
     reject_option,
+    reject_threshold,
     report_skipped,
     run_options,
     split_options,
 )
 from .output import escape_name
-
-
-def _given(ctx: click.Context, name: str, value):
-    """The option's value if the user typed it, else None (the model's stored value wins)."""
-    return None if ctx.get_parameter_source(name) == ParameterSource.DEFAULT else value
 
 
 def _split_note(info: dict) -> str:
@@ -46,7 +42,7 @@ def _split_note(info: dict) -> str:
 @click.command("evaluate")
 @click.argument("model", type=click.Path(exists=True, dir_okay=False))
 @click.argument("data", type=click.Path(exists=True))
-@split_options("test")
+@split_options("test", stored=True)
 @click.option(
     "--allow-train-overlap",
     is_flag=True,
@@ -91,8 +87,8 @@ def command(
         evaluation_split,
         format_confusion,
         format_metrics,
-        load_model,
         stored_split,
+        training_report,
         write_report,
     )
 
@@ -102,25 +98,24 @@ def command(
         from .kaldi import evaluate_kaldi_dir
 
         return evaluate_kaldi_dir(
-            model, data, split=split, train_fraction=_given(ctx, "train_fraction", train_fraction),
-            seed=_given(ctx, "seed", seed), allow_train_overlap=allow_train_overlap,
+            model, data, split=split, train_fraction=train_fraction,
+            seed=seed, allow_train_overlap=allow_train_overlap,
             report_dir=report_dir, as_json=as_json,
         )  # fmt: skip
-    bundle = load_model(model)
+    bundle = load_classifier(model)
     stored_split(bundle, path=model)  # a bad split block is an error about this file
     manifest = read_manifest(data)
     records, split_info = evaluation_split(
         bundle,
         manifest,
         split,
-        train_fraction=_given(ctx, "train_fraction", train_fraction),
-        seed=_given(ctx, "seed", seed),
+        train_fraction=train_fraction,
+        seed=seed,
     )
     if ctx.obj["verbosity"] >= 0:
         click.echo(_split_note(split_info), err=True)
     opts = RunOptions(cache_dir=cache_dir, n_jobs=jobs, progress=progress_for(ctx), strict=strict)
-    if reject is not None and not hasattr(bundle.classifier, "resolve_threshold"):
-        raise click.UsageError("--reject needs a model trained with --backend map")
+    reject_threshold(bundle.classifier, reject)
     with command_executor([r.path for r in records], jobs) as ex:
         res = evaluate_classifier(
             bundle, records, options=opts, executor=ex, manifest=manifest,
@@ -128,7 +123,7 @@ def command(
         )  # fmt: skip
     res["split"] = split_info
     if report_dir:
-        write_report(report_dir, res, training=bundle.classifier.fit_report_, bundle=bundle)
+        write_report(report_dir, res, training=training_report(bundle), bundle=bundle)
     if as_json:
         echo_json({k: v for k, v in res.items() if k != "predictions"})
         return
@@ -144,9 +139,8 @@ def command(
             err=True,
         )
     if "open_set" in res:
-        o = res["open_set"]
-        click.echo(
-            f"open set: false accept {100 * o['false_accept']:.2f}% of {o['n_unknown']} unknown, "
-            f"false reject {100 * o['false_reject']:.2f}% of {o['n_known']} known, "
-            f"misidentified {100 * o['misidentified']:.2f}%"
-        )
+        from ..pipeline.report import format_open_set
+
+        click.echo(format_open_set(res["open_set"]))
+    if report_dir:
+        click.echo(f"report: {escape_name(report_dir)}", err=True)

@@ -6,8 +6,11 @@ import os
 
 import click
 
+from ..features import FeatureConfig
 from .options import echo_json, format_selection, json_option
 from .output import dims_text, escape_name
+
+_ADAPT = {"m": "means", "mw": "means and weights", "mwv": "means, weights and variances"}
 
 
 def _load_any(model: str):
@@ -48,6 +51,7 @@ def _describe_gmm(model: str, gmm, header: dict, as_json: bool) -> None:
         "n_components": gmm.n_components,
         "n_dims": gmm.n_dims,
         "training": rep,
+        "feature_config": header.get("feature_config"),
     }
     if as_json:
         echo_json(out)
@@ -56,9 +60,13 @@ def _describe_gmm(model: str, gmm, header: dict, as_json: bool) -> None:
     click.echo(
         f"format:        audiogmm v{out['format_version']} (written by {out['audiogmm_version']})"
     )
+    cfg = header.get("feature_config")
+    use = (f"a UBM (`audiogmm ubm`) for `train --backend map --ubm`, front end hash "
+           f"{FeatureConfig.from_dict(cfg).content_hash()}" if cfg is not None
+           else "no feature configuration (not a classifier for audio)")  # fmt: skip
     click.echo(
-        f"mixture:       one DiagGMM (DiagGMM.save), {gmm.n_components} diagonal components "
-        f"x {gmm.n_dims} dims; no feature configuration (not a classifier for audio)"
+        f"mixture:       one DiagGMM, {gmm.n_components} diagonal components x {gmm.n_dims} "
+        f"dims; {use}"
     )
     if rep:
         click.echo(
@@ -103,7 +111,12 @@ def command(model, as_json):
         else {k: v for k, v in split.items() if k != "train_files"}
         | {"n_train_files": len(split["train_files"])},
         "selection": header.get("selection"),
+        "backend": "map" if hasattr(clf, "ubm_") else "fused" if fused else "ml",
     }
+    if out["backend"] == "map":
+        out["map"] = {"ubm_components": clf.ubm_.n_components, "relevance": clf.relevance,
+                      "adapt": clf.adapt, "threshold": clf.threshold_,
+                      "reject_far": clf.reject_far, "top_c": clf.top_c}  # fmt: skip
     if as_json:
         echo_json(out)
         return
@@ -112,11 +125,23 @@ def command(model, as_json):
         f"format:        audiogmm v{out['format_version']} (written by {out['audiogmm_version']})"
     )
     click.echo(f"classes:       {len(clf.labels_)}: {', '.join(map(escape_name, clf.labels_))}")
-    click.echo(
-        f"mixtures:      {out['n_components']} diagonal components x "
-        f"{dims_text(out['n_dims'])} dims" + (f" (late fusion of {len(bundle.configs)} front "
-                                               "ends)" if fused else "")
-    )  # fmt: skip
+    if "map" in out:
+        m = out["map"]
+        thr = ("none (predict --reject needs a number)" if m["threshold"] is None
+               else f"{m['threshold']:.4f} per-frame LLR (--reject auto, target false accept "
+               f"{m['reject_far']:g})")  # fmt: skip
+        click.echo(
+            f"backend:       map (GMM-UBM): a UBM of {m['ubm_components']} diagonal components "
+            f"x {dims_text(out['n_dims'])} dims, classes MAP-adapted ({_ADAPT[m['adapt']]}, "
+            f"relevance {m['relevance']:g})"
+        )
+        click.echo(f"threshold:     {thr}")
+    else:
+        click.echo(
+            f"mixtures:      {out['n_components']} diagonal components x "
+            f"{dims_text(out['n_dims'])} dims" + (f" (late fusion of {len(bundle.configs)} "
+                                                   "front ends)" if fused else "")
+        )  # fmt: skip
     if cfg is None:
         click.echo("features:      none stored (a bare classifier file, e.g. of Kaldi features)")
     for c in bundle.configs if bundle is not None else []:

@@ -7,16 +7,12 @@ print as the audio commands do.
 
 from __future__ import annotations
 
-import logging
-import os
-import warnings
+from collections.abc import Callable
 from typing import Any, Optional
 
 import click
 
 from .options import echo_json, report_skipped
-
-logger = logging.getLogger("audiogmm")
 
 
 def extract_kaldi(data, output, config, opts, allow_pipes: bool, as_json: bool) -> None:
@@ -44,55 +40,34 @@ def train_kaldi_dir(
     train_fraction: float,
     seed: int,
     config,
-    backend: str,
-    params: dict[str, Any],
     jobs: Optional[int],
-    max_iter: int,
-    as_json: bool,
-) -> None:
-    """``audiogmm train KALDI_DIR``: features from feats.scp (or segments), no audio cache."""
+    fit: dict[str, Any],
+    check: Callable[[Any], Any],
+) -> dict[str, Any]:
+    """``audiogmm train KALDI_DIR``: features from feats.scp (or segments), no audio cache.
+
+    ``fit`` holds the backend and its parameters; ``check`` maps the directory's front
+    end to the one to save (e.g. refusing one that differs from a given UBM's).
+    """
     from ..data import RunOptions
-    from ..exceptions import ConvergenceWarning
     from ..pipeline.kaldi import load_kaldi_split, save_kaldi_model, train_kaldi
     from .options import progress_for
 
     utts, used_config = load_kaldi_split(
         data, split, train_fraction=train_fraction, seed=seed, config=config
     )
+    used_config = check(used_config)
     opts = RunOptions(n_jobs=jobs, progress=progress_for(ctx))
-    with warnings.catch_warnings():
-        # per-class ConvergenceWarnings are summarised below, naming the classes (as train does)
-        warnings.simplefilter("ignore", ConvergenceWarning)
-        clf = train_kaldi(utts, options=opts, backend=backend, random_state=seed, **params)
-    not_conv = sorted(y for y, r in clf.fit_report_.items() if not r["converged"])
-    if not_conv:
-        logger.warning(
-            "EM did not converge within --max-iter=%d for: %s", max_iter, ", ".join(not_conv)
-        )
+    clf = train_kaldi(utts, options=opts, **fit)
     save_kaldi_model(
         output, clf, used_config, data_dir=data, split=split,
         train_fraction=train_fraction, seed=seed, utterances=utts,
     )  # fmt: skip
-    out = {
-        "model": os.path.abspath(output),
-        "labels": clf.labels_,
-        "n_files": len(utts),
-        "n_components": clf.n_components,
-        "backend": backend,
-        "n_dims": clf.n_dims,
-        "skipped": [],
-        "timing": clf.timing_,
-        "training": clf.fit_report_,
+    return {
+        "classifier": clf, "n_files": len(utts), "unit": "utterance", "skipped": [],
         "feature_config": None if used_config is None else used_config.to_dict(),
-    }
-    if as_json:
-        echo_json(out)
-        return
-    note = "" if used_config else " (Kaldi features: evaluate on feats.scp, no audio predict)"
-    click.echo(
-        f"trained {len(clf.labels_)} classes x {clf.n_components} components ({backend}) "
-        f"on {len(utts)} utterances ({clf.n_dims}-dim features) -> {output}{note}"
-    )
+        "note": "" if used_config else " (Kaldi features: evaluate on feats.scp, no audio predict)",
+    }  # fmt: skip
 
 
 def evaluate_kaldi_dir(
@@ -117,6 +92,7 @@ def evaluate_kaldi_dir(
     res["skipped"] = []
     if report_dir:
         write_report(report_dir, res)
+        click.echo(f"report: {report_dir}", err=True)
     if as_json:
         echo_json({k: v for k, v in res.items() if k != "predictions"})
         return

@@ -24,11 +24,16 @@ __all__ = [
     "command_executor",
     "format_selection",
     "feature_options",
+    "given",
     "jobs_option",
+    "load_classifier",
     "json_option",
     "load_config",
+    "plural",
     "progress_for",
+    "refuse_given",
     "reject_option",
+    "reject_threshold",
     "report_skipped",
     "run_options",
     "strict_option",
@@ -37,7 +42,7 @@ __all__ = [
 ]
 
 
-def _preset_and_config(f, *, auto: bool = False):
+def _preset_and_config(f, *, auto: bool = False, default: str = DEFAULT_PRESET):
     """``--preset NAME`` (``auto`` too when tuning) and ``--config FILE`` on top of it."""
     f = click.option(
         "--config",
@@ -49,7 +54,7 @@ def _preset_and_config(f, *, auto: bool = False):
     return click.option(
         "--preset",
         type=click.Choice([*sorted(PRESETS), "auto"] if auto else sorted(PRESETS)),
-        default=DEFAULT_PRESET,
+        default=default,
         show_default=True,
         help="Named feature preset"
         + (
@@ -108,7 +113,14 @@ def strict_option(f):
     )(f)
 
 
-def split_options(default: str):
+def split_options(default: str, *, stored: bool = False):
+    """``--split``, ``--train-fraction``, ``--seed``.
+
+    ``stored``: the model's stored split is the default (``evaluate``): the options
+    default to None, and their help says so.
+    """
+    note = " [default: the model's stored split]" if stored else ""
+
     def deco(f):
         f = click.option(
             "--split",
@@ -120,16 +132,17 @@ def split_options(default: str):
         f = click.option(
             "--train-fraction",
             type=click.FloatRange(0, 1, min_open=True, max_open=True),
-            default=TRAIN_FRACTION,
-            show_default=True,
-            help="Share of each label's files that go to 'train' when DATA has no split column.",
+            default=None if stored else TRAIN_FRACTION,
+            show_default=not stored,
+            help="Share of each label's files that go to 'train' when DATA has no split column."
+            + note,
         )(f)
         f = click.option(
             "--seed",
             type=int,
-            default=0,
-            show_default=True,
-            help="Seed for the split and training.",
+            default=None if stored else 0,
+            show_default=not stored,
+            help=("Seed of the split." if stored else "Seed for the split and training.") + note,
         )(f)
         return f
 
@@ -158,6 +171,58 @@ def reject_option(f):
     )(f)
 
 
+def given(ctx: click.Context, name: str) -> bool:
+    """Whether the user typed option ``name`` (not its default)."""
+    src = ctx.get_parameter_source(name)
+    return src is not None and src != click.core.ParameterSource.DEFAULT
+
+
+def refuse_given(ctx: click.Context, names: Iterable[str], why: str) -> None:
+    """A usage error naming the first option of ``names`` the user typed: it ``why``."""
+    for p in ctx.command.params:
+        if p.name in names and given(ctx, p.name):
+            flag = max(p.opts, key=len)
+            raise click.UsageError(f"{flag} {why}", ctx)
+
+
+def plural(n: int, word: str, words: str | None = None) -> str:
+    """``1 class``, ``2 classes``."""
+    return f"{n} {word if n == 1 else words or word + 's'}"
+
+
+def load_classifier(path: str):
+    """The model bundle at ``path``; a UBM (a single mixture) says how to use it instead."""
+    from ..exceptions import ModelFileError
+    from ..io.container import read_kind
+    from ..pipeline import load_model
+
+    try:
+        kind = read_kind(path)
+    except ModelFileError:
+        kind = None  # load_model says what is wrong with it
+    if kind == "DiagGMM":
+        raise click.ClickException(
+            f"{escape_name(path)}: a single mixture (e.g. a UBM from `audiogmm ubm`), not a "
+            "classifier; adapt classes from it with `audiogmm train DATA --backend map --ubm "
+            f"{escape_name(path)}`"
+        )
+    return load_model(path)
+
+
+def reject_threshold(clf: Any, reject: str | float | None) -> float | None:
+    """The per-frame LLR threshold ``--reject`` asks of ``clf`` (checked before any work)."""
+    if reject is None:
+        return None
+    if not hasattr(clf, "resolve_threshold"):
+        raise click.UsageError("--reject needs a model trained with --backend map")
+    if reject == "auto" and getattr(clf, "threshold_", None) is None:
+        raise click.ClickException(
+            "--reject auto needs a calibrated threshold, which this model has not: train it "
+            "with --backend map --reject-far F (e.g. 0.05), or give --reject a number"
+        )
+    return clf.resolve_threshold(reject)
+
+
 def json_option(f):
     return click.option("--json", "as_json", is_flag=True, help="Machine-readable JSON on stdout.")(
         f
@@ -165,7 +230,10 @@ def json_option(f):
 
 
 def echo_json(obj: Any) -> None:
-    click.echo(json.dumps(obj, sort_keys=True, default=str))
+    """``obj`` as one line of strict JSON (sorted keys; NaN and infinities as null)."""
+    from ..pipeline.report import json_dumps
+
+    click.echo(json_dumps(obj))
 
 
 def load_config(preset: str | None, config_path: str | None):
@@ -174,7 +242,6 @@ def load_config(preset: str | None, config_path: str | None):
     A partial ``--config`` (e.g. ``{"n_mfcc": 13}``) changes only its fields of the
     chosen preset (of the default one when the preset is ``auto``).
     """
-    import json
 
     from ..exceptions import ParameterError
     from ..features import FeatureConfig
@@ -276,8 +343,13 @@ class _Components(click.ParamType):
         return k
 
 
-def tuning_options(*, components_default):
-    """``--preset`` (a preset or ``auto``), ``--config``, ``--components`` (K or ``auto``)."""
+def tuning_options(
+    *, components_default, components_help: str | None = None, preset_default=DEFAULT_PRESET
+):
+    """``--preset`` (a preset or ``auto``), ``--config``, ``--components`` (K or ``auto``).
+
+    ``components_default`` None: the command resolves it (``components_help`` says how).
+    """
 
     def deco(f):
         f = click.option(
@@ -285,11 +357,12 @@ def tuning_options(*, components_default):
             "-k",
             type=_Components(),
             default=components_default,
-            show_default=True,
-            help="Components per class, or 'auto': per-class K (or one K) chosen by "
+            show_default=components_default is not None,
+            help=components_help
+            or "Components per class, or 'auto': per-class K (or one K) chosen by "
             "clip-stratified cross-validation on the training files.",
         )(f)
-        return _preset_and_config(f, auto=True)
+        return _preset_and_config(f, auto=True, default=preset_default)
 
     return deco
 

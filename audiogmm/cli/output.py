@@ -64,9 +64,14 @@ def dims_text(n_dims: int | tuple[int, ...]) -> str:
 
 
 def report_skipped(skipped: list[dict[str, str]]) -> None:
-    """List skipped files and reasons on stderr, one escaped line each (at most 20)."""
+    """List skipped files and reasons on stderr, one escaped line each (at most 20).
+
+    The count is the library's warning (``skipped N of M files``); nothing with -qq.
+    """
+    ctx = click.get_current_context(silent=True)
+    if ctx is not None and (ctx.find_object(dict) or {}).get("verbosity", 0) < -1:
+        return
     if skipped:
-        click.echo(f"skipped {len(skipped)} file(s):", err=True)
         for s in skipped[:20]:
             reason = s["reason"]
             for named in (f"{s['path']!r}: ", f"{s['path']}: "):  # the reason names it too

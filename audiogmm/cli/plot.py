@@ -27,10 +27,10 @@ def command(model, data, label, dim, output):
     (at most 200 files) is drawn under the curves. For a --backend map model the UBM
     is drawn with the adapted class. Needs matplotlib.
     """
-    from ..container import atomic_write, check_writable
     from ..data import read_manifest
     from ..exceptions import AudioGMMError
     from ..features import extract
+    from ..io.atomic import atomic_write, check_writable
     from ..pipeline import load_model
     from ..pipeline.plot import figure_png, mixture_figure, separating_dimension
 

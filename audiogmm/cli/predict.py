@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import logging
+from collections import Counter
+
 import click
 
 from .options import (
@@ -9,11 +12,15 @@ from .options import (
     echo_json,
     jobs_option,
     json_option,
+    load_classifier,
     progress_for,
     reject_option,
+    reject_threshold,
     strict_option,
 )
 from .output import escape_name, report_skipped
+
+logger = logging.getLogger("audiogmm")
 
 
 @click.command("predict")
@@ -38,14 +45,20 @@ def command(ctx, model, files, top, reject, jobs, strict, as_json):
     A folder among FILES stands for the audio files under it (recursively).
     """
     from ..data import RunOptions, expand_paths
-    from ..pipeline import load_model, predict_files
+    from ..pipeline import predict_files
 
-    bundle = load_model(model)
+    bundle = load_classifier(model)
+    given_files = files
     files = expand_paths(files)
     if not files:
-        raise click.UsageError("no audio files found in the folder(s) given")
+        raise click.UsageError(f"no audio files found in {', '.join(map(escape_name, given_files))}")
+    if len(set(files)) < len(files):
+        twice = [f for f, n in Counter(files).items() if n > 1]
+        logger.warning("%d file(s) given more than once, classified once: %s", len(twice),
+                       ", ".join(map(escape_name, twice[:5])))  # fmt: skip
+        files = list(dict.fromkeys(files))
     opts = RunOptions(n_jobs=jobs, progress=progress_for(ctx), strict=strict)
-    thr = _threshold(bundle.classifier, reject)
+    thr = reject_threshold(bundle.classifier, reject)
     with command_executor(files, jobs) as ex:
         res = predict_files(bundle, files, top=top, options=opts, executor=ex)
     if thr is not None:
@@ -61,15 +74,6 @@ def command(ctx, model, files, top, reject, jobs, strict, as_json):
     if not res["results"]:
         n = len(res["skipped"])
         raise click.ClickException(f"no file could be classified ({n} skipped, listed above)")
-
-
-def _threshold(clf, reject: str | float | None) -> float | None:
-    """The per-frame LLR threshold ``--reject`` asks for (checked before any extraction)."""
-    if reject is None:
-        return None
-    if not hasattr(clf, "resolve_threshold"):
-        raise click.UsageError("--reject needs a model trained with --backend map")
-    return clf.resolve_threshold(reject)
 
 
 def _reject(thr: float, results: list) -> None:

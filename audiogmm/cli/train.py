@@ -1,7 +1,16 @@
-"""``audiogmm train``: one GMM per label, one model file."""
+"""``audiogmm train``: one GMM per label (or a UBM with MAP-adapted labels), one model file.
+
+DATA is an audio manifest (folder, CSV, Kaldi ``wav.scp``), a Kaldi feature
+directory (``feats.scp``, or ``wav.scp`` + ``segments``) or a shard store; each
+source reads its clips here, and :func:`audiogmm.pipeline.classify.fit_backend`
+trains whatever the source. ``-k`` is the number of components of each class
+(``--backend ml``) or of the UBM (``--backend map``); an option that does not
+apply to the backend or the source is a usage error naming it.
+"""
 
 from __future__ import annotations
 
+import inspect
 import logging
 import os
 import warnings
@@ -9,14 +18,19 @@ import warnings
 import click
 
 from ..exceptions import ConvergenceWarning
+from ..mixture import DiagGMM
 from ..models.classifier import N_COMPONENTS
+from ..models.ubm import UBM_COMPONENTS, UBM_DEFAULTS
 from .options import (
     command_executor,
     echo_json,
     format_selection,
+    given,
     json_option,
     load_config,
+    plural,
     progress_for,
+    refuse_given,
     report_skipped,
     run_options,
     split_options,
@@ -27,17 +41,22 @@ from .ubm import dask_option, dask_or
 
 logger = logging.getLogger("audiogmm")
 
+_GMM_DEFAULTS = {k: p.default for k, p in inspect.signature(DiagGMM).parameters.items()}
+#: Options that only MAP reads.
+MAP_ONLY = ("relevance", "adapt", "reject_far", "ubm_components", "ubm_path")
 
-# -- GMM-UBM / MAP backend options (issue 10) -------------------------------------------------
+
 def map_options(f):
-    """``--backend ml|map`` and the UBM/MAP settings; ignored by ``--backend ml``."""
-    from ..models.ubm import UBM_COMPONENTS
-
+    """``--backend ml|map`` and the UBM/MAP settings (usage errors with ``--backend ml``)."""
     for args, kw in reversed([
         (("--backend",), dict(type=click.Choice(["ml", "map"]), default="ml", show_default=True,
                               help="ml: one GMM per label; map: a UBM with MAP-adapted labels.")),
-        (("--ubm-components",), dict(type=click.IntRange(min=1), default=UBM_COMPONENTS,
-                                     show_default=True, help="UBM components (--backend map).")),
+        (("--ubm-components",), dict(type=click.IntRange(min=1), default=None, hidden=True,
+                                     help="Same as -k with --backend map (the UBM size).")),
+        (("--ubm", "ubm_path"), dict(type=click.Path(exists=True, dir_okay=False), default=None,
+                                     help="--backend map: adapt the classes from this UBM "
+                                     "(`audiogmm ubm`) instead of training one; its front end "
+                                     "is the model's.")),
         (("--relevance",), dict(type=click.FloatRange(min=0), default=16.0, show_default=True,
                                 help="MAP relevance factor (--backend map).")),
         (("--adapt",), dict(type=click.Choice(["m", "mw", "mwv"]), default="m", show_default=True,
@@ -50,20 +69,46 @@ def map_options(f):
     return f
 
 
-def map_params(ctx, backend, ubm_components, relevance, adapt, reject_far, components, init,
-               max_iter):  # fmt: skip
-    """Classifier parameters for the backend (``--init``/``--max-iter`` bind the UBM if given)."""
+def backend_params(ctx: click.Context, backend: str, p: dict) -> dict:
+    """The classifier parameters of ``backend`` from the command's options ``p``.
+
+    ``-k`` is the components per class (ml) or the UBM size (map); ``--init`` and
+    ``--max-iter`` bind the class mixtures (ml) or the UBM (map, where only given
+    values replace the UBM defaults). Options the backend does not read are usage errors.
+    """
     if backend == "ml":
-        return {"n_components": components, "init": init, "max_iter": max_iter}
-    given = {
-        k: v for k, v in (("init", init), ("max_iter", max_iter))
-        if ctx.get_parameter_source(k) != click.core.ParameterSource.DEFAULT
-    }  # fmt: skip
-    return dict(n_components=ubm_components, relevance=relevance, adapt=adapt,
-                reject_far=reject_far, **given)  # fmt: skip
+        refuse_given(ctx, MAP_ONLY, "applies to --backend map only")
+        k = N_COMPONENTS if p["components"] is None else p["components"]
+        return {"n_components": k, "init": p["init"] or _GMM_DEFAULTS["init"],
+                "max_iter": _GMM_DEFAULTS["max_iter"] if p["max_iter"] is None else p["max_iter"]}  # fmt: skip
+    own = {"relevance": p["relevance"], "adapt": p["adapt"], "reject_far": p["reject_far"]}
+    if p["ubm_path"]:
+        refuse_given(ctx, ("components", "ubm_components", "init", "max_iter"),
+                     "sets up the UBM training, but --ubm gives the UBM (its size is the file's)")  # fmt: skip
+        return own
+    k, k2 = p["components"], p["ubm_components"]
+    if k is not None and k2 is not None and k != k2:
+        raise click.UsageError(f"-k {k} and --ubm-components {k2} disagree: both are the UBM size")
+    ubm = {name: p[name] for name in ("init", "max_iter") if p[name] is not None}
+    return {"n_components": k or k2 or UBM_COMPONENTS, **own, **ubm}
 
 
-# -- end of the GMM-UBM / MAP block ------------------------------------------------------------
+def _front_end(ubm_path, ubm_config, data_config, *, fixed: bool):
+    """The front end to train with: the UBM's, if it records one.
+
+    ``data_config`` is the data's front end; ``fixed`` when it cannot change (features
+    already made, or --preset/--config given): it must then equal the UBM's.
+    """
+    if ubm_config is None:
+        if ubm_path:
+            logger.warning("%s records no front end; it must match --preset/--config", ubm_path)
+        return data_config
+    if fixed and data_config is not None and data_config != ubm_config:
+        raise click.UsageError(
+            f"the UBM {ubm_path} was trained on the front end {ubm_config.content_hash()}, "
+            f"DATA's is {data_config.content_hash()}; use the front end the UBM was made with"
+        )
+    return ubm_config
 
 
 @click.command("train")
@@ -76,52 +121,111 @@ def map_params(ctx, backend, ubm_components, relevance, adapt, reject_far, compo
     help="Model file to write (.npz).",
 )
 @split_options("train")
-@tuning_options(components_default=N_COMPONENTS)
+@tuning_options(
+    components_default=None,
+    components_help=f"Components per class (--backend ml, default {N_COMPONENTS}; 'auto': per-"
+    "class K or one K chosen by clip-stratified cross-validation on the training files), or "
+    f"of the UBM (--backend map, default {UBM_COMPONENTS}).",
+)
 @click.option(
     "--init",
     type=click.Choice(["split", "kmeans++"]),
-    default="kmeans++",
-    show_default=True,
-    help="Initialisation: k-means++ on a subsample, or split growth from one component.",
+    default=None,
+    help="Initialisation: k-means++ on a subsample, or split growth from one component "
+    f"[default: {_GMM_DEFAULTS['init']}; the UBM of --backend map: {UBM_DEFAULTS['init']}].",
 )
 @click.option(
     "--max-iter",
     type=click.IntRange(min=0),
-    default=100,
-    show_default=True,
-    help="Maximum EM iterations per class.",
+    default=None,
+    help=f"Maximum EM iterations per class [default: {_GMM_DEFAULTS['max_iter']}; the UBM of "
+    f"--backend map runs exactly {UBM_DEFAULTS['max_iter']}].",
 )
 @map_options
 @run_options
 @dask_option
 @json_option
 @click.pass_context
-def command(
-    ctx,
-    data,
-    output,
-    split,
-    train_fraction,
-    seed,
-    preset,
-    config_path,
-    components,
-    init,
-    max_iter,
-    backend,
-    ubm_components,
-    relevance,
-    adapt,
-    reject_far,
-    cache_dir,
-    jobs,
-    strict,
-    dask_spec,
-    as_json,
-):
-    """Train one GMM per label on DATA and write one model file."""
-    from ..data import RunOptions
+def command(ctx, data, output, split, train_fraction, seed, preset, config_path, components,
+            init, max_iter, backend, ubm_components, ubm_path, relevance, adapt, reject_far,
+            cache_dir, jobs, strict, dask_spec, as_json):  # fmt: skip
+    """Train one GMM per label on DATA (or a UBM and MAP-adapted labels) and write one model file.
+
+    DATA: a folder per label, a CSV, a Kaldi directory, or a shard store
+    (`audiogmm extract DATA --cache C --shards STORE`).
+    """
+    from ..data.kaldi import needs_kaldi_reader
+    from ..data.shards import is_store
     from ..io.atomic import check_writable
+    from ..pipeline.classify import load_ubm
+
+    check_writable(output)  # before the work, naming the user's path
+    auto = preset == "auto"
+    if auto and config_path:
+        raise click.UsageError(
+            "--config gives one front end and --preset auto chooses among several: give one"
+        )
+    tuning = auto or components == "auto"
+    if tuning and backend != "ml":
+        raise click.UsageError(
+            "--preset auto and --components auto select by cross-validating the ml "
+            "backend; give a fixed --preset and -k with --backend map"
+        )
+    params = backend_params(ctx, backend, ctx.params)
+    explicit = given(ctx, "preset") or given(ctx, "config_path")
+    ubm, ubm_config = load_ubm(ubm_path) if ubm_path else (None, None)
+    fit = dict(backend=backend, ubm=ubm, random_state=seed, **params)
+    with warnings.catch_warnings():
+        # per-class ConvergenceWarnings are summarised below, naming the classes
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        if is_store(data):
+            if tuning:
+                raise click.UsageError("--preset auto / --components auto cross-validate audio "
+                                       "front ends; a shard store has fixed features: give -k")  # fmt: skip
+            refuse_given(ctx, ("preset", "config_path", "split", "train_fraction", "cache_dir",
+                               "strict"), "does not apply to a shard store (its clips, labels "
+                         "and front end are fixed)")  # fmt: skip
+            out = _train_store(ctx, data, output, fit, ubm_path, ubm_config, jobs, dask_spec)
+        elif needs_kaldi_reader(data):  # feats.scp, or wav.scp + segments: no audio cache
+            if tuning:
+                raise click.UsageError("--preset auto / --components auto need audio to try "
+                                       "front ends; a Kaldi feature directory has fixed "
+                                       "features: give -k")  # fmt: skip
+            from .kaldi import train_kaldi_dir
+
+            config = _front_end(ubm_path, ubm_config, load_config(preset, config_path),
+                                fixed=explicit)  # fmt: skip
+            out = train_kaldi_dir(ctx, data, output, split=split, train_fraction=train_fraction,
+                                  seed=seed, config=config, jobs=jobs, fit=fit,
+                                  check=lambda c: _front_end(ubm_path, ubm_config, c, fixed=True))  # fmt: skip
+        else:
+            config = None if auto else _front_end(ubm_path, ubm_config,
+                                                  load_config(preset, config_path), fixed=explicit)  # fmt: skip
+            out = _train_audio(ctx, data, output, fit, config, tuning, cache_dir, jobs, strict,
+                               dask_spec)  # fmt: skip
+    clf, unit, note = out.pop("classifier"), out.pop("unit", "file"), out.pop("note", "")
+    report_training(clf, backend)
+    out.update(model=os.path.abspath(output), labels=clf.labels_, n_components=clf.n_components,
+               backend=backend, n_dims=clf.n_dims, timing=clf.timing_,
+               training=clf.fit_report_)  # fmt: skip
+    if as_json:
+        echo_json(out)
+        return
+    report_skipped(out["skipped"])
+    if out.get("selection"):
+        click.echo(format_selection(out["selection"]))
+    how = (f"from a UBM of {clf.n_components} components (map)" if backend == "map"
+           else f"x {clf.n_components} components (ml)")  # fmt: skip
+    click.echo(
+        f"trained {plural(len(clf.labels_), 'class', 'classes')} {how} on "
+        f"{plural(out['n_files'], unit)} ({dims_text(clf.n_dims)}-dim features) in "
+        f"{sum(clf.timing_.values()):.1f} s -> {escape_name(output)}{note}"
+    )
+
+
+def _train_audio(ctx, data, output, fit, config, tuning, cache_dir, jobs, strict, dask_spec):
+    """Audio files: extract (cached), fit, save with the split and training files."""
+    from ..data import RunOptions
     from ..pipeline import (
         describe_split,
         load_split,
@@ -131,111 +235,76 @@ def command(
         train_tuned,
     )
 
-    check_writable(output)  # before the work, naming the user's path
-    from ..data.shards import is_store
-
-    if is_store(data):  # a shard store: its clips, labels and front end (no audio, no split)
-        from .ubm import train_store
-
-        if components == "auto" or preset == "auto":
-            raise click.UsageError(
-                "--preset auto / --components auto cross-validate audio front ends; a shard "
-                "store has fixed features: give -k"
-            )
-
-        params = map_params(ctx, backend, ubm_components, relevance, adapt, reject_far,
-                            components, init, max_iter)  # fmt: skip
-        return train_store(ctx, data, output, backend=backend, params=params, seed=seed,
-                           jobs=jobs, dask_spec=dask_spec, as_json=as_json)  # fmt: skip
-    auto = preset == "auto" and not config_path
-    config = None if auto else load_config(preset, config_path)
-    from ..data.kaldi import needs_kaldi_reader
-
-    if needs_kaldi_reader(data):  # feats.scp, or wav.scp + segments: no audio cache
-        if auto or components == "auto":
-            raise click.UsageError(
-                "--preset auto / --components auto need audio to try front ends; a Kaldi "
-                "feature directory has fixed features: give -k"
-            )
-        from .kaldi import train_kaldi_dir
-
-        return train_kaldi_dir(
-            ctx, data, output, split=split, train_fraction=train_fraction, seed=seed,
-            config=config, backend=backend, jobs=jobs, as_json=as_json, max_iter=max_iter,
-            params=map_params(ctx, backend, ubm_components, relevance, adapt, reject_far,
-                              components, init, max_iter),
-        )  # fmt: skip
-    records = load_split(data, split, train_fraction=train_fraction, seed=seed)
-    # per-class ConvergenceWarnings are summarised below, naming the classes
-    warnings.filterwarnings("ignore", category=ConvergenceWarning)
+    p = ctx.params
+    records = load_split(data, p["split"], train_fraction=p["train_fraction"], seed=p["seed"])
     opts = RunOptions(cache_dir=cache_dir, n_jobs=jobs, progress=progress_for(ctx), strict=strict)
     extra = {}
-    tuning = auto or components == "auto"
-    if tuning and backend != "ml":
-        raise click.UsageError(
-            "--preset auto and --components auto select by cross-validating the ml "
-            "backend; give a fixed --preset and -k with --backend map"
-        )
     with dask_or(dask_spec, command_executor([r.path for r in records], jobs)) as ex:
         if tuning:
+            n_components = fit["n_components"]  # the ml K (16 unless -k), or "auto"
+            fit = {k: v for k, v in fit.items() if k not in ("backend", "ubm", "n_components")}
             clf, tuned = train_tuned(
-                records, preset="auto" if auto else config, components=components,
-                options=opts, executor=ex, random_state=seed, init=init, max_iter=max_iter,
+                records, preset="auto" if config is None else config, components=n_components,
+                options=opts, executor=ex, **fit,
             )  # fmt: skip
             config, res = tuned.member_configs or tuned.config, tuned.features
             extra["selection"] = tuned.to_header()
-            components = clf.n_components
         else:
-            clf, res = train_classifier(
-                records,
-                config=config,
-                options=opts,
-                executor=ex,
-                backend=backend,
-                random_state=seed,
-                **map_params(
-                    ctx, backend, ubm_components, relevance, adapt, reject_far, components, init,
-                    max_iter,
-                ),
-            )
-    not_conv = sorted(y for y, r in clf.fit_report_.items() if not r["converged"])
-    if not_conv:
-        logger.warning(
-            "EM did not converge within --max-iter=%d for: %s",
-            max_iter,
-            ", ".join(escape_name(y) for y in not_conv),
-        )
-    from ..models.classifier import oversized_reason
-
-    for y, r in clf.fit_report_.items():  # the OversizedModelWarning, as one line per class
-        why = oversized_reason(r, r.get("n_components", clf.n_components))
-        if why:
-            logger.warning("class %s: %s", escape_name(y), why)
-    # the model records its split and training files, so evaluate can refuse them
+            clf, res = train_classifier(records, config=config, options=opts, executor=ex, **fit)
+    # the model records its split and training files, so evaluate and verify can refuse them
     used = [r for r in records if r.path in res.features]
-    extra["split"] = describe_split(data, split, used, train_fraction=train_fraction, seed=seed)
+    extra["split"] = describe_split(data, p["split"], used, train_fraction=p["train_fraction"],
+                                   seed=p["seed"])  # fmt: skip
     save_model(output, clf, config, extra=extra)
     skipped = skipped_list(res)
-    out = {
-        "model": os.path.abspath(output),
-        "labels": clf.labels_,
-        "n_files": len(records) - len(skipped),
-        "n_components": clf.n_components,
-        "backend": backend,
-        "n_dims": clf.n_dims,
-        "skipped": skipped,
-        "timing": clf.timing_,
-        "training": clf.fit_report_,
-        "selection": extra.get("selection"),
-    }
-    if as_json:
-        echo_json(out)
-        return
-    report_skipped(skipped)
-    if "selection" in extra:
-        click.echo(format_selection(extra["selection"]))
-    click.echo(
-        f"trained {len(clf.labels_)} classes x {clf.n_components} components ({backend}) "
-        f"on {out['n_files']} files ({dims_text(clf.n_dims)}-dim features) in "
-        f"{sum(clf.timing_.values()):.1f} s -> {escape_name(output)}"
-    )
+    return {"classifier": clf, "n_files": len(records) - len(skipped), "skipped": skipped,
+            "selection": extra.get("selection")}  # fmt: skip
+
+
+def _train_store(ctx, data, output, fit, ubm_path, ubm_config, jobs, dask_spec):
+    """A shard store: its clips, labels and front end (no audio, no split)."""
+    from ..data.shards import open_store
+    from ..engine import LocalExecutor
+    from ..pipeline import save_model
+    from ..pipeline.shards import store_config, train_from_store
+
+    store = open_store(data)
+    config = _front_end(ubm_path, ubm_config, store_config(store), fixed=True)
+    with dask_or(dask_spec, LocalExecutor(jobs)) as ex:
+        clf, _ = train_from_store(store, executor=ex, progress=progress_for(ctx), n_jobs=jobs,
+                                  **fit)  # fmt: skip
+        save_model(output, clf, config)
+    return {"classifier": clf, "n_files": store.n_clips, "unit": "clip", "skipped": [],
+            "store": store.folder}  # fmt: skip
+
+
+def report_training(clf, backend: str) -> None:
+    """Warn about what went wrong in training, one line each, whatever the data source.
+
+    Classes whose EM did not converge; a mixture with too many components for its
+    frames (each class's with ml; the UBM's with map, whose classes have no K of
+    their own); a class trained on a single file.
+    """
+    from ..models.classifier import oversized_reason
+
+    not_conv = sorted(y for y, r in clf.fit_report_.items() if not r.get("converged", True))
+    if not_conv:
+        n = max(clf.fit_report_[y].get("n_iter", 0) for y in not_conv)
+        logger.warning("EM did not converge within --max-iter=%d for: %s", n,
+                       ", ".join(escape_name(y) for y in not_conv))  # fmt: skip
+    if backend == "map":
+        rep = getattr(clf, "ubm_report_", {})
+        why = "n_frames" in rep and oversized_reason(
+            rep, clf.n_components, advice="lower -k (the UBM size), or give more data"
+        )
+        if why:
+            logger.warning("the UBM: %s", why)
+    else:
+        for y, r in clf.fit_report_.items():
+            why = oversized_reason(r, r.get("n_components", clf.n_components))
+            if why:
+                logger.warning("class %s: %s", escape_name(y), why)
+    single = [y for y, r in clf.fit_report_.items() if r.get("n_clips") == 1]
+    if single:
+        logger.warning("trained on a single file: %s (the model learns that recording, not the "
+                       "class)", ", ".join(escape_name(y) for y in single))  # fmt: skip

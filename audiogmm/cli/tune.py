@@ -11,6 +11,7 @@ from ..exceptions import ConvergenceWarning
 from .options import (
     echo_json,
     format_selection,
+    given,
     json_option,
     load_config,
     progress_for,
@@ -26,7 +27,7 @@ logger = logging.getLogger("audiogmm")
 @click.command("tune")
 @click.argument("data", type=click.Path(exists=True))
 @split_options("train")
-@tuning_options(components_default="auto")
+@tuning_options(components_default="auto", preset_default="auto")
 @click.option(
     "--folds",
     type=click.IntRange(min=2),
@@ -54,17 +55,20 @@ def command(
 ):
     """Cross-validate front ends and components on DATA's training files; print the table.
 
-    The same search as `train --preset auto --components auto` (without
-    --preset/--components given here, both are 'auto'; --preset defaults to
-    auto for this command), on the training split only, without writing a model.
+    The same search as `train --preset auto --components auto`, on the training
+    split only, without writing a model. --config FILE alone tunes the components
+    of that front end (on the default preset).
     """
     from ..data import RunOptions
     from ..pipeline import load_split, skipped_list, tune
 
-    src = ctx.get_parameter_source("preset")
-    if src is click.core.ParameterSource.DEFAULT and not config_path:
-        preset = "auto"
-    chosen = "auto" if preset == "auto" and not config_path else load_config(preset, config_path)
+    if preset == "auto" and config_path:
+        if given(ctx, "preset"):
+            raise click.UsageError(
+                "--config gives one front end and --preset auto chooses among several: give one"
+            )
+        preset = None  # the file's fields on the default preset
+    chosen = "auto" if preset == "auto" else load_config(preset, config_path)
     if not isinstance(chosen, str) and not config_path:
         chosen = preset  # keep the preset's name in the table
     records = load_split(data, split, train_fraction=train_fraction, seed=seed)

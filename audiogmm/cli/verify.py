@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import json
+import math
+
 import click
 
-from .options import echo_json, json_option, progress_for, report_skipped, run_options
+from .options import json_option, load_classifier, progress_for, report_skipped, run_options
+from .output import escape_name
 
 
 @click.command("verify")
@@ -30,37 +34,75 @@ from .options import echo_json, json_option, progress_for, report_skipped, run_o
     type=click.Path(file_okay=False),
     help="Write scores.csv, metrics.json and det.png here.",
 )
+@click.option(
+    "--allow-train-overlap",
+    is_flag=True,
+    help="Score trial files that were used to train MODEL instead of refusing them "
+    "(the error rates are then optimistic).",
+)
 @run_options
 @json_option
 @click.pass_context
-def command(ctx, model, trials, norm, cohort, report_dir, cache_dir, jobs, strict, as_json):
+def command(ctx, model, trials, norm, cohort, report_dir, allow_train_overlap, cache_dir, jobs,
+            strict, as_json):  # fmt: skip
     """Score the TRIALS (CSV: path,claim[,target]) with a --backend map MODEL.
 
     Each score is the mean per-frame log-likelihood ratio of the file under the
     claimed class against the UBM. With a target column (1 true claim, 0
     impostor), EER and minDCF (p_target 0.01 and 0.05, C_miss = C_fa = 1) follow.
+    Trials are streamed: memory grows with the distinct files, not the trials.
+    Files that trained MODEL are refused (see --allow-train-overlap).
     """
     from ..data import RunOptions
-    from ..pipeline import load_model
-    from ..pipeline.verify import read_trials, verify_trials, write_verification_report
+    from ..io.atomic import check_writable
+    from ..pipeline.report import json_dumps
+    from ..pipeline.verify import score_trials, write_verification_report
 
-    bundle = load_model(model)
+    if report_dir:
+        check_writable(report_dir, folder=True)  # before the work, naming the user's path
+    bundle = load_classifier(model)
     opts = RunOptions(cache_dir=cache_dir, n_jobs=jobs, progress=progress_for(ctx), strict=strict)
-    res = verify_trials(bundle, read_trials(trials), norm=norm, cohort=cohort, options=opts)
-    if not res["trials"]:
+    res = score_trials(bundle, trials, norm=norm, cohort=cohort, options=opts,
+                       allow_train_overlap=allow_train_overlap)  # fmt: skip
+    if not len(res.scores):
         raise click.ClickException("no trial could be scored (every file was skipped)")
     if report_dir:
         write_verification_report(report_dir, res)
-    if as_json:
-        echo_json(res)
+    if as_json:  # one JSON object, the trials streamed last (keys sorted)
+        click.echo(json_dumps(res.to_dict())[:-1] + ', "trials": [', nl=False)
+        _echo_lines((_trial_json(t) for t in res), sep=", ")
+        click.echo("]}")
         return
-    report_skipped(res["skipped"])
-    for t in res["trials"]:
-        click.echo(f"{t['path']}\t{t['claim']}\t{t['score']:.6f}")
-    m = res.get("metrics")
+    report_skipped(res.skipped)
+    _echo_lines(f"{escape_name(t['path'])}\t{escape_name(t['claim'])}\t{t['score']:.6f}\n"
+                for t in res)  # fmt: skip
+    m = res.metrics
     if m:
         click.echo(
             f"EER {100 * m['eer']:.2f}%  minDCF(0.01) {m['min_dcf_0.01']:.4f}  "
             f"minDCF(0.05) {m['min_dcf_0.05']:.4f}  "
             f"({m['n_target']} target, {m['n_nontarget']} non-target trials)"
         )
+    if report_dir:
+        click.echo(f"report: {escape_name(report_dir)}", err=True)
+
+
+def _echo_lines(lines, *, sep: str = "") -> None:
+    """Write ``lines`` joined by ``sep`` in blocks (one write per trial is slow)."""
+    block: list[str] = []
+    first = True
+    for line in lines:
+        block.append(line)
+        if len(block) == 4096:
+            click.echo(("" if first else sep) + sep.join(block), nl=False)
+            block, first = [], False
+    if block:
+        click.echo(("" if first else sep) + sep.join(block), nl=False)
+
+
+def _trial_json(t: dict) -> str:
+    """One trial as JSON with sorted keys (by hand: a million json.dumps calls are slow)."""
+    score = repr(t["score"]) if math.isfinite(t["score"]) else "null"
+    target = "null" if t["target"] is None else str(int(t["target"]))
+    return (f'{{"claim": {json.dumps(t["claim"])}, "path": {json.dumps(t["path"])}, '
+            f'"score": {score}, "target": {target}}}')  # fmt: skip

@@ -110,6 +110,7 @@ def _watch_parent(alive: Connection) -> None:
 
 def _worker_main(conn: Connection, alive: Connection) -> None:
     """One worker: run ``(fn, args)`` tasks from ``conn`` until None or end-of-file."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
     _die_with_parent()
     threading.Thread(target=_watch_parent, args=(alive,), daemon=True).start()
     while True:

@@ -314,7 +314,7 @@ def _build(kind: Kind, name: str, header: dict, arrays: dict) -> Any:
             f"{name}: {'' if msg.startswith('header') else 'header field '}{msg}"
         ) from None
     obj = kind.build(name, checked, arrays)
-    if isinstance(obj, (GMMClassifier, FusedClassifier)):
+    if isinstance(obj, (GMMClassifier, FusedClassifier, DiagGMM)):
         obj.file_header_ = header  # checked, as plain JSON
     return obj
 

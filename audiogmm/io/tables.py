@@ -64,10 +64,6 @@ FIT_REPORT = Obj({
     "best_init": _COUNT, "init_final_mean_logliks": _FLOATS, "reseeded": List(),
     "n_reseeded": _COUNT, "global_mean_norm": Real(0.0), "seconds": Real(0.0),
 }, optional=all, extra=True)  # fmt: skip
-DIAG_GMM = Obj(
-    {"params": Obj(_GMM_PARAMS, optional=all), "training": FIT_REPORT},
-    optional=("training",),
-)
 
 # -- the pipeline's header blocks ------------------------------------------------------------
 
@@ -96,6 +92,11 @@ KALDI = Obj({
 })  # fmt: skip
 #: A front end: an object that :meth:`FeatureConfig.from_dict` checks field by field.
 FEATURES = Obj({}, extra=True, then=lambda v, w: _feature_config(v))
+#: A single mixture; a UBM from ``audiogmm ubm`` also records its front end.
+DIAG_GMM = Obj(
+    {"params": Obj(_GMM_PARAMS, optional=all), "training": FIT_REPORT, "feature_config": FEATURES},
+    optional=("training", "feature_config"),
+)
 #: The blocks the pipeline adds to a classifier file (cross-checked in ``pipeline.bundle``).
 _BLOCKS = {"feature_config": FEATURES, "split": SPLIT, "selection": SELECTION, "kaldi": KALDI}
 

@@ -43,7 +43,12 @@ N_COMPONENTS = 16
 MIN_FRAMES_PER_COMPONENT = 10
 
 
-def oversized_reason(report: Mapping[str, Any], n_components: int) -> str | None:
+def oversized_reason(
+    report: Mapping[str, Any],
+    n_components: int,
+    *,
+    advice: str = "lower -k / n_components, or let --components auto choose",
+) -> str | None:
     """Why a class's mixture has too many components for its data, or None.
 
     Parameters
@@ -52,14 +57,15 @@ def oversized_reason(report: Mapping[str, Any], n_components: int) -> str | None
         One class's entry of ``fit_report_`` (``n_frames``, ``n_reseeded``).
     n_components : int
         Components of that class's mixture.
+    advice : str
+        What to do about it (a UBM's differs from a class's).
     """
     n, reseeded = int(report["n_frames"]), int(report.get("n_reseeded", 0))
     per = n / max(1, n_components)
     if per < MIN_FRAMES_PER_COMPONENT or reseeded >= max(3, (n_components + 1) // 2):
         return (
             f"K={n_components} components for {n} frames ({per:.1f} frames per component, "
-            f"{reseeded} re-seeds): the model is over-sized for this class; lower -k / "
-            "n_components, or let --components auto choose"
+            f"{reseeded} re-seeds): the model is over-sized for this data; {advice}"
         )
     return None
 

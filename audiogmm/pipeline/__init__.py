@@ -17,7 +17,7 @@ from .classify import (
     stored_split,
     train_classifier,
 )
-from .report import format_confusion, format_metrics, write_report
+from .report import format_confusion, format_metrics, training_report, write_report
 from .tuning import TuneResult, train_tuned, tune
 
 __all__ = [
@@ -35,6 +35,7 @@ __all__ = [
     "stored_split",
     "train_classifier",
     "train_tuned",
+    "training_report",
     "tune",
     "TuneResult",
     "write_report",

@@ -40,7 +40,9 @@ from ..scoring import open_set_rates, summary
 from .bundle import Bundle
 
 __all__ = [
+    "BACKENDS",
     "describe_split",
+    "fit_backend",
     "evaluate_classifier",
     "evaluation_split",
     "load_split",
@@ -224,6 +226,97 @@ def _score_files(
     return res, used, clip_sets[0], S
 
 
+#: The classifier each ``backend`` name trains (the one place a backend is dispatched).
+BACKENDS = {"ml": GMMClassifier, "map": UBMClassifier}
+
+
+def fit_backend(
+    clips: Sequence[np.ndarray],
+    labels: Sequence[str],
+    *,
+    backend: str = "ml",
+    ubm: Any = None,
+    executor: LocalExecutor | None = None,
+    progress: Any = None,
+    **classifier_params: Any,
+) -> GMMClassifier:
+    """Fit the ``backend``'s classifier on clips, whatever they were read from.
+
+    Every training path (audio files, Kaldi directories, shard stores) ends here.
+
+    Parameters
+    ----------
+    clips : sequence of ndarray, each of shape (n_frames_i, n_dims)
+    labels : sequence of str, length n_clips
+    backend : {"ml", "map"}
+        One ML GMM per label (:class:`GMMClassifier`), or a UBM with MAP-adapted
+        labels (:class:`UBMClassifier`).
+    ubm : DiagGMM, optional
+        ``backend="map"`` only: adapt from this fitted UBM instead of training one
+        (e.g. ``audiogmm ubm`` on a shard store, read with :func:`load_ubm`).
+    executor : LocalExecutor, optional
+    progress : callable, optional
+    **classifier_params
+        Parameters of the backend's classifier.
+
+    Returns
+    -------
+    GMMClassifier or UBMClassifier
+        With ``timing_["train_s"]``.
+
+    Raises
+    ------
+    ParameterError
+        An unknown backend, or ``ubm`` with ``backend="ml"``.
+    """
+    if backend not in BACKENDS:
+        raise ParameterError(f"backend must be one of {sorted(BACKENDS)}; got {backend!r}")
+    if ubm is not None and backend != "map":
+        raise ParameterError("a given UBM needs backend='map' (MAP adaptation from it)")
+    clf = BACKENDS[backend](**classifier_params)
+    t0 = time.perf_counter()
+    with resolve(executor, classifier_params.get("n_jobs")) as ex:
+        if ubm is None:
+            clf.fit(clips, labels, progress=progress, executor=ex)
+        else:
+            clf.fit(clips, labels, ubm=ubm, progress=progress, executor=ex)
+    clf.timing_ = {"train_s": time.perf_counter() - t0}
+    return clf
+
+
+def load_ubm(path: str | os.PathLike) -> tuple[Any, FeatureConfig | None]:
+    """A UBM written by ``audiogmm ubm`` (a DiagGMM file) and the front end it records.
+
+    Returns
+    -------
+    ubm : DiagGMM
+    config : FeatureConfig or None
+        None for a mixture saved without one (e.g. ``DiagGMM.save``).
+
+    Raises
+    ------
+    ModelFileError
+        Not a DiagGMM file, or a bad feature configuration (naming the file).
+    """
+    from ..io import load
+    from ..mixture import DiagGMM
+
+    ubm = load(path, DiagGMM)
+    block = getattr(ubm, "file_header_", {}).get("feature_config")
+    if block is None:
+        return ubm, None
+    try:
+        config = FeatureConfig.from_dict(block)
+    except (ValueError, TypeError) as e:
+        raise ModelFileError(f"{os.fspath(path)}: invalid feature_config ({e})") from None
+    if config.n_dims != ubm.n_dims:
+        raise ModelFileError(
+            f"{os.fspath(path)}: the UBM has {ubm.n_dims} dims but its feature config gives "
+            f"{config.n_dims}"
+        )
+    return ubm, config
+
+
 def train_classifier(
     records: Sequence[Record],
     *,
@@ -231,6 +324,7 @@ def train_classifier(
     options: RunOptions | None = None,
     executor: LocalExecutor | None = None,
     backend: str = "ml",
+    ubm: Any = None,
     **classifier_params: Any,
 ) -> tuple[GMMClassifier, ExtractionResult]:
     """Extract features for ``records`` and fit one GMM per label.
@@ -248,6 +342,8 @@ def train_classifier(
         Shared by extraction and training (default: one for this call).
     backend : {"ml", "map"}, default="ml"
         One ML GMM per label, or a UBM with MAP-adapted labels (:class:`UBMClassifier`).
+    ubm : DiagGMM, optional
+        ``backend="map"``: adapt from this UBM (see :func:`fit_backend`).
     **classifier_params
         Parameters of the backend's classifier (``n_components``, ``random_state``,
         ``max_iter``, ``init``, ``relevance``, ...).
@@ -268,16 +364,14 @@ def train_classifier(
         raise DatasetError("no training files")
     config = config or FeatureConfig()
     opts = options or RunOptions()
-    clf = {"ml": GMMClassifier, "map": UBMClassifier}[backend](
-        n_jobs=opts.n_jobs, **classifier_params
-    )
     with resolve(executor, opts.n_jobs) as ex:
         t0 = time.perf_counter()
         res = extract_many(records, config=config, options=opts, executor=ex)
         t1 = time.perf_counter()
         clips, labels = res.labelled_clips(records)
-        clf.fit(clips, labels, progress=opts.progress, executor=ex)
-    clf.timing_ = {"extract_s": t1 - t0, "train_s": time.perf_counter() - t1}
+        clf = fit_backend(clips, labels, backend=backend, ubm=ubm, executor=ex,
+                          progress=opts.progress, n_jobs=opts.n_jobs, **classifier_params)  # fmt: skip
+    clf.timing_ = {"extract_s": t1 - t0, **clf.timing_}
     return clf, res
 
 

@@ -35,12 +35,13 @@ from ..data.kaldi import (
     wav_scp_ids,
     write_feats,
 )
-from ..engine import LocalExecutor, resolve
+from ..engine import LocalExecutor
 from ..exceptions import DatasetError, ModelFileError
 from ..features import FeatureConfig
 from ..models import GMMClassifier, UBMClassifier
 from ..scoring import summary
 from .bundle import save_model
+from .classify import fit_backend
 
 __all__ = ["evaluate_kaldi", "export_kaldi", "load_kaldi_split", "save_kaldi_model", "train_kaldi"]
 
@@ -98,6 +99,9 @@ def train_kaldi(
 ) -> GMMClassifier:
     """Fit one GMM per label (``backend="ml"``) or a UBM + MAP classes on utterances.
 
+    ``classifier_params`` go to :func:`audiogmm.pipeline.classify.fit_backend`
+    (``ubm=`` included).
+
     Raises
     ------
     DatasetError
@@ -109,18 +113,11 @@ def train_kaldi(
     if unlabelled:
         raise DatasetError(f"no label (utt2spk) for {len(unlabelled)} utterance(s)")
     opts = options or RunOptions()
-    clf = {"ml": GMMClassifier, "map": UBMClassifier}[backend](
-        n_jobs=opts.n_jobs, **classifier_params
-    )
-    t0 = time.perf_counter()
-    with resolve(executor, opts.n_jobs) as ex:
-        clf.fit(
-            [u.features for u in utterances],
-            [u.label for u in utterances],
-            progress=opts.progress,
-            executor=ex,
-        )
-    clf.timing_ = {"extract_s": 0.0, "train_s": time.perf_counter() - t0}
+    clf = fit_backend(
+        [u.features for u in utterances], [u.label for u in utterances], backend=backend,
+        executor=executor, progress=opts.progress, n_jobs=opts.n_jobs, **classifier_params,
+    )  # fmt: skip
+    clf.timing_ = {"extract_s": 0.0, **clf.timing_}
     return clf
 
 

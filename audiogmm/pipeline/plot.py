@@ -14,8 +14,8 @@ from typing import Any, Optional
 
 import numpy as np
 
-from ..container import atomic_write
 from ..exceptions import ParameterError
+from ..io.atomic import atomic_write
 from .bundle import Bundle
 
 __all__ = ["class_mixtures", "figure_png", "mixture_curves", "mixture_figure",

@@ -3,19 +3,49 @@ matplotlib) ``confusion.png``; per-class training curves when the model recorded
 
 from __future__ import annotations
 
+import glob
 import io as _io
 import json
 import logging
+import math
 import os
 from typing import Any
 
 import numpy as np
 
 from ..io.atomic import atomic_write
+from ..io.modelfile import jsonable
 
-__all__ = ["format_confusion", "format_metrics", "write_report", "write_training_curves"]
+__all__ = [
+    "format_confusion",
+    "format_metrics",
+    "format_open_set",
+    "training_report",
+    "json_dumps",
+    "write_report",
+    "write_training_curves",
+]
 
 logger = logging.getLogger(__name__)
+
+
+def _finite(obj: Any) -> Any:
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: _finite(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_finite(v) for v in obj]
+    return obj
+
+
+def json_dumps(obj: Any, *, indent: int | None = None) -> str:
+    """``obj`` as strict JSON: sorted keys, NaN and infinities written as ``null``.
+
+    (``json.dumps`` would write ``NaN``/``Infinity``, which JSON parsers refuse.)
+    """
+    return json.dumps(_finite(jsonable(obj)), sort_keys=True, indent=indent, allow_nan=False,
+                      default=str)  # fmt: skip
 
 
 def format_confusion(labels: list[str], matrix: list[list[int]] | np.ndarray) -> str:
@@ -27,8 +57,18 @@ def format_confusion(labels: list[str], matrix: list[list[int]] | np.ndarray) ->
     return "true \\ predicted\n" + "\n".join([head, *rows]) + "\n"
 
 
-def _pct(x: float) -> str:
-    return f"{100 * x:.2f}%"
+def _pct(x: float, none: str = "n/a") -> str:
+    """A rate as ``12.34%``; ``none`` for NaN (a rate over no clips)."""
+    return f"{100 * x:.2f}%" if x == x else none
+
+
+def format_open_set(o: dict[str, Any]) -> str:
+    """The open-set line of ``evaluate --reject`` (``n/a`` for a rate over no clips)."""
+    return (
+        f"open set: false accept {_pct(o['false_accept'], 'n/a (no unknown clips)')} of "
+        f"{o['n_unknown']} unknown, false reject {_pct(o['false_reject'], 'n/a (no known clips)')}"
+        f" of {o['n_known']} known, misidentified {_pct(o['misidentified'], 'n/a')}"
+    )
 
 
 def format_metrics(metrics: dict[str, Any]) -> str:
@@ -97,7 +137,7 @@ def write_report(
     os.makedirs(folder, exist_ok=True)
     written = []
     path = os.path.join(folder, "metrics.json")
-    text = json.dumps(metrics, indent=2, sort_keys=True, default=str) + "\n"
+    text = json_dumps(metrics, indent=2) + "\n"
     atomic_write(path, lambda f: f.write(text.encode()))
     written.append(path)
     path = os.path.join(folder, "metrics.txt")
@@ -121,7 +161,34 @@ def write_report(
         from .plot import write_mixture_figures
 
         written += write_mixture_figures(folder, bundle)
+    # the folder describes this evaluation only: drop what an earlier report left there
+    stale = [os.path.join(folder, name) for name in REPORT_FILES]
+    stale += glob.glob(os.path.join(glob.escape(os.fspath(folder)), "mixture_*.png"))
+    for path in stale:
+        if path not in written and os.path.isfile(path):
+            os.remove(path)
     return written
+
+
+#: Every file :func:`write_report` may write.
+REPORT_FILES = ("metrics.json", "metrics.txt", "confusion.txt", "confusion.png",
+                "training_curves.json", "training_curves.png")  # fmt: skip
+
+
+def training_report(model: Any) -> dict[str, Any]:
+    """The per-class training reports of a bundle's classifier, for :func:`write_report`.
+
+    A fused model's members each get their classes, labelled ``"label (front end)"``.
+    """
+    clf = model.classifier
+    members = getattr(clf, "members", None)
+    if not members:
+        return clf.fit_report_
+    sel = model.header.get("selection")
+    names = sel["front_end"].split(" + ") if isinstance(sel, dict) else []
+    if len(names) != len(members):
+        names = [f"member {i + 1}" for i in range(len(members))]
+    return {f"{y} ({n})": r for n, m in zip(names, members) for y, r in m.fit_report_.items()}
 
 
 def write_training_curves(
@@ -154,7 +221,7 @@ def write_training_curves(
     folder = os.fspath(folder)
     os.makedirs(folder, exist_ok=True)
     path = os.path.join(folder, "training_curves.json")
-    text = json.dumps(curves, indent=2, sort_keys=True) + "\n"
+    text = json_dumps(curves, indent=2) + "\n"
     atomic_write(path, lambda f: f.write(text.encode()))
     written = [path]
     if plot:
@@ -182,6 +249,12 @@ def _pyplot(what: str) -> Any:
     return plt
 
 
+def _ticker() -> Any:
+    import matplotlib.ticker
+
+    return matplotlib.ticker
+
+
 def _plot_curves(curves: dict[str, list[float]]) -> bytes | None:
     plt = _pyplot("training_curves.png")
     if plt is None:
@@ -189,6 +262,7 @@ def _plot_curves(curves: dict[str, list[float]]) -> bytes | None:
     fig, ax = plt.subplots(figsize=(6.4, 4.0), dpi=100)
     for y, h in curves.items():
         ax.plot(range(len(h)), h, marker=".", label=y)
+    ax.xaxis.set_major_locator(_ticker().MaxNLocator(integer=True))  # iterations are whole
     ax.set_xlabel("EM iteration (0: after initialisation)")
     ax.set_ylabel("mean log-likelihood per frame (nats)")
     ax.set_title("training curves per class")

@@ -11,11 +11,12 @@ import time
 from typing import Any
 
 from ..data.shards import ShardStore
-from ..engine import LocalExecutor, resolve
+from ..engine import LocalExecutor
 from ..exceptions import DatasetError, ModelFileError
 from ..features import FeatureConfig
-from ..models import GMMClassifier, UBMClassifier
+from ..models import GMMClassifier
 from ..progress import Progress
+from .classify import fit_backend
 
 __all__ = ["store_config", "train_from_store"]
 
@@ -46,6 +47,9 @@ def train_from_store(
 ) -> tuple[GMMClassifier, FeatureConfig]:
     """Fit one GMM per label (or a UBM + MAP) on every clip of ``store``.
 
+    ``backend`` and ``classifier_params`` (``ubm=`` included) go to
+    :func:`audiogmm.pipeline.classify.fit_backend`.
+
     Returns
     -------
     classifier : GMMClassifier or UBMClassifier
@@ -56,11 +60,10 @@ def train_from_store(
     config = store_config(store)
     if store.n_clips == 0:
         raise DatasetError(f"{store.folder}: the store holds no clips")
-    clf = {"ml": GMMClassifier, "map": UBMClassifier}[backend](**classifier_params)
     t0 = time.perf_counter()
     clips = [store.clip_frames(i) for i in range(store.n_clips)]
     t1 = time.perf_counter()
-    with resolve(executor) as ex:
-        clf.fit(clips, list(store.labels), progress=progress, executor=ex)
-    clf.timing_ = {"read_s": t1 - t0, "train_s": time.perf_counter() - t1}
+    clf = fit_backend(clips, list(store.labels), backend=backend, executor=executor,
+                      progress=progress, **classifier_params)  # fmt: skip
+    clf.timing_ = {"read_s": t1 - t0, **clf.timing_}
     return clf, config

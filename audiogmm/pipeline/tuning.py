@@ -112,6 +112,9 @@ MAX_FUSED = 3
 N_FOLDS = 3
 #: EM iterations per fit inside the cross-validation.
 CV_MAX_ITER = 5
+#: Fewer training clips than this and a choice by cross-validation is mostly noise (one
+#: clip more or less correct moves the accuracy by over 3 points): ``tune`` warns.
+MIN_CV_CLIPS = 30
 #: The cross-validation fits and scores every FRAME_STEP-th frame of each clip.
 FRAME_STEP = 2
 #: The same for the other front ends, compared at the chosen K (steps 2 and 3): they
@@ -378,10 +381,22 @@ def tune(
         first = next(iter(cands))
         _, clips, labels = features(first)
         first_sel: Any = None  # the K search's CV, reused for the first front end's row
+        if (len(cands) > 1 or components == "auto") and len(clips) < MIN_CV_CLIPS:
+            logger.warning(
+                "only %d training clips to cross-validate: the choice of %s is mostly noise "
+                "(a clip more or less correct moves the accuracy by %.0f points); give a fixed "
+                "--preset and -k, or more data", len(clips),
+                "front end" if components != "auto" else "components and front end",
+                100 / max(1, len(clips)),
+            )  # fmt: skip
         if components != "auto":
             screen_k = int(components)
             choice = {y: screen_k for y in labels}
             rule = "fixed"
+            if len(cands) == 1:  # nothing to choose: still the configuration's CV accuracy
+                sel = cv(first, [screen_k])
+                c, n = sel.accuracy_counts(sel.scores[screen_k])
+                table.append(_row("components", first, f"K={screen_k}", c, n))
         elif _default_k_unscorable(labels, clips, grid, n_folds):
             # the CV folds (a third of the final data) cannot fit K=16, but the final
             # models can: a comparison would favour smaller K by the folds' size alone
@@ -457,8 +472,8 @@ def tune(
             rule = f"K={screen_k}"
             choice = choices[rule]
         for row in table:
-            if row["stage"] == "components":
-                row["chosen"] = row["components"] == rule  # the K every member uses
+            if row["stage"] == "components":  # the K every member uses
+                row["chosen"] = rule == "fixed" or row["components"] == rule
         members = fusions.get(name, [])
         main = members[0] if members else name
     return TuneResult(

@@ -11,47 +11,60 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 import logging
 import os
-from collections.abc import Sequence
+from array import array
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
-from ..data import RunOptions, extract_many, read_csv_rows
+from ..data import Record, RunOptions, extract_many, read_csv_rows, training_overlap
 from ..engine import LocalExecutor, resolve
 from ..exceptions import DatasetError, ParameterError
 from ..io.atomic import atomic_write
 from ..scoring import DCF_TARGETS, eer, min_dcf, snorm, tnorm, znorm
 from ..scoring.verification import operating_points
 from .bundle import Bundle
+from .report import json_dumps
 
-__all__ = ["Trial", "read_trials", "verify_trials", "write_verification_report"]
+__all__ = [
+    "Trial",
+    "TrialScores",
+    "iter_trials",
+    "read_trials",
+    "score_trials",
+    "verify_trials",
+    "write_verification_report",
+]
 
 logger = logging.getLogger(__name__)
 
 NORMS = ("none", "z", "t", "s")
 
 
-@dataclass(frozen=True)
-class Trial:
-    """One verification trial: is the speaker of ``path`` the class ``claim``?"""
+class Trial(NamedTuple):
+    """One verification trial: is the speaker of ``path`` the class ``claim``?
+
+    ``name`` is the path as the trials file wrote it (what output shows); ``path``
+    the file it names.
+    """
 
     path: str
     claim: str
     target: int | None = None
+    name: str | None = None
 
 
-def read_trials(path: str | os.PathLike) -> list[Trial]:
-    """Read a ``path,claim[,target]`` CSV (header row required).
+def iter_trials(path: str | os.PathLike) -> Iterator[Trial]:
+    """The trials of a ``path,claim[,target]`` CSV (header row required), one at a time.
 
     Raises
     ------
     DatasetError
-        Missing file or columns, an empty file, a bad ``target`` value (naming
-        the row), or ``target`` given on some rows only.
+        Missing file or columns, a bad row (naming it), or ``target`` given on some
+        rows only.
     """
     name = os.fspath(path)
     if not os.path.isfile(name):
@@ -60,7 +73,8 @@ def read_trials(path: str | os.PathLike) -> list[Trial]:
     cols, rows = read_csv_rows(name, what="trials file")
     if "path" not in cols or "claim" not in cols:
         raise DatasetError(f"{name}: needs the columns path,claim[,target]; found {cols}")
-    trials = []
+    has_target = None
+    resolved: dict[str, str] = {}  # one entry per distinct file, not per trial
     for i, row in rows:
         p, claim = row["path"], row["claim"]
         if not p or not claim:
@@ -68,14 +82,205 @@ def read_trials(path: str | os.PathLike) -> list[Trial]:
         t = row.get("target", "")
         if t not in ("", "0", "1"):
             raise DatasetError(f"{name}: row {i}: target must be 0 or 1, got {t!r}")
-        full = p if os.path.isabs(p) else os.path.join(base, p)
-        trials.append(Trial(os.path.normpath(full), claim, int(t) if t else None))
+        if has_target is None:
+            has_target = bool(t)
+        elif has_target != bool(t):
+            raise DatasetError(f"{name}: target is given on some rows but not on others")
+        full = resolved.get(p)
+        if full is None:
+            full = resolved[p] = os.path.normpath(os.path.join(base, p))
+        yield Trial(full, claim, int(t) if t else None, p)
+
+
+def read_trials(path: str | os.PathLike) -> list[Trial]:
+    """Every trial of a ``path,claim[,target]`` CSV, as :func:`iter_trials` reads them.
+
+    Raises
+    ------
+    DatasetError
+        As :func:`iter_trials`, or a file without trials.
+    """
+    trials = list(iter_trials(path))
     if not trials:
-        raise DatasetError(f"{name}: no trials")
-    given = {t.target is not None for t in trials}
-    if len(given) > 1:
-        raise DatasetError(f"{name}: target is given on some rows but not on others")
+        raise DatasetError(f"{os.fspath(path)}: no trials")
     return trials
+
+
+@dataclass
+class TrialScores:
+    """Every usable trial as a few numbers; the trials file is read once.
+
+    Memory holds the features' scores of the distinct files and 17 bytes per trial
+    (the path and claim as indices into tables of distinct values, target, score),
+    never a Python object per trial.
+
+    Attributes
+    ----------
+    names : list of str
+        The distinct paths as the trials wrote them.
+    claims : list of str
+        The model's labels.
+    name_index, claim_index : ndarray of shape (n_scored,), int32
+        Each usable trial's path and claim, in file order.
+    targets : ndarray of shape (n_scored,), int8
+        1 target, 0 non-target, -1 unknown.
+    scores : ndarray of shape (n_scored,), float64
+        The (normalised) mean per-frame LLR of each usable trial.
+    norm : str
+    skipped : list of dict
+        ``{path, reason}`` of the files that could not be scored.
+    metrics : dict or None
+        :func:`verification_metrics` when the targets are known.
+    """
+
+    names: list[str]
+    claims: list[str]
+    name_index: np.ndarray
+    claim_index: np.ndarray
+    targets: np.ndarray
+    scores: np.ndarray
+    norm: str
+    skipped: list[dict[str, str]]
+    metrics: dict[str, Any] | None
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        """``{path, claim, target, score}`` per scored trial, in file order."""
+        for n, c, t, s in zip(self.name_index.tolist(), self.claim_index.tolist(),
+                              self.targets.tolist(), self.scores.tolist()):  # fmt: skip
+            yield {"path": self.names[n], "claim": self.claims[c],
+                   "target": None if t < 0 else t, "score": s}  # fmt: skip
+
+    def to_dict(self) -> dict[str, Any]:
+        """Everything but the trials (``norm``, ``skipped``, ``metrics``, ``n_trials``)."""
+        out = {"norm": self.norm, "skipped": self.skipped, "n_trials": len(self.scores)}
+        if self.metrics is not None:
+            out["metrics"] = self.metrics
+        return out
+
+
+#: Trials scored per step: bounds the per-trial work arrays (normalisation included).
+_CHUNK = 1 << 13
+
+
+def score_trials(
+    model: Bundle,
+    trials: str | os.PathLike | Iterable[Trial],
+    *,
+    norm: str = "none",
+    cohort: Sequence[str] = (),
+    allow_train_overlap: bool = False,
+    options: RunOptions | None = None,
+    executor: LocalExecutor | None = None,
+) -> TrialScores:
+    """Score verification trials with a GMM-UBM bundle, streaming the trials.
+
+    The trials (a CSV path, or Trial objects) are read once into index arrays;
+    each distinct file's features are scored once against every class; then each
+    trial's score is looked up, chunk by chunk.
+
+    Parameters
+    ----------
+    model : Bundle
+        A ``--backend map`` model (its classifier has ``score_samples``).
+    trials : path of a trials CSV, or iterable of Trial
+    norm : {"none", "z", "t", "s"}
+        Score normalisation. ``z``: by the claimed model's scores on the
+        ``cohort`` impostor files; ``t``: by the test file's scores on the
+        model's other classes (impostor models); ``s``: the mean of both.
+    cohort : sequence of path
+        Impostor audio files for z-/s-norm (at least 2 usable).
+    allow_train_overlap : bool
+        Score trial files that trained the model (the model's split block lists
+        them) instead of refusing them; such trials overstate accuracy.
+
+    Raises
+    ------
+    ParameterError
+        Not a GMM-UBM model, unknown claims, a bad ``norm`` or too small a cohort.
+    DatasetError
+        No trials, or trial files that trained the model (without ``allow_train_overlap``).
+    """
+    clf = model.classifier
+    if not hasattr(clf, "score_samples") or not hasattr(clf, "ubm_"):
+        raise ParameterError("verification needs a GMM-UBM model (train with --backend map)")
+    if norm not in NORMS:
+        raise ParameterError(f"norm must be one of {NORMS}; got {norm!r}")
+    name = os.fspath(trials) if isinstance(trials, (str, os.PathLike)) else "the trials"
+    source = iter_trials(trials) if isinstance(trials, (str, os.PathLike)) else trials
+    index = {y: i for i, y in enumerate(clf.labels_)}
+    names: dict[str, int] = {}  # the path as written -> its index
+    paths: list[str] = []  # the file each written path names
+    ni, ci, tg = array("i"), array("i"), array("b")
+    unknown: set[str] = set()
+    for t in source:
+        k = names.get(t.name or t.path)
+        if k is None:
+            k = names[t.name or t.path] = len(paths)
+            paths.append(t.path)
+        c = index.get(t.claim)
+        if c is None:
+            unknown.add(t.claim)
+            continue
+        ni.append(k)
+        ci.append(c)
+        tg.append(-1 if t.target is None else t.target)
+    if not paths:
+        raise DatasetError(f"{name}: no trials")
+    if unknown:
+        raise ParameterError(
+            f"claims {sorted(unknown)[:10]} are not classes of the model {clf.labels_}"
+        )
+    if norm in ("t", "s") and len(clf.labels_) < 3:
+        raise ParameterError("t-/s-norm needs a model with >= 3 classes (impostor models)")
+    if norm in ("z", "s") and len(cohort) < 2:
+        raise ParameterError("z-/s-norm needs at least 2 --cohort impostor files")
+    shown = {p: n for n, p in reversed(list(zip(names, paths)))}  # a file's first spelling
+    _refuse_training_files(model, shown, allow_train_overlap)
+    opts = options or RunOptions()
+    with resolve(executor, opts.n_jobs) as ex:
+        files = list(dict.fromkeys([*paths, *(os.fspath(c) for c in cohort)]))
+        res = extract_many(files, config=model.config, options=opts, executor=ex)
+        used = [p for p in files if p in res.features]
+        S = clf.score_samples([res.features[p] for p in used], executor=ex) if used else None
+    skipped = [{"path": shown.get(s.path, s.path), "reason": s.reason} for s in res.skipped]
+    del res  # the features: the scores are all that is needed now
+    row = {p: i for i, p in enumerate(used)}
+    rows = np.array([row.get(p, -1) for p in paths], dtype=np.int64)
+    n_idx, c_idx = np.frombuffer(ni, dtype=np.int32), np.frombuffer(ci, dtype=np.int32)
+    keep = rows[n_idx] >= 0
+    n_idx, c_idx, tg_kept = n_idx[keep], c_idx[keep], np.frombuffer(tg, dtype=np.int8)[keep]
+    del ni, ci, tg
+    cohort_rows = [row[c] for c in map(os.fspath, cohort) if c in row]
+    scores = np.empty(len(n_idx))
+    for lo in range(0, len(n_idx), _CHUNK):
+        ti = rows[n_idx[lo : lo + _CHUNK]]
+        cc = c_idx[lo : lo + _CHUNK].astype(np.int64)
+        s = S[ti, cc]
+        scores[lo : lo + len(s)] = s if norm == "none" else _normalise(s, S, ti, cc,
+                                                                      cohort_rows, norm)  # fmt: skip
+    known = len(tg_kept) and tg_kept[0] >= 0
+    return TrialScores(list(names), list(clf.labels_), n_idx, c_idx, tg_kept, scores, norm,
+                       skipped, verification_metrics(tg_kept, scores) if known else None)  # fmt: skip
+
+
+def _refuse_training_files(model: Bundle, files: dict[str, str], allow: bool) -> None:
+    """A DatasetError naming trial files the model was trained on, unless ``allow``."""
+    spec = model.header.get("split")
+    if spec is None:
+        logger.info("this model does not record its training files; trials are not checked")
+        return
+    overlap = training_overlap(spec, (Record(p, "") for p in files))
+    if overlap and not allow:
+        names = ", ".join(repr(files[r.path]) for r in overlap[:3])
+        more = f" and {len(overlap) - 3} more" if len(overlap) > 3 else ""
+        raise DatasetError(
+            f"{len(overlap)} of the {len(files)} trial files were used to train this model "
+            f"({names}{more}); their scores would overstate accuracy. Use held-out files, or "
+            "allow it with --allow-train-overlap"
+        )
+    if overlap:
+        logger.warning("%d trial file(s) were used in training (--allow-train-overlap); the "
+                       "error rates are optimistic", len(overlap))  # fmt: skip
 
 
 def verify_trials(
@@ -84,73 +289,26 @@ def verify_trials(
     *,
     norm: str = "none",
     cohort: Sequence[str] = (),
+    allow_train_overlap: bool = False,
     options: RunOptions | None = None,
     executor: LocalExecutor | None = None,
 ) -> dict[str, Any]:
     """Score verification trials with a GMM-UBM bundle; metrics when targets are known.
 
-    Parameters
-    ----------
-    model : Bundle
-        A ``--backend map`` model (its classifier has ``score_samples``).
-    trials : sequence of Trial
-    norm : {"none", "z", "t", "s"}
-        Score normalisation. ``z``: by the claimed model's scores on the
-        ``cohort`` impostor files; ``t``: by the test file's scores on the
-        model's other classes (impostor models); ``s``: the mean of both.
-    cohort : sequence of path
-        Impostor audio files for z-/s-norm (at least 2 usable).
+    :func:`score_trials` as one dict (a list of trials in memory; stream large
+    trial lists with :func:`score_trials`).
 
     Returns
     -------
     dict
         ``trials`` (``path, claim, target, score`` each; skipped files left out),
-        ``skipped``, ``norm``, and with targets ``metrics``: ``eer``,
+        ``skipped``, ``norm``, ``n_trials``, and with targets ``metrics``: ``eer``,
         ``eer_threshold``, ``min_dcf_0.01``, ``min_dcf_0.05`` (C_miss = C_fa = 1),
         ``n_target``, ``n_nontarget``.
-
-    Raises
-    ------
-    ParameterError
-        Not a GMM-UBM model, unknown claims, a bad ``norm`` or too small a cohort.
     """
-    clf = model.classifier
-    if not hasattr(clf, "score_samples") or not hasattr(clf, "ubm_"):
-        raise ParameterError("verification needs a GMM-UBM model (train with --backend map)")
-    if norm not in NORMS:
-        raise ParameterError(f"norm must be one of {NORMS}; got {norm!r}")
-    index = {y: i for i, y in enumerate(clf.labels_)}
-    unknown = sorted({t.claim for t in trials} - set(index))
-    if unknown:
-        raise ParameterError(f"claims {unknown[:10]} are not classes of the model {clf.labels_}")
-    if norm in ("t", "s") and len(clf.labels_) < 3:
-        raise ParameterError("t-/s-norm needs a model with >= 3 classes (impostor models)")
-    if norm in ("z", "s") and len(cohort) < 2:
-        raise ParameterError("z-/s-norm needs at least 2 --cohort impostor files")
-    opts = options or RunOptions()
-    with resolve(executor, opts.n_jobs) as ex:
-        files = list(dict.fromkeys([t.path for t in trials] + [os.fspath(c) for c in cohort]))
-        res = extract_many(files, config=model.config, options=opts, executor=ex)
-        used = [p for p in files if p in res.features]
-        S = clf.score_samples([res.features[p] for p in used], executor=ex) if used else None
-    row = {p: i for i, p in enumerate(used)}
-    kept = [t for t in trials if t.path in row]
-    ti = np.array([row[t.path] for t in kept], dtype=np.int64)
-    ci = np.array([index[t.claim] for t in kept], dtype=np.int64)
-    scores = S[ti, ci] if len(kept) else np.zeros(0)
-    if norm != "none" and len(kept):
-        scores = _normalise(scores, S, ti, ci, [row[c] for c in cohort if c in row], norm)
-    out: dict[str, Any] = {
-        "trials": [
-            {"path": t.path, "claim": t.claim, "target": t.target, "score": float(s)}
-            for t, s in zip(kept, scores)
-        ],
-        "skipped": [{"path": s.path, "reason": s.reason} for s in res.skipped],
-        "norm": norm,
-    }
-    if kept and kept[0].target is not None:
-        out["metrics"] = verification_metrics([t.target for t in kept], scores)
-    return out
+    res = score_trials(model, trials, norm=norm, cohort=cohort, options=options,
+                       allow_train_overlap=allow_train_overlap, executor=executor)  # fmt: skip
+    return {**res.to_dict(), "trials": list(res)}
 
 
 def _normalise(scores, S, ti, ci, cohort_rows, norm):
@@ -179,8 +337,13 @@ def verification_metrics(y_true: Sequence[int], scores: np.ndarray) -> dict[str,
     return out
 
 
-def write_verification_report(folder: str | os.PathLike, result: dict[str, Any]) -> list[str]:
+def write_verification_report(
+    folder: str | os.PathLike, result: TrialScores | dict[str, Any]
+) -> list[str]:
     """Write ``scores.csv``, ``metrics.json`` and (targets known, matplotlib installed) ``det.png``.
+
+    ``result`` is :func:`score_trials`'s (streamed to ``scores.csv``) or
+    :func:`verify_trials`'s.
 
     Returns
     -------
@@ -189,27 +352,28 @@ def write_verification_report(folder: str | os.PathLike, result: dict[str, Any])
     """
     folder = os.fspath(folder)
     os.makedirs(folder, exist_ok=True)
-    written = []
-    buf = io.StringIO()
-    w = csv.writer(buf, lineterminator="\n")
-    w.writerow(["path", "claim", "target", "score"])
-    for t in result["trials"]:
-        w.writerow([t["path"], t["claim"], "" if t["target"] is None else t["target"],
-                    repr(t["score"])])  # fmt: skip
-    for name, text in (
-        ("scores.csv", buf.getvalue()),
-        (
-            "metrics.json",
-            json.dumps({k: v for k, v in result.items() if k != "trials"}, indent=2, sort_keys=True)
-            + "\n",
-        ),  # fmt: skip
-    ):
-        path = os.path.join(folder, name)
-        atomic_write(path, lambda f, text=text: f.write(text.encode("utf-8")))
-        written.append(path)
-    if "metrics" in result:
-        y = [t["target"] for t in result["trials"]]
-        png = det_png(y, [t["score"] for t in result["trials"]], result["metrics"])
+    if isinstance(result, dict):
+        rows, head = result["trials"], {k: v for k, v in result.items() if k != "trials"}
+        y, scores = [t["target"] for t in rows], [t["score"] for t in rows]
+    else:
+        rows, head, y, scores = result, result.to_dict(), result.targets, result.scores
+
+    def write_scores(f) -> None:
+        text = io.TextIOWrapper(f, encoding="utf-8", newline="")
+        w = csv.writer(text, lineterminator="\n")
+        w.writerow(["path", "claim", "target", "score"])
+        for t in rows:
+            w.writerow([t["path"], t["claim"], "" if t["target"] is None else t["target"],
+                        repr(t["score"])])  # fmt: skip
+        text.flush()
+        text.detach()
+
+    written = [os.path.join(folder, "scores.csv"), os.path.join(folder, "metrics.json")]
+    atomic_write(written[0], write_scores)
+    body = (json_dumps(head, indent=2) + "\n").encode("utf-8")
+    atomic_write(written[1], lambda f: f.write(body))
+    if "metrics" in head:
+        png = det_png(y, scores, head["metrics"])
         if png is not None:
             path = os.path.join(folder, "det.png")
             atomic_write(path, lambda f: f.write(png))
