@@ -10,6 +10,7 @@ import pytest
 from click.testing import CliRunner
 
 from audiogmm.cli import main
+from audiogmm.io import load
 from audiogmm.mixture import DiagGMM
 from audiogmm.pipeline import load_model
 
@@ -122,7 +123,7 @@ def test_ubm_records_its_front_end_and_train_adapts_from_it(data, store_and_ubm,
     store, ubm_path, r = store_and_ubm
     assert "2 EM iterations" in r.output
     assert "converge" not in r.logged and "converge" not in r.output  # issue 21.12
-    ubm = DiagGMM.load(ubm_path)
+    ubm = load(ubm_path, DiagGMM)
     assert ubm.file_header_["feature_config"] == load_model_config(store)
     info = run(["info", ubm_path]).output
     assert "--ubm" in info
