@@ -24,6 +24,7 @@ __all__ = [
     "open_set_rates",
     "operating_points",
     "snorm",
+    "split_trials",
     "tnorm",
     "znorm",
 ]
@@ -32,7 +33,10 @@ __all__ = [
 DCF_TARGETS = (0.01, 0.05)
 
 
-def _split(y_true: Sequence[int], scores: Sequence[float]) -> tuple[np.ndarray, np.ndarray]:
+def split_trials(
+    y_true: Sequence[int], scores: Sequence[float]
+) -> tuple[np.ndarray, np.ndarray]:
+    """Target and non-target scores, each sorted ascending (ParameterError on bad input)."""
     y = np.asarray(y_true)
     s = np.asarray(scores, dtype=np.float64)
     if y.shape != s.shape or s.ndim != 1:
@@ -68,7 +72,7 @@ def operating_points(
     thresholds : ndarray of shape (n_points,)
         Ascending; the last is ``+inf``.
     """
-    tar, non = _split(y_true, scores)
+    tar, non = split_trials(y_true, scores)
     thr = np.append(np.unique(np.concatenate([tar, non])), np.inf)
     p_miss = np.searchsorted(tar, thr, side="left") / len(tar)
     p_fa = (len(non) - np.searchsorted(non, thr, side="left")) / len(non)
