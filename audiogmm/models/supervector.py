@@ -1,0 +1,392 @@
+"""GMM supervectors (Campbell, Sturim & Reynolds 2006) with a linear back end.
+
+A clip becomes one vector: the means of the universal background model (UBM)
+MAP-adapted to the clip (relevance ``r``, means only), as an offset from the UBM's
+and scaled by ``sqrt(w_k) / sigma_k``::
+
+    s_kd = sqrt(w_k) (mu'_kd - mu_kd) / sigma_kd,   mu'_k - mu_k = F_k(mu_k) / (n_k + r)
+
+with ``n_k`` and ``F_k(mu_k) = sum_t gamma_tk (x_t - mu_k)`` the clip's zeroth and
+first-order statistics under the UBM (:class:`~audiogmm.mixture.Stats`). The inner
+product of two such vectors is the linearised KL divergence kernel of the two
+adapted mixtures. Stacked, ``K * D`` numbers per clip, they feed a multinomial
+logistic regression (scikit-learn's, the ``sklearn`` extra, imported only by this
+back end), which gives every clip a linear score per class. The class scores are
+log posteriors up to a constant (training-set class proportions as the prior), and a
+class's verification score is its log posterior odds against the other classes.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import warnings
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from ..container import Validator, field_dict, field_real, jsonable, read_container, write_container
+from ..engine import LocalExecutor, resolve
+from ..exceptions import ConvergenceWarning, ModelFileError, ParameterError
+from ..mixture import DiagGMM, accumulate, log_softmax, map_adapt
+from ..mixture.checks import check_params, validate_param_arrays
+from ..mixture.sources import check_frames
+from ..progress import Progress
+from .classifier import HEADER_FIELDS, GMMClassifier
+from .ubm import UBM_COMPONENTS, UBM_DEFAULTS, UBMClassifier
+
+__all__ = ["GSVClassifier", "log_odds", "supervectors"]
+
+logger = logging.getLogger(__name__)
+
+_UBM_ARRAYS = ("ubm_weights", "ubm_means", "ubm_variances", "ubm_var_floor")
+#: The back end's own parameters, stored in the file's ``gsv`` header block.
+_OWN = ("relevance", "C", "subsample")
+
+
+def supervectors(
+    clips: Sequence[np.ndarray],
+    ubm: DiagGMM,
+    *,
+    relevance: float = 16.0,
+    executor: LocalExecutor | None = None,
+) -> np.ndarray:
+    """MAP-mean supervectors of clips under a fitted UBM, normalised by ``sqrt(w)/sigma``.
+
+    Parameters
+    ----------
+    clips : sequence of ndarray, each of shape (n_frames_i, n_dims)
+        A clip without frames gets the zero vector (MAP keeps the prior).
+    ubm : DiagGMM
+        Fitted, K components of D dimensions.
+    relevance : float >= 0
+        MAP relevance factor of the means.
+    executor : LocalExecutor, optional
+        Runs the clips concurrently; the result does not depend on it.
+
+    Returns
+    -------
+    ndarray of shape (n_clips, K * D), float64
+        Row ``i`` is ``(sqrt(w_k) (mu'_ikd - mu_kd) / sigma_kd)`` flattened in (k, d) order.
+    """
+    prior = ubm.params_
+    scale = np.sqrt(prior.weights)[:, None] / np.sqrt(prior.variances)
+    checked = [
+        check_frames(X, n_dims=ubm.n_dims, name=f"clip {i}", min_frames=0)
+        for i, X in enumerate(clips)
+    ]
+
+    def one(X: np.ndarray) -> np.ndarray:
+        # one clip's statistics, serially: the executor parallelises over clips
+        mu = map_adapt(accumulate(X, prior), prior, relevance_means=relevance).means
+        return ((mu - prior.means) * scale).ravel()
+
+    K, D = prior.means.shape
+    if not checked:
+        return np.zeros((0, K * D))
+    with resolve(executor, getattr(ubm, "n_jobs", None)) as ex:
+        return np.stack(list(ex.map(one, checked)))
+
+
+def log_odds(log_post: np.ndarray) -> np.ndarray:
+    """Log odds ``log p / (1 - p)`` of log probabilities, precise at both ends.
+
+    Parameters
+    ----------
+    log_post : ndarray, values <= 0
+
+    Returns
+    -------
+    ndarray of the same shape; ``+inf`` where ``p == 1``.
+    """
+    lp = np.minimum(np.asarray(log_post, dtype=np.float64), 0.0)
+    with np.errstate(divide="ignore"):  # p == 1: log(1 - p) = -inf, odds +inf
+        # log(1 - e^lp): expm1 near p = 1, log1p near p = 0 (Maechler's log1mexp)
+        l1m = np.where(lp > -math.log(2.0), np.log(-np.expm1(lp)), np.log1p(-np.exp(lp)))
+    return lp - l1m
+
+
+class GSVClassifier(GMMClassifier):
+    """GMM supervectors of one UBM, classified by multinomial logistic regression.
+
+    Parameters
+    ----------
+    n_components : int > 0, default=64
+        UBM components K (:data:`~audiogmm.models.ubm.UBM_COMPONENTS`).
+    relevance : float >= 0, default=16.0
+        MAP relevance factor of each clip's means (:func:`supervectors`).
+    C : float > 0, default=1.0
+        Inverse L2 regularisation strength of the logistic regression.
+    subsample : int > 0, default=4
+        Train the UBM on every ``subsample``-th frame (see :class:`UBMClassifier`).
+    priors : dict of str to float or None, default=None
+        Class priors for the posteriors (on top of the training proportions).
+    n_jobs : int or None, default=None
+    random_state : int or None, default=0
+    **gmm_params
+        :class:`~audiogmm.mixture.DiagGMM` parameters of the UBM.
+
+    Attributes
+    ----------
+    labels_ : list of str
+    ubm_ : DiagGMM
+    coef_ : ndarray of shape (n_labels, K * D)
+    intercept_ : ndarray of shape (n_labels,)
+        Class score of a supervector ``s``: ``coef_ @ s + intercept_``.
+
+    Examples
+    --------
+    >>> rng = np.random.default_rng(0)
+    >>> clips = [rng.normal(m, 1, (300, 2)) for m in (0, 0, 0, 2, 2, 2)]
+    >>> clf = GSVClassifier(4, relevance=4).fit(clips, list("aaabbb"))
+    >>> clf.predict([rng.normal(2, 1, (200, 2))]).tolist()
+    ['b']
+    """
+
+    _FILE_KIND = "GSVClassifier"
+
+    def __init__(
+        self,
+        n_components: int = UBM_COMPONENTS,
+        *,
+        relevance: float = 16.0,
+        C: float = 1.0,
+        subsample: int = 4,
+        priors: dict[str, float] | None = None,
+        n_jobs: int | None = None,
+        random_state: int | None = 0,
+        **gmm_params: Any,
+    ) -> None:
+        super().__init__(
+            n_components, priors=priors, n_jobs=n_jobs, random_state=random_state, **gmm_params
+        )
+        self.relevance = relevance
+        self.C = C
+        self.subsample = subsample
+
+    def __repr__(self) -> str:
+        own = "".join(f", {k}={getattr(self, k)!r}" for k in _OWN)
+        extra = "".join(f", {k}={v!r}" for k, v in sorted(self.gmm_params.items()))
+        return f"GSVClassifier({self.n_components}{own}{extra})"
+
+    def _ubm_classifier(self) -> UBMClassifier:
+        """The GMM-UBM whose UBM (and checks of K, relevance, subsample) this back end shares."""
+        if not (isinstance(self.C, (int, float)) and not isinstance(self.C, bool)
+                and math.isfinite(self.C) and self.C > 0):  # fmt: skip
+            raise ParameterError(f"C must be a finite number > 0; got {self.C!r}")
+        return UBMClassifier(
+            self.n_components, relevance=self.relevance, subsample=self.subsample,
+            n_jobs=self.n_jobs, random_state=self.random_state, **self.gmm_params,
+        )  # fmt: skip
+
+    # -- training ----------------------------------------------------------------------------
+
+    def fit(
+        self,
+        clips: Sequence[np.ndarray],
+        labels: Sequence[str],
+        *,
+        ubm: DiagGMM | None = None,
+        progress: Progress = None,
+        executor: LocalExecutor | None = None,
+    ) -> GSVClassifier:
+        """Train the UBM (unless given), then the logistic regression on the clips' supervectors.
+
+        Parameters
+        ----------
+        clips : sequence of ndarray, each of shape (n_frames_i, n_dims)
+        labels : sequence of str, length n_clips
+        ubm : DiagGMM, optional
+            A fitted UBM (e.g. from :func:`~audiogmm.models.ubm.train_ubm`); its K wins.
+        progress : callable, optional
+        executor : LocalExecutor, optional
+
+        Returns
+        -------
+        self
+
+        Raises
+        ------
+        ParameterError
+            Bad parameters or clips (see :meth:`UBMClassifier.fit`).
+        """
+        from sklearn.linear_model import LogisticRegression  # the sklearn extra, only here
+
+        base = self._ubm_classifier()
+        labels = [str(y) for y in labels]
+        with resolve(executor, self.n_jobs) as ex:
+            # UBMClassifier validates the clips and trains the UBM exactly as --backend map does
+            self.ubm_ = base.fit(clips, labels, ubm=ubm, progress=progress, executor=ex).ubm_
+            sv = supervectors(clips, self.ubm_, relevance=self.relevance, executor=ex)
+        self.n_components = self.ubm_.n_components
+        self.labels_ = sorted(set(labels))
+        M = len(self.labels_)
+        n_iter, converged = 0, True
+        if M < 2:
+            logger.warning("only one class (%r): every clip will be given that label", labels[0])
+            self.coef_, self.intercept_ = np.zeros((1, sv.shape[1])), np.zeros(1)
+        else:
+            lr = LogisticRegression(C=float(self.C), max_iter=1000, random_state=self.random_state)
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                lr.fit(sv, labels)
+            n_iter = int(np.max(lr.n_iter_))
+            converged = n_iter < lr.max_iter
+            for w in caught:  # sklearn's ConvergenceWarning, as ours
+                warnings.warn(f"logistic regression: {w.message}", ConvergenceWarning, stacklevel=2)
+            coef, icpt = lr.coef_, lr.intercept_
+            if M == 2:  # one decision function z for the second class: scores (-z/2, z/2)
+                coef, icpt = np.concatenate([-coef, coef]) / 2, np.array([-icpt[0], icpt[0]]) / 2
+            self.coef_, self.intercept_ = np.asarray(coef, np.float64), np.asarray(icpt, np.float64)
+        self.fit_report_ = {
+            y: {
+                "n_clips": labels.count(y),
+                "n_frames": int(sum(len(X) for X, lab in zip(clips, labels) if lab == y)),
+                "n_iter": n_iter,
+                "converged": converged,
+            }  # fmt: skip
+            for y in self.labels_
+        }
+        self.ubm_report_ = dict(getattr(self.ubm_, "fit_report_", {}))
+        return self
+
+    # -- scoring -----------------------------------------------------------------------------
+
+    def _check_fitted(self) -> None:
+        if not hasattr(self, "coef_"):
+            raise ParameterError("this GSVClassifier is not fitted yet; call fit() or load()")
+
+    @property
+    def n_dims(self) -> int:
+        """Feature dimension D of a fitted classifier."""
+        self._check_fitted()
+        return self.ubm_.n_dims
+
+    def score_matrix(
+        self, clips: Sequence[np.ndarray], *, executor: LocalExecutor | None = None
+    ) -> np.ndarray:
+        """Linear class scores of every clip's supervector.
+
+        Returns
+        -------
+        ndarray of shape (n_clips, n_labels), float64
+            The logistic regression's log posteriors up to a per-clip constant.
+        """
+        self._check_fitted()
+        for i, X in enumerate(clips):
+            check_frames(X, n_dims=self.n_dims, name=f"clip {i}", min_frames=1)
+        sv = supervectors(clips, self.ubm_, relevance=self.relevance, executor=executor)
+        return sv @ self.coef_.T + self.intercept_
+
+    def score_samples(
+        self, clips: Sequence[np.ndarray], *, executor: LocalExecutor | None = None
+    ) -> np.ndarray:
+        """Verification scores: each class's log posterior odds against all the others.
+
+        Returns
+        -------
+        ndarray of shape (n_clips, n_labels), float64
+            ``log p(c | x) / (1 - p(c | x))`` under equal priors, in nats (0 with one class).
+        """
+        S = self.score_matrix(clips, executor=executor)
+        if S.shape[1] < 2:
+            return np.zeros_like(S)
+        return log_odds(log_softmax(S))
+
+    # -- persistence -------------------------------------------------------------------------
+
+    def save(self, path: str | os.PathLike, *, extra: dict[str, Any] | None = None) -> None:
+        """Write the UBM and the linear back end to one checksummed ``.npz`` (atomic)."""
+        self._check_fitted()
+        header = jsonable({
+            **(extra or {}), "labels": list(self.labels_), "n_components": self.n_components,
+            "priors": self.priors, "random_state": self.random_state,
+            "gmm_params": {k: v for k, v in self.gmm_params.items() if not k.endswith("_init")},
+            "training": getattr(self, "fit_report_", {}),
+            "gsv": {k: getattr(self, k) for k in _OWN},
+        })  # fmt: skip
+        u = self.ubm_
+        arrays = dict(zip(_UBM_ARRAYS, (u.weights_, u.means_, u.variances_, u.var_floor_)))
+        arrays.update(coef=self.coef_, intercept=self.intercept_)
+        try:  # the checks load() makes, so that every saved file loads
+            self._from_file("the classifier to save", header, arrays)
+        except ModelFileError as e:
+            raise ParameterError(f"cannot save {os.fspath(path)}: {e}") from None
+        write_container(path, kind=self._FILE_KIND, header=header, arrays=arrays)
+
+    @classmethod
+    def load(
+        cls, path: str | os.PathLike, *, header_fields: Mapping[str, Validator] | None = None
+    ) -> GSVClassifier:
+        """Read a file written by :meth:`save`, validating everything.
+
+        ``header_fields`` has the meaning of :meth:`GMMClassifier.load`.
+
+        Raises
+        ------
+        ModelFileError
+            Bad container, header field or arrays, naming the file and the reason.
+        """
+        header, arrays = read_container(
+            path, kind=cls._FILE_KIND, names=(*_UBM_ARRAYS, "coef", "intercept"),
+            fields={**HEADER_FIELDS, "gsv": _gsv_block, **(header_fields or {})},
+            required=("labels", "n_components", "gsv"),
+            unknown="keep" if header_fields is None else "refuse",
+        )  # fmt: skip
+        return cls._from_file(os.fspath(path), header, arrays)
+
+    @classmethod
+    def _from_file(
+        cls, name: str, header: dict[str, Any], arrays: dict[str, np.ndarray]
+    ) -> GSVClassifier:
+        """A classifier from validated header fields and arrays, after the cross-field checks."""
+        try:
+            fields = {k: HEADER_FIELDS[k](header[k]) for k in HEADER_FIELDS if k in header}
+            own = _gsv_block(header["gsv"])
+            labels, priors = fields["labels"], fields.get("priors")
+            if priors is not None and set(priors) != set(labels):
+                raise ValueError("priors must name exactly the labels")
+            if not set(fields.get("training") or {}) <= set(labels):
+                raise ValueError("training entries must be labels")
+            clf = cls(
+                fields["n_components"], priors=priors, random_state=fields.get("random_state"),
+                **own, **fields.get("gmm_params", {}),
+            )  # fmt: skip
+            clf._ubm_classifier()  # C
+            check_params(DiagGMM(clf.n_components, **{**UBM_DEFAULTS, **clf.gmm_params}))
+        except (ParameterError, ValueError, TypeError, KeyError) as e:
+            raise ModelFileError(f"{name}: bad header ({e})") from None
+        uw, um, uv, f = (arrays[k] for k in _UBM_ARRAYS)
+        validate_param_arrays(name, uw, um, uv)
+        K, D = um.shape
+        M = len(labels)
+        if K != clf.n_components:
+            raise ModelFileError(f"{name}: header says K={clf.n_components}, UBM has {K}")
+        if f.dtype != np.float64 or f.shape != (D,) or not np.all(np.isfinite(f) & (f > 0)):
+            raise ModelFileError(f"{name}: invalid ubm_var_floor array")
+        coef, icpt = arrays["coef"], arrays["intercept"]
+        for key, a, want in (("coef", coef, (M, K * D)), ("intercept", icpt, (M,))):
+            if a.dtype != np.float64 or a.shape != want or not np.all(np.isfinite(a)):
+                raise ModelFileError(f"{name}: {key} must be finite float64 of shape {want}")
+        ubm = DiagGMM(K, **clf.gmm_params)
+        ubm.weights_, ubm.means_, ubm.variances_, ubm.var_floor_ = uw, um, uv, f
+        clf.ubm_, clf.labels_, clf.coef_, clf.intercept_ = ubm, list(labels), coef, icpt
+        clf.fit_report_ = fields.get("training") or {}
+        clf.file_header_ = {**header, **fields, "gsv": own}
+        return clf
+
+
+def _gsv_block(v: Any) -> dict[str, Any]:
+    d = field_dict(v, "gsv")
+    if set(d) != set(_OWN):
+        raise ValueError(f"gsv must have exactly the keys {list(_OWN)}")
+    sub = d["subsample"]
+    if isinstance(sub, bool) or not isinstance(sub, int) or sub < 1:
+        raise ValueError(f"gsv.subsample must be an int >= 1, got {sub!r}")
+    return {
+        "relevance": field_real(d["relevance"], "gsv.relevance", lo=0.0),
+        "C": field_real(d["C"], "gsv.C", lo=5e-324),
+        "subsample": sub,
+    }
