@@ -2,14 +2,23 @@
 
 from __future__ import annotations
 
+import json
+import shutil
+from pathlib import Path
+
 import numpy as np
 import pytest
+from click.testing import CliRunner
 from scipy.special import logsumexp
 
+from audiogmm.cli import main
 from audiogmm.container import read_container, write_container
+from audiogmm.data import extract_many
 from audiogmm.exceptions import ModelFileError, ParameterError
 from audiogmm.mixture import DiagGMM
 from audiogmm.models.supervector import GSVClassifier, log_odds, supervectors
+from audiogmm.pipeline import load_model
+from audiogmm.scoring.calibration import act_dcf, cllr, min_cllr
 
 
 def _ubm(K=3, D=2, seed=0) -> DiagGMM:
@@ -175,3 +184,56 @@ def test_save_load_round_trip_and_refusals(tmp_path):
     assert GSVClassifier.load(extra).file_header_["feature_config"] == {"x": 1}
     with pytest.raises(ModelFileError, match="unknown header field"):
         GSVClassifier.load(extra, header_fields={})
+
+
+# -- the command line: train --backend gsv, evaluate, predict, verify ---------------------------
+
+ROOT = Path(__file__).resolve().parents[1]
+SPEAKERS = ROOT / "data_samples" / "speakers"
+PICK = ["ast_en", "ast_fr", "flite_slt", "flite_awb"]
+
+
+def cli(args, code=0):
+    r = CliRunner().invoke(main, [str(a) for a in args], catch_exceptions=False)
+    assert r.exit_code == code, r.output
+    return r
+
+
+def test_cli_train_gsv_evaluate_predict_verify(tmp_path):
+    for spk in PICK:
+        (tmp_path / "data" / spk).mkdir(parents=True)
+        for f in sorted((SPEAKERS / spk).glob("*.flac"))[:8]:
+            shutil.copy(f, tmp_path / "data" / spk / f.name)
+    data, model = tmp_path / "data", tmp_path / "gsv.npz"
+    out = json.loads(cli(["-q", "train", data, "-o", model, "--backend", "gsv",
+                          "--ubm-components", "8", "--relevance", "8", "--jobs", "1",
+                          "--json"]).output)  # fmt: skip
+    assert out["backend"] == "gsv" and out["n_components"] == 8
+    bundle = load_model(model)
+    clf = bundle.classifier
+    assert isinstance(clf, GSVClassifier) and clf.relevance == 8.0 and clf.gmm_params == {}
+    ev = json.loads(cli(["-q", "evaluate", model, data, "--jobs", "1", "--json"]).output)
+    assert ev["accuracy"] >= 0.75
+    clip = sorted((data / "flite_slt").glob("*.flac"))[-1]
+    pr = json.loads(cli(["-q", "predict", model, clip, "--json"]).output)["results"][0]
+    X = extract_many([str(clip)], config=bundle.config).features[str(clip)]
+    assert pr["label"] == clf.predict([X])[0]
+    # verify: every held-out clip against every claim; the calibration metrics beside EER
+    test = [(f, spk) for spk in PICK for f in sorted((SPEAKERS / spk).glob("*.flac"))[8:10]]
+    rows = ["path,claim,target"] + [f"{f},{c},{int(c == s)}" for f, s in test for c in PICK]
+    (tmp_path / "trials.csv").write_text("\n".join(rows) + "\n")
+    res = json.loads(cli(["-q", "verify", model, tmp_path / "trials.csv", "--json"]).output)
+    y = [t["target"] for t in res["trials"]]
+    s = [t["score"] for t in res["trials"]]
+    m = res["metrics"]
+    assert m["cllr"] == pytest.approx(cllr(y, s)) and m["min_cllr"] == pytest.approx(min_cllr(y, s))
+    assert m["act_dcf_0.01"] == pytest.approx(act_dcf(y, s, p_target=0.01))
+    assert 0 <= m["min_cllr"] <= m["cllr"] + 1e-12 and m["eer"] <= 0.25
+    f0 = res["trials"][0]
+    X0 = extract_many([f0["path"]], config=bundle.config).features[f0["path"]]
+    want = clf.score_samples([X0])[0, clf.labels_.index(f0["claim"])]
+    assert f0["score"] == pytest.approx(want)
+    # the MAP backend's reject calibration is not the GSV's: refused, not ignored
+    r = cli(["-q", "train", data, "-o", tmp_path / "x.npz", "--backend", "gsv",
+             "--reject-far", "0.1"], code=2)  # fmt: skip
+    assert "--reject-far" in r.output

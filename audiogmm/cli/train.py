@@ -34,12 +34,16 @@ def map_options(f):
     from ..models.ubm import UBM_COMPONENTS
 
     for args, kw in reversed([
-        (("--backend",), dict(type=click.Choice(["ml", "map"]), default="ml", show_default=True,
-                              help="ml: one GMM per label; map: a UBM with MAP-adapted labels.")),
+        (("--backend",), dict(type=click.Choice(["ml", "map", "gsv"]), default="ml",
+                              show_default=True,
+                              help="ml: one GMM per label; map: a UBM with MAP-adapted labels; "
+                              "gsv: GMM supervectors of a UBM + logistic regression "
+                              "(needs scikit-learn).")),
         (("--ubm-components",), dict(type=click.IntRange(min=1), default=UBM_COMPONENTS,
-                                     show_default=True, help="UBM components (--backend map).")),
+                                     show_default=True,
+                                     help="UBM components (--backend map, gsv).")),
         (("--relevance",), dict(type=click.FloatRange(min=0), default=16.0, show_default=True,
-                                help="MAP relevance factor (--backend map).")),
+                                help="MAP relevance factor (--backend map, gsv).")),
         (("--adapt",), dict(type=click.Choice(["m", "mw", "mwv"]), default="m", show_default=True,
                             help="MAP-adapt means, +weights, +variances (--backend map).")),
         (("--reject-far",), dict(type=click.FloatRange(0, 1, min_open=True, max_open=True),
@@ -59,6 +63,10 @@ def map_params(ctx, backend, ubm_components, relevance, adapt, reject_far, compo
         k: v for k, v in (("init", init), ("max_iter", max_iter))
         if ctx.get_parameter_source(k) != click.core.ParameterSource.DEFAULT
     }  # fmt: skip
+    if backend == "gsv":
+        if reject_far is not None:
+            raise click.UsageError("--reject-far calibrates --backend map models only")
+        return dict(n_components=ubm_components, relevance=relevance, **given)
     return dict(n_components=ubm_components, relevance=relevance, adapt=adapt,
                 reject_far=reject_far, **given)  # fmt: skip
 
@@ -174,7 +182,7 @@ def command(
     if tuning and backend != "ml":
         raise click.UsageError(
             "--preset auto and --components auto select by cross-validating the ml "
-            "backend; give a fixed --preset and -k with --backend map"
+            f"backend; give a fixed --preset and -k with --backend {backend}"
         )
     with dask_or(dask_spec, command_executor([r.path for r in records], jobs)) as ex:
         if tuning:

@@ -20,7 +20,7 @@ from ..data.kaldi import validate_kaldi_block
 from ..data.splits import validate_split_block
 from ..exceptions import ModelFileError, ParameterError
 from ..features import FeatureConfig
-from ..models import FusedClassifier, GMMClassifier, UBMClassifier
+from ..models import FusedClassifier, GMMClassifier, GSVClassifier, UBMClassifier
 from ..models.fusion import MAX_MEMBERS
 from .tuning import validate_selection_block
 
@@ -149,6 +149,8 @@ def load_model(path: str | os.PathLike) -> Bundle:
         # the UBM loader validates its own fields; the pipeline's blocks are checked here
         clf = UBMClassifier.load(path)
         clf.file_header_ = _check_blocks(name, clf.file_header_)
+    elif kind == GSVClassifier._FILE_KIND:
+        clf = GSVClassifier.load(path, header_fields=HEADER_FIELDS)
     else:
         clf = GMMClassifier.load(path, header_fields=HEADER_FIELDS)
     header = clf.file_header_

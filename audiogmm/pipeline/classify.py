@@ -35,7 +35,7 @@ from ..engine import LocalExecutor, resolve
 from ..exceptions import DatasetError, ModelFileError, ParameterError
 from ..features import FeatureConfig
 from ..features.extraction import extraction_roots
-from ..models import UNKNOWN, GMMClassifier, UBMClassifier
+from ..models import BACKENDS, UNKNOWN, GMMClassifier
 from ..scoring import open_set_rates, summary
 from .bundle import Bundle
 
@@ -246,8 +246,9 @@ def train_classifier(
         Cache, workers, progress, strictness.
     executor : LocalExecutor, optional
         Shared by extraction and training (default: one for this call).
-    backend : {"ml", "map"}, default="ml"
-        One ML GMM per label, or a UBM with MAP-adapted labels (:class:`UBMClassifier`).
+    backend : {"ml", "map", "gsv"}, default="ml"
+        One ML GMM per label, a UBM with MAP-adapted labels (:class:`UBMClassifier`), or
+        GMM supervectors with logistic regression (:class:`~audiogmm.models.GSVClassifier`).
     **classifier_params
         Parameters of the backend's classifier (``n_components``, ``random_state``,
         ``max_iter``, ``init``, ``relevance``, ...).
@@ -268,7 +269,7 @@ def train_classifier(
         raise DatasetError("no training files")
     config = config or FeatureConfig()
     opts = options or RunOptions()
-    clf = {"ml": GMMClassifier, "map": UBMClassifier}[backend](
+    clf = BACKENDS[backend](
         n_jobs=opts.n_jobs, **classifier_params
     )
     with resolve(executor, opts.n_jobs) as ex:

@@ -38,7 +38,7 @@ from ..data.kaldi import (
 from ..engine import LocalExecutor, resolve
 from ..exceptions import DatasetError, ModelFileError
 from ..features import FeatureConfig
-from ..models import GMMClassifier, UBMClassifier
+from ..models import BACKENDS, GMMClassifier, UBMClassifier
 from ..scoring import summary
 from .bundle import save_model
 
@@ -109,7 +109,7 @@ def train_kaldi(
     if unlabelled:
         raise DatasetError(f"no label (utt2spk) for {len(unlabelled)} utterance(s)")
     opts = options or RunOptions()
-    clf = {"ml": GMMClassifier, "map": UBMClassifier}[backend](
+    clf = BACKENDS[backend](
         n_jobs=opts.n_jobs, **classifier_params
     )
     t0 = time.perf_counter()

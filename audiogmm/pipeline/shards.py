@@ -14,7 +14,7 @@ from ..data.shards import ShardStore
 from ..engine import LocalExecutor, resolve
 from ..exceptions import DatasetError, ModelFileError
 from ..features import FeatureConfig
-from ..models import GMMClassifier, UBMClassifier
+from ..models import BACKENDS, GMMClassifier
 from ..progress import Progress
 
 __all__ = ["store_config", "train_from_store"]
@@ -56,7 +56,7 @@ def train_from_store(
     config = store_config(store)
     if store.n_clips == 0:
         raise DatasetError(f"{store.folder}: the store holds no clips")
-    clf = {"ml": GMMClassifier, "map": UBMClassifier}[backend](**classifier_params)
+    clf = BACKENDS[backend](**classifier_params)
     t0 = time.perf_counter()
     clips = [store.clip_frames(i) for i in range(store.n_clips)]
     t1 = time.perf_counter()

@@ -25,6 +25,7 @@ from ..data import RunOptions, extract_many
 from ..engine import LocalExecutor, resolve
 from ..exceptions import DatasetError, ParameterError
 from ..scoring import DCF_TARGETS, eer, min_dcf, snorm, tnorm, znorm
+from ..scoring.calibration import act_dcf, cllr, min_cllr
 from ..scoring.verification import operating_points
 from .bundle import Bundle
 
@@ -108,8 +109,9 @@ def verify_trials(
     dict
         ``trials`` (``path, claim, target, score`` each; skipped files left out),
         ``skipped``, ``norm``, and with targets ``metrics``: ``eer``,
-        ``eer_threshold``, ``min_dcf_0.01``, ``min_dcf_0.05`` (C_miss = C_fa = 1),
-        ``n_target``, ``n_nontarget``.
+        ``eer_threshold``, ``min_dcf_0.01``, ``min_dcf_0.05``, ``act_dcf_0.01``,
+        ``act_dcf_0.05`` (C_miss = C_fa = 1), ``cllr``, ``min_cllr`` (bits), ``n_target``,
+        ``n_nontarget``.
 
     Raises
     ------
@@ -171,13 +173,18 @@ def _normalise(scores, S, ti, ci, cohort_rows, norm):
 
 
 def verification_metrics(y_true: Sequence[int], scores: np.ndarray) -> dict[str, Any]:
-    """EER, minDCF at :data:`DCF_TARGETS` and trial counts, JSON-ready."""
+    """EER, minDCF and actDCF at :data:`DCF_TARGETS`, Cllr, minCllr and trial counts, JSON-ready.
+
+    Cllr and actDCF take the scores as log-likelihood ratios (nats); minCllr and
+    minDCF do not depend on their calibration.
+    """
     y = np.asarray(y_true)
     e, thr = eer(y, scores)
-    out = {"eer": e, "eer_threshold": thr,
+    out = {"eer": e, "eer_threshold": thr, "cllr": cllr(y, scores), "min_cllr": min_cllr(y, scores),
            "n_target": int((y == 1).sum()), "n_nontarget": int((y == 0).sum())}  # fmt: skip
     for p in DCF_TARGETS:
         out[f"min_dcf_{p:g}"] = min_dcf(y, scores, p_target=p)[0]
+        out[f"act_dcf_{p:g}"] = act_dcf(y, scores, p_target=p)
     return out
 
 
