@@ -11,7 +11,9 @@ first-order statistics under the UBM (:class:`~audiogmm.mixture.Stats`). The inn
 product of two such vectors is the linearised KL divergence kernel of the two
 adapted mixtures. Stacked, ``K * D`` numbers per clip, they feed a multinomial
 logistic regression (scikit-learn's, the ``sklearn`` extra, imported only by this
-back end), which gives every clip a linear score per class. The class scores are
+back end), which gives every clip a linear score per class. The supervectors are
+scaled by one number, their RMS length over the training clips, so that the
+regularisation ``C`` means the same for any K and D. The class scores are
 log posteriors up to a constant (training-set class proportions as the prior), and a
 class's verification score is its log posterior odds against the other classes.
 """
@@ -118,7 +120,8 @@ class GSVClassifier(GMMClassifier):
     relevance : float >= 0, default=16.0
         MAP relevance factor of each clip's means (:func:`supervectors`).
     C : float > 0, default=1.0
-        Inverse L2 regularisation strength of the logistic regression.
+        Inverse L2 regularisation strength of the logistic regression, on supervectors
+        scaled to an RMS length of 1.
     subsample : int > 0, default=4
         Train the UBM on every ``subsample``-th frame (see :class:`UBMClassifier`).
     priors : dict of str to float or None, default=None
@@ -228,15 +231,27 @@ class GSVClassifier(GMMClassifier):
             logger.warning("only one class (%r): every clip will be given that label", labels[0])
             self.coef_, self.intercept_ = np.zeros((1, sv.shape[1])), np.zeros(1)
         else:
+            # one global scale (the RMS length of the training supervectors) makes C mean
+            # the same for any K and D; it is folded into the stored coefficients
+            scale = float(np.sqrt(np.mean(np.sum(sv * sv, 1)))) or 1.0
+            Z, basis = sv / scale, None
+            if Z.shape[0] < Z.shape[1]:
+                # the L2-penalised weights lie in the span of the training vectors (their
+                # component outside it changes no score and costs penalty): fitting on
+                # coordinates in an orthonormal basis of that span is the same problem,
+                # n_clips instead of K * D unknowns per class
+                basis = np.linalg.svd(Z, full_matrices=False)[2]  # (n_clips, K * D)
+                Z = Z @ basis.T
             lr = LogisticRegression(C=float(self.C), max_iter=1000, random_state=self.random_state)
             with warnings.catch_warnings(record=True) as caught:
                 warnings.simplefilter("always")
-                lr.fit(sv, labels)
+                lr.fit(Z, labels)
             n_iter = int(np.max(lr.n_iter_))
             converged = n_iter < lr.max_iter
             for w in caught:  # sklearn's ConvergenceWarning, as ours
                 warnings.warn(f"logistic regression: {w.message}", ConvergenceWarning, stacklevel=2)
-            coef, icpt = lr.coef_, lr.intercept_
+            coef, icpt = lr.coef_ if basis is None else lr.coef_ @ basis, lr.intercept_
+            coef = coef / scale
             if M == 2:  # one decision function z for the second class: scores (-z/2, z/2)
                 coef, icpt = np.concatenate([-coef, coef]) / 2, np.array([-icpt[0], icpt[0]]) / 2
             self.coef_, self.intercept_ = np.asarray(coef, np.float64), np.asarray(icpt, np.float64)
