@@ -25,7 +25,7 @@ Run::
 
     python benchmarks/bench_backends.py
     python benchmarks/bench_backends.py --data hard=$HOME/.cache/audiogmm/devcorpus/hardspeakers \
-        --seeds 0,1,2 --configs ml,map,gsv,gsv-speech256
+        --train-count 8 --seeds 0,1,2 --configs ml,map,gsv,gsv-speech256
 """
 
 from __future__ import annotations
@@ -33,6 +33,7 @@ from __future__ import annotations
 import argparse
 import csv
 import os
+import random
 import statistics
 import sys
 import tempfile
@@ -71,6 +72,8 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--data", action="append", metavar="NAME=PATH", help="data set (repeatable)")
     p.add_argument("--configs", default="ml,map,gsv", help=f"subset of: {', '.join(CONFIGS)}")
     p.add_argument("--seeds", default="0", help="comma-separated split seeds (pooled)")
+    p.add_argument("--train-count", type=int, metavar="N",
+                   help="N training files per class (the rest test) instead of 70/30")  # fmt: skip
     p.add_argument("--json-out", metavar="PATH", help="append the JSON lines to PATH")
     args = p.parse_args()
     args.config_list = [c.strip() for c in args.configs.split(",") if c.strip()]
@@ -79,6 +82,27 @@ def parse_args() -> argparse.Namespace:
         p.error(f"unknown configuration(s) {bad}; choose from {list(CONFIGS)}")
     args.seed_list = [int(s) for s in args.seeds.split(",") if s.strip()]
     return args
+
+
+def recount(manifest: str, n_train: int, seed: int) -> tuple[int, int]:
+    """Rewrite ``manifest``'s split: ``n_train`` files per label in training (at least one
+    test file), each label's sorted paths shuffled with ``random.Random(f"{seed}:{label}")``."""
+    with open(manifest, newline="", encoding="utf-8") as f:
+        rows = list(csv.DictReader(f))
+    by_label: dict[str, list[str]] = {}
+    for r in rows:
+        by_label.setdefault(r["label"], []).append(r["path"])
+    train = set()
+    for label, paths in by_label.items():
+        paths = sorted(paths)
+        random.Random(f"{seed}:{label}").shuffle(paths)
+        train.update(paths[: min(n_train, len(paths) - 1)])
+    with open(manifest, "w", newline="", encoding="utf-8") as f:
+        w = csv.writer(f)
+        w.writerow(["path", "label", "split"])
+        w.writerows(
+            (r["path"], r["label"], "train" if r["path"] in train else "test") for r in rows
+        )
 
 
 def write_trials(manifest: str, labels: list[str], out: str) -> None:
@@ -127,6 +151,8 @@ def main() -> None:
             for seed in args.seed_list:
                 folder = os.path.join(tmp, f"{ds.name}-{seed}")
                 write_manifest(ds, folder, seed=seed)
+                if args.train_count:
+                    ds.n_train, ds.n_test = recount(ds.csv, args.train_count, seed)
                 print(f"{ds.name} (seed {seed}): {ds.n_classes} classes, {ds.n_train} train / "
                       f"{ds.n_test} test files", flush=True)  # fmt: skip
                 for name in args.config_list:

@@ -103,10 +103,11 @@ def test_scores_are_the_logistic_regression_of_the_supervectors(n_classes):
     np.testing.assert_allclose(clf.predict_proba(clips), lr.predict_proba(sv / scale), atol=1e-4)
     sv = sv / scale
     assert list(clf.predict(clips)) == list(lr.predict(sv))
-    # verification score: the log posterior odds of each class
+    # verification score: the posterior odds of each class over its prior odds 1 : (M - 1)
     P = clf.predict_proba(clips)
     with np.errstate(divide="ignore"):
-        np.testing.assert_allclose(clf.score_samples(clips), np.log(P / (1 - P)), rtol=1e-6)
+        want = np.log(P / (1 - P) * (n_classes - 1))
+    np.testing.assert_allclose(clf.score_samples(clips), want, rtol=1e-6, atol=1e-9)
 
 
 def test_held_out_clips_are_classified():
