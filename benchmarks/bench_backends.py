@@ -10,8 +10,8 @@ manifests (per class, 70/30; one per ``--seeds`` value; written to a temporary f
 where TRIALS pairs every test clip with every class of the model (target when the
 class is the clip's own), so the EER is over all test-clip x class trials. OPTIONS per
 configuration (``--configs``): ``ml`` (none: the default backend), ``map``
-(``--backend map``), ``gsv`` (``--backend gsv``), and the same with ``--preset speech
---ubm-components 256`` (``map-speech256``, ``gsv-speech256``).
+(``--backend map``), ``gsv`` (``--backend gsv``), the last two with ``--ubm-components 256`` (``map256``, ``gsv256``)
+and with ``--preset speech --ubm-components 256`` (``map-speech256``, ``gsv-speech256``).
 
 Reported per configuration: accuracy pooled over the splits with its 95% Wilson
 interval, the accuracy of each split, EER, minDCF(0.01), Cllr and minCllr of the
@@ -25,7 +25,7 @@ Run::
 
     python benchmarks/bench_backends.py
     python benchmarks/bench_backends.py --data hard=$HOME/.cache/audiogmm/devcorpus/hardspeakers \
-        --train-count 8 --seeds 0,1,2 --configs ml,map,gsv,gsv-speech256
+        --train-count 8 --seeds 0,1,2 --configs ml,map,gsv,map256,gsv256
 """
 
 from __future__ import annotations
@@ -60,6 +60,8 @@ CONFIGS: dict[str, list[str]] = {
     "ml": [],
     "map": ["--backend", "map"],
     "gsv": ["--backend", "gsv"],
+    "map256": ["--backend", "map", "--ubm-components", "256"],
+    "gsv256": ["--backend", "gsv", "--ubm-components", "256"],
     "map-speech256": ["--backend", "map", *SPEECH256],
     "gsv-speech256": ["--backend", "gsv", *SPEECH256],
 }

@@ -42,8 +42,9 @@ def map_options(f):
         (("--ubm-components",), dict(type=click.IntRange(min=1), default=UBM_COMPONENTS,
                                      show_default=True,
                                      help="UBM components (--backend map, gsv).")),
-        (("--relevance",), dict(type=click.FloatRange(min=0), default=16.0, show_default=True,
-                                help="MAP relevance factor (--backend map, gsv).")),
+        (("--relevance",), dict(type=click.FloatRange(min=0), default=None,
+                                help="MAP relevance factor: of the class models (--backend "
+                                "map, default 16) or of each clip (gsv, default 4).")),
         (("--adapt",), dict(type=click.Choice(["m", "mw", "mwv"]), default="m", show_default=True,
                             help="MAP-adapt means, +weights, +variances (--backend map).")),
         (("--reject-far",), dict(type=click.FloatRange(0, 1, min_open=True, max_open=True),
@@ -63,12 +64,13 @@ def map_params(ctx, backend, ubm_components, relevance, adapt, reject_far, compo
         k: v for k, v in (("init", init), ("max_iter", max_iter))
         if ctx.get_parameter_source(k) != click.core.ParameterSource.DEFAULT
     }  # fmt: skip
+    if relevance is not None:  # else the backend's own default
+        given["relevance"] = relevance
     if backend == "gsv":
         if reject_far is not None:
             raise click.UsageError("--reject-far calibrates --backend map models only")
-        return dict(n_components=ubm_components, relevance=relevance, **given)
-    return dict(n_components=ubm_components, relevance=relevance, adapt=adapt,
-                reject_far=reject_far, **given)  # fmt: skip
+        return dict(n_components=ubm_components, **given)
+    return dict(n_components=ubm_components, adapt=adapt, reject_far=reject_far, **given)
 
 
 # -- end of the GMM-UBM / MAP block ------------------------------------------------------------
