@@ -237,6 +237,12 @@ def test_cli_train_gsv_evaluate_predict_verify(tmp_path):
     X0 = extract_many([f0["path"]], config=bundle.config).features[f0["path"]]
     want = clf.score_samples([X0])[0, clf.labels_.index(f0["claim"])]
     assert f0["score"] == pytest.approx(want)
+    info = json.loads(cli(["info", model, "--json"]).output)
+    assert (info["kind"], info["n_components"], info["labels"]) == (
+        "GSVClassifier",
+        8,
+        sorted(PICK),
+    )
     # the MAP backend's reject calibration is not the GSV's: refused, not ignored
     r = cli(["-q", "train", data, "-o", tmp_path / "x.npz", "--backend", "gsv",
              "--reject-far", "0.1"], code=2)  # fmt: skip

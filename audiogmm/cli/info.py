@@ -20,14 +20,14 @@ def _load_any(model: str):
     from ..container import read_container
     from ..exceptions import ModelFileError
     from ..mixture import DiagGMM
-    from ..models import GMMClassifier, UBMClassifier
+    from ..models import GMMClassifier, GSVClassifier, UBMClassifier
     from ..pipeline import load_model
 
     try:
         bundle = load_model(model)
         return bundle, bundle.classifier, None, bundle.header
     except ModelFileError as first:
-        for cls in (GMMClassifier, UBMClassifier):
+        for cls in (GMMClassifier, UBMClassifier, GSVClassifier):
             try:
                 clf = cls.load(model)
             except ModelFileError:
@@ -94,7 +94,9 @@ def command(model, as_json):
         "format_version": header["format_version"],
         "audiogmm_version": header["audiogmm_version"],
         "labels": clf.labels_,
-        "n_components": clf.n_components if fused else int(clf.means_.shape[1]),
+        # a GSV model has no class mixtures: its K is the UBM's
+        "n_components": clf.n_components if fused or not hasattr(clf, "means_")
+        else int(clf.means_.shape[1]),
         "n_dims": clf.n_dims,
         "kind": type(clf).__name__,
         "feature_config": None if cfg is None else cfg.to_dict(),
