@@ -47,6 +47,8 @@ logger = logging.getLogger(__name__)
 _UBM_ARRAYS = ("ubm_weights", "ubm_means", "ubm_variances", "ubm_var_floor")
 #: The back end's own parameters, stored in the file's ``gsv`` header block.
 _OWN = ("relevance", "C", "subsample")
+#: Largest sum of |coefficients| of a class a model file may hold.
+_MAX_COEF = 1e100
 
 
 def supervectors(
@@ -393,6 +395,9 @@ class GSVClassifier(GMMClassifier):
         for key, a, want in (("coef", coef, (M, K * D)), ("intercept", icpt, (M,))):
             if a.dtype != np.float64 or a.shape != want or not np.all(np.isfinite(a)):
                 raise ModelFileError(f"{name}: {key} must be finite float64 of shape {want}")
+            # a class score sums K*D products: bounded terms keep it finite for any sane clip
+            if np.any(np.abs(a).reshape(M, -1).sum(1) > _MAX_COEF):
+                raise ModelFileError(f"{name}: {key} has magnitudes over {_MAX_COEF:g}")
         ubm = DiagGMM(K, **clf.gmm_params)
         ubm.weights_, ubm.means_, ubm.variances_, ubm.var_floor_ = uw, um, uv, f
         clf.ubm_, clf.labels_, clf.coef_, clf.intercept_ = ubm, list(labels), coef, icpt
