@@ -109,11 +109,13 @@ def test_scores_are_the_logistic_regression_of_the_supervectors(n_classes):
     np.testing.assert_allclose(clf.predict_proba(clips), lr.predict_proba(sv / scale), atol=1e-4)
     sv = sv / scale
     assert list(clf.predict(clips)) == list(lr.predict(sv))
-    # verification score: the posterior odds of each class over its prior odds 1 : (M - 1)
+    # verification score: the posterior odds of each class over its prior odds 1 : (M - 1),
+    # through the held-out calibration
     P = clf.predict_proba(clips)
     with np.errstate(divide="ignore"):
-        want = np.log(P / (1 - P) * (n_classes - 1))
-    np.testing.assert_allclose(clf.score_samples(clips), want, rtol=1e-6, atol=1e-9)
+        raw = np.clip(np.log(P / (1 - P) * (n_classes - 1)), -1e6, 1e6)
+    a, b = clf.calibration_
+    np.testing.assert_allclose(clf.score_samples(clips), a * raw + b, rtol=1e-6, atol=1e-9)
 
 
 def test_held_out_clips_are_classified():
@@ -163,6 +165,8 @@ def test_save_load_round_trip_and_refusals(tmp_path):
     clf.save(path)
     back = GSVClassifier.load(path)
     assert (back.relevance, back.C, back.subsample, back.labels_) == (8.0, 3.0, 4, clf.labels_)
+    assert back.calibration_ == clf.calibration_ and len(clf.calibration_) == 2
+    np.testing.assert_array_equal(back.score_samples(clips), clf.score_samples(clips))
     np.testing.assert_array_equal(back.score_matrix(clips), clf.score_matrix(clips))
     np.testing.assert_array_equal(back.predict_proba(clips), clf.predict_proba(clips))
 
@@ -179,7 +183,8 @@ def test_save_load_round_trip_and_refusals(tmp_path):
         (rewrite("coef.npz", coef=arrays["coef"][:, :-1]), "coef"),
         (rewrite("nan.npz", intercept=np.array([0.0, np.nan, 0.0])), "intercept"),
         (rewrite("var.npz", ubm_variances=-arrays["ubm_variances"]), "variances"),
-        (rewrite("gsv.npz", {**header, "gsv": {"relevance": 1.0, "C": 0.0, "subsample": 4}}), "C"),
+        (rewrite("gsv.npz", {**header, "gsv": {**header["gsv"], "C": 0.0}}), "C"),
+        (rewrite("cal.npz", {**header, "gsv": {**header["gsv"], "calibration": [1.0]}}), "calib"),
         (
             rewrite("lab.npz", {**header, "labels": ["c0", "c1"], "priors": None, "training": {}}),
             "coef",
@@ -275,7 +280,8 @@ _VALUES = st.one_of(
     st.dictionaries(st.text(max_size=3), st.integers(), max_size=2),
 )  # fmt: skip
 _HEADER_KEYS = ["labels", "n_components", "priors", "random_state", "gmm_params", "training",
-                "gsv", "gsv.relevance", "gsv.C", "gsv.subsample", "gsv.extra"]  # fmt: skip
+                "gsv", "gsv.relevance", "gsv.C", "gsv.subsample", "gsv.calibration",
+                "gsv.extra"]  # fmt: skip
 _ARRAY_KEYS = ["ubm_weights", "ubm_means", "ubm_variances", "ubm_var_floor", "coef", "intercept"]
 
 
@@ -319,3 +325,26 @@ def test_fuzz_gsv_file(edits, array):
     S = clf.score_matrix(probe)
     assert np.all(np.isfinite(S)) and np.allclose(clf.predict_proba(probe).sum(1), 1.0)
     assert np.all(np.isfinite(clf.score_samples(probe)) | (clf.score_samples(probe) == np.inf))
+
+
+def test_calibration_is_fitted_on_held_out_folds(monkeypatch):
+    from audiogmm.models import supervector
+
+    seen = []
+
+    def spy(y, s):
+        seen.append((np.asarray(y), np.asarray(s)))
+        return 0.5, -1.0
+
+    monkeypatch.setattr(supervector, "fit_calibration", spy)
+    clips, labels = _clips(n_per=5)
+    clf = GSVClassifier(4).fit(clips, labels)
+    assert clf.calibration_ == (0.5, -1.0)
+    ((y, s),) = seen
+    # every clip against every class, one target each; scores from models without the clip
+    assert y.shape == s.shape == (15 * 3,) and y.sum() == 15
+    full = supervector._raw_llr(clf.score_matrix(clips)).ravel()
+    assert not np.allclose(s, full)  # held out: not the scores of the model trained on all
+    # one clip in a class: no folds, no calibration
+    one = GSVClassifier(4).fit(clips[:11], labels[:11])
+    assert one.calibration_ is None and len(seen) == 1

@@ -37,6 +37,7 @@ from ..mixture import DiagGMM, accumulate, log_softmax, map_adapt
 from ..mixture.checks import check_params, validate_param_arrays
 from ..mixture.sources import check_frames
 from ..progress import Progress
+from ..scoring.calibration import CalibrationWarning, fit_calibration
 from .classifier import HEADER_FIELDS, GMMClassifier
 from .ubm import UBM_COMPONENTS, UBM_DEFAULTS, UBMClassifier
 
@@ -47,6 +48,8 @@ logger = logging.getLogger(__name__)
 _UBM_ARRAYS = ("ubm_weights", "ubm_means", "ubm_variances", "ubm_var_floor")
 #: The back end's own parameters, stored in the file's ``gsv`` header block.
 _OWN = ("relevance", "C", "subsample")
+#: Iteration budget of each logistic regression.
+_MAX_ITER = 1000
 #: Largest sum of |coefficients| of a class a model file may hold.
 _MAX_COEF = 1e100
 
@@ -113,6 +116,66 @@ def log_odds(log_post: np.ndarray) -> np.ndarray:
     return lp - l1m
 
 
+def _raw_llr(S: np.ndarray) -> np.ndarray:
+    """Posterior log odds of each class over its prior odds 1 : (M - 1), clipped finite."""
+    return np.clip(log_odds(log_softmax(S)) + math.log(S.shape[1] - 1), -1e6, 1e6)
+
+
+def _logistic(
+    Z: np.ndarray, labels: Sequence[str], C: float, seed: int | None
+) -> tuple[np.ndarray, np.ndarray, int]:
+    """Multinomial logistic regression: ``(coef (M, P), intercept (M,), n_iter)``.
+
+    Classes in sorted order; two classes as the scores ``(-z/2, z/2)`` of sklearn's one
+    decision function ``z``, which give the same posteriors.
+    """
+    from sklearn.linear_model import LogisticRegression  # the sklearn extra, only here
+
+    lr = LogisticRegression(C=C, max_iter=_MAX_ITER, random_state=seed)
+    # small dense problems: one BLAS thread is ~100x faster than a pool on a busy machine
+    with one_blas_thread(), warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        lr.fit(Z, labels)
+    for w in caught:  # sklearn's ConvergenceWarning, as ours
+        warnings.warn(f"logistic regression: {w.message}", ConvergenceWarning, stacklevel=3)
+    coef, icpt = lr.coef_, lr.intercept_
+    if coef.shape[0] == 1:
+        coef, icpt = np.concatenate([-coef, coef]) / 2, np.array([-icpt[0], icpt[0]]) / 2
+    return coef, icpt, int(np.max(lr.n_iter_))
+
+
+def _held_out_calibration(
+    Z: np.ndarray, labels: list[str], C: float, seed: int | None
+) -> tuple[float, float] | None:
+    """``fit_calibration`` of the raw verification scores of clips held out of the regression.
+
+    Stratified folds (``min(4, smallest class)``, so every class trains in every fold);
+    every held-out clip is scored against every class. None below 2 clips in a class.
+    """
+    y = np.array(labels)
+    classes = sorted(set(labels))
+    k = min(4, min(labels.count(c) for c in classes))
+    if k < 2:
+        return None
+    rng = np.random.default_rng(seed)
+    fold = np.empty(len(y), dtype=np.int64)
+    for c in classes:
+        idx = np.flatnonzero(y == c)
+        fold[rng.permutation(idx)] = np.arange(len(idx)) % k
+    raw = np.empty((len(y), len(classes)))
+    for f in range(k):
+        out = fold == f
+        coef, icpt, _ = _logistic(Z[~out], list(y[~out]), C, seed)
+        raw[out] = _raw_llr(Z[out] @ coef.T + icpt)
+    target = (y[:, None] == np.array(classes)[None, :]).astype(np.int64)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", CalibrationWarning)
+        a, b = fit_calibration(target.ravel(), raw.ravel())
+    for w in caught:  # easy training data: nothing the user can act on at train time
+        logger.info("gsv: %s", w.message)
+    return a, b
+
+
 class GSVClassifier(GMMClassifier):
     """GMM supervectors of one UBM, classified by multinomial logistic regression.
 
@@ -143,6 +206,10 @@ class GSVClassifier(GMMClassifier):
     coef_ : ndarray of shape (n_labels, K * D)
     intercept_ : ndarray of shape (n_labels,)
         Class score of a supervector ``s``: ``coef_ @ s + intercept_``.
+    calibration_ : tuple of (float, float) or None
+        Slope and offset turning :meth:`score_samples`' raw log odds into LLRs, fitted
+        on the scores of clips held out of the regression (stratified folds, up to 4,
+        every class in every fold); None with fewer than 2 clips in some class.
 
     Examples
     --------
@@ -220,8 +287,6 @@ class GSVClassifier(GMMClassifier):
         ParameterError
             Bad parameters or clips (see :meth:`UBMClassifier.fit`).
         """
-        from sklearn.linear_model import LogisticRegression  # the sklearn extra, only here
-
         base = self._ubm_classifier()
         labels = [str(y) for y in labels]
         with resolve(executor, self.n_jobs) as ex:
@@ -231,7 +296,7 @@ class GSVClassifier(GMMClassifier):
         self.n_components = self.ubm_.n_components
         self.labels_ = sorted(set(labels))
         M = len(self.labels_)
-        n_iter, converged = 0, True
+        n_iter, converged, self.calibration_ = 0, True, None
         if M < 2:
             logger.warning("only one class (%r): every clip will be given that label", labels[0])
             self.coef_, self.intercept_ = np.zeros((1, sv.shape[1])), np.zeros(1)
@@ -248,19 +313,10 @@ class GSVClassifier(GMMClassifier):
                 with one_blas_thread():
                     basis = np.linalg.svd(Z, full_matrices=False)[2]  # (n_clips, K * D)
                 Z = Z @ basis.T
-            lr = LogisticRegression(C=float(self.C), max_iter=1000, random_state=self.random_state)
-            # small dense problems: one BLAS thread is ~100x faster than a pool on a busy machine
-            with one_blas_thread(), warnings.catch_warnings(record=True) as caught:
-                warnings.simplefilter("always")
-                lr.fit(Z, labels)
-            n_iter = int(np.max(lr.n_iter_))
-            converged = n_iter < lr.max_iter
-            for w in caught:  # sklearn's ConvergenceWarning, as ours
-                warnings.warn(f"logistic regression: {w.message}", ConvergenceWarning, stacklevel=2)
-            coef, icpt = lr.coef_ if basis is None else lr.coef_ @ basis, lr.intercept_
-            coef = coef / scale
-            if M == 2:  # one decision function z for the second class: scores (-z/2, z/2)
-                coef, icpt = np.concatenate([-coef, coef]) / 2, np.array([-icpt[0], icpt[0]]) / 2
+            coef, icpt, n_iter = _logistic(Z, labels, float(self.C), self.random_state)
+            converged = n_iter < _MAX_ITER
+            self.calibration_ = _held_out_calibration(Z, labels, float(self.C), self.random_state)
+            coef = (coef if basis is None else coef @ basis) / scale
             self.coef_, self.intercept_ = np.asarray(coef, np.float64), np.asarray(icpt, np.float64)
         self.fit_report_ = {
             y: {
@@ -310,15 +366,20 @@ class GSVClassifier(GMMClassifier):
         Returns
         -------
         ndarray of shape (n_clips, n_labels), float64
-            ``log [p(c | x) / (1 - p(c | x))] + log(M - 1)``: the posterior odds of class
-            ``c`` (equal priors) over its prior odds, in nats (0 with one class). It is an
-            LLR as far as the regression's posteriors are calibrated.
+            ``a r + b`` with ``r = log [p(c | x) / (1 - p(c | x))] + log(M - 1)`` (the
+            posterior odds of class ``c`` under equal priors over its prior odds, clipped
+            to +-1e6) and ``(a, b) =`` :attr:`calibration_`, fitted at training on held-out
+            folds (:func:`~audiogmm.scoring.calibration.fit_calibration`); ``r`` itself
+            when there was too little data to calibrate; 0 with one class. Nats.
         """
         S = self.score_matrix(clips, executor=executor)
         if S.shape[1] < 2:
             return np.zeros_like(S)
-        # posterior odds over the prior odds 1 : (M - 1) of equal priors
-        return log_odds(log_softmax(S)) + math.log(S.shape[1] - 1)
+        raw = _raw_llr(S)
+        if self.calibration_ is None:
+            return raw
+        a, b = self.calibration_
+        return a * raw + b
 
     # -- persistence -------------------------------------------------------------------------
 
@@ -330,7 +391,7 @@ class GSVClassifier(GMMClassifier):
             "priors": self.priors, "random_state": self.random_state,
             "gmm_params": {k: v for k, v in self.gmm_params.items() if not k.endswith("_init")},
             "training": getattr(self, "fit_report_", {}),
-            "gsv": {k: getattr(self, k) for k in _OWN},
+            "gsv": {**{k: getattr(self, k) for k in _OWN}, "calibration": self.calibration_},
         })  # fmt: skip
         u = self.ubm_
         arrays = dict(zip(_UBM_ARRAYS, (u.weights_, u.means_, u.variances_, u.var_floor_)))
@@ -370,6 +431,7 @@ class GSVClassifier(GMMClassifier):
         try:
             fields = {k: HEADER_FIELDS[k](header[k]) for k in HEADER_FIELDS if k in header}
             own = _gsv_block(header["gsv"])
+            calibration = own.pop("calibration")
             labels, priors = fields["labels"], fields.get("priors")
             if priors is not None and set(priors) != set(labels):
                 raise ValueError("priors must name exactly the labels")
@@ -401,15 +463,22 @@ class GSVClassifier(GMMClassifier):
         ubm = DiagGMM(K, **clf.gmm_params)
         ubm.weights_, ubm.means_, ubm.variances_, ubm.var_floor_ = uw, um, uv, f
         clf.ubm_, clf.labels_, clf.coef_, clf.intercept_ = ubm, list(labels), coef, icpt
+        clf.calibration_ = calibration
         clf.fit_report_ = fields.get("training") or {}
-        clf.file_header_ = {**header, **fields, "gsv": own}
+        clf.file_header_ = {**header, **fields, "gsv": {**own, "calibration": calibration}}
         return clf
 
 
 def _gsv_block(v: Any) -> dict[str, Any]:
     d = field_dict(v, "gsv")
-    if set(d) != set(_OWN):
-        raise ValueError(f"gsv must have exactly the keys {list(_OWN)}")
+    if set(d) != {*_OWN, "calibration"}:
+        raise ValueError(f"gsv must have exactly the keys {[*_OWN, 'calibration']}")
+    cal = d["calibration"]
+    if cal is not None:
+        if not isinstance(cal, (list, tuple)) or len(cal) != 2:
+            raise ValueError("gsv.calibration must be null or [slope, offset]")
+        cal = tuple(field_real(x, f"gsv.calibration[{i}]", lo=-1e6, hi=1e6)
+                    for i, x in enumerate(cal))  # fmt: skip
     sub = d["subsample"]
     if isinstance(sub, bool) or not isinstance(sub, int) or sub < 1:
         raise ValueError(f"gsv.subsample must be an int >= 1, got {sub!r}")
@@ -417,4 +486,5 @@ def _gsv_block(v: Any) -> dict[str, Any]:
         "relevance": field_real(d["relevance"], "gsv.relevance", lo=0.0),
         "C": field_real(d["C"], "gsv.C", lo=5e-324),
         "subsample": sub,
+        "calibration": cal,
     }
