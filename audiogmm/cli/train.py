@@ -31,17 +31,15 @@ logger = logging.getLogger("audiogmm")
 # -- GMM-UBM / MAP backend options (issue 10) -------------------------------------------------
 def map_options(f):
     """``--backend ml|map`` and the UBM/MAP settings; ignored by ``--backend ml``."""
-    from ..models.ubm import UBM_COMPONENTS
-
     for args, kw in reversed([
         (("--backend",), dict(type=click.Choice(["ml", "map", "gsv"]), default="ml",
                               show_default=True,
                               help="ml: one GMM per label; map: a UBM with MAP-adapted labels; "
                               "gsv: GMM supervectors of a UBM + logistic regression "
                               "(needs scikit-learn).")),
-        (("--ubm-components",), dict(type=click.IntRange(min=1), default=UBM_COMPONENTS,
-                                     show_default=True,
-                                     help="UBM components (--backend map, gsv).")),
+        (("--ubm-components",), dict(type=click.IntRange(min=1), default=None,
+                                     help="UBM components (--backend map, default 64; gsv, "
+                                     "default 256).")),
         (("--relevance",), dict(type=click.FloatRange(min=0), default=None,
                                 help="MAP relevance factor: of the class models (--backend "
                                 "map, default 16) or of each clip (gsv, default 4).")),
@@ -64,13 +62,14 @@ def map_params(ctx, backend, ubm_components, relevance, adapt, reject_far, compo
         k: v for k, v in (("init", init), ("max_iter", max_iter))
         if ctx.get_parameter_source(k) != click.core.ParameterSource.DEFAULT
     }  # fmt: skip
-    if relevance is not None:  # else the backend's own default
-        given["relevance"] = relevance
+    for k, v in (("n_components", ubm_components), ("relevance", relevance)):
+        if v is not None:  # else the backend's own default
+            given[k] = v
     if backend == "gsv":
         if reject_far is not None:
             raise click.UsageError("--reject-far calibrates --backend map models only")
-        return dict(n_components=ubm_components, **given)
-    return dict(n_components=ubm_components, adapt=adapt, reject_far=reject_far, **given)
+        return given
+    return dict(adapt=adapt, reject_far=reject_far, **given)
 
 
 # -- end of the GMM-UBM / MAP block ------------------------------------------------------------

@@ -120,7 +120,9 @@ def verify_trials(
     """
     clf = model.classifier
     if not hasattr(clf, "score_samples") or not hasattr(clf, "ubm_"):
-        raise ParameterError("verification needs a GMM-UBM model (train with --backend map)")
+        raise ParameterError(
+            "verification needs a GMM-UBM or supervector model (train with --backend map or gsv)"
+        )
     if norm not in NORMS:
         raise ParameterError(f"norm must be one of {NORMS}; got {norm!r}")
     index = {y: i for i, y in enumerate(clf.labels_)}
