@@ -199,3 +199,6 @@ def test_bad_trials_are_refused(y, s):
             f(y, s)
     with pytest.raises(ParameterError):
         fit_calibration([1, 0], [0.0, 1.0], p_target=1.0)
+    for p, cm in ((0.0, 1.0), (1.0, 1.0), (math.nan, 1.0), (0.5, 0.0), (0.5, math.inf)):
+        with pytest.raises(ParameterError):
+            act_dcf([1, 0], [0.0, 1.0], p_target=p, c_miss=cm)

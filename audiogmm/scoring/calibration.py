@@ -27,8 +27,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from ..exceptions import ParameterError
-from .verification import split_trials
+from .verification import check_dcf_costs, split_trials
 
 __all__ = [
     "CalibrationWarning",
@@ -56,6 +55,7 @@ def _logit(p: float) -> float:
 
 def bayes_threshold(p_target: float, c_miss: float = 1.0, c_fa: float = 1.0) -> float:
     """The LLR above which accepting costs less: ``log(c_fa (1 - p) / (c_miss p))``."""
+    check_dcf_costs(p_target, c_miss, c_fa)
     return math.log(c_fa) - math.log(c_miss) - _logit(p_target)
 
 
@@ -189,8 +189,7 @@ def fit_calibration(
         separate targets from non-targets (no finite optimum: the LLRs are as
         large as the ridge allows, and overconfident on new trials).
     """
-    if not 0 < p_target < 1:
-        raise ParameterError(f"p_target must be in (0, 1); got {p_target!r}")
+    check_dcf_costs(p_target, 1.0, 1.0)
     tar, non = split_trials(y_true, scores)
     s = np.concatenate([tar, non])
     mu, sd = float(s.mean()), float(s.std())
