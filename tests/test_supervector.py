@@ -10,6 +10,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
+import click
 import numpy as np
 import pytest
 from click.testing import CliRunner
@@ -22,6 +23,7 @@ from audiogmm.container import read_container, write_container
 from audiogmm.data import extract_many
 from audiogmm.exceptions import ModelFileError, ParameterError
 from audiogmm.mixture import DiagGMM
+from audiogmm.models import UBMClassifier
 from audiogmm.models.supervector import GSVClassifier, log_odds, supervectors
 from audiogmm.pipeline import load_model
 from audiogmm.scoring.calibration import act_dcf, cllr, min_cllr
@@ -348,3 +350,19 @@ def test_calibration_is_fitted_on_held_out_folds(monkeypatch):
     # one clip in a class: no folds, no calibration
     one = GSVClassifier(4).fit(clips[:11], labels[:11])
     assert one.calibration_ is None and len(seen) == 1
+
+
+def test_cli_backend_defaults_are_each_backends_own(tmp_path):
+    """--ubm-components and --relevance unset: map keeps 64 and 16, gsv gets 256 and 4."""
+    from audiogmm.cli.train import map_params
+
+    class Ctx:  # click's answer for options left at their default
+        def get_parameter_source(self, name):
+            return click.core.ParameterSource.DEFAULT
+
+    args = dict(adapt="m", reject_far=None, components=16, init="kmeans++", max_iter=100)
+    assert map_params(Ctx(), "map", None, None, **args) == {"adapt": "m", "reject_far": None}
+    assert map_params(Ctx(), "gsv", None, None, **args) == {}
+    assert map_params(Ctx(), "gsv", 32, 8.0, **args) == {"n_components": 32, "relevance": 8.0}
+    assert (UBMClassifier().n_components, UBMClassifier().relevance) == (64, 16.0)
+    assert (GSVClassifier().n_components, GSVClassifier().relevance) == (256, 4.0)
