@@ -61,7 +61,7 @@ def _describe_gmm(model: str, gmm, header: dict, as_json: bool) -> None:
         f"format:        audiogmm v{out['format_version']} (written by {out['audiogmm_version']})"
     )
     cfg = header.get("feature_config")
-    use = (f"a UBM (`audiogmm ubm`) for `train --backend map --ubm`, front end hash "
+    use = (f"a UBM (`audiogmm ubm`) for `train --backend map|gsv --ubm`, front end hash "
            f"{FeatureConfig.from_dict(cfg).content_hash()}" if cfg is not None
            else "no feature configuration (not a classifier for audio)")  # fmt: skip
     click.echo(
