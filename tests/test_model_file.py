@@ -31,7 +31,7 @@ from audiogmm.io import load, save, tables
 from audiogmm.io.container import CONTAINER_KEYS
 from audiogmm.io.schema import List, Obj, Str, tampered
 from audiogmm.io.schema import check as schema_check
-from audiogmm.models import FusedClassifier
+from audiogmm.models import FusedClassifier, GSVClassifier
 from audiogmm.pipeline import load_model, save_model
 
 from .conftest_hostile import assert_one_line_error, invoke
@@ -143,6 +143,10 @@ def base_model(kind: str) -> str:
         EMCheckpoint(path, fingerprint=CHECKPOINT_FP).save(
             Params(g.weights_, g.means_, g.variances_), mon, False
         )
+    elif kind == "GSVClassifier":  # a gsv bundle: UBM of 2, calibrated logistic regression
+        cfg = FeatureConfig.preset("speech")
+        clips = [rng.normal(m, 1.0, (120, cfg.n_dims)) for m in (0.0,) * 3 + (3.0,) * 3]
+        save_model(path, GSVClassifier(2, n_jobs=1, max_iter=20).fit(clips, list("aaabbb")), cfg)
     elif kind in ("GMMClassifier", "FusedClassifier"):
         cfgs = [FeatureConfig.preset("speech"), FeatureConfig()]
         members = []
@@ -178,6 +182,7 @@ LOADERS = {
     "EMCheckpoint": _resume,
     "GMMClassifier": load_model,
     "FusedClassifier": load_model,
+    "GSVClassifier": load_model,
     "DiagGMM": lambda p: load(p, DiagGMM),
 }
 
@@ -918,13 +923,14 @@ def _tamper_all(src, table, tmp_path, loader) -> int:
         (FIXTURES / "classifier_v1.npz", "CLASSIFIER"),
         (FIXTURES / "map_v1.npz", "UBM"),
         ("FusedClassifier", "FUSED"),
+        ("GSVClassifier", "GSV"),
     ],
 )
 def test_every_declared_field_is_refused_when_tampered(src, table, tmp_path):
     """Item 14 and the one-table rule: each kind's loader refuses every invalid value its
     table declares (types, ranges, finiteness, unknown and missing keys), for UBM/MAP files
     as for the others."""
-    src = base_model(src) if src == "FusedClassifier" else src
+    src = base_model(src) if isinstance(src, str) else src
     _tamper_all(src, getattr(tables, table), tmp_path, load)
 
 

@@ -61,7 +61,7 @@ def _describe_gmm(model: str, gmm, header: dict, as_json: bool) -> None:
         f"format:        audiogmm v{out['format_version']} (written by {out['audiogmm_version']})"
     )
     cfg = header.get("feature_config")
-    use = (f"a UBM (`audiogmm ubm`) for `train --backend map --ubm`, front end hash "
+    use = (f"a UBM (`audiogmm ubm`) for `train --backend map|gsv --ubm`, front end hash "
            f"{FeatureConfig.from_dict(cfg).content_hash()}" if cfg is not None
            else "no feature configuration (not a classifier for audio)")  # fmt: skip
     click.echo(
@@ -85,6 +85,7 @@ def command(model, as_json):
 
     Labels, sizes, feature config, training summary with re-seed counts.
     """
+    from ..models import BACKENDS
     from ..pipeline import stored_split
 
     bundle, clf, gmm, header = _load_any(model)
@@ -98,7 +99,9 @@ def command(model, as_json):
         "format_version": header["format_version"],
         "audiogmm_version": header["audiogmm_version"],
         "labels": clf.labels_,
-        "n_components": clf.n_components if fused else int(clf.means_.shape[1]),
+        # a GSV model has no class mixtures: its K is the UBM's
+        "n_components": clf.n_components if fused or not hasattr(clf, "means_")
+        else int(clf.means_.shape[1]),
         "n_dims": clf.n_dims,
         "kind": type(clf).__name__,
         "feature_config": None if cfg is None else cfg.to_dict(),
@@ -111,12 +114,15 @@ def command(model, as_json):
         else {k: v for k, v in split.items() if k != "train_files"}
         | {"n_train_files": len(split["train_files"])},
         "selection": header.get("selection"),
-        "backend": "map" if hasattr(clf, "ubm_") else "fused" if fused else "ml",
+        "backend": next((k for k, c in BACKENDS.items() if type(clf) is c), "fused"),
     }
     if out["backend"] == "map":
         out["map"] = {"ubm_components": clf.ubm_.n_components, "relevance": clf.relevance,
                       "adapt": clf.adapt, "threshold": clf.threshold_,
                       "reject_far": clf.reject_far, "top_c": clf.top_c}  # fmt: skip
+    if out["backend"] == "gsv":
+        out["gsv"] = {"ubm_components": clf.ubm_.n_components, "relevance": clf.relevance,
+                      "C": clf.C, "calibration": clf.calibration_}  # fmt: skip
     if as_json:
         echo_json(out)
         return
@@ -136,6 +142,14 @@ def command(model, as_json):
             f"relevance {m['relevance']:g})"
         )
         click.echo(f"threshold:     {thr}")
+    elif "gsv" in out:
+        g = out["gsv"]
+        click.echo(
+            f"backend:       gsv: supervectors of a UBM of {g['ubm_components']} diagonal "
+            f"components x {dims_text(out['n_dims'])} dims (relevance {g['relevance']:g}), "
+            f"logistic regression (C {g['C']:g}), scores "
+            + ("calibrated to LLRs" if g["calibration"] else "not calibrated")
+        )
     else:
         click.echo(
             f"mixtures:      {out['n_components']} diagonal components x "

@@ -1,10 +1,11 @@
-"""``audiogmm train``: one GMM per label (or a UBM with MAP-adapted labels), one model file.
+"""``audiogmm train``: one GMM per label (or a UBM with MAP-adapted labels, or GMM
+supervectors of a UBM with logistic regression), one model file.
 
 DATA is an audio manifest (folder, CSV, Kaldi ``wav.scp``), a Kaldi feature
 directory (``feats.scp``, or ``wav.scp`` + ``segments``) or a shard store; each
 source reads its clips here, and :func:`audiogmm.pipeline.classify.fit_backend`
 trains whatever the source. ``-k`` is the number of components of each class
-(``--backend ml``) or of the UBM (``--backend map``); an option that does not
+(``--backend ml``) or of the UBM (``--backend map`` and ``gsv``); an option that does not
 apply to the backend or the source is a usage error naming it.
 """
 
@@ -19,7 +20,9 @@ import click
 
 from ..exceptions import ConvergenceWarning
 from ..mixture import DiagGMM
+from ..models import BACKENDS
 from ..models.classifier import N_COMPONENTS
+from ..models.supervector import GSV_COMPONENTS
 from ..models.ubm import UBM_COMPONENTS, UBM_DEFAULTS
 from .options import (
     command_executor,
@@ -42,23 +45,27 @@ from .ubm import dask_option, dask_or
 logger = logging.getLogger("audiogmm")
 
 _GMM_DEFAULTS = {k: p.default for k, p in inspect.signature(DiagGMM).parameters.items()}
-#: Options that only MAP reads.
-MAP_ONLY = ("relevance", "adapt", "reject_far", "ubm_components", "ubm_path")
+#: Options of the backends with a UBM (map, gsv), and those that only MAP reads.
+UBM_ONLY = ("relevance", "ubm_components", "ubm_path")
+MAP_ONLY = ("adapt", "reject_far")
 
 
 def map_options(f):
-    """``--backend ml|map`` and the UBM/MAP settings (usage errors with ``--backend ml``)."""
+    """``--backend ml|map|gsv`` and the UBM settings (usage errors where they do not apply)."""
     for args, kw in reversed([
-        (("--backend",), dict(type=click.Choice(["ml", "map"]), default="ml", show_default=True,
-                              help="ml: one GMM per label; map: a UBM with MAP-adapted labels.")),
+        (("--backend",), dict(type=click.Choice(sorted(BACKENDS)), default="ml",
+                              show_default=True,
+                              help="ml: one GMM per label; map: a UBM with MAP-adapted labels; "
+                              "gsv: GMM supervectors of a UBM + logistic regression "
+                              "(needs scikit-learn).")),
         (("--ubm-components",), dict(type=click.IntRange(min=1), default=None, hidden=True,
-                                     help="Same as -k with --backend map (the UBM size).")),
+                                     help="Same as -k with --backend map or gsv (the UBM size).")),
         (("--ubm", "ubm_path"), dict(type=click.Path(exists=True, dir_okay=False), default=None,
-                                     help="--backend map: adapt the classes from this UBM "
-                                     "(`audiogmm ubm`) instead of training one; its front end "
-                                     "is the model's.")),
-        (("--relevance",), dict(type=click.FloatRange(min=0), default=16.0, show_default=True,
-                                help="MAP relevance factor (--backend map).")),
+                                     help="--backend map or gsv: use this UBM (`audiogmm ubm`) "
+                                     "instead of training one; its front end is the model's.")),
+        (("--relevance",), dict(type=click.FloatRange(min=0), default=None,
+                                help="MAP relevance factor: of the class models (--backend "
+                                "map, default 16) or of each clip (gsv, default 4).")),
         (("--adapt",), dict(type=click.Choice(["m", "mw", "mwv"]), default="m", show_default=True,
                             help="MAP-adapt means, +weights, +variances (--backend map).")),
         (("--reject-far",), dict(type=click.FloatRange(0, 1, min_open=True, max_open=True),
@@ -77,11 +84,16 @@ def backend_params(ctx: click.Context, backend: str, p: dict) -> dict:
     values replace the UBM defaults). Options the backend does not read are usage errors.
     """
     if backend == "ml":
-        refuse_given(ctx, MAP_ONLY, "applies to --backend map only")
+        refuse_given(ctx, (*UBM_ONLY, *MAP_ONLY), "applies to --backend map or gsv only")
         k = N_COMPONENTS if p["components"] is None else p["components"]
         return {"n_components": k, "init": p["init"] or _GMM_DEFAULTS["init"],
                 "max_iter": _GMM_DEFAULTS["max_iter"] if p["max_iter"] is None else p["max_iter"]}  # fmt: skip
-    own = {"relevance": p["relevance"], "adapt": p["adapt"], "reject_far": p["reject_far"]}
+    # relevance left unset: the backend's own default (map 16 per class, gsv 4 per clip)
+    own = {} if p["relevance"] is None else {"relevance": p["relevance"]}
+    if backend == "map":
+        own.update(adapt=p["adapt"], reject_far=p["reject_far"])
+    else:
+        refuse_given(ctx, MAP_ONLY, "applies to --backend map only")
     if p["ubm_path"]:
         refuse_given(ctx, ("components", "ubm_components", "init", "max_iter"),
                      "sets up the UBM training, but --ubm gives the UBM (its size is the file's)")  # fmt: skip
@@ -90,7 +102,8 @@ def backend_params(ctx: click.Context, backend: str, p: dict) -> dict:
     if k is not None and k2 is not None and k != k2:
         raise click.UsageError(f"-k {k} and --ubm-components {k2} disagree: both are the UBM size")
     ubm = {name: p[name] for name in ("init", "max_iter") if p[name] is not None}
-    return {"n_components": k or k2 or UBM_COMPONENTS, **own, **ubm}
+    default = UBM_COMPONENTS if backend == "map" else GSV_COMPONENTS
+    return {"n_components": k or k2 or default, **own, **ubm}
 
 
 def _front_end(ubm_path, ubm_config, data_config, *, fixed: bool):
@@ -125,21 +138,21 @@ def _front_end(ubm_path, ubm_config, data_config, *, fixed: bool):
     components_default=None,
     components_help=f"Components per class (--backend ml, default {N_COMPONENTS}; 'auto': per-"
     "class K or one K chosen by clip-stratified cross-validation on the training files), or "
-    f"of the UBM (--backend map, default {UBM_COMPONENTS}).",
+    f"of the UBM (--backend map, default {UBM_COMPONENTS}; gsv, default {GSV_COMPONENTS}).",
 )
 @click.option(
     "--init",
     type=click.Choice(["split", "kmeans++"]),
     default=None,
     help="Initialisation: k-means++ on a subsample, or split growth from one component "
-    f"[default: {_GMM_DEFAULTS['init']}; the UBM of --backend map: {UBM_DEFAULTS['init']}].",
+    f"[default: {_GMM_DEFAULTS['init']}; the UBM of --backend map/gsv: {UBM_DEFAULTS['init']}].",
 )
 @click.option(
     "--max-iter",
     type=click.IntRange(min=0),
     default=None,
     help=f"Maximum EM iterations per class [default: {_GMM_DEFAULTS['max_iter']}; the UBM of "
-    f"--backend map runs exactly {UBM_DEFAULTS['max_iter']}].",
+    f"--backend map/gsv runs exactly {UBM_DEFAULTS['max_iter']}].",
 )
 @map_options
 @run_options
@@ -149,7 +162,8 @@ def _front_end(ubm_path, ubm_config, data_config, *, fixed: bool):
 def command(ctx, data, output, split, train_fraction, seed, preset, config_path, components,
             init, max_iter, backend, ubm_components, ubm_path, relevance, adapt, reject_far,
             cache_dir, jobs, strict, dask_spec, as_json):  # fmt: skip
-    """Train one GMM per label on DATA (or a UBM and MAP-adapted labels) and write one model file.
+    """Train one GMM per label on DATA (or a UBM and MAP-adapted labels, or a UBM's
+    supervectors and logistic regression) and write one model file.
 
     DATA: a folder per label, a CSV, a Kaldi directory, or a shard store
     (`audiogmm extract DATA --cache C --shards STORE`).
@@ -169,7 +183,7 @@ def command(ctx, data, output, split, train_fraction, seed, preset, config_path,
     if tuning and backend != "ml":
         raise click.UsageError(
             "--preset auto and --components auto select by cross-validating the ml "
-            "backend; give a fixed --preset and -k with --backend map"
+            f"backend; give a fixed --preset and -k with --backend {backend}"
         )
     params = backend_params(ctx, backend, ctx.params)
     explicit = given(ctx, "preset") or given(ctx, "config_path")
@@ -214,7 +228,7 @@ def command(ctx, data, output, split, train_fraction, seed, preset, config_path,
     report_skipped(out["skipped"])
     if out.get("selection"):
         click.echo(format_selection(out["selection"]))
-    how = (f"from a UBM of {clf.n_components} components (map)" if backend == "map"
+    how = (f"from a UBM of {clf.n_components} components ({backend})" if backend != "ml"
            else f"x {clf.n_components} components (ml)")  # fmt: skip
     click.echo(
         f"trained {plural(len(clf.labels_), 'class', 'classes')} {how} on "
@@ -292,7 +306,7 @@ def report_training(clf, backend: str) -> None:
         n = max(clf.fit_report_[y].get("n_iter", 0) for y in not_conv)
         logger.warning("EM did not converge within --max-iter=%d for: %s", n,
                        ", ".join(escape_name(y) for y in not_conv))  # fmt: skip
-    if backend == "map":
+    if backend != "ml":
         rep = getattr(clf, "ubm_report_", {})
         why = "n_frames" in rep and oversized_reason(
             rep, clf.n_components, advice="lower -k (the UBM size), or give more data"

@@ -49,7 +49,8 @@ def command(ctx, model, trials, norm, cohort, report_dir, allow_train_overlap, c
 
     Each score is the mean per-frame log-likelihood ratio of the file under the
     claimed class against the UBM. With a target column (1 true claim, 0
-    impostor), EER and minDCF (p_target 0.01 and 0.05, C_miss = C_fa = 1) follow.
+    impostor), EER, minDCF and actDCF (p_target 0.01 and 0.05, C_miss = C_fa = 1),
+    Cllr and minCllr (bits; Cllr and actDCF read the scores as LLRs) follow.
     Trials are streamed: memory grows with the distinct files, not the trials.
     Files that trained MODEL are refused (see --allow-train-overlap).
     """
@@ -80,7 +81,8 @@ def command(ctx, model, trials, norm, cohort, report_dir, allow_train_overlap, c
     if m:
         click.echo(
             f"EER {100 * m['eer']:.2f}%  minDCF(0.01) {m['min_dcf_0.01']:.4f}  "
-            f"minDCF(0.05) {m['min_dcf_0.05']:.4f}  "
+            f"minDCF(0.05) {m['min_dcf_0.05']:.4f}  actDCF(0.01) {m['act_dcf_0.01']:.4f}  "
+            f"Cllr {m['cllr']:.4f}  minCllr {m['min_cllr']:.4f}  "
             f"({m['n_target']} target, {m['n_nontarget']} non-target trials)"
         )
     if report_dir:

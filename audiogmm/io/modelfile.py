@@ -1,9 +1,10 @@
 """Save and load every object audiogmm keeps in a file, through one table per kind.
 
 Each kind (a :class:`~audiogmm.mixture.DiagGMM`, a
-:class:`~audiogmm.models.GMMClassifier`, a :class:`~audiogmm.models.UBMClassifier`,
-a :class:`~audiogmm.models.FusedClassifier`, :class:`~audiogmm.mixture.Stats`) has
-a header table (:mod:`audiogmm.io.tables`), a ``parts`` function (object to header
+:class:`~audiogmm.models.GMMClassifier`, a :class:`~audiogmm.models.UBMClassifier`, a
+:class:`~audiogmm.models.GSVClassifier`, a :class:`~audiogmm.models.FusedClassifier`,
+:class:`~audiogmm.mixture.Stats`) has a header table (:mod:`audiogmm.io.tables`), a
+``parts`` function (object to header
 and arrays) and a ``build`` function (checked header and arrays to object, with the
 cross-field and array checks). :func:`save` runs ``build`` on what it is about to
 write, so a file that :func:`load` would refuse is never written.
@@ -24,6 +25,7 @@ from ..mixture.checks import check_params, validate_param_arrays
 from ..mixture.map import check_adapt
 from ..models.classifier import GMMClassifier
 from ..models.fusion import FusedClassifier
+from ..models.supervector import GSVClassifier
 from ..models.ubm import UBM_DEFAULTS, UBMClassifier
 from . import tables
 from .container import CONTAINER_KEYS, read_container, write_container
@@ -34,6 +36,8 @@ __all__ = ["KINDS", "Kind", "load", "save"]
 _PARAMS = ("weights", "means", "variances")
 _UBM_ARRAYS = ("ubm_weights", "ubm_means", "ubm_variances", "ubm_var_floor")
 _ADAPTED = {"m": "means", "w": "weights", "v": "variances"}
+#: Largest sum of |coefficients| of a GSV class: bounded terms keep a score finite.
+_MAX_COEF = 1e100
 
 
 def jsonable(obj: Any) -> Any:
@@ -205,6 +209,37 @@ def _ubm_build(name: str, h: dict, a: dict) -> UBMClassifier:
     return clf
 
 
+def _gsv_parts(c: GSVClassifier) -> tuple[dict, dict]:
+    own = {k: getattr(c, k) for k in tables.GSV_BLOCK.keys if k != "calibration"}
+    header = {"labels": list(c.labels_), **_member_fields(c),
+              "gsv": {**own, "calibration": c.calibration_}}  # fmt: skip
+    u = c.ubm_
+    arrays = dict(zip(_UBM_ARRAYS, (u.weights_, u.means_, u.variances_, u.var_floor_)))
+    return header, {**arrays, "coef": c.coef_, "intercept": c.intercept_}
+
+
+def _gsv_build(name: str, h: dict, a: dict) -> GSVClassifier:
+    labels, K = h["labels"], h["n_components"]
+    priors = _check_members(name, h, labels, h.get("training", {}))
+    own = dict(h["gsv"])
+    calibration = own.pop("calibration")
+    gp = h.get("gmm_params", {})
+    clf = GSVClassifier(K, priors=priors, random_state=h.get("random_state"), **own, **gp)
+    _checked_params(name, DiagGMM(K, **{**UBM_DEFAULTS, **gp}), "gmm_params")
+    ubm = _gmm(name, {"n_components": K, **gp}, *(a[k] for k in _UBM_ARRAYS))
+    M, KD = len(labels), K * ubm.n_dims
+    for key, want in (("coef", (M, KD)), ("intercept", (M,))):
+        x = a[key]
+        if x.dtype != np.float64 or x.shape != want or not np.all(np.isfinite(x)):
+            raise ModelFileError(f"{name}: {key} must be finite float64 of shape {want}")
+        if np.any(np.abs(x).reshape(M, -1).sum(1) > _MAX_COEF):
+            raise ModelFileError(f"{name}: {key} has magnitudes over {_MAX_COEF:g}")
+    clf.ubm_, clf.labels_, clf.coef_, clf.intercept_ = ubm, list(labels), a["coef"], a["intercept"]
+    clf.calibration_ = None if calibration is None else tuple(calibration)
+    clf.fit_report_ = h.get("training", {})
+    return clf
+
+
 def _fused_parts(c: FusedClassifier) -> tuple[dict, dict]:
     arrays = {}
     for i, m in enumerate(c.members):
@@ -250,8 +285,10 @@ class Kind:
     build: Callable[[str, dict, dict], Any]
 
 
-#: Every kind, most specific class first (a UBMClassifier is a GMMClassifier).
+#: Every kind, most specific class first (a UBM or GSV classifier is a GMMClassifier).
 KINDS = (
+    Kind("GSVClassifier", GSVClassifier, tables.GSV, (*_UBM_ARRAYS, "coef", "intercept"),
+         _gsv_parts, _gsv_build),
     Kind("UBMClassifier", UBMClassifier, tables.UBM, None, _ubm_parts, _ubm_build),
     Kind("GMMClassifier", GMMClassifier, tables.CLASSIFIER, (*_PARAMS, "var_floors"),
          _classifier_parts, _classifier_build),

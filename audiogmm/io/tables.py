@@ -15,7 +15,7 @@ from ..mixture.map import check_adapt
 from .schema import Bool, Int, List, Map, Obj, Real, Str
 
 __all__ = [
-    "CHECKPOINT", "CLASSIFIER", "DIAG_GMM", "FEATURES", "FUSED", "KALDI", "MAX_LABELS",
+    "CHECKPOINT", "CLASSIFIER", "DIAG_GMM", "FEATURES", "FUSED", "GSV", "KALDI", "MAX_LABELS",
     "MAX_MEMBERS", "SELECTION", "SHARD_INDEX", "SPLIT", "STATS", "UBM",
 ]  # fmt: skip
 
@@ -136,6 +136,14 @@ UBM = Obj({
     **CLASSIFIER.keys, "map": MAP_BLOCK, "threshold": Real(null=True),
     "training": Obj({"classes": _MEMBER["training"], "ubm": FIT_REPORT}, optional=all),
 }, optional=(*_OPTIONAL, *_BLOCKS, "threshold"))  # fmt: skip
+#: The back end of a GSVClassifier (its constructor's own parameters) and the slope and
+#: offset that calibrate its scores to LLRs (null: too few clips to calibrate).
+GSV_BLOCK = Obj({
+    "relevance": Real(0.0), "C": Real(5e-324), "subsample": Int(1),
+    "calibration": List(Real(-1e6, 1e6), max_len=2, null=True,
+                        then=lambda v, w: _at_least(v, 2, w)),
+})  # fmt: skip
+GSV = Obj({**CLASSIFIER.keys, "gsv": GSV_BLOCK}, optional=(*_OPTIONAL, *_BLOCKS))
 FUSED = Obj({
     "labels": LABELS,
     "members": List(Obj(_MEMBER, optional=_OPTIONAL), max_len=MAX_MEMBERS,
@@ -153,7 +161,7 @@ def _feature_config(v: dict) -> Any:
 
 def _at_least(v: list, n: int, what: str) -> list:
     if len(v) < n:
-        raise ValueError(f"{what}: needs {n} to {MAX_MEMBERS} entries, got {len(v)}")
+        raise ValueError(f"{what}: needs at least {n} entries, got {len(v)}")
     return v
 
 

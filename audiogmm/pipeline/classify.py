@@ -35,7 +35,7 @@ from ..engine import LocalExecutor, resolve
 from ..exceptions import DatasetError, ModelFileError, ParameterError
 from ..features import FeatureConfig
 from ..features.extraction import extraction_roots
-from ..models import UNKNOWN, GMMClassifier, UBMClassifier
+from ..models import BACKENDS, UNKNOWN, GMMClassifier
 from ..scoring import open_set_rates, summary
 from .bundle import Bundle
 
@@ -226,10 +226,6 @@ def _score_files(
     return res, used, clip_sets[0], S
 
 
-#: The classifier each ``backend`` name trains (the one place a backend is dispatched).
-BACKENDS = {"ml": GMMClassifier, "map": UBMClassifier}
-
-
 def fit_backend(
     clips: Sequence[np.ndarray],
     labels: Sequence[str],
@@ -248,11 +244,12 @@ def fit_backend(
     ----------
     clips : sequence of ndarray, each of shape (n_frames_i, n_dims)
     labels : sequence of str, length n_clips
-    backend : {"ml", "map"}
-        One ML GMM per label (:class:`GMMClassifier`), or a UBM with MAP-adapted
-        labels (:class:`UBMClassifier`).
+    backend : {"ml", "map", "gsv"}
+        The key of :data:`~audiogmm.models.BACKENDS`: one ML GMM per label
+        (:class:`GMMClassifier`), a UBM with MAP-adapted labels (:class:`UBMClassifier`),
+        or GMM supervectors of a UBM with logistic regression (:class:`GSVClassifier`).
     ubm : DiagGMM, optional
-        ``backend="map"`` only: adapt from this fitted UBM instead of training one
+        ``backend="map"`` or ``"gsv"``: use this fitted UBM instead of training one
         (e.g. ``audiogmm ubm`` on a shard store, read with :func:`load_ubm`).
     executor : LocalExecutor, optional
     progress : callable, optional
@@ -261,7 +258,7 @@ def fit_backend(
 
     Returns
     -------
-    GMMClassifier or UBMClassifier
+    GMMClassifier, UBMClassifier or GSVClassifier
         With ``timing_["train_s"]``.
 
     Raises
@@ -271,8 +268,8 @@ def fit_backend(
     """
     if backend not in BACKENDS:
         raise ParameterError(f"backend must be one of {sorted(BACKENDS)}; got {backend!r}")
-    if ubm is not None and backend != "map":
-        raise ParameterError("a given UBM needs backend='map' (MAP adaptation from it)")
+    if ubm is not None and backend == "ml":
+        raise ParameterError("a given UBM needs backend='map' or 'gsv'")
     clf = BACKENDS[backend](**classifier_params)
     t0 = time.perf_counter()
     with resolve(executor, classifier_params.get("n_jobs")) as ex:
@@ -340,10 +337,10 @@ def train_classifier(
         Cache, workers, progress, strictness.
     executor : LocalExecutor, optional
         Shared by extraction and training (default: one for this call).
-    backend : {"ml", "map"}, default="ml"
-        One ML GMM per label, or a UBM with MAP-adapted labels (:class:`UBMClassifier`).
+    backend : {"ml", "map", "gsv"}, default="ml"
+        See :func:`fit_backend`.
     ubm : DiagGMM, optional
-        ``backend="map"``: adapt from this UBM (see :func:`fit_backend`).
+        ``backend="map"`` or ``"gsv"``: use this UBM (see :func:`fit_backend`).
     **classifier_params
         Parameters of the backend's classifier (``n_components``, ``random_state``,
         ``max_iter``, ``init``, ``relevance``, ...).

@@ -38,7 +38,7 @@ from ..data.kaldi import (
 from ..engine import LocalExecutor
 from ..exceptions import DatasetError, ModelFileError
 from ..features import FeatureConfig
-from ..models import GMMClassifier, UBMClassifier
+from ..models import GMMClassifier
 from ..scoring import summary
 from .bundle import save_model
 from .classify import fit_backend
@@ -154,13 +154,7 @@ def save_kaldi_model(
 
 def _load_classifier(path: str | os.PathLike) -> GMMClassifier:
     """A classifier from a bundle or a plain classifier file (features already made)."""
-    try:
-        return GMMClassifier.load(path)
-    except ModelFileError as first:
-        try:
-            return UBMClassifier.load(path)
-        except ModelFileError:
-            raise first from None
+    return GMMClassifier.load(path)  # any kind of classifier but a fused one
 
 
 def evaluate_kaldi(

@@ -25,6 +25,7 @@ from ..engine import LocalExecutor, resolve
 from ..exceptions import DatasetError, ParameterError
 from ..io.atomic import atomic_write
 from ..scoring import DCF_TARGETS, eer, min_dcf, snorm, tnorm, znorm
+from ..scoring.calibration import act_dcf, cllr, min_cllr
 from ..scoring.verification import operating_points
 from .bundle import Bundle
 from .report import json_dumps
@@ -202,7 +203,9 @@ def score_trials(
     """
     clf = model.classifier
     if not hasattr(clf, "score_samples") or not hasattr(clf, "ubm_"):
-        raise ParameterError("verification needs a GMM-UBM model (train with --backend map)")
+        raise ParameterError(
+            "verification needs a GMM-UBM or supervector model (train with --backend map or gsv)"
+        )
     if norm not in NORMS:
         raise ParameterError(f"norm must be one of {NORMS}; got {norm!r}")
     name = os.fspath(trials) if isinstance(trials, (str, os.PathLike)) else "the trials"
@@ -303,8 +306,9 @@ def verify_trials(
     dict
         ``trials`` (``path, claim, target, score`` each; skipped files left out),
         ``skipped``, ``norm``, ``n_trials``, and with targets ``metrics``: ``eer``,
-        ``eer_threshold``, ``min_dcf_0.01``, ``min_dcf_0.05`` (C_miss = C_fa = 1),
-        ``n_target``, ``n_nontarget``.
+        ``eer_threshold``, ``min_dcf_0.01``, ``min_dcf_0.05``, ``act_dcf_0.01``,
+        ``act_dcf_0.05`` (C_miss = C_fa = 1), ``cllr``, ``min_cllr`` (bits), ``n_target``,
+        ``n_nontarget``.
     """
     res = score_trials(model, trials, norm=norm, cohort=cohort, options=options,
                        allow_train_overlap=allow_train_overlap, executor=executor)  # fmt: skip
@@ -327,13 +331,18 @@ def _normalise(scores, S, ti, ci, cohort_rows, norm):
 
 
 def verification_metrics(y_true: Sequence[int], scores: np.ndarray) -> dict[str, Any]:
-    """EER, minDCF at :data:`DCF_TARGETS` and trial counts, JSON-ready."""
+    """EER, minDCF and actDCF at :data:`DCF_TARGETS`, Cllr, minCllr and trial counts, JSON-ready.
+
+    Cllr and actDCF take the scores as log-likelihood ratios (nats); minCllr and
+    minDCF do not depend on their calibration.
+    """
     y = np.asarray(y_true)
     e, thr = eer(y, scores)
-    out = {"eer": e, "eer_threshold": thr,
+    out = {"eer": e, "eer_threshold": thr, "cllr": cllr(y, scores), "min_cllr": min_cllr(y, scores),
            "n_target": int((y == 1).sum()), "n_nontarget": int((y == 0).sum())}  # fmt: skip
     for p in DCF_TARGETS:
         out[f"min_dcf_{p:g}"] = min_dcf(y, scores, p_target=p)[0]
+        out[f"act_dcf_{p:g}"] = act_dcf(y, scores, p_target=p)
     return out
 
 

@@ -18,12 +18,14 @@ from ..exceptions import ParameterError
 
 __all__ = [
     "DCF_TARGETS",
+    "check_dcf_costs",
     "det_curve",
     "eer",
     "min_dcf",
     "open_set_rates",
     "operating_points",
     "snorm",
+    "split_trials",
     "tnorm",
     "znorm",
 ]
@@ -32,7 +34,8 @@ __all__ = [
 DCF_TARGETS = (0.01, 0.05)
 
 
-def _split(y_true: Sequence[int], scores: Sequence[float]) -> tuple[np.ndarray, np.ndarray]:
+def split_trials(y_true: Sequence[int], scores: Sequence[float]) -> tuple[np.ndarray, np.ndarray]:
+    """Target and non-target scores, each sorted ascending (ParameterError on bad input)."""
     y = np.asarray(y_true)
     s = np.asarray(scores, dtype=np.float64)
     if y.shape != s.shape or s.ndim != 1:
@@ -68,7 +71,7 @@ def operating_points(
     thresholds : ndarray of shape (n_points,)
         Ascending; the last is ``+inf``.
     """
-    tar, non = _split(y_true, scores)
+    tar, non = split_trials(y_true, scores)
     thr = np.append(np.unique(np.concatenate([tar, non])), np.inf)
     p_miss = np.searchsorted(tar, thr, side="left") / len(tar)
     p_fa = (len(non) - np.searchsorted(non, thr, side="left")) / len(non)
@@ -114,6 +117,16 @@ def eer(y_true: Sequence[int], scores: Sequence[float]) -> tuple[float, float]:
     return float(rate), float(thr[i])
 
 
+def check_dcf_costs(p_target: float, c_miss: float, c_fa: float) -> None:
+    """ParameterError unless ``0 < p_target < 1`` and both costs are finite and > 0."""
+    ok = 0 < p_target < 1 and 0 < c_miss < np.inf and 0 < c_fa < np.inf
+    if not ok:  # also NaN
+        raise ParameterError(
+            f"need 0 < p_target < 1 and positive costs; got p_target={p_target}, "
+            f"c_miss={c_miss}, c_fa={c_fa}"
+        )
+
+
 def min_dcf(
     y_true: Sequence[int],
     scores: Sequence[float],
@@ -141,11 +154,7 @@ def min_dcf(
     threshold : float
         Where the minimum is reached (the first such threshold; accept ``>=``).
     """
-    if not 0 < p_target < 1 or c_miss <= 0 or c_fa <= 0:
-        raise ParameterError(
-            f"need 0 < p_target < 1 and positive costs; got p_target={p_target}, "
-            f"c_miss={c_miss}, c_fa={c_fa}"
-        )
+    check_dcf_costs(p_target, c_miss, c_fa)
     p_miss, p_fa, thr = operating_points(y_true, scores)
     dcf = c_miss * p_target * p_miss + c_fa * (1.0 - p_target) * p_fa
     i = int(np.argmin(dcf))

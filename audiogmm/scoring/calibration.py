@@ -1,0 +1,249 @@
+"""Calibrated verification scores: linear logistic calibration, Cllr, minCllr, actDCF.
+
+BOSARIS conventions (Brümmer & de Villiers 2011). A score is *calibrated* when it
+is a log-likelihood ratio ``llr = log p(s | target) / p(s | non-target)`` in nats, so
+that the Bayes decision at a target prior ``p`` and costs ``c_miss, c_fa`` is
+"accept when ``llr >= log(c_fa (1 - p) / (c_miss p))``" (:func:`bayes_threshold`).
+
+* ``Cllr = (mean_tar log2(1 + e^-llr) + mean_non log2(1 + e^llr)) / 2`` (bits): 0 for
+  perfect LLRs, 1 for the uninformative ``llr = 0``, more for misleading ones.
+* ``minCllr``: the Cllr after the best monotone recalibration, found by the
+  pool-adjacent-violators algorithm (PAV); the discrimination of the scores alone.
+  ``Cllr - minCllr`` is the calibration loss.
+* ``actDCF``: the normalised detection cost of the Bayes decisions the LLRs make
+  as they are, beside minDCF (the best threshold in hindsight).
+
+:func:`fit_calibration` fits ``llr = a s + b`` by minimising the prior-weighted
+cross-entropy (BOSARIS ``train_linear_calibration``) with Newton's method. Scores
+that separate the classes perfectly have no finite optimum, and identical scores
+no slope; both warn (:class:`CalibrationWarning`) and give finite LLRs, never NaN.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections.abc import Sequence
+
+import numpy as np
+
+from .verification import check_dcf_costs, split_trials
+
+__all__ = [
+    "CalibrationWarning",
+    "act_dcf",
+    "apply_calibration",
+    "bayes_threshold",
+    "cllr",
+    "fit_calibration",
+    "min_cllr",
+    "pav",
+]
+
+#: L2 penalty on the standardised slope: negligible on overlapping scores, and what
+#: keeps the slope finite (about 30 / gap in standard deviations) on separable ones.
+_RIDGE = 1e-6
+
+
+class CalibrationWarning(UserWarning):
+    """The scores cannot be calibrated as asked (separable or constant scores)."""
+
+
+def _logit(p: float) -> float:
+    return math.log(p) - math.log1p(-p)
+
+
+def bayes_threshold(p_target: float, c_miss: float = 1.0, c_fa: float = 1.0) -> float:
+    """The LLR above which accepting costs less: ``log(c_fa (1 - p) / (c_miss p))``."""
+    check_dcf_costs(p_target, c_miss, c_fa)
+    return math.log(c_fa) - math.log(c_miss) - _logit(p_target)
+
+
+def _costs(tar: np.ndarray, non: np.ndarray) -> float:
+    # log(1 + e^-x) as logaddexp(0, -x): exact for large |x|, 0 (not NaN) at x = +-inf
+    return float(np.mean(np.logaddexp(0.0, -tar)) + np.mean(np.logaddexp(0.0, non))) / (
+        2.0 * math.log(2.0)
+    )
+
+
+def cllr(y_true: Sequence[int], llrs: Sequence[float]) -> float:
+    """Log-likelihood-ratio cost of LLRs taken as they are, in bits.
+
+    Parameters
+    ----------
+    y_true : sequence of {0, 1}, length n_trials
+        1 for a target trial, 0 for a non-target trial (both needed).
+    llrs : sequence of float, length n_trials
+        Natural-log likelihood ratios.
+
+    Returns
+    -------
+    float >= 0
+        0 for perfect LLRs, 1 for ``llr = 0`` everywhere.
+    """
+    tar, non = split_trials(y_true, llrs)
+    return _costs(tar, non)
+
+
+def pav(y: np.ndarray, weights: np.ndarray | None = None) -> np.ndarray:
+    """Isotonic (non-decreasing) least-squares fit of ``y`` in its given order: PAV.
+
+    Parameters
+    ----------
+    y : ndarray of shape (n,)
+    weights : ndarray of shape (n,) of float > 0, optional
+
+    Returns
+    -------
+    ndarray of shape (n,)
+        The weighted means of the pooled blocks, non-decreasing.
+    """
+    y = np.asarray(y, dtype=np.float64)
+    w = np.ones_like(y) if weights is None else np.asarray(weights, dtype=np.float64)
+    means, wsum, size = [], [], []
+    for yi, wi in zip(y, w):
+        means.append(yi)
+        wsum.append(wi)
+        size.append(1)
+        while len(means) > 1 and means[-2] > means[-1]:  # a violation: pool the two blocks
+            w2 = wsum[-2] + wsum[-1]
+            m2 = (means[-2] * wsum[-2] + means[-1] * wsum[-1]) / w2
+            n2 = size[-2] + size[-1]
+            del means[-1], wsum[-1], size[-1]
+            means[-1], wsum[-1], size[-1] = m2, w2, n2
+    return np.repeat(means, size)
+
+
+def min_cllr(y_true: Sequence[int], scores: Sequence[float]) -> float:
+    """Cllr after the optimal monotone recalibration of the scores (PAV), in bits.
+
+    Tied scores are pooled first (a recalibration is a function of the score), then
+    PAV on the target indicator, sorted by score, gives the posterior of each block;
+    its log odds less the log odds of the trial counts is the optimal LLR.
+
+    Returns
+    -------
+    float in [0, 1]
+        0 when the scores separate targets from non-targets.
+    """
+    tar, non = split_trials(y_true, scores)
+    s = np.concatenate([tar, non])
+    y = np.concatenate([np.ones(len(tar)), np.zeros(len(non))])
+    uniq, inv = np.unique(s, return_inverse=True)
+    count = np.bincount(inv).astype(np.float64)
+    p = pav(np.bincount(inv, weights=y) / count, count)  # one point per distinct score
+    with np.errstate(divide="ignore"):  # p = 0 or 1: LLR -inf or +inf, whose cost is 0
+        llr = np.log(p) - np.log1p(-p) - math.log(len(tar) / len(non))
+    return _costs(llr[inv][y == 1], llr[inv][y == 0])
+
+
+def act_dcf(
+    y_true: Sequence[int],
+    llrs: Sequence[float],
+    *,
+    p_target: float,
+    c_miss: float = 1.0,
+    c_fa: float = 1.0,
+) -> float:
+    """Normalised detection cost of the Bayes decisions of LLRs (accept ``llr >= threshold``).
+
+    ``(c_miss p P_miss + c_fa (1 - p) P_fa) / min(c_miss p, c_fa (1 - p))`` at the
+    threshold :func:`bayes_threshold`; compare with
+    :func:`~audiogmm.scoring.verification.min_dcf`.
+    """
+    tar, non = split_trials(y_true, llrs)
+    t = bayes_threshold(p_target, c_miss, c_fa)
+    p_miss, p_fa = float(np.mean(tar < t)), float(np.mean(non >= t))
+    cost = c_miss * p_target * p_miss + c_fa * (1.0 - p_target) * p_fa
+    return cost / min(c_miss * p_target, c_fa * (1.0 - p_target))
+
+
+def fit_calibration(
+    y_true: Sequence[int], scores: Sequence[float], *, p_target: float = 0.5
+) -> tuple[float, float]:
+    """Linear logistic calibration ``llr = a * score + b`` (BOSARIS conventions).
+
+    Minimises the cross-entropy weighted to the target prior ``p_target``::
+
+        p/N_tar sum_tar log(1 + e^-(llr + logit p)) + (1-p)/N_non sum_non log(1 + e^(llr + logit p))
+
+    by Newton's method on standardised scores (a tiny ridge on the slope keeps
+    separable scores finite).
+
+    Parameters
+    ----------
+    y_true : sequence of {0, 1}
+    scores : sequence of float
+    p_target : float in (0, 1)
+        The prior the fit is weighted for (0.5 treats both kinds of trial alike).
+
+    Returns
+    -------
+    a, b : float
+        Slope and offset, finite.
+
+    Warns
+    -----
+    CalibrationWarning
+        All scores equal (``a = 0``, ``b = 0``: no information), or the scores
+        separate targets from non-targets (no finite optimum: the LLRs are as
+        large as the ridge allows, and overconfident on new trials).
+    """
+    check_dcf_costs(p_target, 1.0, 1.0)
+    tar, non = split_trials(y_true, scores)
+    s = np.concatenate([tar, non])
+    mu, sd = float(s.mean()), float(s.std())
+    if not sd > 0 or mu + sd == mu:
+        warnings.warn(
+            "calibration: every score is the same, so they carry no information: LLR 0 for all",
+            CalibrationWarning,
+            stacklevel=2,
+        )
+        return 0.0, 0.0
+    if tar[0] >= non[-1] or non[0] >= tar[-1]:
+        warnings.warn(
+            "calibration: the scores separate targets from non-targets (or the reverse) perfectly, so the "
+            "logistic fit has no finite optimum; its LLRs are overconfident. Calibrate on "
+            "more (or harder) trials",
+            CalibrationWarning,
+            stacklevel=2,
+        )
+    z = (s - mu) / sd
+    y = np.concatenate([np.ones(len(tar)), np.zeros(len(non))])
+    w = np.where(y == 1, p_target / len(tar), (1.0 - p_target) / len(non))
+    off = _logit(p_target)
+    X = np.stack([z, np.ones_like(z)], axis=1)
+
+    def loss(theta: np.ndarray) -> float:
+        m = X @ theta + off
+        return float(w @ np.where(y == 1, np.logaddexp(0, -m), np.logaddexp(0, m))) + (
+            0.5 * _RIDGE * theta[0] ** 2
+        )
+
+    theta = np.zeros(2)
+    f = loss(theta)
+    for _ in range(200):
+        q = 1.0 / (1.0 + np.exp(-(X @ theta + off)))  # posterior of target
+        g = X.T @ (w * (q - y)) + np.array([_RIDGE * theta[0], 0.0])
+        H = (X * (w * q * (1 - q))[:, None]).T @ X + np.diag([_RIDGE, 1e-12])
+        step = np.linalg.solve(H, g)
+        t = 1.0
+        while t > 1e-10:  # backtracking: Newton on a convex loss, never uphill
+            new = theta - t * step
+            f_new = loss(new)
+            if f_new <= f:
+                break
+            t /= 2
+        else:
+            break
+        done = f - f_new <= 1e-14 * max(1.0, abs(f))
+        theta, f = new, f_new
+        if done:
+            break
+    a = theta[0] / sd
+    return float(a), float(theta[1] - a * mu)
+
+
+def apply_calibration(scores: Sequence[float] | np.ndarray, a: float, b: float) -> np.ndarray:
+    """LLRs ``a * scores + b`` (float64) from a :func:`fit_calibration` result."""
+    return a * np.asarray(scores, dtype=np.float64) + b

@@ -1,0 +1,386 @@
+"""GMM supervectors and the GSV back end against direct computations."""
+
+from __future__ import annotations
+
+import atexit
+import copy
+import functools
+import json
+import shutil
+import tempfile
+from pathlib import Path
+
+import click
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from scipy.special import logsumexp
+
+from audiogmm.cli import main
+from audiogmm.data import extract_many
+from audiogmm.exceptions import ModelFileError, ParameterError
+from audiogmm.io.container import read_container, write_container
+from audiogmm.mixture import DiagGMM
+from audiogmm.models import UBMClassifier
+from audiogmm.models.supervector import GSVClassifier, log_odds, supervectors
+from audiogmm.pipeline import load_model
+from audiogmm.scoring.calibration import act_dcf, cllr, min_cllr
+
+
+def _ubm(K=3, D=2, seed=0) -> DiagGMM:
+    rng = np.random.default_rng(seed)
+    g = DiagGMM(K, max_iter=50, random_state=seed).fit(rng.normal(0, 2, (600, D)))
+    return g
+
+
+def _direct_supervector(X, ubm: DiagGMM, r: float) -> np.ndarray:
+    """MAP means from responsibilities computed here, in float64, the textbook way."""
+    w, mu, var = ubm.weights_, ubm.means_, ubm.variances_
+    logp = (
+        np.log(w)
+        - 0.5 * np.sum(np.log(2 * np.pi * var), 1)
+        - 0.5 * np.sum((X[:, None, :] - mu) ** 2 / var, 2)
+    )
+    gamma = np.exp(logp - logsumexp(logp, 1, keepdims=True))  # (T, K)
+    n = gamma.sum(0)
+    F = gamma.T @ X  # raw first order
+    new_mu = (F + r * mu) / (n + r)[:, None]  # alpha E[x] + (1 - alpha) mu
+    return (np.sqrt(w)[:, None] * (new_mu - mu) / np.sqrt(var)).ravel()
+
+
+def _clips(n_per=6, means=(0.0, 1.5, -1.5), T=150, D=2, seed=1):
+    rng = np.random.default_rng(seed)
+    clips, labels = [], []
+    for c, m in enumerate(means):
+        for _ in range(n_per):
+            clips.append(rng.normal(m, 1.0, (T, D)) + rng.normal(0, 0.2, D))
+            labels.append(f"c{c}")
+    return clips, labels
+
+
+@pytest.mark.parametrize("r", [0.0, 4.0, 16.0])
+def test_supervector_equals_the_map_adapted_means_computed_directly(r):
+    ubm = _ubm()
+    rng = np.random.default_rng(5)
+    clips = [rng.normal(1, 1.5, (T, 2)) for T in (1, 7, 240)]
+    got = supervectors(clips, ubm, relevance=r)
+    want = np.stack([_direct_supervector(X, ubm, r) for X in clips])
+    assert got.shape == (3, 6)
+    np.testing.assert_allclose(got, want, rtol=1e-9, atol=1e-12)
+    # float32 frames: the same up to float32 arithmetic
+    got32 = supervectors([X.astype(np.float32) for X in clips], ubm, relevance=r)
+    np.testing.assert_allclose(got32, want, rtol=1e-4, atol=1e-5)
+
+
+def test_supervector_of_no_frames_is_zero_and_clip_order_is_kept():
+    ubm = _ubm()
+    X = np.random.default_rng(0).normal(size=(50, 2))
+    sv = supervectors([np.zeros((0, 2)), X, X[:10]], ubm)
+    assert np.all(sv[0] == 0)
+    np.testing.assert_allclose(sv[1], _direct_supervector(X, ubm, 16.0), rtol=1e-9)
+    np.testing.assert_allclose(sv[2], _direct_supervector(X[:10], ubm, 16.0), rtol=1e-9)
+    assert supervectors([], ubm).shape == (0, 6)
+    with pytest.raises(ParameterError, match="clip 1"):
+        supervectors([X, np.ones((5, 3))], ubm)
+
+
+def test_log_odds_is_log_p_over_one_minus_p_at_both_ends():
+    p = np.array([1e-300, 1e-20, 0.3, 0.5, 0.9, 1 - 1e-12])
+    want = np.log(p) - np.log1p(-p)
+    np.testing.assert_allclose(log_odds(np.log(p)), want, rtol=1e-6)
+    assert log_odds(np.array([0.0]))[0] == np.inf
+
+
+@pytest.mark.parametrize("n_classes", [2, 3])
+def test_scores_are_the_logistic_regression_of_the_supervectors(n_classes):
+    from sklearn.linear_model import LogisticRegression
+
+    clips, labels = _clips(means=(0.0, 1.5, -1.5)[:n_classes])
+    clf = GSVClassifier(4, relevance=4.0, C=10.0).fit(clips, labels)
+    assert clf.labels_ == sorted(set(labels))
+    sv = supervectors(clips, clf.ubm_, relevance=4.0)
+    S = clf.score_matrix(clips)
+    assert S.shape == (len(clips), n_classes)
+    np.testing.assert_allclose(S, sv @ clf.coef_.T + clf.intercept_)
+    # the regression on supervectors scaled to RMS length 1, fitted here on all K*D
+    # coordinates (the classifier fits in the span of the clips: the same optimum)
+    scale = np.sqrt(np.mean(np.sum(sv**2, 1)))
+    lr = LogisticRegression(C=10.0, tol=1e-10, max_iter=10000).fit(sv / scale, labels)
+    np.testing.assert_allclose(clf.predict_proba(clips), lr.predict_proba(sv / scale), atol=1e-4)
+    sv = sv / scale
+    assert list(clf.predict(clips)) == list(lr.predict(sv))
+    # verification score: the posterior odds of each class over its prior odds 1 : (M - 1),
+    # through the held-out calibration
+    P = clf.predict_proba(clips)
+    with np.errstate(divide="ignore"):
+        raw = np.clip(np.log(P / (1 - P) * (n_classes - 1)), -1e6, 1e6)
+    a, b = clf.calibration_
+    np.testing.assert_allclose(clf.score_samples(clips), a * raw + b, rtol=1e-6, atol=1e-9)
+
+
+def test_held_out_clips_are_classified():
+    clips, labels = _clips(n_per=8)
+    test, truth = _clips(n_per=4, seed=9)
+    clf = GSVClassifier(4, relevance=4.0).fit(clips, labels)
+    assert np.mean(clf.predict(test) == np.array(truth, dtype=object)) >= 0.9
+    P = clf.predict_proba(test)
+    np.testing.assert_allclose(P.sum(1), 1.0)
+
+
+def test_given_ubm_is_used_and_its_k_wins():
+    clips, labels = _clips()
+    ubm = _ubm(K=5)
+    clf = GSVClassifier(64).fit(clips, labels, ubm=ubm)
+    assert clf.ubm_ is ubm and clf.n_components == 5 and clf.coef_.shape == (3, 10)
+    # the one dispatch of every training source passes a given UBM to gsv as to map
+    from audiogmm.pipeline.classify import fit_backend
+
+    fitted = fit_backend(clips, labels, backend="gsv", ubm=ubm, n_components=64)
+    assert isinstance(fitted, GSVClassifier) and fitted.ubm_ is ubm
+    with pytest.raises(ParameterError, match="map' or 'gsv"):
+        fit_backend(clips, labels, backend="ml", ubm=ubm)
+
+
+@pytest.mark.parametrize(
+    "kw, match",
+    [({"C": 0}, "C must"), ({"C": float("nan")}, "C must"), ({"relevance": -1}, "relevance"),
+     ({"subsample": 0}, "subsample")],
+)  # fmt: skip
+def test_bad_parameters_are_refused(kw, match):
+    clips, labels = _clips(n_per=2)
+    with pytest.raises(ParameterError, match=match):
+        GSVClassifier(2, **kw).fit(clips, labels)
+
+
+def test_unfitted_and_bad_clips_are_refused():
+    with pytest.raises(ParameterError, match="not fitted"):
+        GSVClassifier(2).score_matrix([np.zeros((3, 2))])
+    clips, labels = _clips(n_per=2)
+    clf = GSVClassifier(2).fit(clips, labels)
+    with pytest.raises(ParameterError, match="clip 0"):
+        clf.score_matrix([np.zeros((0, 2))])
+    with pytest.raises(ParameterError, match="clips but"):
+        GSVClassifier(2).fit(clips, labels[:-1])
+
+
+def test_save_load_round_trip_and_refusals(tmp_path):
+    clips, labels = _clips()
+    clf = GSVClassifier(4, relevance=8.0, C=3.0, priors={"c0": 1, "c1": 2, "c2": 1}).fit(
+        clips, labels
+    )
+    path = tmp_path / "m.npz"
+    clf.save(path)
+    back = GSVClassifier.load(path)
+    assert (back.relevance, back.C, back.subsample, back.labels_) == (8.0, 3.0, 4, clf.labels_)
+    assert back.calibration_ == clf.calibration_ and len(clf.calibration_) == 2
+    np.testing.assert_array_equal(back.score_samples(clips), clf.score_samples(clips))
+    np.testing.assert_array_equal(back.score_matrix(clips), clf.score_matrix(clips))
+    np.testing.assert_array_equal(back.predict_proba(clips), clf.predict_proba(clips))
+
+    header, arrays = read_container(path, kind="GSVClassifier")
+    header = {k: v for k, v in header.items() if k in ("labels", "n_components", "priors",
+              "random_state", "gmm_params", "training", "gsv")}  # fmt: skip
+
+    def rewrite(name, h=None, **a):
+        p = tmp_path / name
+        write_container(p, kind="GSVClassifier", header=h or header, arrays={**arrays, **a})
+        return p
+
+    bad = [
+        (rewrite("coef.npz", coef=arrays["coef"][:, :-1]), "coef"),
+        (rewrite("nan.npz", intercept=np.array([0.0, np.nan, 0.0])), "intercept"),
+        (rewrite("var.npz", ubm_variances=-arrays["ubm_variances"]), "variances"),
+        (rewrite("gsv.npz", {**header, "gsv": {**header["gsv"], "C": 0.0}}), "C"),
+        (rewrite("cal.npz", {**header, "gsv": {**header["gsv"], "calibration": [1.0]}}), "calib"),
+        (
+            rewrite("lab.npz", {**header, "labels": ["c0", "c1"], "priors": None, "training": {}}),
+            "coef",
+        ),  # fmt: skip
+        (rewrite("pri.npz", {**header, "priors": {"x": 1.0}}), "priors"),
+    ]
+    for p, match in bad:
+        with pytest.raises(ModelFileError, match=match):
+            GSVClassifier.load(p)
+    # a field the GSV table does not declare is refused
+    with pytest.raises(ModelFileError, match="extra_block"):
+        GSVClassifier.load(rewrite("extra.npz", {**header, "extra_block": {"x": 1}}))
+
+
+# -- the command line: train --backend gsv, evaluate, predict, verify ---------------------------
+
+ROOT = Path(__file__).resolve().parents[1]
+SPEAKERS = ROOT / "data_samples" / "speakers"
+PICK = ["ast_en", "ast_fr", "flite_slt", "flite_awb"]
+
+
+def cli(args, code=0):
+    r = CliRunner().invoke(main, [str(a) for a in args], catch_exceptions=False)
+    assert r.exit_code == code, r.output
+    return r
+
+
+def test_cli_train_gsv_evaluate_predict_verify(tmp_path):
+    for spk in PICK:
+        (tmp_path / "data" / spk).mkdir(parents=True)
+        for f in sorted((SPEAKERS / spk).glob("*.flac"))[:8]:
+            shutil.copy(f, tmp_path / "data" / spk / f.name)
+    data, model = tmp_path / "data", tmp_path / "gsv.npz"
+    out = json.loads(cli(["-q", "train", data, "-o", model, "--backend", "gsv",
+                          "-k", "8", "--relevance", "8", "--jobs", "1",
+                          "--json"]).output)  # fmt: skip
+    assert out["backend"] == "gsv" and out["n_components"] == 8
+    bundle = load_model(model)
+    clf = bundle.classifier
+    assert isinstance(clf, GSVClassifier) and clf.relevance == 8.0 and clf.gmm_params == {}
+    ev = json.loads(cli(["-q", "evaluate", model, data, "--jobs", "1", "--json"]).output)
+    assert ev["accuracy"] >= 0.75
+    clip = sorted((data / "flite_slt").glob("*.flac"))[-1]
+    pr = json.loads(cli(["-q", "predict", model, clip, "--json"]).output)["results"][0]
+    X = extract_many([str(clip)], config=bundle.config).features[str(clip)]
+    assert pr["label"] == clf.predict([X])[0]
+    # verify: every held-out clip against every claim; the calibration metrics beside EER
+    test = [(f, spk) for spk in PICK for f in sorted((SPEAKERS / spk).glob("*.flac"))[8:10]]
+    rows = ["path,claim,target"] + [f"{f},{c},{int(c == s)}" for f, s in test for c in PICK]
+    (tmp_path / "trials.csv").write_text("\n".join(rows) + "\n")
+    res = json.loads(cli(["-q", "verify", model, tmp_path / "trials.csv", "--json"]).output)
+    y = [t["target"] for t in res["trials"]]
+    s = [t["score"] for t in res["trials"]]
+    m = res["metrics"]
+    assert m["cllr"] == pytest.approx(cllr(y, s)) and m["min_cllr"] == pytest.approx(min_cllr(y, s))
+    assert m["act_dcf_0.01"] == pytest.approx(act_dcf(y, s, p_target=0.01))
+    assert 0 <= m["min_cllr"] <= m["cllr"] + 1e-12 and m["eer"] <= 0.25
+    f0 = res["trials"][0]
+    X0 = extract_many([f0["path"]], config=bundle.config).features[f0["path"]]
+    want = clf.score_samples([X0])[0, clf.labels_.index(f0["claim"])]
+    assert f0["score"] == pytest.approx(want)
+    info = json.loads(cli(["info", model, "--json"]).output)
+    assert (info["kind"], info["n_components"], info["labels"]) == (
+        "GSVClassifier",
+        8,
+        sorted(PICK),
+    )
+    # the MAP backend's reject calibration is not the GSV's: refused, not ignored
+    r = cli(["-q", "train", data, "-o", tmp_path / "x.npz", "--backend", "gsv",
+             "--reject-far", "0.1"], code=2)  # fmt: skip
+    assert "--reject-far" in r.output
+
+
+# -- fuzzing the GSV file: a mutated file loads as a valid model or raises ModelFileError -------
+
+_FUZZ_DIR = Path(tempfile.mkdtemp(prefix="audiogmm-gsv-fuzz-"))
+atexit.register(shutil.rmtree, _FUZZ_DIR, True)
+
+
+@functools.lru_cache(maxsize=1)
+def _gsv_base():
+    clips, labels = _clips(n_per=3)
+    path = _FUZZ_DIR / "base.npz"
+    GSVClassifier(3, C=1.0).fit(clips, labels).save(path)
+    return read_container(path, kind="GSVClassifier")
+
+
+_VALUES = st.one_of(
+    st.none(), st.booleans(), st.integers(-(2**70), 2**70), st.text(max_size=5),
+    st.floats(allow_nan=True, allow_infinity=True), st.lists(st.integers(), max_size=3),
+    st.dictionaries(st.text(max_size=3), st.integers(), max_size=2),
+)  # fmt: skip
+_HEADER_KEYS = ["labels", "n_components", "priors", "random_state", "gmm_params", "training",
+                "gsv", "gsv.relevance", "gsv.C", "gsv.subsample", "gsv.calibration",
+                "gsv.extra"]  # fmt: skip
+_ARRAY_KEYS = ["ubm_weights", "ubm_means", "ubm_variances", "ubm_var_floor", "coef", "intercept"]
+
+
+@settings(deadline=None, database=None, max_examples=120,
+          suppress_health_check=[HealthCheck.too_slow])  # fmt: skip
+@given(
+    edits=st.lists(st.tuples(st.sampled_from(_HEADER_KEYS), _VALUES), max_size=2),
+    array=st.none()
+    | st.tuples(
+        st.sampled_from(_ARRAY_KEYS),
+        st.sampled_from(["scale", "drop_row", "transpose", "int"]),
+        st.floats(-1e300, 1e300),
+    ),  # fmt: skip
+)
+def test_fuzz_gsv_file(edits, array):
+    base_header, base_arrays = _gsv_base()
+    header = {k: copy.deepcopy(v) for k, v in base_header.items() if k in _HEADER_KEYS}
+    arrays = dict(base_arrays)
+    for key, value in edits:
+        top, _, sub = key.partition(".")
+        if sub and isinstance(header.get(top), dict):
+            header[top][sub] = value
+        else:
+            header[top] = value
+    if array is not None:
+        key, how, x = array
+        a = arrays[key]
+        arrays[key] = {"scale": lambda: a * x, "drop_row": lambda: a[:-1],
+                       "transpose": lambda: a.T.copy(), "int": lambda: a.astype(np.int64)}[how]()  # fmt: skip
+    path = _FUZZ_DIR / "case.npz"
+    try:
+        write_container(path, kind="GSVClassifier", header=header, arrays=arrays)
+    except (TypeError, ValueError):
+        return  # not writable as JSON: nothing to load
+    try:
+        clf = GSVClassifier.load(path)
+    except ModelFileError as e:
+        assert str(path) in str(e)
+        return
+    probe = [np.random.default_rng(0).normal(0, 1, (20, clf.n_dims))]
+    S = clf.score_matrix(probe)
+    assert np.all(np.isfinite(S)) and np.allclose(clf.predict_proba(probe).sum(1), 1.0)
+    assert np.all(np.isfinite(clf.score_samples(probe)) | (clf.score_samples(probe) == np.inf))
+
+
+def test_calibration_is_fitted_on_held_out_folds(monkeypatch):
+    from audiogmm.models import supervector
+
+    seen = []
+
+    def spy(y, s):
+        seen.append((np.asarray(y), np.asarray(s)))
+        return 0.5, -1.0
+
+    monkeypatch.setattr(supervector, "fit_calibration", spy)
+    clips, labels = _clips(n_per=5)
+    clf = GSVClassifier(4).fit(clips, labels)
+    assert clf.calibration_ == (0.5, -1.0)
+    ((y, s),) = seen
+    # every clip against every class, one target each; scores from models without the clip
+    assert y.shape == s.shape == (15 * 3,) and y.sum() == 15
+    full = supervector._raw_llr(clf.score_matrix(clips)).ravel()
+    assert not np.allclose(s, full)  # held out: not the scores of the model trained on all
+    # one clip in a class: no folds, no calibration
+    one = GSVClassifier(4).fit(clips[:11], labels[:11])
+    assert one.calibration_ is None and len(seen) == 1
+
+
+def _backend_params(*args):
+    from audiogmm.cli import train
+
+    ctx = train.command.make_context("train", [str(SPEAKERS), "-o", "m.npz", *args])
+    return train.backend_params(ctx, ctx.params["backend"], ctx.params)
+
+
+def test_cli_backend_defaults_are_each_backends_own():
+    """-k and --relevance unset: map keeps 64 and 16, gsv gets 256 and 4 (the classes')."""
+    assert _backend_params("--backend", "map") == {"n_components": 64, "adapt": "m",
+                                                   "reject_far": None}  # fmt: skip
+    assert _backend_params("--backend", "gsv") == {"n_components": 256}
+    assert _backend_params("--backend", "gsv", "-k", "32", "--relevance", "8") == {
+        "n_components": 32, "relevance": 8.0}  # fmt: skip
+    assert (UBMClassifier().n_components, UBMClassifier().relevance) == (64, 16.0)
+    assert (GSVClassifier().n_components, GSVClassifier().relevance) == (256, 4.0)
+
+
+@pytest.mark.parametrize("args, flag", [
+    (["--backend", "gsv", "--adapt", "mw"], "--adapt"),
+    (["--backend", "gsv", "--reject-far", "0.1"], "--reject-far"),
+    (["--backend", "gsv", "-k", "8", "--ubm-components", "16"], "disagree"),
+    (["--relevance", "4"], "--relevance"),
+])  # fmt: skip
+def test_cli_options_a_backend_does_not_read_are_usage_errors(args, flag):
+    with pytest.raises(click.UsageError, match=flag):
+        _backend_params(*args)
