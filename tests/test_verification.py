@@ -183,7 +183,7 @@ def test_cli_verify_scores_metrics_and_report(verify_setup):
     assert m["eer"] <= 0.25  # real speakers: most claims are told apart
     # each score is the mean per-frame LLR of the file under the claimed model
     bundle = load_model(model)
-    f0 = trials[0]["path"]
+    f0 = str(d / trials[0]["path"])  # paths are shown as the trials file writes them
     X = extract_many([f0], config=bundle.config).features[f0]
     j = bundle.classifier.labels_.index(trials[0]["claim"])
     assert trials[0]["score"] == pytest.approx(bundle.classifier.score_samples([X])[0, j])
