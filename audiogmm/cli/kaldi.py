@@ -53,8 +53,9 @@ def train_kaldi_dir(
     from ..pipeline.kaldi import load_kaldi_split, save_kaldi_model, train_kaldi
     from .options import progress_for
 
+    skipped: list[dict[str, str]] = []
     utts, used_config = load_kaldi_split(
-        data, split, train_fraction=train_fraction, seed=seed, config=config
+        data, split, train_fraction=train_fraction, seed=seed, config=config, skipped=skipped
     )
     used_config = check(used_config)
     opts = RunOptions(n_jobs=jobs, progress=progress_for(ctx))
@@ -64,7 +65,7 @@ def train_kaldi_dir(
         train_fraction=train_fraction, seed=seed, utterances=utts,
     )  # fmt: skip
     return {
-        "classifier": clf, "n_files": len(utts), "unit": "utterance", "skipped": [],
+        "classifier": clf, "n_files": len(utts), "unit": "utterance", "skipped": skipped,
         "feature_config": None if used_config is None else used_config.to_dict(),
         "note": "" if used_config else " (Kaldi features: evaluate on feats.scp, no audio predict)",
     }  # fmt: skip
@@ -89,7 +90,6 @@ def evaluate_kaldi_dir(
         model, data, split=split, train_fraction=train_fraction, seed=seed,
         allow_train_overlap=allow_train_overlap,
     )  # fmt: skip
-    res["skipped"] = []
     if report_dir:
         write_report(report_dir, res)
         click.echo(f"report: {report_dir}", err=True)

@@ -289,6 +289,7 @@ def read_segments(
     config: Optional[FeatureConfig] = None,
     allow_pipes: bool = False,
     keep_all_frames: bool = False,
+    skipped: Optional[dict[str, str]] = None,
 ) -> list[Utterance]:
     """Features of every utterance of a ``wav.scp`` directory, honouring ``segments``.
 
@@ -306,6 +307,8 @@ def read_segments(
         Run piped ``wav.scp`` entries; their output must be a WAV or FLAC stream.
     keep_all_frames : bool
         Passed to :func:`audiogmm.features.extract`.
+    skipped : dict, optional
+        Receives ``{utterance: reason}`` of every segment skipped (for a batch report).
 
     Returns
     -------
@@ -327,7 +330,7 @@ def read_segments(
     wav = dict(_table(base, "wav.scp"))
     seg_rows = _table(base, "segments", required=False)
     seg_file = os.path.join(base, "segments")
-    skipped: dict[str, str] = {}  # utterance -> why, like extract_many's bad files
+    bad: dict[str, str] = {}  # utterance -> why, like extract_many's skipped files
     if seg_rows is None:
         segs = {rec: (rec, 0.0, -1.0) for rec in wav}
     else:
@@ -342,28 +345,28 @@ def read_segments(
                 ) from None
             segs[utt] = (rec, start, end)
             if rec not in wav:
-                skipped[utt] = f"{seg_file!r}: utterance {utt!r}: no recording {rec!r} in wav.scp"
+                bad[utt] = f"{seg_file!r}: utterance {utt!r}: no recording {rec!r} in wav.scp"
             elif not (math.isfinite(start) and math.isfinite(end)) or start < 0 or (
                 end != -1 and end <= start
             ):
-                skipped[utt] = f"{seg_file!r}: utterance {utt!r}: bad times {parts[1]}..{parts[2]}"
+                bad[utt] = f"{seg_file!r}: utterance {utt!r}: bad times {parts[1]}..{parts[2]}"
     labels = _labels(base, sorted(segs))
     by_rec: dict[str, list[str]] = {}
     for utt in sorted(segs):
-        if utt not in skipped:
+        if utt not in bad:
             by_rec.setdefault(segs[utt][0], []).append(utt)
     feats = {}
     for rec in sorted(by_rec):
         try:
             y, sr = _recording(scp, rec, wav[rec], allow_pipes, base)
         except AudioError as e:  # every segment of an unreadable recording is skipped
-            skipped.update({u: f"utterance {u!r} of recording {rec!r}: {e}" for u in by_rec[rec]})
+            bad.update({u: f"utterance {u!r} of recording {rec!r}: {e}" for u in by_rec[rec]})
             continue
         duration = len(y) / sr
         for utt in by_rec[rec]:
             _, start, end = segs[utt]
             if start >= duration or end > duration + 0.01:  # Kaldi tolerates rounding at the end
-                skipped[utt] = (
+                bad[utt] = (
                     f"{seg_file!r}: utterance {utt!r} ({start}..{end} s) is not inside "
                     f"recording {rec!r} ({duration:.3f} s)"
                 )
@@ -372,24 +375,32 @@ def read_segments(
             try:
                 feats[utt] = extract(y[a:b], config=config, sr=sr, keep_all_frames=keep_all_frames)
             except FeatureError as e:
-                skipped[utt] = f"utterance {utt!r} of {rec!r}: {e}"
-    for utt in sorted(skipped):
-        logger.warning("skipped %s", skipped[utt])
+                bad[utt] = f"utterance {utt!r} of {rec!r}: {e}"
+    if skipped is not None:
+        skipped.update(bad)  # the caller lists them (once)
+    else:
+        for utt in sorted(bad):
+            logger.warning("skipped %s", bad[utt])
     if not feats:
-        first = skipped[min(skipped)] if skipped else "none listed"
+        first = bad[min(bad)] if bad else "none listed"
         raise DatasetError(
-            f"{base!r}: no usable utterance ({len(skipped)} skipped; first: {first})"
+            f"{base!r}: no usable utterance ({len(bad)} skipped; first: {first})"
         )
     return [Utterance(u, labels[u], feats[u]) for u in sorted(feats)]
 
 
 def read_kaldi_utterances(
-    data_dir: PathLike, *, config: Optional[FeatureConfig] = None, allow_pipes: bool = False
+    data_dir: PathLike,
+    *,
+    config: Optional[FeatureConfig] = None,
+    allow_pipes: bool = False,
+    skipped: Optional[dict[str, str]] = None,
 ) -> list[Utterance]:
-    """:func:`read_feats` when ``data_dir`` has ``feats.scp``, else :func:`read_segments`."""
+    """:func:`read_feats` when ``data_dir`` has ``feats.scp``, else :func:`read_segments`
+    (whose skipped segments go into ``skipped``)."""
     if is_kaldi_feats_dir(data_dir):
         return read_feats(data_dir, allow_pipes=allow_pipes)
-    return read_segments(data_dir, config=config, allow_pipes=allow_pipes)
+    return read_segments(data_dir, config=config, allow_pipes=allow_pipes, skipped=skipped)
 
 
 def read_feature_config(data_dir: PathLike) -> Optional[FeatureConfig]:

@@ -58,8 +58,12 @@ def load_kaldi_split(
     seed: int,
     config: Optional[FeatureConfig] = None,
     allow_pipes: bool = False,
+    skipped: Optional[list[dict[str, str]]] = None,
 ) -> tuple[list[Utterance], Optional[FeatureConfig]]:
     """The utterances of one split of a Kaldi directory, and the config of their features.
+
+    Segments that cannot be used are appended to ``skipped`` as ``{path, reason}``
+    (``path`` is the utterance id), like the skipped files of an audio manifest.
 
     ``split`` ``None`` or ``"all"`` keeps every utterance; ``"train"``/``"test"``
     make the same stratified split as :func:`audiogmm.pipeline.load_split`, by
@@ -70,7 +74,11 @@ def load_kaldi_split(
         used_config = read_feature_config(data_dir)
     else:
         used_config = config or FeatureConfig()
-    utts = read_kaldi_utterances(data_dir, config=used_config, allow_pipes=allow_pipes)
+    bad: dict[str, str] = {}
+    utts = read_kaldi_utterances(data_dir, config=used_config, allow_pipes=allow_pipes,
+                                 skipped=bad)  # fmt: skip
+    if skipped is not None:
+        skipped += [{"path": u, "reason": why} for u, why in sorted(bad.items())]
     if split in (None, "all"):
         return utts, used_config
     missing = [u.utt for u in utts if u.label is None]
@@ -191,9 +199,11 @@ def evaluate_kaldi(
     config = None
     if "feature_config" in clf.file_header_:
         config = FeatureConfig.from_dict(clf.file_header_["feature_config"])
+    skipped: list[dict[str, str]] = []
     utts, data_config = load_kaldi_split(
-        data_dir, split, train_fraction=tf, seed=sd, config=config, allow_pipes=allow_pipes
-    )
+        data_dir, split, train_fraction=tf, seed=sd, config=config, allow_pipes=allow_pipes,
+        skipped=skipped,
+    )  # fmt: skip
     if config is not None and data_config is not None and config != data_config:
         raise DatasetError(
             f"{os.fspath(data_dir)!r} holds features made with another configuration "
@@ -220,6 +230,7 @@ def evaluate_kaldi(
     y_true = [u.label for u in utts]
     out = summary(y_true, list(pred), labels=sorted(set(clf.labels_) | set(y_true)))
     out["train_overlap"] = len(overlap)
+    out["skipped"] = skipped
     out["predictions"] = [
         {"utt": u.utt, "label": u.label, "predicted": str(p)} for u, p in zip(utts, pred)
     ]
