@@ -213,7 +213,9 @@ def command(
             logger.warning("class %s: %s", escape_name(y), why)
     # the model records its split and training files, so evaluate can refuse them
     used = [r for r in records if r.path in res.features]
-    extra["split"] = describe_split(data, split, used, train_fraction=train_fraction, seed=seed)
+    extra["split"] = describe_split(
+        data, split, used, train_fraction=train_fraction, seed=seed, n_jobs=jobs
+    )
     save_model(output, clf, config, extra=extra)
     skipped = skipped_list(res)
     out = {
