@@ -373,3 +373,27 @@ def test_sigkill_during_cached_extraction_then_rerun_equals_clean_run(tmp_path):
     assert list(cached.features) == list(clean.features) == paths
     for p in paths:
         np.testing.assert_array_equal(cached.features[p], clean.features[p])
+
+
+# ---------------------------------------------------------------------- decoding speed-ups
+@pytest.mark.parametrize("rate", [8000, 22050, 44100, 48000])
+@pytest.mark.parametrize("channels", [1, 2])
+def test_one_shot_resampling_equals_the_stream(tmp_path, monkeypatch, rate, channels):
+    """A file of one block is resampled by one soxr call instead of a stream (the stream's
+    set-up cost more than a clip's resampling): the samples, hence the features, are the
+    same to the bit, for integer and float encodings, mono and stereo."""
+    import audiogmm.audio as audio_mod
+
+    y = np.stack([speech_like(rate, 1.3, seed=c) for c in range(channels)], axis=1)
+    for subtype in ("PCM_16", "FLOAT"):
+        path = tmp_path / f"{rate}-{channels}-{subtype}.wav"
+        sf.write(path, 0.5 * y, rate, subtype=subtype)
+        one_shot = audio_mod.load(path, sr=16000)
+        with monkeypatch.context() as m:
+            m.setattr(audio_mod, "_BLOCK_SAMPLES", 4096 * channels)  # many blocks: the stream
+            streamed = audio_mod.load(path, sr=16000)
+        np.testing.assert_array_equal(one_shot, streamed)
+    feats = extract(str(path))
+    with monkeypatch.context() as m:
+        m.setattr(audio_mod, "_BLOCK_SAMPLES", 4096 * channels)
+        np.testing.assert_array_equal(extract(str(path)), feats)
