@@ -82,7 +82,7 @@ from _cli_common import (
     run,
     write_manifest,
 )
-from _common import emit, rnd, table
+from _common import emit, parse_args, rnd, table
 
 # ColdCaches(numba, pkg, all_pyc) per cold mode
 COLD_MODES = {
@@ -93,13 +93,7 @@ COLD_MODES = {
 }
 
 
-def parse_args() -> argparse.Namespace:
-    p = argparse.ArgumentParser(
-        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    p.add_argument("--quick", action="store_true", help="1 repeat, small data only")
-    p.add_argument("--json-out", metavar="PATH", help="append the JSON lines to PATH")
-    p.add_argument("--repeats", type=int, default=3, help="timed warm repeats (median)")
+def options(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--cold-repeats", type=int, default=None, help="timed cold repeats [default: --repeats]"
     )
@@ -122,7 +116,6 @@ def parse_args() -> argparse.Namespace:
         "--no-cache-cost", action="store_true",
         help="skip timing train without a cache, with an empty one and with a filled one",
     )  # fmt: skip
-    return p.parse_args()
 
 
 def datasets(args) -> list[Dataset]:
@@ -290,7 +283,7 @@ def bench_dataset(ds: Dataset, args, tmp: str) -> dict[str, Any]:
 
 
 def main() -> None:
-    args = parse_args()
+    args = parse_args(__doc__, quick="1 repeat, small data only", add=options)
     t_start = time.perf_counter()
     print(f"audiogmm: {audiogmm_exe()} (PYTHONPATH={base_env()['PYTHONPATH']})", flush=True)
     sets = datasets(args)

@@ -31,25 +31,18 @@ import time
 import numpy as np
 import soundfile as sf
 import soxr
-from _common import ROOT, emit, rnd, table
+from _common import ROOT, emit, parse_args, rnd, table
 
 RATES = (8000, 16000, 22050, 44100, 48000)
 PRESET_NAMES = ("general", "speech", "sound", "dcase2016", "librosa")
 
 
-def parse_args() -> argparse.Namespace:
-    p = argparse.ArgumentParser(
-        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    p.add_argument("--quick", action="store_true", help="1 repeat, every third clip")
-    p.add_argument("--json-out", metavar="PATH", help="append the JSON lines to PATH")
-    p.add_argument("--repeats", type=int, default=3, help="timed repeats (median)")
+def options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data", default=os.path.join(ROOT, "data_samples"),
                    help="folder scanned recursively for audio files")  # fmt: skip
     p.add_argument("--presets", default=",".join(PRESET_NAMES), help="comma-separated")
     p.add_argument("--rates", default=",".join(map(str, RATES)), help="source rates in Hz")
     p.add_argument("--format", default="wav", choices=["wav", "flac"], help="file format")
-    return p.parse_args()
 
 
 def sources(data: str, every: int) -> list[tuple[np.ndarray, int]]:
@@ -88,7 +81,7 @@ def cpu_time(fn, repeats: int) -> float:
 
 
 def main() -> None:
-    args = parse_args()
+    args = parse_args(__doc__, quick="1 repeat, every third clip", add=options)
     import librosa
 
     from audiogmm.data import RunOptions, extract_many
