@@ -112,6 +112,7 @@ def options(p: argparse.ArgumentParser) -> None:
         "cleared, and one with every .pyc cleared",
     )  # fmt: skip
     p.add_argument("--no-cold", action="store_true", help="skip the cold runs")
+    p.add_argument("--large-only", action="store_true", help="only the development corpus")
     p.add_argument(
         "--no-cache-cost", action="store_true",
         help="skip timing train without a cache, with an empty one and with a filled one",
@@ -122,10 +123,11 @@ def datasets(args) -> list[Dataset]:
     over = parse_data_overrides(args.data)
     if over:
         return over
-    out = [Dataset("small", os.path.join(SAMPLES, "speakers"))]
+    out = [] if args.large_only else [Dataset("small", os.path.join(SAMPLES, "speakers"))]
     if args.quick:
         return out
-    out.append(Dataset("medium", os.path.join(SAMPLES, "sounds")))
+    if not args.large_only:
+        out.append(Dataset("medium", os.path.join(SAMPLES, "sounds")))
     large, msg = devcorpus_datasets()
     if msg:
         print(msg, flush=True)
