@@ -266,6 +266,7 @@ def bench_dataset(ds: Dataset, args, tmp: str) -> dict[str, Any]:
     }  # fmt: skip
     for fe in FRONTENDS:
         row[f"ref_{fe}_s"] = rnd(med("ref_" + fe, "warm"))
+        row[f"ref_{fe}_cpu_s"] = rnd(med("ref_" + fe, "warm", "cpu_s"))
         row[f"ref_{fe}_accuracy"] = rnd(last["ref_" + fe, "warm"]["accuracy"])
         row[f"ref_{fe}_stages"] = last["ref_" + fe, "warm"]["stages"]
         row[f"ratio_{fe}"] = rnd(med("ref_" + fe, "warm") / ours, 2)
