@@ -21,15 +21,23 @@ import numpy as np
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def parse_args(doc: str | None, repeats: int = 3) -> argparse.Namespace:
-    """The options every benchmark accepts."""
+def parse_args(
+    doc: str | None,
+    repeats: int = 3,
+    *,
+    quick: str = "small sizes: a smoke run of seconds",
+    add: Callable[[argparse.ArgumentParser], None] | None = None,
+) -> argparse.Namespace:
+    """The options every benchmark accepts (``quick``: its help), plus the script's own (``add``)."""
     p = argparse.ArgumentParser(
         description=(doc or "").split("\n\n")[0],
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("--quick", action="store_true", help="small sizes: a smoke run of seconds")
+    p.add_argument("--quick", action="store_true", help=quick)
     p.add_argument("--json-out", metavar="PATH", help="append the JSON lines to PATH")
     p.add_argument("--repeats", type=int, default=repeats, help="timed repeats (median)")
+    if add is not None:
+        add(p)
     return p.parse_args()
 
 

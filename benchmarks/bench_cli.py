@@ -1,28 +1,40 @@
-"""Benchmark: what users type. ``audiogmm train`` + ``audiogmm evaluate`` vs the librosa+sklearn script.
+"""Benchmark: what users type. ``audiogmm train`` + ``audiogmm evaluate`` vs the librosa+sklearn scripts.
 
 Each side is a fresh process timed as a whole (wall clock, ``time.perf_counter`` around
 ``subprocess.run``), so imports, worker start-up, JIT caches and file reading all count:
 
-* audiogmm (two processes; the sum is audiogmm's time, accuracy from ``--json``)::
+* audiogmm (two processes sharing a feature cache that is empty at the start of every
+  run; the sum is audiogmm's time, accuracy from ``--json``)::
 
-      audiogmm train MANIFEST --split train -o M.npz [--audiogmm-args]
-      audiogmm evaluate M.npz MANIFEST --split test --json [--audiogmm-args]
+      audiogmm train MANIFEST --split train -o M.npz --cache C [--audiogmm-args]
+      audiogmm evaluate M.npz MANIFEST --split test --json --cache C [--audiogmm-args]
 
-* reference (one process, ``benchmarks/reference/sklearn_gmm.py``: librosa MFCC 25/10 ms +
-  delta + delta-delta + per-clip CMVN, one ``GaussianMixture(16, "diag")`` per class)::
+* the two scripts a user writes (one process each, ``benchmarks/reference/sklearn_gmm.py``,
+  one ``GaussianMixture(16, "diag")`` per class)::
 
+      python benchmarks/reference/sklearn_gmm.py MANIFEST --frontend librosa --json
       python benchmarks/reference/sklearn_gmm.py MANIFEST --frontend speech --json
+
+  ``librosa``: librosa's defaults (``librosa.load`` at 22,050 Hz, ``librosa.feature.mfcc``);
+  ``speech``: 16 kHz, MFCC 25/10 ms + delta + delta-delta + per-clip CMVN. The ratio is
+  taken against the faster of the two on each data set ("ref"), and both accuracies are shown.
+
+Also the cost of the feature cache (``--cache-cost``, on by default): ``audiogmm train``
+without ``--cache``, with an empty one, and again with the cache it filled
+(targets: empty <= 1.15x, filled <= 0.5x the run without).
 
 Data, three sizes of real audio: small = ``data_samples/speakers``, medium =
 ``data_samples/sounds``, large = the development corpus (``$AUDIOGMM_DEVCORPUS`` or
-``~/.cache/audiogmm/devcorpus``, its ``speakers/`` and ``sounds/``; skipped with a message
-when absent). ``--data NAME=PATH`` (repeatable) replaces that list. For each data set a
-CSV manifest with an explicit split column (70/30 per class, seed 0) is written to a
-temporary folder, so both sides train and test on exactly the same files.
+``~/.cache/audiogmm/devcorpus``, its ``speakers/``, ``sounds/``, ``speakers8k/`` and
+``realsounds/``; skipped with a message when absent). ``--data NAME=PATH`` (repeatable)
+replaces that list. For each data set a CSV manifest with an explicit split column (70/30
+per class, seed 0; 45/55 for realsounds) is written to a temporary folder, so every side
+trains and tests on exactly the same files.
 
 Warm and cold:
 
-* warm: ordinary runs, after one untimed warm-up run of each side;
+* warm: ordinary runs (warm OS page cache), after one untimed warm-up run of audiogmm
+  (which reads every file; ``--ref-warmup``: of the reference scripts too);
 * cold: as on the first run after a fresh install: every cold run gets a fresh, empty
   ``NUMBA_CACHE_DIR`` (no numba cache: whatever numba code runs, audiogmm's kernels or
   librosa's, compiles) and a fresh copy of audiogmm's sources without ``__pycache__``
@@ -34,17 +46,17 @@ Warm and cold:
   (``PYTHONPYCACHEPREFIX``: the standard library, numpy, scipy, ... recompile).
   The OS page cache is not dropped.
 
-Repeats are interleaved (warm audiogmm, warm reference, cold audiogmm, cold reference; the
-order of the two sides alternates between repeats) and medians are reported.
-``audiogmm --help`` is timed as a fresh process too (the import cost of the CLI).
+Repeats are interleaved (warm audiogmm, warm references, cold ...; the order of the sides
+rotates between repeats) and medians are reported. ``audiogmm --help`` is timed as a
+fresh process too (the import cost of the CLI).
 
-Targets: ``--help`` < 0.3 s; audiogmm cold <= 1.5x warm; reference / audiogmm (warm)
->= 4x at every size and >= 5x at the largest, at equal or better accuracy.
+Targets: ``--help`` < 0.3 s; audiogmm cold <= 1.5x warm; faster reference / audiogmm
+(warm) >= 4x at every size and >= 5x at the largest, at equal or better accuracy.
 
 Run::
 
     python benchmarks/bench_cli.py --quick          # small data, 1 repeat
-    python benchmarks/bench_cli.py                  # all sizes, 3 repeats
+    python benchmarks/bench_cli.py --no-cold        # all sizes, 3 repeats, warm only
     python benchmarks/bench_cli.py --audiogmm-args "-j 1" --data spk=data_samples/speakers
 """
 
@@ -53,6 +65,7 @@ from __future__ import annotations
 import argparse
 import os
 import shlex
+import shutil
 import statistics
 import tempfile
 import time
@@ -70,7 +83,7 @@ from _cli_common import (
     run,
     write_manifest,
 )
-from _common import emit, rnd, table
+from _common import emit, parse_args, rnd, table
 
 # ColdCaches(numba, pkg, all_pyc) per cold mode
 COLD_MODES = {
@@ -81,13 +94,7 @@ COLD_MODES = {
 }
 
 
-def parse_args() -> argparse.Namespace:
-    p = argparse.ArgumentParser(
-        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    p.add_argument("--quick", action="store_true", help="1 repeat, small data only")
-    p.add_argument("--json-out", metavar="PATH", help="append the JSON lines to PATH")
-    p.add_argument("--repeats", type=int, default=3, help="timed warm repeats (median)")
+def options(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--cold-repeats", type=int, default=None, help="timed cold repeats [default: --repeats]"
     )
@@ -106,27 +113,48 @@ def parse_args() -> argparse.Namespace:
         "cleared, and one with every .pyc cleared",
     )  # fmt: skip
     p.add_argument("--no-cold", action="store_true", help="skip the cold runs")
-    return p.parse_args()
+    p.add_argument("--large-only", action="store_true", help="only the development corpus")
+    p.add_argument(
+        "--ref-warmup", action="store_true",
+        help="an untimed run of each reference script too, not only of audiogmm (whose "
+        "run puts the files in the OS cache for all sides)",
+    )  # fmt: skip
+    p.add_argument(
+        "--no-cache-cost", action="store_true",
+        help="skip timing train without a cache, with an empty one and with a filled one",
+    )  # fmt: skip
 
 
 def datasets(args) -> list[Dataset]:
     over = parse_data_overrides(args.data)
     if over:
         return over
-    out = [Dataset("small", os.path.join(SAMPLES, "speakers"))]
+    out = [] if args.large_only else [Dataset("small", os.path.join(SAMPLES, "speakers"))]
     if args.quick:
         return out
-    out.append(Dataset("medium", os.path.join(SAMPLES, "sounds")))
+    if not args.large_only:
+        out.append(Dataset("medium", os.path.join(SAMPLES, "sounds")))
     large, msg = devcorpus_datasets()
     if msg:
         print(msg, flush=True)
     return out + large
 
 
+#: The reference scripts' front ends (benchmarks/reference/sklearn_gmm.py --frontend)
+FRONTENDS = ("librosa", "speech")
+
+
 def run_audiogmm(ds: Dataset, model: str, extra: list[str], env) -> dict[str, Any]:
-    exe = audiogmm_exe()
-    tr = run([exe, "train", ds.csv, "--split", "train", "-o", model, *extra], env)
-    ev = run([exe, "evaluate", model, ds.csv, "--split", "test", "--json", *extra], env)
+    """train + evaluate sharing a feature cache that starts empty, as a user's first run."""
+    exe, cache = audiogmm_exe(), model + ".cache"
+    shutil.rmtree(cache, ignore_errors=True)
+    try:
+        tr = run([exe, "train", ds.csv, "--split", "train", "-o", model, "--cache", cache,
+                  *extra], env)  # fmt: skip
+        ev = run([exe, "evaluate", model, ds.csv, "--split", "test", "--json", "--cache", cache,
+                  *extra], env)  # fmt: skip
+    finally:
+        shutil.rmtree(cache, ignore_errors=True)
     res = ev.json()
     return {
         "s": tr.seconds + ev.seconds, "train_s": tr.seconds, "evaluate_s": ev.seconds,
@@ -135,13 +163,33 @@ def run_audiogmm(ds: Dataset, model: str, extra: list[str], env) -> dict[str, An
     }  # fmt: skip
 
 
-def run_reference(ds: Dataset, env) -> dict[str, Any]:
-    r = run(reference_cmd(ds.csv, "speech"), env)
+def run_reference(ds: Dataset, env, frontend: str) -> dict[str, Any]:
+    r = run(reference_cmd(ds.csv, frontend), env)
     res = r.json()
     return {
         "s": r.seconds, "cpu_s": r.cpu_s,
         "accuracy": float(res["accuracy"]), "n_test": int(res["n_test"]),
         "stages": res["stages"], "inner_s": res["seconds"],
+    }  # fmt: skip
+
+
+def cache_cost(ds: Dataset, model: str, extra: list[str], repeats: int) -> dict[str, Any]:
+    """Median ``train`` times without a cache, with an empty one, and with the filled one."""
+    exe, cache = audiogmm_exe(), model + ".cost-cache"
+    cmd = [exe, "train", ds.csv, "--split", "train", "-o", model, *extra]
+    t: dict[str, list[float]] = {"none": [], "empty": [], "full": []}
+    for _ in range(repeats):
+        shutil.rmtree(cache, ignore_errors=True)
+        t["none"].append(run(cmd, base_env()).seconds)
+        t["empty"].append(run([*cmd, "--cache", cache], base_env()).seconds)
+        t["full"].append(run([*cmd, "--cache", cache], base_env()).seconds)
+    shutil.rmtree(cache, ignore_errors=True)
+    m = {k: statistics.median(v) for k, v in t.items()}
+    return {
+        "train_nocache_s": rnd(m["none"]), "train_cache_empty_s": rnd(m["empty"]),
+        "train_cache_full_s": rnd(m["full"]),
+        "cache_empty_over_none": rnd(m["empty"] / m["none"], 2),
+        "cache_full_over_none": rnd(m["full"] / m["none"], 2),
     }  # fmt: skip
 
 
@@ -163,10 +211,9 @@ def bench_dataset(ds: Dataset, args, tmp: str) -> dict[str, Any]:
     cold_repeats = 0 if args.no_cold else (repeats if args.cold_repeats is None else args.cold_repeats)
     model = os.path.join(tmp, ds.name + ".npz")
     modes = list(COLD_MODES) if args.cold_split else ["cold"]
-    sides = {
-        "ours": lambda env: run_audiogmm(ds, model, extra, env),
-        "ref": lambda env: run_reference(ds, env),
-    }
+    sides = {"ours": lambda env: run_audiogmm(ds, model, extra, env)}
+    for fe in FRONTENDS:
+        sides["ref_" + fe] = lambda env, fe=fe: run_reference(ds, env, fe)
     t = {(side, mode): [] for side in sides for mode in ["warm", *COLD_MODES]}
     cpu = {(side, mode): [] for side in sides for mode in ["warm", *COLD_MODES]}
     last: dict[tuple[str, str], dict[str, Any]] = {}
@@ -180,14 +227,15 @@ def bench_dataset(ds: Dataset, args, tmp: str) -> dict[str, Any]:
         t[side, mode].append(r["s"])
         cpu[side, mode].append(r["cpu_s"])
         last[side, mode] = r
-        print(f"  {ds.name:>12} {mode:>10} {side:>4}: {r['s']:6.2f} s (cpu {r['cpu_s']:6.2f} s)"
+        print(f"  {ds.name:>16} {mode:>10} {side:>11}: {r['s']:6.2f} s (cpu {r['cpu_s']:6.2f} s)"
               f"  acc {r['accuracy']:.3f}", flush=True)  # fmt: skip
 
     print(f"{ds.name}: warm-up ...", flush=True)
-    for side in sides:
+    for side in sides if args.ref_warmup else ["ours"]:  # the files are then in the OS cache
         sides[side](base_env())
+    names = list(sides)
     for rep in range(max(repeats, cold_repeats)):
-        order = ["ours", "ref"] if rep % 2 == 0 else ["ref", "ours"]
+        order = names[rep % len(names):] + names[: rep % len(names)]
         for mode in ["warm", *modes]:
             if (mode == "warm" and rep >= repeats) or (mode != "warm" and rep >= cold_repeats):
                 continue
@@ -195,29 +243,35 @@ def bench_dataset(ds: Dataset, args, tmp: str) -> dict[str, Any]:
                 once(side, mode)
 
     def med(side: str, mode: str, key: str = "s"):
-        if key in ("s", "cpu_s"):
-            v = (t if key == "s" else cpu)[side, mode]
-            return statistics.median(v) if v else None
-        return last[side, mode][key] if (side, mode) in last else None
+        v = (t if key == "s" else cpu)[side, mode]
+        return statistics.median(v) if v else None
 
-    ours, ref = med("ours", "warm"), med("ref", "warm")
+    # the faster reference script (warm median) is the one to beat
+    fast = min((n for n in sides if n != "ours"), key=lambda n: med(n, "warm"))
+    ours, ref = med("ours", "warm"), med(fast, "warm")
     row: dict[str, Any] = {
         "bench": "cli_end_to_end", "dataset": ds.name, "source": ds.source,
         "N": ds.n_train + ds.n_test, "D": None, "K": 16, "dtype": "float32",
         "n_classes": ds.n_classes, "n_train": ds.n_train, "n_test": ds.n_test,
         "audio_s": rnd(ds.audio_s, 1),
-        "ours_s": rnd(ours), "ref_s": rnd(ref), "ratio": rnd(ref / ours, 2), "floor_s": None,
-        "ours_cpu_s": rnd(med("ours", "warm", "cpu_s")), "ref_cpu_s": rnd(med("ref", "warm", "cpu_s")),
-        "cpu_ratio": rnd(med("ref", "warm", "cpu_s") / med("ours", "warm", "cpu_s"), 2),
+        "ours_s": rnd(ours), "ref": fast[4:], "ref_s": rnd(ref), "ratio": rnd(ref / ours, 2),
+        "floor_s": None,
+        "ours_cpu_s": rnd(med("ours", "warm", "cpu_s")), "ref_cpu_s": rnd(med(fast, "warm", "cpu_s")),
+        "cpu_ratio": rnd(med(fast, "warm", "cpu_s") / med("ours", "warm", "cpu_s"), 2),
         "ours_train_s": rnd(last["ours", "warm"]["train_s"]),
         "ours_evaluate_s": rnd(last["ours", "warm"]["evaluate_s"]),
-        "ref_stages": last["ref", "warm"]["stages"],
         "ours_accuracy": rnd(last["ours", "warm"]["accuracy"]),
-        "ref_accuracy": rnd(last["ref", "warm"]["accuracy"]),
+        "ref_accuracy": rnd(last[fast, "warm"]["accuracy"]),
         "audiogmm_args": args.audiogmm_args, "repeats": repeats, "cold_repeats": cold_repeats,
     }  # fmt: skip
+    for fe in FRONTENDS:
+        row[f"ref_{fe}_s"] = rnd(med("ref_" + fe, "warm"))
+        row[f"ref_{fe}_cpu_s"] = rnd(med("ref_" + fe, "warm", "cpu_s"))
+        row[f"ref_{fe}_accuracy"] = rnd(last["ref_" + fe, "warm"]["accuracy"])
+        row[f"ref_{fe}_stages"] = last["ref_" + fe, "warm"]["stages"]
+        row[f"ratio_{fe}"] = rnd(med("ref_" + fe, "warm") / ours, 2)
     for mode in modes:
-        oc, rc = med("ours", mode), med("ref", mode)
+        oc, rc = med("ours", mode), med(fast, mode)
         if oc is None:
             continue
         row[f"ours_{mode}_s"] = rnd(oc)
@@ -231,13 +285,14 @@ def bench_dataset(ds: Dataset, args, tmp: str) -> dict[str, Any]:
         if mode == "cold":
             row["ours_cold_train_s"] = rnd(last["ours", mode]["train_s"])
             row["ours_cold_evaluate_s"] = rnd(last["ours", mode]["evaluate_s"])
-            row["ref_cold_stages"] = last["ref", mode]["stages"]
             row["cold_ratio"] = rnd(rc / oc, 2)
+    if not args.no_cache_cost:
+        row.update(cache_cost(ds, model, extra, repeats))
     return row
 
 
 def main() -> None:
-    args = parse_args()
+    args = parse_args(__doc__, quick="1 repeat, small data only", add=options)
     t_start = time.perf_counter()
     print(f"audiogmm: {audiogmm_exe()} (PYTHONPATH={base_env()['PYTHONPATH']})", flush=True)
     sets = datasets(args)
@@ -270,14 +325,18 @@ def main() -> None:
         ("dataset", "data", "s"), ("n_classes", "classes", "d"), ("n_train", "train", "d"),
         ("n_test", "test", "d"), ("audio_s", "audio s", ".0f"),
         ("ours_s", "audiogmm s", ".2f"), ("ours_train_s", "(train", ".2f"),
-        ("ours_evaluate_s", "+ eval)", ".2f"), ("ref_s", "reference s", ".2f"),
+        ("ours_evaluate_s", "+ eval)", ".2f"), ("ref_librosa_s", "ref librosa s", ".2f"),
+        ("ref_speech_s", "ref speech s", ".2f"), ("ref", "faster", "s"),
         ("ratio", "ref/ours", ".2f"), ("cpu_ratio", "(cpu)", ".2f"),
         ("ours_cold_s", "audiogmm cold s", ".2f"), ("ours_cold_over_warm", "cold/warm", ".2f"),
         ("ours_cold_cpu_over_warm", "(cpu)", ".2f"), ("ref_cold_s", "ref cold s", ".2f"),
-        ("ours_accuracy", "audiogmm acc", ".3f"), ("ref_accuracy", "ref acc", ".3f"),
+        ("ours_accuracy", "audiogmm acc", ".3f"), ("ref_librosa_accuracy", "librosa acc", ".3f"),
+        ("ref_speech_accuracy", "speech acc", ".3f"),
+        ("cache_empty_over_none", "cache empty/none", ".2f"),
+        ("cache_full_over_none", "filled/none", ".2f"),
     ]  # fmt: skip
     if args.cold_split:
-        cols[14:14] = [
+        cols[16:16] = [
             ("ours_cold_numba_over_warm", "numba-only", ".2f"),
             ("ours_cold_pyc_over_warm", "pyc-only", ".2f"),
             ("ours_cold_allpyc_over_warm", "all-pyc", ".2f"),
@@ -298,10 +357,14 @@ def main() -> None:
         acc_ok = r["ours_accuracy"] >= r["ref_accuracy"]
         verdict = "met" if r["ratio"] >= need and acc_ok else "MISSED"
         msg = (
-            f"  {r['dataset']}: ref/ours {r['ratio']:.2f} (>= {need:g}"
+            f"  {r['dataset']}: {r['ref']} script / audiogmm {r['ratio']:.2f} (>= {need:g}"
             + (", largest by audio" if need == 5.0 else "")
             + f"), accuracy {r['ours_accuracy']:.3f} vs {r['ref_accuracy']:.3f} -> {verdict}"
         )
+        if "cache_empty_over_none" in r:
+            e, f = r["cache_empty_over_none"], r["cache_full_over_none"]
+            msg += (f"; train --cache empty/none {e:.2f} (<= 1.15), filled/none {f:.2f} "
+                    f"(<= 0.5) -> {'met' if e <= 1.15 and f <= 0.5 else 'MISSED'}")  # fmt: skip
         if "ours_cold_over_warm" in r:
             c = r["ours_cold_over_warm"]
             msg += f"; cold/warm {c:.2f} (<= 1.5) -> {'met' if c <= 1.5 else 'MISSED'}"

@@ -1,131 +1,132 @@
-"""Benchmark: decode + feature extraction throughput, in seconds of audio per wall second.
+"""Benchmark: decode + feature extraction, in seconds of audio per CPU second, per preset and source rate.
 
-Runs :func:`audiogmm.data.extract_many` (no cache) over every audio file under
-``--data`` (default ``data_samples/``) for each ``--jobs`` value and prints one
-JSON line per run::
+The clips of ``--data`` (default: ``data_samples/``, 577 s of speech and sounds) are
+written at each source rate (8, 16, 22.05, 44.1 and 48 kHz; soxr VHQ, 16-bit, ``--format``
+WAV or FLAC) to a temporary folder. Then, on one thread of this process, timed with
+``time.process_time`` (CPU seconds, which a shared machine disturbs less than wall time;
+median of ``--repeats``):
 
-    python benchmarks/bench_features.py                 # speech preset, jobs 1 and 2
-    python benchmarks/bench_features.py --jobs 4 --preset dcase2016
+* audiogmm: :func:`audiogmm.data.extract_many` (no cache) with each preset: decode,
+  resample to the preset's rate, features;
+* librosa: ``librosa.feature.mfcc(y=librosa.load(path)[0], sr=22050)`` per file, the
+  front end of the faster reference script (``benchmarks/reference/sklearn_gmm.py
+  --frontend librosa``).
 
-``x_real_time`` is audio seconds / wall seconds (best of ``--repeat``);
-``x_real_time_per_core`` divides it by the number of jobs, and for ``--jobs 1``
-``x_real_time_per_cpu_s`` uses CPU time instead of wall time (robust on a busy machine). The process pool is
-warmed up once before timing (the first pool start imports librosa in the
-forkserver, ~1-3 s, paid once per process).
+``x_rt_per_cpu_s`` is audio seconds / CPU seconds (real time per CPU second), and
+``vs_librosa`` audiogmm's over librosa's on the same files. Run::
+
+    python benchmarks/bench_features.py                        # all presets and rates
+    python benchmarks/bench_features.py --quick                # 1 repeat, a third of the clips
+    python benchmarks/bench_features.py --presets general --rates 8000,16000
 """
 
 from __future__ import annotations
 
-import json
+import argparse
 import os
-import platform
+import statistics
 import tempfile
 import time
 
-import click
+import numpy as np
 import soundfile as sf
+import soxr
+from _common import ROOT, emit, parse_args, rnd, table
 
-__all__ = ["main"]
+RATES = (8000, 16000, 22050, 44100, 48000)
+PRESET_NAMES = ("general", "speech", "sound", "dcase2016", "librosa")
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+def options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--data", default=os.path.join(ROOT, "data_samples"),
+                   help="folder scanned recursively for audio files")  # fmt: skip
+    p.add_argument("--presets", default=",".join(PRESET_NAMES), help="comma-separated")
+    p.add_argument("--rates", default=",".join(map(str, RATES)), help="source rates in Hz")
+    p.add_argument("--format", default="wav", choices=["wav", "flac"], help="file format")
 
 
-def _audio_files(data: str) -> list[str]:
+def sources(data: str, every: int) -> list[tuple[np.ndarray, int]]:
     from audiogmm.audio import AUDIO_EXTENSIONS
 
     out = []
     for dirpath, dirnames, files in os.walk(data):
         dirnames.sort()
-        out.extend(
-            os.path.join(dirpath, f)
-            for f in sorted(files)
-            if os.path.splitext(f)[1].lower() in AUDIO_EXTENSIONS
-        )
-    return out
+        for f in sorted(files):
+            if os.path.splitext(f)[1].lower() in AUDIO_EXTENSIONS:
+                y, sr = sf.read(os.path.join(dirpath, f), dtype="float32", always_2d=True)
+                out.append((y.mean(axis=1), sr))
+    return out[::every]
 
 
-@click.command()
-@click.option(
-    "--data",
-    type=click.Path(exists=True, file_okay=False),
-    default=os.path.join(ROOT, "data_samples"),
-    show_default=True,
-    help="Folder scanned recursively for audio files.",
-)
-@click.option("--preset", default="speech", show_default=True, help="FeatureConfig preset.")
-@click.option(
-    "--jobs", "jobs", type=int, multiple=True, default=(1, 2), show_default=True, help="Repeatable."
-)
-@click.option("--repeat", type=int, default=3, show_default=True, help="Best of N runs.")
-@click.option(
-    "--copies",
-    type=int,
-    default=3,
-    show_default=True,
-    help="Process each file this many times (via symlinks), to amortise the pool start.",
-)
-def main(data: str, preset: str, jobs: tuple[int, ...], repeat: int, copies: int) -> None:
-    """Print seconds of audio processed per second of wall time, per --jobs value."""
+def write_at(clips, rate: int, folder: str, fmt: str) -> tuple[list[str], float]:
+    os.makedirs(folder, exist_ok=True)
+    paths, seconds = [], 0.0
+    for i, (y, sr) in enumerate(clips):
+        z = y if sr == rate else soxr.resample(y, sr, rate, quality="VHQ")
+        path = os.path.join(folder, f"{i:04d}.{fmt}")
+        sf.write(path, np.clip(z, -1.0, 1.0), rate, subtype="PCM_16")
+        paths.append(path)
+        seconds += len(z) / rate
+    return paths, seconds
+
+
+def cpu_time(fn, repeats: int) -> float:
+    fn()  # warm-up: imports, caches, the page cache
+    times = []
+    for _ in range(max(1, repeats)):
+        c0 = time.process_time()
+        fn()
+        times.append(time.process_time() - c0)
+    return statistics.median(times)
+
+
+def main() -> None:
+    args = parse_args(__doc__, quick="1 repeat, every third clip", add=options)
+    import librosa
+
     from audiogmm.data import RunOptions, extract_many
-    from audiogmm.engine import LocalExecutor
+    from audiogmm.engine import one_blas_thread
     from audiogmm.features import FeatureConfig
 
-    def run(paths, n_jobs):  # worker processes, as the CLI uses for large jobs
-        with LocalExecutor(n_jobs, processes=n_jobs > 1) as ex:
-            return extract_many(paths, config=config, options=RunOptions(n_jobs=n_jobs), executor=ex)
+    presets = [s for s in args.presets.split(",") if s]
+    rates = [int(r) for r in args.rates.split(",") if r]
+    repeats = 1 if args.quick else args.repeats
+    clips = sources(args.data, 3 if args.quick else 1)
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="bench-features-") as tmp, one_blas_thread():
+        for rate in rates:
+            paths, audio_s = write_at(clips, rate, os.path.join(tmp, str(rate)), args.format)
 
-    config = FeatureConfig.preset(preset)
-    files = _audio_files(data)
-    if not files:
-        raise click.ClickException(f"no audio files under {data}")
-    audio_s = sum(sf.info(f).duration for f in files) * max(1, copies)
-    tmp = tempfile.TemporaryDirectory(prefix="bench_features_")
-    if copies > 1:
-        linked = []
-        for c in range(copies):
-            for i, f in enumerate(files):
-                link = os.path.join(tmp.name, f"{c}_{i}{os.path.splitext(f)[1]}")
-                os.symlink(os.path.abspath(f), link)
-                linked.append(link)
-        files = linked
-    run(files[:4], 1)  # import librosa, warm caches
-    for n_jobs in jobs:
-        if n_jobs > 1:  # start the forkserver (and its librosa import) outside the timing
-            run(files[: 2 * n_jobs], n_jobs)
-        best = best_cpu = float("inf")
-        n_frames = 0
-        for _ in range(max(1, repeat)):
-            t0, c0 = time.perf_counter(), time.process_time()
-            res = run(files, n_jobs)
-            best = min(best, time.perf_counter() - t0)
-            best_cpu = min(best_cpu, time.process_time() - c0)
-            n_frames = sum(len(x) for x in res.features.values())
-        print(
-            json.dumps(
-                {
-                    "what": "decode+features (extract_many, no cache)",
-                    "preset": preset,
-                    "jobs": n_jobs,
-                    "n_files": len(files),
-                    "copies": copies,
-                    "n_skipped": len(res.skipped),
-                    "audio_s": round(audio_s, 2),
-                    "n_frames": n_frames,
-                    "D": config.n_dims,
-                    "dtype": config.dtype,
-                    "seconds": round(best, 4),
-                    "x_real_time": round(audio_s / best, 1),
-                    "x_real_time_per_core": round(audio_s / best / n_jobs, 1),
-                    # this process's CPU time: the per-core cost when the machine is shared
-                    # (meaningful for jobs=1 only; workers' CPU time is not counted)
-                    "x_real_time_per_cpu_s": round(audio_s / best_cpu, 1) if n_jobs == 1 else None,
-                    "cpus": os.cpu_count(),
-                    "machine": platform.processor() or platform.machine(),
-                },
-                sort_keys=True,
-            )
-        )
-    tmp.cleanup()
+            def ref(paths=paths):
+                for p in paths:
+                    y, sr = librosa.load(p)
+                    librosa.feature.mfcc(y=y, sr=sr)
+
+            ref_s = cpu_time(ref, repeats)
+            for name in presets:
+                config = FeatureConfig.preset(name)
+
+                def ours(paths=paths, config=config):
+                    extract_many(paths, config=config, options=RunOptions(n_jobs=1))
+
+                ours_s = cpu_time(ours, repeats)
+                row = {
+                    "bench": "features", "preset": name, "source_rate": rate,
+                    "preset_rate": config.sample_rate, "format": args.format,
+                    "n_files": len(paths), "audio_s": rnd(audio_s, 1),
+                    "cpu_s": rnd(ours_s), "x_rt_per_cpu_s": rnd(audio_s / ours_s, 0),
+                    "librosa_cpu_s": rnd(ref_s), "librosa_x_rt_per_cpu_s": rnd(audio_s / ref_s, 0),
+                    "vs_librosa": rnd(ref_s / ours_s, 2), "repeats": repeats,
+                }  # fmt: skip
+                emit(row, args.json_out)
+                rows.append(row)
+    print()
+    print(table(rows, [
+        ("preset", "preset", "s"), ("source_rate", "source Hz", "d"),
+        ("preset_rate", "preset Hz", "d"), ("audio_s", "audio s", ".0f"),
+        ("x_rt_per_cpu_s", "audiogmm x rt/cpu s", ".0f"),
+        ("librosa_x_rt_per_cpu_s", "librosa x rt/cpu s", ".0f"), ("vs_librosa", "ratio", ".2f"),
+    ]))  # fmt: skip
 
 
 if __name__ == "__main__":

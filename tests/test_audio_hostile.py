@@ -138,7 +138,7 @@ def test_decoding_is_bounded_when_the_header_lies(tmp_path, monkeypatch):
     sf.write(p, speech_like(16000, 3.0), 16000)
     monkeypatch.setattr(audiogmm.audio, "MAX_SAMPLES", 20000)
     monkeypatch.setattr(audiogmm.audio, "_check_header", lambda path, f: None)
-    monkeypatch.setattr(audiogmm.audio, "_BLOCK", 4096)
+    monkeypatch.setattr(audiogmm.audio, "_BLOCK_SAMPLES", 4096)
     with pytest.raises(AudioError, match="more than the limit of 20000 samples") as ei:
         audiogmm.audio.load(p, sr=None)
     assert str(p) in str(ei.value)

@@ -3,7 +3,14 @@
 from __future__ import annotations
 
 import csv
+import json
 import os
+import resource
+import shutil
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -261,3 +268,132 @@ def test_manifest_of_data_samples_in_parallel(tmp_path):
     assert again.n_cached == res.n_extracted == len(res.features) == 12
     for r in recs:
         assert res.features[r.path].shape[1] == 60
+
+
+# ---------------------------------------------------------------------- entries without fsync
+def test_torn_entry_is_recomputed_not_trusted(clips, tmp_path):
+    """A power loss after the rename can leave an entry whose data blocks never reached
+    the disk (zeros behind a good header): the digest catches it."""
+    cache = tmp_path / "cache"
+    cfg = PRESETS["speech"]
+    ref = run_batch(clips[:2], config=cfg, cache_dir=cache, n_jobs=1)
+    entry = Path(cache_path(cache, clips[0], cfg))
+    data = bytearray(entry.read_bytes())
+    header_len = 10 + int.from_bytes(data[8:10], "little")  # .npy v1 header
+    data[header_len:] = bytes(len(data) - header_len)
+    entry.write_bytes(bytes(data))
+    assert np.load(entry, allow_pickle=False).shape == ref.features[clips[0]].shape
+    res = run_batch(clips[:2], config=cfg, cache_dir=cache, n_jobs=1)
+    assert (res.n_extracted, res.n_cached) == (1, 1)
+    np.testing.assert_array_equal(res.features[clips[0]], ref.features[clips[0]])
+
+
+def _cli(*args, preexec_fn=None, **popen):
+    from .conftest_hostile import script_env
+
+    cmd = [sys.executable, "-m", "audiogmm", *map(str, args)]
+    if popen.pop("background", False):
+        return subprocess.Popen(cmd, env=script_env(), preexec_fn=preexec_fn, **popen)
+    return subprocess.run(cmd, env=script_env(), preexec_fn=preexec_fn, capture_output=True,
+                          text=True, timeout=300)  # fmt: skip
+
+
+def _file_size_limit(n_bytes: int):
+    def limit():  # in the child: writes past n_bytes fail with EFBIG, as on a full disk
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (n_bytes, n_bytes))
+
+    return limit
+
+
+def test_extract_reports_the_entries_it_could_not_write(tmp_path):
+    """Issue 21, 19: a write error (here EFBIG from RLIMIT_FSIZE, as ENOSPC on a full disk)
+    was logged per file and `extract` exited 0 saying every file was ready."""
+    data = tmp_path / "data"
+    for label, seconds in [("short", 0.6), ("long", 6.0)]:
+        (data / label).mkdir(parents=True)
+        for i in range(2 if label == "long" else 4):
+            sf.write(data / label / f"{label}{i}.wav", speech_like(16000, seconds, seed=i), 16000)
+    cache = tmp_path / "cache"
+    r = _cli("extract", data, "--cache", cache, "-j", "1",
+             preexec_fn=_file_size_limit(20_000))  # fmt: skip
+    assert r.returncode == 1, r.stdout + r.stderr
+    assert "4/6 files ready" in r.stdout and "2 not written" in r.stdout
+    err = r.stderr.strip().splitlines()[-1]
+    assert err.startswith("Error: could not write 2 cache entries; first: ")
+    assert str(cache) in err and ".npy" in err and "long" in err
+    # the entries that were written are whole: a rerun without the limit reads them back
+    r = _cli("extract", data, "--cache", cache, "-j", "1", "--json")
+    assert r.returncode == 0, r.stderr
+    out = json.loads(r.stdout)
+    assert (out["n_cached"], out["n_extracted"], out["cache_errors"]) == (4, 2, [])
+
+
+def test_sigkill_during_cached_extraction_then_rerun_equals_clean_run(tmp_path):
+    """Kill -9 a `extract --cache` mid-run; the rerun keeps every finished entry and gives
+    the features of a run without any cache."""
+    src = sorted(Path(__file__).parents[1].joinpath("data_samples", "sounds").rglob("*.flac"))
+    data = tmp_path / "data"
+    paths = []
+    for i, f in enumerate(src[:40]):  # several copies: enough work to be killed mid-way
+        for c in range(3):
+            dst = data / f.parent.name / f"{c}-{i}-{f.name}"
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy(f, dst)
+            paths.append(str(dst))
+    cache = tmp_path / "cache"
+    cfg_dir = cache / PRESETS["general"].content_hash()
+
+    def entries() -> int:  # finished ones: not the writers' .tmp-* files
+        return sum(not f.name.startswith(".") for f in cfg_dir.glob("*.npy"))
+
+    proc = _cli("extract", data, "--cache", cache, "-j", "2", background=True,
+                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            done = entries() if cfg_dir.is_dir() else 0
+            if done >= 10 or proc.poll() is not None:
+                break
+            time.sleep(0.005)
+        os.kill(proc.pid, signal.SIGKILL)
+    finally:
+        proc.wait()
+    assert proc.returncode == -signal.SIGKILL, "extract finished before it could be killed"
+    finished = entries()
+    assert 10 <= finished < len(paths)
+    r = _cli("extract", data, "--cache", cache, "-j", "2", "--json")
+    assert r.returncode == 0, r.stderr
+    out = json.loads(r.stdout)
+    assert out["n_cached"] >= finished and out["n_cached"] + out["n_extracted"] == len(paths)
+    assert "corrupt" not in r.stderr and "invalid" not in r.stderr
+    cached = run_batch(paths, cache_dir=cache, n_jobs=1)
+    assert cached.n_cached == len(paths)
+    clean = run_batch(paths, n_jobs=1)
+    assert list(cached.features) == list(clean.features) == paths
+    for p in paths:
+        np.testing.assert_array_equal(cached.features[p], clean.features[p])
+
+
+# ---------------------------------------------------------------------- decoding speed-ups
+@pytest.mark.parametrize("rate", [8000, 22050, 44100, 48000])
+@pytest.mark.parametrize("channels", [1, 2])
+def test_one_shot_resampling_equals_the_stream(tmp_path, monkeypatch, rate, channels):
+    """A file of one block is resampled by one soxr call instead of a stream (the stream's
+    set-up cost more than a clip's resampling): the samples, hence the features, are the
+    same to the bit, for integer and float encodings, mono and stereo."""
+    import audiogmm.audio as audio_mod
+
+    y = np.stack([speech_like(rate, 1.3, seed=c) for c in range(channels)], axis=1)
+    for subtype in ("PCM_16", "FLOAT"):
+        path = tmp_path / f"{rate}-{channels}-{subtype}.wav"
+        sf.write(path, 0.5 * y, rate, subtype=subtype)
+        one_shot = audio_mod.load(path, sr=16000)
+        with monkeypatch.context() as m:
+            m.setattr(audio_mod, "_BLOCK_SAMPLES", 4096 * channels)  # many blocks: the stream
+            streamed = audio_mod.load(path, sr=16000)
+        np.testing.assert_array_equal(one_shot, streamed)
+    feats = extract(str(path))
+    with monkeypatch.context() as m:
+        m.setattr(audio_mod, "_BLOCK_SAMPLES", 4096 * channels)
+        np.testing.assert_array_equal(extract(str(path)), feats)

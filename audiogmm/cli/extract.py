@@ -103,15 +103,23 @@ def command(
         "n_files": len(records),
         "n_extracted": res.n_extracted,
         "n_cached": res.n_cached,
+        "cache_errors": res.cache_errors,
         "n_frames": int(sum(x.shape[0] for x in res.features.values())),
         "skipped": skipped,
         "config_hash": config.content_hash(),
     }
+    failed = len(res.cache_errors)
     if as_json:
         echo_json(out)
-        return
-    report_skipped(skipped)
-    click.echo(
-        f"{len(res.features)}/{len(records)} files ready in {escape_name(cache_dir)} "
-        f"({res.n_extracted} extracted, {res.n_cached} from cache, {len(skipped)} skipped)"
-    )
+    else:
+        report_skipped(skipped)
+        click.echo(
+            f"{len(res.features) - failed}/{len(records)} files ready in "
+            f"{escape_name(cache_dir)} ({res.n_extracted - failed} extracted, "
+            f"{res.n_cached} from cache, {len(skipped)} skipped"
+            + (f", {failed} not written" if failed else "") + ")"
+        )
+    if failed:  # the cache is this command's output: a missing entry is a failure
+        raise click.ClickException(
+            escape_name(f"could not write {failed} cache entries; first: {res.cache_errors[0]}")
+        )

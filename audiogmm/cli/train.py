@@ -268,7 +268,7 @@ def _train_audio(ctx, data, output, fit, config, tuning, cache_dir, jobs, strict
     # the model records its split and training files, so evaluate and verify can refuse them
     used = [r for r in records if r.path in res.features]
     extra["split"] = describe_split(data, p["split"], used, train_fraction=p["train_fraction"],
-                                   seed=p["seed"])  # fmt: skip
+                                   seed=p["seed"], n_jobs=jobs)  # fmt: skip
     save_model(output, clf, config, extra=extra)
     skipped = skipped_list(res)
     return {"classifier": clf, "n_files": len(records) - len(skipped), "skipped": skipped,

@@ -6,11 +6,14 @@ Layout of a cache directory::
     <cache_dir>/<config-hash>/<key>.npy       one (n_frames, n_dims) array per file
 
 ``key`` is the SHA-256 of the file's absolute path, size, ``st_mtime_ns``, the
-config hash and the ``keep_all_frames`` flag, so a changed file or a changed
-config is re-extracted and everything else is read back. Cache files are plain
-``.npy`` (no pickle), written to a temporary file and moved into place with
-:func:`os.replace`; on reading they are validated (shape, dtype, finiteness) and
-recomputed when anything is off.
+config hash, the ``keep_all_frames`` flag and the entry format, so a changed file
+or a changed config is re-extracted and everything else is read back. An entry is
+the ``.npy`` bytes of the array (no pickle; ``np.load`` reads it) followed by a
+16-byte SHA-256 digest of those bytes. Entries are written to a temporary file
+and moved into place with :func:`os.replace`, without an fsync (it cost as much as
+the extraction itself): a killed run leaves every finished entry whole, and an
+entry torn by a power loss fails its digest. On reading, the digest, shape, dtype
+and finiteness are checked and a bad entry is recomputed, never trusted.
 
 Files are extracted through an executor (:class:`~audiogmm.engine.LocalExecutor`):
 threads in this process by default, worker processes only when the caller passes
@@ -99,12 +102,17 @@ class ExtractionResult:
         Files computed in this run.
     n_cached : int
         Files read back from the cache.
+    cache_errors : list of str
+        Cache entries that could not be written (e.g. a full disk), one message each
+        naming the entry's path and the reason; those files' features are in
+        ``features`` all the same.
     """
 
     features: dict[str, np.ndarray] = field(default_factory=dict)
     skipped: list[Skipped] = field(default_factory=list)
     n_extracted: int = 0
     n_cached: int = 0
+    cache_errors: list[str] = field(default_factory=list)
 
     @property
     def n_skipped(self) -> int:
@@ -162,8 +170,14 @@ class ExtractionResult:
 
 
 # ---------------------------------------------------------------------- cache files
+#: Entry format, part of the key: entries of another format are never read.
+ENTRY_FORMAT = "npy+sha256-16"
+_DIGEST_BYTES = 16
+_NPY_HEADER_MAX = 1 << 16  # far above any header np.save writes for a 2-D array
+
+
 def cache_key(path: PathLike, config: FeatureConfig, *, keep_all_frames: bool = False) -> str:
-    """SHA-256 hex digest of (absolute path, size, mtime_ns, config hash, keep_all_frames).
+    """SHA-256 hex digest of (absolute path, size, mtime_ns, config hash, keep_all_frames, format).
 
     Raises
     ------
@@ -174,8 +188,9 @@ def cache_key(path: PathLike, config: FeatureConfig, *, keep_all_frames: bool = 
     audio.check_file(p)
     st = os.stat(p)
     ident = "\0".join(
-        [p, str(st.st_size), str(st.st_mtime_ns), config.content_hash(), str(bool(keep_all_frames))]
-    )
+        [p, str(st.st_size), str(st.st_mtime_ns), config.content_hash(),
+         str(bool(keep_all_frames)), ENTRY_FORMAT]
+    )  # fmt: skip
     return hashlib.sha256(ident.encode("utf-8", "surrogatepass")).hexdigest()
 
 
@@ -187,18 +202,36 @@ def cache_path(
     return os.path.join(os.fspath(cache_dir), config.content_hash(), key + ".npy")
 
 
-def _atomic_write_bytes(dst: str, data: bytes) -> None:
-    atomic_write(dst, lambda f: f.write(data))
+def _atomic_write_bytes(dst: str, data: bytes, *, durable: bool = True) -> None:
+    atomic_write(dst, lambda f: f.write(data), durable=durable)
 
 
-def _save_npy(dst: str, arr: np.ndarray) -> None:
-    atomic_write(dst, lambda f: np.save(f, arr, allow_pickle=False))
+def _digest(data: bytes) -> bytes:
+    return hashlib.sha256(data).digest()[:_DIGEST_BYTES]  # SHA-NI: 3x BLAKE2b's speed
+
+
+def _save_entry(dst: str, arr: np.ndarray) -> None:
+    """Write one entry: the array's .npy bytes, then their digest (no fsync; see the module)."""
+    buf = io.BytesIO()
+    np.save(buf, arr, allow_pickle=False)
+    data = buf.getvalue()
+    _atomic_write_bytes(dst, data + _digest(data), durable=False)
 
 
 def _load_cached(file: str, config: FeatureConfig) -> Optional[np.ndarray]:
     """The cached array if it exists and is valid, else None (never trusted blindly)."""
+    # the largest entry a valid file can give: MAX_SAMPLES at the config's hop
+    max_frames = audio.MAX_SAMPLES // config.hop_length + 2
+    limit = _NPY_HEADER_MAX + max_frames * config.n_dims * 8 + _DIGEST_BYTES
     try:
-        arr = np.load(file, allow_pickle=False)
+        with open(file, "rb") as f:
+            if os.fstat(f.fileno()).st_size > limit:
+                raise ValueError("larger than any entry can be")
+            data = f.read()
+        body, digest = data[:-_DIGEST_BYTES], data[-_DIGEST_BYTES:]
+        if len(data) <= _DIGEST_BYTES or _digest(body) != digest:
+            raise ValueError("digest mismatch: torn or altered")
+        arr = np.load(io.BytesIO(body), allow_pickle=False)
     except FileNotFoundError:
         return None
     except (OSError, ValueError, EOFError) as exc:
@@ -219,6 +252,10 @@ def _load_cached(file: str, config: FeatureConfig) -> Optional[np.ndarray]:
 
 
 # ---------------------------------------------------------------------- workers
+#: What a worker returns: (error kind or "", features or None, message, cache write error or "")
+_Outcome = tuple[str, Optional[np.ndarray], str, str]
+
+
 def _lost(
     path: str,
     config: FeatureConfig,
@@ -226,30 +263,31 @@ def _lost(
     cache_file: Optional[str],
     *,
     reason: str,
-) -> tuple[str, Optional[np.ndarray], str]:
+) -> _Outcome:
     """What :func:`_work` returns when its worker process died on every attempt."""
-    return "FeatureError", None, f"{path!r}: skipped: {reason} while extracting it"
+    return "FeatureError", None, f"{path!r}: skipped: {reason} while extracting it", ""
 
 
 @on_worker_lost(_lost)
 def _work(
     path: str, config: FeatureConfig, keep_all_frames: bool, cache_file: Optional[str]
-) -> tuple[str, Optional[np.ndarray], str]:
-    """Extract one file. Returns (error kind or "", features or None, message)."""
+) -> _Outcome:
+    """Extract one file, and cache it when ``cache_file`` is given."""
     try:
         feats = extract(path, config=config, keep_all_frames=keep_all_frames)
     except AudioError as exc:
-        return "AudioError", None, str(exc)
+        return "AudioError", None, str(exc), ""
     except FeatureError as exc:
-        return "FeatureError", None, str(exc)
+        return "FeatureError", None, str(exc), ""
     except Exception as exc:  # the batch goes on: anything unexpected is a skip too
-        return "FeatureError", None, f"{path!r}: {type(exc).__name__}: {exc}"
+        return "FeatureError", None, f"{path!r}: {type(exc).__name__}: {exc}", ""
     if cache_file is not None:
         try:
-            _save_npy(cache_file, feats)
-        except OSError as exc:
-            logger.warning("could not write cache file %s (%s)", cache_file, exc)
-    return "", feats, ""
+            _save_entry(cache_file, feats)
+        except OSError as exc:  # e.g. a full disk: the features are good, the entry is not
+            reason = exc.strerror or str(exc)
+            return "", feats, "", f"{cache_file} (features of {path!r}): {reason}"
+    return "", feats, "", ""
 
 
 # ---------------------------------------------------------------------- public API
@@ -331,6 +369,7 @@ def extract_many(
     errors: dict[str, tuple[str, str]] = {}
     n_cached = 0
     n_extracted = 0
+    cache_errors: list[str] = []
 
     def fail(path: str, kind: str, message: str) -> None:
         if strict:
@@ -358,9 +397,11 @@ def extract_many(
             tasks.append((p, config, keep_all_frames, cfile))
 
         with resolve(executor, n_jobs) as ex:
-            for (p, *_), (kind, feats, message) in zip(
+            for (p, *_), (kind, feats, message, cache_error) in zip(
                 tasks, ex.map(_work, tasks, isolated=True, star=True)
             ):
+                if cache_error:
+                    cache_errors.append(cache_error)
                 if kind:
                     fail(p, kind, message)
                 else:
@@ -369,7 +410,7 @@ def extract_many(
                     n_extracted += 1
                 tick()
 
-    res = ExtractionResult(n_extracted=n_extracted, n_cached=n_cached)
+    res = ExtractionResult(n_extracted=n_extracted, n_cached=n_cached, cache_errors=cache_errors)
     for p in paths:
         if p in results:
             res.features[p] = results[p]
@@ -377,4 +418,9 @@ def extract_many(
             res.skipped.append(Skipped(p, errors[p][1]))
     if res.skipped:
         logger.warning("skipped %d of %d files", len(res.skipped), total)
+    if cache_errors:
+        logger.warning(
+            "could not write %d of %d cache entries (first: %s)",
+            len(cache_errors), len(tasks), cache_errors[0],
+        )  # fmt: skip
     return res

@@ -12,11 +12,13 @@ import hashlib
 import os
 import zlib
 from collections.abc import Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from typing import Any
 
 import numpy as np
 
+from ..engine import default_workers
 from ..exceptions import DatasetError, ModelFileError, ParameterError
 from ..io.schema import check
 from ..io.tables import SPLIT
@@ -158,6 +160,25 @@ def file_identity(path: str | os.PathLike) -> str:
     return h.hexdigest()
 
 
+def _identities(paths: Sequence[str], n_jobs: int | None, *, skip_unreadable: bool):
+    """:func:`file_identity` of each path in order (None for an unreadable one when
+    ``skip_unreadable``), on ``n_jobs`` threads: reads and BLAKE2b release the GIL."""
+
+    def one(path: str) -> str | None:
+        try:
+            return file_identity(path)
+        except OSError:
+            if skip_unreadable:
+                return None
+            raise
+
+    n = min(len(paths), default_workers() if n_jobs is None else n_jobs)
+    if n <= 1:
+        return [one(p) for p in paths]
+    with ThreadPoolExecutor(n) as pool:
+        return list(pool.map(one, paths))
+
+
 def split_spec(
     manifest: Sequence[Record],
     train_records: Iterable[Record],
@@ -165,6 +186,7 @@ def split_spec(
     split: str | None,
     seed: int,
     train_fraction: float,
+    n_jobs: int | None = None,
 ) -> dict[str, Any]:
     """The split block a model stores: how its training files were chosen, and which they were.
 
@@ -179,6 +201,8 @@ def split_spec(
     seed : int
     train_fraction : float in (0, 1)
         The settings given to :func:`split_records`.
+    n_jobs : int >= 1 or None
+        Threads hashing the training files (None: all cores).
 
     Returns
     -------
@@ -200,7 +224,9 @@ def split_spec(
             "seed": int(seed),
             "train_fraction": float(train_fraction),
             "identity": IDENTITY,
-            "train_files": sorted({file_identity(r.path) for r in train_records}),
+            "train_files": sorted(
+                set(_identities([r.path for r in train_records], n_jobs, skip_unreadable=False))
+            ),
         }
     )
 
@@ -230,7 +256,9 @@ def validate_split_block(block: Any) -> dict[str, Any]:
         raise ModelFileError(f"header field {e}") from None
 
 
-def training_overlap(block: dict[str, Any], records: Iterable[Record]) -> list[Record]:
+def training_overlap(
+    block: dict[str, Any], records: Iterable[Record], *, n_jobs: int | None = None
+) -> list[Record]:
     """The records whose audio bytes match a training file of a split block.
 
     Parameters
@@ -240,6 +268,8 @@ def training_overlap(block: dict[str, Any], records: Iterable[Record]) -> list[R
     records : iterable of Record
         Candidate test files. A file that cannot be read is not reported here
         (feature extraction reports it as skipped).
+    n_jobs : int >= 1 or None
+        Threads hashing the files (None: all cores).
 
     Returns
     -------
@@ -247,14 +277,9 @@ def training_overlap(block: dict[str, Any], records: Iterable[Record]) -> list[R
         In input order.
     """
     trained = set(block["train_files"])
-    out = []
-    for r in records:
-        try:
-            if file_identity(r.path) in trained:
-                out.append(r)
-        except OSError:
-            continue
-    return out
+    records = list(records)
+    ids = _identities([r.path for r in records], n_jobs, skip_unreadable=True)
+    return [r for r, i in zip(records, ids) if i in trained]
 
 
 def stored_training_paths(block: dict[str, Any], manifest: Sequence[Record]) -> set[str] | None:

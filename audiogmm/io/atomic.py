@@ -86,14 +86,19 @@ def _clean_stale_temps(folder: str) -> None:
             continue  # vanished (another cleaner) or not ours to remove
 
 
-def atomic_write(path: str | os.PathLike, write, *, mode: str = "wb") -> None:
+def atomic_write(
+    path: str | os.PathLike, write, *, mode: str = "wb", durable: bool = True
+) -> None:
     """Call ``write(fileobj)`` on a temporary file next to ``path``, then rename it.
 
     The rename is atomic on POSIX and Windows, so readers see either the old file
     or the complete new one, never a partial write. A new file gets mode
     ``0o666 & ~umask`` (as ``open`` would give it); an overwritten file keeps its
     mode. Temporary files left in the folder by killed writers are removed first
-    (see :func:`_clean_stale_temps`).
+    (see :func:`_clean_stale_temps`). ``durable=False`` skips the fsync before the
+    rename: a killed process still leaves the old file or the new one, but a power
+    loss may leave a torn file, so only for files whose reader verifies them (the
+    feature cache, where the fsync cost as much as the extraction).
     """
     path = os.fspath(path)
     folder = os.path.dirname(os.path.abspath(path))
@@ -114,7 +119,8 @@ def atomic_write(path: str | os.PathLike, write, *, mode: str = "wb") -> None:
         with os.fdopen(fd, mode) as f:
             write(f)
             f.flush()
-            os.fsync(f.fileno())
+            if durable:
+                os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException as e:
         try:

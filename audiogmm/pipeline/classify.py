@@ -75,6 +75,7 @@ def describe_split(
     *,
     train_fraction: float = TRAIN_FRACTION,
     seed: int = 0,
+    n_jobs: int | None = None,
 ) -> dict[str, Any]:
     """The split block to store in a model trained on ``train_records`` of ``data``.
 
@@ -83,8 +84,9 @@ def describe_split(
     :func:`audiogmm.data.splits.split_spec` for the fields.
     """
     return split_spec(
-        read_manifest(data), train_records, split=split, seed=seed, train_fraction=train_fraction
-    )
+        read_manifest(data), train_records, split=split, seed=seed,
+        train_fraction=train_fraction, n_jobs=n_jobs,
+    )  # fmt: skip
 
 
 def stored_split(model: Bundle, *, path: str | os.PathLike | None = None) -> dict[str, Any] | None:
@@ -377,6 +379,7 @@ def _check_training_files(
     records: Sequence[Record],
     manifest: Sequence[Record] | None,
     allow_train_overlap: bool,
+    n_jobs: int | None,
 ) -> tuple[int | None, int]:
     """Refuse evaluation files that trained ``model``; see :func:`evaluate_classifier`.
 
@@ -393,7 +396,7 @@ def _check_training_files(
         )
         overlap: list[Record] = []
     else:
-        overlap = training_overlap(spec, records)
+        overlap = training_overlap(spec, records, n_jobs=n_jobs)
     duplicates: list[Record] = []
     trained = stored_training_paths(spec, manifest) if overlap and manifest else None
     if trained is not None:
@@ -489,8 +492,11 @@ def evaluate_classifier(
     if reject is not None and not hasattr(clf, "resolve_threshold"):
         raise ParameterError("reject needs a GMM-UBM model (train with --backend map)")
     thr = clf.resolve_threshold(reject) if reject is not None else None
-    overlap, n_duplicates = _check_training_files(model, records, manifest, allow_train_overlap)
-    res, used_paths, clips, S = _score_files(model, records, options or RunOptions(), executor)
+    opts = options or RunOptions()
+    overlap, n_duplicates = _check_training_files(
+        model, records, manifest, allow_train_overlap, opts.n_jobs
+    )
+    res, used_paths, clips, S = _score_files(model, records, opts, executor)
     if records and not used_paths:
         raise DatasetError(
             f"none of the {len(records)} files could be evaluated: all were skipped"
