@@ -64,9 +64,7 @@ def devcorpus_datasets(prefix: str = "large-") -> tuple[list[Dataset], str | Non
     ``hardspeakers/`` (11-18 clips per speaker) keeps 8 training clips per speaker.
     """
     root = devcorpus_root()
-    fractions = {
-        "speakers": 0.7, "sounds": 0.7, "speakers8k": 0.7, "hardspeakers": 0.7, "realsounds": 0.45
-    }
+    fractions = {"speakers": 0.7, "sounds": 0.7, "speakers8k": 0.7, "realsounds": 0.45}
     found = [
         Dataset(prefix + sub, os.path.join(root, sub), train_fraction=frac)
         for sub, frac in fractions.items()
