@@ -37,7 +37,6 @@ if TYPE_CHECKING:
 __all__ = ["fit_mixtures", "frames_per_chunk", "ml_maximiser"]
 
 
-
 def fit_mixtures(
     models: list[DiagGMM],
     sources: list[Any],
@@ -77,6 +76,8 @@ def fit_mixtures(
     tick : callable, optional
         Called after each model is done (progress).
     """
+    if not models:
+        return
     t0 = time.perf_counter()
     first = models[0]
     if checkpoint is not None and (first.n_init != 1 or len(models) != 1):
