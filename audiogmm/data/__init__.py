@@ -1,6 +1,7 @@
 """Datasets: manifests (folder, CSV, Kaldi dir), splits, and the cached parallel extraction.
 
-Modules in data-flow order: ``manifests``, ``splits``, ``cache``, ``shards``. Names are
+Modules in data-flow order: ``tables`` (the text readers), ``manifests``, ``splits``,
+``cache``, ``shards``, ``kaldi``. Names are
 imported on first use.
 """
 
@@ -16,7 +17,6 @@ _EXPORTS = {
             "content_hash",
             "expand_paths",
             "read_csv",
-            "read_csv_rows",
             "read_folder",
             "read_kaldi_dir",
             "read_manifest",
@@ -24,6 +24,7 @@ _EXPORTS = {
         ],
         ".manifests",
     ),
+    "read_csv_rows": ".tables",
     **dict.fromkeys(
         [
             "TRAIN_FRACTION",

@@ -36,7 +36,7 @@ from ..features import FeatureConfig, extract
 from ..io.atomic import atomic_write
 from ..io.schema import check
 from ..io.tables import KALDI
-from .manifests import listing, read_kaldi_table
+from .tables import listing, read_kaldi_table
 
 __all__ = [
     "validate_kaldi_block",

@@ -15,20 +15,19 @@ All listings are sorted, so a manifest reads the same on every machine.
 
 from __future__ import annotations
 
-import codecs
 import csv
 import hashlib
 import io
 import os
-import stat
 from collections import Counter
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Literal, Optional, Union
 
 from ..audio import AUDIO_EXTENSIONS
 from ..exceptions import DatasetError, ParameterError
 from ..io.atomic import atomic_write
+from .tables import listing, read_csv_rows, read_kaldi_table
 
 __all__ = [
     "SPLIT_NAMES",
@@ -37,7 +36,6 @@ __all__ = [
     "content_hash",
     "expand_paths",
     "read_csv",
-    "read_csv_rows",
     "read_folder",
     "read_kaldi_dir",
     "read_manifest",
@@ -47,12 +45,9 @@ __all__ = [
 PathLike = Union[str, "os.PathLike[str]"]
 
 _CSV_COLUMNS = ("path", "label", "split")
-_MAX_LISTED = 5
 #: The values a manifest's ``split`` column may hold (case matters): a typo such as
 #: ``Train`` or ``trian`` would otherwise leave its files silently out of every split.
 SPLIT_NAMES = ("train", "dev", "test", "enrol", "cohort")
-#: Longest line of a CSV or Kaldi table, in bytes (far beyond any path): bounds memory.
-MAX_LINE_BYTES = 1 << 20
 
 
 @dataclass(frozen=True)
@@ -73,12 +68,6 @@ class Record:
     path: str
     label: str
     split: Optional[str] = None
-
-
-def listing(items: Sequence[str]) -> str:
-    shown = ", ".join(repr(s) for s in items[:_MAX_LISTED])
-    more = f" and {len(items) - _MAX_LISTED} more" if len(items) > _MAX_LISTED else ""
-    return shown + more
 
 
 def _check_unique_and_present(records: list[Record], source: str) -> None:
@@ -169,121 +158,6 @@ def expand_paths(paths: Iterable[PathLike]) -> list[str]:
         out.extend(audio_files_under(p) if os.path.isdir(p) else [p])
     return out
 
-def _text_lines(path: str, what: str) -> Iterator[str]:
-    """The lines of a UTF-8 text file (BOM dropped), each refused with its line number when
-    it is not UTF-8 or longer than :data:`MAX_LINE_BYTES`."""
-    try:
-        if not stat.S_ISREG(os.stat(path).st_mode):  # a FIFO would block open() forever
-            raise DatasetError(f"{path!r}: {what} is not a regular file")
-        f = open(path, "rb")
-    except FileNotFoundError:
-        raise DatasetError(f"{path!r}: {what} file not found") from None
-    except (OSError, ValueError) as exc:
-        raise DatasetError(f"{path!r}: cannot read {what} ({exc})") from None
-    with f:
-        lineno = 0
-        while True:
-            lineno += 1
-            try:
-                raw = f.readline(MAX_LINE_BYTES + 1)
-            except OSError as exc:
-                raise DatasetError(f"{path!r} line {lineno}: cannot read {what} ({exc})") from None
-            if not raw:
-                return
-            if len(raw) > MAX_LINE_BYTES:
-                raise DatasetError(
-                    f"{path!r} line {lineno}: longer than {MAX_LINE_BYTES} bytes; not a {what}"
-                )
-            if lineno == 1:
-                if raw.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
-                    raise DatasetError(f"{path!r}: {what} is UTF-16 text; save it as UTF-8")
-                if raw.startswith(codecs.BOM_UTF8):
-                    raw = raw[len(codecs.BOM_UTF8) :]
-            if b"\0" in raw:
-                raise DatasetError(
-                    f"{path!r} line {lineno}: NUL byte (UTF-16 or binary data?); save the "
-                    f"{what} as UTF-8 text"
-                )
-            try:
-                yield raw.decode("utf-8")
-            except UnicodeDecodeError as exc:
-                raise DatasetError(
-                    f"{path!r} line {lineno}: not UTF-8 text (byte 0x{raw[exc.start]:02x} at "
-                    f"column {exc.start + 1}; Latin-1 or another encoding?); save the {what} "
-                    "as UTF-8"
-                ) from None
-
-
-def read_csv_rows(
-    path: PathLike, *, what: str
-) -> tuple[list[str], Iterator[tuple[int, dict[str, str]]]]:
-    """Open a CSV table with a header row: its column names, and its rows one at a time.
-
-    The one CSV reader of manifests and trials files. Every problem is one
-    :class:`~audiogmm.exceptions.DatasetError` naming the file and the line: not a
-    regular file, not UTF-8 (UTF-16, Latin-1), a NUL byte, a line over
-    :data:`MAX_LINE_BYTES` or a field over :func:`csv.field_size_limit`, a repeated
-    column name, or non-empty cells beyond the header's columns. A UTF-8 BOM is
-    accepted. Rows stream, so memory does not grow with the file.
-
-    Parameters
-    ----------
-    path : str or os.PathLike
-    what : str
-        What the file is, for messages (``"manifest"``, ``"trials file"``).
-
-    Returns
-    -------
-    header : list of str
-        Column names, stripped of spaces.
-    rows : iterator of (int, dict of str to str)
-        The line number where each row ends, and its cells by column name
-        (stripped; ``""`` for a missing cell). Blank rows are left out.
-    """
-    name = os.fspath(path)
-    gen = _csv_rows(name, what)
-    header = next(gen)
-    return header, gen  # type: ignore[return-value]
-
-
-def _csv_rows(name: str, what: str):
-    n_lines = 0  # lines read so far: csv's own line_num lags on some errors
-
-    def counted() -> Iterator[str]:
-        nonlocal n_lines
-        for line in _text_lines(name, what):
-            n_lines += 1
-            yield line
-
-    reader = csv.reader(counted())
-
-    def rows() -> Iterator[list[str]]:
-        while True:
-            try:
-                row = next(reader)
-            except StopIteration:
-                return
-            except csv.Error as exc:  # a field over the size limit, a stray quote
-                raise DatasetError(f"{name!r} line {n_lines}: {exc}") from None
-            if any(c.strip() for c in row):
-                yield row
-
-    it = rows()
-    header = [h.strip() for h in next(it, [])]
-    if len(set(header)) != len(header):
-        raise DatasetError(f"{name!r}: repeated column names in header {header}")
-    yield header
-    for row in it:
-        extra = row[len(header) :]
-        if any(c.strip() for c in extra):
-            raise DatasetError(
-                f"{name!r} line {n_lines}: {len(row)} cells but the header has "
-                f"{len(header)} columns (an unquoted comma?)"
-            )
-        cells = [c.strip() for c in row[: len(header)]]
-        yield n_lines, dict(zip(header, cells + [""] * (len(header) - len(cells))))
-
-
 def read_csv(
     path: PathLike, *, extra_columns: Literal["error", "ignore"] = "error"
 ) -> list[Record]:
@@ -352,19 +226,6 @@ def read_csv(
         )
     _check_unique_and_present(records, csv_path)
     return records
-
-
-def read_kaldi_table(path: str) -> list[tuple[str, str]]:
-    rows = []
-    for lineno, line in enumerate(_text_lines(path, "Kaldi table"), start=1):
-        line = line.strip()
-        if not line:
-            continue
-        parts = line.split(None, 1)
-        if len(parts) != 2:
-            raise DatasetError(f"{path!r} line {lineno}: expected '<key> <value>', got {line!r}")
-        rows.append((parts[0], parts[1].strip()))
-    return rows
 
 
 def read_kaldi_dir(data_dir: PathLike) -> list[Record]:
