@@ -12,7 +12,7 @@ from typing import Any
 import click
 
 from ..data.splits import TRAIN_FRACTION
-from ..features.config import DEFAULT_PRESET, PRESETS
+from ..features.presets import DEFAULT_PRESET, PRESETS
 from .output import (
     escape_name,
     report_skipped,  # re-exported: the commands import it from here

@@ -1,7 +1,7 @@
 """The front end: waveform -> MFCC frames (+ deltas, VAD, CMVN), in one serialisable config.
 
-Modules in data-flow order: ``config`` (FeatureConfig, PRESETS; ``extras``: the allow-list
-of librosa features a config may add), ``spectral`` (STFT, mel, energy, cepstra),
+Modules in data-flow order: ``extras`` (the allow-list of librosa features a config may
+add), ``config`` (FeatureConfig), ``presets`` (PRESETS, DEFAULT_PRESET), ``spectral`` (STFT, mel, energy, cepstra),
 ``engines`` (the numpy or the librosa engine, and the extras), ``postprocess`` (deltas,
 VAD, CMVN), ``extraction`` (extract).
 Names are imported on first use.
@@ -10,7 +10,8 @@ Names are imported on first use.
 from ..lazy import lazy_exports
 
 _EXPORTS = {
-    **dict.fromkeys(["DEFAULT_PRESET", "FEATURE_FORMAT_VERSION", "PRESETS", "FeatureConfig"], ".config"),
+    **dict.fromkeys(["FEATURE_FORMAT_VERSION", "FeatureConfig"], ".config"),
+    **dict.fromkeys(["DEFAULT_PRESET", "PRESETS"], ".presets"),
     "extract": ".extraction",
 }
 __all__ = sorted(_EXPORTS)

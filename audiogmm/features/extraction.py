@@ -17,9 +17,10 @@ import numpy as np
 
 from .. import audio
 from ..exceptions import FeatureError, ParameterError
-from .config import DEFAULT_PRESET, PRESETS, FeatureConfig, is_integral
+from .config import FeatureConfig, is_integral
 from .engines import cepstra_and_energy, delta, extra_frames
 from .postprocess import digital_silence, sliding_cmvn, utterance_cmvn, vad_mask
+from .presets import DEFAULT_PRESET, PRESETS
 from .spectral import AMIN
 
 __all__ = ["SILENT_RUN_S", "derivable", "derive", "extract", "extraction_roots"]
