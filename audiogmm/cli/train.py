@@ -3,7 +3,7 @@ supervectors of a UBM with logistic regression), one model file.
 
 DATA is an audio manifest (folder, CSV, Kaldi ``wav.scp``), a Kaldi feature
 directory (``feats.scp``, or ``wav.scp`` + ``segments``) or a shard store; each
-source reads its clips here, and :func:`audiogmm.pipeline.classify.fit_backend`
+source reads its clips here, and :func:`audiogmm.pipeline.train.fit_backend`
 trains whatever the source. ``-k`` is the number of components of each class
 (``--backend ml``) or of the UBM (``--backend map`` and ``gsv``); an option that does not
 apply to the backend or the source is a usage error naming it.
@@ -171,7 +171,7 @@ def command(ctx, data, output, split, train_fraction, seed, preset, config_path,
     from ..data.kaldi import needs_kaldi_reader
     from ..data.shards import is_store
     from ..io.atomic import check_writable
-    from ..pipeline.classify import load_ubm
+    from ..pipeline.train import load_ubm
 
     check_writable(output)  # before the work, naming the user's path
     auto = preset == "auto"

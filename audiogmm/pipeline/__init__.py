@@ -1,8 +1,8 @@
 """Files in, results out: model bundles, train/evaluate/predict workflows, reports.
 
 No maths and no printing here; the CLI and the recipes format what these return.
-Modules: ``bundle`` (classifier + feature config in one file), ``classify``
-(train, evaluate, predict from files), ``report`` (metrics.json, confusion),
+Modules: ``bundle`` (classifier + feature config in one file), ``train`` (the one
+training path, every backend), ``classify`` (splits, evaluate, predict from files), ``report`` (metrics.json, confusion),
 ``tuning`` (cross-validated choice of front end and components).
 """
 
@@ -15,9 +15,9 @@ from .classify import (
     predict_files,
     skipped_list,
     stored_split,
-    train_classifier,
 )
 from .report import format_confusion, format_metrics, training_report, write_report
+from .train import train_classifier
 from .tuning import TuneResult, train_tuned, tune
 
 __all__ = [

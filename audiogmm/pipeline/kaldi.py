@@ -41,7 +41,7 @@ from ..features import FeatureConfig
 from ..models import GMMClassifier
 from ..scoring import summary
 from .bundle import save_model
-from .classify import fit_backend
+from .train import fit_backend
 
 __all__ = ["evaluate_kaldi", "export_kaldi", "load_kaldi_split", "save_kaldi_model", "train_kaldi"]
 
@@ -107,7 +107,7 @@ def train_kaldi(
 ) -> GMMClassifier:
     """Fit one GMM per label (``backend="ml"``) or a UBM + MAP classes on utterances.
 
-    ``classifier_params`` go to :func:`audiogmm.pipeline.classify.fit_backend`
+    ``classifier_params`` go to :func:`audiogmm.pipeline.train.fit_backend`
     (``ubm=`` included).
 
     Raises

@@ -16,7 +16,7 @@ from ..exceptions import DatasetError, ModelFileError
 from ..features import FeatureConfig
 from ..models import GMMClassifier
 from ..progress import Progress
-from .classify import fit_backend
+from .train import fit_backend
 
 __all__ = ["store_config", "train_from_store"]
 
@@ -48,7 +48,7 @@ def train_from_store(
     """Fit one GMM per label (or a UBM + MAP) on every clip of ``store``.
 
     ``backend`` and ``classifier_params`` (``ubm=`` included) go to
-    :func:`audiogmm.pipeline.classify.fit_backend`.
+    :func:`audiogmm.pipeline.train.fit_backend`.
 
     Returns
     -------

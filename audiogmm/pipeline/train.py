@@ -1,0 +1,171 @@
+"""The one training path: files (or clips) in, a fitted classifier of any backend out.
+
+:func:`fit_backend` is the one place a backend (``ml``, ``map``, ``gsv``; the registry
+:data:`audiogmm.models.BACKENDS`) is chosen and fitted, for audio manifests
+(:func:`train_classifier`), Kaldi directories (:mod:`.kaldi`) and shard stores
+(:mod:`.shards`); :func:`load_ubm` reads a UBM made by ``audiogmm ubm`` for it.
+No maths and no printing here.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from ..data import ExtractionResult, Record, RunOptions, extract_many
+from ..engine import LocalExecutor, resolve
+from ..exceptions import DatasetError, ModelFileError, ParameterError
+from ..features import FeatureConfig
+from ..models import BACKENDS, GMMClassifier
+
+__all__ = ["fit_backend", "load_ubm", "train_classifier"]
+
+
+def fit_backend(
+    clips: Sequence[np.ndarray],
+    labels: Sequence[str],
+    *,
+    backend: str = "ml",
+    ubm: Any = None,
+    executor: LocalExecutor | None = None,
+    progress: Any = None,
+    **classifier_params: Any,
+) -> GMMClassifier:
+    """Fit the ``backend``'s classifier on clips, whatever they were read from.
+
+    Every training path (audio files, Kaldi directories, shard stores) ends here.
+
+    Parameters
+    ----------
+    clips : sequence of ndarray, each of shape (n_frames_i, n_dims)
+    labels : sequence of str, length n_clips
+    backend : {"ml", "map", "gsv"}
+        The key of :data:`~audiogmm.models.BACKENDS`: one ML GMM per label
+        (:class:`GMMClassifier`), a UBM with MAP-adapted labels (:class:`UBMClassifier`),
+        or GMM supervectors of a UBM with logistic regression (:class:`GSVClassifier`).
+    ubm : DiagGMM, optional
+        ``backend="map"`` or ``"gsv"``: use this fitted UBM instead of training one
+        (e.g. ``audiogmm ubm`` on a shard store, read with :func:`load_ubm`).
+    executor : LocalExecutor, optional
+    progress : callable, optional
+    **classifier_params
+        Parameters of the backend's classifier.
+
+    Returns
+    -------
+    GMMClassifier, UBMClassifier or GSVClassifier
+        With ``timing_["train_s"]``.
+
+    Raises
+    ------
+    ParameterError
+        An unknown backend, or ``ubm`` with ``backend="ml"``.
+    """
+    if backend not in BACKENDS:
+        raise ParameterError(f"backend must be one of {sorted(BACKENDS)}; got {backend!r}")
+    if ubm is not None and backend == "ml":
+        raise ParameterError("a given UBM needs backend='map' or 'gsv'")
+    clf = BACKENDS[backend](**classifier_params)
+    t0 = time.perf_counter()
+    with resolve(executor, classifier_params.get("n_jobs")) as ex:
+        if ubm is None:
+            clf.fit(clips, labels, progress=progress, executor=ex)
+        else:
+            clf.fit(clips, labels, ubm=ubm, progress=progress, executor=ex)
+    clf.timing_ = {"train_s": time.perf_counter() - t0}
+    return clf
+
+
+def load_ubm(path: str | os.PathLike) -> tuple[Any, FeatureConfig | None]:
+    """A UBM written by ``audiogmm ubm`` (a DiagGMM file) and the front end it records.
+
+    Returns
+    -------
+    ubm : DiagGMM
+    config : FeatureConfig or None
+        None for a mixture saved without one (e.g. ``DiagGMM.save``).
+
+    Raises
+    ------
+    ModelFileError
+        Not a DiagGMM file, or a bad feature configuration (naming the file).
+    """
+    from ..io import load
+    from ..mixture import DiagGMM
+
+    ubm = load(path, DiagGMM)
+    block = getattr(ubm, "file_header_", {}).get("feature_config")
+    if block is None:
+        return ubm, None
+    try:
+        config = FeatureConfig.from_dict(block)
+    except (ValueError, TypeError) as e:
+        raise ModelFileError(f"{os.fspath(path)}: invalid feature_config ({e})") from None
+    if config.n_dims != ubm.n_dims:
+        raise ModelFileError(
+            f"{os.fspath(path)}: the UBM has {ubm.n_dims} dims but its feature config gives "
+            f"{config.n_dims}"
+        )
+    return ubm, config
+
+
+def train_classifier(
+    records: Sequence[Record],
+    *,
+    config: FeatureConfig | None = None,
+    options: RunOptions | None = None,
+    executor: LocalExecutor | None = None,
+    backend: str = "ml",
+    ubm: Any = None,
+    **classifier_params: Any,
+) -> tuple[GMMClassifier, ExtractionResult]:
+    """Extract features for ``records`` and fit one GMM per label.
+
+    Parameters
+    ----------
+    records : sequence of Record
+        Training files with labels (the ``split`` field is ignored here).
+    config : FeatureConfig, optional
+        Front end; default ``FeatureConfig()`` (the ``general`` preset). Save the result with
+        :func:`audiogmm.pipeline.save_model` to keep the two together.
+    options : RunOptions, optional
+        Cache, workers, progress, strictness.
+    executor : LocalExecutor, optional
+        Shared by extraction and training (default: one for this call).
+    backend : {"ml", "map", "gsv"}, default="ml"
+        See :func:`fit_backend`.
+    ubm : DiagGMM, optional
+        ``backend="map"`` or ``"gsv"``: use this UBM (see :func:`fit_backend`).
+    **classifier_params
+        Parameters of the backend's classifier (``n_components``, ``random_state``,
+        ``max_iter``, ``init``, ``relevance``, ...).
+
+    Returns
+    -------
+    classifier : GMMClassifier
+        With ``timing_`` (``extract_s``, ``train_s``).
+    extraction : ExtractionResult
+        With ``skipped`` listing the files that could not be used.
+
+    Raises
+    ------
+    DatasetError
+        No records, or a label left without any usable file.
+    """
+    if not records:
+        raise DatasetError("no training files")
+    config = config or FeatureConfig()
+    opts = options or RunOptions()
+    with resolve(executor, opts.n_jobs) as ex:
+        t0 = time.perf_counter()
+        res = extract_many(records, config=config, options=opts, executor=ex)
+        t1 = time.perf_counter()
+        clips, labels = res.labelled_clips(records)
+        clf = fit_backend(clips, labels, backend=backend, ubm=ubm, executor=ex,
+                          progress=opts.progress, n_jobs=opts.n_jobs, **classifier_params)  # fmt: skip
+    clf.timing_ = {"extract_s": t1 - t0, **clf.timing_}
+    return clf, res
