@@ -27,7 +27,7 @@ from .estep import (
     log_likelihood,
     log_softmax,
 )
-from .fit import fit_mixtures, frames_per_chunk, ml_maximiser
+from .fit import fit_mixtures, frames_per_chunk, ml_maximiser, var_floor_of
 from .mstep import global_mean_var
 from .params import Params
 from .sources import ArraySource, ChunkSource, IterSource, check_frames
@@ -271,7 +271,7 @@ class DiagGMM:
                 f"stats have {stats.n_components} components; the model has {self.n_components}"
             )
         if getattr(self, "var_floor_", None) is None:
-            self.var_floor_ = np.maximum(self.var_floor * global_mean_var(stats)[1], self.var_floor_abs)
+            self.var_floor_ = var_floor_of(self, global_mean_var(stats)[1])
         params, _ = ml_maximiser(self)(stats, self.params_ if hasattr(self, "means_") else None)
         self._set(params)
         return self

@@ -34,7 +34,7 @@ from .stats import Stats
 if TYPE_CHECKING:
     from .diag import DiagGMM
 
-__all__ = ["fit_mixtures", "frames_per_chunk", "ml_maximiser"]
+__all__ = ["fit_mixtures", "frames_per_chunk", "ml_maximiser", "var_floor_of"]
 
 
 def fit_mixtures(
@@ -173,6 +173,11 @@ def frames_per_chunk(model: DiagGMM) -> int:
     return model.chunk_size or auto_chunk_size(model.n_components)
 
 
+def var_floor_of(model: DiagGMM, gvar: np.ndarray) -> np.ndarray:
+    """``model``'s absolute variance floor for data of global variance ``gvar``, (n_dims,)."""
+    return np.maximum(model.var_floor * gvar, model.var_floor_abs)
+
+
 def ml_maximiser(model: DiagGMM) -> MLMaximiser:
     """The ML M-step with ``model``'s floors (its ``var_floor_`` must be set)."""
     return MLMaximiser(model.var_floor_, model.min_weight, model.min_count)
@@ -243,7 +248,7 @@ def _start(model: DiagGMM, source) -> tuple[np.random.Generator, np.ndarray, np.
             stacklevel=5,
         )
     with np.errstate(over="ignore"):
-        model.var_floor_ = np.maximum(model.var_floor * gvar, model.var_floor_abs)
+        model.var_floor_ = var_floor_of(model, gvar)
     if not np.all(model.var_floor_ <= MAX_VAR_FLOOR_ABS):
         raise ParameterError(
             f"var_floor={model.var_floor!r} times the data's variance gives floors up to "

@@ -39,6 +39,7 @@ __all__ = [
     "cv_scores",
     "fit_mixed",
     "max_components",
+    "median_cap",
     "pad_components",
     "supported_grid",
 ]
@@ -117,13 +118,30 @@ def supported_grid(
     tuple of int
         Sorted.
     """
+    cap = median_cap(labels, n_frames, used=(n_folds - 1, n_folds))
+    ks = sorted({int(k) for k in grid})
+    return tuple(k for i, k in enumerate(ks) if i == 0 or k <= cap)
+
+
+def median_cap(
+    labels: Sequence[str], n_frames: Sequence[int], *, used: tuple[int, int] = (1, 1)
+) -> int:
+    """The largest K that at least half of the labels can support (:func:`max_components`).
+
+    Parameters
+    ----------
+    labels : sequence of str, length n_clips
+    n_frames : sequence of int, length n_clips
+        Frames of each clip.
+    used : (int, int)
+        The fraction ``a / b`` of each label's frames a fit sees (a CV fold: ``(2, 3)``).
+    """
     per_label: dict[str, int] = {}
     for y, n in zip(labels, n_frames):
         per_label[str(y)] = per_label.get(str(y), 0) + int(n)
-    caps = sorted(max_components(n * (n_folds - 1) // n_folds) for n in per_label.values())
-    median_cap = caps[(len(caps) - 1) // 2] if caps else 1  # at least half the labels reach it
-    ks = sorted({int(k) for k in grid})
-    return tuple(k for i, k in enumerate(ks) if i == 0 or k <= median_cap)
+    a, b = used
+    caps = sorted(max_components(n * a // b) for n in per_label.values())
+    return caps[(len(caps) - 1) // 2] if caps else 1
 
 
 def pad_components(gmm: DiagGMM, n_components: int) -> DiagGMM:

@@ -67,7 +67,7 @@ from ..models.selection import (
     COMPONENT_GRID,
     cv_scores,
     fit_mixed,
-    max_components,
+    median_cap,
     supported_grid,
 )
 from ..scoring import wilson_interval
@@ -258,13 +258,9 @@ def _default_k_unscorable(
     """Whether the default K fits most classes' data but not their CV folds."""
     if N_COMPONENTS not in grid:
         return False
-    per_label = Counter()
-    for y, X in zip(labels, clips):
-        per_label[y] += len(X)
-    caps = sorted(max_components(n) for n in per_label.values())
-    fits_final = caps[(len(caps) - 1) // 2] >= N_COMPONENTS
-    in_folds = N_COMPONENTS in supported_grid(labels, [len(X) for X in clips], grid, n_folds)
-    return fits_final and not in_folds
+    lens = [len(X) for X in clips]
+    fits_final = median_cap(labels, lens) >= N_COMPONENTS
+    return fits_final and N_COMPONENTS not in supported_grid(labels, lens, grid, n_folds)
 
 
 def tune(
