@@ -8,6 +8,7 @@ Run:  python recipes/speaker_id.py                 (bundled data_samples/speaker
 
 from __future__ import annotations
 
+import inspect
 import json
 import os
 
@@ -24,6 +25,7 @@ from audiogmm.data import (
     write_csv,
 )
 from audiogmm.features import PRESETS
+from audiogmm.models import BACKENDS
 from audiogmm.pipeline import (
     evaluate_classifier,
     format_confusion,
@@ -39,10 +41,16 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 # -- Begin configuration section ------------------------------------------------------------
 DATA = os.path.join(HERE, "..", "data_samples", "speakers")  # folder / CSV / Kaldi dir
 PRESET = "general"  # the default: 16 kHz, 40/20 ms, 13 MFCC + D; no VAD/CMVN (README "Presets")
-COMPONENTS = 16  # per speaker
+COMPONENTS = None  # the backend's default, as `audiogmm train -k`: 16 per speaker (ml), UBM 64 (map)
 TRAIN_FRACTION = 0.7  # per speaker, stratified, deterministic for a given SEED
 SEED = 0
 # -- End configuration section --------------------------------------------------------------
+
+
+def backend_default(backend: str) -> int:
+    """The backend's own default K (its classifier's), so -k means what `train -k` means."""
+    return inspect.signature(BACKENDS[backend]).parameters["n_components"].default
+
 
 STAGES = ("prepare", "extract", "train", "evaluate", "report")
 
@@ -51,12 +59,16 @@ STAGES = ("prepare", "extract", "train", "evaluate", "report")
 @click.option("--data", default=DATA, show_default=True, type=click.Path(exists=True),
               help="Label folders, CSV or Kaldi dir.")  # fmt: skip
 @click.option("--preset", default=PRESET, show_default=True, type=click.Choice(sorted(PRESETS)))
-@click.option("--components", "-k", default=COMPONENTS, show_default=True,
-              type=click.IntRange(min=1), help="Components per speaker.")  # fmt: skip
+@click.option("--components", "-k", default=COMPONENTS, type=click.IntRange(min=1),
+              callback=lambda ctx, _, k: k or backend_default(ctx.params["backend"]),
+              help="As `audiogmm train -k`: components per speaker (ml) or of the UBM (map, "
+              "gsv) [default: the backend's].")  # fmt: skip
 @click.option("--train-fraction", default=TRAIN_FRACTION, show_default=True,
               type=click.FloatRange(0, 1, min_open=True, max_open=True))  # fmt: skip
-@click.option("--backend", default="ml", show_default=True, type=click.Choice(["ml", "map"]),
-              help="ml: a GMM per speaker; map: UBM of -k components, MAP-adapted speakers.")  # fmt: skip
+@click.option("--backend", default="ml", show_default=True, type=click.Choice(sorted(BACKENDS)),
+              is_eager=True,  # read by -k's default
+              help="As `audiogmm train --backend`: ml, a GMM per speaker; map, MAP-adapted "
+              "speakers of a UBM; gsv, a UBM's supervectors + logistic regression.")  # fmt: skip
 @click.option("--seed", default=SEED, show_default=True, type=int)
 @click.option("--jobs", "-j", default=None, type=click.IntRange(min=1),
               help="Workers [default: all cores].")  # fmt: skip
@@ -86,7 +98,7 @@ def main(st, data, preset, components, train_fraction, backend, seed, jobs):
                                   random_state=seed)  # fmt: skip
         save_model(st.path("model.npz"), clf, config)
         iters = [r["n_iter"] for r in clf.fit_report_.values()]
-        st.done(f"{len(clf.labels_)} speakers x {components} components ({backend}), "
+        st.done(f"{len(clf.labels_)} speakers, K={clf.n_components} ({backend}), "
                 f"{min(iters)}-{max(iters)} EM iterations -> model.npz")  # fmt: skip
 
     if st(3):  # classify the test files by max total log-likelihood -> results.json
