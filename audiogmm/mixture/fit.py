@@ -25,10 +25,10 @@ from . import em
 from .checks import MAX_VAR_FLOOR_ABS, check_enough_frames, user_init, validate_param_arrays
 from .estep import auto_chunk_size, compute_dtype
 from .init import init_kmeans, init_split
-from .monitor import ConvergenceMonitor
-from .mstep import MLMaximiser, global_mean_var
+from .monitor import ConvergenceMonitor, StackedMonitor
+from .mstep import MLMaximiser, StackedMaximiser, global_mean_var
 from .params import Params
-from .stacked import StackedMaximiser, StackedMonitor, StackedParams, StackedSource
+from .sources import StackedSource
 from .stats import Stats
 
 if TYPE_CHECKING:
@@ -142,7 +142,7 @@ def _one_round(models, sources, starts, ex, checkpoint) -> list[em.EMResult]:
         np.stack([m.var_floor_ for m in models]), monitor, first.min_weight, first.min_count
     )
     res = em.run(
-        StackedSource([src.X for src in sources]), StackedParams.of([p for p, _ in inits]),
+        StackedSource([src.X for src in sources], monitor.running), Params.stack([p for p, _ in inits]),
         maximiser=maximiser, monitor=monitor, executor=ex, chunk_size=frames_per_chunk(first),
     )  # fmt: skip
     out = em.unstack(res)

@@ -12,11 +12,10 @@ import numpy as np
 
 from ..engine import LocalExecutor, one_blas_thread
 from . import em
-from .monitor import ConvergenceMonitor
-from .mstep import Event, Maximiser, MLMaximiser, split_component
+from .monitor import ConvergenceMonitor, StackedMonitor
+from .mstep import Event, Maximiser, StackedMaximiser, split_component
 from .params import Params
-from .sources import ArraySource
-from .stacked import StackedMaximiser, StackedMonitor, StackedParams, StackedSource
+from .sources import StackedSource, drop_tol
 from .stats import Stats
 
 __all__ = ["init_kmeans", "init_split", "kmeans_labels"]
@@ -118,25 +117,18 @@ def init_kmeans(
 
 
 def init_split(
-    Xs: np.ndarray | list[np.ndarray],
-    K: int,
-    *,
-    var_floor: np.ndarray | list[np.ndarray],
-    split_iter: int,
-    executor: LocalExecutor | None = None,
-    chunk_size: int | None = None,
-) -> Params | list[Params]:
+    Xs: np.ndarray | list[np.ndarray], K: int, *, var_floor: np.ndarray | list[np.ndarray],
+    split_iter: int, executor: LocalExecutor | None = None, chunk_size: int | None = None,
+) -> Params | list[Params]:  # fmt: skip
     """Grow from one component to K by splitting the heaviest ones (HTK ``MU``).
 
-    Each round splits ``min(k, K - k)`` components (so any K is reached), then
-    runs ``split_iter`` EM iterations on ``Xs`` without weight floor or re-seeding.
+    Each round splits ``min(k, K - k)`` components (so any K is reached), then runs
+    ``split_iter`` EM iterations without weight floor or re-seeding, one stacked
+    :func:`em.run` for all subsamples (each grows as it would alone).
 
     Parameters
     ----------
-    Xs : ndarray of shape (n, n_dims), float64, or a list of them
-        The subsample; a list grows one mixture per subsample together, with one
-        stacked :func:`em.run` per round for all of them (each result is the same
-        as growing it alone).
+    Xs : ndarray of shape (n, n_dims), float64, or a list of them (one mixture each)
     K : int > 0
     var_floor : ndarray of shape (n_dims,), or a list of them (one per subsample)
     split_iter : int >= 0
@@ -151,34 +143,21 @@ def init_split(
         Params(np.ones(1), X.mean(0, keepdims=True), np.maximum(X.var(0, keepdims=True), f))
         for X, f in zip(subs, floors)
     ]
-    source = StackedSource(subs) if many else ArraySource(subs[0])
     k = 1
     while k < K:
         n_split = min(k, K - k)
         members = [_split_heaviest(p, n_split) for p in members]
         k += n_split
-        # tol=0: exactly split_iter iterations per round
-        drop_tols = source.drop_tol if many else [source.drop_tol]
-        monitors = [
-            ConvergenceMonitor(0.0, split_iter, drop_tol=t, scale=X.shape[1])
-            for X, t in zip(subs, drop_tols)
-        ]
-        if many:
-            monitor = StackedMonitor(monitors)
-            res = em.run(
-                source, StackedParams.of(members), monitor=monitor,
-                maximiser=StackedMaximiser(np.stack(floors), monitor, 0.0, None),
-                executor=executor, chunk_size=chunk_size,
-            )  # fmt: skip
-            members = [r.params for r in em.unstack(res)]
-        else:
-            maximiser = MLMaximiser(var_floor=floors[0], min_weight=0.0, min_count=None)
-            members = [
-                em.run(
-                    source, members[0], maximiser=maximiser, monitor=monitors[0],
-                    executor=executor, chunk_size=chunk_size,
-                ).params
-            ]  # fmt: skip
+        monitor = StackedMonitor([  # tol=0: exactly split_iter iterations per round
+            ConvergenceMonitor(0.0, split_iter, drop_tol=drop_tol(X), scale=X.shape[1])
+            for X in subs
+        ])  # fmt: skip
+        res = em.run(
+            StackedSource(subs, monitor.running), Params.stack(members), monitor=monitor,
+            maximiser=StackedMaximiser(np.stack(floors), monitor, 0.0, None),
+            executor=executor, chunk_size=chunk_size,
+        )  # fmt: skip
+        members = [r.params for r in em.unstack(res)]
     return members if many else members[0]
 
 

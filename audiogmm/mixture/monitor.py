@@ -1,12 +1,15 @@
-"""When EM stops: :class:`ConvergenceMonitor` (the hmmlearn habit)."""
+"""When EM stops: :class:`ConvergenceMonitor` (the hmmlearn habit), one per member of a stack."""
 
 from __future__ import annotations
 
 import logging
 import sys
 import warnings
+from typing import Any
 
-__all__ = ["ConvergenceMonitor"]
+import numpy as np
+
+__all__ = ["ConvergenceMonitor", "StackedMonitor"]
 
 logger = logging.getLogger(__name__)
 
@@ -99,3 +102,34 @@ class ConvergenceMonitor:
             return True
         self.n_iter += 1
         return False
+
+
+class StackedMonitor:
+    """One :class:`ConvergenceMonitor` per member of a stack; each member stops on its own.
+
+    Attributes
+    ----------
+    running : ndarray of shape (n_members,), bool
+        Members that have not stopped yet (updated in place by :meth:`stop`).
+    """
+
+    def __init__(self, monitors: list[ConvergenceMonitor]) -> None:
+        self.monitors = monitors
+        self.running = np.ones(len(monitors), dtype=bool)
+
+    def report(self, lls: np.ndarray, *, reseeded: Any = False) -> None:
+        """Each running member's mean log-likelihood; ``reseeded``: the last M-step's events."""
+        again = {e["member"] for e in reseeded} if reseeded else set()
+        for c in np.flatnonzero(self.running):
+            self.monitors[c].report(float(lls[c]), reseeded=c in again)
+
+    def stop(self) -> bool:
+        """Stop the members whose monitor says so; True when none is left running."""
+        for c in np.flatnonzero(self.running):
+            if self.monitors[c].stop():
+                self.running[c] = False
+        return not self.running.any()
+
+    history = property(lambda self: [m.history for m in self.monitors])
+    converged = property(lambda self: [m.converged for m in self.monitors])
+    n_iter = property(lambda self: [m.n_iter for m in self.monitors])

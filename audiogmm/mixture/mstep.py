@@ -21,6 +21,7 @@ from .stats import Stats, moments
 __all__ = [
     "Maximiser",
     "MLMaximiser",
+    "StackedMaximiser",
     "floor_weights",
     "global_mean_var",
     "maximise",
@@ -237,3 +238,41 @@ class MLMaximiser:
             min_weight=self.min_weight, min_count=self.min_count,
         )  # fmt: skip
         return Params(w[0], m[0], v[0]), events[0]
+
+
+@dataclass(frozen=True)
+class StackedMaximiser:
+    """:class:`MLMaximiser` for the running members of a stack at once.
+
+    Parameters
+    ----------
+    var_floor : ndarray of shape (n_members, n_dims)
+        Each member's absolute variance floor.
+    monitor : StackedMonitor
+        Which members still run (only those are updated); numbers each member's events
+        by its own iteration.
+    min_weight, min_count
+        As for :class:`MLMaximiser`.
+    """
+
+    var_floor: np.ndarray
+    monitor: Any
+    min_weight: float = 0.0
+    min_count: float | None = None
+
+    def __call__(self, stats: Stats, params: Params) -> tuple[Params, list[Event]]:
+        out = params.copy()
+        live = np.flatnonzero(self.monitor.running)
+        w, m, v, evs = maximise_stack(
+            stats.n[live], stats.F[live], stats.S[live], stats.shift[live],
+            stats.n_frames[live], var_floor=self.var_floor[live],
+            min_weight=self.min_weight, min_count=self.min_count,
+        )  # fmt: skip
+        out.weights[live], out.means[live], out.variances[live] = w, m, v
+        events: list[Event] = []
+        for c, ev in zip(live, evs):
+            for e in ev:
+                e["member"] = int(c)
+                e["iteration"] = len(self.monitor.monitors[c].history)
+            events += ev
+        return out, events
