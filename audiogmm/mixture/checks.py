@@ -12,13 +12,9 @@ from .estep import gemm_weights
 from .params import Params
 
 __all__ = [
-    "check_enough_frames",
-    "check_params",
-    "check_sample_weight",
-    "is_int",
-    "user_init",
-    "validate_param_arrays",
-]
+    "check_enough_frames", "check_params", "check_sample_weight", "is_int", "is_real", "need",
+    "user_init", "validate_param_arrays",
+]  # fmt: skip
 
 
 #: Bounds of ``var_floor_abs``: its inverse (a precision) and square stay far from overflow.
@@ -30,58 +26,37 @@ def is_int(v: Any) -> bool:
     return isinstance(v, (int, np.integer)) and not isinstance(v, bool)
 
 
+def is_real(v: Any, finite: bool = True) -> bool:
+    """A real number (not a bool); finite unless ``finite=False``."""
+    ok = isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, bool)
+    return ok and (not finite or math.isfinite(v))
+
+
+def need(obj: Any, cond: bool, name: str, what: str) -> None:
+    """ParameterError ``"<name> must be <what>; got <value>"`` unless ``cond``."""
+    if not cond:
+        raise ParameterError(f"{name} must be {what}; got {getattr(obj, name)!r}")
+
+
 def check_params(obj: Any) -> None:
-    """Validate a DiagGMM's constructor parameters (the one place they are checked).
-
-    Raises
-    ------
-    ParameterError
-        Naming the parameter, what it must be and what it is.
-    """
-
-    def need(cond: bool, name: str, what: str) -> None:
-        if not cond:
-            raise ParameterError(f"{name} must be {what}; got {getattr(obj, name)!r}")
-
-    def real(name: str) -> bool:
-        v = getattr(obj, name)
-        return (
-            isinstance(v, (int, float, np.integer, np.floating))
-            and not isinstance(v, bool)
-            and math.isfinite(v)
-        )
-
-    need(is_int(obj.n_components) and obj.n_components > 0, "n_components", "an int > 0")
-    need(is_int(obj.max_iter) and obj.max_iter >= 0, "max_iter", "an int >= 0")
-    need(real("tol") and obj.tol >= 0, "tol", "a finite number >= 0")
-    need(real("var_floor") and obj.var_floor >= 0, "var_floor", "a finite number >= 0")
+    """Validate a DiagGMM's constructor parameters (the one place they are checked)."""
+    o = obj
+    for name, lo in (("n_components", 1), ("max_iter", 0), ("n_init", 1),
+                     ("init_max_samples", 1), ("split_iter", 0)):  # fmt: skip
+        need(o, is_int(getattr(o, name)) and getattr(o, name) >= lo, name, f"an int >= {lo}")
+    for name in ("tol", "var_floor", "min_count"):
+        need(o, is_real(getattr(o, name)) and getattr(o, name) >= 0, name, "a finite number >= 0")
     need(
-        real("var_floor_abs") and MIN_VAR_FLOOR_ABS <= obj.var_floor_abs <= MAX_VAR_FLOOR_ABS,
+        o, is_real(o.var_floor_abs) and MIN_VAR_FLOOR_ABS <= o.var_floor_abs <= MAX_VAR_FLOOR_ABS,
         "var_floor_abs",
         f"a number in [{MIN_VAR_FLOOR_ABS:g}, {MAX_VAR_FLOOR_ABS:g}] (1/var must stay finite)",
     )
-    need(
-        real("min_weight") and 0 <= obj.min_weight < 1.0 / obj.n_components,
-        "min_weight",
-        "in [0, 1/n_components)",
-    )
-    need(real("min_count") and obj.min_count >= 0, "min_count", "a finite number >= 0")
-    need(obj.init in ("kmeans++", "split"), "init", "'kmeans++' or 'split'")
-    need(is_int(obj.n_init) and obj.n_init > 0, "n_init", "an int > 0")
-    need(
-        is_int(obj.init_max_samples) and obj.init_max_samples > 0, "init_max_samples", "an int > 0"
-    )
-    need(is_int(obj.split_iter) and obj.split_iter >= 0, "split_iter", "an int >= 0")
-    need(
-        obj.n_jobs is None or (is_int(obj.n_jobs) and obj.n_jobs > 0),
-        "n_jobs",
-        "None or an int > 0",
-    )
-    need(
-        obj.chunk_size is None or (is_int(obj.chunk_size) and obj.chunk_size > 0),
-        "chunk_size",
-        "None or an int > 0",
-    )
+    need(o, is_real(o.min_weight) and 0 <= o.min_weight < 1.0 / o.n_components, "min_weight",
+         "in [0, 1/n_components)")  # fmt: skip
+    need(o, o.init in ("kmeans++", "split"), "init", "'kmeans++' or 'split'")
+    for name in ("n_jobs", "chunk_size"):
+        v = getattr(o, name)
+        need(o, v is None or (is_int(v) and v > 0), name, "None or an int > 0")
 
 
 def check_enough_frames(n_frames: int, n_components: int, what: str) -> None:

@@ -28,6 +28,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..exceptions import ParameterError
+from .checks import is_real
 from .mstep import Event, floor_weights
 from .params import Params
 from .stats import Stats
@@ -50,8 +51,7 @@ def check_adapt(adapt: str) -> str:
 
 
 def _check_relevance(name: str, r: float) -> float:
-    ok = isinstance(r, (int, float, np.integer, np.floating)) and not isinstance(r, bool)
-    if not ok or not (math.isfinite(r) or r == math.inf) or r < 0:
+    if not (is_real(r, finite=False) and r >= 0):  # (NaN and -inf fail r >= 0)
         raise ParameterError(f"{name} must be a number >= 0 (inf keeps the prior); got {r!r}")
     return float(r)
 

@@ -25,7 +25,7 @@ import numpy as np
 from ..engine import LocalExecutor, resolve
 from ..exceptions import ConvergenceWarning, ParameterError
 from ..mixture import DiagGMM, Params, stacked_log_likelihood
-from ..mixture.checks import check_params, is_int
+from ..mixture.checks import check_params, is_int, is_real, need
 from ..mixture.fit import fit_mixtures
 from ..mixture.gselect import select_scores
 from ..mixture.map import MAPMaximiser, check_adapt
@@ -49,10 +49,6 @@ UNKNOWN = "unknown"
 
 #: Subsampling is skipped when it would leave fewer frames than this per UBM component.
 _MIN_FRAMES_PER_COMPONENT = 20
-
-def _real(v: Any) -> bool:
-    return isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, bool)
-
 
 class UBMClassifier(GMMClassifier):
     """Classes as MAP adaptations of one universal background model; LLR scores.
@@ -152,37 +148,17 @@ class UBMClassifier(GMMClassifier):
 
     def _check_own(self) -> None:
         """Validate the MAP / scoring parameters (ParameterError naming the culprit)."""
-
-        def need(cond: bool, name: str, what: str) -> None:
-            if not cond:
-                raise ParameterError(f"{name} must be {what}; got {getattr(self, name)!r}")
-
-        def rel(name: str, optional: bool) -> None:
+        for name in ("relevance", "relevance_weights", "relevance_variances"):
             v = getattr(self, name)
-            ok = (optional and v is None) or (_real(v) and (math.isfinite(v) or v == math.inf))
-            need(ok and (v is None or v >= 0), name, "a number >= 0" + (" or None" * optional))
-
-        rel("relevance", False)
-        rel("relevance_weights", True)
-        rel("relevance_variances", True)
+            ok = (v is None and name != "relevance") or (is_real(v, finite=False) and v >= 0)
+            need(self, ok, name, "a number >= 0" + (" or None" if name != "relevance" else ""))
         check_adapt(self.adapt)
-        need(is_int(self.map_iter) and self.map_iter > 0, "map_iter", "an int > 0")
-        need(is_int(self.subsample) and self.subsample > 0, "subsample", "an int > 0")
-        need(
-            self.top_c is None or (is_int(self.top_c) and self.top_c > 0),
-            "top_c",
-            "None or an int > 0",
-        )
-        need(
-            self.reject_far is None or (_real(self.reject_far) and 0 < self.reject_far < 1),
-            "reject_far",
-            "None or in (0, 1)",
-        )
-        need(
-            _real(self.calibration_fraction) and 0 < self.calibration_fraction < 1,
-            "calibration_fraction",
-            "in (0, 1)",
-        )
+        for name in ("map_iter", "subsample"):
+            need(self, is_int(getattr(self, name)) and getattr(self, name) > 0, name, "an int > 0")
+        top_c, far, frac = self.top_c, self.reject_far, self.calibration_fraction
+        need(self, top_c is None or (is_int(top_c) and top_c > 0), "top_c", "None or an int > 0")
+        need(self, far is None or (is_real(far) and 0 < far < 1), "reject_far", "None or in (0, 1)")
+        need(self, is_real(frac) and 0 < frac < 1, "calibration_fraction", "in (0, 1)")
 
     def _ubm_model(self) -> DiagGMM:
         return DiagGMM(
@@ -425,7 +401,7 @@ class UBMClassifier(GMMClassifier):
                     "(`audiogmm train --backend map --reject-far 0.05`), or give a number"
                 )
             return float(self.threshold_)
-        if _real(reject) and math.isfinite(reject):
+        if is_real(reject):
             return float(reject)
         raise ParameterError(f"reject must be None, 'auto' or a finite number; got {reject!r}")
 
