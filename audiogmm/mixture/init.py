@@ -43,21 +43,8 @@ def _cluster_means(Z: np.ndarray, lab: np.ndarray, centers: np.ndarray) -> np.nd
 
 
 def kmeans_labels(X: np.ndarray, K: int, rng: np.random.Generator, n_lloyd: int = 10) -> np.ndarray:
-    """k-means++ seeding (greedy, 2 + log K trials) then up to ``n_lloyd`` Lloyd steps.
-
-    Seeding and assignment happen in standardised space, so no dimension dominates.
-
-    Parameters
-    ----------
-    X : ndarray of shape (n, n_dims), float64
-    K : int > 0
-    rng : numpy Generator
-
-    Returns
-    -------
-    ndarray of shape (n,), int
-        Cluster of each row, in ``range(K)``.
-    """
+    """Cluster in ``range(K)`` of each row of ``X`` (n, n_dims): k-means++ seeding (greedy,
+    2 + log K trials), then up to ``n_lloyd`` Lloyd steps, in standardised space."""
     n = X.shape[0]
     scale = X.std(0)
     scale[scale == 0] = 1.0
@@ -91,14 +78,8 @@ def kmeans_labels(X: np.ndarray, K: int, rng: np.random.Generator, n_lloyd: int 
 def init_kmeans(
     Xs: np.ndarray, K: int, rng: np.random.Generator, maximiser: Maximiser
 ) -> tuple[Params, list[Event]]:
-    """Parameters from hard k-means clusters of the subsample ``Xs``, then one M-step.
-
-    Returns
-    -------
-    params : Params
-    events : list of dict
-        Components the maximiser re-seeded (empty clusters), at iteration 0.
-    """
+    """Parameters from hard k-means clusters of the subsample ``Xs``, then one M-step;
+    and the components the maximiser re-seeded (empty clusters), at iteration 0."""
     # small products run faster on one BLAS thread than on a waking pool
     if Xs.shape[0] * K * Xs.shape[1] < 50_000_000:
         with one_blas_thread():

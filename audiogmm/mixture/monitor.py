@@ -48,19 +48,11 @@ class ConvergenceMonitor:
     """
 
     def __init__(
-        self,
-        tol: float,
-        max_iter: int,
-        verbose: int = 0,
-        *,
-        drop_tol: float = 1e-9,
+        self, tol: float, max_iter: int, verbose: int = 0, *, drop_tol: float = 1e-9,
         scale: float = 1.0,
-    ) -> None:
-        self.tol = tol
-        self.max_iter = max_iter
-        self.verbose = verbose
-        self.drop_tol = drop_tol
-        self.scale = scale
+    ) -> None:  # fmt: skip
+        self.tol, self.max_iter, self.verbose = tol, max_iter, verbose
+        self.drop_tol, self.scale = drop_tol, scale
         self.history: list[float] = []
         self.n_iter = 0
         self._after_reseed = False
@@ -68,9 +60,8 @@ class ConvergenceMonitor:
     def report(self, ll: float, *, reseeded: bool = False) -> None:
         """Record the mean log-likelihood of a new E-step.
 
-        ``reseeded`` says the parameters it was computed with came from a
-        re-seeding M-step, which may lower the likelihood: no drop warning then,
-        and no convergence decision on that step.
+        ``reseeded``: its parameters came from a re-seeding M-step, which may lower the
+        likelihood (no drop warning, no convergence decision on that step).
         """
         if self.history and not reseeded:
             prev = self.history[-1]

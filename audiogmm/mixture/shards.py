@@ -28,6 +28,7 @@ import numpy as np
 
 from ..engine.reduce import tree_fold
 from ..exceptions import ParameterError
+from .checks import is_int
 from .estep import accumulate
 from .params import Params
 from .stats import Stats
@@ -90,15 +91,9 @@ def frame_weights(
 
 
 def block_stats(
-    store: Any,
-    stride: int,
-    clip_weight: np.ndarray | None,
-    params: Params,
-    shift: np.ndarray,
-    chunk_size: int | None,
-    start: int,
-    stop: int,
-) -> Stats:
+    store: Any, stride: int, clip_weight: np.ndarray | None, params: Params, shift: np.ndarray,
+    chunk_size: int | None, start: int, stop: int,
+) -> Stats:  # fmt: skip
     """One map task: statistics of virtual frames ``[start, stop)``, chunk by chunk, serially."""
     X = _Rows(store, stride, start, stop)
     sw = frame_weights(store, stride, clip_weight, start, stop)
@@ -128,17 +123,12 @@ class ShardSource:
     """
 
     def __init__(
-        self,
-        store: Any,
-        *,
-        stride: int = 1,
-        clip_weight: np.ndarray | None = None,
+        self, store: Any, *, stride: int = 1, clip_weight: np.ndarray | None = None,
         block_frames: int = BLOCK_FRAMES,
-    ) -> None:
-        if isinstance(stride, bool) or not isinstance(stride, (int, np.integer)) or stride < 1:
-            raise ParameterError(f"stride must be an int > 0; got {stride!r}")
-        if isinstance(block_frames, bool) or not isinstance(block_frames, int) or block_frames < 1:
-            raise ParameterError(f"block_frames must be an int > 0; got {block_frames!r}")
+    ) -> None:  # fmt: skip
+        for name, v in (("stride", stride), ("block_frames", block_frames)):
+            if not (is_int(v) and v > 0):
+                raise ParameterError(f"{name} must be an int > 0; got {v!r}")
         if clip_weight is not None:
             clip_weight = np.asarray(clip_weight, dtype=np.float64)
             if clip_weight.shape != (len(store.clip_start),):
@@ -170,24 +160,14 @@ class ShardSource:
         return self.store.read_index(rows).astype(np.float64)
 
     def stats(
-        self,
-        params: Params,
-        *,
-        shift: np.ndarray,
-        executor: Any = None,
+        self, params: Params, *, shift: np.ndarray, executor: Any = None,
         chunk_size: int | None = None,
-    ) -> Stats:
-        """One E-step: canonical blocks mapped on ``executor``, summed in a fixed tree.
+    ) -> Stats:  # fmt: skip
+        """One E-step about ``shift`` (n_dims,): canonical blocks mapped, summed in a fixed tree.
 
-        Parameters
-        ----------
-        params : Params
-        shift : ndarray of shape (n_dims,)
-            Centre of the moments (the same for every block).
-        executor : LocalExecutor or DaskExecutor, optional
-            Runs the blocks (default: serially here). Its ``map`` must yield in task order.
-        chunk_size : int, optional
-            E-step chunk inside a block; ``block_frames`` should be a multiple of it.
+        ``executor`` (a LocalExecutor or DaskExecutor whose ``map`` yields in task order)
+        runs the blocks, default serially here; ``block_frames`` should be a multiple of
+        the E-step ``chunk_size``.
         """
         store = self.store
         if hasattr(store, "reader"):  # ship the shard list, not the clip index

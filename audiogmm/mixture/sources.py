@@ -26,17 +26,10 @@ ChunkSource = Union[Callable[[], Iterable[np.ndarray]], Iterable[np.ndarray]]
 def check_frames(
     X: Any, *, n_dims: int | None = None, name: str = "X", min_frames: int = 1
 ) -> np.ndarray:
-    """Validate frames at the public boundary: 2-D, real, finite, right width.
+    """Frames checked at the public boundary: 2-D, real, finite, ``n_dims`` wide.
 
-    Returns
-    -------
-    ndarray of shape (n_frames, n_dims), float32 or float64
-        ``X`` itself when it already is float32/float64, else a float64 copy.
-
-    Raises
-    ------
-    ParameterError
-        With ``name``, the expected and the received shape or the first bad frame.
+    Returns ``X`` itself when float32/float64, else a float64 copy. The ParameterError
+    names ``name``, the expected and the received shape, or the first bad frame.
     """
     X = np.asarray(X)
     if X.dtype not in (np.float32, np.float64):
