@@ -1,13 +1,10 @@
 """Save and load every object audiogmm keeps in a file, through one table per kind.
 
-Each kind (a :class:`~audiogmm.mixture.DiagGMM`, a
-:class:`~audiogmm.models.GMMClassifier`, a :class:`~audiogmm.models.UBMClassifier`, a
-:class:`~audiogmm.models.GSVClassifier`, a :class:`~audiogmm.models.FusedClassifier`,
-:class:`~audiogmm.mixture.Stats`) has a header table (:mod:`audiogmm.io.tables`), a
-``parts`` function (object to header
-and arrays) and a ``build`` function (checked header and arrays to object, with the
-cross-field and array checks). :func:`save` runs ``build`` on what it is about to
-write, so a file that :func:`load` would refuse is never written.
+Each :class:`Kind` (DiagGMM, GMMClassifier, UBMClassifier, GSVClassifier,
+FusedClassifier, Stats) has a header table (:mod:`audiogmm.io.tables`), a ``parts``
+function (object to header and arrays) and a ``build`` function (checked header and
+arrays to object, with the cross-field and array checks). :func:`save` runs ``build``
+on what it is about to write, so a file that :func:`load` would refuse is never written.
 """
 
 from __future__ import annotations
@@ -309,23 +306,11 @@ def _kind_of(obj_or_cls: Any) -> Kind:
 
 
 def save(obj: Any, path: str | os.PathLike, *, extra: dict[str, Any] | None = None) -> None:
-    """Write ``obj`` (a DiagGMM, a classifier, Stats) to one ``.npz`` file, atomically.
+    """Write a fitted ``obj`` (a DiagGMM, a classifier, Stats) to one ``.npz`` file, atomically.
 
-    Parameters
-    ----------
-    obj : DiagGMM, GMMClassifier, UBMClassifier, FusedClassifier or Stats
-        Fitted.
-    path : path
-    extra : dict, optional
-        More header blocks of a classifier (the pipeline's ``feature_config``,
-        ``split``, ...); each must be declared in its table (:mod:`audiogmm.io.tables`).
-
-    Raises
-    ------
-    ParameterError
-        When the object or a block holds something :func:`load` would refuse (a
-        non-finite parameter, an empty label, an undeclared block, ...): such a file
-        is never written.
+    ``extra``: more header blocks (the pipeline's ``feature_config``, ``split``, ...),
+    each declared in the kind's table. ParameterError, and no file, when the object or a
+    block holds something :func:`load` would refuse.
     """
     kind = _kind_of(obj)
     name = os.fspath(path)
@@ -359,24 +344,10 @@ def _build(kind: Kind, name: str, header: dict, arrays: dict) -> Any:
 def load(path: str | os.PathLike, kind: type | None = None) -> Any:
     """Read a file written by :func:`save`, trusting nothing.
 
-    Parameters
-    ----------
-    path : path
-    kind : class, optional
-        The class expected (``DiagGMM``, ``GMMClassifier``, ...); None takes the kind the
-        file names. ``GMMClassifier`` also accepts a ``UBMClassifier`` file.
-
-    Returns
-    -------
-    object
-        The object; a classifier's checked header (with the container's fields) is in
-        ``file_header_``, as plain JSON.
-
-    Raises
-    ------
-    ModelFileError
-        Naming the file and the first failed check (the container's, a header
-        field's, an array's); an unknown header field is refused.
+    ``kind``: the class expected (a subclass's file is accepted, e.g. a UBMClassifier's
+    for GMMClassifier); None takes the kind the file names. A classifier's checked header
+    is kept in ``file_header_`` as plain JSON. ModelFileError naming the file and the
+    first failed check (the container's, a header field's, an array's).
     """
     name = os.fspath(path)
     kinds = [k for k in KINDS if kind is None or issubclass(k.cls, kind)]
