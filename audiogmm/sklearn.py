@@ -83,19 +83,10 @@ class DiagGMM(DensityMixin, BaseEstimator, _CoreGMM):
     def fit(
         self, X: Any, y: None = None, *, sample_weight: Any = None, executor: Any = None
     ) -> DiagGMM:
-        """Estimate the parameters with EM (see :meth:`audiogmm.mixture.DiagGMM.fit`).
+        """Estimate the parameters with EM (:meth:`audiogmm.mixture.DiagGMM.fit`); self.
 
-        Parameters
-        ----------
-        X : array-like of shape (n_samples, n_features)
-        y : ignored
-        sample_weight : array-like of shape (n_samples,), optional
-            Non-negative weights; a weight of 0 is the same as leaving the frame out.
-        executor : LocalExecutor, optional
-
-        Returns
-        -------
-        self
+        ``X`` (n_samples, n_features); ``sample_weight`` (n_samples,): non-negative, a
+        weight of 0 is the same as leaving the sample out.
         """
         X = self._validate(X, reset=True)
         if sample_weight is not None and not np.any(np.asarray(sample_weight) != 0):
@@ -226,22 +217,9 @@ init_max_samples, split_iter, chunk_size, verbose
         chunk_size: int | None = _GMM_DEFAULTS["chunk_size"],
         verbose: int = _GMM_DEFAULTS["verbose"],
     ) -> None:
-        self.n_components = n_components
-        self.priors = priors
-        self.random_state = random_state
-        self.n_jobs = n_jobs
-        self.max_iter = max_iter
-        self.tol = tol
-        self.var_floor = var_floor
-        self.var_floor_abs = var_floor_abs
-        self.min_weight = min_weight
-        self.min_count = min_count
-        self.init = init
-        self.n_init = n_init
-        self.init_max_samples = init_max_samples
-        self.split_iter = split_iter
-        self.chunk_size = chunk_size
-        self.verbose = verbose
+        params = dict(locals())  # stored as given (scikit-learn's rule)
+        del params["self"]
+        vars(self).update(params)
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
@@ -249,17 +227,7 @@ init_max_samples, split_iter, chunk_size, verbose
         return tags
 
     def fit(self, X: Sequence[Any], y: Any) -> GMMClassifier:
-        """Train one DiagGMM per class on the pooled frames of its clips.
-
-        Parameters
-        ----------
-        X : list or 1-D object array of array-like, each of shape (n_frames_i, n_features)
-        y : array-like of shape (n_clips,)
-
-        Returns
-        -------
-        self
-        """
+        """Train one DiagGMM per class of ``y`` (n_clips,) on the pooled frames of its clips."""
         clips = _clips(X)
         y = column_or_1d(np.asarray(y), warn=True)
         check_classification_targets(y)
@@ -285,13 +253,10 @@ init_max_samples, split_iter, chunk_size, verbose
         self.n_features_in_ = self.model_.n_dims
         return self
 
-    def _scores(self, X: Sequence[Any]) -> np.ndarray:
-        check_is_fitted(self, "model_")
-        return self.model_.score_matrix(_clips(X))[:, self._columns]
-
     def decision_function(self, X: Sequence[Any]) -> np.ndarray:
         """Total log-likelihood (nats) of each clip under each class, (n_clips, n_classes)."""
-        return self._scores(X)
+        check_is_fitted(self, "model_")
+        return self.model_.score_matrix(_clips(X))[:, self._columns]
 
     def predict_log_proba(self, X: Sequence[Any]) -> np.ndarray:
         """Log posterior of each class, shape (n_clips, n_classes), columns as ``classes_``."""
