@@ -161,31 +161,40 @@ def _classifier_build(name: str, h: dict, a: dict) -> GMMClassifier:
     return clf
 
 
+def _ubm_arrays(u: DiagGMM) -> dict[str, np.ndarray]:
+    return dict(zip(_UBM_ARRAYS, (u.weights_, u.means_, u.variances_, u.var_floor_)))
+
+
+def _with_ubm(name: str, h: dict, a: dict, training: dict) -> tuple:
+    """Labels, K, checked priors, gmm_params and the UBM of a UBM or GSV classifier file."""
+    labels, K, gp = h["labels"], h["n_components"], h.get("gmm_params", {})
+    priors = _check_members(name, h, labels, training)
+    _checked_params(name, DiagGMM(K, **{**UBM_DEFAULTS, **gp}), "gmm_params")
+    ubm = _gmm(name, {"n_components": K, **gp}, *(a[k] for k in _UBM_ARRAYS))
+    return labels, K, priors, gp, ubm
+
+
 def _ubm_parts(c: UBMClassifier) -> tuple[dict, dict]:
     header, _ = _classifier_parts(c)
     header["map"] = {k: getattr(c, k) for k in tables.MAP_BLOCK.keys}
     header["threshold"] = None if c.threshold_ is None else float(c.threshold_)
     header["training"] = {"classes": header["training"], "ubm": getattr(c, "ubm_report_", {})}
-    u = c.ubm_
-    arrays = dict(zip(_UBM_ARRAYS, (u.weights_, u.means_, u.variances_, u.var_floor_)))
+    arrays = _ubm_arrays(c.ubm_)
     for x in check_adapt(c.adapt):
         arrays[_ADAPTED[x]] = getattr(c, _ADAPTED[x] + "_")
     return header, arrays
 
 
 def _ubm_build(name: str, h: dict, a: dict) -> UBMClassifier:
-    labels, K = h["labels"], h["n_components"]
-    priors = _check_members(name, h, labels, h.get("training", {}).get("classes", {}))
-    gp = h.get("gmm_params", {})
-    clf = UBMClassifier(K, priors=priors, random_state=h.get("random_state"), **h["map"], **gp)
-    _checked_params(name, DiagGMM(K, **{**UBM_DEFAULTS, **gp}), "gmm_params")
-    adapt = check_adapt(clf.adapt)
+    adapt = check_adapt(h["map"]["adapt"])
     expected = {*_UBM_ARRAYS, *(_ADAPTED[x] for x in adapt)}
     if set(a) != expected:
         raise ModelFileError(
             f"{name}: arrays {sorted(a)} but adapt={adapt!r} needs {sorted(expected)}"
         )
-    ubm = _gmm(name, {"n_components": K, **gp}, *(a[k] for k in _UBM_ARRAYS))
+    training = h.get("training", {})
+    labels, K, priors, gp, ubm = _with_ubm(name, h, a, training.get("classes", {}))
+    clf = UBMClassifier(K, priors=priors, random_state=h.get("random_state"), **h["map"], **gp)
     M, D = len(labels), ubm.n_dims
     stacked = {"weights": np.tile(ubm.weights_, (M, 1)), "means": np.tile(ubm.means_, (M, 1, 1)),
                "variances": np.tile(ubm.variances_, (M, 1, 1))}  # fmt: skip
@@ -200,7 +209,6 @@ def _ubm_build(name: str, h: dict, a: dict) -> UBMClassifier:
     clf.weights_, clf.means_, clf.variances_ = (stacked[k] for k in _PARAMS)
     clf.var_floors_ = np.tile(ubm.var_floor_, (M, 1))
     clf.threshold_ = h.get("threshold")
-    training = h.get("training", {})
     clf.fit_report_ = training.get("classes", {})
     clf.ubm_report_ = training.get("ubm", {})
     return clf
@@ -210,20 +218,14 @@ def _gsv_parts(c: GSVClassifier) -> tuple[dict, dict]:
     own = {k: getattr(c, k) for k in tables.GSV_BLOCK.keys if k != "calibration"}
     header = {"labels": list(c.labels_), **_member_fields(c),
               "gsv": {**own, "calibration": c.calibration_}}  # fmt: skip
-    u = c.ubm_
-    arrays = dict(zip(_UBM_ARRAYS, (u.weights_, u.means_, u.variances_, u.var_floor_)))
-    return header, {**arrays, "coef": c.coef_, "intercept": c.intercept_}
+    return header, {**_ubm_arrays(c.ubm_), "coef": c.coef_, "intercept": c.intercept_}
 
 
 def _gsv_build(name: str, h: dict, a: dict) -> GSVClassifier:
-    labels, K = h["labels"], h["n_components"]
-    priors = _check_members(name, h, labels, h.get("training", {}))
+    labels, K, priors, gp, ubm = _with_ubm(name, h, a, h.get("training", {}))
     own = dict(h["gsv"])
     calibration = own.pop("calibration")
-    gp = h.get("gmm_params", {})
     clf = GSVClassifier(K, priors=priors, random_state=h.get("random_state"), **own, **gp)
-    _checked_params(name, DiagGMM(K, **{**UBM_DEFAULTS, **gp}), "gmm_params")
-    ubm = _gmm(name, {"n_components": K, **gp}, *(a[k] for k in _UBM_ARRAYS))
     M, KD = len(labels), K * ubm.n_dims
     for key, want in (("coef", (M, KD)), ("intercept", (M,))):
         x = a[key]

@@ -1,11 +1,9 @@
 """Diagonal Gaussian mixtures: statistics, E-step, M-step, initialisation, THE EM loop.
 
-This package knows nothing about audio, features or datasets. Modules in
-data-flow order: ``stats`` (the Stats contract), ``params``, ``kernels`` (fused
-log-sum-exp), ``estep`` (log-density, accumulate, stacked scoring), ``mstep``
-(ML maximiser, floors, re-seeding), ``sources`` (arrays or chunks, input checks),
-``monitor`` (ConvergenceMonitor), ``em`` (run: the one loop), ``init`` (k-means++,
-split), ``diag`` (DiagGMM: orchestration only).
+This package knows nothing about audio, features, datasets or files. Modules in
+data-flow order: ``stats``, ``params``, ``kernels`` (fused log-sum-exp), ``estep``,
+``mstep``, ``map``, ``sources``, ``shards``, ``monitor``, ``em`` (the one loop),
+``init``, ``fit`` (the one orchestration), ``checks``, ``diag`` (DiagGMM), ``gselect``.
 """
 
 from .diag import DiagGMM
@@ -24,19 +22,7 @@ from .params import Params
 from .stats import Stats
 
 __all__ = [
-    "ConvergenceMonitor",
-    "DiagGMM",
-    "EMResult",
-    "MAPMaximiser",
-    "MLMaximiser",
-    "Params",
-    "Stats",
-    "accumulate",
-    "estimate_log_prob",
-    "log_likelihood",
-    "log_softmax",
-    "map_adapt",
-    "maximise",
-    "run",
-    "stacked_log_likelihood",
-]
+    "ConvergenceMonitor", "DiagGMM", "EMResult", "MAPMaximiser", "MLMaximiser", "Params", "Stats",
+    "accumulate", "estimate_log_prob", "log_likelihood", "log_softmax", "map_adapt", "maximise",
+    "run", "stacked_log_likelihood",
+]  # fmt: skip

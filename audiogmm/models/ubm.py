@@ -122,15 +122,9 @@ class UBMClassifier(GMMClassifier):
         super().__init__(
             n_components, priors=priors, n_jobs=n_jobs, random_state=random_state, **gmm_params
         )
-        self.relevance = relevance
-        self.relevance_weights = relevance_weights
-        self.relevance_variances = relevance_variances
-        self.adapt = adapt
-        self.map_iter = map_iter
-        self.subsample = subsample
-        self.top_c = top_c
-        self.reject_far = reject_far
-        self.calibration_fraction = calibration_fraction
+        own = locals()
+        for k in self._OWN:
+            setattr(self, k, own[k])
 
     _OWN = (
         "relevance", "relevance_weights", "relevance_variances", "adapt", "map_iter",
