@@ -44,24 +44,12 @@ _FLOATS = [np.float64, np.float32]
 class DiagGMM(DensityMixin, BaseEstimator, _CoreGMM):
     """:class:`audiogmm.mixture.DiagGMM` as a scikit-learn density estimator.
 
-    The parameters are those of :class:`audiogmm.mixture.DiagGMM`. Input goes through
-    scikit-learn's validation: sparse input raises TypeError, object, complex, empty,
-    1-D or non-finite input raises ValueError, and methods of an unfitted model raise
-    :class:`sklearn.exceptions.NotFittedError`.
-
-    Attributes
-    ----------
-    n_features_in_ : int
-        Number of features seen in ``fit``.
-    covariances_ : ndarray of shape (n_components, n_features)
-        The diagonal variances (``variances_``), named as in ``GaussianMixture``
-        with ``covariance_type="diag"``.
-    lower_bound_ : float
-        Mean per-frame log-likelihood (nats) of the best fit at its last iteration.
-    lower_bounds_ : list of float
-        The same at every iteration (``history_``).
-    weights_, means_, variances_, converged_, n_iter_, history_, fit_report_
-        As in :class:`audiogmm.mixture.DiagGMM`.
+    The parameters and attributes are :class:`audiogmm.mixture.DiagGMM`'s, plus
+    ``n_features_in_``, ``covariances_`` (the diagonal variances, as in
+    ``GaussianMixture(covariance_type="diag")``), ``lower_bound_`` and ``lower_bounds_``
+    (mean per-frame log-likelihood, nats, at the last and at every iteration). Input
+    goes through scikit-learn's validation (TypeError for sparse input, ValueError for
+    object, complex, empty, 1-D or non-finite input, NotFittedError before ``fit``).
 
     Examples
     --------
@@ -99,26 +87,17 @@ class DiagGMM(DensityMixin, BaseEstimator, _CoreGMM):
         """Fit, then return the most likely component of each sample, shape (n_samples,)."""
         return self.fit(X, sample_weight=sample_weight).predict(X)
 
-    @property
-    def covariances_(self) -> np.ndarray:
-        """The diagonal variances, shape (n_components, n_features)."""
-        if not hasattr(self, "variances_"):
-            raise AttributeError("covariances_ is set by fit()")
-        return self.variances_
+    def _after_fit(self, name: str, value: Any) -> Any:
+        try:
+            return value()
+        except (AttributeError, IndexError):  # not fitted: no such attribute (hasattr is False)
+            raise AttributeError(f"{name} is set by fit()") from None
 
-    @property
-    def lower_bound_(self) -> float:
-        """Mean per-frame log-likelihood (nats) at the last EM iteration of the best fit."""
-        if not getattr(self, "history_", None):
-            raise AttributeError("lower_bound_ is set by fit()")
-        return float(self.history_[-1])
-
-    @property
-    def lower_bounds_(self) -> list[float]:
-        """Mean per-frame log-likelihood (nats) at each EM iteration of the best fit."""
-        if not hasattr(self, "history_"):
-            raise AttributeError("lower_bounds_ is set by fit()")
-        return list(self.history_)
+    covariances_ = property(lambda self: self._after_fit("covariances_", lambda: self.variances_))
+    lower_bound_ = property(
+        lambda self: self._after_fit("lower_bound_", lambda: float(self.history_[-1]))
+    )
+    lower_bounds_ = property(lambda self: self._after_fit("lower_bounds_", lambda: list(self.history_)))
 
     def score_samples(self, X: Any) -> np.ndarray:
         """Per-sample log-likelihood ``log p(x)`` in nats, shape (n_samples,)."""
