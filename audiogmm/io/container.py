@@ -166,12 +166,11 @@ def _npy_header(z: zipfile.ZipFile, info: zipfile.ZipInfo) -> tuple[tuple, np.dt
     b = io.BytesIO(head)
     try:
         version = np.lib.format.read_magic(b)
-        if version == (1, 0):
-            shape, fortran, dtype = np.lib.format.read_array_header_1_0(b, max_header_size=2000)
-        elif version == (2, 0):
-            shape, fortran, dtype = np.lib.format.read_array_header_2_0(b, max_header_size=2000)
-        else:
+        read = {(1, 0): np.lib.format.read_array_header_1_0,
+                (2, 0): np.lib.format.read_array_header_2_0}.get(version)  # fmt: skip
+        if read is None:
             raise ValueError(f".npy version {version}")
+        shape, fortran, dtype = read(b, max_header_size=2000)
     except ValueError as e:
         if "pickle" in str(e) or "object" in str(e).lower():
             raise _Bad(f"member {name!r} contains a pickled object array; refused") from None

@@ -29,23 +29,10 @@ __all__ = ["EMResult", "best_of", "run", "source_stats", "unstack"]
 
 @dataclass
 class EMResult:
-    """What one EM run produced.
-
-    Attributes
-    ----------
-    params : Params
-        The parameters after the last M-step.
-    history : list of float
-        Mean log-likelihood per frame (nats) at each E-step.
-    converged : bool
-        Stopped because the change fell below ``tol`` (not at ``max_iter``).
-    n_iter : int
-        M-steps taken.
-    events : list of dict
-        What the maximiser reported (e.g. re-seeded components), each with the
-        ``iteration`` (index in ``history``) of the E-step that followed it.
-    stats : Stats
-        Statistics of the last E-step.
+    """What one EM run produced: the parameters after the last M-step, the mean
+    log-likelihood per frame (nats) at each E-step, whether the change fell below ``tol``,
+    the M-steps taken, the maximiser's events (re-seeded components, each with the
+    ``iteration`` in ``history`` of the E-step after it) and the last E-step's statistics.
 
     For a stacked run ``params`` and ``stats`` are stacked, ``history``, ``converged``
     and ``n_iter`` are lists over members, and each event names its ``member``.

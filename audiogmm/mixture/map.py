@@ -33,10 +33,7 @@ from .mstep import Event, floor_weights
 from .params import Params
 from .stats import Stats
 
-__all__ = ["ADAPT_CHOICES", "MAPMaximiser", "check_adapt", "map_adapt"]
-
-#: What can be adapted: m(eans), w(eights), v(ariances); any non-empty subset.
-ADAPT_CHOICES = ("m", "mw", "mwv", "mv", "w", "v", "wv")
+__all__ = ["MAPMaximiser", "check_adapt", "map_adapt"]
 
 
 def check_adapt(adapt: str) -> str:

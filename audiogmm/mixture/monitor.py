@@ -31,12 +31,8 @@ class ConvergenceMonitor:
         Typical magnitude of one frame's log-likelihood terms (e.g. n_dims); the
         warning threshold is ``drop_tol * max(1, |ll|, scale)``.
 
-    Attributes
-    ----------
-    history : list of float
-        Mean log-likelihood per frame (nats) of the parameters at each E-step.
-    n_iter : int
-        M-steps taken so far (counted by :meth:`stop`).
+    Attributes: ``history``, the mean log-likelihood per frame (nats) at each E-step, and
+    ``n_iter``, the M-steps counted by :meth:`stop`.
 
     Examples
     --------

@@ -1,20 +1,13 @@
 """EM over a feature shard store: canonical blocks mapped on an executor, a fixed tree sum.
 
-:class:`ShardSource` is an EM data source (like ``ArraySource``) over a store
-opened with :func:`audiogmm.data.shards.open_store` (any object with
-``n_frames``, ``n_dims``, ``clip_start``, ``read_rows`` and ``read_index`` will do). It adds a
-``stats`` method that :func:`audiogmm.mixture.em.source_stats` calls instead of
-iterating: the frames are cut into *canonical* blocks of ``block_frames``
-(multiples of the E-step chunk, counted from frame 0 of the store, whatever the
-shard files are), each block is one task ``accumulate(block)`` on the executor
-(threads, processes or Dask workers), and the per-block :class:`Stats` are summed
-in a fixed binary tree over the block index (on the client, or on the Dask
-workers with the same tree). The result therefore depends only on
-the data, the block size and the chunk size: it is bit-identical for any shard
-size, any number of workers, any executor and any task completion order.
-
-A task holds one E-step chunk of frames at a time: the block is a lazy view
-(:class:`_Rows`) that reads each chunk with positioned reads when accumulate asks.
+:class:`ShardSource` is an EM data source over a store (any object with ``n_frames``,
+``n_dims``, ``clip_start``, ``read_rows`` and ``read_index``, e.g. from
+:func:`audiogmm.data.shards.open_store`). Its ``stats`` cuts the frames into
+*canonical* blocks of ``block_frames`` counted from frame 0 of the store, maps
+``accumulate(block)`` on the executor (threads, processes or Dask workers) and sums
+the blocks' :class:`Stats` in a fixed binary tree over the block index: the result is
+bit-identical for any shard size, number of workers, executor and completion order.
+A task holds one E-step chunk at a time (:class:`_Rows` reads it when asked).
 """
 
 from __future__ import annotations
@@ -51,11 +44,8 @@ def tree_sum(items: Iterable[Stats]) -> Stats:
 
 
 class _Rows:
-    """A lazy (n, n_dims) float32 view of virtual frames ``[start, stop)`` of a source.
-
-    Supports what :func:`accumulate` uses: ``shape``, ``dtype``, ``ndim`` and
-    ``[a:b]`` slices, which read from the shards on demand.
-    """
+    """A lazy (n, n_dims) float32 view of virtual frames ``[start, stop)`` of a source: what
+    :func:`accumulate` uses (``shape``, ``dtype``, ``ndim``, ``[a:b]`` slices read on demand)."""
 
     dtype = np.dtype(np.float32)
     ndim = 2
@@ -106,20 +96,13 @@ class ShardSource:
     Parameters
     ----------
     store : ShardStore
-        From :func:`audiogmm.data.shards.open_store`.
     stride : int > 0, default=1
-        Keep store frames ``0, stride, 2*stride, ...`` (frame subsampling; the
-        frames kept do not depend on the shard layout).
+        Keep store frames ``0, stride, 2*stride, ...`` (``n_frames`` counts those).
     clip_weight : array of shape (n_clips,), optional
         Non-negative sample weight of every frame of each clip (e.g. to balance labels).
     block_frames : int > 0, default=BLOCK_FRAMES
         Frames per map task. Results depend on it (and on the E-step chunk size),
         never on the shard files or the executor.
-
-    Attributes
-    ----------
-    n_frames : int
-        Frames seen by EM (after subsampling).
     """
 
     def __init__(

@@ -202,13 +202,13 @@ class Stats:
                 raise ModelFileError(f"{source}: array {k!r} has dtype {v.dtype}, expected float64")
             if not np.all(np.isfinite(v)):
                 raise ModelFileError(f"{source}: array {k!r} contains NaN or inf")
-        if a["n"].ndim != 1 or a["F"].ndim != 2:
-            raise ModelFileError(f"{source}: 'n' must be 1-D and 'F' 2-D")
+        if a["F"].ndim != 2:
+            raise ModelFileError(f"{source}: 'F' must be 2-D")
         K, D = a["F"].shape
-        if a["n"].shape != (K,) or a["S"].shape != (K, D) or a["shift"].shape != (D,):
-            raise ModelFileError(f"{source}: inconsistent statistics shapes for K={K}, D={D}")
-        if a["scalars"].shape != (2,):
-            raise ModelFileError(f"{source}: 'scalars' must have shape (2,)")
+        want = {"n": (K,), "S": (K, D), "shift": (D,), "scalars": (2,)}
+        if any(a[k].shape != shape for k, shape in want.items()):
+            shapes = {k: a[k].shape for k in a}
+            raise ModelFileError(f"{source}: inconsistent statistics shapes {shapes} for K={K}, D={D}")
         if np.any(a["n"] < 0):
             raise ModelFileError(f"{source}: negative zeroth-order statistics")
         ll, nf = a["scalars"]
