@@ -82,11 +82,7 @@ def _signature(key: bytes, checksum: str) -> str:
 
 
 def write_container(
-    path: str | os.PathLike,
-    *,
-    kind: str,
-    header: dict[str, Any],
-    arrays: dict[str, np.ndarray],
+    path: str | os.PathLike, *, kind: str, header: dict[str, Any], arrays: dict[str, np.ndarray]
 ) -> dict[str, Any]:
     """Write numeric ``arrays`` and a JSON ``header`` of object ``kind`` to ``path``, atomically.
 
@@ -272,11 +268,9 @@ def _array_specs(listed: Any, members: dict[str, tuple]) -> None:
 
 
 def read_container(
-    path: str | os.PathLike,
-    *,
-    kind: str | tuple[str, ...] | None,
+    path: str | os.PathLike, *, kind: str | tuple[str, ...] | None,
     names: tuple[str, ...] | dict[str, tuple[str, ...] | None] | None = None,
-) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+) -> tuple[dict[str, Any], dict[str, np.ndarray]]:  # fmt: skip
     """The header and arrays of a file written by :func:`write_container`, trusting nothing.
 
     Before any array byte is read: a regular file starting like a zip; a small zip

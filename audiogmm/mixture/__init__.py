@@ -8,21 +8,14 @@ data-flow order: ``stats``, ``params``, ``kernels`` (fused log-sum-exp), ``estep
 
 from .diag import DiagGMM
 from .em import EMResult, run
-from .estep import (
-    accumulate,
-    estimate_log_prob,
-    log_likelihood,
-    log_softmax,
-    stacked_log_likelihood,
-)
+from .estep import accumulate, log_likelihood, log_softmax
 from .map import MAPMaximiser, map_adapt
 from .monitor import ConvergenceMonitor
 from .mstep import MLMaximiser, maximise
 from .params import Params
 from .stats import Stats
 
-__all__ = [
+__all__ = [  # what README documents
     "ConvergenceMonitor", "DiagGMM", "EMResult", "MAPMaximiser", "MLMaximiser", "Params", "Stats",
-    "accumulate", "estimate_log_prob", "log_likelihood", "log_softmax", "map_adapt", "maximise",
-    "run", "stacked_log_likelihood",
+    "accumulate", "log_likelihood", "log_softmax", "map_adapt", "maximise", "run",
 ]  # fmt: skip

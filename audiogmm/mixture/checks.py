@@ -69,20 +69,11 @@ def check_enough_frames(n_frames: int, n_components: int, what: str) -> None:
 
 
 def check_sample_weight(sample_weight: Any, n_frames: int) -> np.ndarray | None:
-    """Per-frame weights as float64 of shape (n_frames,), or None.
-
-    Raises
-    ------
-    ParameterError
-        Not numeric, wrong shape, NaN or inf, negative, summing to 0, or summing
-        to more than float64 can hold.
-    """
+    """Per-frame weights as float64 (n_frames,), or None; ParameterError when not numeric,
+    of another shape, NaN, inf or negative, or summing to 0 or beyond float64."""
     if sample_weight is None:
         return None
-    try:
-        sw = np.asarray(sample_weight, dtype=np.float64)
-    except (TypeError, ValueError):
-        raise ParameterError("sample_weight must be an array of numbers") from None
+    sw = _float_array(sample_weight, "sample_weight")
     if sw.shape != (n_frames,):
         raise ParameterError(f"sample_weight must have shape ({n_frames},); got {sw.shape}")
     if not np.all(np.isfinite(sw)) or np.any(sw < 0):
@@ -139,14 +130,8 @@ def user_init(gmm: Any, K: int, D: int, Xs: np.ndarray) -> Params:
 
 
 def validate_param_arrays(name: str, w, m, v) -> None:
-    """Checks for loaded mixture parameters (one mixture or a stack of them).
-
-    Raises
-    ------
-    ModelFileError
-        Missing arrays, inconsistent shapes, wrong dtype, non-finite values,
-        variances <= 0, or weights that are negative or do not sum to 1.
-    """
+    """ModelFileError naming ``name`` unless loaded parameters (one mixture or a stack) are
+    present, of consistent shapes, float64, finite, with variances > 0 and weights summing to 1."""
     if w is None or m is None or v is None:
         raise ModelFileError(f"{name}: missing weights, means or variances")
     if m.ndim < 2 or 0 in m.shape or v.shape != m.shape or w.shape != m.shape[:-1]:

@@ -26,15 +26,9 @@ from .params import Params
 from .stats import Stats
 
 __all__ = [
-    "accumulate",
-    "accumulate_many",
-    "auto_chunk_size",
-    "estimate_log_prob",
-    "gemm_weights",
-    "log_likelihood",
-    "log_softmax",
-    "stacked_log_likelihood",
-]
+    "accumulate", "accumulate_many", "auto_chunk_size", "estimate_log_prob", "gemm_weights",
+    "log_likelihood", "log_softmax", "stacked_log_likelihood",
+]  # fmt: skip
 
 _LOG_2PI = math.log(2.0 * math.pi)
 
@@ -158,16 +152,9 @@ def fill_rows(xx: np.ndarray, Xc: np.ndarray, shift: np.ndarray, limit: float | 
 
 
 def chunk_stats(
-    Xc: np.ndarray,
-    shift_c: np.ndarray,
-    W: np.ndarray,
-    limit: float,
-    w: np.ndarray | None,
-    xx: np.ndarray,
-    L: np.ndarray,
-    lse: np.ndarray,
-    fast: bool,
-) -> tuple[np.ndarray, float]:
+    Xc: np.ndarray, shift_c: np.ndarray, W: np.ndarray, limit: float, w: np.ndarray | None,
+    xx: np.ndarray, L: np.ndarray, lse: np.ndarray, fast: bool,
+) -> tuple[np.ndarray, float]:  # fmt: skip
     """The E-step of one chunk: ``G = gamma.T @ [(x-c)**2, x-c, 1]`` (K, 2D+1), and its loglik.
 
     ``xx``, ``L`` and ``lse`` are this chunk's rows of a workspace. A chunk whose
@@ -191,16 +178,10 @@ _WS = _Workspace()
 
 
 def accumulate(
-    X: np.ndarray,
-    params: Params,
-    *,
-    sample_weight: np.ndarray | None = None,
-    shift: np.ndarray | None = None,
-    chunk_size: int | None = None,
-    executor: LocalExecutor | None = None,
-    fast: bool | None = None,
-    out: Stats | None = None,
-) -> Stats:
+    X: np.ndarray, params: Params, *, sample_weight: np.ndarray | None = None,
+    shift: np.ndarray | None = None, chunk_size: int | None = None,
+    executor: LocalExecutor | None = None, fast: bool | None = None, out: Stats | None = None,
+) -> Stats:  # fmt: skip
     """E-step: float64 statistics of frames ``X`` under ``params``: :func:`accumulate_many`
     for one mixture. Pure; inputs are trusted (validated at the public boundary).
 
@@ -230,18 +211,11 @@ def accumulate(
 
 
 def accumulate_many(
-    Xs: list[np.ndarray],
-    weights: np.ndarray,
-    means: np.ndarray,
-    variances: np.ndarray,
-    members: list[int],
-    *,
-    shifts: np.ndarray,
-    sample_weights: list[np.ndarray | None] | None = None,
-    chunk_size: int | None = None,
-    executor: LocalExecutor | None = None,
-    fast: bool | None = None,
-) -> tuple[np.ndarray, ...]:
+    Xs: list[np.ndarray], weights: np.ndarray, means: np.ndarray, variances: np.ndarray,
+    members: list[int], *, shifts: np.ndarray,
+    sample_weights: list[np.ndarray | None] | None = None, chunk_size: int | None = None,
+    executor: LocalExecutor | None = None, fast: bool | None = None,
+) -> tuple[np.ndarray, ...]:  # fmt: skip
     """THE E-step: statistics of mixtures ``members`` of a stack, each on its own frames.
 
     Every member's chunks are packed into tasks of about one chunk of frames and
@@ -361,15 +335,10 @@ def _pack(items: list[tuple[int, int, int]], rows: int) -> list[list[tuple[int, 
 
 
 def stacked_log_likelihood(
-    X: np.ndarray,
-    weights: np.ndarray,
-    means: np.ndarray,
-    variances: np.ndarray,
-    *,
-    chunk_size: int | None = None,
-    executor: LocalExecutor | None = None,
+    X: np.ndarray, weights: np.ndarray, means: np.ndarray, variances: np.ndarray, *,
+    chunk_size: int | None = None, executor: LocalExecutor | None = None,
     fast: bool | None = None,
-) -> np.ndarray:
+) -> np.ndarray:  # fmt: skip
     """Per-frame log-likelihood (n_frames, M), nats, of ``X`` under M stacked mixtures.
 
     One batched pass: ``weights`` (M, K), ``means`` and ``variances`` (M, K, D).
@@ -381,12 +350,9 @@ def stacked_log_likelihood(
     dtype = compute_dtype(X, weights, means, variances)
     w = weights.reshape(M * K) / M  # any common shift works; use the pooled mean
     shift_c = (w @ means.reshape(M * K, D)).astype(dtype)
+    c64 = shift_c.astype(np.float64)
     W = np.concatenate(
-        [
-            gemm_weights(weights[i], means[i], variances[i], shift_c.astype(np.float64), dtype)
-            for i in range(M)
-        ],
-        axis=1,
+        [gemm_weights(weights[i], means[i], variances[i], c64, dtype) for i in range(M)], axis=1
     )
     chunk = min(chunk_size or auto_chunk_size(M * K), max(1, X.shape[0]))
     out = np.empty((X.shape[0], M), dtype=np.float64)
@@ -412,13 +378,9 @@ def stacked_log_likelihood(
 
 
 def log_likelihood(
-    X: np.ndarray,
-    params: Params,
-    *,
-    chunk_size: int | None = None,
-    executor: LocalExecutor | None = None,
-    fast: bool | None = None,
-) -> np.ndarray:
+    X: np.ndarray, params: Params, *, chunk_size: int | None = None,
+    executor: LocalExecutor | None = None, fast: bool | None = None,
+) -> np.ndarray:  # fmt: skip
     """Per-frame log-likelihood ``log p(x_t)`` in nats, shape (n_frames,), float64."""
     return stacked_log_likelihood(
         X, params.weights[None], params.means[None], params.variances[None],

@@ -20,16 +20,9 @@ from .params import Params
 __all__ = ["select_scores"]
 
 def select_scores(
-    X: np.ndarray,
-    ubm: Params,
-    weights: np.ndarray,
-    means: np.ndarray,
-    variances: np.ndarray,
-    *,
-    top_c: int,
-    chunk_size: int | None = None,
-    executor: LocalExecutor | None = None,
-) -> tuple[np.ndarray, np.ndarray]:
+    X: np.ndarray, ubm: Params, weights: np.ndarray, means: np.ndarray, variances: np.ndarray,
+    *, top_c: int, chunk_size: int | None = None, executor: LocalExecutor | None = None,
+) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
     """Per-frame log-likelihoods of M models and of the UBM over the UBM's top-C components.
 
     Parameters

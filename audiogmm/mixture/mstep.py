@@ -18,16 +18,9 @@ from .params import Params
 from .stats import Stats, moments
 
 __all__ = [
-    "Maximiser",
-    "MLMaximiser",
-    "StackedMaximiser",
-    "floor_weights",
-    "global_mean_var",
-    "maximise",
-    "maximise_stack",
-    "reseed",
-    "split_component",
-]
+    "Maximiser", "MLMaximiser", "StackedMaximiser", "floor_weights", "global_mean_var",
+    "maximise", "maximise_stack", "reseed", "split_component",
+]  # fmt: skip
 
 logger = logging.getLogger(__name__)
 
@@ -129,16 +122,9 @@ def reseed(params: Params, stats: Stats, min_count: float) -> tuple[Params, list
 
 
 def maximise_stack(
-    n: np.ndarray,
-    F: np.ndarray,
-    S: np.ndarray,
-    shift: np.ndarray,
-    n_frames: np.ndarray,
-    *,
-    var_floor: np.ndarray,
-    min_weight: float = 0.0,
-    min_count: float | None = None,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[list[Event]]]:
+    n: np.ndarray, F: np.ndarray, S: np.ndarray, shift: np.ndarray, n_frames: np.ndarray, *,
+    var_floor: np.ndarray, min_weight: float = 0.0, min_count: float | None = None,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[list[Event]]]:  # fmt: skip
     """THE ML M-step, for R mixtures at once (a single mixture is a stack of one).
 
     The common case (no empty component, no weight to floor, nothing to re-seed)

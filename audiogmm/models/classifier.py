@@ -19,8 +19,9 @@ import numpy as np
 
 from ..engine import LocalExecutor, resolve
 from ..exceptions import OversizedModelWarning, ParameterError
-from ..mixture import DiagGMM, log_softmax, stacked_log_likelihood
+from ..mixture import DiagGMM, log_softmax
 from ..mixture.checks import check_enough_frames, check_params
+from ..mixture.estep import stacked_log_likelihood
 from ..mixture.fit import fit_mixtures
 from ..mixture.sources import ArraySource, check_frames
 from ..progress import Progress, reporter

@@ -20,8 +20,9 @@ import numpy as np
 
 from ..engine import LocalExecutor, resolve
 from ..exceptions import ConvergenceWarning, ParameterError
-from ..mixture import DiagGMM, Params, stacked_log_likelihood
+from ..mixture import DiagGMM, Params
 from ..mixture.checks import check_params, is_int, is_real, need
+from ..mixture.estep import stacked_log_likelihood
 from ..mixture.fit import fit_mixtures
 from ..mixture.gselect import select_scores
 from ..mixture.map import MAPMaximiser, check_adapt

@@ -93,13 +93,9 @@ def check_dcf_costs(p_target: float, c_miss: float, c_fa: float) -> None:
 
 
 def min_dcf(
-    y_true: Sequence[int],
-    scores: Sequence[float],
-    *,
-    p_target: float,
-    c_miss: float = 1.0,
+    y_true: Sequence[int], scores: Sequence[float], *, p_target: float, c_miss: float = 1.0,
     c_fa: float = 1.0,
-) -> tuple[float, float]:
+) -> tuple[float, float]:  # fmt: skip
     """Minimum normalised detection cost over all thresholds (NIST SRE), and its threshold.
 
     ``DCF(t) = c_miss p_target P_miss(t) + c_fa (1 - p_target) P_fa(t)``, divided by
