@@ -20,21 +20,10 @@ from .exceptions import (
 from .lazy import lazy_exports
 
 __all__ = [
-    "__version__",
-    "AudioError",
-    "AudioGMMError",
-    "ConvergenceWarning",
-    "DatasetError",
-    "FeatureError",
-    "ModelFileError",
-    "ParameterError",
-    "DiagGMM",
-    "Stats",
-    "GMMClassifier",
-    "UBMClassifier",
-    "FeatureConfig",
-    "extract",
-]
+    "__version__", "AudioError", "AudioGMMError", "ConvergenceWarning", "DatasetError",
+    "FeatureError", "ModelFileError", "ParameterError", "DiagGMM", "Stats", "GMMClassifier",
+    "UBMClassifier", "FeatureConfig", "extract",
+]  # fmt: skip
 
 _LAZY = {
     "DiagGMM": ".mixture",

@@ -8,16 +8,9 @@ or ``except OSError`` written for other libraries keeps working.
 from __future__ import annotations
 
 __all__ = [
-    "AudioGMMError",
-    "ParameterError",
-    "AudioError",
-    "FeatureError",
-    "DatasetError",
-    "ClusterError",
-    "ModelFileError",
-    "ConvergenceWarning",
-    "OversizedModelWarning",
-]
+    "AudioGMMError", "ParameterError", "AudioError", "FeatureError", "DatasetError",
+    "ClusterError", "ModelFileError", "ConvergenceWarning", "OversizedModelWarning",
+]  # fmt: skip
 
 
 class AudioGMMError(Exception):

@@ -44,24 +44,12 @@ _FLOATS = [np.float64, np.float32]
 class DiagGMM(DensityMixin, BaseEstimator, _CoreGMM):
     """:class:`audiogmm.mixture.DiagGMM` as a scikit-learn density estimator.
 
-    The parameters are those of :class:`audiogmm.mixture.DiagGMM`. Input goes through
-    scikit-learn's validation: sparse input raises TypeError, object, complex, empty,
-    1-D or non-finite input raises ValueError, and methods of an unfitted model raise
-    :class:`sklearn.exceptions.NotFittedError`.
-
-    Attributes
-    ----------
-    n_features_in_ : int
-        Number of features seen in ``fit``.
-    covariances_ : ndarray of shape (n_components, n_features)
-        The diagonal variances (``variances_``), named as in ``GaussianMixture``
-        with ``covariance_type="diag"``.
-    lower_bound_ : float
-        Mean per-frame log-likelihood (nats) of the best fit at its last iteration.
-    lower_bounds_ : list of float
-        The same at every iteration (``history_``).
-    weights_, means_, variances_, converged_, n_iter_, history_, fit_report_
-        As in :class:`audiogmm.mixture.DiagGMM`.
+    The parameters and attributes are :class:`audiogmm.mixture.DiagGMM`'s, plus
+    ``n_features_in_``, ``covariances_`` (the diagonal variances, as in
+    ``GaussianMixture(covariance_type="diag")``), ``lower_bound_`` and ``lower_bounds_``
+    (mean per-frame log-likelihood, nats, at the last and at every iteration). Input
+    goes through scikit-learn's validation (TypeError for sparse input, ValueError for
+    object, complex, empty, 1-D or non-finite input, NotFittedError before ``fit``).
 
     Examples
     --------
@@ -83,19 +71,10 @@ class DiagGMM(DensityMixin, BaseEstimator, _CoreGMM):
     def fit(
         self, X: Any, y: None = None, *, sample_weight: Any = None, executor: Any = None
     ) -> DiagGMM:
-        """Estimate the parameters with EM (see :meth:`audiogmm.mixture.DiagGMM.fit`).
+        """Estimate the parameters with EM (:meth:`audiogmm.mixture.DiagGMM.fit`); self.
 
-        Parameters
-        ----------
-        X : array-like of shape (n_samples, n_features)
-        y : ignored
-        sample_weight : array-like of shape (n_samples,), optional
-            Non-negative weights; a weight of 0 is the same as leaving the frame out.
-        executor : LocalExecutor, optional
-
-        Returns
-        -------
-        self
+        ``X`` (n_samples, n_features); ``sample_weight`` (n_samples,): non-negative, a
+        weight of 0 is the same as leaving the sample out.
         """
         X = self._validate(X, reset=True)
         if sample_weight is not None and not np.any(np.asarray(sample_weight) != 0):
@@ -108,26 +87,17 @@ class DiagGMM(DensityMixin, BaseEstimator, _CoreGMM):
         """Fit, then return the most likely component of each sample, shape (n_samples,)."""
         return self.fit(X, sample_weight=sample_weight).predict(X)
 
-    @property
-    def covariances_(self) -> np.ndarray:
-        """The diagonal variances, shape (n_components, n_features)."""
-        if not hasattr(self, "variances_"):
-            raise AttributeError("covariances_ is set by fit()")
-        return self.variances_
+    def _after_fit(self, name: str, value: Any) -> Any:
+        try:
+            return value()
+        except (AttributeError, IndexError):  # not fitted: no such attribute (hasattr is False)
+            raise AttributeError(f"{name} is set by fit()") from None
 
-    @property
-    def lower_bound_(self) -> float:
-        """Mean per-frame log-likelihood (nats) at the last EM iteration of the best fit."""
-        if not getattr(self, "history_", None):
-            raise AttributeError("lower_bound_ is set by fit()")
-        return float(self.history_[-1])
-
-    @property
-    def lower_bounds_(self) -> list[float]:
-        """Mean per-frame log-likelihood (nats) at each EM iteration of the best fit."""
-        if not hasattr(self, "history_"):
-            raise AttributeError("lower_bounds_ is set by fit()")
-        return list(self.history_)
+    covariances_ = property(lambda self: self._after_fit("covariances_", lambda: self.variances_))
+    lower_bound_ = property(
+        lambda self: self._after_fit("lower_bound_", lambda: float(self.history_[-1]))
+    )
+    lower_bounds_ = property(lambda self: self._after_fit("lower_bounds_", lambda: list(self.history_)))
 
     def score_samples(self, X: Any) -> np.ndarray:
         """Per-sample log-likelihood ``log p(x)`` in nats, shape (n_samples,)."""
@@ -226,22 +196,9 @@ init_max_samples, split_iter, chunk_size, verbose
         chunk_size: int | None = _GMM_DEFAULTS["chunk_size"],
         verbose: int = _GMM_DEFAULTS["verbose"],
     ) -> None:
-        self.n_components = n_components
-        self.priors = priors
-        self.random_state = random_state
-        self.n_jobs = n_jobs
-        self.max_iter = max_iter
-        self.tol = tol
-        self.var_floor = var_floor
-        self.var_floor_abs = var_floor_abs
-        self.min_weight = min_weight
-        self.min_count = min_count
-        self.init = init
-        self.n_init = n_init
-        self.init_max_samples = init_max_samples
-        self.split_iter = split_iter
-        self.chunk_size = chunk_size
-        self.verbose = verbose
+        params = dict(locals())  # stored as given (scikit-learn's rule)
+        del params["self"]
+        vars(self).update(params)
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
@@ -249,17 +206,7 @@ init_max_samples, split_iter, chunk_size, verbose
         return tags
 
     def fit(self, X: Sequence[Any], y: Any) -> GMMClassifier:
-        """Train one DiagGMM per class on the pooled frames of its clips.
-
-        Parameters
-        ----------
-        X : list or 1-D object array of array-like, each of shape (n_frames_i, n_features)
-        y : array-like of shape (n_clips,)
-
-        Returns
-        -------
-        self
-        """
+        """Train one DiagGMM per class of ``y`` (n_clips,) on the pooled frames of its clips."""
         clips = _clips(X)
         y = column_or_1d(np.asarray(y), warn=True)
         check_classification_targets(y)
@@ -285,13 +232,10 @@ init_max_samples, split_iter, chunk_size, verbose
         self.n_features_in_ = self.model_.n_dims
         return self
 
-    def _scores(self, X: Sequence[Any]) -> np.ndarray:
-        check_is_fitted(self, "model_")
-        return self.model_.score_matrix(_clips(X))[:, self._columns]
-
     def decision_function(self, X: Sequence[Any]) -> np.ndarray:
         """Total log-likelihood (nats) of each clip under each class, (n_clips, n_classes)."""
-        return self._scores(X)
+        check_is_fitted(self, "model_")
+        return self.model_.score_matrix(_clips(X))[:, self._columns]
 
     def predict_log_proba(self, X: Sequence[Any]) -> np.ndarray:
         """Log posterior of each class, shape (n_clips, n_classes), columns as ``classes_``."""

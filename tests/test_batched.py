@@ -10,14 +10,9 @@ from hypothesis import strategies as st
 from audiogmm import DiagGMM, GMMClassifier
 from audiogmm.engine import LocalExecutor, one_blas_thread
 from audiogmm.mixture import ConvergenceMonitor, Params, em, kernels
-from audiogmm.mixture.mstep import MLMaximiser
-from audiogmm.mixture.sources import ArraySource
-from audiogmm.mixture.stacked import (
-    StackedMaximiser,
-    StackedMonitor,
-    StackedParams,
-    StackedSource,
-)
+from audiogmm.mixture.monitor import StackedMonitor
+from audiogmm.mixture.mstep import MLMaximiser, StackedMaximiser
+from audiogmm.mixture.sources import ArraySource, StackedSource
 
 
 def corpus(seed: int, n_classes: int, dtype=np.float64, D: int = 3):
@@ -129,7 +124,7 @@ def test_stacked_run_members_equal_their_own_runs():
     ]
     mon = StackedMonitor([ConvergenceMonitor(t, 20) for t in tols])
     res = em.run(
-        StackedSource(Xs), StackedParams.of(starts),
+        StackedSource(Xs, mon.running), Params.stack(starts),
         maximiser=StackedMaximiser(np.stack(floors), mon, 1e-3, 10.0), monitor=mon, chunk_size=64,
     )  # fmt: skip
     assert len({r.n_iter for r in alone}) > 1 and any(r.events for r in alone)
@@ -173,8 +168,8 @@ def test_stacked_e_step_scores_each_frame_against_its_own_class_only(monkeypatch
     monkeypatch.setattr(kernels, "resp_inplace", spy)
     rng = np.random.default_rng(5)
     Xs = [rng.normal(c, 1, (300 + 50 * c, 2)) for c in range(6)]
-    params = StackedParams.of([Params(np.full(3, 1 / 3), X[:3].copy(), np.ones((3, 2))) for X in Xs])
-    st_ = StackedSource(Xs).accumulate(params, chunk_size=128)
+    params = Params.stack([Params(np.full(3, 1 / 3), X[:3].copy(), np.ones((3, 2))) for X in Xs])
+    st_ = StackedSource(Xs, np.ones(len(Xs), dtype=bool)).accumulate(params, chunk_size=128)
     assert seen and all(cols == 3 and rows <= 128 for rows, cols in seen)
     assert sum(rows for rows, _ in seen) == sum(len(X) for X in Xs)
     np.testing.assert_allclose(st_.n.sum(1), [len(X) for X in Xs])

@@ -9,14 +9,8 @@ from scipy.stats import norm
 from sklearn.mixture import GaussianMixture
 
 from audiogmm import ConvergenceWarning, DiagGMM, ParameterError
-from audiogmm.mixture import (
-    Params,
-    accumulate,
-    estimate_log_prob,
-    kernels,
-    log_likelihood,
-    maximise,
-)
+from audiogmm.mixture import Params, accumulate, kernels, log_likelihood, maximise
+from audiogmm.mixture.estep import estimate_log_prob
 
 from .conftest import TRUE_MEANS, draw_mixture, random_params
 
@@ -344,7 +338,8 @@ def test_float32_with_collapsed_component_falls_back_to_float64():
 
 
 def test_predict_proba_is_chunked_and_equals_the_reference():
-    from audiogmm.mixture import estimate_log_prob, log_softmax
+    from audiogmm.mixture import log_softmax
+    from audiogmm.mixture.estep import estimate_log_prob
 
     X, _ = draw_mixture(3001, seed=3)
     g = DiagGMM(4, random_state=0, chunk_size=256).fit(X)

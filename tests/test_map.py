@@ -129,7 +129,7 @@ def test_invariants(sp, r, adapt):
     floor = 1e-3
     p = map_adapt(stats, prior, adapt=adapt, relevance_means=r, relevance_weights=r,
                   relevance_variances=r, var_floor=floor)  # fmt: skip
-    assert p.is_finite()
+    assert all(np.isfinite(a).all() for a in p) and np.all(p.variances > 0)
     assert math.isclose(p.weights.sum(), 1.0, rel_tol=0, abs_tol=1e-12)
     assert np.all(p.weights > 0)
     empty = stats.n == 0

@@ -29,13 +29,14 @@ import pytest
 from audiogmm import DiagGMM, FeatureConfig, GMMClassifier, ModelFileError, ParameterError
 from audiogmm.io import load, save, tables
 from audiogmm.io.container import CONTAINER_KEYS
-from audiogmm.io.schema import List, Obj, Str, tampered
+from audiogmm.io.schema import List, Obj, Str
 from audiogmm.io.schema import check as schema_check
 from audiogmm.models import FusedClassifier, GSVClassifier
 from audiogmm.pipeline import load_model, save_model
 
 from .conftest_hostile import assert_one_line_error, invoke
 from .conftest_hostile import run_guarded as guarded_child
+from .tamper import tampered
 
 ROOT = Path(__file__).resolve().parents[1]
 

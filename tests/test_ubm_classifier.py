@@ -12,8 +12,8 @@ from scipy.special import logsumexp
 from audiogmm import ModelFileError, ParameterError
 from audiogmm.cli import main
 from audiogmm.io.container import read_container, write_container
-from audiogmm.mixture import estimate_log_prob, map_adapt
-from audiogmm.mixture.estep import accumulate
+from audiogmm.mixture import map_adapt
+from audiogmm.mixture.estep import accumulate, estimate_log_prob
 from audiogmm.mixture.gselect import select_scores
 from audiogmm.models import UNKNOWN, UBMClassifier, train_ubm
 from audiogmm.pipeline import load_model

@@ -1,12 +1,9 @@
 """Every file audiogmm writes: one table per kind, checked on save and on load.
 
-:func:`save` and :func:`load` handle a :class:`~audiogmm.mixture.DiagGMM`, a
-:class:`~audiogmm.models.GMMClassifier`, a :class:`~audiogmm.models.UBMClassifier`, a
-:class:`~audiogmm.models.FusedClassifier` and :class:`~audiogmm.mixture.Stats`;
-:class:`EMCheckpoint` the state of an interrupted EM run. The container (one ``.npz``,
-no pickle, checksummed) is :mod:`audiogmm.io.container`, atomic writes
-:mod:`audiogmm.io.atomic`; the field tables are
-:mod:`audiogmm.io.tables`, in the vocabulary of :mod:`audiogmm.io.schema`.
+:func:`save` / :func:`load` (:mod:`.modelfile`): mixtures, classifiers and Stats;
+:class:`EMCheckpoint`: an interrupted EM run. Modules: :mod:`.container` (one
+checksummed ``.npz``, no pickle), :mod:`.atomic`, :mod:`.tables` in the vocabulary of
+:mod:`.schema`.
 """
 
 from ..lazy import lazy_exports

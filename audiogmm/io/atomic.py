@@ -52,13 +52,10 @@ def _pid_alive(pid: int) -> bool:
 
 
 def _clean_stale_temps(folder: str) -> None:
-    """Remove ``.tmp-*`` files left in ``folder`` by writers that were killed.
+    """Remove ``.tmp-*`` files left in ``folder`` by killed writers (once per folder and process).
 
-    Safe against concurrent writers: a temporary file is removed only when its
-    writer's pid (in its name) is dead and it has not been touched for
-    :data:`STALE_DEAD_S`, or when it has not been touched for :data:`STALE_ANY_S`
-    (pid reuse, writers on other hosts of a shared file system). Runs once per
-    folder per process, so writing many files into one folder stays O(n).
+    Only when its writer's pid (in its name) is dead and it is older than
+    :data:`STALE_DEAD_S`, or when it is older than :data:`STALE_ANY_S` (pid reuse, other hosts).
     """
     with _CLEANED_LOCK:
         if folder in _CLEANED:
@@ -89,16 +86,12 @@ def _clean_stale_temps(folder: str) -> None:
 def atomic_write(
     path: str | os.PathLike, write, *, mode: str = "wb", durable: bool = True
 ) -> None:
-    """Call ``write(fileobj)`` on a temporary file next to ``path``, then rename it.
+    """Call ``write(fileobj)`` on a temporary file next to ``path``, then rename it (atomic).
 
-    The rename is atomic on POSIX and Windows, so readers see either the old file
-    or the complete new one, never a partial write. A new file gets mode
-    ``0o666 & ~umask`` (as ``open`` would give it); an overwritten file keeps its
-    mode. Temporary files left in the folder by killed writers are removed first
-    (see :func:`_clean_stale_temps`). ``durable=False`` skips the fsync before the
-    rename: a killed process still leaves the old file or the new one, but a power
-    loss may leave a torn file, so only for files whose reader verifies them (the
-    feature cache, where the fsync cost as much as the extraction).
+    Readers see the old file or the complete new one. A new file gets mode
+    ``0o666 & ~umask``; an overwritten file keeps its mode. ``durable=False`` skips the
+    fsync (a power loss may then tear the file): only for files whose reader verifies
+    them (the feature cache, where the fsync cost as much as the extraction).
     """
     path = os.fspath(path)
     folder = os.path.dirname(os.path.abspath(path))
@@ -142,23 +135,10 @@ def _output_error(name: str, e: OSError) -> OSError:
 
 
 def check_writable(path: str | os.PathLike, *, folder: bool = False) -> None:
-    """Fail early, naming ``path``, when an output could not be written there.
+    """Before long work: OSError naming ``path`` and the reason when it could not be written.
 
-    Call it before long work. Creates the missing folders (as the final write
-    would), then creates and removes a probe file in the output's folder.
-
-    Parameters
-    ----------
-    path : str or PathLike
-        The output file (or, with ``folder=True``, the output folder) as the user gave it.
-    folder : bool
-        ``path`` is a folder to write files into, not a file.
-
-    Raises
-    ------
-    OSError
-        (``PermissionError``, ``NotADirectoryError``, ``IsADirectoryError``, ...) whose
-        message names ``path`` and the reason.
+    Creates the missing folders (as the final write would), then a probe file in the
+    output's folder (``path`` itself with ``folder=True``).
     """
     name = os.fspath(path)
     target = os.path.abspath(name)

@@ -1,14 +1,10 @@
 """EM checkpoints: the state after every M-step, written atomically; resuming gives the same model.
 
-The EM loop (:func:`audiogmm.mixture.em.run`) is not changed: a checkpoint wraps
-the two objects it already calls. The wrapped *maximiser* writes, after each
-M-step, the new parameters and the monitor's state (history, M-steps counted,
-whether the step re-seeded) to one checksummed container file (atomic replace).
-On resume, the saved parameters replace the initialisation, the monitor gets its
-state back, and the wrapped *monitor* passes the saved re-seed flag to the first
-report, exactly as the uninterrupted loop would have. Every E-step is a
-deterministic function of the parameters, so the resumed run computes the same
-bits as the uninterrupted one.
+A checkpoint wraps the maximiser and the monitor :func:`audiogmm.mixture.em.run` calls.
+The maximiser writes, after each M-step, the parameters and the monitor's state
+(history, M-steps, re-seed flag) to one container file; on resume they replace the
+initialisation and the monitor's state, and the first report gets the saved re-seed
+flag. Every E-step is a function of the parameters: the resumed run has the same bits.
 """
 
 from __future__ import annotations
@@ -62,7 +58,7 @@ class EMCheckpoint:
         self.resumed_from: int | None = None  # M-steps already done when resumed
 
     def restore(self, monitor: ConvergenceMonitor) -> tuple[Params, bool] | None:
-        """Saved parameters and re-seed flag, with ``monitor``'s state restored; None to start afresh."""
+        """Saved parameters and re-seed flag, ``monitor``'s state restored; None: start afresh."""
         if not (self.resume and os.path.exists(self.path)):
             return None
         header, arrays = read_container(self.path, kind=_KIND, names=_ARRAYS)
@@ -98,21 +94,9 @@ class EMCheckpoint:
 
     def save(self, params: Params, monitor: ConvergenceMonitor, reseeded: bool) -> None:
         """Write the state after an M-step (atomic: a crash leaves the previous checkpoint)."""
-        write_container(
-            self.path,
-            kind=_KIND,
-            header={
-                "history": list(monitor.history),
-                "n_iter": monitor.n_iter,
-                "reseeded": bool(reseeded),
-                "fingerprint": self.fingerprint,
-            },  # fmt: skip
-            arrays={
-                "weights": params.weights,
-                "means": params.means,
-                "variances": params.variances,
-            },  # fmt: skip
-        )
+        header = {"history": list(monitor.history), "n_iter": monitor.n_iter,
+                  "reseeded": bool(reseeded), "fingerprint": self.fingerprint}  # fmt: skip
+        write_container(self.path, kind=_KIND, header=header, arrays=dict(zip(_ARRAYS, params)))
 
 
 class _Maximiser:

@@ -1,22 +1,12 @@
 """The audiogmm file container: one ``.npz``, no pickle, a checksummed JSON header.
 
-Every model file audiogmm writes (:mod:`audiogmm.io.modelfile`) is a plain NumPy
-``.npz`` archive (a zip whose members are *stored*, not compressed) holding
-
-* the numeric arrays of the object, one ``<name>.npy`` member each, and
-* ``__header__.npy``: a 1-D ``uint8`` array carrying UTF-8 JSON with the format name,
-  the format version, the object kind, the audiogmm version, the dtype and shape of
-  every array, the object's own metadata (parameters, feature configuration, labels,
-  training summary), a SHA-256 checksum over the arrays *and* the rest of the header,
-  and, when ``AUDIOGMM_MODEL_KEY`` is set, an HMAC-SHA256 signature.
-
-Reading trusts nothing (see :func:`read_container`): the zip directory, the member
-names, their declared sizes and the ``.npy`` headers are checked against each other
-and against the JSON header before any array byte is read; the header's size and
-nesting depth are capped. Members must be stored, so the bytes read never exceed the
-file's size: no zip bomb can inflate. The object's own header fields are checked by
-:mod:`audiogmm.io.modelfile` against its table. Files are written with
-:func:`audiogmm.io.atomic.atomic_write`.
+A plain NumPy ``.npz`` (a zip of *stored* members): one ``<name>.npy`` per numeric
+array, and ``__header__.npy``, a 1-D ``uint8`` array of UTF-8 JSON with the format
+name and version, the object kind, the audiogmm version, every array's dtype and
+shape, the object's own metadata, a SHA-256 checksum over the arrays *and* the rest
+of the header, and, when ``AUDIOGMM_MODEL_KEY`` is set, an HMAC-SHA256 signature.
+Reading trusts nothing (:func:`read_container`); members must be stored, so no zip
+bomb can inflate. The object's own fields are :mod:`audiogmm.io.modelfile`'s.
 """
 
 from __future__ import annotations
@@ -40,18 +30,10 @@ from ..exceptions import ModelFileError, ParameterError
 from .atomic import atomic_write
 
 __all__ = [
-    "CONTAINER_KEYS",
-    "FORMAT_NAME",
-    "FORMAT_VERSION",
-    "KEY_ENV",
-    "MAX_HEADER_BYTES",
-    "MAX_HEADER_DEPTH",
-    "open_regular",
-    "parse_json",
-    "read_container",
-    "read_kind",
+    "CONTAINER_KEYS", "FORMAT_NAME", "FORMAT_VERSION", "KEY_ENV", "MAX_HEADER_BYTES",
+    "MAX_HEADER_DEPTH", "open_regular", "parse_json", "read_container", "read_kind",
     "write_container",
-]
+]  # fmt: skip
 
 FORMAT_NAME = "audiogmm"
 FORMAT_VERSION = 1
@@ -100,50 +82,24 @@ def _signature(key: bytes, checksum: str) -> str:
 
 
 def write_container(
-    path: str | os.PathLike,
-    *,
-    kind: str,
-    header: dict[str, Any],
-    arrays: dict[str, np.ndarray],
+    path: str | os.PathLike, *, kind: str, header: dict[str, Any], arrays: dict[str, np.ndarray]
 ) -> dict[str, Any]:
-    """Write ``arrays`` and a JSON ``header`` to ``path`` as one checksummed ``.npz``.
+    """Write numeric ``arrays`` and a JSON ``header`` of object ``kind`` to ``path``, atomically.
 
-    When the environment variable :data:`KEY_ENV` is set, the header also gets an
-    HMAC-SHA256 signature with that key.
-
-    Parameters
-    ----------
-    path : str or PathLike
-        Destination; written atomically.
-    kind : str
-        Object kind stored in the header (e.g. ``"DiagGMM"``); checked on read.
-    header : dict
-        JSON-serialisable metadata.
-    arrays : dict of str to ndarray
-        Numeric arrays (no object dtype).
-
-    Returns
-    -------
-    header : dict
-        The full header as written (with format fields and checksum).
-
-    Raises
-    ------
-    ParameterError
-        When the header holds text that is not valid Unicode (the reader would refuse it).
+    Signed (HMAC-SHA256) when :data:`KEY_ENV` is set. Returns the full header as
+    written. ParameterError for a header the reader would refuse (invalid Unicode,
+    over :data:`MAX_HEADER_BYTES`).
     """
     arrays = {k: np.ascontiguousarray(v) for k, v in arrays.items()}
     for k, v in arrays.items():
         if v.dtype.kind not in _ALLOWED_KINDS:
             raise TypeError(f"array {k!r} has dtype {v.dtype}; only numeric arrays are stored")
     full = {
-        "format": FORMAT_NAME,
-        "format_version": FORMAT_VERSION,
-        "kind": kind,
+        "format": FORMAT_NAME, "format_version": FORMAT_VERSION, "kind": kind,
         "audiogmm_version": __version__,
         "arrays": {k: {"dtype": v.dtype.str, "shape": list(v.shape)} for k, v in arrays.items()},
         **header,
-    }
+    }  # fmt: skip
     full["checksum"] = _checksum(full, arrays)
     key = _model_key()
     if key is not None:
@@ -206,12 +162,11 @@ def _npy_header(z: zipfile.ZipFile, info: zipfile.ZipInfo) -> tuple[tuple, np.dt
     b = io.BytesIO(head)
     try:
         version = np.lib.format.read_magic(b)
-        if version == (1, 0):
-            shape, fortran, dtype = np.lib.format.read_array_header_1_0(b, max_header_size=2000)
-        elif version == (2, 0):
-            shape, fortran, dtype = np.lib.format.read_array_header_2_0(b, max_header_size=2000)
-        else:
+        read = {(1, 0): np.lib.format.read_array_header_1_0,
+                (2, 0): np.lib.format.read_array_header_2_0}.get(version)  # fmt: skip
+        if read is None:
             raise ValueError(f".npy version {version}")
+        shape, fortran, dtype = read(b, max_header_size=2000)
     except ValueError as e:
         if "pickle" in str(e) or "object" in str(e).lower():
             raise _Bad(f"member {name!r} contains a pickled object array; refused") from None
@@ -248,9 +203,8 @@ def _read_member(z: zipfile.ZipFile, info: zipfile.ZipInfo) -> bytes:
 def _json_depth(raw: bytes) -> int:
     """Deepest nesting of ``[``/``{`` outside JSON strings: vectorised, linear, no recursion.
 
-    A quote opens or closes a string unless an odd run of backslashes precedes it (UTF-8
-    continuation bytes are never ASCII, so scanning bytes is exact for valid JSON; on
-    invalid JSON the count is exact up to the first error, where json.loads stops).
+    A quote toggles a string unless an odd run of backslashes precedes it (exact on
+    valid JSON, and up to the first error on invalid JSON, where json.loads stops).
     """
     b = np.frombuffer(raw, dtype=np.uint8)
     if not b.size:
@@ -277,15 +231,8 @@ def _no_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
 
 
 def parse_json(raw: bytes, *, max_depth: int = MAX_HEADER_DEPTH) -> Any:
-    """JSON from UTF-8 bytes, nested at most ``max_depth`` deep, without duplicate keys.
-
-    The depth is measured before parsing (no RecursionError, whatever the input).
-
-    Raises
-    ------
-    ValueError
-        With the reason (not UTF-8, too deep, malformed, a duplicate key, a lone surrogate).
-    """
+    """JSON from UTF-8 bytes, nested at most ``max_depth`` deep (measured before parsing),
+    without duplicate keys or lone surrogates; ValueError with the reason otherwise."""
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as e:
@@ -321,45 +268,19 @@ def _array_specs(listed: Any, members: dict[str, tuple]) -> None:
 
 
 def read_container(
-    path: str | os.PathLike,
-    *,
-    kind: str | tuple[str, ...] | None,
+    path: str | os.PathLike, *, kind: str | tuple[str, ...] | None,
     names: tuple[str, ...] | dict[str, tuple[str, ...] | None] | None = None,
-) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
-    """Read and verify a file written by :func:`write_container`, trusting nothing.
+) -> tuple[dict[str, Any], dict[str, np.ndarray]]:  # fmt: skip
+    """The header and arrays of a file written by :func:`write_container`, trusting nothing.
 
-    In order, before any array byte is read: the file is a regular file starting
-    like a zip; the zip directory has at most a few members; member names are
-    exactly ``<identifier>.npy`` with no duplicates, folders or paths; members are
-    stored (not compressed, not encrypted) and their declared sizes add up to at
-    most the file's size; every ``.npy`` header is numeric (no pickle) and its
-    shape and dtype give exactly the member's size. Then the JSON header (at most
-    :data:`MAX_HEADER_BYTES`, nested at most :data:`MAX_HEADER_DEPTH` deep, no
-    duplicate keys) must have the right format, version and ``kind``, list exactly
-    the arrays present with their dtypes and shapes, and match the checksum (and
-    the HMAC signature when :data:`KEY_ENV` is set). The other header fields are
-    returned as plain JSON: :mod:`audiogmm.io.modelfile` checks them against the
-    kind's table.
-
-    Parameters
-    ----------
-    path : str or PathLike
-    kind : str, tuple of str, or None
-        The object kind (or kinds) expected in the header (None: :func:`read_kind`'s
-        header only).
-    names : tuple of str, or a dict of kind to tuple, optional
-        The exact set of arrays the file must hold (checked before any array byte is
-        read). None accepts the arrays the header lists.
-
-    Returns
-    -------
-    header : dict
-    arrays : dict of str to ndarray
-
-    Raises
-    ------
-    ModelFileError
-        With the file name and the reason, for any failed check.
+    Before any array byte is read: a regular file starting like a zip; a small zip
+    directory; members named ``<identifier>.npy``, unique, stored (not compressed or
+    encrypted), declaring at most the file's size; numeric ``.npy`` headers (no pickle)
+    giving exactly each member's size. Then the JSON header (bounded in size and depth,
+    no duplicate keys) must have the right format, version and ``kind`` (a str, a tuple,
+    or None for the header only), list exactly the arrays present (and ``names``, a
+    tuple or a dict by kind, when given), and match the checksum (and the signature
+    when :data:`KEY_ENV` is set). ModelFileError naming the file and the reason.
     """
     name = os.fspath(path)
     try:
@@ -369,19 +290,17 @@ def read_container(
 
 
 def read_kind(path: str | os.PathLike) -> str:
-    """The object kind (``"DiagGMM"``, ``"GMMClassifier"``, ...) a container file claims.
+    """The object kind (``"DiagGMM"``, ...) a container file claims, to pick the loader.
 
-    Reads only the header, with every check :func:`read_container` makes before it (and
-    the same bounds), and no array byte; the checksum is not verified. Use it to pick
-    the loader, which then checks everything (ModelFileError naming the file). Never
-    ``np.load`` a file to peek at it: that inflates whatever the archive holds.
+    Reads only the header, with :func:`read_container`'s checks before it and no array
+    byte (the checksum is not verified). Never ``np.load`` a file to peek at it.
     """
     return read_container(path, kind=None)[0]["kind"]
 
 
 def open_regular(name: str):
-    """``open(name, "rb")`` of a non-empty regular file (never a FIFO or a device, which
-    could block or never end); ValueError with the reason otherwise."""
+    """``open(name, "rb")`` of a non-empty regular file (never a FIFO or a device); else
+    ValueError with the reason."""
     try:
         st = os.stat(name)
     except FileNotFoundError:

@@ -1,13 +1,10 @@
 """Save and load every object audiogmm keeps in a file, through one table per kind.
 
-Each kind (a :class:`~audiogmm.mixture.DiagGMM`, a
-:class:`~audiogmm.models.GMMClassifier`, a :class:`~audiogmm.models.UBMClassifier`, a
-:class:`~audiogmm.models.GSVClassifier`, a :class:`~audiogmm.models.FusedClassifier`,
-:class:`~audiogmm.mixture.Stats`) has a header table (:mod:`audiogmm.io.tables`), a
-``parts`` function (object to header
-and arrays) and a ``build`` function (checked header and arrays to object, with the
-cross-field and array checks). :func:`save` runs ``build`` on what it is about to
-write, so a file that :func:`load` would refuse is never written.
+Each :class:`Kind` (DiagGMM, GMMClassifier, UBMClassifier, GSVClassifier,
+FusedClassifier, Stats) has a header table (:mod:`audiogmm.io.tables`), a ``parts``
+function (object to header and arrays) and a ``build`` function (checked header and
+arrays to object, with the cross-field and array checks). :func:`save` runs ``build``
+on what it is about to write, so a file that :func:`load` would refuse is never written.
 """
 
 from __future__ import annotations
@@ -164,31 +161,40 @@ def _classifier_build(name: str, h: dict, a: dict) -> GMMClassifier:
     return clf
 
 
+def _ubm_arrays(u: DiagGMM) -> dict[str, np.ndarray]:
+    return dict(zip(_UBM_ARRAYS, (u.weights_, u.means_, u.variances_, u.var_floor_)))
+
+
+def _with_ubm(name: str, h: dict, a: dict, training: dict) -> tuple:
+    """Labels, K, checked priors, gmm_params and the UBM of a UBM or GSV classifier file."""
+    labels, K, gp = h["labels"], h["n_components"], h.get("gmm_params", {})
+    priors = _check_members(name, h, labels, training)
+    _checked_params(name, DiagGMM(K, **{**UBM_DEFAULTS, **gp}), "gmm_params")
+    ubm = _gmm(name, {"n_components": K, **gp}, *(a[k] for k in _UBM_ARRAYS))
+    return labels, K, priors, gp, ubm
+
+
 def _ubm_parts(c: UBMClassifier) -> tuple[dict, dict]:
     header, _ = _classifier_parts(c)
     header["map"] = {k: getattr(c, k) for k in tables.MAP_BLOCK.keys}
     header["threshold"] = None if c.threshold_ is None else float(c.threshold_)
     header["training"] = {"classes": header["training"], "ubm": getattr(c, "ubm_report_", {})}
-    u = c.ubm_
-    arrays = dict(zip(_UBM_ARRAYS, (u.weights_, u.means_, u.variances_, u.var_floor_)))
+    arrays = _ubm_arrays(c.ubm_)
     for x in check_adapt(c.adapt):
         arrays[_ADAPTED[x]] = getattr(c, _ADAPTED[x] + "_")
     return header, arrays
 
 
 def _ubm_build(name: str, h: dict, a: dict) -> UBMClassifier:
-    labels, K = h["labels"], h["n_components"]
-    priors = _check_members(name, h, labels, h.get("training", {}).get("classes", {}))
-    gp = h.get("gmm_params", {})
-    clf = UBMClassifier(K, priors=priors, random_state=h.get("random_state"), **h["map"], **gp)
-    _checked_params(name, DiagGMM(K, **{**UBM_DEFAULTS, **gp}), "gmm_params")
-    adapt = check_adapt(clf.adapt)
+    adapt = check_adapt(h["map"]["adapt"])
     expected = {*_UBM_ARRAYS, *(_ADAPTED[x] for x in adapt)}
     if set(a) != expected:
         raise ModelFileError(
             f"{name}: arrays {sorted(a)} but adapt={adapt!r} needs {sorted(expected)}"
         )
-    ubm = _gmm(name, {"n_components": K, **gp}, *(a[k] for k in _UBM_ARRAYS))
+    training = h.get("training", {})
+    labels, K, priors, gp, ubm = _with_ubm(name, h, a, training.get("classes", {}))
+    clf = UBMClassifier(K, priors=priors, random_state=h.get("random_state"), **h["map"], **gp)
     M, D = len(labels), ubm.n_dims
     stacked = {"weights": np.tile(ubm.weights_, (M, 1)), "means": np.tile(ubm.means_, (M, 1, 1)),
                "variances": np.tile(ubm.variances_, (M, 1, 1))}  # fmt: skip
@@ -203,7 +209,6 @@ def _ubm_build(name: str, h: dict, a: dict) -> UBMClassifier:
     clf.weights_, clf.means_, clf.variances_ = (stacked[k] for k in _PARAMS)
     clf.var_floors_ = np.tile(ubm.var_floor_, (M, 1))
     clf.threshold_ = h.get("threshold")
-    training = h.get("training", {})
     clf.fit_report_ = training.get("classes", {})
     clf.ubm_report_ = training.get("ubm", {})
     return clf
@@ -213,20 +218,14 @@ def _gsv_parts(c: GSVClassifier) -> tuple[dict, dict]:
     own = {k: getattr(c, k) for k in tables.GSV_BLOCK.keys if k != "calibration"}
     header = {"labels": list(c.labels_), **_member_fields(c),
               "gsv": {**own, "calibration": c.calibration_}}  # fmt: skip
-    u = c.ubm_
-    arrays = dict(zip(_UBM_ARRAYS, (u.weights_, u.means_, u.variances_, u.var_floor_)))
-    return header, {**arrays, "coef": c.coef_, "intercept": c.intercept_}
+    return header, {**_ubm_arrays(c.ubm_), "coef": c.coef_, "intercept": c.intercept_}
 
 
 def _gsv_build(name: str, h: dict, a: dict) -> GSVClassifier:
-    labels, K = h["labels"], h["n_components"]
-    priors = _check_members(name, h, labels, h.get("training", {}))
+    labels, K, priors, gp, ubm = _with_ubm(name, h, a, h.get("training", {}))
     own = dict(h["gsv"])
     calibration = own.pop("calibration")
-    gp = h.get("gmm_params", {})
     clf = GSVClassifier(K, priors=priors, random_state=h.get("random_state"), **own, **gp)
-    _checked_params(name, DiagGMM(K, **{**UBM_DEFAULTS, **gp}), "gmm_params")
-    ubm = _gmm(name, {"n_components": K, **gp}, *(a[k] for k in _UBM_ARRAYS))
     M, KD = len(labels), K * ubm.n_dims
     for key, want in (("coef", (M, KD)), ("intercept", (M,))):
         x = a[key]
@@ -309,23 +308,11 @@ def _kind_of(obj_or_cls: Any) -> Kind:
 
 
 def save(obj: Any, path: str | os.PathLike, *, extra: dict[str, Any] | None = None) -> None:
-    """Write ``obj`` (a DiagGMM, a classifier, Stats) to one ``.npz`` file, atomically.
+    """Write a fitted ``obj`` (a DiagGMM, a classifier, Stats) to one ``.npz`` file, atomically.
 
-    Parameters
-    ----------
-    obj : DiagGMM, GMMClassifier, UBMClassifier, FusedClassifier or Stats
-        Fitted.
-    path : path
-    extra : dict, optional
-        More header blocks of a classifier (the pipeline's ``feature_config``,
-        ``split``, ...); each must be declared in its table (:mod:`audiogmm.io.tables`).
-
-    Raises
-    ------
-    ParameterError
-        When the object or a block holds something :func:`load` would refuse (a
-        non-finite parameter, an empty label, an undeclared block, ...): such a file
-        is never written.
+    ``extra``: more header blocks (the pipeline's ``feature_config``, ``split``, ...),
+    each declared in the kind's table. ParameterError, and no file, when the object or a
+    block holds something :func:`load` would refuse.
     """
     kind = _kind_of(obj)
     name = os.fspath(path)
@@ -359,24 +346,10 @@ def _build(kind: Kind, name: str, header: dict, arrays: dict) -> Any:
 def load(path: str | os.PathLike, kind: type | None = None) -> Any:
     """Read a file written by :func:`save`, trusting nothing.
 
-    Parameters
-    ----------
-    path : path
-    kind : class, optional
-        The class expected (``DiagGMM``, ``GMMClassifier``, ...); None takes the kind the
-        file names. ``GMMClassifier`` also accepts a ``UBMClassifier`` file.
-
-    Returns
-    -------
-    object
-        The object; a classifier's checked header (with the container's fields) is in
-        ``file_header_``, as plain JSON.
-
-    Raises
-    ------
-    ModelFileError
-        Naming the file and the first failed check (the container's, a header
-        field's, an array's); an unknown header field is refused.
+    ``kind``: the class expected (a subclass's file is accepted, e.g. a UBMClassifier's
+    for GMMClassifier); None takes the kind the file names. A classifier's checked header
+    is kept in ``file_header_`` as plain JSON. ModelFileError naming the file and the
+    first failed check (the container's, a header field's, an array's).
     """
     name = os.fspath(path)
     kinds = [k for k in KINDS if kind is None or issubclass(k.cls, kind)]

@@ -3,7 +3,7 @@
 Each table is a :class:`~audiogmm.io.schema.Field`; the loaders and writers of
 :mod:`audiogmm.io.modelfile`, the shard index (:mod:`audiogmm.data.shards`) and the
 pipeline's header blocks check through them, and the tests tamper with every field
-they declare (:func:`~audiogmm.io.schema.tampered`). A new field needs an entry here.
+they declare (tests/tamper.py). A new field needs an entry here.
 """
 
 from __future__ import annotations

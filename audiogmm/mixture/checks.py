@@ -12,13 +12,9 @@ from .estep import gemm_weights
 from .params import Params
 
 __all__ = [
-    "check_enough_frames",
-    "check_params",
-    "check_sample_weight",
-    "is_int",
-    "user_init",
-    "validate_param_arrays",
-]
+    "check_enough_frames", "check_params", "check_sample_weight", "is_int", "is_real", "need",
+    "user_init", "validate_param_arrays",
+]  # fmt: skip
 
 
 #: Bounds of ``var_floor_abs``: its inverse (a precision) and square stay far from overflow.
@@ -30,58 +26,37 @@ def is_int(v: Any) -> bool:
     return isinstance(v, (int, np.integer)) and not isinstance(v, bool)
 
 
+def is_real(v: Any, finite: bool = True) -> bool:
+    """A real number (not a bool); finite unless ``finite=False``."""
+    ok = isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, bool)
+    return ok and (not finite or math.isfinite(v))
+
+
+def need(obj: Any, cond: bool, name: str, what: str) -> None:
+    """ParameterError ``"<name> must be <what>; got <value>"`` unless ``cond``."""
+    if not cond:
+        raise ParameterError(f"{name} must be {what}; got {getattr(obj, name)!r}")
+
+
 def check_params(obj: Any) -> None:
-    """Validate a DiagGMM's constructor parameters (the one place they are checked).
-
-    Raises
-    ------
-    ParameterError
-        Naming the parameter, what it must be and what it is.
-    """
-
-    def need(cond: bool, name: str, what: str) -> None:
-        if not cond:
-            raise ParameterError(f"{name} must be {what}; got {getattr(obj, name)!r}")
-
-    def real(name: str) -> bool:
-        v = getattr(obj, name)
-        return (
-            isinstance(v, (int, float, np.integer, np.floating))
-            and not isinstance(v, bool)
-            and math.isfinite(v)
-        )
-
-    need(is_int(obj.n_components) and obj.n_components > 0, "n_components", "an int > 0")
-    need(is_int(obj.max_iter) and obj.max_iter >= 0, "max_iter", "an int >= 0")
-    need(real("tol") and obj.tol >= 0, "tol", "a finite number >= 0")
-    need(real("var_floor") and obj.var_floor >= 0, "var_floor", "a finite number >= 0")
+    """Validate a DiagGMM's constructor parameters (the one place they are checked)."""
+    o = obj
+    for name, lo in (("n_components", 1), ("max_iter", 0), ("n_init", 1),
+                     ("init_max_samples", 1), ("split_iter", 0)):  # fmt: skip
+        need(o, is_int(getattr(o, name)) and getattr(o, name) >= lo, name, f"an int >= {lo}")
+    for name in ("tol", "var_floor", "min_count"):
+        need(o, is_real(getattr(o, name)) and getattr(o, name) >= 0, name, "a finite number >= 0")
     need(
-        real("var_floor_abs") and MIN_VAR_FLOOR_ABS <= obj.var_floor_abs <= MAX_VAR_FLOOR_ABS,
+        o, is_real(o.var_floor_abs) and MIN_VAR_FLOOR_ABS <= o.var_floor_abs <= MAX_VAR_FLOOR_ABS,
         "var_floor_abs",
         f"a number in [{MIN_VAR_FLOOR_ABS:g}, {MAX_VAR_FLOOR_ABS:g}] (1/var must stay finite)",
     )
-    need(
-        real("min_weight") and 0 <= obj.min_weight < 1.0 / obj.n_components,
-        "min_weight",
-        "in [0, 1/n_components)",
-    )
-    need(real("min_count") and obj.min_count >= 0, "min_count", "a finite number >= 0")
-    need(obj.init in ("kmeans++", "split"), "init", "'kmeans++' or 'split'")
-    need(is_int(obj.n_init) and obj.n_init > 0, "n_init", "an int > 0")
-    need(
-        is_int(obj.init_max_samples) and obj.init_max_samples > 0, "init_max_samples", "an int > 0"
-    )
-    need(is_int(obj.split_iter) and obj.split_iter >= 0, "split_iter", "an int >= 0")
-    need(
-        obj.n_jobs is None or (is_int(obj.n_jobs) and obj.n_jobs > 0),
-        "n_jobs",
-        "None or an int > 0",
-    )
-    need(
-        obj.chunk_size is None or (is_int(obj.chunk_size) and obj.chunk_size > 0),
-        "chunk_size",
-        "None or an int > 0",
-    )
+    need(o, is_real(o.min_weight) and 0 <= o.min_weight < 1.0 / o.n_components, "min_weight",
+         "in [0, 1/n_components)")  # fmt: skip
+    need(o, o.init in ("kmeans++", "split"), "init", "'kmeans++' or 'split'")
+    for name in ("n_jobs", "chunk_size"):
+        v = getattr(o, name)
+        need(o, v is None or (is_int(v) and v > 0), name, "None or an int > 0")
 
 
 def check_enough_frames(n_frames: int, n_components: int, what: str) -> None:
@@ -94,20 +69,11 @@ def check_enough_frames(n_frames: int, n_components: int, what: str) -> None:
 
 
 def check_sample_weight(sample_weight: Any, n_frames: int) -> np.ndarray | None:
-    """Per-frame weights as float64 of shape (n_frames,), or None.
-
-    Raises
-    ------
-    ParameterError
-        Not numeric, wrong shape, NaN or inf, negative, summing to 0, or summing
-        to more than float64 can hold.
-    """
+    """Per-frame weights as float64 (n_frames,), or None; ParameterError when not numeric,
+    of another shape, NaN, inf or negative, or summing to 0 or beyond float64."""
     if sample_weight is None:
         return None
-    try:
-        sw = np.asarray(sample_weight, dtype=np.float64)
-    except (TypeError, ValueError):
-        raise ParameterError("sample_weight must be an array of numbers") from None
+    sw = _float_array(sample_weight, "sample_weight")
     if sw.shape != (n_frames,):
         raise ParameterError(f"sample_weight must have shape ({n_frames},); got {sw.shape}")
     if not np.all(np.isfinite(sw)) or np.any(sw < 0):
@@ -164,14 +130,8 @@ def user_init(gmm: Any, K: int, D: int, Xs: np.ndarray) -> Params:
 
 
 def validate_param_arrays(name: str, w, m, v) -> None:
-    """Checks for loaded mixture parameters (one mixture or a stack of them).
-
-    Raises
-    ------
-    ModelFileError
-        Missing arrays, inconsistent shapes, wrong dtype, non-finite values,
-        variances <= 0, or weights that are negative or do not sum to 1.
-    """
+    """ModelFileError naming ``name`` unless loaded parameters (one mixture or a stack) are
+    present, of consistent shapes, float64, finite, with variances > 0 and weights summing to 1."""
     if w is None or m is None or v is None:
         raise ModelFileError(f"{name}: missing weights, means or variances")
     if m.ndim < 2 or 0 in m.shape or v.shape != m.shape or w.shape != m.shape[:-1]:

@@ -15,18 +15,9 @@ import numpy as np
 
 from ..engine import LocalExecutor, resolve
 from ..exceptions import ParameterError
-from .checks import (
-    check_enough_frames,
-    check_params,
-    check_sample_weight,
-    is_int,
-)
+from .checks import check_enough_frames, check_params, check_sample_weight, is_int
 from .estep import accumulate as _accumulate
-from .estep import (
-    estimate_log_prob,
-    log_likelihood,
-    log_softmax,
-)
+from .estep import estimate_log_prob, log_likelihood, log_softmax
 from .fit import fit_mixtures, frames_per_chunk, ml_maximiser, var_floor_of
 from .mstep import global_mean_var
 from .params import Params
@@ -146,31 +137,13 @@ class DiagGMM:
         n_jobs: int | None = None,
         verbose: int = 0,
     ) -> None:
-        self.n_components = n_components
-        self.max_iter = max_iter
-        self.tol = tol
-        self.var_floor = var_floor
-        self.var_floor_abs = var_floor_abs
-        self.min_weight = min_weight
-        self.min_count = min_count
-        self.init = init
-        self.n_init = n_init
-        self.init_max_samples = init_max_samples
-        self.split_iter = split_iter
-        self.weights_init = weights_init
-        self.means_init = means_init
-        self.variances_init = variances_init
-        self.random_state = random_state
-        self.chunk_size = chunk_size
-        self.n_jobs = n_jobs
-        self.verbose = verbose
-
-    # -- scikit-learn style plumbing --------------------------------------------------------
+        params = dict(locals())  # stored as given, validated in fit (scikit-learn's rule)
+        del params["self"]
+        vars(self).update(params)
 
     @classmethod
     def _param_names(cls) -> list[str]:
-        sig = inspect.signature(cls.__init__)
-        return [p for p in sig.parameters if p != "self"]
+        return [p for p in inspect.signature(cls.__init__).parameters if p != "self"]
 
     def get_params(self, deep: bool = True) -> dict[str, Any]:
         """Constructor parameters, as in scikit-learn."""
@@ -186,17 +159,16 @@ class DiagGMM:
         return self
 
     def __repr__(self) -> str:
-        sig = inspect.signature(type(self).__init__)
         parts = []
-        for name, p in sig.parameters.items():
-            if name == "self":
-                continue
-            v = getattr(self, name)
+        for name, p in inspect.signature(type(self).__init__).parameters.items():
+            v = getattr(self, name, None)
             if name == "n_components":
                 parts.append(repr(v))
             elif isinstance(v, np.ndarray):
                 parts.append(f"{name}=<array {v.shape}>")
-            elif v is not p.default and not (type(v) is type(p.default) and v == p.default):
+            elif name != "self" and v is not p.default and not (
+                type(v) is type(p.default) and v == p.default
+            ):
                 parts.append(f"{name}={v!r}")
         return f"{type(self).__name__}({', '.join(parts)})"
 
@@ -218,54 +190,32 @@ class DiagGMM:
         self._check_fitted()
         return Params(self.weights_, self.means_, self.variances_)
 
-    def _set(self, p: Params) -> None:
-        self.weights_, self.means_, self.variances_ = p.weights, p.means, p.variances
-
-    def _executor(self, executor: LocalExecutor | None):
-        return resolve(executor, self.n_jobs)
+    def _frames(self, X: np.ndarray) -> np.ndarray:
+        self._check_fitted()
+        return check_frames(X, n_dims=self.n_dims, min_frames=0)
 
     # -- E-step / M-step on the current parameters -------------------------------------------
 
     def accumulate(
-        self,
-        X: np.ndarray,
-        sample_weight: np.ndarray | None = None,
-        *,
-        out: Stats | None = None,
-        executor: LocalExecutor | None = None,
-    ) -> Stats:
-        """Sufficient statistics of ``X`` under the current parameters (pure; model unchanged).
+        self, X: np.ndarray, sample_weight: np.ndarray | None = None, *,
+        out: Stats | None = None, executor: LocalExecutor | None = None,
+    ) -> Stats:  # fmt: skip
+        """Sufficient statistics of ``X`` (n_frames, n_dims) under the current parameters.
 
-        Parameters
-        ----------
-        X : ndarray of shape (n_frames, n_dims)
-        sample_weight : ndarray of shape (n_frames,), optional
-            Non-negative, finite per-frame weights.
-        out : Stats, optional
-            Statistics to add into.
-        executor : LocalExecutor, optional
-            Runs the chunks (default: a pool of ``n_jobs`` threads for this call).
-
-        Returns
-        -------
-        Stats
+        Pure (the model is unchanged). ``sample_weight`` (n_frames,): non-negative, finite
+        per-frame weights; ``out``: statistics to add into; ``executor`` runs the chunks
+        (default: a pool of ``n_jobs`` threads for this call).
         """
-        self._check_fitted()
-        X = check_frames(X, n_dims=self.n_dims, min_frames=0)
+        X = self._frames(X)
         sample_weight = check_sample_weight(sample_weight, X.shape[0])
-        with self._executor(executor) as ex:
+        with resolve(executor, self.n_jobs) as ex:
             return _accumulate(
                 X, self.params_, sample_weight=sample_weight, chunk_size=frames_per_chunk(self),
                 executor=ex, shift=None if out is None else out.shift, out=out,
             )  # fmt: skip
 
     def maximise(self, stats: Stats) -> DiagGMM:
-        """M-step: set the parameters from ``stats`` (floors and re-seeding applied).
-
-        Returns
-        -------
-        self
-        """
+        """M-step: set the parameters from ``stats`` (floors and re-seeding applied); self."""
         if stats.n_components != self.n_components:
             raise ParameterError(
                 f"stats have {stats.n_components} components; the model has {self.n_components}"
@@ -273,20 +223,16 @@ class DiagGMM:
         if getattr(self, "var_floor_", None) is None:
             self.var_floor_ = var_floor_of(self, global_mean_var(stats)[1])
         params, _ = ml_maximiser(self)(stats, self.params_ if hasattr(self, "means_") else None)
-        self._set(params)
+        self.weights_, self.means_, self.variances_ = params
         return self
 
     # -- fitting -----------------------------------------------------------------------------
 
     def fit(
-        self,
-        X: np.ndarray,
-        y: None = None,
-        *,
-        sample_weight: np.ndarray | None = None,
+        self, X: np.ndarray, y: None = None, *, sample_weight: np.ndarray | None = None,
         executor: LocalExecutor | None = None,
-    ) -> DiagGMM:
-        """Estimate the parameters with EM.
+    ) -> DiagGMM:  # fmt: skip
+        """Estimate the parameters with EM; self.
 
         Parameters
         ----------
@@ -297,10 +243,6 @@ class DiagGMM:
             Non-negative per-frame weights.
         executor : LocalExecutor, optional
             Runs the E-step chunks (default: a pool of ``n_jobs`` threads for this call).
-
-        Returns
-        -------
-        self
 
         Raises
         ------
@@ -314,20 +256,11 @@ class DiagGMM:
         return self.fit_source(ArraySource(X, sample_weight), executor=executor)
 
     def fit_iter(self, chunks: ChunkSource, *, executor: LocalExecutor | None = None) -> DiagGMM:
-        """Estimate the parameters with EM from data streamed in chunks (out of core).
+        """Estimate the parameters with EM from data streamed in chunks (out of core); self.
 
-        Parameters
-        ----------
-        chunks : callable returning an iterable of arrays, or a re-iterable (e.g. a list)
-            Each pass over the data calls ``chunks()`` (or iterates it) afresh; every
-            chunk is an array of shape (n_i, n_dims). Use memory-mapped ``.npy`` files
-            or a generator function reading from disk for data larger than memory.
-        executor : LocalExecutor, optional
-            Runs the E-step chunks.
-
-        Returns
-        -------
-        self
+        ``chunks`` is a callable returning an iterable of arrays (n_i, n_dims), or a
+        re-iterable such as a list: every pass over the data iterates it afresh. Use
+        memory-mapped ``.npy`` files or a generator function for data larger than memory.
         """
         check_params(self)
         return self.fit_source(IterSource(chunks), executor=executor)
@@ -335,22 +268,10 @@ class DiagGMM:
     def fit_source(
         self, source, *, executor: LocalExecutor | None = None, checkpoint: Any = None
     ) -> DiagGMM:
-        """Fit from a data source whose frames are already validated (no checks repeated).
+        """Fit from an already validated source (:func:`fit_mixtures` for one mixture); self.
 
-        :meth:`fit` and :meth:`fit_iter` validate and call this; it is
-        :func:`fit_mixtures` for one mixture.
-
-        Parameters
-        ----------
-        source : ArraySource, IterSource or ShardSource
-        executor : LocalExecutor, optional
-        checkpoint : EMCheckpoint, optional
-            Write EM's state after every M-step; resume from it when it says so
-            (:class:`audiogmm.io.EMCheckpoint`; needs ``n_init=1``).
-
-        Returns
-        -------
-        self
+        ``checkpoint`` (:class:`audiogmm.io.EMCheckpoint`, ``n_init=1``) writes EM's
+        state after every M-step and resumes from it when it says so.
         """
         fit_mixtures([self], [source], executor=executor, checkpoint=checkpoint)
         return self
@@ -358,19 +279,9 @@ class DiagGMM:
     # -- inference ---------------------------------------------------------------------------
 
     def score_samples(self, X: np.ndarray) -> np.ndarray:
-        """Per-frame log-likelihood ``log p(x_t)`` in nats.
-
-        Parameters
-        ----------
-        X : ndarray of shape (n_frames, n_dims)
-
-        Returns
-        -------
-        ndarray of shape (n_frames,), float64
-        """
-        self._check_fitted()
-        X = check_frames(X, n_dims=self.n_dims, min_frames=0)
-        with self._executor(None) as ex:
+        """Per-frame log-likelihood ``log p(x_t)`` in nats, shape (n_frames,), float64."""
+        X = self._frames(X)
+        with resolve(None, self.n_jobs) as ex:
             return log_likelihood(X, self.params_, chunk_size=frames_per_chunk(self), executor=ex)
 
     def score(self, X: np.ndarray, y: None = None) -> float:
@@ -382,10 +293,7 @@ class DiagGMM:
         return float(self.score_samples(X).sum())
 
     def predict_proba(self, X: np.ndarray) -> np.ndarray:
-        """Posterior component probabilities, shape (n_frames, n_components).
-
-        Computed chunk by chunk: beyond the result, memory is O(chunk x K).
-        """
+        """Posterior component probabilities, (n_frames, n_components); memory O(chunk x K)."""
         n, chunks = self._chunk_log_prob(X)
         out = np.empty((n, self.n_components))
         for rows, L in chunks:
@@ -402,8 +310,7 @@ class DiagGMM:
 
     def _chunk_log_prob(self, X: np.ndarray):
         """The frame count, and ``(rows, joint log-likelihoods)`` of each chunk of ``X``."""
-        self._check_fitted()
-        X = check_frames(X, n_dims=self.n_dims, min_frames=0)
+        X = self._frames(X)
         n, step = X.shape[0], frames_per_chunk(self)
         p = self.params_
         return n, (
@@ -412,13 +319,7 @@ class DiagGMM:
         )
 
     def sample(self, n_samples: int = 1) -> tuple[np.ndarray, np.ndarray]:
-        """Draw frames from the mixture.
-
-        Returns
-        -------
-        X : ndarray of shape (n_samples, n_dims)
-        labels : ndarray of shape (n_samples,), the component of each frame
-        """
+        """Draw frames (n_samples, n_dims) from the mixture, and each one's component."""
         self._check_fitted()
         if not is_int(n_samples) or n_samples < 1:
             raise ParameterError(f"n_samples must be an int >= 1; got {n_samples!r}")

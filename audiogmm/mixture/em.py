@@ -3,12 +3,10 @@
 ``fit``, ``fit_iter``, every ``n_init`` restart, every round of split
 initialisation and every class of a classifier differ only in the data source,
 the starting parameters, the maximiser, the monitor and the executor they pass.
-Nothing else in audiogmm loops accumulate -> maximise.
-
-The loop also runs C mixtures of the same K at once (:mod:`.stacked`): the source,
-parameters, statistics, maximiser and monitor are then stacked, each member
-stops on its own, and each member's result equals that of a run of its own
-(:func:`unstack`).
+The loop also runs C mixtures of one K at once: a :class:`~.sources.StackedSource`,
+stacked :class:`Params`, a :class:`~.mstep.StackedMaximiser` and a
+:class:`~.monitor.StackedMonitor`; each member stops on its own and its result equals
+that of a run of its own (:func:`unstack`).
 """
 
 from __future__ import annotations
@@ -23,7 +21,7 @@ from .estep import accumulate
 from .monitor import ConvergenceMonitor
 from .mstep import Maximiser
 from .params import Params
-from .stacked import StackedParams, StackedSource, StackedStats
+from .sources import StackedSource
 from .stats import Stats
 
 __all__ = ["EMResult", "best_of", "run", "source_stats", "unstack"]
@@ -31,36 +29,21 @@ __all__ = ["EMResult", "best_of", "run", "source_stats", "unstack"]
 
 @dataclass
 class EMResult:
-    """What one EM run produced.
+    """What one EM run produced: the parameters after the last M-step, the mean
+    log-likelihood per frame (nats) at each E-step, whether the change fell below ``tol``,
+    the M-steps taken, the maximiser's events (re-seeded components, each with the
+    ``iteration`` in ``history`` of the E-step after it) and the last E-step's statistics.
 
-    Attributes
-    ----------
-    params : Params
-        The parameters after the last M-step.
-    history : list of float
-        Mean log-likelihood per frame (nats) at each E-step.
-    converged : bool
-        Stopped because the change fell below ``tol`` (not at ``max_iter``).
-    n_iter : int
-        M-steps taken.
-    events : list of dict
-        What the maximiser reported (e.g. re-seeded components), each with the
-        ``iteration`` (index in ``history``) of the E-step that followed it.
-    stats : Stats
-        Statistics of the last E-step (under the parameters before the last M-step,
-        or under ``params`` when no M-step followed).
-
-    For a stacked run, ``params`` and ``stats`` are stacked, ``history``,
-    ``converged`` and ``n_iter`` are lists over members, and each event names its
-    ``member``; :func:`unstack` splits it into one result per member.
+    For a stacked run ``params`` and ``stats`` are stacked, ``history``, ``converged``
+    and ``n_iter`` are lists over members, and each event names its ``member``.
     """
 
-    params: Params | StackedParams
+    params: Params
     history: list[float] | list[list[float]]
     converged: bool | list[bool]
     n_iter: int | list[int]
     events: list[dict[str, Any]] = field(default_factory=list)
-    stats: Stats | StackedStats | None = None
+    stats: Stats | None = None
 
     @property
     def final_mean_loglik(self) -> float:
@@ -68,24 +51,17 @@ class EMResult:
 
 
 def source_stats(
-    source,
-    params: Params,
-    *,
-    executor: LocalExecutor | None = None,
-    chunk_size: int | None = None,
-    previous: Stats | None = None,
-) -> Stats:
+    source, params: Params, *, executor: LocalExecutor | None = None,
+    chunk_size: int | None = None, previous: Stats | None = None,
+) -> Stats:  # fmt: skip
     """One E-step over every chunk of ``source``, merged in source order.
 
-    A :class:`~.stacked.StackedSource` runs the E-step of all its running members
-    at once; the others keep their rows of ``previous``. A source with a ``stats``
-    method (a shard store) maps its own canonical blocks on the executor and sums
-    them in a fixed tree (:mod:`audiogmm.mixture.shards`).
+    A stacked source computes its running members (the others keep their rows of
+    ``previous``); a source with a ``stats`` method (a shard store) maps its own
+    blocks and sums them in a fixed tree (:mod:`audiogmm.mixture.shards`).
     """
     if isinstance(source, StackedSource):
-        return source.accumulate(
-            params, executor=executor, chunk_size=chunk_size, previous=previous
-        )
+        return source.accumulate(params, executor=executor, chunk_size=chunk_size, previous=previous)
     shift = params.weights @ params.means
     if hasattr(source, "stats"):
         return source.stats(params, shift=shift, executor=executor, chunk_size=chunk_size)
@@ -99,85 +75,55 @@ def source_stats(
 
 
 def run(
-    source,
-    params: Params,
-    *,
-    maximiser: Maximiser,
-    monitor: ConvergenceMonitor,
-    executor: LocalExecutor | None = None,
-    chunk_size: int | None = None,
-) -> EMResult:
-    """Run EM from ``params`` until ``monitor`` says stop.
+    source, params: Params, *, maximiser: Maximiser, monitor: ConvergenceMonitor,
+    executor: LocalExecutor | None = None, chunk_size: int | None = None,
+) -> EMResult:  # fmt: skip
+    """Run EM from ``params`` (not modified) until ``monitor`` says stop.
 
-    Each iteration: accumulate statistics over the source (chunks through the
-    executor, merged in a fixed order), report the mean log-likelihood to the
-    monitor, and, unless it says stop, maximise.
+    Each iteration: accumulate statistics over the source (:func:`source_stats`),
+    report the mean log-likelihood to the monitor, and, unless it says stop, maximise.
 
     Parameters
     ----------
-    source : ArraySource, IterSource or StackedSource
-        Yields ``(X_chunk, sample_weight_chunk)`` pairs on every pass; or the frames
-        of several mixtures trained together.
-    params : Params or StackedParams
-        Starting parameters (not modified).
-    maximiser : Maximiser or StackedMaximiser
-        ``(stats, params) -> (params, events)``: ML, MAP, ...
+    source : ArraySource, IterSource, ShardSource or StackedSource
+    params : Params
+    maximiser : callable
+        ``(stats, params) -> (params, events)``: ML, MAP, stacked ML.
     monitor : ConvergenceMonitor or StackedMonitor
         Owns ``tol``, ``max_iter`` and the drop warning; a fresh one per run. It is
-        told which M-step re-seeded through its events (truthy when any).
+        told which M-step re-seeded through its events.
     executor : LocalExecutor, optional
         Runs the chunks of each E-step (default: serially).
     chunk_size : int, optional
         Frames per E-step chunk.
-
-    Returns
-    -------
-    EMResult
     """
     events: list[dict[str, Any]] = []
     reseeded: list[dict[str, Any]] = []
     stats = None
     while True:
-        stats = source_stats(
-            source, params, executor=executor, chunk_size=chunk_size, previous=stats
-        )
+        stats = source_stats(source, params, executor=executor, chunk_size=chunk_size,
+                             previous=stats)  # fmt: skip
         monitor.report(stats.mean_loglik, reseeded=reseeded)
         if monitor.stop():
             break
         params, reseeded = maximiser(stats, params)
-        for e in reseeded:
-            # a stacked maximiser numbers its events by each member's own history
+        for e in reseeded:  # a stacked maximiser numbers its events by each member's history
             e.setdefault("iteration", len(monitor.history))
         events += reseeded
-    return EMResult(
-        params,
-        list(monitor.history),
-        monitor.converged,
-        monitor.n_iter,
-        events,
-        stats,
-    )
+    return EMResult(params, list(monitor.history), monitor.converged, monitor.n_iter, events, stats)
 
 
 def unstack(result: EMResult) -> list[EMResult]:
-    """The result of a stacked run as one :class:`EMResult` per member.
-
-    Each equals the result of running that member alone.
-    """
-    out = []
-    for c, hist in enumerate(result.history):
-        events = [
-            {k: v for k, v in e.items() if k != "member"}
-            for e in result.events
-            if e["member"] == c
-        ]
-        out.append(
-            EMResult(
-                result.params.member(c), list(hist), result.converged[c], result.n_iter[c],
-                events, result.stats.member(c),
-            )  # fmt: skip
-        )
-    return out
+    """The result of a stacked run as one :class:`EMResult` per member (each as if run alone)."""
+    return [
+        EMResult(
+            result.params.member(c), list(hist), result.converged[c], result.n_iter[c],
+            [{k: v for k, v in e.items() if k != "member"} for e in result.events
+             if e["member"] == c],
+            result.stats.member(c),
+        )  # fmt: skip
+        for c, hist in enumerate(result.history)
+    ]
 
 
 def best_of(results: list[EMResult]) -> tuple[int, EMResult]:

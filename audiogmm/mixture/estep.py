@@ -26,15 +26,9 @@ from .params import Params
 from .stats import Stats
 
 __all__ = [
-    "accumulate",
-    "accumulate_many",
-    "auto_chunk_size",
-    "estimate_log_prob",
-    "gemm_weights",
-    "log_likelihood",
-    "log_softmax",
-    "stacked_log_likelihood",
-]
+    "accumulate", "accumulate_many", "auto_chunk_size", "estimate_log_prob", "gemm_weights",
+    "log_likelihood", "log_softmax", "stacked_log_likelihood",
+]  # fmt: skip
 
 _LOG_2PI = math.log(2.0 * math.pi)
 
@@ -55,16 +49,9 @@ _F32_VAR_RANGE = (1e-30, 1e30)
 def gemm_weights(
     weights: np.ndarray, means: np.ndarray, variances: np.ndarray, shift: np.ndarray, dtype
 ) -> np.ndarray:
-    """The (2D+1, K) matrix that maps ``[(x-c)**2, x-c, 1]`` to joint log-likelihoods.
+    """The (2D+1, K) matrix, in ``dtype``, mapping ``[(x-c)**2, x-c, 1]`` to joint log-likelihoods.
 
-    Parameters
-    ----------
-    weights : ndarray of shape (n_components,)
-    means, variances : ndarray of shape (n_components, n_dims)
-    shift : ndarray of shape (n_dims,)
-        The centre ``c`` the frames are taken about.
-    dtype : numpy dtype
-        dtype of the result (the compute dtype).
+    ``weights`` (K,), ``means`` and ``variances`` (K, D), ``shift`` the centre ``c`` (D,).
     """
     prec = 1.0 / variances
     mc = means - shift
@@ -78,20 +65,9 @@ def gemm_weights(
 def estimate_log_prob(
     X: np.ndarray, weights: np.ndarray, means: np.ndarray, variances: np.ndarray
 ) -> np.ndarray:
-    """Joint log-likelihoods ``log w_k + log N(x_t | mu_k, diag(var_k))`` (reference path).
+    """Joint log-likelihoods ``log w_k + log N(x_t | mu_k, diag(var_k))``, (n_frames, K), nats.
 
-    An unchunked float64 evaluation for tests and small inputs, centred on the
-    mixture mean.
-
-    Parameters
-    ----------
-    X : ndarray of shape (n_frames, n_dims)
-    weights : ndarray of shape (n_components,)
-    means, variances : ndarray of shape (n_components, n_dims)
-
-    Returns
-    -------
-    ndarray of shape (n_frames, n_components), float64, nats.
+    An unchunked float64 evaluation of ``X`` (n_frames, D), centred on the mixture mean.
     """
     shift = weights @ means
     xc = np.asarray(X, dtype=np.float64) - shift
@@ -101,17 +77,7 @@ def estimate_log_prob(
 
 
 def log_softmax(S: np.ndarray) -> np.ndarray:
-    """Row-wise ``S - logsumexp(S)``: log posteriors whose exponentials sum to 1.
-
-    Parameters
-    ----------
-    S : ndarray of shape (n_rows, n_cols), finite
-        Log scores (e.g. total log-likelihoods plus log priors).
-
-    Returns
-    -------
-    ndarray of shape (n_rows, n_cols), float64
-    """
+    """Row-wise ``S - logsumexp(S)`` of log scores (n_rows, n_cols): float64 log posteriors."""
     S = np.asarray(S, dtype=np.float64)
     if not np.isfinite(S).all():
         # +inf entries share the row's mass; a row of -inf (or NaN) becomes uniform
@@ -124,7 +90,7 @@ def log_softmax(S: np.ndarray) -> np.ndarray:
 
 
 def saturation(variances: np.ndarray, dtype) -> float:
-    """Largest |x - c| kept by :meth:`_Workspace.fill`: beyond it the form passes ``_MAX_FORM``."""
+    """Largest |x - c| kept by :func:`fill_rows`: beyond it the form passes ``_MAX_FORM``."""
     max_prec = float(np.max(1.0 / variances))
     return math.sqrt(_MAX_FORM[np.dtype(dtype)] / (variances.shape[-1] * max_prec))
 
@@ -151,13 +117,7 @@ def compute_dtype(X: np.ndarray, weights: np.ndarray, means: np.ndarray, varianc
 
 
 def auto_chunk_size(n_components: int) -> int:
-    """Frames per chunk so that a chunk's (chunk, K) block stays around 1 MB.
-
-    Parameters
-    ----------
-    n_components : int
-        Number of columns K of the block (all stacked components when scoring).
-    """
+    """Frames per chunk so that a (chunk, n_components) block stays around 1 MB."""
     return int(min(16384, max(256, (1 << 18) // max(1, n_components))))
 
 
@@ -176,14 +136,12 @@ class _Workspace(threading.local):
             self.out = np.empty((chunk, max(1, n_cols)), dtype=dtype)
         return self
 
-    def fill(self, Xc: np.ndarray, shift: np.ndarray, limit: float | None = None) -> int:
-        """``[(x-c)**2, x-c, 1]`` rows; with ``limit``, ``x-c`` saturated to +-limit first."""
-        fill_rows(self.xx[: Xc.shape[0]], Xc, shift, limit)
-        return Xc.shape[0]
-
 
 def fill_rows(xx: np.ndarray, Xc: np.ndarray, shift: np.ndarray, limit: float | None) -> None:
-    """Write ``[(x-c)**2, x-c, 1]`` rows of ``Xc`` into ``xx`` (its last column already 1)."""
+    """Write ``[(x-c)**2, x-c, 1]`` rows of ``Xc`` into ``xx`` (its last column already 1).
+
+    With ``limit``, ``x-c`` is saturated to +-limit first.
+    """
     D = Xc.shape[1]
     xc = xx[:, D : 2 * D]
     with np.errstate(over="ignore", invalid="ignore"):  # overflow: the caller retries
@@ -194,27 +152,15 @@ def fill_rows(xx: np.ndarray, Xc: np.ndarray, shift: np.ndarray, limit: float | 
 
 
 def chunk_stats(
-    Xc: np.ndarray,
-    shift_c: np.ndarray,
-    W: np.ndarray,
-    limit: float,
-    w: np.ndarray | None,
-    xx: np.ndarray,
-    L: np.ndarray,
-    lse: np.ndarray,
-    fast: bool,
-) -> tuple[np.ndarray, float]:
-    """The E-step of one chunk: ``G = gamma.T @ [(x-c)**2, x-c, 1]`` and its log-likelihood.
+    Xc: np.ndarray, shift_c: np.ndarray, W: np.ndarray, limit: float, w: np.ndarray | None,
+    xx: np.ndarray, L: np.ndarray, lse: np.ndarray, fast: bool,
+) -> tuple[np.ndarray, float]:  # fmt: skip
+    """The E-step of one chunk: ``G = gamma.T @ [(x-c)**2, x-c, 1]`` (K, 2D+1), and its loglik.
 
-    ``xx``, ``L`` and ``lse`` are this chunk's rows of a workspace (``len(Xc)`` rows
-    each). A chunk whose scores overflowed is redone with ``x - c`` saturated at
-    ``limit`` (rare: finite input then always gives finite statistics).
-
-    Returns
-    -------
-    G : ndarray of shape (n_components, 2 * n_dims + 1)
-    loglik : float
-        Sum (weighted by ``w`` if given) of the per-frame log-likelihoods, nats.
+    ``xx``, ``L`` and ``lse`` are this chunk's rows of a workspace. A chunk whose
+    scores overflowed is redone with ``x - c`` saturated at ``limit`` (rare: finite
+    input then always gives finite statistics). The log-likelihood is summed over
+    frames (weighted by ``w`` if given), in nats.
     """
     for lim in (None, limit):
         fill_rows(xx, Xc, shift_c, lim)
@@ -231,52 +177,27 @@ def chunk_stats(
 _WS = _Workspace()
 
 
-def _bounds(n: int, chunk: int) -> list[tuple[int, int]]:
-    return [(s, min(n, s + chunk)) for s in range(0, n, chunk)]
-
-
 def accumulate(
-    X: np.ndarray,
-    params: Params,
-    *,
-    sample_weight: np.ndarray | None = None,
-    shift: np.ndarray | None = None,
-    chunk_size: int | None = None,
-    executor: LocalExecutor | None = None,
-    fast: bool | None = None,
-    out: Stats | None = None,
-) -> Stats:
-    """E-step: sufficient statistics of ``X`` under a diagonal GMM, chunk by chunk.
-
-    Pure: the parameters are not changed. Inputs are trusted (validate at the
-    public boundary, e.g. :meth:`DiagGMM.accumulate`). This is
-    :func:`accumulate_many` for one mixture.
+    X: np.ndarray, params: Params, *, sample_weight: np.ndarray | None = None,
+    shift: np.ndarray | None = None, chunk_size: int | None = None,
+    executor: LocalExecutor | None = None, fast: bool | None = None, out: Stats | None = None,
+) -> Stats:  # fmt: skip
+    """E-step: float64 statistics of frames ``X`` under ``params``: :func:`accumulate_many`
+    for one mixture. Pure; inputs are trusted (validated at the public boundary).
 
     Parameters
     ----------
     X : ndarray of shape (n_frames, n_dims), float32 or float64
-        Frames. float32 input is computed in float32 and accumulated in float64.
+        float32 input is computed in float32 and accumulated in float64.
     params : Params
     sample_weight : ndarray of shape (n_frames,), optional
         Non-negative per-frame weights; statistics and log-likelihood are weighted.
     shift : ndarray of shape (n_dims,), optional
-        Centre of the moments; default the mixture mean ``sum_k w_k mu_k``.
-    chunk_size : int, optional
-        Frames per chunk; default :func:`auto_chunk_size`.
-    executor : LocalExecutor, optional
-        Runs the chunks (default: serially in this thread). Chunk results are
-        reduced in chunk order, so the result does not depend on the executor.
-    fast : bool or None, default=None
-        The fused numba kernel: ``None`` for large calls only
-        (:func:`~audiogmm.mixture.kernels.use_numba`), ``True`` always, ``False``
-        never (the plain NumPy reference path).
+        Centre of the moments; default ``out``'s, else the mixture mean ``sum_k w_k mu_k``.
+    chunk_size, executor, fast
+        As for :func:`accumulate_many`.
     out : Stats, optional
         Statistics to add into; returned.
-
-    Returns
-    -------
-    Stats
-        float64 statistics; ``loglik`` is the (weighted) *sum* over frames in nats.
     """
     if shift is None:
         shift = out.shift if out is not None else params.weights @ params.means
@@ -290,52 +211,41 @@ def accumulate(
 
 
 def accumulate_many(
-    Xs: list[np.ndarray],
-    weights: np.ndarray,
-    means: np.ndarray,
-    variances: np.ndarray,
-    members: list[int],
-    *,
-    shifts: np.ndarray,
-    sample_weights: list[np.ndarray | None] | None = None,
-    chunk_size: int | None = None,
-    executor: LocalExecutor | None = None,
-    fast: bool | None = None,
-) -> tuple[np.ndarray, ...]:
+    Xs: list[np.ndarray], weights: np.ndarray, means: np.ndarray, variances: np.ndarray,
+    members: list[int], *, shifts: np.ndarray,
+    sample_weights: list[np.ndarray | None] | None = None, chunk_size: int | None = None,
+    executor: LocalExecutor | None = None, fast: bool | None = None,
+) -> tuple[np.ndarray, ...]:  # fmt: skip
     """THE E-step: statistics of mixtures ``members`` of a stack, each on its own frames.
 
     Every member's chunks are packed into tasks of about one chunk of frames and
     run in one executor map; each frame is scored against its own member's K
     components only. Per member the arithmetic is that of a run of its own (the
-    same chunk boundaries, GEMMs and kernel calls, chunks reduced in order), so a
-    stack of one is :func:`accumulate` and a classifier's classes trained together
-    equal classes trained alone.
+    same chunk boundaries, GEMMs and kernel calls, chunks reduced in order), so the
+    result depends neither on the executor nor on the other members.
 
     Parameters
     ----------
     Xs : list of ndarray, each of shape (n_frames_c, n_dims)
         Frames of each member of the stack (indexed like ``weights``).
-    weights : ndarray of shape (n_members, n_components)
-    means, variances : ndarray of shape (n_members, n_components, n_dims)
+    weights : ndarray of shape (n_members, K)
+    means, variances : ndarray of shape (n_members, K, n_dims)
     members : list of int
-        The members to compute (R of them).
+        The R members to compute.
     shifts : ndarray of shape (R, n_dims), float64
         Centre of each computed member's moments.
     sample_weights : list of (ndarray of shape (n_frames_c,) or None), optional
-        Per-frame weights of each computed member.
     chunk_size : int, optional
         Frames per chunk; default :func:`auto_chunk_size`.
     executor : LocalExecutor, optional
-        Runs the tasks (default: serially). The result does not depend on it.
+        Runs the tasks (default: serially).
     fast : bool or None
-        The fused numba kernel, as in :func:`accumulate` (decided per member).
+        The fused numba kernel: None for large calls only (:func:`.kernels.use_numba`),
+        True always, False never (the NumPy reference path).
 
     Returns
     -------
-    n : ndarray of shape (R, n_components)
-    F, S : ndarray of shape (R, n_components, n_dims)
-        About ``shifts``.
-    loglik, n_frames : ndarray of shape (R,)
+    n (R, K), F and S (R, K, n_dims) about ``shifts``, loglik and n_frames (R,)
     """
     R, K, D = len(members), means.shape[1], means.shape[2]
     sws = sample_weights or [None] * R
@@ -425,44 +335,24 @@ def _pack(items: list[tuple[int, int, int]], rows: int) -> list[list[tuple[int, 
 
 
 def stacked_log_likelihood(
-    X: np.ndarray,
-    weights: np.ndarray,
-    means: np.ndarray,
-    variances: np.ndarray,
-    *,
-    chunk_size: int | None = None,
-    executor: LocalExecutor | None = None,
+    X: np.ndarray, weights: np.ndarray, means: np.ndarray, variances: np.ndarray, *,
+    chunk_size: int | None = None, executor: LocalExecutor | None = None,
     fast: bool | None = None,
-) -> np.ndarray:
-    """Per-frame log-likelihood under each of M stacked mixtures, in one batched pass.
+) -> np.ndarray:  # fmt: skip
+    """Per-frame log-likelihood (n_frames, M), nats, of ``X`` under M stacked mixtures.
 
-    Parameters
-    ----------
-    X : ndarray of shape (n_frames, n_dims)
-    weights : ndarray of shape (n_mixtures, n_components)
-    means, variances : ndarray of shape (n_mixtures, n_components, n_dims)
-    chunk_size : int, optional
-        Frames per chunk; default :func:`auto_chunk_size` of all stacked components.
-    executor : LocalExecutor, optional
-        Runs the chunks (default: serially in this thread).
-    fast : bool or None, default=None
-        The fused numba kernel, as in :func:`accumulate` (``None``: for very large
-        calls only, as scoring is a single pass).
-
-    Returns
-    -------
-    ndarray of shape (n_frames, n_mixtures), float64, nats.
+    One batched pass: ``weights`` (M, K), ``means`` and ``variances`` (M, K, D).
+    ``chunk_size`` defaults to :func:`auto_chunk_size` of all M K components;
+    ``executor`` and ``fast`` as for :func:`accumulate_many` (``fast=None``: numba for
+    very large calls only, as scoring is a single pass).
     """
     M, K, D = means.shape
     dtype = compute_dtype(X, weights, means, variances)
     w = weights.reshape(M * K) / M  # any common shift works; use the pooled mean
     shift_c = (w @ means.reshape(M * K, D)).astype(dtype)
+    c64 = shift_c.astype(np.float64)
     W = np.concatenate(
-        [
-            gemm_weights(weights[i], means[i], variances[i], shift_c.astype(np.float64), dtype)
-            for i in range(M)
-        ],
-        axis=1,
+        [gemm_weights(weights[i], means[i], variances[i], c64, dtype) for i in range(M)], axis=1
     )
     chunk = min(chunk_size or auto_chunk_size(M * K), max(1, X.shape[0]))
     out = np.empty((X.shape[0], M), dtype=np.float64)
@@ -472,7 +362,8 @@ def stacked_log_likelihood(
     def one(start: int, stop: int) -> None:
         ws = _WS.get(chunk, D, M * K, dtype)
         for lim in (None, limit):  # saturate only a chunk that overflowed (rare)
-            m = ws.fill(X[start:stop], shift_c, lim)
+            m = stop - start
+            fill_rows(ws.xx[:m], X[start:stop], shift_c, lim)
             np.matmul(ws.xx[:m], W, out=ws.L[:m])
             kernels.segment_lse(ws.L[:m], K, ws.out[:m, :M], fast=fast)
             if np.isfinite(ws.out[:m, :M]).all():
@@ -480,19 +371,16 @@ def stacked_log_likelihood(
         out[start:stop] = ws.out[:m, :M]
 
     ex = executor or LocalExecutor(1)
-    for _ in ex.map(one, _bounds(X.shape[0], chunk), star=True):
+    n = X.shape[0]
+    for _ in ex.map(one, [(s, min(n, s + chunk)) for s in range(0, n, chunk)], star=True):
         pass
     return out
 
 
 def log_likelihood(
-    X: np.ndarray,
-    params: Params,
-    *,
-    chunk_size: int | None = None,
-    executor: LocalExecutor | None = None,
-    fast: bool | None = None,
-) -> np.ndarray:
+    X: np.ndarray, params: Params, *, chunk_size: int | None = None,
+    executor: LocalExecutor | None = None, fast: bool | None = None,
+) -> np.ndarray:  # fmt: skip
     """Per-frame log-likelihood ``log p(x_t)`` in nats, shape (n_frames,), float64."""
     return stacked_log_likelihood(
         X, params.weights[None], params.means[None], params.variances[None],

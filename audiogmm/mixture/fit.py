@@ -1,13 +1,5 @@
-"""THE orchestration of a fit: :func:`fit_mixtures`.
-
-Every estimator that trains a mixture comes here: :meth:`DiagGMM.fit` (one
-model), a classifier's classes (several, stacked), a UBM (one model, in memory,
-out of core or on a shard store) and MAP adaptation (several, from a prior). Per
-model it takes the global moments and variance floor, runs ``n_init`` rounds of
-initialisation and :func:`audiogmm.mixture.em.run` (the one loop), and adopts the
-best round with its report. It reads the estimators' public parameters and sets
-their fitted attributes; nothing else drives a fit step by step.
-"""
+"""THE orchestration of a fit: :func:`fit_mixtures`. It reads the estimators' public
+parameters and sets their fitted attributes; nothing else drives a fit step by step."""
 
 from __future__ import annotations
 
@@ -25,10 +17,10 @@ from . import em
 from .checks import MAX_VAR_FLOOR_ABS, check_enough_frames, user_init, validate_param_arrays
 from .estep import auto_chunk_size, compute_dtype
 from .init import init_kmeans, init_split
-from .monitor import ConvergenceMonitor
-from .mstep import MLMaximiser, global_mean_var
+from .monitor import ConvergenceMonitor, StackedMonitor
+from .mstep import MLMaximiser, StackedMaximiser, global_mean_var
 from .params import Params
-from .stacked import StackedMaximiser, StackedMonitor, StackedParams, StackedSource
+from .sources import StackedSource
 from .stats import Stats
 
 if TYPE_CHECKING:
@@ -38,15 +30,10 @@ __all__ = ["fit_mixtures", "frames_per_chunk", "ml_maximiser", "var_floor_of"]
 
 
 def fit_mixtures(
-    models: list[DiagGMM],
-    sources: list[Any],
-    *,
-    executor: LocalExecutor | None = None,
-    checkpoint: Any = None,
-    prior: Params | None = None,
-    maximiser: Any = None,
+    models: list[DiagGMM], sources: list[Any], *, executor: LocalExecutor | None = None,
+    checkpoint: Any = None, prior: Params | None = None, maximiser: Any = None,
     tick: Callable[[], None] | None = None,
-) -> None:
+) -> None:  # fmt: skip
     """Fit ``models[c]`` on ``sources[c]``: the one function that orchestrates a fit.
 
     :meth:`DiagGMM.fit` (one model), a classifier's classes, a UBM and MAP
@@ -55,7 +42,7 @@ def fit_mixtures(
     floor, ``n_init`` rounds of (initialise, :func:`em.run`), then the best round
     is adopted with its report and convergence warning. Several models (a
     classifier's classes, which share every parameter but the seed) run their EM
-    rounds stacked (:mod:`.stacked`), each ending exactly as it would alone.
+    rounds stacked, each ending exactly as it would alone.
 
     Parameters
     ----------
@@ -142,7 +129,7 @@ def _one_round(models, sources, starts, ex, checkpoint) -> list[em.EMResult]:
         np.stack([m.var_floor_ for m in models]), monitor, first.min_weight, first.min_count
     )
     res = em.run(
-        StackedSource([src.X for src in sources]), StackedParams.of([p for p, _ in inits]),
+        StackedSource([src.X for src in sources], monitor.running), Params.stack([p for p, _ in inits]),
         maximiser=maximiser, monitor=monitor, executor=ex, chunk_size=frames_per_chunk(first),
     )  # fmt: skip
     out = em.unstack(res)
@@ -223,9 +210,8 @@ def _init_params(
 ) -> tuple[Params, list[dict[str, Any]]]:
     K = model.n_components
     Xs = _subsample(model, source, rng)
-    D = Xs.shape[1]
     if model.means_init is not None:
-        return user_init(model, K, D, Xs), []
+        return user_init(model, K, Xs.shape[1], Xs), []
     if model.init == "kmeans++":
         return init_kmeans(Xs, K, rng, ml_maximiser(model))
     params = init_split(
@@ -265,14 +251,9 @@ def _monitor(model: DiagGMM, source) -> ConvergenceMonitor:
 
 
 def _finish(
-    model: DiagGMM,
-    runs: list[em.EMResult],
-    source,
-    gmean: np.ndarray,
-    gvar: np.ndarray,
-    extremes: np.ndarray,
-    t0: float,
-) -> None:
+    model: DiagGMM, runs: list[em.EMResult], source, gmean: np.ndarray, gvar: np.ndarray,
+    extremes: np.ndarray, t0: float,
+) -> None:  # fmt: skip
     """Adopt the best of the ``n_init`` runs; the fit report; the convergence warning."""
     which, best = em.best_of(runs)
     p = best.params
@@ -284,28 +265,17 @@ def _finish(
             "the data"
         ) from None
     model.weights_, model.means_, model.variances_ = best.params
-    model.history_ = list(best.history)
-    model.converged_ = best.converged
-    model.n_iter_ = best.n_iter
+    model.history_, model.converged_, model.n_iter_ = list(best.history), best.converged, best.n_iter
     model.fit_report_ = {
-        "n_frames": int(source.n_frames),
-        "n_dims": int(gvar.shape[0]),
-        "n_components": model.n_components,
-        "n_iter": best.n_iter,
-        "converged": best.converged,
-        "final_mean_loglik": best.final_mean_loglik,
-        "history": list(best.history),
-        "best_init": which,
-        "init_final_mean_logliks": [r.final_mean_loglik for r in runs],
-        "reseeded": best.events,
-        "n_reseeded": len(best.events),
+        "n_frames": int(source.n_frames), "n_dims": int(gvar.shape[0]),
+        "n_components": model.n_components, "n_iter": best.n_iter, "converged": best.converged,
+        "final_mean_loglik": best.final_mean_loglik, "history": list(best.history),
+        "best_init": which, "init_final_mean_logliks": [r.final_mean_loglik for r in runs],
+        "reseeded": best.events, "n_reseeded": len(best.events),
         "global_mean_norm": float(np.linalg.norm(gmean)),
-        "compute_dtype": np.dtype(
-            compute_dtype(extremes, p.weights, p.means, p.variances)
-        ).name,
-        "notes": [],
-        "seconds": time.perf_counter() - t0,
-    }
+        "compute_dtype": np.dtype(compute_dtype(extremes, p.weights, p.means, p.variances)).name,
+        "notes": [], "seconds": time.perf_counter() - t0,
+    }  # fmt: skip
     if extremes.dtype == np.float32 and model.fit_report_["compute_dtype"] == "float64":
         peak = float(np.max(np.abs(extremes)))
         model.fit_report_["notes"].append(

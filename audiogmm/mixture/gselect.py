@@ -20,16 +20,9 @@ from .params import Params
 __all__ = ["select_scores"]
 
 def select_scores(
-    X: np.ndarray,
-    ubm: Params,
-    weights: np.ndarray,
-    means: np.ndarray,
-    variances: np.ndarray,
-    *,
-    top_c: int,
-    chunk_size: int | None = None,
-    executor: LocalExecutor | None = None,
-) -> tuple[np.ndarray, np.ndarray]:
+    X: np.ndarray, ubm: Params, weights: np.ndarray, means: np.ndarray, variances: np.ndarray,
+    *, top_c: int, chunk_size: int | None = None, executor: LocalExecutor | None = None,
+) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
     """Per-frame log-likelihoods of M models and of the UBM over the UBM's top-C components.
 
     Parameters
@@ -37,22 +30,18 @@ def select_scores(
     X : ndarray of shape (n_frames, n_dims), float32 or float64
     ubm : Params
         The selecting mixture, K components.
-    weights : ndarray of shape (n_models, n_components)
-    means, variances : ndarray of shape (n_models, n_components, n_dims)
+    weights, means, variances : ndarray of shape (M, K), (M, K, n_dims), (M, K, n_dims)
         Models sharing the UBM's component indexing (MAP-adapted from it).
-    top_c : int in [1, n_components]
-        Components kept per frame.
+    top_c : int in [1, K]
     chunk_size : int, optional
-        Frames per chunk (default: memory of the gathered block ~ 4M values).
+        Frames per chunk (default: a gathered block of ~4M values).
     executor : LocalExecutor, optional
         Runs the chunks (default: serially); results do not depend on it.
 
     Returns
     -------
-    models : ndarray of shape (n_frames, n_models), float64
-        ``log sum_{k in sel_t} w_mk N(x_t | mu_mk, var_mk)`` in nats.
-    ubm : ndarray of shape (n_frames,), float64
-        The same sum under the UBM.
+    ``log sum_{k in sel_t} w_mk N(x_t | mu_mk, var_mk)`` (n_frames, M) and the same sum
+    under the UBM (n_frames,), float64 nats
     """
     M, K, D = means.shape
     C = int(min(max(1, top_c), K))

@@ -12,11 +12,10 @@ import numpy as np
 
 from ..engine import LocalExecutor, one_blas_thread
 from . import em
-from .monitor import ConvergenceMonitor
-from .mstep import Event, Maximiser, MLMaximiser, split_component
+from .monitor import ConvergenceMonitor, StackedMonitor
+from .mstep import Event, Maximiser, StackedMaximiser, split_component
 from .params import Params
-from .sources import ArraySource
-from .stacked import StackedMaximiser, StackedMonitor, StackedParams, StackedSource
+from .sources import StackedSource, drop_tol
 from .stats import Stats
 
 __all__ = ["init_kmeans", "init_split", "kmeans_labels"]
@@ -44,21 +43,8 @@ def _cluster_means(Z: np.ndarray, lab: np.ndarray, centers: np.ndarray) -> np.nd
 
 
 def kmeans_labels(X: np.ndarray, K: int, rng: np.random.Generator, n_lloyd: int = 10) -> np.ndarray:
-    """k-means++ seeding (greedy, 2 + log K trials) then up to ``n_lloyd`` Lloyd steps.
-
-    Seeding and assignment happen in standardised space, so no dimension dominates.
-
-    Parameters
-    ----------
-    X : ndarray of shape (n, n_dims), float64
-    K : int > 0
-    rng : numpy Generator
-
-    Returns
-    -------
-    ndarray of shape (n,), int
-        Cluster of each row, in ``range(K)``.
-    """
+    """Cluster in ``range(K)`` of each row of ``X`` (n, n_dims): k-means++ seeding (greedy,
+    2 + log K trials), then up to ``n_lloyd`` Lloyd steps, in standardised space."""
     n = X.shape[0]
     scale = X.std(0)
     scale[scale == 0] = 1.0
@@ -92,14 +78,8 @@ def kmeans_labels(X: np.ndarray, K: int, rng: np.random.Generator, n_lloyd: int 
 def init_kmeans(
     Xs: np.ndarray, K: int, rng: np.random.Generator, maximiser: Maximiser
 ) -> tuple[Params, list[Event]]:
-    """Parameters from hard k-means clusters of the subsample ``Xs``, then one M-step.
-
-    Returns
-    -------
-    params : Params
-    events : list of dict
-        Components the maximiser re-seeded (empty clusters), at iteration 0.
-    """
+    """Parameters from hard k-means clusters of the subsample ``Xs``, then one M-step;
+    and the components the maximiser re-seeded (empty clusters), at iteration 0."""
     # small products run faster on one BLAS thread than on a waking pool
     if Xs.shape[0] * K * Xs.shape[1] < 50_000_000:
         with one_blas_thread():
@@ -118,25 +98,18 @@ def init_kmeans(
 
 
 def init_split(
-    Xs: np.ndarray | list[np.ndarray],
-    K: int,
-    *,
-    var_floor: np.ndarray | list[np.ndarray],
-    split_iter: int,
-    executor: LocalExecutor | None = None,
-    chunk_size: int | None = None,
-) -> Params | list[Params]:
+    Xs: np.ndarray | list[np.ndarray], K: int, *, var_floor: np.ndarray | list[np.ndarray],
+    split_iter: int, executor: LocalExecutor | None = None, chunk_size: int | None = None,
+) -> Params | list[Params]:  # fmt: skip
     """Grow from one component to K by splitting the heaviest ones (HTK ``MU``).
 
-    Each round splits ``min(k, K - k)`` components (so any K is reached), then
-    runs ``split_iter`` EM iterations on ``Xs`` without weight floor or re-seeding.
+    Each round splits ``min(k, K - k)`` components (so any K is reached), then runs
+    ``split_iter`` EM iterations without weight floor or re-seeding, one stacked
+    :func:`em.run` for all subsamples (each grows as it would alone).
 
     Parameters
     ----------
-    Xs : ndarray of shape (n, n_dims), float64, or a list of them
-        The subsample; a list grows one mixture per subsample together, with one
-        stacked :func:`em.run` per round for all of them (each result is the same
-        as growing it alone).
+    Xs : ndarray of shape (n, n_dims), float64, or a list of them (one mixture each)
     K : int > 0
     var_floor : ndarray of shape (n_dims,), or a list of them (one per subsample)
     split_iter : int >= 0
@@ -151,34 +124,21 @@ def init_split(
         Params(np.ones(1), X.mean(0, keepdims=True), np.maximum(X.var(0, keepdims=True), f))
         for X, f in zip(subs, floors)
     ]
-    source = StackedSource(subs) if many else ArraySource(subs[0])
     k = 1
     while k < K:
         n_split = min(k, K - k)
         members = [_split_heaviest(p, n_split) for p in members]
         k += n_split
-        # tol=0: exactly split_iter iterations per round
-        drop_tols = source.drop_tol if many else [source.drop_tol]
-        monitors = [
-            ConvergenceMonitor(0.0, split_iter, drop_tol=t, scale=X.shape[1])
-            for X, t in zip(subs, drop_tols)
-        ]
-        if many:
-            monitor = StackedMonitor(monitors)
-            res = em.run(
-                source, StackedParams.of(members), monitor=monitor,
-                maximiser=StackedMaximiser(np.stack(floors), monitor, 0.0, None),
-                executor=executor, chunk_size=chunk_size,
-            )  # fmt: skip
-            members = [r.params for r in em.unstack(res)]
-        else:
-            maximiser = MLMaximiser(var_floor=floors[0], min_weight=0.0, min_count=None)
-            members = [
-                em.run(
-                    source, members[0], maximiser=maximiser, monitor=monitors[0],
-                    executor=executor, chunk_size=chunk_size,
-                ).params
-            ]  # fmt: skip
+        monitor = StackedMonitor([  # tol=0: exactly split_iter iterations per round
+            ConvergenceMonitor(0.0, split_iter, drop_tol=drop_tol(X), scale=X.shape[1])
+            for X in subs
+        ])  # fmt: skip
+        res = em.run(
+            StackedSource(subs, monitor.running), Params.stack(members), monitor=monitor,
+            maximiser=StackedMaximiser(np.stack(floors), monitor, 0.0, None),
+            executor=executor, chunk_size=chunk_size,
+        )  # fmt: skip
+        members = [r.params for r in em.unstack(res)]
     return members if many else members[0]
 
 

@@ -2,22 +2,14 @@
 
 The E-step spends its time in two GEMMs and in the row-wise
 ``max -> exp -> sum -> log -> normalise`` pass over the (chunk, K) block of joint
-log-likelihoods. NumPy does that pass as five full-size sweeps with temporaries;
-the numba kernels here do it in one sweep per row, in place.
-They are serial on purpose: parallelism comes from running chunks on several
-threads (see :mod:`audiogmm.engine.local`), each kernel call releasing the GIL. In float32 the
-exponential is a branch-free polynomial that LLVM vectorises (libm's ``expf`` is
-scalar and was most of the E-step's time); in float64 it is libm's ``exp``, skipped
-for terms too small to change the sum.
-The NumPy versions are the reference the tests compare against and the fallback
-when numba is unavailable (``AUDIOGMM_NO_NUMBA=1`` forces it); both are built on
-:func:`row_max_and_sum`, the one NumPy log-sum-exp.
-
-Small problems never touch numba (:func:`use_numba`): importing it and loading the
-cached kernels costs ~0.7 s per process, compiling them ~2-3 s on the first run,
-and on a pass of fewer than ``NUMBA_MIN_WORK`` frames x components the fused kernel
-saves a few milliseconds at most. ``AUDIOGMM_NUMBA=0`` / ``1`` overrides the size
-rule (tests that compare the two paths force it).
+log-likelihoods: five full-size NumPy sweeps, or one in-place sweep per row here.
+The kernels are serial (chunks run on threads, each call releasing the GIL). In
+float32 the exponential is a branch-free polynomial that LLVM vectorises (libm's
+``expf`` is scalar); in float64 it is libm's ``exp``, skipped for negligible terms.
+The NumPy twins, built on :func:`row_max_and_sum` (the one NumPy log-sum-exp), are
+the reference and the fallback (``AUDIOGMM_NO_NUMBA=1``). Small problems never
+touch numba (:func:`use_numba`): importing it and loading the cached kernels costs
+~0.7 s per process; ``AUDIOGMM_NUMBA=0`` / ``1`` overrides the size rule.
 """
 
 from __future__ import annotations
@@ -67,20 +59,9 @@ _SINGLE_PASS_FACTOR = 64
 def use_numba(work: int, fast: bool | None = None, *, single_pass: bool = False) -> bool:
     """Whether a pass over ``work`` = n_frames x n_columns elements runs the numba kernel.
 
-    Parameters
-    ----------
-    work : int >= 0
-        Elements of the (frames, components) block of the whole call.
-    fast : bool or None
-        ``None``: numba when ``work >= NUMBA_MIN_WORK`` (``64 * NUMBA_MIN_WORK`` for
-        a ``single_pass``); ``True``: numba whenever it is available; ``False``: never.
-    single_pass : bool
-        The call is not repeated (scoring), unlike an E-step inside EM.
-
-    Notes
-    -----
-    The environment variable ``AUDIOGMM_NUMBA`` overrides ``fast=None``: ``0`` never
-    uses numba (and also vetoes ``fast=True``), ``1`` always does.
+    ``fast=None``: when ``work >= NUMBA_MIN_WORK`` (64 times that for a ``single_pass``,
+    i.e. scoring, not an E-step repeated by EM); True: whenever numba is available;
+    False: never. ``AUDIOGMM_NUMBA=0`` vetoes numba, ``1`` overrides ``fast=None``.
     """
     if fast is False or not HAVE_NUMBA:
         return False
@@ -96,11 +77,9 @@ def use_numba(work: int, fast: bool | None = None, *, single_pass: bool = False)
 def numba_cache_dir(package_dir: str, environ: dict | None = None) -> str | None:
     """Where numba should cache our kernels, or None to leave numba's choice alone.
 
-    numba writes its cache next to the source (``__pycache__``) and, when that is
-    read-only (a system-wide install), under ``~/.cache/numba``. When the package
-    folder is not writable and the user did not set ``NUMBA_CACHE_DIR``, use
-    ``$XDG_CACHE_HOME/audiogmm/numba`` (default ``~/.cache/audiogmm/numba``), so the
-    compiled kernels survive the process in any writable home.
+    When the package folder is read-only (a system-wide install) and ``NUMBA_CACHE_DIR``
+    is unset: ``$XDG_CACHE_HOME/audiogmm/numba`` (default ``~/.cache/audiogmm/numba``),
+    so the compiled kernels survive the process in any writable home.
     """
     env = os.environ if environ is None else environ
     if env.get("NUMBA_CACHE_DIR") or os.access(package_dir, os.W_OK):
@@ -121,10 +100,7 @@ _COLUMN_MAX_LIMIT = 16
 
 
 def _max_keepdims(L: np.ndarray, axis: int) -> np.ndarray:
-    """``L.max(axis=axis, keepdims=True)``, bit for bit (a maximum is exact in any order).
-
-    NaN propagates as in :func:`numpy.max`.
-    """
+    """``L.max(axis=axis, keepdims=True)``, bit for bit, NaN included (a max is exact)."""
     last = axis in (-1, L.ndim - 1)
     k = L.shape[-1]
     if not last or k > _COLUMN_MAX_LIMIT or k == 0:
@@ -282,16 +258,9 @@ def resp_inplace(
 ) -> None:
     """Turn joint log-likelihoods into (weighted) responsibilities, in place.
 
-    Parameters
-    ----------
-    L : ndarray of shape (n_frames, n_components), float32 or float64, C-contiguous
-        On entry ``log w_k + log N(x_t | k)``; on exit ``w_t * gamma_tk``.
-    w : ndarray of shape (n_frames,) or None
-        Per-frame sample weights, same dtype as ``L``.
-    lse : ndarray of shape (n_frames,)
-        Receives ``log p(x_t)`` (the row-wise log-sum-exp), nats.
-    fast : bool
-        Use the fused numba kernel when available (see :func:`use_numba`).
+    ``L`` (n_frames, K), C-contiguous, holds ``log w_k + log N(x_t | k)`` on entry and
+    ``w_t * gamma_tk`` on exit (``w`` (n_frames,) or None, ``L``'s dtype); ``lse``
+    (n_frames,) receives ``log p(x_t)`` in nats. ``fast``: the numba kernel if available.
     """
     if fast and HAVE_NUMBA:
         _compiled()[0](L, w if w is not None else lse, w is not None, lse)
@@ -302,17 +271,9 @@ def resp_inplace(
 def segment_lse(L: np.ndarray, seg: int, out: np.ndarray, *, fast: bool = True) -> None:
     """Row-wise log-sum-exp over consecutive column blocks of width ``seg``.
 
-    Parameters
-    ----------
-    L : ndarray of shape (n_frames, n_blocks * seg)
-        Joint log-likelihoods of several stacked mixtures, block after block.
-        Used as scratch: its contents are undefined afterwards.
-    seg : int
-        Components per mixture.
-    out : ndarray of shape (n_frames, n_blocks)
-        Receives ``log p(x_t | mixture b)`` in nats.
-    fast : bool
-        Use the fused numba kernel when available (see :func:`use_numba`).
+    ``L`` (n_frames, n_blocks * seg): joint log-likelihoods of stacked mixtures of
+    ``seg`` components, used as scratch; ``out`` (n_frames, n_blocks) receives
+    ``log p(x_t | mixture b)`` in nats. ``fast``: the numba kernel if available.
     """
     if fast and HAVE_NUMBA:
         _compiled()[1](L, seg, out)

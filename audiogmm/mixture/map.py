@@ -28,18 +28,16 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..exceptions import ParameterError
+from .checks import is_real
 from .mstep import Event, floor_weights
 from .params import Params
 from .stats import Stats
 
-__all__ = ["ADAPT_CHOICES", "MAPMaximiser", "check_adapt", "map_adapt"]
-
-#: What can be adapted: m(eans), w(eights), v(ariances); any non-empty subset.
-ADAPT_CHOICES = ("m", "mw", "mwv", "mv", "w", "v", "wv")
+__all__ = ["MAPMaximiser", "check_adapt", "map_adapt"]
 
 
 def check_adapt(adapt: str) -> str:
-    """Validate an ``adapt`` string; returns it in canonical ``m``, ``w``, ``v`` order."""
+    """``adapt`` validated, in canonical ``m``, ``w``, ``v`` order."""
     ok = isinstance(adapt, str) and adapt and not set(adapt) - set("mwv")
     if not ok or len(set(adapt)) != len(adapt):
         raise ParameterError(
@@ -50,8 +48,7 @@ def check_adapt(adapt: str) -> str:
 
 
 def _check_relevance(name: str, r: float) -> float:
-    ok = isinstance(r, (int, float, np.integer, np.floating)) and not isinstance(r, bool)
-    if not ok or not (math.isfinite(r) or r == math.inf) or r < 0:
+    if not (is_real(r, finite=False) and r >= 0):  # (NaN and -inf fail r >= 0)
         raise ParameterError(f"{name} must be a number >= 0 (inf keeps the prior); got {r!r}")
     return float(r)
 
@@ -66,41 +63,25 @@ def _alpha(n: np.ndarray, r: float) -> np.ndarray:
 
 
 def map_adapt(
-    stats: Stats,
-    prior: Params,
-    *,
-    adapt: str = "m",
-    relevance_means: float = 16.0,
-    relevance_weights: float = 16.0,
-    relevance_variances: float = 16.0,
-    var_floor: np.ndarray | float = 0.0,
-    min_weight: float = 0.0,
-) -> Params:
-    """MAP-adapted parameters from statistics and a prior (pure function).
+    stats: Stats, prior: Params, *, adapt: str = "m", relevance_means: float = 16.0,
+    relevance_weights: float = 16.0, relevance_variances: float = 16.0,
+    var_floor: np.ndarray | float = 0.0, min_weight: float = 0.0,
+) -> Params:  # fmt: skip
+    """MAP-adapted parameters (new arrays) from statistics and a prior of the same (K, D).
 
     Parameters
     ----------
-    stats : Stats
-        Statistics of the adaptation data (K components, D dims), e.g. an E-step
-        against the prior.
-    prior : Params
-        The prior mixture (the UBM), K components, D dims.
     adapt : str, default="m"
         Which parameters move: any non-empty combination of ``m``, ``w``, ``v``.
-        The others are copied from ``prior``.
     relevance_means, relevance_weights, relevance_variances : float >= 0
         Relevance factor ``r`` of each kind. ``0`` gives the ML estimate wherever
         a component has data; ``inf`` keeps the prior.
     var_floor : float or ndarray of shape (n_dims,)
-        Absolute variance floor applied to adapted variances.
+        Absolute variance floor of adapted variances.
     min_weight : float >= 0
-        Weight floor (water-filling, weights still sum to 1) on adapted weights.
+        Weight floor (water-filling) of adapted weights.
 
-    Returns
-    -------
-    Params
-        New arrays (the prior is not modified). Components with ``n_k = 0`` keep
-        the prior's values exactly.
+    Components with ``n_k = 0`` keep the prior's values exactly.
     """
     if stats.F.shape != prior.means.shape:
         raise ParameterError(
@@ -135,11 +116,9 @@ def map_adapt(
 
 @dataclass(frozen=True)
 class MAPMaximiser:
-    """MAP adaptation towards a fixed prior, as a maximiser for :func:`em.run`.
+    """MAP adaptation towards a fixed :attr:`prior`, as a maximiser for :func:`em.run`.
 
-    ``maximiser(stats, params) -> (new_params, [])``: the current ``params`` are
-    ignored (their only role is the E-step that made ``stats``); the prior is
-    always :attr:`prior`. See :func:`map_adapt` for the formulas and parameters.
+    The current ``params`` only made the E-step; see :func:`map_adapt` for the rest.
 
     Examples
     --------

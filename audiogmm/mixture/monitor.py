@@ -1,12 +1,15 @@
-"""When EM stops: :class:`ConvergenceMonitor` (the hmmlearn habit)."""
+"""When EM stops: :class:`ConvergenceMonitor` (the hmmlearn habit), one per member of a stack."""
 
 from __future__ import annotations
 
 import logging
 import sys
 import warnings
+from typing import Any
 
-__all__ = ["ConvergenceMonitor"]
+import numpy as np
+
+__all__ = ["ConvergenceMonitor", "StackedMonitor"]
 
 logger = logging.getLogger(__name__)
 
@@ -28,12 +31,8 @@ class ConvergenceMonitor:
         Typical magnitude of one frame's log-likelihood terms (e.g. n_dims); the
         warning threshold is ``drop_tol * max(1, |ll|, scale)``.
 
-    Attributes
-    ----------
-    history : list of float
-        Mean log-likelihood per frame (nats) of the parameters at each E-step.
-    n_iter : int
-        M-steps taken so far (counted by :meth:`stop`).
+    Attributes: ``history``, the mean log-likelihood per frame (nats) at each E-step, and
+    ``n_iter``, the M-steps counted by :meth:`stop`.
 
     Examples
     --------
@@ -45,19 +44,11 @@ class ConvergenceMonitor:
     """
 
     def __init__(
-        self,
-        tol: float,
-        max_iter: int,
-        verbose: int = 0,
-        *,
-        drop_tol: float = 1e-9,
+        self, tol: float, max_iter: int, verbose: int = 0, *, drop_tol: float = 1e-9,
         scale: float = 1.0,
-    ) -> None:
-        self.tol = tol
-        self.max_iter = max_iter
-        self.verbose = verbose
-        self.drop_tol = drop_tol
-        self.scale = scale
+    ) -> None:  # fmt: skip
+        self.tol, self.max_iter, self.verbose = tol, max_iter, verbose
+        self.drop_tol, self.scale = drop_tol, scale
         self.history: list[float] = []
         self.n_iter = 0
         self._after_reseed = False
@@ -65,9 +56,8 @@ class ConvergenceMonitor:
     def report(self, ll: float, *, reseeded: bool = False) -> None:
         """Record the mean log-likelihood of a new E-step.
 
-        ``reseeded`` says the parameters it was computed with came from a
-        re-seeding M-step, which may lower the likelihood: no drop warning then,
-        and no convergence decision on that step.
+        ``reseeded``: its parameters came from a re-seeding M-step, which may lower the
+        likelihood (no drop warning, no convergence decision on that step).
         """
         if self.history and not reseeded:
             prev = self.history[-1]
@@ -99,3 +89,34 @@ class ConvergenceMonitor:
             return True
         self.n_iter += 1
         return False
+
+
+class StackedMonitor:
+    """One :class:`ConvergenceMonitor` per member of a stack; each member stops on its own.
+
+    Attributes
+    ----------
+    running : ndarray of shape (n_members,), bool
+        Members that have not stopped yet (updated in place by :meth:`stop`).
+    """
+
+    def __init__(self, monitors: list[ConvergenceMonitor]) -> None:
+        self.monitors = monitors
+        self.running = np.ones(len(monitors), dtype=bool)
+
+    def report(self, lls: np.ndarray, *, reseeded: Any = False) -> None:
+        """Each running member's mean log-likelihood; ``reseeded``: the last M-step's events."""
+        again = {e["member"] for e in reseeded} if reseeded else set()
+        for c in np.flatnonzero(self.running):
+            self.monitors[c].report(float(lls[c]), reseeded=c in again)
+
+    def stop(self) -> bool:
+        """Stop the members whose monitor says so; True when none is left running."""
+        for c in np.flatnonzero(self.running):
+            if self.monitors[c].stop():
+                self.running[c] = False
+        return not self.running.any()
+
+    history = property(lambda self: [m.history for m in self.monitors])
+    converged = property(lambda self: [m.converged for m in self.monitors])
+    n_iter = property(lambda self: [m.n_iter for m in self.monitors])

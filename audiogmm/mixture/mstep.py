@@ -1,10 +1,9 @@
 """The maximum-likelihood M-step: parameters from statistics, floors, and re-seeding.
 
-A maximiser is a callable ``maximiser(stats, params) -> (new_params, events)``. It
-reads only the statistics (and, for re-seeding or a MAP prior, the current
-parameters), keeps no state between calls, and reports what it did as a list of
-event dicts. :class:`MLMaximiser` is the maximum-likelihood one; MAP adaptation
-is another maximiser on the same :class:`~audiogmm.mixture.stats.Stats`.
+A maximiser is a callable ``maximiser(stats, params) -> (new_params, events)``: it
+reads only the statistics (and the current parameters), keeps no state, and reports
+what it did as event dicts. :class:`MLMaximiser` is the ML one (a stack of one),
+:class:`StackedMaximiser` its stacked form; MAP adaptation is another (:mod:`.map`).
 """
 
 from __future__ import annotations
@@ -19,15 +18,9 @@ from .params import Params
 from .stats import Stats, moments
 
 __all__ = [
-    "Maximiser",
-    "MLMaximiser",
-    "floor_weights",
-    "global_mean_var",
-    "maximise",
-    "maximise_stack",
-    "reseed",
-    "split_component",
-]
+    "Maximiser", "MLMaximiser", "StackedMaximiser", "floor_weights", "global_mean_var",
+    "maximise", "maximise_stack", "reseed", "split_component",
+]  # fmt: skip
 
 logger = logging.getLogger(__name__)
 
@@ -47,18 +40,10 @@ def global_mean_var(stats: Stats) -> tuple[np.ndarray, np.ndarray]:
 
 
 def floor_weights(w: np.ndarray, min_weight: float) -> np.ndarray:
-    """Closest weights to ``w`` (max-likelihood sense) with every entry >= ``min_weight``.
+    """Closest weights to ``w`` (K,) (max-likelihood sense) with every entry >= ``min_weight``.
 
-    Water-filling: clamp the small ones to the floor and share the remaining mass
-    among the others in proportion to their counts; repeat until stable. Among all
-    weight vectors on the simplex with that floor, this maximises ``sum_k w_k log v_k``.
-
-    Parameters
-    ----------
-    w : ndarray of shape (n_components,)
-        Non-negative weights summing to 1.
-    min_weight : float >= 0
-        The floor; capped at ``1/K``.
+    Water-filling: clamp the small ones to the floor (capped at 1/K) and share the
+    remaining mass among the others in proportion to their counts, until stable.
     """
     K = w.shape[0]
     min_weight = min(min_weight, 1.0 / K)
@@ -78,22 +63,11 @@ def floor_weights(w: np.ndarray, min_weight: float) -> np.ndarray:
 def maximise(
     stats: Stats, *, var_floor: np.ndarray | float = 0.0, min_weight: float = 0.0
 ) -> Params:
-    """M-step: maximum-likelihood parameters from statistics, with floors.
+    """M-step of one mixture: ML parameters from statistics, variances >= ``var_floor``
+    (float or (n_dims,)), weights >= ``min_weight`` (:func:`floor_weights`).
 
-    Parameters
-    ----------
-    stats : Stats
-        Accumulated statistics (K components, D dims).
-    var_floor : float or ndarray of shape (n_dims,)
-        Absolute variance floor per dimension.
-    min_weight : float
-        Weight floor (applied by water-filling, so the weights still sum to 1).
-
-    Returns
-    -------
-    Params
-        Variances are >= ``var_floor``. A component with zero occupancy gets the
-        global mean and variance; :func:`reseed` moves it.
+    A component with zero occupancy gets the global mean and variance; :func:`reseed`
+    moves it.
     """
     n = stats.n
     means, var = stats.mean_var()
@@ -123,13 +97,7 @@ def reseed(params: Params, stats: Stats, min_count: float) -> tuple[Params, list
 
     A component whose occupancy is below ``min(min_count, n_frames / (2 K))`` is
     replaced by half of the heaviest strong component (:func:`split_component`).
-
-    Returns
-    -------
-    params : Params
-        A new value (the input is not changed).
-    events : list of dict
-        One ``{component, occupancy, split_from}`` per re-seeded component.
+    Returns new parameters and one ``{component, occupancy, split_from}`` event each.
     """
     K = params.n_components
     thr = min(min_count, 0.5 * stats.n_frames / K)
@@ -154,16 +122,9 @@ def reseed(params: Params, stats: Stats, min_count: float) -> tuple[Params, list
 
 
 def maximise_stack(
-    n: np.ndarray,
-    F: np.ndarray,
-    S: np.ndarray,
-    shift: np.ndarray,
-    n_frames: np.ndarray,
-    *,
-    var_floor: np.ndarray,
-    min_weight: float = 0.0,
-    min_count: float | None = None,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[list[Event]]]:
+    n: np.ndarray, F: np.ndarray, S: np.ndarray, shift: np.ndarray, n_frames: np.ndarray, *,
+    var_floor: np.ndarray, min_weight: float = 0.0, min_count: float | None = None,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[list[Event]]]:  # fmt: skip
     """THE ML M-step, for R mixtures at once (a single mixture is a stack of one).
 
     The common case (no empty component, no weight to floor, nothing to re-seed)
@@ -172,22 +133,17 @@ def maximise_stack(
 
     Parameters
     ----------
-    n : ndarray of shape (R, n_components)
-    F, S : ndarray of shape (R, n_components, n_dims)
-        Statistics about ``shift`` (see :class:`~.stats.Stats`).
-    shift : ndarray of shape (R, n_dims)
+    n : ndarray of shape (R, K)
+    F, S : ndarray of shape (R, K, n_dims)
+        Statistics about ``shift`` (R, n_dims) (see :class:`~.stats.Stats`).
     n_frames : ndarray of shape (R,)
     var_floor : ndarray of shape (R, n_dims)
-        Absolute variance floor of each mixture.
     min_weight, min_count
         As for :class:`MLMaximiser`.
 
     Returns
     -------
-    weights : ndarray of shape (R, n_components)
-    means, variances : ndarray of shape (R, n_components, n_dims)
-    events : list of R lists of dict
-        The re-seeded components of each mixture.
+    weights (R, K), means and variances (R, K, n_dims), and R lists of re-seed events
     """
     K = n.shape[1]
     means, var = moments(n, F, S, shift)
@@ -213,17 +169,8 @@ def maximise_stack(
 
 @dataclass(frozen=True)
 class MLMaximiser:
-    """Maximum-likelihood M-step with a variance floor, a weight floor and re-seeding.
-
-    Parameters
-    ----------
-    var_floor : ndarray of shape (n_dims,)
-        Absolute variance floor per dimension.
-    min_weight : float >= 0
-        Weight floor.
-    min_count : float >= 0 or None
-        Re-seed threshold (see :func:`reseed`); None turns re-seeding off.
-    """
+    """ML M-step: absolute ``var_floor`` (n_dims,), ``min_weight`` floor, and re-seeding
+    below ``min_count`` (:func:`reseed`; None turns it off)."""
 
     var_floor: np.ndarray
     min_weight: float = 0.0
@@ -237,3 +184,32 @@ class MLMaximiser:
             min_weight=self.min_weight, min_count=self.min_count,
         )  # fmt: skip
         return Params(w[0], m[0], v[0]), events[0]
+
+
+@dataclass(frozen=True)
+class StackedMaximiser:
+    """:class:`MLMaximiser` for the running members of a stack, each with its ``var_floor``
+    row (n_members, n_dims); the ``monitor`` (a StackedMonitor) says which members run
+    and numbers each member's events by its own iteration."""
+
+    var_floor: np.ndarray
+    monitor: Any
+    min_weight: float = 0.0
+    min_count: float | None = None
+
+    def __call__(self, stats: Stats, params: Params) -> tuple[Params, list[Event]]:
+        out = params.copy()
+        live = np.flatnonzero(self.monitor.running)
+        w, m, v, evs = maximise_stack(
+            stats.n[live], stats.F[live], stats.S[live], stats.shift[live],
+            stats.n_frames[live], var_floor=self.var_floor[live],
+            min_weight=self.min_weight, min_count=self.min_count,
+        )  # fmt: skip
+        out.weights[live], out.means[live], out.variances[live] = w, m, v
+        events: list[Event] = []
+        for c, ev in zip(live, evs):
+            for e in ev:
+                e["member"] = int(c)
+                e["iteration"] = len(self.monitor.monitors[c].history)
+            events += ev
+        return out, events

@@ -1,4 +1,4 @@
-"""The parameters of a diagonal GMM, as one small value passed between init, E-step and M-step."""
+"""The parameters of a diagonal GMM (or of a stack of them), passed between init, E- and M-step."""
 
 from __future__ import annotations
 
@@ -11,14 +11,13 @@ __all__ = ["Params"]
 
 @dataclass
 class Params:
-    """Weights, means and variances of one diagonal-covariance mixture.
+    """Weights, means and variances of one diagonal-covariance mixture, or of C stacked ones.
 
     Parameters
     ----------
-    weights : ndarray of shape (n_components,), float64
-        Mixture weights, summing to 1.
-    means : ndarray of shape (n_components, n_dims), float64
-    variances : ndarray of shape (n_components, n_dims), float64, > 0
+    weights : ndarray of shape ([C,] n_components), float64, summing to 1
+    means : ndarray of shape ([C,] n_components, n_dims), float64
+    variances : ndarray of shape ([C,] n_components, n_dims), float64, > 0
     """
 
     weights: np.ndarray
@@ -27,24 +26,23 @@ class Params:
 
     @property
     def n_components(self) -> int:
-        return self.means.shape[0]
+        return self.means.shape[-2]
 
     @property
     def n_dims(self) -> int:
-        return self.means.shape[1]
+        return self.means.shape[-1]
 
     def __iter__(self):
-        """``weights, means, variances = params``."""
         return iter((self.weights, self.means, self.variances))
 
     def copy(self) -> Params:
         return Params(self.weights.copy(), self.means.copy(), self.variances.copy())
 
-    def is_finite(self) -> bool:
-        """Whether every parameter is finite and every variance and weight usable."""
-        return bool(
-            np.all(np.isfinite(self.weights))
-            and np.all(np.isfinite(self.means))
-            and np.all(np.isfinite(self.variances))
-            and np.all(self.variances > 0)
-        )
+    @classmethod
+    def stack(cls, members: list[Params]) -> Params:
+        """C mixtures of one K and D as one value with a leading axis C."""
+        return cls(*(np.stack(a) for a in zip(*members)))
+
+    def member(self, c: int) -> Params:
+        """Mixture ``c`` of a stack (copies)."""
+        return Params(self.weights[c].copy(), self.means[c].copy(), self.variances[c].copy())

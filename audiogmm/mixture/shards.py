@@ -1,20 +1,13 @@
 """EM over a feature shard store: canonical blocks mapped on an executor, a fixed tree sum.
 
-:class:`ShardSource` is an EM data source (like ``ArraySource``) over a store
-opened with :func:`audiogmm.data.shards.open_store` (any object with
-``n_frames``, ``n_dims``, ``clip_start``, ``read_rows`` and ``read_index`` will do). It adds a
-``stats`` method that :func:`audiogmm.mixture.em.source_stats` calls instead of
-iterating: the frames are cut into *canonical* blocks of ``block_frames``
-(multiples of the E-step chunk, counted from frame 0 of the store, whatever the
-shard files are), each block is one task ``accumulate(block)`` on the executor
-(threads, processes or Dask workers), and the per-block :class:`Stats` are summed
-in a fixed binary tree over the block index (on the client, or on the Dask
-workers with the same tree). The result therefore depends only on
-the data, the block size and the chunk size: it is bit-identical for any shard
-size, any number of workers, any executor and any task completion order.
-
-A task holds one E-step chunk of frames at a time: the block is a lazy view
-(:class:`_Rows`) that reads each chunk with positioned reads when accumulate asks.
+:class:`ShardSource` is an EM data source over a store (any object with ``n_frames``,
+``n_dims``, ``clip_start``, ``read_rows`` and ``read_index``, e.g. from
+:func:`audiogmm.data.shards.open_store`). Its ``stats`` cuts the frames into
+*canonical* blocks of ``block_frames`` counted from frame 0 of the store, maps
+``accumulate(block)`` on the executor (threads, processes or Dask workers) and sums
+the blocks' :class:`Stats` in a fixed binary tree over the block index: the result is
+bit-identical for any shard size, number of workers, executor and completion order.
+A task holds one E-step chunk at a time (:class:`_Rows` reads it when asked).
 """
 
 from __future__ import annotations
@@ -28,6 +21,7 @@ import numpy as np
 
 from ..engine.reduce import tree_fold
 from ..exceptions import ParameterError
+from .checks import is_int
 from .estep import accumulate
 from .params import Params
 from .stats import Stats
@@ -50,11 +44,8 @@ def tree_sum(items: Iterable[Stats]) -> Stats:
 
 
 class _Rows:
-    """A lazy (n, n_dims) float32 view of virtual frames ``[start, stop)`` of a source.
-
-    Supports what :func:`accumulate` uses: ``shape``, ``dtype``, ``ndim`` and
-    ``[a:b]`` slices, which read from the shards on demand.
-    """
+    """A lazy (n, n_dims) float32 view of virtual frames ``[start, stop)`` of a source: what
+    :func:`accumulate` uses (``shape``, ``dtype``, ``ndim``, ``[a:b]`` slices read on demand)."""
 
     dtype = np.dtype(np.float32)
     ndim = 2
@@ -90,15 +81,9 @@ def frame_weights(
 
 
 def block_stats(
-    store: Any,
-    stride: int,
-    clip_weight: np.ndarray | None,
-    params: Params,
-    shift: np.ndarray,
-    chunk_size: int | None,
-    start: int,
-    stop: int,
-) -> Stats:
+    store: Any, stride: int, clip_weight: np.ndarray | None, params: Params, shift: np.ndarray,
+    chunk_size: int | None, start: int, stop: int,
+) -> Stats:  # fmt: skip
     """One map task: statistics of virtual frames ``[start, stop)``, chunk by chunk, serially."""
     X = _Rows(store, stride, start, stop)
     sw = frame_weights(store, stride, clip_weight, start, stop)
@@ -111,34 +96,22 @@ class ShardSource:
     Parameters
     ----------
     store : ShardStore
-        From :func:`audiogmm.data.shards.open_store`.
     stride : int > 0, default=1
-        Keep store frames ``0, stride, 2*stride, ...`` (frame subsampling; the
-        frames kept do not depend on the shard layout).
+        Keep store frames ``0, stride, 2*stride, ...`` (``n_frames`` counts those).
     clip_weight : array of shape (n_clips,), optional
         Non-negative sample weight of every frame of each clip (e.g. to balance labels).
     block_frames : int > 0, default=BLOCK_FRAMES
         Frames per map task. Results depend on it (and on the E-step chunk size),
         never on the shard files or the executor.
-
-    Attributes
-    ----------
-    n_frames : int
-        Frames seen by EM (after subsampling).
     """
 
     def __init__(
-        self,
-        store: Any,
-        *,
-        stride: int = 1,
-        clip_weight: np.ndarray | None = None,
+        self, store: Any, *, stride: int = 1, clip_weight: np.ndarray | None = None,
         block_frames: int = BLOCK_FRAMES,
-    ) -> None:
-        if isinstance(stride, bool) or not isinstance(stride, (int, np.integer)) or stride < 1:
-            raise ParameterError(f"stride must be an int > 0; got {stride!r}")
-        if isinstance(block_frames, bool) or not isinstance(block_frames, int) or block_frames < 1:
-            raise ParameterError(f"block_frames must be an int > 0; got {block_frames!r}")
+    ) -> None:  # fmt: skip
+        for name, v in (("stride", stride), ("block_frames", block_frames)):
+            if not (is_int(v) and v > 0):
+                raise ParameterError(f"{name} must be an int > 0; got {v!r}")
         if clip_weight is not None:
             clip_weight = np.asarray(clip_weight, dtype=np.float64)
             if clip_weight.shape != (len(store.clip_start),):
@@ -170,24 +143,14 @@ class ShardSource:
         return self.store.read_index(rows).astype(np.float64)
 
     def stats(
-        self,
-        params: Params,
-        *,
-        shift: np.ndarray,
-        executor: Any = None,
+        self, params: Params, *, shift: np.ndarray, executor: Any = None,
         chunk_size: int | None = None,
-    ) -> Stats:
-        """One E-step: canonical blocks mapped on ``executor``, summed in a fixed tree.
+    ) -> Stats:  # fmt: skip
+        """One E-step about ``shift`` (n_dims,): canonical blocks mapped, summed in a fixed tree.
 
-        Parameters
-        ----------
-        params : Params
-        shift : ndarray of shape (n_dims,)
-            Centre of the moments (the same for every block).
-        executor : LocalExecutor or DaskExecutor, optional
-            Runs the blocks (default: serially here). Its ``map`` must yield in task order.
-        chunk_size : int, optional
-            E-step chunk inside a block; ``block_frames`` should be a multiple of it.
+        ``executor`` (a LocalExecutor or DaskExecutor whose ``map`` yields in task order)
+        runs the blocks, default serially here; ``block_frames`` should be a multiple of
+        the E-step ``chunk_size``.
         """
         store = self.store
         if hasattr(store, "reader"):  # ship the shard list, not the clip index

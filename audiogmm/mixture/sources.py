@@ -12,9 +12,13 @@ from typing import Any, Callable, Union
 
 import numpy as np
 
+from ..engine import LocalExecutor
 from ..exceptions import ParameterError
+from .estep import accumulate_many
+from .params import Params
+from .stats import Stats
 
-__all__ = ["ArraySource", "ChunkSource", "IterSource", "check_frames"]
+__all__ = ["ArraySource", "ChunkSource", "IterSource", "StackedSource", "check_frames", "drop_tol"]
 
 ChunkSource = Union[Callable[[], Iterable[np.ndarray]], Iterable[np.ndarray]]
 
@@ -22,17 +26,10 @@ ChunkSource = Union[Callable[[], Iterable[np.ndarray]], Iterable[np.ndarray]]
 def check_frames(
     X: Any, *, n_dims: int | None = None, name: str = "X", min_frames: int = 1
 ) -> np.ndarray:
-    """Validate frames at the public boundary: 2-D, real, finite, right width.
+    """Frames checked at the public boundary: 2-D, real, finite, ``n_dims`` wide.
 
-    Returns
-    -------
-    ndarray of shape (n_frames, n_dims), float32 or float64
-        ``X`` itself when it already is float32/float64, else a float64 copy.
-
-    Raises
-    ------
-    ParameterError
-        With ``name``, the expected and the received shape or the first bad frame.
+    Returns ``X`` itself when float32/float64, else a float64 copy. The ParameterError
+    names ``name``, the expected and the received shape, or the first bad frame.
     """
     X = np.asarray(X)
     if X.dtype not in (np.float32, np.float64):
@@ -57,13 +54,18 @@ def check_frames(
     return X
 
 
+def drop_tol(X: np.ndarray) -> float:
+    """The relative drop of the log-likelihood EM tolerates on frames of ``X``'s dtype."""
+    return 1e-5 if X.dtype == np.float32 else 1e-9
+
+
 class ArraySource:
     """An in-memory (or memory-mapped) array as the EM data source (validated by the caller)."""
 
     def __init__(self, X: np.ndarray, sample_weight: np.ndarray | None = None) -> None:
         self.X, self.sample_weight = X, sample_weight
         self.n_frames = X.shape[0]
-        self.drop_tol = 1e-5 if X.dtype == np.float32 else 1e-9
+        self.drop_tol = drop_tol(X)
 
     def __iter__(self) -> Iterator[tuple[np.ndarray, np.ndarray | None]]:
         # one piece: accumulate() chunks it and spreads the chunks over the executor
@@ -96,8 +98,7 @@ class IterSource:
         n = 0
         for i, Xc in enumerate(it):
             Xc = check_frames(Xc, n_dims=self.n_dims, name=f"chunk {i}", min_frames=0)
-            if Xc.dtype == np.float32:
-                self.drop_tol = 1e-5
+            self.drop_tol = max(self.drop_tol, drop_tol(Xc))
             if self.n_dims is None:
                 self.n_dims = Xc.shape[1]
             n += Xc.shape[0]
@@ -114,3 +115,43 @@ class IterSource:
                 out.append(np.asarray(Xc[idx[lo:hi] - pos], dtype=np.float64))
             pos += Xc.shape[0]
         return np.concatenate(out, axis=0)
+
+
+class StackedSource:
+    """The frames of C mixtures trained together (validated, no sample weights).
+
+    Parameters
+    ----------
+    Xs : list of ndarray, each of shape (n_frames_c, n_dims), float32 or float64
+    running : ndarray of shape (C,), bool
+        The members to compute: the run's :class:`~.monitor.StackedMonitor`'s ``running``,
+        which its ``stop`` updates in place.
+    """
+
+    def __init__(self, Xs: list[np.ndarray], running: np.ndarray) -> None:
+        self.Xs, self.running = Xs, running
+
+    def accumulate(
+        self, params: Params, *, executor: LocalExecutor | None = None,
+        chunk_size: int | None = None, previous: Stats | None = None,
+    ) -> Stats:  # fmt: skip
+        """One E-step of every running member in one executor map (stacked ``Stats``).
+
+        Per member the arithmetic of :func:`~.estep.accumulate`. The other members keep
+        their rows of ``previous``, which is updated in place and returned.
+        """
+        C, K, D = params.means.shape
+        live = [int(c) for c in np.flatnonzero(self.running)]
+        st = previous
+        if st is None:
+            z = np.zeros
+            st = Stats(z((C, K)), z((C, K, D)), z((C, K, D)), z(C), z(C), z((C, D)))
+        if not live:
+            return st
+        shifts = np.array([params.weights[c] @ params.means[c] for c in live]).reshape(-1, D)
+        st.n[live], st.F[live], st.S[live], st.loglik[live], st.n_frames[live] = accumulate_many(
+            self.Xs, params.weights, params.means, params.variances, live,
+            shifts=shifts, chunk_size=chunk_size, executor=executor,
+        )  # fmt: skip
+        st.shift[live] = shifts
+        return st

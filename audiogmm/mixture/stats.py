@@ -32,11 +32,9 @@ _ARRAY_KEYS = ("n", "F", "S", "shift", "scalars")
 def moments(
     n: np.ndarray, F: np.ndarray, S: np.ndarray, shift: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Per-component means and variances from statistics; NaN where ``n = 0``.
+    """``mean = c + F/n`` and ``var = S/n - (F/n)**2`` (clipped at 0); NaN where ``n = 0``.
 
-    ``mean = c + F/n`` and ``var = S/n - (F/n)**2`` (clipped at 0), computed about
-    the shift ``c`` so that a large offset does not cancel. Any leading axes
-    (a stack of mixtures) broadcast.
+    Taken about the shift ``c``, so a large offset does not cancel. Leading axes broadcast.
 
     Parameters
     ----------
@@ -56,21 +54,19 @@ def moments(
 
 @dataclass(eq=False)
 class Stats:
-    """Mergeable sufficient statistics of a diagonal-covariance GMM.
+    """Mergeable sufficient statistics of a diagonal-covariance GMM (or of C stacked ones).
 
     Parameters
     ----------
-    n : ndarray of shape (n_components,), float64
+    n : ndarray of shape ([C,] n_components), float64
         Zeroth-order statistics (soft counts).
-    F : ndarray of shape (n_components, n_dims), float64
-        First-order statistics about ``shift``.
-    S : ndarray of shape (n_components, n_dims), float64
-        Second-order statistics about ``shift``.
-    loglik : float
+    F, S : ndarray of shape ([C,] n_components, n_dims), float64
+        First- and second-order statistics about ``shift``.
+    loglik : float (or ndarray of shape (C,))
         Total (summed over frames, sample-weighted) log-likelihood in nats.
-    n_frames : float
+    n_frames : float (or ndarray of shape (C,))
         Total sample weight (number of frames when unweighted).
-    shift : ndarray of shape (n_dims,), float64
+    shift : ndarray of shape ([C,] n_dims), float64
         Point about which ``F`` and ``S`` are taken.
 
     Examples
@@ -91,49 +87,39 @@ class Stats:
     def zeros(cls, n_components: int, n_dims: int, *, shift: np.ndarray | None = None) -> Stats:
         """Empty statistics (the neutral element of ``+``)."""
         shift = np.zeros(n_dims) if shift is None else np.asarray(shift, dtype=np.float64)
-        return cls(
-            n=np.zeros(n_components),
-            F=np.zeros((n_components, n_dims)),
-            S=np.zeros((n_components, n_dims)),
-            loglik=0.0,
-            n_frames=0.0,
-            shift=shift.copy(),
-        )
+        K, D = n_components, n_dims
+        return cls(np.zeros(K), np.zeros((K, D)), np.zeros((K, D)), 0.0, 0.0, shift.copy())
 
     @property
     def n_components(self) -> int:
-        return self.n.shape[0]
+        return self.n.shape[-1]
 
     @property
     def n_dims(self) -> int:
-        return self.F.shape[1]
+        return self.F.shape[-1]
 
     @property
-    def mean_loglik(self) -> float:
-        """Mean log-likelihood per frame (nats), ``loglik / n_frames``."""
+    def mean_loglik(self) -> float | np.ndarray:
+        """Mean log-likelihood per frame (nats), ``loglik / n_frames`` (per member of a stack)."""
+        if np.ndim(self.n_frames):
+            return self.loglik / self.n_frames
         return self.loglik / self.n_frames if self.n_frames > 0 else float("nan")
+
+    def member(self, c: int) -> Stats:
+        """Mixture ``c`` of a stack (copies)."""
+        return Stats(
+            self.n[c].copy(), self.F[c].copy(), self.S[c].copy(),
+            float(self.loglik[c]), float(self.n_frames[c]), self.shift[c].copy(),
+        )  # fmt: skip
 
     @classmethod
     def of_frames(
-        cls,
-        X: np.ndarray,
-        sample_weight: np.ndarray | None = None,
-        *,
-        shift: np.ndarray,
+        cls, X: np.ndarray, sample_weight: np.ndarray | None = None, *, shift: np.ndarray,
         block: int = 65536,
-    ) -> Stats:
-        """Plain moments of frames as one-component statistics (every gamma is 1).
+    ) -> Stats:  # fmt: skip
+        """Plain moments of frames ``X`` (n_frames, n_dims) as one-component statistics.
 
-        Computed in float64 block by block, so memory stays O(block x D).
-
-        Parameters
-        ----------
-        X : ndarray of shape (n_frames, n_dims)
-        sample_weight : ndarray of shape (n_frames,), optional
-        shift : ndarray of shape (n_dims,)
-            Centre of the moments (any point near the data).
-        block : int
-            Frames per block.
+        Computed in float64 ``block`` frames at a time, about ``shift`` (any point near the data).
         """
         shift = np.asarray(shift, dtype=np.float64)
         D = shift.shape[0]
@@ -154,27 +140,16 @@ class Stats:
     def pooled(self) -> Stats:
         """All components merged into one: the statistics of the data as a whole."""
         return Stats(
-            self.n.sum(keepdims=True),
-            self.F.sum(0, keepdims=True),
-            self.S.sum(0, keepdims=True),
-            self.loglik,
-            self.n_frames,
-            self.shift.copy(),
-        )
+            self.n.sum(keepdims=True), self.F.sum(0, keepdims=True),
+            self.S.sum(0, keepdims=True), self.loglik, self.n_frames, self.shift.copy(),
+        )  # fmt: skip
 
     def mean_var(self) -> tuple[np.ndarray, np.ndarray]:
-        """Per-component mean and variance, each (K, D); NaN for a component with n = 0.
-
-        ``mean = c + F/n`` and ``var = S/n - (F/n)**2`` (clipped at 0), computed
-        about the shift ``c`` so that a large offset does not cancel.
-        """
+        """Per-component mean and variance, each (K, D) (see :func:`moments`)."""
         return moments(self.n, self.F, self.S, self.shift)
 
     def recentre(self, shift: np.ndarray) -> Stats:
-        """Return the same statistics expressed about another shift vector.
-
-        Uses ``F' = F + n d`` and ``S' = S + 2 d F + n d**2`` with ``d = c - c'``.
-        """
+        """The same statistics about another shift: ``F' = F + n d``, ``S' = S + 2 d F + n d**2``."""
         shift = np.asarray(shift, dtype=np.float64)
         if np.array_equal(shift, self.shift):
             return self
@@ -183,11 +158,6 @@ class Stats:
         F = self.F + nd
         S = self.S + 2.0 * d * self.F + nd * d
         return Stats(self.n.copy(), F, S, self.loglik, self.n_frames, shift.copy())
-
-    def raw_moments(self) -> tuple[np.ndarray, np.ndarray]:
-        """First and second raw moments ``(sum gamma x, sum gamma x**2)``, each (K, D)."""
-        r = self.recentre(np.zeros(self.n_dims))
-        return r.F, r.S
 
     def __add__(self, other: Stats) -> Stats:
         if not isinstance(other, Stats):
@@ -198,42 +168,27 @@ class Stats:
             )
         other = other.recentre(self.shift)
         return Stats(
-            self.n + other.n,
-            self.F + other.F,
-            self.S + other.S,
-            float(self.loglik + other.loglik),
-            float(self.n_frames + other.n_frames),
+            self.n + other.n, self.F + other.F, self.S + other.S,
+            float(self.loglik + other.loglik), float(self.n_frames + other.n_frames),
             self.shift.copy(),
-        )
+        )  # fmt: skip
 
     def __radd__(self, other: object) -> Stats:
-        # lets ``sum(list_of_stats)`` work
-        if isinstance(other, int) and other == 0:
-            return self
-        return NotImplemented
+        return self if isinstance(other, int) and other == 0 else NotImplemented  # sum()
 
     def allclose(self, other: Stats, *, rtol: float = 1e-9, atol: float = 0.0) -> bool:
         """Whether two statistics agree (after bringing them to a common shift)."""
         other = other.recentre(self.shift)
-        return bool(
-            np.allclose(self.n, other.n, rtol=rtol, atol=atol)
-            and np.allclose(self.F, other.F, rtol=rtol, atol=atol)
-            and np.allclose(self.S, other.S, rtol=rtol, atol=atol)
-            and np.isclose(self.loglik, other.loglik, rtol=rtol, atol=atol)
-            and np.isclose(self.n_frames, other.n_frames, rtol=rtol, atol=atol)
+        return all(
+            np.allclose(getattr(self, k), getattr(other, k), rtol=rtol, atol=atol)
+            for k in ("n", "F", "S", "loglik", "n_frames")
         )
-
-    # -- plain-array round trip (for workers and files) ------------------------------------
 
     def to_arrays(self) -> dict[str, np.ndarray]:
         """Plain float64 arrays, safe to ship between processes or save with numpy."""
-        return {
-            "n": self.n.copy(),
-            "F": self.F.copy(),
-            "S": self.S.copy(),
-            "shift": self.shift.copy(),
-            "scalars": np.array([self.loglik, self.n_frames], dtype=np.float64),
-        }
+        scalars = np.array([self.loglik, self.n_frames], dtype=np.float64)
+        return {"n": self.n.copy(), "F": self.F.copy(), "S": self.S.copy(),
+                "shift": self.shift.copy(), "scalars": scalars}  # fmt: skip
 
     @classmethod
     def from_arrays(cls, arrays: dict[str, np.ndarray], *, source: str = "arrays") -> Stats:
@@ -247,18 +202,17 @@ class Stats:
                 raise ModelFileError(f"{source}: array {k!r} has dtype {v.dtype}, expected float64")
             if not np.all(np.isfinite(v)):
                 raise ModelFileError(f"{source}: array {k!r} contains NaN or inf")
-        if a["n"].ndim != 1 or a["F"].ndim != 2:
-            raise ModelFileError(f"{source}: 'n' must be 1-D and 'F' 2-D")
+        if a["F"].ndim != 2:
+            raise ModelFileError(f"{source}: 'F' must be 2-D")
         K, D = a["F"].shape
-        if a["n"].shape != (K,) or a["S"].shape != (K, D) or a["shift"].shape != (D,):
-            raise ModelFileError(f"{source}: inconsistent statistics shapes for K={K}, D={D}")
-        if a["scalars"].shape != (2,):
-            raise ModelFileError(f"{source}: 'scalars' must have shape (2,)")
+        want = {"n": (K,), "S": (K, D), "shift": (D,), "scalars": (2,)}
+        if any(a[k].shape != shape for k, shape in want.items()):
+            shapes = {k: a[k].shape for k in a}
+            raise ModelFileError(f"{source}: inconsistent statistics shapes {shapes} for K={K}, D={D}")
         if np.any(a["n"] < 0):
             raise ModelFileError(f"{source}: negative zeroth-order statistics")
-        return cls(
-            a["n"], a["F"], a["S"], float(a["scalars"][0]), float(a["scalars"][1]), a["shift"]
-        )
+        ll, nf = a["scalars"]
+        return cls(a["n"], a["F"], a["S"], float(ll), float(nf), a["shift"])
 
     def __repr__(self) -> str:
         return (

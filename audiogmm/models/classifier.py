@@ -19,18 +19,17 @@ import numpy as np
 
 from ..engine import LocalExecutor, resolve
 from ..exceptions import OversizedModelWarning, ParameterError
-from ..mixture import DiagGMM, log_softmax, stacked_log_likelihood
+from ..mixture import DiagGMM, log_softmax
 from ..mixture.checks import check_enough_frames, check_params
+from ..mixture.estep import stacked_log_likelihood
 from ..mixture.fit import fit_mixtures
 from ..mixture.sources import ArraySource, check_frames
 from ..progress import Progress, reporter
 
 __all__ = [
-    "GMMClassifier",
-    "MIN_FRAMES_PER_COMPONENT",
-    "N_COMPONENTS",
-    "oversized_reason",
-]
+    "GMMClassifier", "MIN_FRAMES_PER_COMPONENT", "N_COMPONENTS", "check_clips", "oversized_reason",
+    "pool_clips",
+]  # fmt: skip
 
 logger = logging.getLogger(__name__)
 
@@ -44,21 +43,13 @@ MIN_FRAMES_PER_COMPONENT = 10
 
 
 def oversized_reason(
-    report: Mapping[str, Any],
-    n_components: int,
-    *,
+    report: Mapping[str, Any], n_components: int, *,
     advice: str = "lower -k / n_components, or let --components auto choose",
-) -> str | None:
-    """Why a class's mixture has too many components for its data, or None.
+) -> str | None:  # fmt: skip
+    """Why a class's mixture of ``n_components`` is too large for its data, or None.
 
-    Parameters
-    ----------
-    report : mapping
-        One class's entry of ``fit_report_`` (``n_frames``, ``n_reseeded``).
-    n_components : int
-        Components of that class's mixture.
-    advice : str
-        What to do about it (a UBM's differs from a class's).
+    ``report``: the class's ``fit_report_`` entry (``n_frames``, ``n_reseeded``);
+    ``advice``: what to do about it (a UBM's differs from a class's).
     """
     n, reseeded = int(report["n_frames"]), int(report.get("n_reseeded", 0))
     per = n / max(1, n_components)
@@ -68,6 +59,35 @@ def oversized_reason(
             f"{reseeded} re-seeds): the model is over-sized for this data; {advice}"
         )
     return None
+
+
+def check_clips(
+    clips: Sequence[np.ndarray], labels: Sequence[str], n_dims: int | None = None
+) -> tuple[list[np.ndarray], list[str]]:
+    """Training clips checked (one width, finite; ParameterError naming the clip), labels as str."""
+    if len(clips) != len(labels):
+        raise ParameterError(f"{len(clips)} clips but {len(labels)} labels")
+    if not clips:
+        raise ParameterError("no training clips")
+    labels, checked = [str(y) for y in labels], []
+    for i, (X, y) in enumerate(zip(clips, labels)):
+        X = check_frames(X, n_dims=n_dims, name=f"clip {i} (label {y!r})", min_frames=0)
+        checked.append(X)
+        n_dims = X.shape[1]
+    return checked, labels
+
+
+def pool_clips(clips: Sequence[np.ndarray], n_dims: int) -> tuple[np.ndarray, np.ndarray]:
+    """Clips to score, checked and concatenated (float32 when all are), and their lengths."""
+    checked = [
+        check_frames(X, n_dims=n_dims, name=f"clip {i}", min_frames=1) for i, X in enumerate(clips)
+    ]
+    dtype = np.float32 if all(X.dtype == np.float32 for X in checked) else np.float64
+    lengths = np.array([X.shape[0] for X in checked], dtype=np.int64)
+    if not checked:
+        return np.zeros((0, n_dims), dtype=dtype), lengths
+    return np.concatenate([X.astype(dtype, copy=False) for X in checked], axis=0), lengths
+
 
 class GMMClassifier:
     """Per-class diagonal GMMs with maximum-total-log-likelihood decisions.
@@ -135,29 +155,19 @@ class GMMClassifier:
     # -- training ----------------------------------------------------------------------------
 
     def fit(
-        self,
-        clips: Sequence[np.ndarray],
-        labels: Sequence[str],
-        *,
-        progress: Progress = None,
+        self, clips: Sequence[np.ndarray], labels: Sequence[str], *, progress: Progress = None,
         executor: LocalExecutor | None = None,
-    ) -> GMMClassifier:
-        """Train one DiagGMM per label on the pooled frames of its clips.
+    ) -> GMMClassifier:  # fmt: skip
+        """Train one DiagGMM per label on the pooled frames of its clips; self.
 
         Parameters
         ----------
         clips : sequence of ndarray, each of shape (n_frames_i, n_dims)
-            Feature frames of each training clip.
         labels : sequence of str, length n_clips
-            Class of each clip.
         progress : callable, optional
             ``progress(n_done, n_total, label)`` after each class.
         executor : LocalExecutor, optional
-            Trains classes concurrently (default: ``n_jobs`` threads for this call).
-
-        Returns
-        -------
-        self
+            Runs the E-steps (default: ``n_jobs`` threads for this call).
 
         Raises
         ------
@@ -165,17 +175,10 @@ class GMMClassifier:
             Mismatched lengths, inconsistent dimensions, non-finite frames, bad
             mixture parameters, or a class with fewer frames than ``n_components``.
         """
-        if len(clips) != len(labels):
-            raise ParameterError(f"{len(clips)} clips but {len(labels)} labels")
-        if not clips:
-            raise ParameterError("no training clips")
         check_params(self._class_model(None))
-        labels = [str(y) for y in labels]
-        D = None
+        clips, labels = check_clips(clips, labels)
         per_label: dict[str, list[np.ndarray]] = {}
-        for i, (X, y) in enumerate(zip(clips, labels)):
-            X = check_frames(X, n_dims=D, name=f"clip {i} (label {y!r})", min_frames=0)
-            D = X.shape[1]
+        for X, y in zip(clips, labels):
             per_label.setdefault(y, []).append(X)
         self.labels_ = sorted(per_label)
         if len(self.labels_) < 2:
@@ -202,23 +205,11 @@ class GMMClassifier:
                 )  # fmt: skip
                 tick()
         self.set_models(dict(zip(self.labels_, models)))
+        keep = ("n_iter", "converged", "final_mean_loglik", "n_reseeded", "compute_dtype",
+                "notes", "history")  # fmt: skip
         self.fit_report_ = {
-            y: {
-                "n_clips": len(per_label[y]),
-                "n_frames": int(data[y].shape[0]),
-                **{
-                    k: m.fit_report_[k]
-                    for k in (
-                        "n_iter",
-                        "converged",
-                        "final_mean_loglik",
-                        "n_reseeded",
-                        "compute_dtype",
-                        "notes",
-                        "history",
-                    )
-                },
-            }
+            y: {"n_clips": len(per_label[y]), "n_frames": int(data[y].shape[0]),
+                **{k: m.fit_report_[k] for k in keep}}  # fmt: skip
             for y, m in self.models_.items()
         }
         for y, r in self.fit_report_.items():
@@ -228,17 +219,7 @@ class GMMClassifier:
         return self
 
     def set_models(self, models: Mapping[str, DiagGMM]) -> GMMClassifier:
-        """Adopt fitted per-class mixtures (sorted by label) and stack them for scoring.
-
-        Parameters
-        ----------
-        models : mapping of str to DiagGMM
-            A fitted mixture per label, all with the same K and D.
-
-        Returns
-        -------
-        self
-        """
+        """Adopt fitted mixtures, one per label, of one K and D (stacked for scoring); self."""
         self.labels_ = sorted(models)
         self.models_ = {y: models[y] for y in self.labels_}
         ms = [self.models_[y] for y in self.labels_]
@@ -263,34 +244,19 @@ class GMMClassifier:
     def score_matrix(
         self, clips: Sequence[np.ndarray], *, executor: LocalExecutor | None = None
     ) -> np.ndarray:
-        """Total log-likelihood of every clip under every class, in one batched pass.
+        """``sum_t log p(x_t | class)`` (n_clips, n_labels), nats, in one batched pass.
 
-        Parameters
-        ----------
-        clips : sequence of ndarray, each of shape (n_frames_i, n_dims), n_frames_i >= 1
-        executor : LocalExecutor, optional
-            Runs the chunks (default: ``n_jobs`` threads for this call).
-
-        Returns
-        -------
-        ndarray of shape (n_clips, n_labels), float64
-            ``sum_t log p(x_t | class)`` in nats, columns in the order of ``labels_``.
+        ``clips``: each (n_frames_i >= 1, n_dims); ``executor`` runs the chunks (default:
+        ``n_jobs`` threads for this call). Columns in the order of ``labels_``.
         """
-        self._check_fitted()
-        checked = [
-            check_frames(X, n_dims=self.n_dims, name=f"clip {i}", min_frames=1)
-            for i, X in enumerate(clips)
-        ]
-        if not checked:
+        allX, lengths = pool_clips(clips, self.n_dims)
+        if not len(lengths):
             return np.zeros((0, len(self.labels_)))
-        dtype = np.float32 if all(X.dtype == np.float32 for X in checked) else np.float64
-        allX = np.concatenate([X.astype(dtype, copy=False) for X in checked], axis=0)
         with resolve(executor, self.n_jobs) as ex:
             frame_ll = stacked_log_likelihood(
                 allX, self.weights_, self.means_, self.variances_, executor=ex
             )
-        starts = np.cumsum([0] + [X.shape[0] for X in checked[:-1]])
-        return np.add.reduceat(frame_ll, starts, axis=0)
+        return np.add.reduceat(frame_ll, np.cumsum(lengths) - lengths, axis=0)
 
     def _log_priors(self) -> np.ndarray:
         if not self.priors:
@@ -304,25 +270,11 @@ class GMMClassifier:
         return np.log(p / p.sum())
 
     def log_proba_from_scores(self, scores: np.ndarray) -> np.ndarray:
-        """Class log posteriors from a :meth:`score_matrix` result (softmax with log priors).
-
-        Parameters
-        ----------
-        scores : ndarray of shape (n_clips, n_labels)
-
-        Returns
-        -------
-        ndarray of shape (n_clips, n_labels); each row's exponentials sum to 1.
-        """
+        """Class log posteriors (n_clips, n_labels) from :meth:`score_matrix` and the priors."""
         return log_softmax(np.asarray(scores, dtype=np.float64) + self._log_priors())
 
     def predict_log_proba(self, clips: Sequence[np.ndarray]) -> np.ndarray:
-        """Log posterior of each class: softmax of total log-likelihoods plus log priors.
-
-        Returns
-        -------
-        ndarray of shape (n_clips, n_labels)
-        """
+        """Log posterior of each class, (n_clips, n_labels)."""
         return self.log_proba_from_scores(self.score_matrix(clips))
 
     def predict_proba(self, clips: Sequence[np.ndarray]) -> np.ndarray:
@@ -330,12 +282,7 @@ class GMMClassifier:
         return np.exp(self.predict_log_proba(clips))
 
     def predict(self, clips: Sequence[np.ndarray]) -> np.ndarray:
-        """Most likely class of each clip (max total log-likelihood + log prior).
-
-        Returns
-        -------
-        ndarray of shape (n_clips,), dtype object (str labels)
-        """
+        """Most likely class (max total log-likelihood + log prior), (n_clips,), object."""
         S = self.score_matrix(clips) + self._log_priors()
         if not len(S):
             return np.array([], dtype=object)

@@ -1,15 +1,11 @@
 """GMM-UBM: one universal background model, each class MAP-adapted from it, LLR scores.
 
-The UBM is a :class:`~audiogmm.mixture.DiagGMM` trained on the pooled frames of
-every class (optionally every ``subsample``-th frame, or out of core through
-:meth:`DiagGMM.fit_iter`). Each class model is the UBM moved towards the class's
-frames by :class:`~audiogmm.mixture.map.MAPMaximiser` on the one EM loop
-(:func:`audiogmm.mixture.em.run`). A clip's score for a class is the
-log-likelihood ratio ``sum_t log p(x_t | class) - log p(x_t | UBM)`` (nats); its
-per-frame mean is the verification score. Top-C scoring
-(:mod:`audiogmm.mixture.gselect`) evaluates only the UBM's C best components per
-frame. Open-set rejection compares the best class's per-frame LLR with a
-threshold calibrated on held-out training clips for a target false-accept rate.
+The UBM is a :class:`~audiogmm.mixture.DiagGMM` on the pooled frames of every class
+(every ``subsample``-th frame), or given (:func:`train_ubm`, out of core). Each class
+is the UBM moved towards its frames by :class:`~audiogmm.mixture.map.MAPMaximiser`.
+A clip's score for a class is the log-likelihood ratio ``sum_t log p(x_t | class) -
+log p(x_t | UBM)`` (nats); its per-frame mean is the verification score. Open-set
+rejection compares the best class's per-frame LLR with a calibrated threshold.
 """
 
 from __future__ import annotations
@@ -24,14 +20,15 @@ import numpy as np
 
 from ..engine import LocalExecutor, resolve
 from ..exceptions import ConvergenceWarning, ParameterError
-from ..mixture import DiagGMM, Params, stacked_log_likelihood
-from ..mixture.checks import check_params, is_int
+from ..mixture import DiagGMM, Params
+from ..mixture.checks import check_params, is_int, is_real, need
+from ..mixture.estep import stacked_log_likelihood
 from ..mixture.fit import fit_mixtures
 from ..mixture.gselect import select_scores
 from ..mixture.map import MAPMaximiser, check_adapt
-from ..mixture.sources import ArraySource, check_frames
+from ..mixture.sources import ArraySource
 from ..progress import Progress, reporter
-from .classifier import GMMClassifier
+from .classifier import GMMClassifier, check_clips, pool_clips
 
 __all__ = ["UBMClassifier", "UNKNOWN", "UBM_COMPONENTS", "UBM_DEFAULTS"]
 
@@ -49,10 +46,6 @@ UNKNOWN = "unknown"
 
 #: Subsampling is skipped when it would leave fewer frames than this per UBM component.
 _MIN_FRAMES_PER_COMPONENT = 20
-
-def _real(v: Any) -> bool:
-    return isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, bool)
-
 
 class UBMClassifier(GMMClassifier):
     """Classes as MAP adaptations of one universal background model; LLR scores.
@@ -130,15 +123,9 @@ class UBMClassifier(GMMClassifier):
         super().__init__(
             n_components, priors=priors, n_jobs=n_jobs, random_state=random_state, **gmm_params
         )
-        self.relevance = relevance
-        self.relevance_weights = relevance_weights
-        self.relevance_variances = relevance_variances
-        self.adapt = adapt
-        self.map_iter = map_iter
-        self.subsample = subsample
-        self.top_c = top_c
-        self.reject_far = reject_far
-        self.calibration_fraction = calibration_fraction
+        own = locals()
+        for k in self._OWN:
+            setattr(self, k, own[k])
 
     _OWN = (
         "relevance", "relevance_weights", "relevance_variances", "adapt", "map_iter",
@@ -152,37 +139,17 @@ class UBMClassifier(GMMClassifier):
 
     def _check_own(self) -> None:
         """Validate the MAP / scoring parameters (ParameterError naming the culprit)."""
-
-        def need(cond: bool, name: str, what: str) -> None:
-            if not cond:
-                raise ParameterError(f"{name} must be {what}; got {getattr(self, name)!r}")
-
-        def rel(name: str, optional: bool) -> None:
+        for name in ("relevance", "relevance_weights", "relevance_variances"):
             v = getattr(self, name)
-            ok = (optional and v is None) or (_real(v) and (math.isfinite(v) or v == math.inf))
-            need(ok and (v is None or v >= 0), name, "a number >= 0" + (" or None" * optional))
-
-        rel("relevance", False)
-        rel("relevance_weights", True)
-        rel("relevance_variances", True)
+            ok = (v is None and name != "relevance") or (is_real(v, finite=False) and v >= 0)
+            need(self, ok, name, "a number >= 0" + (" or None" if name != "relevance" else ""))
         check_adapt(self.adapt)
-        need(is_int(self.map_iter) and self.map_iter > 0, "map_iter", "an int > 0")
-        need(is_int(self.subsample) and self.subsample > 0, "subsample", "an int > 0")
-        need(
-            self.top_c is None or (is_int(self.top_c) and self.top_c > 0),
-            "top_c",
-            "None or an int > 0",
-        )
-        need(
-            self.reject_far is None or (_real(self.reject_far) and 0 < self.reject_far < 1),
-            "reject_far",
-            "None or in (0, 1)",
-        )
-        need(
-            _real(self.calibration_fraction) and 0 < self.calibration_fraction < 1,
-            "calibration_fraction",
-            "in (0, 1)",
-        )
+        for name in ("map_iter", "subsample"):
+            need(self, is_int(getattr(self, name)) and getattr(self, name) > 0, name, "an int > 0")
+        top_c, far, frac = self.top_c, self.reject_far, self.calibration_fraction
+        need(self, top_c is None or (is_int(top_c) and top_c > 0), "top_c", "None or an int > 0")
+        need(self, far is None or (is_real(far) and 0 < far < 1), "reject_far", "None or in (0, 1)")
+        need(self, is_real(frac) and 0 < frac < 1, "calibration_fraction", "in (0, 1)")
 
     def _ubm_model(self) -> DiagGMM:
         return DiagGMM(
@@ -203,50 +170,17 @@ class UBMClassifier(GMMClassifier):
     # -- training ----------------------------------------------------------------------------
 
     def fit(
-        self,
-        clips: Sequence[np.ndarray],
-        labels: Sequence[str],
-        *,
-        ubm: DiagGMM | None = None,
-        progress: Progress = None,
-        executor: LocalExecutor | None = None,
-    ) -> UBMClassifier:
+        self, clips: Sequence[np.ndarray], labels: Sequence[str], *, ubm: DiagGMM | None = None,
+        progress: Progress = None, executor: LocalExecutor | None = None,
+    ) -> UBMClassifier:  # fmt: skip
         """Train the UBM on pooled frames (unless given), then MAP-adapt one model per label.
 
-        Parameters
-        ----------
-        clips : sequence of ndarray, each of shape (n_frames_i, n_dims)
-        labels : sequence of str, length n_clips
-        ubm : DiagGMM, optional
-            A fitted UBM to adapt from, e.g. trained out of core with
-            ``DiagGMM.fit_iter`` on more frames than fit in memory
-            (see :func:`train_ubm`). Its K replaces ``n_components``.
-        progress : callable, optional
-            ``progress(n_done, n_total, label)`` after each class.
-        executor : LocalExecutor, optional
-
-        Returns
-        -------
-        self
-
-        Raises
-        ------
-        ParameterError
-            Bad parameters or clips, or fewer pooled frames than components.
+        As :meth:`GMMClassifier.fit`; ``ubm``: a fitted UBM to adapt from (e.g. from
+        :func:`train_ubm`), whose K replaces ``n_components``.
         """
-        if len(clips) != len(labels):
-            raise ParameterError(f"{len(clips)} clips but {len(labels)} labels")
-        if not clips:
-            raise ParameterError("no training clips")
         self._check_own()
         check_params(self._ubm_model())
-        labels = [str(y) for y in labels]
-        D = ubm.n_dims if ubm is not None else None
-        checked = []
-        for i, (X, y) in enumerate(zip(clips, labels)):
-            X = check_frames(X, n_dims=D, name=f"clip {i} (label {y!r})", min_frames=0)
-            D = X.shape[1]
-            checked.append(X)
+        checked, labels = check_clips(clips, labels, None if ubm is None else ubm.n_dims)
         self.labels_ = sorted(set(labels))
         with resolve(executor, self.n_jobs) as ex:
             if ubm is None:
@@ -271,12 +205,9 @@ class UBMClassifier(GMMClassifier):
         return self
 
     def _adapt_all(
-        self,
-        clips: list[np.ndarray],
-        labels: list[str],
-        ex: LocalExecutor,
+        self, clips: list[np.ndarray], labels: list[str], ex: LocalExecutor,
         progress: Progress = None,
-    ) -> None:
+    ) -> None:  # fmt: skip
         """MAP-adapt one model per label in ``self.labels_`` from its clips (stacked after)."""
         data = {
             y: np.concatenate([X for X, lab in zip(clips, labels) if lab == y], axis=0)
@@ -314,12 +245,10 @@ class UBMClassifier(GMMClassifier):
     def _calibrate(self, clips: list[np.ndarray], labels: list[str], ex: LocalExecutor) -> float:
         """Threshold on the per-frame LLR for false-accept rate ``reject_far``.
 
-        Unknown speakers are simulated by *held-out classes*: a
-        ``calibration_fraction`` of the labels (at least one) is left out of a
-        calibration model (its own UBM and adaptations), whose best score on the
-        left-out clips is what an unknown clip scores. A held-out clip of a known
-        class would be the wrong stand-in: the UBM has seen its speaker, which
-        lowers its scores (measured: unknowns then pass a threshold set so).
+        Unknowns are simulated by *held-out classes* (``calibration_fraction`` of the
+        labels, at least one), left out of a calibration model (its own UBM and
+        adaptations). Held-out clips of known classes would be the wrong stand-in: the
+        UBM has seen their speakers, which lowers their scores (measured).
         """
         if len(self.labels_) < 2:
             raise ParameterError("reject_far needs at least 2 classes to calibrate on")
@@ -352,16 +281,10 @@ class UBMClassifier(GMMClassifier):
     # -- scoring -----------------------------------------------------------------------------
 
     def _frame_llr(self, clips: Sequence[np.ndarray], executor: LocalExecutor | None):
-        self._check_fitted()
-        checked = [
-            check_frames(X, n_dims=self.n_dims, name=f"clip {i}", min_frames=1)
-            for i, X in enumerate(clips)
-        ]
+        allX, lengths = pool_clips(clips, self.n_dims)
         M = len(self.labels_)
-        if not checked:
-            return np.zeros((0, M)), np.zeros(0, dtype=np.int64)
-        dtype = np.float32 if all(X.dtype == np.float32 for X in checked) else np.float64
-        allX = np.concatenate([X.astype(dtype, copy=False) for X in checked], axis=0)
+        if not len(lengths):
+            return np.zeros((0, M)), lengths
         ubm = self.ubm_.params_
         with resolve(executor, self.n_jobs) as ex:
             if self.top_c is not None and self.top_c < self.n_components:
@@ -378,44 +301,26 @@ class UBMClassifier(GMMClassifier):
                     executor=ex,
                 )
                 models, base = ll[:, :M], ll[:, M]
-        lengths = np.array([X.shape[0] for X in checked])
-        starts = np.concatenate([[0], np.cumsum(lengths)[:-1]])
-        return np.add.reduceat(models - base[:, None], starts, axis=0), lengths
+        return np.add.reduceat(models - base[:, None], np.cumsum(lengths) - lengths, axis=0), lengths
 
     def score_matrix(
         self, clips: Sequence[np.ndarray], *, executor: LocalExecutor | None = None
     ) -> np.ndarray:
-        """Total log-likelihood ratio of every clip for every class against the UBM.
+        """``sum_t [log p(x_t | class) - log p(x_t | UBM)]``, (n_clips, n_labels), nats.
 
-        Returns
-        -------
-        ndarray of shape (n_clips, n_labels), float64
-            ``sum_t [log p(x_t | class) - log p(x_t | UBM)]`` in nats (the UBM
-            term is common to a row, so argmax and posteriors equal those of the
-            class log-likelihoods).
+        The UBM term is common to a row: argmax and posteriors are the class likelihoods'.
         """
         return self._frame_llr(clips, executor)[0]
 
     def score_samples(
         self, clips: Sequence[np.ndarray], *, executor: LocalExecutor | None = None
     ) -> np.ndarray:
-        """Mean per-frame LLR of every clip for every class (the verification score).
-
-        Returns
-        -------
-        ndarray of shape (n_clips, n_labels), float64, nats per frame.
-        """
+        """Mean per-frame LLR (n_clips, n_labels), nats per frame: the verification score."""
         total, lengths = self._frame_llr(clips, executor)
         return total / np.maximum(lengths, 1)[:, None]
 
     def resolve_threshold(self, reject: str | float | None) -> float | None:
-        """The per-frame LLR threshold that ``reject`` means (None: no rejection).
-
-        Raises
-        ------
-        ParameterError
-            ``"auto"`` on a model without a calibrated threshold, or a bad value.
-        """
+        """The per-frame LLR threshold that ``reject`` (None, "auto" or a number) means."""
         if reject is None:
             return None
         if isinstance(reject, str) and reject == "auto":
@@ -425,24 +330,17 @@ class UBMClassifier(GMMClassifier):
                     "(`audiogmm train --backend map --reject-far 0.05`), or give a number"
                 )
             return float(self.threshold_)
-        if _real(reject) and math.isfinite(reject):
+        if is_real(reject):
             return float(reject)
         raise ParameterError(f"reject must be None, 'auto' or a finite number; got {reject!r}")
 
     def predict(
         self, clips: Sequence[np.ndarray], *, reject: str | float | None = None
     ) -> np.ndarray:
-        """Most likely class of each clip; :data:`UNKNOWN` below the rejection threshold.
+        """Most likely class of each clip (n_clips,), object; :data:`UNKNOWN` when rejected.
 
-        Parameters
-        ----------
-        reject : None, "auto" or float
-            Reject when the best class's per-frame LLR (plus nothing else) is below
-            this threshold; ``"auto"`` uses the calibrated :attr:`threshold_`.
-
-        Returns
-        -------
-        ndarray of shape (n_clips,), dtype object
+        ``reject`` (None, "auto" for the calibrated :attr:`threshold_`, or a number):
+        reject when the best class's per-frame LLR is below it.
         """
         thr = self.resolve_threshold(reject)
         total, lengths = self._frame_llr(clips, None)
@@ -455,37 +353,19 @@ class UBMClassifier(GMMClassifier):
             out[per_frame < thr] = UNKNOWN
         return out
 
-    # -- persistence -------------------------------------------------------------------------
 
 
 def train_ubm(
-    chunks,
-    n_components: int = UBM_COMPONENTS,
-    *,
-    subsample: int = 1,
-    executor: LocalExecutor | None = None,
-    checkpoint: Any = None,
-    **gmm_params: Any,
-) -> DiagGMM:
-    """Train a UBM out of core: frames streamed in chunks, never all in memory.
+    chunks, n_components: int = UBM_COMPONENTS, *, subsample: int = 1,
+    executor: LocalExecutor | None = None, checkpoint: Any = None, **gmm_params: Any,
+) -> DiagGMM:  # fmt: skip
+    """Train a UBM out of core, for ``UBMClassifier.fit(..., ubm=...)``.
 
-    Parameters
-    ----------
-    chunks : callable returning an iterable of arrays, a re-iterable, or a ShardStore
-        Every pass calls it afresh (e.g. a generator function over memory-mapped
-        ``.npy`` feature files), as :meth:`DiagGMM.fit_iter` requires. A shard store
-        (:func:`audiogmm.data.shards.open_store`) is read in canonical blocks through
-        the executor (which may be a ``DaskExecutor``); ``subsample`` is its stride.
-    n_components : int > 0
-    subsample : int > 0
-        Keep every ``subsample``-th frame of each chunk.
-    **gmm_params
-        Other :class:`DiagGMM` parameters (``init="split"``, ``max_iter``, ...).
-
-    Returns
-    -------
-    DiagGMM
-        Pass it to ``UBMClassifier.fit(..., ubm=...)``.
+    ``chunks``: as for :meth:`DiagGMM.fit_iter` (every ``subsample``-th frame of each
+    chunk kept), or a shard store (:func:`audiogmm.data.shards.open_store`), read in
+    canonical blocks through the executor (e.g. a ``DaskExecutor``) with ``subsample``
+    as its stride and an optional ``checkpoint``. ``gmm_params``: other DiagGMM
+    parameters.
     """
     if not (is_int(subsample) and subsample > 0):
         raise ParameterError(f"subsample must be an int > 0; got {subsample!r}")

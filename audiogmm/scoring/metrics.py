@@ -29,31 +29,13 @@ def accuracy(y_true: Sequence[str], y_pred: Sequence[str]) -> float:
 
 
 def wilson_interval(k: int, n: int, *, z: float = Z95) -> tuple[float, float]:
-    """Wilson score interval for a binomial proportion ``k / n``.
+    """Wilson score interval for a binomial proportion ``k / n`` (``0 <= k <= n``).
 
-    Unlike the normal ("Wald") interval it stays inside [0, 1] and keeps close
-    to its nominal coverage for small *n* and for proportions near 0 or 1, the
-    usual case for an accuracy on a few hundred clips.
-
-    Parameters
-    ----------
-    k : int >= 0
-        Successes (correct clips).
-    n : int >= k
-        Trials (scored clips).
-    z : float > 0
-        Standard-normal quantile; the default gives a two-sided 95% interval.
-
-    Returns
-    -------
-    low, high : float
-        ``(p̂ + z²/2n ∓ z·sqrt(p̂(1-p̂)/n + z²/4n²)) / (1 + z²/n)`` with
-        ``p̂ = k/n``; ``(nan, nan)`` when ``n == 0``.
-
-    Raises
-    ------
-    ParameterError
-        ``k`` or ``n`` negative, ``k > n``, or ``z <= 0``.
+    Unlike the normal ("Wald") interval it stays inside [0, 1] and keeps close to its
+    nominal coverage for small *n* and proportions near 0 or 1. ``z`` is the
+    standard-normal quantile (default: two-sided 95%). Returns ``(low, high)``:
+    ``(p̂ + z²/2n ∓ z·sqrt(p̂(1-p̂)/n + z²/4n²)) / (1 + z²/n)`` with ``p̂ = k/n``;
+    ``(nan, nan)`` when ``n == 0``.
     """
     if n < 0 or k < 0 or k > n or not z > 0:
         raise ParameterError(f"need 0 <= k <= n and z > 0, got k={k}, n={n}, z={z}")
@@ -72,14 +54,8 @@ def wilson_interval(k: int, n: int, *, z: float = Z95) -> tuple[float, float]:
 def confusion_matrix(
     y_true: Sequence[str], y_pred: Sequence[str], *, labels: Sequence[str] | None = None
 ) -> tuple[list[str], np.ndarray]:
-    """Counts ``C[i, j]`` of clips of true class ``labels[i]`` predicted as ``labels[j]``.
-
-    Returns
-    -------
-    labels : list of str
-        Row/column order (sorted union of true and predicted labels by default).
-    matrix : ndarray of shape (n_labels, n_labels), int64
-    """
+    """``labels`` (default: the sorted union of true and predicted) and the int64 counts
+    ``C[i, j]`` (n_labels, n_labels) of clips of true class ``labels[i]`` predicted ``labels[j]``."""
     t, p = _check(y_true, y_pred)
     labels = sorted(set(t) | set(p)) if labels is None else [str(y) for y in labels]
     index = {y: i for i, y in enumerate(labels)}
@@ -99,21 +75,15 @@ def per_class(labels: Sequence[str], C: np.ndarray) -> dict[str, dict[str, float
         prec = tp / predicted if predicted else 0.0
         rec = tp / support if support else 0.0
         f1 = 2 * prec * rec / (prec + rec) if prec + rec else 0.0
-        out[y] = {
-            "precision": float(prec),
-            "recall": float(rec),
-            "f1": float(f1),
-            "support": int(support),
-        }
+        out[y] = {"precision": float(prec), "recall": float(rec), "f1": float(f1),
+                  "support": int(support)}  # fmt: skip
     return out
 
 
 def macro_f1(labels: Sequence[str], C: np.ndarray) -> float:
     """Unweighted mean F1 over the classes that occur as a true or a predicted label.
 
-    Classes with neither true nor predicted clips (a model label absent from the
-    test set and never predicted) are left out, as scikit-learn's
-    ``f1_score(average="macro")`` does with its default labels; a class that is
+    As scikit-learn's ``f1_score(average="macro")`` with its default labels: a class
     predicted but never true counts with F1 = 0. ``nan`` when there are no clips.
     """
     C = np.asarray(C)
@@ -125,17 +95,10 @@ def macro_f1(labels: Sequence[str], C: np.ndarray) -> float:
 def summary(
     y_true: Sequence[str], y_pred: Sequence[str], *, labels: Sequence[str] | None = None
 ) -> dict[str, Any]:
-    """All metrics as one JSON-ready dict.
-
-    Returns
-    -------
-    dict
-        ``accuracy`` (fraction correct), ``accuracy_ci95`` (``[low, high]``, the
-        95% Wilson interval), ``n_correct``, ``n``, ``balanced_accuracy`` (mean
-        recall over the classes with test clips), ``macro_f1`` (see
-        :func:`macro_f1`), ``per_class`` (``{label: {precision, recall, f1,
-        support}}``) and ``confusion`` (``{labels, matrix}``, rows true).
-    """
+    """All metrics as one JSON-ready dict: ``accuracy``, ``accuracy_ci95`` (the 95% Wilson
+    interval), ``n_correct``, ``n``, ``balanced_accuracy`` (mean recall over the classes
+    with test clips), ``macro_f1``, ``per_class`` (``{label: {precision, recall, f1,
+    support}}``) and ``confusion`` (``{labels, matrix}``, rows true)."""
     labels, C = confusion_matrix(y_true, y_pred, labels=labels)
     pc = per_class(labels, C)
     recalls = [v["recall"] for v in pc.values() if v["support"]]

@@ -17,18 +17,9 @@ import numpy as np
 from ..exceptions import ParameterError
 
 __all__ = [
-    "DCF_TARGETS",
-    "check_dcf_costs",
-    "det_curve",
-    "eer",
-    "min_dcf",
-    "open_set_rates",
-    "operating_points",
-    "snorm",
-    "split_trials",
-    "tnorm",
-    "znorm",
-]
+    "DCF_TARGETS", "check_dcf_costs", "det_curve", "eer", "min_dcf", "open_set_rates",
+    "operating_points", "snorm", "split_trials", "tnorm", "znorm",
+]  # fmt: skip
 
 #: The target priors minDCF is reported at (NIST SRE / VoxSRC habit), C_miss = C_fa = 1.
 DCF_TARGETS = (0.01, 0.05)
@@ -57,19 +48,9 @@ def operating_points(
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Miss and false-alarm rates at every distinct score, then at ``+inf``.
 
-    Parameters
-    ----------
-    y_true : sequence of {0, 1}, length n_trials
-        1 for a target trial (the claim is true), 0 for a non-target trial.
-    scores : sequence of float, length n_trials
-        Higher means "more likely target" (e.g. an LLR).
-
-    Returns
-    -------
-    p_miss, p_fa : ndarray of shape (n_points,)
-        ``p_miss`` rises from 0 to 1, ``p_fa`` falls from 1 to 0.
-    thresholds : ndarray of shape (n_points,)
-        Ascending; the last is ``+inf``.
+    ``y_true`` (n_trials,): 1 for a target trial, 0 for a non-target; ``scores``
+    (n_trials,): higher means "more likely target" (e.g. an LLR). Returns ``p_miss``
+    (rising from 0 to 1), ``p_fa`` (falling from 1 to 0) and the ascending thresholds.
     """
     tar, non = split_trials(y_true, scores)
     thr = np.append(np.unique(np.concatenate([tar, non])), np.inf)
@@ -81,31 +62,15 @@ def operating_points(
 def det_curve(
     y_true: Sequence[int], scores: Sequence[float]
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """False-positive and false-negative rates per threshold (as ``sklearn.metrics.det_curve``).
-
-    Returns
-    -------
-    fpr, fnr : ndarray of shape (n_thresholds,)
-    thresholds : ndarray of shape (n_thresholds,)
-        Every distinct score, ascending (no ``+inf`` point).
-    """
+    """``fpr``, ``fnr`` and thresholds (every distinct score, ascending), as
+    ``sklearn.metrics.det_curve``."""
     p_miss, p_fa, thr = operating_points(y_true, scores)
     return p_fa[:-1], p_miss[:-1], thr[:-1]
 
 
 def eer(y_true: Sequence[int], scores: Sequence[float]) -> tuple[float, float]:
-    """Equal error rate: where the DET polyline crosses ``P_miss = P_fa``.
-
-    The operating points are joined by straight segments (in linear rate space);
-    the EER is the rate at the intersection of that polyline with the diagonal.
-
-    Returns
-    -------
-    eer : float in [0, 1]
-    threshold : float
-        The distinct score at the end of the crossing segment (accept ``>=``),
-        where ``P_miss`` first reaches or passes ``P_fa``.
-    """
+    """Equal error rate (where the polyline of operating points crosses ``P_miss = P_fa``,
+    in linear rate space) and the threshold where ``P_miss`` first reaches ``P_fa``."""
     p_miss, p_fa, thr = operating_points(y_true, scores)
     d = p_miss - p_fa  # rises from -1 to +1
     i = int(np.argmax(d >= 0))
@@ -128,31 +93,14 @@ def check_dcf_costs(p_target: float, c_miss: float, c_fa: float) -> None:
 
 
 def min_dcf(
-    y_true: Sequence[int],
-    scores: Sequence[float],
-    *,
-    p_target: float,
-    c_miss: float = 1.0,
+    y_true: Sequence[int], scores: Sequence[float], *, p_target: float, c_miss: float = 1.0,
     c_fa: float = 1.0,
-) -> tuple[float, float]:
-    """Minimum normalised detection cost over all thresholds (NIST SRE).
+) -> tuple[float, float]:  # fmt: skip
+    """Minimum normalised detection cost over all thresholds (NIST SRE), and its threshold.
 
-    ``DCF(t) = c_miss p_target P_miss(t) + c_fa (1 - p_target) P_fa(t)``, divided
-    by ``min(c_miss p_target, c_fa (1 - p_target))`` (the cost of the best
-    trivial system), minimised over the operating points.
-
-    Parameters
-    ----------
-    p_target : float in (0, 1)
-        Prior of a target trial.
-    c_miss, c_fa : float > 0
-        Costs of a miss and of a false alarm.
-
-    Returns
-    -------
-    min_dcf : float >= 0
-    threshold : float
-        Where the minimum is reached (the first such threshold; accept ``>=``).
+    ``DCF(t) = c_miss p_target P_miss(t) + c_fa (1 - p_target) P_fa(t)``, divided by
+    ``min(c_miss p_target, c_fa (1 - p_target))`` (the best trivial system's cost);
+    ``p_target`` in (0, 1) is the prior of a target trial, the costs are > 0.
     """
     check_dcf_costs(p_target, c_miss, c_fa)
     p_miss, p_fa, thr = operating_points(y_true, scores)
@@ -175,31 +123,14 @@ def _norm(scores: np.ndarray, cohort: np.ndarray, what: str) -> np.ndarray:
 
 
 def znorm(scores: Sequence[float], model_cohort: np.ndarray) -> np.ndarray:
-    """Zero normalisation: centre and scale each trial by its *model's* impostor scores.
-
-    Parameters
-    ----------
-    scores : sequence of float, length n_trials
-    model_cohort : ndarray of shape (n_trials, n_cohort)
-        The score of the trial's claimed model against each impostor cohort file.
-
-    Returns
-    -------
-    ndarray of shape (n_trials,)
-        ``(s - mean) / std`` over the cohort row.
-    """
+    """Zero normalisation: ``(s - mean) / std`` over the trial's row of ``model_cohort``
+    (n_trials, n_cohort), its claimed model's scores on impostor cohort files."""
     return _norm(np.asarray(scores), model_cohort, "znorm")
 
 
 def tnorm(scores: Sequence[float], test_cohort: np.ndarray) -> np.ndarray:
-    """Test normalisation: centre and scale by the *test file's* scores on impostor models.
-
-    Parameters
-    ----------
-    scores : sequence of float, length n_trials
-    test_cohort : ndarray of shape (n_trials, n_cohort)
-        The trial's test file scored against each cohort (impostor) model.
-    """
+    """Test normalisation: as :func:`znorm` over ``test_cohort`` (n_trials, n_cohort), the
+    trial's test file scored against each impostor model."""
     return _norm(np.asarray(scores), test_cohort, "tnorm")
 
 
@@ -211,26 +142,13 @@ def snorm(scores: Sequence[float], model_cohort: np.ndarray, test_cohort: np.nda
 def open_set_rates(
     y_true: Sequence[str], y_pred: Sequence[str], *, known: Sequence[str], unknown: str
 ) -> dict[str, Any]:
-    """Open-set identification error rates.
+    """Open-set identification error rates; true labels not in ``known`` are unknown
+    classes, a prediction of ``unknown`` is a rejection.
 
-    Parameters
-    ----------
-    y_true : sequence of str
-        True labels; those not in ``known`` are unknown classes.
-    y_pred : sequence of str
-        Predictions: a known label or ``unknown`` (rejected).
-    known : sequence of str
-        The model's classes.
-    unknown : str
-        The label a rejected clip gets.
-
-    Returns
-    -------
-    dict
-        ``false_accept`` (unknown-class clips given a known label, share of
-        ``n_unknown``), ``false_reject`` (known-class clips rejected, share of
-        ``n_known``), ``misidentified`` (known-class clips given another known
-        label, share of ``n_known``), the counts, and NaN rates for empty groups.
+    Returns ``false_accept`` (unknown-class clips given a known label, share of
+    ``n_unknown``), ``false_reject`` (known-class clips rejected, share of ``n_known``),
+    ``misidentified`` (known-class clips given another known label), the counts, and
+    NaN rates for empty groups.
     """
     if len(y_true) != len(y_pred):
         raise ParameterError(f"{len(y_true)} true labels but {len(y_pred)} predictions")
