@@ -19,7 +19,6 @@ import csv
 import hashlib
 import io
 import os
-from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Literal, Optional, Union
@@ -27,7 +26,7 @@ from typing import Literal, Optional, Union
 from ..audio import AUDIO_EXTENSIONS
 from ..exceptions import DatasetError, ParameterError
 from ..io.atomic import atomic_write
-from .tables import listing, read_csv_rows, read_kaldi_table
+from .tables import kaldi_labels, kaldi_path, kaldi_table, listing, read_csv_rows, refuse_pipe
 
 __all__ = [
     "SPLIT_NAMES",
@@ -231,65 +230,35 @@ def read_csv(
 def read_kaldi_dir(data_dir: PathLike) -> list[Record]:
     """Read a Kaldi data directory (``wav.scp`` + ``utt2spk``); the label is the speaker.
 
-    Parameters
-    ----------
-    data_dir : str or os.PathLike
-        Holds ``wav.scp`` (``<utt> <path>``) and ``utt2spk`` (``<utt> <spk>``).
-        Relative paths in ``wav.scp`` are tried against *data_dir*, then against
-        the current directory (Kaldi's convention: the recipe root).
-
-    Returns
-    -------
-    list of Record
-        Sorted by utterance id; ``split`` is ``None``.
+    Relative paths in ``wav.scp`` are tried against *data_dir*, then against the
+    current directory (Kaldi's convention: the recipe root). Records are sorted by
+    utterance id, with ``split`` None.
 
     Raises
     ------
     DatasetError
-        Missing ``utt2spk``, piped ``wav.scp`` entries (``... |``), archive
-        entries, a ``segments`` file, utterances without a speaker, duplicate
-        utterances or paths, or missing audio files.
+        A missing ``utt2spk``, piped or archive entries, a ``segments`` file
+        (:mod:`audiogmm.data.kaldi` reads those), utterances without a speaker,
+        duplicate utterances or paths, or missing audio files.
     """
     base = os.path.abspath(os.fspath(data_dir))
     scp = os.path.join(base, "wav.scp")
-    u2s = os.path.join(base, "utt2spk")
     if not os.path.isfile(scp):
         raise DatasetError(f"{base!r}: not a Kaldi data directory (no wav.scp)")
-    if not os.path.isfile(u2s):
-        raise DatasetError(f"{base!r}: wav.scp found but utt2spk is missing")
     if os.path.exists(os.path.join(base, "segments")):
         raise DatasetError(
             f"{base!r}: a 'segments' file is present, so its utterances are not files; "
             "`audiogmm train`, `evaluate` and `extract --format kaldi` honour segments, as "
             "does audiogmm.data.kaldi.read_segments"
         )
-    wav = read_kaldi_table(scp)
-    spk = dict(read_kaldi_table(u2s))
-    utts = [u for u, _ in wav]
-    dup_utts = sorted(u for u, c in Counter(utts).items() if c > 1)
-    if dup_utts:
-        raise DatasetError(f"{scp!r}: duplicate utterance id(s): {listing(dup_utts)}")
+    wav = sorted(kaldi_table(base, "wav.scp"))
+    spk = kaldi_labels(base, [u for u, _ in wav], required=True)
     records = []
-    for utt, value in sorted(wav):
-        if value.endswith("|"):
-            raise DatasetError(
-                f"{scp!r}: utterance {utt!r} is a command pipe ({value!r}); it would run a "
-                "shell command written in a data file, so piped entries are unsupported here. "
-                "If you trust this directory, `audiogmm extract DIR --format kaldi --allow-pipes "
-                "-o OUT` turns them into feats.scp"
-            )
+    for utt, value in wav:
+        refuse_pipe(scp, utt, value)
         if value.startswith("ark:") or ".ark:" in value:
             raise DatasetError(f"{scp!r}: utterance {utt!r} points into an archive; unsupported")
-        if utt not in spk:
-            raise DatasetError(f"{u2s!r}: no speaker for utterance {utt!r}")
-        if os.path.isabs(value):
-            full = value
-        else:
-            cand = os.path.join(base, value)
-            full = cand if os.path.exists(cand) else os.path.abspath(value)
-        records.append(Record(os.path.normpath(full), spk[utt]))
-    if not records:
-        raise DatasetError(f"{scp!r}: no utterances")
+        records.append(Record(os.path.normpath(kaldi_path(base, value)), spk[utt]))
     _check_unique_and_present(records, scp)
     return records
 

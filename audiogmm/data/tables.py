@@ -11,12 +11,24 @@ import codecs
 import csv
 import os
 import stat
+from collections import Counter
 from collections.abc import Iterator, Sequence
-from typing import Union
+from typing import Optional, Union
 
 from ..exceptions import DatasetError
 
-__all__ = ["MAX_LINE_BYTES", "listing", "read_csv_rows", "read_kaldi_table", "text_lines"]
+__all__ = [
+    "MAX_LINE_BYTES",
+    "is_pipe",
+    "kaldi_labels",
+    "kaldi_path",
+    "kaldi_table",
+    "listing",
+    "read_csv_rows",
+    "read_kaldi_table",
+    "refuse_pipe",
+    "text_lines",
+]
 
 PathLike = Union[str, "os.PathLike[str]"]
 
@@ -158,3 +170,63 @@ def read_kaldi_table(path: str) -> list[tuple[str, str]]:
             raise DatasetError(f"{path!r} line {lineno}: expected '<key> <value>', got {line!r}")
         rows.append((parts[0], parts[1].strip()))
     return rows
+
+
+def kaldi_table(base: str, name: str, *, required: bool = True) -> Optional[list[tuple[str, str]]]:
+    """The rows of the Kaldi table ``base/name``, refused when empty or with a repeated key.
+
+    None when the file is absent and not ``required``.
+    """
+    path = os.path.join(base, name)
+    if not os.path.isfile(path):
+        if required:
+            raise DatasetError(f"{base!r}: {name} is missing")
+        return None
+    rows = read_kaldi_table(path)
+    dups = sorted(k for k, c in Counter(k for k, _ in rows).items() if c > 1)
+    if dups:
+        raise DatasetError(f"{path!r}: duplicate id(s): {listing(dups)}")
+    if not rows:
+        raise DatasetError(f"{path!r}: empty (no utterances)")
+    return rows
+
+
+def kaldi_labels(
+    base: str, utts: Sequence[str], *, required: bool = False
+) -> dict[str, Optional[str]]:
+    """Utterance -> speaker from ``base/utt2spk`` (None for every one without that file)."""
+    rows = kaldi_table(base, "utt2spk", required=required)
+    if rows is None:
+        return dict.fromkeys(utts)
+    spk = dict(rows)
+    missing = [u for u in utts if u not in spk]
+    if missing:
+        path = os.path.join(base, "utt2spk")
+        raise DatasetError(f"{path!r}: no speaker for utterance(s) {listing(missing)}")
+    return {u: spk[u] for u in utts}
+
+
+def kaldi_path(base: str, value: str) -> str:
+    """A path written in a Kaldi table: tried against ``base``, then the current directory
+    (Kaldi's convention: the recipe root)."""
+    if os.path.isabs(value):
+        return value
+    cand = os.path.join(base, value)
+    return cand if os.path.exists(cand) else os.path.abspath(value)
+
+
+def is_pipe(value: str) -> bool:
+    """Whether a table entry is a command pipe (``cmd |`` or ``| cmd``)."""
+    v = value.strip()
+    return v.endswith("|") or v.startswith("|")
+
+
+def refuse_pipe(table: str, key: str, value: str, allow_pipes: bool = False) -> None:
+    """Refuse a piped entry unless ``allow_pipes``: it runs a shell command from a data file."""
+    if is_pipe(value) and not allow_pipes:
+        raise DatasetError(
+            f"{table!r}: entry {key!r} is a command pipe ({value!r}); reading it would run a "
+            "shell command written in the data file, so it is unsupported unless you trust "
+            "this directory: pass allow_pipes=True (`audiogmm extract DIR --format kaldi "
+            "--allow-pipes -o OUT` turns it into feats.scp)"
+        )
