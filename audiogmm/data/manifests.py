@@ -1,16 +1,10 @@
 """Dataset manifests: which audio files, with which label, in which split.
 
-Three layouts are read into a list of :class:`Record` (absolute path, label,
-split or ``None``):
-
-* a folder with one sub-folder per label (audio files found recursively in
-  each sub-folder; hidden files and folders are skipped);
-* a CSV file with a header ``path,label[,split]`` (paths relative to the CSV's
-  folder, or absolute);
-* a Kaldi data directory: ``wav.scp`` (``utt path``) + ``utt2spk`` (the speaker
-  is the label).
-
-All listings are sorted, so a manifest reads the same on every machine.
+Three layouts give a list of :class:`Record`: a folder with one sub-folder per label
+(audio found recursively; hidden files and folders skipped), a CSV ``path,label[,split]``
+(paths relative to the CSV's folder, or absolute), and a Kaldi data directory
+(``wav.scp`` + ``utt2spk``, the speaker is the label). Listings are sorted, so a
+manifest reads the same on every machine.
 """
 
 from __future__ import annotations
@@ -19,6 +13,7 @@ import csv
 import hashlib
 import io
 import os
+from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Literal, Optional, Union
@@ -51,18 +46,8 @@ SPLIT_NAMES = ("train", "dev", "test", "enrol", "cohort")
 
 @dataclass(frozen=True)
 class Record:
-    """One audio file of a dataset.
-
-    Attributes
-    ----------
-    path : str
-        Absolute path of the audio file.
-    label : str
-        Class label (sub-folder name, CSV ``label`` column, or Kaldi speaker).
-    split : str or None
-        ``"train"``, ``"test"`` (or any name from a CSV ``split`` column), or
-        ``None`` before :func:`split_records`.
-    """
+    """One audio file: its absolute ``path``, ``label`` and ``split`` (one of
+    :data:`SPLIT_NAMES`, or None before :func:`~audiogmm.data.splits.split_records`)."""
 
     path: str
     label: str
@@ -70,12 +55,7 @@ class Record:
 
 
 def _check_unique_and_present(records: list[Record], source: str) -> None:
-    seen: dict[str, int] = {}
-    dups = []
-    for r in records:
-        if r.path in seen:
-            dups.append(r.path)
-        seen[r.path] = 1
+    dups = [p for p, n in Counter(r.path for r in records).items() if n > 1]
     if dups:
         raise DatasetError(f"{source!r}: duplicate path(s) in manifest: {listing(dups)}")
     missing = [r.path for r in records if not os.path.isfile(r.path)]
@@ -87,18 +67,8 @@ def _check_unique_and_present(records: list[Record], source: str) -> None:
 
 
 def read_folder(root: PathLike) -> list[Record]:
-    """Read a folder with one sub-folder per label.
-
-    Parameters
-    ----------
-    root : str or os.PathLike
-        ``root/<label>/**/<file>`` with an audio extension (``.wav .flac .ogg .mp3
-        .aiff .aif .au``, any case). Files directly in *root* are ignored.
-
-    Returns
-    -------
-    list of Record
-        Sorted by label, then path; ``split`` is ``None``.
+    """Read ``root/<label>/**/<audio file>`` (files directly in *root* are ignored),
+    sorted by label then path.
 
     Raises
     ------
@@ -130,7 +100,6 @@ def read_folder(root: PathLike) -> list[Record]:
     return records
 
 
-
 def audio_files_under(folder: PathLike) -> list[str]:
     """The audio files (by extension, :data:`~audiogmm.audio.AUDIO_EXTENSIONS`) under
     ``folder``, recursively, sorted; hidden files and folders are left out."""
@@ -146,42 +115,37 @@ def audio_files_under(folder: PathLike) -> list[str]:
 
 
 def expand_paths(paths: Iterable[PathLike]) -> list[str]:
-    """Files as given, folders replaced by the audio files under them (in order).
-
-    Anything that is not a folder is kept as given, so a missing or unreadable
-    file is reported by the extraction, like bad audio.
-    """
+    """Files as given (a missing one is reported by the extraction, like bad audio),
+    folders replaced by the audio files under them."""
     out: list[str] = []
     for p in paths:
         p = os.fspath(p)
         out.extend(audio_files_under(p) if os.path.isdir(p) else [p])
     return out
 
+
 def read_csv(
     path: PathLike, *, extra_columns: Literal["error", "ignore"] = "error"
 ) -> list[Record]:
-    """Read a CSV manifest with header ``path,label[,split]``.
+    """Read a CSV manifest ``path,label[,split]`` (UTF-8; paths relative to its folder).
 
     Parameters
     ----------
     path : str or os.PathLike
-        The CSV file (UTF-8, optional BOM). Relative paths in it are relative
-        to the CSV's folder.
     extra_columns : {"error", "ignore"}
         What to do with columns other than ``path``, ``label`` and ``split``.
 
     Returns
     -------
     list of Record
-        In file order. An empty ``split`` cell gives ``split=None``.
+        In file order; an empty ``split`` cell gives None.
 
     Raises
     ------
     DatasetError
-        Missing CSV, not UTF-8 text (:func:`read_csv_rows`), missing or unknown
-        columns, empty path or label cell, a split value outside :data:`SPLIT_NAMES`,
-        a listed file that does not exist, duplicate paths, or a mix of rows with and
-        without a split.
+        Text :func:`read_csv_rows` refuses, missing or unknown columns, an empty path
+        or label, a split outside :data:`SPLIT_NAMES` or on some rows only, a missing
+        file, or duplicate paths.
     """
     csv_path = os.path.abspath(os.fspath(path))
     if extra_columns not in ("error", "ignore"):
@@ -264,24 +228,8 @@ def read_kaldi_dir(data_dir: PathLike) -> list[Record]:
 
 
 def read_manifest(source: PathLike, **kwargs: str) -> list[Record]:
-    """Read a manifest, detecting its layout.
-
-    Parameters
-    ----------
-    source : str or os.PathLike
-        A Kaldi data directory (a directory holding ``wav.scp``), a folder of
-        label sub-folders, or a CSV file ``path,label[,split]``.
-    **kwargs
-        Passed to :func:`read_csv` (``extra_columns``).
-
-    Returns
-    -------
-    list of Record
-
-    Raises
-    ------
-    DatasetError
-        If *source* does not exist or its content is malformed.
+    """Read a Kaldi data directory, a folder of label sub-folders or a CSV manifest
+    (``**kwargs`` go to :func:`read_csv`); a DatasetError when it is missing or malformed.
 
     Examples
     --------
@@ -300,23 +248,12 @@ def read_manifest(source: PathLike, **kwargs: str) -> list[Record]:
 
 
 def content_hash(records: Iterable[Record]) -> str:
-    """A short hash of a manifest's content: each record's relative path, label and split.
+    """16 hex digits of a SHA-256 of each record's path, label and split, in any order.
 
-    Paths are taken relative to the deepest folder that holds every file, so the
-    same dataset copied or mounted elsewhere hashes the same; the order of the
-    records does not matter. The audio bytes are not read (see
-    :func:`audiogmm.data.splits.file_identity` for that).
-
-    Parameters
-    ----------
-    records : iterable of Record
-        As read by :func:`read_manifest` (before or after a split is assigned;
-        the two hash differently, so hash what the manifest itself says).
-
-    Returns
-    -------
-    str
-        16 hex digits (the first 64 bits of a SHA-256).
+    Paths are taken relative to the deepest folder holding every file, so a copy of the
+    dataset elsewhere hashes the same. The audio is not read
+    (:func:`audiogmm.data.splits.file_identity` does). A split changes the hash: hash
+    what the manifest itself says.
     """
     records = list(records)
     root = os.path.commonpath([os.path.dirname(r.path) for r in records]) if records else ""

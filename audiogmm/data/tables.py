@@ -44,8 +44,8 @@ def listing(items: Sequence[str]) -> str:
 
 
 def text_lines(path: str, what: str) -> Iterator[str]:
-    """The lines of a UTF-8 text file (BOM dropped), each refused with its line number when
-    it is not UTF-8 or longer than :data:`MAX_LINE_BYTES`."""
+    """The lines of a UTF-8 text file (BOM dropped); not a regular file, UTF-16, a NUL
+    byte, another encoding or a line over :data:`MAX_LINE_BYTES` is refused by line."""
     try:
         if not stat.S_ISREG(os.stat(path).st_mode):  # a FIFO would block open() forever
             raise DatasetError(f"{path!r}: {what} is not a regular file")
@@ -91,14 +91,11 @@ def text_lines(path: str, what: str) -> Iterator[str]:
 def read_csv_rows(
     path: PathLike, *, what: str
 ) -> tuple[list[str], Iterator[tuple[int, dict[str, str]]]]:
-    """Open a CSV table with a header row: its column names, and its rows one at a time.
+    """The one CSV reader of manifests and trials files: column names, and rows streamed.
 
-    The one CSV reader of manifests and trials files. Every problem is one
-    :class:`~audiogmm.exceptions.DatasetError` naming the file and the line: not a
-    regular file, not UTF-8 (UTF-16, Latin-1), a NUL byte, a line over
-    :data:`MAX_LINE_BYTES` or a field over :func:`csv.field_size_limit`, a repeated
-    column name, or non-empty cells beyond the header's columns. A UTF-8 BOM is
-    accepted. Rows stream, so memory does not grow with the file.
+    Besides :func:`text_lines`' refusals, a field over :func:`csv.field_size_limit`, a
+    repeated column name and non-empty cells beyond the header's columns are one
+    :class:`~audiogmm.exceptions.DatasetError` naming the file and the line.
 
     Parameters
     ----------
@@ -109,10 +106,10 @@ def read_csv_rows(
     Returns
     -------
     header : list of str
-        Column names, stripped of spaces.
+        Column names, stripped.
     rows : iterator of (int, dict of str to str)
-        The line number where each row ends, and its cells by column name
-        (stripped; ``""`` for a missing cell). Blank rows are left out.
+        The line where each non-blank row ends, and its stripped cells by column
+        (``""`` for a missing cell).
     """
     name = os.fspath(path)
     gen = _csv_rows(name, what)
