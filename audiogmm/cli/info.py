@@ -41,25 +41,25 @@ def _load_any(model: str):
         return None, obj, None, obj.file_header_
 
 
+def _head(model: str, header: dict, as_json: bool) -> dict:
+    """The fields every kind of file shows; printed first unless ``as_json``."""
+    out = {"file": os.path.abspath(model), "format_version": header["format_version"],
+           "audiogmm_version": header["audiogmm_version"]}  # fmt: skip
+    if not as_json:
+        click.echo(f"file:          {escape_name(out['file'])}")
+        click.echo(f"format:        audiogmm v{out['format_version']} (written by "
+                   f"{out['audiogmm_version']})")  # fmt: skip
+    return out
+
+
 def _describe_gmm(model: str, gmm, header: dict, as_json: bool) -> None:
     rep = gmm.fit_report_
-    out = {
-        "file": os.path.abspath(model),
-        "kind": "DiagGMM",
-        "format_version": header["format_version"],
-        "audiogmm_version": header["audiogmm_version"],
-        "n_components": gmm.n_components,
-        "n_dims": gmm.n_dims,
-        "training": rep,
-        "feature_config": header.get("feature_config"),
-    }
+    out = _head(model, header, as_json) | {
+        "kind": "DiagGMM", "n_components": gmm.n_components, "n_dims": gmm.n_dims,
+        "training": rep, "feature_config": header.get("feature_config"),
+    }  # fmt: skip
     if as_json:
-        echo_json(out)
-        return
-    click.echo(f"file:          {out['file']}")
-    click.echo(
-        f"format:        audiogmm v{out['format_version']} (written by {out['audiogmm_version']})"
-    )
+        return echo_json(out)
     cfg = header.get("feature_config")
     use = (f"a UBM (`audiogmm ubm`) for `train --backend map|gsv --ubm`, front end hash "
            f"{FeatureConfig.from_dict(cfg).content_hash()}" if cfg is not None
@@ -94,10 +94,7 @@ def command(model, as_json):
     split = None if bundle is None else stored_split(bundle, path=model)
     cfg = None if bundle is None else bundle.config
     fused = bundle is not None and bundle.fused
-    out = {
-        "file": os.path.abspath(model),
-        "format_version": header["format_version"],
-        "audiogmm_version": header["audiogmm_version"],
+    out = _head(model, header, as_json) | {
         "labels": clf.labels_,
         # a GSV model has no class mixtures: its K is the UBM's
         "n_components": clf.n_components if fused or not hasattr(clf, "means_")
@@ -124,12 +121,7 @@ def command(model, as_json):
         out["gsv"] = {"ubm_components": clf.ubm_.n_components, "relevance": clf.relevance,
                       "C": clf.C, "calibration": clf.calibration_}  # fmt: skip
     if as_json:
-        echo_json(out)
-        return
-    click.echo(f"file:          {escape_name(out['file'])}")
-    click.echo(
-        f"format:        audiogmm v{out['format_version']} (written by {out['audiogmm_version']})"
-    )
+        return echo_json(out)
     click.echo(f"classes:       {len(clf.labels_)}: {', '.join(map(escape_name, clf.labels_))}")
     if "map" in out:
         m = out["map"]

@@ -1,9 +1,5 @@
-"""The Kaldi data-directory branches of ``extract``, ``train`` and ``evaluate``.
-
-``train`` and ``evaluate`` hand a directory with ``feats.scp`` (or ``wav.scp`` +
-``segments``) to these functions, which run :mod:`audiogmm.pipeline.kaldi` and
-print as the audio commands do.
-"""
+"""``train`` and ``evaluate`` on a Kaldi directory with ``feats.scp`` (or ``wav.scp`` +
+``segments``): :mod:`audiogmm.pipeline.kaldi`, printed as the audio commands print."""
 
 from __future__ import annotations
 
@@ -12,23 +8,7 @@ from typing import Any, Optional
 
 import click
 
-from .options import echo_json, report_skipped
-
-
-def extract_kaldi(data, output, config, opts, allow_pipes: bool, as_json: bool) -> None:
-    """``audiogmm extract --format kaldi``: feats.ark/feats.scp in ``output``."""
-    from ..pipeline.kaldi import export_kaldi
-
-    out = export_kaldi(data, output, config=config, options=opts, allow_pipes=allow_pipes)
-    out["config_hash"] = config.content_hash()
-    if as_json:
-        echo_json(out)
-        return
-    report_skipped(out["skipped"])
-    click.echo(
-        f"{out['n_utterances']} utterances ({out['n_frames']} frames) -> {out['scp']} "
-        f"({len(out['skipped'])} skipped)"
-    )
+from .options import echo_json
 
 
 def train_kaldi_dir(
