@@ -169,7 +169,9 @@ def read_kaldi_table(path: str) -> list[tuple[str, str]]:
     return rows
 
 
-def kaldi_table(base: str, name: str, *, required: bool = True) -> Optional[list[tuple[str, str]]]:
+def kaldi_table(
+    base: str, name: str, *, required: bool = True
+) -> Optional[list[tuple[str, str]]]:
     """The rows of the Kaldi table ``base/name``, refused when empty or with a repeated key.
 
     None when the file is absent and not ``required``.

@@ -17,12 +17,11 @@ import itertools
 import logging
 import os
 import re
-from collections import deque
 from collections.abc import Iterable, Iterator
 from typing import Any, Callable, TypeVar
 
 from ..exceptions import ClusterError, ParameterError
-from .local import LocalExecutor
+from .local import LocalExecutor, windowed
 from .reduce import tree_fold
 
 __all__ = ["DaskExecutor", "parse_spec"]
@@ -151,40 +150,17 @@ class DaskExecutor:
         isolated: bool = False,
         star: bool = False,
     ) -> Iterator[T]:
-        """Apply ``fn`` to every item; yield the results in item order, lazily.
-
-        Parameters
-        ----------
-        fn : callable
-            With ``isolated=True``: picklable (e.g. a ``functools.partial`` of a
-            top-level function), shipped to the workers once per call.
-        items : iterable
-            Task arguments (picklable), consumed as results are requested.
-        isolated : bool
-            The task touches no shared state and may run on a worker. Other maps
-            (closures over in-memory arrays) run here, on a local thread pool.
-        star : bool
-            Call ``fn(*item)`` instead of ``fn(item)``.
-        """
+        """:meth:`LocalExecutor.map`; ``isolated`` tasks run on the workers (``fn`` and the
+        items picklable, ``fn`` shipped once per call), others on a local thread pool."""
         if not isolated:
             if self.client is None:
                 raise RuntimeError("this executor is closed")
             yield from self._local.map(fn, items, star=star)
             return
         with self._session(fn) as (submit, remote):
-            window = 4 * self.n_workers
-            pending: deque = deque()
-            try:
-                for i, it in enumerate(items):
-                    pending.append(submit(f"map-{i}", _call, remote, it, star))
-                    if len(pending) >= window:
-                        yield pending.popleft().result()
-                while pending:
-                    yield pending.popleft().result()
-            finally:
-                with contextlib.suppress(Exception):  # a lost client cannot cancel
-                    for fut in pending:  # the caller stopped early or a task failed
-                        fut.cancel()
+            count = itertools.count()
+            task = lambda it: submit(f"map-{next(count)}", _call, remote, it, star)  # noqa: E731
+            yield from windowed(task, items, 4 * self.n_workers)
 
     def map_reduce(
         self,

@@ -16,12 +16,12 @@ from collections import deque
 from collections.abc import Iterable, Iterator
 from concurrent.futures import Executor as _FuturesExecutor
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager, nullcontext
+from contextlib import contextmanager, nullcontext, suppress
 from typing import Any, Callable, TypeVar
 
 from ..exceptions import ParameterError
 
-__all__ = ["LocalExecutor", "default_workers", "one_blas_thread", "resolve"]
+__all__ = ["LocalExecutor", "default_workers", "one_blas_thread", "resolve", "windowed"]
 
 T = TypeVar("T")
 
@@ -158,33 +158,39 @@ class LocalExecutor:
         call = (lambda it: fn(*it)) if star else fn
         inline = self.n_workers <= 1 or getattr(_in_worker, "active", False)
         if isolated and self.processes and not inline:
-            yield from _windowed(self._pool(True), fn, items, self.n_workers, star)
+            pool = self._pool(True)
+            # fn itself goes to the worker (it must pickle): no lambda around it
+            yield from windowed(lambda it: pool.submit(fn, *(it if star else (it,))), items,
+                                4 * self.n_workers)  # fmt: skip
             return
         with one_blas_thread():
             if inline:
                 for it in items:
                     yield call(it)
                 return
-            yield from _windowed(self._pool(False), call, items, self.n_workers, False)
+            pool = self._pool(False)
+            yield from windowed(functools.partial(pool.submit, call), items, 4 * self.n_workers)
 
 
 def _mark_worker() -> None:
     _in_worker.active = True
 
 
-def _windowed(pool, fn, items, n_workers: int, star: bool) -> Iterator[Any]:
-    window = 4 * n_workers  # bounded look-ahead: few results alive at once
+def windowed(submit: Callable[[Any], Any], items: Iterable[Any], window: int) -> Iterator[Any]:
+    """The results of ``submit(item)`` futures in item order, at most ``window`` in flight
+    (few results alive at once); the rest are cancelled if the caller stops or a task fails."""
     pending: deque = deque()
     try:
         for it in items:
-            pending.append(pool.submit(fn, *it) if star else pool.submit(fn, it))
+            pending.append(submit(it))
             if len(pending) >= window:
                 yield pending.popleft().result()
         while pending:
             yield pending.popleft().result()
     finally:
-        for fut in pending:  # the caller stopped early or a task failed
-            fut.cancel()
+        with suppress(Exception):  # a lost Dask client cannot cancel; nothing to do then
+            for fut in pending:
+                fut.cancel()
 
 
 def resolve(executor: LocalExecutor | None, n_jobs: int | None = None):
