@@ -8,17 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from audiogmm.data import (
-    Record,
-    labels,
-    read_csv,
-    read_folder,
-    read_kaldi_dir,
-    read_manifest,
-    select,
-    split_records,
-    write_csv,
-)
+from audiogmm.data import Record, read_manifest, select, split_records
+from audiogmm.data.manifests import read_csv, read_folder, read_kaldi_dir, write_csv
+from audiogmm.data.splits import labels
 from audiogmm.exceptions import DatasetError, ParameterError
 
 from .conftest_audio import DATA_SAMPLES

@@ -136,21 +136,9 @@ def _open_archive(scp: str, utt: str, ark: str):
 
 
 def read_feats(data_dir: PathLike, *, allow_pipes: bool = False) -> list[Utterance]:
-    """Per-utterance feature matrices of a Kaldi data directory with ``feats.scp``.
-
-    Parameters
-    ----------
-    data_dir : path
-        Holds ``feats.scp`` (``<utt> <file.ark>:<byte offset>``) and, for labels,
-        ``utt2spk``. Relative archive paths are tried against *data_dir*, then
-        against the current directory.
-    allow_pipes : bool, default=False
-        Run piped entries (``cmd |``), whose output must be one binary matrix.
-
-    Returns
-    -------
-    list of Utterance
-        Sorted by id; features (n_frames, n_dims), float32 or float64 as stored.
+    """The utterances of ``data_dir/feats.scp`` (``<utt> <file.ark>:<byte offset>``, or
+    ``<utt> <cmd> |`` with ``allow_pipes``) and ``utt2spk``, sorted by id, with the
+    features as stored: float32 or float64 (n_frames, n_dims).
 
     Raises
     ------
@@ -250,30 +238,24 @@ def read_segments(
 ) -> list[Utterance]:
     """Features of every utterance of a ``wav.scp`` directory, honouring ``segments``.
 
-    Without ``segments`` each ``wav.scp`` entry is one utterance.
-
     Parameters
     ----------
     data_dir : path
-        ``wav.scp`` (``<recording> <path>`` or ``<recording> <cmd> |``), optionally
-        ``segments`` (``<utt> <recording> <start_s> <end_s>``, end -1: the end) and
-        ``utt2spk``.
+        ``wav.scp`` (``<recording> <path>``, or ``<recording> <cmd> |`` whose output is
+        a WAV or FLAC stream, with ``allow_pipes``), optionally ``segments`` (without
+        it each recording is an utterance) and ``utt2spk``.
     config : FeatureConfig, optional
-        Front end (default ``FeatureConfig()``).
-    allow_pipes : bool, default=False
-        Run piped ``wav.scp`` entries; their output must be a WAV or FLAC stream.
-    keep_all_frames : bool
-        Passed to :func:`audiogmm.features.extract`.
+        Front end (default ``FeatureConfig()``); ``keep_all_frames`` goes to
+        :func:`audiogmm.features.extract`.
     skipped : dict, optional
-        Receives ``{utterance: reason}`` of every skipped segment; without it they
-        are logged as warnings.
+        Receives ``{utterance: reason}`` of the segments skipped (bad times, outside
+        the recording, unreadable, too short or silent), as
+        :func:`audiogmm.data.extract_many` skips bad files; else they are logged.
 
     Returns
     -------
     list of Utterance
-        Sorted by id. A segment that cannot be used (bad times, outside its
-        recording, an unknown or unreadable recording, too short or silent) is
-        skipped, as :func:`audiogmm.data.extract_many` skips bad audio files.
+        Sorted by id.
 
     Raises
     ------
@@ -388,23 +370,12 @@ def write_feats(
     labels: Optional[Mapping[str, str]] = None,
     config: Optional[FeatureConfig] = None,
 ) -> tuple[str, str]:
-    """Write ``feats.ark`` and ``feats.scp`` (and ``utt2spk``/``spk2utt``, the config), atomically.
+    """Write ``out_dir/feats.ark`` and ``feats.scp`` atomically; return their paths.
 
-    Parameters
-    ----------
-    out_dir : path
-        Created if missing.
-    features : mapping of str to ndarray of shape (n_frames, n_dims)
-        Utterance id -> float features, written in sorted id order as Kaldi expects.
-    labels : mapping of str to str, optional
-        Utterance id -> speaker, for ``utt2spk`` and ``spk2utt``.
-    config : FeatureConfig, optional
-        Stored as :data:`CONFIG_FILE`, so that a model trained on these features can
-        extract the same features from audio.
-
-    Returns
-    -------
-    (ark_path, scp_path) : tuple of str
+    ``features`` maps utterance id -> float (n_frames, n_dims), written in sorted id
+    order as Kaldi expects; ``labels`` (id -> speaker) gives ``utt2spk`` and
+    ``spk2utt``; ``config`` is stored as :data:`CONFIG_FILE`, so that a model trained
+    on these features can extract the same from audio.
 
     Raises
     ------
