@@ -12,18 +12,9 @@ from .options import echo_json
 
 
 def train_kaldi_dir(
-    ctx: click.Context,
-    data: str,
-    output: str,
-    *,
-    split: Optional[str],
-    train_fraction: float,
-    seed: int,
-    config,
-    jobs: Optional[int],
-    fit: dict[str, Any],
-    check: Callable[[Any], Any],
-) -> dict[str, Any]:
+    ctx: click.Context, data: str, output: str, *, split: Optional[str], train_fraction: float,
+    seed: int, config, jobs: Optional[int], fit: dict[str, Any], check: Callable[[Any], Any],
+) -> dict[str, Any]:  # fmt: skip
     """``audiogmm train KALDI_DIR``: features from feats.scp (or segments), no audio cache.
 
     ``fit`` holds the backend and its parameters; ``check`` maps the directory's front
@@ -52,16 +43,9 @@ def train_kaldi_dir(
 
 
 def evaluate_kaldi_dir(
-    model: str,
-    data: str,
-    *,
-    split: Optional[str],
-    train_fraction: Optional[float],
-    seed: Optional[int],
-    allow_train_overlap: bool,
-    report_dir: Optional[str],
-    as_json: bool,
-) -> None:
+    model: str, data: str, *, split: Optional[str], train_fraction: Optional[float],
+    seed: Optional[int], allow_train_overlap: bool, report_dir: Optional[str], as_json: bool,
+) -> None:  # fmt: skip
     """``audiogmm evaluate MODEL KALDI_DIR``: score feats.scp (or segment) features."""
     from ..pipeline import format_confusion, format_metrics, write_report
     from ..pipeline.kaldi import evaluate_kaldi

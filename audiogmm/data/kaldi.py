@@ -229,13 +229,9 @@ def _segment_table(base: str, wav: Mapping[str, str], bad: dict[str, str]) -> di
 
 
 def read_segments(
-    data_dir: PathLike,
-    *,
-    config: Optional[FeatureConfig] = None,
-    allow_pipes: bool = False,
-    keep_all_frames: bool = False,
-    skipped: Optional[dict[str, str]] = None,
-) -> list[Utterance]:
+    data_dir: PathLike, *, config: Optional[FeatureConfig] = None, allow_pipes: bool = False,
+    keep_all_frames: bool = False, skipped: Optional[dict[str, str]] = None,
+) -> list[Utterance]:  # fmt: skip
     """Features of every utterance of a ``wav.scp`` directory, honouring ``segments``.
 
     Parameters
@@ -305,12 +301,9 @@ def read_segments(
 
 
 def read_kaldi_utterances(
-    data_dir: PathLike,
-    *,
-    config: Optional[FeatureConfig] = None,
-    allow_pipes: bool = False,
+    data_dir: PathLike, *, config: Optional[FeatureConfig] = None, allow_pipes: bool = False,
     skipped: Optional[dict[str, str]] = None,
-) -> list[Utterance]:
+) -> list[Utterance]:  # fmt: skip
     """:func:`read_feats` when ``data_dir`` has ``feats.scp``, else :func:`read_segments`."""
     if is_kaldi_feats_dir(data_dir):
         return read_feats(data_dir, allow_pipes=allow_pipes)
@@ -364,12 +357,9 @@ def _no_space(names, what: str) -> None:
 
 
 def write_feats(
-    out_dir: PathLike,
-    features: Mapping[str, np.ndarray],
-    *,
-    labels: Optional[Mapping[str, str]] = None,
-    config: Optional[FeatureConfig] = None,
-) -> tuple[str, str]:
+    out_dir: PathLike, features: Mapping[str, np.ndarray], *,
+    labels: Optional[Mapping[str, str]] = None, config: Optional[FeatureConfig] = None,
+) -> tuple[str, str]:  # fmt: skip
     """Write ``out_dir/feats.ark`` and ``feats.scp`` atomically; return their paths.
 
     ``features`` maps utterance id -> float (n_frames, n_dims), written in sorted id

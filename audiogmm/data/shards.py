@@ -68,14 +68,9 @@ class ShardWriter:
     """
 
     def __init__(
-        self,
-        folder: str | os.PathLike,
-        *,
-        n_dims: int,
-        shard_frames: int = SHARD_FRAMES,
-        config_hash: str = "",
-        config: str = "",
-    ) -> None:
+        self, folder: str | os.PathLike, *, n_dims: int, shard_frames: int = SHARD_FRAMES,
+        config_hash: str = "", config: str = "",
+    ) -> None:  # fmt: skip
         if not (isinstance(n_dims, int) and n_dims > 0):
             raise ParameterError(f"n_dims must be an int > 0; got {n_dims!r}")
         if not (isinstance(shard_frames, int) and shard_frames > 0):
@@ -93,8 +88,8 @@ class ShardWriter:
                 f"{self.folder}: another process is writing a shard store there; "
                 "wait for it to finish or choose another folder"
             ) from None
-        self.n_dims, self.shard_frames, self.config_hash = n_dims, shard_frames, config_hash
-        self.config = config
+        self.n_dims, self.shard_frames = n_dims, shard_frames
+        self.config_hash, self.config = config_hash, config
         self._pending: list[np.ndarray] = []
         self._n_pending = 0
         self.shards: list[dict] = []
@@ -170,13 +165,9 @@ class ShardWriter:
 
 
 def write_store(
-    folder: str | os.PathLike,
-    clips: Iterable[tuple[str, str, np.ndarray]],
-    *,
-    shard_frames: int = SHARD_FRAMES,
-    config_hash: str = "",
-    config: str = "",
-) -> ShardStore:
+    folder: str | os.PathLike, clips: Iterable[tuple[str, str, np.ndarray]], *,
+    shard_frames: int = SHARD_FRAMES, config_hash: str = "", config: str = "",
+) -> ShardStore:  # fmt: skip
     """Write ``(clip, label, frames)`` triples as a store and open it."""
     writer = None
     for clip, label, X in clips:

@@ -12,13 +12,12 @@ import hashlib
 import os
 import zlib
 from collections.abc import Iterable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from typing import Any
 
 import numpy as np
 
-from ..engine import default_workers
+from ..engine import LocalExecutor, default_workers
 from ..exceptions import DatasetError, ModelFileError, ParameterError
 from ..io.schema import check
 from ..io.tables import SPLIT
@@ -109,6 +108,7 @@ def select(records: Iterable[Record], split: str) -> list[Record]:
 #: renamed, moved or copied file is still recognised (name, path and mtime are not used).
 IDENTITY = "blake2b-64 of the file bytes"
 
+
 def file_identity(path: str | os.PathLike) -> str:
     """16 hex digits of a BLAKE2b hash of a file's bytes: a few hundred MB/s, far cheaper
     than decoding, and it catches renamed copies that a path would miss."""
@@ -131,22 +131,14 @@ def _identities(paths: Sequence[str], n_jobs: int | None, *, skip_unreadable: bo
                 return None
             raise
 
-    n = min(len(paths), default_workers() if n_jobs is None else n_jobs)
-    if n <= 1:
-        return [one(p) for p in paths]
-    with ThreadPoolExecutor(n) as pool:
-        return list(pool.map(one, paths))
+    with LocalExecutor(max(1, min(len(paths), n_jobs or default_workers()))) as ex:
+        return list(ex.map(one, paths))
 
 
 def split_spec(
-    manifest: Sequence[Record],
-    train_records: Iterable[Record],
-    *,
-    split: str | None,
-    seed: int,
-    train_fraction: float,
-    n_jobs: int | None = None,
-) -> dict[str, Any]:
+    manifest: Sequence[Record], train_records: Iterable[Record], *, split: str | None,
+    seed: int, train_fraction: float, n_jobs: int | None = None,
+) -> dict[str, Any]:  # fmt: skip
     """The split block a model stores: how its training files were chosen, and which.
 
     Parameters

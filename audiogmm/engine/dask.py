@@ -80,14 +80,9 @@ class DaskExecutor:
     """
 
     def __init__(
-        self,
-        spec: str | None = None,
-        *,
-        processes: bool = True,
-        retries: int = 2,
-        timeout: float = 30.0,
-        client: Any = None,
-    ) -> None:
+        self, spec: str | None = None, *, processes: bool = True, retries: int = 2,
+        timeout: float = 30.0, client: Any = None,
+    ) -> None:  # fmt: skip
         try:
             from distributed import Client, LocalCluster
         except ImportError:
@@ -143,13 +138,9 @@ class DaskExecutor:
         self.client, self._cluster = None, None
 
     def map(
-        self,
-        fn: Callable[..., T],
-        items: Iterable[Any],
-        *,
-        isolated: bool = False,
+        self, fn: Callable[..., T], items: Iterable[Any], *, isolated: bool = False,
         star: bool = False,
-    ) -> Iterator[T]:
+    ) -> Iterator[T]:  # fmt: skip
         """:meth:`LocalExecutor.map`; ``isolated`` tasks run on the workers (``fn`` and the
         items picklable, ``fn`` shipped once per call), others on a local thread pool."""
         if not isolated:
@@ -163,13 +154,9 @@ class DaskExecutor:
             yield from windowed(task, items, 4 * self.n_workers)
 
     def map_reduce(
-        self,
-        fn: Callable[..., T],
-        items: Iterable[Any],
-        combine: Callable[[T, T], T],
-        *,
+        self, fn: Callable[..., T], items: Iterable[Any], combine: Callable[[T, T], T], *,
         star: bool = False,
-    ) -> T:
+    ) -> T:  # fmt: skip
         """``tree_fold(map(fn, items), combine)`` with the map *and* the tree on the workers.
 
         Every node of the fixed tree of :func:`audiogmm.engine.reduce.tree_fold` is a

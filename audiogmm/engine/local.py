@@ -133,23 +133,18 @@ class LocalExecutor:
             return self._procs if processes else self._threads
 
     def map(
-        self,
-        fn: Callable[..., T],
-        items: Iterable[Any],
-        *,
-        isolated: bool = False,
+        self, fn: Callable[..., T], items: Iterable[Any], *, isolated: bool = False,
         star: bool = False,
-    ) -> Iterator[T]:
+    ) -> Iterator[T]:  # fmt: skip
         """Apply ``fn`` to every item; yield the results in item order, lazily.
 
         Parameters
         ----------
         fn : callable
-            Must be thread-safe. With ``isolated=True`` and a process executor it
-            must also be a picklable top-level function, and so must the items.
+            Thread-safe; with ``isolated=True`` on a process executor, a picklable
+            top-level function (and the items must pickle too).
         items : iterable
-            Task arguments. Consumed as results are requested, so a caller that
-            reduces results as they come holds only ``4 * n_workers`` at a time.
+            Task arguments, consumed as results are requested (``4 * n_workers`` ahead).
         isolated : bool
             The task touches no shared state: it may run in a worker process.
         star : bool

@@ -1,16 +1,11 @@
 """Train, evaluate and export through Kaldi data directories, bypassing the audio cache.
 
-A directory with ``feats.scp`` gives feature matrices directly (no audio decoding);
-a ``wav.scp`` directory with ``segments`` gives each segment's features cut from
-its recording (:mod:`audiogmm.data.kaldi`). Utterances are split like files
-(:func:`audiogmm.data.split_records`, by utterance id), and the model records the
-training utterance ids, so that :func:`evaluate_kaldi` refuses them.
-
-The model file is a bundle (:func:`audiogmm.pipeline.save_model`) when the feature
-configuration is known: the ``feats.ark`` came from ``audiogmm extract --format
-kaldi`` (which stores it), or the directory was read from audio. Features made by
-Kaldi itself have no audiogmm front end, so their model is a plain classifier file
-(:meth:`GMMClassifier.save`) that ``evaluate`` reads but ``predict`` on audio refuses.
+``feats.scp`` gives feature matrices (no audio decoding), ``wav.scp`` + ``segments`` each
+segment's features (:mod:`audiogmm.data.kaldi`). Utterances are split like files, by id,
+and the model records the training ids, so that :func:`evaluate_kaldi` refuses them.
+The model is a bundle when the front end is known (``audiogmm extract --format kaldi``
+stores it, or the directory was read from audio); features made by Kaldi itself give a
+plain classifier file that ``evaluate`` reads but ``predict`` on audio refuses.
 """
 
 from __future__ import annotations
@@ -48,15 +43,10 @@ logger = logging.getLogger(__name__)
 
 
 def load_kaldi_split(
-    data_dir: str | os.PathLike,
-    split: Optional[str],
-    *,
-    train_fraction: float,
-    seed: int,
-    config: Optional[FeatureConfig] = None,
-    allow_pipes: bool = False,
+    data_dir: str | os.PathLike, split: Optional[str], *, train_fraction: float, seed: int,
+    config: Optional[FeatureConfig] = None, allow_pipes: bool = False,
     skipped: Optional[list[dict[str, str]]] = None,
-) -> tuple[list[Utterance], Optional[FeatureConfig]]:
+) -> tuple[list[Utterance], Optional[FeatureConfig]]:  # fmt: skip
     """The utterances of one split of a Kaldi directory, and the config of their features.
 
     ``split`` None or ``"all"`` keeps every utterance; ``"train"``/``"test"`` make the
@@ -86,13 +76,9 @@ def load_kaldi_split(
 
 
 def train_kaldi(
-    utterances: Sequence[Utterance],
-    *,
-    options: Optional[RunOptions] = None,
-    executor: Optional[LocalExecutor] = None,
-    backend: str = "ml",
-    **classifier_params: Any,
-) -> GMMClassifier:
+    utterances: Sequence[Utterance], *, options: Optional[RunOptions] = None,
+    executor: Optional[LocalExecutor] = None, backend: str = "ml", **classifier_params: Any,
+) -> GMMClassifier:  # fmt: skip
     """Fit a classifier on labelled utterances through :func:`audiogmm.pipeline.train.fit_backend`.
 
     Raises
@@ -115,16 +101,10 @@ def train_kaldi(
 
 
 def save_kaldi_model(
-    path: str | os.PathLike,
-    clf: GMMClassifier,
-    config: Optional[FeatureConfig],
-    *,
-    data_dir: str | os.PathLike,
-    split: Optional[str],
-    train_fraction: float,
-    seed: int,
+    path: str | os.PathLike, clf: GMMClassifier, config: Optional[FeatureConfig], *,
+    data_dir: str | os.PathLike, split: Optional[str], train_fraction: float, seed: int,
     utterances: Sequence[Utterance],
-) -> None:
+) -> None:  # fmt: skip
     """Write a bundle with ``config``, or a plain classifier file without one.
 
     The header's ``kaldi`` block records the data directory, the split settings and
@@ -141,15 +121,10 @@ def save_kaldi_model(
 
 
 def evaluate_kaldi(
-    model_path: str | os.PathLike,
-    data_dir: str | os.PathLike,
-    *,
-    split: Optional[str] = "test",
-    train_fraction: Optional[float] = None,
-    seed: Optional[int] = None,
-    allow_train_overlap: bool = False,
-    allow_pipes: bool = False,
-) -> dict[str, Any]:
+    model_path: str | os.PathLike, data_dir: str | os.PathLike, *,
+    split: Optional[str] = "test", train_fraction: Optional[float] = None,
+    seed: Optional[int] = None, allow_train_overlap: bool = False, allow_pipes: bool = False,
+) -> dict[str, Any]:  # fmt: skip
     """Classify the utterances of a Kaldi directory and compute the metrics.
 
     ``train_fraction`` and ``seed`` left at None take the model's stored values.
@@ -206,13 +181,9 @@ def evaluate_kaldi(
 
 
 def export_kaldi(
-    data: str | os.PathLike,
-    out_dir: str | os.PathLike,
-    *,
-    config: FeatureConfig,
-    options: Optional[RunOptions] = None,
-    allow_pipes: bool = False,
-) -> dict[str, Any]:
+    data: str | os.PathLike, out_dir: str | os.PathLike, *, config: FeatureConfig,
+    options: Optional[RunOptions] = None, allow_pipes: bool = False,
+) -> dict[str, Any]:  # fmt: skip
     """Extract the features of any manifest into ``out_dir/feats.ark`` + ``feats.scp``.
 
     Utterance ids are a Kaldi directory's own, else ``<label>-<file stem>``
