@@ -14,15 +14,11 @@ _ADAPT = {"m": "means", "mw": "means and weights", "mwv": "means, weights and va
 
 
 def _load_any(model: str):
-    """(bundle or None, classifier or None, DiagGMM or None, header) of any model file.
-
-    A bundle (``train``), a bare classifier (``GMMClassifier.save``, or a model of
-    Kaldi features) or a single mixture (``DiagGMM.save``); a file that is none of
-    these raises the bundle loader's error.
-    """
+    """(bundle or None, classifier or None, DiagGMM or None, header) of a bundle, a bare
+    classifier (e.g. of Kaldi features) or a single mixture; anything else raises the
+    bundle loader's error."""
     from ..exceptions import ModelFileError
     from ..io import load
-    from ..io.container import read_container
     from ..mixture import DiagGMM
     from ..pipeline import load_model
 
@@ -35,7 +31,7 @@ def _load_any(model: str):
         except ModelFileError:
             raise first from None
         if isinstance(obj, DiagGMM):
-            return None, None, obj, read_container(model, kind="DiagGMM")[0]
+            return None, None, obj, obj.file_header_
         if "feature_config" in getattr(obj, "file_header_", {"feature_config": 0}):
             raise first from None  # a bundle that failed its checks, or Stats
         return None, obj, None, obj.file_header_
@@ -106,10 +102,8 @@ def command(model, as_json):
         "feature_configs": [c.to_dict() for c in bundle.configs] if fused else None,
         "training": clf.fit_report_,
         # the digests are for evaluate's overlap check, not for reading
-        "split": None
-        if split is None
-        else {k: v for k, v in split.items() if k != "train_files"}
-        | {"n_train_files": len(split["train_files"])},
+        "split": None if split is None else {k: v for k, v in split.items() if k != "train_files"}
+        | {"n_train_files": len(split["train_files"])},  # fmt: skip
         "selection": header.get("selection"),
         "backend": next((k for k, c in BACKENDS.items() if type(clf) is c), "fused"),
     }
@@ -162,11 +156,8 @@ def command(model, as_json):
     if sp is None:
         click.echo("split:         not recorded (evaluate cannot check for training files)")
     else:
-        how = (
-            "the manifest's split column"
-            if sp["from_column"]
-            else (f"seed {sp['seed']}, train fraction {sp['train_fraction']:g}")
-        )
+        how = ("the manifest's split column" if sp["from_column"]
+               else f"seed {sp['seed']}, train fraction {sp['train_fraction']:g}")  # fmt: skip
         click.echo(
             f"split:         trained on split {sp['split']!r} ({how}) of a manifest of "
             f"{sp['n_manifest_files']} files (hash {sp['manifest_hash']}); "

@@ -170,22 +170,20 @@ def read_csv(
         p, label, split = row["path"], row["label"], row.get("split") or None
         if not p or not label:
             raise DatasetError(f"{csv_path!r} line {lineno}: empty path or label cell: {row}")
-        full = os.path.normpath(p if os.path.isabs(p) else os.path.join(folder, p))
-        records.append(Record(full, label, split))
+        records.append(Record(os.path.normpath(os.path.join(folder, p)), label, split))
     if not records:
         raise DatasetError(f"{csv_path!r}: no rows after the header")
-    has_split = {r.split is not None for r in records}
-    if len(has_split) == 2:
+    splits = {r.split for r in records}
+    if None in splits and len(splits) > 1:
         raise DatasetError(
             f"{csv_path!r}: some rows have a split and some do not; fill the split column "
             "for every row or leave it out"
         )
-    odd = sorted({r.split for r in records if r.split is not None} - set(SPLIT_NAMES))
+    odd = sorted(splits - {None, *SPLIT_NAMES})
     if odd:
-        found = sorted({r.split for r in records if r.split is not None})
         raise DatasetError(
-            f"{csv_path!r}: unknown split value(s) {odd} in the split column (found {found}); "
-            f"expected some of {list(SPLIT_NAMES)}"
+            f"{csv_path!r}: unknown split value(s) {odd} in the split column (found "
+            f"{sorted(splits - {None})}); expected some of {list(SPLIT_NAMES)}"
         )
     _check_unique_and_present(records, csv_path)
     return records

@@ -112,47 +112,43 @@ def read_csv_rows(
         (``""`` for a missing cell).
     """
     name = os.fspath(path)
-    gen = _csv_rows(name, what)
-    header = next(gen)
-    return header, gen  # type: ignore[return-value]
+    rows = _csv_rows(name, what)
+    header = [h.strip() for h in next(rows, (0, []))[1]]
+    if len(set(header)) != len(header):
+        raise DatasetError(f"{name!r}: repeated column names in header {header}")
+
+    def cells() -> Iterator[tuple[int, dict[str, str]]]:
+        for lineno, row in rows:
+            if any(c.strip() for c in row[len(header) :]):
+                raise DatasetError(
+                    f"{name!r} line {lineno}: {len(row)} cells but the header has "
+                    f"{len(header)} columns (an unquoted comma?)"
+                )
+            row = [c.strip() for c in row[: len(header)]]
+            yield lineno, dict(zip(header, row + [""] * (len(header) - len(row))))
+
+    return header, cells()
 
 
-def _csv_rows(name: str, what: str):
+def _csv_rows(name: str, what: str) -> Iterator[tuple[int, list[str]]]:
+    """The non-blank rows of a CSV file, with the line where each ends."""
     n_lines = 0  # lines read so far: csv's own line_num lags on some errors
 
     def counted() -> Iterator[str]:
         nonlocal n_lines
-        for line in text_lines(name, what):
-            n_lines += 1
+        for n_lines, line in enumerate(text_lines(name, what), start=1):  # noqa: B007
             yield line
 
     reader = csv.reader(counted())
-
-    def rows() -> Iterator[list[str]]:
-        while True:
-            try:
-                row = next(reader)
-            except StopIteration:
-                return
-            except csv.Error as exc:  # a field over the size limit, a stray quote
-                raise DatasetError(f"{name!r} line {n_lines}: {exc}") from None
-            if any(c.strip() for c in row):
-                yield row
-
-    it = rows()
-    header = [h.strip() for h in next(it, [])]
-    if len(set(header)) != len(header):
-        raise DatasetError(f"{name!r}: repeated column names in header {header}")
-    yield header
-    for row in it:
-        extra = row[len(header) :]
-        if any(c.strip() for c in extra):
-            raise DatasetError(
-                f"{name!r} line {n_lines}: {len(row)} cells but the header has "
-                f"{len(header)} columns (an unquoted comma?)"
-            )
-        cells = [c.strip() for c in row[: len(header)]]
-        yield n_lines, dict(zip(header, cells + [""] * (len(header) - len(cells))))
+    while True:
+        try:
+            row = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as exc:  # a field over the size limit, a stray quote
+            raise DatasetError(f"{name!r} line {n_lines}: {exc}") from None
+        if any(c.strip() for c in row):
+            yield n_lines, row
 
 
 def read_kaldi_table(path: str) -> list[tuple[str, str]]:
