@@ -132,8 +132,8 @@ def command(store, output, components, init, max_iter, subsample, seed, checkpoi
     check_writable(ckpt_path)
     fingerprint = {
         "store_frames": st.n_frames, "store_index": st.index_digest, "n_dims": st.n_dims,
-        "config_hash": st.config_hash,
-        "components": components, "init": init, "subsample": subsample, "seed": seed,
+        "config_hash": st.config_hash, "components": components, "init": init,
+        "subsample": subsample, "seed": seed,
     }  # fmt: skip
     ckpt = EMCheckpoint(ckpt_path, resume=resume, fingerprint=fingerprint)
     with dask_or(dask_spec, LocalExecutor(jobs)) as ex, warnings.catch_warnings():
@@ -151,8 +151,7 @@ def command(store, output, components, init, max_iter, subsample, seed, checkpoi
         "executor": repr(ex),
     }  # fmt: skip
     if as_json:
-        echo_json(out)
-        return
+        return echo_json(out)
     click.echo(
         f"UBM of {components} components on {out['n_frames']:,} frames, {gmm.n_iter_} EM "
         f"iterations{' (resumed)' if ckpt.resumed_from else ''} -> {escape_name(output)}"

@@ -36,18 +36,10 @@ from ..io.atomic import atomic_write
 from .tables import is_pipe, kaldi_labels, kaldi_path, kaldi_table, listing, refuse_pipe
 
 __all__ = [
-    "CONFIG_FILE",
-    "Utterance",
-    "is_kaldi_feats_dir",
-    "needs_kaldi_reader",
-    "read_feats",
-    "read_feature_config",
-    "read_kaldi_utterances",
-    "read_segments",
-    "utterance_ids",
-    "wav_scp_ids",
-    "write_feats",
-]
+    "CONFIG_FILE", "Utterance", "is_kaldi_feats_dir", "needs_kaldi_reader", "read_feats",
+    "read_feature_config", "read_kaldi_utterances", "read_segments", "utterance_ids",
+    "wav_scp_ids", "write_feats"
+]  # fmt: skip
 
 PathLike = Union[str, "os.PathLike[str]"]
 

@@ -24,17 +24,9 @@ from ..io.atomic import atomic_write
 from .tables import kaldi_labels, kaldi_path, kaldi_table, listing, read_csv_rows, refuse_pipe
 
 __all__ = [
-    "SPLIT_NAMES",
-    "Record",
-    "audio_files_under",
-    "content_hash",
-    "expand_paths",
-    "read_csv",
-    "read_folder",
-    "read_kaldi_dir",
-    "read_manifest",
-    "write_csv",
-]
+    "SPLIT_NAMES", "Record", "audio_files_under", "content_hash", "expand_paths", "read_csv",
+    "read_folder", "read_kaldi_dir", "read_manifest", "write_csv"
+]  # fmt: skip
 
 PathLike = Union[str, "os.PathLike[str]"]
 

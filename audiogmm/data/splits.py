@@ -24,17 +24,9 @@ from ..io.tables import SPLIT
 from .manifests import Record, content_hash
 
 __all__ = [
-    "IDENTITY",
-    "TRAIN_FRACTION",
-    "file_identity",
-    "labels",
-    "select",
-    "split_records",
-    "split_spec",
-    "stored_training_paths",
-    "training_overlap",
-    "validate_split_block",
-]
+    "IDENTITY", "TRAIN_FRACTION", "file_identity", "labels", "select", "split_records",
+    "split_spec", "stored_training_paths", "training_overlap", "validate_split_block"
+]  # fmt: skip
 
 #: Share of each label's files that go to "train" when a manifest has no split column.
 TRAIN_FRACTION = 0.7

@@ -18,17 +18,9 @@ from typing import Optional, Union
 from ..exceptions import DatasetError
 
 __all__ = [
-    "MAX_LINE_BYTES",
-    "is_pipe",
-    "kaldi_labels",
-    "kaldi_path",
-    "kaldi_table",
-    "listing",
-    "read_csv_rows",
-    "read_kaldi_table",
-    "refuse_pipe",
-    "text_lines",
-]
+    "MAX_LINE_BYTES", "is_pipe", "kaldi_labels", "kaldi_path", "kaldi_table", "listing",
+    "read_csv_rows", "read_kaldi_table", "refuse_pipe", "text_lines"
+]  # fmt: skip
 
 PathLike = Union[str, "os.PathLike[str]"]
 

@@ -203,9 +203,7 @@ class WorkerPool(Executor):
             manager = self._manager
         self._wake()
         if manager is None:  # never used: no worker to stop
-            self._close_wake()
-            self._alive_r.close()
-            self._alive_w.close()
+            self._close_pipes()
         elif wait:
             manager.join()
 
@@ -219,12 +217,14 @@ class WorkerPool(Executor):
             except BlockingIOError:  # the pipe is full: the manager wakes anyway
                 pass
 
-    def _close_wake(self) -> None:
+    def _close_pipes(self) -> None:
         with self._wake_lock:
             fds, self._wake_r, self._wake_w = (self._wake_r, self._wake_w), -1, -1
         for fd in fds:
             if fd >= 0:
                 os.close(fd)
+        self._alive_r.close()
+        self._alive_w.close()
 
     def _start_worker(self) -> _Worker:
         parent, child = self._ctx.Pipe(duplex=True)
@@ -250,10 +250,8 @@ class WorkerPool(Executor):
         return w
 
     def _dispatch(self) -> bool:
-        """Give pending tasks to idle workers (starting workers as needed).
-
-        Returns True when the manager may stop: closing, nothing pending or running.
-        """
+        """Give pending tasks to idle workers (started as needed); True when the manager
+        may stop: closing, nothing pending or running."""
         with self._lock:
             while self._pending:
                 idle = next((w for w in self._workers if w.task is None), None)
@@ -328,7 +326,7 @@ class WorkerPool(Executor):
             self._fail_all(exc)
         finally:
             self._stop_workers()
-            self._close_wake()
+            self._close_pipes()
 
     def _collect(self, w: _Worker) -> None:
         """Read the result ``w`` sent, or handle its death."""
@@ -367,8 +365,6 @@ class WorkerPool(Executor):
             _reap(w.process)
             w.conn.close()
         self._workers.clear()
-        self._alive_r.close()
-        self._alive_w.close()
 
 
 def _reap(process: Any) -> None:
