@@ -12,12 +12,13 @@ import hashlib
 import os
 import zlib
 from collections.abc import Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from typing import Any
 
 import numpy as np
 
-from ..engine import LocalExecutor, default_workers
+from ..engine import default_workers
 from ..exceptions import DatasetError, ModelFileError, ParameterError
 from ..io.schema import check
 from ..io.tables import SPLIT
@@ -123,8 +124,11 @@ def _identities(paths: Sequence[str], n_jobs: int | None, *, skip_unreadable: bo
                 return None
             raise
 
-    with LocalExecutor(max(1, min(len(paths), n_jobs or default_workers()))) as ex:
-        return list(ex.map(one, paths))
+    n = min(len(paths), default_workers() if n_jobs is None else n_jobs)
+    if n <= 1:
+        return [one(p) for p in paths]
+    with ThreadPoolExecutor(n) as pool:  # not an executor: a command has one, for its stages
+        return list(pool.map(one, paths))
 
 
 def split_spec(
