@@ -18,12 +18,11 @@ from _stages import recipe
 from audiogmm.data import (
     RunOptions,
     extract_many,
-    read_csv,
     read_manifest,
     select,
     split_records,
-    write_csv,
 )
+from audiogmm.data.manifests import read_csv, write_csv
 from audiogmm.features import PRESETS
 from audiogmm.models import BACKENDS
 from audiogmm.pipeline import (

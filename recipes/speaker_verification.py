@@ -22,11 +22,10 @@ from _stages import recipe
 from audiogmm.data import (
     RunOptions,
     extract_many,
-    read_csv,
     read_manifest,
     split_records,
-    write_csv,
 )
+from audiogmm.data.manifests import read_csv, write_csv
 from audiogmm.features import PRESETS
 from audiogmm.io import load, save
 from audiogmm.mixture import DiagGMM

@@ -173,10 +173,10 @@ def test_verify_and_kaldi_refuse_a_fused_model(fused_file):
 
     with pytest.raises(ParameterError, match="GMM-UBM"):
         verify_trials(load_model(fused_file[0]), [], options=RunOptions(n_jobs=1))
-    from audiogmm.pipeline.kaldi import _load_classifier  # evaluate on feats.scp
+    from audiogmm.pipeline.kaldi import evaluate_kaldi  # on feats.scp
 
     with pytest.raises(ModelFileError, match=str(fused_file[0])):
-        _load_classifier(fused_file[0])
+        evaluate_kaldi(fused_file[0], "no-such-kaldi-dir")
 
 
 # -- auto ---------------------------------------------------------------------------------

@@ -30,8 +30,7 @@ import soundfile as sf
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from audiogmm.data import read_csv
-from audiogmm.data.manifests import SPLIT_NAMES, read_kaldi_dir
+from audiogmm.data.manifests import SPLIT_NAMES, read_csv, read_kaldi_dir
 from audiogmm.exceptions import AudioGMMError, DatasetError
 from audiogmm.features import FeatureConfig
 from audiogmm.pipeline.verify import read_trials

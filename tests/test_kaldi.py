@@ -315,7 +315,11 @@ def test_feats_ark_is_kaldis_binary_matrix_format(tmp_path):
     ],
 )
 def test_kaldi_header_block_is_validated(mutate):
-    from audiogmm.data.kaldi import validate_kaldi_block
+    from audiogmm.io.schema import check
+    from audiogmm.io.tables import KALDI
+
+    def validate_kaldi_block(block):
+        return check(KALDI, block, "kaldi")
 
     good = {"data": "/d", "split": "train", "train_fraction": 0.7, "seed": 0, "train_utts": ["u"]}
     assert validate_kaldi_block(dict(good)) == good

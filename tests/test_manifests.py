@@ -8,17 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from audiogmm.data import (
-    Record,
-    labels,
-    read_csv,
-    read_folder,
-    read_kaldi_dir,
-    read_manifest,
-    select,
-    split_records,
-    write_csv,
-)
+from audiogmm.data import Record, read_manifest, select, split_records
+from audiogmm.data.manifests import read_csv, read_folder, read_kaldi_dir, write_csv
+from audiogmm.data.splits import labels
 from audiogmm.exceptions import DatasetError, ParameterError
 
 from .conftest_audio import DATA_SAMPLES
@@ -152,8 +144,8 @@ def test_read_kaldi_dir(tmp_path):
         ("u1 sox a.wav -t wav - |\n", "u1 s\n", "command pipe.*unsupported"),
         ("u1 feats.ark:12\n", "u1 s\n", "archive"),
         ("u1 {a}\n", None, "utt2spk is missing"),
-        ("u1 {a}\nu2 {a}\n", "u1 s\n", "no speaker for utterance 'u2'"),
-        ("u1 {a}\nu1 {a}\n", "u1 s\n", "duplicate utterance"),
+        ("u1 {a}\nu2 {a}\n", "u1 s\n", r"no speaker for utterance\(s\) 'u2'"),
+        ("u1 {a}\nu1 {a}\n", "u1 s\n", r"duplicate id\(s\): 'u1'"),
         ("u1 {a}\nu2 {a}\n", "u1 s\nu2 s\n", "duplicate path"),
         ("u1 /nonexistent/x.wav\n", "u1 s\n", "do not exist"),
         ("u1\n", "u1 s\n", "expected '<key> <value>'"),

@@ -20,7 +20,6 @@ from audiogmm.cli import main
 from audiogmm.data import (
     Record,
     content_hash,
-    file_identity,
     read_manifest,
     select,
     split_records,
@@ -29,6 +28,7 @@ from audiogmm.data import (
     training_overlap,
     validate_split_block,
 )
+from audiogmm.data.splits import file_identity
 from audiogmm.io.container import CONTAINER_KEYS, read_container, write_container
 from audiogmm.pipeline import load_model, save_model, stored_split
 

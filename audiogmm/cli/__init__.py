@@ -1,9 +1,7 @@
-"""The ``audiogmm`` command line: extract, train, evaluate, predict, info, tune, verify.
+"""The ``audiogmm`` command line: one module per command, thin over the library.
 
-Every command parses its options, calls the library, and prints: human output
-on stdout, ``--json`` output with sorted keys, logs and progress bars on stderr.
-Exit codes: 0 success, 1 error (bad data, bad model file, ...), 2 usage error.
-Library errors become one line here, in :class:`_Group`, and nowhere else.
+Human output on stdout, ``--json`` with sorted keys, logs and progress bars on stderr.
+Library errors become one line and exit code 1 here, in :class:`_Group`, and nowhere else.
 """
 
 from __future__ import annotations
@@ -39,12 +37,8 @@ UNWIND_S = 0.5
 
 
 def _stop(code: int = 130) -> NoReturn:
-    """Exit now with ``code``: no traceback, no waiting for workers, no child left.
-
-    Worker threads are not joined (a long file would hold the exit for seconds);
-    worker processes (the engine's pool, a Dask LocalCluster) are killed. Outputs
-    are written atomically, so none is left half-written.
-    """
+    """Exit now: no traceback, worker threads not joined, worker processes killed
+    (outputs are written atomically, so none is left half-written)."""
     import multiprocessing
 
     try:

@@ -1,4 +1,4 @@
-"""``audiogmm extract``: features of every file into the cache."""
+"""``audiogmm extract``: features of every file into the cache, a shard store or Kaldi files."""
 
 from __future__ import annotations
 
@@ -22,38 +22,18 @@ from .ubm import dask_option, dask_or
 @click.argument("data", type=click.Path(exists=True))
 @feature_options
 @run_options
-@click.option(
-    "--skipped-csv",
-    type=click.Path(dir_okay=False),
-    help="Write the skipped files and reasons here.",
-)
-@click.option(
-    "--format",
-    "fmt",
-    type=click.Choice(["cache", "kaldi"]),
-    default="cache",
-    show_default=True,
-    help="cache: fill --cache DIR; kaldi: write feats.ark/feats.scp (+utt2spk) to --output "
-    "DIR, for Kaldi tools and `audiogmm train DIR` (needs the kaldi extra).",
-)
-@click.option(
-    "-o",
-    "--output",
-    type=click.Path(file_okay=False),
-    help="Folder for --format kaldi.",
-)
-@click.option(
-    "--allow-pipes",
-    is_flag=True,
-    help="Run piped wav.scp entries ('cmd |') of a Kaldi DATA dir: shell commands written "
-    "in a data file, so only for data you trust (--format kaldi).",
-)
-@click.option(
-    "--shards",
-    "shards_dir",
-    type=click.Path(file_okay=False),
-    help="Also write the features as a shard store here (for `audiogmm ubm`, Dask).",
-)
+@click.option("--skipped-csv", type=click.Path(dir_okay=False),
+              help="Write the skipped files and reasons here.")  # fmt: skip
+@click.option("--format", "fmt", type=click.Choice(["cache", "kaldi"]), default="cache",
+              show_default=True, help="cache: fill --cache DIR; kaldi: write "
+              "feats.ark/feats.scp (+utt2spk) to --output DIR, for Kaldi tools and "
+              "`audiogmm train DIR` (needs the kaldi extra).")  # fmt: skip
+@click.option("-o", "--output", type=click.Path(file_okay=False), help="Folder for --format kaldi.")
+@click.option("--allow-pipes", is_flag=True, help="Run piped wav.scp entries ('cmd |') of a "
+              "Kaldi DATA dir: shell commands written in a data file, so only for data you "
+              "trust (--format kaldi).")  # fmt: skip
+@click.option("--shards", "shards_dir", type=click.Path(file_okay=False),
+              help="Also write the features as a shard store here (for `audiogmm ubm`, Dask).")
 @dask_option
 @json_option
 @click.pass_context
@@ -67,25 +47,26 @@ def command(
     from ..pipeline import skipped_list
 
     config = load_config(preset, config_path)
+    opts = RunOptions(cache_dir=cache_dir, n_jobs=jobs, progress=progress_for(ctx), strict=strict)
     if fmt == "kaldi":
-        from .kaldi import extract_kaldi
+        from ..pipeline.kaldi import export_kaldi
 
         if not output:
             raise click.UsageError("--format kaldi needs --output DIR")
         check_writable(output, folder=True)  # before the work, naming the user's path
-        opts = RunOptions(
-            cache_dir=cache_dir, n_jobs=jobs, progress=progress_for(ctx), strict=strict
-        )
-        return extract_kaldi(data, output, config, opts, allow_pipes, as_json)
+        out = export_kaldi(data, output, config=config, options=opts, allow_pipes=allow_pipes)
+        out["config_hash"] = config.content_hash()
+        if as_json:
+            return echo_json(out)
+        report_skipped(out["skipped"])
+        return click.echo(f"{out['n_utterances']} utterances ({out['n_frames']} frames) -> "
+                          f"{out['scp']} ({len(out['skipped'])} skipped)")  # fmt: skip
     if not cache_dir:
         raise click.UsageError("extract needs --cache DIR (where the features go)")
-    check_writable(cache_dir, folder=True)  # before the work, naming the user's path
-    if skipped_csv:
-        check_writable(skipped_csv)
+    for path, folder in ((cache_dir, True), (skipped_csv, False), (shards_dir, True)):
+        if path:  # before the work, naming the user's path
+            check_writable(path, folder=folder)
     records = read_manifest(data)
-    opts = RunOptions(cache_dir=cache_dir, n_jobs=jobs, progress=progress_for(ctx), strict=strict)
-    if shards_dir:
-        check_writable(shards_dir, folder=True)
     with dask_or(dask_spec, command_executor([r.path for r in records], jobs)) as ex:
         res = extract_many(records, config=config, options=opts, executor=ex)
     if shards_dir:  # on top of the cache: the extracted (or cached) frames, in manifest order
@@ -99,18 +80,14 @@ def command(
     if skipped_csv:
         res.write_skipped_csv(skipped_csv)
     skipped = skipped_list(res)
-    out = {
-        "n_files": len(records),
-        "n_extracted": res.n_extracted,
-        "n_cached": res.n_cached,
-        "cache_errors": res.cache_errors,
-        "n_frames": int(sum(x.shape[0] for x in res.features.values())),
-        "skipped": skipped,
-        "config_hash": config.content_hash(),
-    }
     failed = len(res.cache_errors)
     if as_json:
-        echo_json(out)
+        echo_json({
+            "n_files": len(records), "n_extracted": res.n_extracted, "n_cached": res.n_cached,
+            "cache_errors": res.cache_errors, "skipped": skipped,
+            "n_frames": int(sum(x.shape[0] for x in res.features.values())),
+            "config_hash": config.content_hash(),
+        })  # fmt: skip
     else:
         report_skipped(skipped)
         click.echo(

@@ -14,15 +14,11 @@ _ADAPT = {"m": "means", "mw": "means and weights", "mwv": "means, weights and va
 
 
 def _load_any(model: str):
-    """(bundle or None, classifier or None, DiagGMM or None, header) of any model file.
-
-    A bundle (``train``), a bare classifier (``GMMClassifier.save``, or a model of
-    Kaldi features) or a single mixture (``DiagGMM.save``); a file that is none of
-    these raises the bundle loader's error.
-    """
+    """(bundle or None, classifier or None, DiagGMM or None, header) of a bundle, a bare
+    classifier (e.g. of Kaldi features) or a single mixture; anything else raises the
+    bundle loader's error."""
     from ..exceptions import ModelFileError
     from ..io import load
-    from ..io.container import read_container
     from ..mixture import DiagGMM
     from ..pipeline import load_model
 
@@ -35,31 +31,31 @@ def _load_any(model: str):
         except ModelFileError:
             raise first from None
         if isinstance(obj, DiagGMM):
-            return None, None, obj, read_container(model, kind="DiagGMM")[0]
+            return None, None, obj, obj.file_header_
         if "feature_config" in getattr(obj, "file_header_", {"feature_config": 0}):
             raise first from None  # a bundle that failed its checks, or Stats
         return None, obj, None, obj.file_header_
 
 
+def _head(model: str, header: dict, as_json: bool) -> dict:
+    """The fields every kind of file shows; printed first unless ``as_json``."""
+    out = {"file": os.path.abspath(model), "format_version": header["format_version"],
+           "audiogmm_version": header["audiogmm_version"]}  # fmt: skip
+    if not as_json:
+        click.echo(f"file:          {escape_name(out['file'])}")
+        click.echo(f"format:        audiogmm v{out['format_version']} (written by "
+                   f"{out['audiogmm_version']})")  # fmt: skip
+    return out
+
+
 def _describe_gmm(model: str, gmm, header: dict, as_json: bool) -> None:
     rep = gmm.fit_report_
-    out = {
-        "file": os.path.abspath(model),
-        "kind": "DiagGMM",
-        "format_version": header["format_version"],
-        "audiogmm_version": header["audiogmm_version"],
-        "n_components": gmm.n_components,
-        "n_dims": gmm.n_dims,
-        "training": rep,
-        "feature_config": header.get("feature_config"),
-    }
+    out = _head(model, header, as_json) | {
+        "kind": "DiagGMM", "n_components": gmm.n_components, "n_dims": gmm.n_dims,
+        "training": rep, "feature_config": header.get("feature_config"),
+    }  # fmt: skip
     if as_json:
-        echo_json(out)
-        return
-    click.echo(f"file:          {out['file']}")
-    click.echo(
-        f"format:        audiogmm v{out['format_version']} (written by {out['audiogmm_version']})"
-    )
+        return echo_json(out)
     cfg = header.get("feature_config")
     use = (f"a UBM (`audiogmm ubm`) for `train --backend map|gsv --ubm`, front end hash "
            f"{FeatureConfig.from_dict(cfg).content_hash()}" if cfg is not None
@@ -94,10 +90,7 @@ def command(model, as_json):
     split = None if bundle is None else stored_split(bundle, path=model)
     cfg = None if bundle is None else bundle.config
     fused = bundle is not None and bundle.fused
-    out = {
-        "file": os.path.abspath(model),
-        "format_version": header["format_version"],
-        "audiogmm_version": header["audiogmm_version"],
+    out = _head(model, header, as_json) | {
         "labels": clf.labels_,
         # a GSV model has no class mixtures: its K is the UBM's
         "n_components": clf.n_components if fused or not hasattr(clf, "means_")
@@ -109,10 +102,8 @@ def command(model, as_json):
         "feature_configs": [c.to_dict() for c in bundle.configs] if fused else None,
         "training": clf.fit_report_,
         # the digests are for evaluate's overlap check, not for reading
-        "split": None
-        if split is None
-        else {k: v for k, v in split.items() if k != "train_files"}
-        | {"n_train_files": len(split["train_files"])},
+        "split": None if split is None else {k: v for k, v in split.items() if k != "train_files"}
+        | {"n_train_files": len(split["train_files"])},  # fmt: skip
         "selection": header.get("selection"),
         "backend": next((k for k, c in BACKENDS.items() if type(clf) is c), "fused"),
     }
@@ -124,12 +115,7 @@ def command(model, as_json):
         out["gsv"] = {"ubm_components": clf.ubm_.n_components, "relevance": clf.relevance,
                       "C": clf.C, "calibration": clf.calibration_}  # fmt: skip
     if as_json:
-        echo_json(out)
-        return
-    click.echo(f"file:          {escape_name(out['file'])}")
-    click.echo(
-        f"format:        audiogmm v{out['format_version']} (written by {out['audiogmm_version']})"
-    )
+        return echo_json(out)
     click.echo(f"classes:       {len(clf.labels_)}: {', '.join(map(escape_name, clf.labels_))}")
     if "map" in out:
         m = out["map"]
@@ -170,11 +156,8 @@ def command(model, as_json):
     if sp is None:
         click.echo("split:         not recorded (evaluate cannot check for training files)")
     else:
-        how = (
-            "the manifest's split column"
-            if sp["from_column"]
-            else (f"seed {sp['seed']}, train fraction {sp['train_fraction']:g}")
-        )
+        how = ("the manifest's split column" if sp["from_column"]
+               else f"seed {sp['seed']}, train fraction {sp['train_fraction']:g}")  # fmt: skip
         click.echo(
             f"split:         trained on split {sp['split']!r} ({how}) of a manifest of "
             f"{sp['n_manifest_files']} files (hash {sp['manifest_hash']}); "

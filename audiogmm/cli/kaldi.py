@@ -1,9 +1,5 @@
-"""The Kaldi data-directory branches of ``extract``, ``train`` and ``evaluate``.
-
-``train`` and ``evaluate`` hand a directory with ``feats.scp`` (or ``wav.scp`` +
-``segments``) to these functions, which run :mod:`audiogmm.pipeline.kaldi` and
-print as the audio commands do.
-"""
+"""``train`` and ``evaluate`` on a Kaldi directory with ``feats.scp`` (or ``wav.scp`` +
+``segments``): :mod:`audiogmm.pipeline.kaldi`, printed as the audio commands print."""
 
 from __future__ import annotations
 
@@ -12,38 +8,13 @@ from typing import Any, Optional
 
 import click
 
-from .options import echo_json, report_skipped
-
-
-def extract_kaldi(data, output, config, opts, allow_pipes: bool, as_json: bool) -> None:
-    """``audiogmm extract --format kaldi``: feats.ark/feats.scp in ``output``."""
-    from ..pipeline.kaldi import export_kaldi
-
-    out = export_kaldi(data, output, config=config, options=opts, allow_pipes=allow_pipes)
-    out["config_hash"] = config.content_hash()
-    if as_json:
-        echo_json(out)
-        return
-    report_skipped(out["skipped"])
-    click.echo(
-        f"{out['n_utterances']} utterances ({out['n_frames']} frames) -> {out['scp']} "
-        f"({len(out['skipped'])} skipped)"
-    )
+from .options import echo_json
 
 
 def train_kaldi_dir(
-    ctx: click.Context,
-    data: str,
-    output: str,
-    *,
-    split: Optional[str],
-    train_fraction: float,
-    seed: int,
-    config,
-    jobs: Optional[int],
-    fit: dict[str, Any],
-    check: Callable[[Any], Any],
-) -> dict[str, Any]:
+    ctx: click.Context, data: str, output: str, *, split: Optional[str], train_fraction: float,
+    seed: int, config, jobs: Optional[int], fit: dict[str, Any], check: Callable[[Any], Any],
+) -> dict[str, Any]:  # fmt: skip
     """``audiogmm train KALDI_DIR``: features from feats.scp (or segments), no audio cache.
 
     ``fit`` holds the backend and its parameters; ``check`` maps the directory's front
@@ -72,16 +43,9 @@ def train_kaldi_dir(
 
 
 def evaluate_kaldi_dir(
-    model: str,
-    data: str,
-    *,
-    split: Optional[str],
-    train_fraction: Optional[float],
-    seed: Optional[int],
-    allow_train_overlap: bool,
-    report_dir: Optional[str],
-    as_json: bool,
-) -> None:
+    model: str, data: str, *, split: Optional[str], train_fraction: Optional[float],
+    seed: Optional[int], allow_train_overlap: bool, report_dir: Optional[str], as_json: bool,
+) -> None:  # fmt: skip
     """``audiogmm evaluate MODEL KALDI_DIR``: score feats.scp (or segment) features."""
     from ..pipeline import format_confusion, format_metrics, write_report
     from ..pipeline.kaldi import evaluate_kaldi

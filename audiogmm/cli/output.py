@@ -33,17 +33,8 @@ def _escape_char(c: str) -> str:
 
 
 def escape_name(text: object) -> str:
-    """``text`` with every control, format or line-separator character escaped C-style.
-
-    Parameters
-    ----------
-    text : str or object
-        A file name, label or message (``str()`` of anything else).
-
-    Returns
-    -------
-    str
-        Printable on one line; unchanged when there was nothing to escape.
+    """``str(text)`` (a file name, label or message) printable on one line: every
+    control, format or line-separator character escaped C-style.
 
     Examples
     --------

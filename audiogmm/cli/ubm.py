@@ -1,10 +1,8 @@
-"""``audiogmm ubm``: a UBM from a feature shard store, out of core, on Dask if asked; and ``--dask``.
+"""``audiogmm ubm``: a UBM from a feature shard store, out of core; and ``--dask``.
 
-``--dask local:N`` starts a LocalCluster of N worker processes for the command;
-``--dask tcp://HOST:PORT`` joins a running scheduler (``dask scheduler`` +
-``dask worker tcp://HOST:PORT`` on each machine; the store must be at the same
-path on every worker). Without ``--dask`` the command's own executor is used.
-Models are bit-identical in every case.
+``--dask local:N`` starts a LocalCluster of N worker processes; ``--dask tcp://HOST:PORT``
+joins a running scheduler (the store must be at the same path on every worker). Models
+are bit-identical with or without it.
 """
 
 from __future__ import annotations
@@ -25,15 +23,10 @@ from .output import escape_name
 logger = logging.getLogger("audiogmm")
 
 
-def dask_option(f):
-    """``--dask local:N | tcp://HOST:PORT``: run the command's tasks on Dask."""
-    return click.option(
-        "--dask",
-        "dask_spec",
-        default=None,
-        metavar="local:N|tcp://HOST:PORT",
-        help="Run on Dask: a LocalCluster of N worker processes, or a running scheduler.",
-    )(f)
+dask_option = click.option(
+    "--dask", "dask_spec", default=None, metavar="local:N|tcp://HOST:PORT",
+    help="Run on Dask: a LocalCluster of N worker processes, or a running scheduler.",
+)  # fmt: skip
 
 
 @contextlib.contextmanager
@@ -73,12 +66,9 @@ def _quiet_dask(verbosity: int) -> None:
 
 @contextlib.contextmanager
 def _workers_stderr(*, quiet: bool):
-    """Processes started inside get /dev/null as stderr when ``quiet``.
-
-    A LocalCluster's worker processes share the terminal: on Ctrl-C each would print
-    its own traceback, and on shutdown its warnings. Their task errors come back
-    through the client, and the command logs what matters; -vv keeps their stderr.
-    """
+    """Processes started inside get /dev/null as stderr when ``quiet``: a LocalCluster's
+    workers would each print a traceback on Ctrl-C; their task errors come back through
+    the client anyway."""
     if not quiet:
         yield
         return
@@ -142,8 +132,8 @@ def command(store, output, components, init, max_iter, subsample, seed, checkpoi
     check_writable(ckpt_path)
     fingerprint = {
         "store_frames": st.n_frames, "store_index": st.index_digest, "n_dims": st.n_dims,
-        "config_hash": st.config_hash,
-        "components": components, "init": init, "subsample": subsample, "seed": seed,
+        "config_hash": st.config_hash, "components": components, "init": init,
+        "subsample": subsample, "seed": seed,
     }  # fmt: skip
     ckpt = EMCheckpoint(ckpt_path, resume=resume, fingerprint=fingerprint)
     with dask_or(dask_spec, LocalExecutor(jobs)) as ex, warnings.catch_warnings():
@@ -161,8 +151,7 @@ def command(store, output, components, init, max_iter, subsample, seed, checkpoi
         "executor": repr(ex),
     }  # fmt: skip
     if as_json:
-        echo_json(out)
-        return
+        return echo_json(out)
     click.echo(
         f"UBM of {components} components on {out['n_frames']:,} frames, {gmm.n_iter_} EM "
         f"iterations{' (resumed)' if ckpt.resumed_from else ''} -> {escape_name(output)}"

@@ -24,7 +24,6 @@ import os
 import re
 import stat
 import subprocess
-from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Optional, Union
@@ -34,24 +33,13 @@ import numpy as np
 from ..exceptions import AudioError, DatasetError, FeatureError
 from ..features import FeatureConfig, extract
 from ..io.atomic import atomic_write
-from ..io.schema import check
-from ..io.tables import KALDI
-from .tables import listing, read_kaldi_table
+from .tables import is_pipe, kaldi_labels, kaldi_path, kaldi_table, listing, refuse_pipe
 
 __all__ = [
-    "validate_kaldi_block",
-    "CONFIG_FILE",
-    "Utterance",
-    "is_kaldi_feats_dir",
-    "needs_kaldi_reader",
-    "read_feats",
-    "read_feature_config",
-    "read_kaldi_utterances",
-    "read_segments",
-    "utterance_ids",
-    "wav_scp_ids",
-    "write_feats",
-]
+    "CONFIG_FILE", "Utterance", "is_kaldi_feats_dir", "needs_kaldi_reader", "read_feats",
+    "read_feature_config", "read_kaldi_utterances", "read_segments", "utterance_ids",
+    "wav_scp_ids", "write_feats"
+]  # fmt: skip
 
 PathLike = Union[str, "os.PathLike[str]"]
 
@@ -67,16 +55,8 @@ _ARK_ENTRY = re.compile(r"^(?P<ark>.+):(?P<offset>\d+)$")
 
 @dataclass(frozen=True)
 class Utterance:
-    """One utterance of a Kaldi data directory.
-
-    Attributes
-    ----------
-    utt : str
-        Utterance id.
-    label : str or None
-        Its speaker from ``utt2spk`` (None without ``utt2spk``).
-    features : ndarray of shape (n_frames, n_dims)
-    """
+    """One utterance: its id, its speaker from ``utt2spk`` (None without one), and its
+    features, of shape (n_frames, n_dims)."""
 
     utt: str
     label: Optional[str]
@@ -89,13 +69,10 @@ def is_kaldi_feats_dir(path: PathLike) -> bool:
 
 
 def needs_kaldi_reader(path: PathLike) -> bool:
-    """True for a Kaldi directory the plain manifest readers cannot take.
-
-    That is one with ``feats.scp``, or a ``wav.scp`` directory with ``segments``.
-    """
+    """True for ``feats.scp``, or ``wav.scp`` with ``segments``: no manifest reader takes them."""
     p = os.fspath(path)
-    return is_kaldi_feats_dir(p) or (
-        os.path.isfile(os.path.join(p, "wav.scp")) and os.path.isfile(os.path.join(p, "segments"))
+    return is_kaldi_feats_dir(p) or all(
+        os.path.isfile(os.path.join(p, f)) for f in ("wav.scp", "segments")
     )
 
 
@@ -109,51 +86,9 @@ def _kaldiio():
     return kaldiio
 
 
-def _table(base: str, name: str, *, required: bool = True) -> Optional[list[tuple[str, str]]]:
-    path = os.path.join(base, name)
-    if not os.path.isfile(path):
-        if required:
-            raise DatasetError(f"{base!r}: no {name}")
-        return None
-    rows = read_kaldi_table(path)
-    dups = sorted(k for k, c in Counter(k for k, _ in rows).items() if c > 1)
-    if dups:
-        raise DatasetError(f"{path!r}: duplicate id(s): {listing(dups)}")
-    if not rows:
-        raise DatasetError(f"{path!r}: empty")
-    return rows
-
-
-def _labels(base: str, utts: Sequence[str]) -> dict[str, Optional[str]]:
-    rows = _table(base, "utt2spk", required=False)
-    if rows is None:
-        return dict.fromkeys(utts)
-    spk = dict(rows)
-    missing = [u for u in utts if u not in spk]
-    if missing:
-        raise DatasetError(
-            f"{os.path.join(base, 'utt2spk')!r}: no speaker for utterance(s) {listing(missing)}"
-        )
-    return {u: spk[u] for u in utts}
-
-
-def _is_pipe(value: str) -> bool:
-    v = value.strip()
-    return v.endswith("|") or v.startswith("|")
-
-
-def _refuse_pipe(scp: str, key: str, value: str, allow_pipes: bool) -> None:
-    if _is_pipe(value) and not allow_pipes:
-        raise DatasetError(
-            f"{scp!r}: entry {key!r} is a command pipe ({value!r}); reading it would run a "
-            "shell command written in the data file. If you trust this directory, pass "
-            "allow_pipes=True (`audiogmm extract --allow-pipes`)"
-        )
-
-
-def _run_pipe(scp: str, key: str, value: str) -> bytes:
-    cmd = value.strip().strip("|")
-    r = subprocess.run(cmd, shell=True, capture_output=True)
+def _run_pipe(scp: str, key: str, value: str, allow_pipes: bool) -> bytes:
+    refuse_pipe(scp, key, value, allow_pipes)
+    r = subprocess.run(value.strip().strip("|"), shell=True, capture_output=True)
     if r.returncode != 0:
         err = r.stderr.decode("utf-8", "replace").strip()[-300:]
         raise DatasetError(f"{scp!r}: the command of {key!r} failed ({r.returncode}): {err}")
@@ -171,12 +106,11 @@ def _read_matrix(kaldiio, fd, scp: str, key: str) -> np.ndarray:
             "only FM, DM and compressed CM entries are read"
         )
     try:
-        X = kaldiio.matio.read_kaldi(fd)
+        X = np.asarray(kaldiio.matio.read_kaldi(fd))
     except Exception as e:  # a truncated or damaged archive, whatever kaldiio raises
         raise DatasetError(
             f"{scp!r}: entry {key!r} is unreadable ({type(e).__name__}: {e})"
         ) from None
-    X = np.asarray(X)
     if X.ndim != 2 or X.shape[0] == 0 or X.dtype.kind != "f":
         raise DatasetError(f"{scp!r}: entry {key!r} is not a feature matrix ({X.dtype} {X.shape})")
     if not np.isfinite(X).all():
@@ -194,41 +128,26 @@ def _open_archive(scp: str, utt: str, ark: str):
 
 
 def read_feats(data_dir: PathLike, *, allow_pipes: bool = False) -> list[Utterance]:
-    """Per-utterance feature matrices of a Kaldi data directory with ``feats.scp``.
-
-    Parameters
-    ----------
-    data_dir : path
-        Holds ``feats.scp`` (``<utt> <file.ark>:<byte offset>``) and, for labels,
-        ``utt2spk``. Relative archive paths are tried against *data_dir*, then
-        against the current directory (Kaldi's convention: the recipe root).
-    allow_pipes : bool, default=False
-        Run piped entries (``cmd |``), whose output must be one binary matrix.
-
-    Returns
-    -------
-    list of Utterance
-        Sorted by utterance id; features of shape (n_frames, n_dims), float32 or
-        float64 as stored.
+    """The utterances of ``data_dir/feats.scp`` (``<utt> <file.ark>:<byte offset>``, or
+    ``<utt> <cmd> |`` with ``allow_pipes``) and ``utt2spk``, sorted by id, with the
+    features as stored: float32 or float64 (n_frames, n_dims).
 
     Raises
     ------
     DatasetError
-        Missing or malformed tables, a refused pipe, an entry that is not a binary
-        Kaldi matrix or holds NaN or inf, an offset past the end of its archive, a
-        missing archive, or matrices of different widths.
+        Malformed tables, a refused pipe, an entry that is not a finite binary Kaldi
+        matrix, an offset past the end of its archive, or matrices of different widths.
     """
     kaldiio = _kaldiio()
     base = os.path.abspath(os.fspath(data_dir))
     scp = os.path.join(base, "feats.scp")
-    rows = sorted(_table(base, "feats.scp"))
-    labels = _labels(base, [u for u, _ in rows])
+    rows = sorted(kaldi_table(base, "feats.scp"))
+    labels = kaldi_labels(base, [u for u, _ in rows])
     out, handles = [], {}
     try:
         for utt, value in rows:
-            _refuse_pipe(scp, utt, value, allow_pipes)
-            if _is_pipe(value):
-                X = _read_matrix(kaldiio, io.BytesIO(_run_pipe(scp, utt, value)), scp, utt)
+            if is_pipe(value):
+                fd = io.BytesIO(_run_pipe(scp, utt, value, allow_pipes))
             else:
                 m = _ARK_ENTRY.match(value)
                 if m is None:
@@ -236,10 +155,7 @@ def read_feats(data_dir: PathLike, *, allow_pipes: bool = False) -> list[Utteran
                         f"{scp!r}: entry {utt!r} is {value!r}; expected <file.ark>:<offset> "
                         "(row or column ranges are unsupported)"
                     )
-                ark = m["ark"]
-                if not os.path.isabs(ark):
-                    cand = os.path.join(base, ark)
-                    ark = cand if os.path.exists(cand) else os.path.abspath(ark)
+                ark = kaldi_path(base, m["ark"])
                 if ark not in handles:
                     handles[ark] = _open_archive(scp, utt, ark)
                 fd = handles[ark]
@@ -250,8 +166,7 @@ def read_feats(data_dir: PathLike, *, allow_pipes: bool = False) -> list[Utteran
                         f"({size} bytes)"
                     )
                 fd.seek(offset)
-                X = _read_matrix(kaldiio, fd, scp, utt)
-            out.append(Utterance(utt, labels[utt], X))
+            out.append(Utterance(utt, labels[utt], _read_matrix(kaldiio, fd, scp, utt)))
     finally:
         for fd in handles.values():
             fd.close()
@@ -267,57 +182,68 @@ def _recording(scp: str, rec: str, value: str, allow_pipes: bool, base: str):
 
     from ..audio import load
 
-    _refuse_pipe(scp, rec, value, allow_pipes)
-    if _is_pipe(value):
+    if is_pipe(value):
         try:
-            y, sr = sf.read(io.BytesIO(_run_pipe(scp, rec, value)), dtype="float32", always_2d=True)
+            stream = io.BytesIO(_run_pipe(scp, rec, value, allow_pipes))
+            y, sr = sf.read(stream, dtype="float32", always_2d=True)
         except (sf.LibsndfileError, RuntimeError) as e:
             raise AudioError(f"{scp!r}: the output of {rec!r} is not audio ({e})") from None
         return y.mean(axis=1, dtype=np.float32), int(sr)
     if value.startswith("ark:") or ".ark:" in value:
         raise DatasetError(f"{scp!r}: recording {rec!r} points into an archive; unsupported")
-    path = value if os.path.isabs(value) else os.path.join(base, value)
-    if not os.path.exists(path):
-        path = os.path.abspath(value)
-    y = load(path, sr=None)  # the native rate, so that segment times are exact
-    return y, int(sf.info(path).samplerate)
+    path = kaldi_path(base, value)
+    return load(path, sr=None), int(sf.info(path).samplerate)  # native rate: exact times
+
+
+def _segment_table(base: str, wav: Mapping[str, str], bad: dict[str, str]) -> dict:
+    """Utterance -> (recording, start s, end s); unusable ones go into ``bad``."""
+    rows = kaldi_table(base, "segments", required=False)
+    if rows is None:
+        return {rec: (rec, 0.0, -1.0) for rec in wav}
+    where = os.path.join(base, "segments")
+    segs = {}
+    for utt, rest in rows:
+        parts = rest.split()
+        try:
+            rec, start, end = parts[0], float(parts[1]), float(parts[2])
+        except (IndexError, ValueError):
+            raise DatasetError(
+                f"{where!r}: utterance {utt!r}: expected '<utt> <recording> <start> <end>'"
+            ) from None
+        segs[utt] = (rec, start, end)
+        if rec not in wav:
+            bad[utt] = f"{where!r}: utterance {utt!r}: no recording {rec!r} in wav.scp"
+        elif not (math.isfinite(start) and math.isfinite(end)) or start < 0 or (
+            end != -1 and end <= start
+        ):
+            bad[utt] = f"{where!r}: utterance {utt!r}: bad times {parts[1]}..{parts[2]}"
+    return segs
 
 
 def read_segments(
-    data_dir: PathLike,
-    *,
-    config: Optional[FeatureConfig] = None,
-    allow_pipes: bool = False,
-    keep_all_frames: bool = False,
-    skipped: Optional[dict[str, str]] = None,
-) -> list[Utterance]:
+    data_dir: PathLike, *, config: Optional[FeatureConfig] = None, allow_pipes: bool = False,
+    keep_all_frames: bool = False, skipped: Optional[dict[str, str]] = None,
+) -> list[Utterance]:  # fmt: skip
     """Features of every utterance of a ``wav.scp`` directory, honouring ``segments``.
-
-    Without ``segments`` each ``wav.scp`` entry is one utterance (use this, rather
-    than :func:`audiogmm.data.read_kaldi_dir`, for piped entries).
 
     Parameters
     ----------
     data_dir : path
-        ``wav.scp`` (``<recording> <path>`` or ``<recording> <cmd> |``), optionally
-        ``segments`` (``<utt> <recording> <start_s> <end_s>``) and ``utt2spk``.
+        ``wav.scp`` (``<recording> <path>``, or ``<recording> <cmd> |`` whose output is
+        a WAV or FLAC stream, with ``allow_pipes``), optionally ``segments`` (without
+        it each recording is an utterance) and ``utt2spk``.
     config : FeatureConfig, optional
-        Front end (default ``FeatureConfig()``, the ``general`` preset).
-    allow_pipes : bool, default=False
-        Run piped ``wav.scp`` entries; their output must be a WAV or FLAC stream.
-    keep_all_frames : bool
-        Passed to :func:`audiogmm.features.extract`.
+        Front end (default ``FeatureConfig()``); ``keep_all_frames`` goes to
+        :func:`audiogmm.features.extract`.
     skipped : dict, optional
-        Receives ``{utterance: reason}`` of every segment skipped (for a batch report).
+        Receives ``{utterance: reason}`` of the segments skipped (bad times, outside
+        the recording, unreadable, too short or silent), as
+        :func:`audiogmm.data.extract_many` skips bad files; else they are logged.
 
     Returns
     -------
     list of Utterance
-        Sorted by utterance id. A segment that cannot be used (times that are not
-        finite, negative, reversed or past the end of its recording, an unknown or
-        unreadable recording, too short or silent for features) is skipped with a
-        warning naming it and the reason, as :func:`audiogmm.data.extract_many`
-        skips bad audio files.
+        Sorted by id.
 
     Raises
     ------
@@ -327,34 +253,13 @@ def read_segments(
     config = config or FeatureConfig()
     base = os.path.abspath(os.fspath(data_dir))
     scp = os.path.join(base, "wav.scp")
-    wav = dict(_table(base, "wav.scp"))
-    seg_rows = _table(base, "segments", required=False)
-    seg_file = os.path.join(base, "segments")
+    wav = dict(kaldi_table(base, "wav.scp"))
     bad: dict[str, str] = {}  # utterance -> why, like extract_many's skipped files
-    if seg_rows is None:
-        segs = {rec: (rec, 0.0, -1.0) for rec in wav}
-    else:
-        segs = {}
-        for utt, rest in seg_rows:
-            parts = rest.split()
-            try:
-                rec, start, end = parts[0], float(parts[1]), float(parts[2])
-            except (IndexError, ValueError):
-                raise DatasetError(
-                    f"{seg_file!r}: utterance {utt!r}: expected '<utt> <recording> <start> <end>'"
-                ) from None
-            segs[utt] = (rec, start, end)
-            if rec not in wav:
-                bad[utt] = f"{seg_file!r}: utterance {utt!r}: no recording {rec!r} in wav.scp"
-            elif not (math.isfinite(start) and math.isfinite(end)) or start < 0 or (
-                end != -1 and end <= start
-            ):
-                bad[utt] = f"{seg_file!r}: utterance {utt!r}: bad times {parts[1]}..{parts[2]}"
-    labels = _labels(base, sorted(segs))
+    segs = _segment_table(base, wav, bad)
+    labels = kaldi_labels(base, sorted(segs))
     by_rec: dict[str, list[str]] = {}
-    for utt in sorted(segs):
-        if utt not in bad:
-            by_rec.setdefault(segs[utt][0], []).append(utt)
+    for utt in sorted(set(segs) - set(bad)):
+        by_rec.setdefault(segs[utt][0], []).append(utt)
     feats = {}
     for rec in sorted(by_rec):
         try:
@@ -367,8 +272,8 @@ def read_segments(
             _, start, end = segs[utt]
             if start >= duration or end > duration + 0.01:  # Kaldi tolerates rounding at the end
                 bad[utt] = (
-                    f"{seg_file!r}: utterance {utt!r} ({start}..{end} s) is not inside "
-                    f"recording {rec!r} ({duration:.3f} s)"
+                    f"{os.path.join(base, 'segments')!r}: utterance {utt!r} ({start}..{end} s) "
+                    f"is not inside recording {rec!r} ({duration:.3f} s)"
                 )
                 continue
             a, b = int(round(start * sr)), (len(y) if end == -1 else int(round(end * sr)))
@@ -383,21 +288,15 @@ def read_segments(
             logger.warning("skipped %s", bad[utt])
     if not feats:
         first = bad[min(bad)] if bad else "none listed"
-        raise DatasetError(
-            f"{base!r}: no usable utterance ({len(bad)} skipped; first: {first})"
-        )
+        raise DatasetError(f"{base!r}: no usable utterance ({len(bad)} skipped; first: {first})")
     return [Utterance(u, labels[u], feats[u]) for u in sorted(feats)]
 
 
 def read_kaldi_utterances(
-    data_dir: PathLike,
-    *,
-    config: Optional[FeatureConfig] = None,
-    allow_pipes: bool = False,
+    data_dir: PathLike, *, config: Optional[FeatureConfig] = None, allow_pipes: bool = False,
     skipped: Optional[dict[str, str]] = None,
-) -> list[Utterance]:
-    """:func:`read_feats` when ``data_dir`` has ``feats.scp``, else :func:`read_segments`
-    (whose skipped segments go into ``skipped``)."""
+) -> list[Utterance]:  # fmt: skip
+    """:func:`read_feats` when ``data_dir`` has ``feats.scp``, else :func:`read_segments`."""
     if is_kaldi_feats_dir(data_dir):
         return read_feats(data_dir, allow_pipes=allow_pipes)
     return read_segments(data_dir, config=config, allow_pipes=allow_pipes, skipped=skipped)
@@ -422,130 +321,86 @@ def utterance_ids(paths: Sequence[str], labels: Sequence[str]) -> list[str]:
     When two stems collide within a label, the path relative to the files'
     common folder is used instead.
     """
-
-    def clean(s: str) -> str:
-        return re.sub(r"\s+", "_", s)
-
-    ids = [clean(f"{y}-{os.path.splitext(os.path.basename(p))[0]}") for p, y in zip(paths, labels)]
-    if len(set(ids)) < len(ids):
-        root = os.path.commonpath([os.path.abspath(p) for p in paths]) if paths else ""
+    root = os.path.commonpath([os.path.abspath(p) for p in paths]) if paths else ""
+    for stem in (os.path.basename, lambda p: os.path.relpath(p, root).replace(os.sep, "-")):
         ids = [
-            clean(f"{y}-{os.path.splitext(os.path.relpath(p, root))[0]}".replace(os.sep, "-"))
+            re.sub(r"\s+", "_", f"{y}-{os.path.splitext(stem(p))[0]}")
             for p, y in zip(paths, labels)
         ]
+        if len(set(ids)) == len(ids):
+            break
     return ids
 
 
 def wav_scp_ids(data_dir: PathLike) -> dict[str, str]:
     """Audio path -> utterance id of a ``wav.scp`` (paths resolved as the manifest reader does)."""
     base = os.path.abspath(os.fspath(data_dir))
-    ids = {}
-    for utt, value in _table(base, "wav.scp"):
-        if _is_pipe(value):
-            continue
-        cand = value if os.path.isabs(value) else os.path.join(base, value)
-        if not os.path.exists(cand):
-            cand = os.path.abspath(value)
-        ids[os.path.normpath(cand)] = utt
-    return ids
+    rows = kaldi_table(base, "wav.scp")
+    return {os.path.normpath(kaldi_path(base, v)): u for u, v in rows if not is_pipe(v)}
+
+
+def _no_space(names, what: str) -> None:
+    bad = sorted({n for n in names if not n or re.search(r"\s", n)})
+    if bad:
+        raise DatasetError(
+            f"{what} must be non-empty with no spaces, tabs or newlines (Kaldi splits its "
+            f"tables on whitespace): {listing(bad)}"
+        )
 
 
 def write_feats(
-    out_dir: PathLike,
-    features: Mapping[str, np.ndarray],
-    *,
-    labels: Optional[Mapping[str, str]] = None,
-    config: Optional[FeatureConfig] = None,
-) -> tuple[str, str]:
-    """Write ``feats.ark`` and ``feats.scp`` (and ``utt2spk``/``spk2utt``, the config).
+    out_dir: PathLike, features: Mapping[str, np.ndarray], *,
+    labels: Optional[Mapping[str, str]] = None, config: Optional[FeatureConfig] = None,
+) -> tuple[str, str]:  # fmt: skip
+    """Write ``out_dir/feats.ark`` and ``feats.scp`` atomically; return their paths.
 
-    Parameters
-    ----------
-    out_dir : path
-        Created if missing; the files are written atomically.
-    features : mapping of str to ndarray of shape (n_frames, n_dims)
-        Utterance id -> features, written in sorted id order as Kaldi expects.
-    labels : mapping of str to str, optional
-        Utterance id -> speaker/label, for ``utt2spk`` and ``spk2utt``; non-empty,
-        without whitespace (Kaldi's tables are split on it).
-    config : FeatureConfig, optional
-        Stored as :data:`CONFIG_FILE`, so a model trained on these features can
-        extract the same features from audio.
-
-    Returns
-    -------
-    (ark_path, scp_path) : tuple of str
+    ``features`` maps utterance id -> float (n_frames, n_dims), written in sorted id
+    order as Kaldi expects; ``labels`` (id -> speaker) gives ``utt2spk`` and
+    ``spk2utt``; ``config`` is stored as :data:`CONFIG_FILE`, so that a model trained
+    on these features can extract the same from audio.
 
     Raises
     ------
     DatasetError
-        An utterance id or a label that is empty or holds whitespace, an utterance
-        without a label, or features that are not a 2-D float array; nothing is
-        written then.
+        An id or label that is empty or holds whitespace, an utterance without a
+        label, or features that are not a 2-D float array; nothing is written then.
     """
     kaldiio = _kaldiio()
     base = os.path.abspath(os.fspath(out_dir))
-    bad = [u for u in features if not u or re.search(r"\s", u)]
-    if bad:
-        raise DatasetError(f"utterance ids must be non-empty with no spaces: {listing(bad)}")
-    if labels is not None:  # checked before anything is written
-        missing = [u for u in features if u not in labels]
-        if missing:
-            raise DatasetError(f"no label for utterance(s) {listing(sorted(missing))}")
-        bad = sorted({labels[u] for u in features if not labels[u] or re.search(r"\s", labels[u])})
-        if bad:
-            raise DatasetError(
-                f"labels must be non-empty with no spaces, tabs or newlines to be written to "
-                f"utt2spk (Kaldi splits its lines on whitespace): {listing(bad)}"
-            )
-    ark, scp = os.path.join(base, "feats.ark"), os.path.join(base, "feats.scp")
     utts = sorted(features)
-    arrays = {}
-    for u in utts:
-        X = np.asarray(features[u])
+    _no_space(utts, "utterance ids")
+    if labels is not None:  # checked before anything is written
+        missing = [u for u in utts if u not in labels]
+        if missing:
+            raise DatasetError(f"no label for utterance(s) {listing(missing)}")
+        _no_space([labels[u] for u in utts], "labels")
+    arrays = {u: np.asarray(features[u]) for u in utts}
+    for u, X in arrays.items():
         if X.ndim != 2 or X.dtype not in (np.float32, np.float64):
             raise DatasetError(
                 f"features of {u!r} must be a 2-D float array; got {X.dtype} {X.shape}"
             )
-        arrays[u] = X
+    ark, scp = os.path.join(base, "feats.ark"), os.path.join(base, "feats.scp")
     buf, lines = io.BytesIO(), io.StringIO()
     buf.name = "feats.ark"
     kaldiio.save_ark(buf, arrays, scp=lines)
     # kaldiio names a file object's archive by its .name; the scp must point at feats.ark
-    scp_text = "".join(
-        f"{line.split(' ', 1)[0]} {ark}:{line.rsplit(':', 1)[1]}\n"
-        for line in lines.getvalue().splitlines()
-    )
-    os.makedirs(base, exist_ok=True)
-    atomic_write(ark, lambda f: f.write(buf.getvalue()))
-    atomic_write(scp, lambda f: f.write(scp_text), mode="w")
+    files = {
+        "feats.scp": "".join(
+            f"{line.split(' ', 1)[0]} {ark}:{line.rsplit(':', 1)[1]}\n"
+            for line in lines.getvalue().splitlines()
+        )
+    }
     if labels is not None:
         by_spk: dict[str, list[str]] = {}
         for u in utts:
             by_spk.setdefault(labels[u], []).append(u)
-        atomic_write(
-            os.path.join(base, "utt2spk"),
-            lambda f: f.write("".join(f"{u} {labels[u]}\n" for u in utts)),
-            mode="w",
-        )
-        atomic_write(
-            os.path.join(base, "spk2utt"),
-            lambda f: f.write("".join(f"{s} {' '.join(us)}\n" for s, us in sorted(by_spk.items()))),
-            mode="w",
-        )
+        files["utt2spk"] = "".join(f"{u} {labels[u]}\n" for u in utts)
+        files["spk2utt"] = "".join(f"{s} {' '.join(us)}\n" for s, us in sorted(by_spk.items()))
     if config is not None:
-        atomic_write(os.path.join(base, CONFIG_FILE), lambda f: f.write(config.to_json()), mode="w")
+        files[CONFIG_FILE] = config.to_json()
+    os.makedirs(base, exist_ok=True)
+    atomic_write(ark, lambda f: f.write(buf.getvalue()))
+    for name, text in files.items():
+        atomic_write(os.path.join(base, name), lambda f, text=text: f.write(text), mode="w")
     return ark, scp
-
-
-def validate_kaldi_block(block: object) -> dict:
-    """Check a model header's ``kaldi`` block (the training directory and utterances)
-    against :data:`audiogmm.io.tables.KALDI`.
-
-    Raises
-    ------
-    ValueError
-        Not an object, a missing or unknown field, or a field of the wrong type or
-        range; the message names it (``kaldi.<field>``).
-    """
-    return check(KALDI, block, "kaldi")

@@ -1,16 +1,10 @@
 """Dataset manifests: which audio files, with which label, in which split.
 
-Three layouts are read into a list of :class:`Record` (absolute path, label,
-split or ``None``):
-
-* a folder with one sub-folder per label (audio files found recursively in
-  each sub-folder; hidden files and folders are skipped);
-* a CSV file with a header ``path,label[,split]`` (paths relative to the CSV's
-  folder, or absolute);
-* a Kaldi data directory: ``wav.scp`` (``utt path``) + ``utt2spk`` (the speaker
-  is the label).
-
-All listings are sorted, so a manifest reads the same on every machine.
+Three layouts give a list of :class:`Record`: a folder with one sub-folder per label
+(audio found recursively; hidden files and folders skipped), a CSV ``path,label[,split]``
+(paths relative to the CSV's folder, or absolute), and a Kaldi data directory
+(``wav.scp`` + ``utt2spk``, the speaker is the label). Listings are sorted, so a
+manifest reads the same on every machine.
 """
 
 from __future__ import annotations
@@ -27,20 +21,12 @@ from typing import Literal, Optional, Union
 from ..audio import AUDIO_EXTENSIONS
 from ..exceptions import DatasetError, ParameterError
 from ..io.atomic import atomic_write
-from .tables import listing, read_csv_rows, read_kaldi_table
+from .tables import kaldi_labels, kaldi_path, kaldi_table, listing, read_csv_rows, refuse_pipe
 
 __all__ = [
-    "SPLIT_NAMES",
-    "Record",
-    "audio_files_under",
-    "content_hash",
-    "expand_paths",
-    "read_csv",
-    "read_folder",
-    "read_kaldi_dir",
-    "read_manifest",
-    "write_csv",
-]
+    "SPLIT_NAMES", "Record", "audio_files_under", "content_hash", "expand_paths", "read_csv",
+    "read_folder", "read_kaldi_dir", "read_manifest", "write_csv"
+]  # fmt: skip
 
 PathLike = Union[str, "os.PathLike[str]"]
 
@@ -52,18 +38,8 @@ SPLIT_NAMES = ("train", "dev", "test", "enrol", "cohort")
 
 @dataclass(frozen=True)
 class Record:
-    """One audio file of a dataset.
-
-    Attributes
-    ----------
-    path : str
-        Absolute path of the audio file.
-    label : str
-        Class label (sub-folder name, CSV ``label`` column, or Kaldi speaker).
-    split : str or None
-        ``"train"``, ``"test"`` (or any name from a CSV ``split`` column), or
-        ``None`` before :func:`split_records`.
-    """
+    """One audio file: its absolute ``path``, ``label`` and ``split`` (one of
+    :data:`SPLIT_NAMES`, or None before :func:`~audiogmm.data.splits.split_records`)."""
 
     path: str
     label: str
@@ -71,12 +47,7 @@ class Record:
 
 
 def _check_unique_and_present(records: list[Record], source: str) -> None:
-    seen: dict[str, int] = {}
-    dups = []
-    for r in records:
-        if r.path in seen:
-            dups.append(r.path)
-        seen[r.path] = 1
+    dups = [p for p, n in Counter(r.path for r in records).items() if n > 1]
     if dups:
         raise DatasetError(f"{source!r}: duplicate path(s) in manifest: {listing(dups)}")
     missing = [r.path for r in records if not os.path.isfile(r.path)]
@@ -88,18 +59,8 @@ def _check_unique_and_present(records: list[Record], source: str) -> None:
 
 
 def read_folder(root: PathLike) -> list[Record]:
-    """Read a folder with one sub-folder per label.
-
-    Parameters
-    ----------
-    root : str or os.PathLike
-        ``root/<label>/**/<file>`` with an audio extension (``.wav .flac .ogg .mp3
-        .aiff .aif .au``, any case). Files directly in *root* are ignored.
-
-    Returns
-    -------
-    list of Record
-        Sorted by label, then path; ``split`` is ``None``.
+    """Read ``root/<label>/**/<audio file>`` (files directly in *root* are ignored),
+    sorted by label then path.
 
     Raises
     ------
@@ -131,7 +92,6 @@ def read_folder(root: PathLike) -> list[Record]:
     return records
 
 
-
 def audio_files_under(folder: PathLike) -> list[str]:
     """The audio files (by extension, :data:`~audiogmm.audio.AUDIO_EXTENSIONS`) under
     ``folder``, recursively, sorted; hidden files and folders are left out."""
@@ -147,42 +107,37 @@ def audio_files_under(folder: PathLike) -> list[str]:
 
 
 def expand_paths(paths: Iterable[PathLike]) -> list[str]:
-    """Files as given, folders replaced by the audio files under them (in order).
-
-    Anything that is not a folder is kept as given, so a missing or unreadable
-    file is reported by the extraction, like bad audio.
-    """
+    """Files as given (a missing one is reported by the extraction, like bad audio),
+    folders replaced by the audio files under them."""
     out: list[str] = []
     for p in paths:
         p = os.fspath(p)
         out.extend(audio_files_under(p) if os.path.isdir(p) else [p])
     return out
 
+
 def read_csv(
     path: PathLike, *, extra_columns: Literal["error", "ignore"] = "error"
 ) -> list[Record]:
-    """Read a CSV manifest with header ``path,label[,split]``.
+    """Read a CSV manifest ``path,label[,split]`` (UTF-8; paths relative to its folder).
 
     Parameters
     ----------
     path : str or os.PathLike
-        The CSV file (UTF-8, optional BOM). Relative paths in it are relative
-        to the CSV's folder.
     extra_columns : {"error", "ignore"}
         What to do with columns other than ``path``, ``label`` and ``split``.
 
     Returns
     -------
     list of Record
-        In file order. An empty ``split`` cell gives ``split=None``.
+        In file order; an empty ``split`` cell gives None.
 
     Raises
     ------
     DatasetError
-        Missing CSV, not UTF-8 text (:func:`read_csv_rows`), missing or unknown
-        columns, empty path or label cell, a split value outside :data:`SPLIT_NAMES`,
-        a listed file that does not exist, duplicate paths, or a mix of rows with and
-        without a split.
+        Text :func:`read_csv_rows` refuses, missing or unknown columns, an empty path
+        or label, a split outside :data:`SPLIT_NAMES` or on some rows only, a missing
+        file, or duplicate paths.
     """
     csv_path = os.path.abspath(os.fspath(path))
     if extra_columns not in ("error", "ignore"):
@@ -207,22 +162,20 @@ def read_csv(
         p, label, split = row["path"], row["label"], row.get("split") or None
         if not p or not label:
             raise DatasetError(f"{csv_path!r} line {lineno}: empty path or label cell: {row}")
-        full = os.path.normpath(p if os.path.isabs(p) else os.path.join(folder, p))
-        records.append(Record(full, label, split))
+        records.append(Record(os.path.normpath(os.path.join(folder, p)), label, split))
     if not records:
         raise DatasetError(f"{csv_path!r}: no rows after the header")
-    has_split = {r.split is not None for r in records}
-    if len(has_split) == 2:
+    splits = {r.split for r in records}
+    if None in splits and len(splits) > 1:
         raise DatasetError(
             f"{csv_path!r}: some rows have a split and some do not; fill the split column "
             "for every row or leave it out"
         )
-    odd = sorted({r.split for r in records if r.split is not None} - set(SPLIT_NAMES))
+    odd = sorted(splits - {None, *SPLIT_NAMES})
     if odd:
-        found = sorted({r.split for r in records if r.split is not None})
         raise DatasetError(
-            f"{csv_path!r}: unknown split value(s) {odd} in the split column (found {found}); "
-            f"expected some of {list(SPLIT_NAMES)}"
+            f"{csv_path!r}: unknown split value(s) {odd} in the split column (found "
+            f"{sorted(splits - {None})}); expected some of {list(SPLIT_NAMES)}"
         )
     _check_unique_and_present(records, csv_path)
     return records
@@ -231,88 +184,42 @@ def read_csv(
 def read_kaldi_dir(data_dir: PathLike) -> list[Record]:
     """Read a Kaldi data directory (``wav.scp`` + ``utt2spk``); the label is the speaker.
 
-    Parameters
-    ----------
-    data_dir : str or os.PathLike
-        Holds ``wav.scp`` (``<utt> <path>``) and ``utt2spk`` (``<utt> <spk>``).
-        Relative paths in ``wav.scp`` are tried against *data_dir*, then against
-        the current directory (Kaldi's convention: the recipe root).
-
-    Returns
-    -------
-    list of Record
-        Sorted by utterance id; ``split`` is ``None``.
+    Relative paths in ``wav.scp`` are tried against *data_dir*, then against the
+    current directory (Kaldi's convention: the recipe root). Records are sorted by
+    utterance id, with ``split`` None.
 
     Raises
     ------
     DatasetError
-        Missing ``utt2spk``, piped ``wav.scp`` entries (``... |``), archive
-        entries, a ``segments`` file, utterances without a speaker, duplicate
-        utterances or paths, or missing audio files.
+        A missing ``utt2spk``, piped or archive entries, a ``segments`` file
+        (:mod:`audiogmm.data.kaldi` reads those), utterances without a speaker,
+        duplicate utterances or paths, or missing audio files.
     """
     base = os.path.abspath(os.fspath(data_dir))
     scp = os.path.join(base, "wav.scp")
-    u2s = os.path.join(base, "utt2spk")
     if not os.path.isfile(scp):
         raise DatasetError(f"{base!r}: not a Kaldi data directory (no wav.scp)")
-    if not os.path.isfile(u2s):
-        raise DatasetError(f"{base!r}: wav.scp found but utt2spk is missing")
     if os.path.exists(os.path.join(base, "segments")):
         raise DatasetError(
             f"{base!r}: a 'segments' file is present, so its utterances are not files; "
             "`audiogmm train`, `evaluate` and `extract --format kaldi` honour segments, as "
             "does audiogmm.data.kaldi.read_segments"
         )
-    wav = read_kaldi_table(scp)
-    spk = dict(read_kaldi_table(u2s))
-    utts = [u for u, _ in wav]
-    dup_utts = sorted(u for u, c in Counter(utts).items() if c > 1)
-    if dup_utts:
-        raise DatasetError(f"{scp!r}: duplicate utterance id(s): {listing(dup_utts)}")
+    wav = sorted(kaldi_table(base, "wav.scp"))
+    spk = kaldi_labels(base, [u for u, _ in wav], required=True)
     records = []
-    for utt, value in sorted(wav):
-        if value.endswith("|"):
-            raise DatasetError(
-                f"{scp!r}: utterance {utt!r} is a command pipe ({value!r}); it would run a "
-                "shell command written in a data file, so piped entries are unsupported here. "
-                "If you trust this directory, `audiogmm extract DIR --format kaldi --allow-pipes "
-                "-o OUT` turns them into feats.scp"
-            )
+    for utt, value in wav:
+        refuse_pipe(scp, utt, value)
         if value.startswith("ark:") or ".ark:" in value:
             raise DatasetError(f"{scp!r}: utterance {utt!r} points into an archive; unsupported")
-        if utt not in spk:
-            raise DatasetError(f"{u2s!r}: no speaker for utterance {utt!r}")
-        if os.path.isabs(value):
-            full = value
-        else:
-            cand = os.path.join(base, value)
-            full = cand if os.path.exists(cand) else os.path.abspath(value)
-        records.append(Record(os.path.normpath(full), spk[utt]))
-    if not records:
-        raise DatasetError(f"{scp!r}: no utterances")
+        records.append(Record(os.path.normpath(kaldi_path(base, value)), spk[utt]))
     _check_unique_and_present(records, scp)
     return records
 
 
 def read_manifest(source: PathLike, **kwargs: str) -> list[Record]:
-    """Read a manifest, detecting its layout.
-
-    Parameters
-    ----------
-    source : str or os.PathLike
-        A Kaldi data directory (a directory holding ``wav.scp``), a folder of
-        label sub-folders, or a CSV file ``path,label[,split]``.
-    **kwargs
-        Passed to :func:`read_csv` (``extra_columns``).
-
-    Returns
-    -------
-    list of Record
-
-    Raises
-    ------
-    DatasetError
-        If *source* does not exist or its content is malformed.
+    """Read a Kaldi data directory, a folder of label sub-folders or a CSV manifest
+    (``**kwargs`` go to :func:`read_csv`); a DatasetError when it is missing or malformed.
 
     Examples
     --------
@@ -331,23 +238,12 @@ def read_manifest(source: PathLike, **kwargs: str) -> list[Record]:
 
 
 def content_hash(records: Iterable[Record]) -> str:
-    """A short hash of a manifest's content: each record's relative path, label and split.
+    """16 hex digits of a SHA-256 of each record's path, label and split, in any order.
 
-    Paths are taken relative to the deepest folder that holds every file, so the
-    same dataset copied or mounted elsewhere hashes the same; the order of the
-    records does not matter. The audio bytes are not read (see
-    :func:`audiogmm.data.splits.file_identity` for that).
-
-    Parameters
-    ----------
-    records : iterable of Record
-        As read by :func:`read_manifest` (before or after a split is assigned;
-        the two hash differently, so hash what the manifest itself says).
-
-    Returns
-    -------
-    str
-        16 hex digits (the first 64 bits of a SHA-256).
+    Paths are taken relative to the deepest folder holding every file, so a copy of the
+    dataset elsewhere hashes the same. The audio is not read
+    (:func:`audiogmm.data.splits.file_identity` does). A split changes the hash: hash
+    what the manifest itself says.
     """
     records = list(records)
     root = os.path.commonpath([os.path.dirname(r.path) for r in records]) if records else ""

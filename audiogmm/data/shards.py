@@ -4,18 +4,13 @@ Layout of a store directory::
 
     <dir>/index.json          format, version, n_dims, dtype, FeatureConfig (hash, JSON), shards, clips
     <dir>/shard-00000.npy     (n_frames, n_dims) float32, C order: clips back to back
-    <dir>/shard-00001.npy     ...
 
-Each clip lives in one shard, as a frame range ``[start, stop)``. Shards are
-plain ``.npy`` files (memory-mappable, no pickle); the index is written last and
-atomically, so a store is either complete or absent. :func:`open_store` trusts
-nothing: the index's size is checked before it is read, every field is
-validated, and every shard's ``.npy`` header is read and checked against the
-index and the file size before a frame is read.
-
-Training reads a store through :class:`~audiogmm.mixture.shards.ShardSource`,
-which reads rows with plain positioned reads (``os.pread``): a worker holds one
-chunk of frames, and no memory map grows its resident set with the whole store.
+Each clip lives in one shard as a frame range ``[start, stop)``. Shards are plain
+``.npy`` files (no pickle); the index is written last and atomically, so a store is
+complete or absent. :func:`open_store` trusts nothing: the index's size is checked
+before it is read, every field is validated, and every shard's header is checked
+against the index and the file size. Rows are read with positioned reads
+(``os.preadv``), so a worker holds one chunk of frames and no memory map grows.
 """
 
 from __future__ import annotations
@@ -58,15 +53,13 @@ class ShardWriter:
     Parameters
     ----------
     folder : path
-        Created if missing. Shards from an earlier store there are replaced.
+        Created if missing; an earlier store's shards there are replaced.
     n_dims : int > 0
     shard_frames : int > 0
-        A shard is closed once it holds at least this many frames (a clip is never split).
-    config_hash : str, optional
-        The FeatureConfig's content hash, recorded in the index.
-    config : str, optional
-        The FeatureConfig as JSON (``FeatureConfig.to_json()``), so that a model trained
-        from the store can carry its front end.
+        A shard is closed once it holds this many frames (a clip is never split).
+    config_hash, config : str, optional
+        The FeatureConfig's content hash and JSON, so that a model trained from the
+        store carries its front end.
 
     Examples
     --------
@@ -75,14 +68,9 @@ class ShardWriter:
     """
 
     def __init__(
-        self,
-        folder: str | os.PathLike,
-        *,
-        n_dims: int,
-        shard_frames: int = SHARD_FRAMES,
-        config_hash: str = "",
-        config: str = "",
-    ) -> None:
+        self, folder: str | os.PathLike, *, n_dims: int, shard_frames: int = SHARD_FRAMES,
+        config_hash: str = "", config: str = "",
+    ) -> None:  # fmt: skip
         if not (isinstance(n_dims, int) and n_dims > 0):
             raise ParameterError(f"n_dims must be an int > 0; got {n_dims!r}")
         if not (isinstance(shard_frames, int) and shard_frames > 0):
@@ -100,8 +88,8 @@ class ShardWriter:
                 f"{self.folder}: another process is writing a shard store there; "
                 "wait for it to finish or choose another folder"
             ) from None
-        self.n_dims, self.shard_frames, self.config_hash = n_dims, shard_frames, config_hash
-        self.config = config
+        self.n_dims, self.shard_frames = n_dims, shard_frames
+        self.config_hash, self.config = config_hash, config
         self._pending: list[np.ndarray] = []
         self._n_pending = 0
         self.shards: list[dict] = []
@@ -177,13 +165,9 @@ class ShardWriter:
 
 
 def write_store(
-    folder: str | os.PathLike,
-    clips: Iterable[tuple[str, str, np.ndarray]],
-    *,
-    shard_frames: int = SHARD_FRAMES,
-    config_hash: str = "",
-    config: str = "",
-) -> ShardStore:
+    folder: str | os.PathLike, clips: Iterable[tuple[str, str, np.ndarray]], *,
+    shard_frames: int = SHARD_FRAMES, config_hash: str = "", config: str = "",
+) -> ShardStore:  # fmt: skip
     """Write ``(clip, label, frames)`` triples as a store and open it."""
     writer = None
     for clip, label, X in clips:
@@ -201,27 +185,20 @@ def write_store(
 
 @dataclass(frozen=True)
 class ShardStore:
-    """An opened, validated store. Cheap to ship to workers (no frames inside).
+    """An opened, validated store; cheap to ship to workers (no frames inside).
 
     Attributes
     ----------
-    folder : str
-    n_dims : int
-    config_hash : str
     config : str
         The FeatureConfig JSON ("" when the writer had none).
-    files : tuple of str
-        Absolute shard paths.
-    offsets : tuple of int
-        Byte offset of the first frame in each shard.
+    files, offsets : tuple
+        Absolute shard paths, and the byte offset of each one's first frame.
     bounds : ndarray of shape (n_shards + 1,), int64
         Global frame index where each shard starts (the last entry: total frames).
-    clips, labels : tuple of str
     clip_start, clip_stop : ndarray of shape (n_clips,), int64
         Global frame ranges of the clips.
     index_digest : str
-        SHA-256 (32 hex digits) of the index file: what an EM checkpoint's fingerprint
-        records, so that it resumes only on the same data.
+        32 hex digits of the index's SHA-256: an EM checkpoint resumes only on it.
     """
 
     folder: str
@@ -281,11 +258,8 @@ class ShardStore:
         return out
 
     def reader(self, *, clip_ranges: bool = False) -> ShardStore:
-        """This store without the clip names and labels (and the clip ranges unless asked).
-
-        What map tasks need: a few hundred bytes per shard, instead of the whole index
-        (a 1,000-hour store has ~10^5 clips), so it ships to every worker per iteration.
-        """
+        """This store without clip names and labels (and ranges unless asked): what map
+        tasks need, a few hundred bytes per shard instead of the whole index."""
         empty = np.zeros(0, dtype=np.int64)
         return dataclasses.replace(
             self, clips=(), labels=(), config="",
@@ -312,16 +286,11 @@ def _npy_header(path: str, n_dims: int) -> tuple[int, int]:
         with open_regular(path) as f:
             size = os.fstat(f.fileno()).st_size
             version = np.lib.format.read_magic(f)
-            if version == (1, 0):
-                shape, fortran, dtype = np.lib.format.read_array_header_1_0(
-                    f, max_header_size=_MAX_NPY_HEADER
-                )
-            elif version == (2, 0):
-                shape, fortran, dtype = np.lib.format.read_array_header_2_0(
-                    f, max_header_size=_MAX_NPY_HEADER
-                )
-            else:
+            read = {(1, 0): np.lib.format.read_array_header_1_0,
+                    (2, 0): np.lib.format.read_array_header_2_0}.get(version)  # fmt: skip
+            if read is None:
                 raise ValueError(f"unsupported .npy version {version}")
+            shape, fortran, dtype = read(f, max_header_size=_MAX_NPY_HEADER)
             offset = f.tell()
     except (OSError, ValueError) as e:
         raise ModelFileError(f"{path}: not a readable shard ({e})") from None
@@ -336,13 +305,8 @@ def _npy_header(path: str, n_dims: int) -> tuple[int, int]:
 
 
 def open_store(folder: str | os.PathLike) -> ShardStore:
-    """Open and validate a store written by :class:`ShardWriter`.
-
-    Raises
-    ------
-    ModelFileError
-        Naming the file and the first problem found.
-    """
+    """Open and validate a store written by :class:`ShardWriter`; a ModelFileError names
+    the file and the first problem found."""
     folder = os.path.abspath(os.fspath(folder))
     ipath = os.path.join(folder, INDEX_NAME)
     try:

@@ -25,17 +25,9 @@ from ..io.tables import SPLIT
 from .manifests import Record, content_hash
 
 __all__ = [
-    "IDENTITY",
-    "TRAIN_FRACTION",
-    "file_identity",
-    "labels",
-    "select",
-    "split_records",
-    "split_spec",
-    "stored_training_paths",
-    "training_overlap",
-    "validate_split_block",
-]
+    "IDENTITY", "TRAIN_FRACTION", "file_identity", "labels", "select", "split_records",
+    "split_spec", "stored_training_paths", "training_overlap", "validate_split_block"
+]  # fmt: skip
 
 #: Share of each label's files that go to "train" when a manifest has no split column.
 TRAIN_FRACTION = 0.7
@@ -46,33 +38,16 @@ def labels(records: Iterable[Record]) -> list[str]:
     return sorted({r.label for r in records})
 
 
-def _label_seed(seed: int, label: str) -> np.random.Generator:
-    # One stream per (seed, label): a label's split does not depend on the other labels.
-    return np.random.default_rng([int(seed), zlib.crc32(label.encode("utf-8"))])
-
-
 def split_records(
     records: Sequence[Record], *, train_fraction: float = TRAIN_FRACTION, seed: int = 0
 ) -> list[Record]:
-    """Assign a deterministic, stratified train/test split.
+    """Assign a deterministic, stratified train/test split (same order, ``split`` set).
 
-    If every record already has a split (e.g. a CSV ``split`` column), the
-    records are returned unchanged. Otherwise each label's files (sorted by
-    path) are shuffled with a generator seeded by ``(seed, crc32(label))`` and
-    ``round(train_fraction * n)`` go to ``"train"``, clamped so that each label
-    has at least one train record and, when it has >= 2 files, at least one
-    test record.
-
-    Parameters
-    ----------
-    records : sequence of Record
-    train_fraction : float in (0, 1)
-    seed : int
-
-    Returns
-    -------
-    list of Record
-        Same order as *records*, with ``split`` in ``{"train", "test"}``.
+    Records that all have a split (a CSV ``split`` column) are returned unchanged.
+    Otherwise each label's files, sorted by path, are shuffled by a generator seeded
+    with ``(seed, crc32(label))`` (a label's split does not depend on the others), and
+    ``round(train_fraction * n)`` go to ``"train"``, at least one, leaving at least one
+    ``"test"`` file of a label with two or more.
 
     Raises
     ------
@@ -101,20 +76,16 @@ def split_records(
         n = len(idx)
         n_train = int(round(train_fraction * n))
         n_train = max(1, min(n_train, n - 1)) if n >= 2 else 1
-        order = _label_seed(seed, label).permutation(n)
+        rng = np.random.default_rng([int(seed), zlib.crc32(label.encode("utf-8"))])
+        order = rng.permutation(n)
         for rank, j in enumerate(order):
             split_of[idx[j]] = "train" if rank < n_train else "test"
     return [replace(r, split=split_of[i]) for i, r in enumerate(records)]
 
 
 def select(records: Iterable[Record], split: str) -> list[Record]:
-    """Records whose ``split`` equals *split*.
-
-    Raises
-    ------
-    DatasetError
-        If no record has that split (the message lists the splits present).
-    """
+    """Records whose ``split`` equals *split*; a DatasetError listing the splits present
+    when there is none."""
     records = list(records)
     out = [r for r in records if r.split == split]
     if not out:
@@ -130,29 +101,10 @@ def select(records: Iterable[Record], split: str) -> list[Record]:
 #: renamed, moved or copied file is still recognised (name, path and mtime are not used).
 IDENTITY = "blake2b-64 of the file bytes"
 
-_SPLIT_FIELDS = (
-    "from_column",
-    "identity",
-    "manifest_hash",
-    "n_manifest_files",
-    "seed",
-    "split",
-    "train_files",
-    "train_fraction",
-)
-
 
 def file_identity(path: str | os.PathLike) -> str:
-    """The identity of one audio file: 16 hex digits of a BLAKE2b hash of its bytes.
-
-    Hashing bytes runs at a few hundred MB/s, far cheaper than decoding the audio,
-    and catches renamed copies that a path would miss.
-
-    Raises
-    ------
-    OSError
-        The file cannot be read.
-    """
+    """16 hex digits of a BLAKE2b hash of a file's bytes: a few hundred MB/s, far cheaper
+    than decoding, and it catches renamed copies that a path would miss."""
     h = hashlib.blake2b(digest_size=8)
     with open(path, "rb") as f:
         for chunk in iter(lambda: f.read(1 << 20), b""):
@@ -161,7 +113,7 @@ def file_identity(path: str | os.PathLike) -> str:
 
 
 def _identities(paths: Sequence[str], n_jobs: int | None, *, skip_unreadable: bool):
-    """:func:`file_identity` of each path in order (None for an unreadable one when
+    """:func:`file_identity` of each path (None for an unreadable one when
     ``skip_unreadable``), on ``n_jobs`` threads: reads and BLAKE2b release the GIL."""
 
     def one(path: str) -> str | None:
@@ -175,20 +127,15 @@ def _identities(paths: Sequence[str], n_jobs: int | None, *, skip_unreadable: bo
     n = min(len(paths), default_workers() if n_jobs is None else n_jobs)
     if n <= 1:
         return [one(p) for p in paths]
-    with ThreadPoolExecutor(n) as pool:
+    with ThreadPoolExecutor(n) as pool:  # not an executor: a command has one, for its stages
         return list(pool.map(one, paths))
 
 
 def split_spec(
-    manifest: Sequence[Record],
-    train_records: Iterable[Record],
-    *,
-    split: str | None,
-    seed: int,
-    train_fraction: float,
-    n_jobs: int | None = None,
-) -> dict[str, Any]:
-    """The split block a model stores: how its training files were chosen, and which they were.
+    manifest: Sequence[Record], train_records: Iterable[Record], *, split: str | None,
+    seed: int, train_fraction: float, n_jobs: int | None = None,
+) -> dict[str, Any]:  # fmt: skip
+    """The split block a model stores: how its training files were chosen, and which.
 
     Parameters
     ----------
@@ -198,8 +145,7 @@ def split_spec(
         The files actually used for training.
     split : str or None
         The split trained on (``None`` or ``"all"``: every record).
-    seed : int
-    train_fraction : float in (0, 1)
+    seed, train_fraction
         The settings given to :func:`split_records`.
     n_jobs : int >= 1 or None
         Threads hashing the training files (None: all cores).
@@ -208,11 +154,9 @@ def split_spec(
     -------
     dict
         ``manifest_hash`` (:func:`~audiogmm.data.manifests.content_hash`),
-        ``n_manifest_files``, ``split``, ``from_column`` (whether the manifest's
-        own split column made the split, so seed and fraction did not),
-        ``seed``, ``train_fraction``, ``identity`` (:data:`IDENTITY`) and
-        ``train_files``: the sorted, distinct :func:`file_identity` digests
-        (17 bytes of JSON per training file).
+        ``n_manifest_files``, ``split``, ``from_column`` (the manifest's split column
+        made the split), ``seed``, ``train_fraction``, ``identity`` (:data:`IDENTITY`)
+        and ``train_files``: the sorted distinct :func:`file_identity` digests.
     """
     manifest = list(manifest)
     return validate_split_block(
@@ -232,23 +176,13 @@ def split_spec(
 
 
 def validate_split_block(block: Any) -> dict[str, Any]:
-    """Check a model header's ``split`` block against :data:`audiogmm.io.tables.SPLIT`.
-
-    Parameters
-    ----------
-    block : object
-        The decoded JSON value of the header's ``split`` key.
-
-    Returns
-    -------
-    dict
-        A copy with exactly the fields of :func:`split_spec`.
+    """A checked copy of a model header's ``split`` block (:data:`audiogmm.io.tables.SPLIT`).
 
     Raises
     ------
     ModelFileError
-        Not an object, a missing or unknown field, or a field of the wrong type
-        or range; the message names the field (``split.<field>``).
+        Not an object, a missing or unknown field, or a field of the wrong type or
+        range; the message names the field (``split.<field>``).
     """
     try:
         return check(SPLIT, block, "split")
@@ -259,23 +193,8 @@ def validate_split_block(block: Any) -> dict[str, Any]:
 def training_overlap(
     block: dict[str, Any], records: Iterable[Record], *, n_jobs: int | None = None
 ) -> list[Record]:
-    """The records whose audio bytes match a training file of a split block.
-
-    Parameters
-    ----------
-    block : dict
-        A validated split block (:func:`validate_split_block`).
-    records : iterable of Record
-        Candidate test files. A file that cannot be read is not reported here
-        (feature extraction reports it as skipped).
-    n_jobs : int >= 1 or None
-        Threads hashing the files (None: all cores).
-
-    Returns
-    -------
-    list of Record
-        In input order.
-    """
+    """The records (in input order) whose bytes match a training file of a checked split
+    block, hashed on ``n_jobs`` threads. An unreadable file is left to the extraction."""
     trained = set(block["train_files"])
     records = list(records)
     ids = _identities([r.path for r in records], n_jobs, skip_unreadable=True)
@@ -283,21 +202,8 @@ def training_overlap(
 
 
 def stored_training_paths(block: dict[str, Any], manifest: Sequence[Record]) -> set[str] | None:
-    """The paths of *manifest* that a split block's split put in training.
-
-    Parameters
-    ----------
-    block : dict
-        A validated split block.
-    manifest : sequence of Record
-        Every record of a manifest as read.
-
-    Returns
-    -------
-    set of str or None
-        ``None`` when *manifest* is not the manifest the block was made from
-        (another content hash); then only file contents can be compared.
-    """
+    """The paths of *manifest* (every record as read) that a checked split block put in
+    training; None when the block was made from another manifest (content hash)."""
     manifest = list(manifest)
     if content_hash(manifest) != block["manifest_hash"]:
         return None

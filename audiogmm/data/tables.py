@@ -11,12 +11,16 @@ import codecs
 import csv
 import os
 import stat
+from collections import Counter
 from collections.abc import Iterator, Sequence
-from typing import Union
+from typing import Optional, Union
 
 from ..exceptions import DatasetError
 
-__all__ = ["MAX_LINE_BYTES", "listing", "read_csv_rows", "read_kaldi_table", "text_lines"]
+__all__ = [
+    "MAX_LINE_BYTES", "is_pipe", "kaldi_labels", "kaldi_path", "kaldi_table", "listing",
+    "read_csv_rows", "read_kaldi_table", "refuse_pipe", "text_lines"
+]  # fmt: skip
 
 PathLike = Union[str, "os.PathLike[str]"]
 
@@ -32,8 +36,8 @@ def listing(items: Sequence[str]) -> str:
 
 
 def text_lines(path: str, what: str) -> Iterator[str]:
-    """The lines of a UTF-8 text file (BOM dropped), each refused with its line number when
-    it is not UTF-8 or longer than :data:`MAX_LINE_BYTES`."""
+    """The lines of a UTF-8 text file (BOM dropped); not a regular file, UTF-16, a NUL
+    byte, another encoding or a line over :data:`MAX_LINE_BYTES` is refused by line."""
     try:
         if not stat.S_ISREG(os.stat(path).st_mode):  # a FIFO would block open() forever
             raise DatasetError(f"{path!r}: {what} is not a regular file")
@@ -79,14 +83,11 @@ def text_lines(path: str, what: str) -> Iterator[str]:
 def read_csv_rows(
     path: PathLike, *, what: str
 ) -> tuple[list[str], Iterator[tuple[int, dict[str, str]]]]:
-    """Open a CSV table with a header row: its column names, and its rows one at a time.
+    """The one CSV reader of manifests and trials files: column names, and rows streamed.
 
-    The one CSV reader of manifests and trials files. Every problem is one
-    :class:`~audiogmm.exceptions.DatasetError` naming the file and the line: not a
-    regular file, not UTF-8 (UTF-16, Latin-1), a NUL byte, a line over
-    :data:`MAX_LINE_BYTES` or a field over :func:`csv.field_size_limit`, a repeated
-    column name, or non-empty cells beyond the header's columns. A UTF-8 BOM is
-    accepted. Rows stream, so memory does not grow with the file.
+    Besides :func:`text_lines`' refusals, a field over :func:`csv.field_size_limit`, a
+    repeated column name and non-empty cells beyond the header's columns are one
+    :class:`~audiogmm.exceptions.DatasetError` naming the file and the line.
 
     Parameters
     ----------
@@ -97,53 +98,49 @@ def read_csv_rows(
     Returns
     -------
     header : list of str
-        Column names, stripped of spaces.
+        Column names, stripped.
     rows : iterator of (int, dict of str to str)
-        The line number where each row ends, and its cells by column name
-        (stripped; ``""`` for a missing cell). Blank rows are left out.
+        The line where each non-blank row ends, and its stripped cells by column
+        (``""`` for a missing cell).
     """
     name = os.fspath(path)
-    gen = _csv_rows(name, what)
-    header = next(gen)
-    return header, gen  # type: ignore[return-value]
+    rows = _csv_rows(name, what)
+    header = [h.strip() for h in next(rows, (0, []))[1]]
+    if len(set(header)) != len(header):
+        raise DatasetError(f"{name!r}: repeated column names in header {header}")
+
+    def cells() -> Iterator[tuple[int, dict[str, str]]]:
+        for lineno, row in rows:
+            if any(c.strip() for c in row[len(header) :]):
+                raise DatasetError(
+                    f"{name!r} line {lineno}: {len(row)} cells but the header has "
+                    f"{len(header)} columns (an unquoted comma?)"
+                )
+            row = [c.strip() for c in row[: len(header)]]
+            yield lineno, dict(zip(header, row + [""] * (len(header) - len(row))))
+
+    return header, cells()
 
 
-def _csv_rows(name: str, what: str):
+def _csv_rows(name: str, what: str) -> Iterator[tuple[int, list[str]]]:
+    """The non-blank rows of a CSV file, with the line where each ends."""
     n_lines = 0  # lines read so far: csv's own line_num lags on some errors
 
     def counted() -> Iterator[str]:
         nonlocal n_lines
-        for line in text_lines(name, what):
-            n_lines += 1
+        for n_lines, line in enumerate(text_lines(name, what), start=1):  # noqa: B007
             yield line
 
     reader = csv.reader(counted())
-
-    def rows() -> Iterator[list[str]]:
-        while True:
-            try:
-                row = next(reader)
-            except StopIteration:
-                return
-            except csv.Error as exc:  # a field over the size limit, a stray quote
-                raise DatasetError(f"{name!r} line {n_lines}: {exc}") from None
-            if any(c.strip() for c in row):
-                yield row
-
-    it = rows()
-    header = [h.strip() for h in next(it, [])]
-    if len(set(header)) != len(header):
-        raise DatasetError(f"{name!r}: repeated column names in header {header}")
-    yield header
-    for row in it:
-        extra = row[len(header) :]
-        if any(c.strip() for c in extra):
-            raise DatasetError(
-                f"{name!r} line {n_lines}: {len(row)} cells but the header has "
-                f"{len(header)} columns (an unquoted comma?)"
-            )
-        cells = [c.strip() for c in row[: len(header)]]
-        yield n_lines, dict(zip(header, cells + [""] * (len(header) - len(cells))))
+    while True:
+        try:
+            row = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as exc:  # a field over the size limit, a stray quote
+            raise DatasetError(f"{name!r} line {n_lines}: {exc}") from None
+        if any(c.strip() for c in row):
+            yield n_lines, row
 
 
 def read_kaldi_table(path: str) -> list[tuple[str, str]]:
@@ -158,3 +155,65 @@ def read_kaldi_table(path: str) -> list[tuple[str, str]]:
             raise DatasetError(f"{path!r} line {lineno}: expected '<key> <value>', got {line!r}")
         rows.append((parts[0], parts[1].strip()))
     return rows
+
+
+def kaldi_table(
+    base: str, name: str, *, required: bool = True
+) -> Optional[list[tuple[str, str]]]:
+    """The rows of the Kaldi table ``base/name``, refused when empty or with a repeated key.
+
+    None when the file is absent and not ``required``.
+    """
+    path = os.path.join(base, name)
+    if not os.path.isfile(path):
+        if required:
+            raise DatasetError(f"{base!r}: {name} is missing")
+        return None
+    rows = read_kaldi_table(path)
+    dups = sorted(k for k, c in Counter(k for k, _ in rows).items() if c > 1)
+    if dups:
+        raise DatasetError(f"{path!r}: duplicate id(s): {listing(dups)}")
+    if not rows:
+        raise DatasetError(f"{path!r}: empty (no utterances)")
+    return rows
+
+
+def kaldi_labels(
+    base: str, utts: Sequence[str], *, required: bool = False
+) -> dict[str, Optional[str]]:
+    """Utterance -> speaker from ``base/utt2spk`` (None for every one without that file)."""
+    rows = kaldi_table(base, "utt2spk", required=required)
+    if rows is None:
+        return dict.fromkeys(utts)
+    spk = dict(rows)
+    missing = [u for u in utts if u not in spk]
+    if missing:
+        path = os.path.join(base, "utt2spk")
+        raise DatasetError(f"{path!r}: no speaker for utterance(s) {listing(missing)}")
+    return {u: spk[u] for u in utts}
+
+
+def kaldi_path(base: str, value: str) -> str:
+    """A path written in a Kaldi table: tried against ``base``, then the current directory
+    (Kaldi's convention: the recipe root)."""
+    if os.path.isabs(value):
+        return value
+    cand = os.path.join(base, value)
+    return cand if os.path.exists(cand) else os.path.abspath(value)
+
+
+def is_pipe(value: str) -> bool:
+    """Whether a table entry is a command pipe (``cmd |`` or ``| cmd``)."""
+    v = value.strip()
+    return v.endswith("|") or v.startswith("|")
+
+
+def refuse_pipe(table: str, key: str, value: str, allow_pipes: bool = False) -> None:
+    """Refuse a piped entry unless ``allow_pipes``: it runs a shell command from a data file."""
+    if is_pipe(value) and not allow_pipes:
+        raise DatasetError(
+            f"{table!r}: entry {key!r} is a command pipe ({value!r}); reading it would run a "
+            "shell command written in the data file, so it is unsupported unless you trust "
+            "this directory: pass allow_pipes=True (`audiogmm extract DIR --format kaldi "
+            "--allow-pipes -o OUT` turns it into feats.scp)"
+        )

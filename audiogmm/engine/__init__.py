@@ -2,11 +2,12 @@
 
 :class:`LocalExecutor` (threads, processes when asked) is the default;
 :class:`audiogmm.engine.dask.DaskExecutor` (imported from its module only, so that
-``import audiogmm`` never imports dask) offers the same ``map``/``close`` interface,
-so the EM loop and the extraction run unchanged on it. :mod:`.policy` decides, once per command,
-whether the work is large enough for worker processes.
+``import audiogmm`` never imports dask) has the same ``map``/``close`` interface.
+:mod:`.policy` decides, once per command, whether the work is large enough for worker
+processes. ``__all__`` is what the README documents; ``default_workers`` and
+``resolve`` serve the other packages.
 """
 
-from .local import LocalExecutor, default_workers, one_blas_thread, resolve
+from .local import LocalExecutor, default_workers, one_blas_thread, resolve  # noqa: F401
 
-__all__ = ["LocalExecutor", "default_workers", "one_blas_thread", "resolve"]
+__all__ = ["LocalExecutor", "one_blas_thread"]

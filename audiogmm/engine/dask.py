@@ -1,36 +1,27 @@
 """The Dask executor: the local executor's ``map``/``close``, run on a ``dask.distributed`` cluster.
 
-:class:`DaskExecutor` has the interface of :class:`~audiogmm.engine.LocalExecutor`
-(``map(fn, items, *, isolated, star)`` yielding results *in task order*, lazily,
-with a bounded look-ahead; ``close``; a context manager), so the one EM loop and
-the extraction run unchanged on it. Per ``map`` call, ``fn`` (e.g. a
-``functools.partial`` holding this iteration's parameters, a few hundred KB) is
-scattered to every worker once (``broadcast=True``); each task message then
-carries only its item. The caller reduces the ordered results in a fixed order,
-or :meth:`DaskExecutor.map_reduce` runs the same fixed tree
-(:func:`audiogmm.engine.reduce.tree_fold`) as tasks on the workers, so the result
-does not depend on which worker finished first, nor on where it was summed.
-
-Faults: a task whose worker dies is re-run on another worker by the scheduler
-(up to ``distributed.scheduler.allowed-failures`` times); a task that raises is
-retried ``retries`` times. Tasks are pure functions of their inputs, so a
-re-run gives the same bits. A lost scheduler raises :class:`ClusterError`.
-
-``dask`` is imported here only: ``import audiogmm`` never imports it.
+Results come *in task order*, lazily, with a bounded look-ahead, so the one EM loop and
+the extraction run unchanged on it. Per ``map``, ``fn`` (e.g. a ``functools.partial``
+holding this iteration's parameters) is scattered to every worker once; each task then
+carries only its item. :meth:`DaskExecutor.map_reduce` runs the fixed tree of
+:func:`audiogmm.engine.reduce.tree_fold` on the workers: the sum does not depend on who
+finished first. A dead worker's task is re-run by the scheduler, a raising one
+``retries`` times (tasks are pure: the same bits); a lost scheduler raises
+:class:`ClusterError`. ``import audiogmm`` never imports dask.
 """
 
 from __future__ import annotations
 
 import contextlib
+import itertools
 import logging
 import os
 import re
-from collections import deque
 from collections.abc import Iterable, Iterator
 from typing import Any, Callable, TypeVar
 
 from ..exceptions import ClusterError, ParameterError
-from .local import LocalExecutor
+from .local import LocalExecutor, windowed
 from .reduce import tree_fold
 
 __all__ = ["DaskExecutor", "parse_spec"]
@@ -42,6 +33,7 @@ T = TypeVar("T")
 # BLAS pools off in worker processes: each task runs on its worker's one thread
 _ONE_THREAD = {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
 _LOCAL = re.compile(r"^local:(\d+)$")
+_SESSIONS = itertools.count()  # unique task keys per map
 
 
 def parse_spec(spec: str) -> tuple[str, Any]:
@@ -60,18 +52,6 @@ def parse_spec(spec: str) -> tuple[str, Any]:
 def _call(fn: Callable[..., T], item: Any, star: bool) -> T:
     # runs on a worker: ``fn`` arrives as the scattered object, resolved by Dask
     return fn(*item) if star else fn(item)
-
-
-def _lost(e: BaseException) -> bool:
-    from concurrent.futures import CancelledError
-
-    from distributed.client import ClosedClientError
-    from distributed.comm.core import CommClosedError
-
-    # a closed comm or client, a failed reconnect, futures cancelled as the scheduler went away
-    # (not OSError: a task's own I/O error, e.g. a shard missing on a worker, stays as it is)
-    lost = (CommClosedError, ClosedClientError, CancelledError)
-    return isinstance(e, lost)
 
 
 class DaskExecutor:
@@ -100,14 +80,9 @@ class DaskExecutor:
     """
 
     def __init__(
-        self,
-        spec: str | None = None,
-        *,
-        processes: bool = True,
-        retries: int = 2,
-        timeout: float = 30.0,
-        client: Any = None,
-    ) -> None:
+        self, spec: str | None = None, *, processes: bool = True, retries: int = 2,
+        timeout: float = 30.0, client: Any = None,
+    ) -> None:  # fmt: skip
         try:
             from distributed import Client, LocalCluster
         except ImportError:
@@ -117,9 +92,8 @@ class DaskExecutor:
         self.retries = int(retries)
         self._cluster = None
         self._own_client = client is None
-        if client is not None:
-            self.client, self.spec = client, "client"
-        else:
+        self.client, self.spec = client, "client"
+        if client is None:
             if spec is None:
                 raise ParameterError("DaskExecutor needs a spec (local:N or tcp://HOST:PORT)")
             kind, value = parse_spec(spec)
@@ -139,14 +113,11 @@ class DaskExecutor:
                         f"cannot reach the Dask scheduler at {value} ({e}); start one with "
                         "`dask scheduler` and workers with `dask worker " + value + "`"
                     ) from None
-        self.n_workers = max(1, self._n_threads())
-        self._local = LocalExecutor()  # the maps that must stay in this process
-
-    def _n_threads(self) -> int:
         try:
-            return sum(self.client.nthreads().values())
+            self.n_workers = max(1, sum(self.client.nthreads().values()))
         except Exception:  # pragma: no cover - reported by the first map
-            return 1
+            self.n_workers = 1
+        self._local = LocalExecutor()  # the maps that must stay in this process
 
     def __repr__(self) -> str:
         return f"DaskExecutor({self.spec!r}, n_workers={self.n_workers})"
@@ -167,114 +138,64 @@ class DaskExecutor:
         self.client, self._cluster = None, None
 
     def map(
-        self,
-        fn: Callable[..., T],
-        items: Iterable[Any],
-        *,
-        isolated: bool = False,
+        self, fn: Callable[..., T], items: Iterable[Any], *, isolated: bool = False,
         star: bool = False,
-    ) -> Iterator[T]:
-        """Apply ``fn`` to every item on the workers; yield the results in item order, lazily.
-
-        Parameters
-        ----------
-        fn : callable
-            With ``isolated=True``: picklable (e.g. a ``functools.partial`` of a
-            top-level function), shipped to the workers once per call.
-        items : iterable
-            Task arguments (picklable), consumed as results are requested.
-        isolated : bool
-            The task touches no shared state and may run on a worker. Other maps
-            (closures over in-memory arrays, e.g. the chunks of an initialisation
-            subsample) run here, on a local thread pool, as in :class:`LocalExecutor`.
-        star : bool
-            Call ``fn(*item)`` instead of ``fn(item)``.
-        """
-        if self.client is None:
-            raise RuntimeError("this executor is closed")
-        if isolated and self.client.status != "running":
-            raise ClusterError(self._lost_message(f"client status {self.client.status!r}"))
+    ) -> Iterator[T]:  # fmt: skip
+        """:meth:`LocalExecutor.map`; ``isolated`` tasks run on the workers (``fn`` and the
+        items picklable, ``fn`` shipped once per call), others on a local thread pool."""
         if not isolated:
+            if self.client is None:
+                raise RuntimeError("this executor is closed")
             yield from self._local.map(fn, items, star=star)
             return
-        try:
-            yield from self._run(fn, items, star)
-        except Exception as e:
-            if _lost(e):
-                raise ClusterError(self._lost_message(e)) from None
-            raise
-
-    def _run(self, fn: Callable[..., T], items: Iterable[Any], star: bool) -> Iterator[T]:
-        client = self.client
-        [fn_remote] = client.scatter([fn], broadcast=True, hash=False)
-        window = 4 * max(self.n_workers, 1)
-        pending: deque = deque()
-        count = 0
-        try:
-            for it in items:
-                pending.append(
-                    client.submit(
-                        _call, fn_remote, it, star, retries=self.retries, pure=False,
-                        key=f"audiogmm-{os.getpid()}-{id(pending)}-{count}",
-                    )
-                )  # fmt: skip
-                count += 1
-                if len(pending) >= window:
-                    yield pending.popleft().result()
-            while pending:
-                yield pending.popleft().result()
-        finally:
-            with contextlib.suppress(Exception):  # a lost client cannot cancel; nothing to do
-                for fut in pending:  # the caller stopped early or a task failed
-                    fut.cancel()
-                fn_remote.release()
+        with self._session(fn) as (submit, remote):
+            count = itertools.count()
+            task = lambda it: submit(f"map-{next(count)}", _call, remote, it, star)  # noqa: E731
+            yield from windowed(task, items, 4 * self.n_workers)
 
     def map_reduce(
-        self,
-        fn: Callable[..., T],
-        items: Iterable[Any],
-        combine: Callable[[T, T], T],
-        *,
+        self, fn: Callable[..., T], items: Iterable[Any], combine: Callable[[T, T], T], *,
         star: bool = False,
-    ) -> T:
+    ) -> T:  # fmt: skip
         """``tree_fold(map(fn, items), combine)`` with the map *and* the tree on the workers.
 
-        Every item becomes a task and every node of the fixed tree of
-        :func:`audiogmm.engine.reduce.tree_fold` a ``combine`` task on two futures,
-        so the client receives one result (e.g. one 248 KB ``Stats``) instead of one
-        per task, and the bits equal an in-process ``tree_fold`` of the ordered results.
-        ``fn``, the items and ``combine`` must be picklable; ``fn`` is shipped once.
+        Every node of the fixed tree of :func:`audiogmm.engine.reduce.tree_fold` is a
+        ``combine`` task on two futures, so the client receives one result (e.g. one
+        248 KB ``Stats``) instead of one per task, with the bits of an in-process
+        ``tree_fold``. ``fn``, the items and ``combine`` must be picklable.
         """
-        if self.client is None:
-            raise RuntimeError("this executor is closed")
-        if self.client.status != "running":
-            raise ClusterError(self._lost_message(f"client status {self.client.status!r}"))
+        with self._session(fn) as (submit, remote):
+            count = itertools.count()
+            leaves = (submit(f"map-{i}", _call, remote, it, star) for i, it in enumerate(items))
+            node = lambda a, b: submit(f"sum-{next(count)}", combine, a, b)  # noqa: E731
+            return tree_fold(leaves, node).result()
+
+    @contextlib.contextmanager
+    def _session(self, fn: Callable[..., T]) -> Iterator[tuple[Callable[..., Any], Any]]:
+        """Scatter ``fn`` to every worker once; yield ``(submit(name, func, *args), fn's
+        future)``. A lost scheduler becomes :class:`ClusterError`."""
         client = self.client
-        tag = f"audiogmm-{os.getpid()}-{id(items)}"
+        if client is None:
+            raise RuntimeError("this executor is closed")
+        if client.status != "running":
+            raise ClusterError(self._lost_message(f"client status {client.status!r}"))
+        tag, remote = f"audiogmm-{os.getpid()}-{next(_SESSIONS)}", None
+
+        def submit(name: str, func: Callable[..., Any], *args: Any) -> Any:
+            return client.submit(func, *args, retries=self.retries, pure=False,
+                                 key=f"{tag}-{name}")  # fmt: skip
+
         try:
-            [fn_remote] = client.scatter([fn], broadcast=True, hash=False)
-            leaves = (
-                client.submit(_call, fn_remote, it, star, retries=self.retries, pure=False,
-                              key=f"{tag}-map-{i}")
-                for i, it in enumerate(items)
-            )  # fmt: skip
-            count = iter(range(1 << 62))
-
-            def node(left: Any, right: Any) -> Any:
-                return client.submit(
-                    combine, left, right, retries=self.retries, pure=False,
-                    key=f"{tag}-sum-{next(count)}",
-                )  # fmt: skip
-
-            try:
-                return tree_fold(leaves, node).result()
-            finally:
-                with contextlib.suppress(Exception):
-                    fn_remote.release()
+            [remote] = client.scatter([fn], broadcast=True, hash=False)
+            yield submit, remote
         except Exception as e:
             if _lost(e):
                 raise ClusterError(self._lost_message(e)) from None
             raise
+        finally:
+            if remote is not None:
+                with contextlib.suppress(Exception):
+                    remote.release()
 
     def _lost_message(self, e: BaseException | str) -> str:
         why = e if isinstance(e, str) else f"{type(e).__name__}: {e}"
@@ -283,3 +204,14 @@ class DaskExecutor:
             "the run stopped: restart the scheduler and re-run (with --resume to continue "
             "from the last EM checkpoint)"
         )
+
+
+def _lost(e: BaseException) -> bool:
+    """A closed comm or client, or futures cancelled as the scheduler went away (not an
+    OSError: a task's own I/O error, e.g. a shard missing on a worker, stays as it is)."""
+    from concurrent.futures import CancelledError
+
+    from distributed.client import ClosedClientError
+    from distributed.comm.core import CommClosedError
+
+    return isinstance(e, (CommClosedError, ClosedClientError, CancelledError))

@@ -1,16 +1,10 @@
 """The local executor: threads in this process, worker processes only when asked.
 
-Why threads over chunks instead of multi-threaded BLAS plus a parallel numba
-kernel: the two thread pools (OpenBLAS and numba) alternate on every chunk and
-OpenBLAS's spinning workers starve numba's, which made a 2-core E-step 10-100x
-slower than its two GEMMs. Here each task runs entirely on one thread (BLAS
-limited to one thread, serial kernels that release the GIL), tasks are spread
-over ``n_workers`` threads, and results come back *in task order*, so any
-reduction the caller does is bit-identical whatever the number of workers.
-
-An executor is an object: it is created per command or per ``fit`` call, passed
-down, and closed (``with LocalExecutor(2) as ex: ...``). Nothing lives at module
-level, except the read-only description of the BLAS libraries that are loaded.
+Each task runs entirely on one thread (BLAS limited to one thread, serial kernels that
+release the GIL): two pools (OpenBLAS and numba) alternating on every chunk starved each
+other and made a 2-core E-step 10-100x slower than its two GEMMs. Results come back *in
+task order*, so any reduction the caller does is bit-identical whatever the number of
+workers. An executor is created per command or per ``fit`` call, passed down and closed.
 """
 
 from __future__ import annotations
@@ -22,12 +16,12 @@ from collections import deque
 from collections.abc import Iterable, Iterator
 from concurrent.futures import Executor as _FuturesExecutor
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext, suppress
 from typing import Any, Callable, TypeVar
 
 from ..exceptions import ParameterError
 
-__all__ = ["LocalExecutor", "default_workers", "one_blas_thread", "resolve"]
+__all__ = ["LocalExecutor", "default_workers", "one_blas_thread", "resolve", "windowed"]
 
 T = TypeVar("T")
 
@@ -60,12 +54,8 @@ def _blas_controller() -> Any:
 
 @contextmanager
 def one_blas_thread() -> Iterator[None]:
-    """Limit BLAS to one thread inside the ``with`` block (a threadpoolctl context).
-
-    Small products (a chunk's GEMM, the mel projection) run faster on one thread
-    than on a waking pool, and a fixed thread count makes results independent of
-    the machine's BLAS settings. The limit is restored when the block exits.
-    """
+    """Limit BLAS to one thread inside the ``with`` block: small products run faster on
+    one thread than on a waking pool, and results do not depend on the BLAS settings."""
     ctl = _blas_controller()
     if ctl is None or getattr(_in_worker, "active", False):
         yield  # a worker thread runs inside its map's limit already
@@ -88,8 +78,7 @@ class LocalExecutor:
 
     Notes
     -----
-    Use it as a context manager, or call :meth:`close`; pools are created on first
-    use. A map called from inside one of this executor's workers runs inline, so
+    Pools are created on first use. A map called from inside a worker runs inline, so
     nesting never deadlocks.
 
     Examples
@@ -129,44 +118,33 @@ class LocalExecutor:
         if procs is not None:
             procs.shutdown(wait=True, cancel_futures=True)
 
-    def _thread_pool(self) -> ThreadPoolExecutor:
+    def _pool(self, processes: bool) -> _FuturesExecutor:
         with self._lock:
             if self._closed:
                 raise RuntimeError("this executor is closed")
-            if self._threads is None:
+            if processes and self._procs is None:
+                from .processes import WorkerPool
+
+                self._procs = WorkerPool(self.n_workers)
+            elif not processes and self._threads is None:
                 self._threads = ThreadPoolExecutor(
                     self.n_workers, thread_name_prefix="audiogmm", initializer=_mark_worker
                 )
-            return self._threads
-
-    def _process_pool(self) -> _FuturesExecutor:
-        with self._lock:
-            if self._closed:
-                raise RuntimeError("this executor is closed")
-            if self._procs is None:
-                from .processes import process_pool
-
-                self._procs = process_pool(self.n_workers)
-            return self._procs
+            return self._procs if processes else self._threads
 
     def map(
-        self,
-        fn: Callable[..., T],
-        items: Iterable[Any],
-        *,
-        isolated: bool = False,
+        self, fn: Callable[..., T], items: Iterable[Any], *, isolated: bool = False,
         star: bool = False,
-    ) -> Iterator[T]:
+    ) -> Iterator[T]:  # fmt: skip
         """Apply ``fn`` to every item; yield the results in item order, lazily.
 
         Parameters
         ----------
         fn : callable
-            Must be thread-safe. With ``isolated=True`` and a process executor it
-            must also be a picklable top-level function, and so must the items.
+            Thread-safe; with ``isolated=True`` on a process executor, a picklable
+            top-level function (and the items must pickle too).
         items : iterable
-            Task arguments. Consumed as results are requested, so a caller that
-            reduces results as they come holds only ``4 * n_workers`` at a time.
+            Task arguments, consumed as results are requested (``4 * n_workers`` ahead).
         isolated : bool
             The task touches no shared state: it may run in a worker process.
         star : bool
@@ -175,42 +153,41 @@ class LocalExecutor:
         call = (lambda it: fn(*it)) if star else fn
         inline = self.n_workers <= 1 or getattr(_in_worker, "active", False)
         if isolated and self.processes and not inline:
-            yield from _windowed(self._process_pool(), fn, items, self.n_workers, star)
+            pool = self._pool(True)
+            # fn itself goes to the worker (it must pickle): no lambda around it
+            yield from windowed(lambda it: pool.submit(fn, *(it if star else (it,))), items,
+                                4 * self.n_workers)  # fmt: skip
             return
         with one_blas_thread():
             if inline:
                 for it in items:
                     yield call(it)
                 return
-            yield from _windowed(self._thread_pool(), call, items, self.n_workers, False)
+            pool = self._pool(False)
+            yield from windowed(functools.partial(pool.submit, call), items, 4 * self.n_workers)
 
 
 def _mark_worker() -> None:
     _in_worker.active = True
 
 
-def _windowed(pool, fn, items, n_workers: int, star: bool) -> Iterator[Any]:
-    window = 4 * n_workers  # bounded look-ahead: few results alive at once
+def windowed(submit: Callable[[Any], Any], items: Iterable[Any], window: int) -> Iterator[Any]:
+    """The results of ``submit(item)`` futures in item order, at most ``window`` in flight
+    (few results alive at once); the rest are cancelled if the caller stops or a task fails."""
     pending: deque = deque()
     try:
         for it in items:
-            pending.append(pool.submit(fn, *it) if star else pool.submit(fn, it))
+            pending.append(submit(it))
             if len(pending) >= window:
                 yield pending.popleft().result()
         while pending:
             yield pending.popleft().result()
     finally:
-        for fut in pending:  # the caller stopped early or a task failed
-            fut.cancel()
+        with suppress(Exception):  # a lost Dask client cannot cancel; nothing to do then
+            for fut in pending:
+                fut.cancel()
 
 
 def resolve(executor: LocalExecutor | None, n_jobs: int | None = None):
     """A context yielding ``executor`` as is, or a new one for ``n_jobs`` that it closes."""
-    if executor is not None:
-        return _borrowed(executor)
-    return LocalExecutor(n_jobs)
-
-
-@contextmanager
-def _borrowed(executor: LocalExecutor) -> Iterator[LocalExecutor]:
-    yield executor
+    return LocalExecutor(n_jobs) if executor is None else nullcontext(executor)

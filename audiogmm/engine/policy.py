@@ -1,17 +1,11 @@
 """Threads or worker processes: decided once per command, from the estimated work.
 
-Threads are the default. The front end spends most of its time in code that
-releases the GIL (decoding, FFTs, BLAS), so threads already use the cores, start
-instantly and share the imported modules. Worker processes avoid what is left of
-the GIL, but each command pays for starting them (a forkserver, the imports in it,
-one fork per worker): about 1-3 s on a 2-core machine. They pay for themselves
-only on long jobs, so a command asks for them only when its estimated work, the
-total audio duration, reaches :data:`PROCESS_MIN_AUDIO_S`.
-
-The caller estimates the work (the CLI reads the files' headers, which is cheap)
-and builds one executor per command with :func:`executor_for_work`; every stage of
-the command reuses it. ``n_jobs`` still caps the workers, and ``n_jobs=1`` never
-starts a process.
+Threads are the default: the front end mostly runs code that releases the GIL
+(decoding, FFTs, BLAS), so threads use the cores, start instantly and share the
+imported modules. Worker processes cost about 1-3 s to start on a 2-core machine, so a
+command asks for them only when its audio reaches :data:`PROCESS_MIN_AUDIO_S`. The
+command builds one executor with :func:`executor_for_work` and every stage reuses it;
+``n_jobs`` caps the workers, and ``n_jobs=1`` never starts a process.
 """
 
 from __future__ import annotations
@@ -41,19 +35,8 @@ PROCESS_MIN_AUDIO_S = 20_000.0
 
 @dataclass(frozen=True)
 class Plan:
-    """How a command runs its tasks.
-
-    Attributes
-    ----------
-    n_workers : int >= 1
-    processes : bool
-        Worker processes for isolated tasks (feature extraction); threads otherwise.
-    work_s : float
-        The estimate the decision was made on (seconds of audio; may stop counting
-        early once the threshold is reached).
-    reason : str
-        One line for the ``-v`` log.
-    """
+    """How a command runs its tasks: ``n_workers``, ``processes`` for isolated tasks (else
+    threads), the ``work_s`` estimate it was decided on, and the ``reason`` for the log."""
 
     n_workers: int
     processes: bool
@@ -71,23 +54,9 @@ def _env_processes() -> bool | None:
 
 
 def plan(work_s: float, n_jobs: int | None = None) -> Plan:
-    """Threads or processes for ``work_s`` seconds of audio to process, at most ``n_jobs`` workers.
-
-    Parameters
-    ----------
-    work_s : float >= 0
-        Estimated audio duration of the command, in seconds.
-    n_jobs : int >= 1 or None
-        Worker cap; None means :func:`~audiogmm.engine.default_workers`.
-
-    Returns
-    -------
-    Plan
-
-    Notes
-    -----
-    ``AUDIOGMM_PROCESSES=0`` / ``1`` overrides the size rule (never / always
-    processes when there is more than one worker).
+    """Threads or processes for ``work_s`` seconds of audio, on at most ``n_jobs`` workers
+    (None: :func:`~audiogmm.engine.default_workers`). ``AUDIOGMM_PROCESSES=0/1`` overrides
+    the size rule.
 
     Examples
     --------

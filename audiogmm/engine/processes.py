@@ -1,26 +1,20 @@
 """Worker processes for :class:`~audiogmm.engine.local.LocalExecutor` (only when asked).
 
-A pool of ``forkserver`` workers (``spawn`` where it is missing): workers never
-inherit the parent's threads (BLAS, numba) the way ``fork`` children do. The
-forkserver imports the heavy front-end modules once, so every forked worker starts
-warm. Like any spawn or forkserver pool, workers import the caller's ``__main__``: a
-script that asks for processes needs the ``if __name__ == "__main__":`` guard.
+``forkserver`` workers (``spawn`` where it is missing) never inherit the parent's BLAS
+or numba threads, and start warm: the forkserver imports the front end once. Workers
+import the caller's ``__main__``, so a script asking for processes needs the
+``if __name__ == "__main__":`` guard. Two guarantees
+:class:`concurrent.futures.ProcessPoolExecutor` does not give:
 
-Two guarantees that :class:`concurrent.futures.ProcessPoolExecutor` does not give:
-
-* **A dead worker costs only its task.** Each worker runs one task at a time over
-  its own pipe, so when one dies (SIGKILL, the OOM killer, a crash in C code) the
-  pool knows which task it held. That task is retried once in a fresh worker; if
-  the retry dies too, the task's future gets the function's own answer for a lost
-  task (see :func:`on_worker_lost`), or :class:`BrokenProcessPool` naming the
-  signal. Every other task goes on.
-* **Workers die with their parent.** Every worker holds the read end of a pipe
-  whose only write end stays in the parent; a watchdog thread in the worker waits
-  on it and exits the worker at end-of-file, i.e. as soon as the parent process is
-  gone, whatever killed it, even in the middle of a task. The forkserver then sees
-  its own "alive" pipe close (its forked workers hold copies) and exits too. On
-  Linux a worker also asks for SIGKILL when the forkserver dies
-  (``prctl(PR_SET_PDEATHSIG)``).
+* **A dead worker costs only its task.** Each worker runs one task at a time over its
+  own pipe, so when one dies (SIGKILL, the OOM killer, a crash in C code) the pool
+  knows its task. That task is retried once in a fresh worker; if the retry dies too,
+  its future gets the function's answer for a lost task (:func:`on_worker_lost`), or
+  :class:`BrokenProcessPool` naming the signal. Every other task goes on.
+* **Workers die with their parent.** Each holds the read end of a pipe whose only
+  write end stays in the parent; a watchdog thread exits the worker at end-of-file,
+  whatever killed the parent, even mid-task. On Linux a worker also asks for SIGKILL
+  when the forkserver dies (``prctl(PR_SET_PDEATHSIG)``).
 """
 
 from __future__ import annotations
@@ -41,7 +35,7 @@ from dataclasses import dataclass, field
 from multiprocessing.connection import Connection, wait
 from typing import Any, Callable
 
-__all__ = ["MAX_ATTEMPTS", "WorkerPool", "on_worker_lost", "process_pool"]
+__all__ = ["MAX_ATTEMPTS", "WorkerPool", "on_worker_lost"]
 
 logger = logging.getLogger(__name__)
 
@@ -50,15 +44,8 @@ MAX_ATTEMPTS = 2
 
 #: Imported once in the forkserver, so each worker starts warm. The front end needs
 #: neither librosa nor scipy.signal (and importing librosa compiles numba code cold).
-_PRELOAD = [
-    "numpy",
-    "scipy.fft",
-    "soundfile",
-    "soxr",
-    "threadpoolctl",
-    "audiogmm.features.extraction",
-    "audiogmm.data.cache",
-]
+_PRELOAD = ["numpy", "scipy.fft", "soundfile", "soxr", "threadpoolctl",
+            "audiogmm.features.extraction", "audiogmm.data.cache"]  # fmt: skip
 
 _PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
 _START_TRIES = 10  # attempts to start a worker (~5 s in all) before the pool gives up
@@ -67,9 +54,9 @@ _START_TRIES = 10  # attempts to start a worker (~5 s in all) before the pool gi
 def on_worker_lost(handler: Callable[..., Any]) -> Callable[[Callable[..., Any]], Callable]:
     """Declare what a task function returns when its worker died on every attempt.
 
-    ``handler(*args, reason=...)`` receives the task's arguments and a sentence such
-    as ``"worker process killed by SIGKILL (out of memory?) on each of 2 attempts"``; its return value
-    becomes the task's result, so a batch can record a skipped item and go on.
+    ``handler(*args, reason=...)`` gets the task's arguments and a sentence such as
+    ``"worker process killed by SIGKILL (out of memory?) on each of 2 attempts"``; its
+    return value becomes the task's result, so a batch can skip the item and go on.
 
     Examples
     --------
@@ -172,9 +159,7 @@ class WorkerPool(Executor):
 
     Notes
     -----
-    Only :meth:`submit` and :meth:`shutdown` are implemented natively
-    (:meth:`map` comes from :class:`concurrent.futures.Executor`). Task functions
-    and their arguments must pickle (top-level functions).
+    Task functions and their arguments must pickle (top-level functions).
     """
 
     def __init__(self, n_workers: int, context: Any = None) -> None:
@@ -218,9 +203,7 @@ class WorkerPool(Executor):
             manager = self._manager
         self._wake()
         if manager is None:  # never used: no worker to stop
-            self._close_wake()
-            self._alive_r.close()
-            self._alive_w.close()
+            self._close_pipes()
         elif wait:
             manager.join()
 
@@ -234,12 +217,14 @@ class WorkerPool(Executor):
             except BlockingIOError:  # the pipe is full: the manager wakes anyway
                 pass
 
-    def _close_wake(self) -> None:
+    def _close_pipes(self) -> None:
         with self._wake_lock:
             fds, self._wake_r, self._wake_w = (self._wake_r, self._wake_w), -1, -1
         for fd in fds:
             if fd >= 0:
                 os.close(fd)
+        self._alive_r.close()
+        self._alive_w.close()
 
     def _start_worker(self) -> _Worker:
         parent, child = self._ctx.Pipe(duplex=True)
@@ -265,10 +250,8 @@ class WorkerPool(Executor):
         return w
 
     def _dispatch(self) -> bool:
-        """Give pending tasks to idle workers (starting workers as needed).
-
-        Returns True when the manager may stop: closing, nothing pending or running.
-        """
+        """Give pending tasks to idle workers (started as needed); True when the manager
+        may stop: closing, nothing pending or running."""
         with self._lock:
             while self._pending:
                 idle = next((w for w in self._workers if w.task is None), None)
@@ -297,10 +280,7 @@ class WorkerPool(Executor):
 
     def _lost(self, w: _Worker) -> None:
         """Worker ``w`` died: retry its task in a fresh worker, or give up on it."""
-        w.process.join(timeout=5)
-        if w.process.is_alive():  # its pipe broke but it lingers: it is of no use now
-            w.process.kill()
-            w.process.join()
+        _reap(w.process)  # its pipe broke; if it lingers it is of no use now
         why = _describe_death(w.process.exitcode)
         w.conn.close()
         self._workers.remove(w)
@@ -346,7 +326,7 @@ class WorkerPool(Executor):
             self._fail_all(exc)
         finally:
             self._stop_workers()
-            self._close_wake()
+            self._close_pipes()
 
     def _collect(self, w: _Worker) -> None:
         """Read the result ``w`` sent, or handle its death."""
@@ -382,14 +362,16 @@ class WorkerPool(Executor):
             except (OSError, EOFError):
                 pass
         for w in self._workers:
-            w.process.join(timeout=5)
-            if w.process.is_alive():  # pragma: no cover - a stuck worker
-                w.process.kill()
-                w.process.join()
+            _reap(w.process)
             w.conn.close()
         self._workers.clear()
-        self._alive_r.close()
-        self._alive_w.close()
+
+
+def _reap(process: Any) -> None:
+    process.join(timeout=5)
+    if process.is_alive():  # stuck: kill it
+        process.kill()
+        process.join()
 
 
 def _context() -> multiprocessing.context.BaseContext:
@@ -398,8 +380,3 @@ def _context() -> multiprocessing.context.BaseContext:
         ctx.set_forkserver_preload(_PRELOAD)
         return ctx
     return multiprocessing.get_context("spawn")  # pragma: no cover - not on Linux
-
-
-def process_pool(n_workers: int) -> WorkerPool:
-    """A new pool of up to ``n_workers`` processes; the caller shuts it down."""
-    return WorkerPool(n_workers)

@@ -1,12 +1,9 @@
 """One fixed reduction tree, whoever runs it: results do not depend on completion order.
 
-:func:`tree_fold` combines items pairwise in a binary tree fixed by the item index
-alone (a binary counter: equal-sized partial results merge as soon as both exist,
-the rest fold right to left at the end), holding O(log n) partial results. The
-caller passes the combine step: ``operator.add`` on values in this process, or a
-function that submits the addition as a Dask task on futures (the same tree, run on
-the workers). Floating-point addition is deterministic for given operands, so both
-give the same bits.
+The tree is fixed by the item index alone (a binary counter: equal-sized partial results
+merge as soon as both exist, the rest fold right to left), holding O(log n) partial
+results. ``combine`` is ``operator.add`` here, or a Dask task on two futures: the same
+tree, the same bits.
 """
 
 from __future__ import annotations

@@ -1,16 +1,11 @@
 """Train, evaluate and export through Kaldi data directories, bypassing the audio cache.
 
-A directory with ``feats.scp`` gives feature matrices directly (no audio decoding);
-a ``wav.scp`` directory with ``segments`` gives each segment's features cut from
-its recording (:mod:`audiogmm.data.kaldi`). Utterances are split like files
-(:func:`audiogmm.data.split_records`, by utterance id), and the model records the
-training utterance ids, so that :func:`evaluate_kaldi` refuses them.
-
-The model file is a bundle (:func:`audiogmm.pipeline.save_model`) when the feature
-configuration is known: the ``feats.ark`` came from ``audiogmm extract --format
-kaldi`` (which stores it), or the directory was read from audio. Features made by
-Kaldi itself have no audiogmm front end, so their model is a plain classifier file
-(:meth:`GMMClassifier.save`) that ``evaluate`` reads but ``predict`` on audio refuses.
+``feats.scp`` gives feature matrices (no audio decoding), ``wav.scp`` + ``segments`` each
+segment's features (:mod:`audiogmm.data.kaldi`). Utterances are split like files, by id,
+and the model records the training ids, so that :func:`evaluate_kaldi` refuses them.
+The model is a bundle when the front end is known (``audiogmm extract --format kaldi``
+stores it, or the directory was read from audio); features made by Kaldi itself give a
+plain classifier file that ``evaluate`` reads but ``predict`` on audio refuses.
 """
 
 from __future__ import annotations
@@ -31,12 +26,11 @@ from ..data.kaldi import (
     read_feature_config,
     read_kaldi_utterances,
     utterance_ids,
-    validate_kaldi_block,
     wav_scp_ids,
     write_feats,
 )
 from ..engine import LocalExecutor
-from ..exceptions import DatasetError, ModelFileError
+from ..exceptions import DatasetError
 from ..features import FeatureConfig
 from ..models import GMMClassifier
 from ..scoring import summary
@@ -45,30 +39,21 @@ from .train import fit_backend
 
 __all__ = ["evaluate_kaldi", "export_kaldi", "load_kaldi_split", "save_kaldi_model", "train_kaldi"]
 
-_HEADER = "kaldi"
-
 logger = logging.getLogger(__name__)
 
 
 def load_kaldi_split(
-    data_dir: str | os.PathLike,
-    split: Optional[str],
-    *,
-    train_fraction: float,
-    seed: int,
-    config: Optional[FeatureConfig] = None,
-    allow_pipes: bool = False,
+    data_dir: str | os.PathLike, split: Optional[str], *, train_fraction: float, seed: int,
+    config: Optional[FeatureConfig] = None, allow_pipes: bool = False,
     skipped: Optional[list[dict[str, str]]] = None,
-) -> tuple[list[Utterance], Optional[FeatureConfig]]:
+) -> tuple[list[Utterance], Optional[FeatureConfig]]:  # fmt: skip
     """The utterances of one split of a Kaldi directory, and the config of their features.
 
-    Segments that cannot be used are appended to ``skipped`` as ``{path, reason}``
-    (``path`` is the utterance id), like the skipped files of an audio manifest.
-
-    ``split`` ``None`` or ``"all"`` keeps every utterance; ``"train"``/``"test"``
-    make the same stratified split as :func:`audiogmm.pipeline.load_split`, by
-    utterance id. The config is the stored :data:`~audiogmm.data.kaldi.CONFIG_FILE`
-    for ``feats.scp`` (None when Kaldi made the features), else ``config``.
+    ``split`` None or ``"all"`` keeps every utterance; ``"train"``/``"test"`` make the
+    stratified split of :func:`audiogmm.data.split_records`, by utterance id. The config
+    is the stored :data:`~audiogmm.data.kaldi.CONFIG_FILE` for ``feats.scp`` (None when
+    Kaldi made the features), else ``config``. Unusable segments are appended to
+    ``skipped`` as ``{path, reason}`` (``path``: the utterance id).
     """
     if is_kaldi_feats_dir(data_dir):
         used_config = read_feature_config(data_dir)
@@ -81,34 +66,20 @@ def load_kaldi_split(
         skipped += [{"path": u, "reason": why} for u, why in sorted(bad.items())]
     if split in (None, "all"):
         return utts, used_config
-    missing = [u.utt for u in utts if u.label is None]
-    if missing:
+    if any(u.label is None for u in utts):
         raise DatasetError(f"{os.fspath(data_dir)!r}: no utt2spk, so no labels to split by")
     # a Record's path is only a sort key for the split: here, the utterance id
-    keep = {
-        r.path
-        for r in select(
-            split_records(
-                [Record(u.utt, u.label) for u in utts], train_fraction=train_fraction, seed=seed
-            ),
-            split,
-        )
-    }
+    records = [Record(u.utt, u.label) for u in utts]
+    chosen = select(split_records(records, train_fraction=train_fraction, seed=seed), split)
+    keep = {r.path for r in chosen}
     return [u for u in utts if u.utt in keep], used_config
 
 
 def train_kaldi(
-    utterances: Sequence[Utterance],
-    *,
-    options: Optional[RunOptions] = None,
-    executor: Optional[LocalExecutor] = None,
-    backend: str = "ml",
-    **classifier_params: Any,
-) -> GMMClassifier:
-    """Fit one GMM per label (``backend="ml"``) or a UBM + MAP classes on utterances.
-
-    ``classifier_params`` go to :func:`audiogmm.pipeline.train.fit_backend`
-    (``ubm=`` included).
+    utterances: Sequence[Utterance], *, options: Optional[RunOptions] = None,
+    executor: Optional[LocalExecutor] = None, backend: str = "ml", **classifier_params: Any,
+) -> GMMClassifier:  # fmt: skip
+    """Fit a classifier on labelled utterances through :func:`audiogmm.pipeline.train.fit_backend`.
 
     Raises
     ------
@@ -130,51 +101,30 @@ def train_kaldi(
 
 
 def save_kaldi_model(
-    path: str | os.PathLike,
-    clf: GMMClassifier,
-    config: Optional[FeatureConfig],
-    *,
-    data_dir: str | os.PathLike,
-    split: Optional[str],
-    train_fraction: float,
-    seed: int,
+    path: str | os.PathLike, clf: GMMClassifier, config: Optional[FeatureConfig], *,
+    data_dir: str | os.PathLike, split: Optional[str], train_fraction: float, seed: int,
     utterances: Sequence[Utterance],
-) -> None:
-    """Write the model: a bundle with ``config``, or a plain classifier file without one.
+) -> None:  # fmt: skip
+    """Write a bundle with ``config``, or a plain classifier file without one.
 
-    The header's ``kaldi`` block holds the data directory, the split settings and
+    The header's ``kaldi`` block records the data directory, the split settings and
     the training utterance ids.
     """
-    block = {
-        _HEADER: {
-            "data": os.path.abspath(os.fspath(data_dir)),
-            "split": split,
-            "train_fraction": train_fraction,
-            "seed": seed,
-            "train_utts": [u.utt for u in utterances],
-        }
-    }
+    block = {"kaldi": {
+        "data": os.path.abspath(os.fspath(data_dir)), "split": split,
+        "train_fraction": train_fraction, "seed": seed, "train_utts": [u.utt for u in utterances],
+    }}  # fmt: skip
     if config is None:
         clf.save(path, extra=block)
     else:
         save_model(path, clf, config, extra=block)
 
 
-def _load_classifier(path: str | os.PathLike) -> GMMClassifier:
-    """A classifier from a bundle or a plain classifier file (features already made)."""
-    return GMMClassifier.load(path)  # any kind of classifier but a fused one
-
-
 def evaluate_kaldi(
-    model_path: str | os.PathLike,
-    data_dir: str | os.PathLike,
-    *,
-    split: Optional[str] = "test",
-    train_fraction: Optional[float] = None,
-    seed: Optional[int] = None,
-    allow_train_overlap: bool = False,
-    allow_pipes: bool = False,
-) -> dict[str, Any]:
+    model_path: str | os.PathLike, data_dir: str | os.PathLike, *,
+    split: Optional[str] = "test", train_fraction: Optional[float] = None,
+    seed: Optional[int] = None, allow_train_overlap: bool = False, allow_pipes: bool = False,
+) -> dict[str, Any]:  # fmt: skip
     """Classify the utterances of a Kaldi directory and compute the metrics.
 
     ``train_fraction`` and ``seed`` left at None take the model's stored values.
@@ -183,17 +133,13 @@ def evaluate_kaldi(
     Returns
     -------
     dict
-        :func:`audiogmm.scoring.summary` plus ``predictions``, ``train_overlap``
-        and ``seconds``.
+        :func:`audiogmm.scoring.summary` plus ``predictions``, ``train_overlap``,
+        ``skipped`` and ``seconds``.
     """
     t0 = time.perf_counter()
-    clf = _load_classifier(model_path)
-    stored = {}
-    if _HEADER in clf.file_header_:  # a bare classifier file: not checked by load_model
-        try:
-            stored = validate_kaldi_block(clf.file_header_[_HEADER])
-        except ValueError as e:
-            raise ModelFileError(f"{os.fspath(model_path)}: invalid header field: {e}") from None
+    model, data = os.fspath(model_path), os.fspath(data_dir)
+    clf = GMMClassifier.load(model)  # a bundle or a bare classifier file; not a fused one
+    stored = clf.file_header_.get("kaldi", {})  # checked by the loader
     tf = train_fraction if train_fraction is not None else stored.get("train_fraction", 0.7)
     sd = seed if seed is not None else stored.get("seed", 0)
     config = None
@@ -201,56 +147,47 @@ def evaluate_kaldi(
         config = FeatureConfig.from_dict(clf.file_header_["feature_config"])
     skipped: list[dict[str, str]] = []
     utts, data_config = load_kaldi_split(
-        data_dir, split, train_fraction=tf, seed=sd, config=config, allow_pipes=allow_pipes,
+        data, split, train_fraction=tf, seed=sd, config=config, allow_pipes=allow_pipes,
         skipped=skipped,
     )  # fmt: skip
     if config is not None and data_config is not None and config != data_config:
         raise DatasetError(
-            f"{os.fspath(data_dir)!r} holds features made with another configuration "
-            f"(hash {data_config.content_hash()}) than {os.fspath(model_path)!r} was trained "
-            f"on (hash {config.content_hash()}); re-extract them with that model's settings"
+            f"{data!r} holds features made with another configuration (hash "
+            f"{data_config.content_hash()}) than {model!r} was trained on (hash "
+            f"{config.content_hash()}); re-extract them with that model's settings"
         )
     if config is not None and data_config is None:
         logger.warning(
             "%s: features of unknown configuration (no %s); %s was trained on audiogmm "
-            "features (hash %s)", os.fspath(data_dir), CONFIG_FILE, os.fspath(model_path),
-            config.content_hash(),
+            "features (hash %s)", data, CONFIG_FILE, model, config.content_hash(),
         )  # fmt: skip
     if any(u.label is None for u in utts):
-        raise DatasetError(f"{os.fspath(data_dir)!r}: no utt2spk, so no labels to evaluate on")
-    same_dir = stored.get("data") == os.path.abspath(os.fspath(data_dir))
+        raise DatasetError(f"{data!r}: no utt2spk, so no labels to evaluate on")
+    same_dir = stored.get("data") == os.path.abspath(data)
     overlap = sorted({u.utt for u in utts} & set(stored.get("train_utts", []))) if same_dir else []
     if overlap and not allow_train_overlap:
         raise DatasetError(
-            f"{len(overlap)} of these utterances were used to train {os.fspath(model_path)!r} "
+            f"{len(overlap)} of these utterances were used to train {model!r} "
             f"(e.g. {overlap[:3]}); evaluate on --split test or pass allow_train_overlap"
         )
     S = clf.score_matrix([u.features for u in utts])
     pred = np.array(clf.labels_, dtype=object)[clf.log_proba_from_scores(S).argmax(1)]
     y_true = [u.label for u in utts]
     out = summary(y_true, list(pred), labels=sorted(set(clf.labels_) | set(y_true)))
-    out["train_overlap"] = len(overlap)
-    out["skipped"] = skipped
-    out["predictions"] = [
+    out.update(train_overlap=len(overlap), skipped=skipped, predictions=[
         {"utt": u.utt, "label": u.label, "predicted": str(p)} for u, p in zip(utts, pred)
-    ]
-    out["seconds"] = time.perf_counter() - t0
+    ], seconds=time.perf_counter() - t0)  # fmt: skip
     return out
 
 
 def export_kaldi(
-    data: str | os.PathLike,
-    out_dir: str | os.PathLike,
-    *,
-    config: FeatureConfig,
-    options: Optional[RunOptions] = None,
-    allow_pipes: bool = False,
-) -> dict[str, Any]:
-    """Extract the features of a manifest into ``out_dir/feats.ark`` + ``feats.scp``.
+    data: str | os.PathLike, out_dir: str | os.PathLike, *, config: FeatureConfig,
+    options: Optional[RunOptions] = None, allow_pipes: bool = False,
+) -> dict[str, Any]:  # fmt: skip
+    """Extract the features of any manifest into ``out_dir/feats.ark`` + ``feats.scp``.
 
-    ``data`` is any manifest (folder, CSV, Kaldi ``wav.scp`` directory, with or
-    without ``segments``). Utterance ids are the Kaldi ones for a Kaldi directory,
-    else ``<label>-<file stem>`` (:func:`audiogmm.data.kaldi.utterance_ids`).
+    Utterance ids are a Kaldi directory's own, else ``<label>-<file stem>``
+    (:func:`audiogmm.data.kaldi.utterance_ids`).
 
     Returns
     -------
@@ -260,11 +197,8 @@ def export_kaldi(
     from .classify import skipped_list
 
     skipped: list[dict[str, str]] = []
-    if (
-        os.path.isdir(data)
-        and os.path.isfile(os.path.join(data, "wav.scp"))
-        and (allow_pipes or os.path.isfile(os.path.join(data, "segments")))
-    ):
+    kaldi_dir = os.path.isfile(os.path.join(data, "wav.scp"))
+    if kaldi_dir and (allow_pipes or os.path.isfile(os.path.join(data, "segments"))):
         utts = read_kaldi_utterances(data, config=config, allow_pipes=allow_pipes)
         feats = {u.utt: u.features for u in utts}
         labels = {u.utt: u.label for u in utts if u.label is not None}
@@ -273,17 +207,13 @@ def export_kaldi(
         res = extract_many(records, config=config, options=options)
         used = [r for r in records if r.path in res.features]
         ids = utterance_ids([r.path for r in used], [r.label for r in used])
-        if os.path.isfile(os.path.join(data, "wav.scp")):  # keep a Kaldi directory's own ids
+        if kaldi_dir:  # keep a Kaldi directory's own ids
             own = wav_scp_ids(data)
             ids = [own.get(r.path, i) for r, i in zip(used, ids)]
         feats = {i: res.features[r.path] for i, r in zip(ids, used)}
         labels = {i: r.label for i, r in zip(ids, used)}
         skipped = skipped_list(res)
     ark, scp = write_feats(out_dir, feats, labels=labels or None, config=config)
-    return {
-        "ark": ark,
-        "scp": scp,
-        "n_utterances": len(feats),
-        "n_frames": int(sum(X.shape[0] for X in feats.values())),
-        "skipped": skipped,
-    }
+    n_frames = int(sum(X.shape[0] for X in feats.values()))
+    return {"ark": ark, "scp": scp, "n_utterances": len(feats), "n_frames": n_frames,
+            "skipped": skipped}  # fmt: skip

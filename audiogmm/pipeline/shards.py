@@ -1,8 +1,7 @@
-"""Train a classifier from a feature shard store instead of audio files.
+"""Train a classifier from a feature shard store (``audiogmm extract DATA --shards STORE``).
 
-The store (``audiogmm extract DATA --shards STORE``) carries the frames of every
-clip, its label and the FeatureConfig they were extracted with, so training needs
-no audio, no cache and no split: every clip of the store is a training clip.
+The store carries every clip's frames, its label and the FeatureConfig, so training
+needs no audio, no cache and no split: every clip is a training clip.
 """
 
 from __future__ import annotations
@@ -45,18 +44,9 @@ def train_from_store(
     progress: Progress = None,
     **classifier_params: Any,
 ) -> tuple[GMMClassifier, FeatureConfig]:
-    """Fit one GMM per label (or a UBM + MAP) on every clip of ``store``.
-
-    ``backend`` and ``classifier_params`` (``ubm=`` included) go to
-    :func:`audiogmm.pipeline.train.fit_backend`.
-
-    Returns
-    -------
-    classifier : GMMClassifier or UBMClassifier
-        With ``timing_`` (``read_s``, ``train_s``).
-    config : FeatureConfig
-        The store's front end, to save with the classifier.
-    """
+    """A classifier fitted on every clip of ``store`` by
+    :func:`audiogmm.pipeline.train.fit_backend` (``timing_`` gains ``read_s``), and the
+    store's FeatureConfig to save with it."""
     config = store_config(store)
     if store.n_clips == 0:
         raise DatasetError(f"{store.folder}: the store holds no clips")
