@@ -59,7 +59,7 @@ _OWN = ("rank", "n_iter", "subsample")
 #: Clips per block of the T-EM's E-step (bounds its memory to a block's R x R matrices).
 _BLOCK = 256
 #: Ridge on the within-class scatters, relative to their mean eigenvalue.
-_RIDGE = 1e-6
+_RIDGE = 1e-9
 
 
 def whitened_stats(
