@@ -133,7 +133,7 @@ def test_given_ubm_is_used_and_its_k_wins():
 
     fitted = fit_backend(clips, labels, backend="gsv", ubm=ubm, n_components=64)
     assert isinstance(fitted, GSVClassifier) and fitted.ubm_ is ubm
-    with pytest.raises(ParameterError, match="map' or 'gsv"):
+    with pytest.raises(ParameterError, match="'map', 'gsv' or 'ivector'"):
         fit_backend(clips, labels, backend="ml", ubm=ubm)
 
 

@@ -41,7 +41,7 @@ from typing import Any
 
 import numpy as np
 
-from ..engine import LocalExecutor, resolve
+from ..engine import LocalExecutor, one_blas_thread, resolve
 from ..exceptions import ParameterError
 from ..mixture import ConvergenceMonitor, DiagGMM
 from ..progress import Progress, reporter
@@ -82,7 +82,7 @@ def _posteriors(T: np.ndarray, n: np.ndarray, f: np.ndarray):
     """Cholesky factors of ``L_u``, ``b_u = T' f_u`` and ``w_u``, for clips ``n, f``."""
     K, R = n.shape[1], T.shape[1]
     Tk = T.reshape(K, -1, R)
-    TT = np.einsum("kdr,kds->krs", Tk, Tk).reshape(K, R * R)
+    TT = (np.swapaxes(Tk, 1, 2) @ Tk).reshape(K, R * R)
     L = (n @ TT).reshape(len(n), R, R) + np.eye(R)
     chol = np.linalg.cholesky(L)
     b = f @ T
@@ -108,8 +108,9 @@ def extract_ivectors(T: np.ndarray, n: np.ndarray, f: np.ndarray) -> np.ndarray:
         ``w_u = (I + sum_k n_uk T_k' T_k)^-1 T' f_u``.
     """
     out = np.zeros((len(n), T.shape[1]))
-    for s in range(0, len(n), _BLOCK):
-        out[s : s + _BLOCK] = _posteriors(T, n[s : s + _BLOCK], f[s : s + _BLOCK])[2]
+    with one_blas_thread():
+        for s in range(0, len(n), _BLOCK):
+            out[s : s + _BLOCK] = _posteriors(T, n[s : s + _BLOCK], f[s : s + _BLOCK])[2]
     return out
 
 
@@ -215,10 +216,13 @@ def train_tv(
     frames = max(float(n.sum()), 1.0)
     D = KD // n.shape[1]
     per = f / np.maximum(np.repeat(n, D, axis=1), 1.0)  # MAP-like offsets of each clip
-    _, s, Vt = np.linalg.svd(per, full_matrices=False)
-    T = Vt[:rank].T * (s[:rank] / math.sqrt(U))
     monitor = ConvergenceMonitor(0.0, n_iter, scale=1.0)
-    with reporter(progress, n_iter, "Training the i-vector extractor") as tick:
+    # small dense problems: one BLAS thread is much faster than a pool on a busy machine
+    with one_blas_thread(), reporter(progress, n_iter, "Training the i-vector extractor") as tick:
+        # the top principal directions, scaled by their singular values s_i / sqrt(U), from
+        # the (n_clips, n_clips) Gram matrix (n_clips << K * D): per' v_i = s_i u_i
+        V = np.linalg.eigh(per @ per.T)[1][:, ::-1][:, :rank]
+        T = per.T @ V / math.sqrt(U)
         while True:
             C, A, bound = tv_estep(T, n, f, executor=executor)
             monitor.report(bound / frames)
@@ -452,11 +456,12 @@ class IVectorClassifier(EmbeddingClassifier):
             self.centre_, self.projection_ = Z.mean(0), np.zeros((rank, 1))
             self.class_means_ = np.zeros((1, 1))
         else:
-            self.centre_, self.projection_, self.class_means_ = cosine_back_end(Z, labels)
-            self.calibration_ = held_out_calibration(
-                Z, labels, lambda Ztr, ytr, Zte: _cosines(cosine_back_end(Ztr, ytr), Zte),
-                self.random_state,
-            )  # fmt: skip
+            with one_blas_thread():
+                self.centre_, self.projection_, self.class_means_ = cosine_back_end(Z, labels)
+                self.calibration_ = held_out_calibration(
+                    Z, labels, lambda Ztr, ytr, Zte: _cosines(cosine_back_end(Ztr, ytr), Zte),
+                    self.random_state,
+                )  # fmt: skip
         self._report(clips, labels, len(self.tv_history_) - 1, True)
         return self
 
