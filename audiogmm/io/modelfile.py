@@ -212,7 +212,7 @@ def _ubm_build(name: str, h: dict, a: dict) -> UBMClassifier:
 
 
 def _gsv_parts(c: GSVClassifier) -> tuple[dict, dict]:
-    own = {k: getattr(c, k) for k in tables.GSV_BLOCK.keys if k != "calibration"}
+    own = {k: getattr(c, k) for k in c.own_params}
     header = {"labels": list(c.labels_), **_member_fields(c),
               "gsv": {**own, "calibration": c.calibration_}}  # fmt: skip
     u = c.ubm_
@@ -243,7 +243,7 @@ def _gsv_build(name: str, h: dict, a: dict) -> GSVClassifier:
 
 
 def _ivector_parts(c: IVectorClassifier) -> tuple[dict, dict]:
-    own = {k: getattr(c, k) for k in ("rank", "n_iter", "subsample")}
+    own = {k: getattr(c, k) for k in c.own_params}
     header = {"labels": list(c.labels_), **_member_fields(c), "ivector": {
         **own, "tv_history": list(c.tv_history_), "calibration": c.calibration_}}  # fmt: skip
     u = c.ubm_

@@ -54,8 +54,6 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-#: The back end's own parameters, stored in the file's ``ivector`` header block.
-_OWN = ("rank", "n_iter", "subsample")
 #: Clips per block of the T-EM's E-step (bounds its memory to a block's R x R matrices).
 _BLOCK = 256
 #: Ridge on the within-class scatters, relative to their mean eigenvalue.
@@ -379,6 +377,8 @@ class IVectorClassifier(EmbeddingClassifier):
     ['b']
     """
 
+    own_params = ("rank", "n_iter", "subsample")
+
     def __init__(
         self,
         n_components: int = GSV_COMPONENTS,
@@ -392,16 +392,11 @@ class IVectorClassifier(EmbeddingClassifier):
         **gmm_params: Any,
     ) -> None:
         super().__init__(
-            n_components, priors=priors, n_jobs=n_jobs, random_state=random_state, **gmm_params
-        )
+            n_components, subsample=subsample, priors=priors, n_jobs=n_jobs,
+            random_state=random_state, **gmm_params,
+        )  # fmt: skip
         self.rank = rank
         self.n_iter = n_iter
-        self.subsample = subsample
-
-    def __repr__(self) -> str:
-        own = "".join(f", {k}={getattr(self, k)!r}" for k in _OWN)
-        extra = "".join(f", {k}={v!r}" for k, v in sorted(self.gmm_params.items()))
-        return f"IVectorClassifier({self.n_components}{own}{extra})"
 
     def _check_own(self) -> None:
         for name, low in (("rank", 1), ("n_iter", 0)):

@@ -49,8 +49,6 @@ logger = logging.getLogger(__name__)
 #: as the clip statistics feed a discriminative back end (dev hard speakers, 3 splits:
 #: 95.7% at 256 against 95.0% at 64; 3x the training time).
 GSV_COMPONENTS = 256
-#: The back end's own parameters, stored in the file's ``gsv`` header block.
-_OWN = ("relevance", "C", "subsample")
 #: Iteration budget of each logistic regression.
 _MAX_ITER = 1000
 
@@ -242,6 +240,29 @@ class EmbeddingClassifier(GMMClassifier):
     ``calibration_`` in ``fit`` and define :meth:`score_matrix` and :meth:`llr_from_scores`.
     """
 
+    #: The subclass's own constructor parameters (its file block and its repr).
+    own_params: tuple[str, ...] = ()
+
+    def __init__(
+        self,
+        n_components: int = GSV_COMPONENTS,
+        *,
+        subsample: int = 4,
+        priors: dict[str, float] | None = None,
+        n_jobs: int | None = None,
+        random_state: int | None = 0,
+        **gmm_params: Any,
+    ) -> None:
+        super().__init__(
+            n_components, priors=priors, n_jobs=n_jobs, random_state=random_state, **gmm_params
+        )
+        self.subsample = subsample
+
+    def __repr__(self) -> str:
+        own = "".join(f", {k}={getattr(self, k)!r}" for k in self.own_params)
+        extra = "".join(f", {k}={v!r}" for k, v in sorted(self.gmm_params.items()))
+        return f"{type(self).__name__}({self.n_components}{own}{extra})"
+
     def _ubm_classifier(self) -> UBMClassifier:
         """The GMM-UBM whose UBM (and checks of K, subsample) this back end shares."""
         return UBMClassifier(
@@ -414,6 +435,8 @@ class GSVClassifier(EmbeddingClassifier):
     ['b']
     """
 
+    own_params = ("relevance", "C", "subsample")
+
     def __init__(
         self,
         n_components: int = GSV_COMPONENTS,
@@ -427,16 +450,11 @@ class GSVClassifier(EmbeddingClassifier):
         **gmm_params: Any,
     ) -> None:
         super().__init__(
-            n_components, priors=priors, n_jobs=n_jobs, random_state=random_state, **gmm_params
-        )
+            n_components, subsample=subsample, priors=priors, n_jobs=n_jobs,
+            random_state=random_state, **gmm_params,
+        )  # fmt: skip
         self.relevance = relevance
         self.C = C
-        self.subsample = subsample
-
-    def __repr__(self) -> str:
-        own = "".join(f", {k}={getattr(self, k)!r}" for k in _OWN)
-        extra = "".join(f", {k}={v!r}" for k, v in sorted(self.gmm_params.items()))
-        return f"GSVClassifier({self.n_components}{own}{extra})"
 
     def _ubm_classifier(self) -> UBMClassifier:
         """The GMM-UBM whose UBM (and checks of K, relevance, subsample) this back end shares."""
