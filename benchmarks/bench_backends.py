@@ -1,18 +1,19 @@
-"""Benchmark: the backends (ml, map, gsv) side by side: accuracy, EER, Cllr, training time.
+"""Benchmark: the backends (ml, map, gsv, ivector) side by side: accuracy, EER, Cllr, training time.
 
 Every configuration runs as fresh command-line processes on the same explicit-split
 manifests (per class, 70/30; one per ``--seeds`` value; written to a temporary folder)::
 
     audiogmm train MANIFEST --split train -o M.npz --json [OPTIONS]
     audiogmm evaluate M.npz MANIFEST --split test --json
-    audiogmm verify M.npz TRIALS --json          (map and gsv models only)
+    audiogmm verify M.npz TRIALS --json          (map, gsv and ivector models)
 
 where TRIALS pairs every test clip with every class of the model (target when the
 class is the clip's own), so the EER is over all test-clip x class trials. OPTIONS per
 configuration (``--configs``): ``ml`` (none: the default backend), ``map``
-(``--backend map``, UBM 64), ``gsv`` (``--backend gsv``, UBM 256), with
-``-k 256`` (``map256``) or 64 (``gsv64``), and with ``--preset speech
--k 256`` (``map-speech256``, ``gsv-speech256``).
+(``--backend map``, UBM 64), ``gsv`` (``--backend gsv``, UBM 256), ``ivector``
+(``--backend ivector``, UBM 256, rank 100), with ``-k 256`` (``map256``) or 64
+(``gsv64``, ``ivector64``), and with ``--preset speech -k 256`` (``map-speech256``,
+``gsv-speech256``, ``ivector-speech256``).
 
 Reported per configuration: accuracy pooled over the splits with its 95% Wilson
 interval, the accuracy of each split, EER, minDCF(0.01), Cllr and minCllr of the
@@ -67,6 +68,9 @@ CONFIGS: dict[str, list[str]] = {
     "gsv64": ["--backend", "gsv", "-k", "64"],
     "map-speech256": ["--backend", "map", *SPEECH256],
     "gsv-speech256": ["--backend", "gsv", *SPEECH256],
+    "ivector": ["--backend", "ivector"],
+    "ivector64": ["--backend", "ivector", "-k", "64"],
+    "ivector-speech256": ["--backend", "ivector", *SPEECH256],
 }
 
 

@@ -47,7 +47,8 @@ _WORK = Path(tempfile.mkdtemp(prefix="audiogmm-fuzz-"))
 atexit.register(shutil.rmtree, _WORK, True)
 
 OK_MODEL = {"ok", "ModelFileError"}
-KINDS = ["GMMClassifier", "UBMClassifier", "FusedClassifier", "DiagGMM", "EMCheckpoint"]
+KINDS = ["GMMClassifier", "UBMClassifier", "FusedClassifier", "DiagGMM", "EMCheckpoint",
+         "GSVClassifier", "IVectorClassifier"]  # fmt: skip
 
 
 def _problem_with_model(obj, kind: str, path) -> str | None:
@@ -97,8 +98,9 @@ def _problem_with_model(obj, kind: str, path) -> str | None:
                 return f"`audiogmm info` failed on a file load() accepted: {r.output[-300:]}"
         else:
             clf, config = obj.classifier, obj.config
-            arrays = [clf.weights_, clf.means_, clf.variances_]
-            if clf.means_.shape[1] != clf.n_components:
+            own = clf.ubm_ if kind in ("GSVClassifier", "IVectorClassifier") else clf  # no classes
+            arrays = [getattr(own, k + "_") for k in ("weights", "means", "variances")]
+            if arrays[1].shape[-2] != clf.n_components:
                 return "n_components disagrees with the arrays"
             if config.n_dims != clf.n_dims:
                 return "feature config disagrees with the arrays"
@@ -111,6 +113,8 @@ def _problem_with_model(obj, kind: str, path) -> str | None:
                 return f"log posteriors do not sum to 1: {lp}"
             if clf.predict([probe])[0] not in clf.labels_:
                 return "prediction is not one of the labels"
+            if hasattr(clf, "ubm_") and np.any(np.isnan(clf.score_samples([probe]))):
+                return "NaN verification scores on a N(0,1) probe"
             r = CliRunner().invoke(main, ["info", "--json", str(path)])
             if r.exit_code != 0:
                 return f"`audiogmm info` failed on a file load() accepted: {r.output[-300:]}"

@@ -31,7 +31,7 @@ from audiogmm.io import load, save, tables
 from audiogmm.io.container import CONTAINER_KEYS
 from audiogmm.io.schema import List, Obj, Str
 from audiogmm.io.schema import check as schema_check
-from audiogmm.models import FusedClassifier, GSVClassifier
+from audiogmm.models import FusedClassifier, GSVClassifier, IVectorClassifier
 from audiogmm.pipeline import load_model, save_model
 
 from .conftest_hostile import assert_one_line_error, invoke
@@ -148,6 +148,11 @@ def base_model(kind: str) -> str:
         cfg = FeatureConfig.preset("speech")
         clips = [rng.normal(m, 1.0, (120, cfg.n_dims)) for m in (0.0,) * 3 + (3.0,) * 3]
         save_model(path, GSVClassifier(2, n_jobs=1, max_iter=20).fit(clips, list("aaabbb")), cfg)
+    elif kind == "IVectorClassifier":  # an ivector bundle: UBM of 2, rank 2, calibrated
+        cfg = FeatureConfig.preset("speech")
+        clips = [rng.normal(m, 1.0, (120, cfg.n_dims)) for m in (0.0,) * 3 + (3.0,) * 3]
+        clf = IVectorClassifier(2, rank=2, n_iter=2, n_jobs=1, max_iter=20)
+        save_model(path, clf.fit(clips, list("aaabbb")), cfg)
     elif kind in ("GMMClassifier", "FusedClassifier"):
         cfgs = [FeatureConfig.preset("speech"), FeatureConfig()]
         members = []
@@ -184,6 +189,7 @@ LOADERS = {
     "GMMClassifier": load_model,
     "FusedClassifier": load_model,
     "GSVClassifier": load_model,
+    "IVectorClassifier": load_model,
     "DiagGMM": lambda p: load(p, DiagGMM),
 }
 
@@ -925,6 +931,7 @@ def _tamper_all(src, table, tmp_path, loader) -> int:
         (FIXTURES / "map_v1.npz", "UBM"),
         ("FusedClassifier", "FUSED"),
         ("GSVClassifier", "GSV"),
+        ("IVectorClassifier", "IVECTOR"),
     ],
 )
 def test_every_declared_field_is_refused_when_tampered(src, table, tmp_path):

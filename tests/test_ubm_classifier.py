@@ -290,7 +290,7 @@ def test_cli_train_map_evaluate_predict_reject(speaker_folder, tmp_path):
     pr = json.loads(cli(["-q", "predict", model, clip, "--json", "--reject", "auto"]).output)
     r = pr["results"][0]
     assert r["threshold"] == bundle.classifier.threshold_
-    assert r["label"] == ("flite_slt" if r["llr_per_frame"] >= r["threshold"] else UNKNOWN)
+    assert r["label"] == ("flite_slt" if r["reject_score"] >= r["threshold"] else UNKNOWN)
     pr = json.loads(cli(["-q", "predict", model, clip, "--json", "--reject", "1e9"]).output)
     assert pr["results"][0]["label"] == UNKNOWN
     cli(["-q", "predict", model, clip, "--reject", "often"], code=2)

@@ -57,7 +57,7 @@ def _describe_gmm(model: str, gmm, header: dict, as_json: bool) -> None:
     if as_json:
         return echo_json(out)
     cfg = header.get("feature_config")
-    use = (f"a UBM (`audiogmm ubm`) for `train --backend map|gsv --ubm`, front end hash "
+    use = (f"a UBM (`audiogmm ubm`) for `train --backend map|gsv|ivector --ubm`, front end hash "
            f"{FeatureConfig.from_dict(cfg).content_hash()}" if cfg is not None
            else "no feature configuration (not a classifier for audio)")  # fmt: skip
     click.echo(
@@ -114,6 +114,10 @@ def command(model, as_json):
     if out["backend"] == "gsv":
         out["gsv"] = {"ubm_components": clf.ubm_.n_components, "relevance": clf.relevance,
                       "C": clf.C, "calibration": clf.calibration_}  # fmt: skip
+    if out["backend"] == "ivector":
+        out["ivector"] = {"ubm_components": clf.ubm_.n_components, "rank": int(clf.T_.shape[1]),
+                          "lda_dims": int(clf.projection_.shape[1]), "n_iter": clf.n_iter,
+                          "calibration": clf.calibration_}  # fmt: skip
     if as_json:
         return echo_json(out)
     click.echo(f"classes:       {len(clf.labels_)}: {', '.join(map(escape_name, clf.labels_))}")
@@ -135,6 +139,14 @@ def command(model, as_json):
             f"components x {dims_text(out['n_dims'])} dims (relevance {g['relevance']:g}), "
             f"logistic regression (C {g['C']:g}), scores "
             + ("calibrated to LLRs" if g["calibration"] else "not calibrated")
+        )
+    elif "ivector" in out:
+        v = out["ivector"]
+        click.echo(
+            f"backend:       ivector: i-vectors of rank {v['rank']} ({v['n_iter']} EM iterations) "
+            f"of a UBM of {v['ubm_components']} diagonal components x {dims_text(out['n_dims'])} "
+            f"dims, LDA to {v['lda_dims']} dims + WCCN, cosine scores "
+            + ("calibrated to LLRs" if v["calibration"] else "not calibrated")
         )
     else:
         click.echo(

@@ -159,15 +159,16 @@ def _reject_value(ctx, param, value):
 
 
 def reject_option(f):
-    """``--reject auto|THRESHOLD`` (open set, ``--backend map`` models)."""
+    """``--reject auto|THRESHOLD`` (open set: map, gsv and ivector models)."""
     return click.option(
         "--reject",
         default=None,
         metavar="auto|THRESHOLD",
         callback=_reject_value,
-        help="Open set (--backend map models): answer 'unknown' when the best class's "
-        "per-frame LLR against the UBM is below THRESHOLD, or below the threshold "
-        "calibrated in training (auto).",
+        help="Open set (--backend map, gsv, ivector models): answer 'unknown' when the best "
+        "class's LLR is below THRESHOLD (map: per frame, against the UBM; gsv, ivector: "
+        "calibrated, against the other classes), or below the model's threshold (auto: map's "
+        "calibrated in training, gsv's and ivector's 0, the Bayes threshold at equal priors).",
     )(f)
 
 
@@ -210,17 +211,23 @@ def load_classifier(path: str):
 
 
 def reject_threshold(clf: Any, reject: str | float | None) -> float | None:
-    """The per-frame LLR threshold ``--reject`` asks of ``clf`` (checked before any work)."""
+    """The threshold ``--reject`` asks of ``clf`` (checked before any work): a per-frame
+    LLR for map models, a calibrated LLR for gsv and ivector ones."""
+    from ..exceptions import ParameterError
+
     if reject is None:
         return None
     if not hasattr(clf, "resolve_threshold"):
-        raise click.UsageError("--reject needs a model trained with --backend map")
-    if reject == "auto" and getattr(clf, "threshold_", None) is None:
+        raise click.UsageError("--reject needs a model trained with --backend map, gsv or ivector")
+    if reject == "auto" and getattr(clf, "threshold_", 0) is None:  # a map model without one
         raise click.ClickException(
             "--reject auto needs a calibrated threshold, which this model has not: train it "
             "with --backend map --reject-far F (e.g. 0.05), or give --reject a number"
         )
-    return clf.resolve_threshold(reject)
+    try:
+        return clf.resolve_threshold(reject)
+    except ParameterError as e:
+        raise click.ClickException(str(e)) from None
 
 
 def json_option(f):

@@ -58,11 +58,9 @@ def command(ctx, model, files, top, reject, jobs, strict, as_json):
                        ", ".join(map(escape_name, twice[:5])))  # fmt: skip
         files = list(dict.fromkeys(files))
     opts = RunOptions(n_jobs=jobs, progress=progress_for(ctx), strict=strict)
-    thr = reject_threshold(bundle.classifier, reject)
+    reject_threshold(bundle.classifier, reject)  # its errors before any work
     with command_executor(files, jobs) as ex:
-        res = predict_files(bundle, files, top=top, options=opts, executor=ex)
-    if thr is not None:
-        _reject(thr, res["results"])
+        res = predict_files(bundle, files, top=top, options=opts, executor=ex, reject=reject)
     if as_json:
         echo_json(res)
     else:
@@ -74,14 +72,3 @@ def command(ctx, model, files, top, reject, jobs, strict, as_json):
     if not res["results"]:
         n = len(res["skipped"])
         raise click.ClickException(f"no file could be classified ({n} skipped, listed above)")
-
-
-def _reject(thr: float, results: list) -> None:
-    """Relabel results whose best per-frame LLR is below ``thr`` as unknown."""
-    from ..models import UNKNOWN
-
-    for r in results:
-        r["llr_per_frame"] = r["top"][0]["loglik"] / r["n_frames"]
-        r["threshold"] = thr
-        if r["llr_per_frame"] < thr:
-            r["label"] = UNKNOWN

@@ -5,7 +5,7 @@ DATA is an audio manifest (folder, CSV, Kaldi ``wav.scp``), a Kaldi feature
 directory (``feats.scp``, or ``wav.scp`` + ``segments``) or a shard store; each
 source reads its clips here, and :func:`audiogmm.pipeline.train.fit_backend`
 trains whatever the source. ``-k`` is the number of components of each class
-(``--backend ml``) or of the UBM (``--backend map`` and ``gsv``); an option that does not
+(``--backend ml``) or of the UBM (``--backend map``, ``gsv``, ``ivector``); an option that does not
 apply to the backend or the source is a usage error naming it.
 """
 
@@ -45,23 +45,25 @@ from .ubm import dask_option, dask_or
 logger = logging.getLogger("audiogmm")
 
 _GMM_DEFAULTS = {k: p.default for k, p in inspect.signature(DiagGMM).parameters.items()}
-#: Options of the backends with a UBM (map, gsv), and those that only MAP reads.
+#: Options of the backends with a UBM (map, gsv, ivector), and those that only MAP reads.
 UBM_ONLY = ("relevance", "ubm_components", "ubm_path")
 MAP_ONLY = ("adapt", "reject_far")
 
 
 def map_options(f):
-    """``--backend ml|map|gsv`` and the UBM settings (usage errors where they do not apply)."""
+    """``--backend ml|map|gsv|ivector`` and the UBM settings (usage errors where they do not
+    apply)."""
     for args, kw in reversed([
         (("--backend",), dict(type=click.Choice(sorted(BACKENDS)), default="ml",
                               show_default=True,
                               help="ml: one GMM per label; map: a UBM with MAP-adapted labels; "
                               "gsv: GMM supervectors of a UBM + logistic regression "
-                              "(needs scikit-learn).")),
+                              "(needs scikit-learn); ivector: i-vectors of a UBM + LDA, WCCN "
+                              "and cosine scoring.")),
         (("--ubm-components",), dict(type=click.IntRange(min=1), default=None, hidden=True,
-                                     help="Same as -k with --backend map or gsv (the UBM size).")),
+                                     help="Same as -k with --backend map, gsv or ivector (the UBM size).")),
         (("--ubm", "ubm_path"), dict(type=click.Path(exists=True, dir_okay=False), default=None,
-                                     help="--backend map or gsv: use this UBM (`audiogmm ubm`) "
+                                     help="--backend map, gsv or ivector: use this UBM (`audiogmm ubm`) "
                                      "instead of training one; its front end is the model's.")),
         (("--relevance",), dict(type=click.FloatRange(min=0), default=None,
                                 help="MAP relevance factor: of the class models (--backend "
@@ -84,10 +86,12 @@ def backend_params(ctx: click.Context, backend: str, p: dict) -> dict:
     values replace the UBM defaults). Options the backend does not read are usage errors.
     """
     if backend == "ml":
-        refuse_given(ctx, (*UBM_ONLY, *MAP_ONLY), "applies to --backend map or gsv only")
+        refuse_given(ctx, (*UBM_ONLY, *MAP_ONLY), "applies to --backend map, gsv or ivector only")
         k = N_COMPONENTS if p["components"] is None else p["components"]
         return {"n_components": k, "init": p["init"] or _GMM_DEFAULTS["init"],
                 "max_iter": _GMM_DEFAULTS["max_iter"] if p["max_iter"] is None else p["max_iter"]}  # fmt: skip
+    if backend == "ivector":
+        refuse_given(ctx, ("relevance",), "applies to --backend map or gsv only")
     # relevance left unset: the backend's own default (map 16 per class, gsv 4 per clip)
     own = {} if p["relevance"] is None else {"relevance": p["relevance"]}
     if backend == "map":
@@ -138,21 +142,22 @@ def _front_end(ubm_path, ubm_config, data_config, *, fixed: bool):
     components_default=None,
     components_help=f"Components per class (--backend ml, default {N_COMPONENTS}; 'auto': per-"
     "class K or one K chosen by clip-stratified cross-validation on the training files), or "
-    f"of the UBM (--backend map, default {UBM_COMPONENTS}; gsv, default {GSV_COMPONENTS}).",
+    f"of the UBM (--backend map, default {UBM_COMPONENTS}; gsv, default {GSV_COMPONENTS}); "
+    "ivector as gsv.",
 )
 @click.option(
     "--init",
     type=click.Choice(["split", "kmeans++"]),
     default=None,
     help="Initialisation: k-means++ on a subsample, or split growth from one component "
-    f"[default: {_GMM_DEFAULTS['init']}; the UBM of --backend map/gsv: {UBM_DEFAULTS['init']}].",
+    f"[default: {_GMM_DEFAULTS['init']}; the UBM of --backend map/gsv/ivector: {UBM_DEFAULTS['init']}].",
 )
 @click.option(
     "--max-iter",
     type=click.IntRange(min=0),
     default=None,
     help=f"Maximum EM iterations per class [default: {_GMM_DEFAULTS['max_iter']}; the UBM of "
-    f"--backend map/gsv runs exactly {UBM_DEFAULTS['max_iter']}].",
+    f"--backend map/gsv/ivector runs exactly {UBM_DEFAULTS['max_iter']}].",
 )
 @map_options
 @run_options

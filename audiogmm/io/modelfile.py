@@ -1,9 +1,9 @@
 """Save and load every object audiogmm keeps in a file, through one table per kind.
 
 Each :class:`Kind` (DiagGMM, GMMClassifier, UBMClassifier, GSVClassifier,
-FusedClassifier, Stats) has a header table (:mod:`audiogmm.io.tables`), a ``parts``
-function (object to header and arrays) and a ``build`` function (checked header and
-arrays to object, with the cross-field and array checks). :func:`save` runs ``build``
+IVectorClassifier, FusedClassifier, Stats) has a header table (:mod:`audiogmm.io.tables`),
+a ``parts`` function (object to header and arrays) and a ``build`` function (checked header
+and arrays to object, with the cross-field and array checks). :func:`save` runs ``build``
 on what it is about to write, so a file that :func:`load` would refuse is never written.
 """
 
@@ -22,6 +22,7 @@ from ..mixture.checks import check_params, validate_param_arrays
 from ..mixture.map import check_adapt
 from ..models.classifier import GMMClassifier
 from ..models.fusion import FusedClassifier
+from ..models.ivector import IVectorClassifier
 from ..models.supervector import GSVClassifier
 from ..models.ubm import UBM_DEFAULTS, UBMClassifier
 from . import tables
@@ -215,7 +216,7 @@ def _ubm_build(name: str, h: dict, a: dict) -> UBMClassifier:
 
 
 def _gsv_parts(c: GSVClassifier) -> tuple[dict, dict]:
-    own = {k: getattr(c, k) for k in tables.GSV_BLOCK.keys if k != "calibration"}
+    own = {k: getattr(c, k) for k in c.own_params}
     header = {"labels": list(c.labels_), **_member_fields(c),
               "gsv": {**own, "calibration": c.calibration_}}  # fmt: skip
     return header, {**_ubm_arrays(c.ubm_), "coef": c.coef_, "intercept": c.intercept_}
@@ -235,6 +236,48 @@ def _gsv_build(name: str, h: dict, a: dict) -> GSVClassifier:
             raise ModelFileError(f"{name}: {key} has magnitudes over {_MAX_COEF:g}")
     clf.ubm_, clf.labels_, clf.coef_, clf.intercept_ = ubm, list(labels), a["coef"], a["intercept"]
     clf.calibration_ = None if calibration is None else tuple(calibration)
+    clf.fit_report_ = h.get("training", {})
+    return clf
+
+
+def _ivector_parts(c: IVectorClassifier) -> tuple[dict, dict]:
+    own = {k: getattr(c, k) for k in c.own_params}
+    header = {"labels": list(c.labels_), **_member_fields(c), "ivector": {
+        **own, "tv_history": list(c.tv_history_), "calibration": c.calibration_}}  # fmt: skip
+    u = c.ubm_
+    arrays = dict(zip(_UBM_ARRAYS, (u.weights_, u.means_, u.variances_, u.var_floor_)))
+    back = {"T": c.T_, "centre": c.centre_, "projection": c.projection_,
+            "class_means": c.class_means_}  # fmt: skip
+    return header, {**arrays, **back}
+
+
+def _ivector_build(name: str, h: dict, a: dict) -> IVectorClassifier:
+    labels, K = h["labels"], h["n_components"]
+    priors = _check_members(name, h, labels, h.get("training", {}))
+    own = dict(h["ivector"])
+    calibration, history = own.pop("calibration"), own.pop("tv_history")
+    gp = h.get("gmm_params", {})
+    clf = IVectorClassifier(K, priors=priors, random_state=h.get("random_state"), **own, **gp)
+    _checked_params(name, DiagGMM(K, **{**UBM_DEFAULTS, **gp}), "gmm_params")
+    ubm = _gmm(name, {"n_components": K, **gp}, *(a[k] for k in _UBM_ARRAYS))
+    M, KD = len(labels), K * ubm.n_dims
+    R = a["T"].shape[-1] if a["T"].ndim == 2 else -1
+    L = a["projection"].shape[-1] if a["projection"].ndim == 2 else -1
+    if not 1 <= R <= clf.rank:
+        raise ModelFileError(f"{name}: T has shape {a['T'].shape}, expected ({KD}, R <= {clf.rank})")
+    if L != (1 if M < 2 else min(M - 1, R)):
+        raise ModelFileError(f"{name}: projection has shape {a['projection'].shape}")
+    for key, want in (("T", (KD, R)), ("centre", (R,)), ("projection", (R, L)),
+                      ("class_means", (M, L))):  # fmt: skip
+        x = a[key]
+        if x.dtype != np.float64 or x.shape != want or not np.all(np.isfinite(x)):
+            raise ModelFileError(f"{name}: {key} must be finite float64 of shape {want}")
+        if np.any(np.abs(x) > _MAX_COEF):
+            raise ModelFileError(f"{name}: {key} has magnitudes over {_MAX_COEF:g}")
+    clf.ubm_, clf.labels_, clf.T_ = ubm, list(labels), a["T"]
+    clf.centre_, clf.projection_, clf.class_means_ = a["centre"], a["projection"], a["class_means"]
+    clf.calibration_ = None if calibration is None else tuple(calibration)
+    clf.tv_history_ = list(history)
     clf.fit_report_ = h.get("training", {})
     return clf
 
@@ -284,8 +327,11 @@ class Kind:
     build: Callable[[str, dict, dict], Any]
 
 
-#: Every kind, most specific class first (a UBM or GSV classifier is a GMMClassifier).
+#: Every kind, most specific class first (a UBM, GSV or i-vector classifier is a GMMClassifier).
 KINDS = (
+    Kind("IVectorClassifier", IVectorClassifier, tables.IVECTOR,
+         (*_UBM_ARRAYS, "T", "centre", "projection", "class_means"), _ivector_parts,
+         _ivector_build),
     Kind("GSVClassifier", GSVClassifier, tables.GSV, (*_UBM_ARRAYS, "coef", "intercept"),
          _gsv_parts, _gsv_build),
     Kind("UBMClassifier", UBMClassifier, tables.UBM, None, _ubm_parts, _ubm_build),

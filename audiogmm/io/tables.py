@@ -15,7 +15,8 @@ from ..mixture.map import check_adapt
 from .schema import Bool, Int, List, Map, Obj, Real, Str
 
 __all__ = [
-    "CHECKPOINT", "CLASSIFIER", "DIAG_GMM", "FEATURES", "FUSED", "GSV", "KALDI", "MAX_LABELS",
+    "CHECKPOINT", "CLASSIFIER", "DIAG_GMM", "FEATURES", "FUSED", "GSV", "IVECTOR", "KALDI",
+    "MAX_LABELS",
     "MAX_MEMBERS", "SELECTION", "SHARD_INDEX", "SPLIT", "STATS", "UBM",
 ]  # fmt: skip
 
@@ -144,6 +145,14 @@ GSV_BLOCK = Obj({
                         then=lambda v, w: _at_least(v, 2, w)),
 })  # fmt: skip
 GSV = Obj({**CLASSIFIER.keys, "gsv": GSV_BLOCK}, optional=(*_OPTIONAL, *_BLOCKS))
+#: The back end of an IVectorClassifier (its constructor's own parameters), the T-EM's
+#: bound per frame at each iteration, and the calibration as in ``gsv``.
+IVECTOR_BLOCK = Obj({
+    "rank": Int(1), "n_iter": Int(0), "subsample": Int(1),
+    "tv_history": List(Real(), max_len=1 << 16),
+    "calibration": GSV_BLOCK.keys["calibration"],
+})  # fmt: skip
+IVECTOR = Obj({**CLASSIFIER.keys, "ivector": IVECTOR_BLOCK}, optional=(*_OPTIONAL, *_BLOCKS))
 FUSED = Obj({
     "labels": LABELS,
     "members": List(Obj(_MEMBER, optional=_OPTIONAL), max_len=MAX_MEMBERS,

@@ -2,18 +2,23 @@
 fusion of several front ends' classifiers, model selection."""
 from .classifier import N_COMPONENTS, GMMClassifier
 from .fusion import FusedClassifier
+from .ivector import IVectorClassifier
 from .supervector import GSVClassifier
 from .ubm import UBM_COMPONENTS, UNKNOWN, UBMClassifier, train_ubm
 
 #: ``--backend`` name -> classifier class: per-class ML GMMs, GMM-UBM with MAP classes,
-#: GMM supervectors with logistic regression (needs the ``sklearn`` extra).
-BACKENDS = {"ml": GMMClassifier, "map": UBMClassifier, "gsv": GSVClassifier}
+#: GMM supervectors with logistic regression (needs the ``sklearn`` extra), i-vectors with
+#: LDA, WCCN and cosine scoring.
+BACKENDS = {
+    "ml": GMMClassifier, "map": UBMClassifier, "gsv": GSVClassifier, "ivector": IVectorClassifier,
+}  # fmt: skip
 
 __all__ = [
     "BACKENDS",
     "FusedClassifier",
     "GMMClassifier",
     "GSVClassifier",
+    "IVectorClassifier",
     "N_COMPONENTS",
     "UBMClassifier",
     "UBM_COMPONENTS",

@@ -24,21 +24,24 @@ from __future__ import annotations
 import logging
 import math
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
 
 from ..engine import LocalExecutor, one_blas_thread, resolve
 from ..exceptions import ConvergenceWarning, ParameterError
-from ..mixture import DiagGMM, accumulate, log_softmax, map_adapt
+from ..mixture import DiagGMM, accumulate, log_softmax
 from ..mixture.sources import check_frames
 from ..progress import Progress
-from ..scoring.calibration import CalibrationWarning, fit_calibration
+from ..scoring.calibration import CalibrationWarning, bayes_threshold, fit_calibration
 from .classifier import GMMClassifier
-from .ubm import UBMClassifier
+from .ubm import UNKNOWN, UBMClassifier
 
-__all__ = ["GSV_COMPONENTS", "GSVClassifier", "log_odds", "supervectors"]
+__all__ = [
+    "GSV_COMPONENTS", "EmbeddingClassifier", "GSVClassifier", "clip_stats", "held_out_calibration",
+    "log_odds", "supervectors",
+]  # fmt: skip
 
 logger = logging.getLogger(__name__)
 
@@ -46,10 +49,54 @@ logger = logging.getLogger(__name__)
 #: as the clip statistics feed a discriminative back end (dev hard speakers, 3 splits:
 #: 95.7% at 256 against 95.0% at 64; 3x the training time).
 GSV_COMPONENTS = 256
-#: The back end's own parameters, stored in the file's ``gsv`` header block.
-_OWN = ("relevance", "C", "subsample")
 #: Iteration budget of each logistic regression.
 _MAX_ITER = 1000
+
+
+def clip_stats(
+    clips: Sequence[np.ndarray],
+    ubm: DiagGMM,
+    *,
+    executor: LocalExecutor | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Each clip's zeroth and first-order Baum-Welch statistics under a fitted UBM.
+
+    The one E-step of the back ends over a UBM (:func:`supervectors`, the i-vector
+    extractor): :func:`~audiogmm.mixture.accumulate` on each clip, float64.
+
+    Parameters
+    ----------
+    clips : sequence of ndarray, each of shape (n_frames_i, n_dims)
+        A clip without frames gets zero statistics.
+    ubm : DiagGMM
+        Fitted, K components of D dimensions.
+    executor : LocalExecutor, optional
+        Runs the clips concurrently; the result does not depend on it.
+
+    Returns
+    -------
+    n : ndarray of shape (n_clips, K)
+        ``n_k = sum_t gamma_tk``.
+    F : ndarray of shape (n_clips, K, D)
+        ``F_k = sum_t gamma_tk (x_t - mu_k)``: centred on each component's UBM mean.
+    """
+    prior = ubm.params_
+    checked = [
+        check_frames(X, n_dims=ubm.n_dims, name=f"clip {i}", min_frames=0)
+        for i, X in enumerate(clips)
+    ]
+
+    def one(X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        # one clip's statistics, serially: the executor parallelises over clips
+        s = accumulate(X, prior)
+        return s.n, s.F - s.n[:, None] * (prior.means - s.shift)
+
+    K, D = prior.means.shape
+    if not checked:
+        return np.zeros((0, K)), np.zeros((0, K, D))
+    with resolve(executor, getattr(ubm, "n_jobs", None)) as ex:
+        parts = list(ex.map(one, checked))
+    return np.stack([n for n, _ in parts]), np.stack([F for _, F in parts])
 
 
 def supervectors(
@@ -75,25 +122,19 @@ def supervectors(
     Returns
     -------
     ndarray of shape (n_clips, K * D), float64
-        Row ``i`` is ``(sqrt(w_k) (mu'_ikd - mu_kd) / sigma_kd)`` flattened in (k, d) order.
+        Row ``i`` is ``(sqrt(w_k) (mu'_ikd - mu_kd) / sigma_kd)`` flattened in (k, d) order,
+        with ``mu'_ik - mu_k = F_ik / (n_ik + r)`` (:func:`clip_stats`; 0 where ``n_ik = 0``).
     """
     prior = ubm.params_
     scale = np.sqrt(prior.weights)[:, None] / np.sqrt(prior.variances)
-    checked = [
-        check_frames(X, n_dims=ubm.n_dims, name=f"clip {i}", min_frames=0)
-        for i, X in enumerate(clips)
-    ]
-
-    def one(X: np.ndarray) -> np.ndarray:
-        # one clip's statistics, serially: the executor parallelises over clips
-        mu = map_adapt(accumulate(X, prior), prior, relevance_means=relevance).means
-        return ((mu - prior.means) * scale).ravel()
-
-    K, D = prior.means.shape
-    if not checked:
-        return np.zeros((0, K * D))
-    with resolve(executor, getattr(ubm, "n_jobs", None)) as ex:
-        return np.stack(list(ex.map(one, checked)))
+    n, F = clip_stats(clips, ubm, executor=executor)
+    r = float(relevance)
+    if not r >= 0:
+        raise ParameterError(f"relevance must be a number >= 0 (inf: the prior); got {relevance!r}")
+    den = (n + r)[:, :, None]
+    # a component without frames keeps the prior (offset 0), also when r = 0
+    off = np.divide(F, den, out=np.zeros_like(F), where=den > 0)
+    return (off * scale).reshape(len(F), F.shape[1] * F.shape[2])
 
 
 def log_odds(log_post: np.ndarray) -> np.ndarray:
@@ -142,13 +183,30 @@ def _logistic(
     return coef, icpt, int(np.max(lr.n_iter_))
 
 
-def _held_out_calibration(
-    Z: np.ndarray, labels: list[str], C: float, seed: int | None
+def held_out_calibration(
+    Z: np.ndarray,
+    labels: list[str],
+    raw_scores: Callable[[np.ndarray, list[str], np.ndarray], np.ndarray],
+    seed: int | None,
 ) -> tuple[float, float] | None:
-    """``fit_calibration`` of the raw verification scores of clips held out of the regression.
+    """``fit_calibration`` of the raw verification scores of clips held out of the back end.
 
-    Stratified folds (``min(4, smallest class)``, so every class trains in every fold);
-    every held-out clip is scored against every class. None below 2 clips in a class.
+    Parameters
+    ----------
+    Z : ndarray of shape (n_clips, P)
+        The clips' vectors (supervectors, i-vectors).
+    labels : list of str, length n_clips
+    raw_scores : callable
+        ``raw_scores(Z_train, labels_train, Z_test)``: the back end trained on the first
+        two, the raw score of each test clip against each class (sorted), (n_test, M).
+    seed : int or None
+        Of the fold assignment.
+
+    Returns
+    -------
+    (a, b) or None
+        Stratified folds (``min(4, smallest class)``, so every class trains in every fold);
+        every held-out clip is scored against every class. None below 2 clips in a class.
     """
     y = np.array(labels)
     classes = sorted(set(labels))
@@ -163,18 +221,177 @@ def _held_out_calibration(
     raw = np.empty((len(y), len(classes)))
     for f in range(k):
         out = fold == f
-        coef, icpt, _ = _logistic(Z[~out], list(y[~out]), C, seed)
-        raw[out] = _raw_llr(Z[out] @ coef.T + icpt)
+        raw[out] = raw_scores(Z[~out], list(y[~out]), Z[out])
     target = (y[:, None] == np.array(classes)[None, :]).astype(np.int64)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", CalibrationWarning)
         a, b = fit_calibration(target.ravel(), raw.ravel())
     for w in caught:  # easy training data: nothing the user can act on at train time
-        logger.info("gsv: %s", w.message)
+        logger.info("calibration: %s", w.message)
     return a, b
 
 
-class GSVClassifier(GMMClassifier):
+class EmbeddingClassifier(GMMClassifier):
+    """What the back ends over a UBM's clip statistics (gsv, ivector) share.
+
+    A UBM trained as ``--backend map`` trains it, one vector per clip, a back end giving
+    each clip a score per class (:meth:`score_matrix`), verification scores calibrated to
+    LLRs (:meth:`llr_from_scores`) and open-set rejection on them. Subclasses set
+    ``calibration_`` in ``fit`` and define :meth:`score_matrix` and :meth:`llr_from_scores`.
+    """
+
+    #: The subclass's own constructor parameters (its file block and its repr).
+    own_params: tuple[str, ...] = ()
+
+    def __init__(
+        self,
+        n_components: int = GSV_COMPONENTS,
+        *,
+        subsample: int = 4,
+        priors: dict[str, float] | None = None,
+        n_jobs: int | None = None,
+        random_state: int | None = 0,
+        **gmm_params: Any,
+    ) -> None:
+        super().__init__(
+            n_components, priors=priors, n_jobs=n_jobs, random_state=random_state, **gmm_params
+        )
+        self.subsample = subsample
+
+    def __repr__(self) -> str:
+        own = "".join(f", {k}={getattr(self, k)!r}" for k in self.own_params)
+        extra = "".join(f", {k}={v!r}" for k, v in sorted(self.gmm_params.items()))
+        return f"{type(self).__name__}({self.n_components}{own}{extra})"
+
+    def _ubm_classifier(self) -> UBMClassifier:
+        """The GMM-UBM whose UBM (and checks of K, subsample) this back end shares."""
+        return UBMClassifier(
+            self.n_components, subsample=self.subsample, n_jobs=self.n_jobs,
+            random_state=self.random_state, **self.gmm_params,
+        )  # fmt: skip
+
+    def _fit_ubm(self, clips, labels, ubm, progress, ex) -> list[str]:
+        """Train (or take) the UBM as ``--backend map`` does; the labels as str."""
+        labels = [str(y) for y in labels]
+        # UBMClassifier validates the clips and trains the UBM exactly as --backend map does
+        self.ubm_ = (
+            self._ubm_classifier().fit(clips, labels, ubm=ubm, progress=progress, executor=ex).ubm_
+        )
+        self.n_components = self.ubm_.n_components
+        self.labels_ = sorted(set(labels))
+        if len(self.labels_) < 2:
+            logger.warning("only one class (%r): every clip will be given that label", labels[0])
+        return labels
+
+    def _report(self, clips, labels: list[str], n_iter: int, converged: bool) -> None:
+        self.fit_report_ = {
+            y: {
+                "n_clips": labels.count(y),
+                "n_frames": int(sum(len(X) for X, lab in zip(clips, labels) if lab == y)),
+                "n_iter": n_iter,
+                "converged": converged,
+            }  # fmt: skip
+            for y in self.labels_
+        }
+        self.ubm_report_ = dict(getattr(self.ubm_, "fit_report_", {}))
+
+    def _check_fitted(self) -> None:
+        if not hasattr(self, "calibration_"):
+            raise ParameterError(
+                f"this {type(self).__name__} is not fitted yet; call fit() or load()"
+            )
+
+    @property
+    def n_dims(self) -> int:
+        """Feature dimension D of a fitted classifier."""
+        self._check_fitted()
+        return self.ubm_.n_dims
+
+    def _checked_clips(self, clips: Sequence[np.ndarray]) -> None:
+        self._check_fitted()
+        for i, X in enumerate(clips):
+            check_frames(X, n_dims=self.n_dims, name=f"clip {i}", min_frames=1)
+
+    def llr_from_scores(self, S: np.ndarray) -> np.ndarray:
+        """Verification scores (calibrated LLRs) from a :meth:`score_matrix` result."""
+        raise NotImplementedError
+
+    def score_samples(
+        self, clips: Sequence[np.ndarray], *, executor: LocalExecutor | None = None
+    ) -> np.ndarray:
+        """Verification scores: each class's log-likelihood ratio against all the others.
+
+        Returns
+        -------
+        ndarray of shape (n_clips, n_labels), float64
+            :meth:`llr_from_scores` of :meth:`score_matrix`; nats. 0 with one class.
+        """
+        S = self.score_matrix(clips, executor=executor)
+        return np.zeros_like(S) if S.shape[1] < 2 else self.llr_from_scores(S)
+
+    def resolve_threshold(self, reject: str | float | None) -> float | None:
+        """The LLR threshold that ``reject`` means (None: no rejection).
+
+        ``"auto"`` is the Bayes threshold of calibrated LLRs at equal priors and costs,
+        ``0`` (:func:`~audiogmm.scoring.calibration.bayes_threshold`): a clip is rejected
+        when the evidence is against its best class. A number is an LLR in nats.
+
+        Raises
+        ------
+        ParameterError
+            ``"auto"`` on a model whose scores are not calibrated, or a bad value.
+        """
+        self._check_fitted()
+        if reject is None:
+            return None
+        if isinstance(reject, str) and reject == "auto":
+            if self.calibration_ is None:
+                raise ParameterError(
+                    "reject='auto' needs calibrated scores, which this model has not (it "
+                    "had fewer than 2 training clips in some class): give a number"
+                )
+            return bayes_threshold(0.5)
+        if (
+            isinstance(reject, (int, float))
+            and not isinstance(reject, bool)
+            and math.isfinite(reject)
+        ):
+            return float(reject)
+        raise ParameterError(f"reject must be None, 'auto' or a finite number; got {reject!r}")
+
+    def predict(
+        self, clips: Sequence[np.ndarray], *, reject: str | float | None = None
+    ) -> np.ndarray:
+        """Most likely class of each clip; :data:`~audiogmm.models.UNKNOWN` when its LLR is
+        below the threshold ``reject`` means (:meth:`resolve_threshold`).
+
+        Returns
+        -------
+        ndarray of shape (n_clips,), dtype object
+        """
+        thr = self.resolve_threshold(reject)
+        S = self.score_matrix(clips)
+        out = np.array(self.labels_, dtype=object)[self.log_proba_from_scores(S).argmax(1)]
+        if thr is not None:
+            out[self.rejection_scores(S, np.array([len(X) for X in clips])) < thr] = UNKNOWN
+        return out
+
+    def rejection_scores(self, S: np.ndarray, n_frames: np.ndarray) -> np.ndarray:
+        """The score each clip's best class is rejected on: its LLR (:meth:`llr_from_scores`).
+
+        Parameters
+        ----------
+        S : ndarray of shape (n_clips, n_labels)
+            :meth:`score_matrix`.
+        n_frames : ndarray of shape (n_clips,)
+            Unused here (the per-frame LLR of ``--backend map`` needs it).
+        """
+        best = self.log_proba_from_scores(S).argmax(1)
+        llr = np.zeros_like(S) if S.shape[1] < 2 else self.llr_from_scores(S)
+        return llr[np.arange(len(best)), best]
+
+
+class GSVClassifier(EmbeddingClassifier):
     """GMM supervectors of one UBM, classified by multinomial logistic regression.
 
     Parameters
@@ -218,6 +435,8 @@ class GSVClassifier(GMMClassifier):
     ['b']
     """
 
+    own_params = ("relevance", "C", "subsample")
+
     def __init__(
         self,
         n_components: int = GSV_COMPONENTS,
@@ -231,16 +450,11 @@ class GSVClassifier(GMMClassifier):
         **gmm_params: Any,
     ) -> None:
         super().__init__(
-            n_components, priors=priors, n_jobs=n_jobs, random_state=random_state, **gmm_params
-        )
+            n_components, subsample=subsample, priors=priors, n_jobs=n_jobs,
+            random_state=random_state, **gmm_params,
+        )  # fmt: skip
         self.relevance = relevance
         self.C = C
-        self.subsample = subsample
-
-    def __repr__(self) -> str:
-        own = "".join(f", {k}={getattr(self, k)!r}" for k in _OWN)
-        extra = "".join(f", {k}={v!r}" for k, v in sorted(self.gmm_params.items()))
-        return f"GSVClassifier({self.n_components}{own}{extra})"
 
     def _ubm_classifier(self) -> UBMClassifier:
         """The GMM-UBM whose UBM (and checks of K, relevance, subsample) this back end shares."""
@@ -283,18 +497,11 @@ class GSVClassifier(GMMClassifier):
         ParameterError
             Bad parameters or clips (see :meth:`UBMClassifier.fit`).
         """
-        base = self._ubm_classifier()
-        labels = [str(y) for y in labels]
         with resolve(executor, self.n_jobs) as ex:
-            # UBMClassifier validates the clips and trains the UBM exactly as --backend map does
-            self.ubm_ = base.fit(clips, labels, ubm=ubm, progress=progress, executor=ex).ubm_
+            labels = self._fit_ubm(clips, labels, ubm, progress, ex)
             sv = supervectors(clips, self.ubm_, relevance=self.relevance, executor=ex)
-        self.n_components = self.ubm_.n_components
-        self.labels_ = sorted(set(labels))
-        M = len(self.labels_)
         n_iter, converged, self.calibration_ = 0, True, None
-        if M < 2:
-            logger.warning("only one class (%r): every clip will be given that label", labels[0])
+        if len(self.labels_) < 2:
             self.coef_, self.intercept_ = np.zeros((1, sv.shape[1])), np.zeros(1)
         else:
             # one global scale (the RMS length of the training supervectors) makes C mean
@@ -309,34 +516,21 @@ class GSVClassifier(GMMClassifier):
                 with one_blas_thread():
                     basis = np.linalg.svd(Z, full_matrices=False)[2]  # (n_clips, K * D)
                 Z = Z @ basis.T
-            coef, icpt, n_iter = _logistic(Z, labels, float(self.C), self.random_state)
+            C, seed = float(self.C), self.random_state
+            coef, icpt, n_iter = _logistic(Z, labels, C, seed)
             converged = n_iter < _MAX_ITER
-            self.calibration_ = _held_out_calibration(Z, labels, float(self.C), self.random_state)
+
+            def raw(Ztr, ytr, Zte):
+                c, i, _ = _logistic(Ztr, ytr, C, seed)
+                return _raw_llr(Zte @ c.T + i)
+
+            self.calibration_ = held_out_calibration(Z, labels, raw, seed)
             coef = (coef if basis is None else coef @ basis) / scale
             self.coef_, self.intercept_ = np.asarray(coef, np.float64), np.asarray(icpt, np.float64)
-        self.fit_report_ = {
-            y: {
-                "n_clips": labels.count(y),
-                "n_frames": int(sum(len(X) for X, lab in zip(clips, labels) if lab == y)),
-                "n_iter": n_iter,
-                "converged": converged,
-            }  # fmt: skip
-            for y in self.labels_
-        }
-        self.ubm_report_ = dict(getattr(self.ubm_, "fit_report_", {}))
+        self._report(clips, labels, n_iter, converged)
         return self
 
     # -- scoring -----------------------------------------------------------------------------
-
-    def _check_fitted(self) -> None:
-        if not hasattr(self, "coef_"):
-            raise ParameterError("this GSVClassifier is not fitted yet; call fit() or load()")
-
-    @property
-    def n_dims(self) -> int:
-        """Feature dimension D of a fitted classifier."""
-        self._check_fitted()
-        return self.ubm_.n_dims
 
     def score_matrix(
         self, clips: Sequence[np.ndarray], *, executor: LocalExecutor | None = None
@@ -348,16 +542,12 @@ class GSVClassifier(GMMClassifier):
         ndarray of shape (n_clips, n_labels), float64
             The logistic regression's log posteriors up to a per-clip constant.
         """
-        self._check_fitted()
-        for i, X in enumerate(clips):
-            check_frames(X, n_dims=self.n_dims, name=f"clip {i}", min_frames=1)
+        self._checked_clips(clips)
         sv = supervectors(clips, self.ubm_, relevance=self.relevance, executor=executor)
         return sv @ self.coef_.T + self.intercept_
 
-    def score_samples(
-        self, clips: Sequence[np.ndarray], *, executor: LocalExecutor | None = None
-    ) -> np.ndarray:
-        """Verification scores: each class's log-likelihood ratio against all the others.
+    def llr_from_scores(self, S: np.ndarray) -> np.ndarray:
+        """Each class's log-likelihood ratio against all the others, from :meth:`score_matrix`.
 
         Returns
         -------
@@ -366,11 +556,8 @@ class GSVClassifier(GMMClassifier):
             posterior odds of class ``c`` under equal priors over its prior odds, clipped
             to +-1e6) and ``(a, b) =`` :attr:`calibration_`, fitted at training on held-out
             folds (:func:`~audiogmm.scoring.calibration.fit_calibration`); ``r`` itself
-            when there was too little data to calibrate; 0 with one class. Nats.
+            when there was too little data to calibrate. Nats.
         """
-        S = self.score_matrix(clips, executor=executor)
-        if S.shape[1] < 2:
-            return np.zeros_like(S)
         raw = _raw_llr(S)
         if self.calibration_ is None:
             return raw

@@ -349,10 +349,24 @@ class UBMClassifier(GMMClassifier):
         best = (total + self._log_priors()).argmax(1)
         out = np.array(self.labels_, dtype=object)[best]
         if thr is not None:
-            per_frame = total[np.arange(len(best)), best] / lengths
-            out[per_frame < thr] = UNKNOWN
+            out[self.rejection_scores(total, lengths) < thr] = UNKNOWN
         return out
 
+    def rejection_scores(self, S: np.ndarray, n_frames: np.ndarray) -> np.ndarray:
+        """The score each clip's best class is rejected on: its per-frame LLR against the UBM.
+
+        Parameters
+        ----------
+        S : ndarray of shape (n_clips, n_labels)
+            :meth:`score_matrix` (total LLRs over frames).
+        n_frames : ndarray of shape (n_clips,)
+
+        Returns
+        -------
+        ndarray of shape (n_clips,), nats per frame.
+        """
+        best = self.log_proba_from_scores(S).argmax(1)
+        return S[np.arange(len(best)), best] / np.maximum(n_frames, 1)
 
 
 def train_ubm(

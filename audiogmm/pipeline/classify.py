@@ -286,6 +286,18 @@ def _check_training_files(
     return (None if spec is None else len(overlap)), len(duplicates)
 
 
+def _threshold(clf: Any, reject: str | float | None) -> float | None:
+    """The rejection threshold ``reject`` means for ``clf`` (None: no rejection)."""
+    if reject is None:
+        return None
+    if not hasattr(clf, "resolve_threshold"):
+        raise ParameterError(
+            "reject needs a GMM-UBM, supervector or i-vector model (train with --backend map, "
+            "gsv or ivector)"
+        )
+    return clf.resolve_threshold(reject)
+
+
 def evaluate_classifier(
     model: Bundle,
     records: Sequence[Record],
@@ -316,10 +328,11 @@ def evaluate_classifier(
         file of the model's stored split block) instead of refusing them. Such
         scores overstate accuracy on unseen data.
     reject : {'auto'} or float, optional
-        ``--backend map`` models only: answer ``unknown`` when the chosen class's
-        per-frame LLR against the UBM is below this threshold (``"auto"``: the
-        threshold calibrated at training). When the labels include classes the
-        model does not know, ``open_set`` holds the open-set error rates.
+        ``--backend map``, ``gsv`` and ``ivector`` models: answer ``unknown`` when the
+        chosen class's ``rejection_scores`` (map: per-frame LLR against the UBM; gsv,
+        ivector: calibrated LLR against the other classes) is below this threshold
+        (``"auto"``: the model's, see ``resolve_threshold``). When the labels include
+        classes the model does not know, ``open_set`` holds the open-set error rates.
 
     Returns
     -------
@@ -342,9 +355,7 @@ def evaluate_classifier(
     """
     t0 = time.perf_counter()
     clf = model.classifier
-    if reject is not None and not hasattr(clf, "resolve_threshold"):
-        raise ParameterError("reject needs a GMM-UBM model (train with --backend map)")
-    thr = clf.resolve_threshold(reject) if reject is not None else None
+    thr = _threshold(clf, reject)
     opts = options or RunOptions()
     overlap, n_duplicates = _check_training_files(
         model, records, manifest, allow_train_overlap, opts.n_jobs
@@ -359,9 +370,8 @@ def evaluate_classifier(
     used = [by_path[p] for p in used_paths]
     best = clf.log_proba_from_scores(S).argmax(1)
     pred = np.array(clf.labels_, dtype=object)[best]
-    if thr is not None:  # per-frame LLR of the chosen class against the UBM
-        lengths = np.array([len(X) for X in clips])
-        pred[S[np.arange(len(best)), best] / np.maximum(lengths, 1) < thr] = UNKNOWN
+    if thr is not None:  # the chosen class's LLR (per frame against the UBM with map)
+        pred[clf.rejection_scores(S, np.array([len(X) for X in clips])) < thr] = UNKNOWN
     y_true = [r.label for r in used]
     unknown = sorted(set(y_true) - set(clf.labels_))
     if unknown:
@@ -388,17 +398,26 @@ def predict_files(
     top: int = 1,
     options: RunOptions | None = None,
     executor: LocalExecutor | None = None,
+    reject: str | float | None = None,
 ) -> dict[str, Any]:
     """Classify audio files with the model's own feature configuration.
+
+    Parameters
+    ----------
+    reject : {'auto'} or float, optional
+        Open set, as in :func:`evaluate_classifier`: a file whose best class's
+        ``reject_score`` is below the threshold is labelled ``unknown``.
 
     Returns
     -------
     dict
         ``results``: one ``{path, label, n_frames, top: [{label, loglik, posterior}]}``
-        per usable file (``loglik`` is the total over frames in nats, ``posterior``
-        the softmax over classes), and ``skipped``.
+        per usable file (``loglik`` is the class score, for ml and map the total
+        log-likelihood over frames in nats, ``posterior`` the softmax over classes;
+        with ``reject`` also ``reject_score`` and ``threshold``), and ``skipped``.
     """
     clf = model.classifier
+    thr = _threshold(clf, reject)
     res, used, clips, S = _score_files(
         model, [os.fspath(p) for p in paths], options or RunOptions(), executor
     )
@@ -422,4 +441,10 @@ def predict_files(
                 ],
             }
         )
+    if thr is not None and results:
+        scores = clf.rejection_scores(S, np.array([len(X) for X in clips]))
+        for r, score in zip(results, scores):
+            r.update(reject_score=float(score), threshold=thr)
+            if score < thr:
+                r["label"] = UNKNOWN
     return {"results": results, "skipped": skipped_list(res)}

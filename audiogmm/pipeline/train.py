@@ -1,6 +1,6 @@
 """The one training path: files (or clips) in, a fitted classifier of any backend out.
 
-:func:`fit_backend` is the one place a backend (``ml``, ``map``, ``gsv``; the registry
+:func:`fit_backend` is the one place a backend (``ml``, ``map``, ``gsv``, ``ivector``; the registry
 :data:`audiogmm.models.BACKENDS`) is chosen and fitted, for audio manifests
 (:func:`train_classifier`), Kaldi directories (:mod:`.kaldi`) and shard stores
 (:mod:`.shards`); :func:`load_ubm` reads a UBM made by ``audiogmm ubm`` for it.
@@ -43,12 +43,13 @@ def fit_backend(
     ----------
     clips : sequence of ndarray, each of shape (n_frames_i, n_dims)
     labels : sequence of str, length n_clips
-    backend : {"ml", "map", "gsv"}
+    backend : {"ml", "map", "gsv", "ivector"}
         The key of :data:`~audiogmm.models.BACKENDS`: one ML GMM per label
         (:class:`GMMClassifier`), a UBM with MAP-adapted labels (:class:`UBMClassifier`),
-        or GMM supervectors of a UBM with logistic regression (:class:`GSVClassifier`).
+        GMM supervectors of a UBM with logistic regression (:class:`GSVClassifier`), or
+        i-vectors of a UBM with LDA, WCCN and cosine scoring (:class:`IVectorClassifier`).
     ubm : DiagGMM, optional
-        ``backend="map"`` or ``"gsv"``: use this fitted UBM instead of training one
+        Not with ``backend="ml"``: use this fitted UBM instead of training one
         (e.g. ``audiogmm ubm`` on a shard store, read with :func:`load_ubm`).
     executor : LocalExecutor, optional
     progress : callable, optional
@@ -57,7 +58,7 @@ def fit_backend(
 
     Returns
     -------
-    GMMClassifier, UBMClassifier or GSVClassifier
+    GMMClassifier, UBMClassifier, GSVClassifier or IVectorClassifier
         With ``timing_["train_s"]``.
 
     Raises
@@ -68,7 +69,7 @@ def fit_backend(
     if backend not in BACKENDS:
         raise ParameterError(f"backend must be one of {sorted(BACKENDS)}; got {backend!r}")
     if ubm is not None and backend == "ml":
-        raise ParameterError("a given UBM needs backend='map' or 'gsv'")
+        raise ParameterError("a given UBM needs backend='map', 'gsv' or 'ivector'")
     clf = BACKENDS[backend](**classifier_params)
     t0 = time.perf_counter()
     with resolve(executor, classifier_params.get("n_jobs")) as ex:
@@ -136,10 +137,10 @@ def train_classifier(
         Cache, workers, progress, strictness.
     executor : LocalExecutor, optional
         Shared by extraction and training (default: one for this call).
-    backend : {"ml", "map", "gsv"}, default="ml"
+    backend : {"ml", "map", "gsv", "ivector"}, default="ml"
         See :func:`fit_backend`.
     ubm : DiagGMM, optional
-        ``backend="map"`` or ``"gsv"``: use this UBM (see :func:`fit_backend`).
+        Not with ``backend="ml"``: use this UBM (see :func:`fit_backend`).
     **classifier_params
         Parameters of the backend's classifier (``n_components``, ``random_state``,
         ``max_iter``, ``init``, ``relevance``, ...).

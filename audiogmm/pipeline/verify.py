@@ -204,7 +204,8 @@ def score_trials(
     clf = model.classifier
     if not hasattr(clf, "score_samples") or not hasattr(clf, "ubm_"):
         raise ParameterError(
-            "verification needs a GMM-UBM or supervector model (train with --backend map or gsv)"
+            "verification needs a GMM-UBM, supervector or i-vector model (train with --backend "
+            "map, gsv or ivector)"
         )
     if norm not in NORMS:
         raise ParameterError(f"norm must be one of {NORMS}; got {norm!r}")

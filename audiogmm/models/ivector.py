@@ -1,0 +1,491 @@
+"""I-vectors (Dehak et al. 2011) of one UBM, with LDA, WCCN and cosine scoring.
+
+Statistics: each clip's zeroth and first-order Baum-Welch statistics under the UBM
+(:func:`~audiogmm.models.supervector.clip_stats`, the E-step the ``gsv`` back end uses),
+centred on the UBM means and whitened by its standard deviations::
+
+    n_uk = sum_t gamma_tk,    f_uk = sum_t gamma_tk (x_t - mu_k) / sigma_k     (D numbers)
+
+Model: the clip's mean supervector is ``mu + sigma T w`` with ``w ~ N(0, I_R)`` and the
+total-variability matrix ``T`` (K*D, R). Given the alignments, ``w``'s posterior is Gaussian
+with precision and mean::
+
+    L_u = I + sum_k n_uk T_k' T_k,      w_u = L_u^-1 T' f_u      (the i-vector)
+
+EM for ``T`` (Kenny, Boulianne & Dumouchel 2005): the E-step accumulates
+``C = sum_u f_u w_u'`` (K*D, R) and ``A_k = sum_u n_uk (L_u^-1 + w_u w_u')`` (K, R, R), the
+M-step solves ``T_k = C_k A_k^-1``. No step lowers the log-likelihood of the clips' frames
+given their alignments, whose part that depends on ``T`` is
+``sum_u (f_u' T L_u^-1 T' f_u - log det L_u) / 2`` (:func:`tv_estep`'s ``bound``; its mean
+per frame is the EM history). The statistics are sums over clips, accumulated in blocks of
+clips on the executor and merged in order, so the result does not depend on it.
+
+:func:`audiogmm.mixture.em.run` does not host this loop: its E-step is the GMM posterior of
+frames (:class:`~audiogmm.mixture.Stats` about a shift computed from mixture weights and
+means), while this one is over clip statistics with other sufficient statistics (``C``,
+``A``) and no frames; :func:`train_tv` is the one small loop, with the same
+:class:`~audiogmm.mixture.ConvergenceMonitor`.
+
+Back end: i-vectors centred on the training mean, projected by LDA (at most M - 1
+dimensions) then by WCCN (the Cholesky factor of the inverse within-class covariance),
+length-normalised and scored by the cosine against each class's normalised mean. The
+cosine scores are calibrated to LLRs on clips held out of the back end, as in ``gsv``.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from ..engine import LocalExecutor, one_blas_thread, resolve
+from ..exceptions import ParameterError
+from ..mixture import ConvergenceMonitor, DiagGMM
+from ..progress import Progress, reporter
+from .supervector import GSV_COMPONENTS, EmbeddingClassifier, clip_stats, held_out_calibration
+
+__all__ = [
+    "IVectorClassifier", "cosine_back_end", "extract_ivectors", "lda", "train_tv", "tv_estep",
+    "tv_maximise", "wccn", "whitened_stats",
+]  # fmt: skip
+
+logger = logging.getLogger(__name__)
+
+#: Clips per block of the T-EM's E-step (bounds its memory to a block's R x R matrices).
+_BLOCK = 256
+#: Ridge on the within-class scatters, relative to their mean eigenvalue.
+_RIDGE = 1e-9
+
+
+def whitened_stats(
+    clips: Sequence[np.ndarray], ubm: DiagGMM, *, executor: LocalExecutor | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Each clip's statistics for the i-vector model.
+
+    Returns
+    -------
+    n : ndarray of shape (n_clips, K)
+    f : ndarray of shape (n_clips, K * D)
+        ``F_uk / sigma_k`` (:func:`~audiogmm.models.supervector.clip_stats`), (k, d) order.
+    """
+    n, F = clip_stats(clips, ubm, executor=executor)
+    f = F / np.sqrt(ubm.params_.variances)
+    return n, f.reshape(len(f), f.shape[1] * f.shape[2])
+
+
+def _posteriors(T: np.ndarray, n: np.ndarray, f: np.ndarray):
+    """Cholesky factors of ``L_u``, ``b_u = T' f_u`` and ``w_u``, for clips ``n, f``."""
+    K, R = n.shape[1], T.shape[1]
+    Tk = T.reshape(K, -1, R)
+    TT = (np.swapaxes(Tk, 1, 2) @ Tk).reshape(K, R * R)
+    L = (n @ TT).reshape(len(n), R, R) + np.eye(R)
+    chol = np.linalg.cholesky(L)
+    b = f @ T
+    y = np.linalg.solve(chol, b[:, :, None])  # L = c c': w = c'^-1 c^-1 b
+    w = np.linalg.solve(np.swapaxes(chol, 1, 2), y)[:, :, 0]
+    return chol, b, w
+
+
+def extract_ivectors(T: np.ndarray, n: np.ndarray, f: np.ndarray) -> np.ndarray:
+    """The i-vectors (posterior means of ``w``) of clips.
+
+    Parameters
+    ----------
+    T : ndarray of shape (K * D, R)
+        Total-variability matrix (whitened).
+    n : ndarray of shape (n_clips, K)
+    f : ndarray of shape (n_clips, K * D)
+        :func:`whitened_stats`.
+
+    Returns
+    -------
+    ndarray of shape (n_clips, R)
+        ``w_u = (I + sum_k n_uk T_k' T_k)^-1 T' f_u``.
+    """
+    out = np.zeros((len(n), T.shape[1]))
+    with one_blas_thread():
+        for s in range(0, len(n), _BLOCK):
+            out[s : s + _BLOCK] = _posteriors(T, n[s : s + _BLOCK], f[s : s + _BLOCK])[2]
+    return out
+
+
+def tv_estep(
+    T: np.ndarray, n: np.ndarray, f: np.ndarray, *, executor: LocalExecutor | None = None
+) -> tuple[np.ndarray, np.ndarray, float]:
+    """The T-EM's E-step: its sufficient statistics over clips, and the bound.
+
+    Parameters
+    ----------
+    T : ndarray of shape (K * D, R)
+    n : ndarray of shape (n_clips, K)
+    f : ndarray of shape (n_clips, K * D)
+    executor : LocalExecutor, optional
+        Runs the blocks of clips; they are summed in order.
+
+    Returns
+    -------
+    C : ndarray of shape (K * D, R)
+        ``sum_u f_u w_u'``.
+    A : ndarray of shape (K, R, R)
+        ``sum_u n_uk (L_u^-1 + w_u w_u')``.
+    bound : float
+        ``sum_u (b_u' w_u - log det L_u) / 2`` with ``b_u = T' f_u``: the log-likelihood
+        of the frames given their alignments, up to a term free of ``T`` (nats).
+    """
+    K, R = n.shape[1], T.shape[1]
+
+    def block(s: int) -> tuple[np.ndarray, np.ndarray, float]:
+        nb, fb = n[s : s + _BLOCK], f[s : s + _BLOCK]
+        chol, b, w = _posteriors(T, nb, fb)
+        inv_c = np.linalg.inv(chol)
+        cov = np.swapaxes(inv_c, 1, 2) @ inv_c + w[:, :, None] * w[:, None, :]  # L^-1 + ww'
+        A = (nb.T @ cov.reshape(len(nb), R * R)).reshape(K, R, R)
+        logdet = 2.0 * np.log(np.diagonal(chol, axis1=1, axis2=2)).sum()
+        return fb.T @ w, A, 0.5 * (float(np.sum(b * w)) - float(logdet))
+
+    C, A, bound = np.zeros_like(T), np.zeros((K, R, R)), 0.0
+    with resolve(executor, 1) as ex:
+        for c, a, lb in ex.map(block, range(0, len(n), _BLOCK)):
+            C, A, bound = C + c, A + a, bound + lb
+    return C, A, bound
+
+
+def tv_maximise(C: np.ndarray, A: np.ndarray, T: np.ndarray) -> np.ndarray:
+    """The T-EM's M-step: ``T_k = C_k A_k^-1`` (a component no clip touched keeps its rows).
+
+    Parameters
+    ----------
+    C : ndarray of shape (K * D, R)
+    A : ndarray of shape (K, R, R)
+    T : ndarray of shape (K * D, R)
+        The current matrix.
+
+    Returns
+    -------
+    ndarray of shape (K * D, R)
+    """
+    K, R = A.shape[0], A.shape[1]
+    Ck = C.reshape(K, -1, R)
+    new = T.reshape(K, -1, R).copy()
+    # A_k >= n_k I: positive definite exactly when the component has data
+    live = np.trace(A, axis1=1, axis2=2) > 0
+    new[live] = np.swapaxes(np.linalg.solve(A[live], np.swapaxes(Ck[live], 1, 2)), 1, 2)
+    return new.reshape(T.shape)
+
+
+def train_tv(
+    n: np.ndarray,
+    f: np.ndarray,
+    rank: int,
+    *,
+    n_iter: int = 10,
+    executor: LocalExecutor | None = None,
+    progress: Progress = None,
+) -> tuple[np.ndarray, list[float]]:
+    """Train the total-variability matrix by EM (the one T-EM loop).
+
+    Starts from the top ``rank`` principal directions of the clips' whitened
+    first-order statistics per frame (deterministic), then ``n_iter`` EM iterations.
+
+    Parameters
+    ----------
+    n : ndarray of shape (n_clips, K)
+    f : ndarray of shape (n_clips, K * D)
+        :func:`whitened_stats`.
+    rank : int > 0
+        R, at most ``min(n_clips, K * D)``.
+    n_iter : int >= 0
+    executor : LocalExecutor, optional
+    progress : callable, optional
+        ``progress(n_done, n_iter, label)`` after each iteration.
+
+    Returns
+    -------
+    T : ndarray of shape (K * D, R)
+    history : list of float
+        The bound of each E-step (the last one under the returned ``T``) per frame, nats.
+    """
+    U, KD = f.shape
+    if not 0 < rank <= min(U, KD):
+        raise ParameterError(f"rank must be in [1, {min(U, KD)}] for {U} clips; got {rank}")
+    frames = max(float(n.sum()), 1.0)
+    D = KD // n.shape[1]
+    per = f / np.maximum(np.repeat(n, D, axis=1), 1.0)  # MAP-like offsets of each clip
+    monitor = ConvergenceMonitor(0.0, n_iter, scale=1.0)
+    # small dense problems: one BLAS thread is much faster than a pool on a busy machine
+    with one_blas_thread(), reporter(progress, n_iter, "Training the i-vector extractor") as tick:
+        # the top principal directions, scaled by their singular values s_i / sqrt(U), from
+        # the (n_clips, n_clips) Gram matrix (n_clips << K * D): per' v_i = s_i u_i
+        V = np.linalg.eigh(per @ per.T)[1][:, ::-1][:, :rank]
+        T = per.T @ V / math.sqrt(U)
+        while True:
+            C, A, bound = tv_estep(T, n, f, executor=executor)
+            monitor.report(bound / frames)
+            if monitor.stop():
+                break
+            T = tv_maximise(C, A, T)
+            tick()
+    return T, list(monitor.history)
+
+
+def lda(Z: np.ndarray, labels: Sequence[str], dim: int) -> np.ndarray:
+    """Linear discriminant analysis: the ``dim`` directions of largest between- over
+    within-class variance.
+
+    Parameters
+    ----------
+    Z : ndarray of shape (n, P)
+    labels : sequence of str, length n
+    dim : int
+        At most ``min(M - 1, P)``.
+
+    Returns
+    -------
+    ndarray of shape (P, dim)
+        Generalised eigenvectors of ``S_b v = lambda S_w v`` (``S_w`` with a tiny ridge),
+        by decreasing ``lambda``, scaled so that ``v' S_w v = 1``.
+    """
+    from scipy.linalg import eigh
+
+    Sw, means, counts = _within(Z, labels)
+    centre = counts @ means / counts.sum()
+    dm = means - centre
+    Sb = (dm * counts[:, None]).T @ dm / counts.sum()
+    vals, vecs = eigh(Sb, _ridged(Sw))
+    return vecs[:, ::-1][:, :dim]
+
+
+def wccn(Y: np.ndarray, labels: Sequence[str]) -> np.ndarray:
+    """Within-class covariance normalisation: ``B`` with ``B B' = W^-1``.
+
+    ``W = (1/M) sum_c (1/n_c) sum_{i in c} (y_i - m_c)(y_i - m_c)'`` (Hatch et al. 2006),
+    with a tiny ridge; ``B`` is lower-triangular, (P, P).
+    """
+    y = np.asarray(labels)
+    classes = sorted(set(labels))
+    P = Y.shape[1]
+    W = np.zeros((P, P))
+    for c in classes:
+        d = Y[y == c] - Y[y == c].mean(0)
+        W += d.T @ d / len(d)
+    return np.linalg.cholesky(np.linalg.inv(_ridged(W / len(classes))))
+
+
+def _within(Z: np.ndarray, labels: Sequence[str]):
+    """Pooled within-class scatter / n, the class means (sorted classes) and counts."""
+    y = np.asarray(labels)
+    classes = sorted(set(labels))
+    means = np.stack([Z[y == c].mean(0) for c in classes])
+    counts = np.array([np.sum(y == c) for c in classes], dtype=np.float64)
+    d = Z - means[np.searchsorted(classes, y)]
+    return d.T @ d / len(Z), means, counts
+
+
+def _ridged(S: np.ndarray) -> np.ndarray:
+    return S + _RIDGE * max(float(np.trace(S)) / len(S), 1e-300) * np.eye(len(S))
+
+
+def _unit(X: np.ndarray) -> np.ndarray:
+    norm = np.linalg.norm(X, axis=1, keepdims=True)
+    return X / np.where(norm > 0, norm, 1.0)
+
+
+def cosine_back_end(
+    Z: np.ndarray, labels: Sequence[str]
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """LDA, then WCCN, then class means of length-normalised vectors.
+
+    Parameters
+    ----------
+    Z : ndarray of shape (n, R)
+        Training i-vectors.
+    labels : sequence of str, length n
+        At least two classes.
+
+    Returns
+    -------
+    centre : ndarray of shape (R,)
+    projection : ndarray of shape (R, L)
+        ``L = min(M - 1, R)``; a vector's image is ``(z - centre) @ projection``.
+    class_means : ndarray of shape (M, L)
+        Unit-length means of the classes' unit-length images (sorted classes); the class
+        scores of ``z`` are the cosines ``unit(image) @ class_means.T``.
+    """
+    centre = Z.mean(0)
+    Zc = Z - centre
+    A = lda(Zc, labels, min(len(set(labels)) - 1, Z.shape[1]))
+    P = A @ wccn(Zc @ A, labels)
+    X = _unit(Zc @ P)
+    y = np.asarray(labels)
+    means = np.stack([X[y == c].mean(0) for c in sorted(set(labels))])
+    return centre, P, _unit(means)
+
+
+def _cosines(back: tuple[np.ndarray, np.ndarray, np.ndarray], Z: np.ndarray) -> np.ndarray:
+    centre, P, means = back
+    return _unit((Z - centre) @ P) @ means.T
+
+
+class IVectorClassifier(EmbeddingClassifier):
+    """I-vectors of one UBM, with LDA + WCCN and cosine scoring against the class means.
+
+    Parameters
+    ----------
+    n_components : int > 0, default=256
+        UBM components K (the supervector backend's :data:`GSV_COMPONENTS`).
+    rank : int > 0, default=100
+        Dimension R of the total-variability subspace; capped at training to the number
+        of clips minus the number of classes (so that the within-class scatter of the
+        i-vectors has full rank) and at ``K * D``.
+    n_iter : int >= 0, default=10
+        EM iterations of the total-variability matrix.
+    subsample : int > 0, default=4
+        Train the UBM on every ``subsample``-th frame (see :class:`UBMClassifier`).
+    priors : dict of str to float or None, default=None
+        Class priors for the posteriors.
+    n_jobs : int or None, default=None
+    random_state : int or None, default=0
+        Of the UBM and the calibration folds.
+    **gmm_params
+        :class:`~audiogmm.mixture.DiagGMM` parameters of the UBM.
+
+    Attributes
+    ----------
+    labels_ : list of str
+    ubm_ : DiagGMM
+    T_ : ndarray of shape (K * D, R)
+        Total-variability matrix (whitened by the UBM's standard deviations).
+    centre_ : ndarray of shape (R,)
+    projection_ : ndarray of shape (R, L)
+        LDA then WCCN.
+    class_means_ : ndarray of shape (n_labels, L)
+    calibration_ : tuple of (float, float) or None
+        Slope and offset turning the cosine scores into LLRs, fitted on clips held out of
+        the back end (stratified folds, up to 4); None with fewer than 2 clips in a class.
+    tv_history_ : list of float
+        The T-EM's bound per frame at each E-step (nats, non-decreasing).
+
+    Examples
+    --------
+    >>> rng = np.random.default_rng(0)
+    >>> clips = [rng.normal(m, 1, (300, 2)) for m in (0, 0, 0, 2, 2, 2)]
+    >>> clf = IVectorClassifier(4, rank=3).fit(clips, list("aaabbb"))
+    >>> clf.predict([rng.normal(2, 1, (200, 2))]).tolist()
+    ['b']
+    """
+
+    own_params = ("rank", "n_iter", "subsample")
+
+    def __init__(
+        self,
+        n_components: int = GSV_COMPONENTS,
+        *,
+        rank: int = 100,
+        n_iter: int = 10,
+        subsample: int = 4,
+        priors: dict[str, float] | None = None,
+        n_jobs: int | None = None,
+        random_state: int | None = 0,
+        **gmm_params: Any,
+    ) -> None:
+        super().__init__(
+            n_components, subsample=subsample, priors=priors, n_jobs=n_jobs,
+            random_state=random_state, **gmm_params,
+        )  # fmt: skip
+        self.rank = rank
+        self.n_iter = n_iter
+
+    def _check_own(self) -> None:
+        for name, low in (("rank", 1), ("n_iter", 0)):
+            v = getattr(self, name)
+            if not (isinstance(v, (int, np.integer)) and not isinstance(v, bool) and v >= low):
+                raise ParameterError(f"{name} must be an integer >= {low}; got {v!r}")
+
+    def fit(
+        self,
+        clips: Sequence[np.ndarray],
+        labels: Sequence[str],
+        *,
+        ubm: DiagGMM | None = None,
+        progress: Progress = None,
+        executor: LocalExecutor | None = None,
+    ) -> IVectorClassifier:
+        """Train the UBM (unless given), the i-vector extractor, then the back end.
+
+        Parameters
+        ----------
+        clips : sequence of ndarray, each of shape (n_frames_i, n_dims)
+        labels : sequence of str, length n_clips
+        ubm : DiagGMM, optional
+            A fitted UBM (e.g. from :func:`~audiogmm.models.ubm.train_ubm`); its K wins.
+        progress : callable, optional
+            After each class's MAP model, then after each T-EM iteration.
+        executor : LocalExecutor, optional
+
+        Returns
+        -------
+        self
+
+        Raises
+        ------
+        ParameterError
+            Bad parameters or clips (see :meth:`UBMClassifier.fit`).
+        """
+        self._check_own()
+        with resolve(executor, self.n_jobs) as ex:
+            labels = self._fit_ubm(clips, labels, ubm, progress, ex)
+            n, f = whitened_stats(clips, self.ubm_, executor=ex)
+            M = len(self.labels_)
+            rank = max(1, min(int(self.rank), len(clips) - M, f.shape[1]))
+            if rank < self.rank:
+                logger.info("i-vectors: rank %d for %d clips of %d classes", rank, len(clips), M)
+            self.T_, self.tv_history_ = train_tv(
+                n, f, rank, n_iter=int(self.n_iter), executor=ex, progress=progress
+            )
+        Z = extract_ivectors(self.T_, n, f)
+        self.calibration_ = None
+        if M < 2:
+            self.centre_, self.projection_ = Z.mean(0), np.zeros((rank, 1))
+            self.class_means_ = np.zeros((1, 1))
+        else:
+            with one_blas_thread():
+                self.centre_, self.projection_, self.class_means_ = cosine_back_end(Z, labels)
+                self.calibration_ = held_out_calibration(
+                    Z, labels, lambda Ztr, ytr, Zte: _cosines(cosine_back_end(Ztr, ytr), Zte),
+                    self.random_state,
+                )  # fmt: skip
+        self._report(clips, labels, len(self.tv_history_) - 1, True)
+        return self
+
+    def ivectors(
+        self, clips: Sequence[np.ndarray], *, executor: LocalExecutor | None = None
+    ) -> np.ndarray:
+        """The clips' i-vectors, (n_clips, R)."""
+        self._checked_clips(clips)
+        return extract_ivectors(self.T_, *whitened_stats(clips, self.ubm_, executor=executor))
+
+    def score_matrix(
+        self, clips: Sequence[np.ndarray], *, executor: LocalExecutor | None = None
+    ) -> np.ndarray:
+        """Each clip's calibrated score for each class.
+
+        Returns
+        -------
+        ndarray of shape (n_clips, n_labels), float64
+            ``a cos + b`` with ``cos`` the cosine of the clip's projected i-vector and the
+            class mean, ``(a, b) =`` :attr:`calibration_` (``cos`` itself when there was
+            too little data to calibrate): the LLR of the class against the others, nats.
+        """
+        Z = self.ivectors(clips, executor=executor)
+        S = _cosines((self.centre_, self.projection_, self.class_means_), Z)
+        if self.calibration_ is None:
+            return S
+        a, b = self.calibration_
+        return a * S + b
+
+    def llr_from_scores(self, S: np.ndarray) -> np.ndarray:
+        """The scores of :meth:`score_matrix` are the LLRs already."""
+        return np.asarray(S, dtype=np.float64)
