@@ -14,7 +14,8 @@ from audiogmm.data import Record, RunOptions, read_manifest
 from audiogmm.exceptions import ModelFileError, ParameterError
 from audiogmm.features import PRESETS, FeatureConfig
 from audiogmm.models import FusedClassifier, GMMClassifier
-from audiogmm.pipeline import evaluate_classifier, load_model, predict_files, save_model, tuning
+from audiogmm.pipeline import evaluate_classifier, load_model, predict_files, save_model
+from audiogmm.selection import state, steps, train_tuned, tune
 
 from .conftest_audio import record_extractions
 from .test_model_file import base_model, read_model_file, tamper_header
@@ -199,15 +200,15 @@ def test_auto_offers_fusions_and_trains_the_chosen_one(tmp_path, monkeypatch):
 
     records = [r for r in read_manifest(SOUNDS) if r.label in sorted(
         p.name for p in SOUNDS.iterdir() if p.is_dir())[:4]]  # fmt: skip
-    res = tuning.tune(records, components=4, cv_max_iter=3, options=RunOptions(n_jobs=1))
+    res = tune(records, components=4, cv_max_iter=3, options=RunOptions(n_jobs=1))
     singles = [r["front_end"] for r in res.table if r["stage"] == "front end"]
     assert singles == ["general", "sound", "sound-cmn"]
     fusions = [r["front_end"] for r in res.table if r["stage"] == "fusion"]
-    assert len(fusions) == tuning.MAX_FUSED - 1
+    assert len(fusions) == state.MAX_FUSED - 1
     # force general as the front end alone, then the largest fusion
-    monkeypatch.setattr(tuning, "one_standard_error", lambda options, n: options[0][0])
-    monkeypatch.setattr(tuning, "choose_fusion", lambda options, n: options[-1][0])
-    clf, res = tuning.train_tuned(records, components=4, cv_max_iter=3, max_iter=5,
+    monkeypatch.setattr(steps, "one_standard_error", lambda options, n: options[0][0])
+    monkeypatch.setattr(steps, "choose_fusion", lambda options, n: options[-1][0])
+    clf, res = train_tuned(records, components=4, cv_max_iter=3, max_iter=5,
                                   options=RunOptions(n_jobs=1))  # fmt: skip
     assert isinstance(clf, FusedClassifier) and res.front_end == fusions[-1]
     assert res.members == fusions[-1].split(" + ") and res.members[0] == "general"
@@ -235,7 +236,7 @@ def test_speech_band_data_fuses_general_with_its_cmn_copy():
     # 16 kHz files: sound is skipped; general and its mean-normalised copy share one
     # extraction, and their fusion is the only one
     records = read_manifest(ROOT / "data_samples" / "speakers")[:24]
-    res = tuning.tune(records, components=2, cv_max_iter=2, options=RunOptions(n_jobs=1))
+    res = tune(records, components=2, cv_max_iter=2, options=RunOptions(n_jobs=1))
     assert [(r["stage"], r["front_end"]) for r in res.table] == [
         ("front end", "general"), ("front end", "general-cmn"),
         ("fusion", "general + general-cmn"),

@@ -246,8 +246,8 @@ def _train_audio(ctx, data, output, fit, config, tuning, cache_dir, jobs, strict
         save_model,
         skipped_list,
         train_classifier,
-        train_tuned,
     )
+    from ..selection import train_tuned
 
     p = ctx.params
     records = load_split(data, p["split"], train_fraction=p["train_fraction"], seed=p["seed"])

@@ -85,7 +85,8 @@ SELECTION = Obj({
     "n_components": Map(Int(1, 1 << 16)), "n_folds": Int(2, 1000),
     "cv_max_iter": Int(0, 1 << 20), "cv_frame_step": Int(1), "folds_by": Str(choices=("clip",)),
     "seconds": Real(0.0), "table": List(Obj(_ROW, optional=("chosen",)), max_len=10_000),
-})  # fmt: skip
+    "backend": Str(),
+}, optional=("backend",))  # fmt: skip
 KALDI = Obj({
     "data": Str(4096), "split": Str(null=True), "train_fraction": Real(0.0, 1.0),
     "seed": Int(), "train_utts": List(Str(1024)),
@@ -149,8 +150,9 @@ FUSED = Obj({
     "members": List(Obj(_MEMBER, optional=_OPTIONAL), max_len=MAX_MEMBERS,
                     then=lambda v, w: _at_least(v, 2, w)),
     "feature_configs": List(FEATURES, max_len=MAX_MEMBERS, then=lambda v, w: _at_least(v, 2, w)),
+    "fusion_weights": List(Real(-1e6, 1e6), max_len=MAX_MEMBERS, null=True),
     **{k: v for k, v in _BLOCKS.items() if k != "feature_config"},
-}, optional=("feature_configs", "split", "selection", "kaldi"))  # fmt: skip
+}, optional=("feature_configs", "fusion_weights", "split", "selection", "kaldi"))  # fmt: skip
 
 
 def _feature_config(v: dict) -> Any:

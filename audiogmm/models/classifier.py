@@ -233,7 +233,9 @@ class GMMClassifier:
         Parameters
         ----------
         models : mapping of str to DiagGMM
-            A fitted mixture per label, all with the same K and D.
+            A fitted mixture per label, all with the same D. K may differ per label
+            (a per-class K): the stack has the largest K, and a smaller mixture's
+            unused slots weight 0, so they add nothing to its density.
 
         Returns
         -------
@@ -242,9 +244,18 @@ class GMMClassifier:
         self.labels_ = sorted(models)
         self.models_ = {y: models[y] for y in self.labels_}
         ms = [self.models_[y] for y in self.labels_]
-        self.weights_ = np.stack([m.weights_ for m in ms])
-        self.means_ = np.stack([m.means_ for m in ms])
-        self.variances_ = np.stack([m.variances_ for m in ms])
+        K = max(len(m.weights_) for m in ms)
+
+        def stack(name: str, fill: float) -> np.ndarray:
+            parts = [getattr(m, name) for m in ms]
+            out = np.full((len(ms), K, *parts[0].shape[1:]), fill)
+            for i, p in enumerate(parts):
+                out[i, : len(p)] = p
+            return out
+
+        self.weights_ = stack("weights_", 0.0)
+        self.means_ = stack("means_", 0.0)
+        self.variances_ = stack("variances_", 1.0)
         self.var_floors_ = np.stack([m.var_floor_ for m in ms])
         return self
 

@@ -7,14 +7,12 @@ cross-validated held-out log-likelihood of its own clips. Frame-level criteria
 as a thousand independent observations and pick ever larger K, which is exactly
 the overfit seen with 32 components on 9 clips per class.
 
-A classifier whose classes have different K is stored as an ordinary stacked
-:class:`~audiogmm.models.GMMClassifier` of the largest K: a class with fewer
-components is padded by splitting its heaviest components into identical halves
-(same mean and variance, half the weight each), which leaves its density, and so
-every score, unchanged.
+A classifier whose classes have different K (:func:`fit_mixed`) fits each class at
+its own K; :meth:`~audiogmm.models.GMMClassifier.set_models` stacks them for
+batched scoring, a smaller class's unused slots holding weight 0 (no density).
 
 The rules that turn these cross-validated scores into choices are in
-:mod:`audiogmm.models.decisions`.
+:mod:`audiogmm.selection.rules`.
 """
 
 from __future__ import annotations
@@ -30,7 +28,7 @@ import numpy as np
 from ..engine import LocalExecutor, resolve
 from ..exceptions import ParameterError
 from ..mixture import DiagGMM
-from .classifier import GMMClassifier
+from ..models import GMMClassifier
 
 __all__ = [
     "COMPONENT_GRID",
@@ -40,7 +38,6 @@ __all__ = [
     "fit_mixed",
     "max_components",
     "median_cap",
-    "pad_components",
     "supported_grid",
 ]
 
@@ -144,33 +141,6 @@ def median_cap(
     return caps[(len(caps) - 1) // 2] if caps else 1
 
 
-def pad_components(gmm: DiagGMM, n_components: int) -> DiagGMM:
-    """The same density with ``n_components`` components: split heaviest ones into equal halves.
-
-    Parameters
-    ----------
-    gmm : DiagGMM
-        A fitted mixture with at most ``n_components`` components.
-    n_components : int
-
-    Returns
-    -------
-    DiagGMM
-        A new mixture; ``score_samples`` equals ``gmm``'s up to rounding.
-    """
-    w, m, v = gmm.weights_.copy(), gmm.means_.copy(), gmm.variances_.copy()
-    if w.shape[0] > n_components:
-        raise ParameterError(f"cannot pad {w.shape[0]} components down to {n_components}")
-    while w.shape[0] < n_components:
-        k = int(np.argmax(w))
-        w[k] /= 2
-        w, m, v = np.append(w, w[k]), np.vstack([m, m[k]]), np.vstack([v, v[k]])
-    out = DiagGMM(n_components, **{k: v for k, v in gmm.get_params().items() if k != "n_components"})
-    out.weights_, out.means_, out.variances_ = w, m, v
-    out.var_floor_ = gmm.var_floor_
-    return out
-
-
 def fit_mixed(
     clips: Sequence[np.ndarray],
     labels: Sequence[str],
@@ -182,8 +152,8 @@ def fit_mixed(
 ) -> GMMClassifier:
     """A :class:`GMMClassifier` whose class ``y`` has ``n_components[y]`` components.
 
-    Labels with the same K are trained together by one ``GMMClassifier(K).fit``;
-    the results are stacked at the largest K with :func:`pad_components`.
+    Labels with the same K are trained together by one ``GMMClassifier(K).fit`` (one
+    stacked EM); each class keeps its own mixture (no padded components).
 
     Parameters
     ----------
@@ -199,8 +169,8 @@ def fit_mixed(
     Returns
     -------
     GMMClassifier
-        Fitted, with ``n_components`` the largest K and each ``fit_report_[y]``
-        holding that class's own ``n_components``.
+        Fitted, with ``n_components`` the largest K, ``models_[y]`` of its own K and
+        each ``fit_report_[y]`` holding that K as ``n_components``.
     """
     labels = [str(y) for y in labels]
     missing = sorted(set(labels) - set(n_components))
@@ -219,7 +189,7 @@ def fit_mixed(
                 [clips[i] for i in idx], [labels[i] for i in idx], executor=ex
             )
             for y in sub.labels_:
-                models[y] = pad_components(sub.models_[y], k_max)
+                models[y] = sub.models_[y]
                 report[y] = {**sub.fit_report_[y], "n_components": k}
     out.set_models(models)
     out.fit_report_ = {y: report[y] for y in out.labels_}
@@ -426,3 +396,54 @@ def cv_scores(
                 sel.scores[k][test] = done[key]
     sel.caps = caps
     return sel
+
+
+def backend_cv_scores(
+    clips: Sequence[np.ndarray],
+    labels: Sequence[str],
+    backend: str,
+    folds: np.ndarray,
+    *,
+    frame_step: int = 1,
+    random_state: int | None = 0,
+    executor: LocalExecutor | None = None,
+    **params: Any,
+) -> np.ndarray:
+    """Held-out scores of every clip under ``backend``'s classifier fitted on the other folds.
+
+    Parameters
+    ----------
+    clips : sequence of ndarray, each of shape (n_frames_i, n_dims)
+    labels : sequence of str, length n_clips
+    backend : str
+        A key of :data:`~audiogmm.models.BACKENDS`, fitted with its defaults and ``params``.
+    folds : ndarray of shape (n_clips,), int
+        :func:`clip_folds` (``-1``: always trained on), so that the rows compare with a
+        :class:`ComponentSelection` of the same folds.
+    frame_step : int >= 1
+        Fit and score every ``frame_step``-th frame, as :func:`cv_scores`.
+    random_state : int or None
+    executor : LocalExecutor, optional
+
+    Returns
+    -------
+    ndarray of shape (n_clips, n_labels), float64
+        Columns in sorted label order; NaN rows for never-held-out clips.
+    """
+    from ..models import BACKENDS
+
+    labels = [str(y) for y in labels]
+    names = sorted(set(labels))
+    S = np.full((len(clips), len(names)), np.nan)
+    with resolve(executor, params.get("n_jobs")) as ex, _quiet_single_class():
+        for f in range(int(folds.max(initial=-1)) + 1):
+            test, train = np.flatnonzero(folds == f), np.flatnonzero(folds != f)
+            if not len(test):
+                continue
+            clf = BACKENDS[backend](random_state=random_state, **params)
+            clf.fit([clips[i][::frame_step] for i in train], [labels[i] for i in train],
+                    executor=ex)  # fmt: skip
+            scored = clf.score_matrix([clips[i][::frame_step] for i in test], executor=ex)
+            cols = [names.index(y) for y in clf.labels_]
+            S[np.ix_(test, cols)] = scored
+    return S
