@@ -15,7 +15,7 @@ from ..mixture.map import check_adapt
 from .schema import Bool, Int, List, Map, Obj, Real, Str
 
 __all__ = [
-    "CHECKPOINT", "CLASSIFIER", "DIAG_GMM", "FEATURES", "FUSED", "GSV", "KALDI", "MAX_LABELS",
+    "CALIBRATION", "CHECKPOINT", "CLASSIFIER", "DIAG_GMM", "FEATURES", "FUSED", "GSV", "KALDI", "MAX_LABELS",
     "MAX_MEMBERS", "SELECTION", "SHARD_INDEX", "SPLIT", "STATS", "UBM",
 ]  # fmt: skip
 
@@ -98,8 +98,14 @@ DIAG_GMM = Obj(
     {"params": Obj(_GMM_PARAMS, optional=all), "training": FIT_REPORT, "feature_config": FEATURES},
     optional=("training", "feature_config"),
 )
+#: ``train --calibrate``: ``llr = slope * score + offset`` fitted on held-out training folds.
+CALIBRATION = Obj({
+    "slope": Real(-1e6, 1e6), "offset": Real(-1e6, 1e6),
+    "p_target": Real(0.0, 1.0, then=_open_unit), "n_target": _COUNT, "n_nontarget": _COUNT,
+})  # fmt: skip
 #: The blocks the pipeline adds to a classifier file (cross-checked in ``pipeline.bundle``).
-_BLOCKS = {"feature_config": FEATURES, "split": SPLIT, "selection": SELECTION, "kaldi": KALDI}
+_BLOCKS = {"feature_config": FEATURES, "split": SPLIT, "selection": SELECTION, "kaldi": KALDI,
+           "calibration": CALIBRATION}  # fmt: skip
 
 # -- classifiers -----------------------------------------------------------------------------
 
@@ -152,7 +158,8 @@ FUSED = Obj({
     "feature_configs": List(FEATURES, max_len=MAX_MEMBERS, then=lambda v, w: _at_least(v, 2, w)),
     "fusion_weights": List(Real(-1e6, 1e6), max_len=MAX_MEMBERS, null=True),
     **{k: v for k, v in _BLOCKS.items() if k != "feature_config"},
-}, optional=("feature_configs", "fusion_weights", "split", "selection", "kaldi"))  # fmt: skip
+}, optional=("feature_configs", "fusion_weights", "split", "selection", "kaldi",
+             "calibration"))  # fmt: skip
 
 
 def _feature_config(v: dict) -> Any:

@@ -28,7 +28,9 @@ import numpy as np
 from ..engine import LocalExecutor
 from ..exceptions import ParameterError
 from ..io.tables import MAX_MEMBERS
+from ..mixture import log_softmax
 from .classifier import GMMClassifier
+from .supervector import log_odds
 
 __all__ = ["FUSION_RIDGE", "MAX_MEMBERS", "FusedClassifier", "fit_fusion", "fuse_scores"]
 
@@ -224,6 +226,26 @@ class FusedClassifier:
             [np.array([len(X) for X in clips]) for clips in clip_sets],
             self.weights,
         )
+
+    def verification_scores(self, scores: np.ndarray) -> np.ndarray:
+        """Each class's log-likelihood ratio against all the others, from :meth:`score_matrix`.
+
+        ``log [p(c | x) / (1 - p(c | x))] + log(M - 1)``: the posterior odds of class ``c``
+        (equal priors) over its prior odds, as :class:`~audiogmm.models.GSVClassifier`
+        scores. Calibrated when the fusion weights were fitted (:func:`fit_fusion`).
+
+        Parameters
+        ----------
+        scores : ndarray of shape (n_clips, n_labels)
+
+        Returns
+        -------
+        ndarray of shape (n_clips, n_labels), float64, nats (0 with one class).
+        """
+        S = np.asarray(scores, dtype=np.float64)
+        if S.shape[1] < 2:
+            return np.zeros_like(S)
+        return np.clip(log_odds(log_softmax(S)) + math.log(S.shape[1] - 1), -1e6, 1e6)
 
     def log_proba_from_scores(self, scores: np.ndarray) -> np.ndarray:
         """Class log posteriors from a :meth:`score_matrix` result (softmax with log priors)."""

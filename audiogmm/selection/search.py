@@ -44,7 +44,7 @@ from ..data import Record, RunOptions
 from ..engine import LocalExecutor, resolve
 from ..exceptions import ConvergenceWarning, DatasetError, ParameterError
 from ..features import FeatureConfig
-from ..models import BACKENDS, FusedClassifier, GMMClassifier
+from ..models import BACKENDS, UBM_COMPONENTS, FusedClassifier, GMMClassifier
 from .cv import COMPONENT_GRID, fit_mixed
 from .state import (
     BACKEND_EXTRAS,
@@ -207,7 +207,8 @@ def train_tuned(
     """:func:`tune`, then fit the chosen model on every training file (features reused).
 
     ``classifier_params`` (``max_iter``, ``init``, ...) apply to the final ml fit; the
-    cross-validation fits use ``cv_max_iter``; another backend is fitted with its defaults.
+    cross-validation fits use ``cv_max_iter``; another backend is fitted with its defaults
+    and the UBM size it was scored at.
 
     Returns
     -------
@@ -231,7 +232,8 @@ def train_tuned(
         for res in result.member_features or [result.features]:
             clips, labels = res.labelled_clips(records)
             if result.backend != "ml":
-                clf = BACKENDS[result.backend](random_state=random_state, n_jobs=opts.n_jobs)
+                clf = BACKENDS[result.backend](UBM_COMPONENTS, random_state=random_state,
+                                               n_jobs=opts.n_jobs)  # the size it was scored at
                 fits.append(clf.fit(clips, labels, executor=ex))
                 continue
             fits.append(fit_mixed(

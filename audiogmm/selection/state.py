@@ -127,7 +127,8 @@ class TuneResult:
         A fusion's member weights (:func:`~audiogmm.models.fusion.fit_fusion`).
     backend : str
         The chosen key of :data:`~audiogmm.models.BACKENDS` (``"ml"`` unless another
-        backend won step 5; then ``n_components`` is the ml choice, unused).
+        backend won step 5, with a UBM of :data:`~audiogmm.models.UBM_COMPONENTS`;
+        ``n_components`` is then the ml choice, unused).
     """
 
     front_end: str
@@ -185,6 +186,8 @@ class TuneState:
         The chosen front end or fusion; ``members`` its fused front ends.
     correct : int
         Held-out clips the choice so far gets right, of ``n_scored``.
+    backend : str
+        The chosen backend.
     """
 
     records: Sequence[Record]

@@ -15,7 +15,7 @@ import numpy as np
 
 from ..data import Record
 from ..features import FeatureConfig
-from ..models import BACKENDS
+from ..models import UBM_COMPONENTS
 from ..models.classifier import N_COMPONENTS
 from ..models.fusion import fit_fusion
 from .cv import backend_cv_scores, median_cap, supported_grid
@@ -225,29 +225,27 @@ def step_fusion(state: TuneState) -> None:
 
 
 def step_backend(state: TuneState) -> None:
-    """Step 5: the other backends on the default front end, each at its default size.
+    """Step 5: the other backends on the default front end, over one UBM per fold.
 
-    Scored on the same held-out clips as step 2 (the same folds); a backend replaces the
-    ml choice only when it beats it by more than the noise (:func:`beats_default`).
+    Each backend adapts from the fold's UBM (:func:`~.cv.backend_cv_scores`) and scores
+    the same held-out clips as step 2 (the same folds). A backend replaces the ml choice
+    only when it beats it by more than the noise (:func:`beats_default`).
     """
     if not state.backends or state.first not in state.sels:
         return
     first, ref = state.first, state.sels[state.first]
     _, clips, labels = state.features(first)
+    t1 = time.perf_counter()
+    scores = backend_cv_scores(clips, labels, state.backends, ref.folds, frame_step=FRAME_STEP,
+                               random_state=state.random_state, executor=state.executor)  # fmt: skip
+    logger.info("backends %s: CV in %.2f s", list(state.backends), time.perf_counter() - t1)
     options = [Option("ml", state.correct, 0.0)]
     for rank, backend in enumerate(state.backends, 1):
-        t1 = time.perf_counter()
-        S = backend_cv_scores(
-            clips, labels, backend, ref.folds, frame_step=FRAME_STEP,
-            random_state=state.random_state, executor=state.executor,
-        )  # fmt: skip
-        c, n = ref.accuracy_counts(S)
-        logger.info("backend %s: CV in %.2f s", backend, time.perf_counter() - t1)
-        size = BACKENDS[backend]().n_components
-        state.table.append(table_row("backend", first, f"{backend} K={size}", c, n))
+        c, n = ref.accuracy_counts(scores[backend])
+        state.table.append(table_row("backend", backend, f"UBM {UBM_COMPONENTS}", c, n))
         options.append(Option(backend, c, float(rank)))
     state.backend = beats_default(options, "ml", state.n_scored)
-    state.choose("backend", first if state.backend != "ml" else "")
+    state.choose("backend", state.backend)
     if state.backend != "ml":  # the backend runs on the default front end alone
         state.front_end, state.members, state.fusion_weights = first, [], None
         state.choose("front end", first)
