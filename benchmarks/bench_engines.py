@@ -99,7 +99,7 @@ def extras(args: argparse.Namespace) -> None:
     from audiogmm.data import RunOptions, extract_many, read_manifest
     from audiogmm.features import PRESETS
     from audiogmm.features.extras import EXTRAS
-    from audiogmm.models.selection import cv_scores
+    from audiogmm.selection.cv import cv_scores
 
     if args.quick:
         sets = [Dataset("samples-sounds", os.path.join(SAMPLES, "sounds"))]

@@ -5,7 +5,7 @@ set (the development corpus's ``sounds/``, ``speakers/`` and ``speakers8k/``, sp
 per class with seed 0 as ``bench_accuracy.py`` does; ``realsounds/`` 45/55), the
 **training** files are extracted with each candidate front end and scored by
 clip-stratified 3-fold cross-validation at K components per class
-(``audiogmm.models.selection.cv_scores``: 10 EM iterations, every second frame), the
+(``audiogmm.selection.cv.cv_scores``: 10 EM iterations, every second frame), the
 procedure of ``--preset auto`` with twice its EM iterations. The test files are never read.
 Printed per candidate: CV accuracy with its 95% Wilson interval, feature dimension, and
 the extraction time of the training files (one thread).
@@ -31,7 +31,7 @@ from _common import emit, rnd, table
 
 from audiogmm.data import RunOptions, extract_many, read_manifest
 from audiogmm.features import PRESETS
-from audiogmm.models.selection import cv_scores
+from audiogmm.selection.cv import cv_scores
 
 _S16 = PRESETS["sound"].replace(sample_rate=16000, n_fft=1024, fmax=None, delta_mode="interp")
 CANDIDATES = {

@@ -202,3 +202,76 @@ def test_bad_trials_are_refused(y, s):
     for p, cm in ((0.0, 1.0), (1.0, 1.0), (math.nan, 1.0), (0.5, 0.0), (0.5, math.inf)):
         with pytest.raises(ParameterError):
             act_dcf([1, 0], [0.0, 1.0], p_target=p, c_miss=cm)
+
+
+# -- train --calibrate (issue 22 item 3) ---------------------------------------------------
+
+
+def _clips(rng, centres, n_clips=4, n=150, D=3):
+    clips, labels = [], []
+    for j, c in enumerate(centres):
+        for _ in range(n_clips):
+            clips.append(rng.normal(c, 1.0, (n, D)))
+            labels.append(f"s{j}")
+    return clips, labels
+
+
+@pytest.mark.filterwarnings("ignore::audiogmm.exceptions.ConvergenceWarning")
+@pytest.mark.filterwarnings("ignore:X has \\(near\\) zero variance:RuntimeWarning")
+def test_held_out_calibration_of_separable_or_identical_scores_warns_and_stays_finite():
+    from audiogmm.selection.cv import calibrate_backend
+
+    rng = np.random.default_rng(0)
+    clips, labels = _clips(rng, [0.0, 2.0, -2.0])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", CalibrationWarning)  # separable or not, finite
+        cal = calibrate_backend(clips, labels, "map", n_components=4, n_jobs=1)
+    assert all(math.isfinite(cal[k]) for k in ("slope", "offset")) and cal["slope"] > 0
+    assert cal["n_target"] == 12 and cal["n_nontarget"] == 24  # every clip held out once
+    same = [np.tile(rng.normal(size=(1, 3)), (150, 1))] * 12  # one clip: identical scores
+    with pytest.warns(CalibrationWarning, match="same"):
+        cal = calibrate_backend(same, labels, "map", n_components=1, n_jobs=1)
+    assert (cal["slope"], cal["offset"]) == (0.0, 0.0)
+    with pytest.raises(ParameterError, match="no verification scores"):
+        calibrate_backend(clips, labels, "ml", n_jobs=1)
+
+
+def test_train_calibrate_makes_verify_scores_llrs_and_reject_auto_the_prior(tmp_path):
+    from pathlib import Path
+
+    from click.testing import CliRunner
+
+    from audiogmm.cli import main
+    from audiogmm.data import read_manifest
+    from audiogmm.pipeline import load_model
+    from audiogmm.pipeline.verify import Trial, verify_trials
+
+    data = Path(__file__).resolve().parents[1] / "data_samples" / "speakers"
+    run = CliRunner()
+    raw, cal = tmp_path / "raw.npz", tmp_path / "cal.npz"
+    for out, more in ((raw, []), (cal, ["--calibrate"])):
+        r = run.invoke(main, ["-q", "train", str(data), "--backend", "map", "-k", "8", "-o",
+                              str(out), "-j", "1", *more])  # fmt: skip
+        assert r.exit_code == 0, r.output
+    m_raw, m_cal = load_model(raw), load_model(cal)
+    block = m_cal.header["calibration"]
+    a, b = block["slope"], block["offset"]
+    assert a > 0 and 0 < block["n_target"] < block["n_nontarget"]
+    # --reject auto: the Bayes threshold of the prior 0.5 (LLR 0), on the raw scale
+    assert m_cal.classifier.threshold_ == pytest.approx(-b / a)
+    assert m_raw.classifier.threshold_ is None and "calibration" not in m_raw.header
+    # the same model otherwise; verify reports a * raw + b, the LLRs
+    recs = read_manifest(data)
+    trials = [Trial(r.path, y, int(y == r.label)) for r in recs[:4]
+              for y in m_raw.classifier.labels_[:3]]  # fmt: skip
+    s_raw, s_cal = (
+        np.array([t["score"] for t in verify_trials(m, trials, allow_train_overlap=True,
+                                                    options=None)["trials"]])
+        for m in (m_raw, m_cal)
+    )  # fmt: skip
+    np.testing.assert_allclose(s_cal, a * s_raw + b, rtol=1e-9, atol=1e-9)
+    r = run.invoke(main, ["train", str(data), "--calibrate", "-o", str(tmp_path / "x.npz")])
+    assert r.exit_code == 2 and "--calibrate applies to --backend map" in r.output
+    r = run.invoke(main, ["train", str(data), "--backend", "map", "--calibrate", "--reject-far",
+                          "0.1", "-o", str(tmp_path / "x.npz")])  # fmt: skip
+    assert r.exit_code == 2 and "give one" in r.output

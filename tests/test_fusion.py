@@ -14,7 +14,8 @@ from audiogmm.data import Record, RunOptions, read_manifest
 from audiogmm.exceptions import ModelFileError, ParameterError
 from audiogmm.features import PRESETS, FeatureConfig
 from audiogmm.models import FusedClassifier, GMMClassifier
-from audiogmm.pipeline import evaluate_classifier, load_model, predict_files, save_model, tuning
+from audiogmm.pipeline import evaluate_classifier, load_model, predict_files, save_model
+from audiogmm.selection import state, steps, train_tuned, tune
 
 from .conftest_audio import record_extractions
 from .test_model_file import base_model, read_model_file, tamper_header
@@ -168,15 +169,74 @@ def test_cli_info_describes_a_fused_model(fused_file):
     assert out["kind"] == "FusedClassifier" and len(out["feature_configs"]) == 2
 
 
-def test_verify_and_kaldi_refuse_a_fused_model(fused_file):
-    from audiogmm.pipeline.verify import verify_trials
+def test_verify_scores_a_fused_model_and_kaldi_refuses_it(fused_file):
+    # issue 22: verify refused fused models, so an auto model could not verify at all
+    from audiogmm.pipeline.verify import Trial, verify_trials
 
-    with pytest.raises(ParameterError, match="GMM-UBM"):
-        verify_trials(load_model(fused_file[0]), [], options=RunOptions(n_jobs=1))
+    path, _, _, test = fused_file
+    bundle = load_model(path)
+    trials = [Trial(r.path, y, int(y == r.label)) for r in test[:6] for y in bundle.classifier.labels_]
+    out = verify_trials(bundle, trials, options=RunOptions(n_jobs=1))
+    assert out["n_trials"] == len(trials) and np.isfinite(out["metrics"]["cllr"])
+    got = {(t["path"], t["claim"]): t["score"] for t in out["trials"]}
+    ev = evaluate_classifier(bundle, test[:6], options=RunOptions(n_jobs=1))
+    for p in ev["predictions"]:  # the predicted class has the largest score
+        best = max(bundle.classifier.labels_, key=lambda y: got[(p["path"], y)])
+        assert best == p["predicted"]
     from audiogmm.pipeline.kaldi import evaluate_kaldi  # on feats.scp
 
-    with pytest.raises(ModelFileError, match=str(fused_file[0])):
-        evaluate_kaldi(fused_file[0], "no-such-kaldi-dir")
+    with pytest.raises(ModelFileError, match=str(path)):
+        evaluate_kaldi(path, "no-such-kaldi-dir")
+
+
+def test_fit_fusion_recovers_the_weights_of_a_known_model():
+    # clips drawn from softmax(a1 x1 + a2 x2): the fitted weights approach (a1, a2)
+    from audiogmm.models.fusion import fit_fusion
+
+    rng = np.random.default_rng(0)
+    N, L, n = 4000, 4, np.full(4000, 10.0)
+    X = [rng.normal(size=(N, L)) for _ in range(2)]
+    logits = 2.0 * X[0] + 0.5 * X[1]
+    P = np.exp(logits - logits.max(1, keepdims=True))
+    y = np.array([rng.choice(L, p=p / p.sum()) for p in P])
+    a = fit_fusion([x * n[:, None] for x in X], [n, n], y)  # totals over 10 frames
+    np.testing.assert_allclose(a, [2.0, 0.5], atol=0.15)
+
+
+def test_fit_fusion_of_separable_or_identical_scores_is_finite():
+    from audiogmm.models.fusion import fit_fusion
+
+    y = np.array([0, 1, 2] * 5)
+    n = np.full(15, 50.0)
+    sep = np.eye(3)[y] * 100.0  # every clip right by a mile: no finite optimum without the ridge
+    same = np.zeros((15, 3))
+    a = fit_fusion([sep, same], [n, n], y)
+    assert all(np.isfinite(a)) and a[0] > 0
+
+
+@pytest.mark.filterwarnings("ignore::audiogmm.exceptions.ConvergenceWarning")
+def test_fused_weights_round_trip_and_old_files_keep_the_sum_rule(tmp_path):
+    rng = np.random.default_rng(0)
+    (a, b), (ca, cb) = _members(rng)
+    f = FusedClassifier([a, b], weights=[3.0, 0.5])
+    ref = 3.0 * a.score_matrix(ca) / np.array([len(X) for X in ca])[:, None] + 0.5 * (
+        b.score_matrix(cb) / np.array([len(X) for X in cb])[:, None]
+    )
+    np.testing.assert_allclose(f.score_matrix([ca, cb]), ref, rtol=1e-12)
+    f.save(tmp_path / "w.npz")
+    g = FusedClassifier.load(tmp_path / "w.npz")
+    assert g.weights == [3.0, 0.5]
+    np.testing.assert_array_equal(g.score_matrix([ca, cb]), f.score_matrix([ca, cb]))
+    with pytest.raises(ParameterError, match="one finite weight per member"):
+        FusedClassifier([a, b], weights=[1.0])
+    # written by audiogmm before the weights (0c46eca): no weights, the sum of totals
+    old = FusedClassifier.load(ROOT / "tests" / "fixtures" / "fused_v1.npz")
+    assert old.weights is None
+    c3 = [rng.normal(0, 1, (30, 3)) for _ in range(4)]
+    c4 = [rng.normal(0, 1, (30, 4)) for _ in range(4)]
+    m0, m1 = old.members
+    np.testing.assert_allclose(old.score_matrix([c3, c4]),
+                               m0.score_matrix(c3) + m1.score_matrix(c4), rtol=1e-12)  # fmt: skip
 
 
 # -- auto ---------------------------------------------------------------------------------
@@ -199,17 +259,18 @@ def test_auto_offers_fusions_and_trains_the_chosen_one(tmp_path, monkeypatch):
 
     records = [r for r in read_manifest(SOUNDS) if r.label in sorted(
         p.name for p in SOUNDS.iterdir() if p.is_dir())[:4]]  # fmt: skip
-    res = tuning.tune(records, components=4, cv_max_iter=3, options=RunOptions(n_jobs=1))
+    res = tune(records, components=4, cv_max_iter=3, options=RunOptions(n_jobs=1))
     singles = [r["front_end"] for r in res.table if r["stage"] == "front end"]
     assert singles == ["general", "sound", "sound-cmn"]
     fusions = [r["front_end"] for r in res.table if r["stage"] == "fusion"]
-    assert len(fusions) == tuning.MAX_FUSED - 1
+    assert len(fusions) == state.MAX_FUSED - 1
     # force general as the front end alone, then the largest fusion
-    monkeypatch.setattr(tuning, "one_standard_error", lambda options, n: options[0][0])
-    monkeypatch.setattr(tuning, "choose_fusion", lambda options, n: options[-1][0])
-    clf, res = tuning.train_tuned(records, components=4, cv_max_iter=3, max_iter=5,
+    monkeypatch.setattr(steps, "one_standard_error", lambda options, n: options[0][0])
+    monkeypatch.setattr(steps, "choose_fusion", lambda options, n: options[-1][0])
+    clf, res = train_tuned(records, components=4, cv_max_iter=3, max_iter=5,
                                   options=RunOptions(n_jobs=1))  # fmt: skip
     assert isinstance(clf, FusedClassifier) and res.front_end == fusions[-1]
+    assert clf.weights == res.fusion_weights and len(clf.weights) == len(res.members)
     assert res.members == fusions[-1].split(" + ") and res.members[0] == "general"
     assert sorted(res.members) == sorted(singles)
     assert res.member_configs == [config_of(m) for m in res.members]
@@ -235,7 +296,7 @@ def test_speech_band_data_fuses_general_with_its_cmn_copy():
     # 16 kHz files: sound is skipped; general and its mean-normalised copy share one
     # extraction, and their fusion is the only one
     records = read_manifest(ROOT / "data_samples" / "speakers")[:24]
-    res = tuning.tune(records, components=2, cv_max_iter=2, options=RunOptions(n_jobs=1))
+    res = tune(records, components=2, cv_max_iter=2, options=RunOptions(n_jobs=1))
     assert [(r["stage"], r["front_end"]) for r in res.table] == [
         ("front end", "general"), ("front end", "general-cmn"),
         ("fusion", "general + general-cmn"),

@@ -17,14 +17,14 @@ from audiogmm.exceptions import ParameterError
 from audiogmm.features import PRESETS
 from audiogmm.mixture import DiagGMM
 from audiogmm.models import GMMClassifier
-from audiogmm.models.selection import (
+from audiogmm.pipeline import load_model
+from audiogmm.selection import state, steps, tune
+from audiogmm.selection.cv import (
     clip_folds,
     cv_scores,
     fit_mixed,
     max_components,
-    pad_components,
 )
-from audiogmm.pipeline import load_model, tune
 
 from .conftest_audio import record_extractions
 
@@ -66,20 +66,26 @@ def test_clip_folds_rejects_one_fold():
 # -- mixed K ------------------------------------------------------------------------------
 
 
-@settings(max_examples=25, deadline=None)
-@given(K=st.integers(1, 5), extra=st.integers(0, 6), seed=st.integers(0, 1000))
-def test_pad_components_keeps_the_density(K, extra, seed):
-    rng = np.random.default_rng(seed)
-    X = rng.normal(size=(300, 3)) * [1, 2, 3] + rng.normal(size=3)
-    g = DiagGMM(K, random_state=seed, max_iter=5).fit(X)
-    p = pad_components(g, K + extra)
-    assert p.weights_.shape == (K + extra,)
-    assert np.isclose(p.weights_.sum(), 1.0)
-    np.testing.assert_allclose(p.score_samples(X), g.score_samples(X), rtol=1e-10, atol=1e-10)
-
-
 def _blobs(rng, n_clips, centre, spread=1.0, n=120, D=2):
     return [rng.normal(centre, spread, size=(n, D)) for _ in range(n_clips)]
+
+
+def test_per_class_k_has_no_padded_components(tmp_path):
+    # issue 20 item 7: a class of K=1 among K=3 classes is a 1-component mixture, not
+    # a 3-component copy of one (split halves); its unused stack slots weigh nothing
+    rng = np.random.default_rng(1)
+    clips = _blobs(rng, 3, 0.0) + _blobs(rng, 3, 4.0)
+    labels = ["a"] * 3 + ["b"] * 3
+    clf = fit_mixed(clips, labels, {"a": 1, "b": 3}, random_state=0, n_jobs=1)
+    assert clf.models_["a"].weights_.shape == (1,) and clf.models_["b"].weights_.shape == (3,)
+    assert clf.weights_[0].tolist()[1:] == [0.0, 0.0]
+    test = _blobs(rng, 2, 1.0)
+    own = [[clf.models_[y].score_samples(X).sum() for y in clf.labels_] for X in test]
+    np.testing.assert_allclose(clf.score_matrix(test), own, rtol=1e-10)
+    clf.save(tmp_path / "m.npz")  # the file round-trips the scores
+    np.testing.assert_array_equal(
+        GMMClassifier.load(tmp_path / "m.npz").score_matrix(test), clf.score_matrix(test)
+    )
 
 
 def test_fit_mixed_gives_each_class_its_own_k():
@@ -93,7 +99,7 @@ def test_fit_mixed_gives_each_class_its_own_k():
     # the K=3 classes equal a plain classifier fitted on them alone (same seed, same group)
     ref = GMMClassifier(3, random_state=0, n_jobs=1).fit(clips[4:], labels[4:])
     np.testing.assert_array_equal(clf.means_[1:], ref.means_)
-    # the padded K=1 class scores exactly as a 1-component model
+    # the K=1 class scores exactly as a 1-component model
     one = GMMClassifier(1, random_state=0, n_jobs=1).fit(clips[:4], labels[:4])
     test = _blobs(rng, 3, 0.0)
     np.testing.assert_allclose(
@@ -189,25 +195,23 @@ def run(args, code=0):
 
 
 def test_tune_reads_only_the_training_files(sound_data, monkeypatch):
-    import audiogmm.pipeline.tuning as tuning
-
     seen = []
-    real = tuning.extract_many
+    real = state.extract_many
 
     def spy(items, **kw):
         items = list(items)
         seen.extend(r.path for r in items)
         return real(items, **kw)
 
-    monkeypatch.setattr(tuning, "extract_many", spy)
+    monkeypatch.setattr(state, "extract_many", spy)
     records = read_manifest(sound_data)
     train = [r for i, r in enumerate(records) if i % 3 != 0]
     res = tune(train, preset="auto", components="auto", grid=(1, 2), options=None, n_jobs=1)
     assert set(seen) == {r.path for r in train}
     singles = [row["front_end"] for row in res.table if row["stage"] == "front end"]
-    assert singles == [*tuning.FRONT_ENDS, "sound-cmn"]  # + the widest one's CMN copy
+    assert singles == [*state.FRONT_ENDS, "sound-cmn"]  # + the widest one's CMN copy
     fusions = [row["front_end"].split(" + ") for row in res.table if row["stage"] == "fusion"]
-    assert [len(m) for m in fusions] == list(range(2, tuning.MAX_FUSED + 1))  # forward steps
+    assert [len(m) for m in fusions] == list(range(2, state.MAX_FUSED + 1))  # forward steps
     assert all(a == b[: len(a)] for a, b in zip(fusions, fusions[1:]))  # each extends the last
     assert sum(row.get("chosen", False) for row in res.table) == 2  # a K and a front end
     for row in res.table:
@@ -218,7 +222,7 @@ def test_tune_reads_only_the_training_files(sound_data, monkeypatch):
 
 def config_of(name):
     """The config of a ``--preset auto`` candidate named in a selection table."""
-    from audiogmm.pipeline.tuning import CMN, FRONT_ENDS
+    from audiogmm.selection.state import CMN, FRONT_ENDS
 
     base, cmn, rest = name.partition("-cmn")
     assert base in FRONT_ENDS and not rest, name
@@ -280,7 +284,7 @@ def test_fixed_train_has_no_selection(sound_data, tmp_path):
 
 
 def test_one_standard_error_keeps_the_simplest_option_within_the_noise():
-    from audiogmm.models.decisions import one_standard_error
+    from audiogmm.selection.rules import one_standard_error
 
     # the front ends in order: the best by 4 clips of 428 (noise) loses to the first
     opts = [("general", 354, 0.0), ("sound", 358, 1.0), ("other", 362, 2.0)]
@@ -291,7 +295,7 @@ def test_one_standard_error_keeps_the_simplest_option_within_the_noise():
 
 
 def test_components_rule_keeps_the_largest_k_within_one_standard_error():
-    from audiogmm.models.decisions import choose_components
+    from audiogmm.selection.rules import choose_components
 
     inf = float("inf")
     # K=8 is best by 4 clips of 428 (noise): the largest K within one SE, for the final
@@ -359,7 +363,7 @@ def test_tampered_selection_block_is_refused(sound_data, tmp_path, mutate, field
 
 
 def test_supported_grid_drops_k_most_classes_cannot_use():
-    from audiogmm.models.selection import supported_grid
+    from audiogmm.selection.cv import supported_grid
 
     # 3 folds: each class trains on 2/3 of its frames, capped at one component per 50
     labels = ["a"] * 3 + ["b"] * 3 + ["c"] * 3
@@ -371,19 +375,17 @@ def test_supported_grid_drops_k_most_classes_cannot_use():
 
 def test_front_ends_sharing_an_extraction_decode_once(sound_data, monkeypatch):
     from audiogmm.data import RunOptions, read_manifest
-    from audiogmm.pipeline import tuning
-
-    real = tuning.extract_many
-    calls = record_extractions(monkeypatch, tuning)
-    g = tuning.PRESETS["general"]
+    real = state.extract_many
+    calls = record_extractions(monkeypatch, state)
+    g = state.PRESETS["general"]
     cands = {"general": g, "general+dd": g.replace(delta_order=2),
              "general+dd+cmn": g.replace(delta_order=2, cmvn="utterance", cmvn_norm_vars=False),
-             "sound": tuning.PRESETS["sound"]}  # fmt: skip
-    monkeypatch.setattr(tuning, "FRONT_ENDS", cands)
-    monkeypatch.setattr(tuning, "one_standard_error", lambda options, n: "general+dd+cmn")
-    monkeypatch.setattr(tuning, "choose_fusion", lambda options, n: options[0][0])  # no fusion
+             "sound": state.PRESETS["sound"]}  # fmt: skip
+    monkeypatch.setattr(state, "FRONT_ENDS", cands)
+    monkeypatch.setattr(steps, "one_standard_error", lambda options, n: "general+dd+cmn")
+    monkeypatch.setattr(steps, "choose_fusion", lambda options, n: options[0][0])  # no fusion
     records = read_manifest(sound_data)
-    res = tuning.tune(records, components=4, cv_max_iter=2, options=RunOptions(n_jobs=1))
+    res = tune(records, components=4, cv_max_iter=2, options=RunOptions(n_jobs=1))
     assert set(calls) == {cands["general+dd"], cands["sound"]} and len(calls) == 2
     assert [r["front_end"] for r in res.table if r["stage"] == "front end"] == [
         *cands, "sound-cmn"  # the widest front end's CMN copy, derived too
@@ -397,22 +399,23 @@ def test_front_ends_sharing_an_extraction_decode_once(sound_data, monkeypatch):
 
 def test_full_band_front_end_is_skipped_when_no_file_has_the_band():
     from audiogmm.data import read_manifest
-    from audiogmm.pipeline.tuning import FRONT_ENDS, _within_bandwidth
+    from audiogmm.selection.state import FRONT_ENDS
+    from audiogmm.selection.steps import within_bandwidth
 
     root = Path(__file__).resolve().parents[1] / "data_samples"
     speech16k = read_manifest(root / "speakers")  # 16 kHz: general covers the whole band
     sounds22k = read_manifest(root / "sounds")  # 22.05 kHz: content up to 11 kHz
-    assert list(_within_bandwidth(FRONT_ENDS, speech16k)) == ["general"]
-    assert list(_within_bandwidth(FRONT_ENDS, sounds22k)) == list(FRONT_ENDS)
-    assert list(_within_bandwidth(FRONT_ENDS, [])) == list(FRONT_ENDS)  # nothing readable
+    assert list(within_bandwidth(FRONT_ENDS, speech16k)) == ["general"]
+    assert list(within_bandwidth(FRONT_ENDS, sounds22k)) == list(FRONT_ENDS)
+    assert list(within_bandwidth(FRONT_ENDS, [])) == list(FRONT_ENDS)  # nothing readable
 
 
 @settings(max_examples=60, deadline=None)
 @given(st.integers(0, 10_000), st.integers(2, 5), st.integers(4, 30))
 def test_forward_fusion_adds_the_best_member_each_step(seed, n_cands, n_clips):
-    from audiogmm.models.decisions import forward_fusion
     from audiogmm.models.fusion import fuse_scores
-    from audiogmm.pipeline.tuning import MAX_FUSED
+    from audiogmm.selection.rules import forward_fusion
+    from audiogmm.selection.state import MAX_FUSED
 
     rng = np.random.default_rng(seed)
     names = [f"c{i}" for i in range(n_cands)]
@@ -438,7 +441,7 @@ def test_forward_fusion_adds_the_best_member_each_step(seed, n_cands, n_clips):
 
 
 def test_fusion_choice_keeps_the_front_end_alone_unless_a_fusion_beats_it_beyond_the_noise():
-    from audiogmm.models.decisions import choose_fusion
+    from audiogmm.selection.rules import choose_fusion
 
     n = 400  # one SE at p = 0.85 is about 7 clips; +1 clip of continuity correction
     assert choose_fusion([("a", 340, 1.0), ("a + b", 345, 2.0), ("a + b + c", 348, 3.0)], n) == "a"
@@ -455,7 +458,7 @@ def test_fusion_choice_keeps_the_front_end_alone_unless_a_fusion_beats_it_beyond
 
 def test_beats_default_needs_more_than_one_clip_near_perfect_accuracy():
     # issue 22: a fusion was chosen from a CV difference of 1 clip in 88, and lost
-    from audiogmm.models.decisions import beats_default
+    from audiogmm.selection.rules import beats_default
 
     opts = [("general", 87, 1.0), ("general + general-cmn", 88, 2.0)]
     assert beats_default(opts, "general", 88) == "general"
@@ -464,7 +467,7 @@ def test_beats_default_needs_more_than_one_clip_near_perfect_accuracy():
 
 
 def test_components_keep_the_default_k_unless_another_beats_it_beyond_the_noise():
-    from audiogmm.models.decisions import choose_components
+    from audiogmm.selection.rules import choose_components
 
     opts = [("K=32", 370, 32.0), ("K=16", 365, 16.0), ("K=8", 371, 8.0), ("per-class", 372, np.inf)]
     assert choose_components(opts, 428, default="K=16") == "K=16"
@@ -477,7 +480,7 @@ def test_components_keep_the_default_k_unless_another_beats_it_beyond_the_noise(
 
 def _selection_with_accuracy(ks, correct_of_k, n=300, n_labels=3):
     """A ComponentSelection over ``ks`` whose accuracy at K is ``correct_of_k[K]`` / n."""
-    from audiogmm.models.selection import ComponentSelection
+    from audiogmm.selection.cv import ComponentSelection
 
     y = np.arange(n) % n_labels
     scores = {}
@@ -503,7 +506,7 @@ def _selection_with_accuracy(ks, correct_of_k, n=300, n_labels=3):
     ],
 )
 def test_component_search_stops_below_the_best(correct, tried):
-    from audiogmm.models.decisions import search_down
+    from audiogmm.selection.rules import search_down
 
     calls = []
 
@@ -531,8 +534,7 @@ def test_merged_selections_must_share_folds():
 def test_auto_keeps_the_default_k_when_only_the_cv_folds_cannot_fit_it(sound_data, monkeypatch):
     # issue 22: the CV folds (2/3 of the clips) could not fit K=16, so the search ran over
     # smaller K only, chose K=8, and lost to the default on the test side
-    from audiogmm.models.selection import FRAMES_PER_COMPONENT
-    from audiogmm.pipeline import tuning
+    from audiogmm.selection.cv import FRAMES_PER_COMPONENT
 
     records = read_manifest(sound_data)
     first = tune(records, preset="general", components=2, options=None, n_jobs=1)
@@ -542,13 +544,13 @@ def test_auto_keeps_the_default_k_when_only_the_cv_folds_cannot_fit_it(sound_dat
     n = sorted(per_label.values())[1]  # the median class
     k_default = n // FRAMES_PER_COMPONENT  # the final models can fit it ...
     assert k_default > (n * 2 // 3) // FRAMES_PER_COMPONENT  # ... the folds cannot
-    monkeypatch.setattr(tuning, "N_COMPONENTS", k_default)
+    monkeypatch.setattr(steps, "N_COMPONENTS", k_default)
     res = tune(records, preset="auto", components="auto", grid=(2, k_default), options=None,
                n_jobs=1)  # fmt: skip
     assert res.components_rule == f"K={k_default}"
     assert not [row for row in res.table if row["stage"] == "components"]
     # where the folds can fit the default, the K search runs as before
-    monkeypatch.setattr(tuning, "N_COMPONENTS", 2)
+    monkeypatch.setattr(steps, "N_COMPONENTS", 2)
     res = tune(records, preset="auto", components="auto", grid=(2, k_default), options=None,
                n_jobs=1)  # fmt: skip
     assert [row for row in res.table if row["stage"] == "components"]

@@ -160,13 +160,16 @@ def _front_end(ubm_path, ubm_config, data_config, *, fixed: bool):
     f"--backend map/gsv/ivector runs exactly {UBM_DEFAULTS['max_iter']}].",
 )
 @map_options
+@click.option("--calibrate", is_flag=True, help="--backend map: fit a linear logistic calibration "
+              "on held-out training folds, so that verify scores are log-likelihood ratios and "
+              "`--reject auto` is the Bayes threshold at prior 0.5 (implied by --preset auto).")
 @run_options
 @dask_option
 @json_option
 @click.pass_context
 def command(ctx, data, output, split, train_fraction, seed, preset, config_path, components,
             init, max_iter, backend, ubm_components, ubm_path, relevance, adapt, reject_far,
-            cache_dir, jobs, strict, dask_spec, as_json):  # fmt: skip
+            calibrate, cache_dir, jobs, strict, dask_spec, as_json):  # fmt: skip
     """Train one GMM per label on DATA (or a UBM and MAP-adapted labels, or a UBM's
     supervectors and logistic regression) and write one model file.
 
@@ -190,6 +193,12 @@ def command(ctx, data, output, split, train_fraction, seed, preset, config_path,
             "--preset auto and --components auto select by cross-validating the ml "
             f"backend; give a fixed --preset and -k with --backend {backend}"
         )
+    if calibrate and (backend != "map" or tuning):
+        raise click.UsageError("--calibrate applies to --backend map (gsv calibrates its scores "
+                               "always, and --preset auto calibrates what it chooses)")  # fmt: skip
+    if calibrate and reject_far is not None:
+        raise click.UsageError("--reject-far searches a threshold and --calibrate sets it from "
+                               "the prior: give one")  # fmt: skip
     params = backend_params(ctx, backend, ctx.params)
     explicit = given(ctx, "preset") or given(ctx, "config_path")
     ubm, ubm_config = load_ubm(ubm_path) if ubm_path else (None, None)
@@ -202,14 +211,15 @@ def command(ctx, data, output, split, train_fraction, seed, preset, config_path,
                 raise click.UsageError("--preset auto / --components auto cross-validate audio "
                                        "front ends; a shard store has fixed features: give -k")  # fmt: skip
             refuse_given(ctx, ("preset", "config_path", "split", "train_fraction", "cache_dir",
-                               "strict"), "does not apply to a shard store (its clips, labels "
-                         "and front end are fixed)")  # fmt: skip
+                               "strict", "calibrate"), "does not apply to a shard store (its "
+                         "clips, labels and front end are fixed)")  # fmt: skip
             out = _train_store(ctx, data, output, fit, ubm_path, ubm_config, jobs, dask_spec)
         elif needs_kaldi_reader(data):  # feats.scp, or wav.scp + segments: no audio cache
             if tuning:
                 raise click.UsageError("--preset auto / --components auto need audio to try "
                                        "front ends; a Kaldi feature directory has fixed "
                                        "features: give -k")  # fmt: skip
+            refuse_given(ctx, ("calibrate",), "applies to audio data only")
             from .kaldi import train_kaldi_dir
 
             config = _front_end(ubm_path, ubm_config, load_config(preset, config_path),
@@ -221,7 +231,7 @@ def command(ctx, data, output, split, train_fraction, seed, preset, config_path,
             config = None if auto else _front_end(ubm_path, ubm_config,
                                                   load_config(preset, config_path), fixed=explicit)  # fmt: skip
             out = _train_audio(ctx, data, output, fit, config, tuning, cache_dir, jobs, strict,
-                               dask_spec)  # fmt: skip
+                               dask_spec, calibrate)  # fmt: skip
     clf, unit, note = out.pop("classifier"), out.pop("unit", "file"), out.pop("note", "")
     report_training(clf, backend)
     out.update(model=os.path.abspath(output), labels=clf.labels_, n_components=clf.n_components,
@@ -242,8 +252,9 @@ def command(ctx, data, output, split, train_fraction, seed, preset, config_path,
     )
 
 
-def _train_audio(ctx, data, output, fit, config, tuning, cache_dir, jobs, strict, dask_spec):
-    """Audio files: extract (cached), fit, save with the split and training files."""
+def _train_audio(ctx, data, output, fit, config, tuning, cache_dir, jobs, strict, dask_spec,
+                 calibrate=False):  # fmt: skip
+    """Audio files: extract (cached), fit (calibrated if asked), save with the split."""
     from ..data import RunOptions
     from ..pipeline import (
         describe_split,
@@ -251,8 +262,8 @@ def _train_audio(ctx, data, output, fit, config, tuning, cache_dir, jobs, strict
         save_model,
         skipped_list,
         train_classifier,
-        train_tuned,
     )
+    from ..selection import train_tuned
 
     p = ctx.params
     records = load_split(data, p["split"], train_fraction=p["train_fraction"], seed=p["seed"])
@@ -268,8 +279,12 @@ def _train_audio(ctx, data, output, fit, config, tuning, cache_dir, jobs, strict
             )  # fmt: skip
             config, res = tuned.member_configs or tuned.config, tuned.features
             extra["selection"] = tuned.to_header()
+            calibrate = tuned.backend == "map"  # fusions are calibrated by their weights
+            fit = {"backend": tuned.backend, "n_components": clf.n_components}
         else:
             clf, res = train_classifier(records, config=config, options=opts, executor=ex, **fit)
+        if calibrate:
+            extra["calibration"] = _calibrate(clf, res, records, fit, ex, p["seed"])
     # the model records its split and training files, so evaluate and verify can refuse them
     used = [r for r in records if r.path in res.features]
     extra["split"] = describe_split(data, p["split"], used, train_fraction=p["train_fraction"],
@@ -278,6 +293,23 @@ def _train_audio(ctx, data, output, fit, config, tuning, cache_dir, jobs, strict
     skipped = skipped_list(res)
     return {"classifier": clf, "n_files": len(records) - len(skipped), "skipped": skipped,
             "selection": extra.get("selection")}  # fmt: skip
+
+
+def _calibrate(clf, res, records, fit, ex, seed) -> dict:
+    """The held-out calibration block; a map model's ``--reject auto`` threshold from it."""
+    from ..scoring.calibration import bayes_threshold
+    from ..selection.cv import calibrate_backend
+
+    clips, labels = res.labelled_clips(records)
+    params = {k: v for k, v in fit.items() if k not in ("backend", "ubm", "random_state")}
+    cal = calibrate_backend(clips, labels, fit["backend"], random_state=seed, executor=ex,
+                            ubm=fit.get("ubm"), **params)  # fmt: skip
+    if cal["slope"] > 0:  # accept where the LLR reaches the Bayes threshold of the prior
+        clf.threshold_ = (bayes_threshold(cal["p_target"]) - cal["offset"]) / cal["slope"]
+    else:
+        logger.warning("calibration: the held-out scores do not rise with the target (slope "
+                       "%.3g); no --reject auto threshold", cal["slope"])  # fmt: skip
+    return cal
 
 
 def _train_store(ctx, data, output, fit, ubm_path, ubm_config, jobs, dask_spec):

@@ -60,7 +60,8 @@ def command(
     of that front end (on the default preset).
     """
     from ..data import RunOptions
-    from ..pipeline import load_split, skipped_list, tune
+    from ..pipeline import load_split, skipped_list
+    from ..selection import tune
 
     if preset == "auto" and config_path:
         if given(ctx, "preset"):

@@ -286,7 +286,8 @@ def _fused_parts(c: FusedClassifier) -> tuple[dict, dict]:
     arrays = {}
     for i, m in enumerate(c.members):
         arrays.update({f"m{i}_{k}": a for k, a in _classifier_parts(m)[1].items()})
-    return {"labels": list(c.labels_), "members": [_member_fields(m) for m in c.members]}, arrays
+    return {"labels": list(c.labels_), "members": [_member_fields(m) for m in c.members],
+            "fusion_weights": c.weights}, arrays  # fmt: skip
 
 
 def _fused_build(name: str, h: dict, a: dict) -> FusedClassifier:
@@ -303,7 +304,7 @@ def _fused_build(name: str, h: dict, a: dict) -> FusedClassifier:
         for i, fields in enumerate(h["members"])
     ]
     try:
-        return FusedClassifier(members)
+        return FusedClassifier(members, h.get("fusion_weights"))  # none: the old sum rule
     except ParameterError as e:
         raise ModelFileError(f"{name}: {e}") from None
 

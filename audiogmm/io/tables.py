@@ -15,8 +15,8 @@ from ..mixture.map import check_adapt
 from .schema import Bool, Int, List, Map, Obj, Real, Str
 
 __all__ = [
-    "CHECKPOINT", "CLASSIFIER", "DIAG_GMM", "FEATURES", "FUSED", "GSV", "IVECTOR", "KALDI",
-    "MAX_LABELS",
+    "CALIBRATION", "CHECKPOINT", "CLASSIFIER", "DIAG_GMM", "FEATURES", "FUSED", "GSV", "IVECTOR",
+    "KALDI", "MAX_LABELS",
     "MAX_MEMBERS", "SELECTION", "SHARD_INDEX", "SPLIT", "STATS", "UBM",
 ]  # fmt: skip
 
@@ -86,7 +86,8 @@ SELECTION = Obj({
     "n_components": Map(Int(1, 1 << 16)), "n_folds": Int(2, 1000),
     "cv_max_iter": Int(0, 1 << 20), "cv_frame_step": Int(1), "folds_by": Str(choices=("clip",)),
     "seconds": Real(0.0), "table": List(Obj(_ROW, optional=("chosen",)), max_len=10_000),
-})  # fmt: skip
+    "backend": Str(),
+}, optional=("backend",))  # fmt: skip
 KALDI = Obj({
     "data": Str(4096), "split": Str(null=True), "train_fraction": Real(0.0, 1.0),
     "seed": Int(), "train_utts": List(Str(1024)),
@@ -98,8 +99,14 @@ DIAG_GMM = Obj(
     {"params": Obj(_GMM_PARAMS, optional=all), "training": FIT_REPORT, "feature_config": FEATURES},
     optional=("training", "feature_config"),
 )
+#: ``train --calibrate``: ``llr = slope * score + offset`` fitted on held-out training folds.
+CALIBRATION = Obj({
+    "slope": Real(-1e6, 1e6), "offset": Real(-1e6, 1e6),
+    "p_target": Real(0.0, 1.0, then=_open_unit), "n_target": _COUNT, "n_nontarget": _COUNT,
+})  # fmt: skip
 #: The blocks the pipeline adds to a classifier file (cross-checked in ``pipeline.bundle``).
-_BLOCKS = {"feature_config": FEATURES, "split": SPLIT, "selection": SELECTION, "kaldi": KALDI}
+_BLOCKS = {"feature_config": FEATURES, "split": SPLIT, "selection": SELECTION, "kaldi": KALDI,
+           "calibration": CALIBRATION}  # fmt: skip
 
 # -- classifiers -----------------------------------------------------------------------------
 
@@ -158,8 +165,10 @@ FUSED = Obj({
     "members": List(Obj(_MEMBER, optional=_OPTIONAL), max_len=MAX_MEMBERS,
                     then=lambda v, w: _at_least(v, 2, w)),
     "feature_configs": List(FEATURES, max_len=MAX_MEMBERS, then=lambda v, w: _at_least(v, 2, w)),
+    "fusion_weights": List(Real(-1e6, 1e6), max_len=MAX_MEMBERS, null=True),
     **{k: v for k, v in _BLOCKS.items() if k != "feature_config"},
-}, optional=("feature_configs", "split", "selection", "kaldi"))  # fmt: skip
+}, optional=("feature_configs", "fusion_weights", "split", "selection", "kaldi",
+             "calibration"))  # fmt: skip
 
 
 def _feature_config(v: dict) -> Any:

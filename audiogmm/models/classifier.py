@@ -219,13 +219,26 @@ class GMMClassifier:
         return self
 
     def set_models(self, models: Mapping[str, DiagGMM]) -> GMMClassifier:
-        """Adopt fitted mixtures, one per label, of one K and D (stacked for scoring); self."""
+        """Adopt fitted mixtures, one per label, of one D (stacked for scoring); self.
+
+        K may differ per label: the stack has the largest K, and a smaller mixture's unused
+        slots weigh 0, so they add nothing to its density.
+        """
         self.labels_ = sorted(models)
         self.models_ = {y: models[y] for y in self.labels_}
         ms = [self.models_[y] for y in self.labels_]
-        self.weights_ = np.stack([m.weights_ for m in ms])
-        self.means_ = np.stack([m.means_ for m in ms])
-        self.variances_ = np.stack([m.variances_ for m in ms])
+        K = max(len(m.weights_) for m in ms)
+
+        def stack(name: str, fill: float) -> np.ndarray:
+            parts = [getattr(m, name) for m in ms]
+            out = np.full((len(ms), K, *parts[0].shape[1:]), fill)
+            for i, p in enumerate(parts):
+                out[i, : len(p)] = p
+            return out
+
+        self.weights_ = stack("weights_", 0.0)
+        self.means_ = stack("means_", 0.0)
+        self.variances_ = stack("variances_", 1.0)
         self.var_floors_ = np.stack([m.var_floor_ for m in ms])
         return self
 

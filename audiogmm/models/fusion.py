@@ -2,20 +2,23 @@
 
 Each member is a :class:`~audiogmm.models.GMMClassifier` trained on its own front end
 (the pipeline keeps the feature configurations; this module knows nothing of audio).
-A clip's fused score for a class is the sum over members of that member's total
-log-likelihood, each rescaled to the first member's frame count: the members' per-frame
-average log-likelihoods are added, on the scale of the first member's total, so that
-priors and posteriors work as for one classifier. With equal frame rates this is the
-plain sum of the members' totals.
+A clip's fused score for a class is ``sum_m a_m S_m / n_m``: each member's per-frame
+average log-likelihood of the class, weighted. The weights ``a_m`` are fitted by
+multinomial logistic regression on held-out scores (:func:`fit_fusion`, run by
+``--preset auto`` on its cross-validation scores), so the fused scores are calibrated
+class log posteriors up to a per-clip constant, and a weak member counts for less.
+Files written before the weights existed hold none: they keep the old rule, each
+member's total rescaled to the first member's frame count and added.
 
 The file holds every member's arrays (``m<i>_weights``, ``m<i>_means``,
 ``m<i>_variances``, ``m<i>_var_floors``) and, in the header, the shared ``labels`` and
-one ``members`` entry per member with the classifier's own fields; each member goes
-through the same checks as a single :class:`GMMClassifier` file.
+one ``members`` entry per member with the classifier's own fields, and ``fusion_weights``;
+each member goes through the same checks as a single :class:`GMMClassifier` file.
 """
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Sequence
 from typing import Any
@@ -25,13 +28,23 @@ import numpy as np
 from ..engine import LocalExecutor
 from ..exceptions import ParameterError
 from ..io.tables import MAX_MEMBERS
+from ..mixture import log_softmax
 from .classifier import GMMClassifier
+from .supervector import log_odds
 
-__all__ = ["MAX_MEMBERS", "FusedClassifier", "fuse_scores"]
+__all__ = ["FUSION_RIDGE", "MAX_MEMBERS", "FusedClassifier", "fit_fusion", "fuse_scores"]
+
+#: L2 penalty on the fusion weights (per clip): negligible on overlapping scores, and
+#: what keeps the weights finite when the held-out scores separate the classes.
+FUSION_RIDGE = 1e-4
 
 
-def fuse_scores(scores: Sequence[np.ndarray], n_frames: Sequence[np.ndarray]) -> np.ndarray:
-    """Members' total log-likelihoods fused: each rescaled to the first member's frames, added.
+def fuse_scores(
+    scores: Sequence[np.ndarray],
+    n_frames: Sequence[np.ndarray],
+    weights: Sequence[float] | None = None,
+) -> np.ndarray:
+    """Members' total log-likelihoods fused into one score matrix.
 
     Parameters
     ----------
@@ -39,18 +52,85 @@ def fuse_scores(scores: Sequence[np.ndarray], n_frames: Sequence[np.ndarray]) ->
         One score matrix per member (totals over the frames counted in ``n_frames``).
     n_frames : sequence of ndarray, each of shape (n_clips,)
         Frames behind each clip's totals, per member.
+    weights : sequence of float, optional
+        One per member (:func:`fit_fusion`). None: the sum rule of files without weights.
 
     Returns
     -------
     ndarray of shape (n_clips, n_labels), float64
-        ``sum_m S_m[i] * n_0[i] / n_m[i]``.
+        ``sum_m a_m S_m[i] / n_m[i]``, or with no weights ``sum_m S_m[i] n_0[i] / n_m[i]``.
     """
-    n0 = np.asarray(n_frames[0], dtype=np.float64)
-    total = np.zeros(np.shape(scores[0]))
-    for S, n in zip(scores, n_frames):
-        scale = n0 / np.maximum(np.asarray(n, dtype=np.float64), 1.0)
-        total += np.asarray(S, dtype=np.float64) * scale[:, np.newaxis]
-    return total
+    per_frame = [np.asarray(S, dtype=np.float64) / np.maximum(np.asarray(n, dtype=np.float64),
+                                                              1.0)[:, np.newaxis]
+                 for S, n in zip(scores, n_frames)]  # fmt: skip
+    if weights is None:
+        return sum(per_frame) * np.asarray(n_frames[0], dtype=np.float64)[:, np.newaxis]
+    return sum(a * A for a, A in zip(weights, per_frame))
+
+
+def fit_fusion(
+    scores: Sequence[np.ndarray], n_frames: Sequence[np.ndarray], y: np.ndarray
+) -> list[float]:
+    """Member weights of a fusion by multinomial logistic regression on held-out scores.
+
+    Fits ``P(c | clip) = softmax_c(sum_m a_m S_m[i, c] / n_m[i])`` (a linear fusion with
+    one weight per member, shared by the classes: FoCal/BOSARIS multi-class fusion) by
+    Newton's method on the mean cross-entropy plus ``FUSION_RIDGE / 2 * |a|^2``.
+
+    Parameters
+    ----------
+    scores : sequence of ndarray, each of shape (n_clips, n_labels)
+        Held-out total log-likelihoods of each member (clips never trained on).
+    n_frames : sequence of ndarray, each of shape (n_clips,)
+    y : ndarray of shape (n_clips,), int
+        Column of each clip's true class.
+
+    Returns
+    -------
+    list of float
+        One finite weight per member.
+
+    Raises
+    ------
+    ParameterError
+        No clips, or mismatched shapes.
+    """
+    y = np.asarray(y)
+    X = np.stack([fuse_scores([S], [n], [1.0]) for S, n in zip(scores, n_frames)], axis=-1)
+    if X.ndim != 3 or not len(X) or X.shape[0] != len(y):
+        raise ParameterError(f"fusion needs held-out scores of the same clips as y; got {X.shape}")
+    X = X - X.max(axis=1, keepdims=True)  # softmax is blind to a per-clip shift
+    N, L, M = X.shape
+    Xy = X[np.arange(N), y]  # (N, M)
+    a = np.full(M, float(np.mean(n_frames[0])) if len(n_frames[0]) else 1.0)  # the sum rule
+
+    def loss(a: np.ndarray) -> tuple[float, np.ndarray, np.ndarray]:
+        Z = X @ a
+        lse = np.logaddexp.reduce(Z, axis=1)
+        P = np.exp(Z - lse[:, None])
+        EX = np.einsum("nl,nlm->nm", P, X)
+        f = float(np.mean(lse - Xy @ a)) + 0.5 * FUSION_RIDGE * float(a @ a)
+        g = (EX - Xy).mean(0) + FUSION_RIDGE * a
+        H = np.einsum("nl,nlm,nlk->mk", P, X, X) / N - EX.T @ EX / N + FUSION_RIDGE * np.eye(M)
+        return f, g, H
+
+    f, g, H = loss(a)
+    for _ in range(100):  # convex: Newton with backtracking converges in a few steps
+        step = np.linalg.solve(H, g)
+        t = 1.0
+        while t > 1e-10:
+            new = a - t * step
+            f_new, g_new, H_new = loss(new)
+            if f_new <= f:
+                break
+            t /= 2
+        else:
+            break
+        done = f - f_new <= 1e-12 * max(1.0, abs(f))
+        a, f, g, H = new, f_new, g_new, H_new
+        if done:
+            break
+    return [float(v) for v in a]
 
 
 class FusedClassifier:
@@ -61,16 +141,21 @@ class FusedClassifier:
     members : sequence of GMMClassifier
         2 to :data:`MAX_MEMBERS` fitted classifiers with the same ``labels_`` (in the
         same order) and the same priors.
+    weights : sequence of float, optional
+        One per member (:func:`fit_fusion`); None keeps the sum rule of older files.
 
     Attributes
     ----------
     members : list of GMMClassifier
+    weights : list of float or None
     labels_ : list of str
     fit_report_ : dict
         The first member's per-class training report.
     """
 
-    def __init__(self, members: Sequence[GMMClassifier]) -> None:
+    def __init__(
+        self, members: Sequence[GMMClassifier], weights: Sequence[float] | None = None
+    ) -> None:
         members = list(members)
         if not 2 <= len(members) <= MAX_MEMBERS:
             raise ParameterError(
@@ -83,7 +168,13 @@ class FusedClassifier:
                 raise ParameterError(f"member {i} has other labels than member 0")
             if m.priors != members[0].priors:
                 raise ParameterError(f"member {i} has other priors than member 0")
+        if weights is not None:
+            weights = [float(a) for a in weights]
+            if len(weights) != len(members) or not all(map(math.isfinite, weights)):
+                raise ParameterError(f"a fused model needs one finite weight per member; "
+                                     f"got {weights!r} for {len(members)}")  # fmt: skip
         self.members = members
+        self.weights = weights
         self.labels_ = list(members[0].labels_)
         self.fit_report_ = members[0].fit_report_
         self.timing_: dict[str, float] = {}
@@ -119,7 +210,7 @@ class FusedClassifier:
         Returns
         -------
         ndarray of shape (n_clips, n_labels), float64
-            ``sum_m S_m[i] * n_0i / n_mi`` in nats, columns in the order of ``labels_``.
+            :func:`fuse_scores` of the members' totals, columns in the order of ``labels_``.
         """
         if len(clip_sets) != len(self.members):
             raise ParameterError(
@@ -133,7 +224,28 @@ class FusedClassifier:
         return fuse_scores(
             [m.score_matrix(clips, executor=executor) for m, clips in zip(self.members, clip_sets)],
             [np.array([len(X) for X in clips]) for clips in clip_sets],
+            self.weights,
         )
+
+    def verification_scores(self, scores: np.ndarray) -> np.ndarray:
+        """Each class's log-likelihood ratio against all the others, from :meth:`score_matrix`.
+
+        ``log [p(c | x) / (1 - p(c | x))] + log(M - 1)``: the posterior odds of class ``c``
+        (equal priors) over its prior odds, as :class:`~audiogmm.models.GSVClassifier`
+        scores. Calibrated when the fusion weights were fitted (:func:`fit_fusion`).
+
+        Parameters
+        ----------
+        scores : ndarray of shape (n_clips, n_labels)
+
+        Returns
+        -------
+        ndarray of shape (n_clips, n_labels), float64, nats (0 with one class).
+        """
+        S = np.asarray(scores, dtype=np.float64)
+        if S.shape[1] < 2:
+            return np.zeros_like(S)
+        return np.clip(log_odds(log_softmax(S)) + math.log(S.shape[1] - 1), -1e6, 1e6)
 
     def log_proba_from_scores(self, scores: np.ndarray) -> np.ndarray:
         """Class log posteriors from a :meth:`score_matrix` result (softmax with log priors)."""

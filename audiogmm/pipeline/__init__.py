@@ -2,8 +2,8 @@
 
 No maths and no printing here; the CLI and the recipes format what these return.
 Modules: ``bundle`` (classifier + feature config in one file), ``train`` (the one
-training path, every backend), ``classify`` (splits, evaluate, predict from files), ``report`` (metrics.json, confusion),
-``tuning`` (cross-validated choice of front end and components).
+training path, every backend), ``classify`` (splits, evaluate, predict from files), ``report`` (metrics.json, confusion).
+Model selection (``--preset auto``) is :mod:`audiogmm.selection`.
 """
 
 from .bundle import Bundle, load_model, save_model
@@ -18,7 +18,6 @@ from .classify import (
 )
 from .report import format_confusion, format_metrics, training_report, write_report
 from .train import train_classifier
-from .tuning import TuneResult, train_tuned, tune
 
 __all__ = [
     "Bundle",
@@ -34,9 +33,6 @@ __all__ = [
     "skipped_list",
     "stored_split",
     "train_classifier",
-    "train_tuned",
     "training_report",
-    "tune",
-    "TuneResult",
     "write_report",
 ]

@@ -190,7 +190,7 @@ def skipped_list(res: ExtractionResult) -> list[dict[str, str]]:
     return [{"path": s.path, "reason": s.reason} for s in res.skipped]
 
 
-def _score_files(
+def score_files(
     model: Bundle, items: Sequence[Any], opts: RunOptions, executor: LocalExecutor | None
 ) -> tuple[ExtractionResult, list[str], list[np.ndarray], np.ndarray]:
     """Features with the model's own config (never the caller's), then one batched scoring.
@@ -360,7 +360,7 @@ def evaluate_classifier(
     overlap, n_duplicates = _check_training_files(
         model, records, manifest, allow_train_overlap, opts.n_jobs
     )
-    res, used_paths, clips, S = _score_files(model, records, opts, executor)
+    res, used_paths, clips, S = score_files(model, records, opts, executor)
     if records and not used_paths:
         raise DatasetError(
             f"none of the {len(records)} files could be evaluated: all were skipped"
@@ -418,7 +418,7 @@ def predict_files(
     """
     clf = model.classifier
     thr = _threshold(clf, reject)
-    res, used, clips, S = _score_files(
+    res, used, clips, S = score_files(
         model, [os.fspath(p) for p in paths], options or RunOptions(), executor
     )
     LP = clf.log_proba_from_scores(S)

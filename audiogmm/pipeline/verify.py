@@ -4,7 +4,9 @@ A trials file is a CSV with the columns ``path,claim`` and optionally ``target``
 (1 when the claim is true, 0 otherwise); relative paths are taken relative to
 the CSV's folder. Each trial's score is the mean per-frame log-likelihood ratio
 of the test file under the claimed class's MAP model against the UBM
-(:meth:`~audiogmm.models.UBMClassifier.score_samples`). No maths and no printing here.
+(:meth:`~audiogmm.models.UBMClassifier.score_samples`); a fused model's is each class's
+posterior log odds (:meth:`~audiogmm.models.FusedClassifier.verification_scores`). No
+maths and no printing here.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from ..scoring import DCF_TARGETS, eer, min_dcf, snorm, tnorm, znorm
 from ..scoring.calibration import act_dcf, cllr, min_cllr
 from ..scoring.verification import operating_points
 from .bundle import Bundle
+from .classify import score_files
 from .report import json_dumps
 
 __all__ = [
@@ -182,7 +185,8 @@ def score_trials(
     Parameters
     ----------
     model : Bundle
-        A ``--backend map`` model (its classifier has ``score_samples``).
+        A ``--backend map`` or ``gsv`` model (its classifier has ``score_samples``), or
+        a fused one.
     trials : path of a trials CSV, or iterable of Trial
     norm : {"none", "z", "t", "s"}
         Score normalisation. ``z``: by the claimed model's scores on the
@@ -202,10 +206,10 @@ def score_trials(
         No trials, or trial files that trained the model (without ``allow_train_overlap``).
     """
     clf = model.classifier
-    if not hasattr(clf, "score_samples") or not hasattr(clf, "ubm_"):
+    if not model.fused and (not hasattr(clf, "score_samples") or not hasattr(clf, "ubm_")):
         raise ParameterError(
-            "verification needs a GMM-UBM, supervector or i-vector model (train with --backend "
-            "map, gsv or ivector)"
+            "verification needs a GMM-UBM, supervector, i-vector or fused model (train with "
+            "--backend map, gsv or ivector, or --preset auto)"
         )
     if norm not in NORMS:
         raise ParameterError(f"norm must be one of {NORMS}; got {norm!r}")
@@ -243,9 +247,19 @@ def score_trials(
     opts = options or RunOptions()
     with resolve(executor, opts.n_jobs) as ex:
         files = list(dict.fromkeys([*paths, *(os.fspath(c) for c in cohort)]))
-        res = extract_many(files, config=model.config, options=opts, executor=ex)
-        used = [p for p in files if p in res.features]
-        S = clf.score_samples([res.features[p] for p in used], executor=ex) if used else None
+        if model.fused:  # every member's front end, fused, as evaluate scores it
+            res, used, _, S = score_files(model, files, opts, ex)
+            S = clf.verification_scores(S)
+        else:
+            res = extract_many(files, config=model.config, options=opts, executor=ex)
+            used = [p for p in files if p in res.features]
+            S = clf.score_samples([res.features[p] for p in used], executor=ex) if used else None
+    cal = model.header.get("calibration")
+    if cal and S is not None and norm == "none":  # `train --calibrate`: scores become LLRs
+        S = cal["slope"] * S + cal["offset"]
+    elif cal and norm != "none":
+        logger.info("the model's calibration fits raw scores, not %s-normed ones: not applied",
+                    norm)  # fmt: skip
     skipped = [{"path": shown.get(s.path, s.path), "reason": s.reason} for s in res.skipped]
     del res  # the features: the scores are all that is needed now
     row = {p: i for i, p in enumerate(used)}

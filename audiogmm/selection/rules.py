@@ -1,13 +1,15 @@
 """The decisions of ``--preset auto``, from cross-validated accuracies and scores.
 
-Each takes what :func:`audiogmm.models.selection.cv_scores` measured and returns a choice:
+The rules are data in, name out: every candidate is an :class:`Option` (its name, the
+held-out clips it got right, and its complexity), and each rule returns the name of one.
+Each takes what :func:`audiogmm.selection.cv.cv_scores` measured and returns a choice:
 :func:`search_down` (the K grid from the largest down, stopping where a smaller K cannot
 win), :func:`choose_components` (the default K unless another beats it by more than the
 noise), :func:`one_standard_error` (the simplest front end within one standard error of the
 best), :func:`forward_fusion` (greedy late-fusion members) and :func:`choose_fusion` (the
 front end alone unless a fusion beats it by more than the noise): every more complex
-choice must beat the simple default by more than the noise (:func:`beats_default`). :mod:`audiogmm.pipeline.tuning`
-runs them in that order.
+choice must beat the simple default by more than the noise (:func:`beats_default`).
+:mod:`audiogmm.selection.search` runs them in that order.
 """
 
 from __future__ import annotations
@@ -15,13 +17,14 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
-from .fusion import fuse_scores
+from ..models.fusion import fuse_scores
 
 __all__ = [
+    "Option",
     "beats_default",
     "choose_components",
     "choose_fusion",
@@ -32,6 +35,24 @@ __all__ = [
 ]
 
 logger = logging.getLogger(__name__)
+
+
+class Option(NamedTuple):
+    """One candidate of a rule.
+
+    Attributes
+    ----------
+    name : str
+        What the rule returns when it picks this option.
+    correct : int
+        Held-out clips it classified correctly.
+    complexity : float
+        Orders the options (smaller is simpler): K, a rank, a member count.
+    """
+
+    name: str
+    correct: int
+    complexity: float
 
 
 def within_one_se(
@@ -166,7 +187,7 @@ def search_down(cv: Any, name: str, grid: Sequence[int]) -> Any:
     Parameters
     ----------
     cv : callable
-        ``cv(name, ks)`` returns a :class:`~audiogmm.models.selection.ComponentSelection`.
+        ``cv(name, ks)`` returns a :class:`~audiogmm.selection.cv.ComponentSelection`.
     name : str
         Front end.
     grid : sequence of int
