@@ -16,7 +16,7 @@ import tempfile
 import threading
 import time
 
-__all__ = ["STALE_ANY_S", "STALE_DEAD_S", "atomic_write", "check_writable"]
+__all__ = ["STALE_ANY_S", "STALE_DEAD_S", "atomic_write", "check_writable", "clean_stale_temps"]
 
 _CLEANED: set[str] = set()
 _CLEANED_LOCK = threading.Lock()
@@ -51,7 +51,7 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
-def _clean_stale_temps(folder: str) -> None:
+def clean_stale_temps(folder: str) -> None:
     """Remove ``.tmp-*`` files left in ``folder`` by killed writers (once per folder and process).
 
     Only when its writer's pid (in its name) is dead and it is older than
@@ -83,21 +83,17 @@ def _clean_stale_temps(folder: str) -> None:
             continue  # vanished (another cleaner) or not ours to remove
 
 
-def atomic_write(
-    path: str | os.PathLike, write, *, mode: str = "wb", durable: bool = True
-) -> None:
+def atomic_write(path: str | os.PathLike, write, *, mode: str = "wb") -> None:
     """Call ``write(fileobj)`` on a temporary file next to ``path``, then rename it (atomic).
 
     Readers see the old file or the complete new one. A new file gets mode
-    ``0o666 & ~umask``; an overwritten file keeps its mode. ``durable=False`` skips the
-    fsync (a power loss may then tear the file): only for files whose reader verifies
-    them (the feature cache, where the fsync cost as much as the extraction).
+    ``0o666 & ~umask``; an overwritten file keeps its mode.
     """
     path = os.fspath(path)
     folder = os.path.dirname(os.path.abspath(path))
     try:
         os.makedirs(folder, exist_ok=True)
-        _clean_stale_temps(folder)
+        clean_stale_temps(folder)
         try:
             file_mode = stat.S_IMODE(os.stat(path).st_mode) & 0o777  # never set-id bits
         except FileNotFoundError:
@@ -112,8 +108,7 @@ def atomic_write(
         with os.fdopen(fd, mode) as f:
             write(f)
             f.flush()
-            if durable:
-                os.fsync(f.fileno())
+            os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException as e:
         try:
