@@ -362,3 +362,13 @@ def test_cli_k_is_the_ubm_size_of_ivector():
 
     assert params("--backend", "ivector") == {"n_components": 256}
     assert params("--backend", "ivector", "-k", "32") == {"n_components": 32}
+
+
+@pytest.mark.parametrize("kind", ["one clip per class", "all identical"])
+def test_cosine_back_end_of_a_degenerate_fold_is_finite(kind):
+    # auto's CV folds can hold one clip per class (no within-class scatter) or identical
+    # i-vectors; LDA and WCCN once overflowed there, and eigh stopped with "did not converge"
+    rng = np.random.default_rng(0)
+    Z = rng.normal(size=(4, 6)) if kind == "one clip per class" else np.ones((4, 6))
+    centre, P, means = iv.cosine_back_end(Z, ["a", "b", "c", "d"])
+    assert P.shape == (6, 3) and np.isfinite(P).all() and np.isfinite(means).all()

@@ -248,14 +248,18 @@ def lda(Z: np.ndarray, labels: Sequence[str], dim: int) -> np.ndarray:
         Generalised eigenvectors of ``S_b v = lambda S_w v`` (``S_w`` with a tiny ridge),
         by decreasing ``lambda``, scaled so that ``v' S_w v = 1``.
     """
-    from scipy.linalg import eigh
-
     Sw, means, counts = _within(Z, labels)
     centre = counts @ means / counts.sum()
     dm = means - centre
     Sb = (dm * counts[:, None]).T @ dm / counts.sum()
-    vals, vecs = eigh(Sb, _ridged(Sw))
-    return vecs[:, ::-1][:, :dim]
+    if not np.trace(Sw + Sb) > 0:  # every vector the same: no direction is better
+        return np.eye(Z.shape[1])[:, :dim]
+    # whiten S_w (ridged on the total scatter's scale: a small CV fold can have one clip per
+    # class, S_w = 0), then a standard symmetric problem
+    w, U = np.linalg.eigh(_ridged(Sw, Sw + Sb))
+    W = U / np.sqrt(w)  # W' S_w W = I
+    vals, V = np.linalg.eigh(W.T @ Sb @ W)
+    return (W @ V)[:, ::-1][:, :dim]
 
 
 def wccn(Y: np.ndarray, labels: Sequence[str]) -> np.ndarray:
@@ -271,7 +275,11 @@ def wccn(Y: np.ndarray, labels: Sequence[str]) -> np.ndarray:
     for c in classes:
         d = Y[y == c] - Y[y == c].mean(0)
         W += d.T @ d / len(d)
-    return np.linalg.cholesky(np.linalg.inv(_ridged(W / len(classes))))
+    W /= len(classes)
+    total = np.cov(Y.T, bias=True).reshape(P, P)
+    if not np.trace(total) > 0:
+        return np.eye(P)
+    return np.linalg.cholesky(np.linalg.inv(_ridged(W, total)))
 
 
 def _within(Z: np.ndarray, labels: Sequence[str]):
@@ -284,8 +292,11 @@ def _within(Z: np.ndarray, labels: Sequence[str]):
     return d.T @ d / len(Z), means, counts
 
 
-def _ridged(S: np.ndarray) -> np.ndarray:
-    return S + _RIDGE * max(float(np.trace(S)) / len(S), 1e-300) * np.eye(len(S))
+def _ridged(S: np.ndarray, total: np.ndarray) -> np.ndarray:
+    """``S`` plus a tiny ridge relative to its mean variance, or to ``total``'s (positive
+    trace) where ``S`` is (near) zero."""
+    scale = max(float(np.trace(S)), 1e-6 * float(np.trace(total)))
+    return S + _RIDGE * scale / len(S) * np.eye(len(S))
 
 
 def _unit(X: np.ndarray) -> np.ndarray:
