@@ -11,7 +11,7 @@ from audiogmm import DiagGMM, GMMClassifier
 from audiogmm.engine import LocalExecutor, one_blas_thread
 from audiogmm.mixture import ConvergenceMonitor, Params, em, kernels
 from audiogmm.mixture.monitor import StackedMonitor
-from audiogmm.mixture.mstep import MLMaximiser, StackedMaximiser
+from audiogmm.mixture.mstep import MLMaximiser
 from audiogmm.mixture.sources import ArraySource, StackedSource
 
 
@@ -125,7 +125,7 @@ def test_stacked_run_members_equal_their_own_runs():
     mon = StackedMonitor([ConvergenceMonitor(t, 20) for t in tols])
     res = em.run(
         StackedSource(Xs, mon.running), Params.stack(starts),
-        maximiser=StackedMaximiser(np.stack(floors), mon, 1e-3, 10.0), monitor=mon, chunk_size=64,
+        maximiser=MLMaximiser(np.stack(floors), 1e-3, 10.0, mon), monitor=mon, chunk_size=64,
     )  # fmt: skip
     assert len({r.n_iter for r in alone}) > 1 and any(r.events for r in alone)
     for a, b in zip(alone, em.unstack(res)):

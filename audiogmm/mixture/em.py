@@ -4,7 +4,7 @@
 initialisation and every class of a classifier differ only in the data source,
 the starting parameters, the maximiser, the monitor and the executor they pass.
 The loop also runs C mixtures of one K at once: a :class:`~.sources.StackedSource`,
-stacked :class:`Params`, a :class:`~.mstep.StackedMaximiser` and a
+stacked :class:`Params`, an :class:`~.mstep.MLMaximiser` with a
 :class:`~.monitor.StackedMonitor`; each member stops on its own and its result equals
 that of a run of its own (:func:`unstack`).
 """

@@ -18,7 +18,7 @@ from .checks import MAX_VAR_FLOOR_ABS, check_enough_frames, user_init, validate_
 from .estep import auto_chunk_size, compute_dtype
 from .init import init_kmeans, init_split
 from .monitor import ConvergenceMonitor, StackedMonitor
-from .mstep import MLMaximiser, StackedMaximiser, global_mean_var
+from .mstep import MLMaximiser, global_mean_var
 from .params import Params
 from .sources import StackedSource
 from .stats import Stats
@@ -125,9 +125,8 @@ def _one_round(models, sources, starts, ex, checkpoint) -> list[em.EMResult]:
                    range(len(models)))
         )  # fmt: skip
     monitor = StackedMonitor([_monitor(m, src) for m, src in zip(models, sources)])
-    maximiser = StackedMaximiser(
-        np.stack([m.var_floor_ for m in models]), monitor, first.min_weight, first.min_count
-    )
+    floors = np.stack([m.var_floor_ for m in models])
+    maximiser = MLMaximiser(floors, first.min_weight, first.min_count, monitor)
     res = em.run(
         StackedSource([src.X for src in sources], monitor.running), Params.stack([p for p, _ in inits]),
         maximiser=maximiser, monitor=monitor, executor=ex, chunk_size=frames_per_chunk(first),

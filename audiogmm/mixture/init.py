@@ -13,7 +13,7 @@ import numpy as np
 from ..engine import LocalExecutor, one_blas_thread
 from . import em
 from .monitor import ConvergenceMonitor, StackedMonitor
-from .mstep import Event, Maximiser, StackedMaximiser, split_component
+from .mstep import Event, Maximiser, MLMaximiser, split_component
 from .params import Params
 from .sources import StackedSource, drop_tol
 from .stats import Stats
@@ -135,7 +135,7 @@ def init_split(
         ])  # fmt: skip
         res = em.run(
             StackedSource(subs, monitor.running), Params.stack(members), monitor=monitor,
-            maximiser=StackedMaximiser(np.stack(floors), monitor, 0.0, None),
+            maximiser=MLMaximiser(np.stack(floors), 0.0, None, monitor),
             executor=executor, chunk_size=chunk_size,
         )  # fmt: skip
         members = [r.params for r in em.unstack(res)]

@@ -2,8 +2,8 @@
 
 A maximiser is a callable ``maximiser(stats, params) -> (new_params, events)``: it
 reads only the statistics (and the current parameters), keeps no state, and reports
-what it did as event dicts. :class:`MLMaximiser` is the ML one (a stack of one),
-:class:`StackedMaximiser` its stacked form; MAP adaptation is another (:mod:`.map`).
+what it did as event dicts. :class:`MLMaximiser` is the ML one (for one mixture or a
+stack); MAP adaptation is another (:mod:`.map`).
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from .params import Params
 from .stats import Stats, moments
 
 __all__ = [
-    "Maximiser", "MLMaximiser", "StackedMaximiser", "floor_weights", "global_mean_var",
+    "Maximiser", "MLMaximiser", "floor_weights", "global_mean_var",
     "maximise", "maximise_stack", "reseed", "split_component",
 ]  # fmt: skip
 
@@ -169,35 +169,29 @@ def maximise_stack(
 
 @dataclass(frozen=True)
 class MLMaximiser:
-    """ML M-step: absolute ``var_floor`` (n_dims,), ``min_weight`` floor, and re-seeding
-    below ``min_count`` (:func:`reseed`; None turns it off)."""
+    """THE ML M-step as a maximiser: absolute ``var_floor``, ``min_weight`` floor, and
+    re-seeding below ``min_count`` (:func:`reseed`; None turns it off).
+
+    For one mixture ``var_floor`` is (n_dims,). For a stack (statistics with a leading
+    axis) it is (n_members, n_dims) and ``monitor``, the run's StackedMonitor, says which
+    members still run (only those are updated) and numbers each member's events by its
+    own iteration.
+    """
 
     var_floor: np.ndarray
     min_weight: float = 0.0
     min_count: float | None = None
+    monitor: Any = None
 
     def __call__(self, stats: Stats, params: Params) -> tuple[Params, list[Event]]:
-        w, m, v, events = maximise_stack(
-            stats.n[None], stats.F[None], stats.S[None], stats.shift[None],
-            np.array([stats.n_frames]),
-            var_floor=np.broadcast_to(np.asarray(self.var_floor, dtype=np.float64), stats.shift.shape)[None],
-            min_weight=self.min_weight, min_count=self.min_count,
-        )  # fmt: skip
-        return Params(w[0], m[0], v[0]), events[0]
-
-
-@dataclass(frozen=True)
-class StackedMaximiser:
-    """:class:`MLMaximiser` for the running members of a stack, each with its ``var_floor``
-    row (n_members, n_dims); the ``monitor`` (a StackedMonitor) says which members run
-    and numbers each member's events by its own iteration."""
-
-    var_floor: np.ndarray
-    monitor: Any
-    min_weight: float = 0.0
-    min_count: float | None = None
-
-    def __call__(self, stats: Stats, params: Params) -> tuple[Params, list[Event]]:
+        if self.monitor is None:  # one mixture: a stack of one
+            floor = np.broadcast_to(np.asarray(self.var_floor, dtype=np.float64), stats.shift.shape)
+            w, m, v, events = maximise_stack(
+                stats.n[None], stats.F[None], stats.S[None], stats.shift[None],
+                np.array([stats.n_frames]), var_floor=floor[None],
+                min_weight=self.min_weight, min_count=self.min_count,
+            )  # fmt: skip
+            return Params(w[0], m[0], v[0]), events[0]
         out = params.copy()
         live = np.flatnonzero(self.monitor.running)
         w, m, v, evs = maximise_stack(
