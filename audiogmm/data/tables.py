@@ -19,7 +19,7 @@ from ..exceptions import DatasetError
 
 __all__ = [
     "MAX_LINE_BYTES", "is_pipe", "kaldi_labels", "kaldi_path", "kaldi_table", "listing",
-    "read_csv_rows", "read_kaldi_table", "refuse_pipe", "text_lines"
+    "read_csv_rows", "read_kaldi_table", "refuse_pipe", "text_lines", "wav_path"
 ]  # fmt: skip
 
 PathLike = Union[str, "os.PathLike[str]"]
@@ -200,6 +200,13 @@ def kaldi_path(base: str, value: str) -> str:
         return value
     cand = os.path.join(base, value)
     return cand if os.path.exists(cand) else os.path.abspath(value)
+
+
+def wav_path(scp: str, key: str, value: str) -> str:
+    """The audio file of a ``wav.scp`` entry (not a pipe); an archive entry is refused."""
+    if value.startswith("ark:") or ".ark:" in value:
+        raise DatasetError(f"{scp!r}: {key!r} points into an archive; unsupported")
+    return kaldi_path(os.path.dirname(scp), value)
 
 
 def is_pipe(value: str) -> bool:
