@@ -1,18 +1,15 @@
 """Kaldi data directories beyond ``wav.scp``: feature archives and segments.
 
-* ``feats.scp`` (+ ``utt2spk``): per-utterance feature matrices read from the
-  ``.ark`` files it points into, with no audio decoding. Reading and writing
-  archives needs ``kaldiio`` (``pip install 'audiogmm[kaldi]'``).
-* ``wav.scp`` + ``segments`` (+ ``utt2spk``): each segment's features, cut from its
-  recording (``<utt> <recording> <start_s> <end_s>``; an end of -1 means the end).
-* :func:`write_feats`: ``feats.ark`` + ``feats.scp`` (+ ``utt2spk``, ``spk2utt``)
-  that kaldiio and Kaldi's ``copy-feats`` read, and the :class:`FeatureConfig`
-  that made them in ``audiogmm_features.json``.
+* ``feats.scp`` (+ ``utt2spk``): feature matrices from the ``.ark`` files it points
+  into, no audio decoded (archives need ``pip install 'audiogmm[kaldi]'``).
+* ``wav.scp`` + ``segments`` (``<utt> <recording> <start_s> <end_s>``, end -1: the
+  end): each segment's features, cut from its recording.
+* :func:`write_feats`: ``feats.ark`` + ``feats.scp`` (+ ``utt2spk``, ``spk2utt``) for
+  kaldiio and ``copy-feats``, with the :class:`FeatureConfig` that made them.
 
-A piped entry (``cmd |``) runs a shell command written in a data file, so it is
-refused unless the caller passes ``allow_pipes=True``. Archive entries are read
-only when they hold a binary Kaldi matrix (``FM``, ``DM`` or compressed ``CM``):
-kaldiio would also unpickle a ``PKL`` entry, and nothing here ever unpickles.
+A piped entry (``cmd |``) runs a shell command written in a data file: refused unless
+``allow_pipes=True``. Only binary Kaldi matrices (``FM``, ``DM``, compressed ``CM``)
+are read: kaldiio would also unpickle a ``PKL`` entry, and nothing here unpickles.
 """
 
 from __future__ import annotations
