@@ -47,3 +47,12 @@ def test_info_still_refuses_what_is_no_model(tmp_path):
     (tmp_path / "x.npz").write_bytes(b"not a model")
     r = CliRunner().invoke(main, ["info", str(tmp_path / "x.npz")])
     assert r.exit_code == 1 and r.output.startswith("Error: ") and "x.npz" in r.output
+
+
+def test_info_escapes_a_diaggmm_file_name_as_for_a_classifier(tmp_path):
+    """One file is one line: a newline in a DiagGMM's name was printed raw."""
+    X = np.random.default_rng(0).normal(size=(200, 2))
+    path = tmp_path / "new\nline.npz"
+    save(DiagGMM(1, random_state=0).fit(X), path)
+    first = run(["info", path]).splitlines()[0]
+    assert first.startswith("file:") and first.endswith("new\\nline.npz")

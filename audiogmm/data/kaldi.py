@@ -1,18 +1,15 @@
 """Kaldi data directories beyond ``wav.scp``: feature archives and segments.
 
-* ``feats.scp`` (+ ``utt2spk``): per-utterance feature matrices read from the
-  ``.ark`` files it points into, with no audio decoding. Reading and writing
-  archives needs ``kaldiio`` (``pip install 'audiogmm[kaldi]'``).
-* ``wav.scp`` + ``segments`` (+ ``utt2spk``): each segment's features, cut from its
-  recording (``<utt> <recording> <start_s> <end_s>``; an end of -1 means the end).
-* :func:`write_feats`: ``feats.ark`` + ``feats.scp`` (+ ``utt2spk``, ``spk2utt``)
-  that kaldiio and Kaldi's ``copy-feats`` read, and the :class:`FeatureConfig`
-  that made them in ``audiogmm_features.json``.
+* ``feats.scp`` (+ ``utt2spk``): feature matrices from the ``.ark`` files it points
+  into, no audio decoded (archives need ``pip install 'audiogmm[kaldi]'``).
+* ``wav.scp`` + ``segments`` (``<utt> <recording> <start_s> <end_s>``, end -1: the
+  end): each segment's features, cut from its recording.
+* :func:`write_feats`: ``feats.ark`` + ``feats.scp`` (+ ``utt2spk``, ``spk2utt``) for
+  kaldiio and ``copy-feats``, with the :class:`FeatureConfig` that made them.
 
-A piped entry (``cmd |``) runs a shell command written in a data file, so it is
-refused unless the caller passes ``allow_pipes=True``. Archive entries are read
-only when they hold a binary Kaldi matrix (``FM``, ``DM`` or compressed ``CM``):
-kaldiio would also unpickle a ``PKL`` entry, and nothing here ever unpickles.
+A piped entry (``cmd |``) runs a shell command written in a data file: refused unless
+``allow_pipes=True``. Only binary Kaldi matrices (``FM``, ``DM``, compressed ``CM``)
+are read: kaldiio would also unpickle a ``PKL`` entry, and nothing here unpickles.
 """
 
 from __future__ import annotations
@@ -22,7 +19,6 @@ import logging
 import math
 import os
 import re
-import stat
 import subprocess
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -33,7 +29,8 @@ import numpy as np
 from ..exceptions import AudioError, DatasetError, FeatureError
 from ..features import FeatureConfig, extract
 from ..io.atomic import atomic_write
-from .tables import is_pipe, kaldi_labels, kaldi_path, kaldi_table, listing, refuse_pipe
+from ..io.container import open_regular
+from .tables import is_pipe, kaldi_labels, kaldi_path, kaldi_table, listing, refuse_pipe, wav_path
 
 __all__ = [
     "CONFIG_FILE", "Utterance", "is_kaldi_feats_dir", "needs_kaldi_reader", "read_feats",
@@ -120,10 +117,8 @@ def _read_matrix(kaldiio, fd, scp: str, key: str) -> np.ndarray:
 
 def _open_archive(scp: str, utt: str, ark: str):
     try:
-        if not stat.S_ISREG(os.stat(ark).st_mode):  # a FIFO would block open() forever
-            raise DatasetError(f"{scp!r}: entry {utt!r}: {ark!r} is not a regular file")
-        return open(ark, "rb")
-    except (OSError, ValueError) as e:
+        return open_regular(ark)  # never a FIFO, which would block forever
+    except ValueError as e:
         raise DatasetError(f"{scp!r}: entry {utt!r}: cannot open {ark!r} ({e})") from None
 
 
@@ -176,7 +171,7 @@ def read_feats(data_dir: PathLike, *, allow_pipes: bool = False) -> list[Utteran
     return out
 
 
-def _recording(scp: str, rec: str, value: str, allow_pipes: bool, base: str):
+def _recording(scp: str, rec: str, value: str, allow_pipes: bool):
     """(waveform float32 mono, sample rate) of one wav.scp entry."""
     import soundfile as sf
 
@@ -189,9 +184,7 @@ def _recording(scp: str, rec: str, value: str, allow_pipes: bool, base: str):
         except (sf.LibsndfileError, RuntimeError) as e:
             raise AudioError(f"{scp!r}: the output of {rec!r} is not audio ({e})") from None
         return y.mean(axis=1, dtype=np.float32), int(sr)
-    if value.startswith("ark:") or ".ark:" in value:
-        raise DatasetError(f"{scp!r}: recording {rec!r} points into an archive; unsupported")
-    path = kaldi_path(base, value)
+    path = wav_path(scp, rec, value)
     return load(path, sr=None), int(sf.info(path).samplerate)  # native rate: exact times
 
 
@@ -263,7 +256,7 @@ def read_segments(
     feats = {}
     for rec in sorted(by_rec):
         try:
-            y, sr = _recording(scp, rec, wav[rec], allow_pipes, base)
+            y, sr = _recording(scp, rec, wav[rec], allow_pipes)
         except AudioError as e:  # every segment of an unreadable recording is skipped
             bad.update({u: f"utterance {u!r} of recording {rec!r}: {e}" for u in by_rec[rec]})
             continue

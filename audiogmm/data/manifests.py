@@ -21,7 +21,7 @@ from typing import Literal, Optional, Union
 from ..audio import AUDIO_EXTENSIONS
 from ..exceptions import DatasetError, ParameterError
 from ..io.atomic import atomic_write
-from .tables import kaldi_labels, kaldi_path, kaldi_table, listing, read_csv_rows, refuse_pipe
+from .tables import kaldi_labels, kaldi_table, listing, read_csv_rows, refuse_pipe, wav_path
 
 __all__ = [
     "SPLIT_NAMES", "Record", "audio_files_under", "content_hash", "expand_paths", "read_csv",
@@ -210,9 +210,7 @@ def read_kaldi_dir(data_dir: PathLike) -> list[Record]:
     records = []
     for utt, value in wav:
         refuse_pipe(scp, utt, value)
-        if value.startswith("ark:") or ".ark:" in value:
-            raise DatasetError(f"{scp!r}: utterance {utt!r} points into an archive; unsupported")
-        records.append(Record(os.path.normpath(kaldi_path(base, value)), spk[utt]))
+        records.append(Record(os.path.normpath(wav_path(scp, utt, value)), spk[utt]))
     _check_unique_and_present(records, scp)
     return records
 

@@ -19,7 +19,7 @@ from ..exceptions import DatasetError
 
 __all__ = [
     "MAX_LINE_BYTES", "is_pipe", "kaldi_labels", "kaldi_path", "kaldi_table", "listing",
-    "read_csv_rows", "read_kaldi_table", "refuse_pipe", "text_lines"
+    "read_csv_rows", "refuse_pipe", "wav_path"
 ]  # fmt: skip
 
 PathLike = Union[str, "os.PathLike[str]"]
@@ -35,7 +35,7 @@ def listing(items: Sequence[str]) -> str:
     return shown + more
 
 
-def text_lines(path: str, what: str) -> Iterator[str]:
+def _text_lines(path: str, what: str) -> Iterator[str]:
     """The lines of a UTF-8 text file (BOM dropped); not a regular file, UTF-16, a NUL
     byte, another encoding or a line over :data:`MAX_LINE_BYTES` is refused by line."""
     try:
@@ -85,7 +85,7 @@ def read_csv_rows(
 ) -> tuple[list[str], Iterator[tuple[int, dict[str, str]]]]:
     """The one CSV reader of manifests and trials files: column names, and rows streamed.
 
-    Besides :func:`text_lines`' refusals, a field over :func:`csv.field_size_limit`, a
+    Besides :func:`_text_lines`' refusals, a field over :func:`csv.field_size_limit`, a
     repeated column name and non-empty cells beyond the header's columns are one
     :class:`~audiogmm.exceptions.DatasetError` naming the file and the line.
 
@@ -128,7 +128,7 @@ def _csv_rows(name: str, what: str) -> Iterator[tuple[int, list[str]]]:
 
     def counted() -> Iterator[str]:
         nonlocal n_lines
-        for n_lines, line in enumerate(text_lines(name, what), start=1):  # noqa: B007
+        for n_lines, line in enumerate(_text_lines(name, what), start=1):  # noqa: B007
             yield line
 
     reader = csv.reader(counted())
@@ -143,33 +143,26 @@ def _csv_rows(name: str, what: str) -> Iterator[tuple[int, list[str]]]:
             yield n_lines, row
 
 
-def read_kaldi_table(path: str) -> list[tuple[str, str]]:
-    """The ``(key, value)`` rows of a Kaldi table (``wav.scp``, ``utt2spk``, ...), blank lines skipped."""
-    rows = []
-    for lineno, line in enumerate(text_lines(path, "Kaldi table"), start=1):
-        line = line.strip()
-        if not line:
-            continue
-        parts = line.split(None, 1)
-        if len(parts) != 2:
-            raise DatasetError(f"{path!r} line {lineno}: expected '<key> <value>', got {line!r}")
-        rows.append((parts[0], parts[1].strip()))
-    return rows
-
-
 def kaldi_table(
     base: str, name: str, *, required: bool = True
 ) -> Optional[list[tuple[str, str]]]:
-    """The rows of the Kaldi table ``base/name``, refused when empty or with a repeated key.
-
-    None when the file is absent and not ``required``.
+    """The ``(key, value)`` rows of the Kaldi table ``base/name`` (``wav.scp``, ``utt2spk``,
+    ...), refused when empty or with a repeated key; None when absent and not ``required``.
     """
     path = os.path.join(base, name)
     if not os.path.isfile(path):
         if required:
             raise DatasetError(f"{base!r}: {name} is missing")
         return None
-    rows = read_kaldi_table(path)
+    rows = []
+    for lineno, line in enumerate(_text_lines(path, "Kaldi table"), start=1):
+        parts = line.strip().split(None, 1)
+        if len(parts) == 1:
+            raise DatasetError(
+                f"{path!r} line {lineno}: expected '<key> <value>', got {parts[0]!r}"
+            )
+        if parts:
+            rows.append((parts[0], parts[1].strip()))
     dups = sorted(k for k, c in Counter(k for k, _ in rows).items() if c > 1)
     if dups:
         raise DatasetError(f"{path!r}: duplicate id(s): {listing(dups)}")
@@ -200,6 +193,13 @@ def kaldi_path(base: str, value: str) -> str:
         return value
     cand = os.path.join(base, value)
     return cand if os.path.exists(cand) else os.path.abspath(value)
+
+
+def wav_path(scp: str, key: str, value: str) -> str:
+    """The audio file of a ``wav.scp`` entry (not a pipe); an archive entry is refused."""
+    if value.startswith("ark:") or ".ark:" in value:
+        raise DatasetError(f"{scp!r}: {key!r} points into an archive; unsupported")
+    return kaldi_path(os.path.dirname(scp), value)
 
 
 def is_pipe(value: str) -> bool:

@@ -148,23 +148,12 @@ class _Worker:
 
 
 class WorkerPool(Executor):
-    """A process pool that survives the death of its workers (see the module notes).
+    """A pool of up to ``n_workers`` processes (started on demand) that survives the death
+    of its workers (see the module notes). Tasks and their arguments must pickle."""
 
-    Parameters
-    ----------
-    n_workers : int >= 1
-        Most worker processes alive at once; started on demand.
-    context : multiprocessing context, optional
-        Default: ``forkserver`` with the front-end modules preloaded.
-
-    Notes
-    -----
-    Task functions and their arguments must pickle (top-level functions).
-    """
-
-    def __init__(self, n_workers: int, context: Any = None) -> None:
+    def __init__(self, n_workers: int) -> None:
         self._n = int(n_workers)
-        self._ctx = context or _context()
+        self._ctx = _context()
         self._pending: deque[_Task] = deque()
         self._workers: list[_Worker] = []
         self._lock = threading.Lock()
