@@ -1,7 +1,7 @@
 """I-vectors (Dehak et al. 2011) of one UBM, with LDA, WCCN and cosine scoring.
 
 Statistics: each clip's zeroth and first-order Baum-Welch statistics under the UBM
-(:func:`~audiogmm.models.supervector.clip_stats`, the E-step the ``gsv`` back end uses),
+(:func:`~audiogmm.models.embedding.clip_stats`, the E-step the ``gsv`` back end uses),
 centred on the UBM means and whitened by its standard deviations::
 
     n_uk = sum_t gamma_tk,    f_uk = sum_t gamma_tk (x_t - mu_k) / sigma_k     (D numbers)
@@ -45,7 +45,7 @@ from ..engine import LocalExecutor, one_blas_thread, resolve
 from ..exceptions import ParameterError
 from ..mixture import ConvergenceMonitor, DiagGMM
 from ..progress import Progress, reporter
-from .supervector import GSV_COMPONENTS, EmbeddingClassifier, clip_stats, held_out_calibration
+from .embedding import GSV_COMPONENTS, EmbeddingClassifier, clip_stats, held_out_calibration
 
 __all__ = [
     "IVectorClassifier", "cosine_back_end", "extract_ivectors", "lda", "train_tv", "tv_estep",
@@ -69,7 +69,7 @@ def whitened_stats(
     -------
     n : ndarray of shape (n_clips, K)
     f : ndarray of shape (n_clips, K * D)
-        ``F_uk / sigma_k`` (:func:`~audiogmm.models.supervector.clip_stats`), (k, d) order.
+        ``F_uk / sigma_k`` (:func:`~audiogmm.models.embedding.clip_stats`), (k, d) order.
     """
     n, F = clip_stats(clips, ubm, executor=executor)
     f = F / np.sqrt(ubm.params_.variances)
