@@ -220,6 +220,15 @@ def test_classifier_scores_are_the_calibrated_cosines_of_its_ivectors():
         clf.predict(clips, reject="sometimes")
 
 
+def test_progress_reports_the_classes_then_each_em_iteration():
+    clips, labels = _clips(n_per=3)
+    seen = []
+    IVectorClassifier(4, rank=2, n_iter=3).fit(clips, labels, progress=lambda *a: seen.append(a))
+    em = [a for a in seen if a[2] == "Training the i-vector extractor"]
+    assert em == [(i, 3, "Training the i-vector extractor") for i in (1, 2, 3)]
+    assert seen[-1] == em[-1]
+
+
 def test_rank_is_capped_by_the_data_and_parameters_are_checked():
     clips, labels = _clips(n_per=3)
     clf = IVectorClassifier(4, rank=100, n_iter=1).fit(clips, labels)
