@@ -4,42 +4,20 @@ from __future__ import annotations
 
 import json
 import shutil
-from pathlib import Path
 
 import numpy as np
 import pytest
-from click.testing import CliRunner
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from scipy.special import logsumexp
 
-from audiogmm.cli import main
 from audiogmm.data import extract_many
 from audiogmm.exceptions import ParameterError
-from audiogmm.mixture import DiagGMM
 from audiogmm.models import UNKNOWN, IVectorClassifier
 from audiogmm.models import ivector as iv
 from audiogmm.pipeline import load_model
 from audiogmm.scoring.calibration import cllr
 
-
-def _ubm(K=3, D=2, seed=0) -> DiagGMM:
-    rng = np.random.default_rng(seed)
-    return DiagGMM(K, max_iter=50, random_state=seed).fit(rng.normal(0, 2, (600, D)))
-
-
-def _direct_stats(X, ubm: DiagGMM):
-    """Zeroth and first-order statistics (about the UBM means) from responsibilities
-    computed here, the textbook way."""
-    w, mu, var = ubm.weights_, ubm.means_, ubm.variances_
-    logp = (
-        np.log(w)
-        - 0.5 * np.sum(np.log(2 * np.pi * var), 1)
-        - 0.5 * np.sum((X[:, None, :] - mu) ** 2 / var, 2)
-    )
-    gamma = np.exp(logp - logsumexp(logp, 1, keepdims=True))  # (T, K)
-    n = gamma.sum(0)
-    return n, gamma.T @ X - n[:, None] * mu  # (K,), (K, D)
+from .test_supervector import PICK, SPEAKERS, _clips, _direct_stats, _ubm, cli
 
 
 def _dense_reference(T_feat, Sigma, stats):
@@ -220,20 +198,10 @@ def test_cosine_scores_brute_force():
 # -- the classifier -------------------------------------------------------------------------
 
 
-def _clips(n_per=6, means=(0.0, 1.5, -1.5), T=150, D=2, seed=1):
-    rng = np.random.default_rng(seed)
-    clips, labels = [], []
-    for c, m in enumerate(means):
-        for _ in range(n_per):
-            clips.append(rng.normal(m, 1.0, (T, D)) + rng.normal(0, 0.2, D))
-            labels.append(f"c{c}")
-    return clips, labels
-
-
 def test_classifier_scores_are_the_calibrated_cosines_of_its_ivectors():
     clips, labels = _clips()
     clf = IVectorClassifier(4, rank=3, n_iter=4, n_jobs=1).fit(clips, labels)
-    assert clf.T_.shape == (8, 3) and len(clf.tv_history_) == 5
+    assert clf.T_.shape == (8, 3) and len(clf.tv_history_) == 5  # n_iter + 1 E-steps
     assert np.all(np.diff(clf.tv_history_) >= 0)
     n, f = iv.whitened_stats(clips, clf.ubm_)
     W = iv.extract_ivectors(clf.T_, n, f)
@@ -250,6 +218,15 @@ def test_classifier_scores_are_the_calibrated_cosines_of_its_ivectors():
     assert (clf.predict(clips, reject=1e9) == UNKNOWN).all()
     with pytest.raises(ParameterError, match="reject must be"):
         clf.predict(clips, reject="sometimes")
+
+
+def test_progress_reports_the_classes_then_each_em_iteration():
+    clips, labels = _clips(n_per=3)
+    seen = []
+    IVectorClassifier(4, rank=2, n_iter=3).fit(clips, labels, progress=lambda *a: seen.append(a))
+    em = [a for a in seen if a[2] == "Training the i-vector extractor"]
+    assert em == [(i, 3, "Training the i-vector extractor") for i in (1, 2, 3)]
+    assert seen[-1] == em[-1]
 
 
 def test_rank_is_capped_by_the_data_and_parameters_are_checked():
@@ -276,16 +253,6 @@ def test_save_load_roundtrip(tmp_path):
 
 
 # -- the command line -------------------------------------------------------------------------
-
-SPEAKERS = Path(__file__).resolve().parents[1] / "data_samples" / "speakers"
-PICK = ["ast_en", "ast_fr", "flite_slt", "flite_awb"]
-
-
-def cli(args, code=0):
-    r = CliRunner().invoke(main, [str(a) for a in args], catch_exceptions=False)
-    assert r.exit_code == code, r.output
-    return r
-
 
 @pytest.mark.parametrize("backend", ["ivector", "gsv"])
 def test_cli_train_evaluate_predict_verify_reject_info(backend, tmp_path):

@@ -29,8 +29,9 @@ def _ubm(K=3, D=2, seed=0) -> DiagGMM:
     return g
 
 
-def _direct_supervector(X, ubm: DiagGMM, r: float) -> np.ndarray:
-    """MAP means from responsibilities computed here, in float64, the textbook way."""
+def _direct_stats(X, ubm: DiagGMM):
+    """Zeroth and first-order statistics (about the UBM means) from responsibilities
+    computed here, in float64, the textbook way."""
     w, mu, var = ubm.weights_, ubm.means_, ubm.variances_
     logp = (
         np.log(w)
@@ -39,8 +40,14 @@ def _direct_supervector(X, ubm: DiagGMM, r: float) -> np.ndarray:
     )
     gamma = np.exp(logp - logsumexp(logp, 1, keepdims=True))  # (T, K)
     n = gamma.sum(0)
-    F = gamma.T @ X  # raw first order
-    new_mu = (F + r * mu) / (n + r)[:, None]  # alpha E[x] + (1 - alpha) mu
+    return n, gamma.T @ X - n[:, None] * mu  # (K,), (K, D)
+
+
+def _direct_supervector(X, ubm: DiagGMM, r: float) -> np.ndarray:
+    """MAP means from :func:`_direct_stats`: ``alpha E[x] + (1 - alpha) mu``."""
+    w, mu, var = ubm.weights_, ubm.means_, ubm.variances_
+    n, F = _direct_stats(X, ubm)
+    new_mu = (F + n[:, None] * mu + r * mu) / (n + r)[:, None]
     return (np.sqrt(w)[:, None] * (new_mu - mu) / np.sqrt(var)).ravel()
 
 
@@ -262,7 +269,7 @@ def test_cli_train_gsv_evaluate_predict_verify(tmp_path):
 
 
 def test_calibration_is_fitted_on_held_out_folds(monkeypatch):
-    from audiogmm.models import supervector
+    from audiogmm.models import embedding, supervector
 
     seen = []
 
@@ -270,7 +277,7 @@ def test_calibration_is_fitted_on_held_out_folds(monkeypatch):
         seen.append((np.asarray(y), np.asarray(s)))
         return 0.5, -1.0
 
-    monkeypatch.setattr(supervector, "fit_calibration", spy)
+    monkeypatch.setattr(embedding, "fit_calibration", spy)
     clips, labels = _clips(n_per=5)
     clf = GSVClassifier(4).fit(clips, labels)
     assert clf.calibration_ == (0.5, -1.0)
