@@ -228,6 +228,7 @@ def command(ctx, data, output, split, train_fraction, seed, preset, config_path,
             out = _train_audio(ctx, data, output, fit, config, tuning, cache_dir, jobs, strict,
                                dask_spec, calibrate)  # fmt: skip
     clf, unit, note = out.pop("classifier"), out.pop("unit", "file"), out.pop("note", "")
+    backend = (out.get("selection") or {}).get("backend", backend)  # auto may choose it
     report_training(clf, backend)
     out.update(model=os.path.abspath(output), labels=clf.labels_, n_components=clf.n_components,
                backend=backend, n_dims=clf.n_dims, timing=clf.timing_,
