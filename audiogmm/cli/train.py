@@ -294,7 +294,7 @@ def _train_audio(ctx, data, output, fit, config, tuning, cache_dir, jobs, strict
 def _calibrate(clf, res, records, fit, ex, seed) -> dict:
     """The held-out calibration block; a map model's ``--reject auto`` threshold from it."""
     from ..scoring.calibration import bayes_threshold
-    from ..selection.cv import calibrate_backend
+    from ..selection.backends import calibrate_backend
 
     clips, labels = res.labelled_clips(records)
     params = {k: v for k, v in fit.items() if k not in ("backend", "ubm", "random_state")}

@@ -18,7 +18,8 @@ from ..features import FeatureConfig
 from ..models import UBM_COMPONENTS
 from ..models.classifier import N_COMPONENTS
 from ..models.fusion import fit_fusion
-from .cv import backend_cv_scores, median_cap, supported_grid
+from .backends import backend_cv_scores
+from .cv import median_cap, supported_grid
 from .rules import (
     Option,
     beats_default,
@@ -235,7 +236,7 @@ def step_fusion(state: TuneState) -> None:
 def step_backend(state: TuneState) -> None:
     """Step 5: the other backends on the default front end, over one UBM per fold.
 
-    Each backend adapts from the fold's UBM (:func:`~.cv.backend_cv_scores`) and scores
+    Each backend adapts from the fold's UBM (:func:`~.backends.backend_cv_scores`) and scores
     the same held-out clips as step 2 (the same folds). It replaces the ml choice only
     when it beats both that choice and the default (K=16 on the first front end, at the
     same frame step) by :data:`BACKEND_SE` standard errors (:func:`beats_default`).
