@@ -219,7 +219,7 @@ def _clips(rng, centres, n_clips=4, n=150, D=3):
 @pytest.mark.filterwarnings("ignore::audiogmm.exceptions.ConvergenceWarning")
 @pytest.mark.filterwarnings("ignore:X has \\(near\\) zero variance:RuntimeWarning")
 def test_held_out_calibration_of_separable_or_identical_scores_warns_and_stays_finite():
-    from audiogmm.selection.cv import calibrate_backend
+    from audiogmm.selection.backends import calibrate_backend
 
     rng = np.random.default_rng(0)
     clips, labels = _clips(rng, [0.0, 2.0, -2.0])
@@ -270,6 +270,14 @@ def test_train_calibrate_makes_verify_scores_llrs_and_reject_auto_the_prior(tmp_
         for m in (m_raw, m_cal)
     )  # fmt: skip
     np.testing.assert_allclose(s_cal, a * s_raw + b, rtol=1e-9, atol=1e-9)
+    from audiogmm.exceptions import ModelFileError
+
+    from .test_model_file import tamper_header
+
+    for key, bad in (("slope", float("nan")), ("p_target", 1.0), ("n_target", -1)):
+        t = tamper_header(cal, tmp_path / "t.npz", lambda h, k=key, v=bad: h["calibration"].__setitem__(k, v))
+        with pytest.raises(ModelFileError, match=f"calibration.{key}"):
+            load_model(t)
     r = run.invoke(main, ["train", str(data), "--calibrate", "-o", str(tmp_path / "x.npz")])
     assert r.exit_code == 2 and "--calibrate applies to --backend map" in r.output
     r = run.invoke(main, ["train", str(data), "--backend", "map", "--calibrate", "--reject-far",

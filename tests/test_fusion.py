@@ -125,8 +125,12 @@ def test_fused_file_with_one_bad_file_skips_it_once(fused_file, tmp_path):
         (lambda h: h.__setitem__("feature_config", h["feature_configs"][0]), "feature_config"),
         (lambda h: h["members"][1].__setitem__("n_components", 3), "n_components"),
         (lambda h: h["members"][0].__setitem__("colour", 1), "unknown field"),
+        (lambda h: h.__setitem__("fusion_weights", [1.0]), "one finite weight per member"),
+        (lambda h: h.__setitem__("fusion_weights", [1.0, 1e9]), "fusion_weights"),
+        (lambda h: h.__setitem__("fusion_weights", [1.0, "x"]), "fusion_weights"),
     ],
-    ids=["one-member", "one-config", "swapped-configs", "both-config-keys", "bad-k", "unknown"],
+    ids=["one-member", "one-config", "swapped-configs", "both-config-keys", "bad-k", "unknown",
+         "weights-count", "weights-range", "weights-type"],
 )
 def test_tampered_fused_files_are_refused_with_the_file_named(fused_file, tmp_path, mutate, match):
     path = tamper_header(fused_file[0], tmp_path / "t.npz", mutate)

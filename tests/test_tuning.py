@@ -554,3 +554,35 @@ def test_auto_keeps_the_default_k_when_only_the_cv_folds_cannot_fit_it(sound_dat
     res = tune(records, preset="auto", components="auto", grid=(2, k_default), options=None,
                n_jobs=1)  # fmt: skip
     assert [row for row in res.table if row["stage"] == "components"]
+
+
+def test_auto_chooses_a_backend_only_beyond_the_noise_and_calibrates_it(tmp_path, monkeypatch):
+    # issue 22 item 5: auto also chooses the backend; the default stays unless beaten
+    from audiogmm.models import UBMClassifier
+
+    data = ROOT / "data_samples" / "speakers"
+    records = read_manifest(data)
+    res = tune(records, backends=("map",), options=None, n_jobs=1)
+    rows = [r for r in res.table if r["stage"] == "backend"]
+    assert [r["front_end"] for r in rows] == ["map"] and rows[0]["n"] == len(records)
+    ml = max(r["correct"] for r in res.table if r["stage"] != "backend")
+    # on these 72 clips map is right on at most 2 more than ml: noise, ml is kept
+    assert rows[0]["correct"] - ml <= 2 and res.backend == "ml" and not rows[0]["chosen"]
+    monkeypatch.setattr(steps, "BACKEND_SE", 0.0)  # any win of more than a clip
+    monkeypatch.setattr(steps, "N_COMPONENTS", 2)  # a weak default to beat
+    res = tune(records, preset="general", components="auto", grid=(2,), backends=("map",),
+               options=None, n_jobs=1)  # fmt: skip
+    assert res.backend == "map" and res.to_header()["backend"] == "map"
+    assert [r["chosen"] for r in res.table if r["stage"] == "backend"] == [True]
+    # through the CLI: force the backend, then the model is that backend's, calibrated
+    monkeypatch.setattr(steps, "beats_default", lambda options, default, n, n_se: "map")
+    out = tmp_path / "m.npz"
+    r = run(["-q", "train", data, "--preset", "auto", "--components", "auto", "-o", out,
+             "-j", "1", "--json"])  # fmt: skip
+    sel = json.loads(r.output)["selection"]
+    bundle = load_model(out)
+    assert sel["backend"] == "map" and isinstance(bundle.classifier, UBMClassifier)
+    assert bundle.header["calibration"]["slope"] > 0  # auto implies --calibrate
+    text = run(["info", out]).output
+    assert "backend:       map" in text and "Bayes threshold of the calibrated LLR" in text
+    assert " SE " in text and "backend map" in text  # the selection table and the choice

@@ -124,8 +124,9 @@ def command(model, as_json):
     if "map" in out:
         m = out["map"]
         thr = ("none (predict --reject needs a number)" if m["threshold"] is None
-               else f"{m['threshold']:.4f} per-frame LLR (--reject auto, target false accept "
-               f"{m['reject_far']:g})")  # fmt: skip
+               else f"{m['threshold']:.4f} per-frame LLR (--reject auto, " + (
+                   "Bayes threshold of the calibrated LLR" if m["reject_far"] is None
+                   else f"target false accept {m['reject_far']:g}") + ")")  # fmt: skip
         click.echo(
             f"backend:       map (GMM-UBM): a UBM of {m['ubm_components']} diagonal components "
             f"x {dims_text(out['n_dims'])} dims, classes MAP-adapted ({_ADAPT[m['adapt']]}, "

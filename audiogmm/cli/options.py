@@ -382,20 +382,23 @@ def format_selection(sel: dict[str, Any]) -> str:
     lines = [
         f"model selection: {sel['n_folds']}-fold CV by clip on the training files "
         f"(EM <= {sel['cv_max_iter']} iterations per fit, {sel['seconds']:.1f} s)",
-        f"  {'stage':<11} {'front end':<{w}} {'components':<10} {'accuracy':>8}  "
+        f"  {'stage':<11} {'front end':<{w}} {'components':<10} {'accuracy':>8} {'SE':>6}  "
         f"{'95% Wilson':<15} {'clips':>9}",
     ]
     for fe, comp, r in rows:
         mark = " *" if r.get("chosen") else ""
+        p, n = r["accuracy"], max(1, r["n"])
+        se = (p * (1 - p) / n) ** 0.5 if 0 <= p <= 1 else float("nan")  # binomial
         lines.append(
-            f"  {escape_name(r['stage'])[:11]:<11} {fe:<{w}} {comp:<10} {r['accuracy']:>8.3f}  "
+            f"  {escape_name(r['stage'])[:11]:<11} {fe:<{w}} {comp:<10} {p:>8.3f} {se:>6.3f}  "
             f"[{r['ci_low']:.3f}, {r['ci_high']:.3f}] {r['correct']:>4}/{r['n']:<4}{mark}"
         )
     ks = sorted(set(sel["n_components"].values()))
     k_text = str(ks[0]) if len(ks) == 1 else f"{ks[0]}-{ks[-1]} per class"
+    backend = sel.get("backend", "ml")
     lines.append(
         f"chosen: front end {escape_name(sel['front_end'])}, components "
         f"{escape_name(sel['components_rule'])} "
-        f"(K = {k_text})"
+        f"(K = {k_text})" + ("" if backend == "ml" else f", backend {escape_name(backend)}")
     )
     return "\n".join(lines)

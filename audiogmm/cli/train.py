@@ -233,6 +233,7 @@ def command(ctx, data, output, split, train_fraction, seed, preset, config_path,
             out = _train_audio(ctx, data, output, fit, config, tuning, cache_dir, jobs, strict,
                                dask_spec, calibrate)  # fmt: skip
     clf, unit, note = out.pop("classifier"), out.pop("unit", "file"), out.pop("note", "")
+    backend = (out.get("selection") or {}).get("backend", backend)  # auto may choose it
     report_training(clf, backend)
     out.update(model=os.path.abspath(output), labels=clf.labels_, n_components=clf.n_components,
                backend=backend, n_dims=clf.n_dims, timing=clf.timing_,
@@ -298,7 +299,7 @@ def _train_audio(ctx, data, output, fit, config, tuning, cache_dir, jobs, strict
 def _calibrate(clf, res, records, fit, ex, seed) -> dict:
     """The held-out calibration block; a map model's ``--reject auto`` threshold from it."""
     from ..scoring.calibration import bayes_threshold
-    from ..selection.cv import calibrate_backend
+    from ..selection.backends import calibrate_backend
 
     clips, labels = res.labelled_clips(records)
     params = {k: v for k, v in fit.items() if k not in ("backend", "ubm", "random_state")}

@@ -29,6 +29,7 @@ from ..engine import LocalExecutor
 from ..exceptions import ParameterError
 from ..io.tables import MAX_MEMBERS
 from ..mixture import log_softmax
+from ..scoring.calibration import newton_minimise
 from .classifier import GMMClassifier
 from .supervector import log_odds
 
@@ -114,22 +115,7 @@ def fit_fusion(
         H = np.einsum("nl,nlm,nlk->mk", P, X, X) / N - EX.T @ EX / N + FUSION_RIDGE * np.eye(M)
         return f, g, H
 
-    f, g, H = loss(a)
-    for _ in range(100):  # convex: Newton with backtracking converges in a few steps
-        step = np.linalg.solve(H, g)
-        t = 1.0
-        while t > 1e-10:
-            new = a - t * step
-            f_new, g_new, H_new = loss(new)
-            if f_new <= f:
-                break
-            t /= 2
-        else:
-            break
-        done = f - f_new <= 1e-12 * max(1.0, abs(f))
-        a, f, g, H = new, f_new, g_new, H_new
-        if done:
-            break
+    a = newton_minimise(loss, a)
     return [float(v) for v in a]
 
 

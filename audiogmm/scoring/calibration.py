@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import math
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 
@@ -37,6 +37,7 @@ __all__ = [
     "cllr",
     "fit_calibration",
     "min_cllr",
+    "newton_minimise",
     "pav",
 ]
 
@@ -214,34 +215,58 @@ def fit_calibration(
     off = _logit(p_target)
     X = np.stack([z, np.ones_like(z)], axis=1)
 
-    def loss(theta: np.ndarray) -> float:
+    def loss(theta: np.ndarray) -> tuple[float, np.ndarray, np.ndarray]:
         m = X @ theta + off
-        return float(w @ np.where(y == 1, np.logaddexp(0, -m), np.logaddexp(0, m))) + (
-            0.5 * _RIDGE * theta[0] ** 2
-        )
-
-    theta = np.zeros(2)
-    f = loss(theta)
-    for _ in range(200):
-        q = 1.0 / (1.0 + np.exp(-(X @ theta + off)))  # posterior of target
+        q = 1.0 / (1.0 + np.exp(-m))  # posterior of target
+        f = float(w @ np.where(y == 1, np.logaddexp(0, -m), np.logaddexp(0, m)))
         g = X.T @ (w * (q - y)) + np.array([_RIDGE * theta[0], 0.0])
         H = (X * (w * q * (1 - q))[:, None]).T @ X + np.diag([_RIDGE, 1e-12])
+        return f + 0.5 * _RIDGE * theta[0] ** 2, g, H
+
+    theta = newton_minimise(loss, np.zeros(2))
+    a = theta[0] / sd
+    return float(a), float(theta[1] - a * mu)
+
+
+def newton_minimise(
+    fun: Callable[[np.ndarray], tuple[float, np.ndarray, np.ndarray]],
+    x0: np.ndarray,
+    *,
+    max_iter: int = 200,
+) -> np.ndarray:
+    """Minimise a smooth convex function by Newton's method with backtracking.
+
+    Parameters
+    ----------
+    fun : callable
+        ``fun(x)`` returns the value, gradient (n,) and Hessian (n, n) at ``x``; the
+        Hessian must be positive definite (a ridge makes it so).
+    x0 : ndarray of shape (n,)
+    max_iter : int
+
+    Returns
+    -------
+    ndarray of shape (n,)
+        Where no step lowers the value by more than 1e-14 of it (never uphill).
+    """
+    x = np.asarray(x0, dtype=np.float64)
+    f, g, H = fun(x)
+    for _ in range(max_iter):
         step = np.linalg.solve(H, g)
         t = 1.0
         while t > 1e-10:  # backtracking: Newton on a convex loss, never uphill
-            new = theta - t * step
-            f_new = loss(new)
+            new = x - t * step
+            f_new, g_new, H_new = fun(new)
             if f_new <= f:
                 break
             t /= 2
         else:
             break
         done = f - f_new <= 1e-14 * max(1.0, abs(f))
-        theta, f = new, f_new
+        x, f, g, H = new, f_new, g_new, H_new
         if done:
             break
-    a = theta[0] / sd
-    return float(a), float(theta[1] - a * mu)
+    return x
 
 
 def apply_calibration(scores: Sequence[float] | np.ndarray, a: float, b: float) -> np.ndarray:

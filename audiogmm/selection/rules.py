@@ -92,7 +92,9 @@ def one_standard_error(options: Sequence[tuple[str, int, float]], n: int) -> str
     return min((k, name) for name, _, k in within_one_se(options, n))[1]
 
 
-def beats_default(options: Sequence[tuple[str, int, float]], default: str, n: int) -> str:
+def beats_default(
+    options: Sequence[tuple[str, int, float]], default: str, n: int, *, n_se: float = 1.0
+) -> str:
     """``default``, unless another option beats it by more than the noise; then the best.
 
     Parameters
@@ -103,6 +105,9 @@ def beats_default(options: Sequence[tuple[str, int, float]], default: str, n: in
         The name of the simple choice (today's default), one of ``options``.
     n : int
         Clips scored.
+    n_se : float > 0
+        Standard errors an option must win by (2 for another backend, see
+        :func:`~audiogmm.selection.steps.step_backend`).
 
     Never choose on noise: a more complex choice (a bigger K, a fusion, another backend)
     must be right on more clips than the default by more than one binomial standard
@@ -113,7 +118,7 @@ def beats_default(options: Sequence[tuple[str, int, float]], default: str, n: in
     """
     base = next(o for o in options if o[0] == default)[1]
     p = base / n
-    margin = math.sqrt(p * (1 - p) * n) + 1.0
+    margin = n_se * math.sqrt(p * (1 - p) * n) + 1.0
     better = [o for o in options if o[1] - base > margin]
     if not better:
         return default

@@ -17,9 +17,10 @@ ones chose and adding its rows to the table:
    members' weights are then fitted by logistic regression on their held-out scores
    (:func:`~audiogmm.models.fusion.fit_fusion`).
 5. :func:`step_backend` (``backends``): the other backends of
-   :data:`~audiogmm.models.BACKENDS` (``map``, ``gsv``, ...) on the default front end, at
-   their default sizes, scored on the same held-out clips; one is chosen only when it
-   beats step 2-4's choice by more than the noise (:func:`~.rules.beats_default`).
+   :data:`~audiogmm.models.BACKENDS` (``map``, and any new one; ``gsv`` only when asked,
+   :data:`~.state.COSTLY_BACKENDS`) on the default front end over a UBM of 64 per fold,
+   scored on the same held-out clips; one is chosen only when it beats step 2-4's choice
+   and the default by two standard errors (:data:`~.steps.BACKEND_SE`).
 
 Folds hold out whole clips, never frames, and only the training files are ever read.
 Fits inside the cross-validation stop after :data:`CV_MAX_ITER` EM iterations and use
@@ -48,6 +49,7 @@ from ..models import BACKENDS, UBM_COMPONENTS, FusedClassifier, GMMClassifier
 from .cv import COMPONENT_GRID, fit_mixed
 from .state import (
     BACKEND_EXTRAS,
+    COSTLY_BACKENDS,
     CV_MAX_ITER,
     N_FOLDS,
     Components,
@@ -72,10 +74,14 @@ def _check_components(components: Components) -> None:
 
 
 def _available_backends() -> tuple[str, ...]:
+    """The backends ``auto`` tries: all but ``ml`` whose extra is installed, not costly ones."""
     out = []
     for b in BACKENDS:
         extra = BACKEND_EXTRAS.get(b)
         if b == "ml":
+            continue
+        if b in COSTLY_BACKENDS:
+            logger.info("backend %s not tried: %s", b, COSTLY_BACKENDS[b])
             continue
         if extra and importlib.util.find_spec(extra) is None:
             logger.warning("backend %s left out of the search: it needs %s (pip install "
@@ -122,9 +128,10 @@ def tune(
         Cache folder, workers, progress, strictness for the extractions.
     executor : LocalExecutor, optional
     backends : sequence of str, "auto" or None
-        Other backends to try (step 5). None: all of :data:`~audiogmm.models.BACKENDS`
-        whose extra is installed when both ``preset`` and ``components`` are ``"auto"``,
-        none otherwise; ``"auto"``: all available; ``()``: none.
+        Other backends to try (step 5). None: ``"auto"`` when both ``preset`` and
+        ``components`` are ``"auto"``, none otherwise; ``"auto"``: every backend of
+        :data:`~audiogmm.models.BACKENDS` whose extra is installed, except
+        :data:`~.state.COSTLY_BACKENDS`; ``()``: none.
     **classifier_params
         Other classifier parameters for the fits (``init``, ``tol``, ...).
 
