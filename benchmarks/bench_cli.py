@@ -115,6 +115,10 @@ def options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-cold", action="store_true", help="skip the cold runs")
     p.add_argument("--large-only", action="store_true", help="only the development corpus")
     p.add_argument(
+        "--only", default="", metavar="NAMES",
+        help="comma-separated parts of data set names to keep, e.g. realsounds,speakers8k",
+    )  # fmt: skip
+    p.add_argument(
         "--ref-warmup", action="store_true",
         help="an untimed run of each reference script too, not only of audiogmm (whose "
         "run puts the files in the OS cache for all sides)",
@@ -137,7 +141,8 @@ def datasets(args) -> list[Dataset]:
     large, msg = devcorpus_datasets()
     if msg:
         print(msg, flush=True)
-    return out + large
+    keep = [k for k in args.only.split(",") if k]
+    return [d for d in out + large if not keep or any(k in d.name for k in keep)]
 
 
 #: The reference scripts' front ends (benchmarks/reference/sklearn_gmm.py --frontend)
