@@ -209,7 +209,7 @@ def _atomic_write_bytes(dst: str, data: bytes) -> None:
 class _Packs:
     """The records of one config's cache folder: an index of every pack, and this run's pack.
 
-    Reading scans the record headers of every ``*.pack`` file (one ``pread`` each) and
+    Reading scans the record headers of every ``*.pack`` file (one read each) and
     stops at the first that is not whole (the tail of a killed or failed writer); a
     record's digest, shape, dtype and finiteness are checked when it is read. Writing
     appends one record per ``os.write`` to a new pack of this run, created with
@@ -235,10 +235,10 @@ class _Packs:
     def _scan(self, path: str) -> None:
         try:
             with open(path, "rb", buffering=0) as f:
-                fd = f.fileno()
-                size, off = os.fstat(fd).st_size, 0
+                size, off = os.fstat(f.fileno()).st_size, 0
                 while off + _HEADER.size + _DIGEST_BYTES <= size:
-                    magic, key, n = _HEADER.unpack(os.pread(fd, _HEADER.size, off))
+                    f.seek(off)
+                    magic, key, n = _HEADER.unpack(f.read(_HEADER.size))
                     end = off + _HEADER.size + n + _DIGEST_BYTES
                     if magic != _MAGIC or n > self.max_body or end > size:
                         break  # a torn tail, or not a record: nothing after it is trusted
@@ -259,7 +259,8 @@ class _Packs:
         where = f"{path} at byte {off}"
         try:
             with open(path, "rb", buffering=0) as f:
-                data = memoryview(os.pread(f.fileno(), _HEADER.size + n + _DIGEST_BYTES, off))
+                f.seek(off)
+                data = memoryview(f.read(_HEADER.size + n + _DIGEST_BYTES))
             signed, digest = data[:-_DIGEST_BYTES], data[-_DIGEST_BYTES:]
             if len(data) != _HEADER.size + n + _DIGEST_BYTES or _digest(signed) != digest:
                 raise ValueError("digest mismatch: torn or altered")
