@@ -58,6 +58,8 @@ Run::
     python benchmarks/bench_cli.py --quick          # small data, 1 repeat
     python benchmarks/bench_cli.py --no-cold        # all sizes, 3 repeats, warm only
     python benchmarks/bench_cli.py --audiogmm-args "-j 1" --data spk=data_samples/speakers
+    python benchmarks/bench_cli.py --no-cold --frontends librosa --only realsounds  # one set,
+        # the faster script only (the speech script was the slower on every development set)
 """
 
 from __future__ import annotations
@@ -94,6 +96,10 @@ COLD_MODES = {
 }
 
 
+#: The reference scripts' front ends (benchmarks/reference/sklearn_gmm.py --frontend)
+FRONTENDS = ("librosa", "speech")
+
+
 def options(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--cold-repeats", type=int, default=None, help="timed cold repeats [default: --repeats]"
@@ -114,6 +120,15 @@ def options(p: argparse.ArgumentParser) -> None:
     )  # fmt: skip
     p.add_argument("--no-cold", action="store_true", help="skip the cold runs")
     p.add_argument("--large-only", action="store_true", help="only the development corpus")
+    p.add_argument(
+        "--frontends", default=",".join(FRONTENDS), metavar="NAMES",
+        help="the reference scripts to run (their --frontend), comma-separated "
+        "[default: %(default)s]",
+    )  # fmt: skip
+    p.add_argument(
+        "--only", default="", metavar="NAMES",
+        help="comma-separated parts of data set names to keep, e.g. realsounds,speakers8k",
+    )  # fmt: skip
     p.add_argument(
         "--ref-warmup", action="store_true",
         help="an untimed run of each reference script too, not only of audiogmm (whose "
@@ -137,11 +152,8 @@ def datasets(args) -> list[Dataset]:
     large, msg = devcorpus_datasets()
     if msg:
         print(msg, flush=True)
-    return out + large
-
-
-#: The reference scripts' front ends (benchmarks/reference/sklearn_gmm.py --frontend)
-FRONTENDS = ("librosa", "speech")
+    keep = [k for k in args.only.split(",") if k]
+    return [d for d in out + large if not keep or any(k in d.name for k in keep)]
 
 
 def run_audiogmm(ds: Dataset, model: str, extra: list[str], env) -> dict[str, Any]:
@@ -212,7 +224,10 @@ def bench_dataset(ds: Dataset, args, tmp: str) -> dict[str, Any]:
     model = os.path.join(tmp, ds.name + ".npz")
     modes = list(COLD_MODES) if args.cold_split else ["cold"]
     sides = {"ours": lambda env: run_audiogmm(ds, model, extra, env)}
-    for fe in FRONTENDS:
+    frontends = [fe for fe in args.frontends.split(",") if fe]
+    if not frontends or set(frontends) - set(FRONTENDS):
+        raise SystemExit(f"--frontends: expected names among {FRONTENDS}, got {args.frontends!r}")
+    for fe in frontends:
         sides["ref_" + fe] = lambda env, fe=fe: run_reference(ds, env, fe)
     t = {(side, mode): [] for side in sides for mode in ["warm", *COLD_MODES]}
     cpu = {(side, mode): [] for side in sides for mode in ["warm", *COLD_MODES]}
@@ -264,7 +279,7 @@ def bench_dataset(ds: Dataset, args, tmp: str) -> dict[str, Any]:
         "ref_accuracy": rnd(last[fast, "warm"]["accuracy"]),
         "audiogmm_args": args.audiogmm_args, "repeats": repeats, "cold_repeats": cold_repeats,
     }  # fmt: skip
-    for fe in FRONTENDS:
+    for fe in frontends:
         row[f"ref_{fe}_s"] = rnd(med("ref_" + fe, "warm"))
         row[f"ref_{fe}_cpu_s"] = rnd(med("ref_" + fe, "warm", "cpu_s"))
         row[f"ref_{fe}_accuracy"] = rnd(last["ref_" + fe, "warm"]["accuracy"])

@@ -8,6 +8,7 @@ import os
 import resource
 import shutil
 import signal
+import struct
 import subprocess
 import sys
 import time
@@ -18,7 +19,14 @@ import pytest
 import soundfile as sf
 
 from audiogmm.data import Record, read_manifest
-from audiogmm.data.cache import ExtractionResult, RunOptions, Skipped, cache_path, extract_many
+from audiogmm.data.cache import (
+    PACK_SUFFIX,
+    ExtractionResult,
+    RunOptions,
+    Skipped,
+    cache_key,
+    extract_many,
+)
 from audiogmm.engine import LocalExecutor
 from audiogmm.exceptions import AudioError, FeatureError, ParameterError
 from audiogmm.features import PRESETS, extract
@@ -48,6 +56,24 @@ def clips(tmp_path):
         sf.write(p, speech_like(16000, 0.6, seed=i), 16000)
         paths.append(str(p))
     return paths
+
+
+#: A cache record's header: magic, key (raw SHA-256), body length; the 16-byte digest follows.
+_HEADER = struct.Struct("<4s32sQ")
+
+
+def records(cfg_dir: Path) -> dict[str, list[tuple[Path, int, int]]]:
+    """key -> (pack, offset, body length) of each whole record in a config's cache folder."""
+    out: dict[str, list[tuple[Path, int, int]]] = {}
+    for pack in sorted(cfg_dir.glob("*" + PACK_SUFFIX)):
+        data, off = pack.read_bytes(), 0
+        while off + _HEADER.size + 16 <= len(data):
+            magic, key, n = _HEADER.unpack_from(data, off)
+            if magic != b"AGF1" or off + _HEADER.size + n + 16 > len(data):
+                break
+            out.setdefault(key.hex(), []).append((pack, off, n))
+            off += _HEADER.size + n + 16
+    return out
 
 
 def read_skipped(path: Path) -> dict[str, str]:
@@ -84,9 +110,7 @@ def test_strict_raises_the_files_error(suite, clips, n_jobs):
         run_batch([suite["silence.wav"].path], config=PRESETS["speech"], n_jobs=n_jobs,
                   strict=True)  # fmt: skip
     with pytest.raises(AudioError, match="not found"):
-        run_batch(
-            [suite["missing.wav"].path], cache_dir=Path(clips[0]).parent / "c", strict=True
-        )
+        run_batch([suite["missing.wav"].path], cache_dir=Path(clips[0]).parent / "c", strict=True)
 
 
 def test_keep_all_frames_rescues_silence(suite):
@@ -128,9 +152,11 @@ def test_cache_counts(clips, tmp_path):
     assert sorted(os.listdir(cache)) == sorted([cfg.content_hash(), other.content_hash()])
     cfg_dir = cache / cfg.content_hash()
     assert (cfg_dir / "config.json").read_text().startswith("{")
-    # 6 current entries + 1 stale one for the touched file; no temp files left behind
-    assert len([f for f in os.listdir(cfg_dir) if f.endswith(".npy")]) == 7
-    assert not [f for f in os.listdir(cfg_dir) if f.startswith(".tmp")]
+    # 6 current entries + 1 stale one for the touched file, in the packs of the two runs
+    # that wrote any; no temp files left behind
+    assert sum(len(v) for v in records(cfg_dir).values()) == 7
+    assert len(list(cfg_dir.glob("*" + PACK_SUFFIX))) == 2
+    assert not [f for f in os.listdir(cfg_dir) if f.startswith(".")]
 
 
 def test_changed_content_same_mtime_size_is_keyed_by_mtime(clips, tmp_path):
@@ -142,29 +168,71 @@ def test_changed_content_same_mtime_size_is_keyed_by_mtime(clips, tmp_path):
     np.testing.assert_array_equal(res.features[clips[0]], extract(clips[0]))
 
 
+def _record_of(cache: Path, clip: str, cfg) -> tuple[Path, int, int]:
+    (rec,) = records(cache / cfg.content_hash())[cache_key(clip, cfg)]
+    return rec
+
+
+def _forged(arr: np.ndarray, key: str) -> bytes:
+    """A record with a valid digest around any .npy bytes (even a pickled object array)."""
+    import hashlib
+    import io
+
+    buf = io.BytesIO()
+    np.save(buf, arr, allow_pickle=True)
+    head = _HEADER.pack(b"AGF1", bytes.fromhex(key), len(buf.getvalue()))
+    return head + buf.getvalue() + hashlib.sha256(head + buf.getvalue()).digest()[:16]
+
+
 @pytest.mark.parametrize(
-    "corrupt",
+    "forged",
     [
-        lambda p: Path(p).write_bytes(b"garbage"),
-        lambda p: Path(p).write_bytes(Path(p).read_bytes()[:100]),
-        lambda p: np.save(p, np.zeros((3, 7), np.float32)),
-        lambda p: np.save(p, np.zeros((3, 60), np.float64)),
-        lambda p: np.save(p, np.full((3, 60), np.nan, np.float32)),
-        lambda p: np.save(p, np.array([{"a": 1}], dtype=object), allow_pickle=True),
+        np.zeros((3, 7), np.float32),
+        np.zeros((3, 60), np.float64),
+        np.full((3, 60), np.nan, np.float32),
+        np.zeros((0, 60), np.float32),
+        np.array([{"a": 1}], dtype=object),
     ],
 )
-def test_corrupt_cache_entry_is_recomputed(clips, tmp_path, corrupt):
+def test_invalid_cache_entry_is_recomputed(clips, tmp_path, forged):
+    """A record whose digest is right but whose array is not features of this config."""
     cache = tmp_path / "cache"
     cfg = PRESETS["speech"]
     ref = run_batch(clips[:2], config=cfg, cache_dir=cache, n_jobs=1)
-    entry = cache_path(cache, clips[0], cfg)
-    assert os.path.isfile(entry)
-    corrupt(entry)
+    pack, off, n = _record_of(cache, clips[0], cfg)
+    data = pack.read_bytes()
+    end = off + _HEADER.size + n + 16
+    pack.write_bytes(data[:off] + _forged(forged, cache_key(clips[0], cfg)) + data[end:])
     res = run_batch(clips[:2], config=cfg, cache_dir=cache, n_jobs=1)
     assert (res.n_extracted, res.n_cached) == (1, 1)
     np.testing.assert_array_equal(res.features[clips[0]], ref.features[clips[0]])
-    again = np.load(entry, allow_pickle=False)
-    np.testing.assert_array_equal(again, ref.features[clips[0]])
+    again = run_batch(clips[:2], config=cfg, cache_dir=cache, n_jobs=1)
+    assert (again.n_extracted, again.n_cached) == (0, 2)  # the recomputed entry was kept
+    np.testing.assert_array_equal(again.features[clips[0]], ref.features[clips[0]])
+
+
+@pytest.mark.parametrize("cut", ["garbage", "truncated", "magic"])
+def test_damaged_pack_is_recomputed_not_trusted(clips, tmp_path, cut):
+    """Garbage over a record, a pack cut short, a wrong magic: those entries are computed again."""
+    cache = tmp_path / "cache"
+    cfg = PRESETS["speech"]
+    ref = run_batch(clips[:3], config=cfg, cache_dir=cache, n_jobs=1)
+    pack, off, n = _record_of(cache, clips[1], cfg)
+    data = bytearray(pack.read_bytes())
+    if cut == "garbage":
+        data[off + _HEADER.size : off + _HEADER.size + 40] = b"x" * 40
+    elif cut == "truncated":
+        del data[off + 100 :]
+    else:
+        data[off : off + 4] = b"NOPE"
+    pack.write_bytes(bytes(data))
+    res = run_batch(clips[:3], config=cfg, cache_dir=cache, n_jobs=1)
+    # the first record is whole; the damaged one is recomputed (and, when the scan of the
+    # pack stops there, the third one too)
+    want = (1, 2) if cut == "garbage" else (2, 1)
+    assert (res.n_extracted, res.n_cached) == want
+    for p in clips[:3]:
+        np.testing.assert_array_equal(res.features[p], ref.features[p])
 
 
 def test_keep_all_frames_has_its_own_cache_entries(clips, tmp_path):
@@ -272,17 +340,17 @@ def test_manifest_of_data_samples_in_parallel(tmp_path):
 
 # ---------------------------------------------------------------------- entries without fsync
 def test_torn_entry_is_recomputed_not_trusted(clips, tmp_path):
-    """A power loss after the rename can leave an entry whose data blocks never reached
-    the disk (zeros behind a good header): the digest catches it."""
+    """A power loss can leave a record whose data blocks never reached the disk (zeros
+    behind a good header): the digest catches it."""
     cache = tmp_path / "cache"
     cfg = PRESETS["speech"]
     ref = run_batch(clips[:2], config=cfg, cache_dir=cache, n_jobs=1)
-    entry = Path(cache_path(cache, clips[0], cfg))
-    data = bytearray(entry.read_bytes())
-    header_len = 10 + int.from_bytes(data[8:10], "little")  # .npy v1 header
-    data[header_len:] = bytes(len(data) - header_len)
-    entry.write_bytes(bytes(data))
-    assert np.load(entry, allow_pickle=False).shape == ref.features[clips[0]].shape
+    pack, off, n = _record_of(cache, clips[0], cfg)
+    data = bytearray(pack.read_bytes())
+    body = off + _HEADER.size
+    npy_header = 10 + int.from_bytes(data[body + 8 : body + 10], "little")  # .npy v1 header
+    data[body + npy_header : body + n] = bytes(n - npy_header)
+    pack.write_bytes(bytes(data))
     res = run_batch(clips[:2], config=cfg, cache_dir=cache, n_jobs=1)
     assert (res.n_extracted, res.n_cached) == (1, 1)
     np.testing.assert_array_equal(res.features[clips[0]], ref.features[clips[0]])
@@ -321,7 +389,7 @@ def test_extract_reports_the_entries_it_could_not_write(tmp_path):
     assert "4/6 files ready" in r.stdout and "2 not written" in r.stdout
     err = r.stderr.strip().splitlines()[-1]
     assert err.startswith("Error: could not write 2 cache entries; first: ")
-    assert str(cache) in err and ".npy" in err and "long" in err
+    assert str(cache) in err and PACK_SUFFIX in err and "long" in err
     # the entries that were written are whole: a rerun without the limit reads them back
     r = _cli("extract", data, "--cache", cache, "-j", "1", "--json")
     assert r.returncode == 0, r.stderr
@@ -344,8 +412,8 @@ def test_sigkill_during_cached_extraction_then_rerun_equals_clean_run(tmp_path):
     cache = tmp_path / "cache"
     cfg_dir = cache / PRESETS["general"].content_hash()
 
-    def entries() -> int:  # finished ones: not the writers' .tmp-* files
-        return sum(not f.name.startswith(".") for f in cfg_dir.glob("*.npy"))
+    def entries() -> int:  # finished ones: whole records
+        return sum(len(v) for v in records(cfg_dir).values())
 
     proc = _cli("extract", data, "--cache", cache, "-j", "2", background=True,
                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip

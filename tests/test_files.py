@@ -163,7 +163,7 @@ def test_leftover_temp_files_are_cleaned_on_next_write(mode, tmp_path):
         r = invoke(["-q", "extract", data, "--cache", out, "-j", "1"])
         assert r.exit_code == 0, r.output
         names = [p.name for p in out.rglob("*") if p.is_file()]
-        stale = [n for n in names if n != "config.json" and not n.endswith(".npy")]
+        stale = [n for n in names if n != "config.json" and not n.endswith(".pack")]
         assert not stale, f"leftover temporary files were not cleaned up: {stale}"
 
 
@@ -239,7 +239,7 @@ def test_unwritable_train_output_is_found_before_the_work(small_data, tmp_path):
     r = invoke(["-q", "train", small_data, "--split", "all", "-o", output, "-k", "2", "-j", "1",
                 "--cache", cache])  # fmt: skip
     assert_one_line_error(r, output)
-    assert not list(cache.rglob("*.npy")), "features were extracted before checking the output"
+    assert not list(cache.rglob("*.pack")), "features were extracted before checking the output"
 
 
 def test_train_output_that_is_a_folder_is_found_before_the_work(small_data, tmp_path):
@@ -249,7 +249,7 @@ def test_train_output_that_is_a_folder_is_found_before_the_work(small_data, tmp_
     r = invoke(["-q", "train", small_data, "--split", "all", "-o", output, "-k", "2", "-j", "1",
                 "--cache", cache])  # fmt: skip
     assert r.exit_code == 2 and str(output) in r.stderr, r.output  # click's usage error
-    assert not list(cache.rglob("*.npy")), "features were extracted before checking the output"
+    assert not list(cache.rglob("*.pack")), "features were extracted before checking the output"
 
 
 def test_readonly_train_output_is_found_before_the_work(public_dir):
@@ -275,7 +275,7 @@ def test_readonly_train_output_is_found_before_the_work(public_dir):
     assert_one_line_error(r, output)
     assert ".tmp-" not in r.stderr, r.stderr
     assert "permission denied" in r.stderr.lower(), r.stderr
-    assert not list(cache.rglob("*.npy")), "features were extracted before checking the output"
+    assert not list(cache.rglob("*.pack")), "features were extracted before checking the output"
 
 
 def test_unwritable_report_folder_is_found_before_the_work(small_data, tmp_path):
@@ -289,7 +289,7 @@ def test_unwritable_report_folder_is_found_before_the_work(small_data, tmp_path)
     r = invoke(["-q", "evaluate", model, small_data, "--split", "all", "--report", report,
                 "-j", "1", "--cache", cache])  # fmt: skip
     assert_one_line_error(r, report)
-    assert not list(cache.rglob("*.npy")), "features were extracted before checking the output"
+    assert not list(cache.rglob("*.pack")), "features were extracted before checking the output"
 
 
 def test_unwritable_skipped_csv_is_found_before_the_work(small_data, tmp_path):
@@ -299,7 +299,7 @@ def test_unwritable_skipped_csv_is_found_before_the_work(small_data, tmp_path):
     cache = tmp_path / "cache"
     r = invoke(["-q", "extract", small_data, "--cache", cache, "-j", "1", "--skipped-csv", csv])
     assert_one_line_error(r, csv)
-    assert not list(cache.rglob("*.npy")), "features were extracted before checking the output"
+    assert not list(cache.rglob("*.pack")), "features were extracted before checking the output"
 
 
 def test_unwritable_cache_of_extract_is_found_before_the_work(small_data, tmp_path):

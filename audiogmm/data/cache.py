@@ -3,16 +3,17 @@
 Layout of a cache directory::
 
     <cache_dir>/<config-hash>/config.json     the FeatureConfig (for humans)
-    <cache_dir>/<config-hash>/<key>.npy       one (n_frames, n_dims) array per file
+    <cache_dir>/<config-hash>/<run>.pack      the entries written by one run, appended
 
 ``key`` is the SHA-256 of the file's absolute path, size, ``st_mtime_ns``, the
 config hash, the ``keep_all_frames`` flag and the entry format, so a changed file
-or a changed config is re-extracted and everything else is read back. An entry is
-the ``.npy`` bytes of the array (no pickle; ``np.load`` reads it) followed by a
-16-byte SHA-256 digest of those bytes. Entries are written to a temporary file
-and moved into place with :func:`os.replace`, in four system calls and without an
-fsync (it cost as much as the extraction itself): a killed run leaves every finished
-entry whole, and an entry torn by a power loss fails its digest. On reading, the digest, shape, dtype
+or a changed config is re-extracted and everything else is read back. An entry is a
+record of a pack: a header (magic, key, length), the ``.npy`` bytes of the array (no
+pickle) and a 16-byte SHA-256 digest of both. A run appends its entries to a new pack
+of its own, one ``write`` each and without an fsync: a file per entry cost as much as
+the extraction (creating a file, even without an fsync, is the slow part on ext4), and a
+killed run still leaves every finished entry whole. A record torn by a kill or a power
+loss ends the scan of its pack or fails its digest. On reading, the digest, shape, dtype
 and finiteness are checked and a bad entry is recomputed, never trusted.
 
 Files are extracted through an executor (:class:`~audiogmm.engine.LocalExecutor`):
@@ -28,7 +29,8 @@ import hashlib
 import io
 import logging
 import os
-import threading
+import struct
+import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Optional, Union
@@ -40,16 +42,16 @@ from ..engine import LocalExecutor, resolve
 from ..engine.processes import on_worker_lost
 from ..exceptions import AudioError, DatasetError, FeatureError, ParameterError
 from ..features import FeatureConfig, extract
-from ..io.atomic import atomic_write, clean_stale_temps
+from ..io.atomic import atomic_write
 from ..progress import Progress, reporter
 from .manifests import Record
 
 __all__ = [
+    "PACK_SUFFIX",
     "ExtractionResult",
     "RunOptions",
     "Skipped",
     "cache_key",
-    "cache_path",
     "extract_many",
 ]
 
@@ -172,9 +174,14 @@ class ExtractionResult:
 
 # ---------------------------------------------------------------------- cache files
 #: Entry format, part of the key: entries of another format are never read.
-ENTRY_FORMAT = "npy+sha256-16"
+ENTRY_FORMAT = "pack1+sha256-16"
+#: A record: magic, key (raw SHA-256), body length; then the body (.npy bytes), then the digest.
+_HEADER = struct.Struct("<4s32sQ")
+_MAGIC = b"AGF1"
 _DIGEST_BYTES = 16
 _NPY_HEADER_MAX = 1 << 16  # far above any header np.save writes for a 2-D array
+#: Suffix of the append-only files holding the records, one file per run that wrote any.
+PACK_SUFFIX = ".pack"
 
 
 def cache_key(path: PathLike, config: FeatureConfig, *, keep_all_frames: bool = False) -> str:
@@ -195,123 +202,151 @@ def cache_key(path: PathLike, config: FeatureConfig, *, keep_all_frames: bool = 
     return hashlib.sha256(ident.encode("utf-8", "surrogatepass")).hexdigest()
 
 
-def cache_path(
-    cache_dir: PathLike, path: PathLike, config: FeatureConfig, *, keep_all_frames: bool = False
-) -> str:
-    """Where the features of *path* under *config* are cached in *cache_dir*."""
-    key = cache_key(path, config, keep_all_frames=keep_all_frames)
-    return os.path.join(os.fspath(cache_dir), config.content_hash(), key + ".npy")
-
-
 def _atomic_write_bytes(dst: str, data: bytes) -> None:
     atomic_write(dst, lambda f: f.write(data))
 
 
-def _digest(data: bytes) -> bytes:
-    return hashlib.sha256(data).digest()[:_DIGEST_BYTES]  # SHA-NI: 3x BLAKE2b's speed
+class _Packs:
+    """The records of one config's cache folder: an index of every pack, and this run's pack.
 
-
-def _save_entry(dst: str, arr: np.ndarray) -> None:
-    """Write one entry: the array's .npy bytes, then their digest (no fsync; see the module).
-
-    Four system calls (create, write, close, rename): :func:`~audiogmm.io.atomic.atomic_write`'s
-    general path (umask lookup, random name, chmod, buffered file) cost 5-8x more per entry
-    than the write itself. ``os.open`` applies the umask to the new file's mode, and the
-    temporary name (pid and thread, as ``atomic_write``'s) is removed by its stale-file
-    cleaner should the process be killed between create and rename.
+    Reading scans the record headers of every ``*.pack`` file (one read each) and
+    stops at the first that is not whole (the tail of a killed or failed writer); a
+    record's digest, shape, dtype and finiteness are checked when it is read. Writing
+    appends one record per ``os.write`` to a new pack of this run, created with
+    ``O_EXCL`` (``os.open`` applies the umask to its mode), so a run never writes into
+    another's file and a killed run leaves only whole records, at worst followed by a
+    torn one. A write that fails (a full disk) is cut back off the file so that the
+    records after it stay readable.
     """
-    buf = io.BytesIO()
-    np.save(buf, arr, allow_pickle=False)
-    data = buf.getvalue()
-    folder, name = os.path.split(dst)
-    tmp = os.path.join(folder, f".tmp-{os.getpid()}-{threading.get_ident()}-{name}")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o666)
-    try:
+
+    def __init__(self, folder: str, config: FeatureConfig) -> None:
+        self.folder, self.config = folder, config
+        # the largest body a valid file can give: MAX_SAMPLES at the config's hop
+        max_frames = audio.MAX_SAMPLES // config.hop_length + 2
+        self.max_body = _NPY_HEADER_MAX + max_frames * config.n_dims * 8
+        self.index: dict[bytes, list[tuple[str, int, int]]] = {}
+        self.path: Optional[str] = None  # this run's pack, once something was written
+        self.wfd = -1
+        self.end = 0
+        for name in sorted(os.listdir(folder)):
+            if name.endswith(PACK_SUFFIX):
+                self._scan(os.path.join(folder, name))
+
+    def _scan(self, path: str) -> None:
         try:
-            view = memoryview(data + _digest(data))
+            with open(path, "rb", buffering=0) as f:
+                size, off = os.fstat(f.fileno()).st_size, 0
+                while off + _HEADER.size + _DIGEST_BYTES <= size:
+                    f.seek(off)
+                    magic, key, n = _HEADER.unpack(f.read(_HEADER.size))
+                    end = off + _HEADER.size + n + _DIGEST_BYTES
+                    if magic != _MAGIC or n > self.max_body or end > size:
+                        break  # a torn tail, or not a record: nothing after it is trusted
+                    self.index.setdefault(key, []).append((path, off, n))
+                    off = end
+        except (OSError, struct.error) as exc:
+            logger.warning("ignoring unreadable cache file %s (%s)", path, exc)
+
+    def get(self, key: str) -> Optional[np.ndarray]:
+        """The features stored under ``key`` if a whole, valid record holds them, else None."""
+        for path, off, n in self.index.get(bytes.fromhex(key), ()):
+            arr = self._read(path, off, n)
+            if arr is not None:
+                return arr
+        return None
+
+    def _read(self, path: str, off: int, n: int) -> Optional[np.ndarray]:
+        where = f"{path} at byte {off}"
+        try:
+            with open(path, "rb", buffering=0) as f:
+                f.seek(off)
+                data = memoryview(f.read(_HEADER.size + n + _DIGEST_BYTES))
+            signed, digest = data[:-_DIGEST_BYTES], data[-_DIGEST_BYTES:]
+            if len(data) != _HEADER.size + n + _DIGEST_BYTES or _digest(signed) != digest:
+                raise ValueError("digest mismatch: torn or altered")
+            arr = np.load(io.BytesIO(signed[_HEADER.size :]), allow_pickle=False)
+        except (OSError, ValueError, EOFError) as exc:
+            logger.warning("ignoring corrupt cache entry %s (%s); recomputing", where, exc)
+            return None
+        c = self.config
+        ok = (
+            isinstance(arr, np.ndarray)
+            and arr.ndim == 2
+            and arr.shape[0] >= 1
+            and arr.shape[1] == c.n_dims
+            and arr.dtype == np.dtype(c.dtype)
+            and bool(np.isfinite(arr).all())
+        )
+        if not ok:
+            logger.warning("ignoring invalid cache entry %s; recomputing", where)
+            return None
+        return arr
+
+    def put(self, key: str, arr: np.ndarray) -> None:
+        """Append ``arr`` under ``key`` to this run's pack (no fsync; see the module).
+
+        Raises
+        ------
+        OSError
+            The pack could not be created or written; the partial record is removed.
+        """
+        buf = io.BytesIO()
+        np.save(buf, arr, allow_pickle=False)
+        body = buf.getvalue()
+        head = _HEADER.pack(_MAGIC, bytes.fromhex(key), len(body))
+        data = head + body + _digest(head, body)
+        if self.path is None:
+            name = f"{os.getpid()}-{time.time_ns()}-{os.urandom(4).hex()}{PACK_SUFFIX}"
+            path = os.path.join(self.folder, name)
+            self.wfd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND, 0o666)
+            self.path = path
+        try:
+            view = memoryview(data)
             while view:  # a short write (a signal, a nearly full disk) continues
-                view = view[os.write(fd, view) :]
-        finally:
-            os.close(fd)
-        os.replace(tmp, dst)
-    except BaseException:
-        try:
-            os.unlink(tmp)
+                view = view[os.write(self.wfd, view) :]
         except OSError:
-            pass
-        raise
+            try:
+                os.ftruncate(self.wfd, self.end)  # the records after this one stay readable
+            except OSError:
+                pass
+            raise
+        self.end += len(data)
+
+    def close(self) -> None:
+        if self.wfd >= 0:
+            os.close(self.wfd)
+            self.wfd = -1
 
 
-def _load_cached(file: str, config: FeatureConfig) -> Optional[np.ndarray]:
-    """The cached array if it exists and is valid, else None (never trusted blindly)."""
-    # the largest entry a valid file can give: MAX_SAMPLES at the config's hop
-    max_frames = audio.MAX_SAMPLES // config.hop_length + 2
-    limit = _NPY_HEADER_MAX + max_frames * config.n_dims * 8 + _DIGEST_BYTES
-    try:
-        with open(file, "rb") as f:
-            if os.fstat(f.fileno()).st_size > limit:
-                raise ValueError("larger than any entry can be")
-            data = f.read()
-        body, digest = data[:-_DIGEST_BYTES], data[-_DIGEST_BYTES:]
-        if len(data) <= _DIGEST_BYTES or _digest(body) != digest:
-            raise ValueError("digest mismatch: torn or altered")
-        arr = np.load(io.BytesIO(body), allow_pickle=False)
-    except FileNotFoundError:
-        return None
-    except (OSError, ValueError, EOFError) as exc:
-        logger.warning("ignoring corrupt cache entry %s (%s); recomputing", file, exc)
-        return None
-    ok = (
-        isinstance(arr, np.ndarray)
-        and arr.ndim == 2
-        and arr.shape[0] >= 1
-        and arr.shape[1] == config.n_dims
-        and arr.dtype == np.dtype(config.dtype)
-        and bool(np.isfinite(arr).all())
-    )
-    if not ok:
-        logger.warning("ignoring invalid cache entry %s; recomputing", file)
-        return None
-    return arr
+def _digest(*parts: bytes) -> bytes:
+    h = hashlib.sha256()  # SHA-NI: 3x BLAKE2b's speed
+    for part in parts:
+        h.update(part)
+    return h.digest()[:_DIGEST_BYTES]
 
 
 # ---------------------------------------------------------------------- workers
-#: What a worker returns: (error kind or "", features or None, message, cache write error or "")
-_Outcome = tuple[str, Optional[np.ndarray], str, str]
+#: What a worker returns: (error kind or "", features or None, message)
+_Outcome = tuple[str, Optional[np.ndarray], str]
 
 
-def _lost(
-    path: str,
-    config: FeatureConfig,
-    keep_all_frames: bool,
-    cache_file: Optional[str],
-    *,
-    reason: str,
-) -> _Outcome:
+def _lost(path: str, config: FeatureConfig, keep_all_frames: bool, *, reason: str) -> _Outcome:
     """What :func:`_work` returns when its worker process died on every attempt."""
-    return "FeatureError", None, f"{path!r}: skipped: {reason} while extracting it", ""
+    return "FeatureError", None, f"{path!r}: skipped: {reason} while extracting it"
 
 
 @on_worker_lost(_lost)
-def _work(
-    path: str, config: FeatureConfig, keep_all_frames: bool, cache_file: Optional[str]
-) -> _Outcome:
-    """Extract one file, and cache it when ``cache_file`` is given."""
+def _work(path: str, config: FeatureConfig, keep_all_frames: bool) -> _Outcome:
+    """Extract one file (the caller caches it)."""
     try:
         feats = extract(path, config=config, keep_all_frames=keep_all_frames)
     except AudioError as exc:
-        return "AudioError", None, str(exc), ""
+        return "AudioError", None, str(exc)
     except FeatureError as exc:
-        return "FeatureError", None, str(exc), ""
+        return "FeatureError", None, str(exc)
     except Exception as exc:  # the batch goes on: anything unexpected is a skip too
-        return "FeatureError", None, f"{path!r}: {type(exc).__name__}: {exc}", ""
-    if cache_file is not None:
-        try:
-            _save_entry(cache_file, feats)
-        except OSError as exc:  # e.g. a full disk: the features are good, the entry is not
-            reason = exc.strerror or str(exc)
-            return "", feats, "", f"{cache_file} (features of {path!r}): {reason}"
-    return "", feats, "", ""
+        return "FeatureError", None, f"{path!r}: {type(exc).__name__}: {exc}"
+    return "", feats, ""
 
 
 # ---------------------------------------------------------------------- public API
@@ -381,13 +416,14 @@ def extract_many(
             paths.append(p)
     total = len(paths)
 
-    cfg_dir: Optional[str] = None
+    packs: Optional[_Packs] = None
     if cache_dir is not None:
         cfg_dir = os.path.join(os.fspath(cache_dir), config.content_hash())
         os.makedirs(cfg_dir, exist_ok=True)
         cfg_file = os.path.join(cfg_dir, "config.json")
         if not os.path.exists(cfg_file):
             _atomic_write_bytes(cfg_file, config.to_json(indent=2).encode("utf-8"))
+        packs = _Packs(cfg_dir, config)
 
     results: dict[str, np.ndarray] = {}
     errors: dict[str, tuple[str, str]] = {}
@@ -400,41 +436,50 @@ def extract_many(
             raise (AudioError if kind == "AudioError" else FeatureError)(message)
         errors[path] = (kind, message)
 
-    with reporter(opts.progress, total, "Extracting features") as tick:
-        tasks: list[tuple[str, FeatureConfig, bool, Optional[str]]] = []
-        for p in paths:
-            cfile: Optional[str] = None
-            if cfg_dir is not None:
-                try:
-                    key = cache_key(p, config, keep_all_frames=keep_all_frames)
-                except AudioError as exc:
-                    fail(p, "AudioError", str(exc))
-                    tick()
-                    continue
-                cfile = os.path.join(cfg_dir, key + ".npy")
-                arr = _load_cached(cfile, config)
-                if arr is not None:
-                    results[p] = arr
-                    n_cached += 1
-                    tick()
-                    continue
-            tasks.append((p, config, keep_all_frames, cfile))
+    def cache(path: str, key: str, feats: np.ndarray) -> None:
+        assert packs is not None
+        try:
+            packs.put(key, feats)
+        except OSError as exc:  # e.g. a full disk: the features are good, the entry is not
+            where = packs.path or packs.folder
+            cache_errors.append(f"{where} (features of {path!r}): {exc.strerror or exc}")
 
-        if tasks and cfg_dir is not None:
-            clean_stale_temps(cfg_dir)  # what killed writers left (once per process)
-        with resolve(executor, n_jobs) as ex:
-            for (p, *_), (kind, feats, message, cache_error) in zip(
-                tasks, ex.map(_work, tasks, isolated=True, star=True)
-            ):
-                if cache_error:
-                    cache_errors.append(cache_error)
-                if kind:
-                    fail(p, kind, message)
-                else:
-                    assert feats is not None
-                    results[p] = feats
-                    n_extracted += 1
-                tick()
+    try:
+        with reporter(opts.progress, total, "Extracting features") as tick:
+            tasks: list[tuple[str, FeatureConfig, bool]] = []
+            keys: list[str] = []
+            for p in paths:
+                if packs is not None:
+                    try:
+                        key = cache_key(p, config, keep_all_frames=keep_all_frames)
+                    except AudioError as exc:
+                        fail(p, "AudioError", str(exc))
+                        tick()
+                        continue
+                    arr = packs.get(key)
+                    if arr is not None:
+                        results[p] = arr
+                        n_cached += 1
+                        tick()
+                        continue
+                    keys.append(key)
+                tasks.append((p, config, keep_all_frames))
+
+            with resolve(executor, n_jobs) as ex:
+                outcomes = ex.map(_work, tasks, isolated=True, star=True)
+                for i, ((p, *_), (kind, feats, message)) in enumerate(zip(tasks, outcomes)):
+                    if kind:
+                        fail(p, kind, message)
+                    else:
+                        assert feats is not None
+                        results[p] = feats
+                        n_extracted += 1
+                        if packs is not None:
+                            cache(p, keys[i], feats)
+                    tick()
+    finally:
+        if packs is not None:
+            packs.close()
 
     res = ExtractionResult(n_extracted=n_extracted, n_cached=n_cached, cache_errors=cache_errors)
     for p in paths:

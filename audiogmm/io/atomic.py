@@ -16,7 +16,7 @@ import tempfile
 import threading
 import time
 
-__all__ = ["STALE_ANY_S", "STALE_DEAD_S", "atomic_write", "check_writable", "clean_stale_temps"]
+__all__ = ["STALE_ANY_S", "STALE_DEAD_S", "atomic_write", "check_writable"]
 
 _CLEANED: set[str] = set()
 _CLEANED_LOCK = threading.Lock()
@@ -51,7 +51,7 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
-def clean_stale_temps(folder: str) -> None:
+def _clean_stale_temps(folder: str) -> None:
     """Remove ``.tmp-*`` files left in ``folder`` by killed writers (once per folder and process).
 
     Only when its writer's pid (in its name) is dead and it is older than
@@ -93,7 +93,7 @@ def atomic_write(path: str | os.PathLike, write, *, mode: str = "wb") -> None:
     folder = os.path.dirname(os.path.abspath(path))
     try:
         os.makedirs(folder, exist_ok=True)
-        clean_stale_temps(folder)
+        _clean_stale_temps(folder)
         try:
             file_mode = stat.S_IMODE(os.stat(path).st_mode) & 0o777  # never set-id bits
         except FileNotFoundError:
