@@ -1,16 +1,9 @@
-"""scikit-learn faces of the mixture and the classifier (needs the ``sklearn`` extra).
+"""scikit-learn faces of the mixture and the classifier (``pip install audiogmm[sklearn]``,
+scikit-learn >= 1.6); nothing else in audiogmm imports this module.
 
-``pip install audiogmm[sklearn]`` (scikit-learn >= 1.6, the first release with the
-``__sklearn_tags__`` API and ``validate_data``). Nothing else in audiogmm imports
-this module, so scikit-learn stays out of the core dependencies.
-
-- :class:`DiagGMM` is :class:`audiogmm.mixture.DiagGMM` with ``BaseEstimator`` and
-  ``DensityMixin``: scikit-learn's input validation, ``NotFittedError``,
-  ``n_features_in_``, ``fit_predict``, ``lower_bound_`` and ``covariances_``. It
-  passes ``check_estimator``.
-- :class:`GMMClassifier` wraps :class:`audiogmm.models.GMMClassifier` for a list (or
-  object array) of clips, so that ``clone``, ``GridSearchCV`` and ``cross_val_score``
-  work, and ``classes_`` keeps the labels' own type.
+:class:`DiagGMM` passes ``check_estimator``; :class:`GMMClassifier` takes a list (or
+object array) of clips, so that ``clone``, ``GridSearchCV`` and ``cross_val_score`` work,
+and ``classes_`` keeps the labels' own type.
 """
 
 from __future__ import annotations

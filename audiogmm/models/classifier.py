@@ -1,10 +1,8 @@
 """One diagonal GMM per class; a clip goes to the class with the largest total log-likelihood.
 
-Scoring is batched: the components of every class are stacked, and all clips are
-scored against all classes by :func:`audiogmm.mixture.stacked_log_likelihood` in one
-chunked GEMM followed by a per-class log-sum-exp, instead of a Python loop over
-classes. The classifier knows nothing about audio: the feature configuration
-travels in the model file bundle that :mod:`audiogmm.pipeline.bundle` writes.
+Classes are trained stacked (:func:`audiogmm.mixture.fit.fit_mixtures`) and scored in
+one batched pass (:func:`audiogmm.mixture.estep.stacked_log_likelihood`). The classifier
+knows nothing about audio: the feature configuration travels in the model file.
 """
 
 from __future__ import annotations
