@@ -209,7 +209,7 @@ def score_trials(
     if not model.fused and (not hasattr(clf, "score_samples") or not hasattr(clf, "ubm_")):
         raise ParameterError(
             "verification needs a GMM-UBM, supervector or fused model (train with --backend "
-            "map or gsv, or --preset auto)"
+            "map or gsv; a late fusion chosen by --preset auto verifies too)"
         )
     if norm not in NORMS:
         raise ParameterError(f"norm must be one of {NORMS}; got {norm!r}")
