@@ -586,3 +586,16 @@ def test_auto_chooses_a_backend_only_beyond_the_noise_and_calibrates_it(tmp_path
     text = run(["info", out]).output
     assert "backend:       map" in text and "Bayes threshold of the calibrated LLR" in text
     assert " SE " in text and "backend map" in text  # the selection table and the choice
+
+
+def test_tune_warns_when_a_class_has_too_few_clips_to_choose(caplog):
+    records = read_manifest(ROOT / "data_samples" / "speakers")
+    by: dict[str, list] = {}
+    for r in records:
+        by.setdefault(r.label, []).append(r)
+    few = [r for rs in by.values() for r in rs[:2]]  # 2 clips per class
+    with caplog.at_level("WARNING", logger="audiogmm"):
+        tune(few, preset="general", components="auto", grid=(2,), backends=(), options=None,
+             n_jobs=1)  # fmt: skip
+    assert any("only 2 training clip(s)" in m and "cannot support a choice" in m
+               for m in caplog.messages)  # fmt: skip

@@ -209,7 +209,7 @@ def score_trials(
     if not model.fused and (not hasattr(clf, "score_samples") or not hasattr(clf, "ubm_")):
         raise ParameterError(
             "verification needs a GMM-UBM, supervector, i-vector or fused model (train with "
-            "--backend map, gsv or ivector, or --preset auto)"
+            "--backend map, gsv or ivector; a late fusion chosen by --preset auto verifies too)"
         )
     if norm not in NORMS:
         raise ParameterError(f"norm must be one of {NORMS}; got {norm!r}")

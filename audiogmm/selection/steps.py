@@ -188,7 +188,9 @@ def step_front_end(state: TuneState) -> None:
     k, singles = state.screen_k, []
     for rank, cand in enumerate(state.cands):
         if cand not in state.sels:  # the first front end's K search has screen_k already
-            state.sels[cand] = state.cv(cand, [k], SCREEN_FRAME_STEP)
+            # the first at the K search's step when the backends will compare with it
+            full = rank == 0 and bool(state.backends)
+            state.sels[cand] = state.cv(cand, [k], FRAME_STEP if full else SCREEN_FRAME_STEP)
         sel = state.sels[cand]
         c, n = sel.accuracy_counts(sel.scores[k])
         state.table.append(table_row("front end", cand, f"K={k}", c, n))
