@@ -81,6 +81,9 @@ _BLOCK_SAMPLES = 1 << 18
 #: Integer encodings: libsndfile scales them into [-1, 1], so their samples need no
 #: finiteness or peak check (a third of the decoding time of a 16-bit WAV).
 _INTEGER_SUBTYPES = frozenset({"PCM_S8", "PCM_U8", "PCM_16", "PCM_24", "PCM_32", "ULAW", "ALAW"})
+#: 16-bit samples are read as int16 and scaled here: the float32 values of libsndfile's own
+#: conversion (x / 32768, exact), at a third of its cost for WAV.
+_INT16_SCALE = np.float32(1.0 / (1 << 15))
 
 
 @dataclass(frozen=True)
@@ -402,6 +405,7 @@ def _decode_mono(path: str, f: sf.SoundFile, sr: Optional[int]) -> np.ndarray:
     native = int(f.samplerate)
     limit = sample_limit()
     check = f.subtype not in _INTEGER_SUBTYPES
+    int16 = f.subtype == "PCM_16"
     block = max(1, _BLOCK_SAMPLES // int(f.channels))
     resampling = sr is not None and int(sr) != native
     stream = None
@@ -414,7 +418,10 @@ def _decode_mono(path: str, f: sf.SoundFile, sr: Optional[int]) -> np.ndarray:
 
     try:
         while True:
-            data = f.read(block, dtype="float32", always_2d=True)
+            data = f.read(block, dtype="int16" if int16 else "float32", always_2d=True)
+            if int16:
+                data = data.astype(np.float32)
+                data *= _INT16_SCALE
             m = data.shape[0]
             last = m < block
             n += m

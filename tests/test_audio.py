@@ -104,6 +104,23 @@ def test_no_resampling_when_rates_match(tmp_path):
     np.testing.assert_array_equal(load(p, sr=None), y)
 
 
+@pytest.mark.parametrize("fmt", ["WAV", "FLAC", "AIFF", "AU", "W64"])
+@pytest.mark.parametrize("channels", [1, 2])
+def test_16bit_samples_are_libsndfiles_own_floats(tmp_path, fmt, channels):
+    """16-bit files are read as int16 and scaled by 2**-15 (a third of libsndfile's float
+    conversion cost for WAV): the samples are libsndfile's float32 ones to the bit, full
+    scale included, block by block and after the downmix."""
+    rng = np.random.default_rng(channels)
+    y = np.clip(0.4 * rng.standard_normal((20000, channels)), -1, 1)
+    y[:4] = [[-1.0] * channels, [32767 / 32768] * channels, [0.0] * channels, [2**-15] * channels]
+    p = tmp_path / f"clip.{fmt.lower()}"
+    sf.write(p, y, 22050, format=fmt, subtype="PCM_16")
+    ref = sf.read(p, dtype="float32", always_2d=True)[0]
+    ref = ref[:, 0] if channels == 1 else ref.mean(axis=1, dtype=np.float32)
+    np.testing.assert_array_equal(load(p, sr=None), ref)
+    assert load(p, sr=None).dtype == np.float32
+
+
 @pytest.mark.parametrize(
     "fmt,subtype,ext",
     [
