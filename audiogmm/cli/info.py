@@ -185,8 +185,10 @@ def command(model, as_json):
         if not isinstance(r, dict):
             continue
         k = f"K={str(r['n_components']):<3} " if "n_components" in r else ""
+        # gsv and ivector classes have no mixture of their own: no likelihood, no re-seeds
+        ll = ("" if "final_mean_loglik" not in r else f"  ll/frame {r['final_mean_loglik']:.3f}"
+              f"  {r.get('n_reseeded', '?')} re-seeded")  # fmt: skip
         click.echo(
             f"  {escape_name(y):<20} {k}{r.get('n_clips', '?'):>5} clips {r.get('n_frames', '?'):>8} frames  "
-            f"{r.get('n_iter', '?'):>3} it  ll/frame {r.get('final_mean_loglik', float('nan')):.3f}"
-            f"  {r.get('n_reseeded', '?')} re-seeded"
+            f"{r.get('n_iter', '?'):>3} it{ll}"
         )
