@@ -8,6 +8,7 @@ verification scores.
 
 from __future__ import annotations
 
+import inspect
 import warnings
 from collections.abc import Sequence
 from typing import Any
@@ -76,7 +77,9 @@ def backend_cv_scores(
             scored = [clips[i][::frame_step] for i in test]
             ubm = BACKENDS["map"](random_state=random_state).fit(*fit_on, executor=ex).ubm_
             for b in backends:
-                clf = BACKENDS[b](random_state=random_state).fit(*fit_on, ubm=ubm, executor=ex)
+                # a backend whose fit takes no UBM (a new one) trains its own
+                given = {"ubm": ubm} if "ubm" in inspect.signature(BACKENDS[b].fit).parameters else {}
+                clf = BACKENDS[b](random_state=random_state).fit(*fit_on, executor=ex, **given)
                 cols = [names.index(y) for y in clf.labels_]
                 out[b][np.ix_(test, cols)] = clf.score_matrix(scored, executor=ex)
     return out

@@ -239,8 +239,8 @@ def train_tuned(
         for res in result.member_features or [result.features]:
             clips, labels = res.labelled_clips(records)
             if result.backend != "ml":
-                clf = BACKENDS[result.backend](UBM_COMPONENTS, random_state=random_state,
-                                               n_jobs=opts.n_jobs)  # the size it was scored at
+                clf = BACKENDS[result.backend](n_components=UBM_COMPONENTS, n_jobs=opts.n_jobs,
+                                               random_state=random_state)  # as it was scored
                 fits.append(clf.fit(clips, labels, executor=ex))
                 continue
             fits.append(fit_mixed(
