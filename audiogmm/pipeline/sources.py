@@ -4,7 +4,8 @@
 ``feats.scp``, or ``wav.scp`` + ``segments``; a shard store) into a :class:`ClipSet`:
 the clips and labels to fit (:func:`audiogmm.pipeline.train.fit_backend`), their front
 end, the header block that records the split, and the files that could not be used.
-:data:`KINDS` says what each source cannot take, so a caller refuses it before the work.
+:data:`KINDS` says what each source cannot take, so a caller refuses it before the work;
+:func:`store_config` is the validated front end a shard store records.
 """
 
 from __future__ import annotations
@@ -19,15 +20,16 @@ import numpy as np
 
 from ..data import ExtractionResult, Record, RunOptions, extract_many
 from ..data.kaldi import needs_kaldi_reader
-from ..data.shards import is_store, open_store
+from ..data.shards import ShardStore, is_store, open_store
 from ..engine import LocalExecutor
-from ..exceptions import DatasetError
+from ..exceptions import DatasetError, ModelFileError
 from ..features import FeatureConfig
 from .classify import describe_split, load_split, skipped_list
 from .kaldi import load_kaldi_split
-from .shards import store_config
 
-__all__ = ["KINDS", "ClipSet", "Kind", "audio_clips", "open_clips", "source_kind"]
+__all__ = [
+    "KINDS", "ClipSet", "Kind", "audio_clips", "open_clips", "source_kind", "store_config",
+]  # fmt: skip
 
 
 class Kind(NamedTuple):
@@ -177,3 +179,19 @@ def audio_clips(
                            n_jobs=n_jobs)  # fmt: skip
     return ClipSet("audio", clips, labels, config, blocks={"split": block},
                    skipped=skipped_list(features), timing={"extract_s": extract_s})  # fmt: skip
+
+
+def store_config(store: ShardStore) -> FeatureConfig:
+    """The FeatureConfig a store was extracted with (validated like any loaded config)."""
+    if not store.config:
+        raise ModelFileError(
+            f"{store.folder}: the store does not record its feature configuration; "
+            "re-create it with `audiogmm extract DATA --shards DIR`"
+        )
+    try:
+        config = FeatureConfig.from_json(store.config)
+    except (ValueError, TypeError) as e:
+        raise ModelFileError(f"{store.folder}: invalid feature configuration ({e})") from None
+    if store.config_hash and config.content_hash() != store.config_hash:
+        raise ModelFileError(f"{store.folder}: the feature configuration does not match its hash")
+    return config
