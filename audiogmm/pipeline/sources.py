@@ -27,9 +27,7 @@ from ..features import FeatureConfig
 from .classify import describe_split, load_split, skipped_list
 from .kaldi import load_kaldi_split
 
-__all__ = [
-    "KINDS", "ClipSet", "Kind", "audio_clips", "open_clips", "source_kind", "store_config",
-]  # fmt: skip
+__all__ = ["KINDS", "ClipSet", "audio_clips", "open_clips", "source_kind", "store_config"]
 
 
 class Kind(NamedTuple):
