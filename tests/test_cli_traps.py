@@ -151,7 +151,7 @@ def test_ubm_records_its_front_end_and_train_adapts_from_it(data, store_and_ubm,
 
 def load_model_config(store):
     from audiogmm.data.shards import open_store
-    from audiogmm.pipeline.shards import store_config
+    from audiogmm.pipeline.sources import store_config
 
     return store_config(open_store(store)).to_dict()
 

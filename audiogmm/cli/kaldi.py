@@ -1,45 +1,14 @@
-"""``train`` and ``evaluate`` on a Kaldi directory with ``feats.scp`` (or ``wav.scp`` +
-``segments``): :mod:`audiogmm.pipeline.kaldi`, printed as the audio commands print."""
+"""``evaluate`` on a Kaldi directory with ``feats.scp`` (or ``wav.scp`` + ``segments``):
+:mod:`audiogmm.pipeline.kaldi`, printed as the audio commands print (``train`` reads
+such a directory through :func:`audiogmm.pipeline.sources.open_clips`)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any, Optional
+from typing import Optional
 
 import click
 
 from .options import echo_json
-
-
-def train_kaldi_dir(
-    ctx: click.Context, data: str, output: str, *, split: Optional[str], train_fraction: float,
-    seed: int, config, jobs: Optional[int], fit: dict[str, Any], check: Callable[[Any], Any],
-) -> dict[str, Any]:  # fmt: skip
-    """``audiogmm train KALDI_DIR``: features from feats.scp (or segments), no audio cache.
-
-    ``fit`` holds the backend and its parameters; ``check`` maps the directory's front
-    end to the one to save (e.g. refusing one that differs from a given UBM's).
-    """
-    from ..data import RunOptions
-    from ..pipeline.kaldi import load_kaldi_split, save_kaldi_model, train_kaldi
-    from .options import progress_for
-
-    skipped: list[dict[str, str]] = []
-    utts, used_config = load_kaldi_split(
-        data, split, train_fraction=train_fraction, seed=seed, config=config, skipped=skipped
-    )
-    used_config = check(used_config)
-    opts = RunOptions(n_jobs=jobs, progress=progress_for(ctx))
-    clf = train_kaldi(utts, options=opts, **fit)
-    save_kaldi_model(
-        output, clf, used_config, data_dir=data, split=split,
-        train_fraction=train_fraction, seed=seed, utterances=utts,
-    )  # fmt: skip
-    return {
-        "classifier": clf, "n_files": len(utts), "unit": "utterance", "skipped": skipped,
-        "feature_config": None if used_config is None else used_config.to_dict(),
-        "note": "" if used_config else " (Kaldi features: evaluate on feats.scp, no audio predict)",
-    }  # fmt: skip
 
 
 def evaluate_kaldi_dir(

@@ -2,9 +2,9 @@
 supervectors of a UBM with logistic regression), one model file.
 
 DATA is an audio manifest (folder, CSV, Kaldi ``wav.scp``), a Kaldi feature
-directory (``feats.scp``, or ``wav.scp`` + ``segments``) or a shard store; each
-source reads its clips here, and :func:`audiogmm.pipeline.train.fit_backend`
-trains whatever the source. ``-k`` is the number of components of each class
+directory (``feats.scp``, or ``wav.scp`` + ``segments``) or a shard store, read into one
+clip set by :func:`audiogmm.pipeline.sources.open_clips`; one path then fits it
+(:func:`audiogmm.pipeline.train.fit_backend`), saves it with its split and reports. ``-k`` is the number of components of each class
 (``--backend ml``) or of the UBM (``--backend map``, ``gsv``, ``ivector``); an option that does not
 apply to the backend or the source is a usage error naming it.
 """
@@ -19,6 +19,7 @@ import warnings
 import click
 
 from ..exceptions import ConvergenceWarning
+from ..features import FeatureConfig
 from ..mixture import DiagGMM
 from ..models import BACKENDS
 from ..models.classifier import N_COMPONENTS
@@ -117,8 +118,6 @@ def _front_end(ubm_path, ubm_config, data_config, *, fixed: bool):
     already made, or --preset/--config given): it must then equal the UBM's.
     """
     if ubm_config is None:
-        if ubm_path:
-            logger.warning("%s records no front end; it must match --preset/--config", ubm_path)
         return data_config
     if fixed and data_config is not None and data_config != ubm_config:
         raise click.UsageError(
@@ -176,9 +175,9 @@ def command(ctx, data, output, split, train_fraction, seed, preset, config_path,
     DATA: a folder per label, a CSV, a Kaldi directory, or a shard store
     (`audiogmm extract DATA --cache C --shards STORE`).
     """
-    from ..data.kaldi import needs_kaldi_reader
-    from ..data.shards import is_store
     from ..io.atomic import check_writable
+    from ..pipeline import save_model
+    from ..pipeline.sources import KINDS, source_kind
     from ..pipeline.train import load_ubm
 
     check_writable(output)  # before the work, naming the user's path
@@ -200,44 +199,36 @@ def command(ctx, data, output, split, train_fraction, seed, preset, config_path,
         raise click.UsageError("--reject-far searches a threshold and --calibrate sets it from "
                                "the prior: give one")  # fmt: skip
     params = backend_params(ctx, backend, ctx.params)
-    explicit = given(ctx, "preset") or given(ctx, "config_path")
+    kind = KINDS[source_kind(data)]
+    if tuning and kind.not_for:
+        raise click.UsageError("--preset auto / --components auto need audio to try front ends; "
+                               f"a {kind.name} has fixed features: give -k")  # fmt: skip
+    refuse_given(ctx, kind.not_for, kind.why)
     ubm, ubm_config = load_ubm(ubm_path) if ubm_path else (None, None)
+    if ubm_path and ubm_config is None:
+        logger.warning("%s records no front end; it must match --preset/--config", ubm_path)
+    explicit = given(ctx, "preset") or given(ctx, "config_path")
+    config = None if auto else _front_end(ubm_path, ubm_config, load_config(preset, config_path),
+                                          fixed=explicit)  # fmt: skip
     fit = dict(backend=backend, ubm=ubm, random_state=seed, **params)
     with warnings.catch_warnings():
         # per-class ConvergenceWarnings are summarised below, naming the classes
         warnings.simplefilter("ignore", ConvergenceWarning)
-        if is_store(data):
-            if tuning:
-                raise click.UsageError("--preset auto / --components auto cross-validate audio "
-                                       "front ends; a shard store has fixed features: give -k")  # fmt: skip
-            refuse_given(ctx, ("preset", "config_path", "split", "train_fraction", "cache_dir",
-                               "strict", "calibrate"), "does not apply to a shard store (its "
-                         "clips, labels and front end are fixed)")  # fmt: skip
-            out = _train_store(ctx, data, output, fit, ubm_path, ubm_config, jobs, dask_spec)
-        elif needs_kaldi_reader(data):  # feats.scp, or wav.scp + segments: no audio cache
-            if tuning:
-                raise click.UsageError("--preset auto / --components auto need audio to try "
-                                       "front ends; a Kaldi feature directory has fixed "
-                                       "features: give -k")  # fmt: skip
-            refuse_given(ctx, ("calibrate",), "applies to audio data only")
-            from .kaldi import train_kaldi_dir
-
-            config = _front_end(ubm_path, ubm_config, load_config(preset, config_path),
-                                fixed=explicit)  # fmt: skip
-            out = train_kaldi_dir(ctx, data, output, split=split, train_fraction=train_fraction,
-                                  seed=seed, config=config, jobs=jobs, fit=fit,
-                                  check=lambda c: _front_end(ubm_path, ubm_config, c, fixed=True))  # fmt: skip
-        else:
-            config = None if auto else _front_end(ubm_path, ubm_config,
-                                                  load_config(preset, config_path), fixed=explicit)  # fmt: skip
-            out = _train_audio(ctx, data, output, fit, config, tuning, cache_dir, jobs, strict,
-                               dask_spec, calibrate)  # fmt: skip
-    clf, unit, note = out.pop("classifier"), out.pop("unit", "file"), out.pop("note", "")
-    backend = (out.get("selection") or {}).get("backend", backend)  # auto may choose it
+        clf, clips, extra = _fit(ctx, data, fit, config, ubm_config, tuning, calibrate)
+    # the model records its split (or training utterances), so that scoring can refuse them
+    extra = {**clips.blocks, **extra}
+    if clips.config is None:  # features made by Kaldi: a plain classifier file
+        clf.save(output, extra=extra)
+    else:
+        save_model(output, clf, clips.config, extra=extra)
+    cfg = clips.config  # one front end, or one per member of a fused model
+    front = cfg.to_dict() if isinstance(cfg, FeatureConfig) else cfg and [c.to_dict() for c in cfg]
+    backend = (extra.get("selection") or {}).get("backend", backend)  # auto may choose it
     report_training(clf, backend)
-    out.update(model=os.path.abspath(output), labels=clf.labels_, n_components=clf.n_components,
-               backend=backend, n_dims=clf.n_dims, timing=clf.timing_,
-               training=clf.fit_report_)  # fmt: skip
+    out = dict(model=os.path.abspath(output), labels=clf.labels_, n_components=clf.n_components,
+               backend=backend, n_dims=clf.n_dims, timing=clf.timing_, training=clf.fit_report_,
+               n_files=len(clips.clips), skipped=clips.skipped, selection=extra.get("selection"),
+               feature_config=front, **clips.info)  # fmt: skip
     if as_json:
         echo_json(out)
         return
@@ -246,31 +237,38 @@ def command(ctx, data, output, split, train_fraction, seed, preset, config_path,
         click.echo(format_selection(out["selection"]))
     how = (f"from a UBM of {clf.n_components} components ({backend})" if backend != "ml"
            else f"x {clf.n_components} components (ml)")  # fmt: skip
+    note = "" if clips.config else " (Kaldi features: evaluate on feats.scp, no audio predict)"
     click.echo(
         f"trained {plural(len(clf.labels_), 'class', 'classes')} {how} on "
-        f"{plural(out['n_files'], unit)} ({dims_text(clf.n_dims)}-dim features) in "
+        f"{plural(out['n_files'], clips.unit)} ({dims_text(clf.n_dims)}-dim features) in "
         f"{sum(clf.timing_.values()):.1f} s -> {escape_name(output)}{note}"
     )
 
 
-def _train_audio(ctx, data, output, fit, config, tuning, cache_dir, jobs, strict, dask_spec,
-                 calibrate=False):  # fmt: skip
-    """Audio files: extract (cached), fit (calibrated if asked), save with the split."""
+def _fit(ctx, data, fit, config, ubm_config, tuning, calibrate):
+    """The source's clips (:func:`~audiogmm.pipeline.sources.open_clips`) fitted by the
+    backend (or chosen by ``--preset/--components auto``), calibrated if asked.
+
+    Returns the classifier, the clip set (its ``config`` the one to save) and the
+    header blocks of the run (``selection``, ``calibration``).
+    """
     from ..data import RunOptions
-    from ..pipeline import (
-        describe_split,
-        load_split,
-        save_model,
-        skipped_list,
-        train_classifier,
-    )
+    from ..engine import LocalExecutor
+    from ..pipeline import load_split
+    from ..pipeline.sources import audio_clips, open_clips, source_kind
+    from ..pipeline.train import fit_backend
     from ..selection import train_tuned
 
-    p = ctx.params
-    records = load_split(data, p["split"], train_fraction=p["train_fraction"], seed=p["seed"])
-    opts = RunOptions(cache_dir=cache_dir, n_jobs=jobs, progress=progress_for(ctx), strict=strict)
+    p, jobs = ctx.params, ctx.params["jobs"]
+    how = dict(split=p["split"], train_fraction=p["train_fraction"], seed=p["seed"])
+    records = load_split(data, **how) if source_kind(data) == "audio" else None
+    opts = RunOptions(cache_dir=p["cache_dir"], n_jobs=jobs, progress=progress_for(ctx),
+                      strict=p["strict"])  # fmt: skip
+    # audio: threads or processes by the audio's duration; features already made: threads
+    local = (LocalExecutor(jobs) if records is None
+             else command_executor([r.path for r in records], jobs))  # fmt: skip
     extra = {}
-    with dask_or(dask_spec, command_executor([r.path for r in records], jobs)) as ex:
+    with dask_or(p["dask_spec"], local) as ex:
         if tuning:
             n_components = fit["n_components"]  # the ml K (16 unless -k), or "auto"
             fit = {k: v for k, v in fit.items() if k not in ("backend", "ubm", "n_components")}
@@ -278,56 +276,37 @@ def _train_audio(ctx, data, output, fit, config, tuning, cache_dir, jobs, strict
                 records, preset="auto" if config is None else config, components=n_components,
                 options=opts, executor=ex, **fit,
             )  # fmt: skip
-            config, res = tuned.member_configs or tuned.config, tuned.features
+            clips = audio_clips(data, records, tuned.features, tuned.member_configs or tuned.config,
+                                n_jobs=jobs, **how)  # fmt: skip
             extra["selection"] = tuned.to_header()
             calibrate = tuned.backend == "map"  # fusions are calibrated by their weights
             fit = {"backend": tuned.backend, "n_components": clf.n_components}
         else:
-            clf, res = train_classifier(records, config=config, options=opts, executor=ex, **fit)
+            clips = open_clips(data, config=config, options=opts, executor=ex, records=records,
+                               **how)  # fmt: skip
+            clips.config = _front_end(p["ubm_path"], ubm_config, clips.config, fixed=True)
+            clf = fit_backend(clips.clips, clips.labels, executor=ex, progress=opts.progress,
+                              n_jobs=jobs, **fit)  # fmt: skip
+            clf.timing_ = {**clips.timing, **clf.timing_}
         if calibrate:
-            extra["calibration"] = _calibrate(clf, res, records, fit, ex, p["seed"])
-    # the model records its split and training files, so evaluate and verify can refuse them
-    used = [r for r in records if r.path in res.features]
-    extra["split"] = describe_split(data, p["split"], used, train_fraction=p["train_fraction"],
-                                   seed=p["seed"], n_jobs=jobs)  # fmt: skip
-    save_model(output, clf, config, extra=extra)
-    skipped = skipped_list(res)
-    return {"classifier": clf, "n_files": len(records) - len(skipped), "skipped": skipped,
-            "selection": extra.get("selection")}  # fmt: skip
+            extra["calibration"] = _calibrate(clf, clips, fit, ex, p["seed"])
+    return clf, clips, extra
 
 
-def _calibrate(clf, res, records, fit, ex, seed) -> dict:
+def _calibrate(clf, clips, fit, ex, seed) -> dict:
     """The held-out calibration block; a map model's ``--reject auto`` threshold from it."""
     from ..scoring.calibration import bayes_threshold
     from ..selection.backends import calibrate_backend
 
-    clips, labels = res.labelled_clips(records)
     params = {k: v for k, v in fit.items() if k not in ("backend", "ubm", "random_state")}
-    cal = calibrate_backend(clips, labels, fit["backend"], random_state=seed, executor=ex,
-                            ubm=fit.get("ubm"), **params)  # fmt: skip
+    cal = calibrate_backend(clips.clips, clips.labels, fit["backend"], random_state=seed,
+                            executor=ex, ubm=fit.get("ubm"), **params)  # fmt: skip
     if cal["slope"] > 0:  # accept where the LLR reaches the Bayes threshold of the prior
         clf.threshold_ = (bayes_threshold(cal["p_target"]) - cal["offset"]) / cal["slope"]
     else:
         logger.warning("calibration: the held-out scores do not rise with the target (slope "
                        "%.3g); no --reject auto threshold", cal["slope"])  # fmt: skip
     return cal
-
-
-def _train_store(ctx, data, output, fit, ubm_path, ubm_config, jobs, dask_spec):
-    """A shard store: its clips, labels and front end (no audio, no split)."""
-    from ..data.shards import open_store
-    from ..engine import LocalExecutor
-    from ..pipeline import save_model
-    from ..pipeline.shards import store_config, train_from_store
-
-    store = open_store(data)
-    config = _front_end(ubm_path, ubm_config, store_config(store), fixed=True)
-    with dask_or(dask_spec, LocalExecutor(jobs)) as ex:
-        clf, _ = train_from_store(store, executor=ex, progress=progress_for(ctx), n_jobs=jobs,
-                                  **fit)  # fmt: skip
-        save_model(output, clf, config)
-    return {"classifier": clf, "n_files": store.n_clips, "unit": "clip", "skipped": [],
-            "store": store.folder}  # fmt: skip
 
 
 def report_training(clf, backend: str) -> None:

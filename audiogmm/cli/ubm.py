@@ -119,7 +119,7 @@ def command(store, output, components, init, max_iter, subsample, seed, checkpoi
     from ..io import EMCheckpoint, save
     from ..io.atomic import check_writable
     from ..models.ubm import train_ubm
-    from ..pipeline.shards import store_config
+    from ..pipeline.sources import store_config
 
     check_writable(output)
     st = open_store(store)

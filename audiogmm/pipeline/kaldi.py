@@ -1,8 +1,9 @@
-"""Train, evaluate and export through Kaldi data directories, bypassing the audio cache.
+"""Split, evaluate and export Kaldi data directories, bypassing the audio cache.
 
 ``feats.scp`` gives feature matrices (no audio decoding), ``wav.scp`` + ``segments`` each
 segment's features (:mod:`audiogmm.data.kaldi`). Utterances are split like files, by id,
-and the model records the training ids, so that :func:`evaluate_kaldi` refuses them.
+and the model records the training ids (:func:`audiogmm.pipeline.sources.open_clips`), so
+that :func:`evaluate_kaldi` refuses them.
 The model is a bundle when the front end is known (``audiogmm extract --format kaldi``
 stores it, or the directory was read from audio); features made by Kaldi itself give a
 plain classifier file that ``evaluate`` reads but ``predict`` on audio refuses.
@@ -13,7 +14,6 @@ from __future__ import annotations
 import logging
 import os
 import time
-from collections.abc import Sequence
 from typing import Any, Optional
 
 import numpy as np
@@ -29,15 +29,12 @@ from ..data.kaldi import (
     wav_scp_ids,
     write_feats,
 )
-from ..engine import LocalExecutor
 from ..exceptions import DatasetError
 from ..features import FeatureConfig
 from ..models import GMMClassifier
 from ..scoring import summary
-from .bundle import save_model
-from .train import fit_backend
 
-__all__ = ["evaluate_kaldi", "export_kaldi", "load_kaldi_split", "save_kaldi_model", "train_kaldi"]
+__all__ = ["evaluate_kaldi", "export_kaldi", "load_kaldi_split"]
 
 logger = logging.getLogger(__name__)
 
@@ -73,51 +70,6 @@ def load_kaldi_split(
     chosen = select(split_records(records, train_fraction=train_fraction, seed=seed), split)
     keep = {r.path for r in chosen}
     return [u for u in utts if u.utt in keep], used_config
-
-
-def train_kaldi(
-    utterances: Sequence[Utterance], *, options: Optional[RunOptions] = None,
-    executor: Optional[LocalExecutor] = None, backend: str = "ml", **classifier_params: Any,
-) -> GMMClassifier:  # fmt: skip
-    """Fit a classifier on labelled utterances through :func:`audiogmm.pipeline.train.fit_backend`.
-
-    Raises
-    ------
-    DatasetError
-        No utterances, or an utterance without a label.
-    """
-    if not utterances:
-        raise DatasetError("no training utterances")
-    unlabelled = [u.utt for u in utterances if u.label is None]
-    if unlabelled:
-        raise DatasetError(f"no label (utt2spk) for {len(unlabelled)} utterance(s)")
-    opts = options or RunOptions()
-    clf = fit_backend(
-        [u.features for u in utterances], [u.label for u in utterances], backend=backend,
-        executor=executor, progress=opts.progress, n_jobs=opts.n_jobs, **classifier_params,
-    )  # fmt: skip
-    clf.timing_ = {"extract_s": 0.0, **clf.timing_}
-    return clf
-
-
-def save_kaldi_model(
-    path: str | os.PathLike, clf: GMMClassifier, config: Optional[FeatureConfig], *,
-    data_dir: str | os.PathLike, split: Optional[str], train_fraction: float, seed: int,
-    utterances: Sequence[Utterance],
-) -> None:  # fmt: skip
-    """Write a bundle with ``config``, or a plain classifier file without one.
-
-    The header's ``kaldi`` block records the data directory, the split settings and
-    the training utterance ids.
-    """
-    block = {"kaldi": {
-        "data": os.path.abspath(os.fspath(data_dir)), "split": split,
-        "train_fraction": train_fraction, "seed": seed, "train_utts": [u.utt for u in utterances],
-    }}  # fmt: skip
-    if config is None:
-        clf.save(path, extra=block)
-    else:
-        save_model(path, clf, config, extra=block)
 
 
 def evaluate_kaldi(

@@ -1,9 +1,10 @@
 """The one training path: files (or clips) in, a fitted classifier of any backend out.
 
-:func:`fit_backend` is the one place a backend (``ml``, ``map``, ``gsv``, ``ivector``; the registry
-:data:`audiogmm.models.BACKENDS`) is chosen and fitted, for audio manifests
-(:func:`train_classifier`), Kaldi directories (:mod:`.kaldi`) and shard stores
-(:mod:`.shards`); :func:`load_ubm` reads a UBM made by ``audiogmm ubm`` for it.
+:func:`fit_backend` is the one place a backend (``ml``, ``map``, ``gsv``, ``ivector``; the
+registry :data:`audiogmm.models.BACKENDS`) is chosen and fitted, whatever the clips were
+read from (:func:`audiogmm.pipeline.sources.open_clips`: audio manifests, Kaldi
+directories, shard stores; :func:`train_classifier`: audio records); :func:`load_ubm`
+reads a UBM made by ``audiogmm ubm`` for it.
 No maths and no printing here.
 """
 
