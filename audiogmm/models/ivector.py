@@ -20,16 +20,11 @@ given their alignments, whose part that depends on ``T`` is
 per frame is the EM history). The statistics are sums over clips, accumulated in blocks of
 clips on the executor and merged in order, so the result does not depend on it.
 
-:func:`audiogmm.mixture.em.run` does not host this loop: its E-step is the GMM posterior of
-frames (:class:`~audiogmm.mixture.Stats` about a shift computed from mixture weights and
-means), while this one is over clip statistics with other sufficient statistics (``C``,
-``A``) and no frames; :func:`train_tv` is the one small loop, with the same
-:class:`~audiogmm.mixture.ConvergenceMonitor`.
+:func:`audiogmm.mixture.em.run` (GMM posteriors of frames) does not host this loop over
+clip statistics; :func:`train_tv` is the one small loop, with the same monitor.
 
-Back end: i-vectors centred on the training mean, projected by LDA (at most M - 1
-dimensions) then by WCCN (the Cholesky factor of the inverse within-class covariance),
-length-normalised and scored by the cosine against each class's normalised mean. The
-cosine scores are calibrated to LLRs on clips held out of the back end, as in ``gsv``.
+Back end: centred i-vectors, LDA (at most M - 1 dims), WCCN, length norm, the cosine to
+each class's normalised mean, calibrated to LLRs on held-out clips as in ``gsv``.
 """
 
 from __future__ import annotations
