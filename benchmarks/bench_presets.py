@@ -25,11 +25,12 @@ import os
 import tempfile
 import time
 import warnings
+from collections.abc import Iterator
 
 from _cli_common import SAMPLES, Dataset, devcorpus_datasets, wilson, write_manifest
 from _common import emit, rnd, table
 
-from audiogmm.data import RunOptions, extract_many, read_manifest
+from audiogmm.data import Record, RunOptions, extract_many, read_manifest
 from audiogmm.features import PRESETS
 from audiogmm.selection.cv import cv_scores
 
@@ -46,6 +47,26 @@ CANDIDATES = {
     "general": PRESETS["general"],
     "general+cmn": PRESETS["general"].replace(cmvn="utterance", cmvn_norm_vars=False),
 }
+
+
+def dev_sets(p: argparse.ArgumentParser, wanted: str | None) -> list[Dataset]:
+    """The development corpus's data sets, or those named in ``wanted`` (comma-separated)."""
+    sets, skip = devcorpus_datasets(prefix="dev-")
+    if skip:
+        raise SystemExit(skip)
+    if not wanted:
+        return sets
+    unknown = sorted(set(wanted.split(",")) - {ds.name for ds in sets})
+    if unknown:
+        p.error(f"unknown data set(s) {unknown}; choose from {[ds.name for ds in sets]}")
+    return [ds for ds in sets if ds.name in wanted.split(",")]
+
+
+def training_sides(sets: list[Dataset], tmp: str) -> Iterator[tuple[Dataset, list[Record]]]:
+    """Each data set with its training records (split as bench_accuracy.py splits it, seed 0)."""
+    for ds in sets:
+        write_manifest(ds, os.path.join(tmp, ds.name))
+        yield ds, [r for r in read_manifest(ds.csv) if r.split == "train"]
 
 
 def main() -> None:
@@ -66,21 +87,11 @@ def main() -> None:
     if args.quick:
         sets = [Dataset("samples-" + s, os.path.join(SAMPLES, s)) for s in ("speakers", "sounds")]
     else:
-        sets, skip = devcorpus_datasets(prefix="dev-")
-        if skip:
-            raise SystemExit(skip)
-    if args.sets:
-        wanted = args.sets.split(",")
-        unknown = sorted(set(wanted) - {ds.name for ds in sets})
-        if unknown:
-            p.error(f"unknown data set(s) {unknown}; choose from {[ds.name for ds in sets]}")
-        sets = [ds for ds in sets if ds.name in wanted]
+        sets = dev_sets(p, args.sets)
     warnings.simplefilter("ignore")  # CV fits stop at 10 iterations on purpose
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
-        for ds in sets:
-            write_manifest(ds, os.path.join(tmp, ds.name))
-            train = [r for r in read_manifest(ds.csv) if r.split == "train"]
+        for ds, train in training_sides(sets, tmp):
             for name in names:
                 cfg = CANDIDATES[name]
                 t0 = time.perf_counter()
