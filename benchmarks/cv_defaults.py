@@ -6,7 +6,7 @@ than the noise. For each data set of the development corpus (split as
 ``bench_accuracy.py`` splits it, seed 0), only the **training** files are read: each
 candidate's features are extracted once (kept in a feature cache) and scored by
 clip-stratified k-fold cross-validation with the training defaults (every frame, EM to
-convergence; ``audiogmm.models.selection.cv_scores``). A candidate changes one thing of
+convergence; ``audiogmm.selection.cv.cv_scores``). A candidate changes one thing of
 the default: the front end (``FeatureConfig`` fields), K, or a ``DiagGMM`` parameter.
 ``sklearn-librosa`` is the reference script itself (``librosa.feature.mfcc`` defaults and
 ``sklearn.mixture.GaussianMixture``) on the same folds.
@@ -43,7 +43,7 @@ from bench_presets import dev_sets, training_sides
 from audiogmm.data import RunOptions, extract_many
 from audiogmm.features import PRESETS
 from audiogmm.models import N_COMPONENTS
-from audiogmm.models.selection import clip_folds, cv_scores
+from audiogmm.selection.cv import clip_folds, cv_scores
 
 _G = PRESETS["general"]
 _L = PRESETS["librosa"]
