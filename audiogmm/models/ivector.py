@@ -39,6 +39,7 @@ import numpy as np
 from ..engine import LocalExecutor, one_blas_thread, resolve
 from ..exceptions import ParameterError
 from ..mixture import ConvergenceMonitor, DiagGMM
+from ..mixture.checks import is_int, need
 from ..progress import Progress, reporter
 from .embedding import GSV_COMPONENTS, EmbeddingClassifier, clip_stats, held_out_calibration
 
@@ -408,9 +409,8 @@ class IVectorClassifier(EmbeddingClassifier):
 
     def _check_own(self) -> None:
         for name, low in (("rank", 1), ("n_iter", 0)):
-            v = getattr(self, name)
-            if not (isinstance(v, (int, np.integer)) and not isinstance(v, bool) and v >= low):
-                raise ParameterError(f"{name} must be an integer >= {low}; got {v!r}")
+            need(self, is_int(getattr(self, name)) and getattr(self, name) >= low, name,
+                 f"an integer >= {low}")  # fmt: skip
 
     def fit(
         self,

@@ -32,6 +32,7 @@ import numpy as np
 from ..engine import LocalExecutor, one_blas_thread, resolve
 from ..exceptions import ConvergenceWarning, ParameterError
 from ..mixture import DiagGMM, log_softmax
+from ..mixture.checks import is_real, need
 from ..progress import Progress
 from .embedding import GSV_COMPONENTS, EmbeddingClassifier, clip_stats, held_out_calibration
 from .ubm import UBMClassifier
@@ -195,9 +196,7 @@ class GSVClassifier(EmbeddingClassifier):
 
     def _ubm_classifier(self) -> UBMClassifier:
         """The GMM-UBM whose UBM (and checks of K, relevance, subsample) this back end shares."""
-        if not (isinstance(self.C, (int, float)) and not isinstance(self.C, bool)
-                and math.isfinite(self.C) and self.C > 0):  # fmt: skip
-            raise ParameterError(f"C must be a finite number > 0; got {self.C!r}")
+        need(self, is_real(self.C) and self.C > 0, "C", "a finite number > 0")
         return UBMClassifier(
             self.n_components, relevance=self.relevance, subsample=self.subsample,
             n_jobs=self.n_jobs, random_state=self.random_state, **self.gmm_params,
