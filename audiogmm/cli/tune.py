@@ -28,31 +28,13 @@ logger = logging.getLogger("audiogmm")
 @click.argument("data", type=click.Path(exists=True))
 @split_options("train")
 @tuning_options(components_default="auto", preset_default="auto")
-@click.option(
-    "--folds",
-    type=click.IntRange(min=2),
-    default=3,
-    show_default=True,
-    help="Clip-stratified cross-validation folds.",
-)
+@click.option("--folds", type=click.IntRange(min=2), default=3, show_default=True,
+              help="Clip-stratified cross-validation folds.")
 @run_options
 @json_option
 @click.pass_context
-def command(
-    ctx,
-    data,
-    split,
-    train_fraction,
-    seed,
-    preset,
-    config_path,
-    components,
-    folds,
-    cache_dir,
-    jobs,
-    strict,
-    as_json,
-):
+def command(ctx, data, split, train_fraction, seed, preset, config_path, components, folds,
+            cache_dir, jobs, strict, as_json):  # fmt: skip
     """Cross-validate front ends and components on DATA's training files; print the table.
 
     The same search as `train --preset auto --components auto`, on the training
@@ -79,13 +61,10 @@ def command(
         records, preset=chosen, components=components, n_folds=folds, options=opts,
         random_state=seed,
     )  # fmt: skip
-    out = {
-        "n_files": len(records),
-        "selection": result.to_header(),
-        "feature_config": result.config.to_dict(),
-        "feature_configs": [c.to_dict() for c in result.member_configs] or None,
-        "skipped": skipped_list(result.features),
-    }
+    out = {"n_files": len(records), "selection": result.to_header(),
+           "feature_config": result.config.to_dict(),
+           "feature_configs": [c.to_dict() for c in result.member_configs] or None,
+           "skipped": skipped_list(result.features)}  # fmt: skip
     if as_json:
         echo_json(out)
         return
