@@ -182,10 +182,9 @@ def audio_clips(
 def store_config(store: ShardStore) -> FeatureConfig:
     """The FeatureConfig a store was extracted with (validated like any loaded config)."""
     if not store.config:
-        raise ModelFileError(
-            f"{store.folder}: the store does not record its feature configuration; "
-            "re-create it with `audiogmm extract DATA --shards DIR`"
-        )
+        raise ModelFileError(f"{store.folder}: the store does not record its feature "
+                             "configuration; re-create it with `audiogmm extract DATA --shards "
+                             "DIR`")  # fmt: skip
     try:
         config = FeatureConfig.from_json(store.config)
     except (ValueError, TypeError) as e:

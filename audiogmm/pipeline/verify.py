@@ -33,15 +33,8 @@ from .bundle import Bundle
 from .classify import score_files
 from .report import json_dumps
 
-__all__ = [
-    "Trial",
-    "TrialScores",
-    "iter_trials",
-    "read_trials",
-    "score_trials",
-    "verify_trials",
-    "write_verification_report",
-]
+__all__ = ["Trial", "TrialScores", "iter_trials", "read_trials", "score_trials", "verify_trials",
+           "write_verification_report"]  # fmt: skip
 
 logger = logging.getLogger(__name__)
 
@@ -167,15 +160,10 @@ _CHUNK = 1 << 13
 
 
 def score_trials(
-    model: Bundle,
-    trials: str | os.PathLike | Iterable[Trial],
-    *,
-    norm: str = "none",
-    cohort: Sequence[str] = (),
-    allow_train_overlap: bool = False,
-    options: RunOptions | None = None,
-    executor: LocalExecutor | None = None,
-) -> TrialScores:
+    model: Bundle, trials: str | os.PathLike | Iterable[Trial], *, norm: str = "none",
+    cohort: Sequence[str] = (), allow_train_overlap: bool = False,
+    options: RunOptions | None = None, executor: LocalExecutor | None = None,
+) -> TrialScores:  # fmt: skip
     """Score verification trials with a GMM-UBM bundle, streaming the trials.
 
     The trials (a CSV path, or Trial objects) are read once into index arrays;
@@ -235,9 +223,8 @@ def score_trials(
     if not paths:
         raise DatasetError(f"{name}: no trials")
     if unknown:
-        raise ParameterError(
-            f"claims {sorted(unknown)[:10]} are not classes of the model {clf.labels_}"
-        )
+        raise ParameterError(f"claims {sorted(unknown)[:10]} are not classes of the model "
+                             f"{clf.labels_}")  # fmt: skip
     if norm in ("t", "s") and len(clf.labels_) < 3:
         raise ParameterError("t-/s-norm needs a model with >= 3 classes (impostor models)")
     if norm in ("z", "s") and len(cohort) < 2:
@@ -302,15 +289,10 @@ def _refuse_training_files(model: Bundle, files: dict[str, str], allow: bool) ->
 
 
 def verify_trials(
-    model: Bundle,
-    trials: Sequence[Trial],
-    *,
-    norm: str = "none",
-    cohort: Sequence[str] = (),
-    allow_train_overlap: bool = False,
-    options: RunOptions | None = None,
+    model: Bundle, trials: Sequence[Trial], *, norm: str = "none", cohort: Sequence[str] = (),
+    allow_train_overlap: bool = False, options: RunOptions | None = None,
     executor: LocalExecutor | None = None,
-) -> dict[str, Any]:
+) -> dict[str, Any]:  # fmt: skip
     """Score verification trials with a GMM-UBM bundle; metrics when targets are known.
 
     :func:`score_trials` as one dict (a list of trials in memory; stream large
@@ -386,9 +368,8 @@ def write_verification_report(
         text = io.TextIOWrapper(f, encoding="utf-8", newline="")
         w = csv.writer(text, lineterminator="\n")
         w.writerow(["path", "claim", "target", "score"])
-        for t in rows:
-            w.writerow([t["path"], t["claim"], "" if t["target"] is None else t["target"],
-                        repr(t["score"])])  # fmt: skip
+        w.writerows([t["path"], t["claim"], "" if t["target"] is None else t["target"],
+                     repr(t["score"])] for t in rows)  # fmt: skip
         text.flush()
         text.detach()
 
