@@ -24,10 +24,7 @@ from ..mixture.fit import fit_mixtures
 from ..mixture.sources import ArraySource, check_frames
 from ..progress import Progress, reporter
 
-__all__ = [
-    "GMMClassifier", "MIN_FRAMES_PER_COMPONENT", "N_COMPONENTS", "check_clips", "oversized_reason",
-    "pool_clips",
-]  # fmt: skip
+__all__ = ["GMMClassifier", "N_COMPONENTS"]
 
 logger = logging.getLogger(__name__)
 
@@ -87,7 +84,24 @@ def pool_clips(clips: Sequence[np.ndarray], n_dims: int) -> tuple[np.ndarray, np
     return np.concatenate([X.astype(dtype, copy=False) for X in checked], axis=0), lengths
 
 
-class GMMClassifier:
+class ModelFile:
+    """``save`` and ``load`` of a model, through :mod:`audiogmm.io` (one checksummed ``.npz``)."""
+
+    def save(self, path: str | os.PathLike, *, extra: dict[str, Any] | None = None) -> None:
+        """Write to one checksummed ``.npz`` file; see :func:`audiogmm.io.save`."""
+        from ..io import save
+
+        save(self, path, extra=extra)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> Any:
+        """Read a file of this class written by :meth:`save`; see :func:`audiogmm.io.load`."""
+        from ..io import load
+
+        return load(path, cls)
+
+
+class GMMClassifier(ModelFile):
     """Per-class diagonal GMMs with maximum-total-log-likelihood decisions.
 
     Parameters
@@ -298,18 +312,3 @@ class GMMClassifier:
         if not len(S):
             return np.array([], dtype=object)
         return np.array(self.labels_, dtype=object)[S.argmax(1)]
-
-    # -- persistence -------------------------------------------------------------------------
-
-    def save(self, path: str | os.PathLike, *, extra: dict[str, Any] | None = None) -> None:
-        """Write to one checksummed ``.npz`` file; see :func:`audiogmm.io.save`."""
-        from ..io import save
-
-        save(self, path, extra=extra)
-
-    @classmethod
-    def load(cls, path: str | os.PathLike) -> GMMClassifier:
-        """Read a file written by :meth:`save`; see :func:`audiogmm.io.load`."""
-        from ..io import load
-
-        return load(path, cls)

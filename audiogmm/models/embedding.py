@@ -25,7 +25,7 @@ from ..scoring.calibration import CalibrationWarning, bayes_threshold, fit_calib
 from .classifier import GMMClassifier
 from .ubm import UNKNOWN, UBMClassifier
 
-__all__ = ["GSV_COMPONENTS", "EmbeddingClassifier", "clip_stats", "held_out_calibration"]
+__all__ = ["GSV_COMPONENTS", "EmbeddingClassifier", "clip_stats"]
 
 logger = logging.getLogger(__name__)
 

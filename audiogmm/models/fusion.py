@@ -19,21 +19,18 @@ each member goes through the same checks as a single :class:`GMMClassifier` file
 from __future__ import annotations
 
 import math
-import os
 from collections.abc import Sequence
-from typing import Any
 
 import numpy as np
 
 from ..engine import LocalExecutor
 from ..exceptions import ParameterError
 from ..io.tables import MAX_MEMBERS
-from ..mixture import log_softmax
 from ..scoring.calibration import newton_minimise
-from .classifier import GMMClassifier
-from .supervector import log_odds
+from .classifier import GMMClassifier, ModelFile
+from .supervector import raw_llr
 
-__all__ = ["FUSION_RIDGE", "MAX_MEMBERS", "FusedClassifier", "fit_fusion", "fuse_scores"]
+__all__ = ["FusedClassifier", "fit_fusion"]
 
 #: L2 penalty on the fusion weights (per clip): negligible on overlapping scores, and
 #: what keeps the weights finite when the held-out scores separate the classes.
@@ -119,7 +116,7 @@ def fit_fusion(
     return [float(v) for v in a]
 
 
-class FusedClassifier:
+class FusedClassifier(ModelFile):
     """Several classifiers of the same labels, one per front end, decided together.
 
     Parameters
@@ -229,9 +226,7 @@ class FusedClassifier:
         ndarray of shape (n_clips, n_labels), float64, nats (0 with one class).
         """
         S = np.asarray(scores, dtype=np.float64)
-        if S.shape[1] < 2:
-            return np.zeros_like(S)
-        return np.clip(log_odds(log_softmax(S)) + math.log(S.shape[1] - 1), -1e6, 1e6)
+        return np.zeros_like(S) if S.shape[1] < 2 else raw_llr(S)
 
     def log_proba_from_scores(self, scores: np.ndarray) -> np.ndarray:
         """Class log posteriors from a :meth:`score_matrix` result (softmax with log priors)."""
@@ -244,17 +239,3 @@ class FusedClassifier:
             return np.array([], dtype=object)
         return np.array(self.labels_, dtype=object)[LP.argmax(1)]
 
-    # -- persistence -------------------------------------------------------------------------
-
-    def save(self, path: str | os.PathLike, *, extra: dict[str, Any] | None = None) -> None:
-        """Write every member to one checksummed file; see :func:`audiogmm.io.save`."""
-        from ..io import save
-
-        save(self, path, extra=extra)
-
-    @classmethod
-    def load(cls, path: str | os.PathLike) -> FusedClassifier:
-        """Read a file written by :meth:`save`; see :func:`audiogmm.io.load`."""
-        from ..io import load
-
-        return load(path, cls)

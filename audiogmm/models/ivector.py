@@ -43,10 +43,7 @@ from ..mixture.checks import is_int, need
 from ..progress import Progress, reporter
 from .embedding import GSV_COMPONENTS, EmbeddingClassifier, clip_stats, held_out_calibration
 
-__all__ = [
-    "IVectorClassifier", "cosine_back_end", "extract_ivectors", "lda", "train_tv", "tv_estep",
-    "tv_maximise", "wccn", "whitened_stats",
-]  # fmt: skip
+__all__ = ["IVectorClassifier", "extract_ivectors", "train_tv", "whitened_stats"]
 
 logger = logging.getLogger(__name__)
 

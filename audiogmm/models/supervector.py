@@ -37,7 +37,7 @@ from ..progress import Progress
 from .embedding import GSV_COMPONENTS, EmbeddingClassifier, clip_stats, held_out_calibration
 from .ubm import UBMClassifier
 
-__all__ = ["GSV_COMPONENTS", "GSVClassifier", "log_odds", "supervectors"]
+__all__ = ["GSVClassifier", "supervectors"]
 
 logger = logging.getLogger(__name__)
 
@@ -101,8 +101,11 @@ def log_odds(log_post: np.ndarray) -> np.ndarray:
     return lp - l1m
 
 
-def _raw_llr(S: np.ndarray) -> np.ndarray:
-    """Posterior log odds of each class over its prior odds 1 : (M - 1), clipped finite."""
+def raw_llr(S: np.ndarray) -> np.ndarray:
+    """Posterior log odds of each class over its prior odds 1 : (M - 1), clipped finite.
+
+    ``S``: class scores (n_clips, M >= 2) that are log posteriors up to a per-clip constant.
+    """
     return np.clip(log_odds(log_softmax(S)) + math.log(S.shape[1] - 1), -1e6, 1e6)
 
 
@@ -258,7 +261,7 @@ class GSVClassifier(EmbeddingClassifier):
 
             def raw(Ztr, ytr, Zte):
                 c, i, _ = _logistic(Ztr, ytr, C, seed)
-                return _raw_llr(Zte @ c.T + i)
+                return raw_llr(Zte @ c.T + i)
 
             self.calibration_ = held_out_calibration(Z, labels, raw, seed)
             coef = (coef if basis is None else coef @ basis) / scale
@@ -294,7 +297,7 @@ class GSVClassifier(EmbeddingClassifier):
             folds (:func:`~audiogmm.scoring.calibration.fit_calibration`); ``r`` itself
             when there was too little data to calibrate. Nats.
         """
-        raw = _raw_llr(S)
+        raw = raw_llr(S)
         if self.calibration_ is None:
             return raw
         a, b = self.calibration_

@@ -30,7 +30,7 @@ from ..mixture.sources import ArraySource
 from ..progress import Progress, reporter
 from .classifier import GMMClassifier, check_clips, pool_clips
 
-__all__ = ["UBMClassifier", "UNKNOWN", "UBM_COMPONENTS", "UBM_DEFAULTS"]
+__all__ = ["UBMClassifier", "UBM_COMPONENTS", "UNKNOWN", "train_ubm"]
 
 logger = logging.getLogger(__name__)
 
