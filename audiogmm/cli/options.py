@@ -270,6 +270,8 @@ def progress_for(ctx: click.Context) -> ProgressBar | None:
 
 # -- model selection (--preset auto, --components auto) ------------------------------------
 
+AUTO_AND_CONFIG = "--config gives one front end and --preset auto chooses among several: give one"
+
 
 class _Components(click.ParamType):
     """An int >= 1 or ``auto``."""

@@ -26,6 +26,7 @@ from ..models.classifier import N_COMPONENTS
 from ..models.supervector import GSV_COMPONENTS
 from ..models.ubm import UBM_COMPONENTS, UBM_DEFAULTS
 from .options import (
+    AUTO_AND_CONFIG,
     command_executor,
     echo_json,
     format_selection,
@@ -129,13 +130,8 @@ def _front_end(ubm_path, ubm_config, data_config, *, fixed: bool):
 
 @click.command("train")
 @click.argument("data", type=click.Path(exists=True))
-@click.option(
-    "-o",
-    "--output",
-    required=True,
-    type=click.Path(dir_okay=False),
-    help="Model file to write (.npz).",
-)
+@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False),
+              help="Model file to write (.npz).")
 @split_options("train")
 @tuning_options(
     components_default=None,
@@ -144,20 +140,13 @@ def _front_end(ubm_path, ubm_config, data_config, *, fixed: bool):
     f"of the UBM (--backend map, default {UBM_COMPONENTS}; gsv, default {GSV_COMPONENTS}); "
     "ivector as gsv.",
 )
-@click.option(
-    "--init",
-    type=click.Choice(["split", "kmeans++"]),
-    default=None,
-    help="Initialisation: k-means++ on a subsample, or split growth from one component "
-    f"[default: {_GMM_DEFAULTS['init']}; the UBM of --backend map/gsv/ivector: {UBM_DEFAULTS['init']}].",
-)
-@click.option(
-    "--max-iter",
-    type=click.IntRange(min=0),
-    default=None,
-    help=f"Maximum EM iterations per class [default: {_GMM_DEFAULTS['max_iter']}; the UBM of "
-    f"--backend map/gsv/ivector runs exactly {UBM_DEFAULTS['max_iter']}].",
-)
+@click.option("--init", type=click.Choice(["split", "kmeans++"]), default=None,
+              help="Initialisation: k-means++ on a subsample, or split growth from one component "
+              f"[default: {_GMM_DEFAULTS['init']}; the UBM of --backend map/gsv/ivector: "
+              f"{UBM_DEFAULTS['init']}].")  # fmt: skip
+@click.option("--max-iter", type=click.IntRange(min=0), default=None,
+              help=f"Maximum EM iterations per class [default: {_GMM_DEFAULTS['max_iter']}; the "
+              f"UBM of --backend map/gsv/ivector runs exactly {UBM_DEFAULTS['max_iter']}].")  # fmt: skip
 @map_options
 @click.option("--calibrate", is_flag=True, help="--backend map: fit a linear logistic calibration "
               "on held-out training folds, so that verify scores are log-likelihood ratios and "
@@ -183,15 +172,11 @@ def command(ctx, data, output, split, train_fraction, seed, preset, config_path,
     check_writable(output)  # before the work, naming the user's path
     auto = preset == "auto"
     if auto and config_path:
-        raise click.UsageError(
-            "--config gives one front end and --preset auto chooses among several: give one"
-        )
+        raise click.UsageError(AUTO_AND_CONFIG)
     tuning = auto or components == "auto"
     if tuning and backend != "ml":
-        raise click.UsageError(
-            "--preset auto and --components auto select by cross-validating the ml "
-            f"backend; give a fixed --preset and -k with --backend {backend}"
-        )
+        raise click.UsageError("--preset auto and --components auto select by cross-validating "
+                               f"the ml backend; give a fixed --preset and -k with --backend {backend}")  # fmt: skip
     if calibrate and (backend != "map" or tuning):
         raise click.UsageError("--calibrate applies to --backend map (gsv calibrates its scores "
                                "always, and --preset auto calibrates what it chooses)")  # fmt: skip

@@ -9,6 +9,7 @@ import click
 
 from ..exceptions import ConvergenceWarning
 from .options import (
+    AUTO_AND_CONFIG,
     echo_json,
     format_selection,
     given,
@@ -47,9 +48,7 @@ def command(ctx, data, split, train_fraction, seed, preset, config_path, compone
 
     if preset == "auto" and config_path:
         if given(ctx, "preset"):
-            raise click.UsageError(
-                "--config gives one front end and --preset auto chooses among several: give one"
-            )
+            raise click.UsageError(AUTO_AND_CONFIG)
         preset = None  # the file's fields on the default preset
     chosen = "auto" if preset == "auto" else load_config(preset, config_path)
     if not isinstance(chosen, str) and not config_path:

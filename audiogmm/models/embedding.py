@@ -10,7 +10,6 @@ end) and open-set decisions on them.
 from __future__ import annotations
 
 import logging
-import math
 import warnings
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -20,6 +19,7 @@ import numpy as np
 from ..engine import LocalExecutor, resolve
 from ..exceptions import ParameterError
 from ..mixture import DiagGMM, accumulate
+from ..mixture.checks import is_real
 from ..mixture.sources import check_frames
 from ..scoring.calibration import CalibrationWarning, bayes_threshold, fit_calibration
 from .classifier import GMMClassifier
@@ -224,8 +224,17 @@ class EmbeddingClassifier(GMMClassifier):
         ndarray of shape (n_clips, n_labels), float64
             :meth:`llr_from_scores` of :meth:`score_matrix`; nats. 0 with one class.
         """
-        S = self.score_matrix(clips, executor=executor)
+        return self._llr(self.score_matrix(clips, executor=executor))
+
+    def _llr(self, S: np.ndarray) -> np.ndarray:
         return np.zeros_like(S) if S.shape[1] < 2 else self.llr_from_scores(S)
+
+    def _calibrated(self, raw: np.ndarray) -> np.ndarray:
+        """``a raw + b`` with ``(a, b) = calibration_``; ``raw`` itself without one."""
+        if self.calibration_ is None:
+            return raw
+        a, b = self.calibration_
+        return a * raw + b
 
     def resolve_threshold(self, reject: str | float | None) -> float | None:
         """The LLR threshold that ``reject`` means (None: no rejection).
@@ -249,11 +258,7 @@ class EmbeddingClassifier(GMMClassifier):
                     "had fewer than 2 training clips in some class): give a number"
                 )
             return bayes_threshold(0.5)
-        if (
-            isinstance(reject, (int, float))
-            and not isinstance(reject, bool)
-            and math.isfinite(reject)
-        ):
+        if is_real(reject):
             return float(reject)
         raise ParameterError(f"reject must be None, 'auto' or a finite number; got {reject!r}")
 
@@ -285,5 +290,4 @@ class EmbeddingClassifier(GMMClassifier):
             Unused here (the per-frame LLR of ``--backend map`` needs it).
         """
         best = self.log_proba_from_scores(S).argmax(1)
-        llr = np.zeros_like(S) if S.shape[1] < 2 else self.llr_from_scores(S)
-        return llr[np.arange(len(best)), best]
+        return self._llr(S)[np.arange(len(best)), best]

@@ -418,26 +418,10 @@ class IVectorClassifier(EmbeddingClassifier):
         progress: Progress = None,
         executor: LocalExecutor | None = None,
     ) -> IVectorClassifier:
-        """Train the UBM (unless given), the i-vector extractor, then the back end.
+        """Train the UBM (unless given), the i-vector extractor, then the back end; self.
 
-        Parameters
-        ----------
-        clips : sequence of ndarray, each of shape (n_frames_i, n_dims)
-        labels : sequence of str, length n_clips
-        ubm : DiagGMM, optional
-            A fitted UBM (e.g. from :func:`~audiogmm.models.ubm.train_ubm`); its K wins.
-        progress : callable, optional
-            After each class's MAP model, then after each T-EM iteration.
-        executor : LocalExecutor, optional
-
-        Returns
-        -------
-        self
-
-        Raises
-        ------
-        ParameterError
-            Bad parameters or clips (see :meth:`UBMClassifier.fit`).
+        As :meth:`GSVClassifier.fit`; ``progress`` is called after each class's MAP model,
+        then after each T-EM iteration.
         """
         self._check_own()
         with resolve(executor, self.n_jobs) as ex:
@@ -485,11 +469,7 @@ class IVectorClassifier(EmbeddingClassifier):
             too little data to calibrate): the LLR of the class against the others, nats.
         """
         Z = self.ivectors(clips, executor=executor)
-        S = _cosines((self.centre_, self.projection_, self.class_means_), Z)
-        if self.calibration_ is None:
-            return S
-        a, b = self.calibration_
-        return a * S + b
+        return self._calibrated(_cosines((self.centre_, self.projection_, self.class_means_), Z))
 
     def llr_from_scores(self, S: np.ndarray) -> np.ndarray:
         """The scores of :meth:`score_matrix` are the LLRs already."""

@@ -297,8 +297,4 @@ class GSVClassifier(EmbeddingClassifier):
             folds (:func:`~audiogmm.scoring.calibration.fit_calibration`); ``r`` itself
             when there was too little data to calibrate. Nats.
         """
-        raw = raw_llr(S)
-        if self.calibration_ is None:
-            return raw
-        a, b = self.calibration_
-        return a * raw + b
+        return self._calibrated(raw_llr(S))
