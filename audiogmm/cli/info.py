@@ -60,17 +60,13 @@ def _describe_gmm(model: str, gmm, header: dict, as_json: bool) -> None:
     use = (f"a UBM (`audiogmm ubm`) for `train --backend map|gsv|ivector --ubm`, front end hash "
            f"{FeatureConfig.from_dict(cfg).content_hash()}" if cfg is not None
            else "no feature configuration (not a classifier for audio)")  # fmt: skip
-    click.echo(
-        f"mixture:       one DiagGMM, {gmm.n_components} diagonal components x {gmm.n_dims} "
-        f"dims; {use}"
-    )
+    click.echo(f"mixture:       one DiagGMM, {gmm.n_components} diagonal components x {gmm.n_dims} "
+               f"dims; {use}")  # fmt: skip
     if rep:
-        click.echo(
-            f"training:      {rep.get('n_frames', '?')} frames, {rep.get('n_iter', '?')} it "
-            f"({'converged' if rep.get('converged') else 'not converged'}), ll/frame "
-            f"{rep.get('final_mean_loglik', float('nan')):.3f}, "
-            f"{rep.get('n_reseeded', 0)} re-seeded"
-        )
+        click.echo(f"training:      {rep.get('n_frames', '?')} frames, {rep.get('n_iter', '?')} it "
+                   f"({'converged' if rep.get('converged') else 'not converged'}), ll/frame "
+                   f"{rep.get('final_mean_loglik', float('nan')):.3f}, "
+                   f"{rep.get('n_reseeded', 0)} re-seeded")  # fmt: skip
 
 
 @click.command("info")
@@ -159,11 +155,9 @@ def command(model, as_json):
     else:
         how = ("the manifest's split column" if sp["from_column"]
                else f"seed {sp['seed']}, train fraction {sp['train_fraction']:g}")  # fmt: skip
-        click.echo(
-            f"split:         trained on split {sp['split']!r} ({how}) of a manifest of "
-            f"{sp['n_manifest_files']} files (hash {sp['manifest_hash']}); "
-            f"{sp['n_train_files']} training files recorded by content hash"
-        )
+        click.echo(f"split:         trained on split {sp['split']!r} ({how}) of a manifest of "
+                   f"{sp['n_manifest_files']} files (hash {sp['manifest_hash']}); "
+                   f"{sp['n_train_files']} training files recorded by content hash")  # fmt: skip
     if isinstance(out["selection"], dict):
         try:
             click.echo(format_selection(out["selection"]))

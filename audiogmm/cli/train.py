@@ -223,11 +223,9 @@ def command(ctx, data, output, split, train_fraction, seed, preset, config_path,
     how = (f"from a UBM of {clf.n_components} components ({backend})" if backend != "ml"
            else f"x {clf.n_components} components (ml)")  # fmt: skip
     note = "" if clips.config else " (Kaldi features: evaluate on feats.scp, no audio predict)"
-    click.echo(
-        f"trained {plural(len(clf.labels_), 'class', 'classes')} {how} on "
-        f"{plural(out['n_files'], clips.unit)} ({dims_text(clf.n_dims)}-dim features) in "
-        f"{sum(clf.timing_.values()):.1f} s -> {escape_name(output)}{note}"
-    )
+    click.echo(f"trained {plural(len(clf.labels_), 'class', 'classes')} {how} on "
+               f"{plural(out['n_files'], clips.unit)} ({dims_text(clf.n_dims)}-dim features) in "
+               f"{sum(clf.timing_.values()):.1f} s -> {escape_name(output)}{note}")  # fmt: skip
 
 
 def _fit(ctx, data, fit, config, ubm_config, tuning, calibrate):

@@ -62,12 +62,10 @@ def command(ctx, model, trials, norm, cohort, report_dir, allow_train_overlap, c
                 for t in res)  # fmt: skip
     m = res.metrics
     if m:
-        click.echo(
-            f"EER {100 * m['eer']:.2f}%  minDCF(0.01) {m['min_dcf_0.01']:.4f}  "
-            f"minDCF(0.05) {m['min_dcf_0.05']:.4f}  actDCF(0.01) {m['act_dcf_0.01']:.4f}  "
-            f"Cllr {m['cllr']:.4f}  minCllr {m['min_cllr']:.4f}  "
-            f"({m['n_target']} target, {m['n_nontarget']} non-target trials)"
-        )
+        click.echo(f"EER {100 * m['eer']:.2f}%  minDCF(0.01) {m['min_dcf_0.01']:.4f}  "
+                   f"minDCF(0.05) {m['min_dcf_0.05']:.4f}  actDCF(0.01) {m['act_dcf_0.01']:.4f}  "
+                   f"Cllr {m['cllr']:.4f}  minCllr {m['min_cllr']:.4f}  "
+                   f"({m['n_target']} target, {m['n_nontarget']} non-target trials)")  # fmt: skip
     if report_dir:
         click.echo(f"report: {escape_name(report_dir)}", err=True)
 

@@ -211,10 +211,8 @@ class GMMClassifier(ModelFile):
         ):
             fit_mixtures(models, [ArraySource(data[y]) for y in self.labels_], executor=ex)
             for y, gmm in zip(self.labels_, models):
-                logger.info(
-                    "class %r: %d frames, %d iterations, mean log-likelihood %.4f",
-                    y, data[y].shape[0], gmm.n_iter_, gmm.history_[-1],
-                )  # fmt: skip
+                logger.info("class %r: %d frames, %d iterations, mean log-likelihood %.4f",
+                            y, data[y].shape[0], gmm.n_iter_, gmm.history_[-1],)  # fmt: skip
                 tick()
         self.set_models(dict(zip(self.labels_, models)))
         keep = ("n_iter", "converged", "final_mean_loglik", "n_reseeded", "compute_dtype",

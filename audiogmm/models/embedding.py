@@ -36,10 +36,7 @@ GSV_COMPONENTS = 256
 
 
 def clip_stats(
-    clips: Sequence[np.ndarray],
-    ubm: DiagGMM,
-    *,
-    executor: LocalExecutor | None = None,
+    clips: Sequence[np.ndarray], ubm: DiagGMM, *, executor: LocalExecutor | None = None
 ) -> tuple[np.ndarray, np.ndarray]:
     """Each clip's zeroth and first-order Baum-Welch statistics under a fitted UBM.
 

@@ -38,10 +38,9 @@ FUSION_RIDGE = 1e-4
 
 
 def fuse_scores(
-    scores: Sequence[np.ndarray],
-    n_frames: Sequence[np.ndarray],
+    scores: Sequence[np.ndarray], n_frames: Sequence[np.ndarray],
     weights: Sequence[float] | None = None,
-) -> np.ndarray:
+) -> np.ndarray:  # fmt: skip
     """Members' total log-likelihoods fused into one score matrix.
 
     Parameters
@@ -141,9 +140,7 @@ class FusedClassifier(ModelFile):
     ) -> None:
         members = list(members)
         if not 2 <= len(members) <= MAX_MEMBERS:
-            raise ParameterError(
-                f"a fused model needs 2 to {MAX_MEMBERS} members, got {len(members)}"
-            )
+            raise ParameterError(f"a fused model needs 2 to {MAX_MEMBERS} members, got {len(members)}")
         for i, m in enumerate(members):
             if not isinstance(m, GMMClassifier) or not hasattr(m, "labels_"):
                 raise ParameterError(f"member {i} is not a fitted GMMClassifier")
@@ -176,10 +173,7 @@ class FusedClassifier(ModelFile):
         return tuple(m.n_dims for m in self.members)
 
     def score_matrix(
-        self,
-        clip_sets: Sequence[Sequence[np.ndarray]],
-        *,
-        executor: LocalExecutor | None = None,
+        self, clip_sets: Sequence[Sequence[np.ndarray]], *, executor: LocalExecutor | None = None
     ) -> np.ndarray:
         """Fused total log-likelihood of every clip under every class.
 
@@ -196,9 +190,7 @@ class FusedClassifier(ModelFile):
             :func:`fuse_scores` of the members' totals, columns in the order of ``labels_``.
         """
         if len(clip_sets) != len(self.members):
-            raise ParameterError(
-                f"{len(clip_sets)} sets of clips for {len(self.members)} members"
-            )
+            raise ParameterError(f"{len(clip_sets)} sets of clips for {len(self.members)} members")
         n_clips = len(clip_sets[0])
         if any(len(c) != n_clips for c in clip_sets):
             raise ParameterError("every member needs the same clips")

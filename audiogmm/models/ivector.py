@@ -170,14 +170,9 @@ def tv_maximise(C: np.ndarray, A: np.ndarray, T: np.ndarray) -> np.ndarray:
 
 
 def train_tv(
-    n: np.ndarray,
-    f: np.ndarray,
-    rank: int,
-    *,
-    n_iter: int = 5,
-    executor: LocalExecutor | None = None,
-    progress: Progress = None,
-) -> tuple[np.ndarray, list[float]]:
+    n: np.ndarray, f: np.ndarray, rank: int, *, n_iter: int = 5,
+    executor: LocalExecutor | None = None, progress: Progress = None,
+) -> tuple[np.ndarray, list[float]]:  # fmt: skip
     """Train the total-variability matrix by EM (the one T-EM loop).
 
     Starts from the top ``rank`` principal directions of the clips' whitened
@@ -410,14 +405,9 @@ class IVectorClassifier(EmbeddingClassifier):
                  f"an integer >= {low}")  # fmt: skip
 
     def fit(
-        self,
-        clips: Sequence[np.ndarray],
-        labels: Sequence[str],
-        *,
-        ubm: DiagGMM | None = None,
-        progress: Progress = None,
-        executor: LocalExecutor | None = None,
-    ) -> IVectorClassifier:
+        self, clips: Sequence[np.ndarray], labels: Sequence[str], *, ubm: DiagGMM | None = None,
+        progress: Progress = None, executor: LocalExecutor | None = None,
+    ) -> IVectorClassifier:  # fmt: skip
         """Train the UBM (unless given), the i-vector extractor, then the back end; self.
 
         As :meth:`GSVClassifier.fit`; ``progress`` is called after each class's MAP model,

@@ -46,12 +46,9 @@ _MAX_ITER = 1000
 
 
 def supervectors(
-    clips: Sequence[np.ndarray],
-    ubm: DiagGMM,
-    *,
-    relevance: float = 16.0,
+    clips: Sequence[np.ndarray], ubm: DiagGMM, *, relevance: float = 16.0,
     executor: LocalExecutor | None = None,
-) -> np.ndarray:
+) -> np.ndarray:  # fmt: skip
     """MAP-mean supervectors of clips under a fitted UBM, normalised by ``sqrt(w)/sigma``.
 
     Parameters
@@ -208,14 +205,9 @@ class GSVClassifier(EmbeddingClassifier):
     # -- training ----------------------------------------------------------------------------
 
     def fit(
-        self,
-        clips: Sequence[np.ndarray],
-        labels: Sequence[str],
-        *,
-        ubm: DiagGMM | None = None,
-        progress: Progress = None,
-        executor: LocalExecutor | None = None,
-    ) -> GSVClassifier:
+        self, clips: Sequence[np.ndarray], labels: Sequence[str], *, ubm: DiagGMM | None = None,
+        progress: Progress = None, executor: LocalExecutor | None = None,
+    ) -> GSVClassifier:  # fmt: skip
         """Train the UBM (unless given), then the logistic regression on the clips' supervectors.
 
         Parameters
