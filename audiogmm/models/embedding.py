@@ -41,16 +41,9 @@ def clip_stats(
     """Each clip's zeroth and first-order Baum-Welch statistics under a fitted UBM.
 
     The one E-step of the back ends over a UBM (:func:`supervectors`, the i-vector
-    extractor): :func:`~audiogmm.mixture.accumulate` on each clip, float64.
-
-    Parameters
-    ----------
-    clips : sequence of ndarray, each of shape (n_frames_i, n_dims)
-        A clip without frames gets zero statistics.
-    ubm : DiagGMM
-        Fitted, K components of D dimensions.
-    executor : LocalExecutor, optional
-        Runs the clips concurrently; the result does not depend on it.
+    extractor): :func:`~audiogmm.mixture.accumulate` on each clip, float64. A clip without
+    frames gets zero statistics; ``executor`` runs the clips concurrently (the result does
+    not depend on it).
 
     Returns
     -------
@@ -89,19 +82,19 @@ def held_out_calibration(
     Parameters
     ----------
     Z : ndarray of shape (n_clips, P)
-        The clips' vectors (supervectors, i-vectors).
+        The clips' vectors (supervectors, i-vectors), with their ``labels``.
     labels : list of str, length n_clips
     raw_scores : callable
         ``raw_scores(Z_train, labels_train, Z_test)``: the back end trained on the first
         two, the raw score of each test clip against each class (sorted), (n_test, M).
     seed : int or None
-        Of the fold assignment.
+        Of the fold assignment: stratified folds (``min(4, smallest class)``, so every
+        class trains in every fold); every held-out clip is scored against every class.
 
     Returns
     -------
     (a, b) or None
-        Stratified folds (``min(4, smallest class)``, so every class trains in every fold);
-        every held-out clip is scored against every class. None below 2 clips in a class.
+        None below 2 clips in a class.
     """
     y = np.array(labels)
     classes = sorted(set(labels))

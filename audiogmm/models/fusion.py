@@ -85,12 +85,7 @@ def fit_fusion(
     Returns
     -------
     list of float
-        One finite weight per member.
-
-    Raises
-    ------
-    ParameterError
-        No clips, or mismatched shapes.
+        One finite weight per member (ParameterError: no clips, or mismatched shapes).
     """
     y = np.asarray(y)
     X = np.stack([fuse_scores([S], [n], [1.0]) for S, n in zip(scores, n_frames)], axis=-1)
@@ -175,19 +170,11 @@ class FusedClassifier(ModelFile):
     def score_matrix(
         self, clip_sets: Sequence[Sequence[np.ndarray]], *, executor: LocalExecutor | None = None
     ) -> np.ndarray:
-        """Fused total log-likelihood of every clip under every class.
+        """Fused total log-likelihood of every clip under every class, (n_clips, n_labels).
 
-        Parameters
-        ----------
-        clip_sets : sequence of sequences of ndarray
-            ``clip_sets[m][i]``: clip ``i``'s frames under member ``m``'s front end,
-            shape (n_frames_mi, n_dims_m), n_frames_mi >= 1.
-        executor : LocalExecutor, optional
-
-        Returns
-        -------
-        ndarray of shape (n_clips, n_labels), float64
-            :func:`fuse_scores` of the members' totals, columns in the order of ``labels_``.
+        ``clip_sets[m][i]``: clip ``i``'s frames under member ``m``'s front end, shape
+        (n_frames_mi >= 1, n_dims_m). The result is :func:`fuse_scores` of the members' totals,
+        columns in the order of ``labels_``.
         """
         if len(clip_sets) != len(self.members):
             raise ParameterError(f"{len(clip_sets)} sets of clips for {len(self.members)} members")
@@ -203,19 +190,11 @@ class FusedClassifier(ModelFile):
         )
 
     def verification_scores(self, scores: np.ndarray) -> np.ndarray:
-        """Each class's log-likelihood ratio against all the others, from :meth:`score_matrix`.
+        """Each class's LLR against all the others from :meth:`score_matrix`, (n_clips, n_labels).
 
-        ``log [p(c | x) / (1 - p(c | x))] + log(M - 1)``: the posterior odds of class ``c``
-        (equal priors) over its prior odds, as :class:`~audiogmm.models.GSVClassifier`
-        scores. Calibrated when the fusion weights were fitted (:func:`fit_fusion`).
-
-        Parameters
-        ----------
-        scores : ndarray of shape (n_clips, n_labels)
-
-        Returns
-        -------
-        ndarray of shape (n_clips, n_labels), float64, nats (0 with one class).
+        ``log [p(c | x) / (1 - p(c | x))] + log(M - 1)``, nats (0 with one class), as
+        :class:`~audiogmm.models.GSVClassifier` scores; calibrated when the fusion weights
+        were fitted (:func:`fit_fusion`).
         """
         S = np.asarray(scores, dtype=np.float64)
         return np.zeros_like(S) if S.shape[1] < 2 else raw_llr(S)

@@ -83,20 +83,10 @@ def _posteriors(T: np.ndarray, n: np.ndarray, f: np.ndarray):
 
 
 def extract_ivectors(T: np.ndarray, n: np.ndarray, f: np.ndarray) -> np.ndarray:
-    """The i-vectors (posterior means of ``w``) of clips.
+    """The i-vectors ``w_u = (I + sum_k n_uk T_k' T_k)^-1 T' f_u`` of clips, (n_clips, R).
 
-    Parameters
-    ----------
-    T : ndarray of shape (K * D, R)
-        Total-variability matrix (whitened).
-    n : ndarray of shape (n_clips, K)
-    f : ndarray of shape (n_clips, K * D)
-        :func:`whitened_stats`.
-
-    Returns
-    -------
-    ndarray of shape (n_clips, R)
-        ``w_u = (I + sum_k n_uk T_k' T_k)^-1 T' f_u``.
+    ``T`` (K * D, R): the total-variability matrix (whitened); ``n`` (n_clips, K) and
+    ``f`` (n_clips, K * D): :func:`whitened_stats`.
     """
     out = np.zeros((len(n), T.shape[1]))
     with one_blas_thread():
@@ -149,16 +139,8 @@ def tv_estep(
 def tv_maximise(C: np.ndarray, A: np.ndarray, T: np.ndarray) -> np.ndarray:
     """The T-EM's M-step: ``T_k = C_k A_k^-1`` (a component no clip touched keeps its rows).
 
-    Parameters
-    ----------
-    C : ndarray of shape (K * D, R)
-    A : ndarray of shape (K, R, R)
-    T : ndarray of shape (K * D, R)
-        The current matrix.
-
-    Returns
-    -------
-    ndarray of shape (K * D, R)
+    ``C`` (K * D, R), ``A`` (K, R, R): :func:`tv_estep`'s; ``T`` (K * D, R): the current
+    matrix. Returns the new one, (K * D, R).
     """
     K, R = A.shape[0], A.shape[1]
     Ck = C.reshape(K, -1, R)

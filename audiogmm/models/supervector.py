@@ -81,15 +81,8 @@ def supervectors(
 
 
 def log_odds(log_post: np.ndarray) -> np.ndarray:
-    """Log odds ``log p / (1 - p)`` of log probabilities, precise at both ends.
-
-    Parameters
-    ----------
-    log_post : ndarray, values <= 0
-
-    Returns
-    -------
-    ndarray of the same shape; ``+inf`` where ``p == 1``.
+    """Log odds ``log p / (1 - p)`` of log probabilities ``log_post`` (<= 0), precise at
+    both ends; ``+inf`` where ``p == 1``.
     """
     lp = np.minimum(np.asarray(log_post, dtype=np.float64), 0.0)
     with np.errstate(divide="ignore"):  # p == 1: log(1 - p) = -inf, odds +inf
@@ -216,17 +209,13 @@ class GSVClassifier(EmbeddingClassifier):
         labels : sequence of str, length n_clips
         ubm : DiagGMM, optional
             A fitted UBM (e.g. from :func:`~audiogmm.models.ubm.train_ubm`); its K wins.
-        progress : callable, optional
-        executor : LocalExecutor, optional
+        progress, executor
+            As for :meth:`UBMClassifier.fit`, which checks the parameters and clips
+            (ParameterError) and trains the UBM.
 
         Returns
         -------
         self
-
-        Raises
-        ------
-        ParameterError
-            Bad parameters or clips (see :meth:`UBMClassifier.fit`).
         """
         with resolve(executor, self.n_jobs) as ex:
             labels = self._fit_ubm(clips, labels, ubm, progress, ex)

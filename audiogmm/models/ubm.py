@@ -353,17 +353,9 @@ class UBMClassifier(GMMClassifier):
         return out
 
     def rejection_scores(self, S: np.ndarray, n_frames: np.ndarray) -> np.ndarray:
-        """The score each clip's best class is rejected on: its per-frame LLR against the UBM.
-
-        Parameters
-        ----------
-        S : ndarray of shape (n_clips, n_labels)
-            :meth:`score_matrix` (total LLRs over frames).
-        n_frames : ndarray of shape (n_clips,)
-
-        Returns
-        -------
-        ndarray of shape (n_clips,), nats per frame.
+        """The score each clip's best class is rejected on: its per-frame LLR against the UBM,
+        (n_clips,), nats per frame; ``S`` is :meth:`score_matrix` (total LLRs over the
+        ``n_frames`` frames of each clip).
         """
         best = self.log_proba_from_scores(S).argmax(1)
         return S[np.arange(len(best)), best] / np.maximum(n_frames, 1)

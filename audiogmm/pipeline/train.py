@@ -70,18 +70,9 @@ def fit_backend(
 
 
 def load_ubm(path: str | os.PathLike) -> tuple[Any, FeatureConfig | None]:
-    """A UBM written by ``audiogmm ubm`` (a DiagGMM file) and the front end it records.
-
-    Returns
-    -------
-    ubm : DiagGMM
-    config : FeatureConfig or None
-        None for a mixture saved without one (e.g. ``DiagGMM.save``).
-
-    Raises
-    ------
-    ModelFileError
-        Not a DiagGMM file, or a bad feature configuration (naming the file).
+    """A UBM written by ``audiogmm ubm`` (a DiagGMM file) and the FeatureConfig it records
+    (None for a mixture saved without one, e.g. by ``DiagGMM.save``); ModelFileError for
+    another kind of file or a bad feature configuration, naming the file.
     """
     from ..io import load
     from ..mixture import DiagGMM
@@ -110,7 +101,8 @@ def train_classifier(
     Parameters
     ----------
     records : sequence of Record
-        Training files with labels (the ``split`` field is ignored here).
+        Training files with labels (the ``split`` field is ignored here; DatasetError
+        without records, or for a label left without any usable file).
     config : FeatureConfig, optional
         Front end; default ``FeatureConfig()`` (the ``general`` preset). Save the result with
         :func:`audiogmm.pipeline.save_model` to keep the two together.
@@ -127,11 +119,6 @@ def train_classifier(
         With ``timing_`` (``extract_s``, ``train_s``).
     extraction : ExtractionResult
         With ``skipped`` listing the files that could not be used.
-
-    Raises
-    ------
-    DatasetError
-        No records, or a label left without any usable file.
     """
     if not records:
         raise DatasetError("no training files")

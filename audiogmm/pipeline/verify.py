@@ -113,17 +113,14 @@ class TrialScores:
 
     Attributes
     ----------
-    names : list of str
-        The distinct paths as the trials wrote them.
-    claims : list of str
-        The model's labels.
+    names, claims : list of str
+        The distinct paths as the trials wrote them; the model's labels.
     name_index, claim_index : ndarray of shape (n_scored,), int32
         Each usable trial's path and claim, in file order.
     targets : ndarray of shape (n_scored,), int8
         1 target, 0 non-target, -1 unknown.
     scores : ndarray of shape (n_scored,), float64
         The (normalised) mean per-frame LLR of each usable trial.
-    norm : str
     skipped : list of dict
         ``{path, reason}`` of the files that could not be scored.
     metrics : dict or None
@@ -164,7 +161,7 @@ def score_trials(
     cohort: Sequence[str] = (), allow_train_overlap: bool = False,
     options: RunOptions | None = None, executor: LocalExecutor | None = None,
 ) -> TrialScores:  # fmt: skip
-    """Score verification trials with a GMM-UBM bundle, streaming the trials.
+    """Score verification trials with a GMM-UBM, gsv, ivector or fused bundle, streaming them.
 
     The trials (a CSV path, or Trial objects) are read once into index arrays;
     each distinct file's features are scored once against every class; then each
@@ -172,16 +169,10 @@ def score_trials(
 
     Parameters
     ----------
-    model : Bundle
-        A ``--backend map`` or ``gsv`` model (its classifier has ``score_samples``), or
-        a fused one.
-    trials : path of a trials CSV, or iterable of Trial
     norm : {"none", "z", "t", "s"}
         Score normalisation. ``z``: by the claimed model's scores on the
-        ``cohort`` impostor files; ``t``: by the test file's scores on the
-        model's other classes (impostor models); ``s``: the mean of both.
-    cohort : sequence of path
-        Impostor audio files for z-/s-norm (at least 2 usable).
+        ``cohort`` impostor files (at least 2 usable); ``t``: by the test file's scores
+        on the model's other classes (impostor models); ``s``: the mean of both.
     allow_train_overlap : bool
         Score trial files that trained the model (the model's split block lists
         them) instead of refusing them; such trials overstate accuracy.
@@ -189,7 +180,7 @@ def score_trials(
     Raises
     ------
     ParameterError
-        Not a GMM-UBM model, unknown claims, a bad ``norm`` or too small a cohort.
+        Not such a model, unknown claims, a bad ``norm`` or too small a cohort.
     DatasetError
         No trials, or trial files that trained the model (without ``allow_train_overlap``).
     """
