@@ -172,14 +172,9 @@ class GMMClassifier(ModelFile):
     ) -> GMMClassifier:  # fmt: skip
         """Train one DiagGMM per label on the pooled frames of its clips; self.
 
-        Parameters
-        ----------
-        clips : sequence of ndarray, each of shape (n_frames_i, n_dims)
-        labels : sequence of str, length n_clips
-        progress : callable, optional
-            ``progress(n_done, n_total, label)`` after each class.
-        executor : LocalExecutor, optional
-            Runs the E-steps (default: ``n_jobs`` threads for this call).
+        ``clips``: each (n_frames_i, n_dims), one label each; ``progress(n_done, n_total,
+        label)`` after each class; ``executor`` runs the E-steps (default: ``n_jobs`` threads
+        for this call).
 
         Raises
         ------

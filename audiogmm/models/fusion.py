@@ -41,21 +41,12 @@ def fuse_scores(
     scores: Sequence[np.ndarray], n_frames: Sequence[np.ndarray],
     weights: Sequence[float] | None = None,
 ) -> np.ndarray:  # fmt: skip
-    """Members' total log-likelihoods fused into one score matrix.
+    """Members' total log-likelihoods fused into one score matrix, (n_clips, n_labels).
 
-    Parameters
-    ----------
-    scores : sequence of ndarray, each of shape (n_clips, n_labels)
-        One score matrix per member (totals over the frames counted in ``n_frames``).
-    n_frames : sequence of ndarray, each of shape (n_clips,)
-        Frames behind each clip's totals, per member.
-    weights : sequence of float, optional
-        One per member (:func:`fit_fusion`). None: the sum rule of files without weights.
-
-    Returns
-    -------
-    ndarray of shape (n_clips, n_labels), float64
-        ``sum_m a_m S_m[i] / n_m[i]``, or with no weights ``sum_m S_m[i] n_0[i] / n_m[i]``.
+    ``scores[m]`` (n_clips, n_labels): member ``m``'s totals over ``n_frames[m]`` (n_clips,)
+    frames. With ``weights`` (one per member, :func:`fit_fusion`) the result is
+    ``sum_m a_m S_m[i] / n_m[i]``; with None, the sum rule of files without weights,
+    ``sum_m S_m[i] n_0[i] / n_m[i]``.
     """
     per_frame = [np.asarray(S, dtype=np.float64) / np.maximum(np.asarray(n, dtype=np.float64),
                                                               1.0)[:, np.newaxis]
@@ -123,9 +114,8 @@ class FusedClassifier(ModelFile):
 
     Attributes
     ----------
-    members : list of GMMClassifier
-    weights : list of float or None
-    labels_ : list of str
+    members, weights, labels_
+        As given; the shared labels.
     fit_report_ : dict
         The first member's per-class training report.
     """

@@ -100,13 +100,8 @@ def tv_estep(
 ) -> tuple[np.ndarray, np.ndarray, float]:
     """The T-EM's E-step: its sufficient statistics over clips, and the bound.
 
-    Parameters
-    ----------
-    T : ndarray of shape (K * D, R)
-    n : ndarray of shape (n_clips, K)
-    f : ndarray of shape (n_clips, K * D)
-    executor : LocalExecutor, optional
-        Runs the blocks of clips; they are summed in order.
+    ``T`` (K * D, R); ``n`` (n_clips, K), ``f`` (n_clips, K * D); ``executor`` runs the
+    blocks of clips, summed in order.
 
     Returns
     -------
@@ -162,13 +157,10 @@ def train_tv(
 
     Parameters
     ----------
-    n : ndarray of shape (n_clips, K)
-    f : ndarray of shape (n_clips, K * D)
+    n, f : ndarray of shape (n_clips, K), (n_clips, K * D)
         :func:`whitened_stats`.
     rank : int > 0
         R, at most ``min(n_clips, K * D)``.
-    n_iter : int >= 0
-    executor : LocalExecutor, optional
     progress : callable, optional
         ``progress(n_done, n_iter, label)`` after each iteration.
 
@@ -202,15 +194,8 @@ def train_tv(
 
 
 def lda(Z: np.ndarray, labels: Sequence[str], dim: int) -> np.ndarray:
-    """Linear discriminant analysis: the ``dim`` directions of largest between- over
-    within-class variance.
-
-    Parameters
-    ----------
-    Z : ndarray of shape (n, P)
-    labels : sequence of str, length n
-    dim : int
-        At most ``min(M - 1, P)``.
+    """Linear discriminant analysis: the ``dim`` (<= ``min(M - 1, P)``) directions of largest
+    between- over within-class variance of ``Z`` (n, P) with ``labels`` (n,).
 
     Returns
     -------
@@ -279,12 +264,7 @@ def cosine_back_end(
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """LDA, then WCCN, then class means of length-normalised vectors.
 
-    Parameters
-    ----------
-    Z : ndarray of shape (n, R)
-        Training i-vectors.
-    labels : sequence of str, length n
-        At least two classes.
+    ``Z`` (n, R): training i-vectors; ``labels`` (n,): at least two classes.
 
     Returns
     -------

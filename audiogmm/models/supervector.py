@@ -51,22 +51,15 @@ def supervectors(
 ) -> np.ndarray:  # fmt: skip
     """MAP-mean supervectors of clips under a fitted UBM, normalised by ``sqrt(w)/sigma``.
 
-    Parameters
-    ----------
-    clips : sequence of ndarray, each of shape (n_frames_i, n_dims)
-        A clip without frames gets the zero vector (MAP keeps the prior).
-    ubm : DiagGMM
-        Fitted, K components of D dimensions.
-    relevance : float >= 0
-        MAP relevance factor of the means.
-    executor : LocalExecutor, optional
-        Runs the clips concurrently; the result does not depend on it.
+    ``ubm``: K components of D dimensions; ``relevance`` (>= 0): MAP relevance factor of
+    the means; ``executor`` runs the clips concurrently (the result does not depend on it).
 
     Returns
     -------
     ndarray of shape (n_clips, K * D), float64
         Row ``i`` is ``(sqrt(w_k) (mu'_ikd - mu_kd) / sigma_kd)`` flattened in (k, d) order,
-        with ``mu'_ik - mu_k = F_ik / (n_ik + r)`` (:func:`clip_stats`; 0 where ``n_ik = 0``).
+        with ``mu'_ik - mu_k = F_ik / (n_ik + r)`` (:func:`clip_stats`; 0 where ``n_ik = 0``,
+        so a clip without frames gets the zero vector).
     """
     prior = ubm.params_
     scale = np.sqrt(prior.weights)[:, None] / np.sqrt(prior.variances)
