@@ -1,12 +1,10 @@
-"""``audiogmm train``: one GMM per label (or a UBM with MAP-adapted labels, or GMM
-supervectors of a UBM with logistic regression), one model file.
+"""``audiogmm train``: one model file of any backend from any source.
 
-DATA is an audio manifest (folder, CSV, Kaldi ``wav.scp``), a Kaldi feature
-directory (``feats.scp``, or ``wav.scp`` + ``segments``) or a shard store, read into one
-clip set by :func:`audiogmm.pipeline.sources.open_clips`; one path then fits it
-(:func:`audiogmm.pipeline.train.fit_backend`), saves it with its split and reports. ``-k`` is the number of components of each class
-(``--backend ml``) or of the UBM (``--backend map``, ``gsv``, ``ivector``); an option that does not
-apply to the backend or the source is a usage error naming it.
+DATA (audio manifest, Kaldi directory or shard store) is read into one clip set by
+:func:`audiogmm.pipeline.sources.open_clips` and fitted by
+:func:`audiogmm.pipeline.train.fit_backend`. ``-k`` is the number of components of each
+class (``--backend ml``) or of the UBM (``map``, ``gsv``, ``ivector``); an option that
+does not apply to the backend or the source is a usage error naming it.
 """
 
 from __future__ import annotations
@@ -229,11 +227,9 @@ def command(ctx, data, output, split, train_fraction, seed, preset, config_path,
 
 
 def _fit(ctx, data, fit, config, ubm_config, tuning, calibrate):
-    """The source's clips (:func:`~audiogmm.pipeline.sources.open_clips`) fitted by the
-    backend (or chosen by ``--preset/--components auto``), calibrated if asked.
-
-    Returns the classifier, the clip set (its ``config`` the one to save) and the
-    header blocks of the run (``selection``, ``calibration``).
+    """The source's clips fitted by the backend (or chosen by ``--preset/--components
+    auto``), calibrated if asked: the classifier, the clip set (its ``config`` the one to
+    save) and the run's header blocks (``selection``, ``calibration``).
     """
     from ..data import RunOptions
     from ..engine import LocalExecutor
@@ -293,11 +289,9 @@ def _calibrate(clf, clips, fit, ex, seed) -> dict:
 
 
 def report_training(clf, backend: str) -> None:
-    """Warn about what went wrong in training, one line each, whatever the data source.
-
-    Classes whose EM did not converge; a mixture with too many components for its
-    frames (each class's with ml; the UBM's with map, whose classes have no K of
-    their own); a class trained on a single file.
+    """Warn about what went wrong in training, one line each, whatever the data source:
+    classes whose EM did not converge; a mixture too large for its frames (each class's
+    with ml; the UBM's otherwise); a class trained on a single file.
     """
     from ..models.classifier import oversized_reason
 

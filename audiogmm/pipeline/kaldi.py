@@ -75,16 +75,12 @@ def evaluate_kaldi(
     split: Optional[str] = "test", train_fraction: Optional[float] = None,
     seed: Optional[int] = None, allow_train_overlap: bool = False, allow_pipes: bool = False,
 ) -> dict[str, Any]:  # fmt: skip
-    """Classify the utterances of a Kaldi directory and compute the metrics.
+    """Classify the utterances of a Kaldi directory and compute the metrics: a dict of
+    :func:`audiogmm.scoring.summary` plus ``predictions``, ``train_overlap``, ``skipped``
+    and ``seconds``.
 
     ``train_fraction`` and ``seed`` left at None take the model's stored values.
     Utterances the model was trained on are refused unless ``allow_train_overlap``.
-
-    Returns
-    -------
-    dict
-        :func:`audiogmm.scoring.summary` plus ``predictions``, ``train_overlap``,
-        ``skipped`` and ``seconds``.
     """
     t0 = time.perf_counter()
     model, data = os.fspath(model_path), os.fspath(data_dir)
@@ -133,12 +129,8 @@ def export_kaldi(
     """Extract the features of any manifest into ``out_dir/feats.ark`` + ``feats.scp``.
 
     Utterance ids are a Kaldi directory's own, else ``<label>-<file stem>``
-    (:func:`audiogmm.data.kaldi.utterance_ids`).
-
-    Returns
-    -------
-    dict
-        ``ark``, ``scp``, ``n_utterances``, ``n_frames``, ``skipped``.
+    (:func:`audiogmm.data.kaldi.utterance_ids`). Returns ``ark``, ``scp``,
+    ``n_utterances``, ``n_frames`` and ``skipped``.
     """
     from .classify import skipped_list
 

@@ -90,12 +90,8 @@ def iter_trials(path: str | os.PathLike) -> Iterator[Trial]:
 
 
 def read_trials(path: str | os.PathLike) -> list[Trial]:
-    """Every trial of a ``path,claim[,target]`` CSV, as :func:`iter_trials` reads them.
-
-    Raises
-    ------
-    DatasetError
-        As :func:`iter_trials`, or a file without trials.
+    """Every trial of a ``path,claim[,target]`` CSV, as :func:`iter_trials` reads them
+    (DatasetError as there, or for a file without trials).
     """
     trials = list(iter_trials(path))
     if not trials:
@@ -284,19 +280,10 @@ def verify_trials(
     allow_train_overlap: bool = False, options: RunOptions | None = None,
     executor: LocalExecutor | None = None,
 ) -> dict[str, Any]:  # fmt: skip
-    """Score verification trials with a GMM-UBM bundle; metrics when targets are known.
-
-    :func:`score_trials` as one dict (a list of trials in memory; stream large
-    trial lists with :func:`score_trials`).
-
-    Returns
-    -------
-    dict
-        ``trials`` (``path, claim, target, score`` each; skipped files left out),
-        ``skipped``, ``norm``, ``n_trials``, and with targets ``metrics``: ``eer``,
-        ``eer_threshold``, ``min_dcf_0.01``, ``min_dcf_0.05``, ``act_dcf_0.01``,
-        ``act_dcf_0.05`` (C_miss = C_fa = 1), ``cllr``, ``min_cllr`` (bits), ``n_target``,
-        ``n_nontarget``.
+    """:func:`score_trials` as one dict (a list of trials in memory; stream large trial lists
+    with :func:`score_trials`): ``trials`` (``path, claim, target, score`` each; skipped
+    files left out), ``skipped``, ``norm``, ``n_trials``, and with targets ``metrics``
+    (:func:`verification_metrics`: EER, min/act DCF, Cllr, minCllr, trial counts).
     """
     res = score_trials(model, trials, norm=norm, cohort=cohort, options=options,
                        allow_train_overlap=allow_train_overlap, executor=executor)  # fmt: skip
