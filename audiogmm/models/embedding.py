@@ -19,11 +19,10 @@ import numpy as np
 from ..engine import LocalExecutor, resolve
 from ..exceptions import ParameterError
 from ..mixture import DiagGMM, accumulate
-from ..mixture.checks import is_real
 from ..mixture.sources import check_frames
 from ..scoring.calibration import CalibrationWarning, bayes_threshold, fit_calibration
 from .classifier import GMMClassifier
-from .ubm import UNKNOWN, UBMClassifier
+from .ubm import UNKNOWN, UBMClassifier, parse_reject
 
 __all__ = ["GSV_COMPONENTS", "EmbeddingClassifier", "clip_stats"]
 
@@ -227,30 +226,18 @@ class EmbeddingClassifier(GMMClassifier):
         return a * raw + b
 
     def resolve_threshold(self, reject: str | float | None) -> float | None:
-        """The LLR threshold that ``reject`` means (None: no rejection).
+        """The LLR threshold (nats) that ``reject`` (None, "auto" or a number) means.
 
         ``"auto"`` is the Bayes threshold of calibrated LLRs at equal priors and costs,
         ``0`` (:func:`~audiogmm.scoring.calibration.bayes_threshold`): a clip is rejected
-        when the evidence is against its best class. A number is an LLR in nats.
-
-        Raises
-        ------
-        ParameterError
-            ``"auto"`` on a model whose scores are not calibrated, or a bad value.
+        when the evidence is against its best class. ParameterError for ``"auto"`` on a
+        model whose scores are not calibrated, or a bad value.
         """
         self._check_fitted()
-        if reject is None:
-            return None
-        if isinstance(reject, str) and reject == "auto":
-            if self.calibration_ is None:
-                raise ParameterError(
-                    "reject='auto' needs calibrated scores, which this model has not (it "
-                    "had fewer than 2 training clips in some class): give a number"
-                )
-            return bayes_threshold(0.5)
-        if is_real(reject):
-            return float(reject)
-        raise ParameterError(f"reject must be None, 'auto' or a finite number; got {reject!r}")
+        auto = None if self.calibration_ is None else bayes_threshold(0.5)
+        return parse_reject(reject, auto, "reject='auto' needs calibrated scores, which this "
+                            "model has not (it had fewer than 2 training clips in some class): "
+                            "give a number")  # fmt: skip
 
     def predict(
         self, clips: Sequence[np.ndarray], *, reject: str | float | None = None

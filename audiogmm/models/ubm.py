@@ -321,18 +321,9 @@ class UBMClassifier(GMMClassifier):
 
     def resolve_threshold(self, reject: str | float | None) -> float | None:
         """The per-frame LLR threshold that ``reject`` (None, "auto" or a number) means."""
-        if reject is None:
-            return None
-        if isinstance(reject, str) and reject == "auto":
-            if getattr(self, "threshold_", None) is None:
-                raise ParameterError(
-                    "reject='auto' needs a calibrated threshold: train with reject_far "
-                    "(`audiogmm train --backend map --reject-far 0.05`), or give a number"
-                )
-            return float(self.threshold_)
-        if is_real(reject):
-            return float(reject)
-        raise ParameterError(f"reject must be None, 'auto' or a finite number; got {reject!r}")
+        return parse_reject(reject, getattr(self, "threshold_", None), "reject='auto' needs a "
+                            "calibrated threshold: train with reject_far (`audiogmm train "
+                            "--backend map --reject-far 0.05`), or give a number")  # fmt: skip
 
     def predict(
         self, clips: Sequence[np.ndarray], *, reject: str | float | None = None
@@ -359,6 +350,20 @@ class UBMClassifier(GMMClassifier):
         """
         best = self.log_proba_from_scores(S).argmax(1)
         return S[np.arange(len(best)), best] / np.maximum(n_frames, 1)
+
+
+def parse_reject(reject: str | float | None, auto: float | None, why: str) -> float | None:
+    """The threshold ``reject`` means: None, ``auto`` for ``"auto"`` (ParameterError
+    ``why`` when the model has none), or the finite number given."""
+    if reject is None:
+        return None
+    if isinstance(reject, str) and reject == "auto":
+        if auto is None:
+            raise ParameterError(why)
+        return float(auto)
+    if is_real(reject):
+        return float(reject)
+    raise ParameterError(f"reject must be None, 'auto' or a finite number; got {reject!r}")
 
 
 def train_ubm(
