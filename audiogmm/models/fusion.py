@@ -10,10 +10,8 @@ class log posteriors up to a per-clip constant, and a weak member counts for les
 Files written before the weights existed hold none: they keep the old rule, each
 member's total rescaled to the first member's frame count and added.
 
-The file holds every member's arrays (``m<i>_weights``, ``m<i>_means``,
-``m<i>_variances``, ``m<i>_var_floors``) and, in the header, the shared ``labels`` and
-one ``members`` entry per member with the classifier's own fields, and ``fusion_weights``;
-each member goes through the same checks as a single :class:`GMMClassifier` file.
+The file (:mod:`audiogmm.io`) holds every member's arrays and fields, each checked as
+a single :class:`GMMClassifier` file's, and the ``fusion_weights``.
 """
 
 from __future__ import annotations
