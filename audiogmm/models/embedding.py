@@ -206,12 +206,8 @@ class EmbeddingClassifier(GMMClassifier):
     def score_samples(
         self, clips: Sequence[np.ndarray], *, executor: LocalExecutor | None = None
     ) -> np.ndarray:
-        """Verification scores: each class's log-likelihood ratio against all the others.
-
-        Returns
-        -------
-        ndarray of shape (n_clips, n_labels), float64
-            :meth:`llr_from_scores` of :meth:`score_matrix`; nats. 0 with one class.
+        """Verification scores: each class's LLR against all the others, (n_clips, n_labels),
+        nats (:meth:`llr_from_scores` of :meth:`score_matrix`; 0 with one class).
         """
         return self._llr(self.score_matrix(clips, executor=executor))
 
@@ -242,12 +238,8 @@ class EmbeddingClassifier(GMMClassifier):
     def predict(
         self, clips: Sequence[np.ndarray], *, reject: str | float | None = None
     ) -> np.ndarray:
-        """Most likely class of each clip; :data:`~audiogmm.models.UNKNOWN` when its LLR is
-        below the threshold ``reject`` means (:meth:`resolve_threshold`).
-
-        Returns
-        -------
-        ndarray of shape (n_clips,), dtype object
+        """Most likely class of each clip, (n_clips,), object; :data:`~audiogmm.models.ubm.UNKNOWN`
+        when its LLR is below the threshold ``reject`` means (:meth:`resolve_threshold`).
         """
         thr = self.resolve_threshold(reject)
         S = self.score_matrix(clips)
@@ -257,14 +249,9 @@ class EmbeddingClassifier(GMMClassifier):
         return out
 
     def rejection_scores(self, S: np.ndarray, n_frames: np.ndarray) -> np.ndarray:
-        """The score each clip's best class is rejected on: its LLR (:meth:`llr_from_scores`).
-
-        Parameters
-        ----------
-        S : ndarray of shape (n_clips, n_labels)
-            :meth:`score_matrix`.
-        n_frames : ndarray of shape (n_clips,)
-            Unused here (the per-frame LLR of ``--backend map`` needs it).
+        """The score each clip's best class is rejected on: its LLR (:meth:`llr_from_scores` of
+        ``S``, a :meth:`score_matrix`), (n_clips,); ``n_frames`` is unused here (the per-frame
+        LLR of ``--backend map`` needs it).
         """
         best = self.log_proba_from_scores(S).argmax(1)
         return self._llr(S)[np.arange(len(best)), best]
