@@ -41,7 +41,8 @@ from _common import ROOT, emit, median_time, rnd, table
 from audiogmm.data import RunOptions, extract_many, read_manifest, select, split_records
 from audiogmm.exceptions import ConvergenceWarning
 from audiogmm.features import FeatureConfig
-from audiogmm.models import UNKNOWN, GMMClassifier, UBMClassifier
+from audiogmm.models import GMMClassifier, UBMClassifier
+from audiogmm.models.ubm import UNKNOWN
 
 CACHE = os.path.expanduser("~/.cache/audiogmm/bench_ubm")
 DEV = os.path.join(

@@ -42,7 +42,7 @@ from bench_presets import dev_sets, training_sides
 
 from audiogmm.data import RunOptions, extract_many
 from audiogmm.features import PRESETS
-from audiogmm.models import N_COMPONENTS
+from audiogmm.models.classifier import N_COMPONENTS
 from audiogmm.selection.cv import clip_folds, cv_scores
 
 _G = PRESETS["general"]

@@ -12,8 +12,9 @@ from hypothesis import strategies as st
 
 from audiogmm.data import extract_many
 from audiogmm.exceptions import ParameterError
-from audiogmm.models import UNKNOWN, IVectorClassifier
+from audiogmm.models import IVectorClassifier
 from audiogmm.models import ivector as iv
+from audiogmm.models.ubm import UNKNOWN
 from audiogmm.pipeline import load_model
 from audiogmm.scoring.calibration import cllr
 

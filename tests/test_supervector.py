@@ -284,7 +284,7 @@ def test_calibration_is_fitted_on_held_out_folds(monkeypatch):
     ((y, s),) = seen
     # every clip against every class, one target each; scores from models without the clip
     assert y.shape == s.shape == (15 * 3,) and y.sum() == 15
-    full = supervector._raw_llr(clf.score_matrix(clips)).ravel()
+    full = supervector.raw_llr(clf.score_matrix(clips)).ravel()
     assert not np.allclose(s, full)  # held out: not the scores of the model trained on all
     # one clip in a class: no folds, no calibration
     one = GSVClassifier(4).fit(clips[:11], labels[:11])

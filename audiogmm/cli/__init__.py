@@ -126,10 +126,8 @@ def _add_verbosity(ctx: click.Context, delta: int) -> None:
     """Shift the verbosity; -q: warnings only, no bars; -v: info; -vv: debug (EM iterations)."""
     obj = ctx.ensure_object(dict)
     level = obj["verbosity"] = obj.get("verbosity", 0) + delta
-    logger.setLevel(
-        logging.DEBUG if level >= 2 else logging.INFO if level == 1
-        else logging.WARNING if level >= -1 else logging.ERROR
-    )  # fmt: skip
+    logger.setLevel(logging.DEBUG if level >= 2 else logging.INFO if level == 1
+                    else logging.WARNING if level >= -1 else logging.ERROR)  # fmt: skip
 
 
 def _verbosity_option(flags: list[str], sign: int, help: str) -> click.Option:

@@ -20,22 +20,14 @@ from .output import escape_name
 
 
 def _split_note(info: dict) -> str:
-    how = (
-        f"split column of DATA, split {info['split']!r}"
-        if info["from_column"]
-        else f"split {info['split']!r}, seed {info['seed']}, "
-        f"train fraction {info['train_fraction']:g}"
-    )
-    source = {
-        "model": "the split stored in the model",
-        "options": "the split given on the command line",
-        "defaults": "the default split (the model records none)",
-    }[info["source"]]
-    same = {
-        True: "; DATA is the training manifest",
-        False: "; DATA differs from the training manifest",
-        None: "",
-    }[info["manifest_matches"]]
+    how = (f"split column of DATA, split {info['split']!r}" if info["from_column"]
+           else f"split {info['split']!r}, seed {info['seed']}, train fraction "
+           f"{info['train_fraction']:g}")  # fmt: skip
+    source = {"model": "the split stored in the model",
+              "options": "the split given on the command line",
+              "defaults": "the default split (the model records none)"}[info["source"]]  # fmt: skip
+    same = {True: "; DATA is the training manifest", None: "",
+            False: "; DATA differs from the training manifest"}[info["manifest_matches"]]  # fmt: skip
     return f"evaluating on {source} ({how}{same})"
 
 
@@ -43,37 +35,16 @@ def _split_note(info: dict) -> str:
 @click.argument("model", type=click.Path(exists=True, dir_okay=False))
 @click.argument("data", type=click.Path(exists=True))
 @split_options("test", stored=True)
-@click.option(
-    "--allow-train-overlap",
-    is_flag=True,
-    help="Score files that were used to train MODEL instead of refusing them "
-    "(inflates the accuracy).",
-)
-@click.option(
-    "--report",
-    "report_dir",
-    type=click.Path(file_okay=False),
-    help="Write metrics.json, metrics.txt, confusion.txt/.png here.",
-)
+@click.option("--allow-train-overlap", is_flag=True, help="Score files that were used to train "
+              "MODEL instead of refusing them (inflates the accuracy).")  # fmt: skip
+@click.option("--report", "report_dir", type=click.Path(file_okay=False),
+              help="Write metrics.json, metrics.txt, confusion.txt/.png here.")
 @reject_option
 @run_options
 @json_option
 @click.pass_context
-def command(
-    ctx,
-    model,
-    data,
-    split,
-    train_fraction,
-    seed,
-    allow_train_overlap,
-    report_dir,
-    reject,
-    cache_dir,
-    jobs,
-    strict,
-    as_json,
-):
+def command(ctx, model, data, split, train_fraction, seed, allow_train_overlap, report_dir, reject,
+            cache_dir, jobs, strict, as_json):  # fmt: skip
     """Classify the labelled files of DATA with MODEL and report accuracy.
 
     Without --seed/--train-fraction, DATA is split as the model's training data
@@ -105,13 +76,8 @@ def command(
     bundle = load_classifier(model)
     stored_split(bundle, path=model)  # a bad split block is an error about this file
     manifest = read_manifest(data)
-    records, split_info = evaluation_split(
-        bundle,
-        manifest,
-        split,
-        train_fraction=train_fraction,
-        seed=seed,
-    )
+    records, split_info = evaluation_split(bundle, manifest, split, train_fraction=train_fraction,
+                                           seed=seed)  # fmt: skip
     if ctx.obj["verbosity"] >= 0:
         click.echo(_split_note(split_info), err=True)
     opts = RunOptions(cache_dir=cache_dir, n_jobs=jobs, progress=progress_for(ctx), strict=strict)
@@ -133,11 +99,8 @@ def command(
     click.echo(format_metrics(res), nl=False)
     click.echo(f"{res['n']} files scored, {len(res['skipped'])} skipped")
     if res["train_overlap"]:
-        click.echo(
-            f"warning: {res['train_overlap']} of these files were used in training "
-            "(--allow-train-overlap); the accuracy is optimistic",
-            err=True,
-        )
+        click.echo(f"warning: {res['train_overlap']} of these files were used in training "
+                   "(--allow-train-overlap); the accuracy is optimistic", err=True)  # fmt: skip
     if "open_set" in res:
         from ..pipeline.report import format_open_set
 

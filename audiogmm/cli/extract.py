@@ -90,12 +90,10 @@ def command(
         })  # fmt: skip
     else:
         report_skipped(skipped)
-        click.echo(
-            f"{len(res.features) - failed}/{len(records)} files ready in "
-            f"{escape_name(cache_dir)} ({res.n_extracted - failed} extracted, "
-            f"{res.n_cached} from cache, {len(skipped)} skipped"
-            + (f", {failed} not written" if failed else "") + ")"
-        )
+        click.echo(f"{len(res.features) - failed}/{len(records)} files ready in "
+                   f"{escape_name(cache_dir)} ({res.n_extracted - failed} extracted, "
+                   f"{res.n_cached} from cache, {len(skipped)} skipped"
+                   + (f", {failed} not written" if failed else "") + ")")  # fmt: skip
     if failed:  # the cache is this command's output: a missing entry is a failure
         raise click.ClickException(
             escape_name(f"could not write {failed} cache entries; first: {res.cache_errors[0]}")

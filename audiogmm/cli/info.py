@@ -60,17 +60,13 @@ def _describe_gmm(model: str, gmm, header: dict, as_json: bool) -> None:
     use = (f"a UBM (`audiogmm ubm`) for `train --backend map|gsv|ivector --ubm`, front end hash "
            f"{FeatureConfig.from_dict(cfg).content_hash()}" if cfg is not None
            else "no feature configuration (not a classifier for audio)")  # fmt: skip
-    click.echo(
-        f"mixture:       one DiagGMM, {gmm.n_components} diagonal components x {gmm.n_dims} "
-        f"dims; {use}"
-    )
+    click.echo(f"mixture:       one DiagGMM, {gmm.n_components} diagonal components x {gmm.n_dims} "
+               f"dims; {use}")  # fmt: skip
     if rep:
-        click.echo(
-            f"training:      {rep.get('n_frames', '?')} frames, {rep.get('n_iter', '?')} it "
-            f"({'converged' if rep.get('converged') else 'not converged'}), ll/frame "
-            f"{rep.get('final_mean_loglik', float('nan')):.3f}, "
-            f"{rep.get('n_reseeded', 0)} re-seeded"
-        )
+        click.echo(f"training:      {rep.get('n_frames', '?')} frames, {rep.get('n_iter', '?')} it "
+                   f"({'converged' if rep.get('converged') else 'not converged'}), ll/frame "
+                   f"{rep.get('final_mean_loglik', float('nan')):.3f}, "
+                   f"{rep.get('n_reseeded', 0)} re-seeded")  # fmt: skip
 
 
 @click.command("info")
@@ -107,54 +103,42 @@ def command(model, as_json):
         "selection": header.get("selection"),
         "backend": next((k for k, c in BACKENDS.items() if type(clf) is c), "fused"),
     }
+    ubm = {"ubm_components": getattr(getattr(clf, "ubm_", None), "n_components", None)}
     if out["backend"] == "map":
-        out["map"] = {"ubm_components": clf.ubm_.n_components, "relevance": clf.relevance,
-                      "adapt": clf.adapt, "threshold": clf.threshold_,
-                      "reject_far": clf.reject_far, "top_c": clf.top_c}  # fmt: skip
-    if out["backend"] == "gsv":
-        out["gsv"] = {"ubm_components": clf.ubm_.n_components, "relevance": clf.relevance,
-                      "C": clf.C, "calibration": clf.calibration_}  # fmt: skip
-    if out["backend"] == "ivector":
-        out["ivector"] = {"ubm_components": clf.ubm_.n_components, "rank": int(clf.T_.shape[1]),
-                          "lda_dims": int(clf.projection_.shape[1]), "n_iter": clf.n_iter,
-                          "calibration": clf.calibration_}  # fmt: skip
+        out["map"] = ubm | {"relevance": clf.relevance, "adapt": clf.adapt,
+                            "threshold": clf.threshold_, "reject_far": clf.reject_far,
+                            "top_c": clf.top_c}  # fmt: skip
+    elif out["backend"] == "gsv":
+        out["gsv"] = ubm | {"relevance": clf.relevance, "C": clf.C, "calibration": clf.calibration_}
+    elif out["backend"] == "ivector":
+        out["ivector"] = ubm | {"rank": int(clf.T_.shape[1]), "n_iter": clf.n_iter,
+                                "lda_dims": int(clf.projection_.shape[1]),
+                                "calibration": clf.calibration_}  # fmt: skip
     if as_json:
         return echo_json(out)
     click.echo(f"classes:       {len(clf.labels_)}: {', '.join(map(escape_name, clf.labels_))}")
-    if "map" in out:
-        m = out["map"]
-        thr = ("none (predict --reject needs a number)" if m["threshold"] is None
-               else f"{m['threshold']:.4f} per-frame LLR (--reject auto, " + (
-                   "Bayes threshold of the calibrated LLR" if m["reject_far"] is None
-                   else f"target false accept {m['reject_far']:g}") + ")")  # fmt: skip
-        click.echo(
-            f"backend:       map (GMM-UBM): a UBM of {m['ubm_components']} diagonal components "
-            f"x {dims_text(out['n_dims'])} dims, classes MAP-adapted ({_ADAPT[m['adapt']]}, "
-            f"relevance {m['relevance']:g})"
-        )
+    b = out.get(out["backend"], {})
+    ubm = (f"a UBM of {b.get('ubm_components')} diagonal components x {dims_text(out['n_dims'])} "
+           "dims")  # fmt: skip
+    cal = "calibrated to LLRs" if b.get("calibration") else "not calibrated"
+    if out["backend"] == "map":
+        thr = ("none (predict --reject needs a number)" if b["threshold"] is None
+               else f"{b['threshold']:.4f} per-frame LLR (--reject auto, " + (
+                   "Bayes threshold of the calibrated LLR" if b["reject_far"] is None
+                   else f"target false accept {b['reject_far']:g}") + ")")  # fmt: skip
+        click.echo(f"backend:       map (GMM-UBM): {ubm}, classes MAP-adapted "
+                   f"({_ADAPT[b['adapt']]}, relevance {b['relevance']:g})")  # fmt: skip
         click.echo(f"threshold:     {thr}")
-    elif "gsv" in out:
-        g = out["gsv"]
-        click.echo(
-            f"backend:       gsv: supervectors of a UBM of {g['ubm_components']} diagonal "
-            f"components x {dims_text(out['n_dims'])} dims (relevance {g['relevance']:g}), "
-            f"logistic regression (C {g['C']:g}), scores "
-            + ("calibrated to LLRs" if g["calibration"] else "not calibrated")
-        )
-    elif "ivector" in out:
-        v = out["ivector"]
-        click.echo(
-            f"backend:       ivector: i-vectors of rank {v['rank']} ({v['n_iter']} EM iterations) "
-            f"of a UBM of {v['ubm_components']} diagonal components x {dims_text(out['n_dims'])} "
-            f"dims, LDA to {v['lda_dims']} dims + WCCN, cosine scores "
-            + ("calibrated to LLRs" if v["calibration"] else "not calibrated")
-        )
+    elif out["backend"] == "gsv":
+        click.echo(f"backend:       gsv: supervectors of {ubm} (relevance {b['relevance']:g}), "
+                   f"logistic regression (C {b['C']:g}), scores {cal}")  # fmt: skip
+    elif out["backend"] == "ivector":
+        click.echo(f"backend:       ivector: i-vectors of rank {b['rank']} ({b['n_iter']} EM "
+                   f"iterations) of {ubm}, LDA to {b['lda_dims']} dims + WCCN, cosine scores {cal}")  # fmt: skip
     else:
-        click.echo(
-            f"mixtures:      {out['n_components']} diagonal components x "
-            f"{dims_text(out['n_dims'])} dims" + (f" (late fusion of {len(bundle.configs)} "
-                                                   "front ends)" if fused else "")
-        )  # fmt: skip
+        click.echo(f"mixtures:      {out['n_components']} diagonal components x "
+                   f"{dims_text(out['n_dims'])} dims" + (f" (late fusion of {len(bundle.configs)} "
+                                                        "front ends)" if fused else ""))  # fmt: skip
     if cfg is None:
         click.echo("features:      none stored (a bare classifier file, e.g. of Kaldi features)")
     for c in bundle.configs if bundle is not None else []:
@@ -171,11 +155,9 @@ def command(model, as_json):
     else:
         how = ("the manifest's split column" if sp["from_column"]
                else f"seed {sp['seed']}, train fraction {sp['train_fraction']:g}")  # fmt: skip
-        click.echo(
-            f"split:         trained on split {sp['split']!r} ({how}) of a manifest of "
-            f"{sp['n_manifest_files']} files (hash {sp['manifest_hash']}); "
-            f"{sp['n_train_files']} training files recorded by content hash"
-        )
+        click.echo(f"split:         trained on split {sp['split']!r} ({how}) of a manifest of "
+                   f"{sp['n_manifest_files']} files (hash {sp['manifest_hash']}); "
+                   f"{sp['n_train_files']} training files recorded by content hash")  # fmt: skip
     if isinstance(out["selection"], dict):
         try:
             click.echo(format_selection(out["selection"]))

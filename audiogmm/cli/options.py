@@ -19,73 +19,34 @@ from .output import (
 )
 
 __all__ = [
-    "ProgressBar",
-    "echo_json",
-    "command_executor",
-    "format_selection",
-    "feature_options",
-    "given",
-    "jobs_option",
-    "load_classifier",
-    "json_option",
-    "load_config",
-    "plural",
-    "progress_for",
-    "refuse_given",
-    "reject_option",
-    "reject_threshold",
-    "report_skipped",
-    "run_options",
-    "strict_option",
-    "split_options",
-    "tuning_options",
-]
+    "ProgressBar", "echo_json", "command_executor", "format_selection", "feature_options", "given",
+    "jobs_option", "load_classifier", "json_option", "load_config", "plural", "progress_for",
+    "refuse_given", "reject_option", "reject_threshold", "report_skipped", "run_options",
+    "strict_option", "split_options", "tuning_options",
+]  # fmt: skip
 
 
-def _preset_and_config(f, *, auto: bool = False, default: str = DEFAULT_PRESET):
+def feature_options(f, *, auto: bool = False, default: str = DEFAULT_PRESET):
     """``--preset NAME`` (``auto`` too when tuning) and ``--config FILE`` on top of it."""
-    f = click.option(
-        "--config",
-        "config_path",
-        type=click.Path(exists=True, dir_okay=False),
-        help="FeatureConfig JSON file; its fields replace those of --preset (a partial "
-        'file such as {"n_mfcc": 13} changes only those).',
-    )(f)
-    return click.option(
-        "--preset",
-        type=click.Choice([*sorted(PRESETS), "auto"] if auto else sorted(PRESETS)),
-        default=default,
-        show_default=True,
-        help="Named feature preset"
-        + (
-            ", or 'auto': the default, another front end or a late fusion of up to "
-            "three, chosen by clip-stratified cross-validation on the training files."
-            if auto
-            else "."
-        ),
-    )(f)
-
-
-def feature_options(f):
-    return _preset_and_config(f)
+    f = click.option("--config", "config_path", type=click.Path(exists=True, dir_okay=False),
+                     help="FeatureConfig JSON file; its fields replace those of --preset (a "
+                     'partial file such as {"n_mfcc": 13} changes only those).')(f)  # fmt: skip
+    more = (", or 'auto': the default, another front end or a late fusion of up to three, chosen "
+            "by clip-stratified cross-validation on the training files.")  # fmt: skip
+    return click.option("--preset", type=click.Choice(sorted(PRESETS) + ["auto"] * auto),
+                        default=default, show_default=True,
+                        help="Named feature preset" + (more if auto else "."))(f)  # fmt: skip
 
 
 def jobs_option(f):
-    return click.option(
-        "--jobs",
-        "-j",
-        type=click.IntRange(min=1),
-        default=None,
-        help="Parallel workers [default: all cores].",
-    )(f)
+    return click.option("--jobs", "-j", type=click.IntRange(min=1), default=None,
+                        help="Parallel workers [default: all cores].")(f)  # fmt: skip
 
 
 def run_options(f):
-    f = click.option(
-        "--cache", "cache_dir", type=click.Path(file_okay=False), help="Feature cache folder."
-    )(f)
-    f = jobs_option(f)
-    return strict_option(f)
+    f = click.option("--cache", "cache_dir", type=click.Path(file_okay=False),
+                     help="Feature cache folder.")(f)  # fmt: skip
+    return strict_option(jobs_option(f))
 
 
 def _set_sample_limit(ctx, param, value):
@@ -100,17 +61,13 @@ def strict_option(f):
     from ..audio import MAX_SAMPLES, SAMPLE_LIMIT_ENV
 
     f = click.option(
-        "--max-samples",
-        type=click.IntRange(min=1),
-        envvar=SAMPLE_LIMIT_ENV,
-        expose_value=False,
-        callback=_set_sample_limit,
-        help=f"Longest audio file, in samples per channel (float32 in memory). [default: "
-        f"{MAX_SAMPLES}, 70 min at 16 kHz, 23 min at 48 kHz; env: {SAMPLE_LIMIT_ENV}]",
-    )(f)
-    return click.option(
-        "--strict", is_flag=True, help="Fail on the first bad audio file instead of skipping it."
-    )(f)
+        "--max-samples", type=click.IntRange(min=1), envvar=SAMPLE_LIMIT_ENV, expose_value=False,
+        callback=_set_sample_limit, help=f"Longest audio file, in samples per channel (float32 "
+        f"in memory). [default: {MAX_SAMPLES}, 70 min at 16 kHz, 23 min at 48 kHz; env: "
+        f"{SAMPLE_LIMIT_ENV}]",
+    )(f)  # fmt: skip
+    return click.option("--strict", is_flag=True,
+                        help="Fail on the first bad audio file instead of skipping it.")(f)  # fmt: skip
 
 
 def split_options(default: str, *, stored: bool = False):
@@ -122,29 +79,16 @@ def split_options(default: str, *, stored: bool = False):
     note = " [default: the model's stored split]" if stored else ""
 
     def deco(f):
-        f = click.option(
-            "--split",
-            default=default,
-            show_default=True,
-            help="Which split to use ('all' for every file). Without a split column, a "
-            "stratified split is made from --train-fraction and --seed.",
-        )(f)
-        f = click.option(
-            "--train-fraction",
-            type=click.FloatRange(0, 1, min_open=True, max_open=True),
-            default=None if stored else TRAIN_FRACTION,
-            show_default=not stored,
-            help="Share of each label's files that go to 'train' when DATA has no split column."
-            + note,
-        )(f)
-        f = click.option(
-            "--seed",
-            type=int,
-            default=None if stored else 0,
-            show_default=not stored,
-            help=("Seed of the split." if stored else "Seed for the split and training.") + note,
-        )(f)
-        return f
+        f = click.option("--split", default=default, show_default=True,
+                         help="Which split to use ('all' for every file). Without a split column, "
+                         "a stratified split is made from --train-fraction and --seed.")(f)  # fmt: skip
+        f = click.option("--train-fraction", type=click.FloatRange(0, 1, min_open=True, max_open=True),
+                         default=None if stored else TRAIN_FRACTION, show_default=not stored,
+                         help="Share of each label's files that go to 'train' when DATA has no "
+                         "split column." + note)(f)  # fmt: skip
+        return click.option("--seed", type=int, default=None if stored else 0, show_default=not stored,
+                            help=("Seed of the split." if stored else "Seed for the split and "
+                                  "training.") + note)(f)  # fmt: skip
 
     return deco
 
@@ -161,15 +105,12 @@ def _reject_value(ctx, param, value):
 def reject_option(f):
     """``--reject auto|THRESHOLD`` (open set: map, gsv and ivector models)."""
     return click.option(
-        "--reject",
-        default=None,
-        metavar="auto|THRESHOLD",
-        callback=_reject_value,
+        "--reject", default=None, metavar="auto|THRESHOLD", callback=_reject_value,
         help="Open set (--backend map, gsv, ivector models): answer 'unknown' when the best "
         "class's LLR is below THRESHOLD (map: per frame, against the UBM; gsv, ivector: "
         "calibrated, against the other classes), or below the model's threshold (auto: map's "
         "calibrated in training, gsv's and ivector's 0, the Bayes threshold at equal priors).",
-    )(f)
+    )(f)  # fmt: skip
 
 
 def given(ctx: click.Context, name: str) -> bool:
@@ -231,9 +172,7 @@ def reject_threshold(clf: Any, reject: str | float | None) -> float | None:
 
 
 def json_option(f):
-    return click.option("--json", "as_json", is_flag=True, help="Machine-readable JSON on stdout.")(
-        f
-    )
+    return click.option("--json", "as_json", is_flag=True, help="Machine-readable JSON on stdout.")(f)
 
 
 def echo_json(obj: Any) -> None:
@@ -249,7 +188,6 @@ def load_config(preset: str | None, config_path: str | None):
     A partial ``--config`` (e.g. ``{"n_mfcc": 13}``) changes only its fields of the
     chosen preset (of the default one when the preset is ``auto``).
     """
-
     from ..exceptions import ParameterError
     from ..features import FeatureConfig
 
@@ -332,6 +270,8 @@ def progress_for(ctx: click.Context) -> ProgressBar | None:
 
 # -- model selection (--preset auto, --components auto) ------------------------------------
 
+AUTO_AND_CONFIG = "--config gives one front end and --preset auto chooses among several: give one"
+
 
 class _Components(click.ParamType):
     """An int >= 1 or ``auto``."""
@@ -360,16 +300,12 @@ def tuning_options(
 
     def deco(f):
         f = click.option(
-            "--components",
-            "-k",
-            type=_Components(),
-            default=components_default,
-            show_default=components_default is not None,
-            help=components_help
+            "--components", "-k", type=_Components(), default=components_default,
+            show_default=components_default is not None, help=components_help
             or "Components per class, or 'auto': per-class K (or one K) chosen by "
             "clip-stratified cross-validation on the training files.",
-        )(f)
-        return _preset_and_config(f, auto=True, default=preset_default)
+        )(f)  # fmt: skip
+        return feature_options(f, auto=True, default=preset_default)
 
     return deco
 

@@ -13,11 +13,8 @@ _MAX_FILES = 200  # histogram frames: enough files for the shape, bounded time
 @click.argument("model", type=click.Path(exists=True, dir_okay=False))
 @click.argument("data", type=click.Path(exists=True), required=False)
 @click.option("--class", "label", help="Class to draw [default: the model's first].")
-@click.option(
-    "--dim",
-    type=click.IntRange(min=0),
-    help="Feature dimension, 0-based [default: where the classes differ most].",
-)
+@click.option("--dim", type=click.IntRange(min=0),
+              help="Feature dimension, 0-based [default: where the classes differ most].")
 @click.option("-o", "--output", type=click.Path(dir_okay=False), required=True,
               help="PNG file to write.")  # fmt: skip
 def command(model, data, label, dim, output):

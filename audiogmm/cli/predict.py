@@ -27,13 +27,8 @@ logger = logging.getLogger("audiogmm")
 @click.argument("model", type=click.Path(exists=True, dir_okay=False))
 # readable=False: an unreadable file is skipped and listed like bad audio, not a usage error
 @click.argument("files", nargs=-1, required=True, type=click.Path(readable=False))
-@click.option(
-    "--top",
-    type=click.IntRange(min=1),
-    default=1,
-    show_default=True,
-    help="Show the N best classes.",
-)
+@click.option("--top", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Show the N best classes.")
 @reject_option
 @jobs_option
 @strict_option

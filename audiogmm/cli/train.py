@@ -1,12 +1,10 @@
-"""``audiogmm train``: one GMM per label (or a UBM with MAP-adapted labels, or GMM
-supervectors of a UBM with logistic regression), one model file.
+"""``audiogmm train``: one model file of any backend from any source.
 
-DATA is an audio manifest (folder, CSV, Kaldi ``wav.scp``), a Kaldi feature
-directory (``feats.scp``, or ``wav.scp`` + ``segments``) or a shard store, read into one
-clip set by :func:`audiogmm.pipeline.sources.open_clips`; one path then fits it
-(:func:`audiogmm.pipeline.train.fit_backend`), saves it with its split and reports. ``-k`` is the number of components of each class
-(``--backend ml``) or of the UBM (``--backend map``, ``gsv``, ``ivector``); an option that does not
-apply to the backend or the source is a usage error naming it.
+DATA (audio manifest, Kaldi directory or shard store) is read into one clip set by
+:func:`audiogmm.pipeline.sources.open_clips` and fitted by
+:func:`audiogmm.pipeline.train.fit_backend`. ``-k`` is the number of components of each
+class (``--backend ml``) or of the UBM (``map``, ``gsv``, ``ivector``); an option that
+does not apply to the backend or the source is a usage error naming it.
 """
 
 from __future__ import annotations
@@ -26,6 +24,7 @@ from ..models.classifier import N_COMPONENTS
 from ..models.supervector import GSV_COMPONENTS
 from ..models.ubm import UBM_COMPONENTS, UBM_DEFAULTS
 from .options import (
+    AUTO_AND_CONFIG,
     command_executor,
     echo_json,
     format_selection,
@@ -129,13 +128,8 @@ def _front_end(ubm_path, ubm_config, data_config, *, fixed: bool):
 
 @click.command("train")
 @click.argument("data", type=click.Path(exists=True))
-@click.option(
-    "-o",
-    "--output",
-    required=True,
-    type=click.Path(dir_okay=False),
-    help="Model file to write (.npz).",
-)
+@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False),
+              help="Model file to write (.npz).")
 @split_options("train")
 @tuning_options(
     components_default=None,
@@ -144,20 +138,13 @@ def _front_end(ubm_path, ubm_config, data_config, *, fixed: bool):
     f"of the UBM (--backend map, default {UBM_COMPONENTS}; gsv, default {GSV_COMPONENTS}); "
     "ivector as gsv.",
 )
-@click.option(
-    "--init",
-    type=click.Choice(["split", "kmeans++"]),
-    default=None,
-    help="Initialisation: k-means++ on a subsample, or split growth from one component "
-    f"[default: {_GMM_DEFAULTS['init']}; the UBM of --backend map/gsv/ivector: {UBM_DEFAULTS['init']}].",
-)
-@click.option(
-    "--max-iter",
-    type=click.IntRange(min=0),
-    default=None,
-    help=f"Maximum EM iterations per class [default: {_GMM_DEFAULTS['max_iter']}; the UBM of "
-    f"--backend map/gsv/ivector runs exactly {UBM_DEFAULTS['max_iter']}].",
-)
+@click.option("--init", type=click.Choice(["split", "kmeans++"]), default=None,
+              help="Initialisation: k-means++ on a subsample, or split growth from one component "
+              f"[default: {_GMM_DEFAULTS['init']}; the UBM of --backend map/gsv/ivector: "
+              f"{UBM_DEFAULTS['init']}].")  # fmt: skip
+@click.option("--max-iter", type=click.IntRange(min=0), default=None,
+              help=f"Maximum EM iterations per class [default: {_GMM_DEFAULTS['max_iter']}; the "
+              f"UBM of --backend map/gsv/ivector runs exactly {UBM_DEFAULTS['max_iter']}].")  # fmt: skip
 @map_options
 @click.option("--calibrate", is_flag=True, help="--backend map: fit a linear logistic calibration "
               "on held-out training folds, so that verify scores are log-likelihood ratios and "
@@ -183,15 +170,11 @@ def command(ctx, data, output, split, train_fraction, seed, preset, config_path,
     check_writable(output)  # before the work, naming the user's path
     auto = preset == "auto"
     if auto and config_path:
-        raise click.UsageError(
-            "--config gives one front end and --preset auto chooses among several: give one"
-        )
+        raise click.UsageError(AUTO_AND_CONFIG)
     tuning = auto or components == "auto"
     if tuning and backend != "ml":
-        raise click.UsageError(
-            "--preset auto and --components auto select by cross-validating the ml "
-            f"backend; give a fixed --preset and -k with --backend {backend}"
-        )
+        raise click.UsageError("--preset auto and --components auto select by cross-validating "
+                               f"the ml backend; give a fixed --preset and -k with --backend {backend}")  # fmt: skip
     if calibrate and (backend != "map" or tuning):
         raise click.UsageError("--calibrate applies to --backend map (gsv calibrates its scores "
                                "always, and --preset auto calibrates what it chooses)")  # fmt: skip
@@ -238,19 +221,15 @@ def command(ctx, data, output, split, train_fraction, seed, preset, config_path,
     how = (f"from a UBM of {clf.n_components} components ({backend})" if backend != "ml"
            else f"x {clf.n_components} components (ml)")  # fmt: skip
     note = "" if clips.config else " (Kaldi features: evaluate on feats.scp, no audio predict)"
-    click.echo(
-        f"trained {plural(len(clf.labels_), 'class', 'classes')} {how} on "
-        f"{plural(out['n_files'], clips.unit)} ({dims_text(clf.n_dims)}-dim features) in "
-        f"{sum(clf.timing_.values()):.1f} s -> {escape_name(output)}{note}"
-    )
+    click.echo(f"trained {plural(len(clf.labels_), 'class', 'classes')} {how} on "
+               f"{plural(out['n_files'], clips.unit)} ({dims_text(clf.n_dims)}-dim features) in "
+               f"{sum(clf.timing_.values()):.1f} s -> {escape_name(output)}{note}")  # fmt: skip
 
 
 def _fit(ctx, data, fit, config, ubm_config, tuning, calibrate):
-    """The source's clips (:func:`~audiogmm.pipeline.sources.open_clips`) fitted by the
-    backend (or chosen by ``--preset/--components auto``), calibrated if asked.
-
-    Returns the classifier, the clip set (its ``config`` the one to save) and the
-    header blocks of the run (``selection``, ``calibration``).
+    """The source's clips fitted by the backend (or chosen by ``--preset/--components
+    auto``), calibrated if asked: the classifier, the clip set (its ``config`` the one to
+    save) and the run's header blocks (``selection``, ``calibration``).
     """
     from ..data import RunOptions
     from ..engine import LocalExecutor
@@ -310,11 +289,9 @@ def _calibrate(clf, clips, fit, ex, seed) -> dict:
 
 
 def report_training(clf, backend: str) -> None:
-    """Warn about what went wrong in training, one line each, whatever the data source.
-
-    Classes whose EM did not converge; a mixture with too many components for its
-    frames (each class's with ml; the UBM's with map, whose classes have no K of
-    their own); a class trained on a single file.
+    """Warn about what went wrong in training, one line each, whatever the data source:
+    classes whose EM did not converge; a mixture too large for its frames (each class's
+    with ml; the UBM's otherwise); a class trained on a single file.
     """
     from ..models.classifier import oversized_reason
 

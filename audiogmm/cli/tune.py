@@ -9,6 +9,7 @@ import click
 
 from ..exceptions import ConvergenceWarning
 from .options import (
+    AUTO_AND_CONFIG,
     echo_json,
     format_selection,
     given,
@@ -28,31 +29,13 @@ logger = logging.getLogger("audiogmm")
 @click.argument("data", type=click.Path(exists=True))
 @split_options("train")
 @tuning_options(components_default="auto", preset_default="auto")
-@click.option(
-    "--folds",
-    type=click.IntRange(min=2),
-    default=3,
-    show_default=True,
-    help="Clip-stratified cross-validation folds.",
-)
+@click.option("--folds", type=click.IntRange(min=2), default=3, show_default=True,
+              help="Clip-stratified cross-validation folds.")
 @run_options
 @json_option
 @click.pass_context
-def command(
-    ctx,
-    data,
-    split,
-    train_fraction,
-    seed,
-    preset,
-    config_path,
-    components,
-    folds,
-    cache_dir,
-    jobs,
-    strict,
-    as_json,
-):
+def command(ctx, data, split, train_fraction, seed, preset, config_path, components, folds,
+            cache_dir, jobs, strict, as_json):  # fmt: skip
     """Cross-validate front ends and components on DATA's training files; print the table.
 
     The same search as `train --preset auto --components auto`, on the training
@@ -65,9 +48,7 @@ def command(
 
     if preset == "auto" and config_path:
         if given(ctx, "preset"):
-            raise click.UsageError(
-                "--config gives one front end and --preset auto chooses among several: give one"
-            )
+            raise click.UsageError(AUTO_AND_CONFIG)
         preset = None  # the file's fields on the default preset
     chosen = "auto" if preset == "auto" else load_config(preset, config_path)
     if not isinstance(chosen, str) and not config_path:
@@ -79,13 +60,10 @@ def command(
         records, preset=chosen, components=components, n_folds=folds, options=opts,
         random_state=seed,
     )  # fmt: skip
-    out = {
-        "n_files": len(records),
-        "selection": result.to_header(),
-        "feature_config": result.config.to_dict(),
-        "feature_configs": [c.to_dict() for c in result.member_configs] or None,
-        "skipped": skipped_list(result.features),
-    }
+    out = {"n_files": len(records), "selection": result.to_header(),
+           "feature_config": result.config.to_dict(),
+           "feature_configs": [c.to_dict() for c in result.member_configs] or None,
+           "skipped": skipped_list(result.features)}  # fmt: skip
     if as_json:
         echo_json(out)
         return

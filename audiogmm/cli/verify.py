@@ -14,32 +14,15 @@ from .output import escape_name
 @click.command("verify")
 @click.argument("model", type=click.Path(exists=True, dir_okay=False))
 @click.argument("trials", type=click.Path(exists=True, dir_okay=False))
-@click.option(
-    "--norm",
-    type=click.Choice(["none", "z", "t", "s"]),
-    default="none",
-    show_default=True,
-    help="Score normalisation: z (by --cohort impostor files), t (by the model's other "
-    "classes as impostor models), s (both).",
-)
-@click.option(
-    "--cohort",
-    multiple=True,
-    type=click.Path(exists=True, dir_okay=False),
-    help="An impostor audio file for z-/s-norm (repeat the option).",
-)
-@click.option(
-    "--report",
-    "report_dir",
-    type=click.Path(file_okay=False),
-    help="Write scores.csv, metrics.json and det.png here.",
-)
-@click.option(
-    "--allow-train-overlap",
-    is_flag=True,
-    help="Score trial files that were used to train MODEL instead of refusing them "
-    "(the error rates are then optimistic).",
-)
+@click.option("--norm", type=click.Choice(["none", "z", "t", "s"]), default="none",
+              show_default=True, help="Score normalisation: z (by --cohort impostor files), t "
+              "(by the model's other classes as impostor models), s (both).")  # fmt: skip
+@click.option("--cohort", multiple=True, type=click.Path(exists=True, dir_okay=False),
+              help="An impostor audio file for z-/s-norm (repeat the option).")
+@click.option("--report", "report_dir", type=click.Path(file_okay=False),
+              help="Write scores.csv, metrics.json and det.png here.")
+@click.option("--allow-train-overlap", is_flag=True, help="Score trial files that were used to "
+              "train MODEL instead of refusing them (the error rates are then optimistic).")  # fmt: skip
 @run_options
 @json_option
 @click.pass_context
@@ -79,12 +62,10 @@ def command(ctx, model, trials, norm, cohort, report_dir, allow_train_overlap, c
                 for t in res)  # fmt: skip
     m = res.metrics
     if m:
-        click.echo(
-            f"EER {100 * m['eer']:.2f}%  minDCF(0.01) {m['min_dcf_0.01']:.4f}  "
-            f"minDCF(0.05) {m['min_dcf_0.05']:.4f}  actDCF(0.01) {m['act_dcf_0.01']:.4f}  "
-            f"Cllr {m['cllr']:.4f}  minCllr {m['min_cllr']:.4f}  "
-            f"({m['n_target']} target, {m['n_nontarget']} non-target trials)"
-        )
+        click.echo(f"EER {100 * m['eer']:.2f}%  minDCF(0.01) {m['min_dcf_0.01']:.4f}  "
+                   f"minDCF(0.05) {m['min_dcf_0.05']:.4f}  actDCF(0.01) {m['act_dcf_0.01']:.4f}  "
+                   f"Cllr {m['cllr']:.4f}  minCllr {m['min_cllr']:.4f}  "
+                   f"({m['n_target']} target, {m['n_nontarget']} non-target trials)")  # fmt: skip
     if report_dir:
         click.echo(f"report: {escape_name(report_dir)}", err=True)
 
@@ -92,7 +73,7 @@ def command(ctx, model, trials, norm, cohort, report_dir, allow_train_overlap, c
 def _echo_lines(lines, *, sep: str = "") -> None:
     """Write ``lines`` joined by ``sep`` in blocks (one write per trial is slow)."""
     block: list[str] = []
-    first = True
+    first = True  # the separator goes between blocks too
     for line in lines:
         block.append(line)
         if len(block) == 4096:

@@ -1,10 +1,10 @@
 """Models built from mixtures: per-class ML GMMs, GMM-UBM with MAP-adapted classes, late
 fusion of several front ends' classifiers, model selection."""
-from .classifier import N_COMPONENTS, GMMClassifier
+from .classifier import GMMClassifier
 from .fusion import FusedClassifier
 from .ivector import IVectorClassifier
 from .supervector import GSVClassifier
-from .ubm import UBM_COMPONENTS, UNKNOWN, UBMClassifier, train_ubm
+from .ubm import UBMClassifier, train_ubm
 
 #: ``--backend`` name -> classifier class: per-class ML GMMs, GMM-UBM with MAP classes,
 #: GMM supervectors with logistic regression (needs the ``sklearn`` extra), i-vectors with
@@ -14,14 +14,6 @@ BACKENDS = {
 }  # fmt: skip
 
 __all__ = [
-    "BACKENDS",
-    "FusedClassifier",
-    "GMMClassifier",
-    "GSVClassifier",
-    "IVectorClassifier",
-    "N_COMPONENTS",
-    "UBMClassifier",
-    "UBM_COMPONENTS",
-    "UNKNOWN",
-    "train_ubm",
-]
+    "BACKENDS", "FusedClassifier", "GMMClassifier", "GSVClassifier", "IVectorClassifier",
+    "UBMClassifier", "train_ubm",
+]  # fmt: skip

@@ -24,10 +24,7 @@ from ..mixture.fit import fit_mixtures
 from ..mixture.sources import ArraySource, check_frames
 from ..progress import Progress, reporter
 
-__all__ = [
-    "GMMClassifier", "MIN_FRAMES_PER_COMPONENT", "N_COMPONENTS", "check_clips", "oversized_reason",
-    "pool_clips",
-]  # fmt: skip
+__all__ = ["GMMClassifier", "N_COMPONENTS"]
 
 logger = logging.getLogger(__name__)
 
@@ -87,7 +84,24 @@ def pool_clips(clips: Sequence[np.ndarray], n_dims: int) -> tuple[np.ndarray, np
     return np.concatenate([X.astype(dtype, copy=False) for X in checked], axis=0), lengths
 
 
-class GMMClassifier:
+class ModelFile:
+    """``save`` and ``load`` of a model, through :mod:`audiogmm.io` (one checksummed ``.npz``)."""
+
+    def save(self, path: str | os.PathLike, *, extra: dict[str, Any] | None = None) -> None:
+        """Write to one checksummed ``.npz`` file; see :func:`audiogmm.io.save`."""
+        from ..io import save
+
+        save(self, path, extra=extra)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> Any:
+        """Read a file of this class written by :meth:`save`; see :func:`audiogmm.io.load`."""
+        from ..io import load
+
+        return load(path, cls)
+
+
+class GMMClassifier(ModelFile):
     """Per-class diagonal GMMs with maximum-total-log-likelihood decisions.
 
     Parameters
@@ -158,14 +172,9 @@ class GMMClassifier:
     ) -> GMMClassifier:  # fmt: skip
         """Train one DiagGMM per label on the pooled frames of its clips; self.
 
-        Parameters
-        ----------
-        clips : sequence of ndarray, each of shape (n_frames_i, n_dims)
-        labels : sequence of str, length n_clips
-        progress : callable, optional
-            ``progress(n_done, n_total, label)`` after each class.
-        executor : LocalExecutor, optional
-            Runs the E-steps (default: ``n_jobs`` threads for this call).
+        ``clips``: each (n_frames_i, n_dims), one label each; ``progress(n_done, n_total,
+        label)`` after each class; ``executor`` runs the E-steps (default: ``n_jobs`` threads
+        for this call).
 
         Raises
         ------
@@ -197,10 +206,8 @@ class GMMClassifier:
         ):
             fit_mixtures(models, [ArraySource(data[y]) for y in self.labels_], executor=ex)
             for y, gmm in zip(self.labels_, models):
-                logger.info(
-                    "class %r: %d frames, %d iterations, mean log-likelihood %.4f",
-                    y, data[y].shape[0], gmm.n_iter_, gmm.history_[-1],
-                )  # fmt: skip
+                logger.info("class %r: %d frames, %d iterations, mean log-likelihood %.4f",
+                            y, data[y].shape[0], gmm.n_iter_, gmm.history_[-1],)  # fmt: skip
                 tick()
         self.set_models(dict(zip(self.labels_, models)))
         keep = ("n_iter", "converged", "final_mean_loglik", "n_reseeded", "compute_dtype",
@@ -298,18 +305,3 @@ class GMMClassifier:
         if not len(S):
             return np.array([], dtype=object)
         return np.array(self.labels_, dtype=object)[S.argmax(1)]
-
-    # -- persistence -------------------------------------------------------------------------
-
-    def save(self, path: str | os.PathLike, *, extra: dict[str, Any] | None = None) -> None:
-        """Write to one checksummed ``.npz`` file; see :func:`audiogmm.io.save`."""
-        from ..io import save
-
-        save(self, path, extra=extra)
-
-    @classmethod
-    def load(cls, path: str | os.PathLike) -> GMMClassifier:
-        """Read a file written by :meth:`save`; see :func:`audiogmm.io.load`."""
-        from ..io import load
-
-        return load(path, cls)

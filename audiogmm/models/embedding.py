@@ -10,7 +10,6 @@ end) and open-set decisions on them.
 from __future__ import annotations
 
 import logging
-import math
 import warnings
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -23,9 +22,9 @@ from ..mixture import DiagGMM, accumulate
 from ..mixture.sources import check_frames
 from ..scoring.calibration import CalibrationWarning, bayes_threshold, fit_calibration
 from .classifier import GMMClassifier
-from .ubm import UNKNOWN, UBMClassifier
+from .ubm import UNKNOWN, UBMClassifier, parse_reject
 
-__all__ = ["GSV_COMPONENTS", "EmbeddingClassifier", "clip_stats", "held_out_calibration"]
+__all__ = ["GSV_COMPONENTS", "EmbeddingClassifier", "clip_stats"]
 
 logger = logging.getLogger(__name__)
 
@@ -36,24 +35,14 @@ GSV_COMPONENTS = 256
 
 
 def clip_stats(
-    clips: Sequence[np.ndarray],
-    ubm: DiagGMM,
-    *,
-    executor: LocalExecutor | None = None,
+    clips: Sequence[np.ndarray], ubm: DiagGMM, *, executor: LocalExecutor | None = None
 ) -> tuple[np.ndarray, np.ndarray]:
     """Each clip's zeroth and first-order Baum-Welch statistics under a fitted UBM.
 
     The one E-step of the back ends over a UBM (:func:`supervectors`, the i-vector
-    extractor): :func:`~audiogmm.mixture.accumulate` on each clip, float64.
-
-    Parameters
-    ----------
-    clips : sequence of ndarray, each of shape (n_frames_i, n_dims)
-        A clip without frames gets zero statistics.
-    ubm : DiagGMM
-        Fitted, K components of D dimensions.
-    executor : LocalExecutor, optional
-        Runs the clips concurrently; the result does not depend on it.
+    extractor): :func:`~audiogmm.mixture.accumulate` on each clip, float64. A clip without
+    frames gets zero statistics; ``executor`` runs the clips concurrently (the result does
+    not depend on it).
 
     Returns
     -------
@@ -92,19 +81,19 @@ def held_out_calibration(
     Parameters
     ----------
     Z : ndarray of shape (n_clips, P)
-        The clips' vectors (supervectors, i-vectors).
+        The clips' vectors (supervectors, i-vectors), with their ``labels``.
     labels : list of str, length n_clips
     raw_scores : callable
         ``raw_scores(Z_train, labels_train, Z_test)``: the back end trained on the first
         two, the raw score of each test clip against each class (sorted), (n_test, M).
     seed : int or None
-        Of the fold assignment.
+        Of the fold assignment: stratified folds (``min(4, smallest class)``, so every
+        class trains in every fold); every held-out clip is scored against every class.
 
     Returns
     -------
     (a, b) or None
-        Stratified folds (``min(4, smallest class)``, so every class trains in every fold);
-        every held-out clip is scored against every class. None below 2 clips in a class.
+        None below 2 clips in a class.
     """
     y = np.array(labels)
     classes = sorted(set(labels))
@@ -217,55 +206,40 @@ class EmbeddingClassifier(GMMClassifier):
     def score_samples(
         self, clips: Sequence[np.ndarray], *, executor: LocalExecutor | None = None
     ) -> np.ndarray:
-        """Verification scores: each class's log-likelihood ratio against all the others.
-
-        Returns
-        -------
-        ndarray of shape (n_clips, n_labels), float64
-            :meth:`llr_from_scores` of :meth:`score_matrix`; nats. 0 with one class.
+        """Verification scores: each class's LLR against all the others, (n_clips, n_labels),
+        nats (:meth:`llr_from_scores` of :meth:`score_matrix`; 0 with one class).
         """
-        S = self.score_matrix(clips, executor=executor)
+        return self._llr(self.score_matrix(clips, executor=executor))
+
+    def _llr(self, S: np.ndarray) -> np.ndarray:
         return np.zeros_like(S) if S.shape[1] < 2 else self.llr_from_scores(S)
 
+    def _calibrated(self, raw: np.ndarray) -> np.ndarray:
+        """``a raw + b`` with ``(a, b) = calibration_``; ``raw`` itself without one."""
+        if self.calibration_ is None:
+            return raw
+        a, b = self.calibration_
+        return a * raw + b
+
     def resolve_threshold(self, reject: str | float | None) -> float | None:
-        """The LLR threshold that ``reject`` means (None: no rejection).
+        """The LLR threshold (nats) that ``reject`` (None, "auto" or a number) means.
 
         ``"auto"`` is the Bayes threshold of calibrated LLRs at equal priors and costs,
         ``0`` (:func:`~audiogmm.scoring.calibration.bayes_threshold`): a clip is rejected
-        when the evidence is against its best class. A number is an LLR in nats.
-
-        Raises
-        ------
-        ParameterError
-            ``"auto"`` on a model whose scores are not calibrated, or a bad value.
+        when the evidence is against its best class. ParameterError for ``"auto"`` on a
+        model whose scores are not calibrated, or a bad value.
         """
         self._check_fitted()
-        if reject is None:
-            return None
-        if isinstance(reject, str) and reject == "auto":
-            if self.calibration_ is None:
-                raise ParameterError(
-                    "reject='auto' needs calibrated scores, which this model has not (it "
-                    "had fewer than 2 training clips in some class): give a number"
-                )
-            return bayes_threshold(0.5)
-        if (
-            isinstance(reject, (int, float))
-            and not isinstance(reject, bool)
-            and math.isfinite(reject)
-        ):
-            return float(reject)
-        raise ParameterError(f"reject must be None, 'auto' or a finite number; got {reject!r}")
+        auto = None if self.calibration_ is None else bayes_threshold(0.5)
+        return parse_reject(reject, auto, "reject='auto' needs calibrated scores, which this "
+                            "model has not (it had fewer than 2 training clips in some class): "
+                            "give a number")  # fmt: skip
 
     def predict(
         self, clips: Sequence[np.ndarray], *, reject: str | float | None = None
     ) -> np.ndarray:
-        """Most likely class of each clip; :data:`~audiogmm.models.UNKNOWN` when its LLR is
-        below the threshold ``reject`` means (:meth:`resolve_threshold`).
-
-        Returns
-        -------
-        ndarray of shape (n_clips,), dtype object
+        """Most likely class of each clip, (n_clips,), object; :data:`~audiogmm.models.ubm.UNKNOWN`
+        when its LLR is below the threshold ``reject`` means (:meth:`resolve_threshold`).
         """
         thr = self.resolve_threshold(reject)
         S = self.score_matrix(clips)
@@ -275,15 +249,9 @@ class EmbeddingClassifier(GMMClassifier):
         return out
 
     def rejection_scores(self, S: np.ndarray, n_frames: np.ndarray) -> np.ndarray:
-        """The score each clip's best class is rejected on: its LLR (:meth:`llr_from_scores`).
-
-        Parameters
-        ----------
-        S : ndarray of shape (n_clips, n_labels)
-            :meth:`score_matrix`.
-        n_frames : ndarray of shape (n_clips,)
-            Unused here (the per-frame LLR of ``--backend map`` needs it).
+        """The score each clip's best class is rejected on: its LLR (:meth:`llr_from_scores` of
+        ``S``, a :meth:`score_matrix`), (n_clips,); ``n_frames`` is unused here (the per-frame
+        LLR of ``--backend map`` needs it).
         """
         best = self.log_proba_from_scores(S).argmax(1)
-        llr = np.zeros_like(S) if S.shape[1] < 2 else self.llr_from_scores(S)
-        return llr[np.arange(len(best)), best]
+        return self._llr(S)[np.arange(len(best)), best]

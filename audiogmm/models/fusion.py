@@ -10,30 +10,25 @@ class log posteriors up to a per-clip constant, and a weak member counts for les
 Files written before the weights existed hold none: they keep the old rule, each
 member's total rescaled to the first member's frame count and added.
 
-The file holds every member's arrays (``m<i>_weights``, ``m<i>_means``,
-``m<i>_variances``, ``m<i>_var_floors``) and, in the header, the shared ``labels`` and
-one ``members`` entry per member with the classifier's own fields, and ``fusion_weights``;
-each member goes through the same checks as a single :class:`GMMClassifier` file.
+The file (:mod:`audiogmm.io`) holds every member's arrays and fields, each checked as
+a single :class:`GMMClassifier` file's, and the ``fusion_weights``.
 """
 
 from __future__ import annotations
 
 import math
-import os
 from collections.abc import Sequence
-from typing import Any
 
 import numpy as np
 
 from ..engine import LocalExecutor
 from ..exceptions import ParameterError
 from ..io.tables import MAX_MEMBERS
-from ..mixture import log_softmax
 from ..scoring.calibration import newton_minimise
-from .classifier import GMMClassifier
-from .supervector import log_odds
+from .classifier import GMMClassifier, ModelFile
+from .supervector import raw_llr
 
-__all__ = ["FUSION_RIDGE", "MAX_MEMBERS", "FusedClassifier", "fit_fusion", "fuse_scores"]
+__all__ = ["FusedClassifier", "fit_fusion"]
 
 #: L2 penalty on the fusion weights (per clip): negligible on overlapping scores, and
 #: what keeps the weights finite when the held-out scores separate the classes.
@@ -41,25 +36,15 @@ FUSION_RIDGE = 1e-4
 
 
 def fuse_scores(
-    scores: Sequence[np.ndarray],
-    n_frames: Sequence[np.ndarray],
+    scores: Sequence[np.ndarray], n_frames: Sequence[np.ndarray],
     weights: Sequence[float] | None = None,
-) -> np.ndarray:
-    """Members' total log-likelihoods fused into one score matrix.
+) -> np.ndarray:  # fmt: skip
+    """Members' total log-likelihoods fused into one score matrix, (n_clips, n_labels).
 
-    Parameters
-    ----------
-    scores : sequence of ndarray, each of shape (n_clips, n_labels)
-        One score matrix per member (totals over the frames counted in ``n_frames``).
-    n_frames : sequence of ndarray, each of shape (n_clips,)
-        Frames behind each clip's totals, per member.
-    weights : sequence of float, optional
-        One per member (:func:`fit_fusion`). None: the sum rule of files without weights.
-
-    Returns
-    -------
-    ndarray of shape (n_clips, n_labels), float64
-        ``sum_m a_m S_m[i] / n_m[i]``, or with no weights ``sum_m S_m[i] n_0[i] / n_m[i]``.
+    ``scores[m]`` (n_clips, n_labels): member ``m``'s totals over ``n_frames[m]`` (n_clips,)
+    frames. With ``weights`` (one per member, :func:`fit_fusion`) the result is
+    ``sum_m a_m S_m[i] / n_m[i]``; with None, the sum rule of files without weights,
+    ``sum_m S_m[i] n_0[i] / n_m[i]``.
     """
     per_frame = [np.asarray(S, dtype=np.float64) / np.maximum(np.asarray(n, dtype=np.float64),
                                                               1.0)[:, np.newaxis]
@@ -89,12 +74,7 @@ def fit_fusion(
     Returns
     -------
     list of float
-        One finite weight per member.
-
-    Raises
-    ------
-    ParameterError
-        No clips, or mismatched shapes.
+        One finite weight per member (ParameterError: no clips, or mismatched shapes).
     """
     y = np.asarray(y)
     X = np.stack([fuse_scores([S], [n], [1.0]) for S, n in zip(scores, n_frames)], axis=-1)
@@ -119,7 +99,7 @@ def fit_fusion(
     return [float(v) for v in a]
 
 
-class FusedClassifier:
+class FusedClassifier(ModelFile):
     """Several classifiers of the same labels, one per front end, decided together.
 
     Parameters
@@ -132,9 +112,8 @@ class FusedClassifier:
 
     Attributes
     ----------
-    members : list of GMMClassifier
-    weights : list of float or None
-    labels_ : list of str
+    members, weights, labels_
+        As given; the shared labels.
     fit_report_ : dict
         The first member's per-class training report.
     """
@@ -144,9 +123,7 @@ class FusedClassifier:
     ) -> None:
         members = list(members)
         if not 2 <= len(members) <= MAX_MEMBERS:
-            raise ParameterError(
-                f"a fused model needs 2 to {MAX_MEMBERS} members, got {len(members)}"
-            )
+            raise ParameterError(f"a fused model needs 2 to {MAX_MEMBERS} members, got {len(members)}")
         for i, m in enumerate(members):
             if not isinstance(m, GMMClassifier) or not hasattr(m, "labels_"):
                 raise ParameterError(f"member {i} is not a fitted GMMClassifier")
@@ -179,29 +156,16 @@ class FusedClassifier:
         return tuple(m.n_dims for m in self.members)
 
     def score_matrix(
-        self,
-        clip_sets: Sequence[Sequence[np.ndarray]],
-        *,
-        executor: LocalExecutor | None = None,
+        self, clip_sets: Sequence[Sequence[np.ndarray]], *, executor: LocalExecutor | None = None
     ) -> np.ndarray:
-        """Fused total log-likelihood of every clip under every class.
+        """Fused total log-likelihood of every clip under every class, (n_clips, n_labels).
 
-        Parameters
-        ----------
-        clip_sets : sequence of sequences of ndarray
-            ``clip_sets[m][i]``: clip ``i``'s frames under member ``m``'s front end,
-            shape (n_frames_mi, n_dims_m), n_frames_mi >= 1.
-        executor : LocalExecutor, optional
-
-        Returns
-        -------
-        ndarray of shape (n_clips, n_labels), float64
-            :func:`fuse_scores` of the members' totals, columns in the order of ``labels_``.
+        ``clip_sets[m][i]``: clip ``i``'s frames under member ``m``'s front end, shape
+        (n_frames_mi >= 1, n_dims_m). The result is :func:`fuse_scores` of the members' totals,
+        columns in the order of ``labels_``.
         """
         if len(clip_sets) != len(self.members):
-            raise ParameterError(
-                f"{len(clip_sets)} sets of clips for {len(self.members)} members"
-            )
+            raise ParameterError(f"{len(clip_sets)} sets of clips for {len(self.members)} members")
         n_clips = len(clip_sets[0])
         if any(len(c) != n_clips for c in clip_sets):
             raise ParameterError("every member needs the same clips")
@@ -214,24 +178,14 @@ class FusedClassifier:
         )
 
     def verification_scores(self, scores: np.ndarray) -> np.ndarray:
-        """Each class's log-likelihood ratio against all the others, from :meth:`score_matrix`.
+        """Each class's LLR against all the others from :meth:`score_matrix`, (n_clips, n_labels).
 
-        ``log [p(c | x) / (1 - p(c | x))] + log(M - 1)``: the posterior odds of class ``c``
-        (equal priors) over its prior odds, as :class:`~audiogmm.models.GSVClassifier`
-        scores. Calibrated when the fusion weights were fitted (:func:`fit_fusion`).
-
-        Parameters
-        ----------
-        scores : ndarray of shape (n_clips, n_labels)
-
-        Returns
-        -------
-        ndarray of shape (n_clips, n_labels), float64, nats (0 with one class).
+        ``log [p(c | x) / (1 - p(c | x))] + log(M - 1)``, nats (0 with one class), as
+        :class:`~audiogmm.models.GSVClassifier` scores; calibrated when the fusion weights
+        were fitted (:func:`fit_fusion`).
         """
         S = np.asarray(scores, dtype=np.float64)
-        if S.shape[1] < 2:
-            return np.zeros_like(S)
-        return np.clip(log_odds(log_softmax(S)) + math.log(S.shape[1] - 1), -1e6, 1e6)
+        return np.zeros_like(S) if S.shape[1] < 2 else raw_llr(S)
 
     def log_proba_from_scores(self, scores: np.ndarray) -> np.ndarray:
         """Class log posteriors from a :meth:`score_matrix` result (softmax with log priors)."""
@@ -244,17 +198,3 @@ class FusedClassifier:
             return np.array([], dtype=object)
         return np.array(self.labels_, dtype=object)[LP.argmax(1)]
 
-    # -- persistence -------------------------------------------------------------------------
-
-    def save(self, path: str | os.PathLike, *, extra: dict[str, Any] | None = None) -> None:
-        """Write every member to one checksummed file; see :func:`audiogmm.io.save`."""
-        from ..io import save
-
-        save(self, path, extra=extra)
-
-    @classmethod
-    def load(cls, path: str | os.PathLike) -> FusedClassifier:
-        """Read a file written by :meth:`save`; see :func:`audiogmm.io.load`."""
-        from ..io import load
-
-        return load(path, cls)

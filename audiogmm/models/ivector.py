@@ -43,10 +43,7 @@ from ..mixture.checks import is_int, need
 from ..progress import Progress, reporter
 from .embedding import GSV_COMPONENTS, EmbeddingClassifier, clip_stats, held_out_calibration
 
-__all__ = [
-    "IVectorClassifier", "cosine_back_end", "extract_ivectors", "lda", "train_tv", "tv_estep",
-    "tv_maximise", "wccn", "whitened_stats",
-]  # fmt: skip
+__all__ = ["IVectorClassifier", "extract_ivectors", "train_tv", "whitened_stats"]
 
 logger = logging.getLogger(__name__)
 
@@ -86,20 +83,10 @@ def _posteriors(T: np.ndarray, n: np.ndarray, f: np.ndarray):
 
 
 def extract_ivectors(T: np.ndarray, n: np.ndarray, f: np.ndarray) -> np.ndarray:
-    """The i-vectors (posterior means of ``w``) of clips.
+    """The i-vectors ``w_u = (I + sum_k n_uk T_k' T_k)^-1 T' f_u`` of clips, (n_clips, R).
 
-    Parameters
-    ----------
-    T : ndarray of shape (K * D, R)
-        Total-variability matrix (whitened).
-    n : ndarray of shape (n_clips, K)
-    f : ndarray of shape (n_clips, K * D)
-        :func:`whitened_stats`.
-
-    Returns
-    -------
-    ndarray of shape (n_clips, R)
-        ``w_u = (I + sum_k n_uk T_k' T_k)^-1 T' f_u``.
+    ``T`` (K * D, R): the total-variability matrix (whitened); ``n`` (n_clips, K) and
+    ``f`` (n_clips, K * D): :func:`whitened_stats`.
     """
     out = np.zeros((len(n), T.shape[1]))
     with one_blas_thread():
@@ -113,13 +100,8 @@ def tv_estep(
 ) -> tuple[np.ndarray, np.ndarray, float]:
     """The T-EM's E-step: its sufficient statistics over clips, and the bound.
 
-    Parameters
-    ----------
-    T : ndarray of shape (K * D, R)
-    n : ndarray of shape (n_clips, K)
-    f : ndarray of shape (n_clips, K * D)
-    executor : LocalExecutor, optional
-        Runs the blocks of clips; they are summed in order.
+    ``T`` (K * D, R); ``n`` (n_clips, K), ``f`` (n_clips, K * D); ``executor`` runs the
+    blocks of clips, summed in order.
 
     Returns
     -------
@@ -152,16 +134,8 @@ def tv_estep(
 def tv_maximise(C: np.ndarray, A: np.ndarray, T: np.ndarray) -> np.ndarray:
     """The T-EM's M-step: ``T_k = C_k A_k^-1`` (a component no clip touched keeps its rows).
 
-    Parameters
-    ----------
-    C : ndarray of shape (K * D, R)
-    A : ndarray of shape (K, R, R)
-    T : ndarray of shape (K * D, R)
-        The current matrix.
-
-    Returns
-    -------
-    ndarray of shape (K * D, R)
+    ``C`` (K * D, R), ``A`` (K, R, R): :func:`tv_estep`'s; ``T`` (K * D, R): the current
+    matrix. Returns the new one, (K * D, R).
     """
     K, R = A.shape[0], A.shape[1]
     Ck = C.reshape(K, -1, R)
@@ -173,14 +147,9 @@ def tv_maximise(C: np.ndarray, A: np.ndarray, T: np.ndarray) -> np.ndarray:
 
 
 def train_tv(
-    n: np.ndarray,
-    f: np.ndarray,
-    rank: int,
-    *,
-    n_iter: int = 5,
-    executor: LocalExecutor | None = None,
-    progress: Progress = None,
-) -> tuple[np.ndarray, list[float]]:
+    n: np.ndarray, f: np.ndarray, rank: int, *, n_iter: int = 5,
+    executor: LocalExecutor | None = None, progress: Progress = None,
+) -> tuple[np.ndarray, list[float]]:  # fmt: skip
     """Train the total-variability matrix by EM (the one T-EM loop).
 
     Starts from the top ``rank`` principal directions of the clips' whitened
@@ -188,13 +157,10 @@ def train_tv(
 
     Parameters
     ----------
-    n : ndarray of shape (n_clips, K)
-    f : ndarray of shape (n_clips, K * D)
+    n, f : ndarray of shape (n_clips, K), (n_clips, K * D)
         :func:`whitened_stats`.
     rank : int > 0
         R, at most ``min(n_clips, K * D)``.
-    n_iter : int >= 0
-    executor : LocalExecutor, optional
     progress : callable, optional
         ``progress(n_done, n_iter, label)`` after each iteration.
 
@@ -228,15 +194,8 @@ def train_tv(
 
 
 def lda(Z: np.ndarray, labels: Sequence[str], dim: int) -> np.ndarray:
-    """Linear discriminant analysis: the ``dim`` directions of largest between- over
-    within-class variance.
-
-    Parameters
-    ----------
-    Z : ndarray of shape (n, P)
-    labels : sequence of str, length n
-    dim : int
-        At most ``min(M - 1, P)``.
+    """Linear discriminant analysis: the ``dim`` (<= ``min(M - 1, P)``) directions of largest
+    between- over within-class variance of ``Z`` (n, P) with ``labels`` (n,).
 
     Returns
     -------
@@ -305,12 +264,7 @@ def cosine_back_end(
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """LDA, then WCCN, then class means of length-normalised vectors.
 
-    Parameters
-    ----------
-    Z : ndarray of shape (n, R)
-        Training i-vectors.
-    labels : sequence of str, length n
-        At least two classes.
+    ``Z`` (n, R): training i-vectors; ``labels`` (n,): at least two classes.
 
     Returns
     -------
@@ -413,34 +367,13 @@ class IVectorClassifier(EmbeddingClassifier):
                  f"an integer >= {low}")  # fmt: skip
 
     def fit(
-        self,
-        clips: Sequence[np.ndarray],
-        labels: Sequence[str],
-        *,
-        ubm: DiagGMM | None = None,
-        progress: Progress = None,
-        executor: LocalExecutor | None = None,
-    ) -> IVectorClassifier:
-        """Train the UBM (unless given), the i-vector extractor, then the back end.
+        self, clips: Sequence[np.ndarray], labels: Sequence[str], *, ubm: DiagGMM | None = None,
+        progress: Progress = None, executor: LocalExecutor | None = None,
+    ) -> IVectorClassifier:  # fmt: skip
+        """Train the UBM (unless given), the i-vector extractor, then the back end; self.
 
-        Parameters
-        ----------
-        clips : sequence of ndarray, each of shape (n_frames_i, n_dims)
-        labels : sequence of str, length n_clips
-        ubm : DiagGMM, optional
-            A fitted UBM (e.g. from :func:`~audiogmm.models.ubm.train_ubm`); its K wins.
-        progress : callable, optional
-            After each class's MAP model, then after each T-EM iteration.
-        executor : LocalExecutor, optional
-
-        Returns
-        -------
-        self
-
-        Raises
-        ------
-        ParameterError
-            Bad parameters or clips (see :meth:`UBMClassifier.fit`).
+        As :meth:`GSVClassifier.fit`; ``progress`` is called after each class's MAP model,
+        then after each T-EM iteration.
         """
         self._check_own()
         with resolve(executor, self.n_jobs) as ex:
@@ -488,11 +421,7 @@ class IVectorClassifier(EmbeddingClassifier):
             too little data to calibrate): the LLR of the class against the others, nats.
         """
         Z = self.ivectors(clips, executor=executor)
-        S = _cosines((self.centre_, self.projection_, self.class_means_), Z)
-        if self.calibration_ is None:
-            return S
-        a, b = self.calibration_
-        return a * S + b
+        return self._calibrated(_cosines((self.centre_, self.projection_, self.class_means_), Z))
 
     def llr_from_scores(self, S: np.ndarray) -> np.ndarray:
         """The scores of :meth:`score_matrix` are the LLRs already."""

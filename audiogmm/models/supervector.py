@@ -37,7 +37,7 @@ from ..progress import Progress
 from .embedding import GSV_COMPONENTS, EmbeddingClassifier, clip_stats, held_out_calibration
 from .ubm import UBMClassifier
 
-__all__ = ["GSV_COMPONENTS", "GSVClassifier", "log_odds", "supervectors"]
+__all__ = ["GSVClassifier", "supervectors"]
 
 logger = logging.getLogger(__name__)
 
@@ -46,30 +46,20 @@ _MAX_ITER = 1000
 
 
 def supervectors(
-    clips: Sequence[np.ndarray],
-    ubm: DiagGMM,
-    *,
-    relevance: float = 16.0,
+    clips: Sequence[np.ndarray], ubm: DiagGMM, *, relevance: float = 16.0,
     executor: LocalExecutor | None = None,
-) -> np.ndarray:
+) -> np.ndarray:  # fmt: skip
     """MAP-mean supervectors of clips under a fitted UBM, normalised by ``sqrt(w)/sigma``.
 
-    Parameters
-    ----------
-    clips : sequence of ndarray, each of shape (n_frames_i, n_dims)
-        A clip without frames gets the zero vector (MAP keeps the prior).
-    ubm : DiagGMM
-        Fitted, K components of D dimensions.
-    relevance : float >= 0
-        MAP relevance factor of the means.
-    executor : LocalExecutor, optional
-        Runs the clips concurrently; the result does not depend on it.
+    ``ubm``: K components of D dimensions; ``relevance`` (>= 0): MAP relevance factor of
+    the means; ``executor`` runs the clips concurrently (the result does not depend on it).
 
     Returns
     -------
     ndarray of shape (n_clips, K * D), float64
         Row ``i`` is ``(sqrt(w_k) (mu'_ikd - mu_kd) / sigma_kd)`` flattened in (k, d) order,
-        with ``mu'_ik - mu_k = F_ik / (n_ik + r)`` (:func:`clip_stats`; 0 where ``n_ik = 0``).
+        with ``mu'_ik - mu_k = F_ik / (n_ik + r)`` (:func:`clip_stats`; 0 where ``n_ik = 0``,
+        so a clip without frames gets the zero vector).
     """
     prior = ubm.params_
     scale = np.sqrt(prior.weights)[:, None] / np.sqrt(prior.variances)
@@ -84,15 +74,8 @@ def supervectors(
 
 
 def log_odds(log_post: np.ndarray) -> np.ndarray:
-    """Log odds ``log p / (1 - p)`` of log probabilities, precise at both ends.
-
-    Parameters
-    ----------
-    log_post : ndarray, values <= 0
-
-    Returns
-    -------
-    ndarray of the same shape; ``+inf`` where ``p == 1``.
+    """Log odds ``log p / (1 - p)`` of log probabilities ``log_post`` (<= 0), precise at
+    both ends; ``+inf`` where ``p == 1``.
     """
     lp = np.minimum(np.asarray(log_post, dtype=np.float64), 0.0)
     with np.errstate(divide="ignore"):  # p == 1: log(1 - p) = -inf, odds +inf
@@ -101,8 +84,11 @@ def log_odds(log_post: np.ndarray) -> np.ndarray:
     return lp - l1m
 
 
-def _raw_llr(S: np.ndarray) -> np.ndarray:
-    """Posterior log odds of each class over its prior odds 1 : (M - 1), clipped finite."""
+def raw_llr(S: np.ndarray) -> np.ndarray:
+    """Posterior log odds of each class over its prior odds 1 : (M - 1), clipped finite.
+
+    ``S``: class scores (n_clips, M >= 2) that are log posteriors up to a per-clip constant.
+    """
     return np.clip(log_odds(log_softmax(S)) + math.log(S.shape[1] - 1), -1e6, 1e6)
 
 
@@ -205,14 +191,9 @@ class GSVClassifier(EmbeddingClassifier):
     # -- training ----------------------------------------------------------------------------
 
     def fit(
-        self,
-        clips: Sequence[np.ndarray],
-        labels: Sequence[str],
-        *,
-        ubm: DiagGMM | None = None,
-        progress: Progress = None,
-        executor: LocalExecutor | None = None,
-    ) -> GSVClassifier:
+        self, clips: Sequence[np.ndarray], labels: Sequence[str], *, ubm: DiagGMM | None = None,
+        progress: Progress = None, executor: LocalExecutor | None = None,
+    ) -> GSVClassifier:  # fmt: skip
         """Train the UBM (unless given), then the logistic regression on the clips' supervectors.
 
         Parameters
@@ -221,17 +202,13 @@ class GSVClassifier(EmbeddingClassifier):
         labels : sequence of str, length n_clips
         ubm : DiagGMM, optional
             A fitted UBM (e.g. from :func:`~audiogmm.models.ubm.train_ubm`); its K wins.
-        progress : callable, optional
-        executor : LocalExecutor, optional
+        progress, executor
+            As for :meth:`UBMClassifier.fit`, which checks the parameters and clips
+            (ParameterError) and trains the UBM.
 
         Returns
         -------
         self
-
-        Raises
-        ------
-        ParameterError
-            Bad parameters or clips (see :meth:`UBMClassifier.fit`).
         """
         with resolve(executor, self.n_jobs) as ex:
             labels = self._fit_ubm(clips, labels, ubm, progress, ex)
@@ -258,7 +235,7 @@ class GSVClassifier(EmbeddingClassifier):
 
             def raw(Ztr, ytr, Zte):
                 c, i, _ = _logistic(Ztr, ytr, C, seed)
-                return _raw_llr(Zte @ c.T + i)
+                return raw_llr(Zte @ c.T + i)
 
             self.calibration_ = held_out_calibration(Z, labels, raw, seed)
             coef = (coef if basis is None else coef @ basis) / scale
@@ -294,8 +271,4 @@ class GSVClassifier(EmbeddingClassifier):
             folds (:func:`~audiogmm.scoring.calibration.fit_calibration`); ``r`` itself
             when there was too little data to calibrate. Nats.
         """
-        raw = _raw_llr(S)
-        if self.calibration_ is None:
-            return raw
-        a, b = self.calibration_
-        return a * raw + b
+        return self._calibrated(raw_llr(S))

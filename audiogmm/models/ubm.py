@@ -30,7 +30,7 @@ from ..mixture.sources import ArraySource
 from ..progress import Progress, reporter
 from .classifier import GMMClassifier, check_clips, pool_clips
 
-__all__ = ["UBMClassifier", "UNKNOWN", "UBM_COMPONENTS", "UBM_DEFAULTS"]
+__all__ = ["UBMClassifier", "UBM_COMPONENTS", "UNKNOWN", "train_ubm"]
 
 logger = logging.getLogger(__name__)
 
@@ -321,18 +321,9 @@ class UBMClassifier(GMMClassifier):
 
     def resolve_threshold(self, reject: str | float | None) -> float | None:
         """The per-frame LLR threshold that ``reject`` (None, "auto" or a number) means."""
-        if reject is None:
-            return None
-        if isinstance(reject, str) and reject == "auto":
-            if getattr(self, "threshold_", None) is None:
-                raise ParameterError(
-                    "reject='auto' needs a calibrated threshold: train with reject_far "
-                    "(`audiogmm train --backend map --reject-far 0.05`), or give a number"
-                )
-            return float(self.threshold_)
-        if is_real(reject):
-            return float(reject)
-        raise ParameterError(f"reject must be None, 'auto' or a finite number; got {reject!r}")
+        return parse_reject(reject, getattr(self, "threshold_", None), "reject='auto' needs a "
+                            "calibrated threshold: train with reject_far (`audiogmm train "
+                            "--backend map --reject-far 0.05`), or give a number")  # fmt: skip
 
     def predict(
         self, clips: Sequence[np.ndarray], *, reject: str | float | None = None
@@ -353,20 +344,26 @@ class UBMClassifier(GMMClassifier):
         return out
 
     def rejection_scores(self, S: np.ndarray, n_frames: np.ndarray) -> np.ndarray:
-        """The score each clip's best class is rejected on: its per-frame LLR against the UBM.
-
-        Parameters
-        ----------
-        S : ndarray of shape (n_clips, n_labels)
-            :meth:`score_matrix` (total LLRs over frames).
-        n_frames : ndarray of shape (n_clips,)
-
-        Returns
-        -------
-        ndarray of shape (n_clips,), nats per frame.
+        """The score each clip's best class is rejected on: its per-frame LLR against the UBM,
+        (n_clips,), nats per frame; ``S`` is :meth:`score_matrix` (total LLRs over the
+        ``n_frames`` frames of each clip).
         """
         best = self.log_proba_from_scores(S).argmax(1)
         return S[np.arange(len(best)), best] / np.maximum(n_frames, 1)
+
+
+def parse_reject(reject: str | float | None, auto: float | None, why: str) -> float | None:
+    """The threshold ``reject`` means: None, ``auto`` for ``"auto"`` (ParameterError
+    ``why`` when the model has none), or the finite number given."""
+    if reject is None:
+        return None
+    if isinstance(reject, str) and reject == "auto":
+        if auto is None:
+            raise ParameterError(why)
+        return float(auto)
+    if is_real(reject):
+        return float(reject)
+    raise ParameterError(f"reject must be None, 'auto' or a finite number; got {reject!r}")
 
 
 def train_ubm(

@@ -36,7 +36,7 @@ from ..data import (
 from ..engine import LocalExecutor, resolve
 from ..exceptions import DatasetError, ModelFileError, ParameterError
 from ..features.extraction import extraction_roots
-from ..models import UNKNOWN
+from ..models.ubm import UNKNOWN
 from ..scoring import open_set_rates, summary
 from .bundle import Bundle
 

@@ -52,10 +52,8 @@ def load_kaldi_split(
     Kaldi made the features), else ``config``. Unusable segments are appended to
     ``skipped`` as ``{path, reason}`` (``path``: the utterance id).
     """
-    if is_kaldi_feats_dir(data_dir):
-        used_config = read_feature_config(data_dir)
-    else:
-        used_config = config or FeatureConfig()
+    used_config = read_feature_config(data_dir) if is_kaldi_feats_dir(data_dir) else (
+        config or FeatureConfig())  # fmt: skip
     bad: dict[str, str] = {}
     utts = read_kaldi_utterances(data_dir, config=used_config, allow_pipes=allow_pipes,
                                  skipped=bad)  # fmt: skip
@@ -77,16 +75,12 @@ def evaluate_kaldi(
     split: Optional[str] = "test", train_fraction: Optional[float] = None,
     seed: Optional[int] = None, allow_train_overlap: bool = False, allow_pipes: bool = False,
 ) -> dict[str, Any]:  # fmt: skip
-    """Classify the utterances of a Kaldi directory and compute the metrics.
+    """Classify the utterances of a Kaldi directory and compute the metrics: a dict of
+    :func:`audiogmm.scoring.summary` plus ``predictions``, ``train_overlap``, ``skipped``
+    and ``seconds``.
 
     ``train_fraction`` and ``seed`` left at None take the model's stored values.
     Utterances the model was trained on are refused unless ``allow_train_overlap``.
-
-    Returns
-    -------
-    dict
-        :func:`audiogmm.scoring.summary` plus ``predictions``, ``train_overlap``,
-        ``skipped`` and ``seconds``.
     """
     t0 = time.perf_counter()
     model, data = os.fspath(model_path), os.fspath(data_dir)
@@ -94,14 +88,11 @@ def evaluate_kaldi(
     stored = clf.file_header_.get("kaldi", {})  # checked by the loader
     tf = train_fraction if train_fraction is not None else stored.get("train_fraction", 0.7)
     sd = seed if seed is not None else stored.get("seed", 0)
-    config = None
-    if "feature_config" in clf.file_header_:
-        config = FeatureConfig.from_dict(clf.file_header_["feature_config"])
+    config = clf.file_header_.get("feature_config")
+    config = None if config is None else FeatureConfig.from_dict(config)
     skipped: list[dict[str, str]] = []
-    utts, data_config = load_kaldi_split(
-        data, split, train_fraction=tf, seed=sd, config=config, allow_pipes=allow_pipes,
-        skipped=skipped,
-    )  # fmt: skip
+    utts, data_config = load_kaldi_split(data, split, train_fraction=tf, seed=sd, config=config,
+                                         allow_pipes=allow_pipes, skipped=skipped)  # fmt: skip
     if config is not None and data_config is not None and config != data_config:
         raise DatasetError(
             f"{data!r} holds features made with another configuration (hash "
@@ -118,10 +109,9 @@ def evaluate_kaldi(
     same_dir = stored.get("data") == os.path.abspath(data)
     overlap = sorted({u.utt for u in utts} & set(stored.get("train_utts", []))) if same_dir else []
     if overlap and not allow_train_overlap:
-        raise DatasetError(
-            f"{len(overlap)} of these utterances were used to train {model!r} "
-            f"(e.g. {overlap[:3]}); evaluate on --split test or pass allow_train_overlap"
-        )
+        raise DatasetError(f"{len(overlap)} of these utterances were used to train {model!r} "
+                           f"(e.g. {overlap[:3]}); evaluate on --split test or pass "
+                           "allow_train_overlap")  # fmt: skip
     S = clf.score_matrix([u.features for u in utts])
     pred = np.array(clf.labels_, dtype=object)[clf.log_proba_from_scores(S).argmax(1)]
     y_true = [u.label for u in utts]
@@ -139,12 +129,8 @@ def export_kaldi(
     """Extract the features of any manifest into ``out_dir/feats.ark`` + ``feats.scp``.
 
     Utterance ids are a Kaldi directory's own, else ``<label>-<file stem>``
-    (:func:`audiogmm.data.kaldi.utterance_ids`).
-
-    Returns
-    -------
-    dict
-        ``ark``, ``scp``, ``n_utterances``, ``n_frames``, ``skipped``.
+    (:func:`audiogmm.data.kaldi.utterance_ids`). Returns ``ark``, ``scp``,
+    ``n_utterances``, ``n_frames`` and ``skipped``.
     """
     from .classify import skipped_list
 

@@ -66,10 +66,8 @@ class ClipSet:
         training utterances), so that scoring can refuse the training data.
     skipped : list of dict
         ``{path, reason}`` of each file (utterance id, for Kaldi) that could not be used.
-    timing : dict
-        Seconds spent reading: ``extract_s`` (audio, Kaldi) or ``read_s`` (a store).
-    info : dict
-        More to report (``store``: the store's folder).
+    timing, info : dict
+        Seconds spent reading (``extract_s`` or ``read_s``); more to report (``store``).
     """
 
     kind: str
@@ -104,7 +102,6 @@ def open_clips(
 
     Parameters
     ----------
-    data : str or os.PathLike
     split : {"train", "test", "all"} or None
         None or ``"all"``: every file. A store has no split: every clip trains.
     train_fraction, seed : float, int
@@ -113,9 +110,8 @@ def open_clips(
     config : FeatureConfig, optional
         The front end for audio (default ``FeatureConfig()``); a store's and a
         ``feats.scp``'s features carry their own.
-    options : RunOptions, optional
-        Cache, workers, progress, strictness (audio).
-    executor : LocalExecutor, optional
+    options, executor
+        Cache, workers, progress, strictness (audio); the executor of the work.
     records : sequence of Record, optional
         Audio only: the split's records, when already read (e.g. to choose the executor).
 
@@ -182,10 +178,9 @@ def audio_clips(
 def store_config(store: ShardStore) -> FeatureConfig:
     """The FeatureConfig a store was extracted with (validated like any loaded config)."""
     if not store.config:
-        raise ModelFileError(
-            f"{store.folder}: the store does not record its feature configuration; "
-            "re-create it with `audiogmm extract DATA --shards DIR`"
-        )
+        raise ModelFileError(f"{store.folder}: the store does not record its feature "
+                             "configuration; re-create it with `audiogmm extract DATA --shards "
+                             "DIR`")  # fmt: skip
     try:
         config = FeatureConfig.from_json(store.config)
     except (ValueError, TypeError) as e:

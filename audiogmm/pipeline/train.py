@@ -27,28 +27,17 @@ __all__ = ["fit_backend", "load_ubm", "train_classifier"]
 
 
 def fit_backend(
-    clips: Sequence[np.ndarray],
-    labels: Sequence[str],
-    *,
-    backend: str = "ml",
-    ubm: Any = None,
-    executor: LocalExecutor | None = None,
-    progress: Any = None,
-    **classifier_params: Any,
-) -> GMMClassifier:
-    """Fit the ``backend``'s classifier on clips, whatever they were read from.
-
-    Every training path (audio files, Kaldi directories, shard stores) ends here.
+    clips: Sequence[np.ndarray], labels: Sequence[str], *, backend: str = "ml", ubm: Any = None,
+    executor: LocalExecutor | None = None, progress: Any = None, **classifier_params: Any,
+) -> GMMClassifier:  # fmt: skip
+    """Fit the ``backend``'s classifier on clips: every training path ends here.
 
     Parameters
     ----------
     clips : sequence of ndarray, each of shape (n_frames_i, n_dims)
     labels : sequence of str, length n_clips
     backend : {"ml", "map", "gsv", "ivector"}
-        The key of :data:`~audiogmm.models.BACKENDS`: one ML GMM per label
-        (:class:`GMMClassifier`), a UBM with MAP-adapted labels (:class:`UBMClassifier`),
-        GMM supervectors of a UBM with logistic regression (:class:`GSVClassifier`), or
-        i-vectors of a UBM with LDA, WCCN and cosine scoring (:class:`IVectorClassifier`).
+        The key of :data:`~audiogmm.models.BACKENDS`.
     ubm : DiagGMM, optional
         Not with ``backend="ml"``: use this fitted UBM instead of training one
         (e.g. ``audiogmm ubm`` on a shard store, read with :func:`load_ubm`).
@@ -59,7 +48,7 @@ def fit_backend(
 
     Returns
     -------
-    GMMClassifier, UBMClassifier, GSVClassifier or IVectorClassifier
+    GMMClassifier or a subclass
         With ``timing_["train_s"]``.
 
     Raises
@@ -74,27 +63,16 @@ def fit_backend(
     clf = BACKENDS[backend](**classifier_params)
     t0 = time.perf_counter()
     with resolve(executor, classifier_params.get("n_jobs")) as ex:
-        if ubm is None:
-            clf.fit(clips, labels, progress=progress, executor=ex)
-        else:
-            clf.fit(clips, labels, ubm=ubm, progress=progress, executor=ex)
+        given = {} if ubm is None else {"ubm": ubm}  # the ml backend takes no ubm
+        clf.fit(clips, labels, progress=progress, executor=ex, **given)
     clf.timing_ = {"train_s": time.perf_counter() - t0}
     return clf
 
 
 def load_ubm(path: str | os.PathLike) -> tuple[Any, FeatureConfig | None]:
-    """A UBM written by ``audiogmm ubm`` (a DiagGMM file) and the front end it records.
-
-    Returns
-    -------
-    ubm : DiagGMM
-    config : FeatureConfig or None
-        None for a mixture saved without one (e.g. ``DiagGMM.save``).
-
-    Raises
-    ------
-    ModelFileError
-        Not a DiagGMM file, or a bad feature configuration (naming the file).
+    """A UBM written by ``audiogmm ubm`` (a DiagGMM file) and the FeatureConfig it records
+    (None for a mixture saved without one, e.g. by ``DiagGMM.save``); ModelFileError for
+    another kind of file or a bad feature configuration, naming the file.
     """
     from ..io import load
     from ..mixture import DiagGMM
@@ -108,29 +86,23 @@ def load_ubm(path: str | os.PathLike) -> tuple[Any, FeatureConfig | None]:
     except (ValueError, TypeError) as e:
         raise ModelFileError(f"{os.fspath(path)}: invalid feature_config ({e})") from None
     if config.n_dims != ubm.n_dims:
-        raise ModelFileError(
-            f"{os.fspath(path)}: the UBM has {ubm.n_dims} dims but its feature config gives "
-            f"{config.n_dims}"
-        )
+        raise ModelFileError(f"{os.fspath(path)}: the UBM has {ubm.n_dims} dims but its feature "
+                             f"config gives {config.n_dims}")  # fmt: skip
     return ubm, config
 
 
 def train_classifier(
-    records: Sequence[Record],
-    *,
-    config: FeatureConfig | None = None,
-    options: RunOptions | None = None,
-    executor: LocalExecutor | None = None,
-    backend: str = "ml",
-    ubm: Any = None,
-    **classifier_params: Any,
-) -> tuple[GMMClassifier, ExtractionResult]:
-    """Extract features for ``records`` and fit one GMM per label.
+    records: Sequence[Record], *, config: FeatureConfig | None = None,
+    options: RunOptions | None = None, executor: LocalExecutor | None = None,
+    backend: str = "ml", ubm: Any = None, **classifier_params: Any,
+) -> tuple[GMMClassifier, ExtractionResult]:  # fmt: skip
+    """Extract features for ``records`` and fit the backend's classifier.
 
     Parameters
     ----------
     records : sequence of Record
-        Training files with labels (the ``split`` field is ignored here).
+        Training files with labels (the ``split`` field is ignored here; DatasetError
+        without records, or for a label left without any usable file).
     config : FeatureConfig, optional
         Front end; default ``FeatureConfig()`` (the ``general`` preset). Save the result with
         :func:`audiogmm.pipeline.save_model` to keep the two together.
@@ -138,13 +110,8 @@ def train_classifier(
         Cache, workers, progress, strictness.
     executor : LocalExecutor, optional
         Shared by extraction and training (default: one for this call).
-    backend : {"ml", "map", "gsv", "ivector"}, default="ml"
-        See :func:`fit_backend`.
-    ubm : DiagGMM, optional
-        Not with ``backend="ml"``: use this UBM (see :func:`fit_backend`).
-    **classifier_params
-        Parameters of the backend's classifier (``n_components``, ``random_state``,
-        ``max_iter``, ``init``, ``relevance``, ...).
+    backend, ubm, **classifier_params
+        As :func:`fit_backend` (``n_components``, ``random_state``, ``max_iter``, ...).
 
     Returns
     -------
@@ -152,11 +119,6 @@ def train_classifier(
         With ``timing_`` (``extract_s``, ``train_s``).
     extraction : ExtractionResult
         With ``skipped`` listing the files that could not be used.
-
-    Raises
-    ------
-    DatasetError
-        No records, or a label left without any usable file.
     """
     if not records:
         raise DatasetError("no training files")

@@ -33,15 +33,8 @@ from .bundle import Bundle
 from .classify import score_files
 from .report import json_dumps
 
-__all__ = [
-    "Trial",
-    "TrialScores",
-    "iter_trials",
-    "read_trials",
-    "score_trials",
-    "verify_trials",
-    "write_verification_report",
-]
+__all__ = ["Trial", "TrialScores", "iter_trials", "read_trials", "score_trials", "verify_trials",
+           "write_verification_report"]  # fmt: skip
 
 logger = logging.getLogger(__name__)
 
@@ -97,12 +90,8 @@ def iter_trials(path: str | os.PathLike) -> Iterator[Trial]:
 
 
 def read_trials(path: str | os.PathLike) -> list[Trial]:
-    """Every trial of a ``path,claim[,target]`` CSV, as :func:`iter_trials` reads them.
-
-    Raises
-    ------
-    DatasetError
-        As :func:`iter_trials`, or a file without trials.
+    """Every trial of a ``path,claim[,target]`` CSV, as :func:`iter_trials` reads them
+    (DatasetError as there, or for a file without trials).
     """
     trials = list(iter_trials(path))
     if not trials:
@@ -120,17 +109,14 @@ class TrialScores:
 
     Attributes
     ----------
-    names : list of str
-        The distinct paths as the trials wrote them.
-    claims : list of str
-        The model's labels.
+    names, claims : list of str
+        The distinct paths as the trials wrote them; the model's labels.
     name_index, claim_index : ndarray of shape (n_scored,), int32
         Each usable trial's path and claim, in file order.
     targets : ndarray of shape (n_scored,), int8
         1 target, 0 non-target, -1 unknown.
     scores : ndarray of shape (n_scored,), float64
         The (normalised) mean per-frame LLR of each usable trial.
-    norm : str
     skipped : list of dict
         ``{path, reason}`` of the files that could not be scored.
     metrics : dict or None
@@ -167,16 +153,11 @@ _CHUNK = 1 << 13
 
 
 def score_trials(
-    model: Bundle,
-    trials: str | os.PathLike | Iterable[Trial],
-    *,
-    norm: str = "none",
-    cohort: Sequence[str] = (),
-    allow_train_overlap: bool = False,
-    options: RunOptions | None = None,
-    executor: LocalExecutor | None = None,
-) -> TrialScores:
-    """Score verification trials with a GMM-UBM bundle, streaming the trials.
+    model: Bundle, trials: str | os.PathLike | Iterable[Trial], *, norm: str = "none",
+    cohort: Sequence[str] = (), allow_train_overlap: bool = False,
+    options: RunOptions | None = None, executor: LocalExecutor | None = None,
+) -> TrialScores:  # fmt: skip
+    """Score verification trials with a GMM-UBM, gsv, ivector or fused bundle, streaming them.
 
     The trials (a CSV path, or Trial objects) are read once into index arrays;
     each distinct file's features are scored once against every class; then each
@@ -184,16 +165,10 @@ def score_trials(
 
     Parameters
     ----------
-    model : Bundle
-        A ``--backend map`` or ``gsv`` model (its classifier has ``score_samples``), or
-        a fused one.
-    trials : path of a trials CSV, or iterable of Trial
     norm : {"none", "z", "t", "s"}
         Score normalisation. ``z``: by the claimed model's scores on the
-        ``cohort`` impostor files; ``t``: by the test file's scores on the
-        model's other classes (impostor models); ``s``: the mean of both.
-    cohort : sequence of path
-        Impostor audio files for z-/s-norm (at least 2 usable).
+        ``cohort`` impostor files (at least 2 usable); ``t``: by the test file's scores
+        on the model's other classes (impostor models); ``s``: the mean of both.
     allow_train_overlap : bool
         Score trial files that trained the model (the model's split block lists
         them) instead of refusing them; such trials overstate accuracy.
@@ -201,7 +176,7 @@ def score_trials(
     Raises
     ------
     ParameterError
-        Not a GMM-UBM model, unknown claims, a bad ``norm`` or too small a cohort.
+        Not such a model, unknown claims, a bad ``norm`` or too small a cohort.
     DatasetError
         No trials, or trial files that trained the model (without ``allow_train_overlap``).
     """
@@ -235,9 +210,8 @@ def score_trials(
     if not paths:
         raise DatasetError(f"{name}: no trials")
     if unknown:
-        raise ParameterError(
-            f"claims {sorted(unknown)[:10]} are not classes of the model {clf.labels_}"
-        )
+        raise ParameterError(f"claims {sorted(unknown)[:10]} are not classes of the model "
+                             f"{clf.labels_}")  # fmt: skip
     if norm in ("t", "s") and len(clf.labels_) < 3:
         raise ParameterError("t-/s-norm needs a model with >= 3 classes (impostor models)")
     if norm in ("z", "s") and len(cohort) < 2:
@@ -302,28 +276,14 @@ def _refuse_training_files(model: Bundle, files: dict[str, str], allow: bool) ->
 
 
 def verify_trials(
-    model: Bundle,
-    trials: Sequence[Trial],
-    *,
-    norm: str = "none",
-    cohort: Sequence[str] = (),
-    allow_train_overlap: bool = False,
-    options: RunOptions | None = None,
+    model: Bundle, trials: Sequence[Trial], *, norm: str = "none", cohort: Sequence[str] = (),
+    allow_train_overlap: bool = False, options: RunOptions | None = None,
     executor: LocalExecutor | None = None,
-) -> dict[str, Any]:
-    """Score verification trials with a GMM-UBM bundle; metrics when targets are known.
-
-    :func:`score_trials` as one dict (a list of trials in memory; stream large
-    trial lists with :func:`score_trials`).
-
-    Returns
-    -------
-    dict
-        ``trials`` (``path, claim, target, score`` each; skipped files left out),
-        ``skipped``, ``norm``, ``n_trials``, and with targets ``metrics``: ``eer``,
-        ``eer_threshold``, ``min_dcf_0.01``, ``min_dcf_0.05``, ``act_dcf_0.01``,
-        ``act_dcf_0.05`` (C_miss = C_fa = 1), ``cllr``, ``min_cllr`` (bits), ``n_target``,
-        ``n_nontarget``.
+) -> dict[str, Any]:  # fmt: skip
+    """:func:`score_trials` as one dict (a list of trials in memory; stream large trial lists
+    with :func:`score_trials`): ``trials`` (``path, claim, target, score`` each; skipped
+    files left out), ``skipped``, ``norm``, ``n_trials``, and with targets ``metrics``
+    (:func:`verification_metrics`: EER, min/act DCF, Cllr, minCllr, trial counts).
     """
     res = score_trials(model, trials, norm=norm, cohort=cohort, options=options,
                        allow_train_overlap=allow_train_overlap, executor=executor)  # fmt: skip
@@ -386,9 +346,8 @@ def write_verification_report(
         text = io.TextIOWrapper(f, encoding="utf-8", newline="")
         w = csv.writer(text, lineterminator="\n")
         w.writerow(["path", "claim", "target", "score"])
-        for t in rows:
-            w.writerow([t["path"], t["claim"], "" if t["target"] is None else t["target"],
-                        repr(t["score"])])  # fmt: skip
+        w.writerows([t["path"], t["claim"], "" if t["target"] is None else t["target"],
+                     repr(t["score"])] for t in rows)  # fmt: skip
         text.flush()
         text.detach()
 

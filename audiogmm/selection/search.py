@@ -45,7 +45,8 @@ from ..data import Record, RunOptions
 from ..engine import LocalExecutor, resolve
 from ..exceptions import ConvergenceWarning, DatasetError, ParameterError
 from ..features import FeatureConfig
-from ..models import BACKENDS, UBM_COMPONENTS, FusedClassifier, GMMClassifier
+from ..models import BACKENDS, FusedClassifier, GMMClassifier
+from ..models.ubm import UBM_COMPONENTS
 from .cv import COMPONENT_GRID, fit_mixed
 from .state import (
     BACKEND_EXTRAS,

@@ -15,9 +15,9 @@ import numpy as np
 
 from ..data import Record
 from ..features import FeatureConfig
-from ..models import UBM_COMPONENTS
 from ..models.classifier import N_COMPONENTS
 from ..models.fusion import fit_fusion
+from ..models.ubm import UBM_COMPONENTS
 from .backends import backend_cv_scores
 from .cv import median_cap, supported_grid
 from .rules import (
