@@ -221,8 +221,9 @@ class FeatureConfig:
 
         for name, (lo, hi, unit, open_lo) in _RANGES.items():
             v = getattr(self, name)
-            need((v > lo if open_lo else v >= lo) and v <= hi,
-                 f"{name} must be in {'(' if open_lo else '['}{lo:g}, {hi:g}]{unit}, got {v}")  # fmt: skip
+            bracket = "(" if open_lo else "["
+            ok = (v > lo if open_lo else v >= lo) and v <= hi
+            need(ok, f"{name} must be in {bracket}{lo:g}, {hi:g}]{unit}, got {v}")
         for name, choices in _CHOICES.items():
             v = getattr(self, name)
             need(v in choices, f"{name} must be one of {choices}, got {v!r}")
@@ -233,7 +234,8 @@ class FeatureConfig:
             (self.hop_length >= 1, f"hop_ms={self.hop_ms} gives a hop of 0 samples"),
             (self.n_fft >= self.win_length, f"n_fft={self.n_fft} must be >= the window length "
              f"({self.win_length} samples = {self.win_ms} ms at {self.sample_rate} Hz)"),
-            (0.0 <= self.preemphasis < 1.0, f"preemphasis must be in [0, 1), got {self.preemphasis}"),
+            (0.0 <= self.preemphasis < 1.0,
+             f"preemphasis must be in [0, 1), got {self.preemphasis}"),
             (self.fmin >= 0, f"fmin must be >= 0 Hz, got {self.fmin}"),
             (self.fmin < fmax <= nyq, f"need fmin < fmax <= sample_rate/2 = {nyq} Hz, "
              f"got fmin={self.fmin}, fmax={self.fmax}"),
@@ -242,7 +244,8 @@ class FeatureConfig:
             (0 < self.n_mfcc <= self.n_mels,
              f"n_mfcc={self.n_mfcc} must be > 0 and cannot exceed n_mels={self.n_mels}"),
             (self.c0 != "drop" or self.n_mfcc >= 2, "c0='drop' needs n_mfcc >= 2"),
-            (self.delta_order in (0, 1, 2), f"delta_order must be 0, 1 or 2, got {self.delta_order}"),
+            (self.delta_order in (0, 1, 2),
+             f"delta_order must be 0, 1 or 2, got {self.delta_order}"),
             (3 <= self.delta_width <= MAX_DELTA_WIDTH and self.delta_width % 2 == 1,
              f"delta_width must be an odd integer >= 3 and <= {MAX_DELTA_WIDTH}, "
              f"got {self.delta_width}"),
@@ -324,8 +327,9 @@ class FeatureConfig:
             raise ParameterError(f"expected a dict of FeatureConfig fields, got {type(d).__name__}")
         known = {f.name for f in dataclasses.fields(cls)}
         if set(d) - known:
+            unknown = sorted(set(d) - known)
             raise ParameterError(
-                f"unknown FeatureConfig key(s) {sorted(set(d) - known)}; known keys: {sorted(known)}"
+                f"unknown FeatureConfig key(s) {unknown}; known keys: {sorted(known)}"
             )
         return cls(**d)
 
@@ -354,8 +358,8 @@ class FeatureConfig:
             if getattr(self, k) == default:
                 del config[k]
         payload = json.dumps(
-            {"format": "audiogmm.FeatureConfig", "version": FEATURE_FORMAT_VERSION, "config": config},
-            sort_keys=True, separators=(",", ":"),
+            {"format": "audiogmm.FeatureConfig", "version": FEATURE_FORMAT_VERSION,
+             "config": config}, sort_keys=True, separators=(",", ":"),
         )  # fmt: skip
         return hashlib.sha256(payload.encode("utf-8")).hexdigest()[:16]
 
