@@ -34,7 +34,8 @@ from ..engine import LocalExecutor, resolve
 from ..exceptions import DatasetError, ModelFileError, ParameterError
 from ..features.extraction import extraction_roots
 from ..models import UNKNOWN
-from ..scoring import open_set_rates, summary
+from ..scoring import summary
+from ..scoring.verification import open_set_rates
 from .bundle import Bundle
 
 __all__ = [
