@@ -1,21 +1,13 @@
 """Reading audio files: decode, downmix, resample, and refuse bad files clearly.
 
-Every file problem raises :class:`~audiogmm.exceptions.AudioError` (which is
-also an :class:`OSError`) whose message names the file and the reason:
-missing, permission denied, empty, unreadable or corrupt, zero samples,
-non-finite or absurd samples, a sample rate outside the supported range, too
-long, or shorter than the caller's minimum (typically one analysis window).
-
-The header is not trusted. Before anything is decoded, the declared sample rate
-must lie in [:data:`MIN_SAMPLE_RATE`, :data:`MAX_SAMPLE_RATE`] Hz and the channel
-count in [1, :data:`MAX_CHANNELS`]; the file is then decoded in blocks, downmixed
-block by block, and refused as soon as it exceeds :data:`MAX_SAMPLES` samples
-(before or after resampling), so a small file that declares 1 Hz, 2^32 frames or
-10,000 channels can never ask for gigabytes.
-
-Decoding uses `soundfile` (libsndfile): WAV/WAVEX/RF64, FLAC, OGG/Vorbis,
-AIFF, AU, and MP3 where the installed libsndfile supports it (>= 1.1).
-Resampling uses `soxr` at "HQ" quality, and only when the rates differ.
+Every file problem raises :class:`~audiogmm.exceptions.AudioError` (also an
+:class:`OSError`) naming the file and the reason. The header is not trusted: the declared
+rate must lie in [:data:`MIN_SAMPLE_RATE`, :data:`MAX_SAMPLE_RATE`] Hz and the channels in
+[1, :data:`MAX_CHANNELS`] before anything is decoded; the file is then decoded and downmixed
+block by block and refused once it passes :func:`sample_limit` samples (before or after
+resampling), so a small file declaring 1 Hz, 2^32 frames or 10,000 channels cannot ask for
+gigabytes. Decoding is soundfile's (libsndfile: WAV/RF64, FLAC, OGG, AIFF, AU, MP3 with
+libsndfile >= 1.1); resampling soxr's "HQ", only when the rates differ.
 """
 
 from __future__ import annotations
@@ -31,22 +23,10 @@ import soxr
 from .exceptions import AudioError, ParameterError
 
 __all__ = [
-    "AUDIO_EXTENSIONS",
-    "MAX_ABS_SAMPLE",
-    "MAX_CHANNELS",
-    "MAX_SAMPLES",
-    "MAX_SAMPLE_RATE",
-    "MIN_SAMPLE_RATE",
-    "SAMPLE_LIMIT_ENV",
-    "AudioInfo",
-    "as_float",
-    "check_file",
-    "check_rate",
-    "info",
-    "load",
-    "resample",
-    "sample_limit",
-]
+    "AUDIO_EXTENSIONS", "MAX_ABS_SAMPLE", "MAX_CHANNELS", "MAX_SAMPLES", "MAX_SAMPLE_RATE",
+    "MIN_SAMPLE_RATE", "SAMPLE_LIMIT_ENV", "AudioInfo", "as_float", "check_file", "info", "load",
+    "resample", "sample_limit",
+]  # fmt: skip
 
 PathLike = Union[str, "os.PathLike[str]"]
 
@@ -88,23 +68,9 @@ _INT16_SCALE = np.float32(1.0 / (1 << 15))
 
 @dataclass(frozen=True)
 class AudioInfo:
-    """What the file header says about an audio file.
-
-    Attributes
-    ----------
-    path : str
-        The file, as given.
-    sample_rate : int
-        Native sampling rate in Hz.
-    channels : int
-        Number of channels.
-    frames : int
-        Number of samples per channel.
-    duration_s : float
-        ``frames / sample_rate`` in seconds.
-    format, subtype : str
-        libsndfile's container and encoding names (e.g. ``"WAV"``, ``"PCM_24"``).
-    """
+    """What the file header says: the path as given, native rate (Hz), channels, samples per
+    channel (``frames``), ``duration_s`` and libsndfile's ``format`` and ``subtype`` names
+    (e.g. ``"WAV"``, ``"PCM_24"``)."""
 
     path: str
     sample_rate: int
@@ -140,15 +106,8 @@ def check_file(path: str) -> None:
 
 
 def check_rate(rate: int, what: str) -> None:
-    """Raise ParameterError unless *rate* (Hz) is an int in the supported range.
-
-    Parameters
-    ----------
-    rate : int
-        A sample rate in Hz, e.g. a caller's target ``sr``.
-    what : str
-        The parameter's name, for the message.
-    """
+    """ParameterError naming the parameter ``what`` unless *rate* (Hz) is an integer in the
+    supported range."""
     ok = (
         isinstance(rate, (int, float, np.integer, np.floating))
         and not isinstance(rate, bool)
@@ -180,16 +139,9 @@ def _check_header(path: str, f: sf.SoundFile) -> None:
 
 
 def sample_limit() -> int:
-    """The most samples per channel a file may decode or resample to.
-
-    ``$AUDIOGMM_MAX_SAMPLES`` (:data:`SAMPLE_LIMIT_ENV`) when set, else :data:`MAX_SAMPLES`.
-    Read on every call, so that a limit set by the CLI reaches its worker processes.
-
-    Raises
-    ------
-    ParameterError
-        If the variable is set to anything but an integer >= 1.
-    """
+    """The most samples per channel a file may decode or resample to: ``$AUDIOGMM_MAX_SAMPLES``
+    when set (ParameterError unless an integer >= 1), else :data:`MAX_SAMPLES`. Read on every
+    call, so a limit set by the CLI reaches its worker processes."""
     raw = os.environ.get(SAMPLE_LIMIT_ENV, "").strip()
     if not raw:
         return MAX_SAMPLES
@@ -226,23 +178,8 @@ def _open(path: str) -> sf.SoundFile:
 
 
 def info(path: PathLike) -> AudioInfo:
-    """Read an audio file's header without decoding the samples.
-
-    Parameters
-    ----------
-    path : str or os.PathLike
-        The audio file.
-
-    Returns
-    -------
-    AudioInfo
-        Sample rate (Hz), channels, frames, duration (s), format and subtype.
-
-    Raises
-    ------
-    AudioError
-        If the file is missing, empty or not a readable audio file.
-    """
+    """An audio file's header, without decoding; AudioError for a missing, empty or
+    unreadable file."""
     p = os.fspath(path)
     check_file(p)
     with _open(p) as f:
@@ -264,24 +201,9 @@ _FULL_SCALE = {"int8": (0, 128), "uint8": (128, 128), "int16": (0, 1 << 15), "in
 
 
 def as_float(y: np.ndarray) -> np.ndarray:
-    """A waveform as float32 in units of full scale; integer samples scaled as soundfile does.
-
-    So ``extract(wavfile.read(p)[1], sr=...)`` (an int16 array) equals ``extract(p)``.
-
-    Parameters
-    ----------
-    y : np.ndarray
-        Float samples (kept as they are) or int8, uint8, int16, int32 samples.
-
-    Returns
-    -------
-    np.ndarray [dtype=float32]
-
-    Raises
-    ------
-    ParameterError
-        For any other dtype (bool, complex, int64, uint16, ...).
-    """
+    """A waveform as float32 in units of full scale: float samples as they are, int8, uint8,
+    int16 and int32 scaled as soundfile does (so ``extract(wavfile.read(p)[1], sr=...)``
+    equals ``extract(p)``); ParameterError for any other dtype."""
     y = np.asarray(y)
     if np.issubdtype(y.dtype, np.floating):
         return y.astype(np.float32, copy=False)
@@ -296,20 +218,8 @@ def as_float(y: np.ndarray) -> np.ndarray:
 
 
 def resample(y: np.ndarray, orig_sr: int, target_sr: int) -> np.ndarray:
-    """Resample a mono waveform with soxr (HQ), returning float32.
-
-    Parameters
-    ----------
-    y : np.ndarray [shape=(n,)]
-        Mono waveform.
-    orig_sr, target_sr : int > 0
-        Sampling rates in Hz. When equal, *y* is returned as float32 unchanged.
-
-    Returns
-    -------
-    np.ndarray [shape=(m,), dtype=float32]
-        ``m ≈ n * target_sr / orig_sr`` samples.
-    """
+    """A mono waveform (n,) resampled with soxr (HQ) from ``orig_sr`` to ``target_sr`` Hz:
+    float32 (m,), ``m ≈ n * target_sr / orig_sr`` (unchanged when the rates are equal)."""
     check_rate(orig_sr, "orig_sr")
     check_rate(target_sr, "target_sr")
     y = np.asarray(y, dtype=np.float32)
@@ -330,36 +240,29 @@ def resample(y: np.ndarray, orig_sr: int, target_sr: int) -> np.ndarray:
 
 
 def load(path: PathLike, *, sr: Optional[int], min_samples: int = 1) -> np.ndarray:
-    """Load an audio file as a mono float32 waveform.
-
-    The channels are averaged (downmix), then the signal is resampled with
-    soxr to *sr* if the file's native rate differs.
+    """Load an audio file as a mono float32 waveform (channels averaged, resampled by soxr).
 
     Parameters
     ----------
     path : str or os.PathLike
-        The audio file (WAV, FLAC, OGG, AIFF, AU, MP3 where supported).
     sr : int > 0 or None
-        Target sampling rate in Hz; ``None`` keeps the native rate.
+        Target rate in Hz; ``None`` keeps the native rate.
     min_samples : int >= 1
-        Minimum number of samples after resampling, e.g. one analysis window.
+        Fewest samples after resampling, e.g. one analysis window.
 
     Returns
     -------
     np.ndarray [shape=(n_samples,), dtype=float32]
-        Samples in [-1, 1] (full scale) for integer-coded files.
+        In units of full scale ([-1, 1] for integer-coded files).
 
     Raises
     ------
     AudioError
-        The message names the file and the reason: file not found, permission
-        denied, empty file, unreadable or corrupt, a declared sample rate outside
-        [:data:`MIN_SAMPLE_RATE`, :data:`MAX_SAMPLE_RATE`] Hz, too many channels,
-        more than :data:`MAX_SAMPLES` samples, zero samples, non-finite samples,
-        samples beyond :data:`MAX_ABS_SAMPLE` times full scale, or shorter than
-        *min_samples*.
+        Naming the file and the reason: not found, permission denied, empty, unreadable
+        or corrupt, a declared rate or channel count out of range, too long, zero,
+        non-finite or absurd (beyond :data:`MAX_ABS_SAMPLE`) samples, or too short.
     ParameterError
-        If *sr* (outside the supported range) or *min_samples* is invalid.
+        An invalid *sr* or *min_samples*.
 
     Examples
     --------
@@ -393,14 +296,11 @@ def load(path: PathLike, *, sr: Optional[int], min_samples: int = 1) -> np.ndarr
 def _decode_mono(path: str, f: sf.SoundFile, sr: Optional[int]) -> np.ndarray:
     """Decode, check, downmix and resample block by block into one float32 buffer.
 
-    Memory is the result (at the target rate) plus one block: the native-rate signal
-    is never held whole, since soxr's stream resampler gives the same samples as a
-    one-shot call (used when the file is one block). The declared frame count only sizes the buffer (never above
-    MAX_SAMPLES; untouched pages cost nothing); decoding stops with AudioError once
-    the decoded or resampled length passes the limit, whatever the header said.
-    Float-coded samples are checked per channel before the downmix, so absurd values are
-    named as such rather than as the inf their sum overflows to (integer-coded ones
-    cannot be absurd).
+    Memory is the result plus one block (soxr's stream gives the samples of a one-shot
+    call, used when the file is one block). The declared frame count only sizes the buffer
+    (at most the limit; untouched pages cost nothing); decoding stops with AudioError once
+    the decoded or resampled length passes the limit. Float-coded samples are checked
+    before the downmix, so absurd values are named as such, not as the inf of their sum.
     """
     native = int(f.samplerate)
     limit = sample_limit()

@@ -27,7 +27,7 @@ from _cli_common import devcorpus_datasets, write_manifest  # noqa: E402
 from audiogmm.data import RunOptions, extract_many  # noqa: E402
 from audiogmm.features import PRESETS  # noqa: E402
 from audiogmm.models import BACKENDS  # noqa: E402
-from audiogmm.pipeline import load_split  # noqa: E402
+from audiogmm.pipeline.classify import load_split  # noqa: E402
 from audiogmm.selection.backends import backend_cv_scores  # noqa: E402
 from audiogmm.selection.cv import cv_scores  # noqa: E402
 

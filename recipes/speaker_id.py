@@ -25,15 +25,8 @@ from audiogmm.data import (
 from audiogmm.data.manifests import read_csv, write_csv
 from audiogmm.features import PRESETS
 from audiogmm.models import BACKENDS
-from audiogmm.pipeline import (
-    evaluate_classifier,
-    format_confusion,
-    load_model,
-    save_model,
-    train_classifier,
-    training_report,
-    write_report,
-)
+from audiogmm.pipeline import evaluate_classifier, load_model, save_model, train_classifier
+from audiogmm.pipeline.report import format_confusion, training_report, write_report
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 

@@ -194,7 +194,7 @@ def test_verify_refuses_training_files(data, map_model, tmp_path):
 
 def _train_paths(data):
     from audiogmm.data import select
-    from audiogmm.pipeline import load_split
+    from audiogmm.pipeline.classify import load_split
 
     return [r.path for r in select(load_split(data, "train"), "train")]
 
@@ -389,7 +389,8 @@ def test_report_folder_holds_only_this_evaluation(data, map_model, tmp_path):
 def test_fused_training_curves_name_every_member():
     from audiogmm.features import FeatureConfig
     from audiogmm.models import FusedClassifier, GMMClassifier
-    from audiogmm.pipeline import Bundle, training_report
+    from audiogmm.pipeline.bundle import Bundle
+    from audiogmm.pipeline.report import training_report
 
     rng = np.random.default_rng(0)
     clips = [rng.normal(m, 1, (200, 2)) for m in (0, 0, 4, 4)]

@@ -13,7 +13,8 @@ from audiogmm.cli import main
 from audiogmm.exceptions import ParameterError
 from audiogmm.features import FeatureConfig
 from audiogmm.models import GMMClassifier
-from audiogmm.pipeline import Bundle, load_model
+from audiogmm.pipeline import load_model
+from audiogmm.pipeline.bundle import Bundle
 from audiogmm.pipeline.plot import mixture_curves, mixture_figure, separating_dimension
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

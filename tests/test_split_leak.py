@@ -30,7 +30,8 @@ from audiogmm.data import (
 )
 from audiogmm.data.splits import file_identity
 from audiogmm.io.container import CONTAINER_KEYS, read_container, write_container
-from audiogmm.pipeline import load_model, save_model, stored_split
+from audiogmm.pipeline import load_model, save_model
+from audiogmm.pipeline.classify import stored_split
 
 ROOT = Path(__file__).resolve().parents[1]
 SPEAKERS = ROOT / "data_samples" / "speakers"

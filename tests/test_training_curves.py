@@ -11,7 +11,7 @@ from click.testing import CliRunner
 
 from audiogmm.cli import main
 from audiogmm.models import GMMClassifier
-from audiogmm.pipeline import write_report
+from audiogmm.pipeline.report import write_report
 from audiogmm.scoring import summary
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -53,15 +53,9 @@ def command(ctx, model, data, split, train_fraction, seed, allow_train_overlap, 
     from ..data import RunOptions, read_manifest
     from ..data.kaldi import needs_kaldi_reader
     from ..io.atomic import check_writable
-    from ..pipeline import (
-        evaluate_classifier,
-        evaluation_split,
-        format_confusion,
-        format_metrics,
-        stored_split,
-        training_report,
-        write_report,
-    )
+    from ..pipeline import evaluate_classifier, evaluation_split
+    from ..pipeline.classify import stored_split
+    from ..pipeline.report import format_confusion, format_metrics, training_report, write_report
 
     if report_dir:
         check_writable(report_dir, folder=True)  # before the work, naming the user's path

@@ -44,7 +44,7 @@ def command(
     """Extract features of every file in DATA into the cache (re-runs skip done work)."""
     from ..data import RunOptions, extract_many, read_manifest
     from ..io.atomic import check_writable
-    from ..pipeline import skipped_list
+    from ..pipeline.classify import skipped_list
 
     config = load_config(preset, config_path)
     opts = RunOptions(cache_dir=cache_dir, n_jobs=jobs, progress=progress_for(ctx), strict=strict)

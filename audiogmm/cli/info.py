@@ -78,7 +78,7 @@ def command(model, as_json):
     Labels, sizes, feature config, training summary with re-seed counts.
     """
     from ..models import BACKENDS
-    from ..pipeline import stored_split
+    from ..pipeline.classify import stored_split
 
     bundle, clf, gmm, header = _load_any(model)
     if gmm is not None:

@@ -16,8 +16,8 @@ def evaluate_kaldi_dir(
     seed: Optional[int], allow_train_overlap: bool, report_dir: Optional[str], as_json: bool,
 ) -> None:  # fmt: skip
     """``audiogmm evaluate MODEL KALDI_DIR``: score feats.scp (or segment) features."""
-    from ..pipeline import format_confusion, format_metrics, write_report
     from ..pipeline.kaldi import evaluate_kaldi
+    from ..pipeline.report import format_confusion, format_metrics, write_report
 
     res = evaluate_kaldi(
         model, data, split=split, train_fraction=train_fraction, seed=seed,

@@ -233,7 +233,7 @@ def _fit(ctx, data, fit, config, ubm_config, tuning, calibrate):
     """
     from ..data import RunOptions
     from ..engine import LocalExecutor
-    from ..pipeline import load_split
+    from ..pipeline.classify import load_split
     from ..pipeline.sources import audio_clips, open_clips, source_kind
     from ..pipeline.train import fit_backend
     from ..selection import train_tuned

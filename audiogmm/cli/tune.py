@@ -43,7 +43,7 @@ def command(ctx, data, split, train_fraction, seed, preset, config_path, compone
     of that front end (on the default preset).
     """
     from ..data import RunOptions
-    from ..pipeline import load_split, skipped_list
+    from ..pipeline.classify import load_split, skipped_list
     from ..selection import tune
 
     if preset == "auto" and config_path:

@@ -1,13 +1,10 @@
-"""Who computes the frames: the numpy restatement (default) or librosa itself, and the extras.
+"""Who computes the frames: the numpy restatement (:mod:`.spectral`, default) or librosa.
 
-``config.engine == "numpy"`` runs :mod:`.spectral` (librosa's formulas restated, no
-librosa import). ``"librosa"`` calls ``librosa.stft``, ``librosa.feature.melspectrogram``,
-``librosa.power_to_db``, ``librosa.feature.mfcc`` and ``librosa.feature.delta`` on the
-same frame grid: the signal is centred with ``np.pad`` exactly as ``librosa.stft`` pads
-it (so every ``pad_mode`` works) and cut into blocks of frames, so memory stays bounded
-on long files. The two engines differ only by float32 rounding (FFT and summation
-order; ``tests/test_engines.py``). ``config.extras`` are always computed by librosa.
-librosa is imported here only when a config asks for it.
+``engine="librosa"`` calls ``librosa.stft``, ``feature.melspectrogram``, ``power_to_db``,
+``feature.mfcc`` and ``feature.delta`` on the same frame grid (centred with ``np.pad`` as
+``librosa.stft`` pads, in blocks of frames); the engines differ by float32 rounding only
+(``tests/test_engines.py``). ``config.extras`` are always librosa's. librosa is imported
+only when a config asks for it.
 """
 
 from __future__ import annotations
@@ -37,38 +34,29 @@ def _librosa():
 
 
 def cepstra_and_energy(y: np.ndarray, config: FeatureConfig) -> tuple[np.ndarray, np.ndarray]:
-    """MFCC ``(n_mfcc, n_frames)`` and frame energy in dB ``(n_frames,)`` by ``config.engine``.
-
-    Parameters
-    ----------
-    y : np.ndarray [shape=(n_samples,), dtype=float32]
-        The (pre-emphasised) waveform at ``config.sample_rate``.
-    config : FeatureConfig
-    """
+    """MFCC ``(n_mfcc, n_frames)`` and frame energy in dB ``(n_frames,)`` by ``config.engine``,
+    from the (pre-emphasised) float32 waveform ``y`` (n_samples,) at ``config.sample_rate``."""
     if config.engine != "librosa":
         mel, energy = mel_and_energy(y, config)
         return cepstra(mel, config), energy
     librosa = _librosa()
+    ms = []
 
-    mel_args = dict(sr=config.sample_rate, n_fft=config.n_fft, n_mels=config.n_mels,
-                    fmin=config.fmin, fmax=config.fmax, htk=config.htk, norm=config.mel_norm)  # fmt: skip
-    mels, ms = [], []
-    for X in _stft_blocks(librosa, y, config):
-        power = np.abs(X) ** 2
-        mels.append(librosa.feature.melspectrogram(S=power, **mel_args))
-        ms.append(frame_mean_square(power.T, config))
-    mel, ms = np.concatenate(mels, axis=1), np.concatenate(ms)
-    log_mel = librosa.power_to_db(mel, ref=1.0, amin=AMIN, top_db=config.top_db)
+    def powers():  # one block at a time: memory stays bounded on long files
+        for X in _stft_blocks(librosa, y, config):
+            power = np.abs(X) ** 2
+            ms.append(frame_mean_square(power.T, config))
+            yield power
+
+    log_mel = _mel_db(powers(), config)
+    ms = np.concatenate(ms)
     ceps = librosa.feature.mfcc(S=log_mel, n_mfcc=config.n_mfcc, lifter=config.lifter)
     return ceps, 10.0 * np.log10(np.maximum(ms, AMIN))
 
 
 def _stft_blocks(librosa, y: np.ndarray, config: FeatureConfig):
-    """``librosa.stft`` of the centred signal, one block of frames ``(n_bins, n)`` at a time.
-
-    The window is librosa's ``get_window`` + ``pad_center`` in float32, as the numpy
-    engine's, so both FFT in float32.
-    """
+    """``librosa.stft`` of the centred signal, a block of frames ``(n_bins, n)`` at a time
+    (the window in float32, as the numpy engine's)."""
     n_fft, hop = config.n_fft, config.hop_length
     y = padded_signal(y, config)
     win = librosa.filters.get_window(config.window, config.win_length, fftbins=True)
@@ -88,29 +76,15 @@ def delta(ceps: np.ndarray, *, width: int, order: int, mode: str, engine: str) -
 
 
 def extra_frames(y: np.ndarray, config: FeatureConfig, n_frames: int) -> np.ndarray:
-    """The rows of ``config.extras`` on the cepstra's grid, ``(n_rows, n_frames)`` float32.
+    """The rows of ``config.extras`` on the cepstra's ``n_frames`` frames, float32.
 
-    Spectral extras read the magnitude spectrogram of the config's window and grid;
-    ``zero_crossing_rate`` and ``rms`` read ``n_fft``-sample frames of the waveform
-    (centred as the STFT's); ``onset_strength`` reads the config's mel spectrogram in dB.
-    The whole magnitude spectrogram is held, ``2 (n_fft + 2)`` bytes per frame (about
-    0.7 GB per hour of audio at the ``sound`` preset).
-
-    Parameters
-    ----------
-    y : np.ndarray [shape=(n_samples,), dtype=float32]
-        The waveform at ``config.sample_rate``, before pre-emphasis.
-    config : FeatureConfig
-    n_frames : int
-        The cepstra's frame count; each extra must have exactly this many.
-
-    Raises
-    ------
-    FeatureError
-        When librosa refuses the input (the message says which feature).
+    ``y`` (n_samples,) is the waveform before pre-emphasis. Spectral extras read the
+    config's magnitude spectrogram, held whole (``2 (n_fft + 2)`` bytes per frame, about
+    0.7 GB per hour at the ``sound`` preset); ``zero_crossing_rate`` and ``rms`` read
+    ``n_fft``-sample frames of ``y``; ``onset_strength`` the mel spectrogram in dB.
+    FeatureError when librosa refuses the input, naming the feature.
     """
     librosa = _librosa()
-
     sr, n_fft, hop = config.sample_rate, config.n_fft, config.hop_length
     S = np.empty((1 + n_fft // 2, n_frames), dtype=np.float32)  # |X|, filled block by block
     b = 0
@@ -130,7 +104,7 @@ def extra_frames(y: np.ndarray, config: FeatureConfig, n_frames: int) -> np.ndar
         "zero_crossing_rate": lambda kw: f.zero_crossing_rate(y, **frames, **kw),
         "rms": lambda kw: f.rms(y=y, **frames, pad_mode=config.pad_mode),
         "onset_strength": lambda kw: librosa.onset.onset_strength(
-            S=_mel_db(S, config), **grid, **kw
+            S=_mel_db([S**2], config), **grid, **kw
         ),
     }
     rows = []
@@ -146,11 +120,12 @@ def extra_frames(y: np.ndarray, config: FeatureConfig, n_frames: int) -> np.ndar
     return np.concatenate(rows, axis=0)
 
 
-def _mel_db(S: np.ndarray, config: FeatureConfig) -> np.ndarray:
-    """The config's mel spectrogram in dB (what the cepstra are computed from), by librosa."""
+def _mel_db(powers, config: FeatureConfig) -> np.ndarray:
+    """The config's mel spectrogram in dB from blocks of |X|² (what the cepstra are computed
+    from), by librosa."""
     librosa = _librosa()
-    mel = librosa.feature.melspectrogram(
-        S=S**2, sr=config.sample_rate, n_fft=config.n_fft, n_mels=config.n_mels,
+    mel = np.concatenate([librosa.feature.melspectrogram(
+        S=p, sr=config.sample_rate, n_fft=config.n_fft, n_mels=config.n_mels,
         fmin=config.fmin, fmax=config.fmax, htk=config.htk, norm=config.mel_norm,
-    )  # fmt: skip
+    ) for p in powers], axis=1)  # fmt: skip
     return librosa.power_to_db(mel, ref=1.0, amin=AMIN, top_db=config.top_db)

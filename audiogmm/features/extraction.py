@@ -115,22 +115,18 @@ def extract(
     Parameters
     ----------
     y_or_path : np.ndarray [shape=(n_samples,)] or str or os.PathLike
-        A mono waveform (float in units of full scale, or int8/uint8/int16/int32
-        samples, scaled as soundfile scales them: :func:`audiogmm.audio.as_float`), or
-        an audio file (loaded with :func:`audiogmm.audio.load` at ``config.sample_rate``).
+        A mono waveform (float in units of full scale, or integer samples scaled as
+        soundfile does: :func:`audiogmm.audio.as_float`), or an audio file.
     config : FeatureConfig, optional
-        Defaults to the ``general`` preset (``FeatureConfig()``).
+        Defaults to the ``general`` preset.
     sr : int > 0, optional
-        Sampling rate of a waveform in Hz; it is resampled (soxr HQ) when it
-        differs from ``config.sample_rate``. ``None`` means the waveform is
-        already at ``config.sample_rate``. Ignored for a path (the file's header
-        gives the rate).
+        A waveform's rate in Hz, resampled (soxr HQ) to ``config.sample_rate`` when it
+        differs (``None``: already at it). Ignored for a path.
     keep_all_frames : bool
         Keep every frame: do not refuse a silent clip, drop runs of digital silence
-        (at least :data:`SILENT_RUN_S` seconds of frames at the -100 dB floor), nor
-        drop unvoiced frames when ``config.vad`` is on. Otherwise a clip whose kept
-        frames are mostly near-silent (above -100 dB, at most ``config.vad_floor_db``)
-        is named in a logged warning.
+        (:data:`SILENT_RUN_S` s or more at -100 dB), nor drop unvoiced frames (``vad``).
+        Otherwise a clip whose kept frames are mostly near-silent (above -100 dB, at most
+        ``config.vad_floor_db``) is named in a logged warning.
 
     Returns
     -------
@@ -140,11 +136,10 @@ def extract(
     Raises
     ------
     AudioError
-        For file problems (missing, corrupt, empty, shorter than one window);
-        the message names the file.
+        A bad file (missing, corrupt, empty, shorter than one window), named.
     FeatureError
-        Non-finite or too-short waveform, or no frame above ``config.vad_floor_db``
-        (a silent clip, whatever the preset) unless *keep_all_frames*.
+        Non-finite or too-short waveform, or a silent clip (no frame above
+        ``config.vad_floor_db``, whatever the preset) unless *keep_all_frames*.
     ParameterError
         Invalid *config*, *sr* or waveform shape.
 
@@ -200,13 +195,9 @@ _DERIVABLE_FIELDS = frozenset({"cmvn", "cmvn_window", "cmvn_norm_vars", "dtype",
 
 
 def derivable(source: FeatureConfig, target: FeatureConfig) -> bool:
-    """Whether :func:`derive` can compute ``target``'s features from ``source``'s.
-
-    True when ``source`` applies no CMVN, ``target`` keeps no more delta orders than
-    ``source``, and the two configs differ in nothing else but the CMVN fields and
-    ``dtype``: ``target``'s frames before normalisation are then the leading columns
-    of ``source``'s output.
-    """
+    """Whether :func:`derive` can compute ``target``'s features from ``source``'s: ``source``
+    applies no CMVN, ``target`` keeps no more delta orders, and they differ in nothing else
+    but CMVN and ``dtype`` (``target``'s frames before CMVN lead ``source``'s output)."""
     if source.cmvn != "none" or target.delta_order > source.delta_order:
         return False
     if source.extras and target.delta_order != source.delta_order:
@@ -218,20 +209,10 @@ def derivable(source: FeatureConfig, target: FeatureConfig) -> bool:
 def extraction_roots(configs: Sequence[FeatureConfig]) -> list[int]:
     """For each config, the index of the one whose extraction its features are computed from.
 
-    The roots are the configs that no other one derives strictly (:func:`derivable` one
-    way only); each config maps to the first root equal to it or deriving it. So front
-    ends that differ only in CMVN or in delta orders (a fused model's members, model
-    selection's candidates) cost one decode and one STFT in all.
-
-    Parameters
-    ----------
-    configs : sequence of FeatureConfig
-
-    Returns
-    -------
-    list of int
-        ``roots[i]`` is ``i`` or the index of a config with ``derivable(configs[roots[i]],
-        configs[i])``; equal configs share a root.
+    The roots are the configs no other one derives strictly (:func:`derivable` one way
+    only); each config maps to the first root equal to it or deriving it (equal configs
+    share a root). So front ends that differ only in CMVN or delta orders (a fused model's
+    members, model selection's candidates) cost one decode and one STFT in all.
     """
 
     def strictly(a: FeatureConfig, b: FeatureConfig) -> bool:
@@ -243,29 +224,12 @@ def extraction_roots(configs: Sequence[FeatureConfig]) -> list[int]:
 
 
 def derive(X: np.ndarray, source: FeatureConfig, target: FeatureConfig) -> np.ndarray:
-    """``target``'s features from ``source``'s output, equal to :func:`extract` with ``target``.
+    """``target``'s features (n_frames, target.n_dims) from ``source``'s ``X`` (n_frames,
+    n_dims) of one clip, bit-identical to :func:`extract` with ``target``.
 
-    Model selection tries front ends that differ only in normalisation (for example
-    per-clip mean subtraction) or in the number of delta orders; this slices and
-    renormalises instead of decoding again. The result is bit-identical to
-    extracting with ``target`` (the frames before CMVN are leading columns of
-    ``source``'s output, exactly, in either dtype).
-
-    Parameters
-    ----------
-    X : np.ndarray [shape=(n_frames, n_dims)]
-        Features of one clip extracted with ``source``.
-    source, target : FeatureConfig
-        With :func:`derivable` true.
-
-    Returns
-    -------
-    np.ndarray [shape=(n_frames, n_dims), dtype=target.dtype]
-
-    Raises
-    ------
-    ParameterError
-        If ``target`` cannot be derived from ``source``.
+    Slices and renormalises instead of decoding again (the frames before CMVN are leading
+    columns of ``source``'s output, exactly, in either dtype). ParameterError unless
+    :func:`derivable`.
     """
     if not derivable(source, target):
         raise ParameterError("target features differ from the source's before normalisation")

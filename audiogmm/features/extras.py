@@ -1,10 +1,9 @@
 """The allow-list of librosa frame features a config may append to the cepstra (``extras``).
 
-A config (and so a model file) names extras as data, never as code: each name must be
-a key of :data:`EXTRAS` and each argument one of that feature's documented keyword
-arguments, of the right type and range. The grid arguments (``sr``, ``n_fft``,
-``hop_length``, window, centring) are not arguments: they come from the config, so the
-extras share the cepstra's frames. Nothing here imports librosa.
+A config (and so a model file) names extras as data, never code: a key of :data:`EXTRAS`
+and documented keyword arguments of the right type and range. The grid (``sr``, ``n_fft``,
+``hop_length``, window, centring) comes from the config, so the extras share the
+cepstra's frames. Nothing here imports librosa.
 """
 
 from __future__ import annotations
@@ -16,7 +15,7 @@ from typing import Any, NamedTuple
 
 from ..exceptions import ParameterError
 
-__all__ = ["EXTRAS", "Arg", "Extra", "as_json", "extra_dims", "normalise_extras"]
+__all__ = ["EXTRAS", "as_json", "extra_dims", "normalise_extras"]
 
 
 class Arg(NamedTuple):
@@ -65,46 +64,27 @@ _UNIT = Arg("float", 0.0, 1.0, open_lo=True, open_hi=True)
 EXTRAS: Mapping[str, Extra] = MappingProxyType(
     {
         "spectral_contrast": Extra(
-            {
-                "fmin": Arg("float", 0.0, 1e5, open_lo=True),
-                "n_bands": Arg("int", 1, 16),
-                "quantile": _UNIT,
-                "linear": _BOOL,
-            },
-            "dB",
-            rows="n_bands",
-        ),
+            {"fmin": Arg("float", 0.0, 1e5, open_lo=True), "n_bands": Arg("int", 1, 16),
+             "quantile": _UNIT, "linear": _BOOL}, "dB", rows="n_bands"),
         "spectral_flatness": Extra(
-            {
-                "amin": Arg("float", 0.0, 1.0, open_lo=True),
-                "power": Arg("float", 0.0, 8.0, open_lo=True),
-            },
-            "ratio",
-        ),
+            {"amin": Arg("float", 0.0, 1.0, open_lo=True),
+             "power": Arg("float", 0.0, 8.0, open_lo=True)}, "ratio"),
         "spectral_centroid": Extra({}, "Hz"),
-        "spectral_bandwidth": Extra(
-            {"norm": _BOOL, "p": Arg("float", 0.0, 8.0, open_lo=True)}, "Hz"
-        ),
+        "spectral_bandwidth": Extra({"norm": _BOOL, "p": Arg("float", 0.0, 8.0, open_lo=True)},
+                                    "Hz"),
         "spectral_rolloff": Extra({"roll_percent": _UNIT}, "Hz"),
-        "zero_crossing_rate": Extra(
-            {"threshold": Arg("float", 0.0, 1.0), "zero_pos": _BOOL}, "crossings per sample"
-        ),
+        "zero_crossing_rate": Extra({"threshold": Arg("float", 0.0, 1.0), "zero_pos": _BOOL},
+                                    "crossings per sample"),
         "rms": Extra({}, "full scale"),
         "chroma_stft": Extra(
-            {
-                "n_chroma": Arg("int", 1, 120),
-                "tuning": Arg("float", -0.5, 0.5, open_hi=True, nullable=True),
-                "ctroct": Arg("float", 0.0, 20.0),
-                "octwidth": Arg("float", 0.0, 100.0, open_lo=True, nullable=True),
-                "base_c": _BOOL,
-            },
-            "energy ratio",
-            rows="n_chroma",
-        ),
+            {"n_chroma": Arg("int", 1, 120),
+             "tuning": Arg("float", -0.5, 0.5, open_hi=True, nullable=True),
+             "ctroct": Arg("float", 0.0, 20.0),
+             "octwidth": Arg("float", 0.0, 100.0, open_lo=True, nullable=True),
+             "base_c": _BOOL}, "energy ratio", rows="n_chroma"),
         "onset_strength": Extra(
-            {"lag": Arg("int", 1, 64), "max_size": Arg("int", 1, 64), "detrend": _BOOL}, "dB"
-        ),
-    }
+            {"lag": Arg("int", 1, 64), "max_size": Arg("int", 1, 64), "detrend": _BOOL}, "dB"),
+    }  # fmt: skip
 )
 
 #: librosa's defaults for the arguments that set the row count or the bands' range.
@@ -115,18 +95,10 @@ MAX_EXTRAS = 16
 def normalise_extras(value: Any, *, sample_rate: int, n_fft: int) -> tuple:
     """The canonical form of a config's ``extras``: ``((name, ((arg, value), ...)), ...)``.
 
-    Parameters
-    ----------
-    value : sequence
-        Items are a name (``"rms"``), a mapping ``{"name": "spectral_contrast",
-        "n_bands": 4}``, or an already canonical ``(name, ((arg, value), ...))`` pair.
-    sample_rate, n_fft : int
-        The config's grid, to check ranges that depend on it (bands below Nyquist).
-
-    Raises
-    ------
-    ParameterError
-        One line naming the unknown feature or argument, or the bad value.
+    Items of ``value`` are a name (``"rms"``), a mapping ``{"name": "spectral_contrast",
+    "n_bands": 4}``, or a canonical pair. ``sample_rate`` and ``n_fft`` (the config's grid)
+    bound some ranges (bands below Nyquist). ParameterError: one line naming the unknown
+    feature or argument, or the bad value.
     """
     if isinstance(value, (str, bytes, Mapping)) or not isinstance(value, (list, tuple)):
         raise ParameterError(f"extras must be a list of feature names, got {value!r:.80}")
@@ -187,10 +159,8 @@ def _check_grid(name: str, args: dict, sample_rate: int, n_fft: int) -> None:
 
 
 def extra_dims(extras: tuple) -> list[tuple[str, str]]:
-    """``(label, unit)`` per output row of canonical ``extras``.
-
-    E.g. ``("spectral_contrast 2", "dB")``; a one-row feature is labelled by its name.
-    """
+    """``(label, unit)`` per output row of canonical ``extras``, e.g.
+    ``("spectral_contrast 2", "dB")``; a one-row feature is labelled by its name."""
     labels = []
     for name, args in extras:
         spec = EXTRAS[name]

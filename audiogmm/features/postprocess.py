@@ -18,22 +18,11 @@ _STD_FLOOR = 1e-8  # CMVN: constant dimensions map to 0 instead of dividing by z
 
 
 def vad_mask(energy_db: np.ndarray, *, threshold_db: float, floor_db: float) -> np.ndarray:
-    """Energy VAD: frames louder than ``max - threshold_db`` and than ``floor_db``.
+    """Energy VAD: a bool mask (n_frames,) of the frames of ``energy_db`` (n_frames,) louder
+    than ``max - threshold_db`` and than ``floor_db`` (dB).
 
-    This is relative to the clip's loudest frame (Kaldi's ``compute-vad`` is
-    relative to the mean log-energy instead; the peak is less sensitive to the
-    proportion of silence). The absolute floor keeps digital silence unvoiced.
-
-    Parameters
-    ----------
-    energy_db : np.ndarray [shape=(n_frames,)]
-        Frame energies in dB (see :func:`audiogmm.features.spectral.mel_and_energy`).
-    threshold_db : float > 0
-    floor_db : float
-
-    Returns
-    -------
-    np.ndarray [shape=(n_frames,), dtype=bool]
+    Relative to the loudest frame (Kaldi's ``compute-vad``: to the mean log-energy, which
+    depends more on the share of silence); the floor keeps digital silence unvoiced.
     """
     e = np.asarray(energy_db)
     if e.size == 0:
@@ -42,24 +31,11 @@ def vad_mask(energy_db: np.ndarray, *, threshold_db: float, floor_db: float) -> 
 
 
 def digital_silence(energy_db: np.ndarray, *, silence_db: float, min_frames: int) -> np.ndarray:
-    """Frames inside runs of at least ``min_frames`` frames at the ``silence_db`` floor.
+    """True (n_frames,) for the frames of ``energy_db`` (n_frames,) inside runs of at least
+    ``min_frames`` frames at the ``silence_db`` floor (-100 dB): the frames to drop.
 
-    Such a run is digital silence (an edit, a dropout, zero padding): thousands of
-    identical frames that a GMM fits with one spike of absurd likelihood. Shorter
-    pauses are kept, as sound (the gap between two clicks).
-
-    Parameters
-    ----------
-    energy_db : np.ndarray [shape=(n_frames,)]
-        Frame energies in dB, floored at ``silence_db``.
-    silence_db : float
-        The energy floor (:data:`audiogmm.features.spectral.AMIN` in dB: -100).
-    min_frames : int >= 1
-
-    Returns
-    -------
-    np.ndarray [shape=(n_frames,), dtype=bool]
-        True for the frames to drop.
+    Such a run is digital silence (an edit, a dropout, zero padding): identical frames that
+    a GMM fits with one spike of absurd likelihood. Shorter pauses are sound (between clicks).
     """
     at_floor = np.asarray(energy_db) <= silence_db
     # run boundaries: +1 where a run starts, -1 just after it ends
@@ -73,19 +49,8 @@ def digital_silence(energy_db: np.ndarray, *, silence_db: float, min_frames: int
 
 
 def utterance_cmvn(x: np.ndarray, *, norm_vars: bool = True) -> np.ndarray:
-    """Per-dimension mean (and variance) normalisation over all frames.
-
-    Parameters
-    ----------
-    x : np.ndarray [shape=(n_frames, n_dims)]
-    norm_vars : bool
-        Divide by the standard deviation (floored at 1e-8, so a constant
-        dimension becomes 0).
-
-    Returns
-    -------
-    np.ndarray [shape=(n_frames, n_dims), dtype=float64]
-    """
+    """Per-dimension mean (and, with ``norm_vars``, std. dev., floored at 1e-8 so a constant
+    dimension becomes 0) normalisation of ``x`` (n_frames, n_dims) over all frames, float64."""
     x64 = np.asarray(x, dtype=np.float64)
     out = x64 - x64.mean(axis=0)
     if norm_vars:
@@ -95,23 +60,12 @@ def utterance_cmvn(x: np.ndarray, *, norm_vars: bool = True) -> np.ndarray:
 
 
 def sliding_cmvn(x: np.ndarray, *, window: int = 300, norm_vars: bool = True) -> np.ndarray:
-    """Sliding-window CMVN, Kaldi ``apply-cmvn-sliding --center=true`` semantics.
+    """Sliding-window CMVN of ``x`` (n_frames, n_dims), float64, as Kaldi's
+    ``apply-cmvn-sliding --center=true``.
 
-    Frame ``t`` is normalised with the statistics of the frames
-    ``[t - window // 2, t - window // 2 + window)``, shifted to stay inside the
-    clip at both ends (so every window holds ``min(window, n_frames)`` frames).
-
-    Parameters
-    ----------
-    x : np.ndarray [shape=(n_frames, n_dims)]
-    window : int > 0
-        Window length in frames.
-    norm_vars : bool
-        Also divide by the window's standard deviation (floored at 1e-8).
-
-    Returns
-    -------
-    np.ndarray [shape=(n_frames, n_dims), dtype=float64]
+    Frame ``t`` is normalised with the frames ``[t - window // 2, t - window // 2 + window)``,
+    shifted to stay inside the clip (every window holds ``min(window, n_frames)`` frames);
+    ``norm_vars`` also divides by the window's std. dev. (floored at 1e-8).
     """
     x64 = np.asarray(x, dtype=np.float64)
     n = x64.shape[0]
@@ -145,11 +99,8 @@ def sliding_cmvn(x: np.ndarray, *, window: int = 300, norm_vars: bool = True) ->
 
 @functools.lru_cache(maxsize=16)
 def _savgol_coeffs(width: int, order: int) -> np.ndarray:
-    """``scipy.signal.savgol_coeffs(width, order, deriv=order, delta=1.0)`` (odd width).
-
-    The same design matrix and the same LAPACK least-squares driver (``gelsd``,
-    through numpy), so the same bits, without importing scipy (~0.25 s per process).
-    """
+    """``scipy.signal.savgol_coeffs(width, order, deriv=order, delta=1.0)`` (odd width), bit
+    for bit (same design matrix and LAPACK driver, ``gelsd``), without importing scipy."""
     pos = width // 2
     x = np.arange(-pos, width - pos, dtype=np.float64)[::-1]  # reversed: for a convolution
     A = x ** np.arange(order + 1, dtype=np.float64).reshape(-1, 1)
@@ -168,10 +119,9 @@ _PAD_MODE = {"nearest": "edge", "mirror": "reflect", "constant": "constant", "wr
 def _convolve_frames(x: np.ndarray, coeffs: np.ndarray, mode: str) -> np.ndarray:
     """``scipy.ndimage.convolve1d(x, coeffs, axis=-1, mode=mode, cval=0.0)``, bit for bit.
 
-    The same float64 line buffer and the same accumulation order as ndimage's C
-    loop (``NI_Correlate1D``: centre tap first, then the outermost pair of taps
-    inwards, summed before the multiply when the filter is (anti)symmetric), so
-    the extraction path needs no scipy import. Lines shorter than the filter's
+    ndimage's float64 line buffer and accumulation order (``NI_Correlate1D``: centre tap,
+    then the outermost pair of taps inwards, summed before the multiply for an
+    (anti)symmetric filter), without importing scipy. Lines shorter than the filter's
     half-width go to scipy itself (its boundary extension repeats there).
     """
     n = x.shape[-1]
@@ -183,9 +133,9 @@ def _convolve_frames(x: np.ndarray, coeffs: np.ndarray, mode: str) -> np.ndarray
         return scipy.ndimage.convolve1d(x, coeffs, axis=-1, mode=mode, cval=0.0)
     eps = np.finfo(np.float64).eps
     fw = w - 0.0  # float64 copy
-    sym = 1 if all(abs(fw[size1 + i] - fw[size1 - i]) <= eps for i in range(1, size1 + 1)) else 0
-    if not sym and all(abs(fw[size1 + i] + fw[size1 - i]) <= eps for i in range(1, size1 + 1)):
-        sym = -1
+    pairs = [(fw[size1 + i], fw[size1 - i]) for i in range(1, size1 + 1)]
+    sym = 1 if all(abs(a - b) <= eps for a, b in pairs) else 0
+    sym = sym or -all(abs(a + b) <= eps for a, b in pairs)
     x64 = np.asarray(x, dtype=np.float64)
     if mode == "nearest" and x.ndim == 2:  # the default: edge columns repeated, without np.pad
         line = np.empty((x.shape[0], n + 2 * size1))
@@ -198,14 +148,10 @@ def _convolve_frames(x: np.ndarray, coeffs: np.ndarray, mode: str) -> np.ndarray
     def tap(j: int) -> np.ndarray:  # iline[j] for every output position
         return line[..., size1 + j : size1 + j + n]
 
-    if sym > 0:
+    if sym:
         out = tap(0) * fw[size1]
         for j in range(-size1, 0):
-            out += (tap(j) + tap(-j)) * fw[size1 + j]
-    elif sym < 0:
-        out = tap(0) * fw[size1]
-        for j in range(-size1, 0):
-            out += (tap(j) - tap(-j)) * fw[size1 + j]
+            out += (tap(j) + tap(-j) if sym > 0 else tap(j) - tap(-j)) * fw[size1 + j]
     else:
         out = tap(size1) * fw[2 * size1]
         for j in range(-size1, size1):
@@ -216,13 +162,10 @@ def _convolve_frames(x: np.ndarray, coeffs: np.ndarray, mode: str) -> np.ndarray
 def delta(ceps: np.ndarray, *, width: int, order: int, mode: str) -> np.ndarray:
     """``librosa.feature.delta(ceps, width=width, order=order, mode=mode)``, bit for bit.
 
-    librosa calls ``scipy.signal.savgol_filter``, which solves for the same
-    Savitzky-Golay coefficients on every call (most of the cost on short clips).
-    Outside ``"interp"`` mode that filter is one ``convolve1d`` with those
-    coefficients: here cached coefficients and :func:`_convolve_frames`, which
-    repeats ndimage's arithmetic without importing scipy. ``"interp"`` fits
-    polynomials at the edges: that mode calls ``savgol_filter`` itself, as librosa
-    does (never librosa: its import compiles numba code).
+    librosa's ``scipy.signal.savgol_filter`` solves for the Savitzky-Golay coefficients on
+    every call (most of the cost on short clips); outside ``"interp"`` mode it is one
+    ``convolve1d``, done here with cached coefficients and no scipy import. ``"interp"``
+    (polynomial fits at the edges) calls ``savgol_filter`` (never librosa: numba).
     """
     if mode == "interp":
         import scipy.signal

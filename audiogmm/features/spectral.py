@@ -1,20 +1,13 @@
 """Spectral analysis: framing, |STFT|^2, mel projection, frame energy, log, DCT.
 
-The STFT + mel projection equals ``librosa.stft`` + ``librosa.feature.melspectrogram``
-with frames laid out as rows and processed in blocks (the STFT is computed once;
-the frame energy for VAD and ``c0="energy"`` comes from the same spectrum); the
-mel filterbank is built once per config. The small BLAS products run on one thread,
-so results do not depend on the machine's thread settings or job count.
-
-Nothing here calls librosa at run time. librosa's modules pull in numba and compile
-its jitted helpers on first use (about 12 s of a cold first run, for functions the
-front end never needs), so the few librosa formulas used here (``pad_center``, the
-mel filterbank and mel scale, ``power_to_db``, ``mfcc``) are restated in numpy. The
-window, filterbank and ``power_to_db`` use the same operations in the same order and are
-bit-identical to librosa's; the MFCC DCT is a float64 matrix product, equal to librosa's
-float32 FFT-based DCT within float32 rounding (``tests/test_coldstart.py`` checks both,
-for every preset and window). Nothing here imports scipy either (its ``fft`` import is
-~0.25 s per process): the FFT is ``numpy.fft``.
+librosa's ``stft`` + ``feature.melspectrogram`` + ``power_to_db`` + ``feature.mfcc``
+restated in numpy, frames as rows, in blocks (memory bounded on long files), the frame
+energy (VAD, ``c0="energy"``) from the same spectrum, on one BLAS thread (results do not
+depend on thread settings or job count). librosa is never imported here: its modules
+compile numba helpers on first use (~12 s of a cold run) for nothing the front end needs;
+nor scipy (~0.25 s per process). The window, filterbank and ``power_to_db`` are librosa's
+bit for bit; the DCT is a float64 matrix product, equal to librosa's float32 one within
+float32 rounding (``tests/test_coldstart.py`` checks both, every preset and window).
 """
 
 from __future__ import annotations
@@ -29,9 +22,8 @@ from ..engine import one_blas_thread
 from ..exceptions import FeatureError
 from .config import FeatureConfig, window
 
-__all__ = [
-    "AMIN", "cepstra", "frame_mean_square", "mel_and_energy", "mel_filterbank", "padded_signal",
-]
+__all__ = ["AMIN", "cepstra", "frame_mean_square", "mel_and_energy", "mel_filterbank",
+           "padded_signal"]  # fmt: skip
 
 AMIN = 1e-10  # power floor: log10(1e-10) = -100 dB, so digital silence stays finite
 
@@ -75,35 +67,15 @@ def _mel_to_hz(mels: np.ndarray, htk: bool) -> np.ndarray:
     return freqs
 
 
-def mel_filterbank(
-    *,
-    sr: int,
-    n_fft: int,
-    n_mels: int,
-    fmin: float = 0.0,
-    fmax: Optional[float] = None,
-    htk: bool = False,
-    norm: Optional[str] = "slaney",
-) -> np.ndarray:
-    """Triangular mel filters, ``librosa.filters.mel(...)`` bit for bit.
-
-    Parameters
-    ----------
-    sr : int > 0
-        Sampling rate in Hz.
-    n_fft : int > 0
-        FFT size in samples.
-    n_mels : int > 0
-    fmin, fmax : float >= 0
-        Lowest and highest band edge in Hz (``fmax=None``: ``sr / 2``).
-    htk : bool
-        HTK's mel formula instead of Slaney's.
-    norm : {"slaney", None}
-        ``"slaney"`` scales each filter to unit area (constant energy per band).
+def mel_filterbank(*, sr: int, n_fft: int, n_mels: int, fmin: float = 0.0,
+                   fmax: Optional[float] = None, htk: bool = False,
+                   norm: Optional[str] = "slaney") -> np.ndarray:  # fmt: skip
+    """Triangular mel filters, ``librosa.filters.mel`` bit for bit (same arguments).
 
     Returns
     -------
     np.ndarray [shape=(n_mels, 1 + n_fft // 2), dtype=float32]
+        Band edges ``fmin``-``fmax`` Hz (``None``: ``sr / 2``); ``norm="slaney"``: unit area.
     """
     if fmax is None:
         fmax = float(sr) / 2
@@ -123,18 +95,10 @@ def mel_filterbank(
 
 
 @functools.lru_cache(maxsize=32)
-def _mel_basis(
-    sr: int,
-    n_fft: int,
-    n_mels: int,
-    fmin: float,
-    fmax: Optional[float],
-    htk: bool,
-    norm: Optional[str],
-) -> np.ndarray:
-    basis = mel_filterbank(
-        sr=sr, n_fft=n_fft, n_mels=n_mels, fmin=fmin, fmax=fmax, htk=htk, norm=norm
-    )
+def _mel_basis(sr: int, n_fft: int, n_mels: int, fmin: float, fmax: Optional[float], htk: bool,
+               norm: Optional[str]) -> np.ndarray:  # fmt: skip
+    basis = mel_filterbank(sr=sr, n_fft=n_fft, n_mels=n_mels, fmin=fmin, fmax=fmax, htk=htk,
+                           norm=norm)  # fmt: skip
     basis = np.ascontiguousarray(basis.T)  # (n_bins, n_mels), C order: the fast BLAS layout
     basis.setflags(write=False)
     return basis
@@ -151,13 +115,8 @@ _BLOCK_FRAMES = 2048  # STFT frames per block: bounds memory on hour-long files
 
 
 def padded_signal(y: np.ndarray, config: FeatureConfig) -> np.ndarray:
-    """``y`` padded by ``n_fft // 2`` on each side when ``config.center`` (as ``librosa.stft``).
-
-    Raises
-    ------
-    FeatureError
-        If the result is shorter than one FFT frame.
-    """
+    """``y`` padded by ``n_fft // 2`` on each side when ``config.center`` (as ``librosa.stft``);
+    FeatureError when shorter than one FFT frame."""
     if config.center:
         y = np.pad(y, config.n_fft // 2, mode=config.pad_mode)  # type: ignore[call-overload]
     if y.size < config.n_fft:
@@ -168,26 +127,17 @@ def padded_signal(y: np.ndarray, config: FeatureConfig) -> np.ndarray:
 def mel_and_energy(y: np.ndarray, config: FeatureConfig) -> tuple[np.ndarray, np.ndarray]:
     """Mel power spectrogram ``(n_mels, n_frames)`` and frame energy (dB) from one STFT.
 
-    Equivalent to ``librosa.stft`` (same centring, padding, periodic window
-    zero-padded to ``n_fft``, same frame count) followed by
-    ``librosa.feature.melspectrogram(S=|X|**2, ...)``, but frames are laid out as
-    rows and processed in blocks, which is several times faster on short clips
-    and keeps memory bounded on long ones.
+    ``librosa.stft`` (same centring, padding, window, frame count) then
+    ``librosa.feature.melspectrogram(S=|X|**2)``, frames as rows in blocks (several
+    times faster on short clips).
     """
     n_fft, hop = config.n_fft, config.hop_length
     y = padded_signal(y, config)
     win = _padded_window(config.window, config.win_length, n_fft)
     frames = np.lib.stride_tricks.sliding_window_view(y, n_fft)[::hop]  # (n_frames, n_fft) view
     n_frames = frames.shape[0]
-    basis_t = _mel_basis(
-        config.sample_rate,
-        config.n_fft,
-        config.n_mels,
-        config.fmin,
-        config.fmax,
-        config.htk,
-        config.mel_norm,
-    )  # (n_bins, n_mels)
+    c = config
+    basis_t = _mel_basis(c.sample_rate, n_fft, c.n_mels, c.fmin, c.fmax, c.htk, c.mel_norm)
     mel = np.empty((n_frames, config.n_mels), dtype=np.float32)
     ms = np.empty(n_frames, dtype=np.float64)
     with one_blas_thread():
@@ -200,17 +150,8 @@ def mel_and_energy(y: np.ndarray, config: FeatureConfig) -> tuple[np.ndarray, np
 
 
 def frame_mean_square(power_rows: np.ndarray, config: FeatureConfig) -> np.ndarray:
-    """Mean square of each windowed frame from its one-sided power spectrum (Parseval).
-
-    Parameters
-    ----------
-    power_rows : np.ndarray [shape=(n_frames, 1 + n_fft // 2)]
-        ``|X|²`` of the frames, one frame per row.
-
-    Returns
-    -------
-    np.ndarray [shape=(n_frames,), dtype=float64]
-    """
+    """Mean square (n_frames,) float64 of each windowed frame, from its one-sided
+    power spectrum ``|X|²`` (n_frames, 1 + n_fft // 2), by Parseval."""
     p = power_rows
     full = 2.0 * p.sum(axis=-1, dtype=np.float64) - p[:, 0]
     if config.n_fft % 2 == 0:  # the Nyquist bin, like DC, appears once
@@ -240,13 +181,9 @@ def _dct_matrix(n_mels: int, n_mfcc: int, lifter: float) -> np.ndarray:
 def cepstra(mel: np.ndarray, config: FeatureConfig) -> np.ndarray:
     """MFCC ``(n_mfcc, n_frames)`` from a mel power spectrogram ``(n_mels, n_frames)``.
 
-    librosa's ``power_to_db(mel, ref=1.0, amin=AMIN, top_db=config.top_db)``
-    (bit for bit) then ``librosa.feature.mfcc(S=..., n_mfcc=config.n_mfcc,
-    lifter=config.lifter)``: the orthonormal DCT-II over the mel axis and the
-    sinusoidal lifter, applied as one float64 matrix product (:func:`_dct_matrix`)
-    rather than scipy's FFT-based DCT, whose import costs ~0.25 s per process. The
-    result is in the mel spectrogram's dtype and equals librosa's within that
-    dtype's rounding (``tests/test_coldstart.py``).
+    librosa's ``power_to_db(mel, ref=1.0, amin=AMIN, top_db=config.top_db)`` (bit for
+    bit), then ``feature.mfcc``'s DCT-II and lifter as one float64 product
+    (:func:`_dct_matrix`), returned in the mel spectrogram's dtype.
     """
     log_spec = 10.0 * np.log10(np.maximum(AMIN, mel))
     log_spec -= 10.0 * np.log10(np.maximum(AMIN, np.abs(1.0)))  # ref=1.0: as librosa

@@ -1,11 +1,8 @@
 """The model file users handle: a classifier bundled with the front end that made its features.
 
-A bundle is a :class:`~audiogmm.models.GMMClassifier` file whose header also holds
-the :class:`~audiogmm.features.FeatureConfig`, so prediction from audio always
-extracts features exactly as training did. A fused model
-(:class:`~audiogmm.models.FusedClassifier`) holds one configuration per member, under
-``feature_configs``. The classifier itself knows nothing of audio; this module, in the
-pipeline layer, joins the two.
+The classifier file's header also holds the :class:`~audiogmm.features.FeatureConfig`
+(a fused model: one per member, ``feature_configs``), so prediction extracts features
+exactly as training did. The classifier knows nothing of audio; this module joins the two.
 """
 
 from __future__ import annotations
@@ -25,18 +22,8 @@ __all__ = ["Bundle", "load_model", "save_model"]
 
 @dataclass
 class Bundle:
-    """A trained classifier, its feature configuration, and what the file's header said.
-
-    Attributes
-    ----------
-    classifier : GMMClassifier, UBMClassifier or FusedClassifier
-    config : FeatureConfig
-        The front end (a fused model's first member's).
-    header : dict
-        The full JSON header of the file (format fields, training summary, ...).
-    configs : list of FeatureConfig
-        One front end per member of a fused model; ``[config]`` otherwise.
-    """
+    """A trained classifier, its front end ``config`` (a fused model's first member's), the
+    file's full JSON ``header``, and ``configs``, one front end per member (``[config]``)."""
 
     classifier: Any
     config: FeatureConfig
@@ -60,21 +47,12 @@ def save_model(
     *,
     extra: dict[str, Any] | None = None,
 ) -> None:
-    """Write ``classifier`` and ``config`` to one model file (atomic, checksummed, no pickle).
+    """Write ``classifier`` and ``config`` (one per member of a FusedClassifier) to one model
+    file (atomic, checksummed, no pickle).
 
-    Parameters
-    ----------
-    classifier : GMMClassifier, UBMClassifier or FusedClassifier
-    config : FeatureConfig, or a sequence of them for a FusedClassifier (one per member)
-    extra : dict, optional
-        More header blocks (e.g. ``"split"``), each declared in the classifier's table
-        (:mod:`audiogmm.io.tables`) and checked before writing, so the file always loads.
-
-    Raises
-    ------
-    ParameterError
-        When the classifier's feature dimension differs from the config's, or an
-        ``extra`` block is not declared or does not pass its checks.
+    ``extra`` header blocks (e.g. ``"split"``) must be declared in the classifier's table
+    (:mod:`audiogmm.io.tables`) and pass its checks, so the file always loads.
+    ParameterError for those, or when the feature dimensions differ.
     """
     if isinstance(classifier, FusedClassifier):
         configs = list(config) if not isinstance(config, FeatureConfig) else [config]
@@ -100,15 +78,9 @@ def save_model(
 def load_model(path: str | os.PathLike) -> Bundle:
     """Read a model file written by :func:`save_model`, validating everything.
 
-    Every header field is checked by :func:`audiogmm.io.load` against the kind's table
-    (an unknown field refuses the file); this adds the checks between the front ends
-    and the models.
-
-    Raises
-    ------
-    ModelFileError
-        A bad file (see :meth:`GMMClassifier.load`), a missing or invalid feature
-        config, or one whose dimension does not match the models.
+    :func:`audiogmm.io.load` checks every header field against the kind's table; this adds
+    the checks between front ends and models. ModelFileError for a bad file, a missing or
+    invalid feature config, or one whose dimension does not match the models.
     """
     name = os.fspath(path)
     clf = load(path)

@@ -1,11 +1,8 @@
 """File-level splits, evaluation and prediction, shared by the CLI and the recipes.
 
-Training is :mod:`audiogmm.pipeline.train`.
-
-These functions go from manifests (lists of :class:`~audiogmm.data.Record`) or file
-paths to results, through the cached front end, with one executor per call that
-every stage reuses. They hold no maths and print nothing; the CLI and the recipes
-format what they return.
+From manifests (lists of :class:`~audiogmm.data.Record`) or paths to results, through the
+cached front end, one executor per call for every stage; no maths, no printing. Training
+is :mod:`audiogmm.pipeline.train`.
 """
 
 from __future__ import annotations
@@ -37,7 +34,8 @@ from ..engine import LocalExecutor, resolve
 from ..exceptions import DatasetError, ModelFileError, ParameterError
 from ..features.extraction import extraction_roots
 from ..models.ubm import UNKNOWN
-from ..scoring import open_set_rates, summary
+from ..scoring import summary
+from ..scoring.verification import open_set_rates
 from .bundle import Bundle
 
 __all__ = [
@@ -54,13 +52,9 @@ logger = logging.getLogger(__name__)
 
 
 def load_split(data: str | os.PathLike, split: str | None, **split_options: Any) -> list[Record]:
-    """Records of one split of a manifest (folder per label, CSV or Kaldi dir).
-
-    When the manifest has no split column, a deterministic stratified split is
-    made by :func:`audiogmm.data.split_records` (``train_fraction``, ``seed``), the
-    same on every call, so ``train`` and ``test`` never overlap. ``split=None``
-    or ``"all"`` returns every record.
-    """
+    """Records of one split of a manifest (folder per label, CSV or Kaldi dir); every record
+    for ``split=None`` or ``"all"``. Without a split column, the deterministic stratified
+    split of :func:`audiogmm.data.split_records` (``train_fraction``, ``seed``)."""
     records = read_manifest(data)
     if split in (None, "all"):
         return records
@@ -76,12 +70,8 @@ def describe_split(
     seed: int = 0,
     n_jobs: int | None = None,
 ) -> dict[str, Any]:
-    """The split block to store in a model trained on ``train_records`` of ``data``.
-
-    Save it with ``save_model(..., extra={"split": block})``; :func:`evaluation_split`
-    and :func:`evaluate_classifier` read it back. See
-    :func:`audiogmm.data.splits.split_spec` for the fields.
-    """
+    """The split block (:func:`audiogmm.data.splits.split_spec`) to store in a model trained
+    on ``train_records`` of ``data``: ``save_model(..., extra={"split": block})``."""
     return split_spec(
         read_manifest(data), train_records, split=split, seed=seed,
         train_fraction=train_fraction, n_jobs=n_jobs,
@@ -89,19 +79,8 @@ def describe_split(
 
 
 def stored_split(model: Bundle, *, path: str | os.PathLike | None = None) -> dict[str, Any] | None:
-    """The validated split block of a model, or ``None`` for a model that has none.
-
-    Parameters
-    ----------
-    model : Bundle
-    path : str or os.PathLike, optional
-        The model file, named in the error message.
-
-    Raises
-    ------
-    ModelFileError
-        A ``split`` block that fails :func:`audiogmm.data.splits.validate_split_block`.
-    """
+    """The validated split block of a model (``None`` when it has none); ModelFileError,
+    naming the file ``path`` if given, for a block that fails its checks."""
     block = model.header.get("split")
     if block is None:
         return None
@@ -121,33 +100,15 @@ def evaluation_split(
     train_fraction: float | None = None,
     seed: int | None = None,
 ) -> tuple[list[Record], dict[str, Any]]:
-    """Records of one split of a manifest to evaluate ``model`` on, split as the model was.
+    """Records of ``split`` of ``manifest`` (every record of the evaluation data) to evaluate
+    ``model`` on, split as the model was.
 
-    ``train_fraction`` and ``seed`` left at ``None`` take the values stored in
-    the model (:func:`stored_split`), so the ``test`` split of the training
-    manifest is exactly the files held out from training; a model without a
-    split block falls back to the defaults of :func:`load_split`.
-
-    Parameters
-    ----------
-    model : Bundle
-    manifest : sequence of Record
-        Every record of the evaluation data, as :func:`audiogmm.data.read_manifest`
-        returns them (pass the same list to :func:`evaluate_classifier`).
-    split : str or None
-        ``"test"``, any split name, or ``None``/``"all"`` for every record.
-    train_fraction, seed : optional
-        Override the stored settings.
-
-    Returns
-    -------
-    records : list of Record
-    info : dict
-        ``source`` (``"model"`` when the stored settings were used, ``"options"``
-        when the caller gave any, ``"defaults"`` for a model without a split
-        block), ``split``, ``seed``, ``train_fraction``, ``from_column`` and
-        ``manifest_matches`` (the manifest lists the same files, labels and
-        splits as the training manifest; ``None`` without a stored block).
+    ``train_fraction`` and ``seed`` left at ``None`` take the model's stored values, so
+    ``test`` of the training manifest is exactly the held-out files (a model without a
+    split block: :func:`load_split`'s defaults). Returns the records and an info dict:
+    ``source`` (``"model"``, ``"options"`` when the caller gave any, ``"defaults"``),
+    ``split``, ``seed``, ``train_fraction``, ``from_column`` and ``manifest_matches`` (the
+    same files, labels and splits as the training manifest; ``None`` without a block).
     """
     spec = stored_split(model)
     manifest = list(manifest)
@@ -167,18 +128,12 @@ def evaluation_split(
             logger.warning(
                 "the evaluation data is not the manifest this model was trained on (content "
                 "hash %s, the model's is %s); files are still checked against the training "
-                "files by content",
-                digest,
-                spec["manifest_hash"],
-            )
-    info = {
-        "source": source,
-        "split": split or "all",
-        "seed": seed,
-        "train_fraction": train_fraction,
-        "from_column": bool(manifest) and all(r.split is not None for r in manifest),
-        "manifest_matches": matches,
-    }
+                "files by content", digest, spec["manifest_hash"],
+            )  # fmt: skip
+    info = {"source": source, "split": split or "all", "seed": seed,
+            "train_fraction": train_fraction,
+            "from_column": bool(manifest) and all(r.split is not None for r in manifest),
+            "manifest_matches": matches}  # fmt: skip
     if split in (None, "all"):
         return manifest, info
     records = split_records(manifest, train_fraction=train_fraction, seed=seed)
@@ -227,13 +182,9 @@ def score_files(
     return res, used, clip_sets[0], S
 
 
-def _check_training_files(
-    model: Bundle,
-    records: Sequence[Record],
-    manifest: Sequence[Record] | None,
-    allow_train_overlap: bool,
-    n_jobs: int | None,
-) -> tuple[int | None, int]:
+def _check_training_files(model: Bundle, records: Sequence[Record],
+                          manifest: Sequence[Record] | None, allow_train_overlap: bool,
+                          n_jobs: int | None) -> tuple[int | None, int]:  # fmt: skip
     """Refuse evaluation files that trained ``model``; see :func:`evaluate_classifier`.
 
     Returns the number of training files allowed through (``None``: the model has no
@@ -261,10 +212,8 @@ def _check_training_files(
         logger.warning(
             "%d evaluation file(s) are byte-identical to training files listed under other "
             "paths in the same manifest (duplicates in the dataset, e.g. %r); they are scored, "
-            "so the accuracy is somewhat optimistic",
-            len(duplicates),
-            duplicates[0].path,
-        )
+            "so the accuracy is somewhat optimistic", len(duplicates), duplicates[0].path,
+        )  # fmt: skip
     if overlap and not allow_train_overlap:
         names = ", ".join(repr(r.path) for r in overlap[:3])
         more = f" and {len(overlap) - 3} more" if len(overlap) > 3 else ""
@@ -312,46 +261,34 @@ def evaluate_classifier(
 
     Parameters
     ----------
-    model : Bundle
     records : sequence of Record
         The labelled evaluation files.
-    options : RunOptions, optional
-    executor : LocalExecutor, optional
     manifest : sequence of Record, optional
-        The whole manifest ``records`` were selected from. When it is the model's
-        training manifest, an evaluation file whose bytes equal a training file
-        listed under another path is a duplicate inside the dataset, not a file
-        used in training: it is scored, counted in ``train_duplicates`` and
-        warned about, not refused.
+        The whole manifest ``records`` come from. When it is the model's training
+        manifest, a file whose bytes equal a training file listed under another path is a
+        duplicate inside the dataset: scored, counted in ``train_duplicates``, warned about.
     allow_train_overlap : bool
-        Score files that were used in training (their bytes match a training
-        file of the model's stored split block) instead of refusing them. Such
-        scores overstate accuracy on unseen data.
+        Score files used in training (bytes matching a training file of the stored split
+        block) instead of refusing them; their scores overstate accuracy.
     reject : {'auto'} or float, optional
-        ``--backend map``, ``gsv`` and ``ivector`` models: answer ``unknown`` when the
-        chosen class's ``rejection_scores`` (map: per-frame LLR against the UBM; gsv,
-        ivector: calibrated LLR against the other classes) is below this threshold
-        (``"auto"``: the model's, see ``resolve_threshold``). When the labels include
-        classes the model does not know, ``open_set`` holds the open-set error rates.
+        map, gsv and ivector models: ``unknown`` when the chosen class's
+        ``rejection_scores`` (map: per-frame LLR against the UBM; gsv, ivector: calibrated
+        LLR against the other classes) is below this threshold (``"auto"``: the model's).
+        With labels the model does not know, ``open_set`` holds the open-set error rates.
 
     Returns
     -------
     dict
-        :func:`audiogmm.scoring.summary` (``accuracy``, ``accuracy_ci95``,
-        ``balanced_accuracy``, ``macro_f1``, ``n``, ``n_correct``, ``per_class``,
-        ``confusion``) plus ``skipped`` (list of ``{path, reason}``),
-        ``predictions`` (list of ``{path, label, predicted}``), ``unknown_labels``,
-        ``train_overlap`` (evaluation files that were training files, scored
-        under ``allow_train_overlap``; ``None`` when the model records no split,
-        so nothing could be checked), ``train_duplicates`` (see ``manifest``)
-        and ``seconds``.
+        :func:`audiogmm.scoring.summary` plus ``skipped`` (``{path, reason}``),
+        ``predictions`` (``{path, label, predicted}``), ``unknown_labels``,
+        ``train_overlap`` (training files scored under ``allow_train_overlap``; ``None``
+        when the model records no split), ``train_duplicates`` and ``seconds``.
 
     Raises
     ------
     DatasetError
-        Some evaluation files were used to train the model and
-        ``allow_train_overlap`` is false; the message gives the count and names
-        a few. Or every file was skipped (the message gives the first reason).
+        Training files among ``records`` without ``allow_train_overlap`` (the count and a
+        few names), or every file skipped (the first reason).
     """
     t0 = time.perf_counter()
     clf = model.classifier
@@ -380,13 +317,10 @@ def evaluate_classifier(
     out = summary(y_true, list(pred), labels=sorted(set(clf.labels_) | set(y_true) | extra))
     if unknown or thr is not None:
         out["open_set"] = open_set_rates(y_true, list(pred), known=clf.labels_, unknown=UNKNOWN)
-    out["skipped"] = skipped_list(res)
-    out["unknown_labels"] = unknown
-    out["train_overlap"] = overlap
-    out["train_duplicates"] = n_duplicates
-    out["predictions"] = [
-        {"path": r.path, "label": r.label, "predicted": str(p)} for r, p in zip(used, pred)
-    ]
+    out.update(skipped=skipped_list(res), unknown_labels=unknown, train_overlap=overlap,
+               train_duplicates=n_duplicates, predictions=[
+                   {"path": r.path, "label": r.label, "predicted": str(p)}
+                   for r, p in zip(used, pred)])  # fmt: skip
     out["seconds"] = time.perf_counter() - t0
     return out
 
@@ -402,19 +336,11 @@ def predict_files(
 ) -> dict[str, Any]:
     """Classify audio files with the model's own feature configuration.
 
-    Parameters
-    ----------
-    reject : {'auto'} or float, optional
-        Open set, as in :func:`evaluate_classifier`: a file whose best class's
-        ``reject_score`` is below the threshold is labelled ``unknown``.
-
-    Returns
-    -------
-    dict
-        ``results``: one ``{path, label, n_frames, top: [{label, loglik, posterior}]}``
-        per usable file (``loglik`` is the class score, for ml and map the total
-        log-likelihood over frames in nats, ``posterior`` the softmax over classes;
-        with ``reject`` also ``reject_score`` and ``threshold``), and ``skipped``.
+    ``reject`` is the open set of :func:`evaluate_classifier`. Returns ``results``, one
+    ``{path, label, n_frames, top: [{label, loglik, posterior}]}`` per usable file
+    (``loglik``: the class score, for ml and map the total log-likelihood in nats;
+    ``posterior``: the softmax over classes; with ``reject`` also ``reject_score`` and
+    ``threshold``), and ``skipped``.
     """
     clf = model.classifier
     thr = _threshold(clf, reject)
@@ -426,21 +352,10 @@ def predict_files(
     results = []
     for i, p in enumerate(used):
         order = np.argsort(-LP[i], kind="stable")[:k]
-        results.append(
-            {
-                "path": p,
-                "label": clf.labels_[order[0]],
-                "n_frames": int(clips[i].shape[0]),
-                "top": [
-                    {
-                        "label": clf.labels_[j],
-                        "loglik": float(S[i, j]),
-                        "posterior": float(np.exp(LP[i, j])),
-                    }
-                    for j in order
-                ],
-            }
-        )
+        top = [{"label": clf.labels_[j], "loglik": float(S[i, j]),
+                "posterior": float(np.exp(LP[i, j]))} for j in order]  # fmt: skip
+        results.append({"path": p, "label": clf.labels_[order[0]],
+                        "n_frames": int(clips[i].shape[0]), "top": top})  # fmt: skip
     if thr is not None and results:
         scores = clf.rejection_scores(S, np.array([len(X) for X in clips]))
         for r, score in zip(results, scores):

@@ -47,16 +47,9 @@ def _classifier(bundle: Bundle) -> Any:
 def class_mixtures(
     bundle: Bundle, label: str
 ) -> list[tuple[str, np.ndarray, np.ndarray, np.ndarray]]:
-    """``(name, weights (K,), means (K, D), variances (K, D))`` to draw for ``label``.
-
-    The class's own mixture, and for a UBM/MAP model the UBM first. Components of
-    weight 0 (padding of mixed-K models) are left out.
-
-    Raises
-    ------
-    ParameterError
-        If the model has no class ``label`` (the message lists them).
-    """
+    """``(name, weights (K,), means (K, D), variances (K, D))`` to draw for ``label``: the
+    UBM first for a UBM/MAP model, then the class's mixture, without weight-0 components
+    (padding). ParameterError listing the classes when ``label`` is not one."""
     clf = _classifier(bundle)
     labels = [str(y) for y in clf.labels_]
     if label not in labels:
@@ -87,15 +80,8 @@ def separating_dimension(bundle: Bundle) -> int:
 def mixture_curves(
     weights: np.ndarray, means: np.ndarray, variances: np.ndarray, x: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Weighted component densities ``(K, len(x))`` and their sum, along one dimension.
-
-    Parameters
-    ----------
-    weights : np.ndarray [shape=(K,)]
-    means, variances : np.ndarray [shape=(K,)]
-        The dimension's means and variances.
-    x : np.ndarray [shape=(n,)]
-    """
+    """Weighted component densities ``(K, n)`` and their sum ``(n,)`` at ``x`` (n,), from
+    ``weights``, and one dimension's ``means`` and ``variances``, each (K,)."""
     w, m, v = (np.asarray(a, dtype=np.float64)[:, np.newaxis] for a in (weights, means, variances))
     comps = w * np.exp(-0.5 * (x - m) ** 2 / v) / np.sqrt(2 * np.pi * v)
     return comps, comps.sum(axis=0)
@@ -104,23 +90,10 @@ def mixture_curves(
 def mixture_figure(
     bundle: Bundle, label: str, dim: Optional[int] = None, frames: Optional[np.ndarray] = None
 ) -> Any:
-    """A matplotlib figure of class ``label``'s mixture along dimension ``dim``.
-
-    Parameters
-    ----------
-    bundle : Bundle
-        A model (:func:`audiogmm.pipeline.load_model`).
-    label : str
-    dim : int, optional
-        Feature dimension, 0-based (default: :func:`separating_dimension`).
-    frames : np.ndarray [shape=(n_frames, n_dims)], optional
-        The class's frames, drawn as a density histogram.
-
-    Returns
-    -------
-    matplotlib.figure.Figure
-        Its first axes hold the curves: per mixture, dashed components and one solid
-        line (the marginal density, label ``"<name> mixture"``).
+    """A matplotlib figure of class ``label``'s mixture along dimension ``dim`` (0-based;
+    default :func:`separating_dimension`), over the class's ``frames`` (n_frames, n_dims)
+    as a density histogram if given. Its first axes hold, per mixture, dashed components
+    and one solid line (the marginal density, label ``"<name> mixture"``).
     """
     config = bundle.configs[0]
     n_dims = config.n_dims
@@ -178,13 +151,8 @@ def figure_png(fig: Any) -> bytes:
 def write_mixture_figures(
     folder: str | os.PathLike, bundle: Bundle, labels: Optional[Sequence[str]] = None
 ) -> list[str]:
-    """One ``mixture_<class>.png`` per class in ``folder``, all along the separating dimension.
-
-    Returns
-    -------
-    list of str
-        The files written (atomically).
-    """
+    """One ``mixture_<class>.png`` per class in ``folder``, all along the separating
+    dimension, written atomically; returns the files."""
     d = separating_dimension(bundle)
     written = []
     for i, y in enumerate(labels or [str(v) for v in _classifier(bundle).labels_]):

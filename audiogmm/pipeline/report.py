@@ -16,15 +16,8 @@ import numpy as np
 from ..io.atomic import atomic_write
 from ..io.modelfile import jsonable
 
-__all__ = [
-    "format_confusion",
-    "format_metrics",
-    "format_open_set",
-    "training_report",
-    "json_dumps",
-    "write_report",
-    "write_training_curves",
-]
+__all__ = ["format_confusion", "format_metrics", "format_open_set", "json_dumps",
+           "training_report", "write_report", "write_training_curves"]  # fmt: skip
 
 logger = logging.getLogger(__name__)
 
@@ -106,55 +99,36 @@ def write_report(
     training: dict[str, Any] | None = None,
     bundle: Any = None,
 ) -> list[str]:
-    """Write a report folder for one evaluation; every file is written atomically.
+    """Write a report folder for one evaluation, each file atomically; return the files.
 
     Parameters
     ----------
     folder : path
-        Created if needed.
+        Created if needed; files an earlier report left there are removed.
     metrics : dict
-        Output of :func:`audiogmm.scoring.summary`, optionally with extra keys
-        (e.g. ``skipped``, timing); saved as ``metrics.json`` and, formatted by
-        :func:`format_metrics`, as ``metrics.txt``.
+        :func:`audiogmm.scoring.summary`, maybe with extra keys (``skipped``, timing):
+        ``metrics.json``, ``metrics.txt`` (:func:`format_metrics`), ``confusion.txt``.
     plot : bool
-        Also write ``confusion.png`` (row-normalised proportions with a colour
-        bar, counts in the cells) when matplotlib is installed; without it a
-        warning is logged and the other files are still written.
+        Also ``confusion.png`` (row-normalised shares with a colour bar, counts in the
+        cells) when matplotlib is installed; otherwise a warning says it was not written.
     training : dict, optional
-        The classifier's ``fit_report_`` (``{label: {..., "history": [...]}}``). The
-        classes that recorded their EM history go to ``training_curves.json`` and,
-        with ``plot``, ``training_curves.png`` (see :func:`write_training_curves`).
+        A classifier's ``fit_report_``: :func:`write_training_curves`.
     bundle : Bundle, optional
         The evaluated model: with ``plot``, one ``mixture_*.png`` per class along the
         dimension where the classes differ most (:mod:`audiogmm.pipeline.plot`).
-
-    Returns
-    -------
-    list of str
-        The files written.
     """
     folder = os.fspath(folder)
     os.makedirs(folder, exist_ok=True)
-    written = []
-    path = os.path.join(folder, "metrics.json")
-    text = json_dumps(metrics, indent=2) + "\n"
-    atomic_write(path, lambda f: f.write(text.encode()))
-    written.append(path)
-    path = os.path.join(folder, "metrics.txt")
-    summary_text = format_metrics(metrics)
-    atomic_write(path, lambda f: f.write(summary_text.encode()))
-    written.append(path)
     labels, C = metrics["confusion"]["labels"], metrics["confusion"]["matrix"]
-    path = os.path.join(folder, "confusion.txt")
-    txt = format_confusion(labels, C)
-    atomic_write(path, lambda f: f.write(txt.encode()))
-    written.append(path)
-    if plot:
-        png = _plot_confusion(labels, np.asarray(C), metrics.get("accuracy"))
-        if png is not None:
-            path = os.path.join(folder, "confusion.png")
-            atomic_write(path, lambda f: f.write(png))
-            written.append(path)
+    written = [
+        _put(folder, "metrics.json", json_dumps(metrics, indent=2) + "\n"),
+        _put(folder, "metrics.txt", format_metrics(metrics)),
+        _put(folder, "confusion.txt", format_confusion(labels, C)),
+    ]
+    plt = _pyplot("confusion.png") if plot else None
+    if plt is not None:
+        fig = _confusion_figure(plt, labels, np.asarray(C), metrics.get("accuracy"))
+        written.append(_put(folder, "confusion.png", _png(plt, fig)))
     if training:
         written += write_training_curves(folder, training, plot=plot)
     if plot and bundle is not None and _pyplot("mixture_*.png") is not None:
@@ -163,7 +137,7 @@ def write_report(
         written += write_mixture_figures(folder, bundle)
     # the folder describes this evaluation only: drop what an earlier report left there
     stale = [os.path.join(folder, name) for name in REPORT_FILES]
-    stale += glob.glob(os.path.join(glob.escape(os.fspath(folder)), "mixture_*.png"))
+    stale += glob.glob(os.path.join(glob.escape(folder), "mixture_*.png"))
     for path in stale:
         if path not in written and os.path.isfile(path):
             os.remove(path)
@@ -173,6 +147,13 @@ def write_report(
 #: Every file :func:`write_report` may write.
 REPORT_FILES = ("metrics.json", "metrics.txt", "confusion.txt", "confusion.png",
                 "training_curves.json", "training_curves.png")  # fmt: skip
+
+
+def _put(folder: str, name: str, data: str | bytes) -> str:
+    path = os.path.join(folder, name)
+    body = data.encode() if isinstance(data, str) else data
+    atomic_write(path, lambda f: f.write(body))
+    return path
 
 
 def training_report(model: Any) -> dict[str, Any]:
@@ -194,22 +175,11 @@ def training_report(model: Any) -> dict[str, Any]:
 def write_training_curves(
     folder: str | os.PathLike, training: dict[str, Any], *, plot: bool = True
 ) -> list[str]:
-    """Per-class EM curves: mean log-likelihood per frame (nats) at each iteration.
+    """Per-class EM curves, mean log-likelihood per frame (nats) per iteration: the files
+    written, ``training_curves.json`` and (``plot``, matplotlib) ``training_curves.png``.
 
-    Parameters
-    ----------
-    folder : path
-    training : dict of str to dict
-        A classifier's ``fit_report_``; classes without a ``history`` list (models
-        saved before it was recorded, MAP classes) are left out.
-    plot : bool
-        Also write ``training_curves.png``, one line per class, when matplotlib
-        is installed (a warning otherwise).
-
-    Returns
-    -------
-    list of str
-        The files written (none when no class has a history).
+    ``training`` is a classifier's ``fit_report_``; classes without a ``history`` (older
+    files, MAP classes) are left out, and nothing is written when none has one.
     """
     curves = {
         str(y): [float(v) for v in r["history"]]
@@ -220,16 +190,20 @@ def write_training_curves(
         return []
     folder = os.fspath(folder)
     os.makedirs(folder, exist_ok=True)
-    path = os.path.join(folder, "training_curves.json")
-    text = json_dumps(curves, indent=2) + "\n"
-    atomic_write(path, lambda f: f.write(text.encode()))
-    written = [path]
-    if plot:
-        png = _plot_curves(curves)
-        if png is not None:
-            path = os.path.join(folder, "training_curves.png")
-            atomic_write(path, lambda f: f.write(png))
-            written.append(path)
+    written = [_put(folder, "training_curves.json", json_dumps(curves, indent=2) + "\n")]
+    plt = _pyplot("training_curves.png") if plot else None
+    if plt is not None:
+        fig, ax = plt.subplots(figsize=(6.4, 4.0), dpi=100)
+        for y, h in curves.items():
+            ax.plot(range(len(h)), h, marker=".", label=y)
+        ax.xaxis.set_major_locator(plt.MaxNLocator(integer=True))  # iterations are whole
+        ax.set_xlabel("EM iteration (0: after initialisation)")
+        ax.set_ylabel("mean log-likelihood per frame (nats)")
+        ax.set_title("training curves per class")
+        if len(curves) <= 20:
+            ax.legend(fontsize=7, ncol=2 if len(curves) > 8 else 1)
+        fig.tight_layout()
+        written.append(_put(folder, "training_curves.png", _png(plt, fig)))
     return written
 
 
@@ -249,37 +223,7 @@ def _pyplot(what: str) -> Any:
     return plt
 
 
-def _ticker() -> Any:
-    import matplotlib.ticker
-
-    return matplotlib.ticker
-
-
-def _plot_curves(curves: dict[str, list[float]]) -> bytes | None:
-    plt = _pyplot("training_curves.png")
-    if plt is None:
-        return None
-    fig, ax = plt.subplots(figsize=(6.4, 4.0), dpi=100)
-    for y, h in curves.items():
-        ax.plot(range(len(h)), h, marker=".", label=y)
-    ax.xaxis.set_major_locator(_ticker().MaxNLocator(integer=True))  # iterations are whole
-    ax.set_xlabel("EM iteration (0: after initialisation)")
-    ax.set_ylabel("mean log-likelihood per frame (nats)")
-    ax.set_title("training curves per class")
-    if len(curves) <= 20:
-        ax.legend(fontsize=7, ncol=2 if len(curves) > 8 else 1)
-    fig.tight_layout()
-    buf = _io.BytesIO()
-    fig.savefig(buf, format="png")
-    plt.close(fig)
-    return buf.getvalue()
-
-
-def _plot_confusion(labels: list[str], C: np.ndarray, acc: float | None) -> bytes | None:
-    plt = _pyplot("confusion.png")
-    if plt is None:
-        return None
-    fig = _confusion_figure(plt, labels, C, acc)
+def _png(plt: Any, fig: Any) -> bytes:
     buf = _io.BytesIO()
     fig.savefig(buf, format="png")
     plt.close(fig)

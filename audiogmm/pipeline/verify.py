@@ -26,9 +26,9 @@ from ..data import Record, RunOptions, extract_many, read_csv_rows, training_ove
 from ..engine import LocalExecutor, resolve
 from ..exceptions import DatasetError, ParameterError
 from ..io.atomic import atomic_write
-from ..scoring import DCF_TARGETS, eer, min_dcf, snorm, tnorm, znorm
+from ..scoring import eer, min_dcf, snorm, tnorm, znorm
 from ..scoring.calibration import act_dcf, cllr, min_cllr
-from ..scoring.verification import operating_points
+from ..scoring.verification import DCF_TARGETS, operating_points
 from .bundle import Bundle
 from .classify import score_files
 from .report import json_dumps

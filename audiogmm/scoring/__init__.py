@@ -1,30 +1,7 @@
-"""Scores to numbers a reviewer asks for: accuracy, confusion, per-class metrics; EER, minDCF, DET."""
+"""Scores to numbers a reviewer asks for: accuracy, confusion, per-class metrics
+(``metrics``); EER, minDCF, DET, score normalisation (``verification``); calibration."""
 
-from .metrics import accuracy, confusion_matrix, macro_f1, per_class, summary, wilson_interval
-from .verification import (
-    DCF_TARGETS,
-    det_curve,
-    eer,
-    min_dcf,
-    open_set_rates,
-    snorm,
-    tnorm,
-    znorm,
-)
+from .metrics import summary
+from .verification import det_curve, eer, min_dcf, snorm, tnorm, znorm
 
-__all__ = [
-    "DCF_TARGETS",
-    "accuracy",
-    "confusion_matrix",
-    "det_curve",
-    "eer",
-    "macro_f1",
-    "min_dcf",
-    "open_set_rates",
-    "per_class",
-    "snorm",
-    "summary",
-    "tnorm",
-    "wilson_interval",
-    "znorm",
-]
+__all__ = ["det_curve", "eer", "min_dcf", "snorm", "summary", "tnorm", "znorm"]

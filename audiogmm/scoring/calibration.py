@@ -29,17 +29,8 @@ import numpy as np
 
 from .verification import check_dcf_costs, split_trials
 
-__all__ = [
-    "CalibrationWarning",
-    "act_dcf",
-    "apply_calibration",
-    "bayes_threshold",
-    "cllr",
-    "fit_calibration",
-    "min_cllr",
-    "newton_minimise",
-    "pav",
-]
+__all__ = ["CalibrationWarning", "act_dcf", "apply_calibration", "bayes_threshold", "cllr",
+           "fit_calibration", "min_cllr", "newton_minimise", "pav"]  # fmt: skip
 
 #: L2 penalty on the standardised slope: negligible on overlapping scores, and what
 #: keeps the slope finite (about 30 / gap in standard deviations) on separable ones.
@@ -68,37 +59,16 @@ def _costs(tar: np.ndarray, non: np.ndarray) -> float:
 
 
 def cllr(y_true: Sequence[int], llrs: Sequence[float]) -> float:
-    """Log-likelihood-ratio cost of LLRs taken as they are, in bits.
-
-    Parameters
-    ----------
-    y_true : sequence of {0, 1}, length n_trials
-        1 for a target trial, 0 for a non-target trial (both needed).
-    llrs : sequence of float, length n_trials
-        Natural-log likelihood ratios.
-
-    Returns
-    -------
-    float >= 0
-        0 for perfect LLRs, 1 for ``llr = 0`` everywhere.
-    """
+    """Log-likelihood-ratio cost (bits, >= 0) of natural-log LLRs (n_trials,) taken as they
+    are; ``y_true`` (n_trials,) is 1 for a target trial, 0 for a non-target (both needed).
+    0 for perfect LLRs, 1 for ``llr = 0`` everywhere."""
     tar, non = split_trials(y_true, llrs)
     return _costs(tar, non)
 
 
 def pav(y: np.ndarray, weights: np.ndarray | None = None) -> np.ndarray:
-    """Isotonic (non-decreasing) least-squares fit of ``y`` in its given order: PAV.
-
-    Parameters
-    ----------
-    y : ndarray of shape (n,)
-    weights : ndarray of shape (n,) of float > 0, optional
-
-    Returns
-    -------
-    ndarray of shape (n,)
-        The weighted means of the pooled blocks, non-decreasing.
-    """
+    """Isotonic (non-decreasing) least-squares fit (n,) of ``y`` (n,) in its given order, with
+    optional ``weights`` (n,) > 0, by PAV: the weighted means of the pooled blocks."""
     y = np.asarray(y, dtype=np.float64)
     w = np.ones_like(y) if weights is None else np.asarray(weights, dtype=np.float64)
     means, wsum, size = [], [], []
@@ -116,16 +86,12 @@ def pav(y: np.ndarray, weights: np.ndarray | None = None) -> np.ndarray:
 
 
 def min_cllr(y_true: Sequence[int], scores: Sequence[float]) -> float:
-    """Cllr after the optimal monotone recalibration of the scores (PAV), in bits.
+    """Cllr (bits, in [0, 1]; 0 for separating scores) after the optimal monotone
+    recalibration of the scores.
 
-    Tied scores are pooled first (a recalibration is a function of the score), then
-    PAV on the target indicator, sorted by score, gives the posterior of each block;
-    its log odds less the log odds of the trial counts is the optimal LLR.
-
-    Returns
-    -------
-    float in [0, 1]
-        0 when the scores separate targets from non-targets.
+    Tied scores are pooled first (a recalibration is a function of the score), then PAV
+    on the target indicator, sorted by score, gives each block's posterior; its log odds
+    less those of the trial counts is the optimal LLR.
     """
     tar, non = split_trials(y_true, scores)
     s = np.concatenate([tar, non])
@@ -138,14 +104,8 @@ def min_cllr(y_true: Sequence[int], scores: Sequence[float]) -> float:
     return _costs(llr[inv][y == 1], llr[inv][y == 0])
 
 
-def act_dcf(
-    y_true: Sequence[int],
-    llrs: Sequence[float],
-    *,
-    p_target: float,
-    c_miss: float = 1.0,
-    c_fa: float = 1.0,
-) -> float:
+def act_dcf(y_true: Sequence[int], llrs: Sequence[float], *, p_target: float,
+            c_miss: float = 1.0, c_fa: float = 1.0) -> float:  # fmt: skip
     """Normalised detection cost of the Bayes decisions of LLRs (accept ``llr >= threshold``).
 
     ``(c_miss p P_miss + c_fa (1 - p) P_fa) / min(c_miss p, c_fa (1 - p))`` at the
@@ -171,44 +131,25 @@ def fit_calibration(
     by Newton's method on standardised scores (a tiny ridge on the slope keeps
     separable scores finite).
 
-    Parameters
-    ----------
-    y_true : sequence of {0, 1}
-    scores : sequence of float
-    p_target : float in (0, 1)
-        The prior the fit is weighted for (0.5 treats both kinds of trial alike).
-
-    Returns
-    -------
-    a, b : float
-        Slope and offset, finite.
-
-    Warns
-    -----
-    CalibrationWarning
-        All scores equal (``a = 0``, ``b = 0``: no information), or the scores
-        separate targets from non-targets (no finite optimum: the LLRs are as
-        large as the ridge allows, and overconfident on new trials).
+    ``y_true`` are 1 (target) or 0 per score; ``p_target`` in (0, 1) is the prior the fit
+    is weighted for (0.5 treats both kinds alike). Returns the finite slope and offset
+    ``(a, b)``. A CalibrationWarning says when all scores are equal (``a = b = 0``: no
+    information) or separate the trials (no finite optimum: the LLRs are as large as the
+    ridge allows, overconfident on new trials).
     """
     check_dcf_costs(p_target, 1.0, 1.0)
     tar, non = split_trials(y_true, scores)
     s = np.concatenate([tar, non])
     mu, sd = float(s.mean()), float(s.std())
     if not sd > 0 or mu + sd == mu:
-        warnings.warn(
-            "calibration: every score is the same, so they carry no information: LLR 0 for all",
-            CalibrationWarning,
-            stacklevel=2,
-        )
+        warnings.warn("calibration: every score is the same, so they carry no information: "
+                      "LLR 0 for all", CalibrationWarning, stacklevel=2)  # fmt: skip
         return 0.0, 0.0
     if tar[0] >= non[-1] or non[0] >= tar[-1]:
-        warnings.warn(
-            "calibration: the scores separate targets from non-targets (or the reverse) perfectly, so the "
-            "logistic fit has no finite optimum; its LLRs are overconfident. Calibrate on "
-            "more (or harder) trials",
-            CalibrationWarning,
-            stacklevel=2,
-        )
+        warnings.warn("calibration: the scores separate targets from non-targets (or the "
+                      "reverse) perfectly, so the logistic fit has no finite optimum; its LLRs "
+                      "are overconfident. Calibrate on more (or harder) trials",
+                      CalibrationWarning, stacklevel=2)  # fmt: skip
     z = (s - mu) / sd
     y = np.concatenate([np.ones(len(tar)), np.zeros(len(non))])
     w = np.where(y == 1, p_target / len(tar), (1.0 - p_target) / len(non))
@@ -228,26 +169,13 @@ def fit_calibration(
     return float(a), float(theta[1] - a * mu)
 
 
-def newton_minimise(
-    fun: Callable[[np.ndarray], tuple[float, np.ndarray, np.ndarray]],
-    x0: np.ndarray,
-    *,
-    max_iter: int = 200,
-) -> np.ndarray:
-    """Minimise a smooth convex function by Newton's method with backtracking.
+def newton_minimise(fun: Callable[[np.ndarray], tuple[float, np.ndarray, np.ndarray]],
+                    x0: np.ndarray, *, max_iter: int = 200) -> np.ndarray:  # fmt: skip
+    """Minimise a smooth convex function by Newton's method with backtracking, from ``x0`` (n,).
 
-    Parameters
-    ----------
-    fun : callable
-        ``fun(x)`` returns the value, gradient (n,) and Hessian (n, n) at ``x``; the
-        Hessian must be positive definite (a ridge makes it so).
-    x0 : ndarray of shape (n,)
-    max_iter : int
-
-    Returns
-    -------
-    ndarray of shape (n,)
-        Where no step lowers the value by more than 1e-14 of it (never uphill).
+    ``fun(x)`` returns the value, gradient (n,) and positive definite Hessian (n, n) (a ridge
+    makes it so). Returns the point (n,) where no step lowers the value by more than 1e-14
+    of it (never uphill).
     """
     x = np.asarray(x0, dtype=np.float64)
     f, g, H = fun(x)

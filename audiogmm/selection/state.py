@@ -14,7 +14,7 @@ from ..data import ExtractionResult, Record, RunOptions, extract_many
 from ..features import PRESETS, FeatureConfig
 from ..features.extraction import extraction_roots
 from ..models.classifier import N_COMPONENTS
-from ..scoring import wilson_interval
+from ..scoring.metrics import wilson_interval
 from .cv import ComponentSelection, cv_scores
 
 __all__ = [
