@@ -8,7 +8,7 @@ import struct
 import sys
 from collections.abc import Iterable
 from contextlib import contextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -18,6 +18,9 @@ from .output import (
     escape_name,
     report_skipped,  # re-exported: the commands import it from here
 )
+
+if TYPE_CHECKING:
+    from ..data.cache import FileFacts
 
 __all__ = [
     "ProgressBar",
@@ -268,7 +271,7 @@ def load_config(preset: str | None, config_path: str | None):
         raise ParameterError(f"{config_path!r}: {e}") from None
 
 
-def _audio_seconds(facts, path: str) -> float:
+def _audio_seconds(facts: FileFacts, path: str) -> float:
     """Seconds of audio in ``path`` by its header, kept in ``facts``
     (:class:`~audiogmm.data.cache.FileFacts`); 0 for a file that cannot be read."""
     from ..audio import info
