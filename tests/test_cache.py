@@ -173,15 +173,24 @@ def _record_of(cache: Path, clip: str, cfg) -> tuple[Path, int, int]:
     return rec
 
 
-def _forged(arr: np.ndarray, key: str) -> bytes:
-    """A record with a valid digest around any .npy bytes (even a pickled object array)."""
-    import hashlib
+def _npy(arr: np.ndarray) -> bytes:
     import io
 
     buf = io.BytesIO()
     np.save(buf, arr, allow_pickle=True)
-    head = _HEADER.pack(b"AGF1", bytes.fromhex(key), len(buf.getvalue()))
-    return head + buf.getvalue() + hashlib.sha256(head + buf.getvalue()).digest()[:16]
+    return buf.getvalue()
+
+
+def _forged(arr: np.ndarray | bytes, key: str) -> bytes:
+    """A record with a valid digest around any .npy bytes (even a pickled object array)."""
+    import hashlib
+
+    body = arr if isinstance(arr, bytes) else _npy(arr)
+    head = _HEADER.pack(b"AGF1", bytes.fromhex(key), len(body))
+    return head + body + hashlib.sha256(head + body).digest()[:16]
+
+
+_THREE_ROWS = _npy(np.zeros((3, 60), np.float32))
 
 
 @pytest.mark.parametrize(
@@ -192,6 +201,9 @@ def _forged(arr: np.ndarray, key: str) -> bytes:
         np.full((3, 60), np.nan, np.float32),
         np.zeros((0, 60), np.float32),
         np.array([{"a": 1}], dtype=object),
+        # a header that claims more rows than the data holds, or fewer
+        _THREE_ROWS.replace(b"(3, 60), } ", b"(30, 60), }"),
+        _THREE_ROWS + b"\0" * 240,
     ],
 )
 def test_invalid_cache_entry_is_recomputed(clips, tmp_path, forged):

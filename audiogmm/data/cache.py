@@ -30,6 +30,7 @@ import hashlib
 import io
 import logging
 import os
+import re
 import struct
 import threading
 import time
@@ -258,11 +259,12 @@ class _Packs:
         holds and which ``parse`` accepts (it raises ValueError to refuse), else None."""
         for path, off, n in self.index.get(bytes.fromhex(key), ()):
             try:
+                data = memoryview(bytearray(_HEADER.size + n + _DIGEST_BYTES))  # writable
                 with open(path, "rb", buffering=0) as f:
                     f.seek(off)
-                    data = memoryview(f.read(_HEADER.size + n + _DIGEST_BYTES))
+                    got = f.readinto(data)
                 signed, digest = data[:-_DIGEST_BYTES], data[-_DIGEST_BYTES:]
-                if len(data) != _HEADER.size + n + _DIGEST_BYTES or _digest(signed) != digest:
+                if got != len(data) or _digest(signed) != digest:
                     raise ValueError("digest mismatch: torn or altered")
                 return parse(signed[_HEADER.size :])
             except (OSError, ValueError, EOFError) as exc:
@@ -315,15 +317,30 @@ def _digest(*parts: bytes) -> bytes:
 def _feature_parser(config: FeatureConfig) -> Callable[[memoryview], np.ndarray]:
     """A record body's features, refused (ValueError) unless a finite 2-D array of the
     config's width and dtype."""
+    dtype = np.dtype(config.dtype)
+    # the header np.save writes for C-order features of this dtype, read without np.load's
+    # literal_eval (most of a read's CPU); any other header goes through np.load
+    header = re.compile(
+        rb"\{'descr': '%s', 'fortran_order': False, 'shape': \((\d+), (\d+)\), \} *\n"
+        % re.escape(dtype.str.encode())
+    )
 
     def parse(body: memoryview) -> np.ndarray:
-        arr = np.load(io.BytesIO(body), allow_pickle=False)
+        size = int.from_bytes(body[8:10], "little") if body[:8] == b"\x93NUMPY\x01\x00" else 0
+        m = header.fullmatch(body[10 : 10 + size]) if size else None
+        if m is None:
+            arr = np.load(io.BytesIO(body), allow_pickle=False)
+        else:
+            shape = int(m[1]), int(m[2])
+            if len(body) != 10 + size + shape[0] * shape[1] * dtype.itemsize:
+                raise ValueError("array data of the wrong size")
+            arr = np.frombuffer(body, dtype, offset=10 + size).reshape(shape)
         if not (
             isinstance(arr, np.ndarray)
             and arr.ndim == 2
             and arr.shape[0] >= 1
             and arr.shape[1] == config.n_dims
-            and arr.dtype == np.dtype(config.dtype)
+            and arr.dtype == dtype
             and bool(np.isfinite(arr).all())
         ):
             raise ValueError("not finite features of this configuration")
