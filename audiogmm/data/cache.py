@@ -216,11 +216,13 @@ def _atomic_write_bytes(dst: str, data: bytes) -> None:
 
 
 class _Packs:
-    """The records of one config's cache folder: an index of every pack, and this run's pack.
+    """The records of one cache folder (a config's features, or :class:`FileFacts`): an
+    index of every pack, and this run's pack.
 
     Reading scans the record headers of every ``*.pack`` file (one read each) and
     stops at the first that is not whole (the tail of a killed or failed writer); a
-    record's digest, shape, dtype and finiteness are checked when it is read. Writing
+    record's digest is checked when it is read, and its body by the caller's parser
+    (features: shape, dtype and finiteness). Writing
     appends one record per ``os.write`` to a new pack of this run, created with
     ``O_EXCL`` (``os.open`` applies the umask to its mode), so a run never writes into
     another's file and a killed run leaves only whole records, at worst followed by a
@@ -365,6 +367,7 @@ class FileFacts:
 
     def __init__(self, cache_dir: Optional[PathLike]) -> None:
         self.packs: Optional[_Packs] = None
+        self.unwritable = False  # after a failed write, facts are computed, not stored
         if cache_dir is not None:
             folder = os.path.join(os.fspath(cache_dir), FACTS_FOLDER)
             os.makedirs(folder, exist_ok=True)
@@ -396,9 +399,12 @@ class FileFacts:
         if value is None:
             value = compute(path)
             try:
-                self.packs.put(key, value)
+                if not self.unwritable:
+                    self.packs.put(key, value)
             except OSError as exc:  # a full or read-only disk: the fact is good all the same
-                logger.warning("could not cache a fact of %r (%s)", path, exc.strerror or exc)
+                self.unwritable = True
+                logger.warning("could not cache facts about files in %s (%s)",
+                               self.packs.folder, exc.strerror or exc)  # fmt: skip
         return value
 
 
