@@ -22,6 +22,7 @@ from audiogmm.data import Record, read_manifest
 from audiogmm.data.cache import (
     PACK_SUFFIX,
     ExtractionResult,
+    FileFacts,
     RunOptions,
     Skipped,
     cache_key,
@@ -407,6 +408,28 @@ def test_extract_reports_the_entries_it_could_not_write(tmp_path):
     assert r.returncode == 0, r.stderr
     out = json.loads(r.stdout)
     assert (out["n_cached"], out["n_extracted"], out["cache_errors"]) == (4, 2, [])
+
+
+def test_file_facts_that_cannot_be_written_are_computed_warned_once_then_kept(
+    clips, tmp_path, caplog
+):
+    computed: list[str] = []
+
+    def facts_of(paths):
+        with FileFacts(tmp_path / "cache") as facts:
+            return [facts.get(p, "k", 4, lambda p: computed.append(p) or b"abcd") for p in paths]
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (0, hard))  # EFBIG, as ENOSPC on a full disk
+    try:
+        assert facts_of(clips) == [b"abcd"] * len(clips)
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+    assert computed == clips
+    assert sum("could not cache facts about files" in m for m in caplog.messages) == 1
+    computed.clear()
+    assert facts_of(clips) == facts_of(clips) == [b"abcd"] * len(clips)
+    assert computed == clips  # computed by the first of the two, read back by the second
 
 
 def test_sigkill_during_cached_extraction_then_rerun_equals_clean_run(tmp_path):
