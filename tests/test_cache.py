@@ -22,6 +22,7 @@ from audiogmm.data import Record, read_manifest
 from audiogmm.data.cache import (
     PACK_SUFFIX,
     ExtractionResult,
+    FileFacts,
     RunOptions,
     Skipped,
     cache_key,
@@ -173,15 +174,24 @@ def _record_of(cache: Path, clip: str, cfg) -> tuple[Path, int, int]:
     return rec
 
 
-def _forged(arr: np.ndarray, key: str) -> bytes:
-    """A record with a valid digest around any .npy bytes (even a pickled object array)."""
-    import hashlib
+def _npy(arr: np.ndarray) -> bytes:
     import io
 
     buf = io.BytesIO()
     np.save(buf, arr, allow_pickle=True)
-    head = _HEADER.pack(b"AGF1", bytes.fromhex(key), len(buf.getvalue()))
-    return head + buf.getvalue() + hashlib.sha256(head + buf.getvalue()).digest()[:16]
+    return buf.getvalue()
+
+
+def _forged(arr: np.ndarray | bytes, key: str) -> bytes:
+    """A record with a valid digest around any .npy bytes (even a pickled object array)."""
+    import hashlib
+
+    body = arr if isinstance(arr, bytes) else _npy(arr)
+    head = _HEADER.pack(b"AGF1", bytes.fromhex(key), len(body))
+    return head + body + hashlib.sha256(head + body).digest()[:16]
+
+
+_THREE_ROWS = _npy(np.zeros((3, 60), np.float32))
 
 
 @pytest.mark.parametrize(
@@ -192,6 +202,9 @@ def _forged(arr: np.ndarray, key: str) -> bytes:
         np.full((3, 60), np.nan, np.float32),
         np.zeros((0, 60), np.float32),
         np.array([{"a": 1}], dtype=object),
+        # a header that claims more rows than the data holds, or fewer
+        _THREE_ROWS.replace(b"(3, 60), } ", b"(30, 60), }"),
+        _THREE_ROWS + b"\0" * 240,
     ],
 )
 def test_invalid_cache_entry_is_recomputed(clips, tmp_path, forged):
@@ -395,6 +408,28 @@ def test_extract_reports_the_entries_it_could_not_write(tmp_path):
     assert r.returncode == 0, r.stderr
     out = json.loads(r.stdout)
     assert (out["n_cached"], out["n_extracted"], out["cache_errors"]) == (4, 2, [])
+
+
+def test_file_facts_that_cannot_be_written_are_computed_warned_once_then_kept(
+    clips, tmp_path, caplog
+):
+    computed: list[str] = []
+
+    def facts_of(paths):
+        with FileFacts(tmp_path / "cache") as facts:
+            return [facts.get(p, "k", 4, lambda p: computed.append(p) or b"abcd") for p in paths]
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (0, hard))  # EFBIG, as ENOSPC on a full disk
+    try:
+        assert facts_of(clips) == [b"abcd"] * len(clips)
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+    assert computed == clips
+    assert sum("could not cache facts about files" in m for m in caplog.messages) == 1
+    computed.clear()
+    assert facts_of(clips) == facts_of(clips) == [b"abcd"] * len(clips)
+    assert computed == clips  # computed by the first of the two, read back by the second
 
 
 def test_sigkill_during_cached_extraction_then_rerun_equals_clean_run(tmp_path):

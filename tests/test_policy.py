@@ -149,3 +149,27 @@ def test_work_is_audio_seconds_whatever_the_front_end(small_data, monkeypatch):
         with command_executor(paths, 2):
             pass
         assert made[-1] is want
+
+
+def test_durations_kept_in_the_cache_decide_alike_without_reading_headers(
+    small_data, tmp_path, monkeypatch
+):
+    import audiogmm.audio
+    from audiogmm.cli.options import command_executor
+
+    paths = [str(p) for p in sorted(Path(small_data).rglob("*.flac"))]
+    total = sum(audiogmm.audio.info(p).duration_s for p in paths)
+    made, read = [], []
+    monkeypatch.setattr(
+        policy, "LocalExecutor", lambda n, processes: made.append(processes) or local.LocalExecutor(n)
+    )
+    real_info = audiogmm.audio.info
+    monkeypatch.setattr(audiogmm.audio, "info", lambda p: read.append(p) or real_info(p))
+    for limit, want in ((total * 1.01, False), (total * 0.99, True)):
+        monkeypatch.setattr(policy, "PROCESS_MIN_AUDIO_S", limit)
+        for run in range(2):  # only the very first run reads the headers: then the cache
+            read.clear()
+            with command_executor(paths, 2, tmp_path / "C"):
+                pass
+            assert made[-1] is want
+            assert read == (paths if run == 0 and not want else [])

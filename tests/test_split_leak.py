@@ -346,3 +346,64 @@ def test_overlap_is_exactly_the_training_files(tiny_files, n_labels, seeds, frac
     assert training_overlap(spec, other) == [r for r in other if r.path in train_paths]
     # another manifest: paths are unknown, only contents can be compared
     assert stored_training_paths(spec, manifest[:-1]) is None
+
+
+# -- the identities kept in the feature cache (issue 24) -----------------------------------
+
+
+def _spy(monkeypatch, module, name):
+    """Count the calls of ``module.name`` (still calling it); returns the list of paths."""
+    calls, real = [], getattr(module, name)
+    monkeypatch.setattr(module, name, lambda p, *a, **k: calls.append(p) or real(p, *a, **k))
+    return calls
+
+
+def test_second_cached_train_and_evaluate_read_no_file_bytes(data, tmp_path, monkeypatch):
+    import audiogmm.audio
+    import audiogmm.data.splits as splits
+
+    cache, m1, m2 = tmp_path / "C", tmp_path / "m1.npz", tmp_path / "m2.npz"
+    train = ["-q", "train", data, "-k", "1", "--max-iter", "2", "-j", "2", "--cache", cache]
+    run([*train, "-o", m1])
+    run(["-q", "evaluate", m1, data, "-j", "2", "--cache", cache])
+    hashed = _spy(monkeypatch, splits, "file_identity")
+    headers = _spy(monkeypatch, audiogmm.audio, "info")  # the executor policy's durations
+    run([*train, "-o", m2])
+    run(["-q", "evaluate", m2, data, "-j", "2", "--cache", cache])
+    assert hashed == [] and headers == []
+    # and the kept identities are the files' own: the block equals a fresh hash's
+    block = stored_split(load_model(m2))
+    assert block == stored_split(load_model(m1))
+    assert block["train_files"] == sorted(
+        file_identity(r.path) for r in select(_split(data, 0, 0.7), "train")
+    )
+
+
+@pytest.mark.parametrize("damage", ["flip", "cut"])
+def test_altered_or_torn_identity_record_is_recomputed(tiny_files, tmp_path, monkeypatch, damage):
+    import audiogmm.data.splits as splits
+
+    files = [shutil.copy(p, tmp_path) for p in tiny_files]  # one is changed below
+    manifest = [Record(p, "y") for p in files]
+    fresh = split_spec(manifest, manifest, split=None, seed=0, train_fraction=0.7)
+    cache = tmp_path / "C"
+    assert split_spec(manifest, manifest, split=None, seed=0, train_fraction=0.7,
+                      cache_dir=cache) == fresh  # fmt: skip
+    (pack,) = (cache / "files").glob("*.pack")
+    raw = bytearray(pack.read_bytes())
+    record = len(raw) // len(files)  # header (44 bytes), 8-byte identity, digest
+    if damage == "flip":  # every identity altered: a trusted record would give a wrong hash
+        for off in range(44, len(raw), record):
+            raw[off] ^= 0xFF
+    else:  # the last record torn, as by a kill mid-write
+        raw = raw[:-3]
+    pack.write_bytes(bytes(raw))
+    hashed = _spy(monkeypatch, splits, "file_identity")
+    again = split_spec(manifest, manifest, split=None, seed=0, train_fraction=0.7, cache_dir=cache)
+    assert again == fresh
+    assert sorted(hashed) == sorted(files) if damage == "flip" else len(hashed) == 1
+    # a changed file is hashed again, not served its old identity
+    Path(files[0]).write_bytes(b"changed")
+    changed = split_spec(manifest, manifest, split=None, seed=0, train_fraction=0.7,
+                         cache_dir=cache)  # fmt: skip
+    assert file_identity(files[0]) in changed["train_files"] != fresh["train_files"]

@@ -76,7 +76,7 @@ def command(ctx, model, data, split, train_fraction, seed, allow_train_overlap, 
         click.echo(_split_note(split_info), err=True)
     opts = RunOptions(cache_dir=cache_dir, n_jobs=jobs, progress=progress_for(ctx), strict=strict)
     reject_threshold(bundle.classifier, reject)
-    with command_executor([r.path for r in records], jobs) as ex:
+    with command_executor([r.path for r in records], jobs, cache_dir) as ex:
         res = evaluate_classifier(
             bundle, records, options=opts, executor=ex, manifest=manifest,
             allow_train_overlap=allow_train_overlap, reject=reject,

@@ -67,7 +67,7 @@ def command(
         if path:  # before the work, naming the user's path
             check_writable(path, folder=folder)
     records = read_manifest(data)
-    with dask_or(dask_spec, command_executor([r.path for r in records], jobs)) as ex:
+    with dask_or(dask_spec, command_executor([r.path for r in records], jobs, cache_dir)) as ex:
         res = extract_many(records, config=config, options=opts, executor=ex)
     if shards_dir:  # on top of the cache: the extracted (or cached) frames, in manifest order
         from ..data.shards import write_store

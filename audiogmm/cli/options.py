@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import json
 import os
+import struct
 import sys
 from collections.abc import Iterable
 from contextlib import contextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -17,6 +18,9 @@ from .output import (
     escape_name,
     report_skipped,  # re-exported: the commands import it from here
 )
+
+if TYPE_CHECKING:
+    from ..data.cache import FileFacts
 
 __all__ = [
     "ProgressBar", "echo_json", "command_executor", "format_selection", "feature_options", "given",
@@ -205,33 +209,42 @@ def load_config(preset: str | None, config_path: str | None):
         raise ParameterError(f"{config_path!r}: {e}") from None
 
 
-def _audio_seconds(path: str) -> float:
+def _audio_seconds(facts: FileFacts, path: str) -> float:
+    """Seconds of audio in ``path`` by its header, kept in ``facts``
+    (:class:`~audiogmm.data.cache.FileFacts`); 0 for a file that cannot be read."""
     from ..audio import info
     from ..exceptions import AudioError
 
     try:
-        return info(path).duration_s
+        raw = facts.get(path, "duration_s", 8, lambda p: struct.pack("<d", info(p).duration_s))
     except AudioError:  # extraction reports the file; it adds no work
         return 0.0
+    return struct.unpack("<d", raw)[0]
 
 
 @contextmanager
-def command_executor(paths: Iterable[str], jobs: int | None):
+def command_executor(
+    paths: Iterable[str], jobs: int | None, cache_dir: str | os.PathLike | None = None
+):  # fmt: skip
     """The command's one executor, for the work on the audio files ``paths``, then closed.
 
     Threads, or worker processes when the estimated work (audio duration from the
-    files' headers) is large enough to pay for starting them
+    files' headers, kept in the feature cache ``cache_dir`` for the next command) is
+    large enough to pay for starting them
     (:func:`audiogmm.engine.policy.plan`; the choice is logged at ``-v``). BLAS runs
     on one thread for the whole command: parallelism comes from the executor, and
     the many small products of training (k-means, M-steps) are slower on a waking
     BLAS pool.
     """
+    from ..data.cache import FileFacts
     from ..engine import default_workers, one_blas_thread
     from ..engine.policy import PROCESS_MIN_AUDIO_S, count_until, executor_for_work
 
     work = 0.0
     if (jobs or default_workers()) > 1:  # with one worker there is nothing to decide
-        work = count_until((_audio_seconds(p) for p in paths), PROCESS_MIN_AUDIO_S)
+        with FileFacts(cache_dir) as facts:
+            seconds = (_audio_seconds(facts, p) for p in paths)
+            work = count_until(seconds, PROCESS_MIN_AUDIO_S)
     with executor_for_work(work, jobs) as ex, one_blas_thread():
         yield ex
 

@@ -245,7 +245,7 @@ def _fit(ctx, data, fit, config, ubm_config, tuning, calibrate):
                       strict=p["strict"])  # fmt: skip
     # audio: threads or processes by the audio's duration; features already made: threads
     local = (LocalExecutor(jobs) if records is None
-             else command_executor([r.path for r in records], jobs))  # fmt: skip
+             else command_executor([r.path for r in records], jobs, p["cache_dir"]))  # fmt: skip
     extra = {}
     with dask_or(p["dask_spec"], local) as ex:
         if tuning:
@@ -256,7 +256,7 @@ def _fit(ctx, data, fit, config, ubm_config, tuning, calibrate):
                 options=opts, executor=ex, **fit,
             )  # fmt: skip
             clips = audio_clips(data, records, tuned.features, tuned.member_configs or tuned.config,
-                                n_jobs=jobs, **how)  # fmt: skip
+                                n_jobs=jobs, cache_dir=p["cache_dir"], **how)  # fmt: skip
             extra["selection"] = tuned.to_header()
             calibrate = tuned.backend == "map"  # fusions are calibrated by their weights
             fit = {"backend": tuned.backend, "n_components": clf.n_components}

@@ -112,28 +112,39 @@ def file_identity(path: str | os.PathLike) -> str:
     return h.hexdigest()
 
 
-def _identities(paths: Sequence[str], n_jobs: int | None, *, skip_unreadable: bool):
+def _identities(
+    paths: Sequence[str], n_jobs: int | None, *, skip_unreadable: bool,
+    cache_dir: str | os.PathLike | None = None,
+) -> list[str | None]:  # fmt: skip
     """:func:`file_identity` of each path (None for an unreadable one when
-    ``skip_unreadable``), on ``n_jobs`` threads: reads and BLAKE2b release the GIL."""
+    ``skip_unreadable``), on ``n_jobs`` threads: reads and BLAKE2b release the GIL.
+    With a ``cache_dir``, kept there (:class:`~audiogmm.data.cache.FileFacts`)."""
+    from .cache import FileFacts
 
-    def one(path: str) -> str | None:
-        try:
-            return file_identity(path)
-        except OSError:
-            if skip_unreadable:
-                return None
-            raise
+    def digest(path: str) -> bytes:
+        return bytes.fromhex(file_identity(path))
 
-    n = min(len(paths), default_workers() if n_jobs is None else n_jobs)
-    if n <= 1:
-        return [one(p) for p in paths]
-    with ThreadPoolExecutor(n) as pool:  # not an executor: a command has one, for its stages
-        return list(pool.map(one, paths))
+    with FileFacts(cache_dir) as facts:
+
+        def one(path: str) -> str | None:
+            try:
+                return facts.get(path, IDENTITY, 8, digest).hex()
+            except OSError:
+                if skip_unreadable:
+                    return None
+                raise
+
+        n = min(len(paths), default_workers() if n_jobs is None else n_jobs)
+        if n <= 1:
+            return [one(p) for p in paths]
+        with ThreadPoolExecutor(n) as pool:  # not an executor: a command has one, for its stages
+            return list(pool.map(one, paths))
 
 
 def split_spec(
     manifest: Sequence[Record], train_records: Iterable[Record], *, split: str | None,
     seed: int, train_fraction: float, n_jobs: int | None = None,
+    cache_dir: str | os.PathLike | None = None,
 ) -> dict[str, Any]:  # fmt: skip
     """The split block a model stores: how its training files were chosen, and which.
 
@@ -149,6 +160,9 @@ def split_spec(
         The settings given to :func:`split_records`.
     n_jobs : int >= 1 or None
         Threads hashing the training files (None: all cores).
+    cache_dir : path or None
+        Feature cache folder that keeps the hashes (keyed by path, size and mtime), so
+        that a second run does not read the files again.
 
     Returns
     -------
@@ -169,7 +183,8 @@ def split_spec(
             "train_fraction": float(train_fraction),
             "identity": IDENTITY,
             "train_files": sorted(
-                set(_identities([r.path for r in train_records], n_jobs, skip_unreadable=False))
+                set(_identities([r.path for r in train_records], n_jobs, skip_unreadable=False,
+                                cache_dir=cache_dir))
             ),
         }
     )
@@ -191,13 +206,16 @@ def validate_split_block(block: Any) -> dict[str, Any]:
 
 
 def training_overlap(
-    block: dict[str, Any], records: Iterable[Record], *, n_jobs: int | None = None
-) -> list[Record]:
+    block: dict[str, Any], records: Iterable[Record], *, n_jobs: int | None = None,
+    cache_dir: str | os.PathLike | None = None,
+) -> list[Record]:  # fmt: skip
     """The records (in input order) whose bytes match a training file of a checked split
-    block, hashed on ``n_jobs`` threads. An unreadable file is left to the extraction."""
+    block, hashed on ``n_jobs`` threads (kept in ``cache_dir``, as :func:`split_spec`
+    does). An unreadable file is left to the extraction."""
     trained = set(block["train_files"])
     records = list(records)
-    ids = _identities([r.path for r in records], n_jobs, skip_unreadable=True)
+    ids = _identities([r.path for r in records], n_jobs, skip_unreadable=True,
+                      cache_dir=cache_dir)  # fmt: skip
     return [r for r, i in zip(records, ids) if i in trained]
 
 

@@ -69,12 +69,13 @@ def describe_split(
     train_fraction: float = TRAIN_FRACTION,
     seed: int = 0,
     n_jobs: int | None = None,
+    cache_dir: str | os.PathLike | None = None,
 ) -> dict[str, Any]:
     """The split block (:func:`audiogmm.data.splits.split_spec`) to store in a model trained
     on ``train_records`` of ``data``: ``save_model(..., extra={"split": block})``."""
     return split_spec(
         read_manifest(data), train_records, split=split, seed=seed,
-        train_fraction=train_fraction, n_jobs=n_jobs,
+        train_fraction=train_fraction, n_jobs=n_jobs, cache_dir=cache_dir,
     )  # fmt: skip
 
 
@@ -184,7 +185,7 @@ def score_files(
 
 def _check_training_files(model: Bundle, records: Sequence[Record],
                           manifest: Sequence[Record] | None, allow_train_overlap: bool,
-                          n_jobs: int | None) -> tuple[int | None, int]:  # fmt: skip
+                          opts: RunOptions) -> tuple[int | None, int]:  # fmt: skip
     """Refuse evaluation files that trained ``model``; see :func:`evaluate_classifier`.
 
     Returns the number of training files allowed through (``None``: the model has no
@@ -200,7 +201,7 @@ def _check_training_files(model: Bundle, records: Sequence[Record],
         )
         overlap: list[Record] = []
     else:
-        overlap = training_overlap(spec, records, n_jobs=n_jobs)
+        overlap = training_overlap(spec, records, n_jobs=opts.n_jobs, cache_dir=opts.cache_dir)
     duplicates: list[Record] = []
     trained = stored_training_paths(spec, manifest) if overlap and manifest else None
     if trained is not None:
@@ -295,7 +296,7 @@ def evaluate_classifier(
     thr = _threshold(clf, reject)
     opts = options or RunOptions()
     overlap, n_duplicates = _check_training_files(
-        model, records, manifest, allow_train_overlap, opts.n_jobs
+        model, records, manifest, allow_train_overlap, opts
     )
     res, used_paths, clips, S = score_files(model, records, opts, executor)
     if records and not used_paths:

@@ -154,23 +154,25 @@ def open_clips(
     t0 = time.perf_counter()
     res = extract_many(records, config=config, options=opts, executor=executor)
     return audio_clips(data, records, res, config, split=split, train_fraction=train_fraction,
-                       seed=seed, n_jobs=opts.n_jobs, extract_s=time.perf_counter() - t0)  # fmt: skip
+                       seed=seed, n_jobs=opts.n_jobs, extract_s=time.perf_counter() - t0,
+                       cache_dir=opts.cache_dir)  # fmt: skip
 
 
 def audio_clips(
     data: str | os.PathLike, records: Sequence[Record], features: ExtractionResult,
     config: Any, *, split: Optional[str], train_fraction: float, seed: int,
-    n_jobs: Optional[int] = None, extract_s: float = 0.0,
+    n_jobs: Optional[int] = None, extract_s: float = 0.0, cache_dir: Optional[str] = None,
 ) -> ClipSet:  # fmt: skip
     """The clip set of ``records`` of the manifest ``data``, from their extraction.
 
     ``config`` is the front end of ``features`` (one per member of a fused model).
-    The ``split`` block records the files used, so that scoring can refuse them.
+    The ``split`` block records the files used, so that scoring can refuse them (their
+    hashes kept in ``cache_dir``).
     """
     clips, labels = features.labelled_clips(records)
     used = [r for r in records if r.path in features.features]
     block = describe_split(data, split, used, train_fraction=train_fraction, seed=seed,
-                           n_jobs=n_jobs)  # fmt: skip
+                           n_jobs=n_jobs, cache_dir=cache_dir)  # fmt: skip
     return ClipSet("audio", clips, labels, config, blocks={"split": block},
                    skipped=skipped_list(features), timing={"extract_s": extract_s})  # fmt: skip
 
