@@ -20,7 +20,7 @@ from .output import (
 )
 
 if TYPE_CHECKING:
-    from ..data.cache import FileFacts
+    from ..data.packs import FileFacts
 
 __all__ = [
     "ProgressBar", "echo_json", "command_executor", "format_selection", "feature_options", "given",
@@ -211,7 +211,7 @@ def load_config(preset: str | None, config_path: str | None):
 
 def _audio_seconds(facts: FileFacts, path: str) -> float:
     """Seconds of audio in ``path`` by its header, kept in ``facts``
-    (:class:`~audiogmm.data.cache.FileFacts`); 0 for a file that cannot be read."""
+    (:class:`~audiogmm.data.packs.FileFacts`); 0 for a file that cannot be read."""
     from ..audio import info
     from ..exceptions import AudioError
 
@@ -236,7 +236,7 @@ def command_executor(
     the many small products of training (k-means, M-steps) are slower on a waking
     BLAS pool.
     """
-    from ..data.cache import FileFacts
+    from ..data.packs import FileFacts
     from ..engine import default_workers, one_blas_thread
     from ..engine.policy import PROCESS_MIN_AUDIO_S, count_until, executor_for_work
 

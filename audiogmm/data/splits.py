@@ -118,8 +118,8 @@ def _identities(
 ) -> list[str | None]:  # fmt: skip
     """:func:`file_identity` of each path (None for an unreadable one when
     ``skip_unreadable``), on ``n_jobs`` threads: reads and BLAKE2b release the GIL.
-    With a ``cache_dir``, kept there (:class:`~audiogmm.data.cache.FileFacts`)."""
-    from .cache import FileFacts
+    With a ``cache_dir``, kept there (:class:`~audiogmm.data.packs.FileFacts`)."""
+    from .packs import FileFacts
 
     def digest(path: str) -> bytes:
         return bytes.fromhex(file_identity(path))
