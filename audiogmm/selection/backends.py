@@ -69,19 +69,26 @@ def backend_cv_scores(
     with resolve(executor, None) as ex, quiet_single_class(), warnings.catch_warnings():
         # MAP on a fold's few frames may lower the bound by rounding: noise for a ranking
         warnings.filterwarnings("ignore", "EM log-likelihood decreased", RuntimeWarning)
-        for f in range(int(folds.max(initial=-1)) + 1):
-            test, train = np.flatnonzero(folds == f), np.flatnonzero(folds != f)
-            if not len(test):
-                continue
+
+        def fold_scores(f: int) -> dict[str, np.ndarray]:
+            train, test = np.flatnonzero(folds != f), np.flatnonzero(folds == f)
             fit_on = ([clips[i][::frame_step] for i in train], [labels[i] for i in train])
             scored = [clips[i][::frame_step] for i in test]
             ubm = BACKENDS["map"](random_state=random_state).fit(*fit_on, executor=ex).ubm_
+            got = {}
             for b in backends:
                 # a backend whose fit takes no UBM (a new one) trains its own
                 given = {"ubm": ubm} if "ubm" in inspect.signature(BACKENDS[b].fit).parameters else {}
                 clf = BACKENDS[b](random_state=random_state).fit(*fit_on, executor=ex, **given)
-                cols = [names.index(y) for y in clf.labels_]
-                out[b][np.ix_(test, cols)] = clf.score_matrix(scored, executor=ex)
+                S = np.full((len(test), len(names)), np.nan)
+                S[:, [names.index(y) for y in clf.labels_]] = clf.score_matrix(scored, executor=ex)
+                got[b] = S
+            return got
+
+        held = [f for f in range(int(folds.max(initial=-1)) + 1) if (folds == f).any()]
+        for f, got in zip(held, ex.map(fold_scores, held)):  # the folds in parallel
+            for b in backends:
+                out[b][folds == f] = got[b]
     return out
 
 
