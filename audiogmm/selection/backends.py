@@ -153,20 +153,19 @@ def calibrate_backend(
     folds = clip_folds(labels, n_folds, random_state=random_state)
     if not (folds >= 0).any() or len(set(labels)) < 2:
         raise ParameterError("calibration needs 2 classes and 2 training clips in some class")
-    target, scores = [], []
-    with resolve(executor, params.get("n_jobs")) as ex:
-        for f in range(n_folds):
-            test, train = np.flatnonzero(folds == f), np.flatnonzero(folds != f)
-            if not len(test):
-                continue
-            given = {} if ubm is None else {"ubm": ubm}
-            clf = cls(random_state=random_state, **params).fit(
-                [clips[i] for i in train], [labels[i] for i in train], executor=ex, **given
-            )
-            S = clf.score_samples([clips[i] for i in test], executor=ex)
-            truth = np.array([labels[i] for i in test])[:, None] == np.array(clf.labels_)[None]
-            target.append(truth.ravel())
-            scores.append(S.ravel())
+    given = {} if ubm is None else {"ubm": ubm}
+
+    def fold_trials(f: int) -> tuple[np.ndarray, np.ndarray]:
+        test, train = np.flatnonzero(folds == f), np.flatnonzero(folds != f)
+        clf = cls(random_state=random_state, **params).fit(
+            [clips[i] for i in train], [labels[i] for i in train], executor=ex, **given
+        )
+        S = clf.score_samples([clips[i] for i in test], executor=ex)
+        truth = np.array([labels[i] for i in test])[:, None] == np.array(clf.labels_)[None]
+        return truth.ravel(), S.ravel()
+
+    with resolve(executor, params.get("n_jobs")) as ex:  # the folds in parallel
+        target, scores = zip(*ex.map(fold_trials, [f for f in range(n_folds) if (folds == f).any()]))
     y, s = np.concatenate(target).astype(np.int64), np.concatenate(scores)
     a, b = fit_calibration(y, s, p_target=p_target)
     return {"slope": a, "offset": b, "p_target": p_target,
