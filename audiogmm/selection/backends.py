@@ -74,12 +74,14 @@ def backend_cv_scores(
             train, test = np.flatnonzero(folds != f), np.flatnonzero(folds == f)
             fit_on = ([clips[i][::frame_step] for i in train], [labels[i] for i in train])
             scored = [clips[i][::frame_step] for i in test]
-            ubm = BACKENDS["map"](random_state=random_state).fit(*fit_on, executor=ex).ubm_
+            fitted = BACKENDS["map"](random_state=random_state).fit(*fit_on, executor=ex)
             got = {}
             for b in backends:
-                # a backend whose fit takes no UBM (a new one) trains its own
-                given = {"ubm": ubm} if "ubm" in inspect.signature(BACKENDS[b].fit).parameters else {}
-                clf = BACKENDS[b](random_state=random_state).fit(*fit_on, executor=ex, **given)
+                clf = fitted  # map: the UBM's own fit (not adapted a second time)
+                if b != "map":  # a backend whose fit takes no UBM (a new one) trains its own
+                    takes = "ubm" in inspect.signature(BACKENDS[b].fit).parameters
+                    given = {"ubm": fitted.ubm_} if takes else {}
+                    clf = BACKENDS[b](random_state=random_state).fit(*fit_on, executor=ex, **given)
                 S = np.full((len(test), len(names)), np.nan)
                 S[:, [names.index(y) for y in clf.labels_]] = clf.score_matrix(scored, executor=ex)
                 got[b] = S
@@ -165,7 +167,8 @@ def calibrate_backend(
         return truth.ravel(), S.ravel()
 
     with resolve(executor, params.get("n_jobs")) as ex:  # the folds in parallel
-        target, scores = zip(*ex.map(fold_trials, [f for f in range(n_folds) if (folds == f).any()]))
+        held = [f for f in range(n_folds) if (folds == f).any()]
+        target, scores = zip(*ex.map(fold_trials, held))
     y, s = np.concatenate(target).astype(np.int64), np.concatenate(scores)
     a, b = fit_calibration(y, s, p_target=p_target)
     return {"slope": a, "offset": b, "p_target": p_target,
