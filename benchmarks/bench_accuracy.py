@@ -27,7 +27,8 @@ Reported per configuration: accuracy pooled over the splits (every test decision
 once) with its 95% Wilson interval, the accuracy of each split, balanced accuracy
 (mean per-class recall, averaged over the splits), wall time of train + evaluate (median
 over the splits and ``--repeats``), and the ratio of the ``auto`` train time to the
-``defaults`` train time. Before the timed runs, one untimed warm-up of ``defaults`` and
+``defaults`` train time, in wall time and in CPU time (user + system of the process: on a
+shared machine the other processes' load moves the first, not the second). Before the timed runs, one untimed warm-up of ``defaults`` and
 ``ref-speech`` on ``data_samples/speakers`` fills the numba and .pyc caches
 (``--no-warmup`` skips it).
 
@@ -44,6 +45,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import resource
 import shlex
 import statistics
 import tempfile
@@ -142,6 +144,13 @@ def all_datasets(args) -> list[Dataset]:
     ]
 
 
+def _children_cpu() -> float:
+    """User + system CPU seconds of the finished child processes (the load of the other
+    processes on a shared machine changes wall times, not this)."""
+    ru = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return ru.ru_utime + ru.ru_stime
+
+
 def run_config(name: str, ds: Dataset, model: str, extra: list[str]) -> dict[str, Any]:
     side, opts = CONFIGS[name]
     env = base_env()
@@ -151,16 +160,18 @@ def run_config(name: str, ds: Dataset, model: str, extra: list[str]) -> dict[str
             return {"status": "error", "detail": r.last_error()}
         res = r.json()
         return {
-            "status": "ok", "s": r.seconds, "train_s": None, "evaluate_s": None,
+            "status": "ok", "s": r.seconds, "train_s": None, "train_cpu_s": None, "evaluate_s": None,
             "accuracy": res["accuracy"], "balanced_accuracy": res.get("balanced_accuracy"),
             "n": res["n_test"], "detail": f"stages {res['stages']}",
             "model": "K=16 D=60" if opts[0] == "speech" else "K=16 D=20",
         }  # fmt: skip
     exe = audiogmm_exe()
+    cpu0 = _children_cpu()
     tr = run(
         [exe, "train", ds.csv, "--split", "train", "-o", model, "--json", *opts, *extra],
         env, check=False,
     )  # fmt: skip
+    train_cpu = _children_cpu() - cpu0
     if tr.returncode == 2:
         return {"status": "n/a", "detail": "n/a (not available): " + tr.last_error()}
     if tr.returncode != 0:
@@ -178,6 +189,7 @@ def run_config(name: str, ds: Dataset, model: str, extra: list[str]) -> dict[str
         bal = sum(recalls) / len(recalls)
     return {
         "status": "ok", "s": tr.seconds + ev.seconds, "train_s": tr.seconds,
+        "train_cpu_s": train_cpu,
         "evaluate_s": ev.seconds, "accuracy": res["accuracy"], "balanced_accuracy": bal,
         "n": res["n"],
         "detail": f"model {tj.get('model')}",
@@ -226,9 +238,9 @@ def main() -> None:
                 ok = [r for r in res[name] if r["status"] == "ok"]
                 med[name] = {
                     k: (statistics.median(r[k] for r in ok) if ok and ok[0][k] is not None else None)
-                    for k in ("s", "train_s", "evaluate_s")
+                    for k in ("s", "train_s", "train_cpu_s", "evaluate_s")
                 }
-            base_tr = med.get("defaults", {}).get("train_s")
+            base = med.get("defaults", {})
             for name in args.config_list:
                 last = res[name][-1]
                 row: dict[str, Any] = {
@@ -256,8 +268,10 @@ def main() -> None:
                         "wall_s": rnd(med[name]["s"]), "train_s": rnd(med[name]["train_s"]),
                         "evaluate_s": rnd(med[name]["evaluate_s"]), "model": last["model"],
                     })  # fmt: skip
-                    if name == "auto" and base_tr and med[name]["train_s"]:
-                        row["auto_over_defaults_train"] = rnd(med[name]["train_s"] / base_tr, 2)
+                    for key, out in (("train_s", "auto_over_defaults_train"),
+                                     ("train_cpu_s", "auto_over_defaults_train_cpu")):
+                        if name == "auto" and base.get(key) and med[name][key]:
+                            row[out] = rnd(med[name][key] / base[key], 2)
                     row["acc_text"] = f"{acc:.3f} [{lo:.3f}, {hi:.3f}]"
                     row["seed_text"] = " ".join(f"{r['accuracy']:.3f}" for r in runs)
                 else:
@@ -285,7 +299,8 @@ def main() -> None:
         )
         for r in sub:
             if "auto_over_defaults_train" in r:
-                print(f"auto train time / defaults train time: {r['auto_over_defaults_train']:.2f}")
+                print(f"auto train time / defaults train time: {r['auto_over_defaults_train']:.2f} "
+                      f"(CPU time: {r.get('auto_over_defaults_train_cpu', float('nan')):.2f})")
             if r["status"] == "error":
                 print(f"{r['config']}: error: {r['detail']}")
         print()

@@ -154,6 +154,26 @@ def test_held_out_clips_are_scored_by_models_that_never_saw_them():
     )
 
 
+def test_cv_fits_in_parallel_score_as_one_after_another():
+    # the folds' fits run as parallel tasks (their inner steps inline): the same scores
+    from audiogmm.engine import LocalExecutor
+    from audiogmm.selection.backends import backend_cv_scores, calibrate_backend
+
+    rng = np.random.default_rng(4)
+    clips = [X for n, c in ((7, 0.0), (6, 0.5), (5, 1.0)) for X in _blobs(rng, n, c, 3.0, 40, 3)]
+    labels = ["a"] * 7 + ["b"] * 6 + ["c"] * 5
+    got = []
+    for n in (1, 2):
+        with LocalExecutor(n) as ex:
+            sel = cv_scores(clips, labels, grid=(1, 2, 4), random_state=0, executor=ex)
+            maps = backend_cv_scores(clips, labels, ["map"], sel.folds, executor=ex)
+            cal = calibrate_backend(clips, labels, "map", executor=ex)
+        got.append([*sel.scores.values(), maps["map"], np.array([cal["slope"], cal["offset"]])])
+    for a, b in zip(*got):
+        assert np.isfinite(a[sel.held] if a.ndim == 2 else a).all()
+        np.testing.assert_allclose(a, b, rtol=1e-10)
+
+
 def test_caps_limit_k_by_frames():
     assert max_components(10) == 1
     assert max_components(1000) == 1000 // 50

@@ -69,19 +69,28 @@ def backend_cv_scores(
     with resolve(executor, None) as ex, quiet_single_class(), warnings.catch_warnings():
         # MAP on a fold's few frames may lower the bound by rounding: noise for a ranking
         warnings.filterwarnings("ignore", "EM log-likelihood decreased", RuntimeWarning)
-        for f in range(int(folds.max(initial=-1)) + 1):
-            test, train = np.flatnonzero(folds == f), np.flatnonzero(folds != f)
-            if not len(test):
-                continue
+
+        def fold_scores(f: int) -> dict[str, np.ndarray]:
+            train, test = np.flatnonzero(folds != f), np.flatnonzero(folds == f)
             fit_on = ([clips[i][::frame_step] for i in train], [labels[i] for i in train])
             scored = [clips[i][::frame_step] for i in test]
-            ubm = BACKENDS["map"](random_state=random_state).fit(*fit_on, executor=ex).ubm_
+            fitted = BACKENDS["map"](random_state=random_state).fit(*fit_on, executor=ex)
+            got = {}
             for b in backends:
-                # a backend whose fit takes no UBM (a new one) trains its own
-                given = {"ubm": ubm} if "ubm" in inspect.signature(BACKENDS[b].fit).parameters else {}
-                clf = BACKENDS[b](random_state=random_state).fit(*fit_on, executor=ex, **given)
-                cols = [names.index(y) for y in clf.labels_]
-                out[b][np.ix_(test, cols)] = clf.score_matrix(scored, executor=ex)
+                clf = fitted  # map: the UBM's own fit (not adapted a second time)
+                if b != "map":  # a backend whose fit takes no UBM (a new one) trains its own
+                    takes = "ubm" in inspect.signature(BACKENDS[b].fit).parameters
+                    given = {"ubm": fitted.ubm_} if takes else {}
+                    clf = BACKENDS[b](random_state=random_state).fit(*fit_on, executor=ex, **given)
+                S = np.full((len(test), len(names)), np.nan)
+                S[:, [names.index(y) for y in clf.labels_]] = clf.score_matrix(scored, executor=ex)
+                got[b] = S
+            return got
+
+        held = [f for f in range(int(folds.max(initial=-1)) + 1) if (folds == f).any()]
+        for f, got in zip(held, ex.map(fold_scores, held)):  # the folds in parallel
+            for b in backends:
+                out[b][folds == f] = got[b]
     return out
 
 
@@ -146,20 +155,20 @@ def calibrate_backend(
     folds = clip_folds(labels, n_folds, random_state=random_state)
     if not (folds >= 0).any() or len(set(labels)) < 2:
         raise ParameterError("calibration needs 2 classes and 2 training clips in some class")
-    target, scores = [], []
-    with resolve(executor, params.get("n_jobs")) as ex:
-        for f in range(n_folds):
-            test, train = np.flatnonzero(folds == f), np.flatnonzero(folds != f)
-            if not len(test):
-                continue
-            given = {} if ubm is None else {"ubm": ubm}
-            clf = cls(random_state=random_state, **params).fit(
-                [clips[i] for i in train], [labels[i] for i in train], executor=ex, **given
-            )
-            S = clf.score_samples([clips[i] for i in test], executor=ex)
-            truth = np.array([labels[i] for i in test])[:, None] == np.array(clf.labels_)[None]
-            target.append(truth.ravel())
-            scores.append(S.ravel())
+    given = {} if ubm is None else {"ubm": ubm}
+
+    def fold_trials(f: int) -> tuple[np.ndarray, np.ndarray]:
+        test, train = np.flatnonzero(folds == f), np.flatnonzero(folds != f)
+        clf = cls(random_state=random_state, **params).fit(
+            [clips[i] for i in train], [labels[i] for i in train], executor=ex, **given
+        )
+        S = clf.score_samples([clips[i] for i in test], executor=ex)
+        truth = np.array([labels[i] for i in test])[:, None] == np.array(clf.labels_)[None]
+        return truth.ravel(), S.ravel()
+
+    with resolve(executor, params.get("n_jobs")) as ex:  # the folds in parallel
+        held = [f for f in range(n_folds) if (folds == f).any()]
+        target, scores = zip(*ex.map(fold_trials, held))
     y, s = np.concatenate(target).astype(np.int64), np.concatenate(scores)
     a, b = fit_calibration(y, s, p_target=p_target)
     return {"slope": a, "offset": b, "p_target": p_target,

@@ -372,29 +372,31 @@ def cv_scores(
     nan = np.full((len(clips), len(names)), np.nan)
     sel.scores = {k: nan.copy() for k in grid}
     caps = {lab: max_components(n_frames[y == j].sum()) for j, lab in enumerate(names)}
+    # one fit per fold and distinct classifier (a K above every cap is the same one)
+    key_of: dict[tuple[int, int], tuple[int, tuple[int, ...]]] = {}
+    tasks: dict[tuple[int, tuple[int, ...]], dict[str, int]] = {}
+    for f in range(n_folds):
+        train = folds != f
+        if train.all():
+            continue
+        frames = {lab: int(n_frames[train & (y == j)].sum()) for j, lab in enumerate(names)}
+        for k in grid:
+            ks = {lab: min(k, max_components(n)) for lab, n in frames.items()}
+            key_of[f, k] = key = (f, tuple(ks[lab] for lab in names))
+            tasks.setdefault(key, ks)
+
+    def fold_scores(task: tuple[tuple[int, tuple[int, ...]], dict[str, int]]) -> np.ndarray:
+        (f, _), ks = task
+        train, test = np.flatnonzero(folds != f), np.flatnonzero(folds == f)
+        clf = fit_mixed([clips[i][::frame_step] for i in train], [labels[i] for i in train],
+                        ks, random_state=random_state, executor=ex, **params)  # fmt: skip
+        return clf.score_matrix([clips[i][::frame_step] for i in test], executor=ex)
+
     with resolve(executor, params.get("n_jobs")) as ex:
-        for f in range(n_folds):
-            test = np.flatnonzero(folds == f)
-            if not len(test):
-                continue
-            train = np.flatnonzero(folds != f)
-            fit_clips = [clips[i][::frame_step] for i in train]
-            # caps from the whole clips: decimated frames carry about the same information
-            frames = {lab: int(n_frames[train][y[train] == j].sum()) for j, lab in enumerate(names)}
-            done: dict[tuple[int, ...], np.ndarray] = {}
-            for k in grid:
-                ks = {lab: min(k, max_components(n)) for lab, n in frames.items()}
-                key = tuple(ks[lab] for lab in names)
-                if key not in done:  # K above every cap: same classifier as before
-                    clf = fit_mixed(
-                        fit_clips,
-                        [labels[i] for i in train],
-                        ks,
-                        random_state=random_state,
-                        executor=ex,
-                        **params,
-                    )
-                    done[key] = clf.score_matrix([clips[i][::frame_step] for i in test], executor=ex)
-                sel.scores[k][test] = done[key]
+        # whole fits in parallel (their inner steps then run inline): a 5-iteration EM
+        # split into chunks keeps the cores waiting on its many small steps
+        done = dict(zip(tasks, ex.map(fold_scores, tasks.items())))
+    for (f, k), key in key_of.items():
+        sel.scores[k][folds == f] = done[key]
     sel.caps = caps
     return sel

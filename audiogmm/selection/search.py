@@ -68,9 +68,7 @@ logger = logging.getLogger(__name__)
 def _check_components(components: Components) -> None:
     if components == "auto":
         return
-    if isinstance(components, bool) or not isinstance(components, (int, np.integer)):
-        raise ParameterError(f"components must be 'auto' or an int >= 1; got {components!r}")
-    if components < 1:
+    if isinstance(components, bool) or not isinstance(components, (int, np.integer)) or components < 1:
         raise ParameterError(f"components must be 'auto' or an int >= 1; got {components!r}")
 
 

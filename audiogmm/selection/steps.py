@@ -186,11 +186,15 @@ def step_front_end(state: TuneState) -> None:
     if len(state.cands) < 2:
         return
     k, singles = state.screen_k, []
+    # the first at the K search's step when the backends will compare with it
+    steps = {c: FRAME_STEP if rank == 0 and state.backends else SCREEN_FRAME_STEP
+             for rank, c in enumerate(state.cands)}  # fmt: skip
+    todo = [c for c in state.cands if c not in state.sels]  # the K search has screen_k
+    for cand in todo:  # extracted here: an extraction is parallel by itself
+        state.features(cand)
+    # one front end's CV per worker, its fits inline: fewer, larger parallel tasks
+    state.sels.update(zip(todo, state.executor.map(lambda c: state.cv(c, [k], steps[c]), todo)))
     for rank, cand in enumerate(state.cands):
-        if cand not in state.sels:  # the first front end's K search has screen_k already
-            # the first at the K search's step when the backends will compare with it
-            full = rank == 0 and bool(state.backends)
-            state.sels[cand] = state.cv(cand, [k], FRAME_STEP if full else SCREEN_FRAME_STEP)
         sel = state.sels[cand]
         c, n = sel.accuracy_counts(sel.scores[k])
         state.table.append(table_row("front end", cand, f"K={k}", c, n))
