@@ -1,18 +1,9 @@
 """Model selection on training clips only: clip-stratified folds, per-class K, mixed-K classifiers.
 
-Frames of one clip are strongly correlated, so every held-out estimate here holds
-out whole **clips**, never frames: a class's K is the grid value with the largest
-cross-validated held-out log-likelihood of its own clips. Frame-level criteria
-(BIC on the training frames, frame folds) count one clip's thousand similar frames
-as a thousand independent observations and pick ever larger K, which is exactly
-the overfit seen with 32 components on 9 clips per class.
-
-A classifier whose classes have different K (:func:`fit_mixed`) fits each class at
-its own K; :meth:`~audiogmm.models.GMMClassifier.set_models` stacks them for
-batched scoring, a smaller class's unused slots holding weight 0 (no density).
-
-The rules that turn these cross-validated scores into choices are in
-:mod:`audiogmm.selection.rules`.
+Every held-out estimate holds out whole **clips**, never frames: frame-level criteria
+(BIC, frame folds) count a clip's thousand correlated frames as independent and pick
+ever larger K (the overfit seen with 32 components on 9 clips per class). The rules
+that turn these scores into choices are in :mod:`audiogmm.selection.rules`.
 """
 
 from __future__ import annotations
@@ -54,21 +45,10 @@ FRAMES_PER_COMPONENT = 50
 
 
 def clip_folds(labels: Sequence[str], n_folds: int, *, random_state: int | None = 0) -> np.ndarray:
-    """Fold of each clip, stratified per label; clips of a single-clip label are never held out.
+    """Fold of each clip (n_clips,), in ``[0, n_folds)``, stratified per label.
 
-    Each label's clips are shuffled (one stream per label) and dealt round-robin to
-    the folds, so every fold holds out about ``1 / n_folds`` of every label.
-
-    Parameters
-    ----------
-    labels : sequence of str, length n_clips
-    n_folds : int >= 2
-    random_state : int or None
-
-    Returns
-    -------
-    ndarray of shape (n_clips,), int
-        Fold index in ``[0, n_folds)``, or -1 for a clip that is always trained on.
+    Each label's clips are shuffled (one stream per label) and dealt round-robin to the
+    folds; a single-clip label's clip gets -1 (never held out).
     """
     if not isinstance(n_folds, (int, np.integer)) or n_folds < 2:
         raise ParameterError(f"n_folds must be an int >= 2; got {n_folds!r}")
@@ -96,25 +76,11 @@ def max_components(n_frames: int) -> int:
 def supported_grid(
     labels: Sequence[str], n_frames: Sequence[int], grid: Sequence[int], n_folds: int
 ) -> tuple[int, ...]:
-    """The values of ``grid`` that at least half of the labels can use in cross-validation.
+    """The sorted values of ``grid`` that at least half of the labels can use in CV.
 
-    A class fitted on the other folds' clips (``(n_folds - 1) / n_folds`` of its
-    frames) is capped at :func:`max_components` of them; a K above the cap of most
-    classes mostly refits the smaller models, so it is not a distinct candidate and
-    its fits are skipped. The smallest value is always kept.
-
-    Parameters
-    ----------
-    labels : sequence of str, length n_clips
-    n_frames : sequence of int, length n_clips
-        Frames of each clip.
-    grid : sequence of int > 0
-    n_folds : int >= 2
-
-    Returns
-    -------
-    tuple of int
-        Sorted.
+    A fold's fit sees ``(n_folds - 1) / n_folds`` of a class's frames (``n_frames``: one
+    per clip) and is capped at :func:`max_components` of them; a K above most caps only
+    refits the smaller models, so it is skipped. The smallest value is always kept.
     """
     cap = median_cap(labels, n_frames, used=(n_folds - 1, n_folds))
     ks = sorted({int(k) for k in grid})
@@ -126,13 +92,7 @@ def median_cap(
 ) -> int:
     """The largest K that at least half of the labels can support (:func:`max_components`).
 
-    Parameters
-    ----------
-    labels : sequence of str, length n_clips
-    n_frames : sequence of int, length n_clips
-        Frames of each clip.
-    used : (int, int)
-        The fraction ``a / b`` of each label's frames a fit sees (a CV fold: ``(2, 3)``).
+    ``n_frames`` holds each clip's frames; a fit sees the fraction ``a / b = used`` of them.
     """
     per_label: dict[str, int] = {}
     for y, n in zip(labels, n_frames):
@@ -151,27 +111,11 @@ def fit_mixed(
     executor: LocalExecutor | None = None,
     **params: Any,
 ) -> GMMClassifier:
-    """A :class:`GMMClassifier` whose class ``y`` has ``n_components[y]`` components.
+    """A fitted :class:`GMMClassifier` whose class ``y`` has ``n_components[y]`` components.
 
-    Labels with the same K are trained together by one ``GMMClassifier(K).fit`` (one
-    stacked EM); each class keeps its own mixture (no padded components).
-
-    Parameters
-    ----------
-    clips : sequence of ndarray, each of shape (n_frames_i, n_dims)
-    labels : sequence of str, length n_clips
-    n_components : mapping of label to int > 0
-        Must cover every label.
-    random_state : int or None
-    executor : LocalExecutor, optional
-    **params
-        Other :class:`GMMClassifier` / :class:`DiagGMM` parameters (``max_iter``, ...).
-
-    Returns
-    -------
-    GMMClassifier
-        Fitted, with ``n_components`` the largest K, ``models_[y]`` of its own K and
-        each ``fit_report_[y]`` holding that K as ``n_components``.
+    ``clips`` are (n_frames_i, n_dims) arrays; labels with the same K are trained by one
+    stacked EM, each class keeping its own mixture (``fit_report_[y]["n_components"]``);
+    ``params`` go to the classifiers. The result's ``n_components`` is the largest K.
     """
     labels = [str(y) for y in labels]
     missing = sorted(set(labels) - set(n_components))
@@ -197,16 +141,14 @@ def fit_mixed(
     return out
 
 
-class _OneClassFilter(logging.Filter):
-    def filter(self, record: logging.LogRecord) -> bool:
-        return not record.getMessage().startswith("only one class")
-
-
 @contextmanager
 def quiet_single_class():
     """Silence the classifier's one-class warning (a group or fold may hold one label)."""
-    # a group of fit_mixed may hold one label: the classifier's one-class warning is noise here
-    log, flt = logging.getLogger(GMMClassifier.__module__), _OneClassFilter()
+    log = logging.getLogger(GMMClassifier.__module__)
+
+    def flt(record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith("only one class")
+
     log.addFilter(flt)
     try:
         yield
@@ -283,15 +225,9 @@ class ComponentSelection:
         return {lab: min(int(k), self.caps[lab]) for lab, k in choice.items()}
 
     def merged(self, other: ComponentSelection) -> ComponentSelection:
-        """These scores and ``other``'s, over the union of the grids.
+        """These scores and ``other``'s (same clips, labels and folds), over the union of the grids.
 
-        Both must come from :func:`cv_scores` on the same clips, labels and folds (the
-        same ``random_state``), so that one K can be added to a search already run.
-
-        Raises
-        ------
-        ParameterError
-            The clips, labels or folds differ.
+        Raises :class:`ParameterError` when the clips, labels or folds differ.
         """
         same = (
             self.labels == other.labels
@@ -326,35 +262,14 @@ def cv_scores(
 ) -> ComponentSelection:
     """Score every training clip, held out by clip, under classifiers of each grid K.
 
-    For each fold and each K, one classifier (each class at ``min(K, cap)``
-    components, cap from the class's frames in that fold's training clips) is
-    fitted on the other folds' clips and scores the fold's clips against every
-    class in one batched pass. The result supports both global choices (accuracy
-    per K) and per-class ones (:meth:`ComponentSelection.choose`).
-
-    Parameters
-    ----------
-    clips : sequence of ndarray, each of shape (n_frames_i, n_dims)
-    labels : sequence of str, length n_clips
-    grid : sequence of int > 0
-    n_folds : int >= 2
-    random_state : int or None
-        Seeds the folds and the fits.
-    frame_step : int >= 1
-        Fit on every ``frame_step``-th frame of each training clip, and score every
-        ``frame_step``-th frame of each held-out clip: neighbouring frames overlap and
-        are nearly redundant (with a 40 ms window and a 20 ms hop, every second frame
-        still covers every sample), so a step of 2 halves the cost of the search. On
-        the development corpus, held-out clips scored whole or at step 2 gave the
-        same CV accuracies within 2 clips of 428-491.
-    executor : LocalExecutor, optional
-    **params
-        Passed to the classifiers (``max_iter``, ``tol``, ``init``, ...).
-
-    Returns
-    -------
-    ComponentSelection
+    For each fold and K, one classifier (each class at ``min(K, cap)``, cap from its
+    frames in the fold's training clips) is fitted on the other folds' clips (each an
+    (n_frames_i, n_dims) array) and scores the fold's clips in one batched pass;
+    ``params`` go to the classifiers. Fits and scores use every ``frame_step``-th frame:
+    neighbouring frames are nearly redundant, and on the development corpus step 2 gave
+    the same CV accuracies within 2 clips of 428-491, at half the cost.
     """
+
     grid = tuple(sorted({int(k) for k in grid}))
     if not grid or grid[0] < 1:
         raise ParameterError(f"grid must hold integers >= 1; got {grid!r}")
