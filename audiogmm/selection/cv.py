@@ -21,17 +21,8 @@ from ..exceptions import ParameterError
 from ..mixture import DiagGMM
 from ..models import GMMClassifier
 
-__all__ = [
-    "COMPONENT_GRID",
-    "ComponentSelection",
-    "clip_folds",
-    "cv_scores",
-    "fit_mixed",
-    "max_components",
-    "median_cap",
-    "quiet_single_class",
-    "supported_grid",
-]
+__all__ = ["COMPONENT_GRID", "ComponentSelection", "clip_folds", "cv_scores", "fit_mixed",
+           "max_components", "median_cap", "quiet_single_class", "supported_grid"]  # fmt: skip
 
 logger = logging.getLogger(__name__)
 

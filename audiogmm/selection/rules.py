@@ -16,16 +16,8 @@ import numpy as np
 
 from ..models.fusion import fuse_scores
 
-__all__ = [
-    "Option",
-    "beats_default",
-    "choose_components",
-    "choose_fusion",
-    "forward_fusion",
-    "one_standard_error",
-    "search_down",
-    "within_one_se",
-]
+__all__ = ["Option", "beats_default", "choose_components", "choose_fusion", "forward_fusion",
+           "one_standard_error", "search_down", "within_one_se"]  # fmt: skip
 
 logger = logging.getLogger(__name__)
 

@@ -1,32 +1,10 @@
 """``--preset auto --components auto``: the model chosen by cross-validation on training files.
 
-:func:`tune` runs small steps over one :class:`TuneState`, each reading what the earlier
-ones chose and adding its rows to the table:
-
-1. :func:`step_front_ends`: the candidate front ends (:data:`FRONT_ENDS` within the files'
-   bandwidth, then the widest one's per-clip mean-normalised copy ``<name>-cmn``, :data:`CMN`).
-2. :func:`step_components`, on the first (default) front end: every single K of the grid
-   most classes can support (:func:`~.cv.supported_grid`), from the largest down
-   (:func:`~.rules.search_down`), and a per-class K (each class's best held-out
-   log-likelihood). The default K is kept unless another beats it by more than the noise
-   (:func:`~.rules.choose_components`).
-3. :func:`step_front_end`: every other front end at the K of step 2 (the best single K
-   when per-class won); the simplest within one standard error (:func:`~.rules.one_standard_error`).
-4. :func:`step_fusion`: greedy forward selection of late-fusion members, kept only when it
-   beats the front end alone by more than the noise (:func:`~.rules.choose_fusion`); the
-   members' weights are then fitted by logistic regression on their held-out scores
-   (:func:`~audiogmm.models.fusion.fit_fusion`).
-5. :func:`step_backend` (``backends``): the other backends of
-   :data:`~audiogmm.models.BACKENDS` (``map``, and any new one; ``gsv`` only when asked,
-   :data:`~.state.COSTLY_BACKENDS`) on the default front end over a UBM of 64 per fold,
-   scored on the same held-out clips; one is chosen only when it beats step 2-4's choice
-   and the default by two standard errors (:data:`~.steps.BACKEND_SE`).
-
-Folds hold out whole clips, never frames, and only the training files are ever read.
-Fits inside the cross-validation stop after :data:`CV_MAX_ITER` EM iterations and use
-every :data:`FRAME_STEP`-th frame (:data:`SCREEN_FRAME_STEP` for the other front ends):
-on the development corpus 20 and 100 iterations gave the same accuracies within two
-clips of 429 (README "Tuning"). Every row carries its 95% Wilson interval.
+:func:`tune` runs the steps of :mod:`audiogmm.selection.steps` over one :class:`TuneState`:
+the candidate front ends, the number of components (on the default front end), the other
+front ends, late fusion, and the other backends. Folds hold out whole clips and only the
+training files are read. CV fits stop after :data:`CV_MAX_ITER` EM iterations (20 and 100
+gave the same accuracies within two clips of 429, README "Tuning").
 """
 
 from __future__ import annotations
@@ -108,35 +86,16 @@ def tune(
 
     Parameters
     ----------
-    records : sequence of Record
-        The training files (never the test side).
-    preset : str or FeatureConfig, default="auto"
-        ``"auto"`` tries every :data:`FRONT_ENDS` candidate; a preset name or a
-        config fixes the front end.
-    components : int or "auto", default="auto"
+    preset : str or FeatureConfig
+        ``"auto"`` tries every :data:`FRONT_ENDS` candidate; a name or a config fixes it.
+    components : int or "auto"
         ``"auto"`` chooses K per class (or one K) over ``grid``; an int fixes K.
-    grid : sequence of int
-        Candidate K values (:data:`~audiogmm.selection.cv.COMPONENT_GRID`).
-    n_folds : int >= 2
-        Clip-stratified folds.
     cv_max_iter : int >= 1
         EM iterations per fit inside the cross-validation.
-    random_state : int or None
-        Seeds the folds and the fits.
-    options : RunOptions, optional
-        Cache folder, workers, progress, strictness for the extractions.
-    executor : LocalExecutor, optional
     backends : sequence of str, "auto" or None
-        Other backends to try (step 5). None: ``"auto"`` when both ``preset`` and
-        ``components`` are ``"auto"``, none otherwise; ``"auto"``: every backend of
-        :data:`~audiogmm.models.BACKENDS` whose extra is installed, except
-        :data:`~.state.COSTLY_BACKENDS`; ``()``: none.
-    **classifier_params
-        Other classifier parameters for the fits (``init``, ``tol``, ...).
-
-    Returns
-    -------
-    TuneResult
+        Other backends to try. None: ``"auto"`` when ``preset`` and ``components`` are
+        both ``"auto"``, else none; ``"auto"``: every backend whose extra is installed,
+        except :data:`~.state.COSTLY_BACKENDS`.
 
     Raises
     ------
@@ -212,20 +171,12 @@ def train_tuned(
 ) -> tuple[GMMClassifier | FusedClassifier, TuneResult]:
     """:func:`tune`, then fit the chosen model on every training file (features reused).
 
-    ``classifier_params`` (``max_iter``, ``init``, ...) apply to the final ml fit; the
-    cross-validation fits use ``cv_max_iter``; another backend is fitted with its defaults
-    and the UBM size it was scored at.
-
-    Returns
-    -------
-    classifier : GMMClassifier, FusedClassifier or another backend's classifier
-        A FusedClassifier (one member per ``result.members``, weights
-        ``result.fusion_weights``; save it with ``result.member_configs``) when a late
-        fusion won. Classes may have different K (:func:`~.cv.fit_mixed`);
-        ``timing_`` has ``tune_s`` and ``train_s``.
-    result : TuneResult
-        Save ``result.to_header()`` in the model file under ``selection``.
+    ``classifier_params`` apply to the final ml fit (another backend: its defaults and the
+    UBM size it was scored at). Returns the classifier (a FusedClassifier when a fusion
+    won; ``timing_`` has ``tune_s`` and ``train_s``) and the :class:`TuneResult`, whose
+    ``to_header()`` goes in the model file under ``selection``.
     """
+
     opts = options or RunOptions()
     with resolve(executor, opts.n_jobs) as ex:
         result = tune(

@@ -17,42 +17,23 @@ from ..models.classifier import N_COMPONENTS
 from ..scoring.metrics import wilson_interval
 from .cv import ComponentSelection, cv_scores
 
-__all__ = [
-    "BACKEND_EXTRAS",
-    "CMN",
-    "COSTLY_BACKENDS",
-    "CV_MAX_ITER",
-    "FRAME_STEP",
-    "FRONT_ENDS",
-    "MAX_FUSED",
-    "MIN_CLIPS_PER_CLASS",
-    "MIN_CV_CLIPS",
-    "N_FOLDS",
-    "SCREEN_FRAME_STEP",
-    "TuneResult",
-    "TuneState",
-    "candidates",
-    "table_row",
-]
+__all__ = ["BACKEND_EXTRAS", "CMN", "COSTLY_BACKENDS", "CV_MAX_ITER", "FRAME_STEP", "FRONT_ENDS",
+           "MAX_FUSED", "MIN_CLIPS_PER_CLASS", "MIN_CV_CLIPS", "N_FOLDS", "SCREEN_FRAME_STEP",
+           "TuneResult", "TuneState", "candidates", "table_row"]  # fmt: skip
 
 logger = logging.getLogger(__name__)
 
-#: Front ends that ``--preset auto`` cross-validates, simplest and cheapest first (the
-#: order of preference of the one-standard-error rule): the default ``general``, and the
-#: full-band ``sound`` (44.1 kHz), tried only when some training file has content above
-#: 8 kHz. Left out because they never beat ``general`` by more than one standard error in
-#: cross-validation at K=16 on the development corpus and cost an extraction each
-#: (README "Presets and tuning", ``bench_presets.py``): ``general`` + ΔΔ, ``speech``
-#: (10-25 points below), ``librosa`` and ``dcase2016``.
+#: Front ends that ``--preset auto`` cross-validates, simplest and cheapest first: the
+#: default ``general`` and the full-band ``sound`` (44.1 kHz, only for files with content
+#: above 8 kHz). The other presets never beat ``general`` by one SE in CV on the dev corpus
+#: (README "Presets and tuning").
 FRONT_ENDS: Mapping[str, FeatureConfig] = {
     "general": PRESETS["general"],
     "sound": PRESETS["sound"],
 }
 
-#: Added to the candidates as ``<widest>-cmn``: the widest-band front end tried, with
-#: per-clip cepstral mean normalisation, computed from the same extraction. Alone it is
-#: the weaker (it drops the clip's average spectrum and level); as a late-fusion partner
-#: of the raw front ends it gained on every development set (README "Presets and tuning").
+#: Added to the candidates as ``<widest>-cmn``: the widest front end with per-clip cepstral
+#: mean normalisation (same extraction); weaker alone, a gain as a late-fusion partner.
 CMN = {"cmvn": "utterance", "cmvn_norm_vars": False}
 
 #: Most members of a late fusion chosen by ``--preset auto``.
@@ -61,23 +42,18 @@ MAX_FUSED = 3
 N_FOLDS = 3
 #: EM iterations per fit inside the cross-validation.
 CV_MAX_ITER = 5
-#: Fewer training clips than this and a choice by cross-validation is mostly noise (one
-#: clip more or less correct moves the accuracy by over 3 points): ``tune`` warns.
+#: ``tune`` warns below this many training clips (a clip moves the accuracy by 3 points).
 MIN_CV_CLIPS = 30
-#: Fewer clips than this in some class and its held-out folds hold one or two clips:
-#: ``tune`` warns that the data cannot support a choice.
+#: ``tune`` warns when a class has fewer clips (its folds hold one or two).
 MIN_CLIPS_PER_CLASS = 3
 #: The cross-validation fits and scores every FRAME_STEP-th frame of each clip.
 FRAME_STEP = 2
-#: The same for the other front ends, compared at the chosen K (steps 3 and 4): they
-#: rank front ends and fusions, not model sizes, and at 3 instead of 2 they cost a
-#: quarter less (on the development sets the same fusions were kept).
+#: The same for the other front ends and fusions (steps 3 and 4): a quarter cheaper, and
+#: the same fusions were kept on the development sets.
 SCREEN_FRAME_STEP = 3
-#: The Python package each backend needs beyond the core (its extra): a backend whose
-#: package is missing is left out of the search, with a note.
+#: The package each backend needs beyond the core; without it the backend is left out.
 BACKEND_EXTRAS: Mapping[str, str] = {"gsv": "sklearn"}
-#: Backends ``auto`` does not cross-validate unless asked (``tune(backends=...)``), and
-#: why. Every other backend of :data:`~audiogmm.models.BACKENDS` is a candidate.
+#: Backends ``auto`` does not cross-validate unless asked (``tune(backends=...)``), and why.
 COSTLY_BACKENDS: Mapping[str, str] = {
     "gsv": "its CV costs 10-50x a plain train (five L-BFGS logistic regressions per fold, "
            "92% of the time on the dev sounds: 100 s against 8 s for map)",
@@ -90,16 +66,8 @@ Components = Union[int, str]
 
 def table_row(stage: str, front_end: str, components: str, correct: int, n: int) -> dict[str, Any]:
     lo, hi = wilson_interval(correct, n)
-    return {
-        "stage": stage,
-        "front_end": front_end,
-        "components": components,
-        "correct": correct,
-        "n": n,
-        "accuracy": correct / n if n else float("nan"),
-        "ci_low": lo,
-        "ci_high": hi,
-    }
+    return {"stage": stage, "front_end": front_end, "components": components, "correct": correct,
+            "n": n, "accuracy": correct / n if n else float("nan"), "ci_low": lo, "ci_high": hi}
 
 
 @dataclass
@@ -109,34 +77,23 @@ class TuneResult:
     Attributes
     ----------
     front_end : str
-        Name of the chosen front end: a key of :data:`FRONT_ENDS`, ``"<name>-cmn"`` (its
-        per-clip mean-normalised copy), a preset name, ``"config"`` (a given config), or
-        a late fusion ``"<a> + <b> [+ <c>]"`` of those.
-    config : FeatureConfig
+        A key of :data:`FRONT_ENDS`, ``"<name>-cmn"``, a preset name, ``"config"`` (a given
+        config), or a late fusion ``"<a> + <b> [+ <c>]"`` of those.
     n_components : dict of str to int
-        Components of each class (equal values for a single K).
-    components_rule : str
-        ``"fixed"``, ``"K=<k>"`` (one K chosen by accuracy) or ``"per-class"``.
+        Components of each class; ``components_rule`` is ``"fixed"``, ``"K=<k>"`` or
+        ``"per-class"``.
     table : list of dict
         One row per candidate: ``stage``, ``front_end``, ``components``, ``correct``,
         ``n``, ``accuracy``, ``ci_low``, ``ci_high`` (95% Wilson), plus ``chosen``.
-    n_folds, cv_max_iter : int
     seconds : float
         Wall time of the whole search (extraction included).
-    features : ExtractionResult
-        The chosen front end's features of the training files (not serialised); the
-        first member's for a fusion.
-    members : list of str
-        For a late fusion: the fused front ends in order of selection; empty otherwise.
-    member_configs : list of FeatureConfig
-    member_features : list of ExtractionResult
-        One per member, over the same usable files (not serialised).
-    fusion_weights : list of float or None
-        A fusion's member weights (:func:`~audiogmm.models.fusion.fit_fusion`).
+    features, member_features : ExtractionResult, list of ExtractionResult
+        The chosen front end's (a fusion's first member's) and each member's features of
+        the training files (not serialised); ``members``, ``member_configs`` and
+        ``fusion_weights`` describe a late fusion (empty or None otherwise).
     backend : str
-        The chosen key of :data:`~audiogmm.models.BACKENDS` (``"ml"`` unless another
-        backend won step 5, with a UBM of :data:`~audiogmm.models.UBM_COMPONENTS`;
-        ``n_components`` is then the ml choice, unused).
+        The chosen key of :data:`~audiogmm.models.BACKENDS` (not ``"ml"``: a UBM of
+        :data:`~audiogmm.models.UBM_COMPONENTS`, ``n_components`` unused).
     """
 
     front_end: str
@@ -172,31 +129,13 @@ class TuneResult:
 
 @dataclass
 class TuneState:
-    """Everything :func:`tune`'s steps share: the inputs, the features, and the choices so far.
-
-    Attributes
-    ----------
-    records, cands, options, executor, params, components, grid, n_folds, random_state
-        The inputs (``cands``: front end name -> config, in order of preference).
-    backends : tuple of str
-        Backends other than ``ml`` to try in step 5 (empty: none).
-    table : list of dict
-        The rows so far.
-    choices : dict of str to dict of str to int
-        Each components option (``"K=<k>"``, ``"per-class"``) -> K per class.
-    rule : str
-        The components option chosen.
-    screen_k : int
-        The single K the front ends, fusions and backends are compared at.
-    sels : dict of str to ComponentSelection
-        Each front end's cross-validated scores (with ``screen_k`` in its grid).
-    front_end : str
-        The chosen front end or fusion; ``members`` its fused front ends.
-    correct : int
-        Held-out clips the choice so far gets right, of ``n_scored``.
-    backend : str
-        The chosen backend.
+    """Everything :func:`tune`'s steps share: the inputs (``cands``: name -> config, in order
+    of preference; ``backends``: others than ``ml`` for step 5), the table so far, each
+    components option's K per class (``choices``) and the chosen one (``rule``), the K the
+    front ends are compared at (``screen_k``), each front end's CV scores (``sels``), and
+    the choice so far (``front_end``, ``members``, ``backend``; ``correct`` of ``n_scored``).
     """
+
 
     records: Sequence[Record]
     cands: dict[str, FeatureConfig]

@@ -40,24 +40,14 @@ from .state import (
     table_row,
 )
 
-__all__ = [
-    "BACKEND_SE",
-    "STEPS",
-    "step_backend",
-    "step_components",
-    "step_front_end",
-    "step_front_ends",
-    "step_fusion",
-    "within_bandwidth",
-]
+__all__ = ["BACKEND_SE", "STEPS", "step_backend", "step_components", "step_front_end",
+           "step_front_ends", "step_fusion", "within_bandwidth"]  # fmt: skip
 
 logger = logging.getLogger(__name__)
 
-#: Standard errors by which another backend must beat the ml choice in cross-validation.
-#: Two, not one: a CV model sees (n_folds - 1) / n_folds of the clips, where MAP and
-#: supervectors (made for little data) gain most over per-class ML. On the hard dev
-#: speakers, MAP was 11 clips of 344 (1.9 SE) above ML in CV and 9 clips of 362 below it
-#: on the test side; on the dev speakers, 15 clips (2.5 SE) above in CV, 1 below on test.
+#: Standard errors by which another backend must beat the ml choice in CV. Two: a CV model
+#: sees fewer clips, where MAP and supervectors gain most (on the hard dev speakers MAP was
+#: 1.9 SE above ML in CV and 9 clips of 362 below it on the test side).
 BACKEND_SE = 2.0
 
 
@@ -66,11 +56,8 @@ def within_bandwidth(
 ) -> dict[str, FeatureConfig]:
     """The candidates minus those that would only analyse upsampled audio.
 
-    A front end whose sample rate is above every training file's native rate, and above
-    that of an earlier candidate that already covers the native band, sees nothing more
-    (its extra mel bands are empty), so it is skipped: ``sound`` (44.1 kHz) on 8 or
-    16 kHz speech, where ``general`` (16 kHz) covers the whole band.
-    Headers that cannot be read are ignored here (the extraction reports them).
+    A front end above every file's native rate, after one that covers the native band,
+    is skipped (``sound`` on 16 kHz speech); unreadable headers are left to the extraction.
     """
     from .. import audio
 
@@ -242,12 +229,10 @@ def step_fusion(state: TuneState) -> None:
 def step_backend(state: TuneState) -> None:
     """Step 5: the other backends on the default front end, over one UBM per fold.
 
-    Each backend adapts from the fold's UBM (:func:`~.backends.backend_cv_scores`) and scores
-    the same held-out clips as step 2 (the same folds, every :data:`SCREEN_FRAME_STEP`-th
-    frame). It replaces the ml choice only when it beats both that choice and the default
-    (K=16 on the first front end, every :data:`FRAME_STEP`-th frame) by
-    :data:`BACKEND_SE` standard errors (:func:`beats_default`).
+    Scored on step 2's folds; one replaces the ml choice only when it beats both that
+    choice and the default K by :data:`BACKEND_SE` standard errors.
     """
+
     if not state.backends:
         return
     first = state.first
