@@ -1,10 +1,5 @@
 """scikit-learn faces of the mixture and the classifier (``pip install audiogmm[sklearn]``,
-scikit-learn >= 1.6); nothing else in audiogmm imports this module.
-
-:class:`DiagGMM` passes ``check_estimator``; :class:`GMMClassifier` takes a list (or
-object array) of clips, so that ``clone``, ``GridSearchCV`` and ``cross_val_score`` work,
-and ``classes_`` keeps the labels' own type.
-"""
+scikit-learn >= 1.6); nothing else in audiogmm imports this module."""
 
 from __future__ import annotations
 
@@ -35,14 +30,10 @@ _FLOATS = [np.float64, np.float32]
 
 
 class DiagGMM(DensityMixin, BaseEstimator, _CoreGMM):
-    """:class:`audiogmm.mixture.DiagGMM` as a scikit-learn density estimator.
-
-    The parameters and attributes are :class:`audiogmm.mixture.DiagGMM`'s, plus
-    ``n_features_in_``, ``covariances_`` (the diagonal variances, as in
+    """:class:`audiogmm.mixture.DiagGMM` as a scikit-learn density estimator (passes
+    ``check_estimator``), plus ``n_features_in_``, ``covariances_`` (the variances, as
     ``GaussianMixture(covariance_type="diag")``), ``lower_bound_`` and ``lower_bounds_``
-    (mean per-frame log-likelihood, nats, at the last and at every iteration). Input
-    goes through scikit-learn's validation (TypeError for sparse input, ValueError for
-    object, complex, empty, 1-D or non-finite input, NotFittedError before ``fit``).
+    (mean per-frame log-likelihood, nats, at the last and every iteration).
 
     Examples
     --------
@@ -64,11 +55,7 @@ class DiagGMM(DensityMixin, BaseEstimator, _CoreGMM):
     def fit(
         self, X: Any, y: None = None, *, sample_weight: Any = None, executor: Any = None
     ) -> DiagGMM:
-        """Estimate the parameters with EM (:meth:`audiogmm.mixture.DiagGMM.fit`); self.
-
-        ``X`` (n_samples, n_features); ``sample_weight`` (n_samples,): non-negative, a
-        weight of 0 is the same as leaving the sample out.
-        """
+        """EM on ``X`` (n_samples, n_features), ``sample_weight`` (n_samples,) >= 0; self."""
         X = self._validate(X, reset=True)
         if sample_weight is not None and not np.any(np.asarray(sample_weight) != 0):
             raise ParameterError("all sample weights are zero: there is nothing to fit")
@@ -129,35 +116,14 @@ _SHARED = (
 
 
 class GMMClassifier(ClassifierMixin, BaseEstimator):
-    """One diagonal GMM per class over a list of clips, as a scikit-learn classifier.
+    """:class:`audiogmm.models.GMMClassifier` as a scikit-learn classifier.
 
-    ``X`` is a list (or 1-D object array) of clips, each an array of shape
-    (n_frames_i, n_features); the ``y`` labels may be of any sortable type and
-    :meth:`predict` returns them in that type. Scoring is
-    :class:`audiogmm.models.GMMClassifier`'s: total log-likelihood per class.
+    ``X`` is a list (or 1-D object array) of clips of shape (n_frames_i, n_features), so
+    that ``clone``, ``GridSearchCV`` and ``cross_val_score`` work; ``y`` labels of any
+    sortable type come back from :meth:`predict` in that type (``classes_``). ``priors``
+    are keyed by the ``y`` labels; the other parameters are the core classes'. ``model_``
+    is the fitted core classifier, labelled ``str(c)`` for each class ``c``.
 
-    Parameters
-    ----------
-    n_components : int > 0, default=16
-        Components per class.
-    priors : dict of label to float or None, default=None
-        Class priors keyed by the ``y`` labels (default equal).
-    random_state : int or None, default=0
-    n_jobs : int or None, default=None
-        Threads (see :class:`audiogmm.models.GMMClassifier`).
-    max_iter, tol, var_floor, var_floor_abs, min_weight, min_count, init, n_init, \
-init_max_samples, split_iter, chunk_size, verbose
-        As in :class:`audiogmm.mixture.DiagGMM`, for every class mixture.
-
-    Attributes
-    ----------
-    classes_ : ndarray of shape (n_classes,)
-        The sorted distinct labels of ``y``, in their own dtype.
-    n_features_in_ : int
-    model_ : audiogmm.models.GMMClassifier
-        The fitted core classifier, whose labels are the text of ``classes_``
-        (``str(c)``), so that its messages name your classes and a ``model_`` saved
-        with :func:`audiogmm.pipeline.save_model` predicts them.
 
     Examples
     --------

@@ -33,33 +33,12 @@ def backend_cv_scores(
     random_state: int | None = 0,
     executor: LocalExecutor | None = None,
 ) -> dict[str, np.ndarray]:
-    """Held-out scores of every clip under each UBM backend fitted on the other folds.
+    """Held-out scores (n_clips, n_labels) of every clip under each backend, per backend.
 
-    Per fold, one UBM of :data:`~audiogmm.models.UBM_COMPONENTS` is trained on the
-    training clips (``map``'s own fit), and every backend of ``backends`` adapts from
-    it. The UBM must not see the held-out clips: with them it spends components on
-    those clips, every class model keeps them at the UBM's values, and held-out
-    accuracy fell from 89% to 19% on the development sounds.
-
-    Parameters
-    ----------
-    clips : sequence of ndarray, each of shape (n_frames_i, n_dims)
-    labels : sequence of str, length n_clips
-    backends : sequence of str
-        Keys of :data:`~audiogmm.models.BACKENDS` other than ``ml``, fitted with their
-        defaults and ``fit(..., ubm=)``.
-    folds : ndarray of shape (n_clips,), int
-        :func:`clip_folds` (``-1``: always trained on), so that the rows compare with a
-        :class:`ComponentSelection` of the same folds.
-    frame_step : int >= 1
-        Fit and score every ``frame_step``-th frame, as :func:`cv_scores`.
-    random_state : int or None
-    executor : LocalExecutor, optional
-
-    Returns
-    -------
-    dict of str to ndarray of shape (n_clips, n_labels), float64
-        Per backend; columns in sorted label order; NaN rows for never-held-out clips.
+    Per fold of ``folds`` (:func:`clip_folds`; -1 rows stay NaN), one UBM is trained on
+    the training clips (``map``'s own fit) and every other backend adapts from it with
+    its defaults. The UBM must not see the held-out clips: with them held-out accuracy
+    fell from 89% to 19% on the development sounds. Columns in sorted label order.
     """
     from ..models import BACKENDS
 
@@ -108,26 +87,10 @@ def calibrate_backend(
 ) -> dict[str, Any]:
     """A linear logistic calibration of ``backend``'s verification scores, on held-out folds.
 
-    Per fold (:func:`clip_folds`), the backend's classifier is fitted on the other folds'
-    clips with ``params`` and its ``score_samples`` of the held-out clips against every
-    class are trials: target for the clip's class, non-target for the others.
-    :func:`~audiogmm.scoring.calibration.fit_calibration` maps them to LLRs.
-
-    Parameters
-    ----------
-    clips : sequence of ndarray, each of shape (n_frames_i, n_dims)
-    labels : sequence of str, length n_clips
-    backend : str
-        A key of :data:`~audiogmm.models.BACKENDS` whose classifier has ``score_samples``.
-    n_folds : int >= 2
-    p_target : float in (0, 1)
-        The prior the fit is weighted for.
-    random_state : int or None
-    executor : LocalExecutor, optional
-    ubm : DiagGMM, optional
-        A given UBM (``train --ubm``) every fold adapts from, as the final model does.
-    **params
-        The final model's classifier parameters.
+    Per fold, the classifier (``params``, and the given ``ubm`` if any) is fitted on the
+    other folds' clips; its ``score_samples`` of the held-out clips against every class
+    are the trials (target for the clip's class), fitted at ``p_target``
+    (:func:`~audiogmm.scoring.calibration.fit_calibration`).
 
     Returns
     -------
@@ -139,12 +102,8 @@ def calibrate_backend(
     ------
     ParameterError
         A backend without verification scores, or too few clips (every class needs 2).
-
-    Warns
-    -----
-    CalibrationWarning
-        Separable or constant held-out scores (the fit stays finite).
     """
+
     from ..models import BACKENDS
     from ..scoring.calibration import fit_calibration
 
