@@ -1,22 +1,9 @@
 """Calibrated verification scores: linear logistic calibration, Cllr, minCllr, actDCF.
 
-BOSARIS conventions (Brümmer & de Villiers 2011). A score is *calibrated* when it
-is a log-likelihood ratio ``llr = log p(s | target) / p(s | non-target)`` in nats, so
-that the Bayes decision at a target prior ``p`` and costs ``c_miss, c_fa`` is
-"accept when ``llr >= log(c_fa (1 - p) / (c_miss p))``" (:func:`bayes_threshold`).
-
-* ``Cllr = (mean_tar log2(1 + e^-llr) + mean_non log2(1 + e^llr)) / 2`` (bits): 0 for
-  perfect LLRs, 1 for the uninformative ``llr = 0``, more for misleading ones.
-* ``minCllr``: the Cllr after the best monotone recalibration, found by the
-  pool-adjacent-violators algorithm (PAV); the discrimination of the scores alone.
-  ``Cllr - minCllr`` is the calibration loss.
-* ``actDCF``: the normalised detection cost of the Bayes decisions the LLRs make
-  as they are, beside minDCF (the best threshold in hindsight).
-
-:func:`fit_calibration` fits ``llr = a s + b`` by minimising the prior-weighted
-cross-entropy (BOSARIS ``train_linear_calibration``) with Newton's method. Scores
-that separate the classes perfectly have no finite optimum, and identical scores
-no slope; both warn (:class:`CalibrationWarning`) and give finite LLRs, never NaN.
+BOSARIS conventions (Brümmer & de Villiers 2011): a calibrated score is a natural-log
+likelihood ratio ``llr = log p(s | target) / p(s | non-target)``. ``Cllr - minCllr`` (the
+Cllr after the best monotone recalibration, by PAV) is the calibration loss; ``actDCF`` is
+the cost of the Bayes decisions the LLRs make as they are, beside minDCF.
 """
 
 from __future__ import annotations
@@ -122,21 +109,15 @@ def act_dcf(y_true: Sequence[int], llrs: Sequence[float], *, p_target: float,
 def fit_calibration(
     y_true: Sequence[int], scores: Sequence[float], *, p_target: float = 0.5
 ) -> tuple[float, float]:
-    """Linear logistic calibration ``llr = a * score + b`` (BOSARIS conventions).
+    """Linear logistic calibration ``llr = a * score + b``: the finite ``(a, b)``.
 
-    Minimises the cross-entropy weighted to the target prior ``p_target``::
-
-        p/N_tar sum_tar log(1 + e^-(llr + logit p)) + (1-p)/N_non sum_non log(1 + e^(llr + logit p))
-
-    by Newton's method on standardised scores (a tiny ridge on the slope keeps
-    separable scores finite).
-
-    ``y_true`` are 1 (target) or 0 per score; ``p_target`` in (0, 1) is the prior the fit
-    is weighted for (0.5 treats both kinds alike). Returns the finite slope and offset
-    ``(a, b)``. A CalibrationWarning says when all scores are equal (``a = b = 0``: no
-    information) or separate the trials (no finite optimum: the LLRs are as large as the
-    ridge allows, overconfident on new trials).
+    Minimises the cross-entropy weighted to the target prior ``p_target`` (BOSARIS
+    ``train_linear_calibration``) by Newton's method on standardised scores; ``y_true``
+    is 1 (target) or 0 per score. A CalibrationWarning says when all scores are equal
+    (``a = b = 0``) or separate the trials (no finite optimum: a tiny ridge on the slope
+    bounds the LLRs, overconfident on new trials).
     """
+
     check_dcf_costs(p_target, 1.0, 1.0)
     tar, non = split_trials(y_true, scores)
     s = np.concatenate([tar, non])
