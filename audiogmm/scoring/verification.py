@@ -1,10 +1,7 @@
 """Verification metrics and score normalisation: DET curve, EER, minDCF, z/t/s-norm.
 
-Convention: a trial is *accepted* when its score is ``>= threshold``. For a
-threshold ``t``, ``P_miss(t)`` is the share of target trials with score ``< t``
-and ``P_fa(t)`` the share of non-target trials with score ``>= t``. The
-operating points are those at every distinct score, plus "reject everything"
-(``t = +inf``: ``P_miss = 1``, ``P_fa = 0``).
+A trial is accepted when its score is ``>= threshold``; the operating points are those at
+every distinct score, plus "reject everything" (``t = +inf``: ``P_miss = 1``, ``P_fa = 0``).
 """
 
 from __future__ import annotations
@@ -142,14 +139,9 @@ def snorm(scores: Sequence[float], model_cohort: np.ndarray, test_cohort: np.nda
 def open_set_rates(
     y_true: Sequence[str], y_pred: Sequence[str], *, known: Sequence[str], unknown: str
 ) -> dict[str, Any]:
-    """Open-set identification error rates; true labels not in ``known`` are unknown
-    classes, a prediction of ``unknown`` is a rejection.
-
-    Returns ``false_accept`` (unknown-class clips given a known label, share of
-    ``n_unknown``), ``false_reject`` (known-class clips rejected, share of ``n_known``),
-    ``misidentified`` (known-class clips given another known label), the counts, and
-    NaN rates for empty groups.
-    """
+    """Open-set error rates (NaN for empty groups) and counts; true labels not in ``known``
+    are unknown classes, a prediction of ``unknown`` a rejection: ``false_accept`` (unknown
+    given a known label), ``false_reject`` and ``misidentified`` (known given another)."""
     if len(y_true) != len(y_pred):
         raise ParameterError(f"{len(y_true)} true labels but {len(y_pred)} predictions")
     ks = set(map(str, known))
@@ -164,13 +156,7 @@ def open_set_rates(
     def rate(k: int, n: int) -> float:
         return k / n if n else float("nan")
 
-    return {
-        "false_accept": rate(fa, len(un)),
-        "false_reject": rate(fr, len(kn)),
-        "misidentified": rate(mis, len(kn)),
-        "n_false_accept": fa,
-        "n_false_reject": fr,
-        "n_misidentified": mis,
-        "n_unknown": len(un),
-        "n_known": len(kn),
-    }
+    return {"false_accept": rate(fa, len(un)), "false_reject": rate(fr, len(kn)),
+            "misidentified": rate(mis, len(kn)), "n_false_accept": fa, "n_false_reject": fr,
+            "n_misidentified": mis, "n_unknown": len(un), "n_known": len(kn)}  # fmt: skip
+
