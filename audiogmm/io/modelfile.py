@@ -244,22 +244,15 @@ def _ivector_parts(c: IVectorClassifier) -> tuple[dict, dict]:
     own = {k: getattr(c, k) for k in c.own_params}
     header = {"labels": list(c.labels_), **_member_fields(c), "ivector": {
         **own, "tv_history": list(c.tv_history_), "calibration": c.calibration_}}  # fmt: skip
-    u = c.ubm_
-    arrays = dict(zip(_UBM_ARRAYS, (u.weights_, u.means_, u.variances_, u.var_floor_)))
-    back = {"T": c.T_, "centre": c.centre_, "projection": c.projection_,
-            "class_means": c.class_means_}  # fmt: skip
-    return header, {**arrays, **back}
+    return header, {**_ubm_arrays(c.ubm_), "T": c.T_, "centre": c.centre_,
+                    "projection": c.projection_, "class_means": c.class_means_}  # fmt: skip
 
 
 def _ivector_build(name: str, h: dict, a: dict) -> IVectorClassifier:
-    labels, K = h["labels"], h["n_components"]
-    priors = _check_members(name, h, labels, h.get("training", {}))
+    labels, K, priors, gp, ubm = _with_ubm(name, h, a, h.get("training", {}))
     own = dict(h["ivector"])
     calibration, history = own.pop("calibration"), own.pop("tv_history")
-    gp = h.get("gmm_params", {})
     clf = IVectorClassifier(K, priors=priors, random_state=h.get("random_state"), **own, **gp)
-    _checked_params(name, DiagGMM(K, **{**UBM_DEFAULTS, **gp}), "gmm_params")
-    ubm = _gmm(name, {"n_components": K, **gp}, *(a[k] for k in _UBM_ARRAYS))
     M, KD = len(labels), K * ubm.n_dims
     R = a["T"].shape[-1] if a["T"].ndim == 2 else -1
     L = a["projection"].shape[-1] if a["projection"].ndim == 2 else -1
