@@ -184,22 +184,12 @@ def accumulate(
     shift: np.ndarray | None = None, chunk_size: int | None = None,
     executor: LocalExecutor | None = None, fast: bool | None = None, out: Stats | None = None,
 ) -> Stats:  # fmt: skip
-    """E-step: float64 statistics of frames ``X`` under ``params``: :func:`accumulate_many`
-    for one mixture. Pure; inputs are trusted (validated at the public boundary).
+    """E-step: float64 statistics of frames ``X`` (n_frames, n_dims) under ``params``.
 
-    Parameters
-    ----------
-    X : ndarray of shape (n_frames, n_dims), float32 or float64
-        float32 input is computed in float32 and accumulated in float64.
-    params : Params
-    sample_weight : ndarray of shape (n_frames,), optional
-        Non-negative per-frame weights; statistics and log-likelihood are weighted.
-    shift : ndarray of shape (n_dims,), optional
-        Centre of the moments; default ``out``'s, else the mixture mean ``sum_k w_k mu_k``.
-    chunk_size, executor, fast
-        As for :func:`accumulate_many`.
-    out : Stats, optional
-        Statistics to add into; returned.
+    :func:`accumulate_many` for one mixture; pure, inputs trusted. ``sample_weight``
+    (n_frames,) weights the statistics and log-likelihood; ``shift`` (n_dims,) is the
+    centre of the moments (default ``out``'s, else the mixture mean); ``out``:
+    statistics to add into, returned.
     """
     if shift is None:
         shift = out.shift if out is not None else params.weights @ params.means
@@ -226,28 +216,14 @@ def accumulate_many(
     same chunk boundaries, GEMMs and kernel calls, chunks reduced in order), so the
     result depends neither on the executor nor on the other members.
 
-    Parameters
-    ----------
-    Xs : list of ndarray, each of shape (n_frames_c, n_dims)
-        Frames of each member of the stack (indexed like ``weights``).
-    weights : ndarray of shape (n_members, K)
-    means, variances : ndarray of shape (n_members, K, n_dims)
-    members : list of int
-        The R members to compute.
-    shifts : ndarray of shape (R, n_dims), float64
-        Centre of each computed member's moments.
-    sample_weights : list of (ndarray of shape (n_frames_c,) or None), optional
-    chunk_size : int, optional
-        Frames per chunk; default :func:`auto_chunk_size`.
-    executor : LocalExecutor, optional
-        Runs the tasks (default: serially).
-    fast : bool or None
-        The fused numba kernel: None for large calls only (:func:`.kernels.use_numba`),
-        True always, False never (the NumPy reference path).
+    ``Xs[c]`` (n_frames_c, n_dims) are member c's frames (``sample_weights[c]`` its
+    optional weights); ``weights`` (n_members, K), ``means``/``variances`` (n_members,
+    K, n_dims); ``members`` the R to compute, with ``shifts`` (R, n_dims) their moments'
+    centres. ``chunk_size`` defaults to :func:`auto_chunk_size`; ``executor`` runs the
+    tasks (default serially); ``fast``: the numba kernel for large calls only (None,
+    :func:`.kernels.use_numba`), always (True) or never (False).
 
-    Returns
-    -------
-    n (R, K), F and S (R, K, n_dims) about ``shifts``, loglik and n_frames (R,)
+    Returns n (R, K), F and S (R, K, n_dims) about ``shifts``, loglik and n_frames (R,).
     """
     R, K, D = len(members), means.shape[1], means.shape[2]
     sws = sample_weights or [None] * R
