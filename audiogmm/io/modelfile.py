@@ -215,6 +215,16 @@ def _ubm_build(name: str, h: dict, a: dict) -> UBMClassifier:
     return clf
 
 
+def _check_back_end(name: str, a: dict, wants: dict[str, tuple], per_row: bool) -> None:
+    """Arrays ``wants`` of ``a``: finite float64 of their shapes, bounded entries (row sums)."""
+    for key, want in wants.items():
+        x = a[key]
+        if x.dtype != np.float64 or x.shape != want or not np.all(np.isfinite(x)):
+            raise ModelFileError(f"{name}: {key} must be finite float64 of shape {want}")
+        if np.any((np.abs(x).reshape(want[0], -1).sum(1) if per_row else np.abs(x)) > _MAX_COEF):
+            raise ModelFileError(f"{name}: {key} has magnitudes over {_MAX_COEF:g}")
+
+
 def _gsv_parts(c: GSVClassifier) -> tuple[dict, dict]:
     own = {k: getattr(c, k) for k in c.own_params}
     header = {"labels": list(c.labels_), **_member_fields(c),
@@ -228,12 +238,7 @@ def _gsv_build(name: str, h: dict, a: dict) -> GSVClassifier:
     calibration = own.pop("calibration")
     clf = GSVClassifier(K, priors=priors, random_state=h.get("random_state"), **own, **gp)
     M, KD = len(labels), K * ubm.n_dims
-    for key, want in (("coef", (M, KD)), ("intercept", (M,))):
-        x = a[key]
-        if x.dtype != np.float64 or x.shape != want or not np.all(np.isfinite(x)):
-            raise ModelFileError(f"{name}: {key} must be finite float64 of shape {want}")
-        if np.any(np.abs(x).reshape(M, -1).sum(1) > _MAX_COEF):
-            raise ModelFileError(f"{name}: {key} has magnitudes over {_MAX_COEF:g}")
+    _check_back_end(name, a, {"coef": (M, KD), "intercept": (M,)}, per_row=True)
     clf.ubm_, clf.labels_, clf.coef_, clf.intercept_ = ubm, list(labels), a["coef"], a["intercept"]
     clf.calibration_ = None if calibration is None else tuple(calibration)
     clf.fit_report_ = h.get("training", {})
@@ -260,13 +265,8 @@ def _ivector_build(name: str, h: dict, a: dict) -> IVectorClassifier:
         raise ModelFileError(f"{name}: T has shape {a['T'].shape}, expected ({KD}, R <= {clf.rank})")
     if L != (1 if M < 2 else min(M - 1, R)):
         raise ModelFileError(f"{name}: projection has shape {a['projection'].shape}")
-    for key, want in (("T", (KD, R)), ("centre", (R,)), ("projection", (R, L)),
-                      ("class_means", (M, L))):  # fmt: skip
-        x = a[key]
-        if x.dtype != np.float64 or x.shape != want or not np.all(np.isfinite(x)):
-            raise ModelFileError(f"{name}: {key} must be finite float64 of shape {want}")
-        if np.any(np.abs(x) > _MAX_COEF):
-            raise ModelFileError(f"{name}: {key} has magnitudes over {_MAX_COEF:g}")
+    wants = {"T": (KD, R), "centre": (R,), "projection": (R, L), "class_means": (M, L)}
+    _check_back_end(name, a, wants, per_row=False)
     clf.ubm_, clf.labels_, clf.T_ = ubm, list(labels), a["T"]
     clf.centre_, clf.projection_, clf.class_means_ = a["centre"], a["projection"], a["class_means"]
     clf.calibration_ = None if calibration is None else tuple(calibration)

@@ -56,18 +56,8 @@ def moments(
 class Stats:
     """Mergeable sufficient statistics of a diagonal-covariance GMM (or of C stacked ones).
 
-    Parameters
-    ----------
-    n : ndarray of shape ([C,] n_components), float64
-        Zeroth-order statistics (soft counts).
-    F, S : ndarray of shape ([C,] n_components, n_dims), float64
-        First- and second-order statistics about ``shift``.
-    loglik : float (or ndarray of shape (C,))
-        Total (summed over frames, sample-weighted) log-likelihood in nats.
-    n_frames : float (or ndarray of shape (C,))
-        Total sample weight (number of frames when unweighted).
-    shift : ndarray of shape ([C,] n_dims), float64
-        Point about which ``F`` and ``S`` are taken.
+    The fields are the module's ``n``, ``F``, ``S``, ``loglik``, ``n_frames`` and
+    ``shift`` (n_dims,); a stack of C mixtures has a leading axis C on each.
 
     Examples
     --------
