@@ -153,29 +153,6 @@ def fill_rows(xx: np.ndarray, Xc: np.ndarray, shift: np.ndarray, limit: float | 
         np.square(xc, out=xx[:, :D])
 
 
-def chunk_stats(
-    Xc: np.ndarray, shift_c: np.ndarray, W: np.ndarray, limit: float, w: np.ndarray | None,
-    xx: np.ndarray, L: np.ndarray, lse: np.ndarray, fast: bool,
-) -> tuple[np.ndarray, float]:  # fmt: skip
-    """The E-step of one chunk: ``G = gamma.T @ [(x-c)**2, x-c, 1]`` (K, 2D+1), and its loglik.
-
-    ``xx``, ``L`` and ``lse`` are this chunk's rows of a workspace. A chunk whose
-    scores overflowed is redone with ``x - c`` saturated at ``limit`` (rare: finite
-    input then always gives finite statistics). The log-likelihood is summed over
-    frames (weighted by ``w`` if given), in nats.
-    """
-    for lim in (None, limit):
-        fill_rows(xx, Xc, shift_c, lim)
-        np.matmul(xx, W, out=L)
-        kernels.resp_inplace(L, w, lse, fast=fast)
-        G = L.T @ xx
-        if np.isfinite(lse).all() and np.isfinite(G).all():
-            break
-    if w is None:
-        return G, float(lse.sum(dtype=np.float64))
-    return G, float(np.dot(lse.astype(np.float64), w))
-
-
 _WS = _Workspace()
 
 
@@ -267,11 +244,16 @@ def accumulate_many(
             if sws[j] is not None:
                 w = ws.w[r]
                 w[:] = sws[j][start:stop]
-            g, lj = chunk_stats(
-                Xs[members[j]][start:stop], shift_c[j], W[j], limit[j], w,
-                ws.xx[r], ws.L[r], ws.lse[r], use_fast[j],
-            )  # fmt: skip
-            res.append((j, g, lj))
+            xx, L, lse = ws.xx[r], ws.L[r], ws.lse[r]
+            for lim in (None, limit[j]):  # saturate only a chunk that overflowed (rare)
+                fill_rows(xx, Xs[members[j]][start:stop], shift_c[j], lim)
+                np.matmul(xx, W[j], out=L)
+                kernels.resp_inplace(L, w, lse, fast=use_fast[j])
+                g = L.T @ xx  # (K, 2D + 1): S, F and n at once
+                if np.isfinite(lse).all() and np.isfinite(g).all():
+                    break
+            lj = lse.sum(dtype=np.float64) if w is None else np.dot(lse.astype(np.float64), w)
+            res.append((j, g, float(lj)))
             off += m
         return res
 
