@@ -302,10 +302,6 @@ def _fused_build(name: str, h: dict, a: dict) -> FusedClassifier:
         raise ModelFileError(f"{name}: {e}") from None
 
 
-def _stats_build(name: str, h: dict, a: dict) -> Stats:
-    return Stats.from_arrays(a, source=name)
-
-
 # -- the kinds -------------------------------------------------------------------------------
 
 
@@ -334,7 +330,7 @@ KINDS = (
     Kind("FusedClassifier", FusedClassifier, tables.FUSED, None, _fused_parts, _fused_build),
     Kind("DiagGMM", DiagGMM, tables.DIAG_GMM, (*_PARAMS, "var_floor"), _gmm_parts, _gmm_build),
     Kind("Stats", Stats, tables.STATS, ("n", "F", "S", "shift", "scalars"),
-         lambda s: ({}, s.to_arrays()), _stats_build),
+         lambda s: ({}, s.to_arrays()), lambda name, h, a: Stats.from_arrays(a, source=name)),
 )  # fmt: skip
 
 
