@@ -23,7 +23,7 @@ import numpy as np
 from ..engine import LocalExecutor
 from . import kernels
 from .params import Params
-from .stats import Stats
+from .stats import Stats, recentred
 
 __all__ = [
     "accumulate", "accumulate_many", "auto_chunk_size", "estimate_log_prob", "gemm_weights",
@@ -265,11 +265,9 @@ def accumulate_many(
             ll[j] += lj
     nf = np.array([float(n) if sw is None else float(np.sum(sw)) for n, sw in zip(n_of, sws)])
     n = G[:, :, 2 * D].copy()
-    F, S = G[:, :, D : 2 * D], G[:, :, :D]
-    # from the compute-dtype shift to the float64 one (Stats.recentre, row by row)
-    d = (eff - shifts)[:, None, :]
-    nd = n[:, :, None] * d
-    return n, F + nd, S + 2.0 * d * F + nd * d, ll, nf
+    # from the compute-dtype shift to the float64 one
+    F, S = recentred(n, G[:, :, D : 2 * D], G[:, :, :D], (eff - shifts)[:, None, :])
+    return n, F, S, ll, nf
 
 
 def _dtypes(Xs, weights, means, variances, members: list[int]) -> list:

@@ -24,7 +24,7 @@ import numpy as np
 
 from ..exceptions import ModelFileError, ParameterError
 
-__all__ = ["Stats", "moments"]
+__all__ = ["Stats", "moments", "recentred"]
 
 _ARRAY_KEYS = ("n", "F", "S", "shift", "scalars")
 
@@ -50,6 +50,15 @@ def moments(
         dm = F / n[..., None]
         var = np.maximum(S / n[..., None] - dm**2, 0.0)
     return shift[..., None, :] + dm, var
+
+
+def recentred(
+    n: np.ndarray, F: np.ndarray, S: np.ndarray, d: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """``F + n d`` and ``S + 2 d F + n d**2``: the moments about a shift moved by ``-d``
+    (``d`` = old shift - new shift, broadcasting against ``F`` (..., K, D))."""
+    nd = n[..., None] * d
+    return F + nd, S + 2.0 * d * F + nd * d
 
 
 @dataclass(eq=False)
@@ -143,10 +152,7 @@ class Stats:
         shift = np.asarray(shift, dtype=np.float64)
         if np.array_equal(shift, self.shift):
             return self
-        d = self.shift - shift
-        nd = self.n[:, None] * d
-        F = self.F + nd
-        S = self.S + 2.0 * d * self.F + nd * d
+        F, S = recentred(self.n, self.F, self.S, self.shift - shift)
         return Stats(self.n.copy(), F, S, self.loglik, self.n_frames, shift.copy())
 
     def __add__(self, other: Stats) -> Stats:
