@@ -29,17 +29,10 @@ _ARRAYS = ("weights", "means", "variances")
 class EMCheckpoint:
     """Write EM's state after every M-step to ``path``; with ``resume``, start from it.
 
-    Parameters
-    ----------
-    path : path
-        The checkpoint file (a checksummed ``.npz`` container).
-    resume : bool, default=False
-        Continue from ``path`` if it exists (a missing file starts afresh).
-    fingerprint : dict, optional
-        What must match between the run that wrote the file and the one resuming
-        (keys of :data:`audiogmm.io.tables.FINGERPRINT`: ``components``, ``n_dims``,
-        ``store_frames``, ``store_index`` (the store's index digest), ...); a mismatch is
-        refused, and so are arrays whose sizes disagree with ``components``/``n_dims``.
+    ``path`` is a checksummed ``.npz`` container; ``resume`` continues from it if it
+    exists. ``fingerprint`` (keys of :data:`audiogmm.io.tables.FINGERPRINT`:
+    ``components``, ``n_dims``, ``store_frames``, ``store_index`` digest, ...) must match
+    between the writing and the resuming run, and the arrays' sizes must agree with it.
 
     Examples
     --------

@@ -284,7 +284,23 @@ def read_container(
     """
     name = os.fspath(path)
     try:
-        return _read_verified(name, kind, names)
+        try:
+            f = open_regular(name)
+        except ValueError as e:
+            raise _Bad(str(e)) from None
+        with f:
+            if f.read(4) != b"PK\x03\x04":
+                raise _Bad("not an audiogmm model file (not an .npz/zip archive)")
+            try:
+                _check_zip_directory(f)
+                file_size = f.seek(0, os.SEEK_END)
+                f.seek(0)
+                with zipfile.ZipFile(f) as z:
+                    return _read_zip(z, file_size, kind, names)
+            except (_Bad, ModelFileError):
+                raise
+            except Exception as e:  # zipfile raises many types on damaged bytes
+                raise _Bad(f"corrupt or truncated file ({type(e).__name__}: {e})") from None
     except _Bad as e:
         raise ModelFileError(f"{name}: {e}") from None
 
@@ -319,28 +335,6 @@ def open_regular(name: str):
         return os.fdopen(fd, "rb")
     except OSError as e:
         raise ValueError(f"cannot read ({(e.strerror or str(e)).lower()})") from None
-
-
-def _read_verified(
-    name: str, kind: Any, names: Any
-) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
-    try:
-        f = open_regular(name)
-    except ValueError as e:
-        raise _Bad(str(e)) from None
-    with f:
-        if f.read(4) != b"PK\x03\x04":
-            raise _Bad("not an audiogmm model file (not an .npz/zip archive)")
-        try:
-            _check_zip_directory(f)
-            file_size = f.seek(0, os.SEEK_END)
-            f.seek(0)
-            with zipfile.ZipFile(f) as z:
-                return _read_zip(z, file_size, kind, names)
-        except (_Bad, ModelFileError):
-            raise
-        except Exception as e:  # zipfile raises many types on damaged bytes
-            raise _Bad(f"corrupt or truncated file ({type(e).__name__}: {e})") from None
 
 
 def _read_zip(

@@ -215,6 +215,16 @@ def _ubm_build(name: str, h: dict, a: dict) -> UBMClassifier:
     return clf
 
 
+def _check_back_end(name: str, a: dict, wants: dict[str, tuple], per_row: bool) -> None:
+    """Arrays ``wants`` of ``a``: finite float64 of their shapes, bounded entries (row sums)."""
+    for key, want in wants.items():
+        x = a[key]
+        if x.dtype != np.float64 or x.shape != want or not np.all(np.isfinite(x)):
+            raise ModelFileError(f"{name}: {key} must be finite float64 of shape {want}")
+        if np.any((np.abs(x).reshape(want[0], -1).sum(1) if per_row else np.abs(x)) > _MAX_COEF):
+            raise ModelFileError(f"{name}: {key} has magnitudes over {_MAX_COEF:g}")
+
+
 def _gsv_parts(c: GSVClassifier) -> tuple[dict, dict]:
     own = {k: getattr(c, k) for k in c.own_params}
     header = {"labels": list(c.labels_), **_member_fields(c),
@@ -228,12 +238,7 @@ def _gsv_build(name: str, h: dict, a: dict) -> GSVClassifier:
     calibration = own.pop("calibration")
     clf = GSVClassifier(K, priors=priors, random_state=h.get("random_state"), **own, **gp)
     M, KD = len(labels), K * ubm.n_dims
-    for key, want in (("coef", (M, KD)), ("intercept", (M,))):
-        x = a[key]
-        if x.dtype != np.float64 or x.shape != want or not np.all(np.isfinite(x)):
-            raise ModelFileError(f"{name}: {key} must be finite float64 of shape {want}")
-        if np.any(np.abs(x).reshape(M, -1).sum(1) > _MAX_COEF):
-            raise ModelFileError(f"{name}: {key} has magnitudes over {_MAX_COEF:g}")
+    _check_back_end(name, a, {"coef": (M, KD), "intercept": (M,)}, per_row=True)
     clf.ubm_, clf.labels_, clf.coef_, clf.intercept_ = ubm, list(labels), a["coef"], a["intercept"]
     clf.calibration_ = None if calibration is None else tuple(calibration)
     clf.fit_report_ = h.get("training", {})
@@ -244,22 +249,15 @@ def _ivector_parts(c: IVectorClassifier) -> tuple[dict, dict]:
     own = {k: getattr(c, k) for k in c.own_params}
     header = {"labels": list(c.labels_), **_member_fields(c), "ivector": {
         **own, "tv_history": list(c.tv_history_), "calibration": c.calibration_}}  # fmt: skip
-    u = c.ubm_
-    arrays = dict(zip(_UBM_ARRAYS, (u.weights_, u.means_, u.variances_, u.var_floor_)))
-    back = {"T": c.T_, "centre": c.centre_, "projection": c.projection_,
-            "class_means": c.class_means_}  # fmt: skip
-    return header, {**arrays, **back}
+    return header, {**_ubm_arrays(c.ubm_), "T": c.T_, "centre": c.centre_,
+                    "projection": c.projection_, "class_means": c.class_means_}  # fmt: skip
 
 
 def _ivector_build(name: str, h: dict, a: dict) -> IVectorClassifier:
-    labels, K = h["labels"], h["n_components"]
-    priors = _check_members(name, h, labels, h.get("training", {}))
+    labels, K, priors, gp, ubm = _with_ubm(name, h, a, h.get("training", {}))
     own = dict(h["ivector"])
     calibration, history = own.pop("calibration"), own.pop("tv_history")
-    gp = h.get("gmm_params", {})
     clf = IVectorClassifier(K, priors=priors, random_state=h.get("random_state"), **own, **gp)
-    _checked_params(name, DiagGMM(K, **{**UBM_DEFAULTS, **gp}), "gmm_params")
-    ubm = _gmm(name, {"n_components": K, **gp}, *(a[k] for k in _UBM_ARRAYS))
     M, KD = len(labels), K * ubm.n_dims
     R = a["T"].shape[-1] if a["T"].ndim == 2 else -1
     L = a["projection"].shape[-1] if a["projection"].ndim == 2 else -1
@@ -267,13 +265,8 @@ def _ivector_build(name: str, h: dict, a: dict) -> IVectorClassifier:
         raise ModelFileError(f"{name}: T has shape {a['T'].shape}, expected ({KD}, R <= {clf.rank})")
     if L != (1 if M < 2 else min(M - 1, R)):
         raise ModelFileError(f"{name}: projection has shape {a['projection'].shape}")
-    for key, want in (("T", (KD, R)), ("centre", (R,)), ("projection", (R, L)),
-                      ("class_means", (M, L))):  # fmt: skip
-        x = a[key]
-        if x.dtype != np.float64 or x.shape != want or not np.all(np.isfinite(x)):
-            raise ModelFileError(f"{name}: {key} must be finite float64 of shape {want}")
-        if np.any(np.abs(x) > _MAX_COEF):
-            raise ModelFileError(f"{name}: {key} has magnitudes over {_MAX_COEF:g}")
+    wants = {"T": (KD, R), "centre": (R,), "projection": (R, L), "class_means": (M, L)}
+    _check_back_end(name, a, wants, per_row=False)
     clf.ubm_, clf.labels_, clf.T_ = ubm, list(labels), a["T"]
     clf.centre_, clf.projection_, clf.class_means_ = a["centre"], a["projection"], a["class_means"]
     clf.calibration_ = None if calibration is None else tuple(calibration)
@@ -309,10 +302,6 @@ def _fused_build(name: str, h: dict, a: dict) -> FusedClassifier:
         raise ModelFileError(f"{name}: {e}") from None
 
 
-def _stats_build(name: str, h: dict, a: dict) -> Stats:
-    return Stats.from_arrays(a, source=name)
-
-
 # -- the kinds -------------------------------------------------------------------------------
 
 
@@ -341,7 +330,7 @@ KINDS = (
     Kind("FusedClassifier", FusedClassifier, tables.FUSED, None, _fused_parts, _fused_build),
     Kind("DiagGMM", DiagGMM, tables.DIAG_GMM, (*_PARAMS, "var_floor"), _gmm_parts, _gmm_build),
     Kind("Stats", Stats, tables.STATS, ("n", "F", "S", "shift", "scalars"),
-         lambda s: ({}, s.to_arrays()), _stats_build),
+         lambda s: ({}, s.to_arrays()), lambda name, h, a: Stats.from_arrays(a, source=name)),
 )  # fmt: skip
 
 

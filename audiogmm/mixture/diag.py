@@ -232,22 +232,12 @@ class DiagGMM:
         self, X: np.ndarray, y: None = None, *, sample_weight: np.ndarray | None = None,
         executor: LocalExecutor | None = None,
     ) -> DiagGMM:  # fmt: skip
-        """Estimate the parameters with EM; self.
+        """Estimate the parameters with EM from frames ``X`` (n_frames, n_dims); self.
 
-        Parameters
-        ----------
-        X : ndarray of shape (n_frames, n_dims), float32 or float64
-            Training frames. float32 is computed in float32 with float64 statistics.
-        y : ignored
-        sample_weight : ndarray of shape (n_frames,), optional
-            Non-negative per-frame weights.
-        executor : LocalExecutor, optional
-            Runs the E-step chunks (default: a pool of ``n_jobs`` threads for this call).
-
-        Raises
-        ------
-        ParameterError
-            Bad parameters, or X not 2-D, non-finite, or with fewer frames than components.
+        float32 ``X`` is computed in float32 with float64 statistics; ``sample_weight``
+        (n_frames,): non-negative per-frame weights; ``executor`` as for :meth:`accumulate`.
+        ParameterError for bad parameters, or X not 2-D, non-finite, or with fewer
+        frames than components.
         """
         check_params(self)
         X = check_frames(X)

@@ -82,20 +82,10 @@ def run(
 
     Each iteration: accumulate statistics over the source (:func:`source_stats`),
     report the mean log-likelihood to the monitor, and, unless it says stop, maximise.
-
-    Parameters
-    ----------
-    source : ArraySource, IterSource, ShardSource or StackedSource
-    params : Params
-    maximiser : callable
-        ``(stats, params) -> (params, events)``: ML, MAP, stacked ML.
-    monitor : ConvergenceMonitor or StackedMonitor
-        Owns ``tol``, ``max_iter`` and the drop warning; a fresh one per run. It is
-        told which M-step re-seeded through its events.
-    executor : LocalExecutor, optional
-        Runs the chunks of each E-step (default: serially).
-    chunk_size : int, optional
-        Frames per E-step chunk.
+    ``source``: an Array, Iter, Shard or StackedSource; ``maximiser``: ``(stats, params)
+    -> (params, events)`` (ML, MAP, stacked ML); ``monitor`` (a fresh Convergence or
+    StackedMonitor per run) owns ``tol``, ``max_iter`` and the drop warning, and hears of
+    re-seeding M-steps through their events; ``executor`` runs each E-step's chunks.
     """
     events: list[dict[str, Any]] = []
     reseeded: list[dict[str, Any]] = []

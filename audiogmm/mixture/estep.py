@@ -23,7 +23,7 @@ import numpy as np
 from ..engine import LocalExecutor
 from . import kernels
 from .params import Params
-from .stats import Stats
+from .stats import Stats, recentred
 
 __all__ = [
     "accumulate", "accumulate_many", "auto_chunk_size", "estimate_log_prob", "gemm_weights",
@@ -153,29 +153,6 @@ def fill_rows(xx: np.ndarray, Xc: np.ndarray, shift: np.ndarray, limit: float | 
         np.square(xc, out=xx[:, :D])
 
 
-def chunk_stats(
-    Xc: np.ndarray, shift_c: np.ndarray, W: np.ndarray, limit: float, w: np.ndarray | None,
-    xx: np.ndarray, L: np.ndarray, lse: np.ndarray, fast: bool,
-) -> tuple[np.ndarray, float]:  # fmt: skip
-    """The E-step of one chunk: ``G = gamma.T @ [(x-c)**2, x-c, 1]`` (K, 2D+1), and its loglik.
-
-    ``xx``, ``L`` and ``lse`` are this chunk's rows of a workspace. A chunk whose
-    scores overflowed is redone with ``x - c`` saturated at ``limit`` (rare: finite
-    input then always gives finite statistics). The log-likelihood is summed over
-    frames (weighted by ``w`` if given), in nats.
-    """
-    for lim in (None, limit):
-        fill_rows(xx, Xc, shift_c, lim)
-        np.matmul(xx, W, out=L)
-        kernels.resp_inplace(L, w, lse, fast=fast)
-        G = L.T @ xx
-        if np.isfinite(lse).all() and np.isfinite(G).all():
-            break
-    if w is None:
-        return G, float(lse.sum(dtype=np.float64))
-    return G, float(np.dot(lse.astype(np.float64), w))
-
-
 _WS = _Workspace()
 
 
@@ -184,22 +161,12 @@ def accumulate(
     shift: np.ndarray | None = None, chunk_size: int | None = None,
     executor: LocalExecutor | None = None, fast: bool | None = None, out: Stats | None = None,
 ) -> Stats:  # fmt: skip
-    """E-step: float64 statistics of frames ``X`` under ``params``: :func:`accumulate_many`
-    for one mixture. Pure; inputs are trusted (validated at the public boundary).
+    """E-step: float64 statistics of frames ``X`` (n_frames, n_dims) under ``params``.
 
-    Parameters
-    ----------
-    X : ndarray of shape (n_frames, n_dims), float32 or float64
-        float32 input is computed in float32 and accumulated in float64.
-    params : Params
-    sample_weight : ndarray of shape (n_frames,), optional
-        Non-negative per-frame weights; statistics and log-likelihood are weighted.
-    shift : ndarray of shape (n_dims,), optional
-        Centre of the moments; default ``out``'s, else the mixture mean ``sum_k w_k mu_k``.
-    chunk_size, executor, fast
-        As for :func:`accumulate_many`.
-    out : Stats, optional
-        Statistics to add into; returned.
+    :func:`accumulate_many` for one mixture; pure, inputs trusted. ``sample_weight``
+    (n_frames,) weights the statistics and log-likelihood; ``shift`` (n_dims,) is the
+    centre of the moments (default ``out``'s, else the mixture mean); ``out``:
+    statistics to add into, returned.
     """
     if shift is None:
         shift = out.shift if out is not None else params.weights @ params.means
@@ -226,28 +193,14 @@ def accumulate_many(
     same chunk boundaries, GEMMs and kernel calls, chunks reduced in order), so the
     result depends neither on the executor nor on the other members.
 
-    Parameters
-    ----------
-    Xs : list of ndarray, each of shape (n_frames_c, n_dims)
-        Frames of each member of the stack (indexed like ``weights``).
-    weights : ndarray of shape (n_members, K)
-    means, variances : ndarray of shape (n_members, K, n_dims)
-    members : list of int
-        The R members to compute.
-    shifts : ndarray of shape (R, n_dims), float64
-        Centre of each computed member's moments.
-    sample_weights : list of (ndarray of shape (n_frames_c,) or None), optional
-    chunk_size : int, optional
-        Frames per chunk; default :func:`auto_chunk_size`.
-    executor : LocalExecutor, optional
-        Runs the tasks (default: serially).
-    fast : bool or None
-        The fused numba kernel: None for large calls only (:func:`.kernels.use_numba`),
-        True always, False never (the NumPy reference path).
+    ``Xs[c]`` (n_frames_c, n_dims) are member c's frames (``sample_weights[c]`` its
+    optional weights); ``weights`` (n_members, K), ``means``/``variances`` (n_members,
+    K, n_dims); ``members`` the R to compute, with ``shifts`` (R, n_dims) their moments'
+    centres. ``chunk_size`` defaults to :func:`auto_chunk_size`; ``executor`` runs the
+    tasks (default serially); ``fast``: the numba kernel for large calls only (None,
+    :func:`.kernels.use_numba`), always (True) or never (False).
 
-    Returns
-    -------
-    n (R, K), F and S (R, K, n_dims) about ``shifts``, loglik and n_frames (R,)
+    Returns n (R, K), F and S (R, K, n_dims) about ``shifts``, loglik and n_frames (R,).
     """
     R, K, D = len(members), means.shape[1], means.shape[2]
     sws = sample_weights or [None] * R
@@ -291,11 +244,16 @@ def accumulate_many(
             if sws[j] is not None:
                 w = ws.w[r]
                 w[:] = sws[j][start:stop]
-            g, lj = chunk_stats(
-                Xs[members[j]][start:stop], shift_c[j], W[j], limit[j], w,
-                ws.xx[r], ws.L[r], ws.lse[r], use_fast[j],
-            )  # fmt: skip
-            res.append((j, g, lj))
+            xx, L, lse = ws.xx[r], ws.L[r], ws.lse[r]
+            for lim in (None, limit[j]):  # saturate only a chunk that overflowed (rare)
+                fill_rows(xx, Xs[members[j]][start:stop], shift_c[j], lim)
+                np.matmul(xx, W[j], out=L)
+                kernels.resp_inplace(L, w, lse, fast=use_fast[j])
+                g = L.T @ xx  # (K, 2D + 1): S, F and n at once
+                if np.isfinite(lse).all() and np.isfinite(g).all():
+                    break
+            lj = lse.sum(dtype=np.float64) if w is None else np.dot(lse.astype(np.float64), w)
+            res.append((j, g, float(lj)))
             off += m
         return res
 
@@ -307,11 +265,9 @@ def accumulate_many(
             ll[j] += lj
     nf = np.array([float(n) if sw is None else float(np.sum(sw)) for n, sw in zip(n_of, sws)])
     n = G[:, :, 2 * D].copy()
-    F, S = G[:, :, D : 2 * D], G[:, :, :D]
-    # from the compute-dtype shift to the float64 one (Stats.recentre, row by row)
-    d = (eff - shifts)[:, None, :]
-    nd = n[:, :, None] * d
-    return n, F + nd, S + 2.0 * d * F + nd * d, ll, nf
+    # from the compute-dtype shift to the float64 one
+    F, S = recentred(n, G[:, :, D : 2 * D], G[:, :, :D], (eff - shifts)[:, None, :])
+    return n, F, S, ll, nf
 
 
 def _dtypes(Xs, weights, means, variances, members: list[int]) -> list:

@@ -44,24 +44,13 @@ def fit_mixtures(
     classifier's classes, which share every parameter but the seed) run their EM
     rounds stacked, each ending exactly as it would alone.
 
-    Parameters
-    ----------
-    models : list of DiagGMM
-        Unfitted estimators with validated parameters; fitted in place.
-    sources : list of ArraySource, IterSource or ShardSource
-        Validated frames of each model. Several models need ``ArraySource``\\ s
-        without sample weights (they are stacked).
-    executor : LocalExecutor, optional
-        Runs the E-step chunks (default: ``n_jobs`` threads of the first model).
-    checkpoint : EMCheckpoint, optional
-        One model only, ``n_init=1`` (see :meth:`DiagGMM.fit_source`).
-    prior : Params, optional
-        MAP adaptation: every model starts from ``prior`` (no initialisation, no
-        restarts) and runs ``max_iter`` iterations of ``maximiser``.
-    maximiser : callable, optional
-        With ``prior``: the MAP maximiser (:class:`~.map.MAPMaximiser`).
-    tick : callable, optional
-        Called after each model is done (progress).
+    ``models``: unfitted DiagGMMs with validated parameters, fitted in place;
+    ``sources``: their validated frames (several models need ``ArraySource``\\ s without
+    sample weights). ``executor`` runs the E-step chunks (default: ``n_jobs`` threads
+    of the first model); ``checkpoint`` (one model, ``n_init=1``): see
+    :meth:`DiagGMM.fit_source`; ``prior`` (MAP): every model starts from it and runs
+    ``max_iter`` iterations of ``maximiser`` (:class:`~.map.MAPMaximiser`), no
+    initialisation nor restarts; ``tick`` is called after each model (progress).
     """
     if not models:
         return

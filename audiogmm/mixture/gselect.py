@@ -25,23 +25,12 @@ def select_scores(
 ) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
     """Per-frame log-likelihoods of M models and of the UBM over the UBM's top-C components.
 
-    Parameters
-    ----------
-    X : ndarray of shape (n_frames, n_dims), float32 or float64
-    ubm : Params
-        The selecting mixture, K components.
-    weights, means, variances : ndarray of shape (M, K), (M, K, n_dims), (M, K, n_dims)
-        Models sharing the UBM's component indexing (MAP-adapted from it).
-    top_c : int in [1, K]
-    chunk_size : int, optional
-        Frames per chunk (default: a gathered block of ~4M values).
-    executor : LocalExecutor, optional
-        Runs the chunks (default: serially); results do not depend on it.
-
-    Returns
-    -------
-    ``log sum_{k in sel_t} w_mk N(x_t | mu_mk, var_mk)`` (n_frames, M) and the same sum
-    under the UBM (n_frames,), float64 nats
+    ``X`` (n_frames, n_dims); ``ubm`` the selecting mixture of K components;
+    ``weights`` (M, K), ``means``/``variances`` (M, K, n_dims): models sharing the UBM's
+    component indexing (MAP-adapted from it); ``top_c`` in [1, K]; ``chunk_size``
+    default a gathered block of ~4M values; the ``executor`` does not change results.
+    Returns ``log sum_{k in sel_t} w_mk N(x_t | mu_mk, var_mk)`` (n_frames, M) and the
+    same sum under the UBM (n_frames,), float64 nats.
     """
     M, K, D = means.shape
     C = int(min(max(1, top_c), K))

@@ -105,18 +105,9 @@ def init_split(
 
     Each round splits ``min(k, K - k)`` components (so any K is reached), then runs
     ``split_iter`` EM iterations without weight floor or re-seeding, one stacked
-    :func:`em.run` for all subsamples (each grows as it would alone).
-
-    Parameters
-    ----------
-    Xs : ndarray of shape (n, n_dims), float64, or a list of them (one mixture each)
-    K : int > 0
-    var_floor : ndarray of shape (n_dims,), or a list of them (one per subsample)
-    split_iter : int >= 0
-
-    Returns
-    -------
-    Params, or a list of Params for a list of subsamples
+    :func:`em.run` for all subsamples (each grows as it would alone). ``Xs``
+    (n, n_dims) float64 and ``var_floor`` (n_dims,), or lists of them (one mixture
+    each, and then a list of Params is returned).
     """
     many = isinstance(Xs, list)
     subs, floors = (Xs, var_floor) if many else ([Xs], [var_floor])

@@ -15,6 +15,7 @@ touch numba (:func:`use_numba`): importing it and loading the cached kernels cos
 from __future__ import annotations
 
 import functools
+import importlib.util
 import os
 from typing import Any
 
@@ -33,18 +34,10 @@ __all__ = [
 ]
 
 
-def _numba_wanted() -> bool:
-    if os.environ.get("AUDIOGMM_NO_NUMBA"):
-        return False
-    import importlib.util
-
-    return importlib.util.find_spec("numba") is not None
-
-
 # numba is imported, and the kernels compiled (or loaded from numba's cache), on the
 # first call, not at import: `audiogmm --help` and code that never runs an E-step
 # do not pay for it
-HAVE_NUMBA = _numba_wanted()
+HAVE_NUMBA = not os.environ.get("AUDIOGMM_NO_NUMBA") and bool(importlib.util.find_spec("numba"))
 
 #: E-step passes over fewer (frames x columns) elements than this use NumPy. The fused
 #: kernel saves ~5 ns per element (2-core x86_64, float32): ~10 ms on a pass of 2**21,

@@ -69,19 +69,11 @@ def map_adapt(
 ) -> Params:  # fmt: skip
     """MAP-adapted parameters (new arrays) from statistics and a prior of the same (K, D).
 
-    Parameters
-    ----------
-    adapt : str, default="m"
-        Which parameters move: any non-empty combination of ``m``, ``w``, ``v``.
-    relevance_means, relevance_weights, relevance_variances : float >= 0
-        Relevance factor ``r`` of each kind. ``0`` gives the ML estimate wherever
-        a component has data; ``inf`` keeps the prior.
-    var_floor : float or ndarray of shape (n_dims,)
-        Absolute variance floor of adapted variances.
-    min_weight : float >= 0
-        Weight floor (water-filling) of adapted weights.
-
-    Components with ``n_k = 0`` keep the prior's values exactly.
+    ``adapt``: the kinds that move (a combination of ``m``, ``w``, ``v``), each with its
+    relevance factor ``r >= 0`` (0: the ML estimate wherever a component has data;
+    inf: the prior). Adapted variances are floored at ``var_floor`` (float or
+    (n_dims,)), adapted weights at ``min_weight`` (water-filling). Components with
+    ``n_k = 0`` keep the prior's values exactly.
     """
     if stats.F.shape != prior.means.shape:
         raise ParameterError(

@@ -17,22 +17,11 @@ logger = logging.getLogger(__name__)
 class ConvergenceMonitor:
     """Tracks the mean per-frame log-likelihood of EM and decides when to stop.
 
-    Parameters
-    ----------
-    tol : float >= 0
-        Converged when ``|ll_i - ll_{i-1}| < tol * max(1, |ll_{i-1}|)``.
-    max_iter : int >= 0
-        Maximum number of M-steps.
-    verbose : int
-        If > 0, print one aligned line per report to stderr.
-    drop_tol : float
-        Relative decrease that triggers a warning (float32 arithmetic needs ~1e-5).
-    scale : float
-        Typical magnitude of one frame's log-likelihood terms (e.g. n_dims); the
-        warning threshold is ``drop_tol * max(1, |ll|, scale)``.
-
-    Attributes: ``history``, the mean log-likelihood per frame (nats) at each E-step, and
-    ``n_iter``, the M-steps counted by :meth:`stop`.
+    Converged when ``|ll_i - ll_{i-1}| < tol * max(1, |ll_{i-1}|)``, stopped after
+    ``max_iter`` M-steps; ``verbose > 0`` prints one line per report to stderr. A drop
+    beyond ``drop_tol * max(1, |ll|, scale)`` warns (float32 needs ``drop_tol`` ~1e-5;
+    ``scale``: a frame's typical log-likelihood terms, e.g. n_dims). ``history``: the
+    mean log-likelihood per frame (nats) at each E-step; ``n_iter``: M-steps counted.
 
     Examples
     --------

@@ -129,21 +129,10 @@ def maximise_stack(
 
     The common case (no empty component, no weight to floor, nothing to re-seed)
     is array arithmetic over the stack; a mixture that needs more goes through
-    :func:`maximise` and :func:`reseed` on its own.
-
-    Parameters
-    ----------
-    n : ndarray of shape (R, K)
-    F, S : ndarray of shape (R, K, n_dims)
-        Statistics about ``shift`` (R, n_dims) (see :class:`~.stats.Stats`).
-    n_frames : ndarray of shape (R,)
-    var_floor : ndarray of shape (R, n_dims)
-    min_weight, min_count
-        As for :class:`MLMaximiser`.
-
-    Returns
-    -------
-    weights (R, K), means and variances (R, K, n_dims), and R lists of re-seed events
+    :func:`maximise` and :func:`reseed` on its own. ``n`` (R, K), ``F``/``S`` (R, K,
+    n_dims) about ``shift`` (R, n_dims), ``n_frames`` (R,), ``var_floor`` (R, n_dims);
+    ``min_weight``/``min_count`` as for :class:`MLMaximiser`. Returns weights (R, K),
+    means and variances (R, K, n_dims), and R lists of re-seed events.
     """
     K = n.shape[1]
     means, var = moments(n, F, S, shift)

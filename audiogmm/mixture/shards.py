@@ -93,16 +93,10 @@ def block_stats(
 class ShardSource:
     """EM data source over a shard store, with frame subsampling and per-clip weights.
 
-    Parameters
-    ----------
-    store : ShardStore
-    stride : int > 0, default=1
-        Keep store frames ``0, stride, 2*stride, ...`` (``n_frames`` counts those).
-    clip_weight : array of shape (n_clips,), optional
-        Non-negative sample weight of every frame of each clip (e.g. to balance labels).
-    block_frames : int > 0, default=BLOCK_FRAMES
-        Frames per map task. Results depend on it (and on the E-step chunk size),
-        never on the shard files or the executor.
+    Keeps store frames ``0, stride, 2*stride, ...`` (``n_frames`` counts those);
+    ``clip_weight`` (n_clips,): every frame's non-negative sample weight, per clip (e.g.
+    to balance labels); ``block_frames`` per map task: results depend on it (and on the
+    E-step chunk size), never on the shard files or the executor.
     """
 
     def __init__(

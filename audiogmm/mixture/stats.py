@@ -24,7 +24,7 @@ import numpy as np
 
 from ..exceptions import ModelFileError, ParameterError
 
-__all__ = ["Stats", "moments"]
+__all__ = ["Stats", "moments", "recentred"]
 
 _ARRAY_KEYS = ("n", "F", "S", "shift", "scalars")
 
@@ -52,22 +52,21 @@ def moments(
     return shift[..., None, :] + dm, var
 
 
+def recentred(
+    n: np.ndarray, F: np.ndarray, S: np.ndarray, d: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """``F + n d`` and ``S + 2 d F + n d**2``: the moments about a shift moved by ``-d``
+    (``d`` = old shift - new shift, broadcasting against ``F`` (..., K, D))."""
+    nd = n[..., None] * d
+    return F + nd, S + 2.0 * d * F + nd * d
+
+
 @dataclass(eq=False)
 class Stats:
     """Mergeable sufficient statistics of a diagonal-covariance GMM (or of C stacked ones).
 
-    Parameters
-    ----------
-    n : ndarray of shape ([C,] n_components), float64
-        Zeroth-order statistics (soft counts).
-    F, S : ndarray of shape ([C,] n_components, n_dims), float64
-        First- and second-order statistics about ``shift``.
-    loglik : float (or ndarray of shape (C,))
-        Total (summed over frames, sample-weighted) log-likelihood in nats.
-    n_frames : float (or ndarray of shape (C,))
-        Total sample weight (number of frames when unweighted).
-    shift : ndarray of shape ([C,] n_dims), float64
-        Point about which ``F`` and ``S`` are taken.
+    The fields are the module's ``n``, ``F``, ``S``, ``loglik``, ``n_frames`` and
+    ``shift`` (n_dims,); a stack of C mixtures has a leading axis C on each.
 
     Examples
     --------
@@ -153,10 +152,7 @@ class Stats:
         shift = np.asarray(shift, dtype=np.float64)
         if np.array_equal(shift, self.shift):
             return self
-        d = self.shift - shift
-        nd = self.n[:, None] * d
-        F = self.F + nd
-        S = self.S + 2.0 * d * self.F + nd * d
+        F, S = recentred(self.n, self.F, self.S, self.shift - shift)
         return Stats(self.n.copy(), F, S, self.loglik, self.n_frames, shift.copy())
 
     def __add__(self, other: Stats) -> Stats:
