@@ -249,21 +249,14 @@ def _threshold(clf: Any, reject: str | float | None) -> float | None:
 
 
 def evaluate_classifier(
-    model: Bundle,
-    records: Sequence[Record],
-    *,
-    options: RunOptions | None = None,
-    executor: LocalExecutor | None = None,
-    manifest: Sequence[Record] | None = None,
-    allow_train_overlap: bool = False,
-    reject: str | float | None = None,
-) -> dict[str, Any]:
-    """Classify labelled files with a model bundle and compute metrics.
+    model: Bundle, records: Sequence[Record], *, options: RunOptions | None = None,
+    executor: LocalExecutor | None = None, manifest: Sequence[Record] | None = None,
+    allow_train_overlap: bool = False, reject: str | float | None = None,
+) -> dict[str, Any]:  # fmt: skip
+    """Classify labelled files (``records``) with a model bundle and compute metrics.
 
     Parameters
     ----------
-    records : sequence of Record
-        The labelled evaluation files.
     manifest : sequence of Record, optional
         The whole manifest ``records`` come from. When it is the model's training
         manifest, a file whose bytes equal a training file listed under another path is a
@@ -284,12 +277,8 @@ def evaluate_classifier(
         ``predictions`` (``{path, label, predicted}``), ``unknown_labels``,
         ``train_overlap`` (training files scored under ``allow_train_overlap``; ``None``
         when the model records no split), ``train_duplicates`` and ``seconds``.
-
-    Raises
-    ------
-    DatasetError
-        Training files among ``records`` without ``allow_train_overlap`` (the count and a
-        few names), or every file skipped (the first reason).
+        DatasetError for training files among ``records`` without ``allow_train_overlap``
+        (the count and a few names), or every file skipped (the first reason).
     """
     t0 = time.perf_counter()
     clf = model.classifier
@@ -327,14 +316,10 @@ def evaluate_classifier(
 
 
 def predict_files(
-    model: Bundle,
-    paths: Sequence[str | os.PathLike],
-    *,
-    top: int = 1,
-    options: RunOptions | None = None,
-    executor: LocalExecutor | None = None,
+    model: Bundle, paths: Sequence[str | os.PathLike], *, top: int = 1,
+    options: RunOptions | None = None, executor: LocalExecutor | None = None,
     reject: str | float | None = None,
-) -> dict[str, Any]:
+) -> dict[str, Any]:  # fmt: skip
     """Classify audio files with the model's own feature configuration.
 
     ``reject`` is the open set of :func:`evaluate_classifier`. Returns ``results``, one
