@@ -163,13 +163,10 @@ def _work(path: str, config: FeatureConfig, keep_all_frames: bool) -> _Outcome:
 
 # ---------------------------------------------------------------------- public API
 def extract_many(
-    paths_or_records: Iterable[Union[PathLike, Record]],
-    *,
-    config: Optional[FeatureConfig] = None,
-    options: Optional[RunOptions] = None,
-    executor: Optional[LocalExecutor] = None,
-    keep_all_frames: bool = False,
-) -> ExtractionResult:
+    paths_or_records: Iterable[Union[PathLike, Record]], *,
+    config: Optional[FeatureConfig] = None, options: Optional[RunOptions] = None,
+    executor: Optional[LocalExecutor] = None, keep_all_frames: bool = False,
+) -> ExtractionResult:  # fmt: skip
     """Extract features for many files, in parallel, with an optional disk cache.
 
     Parameters

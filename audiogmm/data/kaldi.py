@@ -127,11 +127,8 @@ def read_feats(data_dir: PathLike, *, allow_pipes: bool = False) -> list[Utteran
     ``<utt> <cmd> |`` with ``allow_pipes``) and ``utt2spk``, sorted by id, with the
     features as stored: float32 or float64 (n_frames, n_dims).
 
-    Raises
-    ------
-    DatasetError
-        Malformed tables, a refused pipe, an entry that is not a finite binary Kaldi
-        matrix, an offset past the end of its archive, or matrices of different widths.
+    DatasetError for malformed tables, a refused pipe, an entry that is not a finite binary
+    Kaldi matrix, an offset past the end of its archive, or matrices of different widths.
     """
     kaldiio = _kaldiio()
     base = os.path.abspath(os.fspath(data_dir))
@@ -238,10 +235,7 @@ def read_segments(
     list of Utterance
         Sorted by id.
 
-    Raises
-    ------
-    DatasetError
-        Malformed tables, a refused pipe, or no usable utterance at all.
+    DatasetError for malformed tables, a refused pipe, or no usable utterance at all.
     """
     config = config or FeatureConfig()
     base = os.path.abspath(os.fspath(data_dir))
@@ -352,11 +346,8 @@ def write_feats(
     ``spk2utt``; ``config`` is stored as :data:`CONFIG_FILE`, so that a model trained
     on these features can extract the same from audio.
 
-    Raises
-    ------
-    DatasetError
-        An id or label that is empty or holds whitespace, an utterance without a
-        label, or features that are not a 2-D float array; nothing is written then.
+    DatasetError for an id or label that is empty or holds whitespace, an utterance without a
+    label, or features that are not a 2-D float array; nothing is written then.
     """
     kaldiio = _kaldiio()
     base = os.path.abspath(os.fspath(out_dir))

@@ -62,15 +62,10 @@ def load_split(data: str | os.PathLike, split: str | None, **split_options: Any)
 
 
 def describe_split(
-    data: str | os.PathLike,
-    split: str | None,
-    train_records: Sequence[Record],
-    *,
-    train_fraction: float = TRAIN_FRACTION,
-    seed: int = 0,
-    n_jobs: int | None = None,
+    data: str | os.PathLike, split: str | None, train_records: Sequence[Record], *,
+    train_fraction: float = TRAIN_FRACTION, seed: int = 0, n_jobs: int | None = None,
     cache_dir: str | os.PathLike | None = None,
-) -> dict[str, Any]:
+) -> dict[str, Any]:  # fmt: skip
     """The split block (:func:`audiogmm.data.splits.split_spec`) to store in a model trained
     on ``train_records`` of ``data``: ``save_model(..., extra={"split": block})``."""
     return split_spec(
@@ -94,13 +89,9 @@ def stored_split(model: Bundle, *, path: str | os.PathLike | None = None) -> dic
 
 
 def evaluation_split(
-    model: Bundle,
-    manifest: Sequence[Record],
-    split: str | None,
-    *,
-    train_fraction: float | None = None,
-    seed: int | None = None,
-) -> tuple[list[Record], dict[str, Any]]:
+    model: Bundle, manifest: Sequence[Record], split: str | None, *,
+    train_fraction: float | None = None, seed: int | None = None,
+) -> tuple[list[Record], dict[str, Any]]:  # fmt: skip
     """Records of ``split`` of ``manifest`` (every record of the evaluation data) to evaluate
     ``model`` on, split as the model was.
 

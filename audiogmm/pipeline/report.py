@@ -92,13 +92,9 @@ def format_metrics(metrics: dict[str, Any]) -> str:
 
 
 def write_report(
-    folder: str | os.PathLike,
-    metrics: dict[str, Any],
-    *,
-    plot: bool = True,
-    training: dict[str, Any] | None = None,
-    bundle: Any = None,
-) -> list[str]:
+    folder: str | os.PathLike, metrics: dict[str, Any], *, plot: bool = True,
+    training: dict[str, Any] | None = None, bundle: Any = None,
+) -> list[str]:  # fmt: skip
     """Write a report folder for one evaluation, each file atomically; return the files.
 
     Parameters

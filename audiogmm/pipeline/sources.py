@@ -107,12 +107,8 @@ def open_clips(
     ``FeatureConfig()``; stores and ``feats.scp`` carry their own); ``options`` and
     ``executor`` run the extraction; ``records`` are the split's records when already read.
 
-    Raises
-    ------
-    DatasetError
-        No clips, a label without any usable file, or unlabelled utterances.
-    ModelFileError
-        A store or feature directory whose feature configuration is invalid.
+    DatasetError for no clips, a label without any usable file, or unlabelled utterances;
+    ModelFileError for a store or feature directory whose feature configuration is invalid.
     """
     kind = source_kind(data)
     if kind == "store":
