@@ -65,14 +65,8 @@ def format_open_set(o: dict[str, Any]) -> str:
 
 
 def format_metrics(metrics: dict[str, Any]) -> str:
-    """The headline metrics and a per-class table as text (what ``evaluate`` prints).
-
-    Parameters
-    ----------
-    metrics : dict
-        Output of :func:`audiogmm.scoring.summary` (``accuracy``, ``accuracy_ci95``,
-        ``n_correct``, ``n``, ``balanced_accuracy``, ``macro_f1``, ``per_class``).
-    """
+    """The headline metrics and a per-class table of :func:`audiogmm.scoring.summary`'s
+    ``metrics`` as text (what ``evaluate`` prints)."""
     lo, hi = metrics["accuracy_ci95"]
     lines = [
         f"accuracy:          {_pct(metrics['accuracy'])} ({metrics['n_correct']}/{metrics['n']}; "
