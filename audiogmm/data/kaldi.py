@@ -214,26 +214,16 @@ def read_segments(
     data_dir: PathLike, *, config: Optional[FeatureConfig] = None, allow_pipes: bool = False,
     keep_all_frames: bool = False, skipped: Optional[dict[str, str]] = None,
 ) -> list[Utterance]:  # fmt: skip
-    """Features of every utterance of a ``wav.scp`` directory, honouring ``segments``.
+    """Features of every utterance of a ``wav.scp`` directory, honouring ``segments``,
+    sorted by id.
 
-    Parameters
-    ----------
-    data_dir : path
-        ``wav.scp`` (``<recording> <path>``, or ``<recording> <cmd> |`` whose output is
-        a WAV or FLAC stream, with ``allow_pipes``), optionally ``segments`` (without
-        it each recording is an utterance) and ``utt2spk``.
-    config : FeatureConfig, optional
-        Front end (default ``FeatureConfig()``); ``keep_all_frames`` goes to
-        :func:`audiogmm.features.extract`.
-    skipped : dict, optional
-        Receives ``{utterance: reason}`` of the segments skipped (bad times, outside
-        the recording, unreadable, too short or silent), as
-        :func:`audiogmm.data.extract_many` skips bad files; else they are logged.
-
-    Returns
-    -------
-    list of Utterance
-        Sorted by id.
+    ``data_dir`` holds ``wav.scp`` (``<recording> <path>``, or ``<recording> <cmd> |``
+    giving a WAV or FLAC stream, with ``allow_pipes``), optionally ``segments`` (without
+    it each recording is an utterance) and ``utt2spk``. ``config`` (default
+    ``FeatureConfig()``) and ``keep_all_frames`` go to :func:`audiogmm.features.extract`.
+    ``skipped`` receives ``{utterance: reason}`` of the segments skipped (bad times,
+    outside the recording, unreadable, too short or silent), as
+    :func:`audiogmm.data.extract_many` skips bad files; else they are logged.
 
     DatasetError for malformed tables, a refused pipe, or no usable utterance at all.
     """
