@@ -91,21 +91,13 @@ def write_report(
 ) -> list[str]:  # fmt: skip
     """Write a report folder for one evaluation, each file atomically; return the files.
 
-    Parameters
-    ----------
-    folder : path
-        Created if needed; files an earlier report left there are removed.
-    metrics : dict
-        :func:`audiogmm.scoring.summary`, maybe with extra keys (``skipped``, timing):
-        ``metrics.json``, ``metrics.txt`` (:func:`format_metrics`), ``confusion.txt``.
-    plot : bool
-        Also ``confusion.png`` (row-normalised shares with a colour bar, counts in the
-        cells) when matplotlib is installed; otherwise a warning says it was not written.
-    training : dict, optional
-        A classifier's ``fit_report_``: :func:`write_training_curves`.
-    bundle : Bundle, optional
-        The evaluated model: with ``plot``, one ``mixture_*.png`` per class along the
-        dimension where the classes differ most (:mod:`audiogmm.pipeline.plot`).
+    ``folder`` is created if needed; files an earlier report left there are removed.
+    ``metrics`` (:func:`audiogmm.scoring.summary`, maybe with ``skipped``, timing) gives
+    ``metrics.json``, ``metrics.txt`` (:func:`format_metrics`) and ``confusion.txt``;
+    ``plot`` adds ``confusion.png`` when matplotlib is installed (else a warning), and
+    with the evaluated ``bundle`` one ``mixture_*.png`` per class
+    (:mod:`audiogmm.pipeline.plot`); ``training`` (a ``fit_report_``) adds
+    :func:`write_training_curves`.
     """
     folder = os.fspath(folder)
     os.makedirs(folder, exist_ok=True)
