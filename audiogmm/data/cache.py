@@ -44,19 +44,9 @@ T = TypeVar("T")
 
 @dataclass(frozen=True)
 class RunOptions:
-    """How a file-level job runs: the settings that travel from the CLI to the cache.
-
-    Attributes
-    ----------
-    cache_dir : path or None
-        Feature cache folder (None: no cache).
-    n_jobs : int >= 1 or None
-        Workers (None: all cores).
-    progress : callable or None
-        ``progress(n_done, n_total, label)`` (see :mod:`audiogmm.progress`).
-    strict : bool
-        Fail on the first bad file instead of skipping it.
-    """
+    """How a file-level job runs: the feature cache folder (None: none), the workers
+    (None: all cores), ``progress(n_done, n_total, label)`` (:mod:`audiogmm.progress`),
+    and whether to fail on the first bad file instead of skipping it (``strict``)."""
 
     cache_dir: Optional[PathLike] = None
     n_jobs: Optional[int] = None
@@ -83,14 +73,11 @@ class ExtractionResult:
         records), in input order; skipped files are absent.
     skipped : list of Skipped
         Bad files with the reason, in input order.
-    n_extracted : int
-        Files computed in this run.
-    n_cached : int
-        Files read back from the cache.
+    n_extracted, n_cached : int
+        Files computed in this run; files read back from the cache.
     cache_errors : list of str
-        Cache entries that could not be written (e.g. a full disk), one message each
-        naming the entry's path and the reason; those files' features are in
-        ``features`` all the same.
+        Cache entries that could not be written (e.g. a full disk), naming the entry
+        and the reason; those files' features are in ``features`` all the same.
     """
 
     features: dict[str, np.ndarray] = field(default_factory=dict)
@@ -109,13 +96,8 @@ class ExtractionResult:
         return f"; first: {self.skipped[0].reason}" if self.skipped else ""
 
     def labelled_clips(self, records: Sequence[Record]) -> tuple[list[np.ndarray], list[str]]:
-        """The frames and labels of the usable ``records``, in their order.
-
-        Raises
-        ------
-        DatasetError
-            Every file of some label was skipped (the message gives the first reason).
-        """
+        """The frames and labels of the usable ``records``, in their order; DatasetError
+        when every file of some label was skipped (giving the first reason)."""
         clips, labels = [], []
         for r in records:
             X = self.features.get(r.path)
@@ -181,13 +163,10 @@ def _work(path: str, config: FeatureConfig, keep_all_frames: bool) -> _Outcome:
 
 # ---------------------------------------------------------------------- public API
 def extract_many(
-    paths_or_records: Iterable[Union[PathLike, Record]],
-    *,
-    config: Optional[FeatureConfig] = None,
-    options: Optional[RunOptions] = None,
-    executor: Optional[LocalExecutor] = None,
-    keep_all_frames: bool = False,
-) -> ExtractionResult:
+    paths_or_records: Iterable[Union[PathLike, Record]], *,
+    config: Optional[FeatureConfig] = None, options: Optional[RunOptions] = None,
+    executor: Optional[LocalExecutor] = None, keep_all_frames: bool = False,
+) -> ExtractionResult:  # fmt: skip
     """Extract features for many files, in parallel, with an optional disk cache.
 
     Parameters
@@ -197,33 +176,18 @@ def extract_many(
     config : FeatureConfig, optional
         Defaults to the ``general`` preset (``FeatureConfig()``).
     options : RunOptions, optional
-        Cache folder, workers, progress callback and strictness (default: no
-        cache, all cores as threads, no progress, bad files skipped).
+        Default: no cache, all cores as threads, no progress, bad files skipped.
     executor : LocalExecutor, optional
-        Runs the files (default: ``options.n_jobs`` threads for this call). Pass
-        an executor built with ``processes=True`` for worker processes.
+        Default: ``options.n_jobs`` threads for this call (``processes=True`` for workers).
     keep_all_frames : bool
-        Passed to :func:`audiogmm.features.extract` (no VAD frame dropping).
+        No VAD frame dropping (:func:`audiogmm.features.extract`).
 
     Returns
     -------
     ExtractionResult
         ``features`` (path → ``(n_frames, config.n_dims)`` array, input order),
-        ``skipped``, ``n_extracted``, ``n_cached``.
-
-    Raises
-    ------
-    AudioError, FeatureError
-        Only with ``options.strict``.
-    ParameterError
-        Invalid *config* or ``n_jobs``.
-
-    Examples
-    --------
-    >>> from audiogmm.data import read_manifest
-    >>> res = extract_many(read_manifest("data_samples/speakers"),
-    ...                    options=RunOptions(cache_dir="exp/feats", n_jobs=2))  # doctest: +SKIP
-    >>> res.write_skipped_csv("exp/feats/skipped.csv")  # doctest: +SKIP
+        ``skipped``, ``n_extracted``, ``n_cached``. AudioError or FeatureError only with
+        ``options.strict``; ParameterError for an invalid *config* or ``n_jobs``.
     """
     if config is None:
         config = FeatureConfig()

@@ -127,11 +127,8 @@ def read_feats(data_dir: PathLike, *, allow_pipes: bool = False) -> list[Utteran
     ``<utt> <cmd> |`` with ``allow_pipes``) and ``utt2spk``, sorted by id, with the
     features as stored: float32 or float64 (n_frames, n_dims).
 
-    Raises
-    ------
-    DatasetError
-        Malformed tables, a refused pipe, an entry that is not a finite binary Kaldi
-        matrix, an offset past the end of its archive, or matrices of different widths.
+    DatasetError for malformed tables, a refused pipe, an entry that is not a finite binary
+    Kaldi matrix, an offset past the end of its archive, or matrices of different widths.
     """
     kaldiio = _kaldiio()
     base = os.path.abspath(os.fspath(data_dir))
@@ -217,31 +214,18 @@ def read_segments(
     data_dir: PathLike, *, config: Optional[FeatureConfig] = None, allow_pipes: bool = False,
     keep_all_frames: bool = False, skipped: Optional[dict[str, str]] = None,
 ) -> list[Utterance]:  # fmt: skip
-    """Features of every utterance of a ``wav.scp`` directory, honouring ``segments``.
+    """Features of every utterance of a ``wav.scp`` directory, honouring ``segments``,
+    sorted by id.
 
-    Parameters
-    ----------
-    data_dir : path
-        ``wav.scp`` (``<recording> <path>``, or ``<recording> <cmd> |`` whose output is
-        a WAV or FLAC stream, with ``allow_pipes``), optionally ``segments`` (without
-        it each recording is an utterance) and ``utt2spk``.
-    config : FeatureConfig, optional
-        Front end (default ``FeatureConfig()``); ``keep_all_frames`` goes to
-        :func:`audiogmm.features.extract`.
-    skipped : dict, optional
-        Receives ``{utterance: reason}`` of the segments skipped (bad times, outside
-        the recording, unreadable, too short or silent), as
-        :func:`audiogmm.data.extract_many` skips bad files; else they are logged.
+    ``data_dir`` holds ``wav.scp`` (``<recording> <path>``, or ``<recording> <cmd> |``
+    giving a WAV or FLAC stream, with ``allow_pipes``), optionally ``segments`` (without
+    it each recording is an utterance) and ``utt2spk``. ``config`` (default
+    ``FeatureConfig()``) and ``keep_all_frames`` go to :func:`audiogmm.features.extract`.
+    ``skipped`` receives ``{utterance: reason}`` of the segments skipped (bad times,
+    outside the recording, unreadable, too short or silent), as
+    :func:`audiogmm.data.extract_many` skips bad files; else they are logged.
 
-    Returns
-    -------
-    list of Utterance
-        Sorted by id.
-
-    Raises
-    ------
-    DatasetError
-        Malformed tables, a refused pipe, or no usable utterance at all.
+    DatasetError for malformed tables, a refused pipe, or no usable utterance at all.
     """
     config = config or FeatureConfig()
     base = os.path.abspath(os.fspath(data_dir))
@@ -352,11 +336,8 @@ def write_feats(
     ``spk2utt``; ``config`` is stored as :data:`CONFIG_FILE`, so that a model trained
     on these features can extract the same from audio.
 
-    Raises
-    ------
-    DatasetError
-        An id or label that is empty or holds whitespace, an utterance without a
-        label, or features that are not a 2-D float array; nothing is written then.
+    DatasetError for an id or label that is empty or holds whitespace, an utterance without a
+    label, or features that are not a 2-D float array; nothing is written then.
     """
     kaldiio = _kaldiio()
     base = os.path.abspath(os.fspath(out_dir))

@@ -60,12 +60,8 @@ def _check_unique_and_present(records: list[Record], source: str) -> None:
 
 def read_folder(root: PathLike) -> list[Record]:
     """Read ``root/<label>/**/<audio file>`` (files directly in *root* are ignored),
-    sorted by label then path.
-
-    Raises
-    ------
-    DatasetError
-        No label sub-folder, or a label sub-folder without any audio file.
+    sorted by label then path; DatasetError without a label sub-folder, or for one
+    without any audio file.
     """
     base = os.path.abspath(os.fspath(root))
     if not os.path.isdir(base):
@@ -119,25 +115,13 @@ def expand_paths(paths: Iterable[PathLike]) -> list[str]:
 def read_csv(
     path: PathLike, *, extra_columns: Literal["error", "ignore"] = "error"
 ) -> list[Record]:
-    """Read a CSV manifest ``path,label[,split]`` (UTF-8; paths relative to its folder).
+    """The records of a CSV manifest ``path,label[,split]`` (UTF-8; paths relative to its
+    folder), in file order; an empty ``split`` cell gives None. ``extra_columns``: what
+    to do with other columns.
 
-    Parameters
-    ----------
-    path : str or os.PathLike
-    extra_columns : {"error", "ignore"}
-        What to do with columns other than ``path``, ``label`` and ``split``.
-
-    Returns
-    -------
-    list of Record
-        In file order; an empty ``split`` cell gives None.
-
-    Raises
-    ------
-    DatasetError
-        Text :func:`read_csv_rows` refuses, missing or unknown columns, an empty path
-        or label, a split outside :data:`SPLIT_NAMES` or on some rows only, a missing
-        file, or duplicate paths.
+    DatasetError for text :func:`read_csv_rows` refuses, missing or unknown columns, an
+    empty path or label, a split outside :data:`SPLIT_NAMES` or on some rows only, a
+    missing file, or duplicate paths.
     """
     csv_path = os.path.abspath(os.fspath(path))
     if extra_columns not in ("error", "ignore"):
@@ -186,14 +170,9 @@ def read_kaldi_dir(data_dir: PathLike) -> list[Record]:
 
     Relative paths in ``wav.scp`` are tried against *data_dir*, then against the
     current directory (Kaldi's convention: the recipe root). Records are sorted by
-    utterance id, with ``split`` None.
-
-    Raises
-    ------
-    DatasetError
-        A missing ``utt2spk``, piped or archive entries, a ``segments`` file
-        (:mod:`audiogmm.data.kaldi` reads those), utterances without a speaker,
-        duplicate utterances or paths, or missing audio files.
+    utterance id, with ``split`` None. DatasetError for a missing ``utt2spk``, piped or
+    archive entries, a ``segments`` file (:mod:`audiogmm.data.kaldi` reads those),
+    utterances without a speaker, duplicate utterances or paths, or missing audio files.
     """
     base = os.path.abspath(os.fspath(data_dir))
     scp = os.path.join(base, "wav.scp")

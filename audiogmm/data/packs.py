@@ -60,10 +60,7 @@ PACK_SUFFIX = ".pack"
 def cache_key(path: PathLike, config: FeatureConfig, *, keep_all_frames: bool = False) -> str:
     """SHA-256 hex digest of (absolute path, size, mtime_ns, config hash, keep_all_frames, format).
 
-    Raises
-    ------
-    AudioError
-        If the file cannot be stat'ed (missing, unreadable, empty).
+    AudioError when the file cannot be stat'ed (missing, unreadable, empty).
     """
     return file_key(path, config.content_hash(), str(bool(keep_all_frames)), ENTRY_FORMAT)
 
@@ -140,10 +137,7 @@ class Packs:
     def put(self, key: str, body: bytes) -> None:
         """Append ``body`` under ``key`` to this run's pack (no fsync; see the module).
 
-        Raises
-        ------
-        OSError
-            The pack could not be created or written; the partial record is removed.
+        OSError when the pack could not be created or written; the partial record is removed.
         """
         head = _HEADER.pack(_MAGIC, bytes.fromhex(key), len(body))
         data = head + body + _digest(head, body)

@@ -50,16 +50,10 @@ def is_store(path: str | os.PathLike) -> bool:
 class ShardWriter:
     """Write clips into shards of about ``shard_frames`` frames, then the index.
 
-    Parameters
-    ----------
-    folder : path
-        Created if missing; an earlier store's shards there are replaced.
-    n_dims : int > 0
-    shard_frames : int > 0
-        A shard is closed once it holds this many frames (a clip is never split).
-    config_hash, config : str, optional
-        The FeatureConfig's content hash and JSON, so that a model trained from the
-        store carries its front end.
+    ``folder`` is created if missing (an earlier store's shards there are replaced); a
+    shard is closed once it holds ``shard_frames`` frames (a clip is never split);
+    ``config_hash`` and ``config`` (the FeatureConfig's hash and JSON) let a model
+    trained from the store carry its front end.
 
     Examples
     --------

@@ -47,14 +47,8 @@ def split_records(
     Otherwise each label's files, sorted by path, are shuffled by a generator seeded
     with ``(seed, crc32(label))`` (a label's split does not depend on the others), and
     ``round(train_fraction * n)`` go to ``"train"``, at least one, leaving at least one
-    ``"test"`` file of a label with two or more.
-
-    Raises
-    ------
-    ParameterError
-        *train_fraction* outside (0, 1).
-    DatasetError
-        Some records have a split and others do not.
+    ``"test"`` file of a label with two or more. ParameterError for *train_fraction*
+    outside (0, 1); DatasetError when some records have a split and others do not.
     """
     if not (0.0 < float(train_fraction) < 1.0):
         raise ParameterError(f"train_fraction must be in (0, 1), got {train_fraction}")
@@ -148,29 +142,18 @@ def split_spec(
 ) -> dict[str, Any]:  # fmt: skip
     """The split block a model stores: how its training files were chosen, and which.
 
-    Parameters
-    ----------
-    manifest : sequence of Record
-        Every record of the manifest as read (before :func:`split_records`).
-    train_records : iterable of Record
-        The files actually used for training.
-    split : str or None
-        The split trained on (``None`` or ``"all"``: every record).
-    seed, train_fraction
-        The settings given to :func:`split_records`.
-    n_jobs : int >= 1 or None
-        Threads hashing the training files (None: all cores).
-    cache_dir : path or None
-        Feature cache folder that keeps the hashes (keyed by path, size and mtime), so
-        that a second run does not read the files again.
+    ``manifest`` is every record as read (before :func:`split_records`), ``train_records``
+    the files actually used, ``split`` the split trained on (None or ``"all"``: every
+    record), ``seed`` and ``train_fraction`` as given to :func:`split_records`. ``n_jobs``
+    threads hash the training files; ``cache_dir`` keeps the hashes (by path, size, mtime).
 
     Returns
     -------
     dict
-        ``manifest_hash`` (:func:`~audiogmm.data.manifests.content_hash`),
-        ``n_manifest_files``, ``split``, ``from_column`` (the manifest's split column
-        made the split), ``seed``, ``train_fraction``, ``identity`` (:data:`IDENTITY`)
-        and ``train_files``: the sorted distinct :func:`file_identity` digests.
+        ``manifest_hash``, ``n_manifest_files``, ``split``, ``from_column`` (the
+        manifest's split column made the split), ``seed``, ``train_fraction``,
+        ``identity`` (:data:`IDENTITY`) and ``train_files`` (sorted distinct
+        :func:`file_identity` digests).
     """
     manifest = list(manifest)
     return validate_split_block(
@@ -191,14 +174,8 @@ def split_spec(
 
 
 def validate_split_block(block: Any) -> dict[str, Any]:
-    """A checked copy of a model header's ``split`` block (:data:`audiogmm.io.tables.SPLIT`).
-
-    Raises
-    ------
-    ModelFileError
-        Not an object, a missing or unknown field, or a field of the wrong type or
-        range; the message names the field (``split.<field>``).
-    """
+    """A checked copy of a model header's ``split`` block (:data:`audiogmm.io.tables.SPLIT`);
+    ModelFileError naming the bad field (``split.<field>``)."""
     try:
         return check(SPLIT, block, "split")
     except ValueError as e:

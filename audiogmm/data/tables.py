@@ -87,13 +87,8 @@ def read_csv_rows(
 
     Besides :func:`_text_lines`' refusals, a field over :func:`csv.field_size_limit`, a
     repeated column name and non-empty cells beyond the header's columns are one
-    :class:`~audiogmm.exceptions.DatasetError` naming the file and the line.
-
-    Parameters
-    ----------
-    path : str or os.PathLike
-    what : str
-        What the file is, for messages (``"manifest"``, ``"trials file"``).
+    :class:`~audiogmm.exceptions.DatasetError` naming the file (``what`` it is, e.g.
+    ``"manifest"``) and the line.
 
     Returns
     -------

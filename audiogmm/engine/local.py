@@ -67,19 +67,10 @@ def one_blas_thread() -> Iterator[None]:
 class LocalExecutor:
     """Run independent tasks on this machine: in order, lazily, with a bounded look-ahead.
 
-    Parameters
-    ----------
-    n_workers : int > 0 or None, default=None
-        Threads (and worker processes, when ``processes`` is on). None means
-        :func:`default_workers`.
-    processes : bool, default=False
-        Let ``map(..., isolated=True)`` run tasks in worker processes. Off by
-        default: a library call never starts processes unless asked.
-
-    Notes
-    -----
-    Pools are created on first use. A map called from inside a worker runs inline, so
-    nesting never deadlocks.
+    ``n_workers`` threads (and worker processes; None: :func:`default_workers`);
+    ``processes`` lets ``map(..., isolated=True)`` run tasks in worker processes (off: a
+    library call never starts processes unless asked). Pools are created on first use; a
+    map called from inside a worker runs inline, so nesting never deadlocks.
 
     Examples
     --------
@@ -136,19 +127,11 @@ class LocalExecutor:
         self, fn: Callable[..., T], items: Iterable[Any], *, isolated: bool = False,
         star: bool = False,
     ) -> Iterator[T]:  # fmt: skip
-        """Apply ``fn`` to every item; yield the results in item order, lazily.
+        """Apply ``fn`` (thread-safe) to every item (``fn(*item)`` with ``star``); yield the
+        results in item order, lazily, consuming ``items`` ``4 * n_workers`` ahead.
 
-        Parameters
-        ----------
-        fn : callable
-            Thread-safe; with ``isolated=True`` on a process executor, a picklable
-            top-level function (and the items must pickle too).
-        items : iterable
-            Task arguments, consumed as results are requested (``4 * n_workers`` ahead).
-        isolated : bool
-            The task touches no shared state: it may run in a worker process.
-        star : bool
-            Call ``fn(*item)`` instead of ``fn(item)``.
+        ``isolated``: the task touches no shared state, so it may run in a worker process
+        (then ``fn`` must be a picklable top-level function, and the items must pickle).
         """
         call = (lambda it: fn(*it)) if star else fn
         inline = self.n_workers <= 1 or getattr(_in_worker, "active", False)

@@ -41,12 +41,9 @@ class Bundle:
 
 
 def save_model(
-    path: str | os.PathLike,
-    classifier: GMMClassifier | FusedClassifier,
-    config: Union[FeatureConfig, Sequence[FeatureConfig]],
-    *,
-    extra: dict[str, Any] | None = None,
-) -> None:
+    path: str | os.PathLike, classifier: GMMClassifier | FusedClassifier,
+    config: Union[FeatureConfig, Sequence[FeatureConfig]], *, extra: dict[str, Any] | None = None,
+) -> None:  # fmt: skip
     """Write ``classifier`` and ``config`` (one per member of a FusedClassifier) to one model
     file (atomic, checksummed, no pickle).
 

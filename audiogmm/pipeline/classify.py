@@ -62,15 +62,10 @@ def load_split(data: str | os.PathLike, split: str | None, **split_options: Any)
 
 
 def describe_split(
-    data: str | os.PathLike,
-    split: str | None,
-    train_records: Sequence[Record],
-    *,
-    train_fraction: float = TRAIN_FRACTION,
-    seed: int = 0,
-    n_jobs: int | None = None,
+    data: str | os.PathLike, split: str | None, train_records: Sequence[Record], *,
+    train_fraction: float = TRAIN_FRACTION, seed: int = 0, n_jobs: int | None = None,
     cache_dir: str | os.PathLike | None = None,
-) -> dict[str, Any]:
+) -> dict[str, Any]:  # fmt: skip
     """The split block (:func:`audiogmm.data.splits.split_spec`) to store in a model trained
     on ``train_records`` of ``data``: ``save_model(..., extra={"split": block})``."""
     return split_spec(
@@ -94,13 +89,9 @@ def stored_split(model: Bundle, *, path: str | os.PathLike | None = None) -> dic
 
 
 def evaluation_split(
-    model: Bundle,
-    manifest: Sequence[Record],
-    split: str | None,
-    *,
-    train_fraction: float | None = None,
-    seed: int | None = None,
-) -> tuple[list[Record], dict[str, Any]]:
+    model: Bundle, manifest: Sequence[Record], split: str | None, *,
+    train_fraction: float | None = None, seed: int | None = None,
+) -> tuple[list[Record], dict[str, Any]]:  # fmt: skip
     """Records of ``split`` of ``manifest`` (every record of the evaluation data) to evaluate
     ``model`` on, split as the model was.
 
@@ -249,21 +240,14 @@ def _threshold(clf: Any, reject: str | float | None) -> float | None:
 
 
 def evaluate_classifier(
-    model: Bundle,
-    records: Sequence[Record],
-    *,
-    options: RunOptions | None = None,
-    executor: LocalExecutor | None = None,
-    manifest: Sequence[Record] | None = None,
-    allow_train_overlap: bool = False,
-    reject: str | float | None = None,
-) -> dict[str, Any]:
-    """Classify labelled files with a model bundle and compute metrics.
+    model: Bundle, records: Sequence[Record], *, options: RunOptions | None = None,
+    executor: LocalExecutor | None = None, manifest: Sequence[Record] | None = None,
+    allow_train_overlap: bool = False, reject: str | float | None = None,
+) -> dict[str, Any]:  # fmt: skip
+    """Classify labelled files (``records``) with a model bundle and compute metrics.
 
     Parameters
     ----------
-    records : sequence of Record
-        The labelled evaluation files.
     manifest : sequence of Record, optional
         The whole manifest ``records`` come from. When it is the model's training
         manifest, a file whose bytes equal a training file listed under another path is a
@@ -284,12 +268,8 @@ def evaluate_classifier(
         ``predictions`` (``{path, label, predicted}``), ``unknown_labels``,
         ``train_overlap`` (training files scored under ``allow_train_overlap``; ``None``
         when the model records no split), ``train_duplicates`` and ``seconds``.
-
-    Raises
-    ------
-    DatasetError
-        Training files among ``records`` without ``allow_train_overlap`` (the count and a
-        few names), or every file skipped (the first reason).
+        DatasetError for training files among ``records`` without ``allow_train_overlap``
+        (the count and a few names), or every file skipped (the first reason).
     """
     t0 = time.perf_counter()
     clf = model.classifier
@@ -327,14 +307,10 @@ def evaluate_classifier(
 
 
 def predict_files(
-    model: Bundle,
-    paths: Sequence[str | os.PathLike],
-    *,
-    top: int = 1,
-    options: RunOptions | None = None,
-    executor: LocalExecutor | None = None,
+    model: Bundle, paths: Sequence[str | os.PathLike], *, top: int = 1,
+    options: RunOptions | None = None, executor: LocalExecutor | None = None,
     reject: str | float | None = None,
-) -> dict[str, Any]:
+) -> dict[str, Any]:  # fmt: skip
     """Classify audio files with the model's own feature configuration.
 
     ``reject`` is the open set of :func:`evaluate_classifier`. Returns ``results``, one

@@ -65,14 +65,8 @@ def format_open_set(o: dict[str, Any]) -> str:
 
 
 def format_metrics(metrics: dict[str, Any]) -> str:
-    """The headline metrics and a per-class table as text (what ``evaluate`` prints).
-
-    Parameters
-    ----------
-    metrics : dict
-        Output of :func:`audiogmm.scoring.summary` (``accuracy``, ``accuracy_ci95``,
-        ``n_correct``, ``n``, ``balanced_accuracy``, ``macro_f1``, ``per_class``).
-    """
+    """The headline metrics and a per-class table of :func:`audiogmm.scoring.summary`'s
+    ``metrics`` as text (what ``evaluate`` prints)."""
     lo, hi = metrics["accuracy_ci95"]
     lines = [
         f"accuracy:          {_pct(metrics['accuracy'])} ({metrics['n_correct']}/{metrics['n']}; "
@@ -92,30 +86,18 @@ def format_metrics(metrics: dict[str, Any]) -> str:
 
 
 def write_report(
-    folder: str | os.PathLike,
-    metrics: dict[str, Any],
-    *,
-    plot: bool = True,
-    training: dict[str, Any] | None = None,
-    bundle: Any = None,
-) -> list[str]:
+    folder: str | os.PathLike, metrics: dict[str, Any], *, plot: bool = True,
+    training: dict[str, Any] | None = None, bundle: Any = None,
+) -> list[str]:  # fmt: skip
     """Write a report folder for one evaluation, each file atomically; return the files.
 
-    Parameters
-    ----------
-    folder : path
-        Created if needed; files an earlier report left there are removed.
-    metrics : dict
-        :func:`audiogmm.scoring.summary`, maybe with extra keys (``skipped``, timing):
-        ``metrics.json``, ``metrics.txt`` (:func:`format_metrics`), ``confusion.txt``.
-    plot : bool
-        Also ``confusion.png`` (row-normalised shares with a colour bar, counts in the
-        cells) when matplotlib is installed; otherwise a warning says it was not written.
-    training : dict, optional
-        A classifier's ``fit_report_``: :func:`write_training_curves`.
-    bundle : Bundle, optional
-        The evaluated model: with ``plot``, one ``mixture_*.png`` per class along the
-        dimension where the classes differ most (:mod:`audiogmm.pipeline.plot`).
+    ``folder`` is created if needed; files an earlier report left there are removed.
+    ``metrics`` (:func:`audiogmm.scoring.summary`, maybe with ``skipped``, timing) gives
+    ``metrics.json``, ``metrics.txt`` (:func:`format_metrics`) and ``confusion.txt``;
+    ``plot`` adds ``confusion.png`` when matplotlib is installed (else a warning), and
+    with the evaluated ``bundle`` one ``mixture_*.png`` per class
+    (:mod:`audiogmm.pipeline.plot`); ``training`` (a ``fit_report_``) adds
+    :func:`write_training_curves`.
     """
     folder = os.fspath(folder)
     os.makedirs(folder, exist_ok=True)

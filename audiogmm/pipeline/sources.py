@@ -100,27 +100,15 @@ def open_clips(
 ) -> ClipSet:  # fmt: skip
     """The training clips of ``data``, of any kind (:func:`source_kind`).
 
-    Parameters
-    ----------
-    split : {"train", "test", "all"} or None
-        None or ``"all"``: every file. A store has no split: every clip trains.
-    train_fraction, seed : float, int
-        The stratified split (:func:`audiogmm.data.split_records`) of a manifest
-        without a split column, and of a Kaldi directory by utterance id.
-    config : FeatureConfig, optional
-        The front end for audio (default ``FeatureConfig()``); a store's and a
-        ``feats.scp``'s features carry their own.
-    options, executor
-        Cache, workers, progress, strictness (audio); the executor of the work.
-    records : sequence of Record, optional
-        Audio only: the split's records, when already read (e.g. to choose the executor).
+    ``split`` ({"train", "test", "all"} or None for every file; a store's clips all
+    train), ``train_fraction`` and ``seed`` choose the files (the stratified
+    :func:`audiogmm.data.split_records` of a manifest without a split column, or of a
+    Kaldi directory by utterance id). ``config`` is the front end for audio (default
+    ``FeatureConfig()``; stores and ``feats.scp`` carry their own); ``options`` and
+    ``executor`` run the extraction; ``records`` are the split's records when already read.
 
-    Raises
-    ------
-    DatasetError
-        No clips, a label without any usable file, or unlabelled utterances.
-    ModelFileError
-        A store or feature directory whose feature configuration is invalid.
+    DatasetError for no clips, a label without any usable file, or unlabelled utterances;
+    ModelFileError for a store or feature directory whose feature configuration is invalid.
     """
     kind = source_kind(data)
     if kind == "store":

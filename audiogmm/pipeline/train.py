@@ -39,10 +39,8 @@ def fit_backend(
     backend : {"ml", "map", "gsv", "ivector"}
         The key of :data:`~audiogmm.models.BACKENDS`.
     ubm : DiagGMM, optional
-        Not with ``backend="ml"``: use this fitted UBM instead of training one
-        (e.g. ``audiogmm ubm`` on a shard store, read with :func:`load_ubm`).
-    executor : LocalExecutor, optional
-    progress : callable, optional
+        A fitted UBM to use instead of training one (not with ``"ml"``: ParameterError,
+        as for an unknown backend).
     **classifier_params
         Parameters of the backend's classifier.
 
@@ -50,11 +48,6 @@ def fit_backend(
     -------
     GMMClassifier or a subclass
         With ``timing_["train_s"]``.
-
-    Raises
-    ------
-    ParameterError
-        An unknown backend, or ``ubm`` with ``backend="ml"``.
     """
     if backend not in BACKENDS:
         raise ParameterError(f"backend must be one of {sorted(BACKENDS)}; got {backend!r}")
@@ -96,22 +89,12 @@ def train_classifier(
     options: RunOptions | None = None, executor: LocalExecutor | None = None,
     backend: str = "ml", ubm: Any = None, **classifier_params: Any,
 ) -> tuple[GMMClassifier, ExtractionResult]:  # fmt: skip
-    """Extract features for ``records`` and fit the backend's classifier.
+    """Extract features for ``records`` (labelled; DatasetError without any, or for a label
+    left without a usable file) and fit the backend's classifier.
 
-    Parameters
-    ----------
-    records : sequence of Record
-        Training files with labels (the ``split`` field is ignored here; DatasetError
-        without records, or for a label left without any usable file).
-    config : FeatureConfig, optional
-        Front end; default ``FeatureConfig()`` (the ``general`` preset). Save the result with
-        :func:`audiogmm.pipeline.save_model` to keep the two together.
-    options : RunOptions, optional
-        Cache, workers, progress, strictness.
-    executor : LocalExecutor, optional
-        Shared by extraction and training (default: one for this call).
-    backend, ubm, **classifier_params
-        As :func:`fit_backend` (``n_components``, ``random_state``, ``max_iter``, ...).
+    ``config`` defaults to ``FeatureConfig()``; ``options`` (cache, workers, progress,
+    strictness) and ``executor`` serve extraction and training; ``backend``, ``ubm`` and
+    ``**classifier_params`` are as :func:`fit_backend`'s.
 
     Returns
     -------

@@ -101,11 +101,7 @@ def read_trials(path: str | os.PathLike) -> list[Trial]:
 
 @dataclass
 class TrialScores:
-    """Every usable trial as a few numbers; the trials file is read once.
-
-    Memory holds the features' scores of the distinct files and 17 bytes per trial
-    (the path and claim as indices into tables of distinct values, target, score),
-    never a Python object per trial.
+    """Every usable trial as a few numbers, 17 bytes per trial (never a Python object).
 
     Attributes
     ----------
@@ -161,24 +157,14 @@ def score_trials(
 
     The trials (a CSV path, or Trial objects) are read once into index arrays;
     each distinct file's features are scored once against every class; then each
-    trial's score is looked up, chunk by chunk.
+    trial's score is looked up, chunk by chunk. ``norm``: ``"z"`` by the claimed model's
+    scores on the ``cohort`` impostor files (at least 2 usable), ``"t"`` by the test
+    file's scores on the model's other classes, ``"s"`` the mean of both, or ``"none"``.
+    ``allow_train_overlap`` scores trial files that trained the model (overstating
+    accuracy) instead of refusing them with a DatasetError.
 
-    Parameters
-    ----------
-    norm : {"none", "z", "t", "s"}
-        Score normalisation. ``z``: by the claimed model's scores on the
-        ``cohort`` impostor files (at least 2 usable); ``t``: by the test file's scores
-        on the model's other classes (impostor models); ``s``: the mean of both.
-    allow_train_overlap : bool
-        Score trial files that trained the model (the model's split block lists
-        them) instead of refusing them; such trials overstate accuracy.
-
-    Raises
-    ------
-    ParameterError
-        Not such a model, unknown claims, a bad ``norm`` or too small a cohort.
-    DatasetError
-        No trials, or trial files that trained the model (without ``allow_train_overlap``).
+    ParameterError for another kind of model, unknown claims, a bad ``norm`` or too
+    small a cohort; DatasetError without trials.
     """
     clf = model.classifier
     if not model.fused and (not hasattr(clf, "score_samples") or not hasattr(clf, "ubm_")):
@@ -327,12 +313,7 @@ def write_verification_report(
     """Write ``scores.csv``, ``metrics.json`` and (targets known, matplotlib installed) ``det.png``.
 
     ``result`` is :func:`score_trials`'s (streamed to ``scores.csv``) or
-    :func:`verify_trials`'s.
-
-    Returns
-    -------
-    list of str
-        The files written (each atomically).
+    :func:`verify_trials`'s. Returns the files written (each atomically).
     """
     folder = os.fspath(folder)
     os.makedirs(folder, exist_ok=True)
