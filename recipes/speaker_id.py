@@ -8,7 +8,6 @@ Run:  python recipes/speaker_id.py                 (bundled data_samples/speaker
 
 from __future__ import annotations
 
-import inspect
 import json
 import os
 
@@ -24,7 +23,7 @@ from audiogmm.data import (
 )
 from audiogmm.data.manifests import read_csv, write_csv
 from audiogmm.features import PRESETS
-from audiogmm.models import BACKENDS
+from audiogmm.models import BACKENDS, default_components
 from audiogmm.pipeline import evaluate_classifier, load_model, save_model, train_classifier
 from audiogmm.pipeline.report import format_confusion, training_report, write_report
 
@@ -39,11 +38,6 @@ SEED = 0
 # -- End configuration section --------------------------------------------------------------
 
 
-def backend_default(backend: str) -> int:
-    """The backend's own default K (its classifier's), so -k means what `train -k` means."""
-    return inspect.signature(BACKENDS[backend]).parameters["n_components"].default
-
-
 STAGES = ("prepare", "extract", "train", "evaluate", "report")
 
 
@@ -52,7 +46,7 @@ STAGES = ("prepare", "extract", "train", "evaluate", "report")
               help="Label folders, CSV or Kaldi dir.")  # fmt: skip
 @click.option("--preset", default=PRESET, show_default=True, type=click.Choice(sorted(PRESETS)))
 @click.option("--components", "-k", default=COMPONENTS, type=click.IntRange(min=1),
-              callback=lambda ctx, _, k: k or backend_default(ctx.params["backend"]),
+              callback=lambda ctx, _, k: k or default_components(ctx.params["backend"]),
               help="As `audiogmm train -k`: components per speaker (ml) or of the UBM (map, "
               "gsv) [default: the backend's].")  # fmt: skip
 @click.option("--train-fraction", default=TRAIN_FRACTION, show_default=True,

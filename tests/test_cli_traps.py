@@ -94,6 +94,24 @@ def test_map_options_with_the_ml_backend_are_usage_errors(data, tmp_path, args, 
     assert not (tmp_path / "m.npz").exists()
 
 
+@pytest.mark.parametrize(
+    "backend, args, readers",
+    [
+        ("ml", ["--relevance", "4"], "--backend map or gsv only"),
+        ("ml", ["--adapt", "mw"], "--backend map only"),
+        ("ml", ["--ubm-components", "8"], "--backend map, gsv or ivector only"),
+        ("ivector", ["--relevance", "4"], "--backend map or gsv only"),
+        ("gsv", ["--reject-far", "0.1"], "--backend map only"),
+    ],
+)
+def test_a_refused_backend_option_names_the_backends_that_read_it(data, tmp_path, backend,
+                                                                   args, readers):
+    # the ml backend once said "--relevance applies to --backend map, gsv or ivector only",
+    # though ivector refuses --relevance too
+    r = run(["train", data, "-o", tmp_path / "m.npz", "--backend", backend, *args], code=2)
+    assert f"{args[0]} applies to {readers}" in r.output
+
+
 def test_preset_auto_without_k_tunes_the_front_end_at_the_default_k(data, tmp_path):
     out = json.loads(run(["-q", "train", data, "-o", tmp_path / "m.npz", "--preset", "auto",
                           "-j", "1", "--max-iter", "3", "--json"]).output)  # fmt: skip

@@ -85,11 +85,11 @@ def test_stage_guard_names_the_setting_that_differs(tmp_path):
 def test_speaker_recipe_k_means_what_train_k_means(backend, k, tmp_path):
     # -k left out is the backend's own default, as in `audiogmm train`: per class (ml), the
     # UBM's size (map); the recipe once trained a 16-component UBM where the CLI trains 64
-    from audiogmm.models import BACKENDS
+    from audiogmm.models import BACKENDS, default_components
 
     recipe = _load("speaker_id")
-    assert recipe.backend_default(backend) == k
-    assert {recipe.backend_default(b) for b in BACKENDS} >= {16, 64}
+    assert default_components(backend) == k
+    assert {default_components(b) for b in BACKENDS} >= {16, 64}
     r = CliRunner().invoke(recipe.main, ["--exp", str(tmp_path), "--backend", backend,
                                          "--stop-stage", "0"], catch_exceptions=False)  # fmt: skip
     assert r.exit_code == 0, r.output

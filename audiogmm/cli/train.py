@@ -19,7 +19,7 @@ import click
 from ..exceptions import ConvergenceWarning
 from ..features import FeatureConfig
 from ..mixture import DiagGMM
-from ..models import BACKENDS
+from ..models import BACKENDS, default_components
 from ..models.classifier import N_COMPONENTS
 from ..models.supervector import GSV_COMPONENTS
 from ..models.ubm import UBM_COMPONENTS, UBM_DEFAULTS
@@ -45,9 +45,9 @@ from .ubm import dask_option, dask_or
 logger = logging.getLogger("audiogmm")
 
 _GMM_DEFAULTS = {k: p.default for k, p in inspect.signature(DiagGMM).parameters.items()}
-#: Options of the backends with a UBM (map, gsv, ivector), and those that only MAP reads.
-UBM_ONLY = ("relevance", "ubm_components", "ubm_path")
-MAP_ONLY = ("adapt", "reject_far")
+#: The backend options and the backends that read them: any other backend refuses them.
+READ_BY = {"relevance": ("map", "gsv"), "ubm_components": ("map", "gsv", "ivector"),
+           "ubm_path": ("map", "gsv", "ivector"), "adapt": ("map",), "reject_far": ("map",)}
 
 
 def map_options(f):
@@ -85,19 +85,18 @@ def backend_params(ctx: click.Context, backend: str, p: dict) -> dict:
     ``--max-iter`` bind the class mixtures (ml) or the UBM (map, where only given
     values replace the UBM defaults). Options the backend does not read are usage errors.
     """
+    for name, readers in READ_BY.items():
+        if backend not in readers:
+            names = " or ".join([", ".join(readers[:-1]), readers[-1]] if readers[1:] else readers)
+            refuse_given(ctx, (name,), f"applies to --backend {names} only")
     if backend == "ml":
-        refuse_given(ctx, (*UBM_ONLY, *MAP_ONLY), "applies to --backend map, gsv or ivector only")
-        k = N_COMPONENTS if p["components"] is None else p["components"]
+        k = default_components("ml") if p["components"] is None else p["components"]
         return {"n_components": k, "init": p["init"] or _GMM_DEFAULTS["init"],
                 "max_iter": _GMM_DEFAULTS["max_iter"] if p["max_iter"] is None else p["max_iter"]}  # fmt: skip
-    if backend == "ivector":
-        refuse_given(ctx, ("relevance",), "applies to --backend map or gsv only")
     # relevance left unset: the backend's own default (map 16 per class, gsv 4 per clip)
     own = {} if p["relevance"] is None else {"relevance": p["relevance"]}
     if backend == "map":
         own.update(adapt=p["adapt"], reject_far=p["reject_far"])
-    else:
-        refuse_given(ctx, MAP_ONLY, "applies to --backend map only")
     if p["ubm_path"]:
         refuse_given(ctx, ("components", "ubm_components", "init", "max_iter"),
                      "sets up the UBM training, but --ubm gives the UBM (its size is the file's)")  # fmt: skip
@@ -106,8 +105,7 @@ def backend_params(ctx: click.Context, backend: str, p: dict) -> dict:
     if k is not None and k2 is not None and k != k2:
         raise click.UsageError(f"-k {k} and --ubm-components {k2} disagree: both are the UBM size")
     ubm = {name: p[name] for name in ("init", "max_iter") if p[name] is not None}
-    default = UBM_COMPONENTS if backend == "map" else GSV_COMPONENTS
-    return {"n_components": k or k2 or default, **own, **ubm}
+    return {"n_components": k or k2 or default_components(backend), **own, **ubm}
 
 
 def _front_end(ubm_path, ubm_config, data_config, *, fixed: bool):

@@ -1,5 +1,7 @@
 """Models built from mixtures: per-class ML GMMs, GMM-UBM with MAP-adapted classes, late
 fusion of several front ends' classifiers, model selection."""
+import inspect
+
 from .classifier import GMMClassifier
 from .fusion import FusedClassifier
 from .ivector import IVectorClassifier
@@ -13,7 +15,14 @@ BACKENDS = {
     "ml": GMMClassifier, "map": UBMClassifier, "gsv": GSVClassifier, "ivector": IVectorClassifier,
 }  # fmt: skip
 
+
+def default_components(backend: str) -> int:
+    """``backend``'s own default K (its classifier's ``n_components``): components per
+    class (ml), or the UBM's size (map, gsv, ivector). ``train -k`` and the recipes use it."""
+    return inspect.signature(BACKENDS[backend]).parameters["n_components"].default
+
+
 __all__ = [
     "BACKENDS", "FusedClassifier", "GMMClassifier", "GSVClassifier", "IVectorClassifier",
-    "UBMClassifier", "train_ubm",
+    "UBMClassifier", "default_components", "train_ubm",
 ]  # fmt: skip
