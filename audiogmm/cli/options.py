@@ -159,10 +159,11 @@ def reject_threshold(clf: Any, reject: str | float | None) -> float | None:
     """The threshold ``--reject`` asks of ``clf`` (checked before any work): a per-frame
     LLR for map models, a calibrated LLR for gsv and ivector ones."""
     from ..exceptions import ParameterError
+    from ..pipeline.classify import can_reject
 
     if reject is None:
         return None
-    if not hasattr(clf, "resolve_threshold"):
+    if not can_reject(clf):
         raise click.UsageError("--reject needs a model trained with --backend map, gsv or ivector")
     if reject == "auto" and getattr(clf, "threshold_", 0) is None:  # a map model without one
         raise click.ClickException(

@@ -1,8 +1,9 @@
 """File-level splits, evaluation and prediction, shared by the CLI and the recipes.
 
 From manifests (lists of :class:`~audiogmm.data.Record`) or paths to results, through the
-cached front end, one executor per call for every stage; no maths, no printing. Training
-is :mod:`audiogmm.pipeline.train`.
+cached front end; no maths, no printing. :func:`score_files` and :func:`check_training_files`
+are the one scoring path (``verify`` and ``kaldi`` too). Training is
+:mod:`audiogmm.pipeline.train`.
 """
 
 from __future__ import annotations
@@ -38,15 +39,9 @@ from ..scoring import summary
 from ..scoring.verification import open_set_rates
 from .bundle import Bundle
 
-__all__ = [
-    "describe_split",
-    "evaluate_classifier",
-    "evaluation_split",
-    "load_split",
-    "predict_files",
-    "skipped_list",
-    "stored_split",
-]
+__all__ = ["can_reject", "check_training_files", "describe_split", "evaluate_classifier",
+           "evaluation_split", "labelled_results", "load_split", "predict_files", "score_files",
+           "skipped_list", "stored_split"]  # fmt: skip
 
 logger = logging.getLogger(__name__)
 
@@ -102,26 +97,21 @@ def evaluation_split(
     ``split``, ``seed``, ``train_fraction``, ``from_column`` and ``manifest_matches`` (the
     same files, labels and splits as the training manifest; ``None`` without a block).
     """
+    given = train_fraction is not None or seed is not None
     spec = stored_split(model)
     manifest = list(manifest)
-    given = train_fraction is not None or seed is not None
-    if spec is None:
-        source = "options" if given else "defaults"
-        seed = 0 if seed is None else seed
-        train_fraction = TRAIN_FRACTION if train_fraction is None else train_fraction
-        matches = None
-    else:
-        source = "options" if given else "model"
-        seed = spec["seed"] if seed is None else seed
-        train_fraction = spec["train_fraction"] if train_fraction is None else train_fraction
-        digest = content_hash(manifest)
-        matches = digest == spec["manifest_hash"]
-        if not matches:
-            logger.warning(
-                "the evaluation data is not the manifest this model was trained on (content "
-                "hash %s, the model's is %s); files are still checked against the training "
-                "files by content", digest, spec["manifest_hash"],
-            )  # fmt: skip
+    stored = spec or {"seed": 0, "train_fraction": TRAIN_FRACTION}
+    seed = stored["seed"] if seed is None else seed
+    train_fraction = stored["train_fraction"] if train_fraction is None else train_fraction
+    source = "options" if given else "model" if spec else "defaults"
+    digest = spec and content_hash(manifest)
+    matches = None if spec is None else digest == spec["manifest_hash"]
+    if matches is False:
+        logger.warning(
+            "the evaluation data is not the manifest this model was trained on (content "
+            "hash %s, the model's is %s); files are still checked against the training "
+            "files by content", digest, spec["manifest_hash"],
+        )  # fmt: skip
     info = {"source": source, "split": split or "all", "seed": seed,
             "train_fraction": train_fraction,
             "from_column": bool(manifest) and all(r.split is not None for r in manifest),
@@ -138,12 +128,12 @@ def skipped_list(res: ExtractionResult) -> list[dict[str, str]]:
 
 
 def score_files(
-    model: Bundle, items: Sequence[Any], opts: RunOptions, executor: LocalExecutor | None
-) -> tuple[ExtractionResult, list[str], list[np.ndarray], np.ndarray]:
-    """Features with the model's own config (never the caller's), then one batched scoring.
-
-    Returns the extraction, the usable paths in input order, their frames, and the
-    (n_used, n_labels) total log-likelihoods.
+    model: Bundle, items: Sequence[Any], opts: RunOptions, executor: LocalExecutor | None,
+    *, verification: bool = False,
+) -> tuple[ExtractionResult, list[str], list[np.ndarray], np.ndarray]:  # fmt: skip
+    """Features with the model's own config (never the caller's), then one batched scoring:
+    the extraction, the usable paths in input order, their frames, and the (n_used,
+    n_labels) class scores (``verification``: the model's verification scores instead).
     """
     clf = model.classifier
     with resolve(executor, opts.n_jobs) as ex:
@@ -165,34 +155,38 @@ def score_files(
                 features={p: res.features[p] for p in used},
                 skipped=[lost[p] for p in dict.fromkeys(paths) if p in lost],
             )
+        clips = clip_sets if model.fused else clip_sets[0]
         if not used:
             S = np.zeros((0, len(clf.labels_)))
-        elif model.fused:
-            S = clf.score_matrix(clip_sets, executor=ex)
+        elif verification and model.fused:
+            S = clf.verification_scores(clf.score_matrix(clips, executor=ex))
+        elif verification:
+            S = clf.score_samples(clips, executor=ex)
         else:
-            S = clf.score_matrix(clip_sets[0], executor=ex)
+            S = clf.score_matrix(clips, executor=ex)
     return res, used, clip_sets[0], S
 
 
-def _check_training_files(model: Bundle, records: Sequence[Record],
-                          manifest: Sequence[Record] | None, allow_train_overlap: bool,
-                          opts: RunOptions) -> tuple[int | None, int]:  # fmt: skip
-    """Refuse evaluation files that trained ``model``; see :func:`evaluate_classifier`.
+def check_training_files(
+    model: Bundle, records: Sequence[Record], *, allow: bool = False, what: str = "evaluation",
+    manifest: Sequence[Record] | None = None, options: RunOptions | None = None,
+) -> tuple[int | None, int]:  # fmt: skip
+    """Refuse ``records`` (``what`` files) that trained ``model`` unless ``allow``.
 
-    Returns the number of training files allowed through (``None``: the model has no
-    split block, nothing was checked) and of same-manifest duplicates.
+    Files are matched by content against the model's split block; with the training
+    ``manifest``, a match under another path is a duplicate inside the dataset (scored,
+    warned about). Returns the number of training files let through (``None``: the model
+    has no split block, nothing was checked) and of such duplicates.
     """
+    opts = options or RunOptions()
     spec = stored_split(model)
     if spec is None:
         # info, not a warning: recipes evaluate on a split they made themselves; the result
         # says so with train_overlap=None and the CLI prints it
-        logger.info(
-            "this model does not record its training files (saved without a split block), "
-            "so the evaluation files cannot be checked against them"
-        )
-        overlap: list[Record] = []
-    else:
-        overlap = training_overlap(spec, records, n_jobs=opts.n_jobs, cache_dir=opts.cache_dir)
+        logger.info("this model does not record its training files (saved without a split "
+                    "block), so the %s files cannot be checked against them", what)  # fmt: skip
+        return None, 0
+    overlap = training_overlap(spec, records, n_jobs=opts.n_jobs, cache_dir=opts.cache_dir)
     duplicates: list[Record] = []
     trained = stored_training_paths(spec, manifest) if overlap and manifest else None
     if trained is not None:
@@ -202,11 +196,11 @@ def _check_training_files(model: Bundle, records: Sequence[Record],
         overlap = [r for r in overlap if r.path in trained]
     if duplicates:
         logger.warning(
-            "%d evaluation file(s) are byte-identical to training files listed under other "
-            "paths in the same manifest (duplicates in the dataset, e.g. %r); they are scored, "
-            "so the accuracy is somewhat optimistic", len(duplicates), duplicates[0].path,
+            "%d %s file(s) are byte-identical to training files listed under other paths in "
+            "the same manifest (duplicates in the dataset, e.g. %r); they are scored, so the "
+            "accuracy is somewhat optimistic", len(duplicates), what, duplicates[0].path,
         )  # fmt: skip
-    if overlap and not allow_train_overlap:
+    if overlap and not allow:
         names = ", ".join(repr(r.path) for r in overlap[:3])
         more = f" and {len(overlap) - 3} more" if len(overlap) > 3 else ""
         if spec["split"] == "all":
@@ -214,29 +208,56 @@ def _check_training_files(model: Bundle, records: Sequence[Record],
         elif spec["from_column"]:
             how = f"split {spec['split']!r} of its manifest's split column"
         else:
-            how = (
-                f"split {spec['split']!r} made with seed {spec['seed']} and train fraction "
-                f"{spec['train_fraction']:g}"
-            )
+            how = (f"split {spec['split']!r} made with seed {spec['seed']} and train fraction "
+                   f"{spec['train_fraction']:g}")  # fmt: skip
         raise DatasetError(
-            f"{len(overlap)} of {len(records)} evaluation files were used to train this model "
+            f"{len(overlap)} of {len(records)} {what} files were used to train this model "
             f"({names}{more}); scoring them would overstate accuracy. Evaluate on held-out "
             f"files (the model was trained on {how}), or allow it explicitly "
             "(allow_train_overlap=True, --allow-train-overlap)"
         )
-    return (None if spec is None else len(overlap)), len(duplicates)
+    return len(overlap), len(duplicates)
+
+
+def can_reject(clf: Any) -> bool:
+    """Whether ``clf`` can reject clips as unknown (GMM-UBM, supervector, i-vector)."""
+    return hasattr(clf, "resolve_threshold")
 
 
 def _threshold(clf: Any, reject: str | float | None) -> float | None:
     """The rejection threshold ``reject`` means for ``clf`` (None: no rejection)."""
     if reject is None:
         return None
-    if not hasattr(clf, "resolve_threshold"):
+    if not can_reject(clf):
         raise ParameterError(
             "reject needs a GMM-UBM, supervector or i-vector model (train with --backend map, "
             "gsv or ivector)"
         )
     return clf.resolve_threshold(reject)
+
+
+def labelled_results(
+    clf: Any, S: np.ndarray, y_true: Sequence[str], names: Sequence[str], *,
+    lengths: np.ndarray | None = None, threshold: float | None = None, key: str = "path",
+) -> dict[str, Any]:  # fmt: skip
+    """Metrics of the class scores ``S`` (n_clips, n_labels) of clips labelled ``y_true``:
+    :func:`audiogmm.scoring.summary` plus ``unknown_labels``, ``predictions`` (``{key:
+    name, label, predicted}``) and, with a ``threshold`` (clips of ``lengths`` frames
+    rejected below it) or labels the model does not know, ``open_set``."""
+    pred = np.array(clf.labels_, dtype=object)[clf.log_proba_from_scores(S).argmax(1)]
+    if threshold is not None:  # the chosen class's LLR (per frame against the UBM with map)
+        pred[clf.rejection_scores(S, lengths) < threshold] = UNKNOWN
+    unknown = sorted(set(y_true) - set(clf.labels_))
+    if unknown:
+        logger.warning("labels %s are not in the model; those clips count as errors", unknown)
+    extra = {UNKNOWN} if threshold is not None else set()
+    out = summary(y_true, list(pred), labels=sorted(set(clf.labels_) | set(y_true) | extra))
+    if unknown or threshold is not None:
+        out["open_set"] = open_set_rates(y_true, list(pred), known=clf.labels_, unknown=UNKNOWN)
+    out["unknown_labels"] = unknown
+    out["predictions"] = [{key: n, "label": y, "predicted": str(p)}
+                          for n, y, p in zip(names, y_true, pred)]  # fmt: skip
+    return out
 
 
 def evaluate_classifier(
@@ -249,9 +270,7 @@ def evaluate_classifier(
     Parameters
     ----------
     manifest : sequence of Record, optional
-        The whole manifest ``records`` come from. When it is the model's training
-        manifest, a file whose bytes equal a training file listed under another path is a
-        duplicate inside the dataset: scored, counted in ``train_duplicates``, warned about.
+        The whole manifest ``records`` come from (see :func:`check_training_files`).
     allow_train_overlap : bool
         Score files used in training (bytes matching a training file of the stored split
         block) instead of refusing them; their scores overstate accuracy.
@@ -259,24 +278,21 @@ def evaluate_classifier(
         map, gsv and ivector models: ``unknown`` when the chosen class's
         ``rejection_scores`` (map: per-frame LLR against the UBM; gsv, ivector: calibrated
         LLR against the other classes) is below this threshold (``"auto"``: the model's).
-        With labels the model does not know, ``open_set`` holds the open-set error rates.
 
     Returns
     -------
     dict
-        :func:`audiogmm.scoring.summary` plus ``skipped`` (``{path, reason}``),
-        ``predictions`` (``{path, label, predicted}``), ``unknown_labels``,
-        ``train_overlap`` (training files scored under ``allow_train_overlap``; ``None``
-        when the model records no split), ``train_duplicates`` and ``seconds``.
-        DatasetError for training files among ``records`` without ``allow_train_overlap``
-        (the count and a few names), or every file skipped (the first reason).
+        :func:`labelled_results` plus ``skipped`` (``{path, reason}``), ``train_overlap``
+        (training files scored under ``allow_train_overlap``; ``None`` when the model
+        records no split), ``train_duplicates`` and ``seconds``. DatasetError for training
+        files among ``records`` without ``allow_train_overlap``, or every file skipped.
     """
     t0 = time.perf_counter()
     clf = model.classifier
     thr = _threshold(clf, reject)
     opts = options or RunOptions()
-    overlap, n_duplicates = _check_training_files(
-        model, records, manifest, allow_train_overlap, opts
+    overlap, n_duplicates = check_training_files(
+        model, records, allow=allow_train_overlap, manifest=manifest, options=opts
     )
     res, used_paths, clips, S = score_files(model, records, opts, executor)
     if records and not used_paths:
@@ -285,24 +301,10 @@ def evaluate_classifier(
             f"{res.first_skipped()}"
         )
     by_path = {r.path: r for r in records}
-    used = [by_path[p] for p in used_paths]
-    best = clf.log_proba_from_scores(S).argmax(1)
-    pred = np.array(clf.labels_, dtype=object)[best]
-    if thr is not None:  # the chosen class's LLR (per frame against the UBM with map)
-        pred[clf.rejection_scores(S, np.array([len(X) for X in clips])) < thr] = UNKNOWN
-    y_true = [r.label for r in used]
-    unknown = sorted(set(y_true) - set(clf.labels_))
-    if unknown:
-        logger.warning("labels %s are not in the model; those clips count as errors", unknown)
-    extra = {UNKNOWN} if thr is not None else set()
-    out = summary(y_true, list(pred), labels=sorted(set(clf.labels_) | set(y_true) | extra))
-    if unknown or thr is not None:
-        out["open_set"] = open_set_rates(y_true, list(pred), known=clf.labels_, unknown=UNKNOWN)
-    out.update(skipped=skipped_list(res), unknown_labels=unknown, train_overlap=overlap,
-               train_duplicates=n_duplicates, predictions=[
-                   {"path": r.path, "label": r.label, "predicted": str(p)}
-                   for r, p in zip(used, pred)])  # fmt: skip
-    out["seconds"] = time.perf_counter() - t0
+    out = labelled_results(clf, S, [by_path[p].label for p in used_paths], used_paths,
+                           lengths=np.array([len(X) for X in clips]), threshold=thr)  # fmt: skip
+    out.update(skipped=skipped_list(res), train_overlap=overlap, train_duplicates=n_duplicates,
+               seconds=time.perf_counter() - t0)  # fmt: skip
     return out
 
 

@@ -1,11 +1,10 @@
 """One clip set from any training source: audio, a Kaldi directory or a shard store.
 
 :func:`open_clips` reads DATA (a folder per label, a CSV or a Kaldi ``wav.scp``; a Kaldi
-``feats.scp``, or ``wav.scp`` + ``segments``; a shard store) into a :class:`ClipSet`:
-the clips and labels to fit (:func:`audiogmm.pipeline.train.fit_backend`), their front
-end, the header block that records the split, and the files that could not be used.
-:data:`KINDS` says what each source cannot take, so a caller refuses it before the work;
-:func:`store_config` is the validated front end a shard store records.
+``feats.scp``, or ``wav.scp`` + ``segments``; a shard store; records in memory) into a
+:class:`ClipSet`: the clips and labels to fit (:func:`audiogmm.pipeline.train.fit_backend`),
+their front end, the header block that records the split, and the files that could not be
+used. :data:`KINDS` says what each source cannot take, so a caller refuses it before the work.
 """
 
 from __future__ import annotations
@@ -18,16 +17,21 @@ from typing import Any, NamedTuple, Optional
 
 import numpy as np
 
-from ..data import ExtractionResult, Record, RunOptions, extract_many
-from ..data.kaldi import needs_kaldi_reader
+from ..data import ExtractionResult, Record, RunOptions, extract_many, select, split_records
+from ..data.kaldi import (
+    is_kaldi_feats_dir,
+    needs_kaldi_reader,
+    read_feature_config,
+    read_kaldi_utterances,
+)
 from ..data.shards import ShardStore, is_store, open_store
 from ..engine import LocalExecutor
 from ..exceptions import DatasetError, ModelFileError
 from ..features import FeatureConfig
 from .classify import describe_split, load_split, skipped_list
-from .kaldi import load_kaldi_split
 
-__all__ = ["KINDS", "ClipSet", "audio_clips", "open_clips", "source_kind", "store_config"]
+__all__ = ["KINDS", "ClipSet", "audio_clips", "kaldi_clips", "open_clips", "source_kind",
+           "store_config"]  # fmt: skip
 
 
 class Kind(NamedTuple):
@@ -42,7 +46,8 @@ class Kind(NamedTuple):
 
 KINDS = {
     "audio": Kind("file", "audio manifest"),
-    "kaldi": Kind("utterance", "Kaldi feature directory", ("calibrate",), "applies to audio data only"),
+    "kaldi": Kind("utterance", "Kaldi feature directory", ("calibrate",),
+                  "applies to audio data only"),
     "store": Kind("clip", "shard store", ("preset", "config_path", "split", "train_fraction",
                                           "cache_dir", "strict", "calibrate"),
                   "does not apply to a shard store (its clips, labels and front end are fixed)"),
@@ -62,12 +67,16 @@ class ClipSet:
     config : FeatureConfig or None
         The clips' front end; None for features made by Kaldi itself.
     blocks : dict
-        Header blocks to save with the model: ``split`` (audio) or ``kaldi`` (the
-        training utterances), so that scoring can refuse the training data.
+        Header blocks to save with the model: ``split`` (audio read from DATA) or
+        ``kaldi`` (the training utterances), so that scoring can refuse the training data.
     skipped : list of dict
         ``{path, reason}`` of each file (utterance id, for Kaldi) that could not be used.
     timing, info : dict
         Seconds spent reading (``extract_s`` or ``read_s``); more to report (``store``).
+    names : list of str
+        Each clip's file path or utterance id (empty for a store).
+    extraction : ExtractionResult or None
+        The audio's extraction.
     """
 
     kind: str
@@ -78,6 +87,8 @@ class ClipSet:
     skipped: list[dict[str, str]] = field(default_factory=list)
     timing: dict[str, float] = field(default_factory=dict)
     info: dict[str, Any] = field(default_factory=dict)
+    names: list[str] = field(default_factory=list)
+    extraction: Optional[ExtractionResult] = None
 
     @property
     def unit(self) -> str:
@@ -94,23 +105,27 @@ def source_kind(data: str | os.PathLike) -> str:
 
 
 def open_clips(
-    data: str | os.PathLike, *, split: Optional[str] = None, train_fraction: float = 0.7,
-    seed: int = 0, config: Optional[FeatureConfig] = None, options: Optional[RunOptions] = None,
-    executor: Optional[LocalExecutor] = None, records: Optional[Sequence[Record]] = None,
+    data: str | os.PathLike | Sequence[Record], *, split: Optional[str] = None,
+    train_fraction: float = 0.7, seed: int = 0, config: Optional[FeatureConfig] = None,
+    options: Optional[RunOptions] = None, executor: Optional[LocalExecutor] = None,
+    records: Optional[Sequence[Record]] = None,
 ) -> ClipSet:  # fmt: skip
-    """The training clips of ``data``, of any kind (:func:`source_kind`).
+    """The training clips of ``data``, of any kind (:func:`source_kind`), or of records.
 
     ``split`` ({"train", "test", "all"} or None for every file; a store's clips all
     train), ``train_fraction`` and ``seed`` choose the files (the stratified
     :func:`audiogmm.data.split_records` of a manifest without a split column, or of a
     Kaldi directory by utterance id). ``config`` is the front end for audio (default
     ``FeatureConfig()``; stores and ``feats.scp`` carry their own); ``options`` and
-    ``executor`` run the extraction; ``records`` are the split's records when already read.
+    ``executor`` run the extraction; ``records`` are the split's records when already read
+    (``data`` itself a list of records: no manifest, so no split block).
 
     DatasetError for no clips, a label without any usable file, or unlabelled utterances;
     ModelFileError for a store or feature directory whose feature configuration is invalid.
     """
-    kind = source_kind(data)
+    if not isinstance(data, (str, os.PathLike)):
+        data, records = None, list(data)
+    kind = "audio" if data is None else source_kind(data)
     if kind == "store":
         store = open_store(data)
         config = store_config(store)
@@ -121,18 +136,8 @@ def open_clips(
         return ClipSet(kind, clips, list(store.labels), config, info={"store": store.folder},
                        timing={"read_s": time.perf_counter() - t0})  # fmt: skip
     if kind == "kaldi":
-        skipped: list[dict[str, str]] = []
-        utts, config = load_kaldi_split(data, split, train_fraction=train_fraction, seed=seed,
-                                        config=config, skipped=skipped)  # fmt: skip
-        if not utts:
-            raise DatasetError("no training utterances")
-        unlabelled = [u.utt for u in utts if u.label is None]
-        if unlabelled:
-            raise DatasetError(f"no label (utt2spk) for {len(unlabelled)} utterance(s)")
-        block = {"data": os.path.abspath(os.fspath(data)), "split": split,
-                 "train_fraction": train_fraction, "seed": seed, "train_utts": [u.utt for u in utts]}  # fmt: skip
-        return ClipSet(kind, [u.features for u in utts], [u.label for u in utts], config,
-                       blocks={"kaldi": block}, skipped=skipped, timing={"extract_s": 0.0})  # fmt: skip
+        return kaldi_clips(data, split=split, train_fraction=train_fraction, seed=seed,
+                           config=config)  # fmt: skip
     if records is None:
         records = load_split(data, split, train_fraction=train_fraction, seed=seed)
     if not records:
@@ -147,22 +152,61 @@ def open_clips(
 
 
 def audio_clips(
-    data: str | os.PathLike, records: Sequence[Record], features: ExtractionResult,
+    data: str | os.PathLike | None, records: Sequence[Record], features: ExtractionResult,
     config: Any, *, split: Optional[str], train_fraction: float, seed: int,
     n_jobs: Optional[int] = None, extract_s: float = 0.0, cache_dir: Optional[str] = None,
 ) -> ClipSet:  # fmt: skip
     """The clip set of ``records`` of the manifest ``data``, from their extraction.
 
     ``config`` is the front end of ``features`` (one per member of a fused model).
-    The ``split`` block records the files used, so that scoring can refuse them (their
-    hashes kept in ``cache_dir``).
+    The ``split`` block (none when ``data`` is None) records the files used, so that
+    scoring can refuse them (their hashes kept in ``cache_dir``).
     """
     clips, labels = features.labelled_clips(records)
     used = [r for r in records if r.path in features.features]
-    block = describe_split(data, split, used, train_fraction=train_fraction, seed=seed,
-                           n_jobs=n_jobs, cache_dir=cache_dir)  # fmt: skip
-    return ClipSet("audio", clips, labels, config, blocks={"split": block},
-                   skipped=skipped_list(features), timing={"extract_s": extract_s})  # fmt: skip
+    blocks = {} if data is None else {"split": describe_split(
+        data, split, used, train_fraction=train_fraction, seed=seed, n_jobs=n_jobs,
+        cache_dir=cache_dir)}  # fmt: skip
+    return ClipSet("audio", clips, labels, config, blocks=blocks, skipped=skipped_list(features),
+                   timing={"extract_s": extract_s}, names=[r.path for r in used],
+                   extraction=features)  # fmt: skip
+
+
+def kaldi_clips(
+    data_dir: str | os.PathLike, *, split: Optional[str], train_fraction: float, seed: int,
+    config: Optional[FeatureConfig] = None, allow_pipes: bool = False,
+) -> ClipSet:  # fmt: skip
+    """The labelled utterances of one split of a Kaldi directory, split by utterance id.
+
+    Their config is the stored :data:`~audiogmm.data.kaldi.CONFIG_FILE` for ``feats.scp``
+    (None when Kaldi made the features), else ``config`` (default ``FeatureConfig()``).
+    Unusable segments are ``skipped`` (``path``: the utterance id); the ``kaldi`` block
+    records the utterances used.
+    """
+    data = os.fspath(data_dir)
+    config = read_feature_config(data) if is_kaldi_feats_dir(data) else config or FeatureConfig()
+    bad: dict[str, str] = {}
+    utts = read_kaldi_utterances(data, config=config, allow_pipes=allow_pipes, skipped=bad)
+    if split not in (None, "all"):
+        if any(u.label is None for u in utts):
+            raise DatasetError(f"{data!r}: no utt2spk, so no labels to split by")
+        # a Record's path is only a sort key for the split: here, the utterance id
+        records = [Record(u.utt, u.label) for u in utts]
+        chosen = select(split_records(records, train_fraction=train_fraction, seed=seed), split)
+        keep = {r.path for r in chosen}
+        utts = [u for u in utts if u.utt in keep]
+    if not utts:
+        raise DatasetError(f"{data!r}: no utterances")
+    unlabelled = [u.utt for u in utts if u.label is None]
+    if unlabelled:
+        raise DatasetError(f"{data!r}: no label (utt2spk) for {len(unlabelled)} utterance(s)")
+    names = [u.utt for u in utts]
+    block = {"data": os.path.abspath(data), "split": split, "train_fraction": train_fraction,
+             "seed": seed, "train_utts": names}  # fmt: skip
+    skipped = [{"path": u, "reason": why} for u, why in sorted(bad.items())]
+    return ClipSet("kaldi", [u.features for u in utts], [u.label for u in utts], config,
+                   blocks={"kaldi": block}, skipped=skipped, timing={"extract_s": 0.0},
+                   names=names)  # fmt: skip
 
 
 def store_config(store: ShardStore) -> FeatureConfig:

@@ -1,11 +1,9 @@
-"""The one training path: files (or clips) in, a fitted classifier of any backend out.
+"""The one training path: clips in, a fitted classifier of any backend out.
 
 :func:`fit_backend` is the one place a backend (``ml``, ``map``, ``gsv``, ``ivector``; the
 registry :data:`audiogmm.models.BACKENDS`) is chosen and fitted, whatever the clips were
-read from (:func:`audiogmm.pipeline.sources.open_clips`: audio manifests, Kaldi
-directories, shard stores; :func:`train_classifier`: audio records); :func:`load_ubm`
-reads a UBM made by ``audiogmm ubm`` for it.
-No maths and no printing here.
+read from (:func:`audiogmm.pipeline.sources.open_clips`); :func:`load_ubm` reads a UBM
+made by ``audiogmm ubm`` for it. No maths and no printing here.
 """
 
 from __future__ import annotations
@@ -17,11 +15,12 @@ from typing import Any
 
 import numpy as np
 
-from ..data import ExtractionResult, Record, RunOptions, extract_many
+from ..data import ExtractionResult, Record, RunOptions
 from ..engine import LocalExecutor, resolve
-from ..exceptions import DatasetError, ModelFileError, ParameterError
+from ..exceptions import ModelFileError, ParameterError
 from ..features import FeatureConfig
 from ..models import BACKENDS, GMMClassifier
+from .sources import open_clips
 
 __all__ = ["fit_backend", "load_ubm", "train_classifier"]
 
@@ -89,30 +88,17 @@ def train_classifier(
     options: RunOptions | None = None, executor: LocalExecutor | None = None,
     backend: str = "ml", ubm: Any = None, **classifier_params: Any,
 ) -> tuple[GMMClassifier, ExtractionResult]:  # fmt: skip
-    """Extract features for ``records`` (labelled; DatasetError without any, or for a label
-    left without a usable file) and fit the backend's classifier.
+    """:func:`~audiogmm.pipeline.sources.open_clips` of labelled ``records`` fitted by
+    :func:`fit_backend` (``backend``, ``ubm``, ``**classifier_params``), as ``train`` does.
 
-    ``config`` defaults to ``FeatureConfig()``; ``options`` (cache, workers, progress,
-    strictness) and ``executor`` serve extraction and training; ``backend``, ``ubm`` and
-    ``**classifier_params`` are as :func:`fit_backend`'s.
-
-    Returns
-    -------
-    classifier : GMMClassifier
-        With ``timing_`` (``extract_s``, ``train_s``).
-    extraction : ExtractionResult
-        With ``skipped`` listing the files that could not be used.
+    ``options`` (cache, workers, progress, strictness) and ``executor`` serve extraction
+    and training. Returns the classifier, with ``timing_`` (``extract_s``, ``train_s``),
+    and the extraction (``skipped``: the files that could not be used).
     """
-    if not records:
-        raise DatasetError("no training files")
-    config = config or FeatureConfig()
     opts = options or RunOptions()
     with resolve(executor, opts.n_jobs) as ex:
-        t0 = time.perf_counter()
-        res = extract_many(records, config=config, options=opts, executor=ex)
-        t1 = time.perf_counter()
-        clips, labels = res.labelled_clips(records)
-        clf = fit_backend(clips, labels, backend=backend, ubm=ubm, executor=ex,
-                          progress=opts.progress, n_jobs=opts.n_jobs, **classifier_params)  # fmt: skip
-    clf.timing_ = {"extract_s": t1 - t0, **clf.timing_}
-    return clf, res
+        clips = open_clips(records, config=config, options=opts, executor=ex)
+        clf = fit_backend(clips.clips, clips.labels, backend=backend, ubm=ubm, executor=ex,
+                          progress=opts.progress, n_jobs=opts.n_jobs, **classifier_params)
+    clf.timing_ = {**clips.timing, **clf.timing_}
+    return clf, clips.extraction

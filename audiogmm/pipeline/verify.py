@@ -22,15 +22,15 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from ..data import Record, RunOptions, extract_many, read_csv_rows, training_overlap
-from ..engine import LocalExecutor, resolve
+from ..data import Record, RunOptions, read_csv_rows
+from ..engine import LocalExecutor
 from ..exceptions import DatasetError, ParameterError
 from ..io.atomic import atomic_write
 from ..scoring import eer, min_dcf, snorm, tnorm, znorm
 from ..scoring.calibration import act_dcf, cllr, min_cllr
 from ..scoring.verification import DCF_TARGETS, operating_points
 from .bundle import Bundle
-from .classify import score_files
+from .classify import check_training_files, score_files
 from .report import json_dumps
 
 __all__ = ["Trial", "TrialScores", "iter_trials", "read_trials", "score_trials", "verify_trials",
@@ -203,19 +203,16 @@ def score_trials(
     if norm in ("z", "s") and len(cohort) < 2:
         raise ParameterError("z-/s-norm needs at least 2 --cohort impostor files")
     shown = {p: n for n, p in reversed(list(zip(names, paths)))}  # a file's first spelling
-    _refuse_training_files(model, shown, allow_train_overlap)
     opts = options or RunOptions()
-    with resolve(executor, opts.n_jobs) as ex:
-        files = list(dict.fromkeys([*paths, *(os.fspath(c) for c in cohort)]))
-        if model.fused:  # every member's front end, fused, as evaluate scores it
-            res, used, _, S = score_files(model, files, opts, ex)
-            S = clf.verification_scores(S)
-        else:
-            res = extract_many(files, config=model.config, options=opts, executor=ex)
-            used = [p for p in files if p in res.features]
-            S = clf.score_samples([res.features[p] for p in used], executor=ex) if used else None
+    n_overlap, _ = check_training_files(model, [Record(p, "") for p in shown], what="trial",
+                                        allow=allow_train_overlap, options=opts)  # fmt: skip
+    if n_overlap:
+        logger.warning("%d trial file(s) were used in training (--allow-train-overlap); the "
+                       "error rates are optimistic", n_overlap)  # fmt: skip
+    files = list(dict.fromkeys([*paths, *(os.fspath(c) for c in cohort)]))
+    res, used, _, S = score_files(model, files, opts, executor, verification=True)
     cal = model.header.get("calibration")
-    if cal and S is not None and norm == "none":  # `train --calibrate`: scores become LLRs
+    if cal and norm == "none":  # `train --calibrate`: scores become LLRs
         S = cal["slope"] * S + cal["offset"]
     elif cal and norm != "none":
         logger.info("the model's calibration fits raw scores, not %s-normed ones: not applied",
@@ -234,31 +231,12 @@ def score_trials(
         ti = rows[n_idx[lo : lo + _CHUNK]]
         cc = c_idx[lo : lo + _CHUNK].astype(np.int64)
         s = S[ti, cc]
-        scores[lo : lo + len(s)] = s if norm == "none" else _normalise(s, S, ti, cc,
-                                                                      cohort_rows, norm)  # fmt: skip
-    known = len(tg_kept) and tg_kept[0] >= 0
+        if norm != "none":
+            s = _normalise(s, S, ti, cc, cohort_rows, norm)
+        scores[lo : lo + len(s)] = s
+    metrics = verification_metrics(tg_kept, scores) if len(tg_kept) and tg_kept[0] >= 0 else None
     return TrialScores(list(names), list(clf.labels_), n_idx, c_idx, tg_kept, scores, norm,
-                       skipped, verification_metrics(tg_kept, scores) if known else None)  # fmt: skip
-
-
-def _refuse_training_files(model: Bundle, files: dict[str, str], allow: bool) -> None:
-    """A DatasetError naming trial files the model was trained on, unless ``allow``."""
-    spec = model.header.get("split")
-    if spec is None:
-        logger.info("this model does not record its training files; trials are not checked")
-        return
-    overlap = training_overlap(spec, (Record(p, "") for p in files))
-    if overlap and not allow:
-        names = ", ".join(repr(files[r.path]) for r in overlap[:3])
-        more = f" and {len(overlap) - 3} more" if len(overlap) > 3 else ""
-        raise DatasetError(
-            f"{len(overlap)} of the {len(files)} trial files were used to train this model "
-            f"({names}{more}); their scores would overstate accuracy. Use held-out files, or "
-            "allow it with --allow-train-overlap"
-        )
-    if overlap:
-        logger.warning("%d trial file(s) were used in training (--allow-train-overlap); the "
-                       "error rates are optimistic", len(overlap))  # fmt: skip
+                       skipped, metrics)
 
 
 def verify_trials(
