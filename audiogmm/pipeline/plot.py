@@ -1,15 +1,15 @@
-"""The picture of a fitted mixture: one class, one feature dimension.
+"""Figures: a fitted mixture along one feature dimension, and matplotlib for every report.
 
-Each component's weighted Gaussian (dashed), the mixture's marginal density (solid)
-and, when frames are given, their histogram (as a density). For a UBM/MAP model the
-UBM is drawn under the adapted class. matplotlib is imported on first use only.
+Each component's weighted Gaussian (dashed), the mixture's marginal density (solid) and,
+when frames are given, their histogram (as a density); a UBM/MAP model's UBM is drawn
+under the adapted class. matplotlib is imported on first use only (:func:`pyplot`).
 """
 
 from __future__ import annotations
 
 import io
+import logging
 import os
-from collections.abc import Sequence
 from typing import Any, Optional
 
 import numpy as np
@@ -18,30 +18,44 @@ from ..exceptions import ParameterError
 from ..io.atomic import atomic_write
 from .bundle import Bundle
 
-__all__ = ["class_mixtures", "figure_png", "mixture_curves", "mixture_figure",
+__all__ = ["class_mixtures", "figure_png", "mixture_curves", "mixture_figure", "pyplot",
            "separating_dimension", "write_mixture_figures"]  # fmt: skip
+
+logger = logging.getLogger(__name__)
 
 _N_POINTS = 801  # samples of each curve across the plotted range
 _TAIL = 2.5e-4  # mass of each mixture left out of the plotted range on each side
 
 
-def _pyplot() -> Any:
+def pyplot(what: Optional[str] = None) -> Any:
+    """``matplotlib.pyplot`` on the Agg backend. Without matplotlib: ParameterError, or for
+    a report file ``what`` a warning (the user asked for it) and None."""
     try:
         import matplotlib
 
         matplotlib.use("Agg", force=False)
         import matplotlib.pyplot as plt
     except ImportError:
-        raise ParameterError(
-            "drawing needs matplotlib, which is not installed (pip install 'audiogmm[report]')"
-        ) from None
+        hint = "(pip install 'audiogmm[report]')"
+        if what is None:
+            msg = f"drawing needs matplotlib, which is not installed {hint}"
+            raise ParameterError(msg) from None
+        logger.warning("matplotlib is not installed, so %s was not written %s", what, hint)
+        return None
     return plt
+
+
+def figure_png(fig: Any) -> bytes:
+    """The figure as PNG bytes (and closed)."""
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
+    pyplot().close(fig)
+    return buf.getvalue()
 
 
 def _classifier(bundle: Bundle) -> Any:
     """The classifier whose mixtures are drawn (a fused model's first member)."""
-    clf = bundle.classifier
-    return clf.members[0] if bundle.fused else clf
+    return bundle.classifier.members[0] if bundle.fused else bundle.classifier
 
 
 def class_mixtures(
@@ -55,10 +69,8 @@ def class_mixtures(
     if label not in labels:
         raise ParameterError(f"no class {label!r} in the model; classes: {', '.join(labels)}")
     i = labels.index(label)
-    out = []
     ubm = getattr(clf, "ubm_", None)
-    if ubm is not None:
-        out.append(("UBM", ubm.weights_, ubm.means_, ubm.variances_))
+    out = [] if ubm is None else [("UBM", ubm.weights_, ubm.means_, ubm.variances_)]
     out.append((label, clf.weights_[i], clf.means_[i], clf.variances_[i]))
     return [(n, w[w > 0], m[w > 0], v[w > 0]) for n, w, m, v in out]
 
@@ -96,16 +108,14 @@ def mixture_figure(
     and one solid line (the marginal density, label ``"<name> mixture"``).
     """
     config = bundle.configs[0]
-    n_dims = config.n_dims
     d = separating_dimension(bundle) if dim is None else dim
-    if not 0 <= d < n_dims:
-        raise ParameterError(f"dim must be in [0, {n_dims - 1}] for this model, got {d}")
+    if not 0 <= d < config.n_dims:
+        raise ParameterError(f"dim must be in [0, {config.n_dims - 1}] for this model, got {d}")
     mixtures = class_mixtures(bundle, label)
     lo = min(float(np.min(m[:, d] - 5 * np.sqrt(v[:, d]))) for _, _, m, v in mixtures)
     hi = max(float(np.max(m[:, d] + 5 * np.sqrt(v[:, d]))) for _, _, m, v in mixtures)
-    # a fine grid under every component, so that narrow ones are sampled too, then cut to
-    # where the mixtures hold all but 5e-4 of their mass (the wide tails of a few components
-    # would otherwise squash the picture)
+    # a fine grid under every component (narrow ones too), cut to where the mixtures hold
+    # all but 5e-4 of their mass (a few wide tails would squash the picture)
     x = np.unique(np.concatenate(
         [np.linspace(lo, hi, _N_POINTS)]
         + [np.linspace(mu - 5 * s, mu + 5 * s, 41) for _, _, m, v in mixtures
@@ -119,18 +129,17 @@ def mixture_figure(
     i, j = np.flatnonzero(keep)[[0, -1]]
     x = x[max(i - 1, 0) : j + 2]
     lo, hi = float(x[0]), float(x[-1])
-    plt = _pyplot()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(6.4, 4.0), dpi=100)
     if frames is not None and len(frames):
         col = frames[:, d]
         ax.hist(col[(col >= lo) & (col <= hi)], bins=60, range=(lo, hi), density=True,
                 color="0.85", label=f"{label} frames ({len(col)})")  # fmt: skip
     for j, (name, w, m, v) in enumerate(mixtures):
-        color = f"C{j}"
         comps, total = mixture_curves(w, m[:, d], v[:, d], x)
         for c in comps:
-            ax.plot(x, c, "--", color=color, lw=0.8, alpha=0.7)
-        ax.plot(x, total, "-", color=color, lw=2, label=f"{name} mixture ({len(w)} components)")
+            ax.plot(x, c, "--", color=f"C{j}", lw=0.8, alpha=0.7)
+        ax.plot(x, total, "-", color=f"C{j}", lw=2, label=f"{name} mixture ({len(w)} components)")
     name, unit = config.dimension_names()[d]
     ax.set_xlabel(f"{name} ({unit})")
     ax.set_ylabel(f"density (per {unit})")
@@ -140,22 +149,12 @@ def mixture_figure(
     return fig
 
 
-def figure_png(fig: Any) -> bytes:
-    """The figure as PNG bytes (and closed)."""
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png")
-    _pyplot().close(fig)
-    return buf.getvalue()
-
-
-def write_mixture_figures(
-    folder: str | os.PathLike, bundle: Bundle, labels: Optional[Sequence[str]] = None
-) -> list[str]:
-    """One ``mixture_<class>.png`` per class in ``folder``, all along the separating
+def write_mixture_figures(folder: str | os.PathLike, bundle: Bundle) -> list[str]:
+    """One ``mixture_<i>_<class>.png`` per class in ``folder``, all along the separating
     dimension, written atomically; returns the files."""
     d = separating_dimension(bundle)
     written = []
-    for i, y in enumerate(labels or [str(v) for v in _classifier(bundle).labels_]):
+    for i, y in enumerate(str(v) for v in _classifier(bundle).labels_):
         png = figure_png(mixture_figure(bundle, y, d))
         safe = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in y)
         path = os.path.join(os.fspath(folder), f"mixture_{i:02d}_{safe}.png")

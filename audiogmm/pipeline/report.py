@@ -4,9 +4,7 @@ matplotlib) ``confusion.png``; per-class training curves when the model recorded
 from __future__ import annotations
 
 import glob
-import io as _io
 import json
-import logging
 import math
 import os
 from typing import Any
@@ -15,11 +13,10 @@ import numpy as np
 
 from ..io.atomic import atomic_write
 from ..io.modelfile import jsonable
+from .plot import figure_png, pyplot, write_mixture_figures
 
 __all__ = ["format_confusion", "format_metrics", "format_open_set", "json_dumps",
            "training_report", "write_report", "write_training_curves"]  # fmt: skip
-
-logger = logging.getLogger(__name__)
 
 
 def _finite(obj: Any) -> Any:
@@ -33,10 +30,8 @@ def _finite(obj: Any) -> Any:
 
 
 def json_dumps(obj: Any, *, indent: int | None = None) -> str:
-    """``obj`` as strict JSON: sorted keys, NaN and infinities written as ``null``.
-
-    (``json.dumps`` would write ``NaN``/``Infinity``, which JSON parsers refuse.)
-    """
+    """``obj`` as strict JSON: sorted keys, NaN and infinities (which ``json.dumps`` would
+    write as ``NaN``/``Infinity``, refused by JSON parsers) written as ``null``."""
     return json.dumps(_finite(jsonable(obj)), sort_keys=True, indent=indent, allow_nan=False,
                       default=str)  # fmt: skip
 
@@ -68,21 +63,23 @@ def format_metrics(metrics: dict[str, Any]) -> str:
     """The headline metrics and a per-class table of :func:`audiogmm.scoring.summary`'s
     ``metrics`` as text (what ``evaluate`` prints)."""
     lo, hi = metrics["accuracy_ci95"]
+    pc = metrics["per_class"]
+    w = max([len(y) for y in pc] + [5])
     lines = [
         f"accuracy:          {_pct(metrics['accuracy'])} ({metrics['n_correct']}/{metrics['n']}; "
         f"95% Wilson interval {_pct(lo)} to {_pct(hi)})",
         f"balanced accuracy: {_pct(metrics['balanced_accuracy'])} (mean per-class recall)",
         f"macro-F1:          {_pct(metrics['macro_f1'])}",
+        f"{'class':<{w}}  recall  precision      F1  support",
     ]
-    pc = metrics["per_class"]
-    w = max([len(y) for y in pc] + [5])
-    lines.append(f"{'class':<{w}}  recall  precision      F1  support")
-    for y, r in pc.items():
-        lines.append(
-            f"{y:<{w}}  {100 * r['recall']:5.1f}%  {100 * r['precision']:8.1f}%  "
-            f"{100 * r['f1']:5.1f}%  {r['support']:7d}"
-        )
+    lines += [f"{y:<{w}}  {100 * r['recall']:5.1f}%  {100 * r['precision']:8.1f}%  "
+              f"{100 * r['f1']:5.1f}%  {r['support']:7d}" for y, r in pc.items()]  # fmt: skip
     return "\n".join(lines) + "\n"
+
+
+#: Every file :func:`write_report` may write.
+REPORT_FILES = ("metrics.json", "metrics.txt", "confusion.txt", "confusion.png",
+                "training_curves.json", "training_curves.png")  # fmt: skip
 
 
 def write_report(
@@ -91,13 +88,12 @@ def write_report(
 ) -> list[str]:  # fmt: skip
     """Write a report folder for one evaluation, each file atomically; return the files.
 
-    ``folder`` is created if needed; files an earlier report left there are removed.
     ``metrics`` (:func:`audiogmm.scoring.summary`, maybe with ``skipped``, timing) gives
-    ``metrics.json``, ``metrics.txt`` (:func:`format_metrics`) and ``confusion.txt``;
-    ``plot`` adds ``confusion.png`` when matplotlib is installed (else a warning), and
-    with the evaluated ``bundle`` one ``mixture_*.png`` per class
-    (:mod:`audiogmm.pipeline.plot`); ``training`` (a ``fit_report_``) adds
-    :func:`write_training_curves`.
+    ``metrics.json``, ``metrics.txt`` and ``confusion.txt``; ``plot`` adds (matplotlib
+    installed, else a warning) ``confusion.png`` and, with the evaluated ``bundle``, one
+    ``mixture_*.png`` per class (:mod:`audiogmm.pipeline.plot`); ``training`` (a
+    ``fit_report_``) adds :func:`write_training_curves`. Files an earlier report left in
+    ``folder`` (created if needed) are removed.
     """
     folder = os.fspath(folder)
     os.makedirs(folder, exist_ok=True)
@@ -107,15 +103,13 @@ def write_report(
         _put(folder, "metrics.txt", format_metrics(metrics)),
         _put(folder, "confusion.txt", format_confusion(labels, C)),
     ]
-    plt = _pyplot("confusion.png") if plot else None
+    plt = pyplot("confusion.png") if plot else None
     if plt is not None:
         fig = _confusion_figure(plt, labels, np.asarray(C), metrics.get("accuracy"))
-        written.append(_put(folder, "confusion.png", _png(plt, fig)))
+        written.append(_put(folder, "confusion.png", figure_png(fig)))
     if training:
         written += write_training_curves(folder, training, plot=plot)
-    if plot and bundle is not None and _pyplot("mixture_*.png") is not None:
-        from .plot import write_mixture_figures
-
+    if plot and bundle is not None and pyplot("mixture_*.png") is not None:
         written += write_mixture_figures(folder, bundle)
     # the folder describes this evaluation only: drop what an earlier report left there
     stale = [os.path.join(folder, name) for name in REPORT_FILES]
@@ -126,11 +120,6 @@ def write_report(
     return written
 
 
-#: Every file :func:`write_report` may write.
-REPORT_FILES = ("metrics.json", "metrics.txt", "confusion.txt", "confusion.png",
-                "training_curves.json", "training_curves.png")  # fmt: skip
-
-
 def _put(folder: str, name: str, data: str | bytes) -> str:
     path = os.path.join(folder, name)
     body = data.encode() if isinstance(data, str) else data
@@ -139,10 +128,8 @@ def _put(folder: str, name: str, data: str | bytes) -> str:
 
 
 def training_report(model: Any) -> dict[str, Any]:
-    """The per-class training reports of a bundle's classifier, for :func:`write_report`.
-
-    A fused model's members each get their classes, labelled ``"label (front end)"``.
-    """
+    """The per-class training reports of a bundle's classifier, for :func:`write_report`;
+    a fused model's members' classes labelled ``"label (front end)"``."""
     clf = model.classifier
     members = getattr(clf, "members", None)
     if not members:
@@ -173,7 +160,7 @@ def write_training_curves(
     folder = os.fspath(folder)
     os.makedirs(folder, exist_ok=True)
     written = [_put(folder, "training_curves.json", json_dumps(curves, indent=2) + "\n")]
-    plt = _pyplot("training_curves.png") if plot else None
+    plt = pyplot("training_curves.png") if plot else None
     if plt is not None:
         fig, ax = plt.subplots(figsize=(6.4, 4.0), dpi=100)
         for y, h in curves.items():
@@ -185,31 +172,8 @@ def write_training_curves(
         if len(curves) <= 20:
             ax.legend(fontsize=7, ncol=2 if len(curves) > 8 else 1)
         fig.tight_layout()
-        written.append(_put(folder, "training_curves.png", _png(plt, fig)))
+        written.append(_put(folder, "training_curves.png", figure_png(fig)))
     return written
-
-
-def _pyplot(what: str) -> Any:
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg", force=False)
-        import matplotlib.pyplot as plt
-    except ImportError:
-        # a warning, not info: the user asked for a report and one file is missing
-        logger.warning(
-            "matplotlib is not installed, so %s was not written (pip install 'audiogmm[report]')",
-            what,
-        )
-        return None
-    return plt
-
-
-def _png(plt: Any, fig: Any) -> bytes:
-    buf = _io.BytesIO()
-    fig.savefig(buf, format="png")
-    plt.close(fig)
-    return buf.getvalue()
 
 
 def _confusion_figure(plt: Any, labels: list[str], C: np.ndarray, acc: float | None) -> Any:

@@ -31,6 +31,7 @@ from ..scoring.calibration import act_dcf, cllr, min_cllr
 from ..scoring.verification import DCF_TARGETS, operating_points
 from .bundle import Bundle
 from .classify import check_training_files, score_files
+from .plot import figure_png, pyplot
 from .report import json_dumps
 
 __all__ = ["Trial", "TrialScores", "iter_trials", "read_trials", "score_trials", "verify_trials",
@@ -328,15 +329,11 @@ _TICKS = [0.001, 0.005, 0.02, 0.05, 0.1, 0.2, 0.4, 0.6, 0.8, 0.95, 0.99]
 
 def det_png(y: Sequence[int], scores: Sequence[float], metrics: dict[str, Any]) -> bytes | None:
     """A DET plot (probit axes in %, EER point marked) as PNG bytes; None without matplotlib."""
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg", force=False)
-        import matplotlib.pyplot as plt
-    except ImportError:
-        logger.info("matplotlib is not installed; skipping det.png (pip install audiogmm[report])")
-        return None
     from scipy.stats import norm
+
+    plt = pyplot("det.png")
+    if plt is None:
+        return None
 
     p_miss, p_fa, _ = operating_points(y, scores)
     # 0 and 1 have no probit: draw them at the plot's edge (half a trial, at least 0.05%)
@@ -364,7 +361,4 @@ def det_png(y: Sequence[int], scores: Sequence[float], metrics: dict[str, Any]) 
     ax.grid(True, lw=0.3)
     ax.legend(loc="upper right")
     fig.tight_layout()
-    out = io.BytesIO()
-    fig.savefig(out, format="png")
-    plt.close(fig)
-    return out.getvalue()
+    return figure_png(fig)
