@@ -51,25 +51,26 @@ def save_model(
     (:mod:`audiogmm.io.tables`) and pass its checks, so the file always loads.
     ParameterError for those, or when the feature dimensions differ.
     """
-    if isinstance(classifier, FusedClassifier):
-        configs = list(config) if not isinstance(config, FeatureConfig) else [config]
-        dims = tuple(c.n_dims for c in configs if isinstance(c, FeatureConfig))
-        if dims != classifier.n_dims or len(configs) != len(dims):
-            raise ParameterError(
-                f"the fused classifier's members have {classifier.n_dims}-dim features but "
-                f"the feature configs give {dims}"
-            )
-        front = {"feature_configs": [c.to_dict() for c in configs]}
+    fused = isinstance(classifier, FusedClassifier)
+    if isinstance(config, FeatureConfig):
+        configs = [config]
+    elif fused:
+        configs = list(config)
     else:
-        if not isinstance(config, FeatureConfig):
-            raise ParameterError("config must be one FeatureConfig for this classifier")
-        if classifier.n_dims != config.n_dims:
-            raise ParameterError(
-                f"the classifier has {classifier.n_dims}-dim features but the feature config "
-                f"gives {config.n_dims}"
-            )
-        front = {"feature_config": config.to_dict()}
+        raise ParameterError("config must be one FeatureConfig for this classifier")
+    _check_dims(classifier, configs, "", ParameterError)
+    front = ({"feature_configs": [c.to_dict() for c in configs]} if fused
+             else {"feature_config": config.to_dict()})  # fmt: skip
     save(classifier, path, extra={**(extra or {}), **front})
+
+
+def _check_dims(clf: Any, configs: list[Any], prefix: str, error: type[Exception]) -> None:
+    """``error`` when the front ends' dimensions are not the classifier's (its members')."""
+    fused = isinstance(clf, FusedClassifier)
+    dims = tuple(c.n_dims if isinstance(c, FeatureConfig) else None for c in configs)
+    if dims != (clf.n_dims if fused else (clf.n_dims,)):
+        gives = f"configs give {dims}" if fused else f"config gives {dims[0]}"
+        raise error(f"{prefix}the classifier has {clf.n_dims} dims but the feature {gives}")
 
 
 def load_model(path: str | os.PathLike) -> Bundle:
@@ -84,24 +85,15 @@ def load_model(path: str | os.PathLike) -> Bundle:
     if not isinstance(clf, (GMMClassifier, FusedClassifier)):
         raise ModelFileError(f"{name}: holds a {type(clf).__name__}, not a classifier")
     header = clf.file_header_
-    if isinstance(clf, FusedClassifier):
-        if "feature_configs" not in header:
-            raise ModelFileError(f"{name}: a fused model needs 'feature_configs'")
-        configs = [FeatureConfig.from_dict(c) for c in header["feature_configs"]]
-        dims = tuple(c.n_dims for c in configs)
-        if dims != clf.n_dims:
-            raise ModelFileError(
-                f"{name}: members have {clf.n_dims} dims but the feature configs give {dims}"
-            )
-        return Bundle(clf, configs[0], header, configs=configs)
-    if "feature_config" not in header:
+    fused = isinstance(clf, FusedClassifier)
+    if fused and "feature_configs" not in header:
+        raise ModelFileError(f"{name}: a fused model needs 'feature_configs'")
+    if not fused and "feature_config" not in header:
         raise ModelFileError(
             f"{name}: no feature configuration in this file (saved with GMMClassifier.save); "
             "use audiogmm.pipeline.save_model or `audiogmm train` to make a model for audio"
         )
-    config = FeatureConfig.from_dict(header["feature_config"])
-    if clf.n_dims != config.n_dims:
-        raise ModelFileError(
-            f"{name}: models have {clf.n_dims} dims but the feature config gives {config.n_dims}"
-        )
-    return Bundle(clf, config, header)
+    blocks = header["feature_configs"] if fused else [header["feature_config"]]
+    configs = [FeatureConfig.from_dict(c) for c in blocks]
+    _check_dims(clf, configs, f"{name}: ", ModelFileError)
+    return Bundle(clf, configs[0], header, configs=configs)

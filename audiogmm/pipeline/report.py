@@ -15,7 +15,7 @@ from ..io.atomic import atomic_write
 from ..io.modelfile import jsonable
 from .plot import figure_png, pyplot, write_mixture_figures
 
-__all__ = ["format_confusion", "format_metrics", "format_open_set", "json_dumps",
+__all__ = ["format_confusion", "format_metrics", "format_open_set", "json_dumps", "put_file",
            "training_report", "write_report", "write_training_curves"]  # fmt: skip
 
 
@@ -99,14 +99,14 @@ def write_report(
     os.makedirs(folder, exist_ok=True)
     labels, C = metrics["confusion"]["labels"], metrics["confusion"]["matrix"]
     written = [
-        _put(folder, "metrics.json", json_dumps(metrics, indent=2) + "\n"),
-        _put(folder, "metrics.txt", format_metrics(metrics)),
-        _put(folder, "confusion.txt", format_confusion(labels, C)),
+        put_file(folder, "metrics.json", json_dumps(metrics, indent=2) + "\n"),
+        put_file(folder, "metrics.txt", format_metrics(metrics)),
+        put_file(folder, "confusion.txt", format_confusion(labels, C)),
     ]
     plt = pyplot("confusion.png") if plot else None
     if plt is not None:
         fig = _confusion_figure(plt, labels, np.asarray(C), metrics.get("accuracy"))
-        written.append(_put(folder, "confusion.png", figure_png(fig)))
+        written.append(put_file(folder, "confusion.png", figure_png(fig)))
     if training:
         written += write_training_curves(folder, training, plot=plot)
     if plot and bundle is not None and pyplot("mixture_*.png") is not None:
@@ -120,7 +120,8 @@ def write_report(
     return written
 
 
-def _put(folder: str, name: str, data: str | bytes) -> str:
+def put_file(folder: str, name: str, data: str | bytes) -> str:
+    """Write ``data`` (text as UTF-8) to ``folder/name`` atomically; return the path."""
     path = os.path.join(folder, name)
     body = data.encode() if isinstance(data, str) else data
     atomic_write(path, lambda f: f.write(body))
@@ -159,7 +160,7 @@ def write_training_curves(
         return []
     folder = os.fspath(folder)
     os.makedirs(folder, exist_ok=True)
-    written = [_put(folder, "training_curves.json", json_dumps(curves, indent=2) + "\n")]
+    written = [put_file(folder, "training_curves.json", json_dumps(curves, indent=2) + "\n")]
     plt = pyplot("training_curves.png") if plot else None
     if plt is not None:
         fig, ax = plt.subplots(figsize=(6.4, 4.0), dpi=100)
@@ -172,7 +173,7 @@ def write_training_curves(
         if len(curves) <= 20:
             ax.legend(fontsize=7, ncol=2 if len(curves) > 8 else 1)
         fig.tight_layout()
-        written.append(_put(folder, "training_curves.png", figure_png(fig)))
+        written.append(put_file(folder, "training_curves.png", figure_png(fig)))
     return written
 
 

@@ -1,12 +1,10 @@
 """Speaker verification from files: trials in, LLR scores and EER/minDCF out, DET report.
 
-A trials file is a CSV with the columns ``path,claim`` and optionally ``target``
-(1 when the claim is true, 0 otherwise); relative paths are taken relative to
-the CSV's folder. Each trial's score is the mean per-frame log-likelihood ratio
-of the test file under the claimed class's MAP model against the UBM
-(:meth:`~audiogmm.models.UBMClassifier.score_samples`); a fused model's is each class's
-posterior log odds (:meth:`~audiogmm.models.FusedClassifier.verification_scores`). No
-maths and no printing here.
+A trials file is a CSV with the columns ``path,claim`` and optionally ``target`` (1 when
+the claim is true, 0 otherwise); relative paths are taken relative to the CSV's folder.
+A trial's score is the mean per-frame LLR of the test file under the claimed class's MAP
+model against the UBM (:meth:`~audiogmm.models.UBMClassifier.score_samples`); a fused
+model's, each class's posterior log odds. No maths and no printing here.
 """
 
 from __future__ import annotations
@@ -32,7 +30,7 @@ from ..scoring.verification import DCF_TARGETS, operating_points
 from .bundle import Bundle
 from .classify import check_training_files, score_files
 from .plot import figure_png, pyplot
-from .report import json_dumps
+from .report import json_dumps, put_file
 
 __all__ = ["Trial", "TrialScores", "iter_trials", "read_trials", "score_trials", "verify_trials",
            "write_verification_report"]  # fmt: skip
@@ -43,11 +41,8 @@ NORMS = ("none", "z", "t", "s")
 
 
 class Trial(NamedTuple):
-    """One verification trial: is the speaker of ``path`` the class ``claim``?
-
-    ``name`` is the path as the trials file wrote it (what output shows); ``path``
-    the file it names.
-    """
+    """Is the speaker of ``path`` the class ``claim``? ``name``: the path as the trials
+    file wrote it (what output shows)."""
 
     path: str
     claim: str
@@ -57,13 +52,8 @@ class Trial(NamedTuple):
 
 def iter_trials(path: str | os.PathLike) -> Iterator[Trial]:
     """The trials of a ``path,claim[,target]`` CSV (header row required), one at a time.
-
-    Raises
-    ------
-    DatasetError
-        Missing file or columns, a bad row (naming it), or ``target`` given on some
-        rows only.
-    """
+    DatasetError for a missing file or columns, a bad row (naming it), or ``target``
+    given on some rows only."""
     name = os.fspath(path)
     if not os.path.isfile(name):
         raise DatasetError(f"{name}: no such trials file")
@@ -91,9 +81,7 @@ def iter_trials(path: str | os.PathLike) -> Iterator[Trial]:
 
 
 def read_trials(path: str | os.PathLike) -> list[Trial]:
-    """Every trial of a ``path,claim[,target]`` CSV, as :func:`iter_trials` reads them
-    (DatasetError as there, or for a file without trials).
-    """
+    """Every trial of :func:`iter_trials` (DatasetError as there, or for no trials)."""
     trials = list(iter_trials(path))
     if not trials:
         raise DatasetError(f"{os.fspath(path)}: no trials")
@@ -156,16 +144,13 @@ def score_trials(
 ) -> TrialScores:  # fmt: skip
     """Score verification trials with a GMM-UBM, gsv, ivector or fused bundle, streaming them.
 
-    The trials (a CSV path, or Trial objects) are read once into index arrays;
-    each distinct file's features are scored once against every class; then each
-    trial's score is looked up, chunk by chunk. ``norm``: ``"z"`` by the claimed model's
-    scores on the ``cohort`` impostor files (at least 2 usable), ``"t"`` by the test
-    file's scores on the model's other classes, ``"s"`` the mean of both, or ``"none"``.
-    ``allow_train_overlap`` scores trial files that trained the model (overstating
-    accuracy) instead of refusing them with a DatasetError.
-
-    ParameterError for another kind of model, unknown claims, a bad ``norm`` or too
-    small a cohort; DatasetError without trials.
+    The trials (a CSV path, or Trial objects) are read once into index arrays; each
+    distinct file is scored once against every class, then each trial's score is looked
+    up, chunk by chunk. ``norm``: ``"z"`` by the claimed model's scores on the ``cohort``
+    impostor files (at least 2 usable), ``"t"`` by the test file's scores on the other
+    classes, ``"s"`` the mean of both, or ``"none"``. Training files are refused as in
+    :func:`~audiogmm.pipeline.classify.check_training_files`. ParameterError for another
+    kind of model, unknown claims, a bad ``norm`` or too small a cohort.
     """
     clf = model.classifier
     if not model.fused and (not hasattr(clf, "score_samples") or not hasattr(clf, "ubm_")):
@@ -245,11 +230,8 @@ def verify_trials(
     allow_train_overlap: bool = False, options: RunOptions | None = None,
     executor: LocalExecutor | None = None,
 ) -> dict[str, Any]:  # fmt: skip
-    """:func:`score_trials` as one dict (a list of trials in memory; stream large trial lists
-    with :func:`score_trials`): ``trials`` (``path, claim, target, score`` each; skipped
-    files left out), ``skipped``, ``norm``, ``n_trials``, and with targets ``metrics``
-    (:func:`verification_metrics`: EER, min/act DCF, Cllr, minCllr, trial counts).
-    """
+    """:func:`score_trials` of trials in memory as one dict: ``trials`` (``path, claim,
+    target, score`` each; skipped files left out) and :meth:`TrialScores.to_dict`."""
     res = score_trials(model, trials, norm=norm, cohort=cohort, options=options,
                        allow_train_overlap=allow_train_overlap, executor=executor)  # fmt: skip
     return {**res.to_dict(), "trials": list(res)}
@@ -260,22 +242,17 @@ def _normalise(scores, S, ti, ci, cohort_rows, norm):
         raise ParameterError("fewer than 2 cohort files could be used for z-/s-norm")
     zc = S[cohort_rows][:, ci].T if norm in ("z", "s") else None  # (n_trials, n_cohort)
     if norm in ("t", "s"):
-        M = S.shape[1]
-        others = np.array([[j for j in range(M) if j != c] for c in ci])
+        others = np.array([[j for j in range(S.shape[1]) if j != c] for c in ci])
         tc = np.take_along_axis(S[ti], others, 1)  # test file vs impostor models
     if norm == "z":
         return znorm(scores, zc)
-    if norm == "t":
-        return tnorm(scores, tc)
-    return snorm(scores, zc, tc)
+    return tnorm(scores, tc) if norm == "t" else snorm(scores, zc, tc)
 
 
 def verification_metrics(y_true: Sequence[int], scores: np.ndarray) -> dict[str, Any]:
     """EER, minDCF and actDCF at :data:`DCF_TARGETS`, Cllr, minCllr and trial counts, JSON-ready.
-
-    Cllr and actDCF take the scores as log-likelihood ratios (nats); minCllr and
-    minDCF do not depend on their calibration.
-    """
+    Cllr and actDCF take the scores as LLRs (nats); minCllr and minDCF do not depend on
+    their calibration."""
     y = np.asarray(y_true)
     e, thr = eer(y, scores)
     out = {"eer": e, "eer_threshold": thr, "cllr": cllr(y, scores), "min_cllr": min_cllr(y, scores),
@@ -289,11 +266,9 @@ def verification_metrics(y_true: Sequence[int], scores: np.ndarray) -> dict[str,
 def write_verification_report(
     folder: str | os.PathLike, result: TrialScores | dict[str, Any]
 ) -> list[str]:
-    """Write ``scores.csv``, ``metrics.json`` and (targets known, matplotlib installed) ``det.png``.
-
-    ``result`` is :func:`score_trials`'s (streamed to ``scores.csv``) or
-    :func:`verify_trials`'s. Returns the files written (each atomically).
-    """
+    """Write ``scores.csv``, ``metrics.json`` and (targets known, matplotlib installed)
+    ``det.png``, each atomically, from :func:`score_trials`'s result (streamed to
+    ``scores.csv``) or :func:`verify_trials`'s; return the files written."""
     folder = os.fspath(folder)
     os.makedirs(folder, exist_ok=True)
     if isinstance(result, dict):
@@ -311,16 +286,12 @@ def write_verification_report(
         text.flush()
         text.detach()
 
-    written = [os.path.join(folder, "scores.csv"), os.path.join(folder, "metrics.json")]
+    written = [os.path.join(folder, "scores.csv")]
     atomic_write(written[0], write_scores)
-    body = (json_dumps(head, indent=2) + "\n").encode("utf-8")
-    atomic_write(written[1], lambda f: f.write(body))
-    if "metrics" in head:
-        png = det_png(y, scores, head["metrics"])
-        if png is not None:
-            path = os.path.join(folder, "det.png")
-            atomic_write(path, lambda f: f.write(png))
-            written.append(path)
+    written.append(put_file(folder, "metrics.json", json_dumps(head, indent=2) + "\n"))
+    png = det_png(y, scores, head["metrics"]) if "metrics" in head else None
+    if png is not None:
+        written.append(put_file(folder, "det.png", png))
     return written
 
 
@@ -334,7 +305,6 @@ def det_png(y: Sequence[int], scores: Sequence[float], metrics: dict[str, Any]) 
     plt = pyplot("det.png")
     if plt is None:
         return None
-
     p_miss, p_fa, _ = operating_points(y, scores)
     # 0 and 1 have no probit: draw them at the plot's edge (half a trial, at least 0.05%)
     lo = max(0.5 / max(len(y), 1), 0.0005)
@@ -346,13 +316,14 @@ def det_png(y: Sequence[int], scores: Sequence[float], metrics: dict[str, Any]) 
     ax.plot(probit(p_fa), probit(p_miss), label="DET")
     e = metrics["eer"]
     ax.plot([probit(e)], [probit(e)], "o", color="C3", label=f"EER {100 * e:.2f}%")
-    ax.plot(probit([lo, 1 - lo]), probit([lo, 1 - lo]), ":", color="grey", lw=0.8)
+    edge = probit([lo, 1 - lo])
+    ax.plot(edge, edge, ":", color="grey", lw=0.8)
     ticks = [t for t in _TICKS if lo <= t <= 1 - lo]
     labels = [f"{100 * t:g}" for t in ticks]
     ax.set_xticks(probit(ticks), labels)
     ax.set_yticks(probit(ticks), labels)
-    ax.set_xlim(probit(lo), probit(1 - lo))
-    ax.set_ylim(probit(lo), probit(1 - lo))
+    ax.set_xlim(*edge)
+    ax.set_ylim(*edge)
     ax.set_xlabel("false alarm rate (%)")
     ax.set_ylabel("miss rate (%)")
     dcf = ", ".join(f"minDCF({p:g}) {metrics[f'min_dcf_{p:g}']:.3f}" for p in DCF_TARGETS)
