@@ -1,9 +1,8 @@
 """File-level splits, evaluation and prediction, shared by the CLI and the recipes.
 
 From manifests (lists of :class:`~audiogmm.data.Record`) or paths to results, through the
-cached front end; no maths, no printing. :func:`score_files` and :func:`check_training_files`
-are the one scoring path (``verify`` and ``kaldi`` too). Training is
-:mod:`audiogmm.pipeline.train`.
+cached front end; no maths, no printing. :func:`score_files`, :func:`check_training_files`
+and :func:`labelled_results` are the one scoring path (``verify`` and ``kaldi`` too).
 """
 
 from __future__ import annotations
@@ -46,11 +45,13 @@ __all__ = ["can_reject", "check_training_files", "describe_split", "evaluate_cla
 logger = logging.getLogger(__name__)
 
 
-def load_split(data: str | os.PathLike, split: str | None, **split_options: Any) -> list[Record]:
-    """Records of one split of a manifest (folder per label, CSV or Kaldi dir); every record
-    for ``split=None`` or ``"all"``. Without a split column, the deterministic stratified
-    split of :func:`audiogmm.data.split_records` (``train_fraction``, ``seed``)."""
-    records = read_manifest(data)
+def load_split(
+    data: str | os.PathLike | Sequence[Record], split: str | None, **split_options: Any
+) -> list[Record]:
+    """Records of one split of a manifest (folder per label, CSV or Kaldi dir; or records);
+    every record for ``split=None`` or ``"all"``. Without a split column, the deterministic
+    stratified split of :func:`audiogmm.data.split_records` (``train_fraction``, ``seed``)."""
+    records = read_manifest(data) if isinstance(data, (str, os.PathLike)) else list(data)
     if split in (None, "all"):
         return records
     return select(split_records(records, **split_options), split)
@@ -87,16 +88,13 @@ def evaluation_split(
     model: Bundle, manifest: Sequence[Record], split: str | None, *,
     train_fraction: float | None = None, seed: int | None = None,
 ) -> tuple[list[Record], dict[str, Any]]:  # fmt: skip
-    """Records of ``split`` of ``manifest`` (every record of the evaluation data) to evaluate
-    ``model`` on, split as the model was.
-
-    ``train_fraction`` and ``seed`` left at ``None`` take the model's stored values, so
-    ``test`` of the training manifest is exactly the held-out files (a model without a
-    split block: :func:`load_split`'s defaults). Returns the records and an info dict:
-    ``source`` (``"model"``, ``"options"`` when the caller gave any, ``"defaults"``),
-    ``split``, ``seed``, ``train_fraction``, ``from_column`` and ``manifest_matches`` (the
-    same files, labels and splits as the training manifest; ``None`` without a block).
-    """
+    """Records of ``split`` of ``manifest`` (the evaluation data) to evaluate ``model`` on,
+    split as the model was (``train_fraction`` and ``seed`` left at ``None``: the model's
+    values, so ``test`` of the training manifest is exactly the held-out files), and an
+    info dict: ``source`` (``"model"``, ``"options"`` when the caller gave any,
+    ``"defaults"``), ``split``, ``seed``, ``train_fraction``, ``from_column`` and
+    ``manifest_matches`` (the training manifest's files, labels and splits; ``None``
+    without a split block)."""
     given = train_fraction is not None or seed is not None
     spec = stored_split(model)
     manifest = list(manifest)
@@ -116,10 +114,7 @@ def evaluation_split(
             "train_fraction": train_fraction,
             "from_column": bool(manifest) and all(r.split is not None for r in manifest),
             "manifest_matches": matches}  # fmt: skip
-    if split in (None, "all"):
-        return manifest, info
-    records = split_records(manifest, train_fraction=train_fraction, seed=seed)
-    return select(records, split), info
+    return load_split(manifest, split, train_fraction=train_fraction, seed=seed), info
 
 
 def skipped_list(res: ExtractionResult) -> list[dict[str, str]]:
@@ -272,8 +267,7 @@ def evaluate_classifier(
     manifest : sequence of Record, optional
         The whole manifest ``records`` come from (see :func:`check_training_files`).
     allow_train_overlap : bool
-        Score files used in training (bytes matching a training file of the stored split
-        block) instead of refusing them; their scores overstate accuracy.
+        Score files used in training instead of refusing them (DatasetError).
     reject : {'auto'} or float, optional
         map, gsv and ivector models: ``unknown`` when the chosen class's
         ``rejection_scores`` (map: per-frame LLR against the UBM; gsv, ivector: calibrated
@@ -283,9 +277,8 @@ def evaluate_classifier(
     -------
     dict
         :func:`labelled_results` plus ``skipped`` (``{path, reason}``), ``train_overlap``
-        (training files scored under ``allow_train_overlap``; ``None`` when the model
-        records no split), ``train_duplicates`` and ``seconds``. DatasetError for training
-        files among ``records`` without ``allow_train_overlap``, or every file skipped.
+        and ``train_duplicates`` (:func:`check_training_files`) and ``seconds``.
+        DatasetError when every file is skipped.
     """
     t0 = time.perf_counter()
     clf = model.classifier
@@ -313,19 +306,15 @@ def predict_files(
     options: RunOptions | None = None, executor: LocalExecutor | None = None,
     reject: str | float | None = None,
 ) -> dict[str, Any]:  # fmt: skip
-    """Classify audio files with the model's own feature configuration.
-
-    ``reject`` is the open set of :func:`evaluate_classifier`. Returns ``results``, one
-    ``{path, label, n_frames, top: [{label, loglik, posterior}]}`` per usable file
-    (``loglik``: the class score, for ml and map the total log-likelihood in nats;
-    ``posterior``: the softmax over classes; with ``reject`` also ``reject_score`` and
-    ``threshold``), and ``skipped``.
-    """
+    """Classify audio files with the model's own front end (``reject`` as in
+    :func:`evaluate_classifier`): ``skipped`` and ``results``, one ``{path, label,
+    n_frames, top: [{label, loglik, posterior}]}`` per usable file (``loglik``: the class
+    score, for ml and map the total log-likelihood in nats; ``posterior``: the softmax
+    over classes; with ``reject`` also ``reject_score`` and ``threshold``)."""
     clf = model.classifier
     thr = _threshold(clf, reject)
-    res, used, clips, S = score_files(
-        model, [os.fspath(p) for p in paths], options or RunOptions(), executor
-    )
+    items = [os.fspath(p) for p in paths]
+    res, used, clips, S = score_files(model, items, options or RunOptions(), executor)
     LP = clf.log_proba_from_scores(S)
     k = max(1, min(top, len(clf.labels_)))
     results = []

@@ -17,7 +17,7 @@ from typing import Any, NamedTuple, Optional
 
 import numpy as np
 
-from ..data import ExtractionResult, Record, RunOptions, extract_many, select, split_records
+from ..data import ExtractionResult, Record, RunOptions, extract_many
 from ..data.kaldi import (
     is_kaldi_feats_dir,
     needs_kaldi_reader,
@@ -56,27 +56,15 @@ KINDS = {
 
 @dataclass
 class ClipSet:
-    """Labelled training clips from one source, and what to save with their model.
+    """Labelled clips from one source (``kind``: a key of :data:`KINDS`), and what to save
+    with their model.
 
-    Attributes
-    ----------
-    kind : {"audio", "kaldi", "store"}
-        The key of :data:`KINDS`.
-    clips : list of ndarray, each of shape (n_frames_i, n_dims)
-    labels : list of str, length n_clips
-    config : FeatureConfig or None
-        The clips' front end; None for features made by Kaldi itself.
-    blocks : dict
-        Header blocks to save with the model: ``split`` (audio read from DATA) or
-        ``kaldi`` (the training utterances), so that scoring can refuse the training data.
-    skipped : list of dict
-        ``{path, reason}`` of each file (utterance id, for Kaldi) that could not be used.
-    timing, info : dict
-        Seconds spent reading (``extract_s`` or ``read_s``); more to report (``store``).
-    names : list of str
-        Each clip's file path or utterance id (empty for a store).
-    extraction : ExtractionResult or None
-        The audio's extraction.
+    ``clips`` (each (n_frames_i, n_dims)) and ``labels``; ``config``, their front end (None
+    for features made by Kaldi); ``blocks``, header blocks that let scoring refuse the
+    training data (``split`` for a manifest, ``kaldi``); ``skipped`` (``{path, reason}``,
+    utterance ids for Kaldi); ``timing`` (``extract_s`` or ``read_s``); ``info``
+    (``store``); ``names``, each clip's path or utterance id (none for a store);
+    ``extraction``, the audio's.
     """
 
     kind: str
@@ -110,16 +98,13 @@ def open_clips(
     options: Optional[RunOptions] = None, executor: Optional[LocalExecutor] = None,
     records: Optional[Sequence[Record]] = None,
 ) -> ClipSet:  # fmt: skip
-    """The training clips of ``data``, of any kind (:func:`source_kind`), or of records.
+    """The training clips of ``data`` of any kind (:func:`source_kind`), or of records
+    (then no manifest, so no split block).
 
-    ``split`` ({"train", "test", "all"} or None for every file; a store's clips all
-    train), ``train_fraction`` and ``seed`` choose the files (the stratified
-    :func:`audiogmm.data.split_records` of a manifest without a split column, or of a
-    Kaldi directory by utterance id). ``config`` is the front end for audio (default
+    ``split``, ``train_fraction`` and ``seed`` choose the files as :func:`.classify.load_split`
+    (a store's clips all train); ``config`` is the front end for audio (default
     ``FeatureConfig()``; stores and ``feats.scp`` carry their own); ``options`` and
-    ``executor`` run the extraction; ``records`` are the split's records when already read
-    (``data`` itself a list of records: no manifest, so no split block).
-
+    ``executor`` run the extraction; ``records``, the split's records when already read.
     DatasetError for no clips, a label without any usable file, or unlabelled utterances;
     ModelFileError for a store or feature directory whose feature configuration is invalid.
     """
@@ -156,12 +141,9 @@ def audio_clips(
     config: Any, *, split: Optional[str], train_fraction: float, seed: int,
     n_jobs: Optional[int] = None, extract_s: float = 0.0, cache_dir: Optional[str] = None,
 ) -> ClipSet:  # fmt: skip
-    """The clip set of ``records`` of the manifest ``data``, from their extraction.
-
-    ``config`` is the front end of ``features`` (one per member of a fused model).
-    The ``split`` block (none when ``data`` is None) records the files used, so that
-    scoring can refuse them (their hashes kept in ``cache_dir``).
-    """
+    """The clip set of ``records`` of the manifest ``data`` from their extraction, whose
+    front end is ``config`` (one per member of a fused model); the ``split`` block (none
+    when ``data`` is None) records the files used (their hashes kept in ``cache_dir``)."""
     clips, labels = features.labelled_clips(records)
     used = [r for r in records if r.path in features.features]
     blocks = {} if data is None else {"split": describe_split(
@@ -176,25 +158,19 @@ def kaldi_clips(
     data_dir: str | os.PathLike, *, split: Optional[str], train_fraction: float, seed: int,
     config: Optional[FeatureConfig] = None, allow_pipes: bool = False,
 ) -> ClipSet:  # fmt: skip
-    """The labelled utterances of one split of a Kaldi directory, split by utterance id.
-
-    Their config is the stored :data:`~audiogmm.data.kaldi.CONFIG_FILE` for ``feats.scp``
-    (None when Kaldi made the features), else ``config`` (default ``FeatureConfig()``).
-    Unusable segments are ``skipped`` (``path``: the utterance id); the ``kaldi`` block
-    records the utterances used.
-    """
+    """The labelled utterances of one split of a Kaldi directory (split by utterance id),
+    their config the stored :data:`~audiogmm.data.kaldi.CONFIG_FILE` for ``feats.scp``
+    (None when Kaldi made the features), else ``config`` (default ``FeatureConfig()``)."""
     data = os.fspath(data_dir)
     config = read_feature_config(data) if is_kaldi_feats_dir(data) else config or FeatureConfig()
     bad: dict[str, str] = {}
     utts = read_kaldi_utterances(data, config=config, allow_pipes=allow_pipes, skipped=bad)
-    if split not in (None, "all"):
-        if any(u.label is None for u in utts):
-            raise DatasetError(f"{data!r}: no utt2spk, so no labels to split by")
-        # a Record's path is only a sort key for the split: here, the utterance id
-        records = [Record(u.utt, u.label) for u in utts]
-        chosen = select(split_records(records, train_fraction=train_fraction, seed=seed), split)
-        keep = {r.path for r in chosen}
-        utts = [u for u in utts if u.utt in keep]
+    if split not in (None, "all") and any(u.label is None for u in utts):
+        raise DatasetError(f"{data!r}: no utt2spk, so no labels to split by")
+    # a Record's path is only a sort key for the split: here, the utterance id
+    keep = {r.path for r in load_split([Record(u.utt, u.label) for u in utts], split,
+                                       train_fraction=train_fraction, seed=seed)}  # fmt: skip
+    utts = [u for u in utts if u.utt in keep]
     if not utts:
         raise DatasetError(f"{data!r}: no utterances")
     unlabelled = [u.utt for u in utts if u.label is None]

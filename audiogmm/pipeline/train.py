@@ -36,17 +36,15 @@ def fit_backend(
     clips : sequence of ndarray, each of shape (n_frames_i, n_dims)
     labels : sequence of str, length n_clips
     backend : {"ml", "map", "gsv", "ivector"}
-        The key of :data:`~audiogmm.models.BACKENDS`.
+        The key of :data:`~audiogmm.models.BACKENDS` (else ParameterError).
     ubm : DiagGMM, optional
-        A fitted UBM to use instead of training one (not with ``"ml"``: ParameterError,
-        as for an unknown backend).
+        A fitted UBM to use instead of training one (not with ``"ml"``: ParameterError).
     **classifier_params
         Parameters of the backend's classifier.
 
     Returns
     -------
-    GMMClassifier or a subclass
-        With ``timing_["train_s"]``.
+    GMMClassifier or a subclass, with ``timing_["train_s"]``
     """
     if backend not in BACKENDS:
         raise ParameterError(f"backend must be one of {sorted(BACKENDS)}; got {backend!r}")
@@ -64,8 +62,7 @@ def fit_backend(
 def load_ubm(path: str | os.PathLike) -> tuple[Any, FeatureConfig | None]:
     """A UBM written by ``audiogmm ubm`` (a DiagGMM file) and the FeatureConfig it records
     (None for a mixture saved without one, e.g. by ``DiagGMM.save``); ModelFileError for
-    another kind of file or a bad feature configuration, naming the file.
-    """
+    another kind of file or a bad feature configuration, naming the file."""
     from ..io import load
     from ..mixture import DiagGMM
 
@@ -89,12 +86,10 @@ def train_classifier(
     backend: str = "ml", ubm: Any = None, **classifier_params: Any,
 ) -> tuple[GMMClassifier, ExtractionResult]:  # fmt: skip
     """:func:`~audiogmm.pipeline.sources.open_clips` of labelled ``records`` fitted by
-    :func:`fit_backend` (``backend``, ``ubm``, ``**classifier_params``), as ``train`` does.
-
-    ``options`` (cache, workers, progress, strictness) and ``executor`` serve extraction
-    and training. Returns the classifier, with ``timing_`` (``extract_s``, ``train_s``),
-    and the extraction (``skipped``: the files that could not be used).
-    """
+    :func:`fit_backend` (``backend``, ``ubm``, ``**classifier_params``), as ``train`` does;
+    ``options`` (cache, workers, progress, strictness) and ``executor`` serve both.
+    Returns the classifier, with ``timing_`` (``extract_s``, ``train_s``), and the
+    extraction (``skipped``: the files that could not be used)."""
     opts = options or RunOptions()
     with resolve(executor, opts.n_jobs) as ex:
         clips = open_clips(records, config=config, options=opts, executor=ex)
