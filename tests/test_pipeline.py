@@ -106,3 +106,94 @@ def test_every_source_trains_through_the_one_backend_dispatch(tmp_path, monkeypa
     cli("train", tmp_path / "kaldi", "--split", "all", *common)
     cli("train", tmp_path / "store", *common)  # a store has no split
     assert seen == [6, 6, 6]
+
+
+def test_train_classifier_goes_through_open_clips(split, monkeypatch):
+    """The Python API opens its records as `train` opens DATA (one clip-set path)."""
+    from audiogmm.pipeline import train
+
+    seen = []
+
+    def spy(data, **kw):
+        clips = open_clips(data, **kw)
+        seen.append(clips)
+        return clips
+
+    open_clips = train.open_clips
+    monkeypatch.setattr(train, "open_clips", spy)
+    recs = select(split, "train")[:6]
+    clf, res = train_classifier(recs, config=PRESETS["speech"], n_components=2,
+                                options=RunOptions(n_jobs=1))  # fmt: skip
+    (clips,) = seen
+    assert clips.kind == "audio" and clips.blocks == {}  # records in memory: no split block
+    assert clips.names == [r.path for r in recs] and res is clips.extraction
+    assert set(clf.timing_) == {"extract_s", "train_s"}
+
+
+def test_verify_refuses_training_files_through_the_evaluation_check(tmp_path):
+    """score_trials and evaluate_classifier share one training-file check: the refusal says
+    how the model was trained (it did not for trials)."""
+    from audiogmm.exceptions import DatasetError
+    from audiogmm.pipeline import describe_split
+    from audiogmm.pipeline.verify import Trial, score_trials
+
+    recs = split_records([r for r in read_manifest(SPEAKERS)
+                          if r.label in ("ast_en", "flite_slt")], seed=0)  # fmt: skip
+    train = select(recs, "train")
+    cfg = PRESETS["speech"]
+    clf, _ = train_classifier(train, config=cfg, backend="map", n_components=2,
+                              options=RunOptions(n_jobs=1))  # fmt: skip
+    block = describe_split(SPEAKERS, "train", train, seed=0)
+    save_model(tmp_path / "m.npz", clf, cfg, extra={"split": block})
+    bundle = load_model(tmp_path / "m.npz")
+    trials = [Trial(train[0].path, train[0].label)]
+    with pytest.raises(DatasetError, match="1 of 1 trial files were used to train this model") as e:
+        score_trials(bundle, trials, options=RunOptions(n_jobs=1))
+    assert "the model was trained on split 'train' made with seed 0" in str(e.value)
+    with pytest.raises(DatasetError, match="1 of 1 evaluation files were used to train"):
+        evaluate_classifier(bundle, train[:1], options=RunOptions(n_jobs=1))
+    out = score_trials(bundle, trials, allow_train_overlap=True, options=RunOptions(n_jobs=1))
+    assert len(out.scores) == 1
+
+
+def test_one_reject_capability_check_for_the_api_and_the_cli():
+    from audiogmm.cli.options import reject_threshold
+    from audiogmm.exceptions import ParameterError
+    from audiogmm.models import GMMClassifier, UBMClassifier
+    from audiogmm.pipeline.classify import can_reject
+
+    assert not can_reject(GMMClassifier()) and can_reject(UBMClassifier())
+    with pytest.raises(ParameterError, match="reject needs a GMM-UBM"):
+        predict_files(type("B", (), {"classifier": GMMClassifier()})(), [], reject=0.0)
+    import click
+
+    with pytest.raises(click.UsageError, match="--reject needs a model trained with"):
+        reject_threshold(GMMClassifier(), 0.0)
+
+
+def test_kaldi_evaluation_reports_unknown_speakers_as_audio_evaluation_does(tmp_path):
+    """evaluate_kaldi scores through labelled_results: labels the model does not know are
+    listed and give the open-set rates (they were silently counted as errors)."""
+    kaldiio = pytest.importorskip("kaldiio")
+    from audiogmm.pipeline.kaldi import evaluate_kaldi
+    from audiogmm.pipeline.sources import open_clips
+    from audiogmm.pipeline.train import fit_backend
+
+    rng = np.random.default_rng(0)
+    feats = {f"spk{s}-utt{u}": (3.0 * s + rng.normal(size=(50, 4))).astype(np.float32)
+             for s in range(3) for u in range(4)}  # fmt: skip
+    d = tmp_path / "kaldi"
+    d.mkdir()
+    with kaldiio.WriteHelper(f"ark,scp:{d / 'feats.ark'},{d / 'feats.scp'}") as w:
+        for utt in sorted(feats):
+            w(utt, feats[utt])
+    (d / "utt2spk").write_text("".join(f"{u} {u.split('-')[0]}\n" for u in sorted(feats)))
+    clips = open_clips(d, split="all")
+    keep = [i for i, y in enumerate(clips.labels) if y != "spk2"]  # the model lacks spk2
+    clf = fit_backend([clips.clips[i] for i in keep], [clips.labels[i] for i in keep],
+                      n_components=1, random_state=0)  # fmt: skip
+    clf.save(tmp_path / "m.npz")
+    out = evaluate_kaldi(tmp_path / "m.npz", d, split="all")
+    assert out["n"] == 12 and out["unknown_labels"] == ["spk2"]
+    assert out["open_set"]["n_unknown"] == 4
+    assert [p["utt"] for p in out["predictions"]] == sorted(feats)
