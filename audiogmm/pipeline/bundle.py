@@ -1,9 +1,6 @@
-"""The model file users handle: a classifier bundled with the front end that made its features.
-
-The classifier file's header also holds the :class:`~audiogmm.features.FeatureConfig`
-(a fused model: one per member, ``feature_configs``), so prediction extracts features
-exactly as training did. The classifier knows nothing of audio; this module joins the two.
-"""
+"""The model file users handle: a classifier whose header also holds the
+:class:`~audiogmm.features.FeatureConfig` that made its features (a fused model: one per
+member), so prediction extracts features exactly as training did."""
 
 from __future__ import annotations
 
@@ -45,11 +42,9 @@ def save_model(
     config: Union[FeatureConfig, Sequence[FeatureConfig]], *, extra: dict[str, Any] | None = None,
 ) -> None:  # fmt: skip
     """Write ``classifier`` and ``config`` (one per member of a FusedClassifier) to one model
-    file (atomic, checksummed, no pickle).
-
-    ``extra`` header blocks (e.g. ``"split"``) must be declared in the classifier's table
-    (:mod:`audiogmm.io.tables`) and pass its checks, so the file always loads.
-    ParameterError for those, or when the feature dimensions differ.
+    file (atomic, checksummed, no pickle). ``extra`` header blocks (e.g. ``"split"``) must
+    be declared in the classifier's table (:mod:`audiogmm.io.tables`) and pass its checks,
+    so the file always loads; ParameterError for those, or when feature dimensions differ.
     """
     fused = isinstance(classifier, FusedClassifier)
     if isinstance(config, FeatureConfig):
@@ -74,12 +69,10 @@ def _check_dims(clf: Any, configs: list[Any], prefix: str, error: type[Exception
 
 
 def load_model(path: str | os.PathLike) -> Bundle:
-    """Read a model file written by :func:`save_model`, validating everything.
-
-    :func:`audiogmm.io.load` checks every header field against the kind's table; this adds
-    the checks between front ends and models. ModelFileError for a bad file, a missing or
-    invalid feature config, or one whose dimension does not match the models.
-    """
+    """Read a model file written by :func:`save_model`: :func:`audiogmm.io.load` checks
+    every header field against the kind's table, this the front ends against the models.
+    ModelFileError for a bad file, a missing or invalid feature config, or one whose
+    dimension does not match the models."""
     name = os.fspath(path)
     clf = load(path)
     if not isinstance(clf, (GMMClassifier, FusedClassifier)):

@@ -1,9 +1,7 @@
-"""File-level splits, evaluation and prediction, shared by the CLI and the recipes.
-
-From manifests (lists of :class:`~audiogmm.data.Record`) or paths to results, through the
-cached front end; no maths, no printing. :func:`score_files`, :func:`check_training_files`
-and :func:`labelled_results` are the one scoring path (``verify`` and ``kaldi`` too).
-"""
+"""File-level splits, evaluation and prediction: from manifests (lists of
+:class:`~audiogmm.data.Record`) or paths to results, through the cached front end.
+:func:`score_files`, :func:`check_training_files` and :func:`labelled_results` are the one
+scoring path (``verify`` and ``kaldi`` too)."""
 
 from __future__ import annotations
 
@@ -166,12 +164,10 @@ def check_training_files(
     model: Bundle, records: Sequence[Record], *, allow: bool = False, what: str = "evaluation",
     manifest: Sequence[Record] | None = None, options: RunOptions | None = None,
 ) -> tuple[int | None, int]:  # fmt: skip
-    """Refuse ``records`` (``what`` files) that trained ``model`` unless ``allow``.
-
-    Files are matched by content against the model's split block; with the training
-    ``manifest``, a match under another path is a duplicate inside the dataset (scored,
-    warned about). Returns the number of training files let through (``None``: the model
-    has no split block, nothing was checked) and of such duplicates.
+    """Refuse ``records`` (``what`` files) whose bytes match a training file of ``model``'s
+    split block, unless ``allow``; with the training ``manifest``, a match under another
+    path is a duplicate inside the dataset (scored, warned about). Returns the number of
+    training files let through (``None``: no split block, nothing checked) and of duplicates.
     """
     opts = options or RunOptions()
     spec = stored_split(model)
@@ -264,10 +260,9 @@ def evaluate_classifier(
 
     Parameters
     ----------
-    manifest : sequence of Record, optional
-        The whole manifest ``records`` come from (see :func:`check_training_files`).
-    allow_train_overlap : bool
-        Score files used in training instead of refusing them (DatasetError).
+    manifest, allow_train_overlap
+        The manifest ``records`` come from, and whether to score training files
+        (:func:`check_training_files`).
     reject : {'auto'} or float, optional
         map, gsv and ivector models: ``unknown`` when the chosen class's
         ``rejection_scores`` (map: per-frame LLR against the UBM; gsv, ivector: calibrated
@@ -276,9 +271,8 @@ def evaluate_classifier(
     Returns
     -------
     dict
-        :func:`labelled_results` plus ``skipped`` (``{path, reason}``), ``train_overlap``
-        and ``train_duplicates`` (:func:`check_training_files`) and ``seconds``.
-        DatasetError when every file is skipped.
+        :func:`labelled_results` plus ``skipped`` (``{path, reason}``), ``train_overlap``,
+        ``train_duplicates`` and ``seconds``. DatasetError when every file is skipped.
     """
     t0 = time.perf_counter()
     clf = model.classifier

@@ -1,11 +1,6 @@
-"""Evaluate and export Kaldi data directories, bypassing the audio cache.
-
-``feats.scp`` gives feature matrices (no audio decoding), ``wav.scp`` + ``segments`` each
-segment's features (:mod:`audiogmm.data.kaldi`), read by
-:func:`audiogmm.pipeline.sources.kaldi_clips`, as ``train`` reads them, so the model records
-the training utterance ids and :func:`evaluate_kaldi` refuses them. Features made by Kaldi
-itself give a plain classifier file that ``evaluate`` reads but ``predict`` on audio refuses.
-"""
+"""Evaluate and export Kaldi data directories (``feats.scp``, or ``wav.scp`` + ``segments``),
+read as ``train`` reads them (:func:`.sources.kaldi_clips`), bypassing the audio cache.
+Features made by Kaldi itself give a plain classifier file (no front end)."""
 
 from __future__ import annotations
 
@@ -32,12 +27,10 @@ def evaluate_kaldi(
     split: Optional[str] = "test", train_fraction: Optional[float] = None,
     seed: Optional[int] = None, allow_train_overlap: bool = False, allow_pipes: bool = False,
 ) -> dict[str, Any]:  # fmt: skip
-    """Classify the utterances of a Kaldi directory: :func:`~.classify.labelled_results`
-    (predictions by ``utt``) plus ``train_overlap``, ``skipped`` and ``seconds``.
-
-    ``train_fraction`` and ``seed`` left at None take the model's stored values.
-    Utterances the model was trained on are refused unless ``allow_train_overlap``.
-    """
+    """Classify the utterances of a Kaldi directory: :func:`.classify.labelled_results`
+    (predictions by ``utt``) plus ``train_overlap``, ``skipped`` and ``seconds``. Split as
+    the model's training data (``train_fraction``, ``seed`` None: the model's values);
+    its training utterances refused unless ``allow_train_overlap``."""
     t0 = time.perf_counter()
     model, data = os.fspath(model_path), os.fspath(data_dir)
     clf = GMMClassifier.load(model)  # a bundle or a bare classifier file; not a fused one
@@ -74,12 +67,10 @@ def export_kaldi(
     data: str | os.PathLike, out_dir: str | os.PathLike, *, config: FeatureConfig,
     options: Optional[RunOptions] = None, allow_pipes: bool = False,
 ) -> dict[str, Any]:  # fmt: skip
-    """Extract the features of any manifest into ``out_dir/feats.ark`` + ``feats.scp``.
-
-    Utterance ids are a Kaldi directory's own, else ``<label>-<file stem>``
-    (:func:`audiogmm.data.kaldi.utterance_ids`). Returns ``ark``, ``scp``,
-    ``n_utterances``, ``n_frames`` and ``skipped``.
-    """
+    """Extract the features of any manifest into ``out_dir/feats.ark`` + ``feats.scp``,
+    by a Kaldi directory's own utterance ids, else ``<label>-<file stem>``
+    (:func:`audiogmm.data.kaldi.utterance_ids`): ``ark``, ``scp``, ``n_utterances``,
+    ``n_frames`` and ``skipped``."""
     skipped: list[dict[str, str]] = []
     kaldi_dir = os.path.isfile(os.path.join(data, "wav.scp"))
     if kaldi_dir and (allow_pipes or os.path.isfile(os.path.join(data, "segments"))):

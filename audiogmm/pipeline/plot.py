@@ -1,9 +1,6 @@
-"""Figures: a fitted mixture along one feature dimension, and matplotlib for every report.
-
-Each component's weighted Gaussian (dashed), the mixture's marginal density (solid) and,
-when frames are given, their histogram (as a density); a UBM/MAP model's UBM is drawn
-under the adapted class. matplotlib is imported on first use only (:func:`pyplot`).
-"""
+"""Figures: a fitted mixture along one feature dimension (components dashed, the marginal
+density solid, frames as a density histogram, a UBM/MAP model's UBM under the class), and
+:func:`pyplot`, matplotlib imported on first use for every report."""
 
 from __future__ import annotations
 
@@ -76,11 +73,8 @@ def class_mixtures(
 
 
 def separating_dimension(bundle: Bundle) -> int:
-    """The dimension where the classes' marginals differ most (largest Fisher ratio).
-
-    Between-class variance of the class means over the mean within-class variance,
-    from each class's mixture (mean ``Σ w μ``, variance ``Σ w (σ² + μ²) - mean²``).
-    """
+    """The dimension where the classes' marginals differ most (largest Fisher ratio: the
+    class means' variance over the mean class variance, from each class's mixture)."""
     clf = _classifier(bundle)
     w = clf.weights_[..., np.newaxis]  # (C, K, 1)
     mean = np.sum(w * clf.means_, axis=1)  # (C, D)

@@ -86,15 +86,12 @@ def write_report(
     folder: str | os.PathLike, metrics: dict[str, Any], *, plot: bool = True,
     training: dict[str, Any] | None = None, bundle: Any = None,
 ) -> list[str]:  # fmt: skip
-    """Write a report folder for one evaluation, each file atomically; return the files.
-
-    ``metrics`` (:func:`audiogmm.scoring.summary`, maybe with ``skipped``, timing) gives
-    ``metrics.json``, ``metrics.txt`` and ``confusion.txt``; ``plot`` adds (matplotlib
-    installed, else a warning) ``confusion.png`` and, with the evaluated ``bundle``, one
-    ``mixture_*.png`` per class (:mod:`audiogmm.pipeline.plot`); ``training`` (a
-    ``fit_report_``) adds :func:`write_training_curves`. Files an earlier report left in
-    ``folder`` (created if needed) are removed.
-    """
+    """Write a report folder (created if needed; what an earlier report left is removed)
+    for one evaluation, each file atomically; return the files. ``metrics``
+    (:func:`audiogmm.scoring.summary`) gives ``metrics.json``, ``metrics.txt`` and
+    ``confusion.txt``; ``plot`` adds (matplotlib installed, else a warning)
+    ``confusion.png`` and, with the evaluated ``bundle``, one ``mixture_*.png`` per class;
+    ``training`` (a ``fit_report_``) adds :func:`write_training_curves`."""
     folder = os.fspath(folder)
     os.makedirs(folder, exist_ok=True)
     labels, C = metrics["confusion"]["labels"], metrics["confusion"]["matrix"]
@@ -145,12 +142,9 @@ def training_report(model: Any) -> dict[str, Any]:
 def write_training_curves(
     folder: str | os.PathLike, training: dict[str, Any], *, plot: bool = True
 ) -> list[str]:
-    """Per-class EM curves, mean log-likelihood per frame (nats) per iteration: the files
-    written, ``training_curves.json`` and (``plot``, matplotlib) ``training_curves.png``.
-
-    ``training`` is a classifier's ``fit_report_``; classes without a ``history`` (older
-    files, MAP classes) are left out, and nothing is written when none has one.
-    """
+    """Per-class EM curves of a ``fit_report_``, mean log-likelihood per frame (nats) per
+    iteration: ``training_curves.json`` and (``plot``, matplotlib) ``training_curves.png``,
+    returned; classes without a ``history`` (older files, MAP classes) are left out."""
     curves = {
         str(y): [float(v) for v in r["history"]]
         for y, r in sorted(training.items())

@@ -1,11 +1,7 @@
-"""One clip set from any training source: audio, a Kaldi directory or a shard store.
-
-:func:`open_clips` reads DATA (a folder per label, a CSV or a Kaldi ``wav.scp``; a Kaldi
-``feats.scp``, or ``wav.scp`` + ``segments``; a shard store; records in memory) into a
-:class:`ClipSet`: the clips and labels to fit (:func:`audiogmm.pipeline.train.fit_backend`),
-their front end, the header block that records the split, and the files that could not be
-used. :data:`KINDS` says what each source cannot take, so a caller refuses it before the work.
-"""
+"""One clip set from any training source: audio (a folder per label, a CSV, a Kaldi
+``wav.scp``, or records), a Kaldi ``feats.scp`` or ``wav.scp`` + ``segments``, or a shard
+store (:func:`open_clips`). :data:`KINDS` says what each source cannot take, so that a
+caller refuses it before the work."""
 
 from __future__ import annotations
 

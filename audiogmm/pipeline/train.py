@@ -1,10 +1,6 @@
-"""The one training path: clips in, a fitted classifier of any backend out.
-
-:func:`fit_backend` is the one place a backend (``ml``, ``map``, ``gsv``, ``ivector``; the
-registry :data:`audiogmm.models.BACKENDS`) is chosen and fitted, whatever the clips were
-read from (:func:`audiogmm.pipeline.sources.open_clips`); :func:`load_ubm` reads a UBM
-made by ``audiogmm ubm`` for it. No maths and no printing here.
-"""
+"""The one training path: :func:`fit_backend` is the one place a backend (the registry
+:data:`audiogmm.models.BACKENDS`) is chosen and fitted, whatever the clips were read from
+(:func:`audiogmm.pipeline.sources.open_clips`)."""
 
 from __future__ import annotations
 

@@ -1,11 +1,9 @@
 """Speaker verification from files: trials in, LLR scores and EER/minDCF out, DET report.
 
-A trials file is a CSV with the columns ``path,claim`` and optionally ``target`` (1 when
-the claim is true, 0 otherwise); relative paths are taken relative to the CSV's folder.
-A trial's score is the mean per-frame LLR of the test file under the claimed class's MAP
-model against the UBM (:meth:`~audiogmm.models.UBMClassifier.score_samples`); a fused
-model's, each class's posterior log odds. No maths and no printing here.
-"""
+A trials file is a CSV ``path,claim[,target]`` (target 1 when the claim is true, 0 if not;
+paths relative to the CSV's folder). A trial's score is the mean per-frame LLR of the test
+file under the claimed class's MAP model against the UBM; a fused model's, each class's
+posterior log odds."""
 
 from __future__ import annotations
 
@@ -96,16 +94,13 @@ class TrialScores:
     ----------
     names, claims : list of str
         The distinct paths as the trials wrote them; the model's labels.
-    name_index, claim_index : ndarray of shape (n_scored,), int32
-        Each usable trial's path and claim, in file order.
-    targets : ndarray of shape (n_scored,), int8
-        1 target, 0 non-target, -1 unknown.
+    name_index, claim_index, targets : ndarray of shape (n_scored,)
+        Each usable trial's path and claim (int32), and target (int8: 1, 0, -1 unknown).
     scores : ndarray of shape (n_scored,), float64
         The (normalised) mean per-frame LLR of each usable trial.
-    skipped : list of dict
-        ``{path, reason}`` of the files that could not be scored.
-    metrics : dict or None
-        :func:`verification_metrics` when the targets are known.
+    norm, skipped, metrics
+        The normalisation, ``{path, reason}`` of the files that could not be scored, and
+        :func:`verification_metrics` (None when the targets are unknown).
     """
 
     names: list[str]
@@ -142,16 +137,13 @@ def score_trials(
     cohort: Sequence[str] = (), allow_train_overlap: bool = False,
     options: RunOptions | None = None, executor: LocalExecutor | None = None,
 ) -> TrialScores:  # fmt: skip
-    """Score verification trials with a GMM-UBM, gsv, ivector or fused bundle, streaming them.
-
-    The trials (a CSV path, or Trial objects) are read once into index arrays; each
-    distinct file is scored once against every class, then each trial's score is looked
-    up, chunk by chunk. ``norm``: ``"z"`` by the claimed model's scores on the ``cohort``
-    impostor files (at least 2 usable), ``"t"`` by the test file's scores on the other
-    classes, ``"s"`` the mean of both, or ``"none"``. Training files are refused as in
-    :func:`~audiogmm.pipeline.classify.check_training_files`. ParameterError for another
-    kind of model, unknown claims, a bad ``norm`` or too small a cohort.
-    """
+    """Score trials (a CSV path, or Trial objects) with a GMM-UBM, gsv, ivector or fused
+    bundle, streaming them: each distinct file is scored once against every class, then
+    each trial's score looked up. ``norm``: ``"z"`` by the claimed model's scores on the
+    ``cohort`` impostor files (at least 2 usable), ``"t"`` by the test file's scores on the
+    other classes, ``"s"`` the mean of both, or ``"none"``. Training files are refused as by
+    :func:`.classify.check_training_files`. ParameterError for another kind of model,
+    unknown claims, a bad ``norm`` or too small a cohort."""
     clf = model.classifier
     if not model.fused and (not hasattr(clf, "score_samples") or not hasattr(clf, "ubm_")):
         raise ParameterError(
