@@ -135,8 +135,7 @@ def mixture_figure(
             ax.plot(x, c, "--", color=f"C{j}", lw=0.8, alpha=0.7)
         ax.plot(x, total, "-", color=f"C{j}", lw=2, label=f"{name} mixture ({len(w)} components)")
     name, unit = config.dimension_names()[d]
-    ax.set_xlabel(f"{name} ({unit})")
-    ax.set_ylabel(f"density (per {unit})")
+    ax.set(xlabel=f"{name} ({unit})", ylabel=f"density (per {unit})")
     ax.set_title(f"class {label!r}, dimension {d}: components dashed, mixture solid", fontsize=9)
     ax.legend(fontsize=8)
     fig.tight_layout()

@@ -161,9 +161,8 @@ def write_training_curves(
         for y, h in curves.items():
             ax.plot(range(len(h)), h, marker=".", label=y)
         ax.xaxis.set_major_locator(plt.MaxNLocator(integer=True))  # iterations are whole
-        ax.set_xlabel("EM iteration (0: after initialisation)")
-        ax.set_ylabel("mean log-likelihood per frame (nats)")
-        ax.set_title("training curves per class")
+        ax.set(xlabel="EM iteration (0: after initialisation)", title="training curves per class",
+               ylabel="mean log-likelihood per frame (nats)")  # fmt: skip
         if len(curves) <= 20:
             ax.legend(fontsize=7, ncol=2 if len(curves) > 8 else 1)
         fig.tight_layout()
@@ -182,16 +181,11 @@ def _confusion_figure(plt: Any, labels: list[str], C: np.ndarray, acc: float | N
     fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04, label="share of the true class")
     ax.set_xticks(range(n), labels, rotation=60, ha="right", fontsize=8)
     ax.set_yticks(range(n), labels, fontsize=8)
-    ax.set_xlabel("predicted")
-    ax.set_ylabel("true")
-    for i in range(n):
-        for j in range(n):
-            if C[i, j]:
-                color = "white" if P[i, j] > 0.5 else "black"
-                ax.text(j, i, str(C[i, j]), ha="center", va="center", fontsize=7, color=color)
-    title = "colour: share of row; numbers: counts"
-    if acc is not None:
-        title = f"accuracy {100 * acc:.1f}%\n{title}"
-    ax.set_title(title, fontsize=9)
+    ax.set(xlabel="predicted", ylabel="true")
+    for i, j in np.argwhere(C):
+        color = "white" if P[i, j] > 0.5 else "black"
+        ax.text(j, i, str(C[i, j]), ha="center", va="center", fontsize=7, color=color)
+    acc_line = "" if acc is None else f"accuracy {100 * acc:.1f}%\n"
+    ax.set_title(f"{acc_line}colour: share of row; numbers: counts", fontsize=9)
     fig.tight_layout()
     return fig

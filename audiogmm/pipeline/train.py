@@ -63,13 +63,10 @@ def load_ubm(path: str | os.PathLike) -> tuple[Any, FeatureConfig | None]:
     from ..mixture import DiagGMM
 
     ubm = load(path, DiagGMM)
-    block = getattr(ubm, "file_header_", {}).get("feature_config")
+    block = getattr(ubm, "file_header_", {}).get("feature_config")  # checked by the loader
     if block is None:
         return ubm, None
-    try:
-        config = FeatureConfig.from_dict(block)
-    except (ValueError, TypeError) as e:
-        raise ModelFileError(f"{os.fspath(path)}: invalid feature_config ({e})") from None
+    config = FeatureConfig.from_dict(block)
     if config.n_dims != ubm.n_dims:
         raise ModelFileError(f"{os.fspath(path)}: the UBM has {ubm.n_dims} dims but its feature "
                              f"config gives {config.n_dims}")  # fmt: skip

@@ -314,10 +314,7 @@ def det_png(y: Sequence[int], scores: Sequence[float], metrics: dict[str, Any]) 
     labels = [f"{100 * t:g}" for t in ticks]
     ax.set_xticks(probit(ticks), labels)
     ax.set_yticks(probit(ticks), labels)
-    ax.set_xlim(*edge)
-    ax.set_ylim(*edge)
-    ax.set_xlabel("false alarm rate (%)")
-    ax.set_ylabel("miss rate (%)")
+    ax.set(xlim=edge, ylim=edge, xlabel="false alarm rate (%)", ylabel="miss rate (%)")
     dcf = ", ".join(f"minDCF({p:g}) {metrics[f'min_dcf_{p:g}']:.3f}" for p in DCF_TARGETS)
     ax.set_title(f"DET ({metrics['n_target']} target, {metrics['n_nontarget']} non-target)\n{dcf}",
                  fontsize=9)  # fmt: skip
