@@ -220,10 +220,8 @@ def _threshold(clf: Any, reject: str | float | None) -> float | None:
     if reject is None:
         return None
     if not can_reject(clf):
-        raise ParameterError(
-            "reject needs a GMM-UBM, supervector or i-vector model (train with --backend map, "
-            "gsv or ivector)"
-        )
+        raise ParameterError("reject needs a GMM-UBM, supervector or i-vector model (train "
+                             "with --backend map, gsv or ivector)")  # fmt: skip
     return clf.resolve_threshold(reject)
 
 
@@ -278,15 +276,12 @@ def evaluate_classifier(
     clf = model.classifier
     thr = _threshold(clf, reject)
     opts = options or RunOptions()
-    overlap, n_duplicates = check_training_files(
-        model, records, allow=allow_train_overlap, manifest=manifest, options=opts
-    )
+    overlap, n_duplicates = check_training_files(model, records, allow=allow_train_overlap,
+                                                 manifest=manifest, options=opts)  # fmt: skip
     res, used_paths, clips, S = score_files(model, records, opts, executor)
     if records and not used_paths:
-        raise DatasetError(
-            f"none of the {len(records)} files could be evaluated: all were skipped"
-            f"{res.first_skipped()}"
-        )
+        raise DatasetError(f"none of the {len(records)} files could be evaluated: all were "
+                           f"skipped{res.first_skipped()}")  # fmt: skip
     by_path = {r.path: r for r in records}
     out = labelled_results(clf, S, [by_path[p].label for p in used_paths], used_paths,
                            lengths=np.array([len(X) for X in clips]), threshold=thr)  # fmt: skip
