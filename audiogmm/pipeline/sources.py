@@ -52,15 +52,22 @@ KINDS = {
 
 @dataclass
 class ClipSet:
-    """Labelled clips from one source (``kind``: a key of :data:`KINDS`), and what to save
-    with their model.
+    """Labelled clips from one source, and what to save with their model.
 
-    ``clips`` (each (n_frames_i, n_dims)) and ``labels``; ``config``, their front end (None
-    for features made by Kaldi); ``blocks``, header blocks that let scoring refuse the
-    training data (``split`` for a manifest, ``kaldi``); ``skipped`` (``{path, reason}``,
-    utterance ids for Kaldi); ``timing`` (``extract_s`` or ``read_s``); ``info``
-    (``store``); ``names``, each clip's path or utterance id (none for a store);
-    ``extraction``, the audio's.
+    Attributes
+    ----------
+    kind : {"audio", "kaldi", "store"}
+    clips : list of ndarray, each of shape (n_frames_i, n_dims)
+    labels, names : list of str, length n_clips
+        Each clip's label, and file path or utterance id (``names`` empty for a store).
+    config : FeatureConfig or None
+        The clips' front end; None for features made by Kaldi itself.
+    blocks : dict
+        ``split`` (a manifest's) or ``kaldi``, saved with the model so that scoring can
+        refuse the training data.
+    skipped, timing, info, extraction
+        ``{path, reason}`` of unusable files (utterance ids for Kaldi); ``extract_s`` or
+        ``read_s``; ``store``; the audio's ExtractionResult (None for other kinds).
     """
 
     kind: str
