@@ -142,9 +142,11 @@ def mel_and_energy(y: np.ndarray, config: FeatureConfig) -> tuple[np.ndarray, np
     ms = np.empty(n_frames, dtype=np.float64)
     with one_blas_thread():
         for b in range(0, n_frames, _BLOCK_FRAMES):
-            spec = np.fft.rfft(frames[b : b + _BLOCK_FRAMES] * win, axis=-1)
+            # float64 frames: numpy's float32 rfft is 4-6x slower at these sizes
+            x = np.multiply(frames[b : b + _BLOCK_FRAMES], win, dtype=np.float64)
+            spec = np.fft.rfft(x, axis=-1)
             power = spec.real**2 + spec.imag**2  # |X|², without the sqrt of np.abs
-            np.dot(power, basis_t, out=mel[b : b + _BLOCK_FRAMES])
+            np.dot(power.astype(np.float32), basis_t, out=mel[b : b + _BLOCK_FRAMES])
             ms[b : b + _BLOCK_FRAMES] = frame_mean_square(power, config)
     return mel.T, 10.0 * np.log10(np.maximum(ms, AMIN))
 
