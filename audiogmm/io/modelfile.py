@@ -92,8 +92,6 @@ def _gmm_build(name: str, h: dict, a: dict) -> DiagGMM:
     return g
 
 
-# -- classifiers -----------------------------------------------------------------------------
-
 
 def _member_fields(c: GMMClassifier) -> dict[str, Any]:
     return {
