@@ -26,7 +26,7 @@ import numpy as np
 from .._version import __version__
 from ..exceptions import ModelFileError, ParameterError
 from .atomic import atomic_write
-from .schema import Field, check
+from .schema import Field, Int, List, Map, Obj, Str, check
 
 __all__ = [
     "CONTAINER_KEYS", "FORMAT_NAME", "FORMAT_VERSION", "KEY_ENV", "MAX_HEADER_BYTES",
@@ -48,10 +48,13 @@ _NPY_HEADER_MAX = 4096
 _HEADER_KEY = "__header__"
 _MEMBER_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,63}\.npy")
 _ALLOWED_KINDS = {"f", "i", "u", "b"}  # float, int, uint, bool: nothing that needs pickle
+#: The fields the container checks after the format and version; the others are the object's.
+_ENVELOPE = Obj({
+    "kind": Str(64), "audiogmm_version": Str(64), "checksum": Str(80), "signature": Str(80),
+    "arrays": Map(Obj({"dtype": Str(16), "shape": List(Int(0), max_len=32)}), max_len=_MAX_MEMBERS),
+}, optional=("signature",), extra=True)  # fmt: skip
 #: Keys the container itself writes and checks; the others are the object's (its table's).
-CONTAINER_KEYS = (
-    "format", "format_version", "kind", "audiogmm_version", "arrays", "checksum", "signature",
-)  # fmt: skip
+CONTAINER_KEYS = ("format", "format_version", *_ENVELOPE.keys)
 
 
 def _checksum(header: dict[str, Any], arrays: dict[str, np.ndarray]) -> str:
@@ -76,11 +79,8 @@ def _signature(checksum: str) -> str | None:
 def write_container(
     path: str | os.PathLike, *, kind: str, header: dict[str, Any], arrays: dict[str, np.ndarray]
 ) -> dict[str, Any]:
-    """Write numeric ``arrays`` and a JSON ``header`` of object ``kind`` to ``path``, atomically.
-
-    Signed when :data:`KEY_ENV` is set. Returns the full header as written. ParameterError
-    for a header the reader would refuse (invalid Unicode, over :data:`MAX_HEADER_BYTES`).
-    """
+    """Write numeric ``arrays`` and a JSON ``header`` of object ``kind`` to ``path``, atomically;
+    the full header as written. ParameterError for a header the reader would refuse."""
     arrays = {k: np.ascontiguousarray(v) for k, v in arrays.items()}
     for k, v in arrays.items():
         if v.dtype.kind not in _ALLOWED_KINDS:
@@ -181,11 +181,8 @@ def _read_member(z: zipfile.ZipFile, info: zipfile.ZipInfo) -> bytes:
 
 
 def _json_depth(raw: bytes) -> int:
-    """Deepest nesting of ``[``/``{`` outside JSON strings: vectorised, linear, no recursion.
-
-    A quote toggles a string unless an odd run of backslashes precedes it (exact on
-    valid JSON, and up to the first error on invalid JSON, where json.loads stops).
-    """
+    """Deepest nesting of ``[``/``{`` outside JSON strings, vectorised: a quote toggles a
+    string unless an odd run of backslashes precedes it (exact up to a JSON error)."""
     b = np.frombuffer(raw, dtype=np.uint8)
     if not b.size:
         return 0
@@ -258,14 +255,10 @@ def read_container(
 ) -> tuple[dict[str, Any], dict[str, np.ndarray]]:  # fmt: skip
     """The header and arrays of a file written by :func:`write_container`, trusting nothing.
 
-    Before any array byte is read: a regular file starting like a zip; a small zip
-    directory; unique members named ``<identifier>.npy``, stored (not compressed or
-    encrypted), within the file's size; numeric ``.npy`` headers (no pickle) giving exactly
-    each member's size. Then the JSON header (bounded in size and depth, no duplicate keys)
-    must have the right format, version and ``kind`` (a str, a tuple, or None for the
-    header only), list exactly the arrays present (and ``names``, a tuple or a dict by
-    kind, when given), and match the checksum (and the signature when :data:`KEY_ENV` is
-    set). ModelFileError naming the file and the reason.
+    Before any array byte is read, the zip directory, members and ``.npy`` headers are
+    bounded and checked; then the header's format, version and ``kind`` (a str, a tuple,
+    or None for the header only), the arrays (exactly ``names``, a tuple or a dict by
+    kind, when given), checksum and signature. ModelFileError naming the file and reason.
     """
     name = os.fspath(path)
     try:
@@ -354,34 +347,28 @@ def _read_zip(
             f"format version {str(version)[:20]} is not supported "
             f"(this audiogmm {__version__} reads version {FORMAT_VERSION})"
         )
+    try:
+        check(_ENVELOPE, header, "header")
+    except ValueError as e:
+        raise _Bad(str(e)) from None
     if kind is None:  # read_kind: the header is all the caller wants
-        if not isinstance(header.get("kind"), str):
-            raise _Bad("header field 'kind' must be a string")
         return header, {}
     kinds = (kind,) if isinstance(kind, str) else tuple(kind)
-    if header.get("kind") not in kinds:
+    if header["kind"] not in kinds:
         want = " or ".join(repr(k) for k in kinds)
-        raise _Bad(f"holds a {str(header.get('kind'))[:40]!r}, expected a {want}")
+        raise _Bad(f"holds a {header['kind'][:40]!r}, expected a {want}")
     if isinstance(expected, dict):
         expected = expected[header["kind"]]
     if expected is not None and set(members) != set(expected):
         raise _Bad(f"holds arrays {sorted(members)}, expected exactly {sorted(expected)}")
-    v = header.get("audiogmm_version")
-    if not isinstance(v, str) or len(v) > 64:
-        raise _Bad("header field 'audiogmm_version' must be a short string")
-    listed = header.get("arrays")
-    if not isinstance(listed, dict):
-        raise _Bad("header field 'arrays' must be an object")
+    listed = header["arrays"]
     if set(listed) != set(members):
         raise _Bad(f"arrays {sorted(members)} do not match the header's list {sorted(listed)[:20]}")
     for k, (shape, dtype, *_) in members.items():
-        spec = listed[k]
-        if not isinstance(spec, dict) or set(spec) != {"dtype", "shape"}:
-            raise _Bad(f"header field 'arrays.{k}' must be {{'dtype': ..., 'shape': [...]}}")
-        if spec["dtype"] != dtype.str or spec["shape"] != list(shape):
+        if listed[k] != {"dtype": dtype.str, "shape": list(shape)}:
             raise _Bad(
                 f"array {k!r} is {dtype.str} {list(shape)} in the file but the header says "
-                f"{spec['dtype']!r} {spec['shape']!r}"
+                f"{listed[k]['dtype']!r} {listed[k]['shape']!r}"
             )
     arrays = {  # copies: writable, and the read buffers are freed
         k: np.frombuffer(_read_member(z, info), dtype=dtype, offset=off).reshape(shape).copy()
@@ -390,10 +377,8 @@ def _read_zip(
     if header.get("checksum") != _checksum(header, arrays):
         raise _Bad("checksum mismatch; the file was modified or is damaged")
     want, sig = _signature(header["checksum"]), header.get("signature")
-    if want is not None and not isinstance(sig, str):
+    if want is not None and sig is None:
         raise _Bad(f"not signed, but {KEY_ENV} is set: only signed models are loaded")
     if want is not None and not hmac.compare_digest(sig, want):
         raise _Bad(f"bad signature: not signed with the key in {KEY_ENV}, or modified")
-    if sig is not None and not isinstance(sig, str):
-        raise _Bad("header field 'signature' must be a string")
     return header, arrays
