@@ -26,12 +26,9 @@ _ARRAYS = ("weights", "means", "variances")
 
 
 class EMCheckpoint:
-    """Write EM's state after every M-step to ``path``; with ``resume``, start from it.
-
-    ``path`` is a checksummed ``.npz`` container; ``resume`` continues from it if it
-    exists. ``fingerprint`` (keys of :data:`audiogmm.io.tables.FINGERPRINT`:
-    ``components``, ``n_dims``, ``store_frames``, ``store_index`` digest, ...) must match
-    between the writing and the resuming run, and the arrays' sizes must agree with it.
+    """Write EM's state after every M-step to ``path`` (a container); with ``resume``, start
+    from it if it exists. ``fingerprint`` (:data:`audiogmm.io.tables.FINGERPRINT`:
+    ``components``, ``n_dims``, ``store_index`` digest, ...) must match the writing run's.
 
     Examples
     --------

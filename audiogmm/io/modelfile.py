@@ -92,7 +92,6 @@ def _gmm_build(name: str, h: dict, a: dict) -> DiagGMM:
     return g
 
 
-
 def _member_fields(c: GMMClassifier) -> dict[str, Any]:
     return {
         "n_components": c.n_components, "priors": c.priors, "random_state": c.random_state,
