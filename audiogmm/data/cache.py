@@ -120,24 +120,20 @@ class ExtractionResult:
         atomic_write(os.fspath(path), lambda f: f.write(data))
 
 
-#: What a worker returns: (error kind or "", features or None, message)
-_Outcome = tuple[str, Optional[np.ndarray], str]
-
-
-def _lost(path: str, config: FeatureConfig, keep_all_frames: bool, *, reason: str) -> _Outcome:
+def _lost(path: str, config: FeatureConfig, keep_all_frames: bool, *, reason: str) -> Exception:
     """What :func:`_work` returns when its worker process died on every attempt."""
-    return "FeatureError", None, f"{path!r}: skipped: {reason} while extracting it"
+    return FeatureError(f"{path!r}: skipped: {reason} while extracting it")
 
 
 @on_worker_lost(_lost)
-def _work(path: str, config: FeatureConfig, keep_all_frames: bool) -> _Outcome:
-    """Extract one file (the caller caches it)."""
+def _work(path: str, config: FeatureConfig, keep_all_frames: bool) -> np.ndarray | Exception:
+    """One file's features, or the AudioError or FeatureError that skips it."""
     try:
-        return "", extract(path, config=config, keep_all_frames=keep_all_frames), ""
+        return extract(path, config=config, keep_all_frames=keep_all_frames)
     except (AudioError, FeatureError) as exc:
-        return "AudioError" if isinstance(exc, AudioError) else "FeatureError", None, str(exc)
+        return exc.with_traceback(None)  # no frames (and their arrays) kept alive
     except Exception as exc:  # the batch goes on: anything unexpected is a skip too
-        return "FeatureError", None, f"{path!r}: {type(exc).__name__}: {exc}"
+        return FeatureError(f"{path!r}: {type(exc).__name__}: {exc}")
 
 
 def extract_many(
@@ -183,10 +179,10 @@ def extract_many(
     parse = feature_parser(config)
     res, features, errors, keys = ExtractionResult(), {}, {}, {}
 
-    def fail(path: str, kind: str, message: str) -> None:
+    def fail(path: str, exc: Exception) -> None:
         if opts.strict:
-            raise (AudioError if kind == "AudioError" else FeatureError)(message)
-        errors[path] = message
+            raise exc
+        errors[path] = str(exc)
 
     try:
         with reporter(opts.progress, len(paths), "Extracting features") as tick:
@@ -195,7 +191,7 @@ def extract_many(
                 try:
                     keys[p] = packs and cache_key(p, config, keep_all_frames=keep_all_frames)
                 except AudioError as exc:
-                    fail(p, "AudioError", str(exc))
+                    fail(p, exc)
                     tick()
                     continue
                 if keys[p] and (arr := packs.get(keys[p], parse)) is not None:
@@ -206,9 +202,9 @@ def extract_many(
                     tasks.append((p, config, keep_all_frames))
             with resolve(executor, n_jobs) as ex:
                 outcomes = ex.map(_work, tasks, isolated=True, star=True)
-                for (p, *_), (kind, feats, message) in zip(tasks, outcomes):
-                    if kind:
-                        fail(p, kind, message)
+                for (p, *_), feats in zip(tasks, outcomes):
+                    if isinstance(feats, Exception):
+                        fail(p, feats)
                     else:
                         features[p] = feats
                         res.n_extracted += 1
