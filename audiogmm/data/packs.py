@@ -208,23 +208,21 @@ class FileFacts:
     def get(self, path: str, kind: str, size: int, compute: Callable[[str], bytes]) -> bytes:
         """The ``size``-byte fact ``kind`` of ``path``: from the cache when a valid record
         holds it, else ``compute(path)`` (stored; its exceptions propagate)."""
-        try:
-            key = None if self.packs is None else file_key(path, kind, "fact1")
-        except AudioError:  # not a readable file: nothing to key it by
-            key = None
-        if key is None:
-            return compute(path)
 
         def parse(body: memoryview) -> bytes:
             if len(body) != size:
                 raise ValueError(f"{len(body)} bytes for a {size}-byte fact")
             return bytes(body)
 
-        value = self.packs.get(key, parse)
+        try:
+            key = self.packs and file_key(path, kind, "fact1")
+        except AudioError:  # not a readable file: nothing to key it by
+            key = None
+        value = key and self.packs.get(key, parse)
         if value is None:
             value = compute(path)
             try:
-                if not self.unwritable:
+                if key and not self.unwritable:
                     self.packs.put(key, value)
             except OSError as exc:  # a full or read-only disk: the fact is good all the same
                 self.unwritable = True
