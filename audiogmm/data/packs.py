@@ -1,21 +1,11 @@
-"""The cache's storage: append-only packs of digest-checked records, keyed by file.
+"""The feature cache's storage: append-only packs of digest-checked records, keyed by file.
 
-Layout of a cache directory::
-
-    <cache_dir>/<config-hash>/config.json     the FeatureConfig (for humans)
-    <cache_dir>/<config-hash>/<run>.pack      the feature entries written by one run
-    <cache_dir>/files/<run>.pack              small facts about files (:class:`FileFacts`)
-
-A feature entry's key is the SHA-256 of the file's absolute path, size, ``st_mtime_ns``,
-the config hash, the ``keep_all_frames`` flag and the entry format, so a changed file or a
-changed config is re-extracted and everything else is read back. A record is a header
-(magic, key, length), the body (an entry's ``.npy`` bytes: no pickle) and a 16-byte
-SHA-256 digest of both. A run appends its records to a new pack of its own, one ``write``
-each and without an fsync: a file per entry cost as much as the extraction (creating a
-file is the slow part on ext4), and a killed run still leaves every finished record
-whole. A record torn by a kill or a power loss ends the scan of its pack or fails its
-digest; on reading, the digest, shape, dtype and finiteness are checked and a bad entry
-is recomputed, never trusted.
+``<cache_dir>/<config-hash>/<run>.pack`` holds one run's feature entries (``config.json``
+beside them, for humans), ``<cache_dir>/files/<run>.pack`` small facts (:class:`FileFacts`).
+A key hashes a file's absolute path, size and ``st_mtime_ns`` with what the entry depends on,
+so a changed file or config is recomputed. A record is a header (magic, key, length), a body
+(``.npy`` bytes: no pickle) and a 16-byte SHA-256 of both; a run appends one ``write`` per
+record, no fsync (a file per entry cost as much as the extraction): a kill tears one at most.
 """
 
 from __future__ import annotations
@@ -51,8 +41,6 @@ _HEADER = struct.Struct("<4s32sQ")
 _MAGIC = b"AGF1"
 _DIGEST_BYTES = 16
 _NPY_HEADER_MAX = 1 << 16  # far above any header np.save writes for a 2-D array
-#: Format of a :class:`FileFacts` record, part of its key.
-FACTS_FORMAT = "fact1"
 #: Suffix of the append-only files holding the records, one file per run that wrote any.
 PACK_SUFFIX = ".pack"
 
@@ -74,27 +62,26 @@ def file_key(path: PathLike, *what: str) -> str:
     return hashlib.sha256(ident.encode("utf-8", "surrogatepass")).hexdigest()
 
 
-class Packs:
-    """The records of one cache folder (a config's features, or :class:`FileFacts`): an
-    index of every pack, and this run's pack.
+def _digest(*parts: bytes) -> bytes:
+    h = hashlib.sha256()  # SHA-NI: 3x BLAKE2b's speed
+    for part in parts:
+        h.update(part)
+    return h.digest()[:_DIGEST_BYTES]
 
-    Reading scans the record headers of every ``*.pack`` file (one read each) and
-    stops at the first that is not whole (the tail of a killed or failed writer); a
-    record's digest is checked when it is read, and its body by the caller's parser
-    (features: shape, dtype and finiteness). Writing
-    appends one record per ``os.write`` to a new pack of this run, created with
-    ``O_EXCL`` (``os.open`` applies the umask to its mode), so a run never writes into
-    another's file and a killed run leaves only whole records, at worst followed by a
-    torn one. A write that fails (a full disk) is cut back off the file so that the
-    records after it stay readable.
+
+class Packs:
+    """One cache folder's records: an index of every ``*.pack`` in it, and this run's pack.
+
+    A pack's scan stops at its first record that is not whole (a killed writer's tail).
+    :meth:`put` appends to a new pack of this run, made with ``O_EXCL`` (``os.open``
+    applies the umask), so a run never writes into another's file.
     """
 
     def __init__(self, folder: str, max_body: int) -> None:
         self.folder, self.max_body = folder, max_body
         self.index: dict[bytes, list[tuple[str, int, int]]] = {}
         self.path: Optional[str] = None  # this run's pack, once something was written
-        self.wfd = -1
-        self.end = 0
+        self.wfd, self.end = -1, 0
         self.lock = threading.Lock()  # put may be called from threads
         for name in sorted(os.listdir(folder)):
             if name.endswith(PACK_SUFFIX):
@@ -116,8 +103,8 @@ class Packs:
             logger.warning("ignoring unreadable cache file %s (%s)", path, exc)
 
     def get(self, key: str, parse: Callable[[memoryview], T]) -> Optional[T]:
-        """``parse(body)`` of the first whole record stored under ``key`` whose digest
-        holds and which ``parse`` accepts (it raises ValueError to refuse), else None."""
+        """``parse(body)`` of the first record under ``key`` whose digest holds and which
+        ``parse`` accepts (it raises ValueError to refuse), else None: bad ones are recomputed."""
         for path, off, n in self.index.get(bytes.fromhex(key), ()):
             try:
                 data = memoryview(bytearray(_HEADER.size + n + _DIGEST_BYTES))  # writable
@@ -165,16 +152,8 @@ class Packs:
             self.wfd = -1
 
 
-def _digest(*parts: bytes) -> bytes:
-    h = hashlib.sha256()  # SHA-NI: 3x BLAKE2b's speed
-    for part in parts:
-        h.update(part)
-    return h.digest()[:_DIGEST_BYTES]
-
-
 def feature_parser(config: FeatureConfig) -> Callable[[memoryview], np.ndarray]:
-    """A record body's features, refused (ValueError) unless a finite 2-D array of the
-    config's width and dtype."""
+    """A record body's features; ValueError unless finite, 2-D, of the config's width and dtype."""
     dtype = np.dtype(config.dtype)
     # the header np.save writes for C-order features of this dtype, read without np.load's
     # literal_eval (most of a read's CPU); any other header goes through np.load
@@ -194,38 +173,28 @@ def feature_parser(config: FeatureConfig) -> Callable[[memoryview], np.ndarray]:
                 raise ValueError("array data of the wrong size")
             arr = np.frombuffer(body, dtype, offset=10 + size).reshape(shape)
         if not (
-            isinstance(arr, np.ndarray)
-            and arr.ndim == 2
-            and arr.shape[0] >= 1
-            and arr.shape[1] == config.n_dims
-            and arr.dtype == dtype
-            and bool(np.isfinite(arr).all())
-        ):
+            isinstance(arr, np.ndarray) and arr.ndim == 2 and arr.shape[0] >= 1
+            and arr.shape[1] == config.n_dims and arr.dtype == dtype and np.isfinite(arr).all()
+        ):  # fmt: skip
             raise ValueError("not finite features of this configuration")
         return arr
 
     return parse
 
 
-#: Folder of a cache directory holding small per-file facts (:class:`FileFacts`).
-FACTS_FOLDER = "files"
-
-
 class FileFacts:
     """Small facts about files (a hash of their bytes, their duration), kept in a cache.
 
-    A fact is a pack record of ``<cache_dir>/files`` keyed, like a feature entry, by
-    the file's absolute path, size and ``st_mtime_ns`` and the fact's ``kind``, so a
-    changed file's facts are computed again. A record is checked when read (digest and
-    length): a torn or altered one is recomputed, never trusted. Without a
-    ``cache_dir`` every fact is computed. Use as a context manager; thread-safe.
+    A fact is a record of ``<cache_dir>/files`` keyed by :func:`file_key` and the fact's
+    ``kind``; a torn or altered one is recomputed. Without a ``cache_dir`` every fact is
+    computed. Use as a context manager; thread-safe.
     """
 
     def __init__(self, cache_dir: Optional[PathLike]) -> None:
         self.packs: Optional[Packs] = None
         self.unwritable = False  # after a failed write, facts are computed, not stored
         if cache_dir is not None:
-            folder = os.path.join(os.fspath(cache_dir), FACTS_FOLDER)
+            folder = os.path.join(os.fspath(cache_dir), "files")
             os.makedirs(folder, exist_ok=True)
             self.packs = Packs(folder, max_body=1 << 10)
 
@@ -239,23 +208,21 @@ class FileFacts:
     def get(self, path: str, kind: str, size: int, compute: Callable[[str], bytes]) -> bytes:
         """The ``size``-byte fact ``kind`` of ``path``: from the cache when a valid record
         holds it, else ``compute(path)`` (stored; its exceptions propagate)."""
-        if self.packs is None:
-            return compute(path)
-        try:
-            key = file_key(path, kind, FACTS_FORMAT)
-        except AudioError:  # not a readable file: nothing to key it by
-            return compute(path)
 
         def parse(body: memoryview) -> bytes:
             if len(body) != size:
                 raise ValueError(f"{len(body)} bytes for a {size}-byte fact")
             return bytes(body)
 
-        value = self.packs.get(key, parse)
+        try:
+            key = self.packs and file_key(path, kind, "fact1")
+        except AudioError:  # not a readable file: nothing to key it by
+            key = None
+        value = key and self.packs.get(key, parse)
         if value is None:
             value = compute(path)
             try:
-                if not self.unwritable:
+                if key and not self.unwritable:
                     self.packs.put(key, value)
             except OSError as exc:  # a full or read-only disk: the fact is good all the same
                 self.unwritable = True

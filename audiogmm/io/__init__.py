@@ -1,10 +1,5 @@
-"""Every file audiogmm writes: one table per kind, checked on save and on load.
-
-:func:`save` / :func:`load` (:mod:`.modelfile`): mixtures, classifiers and Stats;
-:class:`EMCheckpoint`: an interrupted EM run. Modules: :mod:`.container` (one
-checksummed ``.npz``, no pickle), :mod:`.atomic`, :mod:`.tables` in the vocabulary of
-:mod:`.schema`.
-"""
+"""Every file audiogmm writes: :func:`save` / :func:`load` (mixtures, classifiers, Stats) and
+:class:`EMCheckpoint`, each kind checked by its table (:mod:`.tables`) on save and on load."""
 
 from ..lazy import lazy_exports
 

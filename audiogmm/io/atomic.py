@@ -1,10 +1,9 @@
 """Atomic writes: a temporary file in the destination folder, fsync, ``os.replace``.
 
-Every file audiogmm writes goes through :func:`atomic_write`, so an interrupted write
-never leaves a partial file behind; new files honour the umask, overwritten files keep
-their mode, temporary files left by killed writers are removed on a later write to the
-same folder, and a failed write (a full disk, a permission) names the user's file.
-:func:`check_writable` finds an unwritable output before the long work.
+Every file audiogmm writes goes through :func:`atomic_write`: an interrupted write leaves
+no partial file, new files honour the umask, overwritten ones keep their mode, temporary
+files of killed writers are removed by a later write to the folder, and a failed write
+names the user's file. :func:`check_writable` finds an unwritable output before the work.
 """
 
 from __future__ import annotations
@@ -18,7 +17,7 @@ import time
 
 __all__ = ["STALE_ANY_S", "STALE_DEAD_S", "atomic_write", "check_writable"]
 
-_CLEANED: set[str] = set()
+_CLEANED: set[str] = set()  # folders this process cleaned
 _CLEANED_LOCK = threading.Lock()
 #: A temporary file whose writer (same host) is dead is removed once it is this old (s).
 STALE_DEAD_S = 600.0
@@ -30,10 +29,8 @@ _TMP_RE = re.compile(r"\.tmp-(?:(\d+)-)?")
 def _umask() -> int:
     try:  # Linux >= 4.7: read it without changing it (os.umask is process-wide, racy)
         with open("/proc/self/status") as fh:
-            for line in fh:
-                if line.startswith("Umask:"):
-                    return int(line.split()[1], 8)
-    except (OSError, ValueError):
+            return next(int(ln.split()[1], 8) for ln in fh if ln.startswith("Umask:"))
+    except (OSError, ValueError, StopIteration):
         pass
     with _CLEANED_LOCK:
         mask = os.umask(0o022)
@@ -41,22 +38,21 @@ def _umask() -> int:
     return mask
 
 
-def _pid_alive(pid: int) -> bool:
+def _dead(pid: int | None) -> bool:
+    if pid is None or pid == os.getpid():
+        return False
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
-        return False
+        return True
     except (PermissionError, OverflowError, ValueError):
-        return True  # exists (another user's) or not a pid we can judge: keep the file
-    return True
+        pass  # exists (another user's) or not a pid we can judge: keep the file
+    return False
 
 
 def _clean_stale_temps(folder: str) -> None:
-    """Remove ``.tmp-*`` files left in ``folder`` by killed writers (once per folder and process).
-
-    Only when its writer's pid (in its name) is dead and it is older than
-    :data:`STALE_DEAD_S`, or when it is older than :data:`STALE_ANY_S` (pid reuse, other hosts).
-    """
+    """Remove, once per folder and process, the ``.tmp-*`` files of :data:`STALE_ANY_S`
+    age, or of :data:`STALE_DEAD_S` age whose writer's pid (in the name) is dead."""
     with _CLEANED_LOCK:
         if folder in _CLEANED:
             return
@@ -68,16 +64,11 @@ def _clean_stale_temps(folder: str) -> None:
         return
     for e in entries:
         m = _TMP_RE.match(e.name)
-        if not m:
-            continue
         try:
-            st = e.stat(follow_symlinks=False)
-            if not stat.S_ISREG(st.st_mode):
+            if not m or not stat.S_ISREG((st := e.stat(follow_symlinks=False)).st_mode):
                 continue
             age = now - st.st_mtime
-            pid = int(m.group(1)) if m.group(1) else None
-            dead = pid is not None and pid != os.getpid() and not _pid_alive(pid)
-            if age > STALE_ANY_S or (dead and age > STALE_DEAD_S):
+            if age > STALE_ANY_S or (age > STALE_DEAD_S and _dead(m[1] and int(m[1]))):
                 os.unlink(e.path)
         except OSError:
             continue  # vanished (another cleaner) or not ours to remove
@@ -123,8 +114,7 @@ def atomic_write(path: str | os.PathLike, write, *, mode: str = "wb") -> None:
 
 def _output_error(name: str, e: OSError) -> OSError:
     """``e``'s type and errno, with a message naming the user's output ``name`` and the reason."""
-    reason = (e.strerror or str(e)).lower()
-    out = type(e)(f"{name}: cannot write the output there ({reason})")
+    out = type(e)(f"{name}: cannot write the output there ({(e.strerror or str(e)).lower()})")
     out.errno = e.errno
     return out
 
@@ -137,10 +127,10 @@ def check_writable(path: str | os.PathLike, *, folder: bool = False) -> None:
     """
     name = os.fspath(path)
     target = os.path.abspath(name)
-    where = target if folder else os.path.dirname(target)
     if not folder and os.path.isdir(target):
         raise IsADirectoryError(f"{name}: is a folder; give a file name for the output")
     try:
+        where = target if folder else os.path.dirname(target)
         os.makedirs(where, exist_ok=True)
         fd, probe = tempfile.mkstemp(dir=where, prefix=f".tmp-{os.getpid()}-", suffix="-probe")
         os.close(fd)

@@ -1,10 +1,9 @@
 """EM checkpoints: the state after every M-step, written atomically; resuming gives the same model.
 
-A checkpoint wraps the maximiser and the monitor :func:`audiogmm.mixture.em.run` calls.
-The maximiser writes, after each M-step, the parameters and the monitor's state
-(history, M-steps, re-seed flag) to one container file; on resume they replace the
-initialisation and the monitor's state, and the first report gets the saved re-seed
-flag. Every E-step is a function of the parameters: the resumed run has the same bits.
+After each M-step the wrapped maximiser writes the parameters and the monitor's state
+(history, M-steps, re-seed flag) to one container file; a resumed run starts from them,
+its first report carrying the saved re-seed flag. Every E-step is a function of the
+parameters: the resumed run has the same bits.
 """
 
 from __future__ import annotations
@@ -16,7 +15,7 @@ from ..exceptions import ModelFileError, ParameterError
 from ..mixture.checks import validate_param_arrays
 from ..mixture.monitor import ConvergenceMonitor
 from ..mixture.params import Params
-from .container import CONTAINER_KEYS, read_container, write_container
+from .container import read_checked, write_container
 from .schema import check
 from .tables import CHECKPOINT, FINGERPRINT
 
@@ -27,16 +26,14 @@ _ARRAYS = ("weights", "means", "variances")
 
 
 class EMCheckpoint:
-    """Write EM's state after every M-step to ``path``; with ``resume``, start from it.
-
-    ``path`` is a checksummed ``.npz`` container; ``resume`` continues from it if it
-    exists. ``fingerprint`` (keys of :data:`audiogmm.io.tables.FINGERPRINT`:
-    ``components``, ``n_dims``, ``store_frames``, ``store_index`` digest, ...) must match
-    between the writing and the resuming run, and the arrays' sizes must agree with it.
+    """Write EM's state after every M-step to ``path`` (a container); with ``resume``, start
+    from it if it exists. ``fingerprint`` (:data:`audiogmm.io.tables.FINGERPRINT`:
+    ``components``, ``n_dims``, ``store_index`` digest, ...) must match the writing run's.
 
     Examples
     --------
-    >>> gmm.fit_source(source, checkpoint=EMCheckpoint("ubm.ckpt.npz", resume=True))  # doctest: +SKIP
+    >>> ckpt = EMCheckpoint("ubm.ckpt.npz", resume=True)
+    >>> gmm.fit_source(source, checkpoint=ckpt)  # doctest: +SKIP
     """
 
     def __init__(
@@ -54,13 +51,7 @@ class EMCheckpoint:
         """Saved parameters and re-seed flag, ``monitor``'s state restored; None: start afresh."""
         if not (self.resume and os.path.exists(self.path)):
             return None
-        header, arrays = read_container(self.path, kind=_KIND, names=_ARRAYS)
-        try:
-            header = check(
-                CHECKPOINT, {k: v for k, v in header.items() if k not in CONTAINER_KEYS}, ""
-            )
-        except ValueError as e:
-            raise ModelFileError(f"{self.path}: header field {e}") from None
+        _, header, arrays = read_checked(self.path, {_KIND: CHECKPOINT}, names=_ARRAYS)
         w, m, v = (arrays[k] for k in _ARRAYS)
         validate_param_arrays(self.path, w, m, v)
         fp = header["fingerprint"]
@@ -75,44 +66,31 @@ class EMCheckpoint:
         if header["n_iter"] != len(header["history"]):
             raise ModelFileError(f"{self.path}: 'n_iter' does not match the history's length")
         monitor.history = list(header["history"])
-        monitor.n_iter = header["n_iter"]
-        self.resumed_from = header["n_iter"]
+        monitor.n_iter = self.resumed_from = header["n_iter"]
         return Params(w, m, v), header["reseeded"]
 
     def attach(
         self, monitor: ConvergenceMonitor, maximiser: Any, reseeded: bool = False
     ) -> tuple[Any, Any]:
-        """The monitor and maximiser to pass to :func:`em.run` (``reseeded``: from :meth:`restore`)."""
-        return _Monitor(monitor, reseeded), _Maximiser(self, maximiser, monitor)
+        """The monitor and maximiser for :func:`em.run` (``reseeded``: from :meth:`restore`)."""
+        if reseeded:  # the first report after a resume carries the saved re-seed flag
+            report = monitor.report
+
+            def first(ll: float, *, reseeded: bool = False) -> None:
+                del monitor.report  # later reports: the class's own method
+                report(ll, reseeded=True)
+
+            monitor.report = first
+
+        def maximise(stats, params):
+            new, events = maximiser(stats, params)
+            self.save(new, monitor, bool(events))
+            return new, events
+
+        return monitor, maximise
 
     def save(self, params: Params, monitor: ConvergenceMonitor, reseeded: bool) -> None:
         """Write the state after an M-step (atomic: a crash leaves the previous checkpoint)."""
         header = {"history": list(monitor.history), "n_iter": monitor.n_iter,
                   "reseeded": bool(reseeded), "fingerprint": self.fingerprint}  # fmt: skip
         write_container(self.path, kind=_KIND, header=header, arrays=dict(zip(_ARRAYS, params)))
-
-
-class _Maximiser:
-    """The wrapped maximiser: maximise, then checkpoint."""
-
-    def __init__(self, ckpt: EMCheckpoint, inner: Any, monitor: ConvergenceMonitor) -> None:
-        self.ckpt, self.inner, self.monitor = ckpt, inner, monitor
-
-    def __call__(self, stats, params):
-        new, events = self.inner(stats, params)
-        self.ckpt.save(new, self.monitor, bool(events))
-        return new, events
-
-
-class _Monitor:
-    """The wrapped monitor: the first report after a resume carries the saved re-seed flag."""
-
-    def __init__(self, inner: ConvergenceMonitor, reseeded: bool) -> None:
-        self._inner, self._first = inner, reseeded
-
-    def report(self, ll: float, *, reseeded: bool = False) -> None:
-        first, self._first = self._first, False
-        self._inner.report(ll, reseeded=reseeded or first)
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._inner, name)

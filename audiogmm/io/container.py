@@ -1,12 +1,10 @@
-"""The audiogmm file container: one ``.npz``, no pickle, a checksummed JSON header.
+"""The audiogmm file container: one ``.npz`` of stored members, no pickle, a checksummed header.
 
-A plain NumPy ``.npz`` (a zip of *stored* members): one ``<name>.npy`` per numeric
-array, and ``__header__.npy``, a 1-D ``uint8`` array of UTF-8 JSON with the format
-name and version, the object kind, the audiogmm version, every array's dtype and
-shape, the object's own metadata, a SHA-256 checksum over the arrays *and* the rest
-of the header, and, when ``AUDIOGMM_MODEL_KEY`` is set, an HMAC-SHA256 signature.
-Reading trusts nothing (:func:`read_container`); members must be stored, so no zip
-bomb can inflate. The object's own fields are :mod:`audiogmm.io.modelfile`'s.
+One ``<name>.npy`` per numeric array and ``__header__.npy``, UTF-8 JSON as 1-D ``uint8``:
+format name and version, object kind, audiogmm version, every array's dtype and shape, the
+object's own fields (checked against its table), a SHA-256 over the arrays and the rest of
+the header, and an HMAC-SHA256 signature when ``AUDIOGMM_MODEL_KEY`` is set. Reading
+trusts nothing (:func:`read_container`); stored members mean no zip bomb can inflate.
 """
 
 from __future__ import annotations
@@ -28,10 +26,11 @@ import numpy as np
 from .._version import __version__
 from ..exceptions import ModelFileError, ParameterError
 from .atomic import atomic_write
+from .schema import Field, Int, List, Map, Obj, Str, check
 
 __all__ = [
     "CONTAINER_KEYS", "FORMAT_NAME", "FORMAT_VERSION", "KEY_ENV", "MAX_HEADER_BYTES",
-    "MAX_HEADER_DEPTH", "open_regular", "parse_json", "read_container", "read_kind",
+    "checked", "open_regular", "parse_json", "read_checked", "read_container", "read_kind",
     "write_container",
 ]  # fmt: skip
 
@@ -39,30 +38,28 @@ FORMAT_NAME = "audiogmm"
 FORMAT_VERSION = 1
 #: Environment variable holding the key of the optional HMAC-SHA256 signature.
 KEY_ENV = "AUDIOGMM_MODEL_KEY"
-#: Largest JSON header written or read (bytes). Most headers are a few kB; the largest
-#: part is a ``split`` block's training-file digests (~19 bytes per file: 4 MB is about
-#: 200,000 training files), and parsing 4 MB of JSON stays well under 300 MB.
+#: Largest JSON header written or read (bytes): a ``split`` block's digests take ~19 bytes
+#: per training file (4 MB: ~200,000 files); parsing 4 MB of JSON stays under 300 MB.
 MAX_HEADER_BYTES = 4 << 20
-#: Deepest nesting of JSON arrays/objects in a header (real headers nest 4 deep).
-MAX_HEADER_DEPTH = 32
+_MAX_DEPTH = 32  # deepest nesting of JSON arrays/objects in a header (real ones: 4)
 _MAX_MEMBERS = 32
 _MAX_DIRECTORY_BYTES = 64 << 10
 _NPY_HEADER_MAX = 4096
 _HEADER_KEY = "__header__"
 _MEMBER_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,63}\.npy")
 _ALLOWED_KINDS = {"f", "i", "u", "b"}  # float, int, uint, bool: nothing that needs pickle
-_SIGNATURE_KEY = "signature"
+#: The fields the container checks after the format and version; the others are the object's.
+_ENVELOPE = Obj({
+    "kind": Str(64), "audiogmm_version": Str(64), "checksum": Str(80), "signature": Str(80),
+    "arrays": Map(Obj({"dtype": Str(16), "shape": List(Int(0), max_len=32)}), max_len=_MAX_MEMBERS),
+}, optional=("signature",), extra=True)  # fmt: skip
 #: Keys the container itself writes and checks; the others are the object's (its table's).
-CONTAINER_KEYS = (
-    "format", "format_version", "kind", "audiogmm_version", "arrays", "checksum", _SIGNATURE_KEY,
-)  # fmt: skip
-
-# ---------------------------------------------------------------------------- checksums
+CONTAINER_KEYS = ("format", "format_version", *_ENVELOPE.keys)
 
 
 def _checksum(header: dict[str, Any], arrays: dict[str, np.ndarray]) -> str:
     h = hashlib.sha256()
-    body = {k: v for k, v in header.items() if k not in ("checksum", _SIGNATURE_KEY)}
+    body = {k: v for k, v in header.items() if k not in ("checksum", "signature")}
     h.update(json.dumps(body, sort_keys=True, separators=(",", ":")).encode())
     for name in sorted(arrays):
         a = np.ascontiguousarray(arrays[name])
@@ -71,25 +68,19 @@ def _checksum(header: dict[str, Any], arrays: dict[str, np.ndarray]) -> str:
     return "sha256:" + h.hexdigest()
 
 
-def _model_key() -> bytes | None:
+def _signature(checksum: str) -> str | None:
+    """The HMAC of ``checksum`` (it covers every array byte and header field); None: no key."""
     key = os.environ.get(KEY_ENV)
-    return key.encode("utf-8") if key else None
-
-
-def _signature(key: bytes, checksum: str) -> str:
-    # the checksum already covers every array byte and every other header field
-    return "hmac-sha256:" + hmac.new(key, checksum.encode("ascii"), hashlib.sha256).hexdigest()
+    if not key:
+        return None
+    return "hmac-sha256:" + hmac.new(key.encode(), checksum.encode(), hashlib.sha256).hexdigest()
 
 
 def write_container(
     path: str | os.PathLike, *, kind: str, header: dict[str, Any], arrays: dict[str, np.ndarray]
 ) -> dict[str, Any]:
-    """Write numeric ``arrays`` and a JSON ``header`` of object ``kind`` to ``path``, atomically.
-
-    Signed (HMAC-SHA256) when :data:`KEY_ENV` is set. Returns the full header as
-    written. ParameterError for a header the reader would refuse (invalid Unicode,
-    over :data:`MAX_HEADER_BYTES`).
-    """
+    """Write numeric ``arrays`` and a JSON ``header`` of object ``kind`` to ``path``, atomically;
+    the full header as written. ParameterError for a header the reader would refuse."""
     arrays = {k: np.ascontiguousarray(v) for k, v in arrays.items()}
     for k, v in arrays.items():
         if v.dtype.kind not in _ALLOWED_KINDS:
@@ -101,16 +92,15 @@ def write_container(
         **header,
     }  # fmt: skip
     full["checksum"] = _checksum(full, arrays)
-    key = _model_key()
-    if key is not None:
-        full[_SIGNATURE_KEY] = _signature(key, full["checksum"])
+    sig = _signature(full["checksum"])
+    if sig is not None:
+        full["signature"] = sig
     try:  # the reader refuses lone surrogates (e.g. a label from an undecodable file name)
         json.dumps(full, ensure_ascii=False).encode("utf-8")
     except UnicodeEncodeError as e:
-        bad = e.object[e.start : e.end]
         raise ParameterError(
             f"cannot save {os.fspath(path)}: the header holds text that is not valid Unicode "
-            f"({bad!r}, e.g. from a file name with undecodable bytes)"
+            f"({e.object[e.start : e.end]!r}, e.g. from a file name with undecodable bytes)"
         ) from None
     blob = np.frombuffer(json.dumps(full, sort_keys=True).encode("utf-8"), dtype=np.uint8)
     if blob.size > MAX_HEADER_BYTES:  # the reader would refuse it: never write such a file
@@ -123,17 +113,13 @@ def write_container(
     return full
 
 
-# ---------------------------------------------------------------------------- reading
-
-
 class _Bad(Exception):
     """A structural problem; becomes a ModelFileError naming the file."""
 
 
 def _check_zip_directory(f) -> None:
     """Bound the zip directory (entry count and size) before zipfile parses it."""
-    f.seek(0, os.SEEK_END)
-    size = f.tell()
+    size = f.seek(0, os.SEEK_END)
     tail = min(size, 22 + 0xFFFF)
     f.seek(size - tail)
     buf = f.read(tail)
@@ -158,8 +144,7 @@ def _npy_header(z: zipfile.ZipFile, info: zipfile.ZipInfo) -> tuple[tuple, np.dt
     """(shape, dtype, data offset) of one ``.npy`` member, reading only its header."""
     name = info.filename
     with z.open(info) as m:
-        head = m.read(min(info.file_size, _NPY_HEADER_MAX))
-    b = io.BytesIO(head)
+        b = io.BytesIO(m.read(min(info.file_size, _NPY_HEADER_MAX)))
     try:
         version = np.lib.format.read_magic(b)
         read = {(1, 0): np.lib.format.read_array_header_1_0,
@@ -173,21 +158,16 @@ def _npy_header(z: zipfile.ZipFile, info: zipfile.ZipInfo) -> tuple[tuple, np.dt
         raise _Bad(f"member {name!r} is not a valid .npy array ({e})") from None
     if dtype.hasobject:
         raise _Bad(f"member {name!r} contains a pickled object array; refused")
-    if (
-        dtype.kind not in _ALLOWED_KINDS
-        or dtype.fields is not None
-        or dtype.subdtype is not None
-        or dtype.byteorder == ">"
-        or fortran
-    ):
+    if (dtype.kind not in _ALLOWED_KINDS or dtype.fields is not None
+            or dtype.subdtype is not None or dtype.byteorder == ">" or fortran):  # fmt: skip
         raise _Bad(f"member {name!r} has unsupported dtype {dtype} (fortran_order={fortran})")
     if any(n < 0 for n in shape):
         raise _Bad(f"member {name!r} has a negative dimension {shape}")
-    nbytes = math.prod(shape) * dtype.itemsize
-    if b.tell() + nbytes != info.file_size:
+    need = b.tell() + math.prod(shape) * dtype.itemsize
+    if need != info.file_size:
         raise _Bad(
             f"member {name!r} declares {info.file_size} bytes but its .npy header "
-            f"{shape} {dtype} needs {b.tell() + nbytes}"
+            f"{shape} {dtype} needs {need}"
         )
     return tuple(shape), dtype, b.tell()
 
@@ -201,11 +181,8 @@ def _read_member(z: zipfile.ZipFile, info: zipfile.ZipInfo) -> bytes:
 
 
 def _json_depth(raw: bytes) -> int:
-    """Deepest nesting of ``[``/``{`` outside JSON strings: vectorised, linear, no recursion.
-
-    A quote toggles a string unless an odd run of backslashes precedes it (exact on
-    valid JSON, and up to the first error on invalid JSON, where json.loads stops).
-    """
+    """Deepest nesting of ``[``/``{`` outside JSON strings, vectorised: a quote toggles a
+    string unless an odd run of backslashes precedes it (exact up to a JSON error)."""
     b = np.frombuffer(raw, dtype=np.uint8)
     if not b.size:
         return 0
@@ -230,16 +207,16 @@ def _no_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return d
 
 
-def parse_json(raw: bytes, *, max_depth: int = MAX_HEADER_DEPTH) -> Any:
-    """JSON from UTF-8 bytes, nested at most ``max_depth`` deep (measured before parsing),
-    without duplicate keys or lone surrogates; ValueError with the reason otherwise."""
+def parse_json(raw: bytes) -> Any:
+    """JSON from UTF-8 bytes, nested at most 32 deep (measured before parsing), without
+    duplicate keys or lone surrogates; ValueError with the reason otherwise."""
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as e:
         raise ValueError(f"not UTF-8: {e}") from None
     depth = _json_depth(raw)
-    if depth > max_depth:
-        raise ValueError(f"nests {depth} levels deep (at most {max_depth})")
+    if depth > _MAX_DEPTH:
+        raise ValueError(f"nests {depth} levels deep (at most {_MAX_DEPTH})")
     try:
         value = json.loads(text, object_pairs_hook=_no_duplicate_keys)
     except (ValueError, RecursionError) as e:
@@ -251,20 +228,25 @@ def parse_json(raw: bytes, *, max_depth: int = MAX_HEADER_DEPTH) -> Any:
     return value
 
 
-def _array_specs(listed: Any, members: dict[str, tuple]) -> None:
-    if not isinstance(listed, dict):
-        raise _Bad("header field 'arrays' must be an object")
-    if set(listed) != set(members):
-        raise _Bad(f"arrays {sorted(members)} do not match the header's list {sorted(listed)[:20]}")
-    for k, spec in listed.items():
-        shape, dtype = members[k][:2]
-        if not isinstance(spec, dict) or set(spec) != {"dtype", "shape"}:
-            raise _Bad(f"header field 'arrays.{k}' must be {{'dtype': ..., 'shape': [...]}}")
-        if spec["dtype"] != dtype.str or spec["shape"] != list(shape):
-            raise _Bad(
-                f"array {k!r} is {dtype.str} {list(shape)} in the file but the header says "
-                f"{spec['dtype']!r} {spec['shape']!r}"
-            )
+def open_regular(name: str):
+    """``open(name, "rb")`` of a non-empty regular file (never a FIFO or a device); else
+    ValueError with the reason."""
+    try:
+        st = os.stat(name)
+        if not stat.S_ISREG(st.st_mode):
+            raise ValueError("not a regular file")
+        if st.st_size == 0:
+            raise ValueError("file is empty")
+        # O_NONBLOCK: a FIFO swapped in after the stat cannot block the open
+        fd = os.open(name, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            os.close(fd)
+            raise ValueError("not a regular file")
+        return os.fdopen(fd, "rb")
+    except FileNotFoundError:
+        raise ValueError("no such file") from None
+    except OSError as e:
+        raise ValueError(f"cannot read ({(e.strerror or str(e)).lower()})") from None
 
 
 def read_container(
@@ -273,14 +255,10 @@ def read_container(
 ) -> tuple[dict[str, Any], dict[str, np.ndarray]]:  # fmt: skip
     """The header and arrays of a file written by :func:`write_container`, trusting nothing.
 
-    Before any array byte is read: a regular file starting like a zip; a small zip
-    directory; members named ``<identifier>.npy``, unique, stored (not compressed or
-    encrypted), declaring at most the file's size; numeric ``.npy`` headers (no pickle)
-    giving exactly each member's size. Then the JSON header (bounded in size and depth,
-    no duplicate keys) must have the right format, version and ``kind`` (a str, a tuple,
-    or None for the header only), list exactly the arrays present (and ``names``, a
-    tuple or a dict by kind, when given), and match the checksum (and the signature
-    when :data:`KEY_ENV` is set). ModelFileError naming the file and the reason.
+    Before any array byte is read, the zip directory, members and ``.npy`` headers are
+    bounded and checked; then the header's format, version and ``kind`` (a str, a tuple,
+    or None for the header only), the arrays (exactly ``names``, a tuple or a dict by
+    kind, when given), checksum and signature. ModelFileError naming the file and reason.
     """
     name = os.fspath(path)
     try:
@@ -306,35 +284,28 @@ def read_container(
 
 
 def read_kind(path: str | os.PathLike) -> str:
-    """The object kind (``"DiagGMM"``, ...) a container file claims, to pick the loader.
-
-    Reads only the header, with :func:`read_container`'s checks before it and no array
-    byte (the checksum is not verified). Never ``np.load`` a file to peek at it.
-    """
+    """The object kind (``"DiagGMM"``, ...) a container file claims, to pick the loader:
+    :func:`read_container`'s checks of the header, no array byte read (so no checksum)."""
     return read_container(path, kind=None)[0]["kind"]
 
 
-def open_regular(name: str):
-    """``open(name, "rb")`` of a non-empty regular file (never a FIFO or a device); else
-    ValueError with the reason."""
+def checked(name: str, table: Field, header: dict[str, Any]) -> dict[str, Any]:
+    """The object's own fields of ``header`` checked against ``table`` (ModelFileError)."""
     try:
-        st = os.stat(name)
-    except FileNotFoundError:
-        raise ValueError("no such file") from None
-    except OSError as e:
-        raise ValueError(f"cannot read ({(e.strerror or str(e)).lower()})") from None
-    if not stat.S_ISREG(st.st_mode):
-        raise ValueError("not a regular file")
-    if st.st_size == 0:
-        raise ValueError("file is empty")
-    try:  # O_NONBLOCK: a FIFO swapped in after the stat cannot block the open
-        fd = os.open(name, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            os.close(fd)
-            raise ValueError("not a regular file")
-        return os.fdopen(fd, "rb")
-    except OSError as e:
-        raise ValueError(f"cannot read ({(e.strerror or str(e)).lower()})") from None
+        return check(table, {k: v for k, v in header.items() if k not in CONTAINER_KEYS}, "")
+    except ValueError as e:
+        msg = str(e)
+        field = "" if msg.startswith("header") else "header field "
+        raise ModelFileError(f"{name}: {field}{msg}") from None
+
+
+def read_checked(
+    path: str | os.PathLike, tables: dict[str, Field], names: Any = None
+) -> tuple[dict[str, Any], dict[str, Any], dict[str, np.ndarray]]:
+    """:func:`read_container` of a file of one of ``tables``' kinds: the full header, its
+    own fields checked against its kind's table, and the arrays."""
+    header, arrays = read_container(path, kind=tuple(tables), names=names)
+    return header, checked(os.fspath(path), tables[header["kind"]], header), arrays
 
 
 def _read_zip(
@@ -376,38 +347,38 @@ def _read_zip(
             f"format version {str(version)[:20]} is not supported "
             f"(this audiogmm {__version__} reads version {FORMAT_VERSION})"
         )
+    try:
+        check(_ENVELOPE, header, "header")
+    except ValueError as e:
+        raise _Bad(str(e)) from None
     if kind is None:  # read_kind: the header is all the caller wants
-        if not isinstance(header.get("kind"), str):
-            raise _Bad("header field 'kind' must be a string")
         return header, {}
     kinds = (kind,) if isinstance(kind, str) else tuple(kind)
-    if header.get("kind") not in kinds:
+    if header["kind"] not in kinds:
         want = " or ".join(repr(k) for k in kinds)
-        raise _Bad(f"holds a {str(header.get('kind'))[:40]!r}, expected a {want}")
+        raise _Bad(f"holds a {header['kind'][:40]!r}, expected a {want}")
     if isinstance(expected, dict):
         expected = expected[header["kind"]]
-    if expected is not None and set(names) != {f"{k}.npy" for k in (_HEADER_KEY, *expected)}:
-        raise _Bad(
-            f"holds arrays {sorted(n[:-4] for n in names if n != _HEADER_KEY + '.npy')}, "
-            f"expected exactly {sorted(expected)}"
-        )
-    v = header.get("audiogmm_version")
-    if not isinstance(v, str) or len(v) > 64:
-        raise _Bad("header field 'audiogmm_version' must be a short string")
-    _array_specs(header.get("arrays"), members)
-    arrays = {}
-    for k, (shape, dtype, off, info) in members.items():
-        data = np.frombuffer(_read_member(z, info), dtype=dtype, offset=off)
-        arrays[k] = data.reshape(shape).copy()  # writable, and frees the read buffer
+    if expected is not None and set(members) != set(expected):
+        raise _Bad(f"holds arrays {sorted(members)}, expected exactly {sorted(expected)}")
+    listed = header["arrays"]
+    if set(listed) != set(members):
+        raise _Bad(f"arrays {sorted(members)} do not match the header's list {sorted(listed)[:20]}")
+    for k, (shape, dtype, *_) in members.items():
+        if listed[k] != {"dtype": dtype.str, "shape": list(shape)}:
+            raise _Bad(
+                f"array {k!r} is {dtype.str} {list(shape)} in the file but the header says "
+                f"{listed[k]['dtype']!r} {listed[k]['shape']!r}"
+            )
+    arrays = {  # copies: writable, and the read buffers are freed
+        k: np.frombuffer(_read_member(z, info), dtype=dtype, offset=off).reshape(shape).copy()
+        for k, (shape, dtype, off, info) in members.items()
+    }
     if header.get("checksum") != _checksum(header, arrays):
         raise _Bad("checksum mismatch; the file was modified or is damaged")
-    key = _model_key()
-    sig = header.get(_SIGNATURE_KEY)
-    if key is not None:
-        if not isinstance(sig, str):
-            raise _Bad(f"not signed, but {KEY_ENV} is set: only signed models are loaded")
-        if not hmac.compare_digest(sig, _signature(key, header["checksum"])):
-            raise _Bad(f"bad signature: not signed with the key in {KEY_ENV}, or modified")
-    elif sig is not None and not isinstance(sig, str):
-        raise _Bad("header field 'signature' must be a string")
+    want, sig = _signature(header["checksum"]), header.get("signature")
+    if want is not None and sig is None:
+        raise _Bad(f"not signed, but {KEY_ENV} is set: only signed models are loaded")
+    if want is not None and not hmac.compare_digest(sig, want):
+        raise _Bad(f"bad signature: not signed with the key in {KEY_ENV}, or modified")
     return header, arrays

@@ -16,8 +16,7 @@ from .schema import Bool, Int, List, Map, Obj, Real, Str
 
 __all__ = [
     "CALIBRATION", "CHECKPOINT", "CLASSIFIER", "DIAG_GMM", "FEATURES", "FUSED", "GSV", "IVECTOR",
-    "KALDI", "MAX_LABELS",
-    "MAX_MEMBERS", "SELECTION", "SHARD_INDEX", "SPLIT", "STATS", "UBM",
+    "KALDI", "MAX_LABELS", "MAX_MEMBERS", "SELECTION", "SHARD_INDEX", "SPLIT", "STATS", "UBM",
 ]  # fmt: skip
 
 #: Most classes a model file may hold.
@@ -36,6 +35,15 @@ def _open_unit(v: float, what: str) -> float:
     return v
 
 
+def _at_least(n: int):
+    def hook(v: list, what: str) -> list:
+        if len(v) < n:
+            raise ValueError(f"{what}: needs at least {n} entries, got {len(v)}")
+        return v
+
+    return hook
+
+
 def _distinct(v: list, what: str) -> list:
     if len(set(v)) != len(v):
         raise ValueError(f"{what}: must be distinct")
@@ -48,8 +56,6 @@ def _sorted_distinct(v: list, what: str) -> list:
             raise ValueError(f"{what}[{i}]: must be sorted, distinct digests, got {v[i]!r}")
     return v
 
-
-# -- a DiagGMM's constructor parameters, and its fit report ----------------------------------
 
 _GMM_PARAMS = {
     "n_components": Int(1), "max_iter": Int(0), "tol": Real(0.0), "var_floor": Real(0.0),
@@ -65,8 +71,6 @@ FIT_REPORT = Obj({
     "best_init": _COUNT, "init_final_mean_logliks": _FLOATS, "reseeded": List(),
     "n_reseeded": _COUNT, "global_mean_norm": Real(0.0), "seconds": Real(0.0),
 }, optional=all, extra=True)  # fmt: skip
-
-# -- the pipeline's header blocks ------------------------------------------------------------
 
 _HEX16 = r"[0-9a-f]{16}"
 SPLIT = Obj({
@@ -92,8 +96,16 @@ KALDI = Obj({
     "data": Str(4096), "split": Str(null=True), "train_fraction": Real(0.0, 1.0),
     "seed": Int(), "train_utts": List(Str(1024)),
 })  # fmt: skip
+
+
+def _feature_config(v: dict, what: str) -> Any:
+    from ..features.config import FeatureConfig  # only files that hold one pay the import
+
+    return FeatureConfig.from_dict(v)
+
+
 #: A front end: an object that :meth:`FeatureConfig.from_dict` checks field by field.
-FEATURES = Obj({}, extra=True, then=lambda v, w: _feature_config(v))
+FEATURES = Obj({}, extra=True, then=_feature_config)
 #: A single mixture; a UBM from ``audiogmm ubm`` also records its front end.
 DIAG_GMM = Obj(
     {"params": Obj(_GMM_PARAMS, optional=all), "training": FIT_REPORT, "feature_config": FEATURES},
@@ -108,8 +120,6 @@ CALIBRATION = Obj({
 _BLOCKS = {"feature_config": FEATURES, "split": SPLIT, "selection": SELECTION, "kaldi": KALDI,
            "calibration": CALIBRATION}  # fmt: skip
 
-# -- classifiers -----------------------------------------------------------------------------
-
 LABELS = List(Str(1024, pattern=r"(?s).+"), max_len=MAX_LABELS, then=_distinct)
 #: One class's training summary; other entries are kept as plain JSON.
 CLASS_REPORT = Obj({
@@ -123,12 +133,10 @@ _CLASS_GMM = {
     k: v for k, v in _GMM_PARAMS.items() if k not in ("n_components", "random_state", "n_jobs")
 }
 _MEMBER = {
-    "n_components": Int(1),
-    "priors": Map(Real(5e-324), max_len=MAX_LABELS, null=True),
-    "random_state": SEED,
-    "gmm_params": Obj(_CLASS_GMM, optional=all),
+    "n_components": Int(1), "priors": Map(Real(5e-324), max_len=MAX_LABELS, null=True),
+    "random_state": SEED, "gmm_params": Obj(_CLASS_GMM, optional=all),
     "training": Map(CLASS_REPORT, max_len=MAX_LABELS),
-}
+}  # fmt: skip
 _OPTIONAL = ("priors", "random_state", "gmm_params", "training")
 CLASSIFIER = Obj({"labels": LABELS, **_MEMBER, **_BLOCKS}, optional=(*_OPTIONAL, *_BLOCKS))
 #: The MAP block of a UBMClassifier (its constructor's own parameters).
@@ -148,42 +156,25 @@ UBM = Obj({
 #: offset that calibrate its scores to LLRs (null: too few clips to calibrate).
 GSV_BLOCK = Obj({
     "relevance": Real(0.0), "C": Real(5e-324), "subsample": Int(1),
-    "calibration": List(Real(-1e6, 1e6), max_len=2, null=True,
-                        then=lambda v, w: _at_least(v, 2, w)),
+    "calibration": List(Real(-1e6, 1e6), max_len=2, null=True, then=_at_least(2)),
 })  # fmt: skip
 GSV = Obj({**CLASSIFIER.keys, "gsv": GSV_BLOCK}, optional=(*_OPTIONAL, *_BLOCKS))
 #: The back end of an IVectorClassifier (its constructor's own parameters), the T-EM's
 #: bound per frame at each iteration, and the calibration as in ``gsv``.
 IVECTOR_BLOCK = Obj({
     "rank": Int(1), "n_iter": Int(0), "subsample": Int(1),
-    "tv_history": List(Real(), max_len=1 << 16),
-    "calibration": GSV_BLOCK.keys["calibration"],
+    "tv_history": List(Real(), max_len=1 << 16), "calibration": GSV_BLOCK.keys["calibration"],
 })  # fmt: skip
 IVECTOR = Obj({**CLASSIFIER.keys, "ivector": IVECTOR_BLOCK}, optional=(*_OPTIONAL, *_BLOCKS))
 FUSED = Obj({
     "labels": LABELS,
-    "members": List(Obj(_MEMBER, optional=_OPTIONAL), max_len=MAX_MEMBERS,
-                    then=lambda v, w: _at_least(v, 2, w)),
-    "feature_configs": List(FEATURES, max_len=MAX_MEMBERS, then=lambda v, w: _at_least(v, 2, w)),
+    "members": List(Obj(_MEMBER, optional=_OPTIONAL), max_len=MAX_MEMBERS, then=_at_least(2)),
+    "feature_configs": List(FEATURES, max_len=MAX_MEMBERS, then=_at_least(2)),
     "fusion_weights": List(Real(-1e6, 1e6), max_len=MAX_MEMBERS, null=True),
     **{k: v for k, v in _BLOCKS.items() if k != "feature_config"},
 }, optional=("feature_configs", "fusion_weights", "split", "selection", "kaldi",
              "calibration"))  # fmt: skip
 
-
-def _feature_config(v: dict) -> Any:
-    from ..features.config import FeatureConfig  # only files that hold one pay the import
-
-    return FeatureConfig.from_dict(v)
-
-
-def _at_least(v: list, n: int, what: str) -> list:
-    if len(v) < n:
-        raise ValueError(f"{what}: needs at least {n} entries, got {len(v)}")
-    return v
-
-
-# -- EM checkpoints and statistics -----------------------------------------------------------
 
 #: What a checkpoint must match to be resumed (:class:`audiogmm.io.EMCheckpoint`).
 FINGERPRINT = Obj({
@@ -191,21 +182,17 @@ FINGERPRINT = Obj({
     "config_hash": Str(), "init": Str(), "subsample": Int(1), "seed": SEED,
 }, optional=all)  # fmt: skip
 CHECKPOINT = Obj({
-    "history": List(Real(), max_len=1 << 20, then=lambda v, w: _at_least(v, 1, w)),
+    "history": List(Real(), max_len=1 << 20, then=_at_least(1)),
     "n_iter": Int(1), "reseeded": Bool(), "fingerprint": FINGERPRINT,
 })  # fmt: skip
 STATS = Obj({})
-
-# -- the shard store's index.json -----------------------------------------------------------
 
 SHARD_INDEX = Obj({
     "format": Str(choices=("audiogmm-shards",)), "version": Int(1, 1),
     "n_dims": Int(1, 100_000), "dtype": Str(choices=("float32",)),
     "config_hash": Str(), "config": Str(1 << 20),
     "shards": List(Obj({"file": Str(pattern=r"shard-[0-9]{5,}\.npy"), "n_frames": _COUNT}),
-                   then=lambda v, w: _at_least(v, 1, w)),
-    "clips": List(Obj({
-        "clip": Str(4096), "label": Str(1024, pattern=r"(?s).+"), "shard": _COUNT,
-        "start": _COUNT, "stop": _COUNT,
-    })),
+                   then=_at_least(1)),
+    "clips": List(Obj({"clip": Str(4096), "label": Str(1024, pattern=r"(?s).+"), "shard": _COUNT,
+                       "start": _COUNT, "stop": _COUNT})),
 })  # fmt: skip
