@@ -22,10 +22,11 @@ from ..engine import one_blas_thread
 from ..exceptions import FeatureError
 from .config import FeatureConfig, window
 
-__all__ = ["AMIN", "cepstra", "frame_mean_square", "mel_and_energy", "mel_filterbank",
-           "padded_signal"]  # fmt: skip
+__all__ = ["AMIN", "cepstra", "frame_energy_db", "mel_and_energy", "mel_filterbank",
+           "stft_blocks"]  # fmt: skip
 
 AMIN = 1e-10  # power floor: log10(1e-10) = -100 dB, so digital silence stays finite
+_BLOCK_FRAMES = 2048  # STFT frames per block: bounds memory on hour-long files
 
 
 @functools.lru_cache(maxsize=32)
@@ -45,17 +46,12 @@ _MIN_LOG_MEL = _MIN_LOG_HZ / _F_SP
 _LOGSTEP = np.log(6.4) / 27.0
 
 
-def _hz_to_mel(frequencies, htk: bool):
-    frequencies = np.asanyarray(frequencies)
+def _hz_to_mel(f: float, htk: bool) -> float:
     if htk:
-        return 2595.0 * np.log10(1.0 + frequencies / 700.0)
-    mels = (frequencies - 0.0) / _F_SP
-    if frequencies.ndim:
-        log_t = frequencies >= _MIN_LOG_HZ
-        mels[log_t] = _MIN_LOG_MEL + np.log(frequencies[log_t] / _MIN_LOG_HZ) / _LOGSTEP
-    elif frequencies >= _MIN_LOG_HZ:
-        mels = _MIN_LOG_MEL + np.log(frequencies / _MIN_LOG_HZ) / _LOGSTEP
-    return mels
+        return 2595.0 * np.log10(1.0 + f / 700.0)
+    if f >= _MIN_LOG_HZ:
+        return _MIN_LOG_MEL + np.log(f / _MIN_LOG_HZ) / _LOGSTEP
+    return (f - 0.0) / _F_SP
 
 
 def _mel_to_hz(mels: np.ndarray, htk: bool) -> np.ndarray:
@@ -111,52 +107,52 @@ def _energy_norm(name: str, win_length: int, n_fft: int) -> float:
     return 1.0 / (n_fft * float(np.sum(np.asarray(w, dtype=np.float64) ** 2)))
 
 
-_BLOCK_FRAMES = 2048  # STFT frames per block: bounds memory on hour-long files
+def stft_blocks(y: np.ndarray, config: FeatureConfig, stft=None):
+    """The STFT of ``y`` (n_samples,), complex ``(n, 1 + n_fft // 2)`` blocks of frames as rows:
+    numpy's ``rfft``, or ``stft`` (``librosa.stft``) on the frames' span, transposed.
 
-
-def padded_signal(y: np.ndarray, config: FeatureConfig) -> np.ndarray:
-    """``y`` padded by ``n_fft // 2`` on each side when ``config.center`` (as ``librosa.stft``);
-    FeatureError when shorter than one FFT frame."""
+    Framed as ``librosa.stft``: centred (``np.pad`` by ``n_fft // 2`` in ``config.pad_mode``),
+    the window zero-padded to ``n_fft`` in float32. FeatureError when shorter than a frame.
+    """
+    n_fft, hop = config.n_fft, config.hop_length
     if config.center:
-        y = np.pad(y, config.n_fft // 2, mode=config.pad_mode)  # type: ignore[call-overload]
-    if y.size < config.n_fft:
-        raise FeatureError(f"clip too short: {y.size} samples after padding, n_fft={config.n_fft}")
-    return y
+        y = np.pad(y, n_fft // 2, mode=config.pad_mode)  # type: ignore[call-overload]
+    if y.size < n_fft:
+        raise FeatureError(f"clip too short: {y.size} samples after padding, n_fft={n_fft}")
+    win = _padded_window(config.window, config.win_length, n_fft)
+    frames = np.lib.stride_tricks.sliding_window_view(y, n_fft)[::hop]  # (n_frames, n_fft) view
+    for b in range(0, frames.shape[0], _BLOCK_FRAMES):
+        block = frames[b : b + _BLOCK_FRAMES]
+        if stft is None:
+            yield np.fft.rfft(block * win, axis=-1)
+        else:
+            seg = y[b * hop : (b + len(block) - 1) * hop + n_fft]
+            yield stft(seg, n_fft=n_fft, hop_length=hop, window=win, center=False).T
 
 
 def mel_and_energy(y: np.ndarray, config: FeatureConfig) -> tuple[np.ndarray, np.ndarray]:
-    """Mel power spectrogram ``(n_mels, n_frames)`` and frame energy (dB) from one STFT.
-
-    ``librosa.stft`` (same centring, padding, window, frame count) then
-    ``librosa.feature.melspectrogram(S=|X|**2)``, frames as rows in blocks (several
-    times faster on short clips).
-    """
-    n_fft, hop = config.n_fft, config.hop_length
-    y = padded_signal(y, config)
-    win = _padded_window(config.window, config.win_length, n_fft)
-    frames = np.lib.stride_tricks.sliding_window_view(y, n_fft)[::hop]  # (n_frames, n_fft) view
-    n_frames = frames.shape[0]
+    """Mel power spectrogram ``(n_mels, n_frames)`` and frame energy (dB) from one STFT:
+    ``librosa.feature.melspectrogram(S=|X|**2)``, frames as rows in blocks (faster)."""
     c = config
-    basis_t = _mel_basis(c.sample_rate, n_fft, c.n_mels, c.fmin, c.fmax, c.htk, c.mel_norm)
-    mel = np.empty((n_frames, config.n_mels), dtype=np.float32)
-    ms = np.empty(n_frames, dtype=np.float64)
+    basis_t = _mel_basis(c.sample_rate, c.n_fft, c.n_mels, c.fmin, c.fmax, c.htk, c.mel_norm)
+    mel, energy = [], []
     with one_blas_thread():
-        for b in range(0, n_frames, _BLOCK_FRAMES):
-            spec = np.fft.rfft(frames[b : b + _BLOCK_FRAMES] * win, axis=-1)
+        for spec in stft_blocks(y, config):
             power = spec.real**2 + spec.imag**2  # |X|², without the sqrt of np.abs
-            np.dot(power, basis_t, out=mel[b : b + _BLOCK_FRAMES])
-            ms[b : b + _BLOCK_FRAMES] = frame_mean_square(power, config)
-    return mel.T, 10.0 * np.log10(np.maximum(ms, AMIN))
+            mel.append(np.dot(power, basis_t))
+            energy.append(frame_energy_db(power, config))
+    return np.concatenate(mel).T, np.concatenate(energy)
 
 
-def frame_mean_square(power_rows: np.ndarray, config: FeatureConfig) -> np.ndarray:
-    """Mean square (n_frames,) float64 of each windowed frame, from its one-sided
-    power spectrum ``|X|²`` (n_frames, 1 + n_fft // 2), by Parseval."""
+def frame_energy_db(power_rows: np.ndarray, config: FeatureConfig) -> np.ndarray:
+    """Mean square (n_frames,) in dB (floored at -100) of each windowed frame, from its
+    one-sided power spectrum ``|X|²`` (n_frames, 1 + n_fft // 2), by Parseval."""
     p = power_rows
     full = 2.0 * p.sum(axis=-1, dtype=np.float64) - p[:, 0]
     if config.n_fft % 2 == 0:  # the Nyquist bin, like DC, appears once
         full -= p[:, -1]
-    return full * _energy_norm(config.window, config.win_length, config.n_fft)
+    ms = full * _energy_norm(config.window, config.win_length, config.n_fft)
+    return 10.0 * np.log10(np.maximum(ms, AMIN))
 
 
 @functools.lru_cache(maxsize=16)
@@ -185,8 +181,7 @@ def cepstra(mel: np.ndarray, config: FeatureConfig) -> np.ndarray:
     bit), then ``feature.mfcc``'s DCT-II and lifter as one float64 product
     (:func:`_dct_matrix`), returned in the mel spectrogram's dtype.
     """
-    log_spec = 10.0 * np.log10(np.maximum(AMIN, mel))
-    log_spec -= 10.0 * np.log10(np.maximum(AMIN, np.abs(1.0)))  # ref=1.0: as librosa
+    log_spec = 10.0 * np.log10(np.maximum(AMIN, mel))  # ref=1.0: librosa subtracts 0 dB
     if config.top_db is not None:
         log_spec = np.maximum(log_spec, log_spec.max() - config.top_db)
     C = _dct_matrix(log_spec.shape[-2], config.n_mfcc, float(config.lifter))
