@@ -17,7 +17,7 @@ import numpy as np
 
 from .. import audio
 from ..exceptions import FeatureError, ParameterError
-from .config import FeatureConfig, is_integral
+from .config import FeatureConfig
 from .engines import cepstra_and_energy, delta, extra_frames
 from .postprocess import digital_silence, sliding_cmvn, utterance_cmvn, vad_mask
 from .presets import DEFAULT_PRESET, PRESETS
@@ -62,11 +62,7 @@ def _compute(
         keep = _kept_frames(energy, config, source)
         if not keep.all():
             feats = feats[keep]
-    if config.cmvn == "utterance":
-        feats = utterance_cmvn(feats, norm_vars=config.cmvn_norm_vars)
-    elif config.cmvn == "sliding":
-        feats = sliding_cmvn(feats, window=config.cmvn_window, norm_vars=config.cmvn_norm_vars)
-    out = np.ascontiguousarray(feats, dtype=config.dtype)
+    out = _normalised(feats, config)
     if not np.isfinite(out).all():
         raise FeatureError(f"{_describe(source)}non-finite feature values (NaN or inf)")
     return out
@@ -119,7 +115,7 @@ def extract(
         soundfile does: :func:`audiogmm.audio.as_float`), or an audio file.
     config : FeatureConfig, optional
         Defaults to the ``general`` preset.
-    sr : int > 0, optional
+    sr : int, optional
         A waveform's rate in Hz, resampled (soxr HQ) to ``config.sample_rate`` when it
         differs (``None``: already at it). Ignored for a path.
     keep_all_frames : bool
@@ -143,15 +139,9 @@ def extract(
     ParameterError
         Invalid *config*, *sr* or waveform shape.
 
-    See Also
-    --------
-    FeatureConfig.preset, audiogmm.cache.extract_many
-
     Examples
     --------
-    >>> import numpy as np
-    >>> rng = np.random.default_rng(0)
-    >>> y = (0.1 * rng.standard_normal(16000)).astype(np.float32)
+    >>> y = (0.1 * np.random.default_rng(0).standard_normal(16000)).astype(np.float32)
     >>> extract(y, sr=16000).shape
     (51, 26)
     """
@@ -168,18 +158,15 @@ def extract(
         if y.ndim != 1:
             raise ParameterError(f"expected a mono waveform of shape (n_samples,), got {y.shape}")
         y = audio.as_float(y)
-        if not np.isfinite(y).all():
+        peak = float(np.max(np.abs(y))) if y.size else 0.0
+        if not np.isfinite(peak):
             raise FeatureError("waveform contains non-finite (NaN or inf) samples")
-        if y.size and float(np.max(np.abs(y))) > audio.MAX_ABS_SAMPLE:
-            raise FeatureError(
-                f"absurd sample values: peak |sample| {float(np.max(np.abs(y))):.3g} times full "
-                f"scale (limit {audio.MAX_ABS_SAMPLE:g})"
-            )
+        if peak > audio.MAX_ABS_SAMPLE:
+            raise FeatureError(f"absurd sample values: peak |sample| {peak:.3g} times full "
+                               f"scale (limit {audio.MAX_ABS_SAMPLE:g})")  # fmt: skip
         if sr is not None:
-            if isinstance(sr, bool) or not is_integral(sr) or sr <= 0:
-                raise ParameterError(f"sr must be a positive integer (Hz), got {sr!r}")
-            if int(sr) != config.sample_rate:
-                y = audio.resample(y, int(sr), config.sample_rate)
+            audio.check_rate(sr, "sr")
+            y = audio.resample(y, int(sr), config.sample_rate)
         if y.size < config.win_length:
             raise FeatureError(
                 f"clip too short: {y.size} samples at {config.sample_rate} Hz, expected at least "
@@ -234,9 +221,13 @@ def derive(X: np.ndarray, source: FeatureConfig, target: FeatureConfig) -> np.nd
     if not derivable(source, target):
         raise ParameterError("target features differ from the source's before normalisation")
     # exactly the frames before CMVN: static cepstra, then each delta order
-    feats = np.ascontiguousarray(X[:, : target.n_dims], dtype=np.float32)
-    if target.cmvn == "utterance":
-        feats = utterance_cmvn(feats, norm_vars=target.cmvn_norm_vars)
-    elif target.cmvn == "sliding":
-        feats = sliding_cmvn(feats, window=target.cmvn_window, norm_vars=target.cmvn_norm_vars)
-    return np.ascontiguousarray(feats, dtype=target.dtype)
+    return _normalised(np.ascontiguousarray(X[:, : target.n_dims], dtype=np.float32), target)
+
+
+def _normalised(feats: np.ndarray, config: FeatureConfig) -> np.ndarray:
+    """``feats`` (n_frames, n_dims) after the config's CMVN, in its dtype, C order."""
+    if config.cmvn == "utterance":
+        feats = utterance_cmvn(feats, norm_vars=config.cmvn_norm_vars)
+    elif config.cmvn == "sliding":
+        feats = sliding_cmvn(feats, window=config.cmvn_window, norm_vars=config.cmvn_norm_vars)
+    return np.ascontiguousarray(feats, dtype=config.dtype)

@@ -25,9 +25,7 @@ def vad_mask(energy_db: np.ndarray, *, threshold_db: float, floor_db: float) -> 
     depends more on the share of silence); the floor keeps digital silence unvoiced.
     """
     e = np.asarray(energy_db)
-    if e.size == 0:
-        return np.zeros(0, dtype=bool)
-    return (e > e.max() - threshold_db) & (e > floor_db)
+    return (e > e.max(initial=-np.inf) - threshold_db) & (e > floor_db)
 
 
 def digital_silence(energy_db: np.ndarray, *, silence_db: float, min_frames: int) -> np.ndarray:
@@ -134,16 +132,10 @@ def _convolve_frames(x: np.ndarray, coeffs: np.ndarray, mode: str) -> np.ndarray
     eps = np.finfo(np.float64).eps
     fw = w - 0.0  # float64 copy
     pairs = [(fw[size1 + i], fw[size1 - i]) for i in range(1, size1 + 1)]
-    sym = 1 if all(abs(a - b) <= eps for a, b in pairs) else 0
-    sym = sym or -all(abs(a + b) <= eps for a, b in pairs)
-    x64 = np.asarray(x, dtype=np.float64)
-    if mode == "nearest" and x.ndim == 2:  # the default: edge columns repeated, without np.pad
-        line = np.empty((x.shape[0], n + 2 * size1))
-        line[:, :size1] = x64[:, :1]
-        line[:, size1 : size1 + n] = x64
-        line[:, size1 + n :] = x64[:, -1:]
-    else:
-        line = np.pad(x64, [(0, 0)] * (x.ndim - 1) + [(size1, size1)], mode=_PAD_MODE[mode])
+    sym = 1 if all(abs(a - b) <= eps for a, b in pairs) else -all(
+        abs(a + b) <= eps for a, b in pairs)  # fmt: skip
+    pad = [(0, 0)] * (x.ndim - 1) + [(size1, size1)]
+    line = np.pad(np.asarray(x, dtype=np.float64), pad, mode=_PAD_MODE[mode])
 
     def tap(j: int) -> np.ndarray:  # iline[j] for every output position
         return line[..., size1 + j : size1 + j + n]

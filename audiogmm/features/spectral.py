@@ -1,13 +1,9 @@
-"""Spectral analysis: framing, |STFT|^2, mel projection, frame energy, log, DCT.
-
-librosa's ``stft`` + ``feature.melspectrogram`` + ``power_to_db`` + ``feature.mfcc``
-restated in numpy, frames as rows, in blocks (memory bounded on long files), the frame
-energy (VAD, ``c0="energy"``) from the same spectrum, on one BLAS thread (results do not
-depend on thread settings or job count). librosa is never imported here: its modules
-compile numba helpers on first use (~12 s of a cold run) for nothing the front end needs;
-nor scipy (~0.25 s per process). The window, filterbank and ``power_to_db`` are librosa's
-bit for bit; the DCT is a float64 matrix product, equal to librosa's float32 one within
-float32 rounding (``tests/test_coldstart.py`` checks both, every preset and window).
+"""librosa's ``stft`` + ``feature.melspectrogram`` + ``power_to_db`` + ``feature.mfcc``
+restated in numpy, frames as rows, in blocks (memory bounded), with the frame energy (VAD,
+``c0="energy"``) from the same spectrum, on one BLAS thread (results independent of
+threads and jobs). Neither librosa (numba compiles, ~12 s cold) nor scipy (~0.25 s) is
+imported. Window, filterbank and ``power_to_db`` are librosa's bit for bit; the DCT is a
+float64 matrix product, within float32 rounding of librosa's (``tests/test_coldstart.py``).
 """
 
 from __future__ import annotations
@@ -108,8 +104,8 @@ def _energy_norm(name: str, win_length: int, n_fft: int) -> float:
 
 
 def stft_blocks(y: np.ndarray, config: FeatureConfig, stft=None):
-    """The STFT of ``y`` (n_samples,), complex ``(n, 1 + n_fft // 2)`` blocks of frames as rows:
-    numpy's ``rfft``, or ``stft`` (``librosa.stft``) on the frames' span, transposed.
+    """The STFT of ``y`` (n_samples,), complex ``(n, 1 + n_fft // 2)`` blocks of frames as
+    rows: numpy's ``rfft``, or ``stft`` (``librosa.stft``) on the frames' span, transposed.
 
     Framed as ``librosa.stft``: centred (``np.pad`` by ``n_fft // 2`` in ``config.pad_mode``),
     the window zero-padded to ``n_fft`` in float32. FeatureError when shorter than a frame.
