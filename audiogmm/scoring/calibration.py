@@ -58,18 +58,14 @@ def pav(y: np.ndarray, weights: np.ndarray | None = None) -> np.ndarray:
     optional ``weights`` (n,) > 0, by PAV: the weighted means of the pooled blocks."""
     y = np.asarray(y, dtype=np.float64)
     w = np.ones_like(y) if weights is None else np.asarray(weights, dtype=np.float64)
-    means, wsum, size = [], [], []
+    blocks: list = []  # [mean, weight, size] of each pooled block
     for yi, wi in zip(y, w):
-        means.append(yi)
-        wsum.append(wi)
-        size.append(1)
-        while len(means) > 1 and means[-2] > means[-1]:  # a violation: pool the two blocks
-            w2 = wsum[-2] + wsum[-1]
-            m2 = (means[-2] * wsum[-2] + means[-1] * wsum[-1]) / w2
-            n2 = size[-2] + size[-1]
-            del means[-1], wsum[-1], size[-1]
-            means[-1], wsum[-1], size[-1] = m2, w2, n2
-    return np.repeat(means, size)
+        blocks.append([yi, wi, 1])
+        while len(blocks) > 1 and blocks[-2][0] > blocks[-1][0]:  # a violation: pool the two
+            m1, w1, n1 = blocks.pop()
+            m0, w0, n0 = blocks[-1]
+            blocks[-1] = [(m0 * w0 + m1 * w1) / (w0 + w1), w0 + w1, n0 + n1]
+    return np.repeat([b[0] for b in blocks], [b[2] for b in blocks])
 
 
 def min_cllr(y_true: Sequence[int], scores: Sequence[float]) -> float:
@@ -83,7 +79,7 @@ def min_cllr(y_true: Sequence[int], scores: Sequence[float]) -> float:
     tar, non = split_trials(y_true, scores)
     s = np.concatenate([tar, non])
     y = np.concatenate([np.ones(len(tar)), np.zeros(len(non))])
-    uniq, inv = np.unique(s, return_inverse=True)
+    inv = np.unique(s, return_inverse=True)[1]
     count = np.bincount(inv).astype(np.float64)
     p = pav(np.bincount(inv, weights=y) / count, count)  # one point per distinct score
     with np.errstate(divide="ignore"):  # p = 0 or 1: LLR -inf or +inf, whose cost is 0
@@ -117,7 +113,6 @@ def fit_calibration(
     (``a = b = 0``) or separate the trials (no finite optimum: a tiny ridge on the slope
     bounds the LLRs, overconfident on new trials).
     """
-
     check_dcf_costs(p_target, 1.0, 1.0)
     tar, non = split_trials(y_true, scores)
     s = np.concatenate([tar, non])
@@ -152,12 +147,9 @@ def fit_calibration(
 
 def newton_minimise(fun: Callable[[np.ndarray], tuple[float, np.ndarray, np.ndarray]],
                     x0: np.ndarray, *, max_iter: int = 200) -> np.ndarray:  # fmt: skip
-    """Minimise a smooth convex function by Newton's method with backtracking, from ``x0`` (n,).
-
-    ``fun(x)`` returns the value, gradient (n,) and positive definite Hessian (n, n) (a ridge
-    makes it so). Returns the point (n,) where no step lowers the value by more than 1e-14
-    of it (never uphill).
-    """
+    """Minimise a smooth convex function by Newton's method with backtracking, from ``x0`` (n,):
+    ``fun(x)`` returns the value, gradient (n,) and positive definite Hessian (n, n). Returns
+    the point (n,) where no step lowers the value by more than 1e-14 of it (never uphill)."""
     x = np.asarray(x0, dtype=np.float64)
     f, g, H = fun(x)
     for _ in range(max_iter):

@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 
 from ..exceptions import ParameterError
+from .metrics import paired_labels
 
 __all__ = [
     "DCF_TARGETS", "check_dcf_costs", "det_curve", "eer", "min_dcf", "open_set_rates",
@@ -142,11 +143,8 @@ def open_set_rates(
     """Open-set error rates (NaN for empty groups) and counts; true labels not in ``known``
     are unknown classes, a prediction of ``unknown`` a rejection: ``false_accept`` (unknown
     given a known label), ``false_reject`` and ``misidentified`` (known given another)."""
-    if len(y_true) != len(y_pred):
-        raise ParameterError(f"{len(y_true)} true labels but {len(y_pred)} predictions")
+    t, p = paired_labels(y_true, y_pred)
     ks = set(map(str, known))
-    t = [str(y) for y in y_true]
-    p = [str(y) for y in y_pred]
     kn = [(a, b) for a, b in zip(t, p) if a in ks]
     un = [b for a, b in zip(t, p) if a not in ks]
     fa = sum(b != unknown for b in un)
