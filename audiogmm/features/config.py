@@ -7,6 +7,7 @@ import dataclasses
 import functools
 import hashlib
 import json
+import math
 from dataclasses import dataclass
 from typing import Any, Optional, Union
 
@@ -15,7 +16,7 @@ import numpy as np
 from ..exceptions import ParameterError
 from .extras import as_json, extra_dims, normalise_extras, range_error
 
-__all__ = ["FEATURE_FORMAT_VERSION", "WINDOWS", "FeatureConfig", "is_integral", "window"]
+__all__ = ["FEATURE_FORMAT_VERSION", "WINDOWS", "FeatureConfig", "window"]
 
 #: Bump whenever the numbers produced for a given config change: it is part of
 #: :meth:`FeatureConfig.content_hash`, so feature caches are invalidated. Version 2:
@@ -171,14 +172,11 @@ class FeatureConfig:
             name, value, typ = f.name, getattr(self, f.name), str(f.type)
             if value is None and "Optional" in typ:
                 continue
-            # strings such as "16000" are refused, not converted
-            number = isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(
-                value, (bool, np.bool_)
-            )
+            real = _finite_number(value)  # strings such as "16000" are refused, not converted
             ok, cast, what = {
                 "bool": (isinstance(value, (bool, np.bool_)), bool, "a bool"),
-                "int": (number and is_integral(value), int, "an integer"),
-                "float": (number and is_real(value), float, "a finite number"),
+                "int": (real and value == int(value), int, "an integer"),
+                "float": (real, float, "a finite number"),
                 "str": (isinstance(value, str), str, "a string"),
             }.get(typ.replace("Optional[", "").rstrip("]"), (True, None, ""))
             if not ok:
@@ -320,15 +318,10 @@ class FeatureConfig:
         return hashlib.sha256(payload.encode("utf-8")).hexdigest()[:16]
 
 
-def is_integral(v: Any) -> bool:
-    try:
-        return float(v) == int(v)
-    except (TypeError, ValueError, OverflowError):
+def _finite_number(v: Any) -> bool:
+    if isinstance(v, (bool, np.bool_)) or not isinstance(v, (int, float, np.integer, np.floating)):
         return False
-
-
-def is_real(v: Any) -> bool:
     try:
-        return bool(np.isfinite(float(v)))
-    except (TypeError, ValueError):
+        return math.isfinite(v)
+    except OverflowError:  # an int beyond float range
         return False
