@@ -27,9 +27,8 @@ FEATURE_FORMAT_VERSION = 3
 #: Fields added after the cache format was fixed: left out of the content hash at their
 #: default, so the hashes (caches, models) of configs that do not use them stay the same.
 _NEW_FIELDS = {"engine": "numpy", "extras": ()}
-#: name -> (lo, hi, unit, brackets): every size that drives an allocation is capped.
-#: Rates from telephone speech to high-resolution audio; the largest FFT is 43 ms at
-#: 384 kHz; the longest sliding CMVN window is 10 minutes at a 10 ms hop.
+#: name -> (lo, hi, unit, brackets): every size that drives an allocation is capped (the
+#: largest FFT is 43 ms at 384 kHz, the longest CMVN window 10 minutes at a 10 ms hop).
 _RANGES = {
     "sample_rate": (1000, 384000, " Hz", "[]"), "win_ms": (0, 1000.0, " ms", "(]"),
     "hop_ms": (0, 1000.0, " ms", "(]"), "n_fft": (16, 1 << 14, " samples", "[]"),
@@ -38,8 +37,8 @@ _RANGES = {
     "vad_floor_db": (-1000, 0, " dB", "[]"), "cmvn_window": (1, 60000, " frames", "[]"),
 }  # fmt: skip
 MAX_DELTA_WIDTH = 99
-#: Window names accepted (scipy.signal.get_window's parameter-free windows). Checked
-#: against this list so that building a config never imports scipy.signal or librosa.
+#: Window names accepted (scipy.signal.get_window's parameter-free windows), listed so that
+#: building a config never imports scipy.signal or librosa.
 WINDOWS = frozenset(
     "barthann bartlett blackman blackmanharris bohman boxcar cosine flattop hamming hann "
     "lanczos nuttall parzen triang".split()
@@ -89,21 +88,16 @@ class FeatureConfig:
     ----------
     sample_rate : int in [1000, 384000]
         Analysis rate in Hz; input is resampled (soxr HQ) to it.
-    win_ms, hop_ms : float in (0, 1000]
-        Analysis window and hop in ms.
-    n_fft : int >= win_length
-        FFT size in samples; the window is zero-padded (centred) to it.
-    window : str
-        A periodic :func:`scipy.signal.get_window` name (:data:`WINDOWS`).
-    center, pad_mode : bool, str
-        Centre frames on ``t * hop_length`` by padding the signal with ``np.pad``'s mode.
+    win_ms, hop_ms, n_fft : float in (0, 1000], float in (0, 1000], int >= win_length
+        Analysis window and hop in ms; FFT size in samples (the window centred in it).
+    window, center, pad_mode : str, bool, str
+        A periodic :func:`scipy.signal.get_window` name (:data:`WINDOWS`); centre frames on
+        ``t * hop_length`` by padding the signal with ``np.pad``'s mode.
     preemphasis : float in [0, 1)
         ``y[n] - a * y[n-1]`` over the whole signal; 0 = off.
-    n_mels : int > 0
-    fmin, fmax : float
-        Band edges in Hz, ``0 <= fmin < fmax <= sample_rate / 2`` (``fmax=None``: Nyquist).
-    htk, mel_norm : bool, {"slaney", None}
-        HTK's mel formula instead of Slaney's; filter area normalisation, or none.
+    n_mels, fmin, fmax, htk, mel_norm : int > 0, float, float, bool, {"slaney", None}
+        Mel bands from ``fmin`` to ``fmax`` Hz (``0 <= fmin < fmax <= sample_rate / 2``;
+        None: Nyquist), HTK's mel formula or Slaney's, unit-area filters or not.
     top_db : float in (0, 1000] or None
         ``power_to_db`` clipping below the clip's peak (None: only the -100 dB floor).
     n_mfcc, lifter : int in [1, n_mels], float >= 0
@@ -111,12 +105,10 @@ class FeatureConfig:
     c0 : {"keep", "energy", "drop"}
         Keep c0, replace it by the frame log-energy (dB re full scale, the HTK/Kaldi
         habit), or drop it (``n_mfcc - 1`` cepstra).
-    delta_order, delta_width : {0, 1, 2}, odd int in [3, 99]
-        Static only, +Δ, or +Δ+ΔΔ; Savitzky-Golay window (frames) of ``librosa.feature.delta``.
-    delta_mode : str
-        Its edge mode. ``"nearest"`` (default) repeats the edge frames, as Kaldi's
-        ``add-deltas``; ``"interp"`` (librosa's, ``dcase2016``) falls back to
-        ``"nearest"`` on clips shorter than ``delta_width`` frames.
+    delta_order, delta_width, delta_mode : {0, 1, 2}, odd int in [3, 99], str
+        Static only, +Δ, or +Δ+ΔΔ, by ``librosa.feature.delta`` over ``delta_width`` frames.
+        Edges: ``"nearest"`` repeats the edge frames (Kaldi's ``add-deltas``); librosa's
+        ``"interp"`` (``dcase2016``) falls back to it on clips shorter than the width.
     vad, vad_threshold_db, vad_floor_db : bool, float > 0, float in [-1000, 0]
         Energy VAD: drop frames at most ``max - vad_threshold_db`` or ``vad_floor_db`` (dB re
         full scale; a full-scale sine is -3 dB). The frame energy is the mean square of the
@@ -125,11 +117,9 @@ class FeatureConfig:
     cmvn, cmvn_window, cmvn_norm_vars : {"none", "utterance", "sliding"}, int > 0, bool
         Cepstral mean (and variance, std. dev. floored at 1e-8) normalisation after VAD;
         sliding window in frames (Kaldi ``apply-cmvn-sliding --center=true``).
-    dtype : {"float32", "float64"}
-    engine : {"numpy", "librosa"}
-        This package's numpy restatement of librosa's formulas (no librosa import, no
-        numba compile), or librosa's own functions on the same frame grid; they agree
-        within float32 rounding (``tests/test_engines.py``).
+    dtype, engine : {"float32", "float64"}, {"numpy", "librosa"}
+        This package's numpy restatement of librosa's formulas (no librosa import, no numba
+        compile), or librosa's own functions; they agree within float32 rounding.
     extras : sequence of str or dict
         librosa frame features appended after the deltas, by name (``"rms"``) or with
         arguments (``{"name": "spectral_contrast", "n_bands": 4}``) from the allow-list

@@ -1,10 +1,7 @@
-"""Who computes the frames: the numpy restatement (:mod:`.spectral`, default) or librosa.
-
-``engine="librosa"`` calls ``librosa.stft``, ``feature.melspectrogram``, ``power_to_db``,
-``feature.mfcc`` and ``feature.delta`` on the same frame grid and window
-(:func:`.spectral.stft_blocks`); the engines differ by float32 rounding only
-(``tests/test_engines.py``). ``config.extras`` are always librosa's. librosa is imported
-only when a config asks for it.
+"""Who computes the frames: the numpy restatement (:mod:`.spectral`, default) or librosa's
+``stft``, ``feature.melspectrogram``, ``power_to_db``, ``feature.mfcc`` and ``feature.delta``
+on the same frames and window (:func:`.spectral.stft_blocks`); they differ by float32 rounding
+only. ``config.extras`` are always librosa's, imported only when a config asks for it.
 """
 
 from __future__ import annotations
@@ -59,14 +56,10 @@ def delta(ceps: np.ndarray, *, width: int, order: int, mode: str, engine: str) -
 
 
 def extra_frames(y: np.ndarray, config: FeatureConfig, n_frames: int) -> np.ndarray:
-    """The rows of ``config.extras`` on the cepstra's ``n_frames`` frames, float32.
-
-    ``y`` (n_samples,) is the waveform before pre-emphasis. Spectral extras read the
-    config's magnitude spectrogram, held whole (``2 (n_fft + 2)`` bytes per frame, about
-    0.7 GB per hour at the ``sound`` preset); ``zero_crossing_rate`` and ``rms`` read
-    ``n_fft``-sample frames of ``y``; ``onset_strength`` the mel spectrogram in dB.
-    FeatureError when librosa refuses the input, naming the feature.
-    """
+    """The rows of ``config.extras`` on the cepstra's ``n_frames`` frames, float32, from ``y``
+    (n_samples,) before pre-emphasis: the magnitude spectrogram held whole (0.7 GB per hour at
+    the ``sound`` preset), or frames of ``y``. FeatureError, naming the feature, when librosa
+    refuses the input."""
     librosa = _librosa()
     S = np.empty((1 + config.n_fft // 2, n_frames), dtype=np.float32)  # |X|, held whole
     b = 0

@@ -1,6 +1,4 @@
-"""``extract``: waveform or file in, frames out, ``(n_frames, n_dims)``.
-
-Pipeline (frames are rows once it leaves librosa)::
+"""``extract``: waveform or file in, frames ``(n_frames, n_dims)`` out::
 
     waveform ─ pre-emphasis ─ |STFT|² ─ mel filterbank ─ log ─ DCT + lifter
              ─ [c0 → frame log-energy] ─ Δ/ΔΔ ─ energy VAD (drop frames) ─ CMVN
@@ -32,9 +30,8 @@ def _describe(source: Optional[str]) -> str:
     return f"{source!r}: " if source else ""
 
 
-def _compute(
-    y: np.ndarray, config: FeatureConfig, source: Optional[str], keep_all: bool
-) -> np.ndarray:
+def _compute(y: np.ndarray, config: FeatureConfig, source: Optional[str], keep_all: bool
+             ) -> np.ndarray:  # fmt: skip
     """Features of a validated float32 waveform already at ``config.sample_rate``."""
     y_in = y  # the extras read the signal before pre-emphasis
     if config.preemphasis > 0:
@@ -45,14 +42,11 @@ def _compute(
     elif config.c0 == "drop":
         ceps = ceps[1:]
     n_frames = ceps.shape[1]
-    blocks = [ceps]
-    if config.delta_order > 0:
-        mode = config.delta_mode
-        if mode == "interp" and n_frames < config.delta_width:
-            mode = "nearest"  # librosa's 'interp' needs >= width frames
-        for order in range(1, config.delta_order + 1):
-            blocks.append(delta(ceps, width=config.delta_width, order=order, mode=mode,
-                                engine=config.engine))  # fmt: skip
+    mode = config.delta_mode
+    if mode == "interp" and n_frames < config.delta_width:
+        mode = "nearest"  # librosa's 'interp' needs >= width frames
+    blocks = [ceps] + [delta(ceps, width=config.delta_width, order=order, mode=mode,
+                             engine=config.engine) for order in range(1, config.delta_order + 1)]
     if config.extras:
         blocks.append(extra_frames(y_in, config, n_frames))
     # the one transpose: frames are rows from here on, in C order, so that the CMVN sums
@@ -99,13 +93,9 @@ def _kept_frames(energy: np.ndarray, config: FeatureConfig, source: Optional[str
     return keep
 
 
-def extract(
-    y_or_path: Union[np.ndarray, str, os.PathLike],
-    *,
-    config: Optional[FeatureConfig] = None,
-    sr: Optional[int] = None,
-    keep_all_frames: bool = False,
-) -> np.ndarray:
+def extract(y_or_path: Union[np.ndarray, str, os.PathLike], *,
+            config: Optional[FeatureConfig] = None, sr: Optional[int] = None,
+            keep_all_frames: bool = False) -> np.ndarray:  # fmt: skip
     """Compute MFCC frames (+ Δ/ΔΔ, VAD, CMVN) from a waveform or an audio file.
 
     Parameters
@@ -185,22 +175,17 @@ def derivable(source: FeatureConfig, target: FeatureConfig) -> bool:
     """Whether :func:`derive` can compute ``target``'s features from ``source``'s: ``source``
     applies no CMVN, ``target`` keeps no more delta orders, and they differ in nothing else
     but CMVN and ``dtype`` (``target``'s frames before CMVN lead ``source``'s output)."""
-    if source.cmvn != "none" or target.delta_order > source.delta_order:
+    fewer = target.delta_order < source.delta_order and not source.extras  # extras follow Δs
+    if source.cmvn != "none" or not (fewer or target.delta_order == source.delta_order):
         return False
-    if source.extras and target.delta_order != source.delta_order:
-        return False  # the extras' columns follow the deltas: slicing would drop them
     a, b = source.to_dict(), target.to_dict()
     return all(a[k] == b[k] for k in a if k not in _DERIVABLE_FIELDS)
 
 
 def extraction_roots(configs: Sequence[FeatureConfig]) -> list[int]:
-    """For each config, the index of the one whose extraction its features are computed from.
-
-    The roots are the configs no other one derives strictly (:func:`derivable` one way
-    only); each config maps to the first root equal to it or deriving it (equal configs
-    share a root). So front ends that differ only in CMVN or delta orders (a fused model's
-    members, model selection's candidates) cost one decode and one STFT in all.
-    """
+    """For each config, the index of the one whose extraction its features are computed from:
+    the first root (a config no other one derives strictly) equal to it or deriving it, so
+    front ends that differ only in CMVN or delta orders cost one decode and one STFT in all."""
 
     def strictly(a: FeatureConfig, b: FeatureConfig) -> bool:
         return a != b and derivable(a, b) and not derivable(b, a)
@@ -212,12 +197,9 @@ def extraction_roots(configs: Sequence[FeatureConfig]) -> list[int]:
 
 def derive(X: np.ndarray, source: FeatureConfig, target: FeatureConfig) -> np.ndarray:
     """``target``'s features (n_frames, target.n_dims) from ``source``'s ``X`` (n_frames,
-    n_dims) of one clip, bit-identical to :func:`extract` with ``target``.
-
-    Slices and renormalises instead of decoding again (the frames before CMVN are leading
-    columns of ``source``'s output, exactly, in either dtype). ParameterError unless
-    :func:`derivable`.
-    """
+    n_dims) of one clip, bit-identical to :func:`extract` with ``target``: the frames before
+    CMVN lead ``source``'s output exactly, in either dtype. ParameterError unless
+    :func:`derivable`."""
     if not derivable(source, target):
         raise ParameterError("target features differ from the source's before normalisation")
     # exactly the frames before CMVN: static cepstra, then each delta order

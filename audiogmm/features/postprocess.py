@@ -19,22 +19,16 @@ _STD_FLOOR = 1e-8  # CMVN: constant dimensions map to 0 instead of dividing by z
 
 def vad_mask(energy_db: np.ndarray, *, threshold_db: float, floor_db: float) -> np.ndarray:
     """Energy VAD: a bool mask (n_frames,) of the frames of ``energy_db`` (n_frames,) louder
-    than ``max - threshold_db`` and than ``floor_db`` (dB).
-
-    Relative to the loudest frame (Kaldi's ``compute-vad``: to the mean log-energy, which
-    depends more on the share of silence); the floor keeps digital silence unvoiced.
-    """
+    than ``max - threshold_db`` and than ``floor_db`` (dB). Relative to the loudest frame,
+    not the mean (Kaldi's ``compute-vad``), which depends more on the share of silence."""
     e = np.asarray(energy_db)
     return (e > e.max(initial=-np.inf) - threshold_db) & (e > floor_db)
 
 
 def digital_silence(energy_db: np.ndarray, *, silence_db: float, min_frames: int) -> np.ndarray:
     """True (n_frames,) for the frames of ``energy_db`` (n_frames,) inside runs of at least
-    ``min_frames`` frames at the ``silence_db`` floor (-100 dB): the frames to drop.
-
-    Such a run is digital silence (an edit, a dropout, zero padding): identical frames that
-    a GMM fits with one spike of absurd likelihood. Shorter pauses are sound (between clicks).
-    """
+    ``min_frames`` frames at the ``silence_db`` floor (-100 dB): digital silence (an edit, a
+    dropout, padding), identical frames a GMM fits with a spike of absurd likelihood."""
     at_floor = np.asarray(energy_db) <= silence_db
     # run boundaries: +1 where a run starts, -1 just after it ends
     edges = np.diff(np.concatenate(([0], at_floor.astype(np.int8), [0])))
@@ -59,34 +53,28 @@ def utterance_cmvn(x: np.ndarray, *, norm_vars: bool = True) -> np.ndarray:
 
 def sliding_cmvn(x: np.ndarray, *, window: int = 300, norm_vars: bool = True) -> np.ndarray:
     """Sliding-window CMVN of ``x`` (n_frames, n_dims), float64, as Kaldi's
-    ``apply-cmvn-sliding --center=true``.
-
-    Frame ``t`` is normalised with the frames ``[t - window // 2, t - window // 2 + window)``,
-    shifted to stay inside the clip (every window holds ``min(window, n_frames)`` frames);
-    ``norm_vars`` also divides by the window's std. dev. (floored at 1e-8).
-    """
+    ``apply-cmvn-sliding --center=true``: frame ``t`` is normalised with the frames
+    ``[t - window // 2, t - window // 2 + window)``, shifted to stay inside the clip;
+    ``norm_vars`` also divides by the window's std. dev. (floored at 1e-8)."""
     x64 = np.asarray(x, dtype=np.float64)
     n = x64.shape[0]
     if n == 0:
         return x64.copy()
     w = min(int(window), n)
-    t = np.arange(n)
-    start = np.clip(t - int(window) // 2, 0, n - w)
+    start = np.clip(np.arange(n) - int(window) // 2, 0, n - w)
     end = start + w
-    c1 = np.zeros((n + 1, x64.shape[1]))
-    np.cumsum(x64, axis=0, out=c1[1:])
-    mean = (c1[end] - c1[start]) / w
-    out = x64 - mean
+
+    def window_sum(v: np.ndarray) -> np.ndarray:  # Σ v over each frame's window, (n, n_dims)
+        c = np.zeros((n + 1, v.shape[1]))
+        np.cumsum(v, axis=0, out=c[1:])
+        return c[end] - c[start]
+
+    out = x64 - window_sum(x64) / w
     if norm_vars:
-        # Centre each window on its mean before squaring: Σ(x - m)² from cumulative
-        # sums of x and x² loses precision, so use the shifted data (x - global mean).
+        # Σ(x - m)² from cumulative sums of x and x² loses precision: use the shifted data
         xc = x64 - x64.mean(axis=0)
-        c1c = np.zeros_like(c1)
-        c2c = np.zeros_like(c1)
-        np.cumsum(xc, axis=0, out=c1c[1:])
-        np.cumsum(xc * xc, axis=0, out=c2c[1:])
-        m = (c1c[end] - c1c[start]) / w
-        var = (c2c[end] - c2c[start]) / w - m * m
+        m = window_sum(xc) / w
+        var = window_sum(xc * xc) / w - m * m
         out /= np.maximum(np.sqrt(np.maximum(var, 0.0)), _STD_FLOOR)
         # A window that is constant in a dimension (e.g. window=1, or repeated frames) has a
         # variance of pure rounding noise here: map it to 0, as utterance_cmvn does.
@@ -152,13 +140,10 @@ def _convolve_frames(x: np.ndarray, coeffs: np.ndarray, mode: str) -> np.ndarray
 
 
 def delta(ceps: np.ndarray, *, width: int, order: int, mode: str) -> np.ndarray:
-    """``librosa.feature.delta(ceps, width=width, order=order, mode=mode)``, bit for bit.
-
-    librosa's ``scipy.signal.savgol_filter`` solves for the Savitzky-Golay coefficients on
-    every call (most of the cost on short clips); outside ``"interp"`` mode it is one
-    ``convolve1d``, done here with cached coefficients and no scipy import. ``"interp"``
-    (polynomial fits at the edges) calls ``savgol_filter`` (never librosa: numba).
-    """
+    """``librosa.feature.delta(ceps, width=width, order=order, mode=mode)``, bit for bit:
+    outside ``"interp"`` mode one ``convolve1d`` with cached Savitzky-Golay coefficients
+    (librosa solves for them on every call) and no scipy import; ``"interp"`` (polynomial
+    fits at the edges) calls ``scipy.signal.savgol_filter`` (never librosa: numba)."""
     if mode == "interp":
         import scipy.signal
 

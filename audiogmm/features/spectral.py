@@ -28,8 +28,7 @@ _BLOCK_FRAMES = 2048  # STFT frames per block: bounds memory on hour-long files
 @functools.lru_cache(maxsize=32)
 def _padded_window(name: str, win_length: int, n_fft: int) -> np.ndarray:
     lpad = (n_fft - win_length) // 2  # centred in n_fft, as librosa.util.pad_center
-    w = np.pad(window(name, win_length), (lpad, n_fft - win_length - lpad))
-    w = w.astype(np.float32)
+    w = np.pad(window(name, win_length), (lpad, n_fft - win_length - lpad)).astype(np.float32)
     w.setflags(write=False)
     return w
 
@@ -78,9 +77,7 @@ def mel_filterbank(*, sr: int, n_fft: int, n_mels: int, fmin: float = 0.0,
     fdiff = np.diff(mel_f)
     ramps = np.subtract.outer(mel_f, fftfreqs)
     for i in range(n_mels):
-        lower = -ramps[i] / fdiff[i]
-        upper = ramps[i + 2] / fdiff[i + 1]
-        weights[i] = np.maximum(0, np.minimum(lower, upper))
+        weights[i] = np.maximum(0, np.minimum(-ramps[i] / fdiff[i], ramps[i + 2] / fdiff[i + 1]))
     if norm == "slaney":
         weights *= (2.0 / (mel_f[2 : n_mels + 2] - mel_f[:n_mels]))[:, np.newaxis]
     return weights
@@ -89,9 +86,9 @@ def mel_filterbank(*, sr: int, n_fft: int, n_mels: int, fmin: float = 0.0,
 @functools.lru_cache(maxsize=32)
 def _mel_basis(sr: int, n_fft: int, n_mels: int, fmin: float, fmax: Optional[float], htk: bool,
                norm: Optional[str]) -> np.ndarray:  # fmt: skip
-    basis = mel_filterbank(sr=sr, n_fft=n_fft, n_mels=n_mels, fmin=fmin, fmax=fmax, htk=htk,
-                           norm=norm)  # fmt: skip
-    basis = np.ascontiguousarray(basis.T)  # (n_bins, n_mels), C order: the fast BLAS layout
+    # (n_bins, n_mels), C order: the fast BLAS layout
+    basis = np.ascontiguousarray(mel_filterbank(sr=sr, n_fft=n_fft, n_mels=n_mels, fmin=fmin,
+                                                fmax=fmax, htk=htk, norm=norm).T)  # fmt: skip
     basis.setflags(write=False)
     return basis
 
@@ -153,13 +150,8 @@ def frame_energy_db(power_rows: np.ndarray, config: FeatureConfig) -> np.ndarray
 
 @functools.lru_cache(maxsize=16)
 def _dct_matrix(n_mels: int, n_mfcc: int, lifter: float) -> np.ndarray:
-    """Rows 0..n_mfcc-1 of the orthonormal DCT-II over ``n_mels`` points, liftered.
-
-    ``scipy.fft.dct(x, type=2, norm="ortho")`` is ``C @ x`` with
-    ``C[k, m] = s_k cos(pi k (2m + 1) / (2 n))``, ``s_0 = sqrt(1/n)``, else
-    ``sqrt(2/n)``; librosa's sinusoidal lifter scales row ``k`` by
-    ``1 + (L/2) sin(pi (k+1) / L)``. Built in float64, once per shape.
-    """
+    """Rows 0..n_mfcc-1 of the orthonormal DCT-II (``scipy.fft.dct(x, type=2, norm="ortho")
+    = C @ x``) over ``n_mels`` points, rows scaled by librosa's lifter; float64, cached."""
     k = np.arange(n_mfcc, dtype=np.float64)[:, np.newaxis]
     m = np.arange(n_mels, dtype=np.float64)[np.newaxis, :]
     C = np.cos(np.pi * k * (2.0 * m + 1.0) / (2.0 * n_mels)) * math.sqrt(2.0 / n_mels)
@@ -171,12 +163,9 @@ def _dct_matrix(n_mels: int, n_mfcc: int, lifter: float) -> np.ndarray:
 
 
 def cepstra(mel: np.ndarray, config: FeatureConfig) -> np.ndarray:
-    """MFCC ``(n_mfcc, n_frames)`` from a mel power spectrogram ``(n_mels, n_frames)``.
-
-    librosa's ``power_to_db(mel, ref=1.0, amin=AMIN, top_db=config.top_db)`` (bit for
-    bit), then ``feature.mfcc``'s DCT-II and lifter as one float64 product
-    (:func:`_dct_matrix`), returned in the mel spectrogram's dtype.
-    """
+    """MFCC ``(n_mfcc, n_frames)`` from a mel power spectrogram ``(n_mels, n_frames)``:
+    librosa's ``power_to_db(mel, ref=1.0, amin=AMIN, top_db=config.top_db)`` bit for bit,
+    then ``feature.mfcc``'s DCT and lifter as one float64 product, in the input's dtype."""
     log_spec = 10.0 * np.log10(np.maximum(AMIN, mel))  # ref=1.0: librosa subtracts 0 dB
     if config.top_db is not None:
         log_spec = np.maximum(log_spec, log_spec.max() - config.top_db)
