@@ -112,17 +112,13 @@ def _check_header(path: str, f: sf.SoundFile) -> None:
     """Refuse what the header declares before anything is allocated for it."""
     rate, channels, frames = int(f.samplerate), int(f.channels), int(f.frames)
     if not MIN_SAMPLE_RATE <= rate <= MAX_SAMPLE_RATE:
-        raise AudioError(
-            f"{path!r}: declared sample rate {rate} Hz is outside the supported range "
-            f"[{MIN_SAMPLE_RATE}, {MAX_SAMPLE_RATE}] Hz (corrupt header?)"
-        )
+        raise AudioError(f"{path!r}: declared sample rate {rate} Hz is outside the supported "
+                         f"range [{MIN_SAMPLE_RATE}, {MAX_SAMPLE_RATE}] Hz (corrupt header?)")
     if not 1 <= channels <= MAX_CHANNELS:
-        raise AudioError(
-            f"{path!r}: declares {channels} channels; at most {MAX_CHANNELS} are supported"
-        )
-    limit = sample_limit()
-    if frames > limit:
-        raise _too_long(path, f"declares {frames} samples per channel", limit, rate)
+        raise AudioError(f"{path!r}: declares {channels} channels; at most {MAX_CHANNELS} are "
+                         "supported")  # fmt: skip
+    if frames > sample_limit():
+        raise _too_long(path, f"declares {frames} samples per channel", sample_limit(), rate)
 
 
 def sample_limit() -> int:
@@ -142,15 +138,11 @@ def sample_limit() -> int:
 
 
 def _too_long(path: str, what: str, limit: int, rate: int) -> AudioError:
-    return AudioError(
-        f"{path!r}: {what}, more than the limit of {limit} samples "
-        f"({_duration(limit / rate)} at {rate} Hz); split the file, or raise the limit "
-        f"(--max-samples, or ${SAMPLE_LIMIT_ENV})"
-    )
-
-
-def _duration(seconds: float) -> str:
-    return f"{seconds / 60:.0f} min" if seconds >= 120 else f"{seconds:.1f} s"
+    t = limit / rate
+    duration = f"{t / 60:.0f} min" if t >= 120 else f"{t:.1f} s"
+    return AudioError(f"{path!r}: {what}, more than the limit of {limit} samples ({duration} "
+                      f"at {rate} Hz); split the file, or raise the limit (--max-samples, or "
+                      f"${SAMPLE_LIMIT_ENV})")  # fmt: skip
 
 
 def _open(path: str) -> sf.SoundFile:
@@ -189,10 +181,8 @@ def as_float(y: np.ndarray) -> np.ndarray:
     if np.issubdtype(y.dtype, np.floating):
         return y.astype(np.float32, copy=False)
     if y.dtype.name not in _FULL_SCALE:
-        raise ParameterError(
-            "expected a real-valued waveform of float or int8/uint8/int16/int32 samples, got "
-            f"dtype {y.dtype}"
-        )
+        raise ParameterError("expected a real-valued waveform of float or int8/uint8/int16/"
+                             f"int32 samples, got dtype {y.dtype}")  # fmt: skip
     offset, scale = _FULL_SCALE[y.dtype.name]
     # exact in float32: |x - offset| <= 2**31 rounds once, and dividing by a power of two is exact
     return (y.astype(np.float32) - np.float32(offset)) / np.float32(scale)
@@ -208,15 +198,13 @@ def resample(y: np.ndarray, orig_sr: int, target_sr: int) -> np.ndarray:
         return y
     n_out = -(-y.size * int(target_sr) // int(orig_sr))
     if n_out > sample_limit():
-        raise ParameterError(
-            f"resampling {y.size} samples from {orig_sr} to {target_sr} Hz gives {n_out} "
-            f"samples, more than the limit of {sample_limit()} (${SAMPLE_LIMIT_ENV})"
-        )
+        raise ParameterError(f"resampling {y.size} samples from {orig_sr} to {target_sr} Hz "
+                             f"gives {n_out} samples, more than the limit of {sample_limit()} "
+                             f"(${SAMPLE_LIMIT_ENV})")  # fmt: skip
     out = np.ascontiguousarray(soxr.resample(y, orig_sr, target_sr, quality="HQ"), np.float32)
     if not np.isfinite(out).all():  # only for absurd input (|y| near float32 max)
-        raise ParameterError(
-            "resampling produced non-finite samples; the input exceeds the representable range"
-        )
+        raise ParameterError("resampling produced non-finite samples; the input exceeds the "
+                             "representable range")  # fmt: skip
     return out
 
 
@@ -239,9 +227,8 @@ def load(path: PathLike, *, sr: Optional[int], min_samples: int = 1) -> np.ndarr
     Raises
     ------
     AudioError
-        Naming the file and the reason: not found, permission denied, empty, unreadable
-        or corrupt, a declared rate or channel count out of range, too long, zero,
-        non-finite or absurd (beyond :data:`MAX_ABS_SAMPLE`) samples, or too short.
+        Naming the file and the reason (missing, unreadable, corrupt, a header out of range,
+        too long or short, non-finite or absurd samples).
     ParameterError
         An invalid *sr* or *min_samples*.
     """
@@ -265,14 +252,9 @@ def load(path: PathLike, *, sr: Optional[int], min_samples: int = 1) -> np.ndarr
 
 
 def _decode_mono(path: str, f: sf.SoundFile, sr: Optional[int]) -> np.ndarray:
-    """Decode, check, downmix and resample block by block into one float32 buffer.
-
-    Memory is the result plus one block (soxr's stream gives the samples of a one-shot
-    call, used when the file is one block). The declared frame count only sizes the buffer
-    (at most the limit; untouched pages cost nothing); decoding stops with AudioError once
-    the decoded or resampled length passes the limit. Float-coded samples are checked
-    before the downmix, so absurd values are named as such, not as the inf of their sum.
-    """
+    """Decode, check, downmix and resample block by block into one float32 buffer (sized by
+    the declared length, at most the limit): AudioError once the decoded or resampled length
+    passes the limit. Float samples are checked before the downmix, whose sum could be inf."""
     native, limit, channels = int(f.samplerate), sample_limit(), int(f.channels)
     check, int16 = f.subtype not in _INTEGER_SUBTYPES, f.subtype == "PCM_16"
     block = max(1, _BLOCK_SAMPLES // channels)
@@ -313,9 +295,7 @@ def _decode_mono(path: str, f: sf.SoundFile, sr: Optional[int]) -> np.ndarray:
             if n_out + k > limit:
                 raise _too_long(path, "too long at the target rate", limit, native)
             if n_out + k > out.size:  # the header under-declared: grow (rare)
-                grown = np.empty(min(limit, max(2 * out.size, n_out + k)), np.float32)
-                grown[:n_out] = out[:n_out]
-                out = grown
+                out.resize(min(limit, max(2 * out.size, n_out + k)), refcheck=False)
             out[n_out : n_out + k] = chunk
             n_out += k
     except (sf.LibsndfileError, RuntimeError, ValueError, TypeError, OverflowError) as exc:
@@ -326,10 +306,8 @@ def _decode_mono(path: str, f: sf.SoundFile, sr: Optional[int]) -> np.ndarray:
         raise AudioError(f"{path!r}: {n_bad} non-finite (NaN or inf) samples out of "
                          f"{n * channels}")  # fmt: skip
     if peak > MAX_ABS_SAMPLE:
-        raise AudioError(
-            f"{path!r}: absurd sample values (peak |sample| {peak:.3g} times full scale, "
-            f"limit {MAX_ABS_SAMPLE:g}); corrupt float data?"
-        )
+        raise AudioError(f"{path!r}: absurd sample values (peak |sample| {peak:.3g} times full "
+                         f"scale, limit {MAX_ABS_SAMPLE:g}); corrupt float data?")  # fmt: skip
     y = out[:n_out]
     if resampling and not np.isfinite(y).all():  # accepted input cannot do this
         raise AudioError(f"{path!r}: resampling produced non-finite samples")

@@ -107,35 +107,28 @@ def _convolve_frames(x: np.ndarray, coeffs: np.ndarray, mode: str) -> np.ndarray
 
     ndimage's float64 line buffer and accumulation order (``NI_Correlate1D``: centre tap,
     then the outermost pair of taps inwards, summed before the multiply for an
-    (anti)symmetric filter), without importing scipy. Lines shorter than the filter's
-    half-width go to scipy itself (its boundary extension repeats there).
+    (anti)symmetric filter), without importing scipy. Other filters, and lines shorter than
+    the filter's half-width (its boundary extension repeats there), go to scipy itself.
     """
-    n = x.shape[-1]
-    w = coeffs[::-1]  # convolve1d correlates with the reversed filter
-    size1 = w.size // 2
-    if n <= size1 or w.size % 2 == 0:
+    n, fw = x.shape[-1], coeffs[::-1] - 0.0  # float64: convolve1d correlates with the reverse
+    size1 = fw.size // 2
+    eps = np.finfo(np.float64).eps
+    pairs = [(fw[size1 + i], fw[size1 - i]) for i in range(1, (fw.size + 1) // 2)]
+    sym = 1 if all(abs(a - b) <= eps for a, b in pairs) else -all(
+        abs(a + b) <= eps for a, b in pairs)  # fmt: skip
+    if n <= size1 or fw.size % 2 == 0 or not sym:
         import scipy.ndimage
 
         return scipy.ndimage.convolve1d(x, coeffs, axis=-1, mode=mode, cval=0.0)
-    eps = np.finfo(np.float64).eps
-    fw = w - 0.0  # float64 copy
-    pairs = [(fw[size1 + i], fw[size1 - i]) for i in range(1, size1 + 1)]
-    sym = 1 if all(abs(a - b) <= eps for a, b in pairs) else -all(
-        abs(a + b) <= eps for a, b in pairs)  # fmt: skip
     pad = [(0, 0)] * (x.ndim - 1) + [(size1, size1)]
     line = np.pad(np.asarray(x, dtype=np.float64), pad, mode=_PAD_MODE[mode])
 
     def tap(j: int) -> np.ndarray:  # iline[j] for every output position
         return line[..., size1 + j : size1 + j + n]
 
-    if sym:
-        out = tap(0) * fw[size1]
-        for j in range(-size1, 0):
-            out += (tap(j) + tap(-j) if sym > 0 else tap(j) - tap(-j)) * fw[size1 + j]
-    else:
-        out = tap(size1) * fw[2 * size1]
-        for j in range(-size1, size1):
-            out += tap(j) * fw[size1 + j]
+    out = tap(0) * fw[size1]
+    for j in range(-size1, 0):
+        out += (tap(j) + tap(-j) if sym > 0 else tap(j) - tap(-j)) * fw[size1 + j]
     return out.astype(x.dtype, copy=False)
 
 
