@@ -222,15 +222,8 @@ def load(path: PathLike, *, sr: Optional[int], min_samples: int = 1) -> np.ndarr
     Returns
     -------
     np.ndarray [shape=(n_samples,), dtype=float32]
-        In units of full scale ([-1, 1] for integer-coded files).
-
-    Raises
-    ------
-    AudioError
-        Naming the file and the reason (missing, unreadable, corrupt, a header out of range,
-        too long or short, non-finite or absurd samples).
-    ParameterError
-        An invalid *sr* or *min_samples*.
+        In units of full scale ([-1, 1] for integer-coded files). AudioError naming the
+        file and the reason; ParameterError for an invalid *sr* or *min_samples*.
     """
     if sr is not None:
         check_rate(sr, "sr")

@@ -110,9 +110,8 @@ def extract(y_or_path: Union[np.ndarray, str, os.PathLike], *,
         differs (``None``: already at it). Ignored for a path.
     keep_all_frames : bool
         Keep every frame: do not refuse a silent clip, drop runs of digital silence
-        (:data:`SILENT_RUN_S` s or more at -100 dB), nor drop unvoiced frames (``vad``).
-        Otherwise a clip whose kept frames are mostly near-silent (above -100 dB, at most
-        ``config.vad_floor_db``) is named in a logged warning.
+        (:data:`SILENT_RUN_S` s or more at -100 dB), nor drop unvoiced frames (``vad``);
+        otherwise a clip whose kept frames are mostly near-silent is named in a warning.
 
     Returns
     -------
@@ -121,13 +120,9 @@ def extract(y_or_path: Union[np.ndarray, str, os.PathLike], *,
 
     Raises
     ------
-    AudioError
-        A bad file (missing, corrupt, empty, shorter than one window), named.
-    FeatureError
-        Non-finite or too-short waveform, or a silent clip (no frame above
-        ``config.vad_floor_db``, whatever the preset) unless *keep_all_frames*.
-    ParameterError
-        Invalid *config*, *sr* or waveform shape.
+    AudioError, FeatureError, ParameterError
+        A bad file (named); a non-finite or too-short waveform, or a silent clip (no frame
+        above ``config.vad_floor_db``) unless *keep_all_frames*; an invalid argument.
 
     Examples
     --------

@@ -1,9 +1,7 @@
 """The allow-list of librosa frame features a config may append to the cepstra (``extras``).
 
 A config (and so a model file) names extras as data, never code: a key of :data:`EXTRAS`
-and documented keyword arguments of the right type and range. The grid (``sr``, ``n_fft``,
-``hop_length``, window, centring) comes from the config, so the extras share the
-cepstra's frames. Nothing here imports librosa.
+and documented keyword arguments of the right type and range; the grid is the config's.
 """
 
 from __future__ import annotations
@@ -96,13 +94,9 @@ MAX_EXTRAS = 16
 
 
 def normalise_extras(value: Any, *, sample_rate: int, n_fft: int) -> tuple:
-    """The canonical form of a config's ``extras``: ``((name, ((arg, value), ...)), ...)``.
-
-    Items of ``value`` are a name (``"rms"``), a mapping ``{"name": "spectral_contrast",
-    "n_bands": 4}``, or a canonical pair. ``sample_rate`` and ``n_fft`` (the config's grid)
-    bound some ranges (bands below Nyquist). ParameterError: one line naming the unknown
-    feature or argument, or the bad value.
-    """
+    """The canonical form ``((name, ((arg, value), ...)), ...)`` of a config's ``extras``:
+    names (``"rms"``), mappings (``{"name": "spectral_contrast", "n_bands": 4}``) or canonical
+    pairs, checked against the config's grid. ParameterError naming the bad item."""
     if isinstance(value, (str, bytes, Mapping)) or not isinstance(value, (list, tuple)):
         raise ParameterError(f"extras must be a list of feature names, got {value!r:.80}")
     if len(value) > MAX_EXTRAS:

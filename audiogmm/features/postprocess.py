@@ -1,8 +1,6 @@
-"""After the cepstra: deltas, energy VAD and CMVN (utterance or sliding).
-
-Deltas are computed on the contiguous frame sequence, *before* VAD drops frames
-(as Kaldi's ``add-deltas | select-voiced-frames``); CMVN after VAD, on the kept
-frames only, so silence does not bias the statistics.
+"""After the cepstra: deltas, energy VAD and CMVN (utterance or sliding). Deltas come
+*before* VAD drops frames (Kaldi's ``add-deltas | select-voiced-frames``), CMVN after, on
+the kept frames only, so silence does not bias the statistics.
 """
 
 from __future__ import annotations

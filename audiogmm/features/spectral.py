@@ -61,13 +61,8 @@ def _mel_to_hz(mels: np.ndarray, htk: bool) -> np.ndarray:
 def mel_filterbank(*, sr: int, n_fft: int, n_mels: int, fmin: float = 0.0,
                    fmax: Optional[float] = None, htk: bool = False,
                    norm: Optional[str] = "slaney") -> np.ndarray:  # fmt: skip
-    """Triangular mel filters, ``librosa.filters.mel`` bit for bit (same arguments).
-
-    Returns
-    -------
-    np.ndarray [shape=(n_mels, 1 + n_fft // 2), dtype=float32]
-        Band edges ``fmin``-``fmax`` Hz (``None``: ``sr / 2``); ``norm="slaney"``: unit area.
-    """
+    """Triangular mel filters (n_mels, 1 + n_fft // 2), float32, from ``fmin`` to ``fmax`` Hz
+    (``None``: ``sr / 2``): ``librosa.filters.mel`` bit for bit (same arguments)."""
     if fmax is None:
         fmax = float(sr) / 2
     weights = np.zeros((n_mels, int(1 + n_fft // 2)), dtype=np.float32)
@@ -101,12 +96,9 @@ def _energy_norm(name: str, win_length: int, n_fft: int) -> float:
 
 
 def stft_blocks(y: np.ndarray, config: FeatureConfig, stft=None):
-    """The STFT of ``y`` (n_samples,), complex ``(n, 1 + n_fft // 2)`` blocks of frames as
-    rows: numpy's ``rfft``, or ``stft`` (``librosa.stft``) on the frames' span, transposed.
-
-    Framed as ``librosa.stft``: centred (``np.pad`` by ``n_fft // 2`` in ``config.pad_mode``),
-    the window zero-padded to ``n_fft`` in float32. FeatureError when shorter than a frame.
-    """
+    """The STFT of ``y`` (n_samples,) framed as ``librosa.stft``, complex blocks ``(n, 1 +
+    n_fft // 2)`` of frames as rows: numpy's ``rfft``, or ``stft`` (``librosa.stft``) on the
+    frames' span, transposed. FeatureError when shorter than a frame."""
     n_fft, hop = config.n_fft, config.hop_length
     if config.center:
         y = np.pad(y, n_fft // 2, mode=config.pad_mode)  # type: ignore[call-overload]

@@ -93,11 +93,9 @@ def act_dcf(y_true: Sequence[int], llrs: Sequence[float], *, p_target: float,
 
 def fit_calibration(y_true: Sequence[int], scores: Sequence[float], *, p_target: float = 0.5
                     ) -> tuple[float, float]:  # fmt: skip
-    """Linear logistic calibration ``llr = a * score + b``: the finite ``(a, b)``.
-
-    Minimises the cross-entropy weighted to the target prior ``p_target`` (BOSARIS
-    ``train_linear_calibration``) by Newton's method on standardised scores. A
-    CalibrationWarning says when all scores are equal
+    """Linear logistic calibration ``llr = a * score + b``: the finite ``(a, b)`` minimising
+    the cross-entropy weighted to the prior ``p_target`` (BOSARIS ``train_linear_calibration``)
+    by Newton's method on standardised scores. A CalibrationWarning says when all are equal
     (``a = b = 0``) or separate the trials (no finite optimum: a tiny ridge on the slope
     bounds the LLRs, overconfident on new trials).
     """

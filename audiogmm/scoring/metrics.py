@@ -79,11 +79,8 @@ def per_class(labels: Sequence[str], C: np.ndarray) -> dict[str, dict[str, float
 
 
 def macro_f1(labels: Sequence[str], C: np.ndarray) -> float:
-    """Unweighted mean F1 over the classes that occur as a true or a predicted label.
-
-    As scikit-learn's ``f1_score(average="macro")`` with its default labels: a class
-    predicted but never true counts with F1 = 0. ``nan`` when there are no clips.
-    """
+    """Unweighted mean F1 over the classes that occur as a true or a predicted label (nan when
+    none), as scikit-learn's ``f1_score(average="macro")`` with its default labels."""
     C = np.asarray(C)
     pc = per_class(labels, C)
     occurs = [y for i, y in enumerate(labels) if C[i].sum() or C[:, i].sum()]

@@ -82,12 +82,9 @@ def check_dcf_costs(p_target: float, c_miss: float, c_fa: float) -> None:
 
 def min_dcf(y_true: Sequence[int], scores: Sequence[float], *, p_target: float,
             c_miss: float = 1.0, c_fa: float = 1.0) -> tuple[float, float]:  # fmt: skip
-    """Minimum normalised detection cost over all thresholds (NIST SRE), and its threshold.
-
-    ``DCF(t) = c_miss p_target P_miss(t) + c_fa (1 - p_target) P_fa(t)``, divided by
-    ``min(c_miss p_target, c_fa (1 - p_target))`` (the best trivial system's cost);
-    ``p_target`` in (0, 1) is the prior of a target trial, the costs are > 0.
-    """
+    """Minimum normalised detection cost over all thresholds (NIST SRE), and its threshold:
+    ``c_miss p_target P_miss(t) + c_fa (1 - p_target) P_fa(t)`` over the best trivial
+    system's cost ``min(c_miss p_target, c_fa (1 - p_target))``; ``0 < p_target < 1``."""
     check_dcf_costs(p_target, c_miss, c_fa)
     p_miss, p_fa, thr = operating_points(y_true, scores)
     dcf = c_miss * p_target * p_miss + c_fa * (1.0 - p_target) * p_fa
