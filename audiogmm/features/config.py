@@ -173,12 +173,6 @@ class FeatureConfig:
                 raise ParameterError(f"{name} must be {what}, got {value!r}")
             if cast is not None:
                 object.__setattr__(self, name, cast(value))
-        self._validate()
-        # after the grid is known to be valid: some extras' ranges depend on it
-        extras = normalise_extras(self.extras, sample_rate=self.sample_rate, n_fft=self.n_fft)
-        object.__setattr__(self, "extras", extras)
-
-    def _validate(self) -> None:
         checks = []
         for name, (lo, hi, unit, brackets) in _RANGES.items():
             v = getattr(self, name)
@@ -208,6 +202,9 @@ class FeatureConfig:
         for ok, msg in checks:
             if not ok:
                 raise ParameterError(msg)
+        # after the grid is known to be valid: some extras' ranges depend on it
+        extras = normalise_extras(self.extras, sample_rate=self.sample_rate, n_fft=self.n_fft)
+        object.__setattr__(self, "extras", extras)
 
     @property
     def win_length(self) -> int:
@@ -252,9 +249,8 @@ class FeatureConfig:
         try:
             return PRESETS[name]
         except (KeyError, TypeError):
-            raise ParameterError(
-                f"unknown feature preset {name!r}; expected one of {sorted(PRESETS)}"
-            ) from None
+            raise ParameterError(f"unknown feature preset {name!r}; expected one of "
+                                 f"{sorted(PRESETS)}") from None  # fmt: skip
 
     def replace(self, **changes: Any) -> FeatureConfig:
         """Return a copy with *changes* applied (validated; unknown names are a ParameterError)."""

@@ -49,11 +49,12 @@ def wilson_interval(k: int, n: int, *, z: float = Z95) -> tuple[float, float]:
     return float(low), float(high)
 
 
-def confusion_matrix(
-    y_true: Sequence[str], y_pred: Sequence[str], *, labels: Sequence[str] | None = None
-) -> tuple[list[str], np.ndarray]:
+def confusion_matrix(y_true: Sequence[str], y_pred: Sequence[str], *,
+                     labels: Sequence[str] | None = None
+                     ) -> tuple[list[str], np.ndarray]:  # fmt: skip
     """``labels`` (default: the sorted union of true and predicted) and the int64 counts
-    ``C[i, j]`` (n_labels, n_labels) of clips of true class ``labels[i]`` predicted ``labels[j]``."""
+    ``C[i, j]`` (n_labels, n_labels) of clips of true class ``labels[i]`` predicted
+    ``labels[j]``."""
     t, p = paired_labels(y_true, y_pred)
     labels = sorted(set(t) | set(p)) if labels is None else [str(y) for y in labels]
     index = {y: i for i, y in enumerate(labels)}
@@ -87,9 +88,8 @@ def macro_f1(labels: Sequence[str], C: np.ndarray) -> float:
     return float(np.mean([pc[y]["f1"] for y in occurs])) if occurs else float("nan")
 
 
-def summary(
-    y_true: Sequence[str], y_pred: Sequence[str], *, labels: Sequence[str] | None = None
-) -> dict[str, Any]:
+def summary(y_true: Sequence[str], y_pred: Sequence[str], *,
+            labels: Sequence[str] | None = None) -> dict[str, Any]:  # fmt: skip
     """All metrics as one JSON-ready dict: ``accuracy``, ``accuracy_ci95`` (the 95% Wilson
     interval), ``n_correct``, ``n``, ``balanced_accuracy`` (mean recall over the classes
     with test clips), ``macro_f1``, ``per_class`` (``{label: {precision, recall, f1,
@@ -98,13 +98,8 @@ def summary(
     pc = per_class(labels, C)
     recalls = [v["recall"] for v in pc.values() if v["support"]]
     n, n_correct = len(y_true), int(np.trace(C))
-    return {
-        "accuracy": accuracy(y_true, y_pred),
-        "accuracy_ci95": list(wilson_interval(n_correct, n)),
-        "balanced_accuracy": float(np.mean(recalls)) if recalls else float("nan"),
-        "macro_f1": macro_f1(labels, C),
-        "n": n,
-        "n_correct": n_correct,
-        "per_class": pc,
-        "confusion": {"labels": labels, "matrix": C.tolist()},
-    }
+    return {"accuracy": accuracy(y_true, y_pred),
+            "accuracy_ci95": list(wilson_interval(n_correct, n)),
+            "balanced_accuracy": float(np.mean(recalls)) if recalls else float("nan"),
+            "macro_f1": macro_f1(labels, C), "n": n, "n_correct": n_correct, "per_class": pc,
+            "confusion": {"labels": labels, "matrix": C.tolist()}}  # fmt: skip
