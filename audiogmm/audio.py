@@ -126,10 +126,8 @@ def sample_limit() -> int:
     when set (ParameterError unless an integer >= 1), else :data:`MAX_SAMPLES`. Read on every
     call, so a limit set by the CLI reaches its worker processes."""
     raw = os.environ.get(SAMPLE_LIMIT_ENV, "").strip()
-    if not raw:
-        return MAX_SAMPLES
     try:
-        value = int(raw)
+        value = int(raw) if raw else MAX_SAMPLES
     except ValueError:
         value = 0
     if value < 1:
