@@ -1,11 +1,9 @@
-"""Reading audio files: decode, downmix, resample, and refuse bad files clearly.
+"""Reading audio files: decode (soundfile), downmix, resample (soxr "HQ"), refuse bad files.
 
 Every file problem is an :class:`~audiogmm.exceptions.AudioError` (an :class:`OSError`) naming
 the file and the reason. The header's rate, channels and length are checked before anything
-is decoded, then the file is decoded and downmixed block by block and refused once it passes
-:func:`sample_limit` samples (before or after resampling): a small file declaring 1 Hz, 2^32
-frames or 10,000 channels cannot ask for gigabytes. Decoding is soundfile's (libsndfile: WAV,
-FLAC, OGG, AIFF, AU, MP3); resampling soxr's "HQ", only when the rates differ.
+is decoded, then blocks are decoded until :func:`sample_limit` samples (before or after
+resampling): a small file declaring 1 Hz, 2^32 frames or 10,000 channels cannot ask for GBs.
 """
 
 from __future__ import annotations

@@ -53,10 +53,6 @@ _CHOICES = {
                  "median", "maximum", "minimum"),
     "window": tuple(sorted(WINDOWS)), "engine": ("numpy", "librosa"),
 }  # fmt: skip
-# general_hamming(alpha) windows, as scipy.signal.windows builds them: (a0, a1) = (alpha, 1 - alpha)
-_GENERAL_HAMMING = {"hamming": 0.54, "hann": 0.5}
-
-
 @functools.lru_cache(maxsize=32)
 def window(name: str, win_length: int) -> np.ndarray:
     """``scipy.signal.get_window(name, win_length, fftbins=True)``, float64 (cached).
@@ -64,7 +60,7 @@ def window(name: str, win_length: int) -> np.ndarray:
     Hamming and Hann are scipy's general cosine window restated, bit for bit, so the common
     case does not import ``scipy.signal`` (~0.4 s).
     """
-    alpha = _GENERAL_HAMMING.get(name)
+    alpha = {"hamming": 0.54, "hann": 0.5}.get(name)  # scipy's general_hamming(alpha)
     if alpha is None or win_length <= 1:
         import scipy.signal
 
