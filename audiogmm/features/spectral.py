@@ -129,10 +129,9 @@ def mel_and_energy(y: np.ndarray, config: FeatureConfig) -> tuple[np.ndarray, np
     return np.concatenate(mel).T, np.concatenate(energy)
 
 
-def frame_energy_db(power_rows: np.ndarray, config: FeatureConfig) -> np.ndarray:
+def frame_energy_db(p: np.ndarray, config: FeatureConfig) -> np.ndarray:
     """Mean square (n_frames,) in dB (floored at -100) of each windowed frame, from its
-    one-sided power spectrum ``|X|²`` (n_frames, 1 + n_fft // 2), by Parseval."""
-    p = power_rows
+    one-sided power spectrum ``p = |X|²`` (n_frames, 1 + n_fft // 2), by Parseval."""
     full = 2.0 * p.sum(axis=-1, dtype=np.float64) - p[:, 0]
     if config.n_fft % 2 == 0:  # the Nyquist bin, like DC, appears once
         full -= p[:, -1]
