@@ -7,14 +7,13 @@ import dataclasses
 import functools
 import hashlib
 import json
-import math
 from dataclasses import dataclass
 from typing import Any, Optional, Union
 
 import numpy as np
 
 from ..exceptions import ParameterError
-from .extras import as_json, extra_dims, normalise_extras, range_error
+from .extras import as_json, extra_dims, finite_number, normalise_extras, range_error
 
 __all__ = ["FEATURE_FORMAT_VERSION", "WINDOWS", "FeatureConfig", "window"]
 
@@ -153,7 +152,7 @@ class FeatureConfig:
             name, value, typ = f.name, getattr(self, f.name), str(f.type)
             if value is None and "Optional" in typ:
                 continue
-            real = _finite_number(value)  # strings such as "16000" are refused, not converted
+            real = finite_number(value)  # strings such as "16000" are refused, not converted
             ok, cast, what = {
                 "bool": (isinstance(value, (bool, np.bool_)), bool, "a bool"),
                 "int": (real and value == int(value), int, "an integer"),
@@ -293,12 +292,3 @@ class FeatureConfig:
              "config": config}, sort_keys=True, separators=(",", ":"),
         )  # fmt: skip
         return hashlib.sha256(payload.encode("utf-8")).hexdigest()[:16]
-
-
-def _finite_number(v: Any) -> bool:
-    if isinstance(v, (bool, np.bool_)) or not isinstance(v, (int, float, np.integer, np.floating)):
-        return False
-    try:
-        return math.isfinite(v)
-    except OverflowError:  # an int beyond float range
-        return False

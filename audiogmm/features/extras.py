@@ -11,9 +11,21 @@ from collections.abc import Mapping
 from types import MappingProxyType
 from typing import Any, NamedTuple
 
+import numpy as np
+
 from ..exceptions import ParameterError
 
-__all__ = ["EXTRAS", "as_json", "extra_dims", "normalise_extras", "range_error"]
+__all__ = ["EXTRAS", "as_json", "extra_dims", "finite_number", "normalise_extras", "range_error"]
+
+
+def finite_number(v: Any) -> bool:
+    """A finite real number, not a bool (numpy scalars included)."""
+    if isinstance(v, (bool, np.bool_)) or not isinstance(v, (int, float, np.integer, np.floating)):
+        return False
+    try:
+        return math.isfinite(v)
+    except OverflowError:  # an int beyond float range
+        return False
 
 
 def range_error(value: Any, lo: float, hi: float, brackets: str = "[]", unit: str = "") -> str:
@@ -44,7 +56,7 @@ class Arg(NamedTuple):
             return value
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ValueError(f"must be a number, got {value!r}")
-        if not math.isfinite(value) or (self.kind == "int" and value != int(value)):
+        if not finite_number(value) or (self.kind == "int" and value != int(value)):
             raise ValueError(f"must be a finite {self.kind}, got {value!r}")
         msg = range_error(value, self.lo, self.hi, self.brackets)
         if msg:
