@@ -1,13 +1,9 @@
-"""Reading audio files: decode, downmix, resample, and refuse bad files clearly.
+"""Reading audio files: decode (soundfile), downmix, resample (soxr "HQ"), refuse bad files.
 
-Every file problem raises :class:`~audiogmm.exceptions.AudioError` (also an
-:class:`OSError`) naming the file and the reason. The header is not trusted: the declared
-rate must lie in [:data:`MIN_SAMPLE_RATE`, :data:`MAX_SAMPLE_RATE`] Hz and the channels in
-[1, :data:`MAX_CHANNELS`] before anything is decoded; the file is then decoded and downmixed
-block by block and refused once it passes :func:`sample_limit` samples (before or after
-resampling), so a small file declaring 1 Hz, 2^32 frames or 10,000 channels cannot ask for
-gigabytes. Decoding is soundfile's (libsndfile: WAV/RF64, FLAC, OGG, AIFF, AU, MP3 with
-libsndfile >= 1.1); resampling soxr's "HQ", only when the rates differ.
+Every file problem is an :class:`~audiogmm.exceptions.AudioError` (an :class:`OSError`) naming
+the file and the reason. The header's rate, channels and length are checked before anything
+is decoded, then blocks are decoded until :func:`sample_limit` samples (before or after
+resampling): a small file declaring 1 Hz, 2^32 frames or 10,000 channels cannot ask for GBs.
 """
 
 from __future__ import annotations
@@ -41,22 +37,18 @@ MAX_SAMPLE_RATE = 768_000
 #: Most channels a file may declare (libsndfile itself allows 1024).
 MAX_CHANNELS = 256
 #: Most samples per channel, decoded or after resampling, by default: 2**26 (256 MiB as
-#: float32), about 70 minutes at 16 kHz or 23 minutes at 48 kHz. It bounds what a small
-#: file can cost: FLAC or Vorbis silence compresses hundreds of times, so a 100 kB file
-#: can decode to gigabytes. Split longer recordings, or raise the limit with the
-#: environment variable :data:`SAMPLE_LIMIT_ENV` (the CLI's ``--max-samples``), which
-#: worker processes inherit (:func:`sample_limit`).
+#: float32, 70 min at 16 kHz): FLAC or Vorbis silence compresses hundreds of times, so a
+#: 100 kB file can decode to gigabytes. Raise it with :data:`SAMPLE_LIMIT_ENV`.
 MAX_SAMPLES = 1 << 26
-#: Environment variable that replaces :data:`MAX_SAMPLES` (an integer >= 1).
+#: Environment variable that replaces :data:`MAX_SAMPLES` (an integer >= 1; the CLI's
+#: ``--max-samples``), which worker processes inherit (:func:`sample_limit`).
 SAMPLE_LIMIT_ENV = "AUDIOGMM_MAX_SAMPLES"
-#: Largest |sample| accepted, in units of full scale. Float files may exceed 1.0 a
-#: little (or hold integer-scaled values up to 32768), but a million times full
-#: scale is not audio, and squaring such values in the power spectrum overflows.
+#: Largest |sample| accepted, in units of full scale: float files may exceed 1.0 (even hold
+#: integer-scaled values), but a million times full scale is not audio, and overflows.
 MAX_ABS_SAMPLE = 1e6
 
-#: Samples (frames x channels) decoded per block: memory is the mono output plus one
-#: block, not channels x frames. Most clips fit in one block, and are resampled by one
-#: soxr call instead of a stream (whose set-up costs more than the resampling of a clip).
+#: Samples (frames x channels) decoded per block: memory is the mono output plus one block.
+#: Most clips fit in one, resampled by one soxr call (a stream's set-up costs more).
 _BLOCK_SAMPLES = 1 << 18
 #: Integer encodings: libsndfile scales them into [-1, 1], so their samples need no
 #: finiteness or peak check (a third of the decoding time of a 16-bit WAV).
@@ -108,34 +100,23 @@ def check_file(path: str) -> None:
 def check_rate(rate: int, what: str) -> None:
     """ParameterError naming the parameter ``what`` unless *rate* (Hz) is an integer in the
     supported range."""
-    ok = (
-        isinstance(rate, (int, float, np.integer, np.floating))
-        and not isinstance(rate, bool)
-        and MIN_SAMPLE_RATE <= rate <= MAX_SAMPLE_RATE
-        and int(rate) == rate
-    )
-    if not ok:
-        raise ParameterError(
-            f"{what}={rate!r}: sample rates must be integers in "
-            f"[{MIN_SAMPLE_RATE}, {MAX_SAMPLE_RATE}] Hz"
-        )
+    number = isinstance(rate, (int, float, np.integer, np.floating)) and not isinstance(rate, bool)
+    if not (number and MIN_SAMPLE_RATE <= rate <= MAX_SAMPLE_RATE and int(rate) == rate):
+        raise ParameterError(f"{what} must be an integer in [{MIN_SAMPLE_RATE}, "
+                             f"{MAX_SAMPLE_RATE}] Hz (the sample rates supported), got {rate!r}")
 
 
 def _check_header(path: str, f: sf.SoundFile) -> None:
     """Refuse what the header declares before anything is allocated for it."""
     rate, channels, frames = int(f.samplerate), int(f.channels), int(f.frames)
     if not MIN_SAMPLE_RATE <= rate <= MAX_SAMPLE_RATE:
-        raise AudioError(
-            f"{path!r}: declared sample rate {rate} Hz is outside the supported range "
-            f"[{MIN_SAMPLE_RATE}, {MAX_SAMPLE_RATE}] Hz (corrupt header?)"
-        )
+        raise AudioError(f"{path!r}: declared sample rate {rate} Hz is outside the supported "
+                         f"range [{MIN_SAMPLE_RATE}, {MAX_SAMPLE_RATE}] Hz (corrupt header?)")
     if not 1 <= channels <= MAX_CHANNELS:
-        raise AudioError(
-            f"{path!r}: declares {channels} channels; at most {MAX_CHANNELS} are supported"
-        )
-    limit = sample_limit()
-    if frames > limit:
-        raise _too_long(path, f"declares {frames} samples per channel", limit, rate)
+        raise AudioError(f"{path!r}: declares {channels} channels; at most {MAX_CHANNELS} are "
+                         "supported")  # fmt: skip
+    if frames > sample_limit():
+        raise _too_long(path, f"declares {frames} samples per channel", sample_limit(), rate)
 
 
 def sample_limit() -> int:
@@ -143,10 +124,8 @@ def sample_limit() -> int:
     when set (ParameterError unless an integer >= 1), else :data:`MAX_SAMPLES`. Read on every
     call, so a limit set by the CLI reaches its worker processes."""
     raw = os.environ.get(SAMPLE_LIMIT_ENV, "").strip()
-    if not raw:
-        return MAX_SAMPLES
     try:
-        value = int(raw)
+        value = int(raw) if raw else MAX_SAMPLES
     except ValueError:
         value = 0
     if value < 1:
@@ -155,15 +134,11 @@ def sample_limit() -> int:
 
 
 def _too_long(path: str, what: str, limit: int, rate: int) -> AudioError:
-    return AudioError(
-        f"{path!r}: {what}, more than the limit of {limit} samples "
-        f"({_duration(limit / rate)} at {rate} Hz); split the file, or raise the limit "
-        f"(--max-samples, or ${SAMPLE_LIMIT_ENV})"
-    )
-
-
-def _duration(seconds: float) -> str:
-    return f"{seconds / 60:.0f} min" if seconds >= 120 else f"{seconds:.1f} s"
+    t = limit / rate
+    duration = f"{t / 60:.0f} min" if t >= 120 else f"{t:.1f} s"
+    return AudioError(f"{path!r}: {what}, more than the limit of {limit} samples ({duration} "
+                      f"at {rate} Hz); split the file, or raise the limit (--max-samples, or "
+                      f"${SAMPLE_LIMIT_ENV})")  # fmt: skip
 
 
 def _open(path: str) -> sf.SoundFile:
@@ -183,15 +158,9 @@ def info(path: PathLike) -> AudioInfo:
     p = os.fspath(path)
     check_file(p)
     with _open(p) as f:
-        return AudioInfo(
-            path=p,
-            sample_rate=int(f.samplerate),
-            channels=int(f.channels),
-            frames=int(f.frames),
-            duration_s=float(f.frames) / float(f.samplerate) if f.samplerate else 0.0,
-            format=str(f.format),
-            subtype=str(f.subtype),
-        )
+        rate, frames = int(f.samplerate), int(f.frames)
+        return AudioInfo(p, rate, int(f.channels), frames, frames / rate if rate else 0.0,
+                         str(f.format), str(f.subtype))  # fmt: skip
 
 
 #: Integer sample types and their full scale, as soundfile (libsndfile) reads them as float:
@@ -208,10 +177,8 @@ def as_float(y: np.ndarray) -> np.ndarray:
     if np.issubdtype(y.dtype, np.floating):
         return y.astype(np.float32, copy=False)
     if y.dtype.name not in _FULL_SCALE:
-        raise ParameterError(
-            "expected a real-valued waveform of float or int8/uint8/int16/int32 samples, got "
-            f"dtype {y.dtype}"
-        )
+        raise ParameterError("expected a real-valued waveform of float or int8/uint8/int16/"
+                             f"int32 samples, got dtype {y.dtype}")  # fmt: skip
     offset, scale = _FULL_SCALE[y.dtype.name]
     # exact in float32: |x - offset| <= 2**31 rounds once, and dividing by a power of two is exact
     return (y.astype(np.float32) - np.float32(offset)) / np.float32(scale)
@@ -227,15 +194,13 @@ def resample(y: np.ndarray, orig_sr: int, target_sr: int) -> np.ndarray:
         return y
     n_out = -(-y.size * int(target_sr) // int(orig_sr))
     if n_out > sample_limit():
-        raise ParameterError(
-            f"resampling {y.size} samples from {orig_sr} to {target_sr} Hz gives {n_out} "
-            f"samples, more than the limit of {sample_limit()} (${SAMPLE_LIMIT_ENV})"
-        )
+        raise ParameterError(f"resampling {y.size} samples from {orig_sr} to {target_sr} Hz "
+                             f"gives {n_out} samples, more than the limit of {sample_limit()} "
+                             f"(${SAMPLE_LIMIT_ENV})")  # fmt: skip
     out = np.ascontiguousarray(soxr.resample(y, orig_sr, target_sr, quality="HQ"), np.float32)
     if not np.isfinite(out).all():  # only for absurd input (|y| near float32 max)
-        raise ParameterError(
-            "resampling produced non-finite samples; the input exceeds the representable range"
-        )
+        raise ParameterError("resampling produced non-finite samples; the input exceeds the "
+                             "representable range")  # fmt: skip
     return out
 
 
@@ -245,7 +210,7 @@ def load(path: PathLike, *, sr: Optional[int], min_samples: int = 1) -> np.ndarr
     Parameters
     ----------
     path : str or os.PathLike
-    sr : int > 0 or None
+    sr : int or None
         Target rate in Hz; ``None`` keeps the native rate.
     min_samples : int >= 1
         Fewest samples after resampling, e.g. one analysis window.
@@ -253,22 +218,8 @@ def load(path: PathLike, *, sr: Optional[int], min_samples: int = 1) -> np.ndarr
     Returns
     -------
     np.ndarray [shape=(n_samples,), dtype=float32]
-        In units of full scale ([-1, 1] for integer-coded files).
-
-    Raises
-    ------
-    AudioError
-        Naming the file and the reason: not found, permission denied, empty, unreadable
-        or corrupt, a declared rate or channel count out of range, too long, zero,
-        non-finite or absurd (beyond :data:`MAX_ABS_SAMPLE`) samples, or too short.
-    ParameterError
-        An invalid *sr* or *min_samples*.
-
-    Examples
-    --------
-    >>> y = load("clip.flac", sr=16000)  # doctest: +SKIP
-    >>> y.dtype, y.ndim  # doctest: +SKIP
-    (dtype('float32'), 1)
+        In units of full scale ([-1, 1] for integer-coded files). AudioError naming the
+        file and the reason; ParameterError for an invalid *sr* or *min_samples*.
     """
     if sr is not None:
         check_rate(sr, "sr")
@@ -278,53 +229,38 @@ def load(path: PathLike, *, sr: Optional[int], min_samples: int = 1) -> np.ndarr
     check_file(p)
     with _open(p) as f:
         _check_header(p, f)
-        native_sr = int(f.samplerate)
-        if f.frames == 0:
-            raise AudioError(f"{p!r}: audio file has zero samples")
-        y = _decode_mono(p, f, sr)
+        rate, empty = int(f.samplerate) if sr is None else sr, not f.frames
+        y = np.empty(0, np.float32) if empty else _decode_mono(p, f, sr)
     if y.size == 0:
-        raise AudioError(f"{p!r}: audio file has zero samples (header or data truncated)")
+        truncated = "" if empty else " (header or data truncated)"
+        raise AudioError(f"{p!r}: audio file has zero samples{truncated}")
     if y.size < min_samples:
-        at = f" at {sr} Hz" if sr is not None else f" at {native_sr} Hz"
-        raise AudioError(
-            f"{p!r}: too short: {y.size} samples{at}, expected at least {min_samples} "
-            "(one analysis window)"
-        )
+        raise AudioError(f"{p!r}: too short: {y.size} samples at {rate} Hz, expected at least "
+                         f"{min_samples} (one analysis window)")  # fmt: skip
     return y
 
 
 def _decode_mono(path: str, f: sf.SoundFile, sr: Optional[int]) -> np.ndarray:
-    """Decode, check, downmix and resample block by block into one float32 buffer.
-
-    Memory is the result plus one block (soxr's stream gives the samples of a one-shot
-    call, used when the file is one block). The declared frame count only sizes the buffer
-    (at most the limit; untouched pages cost nothing); decoding stops with AudioError once
-    the decoded or resampled length passes the limit. Float-coded samples are checked
-    before the downmix, so absurd values are named as such, not as the inf of their sum.
-    """
-    native = int(f.samplerate)
-    limit = sample_limit()
-    check = f.subtype not in _INTEGER_SUBTYPES
-    int16 = f.subtype == "PCM_16"
-    block = max(1, _BLOCK_SAMPLES // int(f.channels))
+    """Decode, check, downmix and resample block by block into one float32 buffer (sized by
+    the declared length, at most the limit): AudioError once the decoded or resampled length
+    passes the limit. Float samples are checked before the downmix, whose sum could be inf."""
+    native, limit, channels = int(f.samplerate), sample_limit(), int(f.channels)
+    check, int16 = f.subtype not in _INTEGER_SUBTYPES, f.subtype == "PCM_16"
+    block = max(1, _BLOCK_SAMPLES // channels)
     resampling = sr is not None and int(sr) != native
-    stream = None
     expected = max(0, int(f.frames))
     if resampling:
         expected = -(-expected * int(sr) // native)
     out = np.empty(max(1, min(expected, limit)), dtype=np.float32)
     n = n_out = n_bad = 0
-    peak = 0.0
-
+    peak, stream, last = 0.0, None, False
     try:
-        while True:
+        while not last:
             data = f.read(block, dtype="int16" if int16 else "float32", always_2d=True)
             if int16:
-                data = data.astype(np.float32)
-                data *= _INT16_SCALE
+                data = np.multiply(data, _INT16_SCALE, dtype=np.float32)
             m = data.shape[0]
-            last = m < block
-            n += m
+            last, n = m < block, n + m
             if n > limit:
                 raise _too_long(path, "too long", limit, native)
             if m and check:
@@ -334,10 +270,8 @@ def _decode_mono(path: str, f: sf.SoundFile, sr: Optional[int]) -> np.ndarray:
                 elif not n_bad:
                     peak = max(peak, float(np.max(np.abs(data))))
             if n_bad or peak > MAX_ABS_SAMPLE:
-                if last:
-                    break
                 continue  # keep counting, for the message
-            mono = data[:, 0] if data.shape[1] == 1 else data.mean(axis=1, dtype=np.float32)
+            mono = data[:, 0] if channels == 1 else data.mean(axis=1, dtype=np.float32)
             if not resampling:
                 chunk = mono
             elif last and stream is None:  # the whole file in one block
@@ -350,25 +284,19 @@ def _decode_mono(path: str, f: sf.SoundFile, sr: Optional[int]) -> np.ndarray:
             if n_out + k > limit:
                 raise _too_long(path, "too long at the target rate", limit, native)
             if n_out + k > out.size:  # the header under-declared: grow (rare)
-                grown = np.empty(min(limit, max(2 * out.size, n_out + k)), np.float32)
-                grown[:n_out] = out[:n_out]
-                out = grown
+                out.resize(min(limit, max(2 * out.size, n_out + k)), refcheck=False)
             out[n_out : n_out + k] = chunk
             n_out += k
-            if last:
-                break
     except (sf.LibsndfileError, RuntimeError, ValueError, TypeError, OverflowError) as exc:
         raise AudioError(f"{path!r}: unreadable or corrupt audio data ({exc})") from None
     except MemoryError:
         raise AudioError(f"{path!r}: out of memory while decoding") from None
     if n_bad:
-        total = n * f.channels
-        raise AudioError(f"{path!r}: {n_bad} non-finite (NaN or inf) samples out of {total}")
+        raise AudioError(f"{path!r}: {n_bad} non-finite (NaN or inf) samples out of "
+                         f"{n * channels}")  # fmt: skip
     if peak > MAX_ABS_SAMPLE:
-        raise AudioError(
-            f"{path!r}: absurd sample values (peak |sample| {peak:.3g} times full scale, "
-            f"limit {MAX_ABS_SAMPLE:g}); corrupt float data?"
-        )
+        raise AudioError(f"{path!r}: absurd sample values (peak |sample| {peak:.3g} times full "
+                         f"scale, limit {MAX_ABS_SAMPLE:g}); corrupt float data?")  # fmt: skip
     y = out[:n_out]
     if resampling and not np.isfinite(y).all():  # accepted input cannot do this
         raise AudioError(f"{path!r}: resampling produced non-finite samples")

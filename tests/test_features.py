@@ -439,6 +439,13 @@ def test_invalid_configs(changes, match):
         FeatureConfig().replace(**changes)
 
 
+@pytest.mark.parametrize("field", ["win_ms", "top_db", "sample_rate", "n_mels"])
+def test_numbers_beyond_float_range_are_a_parameter_error(field):
+    # a float field given an int too large for a float raised a bare OverflowError
+    with pytest.raises(ParameterError, match=f"{field} must be"):
+        FeatureConfig().replace(**{field: 10**400})
+
+
 def test_config_is_frozen_and_hashable():
     cfg = FeatureConfig()
     with pytest.raises(AttributeError):

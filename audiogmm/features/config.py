@@ -13,9 +13,9 @@ from typing import Any, Optional, Union
 import numpy as np
 
 from ..exceptions import ParameterError
-from .extras import as_json, extra_dims, normalise_extras
+from .extras import as_json, extra_dims, finite_number, normalise_extras, range_error
 
-__all__ = ["FEATURE_FORMAT_VERSION", "WINDOWS", "FeatureConfig", "is_integral", "window"]
+__all__ = ["FEATURE_FORMAT_VERSION", "WINDOWS", "FeatureConfig", "window"]
 
 #: Bump whenever the numbers produced for a given config change: it is part of
 #: :meth:`FeatureConfig.content_hash`, so feature caches are invalidated. Version 2:
@@ -26,60 +26,46 @@ FEATURE_FORMAT_VERSION = 3
 #: Fields added after the cache format was fixed: left out of the content hash at their
 #: default, so the hashes (caches, models) of configs that do not use them stay the same.
 _NEW_FIELDS = {"engine": "numpy", "extras": ()}
-#: name -> (lo, hi, unit, open below): every size that drives an allocation is capped.
-#: Rates from telephone speech to high-resolution audio; the largest FFT is 43 ms at
-#: 384 kHz; the longest sliding CMVN window is 10 minutes at a 10 ms hop.
+#: name -> (lo, hi, unit, brackets): every size that drives an allocation is capped (the
+#: largest FFT is 43 ms at 384 kHz, the longest CMVN window 10 minutes at a 10 ms hop).
 _RANGES = {
-    "sample_rate": (1000, 384000, " Hz", False), "win_ms": (0, 1000.0, " ms", True),
-    "hop_ms": (0, 1000.0, " ms", True), "n_fft": (16, 1 << 14, " samples", False),
-    "n_mels": (1, 1024, "", False), "lifter": (0, 1000, "", False),
-    "vad_threshold_db": (0, 1000, " dB", True), "vad_floor_db": (-1000, 0, " dB", False),
-    "cmvn_window": (1, 60000, " frames", False),
+    "sample_rate": (1000, 384000, " Hz", "[]"), "win_ms": (0, 1000.0, " ms", "(]"),
+    "hop_ms": (0, 1000.0, " ms", "(]"), "n_fft": (16, 1 << 14, " samples", "[]"),
+    "n_mels": (1, 1024, "", "[]"), "lifter": (0, 1000, "", "[]"), "preemphasis": (0, 1, "", "[)"),
+    "top_db": (0, 1000, " dB", "(]"), "vad_threshold_db": (0, 1000, " dB", "(]"),
+    "vad_floor_db": (-1000, 0, " dB", "[]"), "cmvn_window": (1, 60000, " frames", "[]"),
 }  # fmt: skip
 MAX_DELTA_WIDTH = 99
-#: Window names accepted (scipy.signal.get_window's parameter-free windows). Checked
-#: against this list so that building a config never imports scipy.signal or librosa.
+#: Window names accepted (scipy.signal.get_window's parameter-free windows), listed so that
+#: building a config never imports scipy.signal or librosa.
 WINDOWS = frozenset(
     "barthann bartlett blackman blackmanharris bohman boxcar cosine flattop hamming hann "
     "lanczos nuttall parzen triang".split()
 )
-
-
-# general_hamming(alpha) windows, as scipy.signal.windows builds them: (a0, a1) = (alpha, 1 - alpha)
-_GENERAL_HAMMING = {"hamming": 0.54, "hann": 0.5}
-
-
-@functools.lru_cache(maxsize=32)
-def window(name: str, win_length: int) -> np.ndarray:
-    """``scipy.signal.get_window(name, win_length, fftbins=True)``, float64 (cached).
-
-    Hamming and Hann are computed here with scipy's own operations (a general cosine
-    window over ``linspace(-pi, pi, n + 1)``, last point dropped), bit for bit, so the
-    common case does not import ``scipy.signal`` (~0.4 s).
-    """
-    alpha = _GENERAL_HAMMING.get(name)
-    if alpha is None or win_length <= 1:
-        import scipy.signal
-
-        return scipy.signal.get_window(name, win_length, fftbins=True)
-    a = np.asarray([alpha, 1.0 - alpha], dtype=np.float64)
-    fac = np.linspace(-np.pi, np.pi, win_length + 1, dtype=np.float64)
-    w = np.zeros(win_length + 1, dtype=np.float64)
-    for k in range(a.shape[0]):
-        w += a[k] * np.cos(k * fac)
-    return w[:-1]
-
-
 #: name -> the values accepted. np.pad's modes for pad_mode (the STFT pads with np.pad;
 #: "empty" would pad with uninitialised memory).
 _CHOICES = {
-    "mel_norm": ("slaney", None), "c0": ("keep", "energy", "drop"),
+    "mel_norm": ("slaney", None), "c0": ("keep", "energy", "drop"), "delta_order": (0, 1, 2),
     "delta_mode": ("interp", "nearest", "mirror", "constant", "wrap"),
     "cmvn": ("none", "utterance", "sliding"), "dtype": ("float32", "float64"),
     "pad_mode": ("constant", "edge", "reflect", "symmetric", "wrap", "linear_ramp", "mean",
                  "median", "maximum", "minimum"),
     "window": tuple(sorted(WINDOWS)), "engine": ("numpy", "librosa"),
 }  # fmt: skip
+@functools.lru_cache(maxsize=32)
+def window(name: str, win_length: int) -> np.ndarray:
+    """``scipy.signal.get_window(name, win_length, fftbins=True)``, float64 (cached).
+
+    Hamming and Hann are scipy's general cosine window restated, bit for bit, so the common
+    case does not import ``scipy.signal`` (~0.4 s).
+    """
+    alpha = {"hamming": 0.54, "hann": 0.5}.get(name)  # scipy's general_hamming(alpha)
+    if alpha is None or win_length <= 1:
+        import scipy.signal
+
+        return scipy.signal.get_window(name, win_length, fftbins=True)
+    fac = np.linspace(-np.pi, np.pi, win_length + 1, dtype=np.float64)
+    return (np.float64(alpha) + np.float64(1.0 - alpha) * np.cos(fac))[:-1]
 
 
 @dataclass(frozen=True)
@@ -94,65 +80,41 @@ class FeatureConfig:
     ----------
     sample_rate : int in [1000, 384000]
         Analysis rate in Hz; input is resampled (soxr HQ) to it.
-    win_ms, hop_ms : float in (0, 1000]
-        Analysis window and hop in ms.
-    n_fft : int >= win_length
-        FFT size in samples; the window is zero-padded (centred) to it.
-    window : str
-        A periodic :func:`scipy.signal.get_window` name (:data:`WINDOWS`).
-    center, pad_mode : bool, str
-        Centre frames on ``t * hop_length`` by padding the signal with ``np.pad``'s mode.
+    win_ms, hop_ms, n_fft : float in (0, 1000], float in (0, 1000], int >= win_length
+        Analysis window and hop in ms; FFT size in samples (the window centred in it).
+    window, center, pad_mode : str, bool, str
+        A periodic :func:`scipy.signal.get_window` name (:data:`WINDOWS`); centre frames on
+        ``t * hop_length`` by padding the signal with ``np.pad``'s mode.
     preemphasis : float in [0, 1)
         ``y[n] - a * y[n-1]`` over the whole signal; 0 = off.
-    n_mels : int > 0
-    fmin, fmax : float
-        Band edges in Hz, ``0 <= fmin < fmax <= sample_rate / 2`` (``fmax=None``: Nyquist).
-    htk : bool
-        HTK's mel formula instead of Slaney's.
-    mel_norm : {"slaney", None}
-        Filter area normalisation, or none.
+    n_mels, fmin, fmax, htk, mel_norm : int > 0, float, float, bool, {"slaney", None}
+        Mel bands from ``fmin`` to ``fmax`` Hz (``0 <= fmin < fmax <= sample_rate / 2``;
+        None: Nyquist), HTK's mel formula or Slaney's, unit-area filters or not.
     top_db : float in (0, 1000] or None
         ``power_to_db`` clipping below the clip's peak (None: only the -100 dB floor).
-    n_mfcc : int in [1, n_mels]
-        Cepstra computed, c0 included.
-    lifter : float >= 0
-        Cepstral lifter (0 = off; HTK/Kaldi use 22).
+    n_mfcc, lifter : int in [1, n_mels], float >= 0
+        Cepstra computed, c0 included; cepstral lifter (0 = off; HTK/Kaldi use 22).
     c0 : {"keep", "energy", "drop"}
         Keep c0, replace it by the frame log-energy (dB re full scale, the HTK/Kaldi
         habit), or drop it (``n_mfcc - 1`` cepstra).
-    delta_order : {0, 1, 2}
-        Static only, +Δ, or +Δ+ΔΔ.
-    delta_width : odd int in [3, 99]
-        Savitzky-Golay window (frames) of ``librosa.feature.delta``.
-    delta_mode : str
-        Its edge mode. ``"nearest"`` (default) repeats the edge frames, as Kaldi's
-        ``add-deltas``; ``"interp"`` (librosa's, ``dcase2016``) falls back to
-        ``"nearest"`` on clips shorter than ``delta_width`` frames.
-    vad : bool
-        Energy VAD: drop frames at most ``max - vad_threshold_db`` or ``vad_floor_db``.
-        The frame energy is the mean square of the pre-emphasised windowed signal (from
-        the mel bands' STFT, by Parseval), in dB re full scale.
-    vad_threshold_db : float > 0
-        dB below the clip's loudest frame.
-    vad_floor_db : float in [-1000, 0]
-        Absolute floor, dB re full scale (a full-scale sine is -3 dB). Whatever ``vad``,
-        a clip with no frame above it is refused as silent.
-    cmvn : {"none", "utterance", "sliding"}
-        Cepstral mean (and variance) normalisation after VAD.
-    cmvn_window : int > 0
-        Sliding window in frames (Kaldi ``apply-cmvn-sliding --center=true``).
-    cmvn_norm_vars : bool
-        Also divide by the standard deviation (floored at 1e-8).
-    dtype : {"float32", "float64"}
-    engine : {"numpy", "librosa"}
-        This package's numpy restatement of librosa's formulas (no librosa import, no
-        numba compile), or librosa's own functions on the same frame grid; they agree
-        within float32 rounding (``tests/test_engines.py``).
+    delta_order, delta_width, delta_mode : {0, 1, 2}, odd int in [3, 99], str
+        Static only, +Δ, or +Δ+ΔΔ, by ``librosa.feature.delta`` over ``delta_width`` frames.
+        Edges: ``"nearest"`` repeats the edge frames (Kaldi's ``add-deltas``); librosa's
+        ``"interp"`` (``dcase2016``) falls back to it on clips shorter than the width.
+    vad, vad_threshold_db, vad_floor_db : bool, float > 0, float in [-1000, 0]
+        Energy VAD: drop frames at most ``max - vad_threshold_db`` or ``vad_floor_db`` (dB re
+        full scale; a full-scale sine is -3 dB). The frame energy is the mean square of the
+        pre-emphasised windowed signal (from the STFT, by Parseval). Whatever ``vad``, a
+        clip with no frame above the floor is refused as silent.
+    cmvn, cmvn_window, cmvn_norm_vars : {"none", "utterance", "sliding"}, int > 0, bool
+        Cepstral mean (and variance, std. dev. floored at 1e-8) normalisation after VAD;
+        sliding window in frames (Kaldi ``apply-cmvn-sliding --center=true``).
+    dtype, engine : {"float32", "float64"}, {"numpy", "librosa"}
+        This package's numpy restatement of librosa's formulas (no librosa import, no numba
+        compile), or librosa's own functions; they agree within float32 rounding.
     extras : sequence of str or dict
-        librosa frame features appended after the deltas, by name (``"rms"``) or with
-        arguments (``{"name": "spectral_contrast", "n_bands": 4}``) from the allow-list
-        :data:`audiogmm.features.extras.EXTRAS`; computed on the cepstra's grid from the
-        signal before pre-emphasis, through the same VAD and CMVN. Needs librosa.
+        librosa frame features (:data:`audiogmm.features.extras.EXTRAS`) appended after the
+        deltas, from the signal before pre-emphasis, through the same VAD and CMVN.
     """
 
     sample_rate: int = 16000
@@ -190,67 +152,49 @@ class FeatureConfig:
             name, value, typ = f.name, getattr(self, f.name), str(f.type)
             if value is None and "Optional" in typ:
                 continue
-            base = typ.replace("Optional[", "").rstrip("]")
-            # strings such as "16000" are refused, not converted
-            number = isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(
-                value, (bool, np.bool_)
-            )
-            if base == "bool":
-                if not isinstance(value, (bool, np.bool_)):
-                    raise ParameterError(f"{name} must be a bool, got {value!r}")
-                object.__setattr__(self, name, bool(value))
-            elif base == "int":
-                if not number or not is_integral(value):
-                    raise ParameterError(f"{name} must be an integer, got {value!r}")
-                object.__setattr__(self, name, int(value))
-            elif base == "float":
-                if not number or not is_real(value):
-                    raise ParameterError(f"{name} must be a finite number, got {value!r}")
-                object.__setattr__(self, name, float(value))
-            elif base == "str" and not isinstance(value, str):
-                raise ParameterError(f"{name} must be a string, got {value!r}")
-        self._validate()
-        # after the grid is known to be valid: some extras' ranges depend on it
-        extras = normalise_extras(self.extras, sample_rate=self.sample_rate, n_fft=self.n_fft)
-        object.__setattr__(self, "extras", extras)
-
-    def _validate(self) -> None:
-        def need(cond: bool, msg: str) -> None:
-            if not cond:
-                raise ParameterError(msg)
-
-        for name, (lo, hi, unit, open_lo) in _RANGES.items():
+            real = finite_number(value)  # strings such as "16000" are refused, not converted
+            ok, cast, what = {
+                "bool": (isinstance(value, (bool, np.bool_)), bool, "a bool"),
+                "int": (real and value == int(value), int, "an integer"),
+                "float": (real, float, "a finite number"),
+                "str": (isinstance(value, str), str, "a string"),
+            }.get(typ.replace("Optional[", "").rstrip("]"), (True, None, ""))
+            if not ok:
+                raise ParameterError(f"{name} must be {what}, got {value!r}")
+            if cast is not None:
+                object.__setattr__(self, name, cast(value))
+        checks = []
+        for name, (lo, hi, unit, brackets) in _RANGES.items():
             v = getattr(self, name)
-            bracket = "(" if open_lo else "["
-            ok = (v > lo if open_lo else v >= lo) and v <= hi
-            need(ok, f"{name} must be in {bracket}{lo:g}, {hi:g}]{unit}, got {v}")
+            if v is not None:  # top_db
+                msg = range_error(v, lo, hi, brackets, unit)
+                checks.append((not msg, f"{name} {msg}"))
         for name, choices in _CHOICES.items():
             v = getattr(self, name)
-            need(v in choices, f"{name} must be one of {choices}, got {v!r}")
+            checks.append((v in choices, f"{name} must be one of {choices}, got {v!r}"))
         nyq = self.sample_rate / 2.0
         fmax = nyq if self.fmax is None else self.fmax
-        for cond, msg in (
+        checks += [
             (self.win_length >= 1, f"win_ms={self.win_ms} gives an empty window"),
             (self.hop_length >= 1, f"hop_ms={self.hop_ms} gives a hop of 0 samples"),
             (self.n_fft >= self.win_length, f"n_fft={self.n_fft} must be >= the window length "
              f"({self.win_length} samples = {self.win_ms} ms at {self.sample_rate} Hz)"),
-            (0.0 <= self.preemphasis < 1.0,
-             f"preemphasis must be in [0, 1), got {self.preemphasis}"),
             (self.fmin >= 0, f"fmin must be >= 0 Hz, got {self.fmin}"),
             (self.fmin < fmax <= nyq, f"need fmin < fmax <= sample_rate/2 = {nyq} Hz, "
              f"got fmin={self.fmin}, fmax={self.fmax}"),
-            (self.top_db is None or 0 < self.top_db <= 1000,
-             f"top_db must be in (0, 1000] dB or None, got {self.top_db}"),
             (0 < self.n_mfcc <= self.n_mels,
              f"n_mfcc={self.n_mfcc} must be > 0 and cannot exceed n_mels={self.n_mels}"),
             (self.c0 != "drop" or self.n_mfcc >= 2, "c0='drop' needs n_mfcc >= 2"),
-            (self.delta_order in (0, 1, 2),
-             f"delta_order must be 0, 1 or 2, got {self.delta_order}"),
             (3 <= self.delta_width <= MAX_DELTA_WIDTH and self.delta_width % 2 == 1,
              f"delta_width must be an odd integer >= 3 and <= {MAX_DELTA_WIDTH}, "
              f"got {self.delta_width}"),
-        ):  # fmt: skip
-            need(cond, msg)
+        ]  # fmt: skip
+        for ok, msg in checks:
+            if not ok:
+                raise ParameterError(msg)
+        # after the grid is known to be valid: some extras' ranges depend on it
+        extras = normalise_extras(self.extras, sample_rate=self.sample_rate, n_fft=self.n_fft)
+        object.__setattr__(self, "extras", extras)
 
     @property
     def win_length(self) -> int:
@@ -273,26 +217,19 @@ class FeatureConfig:
         return self.n_ceps * (self.delta_order + 1) + len(extra_dims(self.extras))
 
     def dimension_names(self) -> list[tuple[str, str]]:
-        """``(name, unit)`` of each output column, e.g. ``("Δ MFCC 3", "dB per frame")``.
-
-        The unit is the one before CMVN; with ``cmvn_norm_vars`` the columns are
-        standardised, and the unit says so ("std. dev.").
-        """
-        first = 1 if self.c0 == "drop" else 0
-        static = [f"MFCC {i}" for i in range(first, self.n_mfcc)]
-        units = ["dB"] * len(static)
+        """``(name, unit)`` of each output column, e.g. ``("Δ MFCC 3", "dB per frame")``; the
+        unit before CMVN, or "std. dev." when ``cmvn_norm_vars`` standardises the columns."""
+        static = [(f"MFCC {i}", "dB") for i in range(self.c0 == "drop", self.n_mfcc)]
         if self.c0 == "energy":
-            static[0], units[0] = "log energy", "dB re full scale"
-        names, out_units = list(static), list(units)
+            static[0] = ("log energy", "dB re full scale")
+        out = list(static)
         for order, prefix, per in ((1, "Δ ", " per frame"), (2, "ΔΔ ", " per frame²")):
             if self.delta_order >= order:
-                names += [prefix + n for n in static]
-                out_units += ["dB" + per] * len(static)
-        names += [n for n, _ in extra_dims(self.extras)]
-        out_units += [u for _, u in extra_dims(self.extras)]
+                out += [(prefix + n, "dB" + per) for n, _ in static]
+        out += extra_dims(self.extras)
         if self.cmvn != "none" and self.cmvn_norm_vars:
-            out_units = ["std. dev."] * len(out_units)
-        return list(zip(names, out_units))
+            out = [(n, "std. dev.") for n, _ in out]
+        return out
 
     @classmethod
     def preset(cls, name: str) -> FeatureConfig:
@@ -302,9 +239,8 @@ class FeatureConfig:
         try:
             return PRESETS[name]
         except (KeyError, TypeError):
-            raise ParameterError(
-                f"unknown feature preset {name!r}; expected one of {sorted(PRESETS)}"
-            ) from None
+            raise ParameterError(f"unknown feature preset {name!r}; expected one of "
+                                 f"{sorted(PRESETS)}") from None  # fmt: skip
 
     def replace(self, **changes: Any) -> FeatureConfig:
         """Return a copy with *changes* applied (validated; unknown names are a ParameterError)."""
@@ -327,10 +263,8 @@ class FeatureConfig:
             raise ParameterError(f"expected a dict of FeatureConfig fields, got {type(d).__name__}")
         known = {f.name for f in dataclasses.fields(cls)}
         if set(d) - known:
-            unknown = sorted(set(d) - known)
-            raise ParameterError(
-                f"unknown FeatureConfig key(s) {unknown}; known keys: {sorted(known)}"
-            )
+            raise ParameterError(f"unknown FeatureConfig key(s) {sorted(set(d) - known)}; "
+                                 f"known keys: {sorted(known)}")  # fmt: skip
         return cls(**d)
 
     def to_json(self, *, indent: Optional[int] = None) -> str:
@@ -347,12 +281,8 @@ class FeatureConfig:
         return cls.from_dict(d)
 
     def content_hash(self) -> str:
-        """Stable 16-hex-digit digest of the config and :data:`FEATURE_FORMAT_VERSION`.
-
-        Two configs have the same hash exactly when they produce the same
-        features; it keys the feature cache. ``engine`` and ``extras`` count only
-        when set, so configs without them keep their earlier hashes.
-        """
+        """Stable 16-hex-digit digest of the config and :data:`FEATURE_FORMAT_VERSION`: equal
+        exactly when two configs give the same features; it keys the feature cache."""
         config = self.to_dict()
         for k, default in _NEW_FIELDS.items():
             if getattr(self, k) == default:
@@ -362,17 +292,3 @@ class FeatureConfig:
              "config": config}, sort_keys=True, separators=(",", ":"),
         )  # fmt: skip
         return hashlib.sha256(payload.encode("utf-8")).hexdigest()[:16]
-
-
-def is_integral(v: Any) -> bool:
-    try:
-        return float(v) == int(v)
-    except (TypeError, ValueError, OverflowError):
-        return False
-
-
-def is_real(v: Any) -> bool:
-    try:
-        return bool(np.isfinite(float(v)))
-    except (TypeError, ValueError):
-        return False

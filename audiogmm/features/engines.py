@@ -1,10 +1,7 @@
-"""Who computes the frames: the numpy restatement (:mod:`.spectral`, default) or librosa.
-
-``engine="librosa"`` calls ``librosa.stft``, ``feature.melspectrogram``, ``power_to_db``,
-``feature.mfcc`` and ``feature.delta`` on the same frame grid (centred with ``np.pad`` as
-``librosa.stft`` pads, in blocks of frames); the engines differ by float32 rounding only
-(``tests/test_engines.py``). ``config.extras`` are always librosa's. librosa is imported
-only when a config asks for it.
+"""Who computes the frames: the numpy restatement (:mod:`.spectral`, default) or librosa's
+``stft``, ``feature.melspectrogram``, ``power_to_db``, ``feature.mfcc`` and ``feature.delta``
+on the same frames and window (:func:`.spectral.stft_blocks`); they differ by float32 rounding
+only. ``config.extras`` are always librosa's, imported only when a config asks for it.
 """
 
 from __future__ import annotations
@@ -14,11 +11,9 @@ import numpy as np
 from ..exceptions import FeatureError, ParameterError
 from .config import FeatureConfig
 from .postprocess import delta as numpy_delta
-from .spectral import AMIN, cepstra, frame_mean_square, mel_and_energy, padded_signal
+from .spectral import AMIN, cepstra, frame_energy_db, mel_and_energy, stft_blocks
 
 __all__ = ["cepstra_and_energy", "delta", "extra_frames"]
-
-_BLOCK_FRAMES = 2048  # STFT frames per librosa.stft call (bounds memory on long files)
 
 
 def _librosa():
@@ -40,32 +35,17 @@ def cepstra_and_energy(y: np.ndarray, config: FeatureConfig) -> tuple[np.ndarray
         mel, energy = mel_and_energy(y, config)
         return cepstra(mel, config), energy
     librosa = _librosa()
-    ms = []
+    energy = []
 
     def powers():  # one block at a time: memory stays bounded on long files
-        for X in _stft_blocks(librosa, y, config):
+        for X in stft_blocks(y, config, librosa.stft):
             power = np.abs(X) ** 2
-            ms.append(frame_mean_square(power.T, config))
-            yield power
+            energy.append(frame_energy_db(power, config))
+            yield power.T
 
     log_mel = _mel_db(powers(), config)
-    ms = np.concatenate(ms)
     ceps = librosa.feature.mfcc(S=log_mel, n_mfcc=config.n_mfcc, lifter=config.lifter)
-    return ceps, 10.0 * np.log10(np.maximum(ms, AMIN))
-
-
-def _stft_blocks(librosa, y: np.ndarray, config: FeatureConfig):
-    """``librosa.stft`` of the centred signal, a block of frames ``(n_bins, n)`` at a time
-    (the window in float32, as the numpy engine's)."""
-    n_fft, hop = config.n_fft, config.hop_length
-    y = padded_signal(y, config)
-    win = librosa.filters.get_window(config.window, config.win_length, fftbins=True)
-    win = librosa.util.pad_center(win, size=n_fft).astype(np.float32)
-    n_frames = 1 + (y.size - n_fft) // hop
-    for b in range(0, n_frames, _BLOCK_FRAMES):
-        e = min(b + _BLOCK_FRAMES, n_frames)
-        seg = y[b * hop : (e - 1) * hop + n_fft]
-        yield librosa.stft(seg, n_fft=n_fft, hop_length=hop, window=win, center=False)
+    return ceps, np.concatenate(energy)
 
 
 def delta(ceps: np.ndarray, *, width: int, order: int, mode: str, engine: str) -> np.ndarray:
@@ -76,23 +56,18 @@ def delta(ceps: np.ndarray, *, width: int, order: int, mode: str, engine: str) -
 
 
 def extra_frames(y: np.ndarray, config: FeatureConfig, n_frames: int) -> np.ndarray:
-    """The rows of ``config.extras`` on the cepstra's ``n_frames`` frames, float32.
-
-    ``y`` (n_samples,) is the waveform before pre-emphasis. Spectral extras read the
-    config's magnitude spectrogram, held whole (``2 (n_fft + 2)`` bytes per frame, about
-    0.7 GB per hour at the ``sound`` preset); ``zero_crossing_rate`` and ``rms`` read
-    ``n_fft``-sample frames of ``y``; ``onset_strength`` the mel spectrogram in dB.
-    FeatureError when librosa refuses the input, naming the feature.
-    """
+    """The rows of ``config.extras`` on the cepstra's ``n_frames`` frames, float32, from ``y``
+    (n_samples,) before pre-emphasis: the magnitude spectrogram held whole (0.7 GB per hour at
+    the ``sound`` preset), or frames of ``y``. FeatureError, naming the feature, when librosa
+    refuses the input."""
     librosa = _librosa()
-    sr, n_fft, hop = config.sample_rate, config.n_fft, config.hop_length
-    S = np.empty((1 + n_fft // 2, n_frames), dtype=np.float32)  # |X|, filled block by block
+    S = np.empty((1 + config.n_fft // 2, n_frames), dtype=np.float32)  # |X|, held whole
     b = 0
-    for X in _stft_blocks(librosa, y, config):
-        S[:, b : b + X.shape[1]] = np.abs(X)
-        b += X.shape[1]
-    grid = dict(sr=sr, n_fft=n_fft, hop_length=hop)
-    frames = dict(frame_length=n_fft, hop_length=hop, center=config.center)
+    for X in stft_blocks(y, config, librosa.stft):
+        S[:, b : b + len(X)] = np.abs(X).T
+        b += len(X)
+    grid = dict(sr=config.sample_rate, n_fft=config.n_fft, hop_length=config.hop_length)
+    frames = dict(frame_length=config.n_fft, hop_length=config.hop_length, center=config.center)
     f = librosa.feature
     calls = {
         "spectral_contrast": lambda kw: f.spectral_contrast(S=S, **grid, **kw),
@@ -121,8 +96,7 @@ def extra_frames(y: np.ndarray, config: FeatureConfig, n_frames: int) -> np.ndar
 
 
 def _mel_db(powers, config: FeatureConfig) -> np.ndarray:
-    """The config's mel spectrogram in dB from blocks of |X|² (what the cepstra are computed
-    from), by librosa."""
+    """The config's mel spectrogram in dB from blocks of |X|² ``(n_bins, n)``, by librosa."""
     librosa = _librosa()
     mel = np.concatenate([librosa.feature.melspectrogram(
         S=p, sr=config.sample_rate, n_fft=config.n_fft, n_mels=config.n_mels,

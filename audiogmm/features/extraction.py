@@ -1,6 +1,4 @@
-"""``extract``: waveform or file in, frames out, ``(n_frames, n_dims)``.
-
-Pipeline (frames are rows once it leaves librosa)::
+"""``extract``: waveform or file in, frames ``(n_frames, n_dims)`` out::
 
     waveform ─ pre-emphasis ─ |STFT|² ─ mel filterbank ─ log ─ DCT + lifter
              ─ [c0 → frame log-energy] ─ Δ/ΔΔ ─ energy VAD (drop frames) ─ CMVN
@@ -17,7 +15,7 @@ import numpy as np
 
 from .. import audio
 from ..exceptions import FeatureError, ParameterError
-from .config import FeatureConfig, is_integral
+from .config import FeatureConfig
 from .engines import cepstra_and_energy, delta, extra_frames
 from .postprocess import digital_silence, sliding_cmvn, utterance_cmvn, vad_mask
 from .presets import DEFAULT_PRESET, PRESETS
@@ -32,9 +30,8 @@ def _describe(source: Optional[str]) -> str:
     return f"{source!r}: " if source else ""
 
 
-def _compute(
-    y: np.ndarray, config: FeatureConfig, source: Optional[str], keep_all: bool
-) -> np.ndarray:
+def _compute(y: np.ndarray, config: FeatureConfig, source: Optional[str], keep_all: bool
+             ) -> np.ndarray:  # fmt: skip
     """Features of a validated float32 waveform already at ``config.sample_rate``."""
     y_in = y  # the extras read the signal before pre-emphasis
     if config.preemphasis > 0:
@@ -45,14 +42,11 @@ def _compute(
     elif config.c0 == "drop":
         ceps = ceps[1:]
     n_frames = ceps.shape[1]
-    blocks = [ceps]
-    if config.delta_order > 0:
-        mode = config.delta_mode
-        if mode == "interp" and n_frames < config.delta_width:
-            mode = "nearest"  # librosa's 'interp' needs >= width frames
-        for order in range(1, config.delta_order + 1):
-            blocks.append(delta(ceps, width=config.delta_width, order=order, mode=mode,
-                                engine=config.engine))  # fmt: skip
+    mode = config.delta_mode
+    if mode == "interp" and n_frames < config.delta_width:
+        mode = "nearest"  # librosa's 'interp' needs >= width frames
+    blocks = [ceps] + [delta(ceps, width=config.delta_width, order=order, mode=mode,
+                             engine=config.engine) for order in range(1, config.delta_order + 1)]
     if config.extras:
         blocks.append(extra_frames(y_in, config, n_frames))
     # the one transpose: frames are rows from here on, in C order, so that the CMVN sums
@@ -62,11 +56,7 @@ def _compute(
         keep = _kept_frames(energy, config, source)
         if not keep.all():
             feats = feats[keep]
-    if config.cmvn == "utterance":
-        feats = utterance_cmvn(feats, norm_vars=config.cmvn_norm_vars)
-    elif config.cmvn == "sliding":
-        feats = sliding_cmvn(feats, window=config.cmvn_window, norm_vars=config.cmvn_norm_vars)
-    out = np.ascontiguousarray(feats, dtype=config.dtype)
+    out = _normalised(feats, config)
     if not np.isfinite(out).all():
         raise FeatureError(f"{_describe(source)}non-finite feature values (NaN or inf)")
     return out
@@ -103,13 +93,9 @@ def _kept_frames(energy: np.ndarray, config: FeatureConfig, source: Optional[str
     return keep
 
 
-def extract(
-    y_or_path: Union[np.ndarray, str, os.PathLike],
-    *,
-    config: Optional[FeatureConfig] = None,
-    sr: Optional[int] = None,
-    keep_all_frames: bool = False,
-) -> np.ndarray:
+def extract(y_or_path: Union[np.ndarray, str, os.PathLike], *,
+            config: Optional[FeatureConfig] = None, sr: Optional[int] = None,
+            keep_all_frames: bool = False) -> np.ndarray:  # fmt: skip
     """Compute MFCC frames (+ Δ/ΔΔ, VAD, CMVN) from a waveform or an audio file.
 
     Parameters
@@ -119,14 +105,13 @@ def extract(
         soundfile does: :func:`audiogmm.audio.as_float`), or an audio file.
     config : FeatureConfig, optional
         Defaults to the ``general`` preset.
-    sr : int > 0, optional
+    sr : int, optional
         A waveform's rate in Hz, resampled (soxr HQ) to ``config.sample_rate`` when it
         differs (``None``: already at it). Ignored for a path.
     keep_all_frames : bool
         Keep every frame: do not refuse a silent clip, drop runs of digital silence
-        (:data:`SILENT_RUN_S` s or more at -100 dB), nor drop unvoiced frames (``vad``).
-        Otherwise a clip whose kept frames are mostly near-silent (above -100 dB, at most
-        ``config.vad_floor_db``) is named in a logged warning.
+        (:data:`SILENT_RUN_S` s or more at -100 dB), nor drop unvoiced frames (``vad``);
+        otherwise a clip whose kept frames are mostly near-silent is named in a warning.
 
     Returns
     -------
@@ -135,23 +120,13 @@ def extract(
 
     Raises
     ------
-    AudioError
-        A bad file (missing, corrupt, empty, shorter than one window), named.
-    FeatureError
-        Non-finite or too-short waveform, or a silent clip (no frame above
-        ``config.vad_floor_db``, whatever the preset) unless *keep_all_frames*.
-    ParameterError
-        Invalid *config*, *sr* or waveform shape.
-
-    See Also
-    --------
-    FeatureConfig.preset, audiogmm.cache.extract_many
+    AudioError, FeatureError, ParameterError
+        A bad file (named); a non-finite or too-short waveform, or a silent clip (no frame
+        above ``config.vad_floor_db``) unless *keep_all_frames*; an invalid argument.
 
     Examples
     --------
-    >>> import numpy as np
-    >>> rng = np.random.default_rng(0)
-    >>> y = (0.1 * rng.standard_normal(16000)).astype(np.float32)
+    >>> y = (0.1 * np.random.default_rng(0).standard_normal(16000)).astype(np.float32)
     >>> extract(y, sr=16000).shape
     (51, 26)
     """
@@ -168,18 +143,15 @@ def extract(
         if y.ndim != 1:
             raise ParameterError(f"expected a mono waveform of shape (n_samples,), got {y.shape}")
         y = audio.as_float(y)
-        if not np.isfinite(y).all():
+        peak = float(np.max(np.abs(y))) if y.size else 0.0
+        if not np.isfinite(peak):
             raise FeatureError("waveform contains non-finite (NaN or inf) samples")
-        if y.size and float(np.max(np.abs(y))) > audio.MAX_ABS_SAMPLE:
-            raise FeatureError(
-                f"absurd sample values: peak |sample| {float(np.max(np.abs(y))):.3g} times full "
-                f"scale (limit {audio.MAX_ABS_SAMPLE:g})"
-            )
+        if peak > audio.MAX_ABS_SAMPLE:
+            raise FeatureError(f"absurd sample values: peak |sample| {peak:.3g} times full "
+                               f"scale (limit {audio.MAX_ABS_SAMPLE:g})")  # fmt: skip
         if sr is not None:
-            if isinstance(sr, bool) or not is_integral(sr) or sr <= 0:
-                raise ParameterError(f"sr must be a positive integer (Hz), got {sr!r}")
-            if int(sr) != config.sample_rate:
-                y = audio.resample(y, int(sr), config.sample_rate)
+            audio.check_rate(sr, "sr")
+            y = audio.resample(y, int(sr), config.sample_rate)
         if y.size < config.win_length:
             raise FeatureError(
                 f"clip too short: {y.size} samples at {config.sample_rate} Hz, expected at least "
@@ -198,22 +170,17 @@ def derivable(source: FeatureConfig, target: FeatureConfig) -> bool:
     """Whether :func:`derive` can compute ``target``'s features from ``source``'s: ``source``
     applies no CMVN, ``target`` keeps no more delta orders, and they differ in nothing else
     but CMVN and ``dtype`` (``target``'s frames before CMVN lead ``source``'s output)."""
-    if source.cmvn != "none" or target.delta_order > source.delta_order:
+    fewer = target.delta_order < source.delta_order and not source.extras  # extras follow Δs
+    if source.cmvn != "none" or not (fewer or target.delta_order == source.delta_order):
         return False
-    if source.extras and target.delta_order != source.delta_order:
-        return False  # the extras' columns follow the deltas: slicing would drop them
     a, b = source.to_dict(), target.to_dict()
     return all(a[k] == b[k] for k in a if k not in _DERIVABLE_FIELDS)
 
 
 def extraction_roots(configs: Sequence[FeatureConfig]) -> list[int]:
-    """For each config, the index of the one whose extraction its features are computed from.
-
-    The roots are the configs no other one derives strictly (:func:`derivable` one way
-    only); each config maps to the first root equal to it or deriving it (equal configs
-    share a root). So front ends that differ only in CMVN or delta orders (a fused model's
-    members, model selection's candidates) cost one decode and one STFT in all.
-    """
+    """For each config, the index of the one whose extraction its features are computed from:
+    the first root (a config no other one derives strictly) equal to it or deriving it, so
+    front ends that differ only in CMVN or delta orders cost one decode and one STFT in all."""
 
     def strictly(a: FeatureConfig, b: FeatureConfig) -> bool:
         return a != b and derivable(a, b) and not derivable(b, a)
@@ -225,18 +192,19 @@ def extraction_roots(configs: Sequence[FeatureConfig]) -> list[int]:
 
 def derive(X: np.ndarray, source: FeatureConfig, target: FeatureConfig) -> np.ndarray:
     """``target``'s features (n_frames, target.n_dims) from ``source``'s ``X`` (n_frames,
-    n_dims) of one clip, bit-identical to :func:`extract` with ``target``.
-
-    Slices and renormalises instead of decoding again (the frames before CMVN are leading
-    columns of ``source``'s output, exactly, in either dtype). ParameterError unless
-    :func:`derivable`.
-    """
+    n_dims) of one clip, bit-identical to :func:`extract` with ``target``: the frames before
+    CMVN lead ``source``'s output exactly, in either dtype. ParameterError unless
+    :func:`derivable`."""
     if not derivable(source, target):
         raise ParameterError("target features differ from the source's before normalisation")
     # exactly the frames before CMVN: static cepstra, then each delta order
-    feats = np.ascontiguousarray(X[:, : target.n_dims], dtype=np.float32)
-    if target.cmvn == "utterance":
-        feats = utterance_cmvn(feats, norm_vars=target.cmvn_norm_vars)
-    elif target.cmvn == "sliding":
-        feats = sliding_cmvn(feats, window=target.cmvn_window, norm_vars=target.cmvn_norm_vars)
-    return np.ascontiguousarray(feats, dtype=target.dtype)
+    return _normalised(np.ascontiguousarray(X[:, : target.n_dims], dtype=np.float32), target)
+
+
+def _normalised(feats: np.ndarray, config: FeatureConfig) -> np.ndarray:
+    """``feats`` (n_frames, n_dims) after the config's CMVN, in its dtype, C order."""
+    if config.cmvn == "utterance":
+        feats = utterance_cmvn(feats, norm_vars=config.cmvn_norm_vars)
+    elif config.cmvn == "sliding":
+        feats = sliding_cmvn(feats, window=config.cmvn_window, norm_vars=config.cmvn_norm_vars)
+    return np.ascontiguousarray(feats, dtype=config.dtype)

@@ -1,8 +1,6 @@
-"""After the cepstra: deltas, energy VAD and CMVN (utterance or sliding).
-
-Deltas are computed on the contiguous frame sequence, *before* VAD drops frames
-(as Kaldi's ``add-deltas | select-voiced-frames``); CMVN after VAD, on the kept
-frames only, so silence does not bias the statistics.
+"""After the cepstra: deltas, energy VAD and CMVN (utterance or sliding). Deltas come
+*before* VAD drops frames (Kaldi's ``add-deltas | select-voiced-frames``), CMVN after, on
+the kept frames only, so silence does not bias the statistics.
 """
 
 from __future__ import annotations
@@ -19,24 +17,16 @@ _STD_FLOOR = 1e-8  # CMVN: constant dimensions map to 0 instead of dividing by z
 
 def vad_mask(energy_db: np.ndarray, *, threshold_db: float, floor_db: float) -> np.ndarray:
     """Energy VAD: a bool mask (n_frames,) of the frames of ``energy_db`` (n_frames,) louder
-    than ``max - threshold_db`` and than ``floor_db`` (dB).
-
-    Relative to the loudest frame (Kaldi's ``compute-vad``: to the mean log-energy, which
-    depends more on the share of silence); the floor keeps digital silence unvoiced.
-    """
+    than ``max - threshold_db`` and than ``floor_db`` (dB). Relative to the loudest frame,
+    not the mean (Kaldi's ``compute-vad``), which depends more on the share of silence."""
     e = np.asarray(energy_db)
-    if e.size == 0:
-        return np.zeros(0, dtype=bool)
-    return (e > e.max() - threshold_db) & (e > floor_db)
+    return (e > e.max(initial=-np.inf) - threshold_db) & (e > floor_db)
 
 
 def digital_silence(energy_db: np.ndarray, *, silence_db: float, min_frames: int) -> np.ndarray:
     """True (n_frames,) for the frames of ``energy_db`` (n_frames,) inside runs of at least
-    ``min_frames`` frames at the ``silence_db`` floor (-100 dB): the frames to drop.
-
-    Such a run is digital silence (an edit, a dropout, zero padding): identical frames that
-    a GMM fits with one spike of absurd likelihood. Shorter pauses are sound (between clicks).
-    """
+    ``min_frames`` frames at the ``silence_db`` floor (-100 dB): digital silence (an edit, a
+    dropout, padding), identical frames a GMM fits with a spike of absurd likelihood."""
     at_floor = np.asarray(energy_db) <= silence_db
     # run boundaries: +1 where a run starts, -1 just after it ends
     edges = np.diff(np.concatenate(([0], at_floor.astype(np.int8), [0])))
@@ -61,34 +51,28 @@ def utterance_cmvn(x: np.ndarray, *, norm_vars: bool = True) -> np.ndarray:
 
 def sliding_cmvn(x: np.ndarray, *, window: int = 300, norm_vars: bool = True) -> np.ndarray:
     """Sliding-window CMVN of ``x`` (n_frames, n_dims), float64, as Kaldi's
-    ``apply-cmvn-sliding --center=true``.
-
-    Frame ``t`` is normalised with the frames ``[t - window // 2, t - window // 2 + window)``,
-    shifted to stay inside the clip (every window holds ``min(window, n_frames)`` frames);
-    ``norm_vars`` also divides by the window's std. dev. (floored at 1e-8).
-    """
+    ``apply-cmvn-sliding --center=true``: frame ``t`` is normalised with the frames
+    ``[t - window // 2, t - window // 2 + window)``, shifted to stay inside the clip;
+    ``norm_vars`` also divides by the window's std. dev. (floored at 1e-8)."""
     x64 = np.asarray(x, dtype=np.float64)
     n = x64.shape[0]
     if n == 0:
         return x64.copy()
     w = min(int(window), n)
-    t = np.arange(n)
-    start = np.clip(t - int(window) // 2, 0, n - w)
+    start = np.clip(np.arange(n) - int(window) // 2, 0, n - w)
     end = start + w
-    c1 = np.zeros((n + 1, x64.shape[1]))
-    np.cumsum(x64, axis=0, out=c1[1:])
-    mean = (c1[end] - c1[start]) / w
-    out = x64 - mean
+
+    def window_sum(v: np.ndarray) -> np.ndarray:  # Σ v over each frame's window, (n, n_dims)
+        c = np.zeros((n + 1, v.shape[1]))
+        np.cumsum(v, axis=0, out=c[1:])
+        return c[end] - c[start]
+
+    out = x64 - window_sum(x64) / w
     if norm_vars:
-        # Centre each window on its mean before squaring: Σ(x - m)² from cumulative
-        # sums of x and x² loses precision, so use the shifted data (x - global mean).
+        # Σ(x - m)² from cumulative sums of x and x² loses precision: use the shifted data
         xc = x64 - x64.mean(axis=0)
-        c1c = np.zeros_like(c1)
-        c2c = np.zeros_like(c1)
-        np.cumsum(xc, axis=0, out=c1c[1:])
-        np.cumsum(xc * xc, axis=0, out=c2c[1:])
-        m = (c1c[end] - c1c[start]) / w
-        var = (c2c[end] - c2c[start]) / w - m * m
+        m = window_sum(xc) / w
+        var = window_sum(xc * xc) / w - m * m
         out /= np.maximum(np.sqrt(np.maximum(var, 0.0)), _STD_FLOOR)
         # A window that is constant in a dimension (e.g. window=1, or repeated frames) has a
         # variance of pure rounding noise here: map it to 0, as utterance_cmvn does.
@@ -121,52 +105,36 @@ def _convolve_frames(x: np.ndarray, coeffs: np.ndarray, mode: str) -> np.ndarray
 
     ndimage's float64 line buffer and accumulation order (``NI_Correlate1D``: centre tap,
     then the outermost pair of taps inwards, summed before the multiply for an
-    (anti)symmetric filter), without importing scipy. Lines shorter than the filter's
-    half-width go to scipy itself (its boundary extension repeats there).
+    (anti)symmetric filter), without importing scipy. Other filters, and lines shorter than
+    the filter's half-width (its boundary extension repeats there), go to scipy itself.
     """
-    n = x.shape[-1]
-    w = coeffs[::-1]  # convolve1d correlates with the reversed filter
-    size1 = w.size // 2
-    if n <= size1 or w.size % 2 == 0:
+    n, fw = x.shape[-1], coeffs[::-1] - 0.0  # float64: convolve1d correlates with the reverse
+    size1 = fw.size // 2
+    eps = np.finfo(np.float64).eps
+    pairs = [(fw[size1 + i], fw[size1 - i]) for i in range(1, (fw.size + 1) // 2)]
+    sym = 1 if all(abs(a - b) <= eps for a, b in pairs) else -all(
+        abs(a + b) <= eps for a, b in pairs)  # fmt: skip
+    if n <= size1 or fw.size % 2 == 0 or not sym:
         import scipy.ndimage
 
         return scipy.ndimage.convolve1d(x, coeffs, axis=-1, mode=mode, cval=0.0)
-    eps = np.finfo(np.float64).eps
-    fw = w - 0.0  # float64 copy
-    pairs = [(fw[size1 + i], fw[size1 - i]) for i in range(1, size1 + 1)]
-    sym = 1 if all(abs(a - b) <= eps for a, b in pairs) else 0
-    sym = sym or -all(abs(a + b) <= eps for a, b in pairs)
-    x64 = np.asarray(x, dtype=np.float64)
-    if mode == "nearest" and x.ndim == 2:  # the default: edge columns repeated, without np.pad
-        line = np.empty((x.shape[0], n + 2 * size1))
-        line[:, :size1] = x64[:, :1]
-        line[:, size1 : size1 + n] = x64
-        line[:, size1 + n :] = x64[:, -1:]
-    else:
-        line = np.pad(x64, [(0, 0)] * (x.ndim - 1) + [(size1, size1)], mode=_PAD_MODE[mode])
+    pad = [(0, 0)] * (x.ndim - 1) + [(size1, size1)]
+    line = np.pad(np.asarray(x, dtype=np.float64), pad, mode=_PAD_MODE[mode])
 
     def tap(j: int) -> np.ndarray:  # iline[j] for every output position
         return line[..., size1 + j : size1 + j + n]
 
-    if sym:
-        out = tap(0) * fw[size1]
-        for j in range(-size1, 0):
-            out += (tap(j) + tap(-j) if sym > 0 else tap(j) - tap(-j)) * fw[size1 + j]
-    else:
-        out = tap(size1) * fw[2 * size1]
-        for j in range(-size1, size1):
-            out += tap(j) * fw[size1 + j]
+    out = tap(0) * fw[size1]
+    for j in range(-size1, 0):
+        out += (tap(j) + tap(-j) if sym > 0 else tap(j) - tap(-j)) * fw[size1 + j]
     return out.astype(x.dtype, copy=False)
 
 
 def delta(ceps: np.ndarray, *, width: int, order: int, mode: str) -> np.ndarray:
-    """``librosa.feature.delta(ceps, width=width, order=order, mode=mode)``, bit for bit.
-
-    librosa's ``scipy.signal.savgol_filter`` solves for the Savitzky-Golay coefficients on
-    every call (most of the cost on short clips); outside ``"interp"`` mode it is one
-    ``convolve1d``, done here with cached coefficients and no scipy import. ``"interp"``
-    (polynomial fits at the edges) calls ``savgol_filter`` (never librosa: numba).
-    """
+    """``librosa.feature.delta(ceps, width=width, order=order, mode=mode)``, bit for bit:
+    outside ``"interp"`` mode one ``convolve1d`` with cached Savitzky-Golay coefficients
+    (librosa solves for them on every call) and no scipy import; ``"interp"`` (polynomial
+    fits at the edges) calls ``scipy.signal.savgol_filter`` (never librosa: numba)."""
     if mode == "interp":
         import scipy.signal
 

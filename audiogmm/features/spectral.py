@@ -1,13 +1,9 @@
-"""Spectral analysis: framing, |STFT|^2, mel projection, frame energy, log, DCT.
-
-librosa's ``stft`` + ``feature.melspectrogram`` + ``power_to_db`` + ``feature.mfcc``
-restated in numpy, frames as rows, in blocks (memory bounded on long files), the frame
-energy (VAD, ``c0="energy"``) from the same spectrum, on one BLAS thread (results do not
-depend on thread settings or job count). librosa is never imported here: its modules
-compile numba helpers on first use (~12 s of a cold run) for nothing the front end needs;
-nor scipy (~0.25 s per process). The window, filterbank and ``power_to_db`` are librosa's
-bit for bit; the DCT is a float64 matrix product, equal to librosa's float32 one within
-float32 rounding (``tests/test_coldstart.py`` checks both, every preset and window).
+"""librosa's ``stft`` + ``feature.melspectrogram`` + ``power_to_db`` + ``feature.mfcc``
+restated in numpy, frames as rows, in blocks (memory bounded), with the frame energy (VAD,
+``c0="energy"``) from the same spectrum, on one BLAS thread (results independent of
+threads and jobs). Neither librosa (numba compiles, ~12 s cold) nor scipy (~0.25 s) is
+imported. Window, filterbank and ``power_to_db`` are librosa's bit for bit; the DCT is a
+float64 matrix product, within float32 rounding of librosa's (``tests/test_coldstart.py``).
 """
 
 from __future__ import annotations
@@ -22,17 +18,17 @@ from ..engine import one_blas_thread
 from ..exceptions import FeatureError
 from .config import FeatureConfig, window
 
-__all__ = ["AMIN", "cepstra", "frame_mean_square", "mel_and_energy", "mel_filterbank",
-           "padded_signal"]  # fmt: skip
+__all__ = ["AMIN", "cepstra", "frame_energy_db", "mel_and_energy", "mel_filterbank",
+           "stft_blocks"]  # fmt: skip
 
 AMIN = 1e-10  # power floor: log10(1e-10) = -100 dB, so digital silence stays finite
+_BLOCK_FRAMES = 2048  # STFT frames per block: bounds memory on hour-long files
 
 
 @functools.lru_cache(maxsize=32)
 def _padded_window(name: str, win_length: int, n_fft: int) -> np.ndarray:
     lpad = (n_fft - win_length) // 2  # centred in n_fft, as librosa.util.pad_center
-    w = np.pad(window(name, win_length), (lpad, n_fft - win_length - lpad))
-    w = w.astype(np.float32)
+    w = np.pad(window(name, win_length), (lpad, n_fft - win_length - lpad)).astype(np.float32)
     w.setflags(write=False)
     return w
 
@@ -45,17 +41,12 @@ _MIN_LOG_MEL = _MIN_LOG_HZ / _F_SP
 _LOGSTEP = np.log(6.4) / 27.0
 
 
-def _hz_to_mel(frequencies, htk: bool):
-    frequencies = np.asanyarray(frequencies)
+def _hz_to_mel(f: float, htk: bool) -> float:
     if htk:
-        return 2595.0 * np.log10(1.0 + frequencies / 700.0)
-    mels = (frequencies - 0.0) / _F_SP
-    if frequencies.ndim:
-        log_t = frequencies >= _MIN_LOG_HZ
-        mels[log_t] = _MIN_LOG_MEL + np.log(frequencies[log_t] / _MIN_LOG_HZ) / _LOGSTEP
-    elif frequencies >= _MIN_LOG_HZ:
-        mels = _MIN_LOG_MEL + np.log(frequencies / _MIN_LOG_HZ) / _LOGSTEP
-    return mels
+        return 2595.0 * np.log10(1.0 + f / 700.0)
+    if f >= _MIN_LOG_HZ:
+        return _MIN_LOG_MEL + np.log(f / _MIN_LOG_HZ) / _LOGSTEP
+    return (f - 0.0) / _F_SP
 
 
 def _mel_to_hz(mels: np.ndarray, htk: bool) -> np.ndarray:
@@ -70,13 +61,8 @@ def _mel_to_hz(mels: np.ndarray, htk: bool) -> np.ndarray:
 def mel_filterbank(*, sr: int, n_fft: int, n_mels: int, fmin: float = 0.0,
                    fmax: Optional[float] = None, htk: bool = False,
                    norm: Optional[str] = "slaney") -> np.ndarray:  # fmt: skip
-    """Triangular mel filters, ``librosa.filters.mel`` bit for bit (same arguments).
-
-    Returns
-    -------
-    np.ndarray [shape=(n_mels, 1 + n_fft // 2), dtype=float32]
-        Band edges ``fmin``-``fmax`` Hz (``None``: ``sr / 2``); ``norm="slaney"``: unit area.
-    """
+    """Triangular mel filters (n_mels, 1 + n_fft // 2), float32, from ``fmin`` to ``fmax`` Hz
+    (``None``: ``sr / 2``): ``librosa.filters.mel`` bit for bit (same arguments)."""
     if fmax is None:
         fmax = float(sr) / 2
     weights = np.zeros((n_mels, int(1 + n_fft // 2)), dtype=np.float32)
@@ -86,9 +72,7 @@ def mel_filterbank(*, sr: int, n_fft: int, n_mels: int, fmin: float = 0.0,
     fdiff = np.diff(mel_f)
     ramps = np.subtract.outer(mel_f, fftfreqs)
     for i in range(n_mels):
-        lower = -ramps[i] / fdiff[i]
-        upper = ramps[i + 2] / fdiff[i + 1]
-        weights[i] = np.maximum(0, np.minimum(lower, upper))
+        weights[i] = np.maximum(0, np.minimum(-ramps[i] / fdiff[i], ramps[i + 2] / fdiff[i + 1]))
     if norm == "slaney":
         weights *= (2.0 / (mel_f[2 : n_mels + 2] - mel_f[:n_mels]))[:, np.newaxis]
     return weights
@@ -97,9 +81,9 @@ def mel_filterbank(*, sr: int, n_fft: int, n_mels: int, fmin: float = 0.0,
 @functools.lru_cache(maxsize=32)
 def _mel_basis(sr: int, n_fft: int, n_mels: int, fmin: float, fmax: Optional[float], htk: bool,
                norm: Optional[str]) -> np.ndarray:  # fmt: skip
-    basis = mel_filterbank(sr=sr, n_fft=n_fft, n_mels=n_mels, fmin=fmin, fmax=fmax, htk=htk,
-                           norm=norm)  # fmt: skip
-    basis = np.ascontiguousarray(basis.T)  # (n_bins, n_mels), C order: the fast BLAS layout
+    # (n_bins, n_mels), C order: the fast BLAS layout
+    basis = np.ascontiguousarray(mel_filterbank(sr=sr, n_fft=n_fft, n_mels=n_mels, fmin=fmin,
+                                                fmax=fmax, htk=htk, norm=norm).T)  # fmt: skip
     basis.setflags(write=False)
     return basis
 
@@ -111,65 +95,55 @@ def _energy_norm(name: str, win_length: int, n_fft: int) -> float:
     return 1.0 / (n_fft * float(np.sum(np.asarray(w, dtype=np.float64) ** 2)))
 
 
-_BLOCK_FRAMES = 2048  # STFT frames per block: bounds memory on hour-long files
-
-
-def padded_signal(y: np.ndarray, config: FeatureConfig) -> np.ndarray:
-    """``y`` padded by ``n_fft // 2`` on each side when ``config.center`` (as ``librosa.stft``);
-    FeatureError when shorter than one FFT frame."""
+def stft_blocks(y: np.ndarray, config: FeatureConfig, stft=None):
+    """The STFT of ``y`` (n_samples,) framed as ``librosa.stft``, complex blocks ``(n, 1 +
+    n_fft // 2)`` of frames as rows: numpy's ``rfft``, or ``stft`` (``librosa.stft``) on the
+    frames' span, transposed. FeatureError when shorter than a frame."""
+    n_fft, hop = config.n_fft, config.hop_length
     if config.center:
-        y = np.pad(y, config.n_fft // 2, mode=config.pad_mode)  # type: ignore[call-overload]
-    if y.size < config.n_fft:
-        raise FeatureError(f"clip too short: {y.size} samples after padding, n_fft={config.n_fft}")
-    return y
+        y = np.pad(y, n_fft // 2, mode=config.pad_mode)  # type: ignore[call-overload]
+    if y.size < n_fft:
+        raise FeatureError(f"clip too short: {y.size} samples after padding, n_fft={n_fft}")
+    win = _padded_window(config.window, config.win_length, n_fft)
+    frames = np.lib.stride_tricks.sliding_window_view(y, n_fft)[::hop]  # (n_frames, n_fft) view
+    for b in range(0, frames.shape[0], _BLOCK_FRAMES):
+        block = frames[b : b + _BLOCK_FRAMES]
+        if stft is None:
+            # float64 frames: numpy's float32 rfft is 4-6x slower at n_fft 512-2048
+            yield np.fft.rfft(np.multiply(block, win, dtype=np.float64), axis=-1)
+        else:
+            seg = y[b * hop : (b + len(block) - 1) * hop + n_fft]
+            yield stft(seg, n_fft=n_fft, hop_length=hop, window=win, center=False).T
 
 
 def mel_and_energy(y: np.ndarray, config: FeatureConfig) -> tuple[np.ndarray, np.ndarray]:
-    """Mel power spectrogram ``(n_mels, n_frames)`` and frame energy (dB) from one STFT.
-
-    ``librosa.stft`` (same centring, padding, window, frame count) then
-    ``librosa.feature.melspectrogram(S=|X|**2)``, frames as rows in blocks (several
-    times faster on short clips).
-    """
-    n_fft, hop = config.n_fft, config.hop_length
-    y = padded_signal(y, config)
-    win = _padded_window(config.window, config.win_length, n_fft)
-    frames = np.lib.stride_tricks.sliding_window_view(y, n_fft)[::hop]  # (n_frames, n_fft) view
-    n_frames = frames.shape[0]
+    """Mel power spectrogram ``(n_mels, n_frames)`` and frame energy (dB) from one STFT:
+    ``librosa.feature.melspectrogram(S=|X|**2)``, frames as rows in blocks (faster)."""
     c = config
-    basis_t = _mel_basis(c.sample_rate, n_fft, c.n_mels, c.fmin, c.fmax, c.htk, c.mel_norm)
-    mel = np.empty((n_frames, config.n_mels), dtype=np.float32)
-    ms = np.empty(n_frames, dtype=np.float64)
+    basis_t = _mel_basis(c.sample_rate, c.n_fft, c.n_mels, c.fmin, c.fmax, c.htk, c.mel_norm)
+    mel, energy = [], []
     with one_blas_thread():
-        for b in range(0, n_frames, _BLOCK_FRAMES):
-            # float64 frames: numpy's float32 rfft is 4-6x slower at these sizes
-            x = np.multiply(frames[b : b + _BLOCK_FRAMES], win, dtype=np.float64)
-            spec = np.fft.rfft(x, axis=-1)
+        for spec in stft_blocks(y, config):
             power = spec.real**2 + spec.imag**2  # |X|², without the sqrt of np.abs
-            np.dot(power.astype(np.float32), basis_t, out=mel[b : b + _BLOCK_FRAMES])
-            ms[b : b + _BLOCK_FRAMES] = frame_mean_square(power, config)
-    return mel.T, 10.0 * np.log10(np.maximum(ms, AMIN))
+            mel.append(np.dot(power.astype(np.float32), basis_t))
+            energy.append(frame_energy_db(power, config))
+    return np.concatenate(mel).T, np.concatenate(energy)
 
 
-def frame_mean_square(power_rows: np.ndarray, config: FeatureConfig) -> np.ndarray:
-    """Mean square (n_frames,) float64 of each windowed frame, from its one-sided
-    power spectrum ``|X|²`` (n_frames, 1 + n_fft // 2), by Parseval."""
-    p = power_rows
+def frame_energy_db(p: np.ndarray, config: FeatureConfig) -> np.ndarray:
+    """Mean square (n_frames,) in dB (floored at -100) of each windowed frame, from its
+    one-sided power spectrum ``p = |X|²`` (n_frames, 1 + n_fft // 2), by Parseval."""
     full = 2.0 * p.sum(axis=-1, dtype=np.float64) - p[:, 0]
     if config.n_fft % 2 == 0:  # the Nyquist bin, like DC, appears once
         full -= p[:, -1]
-    return full * _energy_norm(config.window, config.win_length, config.n_fft)
+    ms = full * _energy_norm(config.window, config.win_length, config.n_fft)
+    return 10.0 * np.log10(np.maximum(ms, AMIN))
 
 
 @functools.lru_cache(maxsize=16)
 def _dct_matrix(n_mels: int, n_mfcc: int, lifter: float) -> np.ndarray:
-    """Rows 0..n_mfcc-1 of the orthonormal DCT-II over ``n_mels`` points, liftered.
-
-    ``scipy.fft.dct(x, type=2, norm="ortho")`` is ``C @ x`` with
-    ``C[k, m] = s_k cos(pi k (2m + 1) / (2 n))``, ``s_0 = sqrt(1/n)``, else
-    ``sqrt(2/n)``; librosa's sinusoidal lifter scales row ``k`` by
-    ``1 + (L/2) sin(pi (k+1) / L)``. Built in float64, once per shape.
-    """
+    """Rows 0..n_mfcc-1 of the orthonormal DCT-II (``scipy.fft.dct(x, type=2, norm="ortho")
+    = C @ x``) over ``n_mels`` points, rows scaled by librosa's lifter; float64, cached."""
     k = np.arange(n_mfcc, dtype=np.float64)[:, np.newaxis]
     m = np.arange(n_mels, dtype=np.float64)[np.newaxis, :]
     C = np.cos(np.pi * k * (2.0 * m + 1.0) / (2.0 * n_mels)) * math.sqrt(2.0 / n_mels)
@@ -181,14 +155,10 @@ def _dct_matrix(n_mels: int, n_mfcc: int, lifter: float) -> np.ndarray:
 
 
 def cepstra(mel: np.ndarray, config: FeatureConfig) -> np.ndarray:
-    """MFCC ``(n_mfcc, n_frames)`` from a mel power spectrogram ``(n_mels, n_frames)``.
-
-    librosa's ``power_to_db(mel, ref=1.0, amin=AMIN, top_db=config.top_db)`` (bit for
-    bit), then ``feature.mfcc``'s DCT-II and lifter as one float64 product
-    (:func:`_dct_matrix`), returned in the mel spectrogram's dtype.
-    """
-    log_spec = 10.0 * np.log10(np.maximum(AMIN, mel))
-    log_spec -= 10.0 * np.log10(np.maximum(AMIN, np.abs(1.0)))  # ref=1.0: as librosa
+    """MFCC ``(n_mfcc, n_frames)`` from a mel power spectrogram ``(n_mels, n_frames)``:
+    librosa's ``power_to_db(mel, ref=1.0, amin=AMIN, top_db=config.top_db)`` bit for bit,
+    then ``feature.mfcc``'s DCT and lifter as one float64 product, in the input's dtype."""
+    log_spec = 10.0 * np.log10(np.maximum(AMIN, mel))  # ref=1.0: librosa subtracts 0 dB
     if config.top_db is not None:
         log_spec = np.maximum(log_spec, log_spec.max() - config.top_db)
     C = _dct_matrix(log_spec.shape[-2], config.n_mfcc, float(config.lifter))

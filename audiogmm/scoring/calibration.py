@@ -40,17 +40,14 @@ def bayes_threshold(p_target: float, c_miss: float = 1.0, c_fa: float = 1.0) -> 
 
 def _costs(tar: np.ndarray, non: np.ndarray) -> float:
     # log(1 + e^-x) as logaddexp(0, -x): exact for large |x|, 0 (not NaN) at x = +-inf
-    return float(np.mean(np.logaddexp(0.0, -tar)) + np.mean(np.logaddexp(0.0, non))) / (
-        2.0 * math.log(2.0)
-    )
+    cost = np.mean(np.logaddexp(0.0, -tar)) + np.mean(np.logaddexp(0.0, non))
+    return float(cost) / (2.0 * math.log(2.0))
 
 
 def cllr(y_true: Sequence[int], llrs: Sequence[float]) -> float:
     """Log-likelihood-ratio cost (bits, >= 0) of natural-log LLRs (n_trials,) taken as they
-    are; ``y_true`` (n_trials,) is 1 for a target trial, 0 for a non-target (both needed).
-    0 for perfect LLRs, 1 for ``llr = 0`` everywhere."""
-    tar, non = split_trials(y_true, llrs)
-    return _costs(tar, non)
+    are (trials as in :mod:`.verification`): 0 for perfect LLRs, 1 for ``llr = 0``."""
+    return _costs(*split_trials(y_true, llrs))
 
 
 def pav(y: np.ndarray, weights: np.ndarray | None = None) -> np.ndarray:
@@ -58,32 +55,24 @@ def pav(y: np.ndarray, weights: np.ndarray | None = None) -> np.ndarray:
     optional ``weights`` (n,) > 0, by PAV: the weighted means of the pooled blocks."""
     y = np.asarray(y, dtype=np.float64)
     w = np.ones_like(y) if weights is None else np.asarray(weights, dtype=np.float64)
-    means, wsum, size = [], [], []
+    blocks: list = []  # [mean, weight, size] of each pooled block
     for yi, wi in zip(y, w):
-        means.append(yi)
-        wsum.append(wi)
-        size.append(1)
-        while len(means) > 1 and means[-2] > means[-1]:  # a violation: pool the two blocks
-            w2 = wsum[-2] + wsum[-1]
-            m2 = (means[-2] * wsum[-2] + means[-1] * wsum[-1]) / w2
-            n2 = size[-2] + size[-1]
-            del means[-1], wsum[-1], size[-1]
-            means[-1], wsum[-1], size[-1] = m2, w2, n2
-    return np.repeat(means, size)
+        blocks.append([yi, wi, 1])
+        while len(blocks) > 1 and blocks[-2][0] > blocks[-1][0]:  # a violation: pool the two
+            m1, w1, n1 = blocks.pop()
+            m0, w0, n0 = blocks[-1]
+            blocks[-1] = [(m0 * w0 + m1 * w1) / (w0 + w1), w0 + w1, n0 + n1]
+    return np.repeat([b[0] for b in blocks], [b[2] for b in blocks])
 
 
 def min_cllr(y_true: Sequence[int], scores: Sequence[float]) -> float:
     """Cllr (bits, in [0, 1]; 0 for separating scores) after the optimal monotone
-    recalibration of the scores.
-
-    Tied scores are pooled first (a recalibration is a function of the score), then PAV
-    on the target indicator, sorted by score, gives each block's posterior; its log odds
-    less those of the trial counts is the optimal LLR.
-    """
+    recalibration of the scores: PAV on the target indicator of the distinct scores (ties
+    pooled) gives each block's posterior, whose log odds less the prior's are the LLRs."""
     tar, non = split_trials(y_true, scores)
     s = np.concatenate([tar, non])
     y = np.concatenate([np.ones(len(tar)), np.zeros(len(non))])
-    uniq, inv = np.unique(s, return_inverse=True)
+    inv = np.unique(s, return_inverse=True)[1]
     count = np.bincount(inv).astype(np.float64)
     p = pav(np.bincount(inv, weights=y) / count, count)  # one point per distinct score
     with np.errstate(divide="ignore"):  # p = 0 or 1: LLR -inf or +inf, whose cost is 0
@@ -93,12 +82,8 @@ def min_cllr(y_true: Sequence[int], scores: Sequence[float]) -> float:
 
 def act_dcf(y_true: Sequence[int], llrs: Sequence[float], *, p_target: float,
             c_miss: float = 1.0, c_fa: float = 1.0) -> float:  # fmt: skip
-    """Normalised detection cost of the Bayes decisions of LLRs (accept ``llr >= threshold``).
-
-    ``(c_miss p P_miss + c_fa (1 - p) P_fa) / min(c_miss p, c_fa (1 - p))`` at the
-    threshold :func:`bayes_threshold`; compare with
-    :func:`~audiogmm.scoring.verification.min_dcf`.
-    """
+    """Normalised detection cost (as :func:`~audiogmm.scoring.verification.min_dcf`) of the
+    Bayes decisions of LLRs: accept ``llr >= threshold`` (:func:`bayes_threshold`)."""
     tar, non = split_trials(y_true, llrs)
     t = bayes_threshold(p_target, c_miss, c_fa)
     p_miss, p_fa = float(np.mean(tar < t)), float(np.mean(non >= t))
@@ -106,18 +91,14 @@ def act_dcf(y_true: Sequence[int], llrs: Sequence[float], *, p_target: float,
     return cost / min(c_miss * p_target, c_fa * (1.0 - p_target))
 
 
-def fit_calibration(
-    y_true: Sequence[int], scores: Sequence[float], *, p_target: float = 0.5
-) -> tuple[float, float]:
-    """Linear logistic calibration ``llr = a * score + b``: the finite ``(a, b)``.
-
-    Minimises the cross-entropy weighted to the target prior ``p_target`` (BOSARIS
-    ``train_linear_calibration``) by Newton's method on standardised scores; ``y_true``
-    is 1 (target) or 0 per score. A CalibrationWarning says when all scores are equal
+def fit_calibration(y_true: Sequence[int], scores: Sequence[float], *, p_target: float = 0.5
+                    ) -> tuple[float, float]:  # fmt: skip
+    """Linear logistic calibration ``llr = a * score + b``: the finite ``(a, b)`` minimising
+    the cross-entropy weighted to the prior ``p_target`` (BOSARIS ``train_linear_calibration``)
+    by Newton's method on standardised scores. A CalibrationWarning says when all are equal
     (``a = b = 0``) or separate the trials (no finite optimum: a tiny ridge on the slope
     bounds the LLRs, overconfident on new trials).
     """
-
     check_dcf_costs(p_target, 1.0, 1.0)
     tar, non = split_trials(y_true, scores)
     s = np.concatenate([tar, non])
@@ -152,12 +133,9 @@ def fit_calibration(
 
 def newton_minimise(fun: Callable[[np.ndarray], tuple[float, np.ndarray, np.ndarray]],
                     x0: np.ndarray, *, max_iter: int = 200) -> np.ndarray:  # fmt: skip
-    """Minimise a smooth convex function by Newton's method with backtracking, from ``x0`` (n,).
-
-    ``fun(x)`` returns the value, gradient (n,) and positive definite Hessian (n, n) (a ridge
-    makes it so). Returns the point (n,) where no step lowers the value by more than 1e-14
-    of it (never uphill).
-    """
+    """Minimise a smooth convex function by Newton's method with backtracking, from ``x0`` (n,):
+    ``fun(x)`` returns the value, gradient (n,) and positive definite Hessian (n, n). Returns
+    the point (n,) where no step lowers the value by more than 1e-14 of it (never uphill)."""
     x = np.asarray(x0, dtype=np.float64)
     f, g, H = fun(x)
     for _ in range(max_iter):

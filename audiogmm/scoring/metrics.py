@@ -10,13 +10,15 @@ import numpy as np
 
 from ..exceptions import ParameterError
 
-__all__ = ["accuracy", "confusion_matrix", "macro_f1", "per_class", "summary", "wilson_interval"]
+__all__ = ["accuracy", "confusion_matrix", "macro_f1", "paired_labels", "per_class", "summary",
+           "wilson_interval"]  # fmt: skip
 
 #: Two-sided 95% standard-normal quantile, Φ⁻¹(0.975).
 Z95 = 1.959963984540054
 
 
-def _check(y_true: Sequence[str], y_pred: Sequence[str]) -> tuple[list[str], list[str]]:
+def paired_labels(y_true: Sequence[str], y_pred: Sequence[str]) -> tuple[list[str], list[str]]:
+    """Both label lists as strings; ParameterError unless they have the same length."""
     if len(y_true) != len(y_pred):
         raise ParameterError(f"{len(y_true)} true labels but {len(y_pred)} predictions")
     return [str(y) for y in y_true], [str(y) for y in y_pred]
@@ -24,18 +26,14 @@ def _check(y_true: Sequence[str], y_pred: Sequence[str]) -> tuple[list[str], lis
 
 def accuracy(y_true: Sequence[str], y_pred: Sequence[str]) -> float:
     """Fraction of clips whose predicted label equals the true label (nan when empty)."""
-    t, p = _check(y_true, y_pred)
+    t, p = paired_labels(y_true, y_pred)
     return float(np.mean([a == b for a, b in zip(t, p)])) if t else float("nan")
 
 
 def wilson_interval(k: int, n: int, *, z: float = Z95) -> tuple[float, float]:
-    """Wilson score interval for a binomial proportion ``k / n`` (``0 <= k <= n``).
-
-    Unlike the normal ("Wald") interval it stays inside [0, 1] and keeps close to its
-    nominal coverage for small *n* and proportions near 0 or 1. ``z`` is the
-    standard-normal quantile (default: two-sided 95%). Returns ``(low, high)``:
-    ``(p̂ + z²/2n ∓ z·sqrt(p̂(1-p̂)/n + z²/4n²)) / (1 + z²/n)`` with ``p̂ = k/n``;
-    ``(nan, nan)`` when ``n == 0``.
+    """Wilson score interval ``(low, high)`` for a binomial proportion ``k / n`` (``0 <= k <=
+    n``; ``(nan, nan)`` when ``n == 0``), at the standard-normal quantile ``z`` (two-sided
+    95%): inside [0, 1], and close to its coverage for small *n*, unlike the Wald interval.
     """
     if n < 0 or k < 0 or k > n or not z > 0:
         raise ParameterError(f"need 0 <= k <= n and z > 0, got k={k}, n={n}, z={z}")
@@ -51,12 +49,13 @@ def wilson_interval(k: int, n: int, *, z: float = Z95) -> tuple[float, float]:
     return float(low), float(high)
 
 
-def confusion_matrix(
-    y_true: Sequence[str], y_pred: Sequence[str], *, labels: Sequence[str] | None = None
-) -> tuple[list[str], np.ndarray]:
+def confusion_matrix(y_true: Sequence[str], y_pred: Sequence[str], *,
+                     labels: Sequence[str] | None = None
+                     ) -> tuple[list[str], np.ndarray]:  # fmt: skip
     """``labels`` (default: the sorted union of true and predicted) and the int64 counts
-    ``C[i, j]`` (n_labels, n_labels) of clips of true class ``labels[i]`` predicted ``labels[j]``."""
-    t, p = _check(y_true, y_pred)
+    ``C[i, j]`` (n_labels, n_labels) of clips of true class ``labels[i]`` predicted
+    ``labels[j]``."""
+    t, p = paired_labels(y_true, y_pred)
     labels = sorted(set(t) | set(p)) if labels is None else [str(y) for y in labels]
     index = {y: i for i, y in enumerate(labels)}
     C = np.zeros((len(labels), len(labels)), dtype=np.int64)
@@ -81,20 +80,16 @@ def per_class(labels: Sequence[str], C: np.ndarray) -> dict[str, dict[str, float
 
 
 def macro_f1(labels: Sequence[str], C: np.ndarray) -> float:
-    """Unweighted mean F1 over the classes that occur as a true or a predicted label.
-
-    As scikit-learn's ``f1_score(average="macro")`` with its default labels: a class
-    predicted but never true counts with F1 = 0. ``nan`` when there are no clips.
-    """
+    """Unweighted mean F1 over the classes that occur as a true or a predicted label (nan when
+    none), as scikit-learn's ``f1_score(average="macro")`` with its default labels."""
     C = np.asarray(C)
     pc = per_class(labels, C)
     occurs = [y for i, y in enumerate(labels) if C[i].sum() or C[:, i].sum()]
     return float(np.mean([pc[y]["f1"] for y in occurs])) if occurs else float("nan")
 
 
-def summary(
-    y_true: Sequence[str], y_pred: Sequence[str], *, labels: Sequence[str] | None = None
-) -> dict[str, Any]:
+def summary(y_true: Sequence[str], y_pred: Sequence[str], *,
+            labels: Sequence[str] | None = None) -> dict[str, Any]:  # fmt: skip
     """All metrics as one JSON-ready dict: ``accuracy``, ``accuracy_ci95`` (the 95% Wilson
     interval), ``n_correct``, ``n``, ``balanced_accuracy`` (mean recall over the classes
     with test clips), ``macro_f1``, ``per_class`` (``{label: {precision, recall, f1,
@@ -103,13 +98,8 @@ def summary(
     pc = per_class(labels, C)
     recalls = [v["recall"] for v in pc.values() if v["support"]]
     n, n_correct = len(y_true), int(np.trace(C))
-    return {
-        "accuracy": accuracy(y_true, y_pred),
-        "accuracy_ci95": list(wilson_interval(n_correct, n)),
-        "balanced_accuracy": float(np.mean(recalls)) if recalls else float("nan"),
-        "macro_f1": macro_f1(labels, C),
-        "n": n,
-        "n_correct": n_correct,
-        "per_class": pc,
-        "confusion": {"labels": labels, "matrix": C.tolist()},
-    }
+    return {"accuracy": accuracy(y_true, y_pred),
+            "accuracy_ci95": list(wilson_interval(n_correct, n)),
+            "balanced_accuracy": float(np.mean(recalls)) if recalls else float("nan"),
+            "macro_f1": macro_f1(labels, C), "n": n, "n_correct": n_correct, "per_class": pc,
+            "confusion": {"labels": labels, "matrix": C.tolist()}}  # fmt: skip
