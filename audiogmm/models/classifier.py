@@ -109,15 +109,15 @@ class GMMClassifier(ModelFile):
     n_components : int > 0, default=16
         Components per class (:data:`N_COMPONENTS`).
     priors : dict of str to float or None, default=None
-        Class priors for :meth:`predict_log_proba` (default equal).
+        Class priors for the posteriors (default equal).
     n_jobs : int or None, default=None
-        Classes trained concurrently (threads) when ``fit`` gets no executor;
-        None means all cores. Results do not depend on it.
+        Threads when ``fit`` gets no executor; None means all cores. Results do not depend on it.
     random_state : int or None, default=0
         Seed; each class gets an independent stream derived from it and its rank.
     **gmm_params
         Any other :class:`~audiogmm.mixture.DiagGMM` parameter (``max_iter``, ``tol``,
-        ``init``, ``var_floor``, ...), applied to every class.
+        ``init``, ``var_floor``, ...), applied to every class (in the other classifiers of
+        :mod:`audiogmm.models`, to the UBM; they take the last four parameters as here).
 
     Attributes
     ----------
@@ -138,28 +138,35 @@ class GMMClassifier(ModelFile):
     ['b']
     """
 
+    #: A subclass's own constructor parameters (its repr; the gsv and ivector file blocks).
+    own_params: tuple[str, ...] = ()
+
     def __init__(
-        self,
-        n_components: int = N_COMPONENTS,
-        *,
-        priors: dict[str, float] | None = None,
-        n_jobs: int | None = None,
-        random_state: int | None = 0,
-        **gmm_params: Any,
-    ) -> None:
-        self.n_components = n_components
-        self.priors = priors
-        self.n_jobs = n_jobs
-        self.random_state = random_state
+        self, n_components: int = N_COMPONENTS, *, priors: dict[str, float] | None = None,
+        n_jobs: int | None = None, random_state: int | None = 0, **gmm_params: Any,
+    ) -> None:  # fmt: skip
+        self._keep(locals())
+
+    def _keep(self, args: dict[str, Any]) -> None:
+        """Keep a constructor's arguments (its ``locals()``), refusing unknown DiagGMM ones."""
+        gmm_params = args["gmm_params"]
         unknown = set(gmm_params) - set(DiagGMM().get_params())
         unknown |= {"n_components", "random_state", "n_jobs"} & set(gmm_params)
         if unknown:
             raise ParameterError(f"unknown DiagGMM parameter(s) {sorted(unknown)}")
+        for k in ("n_components", "priors", "n_jobs", "random_state", *self.own_params):
+            setattr(self, k, args[k])
         self.gmm_params = gmm_params
 
     def __repr__(self) -> str:
+        own = "".join(f", {k}={getattr(self, k)!r}" for k in (*self.own_params, "random_state"))
         extra = "".join(f", {k}={v!r}" for k, v in sorted(self.gmm_params.items()))
-        return f"GMMClassifier({self.n_components}, random_state={self.random_state!r}{extra})"
+        return f"{type(self).__name__}({self.n_components}{own}{extra})"
+
+    def _set_labels(self, labels: list[str]) -> None:
+        self.labels_ = sorted(set(labels))
+        if len(self.labels_) < 2:
+            logger.warning("only one class (%r): every clip will be given that label", labels[0])
 
     def _class_model(self, seed: int | None) -> DiagGMM:
         return DiagGMM(self.n_components, random_state=seed, n_jobs=self.n_jobs, **self.gmm_params)
@@ -187,11 +194,7 @@ class GMMClassifier(ModelFile):
         per_label: dict[str, list[np.ndarray]] = {}
         for X, y in zip(clips, labels):
             per_label.setdefault(y, []).append(X)
-        self.labels_ = sorted(per_label)
-        if len(self.labels_) < 2:
-            logger.warning(
-                "only one class (%r): every clip will be given that label", self.labels_[0]
-            )
+        self._set_labels(labels)
         data = {y: np.concatenate(per_label[y], axis=0) for y in self.labels_}
         for y, X in data.items():
             check_enough_frames(X.shape[0], self.n_components, f"class {y!r}")
@@ -251,7 +254,9 @@ class GMMClassifier(ModelFile):
 
     def _check_fitted(self) -> None:
         if not hasattr(self, "labels_"):
-            raise ParameterError("this GMMClassifier is not fitted yet; call fit() or load()")
+            raise ParameterError(
+                f"this {type(self).__name__} is not fitted yet; call fit() or load()"
+            )
 
     @property
     def n_dims(self) -> int:
@@ -271,10 +276,12 @@ class GMMClassifier(ModelFile):
         if not len(lengths):
             return np.zeros((0, len(self.labels_)))
         with resolve(executor, self.n_jobs) as ex:
-            frame_ll = stacked_log_likelihood(
-                allX, self.weights_, self.means_, self.variances_, executor=ex
-            )
-        return np.add.reduceat(frame_ll, np.cumsum(lengths) - lengths, axis=0)
+            frame_scores = self._frame_scores(allX, ex)
+        return np.add.reduceat(frame_scores, np.cumsum(lengths) - lengths, axis=0)
+
+    def _frame_scores(self, X: np.ndarray, ex: LocalExecutor) -> np.ndarray:
+        """Each frame's score under each class, (n_frames, n_labels), summed per clip."""
+        return stacked_log_likelihood(X, self.weights_, self.means_, self.variances_, executor=ex)
 
     def _log_priors(self) -> np.ndarray:
         if not self.priors:
@@ -300,8 +307,8 @@ class GMMClassifier(ModelFile):
         return np.exp(self.predict_log_proba(clips))
 
     def predict(self, clips: Sequence[np.ndarray]) -> np.ndarray:
-        """Most likely class (max total log-likelihood + log prior), (n_clips,), object."""
-        S = self.score_matrix(clips) + self._log_priors()
-        if not len(S):
-            return np.array([], dtype=object)
-        return np.array(self.labels_, dtype=object)[S.argmax(1)]
+        """Most likely class (max :meth:`score_matrix` + log prior), (n_clips,), object."""
+        return self._decide(self.score_matrix(clips))
+
+    def _decide(self, S: np.ndarray) -> np.ndarray:
+        return np.array(self.labels_, dtype=object)[(S + self._log_priors()).argmax(1)]

@@ -12,7 +12,6 @@ from __future__ import annotations
 import logging
 import warnings
 from collections.abc import Callable, Sequence
-from typing import Any
 
 import numpy as np
 
@@ -20,9 +19,9 @@ from ..engine import LocalExecutor, resolve
 from ..exceptions import ParameterError
 from ..mixture import DiagGMM, accumulate
 from ..mixture.sources import check_frames
+from ..progress import Progress
 from ..scoring.calibration import CalibrationWarning, bayes_threshold, fit_calibration
-from .classifier import GMMClassifier
-from .ubm import UNKNOWN, UBMClassifier, parse_reject
+from .ubm import OpenSetClassifier, UBMClassifier
 
 __all__ = ["GSV_COMPONENTS", "EmbeddingClassifier", "clip_stats"]
 
@@ -118,69 +117,59 @@ def held_out_calibration(
     return a, b
 
 
-class EmbeddingClassifier(GMMClassifier):
-    """What the back ends over a UBM's clip statistics (gsv, ivector) share.
-
-    A UBM trained as ``--backend map`` trains it, one vector per clip, a back end giving
-    each clip a score per class (:meth:`score_matrix`), verification scores calibrated to
-    LLRs (:meth:`llr_from_scores`) and open-set rejection on them. Subclasses set
-    ``calibration_`` in ``fit`` and define :meth:`score_matrix` and :meth:`llr_from_scores`.
+class EmbeddingClassifier(OpenSetClassifier):
+    """The UBM, trained as ``--backend map`` trains it, one vector per clip (:meth:`vectors`),
+    a back end scoring it against each class (:meth:`score_matrix`) and verification scores
+    calibrated to LLRs (:meth:`llr_from_scores`). Subclasses define ``_check_own``,
+    ``_embed``, ``_fit_back_end``, ``_scores`` and ``llr_from_scores``.
     """
 
-    #: The subclass's own constructor parameters (its file block and its repr).
-    own_params: tuple[str, ...] = ()
+    no_auto = ("reject='auto' needs calibrated scores, which this model has not (it had fewer "
+               "than 2 training clips in some class): give a number")  # fmt: skip
 
-    def __init__(
-        self,
-        n_components: int = GSV_COMPONENTS,
-        *,
-        subsample: int = 4,
-        priors: dict[str, float] | None = None,
-        n_jobs: int | None = None,
-        random_state: int | None = 0,
-        **gmm_params: Any,
-    ) -> None:
-        super().__init__(
-            n_components, priors=priors, n_jobs=n_jobs, random_state=random_state, **gmm_params
-        )
-        self.subsample = subsample
+    def fit(
+        self, clips: Sequence[np.ndarray], labels: Sequence[str], *, ubm: DiagGMM | None = None,
+        progress: Progress = None, executor: LocalExecutor | None = None,
+    ) -> EmbeddingClassifier:  # fmt: skip
+        """Train the UBM (unless given), the clips' vectors, then the back end; self.
 
-    def __repr__(self) -> str:
-        own = "".join(f", {k}={getattr(self, k)!r}" for k in self.own_params)
-        extra = "".join(f", {k}={v!r}" for k, v in sorted(self.gmm_params.items()))
-        return f"{type(self).__name__}({self.n_components}{own}{extra})"
-
-    def _ubm_classifier(self) -> UBMClassifier:
-        """The GMM-UBM whose UBM (and checks of K, subsample) this back end shares."""
-        return UBMClassifier(
-            self.n_components, subsample=self.subsample, n_jobs=self.n_jobs,
-            random_state=self.random_state, **self.gmm_params,
-        )  # fmt: skip
-
-    def _fit_ubm(self, clips, labels, ubm, progress, ex) -> list[str]:
-        """Train (or take) the UBM as ``--backend map`` does; the labels as str."""
+        Parameters
+        ----------
+        clips : sequence of ndarray, each of shape (n_frames_i, n_dims)
+        labels : sequence of str, length n_clips
+        ubm : DiagGMM, optional
+            A fitted UBM (e.g. from :func:`~audiogmm.models.ubm.train_ubm`); its K wins.
+        progress, executor
+            As for :meth:`UBMClassifier.fit`, which checks the parameters and clips
+            (ParameterError) and trains the UBM (ivector: ``progress`` after each T-EM
+            iteration too).
+        """
+        self._check_own()
         labels = [str(y) for y in labels]
-        # UBMClassifier validates the clips and trains the UBM exactly as --backend map does
-        self.ubm_ = (
-            self._ubm_classifier().fit(clips, labels, ubm=ubm, progress=progress, executor=ex).ubm_
-        )
-        self.n_components = self.ubm_.n_components
-        self.labels_ = sorted(set(labels))
-        if len(self.labels_) < 2:
-            logger.warning("only one class (%r): every clip will be given that label", labels[0])
-        return labels
-
-    def _report(self, clips, labels: list[str], n_iter: int, converged: bool) -> None:
+        shared = {k: getattr(self, k) for k in self.own_params if k in UBMClassifier.own_params}
+        with resolve(executor, self.n_jobs) as ex:
+            # UBMClassifier validates the clips and trains the UBM exactly as --backend map does
+            self.ubm_ = UBMClassifier(
+                self.n_components, n_jobs=self.n_jobs, random_state=self.random_state,
+                **shared, **self.gmm_params,
+            ).fit(clips, labels, ubm=ubm, progress=progress, executor=ex).ubm_  # fmt: skip
+            self.n_components = self.ubm_.n_components
+            self._set_labels(labels)
+            Z = self._fit_vectors(clips, ex, progress)
+        self.calibration_ = None
+        n_iter, converged = self._fit_back_end(Z, labels)
         self.fit_report_ = {
-            y: {
-                "n_clips": labels.count(y),
+            y: {"n_clips": labels.count(y),
                 "n_frames": int(sum(len(X) for X, lab in zip(clips, labels) if lab == y)),
-                "n_iter": n_iter,
-                "converged": converged,
-            }  # fmt: skip
+                "n_iter": n_iter, "converged": converged}
             for y in self.labels_
-        }
+        }  # fmt: skip
         self.ubm_report_ = dict(getattr(self.ubm_, "fit_report_", {}))
+        return self
+
+    def _fit_vectors(self, clips: Sequence[np.ndarray], ex: LocalExecutor, progress: Progress):
+        """The training clips' vectors, (n_clips, P)."""
+        return self._embed(clips, ex)
 
     def _check_fitted(self) -> None:
         if not hasattr(self, "calibration_"):
@@ -194,25 +183,36 @@ class EmbeddingClassifier(GMMClassifier):
         self._check_fitted()
         return self.ubm_.n_dims
 
-    def _checked_clips(self, clips: Sequence[np.ndarray]) -> None:
+    def vectors(
+        self, clips: Sequence[np.ndarray], *, executor: LocalExecutor | None = None
+    ) -> np.ndarray:
+        """The clips' vectors (supervectors, i-vectors), (n_clips, P)."""
         self._check_fitted()
         for i, X in enumerate(clips):
             check_frames(X, n_dims=self.n_dims, name=f"clip {i}", min_frames=1)
+        return self._embed(clips, executor)
+
+    def score_matrix(
+        self, clips: Sequence[np.ndarray], *, executor: LocalExecutor | None = None
+    ) -> np.ndarray:
+        """Each clip's score for each class, (n_clips, n_labels), float64: gsv's linear scores
+        (log posteriors up to a per-clip constant), ivector's calibrated cosines (LLRs)."""
+        return self._scores(self.vectors(clips, executor=executor))
 
     def llr_from_scores(self, S: np.ndarray) -> np.ndarray:
         """Verification scores (calibrated LLRs) from a :meth:`score_matrix` result."""
         raise NotImplementedError
 
-    def score_samples(
-        self, clips: Sequence[np.ndarray], *, executor: LocalExecutor | None = None
-    ) -> np.ndarray:
-        """Verification scores: each class's LLR against all the others, (n_clips, n_labels),
-        nats (:meth:`llr_from_scores` of :meth:`score_matrix`; 0 with one class).
-        """
-        return self._llr(self.score_matrix(clips, executor=executor))
-
-    def _llr(self, S: np.ndarray) -> np.ndarray:
+    def verification_scores(self, S: np.ndarray, n_frames: np.ndarray) -> np.ndarray:
+        """Each class's LLR against all the others (:meth:`llr_from_scores`; 0 with one
+        class), (n_clips, n_labels), nats; ``n_frames`` is unused."""
         return np.zeros_like(S) if S.shape[1] < 2 else self.llr_from_scores(S)
+
+    def auto_threshold(self) -> float | None:
+        """The Bayes threshold of calibrated LLRs at equal priors and costs, 0
+        (:func:`~audiogmm.scoring.calibration.bayes_threshold`); None when not calibrated."""
+        self._check_fitted()
+        return None if self.calibration_ is None else bayes_threshold(0.5)
 
     def _calibrated(self, raw: np.ndarray) -> np.ndarray:
         """``a raw + b`` with ``(a, b) = calibration_``; ``raw`` itself without one."""
@@ -220,38 +220,3 @@ class EmbeddingClassifier(GMMClassifier):
             return raw
         a, b = self.calibration_
         return a * raw + b
-
-    def resolve_threshold(self, reject: str | float | None) -> float | None:
-        """The LLR threshold (nats) that ``reject`` (None, "auto" or a number) means.
-
-        ``"auto"`` is the Bayes threshold of calibrated LLRs at equal priors and costs,
-        ``0`` (:func:`~audiogmm.scoring.calibration.bayes_threshold`): a clip is rejected
-        when the evidence is against its best class. ParameterError for ``"auto"`` on a
-        model whose scores are not calibrated, or a bad value.
-        """
-        self._check_fitted()
-        auto = None if self.calibration_ is None else bayes_threshold(0.5)
-        return parse_reject(reject, auto, "reject='auto' needs calibrated scores, which this "
-                            "model has not (it had fewer than 2 training clips in some class): "
-                            "give a number")  # fmt: skip
-
-    def predict(
-        self, clips: Sequence[np.ndarray], *, reject: str | float | None = None
-    ) -> np.ndarray:
-        """Most likely class of each clip, (n_clips,), object; :data:`~audiogmm.models.ubm.UNKNOWN`
-        when its LLR is below the threshold ``reject`` means (:meth:`resolve_threshold`).
-        """
-        thr = self.resolve_threshold(reject)
-        S = self.score_matrix(clips)
-        out = np.array(self.labels_, dtype=object)[self.log_proba_from_scores(S).argmax(1)]
-        if thr is not None:
-            out[self.rejection_scores(S, np.array([len(X) for X in clips])) < thr] = UNKNOWN
-        return out
-
-    def rejection_scores(self, S: np.ndarray, n_frames: np.ndarray) -> np.ndarray:
-        """The score each clip's best class is rejected on: its LLR (:meth:`llr_from_scores` of
-        ``S``, a :meth:`score_matrix`), (n_clips,); ``n_frames`` is unused here (the per-frame
-        LLR of ``--backend map`` needs it).
-        """
-        best = self.log_proba_from_scores(S).argmax(1)
-        return self._llr(S)[np.arange(len(best)), best]

@@ -123,7 +123,9 @@ class FusedClassifier(ModelFile):
     ) -> None:
         members = list(members)
         if not 2 <= len(members) <= MAX_MEMBERS:
-            raise ParameterError(f"a fused model needs 2 to {MAX_MEMBERS} members, got {len(members)}")
+            raise ParameterError(
+                f"a fused model needs 2 to {MAX_MEMBERS} members, got {len(members)}"
+            )
         for i, m in enumerate(members):
             if not isinstance(m, GMMClassifier) or not hasattr(m, "labels_"):
                 raise ParameterError(f"member {i} is not a fitted GMMClassifier")

@@ -307,13 +307,8 @@ class IVectorClassifier(EmbeddingClassifier):
         clip of 10 and 3, at half the cost of 10).
     subsample : int > 0, default=4
         Train the UBM on every ``subsample``-th frame (see :class:`UBMClassifier`).
-    priors : dict of str to float or None, default=None
-        Class priors for the posteriors.
-    n_jobs : int or None, default=None
-    random_state : int or None, default=0
-        Of the UBM and the calibration folds.
-    **gmm_params
-        :class:`~audiogmm.mixture.DiagGMM` parameters of the UBM.
+    priors, n_jobs, random_state, **gmm_params
+        As for :class:`GMMClassifier` (``random_state``: of the UBM and the calibration folds).
 
     Attributes
     ----------
@@ -343,53 +338,36 @@ class IVectorClassifier(EmbeddingClassifier):
     own_params = ("rank", "n_iter", "subsample")
 
     def __init__(
-        self,
-        n_components: int = GSV_COMPONENTS,
-        *,
-        rank: int = 100,
-        n_iter: int = 5,
-        subsample: int = 4,
-        priors: dict[str, float] | None = None,
-        n_jobs: int | None = None,
-        random_state: int | None = 0,
-        **gmm_params: Any,
-    ) -> None:
-        super().__init__(
-            n_components, subsample=subsample, priors=priors, n_jobs=n_jobs,
-            random_state=random_state, **gmm_params,
-        )  # fmt: skip
-        self.rank = rank
-        self.n_iter = n_iter
+        self, n_components: int = GSV_COMPONENTS, *, rank: int = 100, n_iter: int = 5,
+        subsample: int = 4, priors: dict[str, float] | None = None, n_jobs: int | None = None,
+        random_state: int | None = 0, **gmm_params: Any,
+    ) -> None:  # fmt: skip
+        self._keep(locals())
 
     def _check_own(self) -> None:
         for name, low in (("rank", 1), ("n_iter", 0)):
             need(self, is_int(getattr(self, name)) and getattr(self, name) >= low, name,
                  f"an integer >= {low}")  # fmt: skip
 
-    def fit(
-        self, clips: Sequence[np.ndarray], labels: Sequence[str], *, ubm: DiagGMM | None = None,
-        progress: Progress = None, executor: LocalExecutor | None = None,
-    ) -> IVectorClassifier:  # fmt: skip
-        """Train the UBM (unless given), the i-vector extractor, then the back end; self.
+    def _fit_vectors(self, clips: Sequence[np.ndarray], ex: LocalExecutor, progress: Progress):
+        """Train the i-vector extractor; the training clips' i-vectors."""
+        n, f = whitened_stats(clips, self.ubm_, executor=ex)
+        M = len(self.labels_)
+        rank = max(1, min(int(self.rank), len(clips) - M, f.shape[1]))
+        if rank < self.rank:
+            logger.info("i-vectors: rank %d for %d clips of %d classes", rank, len(clips), M)
+        self.T_, self.tv_history_ = train_tv(
+            n, f, rank, n_iter=int(self.n_iter), executor=ex, progress=progress
+        )
+        return extract_ivectors(self.T_, n, f)
 
-        As :meth:`GSVClassifier.fit`; ``progress`` is called after each class's MAP model,
-        then after each T-EM iteration.
-        """
-        self._check_own()
-        with resolve(executor, self.n_jobs) as ex:
-            labels = self._fit_ubm(clips, labels, ubm, progress, ex)
-            n, f = whitened_stats(clips, self.ubm_, executor=ex)
-            M = len(self.labels_)
-            rank = max(1, min(int(self.rank), len(clips) - M, f.shape[1]))
-            if rank < self.rank:
-                logger.info("i-vectors: rank %d for %d clips of %d classes", rank, len(clips), M)
-            self.T_, self.tv_history_ = train_tv(
-                n, f, rank, n_iter=int(self.n_iter), executor=ex, progress=progress
-            )
-        Z = extract_ivectors(self.T_, n, f)
-        self.calibration_ = None
-        if M < 2:
-            self.centre_, self.projection_ = Z.mean(0), np.zeros((rank, 1))
+    def _embed(self, clips: Sequence[np.ndarray], ex: LocalExecutor | None) -> np.ndarray:
+        return extract_ivectors(self.T_, *whitened_stats(clips, self.ubm_, executor=ex))
+
+    def _fit_back_end(self, Z: np.ndarray, labels: list[str]) -> tuple[int, bool]:
+        """The cosine back end and its calibration; (T-EM iterations, True)."""
+        if len(self.labels_) < 2:
+            self.centre_, self.projection_ = Z.mean(0), np.zeros((Z.shape[1], 1))
             self.class_means_ = np.zeros((1, 1))
         else:
             with one_blas_thread():
@@ -398,29 +376,9 @@ class IVectorClassifier(EmbeddingClassifier):
                     Z, labels, lambda Ztr, ytr, Zte: _cosines(cosine_back_end(Ztr, ytr), Zte),
                     self.random_state,
                 )  # fmt: skip
-        self._report(clips, labels, len(self.tv_history_) - 1, True)
-        return self
+        return len(self.tv_history_) - 1, True
 
-    def ivectors(
-        self, clips: Sequence[np.ndarray], *, executor: LocalExecutor | None = None
-    ) -> np.ndarray:
-        """The clips' i-vectors, (n_clips, R)."""
-        self._checked_clips(clips)
-        return extract_ivectors(self.T_, *whitened_stats(clips, self.ubm_, executor=executor))
-
-    def score_matrix(
-        self, clips: Sequence[np.ndarray], *, executor: LocalExecutor | None = None
-    ) -> np.ndarray:
-        """Each clip's calibrated score for each class.
-
-        Returns
-        -------
-        ndarray of shape (n_clips, n_labels), float64
-            ``a cos + b`` with ``cos`` the cosine of the clip's projected i-vector and the
-            class mean, ``(a, b) =`` :attr:`calibration_` (``cos`` itself when there was
-            too little data to calibrate): the LLR of the class against the others, nats.
-        """
-        Z = self.ivectors(clips, executor=executor)
+    def _scores(self, Z: np.ndarray) -> np.ndarray:
         return self._calibrated(_cosines((self.centre_, self.projection_, self.class_means_), Z))
 
     def llr_from_scores(self, S: np.ndarray) -> np.ndarray:

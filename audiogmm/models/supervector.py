@@ -29,13 +29,11 @@ from typing import Any
 
 import numpy as np
 
-from ..engine import LocalExecutor, one_blas_thread, resolve
+from ..engine import LocalExecutor, one_blas_thread
 from ..exceptions import ConvergenceWarning, ParameterError
 from ..mixture import DiagGMM, log_softmax
 from ..mixture.checks import is_real, need
-from ..progress import Progress
 from .embedding import GSV_COMPONENTS, EmbeddingClassifier, clip_stats, held_out_calibration
-from .ubm import UBMClassifier
 
 __all__ = ["GSVClassifier", "supervectors"]
 
@@ -131,12 +129,8 @@ class GSVClassifier(EmbeddingClassifier):
         scaled to an RMS length of 1.
     subsample : int > 0, default=4
         Train the UBM on every ``subsample``-th frame (see :class:`UBMClassifier`).
-    priors : dict of str to float or None, default=None
-        Class priors for the posteriors (on top of the training proportions).
-    n_jobs : int or None, default=None
-    random_state : int or None, default=0
-    **gmm_params
-        :class:`~audiogmm.mixture.DiagGMM` parameters of the UBM.
+    priors, n_jobs, random_state, **gmm_params
+        As for :class:`GMMClassifier` (priors on top of the training proportions).
 
     Attributes
     ----------
@@ -162,113 +156,52 @@ class GSVClassifier(EmbeddingClassifier):
     own_params = ("relevance", "C", "subsample")
 
     def __init__(
-        self,
-        n_components: int = GSV_COMPONENTS,
-        *,
-        relevance: float = 4.0,
-        C: float = 10.0,
-        subsample: int = 4,
-        priors: dict[str, float] | None = None,
-        n_jobs: int | None = None,
-        random_state: int | None = 0,
-        **gmm_params: Any,
-    ) -> None:
-        super().__init__(
-            n_components, subsample=subsample, priors=priors, n_jobs=n_jobs,
-            random_state=random_state, **gmm_params,
-        )  # fmt: skip
-        self.relevance = relevance
-        self.C = C
+        self, n_components: int = GSV_COMPONENTS, *, relevance: float = 4.0, C: float = 10.0,
+        subsample: int = 4, priors: dict[str, float] | None = None, n_jobs: int | None = None,
+        random_state: int | None = 0, **gmm_params: Any,
+    ) -> None:  # fmt: skip
+        self._keep(locals())
 
-    def _ubm_classifier(self) -> UBMClassifier:
-        """The GMM-UBM whose UBM (and checks of K, relevance, subsample) this back end shares."""
+    def _check_own(self) -> None:
         need(self, is_real(self.C) and self.C > 0, "C", "a finite number > 0")
-        return UBMClassifier(
-            self.n_components, relevance=self.relevance, subsample=self.subsample,
-            n_jobs=self.n_jobs, random_state=self.random_state, **self.gmm_params,
-        )  # fmt: skip
 
-    # -- training ----------------------------------------------------------------------------
+    def _embed(self, clips: Sequence[np.ndarray], ex: LocalExecutor | None) -> np.ndarray:
+        return supervectors(clips, self.ubm_, relevance=self.relevance, executor=ex)
 
-    def fit(
-        self, clips: Sequence[np.ndarray], labels: Sequence[str], *, ubm: DiagGMM | None = None,
-        progress: Progress = None, executor: LocalExecutor | None = None,
-    ) -> GSVClassifier:  # fmt: skip
-        """Train the UBM (unless given), then the logistic regression on the clips' supervectors.
-
-        Parameters
-        ----------
-        clips : sequence of ndarray, each of shape (n_frames_i, n_dims)
-        labels : sequence of str, length n_clips
-        ubm : DiagGMM, optional
-            A fitted UBM (e.g. from :func:`~audiogmm.models.ubm.train_ubm`); its K wins.
-        progress, executor
-            As for :meth:`UBMClassifier.fit`, which checks the parameters and clips
-            (ParameterError) and trains the UBM.
-
-        Returns
-        -------
-        self
-        """
-        with resolve(executor, self.n_jobs) as ex:
-            labels = self._fit_ubm(clips, labels, ubm, progress, ex)
-            sv = supervectors(clips, self.ubm_, relevance=self.relevance, executor=ex)
-        n_iter, converged, self.calibration_ = 0, True, None
+    def _fit_back_end(self, sv: np.ndarray, labels: list[str]) -> tuple[int, bool]:
+        """The logistic regression and its calibration; (n_iter, converged)."""
         if len(self.labels_) < 2:
             self.coef_, self.intercept_ = np.zeros((1, sv.shape[1])), np.zeros(1)
-        else:
-            # one global scale (the RMS length of the training supervectors) makes C mean
-            # the same for any K and D; it is folded into the stored coefficients
-            scale = float(np.sqrt(np.mean(np.sum(sv * sv, 1)))) or 1.0
-            Z, basis = sv / scale, None
-            if Z.shape[0] < Z.shape[1]:
-                # the L2-penalised weights lie in the span of the training vectors (their
-                # component outside it changes no score and costs penalty): fitting on
-                # coordinates in an orthonormal basis of that span is the same problem,
-                # n_clips instead of K * D unknowns per class
-                with one_blas_thread():
-                    basis = np.linalg.svd(Z, full_matrices=False)[2]  # (n_clips, K * D)
-                Z = Z @ basis.T
-            C, seed = float(self.C), self.random_state
-            coef, icpt, n_iter = _logistic(Z, labels, C, seed)
-            converged = n_iter < _MAX_ITER
+            return 0, True
+        # one global scale (the RMS length of the training supervectors) makes C mean
+        # the same for any K and D; it is folded into the stored coefficients
+        scale = float(np.sqrt(np.mean(np.sum(sv * sv, 1)))) or 1.0
+        Z, basis = sv / scale, None
+        if Z.shape[0] < Z.shape[1]:
+            # the L2-penalised weights lie in the span of the training vectors (their
+            # component outside it changes no score and costs penalty): fitting on
+            # coordinates in an orthonormal basis of that span is the same problem,
+            # n_clips instead of K * D unknowns per class
+            with one_blas_thread():
+                basis = np.linalg.svd(Z, full_matrices=False)[2]  # (n_clips, K * D)
+            Z = Z @ basis.T
+        C, seed = float(self.C), self.random_state
+        coef, icpt, n_iter = _logistic(Z, labels, C, seed)
 
-            def raw(Ztr, ytr, Zte):
-                c, i, _ = _logistic(Ztr, ytr, C, seed)
-                return raw_llr(Zte @ c.T + i)
+        def raw(Ztr, ytr, Zte):
+            c, i, _ = _logistic(Ztr, ytr, C, seed)
+            return raw_llr(Zte @ c.T + i)
 
-            self.calibration_ = held_out_calibration(Z, labels, raw, seed)
-            coef = (coef if basis is None else coef @ basis) / scale
-            self.coef_, self.intercept_ = np.asarray(coef, np.float64), np.asarray(icpt, np.float64)
-        self._report(clips, labels, n_iter, converged)
-        return self
+        self.calibration_ = held_out_calibration(Z, labels, raw, seed)
+        coef = (coef if basis is None else coef @ basis) / scale
+        self.coef_, self.intercept_ = np.asarray(coef, np.float64), np.asarray(icpt, np.float64)
+        return n_iter, n_iter < _MAX_ITER
 
-    # -- scoring -----------------------------------------------------------------------------
-
-    def score_matrix(
-        self, clips: Sequence[np.ndarray], *, executor: LocalExecutor | None = None
-    ) -> np.ndarray:
-        """Linear class scores of every clip's supervector.
-
-        Returns
-        -------
-        ndarray of shape (n_clips, n_labels), float64
-            The logistic regression's log posteriors up to a per-clip constant.
-        """
-        self._checked_clips(clips)
-        sv = supervectors(clips, self.ubm_, relevance=self.relevance, executor=executor)
+    def _scores(self, sv: np.ndarray) -> np.ndarray:
         return sv @ self.coef_.T + self.intercept_
 
     def llr_from_scores(self, S: np.ndarray) -> np.ndarray:
-        """Each class's log-likelihood ratio against all the others, from :meth:`score_matrix`.
-
-        Returns
-        -------
-        ndarray of shape (n_clips, n_labels), float64
-            ``a r + b`` with ``r = log [p(c | x) / (1 - p(c | x))] + log(M - 1)`` (the
-            posterior odds of class ``c`` under equal priors over its prior odds, clipped
-            to +-1e6) and ``(a, b) =`` :attr:`calibration_`, fitted at training on held-out
-            folds (:func:`~audiogmm.scoring.calibration.fit_calibration`); ``r`` itself
-            when there was too little data to calibrate. Nats.
-        """
+        """Each class's log-likelihood ratio against all the others, (n_clips, n_labels), nats:
+        ``a r + b`` with ``r`` the :func:`raw_llr` of ``S`` and ``(a, b) =``
+        :attr:`calibration_` (``r`` itself when there was too little data to calibrate)."""
         return self._calibrated(raw_llr(S))

@@ -28,7 +28,7 @@ from ..mixture.gselect import select_scores
 from ..mixture.map import MAPMaximiser, check_adapt
 from ..mixture.sources import ArraySource
 from ..progress import Progress, reporter
-from .classifier import GMMClassifier, check_clips, pool_clips
+from .classifier import GMMClassifier, check_clips
 
 __all__ = ["UBMClassifier", "UBM_COMPONENTS", "UNKNOWN", "train_ubm"]
 
@@ -47,7 +47,66 @@ UNKNOWN = "unknown"
 #: Subsampling is skipped when it would leave fewer frames than this per UBM component.
 _MIN_FRAMES_PER_COMPONENT = 20
 
-class UBMClassifier(GMMClassifier):
+
+class OpenSetClassifier(GMMClassifier):
+    """Verification scores and open-set rejection on them (map, gsv, ivector).
+
+    Subclasses define :meth:`verification_scores` and :meth:`auto_threshold`.
+    """
+
+    #: Why :meth:`auto_threshold` may be None (the ParameterError of ``reject="auto"``).
+    no_auto = ""
+
+    def verification_scores(self, S: np.ndarray, n_frames: np.ndarray) -> np.ndarray:
+        """Each class's verification score (n_clips, n_labels), nats (per frame for map),
+        from a :meth:`score_matrix` ``S`` of clips of ``n_frames`` (n_clips,) frames."""
+        raise NotImplementedError
+
+    def auto_threshold(self) -> float | None:
+        """The threshold of ``reject="auto"``, None when the model has none."""
+        raise NotImplementedError
+
+    def score_samples(
+        self, clips: Sequence[np.ndarray], *, executor: LocalExecutor | None = None
+    ) -> np.ndarray:
+        """:meth:`verification_scores` of ``clips``, (n_clips, n_labels)."""
+        S = self.score_matrix(clips, executor=executor)
+        return self.verification_scores(S, np.array([len(X) for X in clips]))
+
+    def resolve_threshold(self, reject: str | float | None) -> float | None:
+        """The threshold that ``reject`` means: None, :meth:`auto_threshold` for "auto", or the
+        finite number given (ParameterError otherwise)."""
+        if reject is None:
+            return None
+        if isinstance(reject, str) and reject == "auto":
+            auto = self.auto_threshold()
+            if auto is None:
+                raise ParameterError(self.no_auto)
+            return float(auto)
+        if is_real(reject):
+            return float(reject)
+        raise ParameterError(f"reject must be None, 'auto' or a finite number; got {reject!r}")
+
+    def predict(
+        self, clips: Sequence[np.ndarray], *, reject: str | float | None = None
+    ) -> np.ndarray:
+        """Most likely class of each clip (n_clips,), object; :data:`UNKNOWN` where its
+        :meth:`rejection_scores` is below the threshold ``reject`` means."""
+        thr = self.resolve_threshold(reject)
+        S = self.score_matrix(clips)
+        out = self._decide(S)
+        if thr is not None:
+            out[self.rejection_scores(S, np.array([len(X) for X in clips])) < thr] = UNKNOWN
+        return out
+
+    def rejection_scores(self, S: np.ndarray, n_frames: np.ndarray) -> np.ndarray:
+        """The verification score of each clip's best class, (n_clips,), from a
+        :meth:`score_matrix` ``S`` of clips of ``n_frames`` frames."""
+        best = self.log_proba_from_scores(S).argmax(1)
+        return self.verification_scores(S, n_frames)[np.arange(len(best)), best]
+
+
+class UBMClassifier(OpenSetClassifier):
     """Classes as MAP adaptations of one universal background model; LLR scores.
 
     Parameters
@@ -75,14 +134,9 @@ class UBMClassifier(GMMClassifier):
         labels and sets :attr:`threshold_` from its scores on them.
     calibration_fraction : float in (0, 1), default=0.2
         Share of the labels (at least one) held out as unknown for calibration.
-    priors : dict of str to float or None, default=None
-        Class priors for the posteriors.
-    n_jobs : int or None, default=None
-        Threads (classes and chunks); results do not depend on it.
-    random_state : int or None, default=0
-    **gmm_params
-        :class:`~audiogmm.mixture.DiagGMM` parameters of the UBM (``max_iter``,
-        ``init``, ``split_iter``, ``var_floor``, ...); :data:`UBM_DEFAULTS` where not given.
+    priors, n_jobs, random_state, **gmm_params
+        As for :class:`GMMClassifier`; ``gmm_params`` are the UBM's (``max_iter``,
+        ``init``, ``split_iter``, ``var_floor``, ...), :data:`UBM_DEFAULTS` where not given.
 
     Attributes
     ----------
@@ -102,40 +156,22 @@ class UBMClassifier(GMMClassifier):
     ['b']
     """
 
-    def __init__(
-        self,
-        n_components: int = UBM_COMPONENTS,
-        *,
-        relevance: float = 16.0,
-        relevance_weights: float | None = None,
-        relevance_variances: float | None = None,
-        adapt: str = "m",
-        map_iter: int = 1,
-        subsample: int = 4,
-        top_c: int | None = None,
-        reject_far: float | None = None,
-        calibration_fraction: float = 0.2,
-        priors: dict[str, float] | None = None,
-        n_jobs: int | None = None,
-        random_state: int | None = 0,
-        **gmm_params: Any,
-    ) -> None:
-        super().__init__(
-            n_components, priors=priors, n_jobs=n_jobs, random_state=random_state, **gmm_params
-        )
-        own = locals()
-        for k in self._OWN:
-            setattr(self, k, own[k])
-
-    _OWN = (
+    own_params = (
         "relevance", "relevance_weights", "relevance_variances", "adapt", "map_iter",
         "subsample", "top_c", "reject_far", "calibration_fraction",
     )  # fmt: skip
+    no_auto = ("reject='auto' needs a calibrated threshold: train with reject_far (`audiogmm "
+               "train --backend map --reject-far 0.05`), or give a number")  # fmt: skip
 
-    def __repr__(self) -> str:
-        own = "".join(f", {k}={getattr(self, k)!r}" for k in self._OWN)
-        extra = "".join(f", {k}={v!r}" for k, v in sorted(self.gmm_params.items()))
-        return f"UBMClassifier({self.n_components}{own}{extra})"
+    def __init__(
+        self, n_components: int = UBM_COMPONENTS, *, relevance: float = 16.0,
+        relevance_weights: float | None = None, relevance_variances: float | None = None,
+        adapt: str = "m", map_iter: int = 1, subsample: int = 4, top_c: int | None = None,
+        reject_far: float | None = None, calibration_fraction: float = 0.2,
+        priors: dict[str, float] | None = None, n_jobs: int | None = None,
+        random_state: int | None = 0, **gmm_params: Any,
+    ) -> None:  # fmt: skip
+        self._keep(locals())
 
     def _check_own(self) -> None:
         """Validate the MAP / scoring parameters (ParameterError naming the culprit)."""
@@ -257,7 +293,7 @@ class UBMClassifier(GMMClassifier):
             len(self.labels_) - 1, max(1, round(self.calibration_fraction * len(self.labels_)))
         )
         out = set(rng.choice(self.labels_, size=n_out, replace=False).tolist())
-        params = {k: getattr(self, k) for k in self._OWN}
+        params = {k: getattr(self, k) for k in self.own_params}
         params["reject_far"] = None
         sub = UBMClassifier(
             self.n_components, priors=None, n_jobs=self.n_jobs, random_state=self.random_state,
@@ -280,90 +316,28 @@ class UBMClassifier(GMMClassifier):
 
     # -- scoring -----------------------------------------------------------------------------
 
-    def _frame_llr(self, clips: Sequence[np.ndarray], executor: LocalExecutor | None):
-        allX, lengths = pool_clips(clips, self.n_dims)
-        M = len(self.labels_)
-        if not len(lengths):
-            return np.zeros((0, M)), lengths
-        ubm = self.ubm_.params_
-        with resolve(executor, self.n_jobs) as ex:
-            if self.top_c is not None and self.top_c < self.n_components:
-                models, base = select_scores(
-                    allX, ubm, self.weights_, self.means_, self.variances_,
-                    top_c=self.top_c, executor=ex,
-                )  # fmt: skip
-            else:
-                ll = stacked_log_likelihood(
-                    allX,
-                    np.concatenate([self.weights_, ubm.weights[None]]),
-                    np.concatenate([self.means_, ubm.means[None]]),
-                    np.concatenate([self.variances_, ubm.variances[None]]),
-                    executor=ex,
-                )
-                models, base = ll[:, :M], ll[:, M]
-        return np.add.reduceat(models - base[:, None], np.cumsum(lengths) - lengths, axis=0), lengths
+    def _frame_scores(self, X: np.ndarray, ex: LocalExecutor) -> np.ndarray:
+        """``log p(x_t | class) - log p(x_t | UBM)``: :meth:`score_matrix` is the clips' total
+        LLRs (the UBM term is common to a row: argmax and posteriors are the classes')."""
+        ubm, M = self.ubm_.params_, len(self.labels_)
+        if self.top_c is not None and self.top_c < self.n_components:
+            models, base = select_scores(
+                X, ubm, self.weights_, self.means_, self.variances_, top_c=self.top_c, executor=ex
+            )
+        else:
+            stack = [np.concatenate([getattr(self, k + "_"), getattr(ubm, k)[None]])
+                     for k in ("weights", "means", "variances")]  # fmt: skip
+            ll = stacked_log_likelihood(X, *stack, executor=ex)
+            models, base = ll[:, :M], ll[:, M]
+        return models - base[:, None]
 
-    def score_matrix(
-        self, clips: Sequence[np.ndarray], *, executor: LocalExecutor | None = None
-    ) -> np.ndarray:
-        """``sum_t [log p(x_t | class) - log p(x_t | UBM)]``, (n_clips, n_labels), nats.
+    def verification_scores(self, S: np.ndarray, n_frames: np.ndarray) -> np.ndarray:
+        """Mean per-frame LLR (n_clips, n_labels), nats per frame."""
+        return S / np.maximum(n_frames, 1)[:, None]
 
-        The UBM term is common to a row: argmax and posteriors are the class likelihoods'.
-        """
-        return self._frame_llr(clips, executor)[0]
-
-    def score_samples(
-        self, clips: Sequence[np.ndarray], *, executor: LocalExecutor | None = None
-    ) -> np.ndarray:
-        """Mean per-frame LLR (n_clips, n_labels), nats per frame: the verification score."""
-        total, lengths = self._frame_llr(clips, executor)
-        return total / np.maximum(lengths, 1)[:, None]
-
-    def resolve_threshold(self, reject: str | float | None) -> float | None:
-        """The per-frame LLR threshold that ``reject`` (None, "auto" or a number) means."""
-        return parse_reject(reject, getattr(self, "threshold_", None), "reject='auto' needs a "
-                            "calibrated threshold: train with reject_far (`audiogmm train "
-                            "--backend map --reject-far 0.05`), or give a number")  # fmt: skip
-
-    def predict(
-        self, clips: Sequence[np.ndarray], *, reject: str | float | None = None
-    ) -> np.ndarray:
-        """Most likely class of each clip (n_clips,), object; :data:`UNKNOWN` when rejected.
-
-        ``reject`` (None, "auto" for the calibrated :attr:`threshold_`, or a number):
-        reject when the best class's per-frame LLR is below it.
-        """
-        thr = self.resolve_threshold(reject)
-        total, lengths = self._frame_llr(clips, None)
-        if not len(total):
-            return np.array([], dtype=object)
-        best = (total + self._log_priors()).argmax(1)
-        out = np.array(self.labels_, dtype=object)[best]
-        if thr is not None:
-            out[self.rejection_scores(total, lengths) < thr] = UNKNOWN
-        return out
-
-    def rejection_scores(self, S: np.ndarray, n_frames: np.ndarray) -> np.ndarray:
-        """The score each clip's best class is rejected on: its per-frame LLR against the UBM,
-        (n_clips,), nats per frame; ``S`` is :meth:`score_matrix` (total LLRs over the
-        ``n_frames`` frames of each clip).
-        """
-        best = self.log_proba_from_scores(S).argmax(1)
-        return S[np.arange(len(best)), best] / np.maximum(n_frames, 1)
-
-
-def parse_reject(reject: str | float | None, auto: float | None, why: str) -> float | None:
-    """The threshold ``reject`` means: None, ``auto`` for ``"auto"`` (ParameterError
-    ``why`` when the model has none), or the finite number given."""
-    if reject is None:
-        return None
-    if isinstance(reject, str) and reject == "auto":
-        if auto is None:
-            raise ParameterError(why)
-        return float(auto)
-    if is_real(reject):
-        return float(reject)
-    raise ParameterError(f"reject must be None, 'auto' or a finite number; got {reject!r}")
+    def auto_threshold(self) -> float | None:
+        """:attr:`threshold_` (calibrated for ``reject_far``)."""
+        return getattr(self, "threshold_", None)
 
 
 def train_ubm(
