@@ -36,19 +36,12 @@ GSV_COMPONENTS = 256
 def clip_stats(
     clips: Sequence[np.ndarray], ubm: DiagGMM, *, executor: LocalExecutor | None = None
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Each clip's zeroth and first-order Baum-Welch statistics under a fitted UBM.
+    """Each clip's zeroth and first-order Baum-Welch statistics under a fitted UBM: the one
+    E-step of :func:`~audiogmm.models.supervector.supervectors` and the i-vector extractor.
 
-    The one E-step of the back ends over a UBM (:func:`supervectors`, the i-vector
-    extractor): :func:`~audiogmm.mixture.accumulate` on each clip, float64. A clip without
-    frames gets zero statistics; ``executor`` runs the clips concurrently (the result does
-    not depend on it).
-
-    Returns
-    -------
-    n : ndarray of shape (n_clips, K)
-        ``n_k = sum_t gamma_tk``.
-    F : ndarray of shape (n_clips, K, D)
-        ``F_k = sum_t gamma_tk (x_t - mu_k)``: centred on each component's UBM mean.
+    ``n`` (n_clips, K): ``n_k = sum_t gamma_tk``; ``F`` (n_clips, K, D): ``F_k = sum_t
+    gamma_tk (x_t - mu_k)``, centred on each component's UBM mean; float64, zero for a clip
+    without frames. ``executor`` runs the clips concurrently (the result does not depend on it).
     """
     prior = ubm.params_
     checked = [
@@ -70,29 +63,16 @@ def clip_stats(
 
 
 def held_out_calibration(
-    Z: np.ndarray,
-    labels: list[str],
-    raw_scores: Callable[[np.ndarray, list[str], np.ndarray], np.ndarray],
-    seed: int | None,
-) -> tuple[float, float] | None:
-    """``fit_calibration`` of the raw verification scores of clips held out of the back end.
+    Z: np.ndarray, labels: list[str],
+    raw_scores: Callable[[np.ndarray, list[str], np.ndarray], np.ndarray], seed: int | None,
+) -> tuple[float, float] | None:  # fmt: skip
+    """``fit_calibration`` ``(a, b)`` of the raw verification scores of clips held out of the
+    back end; None below 2 clips in a class.
 
-    Parameters
-    ----------
-    Z : ndarray of shape (n_clips, P)
-        The clips' vectors (supervectors, i-vectors), with their ``labels``.
-    labels : list of str, length n_clips
-    raw_scores : callable
-        ``raw_scores(Z_train, labels_train, Z_test)``: the back end trained on the first
-        two, the raw score of each test clip against each class (sorted), (n_test, M).
-    seed : int or None
-        Of the fold assignment: stratified folds (``min(4, smallest class)``, so every
-        class trains in every fold); every held-out clip is scored against every class.
-
-    Returns
-    -------
-    (a, b) or None
-        None below 2 clips in a class.
+    ``Z`` (n_clips, P): the clips' vectors, with their ``labels``; ``raw_scores(Z_train,
+    labels_train, Z_test)``: the raw score of each test clip against each class (sorted),
+    (n_test, M), of the back end trained on the first two. The folds are stratified
+    (``min(4, smallest class)``, so every class trains in every fold; ``seed`` draws them).
     """
     y = np.array(labels)
     classes = sorted(set(labels))

@@ -1,30 +1,13 @@
 """I-vectors (Dehak et al. 2011) of one UBM, with LDA, WCCN and cosine scoring.
 
-Statistics: each clip's zeroth and first-order Baum-Welch statistics under the UBM
-(:func:`~audiogmm.models.embedding.clip_stats`, the E-step the ``gsv`` back end uses),
-centred on the UBM means and whitened by its standard deviations::
-
-    n_uk = sum_t gamma_tk,    f_uk = sum_t gamma_tk (x_t - mu_k) / sigma_k     (D numbers)
-
-Model: the clip's mean supervector is ``mu + sigma T w`` with ``w ~ N(0, I_R)`` and the
-total-variability matrix ``T`` (K*D, R). Given the alignments, ``w``'s posterior is Gaussian
-with precision and mean::
-
-    L_u = I + sum_k n_uk T_k' T_k,      w_u = L_u^-1 T' f_u      (the i-vector)
-
-EM for ``T`` (Kenny, Boulianne & Dumouchel 2005): the E-step accumulates
-``C = sum_u f_u w_u'`` (K*D, R) and ``A_k = sum_u n_uk (L_u^-1 + w_u w_u')`` (K, R, R), the
-M-step solves ``T_k = C_k A_k^-1``. No step lowers the log-likelihood of the clips' frames
-given their alignments, whose part that depends on ``T`` is
-``sum_u (f_u' T L_u^-1 T' f_u - log det L_u) / 2`` (:func:`tv_estep`'s ``bound``; its mean
-per frame is the EM history). The statistics are sums over clips, accumulated in blocks of
-clips on the executor and merged in order, so the result does not depend on it.
-
-:func:`audiogmm.mixture.em.run` (GMM posteriors of frames) does not host this loop over
-clip statistics; :func:`train_tv` is the one small loop, with the same monitor.
-
-Back end: centred i-vectors, LDA (at most M - 1 dims), WCCN, length norm, the cosine to
-each class's normalised mean, calibrated to LLRs on held-out clips as in ``gsv``.
+A clip's statistics under the UBM (:func:`whitened_stats`) are ``n_uk = sum_t gamma_tk`` and
+``f_uk = sum_t gamma_tk (x_t - mu_k) / sigma_k``. Its mean supervector is ``mu + sigma T w``
+with ``w ~ N(0, I_R)``, whose posterior has precision ``L_u = I + sum_k n_uk T_k' T_k`` and
+mean ``w_u = L_u^-1 T' f_u``: the i-vector. EM for ``T`` (Kenny et al. 2005, :func:`train_tv`)
+never lowers the frames' log-likelihood given their alignments; its statistics are sums over
+blocks of clips merged in order, so the executor does not change them. Back end: centred
+i-vectors, LDA (at most M - 1 dims), WCCN, length norm, the cosine to each class's normalised
+mean, calibrated to LLRs on held-out clips as in ``gsv``.
 """
 
 from __future__ import annotations
@@ -56,14 +39,8 @@ _RIDGE = 1e-9
 def whitened_stats(
     clips: Sequence[np.ndarray], ubm: DiagGMM, *, executor: LocalExecutor | None = None
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Each clip's statistics for the i-vector model.
-
-    Returns
-    -------
-    n : ndarray of shape (n_clips, K)
-    f : ndarray of shape (n_clips, K * D)
-        ``F_uk / sigma_k`` (:func:`~audiogmm.models.embedding.clip_stats`), (k, d) order.
-    """
+    """Each clip's ``n`` (n_clips, K) and ``f`` (n_clips, K * D): ``F_uk / sigma_k`` of
+    :func:`~audiogmm.models.embedding.clip_stats`, in (k, d) order."""
     n, F = clip_stats(clips, ubm, executor=executor)
     f = F / np.sqrt(ubm.params_.variances)
     return n, f.reshape(len(f), f.shape[1] * f.shape[2])
@@ -83,11 +60,8 @@ def _posteriors(T: np.ndarray, n: np.ndarray, f: np.ndarray):
 
 
 def extract_ivectors(T: np.ndarray, n: np.ndarray, f: np.ndarray) -> np.ndarray:
-    """The i-vectors ``w_u = (I + sum_k n_uk T_k' T_k)^-1 T' f_u`` of clips, (n_clips, R).
-
-    ``T`` (K * D, R): the total-variability matrix (whitened); ``n`` (n_clips, K) and
-    ``f`` (n_clips, K * D): :func:`whitened_stats`.
-    """
+    """The i-vectors ``w_u`` (n_clips, R) of clips' :func:`whitened_stats` ``n, f`` under the
+    (whitened) total-variability matrix ``T`` (K * D, R)."""
     out = np.zeros((len(n), T.shape[1]))
     with one_blas_thread():
         for s in range(0, len(n), _BLOCK):
@@ -98,10 +72,8 @@ def extract_ivectors(T: np.ndarray, n: np.ndarray, f: np.ndarray) -> np.ndarray:
 def tv_estep(
     T: np.ndarray, n: np.ndarray, f: np.ndarray, *, executor: LocalExecutor | None = None
 ) -> tuple[np.ndarray, np.ndarray, float]:
-    """The T-EM's E-step: its sufficient statistics over clips, and the bound.
-
-    ``T`` (K * D, R); ``n`` (n_clips, K), ``f`` (n_clips, K * D); ``executor`` runs the
-    blocks of clips, summed in order.
+    """The T-EM's E-step under ``T`` (K * D, R) over clips ``n, f`` (:func:`whitened_stats`),
+    whose blocks ``executor`` runs (summed in order).
 
     Returns
     -------
@@ -132,11 +104,8 @@ def tv_estep(
 
 
 def tv_maximise(C: np.ndarray, A: np.ndarray, T: np.ndarray) -> np.ndarray:
-    """The T-EM's M-step: ``T_k = C_k A_k^-1`` (a component no clip touched keeps its rows).
-
-    ``C`` (K * D, R), ``A`` (K, R, R): :func:`tv_estep`'s; ``T`` (K * D, R): the current
-    matrix. Returns the new one, (K * D, R).
-    """
+    """The T-EM's M-step ``T_k = C_k A_k^-1`` from :func:`tv_estep`'s ``C, A``: the new ``T``
+    (K * D, R); a component no clip touched keeps its rows of ``T``."""
     K, R = A.shape[0], A.shape[1]
     Ck = C.reshape(K, -1, R)
     new = T.reshape(K, -1, R).copy()
@@ -150,25 +119,13 @@ def train_tv(
     n: np.ndarray, f: np.ndarray, rank: int, *, n_iter: int = 5,
     executor: LocalExecutor | None = None, progress: Progress = None,
 ) -> tuple[np.ndarray, list[float]]:  # fmt: skip
-    """Train the total-variability matrix by EM (the one T-EM loop).
+    """Train the total-variability matrix ``T`` (K * D, ``rank``) on clips ``n, f``
+    (:func:`whitened_stats`) by ``n_iter`` EM iterations (the one T-EM loop).
 
-    Starts from the top ``rank`` principal directions of the clips' whitened
-    first-order statistics per frame (deterministic), then ``n_iter`` EM iterations.
-
-    Parameters
-    ----------
-    n, f : ndarray of shape (n_clips, K), (n_clips, K * D)
-        :func:`whitened_stats`.
-    rank : int > 0
-        R, at most ``min(n_clips, K * D)``.
-    progress : callable, optional
-        ``progress(n_done, n_iter, label)`` after each iteration.
-
-    Returns
-    -------
-    T : ndarray of shape (K * D, R)
-    history : list of float
-        The bound of each E-step (the last one under the returned ``T``) per frame, nats.
+    Starts from the top ``rank`` (at most ``min(n_clips, K * D)``) principal directions of
+    the clips' whitened first-order statistics per frame (deterministic); calls
+    ``progress(n_done, n_iter, label)`` after each iteration. Returns ``T`` and the bound
+    per frame of each E-step (the last one under the returned ``T``), nats.
     """
     U, KD = f.shape
     if not 0 < rank <= min(U, KD):
@@ -193,19 +150,22 @@ def train_tv(
     return T, list(monitor.history)
 
 
-def lda(Z: np.ndarray, labels: Sequence[str], dim: int) -> np.ndarray:
-    """Linear discriminant analysis: the ``dim`` (<= ``min(M - 1, P)``) directions of largest
-    between- over within-class variance of ``Z`` (n, P) with ``labels`` (n,).
+def _class_means(Z: np.ndarray, labels: Sequence[str]) -> np.ndarray:
+    """The mean row of each class (sorted), (M, P)."""
+    y = np.asarray(labels)
+    return np.stack([Z[y == c].mean(0) for c in sorted(set(labels))])
 
-    Returns
-    -------
-    ndarray of shape (P, dim)
-        Generalised eigenvectors of ``S_b v = lambda S_w v`` (``S_w`` with a tiny ridge),
-        by decreasing ``lambda``, scaled so that ``v' S_w v = 1``.
-    """
-    Sw, means, counts = _within(Z, labels)
-    centre = counts @ means / counts.sum()
-    dm = means - centre
+
+def lda(Z: np.ndarray, labels: Sequence[str], dim: int) -> np.ndarray:
+    """Linear discriminant analysis of ``Z`` (n, P) with ``labels`` (n,): the ``dim`` (<=
+    ``min(M - 1, P)``) generalised eigenvectors of ``S_b v = lambda S_w v`` (``S_w`` with a
+    tiny ridge) by decreasing ``lambda``, scaled so that ``v' S_w v = 1``, (P, dim)."""
+    y = np.asarray(labels)
+    means = _class_means(Z, labels)
+    counts = np.array([np.sum(y == c) for c in sorted(set(labels))], dtype=np.float64)
+    d = Z - means[np.searchsorted(sorted(set(labels)), y)]
+    Sw = d.T @ d / len(Z)
+    dm = means - counts @ means / counts.sum()
     Sb = (dm * counts[:, None]).T @ dm / counts.sum()
     if not np.trace(Sw + Sb) > 0:  # every vector the same: no direction is better
         return np.eye(Z.shape[1])[:, :dim]
@@ -213,16 +173,14 @@ def lda(Z: np.ndarray, labels: Sequence[str], dim: int) -> np.ndarray:
     # class, S_w = 0), then a standard symmetric problem
     w, U = np.linalg.eigh(_ridged(Sw, Sw + Sb))
     W = U / np.sqrt(w)  # W' S_w W = I
-    vals, V = np.linalg.eigh(W.T @ Sb @ W)
+    V = np.linalg.eigh(W.T @ Sb @ W)[1]
     return (W @ V)[:, ::-1][:, :dim]
 
 
 def wccn(Y: np.ndarray, labels: Sequence[str]) -> np.ndarray:
-    """Within-class covariance normalisation: ``B`` with ``B B' = W^-1``.
-
-    ``W = (1/M) sum_c (1/n_c) sum_{i in c} (y_i - m_c)(y_i - m_c)'`` (Hatch et al. 2006),
-    with a tiny ridge; ``B`` is lower-triangular, (P, P).
-    """
+    """Within-class covariance normalisation: lower-triangular ``B`` (P, P), ``B B' = W^-1``
+    with ``W = (1/M) sum_c (1/n_c) sum_{i in c} (y_i - m_c)(y_i - m_c)'`` (Hatch et al.
+    2006) plus a tiny ridge."""
     y = np.asarray(labels)
     classes = sorted(set(labels))
     P = Y.shape[1]
@@ -235,16 +193,6 @@ def wccn(Y: np.ndarray, labels: Sequence[str]) -> np.ndarray:
     if not np.trace(total) > 0:
         return np.eye(P)
     return np.linalg.cholesky(np.linalg.inv(_ridged(W, total)))
-
-
-def _within(Z: np.ndarray, labels: Sequence[str]):
-    """Pooled within-class scatter / n, the class means (sorted classes) and counts."""
-    y = np.asarray(labels)
-    classes = sorted(set(labels))
-    means = np.stack([Z[y == c].mean(0) for c in classes])
-    counts = np.array([np.sum(y == c) for c in classes], dtype=np.float64)
-    d = Z - means[np.searchsorted(classes, y)]
-    return d.T @ d / len(Z), means, counts
 
 
 def _ridged(S: np.ndarray, total: np.ndarray) -> np.ndarray:
@@ -273,16 +221,13 @@ def cosine_back_end(
         ``L = min(M - 1, R)``; a vector's image is ``(z - centre) @ projection``.
     class_means : ndarray of shape (M, L)
         Unit-length means of the classes' unit-length images (sorted classes); the class
-        scores of ``z`` are the cosines ``unit(image) @ class_means.T``.
+        scores of ``z`` are the cosines ``unit(image) @ class_means.T`` (:func:`_cosines`).
     """
     centre = Z.mean(0)
     Zc = Z - centre
     A = lda(Zc, labels, min(len(set(labels)) - 1, Z.shape[1]))
     P = A @ wccn(Zc @ A, labels)
-    X = _unit(Zc @ P)
-    y = np.asarray(labels)
-    means = np.stack([X[y == c].mean(0) for c in sorted(set(labels))])
-    return centre, P, _unit(means)
+    return centre, P, _unit(_class_means(_unit(Zc @ P), labels))
 
 
 def _cosines(back: tuple[np.ndarray, np.ndarray, np.ndarray], Z: np.ndarray) -> np.ndarray:

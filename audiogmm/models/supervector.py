@@ -1,27 +1,15 @@
 """GMM supervectors (Campbell, Sturim & Reynolds 2006) with a linear back end.
 
-A clip becomes one vector: the means of the universal background model (UBM)
-MAP-adapted to the clip (relevance ``r``, means only), as an offset from the UBM's
-and scaled by ``sqrt(w_k) / sigma_k``::
-
-    s_kd = sqrt(w_k) (mu'_kd - mu_kd) / sigma_kd,   mu'_k - mu_k = F_k(mu_k) / (n_k + r)
-
-with ``n_k`` and ``F_k(mu_k) = sum_t gamma_tk (x_t - mu_k)`` the clip's zeroth and
-first-order statistics under the UBM (:class:`~audiogmm.mixture.Stats`). The inner
-product of two such vectors is the linearised KL divergence kernel of the two
-adapted mixtures. Stacked, ``K * D`` numbers per clip, they feed a multinomial
-logistic regression (scikit-learn's, the ``sklearn`` extra, imported only by this
-back end), which gives every clip a linear score per class. The supervectors are
-scaled by one number, their RMS length over the training clips, so that the
-regularisation ``C`` means the same for any K and D. The class scores are
-log posteriors up to a constant (training-set class proportions as the prior), and a
-class's verification score is its posterior odds against the other classes over the
-prior odds, an LLR.
+A clip becomes the UBM's means MAP-adapted to it (relevance ``r``, means only), as offsets
+scaled by ``sqrt(w_k) / sigma_k`` (:func:`supervectors`): their inner product is the linearised
+KL divergence kernel of the adapted mixtures. A multinomial logistic regression on them
+(scikit-learn's, the ``sklearn`` extra, imported only here), scaled to an RMS length of 1 so
+that ``C`` means the same for any K and D, gives each class a log posterior up to a constant;
+a class's verification score is its posterior odds over its prior odds, an LLR.
 """
 
 from __future__ import annotations
 
-import logging
 import math
 import warnings
 from collections.abc import Sequence
@@ -37,8 +25,6 @@ from .embedding import GSV_COMPONENTS, EmbeddingClassifier, clip_stats, held_out
 
 __all__ = ["GSVClassifier", "supervectors"]
 
-logger = logging.getLogger(__name__)
-
 #: Iteration budget of each logistic regression.
 _MAX_ITER = 1000
 
@@ -47,17 +33,12 @@ def supervectors(
     clips: Sequence[np.ndarray], ubm: DiagGMM, *, relevance: float = 16.0,
     executor: LocalExecutor | None = None,
 ) -> np.ndarray:  # fmt: skip
-    """MAP-mean supervectors of clips under a fitted UBM, normalised by ``sqrt(w)/sigma``.
+    """MAP-mean supervectors (n_clips, K * D), float64, of clips under a fitted UBM.
 
-    ``ubm``: K components of D dimensions; ``relevance`` (>= 0): MAP relevance factor of
-    the means; ``executor`` runs the clips concurrently (the result does not depend on it).
-
-    Returns
-    -------
-    ndarray of shape (n_clips, K * D), float64
-        Row ``i`` is ``(sqrt(w_k) (mu'_ikd - mu_kd) / sigma_kd)`` flattened in (k, d) order,
-        with ``mu'_ik - mu_k = F_ik / (n_ik + r)`` (:func:`clip_stats`; 0 where ``n_ik = 0``,
-        so a clip without frames gets the zero vector).
+    Row ``i`` is ``sqrt(w_k) (mu'_ikd - mu_kd) / sigma_kd`` in (k, d) order, with
+    ``mu'_ik - mu_k = F_ik / (n_ik + r)`` (:func:`clip_stats`; 0 where ``n_ik = 0``, so a clip
+    without frames gets the zero vector) and ``r = relevance`` (>= 0). ``executor`` runs the
+    clips concurrently (the result does not depend on it).
     """
     prior = ubm.params_
     scale = np.sqrt(prior.weights)[:, None] / np.sqrt(prior.variances)
@@ -73,8 +54,7 @@ def supervectors(
 
 def log_odds(log_post: np.ndarray) -> np.ndarray:
     """Log odds ``log p / (1 - p)`` of log probabilities ``log_post`` (<= 0), precise at
-    both ends; ``+inf`` where ``p == 1``.
-    """
+    both ends; ``+inf`` where ``p == 1``."""
     lp = np.minimum(np.asarray(log_post, dtype=np.float64), 0.0)
     with np.errstate(divide="ignore"):  # p == 1: log(1 - p) = -inf, odds +inf
         # log(1 - e^lp): expm1 near p = 1, log1p near p = 0 (Maechler's log1mexp)
@@ -83,21 +63,16 @@ def log_odds(log_post: np.ndarray) -> np.ndarray:
 
 
 def raw_llr(S: np.ndarray) -> np.ndarray:
-    """Posterior log odds of each class over its prior odds 1 : (M - 1), clipped finite.
-
-    ``S``: class scores (n_clips, M >= 2) that are log posteriors up to a per-clip constant.
-    """
+    """Posterior log odds of each class over its prior odds 1 : (M - 1), clipped finite, from
+    class scores ``S`` (n_clips, M >= 2) that are log posteriors up to a per-clip constant."""
     return np.clip(log_odds(log_softmax(S)) + math.log(S.shape[1] - 1), -1e6, 1e6)
 
 
 def _logistic(
     Z: np.ndarray, labels: Sequence[str], C: float, seed: int | None
 ) -> tuple[np.ndarray, np.ndarray, int]:
-    """Multinomial logistic regression: ``(coef (M, P), intercept (M,), n_iter)``.
-
-    Classes in sorted order; two classes as the scores ``(-z/2, z/2)`` of sklearn's one
-    decision function ``z``, which give the same posteriors.
-    """
+    """Multinomial logistic regression: ``(coef (M, P), intercept (M,), n_iter)``, classes
+    sorted; two classes as the scores ``(-z/2, z/2)`` of sklearn's one decision function."""
     from sklearn.linear_model import LogisticRegression  # the sklearn extra, only here
 
     lr = LogisticRegression(C=C, max_iter=_MAX_ITER, random_state=seed)
