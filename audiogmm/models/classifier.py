@@ -72,6 +72,16 @@ def check_clips(
     return checked, labels
 
 
+def by_label(
+    clips: Sequence[np.ndarray], labels: Sequence[str], classes: Sequence[str]
+) -> dict[str, np.ndarray]:
+    """The frames of each of ``classes``' clips, concatenated in clip order."""
+    return {
+        y: np.concatenate([X for X, lab in zip(clips, labels) if lab == y], axis=0)
+        for y in classes
+    }
+
+
 def pool_clips(clips: Sequence[np.ndarray], n_dims: int) -> tuple[np.ndarray, np.ndarray]:
     """Clips to score, checked and concatenated (float32 when all are), and their lengths."""
     checked = [
@@ -191,18 +201,12 @@ class GMMClassifier(ModelFile):
         """
         check_params(self._class_model(None))
         clips, labels = check_clips(clips, labels)
-        per_label: dict[str, list[np.ndarray]] = {}
-        for X, y in zip(clips, labels):
-            per_label.setdefault(y, []).append(X)
         self._set_labels(labels)
-        data = {y: np.concatenate(per_label[y], axis=0) for y in self.labels_}
+        data = by_label(clips, labels, self.labels_)
         for y, X in data.items():
             check_enough_frames(X.shape[0], self.n_components, f"class {y!r}")
-        seeds = np.random.SeedSequence(self.random_state)
-        children = seeds.spawn(len(self.labels_))
-        class_seeds = {y: int(c.generate_state(1)[0]) for y, c in zip(self.labels_, children)}
-
-        models = [self._class_model(class_seeds[y]) for y in self.labels_]
+        seeds = np.random.SeedSequence(self.random_state).spawn(len(self.labels_))
+        models = [self._class_model(int(c.generate_state(1)[0])) for c in seeds]
         with (
             reporter(progress, len(self.labels_), "Training class GMMs") as tick,
             resolve(executor, self.n_jobs) as ex,
@@ -216,7 +220,7 @@ class GMMClassifier(ModelFile):
         keep = ("n_iter", "converged", "final_mean_loglik", "n_reseeded", "compute_dtype",
                 "notes", "history")  # fmt: skip
         self.fit_report_ = {
-            y: {"n_clips": len(per_label[y]), "n_frames": int(data[y].shape[0]),
+            y: {"n_clips": labels.count(y), "n_frames": int(data[y].shape[0]),
                 **{k: m.fit_report_[k] for k in keep}}  # fmt: skip
             for y, m in self.models_.items()
         }

@@ -20,7 +20,7 @@ import numpy as np
 
 from ..engine import LocalExecutor, resolve
 from ..exceptions import ConvergenceWarning, ParameterError
-from ..mixture import DiagGMM, Params
+from ..mixture import DiagGMM
 from ..mixture.checks import check_params, is_int, is_real, need
 from ..mixture.estep import stacked_log_likelihood
 from ..mixture.fit import fit_mixtures
@@ -28,7 +28,7 @@ from ..mixture.gselect import select_scores
 from ..mixture.map import MAPMaximiser, check_adapt
 from ..mixture.sources import ArraySource
 from ..progress import Progress, reporter
-from .classifier import GMMClassifier, check_clips
+from .classifier import GMMClassifier, by_label, check_clips
 
 __all__ = ["UBMClassifier", "UBM_COMPONENTS", "UNKNOWN", "train_ubm"]
 
@@ -241,41 +241,34 @@ class UBMClassifier(OpenSetClassifier):
         return self
 
     def _adapt_all(
-        self, clips: list[np.ndarray], labels: list[str], ex: LocalExecutor,
-        progress: Progress = None,
+        self, clips: list[np.ndarray], labels: list[str], ex: LocalExecutor, progress: Progress,
     ) -> None:  # fmt: skip
         """MAP-adapt one model per label in ``self.labels_`` from its clips (stacked after)."""
-        data = {
-            y: np.concatenate([X for X, lab in zip(clips, labels) if lab == y], axis=0)
-            for y in self.labels_
-        }
-        maximiser = self._maximiser(self.ubm_)
+        data = by_label(clips, labels, self.labels_)
         prior = self.ubm_.params_
-
+        live = [y for y in self.labels_ if data[y].shape[0] > 0]
+        models = {y: DiagGMM(self.ubm_.n_components, max_iter=self.map_iter) for y in live}
         with reporter(progress, len(self.labels_), "Adapting class models") as tick:
-            live = [y for y in self.labels_ if data[y].shape[0] > 0]
-            models = {y: DiagGMM(self.ubm_.n_components, max_iter=self.map_iter) for y in live}
             fit_mixtures(
-                [models[y] for y in live], [ArraySource(data[y]) for y in live],
-                executor=ex, prior=prior, maximiser=maximiser, tick=tick,
+                [models[y] for y in live], [ArraySource(data[y]) for y in live], executor=ex,
+                prior=prior, maximiser=self._maximiser(self.ubm_), tick=tick,
             )  # fmt: skip
-            out = []
-            for y in self.labels_:
-                if y in models:
-                    m = models[y]
-                    p = Params(m.weights_, m.means_, m.variances_)
-                    rep = {k: m.fit_report_[k] for k in ("n_iter", "final_mean_loglik")}
-                else:  # no frames: the prior itself, as MAP says
-                    p, rep = prior.copy(), {"n_iter": 0, "final_mean_loglik": None}
-                    tick()
-                # MAP runs a fixed number of iterations: done is converged
-                out.append((p, {"n_clips": labels.count(y), "n_frames": int(data[y].shape[0]),
-                                "converged": True, "n_reseeded": 0, **rep}))  # fmt: skip
-        self.weights_ = np.stack([p.weights for p, _ in out])
-        self.means_ = np.stack([p.means for p, _ in out])
-        self.variances_ = np.stack([p.variances for p, _ in out])
+            for _ in range(len(self.labels_) - len(live)):
+                tick()
+        # a label without frames: the prior itself, as MAP says
+        ps = [models[y].params_ if y in models else prior for y in self.labels_]
+        self.weights_, self.means_, self.variances_ = (
+            np.stack([getattr(p, k) for p in ps]) for k in ("weights", "means", "variances")
+        )
         self.var_floors_ = np.tile(self.ubm_.var_floor_, (len(self.labels_), 1))
-        self.fit_report_ = {y: r for y, (_, r) in zip(self.labels_, out)}
+        none = {"n_iter": 0, "final_mean_loglik": None}
+        # MAP runs a fixed number of iterations: done is converged
+        self.fit_report_ = {
+            y: {"n_clips": labels.count(y), "n_frames": int(data[y].shape[0]), "converged": True,
+                "n_reseeded": 0, **{k: models[y].fit_report_[k] if y in models else v
+                                    for k, v in none.items()}}
+            for y in self.labels_
+        }  # fmt: skip
         self.ubm_report_ = dict(getattr(self.ubm_, "fit_report_", {}))
 
     def _calibrate(self, clips: list[np.ndarray], labels: list[str], ex: LocalExecutor) -> float:
@@ -293,12 +286,9 @@ class UBMClassifier(OpenSetClassifier):
             len(self.labels_) - 1, max(1, round(self.calibration_fraction * len(self.labels_)))
         )
         out = set(rng.choice(self.labels_, size=n_out, replace=False).tolist())
-        params = {k: getattr(self, k) for k in self.own_params}
-        params["reject_far"] = None
-        sub = UBMClassifier(
-            self.n_components, priors=None, n_jobs=self.n_jobs, random_state=self.random_state,
-            **params, **self.gmm_params,
-        )  # fmt: skip
+        own = {**{k: getattr(self, k) for k in self.own_params}, "reject_far": None}
+        sub = UBMClassifier(self.n_components, n_jobs=self.n_jobs, random_state=self.random_state,
+                            **own, **self.gmm_params)  # fmt: skip
         keep = [i for i, y in enumerate(labels) if y not in out]
         sub.fit([clips[i] for i in keep], [labels[i] for i in keep], executor=ex)
         test = [clips[i] for i, y in enumerate(labels) if y in out and clips[i].shape[0] > 0]
