@@ -30,8 +30,6 @@ logger = logging.getLogger(__name__)
 
 #: Components per class when none is given (the DCASE 2016 baseline uses 16).
 N_COMPONENTS = 16
-
-
 #: A class's mixture is called over-sized below this many frames per component, or
 #: when EM had to re-seed at least half of its components (components keep emptying).
 MIN_FRAMES_PER_COMPONENT = 10
@@ -41,11 +39,8 @@ def oversized_reason(
     report: Mapping[str, Any], n_components: int, *,
     advice: str = "lower -k / n_components, or let --components auto choose",
 ) -> str | None:  # fmt: skip
-    """Why a class's mixture of ``n_components`` is too large for its data, or None.
-
-    ``report``: the class's ``fit_report_`` entry (``n_frames``, ``n_reseeded``);
-    ``advice``: what to do about it (a UBM's differs from a class's).
-    """
+    """Why a class's mixture of ``n_components`` is too large for the data of its
+    ``fit_report_`` entry ``report`` (``n_frames``, ``n_reseeded``), with ``advice``; or None."""
     n, reseeded = int(report["n_frames"]), int(report.get("n_reseeded", 0))
     per = n / max(1, n_components)
     if per < MIN_FRAMES_PER_COMPONENT or reseeded >= max(3, (n_components + 1) // 2):
@@ -140,7 +135,6 @@ class GMMClassifier(ModelFile):
 
     Examples
     --------
-    >>> import numpy as np
     >>> rng = np.random.default_rng(0)
     >>> clips = [rng.normal(m, 1, (200, 2)) for m in (0, 0, 5, 5)]
     >>> clf = GMMClassifier(2).fit(clips, ["a", "a", "b", "b"])
@@ -191,13 +185,8 @@ class GMMClassifier(ModelFile):
 
         ``clips``: each (n_frames_i, n_dims), one label each; ``progress(n_done, n_total,
         label)`` after each class; ``executor`` runs the E-steps (default: ``n_jobs`` threads
-        for this call).
-
-        Raises
-        ------
-        ParameterError
-            Mismatched lengths, inconsistent dimensions, non-finite frames, bad
-            mixture parameters, or a class with fewer frames than ``n_components``.
+        for this call). ParameterError: mismatched lengths, inconsistent dimensions, non-finite
+        frames, bad mixture parameters, or a class with fewer frames than ``n_components``.
         """
         check_params(self._class_model(None))
         clips, labels = check_clips(clips, labels)
@@ -231,11 +220,8 @@ class GMMClassifier(ModelFile):
         return self
 
     def set_models(self, models: Mapping[str, DiagGMM]) -> GMMClassifier:
-        """Adopt fitted mixtures, one per label, of one D (stacked for scoring); self.
-
-        K may differ per label: the stack has the largest K, and a smaller mixture's unused
-        slots weigh 0, so they add nothing to its density.
-        """
+        """Adopt fitted mixtures, one per label, of one D (stacked for scoring); self. K may
+        differ: the stack has the largest, a smaller mixture's unused slots weigh 0."""
         self.labels_ = sorted(models)
         self.models_ = {y: models[y] for y in self.labels_}
         ms = [self.models_[y] for y in self.labels_]
@@ -271,11 +257,9 @@ class GMMClassifier(ModelFile):
     def score_matrix(
         self, clips: Sequence[np.ndarray], *, executor: LocalExecutor | None = None
     ) -> np.ndarray:
-        """``sum_t log p(x_t | class)`` (n_clips, n_labels), nats, in one batched pass.
-
-        ``clips``: each (n_frames_i >= 1, n_dims); ``executor`` runs the chunks (default:
-        ``n_jobs`` threads for this call). Columns in the order of ``labels_``.
-        """
+        """``sum_t log p(x_t | class)`` (n_clips, n_labels), nats, in one batched pass, of
+        ``clips`` each (n_frames_i >= 1, n_dims); ``executor`` runs the chunks (default:
+        ``n_jobs`` threads for this call)."""
         allX, lengths = pool_clips(clips, self.n_dims)
         if not len(lengths):
             return np.zeros((0, len(self.labels_)))

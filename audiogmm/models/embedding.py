@@ -100,8 +100,8 @@ def held_out_calibration(
 class EmbeddingClassifier(OpenSetClassifier):
     """The UBM, trained as ``--backend map`` trains it, one vector per clip (:meth:`vectors`),
     a back end scoring it against each class (:meth:`score_matrix`) and verification scores
-    calibrated to LLRs (:meth:`llr_from_scores`). Subclasses define ``_check_own``,
-    ``_embed``, ``_fit_back_end``, ``_scores`` and ``llr_from_scores``.
+    calibrated to LLRs (``llr_from_scores``, from a score matrix). Subclasses define that,
+    ``_check_own``, ``_embed``, ``_fit_back_end`` and ``_scores``.
     """
 
     no_auto = ("reject='auto' needs calibrated scores, which this model has not (it had fewer "
@@ -111,18 +111,10 @@ class EmbeddingClassifier(OpenSetClassifier):
         self, clips: Sequence[np.ndarray], labels: Sequence[str], *, ubm: DiagGMM | None = None,
         progress: Progress = None, executor: LocalExecutor | None = None,
     ) -> EmbeddingClassifier:  # fmt: skip
-        """Train the UBM (unless given), the clips' vectors, then the back end; self.
-
-        Parameters
-        ----------
-        clips : sequence of ndarray, each of shape (n_frames_i, n_dims)
-        labels : sequence of str, length n_clips
-        ubm : DiagGMM, optional
-            A fitted UBM (e.g. from :func:`~audiogmm.models.ubm.train_ubm`); its K wins.
-        progress, executor
-            As for :meth:`UBMClassifier.fit`, which checks the parameters and clips
-            (ParameterError) and trains the UBM (ivector: ``progress`` after each T-EM
-            iteration too).
+        """Train the UBM (unless ``ubm``, a fitted one, e.g. from :func:`train_ubm`, whose K
+        wins), the clips' vectors, then the back end; self. As :meth:`UBMClassifier.fit`,
+        which checks the parameters and clips (ParameterError) and trains the UBM (ivector
+        calls ``progress`` after each T-EM iteration too).
         """
         self._check_own()
         labels = [str(y) for y in labels]
@@ -178,10 +170,6 @@ class EmbeddingClassifier(OpenSetClassifier):
         """Each clip's score for each class, (n_clips, n_labels), float64: gsv's linear scores
         (log posteriors up to a per-clip constant), ivector's calibrated cosines (LLRs)."""
         return self._scores(self.vectors(clips, executor=executor))
-
-    def llr_from_scores(self, S: np.ndarray) -> np.ndarray:
-        """Verification scores (calibrated LLRs) from a :meth:`score_matrix` result."""
-        raise NotImplementedError
 
     def verification_scores(self, S: np.ndarray, n_frames: np.ndarray) -> np.ndarray:
         """Each class's LLR against all the others (:meth:`llr_from_scores`; 0 with one

@@ -210,18 +210,10 @@ def _unit(X: np.ndarray) -> np.ndarray:
 def cosine_back_end(
     Z: np.ndarray, labels: Sequence[str]
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """LDA, then WCCN, then class means of length-normalised vectors.
-
-    ``Z`` (n, R): training i-vectors; ``labels`` (n,): at least two classes.
-
-    Returns
-    -------
-    centre : ndarray of shape (R,)
-    projection : ndarray of shape (R, L)
-        ``L = min(M - 1, R)``; a vector's image is ``(z - centre) @ projection``.
-    class_means : ndarray of shape (M, L)
-        Unit-length means of the classes' unit-length images (sorted classes); the class
-        scores of ``z`` are the cosines ``unit(image) @ class_means.T`` (:func:`_cosines`).
+    """LDA, then WCCN, then class means of length-normalised vectors, of training i-vectors
+    ``Z`` (n, R) of at least two classes: ``centre`` (R,), ``projection`` (R, L), ``L = min(M -
+    1, R)``, and ``class_means`` (M, L), the unit-length means of the classes' unit-length
+    images ``(z - centre) @ projection``; the class scores are their cosines (:func:`_cosines`).
     """
     centre = Z.mean(0)
     Zc = Z - centre
@@ -250,10 +242,8 @@ class IVectorClassifier(EmbeddingClassifier):
     n_iter : int >= 0, default=5
         EM iterations of the total-variability matrix (there, 5 were within one test
         clip of 10 and 3, at half the cost of 10).
-    subsample : int > 0, default=4
-        Train the UBM on every ``subsample``-th frame (see :class:`UBMClassifier`).
-    priors, n_jobs, random_state, **gmm_params
-        As for :class:`GMMClassifier` (``random_state``: of the UBM and the calibration folds).
+    subsample, priors, n_jobs, random_state, **gmm_params
+        As for :class:`UBMClassifier` (``random_state``: of the UBM and the calibration folds).
 
     Attributes
     ----------
@@ -261,23 +251,13 @@ class IVectorClassifier(EmbeddingClassifier):
     ubm_ : DiagGMM
     T_ : ndarray of shape (K * D, R)
         Total-variability matrix (whitened by the UBM's standard deviations).
-    centre_ : ndarray of shape (R,)
-    projection_ : ndarray of shape (R, L)
-        LDA then WCCN.
-    class_means_ : ndarray of shape (n_labels, L)
+    centre_, projection_, class_means_ : ndarray
+        The back end (:func:`cosine_back_end`): (R,), (R, L), (n_labels, L).
     calibration_ : tuple of (float, float) or None
         Slope and offset turning the cosine scores into LLRs, fitted on clips held out of
         the back end (stratified folds, up to 4); None with fewer than 2 clips in a class.
     tv_history_ : list of float
         The T-EM's bound per frame at each E-step (nats, non-decreasing).
-
-    Examples
-    --------
-    >>> rng = np.random.default_rng(0)
-    >>> clips = [rng.normal(m, 1, (300, 2)) for m in (0, 0, 0, 2, 2, 2)]
-    >>> clf = IVectorClassifier(4, rank=3).fit(clips, list("aaabbb"))
-    >>> clf.predict([rng.normal(2, 1, (200, 2))]).tolist()
-    ['b']
     """
 
     own_params = ("rank", "n_iter", "subsample")

@@ -102,10 +102,8 @@ class GSVClassifier(EmbeddingClassifier):
     C : float > 0, default=10.0
         Inverse L2 regularisation strength of the logistic regression, on supervectors
         scaled to an RMS length of 1.
-    subsample : int > 0, default=4
-        Train the UBM on every ``subsample``-th frame (see :class:`UBMClassifier`).
-    priors, n_jobs, random_state, **gmm_params
-        As for :class:`GMMClassifier` (priors on top of the training proportions).
+    subsample, priors, n_jobs, random_state, **gmm_params
+        As for :class:`UBMClassifier` (priors on top of the training proportions).
 
     Attributes
     ----------
@@ -119,13 +117,6 @@ class GSVClassifier(EmbeddingClassifier):
         on the scores of clips held out of the regression (stratified folds, up to 4,
         every class in every fold); None with fewer than 2 clips in some class.
 
-    Examples
-    --------
-    >>> rng = np.random.default_rng(0)
-    >>> clips = [rng.normal(m, 1, (300, 2)) for m in (0, 0, 0, 2, 2, 2)]
-    >>> clf = GSVClassifier(4).fit(clips, list("aaabbb"))
-    >>> clf.predict([rng.normal(2, 1, (200, 2))]).tolist()
-    ['b']
     """
 
     own_params = ("relevance", "C", "subsample")

@@ -51,30 +51,24 @@ _MIN_FRAMES_PER_COMPONENT = 20
 class OpenSetClassifier(GMMClassifier):
     """Verification scores and open-set rejection on them (map, gsv, ivector).
 
-    Subclasses define :meth:`verification_scores` and :meth:`auto_threshold`.
+    Subclasses define ``verification_scores(S, n_frames)``: each class's verification score
+    (n_clips, n_labels), nats (per frame for map), from a :meth:`score_matrix` ``S`` of clips
+    of ``n_frames`` (n_clips,) frames; and ``auto_threshold()``: the threshold of
+    ``reject="auto"``, or None when the model has none (ParameterError :attr:`no_auto`).
     """
 
-    #: Why :meth:`auto_threshold` may be None (the ParameterError of ``reject="auto"``).
+    #: Why a model has no ``auto_threshold()``.
     no_auto = ""
-
-    def verification_scores(self, S: np.ndarray, n_frames: np.ndarray) -> np.ndarray:
-        """Each class's verification score (n_clips, n_labels), nats (per frame for map),
-        from a :meth:`score_matrix` ``S`` of clips of ``n_frames`` (n_clips,) frames."""
-        raise NotImplementedError
-
-    def auto_threshold(self) -> float | None:
-        """The threshold of ``reject="auto"``, None when the model has none."""
-        raise NotImplementedError
 
     def score_samples(
         self, clips: Sequence[np.ndarray], *, executor: LocalExecutor | None = None
     ) -> np.ndarray:
-        """:meth:`verification_scores` of ``clips``, (n_clips, n_labels)."""
+        """``verification_scores`` of ``clips``, (n_clips, n_labels)."""
         S = self.score_matrix(clips, executor=executor)
         return self.verification_scores(S, np.array([len(X) for X in clips]))
 
     def resolve_threshold(self, reject: str | float | None) -> float | None:
-        """The threshold that ``reject`` means: None, :meth:`auto_threshold` for "auto", or the
+        """The threshold that ``reject`` means: None, ``auto_threshold()`` for "auto", or the
         finite number given (ParameterError otherwise)."""
         if reject is None:
             return None
@@ -118,22 +112,19 @@ class UBMClassifier(OpenSetClassifier):
     relevance_weights, relevance_variances : float >= 0 or None, default=None
         Relevance factors of weights and variances (None: ``relevance``).
     adapt : {"m", "mw", "mwv", ...}, default="m"
-        Which parameters MAP moves; the others stay the UBM's. Only the adapted
-        ones are stored per class.
+        Which parameters MAP moves (and each class stores); the others stay the UBM's.
     map_iter : int > 0, default=1
         MAP iterations (E-step against the current class model, prior the UBM).
     subsample : int > 0, default=4
-        Train the UBM on every ``subsample``-th pooled frame (Kaldi's ``--subsample``,
-        default 5 there): neighbouring 10 ms frames are nearly copies of each other.
-        Data with fewer than ``20 * n_components * subsample`` frames is not thinned.
+        Train the UBM on every ``subsample``-th pooled frame (Kaldi's ``--subsample``, 5
+        there: neighbouring 10 ms frames are nearly copies), unless there are fewer than
+        ``20 * n_components * subsample`` frames.
     top_c : int > 0 or None, default=None
         Score on the UBM's ``top_c`` best components per frame (None: all K).
     reject_far : float in (0, 1) or None, default=None
-        Target false-accept rate of unknown clips for ``predict(reject="auto")``:
-        ``fit`` trains a calibration model without ``calibration_fraction`` of the
-        labels and sets :attr:`threshold_` from its scores on them.
+        Target false-accept rate of unknown clips for ``predict(reject="auto")``
+        (:attr:`threshold_`, on ``calibration_fraction`` of the labels, at least one).
     calibration_fraction : float in (0, 1), default=0.2
-        Share of the labels (at least one) held out as unknown for calibration.
     priors, n_jobs, random_state, **gmm_params
         As for :class:`GMMClassifier`; ``gmm_params`` are the UBM's (``max_iter``,
         ``init``, ``split_iter``, ``var_floor``, ...), :data:`UBM_DEFAULTS` where not given.
@@ -209,11 +200,9 @@ class UBMClassifier(OpenSetClassifier):
         self, clips: Sequence[np.ndarray], labels: Sequence[str], *, ubm: DiagGMM | None = None,
         progress: Progress = None, executor: LocalExecutor | None = None,
     ) -> UBMClassifier:  # fmt: skip
-        """Train the UBM on pooled frames (unless given), then MAP-adapt one model per label.
-
-        As :meth:`GMMClassifier.fit`; ``ubm``: a fitted UBM to adapt from (e.g. from
-        :func:`train_ubm`), whose K replaces ``n_components``.
-        """
+        """Train the UBM on pooled frames (unless ``ubm``, a fitted one, e.g. from
+        :func:`train_ubm`, whose K wins), then MAP-adapt one model per label; as
+        :meth:`GMMClassifier.fit`."""
         self._check_own()
         check_params(self._ubm_model())
         checked, labels = check_clips(clips, labels, None if ubm is None else ubm.n_dims)
@@ -272,19 +261,15 @@ class UBMClassifier(OpenSetClassifier):
         self.ubm_report_ = dict(getattr(self.ubm_, "fit_report_", {}))
 
     def _calibrate(self, clips: list[np.ndarray], labels: list[str], ex: LocalExecutor) -> float:
-        """Threshold on the per-frame LLR for false-accept rate ``reject_far``.
-
-        Unknowns are simulated by *held-out classes* (``calibration_fraction`` of the
-        labels, at least one), left out of a calibration model (its own UBM and
-        adaptations). Held-out clips of known classes would be the wrong stand-in: the
-        UBM has seen their speakers, which lowers their scores (measured).
-        """
+        """Threshold on the per-frame LLR for false-accept rate ``reject_far``, on the scores
+        of *held-out classes* (``calibration_fraction`` of the labels, at least one) under a
+        model (UBM and adaptations) trained without them: held-out clips of known classes
+        would be the wrong stand-in, as the UBM has seen their speakers (measured)."""
         if len(self.labels_) < 2:
             raise ParameterError("reject_far needs at least 2 classes to calibrate on")
         rng = np.random.default_rng(self.random_state)
-        n_out = min(
-            len(self.labels_) - 1, max(1, round(self.calibration_fraction * len(self.labels_)))
-        )
+        M = len(self.labels_)
+        n_out = min(M - 1, max(1, round(self.calibration_fraction * M)))
         out = set(rng.choice(self.labels_, size=n_out, replace=False).tolist())
         own = {**{k: getattr(self, k) for k in self.own_params}, "reject_far": None}
         sub = UBMClassifier(self.n_components, n_jobs=self.n_jobs, random_state=self.random_state,
@@ -297,11 +282,8 @@ class UBMClassifier(OpenSetClassifier):
         impostor = np.sort(sub.score_samples(test, executor=ex).max(1))[::-1]
         k = int(math.floor(self.reject_far * len(impostor)))  # false accepts allowed
         thr = np.nextafter(impostor[k], np.inf) if k < len(impostor) else impostor[-1]
-        self.calibration_ = {
-            "held_out_labels": sorted(out),
-            "n_impostor_trials": len(impostor),
-            "target_far": self.reject_far,
-        }
+        self.calibration_ = {"held_out_labels": sorted(out), "n_impostor_trials": len(impostor),
+                             "target_far": self.reject_far}  # fmt: skip
         return float(thr)
 
     # -- scoring -----------------------------------------------------------------------------
@@ -334,14 +316,11 @@ def train_ubm(
     chunks, n_components: int = UBM_COMPONENTS, *, subsample: int = 1,
     executor: LocalExecutor | None = None, checkpoint: Any = None, **gmm_params: Any,
 ) -> DiagGMM:  # fmt: skip
-    """Train a UBM out of core, for ``UBMClassifier.fit(..., ubm=...)``.
-
-    ``chunks``: as for :meth:`DiagGMM.fit_iter` (every ``subsample``-th frame of each
-    chunk kept), or a shard store (:func:`audiogmm.data.shards.open_store`), read in
-    canonical blocks through the executor (e.g. a ``DaskExecutor``) with ``subsample``
-    as its stride and an optional ``checkpoint``. ``gmm_params``: other DiagGMM
-    parameters.
-    """
+    """Train a UBM out of core, for ``UBMClassifier.fit(..., ubm=...)``, on ``chunks``: as for
+    :meth:`DiagGMM.fit_iter` (every ``subsample``-th frame of each chunk kept), or a shard
+    store (:func:`audiogmm.data.shards.open_store`), read in canonical blocks through the
+    executor (e.g. a ``DaskExecutor``) with ``subsample`` as its stride and an optional
+    ``checkpoint``. ``gmm_params``: other DiagGMM parameters."""
     if not (is_int(subsample) and subsample > 0):
         raise ParameterError(f"subsample must be an int > 0; got {subsample!r}")
     if hasattr(chunks, "read_rows") or checkpoint is not None:  # a shard store: map its blocks
