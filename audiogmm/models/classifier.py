@@ -77,18 +77,6 @@ def by_label(
     }
 
 
-def pool_clips(clips: Sequence[np.ndarray], n_dims: int) -> tuple[np.ndarray, np.ndarray]:
-    """Clips to score, checked and concatenated (float32 when all are), and their lengths."""
-    checked = [
-        check_frames(X, n_dims=n_dims, name=f"clip {i}", min_frames=1) for i, X in enumerate(clips)
-    ]
-    dtype = np.float32 if all(X.dtype == np.float32 for X in checked) else np.float64
-    lengths = np.array([X.shape[0] for X in checked], dtype=np.int64)
-    if not checked:
-        return np.zeros((0, n_dims), dtype=dtype), lengths
-    return np.concatenate([X.astype(dtype, copy=False) for X in checked], axis=0), lengths
-
-
 class ModelFile:
     """``save`` and ``load`` of a model, through :mod:`audiogmm.io` (one checksummed ``.npz``)."""
 
@@ -116,20 +104,18 @@ class GMMClassifier(ModelFile):
     priors : dict of str to float or None, default=None
         Class priors for the posteriors (default equal).
     n_jobs : int or None, default=None
-        Threads when ``fit`` gets no executor; None means all cores. Results do not depend on it.
+        Threads when ``fit`` gets no executor (None: all cores); results do not depend on it.
     random_state : int or None, default=0
         Seed; each class gets an independent stream derived from it and its rank.
     **gmm_params
-        Any other :class:`~audiogmm.mixture.DiagGMM` parameter (``max_iter``, ``tol``,
-        ``init``, ``var_floor``, ...), applied to every class (in the other classifiers of
-        :mod:`audiogmm.models`, to the UBM; they take the last four parameters as here).
+        Any other :class:`~audiogmm.mixture.DiagGMM` parameter (``max_iter``, ``init``, ...),
+        of every class (of the UBM in the other classifiers, which share these four).
 
     Attributes
     ----------
     labels_ : list of str
         Class names, sorted.
     models_ : dict of str to DiagGMM
-        The fitted per-class mixtures.
     weights_, means_, variances_ : ndarray
         The class mixtures stacked: (n_labels, K), (n_labels, K, D), (n_labels, K, D).
 
@@ -144,6 +130,8 @@ class GMMClassifier(ModelFile):
 
     #: A subclass's own constructor parameters (its repr; the gsv and ivector file blocks).
     own_params: tuple[str, ...] = ()
+    #: The attribute whose presence means fitted (or loaded).
+    fitted_by = "labels_"
 
     def __init__(
         self, n_components: int = N_COMPONENTS, *, priors: dict[str, float] | None = None,
@@ -174,8 +162,6 @@ class GMMClassifier(ModelFile):
 
     def _class_model(self, seed: int | None) -> DiagGMM:
         return DiagGMM(self.n_components, random_state=seed, n_jobs=self.n_jobs, **self.gmm_params)
-
-    # -- training ----------------------------------------------------------------------------
 
     def fit(
         self, clips: Sequence[np.ndarray], labels: Sequence[str], *, progress: Progress = None,
@@ -240,10 +226,8 @@ class GMMClassifier(ModelFile):
         self.var_floors_ = np.stack([m.var_floor_ for m in ms])
         return self
 
-    # -- scoring -----------------------------------------------------------------------------
-
     def _check_fitted(self) -> None:
-        if not hasattr(self, "labels_"):
+        if not hasattr(self, self.fitted_by):
             raise ParameterError(
                 f"this {type(self).__name__} is not fitted yet; call fit() or load()"
             )
@@ -260,9 +244,14 @@ class GMMClassifier(ModelFile):
         """``sum_t log p(x_t | class)`` (n_clips, n_labels), nats, in one batched pass, of
         ``clips`` each (n_frames_i >= 1, n_dims); ``executor`` runs the chunks (default:
         ``n_jobs`` threads for this call)."""
-        allX, lengths = pool_clips(clips, self.n_dims)
-        if not len(lengths):
+        D = self.n_dims
+        checked = [check_frames(X, n_dims=D, name=f"clip {i}", min_frames=1)
+                   for i, X in enumerate(clips)]  # fmt: skip
+        if not checked:
             return np.zeros((0, len(self.labels_)))
+        dtype = np.float32 if all(X.dtype == np.float32 for X in checked) else np.float64
+        allX = np.concatenate([X.astype(dtype, copy=False) for X in checked], axis=0)
+        lengths = np.array([X.shape[0] for X in checked], dtype=np.int64)
         with resolve(executor, self.n_jobs) as ex:
             frame_scores = self._frame_scores(allX, ex)
         return np.add.reduceat(frame_scores, np.cumsum(lengths) - lengths, axis=0)

@@ -16,7 +16,6 @@ from collections.abc import Callable, Sequence
 import numpy as np
 
 from ..engine import LocalExecutor, resolve
-from ..exceptions import ParameterError
 from ..mixture import DiagGMM, accumulate
 from ..mixture.sources import check_frames
 from ..progress import Progress
@@ -100,10 +99,13 @@ def held_out_calibration(
 class EmbeddingClassifier(OpenSetClassifier):
     """The UBM, trained as ``--backend map`` trains it, one vector per clip (:meth:`vectors`),
     a back end scoring it against each class (:meth:`score_matrix`) and verification scores
-    calibrated to LLRs (``llr_from_scores``, from a score matrix). Subclasses define that,
-    ``_check_own``, ``_embed``, ``_fit_back_end`` and ``_scores``.
+    calibrated to LLRs (``llr_from_scores``, from a score matrix) by ``calibration_``: slope
+    and offset fitted on clips held out of the back end (:func:`held_out_calibration`), None
+    with fewer than 2 clips in a class. Subclasses define ``llr_from_scores``, ``_check_own``,
+    ``_embed``, ``_fit_back_end`` and ``_scores``.
     """
 
+    fitted_by = "calibration_"
     no_auto = ("reject='auto' needs calibrated scores, which this model has not (it had fewer "
                "than 2 training clips in some class): give a number")  # fmt: skip
 
@@ -142,12 +144,6 @@ class EmbeddingClassifier(OpenSetClassifier):
     def _fit_vectors(self, clips: Sequence[np.ndarray], ex: LocalExecutor, progress: Progress):
         """The training clips' vectors, (n_clips, P)."""
         return self._embed(clips, ex)
-
-    def _check_fitted(self) -> None:
-        if not hasattr(self, "calibration_"):
-            raise ParameterError(
-                f"this {type(self).__name__} is not fitted yet; call fit() or load()"
-            )
 
     @property
     def n_dims(self) -> int:

@@ -247,15 +247,12 @@ class IVectorClassifier(EmbeddingClassifier):
 
     Attributes
     ----------
-    labels_ : list of str
-    ubm_ : DiagGMM
+    labels_, ubm_, calibration_
+        As for :class:`~audiogmm.models.GSVClassifier` (calibrating the cosines).
     T_ : ndarray of shape (K * D, R)
         Total-variability matrix (whitened by the UBM's standard deviations).
     centre_, projection_, class_means_ : ndarray
         The back end (:func:`cosine_back_end`): (R,), (R, L), (n_labels, L).
-    calibration_ : tuple of (float, float) or None
-        Slope and offset turning the cosine scores into LLRs, fitted on clips held out of
-        the back end (stratified folds, up to 4); None with fewer than 2 clips in a class.
     tv_history_ : list of float
         The T-EM's bound per frame at each E-step (nats, non-decreasing).
     """

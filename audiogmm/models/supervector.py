@@ -107,16 +107,11 @@ class GSVClassifier(EmbeddingClassifier):
 
     Attributes
     ----------
-    labels_ : list of str
-    ubm_ : DiagGMM
+    labels_, ubm_, calibration_
+        As for :class:`UBMClassifier` and :class:`~audiogmm.models.embedding.EmbeddingClassifier`.
     coef_ : ndarray of shape (n_labels, K * D)
     intercept_ : ndarray of shape (n_labels,)
         Class score of a supervector ``s``: ``coef_ @ s + intercept_``.
-    calibration_ : tuple of (float, float) or None
-        Slope and offset turning :meth:`score_samples`' raw log odds into LLRs, fitted
-        on the scores of clips held out of the regression (stratified folds, up to 4,
-        every class in every fold); None with fewer than 2 clips in some class.
-
     """
 
     own_params = ("relevance", "C", "subsample")

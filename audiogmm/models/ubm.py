@@ -194,8 +194,6 @@ class UBMClassifier(OpenSetClassifier):
             min_weight=ubm.min_weight,
         )  # fmt: skip
 
-    # -- training ----------------------------------------------------------------------------
-
     def fit(
         self, clips: Sequence[np.ndarray], labels: Sequence[str], *, ubm: DiagGMM | None = None,
         progress: Progress = None, executor: LocalExecutor | None = None,
@@ -285,8 +283,6 @@ class UBMClassifier(OpenSetClassifier):
         self.calibration_ = {"held_out_labels": sorted(out), "n_impostor_trials": len(impostor),
                              "target_far": self.reject_far}  # fmt: skip
         return float(thr)
-
-    # -- scoring -----------------------------------------------------------------------------
 
     def _frame_scores(self, X: np.ndarray, ex: LocalExecutor) -> np.ndarray:
         """``log p(x_t | class) - log p(x_t | UBM)``: :meth:`score_matrix` is the clips' total
