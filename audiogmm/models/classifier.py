@@ -212,17 +212,12 @@ class GMMClassifier(ModelFile):
         self.models_ = {y: models[y] for y in self.labels_}
         ms = [self.models_[y] for y in self.labels_]
         K = max(len(m.weights_) for m in ms)
-
-        def stack(name: str, fill: float) -> np.ndarray:
+        for name, fill in (("weights_", 0.0), ("means_", 0.0), ("variances_", 1.0)):
             parts = [getattr(m, name) for m in ms]
             out = np.full((len(ms), K, *parts[0].shape[1:]), fill)
             for i, p in enumerate(parts):
                 out[i, : len(p)] = p
-            return out
-
-        self.weights_ = stack("weights_", 0.0)
-        self.means_ = stack("means_", 0.0)
-        self.variances_ = stack("variances_", 1.0)
+            setattr(self, name, out)
         self.var_floors_ = np.stack([m.var_floor_ for m in ms])
         return self
 

@@ -1,10 +1,7 @@
-"""What the back ends over a UBM's clip statistics (``gsv``, ``ivector``) share.
-
-:func:`clip_stats` is their one E-step: each clip's zeroth and first-order Baum-Welch
-statistics under the UBM. :class:`EmbeddingClassifier` trains the UBM as ``--backend
-map`` does, keeps the fit report, and turns a back end's class scores into verification
-scores calibrated to LLRs (:func:`held_out_calibration`, on clips held out of the back
-end) and open-set decisions on them.
+"""What the back ends over a UBM's clip statistics (``gsv``, ``ivector``) share: their one
+E-step (:func:`clip_stats`), and :class:`EmbeddingClassifier`, which trains the UBM as
+``--backend map`` does, one vector per clip and a back end on them, with verification scores
+calibrated to LLRs on clips held out of the back end (:func:`held_out_calibration`).
 """
 
 from __future__ import annotations

@@ -76,8 +76,7 @@ def fit_fusion(
         H = np.einsum("nl,nlm,nlk->mk", P, X, X) / N - EX.T @ EX / N + FUSION_RIDGE * np.eye(M)
         return f, g, H
 
-    a = newton_minimise(loss, a)
-    return [float(v) for v in a]
+    return [float(v) for v in newton_minimise(loss, a)]
 
 
 class FusedClassifier(ModelFile):

@@ -4,10 +4,8 @@ A clip's statistics under the UBM (:func:`whitened_stats`) are ``n_uk = sum_t ga
 ``f_uk = sum_t gamma_tk (x_t - mu_k) / sigma_k``. Its mean supervector is ``mu + sigma T w``
 with ``w ~ N(0, I_R)``, whose posterior has precision ``L_u = I + sum_k n_uk T_k' T_k`` and
 mean ``w_u = L_u^-1 T' f_u``: the i-vector. EM for ``T`` (Kenny et al. 2005, :func:`train_tv`)
-never lowers the frames' log-likelihood given their alignments; its statistics are sums over
-blocks of clips merged in order, so the executor does not change them. Back end: centred
-i-vectors, LDA (at most M - 1 dims), WCCN, length norm, the cosine to each class's normalised
-mean, calibrated to LLRs on held-out clips as in ``gsv``.
+never lowers the frames' log-likelihood given their alignments. Back end: LDA, WCCN, length
+norm, the cosine to each class's mean, calibrated to LLRs on held-out clips as in ``gsv``.
 """
 
 from __future__ import annotations
@@ -73,18 +71,10 @@ def tv_estep(
     T: np.ndarray, n: np.ndarray, f: np.ndarray, *, executor: LocalExecutor | None = None
 ) -> tuple[np.ndarray, np.ndarray, float]:
     """The T-EM's E-step under ``T`` (K * D, R) over clips ``n, f`` (:func:`whitened_stats`),
-    whose blocks ``executor`` runs (summed in order).
-
-    Returns
-    -------
-    C : ndarray of shape (K * D, R)
-        ``sum_u f_u w_u'``.
-    A : ndarray of shape (K, R, R)
-        ``sum_u n_uk (L_u^-1 + w_u w_u')``.
-    bound : float
-        ``sum_u (b_u' w_u - log det L_u) / 2`` with ``b_u = T' f_u``: the log-likelihood
-        of the frames given their alignments, up to a term free of ``T`` (nats).
-    """
+    whose blocks ``executor`` runs (summed in order): ``C = sum_u f_u w_u'`` (K * D, R),
+    ``A = sum_u n_uk (L_u^-1 + w_u w_u')`` (K, R, R) and the bound ``sum_u (b_u' w_u - log det
+    L_u) / 2``, ``b_u = T' f_u``: the frames' log-likelihood given their alignments, up to a
+    term free of ``T`` (nats)."""
     K, R = n.shape[1], T.shape[1]
 
     def block(s: int) -> tuple[np.ndarray, np.ndarray, float]:

@@ -1,11 +1,10 @@
 """GMM-UBM: one universal background model, each class MAP-adapted from it, LLR scores.
 
-The UBM is a :class:`~audiogmm.mixture.DiagGMM` on the pooled frames of every class
-(every ``subsample``-th frame), or given (:func:`train_ubm`, out of core). Each class
-is the UBM moved towards its frames by :class:`~audiogmm.mixture.map.MAPMaximiser`.
-A clip's score for a class is the log-likelihood ratio ``sum_t log p(x_t | class) -
-log p(x_t | UBM)`` (nats); its per-frame mean is the verification score. Open-set
-rejection compares the best class's per-frame LLR with a calibrated threshold.
+The UBM is a :class:`~audiogmm.mixture.DiagGMM` on the pooled frames of every class (every
+``subsample``-th frame), or given (:func:`train_ubm`, out of core). A clip's score for a
+class is the LLR ``sum_t log p(x_t | class) - log p(x_t | UBM)`` (nats); its per-frame mean is
+the verification score, on which open-set rejection (:class:`OpenSetClassifier`, shared with
+``gsv`` and ``ivector``) compares the best class with a calibrated threshold.
 """
 
 from __future__ import annotations
@@ -137,14 +136,6 @@ class UBMClassifier(OpenSetClassifier):
         Class models stacked, (M, K), (M, K, D), (M, K, D) (non-adapted parts are the UBM's).
     threshold_ : float or None
         Per-frame LLR below which ``predict(reject="auto")`` answers :data:`UNKNOWN`.
-
-    Examples
-    --------
-    >>> rng = np.random.default_rng(0)
-    >>> clips = [rng.normal(m, 1, (300, 2)) for m in (0, 0, 3, 3)]
-    >>> clf = UBMClassifier(4, relevance=4).fit(clips, ["a", "a", "b", "b"])
-    >>> clf.predict([rng.normal(3, 1, (80, 2))]).tolist()
-    ['b']
     """
 
     own_params = (
