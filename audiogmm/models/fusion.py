@@ -138,8 +138,6 @@ class FusedClassifier(ModelFile):
         n_clips = len(clip_sets[0])
         if any(len(c) != n_clips for c in clip_sets):
             raise ParameterError("every member needs the same clips")
-        if not n_clips:
-            return np.zeros((0, len(self.labels_)))
         return fuse_scores(
             [m.score_matrix(clips, executor=executor) for m, clips in zip(self.members, clip_sets)],
             [np.array([len(X) for X in clips]) for clips in clip_sets],

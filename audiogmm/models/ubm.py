@@ -177,12 +177,11 @@ class UBMClassifier(OpenSetClassifier):
 
     def _maximiser(self, ubm: DiagGMM) -> MAPMaximiser:
         r = float(self.relevance)
-        rw = r if self.relevance_weights is None else float(self.relevance_weights)
-        rv = r if self.relevance_variances is None else float(self.relevance_variances)
+        rw, rv = (r if v is None else float(v)
+                  for v in (self.relevance_weights, self.relevance_variances))  # fmt: skip
         return MAPMaximiser(
-            ubm.params_, adapt=check_adapt(self.adapt), relevance_means=r,
-            relevance_weights=rw, relevance_variances=rv, var_floor=ubm.var_floor_,
-            min_weight=ubm.min_weight,
+            ubm.params_, adapt=check_adapt(self.adapt), relevance_means=r, relevance_weights=rw,
+            relevance_variances=rv, var_floor=ubm.var_floor_, min_weight=ubm.min_weight,
         )  # fmt: skip
 
     def fit(
