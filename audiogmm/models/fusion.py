@@ -92,10 +92,8 @@ class FusedClassifier(ModelFile):
         self, members: Sequence[GMMClassifier], weights: Sequence[float] | None = None
     ) -> None:
         members = list(members)
-        if not 2 <= len(members) <= MAX_MEMBERS:
-            raise ParameterError(
-                f"a fused model needs 2 to {MAX_MEMBERS} members, got {len(members)}"
-            )
+        if not 2 <= (n := len(members)) <= MAX_MEMBERS:
+            raise ParameterError(f"a fused model needs 2 to {MAX_MEMBERS} members, got {n}")
         for i, m in enumerate(members):
             if not isinstance(m, GMMClassifier) or not hasattr(m, "labels_"):
                 raise ParameterError(f"member {i} is not a fitted GMMClassifier")
@@ -105,13 +103,11 @@ class FusedClassifier(ModelFile):
                 raise ParameterError(f"member {i} has other priors than member 0")
         if weights is not None:
             weights = [float(a) for a in weights]
-            if len(weights) != len(members) or not all(map(math.isfinite, weights)):
+            if len(weights) != n or not all(map(math.isfinite, weights)):
                 raise ParameterError(f"a fused model needs one finite weight per member; "
-                                     f"got {weights!r} for {len(members)}")  # fmt: skip
-        self.members = members
-        self.weights = weights
-        self.labels_ = list(members[0].labels_)
-        self.fit_report_ = members[0].fit_report_
+                                     f"got {weights!r} for {n}")  # fmt: skip
+        self.members, self.weights = members, weights
+        self.labels_, self.fit_report_ = list(members[0].labels_), members[0].fit_report_
         self.timing_: dict[str, float] = {}
 
     def __repr__(self) -> str:
