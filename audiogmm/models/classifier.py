@@ -59,22 +59,29 @@ def check_clips(
         raise ParameterError(f"{len(clips)} clips but {len(labels)} labels")
     if not clips:
         raise ParameterError("no training clips")
-    labels, checked = [str(y) for y in labels], []
-    for i, (X, y) in enumerate(zip(clips, labels)):
-        X = check_frames(X, n_dims=n_dims, name=f"clip {i} (label {y!r})", min_frames=0)
-        checked.append(X)
-        n_dims = X.shape[1]
-    return checked, labels
+    labels = [str(y) for y in labels]
+    return check_each(clips, n_dims, min_frames=0, labels=labels), labels
+
+
+def check_each(
+    clips: Sequence[np.ndarray], n_dims: int | None, *, min_frames: int = 1,
+    labels: Sequence[str] | None = None,
+) -> list[np.ndarray]:  # fmt: skip
+    """Each clip :func:`~audiogmm.mixture.sources.check_frames`-checked, all of one width
+    (``n_dims``, or the first clip's), the ParameterError naming the clip (and its label)."""
+    checked = []
+    for i, X in enumerate(clips):
+        name = f"clip {i}" if labels is None else f"clip {i} (label {labels[i]!r})"
+        checked.append(check_frames(X, n_dims=n_dims, name=name, min_frames=min_frames))
+        n_dims = checked[-1].shape[1]
+    return checked
 
 
 def by_label(
     clips: Sequence[np.ndarray], labels: Sequence[str], classes: Sequence[str]
 ) -> dict[str, np.ndarray]:
     """The frames of each of ``classes``' clips, concatenated in clip order."""
-    return {
-        y: np.concatenate([X for X, lab in zip(clips, labels) if lab == y], axis=0)
-        for y in classes
-    }
+    return {y: np.concatenate([X for X, lab in zip(clips, labels) if lab == y]) for y in classes}
 
 
 class ModelFile:
@@ -239,9 +246,7 @@ class GMMClassifier(ModelFile):
         """``sum_t log p(x_t | class)`` (n_clips, n_labels), nats, in one batched pass, of
         ``clips`` each (n_frames_i >= 1, n_dims); ``executor`` runs the chunks (default:
         ``n_jobs`` threads for this call)."""
-        D = self.n_dims
-        checked = [check_frames(X, n_dims=D, name=f"clip {i}", min_frames=1)
-                   for i, X in enumerate(clips)]  # fmt: skip
+        checked = check_each(clips, self.n_dims)
         if not checked:
             return np.zeros((0, len(self.labels_)))
         dtype = np.float32 if all(X.dtype == np.float32 for X in checked) else np.float64

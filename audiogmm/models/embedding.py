@@ -14,9 +14,9 @@ import numpy as np
 
 from ..engine import LocalExecutor, resolve
 from ..mixture import DiagGMM, accumulate
-from ..mixture.sources import check_frames
 from ..progress import Progress
 from ..scoring.calibration import CalibrationWarning, bayes_threshold, fit_calibration
+from .classifier import check_each
 from .ubm import OpenSetClassifier, UBMClassifier
 
 __all__ = ["GSV_COMPONENTS", "EmbeddingClassifier", "clip_stats"]
@@ -40,10 +40,7 @@ def clip_stats(
     without frames. ``executor`` runs the clips concurrently (the result does not depend on it).
     """
     prior = ubm.params_
-    checked = [
-        check_frames(X, n_dims=ubm.n_dims, name=f"clip {i}", min_frames=0)
-        for i, X in enumerate(clips)
-    ]
+    checked = check_each(clips, ubm.n_dims, min_frames=0)
 
     def one(X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         # one clip's statistics, serially: the executor parallelises over clips
@@ -152,9 +149,7 @@ class EmbeddingClassifier(OpenSetClassifier):
         self, clips: Sequence[np.ndarray], *, executor: LocalExecutor | None = None
     ) -> np.ndarray:
         """The clips' vectors (supervectors, i-vectors), (n_clips, P)."""
-        self._check_fitted()
-        for i, X in enumerate(clips):
-            check_frames(X, n_dims=self.n_dims, name=f"clip {i}", min_frames=1)
+        check_each(clips, self.n_dims)
         return self._embed(clips, executor)
 
     def score_matrix(

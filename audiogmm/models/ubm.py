@@ -309,12 +309,12 @@ def train_ubm(
     ``checkpoint``. ``gmm_params``: other DiagGMM parameters."""
     if not (is_int(subsample) and subsample > 0):
         raise ParameterError(f"subsample must be an int > 0; got {subsample!r}")
+    gmm = DiagGMM(n_components, **gmm_params)
     if hasattr(chunks, "read_rows") or checkpoint is not None:  # a shard store: map its blocks
         from ..mixture.shards import ShardSource
 
         if not hasattr(chunks, "read_rows"):
             raise ParameterError("train_ubm: checkpoints need a shard store as the data")
-        gmm = DiagGMM(n_components, **gmm_params)
         check_params(gmm)
         return gmm.fit_source(
             ShardSource(chunks, stride=subsample), executor=executor, checkpoint=checkpoint
@@ -324,4 +324,4 @@ def train_ubm(
         for X in chunks() if callable(chunks) else chunks:
             yield np.asarray(X)[::subsample]
 
-    return DiagGMM(n_components, **gmm_params).fit_iter(sub, executor=executor)
+    return gmm.fit_iter(sub, executor=executor)
