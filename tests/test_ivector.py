@@ -206,7 +206,7 @@ def test_classifier_scores_are_the_calibrated_cosines_of_its_ivectors():
     assert np.all(np.diff(clf.tv_history_) >= 0)
     n, f = iv.whitened_stats(clips, clf.ubm_)
     W = iv.extract_ivectors(clf.T_, n, f)
-    np.testing.assert_allclose(clf.vectors(clips), W)
+    np.testing.assert_allclose(clf.ivectors(clips), W)
     a, b = clf.calibration_
     cos = iv._cosines((clf.centre_, clf.projection_, clf.class_means_), W)
     np.testing.assert_allclose(clf.score_matrix(clips), a * cos + b)

@@ -273,6 +273,9 @@ class IVectorClassifier(EmbeddingClassifier):
         )
         return extract_ivectors(self.T_, n, f)
 
+    #: The clips' i-vectors, (n_clips, R): :meth:`vectors` under the name the README gives.
+    ivectors = EmbeddingClassifier.vectors
+
     def _embed(self, clips: Sequence[np.ndarray], ex: LocalExecutor | None) -> np.ndarray:
         return extract_ivectors(self.T_, *whitened_stats(clips, self.ubm_, executor=ex))
 
