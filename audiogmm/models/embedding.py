@@ -91,13 +91,10 @@ def held_out_calibration(
 
 
 class EmbeddingClassifier(OpenSetClassifier):
-    """The UBM, trained as ``--backend map`` trains it, one vector per clip (:meth:`vectors`),
-    a back end scoring it against each class (:meth:`score_matrix`) and verification scores
-    calibrated to LLRs (``llr_from_scores``, from a score matrix) by ``calibration_``: slope
-    and offset fitted on clips held out of the back end (:func:`held_out_calibration`), None
-    with fewer than 2 clips in a class. Subclasses define ``llr_from_scores``, ``_check_own``,
-    ``_embed``, ``_fit_back_end`` and ``_scores``.
-    """
+    """A UBM, one vector per clip (:meth:`vectors`), a back end scoring it per class
+    (:meth:`score_matrix`), and LLRs (``llr_from_scores``) calibrated by ``calibration_``
+    (:func:`held_out_calibration`; None below 2 clips in a class). Subclasses define
+    ``llr_from_scores``, ``_check_own``, ``_embed``, ``_fit_back_end`` and ``_scores``."""
 
     fitted_by = "calibration_"
     no_auto = ("reject='auto' needs calibrated scores, which this model has not (it had fewer "

@@ -48,13 +48,10 @@ _MIN_FRAMES_PER_COMPONENT = 20
 
 
 class OpenSetClassifier(GMMClassifier):
-    """Verification scores and open-set rejection on them (map, gsv, ivector).
-
-    Subclasses define ``verification_scores(S, n_frames)``: each class's verification score
-    (n_clips, n_labels), nats (per frame for map), from a :meth:`score_matrix` ``S`` of clips
-    of ``n_frames`` (n_clips,) frames; and ``auto_threshold()``: the threshold of
-    ``reject="auto"``, or None when the model has none (ParameterError :attr:`no_auto`).
-    """
+    """Verification scores and open-set rejection on them (map, gsv, ivector). Subclasses
+    define ``verification_scores(S, n_frames)``: each class's score (n_clips, n_labels), nats
+    (per frame for map), from a :meth:`score_matrix` ``S`` of clips of ``n_frames`` (n_clips,)
+    frames; and ``auto_threshold()``: that of ``reject="auto"``, None when there is none."""
 
     #: Why a model has no ``auto_threshold()``.
     no_auto = ""
@@ -130,8 +127,7 @@ class UBMClassifier(OpenSetClassifier):
 
     Attributes
     ----------
-    labels_ : list of str
-    ubm_ : DiagGMM
+    labels_, ubm_ : list of str, DiagGMM
     weights_, means_, variances_ : ndarray
         Class models stacked, (M, K), (M, K, D), (M, K, D) (non-adapted parts are the UBM's).
     threshold_ : float or None
