@@ -15,7 +15,7 @@ from audiogmm.io.container import read_container, write_container
 from audiogmm.mixture import map_adapt
 from audiogmm.mixture.estep import accumulate, estimate_log_prob
 from audiogmm.mixture.gselect import select_scores
-from audiogmm.models import UBMClassifier, train_ubm
+from audiogmm.models import GMMClassifier, UBMClassifier, train_ubm
 from audiogmm.models.ubm import UNKNOWN
 from audiogmm.pipeline import load_model
 
@@ -394,3 +394,13 @@ def test_small_data_is_not_subsampled_below_the_components():
     assert clf.ubm_.fit_report_["n_frames"] == 200
     big, ys = make_clips("ab", n_clips=4, n_frames=200)  # 1,600 frames >= 20 * 4 * 4
     assert UBMClassifier(4, subsample=4).fit(big, ys).ubm_.fit_report_["n_frames"] == 400
+
+
+@pytest.mark.parametrize("cls", [UBMClassifier, GMMClassifier])
+def test_unfitted_classifier_error_names_its_own_class(cls):
+    # the map backend used to call itself "this GMMClassifier" when not fitted
+    X = np.zeros((5, 2))
+    with pytest.raises(ParameterError, match=rf"this {cls.__name__} is not fitted"):
+        cls(2).predict([X])
+    with pytest.raises(ParameterError, match=rf"this {cls.__name__} is not fitted"):
+        cls(2).score_matrix([])

@@ -30,8 +30,6 @@ logger = logging.getLogger(__name__)
 
 #: Components per class when none is given (the DCASE 2016 baseline uses 16).
 N_COMPONENTS = 16
-
-
 #: A class's mixture is called over-sized below this many frames per component, or
 #: when EM had to re-seed at least half of its components (components keep emptying).
 MIN_FRAMES_PER_COMPONENT = 10
@@ -41,11 +39,8 @@ def oversized_reason(
     report: Mapping[str, Any], n_components: int, *,
     advice: str = "lower -k / n_components, or let --components auto choose",
 ) -> str | None:  # fmt: skip
-    """Why a class's mixture of ``n_components`` is too large for its data, or None.
-
-    ``report``: the class's ``fit_report_`` entry (``n_frames``, ``n_reseeded``);
-    ``advice``: what to do about it (a UBM's differs from a class's).
-    """
+    """Why a class's mixture of ``n_components`` is too large for the data of its
+    ``fit_report_`` entry ``report`` (``n_frames``, ``n_reseeded``), with ``advice``; or None."""
     n, reseeded = int(report["n_frames"]), int(report.get("n_reseeded", 0))
     per = n / max(1, n_components)
     if per < MIN_FRAMES_PER_COMPONENT or reseeded >= max(3, (n_components + 1) // 2):
@@ -64,24 +59,29 @@ def check_clips(
         raise ParameterError(f"{len(clips)} clips but {len(labels)} labels")
     if not clips:
         raise ParameterError("no training clips")
-    labels, checked = [str(y) for y in labels], []
-    for i, (X, y) in enumerate(zip(clips, labels)):
-        X = check_frames(X, n_dims=n_dims, name=f"clip {i} (label {y!r})", min_frames=0)
-        checked.append(X)
-        n_dims = X.shape[1]
-    return checked, labels
+    labels = [str(y) for y in labels]
+    return check_each(clips, n_dims, min_frames=0, labels=labels), labels
 
 
-def pool_clips(clips: Sequence[np.ndarray], n_dims: int) -> tuple[np.ndarray, np.ndarray]:
-    """Clips to score, checked and concatenated (float32 when all are), and their lengths."""
-    checked = [
-        check_frames(X, n_dims=n_dims, name=f"clip {i}", min_frames=1) for i, X in enumerate(clips)
-    ]
-    dtype = np.float32 if all(X.dtype == np.float32 for X in checked) else np.float64
-    lengths = np.array([X.shape[0] for X in checked], dtype=np.int64)
-    if not checked:
-        return np.zeros((0, n_dims), dtype=dtype), lengths
-    return np.concatenate([X.astype(dtype, copy=False) for X in checked], axis=0), lengths
+def check_each(
+    clips: Sequence[np.ndarray], n_dims: int | None, *, min_frames: int = 1,
+    labels: Sequence[str] | None = None,
+) -> list[np.ndarray]:  # fmt: skip
+    """Each clip :func:`~audiogmm.mixture.sources.check_frames`-checked, all of one width
+    (``n_dims``, or the first clip's), the ParameterError naming the clip (and its label)."""
+    checked = []
+    for i, X in enumerate(clips):
+        name = f"clip {i}" if labels is None else f"clip {i} (label {labels[i]!r})"
+        checked.append(check_frames(X, n_dims=n_dims, name=name, min_frames=min_frames))
+        n_dims = checked[-1].shape[1]
+    return checked
+
+
+def by_label(
+    clips: Sequence[np.ndarray], labels: Sequence[str], classes: Sequence[str]
+) -> dict[str, np.ndarray]:
+    """The frames of each of ``classes``' clips, concatenated in clip order."""
+    return {y: np.concatenate([X for X, lab in zip(clips, labels) if lab == y]) for y in classes}
 
 
 class ModelFile:
@@ -109,28 +109,25 @@ class GMMClassifier(ModelFile):
     n_components : int > 0, default=16
         Components per class (:data:`N_COMPONENTS`).
     priors : dict of str to float or None, default=None
-        Class priors for :meth:`predict_log_proba` (default equal).
+        Class priors for the posteriors (default equal).
     n_jobs : int or None, default=None
-        Classes trained concurrently (threads) when ``fit`` gets no executor;
-        None means all cores. Results do not depend on it.
+        Threads when ``fit`` gets no executor (None: all cores); results do not depend on it.
     random_state : int or None, default=0
         Seed; each class gets an independent stream derived from it and its rank.
     **gmm_params
-        Any other :class:`~audiogmm.mixture.DiagGMM` parameter (``max_iter``, ``tol``,
-        ``init``, ``var_floor``, ...), applied to every class.
+        Any other :class:`~audiogmm.mixture.DiagGMM` parameter (``max_iter``, ``init``, ...),
+        of every class (of the UBM in the other classifiers, which share these four).
 
     Attributes
     ----------
     labels_ : list of str
         Class names, sorted.
     models_ : dict of str to DiagGMM
-        The fitted per-class mixtures.
     weights_, means_, variances_ : ndarray
         The class mixtures stacked: (n_labels, K), (n_labels, K, D), (n_labels, K, D).
 
     Examples
     --------
-    >>> import numpy as np
     >>> rng = np.random.default_rng(0)
     >>> clips = [rng.normal(m, 1, (200, 2)) for m in (0, 0, 5, 5)]
     >>> clf = GMMClassifier(2).fit(clips, ["a", "a", "b", "b"])
@@ -138,33 +135,40 @@ class GMMClassifier(ModelFile):
     ['b']
     """
 
+    #: A subclass's own constructor parameters (its repr; the gsv and ivector file blocks).
+    own_params: tuple[str, ...] = ()
+    #: The attribute whose presence means fitted (or loaded).
+    fitted_by = "labels_"
+
     def __init__(
-        self,
-        n_components: int = N_COMPONENTS,
-        *,
-        priors: dict[str, float] | None = None,
-        n_jobs: int | None = None,
-        random_state: int | None = 0,
-        **gmm_params: Any,
-    ) -> None:
-        self.n_components = n_components
-        self.priors = priors
-        self.n_jobs = n_jobs
-        self.random_state = random_state
+        self, n_components: int = N_COMPONENTS, *, priors: dict[str, float] | None = None,
+        n_jobs: int | None = None, random_state: int | None = 0, **gmm_params: Any,
+    ) -> None:  # fmt: skip
+        self._keep(locals())
+
+    def _keep(self, args: dict[str, Any]) -> None:
+        """Keep a constructor's arguments (its ``locals()``), refusing unknown DiagGMM ones."""
+        gmm_params = args["gmm_params"]
         unknown = set(gmm_params) - set(DiagGMM().get_params())
         unknown |= {"n_components", "random_state", "n_jobs"} & set(gmm_params)
         if unknown:
             raise ParameterError(f"unknown DiagGMM parameter(s) {sorted(unknown)}")
+        for k in ("n_components", "priors", "n_jobs", "random_state", *self.own_params):
+            setattr(self, k, args[k])
         self.gmm_params = gmm_params
 
     def __repr__(self) -> str:
+        own = "".join(f", {k}={getattr(self, k)!r}" for k in (*self.own_params, "random_state"))
         extra = "".join(f", {k}={v!r}" for k, v in sorted(self.gmm_params.items()))
-        return f"GMMClassifier({self.n_components}, random_state={self.random_state!r}{extra})"
+        return f"{type(self).__name__}({self.n_components}{own}{extra})"
+
+    def _set_labels(self, labels: list[str]) -> None:
+        self.labels_ = sorted(set(labels))
+        if len(self.labels_) < 2:
+            logger.warning("only one class (%r): every clip will be given that label", labels[0])
 
     def _class_model(self, seed: int | None) -> DiagGMM:
         return DiagGMM(self.n_components, random_state=seed, n_jobs=self.n_jobs, **self.gmm_params)
-
-    # -- training ----------------------------------------------------------------------------
 
     def fit(
         self, clips: Sequence[np.ndarray], labels: Sequence[str], *, progress: Progress = None,
@@ -174,32 +178,17 @@ class GMMClassifier(ModelFile):
 
         ``clips``: each (n_frames_i, n_dims), one label each; ``progress(n_done, n_total,
         label)`` after each class; ``executor`` runs the E-steps (default: ``n_jobs`` threads
-        for this call).
-
-        Raises
-        ------
-        ParameterError
-            Mismatched lengths, inconsistent dimensions, non-finite frames, bad
-            mixture parameters, or a class with fewer frames than ``n_components``.
+        for this call). ParameterError: mismatched lengths, inconsistent dimensions, non-finite
+        frames, bad mixture parameters, or a class with fewer frames than ``n_components``.
         """
         check_params(self._class_model(None))
         clips, labels = check_clips(clips, labels)
-        per_label: dict[str, list[np.ndarray]] = {}
-        for X, y in zip(clips, labels):
-            per_label.setdefault(y, []).append(X)
-        self.labels_ = sorted(per_label)
-        if len(self.labels_) < 2:
-            logger.warning(
-                "only one class (%r): every clip will be given that label", self.labels_[0]
-            )
-        data = {y: np.concatenate(per_label[y], axis=0) for y in self.labels_}
+        self._set_labels(labels)
+        data = by_label(clips, labels, self.labels_)
         for y, X in data.items():
             check_enough_frames(X.shape[0], self.n_components, f"class {y!r}")
-        seeds = np.random.SeedSequence(self.random_state)
-        children = seeds.spawn(len(self.labels_))
-        class_seeds = {y: int(c.generate_state(1)[0]) for y, c in zip(self.labels_, children)}
-
-        models = [self._class_model(class_seeds[y]) for y in self.labels_]
+        seeds = np.random.SeedSequence(self.random_state).spawn(len(self.labels_))
+        models = [self._class_model(int(c.generate_state(1)[0])) for c in seeds]
         with (
             reporter(progress, len(self.labels_), "Training class GMMs") as tick,
             resolve(executor, self.n_jobs) as ex,
@@ -213,7 +202,7 @@ class GMMClassifier(ModelFile):
         keep = ("n_iter", "converged", "final_mean_loglik", "n_reseeded", "compute_dtype",
                 "notes", "history")  # fmt: skip
         self.fit_report_ = {
-            y: {"n_clips": len(per_label[y]), "n_frames": int(data[y].shape[0]),
+            y: {"n_clips": labels.count(y), "n_frames": int(data[y].shape[0]),
                 **{k: m.fit_report_[k] for k in keep}}  # fmt: skip
             for y, m in self.models_.items()
         }
@@ -224,34 +213,26 @@ class GMMClassifier(ModelFile):
         return self
 
     def set_models(self, models: Mapping[str, DiagGMM]) -> GMMClassifier:
-        """Adopt fitted mixtures, one per label, of one D (stacked for scoring); self.
-
-        K may differ per label: the stack has the largest K, and a smaller mixture's unused
-        slots weigh 0, so they add nothing to its density.
-        """
+        """Adopt fitted mixtures, one per label, of one D (stacked for scoring); self. K may
+        differ: the stack has the largest, a smaller mixture's unused slots weigh 0."""
         self.labels_ = sorted(models)
         self.models_ = {y: models[y] for y in self.labels_}
         ms = [self.models_[y] for y in self.labels_]
         K = max(len(m.weights_) for m in ms)
-
-        def stack(name: str, fill: float) -> np.ndarray:
+        for name, fill in (("weights_", 0.0), ("means_", 0.0), ("variances_", 1.0)):
             parts = [getattr(m, name) for m in ms]
             out = np.full((len(ms), K, *parts[0].shape[1:]), fill)
             for i, p in enumerate(parts):
                 out[i, : len(p)] = p
-            return out
-
-        self.weights_ = stack("weights_", 0.0)
-        self.means_ = stack("means_", 0.0)
-        self.variances_ = stack("variances_", 1.0)
+            setattr(self, name, out)
         self.var_floors_ = np.stack([m.var_floor_ for m in ms])
         return self
 
-    # -- scoring -----------------------------------------------------------------------------
-
     def _check_fitted(self) -> None:
-        if not hasattr(self, "labels_"):
-            raise ParameterError("this GMMClassifier is not fitted yet; call fit() or load()")
+        if not hasattr(self, self.fitted_by):
+            raise ParameterError(
+                f"this {type(self).__name__} is not fitted yet; call fit() or load()"
+            )
 
     @property
     def n_dims(self) -> int:
@@ -262,19 +243,22 @@ class GMMClassifier(ModelFile):
     def score_matrix(
         self, clips: Sequence[np.ndarray], *, executor: LocalExecutor | None = None
     ) -> np.ndarray:
-        """``sum_t log p(x_t | class)`` (n_clips, n_labels), nats, in one batched pass.
-
-        ``clips``: each (n_frames_i >= 1, n_dims); ``executor`` runs the chunks (default:
-        ``n_jobs`` threads for this call). Columns in the order of ``labels_``.
-        """
-        allX, lengths = pool_clips(clips, self.n_dims)
-        if not len(lengths):
+        """``sum_t log p(x_t | class)`` (n_clips, n_labels), nats, in one batched pass, of
+        ``clips`` each (n_frames_i >= 1, n_dims); ``executor`` runs the chunks (default:
+        ``n_jobs`` threads for this call)."""
+        checked = check_each(clips, self.n_dims)
+        if not checked:
             return np.zeros((0, len(self.labels_)))
+        dtype = np.float32 if all(X.dtype == np.float32 for X in checked) else np.float64
+        allX = np.concatenate([X.astype(dtype, copy=False) for X in checked], axis=0)
+        lengths = np.array([X.shape[0] for X in checked], dtype=np.int64)
         with resolve(executor, self.n_jobs) as ex:
-            frame_ll = stacked_log_likelihood(
-                allX, self.weights_, self.means_, self.variances_, executor=ex
-            )
-        return np.add.reduceat(frame_ll, np.cumsum(lengths) - lengths, axis=0)
+            frame_scores = self._frame_scores(allX, ex)
+        return np.add.reduceat(frame_scores, np.cumsum(lengths) - lengths, axis=0)
+
+    def _frame_scores(self, X: np.ndarray, ex: LocalExecutor) -> np.ndarray:
+        """Each frame's score under each class, (n_frames, n_labels), summed per clip."""
+        return stacked_log_likelihood(X, self.weights_, self.means_, self.variances_, executor=ex)
 
     def _log_priors(self) -> np.ndarray:
         if not self.priors:
@@ -300,8 +284,8 @@ class GMMClassifier(ModelFile):
         return np.exp(self.predict_log_proba(clips))
 
     def predict(self, clips: Sequence[np.ndarray]) -> np.ndarray:
-        """Most likely class (max total log-likelihood + log prior), (n_clips,), object."""
-        S = self.score_matrix(clips) + self._log_priors()
-        if not len(S):
-            return np.array([], dtype=object)
-        return np.array(self.labels_, dtype=object)[S.argmax(1)]
+        """Most likely class (max :meth:`score_matrix` + log prior), (n_clips,), object."""
+        return self._decide(self.score_matrix(clips))
+
+    def _decide(self, S: np.ndarray) -> np.ndarray:
+        return np.array(self.labels_, dtype=object)[(S + self._log_priors()).argmax(1)]

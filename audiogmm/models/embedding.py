@@ -1,10 +1,7 @@
-"""What the back ends over a UBM's clip statistics (``gsv``, ``ivector``) share.
-
-:func:`clip_stats` is their one E-step: each clip's zeroth and first-order Baum-Welch
-statistics under the UBM. :class:`EmbeddingClassifier` trains the UBM as ``--backend
-map`` does, keeps the fit report, and turns a back end's class scores into verification
-scores calibrated to LLRs (:func:`held_out_calibration`, on clips held out of the back
-end) and open-set decisions on them.
+"""What the back ends over a UBM's clip statistics (``gsv``, ``ivector``) share: their one
+E-step (:func:`clip_stats`), and :class:`EmbeddingClassifier`, which trains the UBM as
+``--backend map`` does, one vector per clip and a back end on them, with verification scores
+calibrated to LLRs on clips held out of the back end (:func:`held_out_calibration`).
 """
 
 from __future__ import annotations
@@ -12,17 +9,15 @@ from __future__ import annotations
 import logging
 import warnings
 from collections.abc import Callable, Sequence
-from typing import Any
 
 import numpy as np
 
 from ..engine import LocalExecutor, resolve
-from ..exceptions import ParameterError
 from ..mixture import DiagGMM, accumulate
-from ..mixture.sources import check_frames
+from ..progress import Progress
 from ..scoring.calibration import CalibrationWarning, bayes_threshold, fit_calibration
-from .classifier import GMMClassifier
-from .ubm import UNKNOWN, UBMClassifier, parse_reject
+from .classifier import check_each
+from .ubm import OpenSetClassifier, UBMClassifier
 
 __all__ = ["GSV_COMPONENTS", "EmbeddingClassifier", "clip_stats"]
 
@@ -37,25 +32,15 @@ GSV_COMPONENTS = 256
 def clip_stats(
     clips: Sequence[np.ndarray], ubm: DiagGMM, *, executor: LocalExecutor | None = None
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Each clip's zeroth and first-order Baum-Welch statistics under a fitted UBM.
+    """Each clip's zeroth and first-order Baum-Welch statistics under a fitted UBM: the one
+    E-step of :func:`~audiogmm.models.supervector.supervectors` and the i-vector extractor.
 
-    The one E-step of the back ends over a UBM (:func:`supervectors`, the i-vector
-    extractor): :func:`~audiogmm.mixture.accumulate` on each clip, float64. A clip without
-    frames gets zero statistics; ``executor`` runs the clips concurrently (the result does
-    not depend on it).
-
-    Returns
-    -------
-    n : ndarray of shape (n_clips, K)
-        ``n_k = sum_t gamma_tk``.
-    F : ndarray of shape (n_clips, K, D)
-        ``F_k = sum_t gamma_tk (x_t - mu_k)``: centred on each component's UBM mean.
+    ``n`` (n_clips, K): ``n_k = sum_t gamma_tk``; ``F`` (n_clips, K, D): ``F_k = sum_t
+    gamma_tk (x_t - mu_k)``, centred on each component's UBM mean; float64, zero for a clip
+    without frames. ``executor`` runs the clips concurrently (the result does not depend on it).
     """
     prior = ubm.params_
-    checked = [
-        check_frames(X, n_dims=ubm.n_dims, name=f"clip {i}", min_frames=0)
-        for i, X in enumerate(clips)
-    ]
+    checked = check_each(clips, ubm.n_dims, min_frames=0)
 
     def one(X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         # one clip's statistics, serially: the executor parallelises over clips
@@ -71,29 +56,16 @@ def clip_stats(
 
 
 def held_out_calibration(
-    Z: np.ndarray,
-    labels: list[str],
-    raw_scores: Callable[[np.ndarray, list[str], np.ndarray], np.ndarray],
-    seed: int | None,
-) -> tuple[float, float] | None:
-    """``fit_calibration`` of the raw verification scores of clips held out of the back end.
+    Z: np.ndarray, labels: list[str],
+    raw_scores: Callable[[np.ndarray, list[str], np.ndarray], np.ndarray], seed: int | None,
+) -> tuple[float, float] | None:  # fmt: skip
+    """``fit_calibration`` ``(a, b)`` of the raw verification scores of clips held out of the
+    back end; None below 2 clips in a class.
 
-    Parameters
-    ----------
-    Z : ndarray of shape (n_clips, P)
-        The clips' vectors (supervectors, i-vectors), with their ``labels``.
-    labels : list of str, length n_clips
-    raw_scores : callable
-        ``raw_scores(Z_train, labels_train, Z_test)``: the back end trained on the first
-        two, the raw score of each test clip against each class (sorted), (n_test, M).
-    seed : int or None
-        Of the fold assignment: stratified folds (``min(4, smallest class)``, so every
-        class trains in every fold); every held-out clip is scored against every class.
-
-    Returns
-    -------
-    (a, b) or None
-        None below 2 clips in a class.
+    ``Z`` (n_clips, P): the clips' vectors, with their ``labels``; ``raw_scores(Z_train,
+    labels_train, Z_test)``: the raw score of each test clip against each class (sorted),
+    (n_test, M), of the back end trained on the first two. The folds are stratified
+    (``min(4, smallest class)``, so every class trains in every fold; ``seed`` draws them).
     """
     y = np.array(labels)
     classes = sorted(set(labels))
@@ -118,75 +90,51 @@ def held_out_calibration(
     return a, b
 
 
-class EmbeddingClassifier(GMMClassifier):
-    """What the back ends over a UBM's clip statistics (gsv, ivector) share.
+class EmbeddingClassifier(OpenSetClassifier):
+    """A UBM, one vector per clip (:meth:`vectors`), a back end scoring it per class
+    (:meth:`score_matrix`), and LLRs (``llr_from_scores``) calibrated by ``calibration_``
+    (:func:`held_out_calibration`; None below 2 clips in a class). Subclasses define
+    ``llr_from_scores``, ``_check_own``, ``_embed``, ``_fit_back_end`` and ``_scores``."""
 
-    A UBM trained as ``--backend map`` trains it, one vector per clip, a back end giving
-    each clip a score per class (:meth:`score_matrix`), verification scores calibrated to
-    LLRs (:meth:`llr_from_scores`) and open-set rejection on them. Subclasses set
-    ``calibration_`` in ``fit`` and define :meth:`score_matrix` and :meth:`llr_from_scores`.
-    """
+    fitted_by = "calibration_"
+    no_auto = ("reject='auto' needs calibrated scores, which this model has not (it had fewer "
+               "than 2 training clips in some class): give a number")  # fmt: skip
 
-    #: The subclass's own constructor parameters (its file block and its repr).
-    own_params: tuple[str, ...] = ()
-
-    def __init__(
-        self,
-        n_components: int = GSV_COMPONENTS,
-        *,
-        subsample: int = 4,
-        priors: dict[str, float] | None = None,
-        n_jobs: int | None = None,
-        random_state: int | None = 0,
-        **gmm_params: Any,
-    ) -> None:
-        super().__init__(
-            n_components, priors=priors, n_jobs=n_jobs, random_state=random_state, **gmm_params
-        )
-        self.subsample = subsample
-
-    def __repr__(self) -> str:
-        own = "".join(f", {k}={getattr(self, k)!r}" for k in self.own_params)
-        extra = "".join(f", {k}={v!r}" for k, v in sorted(self.gmm_params.items()))
-        return f"{type(self).__name__}({self.n_components}{own}{extra})"
-
-    def _ubm_classifier(self) -> UBMClassifier:
-        """The GMM-UBM whose UBM (and checks of K, subsample) this back end shares."""
-        return UBMClassifier(
-            self.n_components, subsample=self.subsample, n_jobs=self.n_jobs,
-            random_state=self.random_state, **self.gmm_params,
-        )  # fmt: skip
-
-    def _fit_ubm(self, clips, labels, ubm, progress, ex) -> list[str]:
-        """Train (or take) the UBM as ``--backend map`` does; the labels as str."""
+    def fit(
+        self, clips: Sequence[np.ndarray], labels: Sequence[str], *, ubm: DiagGMM | None = None,
+        progress: Progress = None, executor: LocalExecutor | None = None,
+    ) -> EmbeddingClassifier:  # fmt: skip
+        """Train the UBM (unless ``ubm``, a fitted one, e.g. from :func:`train_ubm`, whose K
+        wins), the clips' vectors, then the back end; self. As :meth:`UBMClassifier.fit`,
+        which checks the parameters and clips (ParameterError) and trains the UBM (ivector
+        calls ``progress`` after each T-EM iteration too).
+        """
+        self._check_own()
         labels = [str(y) for y in labels]
-        # UBMClassifier validates the clips and trains the UBM exactly as --backend map does
-        self.ubm_ = (
-            self._ubm_classifier().fit(clips, labels, ubm=ubm, progress=progress, executor=ex).ubm_
-        )
-        self.n_components = self.ubm_.n_components
-        self.labels_ = sorted(set(labels))
-        if len(self.labels_) < 2:
-            logger.warning("only one class (%r): every clip will be given that label", labels[0])
-        return labels
-
-    def _report(self, clips, labels: list[str], n_iter: int, converged: bool) -> None:
+        shared = {k: getattr(self, k) for k in self.own_params if k in UBMClassifier.own_params}
+        with resolve(executor, self.n_jobs) as ex:
+            # UBMClassifier validates the clips and trains the UBM exactly as --backend map does
+            self.ubm_ = UBMClassifier(
+                self.n_components, n_jobs=self.n_jobs, random_state=self.random_state,
+                **shared, **self.gmm_params,
+            ).fit(clips, labels, ubm=ubm, progress=progress, executor=ex).ubm_  # fmt: skip
+            self.n_components = self.ubm_.n_components
+            self._set_labels(labels)
+            Z = self._fit_vectors(clips, ex, progress)
+        self.calibration_ = None
+        n_iter, converged = self._fit_back_end(Z, labels)
         self.fit_report_ = {
-            y: {
-                "n_clips": labels.count(y),
+            y: {"n_clips": labels.count(y),
                 "n_frames": int(sum(len(X) for X, lab in zip(clips, labels) if lab == y)),
-                "n_iter": n_iter,
-                "converged": converged,
-            }  # fmt: skip
+                "n_iter": n_iter, "converged": converged}
             for y in self.labels_
-        }
+        }  # fmt: skip
         self.ubm_report_ = dict(getattr(self.ubm_, "fit_report_", {}))
+        return self
 
-    def _check_fitted(self) -> None:
-        if not hasattr(self, "calibration_"):
-            raise ParameterError(
-                f"this {type(self).__name__} is not fitted yet; call fit() or load()"
-            )
+    def _fit_vectors(self, clips: Sequence[np.ndarray], ex: LocalExecutor, progress: Progress):
+        """The training clips' vectors, (n_clips, P)."""
+        return self._embed(clips, ex)
 
     @property
     def n_dims(self) -> int:
@@ -194,25 +142,30 @@ class EmbeddingClassifier(GMMClassifier):
         self._check_fitted()
         return self.ubm_.n_dims
 
-    def _checked_clips(self, clips: Sequence[np.ndarray]) -> None:
-        self._check_fitted()
-        for i, X in enumerate(clips):
-            check_frames(X, n_dims=self.n_dims, name=f"clip {i}", min_frames=1)
-
-    def llr_from_scores(self, S: np.ndarray) -> np.ndarray:
-        """Verification scores (calibrated LLRs) from a :meth:`score_matrix` result."""
-        raise NotImplementedError
-
-    def score_samples(
+    def vectors(
         self, clips: Sequence[np.ndarray], *, executor: LocalExecutor | None = None
     ) -> np.ndarray:
-        """Verification scores: each class's LLR against all the others, (n_clips, n_labels),
-        nats (:meth:`llr_from_scores` of :meth:`score_matrix`; 0 with one class).
-        """
-        return self._llr(self.score_matrix(clips, executor=executor))
+        """The clips' vectors (supervectors, i-vectors), (n_clips, P)."""
+        check_each(clips, self.n_dims)
+        return self._embed(clips, executor)
 
-    def _llr(self, S: np.ndarray) -> np.ndarray:
+    def score_matrix(
+        self, clips: Sequence[np.ndarray], *, executor: LocalExecutor | None = None
+    ) -> np.ndarray:
+        """Each clip's score for each class, (n_clips, n_labels), float64: gsv's linear scores
+        (log posteriors up to a per-clip constant), ivector's calibrated cosines (LLRs)."""
+        return self._scores(self.vectors(clips, executor=executor))
+
+    def verification_scores(self, S: np.ndarray, n_frames: np.ndarray) -> np.ndarray:
+        """Each class's LLR against all the others (:meth:`llr_from_scores`; 0 with one
+        class), (n_clips, n_labels), nats; ``n_frames`` is unused."""
         return np.zeros_like(S) if S.shape[1] < 2 else self.llr_from_scores(S)
+
+    def auto_threshold(self) -> float | None:
+        """The Bayes threshold of calibrated LLRs at equal priors and costs, 0
+        (:func:`~audiogmm.scoring.calibration.bayes_threshold`); None when not calibrated."""
+        self._check_fitted()
+        return None if self.calibration_ is None else bayes_threshold(0.5)
 
     def _calibrated(self, raw: np.ndarray) -> np.ndarray:
         """``a raw + b`` with ``(a, b) = calibration_``; ``raw`` itself without one."""
@@ -220,38 +173,3 @@ class EmbeddingClassifier(GMMClassifier):
             return raw
         a, b = self.calibration_
         return a * raw + b
-
-    def resolve_threshold(self, reject: str | float | None) -> float | None:
-        """The LLR threshold (nats) that ``reject`` (None, "auto" or a number) means.
-
-        ``"auto"`` is the Bayes threshold of calibrated LLRs at equal priors and costs,
-        ``0`` (:func:`~audiogmm.scoring.calibration.bayes_threshold`): a clip is rejected
-        when the evidence is against its best class. ParameterError for ``"auto"`` on a
-        model whose scores are not calibrated, or a bad value.
-        """
-        self._check_fitted()
-        auto = None if self.calibration_ is None else bayes_threshold(0.5)
-        return parse_reject(reject, auto, "reject='auto' needs calibrated scores, which this "
-                            "model has not (it had fewer than 2 training clips in some class): "
-                            "give a number")  # fmt: skip
-
-    def predict(
-        self, clips: Sequence[np.ndarray], *, reject: str | float | None = None
-    ) -> np.ndarray:
-        """Most likely class of each clip, (n_clips,), object; :data:`~audiogmm.models.ubm.UNKNOWN`
-        when its LLR is below the threshold ``reject`` means (:meth:`resolve_threshold`).
-        """
-        thr = self.resolve_threshold(reject)
-        S = self.score_matrix(clips)
-        out = np.array(self.labels_, dtype=object)[self.log_proba_from_scores(S).argmax(1)]
-        if thr is not None:
-            out[self.rejection_scores(S, np.array([len(X) for X in clips])) < thr] = UNKNOWN
-        return out
-
-    def rejection_scores(self, S: np.ndarray, n_frames: np.ndarray) -> np.ndarray:
-        """The score each clip's best class is rejected on: its LLR (:meth:`llr_from_scores` of
-        ``S``, a :meth:`score_matrix`), (n_clips,); ``n_frames`` is unused here (the per-frame
-        LLR of ``--backend map`` needs it).
-        """
-        best = self.log_proba_from_scores(S).argmax(1)
-        return self._llr(S)[np.arange(len(best)), best]

@@ -1,30 +1,11 @@
 """I-vectors (Dehak et al. 2011) of one UBM, with LDA, WCCN and cosine scoring.
 
-Statistics: each clip's zeroth and first-order Baum-Welch statistics under the UBM
-(:func:`~audiogmm.models.embedding.clip_stats`, the E-step the ``gsv`` back end uses),
-centred on the UBM means and whitened by its standard deviations::
-
-    n_uk = sum_t gamma_tk,    f_uk = sum_t gamma_tk (x_t - mu_k) / sigma_k     (D numbers)
-
-Model: the clip's mean supervector is ``mu + sigma T w`` with ``w ~ N(0, I_R)`` and the
-total-variability matrix ``T`` (K*D, R). Given the alignments, ``w``'s posterior is Gaussian
-with precision and mean::
-
-    L_u = I + sum_k n_uk T_k' T_k,      w_u = L_u^-1 T' f_u      (the i-vector)
-
-EM for ``T`` (Kenny, Boulianne & Dumouchel 2005): the E-step accumulates
-``C = sum_u f_u w_u'`` (K*D, R) and ``A_k = sum_u n_uk (L_u^-1 + w_u w_u')`` (K, R, R), the
-M-step solves ``T_k = C_k A_k^-1``. No step lowers the log-likelihood of the clips' frames
-given their alignments, whose part that depends on ``T`` is
-``sum_u (f_u' T L_u^-1 T' f_u - log det L_u) / 2`` (:func:`tv_estep`'s ``bound``; its mean
-per frame is the EM history). The statistics are sums over clips, accumulated in blocks of
-clips on the executor and merged in order, so the result does not depend on it.
-
-:func:`audiogmm.mixture.em.run` (GMM posteriors of frames) does not host this loop over
-clip statistics; :func:`train_tv` is the one small loop, with the same monitor.
-
-Back end: centred i-vectors, LDA (at most M - 1 dims), WCCN, length norm, the cosine to
-each class's normalised mean, calibrated to LLRs on held-out clips as in ``gsv``.
+A clip's statistics under the UBM (:func:`whitened_stats`) are ``n_uk = sum_t gamma_tk`` and
+``f_uk = sum_t gamma_tk (x_t - mu_k) / sigma_k``. Its mean supervector is ``mu + sigma T w``
+with ``w ~ N(0, I_R)``, whose posterior has precision ``L_u = I + sum_k n_uk T_k' T_k`` and
+mean ``w_u = L_u^-1 T' f_u``: the i-vector. EM for ``T`` (Kenny et al. 2005, :func:`train_tv`)
+never lowers the frames' log-likelihood given their alignments. Back end: LDA, WCCN, length
+norm, the cosine to each class's mean, calibrated to LLRs on held-out clips as in ``gsv``.
 """
 
 from __future__ import annotations
@@ -56,14 +37,8 @@ _RIDGE = 1e-9
 def whitened_stats(
     clips: Sequence[np.ndarray], ubm: DiagGMM, *, executor: LocalExecutor | None = None
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Each clip's statistics for the i-vector model.
-
-    Returns
-    -------
-    n : ndarray of shape (n_clips, K)
-    f : ndarray of shape (n_clips, K * D)
-        ``F_uk / sigma_k`` (:func:`~audiogmm.models.embedding.clip_stats`), (k, d) order.
-    """
+    """Each clip's ``n`` (n_clips, K) and ``f`` (n_clips, K * D): ``F_uk / sigma_k`` of
+    :func:`~audiogmm.models.embedding.clip_stats`, in (k, d) order."""
     n, F = clip_stats(clips, ubm, executor=executor)
     f = F / np.sqrt(ubm.params_.variances)
     return n, f.reshape(len(f), f.shape[1] * f.shape[2])
@@ -83,11 +58,8 @@ def _posteriors(T: np.ndarray, n: np.ndarray, f: np.ndarray):
 
 
 def extract_ivectors(T: np.ndarray, n: np.ndarray, f: np.ndarray) -> np.ndarray:
-    """The i-vectors ``w_u = (I + sum_k n_uk T_k' T_k)^-1 T' f_u`` of clips, (n_clips, R).
-
-    ``T`` (K * D, R): the total-variability matrix (whitened); ``n`` (n_clips, K) and
-    ``f`` (n_clips, K * D): :func:`whitened_stats`.
-    """
+    """The i-vectors ``w_u`` (n_clips, R) of clips' :func:`whitened_stats` ``n, f`` under the
+    (whitened) total-variability matrix ``T`` (K * D, R)."""
     out = np.zeros((len(n), T.shape[1]))
     with one_blas_thread():
         for s in range(0, len(n), _BLOCK):
@@ -98,21 +70,11 @@ def extract_ivectors(T: np.ndarray, n: np.ndarray, f: np.ndarray) -> np.ndarray:
 def tv_estep(
     T: np.ndarray, n: np.ndarray, f: np.ndarray, *, executor: LocalExecutor | None = None
 ) -> tuple[np.ndarray, np.ndarray, float]:
-    """The T-EM's E-step: its sufficient statistics over clips, and the bound.
-
-    ``T`` (K * D, R); ``n`` (n_clips, K), ``f`` (n_clips, K * D); ``executor`` runs the
-    blocks of clips, summed in order.
-
-    Returns
-    -------
-    C : ndarray of shape (K * D, R)
-        ``sum_u f_u w_u'``.
-    A : ndarray of shape (K, R, R)
-        ``sum_u n_uk (L_u^-1 + w_u w_u')``.
-    bound : float
-        ``sum_u (b_u' w_u - log det L_u) / 2`` with ``b_u = T' f_u``: the log-likelihood
-        of the frames given their alignments, up to a term free of ``T`` (nats).
-    """
+    """The T-EM's E-step under ``T`` (K * D, R) over clips ``n, f`` (:func:`whitened_stats`),
+    whose blocks ``executor`` runs (summed in order): ``C = sum_u f_u w_u'`` (K * D, R),
+    ``A = sum_u n_uk (L_u^-1 + w_u w_u')`` (K, R, R) and the bound ``sum_u (b_u' w_u - log det
+    L_u) / 2``, ``b_u = T' f_u``: the frames' log-likelihood given their alignments, up to a
+    term free of ``T`` (nats)."""
     K, R = n.shape[1], T.shape[1]
 
     def block(s: int) -> tuple[np.ndarray, np.ndarray, float]:
@@ -132,11 +94,8 @@ def tv_estep(
 
 
 def tv_maximise(C: np.ndarray, A: np.ndarray, T: np.ndarray) -> np.ndarray:
-    """The T-EM's M-step: ``T_k = C_k A_k^-1`` (a component no clip touched keeps its rows).
-
-    ``C`` (K * D, R), ``A`` (K, R, R): :func:`tv_estep`'s; ``T`` (K * D, R): the current
-    matrix. Returns the new one, (K * D, R).
-    """
+    """The T-EM's M-step ``T_k = C_k A_k^-1`` from :func:`tv_estep`'s ``C, A``: the new ``T``
+    (K * D, R); a component no clip touched keeps its rows of ``T``."""
     K, R = A.shape[0], A.shape[1]
     Ck = C.reshape(K, -1, R)
     new = T.reshape(K, -1, R).copy()
@@ -150,25 +109,13 @@ def train_tv(
     n: np.ndarray, f: np.ndarray, rank: int, *, n_iter: int = 5,
     executor: LocalExecutor | None = None, progress: Progress = None,
 ) -> tuple[np.ndarray, list[float]]:  # fmt: skip
-    """Train the total-variability matrix by EM (the one T-EM loop).
+    """Train the total-variability matrix ``T`` (K * D, ``rank``) on clips ``n, f``
+    (:func:`whitened_stats`) by ``n_iter`` EM iterations (the one T-EM loop).
 
-    Starts from the top ``rank`` principal directions of the clips' whitened
-    first-order statistics per frame (deterministic), then ``n_iter`` EM iterations.
-
-    Parameters
-    ----------
-    n, f : ndarray of shape (n_clips, K), (n_clips, K * D)
-        :func:`whitened_stats`.
-    rank : int > 0
-        R, at most ``min(n_clips, K * D)``.
-    progress : callable, optional
-        ``progress(n_done, n_iter, label)`` after each iteration.
-
-    Returns
-    -------
-    T : ndarray of shape (K * D, R)
-    history : list of float
-        The bound of each E-step (the last one under the returned ``T``) per frame, nats.
+    Starts from the top ``rank`` (at most ``min(n_clips, K * D)``) principal directions of
+    the clips' whitened first-order statistics per frame (deterministic); calls
+    ``progress(n_done, n_iter, label)`` after each iteration. Returns ``T`` and the bound
+    per frame of each E-step (the last one under the returned ``T``), nats.
     """
     U, KD = f.shape
     if not 0 < rank <= min(U, KD):
@@ -193,19 +140,22 @@ def train_tv(
     return T, list(monitor.history)
 
 
-def lda(Z: np.ndarray, labels: Sequence[str], dim: int) -> np.ndarray:
-    """Linear discriminant analysis: the ``dim`` (<= ``min(M - 1, P)``) directions of largest
-    between- over within-class variance of ``Z`` (n, P) with ``labels`` (n,).
+def _class_means(Z: np.ndarray, labels: Sequence[str]) -> np.ndarray:
+    """The mean row of each class (sorted), (M, P)."""
+    y = np.asarray(labels)
+    return np.stack([Z[y == c].mean(0) for c in sorted(set(labels))])
 
-    Returns
-    -------
-    ndarray of shape (P, dim)
-        Generalised eigenvectors of ``S_b v = lambda S_w v`` (``S_w`` with a tiny ridge),
-        by decreasing ``lambda``, scaled so that ``v' S_w v = 1``.
-    """
-    Sw, means, counts = _within(Z, labels)
-    centre = counts @ means / counts.sum()
-    dm = means - centre
+
+def lda(Z: np.ndarray, labels: Sequence[str], dim: int) -> np.ndarray:
+    """Linear discriminant analysis of ``Z`` (n, P) with ``labels`` (n,): the ``dim`` (<=
+    ``min(M - 1, P)``) generalised eigenvectors of ``S_b v = lambda S_w v`` (``S_w`` with a
+    tiny ridge) by decreasing ``lambda``, scaled so that ``v' S_w v = 1``, (P, dim)."""
+    y = np.asarray(labels)
+    means = _class_means(Z, labels)
+    counts = np.array([np.sum(y == c) for c in sorted(set(labels))], dtype=np.float64)
+    d = Z - means[np.searchsorted(sorted(set(labels)), y)]
+    Sw = d.T @ d / len(Z)
+    dm = means - counts @ means / counts.sum()
     Sb = (dm * counts[:, None]).T @ dm / counts.sum()
     if not np.trace(Sw + Sb) > 0:  # every vector the same: no direction is better
         return np.eye(Z.shape[1])[:, :dim]
@@ -213,16 +163,14 @@ def lda(Z: np.ndarray, labels: Sequence[str], dim: int) -> np.ndarray:
     # class, S_w = 0), then a standard symmetric problem
     w, U = np.linalg.eigh(_ridged(Sw, Sw + Sb))
     W = U / np.sqrt(w)  # W' S_w W = I
-    vals, V = np.linalg.eigh(W.T @ Sb @ W)
+    V = np.linalg.eigh(W.T @ Sb @ W)[1]
     return (W @ V)[:, ::-1][:, :dim]
 
 
 def wccn(Y: np.ndarray, labels: Sequence[str]) -> np.ndarray:
-    """Within-class covariance normalisation: ``B`` with ``B B' = W^-1``.
-
-    ``W = (1/M) sum_c (1/n_c) sum_{i in c} (y_i - m_c)(y_i - m_c)'`` (Hatch et al. 2006),
-    with a tiny ridge; ``B`` is lower-triangular, (P, P).
-    """
+    """Within-class covariance normalisation: lower-triangular ``B`` (P, P), ``B B' = W^-1``
+    with ``W = (1/M) sum_c (1/n_c) sum_{i in c} (y_i - m_c)(y_i - m_c)'`` (Hatch et al.
+    2006) plus a tiny ridge."""
     y = np.asarray(labels)
     classes = sorted(set(labels))
     P = Y.shape[1]
@@ -235,16 +183,6 @@ def wccn(Y: np.ndarray, labels: Sequence[str]) -> np.ndarray:
     if not np.trace(total) > 0:
         return np.eye(P)
     return np.linalg.cholesky(np.linalg.inv(_ridged(W, total)))
-
-
-def _within(Z: np.ndarray, labels: Sequence[str]):
-    """Pooled within-class scatter / n, the class means (sorted classes) and counts."""
-    y = np.asarray(labels)
-    classes = sorted(set(labels))
-    means = np.stack([Z[y == c].mean(0) for c in classes])
-    counts = np.array([np.sum(y == c) for c in classes], dtype=np.float64)
-    d = Z - means[np.searchsorted(classes, y)]
-    return d.T @ d / len(Z), means, counts
 
 
 def _ridged(S: np.ndarray, total: np.ndarray) -> np.ndarray:
@@ -262,27 +200,16 @@ def _unit(X: np.ndarray) -> np.ndarray:
 def cosine_back_end(
     Z: np.ndarray, labels: Sequence[str]
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """LDA, then WCCN, then class means of length-normalised vectors.
-
-    ``Z`` (n, R): training i-vectors; ``labels`` (n,): at least two classes.
-
-    Returns
-    -------
-    centre : ndarray of shape (R,)
-    projection : ndarray of shape (R, L)
-        ``L = min(M - 1, R)``; a vector's image is ``(z - centre) @ projection``.
-    class_means : ndarray of shape (M, L)
-        Unit-length means of the classes' unit-length images (sorted classes); the class
-        scores of ``z`` are the cosines ``unit(image) @ class_means.T``.
+    """LDA, then WCCN, then class means of length-normalised vectors, of training i-vectors
+    ``Z`` (n, R) of at least two classes: ``centre`` (R,), ``projection`` (R, L), ``L = min(M -
+    1, R)``, and ``class_means`` (M, L), the unit-length means of the classes' unit-length
+    images ``(z - centre) @ projection``; the class scores are their cosines (:func:`_cosines`).
     """
     centre = Z.mean(0)
     Zc = Z - centre
     A = lda(Zc, labels, min(len(set(labels)) - 1, Z.shape[1]))
     P = A @ wccn(Zc @ A, labels)
-    X = _unit(Zc @ P)
-    y = np.asarray(labels)
-    means = np.stack([X[y == c].mean(0) for c in sorted(set(labels))])
-    return centre, P, _unit(means)
+    return centre, P, _unit(_class_means(_unit(Zc @ P), labels))
 
 
 def _cosines(back: tuple[np.ndarray, np.ndarray, np.ndarray], Z: np.ndarray) -> np.ndarray:
@@ -305,91 +232,57 @@ class IVectorClassifier(EmbeddingClassifier):
     n_iter : int >= 0, default=5
         EM iterations of the total-variability matrix (there, 5 were within one test
         clip of 10 and 3, at half the cost of 10).
-    subsample : int > 0, default=4
-        Train the UBM on every ``subsample``-th frame (see :class:`UBMClassifier`).
-    priors : dict of str to float or None, default=None
-        Class priors for the posteriors.
-    n_jobs : int or None, default=None
-    random_state : int or None, default=0
-        Of the UBM and the calibration folds.
-    **gmm_params
-        :class:`~audiogmm.mixture.DiagGMM` parameters of the UBM.
+    subsample, priors, n_jobs, random_state, **gmm_params
+        As for :class:`UBMClassifier` (``random_state``: of the UBM and the calibration folds).
 
     Attributes
     ----------
-    labels_ : list of str
-    ubm_ : DiagGMM
+    labels_, ubm_, calibration_
+        As for :class:`~audiogmm.models.GSVClassifier` (calibrating the cosines).
     T_ : ndarray of shape (K * D, R)
         Total-variability matrix (whitened by the UBM's standard deviations).
-    centre_ : ndarray of shape (R,)
-    projection_ : ndarray of shape (R, L)
-        LDA then WCCN.
-    class_means_ : ndarray of shape (n_labels, L)
-    calibration_ : tuple of (float, float) or None
-        Slope and offset turning the cosine scores into LLRs, fitted on clips held out of
-        the back end (stratified folds, up to 4); None with fewer than 2 clips in a class.
+    centre_, projection_, class_means_ : ndarray
+        The back end (:func:`cosine_back_end`): (R,), (R, L), (n_labels, L).
     tv_history_ : list of float
         The T-EM's bound per frame at each E-step (nats, non-decreasing).
-
-    Examples
-    --------
-    >>> rng = np.random.default_rng(0)
-    >>> clips = [rng.normal(m, 1, (300, 2)) for m in (0, 0, 0, 2, 2, 2)]
-    >>> clf = IVectorClassifier(4, rank=3).fit(clips, list("aaabbb"))
-    >>> clf.predict([rng.normal(2, 1, (200, 2))]).tolist()
-    ['b']
     """
 
     own_params = ("rank", "n_iter", "subsample")
 
     def __init__(
-        self,
-        n_components: int = GSV_COMPONENTS,
-        *,
-        rank: int = 100,
-        n_iter: int = 5,
-        subsample: int = 4,
-        priors: dict[str, float] | None = None,
-        n_jobs: int | None = None,
-        random_state: int | None = 0,
-        **gmm_params: Any,
-    ) -> None:
-        super().__init__(
-            n_components, subsample=subsample, priors=priors, n_jobs=n_jobs,
-            random_state=random_state, **gmm_params,
-        )  # fmt: skip
-        self.rank = rank
-        self.n_iter = n_iter
+        self, n_components: int = GSV_COMPONENTS, *, rank: int = 100, n_iter: int = 5,
+        subsample: int = 4, priors: dict[str, float] | None = None, n_jobs: int | None = None,
+        random_state: int | None = 0, **gmm_params: Any,
+    ) -> None:  # fmt: skip
+        self._keep(locals())
 
     def _check_own(self) -> None:
         for name, low in (("rank", 1), ("n_iter", 0)):
             need(self, is_int(getattr(self, name)) and getattr(self, name) >= low, name,
                  f"an integer >= {low}")  # fmt: skip
 
-    def fit(
-        self, clips: Sequence[np.ndarray], labels: Sequence[str], *, ubm: DiagGMM | None = None,
-        progress: Progress = None, executor: LocalExecutor | None = None,
-    ) -> IVectorClassifier:  # fmt: skip
-        """Train the UBM (unless given), the i-vector extractor, then the back end; self.
+    def _fit_vectors(self, clips: Sequence[np.ndarray], ex: LocalExecutor, progress: Progress):
+        """Train the i-vector extractor; the training clips' i-vectors."""
+        n, f = whitened_stats(clips, self.ubm_, executor=ex)
+        M = len(self.labels_)
+        rank = max(1, min(int(self.rank), len(clips) - M, f.shape[1]))
+        if rank < self.rank:
+            logger.info("i-vectors: rank %d for %d clips of %d classes", rank, len(clips), M)
+        self.T_, self.tv_history_ = train_tv(
+            n, f, rank, n_iter=int(self.n_iter), executor=ex, progress=progress
+        )
+        return extract_ivectors(self.T_, n, f)
 
-        As :meth:`GSVClassifier.fit`; ``progress`` is called after each class's MAP model,
-        then after each T-EM iteration.
-        """
-        self._check_own()
-        with resolve(executor, self.n_jobs) as ex:
-            labels = self._fit_ubm(clips, labels, ubm, progress, ex)
-            n, f = whitened_stats(clips, self.ubm_, executor=ex)
-            M = len(self.labels_)
-            rank = max(1, min(int(self.rank), len(clips) - M, f.shape[1]))
-            if rank < self.rank:
-                logger.info("i-vectors: rank %d for %d clips of %d classes", rank, len(clips), M)
-            self.T_, self.tv_history_ = train_tv(
-                n, f, rank, n_iter=int(self.n_iter), executor=ex, progress=progress
-            )
-        Z = extract_ivectors(self.T_, n, f)
-        self.calibration_ = None
-        if M < 2:
-            self.centre_, self.projection_ = Z.mean(0), np.zeros((rank, 1))
+    #: The clips' i-vectors, (n_clips, R): :meth:`vectors` under the name the README gives.
+    ivectors = EmbeddingClassifier.vectors
+
+    def _embed(self, clips: Sequence[np.ndarray], ex: LocalExecutor | None) -> np.ndarray:
+        return extract_ivectors(self.T_, *whitened_stats(clips, self.ubm_, executor=ex))
+
+    def _fit_back_end(self, Z: np.ndarray, labels: list[str]) -> tuple[int, bool]:
+        """The cosine back end and its calibration; (T-EM iterations, True)."""
+        if len(self.labels_) < 2:
+            self.centre_, self.projection_ = Z.mean(0), np.zeros((Z.shape[1], 1))
             self.class_means_ = np.zeros((1, 1))
         else:
             with one_blas_thread():
@@ -398,29 +291,9 @@ class IVectorClassifier(EmbeddingClassifier):
                     Z, labels, lambda Ztr, ytr, Zte: _cosines(cosine_back_end(Ztr, ytr), Zte),
                     self.random_state,
                 )  # fmt: skip
-        self._report(clips, labels, len(self.tv_history_) - 1, True)
-        return self
+        return len(self.tv_history_) - 1, True
 
-    def ivectors(
-        self, clips: Sequence[np.ndarray], *, executor: LocalExecutor | None = None
-    ) -> np.ndarray:
-        """The clips' i-vectors, (n_clips, R)."""
-        self._checked_clips(clips)
-        return extract_ivectors(self.T_, *whitened_stats(clips, self.ubm_, executor=executor))
-
-    def score_matrix(
-        self, clips: Sequence[np.ndarray], *, executor: LocalExecutor | None = None
-    ) -> np.ndarray:
-        """Each clip's calibrated score for each class.
-
-        Returns
-        -------
-        ndarray of shape (n_clips, n_labels), float64
-            ``a cos + b`` with ``cos`` the cosine of the clip's projected i-vector and the
-            class mean, ``(a, b) =`` :attr:`calibration_` (``cos`` itself when there was
-            too little data to calibrate): the LLR of the class against the others, nats.
-        """
-        Z = self.ivectors(clips, executor=executor)
+    def _scores(self, Z: np.ndarray) -> np.ndarray:
         return self._calibrated(_cosines((self.centre_, self.projection_, self.class_means_), Z))
 
     def llr_from_scores(self, S: np.ndarray) -> np.ndarray:

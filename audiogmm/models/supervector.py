@@ -1,27 +1,15 @@
 """GMM supervectors (Campbell, Sturim & Reynolds 2006) with a linear back end.
 
-A clip becomes one vector: the means of the universal background model (UBM)
-MAP-adapted to the clip (relevance ``r``, means only), as an offset from the UBM's
-and scaled by ``sqrt(w_k) / sigma_k``::
-
-    s_kd = sqrt(w_k) (mu'_kd - mu_kd) / sigma_kd,   mu'_k - mu_k = F_k(mu_k) / (n_k + r)
-
-with ``n_k`` and ``F_k(mu_k) = sum_t gamma_tk (x_t - mu_k)`` the clip's zeroth and
-first-order statistics under the UBM (:class:`~audiogmm.mixture.Stats`). The inner
-product of two such vectors is the linearised KL divergence kernel of the two
-adapted mixtures. Stacked, ``K * D`` numbers per clip, they feed a multinomial
-logistic regression (scikit-learn's, the ``sklearn`` extra, imported only by this
-back end), which gives every clip a linear score per class. The supervectors are
-scaled by one number, their RMS length over the training clips, so that the
-regularisation ``C`` means the same for any K and D. The class scores are
-log posteriors up to a constant (training-set class proportions as the prior), and a
-class's verification score is its posterior odds against the other classes over the
-prior odds, an LLR.
+A clip becomes the UBM's means MAP-adapted to it (relevance ``r``, means only), as offsets
+scaled by ``sqrt(w_k) / sigma_k`` (:func:`supervectors`): their inner product is the linearised
+KL divergence kernel of the adapted mixtures. A multinomial logistic regression on them
+(scikit-learn's, the ``sklearn`` extra, imported only here), scaled to an RMS length of 1 so
+that ``C`` means the same for any K and D, gives each class a log posterior up to a constant;
+a class's verification score is its posterior odds over its prior odds, an LLR.
 """
 
 from __future__ import annotations
 
-import logging
 import math
 import warnings
 from collections.abc import Sequence
@@ -29,17 +17,13 @@ from typing import Any
 
 import numpy as np
 
-from ..engine import LocalExecutor, one_blas_thread, resolve
+from ..engine import LocalExecutor, one_blas_thread
 from ..exceptions import ConvergenceWarning, ParameterError
 from ..mixture import DiagGMM, log_softmax
 from ..mixture.checks import is_real, need
-from ..progress import Progress
 from .embedding import GSV_COMPONENTS, EmbeddingClassifier, clip_stats, held_out_calibration
-from .ubm import UBMClassifier
 
 __all__ = ["GSVClassifier", "supervectors"]
-
-logger = logging.getLogger(__name__)
 
 #: Iteration budget of each logistic regression.
 _MAX_ITER = 1000
@@ -49,17 +33,12 @@ def supervectors(
     clips: Sequence[np.ndarray], ubm: DiagGMM, *, relevance: float = 16.0,
     executor: LocalExecutor | None = None,
 ) -> np.ndarray:  # fmt: skip
-    """MAP-mean supervectors of clips under a fitted UBM, normalised by ``sqrt(w)/sigma``.
+    """MAP-mean supervectors (n_clips, K * D), float64, of clips under a fitted UBM.
 
-    ``ubm``: K components of D dimensions; ``relevance`` (>= 0): MAP relevance factor of
-    the means; ``executor`` runs the clips concurrently (the result does not depend on it).
-
-    Returns
-    -------
-    ndarray of shape (n_clips, K * D), float64
-        Row ``i`` is ``(sqrt(w_k) (mu'_ikd - mu_kd) / sigma_kd)`` flattened in (k, d) order,
-        with ``mu'_ik - mu_k = F_ik / (n_ik + r)`` (:func:`clip_stats`; 0 where ``n_ik = 0``,
-        so a clip without frames gets the zero vector).
+    Row ``i`` is ``sqrt(w_k) (mu'_ikd - mu_kd) / sigma_kd`` in (k, d) order, with
+    ``mu'_ik - mu_k = F_ik / (n_ik + r)`` (:func:`clip_stats`; 0 where ``n_ik = 0``, so a clip
+    without frames gets the zero vector) and ``r = relevance`` (>= 0). ``executor`` runs the
+    clips concurrently (the result does not depend on it).
     """
     prior = ubm.params_
     scale = np.sqrt(prior.weights)[:, None] / np.sqrt(prior.variances)
@@ -75,8 +54,7 @@ def supervectors(
 
 def log_odds(log_post: np.ndarray) -> np.ndarray:
     """Log odds ``log p / (1 - p)`` of log probabilities ``log_post`` (<= 0), precise at
-    both ends; ``+inf`` where ``p == 1``.
-    """
+    both ends; ``+inf`` where ``p == 1``."""
     lp = np.minimum(np.asarray(log_post, dtype=np.float64), 0.0)
     with np.errstate(divide="ignore"):  # p == 1: log(1 - p) = -inf, odds +inf
         # log(1 - e^lp): expm1 near p = 1, log1p near p = 0 (Maechler's log1mexp)
@@ -85,21 +63,16 @@ def log_odds(log_post: np.ndarray) -> np.ndarray:
 
 
 def raw_llr(S: np.ndarray) -> np.ndarray:
-    """Posterior log odds of each class over its prior odds 1 : (M - 1), clipped finite.
-
-    ``S``: class scores (n_clips, M >= 2) that are log posteriors up to a per-clip constant.
-    """
+    """Posterior log odds of each class over its prior odds 1 : (M - 1), clipped finite, from
+    class scores ``S`` (n_clips, M >= 2) that are log posteriors up to a per-clip constant."""
     return np.clip(log_odds(log_softmax(S)) + math.log(S.shape[1] - 1), -1e6, 1e6)
 
 
 def _logistic(
     Z: np.ndarray, labels: Sequence[str], C: float, seed: int | None
 ) -> tuple[np.ndarray, np.ndarray, int]:
-    """Multinomial logistic regression: ``(coef (M, P), intercept (M,), n_iter)``.
-
-    Classes in sorted order; two classes as the scores ``(-z/2, z/2)`` of sklearn's one
-    decision function ``z``, which give the same posteriors.
-    """
+    """Multinomial logistic regression: ``(coef (M, P), intercept (M,), n_iter)``, classes
+    sorted; two classes as the scores ``(-z/2, z/2)`` of sklearn's one decision function."""
     from sklearn.linear_model import LogisticRegression  # the sklearn extra, only here
 
     lr = LogisticRegression(C=C, max_iter=_MAX_ITER, random_state=seed)
@@ -129,146 +102,67 @@ class GSVClassifier(EmbeddingClassifier):
     C : float > 0, default=10.0
         Inverse L2 regularisation strength of the logistic regression, on supervectors
         scaled to an RMS length of 1.
-    subsample : int > 0, default=4
-        Train the UBM on every ``subsample``-th frame (see :class:`UBMClassifier`).
-    priors : dict of str to float or None, default=None
-        Class priors for the posteriors (on top of the training proportions).
-    n_jobs : int or None, default=None
-    random_state : int or None, default=0
-    **gmm_params
-        :class:`~audiogmm.mixture.DiagGMM` parameters of the UBM.
+    subsample, priors, n_jobs, random_state, **gmm_params
+        As for :class:`UBMClassifier` (priors on top of the training proportions).
 
     Attributes
     ----------
-    labels_ : list of str
-    ubm_ : DiagGMM
+    labels_, ubm_, calibration_
+        As for :class:`UBMClassifier` and :class:`~audiogmm.models.embedding.EmbeddingClassifier`.
     coef_ : ndarray of shape (n_labels, K * D)
     intercept_ : ndarray of shape (n_labels,)
         Class score of a supervector ``s``: ``coef_ @ s + intercept_``.
-    calibration_ : tuple of (float, float) or None
-        Slope and offset turning :meth:`score_samples`' raw log odds into LLRs, fitted
-        on the scores of clips held out of the regression (stratified folds, up to 4,
-        every class in every fold); None with fewer than 2 clips in some class.
-
-    Examples
-    --------
-    >>> rng = np.random.default_rng(0)
-    >>> clips = [rng.normal(m, 1, (300, 2)) for m in (0, 0, 0, 2, 2, 2)]
-    >>> clf = GSVClassifier(4).fit(clips, list("aaabbb"))
-    >>> clf.predict([rng.normal(2, 1, (200, 2))]).tolist()
-    ['b']
     """
 
     own_params = ("relevance", "C", "subsample")
 
     def __init__(
-        self,
-        n_components: int = GSV_COMPONENTS,
-        *,
-        relevance: float = 4.0,
-        C: float = 10.0,
-        subsample: int = 4,
-        priors: dict[str, float] | None = None,
-        n_jobs: int | None = None,
-        random_state: int | None = 0,
-        **gmm_params: Any,
-    ) -> None:
-        super().__init__(
-            n_components, subsample=subsample, priors=priors, n_jobs=n_jobs,
-            random_state=random_state, **gmm_params,
-        )  # fmt: skip
-        self.relevance = relevance
-        self.C = C
+        self, n_components: int = GSV_COMPONENTS, *, relevance: float = 4.0, C: float = 10.0,
+        subsample: int = 4, priors: dict[str, float] | None = None, n_jobs: int | None = None,
+        random_state: int | None = 0, **gmm_params: Any,
+    ) -> None:  # fmt: skip
+        self._keep(locals())
 
-    def _ubm_classifier(self) -> UBMClassifier:
-        """The GMM-UBM whose UBM (and checks of K, relevance, subsample) this back end shares."""
+    def _check_own(self) -> None:
         need(self, is_real(self.C) and self.C > 0, "C", "a finite number > 0")
-        return UBMClassifier(
-            self.n_components, relevance=self.relevance, subsample=self.subsample,
-            n_jobs=self.n_jobs, random_state=self.random_state, **self.gmm_params,
-        )  # fmt: skip
 
-    # -- training ----------------------------------------------------------------------------
+    def _embed(self, clips: Sequence[np.ndarray], ex: LocalExecutor | None) -> np.ndarray:
+        return supervectors(clips, self.ubm_, relevance=self.relevance, executor=ex)
 
-    def fit(
-        self, clips: Sequence[np.ndarray], labels: Sequence[str], *, ubm: DiagGMM | None = None,
-        progress: Progress = None, executor: LocalExecutor | None = None,
-    ) -> GSVClassifier:  # fmt: skip
-        """Train the UBM (unless given), then the logistic regression on the clips' supervectors.
-
-        Parameters
-        ----------
-        clips : sequence of ndarray, each of shape (n_frames_i, n_dims)
-        labels : sequence of str, length n_clips
-        ubm : DiagGMM, optional
-            A fitted UBM (e.g. from :func:`~audiogmm.models.ubm.train_ubm`); its K wins.
-        progress, executor
-            As for :meth:`UBMClassifier.fit`, which checks the parameters and clips
-            (ParameterError) and trains the UBM.
-
-        Returns
-        -------
-        self
-        """
-        with resolve(executor, self.n_jobs) as ex:
-            labels = self._fit_ubm(clips, labels, ubm, progress, ex)
-            sv = supervectors(clips, self.ubm_, relevance=self.relevance, executor=ex)
-        n_iter, converged, self.calibration_ = 0, True, None
+    def _fit_back_end(self, sv: np.ndarray, labels: list[str]) -> tuple[int, bool]:
+        """The logistic regression and its calibration; (n_iter, converged)."""
         if len(self.labels_) < 2:
             self.coef_, self.intercept_ = np.zeros((1, sv.shape[1])), np.zeros(1)
-        else:
-            # one global scale (the RMS length of the training supervectors) makes C mean
-            # the same for any K and D; it is folded into the stored coefficients
-            scale = float(np.sqrt(np.mean(np.sum(sv * sv, 1)))) or 1.0
-            Z, basis = sv / scale, None
-            if Z.shape[0] < Z.shape[1]:
-                # the L2-penalised weights lie in the span of the training vectors (their
-                # component outside it changes no score and costs penalty): fitting on
-                # coordinates in an orthonormal basis of that span is the same problem,
-                # n_clips instead of K * D unknowns per class
-                with one_blas_thread():
-                    basis = np.linalg.svd(Z, full_matrices=False)[2]  # (n_clips, K * D)
-                Z = Z @ basis.T
-            C, seed = float(self.C), self.random_state
-            coef, icpt, n_iter = _logistic(Z, labels, C, seed)
-            converged = n_iter < _MAX_ITER
+            return 0, True
+        # one global scale (the RMS length of the training supervectors) makes C mean
+        # the same for any K and D; it is folded into the stored coefficients
+        scale = float(np.sqrt(np.mean(np.sum(sv * sv, 1)))) or 1.0
+        Z, basis = sv / scale, None
+        if Z.shape[0] < Z.shape[1]:
+            # the L2-penalised weights lie in the span of the training vectors (their
+            # component outside it changes no score and costs penalty): fitting on
+            # coordinates in an orthonormal basis of that span is the same problem,
+            # n_clips instead of K * D unknowns per class
+            with one_blas_thread():
+                basis = np.linalg.svd(Z, full_matrices=False)[2]  # (n_clips, K * D)
+            Z = Z @ basis.T
+        C, seed = float(self.C), self.random_state
+        coef, icpt, n_iter = _logistic(Z, labels, C, seed)
 
-            def raw(Ztr, ytr, Zte):
-                c, i, _ = _logistic(Ztr, ytr, C, seed)
-                return raw_llr(Zte @ c.T + i)
+        def raw(Ztr, ytr, Zte):
+            c, i, _ = _logistic(Ztr, ytr, C, seed)
+            return raw_llr(Zte @ c.T + i)
 
-            self.calibration_ = held_out_calibration(Z, labels, raw, seed)
-            coef = (coef if basis is None else coef @ basis) / scale
-            self.coef_, self.intercept_ = np.asarray(coef, np.float64), np.asarray(icpt, np.float64)
-        self._report(clips, labels, n_iter, converged)
-        return self
+        self.calibration_ = held_out_calibration(Z, labels, raw, seed)
+        coef = (coef if basis is None else coef @ basis) / scale
+        self.coef_, self.intercept_ = np.asarray(coef, np.float64), np.asarray(icpt, np.float64)
+        return n_iter, n_iter < _MAX_ITER
 
-    # -- scoring -----------------------------------------------------------------------------
-
-    def score_matrix(
-        self, clips: Sequence[np.ndarray], *, executor: LocalExecutor | None = None
-    ) -> np.ndarray:
-        """Linear class scores of every clip's supervector.
-
-        Returns
-        -------
-        ndarray of shape (n_clips, n_labels), float64
-            The logistic regression's log posteriors up to a per-clip constant.
-        """
-        self._checked_clips(clips)
-        sv = supervectors(clips, self.ubm_, relevance=self.relevance, executor=executor)
+    def _scores(self, sv: np.ndarray) -> np.ndarray:
         return sv @ self.coef_.T + self.intercept_
 
     def llr_from_scores(self, S: np.ndarray) -> np.ndarray:
-        """Each class's log-likelihood ratio against all the others, from :meth:`score_matrix`.
-
-        Returns
-        -------
-        ndarray of shape (n_clips, n_labels), float64
-            ``a r + b`` with ``r = log [p(c | x) / (1 - p(c | x))] + log(M - 1)`` (the
-            posterior odds of class ``c`` under equal priors over its prior odds, clipped
-            to +-1e6) and ``(a, b) =`` :attr:`calibration_`, fitted at training on held-out
-            folds (:func:`~audiogmm.scoring.calibration.fit_calibration`); ``r`` itself
-            when there was too little data to calibrate. Nats.
-        """
+        """Each class's log-likelihood ratio against all the others, (n_clips, n_labels), nats:
+        ``a r + b`` with ``r`` the :func:`raw_llr` of ``S`` and ``(a, b) =``
+        :attr:`calibration_` (``r`` itself when there was too little data to calibrate)."""
         return self._calibrated(raw_llr(S))
