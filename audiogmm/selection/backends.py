@@ -1,9 +1,5 @@
-"""The other backends on held-out folds: their CV scores for ``auto``, and ``train --calibrate``.
-
-Both refit a backend's classifier per fold of :func:`~audiogmm.selection.cv.clip_folds`
-on the other folds' clips: :func:`backend_cv_scores` ranks backends for ``auto``,
-:func:`calibrate_backend` fits the linear logistic calibration of one backend's
-verification scores.
+"""The other backends refitted per fold of :func:`~.cv.clip_folds` on the other folds' clips:
+their held-out scores rank them for ``auto``; ``train --calibrate`` fits a calibration on them.
 """
 
 from __future__ import annotations
@@ -18,7 +14,7 @@ import numpy as np
 from ..engine import LocalExecutor, resolve
 from ..exceptions import ParameterError
 from ..mixture import DiagGMM
-from .cv import clip_folds, quiet_single_class
+from .cv import clip_folds, per_fold, quiet_single_class
 
 __all__ = ["backend_cv_scores", "calibrate_backend"]
 
@@ -45,29 +41,26 @@ def backend_cv_scores(
     labels = [str(y) for y in labels]
     names = sorted(set(labels))
     out = {b: np.full((len(clips), len(names)), np.nan) for b in backends}
+
+    def fold_scores(train: np.ndarray, test: np.ndarray) -> dict[str, np.ndarray]:
+        fit_on = ([clips[i][::frame_step] for i in train], [labels[i] for i in train])
+        scored = [clips[i][::frame_step] for i in test]
+        ubm = BACKENDS["map"](random_state=random_state).fit(*fit_on, executor=ex)
+        got = {}
+        for b in backends:
+            clf = ubm  # map: the UBM's own fit (not adapted a second time)
+            if b != "map":  # a backend whose fit takes no UBM (a new one) trains its own
+                takes = "ubm" in inspect.signature(BACKENDS[b].fit).parameters
+                given = {"ubm": ubm.ubm_} if takes else {}
+                clf = BACKENDS[b](random_state=random_state).fit(*fit_on, executor=ex, **given)
+            got[b] = np.full((len(test), len(names)), np.nan)
+            got[b][:, [names.index(y) for y in clf.labels_]] = clf.score_matrix(scored, executor=ex)
+        return got
+
     with resolve(executor, None) as ex, quiet_single_class(), warnings.catch_warnings():
         # MAP on a fold's few frames may lower the bound by rounding: noise for a ranking
         warnings.filterwarnings("ignore", "EM log-likelihood decreased", RuntimeWarning)
-
-        def fold_scores(f: int) -> dict[str, np.ndarray]:
-            train, test = np.flatnonzero(folds != f), np.flatnonzero(folds == f)
-            fit_on = ([clips[i][::frame_step] for i in train], [labels[i] for i in train])
-            scored = [clips[i][::frame_step] for i in test]
-            fitted = BACKENDS["map"](random_state=random_state).fit(*fit_on, executor=ex)
-            got = {}
-            for b in backends:
-                clf = fitted  # map: the UBM's own fit (not adapted a second time)
-                if b != "map":  # a backend whose fit takes no UBM (a new one) trains its own
-                    takes = "ubm" in inspect.signature(BACKENDS[b].fit).parameters
-                    given = {"ubm": fitted.ubm_} if takes else {}
-                    clf = BACKENDS[b](random_state=random_state).fit(*fit_on, executor=ex, **given)
-                S = np.full((len(test), len(names)), np.nan)
-                S[:, [names.index(y) for y in clf.labels_]] = clf.score_matrix(scored, executor=ex)
-                got[b] = S
-            return got
-
-        held = [f for f in range(int(folds.max(initial=-1)) + 1) if (folds == f).any()]
-        for f, got in zip(held, ex.map(fold_scores, held)):  # the folds in parallel
+        for f, got in per_fold(folds, fold_scores, ex).items():
             for b in backends:
                 out[b][folds == f] = got[b]
     return out
@@ -103,7 +96,6 @@ def calibrate_backend(
     ParameterError
         A backend without verification scores, or too few clips (every class needs 2).
     """
-
     from ..models import BACKENDS
     from ..scoring.calibration import fit_calibration
 
@@ -116,8 +108,7 @@ def calibrate_backend(
         raise ParameterError("calibration needs 2 classes and 2 training clips in some class")
     given = {} if ubm is None else {"ubm": ubm}
 
-    def fold_trials(f: int) -> tuple[np.ndarray, np.ndarray]:
-        test, train = np.flatnonzero(folds == f), np.flatnonzero(folds != f)
+    def fold_trials(train: np.ndarray, test: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         clf = cls(random_state=random_state, **params).fit(
             [clips[i] for i in train], [labels[i] for i in train], executor=ex, **given
         )
@@ -126,8 +117,7 @@ def calibrate_backend(
         return truth.ravel(), S.ravel()
 
     with resolve(executor, params.get("n_jobs")) as ex:  # the folds in parallel
-        held = [f for f in range(n_folds) if (folds == f).any()]
-        target, scores = zip(*ex.map(fold_trials, held))
+        target, scores = zip(*per_fold(folds, fold_trials, ex).values())
     y, s = np.concatenate(target).astype(np.int64), np.concatenate(scores)
     a, b = fit_calibration(y, s, p_target=p_target)
     return {"slope": a, "offset": b, "p_target": p_target,

@@ -2,14 +2,13 @@
 
 Every held-out estimate holds out whole **clips**, never frames: frame-level criteria
 (BIC, frame folds) count a clip's thousand correlated frames as independent and pick
-ever larger K (the overfit seen with 32 components on 9 clips per class). The rules
-that turn these scores into choices are in :mod:`audiogmm.selection.rules`.
+ever larger K (the overfit seen with 32 components on 9 clips per class).
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -22,9 +21,8 @@ from ..mixture import DiagGMM
 from ..models import GMMClassifier
 
 __all__ = ["COMPONENT_GRID", "ComponentSelection", "clip_folds", "cv_scores", "fit_mixed",
-           "max_components", "median_cap", "quiet_single_class", "supported_grid"]  # fmt: skip
-
-logger = logging.getLogger(__name__)
+           "max_components", "median_cap", "per_fold", "quiet_single_class",
+           "supported_grid"]  # fmt: skip
 
 #: Candidate numbers of components per class for ``--components auto``. K=2 was dropped:
 #: it was 10-20 points below the best K in every cross-validation on the development
@@ -59,6 +57,13 @@ def clip_folds(labels: Sequence[str], n_folds: int, *, random_state: int | None 
     return folds
 
 
+def per_fold(folds: np.ndarray, fit_score: Callable[[np.ndarray, np.ndarray], Any], ex) -> dict:
+    """``{f: fit_score(train, test)}`` (clip index arrays) of every held-out fold, in parallel."""
+    held = [f for f in range(int(folds.max(initial=-1)) + 1) if (folds == f).any()]
+    split = [(np.flatnonzero(folds != f), np.flatnonzero(folds == f)) for f in held]
+    return dict(zip(held, ex.map(lambda s: fit_score(*s), split)))
+
+
 def max_components(n_frames: int) -> int:
     """The largest K allowed for a class with ``n_frames`` training frames (>= 1)."""
     return max(1, int(n_frames) // FRAMES_PER_COMPONENT)
@@ -67,11 +72,10 @@ def max_components(n_frames: int) -> int:
 def supported_grid(
     labels: Sequence[str], n_frames: Sequence[int], grid: Sequence[int], n_folds: int
 ) -> tuple[int, ...]:
-    """The sorted values of ``grid`` that at least half of the labels can use in CV.
+    """The sorted values of ``grid`` (the smallest always) that half of the labels can use in CV.
 
     A fold's fit sees ``(n_folds - 1) / n_folds`` of a class's frames (``n_frames``: one
-    per clip) and is capped at :func:`max_components` of them; a K above most caps only
-    refits the smaller models, so it is skipped. The smallest value is always kept.
+    per clip); a K above most caps would only refit the smaller models.
     """
     cap = median_cap(labels, n_frames, used=(n_folds - 1, n_folds))
     ks = sorted({int(k) for k in grid})
@@ -81,10 +85,7 @@ def supported_grid(
 def median_cap(
     labels: Sequence[str], n_frames: Sequence[int], *, used: tuple[int, int] = (1, 1)
 ) -> int:
-    """The largest K that at least half of the labels can support (:func:`max_components`).
-
-    ``n_frames`` holds each clip's frames; a fit sees the fraction ``a / b = used`` of them.
-    """
+    """The largest K half of the labels can support, a fit seeing ``a / b = used`` of the frames."""
     per_label: dict[str, int] = {}
     for y, n in zip(labels, n_frames):
         per_label[str(y)] = per_label.get(str(y), 0) + int(n)
@@ -115,8 +116,7 @@ def fit_mixed(
     groups: dict[int, list[int]] = {}
     for i, y in enumerate(labels):
         groups.setdefault(int(n_components[y]), []).append(i)
-    k_max = max(groups)
-    out = GMMClassifier(k_max, random_state=random_state, **params)
+    out = GMMClassifier(max(groups), random_state=random_state, **params)
     models: dict[str, DiagGMM] = {}
     report: dict[str, Any] = {}
     with resolve(executor, params.get("n_jobs")) as ex, quiet_single_class():
@@ -151,23 +151,11 @@ def quiet_single_class():
 class ComponentSelection:
     """Cross-validated scores of every training clip under every grid K (held out by clip).
 
-    Attributes
-    ----------
-    grid : tuple of int
-        Candidate K values.
-    labels : list of str
-        Class order of the score columns.
-    y : ndarray of shape (n_clips,), int
-        Class index of each clip.
-    folds : ndarray of shape (n_clips,), int
-        Fold of each clip (-1: never held out).
-    n_frames : ndarray of shape (n_clips,), int
-    scores : dict of int to ndarray of shape (n_clips, n_labels)
-        Total held-out log-likelihood (nats) of each clip under each class at that
-        grid K (a class's K is capped by :func:`max_components`); rows of
-        never-held-out clips are NaN.
-    caps : dict of str to int
-        The cap of each class on all its training frames (:func:`max_components`).
+    ``grid``: the K values; ``labels``: the class of each score column; ``y``, ``folds``,
+    ``n_frames`` (n_clips,): each clip's class index, fold (-1: never held out) and frames;
+    ``scores[k]`` (n_clips, n_labels): total held-out log-likelihood (nats) of each clip
+    under each class at K (capped per class by :func:`max_components`), NaN rows for
+    never-held-out clips; ``caps``: each class's cap on all its training frames.
     """
 
     grid: tuple[int, ...]
@@ -188,27 +176,17 @@ class ComponentSelection:
         h = self.held
         return int((scores[h].argmax(1) == self.y[h]).sum()), int(h.sum())
 
-    def heldout_loglik(self, k: int) -> dict[str, float]:
-        """Mean held-out log-likelihood per frame of each class's own clips at grid K."""
+    def choose(self) -> dict[str, int]:
+        """Per-class K: the best held-out log-likelihood per frame of the class's own clips.
+
+        A class never held out takes the smallest K; ties go to the smaller K. Fit with
+        :meth:`capped` of the result.
+        """
         out = {}
         for j, lab in enumerate(self.labels):
-            m = self.held & (self.y == j)
-            if m.any():
-                out[lab] = float(self.scores[k][m, j].sum() / self.n_frames[m].sum())
-        return out
-
-    def choose(self) -> dict[str, int]:
-        """Per-class K: the grid value with the best held-out log-likelihood of the class's clips.
-
-        A class never held out (a single clip) takes the smallest grid K. Ties go to
-        the smaller K (a K above a class's cap in every fold ties with the cap).
-        Fit with :meth:`capped` of the result.
-        """
-        ll = {k: self.heldout_loglik(k) for k in self.grid}
-        out = {}
-        for lab in self.labels:
-            cands = [k for k in self.grid if lab in ll[k]]
-            out[lab] = max(cands, key=lambda k: (ll[k][lab], -k)) if cands else self.grid[0]
+            m = self.held & (self.y == j)  # none held out: every ll is 0, the smallest K wins
+            ll = {k: self.scores[k][m, j].sum() / max(1, self.n_frames[m].sum()) for k in self.grid}
+            out[lab] = max(self.grid, key=lambda k: (ll[k], -k))
         return out
 
     def capped(self, choice: Mapping[str, int]) -> dict[str, int]:
@@ -216,15 +194,9 @@ class ComponentSelection:
         return {lab: min(int(k), self.caps[lab]) for lab, k in choice.items()}
 
     def merged(self, other: ComponentSelection) -> ComponentSelection:
-        """These scores and ``other``'s (same clips, labels and folds), over the union of the grids.
-
-        Raises :class:`ParameterError` when the clips, labels or folds differ.
-        """
-        same = (
-            self.labels == other.labels
-            and np.array_equal(self.y, other.y)
-            and np.array_equal(self.folds, other.folds)
-            and np.array_equal(self.n_frames, other.n_frames)
+        """These scores and ``other``'s over the union of the grids (same clips and folds)."""
+        same = self.labels == other.labels and all(
+            np.array_equal(getattr(self, a), getattr(other, a)) for a in ("y", "folds", "n_frames")
         )
         if not same:
             raise ParameterError("cannot merge selections of different clips, labels or folds")
@@ -234,10 +206,7 @@ class ComponentSelection:
 
     def composite(self, choice: Mapping[str, int]) -> np.ndarray:
         """The score matrix of a per-class choice: column ``y`` from ``scores[choice[y]]``."""
-        S = np.empty_like(self.scores[self.grid[0]])
-        for j, lab in enumerate(self.labels):
-            S[:, j] = self.scores[choice[lab]][:, j]
-        return S
+        return np.stack([self.scores[choice[lab]][:, j] for j, lab in enumerate(self.labels)], 1)
 
 
 def cv_scores(
@@ -253,14 +222,12 @@ def cv_scores(
 ) -> ComponentSelection:
     """Score every training clip, held out by clip, under classifiers of each grid K.
 
-    For each fold and K, one classifier (each class at ``min(K, cap)``, cap from its
-    frames in the fold's training clips) is fitted on the other folds' clips (each an
-    (n_frames_i, n_dims) array) and scores the fold's clips in one batched pass;
-    ``params`` go to the classifiers. Fits and scores use every ``frame_step``-th frame:
-    neighbouring frames are nearly redundant, and on the development corpus step 2 gave
-    the same CV accuracies within 2 clips of 428-491, at half the cost.
+    Per fold and K, one classifier (``params``; each class at ``min(K, cap)``, the cap
+    from its frames in the fold's training clips) is fitted on the other folds' clips
+    ((n_frames_i, n_dims) arrays) and scores the fold's clips. Fits and scores use every
+    ``frame_step``-th frame: on the development corpus step 2 gave the same CV accuracies
+    within 2 clips of 428-491, at half the cost.
     """
-
     grid = tuple(sorted({int(k) for k in grid}))
     if not grid or grid[0] < 1:
         raise ParameterError(f"grid must hold integers >= 1; got {grid!r}")
@@ -274,35 +241,33 @@ def cv_scores(
     if not isinstance(frame_step, (int, np.integer)) or frame_step < 1:
         raise ParameterError(f"frame_step must be an int >= 1; got {frame_step!r}")
     n_frames = np.array([X.shape[0] for X in clips])
-    sel = ComponentSelection(grid, names, y, folds, n_frames)
-    nan = np.full((len(clips), len(names)), np.nan)
-    sel.scores = {k: nan.copy() for k in grid}
     caps = {lab: max_components(n_frames[y == j].sum()) for j, lab in enumerate(names)}
+    sel = ComponentSelection(grid, names, y, folds, n_frames, caps=caps)
     # one fit per fold and distinct classifier (a K above every cap is the same one)
     key_of: dict[tuple[int, int], tuple[int, tuple[int, ...]]] = {}
-    tasks: dict[tuple[int, tuple[int, ...]], dict[str, int]] = {}
     for f in range(n_folds):
         train = folds != f
         if train.all():
             continue
-        frames = {lab: int(n_frames[train & (y == j)].sum()) for j, lab in enumerate(names)}
+        frames = [int(n_frames[train & (y == j)].sum()) for j in range(len(names))]
         for k in grid:
-            ks = {lab: min(k, max_components(n)) for lab, n in frames.items()}
-            key_of[f, k] = key = (f, tuple(ks[lab] for lab in names))
-            tasks.setdefault(key, ks)
+            key_of[f, k] = (f, tuple(min(k, max_components(n)) for n in frames))
+    tasks = list(dict.fromkeys(key_of.values()))
 
-    def fold_scores(task: tuple[tuple[int, tuple[int, ...]], dict[str, int]]) -> np.ndarray:
-        (f, _), ks = task
+    def fold_scores(task: tuple[int, tuple[int, ...]]) -> np.ndarray:
+        f, ks = task
         train, test = np.flatnonzero(folds != f), np.flatnonzero(folds == f)
         clf = fit_mixed([clips[i][::frame_step] for i in train], [labels[i] for i in train],
-                        ks, random_state=random_state, executor=ex, **params)  # fmt: skip
+                        dict(zip(names, ks)), random_state=random_state, executor=ex,
+                        **params)  # fmt: skip
         return clf.score_matrix([clips[i][::frame_step] for i in test], executor=ex)
 
     with resolve(executor, params.get("n_jobs")) as ex:
         # whole fits in parallel (their inner steps then run inline): a 5-iteration EM
         # split into chunks keeps the cores waiting on its many small steps
-        done = dict(zip(tasks, ex.map(fold_scores, tasks.items())))
+        done = dict(zip(tasks, ex.map(fold_scores, tasks)))
+    for k in grid:
+        sel.scores[k] = np.full((len(clips), len(names)), np.nan)
     for (f, k), key in key_of.items():
         sel.scores[k][folds == f] = done[key]
-    sel.caps = caps
     return sel

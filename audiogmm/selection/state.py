@@ -16,10 +16,11 @@ from ..features.extraction import extraction_roots
 from ..models.classifier import N_COMPONENTS
 from ..scoring.metrics import wilson_interval
 from .cv import ComponentSelection, cv_scores
+from .rules import Option
 
 __all__ = ["BACKEND_EXTRAS", "CMN", "COSTLY_BACKENDS", "CV_MAX_ITER", "FRAME_STEP", "FRONT_ENDS",
            "MAX_FUSED", "MIN_CLIPS_PER_CLASS", "MIN_CV_CLIPS", "N_FOLDS", "SCREEN_FRAME_STEP",
-           "TuneResult", "TuneState", "candidates", "table_row"]  # fmt: skip
+           "TuneResult", "TuneState", "candidates"]  # fmt: skip
 
 logger = logging.getLogger(__name__)
 
@@ -27,15 +28,10 @@ logger = logging.getLogger(__name__)
 #: default ``general`` and the full-band ``sound`` (44.1 kHz, only for files with content
 #: above 8 kHz). The other presets never beat ``general`` by one SE in CV on the dev corpus
 #: (README "Presets and tuning").
-FRONT_ENDS: Mapping[str, FeatureConfig] = {
-    "general": PRESETS["general"],
-    "sound": PRESETS["sound"],
-}
-
+FRONT_ENDS: Mapping[str, FeatureConfig] = {"general": PRESETS["general"], "sound": PRESETS["sound"]}
 #: Added to the candidates as ``<widest>-cmn``: the widest front end with per-clip cepstral
 #: mean normalisation (same extraction); weaker alone, a gain as a late-fusion partner.
 CMN = {"cmvn": "utterance", "cmvn_norm_vars": False}
-
 #: Most members of a late fusion chosen by ``--preset auto``.
 MAX_FUSED = 3
 #: Folds of the clip-stratified cross-validation.
@@ -62,12 +58,6 @@ COSTLY_BACKENDS: Mapping[str, str] = {
 }
 
 Components = Union[int, str]
-
-
-def table_row(stage: str, front_end: str, components: str, correct: int, n: int) -> dict[str, Any]:
-    lo, hi = wilson_interval(correct, n)
-    return {"stage": stage, "front_end": front_end, "components": components, "correct": correct,
-            "n": n, "accuracy": correct / n if n else float("nan"), "ci_low": lo, "ci_high": hi}
 
 
 @dataclass
@@ -113,18 +103,11 @@ class TuneResult:
 
     def to_header(self) -> dict[str, Any]:
         """The JSON-able record stored under ``selection`` in the model file header."""
-        return {
-            "front_end": self.front_end,
-            "components_rule": self.components_rule,
-            "n_components": dict(sorted(self.n_components.items())),
-            "n_folds": self.n_folds,
-            "cv_max_iter": self.cv_max_iter,
-            "cv_frame_step": FRAME_STEP,
-            "folds_by": "clip",
-            "seconds": round(self.seconds, 3),
-            "table": self.table,
-            "backend": self.backend,
-        }
+        return {"front_end": self.front_end, "components_rule": self.components_rule,
+                "n_components": dict(sorted(self.n_components.items())), "n_folds": self.n_folds,
+                "cv_max_iter": self.cv_max_iter, "cv_frame_step": FRAME_STEP, "folds_by": "clip",
+                "seconds": round(self.seconds, 3), "table": self.table,
+                "backend": self.backend}  # fmt: skip
 
 
 @dataclass
@@ -132,10 +115,10 @@ class TuneState:
     """Everything :func:`tune`'s steps share: the inputs (``cands``: name -> config, in order
     of preference; ``backends``: others than ``ml`` for step 5), the table so far, each
     components option's K per class (``choices``) and the chosen one (``rule``), the K the
-    front ends are compared at (``screen_k``), each front end's CV scores (``sels``), and
-    the choice so far (``front_end``, ``members``, ``backend``; ``correct`` of ``n_scored``).
+    front ends are compared at (``screen_k``), each front end's CV scores (``sels``) and
+    frame step (``steps``), and the choice so far (``front_end``, ``members``, ``backend``;
+    ``correct`` of ``n_scored``).
     """
-
 
     records: Sequence[Record]
     cands: dict[str, FeatureConfig]
@@ -172,15 +155,12 @@ class TuneState:
     def features(self, name: str) -> tuple[ExtractionResult, list[np.ndarray], list[str]]:
         """``name``'s extraction, clips and labels (extracted once per root, then derived)."""
         if name not in self.feats:
-            roots = {n: list(self.cands)[r]
-                     for n, r in zip(self.cands, extraction_roots(list(self.cands.values())))}  # fmt: skip
-            root = roots[name]
+            names = list(self.cands)
+            root = names[extraction_roots(list(self.cands.values()))[names.index(name)]]
             if root not in self.extracted:
                 t1 = time.perf_counter()
-                self.extracted[root] = extract_many(
-                    self.records, config=self.cands[root], options=self.options,
-                    executor=self.executor,
-                )  # fmt: skip
+                self.extracted[root] = extract_many(self.records, config=self.cands[root],
+                                                    options=self.options, executor=self.executor)
                 logger.info("front end %s: extracted in %.2f s", root, time.perf_counter() - t1)
             res = self.extracted[root]
             if root != name:  # fewer delta orders or a CMVN: sliced, no second decode
@@ -198,18 +178,26 @@ class TuneState:
         _, clips, labels = self.features(name)
         t1 = time.perf_counter()
         self.steps[name] = step
-        sel = cv_scores(
-            clips, labels, grid=ks, n_folds=self.n_folds, random_state=self.random_state,
-            frame_step=step, executor=self.executor, **self.params,
-        )  # fmt: skip
+        sel = cv_scores(clips, labels, grid=ks, n_folds=self.n_folds, frame_step=step,
+                        random_state=self.random_state, executor=self.executor, **self.params)
         logger.info("front end %s: CV of K in %s in %.2f s", name, list(ks),
                     time.perf_counter() - t1)  # fmt: skip
         return sel
 
-    def choose(self, stage: str, name: str) -> None:
-        """Mark the rows of ``stage`` whose front end is ``name`` as chosen, the others not."""
+    def add(self, stage: str, front_end: str, components: str, correct: int, n: int,
+            complexity: float = 0.0, name: str = "") -> Option:  # fmt: skip
+        """Add a table row; its rule's :class:`Option` (named ``name``, else ``front_end``)."""
+        lo, hi = wilson_interval(correct, n)
+        acc = correct / n if n else float("nan")
+        self.table.append({"stage": stage, "front_end": front_end, "components": components,
+                           "correct": correct, "n": n, "accuracy": acc, "ci_low": lo,
+                           "ci_high": hi})  # fmt: skip
+        return Option(name or front_end, correct, float(complexity))
+
+    def choose(self, name: str, *stages: str) -> None:
+        """Mark the rows of ``stages`` whose front end is ``name`` as chosen, the others not."""
         for row in self.table:
-            if row["stage"] == stage:
+            if row["stage"] in stages:
                 row["chosen"] = row["front_end"] == name
 
 
@@ -217,6 +205,4 @@ def candidates(preset: str | FeatureConfig) -> dict[str, FeatureConfig]:
     """The front ends to try: :data:`FRONT_ENDS` for ``"auto"``, else the one given."""
     if isinstance(preset, FeatureConfig):
         return {"config": preset}
-    if preset == "auto":
-        return dict(FRONT_ENDS)
-    return {preset: FeatureConfig.preset(preset)}
+    return dict(FRONT_ENDS) if preset == "auto" else {preset: FeatureConfig.preset(preset)}
