@@ -155,7 +155,8 @@ class ComponentSelection:
     ``n_frames`` (n_clips,): each clip's class index, fold (-1: never held out) and frames;
     ``scores[k]`` (n_clips, n_labels): total held-out log-likelihood (nats) of each clip
     under each class at K (capped per class by :func:`max_components`), NaN rows for
-    never-held-out clips; ``caps``: each class's cap on all its training frames.
+    never-held-out clips; ``caps``: each class's cap on all its training frames;
+    ``frame_step``: the scores used every ``frame_step``-th frame.
     """
 
     grid: tuple[int, ...]
@@ -165,6 +166,7 @@ class ComponentSelection:
     n_frames: np.ndarray
     scores: dict[int, np.ndarray] = field(default_factory=dict)
     caps: dict[str, int] = field(default_factory=dict)
+    frame_step: int = 1
 
     @property
     def held(self) -> np.ndarray:
@@ -202,7 +204,7 @@ class ComponentSelection:
             raise ParameterError("cannot merge selections of different clips, labels or folds")
         scores = {**self.scores, **other.scores}
         return ComponentSelection(tuple(sorted(scores)), self.labels, self.y, self.folds,
-                                  self.n_frames, scores, dict(self.caps))  # fmt: skip
+                                  self.n_frames, scores, dict(self.caps), self.frame_step)
 
     def composite(self, choice: Mapping[str, int]) -> np.ndarray:
         """The score matrix of a per-class choice: column ``y`` from ``scores[choice[y]]``."""
@@ -242,7 +244,7 @@ def cv_scores(
         raise ParameterError(f"frame_step must be an int >= 1; got {frame_step!r}")
     n_frames = np.array([X.shape[0] for X in clips])
     caps = {lab: max_components(n_frames[y == j].sum()) for j, lab in enumerate(names)}
-    sel = ComponentSelection(grid, names, y, folds, n_frames, caps=caps)
+    sel = ComponentSelection(grid, names, y, folds, n_frames, caps=caps, frame_step=frame_step)
     # one fit per fold and distinct classifier (a K above every cap is the same one)
     key_of: dict[tuple[int, int], tuple[int, tuple[int, ...]]] = {}
     for f in range(n_folds):

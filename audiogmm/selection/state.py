@@ -20,7 +20,7 @@ from .rules import Option
 
 __all__ = ["BACKEND_EXTRAS", "CMN", "COSTLY_BACKENDS", "CV_MAX_ITER", "FRAME_STEP", "FRONT_ENDS",
            "MAX_FUSED", "MIN_CLIPS_PER_CLASS", "MIN_CV_CLIPS", "N_FOLDS", "SCREEN_FRAME_STEP",
-           "TuneResult", "TuneState", "candidates"]  # fmt: skip
+           "TuneResult", "TuneState"]  # fmt: skip
 
 logger = logging.getLogger(__name__)
 
@@ -115,8 +115,8 @@ class TuneState:
     """Everything :func:`tune`'s steps share: the inputs (``cands``: name -> config, in order
     of preference; ``backends``: others than ``ml`` for step 5), the table so far, each
     components option's K per class (``choices``) and the chosen one (``rule``), the K the
-    front ends are compared at (``screen_k``), each front end's CV scores (``sels``) and
-    frame step (``steps``), and the choice so far (``front_end``, ``members``, ``backend``;
+    front ends are compared at (``screen_k``), each front end's CV scores (``sels``), and
+    the choice so far (``front_end``, ``members``, ``backend``;
     ``correct`` of ``n_scored``).
     """
 
@@ -141,11 +141,9 @@ class TuneState:
     correct: int = 0
     n_scored: int = 0
     backend: str = "ml"
-    extracted: dict[str, ExtractionResult] = field(default_factory=dict)
     feats: dict[str, tuple[ExtractionResult, list[np.ndarray], list[str]]] = field(
         default_factory=dict
     )
-    steps: dict[str, int] = field(default_factory=dict)
 
     @property
     def first(self) -> str:
@@ -157,27 +155,20 @@ class TuneState:
         if name not in self.feats:
             names = list(self.cands)
             root = names[extraction_roots(list(self.cands.values()))[names.index(name)]]
-            if root not in self.extracted:
-                t1 = time.perf_counter()
-                self.extracted[root] = extract_many(self.records, config=self.cands[root],
-                                                    options=self.options, executor=self.executor)
-                logger.info("front end %s: extracted in %.2f s", root, time.perf_counter() - t1)
-            res = self.extracted[root]
             if root != name:  # fewer delta orders or a CMVN: sliced, no second decode
-                res = res.derived(self.cands[root], self.cands[name])
+                res = self.features(root)[0].derived(self.cands[root], self.cands[name])
+            else:
+                t1 = time.perf_counter()
+                res = extract_many(self.records, config=self.cands[name], options=self.options,
+                                   executor=self.executor)  # fmt: skip
+                logger.info("front end %s: extracted in %.2f s", name, time.perf_counter() - t1)
             self.feats[name] = (res, *res.labelled_clips(self.records))
         return self.feats[name]
-
-    def usable(self, name: str) -> list[str]:
-        """The training files ``name``'s extraction could read."""
-        got = self.features(name)[0].features
-        return [r.path for r in self.records if r.path in got]
 
     def cv(self, name: str, ks: Sequence[int], step: int = FRAME_STEP) -> ComponentSelection:
         """Cross-validated scores of front end ``name`` at each K of ``ks``."""
         _, clips, labels = self.features(name)
         t1 = time.perf_counter()
-        self.steps[name] = step
         sel = cv_scores(clips, labels, grid=ks, n_folds=self.n_folds, frame_step=step,
                         random_state=self.random_state, executor=self.executor, **self.params)
         logger.info("front end %s: CV of K in %s in %.2f s", name, list(ks),
@@ -194,15 +185,11 @@ class TuneState:
                            "ci_high": hi})  # fmt: skip
         return Option(name or front_end, correct, float(complexity))
 
-    def choose(self, name: str, *stages: str) -> None:
-        """Mark the rows of ``stages`` whose front end is ``name`` as chosen, the others not."""
+    def choose(self, name: str, *stages: str, options: Sequence[Option] = ()) -> str:
+        """``name``: its rows of ``stages`` marked chosen (the others not), its count of
+        ``options`` (if there) the ``correct`` so far."""
         for row in self.table:
             if row["stage"] in stages:
                 row["chosen"] = row["front_end"] == name
-
-
-def candidates(preset: str | FeatureConfig) -> dict[str, FeatureConfig]:
-    """The front ends to try: :data:`FRONT_ENDS` for ``"auto"``, else the one given."""
-    if isinstance(preset, FeatureConfig):
-        return {"config": preset}
-    return dict(FRONT_ENDS) if preset == "auto" else {preset: FeatureConfig.preset(preset)}
+        self.correct = next((o.correct for o in options if o.name == name), self.correct)
+        return name

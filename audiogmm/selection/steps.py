@@ -1,10 +1,8 @@
 """``--preset auto --components auto``: :func:`tune` runs its steps over one :class:`TuneState`.
 
-The steps: the candidate front ends, the number of components (on the default front end),
-the other front ends, late fusion, the other backends; each reads the earlier choices, adds
-its rows to the table and applies a rule of :mod:`~audiogmm.selection.rules`. Folds hold out
-whole clips and only the training files are read. CV fits stop after :data:`CV_MAX_ITER` EM
-iterations (20 and 100 gave the same accuracies within two clips of 429, README "Tuning").
+The steps (candidate front ends, components on the default front end, the other front ends,
+late fusion, the other backends) each read the earlier choices, add rows to the table and
+apply a rule of :mod:`~audiogmm.selection.rules`. Only the training files are read.
 """
 
 from __future__ import annotations
@@ -46,14 +44,9 @@ logger = logging.getLogger(__name__)
 BACKEND_SE = 2.0
 
 
-def within_bandwidth(
-    cands: Mapping[str, FeatureConfig], records: Sequence[Record]
-) -> dict[str, FeatureConfig]:
-    """The candidates minus those that would only analyse upsampled audio.
-
-    A front end above every file's native rate, after one that covers the native band,
-    is skipped (``sound`` on 16 kHz speech); unreadable headers are left to the extraction.
-    """
+def within_bandwidth(cands: Mapping[str, FeatureConfig], records: Sequence[Record]) -> dict:
+    """The candidates (name -> config) minus those that would only analyse upsampled audio:
+    above every file's native rate, after one that covers it (``sound`` on 16 kHz speech)."""
     from .. import audio
 
     native = 0
@@ -61,7 +54,7 @@ def within_bandwidth(
         try:
             native = max(native, audio.info(r.path).sample_rate)
         except Exception:  # noqa: BLE001 - the extraction names the file and the reason
-            continue
+            pass
     out: dict[str, FeatureConfig] = {}
     for name, cfg in cands.items():
         if native and any(native <= c.sample_rate < cfg.sample_rate for c in out.values()):
@@ -89,17 +82,17 @@ def step_components(state: TuneState) -> None:
     if len(state.cands) > 1 or state.components == "auto":
         if len(clips) < st.MIN_CV_CLIPS:
             logger.warning(
-                "only %d training clips to cross-validate: the choice of %s is mostly noise "
-                "(a clip more or less correct moves the accuracy by %.0f points); give a fixed "
+                "only %d training clips to cross-validate: the choice of %s is mostly noise (a "
+                "clip more or less correct moves the accuracy by %.0f points); give a fixed "
                 "--preset and -k, or more data", len(clips),
                 "front end" if state.components != "auto" else "components and front end",
                 100 / max(1, len(clips)),
             )  # fmt: skip
         if fewest < st.MIN_CLIPS_PER_CLASS:
             logger.warning(
-                "a class has only %d training clip(s): too few to hold one out in each fold, "
-                "so the data cannot support a choice; the default is kept unless another "
-                "candidate wins clearly", fewest,
+                "a class has only %d training clip(s): too few to hold one out in each fold, so "
+                "the data cannot support a choice; the default is kept unless another candidate "
+                "wins clearly", fewest,
             )  # fmt: skip
     if state.components != "auto":
         k = int(state.components)
@@ -130,13 +123,12 @@ def step_components(state: TuneState) -> None:
     # per-class picks one K per label (n_labels choices, not one) from the same folds:
     # the more flexible selection, so it ranks after every single K
     options = [*singles, state.add("components", first, "per-class", c, n, np.inf, "per-class")]
-    state.rule = rules.choose_components(options, n, default=f"K={N_COMPONENTS}")
-    state.correct, state.n_scored = next(o.correct for o in options if o.name == state.rule), n
+    rule = rules.choose_components(options, n, default=f"K={N_COMPONENTS}")
+    state.rule, state.n_scored, state.sels[first] = state.choose(rule, options=options), n, sel
     # the other front ends are compared at the K the data supports (the chosen single
     # K, or the best single K when per-class won)
-    best = next((o for o in singles if o.name == state.rule), None)
-    best = best or max(singles, key=lambda o: o.correct)
-    state.screen_k, state.sels[first] = int(best.complexity), sel
+    best = next((o for o in singles if o.name == rule), max(singles, key=lambda o: o.correct))
+    state.screen_k = int(best.complexity)
 
 
 def step_front_end(state: TuneState) -> None:
@@ -145,21 +137,19 @@ def step_front_end(state: TuneState) -> None:
     if len(state.cands) < 2:
         return
     k, options = state.screen_k, []
-    # the first at the K search's step when the backends will compare with it
-    steps = {c: st.FRAME_STEP if rank == 0 and state.backends else st.SCREEN_FRAME_STEP
-             for rank, c in enumerate(state.cands)}  # fmt: skip
     todo = [c for c in state.cands if c not in state.sels]  # the K search has screen_k
     for cand in todo:  # extracted here: an extraction is parallel by itself
         state.features(cand)
+    # the first at the K search's step when the backends will compare with it
+    first_step = st.FRAME_STEP if state.backends else st.SCREEN_FRAME_STEP
     # one front end's CV per worker, its fits inline: fewer, larger parallel tasks
-    state.sels.update(zip(todo, state.executor.map(lambda c: state.cv(c, [k], steps[c]), todo)))
+    state.sels.update(zip(todo, state.executor.map(lambda c: state.cv(
+        c, [k], first_step if c == state.first else st.SCREEN_FRAME_STEP), todo)))
     for rank, cand in enumerate(state.cands):
-        c, n = state.sels[cand].accuracy_counts(state.sels[cand].scores[k])
-        options.append(state.add("front end", cand, f"K={k}", c, n, rank))
-    state.front_end = one_standard_error(options, n)
-    state.correct = next(o.correct for o in options if o.name == state.front_end)
-    state.n_scored = n
-    state.choose(state.front_end, "front end")
+        c, state.n_scored = state.sels[cand].accuracy_counts(state.sels[cand].scores[k])
+        options.append(state.add("front end", cand, f"K={k}", c, state.n_scored, rank))
+    chosen = one_standard_error(options, state.n_scored)
+    state.front_end = state.choose(chosen, "front end", options=options)
 
 
 def step_fusion(state: TuneState) -> None:
@@ -167,42 +157,36 @@ def step_fusion(state: TuneState) -> None:
     if len(state.cands) < 2:
         return
     name, k, ref = state.front_end, state.screen_k, state.sels[state.front_end]
-    same_files = state.usable(name)  # fused score rows must be the same clips
+    files = {c: set(state.features(c)[0].features) for c in state.cands}
     scores = {c: sel.scores[k] for c, sel in state.sels.items()}
-    frames = {c: [len(X[:: state.steps[c]]) for X in state.features(c)[1]] for c in state.cands}
-    path = rules.forward_fusion(
-        name, [c for c in state.cands if c != name and state.usable(c) == same_files], scores,
-        frames, lambda S: ref.accuracy_counts(S)[0], st.MAX_FUSED,
+    frames = {c: -(-sel.n_frames // sel.frame_step) for c, sel in state.sels.items()}
+    path = rules.forward_fusion(  # fused score rows must be of the same clips
+        name, [c for c in state.cands if c != name and files[c] == files[name]], scores, frames,
+        lambda S: ref.accuracy_counts(S)[0], st.MAX_FUSED,
     )  # fmt: skip
-    options = [rules.Option(name, state.correct, 1.0)]
-    for members, c in path:
-        options.append(state.add("fusion", " + ".join(members), f"K={k}", c, state.n_scored,
-                                 len(members)))  # fmt: skip
-    state.front_end = chosen = choose_fusion(options, state.n_scored)
-    state.choose(chosen, "front end", "fusion")
-    state.correct = next(o.correct for o in options if o.name == chosen)
+    options = [rules.Option(name, state.correct, 1.0)] + [
+        state.add("fusion", " + ".join(m), f"K={k}", c, state.n_scored, len(m)) for m, c in path
+    ]
+    chosen = choose_fusion(options, state.n_scored)
+    state.front_end = state.choose(chosen, "front end", "fusion", options=options)
     if chosen != name:
         state.members = next(m for m, _ in path if " + ".join(m) == chosen)
-        state.fusion_weights = fit_fusion(
-            [scores[m][ref.held] for m in state.members],
-            [np.asarray(frames[m])[ref.held] for m in state.members], ref.y[ref.held],
-        )  # fmt: skip
+        state.fusion_weights = fit_fusion([scores[m][ref.held] for m in state.members],
+                                          [frames[m][ref.held] for m in state.members],
+                                          ref.y[ref.held])  # fmt: skip
     if chosen != state.first and state.components == "auto":
         state.rule = f"K={k}"  # the K search ran on the first front end: the others take its K
 
 
 def step_backend(state: TuneState) -> None:
-    """Step 5: the other backends on the default front end, over one UBM per fold.
-
-    Scored on step 2's folds; one replaces the ml choice only when it beats both that
-    choice and the default K by :data:`BACKEND_SE` standard errors.
-    """
+    """Step 5: the other backends on the default front end, over one UBM per fold of step 2;
+    one replaces the ml choice only if it beats it and the default K by :data:`BACKEND_SE`."""
     if not state.backends:
         return
     first = state.first
     _, clips, labels = state.features(first)
     ref = state.sels.get(first)
-    if ref is None or N_COMPONENTS not in ref.grid or state.steps.get(first) != st.FRAME_STEP:
+    if ref is None or N_COMPONENTS not in ref.grid or ref.frame_step != st.FRAME_STEP:
         ref = state.cv(first, [N_COMPONENTS])  # the default, at the backends' frame step
     options = [rules.Option("ml", max(state.correct, ref.accuracy_counts(
         ref.scores[N_COMPONENTS])[0]), 0.0)]  # fmt: skip
@@ -216,8 +200,7 @@ def step_backend(state: TuneState) -> None:
     for rank, backend in enumerate(state.backends, 1):
         c, n = ref.accuracy_counts(scores[backend])
         options.append(state.add("backend", backend, f"UBM {UBM_COMPONENTS}", c, n, rank))
-    state.backend = beats_default(options, "ml", n, n_se=BACKEND_SE)
-    state.choose(state.backend, "backend")
+    state.backend = state.choose(beats_default(options, "ml", n, n_se=BACKEND_SE), "backend")
     if state.backend != "ml":  # the backend runs on the default front end alone
         state.front_end, state.members, state.fusion_weights = first, [], None
         state.choose(first, "front end", "fusion")
@@ -243,29 +226,23 @@ def _available_backends() -> tuple[str, ...]:
 
 
 def tune(
-    records: Sequence[Record],
-    *,
-    preset: str | FeatureConfig = "auto",
-    components: Components = "auto",
-    grid: Sequence[int] = COMPONENT_GRID,
-    n_folds: int = st.N_FOLDS,
-    cv_max_iter: int = st.CV_MAX_ITER,
-    random_state: int | None = 0,
-    options: RunOptions | None = None,
-    executor: LocalExecutor | None = None,
-    backends: Sequence[str] | str | None = None,
-    **classifier_params: Any,
-) -> TuneResult:
+    records: Sequence[Record], *, preset: str | FeatureConfig = "auto",
+    components: Components = "auto", grid: Sequence[int] = COMPONENT_GRID,
+    n_folds: int = st.N_FOLDS, cv_max_iter: int = st.CV_MAX_ITER, random_state: int | None = 0,
+    options: RunOptions | None = None, executor: LocalExecutor | None = None,
+    backends: Sequence[str] | str | None = None, **classifier_params: Any,
+) -> TuneResult:  # fmt: skip
     """Cross-validate front ends, numbers of components and backends on training files only.
+
+    Folds hold out whole clips; CV fits stop after ``cv_max_iter`` EM iterations (20 and
+    100 gave the same accuracies within two clips of 429, README "Tuning").
 
     Parameters
     ----------
     preset : str or FeatureConfig
-        ``"auto"`` tries every :data:`FRONT_ENDS` candidate; a name or a config fixes it.
+        ``"auto"`` tries every :data:`~.state.FRONT_ENDS` candidate; a name or a config fixes it.
     components : int or "auto"
         ``"auto"`` chooses K per class (or one K) over ``grid``; an int fixes K.
-    cv_max_iter : int >= 1
-        EM iterations per fit inside the cross-validation.
     backends : sequence of str, "auto" or None
         Other backends to try. None: ``"auto"`` when ``preset`` and ``components`` are
         both ``"auto"``, else none; ``"auto"``: every backend whose extra is installed,
@@ -276,7 +253,7 @@ def tune(
     DatasetError
         No records, or a label left without usable files.
     ParameterError
-        Bad ``components``, ``grid``, ``n_folds``, backend or preset name.
+        Bad ``components``, ``cv_max_iter``, ``grid``, ``n_folds``, backend or preset name.
     """
     if not records:
         raise DatasetError("no training files")
@@ -285,7 +262,8 @@ def tune(
         raise ParameterError(f"components must be 'auto' or an int >= 1; got {components!r}")
     if not isinstance(cv_max_iter, (int, np.integer)) or cv_max_iter < 1:
         raise ParameterError(f"cv_max_iter must be an int >= 1; got {cv_max_iter!r}")
-    cands = st.candidates(preset)
+    cands = ({"config": preset} if isinstance(preset, FeatureConfig) else dict(st.FRONT_ENDS)
+             if preset == "auto" else {preset: FeatureConfig.preset(preset)})  # fmt: skip
     if backends is None:
         backends = "auto" if preset == "auto" and components == "auto" else ()
     backends = _available_backends() if backends == "auto" else tuple(backends)
@@ -304,10 +282,8 @@ def tune(
     with resolve(executor, opts.n_jobs) as ex, warnings.catch_warnings():
         # the CV fits stop at cv_max_iter on purpose: their ConvergenceWarnings are noise
         warnings.simplefilter("ignore", ConvergenceWarning)
-        state = TuneState(
-            records, cands, opts, ex, {**classifier_params, "max_iter": cv_max_iter},
-            components, grid, n_folds, random_state, backends,
-        )  # fmt: skip
+        state = TuneState(records, cands, opts, ex, {**classifier_params, "max_iter": cv_max_iter},
+                          components, grid, n_folds, random_state, backends)  # fmt: skip
         for step in STEPS:
             step(state)
         for row in state.table:
@@ -325,13 +301,9 @@ def tune(
 
 
 def train_tuned(
-    records: Sequence[Record],
-    *,
-    random_state: int | None = 0,
-    options: RunOptions | None = None,
-    executor: LocalExecutor | None = None,
-    **params: Any,
-) -> tuple[GMMClassifier | FusedClassifier, TuneResult]:
+    records: Sequence[Record], *, random_state: int | None = 0,
+    options: RunOptions | None = None, executor: LocalExecutor | None = None, **params: Any,
+) -> tuple[GMMClassifier | FusedClassifier, TuneResult]:  # fmt: skip
     """:func:`tune` (``params``: its keywords), then fit the chosen model on every training file.
 
     The classifier's ``params`` apply to the CV fits and the final ml fit (another backend:
