@@ -20,15 +20,10 @@ __all__ = ["backend_cv_scores", "calibrate_backend"]
 
 
 def backend_cv_scores(
-    clips: Sequence[np.ndarray],
-    labels: Sequence[str],
-    backends: Sequence[str],
-    folds: np.ndarray,
-    *,
-    frame_step: int = 1,
-    random_state: int | None = 0,
+    clips: Sequence[np.ndarray], labels: Sequence[str], backends: Sequence[str],
+    folds: np.ndarray, *, frame_step: int = 1, random_state: int | None = 0,
     executor: LocalExecutor | None = None,
-) -> dict[str, np.ndarray]:
+) -> dict[str, np.ndarray]:  # fmt: skip
     """Held-out scores (n_clips, n_labels) of every clip under each backend, per backend.
 
     Per fold of ``folds`` (:func:`clip_folds`; -1 rows stay NaN), one UBM is trained on
@@ -67,17 +62,10 @@ def backend_cv_scores(
 
 
 def calibrate_backend(
-    clips: Sequence[np.ndarray],
-    labels: Sequence[str],
-    backend: str,
-    *,
-    n_folds: int = 3,
-    p_target: float = 0.5,
-    random_state: int | None = 0,
-    executor: LocalExecutor | None = None,
-    ubm: DiagGMM | None = None,
-    **params: Any,
-) -> dict[str, Any]:
+    clips: Sequence[np.ndarray], labels: Sequence[str], backend: str, *, n_folds: int = 3,
+    p_target: float = 0.5, random_state: int | None = 0, executor: LocalExecutor | None = None,
+    ubm: DiagGMM | None = None, **params: Any,
+) -> dict[str, Any]:  # fmt: skip
     """A linear logistic calibration of ``backend``'s verification scores, on held-out folds.
 
     Per fold, the classifier (``params``, and the given ``ubm`` if any) is fitted on the

@@ -8,6 +8,7 @@ ever larger K (the overfit seen with 32 components on 9 clips per class).
 from __future__ import annotations
 
 import logging
+from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -17,7 +18,6 @@ import numpy as np
 
 from ..engine import LocalExecutor, resolve
 from ..exceptions import ParameterError
-from ..mixture import DiagGMM
 from ..models import GMMClassifier
 
 __all__ = ["COMPONENT_GRID", "ComponentSelection", "clip_folds", "cv_scores", "fit_mixed",
@@ -41,24 +41,20 @@ def clip_folds(labels: Sequence[str], n_folds: int, *, random_state: int | None 
     """
     if not isinstance(n_folds, (int, np.integer)) or n_folds < 2:
         raise ParameterError(f"n_folds must be an int >= 2; got {n_folds!r}")
-    labels = [str(y) for y in labels]
+    labels = np.array([str(y) for y in labels], dtype=str)
     folds = np.full(len(labels), -1, dtype=np.int64)
-    by_label: dict[str, list[int]] = {}
-    for i, y in enumerate(labels):
-        by_label.setdefault(y, []).append(i)
-    seeds = np.random.SeedSequence(random_state).spawn(len(by_label))
-    for (_, idx), ss in zip(sorted(by_label.items()), seeds):
-        if len(idx) < 2:
-            continue
-        order = np.random.default_rng(ss).permutation(len(idx))
-        start = int(np.random.default_rng(ss).integers(n_folds))  # spread the remainders
-        for rank, j in enumerate(order):
-            folds[idx[j]] = (start + rank) % n_folds
+    names = np.unique(labels)
+    for lab, ss in zip(names, np.random.SeedSequence(random_state).spawn(len(names))):
+        idx = np.flatnonzero(labels == lab)
+        if len(idx) > 1:
+            order = np.random.default_rng(ss).permutation(len(idx))
+            start = int(np.random.default_rng(ss).integers(n_folds))  # spread the remainders
+            folds[idx[order]] = (start + np.arange(len(idx))) % n_folds
     return folds
 
 
 def per_fold(folds: np.ndarray, fit_score: Callable[[np.ndarray, np.ndarray], Any], ex) -> dict:
-    """``{f: fit_score(train, test)}`` (clip index arrays) of every held-out fold, in parallel."""
+    """``{f: fit_score(train, test)}`` (clip indices) of each held-out fold, in parallel."""
     held = [f for f in range(int(folds.max(initial=-1)) + 1) if (folds == f).any()]
     split = [(np.flatnonzero(folds != f), np.flatnonzero(folds == f)) for f in held]
     return dict(zip(held, ex.map(lambda s: fit_score(*s), split)))
@@ -69,40 +65,31 @@ def max_components(n_frames: int) -> int:
     return max(1, int(n_frames) // FRAMES_PER_COMPONENT)
 
 
-def supported_grid(
-    labels: Sequence[str], n_frames: Sequence[int], grid: Sequence[int], n_folds: int
-) -> tuple[int, ...]:
-    """The sorted values of ``grid`` (the smallest always) that half of the labels can use in CV.
-
-    A fold's fit sees ``(n_folds - 1) / n_folds`` of a class's frames (``n_frames``: one
-    per clip); a K above most caps would only refit the smaller models.
-    """
+def supported_grid(labels: Sequence[str], n_frames: Sequence[int], grid: Sequence[int],
+                   n_folds: int) -> tuple[int, ...]:  # fmt: skip
+    """The sorted values of ``grid`` (the smallest always) that half of the labels can use in CV:
+    a fold's fit sees ``(n_folds - 1) / n_folds`` of a class's frames (``n_frames``: per clip);
+    a K above most caps would only refit the smaller models."""
     cap = median_cap(labels, n_frames, used=(n_folds - 1, n_folds))
     ks = sorted({int(k) for k in grid})
     return tuple(k for i, k in enumerate(ks) if i == 0 or k <= cap)
 
 
-def median_cap(
-    labels: Sequence[str], n_frames: Sequence[int], *, used: tuple[int, int] = (1, 1)
-) -> int:
+def median_cap(labels: Sequence[str], n_frames: Sequence[int], *,
+               used: tuple[int, int] = (1, 1)) -> int:  # fmt: skip
     """The largest K half of the labels can support, a fit seeing ``a / b = used`` of the frames."""
-    per_label: dict[str, int] = {}
+    per_label: Counter[str] = Counter()
     for y, n in zip(labels, n_frames):
-        per_label[str(y)] = per_label.get(str(y), 0) + int(n)
+        per_label[str(y)] += int(n)
     a, b = used
     caps = sorted(max_components(n * a // b) for n in per_label.values())
     return caps[(len(caps) - 1) // 2] if caps else 1
 
 
 def fit_mixed(
-    clips: Sequence[np.ndarray],
-    labels: Sequence[str],
-    n_components: Mapping[str, int],
-    *,
-    random_state: int | None = 0,
-    executor: LocalExecutor | None = None,
-    **params: Any,
-) -> GMMClassifier:
+    clips: Sequence[np.ndarray], labels: Sequence[str], n_components: Mapping[str, int], *,
+    random_state: int | None = 0, executor: LocalExecutor | None = None, **params: Any,
+) -> GMMClassifier:  # fmt: skip
     """A fitted :class:`GMMClassifier` whose class ``y`` has ``n_components[y]`` components.
 
     ``clips`` are (n_frames_i, n_dims) arrays; labels with the same K are trained by one
@@ -117,8 +104,7 @@ def fit_mixed(
     for i, y in enumerate(labels):
         groups.setdefault(int(n_components[y]), []).append(i)
     out = GMMClassifier(max(groups), random_state=random_state, **params)
-    models: dict[str, DiagGMM] = {}
-    report: dict[str, Any] = {}
+    models, report = {}, {}
     with resolve(executor, params.get("n_jobs")) as ex, quiet_single_class():
         for k, idx in sorted(groups.items()):
             sub = GMMClassifier(k, random_state=random_state, **params).fit(
@@ -136,10 +122,8 @@ def fit_mixed(
 def quiet_single_class():
     """Silence the classifier's one-class warning (a group or fold may hold one label)."""
     log = logging.getLogger(GMMClassifier.__module__)
-
     def flt(record: logging.LogRecord) -> bool:
         return not record.getMessage().startswith("only one class")
-
     log.addFilter(flt)
     try:
         yield
@@ -212,16 +196,10 @@ class ComponentSelection:
 
 
 def cv_scores(
-    clips: Sequence[np.ndarray],
-    labels: Sequence[str],
-    *,
-    grid: Sequence[int] = COMPONENT_GRID,
-    n_folds: int = 3,
-    random_state: int | None = 0,
-    frame_step: int = 1,
-    executor: LocalExecutor | None = None,
-    **params: Any,
-) -> ComponentSelection:
+    clips: Sequence[np.ndarray], labels: Sequence[str], *, grid: Sequence[int] = COMPONENT_GRID,
+    n_folds: int = 3, random_state: int | None = 0, frame_step: int = 1,
+    executor: LocalExecutor | None = None, **params: Any,
+) -> ComponentSelection:  # fmt: skip
     """Score every training clip, held out by clip, under classifiers of each grid K.
 
     Per fold and K, one classifier (``params``; each class at ``min(K, cap)``, the cap
@@ -236,15 +214,15 @@ def cv_scores(
     if len(clips) != len(labels):
         raise ParameterError(f"{len(clips)} clips but {len(labels)} labels")
     labels = [str(y) for y in labels]
-    names = sorted(set(labels))
-    index = {lab: j for j, lab in enumerate(names)}
-    y = np.array([index[lab] for lab in labels])
+    names, y = np.unique(labels, return_inverse=True)
+    names = names.tolist()
     folds = clip_folds(labels, n_folds, random_state=random_state)
     if not isinstance(frame_step, (int, np.integer)) or frame_step < 1:
         raise ParameterError(f"frame_step must be an int >= 1; got {frame_step!r}")
     n_frames = np.array([X.shape[0] for X in clips])
     caps = {lab: max_components(n_frames[y == j].sum()) for j, lab in enumerate(names)}
-    sel = ComponentSelection(grid, names, y, folds, n_frames, caps=caps, frame_step=frame_step)
+    scores = {k: np.full((len(clips), len(names)), np.nan) for k in grid}
+    sel = ComponentSelection(grid, names, y, folds, n_frames, scores, caps, frame_step)
     # one fit per fold and distinct classifier (a K above every cap is the same one)
     key_of: dict[tuple[int, int], tuple[int, tuple[int, ...]]] = {}
     for f in range(n_folds):
@@ -268,8 +246,6 @@ def cv_scores(
         # whole fits in parallel (their inner steps then run inline): a 5-iteration EM
         # split into chunks keeps the cores waiting on its many small steps
         done = dict(zip(tasks, ex.map(fold_scores, tasks)))
-    for k in grid:
-        sel.scores[k] = np.full((len(clips), len(names)), np.nan)
     for (f, k), key in key_of.items():
         sel.scores[k][folds == f] = done[key]
     return sel

@@ -102,13 +102,9 @@ def search_down(cv: Any, name: str, grid: Sequence[int]) -> Any:
 
 
 def forward_fusion(
-    start: str,
-    pool: Sequence[str],
-    scores: Mapping[str, np.ndarray],
-    n_frames: Mapping[str, Sequence[int]],
-    correct: Any,
-    max_members: int,
-) -> list[tuple[list[str], int]]:
+    start: str, pool: Sequence[str], scores: Mapping[str, np.ndarray],
+    n_frames: Mapping[str, Sequence[int]], correct: Any, max_members: int,
+) -> list[tuple[list[str], int]]:  # fmt: skip
     """Greedy forward selection of late-fusion members (Caruana et al. 2004).
 
     From ``start``, add the candidate of ``pool`` (in order of preference) whose fusion

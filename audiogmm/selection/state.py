@@ -67,22 +67,20 @@ class TuneResult:
     Attributes
     ----------
     front_end : str
-        A key of :data:`FRONT_ENDS`, ``"<name>-cmn"``, a preset name, ``"config"`` (a given
-        config), or a late fusion ``"<a> + <b> [+ <c>]"`` of those.
+        A :data:`FRONT_ENDS` key, ``"<name>-cmn"``, a preset, ``"config"`` (a given config) or
+        a late fusion ``"<a> + <b> [+ <c>]"`` of ``members`` (with their ``member_configs``,
+        ``member_features`` and ``fusion_weights``; else empty or None).
     n_components : dict of str to int
-        Components of each class; ``components_rule`` is ``"fixed"``, ``"K=<k>"`` or
-        ``"per-class"``.
+        Each class's K, by ``components_rule``: ``"fixed"``, ``"K=<k>"`` or ``"per-class"``.
     table : list of dict
-        One row per candidate: ``stage``, ``front_end``, ``components``, ``correct``,
-        ``n``, ``accuracy``, ``ci_low``, ``ci_high`` (95% Wilson), plus ``chosen``.
+        A row per candidate: ``stage``, ``front_end``, ``components``, ``correct``, ``n``,
+        ``accuracy``, ``ci_low``, ``ci_high`` (95% Wilson), ``chosen``.
     seconds : float
-        Wall time of the whole search (extraction included).
-    features, member_features : ExtractionResult, list of ExtractionResult
-        The chosen front end's (a fusion's first member's) and each member's features of
-        the training files (not serialised); ``members``, ``member_configs`` and
-        ``fusion_weights`` describe a late fusion (empty or None otherwise).
+        Wall time of the search, extraction included.
+    features : ExtractionResult
+        The chosen front end's (first member's) features of the training files.
     backend : str
-        The chosen key of :data:`~audiogmm.models.BACKENDS` (not ``"ml"``: a UBM of
+        A :data:`~audiogmm.models.BACKENDS` key (not ``"ml"``: a UBM of
         :data:`~audiogmm.models.UBM_COMPONENTS`, ``n_components`` unused).
     """
 
@@ -112,13 +110,11 @@ class TuneResult:
 
 @dataclass
 class TuneState:
-    """Everything :func:`tune`'s steps share: the inputs (``cands``: name -> config, in order
-    of preference; ``backends``: others than ``ml`` for step 5), the table so far, each
-    components option's K per class (``choices``) and the chosen one (``rule``), the K the
-    front ends are compared at (``screen_k``), each front end's CV scores (``sels``), and
-    the choice so far (``front_end``, ``members``, ``backend``;
-    ``correct`` of ``n_scored``).
-    """
+    """What :func:`tune`'s steps share: the inputs (``cands``: name -> config, in order of
+    preference; ``backends``: others than ``ml``), the table so far, each components option's
+    K per class (``choices``) and the chosen one (``rule``), the K the front ends are compared
+    at (``screen_k``), their CV scores (``sels``), and the choice so far (``front_end``,
+    ``members``, ``backend``; ``correct`` of ``n_scored``)."""
 
     records: Sequence[Record]
     cands: dict[str, FeatureConfig]
