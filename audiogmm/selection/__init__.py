@@ -1,9 +1,6 @@
-"""Model selection on training files: ``--preset auto --components auto`` and ``audiogmm tune``.
-
-Modules: ``cv`` (clip-stratified folds, held-out scores, per-class K), ``backends``
-(the other backends on held-out folds; ``train --calibrate``), ``rules`` (the decisions
-from those scores), ``state`` (what the steps share) and ``steps`` (:func:`tune`'s steps,
-:func:`train_tuned`).
+"""Model selection on training files (``--preset auto --components auto``, ``audiogmm tune``):
+``cv`` (clip-stratified folds, held-out scores per K), ``backends`` (the other backends held
+out; ``train --calibrate``), ``rules`` (the decisions), ``state`` and ``steps`` (:func:`tune`).
 """
 
 from .state import TuneResult

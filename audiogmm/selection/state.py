@@ -6,14 +6,13 @@ import logging
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Union
+from typing import Any
 
 import numpy as np
 
 from ..data import ExtractionResult, Record, RunOptions, extract_many
 from ..features import PRESETS, FeatureConfig
 from ..features.extraction import extraction_roots
-from ..models.classifier import N_COMPONENTS
 from ..scoring.metrics import wilson_interval
 from .cv import ComponentSelection, cv_scores
 from .rules import Option
@@ -56,9 +55,6 @@ COSTLY_BACKENDS: Mapping[str, str] = {
     "ivector": "with it in the CV, auto cost 5.4x a plain train on the dev sounds, past the "
                "4x budget, and it was chosen on neither the dev sounds nor the hard speakers",
 }
-
-Components = Union[int, str]
-
 
 @dataclass
 class TuneResult:
@@ -121,7 +117,7 @@ class TuneState:
     options: RunOptions
     executor: Any
     params: dict[str, Any]
-    components: Components
+    components: int | str
     grid: Sequence[int]
     n_folds: int
     random_state: int | None
@@ -129,7 +125,7 @@ class TuneState:
     table: list[dict[str, Any]] = field(default_factory=list)
     choices: dict[str, dict[str, int]] = field(default_factory=dict)
     rule: str = "fixed"
-    screen_k: int = N_COMPONENTS
+    screen_k: int = 0
     sels: dict[str, ComponentSelection] = field(default_factory=dict)
     front_end: str = ""
     members: list[str] = field(default_factory=list)
@@ -137,9 +133,7 @@ class TuneState:
     correct: int = 0
     n_scored: int = 0
     backend: str = "ml"
-    feats: dict[str, tuple[ExtractionResult, list[np.ndarray], list[str]]] = field(
-        default_factory=dict
-    )
+    feats: dict[str, tuple] = field(default_factory=dict)  # name -> (extraction, clips, labels)
 
     @property
     def first(self) -> str:

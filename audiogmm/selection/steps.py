@@ -31,7 +31,7 @@ from . import state as st
 from .backends import backend_cv_scores
 from .cv import COMPONENT_GRID, fit_mixed, median_cap, supported_grid
 from .rules import beats_default, choose_fusion, one_standard_error
-from .state import Components, TuneResult, TuneState
+from .state import TuneResult, TuneState
 
 __all__ = ["BACKEND_SE", "STEPS", "step_backend", "step_components", "step_front_end",
            "step_front_ends", "step_fusion", "train_tuned", "tune", "within_bandwidth"]  # fmt: skip
@@ -79,21 +79,16 @@ def step_components(state: TuneState) -> None:
     first = state.first
     _, clips, labels = state.features(first)
     lens, fewest = [len(X) for X in clips], min(Counter(labels).values())
-    if len(state.cands) > 1 or state.components == "auto":
-        if len(clips) < st.MIN_CV_CLIPS:
-            logger.warning(
-                "only %d training clips to cross-validate: the choice of %s is mostly noise (a "
-                "clip more or less correct moves the accuracy by %.0f points); give a fixed "
-                "--preset and -k, or more data", len(clips),
-                "front end" if state.components != "auto" else "components and front end",
-                100 / max(1, len(clips)),
-            )  # fmt: skip
-        if fewest < st.MIN_CLIPS_PER_CLASS:
-            logger.warning(
-                "a class has only %d training clip(s): too few to hold one out in each fold, so "
-                "the data cannot support a choice; the default is kept unless another candidate "
-                "wins clearly", fewest,
-            )  # fmt: skip
+    searching = len(state.cands) > 1 or state.components == "auto"
+    if searching and len(clips) < st.MIN_CV_CLIPS:
+        what = "front end" if state.components != "auto" else "components and front end"
+        logger.warning("only %d training clips to cross-validate: the choice of %s is mostly noise "
+                       "(a clip more or less correct moves the accuracy by %.0f points); give a "
+                       "fixed --preset and -k, or more data", len(clips), what, 100 / len(clips))
+    if searching and fewest < st.MIN_CLIPS_PER_CLASS:
+        logger.warning("a class has only %d training clip(s): too few to hold one out in each "
+                       "fold, so the data cannot support a choice; the default is kept unless "
+                       "another candidate wins clearly", fewest)  # fmt: skip
     if state.components != "auto":
         k = int(state.components)
         state.screen_k, state.rule, state.choices = k, "fixed", {"fixed": {y: k for y in labels}}
@@ -227,7 +222,7 @@ def _available_backends() -> tuple[str, ...]:
 
 def tune(
     records: Sequence[Record], *, preset: str | FeatureConfig = "auto",
-    components: Components = "auto", grid: Sequence[int] = COMPONENT_GRID,
+    components: int | str = "auto", grid: Sequence[int] = COMPONENT_GRID,
     n_folds: int = st.N_FOLDS, cv_max_iter: int = st.CV_MAX_ITER, random_state: int | None = 0,
     options: RunOptions | None = None, executor: LocalExecutor | None = None,
     backends: Sequence[str] | str | None = None, **classifier_params: Any,
@@ -308,9 +303,8 @@ def train_tuned(
 
     The classifier's ``params`` apply to the CV fits and the final ml fit (another backend:
     its defaults and the UBM size it was scored at); the features are reused. Returns the
-    classifier (a FusedClassifier when a fusion won; ``timing_`` has ``tune_s`` and
-    ``train_s``) and the :class:`TuneResult`, whose ``to_header()`` goes in the model file
-    under ``selection``.
+    classifier (a FusedClassifier when a fusion won; ``timing_``: ``tune_s``, ``train_s``) and
+    the :class:`TuneResult` (its ``to_header()``: the model file's ``selection``).
     """
     opts = options or RunOptions()
     fit_params = {k: v for k, v in params.items() if k not in inspect.signature(tune).parameters}
@@ -320,13 +314,13 @@ def train_tuned(
         fits = []
         for res in result.member_features or [result.features]:
             clips, labels = res.labelled_clips(records)
-            if result.backend != "ml":  # as it was scored
+            if result.backend == "ml":
+                fits.append(fit_mixed(clips, labels, result.n_components, executor=ex,
+                                      random_state=random_state, n_jobs=opts.n_jobs, **fit_params))
+            else:  # as it was scored
                 clf = BACKENDS[result.backend](n_components=UBM_COMPONENTS, n_jobs=opts.n_jobs,
                                                random_state=random_state)  # fmt: skip
                 fits.append(clf.fit(clips, labels, executor=ex))
-            else:
-                fits.append(fit_mixed(clips, labels, result.n_components, executor=ex,
-                                      random_state=random_state, n_jobs=opts.n_jobs, **fit_params))
     clf = FusedClassifier(fits, weights=result.fusion_weights) if len(fits) > 1 else fits[0]
     clf.timing_ = {"tune_s": result.seconds, "train_s": time.perf_counter() - t1}
     return clf, result
