@@ -34,11 +34,8 @@ FRAMES_PER_COMPONENT = 50
 
 
 def clip_folds(labels: Sequence[str], n_folds: int, *, random_state: int | None = 0) -> np.ndarray:
-    """Fold of each clip (n_clips,), in ``[0, n_folds)``, stratified per label.
-
-    Each label's clips are shuffled (one stream per label) and dealt round-robin to the
-    folds; a single-clip label's clip gets -1 (never held out).
-    """
+    """Fold of each clip (n_clips,), in ``[0, n_folds)``: each label's clips shuffled (one stream
+    per label) and dealt round-robin; a single-clip label's clip gets -1 (never held out)."""
     if not isinstance(n_folds, (int, np.integer)) or n_folds < 2:
         raise ParameterError(f"n_folds must be an int >= 2; got {n_folds!r}")
     labels = np.array([str(y) for y in labels], dtype=str)
@@ -163,11 +160,8 @@ class ComponentSelection:
         return int((scores[h].argmax(1) == self.y[h]).sum()), int(h.sum())
 
     def choose(self) -> dict[str, int]:
-        """Per-class K: the best held-out log-likelihood per frame of the class's own clips.
-
-        A class never held out takes the smallest K; ties go to the smaller K. Fit with
-        :meth:`capped` of the result.
-        """
+        """Per-class K: the best held-out log-likelihood per frame of the class's own clips (the
+        smaller K on ties and for a class never held out). Fit with :meth:`capped` of it."""
         out = {}
         for j, lab in enumerate(self.labels):
             m = self.held & (self.y == j)  # none held out: every ll is 0, the smallest K wins

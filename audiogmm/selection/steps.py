@@ -60,8 +60,8 @@ def within_bandwidth(cands: Mapping[str, FeatureConfig], records: Sequence[Recor
         if native and any(native <= c.sample_rate < cfg.sample_rate for c in out.values()):
             logger.info("front end %s skipped: %d Hz analysis, but no training file is sampled "
                         "above %d Hz", name, cfg.sample_rate, native)  # fmt: skip
-            continue
-        out[name] = cfg
+        else:
+            out[name] = cfg
     return out
 
 
