@@ -218,14 +218,10 @@ def cv_scores(
     scores = {k: np.full((len(clips), len(names)), np.nan) for k in grid}
     sel = ComponentSelection(grid, names, y, folds, n_frames, scores, caps, frame_step)
     # one fit per fold and distinct classifier (a K above every cap is the same one)
-    key_of: dict[tuple[int, int], tuple[int, tuple[int, ...]]] = {}
-    for f in range(n_folds):
-        train = folds != f
-        if train.all():
-            continue
-        frames = [int(n_frames[train & (y == j)].sum()) for j in range(len(names))]
-        for k in grid:
-            key_of[f, k] = (f, tuple(min(k, max_components(n)) for n in frames))
+    trained = {f: [int(n_frames[(folds != f) & (y == j)].sum()) for j in range(len(names))]
+               for f in range(n_folds) if (folds == f).any()}  # fmt: skip
+    key_of = {(f, k): (f, tuple(min(k, max_components(n)) for n in frames))
+              for f, frames in trained.items() for k in grid}  # fmt: skip
     tasks = list(dict.fromkeys(key_of.values()))
 
     def fold_scores(task: tuple[int, tuple[int, ...]]) -> np.ndarray:

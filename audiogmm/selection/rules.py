@@ -1,7 +1,6 @@
-"""The decisions of ``--preset auto``: each rule takes :class:`Option` data (or tuples
-``(name, correct, complexity)``: held-out clips right of ``n``; smaller complexity is simpler)
-and returns the name of one. A more complex choice must beat the simple default by more than
-the noise (:func:`beats_default`).
+"""The decisions of ``--preset auto``: each rule takes :class:`Option` data (held-out clips
+``correct`` of ``n``; smaller ``complexity`` is simpler) and returns the name of one. A more
+complex choice must beat the simple default by more than the noise (:func:`beats_default`).
 """
 
 from __future__ import annotations
