@@ -1,8 +1,8 @@
-"""``--preset auto --components auto``: :func:`tune` runs its steps over one :class:`TuneState`.
-
-The steps (candidate front ends, components on the default front end, the other front ends,
-late fusion, the other backends) each read the earlier choices, add rows to the table and
-apply a rule of :mod:`~audiogmm.selection.rules`. Only the training files are read.
+"""``--preset auto --components auto``: :func:`tune` runs its steps over one :class:`TuneState`
+(what they share), giving a :class:`TuneResult`. The steps (candidate front ends, components on
+the default front end, the other front ends, late fusion, the other backends) each read the
+earlier choices, add rows to the table and apply a rule of :mod:`~audiogmm.selection.rules`.
+Only the training files are read.
 """
 
 from __future__ import annotations
@@ -14,29 +14,202 @@ import time
 import warnings
 from collections import Counter
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
-from ..data import Record, RunOptions
+from ..data import ExtractionResult, Record, RunOptions, extract_many
 from ..engine import LocalExecutor, resolve
 from ..exceptions import ConvergenceWarning, DatasetError, ParameterError
-from ..features import FeatureConfig
+from ..features import PRESETS, FeatureConfig
+from ..features.extraction import extraction_roots
 from ..models import BACKENDS, FusedClassifier, GMMClassifier
 from ..models.classifier import N_COMPONENTS
 from ..models.fusion import fit_fusion
 from ..models.ubm import UBM_COMPONENTS
+from ..scoring.metrics import wilson_interval
 from . import rules
-from . import state as st
-from .backends import backend_cv_scores
-from .cv import COMPONENT_GRID, fit_mixed, median_cap, supported_grid
-from .rules import beats_default, choose_fusion, one_standard_error
-from .state import TuneResult, TuneState
+from .cv import (
+    COMPONENT_GRID,
+    ComponentSelection,
+    backend_cv_scores,
+    cv_scores,
+    fit_mixed,
+    median_cap,
+    supported_grid,
+)
+from .rules import Option, beats_default, choose_fusion, one_standard_error
 
-__all__ = ["BACKEND_SE", "STEPS", "step_backend", "step_components", "step_front_end",
-           "step_front_ends", "step_fusion", "train_tuned", "tune", "within_bandwidth"]  # fmt: skip
+__all__ = ["BACKEND_EXTRAS", "BACKEND_SE", "CMN", "COSTLY_BACKENDS", "CV_MAX_ITER", "FRAME_STEP",
+           "FRONT_ENDS", "MAX_FUSED", "MIN_CLIPS_PER_CLASS", "MIN_CV_CLIPS", "N_FOLDS",
+           "SCREEN_FRAME_STEP", "STEPS", "TuneResult", "TuneState", "step_backend",
+           "step_components", "step_front_end", "step_front_ends", "step_fusion", "train_tuned",
+           "tune", "within_bandwidth"]  # fmt: skip
 
 logger = logging.getLogger(__name__)
+
+#: Front ends that ``--preset auto`` cross-validates, simplest and cheapest first: the
+#: default ``general`` and the full-band ``sound`` (44.1 kHz, only for files with content
+#: above 8 kHz). The other presets never beat ``general`` by one SE in CV on the dev corpus
+#: (README "Presets and tuning").
+FRONT_ENDS: Mapping[str, FeatureConfig] = {"general": PRESETS["general"], "sound": PRESETS["sound"]}
+#: Added to the candidates as ``<widest>-cmn``: the widest front end with per-clip cepstral
+#: mean normalisation (same extraction); weaker alone, a gain as a late-fusion partner.
+CMN = {"cmvn": "utterance", "cmvn_norm_vars": False}
+#: Most members of a late fusion chosen by ``--preset auto``.
+MAX_FUSED = 3
+#: Folds of the clip-stratified cross-validation.
+N_FOLDS = 3
+#: EM iterations per fit inside the cross-validation.
+CV_MAX_ITER = 5
+#: ``tune`` warns below this many training clips (a clip moves the accuracy by 3 points).
+MIN_CV_CLIPS = 30
+#: ``tune`` warns when a class has fewer clips (its folds hold one or two).
+MIN_CLIPS_PER_CLASS = 3
+#: The cross-validation fits and scores every FRAME_STEP-th frame of each clip.
+FRAME_STEP = 2
+#: The same for the other front ends and fusions (steps 3 and 4): a quarter cheaper, and
+#: the same fusions were kept on the development sets.
+SCREEN_FRAME_STEP = 3
+#: The package each backend needs beyond the core; without it the backend is left out.
+BACKEND_EXTRAS: Mapping[str, str] = {"gsv": "sklearn"}
+#: Backends ``auto`` does not cross-validate unless asked (``tune(backends=...)``), and why.
+COSTLY_BACKENDS: Mapping[str, str] = {
+    "gsv": "its CV costs 10-50x a plain train (five L-BFGS logistic regressions per fold, "
+           "92% of the time on the dev sounds: 100 s against 8 s for map)",
+    "ivector": "with it in the CV, auto cost 5.4x a plain train on the dev sounds, past the "
+               "4x budget, and it was chosen on neither the dev sounds nor the hard speakers",
+}
+
+@dataclass
+class TuneResult:
+    """What :func:`tune` chose, and the table it chose from.
+
+    Attributes
+    ----------
+    front_end : str
+        A :data:`FRONT_ENDS` key, ``"<name>-cmn"``, a preset, ``"config"`` (a given config) or
+        a late fusion ``"<a> + <b> [+ <c>]"`` of ``members`` (with their ``member_configs``,
+        ``member_features`` and ``fusion_weights``; else empty or None).
+    n_components : dict of str to int
+        Each class's K, by ``components_rule``: ``"fixed"``, ``"K=<k>"`` or ``"per-class"``.
+    table : list of dict
+        A row per candidate: ``stage``, ``front_end``, ``components``, ``correct``, ``n``,
+        ``accuracy``, ``ci_low``, ``ci_high`` (95% Wilson), ``chosen``.
+    seconds : float
+        Wall time of the search, extraction included.
+    features : ExtractionResult
+        The chosen front end's (first member's) features of the training files.
+    backend : str
+        A :data:`~audiogmm.models.BACKENDS` key (not ``"ml"``: a UBM of
+        :data:`~audiogmm.models.UBM_COMPONENTS`, ``n_components`` unused).
+    """
+
+    front_end: str
+    config: FeatureConfig
+    n_components: dict[str, int]
+    components_rule: str
+    table: list[dict[str, Any]]
+    n_folds: int
+    cv_max_iter: int
+    seconds: float = 0.0
+    features: ExtractionResult = field(default_factory=ExtractionResult, repr=False)
+    members: list[str] = field(default_factory=list)
+    member_configs: list[FeatureConfig] = field(default_factory=list)
+    member_features: list[ExtractionResult] = field(default_factory=list, repr=False)
+    fusion_weights: list[float] | None = None
+    backend: str = "ml"
+
+    def to_header(self) -> dict[str, Any]:
+        """The JSON-able record stored under ``selection`` in the model file header."""
+        return {"front_end": self.front_end, "components_rule": self.components_rule,
+                "n_components": dict(sorted(self.n_components.items())), "n_folds": self.n_folds,
+                "cv_max_iter": self.cv_max_iter, "cv_frame_step": FRAME_STEP, "folds_by": "clip",
+                "seconds": round(self.seconds, 3), "table": self.table,
+                "backend": self.backend}  # fmt: skip
+
+
+@dataclass
+class TuneState:
+    """What :func:`tune`'s steps share: the inputs (``cands``: name -> config, in order of
+    preference; ``backends``: others than ``ml``), the table so far, each components option's
+    K per class (``choices``) and the chosen one (``rule``), the K the front ends are compared
+    at (``screen_k``), their CV scores (``sels``), and the choice so far (``front_end``,
+    ``members``, ``backend``; ``correct`` of ``n_scored``)."""
+
+    records: Sequence[Record]
+    cands: dict[str, FeatureConfig]
+    options: RunOptions
+    executor: Any
+    params: dict[str, Any]
+    components: int | str
+    grid: Sequence[int]
+    n_folds: int
+    random_state: int | None
+    backends: tuple[str, ...] = ()
+    table: list[dict[str, Any]] = field(default_factory=list)
+    choices: dict[str, dict[str, int]] = field(default_factory=dict)
+    rule: str = "fixed"
+    screen_k: int = 0
+    sels: dict[str, ComponentSelection] = field(default_factory=dict)
+    front_end: str = ""
+    members: list[str] = field(default_factory=list)
+    fusion_weights: list[float] | None = None
+    correct: int = 0
+    n_scored: int = 0
+    backend: str = "ml"
+    feats: dict[str, tuple] = field(default_factory=dict)  # name -> (extraction, clips, labels)
+
+    @property
+    def first(self) -> str:
+        """The default front end (the first candidate)."""
+        return next(iter(self.cands))
+
+    def features(self, name: str) -> tuple[ExtractionResult, list[np.ndarray], list[str]]:
+        """``name``'s extraction, clips and labels (extracted once per root, then derived)."""
+        if name not in self.feats:
+            names = list(self.cands)
+            root = names[extraction_roots(list(self.cands.values()))[names.index(name)]]
+            if root != name:  # fewer delta orders or a CMVN: sliced, no second decode
+                res = self.features(root)[0].derived(self.cands[root], self.cands[name])
+            else:
+                t1 = time.perf_counter()
+                res = extract_many(self.records, config=self.cands[name], options=self.options,
+                                   executor=self.executor)  # fmt: skip
+                logger.info("front end %s: extracted in %.2f s", name, time.perf_counter() - t1)
+            self.feats[name] = (res, *res.labelled_clips(self.records))
+        return self.feats[name]
+
+    def cv(self, name: str, ks: Sequence[int], step: int = FRAME_STEP) -> ComponentSelection:
+        """Cross-validated scores of front end ``name`` at each K of ``ks``."""
+        _, clips, labels = self.features(name)
+        t1 = time.perf_counter()
+        sel = cv_scores(clips, labels, grid=ks, n_folds=self.n_folds, frame_step=step,
+                        random_state=self.random_state, executor=self.executor, **self.params)
+        logger.info("front end %s: CV of K in %s in %.2f s", name, list(ks),
+                    time.perf_counter() - t1)  # fmt: skip
+        return sel
+
+    def add(self, stage: str, front_end: str, components: str, correct: int, n: int,
+            complexity: float = 0.0, name: str = "") -> Option:  # fmt: skip
+        """Add a table row; its rule's :class:`Option` (named ``name``, else ``front_end``)."""
+        lo, hi = wilson_interval(correct, n)
+        acc = correct / n if n else float("nan")
+        self.table.append({"stage": stage, "front_end": front_end, "components": components,
+                           "correct": correct, "n": n, "accuracy": acc, "ci_low": lo,
+                           "ci_high": hi})  # fmt: skip
+        return Option(name or front_end, correct, float(complexity))
+
+    def choose(self, name: str, *stages: str, options: Sequence[Option] = ()) -> str:
+        """``name``: its rows of ``stages`` marked chosen (the others not), its count of
+        ``options`` (if there) the ``correct`` so far."""
+        for row in self.table:
+            if row["stage"] in stages:
+                row["chosen"] = row["front_end"] == name
+        self.correct = next((o.correct for o in options if o.name == name), self.correct)
+        return name
+
 
 #: Standard errors by which another backend must beat the ml choice in CV. Two: a CV model
 #: sees fewer clips, where MAP and supervectors gain most (on the hard dev speakers MAP was
@@ -71,7 +244,7 @@ def step_front_ends(state: TuneState) -> None:
         return
     state.cands = within_bandwidth(state.cands, state.records)
     widest = list(state.cands)[-1]
-    state.cands[f"{widest}-cmn"] = state.cands[widest].replace(**st.CMN)
+    state.cands[f"{widest}-cmn"] = state.cands[widest].replace(**CMN)
 
 
 def step_components(state: TuneState) -> None:
@@ -80,12 +253,12 @@ def step_components(state: TuneState) -> None:
     _, clips, labels = state.features(first)
     lens, fewest = [len(X) for X in clips], min(Counter(labels).values())
     searching = len(state.cands) > 1 or state.components == "auto"
-    if searching and len(clips) < st.MIN_CV_CLIPS:
+    if searching and len(clips) < MIN_CV_CLIPS:
         what = "front end" if state.components != "auto" else "components and front end"
         logger.warning("only %d training clips to cross-validate: the choice of %s is mostly noise "
                        "(a clip more or less correct moves the accuracy by %.0f points); give a "
                        "fixed --preset and -k, or more data", len(clips), what, 100 / len(clips))
-    if searching and fewest < st.MIN_CLIPS_PER_CLASS:
+    if searching and fewest < MIN_CLIPS_PER_CLASS:
         logger.warning("a class has only %d training clip(s): too few to hold one out in each "
                        "fold, so the data cannot support a choice; the default is kept unless "
                        "another candidate wins clearly", fewest)  # fmt: skip
@@ -136,10 +309,10 @@ def step_front_end(state: TuneState) -> None:
     for cand in todo:  # extracted here: an extraction is parallel by itself
         state.features(cand)
     # the first at the K search's step when the backends will compare with it
-    first_step = st.FRAME_STEP if state.backends else st.SCREEN_FRAME_STEP
+    first_step = FRAME_STEP if state.backends else SCREEN_FRAME_STEP
     # one front end's CV per worker, its fits inline: fewer, larger parallel tasks
     state.sels.update(zip(todo, state.executor.map(lambda c: state.cv(
-        c, [k], first_step if c == state.first else st.SCREEN_FRAME_STEP), todo)))
+        c, [k], first_step if c == state.first else SCREEN_FRAME_STEP), todo)))
     for rank, cand in enumerate(state.cands):
         c, state.n_scored = state.sels[cand].accuracy_counts(state.sels[cand].scores[k])
         options.append(state.add("front end", cand, f"K={k}", c, state.n_scored, rank))
@@ -157,9 +330,9 @@ def step_fusion(state: TuneState) -> None:
     frames = {c: -(-sel.n_frames // sel.frame_step) for c, sel in state.sels.items()}
     path = rules.forward_fusion(  # fused score rows must be of the same clips
         name, [c for c in state.cands if c != name and files[c] == files[name]], scores, frames,
-        lambda S: ref.accuracy_counts(S)[0], st.MAX_FUSED,
+        lambda S: ref.accuracy_counts(S)[0], MAX_FUSED,
     )  # fmt: skip
-    options = [rules.Option(name, state.correct, 1.0)] + [
+    options = [Option(name, state.correct, 1.0)] + [
         state.add("fusion", " + ".join(m), f"K={k}", c, state.n_scored, len(m)) for m, c in path
     ]
     chosen = choose_fusion(options, state.n_scored)
@@ -181,15 +354,15 @@ def step_backend(state: TuneState) -> None:
     first = state.first
     _, clips, labels = state.features(first)
     ref = state.sels.get(first)
-    if ref is None or N_COMPONENTS not in ref.grid or ref.frame_step != st.FRAME_STEP:
+    if ref is None or N_COMPONENTS not in ref.grid or ref.frame_step != FRAME_STEP:
         ref = state.cv(first, [N_COMPONENTS])  # the default, at the backends' frame step
-    options = [rules.Option("ml", max(state.correct, ref.accuracy_counts(
+    options = [Option("ml", max(state.correct, ref.accuracy_counts(
         ref.scores[N_COMPONENTS])[0]), 0.0)]  # fmt: skip
     t1 = time.perf_counter()
     # every third frame, as the other front ends: a third cheaper, and it can only
     # handicap the backends against the ml choice, scored at every second
     scores = backend_cv_scores(clips, labels, state.backends, ref.folds,
-                               frame_step=st.SCREEN_FRAME_STEP, random_state=state.random_state,
+                               frame_step=SCREEN_FRAME_STEP, random_state=state.random_state,
                                executor=state.executor)  # fmt: skip
     logger.info("backends %s: CV in %.2f s", list(state.backends), time.perf_counter() - t1)
     for rank, backend in enumerate(state.backends, 1):
@@ -209,9 +382,9 @@ def _available_backends() -> tuple[str, ...]:
     """The backends ``auto`` tries: all but ``ml`` whose extra is installed, not costly ones."""
     out = []
     for b in BACKENDS:
-        extra = st.BACKEND_EXTRAS.get(b)
-        if b in st.COSTLY_BACKENDS:
-            logger.info("backend %s not tried: %s", b, st.COSTLY_BACKENDS[b])
+        extra = BACKEND_EXTRAS.get(b)
+        if b in COSTLY_BACKENDS:
+            logger.info("backend %s not tried: %s", b, COSTLY_BACKENDS[b])
         elif extra and importlib.util.find_spec(extra) is None:
             logger.warning("backend %s left out of the search: it needs %s (pip install "
                            "'audiogmm[sklearn]')", b, extra)  # fmt: skip
@@ -223,7 +396,7 @@ def _available_backends() -> tuple[str, ...]:
 def tune(
     records: Sequence[Record], *, preset: str | FeatureConfig = "auto",
     components: int | str = "auto", grid: Sequence[int] = COMPONENT_GRID,
-    n_folds: int = st.N_FOLDS, cv_max_iter: int = st.CV_MAX_ITER, random_state: int | None = 0,
+    n_folds: int = N_FOLDS, cv_max_iter: int = CV_MAX_ITER, random_state: int | None = 0,
     options: RunOptions | None = None, executor: LocalExecutor | None = None,
     backends: Sequence[str] | str | None = None, **classifier_params: Any,
 ) -> TuneResult:  # fmt: skip
@@ -235,13 +408,13 @@ def tune(
     Parameters
     ----------
     preset : str or FeatureConfig
-        ``"auto"`` tries every :data:`~.state.FRONT_ENDS` candidate; a name or a config fixes it.
+        ``"auto"`` tries every :data:`FRONT_ENDS` candidate; a name or a config fixes it.
     components : int or "auto"
         ``"auto"`` chooses K per class (or one K) over ``grid``; an int fixes K.
     backends : sequence of str, "auto" or None
         Other backends to try. None: ``"auto"`` when ``preset`` and ``components`` are
         both ``"auto"``, else none; ``"auto"``: every backend whose extra is installed,
-        except :data:`~.state.COSTLY_BACKENDS`.
+        except :data:`COSTLY_BACKENDS`.
 
     Raises
     ------
@@ -257,7 +430,7 @@ def tune(
         raise ParameterError(f"components must be 'auto' or an int >= 1; got {components!r}")
     if not isinstance(cv_max_iter, (int, np.integer)) or cv_max_iter < 1:
         raise ParameterError(f"cv_max_iter must be an int >= 1; got {cv_max_iter!r}")
-    cands = ({"config": preset} if isinstance(preset, FeatureConfig) else dict(st.FRONT_ENDS)
+    cands = ({"config": preset} if isinstance(preset, FeatureConfig) else dict(FRONT_ENDS)
              if preset == "auto" else {preset: FeatureConfig.preset(preset)})  # fmt: skip
     if backends is None:
         backends = "auto" if preset == "auto" and components == "auto" else ()
