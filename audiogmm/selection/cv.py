@@ -296,18 +296,14 @@ def calibrate_backend(
     Per fold, the classifier (``params``, and the given ``ubm`` if any) is fitted on the
     other folds' clips; its ``score_samples`` of the held-out clips against every class
     are the trials (target for the clip's class), fitted at ``p_target``
-    (:func:`~audiogmm.scoring.calibration.fit_calibration`).
+    (:func:`~audiogmm.scoring.calibration.fit_calibration`). ParameterError: a backend without
+    verification scores, or too few clips (every class needs 2).
 
     Returns
     -------
     dict
         ``slope``, ``offset`` (``llr = slope * score + offset``, nats), ``p_target``,
         ``n_target``, ``n_nontarget``: the ``calibration`` block of a model file.
-
-    Raises
-    ------
-    ParameterError
-        A backend without verification scores, or too few clips (every class needs 2).
     """
     from ..models import BACKENDS
     from ..scoring.calibration import fit_calibration
