@@ -2,7 +2,7 @@
 
 For each development set and split seed: held-out CV counts (3 folds by clip, every
 second frame, ``general`` front end) of ml (K=16), map and gsv (a UBM of 64 per fold,
-``audiogmm.selection.backends.backend_cv_scores``), then each backend fitted on the whole
+``audiogmm.selection.cv.backend_cv_scores``), then each backend fitted on the whole
 training split and scored on the test split. Prints one JSON line per set and seed
 (README "Presets and tuning": the evidence for ``auto``'s two-standard-error backend rule).
 
@@ -28,8 +28,7 @@ from audiogmm.data import RunOptions, extract_many  # noqa: E402
 from audiogmm.features import PRESETS  # noqa: E402
 from audiogmm.models import BACKENDS  # noqa: E402
 from audiogmm.pipeline.classify import load_split  # noqa: E402
-from audiogmm.selection.backends import backend_cv_scores  # noqa: E402
-from audiogmm.selection.cv import cv_scores  # noqa: E402
+from audiogmm.selection.cv import backend_cv_scores, cv_scores  # noqa: E402
 
 
 def main() -> None:

@@ -219,7 +219,7 @@ def _clips(rng, centres, n_clips=4, n=150, D=3):
 @pytest.mark.filterwarnings("ignore::audiogmm.exceptions.ConvergenceWarning")
 @pytest.mark.filterwarnings("ignore:X has \\(near\\) zero variance:RuntimeWarning")
 def test_held_out_calibration_of_separable_or_identical_scores_warns_and_stays_finite():
-    from audiogmm.selection.backends import calibrate_backend
+    from audiogmm.selection.cv import calibrate_backend
 
     rng = np.random.default_rng(0)
     clips, labels = _clips(rng, [0.0, 2.0, -2.0])

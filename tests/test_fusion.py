@@ -15,7 +15,7 @@ from audiogmm.exceptions import ModelFileError, ParameterError
 from audiogmm.features import PRESETS, FeatureConfig
 from audiogmm.models import FusedClassifier, GMMClassifier
 from audiogmm.pipeline import evaluate_classifier, load_model, predict_files, save_model
-from audiogmm.selection import state, steps, train_tuned, tune
+from audiogmm.selection import steps, train_tuned, tune
 
 from .conftest_audio import record_extractions
 from .test_model_file import base_model, read_model_file, tamper_header
@@ -267,7 +267,7 @@ def test_auto_offers_fusions_and_trains_the_chosen_one(tmp_path, monkeypatch):
     singles = [r["front_end"] for r in res.table if r["stage"] == "front end"]
     assert singles == ["general", "sound", "sound-cmn"]
     fusions = [r["front_end"] for r in res.table if r["stage"] == "fusion"]
-    assert len(fusions) == state.MAX_FUSED - 1
+    assert len(fusions) == steps.MAX_FUSED - 1
     # force general as the front end alone, then the largest fusion
     monkeypatch.setattr(steps, "one_standard_error", lambda options, n: options[0][0])
     monkeypatch.setattr(steps, "choose_fusion", lambda options, n: options[-1][0])

@@ -18,7 +18,7 @@ from audiogmm.features import PRESETS
 from audiogmm.mixture import DiagGMM
 from audiogmm.models import GMMClassifier
 from audiogmm.pipeline import load_model
-from audiogmm.selection import state, steps, tune
+from audiogmm.selection import steps, tune
 from audiogmm.selection.cv import (
     clip_folds,
     cv_scores,
@@ -157,7 +157,7 @@ def test_held_out_clips_are_scored_by_models_that_never_saw_them():
 def test_cv_fits_in_parallel_score_as_one_after_another():
     # the folds' fits run as parallel tasks (their inner steps inline): the same scores
     from audiogmm.engine import LocalExecutor
-    from audiogmm.selection.backends import backend_cv_scores, calibrate_backend
+    from audiogmm.selection.cv import backend_cv_scores, calibrate_backend
 
     rng = np.random.default_rng(4)
     clips = [X for n, c in ((7, 0.0), (6, 0.5), (5, 1.0)) for X in _blobs(rng, n, c, 3.0, 40, 3)]
@@ -216,22 +216,22 @@ def run(args, code=0):
 
 def test_tune_reads_only_the_training_files(sound_data, monkeypatch):
     seen = []
-    real = state.extract_many
+    real = steps.extract_many
 
     def spy(items, **kw):
         items = list(items)
         seen.extend(r.path for r in items)
         return real(items, **kw)
 
-    monkeypatch.setattr(state, "extract_many", spy)
+    monkeypatch.setattr(steps, "extract_many", spy)
     records = read_manifest(sound_data)
     train = [r for i, r in enumerate(records) if i % 3 != 0]
     res = tune(train, preset="auto", components="auto", grid=(1, 2), options=None, n_jobs=1)
     assert set(seen) == {r.path for r in train}
     singles = [row["front_end"] for row in res.table if row["stage"] == "front end"]
-    assert singles == [*state.FRONT_ENDS, "sound-cmn"]  # + the widest one's CMN copy
+    assert singles == [*steps.FRONT_ENDS, "sound-cmn"]  # + the widest one's CMN copy
     fusions = [row["front_end"].split(" + ") for row in res.table if row["stage"] == "fusion"]
-    assert [len(m) for m in fusions] == list(range(2, state.MAX_FUSED + 1))  # forward steps
+    assert [len(m) for m in fusions] == list(range(2, steps.MAX_FUSED + 1))  # forward steps
     assert all(a == b[: len(a)] for a, b in zip(fusions, fusions[1:]))  # each extends the last
     assert sum(row.get("chosen", False) for row in res.table) == 2  # a K and a front end
     for row in res.table:
@@ -242,7 +242,7 @@ def test_tune_reads_only_the_training_files(sound_data, monkeypatch):
 
 def config_of(name):
     """The config of a ``--preset auto`` candidate named in a selection table."""
-    from audiogmm.selection.state import CMN, FRONT_ENDS
+    from audiogmm.selection.steps import CMN, FRONT_ENDS
 
     base, cmn, rest = name.partition("-cmn")
     assert base in FRONT_ENDS and not rest, name
@@ -395,13 +395,13 @@ def test_supported_grid_drops_k_most_classes_cannot_use():
 
 def test_front_ends_sharing_an_extraction_decode_once(sound_data, monkeypatch):
     from audiogmm.data import RunOptions, read_manifest
-    real = state.extract_many
-    calls = record_extractions(monkeypatch, state)
-    g = state.PRESETS["general"]
+    real = steps.extract_many
+    calls = record_extractions(monkeypatch, steps)
+    g = steps.PRESETS["general"]
     cands = {"general": g, "general+dd": g.replace(delta_order=2),
              "general+dd+cmn": g.replace(delta_order=2, cmvn="utterance", cmvn_norm_vars=False),
-             "sound": state.PRESETS["sound"]}  # fmt: skip
-    monkeypatch.setattr(state, "FRONT_ENDS", cands)
+             "sound": steps.PRESETS["sound"]}  # fmt: skip
+    monkeypatch.setattr(steps, "FRONT_ENDS", cands)
     monkeypatch.setattr(steps, "one_standard_error", lambda options, n: "general+dd+cmn")
     monkeypatch.setattr(steps, "choose_fusion", lambda options, n: options[0][0])  # no fusion
     records = read_manifest(sound_data)
@@ -419,8 +419,7 @@ def test_front_ends_sharing_an_extraction_decode_once(sound_data, monkeypatch):
 
 def test_full_band_front_end_is_skipped_when_no_file_has_the_band():
     from audiogmm.data import read_manifest
-    from audiogmm.selection.state import FRONT_ENDS
-    from audiogmm.selection.steps import within_bandwidth
+    from audiogmm.selection.steps import FRONT_ENDS, within_bandwidth
 
     root = Path(__file__).resolve().parents[1] / "data_samples"
     speech16k = read_manifest(root / "speakers")  # 16 kHz: general covers the whole band
@@ -435,7 +434,7 @@ def test_full_band_front_end_is_skipped_when_no_file_has_the_band():
 def test_forward_fusion_adds_the_best_member_each_step(seed, n_cands, n_clips):
     from audiogmm.models.fusion import fuse_scores
     from audiogmm.selection.rules import forward_fusion
-    from audiogmm.selection.state import MAX_FUSED
+    from audiogmm.selection.steps import MAX_FUSED
 
     rng = np.random.default_rng(seed)
     names = [f"c{i}" for i in range(n_cands)]

@@ -273,7 +273,7 @@ def _fit(ctx, data, fit, config, ubm_config, tuning, calibrate):
 def _calibrate(clf, clips, fit, ex, seed) -> dict:
     """The held-out calibration block; a map model's ``--reject auto`` threshold from it."""
     from ..scoring.calibration import bayes_threshold
-    from ..selection.backends import calibrate_backend
+    from ..selection.cv import calibrate_backend
 
     params = {k: v for k, v in fit.items() if k not in ("backend", "ubm", "random_state")}
     cal = calibrate_backend(clips.clips, clips.labels, fit["backend"], random_state=seed,

@@ -1,12 +1,8 @@
-"""Model selection on training files: ``--preset auto --components auto`` and ``audiogmm tune``.
-
-Modules: ``cv`` (clip-stratified folds, held-out scores, per-class K), ``backends``
-(the other backends on held-out folds; ``train --calibrate``), ``rules`` (the
-decisions from those scores), ``state`` (what the steps share), ``steps`` (front ends,
-components, front end, fusion, backend) and ``search`` (:func:`tune`, :func:`train_tuned`).
+"""Model selection on training files (``--preset auto --components auto``, ``audiogmm tune``):
+``cv`` (clip-stratified folds, held-out scores per K and per backend; ``train --calibrate``),
+``rules`` (the decisions) and ``steps`` (:func:`tune`'s steps over their shared state).
 """
 
-from .search import train_tuned, tune
-from .state import TuneResult
+from .steps import TuneResult, train_tuned, tune
 
 __all__ = ["TuneResult", "train_tuned", "tune"]

@@ -1,15 +1,17 @@
-"""Model selection on training clips only: clip-stratified folds, per-class K, mixed-K classifiers.
-
-Every held-out estimate holds out whole **clips**, never frames: frame-level criteria
-(BIC, frame folds) count a clip's thousand correlated frames as independent and pick
-ever larger K (the overfit seen with 32 components on 9 clips per class). The rules
-that turn these scores into choices are in :mod:`audiogmm.selection.rules`.
+"""Model selection on training clips only: clip-stratified folds, held-out scores per K, mixed-K
+classifiers, and the other backends on the same folds (their ranking for ``auto``; ``train
+--calibrate``). Every held-out estimate holds out whole **clips**, never frames: frame-level
+criteria (BIC, frame folds) count a clip's thousand correlated frames as independent and pick
+ever larger K (the overfit seen with 32 components on 9 clips per class).
 """
 
 from __future__ import annotations
 
+import inspect
 import logging
-from collections.abc import Mapping, Sequence
+import warnings
+from collections import Counter
+from collections.abc import Callable, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -21,10 +23,9 @@ from ..exceptions import ParameterError
 from ..mixture import DiagGMM
 from ..models import GMMClassifier
 
-__all__ = ["COMPONENT_GRID", "ComponentSelection", "clip_folds", "cv_scores", "fit_mixed",
-           "max_components", "median_cap", "quiet_single_class", "supported_grid"]  # fmt: skip
-
-logger = logging.getLogger(__name__)
+__all__ = ["COMPONENT_GRID", "ComponentSelection", "backend_cv_scores", "calibrate_backend",
+           "clip_folds", "cv_scores", "fit_mixed", "max_components", "median_cap", "per_fold",
+           "quiet_single_class", "supported_grid"]  # fmt: skip
 
 #: Candidate numbers of components per class for ``--components auto``. K=2 was dropped:
 #: it was 10-20 points below the best K in every cross-validation on the development
@@ -36,27 +37,27 @@ FRAMES_PER_COMPONENT = 50
 
 
 def clip_folds(labels: Sequence[str], n_folds: int, *, random_state: int | None = 0) -> np.ndarray:
-    """Fold of each clip (n_clips,), in ``[0, n_folds)``, stratified per label.
-
-    Each label's clips are shuffled (one stream per label) and dealt round-robin to the
-    folds; a single-clip label's clip gets -1 (never held out).
-    """
+    """Fold of each clip (n_clips,), in ``[0, n_folds)``: each label's clips shuffled (one stream
+    per label) and dealt round-robin; a single-clip label's clip gets -1 (never held out)."""
     if not isinstance(n_folds, (int, np.integer)) or n_folds < 2:
         raise ParameterError(f"n_folds must be an int >= 2; got {n_folds!r}")
-    labels = [str(y) for y in labels]
+    labels = np.array([str(y) for y in labels], dtype=str)
     folds = np.full(len(labels), -1, dtype=np.int64)
-    by_label: dict[str, list[int]] = {}
-    for i, y in enumerate(labels):
-        by_label.setdefault(y, []).append(i)
-    seeds = np.random.SeedSequence(random_state).spawn(len(by_label))
-    for (_, idx), ss in zip(sorted(by_label.items()), seeds):
-        if len(idx) < 2:
-            continue
-        order = np.random.default_rng(ss).permutation(len(idx))
-        start = int(np.random.default_rng(ss).integers(n_folds))  # spread the remainders
-        for rank, j in enumerate(order):
-            folds[idx[j]] = (start + rank) % n_folds
+    names = np.unique(labels)
+    for lab, ss in zip(names, np.random.SeedSequence(random_state).spawn(len(names))):
+        idx = np.flatnonzero(labels == lab)
+        if len(idx) > 1:
+            order = np.random.default_rng(ss).permutation(len(idx))
+            start = int(np.random.default_rng(ss).integers(n_folds))  # spread the remainders
+            folds[idx[order]] = (start + np.arange(len(idx))) % n_folds
     return folds
+
+
+def per_fold(folds: np.ndarray, fit_score: Callable[[np.ndarray, np.ndarray], Any], ex) -> dict:
+    """``{f: fit_score(train, test)}`` (clip indices) of each held-out fold, in parallel."""
+    held = [f for f in range(int(folds.max(initial=-1)) + 1) if (folds == f).any()]
+    split = [(np.flatnonzero(folds != f), np.flatnonzero(folds == f)) for f in held]
+    return dict(zip(held, ex.map(lambda s: fit_score(*s), split)))
 
 
 def max_components(n_frames: int) -> int:
@@ -64,44 +65,31 @@ def max_components(n_frames: int) -> int:
     return max(1, int(n_frames) // FRAMES_PER_COMPONENT)
 
 
-def supported_grid(
-    labels: Sequence[str], n_frames: Sequence[int], grid: Sequence[int], n_folds: int
-) -> tuple[int, ...]:
-    """The sorted values of ``grid`` that at least half of the labels can use in CV.
-
-    A fold's fit sees ``(n_folds - 1) / n_folds`` of a class's frames (``n_frames``: one
-    per clip) and is capped at :func:`max_components` of them; a K above most caps only
-    refits the smaller models, so it is skipped. The smallest value is always kept.
-    """
+def supported_grid(labels: Sequence[str], n_frames: Sequence[int], grid: Sequence[int],
+                   n_folds: int) -> tuple[int, ...]:  # fmt: skip
+    """The sorted values of ``grid`` (the smallest always) that half of the labels can use in CV:
+    a fold's fit sees ``(n_folds - 1) / n_folds`` of a class's frames (``n_frames``: per clip);
+    a K above most caps would only refit the smaller models."""
     cap = median_cap(labels, n_frames, used=(n_folds - 1, n_folds))
     ks = sorted({int(k) for k in grid})
     return tuple(k for i, k in enumerate(ks) if i == 0 or k <= cap)
 
 
-def median_cap(
-    labels: Sequence[str], n_frames: Sequence[int], *, used: tuple[int, int] = (1, 1)
-) -> int:
-    """The largest K that at least half of the labels can support (:func:`max_components`).
-
-    ``n_frames`` holds each clip's frames; a fit sees the fraction ``a / b = used`` of them.
-    """
-    per_label: dict[str, int] = {}
+def median_cap(labels: Sequence[str], n_frames: Sequence[int], *,
+               used: tuple[int, int] = (1, 1)) -> int:  # fmt: skip
+    """The largest K half of the labels can support, a fit seeing ``a / b = used`` of the frames."""
+    per_label: Counter[str] = Counter()
     for y, n in zip(labels, n_frames):
-        per_label[str(y)] = per_label.get(str(y), 0) + int(n)
+        per_label[str(y)] += int(n)
     a, b = used
     caps = sorted(max_components(n * a // b) for n in per_label.values())
     return caps[(len(caps) - 1) // 2] if caps else 1
 
 
 def fit_mixed(
-    clips: Sequence[np.ndarray],
-    labels: Sequence[str],
-    n_components: Mapping[str, int],
-    *,
-    random_state: int | None = 0,
-    executor: LocalExecutor | None = None,
-    **params: Any,
-) -> GMMClassifier:
+    clips: Sequence[np.ndarray], labels: Sequence[str], n_components: Mapping[str, int], *,
+    random_state: int | None = 0, executor: LocalExecutor | None = None, **params: Any,
+) -> GMMClassifier:  # fmt: skip
     """A fitted :class:`GMMClassifier` whose class ``y`` has ``n_components[y]`` components.
 
     ``clips`` are (n_frames_i, n_dims) arrays; labels with the same K are trained by one
@@ -115,10 +103,8 @@ def fit_mixed(
     groups: dict[int, list[int]] = {}
     for i, y in enumerate(labels):
         groups.setdefault(int(n_components[y]), []).append(i)
-    k_max = max(groups)
-    out = GMMClassifier(k_max, random_state=random_state, **params)
-    models: dict[str, DiagGMM] = {}
-    report: dict[str, Any] = {}
+    out = GMMClassifier(max(groups), random_state=random_state, **params)
+    models, report = {}, {}
     with resolve(executor, params.get("n_jobs")) as ex, quiet_single_class():
         for k, idx in sorted(groups.items()):
             sub = GMMClassifier(k, random_state=random_state, **params).fit(
@@ -136,10 +122,8 @@ def fit_mixed(
 def quiet_single_class():
     """Silence the classifier's one-class warning (a group or fold may hold one label)."""
     log = logging.getLogger(GMMClassifier.__module__)
-
     def flt(record: logging.LogRecord) -> bool:
         return not record.getMessage().startswith("only one class")
-
     log.addFilter(flt)
     try:
         yield
@@ -151,23 +135,12 @@ def quiet_single_class():
 class ComponentSelection:
     """Cross-validated scores of every training clip under every grid K (held out by clip).
 
-    Attributes
-    ----------
-    grid : tuple of int
-        Candidate K values.
-    labels : list of str
-        Class order of the score columns.
-    y : ndarray of shape (n_clips,), int
-        Class index of each clip.
-    folds : ndarray of shape (n_clips,), int
-        Fold of each clip (-1: never held out).
-    n_frames : ndarray of shape (n_clips,), int
-    scores : dict of int to ndarray of shape (n_clips, n_labels)
-        Total held-out log-likelihood (nats) of each clip under each class at that
-        grid K (a class's K is capped by :func:`max_components`); rows of
-        never-held-out clips are NaN.
-    caps : dict of str to int
-        The cap of each class on all its training frames (:func:`max_components`).
+    ``grid``: the K values; ``labels``: the class of each score column; ``y``, ``folds``,
+    ``n_frames`` (n_clips,): each clip's class index, fold (-1: never held out) and frames;
+    ``scores[k]`` (n_clips, n_labels): total held-out log-likelihood (nats) of each clip
+    under each class at K (capped per class by :func:`max_components`), NaN rows for
+    never-held-out clips; ``caps``: each class's cap on all its training frames;
+    ``frame_step``: the scores used every ``frame_step``-th frame.
     """
 
     grid: tuple[int, ...]
@@ -177,6 +150,7 @@ class ComponentSelection:
     n_frames: np.ndarray
     scores: dict[int, np.ndarray] = field(default_factory=dict)
     caps: dict[str, int] = field(default_factory=dict)
+    frame_step: int = 1
 
     @property
     def held(self) -> np.ndarray:
@@ -188,27 +162,14 @@ class ComponentSelection:
         h = self.held
         return int((scores[h].argmax(1) == self.y[h]).sum()), int(h.sum())
 
-    def heldout_loglik(self, k: int) -> dict[str, float]:
-        """Mean held-out log-likelihood per frame of each class's own clips at grid K."""
+    def choose(self) -> dict[str, int]:
+        """Per-class K: the best held-out log-likelihood per frame of the class's own clips (the
+        smaller K on ties and for a class never held out). Fit with :meth:`capped` of it."""
         out = {}
         for j, lab in enumerate(self.labels):
-            m = self.held & (self.y == j)
-            if m.any():
-                out[lab] = float(self.scores[k][m, j].sum() / self.n_frames[m].sum())
-        return out
-
-    def choose(self) -> dict[str, int]:
-        """Per-class K: the grid value with the best held-out log-likelihood of the class's clips.
-
-        A class never held out (a single clip) takes the smallest grid K. Ties go to
-        the smaller K (a K above a class's cap in every fold ties with the cap).
-        Fit with :meth:`capped` of the result.
-        """
-        ll = {k: self.heldout_loglik(k) for k in self.grid}
-        out = {}
-        for lab in self.labels:
-            cands = [k for k in self.grid if lab in ll[k]]
-            out[lab] = max(cands, key=lambda k: (ll[k][lab], -k)) if cands else self.grid[0]
+            m = self.held & (self.y == j)  # none held out: every ll is 0, the smallest K wins
+            ll = {k: self.scores[k][m, j].sum() / max(1, self.n_frames[m].sum()) for k in self.grid}
+            out[lab] = max(self.grid, key=lambda k: (ll[k], -k))
         return out
 
     def capped(self, choice: Mapping[str, int]) -> dict[str, int]:
@@ -216,93 +177,157 @@ class ComponentSelection:
         return {lab: min(int(k), self.caps[lab]) for lab, k in choice.items()}
 
     def merged(self, other: ComponentSelection) -> ComponentSelection:
-        """These scores and ``other``'s (same clips, labels and folds), over the union of the grids.
-
-        Raises :class:`ParameterError` when the clips, labels or folds differ.
-        """
-        same = (
-            self.labels == other.labels
-            and np.array_equal(self.y, other.y)
-            and np.array_equal(self.folds, other.folds)
-            and np.array_equal(self.n_frames, other.n_frames)
+        """These scores and ``other``'s over the union of the grids (same clips and folds)."""
+        same = self.labels == other.labels and all(
+            np.array_equal(getattr(self, a), getattr(other, a)) for a in ("y", "folds", "n_frames")
         )
         if not same:
             raise ParameterError("cannot merge selections of different clips, labels or folds")
         scores = {**self.scores, **other.scores}
         return ComponentSelection(tuple(sorted(scores)), self.labels, self.y, self.folds,
-                                  self.n_frames, scores, dict(self.caps))  # fmt: skip
+                                  self.n_frames, scores, dict(self.caps), self.frame_step)
 
     def composite(self, choice: Mapping[str, int]) -> np.ndarray:
         """The score matrix of a per-class choice: column ``y`` from ``scores[choice[y]]``."""
-        S = np.empty_like(self.scores[self.grid[0]])
-        for j, lab in enumerate(self.labels):
-            S[:, j] = self.scores[choice[lab]][:, j]
-        return S
+        return np.stack([self.scores[choice[lab]][:, j] for j, lab in enumerate(self.labels)], 1)
 
 
 def cv_scores(
-    clips: Sequence[np.ndarray],
-    labels: Sequence[str],
-    *,
-    grid: Sequence[int] = COMPONENT_GRID,
-    n_folds: int = 3,
-    random_state: int | None = 0,
-    frame_step: int = 1,
-    executor: LocalExecutor | None = None,
-    **params: Any,
-) -> ComponentSelection:
+    clips: Sequence[np.ndarray], labels: Sequence[str], *, grid: Sequence[int] = COMPONENT_GRID,
+    n_folds: int = 3, random_state: int | None = 0, frame_step: int = 1,
+    executor: LocalExecutor | None = None, **params: Any,
+) -> ComponentSelection:  # fmt: skip
     """Score every training clip, held out by clip, under classifiers of each grid K.
 
-    For each fold and K, one classifier (each class at ``min(K, cap)``, cap from its
-    frames in the fold's training clips) is fitted on the other folds' clips (each an
-    (n_frames_i, n_dims) array) and scores the fold's clips in one batched pass;
-    ``params`` go to the classifiers. Fits and scores use every ``frame_step``-th frame:
-    neighbouring frames are nearly redundant, and on the development corpus step 2 gave
-    the same CV accuracies within 2 clips of 428-491, at half the cost.
+    Per fold and K, one classifier (``params``; each class at ``min(K, cap)``, the cap
+    from its frames in the fold's training clips) is fitted on the other folds' clips
+    ((n_frames_i, n_dims) arrays) and scores the fold's clips. Fits and scores use every
+    ``frame_step``-th frame: on the development corpus step 2 gave the same CV accuracies
+    within 2 clips of 428-491, at half the cost.
     """
-
     grid = tuple(sorted({int(k) for k in grid}))
     if not grid or grid[0] < 1:
         raise ParameterError(f"grid must hold integers >= 1; got {grid!r}")
     if len(clips) != len(labels):
         raise ParameterError(f"{len(clips)} clips but {len(labels)} labels")
     labels = [str(y) for y in labels]
-    names = sorted(set(labels))
-    index = {lab: j for j, lab in enumerate(names)}
-    y = np.array([index[lab] for lab in labels])
+    names, y = np.unique(labels, return_inverse=True)
+    names = names.tolist()
     folds = clip_folds(labels, n_folds, random_state=random_state)
     if not isinstance(frame_step, (int, np.integer)) or frame_step < 1:
         raise ParameterError(f"frame_step must be an int >= 1; got {frame_step!r}")
     n_frames = np.array([X.shape[0] for X in clips])
-    sel = ComponentSelection(grid, names, y, folds, n_frames)
-    nan = np.full((len(clips), len(names)), np.nan)
-    sel.scores = {k: nan.copy() for k in grid}
     caps = {lab: max_components(n_frames[y == j].sum()) for j, lab in enumerate(names)}
+    scores = {k: np.full((len(clips), len(names)), np.nan) for k in grid}
+    sel = ComponentSelection(grid, names, y, folds, n_frames, scores, caps, frame_step)
     # one fit per fold and distinct classifier (a K above every cap is the same one)
-    key_of: dict[tuple[int, int], tuple[int, tuple[int, ...]]] = {}
-    tasks: dict[tuple[int, tuple[int, ...]], dict[str, int]] = {}
-    for f in range(n_folds):
-        train = folds != f
-        if train.all():
-            continue
-        frames = {lab: int(n_frames[train & (y == j)].sum()) for j, lab in enumerate(names)}
-        for k in grid:
-            ks = {lab: min(k, max_components(n)) for lab, n in frames.items()}
-            key_of[f, k] = key = (f, tuple(ks[lab] for lab in names))
-            tasks.setdefault(key, ks)
+    trained = {f: [int(n_frames[(folds != f) & (y == j)].sum()) for j in range(len(names))]
+               for f in range(n_folds) if (folds == f).any()}  # fmt: skip
+    key_of = {(f, k): (f, tuple(min(k, max_components(n)) for n in frames))
+              for f, frames in trained.items() for k in grid}  # fmt: skip
+    tasks = list(dict.fromkeys(key_of.values()))
 
-    def fold_scores(task: tuple[tuple[int, tuple[int, ...]], dict[str, int]]) -> np.ndarray:
-        (f, _), ks = task
+    def fold_scores(task: tuple[int, tuple[int, ...]]) -> np.ndarray:
+        f, ks = task
         train, test = np.flatnonzero(folds != f), np.flatnonzero(folds == f)
         clf = fit_mixed([clips[i][::frame_step] for i in train], [labels[i] for i in train],
-                        ks, random_state=random_state, executor=ex, **params)  # fmt: skip
+                        dict(zip(names, ks)), random_state=random_state, executor=ex,
+                        **params)  # fmt: skip
         return clf.score_matrix([clips[i][::frame_step] for i in test], executor=ex)
 
     with resolve(executor, params.get("n_jobs")) as ex:
         # whole fits in parallel (their inner steps then run inline): a 5-iteration EM
         # split into chunks keeps the cores waiting on its many small steps
-        done = dict(zip(tasks, ex.map(fold_scores, tasks.items())))
+        done = dict(zip(tasks, ex.map(fold_scores, tasks)))
     for (f, k), key in key_of.items():
         sel.scores[k][folds == f] = done[key]
-    sel.caps = caps
     return sel
+
+
+def backend_cv_scores(
+    clips: Sequence[np.ndarray], labels: Sequence[str], backends: Sequence[str],
+    folds: np.ndarray, *, frame_step: int = 1, random_state: int | None = 0,
+    executor: LocalExecutor | None = None,
+) -> dict[str, np.ndarray]:  # fmt: skip
+    """Held-out scores (n_clips, n_labels) of every clip under each backend, per backend.
+
+    Per fold of ``folds`` (:func:`clip_folds`; -1 rows stay NaN), one UBM is trained on
+    the training clips (``map``'s own fit) and every other backend adapts from it with
+    its defaults. The UBM must not see the held-out clips: with them held-out accuracy
+    fell from 89% to 19% on the development sounds. Columns in sorted label order.
+    """
+    from ..models import BACKENDS
+
+    labels = [str(y) for y in labels]
+    names = sorted(set(labels))
+    out = {b: np.full((len(clips), len(names)), np.nan) for b in backends}
+
+    def fold_scores(train: np.ndarray, test: np.ndarray) -> dict[str, np.ndarray]:
+        fit_on = ([clips[i][::frame_step] for i in train], [labels[i] for i in train])
+        scored = [clips[i][::frame_step] for i in test]
+        ubm = BACKENDS["map"](random_state=random_state).fit(*fit_on, executor=ex)
+        got = {}
+        for b in backends:
+            clf = ubm  # map: the UBM's own fit (not adapted a second time)
+            if b != "map":  # a backend whose fit takes no UBM (a new one) trains its own
+                takes = "ubm" in inspect.signature(BACKENDS[b].fit).parameters
+                given = {"ubm": ubm.ubm_} if takes else {}
+                clf = BACKENDS[b](random_state=random_state).fit(*fit_on, executor=ex, **given)
+            got[b] = np.full((len(test), len(names)), np.nan)
+            got[b][:, [names.index(y) for y in clf.labels_]] = clf.score_matrix(scored, executor=ex)
+        return got
+
+    with resolve(executor, None) as ex, quiet_single_class(), warnings.catch_warnings():
+        # MAP on a fold's few frames may lower the bound by rounding: noise for a ranking
+        warnings.filterwarnings("ignore", "EM log-likelihood decreased", RuntimeWarning)
+        for f, got in per_fold(folds, fold_scores, ex).items():
+            for b in backends:
+                out[b][folds == f] = got[b]
+    return out
+
+
+def calibrate_backend(
+    clips: Sequence[np.ndarray], labels: Sequence[str], backend: str, *, n_folds: int = 3,
+    p_target: float = 0.5, random_state: int | None = 0, executor: LocalExecutor | None = None,
+    ubm: DiagGMM | None = None, **params: Any,
+) -> dict[str, Any]:  # fmt: skip
+    """A linear logistic calibration of ``backend``'s verification scores, on held-out folds.
+
+    Per fold, the classifier (``params``, and the given ``ubm`` if any) is fitted on the
+    other folds' clips; its ``score_samples`` of the held-out clips against every class
+    are the trials (target for the clip's class), fitted at ``p_target``
+    (:func:`~audiogmm.scoring.calibration.fit_calibration`). ParameterError: a backend without
+    verification scores, or too few clips (every class needs 2).
+
+    Returns
+    -------
+    dict
+        ``slope``, ``offset`` (``llr = slope * score + offset``, nats), ``p_target``,
+        ``n_target``, ``n_nontarget``: the ``calibration`` block of a model file.
+    """
+    from ..models import BACKENDS
+    from ..scoring.calibration import fit_calibration
+
+    cls = BACKENDS[backend]
+    if not hasattr(cls, "score_samples"):
+        raise ParameterError(f"--backend {backend} has no verification scores to calibrate")
+    labels = [str(y) for y in labels]
+    folds = clip_folds(labels, n_folds, random_state=random_state)
+    if not (folds >= 0).any() or len(set(labels)) < 2:
+        raise ParameterError("calibration needs 2 classes and 2 training clips in some class")
+    given = {} if ubm is None else {"ubm": ubm}
+
+    def fold_trials(train: np.ndarray, test: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        clf = cls(random_state=random_state, **params).fit(
+            [clips[i] for i in train], [labels[i] for i in train], executor=ex, **given
+        )
+        S = clf.score_samples([clips[i] for i in test], executor=ex)
+        truth = np.array([labels[i] for i in test])[:, None] == np.array(clf.labels_)[None]
+        return truth.ravel(), S.ravel()
+
+    with resolve(executor, params.get("n_jobs")) as ex:  # the folds in parallel
+        target, scores = zip(*per_fold(folds, fold_trials, ex).values())
+    y, s = np.concatenate(target).astype(np.int64), np.concatenate(scores)
+    a, b = fit_calibration(y, s, p_target=p_target)
+    return {"slope": a, "offset": b, "p_target": p_target,
+            "n_target": int(y.sum()), "n_nontarget": int(len(y) - y.sum())}  # fmt: skip

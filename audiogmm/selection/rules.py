@@ -1,8 +1,6 @@
-"""The decisions of ``--preset auto``, from cross-validated accuracies and scores.
-
-Data in, name out: every candidate is an :class:`Option` and each rule returns the name
-of one. Every more complex choice must beat the simple default by more than the noise
-(:func:`beats_default`).
+"""The decisions of ``--preset auto``: each rule takes :class:`Option` data (held-out clips
+``correct`` of ``n``; smaller ``complexity`` is simpler) and returns the name of one. A more
+complex choice must beat the simple default by more than the noise (:func:`beats_default`).
 """
 
 from __future__ import annotations
@@ -23,60 +21,49 @@ logger = logging.getLogger(__name__)
 
 
 class Option(NamedTuple):
-    """One candidate of a rule: its ``name``, the held-out clips it got ``correct`` and its
-    ``complexity`` (smaller is simpler: K, a rank, a member count)."""
+    """A candidate: its name, held-out clips ``correct``, ``complexity`` (K, a rank, members)."""
 
     name: str
     correct: int
     complexity: float
 
 
-def within_one_se(
-    options: Sequence[tuple[str, int, float]], n: int
-) -> list[tuple[str, int, float]]:
-    """The options (name, n_correct, complexity) within one binomial SE of the best, of ``n``."""
-    best = max(c for _, c, _ in options)
+def within_one_se(options: Sequence[Option], n: int) -> list[Option]:
+    """The options within one binomial SE of the best, over ``n`` clips."""
+    best = max(o[1] for o in options)
     p = best / n
     floor = best - math.sqrt(p * (1 - p) / n) * n
     return [o for o in options if o[1] >= floor]
 
 
-def one_standard_error(options: Sequence[tuple[str, int, float]], n: int) -> str:
-    """The simplest of ``options`` (name, n_correct, complexity) within one SE of the best.
+def one_standard_error(options: Sequence[Option], n: int) -> str:
+    """The simplest option within one SE of the best (the front ends, in order of cost).
 
     CV accuracies often differ by a few clips in a few hundred, which is noise (Breiman
-    et al. 1984; Hastie et al., ESL 7.10): the simplest option within ``sqrt(p (1 - p) / n)``
-    of the best ``p`` is kept. Used for the front ends, in order of cost.
+    et al. 1984; Hastie et al., ESL 7.10).
     """
-    return min((k, name) for name, _, k in within_one_se(options, n))[1]
+    return min((o[2], o[0]) for o in within_one_se(options, n))[1]
 
 
-def beats_default(
-    options: Sequence[tuple[str, int, float]], default: str, n: int, *, n_se: float = 1.0
-) -> str:
-    """``default``, unless another of ``options`` beats it by more than the noise; then the best.
+def beats_default(options: Sequence[Option], default: str, n: int, *, n_se: float = 1.0) -> str:
+    """``default``, unless another option beats it by more than the noise; then the best.
 
-    ``options`` are (name, n_correct, complexity), complexity breaking ties (simpler
-    first), over ``n`` clips. An option must be right on more clips than the default by
-    ``n_se`` binomial standard errors, ``sqrt(p (1 - p) n)`` clips, plus one clip of
-    continuity correction (at 87 of 88 the SE is 0.99 clips, and one clip is no evidence).
+    An option must be right on more clips than the default by ``n_se`` binomial standard
+    errors, ``sqrt(p (1 - p) n)`` clips, plus one clip of continuity correction (at 87 of
+    88 the SE is 0.99 clips, and one clip is no evidence); ties go to the simpler.
     """
-    base = next(o for o in options if o[0] == default)[1]
+    base = next(o[1] for o in options if o[0] == default)
     p = base / n
     margin = n_se * math.sqrt(p * (1 - p) * n) + 1.0
     better = [o for o in options if o[1] - base > margin]
-    if not better:
-        return default
-    return max(better, key=lambda o: (o[1], -o[2]))[0]
+    return max(better, key=lambda o: (o[1], -o[2]))[0] if better else default
 
 
-def choose_components(
-    options: Sequence[tuple[str, int, float]], n: int, default: str | None = None
-) -> str:
-    """The option name for K: ``default`` (``"K=16"``) unless another beats it (:func:`beats_default`).
+def choose_components(options: Sequence[Option], n: int, default: str | None = None) -> str:
+    """K: ``default`` (``"K=16"``) unless another option beats it (:func:`beats_default`).
 
-    ``options`` are (``"K=<k>"``, n_correct, k), plus per-class with ``k = inf``. Without
-    the default among them, the largest single K within one SE of the best: a CV fit sees
+    Options are ``("K=<k>", correct, k)``, plus per-class with ``k = inf``. Without the
+    default among them, the largest single K within one SE of the best: a CV fit sees
     fewer clips and frames than the final one, so its curve peaks at a smaller K.
     """
     if default is not None and any(o[0] == default for o in options):
@@ -88,12 +75,9 @@ def choose_components(
     return max(singles, key=lambda o: o[2])[0]
 
 
-def choose_fusion(options: Sequence[tuple[str, int, float]], n: int) -> str:
-    """The front end alone (``options[0]``), unless a fusion beats it (:func:`beats_default`).
-
-    ``options`` are (name, n_correct, n_members). A fusion costs a full extra scoring per
-    member, and one chosen on one clip in 88 lost to the default on the hard speakers.
-    """
+def choose_fusion(options: Sequence[Option], n: int) -> str:
+    """The front end alone (``options[0]``) unless a fusion beats it (:func:`beats_default`):
+    a fusion costs a scoring per member, and one chosen on one clip in 88 lost on test."""
     return beats_default(options, options[0][0], n)
 
 
@@ -117,13 +101,9 @@ def search_down(cv: Any, name: str, grid: Sequence[int]) -> Any:
 
 
 def forward_fusion(
-    start: str,
-    pool: Sequence[str],
-    scores: Mapping[str, np.ndarray],
-    n_frames: Mapping[str, Sequence[int]],
-    correct: Any,
-    max_members: int,
-) -> list[tuple[list[str], int]]:
+    start: str, pool: Sequence[str], scores: Mapping[str, np.ndarray],
+    n_frames: Mapping[str, Sequence[int]], correct: Any, max_members: int,
+) -> list[tuple[list[str], int]]:  # fmt: skip
     """Greedy forward selection of late-fusion members (Caruana et al. 2004).
 
     From ``start``, add the candidate of ``pool`` (in order of preference) whose fusion
@@ -131,7 +111,6 @@ def forward_fusion(
     ``max_members``. ``scores`` maps each candidate to its (n_clips, n_labels) held-out
     totals, ``n_frames`` to the frames behind them. Returns (members, n_correct) per step.
     """
-
     members, left, path = [start], list(pool), []
     while left and len(members) < max_members:
         tried = [

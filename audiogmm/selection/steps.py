@@ -1,49 +1,215 @@
-"""The steps of :func:`~audiogmm.selection.tune`, each a function of the :class:`TuneState`.
-
-Each reads what the earlier steps chose, adds its rows to the table and records its
-choice; the rules it applies are :mod:`audiogmm.selection.rules`.
+"""``--preset auto --components auto``: :func:`tune` runs its steps over one :class:`TuneState`
+(what they share), giving a :class:`TuneResult`. The steps (candidate front ends, components on
+the default front end, the other front ends, late fusion, the other backends) each read the
+earlier choices, add rows to the table and apply a rule of :mod:`~audiogmm.selection.rules`.
+Only the training files are read.
 """
 
 from __future__ import annotations
 
+import importlib.util
+import inspect
 import logging
 import time
+import warnings
 from collections import Counter
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
-from ..data import Record
-from ..features import FeatureConfig
+from ..data import ExtractionResult, Record, RunOptions, extract_many
+from ..engine import LocalExecutor, resolve
+from ..exceptions import ConvergenceWarning, DatasetError, ParameterError
+from ..features import PRESETS, FeatureConfig
+from ..features.extraction import extraction_roots
+from ..models import BACKENDS, FusedClassifier, GMMClassifier
 from ..models.classifier import N_COMPONENTS
 from ..models.fusion import fit_fusion
 from ..models.ubm import UBM_COMPONENTS
-from .backends import backend_cv_scores
-from .cv import median_cap, supported_grid
-from .rules import (
-    Option,
-    beats_default,
-    choose_components,
-    choose_fusion,
-    forward_fusion,
-    one_standard_error,
-    search_down,
+from ..scoring.metrics import wilson_interval
+from . import rules
+from .cv import (
+    COMPONENT_GRID,
+    ComponentSelection,
+    backend_cv_scores,
+    cv_scores,
+    fit_mixed,
+    median_cap,
+    supported_grid,
 )
-from .state import (
-    CMN,
-    FRAME_STEP,
-    MAX_FUSED,
-    MIN_CLIPS_PER_CLASS,
-    MIN_CV_CLIPS,
-    SCREEN_FRAME_STEP,
-    TuneState,
-    table_row,
-)
+from .rules import Option, beats_default, choose_fusion, one_standard_error
 
-__all__ = ["BACKEND_SE", "STEPS", "step_backend", "step_components", "step_front_end",
-           "step_front_ends", "step_fusion", "within_bandwidth"]  # fmt: skip
+__all__ = ["BACKEND_EXTRAS", "BACKEND_SE", "CMN", "COSTLY_BACKENDS", "CV_MAX_ITER", "FRAME_STEP",
+           "FRONT_ENDS", "MAX_FUSED", "MIN_CLIPS_PER_CLASS", "MIN_CV_CLIPS", "N_FOLDS",
+           "SCREEN_FRAME_STEP", "STEPS", "TuneResult", "TuneState", "step_backend",
+           "step_components", "step_front_end", "step_front_ends", "step_fusion", "train_tuned",
+           "tune", "within_bandwidth"]  # fmt: skip
 
 logger = logging.getLogger(__name__)
+
+#: Front ends that ``--preset auto`` cross-validates, simplest and cheapest first: the
+#: default ``general`` and the full-band ``sound`` (44.1 kHz, only for files with content
+#: above 8 kHz). The other presets never beat ``general`` by one SE in CV on the dev corpus
+#: (README "Presets and tuning").
+FRONT_ENDS: Mapping[str, FeatureConfig] = {"general": PRESETS["general"], "sound": PRESETS["sound"]}
+#: Added to the candidates as ``<widest>-cmn``: the widest front end with per-clip cepstral
+#: mean normalisation (same extraction); weaker alone, a gain as a late-fusion partner.
+CMN = {"cmvn": "utterance", "cmvn_norm_vars": False}
+#: Most members of a late fusion chosen by ``--preset auto``.
+MAX_FUSED = 3
+#: Folds of the clip-stratified cross-validation.
+N_FOLDS = 3
+#: EM iterations per fit inside the cross-validation.
+CV_MAX_ITER = 5
+#: ``tune`` warns below this many training clips (a clip moves the accuracy by 3 points).
+MIN_CV_CLIPS = 30
+#: ``tune`` warns when a class has fewer clips (its folds hold one or two).
+MIN_CLIPS_PER_CLASS = 3
+#: The cross-validation fits and scores every FRAME_STEP-th frame of each clip.
+FRAME_STEP = 2
+#: The same for the other front ends and fusions (steps 3 and 4): a quarter cheaper, and
+#: the same fusions were kept on the development sets.
+SCREEN_FRAME_STEP = 3
+#: The package each backend needs beyond the core; without it the backend is left out.
+BACKEND_EXTRAS: Mapping[str, str] = {"gsv": "sklearn"}
+#: Backends ``auto`` does not cross-validate unless asked (``tune(backends=...)``), and why.
+COSTLY_BACKENDS: Mapping[str, str] = {
+    "gsv": "its CV costs 10-50x a plain train (five L-BFGS logistic regressions per fold, "
+           "92% of the time on the dev sounds: 100 s against 8 s for map)",
+    "ivector": "with it in the CV, auto cost 5.4x a plain train on the dev sounds, past the "
+               "4x budget, and it was chosen on neither the dev sounds nor the hard speakers",
+}
+
+@dataclass
+class TuneResult:
+    """What :func:`tune` chose, and the table it chose from.
+
+    Attributes
+    ----------
+    front_end : str
+        A :data:`FRONT_ENDS` key, ``"<name>-cmn"``, a preset, ``"config"`` (a given config) or
+        a late fusion ``"<a> + <b> [+ <c>]"`` of ``members`` (with their ``member_configs``,
+        ``member_features`` and ``fusion_weights``; else empty or None).
+    n_components : dict of str to int
+        Each class's K, by ``components_rule``: ``"fixed"``, ``"K=<k>"`` or ``"per-class"``.
+    table : list of dict
+        A row per candidate: ``stage``, ``front_end``, ``components``, ``correct``, ``n``,
+        ``accuracy``, ``ci_low``, ``ci_high`` (95% Wilson), ``chosen``.
+    seconds : float
+        Wall time of the search, extraction included.
+    features : ExtractionResult
+        The chosen front end's (first member's) features of the training files.
+    backend : str
+        A :data:`~audiogmm.models.BACKENDS` key (not ``"ml"``: a UBM of
+        :data:`~audiogmm.models.UBM_COMPONENTS`, ``n_components`` unused).
+    """
+
+    front_end: str
+    config: FeatureConfig
+    n_components: dict[str, int]
+    components_rule: str
+    table: list[dict[str, Any]]
+    n_folds: int
+    cv_max_iter: int
+    seconds: float = 0.0
+    features: ExtractionResult = field(default_factory=ExtractionResult, repr=False)
+    members: list[str] = field(default_factory=list)
+    member_configs: list[FeatureConfig] = field(default_factory=list)
+    member_features: list[ExtractionResult] = field(default_factory=list, repr=False)
+    fusion_weights: list[float] | None = None
+    backend: str = "ml"
+
+    def to_header(self) -> dict[str, Any]:
+        """The JSON-able record stored under ``selection`` in the model file header."""
+        return {"front_end": self.front_end, "components_rule": self.components_rule,
+                "n_components": dict(sorted(self.n_components.items())), "n_folds": self.n_folds,
+                "cv_max_iter": self.cv_max_iter, "cv_frame_step": FRAME_STEP, "folds_by": "clip",
+                "seconds": round(self.seconds, 3), "table": self.table,
+                "backend": self.backend}  # fmt: skip
+
+
+@dataclass
+class TuneState:
+    """What :func:`tune`'s steps share: the inputs (``cands``: name -> config, in order of
+    preference; ``backends``: others than ``ml``), the table so far, each components option's
+    K per class (``choices``) and the chosen one (``rule``), the K the front ends are compared
+    at (``screen_k``), their CV scores (``sels``), and the choice so far (``front_end``,
+    ``members``, ``backend``; ``correct`` of ``n_scored``)."""
+
+    records: Sequence[Record]
+    cands: dict[str, FeatureConfig]
+    options: RunOptions
+    executor: Any
+    params: dict[str, Any]
+    components: int | str
+    grid: Sequence[int]
+    n_folds: int
+    random_state: int | None
+    backends: tuple[str, ...] = ()
+    table: list[dict[str, Any]] = field(default_factory=list)
+    choices: dict[str, dict[str, int]] = field(default_factory=dict)
+    rule: str = "fixed"
+    screen_k: int = 0
+    sels: dict[str, ComponentSelection] = field(default_factory=dict)
+    front_end: str = ""
+    members: list[str] = field(default_factory=list)
+    fusion_weights: list[float] | None = None
+    correct: int = 0
+    n_scored: int = 0
+    backend: str = "ml"
+    feats: dict[str, tuple] = field(default_factory=dict)  # name -> (extraction, clips, labels)
+
+    @property
+    def first(self) -> str:
+        """The default front end (the first candidate)."""
+        return next(iter(self.cands))
+
+    def features(self, name: str) -> tuple[ExtractionResult, list[np.ndarray], list[str]]:
+        """``name``'s extraction, clips and labels (extracted once per root, then derived)."""
+        if name not in self.feats:
+            names = list(self.cands)
+            root = names[extraction_roots(list(self.cands.values()))[names.index(name)]]
+            if root != name:  # fewer delta orders or a CMVN: sliced, no second decode
+                res = self.features(root)[0].derived(self.cands[root], self.cands[name])
+            else:
+                t1 = time.perf_counter()
+                res = extract_many(self.records, config=self.cands[name], options=self.options,
+                                   executor=self.executor)  # fmt: skip
+                logger.info("front end %s: extracted in %.2f s", name, time.perf_counter() - t1)
+            self.feats[name] = (res, *res.labelled_clips(self.records))
+        return self.feats[name]
+
+    def cv(self, name: str, ks: Sequence[int], step: int = FRAME_STEP) -> ComponentSelection:
+        """Cross-validated scores of front end ``name`` at each K of ``ks``."""
+        _, clips, labels = self.features(name)
+        t1 = time.perf_counter()
+        sel = cv_scores(clips, labels, grid=ks, n_folds=self.n_folds, frame_step=step,
+                        random_state=self.random_state, executor=self.executor, **self.params)
+        logger.info("front end %s: CV of K in %s in %.2f s", name, list(ks),
+                    time.perf_counter() - t1)  # fmt: skip
+        return sel
+
+    def add(self, stage: str, front_end: str, components: str, correct: int, n: int,
+            complexity: float = 0.0, name: str = "") -> Option:  # fmt: skip
+        """Add a table row; its rule's :class:`Option` (named ``name``, else ``front_end``)."""
+        lo, hi = wilson_interval(correct, n)
+        acc = correct / n if n else float("nan")
+        self.table.append({"stage": stage, "front_end": front_end, "components": components,
+                           "correct": correct, "n": n, "accuracy": acc, "ci_low": lo,
+                           "ci_high": hi})  # fmt: skip
+        return Option(name or front_end, correct, float(complexity))
+
+    def choose(self, name: str, *stages: str, options: Sequence[Option] = ()) -> str:
+        """``name``: its rows of ``stages`` marked chosen (the others not), its count of
+        ``options`` (if there) the ``correct`` so far."""
+        for row in self.table:
+            if row["stage"] in stages:
+                row["chosen"] = row["front_end"] == name
+        self.correct = next((o.correct for o in options if o.name == name), self.correct)
+        return name
+
 
 #: Standard errors by which another backend must beat the ml choice in CV. Two: a CV model
 #: sees fewer clips, where MAP and supervectors gain most (on the hard dev speakers MAP was
@@ -51,14 +217,9 @@ logger = logging.getLogger(__name__)
 BACKEND_SE = 2.0
 
 
-def within_bandwidth(
-    cands: Mapping[str, FeatureConfig], records: Sequence[Record]
-) -> dict[str, FeatureConfig]:
-    """The candidates minus those that would only analyse upsampled audio.
-
-    A front end above every file's native rate, after one that covers the native band,
-    is skipped (``sound`` on 16 kHz speech); unreadable headers are left to the extraction.
-    """
+def within_bandwidth(cands: Mapping[str, FeatureConfig], records: Sequence[Record]) -> dict:
+    """The candidates (name -> config) minus those that would only analyse upsampled audio:
+    above every file's native rate, after one that covers it (``sound`` on 16 kHz speech)."""
     from .. import audio
 
     native = 0
@@ -66,29 +227,15 @@ def within_bandwidth(
         try:
             native = max(native, audio.info(r.path).sample_rate)
         except Exception:  # noqa: BLE001 - the extraction names the file and the reason
-            continue
+            pass
     out: dict[str, FeatureConfig] = {}
     for name, cfg in cands.items():
         if native and any(native <= c.sample_rate < cfg.sample_rate for c in out.values()):
             logger.info("front end %s skipped: %d Hz analysis, but no training file is sampled "
                         "above %d Hz", name, cfg.sample_rate, native)  # fmt: skip
-            continue
-        out[name] = cfg
+        else:
+            out[name] = cfg
     return out
-
-
-def _default_k_unscorable(
-    labels: Sequence[str], clips: Sequence[np.ndarray], grid: Sequence[int], n_folds: int
-) -> bool:
-    """Whether the default K fits most classes' data but not their CV folds."""
-    if N_COMPONENTS not in grid:
-        return False
-    lens = [len(X) for X in clips]
-    fits_final = median_cap(labels, lens) >= N_COMPONENTS
-    return fits_final and N_COMPONENTS not in supported_grid(labels, lens, grid, n_folds)
-
-
-# -- the steps ---------------------------------------------------------------------------------
 
 
 def step_front_ends(state: TuneState) -> None:
@@ -104,67 +251,52 @@ def step_components(state: TuneState) -> None:
     """Step 2: the number of components, on the first (default) front end."""
     first = state.first
     _, clips, labels = state.features(first)
+    lens, fewest = [len(X) for X in clips], min(Counter(labels).values())
     searching = len(state.cands) > 1 or state.components == "auto"
     if searching and len(clips) < MIN_CV_CLIPS:
-        logger.warning(
-            "only %d training clips to cross-validate: the choice of %s is mostly noise "
-            "(a clip more or less correct moves the accuracy by %.0f points); give a fixed "
-            "--preset and -k, or more data", len(clips),
-            "front end" if state.components != "auto" else "components and front end",
-            100 / max(1, len(clips)),
-        )  # fmt: skip
-    fewest = min(Counter(labels).values())
+        what = "front end" if state.components != "auto" else "components and front end"
+        logger.warning("only %d training clips to cross-validate: the choice of %s is mostly noise "
+                       "(a clip more or less correct moves the accuracy by %.0f points); give a "
+                       "fixed --preset and -k, or more data", len(clips), what, 100 / len(clips))
     if searching and fewest < MIN_CLIPS_PER_CLASS:
-        logger.warning(
-            "a class has only %d training clip(s): too few to hold one out in each fold, so "
-            "the data cannot support a choice; the default is kept unless another candidate "
-            "wins clearly", fewest,
-        )  # fmt: skip
+        logger.warning("a class has only %d training clip(s): too few to hold one out in each "
+                       "fold, so the data cannot support a choice; the default is kept unless "
+                       "another candidate wins clearly", fewest)  # fmt: skip
     if state.components != "auto":
         k = int(state.components)
-        state.screen_k, state.rule = k, "fixed"
-        state.choices = {"fixed": {y: k for y in labels}}
+        state.screen_k, state.rule, state.choices = k, "fixed", {"fixed": {y: k for y in labels}}
         if len(state.cands) == 1:  # nothing to choose: still the configuration's CV accuracy
             state.sels[first] = sel = state.cv(first, [k])
-            c, n = sel.accuracy_counts(sel.scores[k])
-            state.table.append(table_row("components", first, f"K={k}", c, n))
-            state.correct, state.n_scored = c, n
+            state.correct, state.n_scored = sel.accuracy_counts(sel.scores[k])
+            state.add("components", first, f"K={k}", state.correct, state.n_scored)
         return
-    if _default_k_unscorable(labels, clips, state.grid, state.n_folds):
-        # the CV folds (a third of the final data) cannot fit K=16, but the final
-        # models can: a comparison would favour smaller K by the folds' size alone
-        # (on the hard dev speakers CV chose K=8, which lost 2.5 points on the test
-        # side), so the default K is kept
+    grid = supported_grid(labels, lens, state.grid, state.n_folds)
+    if N_COMPONENTS in state.grid and median_cap(labels, lens) >= N_COMPONENTS > grid[-1]:
+        # the final models can fit K=16 but not the CV folds (a third less data): a comparison
+        # would favour smaller K by the folds' size alone (on the hard dev speakers CV chose
+        # K=8, which lost 2.5 points on the test side), so the default K is kept
         state.screen_k, state.rule = N_COMPONENTS, f"K={N_COMPONENTS}"
         state.choices = {state.rule: {y: N_COMPONENTS for y in labels}}
         logger.info("components: K=%d kept (too few frames per fold to compare K)", N_COMPONENTS)
         return
-    sel = search_down(
-        state.cv, first, supported_grid(labels, [len(X) for X in clips], state.grid, state.n_folds)
-    )
-    options = []
+    sel = rules.search_down(state.cv, first, grid)
+    singles = []
     for k in sel.grid:
-        c, n = sel.accuracy_counts(sel.scores[k])
         state.choices[f"K={k}"] = sel.capped({y: k for y in sel.labels})
-        state.table.append(table_row("components", first, f"K={k}", c, n))
-        options.append(Option(f"K={k}", c, float(k)))
+        c, n = sel.accuracy_counts(sel.scores[k])
+        singles.append(state.add("components", first, f"K={k}", c, n, k, name=f"K={k}"))
     per_class = sel.choose()
-    c, n = sel.accuracy_counts(sel.composite(per_class))
     state.choices["per-class"] = sel.capped(per_class)
-    state.table.append(table_row("components", first, "per-class", c, n))
+    c, n = sel.accuracy_counts(sel.composite(per_class))
     # per-class picks one K per label (n_labels choices, not one) from the same folds:
     # the more flexible selection, so it ranks after every single K
-    options.append(Option("per-class", c, float("inf")))
-    state.rule = choose_components(options, n, default=f"K={N_COMPONENTS}")
+    options = [*singles, state.add("components", first, "per-class", c, n, np.inf, "per-class")]
+    rule = rules.choose_components(options, n, default=f"K={N_COMPONENTS}")
+    state.rule, state.n_scored, state.sels[first] = state.choose(rule, options=options), n, sel
     # the other front ends are compared at the K the data supports (the chosen single
     # K, or the best single K when per-class won)
-    singles = [(o, k) for o, k in zip(options, sel.grid)]
-    state.screen_k = next(
-        (k for o, k in singles if o.name == state.rule), max(singles, key=lambda t: t[0].correct)[1]
-    )
-    state.sels[first] = sel
-    state.correct = next(o.correct for o in options if o.name == state.rule)
-    state.n_scored = n
+    best = next((o for o in singles if o.name == rule), max(singles, key=lambda o: o.correct))
+    state.screen_k = int(best.complexity)
 
 
 def step_front_end(state: TuneState) -> None:
@@ -172,75 +304,60 @@ def step_front_end(state: TuneState) -> None:
     state.front_end = state.first
     if len(state.cands) < 2:
         return
-    k, singles = state.screen_k, []
-    # the first at the K search's step when the backends will compare with it
-    steps = {c: FRAME_STEP if rank == 0 and state.backends else SCREEN_FRAME_STEP
-             for rank, c in enumerate(state.cands)}  # fmt: skip
+    k, options = state.screen_k, []
     todo = [c for c in state.cands if c not in state.sels]  # the K search has screen_k
     for cand in todo:  # extracted here: an extraction is parallel by itself
         state.features(cand)
+    # the first at the K search's step when the backends will compare with it
+    first_step = FRAME_STEP if state.backends else SCREEN_FRAME_STEP
     # one front end's CV per worker, its fits inline: fewer, larger parallel tasks
-    state.sels.update(zip(todo, state.executor.map(lambda c: state.cv(c, [k], steps[c]), todo)))
+    state.sels.update(zip(todo, state.executor.map(lambda c: state.cv(
+        c, [k], first_step if c == state.first else SCREEN_FRAME_STEP), todo)))
     for rank, cand in enumerate(state.cands):
-        sel = state.sels[cand]
-        c, n = sel.accuracy_counts(sel.scores[k])
-        state.table.append(table_row("front end", cand, f"K={k}", c, n))
-        singles.append(Option(cand, c, float(rank)))
-    state.front_end = one_standard_error(singles, n)
-    state.correct = next(o.correct for o in singles if o.name == state.front_end)
-    state.n_scored = n
-    state.choose("front end", state.front_end)
+        c, state.n_scored = state.sels[cand].accuracy_counts(state.sels[cand].scores[k])
+        options.append(state.add("front end", cand, f"K={k}", c, state.n_scored, rank))
+    chosen = one_standard_error(options, state.n_scored)
+    state.front_end = state.choose(chosen, "front end", options=options)
 
 
 def step_fusion(state: TuneState) -> None:
     """Step 4: late fusion by forward selection from the chosen front end, its weights fitted."""
     if len(state.cands) < 2:
         return
-    name, k = state.front_end, state.screen_k
-    same_files = state.usable(name)  # fused score rows must be the same clips
+    name, k, ref = state.front_end, state.screen_k, state.sels[state.front_end]
+    files = {c: set(state.features(c)[0].features) for c in state.cands}
     scores = {c: sel.scores[k] for c, sel in state.sels.items()}
-    frames = {c: [len(X[:: state.steps[c]]) for X in state.features(c)[1]] for c in state.cands}
-    ref = state.sels[name]
-    path = forward_fusion(
-        name, [c for c in state.cands if c != name and state.usable(c) == same_files], scores,
-        frames, lambda S: ref.accuracy_counts(S)[0], MAX_FUSED,
+    frames = {c: -(-sel.n_frames // sel.frame_step) for c, sel in state.sels.items()}
+    path = rules.forward_fusion(  # fused score rows must be of the same clips
+        name, [c for c in state.cands if c != name and files[c] == files[name]], scores, frames,
+        lambda S: ref.accuracy_counts(S)[0], MAX_FUSED,
     )  # fmt: skip
-    fusions = {" + ".join(m): m for m, _ in path}
-    options = [Option(name, state.correct, 1.0)]
-    for members, c in path:
-        state.table.append(table_row("fusion", " + ".join(members), f"K={k}", c, state.n_scored))
-        options.append(Option(" + ".join(members), c, float(len(members))))
+    options = [Option(name, state.correct, 1.0)] + [
+        state.add("fusion", " + ".join(m), f"K={k}", c, state.n_scored, len(m)) for m, c in path
+    ]
     chosen = choose_fusion(options, state.n_scored)
-    state.choose("front end", chosen)
-    state.choose("fusion", chosen)
-    if chosen in fusions:
-        state.members = fusions[chosen]
-        held = ref.held
-        state.fusion_weights = fit_fusion(
-            [scores[m][held] for m in state.members],
-            [np.asarray(frames[m])[held] for m in state.members], ref.y[held],
-        )  # fmt: skip
-    state.front_end = chosen
-    state.correct = next(o.correct for o in options if o.name == chosen)
+    state.front_end = state.choose(chosen, "front end", "fusion", options=options)
+    if chosen != name:
+        state.members = next(m for m, _ in path if " + ".join(m) == chosen)
+        state.fusion_weights = fit_fusion([scores[m][ref.held] for m in state.members],
+                                          [frames[m][ref.held] for m in state.members],
+                                          ref.y[ref.held])  # fmt: skip
     if chosen != state.first and state.components == "auto":
         state.rule = f"K={k}"  # the K search ran on the first front end: the others take its K
 
 
 def step_backend(state: TuneState) -> None:
-    """Step 5: the other backends on the default front end, over one UBM per fold.
-
-    Scored on step 2's folds; one replaces the ml choice only when it beats both that
-    choice and the default K by :data:`BACKEND_SE` standard errors.
-    """
-
+    """Step 5: the other backends on the default front end, over one UBM per fold of step 2;
+    one replaces the ml choice only if it beats it and the default K by :data:`BACKEND_SE`."""
     if not state.backends:
         return
     first = state.first
     _, clips, labels = state.features(first)
     ref = state.sels.get(first)
-    if ref is None or N_COMPONENTS not in ref.grid or state.steps.get(first) != FRAME_STEP:
+    if ref is None or N_COMPONENTS not in ref.grid or ref.frame_step != FRAME_STEP:
         ref = state.cv(first, [N_COMPONENTS])  # the default, at the backends' frame step
-    base = max(state.correct, ref.accuracy_counts(ref.scores[N_COMPONENTS])[0])
+    options = [Option("ml", max(state.correct, ref.accuracy_counts(
+        ref.scores[N_COMPONENTS])[0]), 0.0)]  # fmt: skip
     t1 = time.perf_counter()
     # every third frame, as the other front ends: a third cheaper, and it can only
     # handicap the backends against the ml choice, scored at every second
@@ -248,18 +365,135 @@ def step_backend(state: TuneState) -> None:
                                frame_step=SCREEN_FRAME_STEP, random_state=state.random_state,
                                executor=state.executor)  # fmt: skip
     logger.info("backends %s: CV in %.2f s", list(state.backends), time.perf_counter() - t1)
-    options = [Option("ml", base, 0.0)]
     for rank, backend in enumerate(state.backends, 1):
         c, n = ref.accuracy_counts(scores[backend])
-        state.table.append(table_row("backend", backend, f"UBM {UBM_COMPONENTS}", c, n))
-        options.append(Option(backend, c, float(rank)))
-    state.backend = beats_default(options, "ml", n, n_se=BACKEND_SE)
-    state.choose("backend", state.backend)
+        options.append(state.add("backend", backend, f"UBM {UBM_COMPONENTS}", c, n, rank))
+    state.backend = state.choose(beats_default(options, "ml", n, n_se=BACKEND_SE), "backend")
     if state.backend != "ml":  # the backend runs on the default front end alone
         state.front_end, state.members, state.fusion_weights = first, [], None
-        state.choose("front end", first)
-        state.choose("fusion", first)
+        state.choose(first, "front end", "fusion")
 
 
 #: The steps of :func:`tune`, in order.
 STEPS = (step_front_ends, step_components, step_front_end, step_fusion, step_backend)
+
+
+def _available_backends() -> tuple[str, ...]:
+    """The backends ``auto`` tries: all but ``ml`` whose extra is installed, not costly ones."""
+    out = []
+    for b in BACKENDS:
+        extra = BACKEND_EXTRAS.get(b)
+        if b in COSTLY_BACKENDS:
+            logger.info("backend %s not tried: %s", b, COSTLY_BACKENDS[b])
+        elif extra and importlib.util.find_spec(extra) is None:
+            logger.warning("backend %s left out of the search: it needs %s (pip install "
+                           "'audiogmm[sklearn]')", b, extra)  # fmt: skip
+        elif b != "ml":
+            out.append(b)
+    return tuple(out)
+
+
+def tune(
+    records: Sequence[Record], *, preset: str | FeatureConfig = "auto",
+    components: int | str = "auto", grid: Sequence[int] = COMPONENT_GRID,
+    n_folds: int = N_FOLDS, cv_max_iter: int = CV_MAX_ITER, random_state: int | None = 0,
+    options: RunOptions | None = None, executor: LocalExecutor | None = None,
+    backends: Sequence[str] | str | None = None, **classifier_params: Any,
+) -> TuneResult:  # fmt: skip
+    """Cross-validate front ends, numbers of components and backends on training files only.
+
+    Folds hold out whole clips; CV fits stop after ``cv_max_iter`` EM iterations (20 and
+    100 gave the same accuracies within two clips of 429, README "Tuning").
+
+    Parameters
+    ----------
+    preset : str or FeatureConfig
+        ``"auto"`` tries every :data:`FRONT_ENDS` candidate; a name or a config fixes it.
+    components : int or "auto"
+        ``"auto"`` chooses K per class (or one K) over ``grid``; an int fixes K.
+    backends : sequence of str, "auto" or None
+        Other backends to try. None: ``"auto"`` when ``preset`` and ``components`` are
+        both ``"auto"``, else none; ``"auto"``: every backend whose extra is installed,
+        except :data:`COSTLY_BACKENDS`.
+
+    Raises
+    ------
+    DatasetError
+        No records, or a label left without usable files.
+    ParameterError
+        Bad ``components``, ``cv_max_iter``, ``grid``, ``n_folds``, backend or preset name.
+    """
+    if not records:
+        raise DatasetError("no training files")
+    if components != "auto" and (isinstance(components, bool) or not isinstance(
+            components, (int, np.integer)) or components < 1):  # fmt: skip
+        raise ParameterError(f"components must be 'auto' or an int >= 1; got {components!r}")
+    if not isinstance(cv_max_iter, (int, np.integer)) or cv_max_iter < 1:
+        raise ParameterError(f"cv_max_iter must be an int >= 1; got {cv_max_iter!r}")
+    cands = ({"config": preset} if isinstance(preset, FeatureConfig) else dict(FRONT_ENDS)
+             if preset == "auto" else {preset: FeatureConfig.preset(preset)})  # fmt: skip
+    if backends is None:
+        backends = "auto" if preset == "auto" and components == "auto" else ()
+    backends = _available_backends() if backends == "auto" else tuple(backends)
+    unknown = sorted(set(backends) - set(BACKENDS) | ({"ml"} & set(backends)))
+    if unknown:
+        raise ParameterError(f"backends to try must be among {sorted(set(BACKENDS) - {'ml'})}; "
+                             f"got {unknown}")  # fmt: skip
+    counts = Counter(r.label for r in records)
+    if (len(cands) > 1 or components == "auto") and max(counts.values()) < 2:
+        raise DatasetError(
+            f"cross-validation needs at least 2 training files of some label; every one of "
+            f"the {len(counts)} label(s) has 1 (use a fixed --preset and --components)"
+        )
+    opts = options or RunOptions()
+    t0 = time.perf_counter()
+    with resolve(executor, opts.n_jobs) as ex, warnings.catch_warnings():
+        # the CV fits stop at cv_max_iter on purpose: their ConvergenceWarnings are noise
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        state = TuneState(records, cands, opts, ex, {**classifier_params, "max_iter": cv_max_iter},
+                          components, grid, n_folds, random_state, backends)  # fmt: skip
+        for step in STEPS:
+            step(state)
+        for row in state.table:
+            if row["stage"] == "components":  # the K every member uses
+                row["chosen"] = state.rule == "fixed" or row["components"] == state.rule
+        main = state.members[0] if state.members else state.front_end
+        return TuneResult(
+            state.front_end, state.cands[main], state.choices[state.rule], state.rule,
+            state.table, n_folds, cv_max_iter, seconds=time.perf_counter() - t0,
+            features=state.features(main)[0], members=state.members,
+            member_configs=[state.cands[m] for m in state.members],
+            member_features=[state.features(m)[0] for m in state.members],
+            fusion_weights=state.fusion_weights, backend=state.backend,
+        )
+
+
+def train_tuned(
+    records: Sequence[Record], *, random_state: int | None = 0,
+    options: RunOptions | None = None, executor: LocalExecutor | None = None, **params: Any,
+) -> tuple[GMMClassifier | FusedClassifier, TuneResult]:  # fmt: skip
+    """:func:`tune` (``params``: its keywords), then fit the chosen model on every training file.
+
+    The classifier's ``params`` apply to the CV fits and the final ml fit (another backend:
+    its defaults and the UBM size it was scored at); the features are reused. Returns the
+    classifier (a FusedClassifier when a fusion won; ``timing_``: ``tune_s``, ``train_s``) and
+    the :class:`TuneResult` (its ``to_header()``: the model file's ``selection``).
+    """
+    opts = options or RunOptions()
+    fit_params = {k: v for k, v in params.items() if k not in inspect.signature(tune).parameters}
+    with resolve(executor, opts.n_jobs) as ex:
+        result = tune(records, random_state=random_state, options=opts, executor=ex, **params)
+        t1 = time.perf_counter()
+        fits = []
+        for res in result.member_features or [result.features]:
+            clips, labels = res.labelled_clips(records)
+            if result.backend == "ml":
+                fits.append(fit_mixed(clips, labels, result.n_components, executor=ex,
+                                      random_state=random_state, n_jobs=opts.n_jobs, **fit_params))
+            else:  # as it was scored
+                clf = BACKENDS[result.backend](n_components=UBM_COMPONENTS, n_jobs=opts.n_jobs,
+                                               random_state=random_state)  # fmt: skip
+                fits.append(clf.fit(clips, labels, executor=ex))
+    clf = FusedClassifier(fits, weights=result.fusion_weights) if len(fits) > 1 else fits[0]
+    clf.timing_ = {"tune_s": result.seconds, "train_s": time.perf_counter() - t1}
+    return clf, result
