@@ -6,6 +6,7 @@ Library errors become one line and exit code 1 here, in :class:`_Group`, and now
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import signal
@@ -25,8 +26,6 @@ __all__ = ["main"]
 
 logger = logging.getLogger("audiogmm")
 
-VERBOSE_HELP = "More log output on stderr: -v progress notes, -vv also every EM iteration."
-QUIET_HELP = "Less output: no progress bars, warnings only (-qq: errors only)."
 EXIT_CODES = (
     "Exit codes: 0 success; 1 error (bad data, unreadable model, ...); 2 usage error; "
     "130 interrupted (Ctrl-C)."
@@ -41,12 +40,10 @@ def _stop(code: int = 130) -> NoReturn:
     (outputs are written atomically, so none is left half-written)."""
     import multiprocessing
 
-    try:
+    with contextlib.suppress(OSError, ValueError):
         sys.stderr.write("interrupted\n")
         sys.stderr.flush()
         sys.stdout.flush()
-    except (OSError, ValueError):
-        pass
     for child in multiprocessing.active_children():
         child.kill()
     os._exit(code)
@@ -100,10 +97,8 @@ class _Group(click.Group):
     cls=_Group, epilog=EXIT_CODES, context_settings={"help_option_names": ["-h", "--help"]}
 )
 @click.version_option(__version__, prog_name="audiogmm")
-@click.option("-v", "--verbose", count=True, help=VERBOSE_HELP)
-@click.option("-q", "--quiet", count=True, help=QUIET_HELP)
 @click.pass_context
-def main(ctx: click.Context, verbose: int, quiet: int) -> None:
+def main(ctx: click.Context) -> None:
     """Gaussian mixture models for audio: train per-class GMMs on MFCCs and classify clips.
 
     DATA is a folder with one sub-folder per label, a CSV file with columns
@@ -115,37 +110,35 @@ def main(ctx: click.Context, verbose: int, quiet: int) -> None:
     warnings.showwarning = lambda message, category, *args, **kw: logger.warning(
         "%s: %s", category.__name__, message
     )
-    ctx.obj = {"verbosity": 0}
-    _add_verbosity(ctx, verbose - quiet)
     if threading.current_thread() is threading.main_thread():
         previous = signal.signal(signal.SIGINT, _on_interrupt)
         ctx.call_on_close(lambda: signal.signal(signal.SIGINT, previous))
 
 
-def _add_verbosity(ctx: click.Context, delta: int) -> None:
-    """Shift the verbosity; -q: warnings only, no bars; -v: info; -vv: debug (EM iterations)."""
-    obj = ctx.ensure_object(dict)
-    level = obj["verbosity"] = obj.get("verbosity", 0) + delta
-    logger.setLevel(logging.DEBUG if level >= 2 else logging.INFO if level == 1
-                    else logging.WARNING if level >= -1 else logging.ERROR)  # fmt: skip
-
-
-def _verbosity_option(flags: list[str], sign: int, help: str) -> click.Option:
-    """-v/-q after the subcommand too (``audiogmm train ... -q``), adding to the group's."""
+def _verbosity(sign: int):
+    """The callback of -v (``sign`` 1) or -q (-1): the counts of the group's and the
+    subcommand's options add up; -q: warnings only, no bars; -v: info; -vv: debug."""
 
     def callback(ctx: click.Context, param: click.Parameter, value: int) -> None:
-        if value:
-            _add_verbosity(ctx, sign * value)
+        obj = ctx.ensure_object(dict)  # the group's, shared with the subcommand
+        level = obj["verbosity"] = obj.get("verbosity", 0) + sign * value
+        logger.setLevel(logging.DEBUG if level >= 2 else logging.INFO if level == 1
+                        else logging.WARNING if level >= -1 else logging.ERROR)  # fmt: skip
 
-    return click.Option(flags, count=True, expose_value=False, callback=callback, help=help)
+    return callback
 
 
-for _module in (extract, train, evaluate, predict, info, tune, verify, ubm, plot):
-    main.add_command(_module.command)
-    # the whole first line in `audiogmm --help`, not cut at 45 characters
-    _module.command.short_help = (_module.command.help or "").strip().split("\n")[0]
-    _module.command.epilog = EXIT_CODES
-    _module.command.params += [
-        _verbosity_option(["-v", "--verbose"], 1, VERBOSE_HELP),
-        _verbosity_option(["-q", "--quiet"], -1, QUIET_HELP),
-    ]
+for _cmd in (main, *(m.command for m in (extract, train, evaluate, predict, info, tune, verify,
+                                         ubm, plot))):  # fmt: skip
+    _cmd.params += [
+        click.Option(["-v", "--verbose"], count=True, expose_value=False, callback=_verbosity(1),
+                     help="More log output on stderr: -v progress notes, -vv also every EM "
+                     "iteration."),
+        click.Option(["-q", "--quiet"], count=True, expose_value=False, callback=_verbosity(-1),
+                     help="Less output: no progress bars, warnings only (-qq: errors only)."),
+    ]  # fmt: skip
+    if _cmd is not main:
+        main.add_command(_cmd)
+        # the whole first line in `audiogmm --help`, not cut at 45 characters
+        _cmd.short_help = (_cmd.help or "").strip().split("\n")[0]
+        _cmd.epilog = EXIT_CODES

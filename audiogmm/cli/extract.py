@@ -4,24 +4,14 @@ from __future__ import annotations
 
 import click
 
-from .options import (
-    command_executor,
-    echo_json,
-    feature_options,
-    json_option,
-    load_config,
-    progress_for,
-    report_skipped,
-    run_options,
-)
-from .output import escape_name
-from .ubm import dask_option, dask_or
+from . import options
+from .output import escape_name, report_skipped
 
 
 @click.command("extract")
 @click.argument("data", type=click.Path(exists=True))
-@feature_options
-@run_options
+@options.feature_options
+@options.run_options
 @click.option("--skipped-csv", type=click.Path(dir_okay=False),
               help="Write the skipped files and reasons here.")  # fmt: skip
 @click.option("--format", "fmt", type=click.Choice(["cache", "kaldi"]), default="cache",
@@ -34,20 +24,17 @@ from .ubm import dask_option, dask_or
               "trust (--format kaldi).")  # fmt: skip
 @click.option("--shards", "shards_dir", type=click.Path(file_okay=False),
               help="Also write the features as a shard store here (for `audiogmm ubm`, Dask).")
-@dask_option
-@json_option
+@options.dask_option
+@options.json_option
 @click.pass_context
-def command(
-    ctx, data, preset, config_path, cache_dir, jobs, strict, skipped_csv, fmt, output,
-    allow_pipes, shards_dir, dask_spec, as_json,
-):  # fmt: skip
+def command(ctx, data, preset, config_path, cache_dir, jobs, skipped_csv, fmt, output,
+            allow_pipes, shards_dir, dask_spec, as_json, **_):  # fmt: skip
     """Extract features of every file in DATA into the cache (re-runs skip done work)."""
-    from ..data import RunOptions, extract_many, read_manifest
+    from ..data import extract_many, read_manifest
     from ..io.atomic import check_writable
     from ..pipeline.classify import skipped_list
 
-    config = load_config(preset, config_path)
-    opts = RunOptions(cache_dir=cache_dir, n_jobs=jobs, progress=progress_for(ctx), strict=strict)
+    config, opts = options.load_config(preset, config_path), options.run_options_of(ctx)
     if fmt == "kaldi":
         from ..pipeline.kaldi import export_kaldi
 
@@ -57,7 +44,7 @@ def command(
         out = export_kaldi(data, output, config=config, options=opts, allow_pipes=allow_pipes)
         out["config_hash"] = config.content_hash()
         if as_json:
-            return echo_json(out)
+            return options.echo_json(out)
         report_skipped(out["skipped"])
         return click.echo(f"{out['n_utterances']} utterances ({out['n_frames']} frames) -> "
                           f"{out['scp']} ({len(out['skipped'])} skipped)")  # fmt: skip
@@ -67,22 +54,20 @@ def command(
         if path:  # before the work, naming the user's path
             check_writable(path, folder=folder)
     records = read_manifest(data)
-    with dask_or(dask_spec, command_executor([r.path for r in records], jobs, cache_dir)) as ex:
+    local = options.command_executor([r.path for r in records], jobs, cache_dir)
+    with options.dask_or(dask_spec, local) as ex:
         res = extract_many(records, config=config, options=opts, executor=ex)
     if shards_dir:  # on top of the cache: the extracted (or cached) frames, in manifest order
         from ..data.shards import write_store
 
-        write_store(
-            shards_dir, ((r.path, r.label, res.features[r.path]) for r in records
-                         if r.path in res.features),
-            config_hash=config.content_hash(), config=config.to_json(),
-        )  # fmt: skip
+        write_store(shards_dir, ((r.path, r.label, res.features[r.path]) for r in records
+                                 if r.path in res.features),
+                    config_hash=config.content_hash(), config=config.to_json())  # fmt: skip
     if skipped_csv:
         res.write_skipped_csv(skipped_csv)
-    skipped = skipped_list(res)
-    failed = len(res.cache_errors)
+    skipped, failed = skipped_list(res), len(res.cache_errors)
     if as_json:
-        echo_json({
+        options.echo_json({
             "n_files": len(records), "n_extracted": res.n_extracted, "n_cached": res.n_cached,
             "cache_errors": res.cache_errors, "skipped": skipped,
             "n_frames": int(sum(x.shape[0] for x in res.features.values())),

@@ -1,100 +1,111 @@
-"""Option decorators shared by the commands (defined once), output helpers and the progress bar."""
+"""Option decorators shared by the commands (each defined once), run helpers, the progress bar."""
 
 from __future__ import annotations
 
+import contextlib
 import json
+import logging
 import os
 import struct
 import sys
+import warnings
 from collections.abc import Iterable
-from contextlib import contextmanager
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import click
 
+from ..audio import MAX_SAMPLES, SAMPLE_LIMIT_ENV
 from ..data.splits import TRAIN_FRACTION
 from ..features.presets import DEFAULT_PRESET, PRESETS
-from .output import (
-    escape_name,
-    report_skipped,  # re-exported: the commands import it from here
-)
-
-if TYPE_CHECKING:
-    from ..data.packs import FileFacts
+from .output import escape_name
 
 __all__ = [
-    "ProgressBar", "echo_json", "command_executor", "format_selection", "feature_options", "given",
-    "jobs_option", "load_classifier", "json_option", "load_config", "plural", "progress_for",
-    "refuse_given", "reject_option", "reject_threshold", "report_skipped", "run_options",
-    "strict_option", "split_options", "tuning_options",
+    "ProgressBar", "command_executor", "dask_option", "dask_or", "echo_json", "feature_options",
+    "format_selection", "given", "jobs_option", "json_option", "load_classifier", "load_config",
+    "progress_for", "refuse_given", "reject_option", "reject_threshold", "run_options",
+    "run_options_of", "split_options", "stack", "strict_option", "tuning_options",
 ]  # fmt: skip
 
-
-def feature_options(f, *, auto: bool = False, default: str = DEFAULT_PRESET):
-    """``--preset NAME`` (``auto`` too when tuning) and ``--config FILE`` on top of it."""
-    f = click.option("--config", "config_path", type=click.Path(exists=True, dir_okay=False),
-                     help="FeatureConfig JSON file; its fields replace those of --preset (a "
-                     'partial file such as {"n_mfcc": 13} changes only those).')(f)  # fmt: skip
-    more = (", or 'auto': the default, another front end or a late fusion of up to three, chosen "
-            "by clip-stratified cross-validation on the training files.")  # fmt: skip
-    return click.option("--preset", type=click.Choice(sorted(PRESETS) + ["auto"] * auto),
-                        default=default, show_default=True,
-                        help="Named feature preset" + (more if auto else "."))(f)  # fmt: skip
+logger = logging.getLogger("audiogmm")
+AUTO_AND_CONFIG = "--config gives one front end and --preset auto chooses among several: give one"
 
 
-def jobs_option(f):
-    return click.option("--jobs", "-j", type=click.IntRange(min=1), default=None,
-                        help="Parallel workers [default: all cores].")(f)  # fmt: skip
+def stack(*decorators):
+    """One decorator of ``decorators``, the first one's option first in ``--help``."""
 
+    def deco(f):
+        for d in reversed(decorators):
+            f = d(f)
+        return f
 
-def run_options(f):
-    f = click.option("--cache", "cache_dir", type=click.Path(file_okay=False),
-                     help="Feature cache folder.")(f)  # fmt: skip
-    return strict_option(jobs_option(f))
+    return deco
 
 
 def _set_sample_limit(ctx, param, value):
-    from ..audio import SAMPLE_LIMIT_ENV
-
     if value is not None:  # the environment carries it to worker processes too
         os.environ[SAMPLE_LIMIT_ENV] = str(value)
 
 
-def strict_option(f):
-    """``--strict`` and ``--max-samples`` (how bad and huge audio files are treated)."""
-    from ..audio import MAX_SAMPLES, SAMPLE_LIMIT_ENV
+def _check_dask(ctx, param, value):
+    from ..engine.dask import parse_spec
 
-    f = click.option(
-        "--max-samples", type=click.IntRange(min=1), envvar=SAMPLE_LIMIT_ENV, expose_value=False,
-        callback=_set_sample_limit, help=f"Longest audio file, in samples per channel (float32 "
-        f"in memory). [default: {MAX_SAMPLES}, 70 min at 16 kHz, 23 min at 48 kHz; env: "
-        f"{SAMPLE_LIMIT_ENV}]",
-    )(f)  # fmt: skip
-    return click.option("--strict", is_flag=True,
-                        help="Fail on the first bad audio file instead of skipping it.")(f)  # fmt: skip
+    try:
+        return value and parse_spec(value) and value  # the spec as given, once checked
+    except ValueError as e:
+        raise click.BadParameter(str(e)) from None
+
+
+json_option = click.option("--json", "as_json", is_flag=True, help="Machine-readable JSON on stdout.")
+jobs_option = click.option("--jobs", "-j", type=click.IntRange(min=1),
+                           help="Parallel workers [default: all cores].")  # fmt: skip
+#: ``--strict`` and ``--max-samples``: how bad and huge audio files are treated.
+strict_option = stack(
+    click.option("--strict", is_flag=True,
+                 help="Fail on the first bad audio file instead of skipping it."),
+    click.option("--max-samples", type=click.IntRange(min=1), envvar=SAMPLE_LIMIT_ENV,
+                 expose_value=False, callback=_set_sample_limit, help="Longest audio file, in "
+                 f"samples per channel (float32 in memory). [default: {MAX_SAMPLES}, 70 min at 16 "
+                 f"kHz, 23 min at 48 kHz; env: {SAMPLE_LIMIT_ENV}]"),
+)  # fmt: skip
+run_options = stack(strict_option, jobs_option, click.option(
+    "--cache", "cache_dir", type=click.Path(file_okay=False), help="Feature cache folder."))
+dask_option = click.option(
+    "--dask", "dask_spec", metavar="local:N|tcp://HOST:PORT", callback=_check_dask,
+    help="Run on Dask: a LocalCluster of N worker processes, or a running scheduler.",
+)  # fmt: skip
+
+
+def feature_options(f=None, *, auto: bool = False, default: str = DEFAULT_PRESET):
+    """``--preset NAME`` (``auto`` too when tuning) and ``--config FILE`` on top of it."""
+    more = (", or 'auto': the default, another front end or a late fusion of up to three, chosen "
+            "by clip-stratified cross-validation on the training files.")  # fmt: skip
+    deco = stack(
+        click.option("--preset", type=click.Choice(sorted(PRESETS) + ["auto"] * auto),
+                     default=default, show_default=True,
+                     help="Named feature preset" + (more if auto else ".")),
+        click.option("--config", "config_path", type=click.Path(exists=True, dir_okay=False),
+                     help="FeatureConfig JSON file; its fields replace those of --preset (a "
+                     'partial file such as {"n_mfcc": 13} changes only those).'),
+    )  # fmt: skip
+    return deco if f is None else deco(f)
 
 
 def split_options(default: str, *, stored: bool = False):
-    """``--split``, ``--train-fraction``, ``--seed``.
-
-    ``stored``: the model's stored split is the default (``evaluate``): the options
-    default to None, and their help says so.
-    """
+    """``--split``, ``--train-fraction``, ``--seed``; ``stored``: the model's split is the
+    default (``evaluate``), so the last two default to None."""
     note = " [default: the model's stored split]" if stored else ""
-
-    def deco(f):
-        f = click.option("--split", default=default, show_default=True,
-                         help="Which split to use ('all' for every file). Without a split column, "
-                         "a stratified split is made from --train-fraction and --seed.")(f)  # fmt: skip
-        f = click.option("--train-fraction", type=click.FloatRange(0, 1, min_open=True, max_open=True),
-                         default=None if stored else TRAIN_FRACTION, show_default=not stored,
-                         help="Share of each label's files that go to 'train' when DATA has no "
-                         "split column." + note)(f)  # fmt: skip
-        return click.option("--seed", type=int, default=None if stored else 0, show_default=not stored,
-                            help=("Seed of the split." if stored else "Seed for the split and "
-                                  "training.") + note)(f)  # fmt: skip
-
-    return deco
+    return stack(
+        click.option("--seed", type=int, default=None if stored else 0, show_default=not stored,
+                     help=("Seed of the split." if stored else "Seed for the split and "
+                           "training.") + note),
+        click.option("--train-fraction", type=click.FloatRange(0, 1, min_open=True, max_open=True),
+                     default=None if stored else TRAIN_FRACTION, show_default=not stored,
+                     help="Share of each label's files that go to 'train' when DATA has no "
+                     "split column." + note),
+        click.option("--split", default=default, show_default=True,
+                     help="Which split to use ('all' for every file). Without a split column, "
+                     "a stratified split is made from --train-fraction and --seed."),
+    )  # fmt: skip
 
 
 def _reject_value(ctx, param, value):
@@ -106,15 +117,39 @@ def _reject_value(ctx, param, value):
         raise click.BadParameter(f"must be 'auto' or a number; got {value!r}") from None
 
 
-def reject_option(f):
-    """``--reject auto|THRESHOLD`` (open set: map, gsv and ivector models)."""
-    return click.option(
-        "--reject", default=None, metavar="auto|THRESHOLD", callback=_reject_value,
-        help="Open set (--backend map, gsv, ivector models): answer 'unknown' when the best "
-        "class's LLR is below THRESHOLD (map: per frame, against the UBM; gsv, ivector: "
-        "calibrated, against the other classes), or below the model's threshold (auto: map's "
-        "calibrated in training, gsv's and ivector's 0, the Bayes threshold at equal priors).",
-    )(f)  # fmt: skip
+#: ``--reject auto|THRESHOLD`` (open set: map, gsv and ivector models).
+reject_option = click.option(
+    "--reject", metavar="auto|THRESHOLD", callback=_reject_value,
+    help="Open set (--backend map, gsv, ivector models): answer 'unknown' when the best "
+    "class's LLR is below THRESHOLD (map: per frame, against the UBM; gsv, ivector: "
+    "calibrated, against the other classes), or below the model's threshold (auto: map's "
+    "calibrated in training, gsv's and ivector's 0, the Bayes threshold at equal priors).",
+)  # fmt: skip
+
+
+def _components(ctx, param, value):
+    """``-k``: an int >= 1 or ``auto``."""
+    if value is None or value == "auto":
+        return value
+    try:
+        k = int(value)
+    except ValueError:
+        raise click.BadParameter(f"{value!r} is neither an integer >= 1 nor 'auto'") from None
+    if k < 1:
+        raise click.BadParameter(f"{k} is not >= 1 (or 'auto')")
+    return k
+
+
+def tuning_options(*, components_default, components_help: str | None = None,
+                   preset_default=DEFAULT_PRESET):  # fmt: skip
+    """``--preset`` (a preset or ``auto``), ``--config``, ``--components`` (K or ``auto``);
+    ``components_default`` None: the command resolves it (``components_help`` says how)."""
+    return stack(feature_options(auto=True, default=preset_default), click.option(
+        "--components", "-k", metavar="K|auto", callback=_components, default=components_default,
+        show_default=components_default is not None, help=components_help
+        or "Components per class, or 'auto': per-class K (or one K) chosen by "
+        "clip-stratified cross-validation on the training files.",
+    ))  # fmt: skip
 
 
 def given(ctx: click.Context, name: str) -> bool:
@@ -127,13 +162,7 @@ def refuse_given(ctx: click.Context, names: Iterable[str], why: str) -> None:
     """A usage error naming the first option of ``names`` the user typed: it ``why``."""
     for p in ctx.command.params:
         if p.name in names and given(ctx, p.name):
-            flag = max(p.opts, key=len)
-            raise click.UsageError(f"{flag} {why}", ctx)
-
-
-def plural(n: int, word: str, words: str | None = None) -> str:
-    """``1 class``, ``2 classes``."""
-    return f"{n} {word if n == 1 else words or word + 's'}"
+            raise click.UsageError(f"{max(p.opts, key=len)} {why}", ctx)
 
 
 def load_classifier(path: str):
@@ -175,10 +204,6 @@ def reject_threshold(clf: Any, reject: str | float | None) -> float | None:
         raise click.ClickException(str(e)) from None
 
 
-def json_option(f):
-    return click.option("--json", "as_json", is_flag=True, help="Machine-readable JSON on stdout.")(f)
-
-
 def echo_json(obj: Any) -> None:
     """``obj`` as one line of strict JSON (sorted keys; NaN and infinities as null)."""
     from ..pipeline.report import json_dumps
@@ -187,11 +212,8 @@ def echo_json(obj: Any) -> None:
 
 
 def load_config(preset: str | None, config_path: str | None):
-    """The FeatureConfig of ``--preset NAME``, with the fields of ``--config FILE`` on top.
-
-    A partial ``--config`` (e.g. ``{"n_mfcc": 13}``) changes only its fields of the
-    chosen preset (of the default one when the preset is ``auto``).
-    """
+    """The FeatureConfig of ``--preset NAME`` (the default one for ``auto``), with the fields
+    of ``--config FILE`` on top (a partial file such as ``{"n_mfcc": 13}`` changes only those)."""
     from ..exceptions import ParameterError
     from ..features import FeatureConfig
 
@@ -209,43 +231,84 @@ def load_config(preset: str | None, config_path: str | None):
         raise ParameterError(f"{config_path!r}: {e}") from None
 
 
-def _audio_seconds(facts: FileFacts, path: str) -> float:
-    """Seconds of audio in ``path`` by its header, kept in ``facts``
-    (:class:`~audiogmm.data.packs.FileFacts`); 0 for a file that cannot be read."""
-    from ..audio import info
-    from ..exceptions import AudioError
+def run_options_of(ctx: click.Context):
+    """The :class:`~audiogmm.data.RunOptions` of the command's ``--cache/--jobs/--strict``."""
+    from ..data import RunOptions
 
-    try:
-        raw = facts.get(path, "duration_s", 8, lambda p: struct.pack("<d", info(p).duration_s))
-    except AudioError:  # extraction reports the file; it adds no work
-        return 0.0
-    return struct.unpack("<d", raw)[0]
+    p = ctx.params
+    return RunOptions(cache_dir=p.get("cache_dir"), n_jobs=p["jobs"], progress=progress_for(ctx),
+                      strict=p["strict"])  # fmt: skip
 
 
-@contextmanager
+@contextlib.contextmanager
 def command_executor(
     paths: Iterable[str], jobs: int | None, cache_dir: str | os.PathLike | None = None
 ):  # fmt: skip
-    """The command's one executor, for the work on the audio files ``paths``, then closed.
+    """The command's one executor for the work on the audio files ``paths``, then closed.
 
-    Threads, or worker processes when the estimated work (audio duration from the
-    files' headers, kept in the feature cache ``cache_dir`` for the next command) is
-    large enough to pay for starting them
-    (:func:`audiogmm.engine.policy.plan`; the choice is logged at ``-v``). BLAS runs
-    on one thread for the whole command: parallelism comes from the executor, and
-    the many small products of training (k-means, M-steps) are slower on a waking
-    BLAS pool.
+    Threads, or worker processes when the audio's duration (from the headers, kept in the
+    cache ``cache_dir``) pays for starting them (:func:`audiogmm.engine.policy.plan`;
+    logged at ``-v``). BLAS runs on one thread: parallelism comes from the executor, and
+    the many small products of training are slower on a waking BLAS pool.
     """
+    from ..audio import info
     from ..data.packs import FileFacts
     from ..engine import default_workers, one_blas_thread
     from ..engine.policy import PROCESS_MIN_AUDIO_S, count_until, executor_for_work
+    from ..exceptions import AudioError
+
+    def seconds(facts: FileFacts, path: str) -> float:
+        try:
+            raw = facts.get(path, "duration_s", 8, lambda p: struct.pack("<d", info(p).duration_s))
+        except AudioError:  # extraction reports the file; it adds no work
+            return 0.0
+        return struct.unpack("<d", raw)[0]
 
     work = 0.0
     if (jobs or default_workers()) > 1:  # with one worker there is nothing to decide
         with FileFacts(cache_dir) as facts:
-            seconds = (_audio_seconds(facts, p) for p in paths)
-            work = count_until(seconds, PROCESS_MIN_AUDIO_S)
+            work = count_until((seconds(facts, p) for p in paths), PROCESS_MIN_AUDIO_S)
     with executor_for_work(work, jobs) as ex, one_blas_thread():
+        yield ex
+
+
+@contextlib.contextmanager
+def dask_or(dask_spec: str | None, fallback):
+    """A DaskExecutor for ``--dask`` (closed after), or the ``fallback`` context's executor.
+
+    Dask logs its INFO chatter only at -vv, its warnings unless -q; a LocalCluster's
+    workers get /dev/null as stderr below -vv (each would print a traceback on Ctrl-C;
+    their task errors come back through the client anyway).
+    """
+    if not dask_spec:
+        with fallback as ex:
+            yield ex
+        return
+    from ..engine.dask import DaskExecutor
+
+    verbosity = click.get_current_context().obj["verbosity"]
+    with contextlib.suppress(ImportError):  # else DaskExecutor says what to install
+        import distributed  # noqa: F401 - sets its loggers' levels on import: ours come after
+
+        level = (logging.INFO if verbosity >= 2 else logging.WARNING if verbosity >= 0
+                 else logging.ERROR)  # fmt: skip
+        for name in ("distributed", "tornado"):
+            logging.getLogger(name).setLevel(level)
+        # the LocalCluster serves no dashboard (dashboard_address=None): its port is no concern
+        warnings.filterwarnings("ignore", r"Port \d+ is already in use", UserWarning)
+    quiet = verbosity < 2 and dask_spec.startswith("local")
+    sys.stderr.flush()
+    saved, devnull = os.dup(2), os.open(os.devnull, os.O_WRONLY)
+    try:
+        if quiet:
+            os.dup2(devnull, 2)
+        ex = DaskExecutor(dask_spec)
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
+    logger.info("executor: %r", ex)
+    with ex:
         yield ex
 
 
@@ -281,48 +344,6 @@ def progress_for(ctx: click.Context) -> ProgressBar | None:
     return ProgressBar()
 
 
-# -- model selection (--preset auto, --components auto) ------------------------------------
-
-AUTO_AND_CONFIG = "--config gives one front end and --preset auto chooses among several: give one"
-
-
-class _Components(click.ParamType):
-    """An int >= 1 or ``auto``."""
-
-    name = "K|auto"
-
-    def convert(self, value, param, ctx):
-        if isinstance(value, int) or value == "auto":
-            return value
-        try:
-            k = int(value)
-        except (TypeError, ValueError):
-            self.fail(f"{value!r} is neither an integer >= 1 nor 'auto'", param, ctx)
-        if k < 1:
-            self.fail(f"{k} is not >= 1 (or 'auto')", param, ctx)
-        return k
-
-
-def tuning_options(
-    *, components_default, components_help: str | None = None, preset_default=DEFAULT_PRESET
-):
-    """``--preset`` (a preset or ``auto``), ``--config``, ``--components`` (K or ``auto``).
-
-    ``components_default`` None: the command resolves it (``components_help`` says how).
-    """
-
-    def deco(f):
-        f = click.option(
-            "--components", "-k", type=_Components(), default=components_default,
-            show_default=components_default is not None, help=components_help
-            or "Components per class, or 'auto': per-class K (or one K) chosen by "
-            "clip-stratified cross-validation on the training files.",
-        )(f)  # fmt: skip
-        return feature_options(f, auto=True, default=preset_default)
-
-    return deco
-
-
 def format_selection(sel: dict[str, Any]) -> str:
     """The cross-validation table of a ``selection`` record (train, tune, info), as text."""
     rows = [(escape_name(r["front_end"])[:40], escape_name(r["components"])[:12], r)
@@ -335,12 +356,12 @@ def format_selection(sel: dict[str, Any]) -> str:
         f"{'95% Wilson':<15} {'clips':>9}",
     ]
     for fe, comp, r in rows:
-        mark = " *" if r.get("chosen") else ""
         p, n = r["accuracy"], max(1, r["n"])
         se = (p * (1 - p) / n) ** 0.5 if 0 <= p <= 1 else float("nan")  # binomial
         lines.append(
             f"  {escape_name(r['stage'])[:11]:<11} {fe:<{w}} {comp:<10} {p:>8.3f} {se:>6.3f}  "
-            f"[{r['ci_low']:.3f}, {r['ci_high']:.3f}] {r['correct']:>4}/{r['n']:<4}{mark}"
+            f"[{r['ci_low']:.3f}, {r['ci_high']:.3f}] {r['correct']:>4}/{r['n']:<4}"
+            + (" *" if r.get("chosen") else "")
         )
     ks = sorted(set(sel["n_components"].values()))
     k_text = str(ks[0]) if len(ks) == 1 else f"{ks[0]}-{ks[-1]} per class"
