@@ -7,6 +7,7 @@ Library errors become one line and exit code 1 here, in :class:`_Group`, and now
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import os
 import signal
@@ -25,14 +26,16 @@ from .output import escape_name
 __all__ = ["main"]
 
 logger = logging.getLogger("audiogmm")
-
-EXIT_CODES = (
-    "Exit codes: 0 success; 1 error (bad data, unreadable model, ...); 2 usage error; "
-    "130 interrupted (Ctrl-C)."
-)
+EXIT_CODES = ("Exit codes: 0 success; 1 error (bad data, unreadable model, ...); 2 usage error; "
+              "130 interrupted (Ctrl-C).")  # fmt: skip
 #: Seconds the interrupted command has to unwind (atomic writes remove their temporary
 #: files) before it is stopped where it stands.
 UNWIND_S = 0.5
+VERBOSITY = [
+    (["-v", "--verbose"], 1, "More log output on stderr: -v progress notes, -vv also every EM "
+     "iteration."),
+    (["-q", "--quiet"], -1, "Less output: no progress bars, warnings only (-qq: errors only)."),
+]  # fmt: skip
 
 
 def _stop(code: int = 130) -> NoReturn:
@@ -88,14 +91,12 @@ class _Group(click.Group):
             raise  # click's own: already one message and an exit code
         except Exception as e:  # a bug or an unforeseen input: still one line, not a traceback
             logger.debug("unexpected error", exc_info=True)
-            raise click.ClickException(
-                escape_name(f"unexpected {type(e).__name__}: {e} (run with -vv for details)")
-            ) from e
+            text = f"unexpected {type(e).__name__}: {e} (run with -vv for details)"
+            raise click.ClickException(escape_name(text)) from e
 
 
-@click.group(
-    cls=_Group, epilog=EXIT_CODES, context_settings={"help_option_names": ["-h", "--help"]}
-)
+@click.group(cls=_Group, epilog=EXIT_CODES,
+             context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="audiogmm")
 @click.pass_context
 def main(ctx: click.Context) -> None:
@@ -107,36 +108,27 @@ def main(ctx: click.Context) -> None:
     """
     logging.basicConfig(format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
     # the CLI (never the library) decides how warnings look: one log line on stderr
-    warnings.showwarning = lambda message, category, *args, **kw: logger.warning(
-        "%s: %s", category.__name__, message
-    )
+    warnings.showwarning = lambda message, category, *a, **kw: logger.warning(
+        "%s: %s", category.__name__, message)  # fmt: skip
     if threading.current_thread() is threading.main_thread():
         previous = signal.signal(signal.SIGINT, _on_interrupt)
         ctx.call_on_close(lambda: signal.signal(signal.SIGINT, previous))
 
 
-def _verbosity(sign: int):
-    """The callback of -v (``sign`` 1) or -q (-1): the counts of the group's and the
-    subcommand's options add up; -q: warnings only, no bars; -v: info; -vv: debug."""
-
-    def callback(ctx: click.Context, param: click.Parameter, value: int) -> None:
-        obj = ctx.ensure_object(dict)  # the group's, shared with the subcommand
-        level = obj["verbosity"] = obj.get("verbosity", 0) + sign * value
-        logger.setLevel(logging.DEBUG if level >= 2 else logging.INFO if level == 1
-                        else logging.WARNING if level >= -1 else logging.ERROR)  # fmt: skip
-
-    return callback
+def _add_verbosity(sign: int, ctx: click.Context, param: click.Parameter, value: int) -> None:
+    """The callback of -v (``sign`` 1) and -q (-1): the group's and the subcommand's counts
+    add up; -q: warnings only, no bars; -v: info; -vv: debug (EM iterations)."""
+    obj = ctx.ensure_object(dict)  # the group's, shared with the subcommand
+    level = obj["verbosity"] = obj.get("verbosity", 0) + sign * value
+    logger.setLevel(logging.DEBUG if level >= 2 else logging.INFO if level == 1
+                    else logging.WARNING if level >= -1 else logging.ERROR)  # fmt: skip
 
 
 for _cmd in (main, *(m.command for m in (extract, train, evaluate, predict, info, tune, verify,
                                          ubm, plot))):  # fmt: skip
-    _cmd.params += [
-        click.Option(["-v", "--verbose"], count=True, expose_value=False, callback=_verbosity(1),
-                     help="More log output on stderr: -v progress notes, -vv also every EM "
-                     "iteration."),
-        click.Option(["-q", "--quiet"], count=True, expose_value=False, callback=_verbosity(-1),
-                     help="Less output: no progress bars, warnings only (-qq: errors only)."),
-    ]  # fmt: skip
+    _cmd.params += [click.Option(flags, count=True, expose_value=False, help=help,
+                                 callback=functools.partial(_add_verbosity, sign))
+                    for flags, sign, help in VERBOSITY]  # fmt: skip
     if _cmd is not main:
         main.add_command(_cmd)
         # the whole first line in `audiogmm --help`, not cut at 45 characters

@@ -17,8 +17,8 @@ def _split_note(info: dict) -> str:
               "options": "the split given on the command line",
               "defaults": "the default split (the model records none)"}[info["source"]]  # fmt: skip
     same = {True: "; DATA is the training manifest", None: "",
-            False: "; DATA differs from the training manifest"}[info["manifest_matches"]]  # fmt: skip
-    return f"evaluating on {source} ({how}{same})"
+            False: "; DATA differs from the training manifest"}  # fmt: skip
+    return f"evaluating on {source} ({how}{same[info['manifest_matches']]})"
 
 
 @click.command("evaluate")
@@ -58,16 +58,15 @@ def command(ctx, model, data, split, train_fraction, seed, allow_train_overlap, 
         bundle, unit = options.load_classifier(model), "files"
         stored_split(bundle, path=model)  # a bad split block is an error about this file
         manifest = read_manifest(data)
-        records, split_info = evaluation_split(bundle, manifest, split,
-                                               train_fraction=train_fraction, seed=seed)  # fmt: skip
+        records, split_info = evaluation_split(bundle, manifest, split, seed=seed,
+                                               train_fraction=train_fraction)  # fmt: skip
         if ctx.obj["verbosity"] >= 0:
             click.echo(_split_note(split_info), err=True)
         options.reject_threshold(bundle.classifier, reject)
         with options.command_executor([r.path for r in records], jobs, cache_dir) as ex:
-            res = evaluate_classifier(
-                bundle, records, options=options.run_options_of(ctx), executor=ex,
-                manifest=manifest, allow_train_overlap=allow_train_overlap, reject=reject,
-            )  # fmt: skip
+            res = evaluate_classifier(bundle, records, options=options.run_options_of(ctx),
+                                      executor=ex, manifest=manifest, reject=reject,
+                                      allow_train_overlap=allow_train_overlap)  # fmt: skip
         res["split"] = split_info
     if report_dir:
         write_report(report_dir, res, bundle=bundle,

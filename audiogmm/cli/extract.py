@@ -67,12 +67,10 @@ def command(ctx, data, preset, config_path, cache_dir, jobs, skipped_csv, fmt, o
         res.write_skipped_csv(skipped_csv)
     skipped, failed = skipped_list(res), len(res.cache_errors)
     if as_json:
-        options.echo_json({
-            "n_files": len(records), "n_extracted": res.n_extracted, "n_cached": res.n_cached,
-            "cache_errors": res.cache_errors, "skipped": skipped,
-            "n_frames": int(sum(x.shape[0] for x in res.features.values())),
-            "config_hash": config.content_hash(),
-        })  # fmt: skip
+        options.echo_json({"n_files": len(records), "n_extracted": res.n_extracted,
+                           "n_cached": res.n_cached, "cache_errors": res.cache_errors,
+                           "n_frames": int(sum(x.shape[0] for x in res.features.values())),
+                           "skipped": skipped, "config_hash": config.content_hash()})  # fmt: skip
     else:
         report_skipped(skipped)
         click.echo(f"{len(res.features) - failed}/{len(records)} files ready in "
@@ -80,6 +78,5 @@ def command(ctx, data, preset, config_path, cache_dir, jobs, skipped_csv, fmt, o
                    f"{res.n_cached} from cache, {len(skipped)} skipped"
                    + (f", {failed} not written" if failed else "") + ")")  # fmt: skip
     if failed:  # the cache is this command's output: a missing entry is a failure
-        raise click.ClickException(
-            escape_name(f"could not write {failed} cache entries; first: {res.cache_errors[0]}")
-        )
+        raise click.ClickException(escape_name(
+            f"could not write {failed} cache entries; first: {res.cache_errors[0]}"))

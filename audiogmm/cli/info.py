@@ -63,27 +63,23 @@ def _summary(model: str, bundle, clf, gmm, header: dict) -> dict:
            "audiogmm_version": header["audiogmm_version"]}  # fmt: skip
     if gmm is not None:
         return out | {"kind": "DiagGMM", "n_components": gmm.n_components, "n_dims": gmm.n_dims,
-                      "training": gmm.fit_report_, "feature_config": header.get("feature_config")}  # fmt: skip
+                      "feature_config": header.get("feature_config"),
+                      "training": gmm.fit_report_}  # fmt: skip
     split = None if bundle is None else stored_split(bundle, path=model)
-    cfg = None if bundle is None else bundle.config
-    fused = bundle is not None and bundle.fused
+    cfg, fused = bundle and bundle.config, bundle is not None and bundle.fused
     out |= {
-        "labels": clf.labels_,
+        "labels": clf.labels_, "n_dims": clf.n_dims, "kind": type(clf).__name__,
         # a GSV model has no class mixtures: its K is the UBM's
         "n_components": clf.n_components if fused or not hasattr(clf, "means_")
         else int(clf.means_.shape[1]),
-        "n_dims": clf.n_dims,
-        "kind": type(clf).__name__,
-        "feature_config": None if cfg is None else cfg.to_dict(),
-        "feature_config_hash": None if cfg is None else cfg.content_hash(),
+        "feature_config": cfg and cfg.to_dict(), "feature_config_hash": cfg and cfg.content_hash(),
         "feature_configs": [c.to_dict() for c in bundle.configs] if fused else None,
-        "training": clf.fit_report_,
+        "training": clf.fit_report_, "selection": header.get("selection"),
         # the digests are for evaluate's overlap check, not for reading
-        "split": None if split is None else {k: v for k, v in split.items() if k != "train_files"}
-        | {"n_train_files": len(split["train_files"])},  # fmt: skip
-        "selection": header.get("selection"),
+        "split": split and {k: v for k, v in split.items() if k != "train_files"}
+        | {"n_train_files": len(split["train_files"])},
         "backend": next((k for k, c in BACKENDS.items() if type(clf) is c), "fused"),
-    }
+    }  # fmt: skip
     if out["backend"] in _BACKENDS:
         ubm = getattr(getattr(clf, "ubm_", None), "n_components", None)
         out[out["backend"]] = {"ubm_components": ubm, **_BACKENDS[out["backend"]][0](clf)}

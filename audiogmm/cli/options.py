@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import logging
 import os
@@ -16,15 +17,11 @@ import click
 
 from ..audio import MAX_SAMPLES, SAMPLE_LIMIT_ENV
 from ..data.splits import TRAIN_FRACTION
+from ..engine import default_workers, one_blas_thread
+from ..exceptions import AudioError, ModelFileError, ParameterError
+from ..features import FeatureConfig
 from ..features.presets import DEFAULT_PRESET, PRESETS
 from .output import escape_name
-
-__all__ = [
-    "ProgressBar", "command_executor", "dask_option", "dask_or", "echo_json", "feature_options",
-    "format_selection", "given", "jobs_option", "json_option", "load_classifier", "load_config",
-    "progress_for", "refuse_given", "reject_option", "reject_threshold", "run_options",
-    "run_options_of", "split_options", "stack", "strict_option", "tuning_options",
-]  # fmt: skip
 
 logger = logging.getLogger("audiogmm")
 AUTO_AND_CONFIG = "--config gives one front end and --preset auto chooses among several: give one"
@@ -32,13 +29,7 @@ AUTO_AND_CONFIG = "--config gives one front end and --preset auto chooses among 
 
 def stack(*decorators):
     """One decorator of ``decorators``, the first one's option first in ``--help``."""
-
-    def deco(f):
-        for d in reversed(decorators):
-            f = d(f)
-        return f
-
-    return deco
+    return lambda f: functools.reduce(lambda g, d: d(g), reversed(decorators), f)
 
 
 def _set_sample_limit(ctx, param, value):
@@ -55,7 +46,22 @@ def _check_dask(ctx, param, value):
         raise click.BadParameter(str(e)) from None
 
 
-json_option = click.option("--json", "as_json", is_flag=True, help="Machine-readable JSON on stdout.")
+def _auto_or(convert, what: str, minimum: float = -float("inf")):
+    """A callback passing None and ``auto`` through, and ``convert``-ing the rest."""
+
+    def callback(ctx, param, value):
+        if value is None or value == "auto":
+            return value
+        with contextlib.suppress(ValueError):
+            if convert(value) >= minimum:
+                return convert(value)
+        raise click.BadParameter(f"must be 'auto' or {what}; got {value!r}")
+
+    return callback
+
+
+json_option = click.option("--json", "as_json", is_flag=True,
+                           help="Machine-readable JSON on stdout.")
 jobs_option = click.option("--jobs", "-j", type=click.IntRange(min=1),
                            help="Parallel workers [default: all cores].")  # fmt: skip
 #: ``--strict`` and ``--max-samples``: how bad and huge audio files are treated.
@@ -71,7 +77,14 @@ run_options = stack(strict_option, jobs_option, click.option(
     "--cache", "cache_dir", type=click.Path(file_okay=False), help="Feature cache folder."))
 dask_option = click.option(
     "--dask", "dask_spec", metavar="local:N|tcp://HOST:PORT", callback=_check_dask,
-    help="Run on Dask: a LocalCluster of N worker processes, or a running scheduler.",
+    help="Run on Dask: a LocalCluster of N worker processes, or a running scheduler.")
+#: ``--reject auto|THRESHOLD`` (open set: map, gsv and ivector models).
+reject_option = click.option(
+    "--reject", metavar="auto|THRESHOLD", callback=_auto_or(float, "a number"),
+    help="Open set (--backend map, gsv, ivector models): answer 'unknown' when the best "
+    "class's LLR is below THRESHOLD (map: per frame, against the UBM; gsv, ivector: "
+    "calibrated, against the other classes), or below the model's threshold (auto: map's "
+    "calibrated in training, gsv's and ivector's 0, the Bayes threshold at equal priors).",
 )  # fmt: skip
 
 
@@ -108,44 +121,13 @@ def split_options(default: str, *, stored: bool = False):
     )  # fmt: skip
 
 
-def _reject_value(ctx, param, value):
-    if value is None or value == "auto":
-        return value
-    try:
-        return float(value)
-    except ValueError:
-        raise click.BadParameter(f"must be 'auto' or a number; got {value!r}") from None
-
-
-#: ``--reject auto|THRESHOLD`` (open set: map, gsv and ivector models).
-reject_option = click.option(
-    "--reject", metavar="auto|THRESHOLD", callback=_reject_value,
-    help="Open set (--backend map, gsv, ivector models): answer 'unknown' when the best "
-    "class's LLR is below THRESHOLD (map: per frame, against the UBM; gsv, ivector: "
-    "calibrated, against the other classes), or below the model's threshold (auto: map's "
-    "calibrated in training, gsv's and ivector's 0, the Bayes threshold at equal priors).",
-)  # fmt: skip
-
-
-def _components(ctx, param, value):
-    """``-k``: an int >= 1 or ``auto``."""
-    if value is None or value == "auto":
-        return value
-    try:
-        k = int(value)
-    except ValueError:
-        raise click.BadParameter(f"{value!r} is neither an integer >= 1 nor 'auto'") from None
-    if k < 1:
-        raise click.BadParameter(f"{k} is not >= 1 (or 'auto')")
-    return k
-
-
 def tuning_options(*, components_default, components_help: str | None = None,
                    preset_default=DEFAULT_PRESET):  # fmt: skip
     """``--preset`` (a preset or ``auto``), ``--config``, ``--components`` (K or ``auto``);
     ``components_default`` None: the command resolves it (``components_help`` says how)."""
     return stack(feature_options(auto=True, default=preset_default), click.option(
-        "--components", "-k", metavar="K|auto", callback=_components, default=components_default,
+        "--components", "-k", metavar="K|auto", default=components_default,
+        callback=_auto_or(int, "an integer >= 1", minimum=1),
         show_default=components_default is not None, help=components_help
         or "Components per class, or 'auto': per-class K (or one K) chosen by "
         "clip-stratified cross-validation on the training files.",
@@ -167,20 +149,15 @@ def refuse_given(ctx: click.Context, names: Iterable[str], why: str) -> None:
 
 def load_classifier(path: str):
     """The model bundle at ``path``; a UBM (a single mixture) says how to use it instead."""
-    from ..exceptions import ModelFileError
     from ..io.container import read_kind
     from ..pipeline import load_model
 
-    try:
-        kind = read_kind(path)
-    except ModelFileError:
-        kind = None  # load_model says what is wrong with it
-    if kind == "DiagGMM":
-        raise click.ClickException(
-            f"{escape_name(path)}: a single mixture (e.g. a UBM from `audiogmm ubm`), not a "
-            "classifier; adapt classes from it with `audiogmm train DATA --backend map --ubm "
-            f"{escape_name(path)}`"
-        )
+    with contextlib.suppress(ModelFileError):  # else load_model says what is wrong with it
+        if read_kind(path) == "DiagGMM":
+            raise click.ClickException(
+                f"{escape_name(path)}: a single mixture (e.g. a UBM from `audiogmm ubm`), not a "
+                "classifier; adapt classes from it with `audiogmm train DATA --backend map "
+                f"--ubm {escape_name(path)}`")  # fmt: skip
     return load_model(path)
 
 
@@ -214,9 +191,6 @@ def echo_json(obj: Any) -> None:
 def load_config(preset: str | None, config_path: str | None):
     """The FeatureConfig of ``--preset NAME`` (the default one for ``auto``), with the fields
     of ``--config FILE`` on top (a partial file such as ``{"n_mfcc": 13}`` changes only those)."""
-    from ..exceptions import ParameterError
-    from ..features import FeatureConfig
-
     base = FeatureConfig() if preset in (None, "auto") else FeatureConfig.preset(preset)
     if not config_path:
         return base
@@ -225,7 +199,8 @@ def load_config(preset: str | None, config_path: str | None):
     try:
         fields = json.loads(raw)
         if not isinstance(fields, dict):
-            raise ParameterError(f"expected a JSON object of FeatureConfig fields, got {raw[:40]!r}")
+            raise ParameterError("expected a JSON object of FeatureConfig fields, got "
+                                 f"{raw[:40]!r}")
         return base.replace(**fields)
     except (ValueError, UnicodeDecodeError, RecursionError, TypeError) as e:  # name the file
         raise ParameterError(f"{config_path!r}: {e}") from None
@@ -235,15 +210,12 @@ def run_options_of(ctx: click.Context):
     """The :class:`~audiogmm.data.RunOptions` of the command's ``--cache/--jobs/--strict``."""
     from ..data import RunOptions
 
-    p = ctx.params
-    return RunOptions(cache_dir=p.get("cache_dir"), n_jobs=p["jobs"], progress=progress_for(ctx),
-                      strict=p["strict"])  # fmt: skip
+    return RunOptions(cache_dir=ctx.params.get("cache_dir"), n_jobs=ctx.params["jobs"],
+                      progress=progress_for(ctx), strict=ctx.params["strict"])  # fmt: skip
 
 
 @contextlib.contextmanager
-def command_executor(
-    paths: Iterable[str], jobs: int | None, cache_dir: str | os.PathLike | None = None
-):  # fmt: skip
+def command_executor(paths: Iterable[str], jobs: int | None, cache_dir: str | None = None):
     """The command's one executor for the work on the audio files ``paths``, then closed.
 
     Threads, or worker processes when the audio's duration (from the headers, kept in the
@@ -251,11 +223,9 @@ def command_executor(
     logged at ``-v``). BLAS runs on one thread: parallelism comes from the executor, and
     the many small products of training are slower on a waking BLAS pool.
     """
-    from ..audio import info
+    from ..audio import info  # looked up now: tests count the header reads
     from ..data.packs import FileFacts
-    from ..engine import default_workers, one_blas_thread
     from ..engine.policy import PROCESS_MIN_AUDIO_S, count_until, executor_for_work
-    from ..exceptions import AudioError
 
     def seconds(facts: FileFacts, path: str) -> float:
         try:
@@ -339,9 +309,7 @@ class ProgressBar:
 
 def progress_for(ctx: click.Context) -> ProgressBar | None:
     """A progress bar when stderr is a terminal and the user did not ask for quiet."""
-    if ctx.obj["verbosity"] < 0 or not sys.stderr.isatty():
-        return None
-    return ProgressBar()
+    return None if ctx.obj["verbosity"] < 0 or not sys.stderr.isatty() else ProgressBar()
 
 
 def format_selection(sel: dict[str, Any]) -> str:
@@ -358,17 +326,12 @@ def format_selection(sel: dict[str, Any]) -> str:
     for fe, comp, r in rows:
         p, n = r["accuracy"], max(1, r["n"])
         se = (p * (1 - p) / n) ** 0.5 if 0 <= p <= 1 else float("nan")  # binomial
-        lines.append(
-            f"  {escape_name(r['stage'])[:11]:<11} {fe:<{w}} {comp:<10} {p:>8.3f} {se:>6.3f}  "
-            f"[{r['ci_low']:.3f}, {r['ci_high']:.3f}] {r['correct']:>4}/{r['n']:<4}"
-            + (" *" if r.get("chosen") else "")
-        )
-    ks = sorted(set(sel["n_components"].values()))
+        lines.append(f"  {escape_name(r['stage'])[:11]:<11} {fe:<{w}} {comp:<10} {p:>8.3f} "
+                     f"{se:>6.3f}  [{r['ci_low']:.3f}, {r['ci_high']:.3f}] {r['correct']:>4}/"
+                     f"{r['n']:<4}" + (" *" if r.get("chosen") else ""))  # fmt: skip
+    ks, backend = sorted(set(sel["n_components"].values())), sel.get("backend", "ml")
     k_text = str(ks[0]) if len(ks) == 1 else f"{ks[0]}-{ks[-1]} per class"
-    backend = sel.get("backend", "ml")
-    lines.append(
-        f"chosen: front end {escape_name(sel['front_end'])}, components "
-        f"{escape_name(sel['components_rule'])} "
-        f"(K = {k_text})" + ("" if backend == "ml" else f", backend {escape_name(backend)}")
-    )
+    lines.append(f"chosen: front end {escape_name(sel['front_end'])}, components "
+                 f"{escape_name(sel['components_rule'])} (K = {k_text})"
+                 + ("" if backend == "ml" else f", backend {escape_name(backend)}"))  # fmt: skip
     return "\n".join(lines)

@@ -15,13 +15,15 @@ import warnings
 
 import click
 
+from ..engine import LocalExecutor
 from ..exceptions import ConvergenceWarning
 from ..features import FeatureConfig
+from ..io.atomic import check_writable
 from ..mixture import DiagGMM
 from ..models import BACKENDS, default_components
-from ..models.classifier import N_COMPONENTS
-from ..models.supervector import GSV_COMPONENTS
-from ..models.ubm import UBM_COMPONENTS, UBM_DEFAULTS
+from ..models.classifier import oversized_reason
+from ..models.ubm import UBM_DEFAULTS
+from ..scoring.calibration import bayes_threshold
 from . import options
 from .output import dims_text, escape_name, report_skipped
 
@@ -46,15 +48,15 @@ def backend_params(ctx: click.Context, backend: str, p: dict) -> dict:
             options.refuse_given(ctx, (name,), f"applies to --backend {names} only")
     if backend == "ml":
         k = default_components("ml") if p["components"] is None else p["components"]
-        return {"n_components": k, "init": p["init"] or _GMM_DEFAULTS["init"],
-                "max_iter": _GMM_DEFAULTS["max_iter"] if p["max_iter"] is None else p["max_iter"]}  # fmt: skip
+        return {"n_components": k, "init": p["init"] or _GMM_DEFAULTS["init"], "max_iter":
+                _GMM_DEFAULTS["max_iter"] if p["max_iter"] is None else p["max_iter"]}  # fmt: skip
     # relevance left unset: the backend's own default (map 16 per class, gsv 4 per clip)
     own = {} if p["relevance"] is None else {"relevance": p["relevance"]}
     if backend == "map":
         own.update(adapt=p["adapt"], reject_far=p["reject_far"])
     if p["ubm_path"]:
-        options.refuse_given(ctx, ("components", "ubm_components", "init", "max_iter"),
-                             "sets up the UBM training, but --ubm gives the UBM (its size is the file's)")  # fmt: skip
+        options.refuse_given(ctx, ("components", "ubm_components", "init", "max_iter"), "sets up "
+                             "the UBM training, but --ubm gives the UBM (its size is the file's)")
         return own
     k, k2 = p["components"], p["ubm_components"]
     if k is not None and k2 is not None and k != k2:
@@ -71,8 +73,7 @@ def _front_end(ubm_path, ubm_config, data_config, *, fixed: bool):
     if fixed and data_config is not None and data_config != ubm_config:
         raise click.UsageError(
             f"the UBM {ubm_path} was trained on the front end {ubm_config.content_hash()}, "
-            f"DATA's is {data_config.content_hash()}; use the front end the UBM was made with"
-        )
+            f"DATA's is {data_config.content_hash()}; use the front end the UBM was made with")
     return ubm_config
 
 
@@ -83,18 +84,18 @@ def _front_end(ubm_path, ubm_config, data_config, *, fixed: bool):
 @options.split_options("train")
 @options.tuning_options(
     components_default=None,
-    components_help=f"Components per class (--backend ml, default {N_COMPONENTS}; 'auto': per-"
-    "class K or one K chosen by clip-stratified cross-validation on the training files), or "
-    f"of the UBM (--backend map, default {UBM_COMPONENTS}; gsv, default {GSV_COMPONENTS}); "
-    "ivector as gsv.",
+    components_help=f"Components per class (--backend ml, default {default_components('ml')}; "
+    "'auto': per-class K or one K chosen by clip-stratified cross-validation on the training "
+    f"files), or of the UBM (--backend map, default {default_components('map')}; gsv, default "
+    f"{default_components('gsv')}); ivector as gsv.",
 )
 @click.option("--init", type=click.Choice(["split", "kmeans++"]),
               help="Initialisation: k-means++ on a subsample, or split growth from one component "
               f"[default: {_GMM_DEFAULTS['init']}; the UBM of --backend map/gsv/ivector: "
               f"{UBM_DEFAULTS['init']}].")  # fmt: skip
 @click.option("--max-iter", type=click.IntRange(min=0),
-              help=f"Maximum EM iterations per class [default: {_GMM_DEFAULTS['max_iter']}; the "
-              f"UBM of --backend map/gsv/ivector runs exactly {UBM_DEFAULTS['max_iter']}].")  # fmt: skip
+              help=f"Maximum EM iterations per class [default: {_GMM_DEFAULTS['max_iter']}; "
+              f"the UBM of --backend map/gsv/ivector runs exactly {UBM_DEFAULTS['max_iter']}].")
 @click.option("--backend", type=click.Choice(sorted(BACKENDS)), default="ml", show_default=True,
               help="ml: one GMM per label; map: a UBM with MAP-adapted labels; gsv: GMM "
               "supervectors of a UBM + logistic regression (needs scikit-learn); ivector: "
@@ -126,7 +127,6 @@ def command(ctx, data, output, preset, config_path, components, backend, ubm_pat
     DATA: a folder per label, a CSV, a Kaldi directory, or a shard store
     (`audiogmm extract DATA --cache C --shards STORE`).
     """
-    from ..io.atomic import check_writable
     from ..pipeline import save_model
     from ..pipeline.sources import KINDS, source_kind
     from ..pipeline.train import load_ubm
@@ -138,7 +138,8 @@ def command(ctx, data, output, preset, config_path, components, backend, ubm_pat
     tuning = auto or components == "auto"
     if tuning and backend != "ml":
         raise click.UsageError("--preset auto and --components auto select by cross-validating "
-                               f"the ml backend; give a fixed --preset and -k with --backend {backend}")  # fmt: skip
+                               "the ml backend; give a fixed --preset and -k with --backend "
+                               f"{backend}")  # fmt: skip
     if calibrate and (backend != "map" or tuning):
         raise click.UsageError("--calibrate applies to --backend map (gsv calibrates its scores "
                                "always, and --preset auto calibrates what it chooses)")  # fmt: skip
@@ -194,7 +195,6 @@ def _fit(ctx, data, fit, config, ubm_config, tuning, calibrate):
     """The classifier fitted (or chosen by ``--preset/--components auto``) on the source's
     clips and calibrated if asked, the clip set (its ``config`` the one to save) and the
     run's header blocks (``selection``, ``calibration``)."""
-    from ..engine import LocalExecutor
     from ..pipeline.classify import load_split
     from ..pipeline.sources import audio_clips, open_clips, source_kind
     from ..pipeline.train import fit_backend
@@ -205,17 +205,15 @@ def _fit(ctx, data, fit, config, ubm_config, tuning, calibrate):
     records = load_split(data, **how) if source_kind(data) == "audio" else None
     opts = options.run_options_of(ctx)
     # audio: threads or processes by the audio's duration; features already made: threads
-    local = (LocalExecutor(jobs) if records is None
-             else options.command_executor([r.path for r in records], jobs, p["cache_dir"]))  # fmt: skip
+    local = (LocalExecutor(jobs) if records is None else
+             options.command_executor([r.path for r in records], jobs, p["cache_dir"]))
     extra = {}
     with options.dask_or(p["dask_spec"], local) as ex:
         if tuning:
             n_components = fit["n_components"]  # the ml K (16 unless -k), or "auto"
             fit = {k: v for k, v in fit.items() if k not in ("backend", "ubm", "n_components")}
-            clf, tuned = train_tuned(
-                records, preset="auto" if config is None else config, components=n_components,
-                options=opts, executor=ex, **fit,
-            )  # fmt: skip
+            clf, tuned = train_tuned(records, preset="auto" if config is None else config,
+                                     components=n_components, options=opts, executor=ex, **fit)
             clips = audio_clips(data, records, tuned.features, tuned.member_configs or tuned.config,
                                 n_jobs=jobs, cache_dir=p["cache_dir"], **how)  # fmt: skip
             extra["selection"] = tuned.to_header()
@@ -235,7 +233,6 @@ def _fit(ctx, data, fit, config, ubm_config, tuning, calibrate):
 
 def _calibrate(clf, clips, fit, ex, seed) -> dict:
     """The held-out calibration block; a map model's ``--reject auto`` threshold from it."""
-    from ..scoring.calibration import bayes_threshold
     from ..selection.backends import calibrate_backend
 
     params = {k: v for k, v in fit.items() if k not in ("backend", "ubm", "random_state")}
@@ -252,8 +249,6 @@ def _calibrate(clf, clips, fit, ex, seed) -> dict:
 def report_training(clf, backend: str) -> None:
     """Warn, one line each: classes whose EM did not converge; a mixture too large for its
     frames (each class's with ml, the UBM's otherwise); a class trained on a single file."""
-    from ..models.classifier import oversized_reason
-
     rep = clf.fit_report_
     not_conv = sorted(y for y, r in rep.items() if not r.get("converged", True))
     if not_conv:

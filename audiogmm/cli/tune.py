@@ -1,4 +1,4 @@
-"""``audiogmm tune``: the cross-validation table of ``--preset auto --components auto``, no model."""
+"""``audiogmm tune``: the cross-validation table of ``--preset/--components auto``, no model."""
 
 from __future__ import annotations
 

@@ -67,27 +67,21 @@ def command(store, output, components, init, max_iter, subsample, seed, checkpoi
         extra = {}
     ckpt_path = checkpoint or output + ".ckpt.npz"
     check_writable(ckpt_path)
-    fingerprint = {
+    ckpt = EMCheckpoint(ckpt_path, resume=resume, fingerprint={
         "store_frames": st.n_frames, "store_index": st.index_digest, "n_dims": st.n_dims,
         "config_hash": st.config_hash, "components": components, "init": init,
-        "subsample": subsample, "seed": seed,
-    }  # fmt: skip
-    ckpt = EMCheckpoint(ckpt_path, resume=resume, fingerprint=fingerprint)
+        "subsample": subsample, "seed": seed})  # fmt: skip
     with options.dask_or(dask_spec, LocalExecutor(jobs)) as ex, warnings.catch_warnings():
         # --max-iter is a budget run in full: stopping there is not a failure to converge
         warnings.filterwarnings("ignore", "EM did not converge", ConvergenceWarning)
         gmm = train_ubm(st, components, subsample=subsample, executor=ex, checkpoint=ckpt,
                         init=init, max_iter=max_iter, random_state=seed)  # fmt: skip
     save(gmm, output, extra=extra)
-    out = {
-        "model": os.path.abspath(output), "n_frames": gmm.fit_report_["n_frames"],
-        "n_components": components, "n_iter": gmm.n_iter_, "converged": gmm.converged_,
-        "resumed_from": ckpt.resumed_from, "checkpoint": os.path.abspath(ckpt_path),
-        "executor": repr(ex),
-    }  # fmt: skip
+    out = {"model": os.path.abspath(output), "n_frames": gmm.fit_report_["n_frames"],
+           "n_components": components, "n_iter": gmm.n_iter_, "converged": gmm.converged_,
+           "resumed_from": ckpt.resumed_from, "checkpoint": os.path.abspath(ckpt_path),
+           "executor": repr(ex)}  # fmt: skip
     if as_json:
         return options.echo_json(out)
-    click.echo(
-        f"UBM of {components} components on {out['n_frames']:,} frames, {gmm.n_iter_} EM "
-        f"iterations{' (resumed)' if ckpt.resumed_from else ''} -> {escape_name(output)}"
-    )
+    click.echo(f"UBM of {components} components on {out['n_frames']:,} frames, {gmm.n_iter_} EM "
+               f"iterations{' (resumed)' if ckpt.resumed_from else ''} -> {escape_name(output)}")

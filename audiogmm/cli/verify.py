@@ -23,7 +23,7 @@ from .output import escape_name, report_skipped
 @click.option("--report", "report_dir", type=click.Path(file_okay=False),
               help="Write scores.csv, metrics.json and det.png here.")
 @click.option("--allow-train-overlap", is_flag=True, help="Score trial files that were used to "
-              "train MODEL instead of refusing them (the error rates are then optimistic).")  # fmt: skip
+              "train MODEL instead of refusing them (the error rates are then optimistic).")
 @options.run_options
 @options.json_option
 @click.pass_context
