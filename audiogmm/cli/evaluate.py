@@ -34,7 +34,7 @@ def _split_note(info: dict) -> str:
 @options.json_option
 @click.pass_context
 def command(ctx, model, data, split, train_fraction, seed, allow_train_overlap, report_dir, reject,
-            cache_dir, jobs, as_json, **_):  # fmt: skip
+            as_json, **_):  # fmt: skip
     """Classify the labelled files of DATA with MODEL and report accuracy.
 
     Without --seed/--train-fraction, DATA is split as the model's training data
@@ -43,9 +43,8 @@ def command(ctx, model, data, split, train_fraction, seed, allow_train_overlap, 
     from ..data import read_manifest
     from ..data.kaldi import needs_kaldi_reader
     from ..io.atomic import check_writable
-    from ..pipeline import evaluate_classifier, evaluation_split
+    from ..pipeline import evaluate_classifier, evaluation_split, report
     from ..pipeline.classify import stored_split
-    from ..pipeline.report import format_confusion, format_metrics, training_report, write_report
 
     if report_dir:
         check_writable(report_dir, folder=True)  # before the work, naming the user's path
@@ -63,27 +62,25 @@ def command(ctx, model, data, split, train_fraction, seed, allow_train_overlap, 
         if ctx.obj["verbosity"] >= 0:
             click.echo(_split_note(split_info), err=True)
         options.reject_threshold(bundle.classifier, reject)
-        with options.command_executor([r.path for r in records], jobs, cache_dir) as ex:
+        with options.executor([r.path for r in records]) as ex:
             res = evaluate_classifier(bundle, records, options=options.run_options_of(ctx),
                                       executor=ex, manifest=manifest, reject=reject,
                                       allow_train_overlap=allow_train_overlap)  # fmt: skip
         res["split"] = split_info
     if report_dir:
-        write_report(report_dir, res, bundle=bundle,
-                     training=bundle and training_report(bundle))  # fmt: skip
+        report.write_report(report_dir, res, bundle=bundle,
+                            training=bundle and report.training_report(bundle))  # fmt: skip
     if as_json:
         return options.echo_json({k: v for k, v in res.items() if k != "predictions"})
     report_skipped(res["skipped"])
     labels = [escape_name(y) for y in res["confusion"]["labels"]]  # one row per label
-    click.echo(format_confusion(labels, res["confusion"]["matrix"]), nl=False)
-    click.echo(format_metrics(res), nl=False)
+    click.echo(report.format_confusion(labels, res["confusion"]["matrix"]), nl=False)
+    click.echo(report.format_metrics(res), nl=False)
     click.echo(f"{res['n']} {unit} scored, {len(res['skipped'])} skipped")
     if res["train_overlap"]:
         click.echo(f"warning: {res['train_overlap']} of these {unit} were used in training "
                    "(--allow-train-overlap); the accuracy is optimistic", err=True)  # fmt: skip
     if "open_set" in res:
-        from ..pipeline.report import format_open_set
-
-        click.echo(format_open_set(res["open_set"]))
+        click.echo(report.format_open_set(res["open_set"]))
     if report_dir:
         click.echo(f"report: {escape_name(report_dir)}", err=True)

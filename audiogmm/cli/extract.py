@@ -27,8 +27,8 @@ from .output import escape_name, report_skipped
 @options.dask_option
 @options.json_option
 @click.pass_context
-def command(ctx, data, preset, config_path, cache_dir, jobs, skipped_csv, fmt, output,
-            allow_pipes, shards_dir, dask_spec, as_json, **_):  # fmt: skip
+def command(ctx, data, preset, config_path, cache_dir, skipped_csv, fmt, output, allow_pipes,
+            shards_dir, as_json, **_):  # fmt: skip
     """Extract features of every file in DATA into the cache (re-runs skip done work)."""
     from ..data import extract_many, read_manifest
     from ..io.atomic import check_writable
@@ -54,8 +54,7 @@ def command(ctx, data, preset, config_path, cache_dir, jobs, skipped_csv, fmt, o
         if path:  # before the work, naming the user's path
             check_writable(path, folder=folder)
     records = read_manifest(data)
-    local = options.command_executor([r.path for r in records], jobs, cache_dir)
-    with options.dask_or(dask_spec, local) as ex:
+    with options.executor([r.path for r in records]) as ex:
         res = extract_many(records, config=config, options=opts, executor=ex)
     if shards_dir:  # on top of the cache: the extracted (or cached) frames, in manifest order
         from ..data.shards import write_store

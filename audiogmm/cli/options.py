@@ -17,7 +17,7 @@ import click
 
 from ..audio import MAX_SAMPLES, SAMPLE_LIMIT_ENV
 from ..data.splits import TRAIN_FRACTION
-from ..engine import default_workers, one_blas_thread
+from ..engine import LocalExecutor, default_workers, one_blas_thread
 from ..exceptions import AudioError, ModelFileError, ParameterError
 from ..features import FeatureConfig
 from ..features.presets import DEFAULT_PRESET, PRESETS
@@ -243,20 +243,23 @@ def command_executor(paths: Iterable[str], jobs: int | None, cache_dir: str | No
 
 
 @contextlib.contextmanager
-def dask_or(dask_spec: str | None, fallback):
-    """A DaskExecutor for ``--dask`` (closed after), or the ``fallback`` context's executor.
+def executor(paths: Iterable[str] | None = None):
+    """The command's one executor, then closed: a DaskExecutor for ``--dask``; else
+    :func:`command_executor` for the work on the audio files ``paths``; else threads.
 
     Dask logs its INFO chatter only at -vv, its warnings unless -q; a LocalCluster's
     workers get /dev/null as stderr below -vv (each would print a traceback on Ctrl-C;
     their task errors come back through the client anyway).
     """
-    if not dask_spec:
-        with fallback as ex:
+    ctx = click.get_current_context()
+    spec, jobs, verbosity = ctx.params.get("dask_spec"), ctx.params["jobs"], ctx.obj["verbosity"]
+    if not spec:
+        with (LocalExecutor(jobs) if paths is None
+              else command_executor(paths, jobs, ctx.params.get("cache_dir"))) as ex:  # fmt: skip
             yield ex
         return
     from ..engine.dask import DaskExecutor
 
-    verbosity = click.get_current_context().obj["verbosity"]
     with contextlib.suppress(ImportError):  # else DaskExecutor says what to install
         import distributed  # noqa: F401 - sets its loggers' levels on import: ours come after
 
@@ -266,13 +269,12 @@ def dask_or(dask_spec: str | None, fallback):
             logging.getLogger(name).setLevel(level)
         # the LocalCluster serves no dashboard (dashboard_address=None): its port is no concern
         warnings.filterwarnings("ignore", r"Port \d+ is already in use", UserWarning)
-    quiet = verbosity < 2 and dask_spec.startswith("local")
     sys.stderr.flush()
     saved, devnull = os.dup(2), os.open(os.devnull, os.O_WRONLY)
     try:
-        if quiet:
+        if verbosity < 2 and spec.startswith("local"):
             os.dup2(devnull, 2)
-        ex = DaskExecutor(dask_spec)
+        ex = DaskExecutor(spec)
     finally:
         os.dup2(saved, 2)
         os.close(saved)

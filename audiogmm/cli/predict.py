@@ -24,7 +24,7 @@ logger = logging.getLogger("audiogmm")
 @options.strict_option
 @options.json_option
 @click.pass_context
-def command(ctx, model, files, top, reject, jobs, as_json, **_):
+def command(ctx, model, files, top, reject, as_json, **_):
     """Classify audio FILES with MODEL (features are extracted exactly as in training).
 
     A folder among FILES stands for the audio files under it (recursively).
@@ -42,7 +42,7 @@ def command(ctx, model, files, top, reject, jobs, as_json, **_):
                        ", ".join(map(escape_name, twice[:5])))  # fmt: skip
         paths = list(dict.fromkeys(paths))
     options.reject_threshold(bundle.classifier, reject)  # its errors before any work
-    with options.command_executor(paths, jobs) as ex:
+    with options.executor(paths) as ex:
         res = predict_files(bundle, paths, top=top, options=options.run_options_of(ctx),
                             executor=ex, reject=reject)  # fmt: skip
     if as_json:

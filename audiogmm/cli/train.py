@@ -15,7 +15,6 @@ import warnings
 
 import click
 
-from ..engine import LocalExecutor
 from ..exceptions import ConvergenceWarning
 from ..features import FeatureConfig
 from ..io.atomic import check_writable
@@ -204,11 +203,8 @@ def _fit(ctx, data, fit, config, ubm_config, tuning, calibrate):
     how = dict(split=p["split"], train_fraction=p["train_fraction"], seed=p["seed"])
     records = load_split(data, **how) if source_kind(data) == "audio" else None
     opts = options.run_options_of(ctx)
-    # audio: threads or processes by the audio's duration; features already made: threads
-    local = (LocalExecutor(jobs) if records is None else
-             options.command_executor([r.path for r in records], jobs, p["cache_dir"]))
-    extra = {}
-    with options.dask_or(p["dask_spec"], local) as ex:
+    extra = {}  # audio: threads or processes by its duration; features already made: threads
+    with options.executor(None if records is None else [r.path for r in records]) as ex:
         if tuning:
             n_components = fit["n_components"]  # the ml K (16 unless -k), or "auto"
             fit = {k: v for k, v in fit.items() if k not in ("backend", "ubm", "n_components")}

@@ -44,14 +44,13 @@ logger = logging.getLogger("audiogmm")
 @options.jobs_option
 @options.json_option
 def command(store, output, components, init, max_iter, subsample, seed, checkpoint, resume,
-            dask_spec, jobs, as_json):  # fmt: skip
+            as_json, **_):  # fmt: skip
     """Train a UBM on the frames of a shard store (`audiogmm extract DATA --shards STORE`).
 
     The UBM file records the store's front end; `audiogmm train DATA --backend map
     --ubm OUTPUT` adapts the classes from it.
     """
     from ..data.shards import open_store
-    from ..engine import LocalExecutor
     from ..exceptions import ModelFileError
     from ..io import EMCheckpoint, save
     from ..io.atomic import check_writable
@@ -71,7 +70,7 @@ def command(store, output, components, init, max_iter, subsample, seed, checkpoi
         "store_frames": st.n_frames, "store_index": st.index_digest, "n_dims": st.n_dims,
         "config_hash": st.config_hash, "components": components, "init": init,
         "subsample": subsample, "seed": seed})  # fmt: skip
-    with options.dask_or(dask_spec, LocalExecutor(jobs)) as ex, warnings.catch_warnings():
+    with options.executor() as ex, warnings.catch_warnings():
         # --max-iter is a budget run in full: stopping there is not a failure to converge
         warnings.filterwarnings("ignore", "EM did not converge", ConvergenceWarning)
         gmm = train_ubm(st, components, subsample=subsample, executor=ex, checkpoint=ckpt,

@@ -30,12 +30,11 @@ from .output import escape_name, report_skipped
 def command(ctx, model, trials, norm, cohort, report_dir, allow_train_overlap, as_json, **_):
     """Score the TRIALS (CSV: path,claim[,target]) with a --backend map MODEL.
 
-    Each score is the mean per-frame log-likelihood ratio of the file under the
-    claimed class against the UBM. With a target column (1 true claim, 0
-    impostor), EER, minDCF and actDCF (p_target 0.01 and 0.05, C_miss = C_fa = 1),
-    Cllr and minCllr (bits; Cllr and actDCF read the scores as LLRs) follow.
-    Trials are streamed: memory grows with the distinct files, not the trials.
-    Files that trained MODEL are refused (see --allow-train-overlap).
+    Each score is the mean per-frame log-likelihood ratio of the file under the claimed
+    class against the UBM. With a target column (1 true claim, 0 impostor): EER, minDCF and
+    actDCF (p_target 0.01 and 0.05, C_miss = C_fa = 1), Cllr and minCllr (bits; Cllr and
+    actDCF read the scores as LLRs). Trials are streamed (memory grows with the distinct
+    files); files that trained MODEL are refused (see --allow-train-overlap).
     """
     from ..io.atomic import check_writable
     from ..pipeline.report import json_dumps
