@@ -35,6 +35,7 @@ def command(ctx, data, preset, config_path, cache_dir, skipped_csv, fmt, output,
     from ..pipeline.classify import skipped_list
 
     config, opts = options.load_config(preset, config_path), options.run_options_of(ctx)
+    failed = 0
     if fmt == "kaldi":
         from ..pipeline.kaldi import export_kaldi
 
@@ -42,40 +43,39 @@ def command(ctx, data, preset, config_path, cache_dir, skipped_csv, fmt, output,
             raise click.UsageError("--format kaldi needs --output DIR")
         check_writable(output, folder=True)  # before the work, naming the user's path
         out = export_kaldi(data, output, config=config, options=opts, allow_pipes=allow_pipes)
-        out["config_hash"] = config.content_hash()
-        if as_json:
-            return options.echo_json(out)
-        report_skipped(out["skipped"])
-        return click.echo(f"{out['n_utterances']} utterances ({out['n_frames']} frames) -> "
-                          f"{out['scp']} ({len(out['skipped'])} skipped)")  # fmt: skip
-    if not cache_dir:
-        raise click.UsageError("extract needs --cache DIR (where the features go)")
-    for path, folder in ((cache_dir, True), (skipped_csv, False), (shards_dir, True)):
-        if path:  # before the work, naming the user's path
-            check_writable(path, folder=folder)
-    records = read_manifest(data)
-    with options.executor([r.path for r in records]) as ex:
-        res = extract_many(records, config=config, options=opts, executor=ex)
-    if shards_dir:  # on top of the cache: the extracted (or cached) frames, in manifest order
-        from ..data.shards import write_store
-
-        write_store(shards_dir, ((r.path, r.label, res.features[r.path]) for r in records
-                                 if r.path in res.features),
-                    config_hash=config.content_hash(), config=config.to_json())  # fmt: skip
-    if skipped_csv:
-        res.write_skipped_csv(skipped_csv)
-    skipped, failed = skipped_list(res), len(res.cache_errors)
-    if as_json:
-        options.echo_json({"n_files": len(records), "n_extracted": res.n_extracted,
-                           "n_cached": res.n_cached, "cache_errors": res.cache_errors,
-                           "n_frames": int(sum(x.shape[0] for x in res.features.values())),
-                           "skipped": skipped, "config_hash": config.content_hash()})  # fmt: skip
+        text = (f"{out['n_utterances']} utterances ({out['n_frames']} frames) -> {out['scp']} "
+                f"({len(out['skipped'])} skipped)")  # fmt: skip
     else:
-        report_skipped(skipped)
-        click.echo(f"{len(res.features) - failed}/{len(records)} files ready in "
-                   f"{escape_name(cache_dir)} ({res.n_extracted - failed} extracted, "
-                   f"{res.n_cached} from cache, {len(skipped)} skipped"
-                   + (f", {failed} not written" if failed else "") + ")")  # fmt: skip
+        if not cache_dir:
+            raise click.UsageError("extract needs --cache DIR (where the features go)")
+        for path, folder in ((cache_dir, True), (skipped_csv, False), (shards_dir, True)):
+            if path:  # before the work, naming the user's path
+                check_writable(path, folder=folder)
+        records = read_manifest(data)
+        with options.executor([r.path for r in records]) as ex:
+            res = extract_many(records, config=config, options=opts, executor=ex)
+        if shards_dir:  # on top of the cache: the extracted (or cached) frames, in manifest order
+            from ..data.shards import write_store
+
+            write_store(shards_dir, ((r.path, r.label, res.features[r.path]) for r in records
+                                     if r.path in res.features),
+                        config_hash=config.content_hash(), config=config.to_json())  # fmt: skip
+        if skipped_csv:
+            res.write_skipped_csv(skipped_csv)
+        failed = len(res.cache_errors)
+        out = {"n_files": len(records), "n_extracted": res.n_extracted, "n_cached": res.n_cached,
+               "cache_errors": res.cache_errors, "skipped": skipped_list(res),
+               "n_frames": int(sum(x.shape[0] for x in res.features.values()))}  # fmt: skip
+        text = (f"{len(res.features) - failed}/{len(records)} files ready in "
+                f"{escape_name(cache_dir)} ({res.n_extracted - failed} extracted, {res.n_cached} "
+                f"from cache, {len(out['skipped'])} skipped"
+                + (f", {failed} not written" if failed else "") + ")")  # fmt: skip
+    out["config_hash"] = config.content_hash()
+    if as_json:
+        options.echo_json(out)
+    else:
+        report_skipped(out["skipped"])
+        click.echo(text)
     if failed:  # the cache is this command's output: a missing entry is a failure
         raise click.ClickException(escape_name(
             f"could not write {failed} cache entries; first: {res.cache_errors[0]}"))

@@ -228,11 +228,10 @@ def command_executor(paths: Iterable[str], jobs: int | None, cache_dir: str | No
     from ..engine.policy import PROCESS_MIN_AUDIO_S, count_until, executor_for_work
 
     def seconds(facts: FileFacts, path: str) -> float:
-        try:
+        with contextlib.suppress(AudioError):  # extraction reports the file; it adds no work
             raw = facts.get(path, "duration_s", 8, lambda p: struct.pack("<d", info(p).duration_s))
-        except AudioError:  # extraction reports the file; it adds no work
-            return 0.0
-        return struct.unpack("<d", raw)[0]
+            return struct.unpack("<d", raw)[0]
+        return 0.0
 
     work = 0.0
     if (jobs or default_workers()) > 1:  # with one worker there is nothing to decide
@@ -289,7 +288,6 @@ class ProgressBar:
 
     def __init__(self) -> None:
         self._bar: Any = None
-        self._label: str | None = None
 
     def _close(self) -> None:
         if self._bar is not None:
@@ -297,9 +295,8 @@ class ProgressBar:
             self._bar = None
 
     def __call__(self, done: int, total: int, label: str) -> None:
-        if label != self._label or self._bar is None:
+        if self._bar is None or self._bar.label != label:
             self._close()
-            self._label = label
             self._bar = click.progressbar(length=total, label=label, file=sys.stderr, show_pos=True)
             self._bar.__enter__()
         # by what was done, not by calls: work reported in jumps (cached files, classes

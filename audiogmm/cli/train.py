@@ -45,10 +45,10 @@ def backend_params(ctx: click.Context, backend: str, p: dict) -> dict:
         if backend not in readers:
             names = " or ".join([", ".join(readers[:-1]), readers[-1]] if readers[1:] else readers)
             options.refuse_given(ctx, (name,), f"applies to --backend {names} only")
+    given = {name: p[name] for name in ("init", "max_iter") if p[name] is not None}
     if backend == "ml":
-        k = default_components("ml") if p["components"] is None else p["components"]
-        return {"n_components": k, "init": p["init"] or _GMM_DEFAULTS["init"], "max_iter":
-                _GMM_DEFAULTS["max_iter"] if p["max_iter"] is None else p["max_iter"]}  # fmt: skip
+        return {"n_components": p["components"] or default_components("ml"),
+                "init": _GMM_DEFAULTS["init"], "max_iter": _GMM_DEFAULTS["max_iter"], **given}
     # relevance left unset: the backend's own default (map 16 per class, gsv 4 per clip)
     own = {} if p["relevance"] is None else {"relevance": p["relevance"]}
     if backend == "map":
@@ -60,8 +60,7 @@ def backend_params(ctx: click.Context, backend: str, p: dict) -> dict:
     k, k2 = p["components"], p["ubm_components"]
     if k is not None and k2 is not None and k != k2:
         raise click.UsageError(f"-k {k} and --ubm-components {k2} disagree: both are the UBM size")
-    ubm = {name: p[name] for name in ("init", "max_iter") if p[name] is not None}
-    return {"n_components": k or k2 or default_components(backend), **own, **ubm}
+    return {"n_components": k or k2 or default_components(backend), **own, **given}
 
 
 def _front_end(ubm_path, ubm_config, data_config, *, fixed: bool):

@@ -1,9 +1,5 @@
-"""``audiogmm ubm``: a UBM from a feature shard store, out of core.
-
-``--dask local:N`` starts a LocalCluster of N worker processes; ``--dask tcp://HOST:PORT``
-joins a running scheduler (the store must be at the same path on every worker). Models
-are bit-identical with or without it.
-"""
+"""``audiogmm ubm``: a UBM from a feature shard store, out of core (``--dask``: on a cluster,
+the store at the same path on every worker; the model is bit-identical either way)."""
 
 from __future__ import annotations
 
