@@ -31,11 +31,10 @@ EXIT_CODES = ("Exit codes: 0 success; 1 error (bad data, unreadable model, ...);
 #: Seconds the interrupted command has to unwind (atomic writes remove their temporary
 #: files) before it is stopped where it stands.
 UNWIND_S = 0.5
-VERBOSITY = [
-    (["-v", "--verbose"], 1, "More log output on stderr: -v progress notes, -vv also every EM "
-     "iteration."),
-    (["-q", "--quiet"], -1, "Less output: no progress bars, warnings only (-qq: errors only)."),
-]  # fmt: skip
+VERBOSITY = [(["-v", "--verbose"], 1, "More log output on stderr: -v progress notes, -vv also "
+               "every EM iteration."),
+              (["-q", "--quiet"], -1, "Less output: no progress bars, warnings only (-qq: errors "
+               "only).")]  # fmt: skip
 
 
 def _stop(code: int = 130) -> NoReturn:

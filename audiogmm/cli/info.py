@@ -22,8 +22,7 @@ _BACKENDS = {
     "ivector": (lambda c: {"rank": int(c.T_.shape[1]), "n_iter": c.n_iter,
                            "lda_dims": int(c.projection_.shape[1]), "calibration": c.calibration_},
                 "ivector: i-vectors of rank {rank} ({n_iter} EM iterations) of {ubm}, LDA to "
-                "{lda_dims} dims + WCCN, cosine scores {cal}"),
-}  # fmt: skip
+                "{lda_dims} dims + WCCN, cosine scores {cal}")}  # fmt: skip
 
 
 def _load_any(model: str):
@@ -78,8 +77,7 @@ def _summary(model: str, bundle, clf, gmm, header: dict) -> dict:
         # the digests are for evaluate's overlap check, not for reading
         "split": split and {k: v for k, v in split.items() if k != "train_files"}
         | {"n_train_files": len(split["train_files"])},
-        "backend": next((k for k, c in BACKENDS.items() if type(clf) is c), "fused"),
-    }  # fmt: skip
+        "backend": next((k for k, c in BACKENDS.items() if type(clf) is c), "fused")}  # fmt: skip
     if out["backend"] in _BACKENDS:
         ubm = getattr(getattr(clf, "ubm_", None), "n_components", None)
         out[out["backend"]] = {"ubm_components": ubm, **_BACKENDS[out["backend"]][0](clf)}

@@ -71,8 +71,7 @@ strict_option = stack(
     click.option("--max-samples", type=click.IntRange(min=1), envvar=SAMPLE_LIMIT_ENV,
                  expose_value=False, callback=_set_sample_limit, help="Longest audio file, in "
                  f"samples per channel (float32 in memory). [default: {MAX_SAMPLES}, 70 min at 16 "
-                 f"kHz, 23 min at 48 kHz; env: {SAMPLE_LIMIT_ENV}]"),
-)  # fmt: skip
+                 f"kHz, 23 min at 48 kHz; env: {SAMPLE_LIMIT_ENV}]"))  # fmt: skip
 run_options = stack(strict_option, jobs_option, click.option(
     "--cache", "cache_dir", type=click.Path(file_okay=False), help="Feature cache folder."))
 dask_option = click.option(
@@ -84,8 +83,7 @@ reject_option = click.option(
     help="Open set (--backend map, gsv, ivector models): answer 'unknown' when the best "
     "class's LLR is below THRESHOLD (map: per frame, against the UBM; gsv, ivector: "
     "calibrated, against the other classes), or below the model's threshold (auto: map's "
-    "calibrated in training, gsv's and ivector's 0, the Bayes threshold at equal priors).",
-)  # fmt: skip
+    "calibrated in training, gsv's and ivector's 0, the Bayes threshold at equal priors).")
 
 
 def feature_options(f=None, *, auto: bool = False, default: str = DEFAULT_PRESET):
@@ -98,8 +96,7 @@ def feature_options(f=None, *, auto: bool = False, default: str = DEFAULT_PRESET
                      help="Named feature preset" + (more if auto else ".")),
         click.option("--config", "config_path", type=click.Path(exists=True, dir_okay=False),
                      help="FeatureConfig JSON file; its fields replace those of --preset (a "
-                     'partial file such as {"n_mfcc": 13} changes only those).'),
-    )  # fmt: skip
+                     'partial file such as {"n_mfcc": 13} changes only those).'))  # fmt: skip
     return deco if f is None else deco(f)
 
 
@@ -117,8 +114,7 @@ def split_options(default: str, *, stored: bool = False):
                      "split column." + note),
         click.option("--split", default=default, show_default=True,
                      help="Which split to use ('all' for every file). Without a split column, "
-                     "a stratified split is made from --train-fraction and --seed."),
-    )  # fmt: skip
+                     "a stratified split is made from --train-fraction and --seed."))  # fmt: skip
 
 
 def tuning_options(*, components_default, components_help: str | None = None,
@@ -316,12 +312,10 @@ def format_selection(sel: dict[str, Any]) -> str:
     rows = [(escape_name(r["front_end"])[:40], escape_name(r["components"])[:12], r)
             for r in sel["table"]]  # fmt: skip
     w = max([11, *(len(f) for f, _, _ in rows)])
-    lines = [
-        f"model selection: {sel['n_folds']}-fold CV by clip on the training files "
-        f"(EM <= {sel['cv_max_iter']} iterations per fit, {sel['seconds']:.1f} s)",
-        f"  {'stage':<11} {'front end':<{w}} {'components':<10} {'accuracy':>8} {'SE':>6}  "
-        f"{'95% Wilson':<15} {'clips':>9}",
-    ]
+    lines = [f"model selection: {sel['n_folds']}-fold CV by clip on the training files "
+             f"(EM <= {sel['cv_max_iter']} iterations per fit, {sel['seconds']:.1f} s)",
+             f"  {'stage':<11} {'front end':<{w}} {'components':<10} {'accuracy':>8} {'SE':>6}  "
+             f"{'95% Wilson':<15} {'clips':>9}"]  # fmt: skip
     for fe, comp, r in rows:
         p, n = r["accuracy"], max(1, r["n"])
         se = (p * (1 - p) / n) ** 0.5 if 0 <= p <= 1 else float("nan")  # binomial

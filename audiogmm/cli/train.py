@@ -80,13 +80,11 @@ def _front_end(ubm_path, ubm_config, data_config, *, fixed: bool):
 @click.option("-o", "--output", required=True, type=click.Path(dir_okay=False),
               help="Model file to write (.npz).")
 @options.split_options("train")
-@options.tuning_options(
-    components_default=None,
-    components_help=f"Components per class (--backend ml, default {default_components('ml')}; "
-    "'auto': per-class K or one K chosen by clip-stratified cross-validation on the training "
-    f"files), or of the UBM (--backend map, default {default_components('map')}; gsv, default "
-    f"{default_components('gsv')}); ivector as gsv.",
-)
+@options.tuning_options(components_default=None, components_help="Components per class "
+    f"(--backend ml, default {default_components('ml')}; 'auto': per-class K or one K chosen by "
+    "clip-stratified cross-validation on the training files), or of the UBM (--backend map, "
+    f"default {default_components('map')}; gsv, default {default_components('gsv')}); ivector "
+    "as gsv.")  # fmt: skip
 @click.option("--init", type=click.Choice(["split", "kmeans++"]),
               help="Initialisation: k-means++ on a subsample, or split growth from one component "
               f"[default: {_GMM_DEFAULTS['init']}; the UBM of --backend map/gsv/ivector: "

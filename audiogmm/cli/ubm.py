@@ -31,8 +31,7 @@ logger = logging.getLogger("audiogmm")
               "Kaldi, not a convergence limit).")  # fmt: skip
 @click.option("--subsample", type=click.IntRange(min=1), default=1, show_default=True,
               help="Use every N-th frame of the store.")  # fmt: skip
-@click.option("--seed", type=int, default=0, show_default=True,
-              help="Seed of the initialisation.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the initialisation.")
 @click.option("--checkpoint", type=click.Path(dir_okay=False),
               help="EM checkpoint file, written after every iteration (default: OUTPUT.ckpt.npz).")
 @click.option("--resume", is_flag=True, help="Continue from the checkpoint if it exists.")

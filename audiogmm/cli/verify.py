@@ -43,8 +43,7 @@ def command(ctx, model, trials, norm, cohort, report_dir, allow_train_overlap, a
     if report_dir:
         check_writable(report_dir, folder=True)  # before the work, naming the user's path
     res = score_trials(options.load_classifier(model), trials, norm=norm, cohort=cohort,
-                       options=options.run_options_of(ctx),
-                       allow_train_overlap=allow_train_overlap)  # fmt: skip
+                       options=options.run_options_of(ctx), allow_train_overlap=allow_train_overlap)
     if not len(res.scores):
         raise click.ClickException("no trial could be scored (every file was skipped)")
     if report_dir:
