@@ -132,8 +132,7 @@ def tuning_options(*, components_default, components_help: str | None = None,
 
 def given(ctx: click.Context, name: str) -> bool:
     """Whether the user typed option ``name`` (not its default)."""
-    src = ctx.get_parameter_source(name)
-    return src is not None and src != click.core.ParameterSource.DEFAULT
+    return ctx.get_parameter_source(name) not in (None, click.core.ParameterSource.DEFAULT)
 
 
 def refuse_given(ctx: click.Context, names: Iterable[str], why: str) -> None:

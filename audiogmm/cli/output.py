@@ -20,14 +20,11 @@ _UNSAFE = {"Cc", "Cf", "Zl", "Zp", "Cs"}
 
 
 def _escape_char(c: str) -> str:
-    if c in _SHORT:
-        return _SHORT[c]
     n = ord(c)
     if 0xDC80 <= n <= 0xDCFF:  # os.fsdecode's stand-in for an undecodable byte
         return f"\\x{n - 0xDC00:02x}"
-    if n < 0x100:
-        return f"\\x{n:02x}"
-    return f"\\u{n:04x}" if n < 0x10000 else f"\\U{n:08x}"
+    return _SHORT.get(c) or (f"\\x{n:02x}" if n < 0x100 else f"\\u{n:04x}" if n < 0x10000
+                             else f"\\U{n:08x}")  # fmt: skip
 
 
 def escape_name(text: object) -> str:
