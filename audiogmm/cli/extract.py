@@ -10,7 +10,7 @@ from .output import escape_name, report_skipped
 
 @click.command("extract")
 @click.argument("data", type=click.Path(exists=True))
-@options.feature_options
+@options.feature_options()
 @options.run_options
 @click.option("--skipped-csv", type=click.Path(dir_okay=False),
               help="Write the skipped files and reasons here.")  # fmt: skip

@@ -86,18 +86,17 @@ reject_option = click.option(
     "calibrated in training, gsv's and ivector's 0, the Bayes threshold at equal priors).")
 
 
-def feature_options(f=None, *, auto: bool = False, default: str = DEFAULT_PRESET):
+def feature_options(*, auto: bool = False, default: str = DEFAULT_PRESET):
     """``--preset NAME`` (``auto`` too when tuning) and ``--config FILE`` on top of it."""
     more = (", or 'auto': the default, another front end or a late fusion of up to three, chosen "
             "by clip-stratified cross-validation on the training files.")  # fmt: skip
-    deco = stack(
+    return stack(
         click.option("--preset", type=click.Choice(sorted(PRESETS) + ["auto"] * auto),
                      default=default, show_default=True,
                      help="Named feature preset" + (more if auto else ".")),
         click.option("--config", "config_path", type=click.Path(exists=True, dir_okay=False),
                      help="FeatureConfig JSON file; its fields replace those of --preset (a "
                      'partial file such as {"n_mfcc": 13} changes only those).'))  # fmt: skip
-    return deco if f is None else deco(f)
 
 
 def split_options(default: str, *, stored: bool = False):
