@@ -269,6 +269,17 @@ def test_cli_trains_and_evaluates_kaldi_feats_without_audio(tmp_path):
     assert r.exit_code == 1 and "feature configuration" in r.output
 
 
+def test_cli_evaluates_kaldi_feats_as_it_evaluates_audio(tmp_path):
+    """One printing path: the confusion, the count with its skipped files, the report."""
+    d = kaldi_feats_dir(tmp_path / "data", random_feats(n_utt=8))
+    model, rep = tmp_path / "m.npz", tmp_path / "rep"
+    run(["-q", "train", d, "-o", model, "-k", "2"])
+    r = CliRunner().invoke(main, ["evaluate", str(model), str(d), "--report", str(rep)])
+    assert r.exit_code == 0, r.output
+    assert "6 utterances scored, 0 skipped" in r.stdout and "accuracy:" in r.stdout
+    assert f"report: {rep}" in r.stderr and (rep / "metrics.json").exists()
+
+
 def test_cli_trains_on_segments(tmp_path):
     d, _ = segments_dir(tmp_path)
     r = run(["train", d, "-o", tmp_path / "m.npz", "-k", "1", "--split", "all", "--json"])

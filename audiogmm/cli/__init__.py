@@ -6,6 +6,8 @@ Library errors become one line and exit code 1 here, in :class:`_Group`, and now
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import logging
 import os
 import signal
@@ -24,16 +26,15 @@ from .output import escape_name
 __all__ = ["main"]
 
 logger = logging.getLogger("audiogmm")
-
-VERBOSE_HELP = "More log output on stderr: -v progress notes, -vv also every EM iteration."
-QUIET_HELP = "Less output: no progress bars, warnings only (-qq: errors only)."
-EXIT_CODES = (
-    "Exit codes: 0 success; 1 error (bad data, unreadable model, ...); 2 usage error; "
-    "130 interrupted (Ctrl-C)."
-)
+EXIT_CODES = ("Exit codes: 0 success; 1 error (bad data, unreadable model, ...); 2 usage error; "
+              "130 interrupted (Ctrl-C).")  # fmt: skip
 #: Seconds the interrupted command has to unwind (atomic writes remove their temporary
 #: files) before it is stopped where it stands.
 UNWIND_S = 0.5
+VERBOSITY = [(["-v", "--verbose"], 1, "More log output on stderr: -v progress notes, -vv also "
+               "every EM iteration."),
+              (["-q", "--quiet"], -1, "Less output: no progress bars, warnings only (-qq: errors "
+               "only).")]  # fmt: skip
 
 
 def _stop(code: int = 130) -> NoReturn:
@@ -41,12 +42,10 @@ def _stop(code: int = 130) -> NoReturn:
     (outputs are written atomically, so none is left half-written)."""
     import multiprocessing
 
-    try:
+    with contextlib.suppress(OSError, ValueError):
         sys.stderr.write("interrupted\n")
         sys.stderr.flush()
         sys.stdout.flush()
-    except (OSError, ValueError):
-        pass
     for child in multiprocessing.active_children():
         child.kill()
     os._exit(code)
@@ -91,19 +90,15 @@ class _Group(click.Group):
             raise  # click's own: already one message and an exit code
         except Exception as e:  # a bug or an unforeseen input: still one line, not a traceback
             logger.debug("unexpected error", exc_info=True)
-            raise click.ClickException(
-                escape_name(f"unexpected {type(e).__name__}: {e} (run with -vv for details)")
-            ) from e
+            text = f"unexpected {type(e).__name__}: {e} (run with -vv for details)"
+            raise click.ClickException(escape_name(text)) from e
 
 
-@click.group(
-    cls=_Group, epilog=EXIT_CODES, context_settings={"help_option_names": ["-h", "--help"]}
-)
+@click.group(cls=_Group, epilog=EXIT_CODES,
+             context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="audiogmm")
-@click.option("-v", "--verbose", count=True, help=VERBOSE_HELP)
-@click.option("-q", "--quiet", count=True, help=QUIET_HELP)
 @click.pass_context
-def main(ctx: click.Context, verbose: int, quiet: int) -> None:
+def main(ctx: click.Context) -> None:
     """Gaussian mixture models for audio: train per-class GMMs on MFCCs and classify clips.
 
     DATA is a folder with one sub-folder per label, a CSV file with columns
@@ -112,40 +107,29 @@ def main(ctx: click.Context, verbose: int, quiet: int) -> None:
     """
     logging.basicConfig(format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
     # the CLI (never the library) decides how warnings look: one log line on stderr
-    warnings.showwarning = lambda message, category, *args, **kw: logger.warning(
-        "%s: %s", category.__name__, message
-    )
-    ctx.obj = {"verbosity": 0}
-    _add_verbosity(ctx, verbose - quiet)
+    warnings.showwarning = lambda message, category, *a, **kw: logger.warning(
+        "%s: %s", category.__name__, message)  # fmt: skip
     if threading.current_thread() is threading.main_thread():
         previous = signal.signal(signal.SIGINT, _on_interrupt)
         ctx.call_on_close(lambda: signal.signal(signal.SIGINT, previous))
 
 
-def _add_verbosity(ctx: click.Context, delta: int) -> None:
-    """Shift the verbosity; -q: warnings only, no bars; -v: info; -vv: debug (EM iterations)."""
-    obj = ctx.ensure_object(dict)
-    level = obj["verbosity"] = obj.get("verbosity", 0) + delta
+def _add_verbosity(sign: int, ctx: click.Context, param: click.Parameter, value: int) -> None:
+    """The callback of -v (``sign`` 1) and -q (-1): the group's and the subcommand's counts
+    add up; -q: warnings only, no bars; -v: info; -vv: debug (EM iterations)."""
+    obj = ctx.ensure_object(dict)  # the group's, shared with the subcommand
+    level = obj["verbosity"] = obj.get("verbosity", 0) + sign * value
     logger.setLevel(logging.DEBUG if level >= 2 else logging.INFO if level == 1
                     else logging.WARNING if level >= -1 else logging.ERROR)  # fmt: skip
 
 
-def _verbosity_option(flags: list[str], sign: int, help: str) -> click.Option:
-    """-v/-q after the subcommand too (``audiogmm train ... -q``), adding to the group's."""
-
-    def callback(ctx: click.Context, param: click.Parameter, value: int) -> None:
-        if value:
-            _add_verbosity(ctx, sign * value)
-
-    return click.Option(flags, count=True, expose_value=False, callback=callback, help=help)
-
-
-for _module in (extract, train, evaluate, predict, info, tune, verify, ubm, plot):
-    main.add_command(_module.command)
-    # the whole first line in `audiogmm --help`, not cut at 45 characters
-    _module.command.short_help = (_module.command.help or "").strip().split("\n")[0]
-    _module.command.epilog = EXIT_CODES
-    _module.command.params += [
-        _verbosity_option(["-v", "--verbose"], 1, VERBOSE_HELP),
-        _verbosity_option(["-q", "--quiet"], -1, QUIET_HELP),
-    ]
+for _cmd in (main, *(m.command for m in (extract, train, evaluate, predict, info, tune, verify,
+                                         ubm, plot))):  # fmt: skip
+    _cmd.params += [click.Option(flags, count=True, expose_value=False, help=help,
+                                 callback=functools.partial(_add_verbosity, sign))
+                    for flags, sign, help in VERBOSITY]  # fmt: skip
+    if _cmd is not main:
+        main.add_command(_cmd)
+        # the whole first line in `audiogmm --help`, not cut at 45 characters
+        _cmd.short_help = (_cmd.help or "").strip().split("\n")[0]
+        _cmd.epilog = EXIT_CODES

@@ -1,22 +1,12 @@
-"""``audiogmm evaluate``: accuracy and confusion of a model on labelled files."""
+"""``audiogmm evaluate``: accuracy and confusion of a model on labelled files, or on the
+features of a Kaldi directory (:func:`audiogmm.pipeline.kaldi.evaluate_kaldi`)."""
 
 from __future__ import annotations
 
 import click
 
-from .options import (
-    command_executor,
-    echo_json,
-    json_option,
-    load_classifier,
-    progress_for,
-    reject_option,
-    reject_threshold,
-    report_skipped,
-    run_options,
-    split_options,
-)
-from .output import escape_name
+from . import options
+from .output import escape_name, report_skipped
 
 
 def _split_note(info: dict) -> str:
@@ -27,77 +17,70 @@ def _split_note(info: dict) -> str:
               "options": "the split given on the command line",
               "defaults": "the default split (the model records none)"}[info["source"]]  # fmt: skip
     same = {True: "; DATA is the training manifest", None: "",
-            False: "; DATA differs from the training manifest"}[info["manifest_matches"]]  # fmt: skip
-    return f"evaluating on {source} ({how}{same})"
+            False: "; DATA differs from the training manifest"}  # fmt: skip
+    return f"evaluating on {source} ({how}{same[info['manifest_matches']]})"
 
 
 @click.command("evaluate")
 @click.argument("model", type=click.Path(exists=True, dir_okay=False))
 @click.argument("data", type=click.Path(exists=True))
-@split_options("test", stored=True)
+@options.split_options("test", stored=True)
 @click.option("--allow-train-overlap", is_flag=True, help="Score files that were used to train "
               "MODEL instead of refusing them (inflates the accuracy).")  # fmt: skip
 @click.option("--report", "report_dir", type=click.Path(file_okay=False),
               help="Write metrics.json, metrics.txt, confusion.txt/.png here.")
-@reject_option
-@run_options
-@json_option
+@options.reject_option
+@options.run_options
+@options.json_option
 @click.pass_context
 def command(ctx, model, data, split, train_fraction, seed, allow_train_overlap, report_dir, reject,
-            cache_dir, jobs, strict, as_json):  # fmt: skip
+            as_json, **_):  # fmt: skip
     """Classify the labelled files of DATA with MODEL and report accuracy.
 
     Without --seed/--train-fraction, DATA is split as the model's training data
     was (the model stores its split), and files used in training are refused.
     """
-    from ..data import RunOptions, read_manifest
+    from ..data import read_manifest
     from ..data.kaldi import needs_kaldi_reader
     from ..io.atomic import check_writable
-    from ..pipeline import evaluate_classifier, evaluation_split
+    from ..pipeline import evaluate_classifier, evaluation_split, report
     from ..pipeline.classify import stored_split
-    from ..pipeline.report import format_confusion, format_metrics, training_report, write_report
 
     if report_dir:
         check_writable(report_dir, folder=True)  # before the work, naming the user's path
+    how = dict(train_fraction=train_fraction, seed=seed, allow_train_overlap=allow_train_overlap)
     if needs_kaldi_reader(data):  # feats.scp, or wav.scp + segments: no audio cache
-        from .kaldi import evaluate_kaldi_dir
+        from ..pipeline.kaldi import evaluate_kaldi
 
-        return evaluate_kaldi_dir(
-            model, data, split=split, train_fraction=train_fraction,
-            seed=seed, allow_train_overlap=allow_train_overlap,
-            report_dir=report_dir, as_json=as_json,
-        )  # fmt: skip
-    bundle = load_classifier(model)
-    stored_split(bundle, path=model)  # a bad split block is an error about this file
-    manifest = read_manifest(data)
-    records, split_info = evaluation_split(bundle, manifest, split, train_fraction=train_fraction,
-                                           seed=seed)  # fmt: skip
-    if ctx.obj["verbosity"] >= 0:
-        click.echo(_split_note(split_info), err=True)
-    opts = RunOptions(cache_dir=cache_dir, n_jobs=jobs, progress=progress_for(ctx), strict=strict)
-    reject_threshold(bundle.classifier, reject)
-    with command_executor([r.path for r in records], jobs, cache_dir) as ex:
-        res = evaluate_classifier(
-            bundle, records, options=opts, executor=ex, manifest=manifest,
-            allow_train_overlap=allow_train_overlap, reject=reject,
-        )  # fmt: skip
-    res["split"] = split_info
+        bundle, unit, res = None, "utterances", evaluate_kaldi(model, data, split=split, **how)
+    else:
+        bundle, unit = options.load_classifier(model), "files"
+        stored_split(bundle, path=model)  # a bad split block is an error about this file
+        manifest = read_manifest(data)
+        records, split_info = evaluation_split(bundle, manifest, split, seed=seed,
+                                               train_fraction=train_fraction)  # fmt: skip
+        if ctx.obj["verbosity"] >= 0:
+            click.echo(_split_note(split_info), err=True)
+        options.reject_threshold(bundle.classifier, reject)
+        with options.executor([r.path for r in records]) as ex:
+            res = evaluate_classifier(bundle, records, options=options.run_options_of(ctx),
+                                      executor=ex, manifest=manifest, reject=reject,
+                                      allow_train_overlap=allow_train_overlap)  # fmt: skip
+        res["split"] = split_info
     if report_dir:
-        write_report(report_dir, res, training=training_report(bundle), bundle=bundle)
+        report.write_report(report_dir, res, bundle=bundle,
+                            training=bundle and report.training_report(bundle))  # fmt: skip
     if as_json:
-        echo_json({k: v for k, v in res.items() if k != "predictions"})
-        return
+        return options.echo_json({k: v for k, v in res.items() if k != "predictions"})
     report_skipped(res["skipped"])
     labels = [escape_name(y) for y in res["confusion"]["labels"]]  # one row per label
-    click.echo(format_confusion(labels, res["confusion"]["matrix"]), nl=False)
-    click.echo(format_metrics(res), nl=False)
-    click.echo(f"{res['n']} files scored, {len(res['skipped'])} skipped")
+    click.echo(report.format_confusion(labels, res["confusion"]["matrix"]), nl=False)
+    click.echo(report.format_metrics(res), nl=False)
+    click.echo(f"{res['n']} {unit} scored, {len(res['skipped'])} skipped")
     if res["train_overlap"]:
-        click.echo(f"warning: {res['train_overlap']} of these files were used in training "
+        click.echo(f"warning: {res['train_overlap']} of these {unit} were used in training "
                    "(--allow-train-overlap); the accuracy is optimistic", err=True)  # fmt: skip
     if "open_set" in res:
-        from ..pipeline.report import format_open_set
-
-        click.echo(format_open_set(res["open_set"]))
+        click.echo(report.format_open_set(res["open_set"]))
     if report_dir:
         click.echo(f"report: {escape_name(report_dir)}", err=True)

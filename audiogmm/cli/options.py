@@ -1,157 +1,157 @@
-"""Option decorators shared by the commands (defined once), output helpers and the progress bar."""
+"""Option decorators shared by the commands (each defined once), run helpers, the progress bar."""
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import json
+import logging
 import os
 import struct
 import sys
+import warnings
 from collections.abc import Iterable
-from contextlib import contextmanager
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import click
 
+from ..audio import MAX_SAMPLES, SAMPLE_LIMIT_ENV
 from ..data.splits import TRAIN_FRACTION
+from ..engine import LocalExecutor, default_workers, one_blas_thread
+from ..exceptions import AudioError, ModelFileError, ParameterError
+from ..features import FeatureConfig
 from ..features.presets import DEFAULT_PRESET, PRESETS
-from .output import (
-    escape_name,
-    report_skipped,  # re-exported: the commands import it from here
-)
+from .output import escape_name
 
-if TYPE_CHECKING:
-    from ..data.packs import FileFacts
-
-__all__ = [
-    "ProgressBar", "echo_json", "command_executor", "format_selection", "feature_options", "given",
-    "jobs_option", "load_classifier", "json_option", "load_config", "plural", "progress_for",
-    "refuse_given", "reject_option", "reject_threshold", "report_skipped", "run_options",
-    "strict_option", "split_options", "tuning_options",
-]  # fmt: skip
+logger = logging.getLogger("audiogmm")
+AUTO_AND_CONFIG = "--config gives one front end and --preset auto chooses among several: give one"
 
 
-def feature_options(f, *, auto: bool = False, default: str = DEFAULT_PRESET):
-    """``--preset NAME`` (``auto`` too when tuning) and ``--config FILE`` on top of it."""
-    f = click.option("--config", "config_path", type=click.Path(exists=True, dir_okay=False),
-                     help="FeatureConfig JSON file; its fields replace those of --preset (a "
-                     'partial file such as {"n_mfcc": 13} changes only those).')(f)  # fmt: skip
-    more = (", or 'auto': the default, another front end or a late fusion of up to three, chosen "
-            "by clip-stratified cross-validation on the training files.")  # fmt: skip
-    return click.option("--preset", type=click.Choice(sorted(PRESETS) + ["auto"] * auto),
-                        default=default, show_default=True,
-                        help="Named feature preset" + (more if auto else "."))(f)  # fmt: skip
-
-
-def jobs_option(f):
-    return click.option("--jobs", "-j", type=click.IntRange(min=1), default=None,
-                        help="Parallel workers [default: all cores].")(f)  # fmt: skip
-
-
-def run_options(f):
-    f = click.option("--cache", "cache_dir", type=click.Path(file_okay=False),
-                     help="Feature cache folder.")(f)  # fmt: skip
-    return strict_option(jobs_option(f))
+def stack(*decorators):
+    """One decorator of ``decorators``, the first one's option first in ``--help``."""
+    return lambda f: functools.reduce(lambda g, d: d(g), reversed(decorators), f)
 
 
 def _set_sample_limit(ctx, param, value):
-    from ..audio import SAMPLE_LIMIT_ENV
-
     if value is not None:  # the environment carries it to worker processes too
         os.environ[SAMPLE_LIMIT_ENV] = str(value)
 
 
-def strict_option(f):
-    """``--strict`` and ``--max-samples`` (how bad and huge audio files are treated)."""
-    from ..audio import MAX_SAMPLES, SAMPLE_LIMIT_ENV
+def _check_dask(ctx, param, value):
+    from ..engine.dask import parse_spec
 
-    f = click.option(
-        "--max-samples", type=click.IntRange(min=1), envvar=SAMPLE_LIMIT_ENV, expose_value=False,
-        callback=_set_sample_limit, help=f"Longest audio file, in samples per channel (float32 "
-        f"in memory). [default: {MAX_SAMPLES}, 70 min at 16 kHz, 23 min at 48 kHz; env: "
-        f"{SAMPLE_LIMIT_ENV}]",
-    )(f)  # fmt: skip
-    return click.option("--strict", is_flag=True,
-                        help="Fail on the first bad audio file instead of skipping it.")(f)  # fmt: skip
+    try:
+        return value and parse_spec(value) and value  # the spec as given, once checked
+    except ValueError as e:
+        raise click.BadParameter(str(e)) from None
+
+
+def _auto_or(convert, what: str, minimum: float = -float("inf")):
+    """A callback passing None and ``auto`` through, and ``convert``-ing the rest."""
+
+    def callback(ctx, param, value):
+        if value is None or value == "auto":
+            return value
+        with contextlib.suppress(ValueError):
+            if convert(value) >= minimum:
+                return convert(value)
+        raise click.BadParameter(f"must be 'auto' or {what}; got {value!r}")
+
+    return callback
+
+
+json_option = click.option("--json", "as_json", is_flag=True,
+                           help="Machine-readable JSON on stdout.")
+jobs_option = click.option("--jobs", "-j", type=click.IntRange(min=1),
+                           help="Parallel workers [default: all cores].")  # fmt: skip
+#: ``--strict`` and ``--max-samples``: how bad and huge audio files are treated.
+strict_option = stack(
+    click.option("--strict", is_flag=True,
+                 help="Fail on the first bad audio file instead of skipping it."),
+    click.option("--max-samples", type=click.IntRange(min=1), envvar=SAMPLE_LIMIT_ENV,
+                 expose_value=False, callback=_set_sample_limit, help="Longest audio file, in "
+                 f"samples per channel (float32 in memory). [default: {MAX_SAMPLES}, 70 min at 16 "
+                 f"kHz, 23 min at 48 kHz; env: {SAMPLE_LIMIT_ENV}]"))  # fmt: skip
+run_options = stack(strict_option, jobs_option, click.option(
+    "--cache", "cache_dir", type=click.Path(file_okay=False), help="Feature cache folder."))
+dask_option = click.option(
+    "--dask", "dask_spec", metavar="local:N|tcp://HOST:PORT", callback=_check_dask,
+    help="Run on Dask: a LocalCluster of N worker processes, or a running scheduler.")
+#: ``--reject auto|THRESHOLD`` (open set: map, gsv and ivector models).
+reject_option = click.option(
+    "--reject", metavar="auto|THRESHOLD", callback=_auto_or(float, "a number"),
+    help="Open set (--backend map, gsv, ivector models): answer 'unknown' when the best "
+    "class's LLR is below THRESHOLD (map: per frame, against the UBM; gsv, ivector: "
+    "calibrated, against the other classes), or below the model's threshold (auto: map's "
+    "calibrated in training, gsv's and ivector's 0, the Bayes threshold at equal priors).")
+
+
+def feature_options(*, auto: bool = False, default: str = DEFAULT_PRESET):
+    """``--preset NAME`` (``auto`` too when tuning) and ``--config FILE`` on top of it."""
+    more = (", or 'auto': the default, another front end or a late fusion of up to three, chosen "
+            "by clip-stratified cross-validation on the training files.")  # fmt: skip
+    return stack(
+        click.option("--preset", type=click.Choice(sorted(PRESETS) + ["auto"] * auto),
+                     default=default, show_default=True,
+                     help="Named feature preset" + (more if auto else ".")),
+        click.option("--config", "config_path", type=click.Path(exists=True, dir_okay=False),
+                     help="FeatureConfig JSON file; its fields replace those of --preset (a "
+                     'partial file such as {"n_mfcc": 13} changes only those).'))  # fmt: skip
 
 
 def split_options(default: str, *, stored: bool = False):
-    """``--split``, ``--train-fraction``, ``--seed``.
-
-    ``stored``: the model's stored split is the default (``evaluate``): the options
-    default to None, and their help says so.
-    """
+    """``--split``, ``--train-fraction``, ``--seed``; ``stored``: the model's split is the
+    default (``evaluate``), so the last two default to None."""
     note = " [default: the model's stored split]" if stored else ""
-
-    def deco(f):
-        f = click.option("--split", default=default, show_default=True,
-                         help="Which split to use ('all' for every file). Without a split column, "
-                         "a stratified split is made from --train-fraction and --seed.")(f)  # fmt: skip
-        f = click.option("--train-fraction", type=click.FloatRange(0, 1, min_open=True, max_open=True),
-                         default=None if stored else TRAIN_FRACTION, show_default=not stored,
-                         help="Share of each label's files that go to 'train' when DATA has no "
-                         "split column." + note)(f)  # fmt: skip
-        return click.option("--seed", type=int, default=None if stored else 0, show_default=not stored,
-                            help=("Seed of the split." if stored else "Seed for the split and "
-                                  "training.") + note)(f)  # fmt: skip
-
-    return deco
+    return stack(
+        click.option("--seed", type=int, default=None if stored else 0, show_default=not stored,
+                     help=("Seed of the split." if stored else "Seed for the split and "
+                           "training.") + note),
+        click.option("--train-fraction", type=click.FloatRange(0, 1, min_open=True, max_open=True),
+                     default=None if stored else TRAIN_FRACTION, show_default=not stored,
+                     help="Share of each label's files that go to 'train' when DATA has no "
+                     "split column." + note),
+        click.option("--split", default=default, show_default=True,
+                     help="Which split to use ('all' for every file). Without a split column, "
+                     "a stratified split is made from --train-fraction and --seed."))  # fmt: skip
 
 
-def _reject_value(ctx, param, value):
-    if value is None or value == "auto":
-        return value
-    try:
-        return float(value)
-    except ValueError:
-        raise click.BadParameter(f"must be 'auto' or a number; got {value!r}") from None
-
-
-def reject_option(f):
-    """``--reject auto|THRESHOLD`` (open set: map, gsv and ivector models)."""
-    return click.option(
-        "--reject", default=None, metavar="auto|THRESHOLD", callback=_reject_value,
-        help="Open set (--backend map, gsv, ivector models): answer 'unknown' when the best "
-        "class's LLR is below THRESHOLD (map: per frame, against the UBM; gsv, ivector: "
-        "calibrated, against the other classes), or below the model's threshold (auto: map's "
-        "calibrated in training, gsv's and ivector's 0, the Bayes threshold at equal priors).",
-    )(f)  # fmt: skip
+def tuning_options(*, components_default, components_help: str | None = None,
+                   preset_default=DEFAULT_PRESET):  # fmt: skip
+    """``--preset`` (a preset or ``auto``), ``--config``, ``--components`` (K or ``auto``);
+    ``components_default`` None: the command resolves it (``components_help`` says how)."""
+    return stack(feature_options(auto=True, default=preset_default), click.option(
+        "--components", "-k", metavar="K|auto", default=components_default,
+        callback=_auto_or(int, "an integer >= 1", minimum=1),
+        show_default=components_default is not None, help=components_help
+        or "Components per class, or 'auto': per-class K (or one K) chosen by "
+        "clip-stratified cross-validation on the training files.",
+    ))  # fmt: skip
 
 
 def given(ctx: click.Context, name: str) -> bool:
     """Whether the user typed option ``name`` (not its default)."""
-    src = ctx.get_parameter_source(name)
-    return src is not None and src != click.core.ParameterSource.DEFAULT
+    return ctx.get_parameter_source(name) not in (None, click.core.ParameterSource.DEFAULT)
 
 
 def refuse_given(ctx: click.Context, names: Iterable[str], why: str) -> None:
     """A usage error naming the first option of ``names`` the user typed: it ``why``."""
     for p in ctx.command.params:
         if p.name in names and given(ctx, p.name):
-            flag = max(p.opts, key=len)
-            raise click.UsageError(f"{flag} {why}", ctx)
-
-
-def plural(n: int, word: str, words: str | None = None) -> str:
-    """``1 class``, ``2 classes``."""
-    return f"{n} {word if n == 1 else words or word + 's'}"
+            raise click.UsageError(f"{max(p.opts, key=len)} {why}", ctx)
 
 
 def load_classifier(path: str):
     """The model bundle at ``path``; a UBM (a single mixture) says how to use it instead."""
-    from ..exceptions import ModelFileError
     from ..io.container import read_kind
     from ..pipeline import load_model
 
-    try:
-        kind = read_kind(path)
-    except ModelFileError:
-        kind = None  # load_model says what is wrong with it
-    if kind == "DiagGMM":
-        raise click.ClickException(
-            f"{escape_name(path)}: a single mixture (e.g. a UBM from `audiogmm ubm`), not a "
-            "classifier; adapt classes from it with `audiogmm train DATA --backend map --ubm "
-            f"{escape_name(path)}`"
-        )
+    with contextlib.suppress(ModelFileError):  # else load_model says what is wrong with it
+        if read_kind(path) == "DiagGMM":
+            raise click.ClickException(
+                f"{escape_name(path)}: a single mixture (e.g. a UBM from `audiogmm ubm`), not a "
+                "classifier; adapt classes from it with `audiogmm train DATA --backend map "
+                f"--ubm {escape_name(path)}`")  # fmt: skip
     return load_model(path)
 
 
@@ -176,10 +176,6 @@ def reject_threshold(clf: Any, reject: str | float | None) -> float | None:
         raise click.ClickException(str(e)) from None
 
 
-def json_option(f):
-    return click.option("--json", "as_json", is_flag=True, help="Machine-readable JSON on stdout.")(f)
-
-
 def echo_json(obj: Any) -> None:
     """``obj`` as one line of strict JSON (sorted keys; NaN and infinities as null)."""
     from ..pipeline.report import json_dumps
@@ -188,14 +184,8 @@ def echo_json(obj: Any) -> None:
 
 
 def load_config(preset: str | None, config_path: str | None):
-    """The FeatureConfig of ``--preset NAME``, with the fields of ``--config FILE`` on top.
-
-    A partial ``--config`` (e.g. ``{"n_mfcc": 13}``) changes only its fields of the
-    chosen preset (of the default one when the preset is ``auto``).
-    """
-    from ..exceptions import ParameterError
-    from ..features import FeatureConfig
-
+    """The FeatureConfig of ``--preset NAME`` (the default one for ``auto``), with the fields
+    of ``--config FILE`` on top (a partial file such as ``{"n_mfcc": 13}`` changes only those)."""
     base = FeatureConfig() if preset in (None, "auto") else FeatureConfig.preset(preset)
     if not config_path:
         return base
@@ -204,49 +194,87 @@ def load_config(preset: str | None, config_path: str | None):
     try:
         fields = json.loads(raw)
         if not isinstance(fields, dict):
-            raise ParameterError(f"expected a JSON object of FeatureConfig fields, got {raw[:40]!r}")
+            raise ParameterError("expected a JSON object of FeatureConfig fields, got "
+                                 f"{raw[:40]!r}")
         return base.replace(**fields)
     except (ValueError, UnicodeDecodeError, RecursionError, TypeError) as e:  # name the file
         raise ParameterError(f"{config_path!r}: {e}") from None
 
 
-def _audio_seconds(facts: FileFacts, path: str) -> float:
-    """Seconds of audio in ``path`` by its header, kept in ``facts``
-    (:class:`~audiogmm.data.packs.FileFacts`); 0 for a file that cannot be read."""
-    from ..audio import info
-    from ..exceptions import AudioError
+def run_options_of(ctx: click.Context):
+    """The :class:`~audiogmm.data.RunOptions` of the command's ``--cache/--jobs/--strict``."""
+    from ..data import RunOptions
 
-    try:
-        raw = facts.get(path, "duration_s", 8, lambda p: struct.pack("<d", info(p).duration_s))
-    except AudioError:  # extraction reports the file; it adds no work
-        return 0.0
-    return struct.unpack("<d", raw)[0]
+    return RunOptions(cache_dir=ctx.params.get("cache_dir"), n_jobs=ctx.params["jobs"],
+                      progress=progress_for(ctx), strict=ctx.params["strict"])  # fmt: skip
 
 
-@contextmanager
-def command_executor(
-    paths: Iterable[str], jobs: int | None, cache_dir: str | os.PathLike | None = None
-):  # fmt: skip
-    """The command's one executor, for the work on the audio files ``paths``, then closed.
+@contextlib.contextmanager
+def command_executor(paths: Iterable[str], jobs: int | None, cache_dir: str | None = None):
+    """The command's one executor for the work on the audio files ``paths``, then closed.
 
-    Threads, or worker processes when the estimated work (audio duration from the
-    files' headers, kept in the feature cache ``cache_dir`` for the next command) is
-    large enough to pay for starting them
-    (:func:`audiogmm.engine.policy.plan`; the choice is logged at ``-v``). BLAS runs
-    on one thread for the whole command: parallelism comes from the executor, and
-    the many small products of training (k-means, M-steps) are slower on a waking
-    BLAS pool.
+    Threads, or worker processes when the audio's duration (from the headers, kept in the
+    cache ``cache_dir``) pays for starting them (:func:`audiogmm.engine.policy.plan`;
+    logged at ``-v``). BLAS runs on one thread: parallelism comes from the executor, and
+    the many small products of training are slower on a waking BLAS pool.
     """
+    from ..audio import info  # looked up now: tests count the header reads
     from ..data.packs import FileFacts
-    from ..engine import default_workers, one_blas_thread
     from ..engine.policy import PROCESS_MIN_AUDIO_S, count_until, executor_for_work
+
+    def seconds(facts: FileFacts, path: str) -> float:
+        with contextlib.suppress(AudioError):  # extraction reports the file; it adds no work
+            raw = facts.get(path, "duration_s", 8, lambda p: struct.pack("<d", info(p).duration_s))
+            return struct.unpack("<d", raw)[0]
+        return 0.0
 
     work = 0.0
     if (jobs or default_workers()) > 1:  # with one worker there is nothing to decide
         with FileFacts(cache_dir) as facts:
-            seconds = (_audio_seconds(facts, p) for p in paths)
-            work = count_until(seconds, PROCESS_MIN_AUDIO_S)
+            work = count_until((seconds(facts, p) for p in paths), PROCESS_MIN_AUDIO_S)
     with executor_for_work(work, jobs) as ex, one_blas_thread():
+        yield ex
+
+
+@contextlib.contextmanager
+def executor(paths: Iterable[str] | None = None):
+    """The command's one executor, then closed: a DaskExecutor for ``--dask``; else
+    :func:`command_executor` for the work on the audio files ``paths``; else threads.
+
+    Dask logs its INFO chatter only at -vv, its warnings unless -q; a LocalCluster's
+    workers get /dev/null as stderr below -vv (each would print a traceback on Ctrl-C;
+    their task errors come back through the client anyway).
+    """
+    ctx = click.get_current_context()
+    spec, jobs, verbosity = ctx.params.get("dask_spec"), ctx.params["jobs"], ctx.obj["verbosity"]
+    if not spec:
+        with (LocalExecutor(jobs) if paths is None
+              else command_executor(paths, jobs, ctx.params.get("cache_dir"))) as ex:  # fmt: skip
+            yield ex
+        return
+    from ..engine.dask import DaskExecutor
+
+    with contextlib.suppress(ImportError):  # else DaskExecutor says what to install
+        import distributed  # noqa: F401 - sets its loggers' levels on import: ours come after
+
+        level = (logging.INFO if verbosity >= 2 else logging.WARNING if verbosity >= 0
+                 else logging.ERROR)  # fmt: skip
+        for name in ("distributed", "tornado"):
+            logging.getLogger(name).setLevel(level)
+        # the LocalCluster serves no dashboard (dashboard_address=None): its port is no concern
+        warnings.filterwarnings("ignore", r"Port \d+ is already in use", UserWarning)
+    sys.stderr.flush()
+    saved, devnull = os.dup(2), os.open(os.devnull, os.O_WRONLY)
+    try:
+        if verbosity < 2 and spec.startswith("local"):
+            os.dup2(devnull, 2)
+        ex = DaskExecutor(spec)
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
+    logger.info("executor: %r", ex)
+    with ex:
         yield ex
 
 
@@ -255,7 +283,6 @@ class ProgressBar:
 
     def __init__(self) -> None:
         self._bar: Any = None
-        self._label: str | None = None
 
     def _close(self) -> None:
         if self._bar is not None:
@@ -263,9 +290,8 @@ class ProgressBar:
             self._bar = None
 
     def __call__(self, done: int, total: int, label: str) -> None:
-        if label != self._label or self._bar is None:
+        if self._bar is None or self._bar.label != label:
             self._close()
-            self._label = label
             self._bar = click.progressbar(length=total, label=label, file=sys.stderr, show_pos=True)
             self._bar.__enter__()
         # by what was done, not by calls: work reported in jumps (cached files, classes
@@ -277,51 +303,7 @@ class ProgressBar:
 
 def progress_for(ctx: click.Context) -> ProgressBar | None:
     """A progress bar when stderr is a terminal and the user did not ask for quiet."""
-    if ctx.obj["verbosity"] < 0 or not sys.stderr.isatty():
-        return None
-    return ProgressBar()
-
-
-# -- model selection (--preset auto, --components auto) ------------------------------------
-
-AUTO_AND_CONFIG = "--config gives one front end and --preset auto chooses among several: give one"
-
-
-class _Components(click.ParamType):
-    """An int >= 1 or ``auto``."""
-
-    name = "K|auto"
-
-    def convert(self, value, param, ctx):
-        if isinstance(value, int) or value == "auto":
-            return value
-        try:
-            k = int(value)
-        except (TypeError, ValueError):
-            self.fail(f"{value!r} is neither an integer >= 1 nor 'auto'", param, ctx)
-        if k < 1:
-            self.fail(f"{k} is not >= 1 (or 'auto')", param, ctx)
-        return k
-
-
-def tuning_options(
-    *, components_default, components_help: str | None = None, preset_default=DEFAULT_PRESET
-):
-    """``--preset`` (a preset or ``auto``), ``--config``, ``--components`` (K or ``auto``).
-
-    ``components_default`` None: the command resolves it (``components_help`` says how).
-    """
-
-    def deco(f):
-        f = click.option(
-            "--components", "-k", type=_Components(), default=components_default,
-            show_default=components_default is not None, help=components_help
-            or "Components per class, or 'auto': per-class K (or one K) chosen by "
-            "clip-stratified cross-validation on the training files.",
-        )(f)  # fmt: skip
-        return feature_options(f, auto=True, default=preset_default)
-
-    return deco
+    return None if ctx.obj["verbosity"] < 0 or not sys.stderr.isatty() else ProgressBar()
 
 
 def format_selection(sel: dict[str, Any]) -> str:
@@ -329,26 +311,19 @@ def format_selection(sel: dict[str, Any]) -> str:
     rows = [(escape_name(r["front_end"])[:40], escape_name(r["components"])[:12], r)
             for r in sel["table"]]  # fmt: skip
     w = max([11, *(len(f) for f, _, _ in rows)])
-    lines = [
-        f"model selection: {sel['n_folds']}-fold CV by clip on the training files "
-        f"(EM <= {sel['cv_max_iter']} iterations per fit, {sel['seconds']:.1f} s)",
-        f"  {'stage':<11} {'front end':<{w}} {'components':<10} {'accuracy':>8} {'SE':>6}  "
-        f"{'95% Wilson':<15} {'clips':>9}",
-    ]
+    lines = [f"model selection: {sel['n_folds']}-fold CV by clip on the training files "
+             f"(EM <= {sel['cv_max_iter']} iterations per fit, {sel['seconds']:.1f} s)",
+             f"  {'stage':<11} {'front end':<{w}} {'components':<10} {'accuracy':>8} {'SE':>6}  "
+             f"{'95% Wilson':<15} {'clips':>9}"]  # fmt: skip
     for fe, comp, r in rows:
-        mark = " *" if r.get("chosen") else ""
         p, n = r["accuracy"], max(1, r["n"])
         se = (p * (1 - p) / n) ** 0.5 if 0 <= p <= 1 else float("nan")  # binomial
-        lines.append(
-            f"  {escape_name(r['stage'])[:11]:<11} {fe:<{w}} {comp:<10} {p:>8.3f} {se:>6.3f}  "
-            f"[{r['ci_low']:.3f}, {r['ci_high']:.3f}] {r['correct']:>4}/{r['n']:<4}{mark}"
-        )
-    ks = sorted(set(sel["n_components"].values()))
+        lines.append(f"  {escape_name(r['stage'])[:11]:<11} {fe:<{w}} {comp:<10} {p:>8.3f} "
+                     f"{se:>6.3f}  [{r['ci_low']:.3f}, {r['ci_high']:.3f}] {r['correct']:>4}/"
+                     f"{r['n']:<4}" + (" *" if r.get("chosen") else ""))  # fmt: skip
+    ks, backend = sorted(set(sel["n_components"].values())), sel.get("backend", "ml")
     k_text = str(ks[0]) if len(ks) == 1 else f"{ks[0]}-{ks[-1]} per class"
-    backend = sel.get("backend", "ml")
-    lines.append(
-        f"chosen: front end {escape_name(sel['front_end'])}, components "
-        f"{escape_name(sel['components_rule'])} "
-        f"(K = {k_text})" + ("" if backend == "ml" else f", backend {escape_name(backend)}")
-    )
+    lines.append(f"chosen: front end {escape_name(sel['front_end'])}, components "
+                 f"{escape_name(sel['components_rule'])} (K = {k_text})"
+                 + ("" if backend == "ml" else f", backend {escape_name(backend)}"))  # fmt: skip
     return "\n".join(lines)

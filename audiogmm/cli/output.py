@@ -1,11 +1,9 @@
 """Line output: names escaped so that one file is always one line, and the skipped list.
 
-Human output is one line per file and tab-separated fields, so a file name holding a
-newline, a tab, an escape sequence or a Unicode line separator must not reach the
-terminal raw: :func:`escape_name` writes such characters C-style (``\\n``, ``\\t``,
-``\\x1b``, ``\\u2028``), and undecodable bytes of a file name (surrogate escapes) as
-``\\xNN``. Everything else, backslashes included, is left as it is, so ordinary names
-(and Windows paths) read unchanged. ``--json`` output keeps names exact.
+Human output is one line per file, tab-separated, so :func:`escape_name` writes control,
+format and line-separator characters of a name C-style (``\\n``, ``\\x1b``, ``\\u2028``),
+and undecodable bytes (surrogate escapes) as ``\\xNN``. Everything else, backslashes
+included, is left as it is (Windows paths read unchanged). ``--json`` keeps names exact.
 """
 
 from __future__ import annotations
@@ -22,26 +20,18 @@ _UNSAFE = {"Cc", "Cf", "Zl", "Zp", "Cs"}
 
 
 def _escape_char(c: str) -> str:
-    if c in _SHORT:
-        return _SHORT[c]
     n = ord(c)
     if 0xDC80 <= n <= 0xDCFF:  # os.fsdecode's stand-in for an undecodable byte
         return f"\\x{n - 0xDC00:02x}"
-    if n < 0x100:
-        return f"\\x{n:02x}"
-    return f"\\u{n:04x}" if n < 0x10000 else f"\\U{n:08x}"
+    return _SHORT.get(c) or (f"\\x{n:02x}" if n < 0x100 else f"\\u{n:04x}" if n < 0x10000
+                             else f"\\U{n:08x}")  # fmt: skip
 
 
 def escape_name(text: object) -> str:
-    """``str(text)`` (a file name, label or message) printable on one line: every
-    control, format or line-separator character escaped C-style.
+    """``str(text)`` (a file name, label or message) printable on one line.
 
-    Examples
-    --------
-    >>> escape_name("new\\nline.wav")
-    'new\\\\nline.wav'
-    >>> escape_name("plain é.wav")
-    'plain é.wav'
+    >>> escape_name("new\\nline.wav"), escape_name("plain é.wav")
+    ('new\\\\nline.wav', 'plain é.wav')
     """
     s = str(text)
     if s.isprintable():  # the common case: nothing to do
@@ -55,20 +45,15 @@ def dims_text(n_dims: int | tuple[int, ...]) -> str:
 
 
 def report_skipped(skipped: list[dict[str, str]]) -> None:
-    """List skipped files and reasons on stderr, one escaped line each (at most 20).
-
-    The count is the library's warning (``skipped N of M files``); nothing with -qq.
-    """
+    """List skipped files and reasons on stderr, one escaped line each (at most 20); the
+    count is the library's warning (``skipped N of M files``). Nothing with -qq."""
     ctx = click.get_current_context(silent=True)
     if ctx is not None and (ctx.find_object(dict) or {}).get("verbosity", 0) < -1:
         return
-    if skipped:
-        for s in skipped[:20]:
-            reason = s["reason"]
-            for named in (f"{s['path']!r}: ", f"{s['path']}: "):  # the reason names it too
-                if reason.startswith(named):
-                    reason = reason[len(named) :]
-                    break
-            click.echo(f"  {escape_name(s['path'])}: {escape_name(reason)}", err=True)
-        if len(skipped) > 20:
-            click.echo(f"  ... and {len(skipped) - 20} more", err=True)
+    for s in skipped[:20]:
+        named = (f"{s['path']!r}: ", f"{s['path']}: ")  # the reason names the file too
+        reason = next((s["reason"][len(n) :] for n in named if s["reason"].startswith(n)),
+                      s["reason"])  # fmt: skip
+        click.echo(f"  {escape_name(s['path'])}: {escape_name(reason)}", err=True)
+    if len(skipped) > 20:
+        click.echo(f"  ... and {len(skipped) - 20} more", err=True)

@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import click
+import numpy as np
 
+from ..data.manifests import read_manifest
+from ..exceptions import AudioGMMError
+from ..io.atomic import atomic_write, check_writable
 from .output import escape_name
 
 _MAX_FILES = 200  # histogram frames: enough files for the shape, bounded time
@@ -24,30 +28,23 @@ def command(model, data, label, dim, output):
     (at most 200 files) is drawn under the curves. For a --backend map model the UBM
     is drawn with the adapted class. Needs matplotlib.
     """
-    from ..data import read_manifest
-    from ..exceptions import AudioGMMError
     from ..features import extract
-    from ..io.atomic import atomic_write, check_writable
     from ..pipeline import load_model
     from ..pipeline.plot import figure_png, mixture_figure, separating_dimension
 
     check_writable(output)
     bundle = load_model(model)
-    labels = [str(y) for y in bundle.classifier.labels_]
-    label = labels[0] if label is None else label
+    label = str(bundle.classifier.labels_[0]) if label is None else label
     frames = None
     if data:
-        paths = [r.path for r in read_manifest(data) if r.label == label][:_MAX_FILES]
         feats = []
-        for p in paths:
+        for p in [r.path for r in read_manifest(data) if r.label == label][:_MAX_FILES]:
             try:
                 feats.append(extract(p, config=bundle.configs[0]))
             except AudioGMMError as e:  # a bad file costs the histogram one file, not the plot
                 click.echo(escape_name(f"skipped: {e}"), err=True)
         if not feats:
             raise click.ClickException(escape_name(f"no usable file of class {label!r} in {data}"))
-        import numpy as np
-
         frames = np.concatenate(feats)
     d = separating_dimension(bundle) if dim is None else dim
     png = figure_png(mixture_figure(bundle, label, d, frames))

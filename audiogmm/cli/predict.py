@@ -7,17 +7,7 @@ from collections import Counter
 
 import click
 
-from .options import (
-    command_executor,
-    echo_json,
-    jobs_option,
-    json_option,
-    load_classifier,
-    progress_for,
-    reject_option,
-    reject_threshold,
-    strict_option,
-)
+from . import options
 from .output import escape_name, report_skipped
 
 logger = logging.getLogger("audiogmm")
@@ -29,35 +19,34 @@ logger = logging.getLogger("audiogmm")
 @click.argument("files", nargs=-1, required=True, type=click.Path(readable=False))
 @click.option("--top", type=click.IntRange(min=1), default=1, show_default=True,
               help="Show the N best classes.")
-@reject_option
-@jobs_option
-@strict_option
-@json_option
+@options.reject_option
+@options.jobs_option
+@options.strict_option
+@options.json_option
 @click.pass_context
-def command(ctx, model, files, top, reject, jobs, strict, as_json):
+def command(ctx, model, files, top, reject, as_json, **_):
     """Classify audio FILES with MODEL (features are extracted exactly as in training).
 
     A folder among FILES stands for the audio files under it (recursively).
     """
-    from ..data import RunOptions, expand_paths
+    from ..data import expand_paths
     from ..pipeline import predict_files
 
-    bundle = load_classifier(model)
-    given_files = files
-    files = expand_paths(files)
-    if not files:
-        raise click.UsageError(f"no audio files found in {', '.join(map(escape_name, given_files))}")
-    if len(set(files)) < len(files):
-        twice = [f for f, n in Counter(files).items() if n > 1]
+    bundle = options.load_classifier(model)
+    paths = expand_paths(files)
+    if not paths:
+        raise click.UsageError(f"no audio files found in {', '.join(map(escape_name, files))}")
+    twice = [f for f, n in Counter(paths).items() if n > 1]
+    if twice:
         logger.warning("%d file(s) given more than once, classified once: %s", len(twice),
                        ", ".join(map(escape_name, twice[:5])))  # fmt: skip
-        files = list(dict.fromkeys(files))
-    opts = RunOptions(n_jobs=jobs, progress=progress_for(ctx), strict=strict)
-    reject_threshold(bundle.classifier, reject)  # its errors before any work
-    with command_executor(files, jobs) as ex:
-        res = predict_files(bundle, files, top=top, options=opts, executor=ex, reject=reject)
+        paths = list(dict.fromkeys(paths))
+    options.reject_threshold(bundle.classifier, reject)  # its errors before any work
+    with options.executor(paths) as ex:
+        res = predict_files(bundle, paths, top=top, options=options.run_options_of(ctx),
+                            executor=ex, reject=reject)  # fmt: skip
     if as_json:
-        echo_json(res)
+        options.echo_json(res)
     else:
         for r in res["results"]:  # one line per file, whatever its name holds
             alts = "  ".join(f"{escape_name(t['label'])}:{t['posterior']:.3f}" for t in r["top"])

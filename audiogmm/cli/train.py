@@ -2,9 +2,8 @@
 
 DATA (audio manifest, Kaldi directory or shard store) is read into one clip set by
 :func:`audiogmm.pipeline.sources.open_clips` and fitted by
-:func:`audiogmm.pipeline.train.fit_backend`. ``-k`` is the number of components of each
-class (``--backend ml``) or of the UBM (``map``, ``gsv``, ``ivector``); an option that
-does not apply to the backend or the source is a usage error naming it.
+:func:`audiogmm.pipeline.train.fit_backend`. An option that does not apply to the backend
+or the source is a usage error naming it.
 """
 
 from __future__ import annotations
@@ -18,29 +17,14 @@ import click
 
 from ..exceptions import ConvergenceWarning
 from ..features import FeatureConfig
+from ..io.atomic import check_writable
 from ..mixture import DiagGMM
 from ..models import BACKENDS, default_components
-from ..models.classifier import N_COMPONENTS
-from ..models.supervector import GSV_COMPONENTS
-from ..models.ubm import UBM_COMPONENTS, UBM_DEFAULTS
-from .options import (
-    AUTO_AND_CONFIG,
-    command_executor,
-    echo_json,
-    format_selection,
-    given,
-    json_option,
-    load_config,
-    plural,
-    progress_for,
-    refuse_given,
-    report_skipped,
-    run_options,
-    split_options,
-    tuning_options,
-)
-from .output import dims_text, escape_name
-from .ubm import dask_option, dask_or
+from ..models.classifier import oversized_reason
+from ..models.ubm import UBM_DEFAULTS
+from ..scoring.calibration import bayes_threshold
+from . import options
+from .output import dims_text, escape_name, report_skipped
 
 logger = logging.getLogger("audiogmm")
 
@@ -50,77 +34,44 @@ READ_BY = {"relevance": ("map", "gsv"), "ubm_components": ("map", "gsv", "ivecto
            "ubm_path": ("map", "gsv", "ivector"), "adapt": ("map",), "reject_far": ("map",)}
 
 
-def map_options(f):
-    """``--backend ml|map|gsv|ivector`` and the UBM settings (usage errors where they do not
-    apply)."""
-    for args, kw in reversed([
-        (("--backend",), dict(type=click.Choice(sorted(BACKENDS)), default="ml",
-                              show_default=True,
-                              help="ml: one GMM per label; map: a UBM with MAP-adapted labels; "
-                              "gsv: GMM supervectors of a UBM + logistic regression "
-                              "(needs scikit-learn); ivector: i-vectors of a UBM + LDA, WCCN "
-                              "and cosine scoring.")),
-        (("--ubm-components",), dict(type=click.IntRange(min=1), default=None, hidden=True,
-                                     help="Same as -k with --backend map, gsv or ivector (the UBM size).")),
-        (("--ubm", "ubm_path"), dict(type=click.Path(exists=True, dir_okay=False), default=None,
-                                     help="--backend map, gsv or ivector: use this UBM (`audiogmm ubm`) "
-                                     "instead of training one; its front end is the model's.")),
-        (("--relevance",), dict(type=click.FloatRange(min=0), default=None,
-                                help="MAP relevance factor: of the class models (--backend "
-                                "map, default 16) or of each clip (gsv, default 4).")),
-        (("--adapt",), dict(type=click.Choice(["m", "mw", "mwv"]), default="m", show_default=True,
-                            help="MAP-adapt means, +weights, +variances (--backend map).")),
-        (("--reject-far",), dict(type=click.FloatRange(0, 1, min_open=True, max_open=True),
-                                 default=None, help="Calibrate `predict --reject auto` for this "
-                                 "false-accept rate of unknown clips (--backend map).")),
-    ]):  # fmt: skip
-        f = click.option(*args, **kw)(f)
-    return f
-
-
 def backend_params(ctx: click.Context, backend: str, p: dict) -> dict:
     """The classifier parameters of ``backend`` from the command's options ``p``.
 
-    ``-k`` is the components per class (ml) or the UBM size (map); ``--init`` and
-    ``--max-iter`` bind the class mixtures (ml) or the UBM (map, where only given
-    values replace the UBM defaults). Options the backend does not read are usage errors.
+    ``-k``, ``--init`` and ``--max-iter`` bind the class mixtures (ml) or the UBM (where
+    only given values replace the UBM defaults). Options the backend does not read are
+    usage errors.
     """
     for name, readers in READ_BY.items():
         if backend not in readers:
             names = " or ".join([", ".join(readers[:-1]), readers[-1]] if readers[1:] else readers)
-            refuse_given(ctx, (name,), f"applies to --backend {names} only")
+            options.refuse_given(ctx, (name,), f"applies to --backend {names} only")
+    given = {name: p[name] for name in ("init", "max_iter") if p[name] is not None}
     if backend == "ml":
-        k = default_components("ml") if p["components"] is None else p["components"]
-        return {"n_components": k, "init": p["init"] or _GMM_DEFAULTS["init"],
-                "max_iter": _GMM_DEFAULTS["max_iter"] if p["max_iter"] is None else p["max_iter"]}  # fmt: skip
+        return {"n_components": p["components"] or default_components("ml"),
+                "init": _GMM_DEFAULTS["init"], "max_iter": _GMM_DEFAULTS["max_iter"], **given}
     # relevance left unset: the backend's own default (map 16 per class, gsv 4 per clip)
     own = {} if p["relevance"] is None else {"relevance": p["relevance"]}
     if backend == "map":
         own.update(adapt=p["adapt"], reject_far=p["reject_far"])
     if p["ubm_path"]:
-        refuse_given(ctx, ("components", "ubm_components", "init", "max_iter"),
-                     "sets up the UBM training, but --ubm gives the UBM (its size is the file's)")  # fmt: skip
+        options.refuse_given(ctx, ("components", "ubm_components", "init", "max_iter"), "sets up "
+                             "the UBM training, but --ubm gives the UBM (its size is the file's)")
         return own
     k, k2 = p["components"], p["ubm_components"]
     if k is not None and k2 is not None and k != k2:
         raise click.UsageError(f"-k {k} and --ubm-components {k2} disagree: both are the UBM size")
-    ubm = {name: p[name] for name in ("init", "max_iter") if p[name] is not None}
-    return {"n_components": k or k2 or default_components(backend), **own, **ubm}
+    return {"n_components": k or k2 or default_components(backend), **own, **given}
 
 
 def _front_end(ubm_path, ubm_config, data_config, *, fixed: bool):
-    """The front end to train with: the UBM's, if it records one.
-
-    ``data_config`` is the data's front end; ``fixed`` when it cannot change (features
-    already made, or --preset/--config given): it must then equal the UBM's.
-    """
+    """The UBM's front end if it records one, else ``data_config``; ``fixed`` (features
+    already made, or --preset/--config given): the two must then be equal."""
     if ubm_config is None:
         return data_config
     if fixed and data_config is not None and data_config != ubm_config:
         raise click.UsageError(
             f"the UBM {ubm_path} was trained on the front end {ubm_config.content_hash()}, "
-            f"DATA's is {data_config.content_hash()}; use the front end the UBM was made with"
-        )
+            f"DATA's is {data_config.content_hash()}; use the front end the UBM was made with")
     return ubm_config
 
 
@@ -128,39 +79,50 @@ def _front_end(ubm_path, ubm_config, data_config, *, fixed: bool):
 @click.argument("data", type=click.Path(exists=True))
 @click.option("-o", "--output", required=True, type=click.Path(dir_okay=False),
               help="Model file to write (.npz).")
-@split_options("train")
-@tuning_options(
-    components_default=None,
-    components_help=f"Components per class (--backend ml, default {N_COMPONENTS}; 'auto': per-"
-    "class K or one K chosen by clip-stratified cross-validation on the training files), or "
-    f"of the UBM (--backend map, default {UBM_COMPONENTS}; gsv, default {GSV_COMPONENTS}); "
-    "ivector as gsv.",
-)
-@click.option("--init", type=click.Choice(["split", "kmeans++"]), default=None,
+@options.split_options("train")
+@options.tuning_options(components_default=None, components_help="Components per class "
+    f"(--backend ml, default {default_components('ml')}; 'auto': per-class K or one K chosen by "
+    "clip-stratified cross-validation on the training files), or of the UBM (--backend map, "
+    f"default {default_components('map')}; gsv, default {default_components('gsv')}); ivector "
+    "as gsv.")  # fmt: skip
+@click.option("--init", type=click.Choice(["split", "kmeans++"]),
               help="Initialisation: k-means++ on a subsample, or split growth from one component "
               f"[default: {_GMM_DEFAULTS['init']}; the UBM of --backend map/gsv/ivector: "
               f"{UBM_DEFAULTS['init']}].")  # fmt: skip
-@click.option("--max-iter", type=click.IntRange(min=0), default=None,
-              help=f"Maximum EM iterations per class [default: {_GMM_DEFAULTS['max_iter']}; the "
-              f"UBM of --backend map/gsv/ivector runs exactly {UBM_DEFAULTS['max_iter']}].")  # fmt: skip
-@map_options
+@click.option("--max-iter", type=click.IntRange(min=0),
+              help=f"Maximum EM iterations per class [default: {_GMM_DEFAULTS['max_iter']}; "
+              f"the UBM of --backend map/gsv/ivector runs exactly {UBM_DEFAULTS['max_iter']}].")
+@click.option("--backend", type=click.Choice(sorted(BACKENDS)), default="ml", show_default=True,
+              help="ml: one GMM per label; map: a UBM with MAP-adapted labels; gsv: GMM "
+              "supervectors of a UBM + logistic regression (needs scikit-learn); ivector: "
+              "i-vectors of a UBM + LDA, WCCN and cosine scoring.")  # fmt: skip
+@click.option("--ubm-components", type=click.IntRange(min=1), hidden=True,
+              help="Same as -k with --backend map, gsv or ivector (the UBM size).")
+@click.option("--ubm", "ubm_path", type=click.Path(exists=True, dir_okay=False),
+              help="--backend map, gsv or ivector: use this UBM (`audiogmm ubm`) instead of "
+              "training one; its front end is the model's.")  # fmt: skip
+@click.option("--relevance", type=click.FloatRange(min=0), help="MAP relevance factor: of the "
+              "class models (--backend map, default 16) or of each clip (gsv, default 4).")
+@click.option("--adapt", type=click.Choice(["m", "mw", "mwv"]), default="m", show_default=True,
+              help="MAP-adapt means, +weights, +variances (--backend map).")
+@click.option("--reject-far", type=click.FloatRange(0, 1, min_open=True, max_open=True),
+              help="Calibrate `predict --reject auto` for this false-accept rate of unknown "
+              "clips (--backend map).")  # fmt: skip
 @click.option("--calibrate", is_flag=True, help="--backend map: fit a linear logistic calibration "
               "on held-out training folds, so that verify scores are log-likelihood ratios and "
               "`--reject auto` is the Bayes threshold at prior 0.5 (implied by --preset auto).")
-@run_options
-@dask_option
-@json_option
+@options.run_options
+@options.dask_option
+@options.json_option
 @click.pass_context
-def command(ctx, data, output, split, train_fraction, seed, preset, config_path, components,
-            init, max_iter, backend, ubm_components, ubm_path, relevance, adapt, reject_far,
-            calibrate, cache_dir, jobs, strict, dask_spec, as_json):  # fmt: skip
+def command(ctx, data, output, preset, config_path, components, backend, ubm_path, reject_far,
+            calibrate, as_json, **_):  # fmt: skip
     """Train one GMM per label on DATA (or a UBM and MAP-adapted labels, or a UBM's
     supervectors and logistic regression) and write one model file.
 
     DATA: a folder per label, a CSV, a Kaldi directory, or a shard store
     (`audiogmm extract DATA --cache C --shards STORE`).
     """
-    from ..io.atomic import check_writable
     from ..pipeline import save_model
     from ..pipeline.sources import KINDS, source_kind
     from ..pipeline.train import load_ubm
@@ -168,11 +130,12 @@ def command(ctx, data, output, split, train_fraction, seed, preset, config_path,
     check_writable(output)  # before the work, naming the user's path
     auto = preset == "auto"
     if auto and config_path:
-        raise click.UsageError(AUTO_AND_CONFIG)
+        raise click.UsageError(options.AUTO_AND_CONFIG)
     tuning = auto or components == "auto"
     if tuning and backend != "ml":
         raise click.UsageError("--preset auto and --components auto select by cross-validating "
-                               f"the ml backend; give a fixed --preset and -k with --backend {backend}")  # fmt: skip
+                               "the ml backend; give a fixed --preset and -k with --backend "
+                               f"{backend}")  # fmt: skip
     if calibrate and (backend != "map" or tuning):
         raise click.UsageError("--calibrate applies to --backend map (gsv calibrates its scores "
                                "always, and --preset auto calibrates what it chooses)")  # fmt: skip
@@ -184,14 +147,14 @@ def command(ctx, data, output, split, train_fraction, seed, preset, config_path,
     if tuning and kind.not_for:
         raise click.UsageError("--preset auto / --components auto need audio to try front ends; "
                                f"a {kind.name} has fixed features: give -k")  # fmt: skip
-    refuse_given(ctx, kind.not_for, kind.why)
+    options.refuse_given(ctx, kind.not_for, kind.why)
     ubm, ubm_config = load_ubm(ubm_path) if ubm_path else (None, None)
     if ubm_path and ubm_config is None:
         logger.warning("%s records no front end; it must match --preset/--config", ubm_path)
-    explicit = given(ctx, "preset") or given(ctx, "config_path")
-    config = None if auto else _front_end(ubm_path, ubm_config, load_config(preset, config_path),
-                                          fixed=explicit)  # fmt: skip
-    fit = dict(backend=backend, ubm=ubm, random_state=seed, **params)
+    fixed = options.given(ctx, "preset") or options.given(ctx, "config_path")
+    config = None if auto else _front_end(ubm_path, ubm_config, options.load_config(
+        preset, config_path), fixed=fixed)  # fmt: skip
+    fit = dict(backend=backend, ubm=ubm, random_state=ctx.params["seed"], **params)
     with warnings.catch_warnings():
         # per-class ConvergenceWarnings are summarised below, naming the classes
         warnings.simplefilter("ignore", ConvergenceWarning)
@@ -211,26 +174,23 @@ def command(ctx, data, output, split, train_fraction, seed, preset, config_path,
                n_files=len(clips.clips), skipped=clips.skipped, selection=extra.get("selection"),
                feature_config=front, **clips.info)  # fmt: skip
     if as_json:
-        echo_json(out)
-        return
+        return options.echo_json(out)
     report_skipped(out["skipped"])
     if out.get("selection"):
-        click.echo(format_selection(out["selection"]))
+        click.echo(options.format_selection(out["selection"]))
     how = (f"from a UBM of {clf.n_components} components ({backend})" if backend != "ml"
            else f"x {clf.n_components} components (ml)")  # fmt: skip
     note = "" if clips.config else " (Kaldi features: evaluate on feats.scp, no audio predict)"
-    click.echo(f"trained {plural(len(clf.labels_), 'class', 'classes')} {how} on "
-               f"{plural(out['n_files'], clips.unit)} ({dims_text(clf.n_dims)}-dim features) in "
-               f"{sum(clf.timing_.values()):.1f} s -> {escape_name(output)}{note}")  # fmt: skip
+    n, unit = len(clf.labels_), clips.unit + ("" if out["n_files"] == 1 else "s")
+    click.echo(f"trained {n} class{'' if n == 1 else 'es'} {how} on {out['n_files']} {unit} "
+               f"({dims_text(clf.n_dims)}-dim features) in {sum(clf.timing_.values()):.1f} s -> "
+               f"{escape_name(output)}{note}")  # fmt: skip
 
 
 def _fit(ctx, data, fit, config, ubm_config, tuning, calibrate):
-    """The source's clips fitted by the backend (or chosen by ``--preset/--components
-    auto``), calibrated if asked: the classifier, the clip set (its ``config`` the one to
-    save) and the run's header blocks (``selection``, ``calibration``).
-    """
-    from ..data import RunOptions
-    from ..engine import LocalExecutor
+    """The classifier fitted (or chosen by ``--preset/--components auto``) on the source's
+    clips and calibrated if asked, the clip set (its ``config`` the one to save) and the
+    run's header blocks (``selection``, ``calibration``)."""
     from ..pipeline.classify import load_split
     from ..pipeline.sources import audio_clips, open_clips, source_kind
     from ..pipeline.train import fit_backend
@@ -239,20 +199,14 @@ def _fit(ctx, data, fit, config, ubm_config, tuning, calibrate):
     p, jobs = ctx.params, ctx.params["jobs"]
     how = dict(split=p["split"], train_fraction=p["train_fraction"], seed=p["seed"])
     records = load_split(data, **how) if source_kind(data) == "audio" else None
-    opts = RunOptions(cache_dir=p["cache_dir"], n_jobs=jobs, progress=progress_for(ctx),
-                      strict=p["strict"])  # fmt: skip
-    # audio: threads or processes by the audio's duration; features already made: threads
-    local = (LocalExecutor(jobs) if records is None
-             else command_executor([r.path for r in records], jobs, p["cache_dir"]))  # fmt: skip
-    extra = {}
-    with dask_or(p["dask_spec"], local) as ex:
+    opts = options.run_options_of(ctx)
+    extra = {}  # audio: threads or processes by its duration; features already made: threads
+    with options.executor(None if records is None else [r.path for r in records]) as ex:
         if tuning:
             n_components = fit["n_components"]  # the ml K (16 unless -k), or "auto"
             fit = {k: v for k, v in fit.items() if k not in ("backend", "ubm", "n_components")}
-            clf, tuned = train_tuned(
-                records, preset="auto" if config is None else config, components=n_components,
-                options=opts, executor=ex, **fit,
-            )  # fmt: skip
+            clf, tuned = train_tuned(records, preset="auto" if config is None else config,
+                                     components=n_components, options=opts, executor=ex, **fit)
             clips = audio_clips(data, records, tuned.features, tuned.member_configs or tuned.config,
                                 n_jobs=jobs, cache_dir=p["cache_dir"], **how)  # fmt: skip
             extra["selection"] = tuned.to_header()
@@ -272,7 +226,6 @@ def _fit(ctx, data, fit, config, ubm_config, tuning, calibrate):
 
 def _calibrate(clf, clips, fit, ex, seed) -> dict:
     """The held-out calibration block; a map model's ``--reject auto`` threshold from it."""
-    from ..scoring.calibration import bayes_threshold
     from ..selection.cv import calibrate_backend
 
     params = {k: v for k, v in fit.items() if k not in ("backend", "ubm", "random_state")}
@@ -287,30 +240,25 @@ def _calibrate(clf, clips, fit, ex, seed) -> dict:
 
 
 def report_training(clf, backend: str) -> None:
-    """Warn about what went wrong in training, one line each, whatever the data source:
-    classes whose EM did not converge; a mixture too large for its frames (each class's
-    with ml; the UBM's otherwise); a class trained on a single file.
-    """
-    from ..models.classifier import oversized_reason
-
-    not_conv = sorted(y for y, r in clf.fit_report_.items() if not r.get("converged", True))
+    """Warn, one line each: classes whose EM did not converge; a mixture too large for its
+    frames (each class's with ml, the UBM's otherwise); a class trained on a single file."""
+    rep = clf.fit_report_
+    not_conv = sorted(y for y, r in rep.items() if not r.get("converged", True))
     if not_conv:
-        n = max(clf.fit_report_[y].get("n_iter", 0) for y in not_conv)
-        logger.warning("EM did not converge within --max-iter=%d for: %s", n,
+        logger.warning("EM did not converge within --max-iter=%d for: %s",
+                       max(rep[y].get("n_iter", 0) for y in not_conv),
                        ", ".join(escape_name(y) for y in not_conv))  # fmt: skip
-    if backend != "ml":
-        rep = getattr(clf, "ubm_report_", {})
-        why = "n_frames" in rep and oversized_reason(
-            rep, clf.n_components, advice="lower -k (the UBM size), or give more data"
-        )
-        if why:
-            logger.warning("the UBM: %s", why)
-    else:
-        for y, r in clf.fit_report_.items():
+    if backend == "ml":
+        for y, r in rep.items():
             why = oversized_reason(r, r.get("n_components", clf.n_components))
             if why:
                 logger.warning("class %s: %s", escape_name(y), why)
-    single = [y for y, r in clf.fit_report_.items() if r.get("n_clips") == 1]
+    elif "n_frames" in getattr(clf, "ubm_report_", {}):
+        why = oversized_reason(clf.ubm_report_, clf.n_components,
+                               advice="lower -k (the UBM size), or give more data")  # fmt: skip
+        if why:
+            logger.warning("the UBM: %s", why)
+    single = [escape_name(y) for y, r in rep.items() if r.get("n_clips") == 1]
     if single:
         logger.warning("trained on a single file: %s (the model learns that recording, not the "
-                       "class)", ", ".join(escape_name(y) for y in single))  # fmt: skip
+                       "class)", ", ".join(single))  # fmt: skip

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 
 import click
 
-from .options import json_option, load_classifier, progress_for, report_skipped, run_options
-from .output import escape_name
+from . import options
+from .output import escape_name, report_skipped
 
 
 @click.command("verify")
@@ -22,32 +23,27 @@ from .output import escape_name
 @click.option("--report", "report_dir", type=click.Path(file_okay=False),
               help="Write scores.csv, metrics.json and det.png here.")
 @click.option("--allow-train-overlap", is_flag=True, help="Score trial files that were used to "
-              "train MODEL instead of refusing them (the error rates are then optimistic).")  # fmt: skip
-@run_options
-@json_option
+              "train MODEL instead of refusing them (the error rates are then optimistic).")
+@options.run_options
+@options.json_option
 @click.pass_context
-def command(ctx, model, trials, norm, cohort, report_dir, allow_train_overlap, cache_dir, jobs,
-            strict, as_json):  # fmt: skip
+def command(ctx, model, trials, norm, cohort, report_dir, allow_train_overlap, as_json, **_):
     """Score the TRIALS (CSV: path,claim[,target]) with a --backend map MODEL.
 
-    Each score is the mean per-frame log-likelihood ratio of the file under the
-    claimed class against the UBM. With a target column (1 true claim, 0
-    impostor), EER, minDCF and actDCF (p_target 0.01 and 0.05, C_miss = C_fa = 1),
-    Cllr and minCllr (bits; Cllr and actDCF read the scores as LLRs) follow.
-    Trials are streamed: memory grows with the distinct files, not the trials.
-    Files that trained MODEL are refused (see --allow-train-overlap).
+    Each score is the mean per-frame log-likelihood ratio of the file under the claimed
+    class against the UBM. With a target column (1 true claim, 0 impostor): EER, minDCF and
+    actDCF (p_target 0.01 and 0.05, C_miss = C_fa = 1), Cllr and minCllr (bits; Cllr and
+    actDCF read the scores as LLRs). Trials are streamed (memory grows with the distinct
+    files); files that trained MODEL are refused (see --allow-train-overlap).
     """
-    from ..data import RunOptions
     from ..io.atomic import check_writable
     from ..pipeline.report import json_dumps
     from ..pipeline.verify import score_trials, write_verification_report
 
     if report_dir:
         check_writable(report_dir, folder=True)  # before the work, naming the user's path
-    bundle = load_classifier(model)
-    opts = RunOptions(cache_dir=cache_dir, n_jobs=jobs, progress=progress_for(ctx), strict=strict)
-    res = score_trials(bundle, trials, norm=norm, cohort=cohort, options=opts,
-                       allow_train_overlap=allow_train_overlap)  # fmt: skip
+    res = score_trials(options.load_classifier(model), trials, norm=norm, cohort=cohort,
+                       options=options.run_options_of(ctx), allow_train_overlap=allow_train_overlap)
     if not len(res.scores):
         raise click.ClickException("no trial could be scored (every file was skipped)")
     if report_dir:
@@ -55,8 +51,7 @@ def command(ctx, model, trials, norm, cohort, report_dir, allow_train_overlap, c
     if as_json:  # one JSON object, the trials streamed last (keys sorted)
         click.echo(json_dumps(res.to_dict())[:-1] + ', "trials": [', nl=False)
         _echo_lines((_trial_json(t) for t in res), sep=", ")
-        click.echo("]}")
-        return
+        return click.echo("]}")
     report_skipped(res.skipped)
     _echo_lines(f"{escape_name(t['path'])}\t{escape_name(t['claim'])}\t{t['score']:.6f}\n"
                 for t in res)  # fmt: skip
@@ -72,15 +67,10 @@ def command(ctx, model, trials, norm, cohort, report_dir, allow_train_overlap, c
 
 def _echo_lines(lines, *, sep: str = "") -> None:
     """Write ``lines`` joined by ``sep`` in blocks (one write per trial is slow)."""
-    block: list[str] = []
-    first = True  # the separator goes between blocks too
-    for line in lines:
-        block.append(line)
-        if len(block) == 4096:
-            click.echo(("" if first else sep) + sep.join(block), nl=False)
-            block, first = [], False
-    if block:
-        click.echo(("" if first else sep) + sep.join(block), nl=False)
+    lines, lead = iter(lines), ""
+    while block := list(itertools.islice(lines, 4096)):
+        click.echo(lead + sep.join(block), nl=False)
+        lead = sep  # the separator goes between blocks too
 
 
 def _trial_json(t: dict) -> str:
