@@ -32,7 +32,8 @@ _SESSIONS = itertools.count()  # unique task keys per map
 
 
 def parse_spec(spec: str) -> tuple[str, Any]:
-    """``"local:N"`` -> ``("local", N)``; ``"tcp://host:port"`` (or ``tls://``) -> ``("address", spec)``."""
+    """``"local:N"`` -> ``("local", N)``; ``"tcp://host:port"`` (or ``tls://``) ->
+    ``("address", spec)``."""
     m = re.match(r"^local:(\d+)$", spec)
     if m and int(m.group(1)) >= 1:
         return "local", int(m.group(1))

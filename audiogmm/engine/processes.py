@@ -1,24 +1,18 @@
 """Worker processes for :class:`~audiogmm.engine.local.LocalExecutor` (only when asked).
 
-``forkserver`` workers (``spawn`` where it is missing) never inherit the parent's BLAS
-or numba threads, and start warm: the forkserver imports the front end once. Workers
-import the caller's ``__main__``, so a script asking for processes needs the
-``if __name__ == "__main__":`` guard. Two guarantees
-:class:`concurrent.futures.ProcessPoolExecutor` does not give:
-
-* **A dead worker costs only its task.** Each worker runs one task at a time over its
-  own pipe, so when one dies (SIGKILL, the OOM killer, a crash in C code) the pool
-  knows its task. That task is retried once in a fresh worker; if the retry dies too,
-  its future gets the function's answer for a lost task (:func:`on_worker_lost`), or
-  :class:`BrokenProcessPool` naming the signal. Every other task goes on.
-* **Workers die with their parent.** Each holds the read end of a pipe whose only
-  write end stays in the parent; a watchdog thread exits the worker at end-of-file,
-  whatever killed the parent, even mid-task. On Linux a worker also asks for SIGKILL
-  when the forkserver dies (``prctl(PR_SET_PDEATHSIG)``).
+``forkserver`` workers (``spawn`` where it is missing) never inherit the parent's BLAS or
+numba threads and start warm (the forkserver imports the front end once); a script asking
+for processes needs the ``if __name__ == "__main__":`` guard. Unlike
+:class:`concurrent.futures.ProcessPoolExecutor`, **a dead worker costs only its task**
+(each worker runs one task at a time over its own pipe; the task is retried once in a fresh
+worker, then gets :func:`on_worker_lost`'s answer or :class:`BrokenProcessPool`), and
+**workers die with their parent** (a watchdog thread exits at end-of-file on a pipe whose
+only write end the parent holds; on Linux also ``prctl(PR_SET_PDEATHSIG)``).
 """
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import itertools
 import logging
@@ -52,11 +46,10 @@ _START_TRIES = 10  # attempts to start a worker (~5 s in all) before the pool gi
 
 
 def on_worker_lost(handler: Callable[..., Any]) -> Callable[[Callable[..., Any]], Callable]:
-    """Declare what a task function returns when its worker died on every attempt.
-
-    ``handler(*args, reason=...)`` gets the task's arguments and a sentence such as
-    ``"worker process killed by SIGKILL (out of memory?) on each of 2 attempts"``; its
-    return value becomes the task's result, so a batch can skip the item and go on.
+    """Declare what a task function returns when its worker died on every attempt:
+    ``handler(*args, reason=...)``, given the task's arguments and a sentence such as
+    ``"worker process killed by SIGKILL (out of memory?) on each of 2 attempts"``, returns
+    the task's result, so that a batch can skip the item and go on.
 
     Examples
     --------
@@ -70,28 +63,22 @@ def on_worker_lost(handler: Callable[..., Any]) -> Callable[[Callable[..., Any]]
     def mark(fn: Callable[..., Any]) -> Callable[..., Any]:
         fn.on_worker_lost = handler  # type: ignore[attr-defined]
         return fn
-
     return mark
 
 
 def _die_with_parent() -> None:
     """In a worker: get SIGKILL when the parent dies (Linux), or exit if it is gone already."""
     if sys.platform.startswith("linux"):
-        try:
-            libc = ctypes.CDLL(None, use_errno=True)
-            libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
-        except (OSError, AttributeError):  # pragma: no cover - no prctl: the pipe EOF remains
-            pass
+        with contextlib.suppress(OSError, AttributeError):  # no prctl: the pipe EOF remains
+            ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
     if os.getppid() == 1:  # the parent died before prctl took effect
         os._exit(1)
 
 
 def _watch_parent(alive: Connection) -> None:
     """In a worker thread: exit the worker when the parent's end of ``alive`` closes."""
-    try:
+    with contextlib.suppress(EOFError, OSError):
         alive.recv_bytes()  # nothing is ever sent: this returns only at end-of-file
-    except (EOFError, OSError):
-        pass
     os._exit(1)
 
 
@@ -166,7 +153,6 @@ class WorkerPool(Executor):
         # the parent keeps the only write end: workers watch for its end-of-file
         self._alive_r, self._alive_w = self._ctx.Pipe(duplex=False)
 
-    # -- the caller's side -----------------------------------------------------------
     def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future:
         if kwargs:
             raise TypeError("WorkerPool.submit takes positional arguments only")
@@ -176,9 +162,8 @@ class WorkerPool(Executor):
                 raise RuntimeError("cannot submit to a pool that is shut down")
             self._pending.append(_Task(fut, fn, args))
             if self._manager is None:
-                self._manager = threading.Thread(
-                    target=self._manage, name="audiogmm-workers", daemon=True
-                )
+                self._manager = threading.Thread(target=self._manage, name="audiogmm-workers",
+                                                 daemon=True)  # fmt: skip
                 self._manager.start()
         self._wake()
         return fut
@@ -196,15 +181,12 @@ class WorkerPool(Executor):
         elif wait:
             manager.join()
 
-    # -- the manager thread ----------------------------------------------------------
     def _wake(self) -> None:
         with self._wake_lock:
             if self._wake_w < 0:  # closed: the manager is done (never write to a reused fd)
                 return
-            try:
+            with contextlib.suppress(BlockingIOError):  # full: the manager wakes anyway
                 os.write(self._wake_w, b"x")
-            except BlockingIOError:  # the pipe is full: the manager wakes anyway
-                pass
 
     def _close_pipes(self) -> None:
         with self._wake_lock:
@@ -282,10 +264,9 @@ class WorkerPool(Executor):
             with self._lock:
                 self._pending.appendleft(task)
             return
+        reason = "; then ".join(task.deaths)
         if len(set(task.deaths)) == 1:
             reason = f"{why} on each of {len(task.deaths)} attempts"
-        else:
-            reason = "; then ".join(task.deaths)
         handler = getattr(task.fn, "on_worker_lost", None)
         if handler is None:
             task.future.set_exception(BrokenProcessPool(reason))
@@ -329,12 +310,8 @@ class WorkerPool(Executor):
             self._lost(w)
             return
         task, w.task = w.task, None
-        if task is None:  # pragma: no cover - a worker only answers tasks
-            return
-        if ok:
-            task.future.set_result(value)
-        else:
-            task.future.set_exception(value)
+        if task is not None:  # a worker only answers tasks
+            (task.future.set_result if ok else task.future.set_exception)(value)
 
     def _fail_all(self, exc: BaseException) -> None:  # pragma: no cover - see _manage
         with self._lock:
@@ -346,10 +323,8 @@ class WorkerPool(Executor):
 
     def _stop_workers(self) -> None:
         for w in self._workers:
-            try:
+            with contextlib.suppress(OSError, EOFError):
                 w.conn.send(None)
-            except (OSError, EOFError):
-                pass
         for w in self._workers:
             _reap(w.process)
             w.conn.close()

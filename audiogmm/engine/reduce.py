@@ -1,10 +1,4 @@
-"""One fixed reduction tree, whoever runs it: results do not depend on completion order.
-
-The tree is fixed by the item index alone (a binary counter: equal-sized partial results
-merge as soon as both exist, the rest fold right to left), holding O(log n) partial
-results. ``combine`` is ``operator.add`` here, or a Dask task on two futures: the same
-tree, the same bits.
-"""
+"""One fixed reduction tree, whoever runs it: results do not depend on completion order."""
 
 from __future__ import annotations
 
@@ -19,7 +13,10 @@ T = TypeVar("T")
 
 
 def tree_fold(items: Iterable[T], combine: Callable[[T, T], T]) -> T:
-    """Fold ``items`` (in index order) with ``combine(left, right)`` along the fixed tree.
+    """Fold ``items`` (in index order) with ``combine(left, right)`` along a tree fixed by
+    the item index alone (a binary counter: equal-sized partial results merge as soon as
+    both exist, the rest fold right to left), holding O(log n) partial results.
+    ``combine`` may be ``operator.add`` or a Dask task on two futures: the same bits.
 
     Examples
     --------
@@ -30,8 +27,7 @@ def tree_fold(items: Iterable[T], combine: Callable[[T, T], T]) -> T:
     for x in items:
         size, node = 1, x
         while stack and stack[-1][0] == size:
-            _, left = stack.pop()
-            size, node = 2 * size, combine(left, node)
+            size, node = 2 * size, combine(stack.pop()[1], node)
         stack.append((size, node))
     if not stack:
         raise ParameterError("nothing to reduce")
