@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import os
+import sys
 import threading
 from collections import deque
 from collections.abc import Iterable, Iterator
@@ -39,8 +40,10 @@ def default_workers() -> int:
 
 
 @functools.lru_cache(maxsize=1)
-def _blas_controller() -> Any:
-    from threadpoolctl import ThreadpoolController  # built once: it scans the process
+def _blas_controller(n_modules: int) -> Any:
+    """threadpoolctl's view of the loaded BLAS libraries: a 3 ms scan, so made again only
+    when modules were imported since (one may have loaded another BLAS, e.g. scipy's)."""
+    from threadpoolctl import ThreadpoolController
 
     return ThreadpoolController()
 
@@ -52,7 +55,7 @@ def one_blas_thread() -> Iterator[None]:
     if getattr(_in_worker, "active", False):
         yield  # a worker thread runs inside its map's limit already
         return
-    with _blas_controller().limit(limits=1, user_api="blas"):
+    with _blas_controller(len(sys.modules)).limit(limits=1, user_api="blas"):
         yield
 
 
