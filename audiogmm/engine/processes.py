@@ -18,16 +18,15 @@ import itertools
 import logging
 import multiprocessing
 import os
+import queue
 import signal
 import sys
 import threading
 import time
-from collections import deque
 from concurrent.futures import Executor, Future
 from concurrent.futures.process import BrokenProcessPool
-from dataclasses import dataclass, field
 from multiprocessing.connection import Connection, wait
-from typing import Any, Callable
+from typing import Any, Callable, NamedTuple
 
 __all__ = ["MAX_ATTEMPTS", "WorkerPool", "on_worker_lost"]
 
@@ -118,37 +117,26 @@ def _describe_death(exitcode: int | None) -> str:
     return f"worker process exited with code {exitcode}"
 
 
-@dataclass
-class _Task:
-    future: Future
-    fn: Callable[..., Any]
-    args: tuple
-    attempts: int = 0
-    deaths: list[str] = field(default_factory=list)
-
-
-@dataclass
-class _Worker:
+class _Worker(NamedTuple):
     process: Any
     conn: Connection
-    task: _Task | None = None
 
 
 class WorkerPool(Executor):
     """A pool of up to ``n_workers`` processes (started on demand) that survives the death
-    of its workers (see the module notes). Tasks and their arguments must pickle."""
+    of its workers (see the module notes). Tasks and their arguments must pickle.
+
+    Each process belongs to one thread of the pool, which sends it one queued task at a
+    time and waits for its answer or its death."""
 
     def __init__(self, n_workers: int) -> None:
         self._n = int(n_workers)
         self._ctx = _context()
-        self._pending: deque[_Task] = deque()
-        self._workers: list[_Worker] = []
+        self._queue: queue.SimpleQueue = queue.SimpleQueue()  # (future, fn, args); None: stop
+        self._threads: list[threading.Thread] = []
         self._lock = threading.Lock()
-        self._wake_r, self._wake_w = os.pipe()
-        os.set_blocking(self._wake_w, False)
-        self._wake_lock = threading.Lock()
+        self._start_lock = threading.Lock()
         self._closing = False
-        self._manager: threading.Thread | None = None
         self._names = itertools.count()
         # the parent keeps the only write end: workers watch for its end-of-file
         self._alive_r, self._alive_w = self._ctx.Pipe(duplex=False)
@@ -160,42 +148,85 @@ class WorkerPool(Executor):
         with self._lock:
             if self._closing:
                 raise RuntimeError("cannot submit to a pool that is shut down")
-            self._pending.append(_Task(fut, fn, args))
-            if self._manager is None:
-                self._manager = threading.Thread(target=self._manage, name="audiogmm-workers",
-                                                 daemon=True)  # fmt: skip
-                self._manager.start()
-        self._wake()
+            self._queue.put((fut, fn, args))
+            if len(self._threads) < self._n:
+                t = threading.Thread(target=self._serve, name="audiogmm-workers", daemon=True)
+                t.start()
+                self._threads.append(t)
         return fut
 
     def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
         with self._lock:
             self._closing = True
-            if cancel_futures:
-                while self._pending:
-                    self._pending.popleft().future.cancel()
-            manager = self._manager
-        self._wake()
-        if manager is None:  # never used: no worker to stop
-            self._close_pipes()
-        elif wait:
-            manager.join()
+            with contextlib.suppress(queue.Empty):
+                while cancel_futures:
+                    task = self._queue.get_nowait()
+                    if task is not None:
+                        task[0].cancel()
+            for _ in self._threads:
+                self._queue.put(None)
+        if wait:
+            for t in self._threads:
+                t.join()
+            self._alive_r.close()
+            self._alive_w.close()
 
-    def _wake(self) -> None:
-        with self._wake_lock:
-            if self._wake_w < 0:  # closed: the manager is done (never write to a reused fd)
-                return
-            with contextlib.suppress(BlockingIOError):  # full: the manager wakes anyway
-                os.write(self._wake_w, b"x")
+    def _serve(self) -> None:
+        """One thread of the pool: run queued tasks on its own worker process until a None."""
+        w: _Worker | None = None
+        try:
+            while (task := self._queue.get()) is not None:
+                if task[0].set_running_or_notify_cancel():
+                    try:
+                        w = self._run(w, *task)
+                    except OSError as exc:  # no worker could start: this task fails, not the pool
+                        w = None
+                        task[0].set_exception(BrokenProcessPool(f"cannot start a worker: {exc}"))
+        finally:
+            if w is not None:
+                with contextlib.suppress(OSError, EOFError):
+                    w.conn.send(None)
+                _reap(w)
 
-    def _close_pipes(self) -> None:
-        with self._wake_lock:
-            fds, self._wake_r, self._wake_w = (self._wake_r, self._wake_w), -1, -1
-        for fd in fds:
-            if fd >= 0:
-                os.close(fd)
-        self._alive_r.close()
-        self._alive_w.close()
+    def _run(self, w: _Worker | None, fut: Future, fn: Callable[..., Any], args: tuple):
+        """Run one task on ``w`` (started, or replaced after a death, as needed); return the
+        worker left alive, if any."""
+        deaths: list[str] = []
+        while len(deaths) < MAX_ATTEMPTS:
+            if w is not None and not w.process.is_alive():  # died idle: not this task's fault
+                _reap(w)
+                w = None
+            w = w or self._start_worker()
+            try:
+                w.conn.send((fn, args))
+                wait([w.conn, w.process.sentinel])
+                if not w.conn.poll():
+                    raise EOFError  # only the sentinel: it died without an answer
+                ok, value = w.conn.recv()
+            except (OSError, EOFError):
+                _reap(w)
+                deaths.append(_describe_death(w.process.exitcode))
+                w = None
+                if len(deaths) < MAX_ATTEMPTS:
+                    logger.warning("%s while running a task; retrying it in a fresh worker",
+                                   deaths[-1])  # fmt: skip
+                continue
+            except Exception as exc:  # the task does not pickle
+                fut.set_exception(exc)
+                return w
+            (fut.set_result if ok else fut.set_exception)(value)
+            return w
+        reason = "; then ".join(deaths)
+        if len(set(deaths)) == 1:
+            reason = f"{deaths[0]} on each of {len(deaths)} attempts"
+        handler = getattr(fn, "on_worker_lost", None)
+        try:
+            if handler is None:
+                raise BrokenProcessPool(reason)
+            fut.set_result(handler(*args, reason=reason))
+        except Exception as exc:
+            fut.set_exception(exc)
+        return None
 
     def _start_worker(self) -> _Worker:
         parent, child = self._ctx.Pipe(duplex=True)
@@ -205,7 +236,8 @@ class WorkerPool(Executor):
                 name=f"audiogmm-worker-{next(self._names)}",
             )  # fmt: skip
             try:
-                proc.start()
+                with self._start_lock:
+                    proc.start()
                 break
             except OSError:
                 # the forkserver was just killed: multiprocessing restarts it once
@@ -216,126 +248,16 @@ class WorkerPool(Executor):
                     raise
                 time.sleep(0.1 * (attempt + 1))
         child.close()
-        w = _Worker(proc, parent)
-        self._workers.append(w)
-        return w
-
-    def _dispatch(self) -> bool:
-        """Give pending tasks to idle workers (started as needed); True when the manager
-        may stop: closing, nothing pending or running."""
-        with self._lock:
-            while self._pending:
-                idle = next((w for w in self._workers if w.task is None), None)
-                if idle is None and len(self._workers) >= self._n:
-                    break
-                task = self._pending[0]
-                if task.attempts == 0 and task.future.cancelled():
-                    self._pending.popleft()
-                    continue
-                w = idle or self._start_worker()  # may raise: the task stays queued
-                self._pending.popleft()
-                if task.attempts == 0 and not task.future.set_running_or_notify_cancel():
-                    continue  # cancelled meanwhile
-                try:
-                    w.conn.send((task.fn, task.args))
-                except (OSError, EOFError):  # the worker is dead: its sentinel will say so
-                    self._pending.appendleft(task)
-                    break
-                except Exception as exc:  # the task does not pickle
-                    task.future.set_exception(exc)
-                    continue
-                task.attempts += 1
-                w.task = task
-            busy = any(w.task is not None for w in self._workers)
-            return self._closing and not self._pending and not busy
-
-    def _lost(self, w: _Worker) -> None:
-        """Worker ``w`` died: retry its task in a fresh worker, or give up on it."""
-        _reap(w.process)  # its pipe broke; if it lingers it is of no use now
-        why = _describe_death(w.process.exitcode)
-        w.conn.close()
-        self._workers.remove(w)
-        task, w.task = w.task, None
-        if task is None:
-            return
-        task.deaths.append(why)
-        if task.attempts < MAX_ATTEMPTS:
-            logger.warning("%s while running a task; retrying it in a fresh worker", why)
-            with self._lock:
-                self._pending.appendleft(task)
-            return
-        reason = "; then ".join(task.deaths)
-        if len(set(task.deaths)) == 1:
-            reason = f"{why} on each of {len(task.deaths)} attempts"
-        handler = getattr(task.fn, "on_worker_lost", None)
-        if handler is None:
-            task.future.set_exception(BrokenProcessPool(reason))
-            return
-        try:
-            task.future.set_result(handler(*task.args, reason=reason))
-        except Exception as exc:
-            task.future.set_exception(exc)
-
-    def _manage(self) -> None:
-        try:
-            while not self._dispatch():
-                by_conn = {w.conn: w for w in self._workers}
-                by_sentinel = {w.process.sentinel: w for w in self._workers}
-                ready = wait([self._wake_r, *by_conn, *by_sentinel])
-                if self._wake_r in ready:
-                    os.read(self._wake_r, 4096)
-                done: set[int] = set()
-                for obj in ready:
-                    w = by_conn.get(obj) or by_sentinel.get(obj)
-                    if w is None or id(w) in done:
-                        continue
-                    done.add(id(w))
-                    self._collect(w)
-        except BaseException as exc:  # pragma: no cover - a bug here must not hang callers
-            logger.exception("worker pool manager failed")
-            self._fail_all(exc)
-        finally:
-            self._stop_workers()
-            self._close_pipes()
-
-    def _collect(self, w: _Worker) -> None:
-        """Read the result ``w`` sent, or handle its death."""
-        try:
-            if not w.conn.poll():
-                if w.process.is_alive():
-                    return
-                raise EOFError
-            ok, value = w.conn.recv()
-        except (EOFError, OSError):
-            self._lost(w)
-            return
-        task, w.task = w.task, None
-        if task is not None:  # a worker only answers tasks
-            (task.future.set_result if ok else task.future.set_exception)(value)
-
-    def _fail_all(self, exc: BaseException) -> None:  # pragma: no cover - see _manage
-        with self._lock:
-            tasks = list(self._pending) + [w.task for w in self._workers if w.task]
-            self._pending.clear()
-        for t in tasks:
-            if not t.future.done():
-                t.future.set_exception(BrokenProcessPool(f"worker pool failed: {exc!r}"))
-
-    def _stop_workers(self) -> None:
-        for w in self._workers:
-            with contextlib.suppress(OSError, EOFError):
-                w.conn.send(None)
-        for w in self._workers:
-            _reap(w.process)
-            w.conn.close()
-        self._workers.clear()
+        return _Worker(proc, parent)
 
 
-def _reap(process: Any) -> None:
-    process.join(timeout=5)
-    if process.is_alive():  # stuck: kill it
-        process.kill()
-        process.join()
+def _reap(w: _Worker) -> None:
+    """Wait for a stopped or dead worker (killed if stuck) and close its pipe."""
+    w.process.join(timeout=5)
+    if w.process.is_alive():
+        w.process.kill()
+        w.process.join()
+    w.conn.close()
 
 
 def _context() -> multiprocessing.context.BaseContext:
