@@ -49,14 +49,15 @@ class DiagGMM(DensityMixin, BaseEstimator, _CoreGMM):
     def _check_fitted(self) -> None:
         check_is_fitted(self, "means_")
 
-    def _validate(self, X: Any, *, reset: bool) -> np.ndarray:
-        return validate_data(self, X, dtype=_FLOATS, reset=reset)
+    def _frames(self, X: Any) -> np.ndarray:  # what every inference method of the core reads
+        self._check_fitted()
+        return super()._frames(validate_data(self, X, dtype=_FLOATS, reset=False))
 
     def fit(
         self, X: Any, y: None = None, *, sample_weight: Any = None, executor: Any = None
     ) -> DiagGMM:
         """EM on ``X`` (n_samples, n_features), ``sample_weight`` (n_samples,) >= 0; self."""
-        X = self._validate(X, reset=True)
+        X = validate_data(self, X, dtype=_FLOATS, reset=True)
         if sample_weight is not None and not np.any(np.asarray(sample_weight) != 0):
             raise ParameterError("all sample weights are zero: there is nothing to fit")
         sample_weight = check_sample_weight(sample_weight, X.shape[0])
@@ -73,30 +74,13 @@ class DiagGMM(DensityMixin, BaseEstimator, _CoreGMM):
         except (AttributeError, IndexError):  # not fitted: no such attribute (hasattr is False)
             raise AttributeError(f"{name} is set by fit()") from None
 
+    score = _CoreGMM.score  # not DensityMixin's, which returns None
+
     covariances_ = property(lambda self: self._after_fit("covariances_", lambda: self.variances_))
     lower_bound_ = property(
         lambda self: self._after_fit("lower_bound_", lambda: float(self.history_[-1]))
     )
     lower_bounds_ = property(lambda self: self._after_fit("lower_bounds_", lambda: list(self.history_)))
-
-    def score_samples(self, X: Any) -> np.ndarray:
-        """Per-sample log-likelihood ``log p(x)`` in nats, shape (n_samples,)."""
-        self._check_fitted()
-        return super().score_samples(self._validate(X, reset=False))
-
-    def score(self, X: Any, y: None = None) -> float:
-        """Mean per-sample log-likelihood of ``X`` in nats (higher is better)."""
-        return float(self.score_samples(X).mean())
-
-    def predict_proba(self, X: Any) -> np.ndarray:
-        """Posterior component probabilities, shape (n_samples, n_components)."""
-        self._check_fitted()
-        return super().predict_proba(self._validate(X, reset=False))
-
-    def predict(self, X: Any) -> np.ndarray:
-        """Most likely component of each sample, shape (n_samples,)."""
-        self._check_fitted()
-        return super().predict(self._validate(X, reset=False))
 
 
 # one default per parameter: the wrapper's defaults are read from the core classes
@@ -123,7 +107,6 @@ class GMMClassifier(ClassifierMixin, BaseEstimator):
     sortable type come back from :meth:`predict` in that type (``classes_``). ``priors``
     are keyed by the ``y`` labels; the other parameters are the core classes'. ``model_``
     is the fitted core classifier, labelled ``str(c)`` for each class ``c``.
-
 
     Examples
     --------
@@ -199,8 +182,7 @@ class GMMClassifier(ClassifierMixin, BaseEstimator):
     def predict_log_proba(self, X: Sequence[Any]) -> np.ndarray:
         """Log posterior of each class, shape (n_clips, n_classes), columns as ``classes_``."""
         check_is_fitted(self, "model_")
-        lp = self.model_.log_proba_from_scores(self.model_.score_matrix(_clips(X)))
-        return lp[:, self._columns]
+        return self.model_.predict_log_proba(_clips(X))[:, self._columns]
 
     def predict_proba(self, X: Sequence[Any]) -> np.ndarray:
         """Posterior of each class, shape (n_clips, n_classes), columns as ``classes_``."""
@@ -208,7 +190,7 @@ class GMMClassifier(ClassifierMixin, BaseEstimator):
 
     def predict(self, X: Sequence[Any]) -> np.ndarray:
         """Most likely class of each clip, shape (n_clips,), in the dtype of ``classes_``."""
-        best = self.predict_log_proba(X).argmax(1)
+        best = self.predict_log_proba(X).argmax(1)  # first: NotFittedError before classes_
         return self.classes_[best]
 
 
