@@ -185,9 +185,7 @@ def read_manifest(source: PathLike, **kwargs: str) -> list[Record]:
     """
     p = os.path.abspath(os.fspath(source))
     if os.path.isdir(p):
-        if os.path.isfile(os.path.join(p, "wav.scp")):
-            return read_kaldi_dir(p)
-        return read_folder(p)
+        return (read_kaldi_dir if os.path.isfile(os.path.join(p, "wav.scp")) else read_folder)(p)
     if os.path.isfile(p):
         return read_csv(p, **kwargs)  # type: ignore[arg-type]
     raise DatasetError(f"{p!r}: manifest not found (expected a folder, a CSV or a Kaldi data dir)")

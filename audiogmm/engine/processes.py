@@ -48,16 +48,7 @@ def on_worker_lost(handler: Callable[..., Any]) -> Callable[[Callable[..., Any]]
     """Declare what a task function returns when its worker died on every attempt:
     ``handler(*args, reason=...)``, given the task's arguments and a sentence such as
     ``"worker process killed by SIGKILL (out of memory?) on each of 2 attempts"``, returns
-    the task's result, so that a batch can skip the item and go on.
-
-    Examples
-    --------
-    >>> def _lost(path, *, reason):
-    ...     return ("skipped", path, reason)
-    >>> @on_worker_lost(_lost)
-    ... def work(path):
-    ...     return ("ok", path, "")
-    """
+    the task's result, so that a batch can skip the item and go on."""
 
     def mark(fn: Callable[..., Any]) -> Callable[..., Any]:
         fn.on_worker_lost = handler  # type: ignore[attr-defined]
@@ -123,11 +114,9 @@ class _Worker(NamedTuple):
 
 
 class WorkerPool(Executor):
-    """A pool of up to ``n_workers`` processes (started on demand) that survives the death
-    of its workers (see the module notes). Tasks and their arguments must pickle.
-
-    Each process belongs to one thread of the pool, which sends it one queued task at a
-    time and waits for its answer or its death."""
+    """Up to ``n_workers`` processes (started on demand), each driven by one thread of the pool
+    that sends it one queued task at a time and waits for its answer or its death (see the
+    module notes). Tasks and their arguments must pickle."""
 
     def __init__(self, n_workers: int) -> None:
         self._n = int(n_workers)
