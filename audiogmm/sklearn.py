@@ -4,7 +4,7 @@ scikit-learn >= 1.6); nothing else in audiogmm imports this module."""
 from __future__ import annotations
 
 import inspect
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -27,6 +27,18 @@ from .models import GMMClassifier as _CoreClassifier
 __all__ = ["DiagGMM", "GMMClassifier"]
 
 _FLOATS = [np.float64, np.float32]
+
+
+def _fitted(name: str, get: Callable[[Any], Any]) -> property:
+    """A property set by fit(): an AttributeError before (so that hasattr is False)."""
+
+    def read(self: Any) -> Any:
+        try:
+            return get(self)
+        except (AttributeError, IndexError):
+            raise AttributeError(f"{name} is set by fit()") from None
+
+    return property(read)
 
 
 class DiagGMM(DensityMixin, BaseEstimator, _CoreGMM):
@@ -68,19 +80,10 @@ class DiagGMM(DensityMixin, BaseEstimator, _CoreGMM):
         """Fit, then return the most likely component of each sample, shape (n_samples,)."""
         return self.fit(X, sample_weight=sample_weight).predict(X)
 
-    def _after_fit(self, name: str, value: Any) -> Any:
-        try:
-            return value()
-        except (AttributeError, IndexError):  # not fitted: no such attribute (hasattr is False)
-            raise AttributeError(f"{name} is set by fit()") from None
-
     score = _CoreGMM.score  # not DensityMixin's, which returns None
-
-    covariances_ = property(lambda self: self._after_fit("covariances_", lambda: self.variances_))
-    lower_bound_ = property(
-        lambda self: self._after_fit("lower_bound_", lambda: float(self.history_[-1]))
-    )
-    lower_bounds_ = property(lambda self: self._after_fit("lower_bounds_", lambda: list(self.history_)))
+    covariances_ = _fitted("covariances_", lambda self: self.variances_)
+    lower_bound_ = _fitted("lower_bound_", lambda self: float(self.history_[-1]))
+    lower_bounds_ = _fitted("lower_bounds_", lambda self: list(self.history_))
 
 
 # one default per parameter: the wrapper's defaults are read from the core classes
@@ -92,11 +95,6 @@ _CLF_DEFAULTS = {
     for k, p in inspect.signature(_CoreClassifier.__init__).parameters.items()
     if k not in ("self", "gmm_params")
 }
-#: DiagGMM parameters the classifier passes to every class mixture (not the per-model arrays)
-_SHARED = (
-    "max_iter", "tol", "var_floor", "var_floor_abs", "min_weight", "min_count", "init",
-    "n_init", "init_max_samples", "split_iter", "chunk_size", "verbose",
-)  # fmt: skip
 
 
 class GMMClassifier(ClassifierMixin, BaseEstimator):
@@ -119,25 +117,20 @@ class GMMClassifier(ClassifierMixin, BaseEstimator):
     """
 
     def __init__(
-        self,
-        n_components: int = _CLF_DEFAULTS["n_components"],
-        *,
+        self, n_components: int = _CLF_DEFAULTS["n_components"], *,
         priors: dict[Any, float] | None = _CLF_DEFAULTS["priors"],
         random_state: int | None = _CLF_DEFAULTS["random_state"],
-        n_jobs: int | None = _CLF_DEFAULTS["n_jobs"],
-        max_iter: int = _GMM_DEFAULTS["max_iter"],
-        tol: float = _GMM_DEFAULTS["tol"],
-        var_floor: float = _GMM_DEFAULTS["var_floor"],
+        n_jobs: int | None = _CLF_DEFAULTS["n_jobs"], max_iter: int = _GMM_DEFAULTS["max_iter"],
+        tol: float = _GMM_DEFAULTS["tol"], var_floor: float = _GMM_DEFAULTS["var_floor"],
         var_floor_abs: float = _GMM_DEFAULTS["var_floor_abs"],
         min_weight: float = _GMM_DEFAULTS["min_weight"],
-        min_count: float = _GMM_DEFAULTS["min_count"],
-        init: str = _GMM_DEFAULTS["init"],
+        min_count: float = _GMM_DEFAULTS["min_count"], init: str = _GMM_DEFAULTS["init"],
         n_init: int = _GMM_DEFAULTS["n_init"],
         init_max_samples: int = _GMM_DEFAULTS["init_max_samples"],
         split_iter: int = _GMM_DEFAULTS["split_iter"],
         chunk_size: int | None = _GMM_DEFAULTS["chunk_size"],
         verbose: int = _GMM_DEFAULTS["verbose"],
-    ) -> None:
+    ) -> None:  # fmt: skip
         params = dict(locals())  # stored as given (scikit-learn's rule)
         del params["self"]
         vars(self).update(params)
@@ -164,10 +157,10 @@ class GMMClassifier(ClassifierMixin, BaseEstimator):
             if missing:
                 raise ParameterError(f"priors missing for classes {missing}")
             priors = {k: self.priors[c] for k, c in zip(keys, self.classes_.tolist())}
-        self.model_ = _CoreClassifier(
-            self.n_components, priors=priors, random_state=self.random_state,
-            n_jobs=self.n_jobs, **{k: getattr(self, k) for k in _SHARED},
-        )  # fmt: skip
+        # the other parameters are DiagGMM's, passed to every class mixture
+        shared = {k: v for k, v in self.get_params().items() if k not in _CLF_DEFAULTS}
+        self.model_ = _CoreClassifier(self.n_components, priors=priors, n_jobs=self.n_jobs,
+                                      random_state=self.random_state, **shared)  # fmt: skip
         self.model_.fit(clips, [keys[i] for i in idx])
         # the core sorts its labels as text (e.g. "10" before "2"): columns as classes_
         self._columns = np.array([self.model_.labels_.index(k) for k in keys])
