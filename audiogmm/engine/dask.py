@@ -3,7 +3,7 @@
 Results come in task order, lazily, with a bounded look-ahead. Per ``map``, ``fn`` goes to
 the cluster once, as a task of its own (computed again if the worker holding it dies:
 scattered data would be lost with it); each task then carries only its item.
-:meth:`DaskExecutor.map_reduce` runs :func:`~audiogmm.engine.reduce.tree_fold`'s fixed tree
+:meth:`DaskExecutor.map_reduce` runs :func:`~audiogmm.engine.local.tree_fold`'s fixed tree
 on the workers. A dead worker's task is re-run, a raising one ``retries`` times (tasks are
 pure: the same bits); a lost scheduler raises :class:`ClusterError`. ``import audiogmm``
 never imports dask.
@@ -19,8 +19,7 @@ from collections.abc import Iterable, Iterator
 from typing import Any, Callable, TypeVar
 
 from ..exceptions import ClusterError, ParameterError
-from .local import LocalExecutor, windowed
-from .reduce import tree_fold
+from .local import LocalExecutor, tree_fold, windowed
 
 __all__ = ["DaskExecutor", "parse_spec"]
 

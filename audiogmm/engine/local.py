@@ -3,7 +3,7 @@
 Each task runs on one thread with BLAS limited to one thread: two pools (OpenBLAS and
 numba) alternating on every chunk starved each other and made a 2-core E-step 10-100x
 slower than its two GEMMs. Results come back *in task order*, so any reduction by the
-caller is bit-identical for any number of workers.
+caller is bit-identical for any number of workers, as is :func:`tree_fold`, whoever runs it.
 """
 
 from __future__ import annotations
@@ -21,7 +21,9 @@ from typing import Any, Callable, TypeVar
 
 from ..exceptions import ParameterError
 
-__all__ = ["LocalExecutor", "default_workers", "one_blas_thread", "resolve", "windowed"]
+__all__ = [
+    "LocalExecutor", "default_workers", "one_blas_thread", "resolve", "tree_fold", "windowed"
+]  # fmt: skip
 
 T = TypeVar("T")
 
@@ -127,19 +129,14 @@ class LocalExecutor:
         (then ``fn`` must be a picklable top-level function, and the items must pickle).
         """
         inline = self.n_workers <= 1 or getattr(_in_worker, "active", False)
-        if isolated and self.processes and not inline:
-            pool = self._pool(True)
-            # fn itself goes to the worker (it must pickle): no lambda around it
+        procs = isolated and self.processes and not inline
+        with nullcontext() if procs else one_blas_thread():  # threads share this BLAS
+            if inline:
+                yield from (fn(*it) if star else fn(it) for it in items)
+                return
+            pool = self._pool(procs)  # fn itself goes to a process: no lambda around it
             yield from windowed(lambda it: pool.submit(fn, *(it if star else (it,))), items,
                                 4 * self.n_workers)  # fmt: skip
-            return
-        call = (lambda it: fn(*it)) if star else fn
-        with one_blas_thread():
-            if inline:
-                yield from map(call, items)
-                return
-            submit = functools.partial(self._pool(False).submit, call)
-            yield from windowed(submit, items, 4 * self.n_workers)
 
 
 def _mark_worker() -> None:
@@ -161,6 +158,31 @@ def windowed(submit: Callable[[Any], Any], items: Iterable[Any], window: int) ->
         with suppress(Exception):  # a lost Dask client cannot cancel; nothing to do then
             for fut in pending:
                 fut.cancel()
+
+
+def tree_fold(items: Iterable[T], combine: Callable[[T, T], T]) -> T:
+    """Fold ``items`` (in index order) with ``combine(left, right)`` along a tree fixed by
+    the item index alone (a binary counter: equal-sized partial results merge as soon as
+    both exist, the rest fold right to left), holding O(log n) partial results.
+    ``combine`` may be ``operator.add`` or a Dask task on two futures: the same bits.
+
+    Examples
+    --------
+    >>> tree_fold(["a", "b", "c", "d", "e"], lambda x, y: f"({x}{y})")
+    '(((ab)(cd))e)'
+    """
+    stack: list[tuple[int, T]] = []
+    for x in items:
+        size, node = 1, x
+        while stack and stack[-1][0] == size:
+            size, node = 2 * size, combine(stack.pop()[1], node)
+        stack.append((size, node))
+    if not stack:
+        raise ParameterError("nothing to reduce")
+    total = stack.pop()[1]
+    while stack:
+        total = combine(stack.pop()[1], total)
+    return total
 
 
 def resolve(executor: LocalExecutor | None, n_jobs: int | None = None):
