@@ -168,9 +168,9 @@ class WorkerPool(Executor):
                 if task[0].set_running_or_notify_cancel():
                     try:
                         w = self._run(w, *task)
-                    except OSError as exc:  # no worker could start: this task fails, not the pool
+                    except Exception as exc:  # e.g. no worker could start: the task fails
                         w = None
-                        task[0].set_exception(BrokenProcessPool(f"cannot start a worker: {exc}"))
+                        task[0].set_exception(BrokenProcessPool(f"worker process failed: {exc!r}"))
         finally:
             if w is not None:
                 with contextlib.suppress(OSError, EOFError):
