@@ -255,8 +255,9 @@ class ShardStore:
             yield self.clips[i], self.labels[i], self.clip_frames(i)
 
 
-def _npy_header(path: str, n_dims: int) -> tuple[int, int]:
-    """(n_frames, data offset) of a shard, checked: float32, C order, 2-D, size matches."""
+def _npy_header(path: str, n_dims: int, n_frames: int) -> int:
+    """The data offset of a shard, checked: float32 (n_frames, n_dims) in C order, and the
+    file size."""
     try:
         with open_regular(path) as f:
             size = os.fstat(f.fileno()).st_size
@@ -276,7 +277,9 @@ def _npy_header(path: str, n_dims: int) -> tuple[int, int]:
         )
     if size != offset + shape[0] * n_dims * 4:
         raise ModelFileError(f"{path}: file size {size} does not match its header {shape}")
-    return int(shape[0]), offset
+    if shape[0] != n_frames:
+        raise ModelFileError(f"{path}: holds {shape[0]} frames, the index says {n_frames}")
+    return offset
 
 
 def open_store(folder: str | os.PathLike) -> ShardStore:
@@ -293,15 +296,9 @@ def open_store(folder: str | os.PathLike) -> ShardStore:
     except ValueError as e:
         raise ModelFileError(f"{ipath}: not a readable shard index ({e})") from None
     n_dims, shards, clips = index["n_dims"], index["shards"], index["clips"]
-    files, offsets, counts = [], [], []
-    for s in shards:
-        path = os.path.join(folder, s["file"])
-        n_file, offset = _npy_header(path, n_dims)
-        if n_file != s["n_frames"]:
-            raise ModelFileError(f"{path}: holds {n_file} frames, the index says {s['n_frames']}")
-        files.append(path)
-        offsets.append(offset)
-        counts.append(n_file)
+    files = [os.path.join(folder, s["file"]) for s in shards]
+    counts = [s["n_frames"] for s in shards]
+    offsets = [_npy_header(path, n_dims, n) for path, n in zip(files, counts)]
     bounds = np.concatenate([[0], np.cumsum(counts, dtype=np.int64)])
     cstart = np.empty(len(clips), dtype=np.int64)
     cstop = np.empty(len(clips), dtype=np.int64)
