@@ -47,6 +47,7 @@ def _blas_controller(n_modules: int) -> Any:
     when modules were imported since (one may have loaded another BLAS, e.g. scipy's)."""
     from threadpoolctl import ThreadpoolController
 
+    del n_modules  # the cache key only
     return ThreadpoolController()
 
 
