@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Iterable
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from ..exceptions import ParameterError
 from .local import LocalExecutor, default_workers
@@ -28,14 +28,12 @@ logger = logging.getLogger("audiogmm.engine")
 PROCESS_MIN_AUDIO_S = 20_000.0
 
 
-@dataclass(frozen=True)
-class Plan:
-    """How a command runs its tasks: ``n_workers``, ``processes`` (else threads), the
-    ``work_s`` estimate it was decided on, and the ``reason`` for the log."""
+class Plan(NamedTuple):
+    """How a command runs its tasks: ``n_workers``, ``processes`` (else threads), and the
+    ``reason`` for the log."""
 
     n_workers: int
     processes: bool
-    work_s: float
     reason: str
 
 
@@ -55,14 +53,14 @@ def plan(work_s: float, n_jobs: int | None = None) -> Plan:
     if env not in ("", "auto", "0", "1"):
         raise ParameterError(f"AUDIOGMM_PROCESSES must be 0, 1 or auto; got {env!r}")
     if n == 1:
-        return Plan(1, False, work_s, "1 worker: in this thread")
+        return Plan(1, False, "1 worker: in this thread")
     if env in ("0", "1"):
         how = "processes" if env == "1" else "threads"
-        return Plan(n, env == "1", work_s, f"{n} {how} (AUDIOGMM_PROCESSES)")
+        return Plan(n, env == "1", f"{n} {how} (AUDIOGMM_PROCESSES)")
     big = work_s >= PROCESS_MIN_AUDIO_S
     how, rel = ("worker processes", ">=") if big else ("threads", "<")
     why = f"~{work_s:,.0f} s of audio {rel} {PROCESS_MIN_AUDIO_S:,.0f} s"
-    return Plan(n, big, work_s, f"{n} {how}: {why}")
+    return Plan(n, big, f"{n} {how}: {why}")
 
 
 def count_until(values: Iterable[float], limit: float) -> float:
