@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import fcntl
 import hashlib
+import itertools
 import json
 import os
 from collections.abc import Iterable, Iterator
@@ -156,17 +157,14 @@ def write_store(
     shard_frames: int = SHARD_FRAMES, config_hash: str = "", config: str = "",
 ) -> ShardStore:  # fmt: skip
     """Write ``(clip, label, frames)`` triples as a store and open it."""
-    writer = None
-    for clip, label, X in clips:
-        if writer is None:
-            writer = ShardWriter(
-                folder, n_dims=int(np.shape(X)[1]), shard_frames=shard_frames,
-                config_hash=config_hash, config=config,
-            )  # fmt: skip
-        writer.add(clip, label, X)
-    if writer is None:
+    clips = iter(clips)
+    first = next(clips, None)
+    if first is None:
         raise ParameterError(f"{os.fspath(folder)}: no clips to write")
-    writer.close()
+    with ShardWriter(folder, n_dims=int(np.shape(first[2])[1]), shard_frames=shard_frames,
+                     config_hash=config_hash, config=config) as writer:  # fmt: skip
+        for clip, label, X in itertools.chain([first], clips):
+            writer.add(clip, label, X)
     return open_store(folder)
 
 

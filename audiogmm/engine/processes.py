@@ -77,24 +77,19 @@ def _worker_main(conn: Connection, alive: Connection) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
     _die_with_parent()
     threading.Thread(target=_watch_parent, args=(alive,), daemon=True).start()
-    while True:
-        try:
-            msg = conn.recv()
-        except (EOFError, OSError):
-            return  # the parent is gone
-        if msg is None:
-            return
-        fn, args = msg
-        try:
-            out: tuple[bool, Any] = (True, fn(*args))
-        except BaseException as exc:  # noqa: BLE001 - shipped back to the caller's future
-            out = (False, exc)
-        try:
-            conn.send(out)
-        except (EOFError, OSError):
-            return
-        except Exception as exc:  # the result or the exception does not pickle
-            conn.send((False, RuntimeError(f"task result could not be sent back: {exc!r}")))
+    with contextlib.suppress(EOFError, OSError):  # the parent is gone
+        while (msg := conn.recv()) is not None:
+            fn, args = msg
+            try:
+                out: tuple[bool, Any] = (True, fn(*args))
+            except BaseException as exc:  # noqa: BLE001 - shipped back to the caller's future
+                out = (False, exc)
+            try:
+                conn.send(out)
+            except (EOFError, OSError):
+                raise
+            except Exception as exc:  # the result or the exception does not pickle
+                conn.send((False, RuntimeError(f"task result could not be sent back: {exc!r}")))
 
 
 def _describe_death(exitcode: int | None) -> str:
