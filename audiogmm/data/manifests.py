@@ -1,10 +1,8 @@
 """Dataset manifests: which audio files, with which label, in which split.
 
-Three layouts give a list of :class:`Record`: a folder with one sub-folder per label
-(audio found recursively; hidden files and folders skipped), a CSV ``path,label[,split]``
-(paths relative to the CSV's folder, or absolute), and a Kaldi data directory
-(``wav.scp`` + ``utt2spk``, the speaker is the label). Listings are sorted, so a
-manifest reads the same on every machine.
+Three layouts give a list of :class:`Record`: a folder with one sub-folder per label (audio
+found recursively, hidden files and folders skipped), a CSV ``path,label[,split]``, and a
+Kaldi data directory (``wav.scp`` + ``utt2spk``). Listings are sorted: the same everywhere.
 """
 
 from __future__ import annotations

@@ -144,10 +144,9 @@ def split_spec(
     Returns
     -------
     dict
-        ``manifest_hash``, ``n_manifest_files``, ``split``, ``from_column`` (the
-        manifest's split column made the split), ``seed``, ``train_fraction``,
-        ``identity`` (:data:`IDENTITY`) and ``train_files`` (sorted distinct
-        :func:`file_identity` digests).
+        ``manifest_hash``, ``n_manifest_files``, ``split``, ``from_column`` (the manifest's
+        split column made the split), ``seed``, ``train_fraction``, ``identity``
+        (:data:`IDENTITY`) and ``train_files`` (sorted distinct :func:`file_identity`).
     """
     manifest = list(manifest)
     return validate_split_block(

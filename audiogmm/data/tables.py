@@ -76,12 +76,9 @@ def _text_lines(path: str, what: str) -> Iterator[str]:
 def read_csv_rows(
     path: PathLike, *, what: str
 ) -> tuple[list[str], Iterator[tuple[int, dict[str, str]]]]:
-    """The one CSV reader of manifests and trials files: column names, and rows streamed.
-
-    Besides :func:`_text_lines`' refusals, a field over :func:`csv.field_size_limit`, a
-    repeated column name and non-empty cells beyond the header's columns are one
-    :class:`~audiogmm.exceptions.DatasetError` naming the file (``what`` it is, e.g.
-    ``"manifest"``) and the line.
+    """The one CSV reader of manifests and trials files (``what``, e.g. ``"manifest"``, in
+    the errors): besides the text refusals, a field over :func:`csv.field_size_limit`, a
+    repeated column name and non-empty cells beyond the header's are a DatasetError.
 
     Returns
     -------
