@@ -4,7 +4,7 @@ scikit-learn >= 1.6); nothing else in audiogmm imports this module."""
 from __future__ import annotations
 
 import inspect
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -29,6 +29,18 @@ __all__ = ["DiagGMM", "GMMClassifier"]
 _FLOATS = [np.float64, np.float32]
 
 
+def _fitted(name: str, get: Callable[[Any], Any]) -> property:
+    """A property set by fit(): an AttributeError before (so that hasattr is False)."""
+
+    def read(self: Any) -> Any:
+        try:
+            return get(self)
+        except (AttributeError, IndexError):
+            raise AttributeError(f"{name} is set by fit()") from None
+
+    return property(read)
+
+
 class DiagGMM(DensityMixin, BaseEstimator, _CoreGMM):
     """:class:`audiogmm.mixture.DiagGMM` as a scikit-learn density estimator (passes
     ``check_estimator``), plus ``n_features_in_``, ``covariances_`` (the variances, as
@@ -49,14 +61,15 @@ class DiagGMM(DensityMixin, BaseEstimator, _CoreGMM):
     def _check_fitted(self) -> None:
         check_is_fitted(self, "means_")
 
-    def _validate(self, X: Any, *, reset: bool) -> np.ndarray:
-        return validate_data(self, X, dtype=_FLOATS, reset=reset)
+    def _frames(self, X: Any) -> np.ndarray:  # what every inference method of the core reads
+        self._check_fitted()
+        return super()._frames(validate_data(self, X, dtype=_FLOATS, reset=False))
 
     def fit(
         self, X: Any, y: None = None, *, sample_weight: Any = None, executor: Any = None
     ) -> DiagGMM:
         """EM on ``X`` (n_samples, n_features), ``sample_weight`` (n_samples,) >= 0; self."""
-        X = self._validate(X, reset=True)
+        X = validate_data(self, X, dtype=_FLOATS, reset=True)
         if sample_weight is not None and not np.any(np.asarray(sample_weight) != 0):
             raise ParameterError("all sample weights are zero: there is nothing to fit")
         sample_weight = check_sample_weight(sample_weight, X.shape[0])
@@ -67,36 +80,10 @@ class DiagGMM(DensityMixin, BaseEstimator, _CoreGMM):
         """Fit, then return the most likely component of each sample, shape (n_samples,)."""
         return self.fit(X, sample_weight=sample_weight).predict(X)
 
-    def _after_fit(self, name: str, value: Any) -> Any:
-        try:
-            return value()
-        except (AttributeError, IndexError):  # not fitted: no such attribute (hasattr is False)
-            raise AttributeError(f"{name} is set by fit()") from None
-
-    covariances_ = property(lambda self: self._after_fit("covariances_", lambda: self.variances_))
-    lower_bound_ = property(
-        lambda self: self._after_fit("lower_bound_", lambda: float(self.history_[-1]))
-    )
-    lower_bounds_ = property(lambda self: self._after_fit("lower_bounds_", lambda: list(self.history_)))
-
-    def score_samples(self, X: Any) -> np.ndarray:
-        """Per-sample log-likelihood ``log p(x)`` in nats, shape (n_samples,)."""
-        self._check_fitted()
-        return super().score_samples(self._validate(X, reset=False))
-
-    def score(self, X: Any, y: None = None) -> float:
-        """Mean per-sample log-likelihood of ``X`` in nats (higher is better)."""
-        return float(self.score_samples(X).mean())
-
-    def predict_proba(self, X: Any) -> np.ndarray:
-        """Posterior component probabilities, shape (n_samples, n_components)."""
-        self._check_fitted()
-        return super().predict_proba(self._validate(X, reset=False))
-
-    def predict(self, X: Any) -> np.ndarray:
-        """Most likely component of each sample, shape (n_samples,)."""
-        self._check_fitted()
-        return super().predict(self._validate(X, reset=False))
+    score = _CoreGMM.score  # not DensityMixin's, which returns None
+    covariances_ = _fitted("covariances_", lambda self: self.variances_)
+    lower_bound_ = _fitted("lower_bound_", lambda self: float(self.history_[-1]))
+    lower_bounds_ = _fitted("lower_bounds_", lambda self: list(self.history_))
 
 
 # one default per parameter: the wrapper's defaults are read from the core classes
@@ -108,11 +95,6 @@ _CLF_DEFAULTS = {
     for k, p in inspect.signature(_CoreClassifier.__init__).parameters.items()
     if k not in ("self", "gmm_params")
 }
-#: DiagGMM parameters the classifier passes to every class mixture (not the per-model arrays)
-_SHARED = (
-    "max_iter", "tol", "var_floor", "var_floor_abs", "min_weight", "min_count", "init",
-    "n_init", "init_max_samples", "split_iter", "chunk_size", "verbose",
-)  # fmt: skip
 
 
 class GMMClassifier(ClassifierMixin, BaseEstimator):
@@ -123,7 +105,6 @@ class GMMClassifier(ClassifierMixin, BaseEstimator):
     sortable type come back from :meth:`predict` in that type (``classes_``). ``priors``
     are keyed by the ``y`` labels; the other parameters are the core classes'. ``model_``
     is the fitted core classifier, labelled ``str(c)`` for each class ``c``.
-
 
     Examples
     --------
@@ -136,25 +117,20 @@ class GMMClassifier(ClassifierMixin, BaseEstimator):
     """
 
     def __init__(
-        self,
-        n_components: int = _CLF_DEFAULTS["n_components"],
-        *,
+        self, n_components: int = _CLF_DEFAULTS["n_components"], *,
         priors: dict[Any, float] | None = _CLF_DEFAULTS["priors"],
         random_state: int | None = _CLF_DEFAULTS["random_state"],
-        n_jobs: int | None = _CLF_DEFAULTS["n_jobs"],
-        max_iter: int = _GMM_DEFAULTS["max_iter"],
-        tol: float = _GMM_DEFAULTS["tol"],
-        var_floor: float = _GMM_DEFAULTS["var_floor"],
+        n_jobs: int | None = _CLF_DEFAULTS["n_jobs"], max_iter: int = _GMM_DEFAULTS["max_iter"],
+        tol: float = _GMM_DEFAULTS["tol"], var_floor: float = _GMM_DEFAULTS["var_floor"],
         var_floor_abs: float = _GMM_DEFAULTS["var_floor_abs"],
         min_weight: float = _GMM_DEFAULTS["min_weight"],
-        min_count: float = _GMM_DEFAULTS["min_count"],
-        init: str = _GMM_DEFAULTS["init"],
+        min_count: float = _GMM_DEFAULTS["min_count"], init: str = _GMM_DEFAULTS["init"],
         n_init: int = _GMM_DEFAULTS["n_init"],
         init_max_samples: int = _GMM_DEFAULTS["init_max_samples"],
         split_iter: int = _GMM_DEFAULTS["split_iter"],
         chunk_size: int | None = _GMM_DEFAULTS["chunk_size"],
         verbose: int = _GMM_DEFAULTS["verbose"],
-    ) -> None:
+    ) -> None:  # fmt: skip
         params = dict(locals())  # stored as given (scikit-learn's rule)
         del params["self"]
         vars(self).update(params)
@@ -181,10 +157,10 @@ class GMMClassifier(ClassifierMixin, BaseEstimator):
             if missing:
                 raise ParameterError(f"priors missing for classes {missing}")
             priors = {k: self.priors[c] for k, c in zip(keys, self.classes_.tolist())}
-        self.model_ = _CoreClassifier(
-            self.n_components, priors=priors, random_state=self.random_state,
-            n_jobs=self.n_jobs, **{k: getattr(self, k) for k in _SHARED},
-        )  # fmt: skip
+        # the other parameters are DiagGMM's, passed to every class mixture
+        shared = {k: v for k, v in self.get_params().items() if k not in _CLF_DEFAULTS}
+        self.model_ = _CoreClassifier(self.n_components, priors=priors, n_jobs=self.n_jobs,
+                                      random_state=self.random_state, **shared)  # fmt: skip
         self.model_.fit(clips, [keys[i] for i in idx])
         # the core sorts its labels as text (e.g. "10" before "2"): columns as classes_
         self._columns = np.array([self.model_.labels_.index(k) for k in keys])
@@ -199,8 +175,7 @@ class GMMClassifier(ClassifierMixin, BaseEstimator):
     def predict_log_proba(self, X: Sequence[Any]) -> np.ndarray:
         """Log posterior of each class, shape (n_clips, n_classes), columns as ``classes_``."""
         check_is_fitted(self, "model_")
-        lp = self.model_.log_proba_from_scores(self.model_.score_matrix(_clips(X)))
-        return lp[:, self._columns]
+        return self.model_.predict_log_proba(_clips(X))[:, self._columns]
 
     def predict_proba(self, X: Sequence[Any]) -> np.ndarray:
         """Posterior of each class, shape (n_clips, n_classes), columns as ``classes_``."""
@@ -208,7 +183,7 @@ class GMMClassifier(ClassifierMixin, BaseEstimator):
 
     def predict(self, X: Sequence[Any]) -> np.ndarray:
         """Most likely class of each clip, shape (n_clips,), in the dtype of ``classes_``."""
-        best = self.predict_log_proba(X).argmax(1)
+        best = self.predict_log_proba(X).argmax(1)  # first: NotFittedError before classes_
         return self.classes_[best]
 
 

@@ -171,3 +171,14 @@ def test_import_audiogmm_never_imports_dask():
         "print(any(m.split('.')[0] in ('dask', 'distributed') for m in sys.modules))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_the_one_worker_holding_fn_may_die(store, reference):
+    # fn was scattered data on the worker it died with ("already forgotten": every task
+    # cancelled, the flaky killed-worker test); as a task it is computed again
+    with DaskExecutor("local:1", processes=True) as ex:
+        [victim] = ex.client.run(os.getpid).values()
+        wrapped = _KillOnce(ex, victim)
+        got = _fit(store, wrapped)
+        assert wrapped.killed and victim not in ex.client.run(os.getpid).values()
+    _same(got, reference)

@@ -65,3 +65,25 @@ def test_processes_when_asked():
 def test_bad_worker_counts(n):
     with pytest.raises(ParameterError, match="n_workers"):
         LocalExecutor(n)
+
+
+def test_a_blas_loaded_after_the_first_limit_is_limited_too():
+    # the BLAS view was built once: scipy's OpenBLAS, loaded later, ran on every core
+    import json
+    import os
+    import subprocess
+    import sys
+
+    code = (
+        "from threadpoolctl import threadpool_info\n"
+        "from audiogmm.engine import one_blas_thread\n"
+        "with one_blas_thread(): pass\n"
+        "import numpy, scipy.linalg\n"
+        "with one_blas_thread():\n"
+        "    print([i['num_threads'] for i in threadpool_info() if i['user_api'] == 'blas'])\n"
+    )
+    env = {**os.environ, "OPENBLAS_NUM_THREADS": "2", "OMP_NUM_THREADS": "2"}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True, env=env).stdout  # fmt: skip
+    counts = json.loads(out)
+    assert counts and all(n == 1 for n in counts), counts

@@ -348,3 +348,23 @@ def test_many_tasks_and_repeated_shutdown():
     unused = WorkerPool(2)
     unused.shutdown()
     unused.shutdown()
+
+
+def test_a_worker_that_cannot_start_fails_its_task_not_the_pool(monkeypatch):
+    # the pool's manager thread used to die with every task, and later ones hung
+    real, calls = WorkerPool._start_worker, []
+
+    def flaky(self):
+        calls.append(1)
+        if len(calls) == 1:
+            raise OSError("no forkserver")
+        return real(self)
+
+    monkeypatch.setattr(WorkerPool, "_start_worker", flaky)
+    pool = WorkerPool(1)
+    try:
+        with pytest.raises(BrokenProcessPool, match="no forkserver"):
+            pool.submit(_square, 2).result(60)
+        assert pool.submit(_square, 3).result(30) == 9
+    finally:
+        pool.shutdown()

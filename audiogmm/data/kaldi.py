@@ -1,20 +1,17 @@
-"""Kaldi data directories beyond ``wav.scp``: feature archives and segments.
-
-* ``feats.scp`` (+ ``utt2spk``): feature matrices from the ``.ark`` files it points
-  into, no audio decoded (archives need ``pip install 'audiogmm[kaldi]'``).
-* ``wav.scp`` + ``segments`` (``<utt> <recording> <start_s> <end_s>``, end -1: the
-  end): each segment's features, cut from its recording.
-* :func:`write_feats`: ``feats.ark`` + ``feats.scp`` (+ ``utt2spk``, ``spk2utt``) for
-  kaldiio and ``copy-feats``, with the :class:`FeatureConfig` that made them.
+"""Kaldi data directories beyond ``wav.scp``: feature archives (``feats.scp``, read without
+decoding audio; ``pip install 'audiogmm[kaldi]'``), ``segments`` cut from their recordings,
+and :func:`write_feats` for kaldiio and ``copy-feats``.
 
 A piped entry (``cmd |``) runs a shell command written in a data file: refused unless
-``allow_pipes=True``. Only binary Kaldi matrices (``FM``, ``DM``, compressed ``CM``)
-are read: kaldiio would also unpickle a ``PKL`` entry, and nothing here unpickles.
+``allow_pipes=True``. Only binary Kaldi matrices (``FM``, ``DM``, compressed ``CM``) are
+read: kaldiio would also unpickle a ``PKL`` entry, and nothing here unpickles.
 """
 
 from __future__ import annotations
 
+import contextlib
 import io
+import itertools
 import logging
 import math
 import os
@@ -52,8 +49,7 @@ _ARK_ENTRY = re.compile(r"^(?P<ark>.+):(?P<offset>\d+)$")
 
 @dataclass(frozen=True)
 class Utterance:
-    """One utterance: its id, its speaker from ``utt2spk`` (None without one), and its
-    features, of shape (n_frames, n_dims)."""
+    """One utterance: id, speaker (``utt2spk``; None without it), features (n_frames, n_dims)."""
 
     utt: str
     label: Optional[str]
@@ -115,28 +111,19 @@ def _read_matrix(kaldiio, fd, scp: str, key: str) -> np.ndarray:
     return X
 
 
-def _open_archive(scp: str, utt: str, ark: str):
-    try:
-        return open_regular(ark)  # never a FIFO, which would block forever
-    except ValueError as e:
-        raise DatasetError(f"{scp!r}: entry {utt!r}: cannot open {ark!r} ({e})") from None
-
-
 def read_feats(data_dir: PathLike, *, allow_pipes: bool = False) -> list[Utterance]:
     """The utterances of ``data_dir/feats.scp`` (``<utt> <file.ark>:<byte offset>``, or
-    ``<utt> <cmd> |`` with ``allow_pipes``) and ``utt2spk``, sorted by id, with the
-    features as stored: float32 or float64 (n_frames, n_dims).
-
-    DatasetError for malformed tables, a refused pipe, an entry that is not a finite binary
-    Kaldi matrix, an offset past the end of its archive, or matrices of different widths.
-    """
+    ``<utt> <cmd> |`` with ``allow_pipes``) and ``utt2spk``, sorted by id, with the features
+    as stored: float32 or float64 (n_frames, n_dims). DatasetError for malformed tables, a
+    refused pipe, an entry that is not a finite binary Kaldi matrix, an offset past the end
+    of its archive, or matrices of different widths."""
     kaldiio = _kaldiio()
     base = os.path.abspath(os.fspath(data_dir))
     scp = os.path.join(base, "feats.scp")
     rows = sorted(kaldi_table(base, "feats.scp"))
     labels = kaldi_labels(base, [u for u, _ in rows])
     out, handles = [], {}
-    try:
+    with contextlib.ExitStack() as stack:
         for utt, value in rows:
             if is_pipe(value):
                 fd = io.BytesIO(_run_pipe(scp, utt, value, allow_pipes))
@@ -149,7 +136,12 @@ def read_feats(data_dir: PathLike, *, allow_pipes: bool = False) -> list[Utteran
                     )
                 ark = kaldi_path(base, m["ark"])
                 if ark not in handles:
-                    handles[ark] = _open_archive(scp, utt, ark)
+                    try:
+                        handles[ark] = stack.enter_context(open_regular(ark))  # never a FIFO
+                    except ValueError as e:
+                        raise DatasetError(
+                            f"{scp!r}: entry {utt!r}: cannot open {ark!r} ({e})"
+                        ) from None
                 fd = handles[ark]
                 offset, size = int(m["offset"]), os.fstat(fd.fileno()).st_size
                 if offset >= size:
@@ -159,9 +151,6 @@ def read_feats(data_dir: PathLike, *, allow_pipes: bool = False) -> list[Utteran
                     )
                 fd.seek(offset)
             out.append(Utterance(utt, labels[utt], _read_matrix(kaldiio, fd, scp, utt)))
-    finally:
-        for fd in handles.values():
-            fd.close()
     widths = sorted({u.features.shape[1] for u in out})
     if len(widths) > 1:
         raise DatasetError(f"{scp!r}: matrices of different widths {widths}")
@@ -214,18 +203,16 @@ def read_segments(
     data_dir: PathLike, *, config: Optional[FeatureConfig] = None, allow_pipes: bool = False,
     keep_all_frames: bool = False, skipped: Optional[dict[str, str]] = None,
 ) -> list[Utterance]:  # fmt: skip
-    """Features of every utterance of a ``wav.scp`` directory, honouring ``segments``,
-    sorted by id.
+    """Features of every utterance of a ``wav.scp`` directory, sorted by id.
 
     ``data_dir`` holds ``wav.scp`` (``<recording> <path>``, or ``<recording> <cmd> |``
-    giving a WAV or FLAC stream, with ``allow_pipes``), optionally ``segments`` (without
-    it each recording is an utterance) and ``utt2spk``. ``config`` (default
-    ``FeatureConfig()``) and ``keep_all_frames`` go to :func:`audiogmm.features.extract`.
-    ``skipped`` receives ``{utterance: reason}`` of the segments skipped (bad times,
-    outside the recording, unreadable, too short or silent), as
-    :func:`audiogmm.data.extract_many` skips bad files; else they are logged.
-
-    DatasetError for malformed tables, a refused pipe, or no usable utterance at all.
+    giving a WAV or FLAC stream, with ``allow_pipes``), optionally ``segments``
+    (``<utt> <recording> <start_s> <end_s>``, end -1: the end; without it each recording is
+    an utterance) and ``utt2spk``. ``config`` and ``keep_all_frames`` go to
+    :func:`audiogmm.features.extract`. ``skipped`` receives ``{utterance: reason}`` of the
+    segments skipped (bad times, outside the recording, unreadable, too short or silent);
+    without it they are logged. DatasetError for malformed tables, a refused pipe, or no
+    usable utterance at all.
     """
     config = config or FeatureConfig()
     base = os.path.abspath(os.fspath(data_dir))
@@ -292,12 +279,9 @@ def read_feature_config(data_dir: PathLike) -> Optional[FeatureConfig]:
 
 
 def utterance_ids(paths: Sequence[str], labels: Sequence[str]) -> list[str]:
-    """Kaldi utterance ids for audio files: ``<label>-<file stem>``, unique, no spaces.
-
-    The label comes first so that sorting by id groups speakers, as Kaldi expects.
-    When two stems collide within a label, the path relative to the files'
-    common folder is used instead.
-    """
+    """Kaldi utterance ids for audio files: ``<label>-<file stem>`` (sorting by id groups
+    speakers, as Kaldi expects), unique, no spaces; when two stems collide within a label,
+    the path relative to the files' common folder is used instead."""
     root = os.path.commonpath([os.path.abspath(p) for p in paths]) if paths else ""
     for stem in (os.path.basename, lambda p: os.path.relpath(p, root).replace(os.sep, "-")):
         ids = [
@@ -331,13 +315,11 @@ def write_feats(
 ) -> tuple[str, str]:  # fmt: skip
     """Write ``out_dir/feats.ark`` and ``feats.scp`` atomically; return their paths.
 
-    ``features`` maps utterance id -> float (n_frames, n_dims), written in sorted id
-    order as Kaldi expects; ``labels`` (id -> speaker) gives ``utt2spk`` and
-    ``spk2utt``; ``config`` is stored as :data:`CONFIG_FILE`, so that a model trained
-    on these features can extract the same from audio.
-
-    DatasetError for an id or label that is empty or holds whitespace, an utterance without a
-    label, or features that are not a 2-D float array; nothing is written then.
+    ``features`` maps utterance id -> float (n_frames, n_dims), written in sorted id order;
+    ``labels`` (id -> speaker) gives ``utt2spk`` and ``spk2utt``; ``config`` is stored as
+    :data:`CONFIG_FILE`, so that a model trained on these features can extract the same
+    from audio. DatasetError, and nothing written, for an id or label that is empty or holds
+    whitespace, an utterance without a label, or features that are not 2-D float arrays.
     """
     kaldiio = _kaldiio()
     base = os.path.abspath(os.fspath(out_dir))
@@ -366,11 +348,10 @@ def write_feats(
         )
     }
     if labels is not None:
-        by_spk: dict[str, list[str]] = {}
-        for u in utts:
-            by_spk.setdefault(labels[u], []).append(u)
         files["utt2spk"] = "".join(f"{u} {labels[u]}\n" for u in utts)
-        files["spk2utt"] = "".join(f"{s} {' '.join(us)}\n" for s, us in sorted(by_spk.items()))
+        spk = labels.__getitem__  # a stable sort: each speaker's utterances stay sorted
+        by_spk = itertools.groupby(sorted(utts, key=spk), key=spk)
+        files["spk2utt"] = "".join(f"{s} {' '.join(us)}\n" for s, us in by_spk)
     if config is not None:
         files[CONFIG_FILE] = config.to_json()
     os.makedirs(base, exist_ok=True)

@@ -1,10 +1,8 @@
 """Dataset manifests: which audio files, with which label, in which split.
 
-Three layouts give a list of :class:`Record`: a folder with one sub-folder per label
-(audio found recursively; hidden files and folders skipped), a CSV ``path,label[,split]``
-(paths relative to the CSV's folder, or absolute), and a Kaldi data directory
-(``wav.scp`` + ``utt2spk``, the speaker is the label). Listings are sorted, so a
-manifest reads the same on every machine.
+Three layouts give a list of :class:`Record`: a folder with one sub-folder per label (audio
+found recursively, hidden files and folders skipped), a CSV ``path,label[,split]``, and a
+Kaldi data directory (``wav.scp`` + ``utt2spk``). Listings are sorted: the same everywhere.
 """
 
 from __future__ import annotations
@@ -59,10 +57,8 @@ def _check_unique_and_present(records: list[Record], source: str) -> None:
 
 
 def read_folder(root: PathLike) -> list[Record]:
-    """Read ``root/<label>/**/<audio file>`` (files directly in *root* are ignored),
-    sorted by label then path; DatasetError without a label sub-folder, or for one
-    without any audio file.
-    """
+    """Read ``root/<label>/**/<audio file>`` (files directly in *root* are ignored), sorted
+    by label then path; DatasetError without a label sub-folder, or for one without audio."""
     base = os.path.abspath(os.fspath(root))
     if not os.path.isdir(base):
         raise DatasetError(f"{base!r}: expected a directory of label sub-folders")
@@ -73,19 +69,14 @@ def read_folder(root: PathLike) -> list[Record]:
         raise DatasetError(
             f"{base!r}: no label sub-folders found; expected <root>/<label>/<audio files>"
         )
-    records: list[Record] = []
-    empty = []
-    for label in label_dirs:
-        found = audio_files_under(os.path.join(base, label))
-        if not found:
-            empty.append(label)
-        records.extend(Record(p, label) for p in found)
+    found = {label: audio_files_under(os.path.join(base, label)) for label in label_dirs}
+    empty = [label for label in label_dirs if not found[label]]
     if empty:
         raise DatasetError(
             f"{base!r}: label folder(s) with zero audio files: {listing(empty)} "
             f"(audio extensions: {' '.join(AUDIO_EXTENSIONS)})"
         )
-    return records
+    return [Record(p, label) for label in label_dirs for p in found[label]]
 
 
 def audio_files_under(folder: PathLike) -> list[str]:
@@ -93,36 +84,27 @@ def audio_files_under(folder: PathLike) -> list[str]:
     ``folder``, recursively, sorted; hidden files and folders are left out."""
     found = []
     for dirpath, dirnames, filenames in os.walk(os.fspath(folder)):
-        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
-        found.extend(
-            os.path.join(dirpath, name)
-            for name in filenames
-            if not name.startswith(".") and os.path.splitext(name)[1].lower() in AUDIO_EXTENSIONS
-        )
+        dirnames[:] = [d for d in dirnames if not d.startswith(".")]
+        found += [os.path.join(dirpath, f) for f in filenames
+                  if not f.startswith(".") and os.path.splitext(f)[1].lower() in AUDIO_EXTENSIONS]
     return sorted(found)
 
 
 def expand_paths(paths: Iterable[PathLike]) -> list[str]:
     """Files as given (a missing one is reported by the extraction, like bad audio),
     folders replaced by the audio files under them."""
-    out: list[str] = []
-    for p in paths:
-        p = os.fspath(p)
-        out.extend(audio_files_under(p) if os.path.isdir(p) else [p])
-    return out
+    paths = [os.fspath(p) for p in paths]
+    return [f for p in paths for f in (audio_files_under(p) if os.path.isdir(p) else [p])]
 
 
 def read_csv(
     path: PathLike, *, extra_columns: Literal["error", "ignore"] = "error"
 ) -> list[Record]:
-    """The records of a CSV manifest ``path,label[,split]`` (UTF-8; paths relative to its
-    folder), in file order; an empty ``split`` cell gives None. ``extra_columns``: what
-    to do with other columns.
-
-    DatasetError for text :func:`read_csv_rows` refuses, missing or unknown columns, an
-    empty path or label, a split outside :data:`SPLIT_NAMES` or on some rows only, a
-    missing file, or duplicate paths.
-    """
+    """The records of a CSV manifest ``path,label[,split]`` (paths relative to its folder),
+    in file order; an empty ``split`` cell gives None. ``extra_columns``: what to do with
+    other columns. DatasetError for text :func:`~.tables.read_csv_rows` refuses, missing
+    or unknown columns, an empty cell, a split outside :data:`SPLIT_NAMES` or on some rows
+    only, a missing file, or duplicate paths."""
     csv_path = os.path.abspath(os.fspath(path))
     if extra_columns not in ("error", "ignore"):
         raise ParameterError(f"extra_columns must be 'error' or 'ignore', got {extra_columns!r}")
@@ -140,13 +122,12 @@ def read_csv(
         raise DatasetError(
             f"{csv_path!r}: unknown column(s) {unknown}; expected only 'path,label[,split]'"
         )
-    folder = os.path.dirname(csv_path)
-    records = []
+    folder, records = os.path.dirname(csv_path), []
     for lineno, row in rows:
-        p, label, split = row["path"], row["label"], row.get("split") or None
-        if not p or not label:
+        if not row["path"] or not row["label"]:
             raise DatasetError(f"{csv_path!r} line {lineno}: empty path or label cell: {row}")
-        records.append(Record(os.path.normpath(os.path.join(folder, p)), label, split))
+        path = os.path.normpath(os.path.join(folder, row["path"]))
+        records.append(Record(path, row["label"], row.get("split") or None))
     if not records:
         raise DatasetError(f"{csv_path!r}: no rows after the header")
     splits = {r.split for r in records}
@@ -166,14 +147,11 @@ def read_csv(
 
 
 def read_kaldi_dir(data_dir: PathLike) -> list[Record]:
-    """Read a Kaldi data directory (``wav.scp`` + ``utt2spk``); the label is the speaker.
-
-    Relative paths in ``wav.scp`` are tried against *data_dir*, then against the
-    current directory (Kaldi's convention: the recipe root). Records are sorted by
-    utterance id, with ``split`` None. DatasetError for a missing ``utt2spk``, piped or
-    archive entries, a ``segments`` file (:mod:`audiogmm.data.kaldi` reads those),
-    utterances without a speaker, duplicate utterances or paths, or missing audio files.
-    """
+    """Read a Kaldi data directory (``wav.scp`` + ``utt2spk``; the label is the speaker),
+    sorted by utterance id, ``split`` None; paths as :func:`~.tables.kaldi_path` resolves
+    them. DatasetError for a missing ``utt2spk``, piped or archive entries, a ``segments``
+    file (:mod:`audiogmm.data.kaldi` reads those), utterances without a speaker, duplicate
+    utterances or paths, or missing audio files."""
     base = os.path.abspath(os.fspath(data_dir))
     scp = os.path.join(base, "wav.scp")
     if not os.path.isfile(scp):
@@ -186,10 +164,9 @@ def read_kaldi_dir(data_dir: PathLike) -> list[Record]:
         )
     wav = sorted(kaldi_table(base, "wav.scp"))
     spk = kaldi_labels(base, [u for u, _ in wav], required=True)
-    records = []
     for utt, value in wav:
         refuse_pipe(scp, utt, value)
-        records.append(Record(os.path.normpath(wav_path(scp, utt, value)), spk[utt]))
+    records = [Record(os.path.normpath(wav_path(scp, u, v)), spk[u]) for u, v in wav]
     _check_unique_and_present(records, scp)
     return records
 
@@ -206,9 +183,7 @@ def read_manifest(source: PathLike, **kwargs: str) -> list[Record]:
     """
     p = os.path.abspath(os.fspath(source))
     if os.path.isdir(p):
-        if os.path.isfile(os.path.join(p, "wav.scp")):
-            return read_kaldi_dir(p)
-        return read_folder(p)
+        return (read_kaldi_dir if os.path.isfile(os.path.join(p, "wav.scp")) else read_folder)(p)
     if os.path.isfile(p):
         return read_csv(p, **kwargs)  # type: ignore[arg-type]
     raise DatasetError(f"{p!r}: manifest not found (expected a folder, a CSV or a Kaldi data dir)")
@@ -217,10 +192,8 @@ def read_manifest(source: PathLike, **kwargs: str) -> list[Record]:
 def content_hash(records: Iterable[Record]) -> str:
     """16 hex digits of a SHA-256 of each record's path, label and split, in any order.
 
-    Paths are taken relative to the deepest folder holding every file, so a copy of the
-    dataset elsewhere hashes the same. The audio is not read
-    (:func:`audiogmm.data.splits.file_identity` does). A split changes the hash: hash
-    what the manifest itself says.
+    Paths are relative to the deepest folder holding every file, so a copy of the dataset
+    elsewhere hashes the same; the audio is not read (:func:`~.splits.file_identity` does).
     """
     records = list(records)
     root = os.path.commonpath([os.path.dirname(r.path) for r in records]) if records else ""
@@ -228,21 +201,15 @@ def content_hash(records: Iterable[Record]) -> str:
         f"{os.path.relpath(r.path, root).replace(os.sep, '/')}\t{r.label}\t{r.split or ''}"
         for r in records
     )
-    h = hashlib.sha256()
-    for row in rows:
-        h.update(row.encode("utf-8") + b"\n")
-    return h.hexdigest()[:16]
+    return hashlib.sha256("".join(f"{row}\n" for row in rows).encode("utf-8")).hexdigest()[:16]
 
 
 def write_csv(records: Iterable[Record], path: PathLike) -> None:
     """Write records as a ``path,label[,split]`` CSV (paths absolute), atomically."""
     records = list(records)
-    dst = os.path.abspath(os.fspath(path))
-    with_split = any(r.split is not None for r in records)
+    n = 3 if any(r.split is not None for r in records) else 2
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
-    w.writerow(["path", "label", "split"] if with_split else ["path", "label"])
-    for r in records:
-        w.writerow([r.path, r.label, r.split or ""] if with_split else [r.path, r.label])
+    w.writerows([_CSV_COLUMNS[:n], *([r.path, r.label, r.split or ""][:n] for r in records)])
     data = buf.getvalue().encode("utf-8")
-    atomic_write(dst, lambda f: f.write(data))
+    atomic_write(os.path.abspath(os.fspath(path)), lambda f: f.write(data))

@@ -1,16 +1,11 @@
 """A feature shard store: frames of many clips in a few ``.npy`` files, plus an index.
 
-Layout of a store directory::
-
-    <dir>/index.json          format, version, n_dims, dtype, FeatureConfig (hash, JSON), shards, clips
-    <dir>/shard-00000.npy     (n_frames, n_dims) float32, C order: clips back to back
-
-Each clip lives in one shard as a frame range ``[start, stop)``. Shards are plain
-``.npy`` files (no pickle); the index is written last and atomically, so a store is
-complete or absent. :func:`open_store` trusts nothing: the index's size is checked
-before it is read, every field is validated, and every shard's header is checked
-against the index and the file size. Rows are read with positioned reads
-(``os.preadv``), so a worker holds one chunk of frames and no memory map grows.
+``<dir>/index.json`` (format, version, n_dims, dtype, FeatureConfig hash and JSON, shards,
+clips) and ``<dir>/shard-00000.npy`` ... (n_frames, n_dims) float32, clips back to back,
+each a frame range ``[start, stop)`` of one shard. The index is written last and atomically,
+so a store is complete or absent; :func:`open_store` checks the index's size, every field,
+and every shard's header against the index and the file size. Rows are read with
+``os.preadv``, so a worker holds one chunk of frames and no memory map grows.
 """
 
 from __future__ import annotations
@@ -18,10 +13,12 @@ from __future__ import annotations
 import dataclasses
 import fcntl
 import hashlib
+import itertools
 import json
 import os
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -48,12 +45,10 @@ def is_store(path: str | os.PathLike) -> bool:
 
 
 class ShardWriter:
-    """Write clips into shards of about ``shard_frames`` frames, then the index.
-
-    ``folder`` is created if missing (an earlier store's shards there are replaced); a
-    shard is closed once it holds ``shard_frames`` frames (a clip is never split);
-    ``config_hash`` and ``config`` (the FeatureConfig's hash and JSON) let a model
-    trained from the store carry its front end.
+    """Write clips into shards of about ``shard_frames`` frames (a clip is never split), then
+    the index, into ``folder`` (created if missing; an earlier store's shards are replaced).
+    ``config_hash`` and ``config`` (the FeatureConfig's hash and JSON) let a model trained
+    from the store carry its front end.
 
     Examples
     --------
@@ -65,10 +60,9 @@ class ShardWriter:
         self, folder: str | os.PathLike, *, n_dims: int, shard_frames: int = SHARD_FRAMES,
         config_hash: str = "", config: str = "",
     ) -> None:  # fmt: skip
-        if not (isinstance(n_dims, int) and n_dims > 0):
-            raise ParameterError(f"n_dims must be an int > 0; got {n_dims!r}")
-        if not (isinstance(shard_frames, int) and shard_frames > 0):
-            raise ParameterError(f"shard_frames must be an int > 0; got {shard_frames!r}")
+        for name, v in (("n_dims", n_dims), ("shard_frames", shard_frames)):
+            if not (isinstance(v, int) and v > 0):
+                raise ParameterError(f"{name} must be an int > 0; got {v!r}")
         self.folder = os.fspath(folder)
         os.makedirs(self.folder, exist_ok=True)
         # one writer per store: a second one would write an index describing its own
@@ -86,7 +80,7 @@ class ShardWriter:
         self.config_hash, self.config = config_hash, config
         self._pending: list[np.ndarray] = []
         self._n_pending = 0
-        self.shards: list[dict] = []
+        self.shards: list[dict] = []  # the index's entries
         self.clips: list[dict] = []
 
     def __enter__(self) -> ShardWriter:
@@ -163,17 +157,14 @@ def write_store(
     shard_frames: int = SHARD_FRAMES, config_hash: str = "", config: str = "",
 ) -> ShardStore:  # fmt: skip
     """Write ``(clip, label, frames)`` triples as a store and open it."""
-    writer = None
-    for clip, label, X in clips:
-        if writer is None:
-            writer = ShardWriter(
-                folder, n_dims=int(np.shape(X)[1]), shard_frames=shard_frames,
-                config_hash=config_hash, config=config,
-            )  # fmt: skip
-        writer.add(clip, label, X)
-    if writer is None:
+    clips = iter(clips)
+    first = next(clips, None)
+    if first is None:
         raise ParameterError(f"{os.fspath(folder)}: no clips to write")
-    writer.close()
+    with ShardWriter(folder, n_dims=int(np.shape(first[2])[1]), shard_frames=shard_frames,
+                     config_hash=config_hash, config=config) as writer:  # fmt: skip
+        for clip, label, X in itertools.chain([first], clips):
+            writer.add(clip, label, X)
     return open_store(folder)
 
 
@@ -183,8 +174,6 @@ class ShardStore:
 
     Attributes
     ----------
-    config : str
-        The FeatureConfig JSON ("" when the writer had none).
     files, offsets : tuple
         Absolute shard paths, and the byte offset of each one's first frame.
     bounds : ndarray of shape (n_shards + 1,), int64
@@ -216,50 +205,43 @@ class ShardStore:
     def n_clips(self) -> int:
         return len(self.clips)
 
+    def _pread(self, f: Any, s: int, out: np.ndarray, frame: int) -> None:
+        """Fill ``out`` from global frame ``frame`` on, in shard ``s`` (open as ``f``)."""
+        buf = memoryview(out).cast("B")
+        pos = self.offsets[s] + (frame - int(self.bounds[s])) * self.n_dims * 4
+        if os.preadv(f.fileno(), [buf], pos) != buf.nbytes:
+            raise ModelFileError(f"{self.files[s]}: shard is shorter than its index says")
+
     def read_rows(self, start: int, stop: int, out: np.ndarray | None = None) -> np.ndarray:
-        """Global frames ``[start, stop)`` as float32 (stop - start, n_dims), via positioned reads."""
-        n = stop - start
+        """Global frames ``[start, stop)`` as float32 (stop - start, n_dims)."""
         if out is None:
-            out = np.empty((n, self.n_dims), dtype=np.float32)
-        row = self.n_dims * 4
+            out = np.empty((stop - start, self.n_dims), dtype=np.float32)
         s = int(np.searchsorted(self.bounds, start, side="right")) - 1
-        pos = 0
-        while pos < n:
-            lo = start + pos - int(self.bounds[s])
-            take = min(n - pos, int(self.bounds[s + 1] - self.bounds[s]) - lo)
-            buf = memoryview(out[pos : pos + take]).cast("B")
+        pos = start
+        while pos < stop:
+            end = min(stop, int(self.bounds[s + 1]))
             with open(self.files[s], "rb", buffering=0) as f:
-                got = os.preadv(f.fileno(), [buf], self.offsets[s] + lo * row)
-            if got != take * row:
-                raise ModelFileError(f"{self.files[s]}: shard is shorter than its index says")
-            pos += take
-            s += 1
+                self._pread(f, s, out[pos - start : end - start], pos)
+            pos, s = end, s + 1
         return out
 
     def read_index(self, idx: np.ndarray) -> np.ndarray:
-        """Global frames ``idx`` (sorted int array) as float32 (len(idx), n_dims); one open per shard."""
+        """Global frames ``idx`` (sorted ints) as float32 (len(idx), n_dims); one open a shard."""
         idx = np.asarray(idx, dtype=np.int64)
         out = np.empty((idx.size, self.n_dims), dtype=np.float32)
-        row = self.n_dims * 4
         shard = np.searchsorted(self.bounds, idx, side="right") - 1
         for s in np.unique(shard):
-            rows = np.flatnonzero(shard == s)
             with open(self.files[s], "rb", buffering=0) as f:
-                for j in rows:
-                    pos = self.offsets[s] + (int(idx[j]) - int(self.bounds[s])) * row
-                    if os.preadv(f.fileno(), [memoryview(out[j]).cast("B")], pos) != row:
-                        raise ModelFileError(f"{self.files[s]}: shard is shorter than its index says")
+                for j in np.flatnonzero(shard == s):
+                    self._pread(f, s, out[j], int(idx[j]))
         return out
 
     def reader(self, *, clip_ranges: bool = False) -> ShardStore:
         """This store without clip names and labels (and ranges unless asked): what map
         tasks need, a few hundred bytes per shard instead of the whole index."""
-        empty = np.zeros(0, dtype=np.int64)
-        return dataclasses.replace(
-            self, clips=(), labels=(), config="",
-            clip_start=self.clip_start if clip_ranges else empty,
-            clip_stop=self.clip_stop if clip_ranges else empty,
-        )  # fmt: skip
+        ranges = {} if clip_ranges else dict(clip_start=np.zeros(0, np.int64),
+                                             clip_stop=np.zeros(0, np.int64))  # fmt: skip
+        return dataclasses.replace(self, clips=(), labels=(), config="", **ranges)
 
     def clip_frames(self, i: int) -> np.ndarray:
         """Frames of clip ``i`` (n_frames, n_dims), float32."""
@@ -271,11 +253,9 @@ class ShardStore:
             yield self.clips[i], self.labels[i], self.clip_frames(i)
 
 
-# ------------------------------------------------------------------------- validation
-
-
-def _npy_header(path: str, n_dims: int) -> tuple[int, int]:
-    """(n_frames, data offset) of a shard, checked: float32, C order, 2-D, size matches."""
+def _npy_header(path: str, n_dims: int, n_frames: int) -> int:
+    """The data offset of a shard, checked: float32 (n_frames, n_dims) in C order, and the
+    file size."""
     try:
         with open_regular(path) as f:
             size = os.fstat(f.fileno()).st_size
@@ -295,7 +275,9 @@ def _npy_header(path: str, n_dims: int) -> tuple[int, int]:
         )
     if size != offset + shape[0] * n_dims * 4:
         raise ModelFileError(f"{path}: file size {size} does not match its header {shape}")
-    return int(shape[0]), offset
+    if shape[0] != n_frames:
+        raise ModelFileError(f"{path}: holds {shape[0]} frames, the index says {n_frames}")
+    return offset
 
 
 def open_store(folder: str | os.PathLike) -> ShardStore:
@@ -312,15 +294,9 @@ def open_store(folder: str | os.PathLike) -> ShardStore:
     except ValueError as e:
         raise ModelFileError(f"{ipath}: not a readable shard index ({e})") from None
     n_dims, shards, clips = index["n_dims"], index["shards"], index["clips"]
-    files, offsets, counts = [], [], []
-    for s in shards:
-        path = os.path.join(folder, s["file"])
-        n_file, offset = _npy_header(path, n_dims)
-        if n_file != s["n_frames"]:
-            raise ModelFileError(f"{path}: holds {n_file} frames, the index says {s['n_frames']}")
-        files.append(path)
-        offsets.append(offset)
-        counts.append(n_file)
+    files = [os.path.join(folder, s["file"]) for s in shards]
+    counts = [s["n_frames"] for s in shards]
+    offsets = [_npy_header(path, n_dims, n) for path, n in zip(files, counts)]
     bounds = np.concatenate([[0], np.cumsum(counts, dtype=np.int64)])
     cstart = np.empty(len(clips), dtype=np.int64)
     cstop = np.empty(len(clips), dtype=np.int64)

@@ -1,8 +1,7 @@
 """Train/test splits of a manifest: deterministic, stratified per label, and recorded.
 
-A model keeps the specification of the split it was trained on (:func:`split_spec`,
-stored under the model header's ``split`` key), so that evaluation can re-make
-the same split and refuse test files that were used in training
+A model keeps the split it was trained on (:func:`split_spec`, the header's ``split`` key),
+so that evaluation can re-make it and refuse test files used in training
 (:func:`training_overlap`).
 """
 
@@ -44,11 +43,11 @@ def split_records(
     """Assign a deterministic, stratified train/test split (same order, ``split`` set).
 
     Records that all have a split (a CSV ``split`` column) are returned unchanged.
-    Otherwise each label's files, sorted by path, are shuffled by a generator seeded
-    with ``(seed, crc32(label))`` (a label's split does not depend on the others), and
-    ``round(train_fraction * n)`` go to ``"train"``, at least one, leaving at least one
-    ``"test"`` file of a label with two or more. ParameterError for *train_fraction*
-    outside (0, 1); DatasetError when some records have a split and others do not.
+    Otherwise each label's files, sorted by path, are shuffled by a generator seeded with
+    ``(seed, crc32(label))`` (independent of the other labels), and
+    ``round(train_fraction * n)`` go to ``"train"``: at least one, and at least one
+    ``"test"`` file of a label with two or more. DatasetError when some records have a
+    split and others do not.
     """
     if not (0.0 < float(train_fraction) < 1.0):
         raise ParameterError(f"train_fraction must be in (0, 1), got {train_fraction}")
@@ -65,14 +64,12 @@ def split_records(
     for i, r in enumerate(records):
         by_label.setdefault(r.label, []).append(i)
     split_of: dict[int, str] = {}
-    for label in sorted(by_label):
-        idx = sorted(by_label[label], key=lambda i: records[i].path)
+    for label, idx in by_label.items():
+        idx.sort(key=lambda i: records[i].path)
         n = len(idx)
-        n_train = int(round(train_fraction * n))
-        n_train = max(1, min(n_train, n - 1)) if n >= 2 else 1
+        n_train = max(1, min(int(round(train_fraction * n)), n - 1)) if n >= 2 else 1
         rng = np.random.default_rng([int(seed), zlib.crc32(label.encode("utf-8"))])
-        order = rng.permutation(n)
-        for rank, j in enumerate(order):
+        for rank, j in enumerate(rng.permutation(n)):
             split_of[idx[j]] = "train" if rank < n_train else "test"
     return [replace(r, split=split_of[i]) for i, r in enumerate(records)]
 
@@ -111,18 +108,15 @@ def _identities(
     cache_dir: str | os.PathLike | None = None,
 ) -> list[str | None]:  # fmt: skip
     """:func:`file_identity` of each path (None for an unreadable one when
-    ``skip_unreadable``), on ``n_jobs`` threads: reads and BLAKE2b release the GIL.
-    With a ``cache_dir``, kept there (:class:`~audiogmm.data.packs.FileFacts`)."""
+    ``skip_unreadable``), on ``n_jobs`` threads (reads and BLAKE2b release the GIL), kept
+    in ``cache_dir`` if given."""
     from .packs import FileFacts
-
-    def digest(path: str) -> bytes:
-        return bytes.fromhex(file_identity(path))
 
     with FileFacts(cache_dir) as facts:
 
         def one(path: str) -> str | None:
             try:
-                return facts.get(path, IDENTITY, 8, digest).hex()
+                return facts.get(path, IDENTITY, 8, lambda p: bytes.fromhex(file_identity(p))).hex()
             except OSError:
                 if skip_unreadable:
                     return None
@@ -144,16 +138,15 @@ def split_spec(
 
     ``manifest`` is every record as read (before :func:`split_records`), ``train_records``
     the files actually used, ``split`` the split trained on (None or ``"all"``: every
-    record), ``seed`` and ``train_fraction`` as given to :func:`split_records`. ``n_jobs``
-    threads hash the training files; ``cache_dir`` keeps the hashes (by path, size, mtime).
+    record), ``seed`` and ``train_fraction`` as given to :func:`split_records`; ``n_jobs``
+    threads hash the training files, kept in ``cache_dir``.
 
     Returns
     -------
     dict
-        ``manifest_hash``, ``n_manifest_files``, ``split``, ``from_column`` (the
-        manifest's split column made the split), ``seed``, ``train_fraction``,
-        ``identity`` (:data:`IDENTITY`) and ``train_files`` (sorted distinct
-        :func:`file_identity` digests).
+        ``manifest_hash``, ``n_manifest_files``, ``split``, ``from_column`` (the manifest's
+        split column made the split), ``seed``, ``train_fraction``, ``identity``
+        (:data:`IDENTITY`) and ``train_files`` (sorted distinct :func:`file_identity`).
     """
     manifest = list(manifest)
     return validate_split_block(
@@ -187,10 +180,8 @@ def training_overlap(
     cache_dir: str | os.PathLike | None = None,
 ) -> list[Record]:  # fmt: skip
     """The records (in input order) whose bytes match a training file of a checked split
-    block, hashed on ``n_jobs`` threads (kept in ``cache_dir``, as :func:`split_spec`
-    does). An unreadable file is left to the extraction."""
-    trained = set(block["train_files"])
-    records = list(records)
+    block (hashed as :func:`split_spec` does; an unreadable file is left to the extraction)."""
+    records, trained = list(records), set(block["train_files"])
     ids = _identities([r.path for r in records], n_jobs, skip_unreadable=True,
                       cache_dir=cache_dir)  # fmt: skip
     return [r for r, i in zip(records, ids) if i in trained]

@@ -1,14 +1,15 @@
 """The text tables users write: line-bounded UTF-8 lines, CSV rows, Kaldi ``<key> <value>`` tables.
 
-One reader for manifests, trials files and Kaldi tables, so every one of them refuses
-the same hostile input (not a regular file, UTF-16, Latin-1, NUL bytes, overlong lines
-or fields) with one :class:`~audiogmm.exceptions.DatasetError` naming the file and line.
+One reader for manifests, trials files and Kaldi tables, so every one of them refuses the
+same hostile input (not a regular file, UTF-16, Latin-1, NUL bytes, overlong lines or
+fields) with one :class:`~audiogmm.exceptions.DatasetError` naming the file and line.
 """
 
 from __future__ import annotations
 
 import codecs
 import csv
+import itertools
 import os
 import stat
 from collections import Counter
@@ -26,18 +27,16 @@ PathLike = Union[str, "os.PathLike[str]"]
 
 #: Longest line of a CSV or Kaldi table, in bytes (far beyond any path): bounds memory.
 MAX_LINE_BYTES = 1 << 20
-_MAX_LISTED = 5
 
 
-def listing(items: Sequence[str]) -> str:
-    shown = ", ".join(repr(s) for s in items[:_MAX_LISTED])
-    more = f" and {len(items) - _MAX_LISTED} more" if len(items) > _MAX_LISTED else ""
-    return shown + more
+def listing(items: Sequence[str], most: int = 5) -> str:
+    """The first ``most`` items, quoted, and how many more there are."""
+    more = f" and {len(items) - most} more" if len(items) > most else ""
+    return ", ".join(repr(s) for s in items[:most]) + more
 
 
 def _text_lines(path: str, what: str) -> Iterator[str]:
-    """The lines of a UTF-8 text file (BOM dropped); not a regular file, UTF-16, a NUL
-    byte, another encoding or a line over :data:`MAX_LINE_BYTES` is refused by line."""
+    """The lines of a UTF-8 text file (BOM dropped), each hostile input refused by line."""
     try:
         if not stat.S_ISREG(os.stat(path).st_mode):  # a FIFO would block open() forever
             raise DatasetError(f"{path!r}: {what} is not a regular file")
@@ -47,48 +46,39 @@ def _text_lines(path: str, what: str) -> Iterator[str]:
     except (OSError, ValueError) as exc:
         raise DatasetError(f"{path!r}: cannot read {what} ({exc})") from None
     with f:
-        lineno = 0
-        while True:
-            lineno += 1
+        for lineno in itertools.count(1):
+            where = f"{path!r} line {lineno}"
             try:
                 raw = f.readline(MAX_LINE_BYTES + 1)
             except OSError as exc:
-                raise DatasetError(f"{path!r} line {lineno}: cannot read {what} ({exc})") from None
+                raise DatasetError(f"{where}: cannot read {what} ({exc})") from None
             if not raw:
                 return
             if len(raw) > MAX_LINE_BYTES:
-                raise DatasetError(
-                    f"{path!r} line {lineno}: longer than {MAX_LINE_BYTES} bytes; not a {what}"
-                )
+                raise DatasetError(f"{where}: longer than {MAX_LINE_BYTES} bytes; not a {what}")
             if lineno == 1:
                 if raw.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
                     raise DatasetError(f"{path!r}: {what} is UTF-16 text; save it as UTF-8")
-                if raw.startswith(codecs.BOM_UTF8):
-                    raw = raw[len(codecs.BOM_UTF8) :]
+                raw = raw.removeprefix(codecs.BOM_UTF8)
             if b"\0" in raw:
                 raise DatasetError(
-                    f"{path!r} line {lineno}: NUL byte (UTF-16 or binary data?); save the "
-                    f"{what} as UTF-8 text"
+                    f"{where}: NUL byte (UTF-16 or binary data?); save the {what} as UTF-8 text"
                 )
             try:
                 yield raw.decode("utf-8")
             except UnicodeDecodeError as exc:
                 raise DatasetError(
-                    f"{path!r} line {lineno}: not UTF-8 text (byte 0x{raw[exc.start]:02x} at "
-                    f"column {exc.start + 1}; Latin-1 or another encoding?); save the {what} "
-                    "as UTF-8"
+                    f"{where}: not UTF-8 text (byte 0x{raw[exc.start]:02x} at column "
+                    f"{exc.start + 1}; Latin-1 or another encoding?); save the {what} as UTF-8"
                 ) from None
 
 
 def read_csv_rows(
     path: PathLike, *, what: str
 ) -> tuple[list[str], Iterator[tuple[int, dict[str, str]]]]:
-    """The one CSV reader of manifests and trials files: column names, and rows streamed.
-
-    Besides :func:`_text_lines`' refusals, a field over :func:`csv.field_size_limit`, a
-    repeated column name and non-empty cells beyond the header's columns are one
-    :class:`~audiogmm.exceptions.DatasetError` naming the file (``what`` it is, e.g.
-    ``"manifest"``) and the line.
+    """The one CSV reader of manifests and trials files (``what``, e.g. ``"manifest"``, in
+    the errors): besides the text refusals, a field over :func:`csv.field_size_limit`, a
+    repeated column name and non-empty cells beyond the header's are a DatasetError.
 
     Returns
     -------
@@ -99,13 +89,28 @@ def read_csv_rows(
         (``""`` for a missing cell).
     """
     name = os.fspath(path)
-    rows = _csv_rows(name, what)
-    header = [h.strip() for h in next(rows, (0, []))[1]]
+    n_lines = 0  # lines read so far: csv's own line_num lags on some errors
+
+    def counted() -> Iterator[str]:
+        nonlocal n_lines
+        for n_lines, line in enumerate(_text_lines(name, what), start=1):  # noqa: B007
+            yield line
+
+    def rows() -> Iterator[tuple[int, list[str]]]:
+        try:
+            for row in csv.reader(counted()):
+                if any(c.strip() for c in row):
+                    yield n_lines, row
+        except csv.Error as exc:  # a field over the size limit, a stray quote
+            raise DatasetError(f"{name!r} line {n_lines}: {exc}") from None
+
+    raw = rows()
+    header = [h.strip() for h in next(raw, (0, []))[1]]
     if len(set(header)) != len(header):
         raise DatasetError(f"{name!r}: repeated column names in header {header}")
 
     def cells() -> Iterator[tuple[int, dict[str, str]]]:
-        for lineno, row in rows:
+        for lineno, row in raw:
             if any(c.strip() for c in row[len(header) :]):
                 raise DatasetError(
                     f"{name!r} line {lineno}: {len(row)} cells but the header has "
@@ -115,27 +120,6 @@ def read_csv_rows(
             yield lineno, dict(zip(header, row + [""] * (len(header) - len(row))))
 
     return header, cells()
-
-
-def _csv_rows(name: str, what: str) -> Iterator[tuple[int, list[str]]]:
-    """The non-blank rows of a CSV file, with the line where each ends."""
-    n_lines = 0  # lines read so far: csv's own line_num lags on some errors
-
-    def counted() -> Iterator[str]:
-        nonlocal n_lines
-        for n_lines, line in enumerate(_text_lines(name, what), start=1):  # noqa: B007
-            yield line
-
-    reader = csv.reader(counted())
-    while True:
-        try:
-            row = next(reader)
-        except StopIteration:
-            return
-        except csv.Error as exc:  # a field over the size limit, a stray quote
-            raise DatasetError(f"{name!r} line {n_lines}: {exc}") from None
-        if any(c.strip() for c in row):
-            yield n_lines, row
 
 
 def kaldi_table(

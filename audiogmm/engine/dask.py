@@ -1,44 +1,39 @@
-"""The Dask executor: the local executor's ``map``/``close``, run on a ``dask.distributed`` cluster.
+"""The Dask executor: the local executor's ``map``/``close`` on a ``dask.distributed`` cluster.
 
-Results come *in task order*, lazily, with a bounded look-ahead, so the one EM loop and
-the extraction run unchanged on it. Per ``map``, ``fn`` (e.g. a ``functools.partial``
-holding this iteration's parameters) is scattered to every worker once; each task then
-carries only its item. :meth:`DaskExecutor.map_reduce` runs the fixed tree of
-:func:`audiogmm.engine.reduce.tree_fold` on the workers: the sum does not depend on who
-finished first. A dead worker's task is re-run by the scheduler, a raising one
-``retries`` times (tasks are pure: the same bits); a lost scheduler raises
-:class:`ClusterError`. ``import audiogmm`` never imports dask.
+Results come in task order, lazily, with a bounded look-ahead. Per ``map``, ``fn`` goes to
+the cluster once, as a task of its own (computed again if the worker holding it dies:
+scattered data would be lost with it); each task then carries only its item.
+:meth:`DaskExecutor.map_reduce` runs :func:`~audiogmm.engine.local.tree_fold`'s fixed tree
+on the workers. A dead worker's task is re-run, a raising one ``retries`` times (tasks are
+pure: the same bits); a lost scheduler raises :class:`ClusterError`. ``import audiogmm``
+never imports dask.
 """
 
 from __future__ import annotations
 
 import contextlib
 import itertools
-import logging
 import os
 import re
 from collections.abc import Iterable, Iterator
 from typing import Any, Callable, TypeVar
 
 from ..exceptions import ClusterError, ParameterError
-from .local import LocalExecutor, windowed
-from .reduce import tree_fold
+from .local import LocalExecutor, tree_fold, windowed
 
 __all__ = ["DaskExecutor", "parse_spec"]
-
-logger = logging.getLogger("audiogmm.engine")
 
 T = TypeVar("T")
 
 # BLAS pools off in worker processes: each task runs on its worker's one thread
 _ONE_THREAD = {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
-_LOCAL = re.compile(r"^local:(\d+)$")
 _SESSIONS = itertools.count()  # unique task keys per map
 
 
 def parse_spec(spec: str) -> tuple[str, Any]:
-    """``"local:N"`` -> ``("local", N)``; ``"tcp://host:port"`` (or ``tls://``) -> ``("address", spec)``."""
-    m = _LOCAL.match(spec)
+    """``"local:N"`` -> ``("local", N)``; ``"tcp://host:port"`` (or ``tls://``) ->
+    ``("address", spec)``."""
+    m = re.match(r"^local:(\d+)$", spec)
     if m and int(m.group(1)) >= 1:
         return "local", int(m.group(1))
     if re.match(r"^(tcp|tls|inproc)://[^\s/]+$", spec):
@@ -49,9 +44,12 @@ def parse_spec(spec: str) -> tuple[str, Any]:
     )
 
 
+def _value(x: T) -> T:
+    return x
+
+
 def _call(fn: Callable[..., T], item: Any, star: bool) -> T:
-    # runs on a worker: ``fn`` arrives as the scattered object, resolved by Dask
-    return fn(*item) if star else fn(item)
+    return fn(*item) if star else fn(item)  # on a worker: ``fn`` is the resolved future
 
 
 class DaskExecutor:
@@ -60,9 +58,8 @@ class DaskExecutor:
     Parameters
     ----------
     spec : str
-        ``"local:N"``: start a ``LocalCluster`` of N single-threaded worker
-        processes (closed with the executor); ``"tcp://HOST:PORT"``: join a running
-        scheduler (``dask scheduler`` + ``dask worker``).
+        ``"local:N"``: start a ``LocalCluster`` of N single-threaded worker processes
+        (closed with the executor); ``"tcp://HOST:PORT"``: join a running scheduler.
     processes : bool, default=True
         For ``local:N``: worker processes (False: threads in this process, for tests).
     retries : int >= 0, default=2
@@ -89,15 +86,12 @@ class DaskExecutor:
             raise ParameterError(
                 "--dask needs dask.distributed: pip install 'audiogmm[dask]'"
             ) from None
-        self.retries = int(retries)
-        self._cluster = None
-        self._own_client = client is None
-        self.client, self.spec = client, "client"
+        self.retries, self.spec, self._cluster = int(retries), spec or "client", None
+        self.client, self._own_client = client, client is None
         if client is None:
             if spec is None:
                 raise ParameterError("DaskExecutor needs a spec (local:N or tcp://HOST:PORT)")
             kind, value = parse_spec(spec)
-            self.spec = spec
             if kind == "local":
                 extra = {"env": _ONE_THREAD} if processes else {}  # env: worker processes only
                 self._cluster = LocalCluster(
@@ -148,46 +142,38 @@ class DaskExecutor:
                 raise RuntimeError("this executor is closed")
             yield from self._local.map(fn, items, star=star)
             return
-        with self._session(fn) as (submit, remote):
-            count = itertools.count()
-            task = lambda it: submit(f"map-{next(count)}", _call, remote, it, star)  # noqa: E731
-            yield from windowed(task, items, 4 * self.n_workers)
+        with self._session(fn, star) as (leaf, _):
+            yield from windowed(leaf, items, 4 * self.n_workers)
 
     def map_reduce(
         self, fn: Callable[..., T], items: Iterable[Any], combine: Callable[[T, T], T], *,
         star: bool = False,
     ) -> T:  # fmt: skip
-        """``tree_fold(map(fn, items), combine)`` with the map *and* the tree on the workers.
-
-        Every node of the fixed tree of :func:`audiogmm.engine.reduce.tree_fold` is a
-        ``combine`` task on two futures, so the client receives one result (e.g. one
-        248 KB ``Stats``) instead of one per task, with the bits of an in-process
-        ``tree_fold``. ``fn``, the items and ``combine`` must be picklable.
-        """
-        with self._session(fn) as (submit, remote):
-            count = itertools.count()
-            leaves = (submit(f"map-{i}", _call, remote, it, star) for i, it in enumerate(items))
-            node = lambda a, b: submit(f"sum-{next(count)}", combine, a, b)  # noqa: E731
-            return tree_fold(leaves, node).result()
+        """``tree_fold(map(fn, items), combine)`` with the map *and* the tree on the workers:
+        each node is a ``combine`` task on two futures, so the client receives one result
+        (e.g. one 248 KB ``Stats``), with the bits of an in-process ``tree_fold``.
+        ``fn``, the items and ``combine`` must be picklable."""
+        with self._session(fn, star) as (leaf, submit):
+            return tree_fold(map(leaf, items), lambda a, b: submit(combine, a, b)).result()
 
     @contextlib.contextmanager
-    def _session(self, fn: Callable[..., T]) -> Iterator[tuple[Callable[..., Any], Any]]:
-        """Scatter ``fn`` to every worker once; yield ``(submit(name, func, *args), fn's
-        future)``. A lost scheduler becomes :class:`ClusterError`."""
+    def _session(self, fn: Callable[..., T], star: bool) -> Iterator[tuple[Callable, Callable]]:
+        """Send ``fn`` once; yield ``(leaf(item) -> future, submit(func, *args) -> future)``.
+        A lost scheduler becomes :class:`ClusterError`."""
         client = self.client
         if client is None:
             raise RuntimeError("this executor is closed")
         if client.status != "running":
             raise ClusterError(self._lost_message(f"client status {client.status!r}"))
-        tag, remote = f"audiogmm-{os.getpid()}-{next(_SESSIONS)}", None
+        tag, count, remote = f"audiogmm-{os.getpid()}-{next(_SESSIONS)}", itertools.count(), None
 
-        def submit(name: str, func: Callable[..., Any], *args: Any) -> Any:
+        def submit(func: Callable[..., Any], *args: Any) -> Any:
             return client.submit(func, *args, retries=self.retries, pure=False,
-                                 key=f"{tag}-{name}")  # fmt: skip
+                                 key=f"{tag}-{next(count)}")  # fmt: skip
 
         try:
-            [remote] = client.scatter([fn], broadcast=True, hash=False)
-            yield submit, remote
+            remote = submit(_value, fn)
+            yield (lambda it: submit(_call, remote, it, star)), submit
         except Exception as e:
             if _lost(e):
                 raise ClusterError(self._lost_message(e)) from None

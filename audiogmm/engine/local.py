@@ -1,16 +1,16 @@
 """The local executor: threads in this process, worker processes only when asked.
 
-Each task runs entirely on one thread (BLAS limited to one thread, serial kernels that
-release the GIL): two pools (OpenBLAS and numba) alternating on every chunk starved each
-other and made a 2-core E-step 10-100x slower than its two GEMMs. Results come back *in
-task order*, so any reduction the caller does is bit-identical whatever the number of
-workers. An executor is created per command or per ``fit`` call, passed down and closed.
+Each task runs on one thread with BLAS limited to one thread: two pools (OpenBLAS and
+numba) alternating on every chunk starved each other and made a 2-core E-step 10-100x
+slower than its two GEMMs. Results come back *in task order*, so any reduction by the
+caller is bit-identical for any number of workers, as is :func:`tree_fold`, whoever runs it.
 """
 
 from __future__ import annotations
 
 import functools
 import os
+import sys
 import threading
 from collections import deque
 from collections.abc import Iterable, Iterator
@@ -21,7 +21,9 @@ from typing import Any, Callable, TypeVar
 
 from ..exceptions import ParameterError
 
-__all__ = ["LocalExecutor", "default_workers", "one_blas_thread", "resolve", "windowed"]
+__all__ = [
+    "LocalExecutor", "default_workers", "one_blas_thread", "resolve", "tree_fold", "windowed"
+]  # fmt: skip
 
 T = TypeVar("T")
 
@@ -36,19 +38,16 @@ def default_workers() -> int:
             return max(1, int(env))
         except ValueError:
             raise ParameterError(f"AUDIOGMM_THREADS must be an integer; got {env!r}") from None
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:  # pragma: no cover - not on Linux
-        return max(1, os.cpu_count() or 1)
+    return max(1, len(os.sched_getaffinity(0)))
 
 
 @functools.lru_cache(maxsize=1)
-def _blas_controller() -> Any:
-    """threadpoolctl's view of the loaded BLAS libraries (built once: it scans the process)."""
-    try:
-        from threadpoolctl import ThreadpoolController
-    except ImportError:  # pragma: no cover - threadpoolctl is a dependency
-        return None
+def _blas_controller(n_modules: int) -> Any:
+    """threadpoolctl's view of the loaded BLAS libraries: a 3 ms scan, so made again only
+    when modules were imported since (one may have loaded another BLAS, e.g. scipy's)."""
+    from threadpoolctl import ThreadpoolController
+
+    del n_modules  # the cache key only
     return ThreadpoolController()
 
 
@@ -56,11 +55,10 @@ def _blas_controller() -> Any:
 def one_blas_thread() -> Iterator[None]:
     """Limit BLAS to one thread inside the ``with`` block: small products run faster on
     one thread than on a waking pool, and results do not depend on the BLAS settings."""
-    ctl = _blas_controller()
-    if ctl is None or getattr(_in_worker, "active", False):
+    if getattr(_in_worker, "active", False):
         yield  # a worker thread runs inside its map's limit already
         return
-    with ctl.limit(limits=1, user_api="blas"):
+    with _blas_controller(len(sys.modules)).limit(limits=1, user_api="blas"):
         yield
 
 
@@ -69,8 +67,8 @@ class LocalExecutor:
 
     ``n_workers`` threads (and worker processes; None: :func:`default_workers`);
     ``processes`` lets ``map(..., isolated=True)`` run tasks in worker processes (off: a
-    library call never starts processes unless asked). Pools are created on first use; a
-    map called from inside a worker runs inline, so nesting never deadlocks.
+    library call never starts processes unless asked). Pools start on first use; a map
+    called from inside a worker runs inline, so nesting never deadlocks.
 
     Examples
     --------
@@ -83,9 +81,8 @@ class LocalExecutor:
         n = default_workers() if n_workers is None else n_workers
         if isinstance(n, bool) or not isinstance(n, int) or n < 1:
             raise ParameterError(f"n_workers must be None or an int >= 1; got {n_workers!r}")
-        self.n_workers = n
-        self.processes = bool(processes)
-        self._threads: ThreadPoolExecutor | None = None
+        self.n_workers, self.processes = n, bool(processes)
+        self._threads: _FuturesExecutor | None = None
         self._procs: _FuturesExecutor | None = None
         self._lock = threading.Lock()
         self._closed = False
@@ -103,11 +100,10 @@ class LocalExecutor:
         """Shut the pools down (waits for running tasks). Safe to call twice."""
         with self._lock:
             self._closed = True
-            threads, procs, self._threads, self._procs = self._threads, self._procs, None, None
-        if threads is not None:
-            threads.shutdown(wait=True, cancel_futures=True)
-        if procs is not None:
-            procs.shutdown(wait=True, cancel_futures=True)
+            pools, self._threads, self._procs = (self._threads, self._procs), None, None
+        for pool in pools:
+            if pool is not None:
+                pool.shutdown(wait=True, cancel_futures=True)
 
     def _pool(self, processes: bool) -> _FuturesExecutor:
         with self._lock:
@@ -133,21 +129,15 @@ class LocalExecutor:
         ``isolated``: the task touches no shared state, so it may run in a worker process
         (then ``fn`` must be a picklable top-level function, and the items must pickle).
         """
-        call = (lambda it: fn(*it)) if star else fn
         inline = self.n_workers <= 1 or getattr(_in_worker, "active", False)
-        if isolated and self.processes and not inline:
-            pool = self._pool(True)
-            # fn itself goes to the worker (it must pickle): no lambda around it
+        procs = isolated and self.processes and not inline
+        with nullcontext() if procs else one_blas_thread():  # threads share this BLAS
+            if inline:
+                yield from (fn(*it) if star else fn(it) for it in items)
+                return
+            pool = self._pool(procs)  # fn itself goes to a process: no lambda around it
             yield from windowed(lambda it: pool.submit(fn, *(it if star else (it,))), items,
                                 4 * self.n_workers)  # fmt: skip
-            return
-        with one_blas_thread():
-            if inline:
-                for it in items:
-                    yield call(it)
-                return
-            pool = self._pool(False)
-            yield from windowed(functools.partial(pool.submit, call), items, 4 * self.n_workers)
 
 
 def _mark_worker() -> None:
@@ -155,8 +145,8 @@ def _mark_worker() -> None:
 
 
 def windowed(submit: Callable[[Any], Any], items: Iterable[Any], window: int) -> Iterator[Any]:
-    """The results of ``submit(item)`` futures in item order, at most ``window`` in flight
-    (few results alive at once); the rest are cancelled if the caller stops or a task fails."""
+    """The results of ``submit(item)`` futures in item order, at most ``window`` in flight;
+    the rest are cancelled if the caller stops or a task fails."""
     pending: deque = deque()
     try:
         for it in items:
@@ -169,6 +159,31 @@ def windowed(submit: Callable[[Any], Any], items: Iterable[Any], window: int) ->
         with suppress(Exception):  # a lost Dask client cannot cancel; nothing to do then
             for fut in pending:
                 fut.cancel()
+
+
+def tree_fold(items: Iterable[T], combine: Callable[[T, T], T]) -> T:
+    """Fold ``items`` (in index order) with ``combine(left, right)`` along a tree fixed by
+    the item index alone (a binary counter: equal-sized partial results merge as soon as
+    both exist, the rest fold right to left), holding O(log n) partial results.
+    ``combine`` may be ``operator.add`` or a Dask task on two futures: the same bits.
+
+    Examples
+    --------
+    >>> tree_fold(["a", "b", "c", "d", "e"], lambda x, y: f"({x}{y})")
+    '(((ab)(cd))e)'
+    """
+    stack: list[tuple[int, T]] = []
+    for x in items:
+        size, node = 1, x
+        while stack and stack[-1][0] == size:
+            size, node = 2 * size, combine(stack.pop()[1], node)
+        stack.append((size, node))
+    if not stack:
+        raise ParameterError("nothing to reduce")
+    total = stack.pop()[1]
+    while stack:
+        total = combine(stack.pop()[1], total)
+    return total
 
 
 def resolve(executor: LocalExecutor | None, n_jobs: int | None = None):

@@ -1,11 +1,9 @@
 """Threads or worker processes: decided once per command, from the estimated work.
 
-Threads are the default: the front end mostly runs code that releases the GIL
-(decoding, FFTs, BLAS), so threads use the cores, start instantly and share the
-imported modules. Worker processes cost about 1-3 s to start on a 2-core machine, so a
-command asks for them only when its audio reaches :data:`PROCESS_MIN_AUDIO_S`. The
-command builds one executor with :func:`executor_for_work` and every stage reuses it;
-``n_jobs`` caps the workers, and ``n_jobs=1`` never starts a process.
+Threads are the default: the front end mostly runs code that releases the GIL (decoding,
+FFTs, BLAS), so threads use the cores, start instantly and share the imported modules.
+Worker processes cost about 1-3 s to start on a 2-core machine, so a command asks for them
+only when its audio reaches :data:`PROCESS_MIN_AUDIO_S`; ``n_jobs=1`` never starts one.
 """
 
 from __future__ import annotations
@@ -13,7 +11,7 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Iterable
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from ..exceptions import ParameterError
 from .local import LocalExecutor, default_workers
@@ -22,41 +20,26 @@ __all__ = ["PROCESS_MIN_AUDIO_S", "Plan", "count_until", "executor_for_work", "p
 
 logger = logging.getLogger("audiogmm.engine")
 
-#: Seconds of audio from which a command uses worker processes instead of threads:
-#: 20,000 s = 5.6 h, ~15 s of single-core extraction at ~1,300x real time. Measured with
-#: `audiogmm extract -j 2` on the 2-core development machine (busy, ``speech`` preset):
-#: processes lost at 2,331 s of audio (5.5 s vs 4.7 s), tied at 11,170 s (31.8 s vs
-#: 32.1 s) and won at 22,340 s (42 s vs 65 s); see the README, "Performance". Counted in
-#: audio seconds, not frames: the front end costs about the same per second of audio at a
-#: 10 or a 20 ms hop (1,165x and 1,290x real time for ``speech`` and ``general``).
+#: Seconds of audio from which a command uses worker processes instead of threads (5.6 h,
+#: ~15 s of single-core extraction): `audiogmm extract -j 2` on 2 cores lost with processes
+#: at 2,331 s of audio, tied at 11,170 s and won at 22,340 s (README, "Performance"). In
+#: audio seconds, not frames: the front end costs about the same at a 10 or a 20 ms hop.
 #: ``AUDIOGMM_PROCESSES=0/1`` overrides the rule.
 PROCESS_MIN_AUDIO_S = 20_000.0
 
 
-@dataclass(frozen=True)
-class Plan:
-    """How a command runs its tasks: ``n_workers``, ``processes`` for isolated tasks (else
-    threads), the ``work_s`` estimate it was decided on, and the ``reason`` for the log."""
+class Plan(NamedTuple):
+    """How a command runs its tasks: ``n_workers``, ``processes`` (else threads), and the
+    ``reason`` for the log."""
 
     n_workers: int
     processes: bool
-    work_s: float
     reason: str
-
-
-def _env_processes() -> bool | None:
-    env = os.environ.get("AUDIOGMM_PROCESSES", "").strip().lower()
-    if env in ("", "auto"):
-        return None
-    if env in ("0", "1"):
-        return env == "1"
-    raise ParameterError(f"AUDIOGMM_PROCESSES must be 0, 1 or auto; got {env!r}")
 
 
 def plan(work_s: float, n_jobs: int | None = None) -> Plan:
     """Threads or processes for ``work_s`` seconds of audio, on at most ``n_jobs`` workers
-    (None: :func:`~audiogmm.engine.default_workers`). ``AUDIOGMM_PROCESSES=0/1`` overrides
-    the size rule.
+    (None: :func:`~audiogmm.engine.default_workers`).
 
     Examples
     --------
@@ -66,19 +49,18 @@ def plan(work_s: float, n_jobs: int | None = None) -> Plan:
     n = default_workers() if n_jobs is None else int(n_jobs)
     if n < 1:
         raise ParameterError(f"n_jobs must be None or an int >= 1; got {n_jobs!r}")
-    forced = _env_processes()
+    env = os.environ.get("AUDIOGMM_PROCESSES", "").strip().lower()
+    if env not in ("", "auto", "0", "1"):
+        raise ParameterError(f"AUDIOGMM_PROCESSES must be 0, 1 or auto; got {env!r}")
     if n == 1:
-        return Plan(1, False, work_s, "1 worker: in this thread")
-    if forced is not None:
-        how = "processes" if forced else "threads"
-        return Plan(n, forced, work_s, f"{n} {how} (AUDIOGMM_PROCESSES)")
+        return Plan(1, False, "1 worker: in this thread")
+    if env in ("0", "1"):
+        how = "processes" if env == "1" else "threads"
+        return Plan(n, env == "1", f"{n} {how} (AUDIOGMM_PROCESSES)")
     big = work_s >= PROCESS_MIN_AUDIO_S
-    rel = ">=" if big else "<"
-    how = "worker processes" if big else "threads"
-    return Plan(
-        n, big, work_s,
-        f"{n} {how}: ~{work_s:,.0f} s of audio {rel} {PROCESS_MIN_AUDIO_S:,.0f} s",
-    )  # fmt: skip
+    how, rel = ("worker processes", ">=") if big else ("threads", "<")
+    why = f"~{work_s:,.0f} s of audio {rel} {PROCESS_MIN_AUDIO_S:,.0f} s"
+    return Plan(n, big, f"{n} {how}: {why}")
 
 
 def count_until(values: Iterable[float], limit: float) -> float:

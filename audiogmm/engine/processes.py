@@ -1,39 +1,32 @@
 """Worker processes for :class:`~audiogmm.engine.local.LocalExecutor` (only when asked).
 
-``forkserver`` workers (``spawn`` where it is missing) never inherit the parent's BLAS
-or numba threads, and start warm: the forkserver imports the front end once. Workers
-import the caller's ``__main__``, so a script asking for processes needs the
-``if __name__ == "__main__":`` guard. Two guarantees
-:class:`concurrent.futures.ProcessPoolExecutor` does not give:
-
-* **A dead worker costs only its task.** Each worker runs one task at a time over its
-  own pipe, so when one dies (SIGKILL, the OOM killer, a crash in C code) the pool
-  knows its task. That task is retried once in a fresh worker; if the retry dies too,
-  its future gets the function's answer for a lost task (:func:`on_worker_lost`), or
-  :class:`BrokenProcessPool` naming the signal. Every other task goes on.
-* **Workers die with their parent.** Each holds the read end of a pipe whose only
-  write end stays in the parent; a watchdog thread exits the worker at end-of-file,
-  whatever killed the parent, even mid-task. On Linux a worker also asks for SIGKILL
-  when the forkserver dies (``prctl(PR_SET_PDEATHSIG)``).
+``forkserver`` workers (``spawn`` where it is missing) never inherit the parent's BLAS or
+numba threads and start warm (the forkserver imports the front end once); a script asking
+for processes needs the ``if __name__ == "__main__":`` guard. Unlike
+:class:`concurrent.futures.ProcessPoolExecutor`, **a dead worker costs only its task**
+(each worker runs one task at a time over its own pipe; the task is retried once in a fresh
+worker, then gets :func:`on_worker_lost`'s answer or :class:`BrokenProcessPool`), and
+**workers die with their parent** (a watchdog thread exits at end-of-file on a pipe whose
+only write end the parent holds; on Linux also ``prctl(PR_SET_PDEATHSIG)``).
 """
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import itertools
 import logging
 import multiprocessing
 import os
+import queue
 import signal
 import sys
 import threading
 import time
-from collections import deque
 from concurrent.futures import Executor, Future
 from concurrent.futures.process import BrokenProcessPool
-from dataclasses import dataclass, field
 from multiprocessing.connection import Connection, wait
-from typing import Any, Callable
+from typing import Any, Callable, NamedTuple
 
 __all__ = ["MAX_ATTEMPTS", "WorkerPool", "on_worker_lost"]
 
@@ -52,46 +45,30 @@ _START_TRIES = 10  # attempts to start a worker (~5 s in all) before the pool gi
 
 
 def on_worker_lost(handler: Callable[..., Any]) -> Callable[[Callable[..., Any]], Callable]:
-    """Declare what a task function returns when its worker died on every attempt.
-
-    ``handler(*args, reason=...)`` gets the task's arguments and a sentence such as
-    ``"worker process killed by SIGKILL (out of memory?) on each of 2 attempts"``; its
-    return value becomes the task's result, so a batch can skip the item and go on.
-
-    Examples
-    --------
-    >>> def _lost(path, *, reason):
-    ...     return ("skipped", path, reason)
-    >>> @on_worker_lost(_lost)
-    ... def work(path):
-    ...     return ("ok", path, "")
-    """
+    """Declare what a task function returns when its worker died on every attempt:
+    ``handler(*args, reason=...)``, given the task's arguments and a sentence such as
+    ``"worker process killed by SIGKILL (out of memory?) on each of 2 attempts"``, returns
+    the task's result, so that a batch can skip the item and go on."""
 
     def mark(fn: Callable[..., Any]) -> Callable[..., Any]:
         fn.on_worker_lost = handler  # type: ignore[attr-defined]
         return fn
-
     return mark
 
 
 def _die_with_parent() -> None:
     """In a worker: get SIGKILL when the parent dies (Linux), or exit if it is gone already."""
     if sys.platform.startswith("linux"):
-        try:
-            libc = ctypes.CDLL(None, use_errno=True)
-            libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
-        except (OSError, AttributeError):  # pragma: no cover - no prctl: the pipe EOF remains
-            pass
+        with contextlib.suppress(OSError, AttributeError):  # no prctl: the pipe EOF remains
+            ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
     if os.getppid() == 1:  # the parent died before prctl took effect
         os._exit(1)
 
 
 def _watch_parent(alive: Connection) -> None:
     """In a worker thread: exit the worker when the parent's end of ``alive`` closes."""
-    try:
+    with contextlib.suppress(EOFError, OSError):
         alive.recv_bytes()  # nothing is ever sent: this returns only at end-of-file
-    except (EOFError, OSError):
-        pass
     os._exit(1)
 
 
@@ -100,24 +77,19 @@ def _worker_main(conn: Connection, alive: Connection) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
     _die_with_parent()
     threading.Thread(target=_watch_parent, args=(alive,), daemon=True).start()
-    while True:
-        try:
-            msg = conn.recv()
-        except (EOFError, OSError):
-            return  # the parent is gone
-        if msg is None:
-            return
-        fn, args = msg
-        try:
-            out: tuple[bool, Any] = (True, fn(*args))
-        except BaseException as exc:  # noqa: BLE001 - shipped back to the caller's future
-            out = (False, exc)
-        try:
-            conn.send(out)
-        except (EOFError, OSError):
-            return
-        except Exception as exc:  # the result or the exception does not pickle
-            conn.send((False, RuntimeError(f"task result could not be sent back: {exc!r}")))
+    with contextlib.suppress(EOFError, OSError):  # the parent is gone
+        while (msg := conn.recv()) is not None:
+            fn, args = msg
+            try:
+                out: tuple[bool, Any] = (True, fn(*args))
+            except BaseException as exc:  # noqa: BLE001 - shipped back to the caller's future
+                out = (False, exc)
+            try:
+                conn.send(out)
+            except (EOFError, OSError):
+                raise
+            except Exception as exc:  # the result or the exception does not pickle
+                conn.send((False, RuntimeError(f"task result could not be sent back: {exc!r}")))
 
 
 def _describe_death(exitcode: int | None) -> str:
@@ -131,42 +103,28 @@ def _describe_death(exitcode: int | None) -> str:
     return f"worker process exited with code {exitcode}"
 
 
-@dataclass
-class _Task:
-    future: Future
-    fn: Callable[..., Any]
-    args: tuple
-    attempts: int = 0
-    deaths: list[str] = field(default_factory=list)
-
-
-@dataclass
-class _Worker:
+class _Worker(NamedTuple):
     process: Any
     conn: Connection
-    task: _Task | None = None
 
 
 class WorkerPool(Executor):
-    """A pool of up to ``n_workers`` processes (started on demand) that survives the death
-    of its workers (see the module notes). Tasks and their arguments must pickle."""
+    """Up to ``n_workers`` processes (started on demand), each driven by one thread of the pool
+    that sends it one queued task at a time and waits for its answer or its death (see the
+    module notes). Tasks and their arguments must pickle."""
 
     def __init__(self, n_workers: int) -> None:
         self._n = int(n_workers)
         self._ctx = _context()
-        self._pending: deque[_Task] = deque()
-        self._workers: list[_Worker] = []
+        self._queue: queue.SimpleQueue = queue.SimpleQueue()  # (future, fn, args); None: stop
+        self._threads: list[threading.Thread] = []
         self._lock = threading.Lock()
-        self._wake_r, self._wake_w = os.pipe()
-        os.set_blocking(self._wake_w, False)
-        self._wake_lock = threading.Lock()
+        self._start_lock = threading.Lock()
         self._closing = False
-        self._manager: threading.Thread | None = None
         self._names = itertools.count()
         # the parent keeps the only write end: workers watch for its end-of-file
         self._alive_r, self._alive_w = self._ctx.Pipe(duplex=False)
 
-    # -- the caller's side -----------------------------------------------------------
     def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future:
         if kwargs:
             raise TypeError("WorkerPool.submit takes positional arguments only")
@@ -174,46 +132,85 @@ class WorkerPool(Executor):
         with self._lock:
             if self._closing:
                 raise RuntimeError("cannot submit to a pool that is shut down")
-            self._pending.append(_Task(fut, fn, args))
-            if self._manager is None:
-                self._manager = threading.Thread(
-                    target=self._manage, name="audiogmm-workers", daemon=True
-                )
-                self._manager.start()
-        self._wake()
+            self._queue.put((fut, fn, args))
+            if len(self._threads) < self._n:
+                t = threading.Thread(target=self._serve, name="audiogmm-workers", daemon=True)
+                t.start()
+                self._threads.append(t)
         return fut
 
     def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
         with self._lock:
             self._closing = True
-            if cancel_futures:
-                while self._pending:
-                    self._pending.popleft().future.cancel()
-            manager = self._manager
-        self._wake()
-        if manager is None:  # never used: no worker to stop
-            self._close_pipes()
-        elif wait:
-            manager.join()
+            with contextlib.suppress(queue.Empty):
+                while cancel_futures:
+                    task = self._queue.get_nowait()
+                    if task is not None:
+                        task[0].cancel()
+            for _ in self._threads:
+                self._queue.put(None)
+        if wait:
+            for t in self._threads:
+                t.join()
+            self._alive_r.close()
+            self._alive_w.close()
 
-    # -- the manager thread ----------------------------------------------------------
-    def _wake(self) -> None:
-        with self._wake_lock:
-            if self._wake_w < 0:  # closed: the manager is done (never write to a reused fd)
-                return
+    def _serve(self) -> None:
+        """One thread of the pool: run queued tasks on its own worker process until a None."""
+        w: _Worker | None = None
+        try:
+            while (task := self._queue.get()) is not None:
+                if task[0].set_running_or_notify_cancel():
+                    try:
+                        w = self._run(w, *task)
+                    except Exception as exc:  # e.g. no worker could start: the task fails
+                        w = None
+                        task[0].set_exception(BrokenProcessPool(f"worker process failed: {exc!r}"))
+        finally:
+            if w is not None:
+                with contextlib.suppress(OSError, EOFError):
+                    w.conn.send(None)
+                _reap(w)
+
+    def _run(self, w: _Worker | None, fut: Future, fn: Callable[..., Any], args: tuple):
+        """Run one task on ``w`` (started, or replaced after a death, as needed); return the
+        worker left alive, if any."""
+        deaths: list[str] = []
+        while len(deaths) < MAX_ATTEMPTS:
+            if w is not None and not w.process.is_alive():  # died idle: not this task's fault
+                _reap(w)
+                w = None
+            w = w or self._start_worker()
             try:
-                os.write(self._wake_w, b"x")
-            except BlockingIOError:  # the pipe is full: the manager wakes anyway
-                pass
-
-    def _close_pipes(self) -> None:
-        with self._wake_lock:
-            fds, self._wake_r, self._wake_w = (self._wake_r, self._wake_w), -1, -1
-        for fd in fds:
-            if fd >= 0:
-                os.close(fd)
-        self._alive_r.close()
-        self._alive_w.close()
+                w.conn.send((fn, args))
+                wait([w.conn, w.process.sentinel])
+                if not w.conn.poll():
+                    raise EOFError  # only the sentinel: it died without an answer
+                ok, value = w.conn.recv()
+            except (OSError, EOFError):
+                _reap(w)
+                deaths.append(_describe_death(w.process.exitcode))
+                w = None
+                if len(deaths) < MAX_ATTEMPTS:
+                    logger.warning("%s while running a task; retrying it in a fresh worker",
+                                   deaths[-1])  # fmt: skip
+                continue
+            except Exception as exc:  # the task does not pickle
+                fut.set_exception(exc)
+                return w
+            (fut.set_result if ok else fut.set_exception)(value)
+            return w
+        reason = "; then ".join(deaths)
+        if len(set(deaths)) == 1:
+            reason = f"{deaths[0]} on each of {len(deaths)} attempts"
+        handler = getattr(fn, "on_worker_lost", None)
+        try:
+            if handler is None:
+                raise BrokenProcessPool(reason)
+            fut.set_result(handler(*args, reason=reason))
+        except Exception as exc:
+            fut.set_exception(exc)
+        return None
 
     def _start_worker(self) -> _Worker:
         parent, child = self._ctx.Pipe(duplex=True)
@@ -223,7 +220,8 @@ class WorkerPool(Executor):
                 name=f"audiogmm-worker-{next(self._names)}",
             )  # fmt: skip
             try:
-                proc.start()
+                with self._start_lock:
+                    proc.start()
                 break
             except OSError:
                 # the forkserver was just killed: multiprocessing restarts it once
@@ -234,133 +232,16 @@ class WorkerPool(Executor):
                     raise
                 time.sleep(0.1 * (attempt + 1))
         child.close()
-        w = _Worker(proc, parent)
-        self._workers.append(w)
-        return w
-
-    def _dispatch(self) -> bool:
-        """Give pending tasks to idle workers (started as needed); True when the manager
-        may stop: closing, nothing pending or running."""
-        with self._lock:
-            while self._pending:
-                idle = next((w for w in self._workers if w.task is None), None)
-                if idle is None and len(self._workers) >= self._n:
-                    break
-                task = self._pending[0]
-                if task.attempts == 0 and task.future.cancelled():
-                    self._pending.popleft()
-                    continue
-                w = idle or self._start_worker()  # may raise: the task stays queued
-                self._pending.popleft()
-                if task.attempts == 0 and not task.future.set_running_or_notify_cancel():
-                    continue  # cancelled meanwhile
-                try:
-                    w.conn.send((task.fn, task.args))
-                except (OSError, EOFError):  # the worker is dead: its sentinel will say so
-                    self._pending.appendleft(task)
-                    break
-                except Exception as exc:  # the task does not pickle
-                    task.future.set_exception(exc)
-                    continue
-                task.attempts += 1
-                w.task = task
-            busy = any(w.task is not None for w in self._workers)
-            return self._closing and not self._pending and not busy
-
-    def _lost(self, w: _Worker) -> None:
-        """Worker ``w`` died: retry its task in a fresh worker, or give up on it."""
-        _reap(w.process)  # its pipe broke; if it lingers it is of no use now
-        why = _describe_death(w.process.exitcode)
-        w.conn.close()
-        self._workers.remove(w)
-        task, w.task = w.task, None
-        if task is None:
-            return
-        task.deaths.append(why)
-        if task.attempts < MAX_ATTEMPTS:
-            logger.warning("%s while running a task; retrying it in a fresh worker", why)
-            with self._lock:
-                self._pending.appendleft(task)
-            return
-        if len(set(task.deaths)) == 1:
-            reason = f"{why} on each of {len(task.deaths)} attempts"
-        else:
-            reason = "; then ".join(task.deaths)
-        handler = getattr(task.fn, "on_worker_lost", None)
-        if handler is None:
-            task.future.set_exception(BrokenProcessPool(reason))
-            return
-        try:
-            task.future.set_result(handler(*task.args, reason=reason))
-        except Exception as exc:
-            task.future.set_exception(exc)
-
-    def _manage(self) -> None:
-        try:
-            while not self._dispatch():
-                by_conn = {w.conn: w for w in self._workers}
-                by_sentinel = {w.process.sentinel: w for w in self._workers}
-                ready = wait([self._wake_r, *by_conn, *by_sentinel])
-                if self._wake_r in ready:
-                    os.read(self._wake_r, 4096)
-                done: set[int] = set()
-                for obj in ready:
-                    w = by_conn.get(obj) or by_sentinel.get(obj)
-                    if w is None or id(w) in done:
-                        continue
-                    done.add(id(w))
-                    self._collect(w)
-        except BaseException as exc:  # pragma: no cover - a bug here must not hang callers
-            logger.exception("worker pool manager failed")
-            self._fail_all(exc)
-        finally:
-            self._stop_workers()
-            self._close_pipes()
-
-    def _collect(self, w: _Worker) -> None:
-        """Read the result ``w`` sent, or handle its death."""
-        try:
-            if not w.conn.poll():
-                if w.process.is_alive():
-                    return
-                raise EOFError
-            ok, value = w.conn.recv()
-        except (EOFError, OSError):
-            self._lost(w)
-            return
-        task, w.task = w.task, None
-        if task is None:  # pragma: no cover - a worker only answers tasks
-            return
-        if ok:
-            task.future.set_result(value)
-        else:
-            task.future.set_exception(value)
-
-    def _fail_all(self, exc: BaseException) -> None:  # pragma: no cover - see _manage
-        with self._lock:
-            tasks = list(self._pending) + [w.task for w in self._workers if w.task]
-            self._pending.clear()
-        for t in tasks:
-            if not t.future.done():
-                t.future.set_exception(BrokenProcessPool(f"worker pool failed: {exc!r}"))
-
-    def _stop_workers(self) -> None:
-        for w in self._workers:
-            try:
-                w.conn.send(None)
-            except (OSError, EOFError):
-                pass
-        for w in self._workers:
-            _reap(w.process)
-            w.conn.close()
-        self._workers.clear()
+        return _Worker(proc, parent)
 
 
-def _reap(process: Any) -> None:
-    process.join(timeout=5)
-    if process.is_alive():  # stuck: kill it
-        process.kill()
-        process.join()
+def _reap(w: _Worker) -> None:
+    """Wait for a stopped or dead worker (killed if stuck) and close its pipe."""
+    w.process.join(timeout=5)
+    if w.process.is_alive():
+        w.process.kill()
+        w.process.join()
+    w.conn.close()
 
 
 def _context() -> multiprocessing.context.BaseContext:

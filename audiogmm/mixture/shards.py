@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from ..engine.reduce import tree_fold
+from ..engine.local import tree_fold
 from ..exceptions import ParameterError
 from .checks import is_int
 from .estep import accumulate
@@ -35,7 +35,7 @@ READ_FRAMES = 1 << 16
 
 
 def tree_sum(items: Iterable[Stats]) -> Stats:
-    """Sum in the fixed binary tree of :func:`audiogmm.engine.reduce.tree_fold`.
+    """Sum in the fixed binary tree of :func:`audiogmm.engine.local.tree_fold`.
 
     The tree depends only on the number of items, so any producer that yields
     them in index order gives the same bits.
