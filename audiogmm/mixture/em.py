@@ -1,20 +1,13 @@
-"""THE EM loop. Every fit runs through :func:`run`.
-
-``fit``, ``fit_iter``, every ``n_init`` restart, every round of split
-initialisation and every class of a classifier differ only in the data source,
-the starting parameters, the maximiser, the monitor and the executor they pass.
-The loop also runs C mixtures of one K at once: a :class:`~.sources.StackedSource`,
-stacked :class:`Params`, an :class:`~.mstep.MLMaximiser` with a
-:class:`~.monitor.StackedMonitor`; each member stops on its own and its result equals
-that of a run of its own (:func:`unstack`).
+"""THE EM loop, :func:`run`: every fit, restart, split round and class differs only in the
+source, starting parameters, maximiser, monitor and executor it passes. A stack of C
+mixtures (:class:`~.sources.StackedSource`, stacked :class:`Params`, a
+:class:`~.monitor.StackedMonitor`) runs at once, each member as alone (:func:`unstack`).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import Any
-
-import numpy as np
 
 from ..engine import LocalExecutor
 from .estep import accumulate
@@ -24,19 +17,15 @@ from .params import Params
 from .sources import StackedSource
 from .stats import Stats
 
-__all__ = ["EMResult", "best_of", "run", "source_stats", "unstack"]
+__all__ = ["EMResult", "run", "source_stats", "unstack"]
 
 
 @dataclass
 class EMResult:
-    """What one EM run produced: the parameters after the last M-step, the mean
-    log-likelihood per frame (nats) at each E-step, whether the change fell below ``tol``,
-    the M-steps taken, the maximiser's events (re-seeded components, each with the
-    ``iteration`` in ``history`` of the E-step after it) and the last E-step's statistics.
-
-    For a stacked run ``params`` and ``stats`` are stacked, ``history``, ``converged``
-    and ``n_iter`` are lists over members, and each event names its ``member``.
-    """
+    """One EM run: final parameters, mean log-likelihood per frame (nats) per E-step,
+    convergence, M-steps taken, the maximiser's events (each with the ``iteration`` of the
+    E-step after it) and the last statistics. Stacked: lists over members, events name
+    their ``member``."""
 
     params: Params
     history: list[float] | list[list[float]]
@@ -54,14 +43,11 @@ def source_stats(
     source, params: Params, *, executor: LocalExecutor | None = None,
     chunk_size: int | None = None, previous: Stats | None = None,
 ) -> Stats:  # fmt: skip
-    """One E-step over every chunk of ``source``, merged in source order.
-
-    A stacked source computes its running members (the others keep their rows of
-    ``previous``); a source with a ``stats`` method (a shard store) maps its own
-    blocks and sums them in a fixed tree (:mod:`audiogmm.mixture.shards`).
-    """
+    """One E-step over ``source`` in source order; a stacked source computes its running
+    members (the others keep ``previous``'s rows), a shard source its own blocks."""
     if isinstance(source, StackedSource):
-        return source.accumulate(params, executor=executor, chunk_size=chunk_size, previous=previous)
+        return source.accumulate(params, executor=executor, chunk_size=chunk_size,
+                                 previous=previous)  # fmt: skip
     shift = params.weights @ params.means
     if hasattr(source, "stats"):
         return source.stats(params, shift=shift, executor=executor, chunk_size=chunk_size)
@@ -78,15 +64,10 @@ def run(
     source, params: Params, *, maximiser: Maximiser, monitor: ConvergenceMonitor,
     executor: LocalExecutor | None = None, chunk_size: int | None = None,
 ) -> EMResult:  # fmt: skip
-    """Run EM from ``params`` (not modified) until ``monitor`` says stop.
-
-    Each iteration: accumulate statistics over the source (:func:`source_stats`),
-    report the mean log-likelihood to the monitor, and, unless it says stop, maximise.
-    ``source``: an Array, Iter, Shard or StackedSource; ``maximiser``: ``(stats, params)
-    -> (params, events)`` (ML, MAP, stacked ML); ``monitor`` (a fresh Convergence or
-    StackedMonitor per run) owns ``tol``, ``max_iter`` and the drop warning, and hears of
-    re-seeding M-steps through their events; ``executor`` runs each E-step's chunks.
-    """
+    """EM from ``params`` (not modified): E-step, report to ``monitor``, and, unless it
+    says stop, ``maximiser(stats, params) -> (params, events)``. ``source``: an Array,
+    Iter, Shard or StackedSource; ``monitor`` (fresh per run) owns ``tol``, ``max_iter``
+    and the drop warning; ``executor`` runs each E-step's chunks."""
     events: list[dict[str, Any]] = []
     reseeded: list[dict[str, Any]] = []
     stats = None
@@ -104,7 +85,7 @@ def run(
 
 
 def unstack(result: EMResult) -> list[EMResult]:
-    """The result of a stacked run as one :class:`EMResult` per member (each as if run alone)."""
+    """A stacked run's result as one :class:`EMResult` per member."""
     return [
         EMResult(
             result.params.member(c), list(hist), result.converged[c], result.n_iter[c],
@@ -115,8 +96,3 @@ def unstack(result: EMResult) -> list[EMResult]:
         for c, hist in enumerate(result.history)
     ]
 
-
-def best_of(results: list[EMResult]) -> tuple[int, EMResult]:
-    """The run with the highest final mean log-likelihood (the first on ties)."""
-    i = int(np.argmax([r.final_mean_loglik for r in results]))
-    return i, results[i]

@@ -1,16 +1,11 @@
-"""The E-step and scoring: the log-density, statistics of a chunked pass, stacked scoring.
+"""The E-step and scoring. A chunk's joint log-likelihoods are one GEMM (:func:`gemm_weights`)::
 
-The joint log-likelihood of a chunk of frames is one GEMM::
+    [(x-c)**2, x-c, 1] @ [-P/2; (mu-c) P; b] -> (chunk, K),  P = 1/var,
+    b_k = log w_k - (D log 2pi + sum log var_k + sum (mu_k-c)**2 P_k) / 2
 
-    [ (x-c)**2, (x-c), 1 ]  @  [ -P/2 ; (mu-c)*P ; b ]   ->  (chunk, K)
-
-with ``P = 1/var`` and ``b_k = log w_k - (D log 2pi + sum log var_k + sum (mu_k-c)**2 P_k) / 2``
-(:func:`gemm_weights`, the one place this formula lives). A fused row-wise
-log-sum-exp (:mod:`.kernels`) turns the block into responsibilities in place, and a
-second GEMM ``gamma.T @ [(x-c)**2, (x-c), 1]`` yields S, F and n at once. ``c`` is a
-shift near the data (the mixture mean), which keeps float32 arithmetic accurate
-when features carry a large offset. Memory is O(chunk_size x K) per worker,
-whatever the number of frames.
+A fused log-sum-exp (:mod:`.kernels`) makes them responsibilities in place; a second GEMM
+``gamma.T @ [(x-c)**2, x-c, 1]`` gives S, F and n at once. The shift ``c`` (the mixture
+mean) keeps float32 accurate under large offsets. Memory: O(chunk_size x K) per worker.
 """
 
 from __future__ import annotations
@@ -32,16 +27,12 @@ __all__ = [
 
 _LOG_2PI = math.log(2.0 * math.pi)
 
-# Largest ratio (spread of the data / component variance) that float32 arithmetic handles:
-# the expanded square loses ~eps32 * ratio nats, i.e. ~1e-2 nats at 1e5.
+# Largest (data spread / component variance) float32 handles: it loses ~eps32 * ratio nats.
 _F32_MAX_CONDITION = 1e5
-# Largest |term| of a frame's quadratic form, sum_d (x_d - c_d)**2 / var_d, per dtype. A chunk
-# whose log-likelihoods or statistics overflow is recomputed with centred values saturated
-# where the form reaches this bound: such a frame scores about -1e200 nats (float64) instead
-# of -inf or NaN, and a sum over 1e100 frames stays finite.
+# Largest quadratic form sum_d (x_d - c_d)**2 / var_d per dtype: a chunk that overflows is
+# redone with x - c saturated there (about -1e200 nats a frame, never -inf or NaN).
 _MAX_FORM = {np.dtype(np.float32): 1e30, np.dtype(np.float64): 1e200}
-# float32 also needs means within 1e18 (so (x - c)**2 <= 1e36) and every precision 1/var
-# in its normal range.
+# float32 also needs means within 1e18 and every precision 1/var in its normal range.
 _F32_MAX_REACH = 1e18
 _F32_VAR_RANGE = (1e-30, 1e30)
 
@@ -49,10 +40,8 @@ _F32_VAR_RANGE = (1e-30, 1e30)
 def gemm_weights(
     weights: np.ndarray, means: np.ndarray, variances: np.ndarray, shift: np.ndarray, dtype
 ) -> np.ndarray:
-    """The (2D+1, K) matrix, in ``dtype``, mapping ``[(x-c)**2, x-c, 1]`` to joint log-likelihoods.
-
-    ``weights`` (K,), ``means`` and ``variances`` (K, D), ``shift`` the centre ``c`` (D,).
-    """
+    """The (2D+1, K) matrix, in ``dtype``, mapping ``[(x-c)**2, x-c, 1]`` to joint
+    log-likelihoods; ``weights`` (K,), ``means``/``variances`` (K, D), ``shift`` ``c`` (D,)."""
     prec = 1.0 / variances
     mc = means - shift
     with np.errstate(divide="ignore"):  # an empty slot (weight 0) has log-weight -inf
@@ -67,10 +56,8 @@ def gemm_weights(
 def estimate_log_prob(
     X: np.ndarray, weights: np.ndarray, means: np.ndarray, variances: np.ndarray
 ) -> np.ndarray:
-    """Joint log-likelihoods ``log w_k + log N(x_t | mu_k, diag(var_k))``, (n_frames, K), nats.
-
-    An unchunked float64 evaluation of ``X`` (n_frames, D), centred on the mixture mean.
-    """
+    """Joint log-likelihoods ``log w_k + log N(x_t | mu_k, var_k)`` (n_frames, K), nats, of
+    ``X`` (n_frames, D): unchunked float64, centred on the mixture mean."""
     shift = weights @ means
     xc = np.asarray(X, dtype=np.float64) - shift
     W = gemm_weights(weights, means, variances, shift, np.float64)
@@ -98,11 +85,8 @@ def saturation(variances: np.ndarray, dtype) -> float:
 
 
 def compute_dtype(X: np.ndarray, weights: np.ndarray, means: np.ndarray, variances: np.ndarray):
-    """float32 for float32 frames, unless a (near-)collapsed component or the model's
-    scale needs float64 (when ``(x - c)**2 / var`` could overflow float32).
-
-    ``weights``/``means``/``variances`` may be stacked, shapes (..., K) and (..., K, D).
-    """
+    """float32 for float32 frames, unless a (near-)collapsed component or the model's scale
+    could overflow ``(x - c)**2 / var`` in float32; parameters may be stacked (..., K[, D])."""
     if X.dtype != np.float32:
         return np.float64
     if not (_F32_VAR_RANGE[0] <= np.min(variances) and np.max(variances) <= _F32_VAR_RANGE[1]):
@@ -140,10 +124,8 @@ class _Workspace(threading.local):
 
 
 def fill_rows(xx: np.ndarray, Xc: np.ndarray, shift: np.ndarray, limit: float | None) -> None:
-    """Write ``[(x-c)**2, x-c, 1]`` rows of ``Xc`` into ``xx`` (its last column already 1).
-
-    With ``limit``, ``x-c`` is saturated to +-limit first.
-    """
+    """``[(x-c)**2, x-c, 1]`` rows of ``Xc`` into ``xx`` (last column already 1), ``x-c``
+    saturated to +-``limit`` when given."""
     D = Xc.shape[1]
     xc = xx[:, D : 2 * D]
     with np.errstate(over="ignore", invalid="ignore"):  # overflow: the caller retries
@@ -163,10 +145,9 @@ def accumulate(
 ) -> Stats:  # fmt: skip
     """E-step: float64 statistics of frames ``X`` (n_frames, n_dims) under ``params``.
 
-    :func:`accumulate_many` for one mixture; pure, inputs trusted. ``sample_weight``
-    (n_frames,) weights the statistics and log-likelihood; ``shift`` (n_dims,) is the
-    centre of the moments (default ``out``'s, else the mixture mean); ``out``:
-    statistics to add into, returned.
+    :func:`accumulate_many` for one mixture (pure, inputs trusted). ``sample_weight``
+    (n_frames,); ``shift`` (n_dims,) the moments' centre (default ``out``'s, else the
+    mixture mean); ``out``: statistics to add into, returned.
     """
     if shift is None:
         shift = out.shift if out is not None else params.weights @ params.means
@@ -187,19 +168,12 @@ def accumulate_many(
 ) -> tuple[np.ndarray, ...]:  # fmt: skip
     """THE E-step: statistics of mixtures ``members`` of a stack, each on its own frames.
 
-    Every member's chunks are packed into tasks of about one chunk of frames and
-    run in one executor map; each frame is scored against its own member's K
-    components only. Per member the arithmetic is that of a run of its own (the
-    same chunk boundaries, GEMMs and kernel calls, chunks reduced in order), so the
-    result depends neither on the executor nor on the other members.
-
-    ``Xs[c]`` (n_frames_c, n_dims) are member c's frames (``sample_weights[c]`` its
-    optional weights); ``weights`` (n_members, K), ``means``/``variances`` (n_members,
-    K, n_dims); ``members`` the R to compute, with ``shifts`` (R, n_dims) their moments'
-    centres. ``chunk_size`` defaults to :func:`auto_chunk_size`; ``executor`` runs the
-    tasks (default serially); ``fast``: the numba kernel for large calls only (None,
-    :func:`.kernels.use_numba`), always (True) or never (False).
-
+    All chunks run in one executor map; per member the arithmetic is that of a run of its
+    own (same chunks, GEMMs and kernel calls, reduced in order), whatever the executor.
+    ``Xs[c]`` (n_frames_c, n_dims) and ``sample_weights[c]`` are member c's; ``weights``
+    (n_members, K), ``means``/``variances`` (n_members, K, n_dims); ``shifts`` (R, n_dims)
+    centre the R ``members``. ``chunk_size`` default :func:`auto_chunk_size`; ``fast``:
+    numba for large calls (None, :func:`.kernels.use_numba`), always or never.
     Returns n (R, K), F and S (R, K, n_dims) about ``shifts``, loglik and n_frames (R,).
     """
     R, K, D = len(members), means.shape[1], means.shape[2]
@@ -297,13 +271,9 @@ def stacked_log_likelihood(
     chunk_size: int | None = None, executor: LocalExecutor | None = None,
     fast: bool | None = None,
 ) -> np.ndarray:  # fmt: skip
-    """Per-frame log-likelihood (n_frames, M), nats, of ``X`` under M stacked mixtures.
-
-    One batched pass: ``weights`` (M, K), ``means`` and ``variances`` (M, K, D).
-    ``chunk_size`` defaults to :func:`auto_chunk_size` of all M K components;
-    ``executor`` and ``fast`` as for :func:`accumulate_many` (``fast=None``: numba for
-    very large calls only, as scoring is a single pass).
-    """
+    """Per-frame log-likelihood (n_frames, M), nats, of ``X`` under M stacked mixtures
+    (``weights`` (M, K), ``means``/``variances`` (M, K, D)) in one batched pass; other
+    arguments as for :func:`accumulate_many` (numba only for very large calls)."""
     M, K, D = means.shape
     dtype = compute_dtype(X, weights, means, variances)
     w = weights.reshape(M * K) / M  # any common shift works; use the pooled mean

@@ -34,23 +34,14 @@ def fit_mixtures(
     checkpoint: Any = None, prior: Params | None = None, maximiser: Any = None,
     tick: Callable[[], None] | None = None,
 ) -> None:  # fmt: skip
-    """Fit ``models[c]`` on ``sources[c]``: the one function that orchestrates a fit.
+    """Fit ``models[c]`` (validated DiagGMMs, in place) on ``sources[c]``.
 
-    :meth:`DiagGMM.fit` (one model), a classifier's classes, a UBM and MAP
-    adaptation all run through here, and every EM iteration through
-    :func:`audiogmm.mixture.em.run`. Per model: global moments and variance
-    floor, ``n_init`` rounds of (initialise, :func:`em.run`), then the best round
-    is adopted with its report and convergence warning. Several models (a
-    classifier's classes, which share every parameter but the seed) run their EM
-    rounds stacked, each ending exactly as it would alone.
-
-    ``models``: unfitted DiagGMMs with validated parameters, fitted in place;
-    ``sources``: their validated frames (several models need ``ArraySource``\\ s without
-    sample weights). ``executor`` runs the E-step chunks (default: ``n_jobs`` threads
-    of the first model); ``checkpoint`` (one model, ``n_init=1``): see
-    :meth:`DiagGMM.fit_source`; ``prior`` (MAP): every model starts from it and runs
-    ``max_iter`` iterations of ``maximiser`` (:class:`~.map.MAPMaximiser`), no
-    initialisation nor restarts; ``tick`` is called after each model (progress).
+    Per model: global moments and variance floor, ``n_init`` rounds of (initialise,
+    :func:`em.run`), the best round adopted. Several models (a classifier's classes)
+    run stacked, each ending exactly as alone (they need ``ArraySource``\\ s without
+    weights). ``executor`` default: ``n_jobs`` threads of the first model; ``checkpoint``:
+    see :meth:`DiagGMM.fit_source`; ``prior`` (MAP): every model runs ``max_iter``
+    iterations of ``maximiser`` from it; ``tick`` is called after each model.
     """
     if not models:
         return
@@ -72,8 +63,8 @@ def fit_mixtures(
         for _ in range(first.n_init):
             for c, r in enumerate(_one_round(models, sources, starts, ex, checkpoint)):
                 runs[c].append(r)
-    for m, src, (_, gmean, gvar, extremes), rs in zip(models, sources, starts, runs):
-        _finish(m, rs, src, gmean, gvar, extremes, t0)
+    for m, src, start, rs in zip(models, sources, starts, runs):
+        _finish(m, rs, src, *start[1:], t0)
         if tick is not None:
             tick()
 
@@ -83,17 +74,15 @@ def _one_round(models, sources, starts, ex, checkpoint) -> list[em.EMResult]:
     first = models[0]
     if len(models) == 1:
         m, src = models[0], sources[0]
-        monitor, maximiser, saved = _monitor(m, src), ml_maximiser(m), None
-        if checkpoint is not None:  # resume: saved parameters replace the init
-            saved = checkpoint.restore(monitor)
+        monitor, maximiser = _monitor(m, src), ml_maximiser(m)
+        # resume: saved parameters replace the init
+        saved = None if checkpoint is None else checkpoint.restore(monitor)
         if saved is None:
             params, init_events = _init_params(m, src, starts[0][0], ex)
         else:
             params, init_events = saved[0], []
         if checkpoint is not None:
-            monitor, maximiser = checkpoint.attach(
-                monitor, maximiser, saved is not None and saved[1]
-            )
+            monitor, maximiser = checkpoint.attach(monitor, maximiser, bool(saved and saved[1]))
         res = em.run(
             src, params, maximiser=maximiser, monitor=monitor, executor=ex,
             chunk_size=frames_per_chunk(m),
@@ -116,9 +105,10 @@ def _one_round(models, sources, starts, ex, checkpoint) -> list[em.EMResult]:
     monitor = StackedMonitor([_monitor(m, src) for m, src in zip(models, sources)])
     floors = np.stack([m.var_floor_ for m in models])
     maximiser = MLMaximiser(floors, first.min_weight, first.min_count, monitor)
+    stacked = StackedSource([src.X for src in sources], monitor.running)
     res = em.run(
-        StackedSource([src.X for src in sources], monitor.running), Params.stack([p for p, _ in inits]),
-        maximiser=maximiser, monitor=monitor, executor=ex, chunk_size=frames_per_chunk(first),
+        stacked, Params.stack([p for p, _ in inits]), maximiser=maximiser, monitor=monitor,
+        executor=ex, chunk_size=frames_per_chunk(first),
     )  # fmt: skip
     out = em.unstack(res)
     for c, r in enumerate(out):
@@ -159,19 +149,14 @@ def ml_maximiser(model: DiagGMM) -> MLMaximiser:
 
 
 def _global_moments(model: DiagGMM, source) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """One pass of plain moments over the source (also counts its frames).
-
-    Returns the global mean and variance, and a (2, n_dims) probe of the data's
-    extremes in its own dtype (what :func:`compute_dtype` looks at).
-    """
-    total = None
-    lo = hi = None
+    """Global mean and variance from one pass (which also counts the frames), and the
+    data's (2, n_dims) extremes in its own dtype (for :func:`compute_dtype`)."""
+    total, lows, highs = None, [], []
     for Xc, sw in source:
-        if total is None:
-            total = Stats.zeros(1, Xc.shape[1], shift=np.asarray(Xc[0], dtype=np.float64))
-            lo, hi = Xc.min(0), Xc.max(0)
-        total = total + Stats.of_frames(Xc, sw, shift=total.shift)
-        lo, hi = np.minimum(lo, Xc.min(0)), np.maximum(hi, Xc.max(0))
+        st = Stats.of_frames(Xc, sw, shift=Xc[0] if total is None else total.shift)
+        total = st if total is None else total + st
+        lows.append(Xc.min(0))
+        highs.append(Xc.max(0))
     if total is None:
         raise ParameterError("fit_iter: the chunks hold no frames")
     check_enough_frames(source.n_frames, model.n_components, "the data")
@@ -179,12 +164,13 @@ def _global_moments(model: DiagGMM, source) -> tuple[np.ndarray, np.ndarray, np.
         raise ParameterError("sample_weight sums to 0: there is nothing to fit")
     with np.errstate(over="ignore", invalid="ignore"):
         gmean, gvar = global_mean_var(total)
+    extremes = np.stack([np.min(lows, 0), np.max(highs, 0)])
     if not (np.isfinite(gmean).all() and np.isfinite(gvar).all()):
-        peak = max(float(np.max(np.abs(lo))), float(np.max(np.abs(hi))))
         raise ParameterError(
-            f"the data's variance overflows float64 (|x| up to {peak:.3g}); rescale the data"
+            f"the data's variance overflows float64 (|x| up to {np.max(np.abs(extremes)):.3g}); "
+            "rescale the data"
         )
-    return gmean, gvar, np.stack([lo, hi])
+    return gmean, gvar, extremes
 
 
 def _subsample(model: DiagGMM, source, rng: np.random.Generator) -> np.ndarray:
@@ -209,8 +195,8 @@ def _init_params(
     return params, []
 
 
-def _start(model: DiagGMM, source) -> tuple[np.random.Generator, np.ndarray, np.ndarray, np.ndarray]:
-    """The fit's random stream, global moments, per-dimension extremes, variance floor (set)."""
+def _start(model: DiagGMM, source) -> tuple:
+    """The fit's random stream, global moments and extremes; sets the variance floor."""
     rng = np.random.default_rng(model.random_state)
     gmean, gvar, extremes = _global_moments(model, source)
     zero_dims = np.flatnonzero(gvar <= model.var_floor_abs)
@@ -232,18 +218,14 @@ def _start(model: DiagGMM, source) -> tuple[np.random.Generator, np.ndarray, np.
 
 
 def _monitor(model: DiagGMM, source) -> ConvergenceMonitor:
-    return ConvergenceMonitor(
-        model.tol, model.max_iter, model.verbose,
-        drop_tol=source.drop_tol, scale=model.var_floor_.shape[0],
-    )  # fmt: skip
+    return ConvergenceMonitor(model.tol, model.max_iter, model.verbose, drop_tol=source.drop_tol,
+                              scale=model.var_floor_.shape[0])  # fmt: skip
 
 
-def _finish(
-    model: DiagGMM, runs: list[em.EMResult], source, gmean: np.ndarray, gvar: np.ndarray,
-    extremes: np.ndarray, t0: float,
-) -> None:  # fmt: skip
+def _finish(model: DiagGMM, runs: list[em.EMResult], source, gmean, gvar, extremes, t0) -> None:
     """Adopt the best of the ``n_init`` runs; the fit report; the convergence warning."""
-    which, best = em.best_of(runs)
+    which = int(np.argmax([r.final_mean_loglik for r in runs]))  # the first on ties
+    best = runs[which]
     p = best.params
     try:  # the same checks as save/load: a fit never ends with a model that cannot load
         validate_param_arrays("EM result", p.weights, p.means, p.variances)
@@ -252,8 +234,9 @@ def _finish(
             f"{e}; check means_init/variances_init against the data's scale, or rescale "
             "the data"
         ) from None
-    model.weights_, model.means_, model.variances_ = best.params
-    model.history_, model.converged_, model.n_iter_ = list(best.history), best.converged, best.n_iter
+    model.weights_, model.means_, model.variances_ = p
+    model.history_, model.converged_ = list(best.history), best.converged
+    model.n_iter_ = best.n_iter
     model.fit_report_ = {
         "n_frames": int(source.n_frames), "n_dims": int(gvar.shape[0]),
         "n_components": model.n_components, "n_iter": best.n_iter, "converged": best.converged,

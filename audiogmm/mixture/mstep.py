@@ -1,9 +1,7 @@
 """The maximum-likelihood M-step: parameters from statistics, floors, and re-seeding.
 
-A maximiser is a callable ``maximiser(stats, params) -> (new_params, events)``: it
-reads only the statistics (and the current parameters), keeps no state, and reports
-what it did as event dicts. :class:`MLMaximiser` is the ML one (for one mixture or a
-stack); MAP adaptation is another (:mod:`.map`).
+A maximiser ``(stats, params) -> (new_params, events)`` reads only its arguments, keeps no
+state and reports what it did as event dicts: :class:`MLMaximiser` here, MAP in :mod:`.map`.
 """
 
 from __future__ import annotations
@@ -40,11 +38,8 @@ def global_mean_var(stats: Stats) -> tuple[np.ndarray, np.ndarray]:
 
 
 def floor_weights(w: np.ndarray, min_weight: float) -> np.ndarray:
-    """Closest weights to ``w`` (K,) (max-likelihood sense) with every entry >= ``min_weight``.
-
-    Water-filling: clamp the small ones to the floor (capped at 1/K) and share the
-    remaining mass among the others in proportion to their counts, until stable.
-    """
+    """Closest weights to ``w`` (K,) with every entry >= ``min_weight`` (capped at 1/K), by
+    water-filling: clamp the small ones, share the rest in proportion, until stable."""
     K = w.shape[0]
     min_weight = min(min_weight, 1.0 / K)
     clamped = np.zeros(K, dtype=bool)
@@ -63,12 +58,8 @@ def floor_weights(w: np.ndarray, min_weight: float) -> np.ndarray:
 def maximise(
     stats: Stats, *, var_floor: np.ndarray | float = 0.0, min_weight: float = 0.0
 ) -> Params:
-    """M-step of one mixture: ML parameters from statistics, variances >= ``var_floor``
-    (float or (n_dims,)), weights >= ``min_weight`` (:func:`floor_weights`).
-
-    A component with zero occupancy gets the global mean and variance; :func:`reseed`
-    moves it.
-    """
+    """ML parameters of one mixture from statistics, variances >= ``var_floor`` (float or
+    (n_dims,)), weights >= ``min_weight``; an empty component gets the global moments."""
     n = stats.n
     means, var = stats.mean_var()
     empty = n <= 0
@@ -93,12 +84,9 @@ def split_component(params: Params, src: int, dst: int) -> None:
 
 
 def reseed(params: Params, stats: Stats, min_count: float) -> tuple[Params, list[Event]]:
-    """Re-seed under-occupied components by splitting the heaviest one (logged).
-
-    A component whose occupancy is below ``min(min_count, n_frames / (2 K))`` is
-    replaced by half of the heaviest strong component (:func:`split_component`).
-    Returns new parameters and one ``{component, occupancy, split_from}`` event each.
-    """
+    """Components of occupancy below ``min(min_count, n_frames / (2 K))`` replaced by half
+    of the heaviest strong one (logged); new parameters and one ``{component, occupancy,
+    split_from}`` event each."""
     K = params.n_components
     thr = min(min_count, 0.5 * stats.n_frames / K)
     weak = [int(k) for k in np.flatnonzero(stats.n < thr)]
@@ -125,14 +113,11 @@ def maximise_stack(
     n: np.ndarray, F: np.ndarray, S: np.ndarray, shift: np.ndarray, n_frames: np.ndarray, *,
     var_floor: np.ndarray, min_weight: float = 0.0, min_count: float | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[list[Event]]]:  # fmt: skip
-    """THE ML M-step, for R mixtures at once (a single mixture is a stack of one).
-
-    The common case (no empty component, no weight to floor, nothing to re-seed)
-    is array arithmetic over the stack; a mixture that needs more goes through
-    :func:`maximise` and :func:`reseed` on its own. ``n`` (R, K), ``F``/``S`` (R, K,
-    n_dims) about ``shift`` (R, n_dims), ``n_frames`` (R,), ``var_floor`` (R, n_dims);
-    ``min_weight``/``min_count`` as for :class:`MLMaximiser`. Returns weights (R, K),
-    means and variances (R, K, n_dims), and R lists of re-seed events.
+    """THE ML M-step, for R mixtures at once: array arithmetic over the stack, except for a
+    mixture with an empty component, a weight to floor or one to re-seed (:func:`maximise`,
+    :func:`reseed`). ``n`` (R, K), ``F``/``S`` (R, K, n_dims) about ``shift`` (R, n_dims),
+    ``n_frames`` (R,), ``var_floor`` (R, n_dims). Returns weights (R, K), means and
+    variances (R, K, n_dims), and R lists of re-seed events.
     """
     K = n.shape[1]
     means, var = moments(n, F, S, shift)
@@ -158,14 +143,9 @@ def maximise_stack(
 
 @dataclass(frozen=True)
 class MLMaximiser:
-    """THE ML M-step as a maximiser: absolute ``var_floor``, ``min_weight`` floor, and
-    re-seeding below ``min_count`` (:func:`reseed`; None turns it off).
-
-    For one mixture ``var_floor`` is (n_dims,). For a stack (statistics with a leading
-    axis) it is (n_members, n_dims) and ``monitor``, the run's StackedMonitor, says which
-    members still run (only those are updated) and numbers each member's events by its
-    own iteration.
-    """
+    """THE ML M-step as a maximiser: ``var_floor`` (n_dims,), ``min_weight``, re-seeding
+    below ``min_count`` (None: off). For a stack ``var_floor`` is (n_members, n_dims) and
+    ``monitor``, the run's StackedMonitor, says which members to update."""
 
     var_floor: np.ndarray
     min_weight: float = 0.0
@@ -173,21 +153,20 @@ class MLMaximiser:
     monitor: Any = None
 
     def __call__(self, stats: Stats, params: Params) -> tuple[Params, list[Event]]:
-        if self.monitor is None:  # one mixture: a stack of one
-            floor = np.broadcast_to(np.asarray(self.var_floor, dtype=np.float64), stats.shift.shape)
-            w, m, v, events = maximise_stack(
-                stats.n[None], stats.F[None], stats.S[None], stats.shift[None],
-                np.array([stats.n_frames]), var_floor=floor[None],
-                min_weight=self.min_weight, min_count=self.min_count,
-            )  # fmt: skip
-            return Params(w[0], m[0], v[0]), events[0]
-        out = params.copy()
-        live = np.flatnonzero(self.monitor.running)
+        one = self.monitor is None  # one mixture: a stack of one
+        n, F, S, shift, nf = (
+            np.asarray(a)[None] if one else a
+            for a in (stats.n, stats.F, stats.S, stats.shift, stats.n_frames)
+        )  # fmt: skip
+        floor = np.broadcast_to(np.asarray(self.var_floor, dtype=np.float64), shift.shape)
+        live = np.flatnonzero(self.monitor.running) if not one else [0]
         w, m, v, evs = maximise_stack(
-            stats.n[live], stats.F[live], stats.S[live], stats.shift[live],
-            stats.n_frames[live], var_floor=self.var_floor[live],
+            n[live], F[live], S[live], shift[live], nf[live], var_floor=floor[live],
             min_weight=self.min_weight, min_count=self.min_count,
         )  # fmt: skip
+        if one:
+            return Params(w[0], m[0], v[0]), evs[0]
+        out = params.copy()
         out.weights[live], out.means[live], out.variances[live] = w, m, v
         events: list[Event] = []
         for c, ev in zip(live, evs):

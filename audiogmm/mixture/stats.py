@@ -1,19 +1,10 @@
-"""Sufficient statistics of a diagonal GMM: the contract between E-step and M-step.
+"""Sufficient statistics of a diagonal GMM, the contract between E-step and M-step (float64):
 
-A :class:`Stats` holds, for ``K`` components and ``D`` dimensions,
-
-* ``n``  (K,)   zeroth order  ``sum_t w_t gamma_tk``
-* ``F``  (K, D) first order   ``sum_t w_t gamma_tk (x_t - c)``
-* ``S``  (K, D) second order  ``sum_t w_t gamma_tk (x_t - c)**2``
-* ``loglik``    ``sum_t w_t log p(x_t)`` (nats)
-* ``n_frames``  ``sum_t w_t`` (the frame count when unweighted)
-
-all in float64. The moments are taken about a *shift* vector ``c`` (D,), chosen
-near the data, so that the variance ``S/n - (F/n)**2`` does not suffer the
-catastrophic cancellation of raw moments when features carry a large offset.
-Statistics are additive: ``a + b`` merges two shards (re-centring one of them
-when their shifts differ), which is what chunked, out-of-core, parallel and
-distributed training are built on.
+``n`` (K,) ``sum_t w_t gamma_tk``; ``F``, ``S`` (K, D) ``sum_t w_t gamma_tk (x_t - c)`` and
+``(x_t - c)**2``; ``loglik`` ``sum_t w_t log p(x_t)`` (nats); ``n_frames`` ``sum_t w_t``.
+The moments are about a shift ``c`` (D,) near the data, so ``S/n - (F/n)**2`` does not
+cancel under a large offset. ``a + b`` merges two shards (re-centring one if needed):
+chunked, out-of-core, parallel and distributed training are built on it.
 """
 
 from __future__ import annotations
@@ -32,20 +23,8 @@ _ARRAY_KEYS = ("n", "F", "S", "shift", "scalars")
 def moments(
     n: np.ndarray, F: np.ndarray, S: np.ndarray, shift: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray]:
-    """``mean = c + F/n`` and ``var = S/n - (F/n)**2`` (clipped at 0); NaN where ``n = 0``.
-
-    Taken about the shift ``c``, so a large offset does not cancel. Leading axes broadcast.
-
-    Parameters
-    ----------
-    n : ndarray of shape (..., n_components)
-    F, S : ndarray of shape (..., n_components, n_dims)
-    shift : ndarray of shape (..., n_dims)
-
-    Returns
-    -------
-    means, variances : ndarray of shape (..., n_components, n_dims)
-    """
+    """``mean = c + F/n`` and ``var = S/n - (F/n)**2`` (clipped at 0), each (..., K, D), NaN
+    where ``n = 0``; ``n`` (..., K), ``F``/``S`` (..., K, D), ``shift`` ``c`` (..., D)."""
     with np.errstate(divide="ignore", invalid="ignore"):  # n = 0 gives NaN, by contract
         dm = F / n[..., None]
         var = np.maximum(S / n[..., None] - dm**2, 0.0)
@@ -63,17 +42,8 @@ def recentred(
 
 @dataclass(eq=False)
 class Stats:
-    """Mergeable sufficient statistics of a diagonal-covariance GMM (or of C stacked ones).
-
-    The fields are the module's ``n``, ``F``, ``S``, ``loglik``, ``n_frames`` and
-    ``shift`` (n_dims,); a stack of C mixtures has a leading axis C on each.
-
-    Examples
-    --------
-    >>> a = Stats.zeros(2, 3)
-    >>> (a + a).n.shape
-    (2,)
-    """
+    """Mergeable statistics (the module's fields) of one mixture, or of C stacked ones with
+    a leading axis C on each."""
 
     n: np.ndarray
     F: np.ndarray
@@ -100,9 +70,9 @@ class Stats:
     @property
     def mean_loglik(self) -> float | np.ndarray:
         """Mean log-likelihood per frame (nats), ``loglik / n_frames`` (per member of a stack)."""
-        if np.ndim(self.n_frames):
+        if np.ndim(self.n_frames) or self.n_frames > 0:
             return self.loglik / self.n_frames
-        return self.loglik / self.n_frames if self.n_frames > 0 else float("nan")
+        return float("nan")
 
     def member(self, c: int) -> Stats:
         """Mixture ``c`` of a stack (copies)."""
@@ -116,10 +86,8 @@ class Stats:
         cls, X: np.ndarray, sample_weight: np.ndarray | None = None, *, shift: np.ndarray,
         block: int = 65536,
     ) -> Stats:  # fmt: skip
-        """Plain moments of frames ``X`` (n_frames, n_dims) as one-component statistics.
-
-        Computed in float64 ``block`` frames at a time, about ``shift`` (any point near the data).
-        """
+        """Plain moments of frames ``X`` (n_frames, n_dims) about ``shift`` as one-component
+        statistics, in float64 ``block`` frames at a time."""
         shift = np.asarray(shift, dtype=np.float64)
         D = shift.shape[0]
         n, F, S = 0.0, np.zeros(D), np.zeros(D)
@@ -148,7 +116,7 @@ class Stats:
         return moments(self.n, self.F, self.S, self.shift)
 
     def recentre(self, shift: np.ndarray) -> Stats:
-        """The same statistics about another shift: ``F' = F + n d``, ``S' = S + 2 d F + n d**2``."""
+        """The same statistics about another ``shift`` (:func:`recentred`)."""
         shift = np.asarray(shift, dtype=np.float64)
         if np.array_equal(shift, self.shift):
             return self
@@ -204,7 +172,9 @@ class Stats:
         want = {"n": (K,), "S": (K, D), "shift": (D,), "scalars": (2,)}
         if any(a[k].shape != shape for k, shape in want.items()):
             shapes = {k: a[k].shape for k in a}
-            raise ModelFileError(f"{source}: inconsistent statistics shapes {shapes} for K={K}, D={D}")
+            raise ModelFileError(
+                f"{source}: inconsistent statistics shapes {shapes} for K={K}, D={D}"
+            )
         if np.any(a["n"] < 0):
             raise ModelFileError(f"{source}: negative zeroth-order statistics")
         ll, nf = a["scalars"]
