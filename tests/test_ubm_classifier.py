@@ -13,8 +13,7 @@ from audiogmm import ModelFileError, ParameterError
 from audiogmm.cli import main
 from audiogmm.io.container import read_container, write_container
 from audiogmm.mixture import map_adapt
-from audiogmm.mixture.estep import accumulate, estimate_log_prob
-from audiogmm.mixture.gselect import select_scores
+from audiogmm.mixture.estep import accumulate, estimate_log_prob, select_scores
 from audiogmm.models import UBMClassifier, train_ubm
 from audiogmm.models.ubm import UNKNOWN
 from audiogmm.pipeline import load_model

@@ -2,8 +2,8 @@
 
 This package knows nothing about audio, features, datasets or files. Modules in
 data-flow order: ``stats``, ``params``, ``kernels`` (fused log-sum-exp), ``estep``,
-``mstep``, ``map``, ``sources``, ``shards``, ``monitor``, ``em`` (the one loop),
-``init``, ``fit`` (the one orchestration), ``checks``, ``diag`` (DiagGMM), ``gselect``.
+``mstep``, ``map``, ``sources``, ``monitor``, ``em`` (the one loop),
+``init``, ``fit`` (the one orchestration), ``checks``, ``diag`` (DiagGMM).
 """
 
 from .diag import DiagGMM

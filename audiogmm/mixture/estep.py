@@ -6,6 +6,8 @@
 A fused log-sum-exp (:mod:`.kernels`) makes them responsibilities in place; a second GEMM
 ``gamma.T @ [(x-c)**2, x-c, 1]`` gives S, F and n at once. The shift ``c`` (the mixture
 mean) keeps float32 accurate under large offsets. Memory: O(chunk_size x K) per worker.
+Top-C selection (Kaldi ``gselect``, :func:`select_scores`) scores adapted models on the
+UBM's C best components per frame only.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from .stats import Stats, recentred
 
 __all__ = [
     "accumulate", "accumulate_many", "auto_chunk_size", "estimate_log_prob", "gemm_weights",
-    "log_likelihood", "log_softmax", "stacked_log_likelihood",
+    "log_likelihood", "log_softmax", "select_scores", "stacked_log_likelihood",
 ]  # fmt: skip
 
 _LOG_2PI = math.log(2.0 * math.pi)
@@ -298,11 +300,16 @@ def stacked_log_likelihood(
                 break
         out[start:stop] = ws.out[:m, :M]
 
-    ex = executor or LocalExecutor(1)
-    n = X.shape[0]
-    for _ in ex.map(one, [(s, min(n, s + chunk)) for s in range(0, n, chunk)], star=True):
-        pass
+    _each_chunk(executor, one, X.shape[0], chunk)
     return out
+
+
+def _each_chunk(executor: LocalExecutor | None, one, n: int, chunk: int) -> None:
+    """``one(start, stop)`` on every chunk of ``range(n)`` (default serially)."""
+    for _ in (executor or LocalExecutor(1)).map(
+        one, [(s, min(n, s + chunk)) for s in range(0, n, chunk)], star=True
+    ):
+        pass
 
 
 def log_likelihood(
@@ -314,3 +321,68 @@ def log_likelihood(
         X, params.weights[None], params.means[None], params.variances[None],
         chunk_size=chunk_size, executor=executor, fast=fast,
     )[:, 0]  # fmt: skip
+
+
+def select_scores(
+    X: np.ndarray, ubm: Params, weights: np.ndarray, means: np.ndarray, variances: np.ndarray,
+    *, top_c: int, chunk_size: int | None = None, executor: LocalExecutor | None = None,
+) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
+    """Per-frame log-likelihoods of M models and of the UBM over the UBM's top-C components.
+
+    Adapted models stay close to their UBM, so one pass over the UBM picks each frame's
+    ``top_c`` (in [1, K]) best components and every model (and the UBM, to compare like
+    with like) is evaluated on those only. ``X`` (n_frames, n_dims); ``ubm`` of K
+    components; ``weights`` (M, K), ``means``/``variances`` (M, K, n_dims) MAP-adapted
+    from it. Returns ``log sum_{k in sel_t} w_mk N(x_t | mu_mk, var_mk)`` (n_frames, M)
+    and the same under the UBM (n_frames,), float64 nats.
+    """
+    M, K, D = means.shape
+    C = int(min(max(1, top_c), K))
+    dtype = compute_dtype(X, ubm.weights, ubm.means, ubm.variances)
+    shift = (ubm.weights @ ubm.means).astype(dtype).astype(np.float64)
+    Wu = gemm_weights(ubm.weights, ubm.means, ubm.variances, shift, dtype)
+    # per component k, the (2D + 1, M) matrix mapping [(x-c)**2, x-c, 1] to every model's
+    # joint log-likelihood of that component: the same formula as the full E-step
+    Wm = np.stack(
+        [gemm_weights(weights[i], means[i], variances[i], shift, np.float64) for i in range(M)],
+        axis=2,
+    )  # (2D + 1, K, M)
+    Wm = np.ascontiguousarray(Wm.transpose(1, 0, 2), dtype=dtype)  # (K, 2D + 1, M)
+    chunk = chunk_size or max(256, min(16384, (1 << 21) // max(1, C * M)))
+    n = X.shape[0]
+    out_m = np.empty((n, M))
+    out_u = np.empty(n)
+
+    def one(start: int, stop: int) -> None:
+        m = stop - start
+        xx = np.empty((m, 2 * D + 1), dtype=dtype)
+        xx[:, 2 * D] = 1.0
+        fill_rows(xx, X[start:stop], shift.astype(dtype), saturation(ubm.variances, dtype))
+        L = xx @ Wu  # (m, K): the UBM, every component
+        if C < K:
+            idx = np.argpartition(-L, C - 1, axis=1)[:, :C]
+        else:
+            idx = np.broadcast_to(np.arange(K), L.shape)
+        sel = np.ascontiguousarray(np.take_along_axis(L, idx, 1), dtype=np.float64)
+        kernels.segment_lse(sel, C, out_u[start:stop, None], fast=False)
+        # group the (frame, selected component) pairs by component: one small GEMM each
+        flat = idx.ravel()
+        order = np.argsort(flat, kind="stable")
+        counts = np.bincount(flat, minlength=K)
+        rows = xx[order // C]
+        R = np.empty((m * C, M), dtype=dtype)
+        pos = 0
+        for k in np.flatnonzero(counts):
+            end = pos + counts[k]
+            np.matmul(rows[pos:end], Wm[k], out=R[pos:end])
+            pos = end
+        ll = np.empty_like(R)
+        ll[order] = R
+        # in the compute dtype, as the full path's fused log-sum-exp (the one kernel)
+        blocks = np.ascontiguousarray(ll.reshape(m, C, M).transpose(0, 2, 1)).reshape(m, M * C)
+        res = np.empty((m, M), dtype=dtype)
+        kernels.segment_lse(blocks, C, res, fast=False)
+        out_m[start:stop] = res
+
+    _each_chunk(executor, one, n, chunk)
+    return out_m, out_u

@@ -22,9 +22,8 @@ from ..engine import LocalExecutor, resolve
 from ..exceptions import ConvergenceWarning, ParameterError
 from ..mixture import DiagGMM, Params
 from ..mixture.checks import check_params, is_int, is_real, need
-from ..mixture.estep import stacked_log_likelihood
+from ..mixture.estep import select_scores, stacked_log_likelihood
 from ..mixture.fit import fit_mixtures
-from ..mixture.gselect import select_scores
 from ..mixture.map import MAPMaximiser, check_adapt
 from ..mixture.sources import ArraySource
 from ..progress import Progress, reporter
@@ -381,7 +380,7 @@ def train_ubm(
     if not (is_int(subsample) and subsample > 0):
         raise ParameterError(f"subsample must be an int > 0; got {subsample!r}")
     if hasattr(chunks, "read_rows") or checkpoint is not None:  # a shard store: map its blocks
-        from ..mixture.shards import ShardSource
+        from ..mixture.sources import ShardSource
 
         if not hasattr(chunks, "read_rows"):
             raise ParameterError("train_ubm: checkpoints need a shard store as the data")
