@@ -9,7 +9,7 @@ import numpy as np
 
 from ..exceptions import ModelFileError, ParameterError
 from .estep import gemm_weights
-from .params import Params
+from .stats import Params
 
 __all__ = [
     "check_enough_frames", "check_params", "check_sample_weight", "is_int", "is_real", "need",

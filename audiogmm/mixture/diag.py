@@ -16,9 +16,8 @@ from .estep import accumulate as _accumulate
 from .estep import estimate_log_prob, log_likelihood, log_softmax
 from .fit import fit_mixtures, frames_per_chunk, ml_maximiser, var_floor_of
 from .mstep import global_mean_var
-from .params import Params
 from .sources import ArraySource, ChunkSource, IterSource, check_frames
-from .stats import Stats
+from .stats import Params, Stats
 
 __all__ = ["DiagGMM"]
 

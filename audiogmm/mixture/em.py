@@ -1,23 +1,109 @@
-"""THE EM loop, :func:`run`: every fit, restart, split round and class differs only in the
-source, starting parameters, maximiser, monitor and executor it passes. A stack of C
-mixtures (:class:`~.sources.StackedSource`, stacked :class:`Params`, a
-:class:`~.monitor.StackedMonitor`) runs at once, each member as alone (:func:`unstack`).
+"""THE EM loop, :func:`run`, and when it stops (:class:`ConvergenceMonitor`, the hmmlearn habit).
+
+Every fit, restart, split round and class differs only in the source, starting parameters,
+maximiser, monitor and executor it passes. A stack of C mixtures (:class:`~.sources.StackedSource`,
+stacked :class:`Params`, a :class:`StackedMonitor`) runs at once, each member as alone
+(:func:`unstack`).
 """
 
 from __future__ import annotations
 
+import logging
+import sys
+import warnings
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
+
 from ..engine import LocalExecutor
 from .estep import accumulate
-from .monitor import ConvergenceMonitor
 from .mstep import Maximiser
-from .params import Params
 from .sources import StackedSource
-from .stats import Stats
+from .stats import Params, Stats
 
-__all__ = ["EMResult", "run", "source_stats", "unstack"]
+__all__ = ["ConvergenceMonitor", "EMResult", "StackedMonitor", "run", "source_stats", "unstack"]
+
+logger = logging.getLogger(__name__)
+
+
+class ConvergenceMonitor:
+    """Tracks EM's mean per-frame log-likelihood (``history``, nats) and decides when to stop.
+
+    Converged when ``|ll_i - ll_{i-1}| < tol * max(1, |ll_{i-1}|)``, stopped after ``max_iter``
+    M-steps (``n_iter``); ``verbose > 0`` prints each report to stderr. A drop beyond
+    ``drop_tol * max(1, |ll|, scale)`` warns (float32 needs ~1e-5; ``scale``: e.g. n_dims).
+    """
+
+    def __init__(
+        self, tol: float, max_iter: int, verbose: int = 0, *, drop_tol: float = 1e-9,
+        scale: float = 1.0,
+    ) -> None:  # fmt: skip
+        self.tol, self.max_iter, self.verbose = tol, max_iter, verbose
+        self.drop_tol, self.scale = drop_tol, scale
+        self.history: list[float] = []
+        self.n_iter = 0
+        self._after_reseed = False
+
+    def report(self, ll: float, *, reseeded: bool = False) -> None:
+        """Record a new E-step's mean log-likelihood; ``reseeded``: after a re-seeding M-step,
+        which may lower it (no drop warning, no convergence decision)."""
+        if self.history and not reseeded:
+            prev = self.history[-1]
+            if ll < prev - self.drop_tol * max(1.0, abs(prev), self.scale):
+                warnings.warn(
+                    f"EM log-likelihood decreased from {prev:.10g} to {ll:.10g} "
+                    f"(iteration {len(self.history)}); the data may be degenerate",
+                    RuntimeWarning,
+                    stacklevel=4,
+                )
+        logger.debug("EM iteration %d: mean log-likelihood %.8f nats/frame", len(self.history), ll)
+        if self.verbose:
+            delta = ll - self.history[-1] if self.history else float("nan")
+            print(f"{len(self.history):>6d} {ll:>16.8f} {delta:>+14.6e}", file=sys.stderr)
+        self.history.append(ll)
+        self._after_reseed = reseeded
+
+    @property
+    def converged(self) -> bool:
+        """Whether the last two reports differ by less than ``tol`` (relative)."""
+        if len(self.history) < 2 or self._after_reseed:
+            return False
+        prev, cur = self.history[-2], self.history[-1]
+        return abs(cur - prev) < self.tol * max(1.0, abs(prev))
+
+    def stop(self) -> bool:
+        """Whether EM should stop now; otherwise one more M-step is counted."""
+        if self.converged or self.n_iter >= self.max_iter:
+            return True
+        self.n_iter += 1
+        return False
+
+
+class StackedMonitor:
+    """One :class:`ConvergenceMonitor` per member of a stack, each stopping on its own;
+    ``running`` (n_members,) bool: those not stopped yet (updated in place by :meth:`stop`)."""
+
+    def __init__(self, monitors: list[ConvergenceMonitor]) -> None:
+        self.monitors = monitors
+        self.running = np.ones(len(monitors), dtype=bool)
+
+    def report(self, lls: np.ndarray, *, reseeded: Any = False) -> None:
+        """Each running member's mean log-likelihood; ``reseeded``: the last M-step's events."""
+        again = {e["member"] for e in reseeded} if reseeded else set()
+        for c in np.flatnonzero(self.running):
+            self.monitors[c].report(float(lls[c]), reseeded=c in again)
+
+    def stop(self) -> bool:
+        """Stop the members whose monitor says so; True when none is left running."""
+        for c in np.flatnonzero(self.running):
+            if self.monitors[c].stop():
+                self.running[c] = False
+        return not self.running.any()
+
+    history = property(lambda self: [m.history for m in self.monitors])
+    converged = property(lambda self: [m.converged for m in self.monitors])
+    n_iter = property(lambda self: [m.n_iter for m in self.monitors])
 
 
 @dataclass

@@ -19,8 +19,7 @@ import numpy as np
 
 from ..engine import LocalExecutor
 from . import kernels
-from .params import Params
-from .stats import Stats, recentred
+from .stats import Params, Stats, recentred
 
 __all__ = [
     "accumulate", "accumulate_many", "auto_chunk_size", "estimate_log_prob", "gemm_weights",

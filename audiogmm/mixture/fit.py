@@ -17,11 +17,9 @@ from . import em
 from .checks import MAX_VAR_FLOOR_ABS, check_enough_frames, user_init, validate_param_arrays
 from .estep import auto_chunk_size, compute_dtype
 from .init import init_kmeans, init_split
-from .monitor import ConvergenceMonitor, StackedMonitor
 from .mstep import MLMaximiser, global_mean_var
-from .params import Params
 from .sources import StackedSource
-from .stats import Stats
+from .stats import Params, Stats
 
 if TYPE_CHECKING:
     from .diag import DiagGMM
@@ -102,7 +100,7 @@ def _one_round(models, sources, starts, ex, checkpoint) -> list[em.EMResult]:
             ex.map(lambda c: _init_params(models[c], sources[c], starts[c][0], ex),
                    range(len(models)))
         )  # fmt: skip
-    monitor = StackedMonitor([_monitor(m, src) for m, src in zip(models, sources)])
+    monitor = em.StackedMonitor([_monitor(m, src) for m, src in zip(models, sources)])
     floors = np.stack([m.var_floor_ for m in models])
     maximiser = MLMaximiser(floors, first.min_weight, first.min_count, monitor)
     stacked = StackedSource([src.X for src in sources], monitor.running)
@@ -120,7 +118,7 @@ def _adapt(model: DiagGMM, source, prior: Params, maximiser, ex, tick) -> None:
     """MAP: ``max_iter`` iterations of ``maximiser`` from ``prior`` (a fixed budget)."""
     res = em.run(
         source, prior, maximiser=maximiser,
-        monitor=ConvergenceMonitor(0.0, model.max_iter), executor=ex,
+        monitor=em.ConvergenceMonitor(0.0, model.max_iter), executor=ex,
     )  # fmt: skip
     model.weights_, model.means_, model.variances_ = res.params
     model.history_, model.n_iter_ = list(res.history), res.n_iter
@@ -217,9 +215,9 @@ def _start(model: DiagGMM, source) -> tuple:
     return rng, gmean, gvar, extremes
 
 
-def _monitor(model: DiagGMM, source) -> ConvergenceMonitor:
-    return ConvergenceMonitor(model.tol, model.max_iter, model.verbose, drop_tol=source.drop_tol,
-                              scale=model.var_floor_.shape[0])  # fmt: skip
+def _monitor(model: DiagGMM, source) -> em.ConvergenceMonitor:
+    return em.ConvergenceMonitor(model.tol, model.max_iter, model.verbose,
+                                 drop_tol=source.drop_tol, scale=model.var_floor_.shape[0])
 
 
 def _finish(model: DiagGMM, runs: list[em.EMResult], source, gmean, gvar, extremes, t0) -> None:

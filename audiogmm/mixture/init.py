@@ -12,11 +12,9 @@ import numpy as np
 
 from ..engine import LocalExecutor, one_blas_thread
 from . import em
-from .monitor import ConvergenceMonitor, StackedMonitor
 from .mstep import Event, Maximiser, MLMaximiser, split_component
-from .params import Params
 from .sources import StackedSource, drop_tol
-from .stats import Stats
+from .stats import Params, Stats
 
 __all__ = ["init_kmeans", "init_split", "kmeans_labels"]
 
@@ -120,8 +118,8 @@ def init_split(
         n_split = min(k, K - k)
         members = [_split_heaviest(p, n_split) for p in members]
         k += n_split
-        monitor = StackedMonitor([  # tol=0: exactly split_iter iterations per round
-            ConvergenceMonitor(0.0, split_iter, drop_tol=drop_tol(X), scale=X.shape[1])
+        monitor = em.StackedMonitor([  # tol=0: exactly split_iter iterations per round
+            em.ConvergenceMonitor(0.0, split_iter, drop_tol=drop_tol(X), scale=X.shape[1])
             for X in subs
         ])  # fmt: skip
         res = em.run(

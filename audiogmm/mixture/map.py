@@ -30,8 +30,7 @@ import numpy as np
 from ..exceptions import ParameterError
 from .checks import is_real
 from .mstep import Event, floor_weights
-from .params import Params
-from .stats import Stats
+from .stats import Params, Stats
 
 __all__ = ["MAPMaximiser", "check_adapt", "map_adapt"]
 

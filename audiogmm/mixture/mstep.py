@@ -12,8 +12,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from .params import Params
-from .stats import Stats, moments
+from .stats import Params, Stats, moments
 
 __all__ = [
     "Maximiser", "MLMaximiser", "floor_weights", "global_mean_var",

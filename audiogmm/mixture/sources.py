@@ -21,8 +21,7 @@ from ..engine.reduce import tree_fold
 from ..exceptions import ParameterError
 from .checks import is_int
 from .estep import accumulate, accumulate_many
-from .params import Params
-from .stats import Stats
+from .stats import Params, Stats
 
 __all__ = [
     "BLOCK_FRAMES", "ArraySource", "ChunkSource", "IterSource", "ShardSource", "StackedSource",

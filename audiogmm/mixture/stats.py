@@ -1,4 +1,4 @@
-"""Sufficient statistics of a diagonal GMM, the contract between E-step and M-step (float64):
+"""What init, E- and M-step pass: :class:`Params`, and the sufficient statistics (float64):
 
 ``n`` (K,) ``sum_t w_t gamma_tk``; ``F``, ``S`` (K, D) ``sum_t w_t gamma_tk (x_t - c)`` and
 ``(x_t - c)**2``; ``loglik`` ``sum_t w_t log p(x_t)`` (nats); ``n_frames`` ``sum_t w_t``.
@@ -15,9 +15,42 @@ import numpy as np
 
 from ..exceptions import ModelFileError, ParameterError
 
-__all__ = ["Stats", "moments", "recentred"]
+__all__ = ["Params", "Stats", "moments", "recentred"]
 
 _ARRAY_KEYS = ("n", "F", "S", "shift", "scalars")
+
+
+@dataclass
+class Params:
+    """Weights ([C,] K), summing to 1, means and variances ([C,] K, n_dims), > 0, float64, of
+    one diagonal-covariance mixture or of C stacked ones."""
+
+    weights: np.ndarray
+    means: np.ndarray
+    variances: np.ndarray
+
+    @property
+    def n_components(self) -> int:
+        return self.means.shape[-2]
+
+    @property
+    def n_dims(self) -> int:
+        return self.means.shape[-1]
+
+    def __iter__(self):
+        return iter((self.weights, self.means, self.variances))
+
+    def copy(self) -> Params:
+        return Params(self.weights.copy(), self.means.copy(), self.variances.copy())
+
+    @classmethod
+    def stack(cls, members: list[Params]) -> Params:
+        """C mixtures of one K and D as one value with a leading axis C."""
+        return cls(*(np.stack(a) for a in zip(*members)))
+
+    def member(self, c: int) -> Params:
+        """Mixture ``c`` of a stack (copies)."""
+        return Params(self.weights[c].copy(), self.means[c].copy(), self.variances[c].copy())
 
 
 def moments(
