@@ -1,4 +1,5 @@
-"""Checks at the public boundary of the mixtures: estimator parameters, weights, loaded arrays."""
+"""Checks at the mixtures' public boundary (parameters, weights, loaded arrays) and the one
+number vocabulary (:func:`is_int`, :func:`is_real`, :func:`need`)."""
 
 from __future__ import annotations
 
@@ -15,7 +16,6 @@ __all__ = [
     "check_enough_frames", "check_params", "check_sample_weight", "is_int", "is_real", "need",
     "user_init", "validate_param_arrays",
 ]  # fmt: skip
-
 
 #: Bounds of ``var_floor_abs``: its inverse (a precision) and square stay far from overflow.
 MIN_VAR_FLOOR_ABS = 1e-150
@@ -60,7 +60,7 @@ def check_params(obj: Any) -> None:
 
 
 def check_enough_frames(n_frames: int, n_components: int, what: str) -> None:
-    """Raise ParameterError when ``what`` has fewer frames than components."""
+    """ParameterError when ``what`` has fewer frames than components."""
     if n_frames < n_components:
         raise ParameterError(
             f"n_components={n_components} but {what} has {n_frames} frames; "
@@ -69,8 +69,8 @@ def check_enough_frames(n_frames: int, n_components: int, what: str) -> None:
 
 
 def check_sample_weight(sample_weight: Any, n_frames: int) -> np.ndarray | None:
-    """Per-frame weights as float64 (n_frames,), or None; ParameterError when not numeric,
-    of another shape, NaN, inf or negative, or summing to 0 or beyond float64."""
+    """Per-frame weights as float64 (n_frames,), or None; ParameterError unless numeric,
+    finite, >= 0, of that shape, with a finite sum > 0."""
     if sample_weight is None:
         return None
     sw = _float_array(sample_weight, "sample_weight")
@@ -98,11 +98,8 @@ def _float_array(value: Any, name: str) -> np.ndarray:
 def user_init(gmm: Any, K: int, D: int, Xs: np.ndarray) -> Params:
     """Parameters from ``weights_init``/``means_init``/``variances_init`` (validated)."""
     m = _float_array(gmm.means_init, "means_init")
-    w = (
-        np.full(K, 1.0 / K)
-        if gmm.weights_init is None
-        else _float_array(gmm.weights_init, "weights_init")
-    )
+    w = gmm.weights_init
+    w = np.full(K, 1.0 / K) if w is None else _float_array(w, "weights_init")
     if gmm.variances_init is None:
         v = np.tile(np.maximum(Xs.var(0), gmm.var_floor_), (K, 1))
     else:
@@ -131,7 +128,7 @@ def user_init(gmm: Any, K: int, D: int, Xs: np.ndarray) -> Params:
 
 def validate_param_arrays(name: str, w, m, v) -> None:
     """ModelFileError naming ``name`` unless loaded parameters (one mixture or a stack) are
-    present, of consistent shapes, float64, finite, with variances > 0 and weights summing to 1."""
+    present, consistent, float64, finite, with variances > 0 and weights summing to 1."""
     if w is None or m is None or v is None:
         raise ModelFileError(f"{name}: missing weights, means or variances")
     if m.ndim < 2 or 0 in m.shape or v.shape != m.shape or w.shape != m.shape[:-1]:

@@ -97,30 +97,17 @@ class DiagGMM:
     """
 
     def __init__(
-        self,
-        n_components: int = 1,
-        *,
-        max_iter: int = 100,
-        tol: float = 1e-4,
-        var_floor: float = 0.01,
-        var_floor_abs: float = 1e-8,
-        min_weight: float = 1e-5,
-        min_count: float = 10.0,
-        init: Literal["kmeans++", "split"] = "kmeans++",
-        n_init: int = 1,
-        init_max_samples: int = 50_000,
-        split_iter: int = 3,
-        weights_init: np.ndarray | None = None,
-        means_init: np.ndarray | None = None,
+        self, n_components: int = 1, *, max_iter: int = 100, tol: float = 1e-4,
+        var_floor: float = 0.01, var_floor_abs: float = 1e-8, min_weight: float = 1e-5,
+        min_count: float = 10.0, init: Literal["kmeans++", "split"] = "kmeans++",
+        n_init: int = 1, init_max_samples: int = 50_000, split_iter: int = 3,
+        weights_init: np.ndarray | None = None, means_init: np.ndarray | None = None,
         variances_init: np.ndarray | None = None,
-        random_state: int | np.random.Generator | None = None,
-        chunk_size: int | None = None,
-        n_jobs: int | None = None,
-        verbose: int = 0,
-    ) -> None:
-        params = dict(locals())  # stored as given, validated in fit (scikit-learn's rule)
-        del params["self"]
-        vars(self).update(params)
+        random_state: int | np.random.Generator | None = None, chunk_size: int | None = None,
+        n_jobs: int | None = None, verbose: int = 0,
+    ) -> None:  # fmt: skip
+        # stored as given, validated in fit (scikit-learn's rule)
+        vars(self).update({k: v for k, v in locals().items() if k != "self"})
 
     @classmethod
     def _param_names(cls) -> list[str]:
@@ -241,29 +228,20 @@ class DiagGMM:
 
     def predict_proba(self, X: np.ndarray) -> np.ndarray:
         """Posterior component probabilities, (n_frames, n_components); memory O(chunk x K)."""
-        n, chunks = self._chunk_log_prob(X)
-        out = np.empty((n, self.n_components))
-        for rows, L in chunks:
-            out[rows] = np.exp(log_softmax(L))
-        return out
+        return self._per_chunk(X, lambda L: np.exp(log_softmax(L)), (self.n_components,))
 
     def predict(self, X: np.ndarray) -> np.ndarray:
         """Most likely component per frame, shape (n_frames,) (memory O(chunk x K))."""
-        n, chunks = self._chunk_log_prob(X)
-        out = np.empty(n, dtype=np.intp)
-        for rows, L in chunks:
-            out[rows] = L.argmax(1)
-        return out
+        return self._per_chunk(X, lambda L: L.argmax(1), (), np.intp)
 
-    def _chunk_log_prob(self, X: np.ndarray):
-        """The frame count, and ``(rows, joint log-likelihoods)`` of each chunk of ``X``."""
+    def _per_chunk(self, X: np.ndarray, f, tail: tuple, dtype=np.float64) -> np.ndarray:
+        """``f`` of each chunk's joint log-likelihoods, into one (n_frames, *tail) array."""
         X = self._frames(X)
         n, step = X.shape[0], frames_per_chunk(self)
-        p = self.params_
-        return n, (
-            (r, estimate_log_prob(X[r], p.weights, p.means, p.variances))
-            for r in (slice(s, min(n, s + step)) for s in range(0, n, step))
-        )
+        out = np.empty((n, *tail), dtype=dtype)
+        for s in range(0, n, step):
+            out[s : s + step] = f(estimate_log_prob(X[s : s + step], *self.params_))
+        return out
 
     def sample(self, n_samples: int = 1) -> tuple[np.ndarray, np.ndarray]:
         """Draw frames (n_samples, n_dims) from the mixture, and each one's component."""
@@ -272,10 +250,8 @@ class DiagGMM:
             raise ParameterError(f"n_samples must be an int >= 1; got {n_samples!r}")
         rng = np.random.default_rng(self.random_state)
         labels = rng.choice(self.n_components, size=n_samples, p=self.weights_)
-        X = self.means_[labels] + rng.standard_normal((n_samples, self.n_dims)) * np.sqrt(
-            self.variances_[labels]
-        )
-        return X, labels
+        sd = np.sqrt(self.variances_[labels])
+        return self.means_[labels] + rng.standard_normal((n_samples, self.n_dims)) * sd, labels
 
     def _n_parameters(self) -> int:
         K, D = self.means_.shape

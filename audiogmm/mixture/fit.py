@@ -187,10 +187,10 @@ def _init_params(
     if model.init == "kmeans++":
         return init_kmeans(Xs, K, rng, ml_maximiser(model))
     params = init_split(
-        Xs, K, var_floor=model.var_floor_, split_iter=model.split_iter,
+        [Xs], K, var_floor=[model.var_floor_], split_iter=model.split_iter,
         executor=executor, chunk_size=frames_per_chunk(model),
     )  # fmt: skip
-    return params, []
+    return params[0], []
 
 
 def _start(model: DiagGMM, source) -> tuple:

@@ -1,12 +1,10 @@
-"""Starting parameters: k-means++ on a subsample, or splitting up from one component.
-
-Both give any number of components K, not only powers of two. Split growth runs
-its EM rounds through :func:`audiogmm.mixture.em.run`, like every other fit.
-"""
+"""Starting parameters for any K: k-means++ on a subsample, or split growth from one
+component (whose EM rounds run through :func:`audiogmm.mixture.em.run`, like every fit)."""
 
 from __future__ import annotations
 
 import math
+from contextlib import nullcontext
 
 import numpy as np
 
@@ -19,9 +17,8 @@ from .stats import Params, Stats
 __all__ = ["init_kmeans", "init_split", "kmeans_labels"]
 
 
-def _sq_dists(X: np.ndarray, C: np.ndarray, x2: np.ndarray | None = None) -> np.ndarray:
-    """Squared Euclidean distances (n, k); ``x2`` caches the rows' squared norms."""
-    x2 = np.einsum("ij,ij->i", X, X) if x2 is None else x2
+def _sq_dists(X: np.ndarray, C: np.ndarray, x2: np.ndarray) -> np.ndarray:
+    """Squared Euclidean distances (n, k); ``x2``: the rows' squared norms."""
     d = X @ (-2.0 * C.T)
     d += x2[:, None]
     d += np.einsum("ij,ij->i", C, C)[None, :]
@@ -76,13 +73,10 @@ def kmeans_labels(X: np.ndarray, K: int, rng: np.random.Generator, n_lloyd: int 
 def init_kmeans(
     Xs: np.ndarray, K: int, rng: np.random.Generator, maximiser: Maximiser
 ) -> tuple[Params, list[Event]]:
-    """Parameters from hard k-means clusters of the subsample ``Xs``, then one M-step;
-    and the components the maximiser re-seeded (empty clusters), at iteration 0."""
+    """Parameters from hard k-means clusters of the subsample ``Xs`` and one M-step, and the
+    maximiser's re-seeding events (empty clusters) at iteration 0."""
     # small products run faster on one BLAS thread than on a waking pool
-    if Xs.shape[0] * K * Xs.shape[1] < 50_000_000:
-        with one_blas_thread():
-            labels = kmeans_labels(Xs, K, rng)
-    else:
+    with one_blas_thread() if Xs.shape[0] * K * Xs.shape[1] < 50_000_000 else nullcontext():
         labels = kmeans_labels(Xs, K, rng)
     resp = np.zeros((Xs.shape[0], K))
     resp[np.arange(Xs.shape[0]), labels] = 1.0
@@ -96,39 +90,32 @@ def init_kmeans(
 
 
 def init_split(
-    Xs: np.ndarray | list[np.ndarray], K: int, *, var_floor: np.ndarray | list[np.ndarray],
-    split_iter: int, executor: LocalExecutor | None = None, chunk_size: int | None = None,
-) -> Params | list[Params]:  # fmt: skip
-    """Grow from one component to K by splitting the heaviest ones (HTK ``MU``).
+    subs: list[np.ndarray], K: int, *, var_floor: list[np.ndarray], split_iter: int,
+    executor: LocalExecutor | None = None, chunk_size: int | None = None,
+) -> list[Params]:  # fmt: skip
+    """One mixture per subsample ``subs[c]`` (n, n_dims) float64, grown from one component
+    to K by splitting the heaviest ones (HTK ``MU``), variances >= ``var_floor[c]``.
 
-    Each round splits ``min(k, K - k)`` components (so any K is reached), then runs
-    ``split_iter`` EM iterations without weight floor or re-seeding, one stacked
-    :func:`em.run` for all subsamples (each grows as it would alone). ``Xs``
-    (n, n_dims) float64 and ``var_floor`` (n_dims,), or lists of them (one mixture
-    each, and then a list of Params is returned).
+    Each round splits ``min(k, K - k)`` components, then runs ``split_iter`` EM iterations
+    (no weight floor, no re-seeding) in one stacked :func:`em.run` (each grows as alone).
     """
-    many = isinstance(Xs, list)
-    subs, floors = (Xs, var_floor) if many else ([Xs], [var_floor])
     members = [
         Params(np.ones(1), X.mean(0, keepdims=True), np.maximum(X.var(0, keepdims=True), f))
-        for X, f in zip(subs, floors)
+        for X, f in zip(subs, var_floor)
     ]
-    k = 1
-    while k < K:
-        n_split = min(k, K - k)
-        members = [_split_heaviest(p, n_split) for p in members]
-        k += n_split
+    while (k := members[0].n_components) < K:
+        members = [_split_heaviest(p, min(k, K - k)) for p in members]
         monitor = em.StackedMonitor([  # tol=0: exactly split_iter iterations per round
             em.ConvergenceMonitor(0.0, split_iter, drop_tol=drop_tol(X), scale=X.shape[1])
             for X in subs
         ])  # fmt: skip
         res = em.run(
             StackedSource(subs, monitor.running), Params.stack(members), monitor=monitor,
-            maximiser=MLMaximiser(np.stack(floors), 0.0, None, monitor),
+            maximiser=MLMaximiser(np.stack(var_floor), 0.0, None, monitor),
             executor=executor, chunk_size=chunk_size,
         )  # fmt: skip
         members = [r.params for r in em.unstack(res)]
-    return members if many else members[0]
+    return members
 
 
 def _split_heaviest(params: Params, n_split: int) -> Params:

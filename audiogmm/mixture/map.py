@@ -1,23 +1,15 @@
-"""MAP adaptation (Reynolds, Quatieri & Dunn 2000): a maximiser on the same :class:`Stats`.
+"""MAP adaptation (Reynolds, Quatieri & Dunn 2000): the UBM moved towards a class's data.
 
-A class model is the universal background model (UBM) moved towards the class's
-data by as much as the data supports. With the occupancy ``n_k`` of component
-``k``, ``T = sum_k n_k`` and the data-dependent coefficient ``alpha_k = n_k / (n_k + r)``
-(one relevance factor ``r`` per parameter kind)::
+With occupancy ``n_k``, ``T = sum_k n_k``, ``alpha_k = n_k / (n_k + r)`` (a relevance ``r``
+per kind), ``E_k[x] = F_k / n_k``, ``E_k[x**2] = S_k / n_k``::
 
     w_k'   = [alpha_k n_k / T + (1 - alpha_k) w_k] * gamma       (gamma: sum to 1)
     mu_k'  = alpha_k E_k[x] + (1 - alpha_k) mu_k
     var_k' = alpha_k E_k[x**2] + (1 - alpha_k) (var_k + mu_k**2) - mu_k'**2
 
-with ``E_k[x] = F_k / n_k`` and ``E_k[x**2] = S_k / n_k``. The variance formula squares
-``mu_k`` (bob.learn.em omits the square, a known error). It is computed about the
-statistics' shift ``c`` (the formula is the variance of a two-part mixture, hence
-shift-invariant), so large feature offsets do not cancel. A component that saw no
-data keeps the prior exactly, bit for bit, and nothing is divided by zero.
-
-:class:`MAPMaximiser` is a maximiser for :func:`audiogmm.mixture.em.run`; with
-``max_iter`` iterations the E-step runs against the current adapted model while
-the prior stays the UBM (as in Kaldi's and bob's multi-iteration MAP).
+(bob.learn.em omits the square of ``mu_k``, a known error), about the statistics' shift
+(shift-invariant), so offsets do not cancel; a component without data keeps the prior bit
+for bit. Over several iterations the E-step follows the adapted model, the prior stays.
 """
 
 from __future__ import annotations
@@ -68,11 +60,9 @@ def map_adapt(
 ) -> Params:  # fmt: skip
     """MAP-adapted parameters (new arrays) from statistics and a prior of the same (K, D).
 
-    ``adapt``: the kinds that move (a combination of ``m``, ``w``, ``v``), each with its
-    relevance factor ``r >= 0`` (0: the ML estimate wherever a component has data;
-    inf: the prior). Adapted variances are floored at ``var_floor`` (float or
-    (n_dims,)), adapted weights at ``min_weight`` (water-filling). Components with
-    ``n_k = 0`` keep the prior's values exactly.
+    ``adapt``: the kinds that move (``m``, ``w``, ``v``), each with a relevance ``r >= 0``
+    (0: ML wherever there is data; inf: the prior). Adapted variances are floored at
+    ``var_floor`` (float or (n_dims,)), adapted weights at ``min_weight``.
     """
     if stats.F.shape != prior.means.shape:
         raise ParameterError(
@@ -107,21 +97,8 @@ def map_adapt(
 
 @dataclass(frozen=True)
 class MAPMaximiser:
-    """MAP adaptation towards a fixed :attr:`prior`, as a maximiser for :func:`em.run`.
-
-    The current ``params`` only made the E-step; see :func:`map_adapt` for the rest.
-
-    Examples
-    --------
-    >>> from audiogmm.mixture import ConvergenceMonitor, em
-    >>> from audiogmm.mixture.sources import ArraySource
-    >>> ubm = Params(np.array([0.5, 0.5]), np.array([[-1.0], [1.0]]), np.ones((2, 1)))
-    >>> X = np.random.default_rng(0).normal(2, 1, (500, 1))
-    >>> res = em.run(ArraySource(X), ubm, maximiser=MAPMaximiser(ubm),
-    ...              monitor=ConvergenceMonitor(0.0, 1))
-    >>> bool(res.params.means[1, 0] > 1.5)
-    True
-    """
+    """:func:`map_adapt` towards a fixed ``prior`` as a maximiser for :func:`em.run` (the
+    current ``params`` only made the E-step); the fields are ``map_adapt``'s arguments."""
 
     prior: Params
     adapt: str = "m"
@@ -132,10 +109,4 @@ class MAPMaximiser:
     min_weight: float = 0.0
 
     def __call__(self, stats: Stats, params: Params | None) -> tuple[Params, list[Event]]:
-        new = map_adapt(
-            stats, self.prior, adapt=self.adapt,
-            relevance_means=self.relevance_means, relevance_weights=self.relevance_weights,
-            relevance_variances=self.relevance_variances, var_floor=self.var_floor,
-            min_weight=self.min_weight,
-        )  # fmt: skip
-        return new, []
+        return map_adapt(stats, **vars(self)), []
