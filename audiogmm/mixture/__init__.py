@@ -2,7 +2,7 @@
 
 This package knows nothing about audio, features, datasets or files. Modules in data-flow
 order: ``stats`` (Params, Stats), ``kernels`` (fused log-sum-exp), ``estep``, ``mstep``,
-``map``, ``sources``, ``em`` (the one loop), ``init``, ``fit`` (the one orchestration),
+``map``, ``sources``, ``em`` (the one loop), ``fit`` (the one orchestration, initialisation),
 ``checks``, ``diag`` (DiagGMM).
 """
 
