@@ -360,7 +360,7 @@ def test_bundle_loads_either_kind_and_refuses_damage(tmp_path):
 
 def test_adaptation_runs_through_the_one_em_loop(monkeypatch):
     from audiogmm.mixture import em
-    from audiogmm.mixture.map import MAPMaximiser
+    from audiogmm.mixture.mstep import MAPMaximiser
 
     seen = []
     real = em.run

@@ -2,7 +2,7 @@
 
 The UBM is a :class:`~audiogmm.mixture.DiagGMM` on the pooled frames of every class
 (every ``subsample``-th frame), or given (:func:`train_ubm`, out of core). Each class
-is the UBM moved towards its frames by :class:`~audiogmm.mixture.map.MAPMaximiser`.
+is the UBM moved towards its frames by :class:`~audiogmm.mixture.mstep.MAPMaximiser`.
 A clip's score for a class is the log-likelihood ratio ``sum_t log p(x_t | class) -
 log p(x_t | UBM)`` (nats); its per-frame mean is the verification score. Open-set
 rejection compares the best class's per-frame LLR with a calibrated threshold.
@@ -24,7 +24,7 @@ from ..mixture import DiagGMM, Params
 from ..mixture.checks import check_params, is_int, is_real, need
 from ..mixture.estep import select_scores, stacked_log_likelihood
 from ..mixture.fit import fit_mixtures
-from ..mixture.map import MAPMaximiser, check_adapt
+from ..mixture.mstep import MAPMaximiser, check_adapt
 from ..mixture.sources import ArraySource
 from ..progress import Progress, reporter
 from .classifier import GMMClassifier, check_clips, pool_clips
