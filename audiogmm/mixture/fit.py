@@ -62,11 +62,8 @@ def fit_mixtures(
                         range(len(models))))  # fmt: skip
             return
         starts = [_start(m, src) for m, src in zip(models, sources)]
-        runs: list[list[em.EMResult]] = [[] for _ in models]
-        for _ in range(first.n_init):
-            for c, r in enumerate(_one_round(models, sources, starts, ex, checkpoint)):
-                runs[c].append(r)
-    for m, src, start, rs in zip(models, sources, starts, runs):
+        rounds = [_one_round(models, sources, starts, ex, checkpoint) for _ in range(first.n_init)]
+    for m, src, start, rs in zip(models, sources, starts, zip(*rounds)):
         _finish(m, rs, src, *start[1:], t0)
         if tick is not None:
             tick()
@@ -74,57 +71,41 @@ def fit_mixtures(
 
 def _one_round(models, sources, starts, ex, checkpoint) -> list[em.EMResult]:
     """One ``n_init`` round of every model: initialise, then one :func:`em.run`."""
-    first = models[0]
+    first, chunk = models[0], frames_per_chunk(models[0])
     if len(models) == 1:
-        m, src = models[0], sources[0]
-        monitor, maximiser = _monitor(m, src), ml_maximiser(m)
-        # resume: saved parameters replace the init
-        saved = None if checkpoint is None else checkpoint.restore(monitor)
-        if saved is None:
-            params, init_events = _init_params(m, src, starts[0][0], ex)
-        else:
-            params, init_events = saved[0], []
+        src = sources[0]
+        monitor, maximiser = _monitor(first, src), ml_maximiser(first)
+        saved = None if checkpoint is None else checkpoint.restore(monitor)  # replaces the init
+        inits = [_init_params(first, src, starts[0][0], ex) if saved is None else (saved[0], [])]
         if checkpoint is not None:
             monitor, maximiser = checkpoint.attach(monitor, maximiser, bool(saved and saved[1]))
-        res = em.run(
-            src, params, maximiser=maximiser, monitor=monitor, executor=ex,
-            chunk_size=frames_per_chunk(m),
-        )  # fmt: skip
-        res.events = init_events + res.events
-        return [res]
-    if first.init == "split" and first.means_init is None:
-        # split growth is EM: its rounds run stacked too
-        subs = [_subsample(m, src, st[0]) for m, src, st in zip(models, sources, starts)]
-        grown = init_split(
-            subs, first.n_components, var_floor=[m.var_floor_ for m in models],
-            split_iter=first.split_iter, executor=ex, chunk_size=frames_per_chunk(first),
-        )  # fmt: skip
-        inits = [(p, []) for p in grown]
-    else:  # k-means++ stays per model (its small GEMMs decide labels), in parallel
-        inits = list(
-            ex.map(lambda c: _init_params(models[c], sources[c], starts[c][0], ex),
-                   range(len(models)))
-        )  # fmt: skip
-    monitor = em.StackedMonitor([_monitor(m, src) for m, src in zip(models, sources)])
-    floors = np.stack([m.var_floor_ for m in models])
-    maximiser = MLMaximiser(floors, first.min_weight, first.min_count, monitor)
-    stacked = StackedSource([src.X for src in sources], monitor.running)
-    res = em.run(
-        stacked, Params.stack([p for p, _ in inits]), maximiser=maximiser, monitor=monitor,
-        executor=ex, chunk_size=frames_per_chunk(first),
-    )  # fmt: skip
-    out = em.unstack(res)
-    for c, r in enumerate(out):
-        r.events = inits[c][1] + r.events
+        out = [em.run(src, inits[0][0], maximiser=maximiser, monitor=monitor, executor=ex,
+                      chunk_size=chunk)]  # fmt: skip
+    else:
+        if first.init == "split" and first.means_init is None:  # split growth is EM: stacked too
+            subs = [_subsample(m, src, st[0]) for m, src, st in zip(models, sources, starts)]
+            inits = [(p, []) for p in init_split(
+                subs, first.n_components, var_floor=[m.var_floor_ for m in models],
+                split_iter=first.split_iter, executor=ex, chunk_size=chunk,
+            )]  # fmt: skip
+        else:  # k-means++ stays per model (its small GEMMs decide labels), in parallel
+            inits = list(ex.map(lambda c: _init_params(models[c], sources[c], starts[c][0], ex),
+                                range(len(models))))  # fmt: skip
+        monitor = em.StackedMonitor([_monitor(m, src) for m, src in zip(models, sources)])
+        floors = np.stack([m.var_floor_ for m in models])
+        maximiser = MLMaximiser(floors, first.min_weight, first.min_count, monitor)
+        stacked = StackedSource([src.X for src in sources], monitor.running)
+        out = em.unstack(em.run(stacked, Params.stack([p for p, _ in inits]), maximiser=maximiser,
+                                monitor=monitor, executor=ex, chunk_size=chunk))  # fmt: skip
+    for (_, events), r in zip(inits, out):
+        r.events = events + r.events
     return out
 
 
 def _adapt(model: DiagGMM, source, prior: Params, maximiser, ex, tick) -> None:
     """MAP: ``max_iter`` iterations of ``maximiser`` from ``prior`` (a fixed budget)."""
-    res = em.run(
-        source, prior, maximiser=maximiser,
-        monitor=em.ConvergenceMonitor(0.0, model.max_iter), executor=ex,
-    )  # fmt: skip
+    res = em.run(source, prior, maximiser=maximiser,
+                 monitor=em.ConvergenceMonitor(0.0, model.max_iter), executor=ex)  # fmt: skip
     model.weights_, model.means_, model.variances_ = res.params
     model.history_, model.n_iter_ = list(res.history), res.n_iter
     model.converged_ = True  # a fixed number of iterations: done is converged
@@ -151,7 +132,7 @@ def ml_maximiser(model: DiagGMM) -> MLMaximiser:
     return MLMaximiser(model.var_floor_, model.min_weight, model.min_count)
 
 
-def _global_moments(model: DiagGMM, source) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _global_moments(model: DiagGMM, source) -> tuple[np.ndarray, ...]:
     """Global mean and variance from one pass (which also counts the frames), and the
     data's (2, n_dims) extremes in its own dtype (for :func:`compute_dtype`)."""
     total, lows, highs = None, [], []
@@ -182,19 +163,15 @@ def _subsample(model: DiagGMM, source, rng: np.random.Generator) -> np.ndarray:
     return source.gather(np.sort(rng.choice(source.n_frames, size=m, replace=False)))
 
 
-def _init_params(
-    model: DiagGMM, source, rng: np.random.Generator, executor: LocalExecutor
-) -> tuple[Params, list[dict[str, Any]]]:
+def _init_params(model: DiagGMM, source, rng, executor) -> tuple[Params, list[Event]]:
     K = model.n_components
     Xs = _subsample(model, source, rng)
     if model.means_init is not None:
         return user_init(model, K, Xs.shape[1], Xs), []
     if model.init == "kmeans++":
         return init_kmeans(Xs, K, rng, ml_maximiser(model))
-    params = init_split(
-        [Xs], K, var_floor=[model.var_floor_], split_iter=model.split_iter,
-        executor=executor, chunk_size=frames_per_chunk(model),
-    )  # fmt: skip
+    params = init_split([Xs], K, var_floor=[model.var_floor_], split_iter=model.split_iter,
+                        executor=executor, chunk_size=frames_per_chunk(model))  # fmt: skip
     return params[0], []
 
 
@@ -204,12 +181,9 @@ def _start(model: DiagGMM, source) -> tuple:
     gmean, gvar, extremes = _global_moments(model, source)
     zero_dims = np.flatnonzero(gvar <= model.var_floor_abs)
     if zero_dims.size:
-        warnings.warn(
-            f"X has (near) zero variance in dimension(s) {zero_dims.tolist()[:10]}; "
-            f"their variances are set to var_floor_abs={model.var_floor_abs:g}",
-            RuntimeWarning,
-            stacklevel=5,
-        )
+        warnings.warn(f"X has (near) zero variance in dimension(s) {zero_dims.tolist()[:10]}; "
+                      f"their variances are set to var_floor_abs={model.var_floor_abs:g}",
+                      RuntimeWarning, stacklevel=5)  # fmt: skip
     with np.errstate(over="ignore"):
         model.var_floor_ = var_floor_of(model, gvar)
     if not np.all(model.var_floor_ <= MAX_VAR_FLOOR_ABS):
@@ -225,7 +199,7 @@ def _monitor(model: DiagGMM, source) -> em.ConvergenceMonitor:
                                  drop_tol=source.drop_tol, scale=model.var_floor_.shape[0])
 
 
-def _finish(model: DiagGMM, runs: list[em.EMResult], source, gmean, gvar, extremes, t0) -> None:
+def _finish(model: DiagGMM, runs: tuple, source, gmean, gvar, extremes, t0) -> None:
     """Adopt the best of the ``n_init`` runs; the fit report; the convergence warning."""
     which = int(np.argmax([r.final_mean_loglik for r in runs]))  # the first on ties
     best = runs[which]
@@ -233,10 +207,8 @@ def _finish(model: DiagGMM, runs: list[em.EMResult], source, gmean, gvar, extrem
     try:  # the same checks as save/load: a fit never ends with a model that cannot load
         validate_param_arrays("EM result", p.weights, p.means, p.variances)
     except ModelFileError as e:
-        raise ParameterError(
-            f"{e}; check means_init/variances_init against the data's scale, or rescale "
-            "the data"
-        ) from None
+        raise ParameterError(f"{e}; check means_init/variances_init against the data's scale, "
+                             "or rescale the data") from None  # fmt: skip
     model.weights_, model.means_, model.variances_ = p
     model.history_, model.converged_ = list(best.history), best.converged
     model.n_iter_ = best.n_iter
@@ -257,12 +229,9 @@ def _finish(model: DiagGMM, runs: list[em.EMResult], source, gmean, gvar, extrem
             "narrow component would overflow or lose (x - c)**2 / var in float32"
         )
     if not best.converged and model.max_iter > 0:
-        warnings.warn(
-            f"EM did not converge in max_iter={model.max_iter} iterations "
-            f"(tol={model.tol:g}); raise max_iter, loosen tol, or try init='split'",
-            ConvergenceWarning,
-            stacklevel=5,
-        )
+        warnings.warn(f"EM did not converge in max_iter={model.max_iter} iterations "
+                      f"(tol={model.tol:g}); raise max_iter, loosen tol, or try init='split'",
+                      ConvergenceWarning, stacklevel=5)  # fmt: skip
 
 
 def _sq_dists(X: np.ndarray, C: np.ndarray, x2: np.ndarray) -> np.ndarray:
@@ -302,8 +271,7 @@ def kmeans_labels(X: np.ndarray, K: int, rng: np.random.Generator, n_lloyd: int 
         if pot <= 0:
             centers[k:] = Z[rng.integers(n, size=K - k)]
             break
-        cand = np.searchsorted(np.cumsum(closest), rng.random(trials) * pot)
-        cand = np.minimum(cand, n - 1)
+        cand = np.minimum(np.searchsorted(np.cumsum(closest), rng.random(trials) * pot), n - 1)
         d = np.minimum(closest[None, :], _sq_dists(Z, Z[cand], z2).T)
         best = int(np.argmin(d.sum(1)))
         centers[k] = Z[cand[best]]
@@ -357,11 +325,9 @@ def init_split(
             em.ConvergenceMonitor(0.0, split_iter, drop_tol=drop_tol(X), scale=X.shape[1])
             for X in subs
         ])  # fmt: skip
-        res = em.run(
-            StackedSource(subs, monitor.running), Params.stack(members), monitor=monitor,
-            maximiser=MLMaximiser(np.stack(var_floor), 0.0, None, monitor),
-            executor=executor, chunk_size=chunk_size,
-        )  # fmt: skip
+        res = em.run(StackedSource(subs, monitor.running), Params.stack(members), monitor=monitor,
+                     maximiser=MLMaximiser(np.stack(var_floor), 0.0, None, monitor),
+                     executor=executor, chunk_size=chunk_size)  # fmt: skip
         members = [r.params for r in em.unstack(res)]
     return members
 
