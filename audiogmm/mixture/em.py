@@ -35,15 +35,12 @@ class ConvergenceMonitor:
     ``drop_tol * max(1, |ll|, scale)`` warns (float32 needs ~1e-5; ``scale``: e.g. n_dims).
     """
 
-    def __init__(
-        self, tol: float, max_iter: int, verbose: int = 0, *, drop_tol: float = 1e-9,
-        scale: float = 1.0,
-    ) -> None:  # fmt: skip
+    def __init__(self, tol: float, max_iter: int, verbose: int = 0, *, drop_tol: float = 1e-9,
+                 scale: float = 1.0) -> None:  # fmt: skip
         self.tol, self.max_iter, self.verbose = tol, max_iter, verbose
         self.drop_tol, self.scale = drop_tol, scale
         self.history: list[float] = []
-        self.n_iter = 0
-        self._after_reseed = False
+        self.n_iter, self._after_reseed = 0, False
 
     def report(self, ll: float, *, reseeded: bool = False) -> None:
         """Record a new E-step's mean log-likelihood; ``reseeded``: after a re-seeding M-step,
@@ -51,12 +48,9 @@ class ConvergenceMonitor:
         if self.history and not reseeded:
             prev = self.history[-1]
             if ll < prev - self.drop_tol * max(1.0, abs(prev), self.scale):
-                warnings.warn(
-                    f"EM log-likelihood decreased from {prev:.10g} to {ll:.10g} "
-                    f"(iteration {len(self.history)}); the data may be degenerate",
-                    RuntimeWarning,
-                    stacklevel=4,
-                )
+                warnings.warn(f"EM log-likelihood decreased from {prev:.10g} to {ll:.10g} "
+                              f"(iteration {len(self.history)}); the data may be degenerate",
+                              RuntimeWarning, stacklevel=4)  # fmt: skip
         logger.debug("EM iteration %d: mean log-likelihood %.8f nats/frame", len(self.history), ll)
         if self.verbose:
             delta = ll - self.history[-1] if self.history else float("nan")
@@ -139,10 +133,8 @@ def source_stats(
         return source.stats(params, shift=shift, executor=executor, chunk_size=chunk_size)
     total = Stats.zeros(params.n_components, params.n_dims, shift=shift)
     for Xc, sw in source:
-        total = accumulate(
-            Xc, params, sample_weight=sw, shift=shift, chunk_size=chunk_size,
-            executor=executor, out=total,
-        )  # fmt: skip
+        total = accumulate(Xc, params, sample_weight=sw, shift=shift, chunk_size=chunk_size,
+                           executor=executor, out=total)  # fmt: skip
     return total
 
 
@@ -154,9 +146,7 @@ def run(
     says stop, ``maximiser(stats, params) -> (params, events)``. ``source``: an Array,
     Iter, Shard or StackedSource; ``monitor`` (fresh per run) owns ``tol``, ``max_iter``
     and the drop warning; ``executor`` runs each E-step's chunks."""
-    events: list[dict[str, Any]] = []
-    reseeded: list[dict[str, Any]] = []
-    stats = None
+    events, reseeded, stats = [], [], None
     while True:
         stats = source_stats(source, params, executor=executor, chunk_size=chunk_size,
                              previous=stats)  # fmt: skip

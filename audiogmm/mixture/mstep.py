@@ -56,7 +56,6 @@ def floor_weights(w: np.ndarray, min_weight: float) -> np.ndarray:
     K = w.shape[0]
     min_weight = min(min_weight, 1.0 / K)
     clamped = np.zeros(K, dtype=bool)
-    out = w.copy()
     for _ in range(K):
         free_mass = 1.0 - min_weight * clamped.sum()
         tot = w[~clamped].sum()
@@ -68,18 +67,15 @@ def floor_weights(w: np.ndarray, min_weight: float) -> np.ndarray:
     return out / out.sum()
 
 
-def maximise(
-    stats: Stats, *, var_floor: np.ndarray | float = 0.0, min_weight: float = 0.0
-) -> Params:
+def maximise(stats: Stats, *, var_floor: np.ndarray | float = 0.0,
+             min_weight: float = 0.0) -> Params:  # fmt: skip
     """ML parameters of one mixture from statistics, variances >= ``var_floor`` (float or
     (n_dims,)), weights >= ``min_weight``; an empty component gets the global moments."""
     n = stats.n
     means, var = stats.mean_var()
     empty = n <= 0
     if empty.any():
-        gmean, gvar = global_mean_var(stats)
-        means[empty] = gmean
-        var[empty] = gvar
+        means[empty], var[empty] = global_mean_var(stats)
     variances = np.maximum(var, var_floor)
     weights = floor_weights(n / n.sum(), min_weight)
     return Params(weights, means, variances)
@@ -114,10 +110,8 @@ def reseed(params: Params, stats: Stats, min_count: float) -> tuple[Params, list
         split_component(out, src, k)
         strong[k] = True
         events.append({"component": k, "occupancy": float(stats.n[k]), "split_from": src})
-        logger.info(
-            "component %d had occupancy %.3g < %.3g; re-seeded by splitting component %d",
-            k, stats.n[k], thr, src,
-        )  # fmt: skip
+        logger.info("component %d had occupancy %.3g < %.3g; re-seeded by splitting component %d",
+                    k, stats.n[k], thr, src)  # fmt: skip
     out.weights = out.weights / out.weights.sum()
     return out, events
 
@@ -173,10 +167,9 @@ class MLMaximiser:
         )  # fmt: skip
         floor = np.broadcast_to(np.asarray(self.var_floor, dtype=np.float64), shift.shape)
         live = np.flatnonzero(self.monitor.running) if not one else [0]
-        w, m, v, evs = maximise_stack(
-            n[live], F[live], S[live], shift[live], nf[live], var_floor=floor[live],
-            min_weight=self.min_weight, min_count=self.min_count,
-        )  # fmt: skip
+        w, m, v, evs = maximise_stack(n[live], F[live], S[live], shift[live], nf[live],
+                                      var_floor=floor[live], min_weight=self.min_weight,
+                                      min_count=self.min_count)  # fmt: skip
         if one:
             return Params(w[0], m[0], v[0]), evs[0]
         out = params.copy()
@@ -194,10 +187,8 @@ def check_adapt(adapt: str) -> str:
     """``adapt`` validated, in canonical ``m``, ``w``, ``v`` order."""
     ok = isinstance(adapt, str) and adapt and not set(adapt) - set("mwv")
     if not ok or len(set(adapt)) != len(adapt):
-        raise ParameterError(
-            f"adapt must be a non-empty combination of 'm', 'w', 'v' (e.g. 'm', 'mw', 'mwv'); "
-            f"got {adapt!r}"
-        )
+        raise ParameterError("adapt must be a non-empty combination of 'm', 'w', 'v' "
+                             f"(e.g. 'm', 'mw', 'mwv'); got {adapt!r}")  # fmt: skip
     return "".join(c for c in "mwv" if c in adapt)
 
 
@@ -228,13 +219,10 @@ def map_adapt(
     ``var_floor`` (float or (n_dims,)), adapted weights at ``min_weight``.
     """
     if stats.F.shape != prior.means.shape:
-        raise ParameterError(
-            f"statistics of shape (K, D)={stats.F.shape} do not match the prior's "
-            f"{prior.means.shape}"
-        )
+        raise ParameterError(f"statistics of shape (K, D)={stats.F.shape} do not match the "
+                             f"prior's {prior.means.shape}")  # fmt: skip
     adapt = check_adapt(adapt)
-    n = stats.n
-    c = stats.shift
+    n, c = stats.n, stats.shift
     with np.errstate(divide="ignore", invalid="ignore"):  # n = 0 rows are replaced below
         ex = stats.F / n[:, None]  # E[x - c]
         ex2 = stats.S / n[:, None]  # E[(x - c)**2]
@@ -246,8 +234,7 @@ def map_adapt(
     if "v" in adapt:
         a = _alpha(n, _check_relevance("relevance_variances", relevance_variances))[:, None]
         mp, mn = prior.means - c, means - c
-        new = a * ex2 + (1.0 - a) * (prior.variances + mp**2) - mn**2
-        new = np.maximum(new, var_floor)
+        new = np.maximum(a * ex2 + (1.0 - a) * (prior.variances + mp**2) - mn**2, var_floor)
         variances = np.where(a > 0, new, prior.variances)
     if "w" in adapt:
         a = _alpha(n, _check_relevance("relevance_weights", relevance_weights))
@@ -258,18 +245,12 @@ def map_adapt(
     return Params(weights, means, variances)
 
 
-@dataclass(frozen=True)
 class MAPMaximiser:
     """:func:`map_adapt` towards a fixed ``prior`` as a maximiser for :func:`em.run` (the
-    current ``params`` only made the E-step); the fields are ``map_adapt``'s arguments."""
+    current ``params`` only made the E-step); ``options``: ``map_adapt``'s keywords."""
 
-    prior: Params
-    adapt: str = "m"
-    relevance_means: float = 16.0
-    relevance_weights: float = 16.0
-    relevance_variances: float = 16.0
-    var_floor: np.ndarray | float = 0.0
-    min_weight: float = 0.0
+    def __init__(self, prior: Params, **options: Any) -> None:
+        self.prior, self.options = prior, options
 
     def __call__(self, stats: Stats, params: Params | None) -> tuple[Params, list[Event]]:
-        return map_adapt(stats, **vars(self)), []
+        return map_adapt(stats, self.prior, **self.options), []
