@@ -35,9 +35,8 @@ BLOCK_FRAMES = 1 << 17
 READ_FRAMES = 1 << 16
 
 
-def check_frames(
-    X: Any, *, n_dims: int | None = None, name: str = "X", min_frames: int = 1
-) -> np.ndarray:
+def check_frames(X: Any, *, n_dims: int | None = None, name: str = "X",
+                 min_frames: int = 1) -> np.ndarray:  # fmt: skip
     """Frames checked at the public boundary: 2-D, real, finite, ``n_dims`` wide; ``X`` itself
     when float32/float64, else a float64 copy. The ParameterError names ``name``."""
     X = np.asarray(X)
@@ -126,25 +125,19 @@ class StackedSource:
     def __init__(self, Xs: list[np.ndarray], running: np.ndarray) -> None:
         self.Xs, self.running = Xs, running
 
-    def accumulate(
-        self, params: Params, *, executor: LocalExecutor | None = None,
-        chunk_size: int | None = None, previous: Stats | None = None,
-    ) -> Stats:  # fmt: skip
+    def accumulate(self, params: Params, *, executor: LocalExecutor | None = None,
+                   chunk_size: int | None = None, previous: Stats | None = None) -> Stats:
         """One E-step of the running members (stacked ``Stats``, one executor map); the
         others keep their rows of ``previous``, which is updated in place and returned."""
         C, K, D = params.means.shape
         live = [int(c) for c in np.flatnonzero(self.running)]
-        st = previous
-        if st is None:
-            z = np.zeros
-            st = Stats(z((C, K)), z((C, K, D)), z((C, K, D)), z(C), z(C), z((C, D)))
+        z = np.zeros
+        st = previous or Stats(z((C, K)), z((C, K, D)), z((C, K, D)), z(C), z(C), z((C, D)))
         if not live:
             return st
         shifts = np.array([params.weights[c] @ params.means[c] for c in live]).reshape(-1, D)
         st.n[live], st.F[live], st.S[live], st.loglik[live], st.n_frames[live] = accumulate_many(
-            self.Xs, params.weights, params.means, params.variances, live,
-            shifts=shifts, chunk_size=chunk_size, executor=executor,
-        )  # fmt: skip
+            self.Xs, *params, live, shifts=shifts, chunk_size=chunk_size, executor=executor)
         st.shift[live] = shifts
         return st
 
@@ -185,10 +178,8 @@ def _frame_weights(store: Any, stride: int, clip_weight, a: int, b: int) -> np.n
     return clip_weight[np.searchsorted(store.clip_start, idx, side="right") - 1]
 
 
-def _block_stats(
-    store: Any, stride: int, clip_weight, params: Params, shift: np.ndarray,
-    chunk_size: int | None, start: int, stop: int,
-) -> Stats:  # fmt: skip
+def _block_stats(store: Any, stride: int, clip_weight, params: Params, shift: np.ndarray,
+                 chunk_size: int | None, start: int, stop: int) -> Stats:  # fmt: skip
     """One map task: statistics of virtual frames ``[start, stop)``, chunk by chunk, serially."""
     sw = _frame_weights(store, stride, clip_weight, start, stop)
     return accumulate(_Rows(store, stride, start, stop), params, sample_weight=sw, shift=shift,
@@ -204,20 +195,16 @@ class ShardSource:
     on the E-step chunk size, never on the shard files or the executor).
     """
 
-    def __init__(
-        self, store: Any, *, stride: int = 1, clip_weight: np.ndarray | None = None,
-        block_frames: int = BLOCK_FRAMES,
-    ) -> None:  # fmt: skip
+    def __init__(self, store: Any, *, stride: int = 1, clip_weight: np.ndarray | None = None,
+                 block_frames: int = BLOCK_FRAMES) -> None:  # fmt: skip
         for name, v in (("stride", stride), ("block_frames", block_frames)):
             if not (is_int(v) and v > 0):
                 raise ParameterError(f"{name} must be an int > 0; got {v!r}")
         if clip_weight is not None:
             clip_weight = np.asarray(clip_weight, dtype=np.float64)
             if clip_weight.shape != (len(store.clip_start),):
-                raise ParameterError(
-                    f"clip_weight must have shape ({len(store.clip_start)},) (one per clip); "
-                    f"got {clip_weight.shape}"
-                )
+                raise ParameterError(f"clip_weight must have shape ({len(store.clip_start)},) "
+                                     f"(one per clip); got {clip_weight.shape}")  # fmt: skip
             if not (np.isfinite(clip_weight).all() and (clip_weight >= 0).all()):
                 raise ParameterError("clip_weight must be finite and >= 0")
         self.store, self.stride, self.clip_weight = store, int(stride), clip_weight
@@ -238,19 +225,15 @@ class ShardSource:
         rows = np.asarray(idx, dtype=np.int64) * self.stride
         return self.store.read_index(rows).astype(np.float64)
 
-    def stats(
-        self, params: Params, *, shift: np.ndarray, executor: Any = None,
-        chunk_size: int | None = None,
-    ) -> Stats:  # fmt: skip
+    def stats(self, params: Params, *, shift: np.ndarray, executor: Any = None,
+              chunk_size: int | None = None) -> Stats:  # fmt: skip
         """One E-step about ``shift`` (n_dims,) on ``executor`` (default serial; its ``map``
         must yield in task order); ``block_frames`` should be a multiple of ``chunk_size``."""
         store = self.store
         if hasattr(store, "reader"):  # ship the shard list, not the clip index
             store = store.reader(clip_ranges=self.clip_weight is not None)
-        task = functools.partial(
-            _block_stats, store, self.stride, self.clip_weight, params,
-            np.asarray(shift, dtype=np.float64), chunk_size,
-        )  # fmt: skip
+        task = functools.partial(_block_stats, store, self.stride, self.clip_weight, params,
+                                 np.asarray(shift, dtype=np.float64), chunk_size)  # fmt: skip
         blocks = self._ranges(self.block_frames)
         if executor is None:
             return tree_sum(task(a, b) for a, b in blocks)

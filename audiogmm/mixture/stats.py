@@ -41,7 +41,7 @@ class Params:
         return iter((self.weights, self.means, self.variances))
 
     def copy(self) -> Params:
-        return Params(self.weights.copy(), self.means.copy(), self.variances.copy())
+        return Params(*(a.copy() for a in self))
 
     @classmethod
     def stack(cls, members: list[Params]) -> Params:
@@ -50,12 +50,10 @@ class Params:
 
     def member(self, c: int) -> Params:
         """Mixture ``c`` of a stack (copies)."""
-        return Params(self.weights[c].copy(), self.means[c].copy(), self.variances[c].copy())
+        return Params(*(a[c].copy() for a in self))
 
 
-def moments(
-    n: np.ndarray, F: np.ndarray, S: np.ndarray, shift: np.ndarray
-) -> tuple[np.ndarray, np.ndarray]:
+def moments(n: np.ndarray, F: np.ndarray, S: np.ndarray, shift: np.ndarray) -> tuple:
     """``mean = c + F/n`` and ``var = S/n - (F/n)**2`` (clipped at 0), each (..., K, D), NaN
     where ``n = 0``; ``n`` (..., K), ``F``/``S`` (..., K, D), ``shift`` ``c`` (..., D)."""
     with np.errstate(divide="ignore", invalid="ignore"):  # n = 0 gives NaN, by contract
@@ -64,9 +62,7 @@ def moments(
     return shift[..., None, :] + dm, var
 
 
-def recentred(
-    n: np.ndarray, F: np.ndarray, S: np.ndarray, d: np.ndarray
-) -> tuple[np.ndarray, np.ndarray]:
+def recentred(n: np.ndarray, F: np.ndarray, S: np.ndarray, d: np.ndarray) -> tuple:
     """``F + n d`` and ``S + 2 d F + n d**2``: the moments about a shift moved by ``-d``
     (``d`` = old shift - new shift, broadcasting against ``F`` (..., K, D))."""
     nd = n[..., None] * d
@@ -88,9 +84,9 @@ class Stats:
     @classmethod
     def zeros(cls, n_components: int, n_dims: int, *, shift: np.ndarray | None = None) -> Stats:
         """Empty statistics (the neutral element of ``+``)."""
-        shift = np.zeros(n_dims) if shift is None else np.asarray(shift, dtype=np.float64)
-        K, D = n_components, n_dims
-        return cls(np.zeros(K), np.zeros((K, D)), np.zeros((K, D)), 0.0, 0.0, shift.copy())
+        shift = np.zeros(n_dims) if shift is None else np.array(shift, dtype=np.float64)
+        F = np.zeros((n_components, n_dims))
+        return cls(np.zeros(n_components), F, F.copy(), 0.0, 0.0, shift)
 
     @property
     def n_components(self) -> int:
@@ -109,16 +105,12 @@ class Stats:
 
     def member(self, c: int) -> Stats:
         """Mixture ``c`` of a stack (copies)."""
-        return Stats(
-            self.n[c].copy(), self.F[c].copy(), self.S[c].copy(),
-            float(self.loglik[c]), float(self.n_frames[c]), self.shift[c].copy(),
-        )  # fmt: skip
+        return Stats(self.n[c].copy(), self.F[c].copy(), self.S[c].copy(), float(self.loglik[c]),
+                     float(self.n_frames[c]), self.shift[c].copy())  # fmt: skip
 
     @classmethod
-    def of_frames(
-        cls, X: np.ndarray, sample_weight: np.ndarray | None = None, *, shift: np.ndarray,
-        block: int = 65536,
-    ) -> Stats:  # fmt: skip
+    def of_frames(cls, X: np.ndarray, sample_weight: np.ndarray | None = None, *,
+                  shift: np.ndarray, block: int = 65536) -> Stats:  # fmt: skip
         """Plain moments of frames ``X`` (n_frames, n_dims) about ``shift`` as one-component
         statistics, in float64 ``block`` frames at a time."""
         shift = np.asarray(shift, dtype=np.float64)
@@ -139,10 +131,9 @@ class Stats:
 
     def pooled(self) -> Stats:
         """All components merged into one: the statistics of the data as a whole."""
-        return Stats(
-            self.n.sum(keepdims=True), self.F.sum(0, keepdims=True),
-            self.S.sum(0, keepdims=True), self.loglik, self.n_frames, self.shift.copy(),
-        )  # fmt: skip
+        return Stats(self.n.sum(keepdims=True), self.F.sum(0, keepdims=True),
+                     self.S.sum(0, keepdims=True), self.loglik, self.n_frames,
+                     self.shift.copy())  # fmt: skip
 
     def mean_var(self) -> tuple[np.ndarray, np.ndarray]:
         """Per-component mean and variance, each (K, D) (see :func:`moments`)."""
@@ -160,15 +151,12 @@ class Stats:
         if not isinstance(other, Stats):
             return NotImplemented
         if self.F.shape != other.F.shape:
-            raise ParameterError(
-                f"cannot merge Stats of shape (K, D)={self.F.shape} with {other.F.shape}"
-            )
+            raise ParameterError(f"cannot merge Stats of shape (K, D)={self.F.shape} with "
+                                 f"{other.F.shape}")  # fmt: skip
         other = other.recentre(self.shift)
-        return Stats(
-            self.n + other.n, self.F + other.F, self.S + other.S,
-            float(self.loglik + other.loglik), float(self.n_frames + other.n_frames),
-            self.shift.copy(),
-        )  # fmt: skip
+        return Stats(self.n + other.n, self.F + other.F, self.S + other.S,
+                     float(self.loglik + other.loglik), float(self.n_frames + other.n_frames),
+                     self.shift.copy())  # fmt: skip
 
     def __radd__(self, other: object) -> Stats:
         return self if isinstance(other, int) and other == 0 else NotImplemented  # sum()
@@ -176,10 +164,8 @@ class Stats:
     def allclose(self, other: Stats, *, rtol: float = 1e-9, atol: float = 0.0) -> bool:
         """Whether two statistics agree (after bringing them to a common shift)."""
         other = other.recentre(self.shift)
-        return all(
-            np.allclose(getattr(self, k), getattr(other, k), rtol=rtol, atol=atol)
-            for k in ("n", "F", "S", "loglik", "n_frames")
-        )
+        return all(np.allclose(getattr(self, k), getattr(other, k), rtol=rtol, atol=atol)
+                   for k in ("n", "F", "S", "loglik", "n_frames"))  # fmt: skip
 
     def to_arrays(self) -> dict[str, np.ndarray]:
         """Plain float64 arrays, safe to ship between processes or save with numpy."""
@@ -205,16 +191,13 @@ class Stats:
         want = {"n": (K,), "S": (K, D), "shift": (D,), "scalars": (2,)}
         if any(a[k].shape != shape for k, shape in want.items()):
             shapes = {k: a[k].shape for k in a}
-            raise ModelFileError(
-                f"{source}: inconsistent statistics shapes {shapes} for K={K}, D={D}"
-            )
+            raise ModelFileError(f"{source}: inconsistent statistics shapes {shapes} for K={K}, "
+                                 f"D={D}")  # fmt: skip
         if np.any(a["n"] < 0):
             raise ModelFileError(f"{source}: negative zeroth-order statistics")
         ll, nf = a["scalars"]
         return cls(a["n"], a["F"], a["S"], float(ll), float(nf), a["shift"])
 
     def __repr__(self) -> str:
-        return (
-            f"Stats(n_components={self.n_components}, n_dims={self.n_dims}, "
-            f"n_frames={self.n_frames:g}, loglik={self.loglik:.6g})"
-        )
+        return (f"Stats(n_components={self.n_components}, n_dims={self.n_dims}, "
+                f"n_frames={self.n_frames:g}, loglik={self.loglik:.6g})")  # fmt: skip
