@@ -62,10 +62,8 @@ def check_params(obj: Any) -> None:
 def check_enough_frames(n_frames: int, n_components: int, what: str) -> None:
     """ParameterError when ``what`` has fewer frames than components."""
     if n_frames < n_components:
-        raise ParameterError(
-            f"n_components={n_components} but {what} has {n_frames} frames; "
-            "use fewer components or more data"
-        )
+        raise ParameterError(f"n_components={n_components} but {what} has {n_frames} frames; "
+                             "use fewer components or more data")  # fmt: skip
 
 
 def check_sample_weight(sample_weight: Any, n_frames: int) -> np.ndarray | None:
@@ -119,10 +117,8 @@ def user_init(gmm: Any, K: int, D: int, Xs: np.ndarray) -> Params:
     with np.errstate(all="ignore"):
         W = gemm_weights(p.weights, m, v, p.weights @ m, np.float64)
     if not np.isfinite(W[:-1]).all() or np.isnan(W[-1]).any() or np.all(W[-1] == -np.inf):
-        raise ParameterError(
-            "means_init/variances_init are too extreme to evaluate in float64 "
-            "(1/variance or (mean - centre)**2 / variance overflows)"
-        )
+        raise ParameterError("means_init/variances_init are too extreme to evaluate in float64 "
+                             "(1/variance or (mean - centre)**2 / variance overflows)")  # fmt: skip
     return p
 
 
@@ -147,9 +143,7 @@ def validate_param_arrays(name: str, w, m, v) -> None:
         const = np.sum(np.log(v), -1) + np.sum(m * m / v, -1)
         finite = np.all(np.isfinite(1.0 / v)) and np.all(np.isfinite(const))
     if not finite:
-        raise ModelFileError(
-            f"{name}: means and variances give a non-finite log-density "
-            "(variances too small for the means)"
-        )
+        raise ModelFileError(f"{name}: means and variances give a non-finite log-density "
+                             "(variances too small for the means)")  # fmt: skip
     if np.any(w < 0) or not np.allclose(w.sum(-1), 1.0, rtol=0, atol=1e-6):
         raise ModelFileError(f"{name}: weights must be >= 0 and sum to 1; sums {w.sum(-1)}")

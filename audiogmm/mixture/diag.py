@@ -184,10 +184,8 @@ class DiagGMM:
         self.weights_, self.means_, self.variances_ = params
         return self
 
-    def fit(
-        self, X: np.ndarray, y: None = None, *, sample_weight: np.ndarray | None = None,
-        executor: LocalExecutor | None = None,
-    ) -> DiagGMM:  # fmt: skip
+    def fit(self, X: np.ndarray, y: None = None, *, sample_weight: np.ndarray | None = None,
+            executor: LocalExecutor | None = None) -> DiagGMM:  # fmt: skip
         """EM on frames ``X`` (n_frames, n_dims), ``sample_weight`` (n_frames,) >= 0; self.
         ``executor`` as for :meth:`accumulate`. ParameterError for bad parameters, or ``X``
         not 2-D, non-finite, or with fewer frames than components."""

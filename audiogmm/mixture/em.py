@@ -163,12 +163,10 @@ def run(
 def unstack(result: EMResult) -> list[EMResult]:
     """A stacked run's result as one :class:`EMResult` per member."""
     return [
-        EMResult(
-            result.params.member(c), list(hist), result.converged[c], result.n_iter[c],
-            [{k: v for k, v in e.items() if k != "member"} for e in result.events
-             if e["member"] == c],
-            result.stats.member(c),
-        )  # fmt: skip
+        EMResult(result.params.member(c), list(hist), result.converged[c], result.n_iter[c],
+                 [{k: v for k, v in e.items() if k != "member"} for e in result.events
+                  if e["member"] == c],
+                 result.stats.member(c))  # fmt: skip
         for c, hist in enumerate(result.history)
     ]
 

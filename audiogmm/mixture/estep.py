@@ -47,9 +47,7 @@ def gemm_weights(
     mc = means - shift
     with np.errstate(divide="ignore"):  # an empty slot (weight 0) has log-weight -inf
         logw = np.log(weights)
-    b = logw - 0.5 * (
-        means.shape[1] * _LOG_2PI + np.log(variances).sum(1) + (mc**2 * prec).sum(1)
-    )
+    b = logw - 0.5 * (means.shape[1] * _LOG_2PI + np.log(variances).sum(1) + (mc**2 * prec).sum(1))
     W = np.concatenate([-0.5 * prec.T, (mc * prec).T, b[None, :]], axis=0)
     return np.ascontiguousarray(W, dtype=dtype)
 

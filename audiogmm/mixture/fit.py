@@ -336,11 +336,9 @@ def _split_heaviest(params: Params, n_split: int) -> Params:
     """``params`` grown by ``n_split`` components, each split off one of the heaviest."""
     k, D = params.means.shape
     order = np.argsort(-params.weights, kind="stable")[:n_split]
-    grown = Params(
-        np.concatenate([params.weights, np.zeros(n_split)]),
-        np.concatenate([params.means, np.zeros((n_split, D))]),
-        np.concatenate([params.variances, np.ones((n_split, D))]),
-    )
+    grown = Params(np.concatenate([params.weights, np.zeros(n_split)]),
+                   np.concatenate([params.means, np.zeros((n_split, D))]),
+                   np.concatenate([params.variances, np.ones((n_split, D))]))  # fmt: skip
     for j, src in enumerate(order):
         split_component(grown, int(src), k + j)
     return grown

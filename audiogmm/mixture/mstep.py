@@ -207,11 +207,9 @@ def _alpha(n: np.ndarray, r: float) -> np.ndarray:
     return np.where(n > 0, a, 0.0)
 
 
-def map_adapt(
-    stats: Stats, prior: Params, *, adapt: str = "m", relevance_means: float = 16.0,
-    relevance_weights: float = 16.0, relevance_variances: float = 16.0,
-    var_floor: np.ndarray | float = 0.0, min_weight: float = 0.0,
-) -> Params:  # fmt: skip
+def map_adapt(stats: Stats, prior: Params, *, adapt: str = "m", relevance_means: float = 16.0,
+              relevance_weights: float = 16.0, relevance_variances: float = 16.0,
+              var_floor: np.ndarray | float = 0.0, min_weight: float = 0.0) -> Params:  # fmt: skip
     """MAP-adapted parameters (new arrays) from statistics and a prior of the same (K, D).
 
     ``adapt``: the kinds that move (``m``, ``w``, ``v``), each with a relevance ``r >= 0``
