@@ -51,12 +51,9 @@ class DiagGMM:
         Size of the random subsample initialisation works on.
     split_iter : int >= 0, default=3
         EM iterations after each split round (``init="split"``).
-    weights_init : ndarray of shape (n_components,), optional
-        Initial weights (default uniform when ``means_init`` is given).
-    means_init : ndarray of shape (n_components, n_dims), optional
-        Initial means; skips ``init`` (as in scikit-learn).
-    variances_init : ndarray of shape (n_components, n_dims), optional
-        Initial variances (default the global variance).
+    weights_init, means_init, variances_init : ndarray, optional
+        Initial weights (n_components,) (default uniform), means (n_components, n_dims)
+        (given: no ``init``, as in scikit-learn), variances (default the global variance).
     random_state : int, numpy Generator or None, default=None
         Seed for every random choice (subsample, seeding, sampling).
     chunk_size : int or None, default=None

@@ -80,9 +80,7 @@ def _max_keepdims(L: np.ndarray, axis: int) -> np.ndarray:
     return m
 
 
-def row_max_and_sum(
-    L: np.ndarray, axis: int = -1, *, inplace: bool = False
-) -> tuple[np.ndarray, np.ndarray]:
+def row_max_and_sum(L: np.ndarray, axis: int = -1, *, inplace: bool = False) -> tuple:
     """``m = max(L)`` and ``s = sum(exp(L - m))`` along ``axis`` (kept), so that
     ``logsumexp(L) = m + log(s)``; ``inplace=True`` overwrites ``L`` by ``exp(L - m)``."""
     m = _max_keepdims(L, axis)
@@ -211,9 +209,8 @@ def _compiled() -> Any:
     return _resp_inplace_nb, _segment_lse_nb
 
 
-def resp_inplace(
-    L: np.ndarray, w: np.ndarray | None, lse: np.ndarray, *, fast: bool = True
-) -> None:
+def resp_inplace(L: np.ndarray, w: np.ndarray | None, lse: np.ndarray, *,
+                 fast: bool = True) -> None:  # fmt: skip
     """Joint log-likelihoods ``L`` (n_frames, K), C-contiguous, into responsibilities
     ``w_t * gamma_tk`` in place (``w`` (n_frames,) or None); ``lse`` (n_frames,) gets
     ``log p(x_t)`` in nats. ``fast``: the numba kernel if available."""
