@@ -46,11 +46,9 @@ def check_params(obj: Any) -> None:
         need(o, is_int(getattr(o, name)) and getattr(o, name) >= lo, name, f"an int >= {lo}")
     for name in ("tol", "var_floor", "min_count"):
         need(o, is_real(getattr(o, name)) and getattr(o, name) >= 0, name, "a finite number >= 0")
-    need(
-        o, is_real(o.var_floor_abs) and MIN_VAR_FLOOR_ABS <= o.var_floor_abs <= MAX_VAR_FLOOR_ABS,
-        "var_floor_abs",
-        f"a number in [{MIN_VAR_FLOOR_ABS:g}, {MAX_VAR_FLOOR_ABS:g}] (1/var must stay finite)",
-    )
+    lo, hi = MIN_VAR_FLOOR_ABS, MAX_VAR_FLOOR_ABS
+    need(o, is_real(o.var_floor_abs) and lo <= o.var_floor_abs <= hi, "var_floor_abs",
+         f"a number in [{lo:g}, {hi:g}] (1/var must stay finite)")  # fmt: skip
     need(o, is_real(o.min_weight) and 0 <= o.min_weight < 1.0 / o.n_components, "min_weight",
          "in [0, 1/n_components)")  # fmt: skip
     need(o, o.init in ("kmeans++", "split"), "init", "'kmeans++' or 'split'")
@@ -79,10 +77,9 @@ def check_sample_weight(sample_weight: Any, n_frames: int) -> np.ndarray | None:
     with np.errstate(over="ignore"):
         total = float(sw.sum())
     if not 0 < total < np.inf:
-        raise ParameterError(
-            f"sample_weight must sum to a finite number > 0; got sum {total:g} "
-            "(all zero: nothing to fit; overflow: rescale the weights)"
-        )
+        raise ParameterError(f"sample_weight must sum to a finite number > 0; got sum "
+                             f"{total:g} (all zero: nothing to fit; overflow: rescale the "
+                             "weights)")  # fmt: skip
     return sw
 
 
@@ -103,10 +100,8 @@ def user_init(gmm: Any, K: int, D: int, Xs: np.ndarray) -> Params:
     else:
         v = _float_array(gmm.variances_init, "variances_init")
     if m.shape != (K, D) or v.shape != (K, D) or w.shape != (K,):
-        raise ParameterError(
-            f"means_init/variances_init must have shape ({K}, {D}) and weights_init "
-            f"({K},); got {m.shape}, {v.shape}, {w.shape}"
-        )
+        raise ParameterError(f"means_init/variances_init must have shape ({K}, {D}) and "
+                             f"weights_init ({K},); got {m.shape}, {v.shape}, {w.shape}")
     if not (np.all(np.isfinite(m)) and np.all(np.isfinite(v)) and np.all(v > 0)):
         raise ParameterError("means_init and variances_init must be finite with variances > 0")
     with np.errstate(over="ignore"):
@@ -128,9 +123,8 @@ def validate_param_arrays(name: str, w, m, v) -> None:
     if w is None or m is None or v is None:
         raise ModelFileError(f"{name}: missing weights, means or variances")
     if m.ndim < 2 or 0 in m.shape or v.shape != m.shape or w.shape != m.shape[:-1]:
-        raise ModelFileError(
-            f"{name}: inconsistent shapes weights {w.shape}, means {m.shape}, variances {v.shape}"
-        )
+        raise ModelFileError(f"{name}: inconsistent shapes weights {w.shape}, means {m.shape}, "
+                             f"variances {v.shape}")  # fmt: skip
     for label, a in (("weights", w), ("means", m), ("variances", v)):
         if a.dtype != np.float64:
             raise ModelFileError(f"{name}: {label} have dtype {a.dtype}, expected float64")

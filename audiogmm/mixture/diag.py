@@ -135,9 +135,8 @@ class DiagGMM:
 
     def _check_fitted(self) -> None:
         if not hasattr(self, "means_"):
-            raise ParameterError(
-                f"this {type(self).__name__} is not fitted yet; call fit() or load() first"
-            )
+            raise ParameterError(f"this {type(self).__name__} is not fitted yet; call fit() or "
+                                 "load() first")  # fmt: skip
 
     @property
     def n_dims(self) -> int:
@@ -172,9 +171,8 @@ class DiagGMM:
     def maximise(self, stats: Stats) -> DiagGMM:
         """M-step: set the parameters from ``stats`` (floors and re-seeding applied); self."""
         if stats.n_components != self.n_components:
-            raise ParameterError(
-                f"stats have {stats.n_components} components; the model has {self.n_components}"
-            )
+            raise ParameterError(f"stats have {stats.n_components} components; the model has "
+                                 f"{self.n_components}")  # fmt: skip
         if getattr(self, "var_floor_", None) is None:
             self.var_floor_ = var_floor_of(self, global_mean_var(stats)[1])
         params, _ = ml_maximiser(self)(stats, self.params_ if hasattr(self, "means_") else None)

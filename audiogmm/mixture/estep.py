@@ -116,8 +116,7 @@ class _Workspace(threading.local):
             self.xx = np.empty((chunk, 2 * n_dims + 1), dtype=dtype)
             self.xx[:, 2 * n_dims] = 1.0
             self.L = np.empty((chunk, n_cols), dtype=dtype)
-            self.lse = np.empty(chunk, dtype=dtype)
-            self.w = np.empty(chunk, dtype=dtype)
+            self.lse, self.w = np.empty(chunk, dtype=dtype), np.empty(chunk, dtype=dtype)
             self.out = np.empty((chunk, max(1, n_cols)), dtype=dtype)
         return self
 
@@ -256,12 +255,11 @@ def _pack(items: list[tuple[int, int, int]], rows: int) -> list[list[tuple[int, 
     tasks: list[list[tuple[int, int, int]]] = []
     used = rows
     for it in items:
-        m = it[2] - it[1]
-        if used + m > rows:
+        if used + it[2] - it[1] > rows:
             tasks.append([])
             used = 0
         tasks[-1].append(it)
-        used += m
+        used += it[2] - it[1]
     return tasks
 
 
@@ -278,9 +276,8 @@ def stacked_log_likelihood(
     w = weights.reshape(M * K) / M  # any common shift works; use the pooled mean
     shift_c = (w @ means.reshape(M * K, D)).astype(dtype)
     c64 = shift_c.astype(np.float64)
-    W = np.concatenate(
-        [gemm_weights(weights[i], means[i], variances[i], c64, dtype) for i in range(M)], axis=1
-    )
+    W = np.concatenate([gemm_weights(weights[i], means[i], variances[i], c64, dtype)
+                        for i in range(M)], axis=1)  # fmt: skip
     chunk = min(chunk_size or auto_chunk_size(M * K), max(1, X.shape[0]))
     out = np.empty((X.shape[0], M), dtype=np.float64)
     limit = saturation(variances, dtype)
@@ -340,10 +337,8 @@ def select_scores(
     Wu = gemm_weights(ubm.weights, ubm.means, ubm.variances, shift, dtype)
     # per component k, the (2D + 1, M) matrix mapping [(x-c)**2, x-c, 1] to every model's
     # joint log-likelihood of that component: the same formula as the full E-step
-    Wm = np.stack(
-        [gemm_weights(weights[i], means[i], variances[i], shift, np.float64) for i in range(M)],
-        axis=2,
-    )  # (2D + 1, K, M)
+    Wm = np.stack([gemm_weights(weights[i], means[i], variances[i], shift, np.float64)
+                   for i in range(M)], axis=2)  # (2D + 1, K, M)
     Wm = np.ascontiguousarray(Wm.transpose(1, 0, 2), dtype=dtype)  # (K, 2D + 1, M)
     chunk = chunk_size or max(256, min(16384, (1 << 21) // max(1, C * M)))
     n = X.shape[0]
@@ -356,10 +351,8 @@ def select_scores(
         xx[:, 2 * D] = 1.0
         fill_rows(xx, X[start:stop], shift.astype(dtype), saturation(ubm.variances, dtype))
         L = xx @ Wu  # (m, K): the UBM, every component
-        if C < K:
-            idx = np.argpartition(-L, C - 1, axis=1)[:, :C]
-        else:
-            idx = np.broadcast_to(np.arange(K), L.shape)
+        idx = (np.argpartition(-L, C - 1, axis=1)[:, :C] if C < K
+               else np.broadcast_to(np.arange(K), L.shape))  # fmt: skip
         sel = np.ascontiguousarray(np.take_along_axis(L, idx, 1), dtype=np.float64)
         kernels.segment_lse(sel, C, out_u[start:stop, None], fast=False)
         # group the (frame, selected component) pairs by component: one small GEMM each

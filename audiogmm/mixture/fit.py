@@ -51,9 +51,8 @@ def fit_mixtures(
     t0 = time.perf_counter()
     first = models[0]
     if checkpoint is not None and (first.n_init != 1 or len(models) != 1):
-        raise ParameterError(
-            f"EM checkpoints need one model and n_init=1; got n_init={first.n_init}"
-        )
+        raise ParameterError(f"EM checkpoints need one model and n_init=1; got "
+                             f"n_init={first.n_init}")  # fmt: skip
     # classes under one BLAS thread, as when each class ran inside a worker
     blas = one_blas_thread() if len(models) > 1 and prior is None else nullcontext()
     with resolve(executor, first.n_jobs) as ex, blas:
@@ -150,10 +149,8 @@ def _global_moments(model: DiagGMM, source) -> tuple[np.ndarray, ...]:
         gmean, gvar = global_mean_var(total)
     extremes = np.stack([np.min(lows, 0), np.max(highs, 0)])
     if not (np.isfinite(gmean).all() and np.isfinite(gvar).all()):
-        raise ParameterError(
-            f"the data's variance overflows float64 (|x| up to {np.max(np.abs(extremes)):.3g}); "
-            "rescale the data"
-        )
+        raise ParameterError(f"the data's variance overflows float64 (|x| up to "
+                             f"{np.max(np.abs(extremes)):.3g}); rescale the data")  # fmt: skip
     return gmean, gvar, extremes
 
 
@@ -187,10 +184,9 @@ def _start(model: DiagGMM, source) -> tuple:
     with np.errstate(over="ignore"):
         model.var_floor_ = var_floor_of(model, gvar)
     if not np.all(model.var_floor_ <= MAX_VAR_FLOOR_ABS):
-        raise ParameterError(
-            f"var_floor={model.var_floor!r} times the data's variance gives floors up to "
-            f"{np.max(model.var_floor_):.3g} (limit {MAX_VAR_FLOOR_ABS:g}); lower var_floor"
-        )
+        raise ParameterError(f"var_floor={model.var_floor!r} times the data's variance gives "
+                             f"floors up to {np.max(model.var_floor_):.3g} (limit "
+                             f"{MAX_VAR_FLOOR_ABS:g}); lower var_floor")  # fmt: skip
     return rng, gmean, gvar, extremes
 
 

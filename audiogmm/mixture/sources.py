@@ -89,10 +89,9 @@ class IterSource:
 
     def __init__(self, chunks: ChunkSource) -> None:
         if not callable(chunks) and iter(chunks) is chunks:
-            raise ParameterError(
-                "fit_iter needs several passes over the data: pass a callable that "
-                "returns a fresh iterable of arrays, or a list, not a one-shot iterator"
-            )
+            raise ParameterError("fit_iter needs several passes over the data: pass a callable "
+                                 "that returns a fresh iterable of arrays, or a list, not a "
+                                 "one-shot iterator")  # fmt: skip
         self.chunks, self.n_dims, self.drop_tol, self.n_frames = chunks, None, 1e-9, 0
 
     def __iter__(self) -> Iterator[tuple[np.ndarray, None]]:
