@@ -106,17 +106,14 @@ class DiagGMM:
         # stored as given, validated in fit (scikit-learn's rule)
         vars(self).update({k: v for k, v in locals().items() if k != "self"})
 
-    @classmethod
-    def _param_names(cls) -> list[str]:
-        return [p for p in inspect.signature(cls.__init__).parameters if p != "self"]
-
     def get_params(self, deep: bool = True) -> dict[str, Any]:
         """Constructor parameters, as in scikit-learn."""
-        return {k: getattr(self, k) for k in self._param_names()}
+        names = inspect.signature(type(self).__init__).parameters
+        return {k: getattr(self, k) for k in names if k != "self"}
 
     def set_params(self, **params: Any) -> DiagGMM:
         """Set constructor parameters; unknown names raise ParameterError."""
-        valid = set(self._param_names())
+        valid = set(self.get_params())
         for k, v in params.items():
             if k not in valid:
                 raise ParameterError(f"unknown parameter {k!r}; valid: {sorted(valid)}")

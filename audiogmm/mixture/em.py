@@ -1,10 +1,6 @@
 """THE EM loop, :func:`run`, and when it stops (:class:`ConvergenceMonitor`, the hmmlearn habit).
-
 Every fit, restart, split round and class differs only in the source, starting parameters,
-maximiser, monitor and executor it passes. A stack of C mixtures (:class:`~.sources.StackedSource`,
-stacked :class:`Params`, a :class:`StackedMonitor`) runs at once, each member as alone
-(:func:`unstack`).
-"""
+maximiser, monitor and executor; a stack of C mixtures runs at once, each as alone."""
 
 from __future__ import annotations
 

@@ -69,13 +69,11 @@ _COLUMN_MAX_LIMIT = 16
 
 def _max_keepdims(L: np.ndarray, axis: int) -> np.ndarray:
     """``L.max(axis=axis, keepdims=True)``, bit for bit, NaN included (a max is exact)."""
-    last = axis in (-1, L.ndim - 1)
-    k = L.shape[-1]
-    if not last or k > _COLUMN_MAX_LIMIT or k == 0:
+    if axis not in (-1, L.ndim - 1) or not 0 < L.shape[-1] <= _COLUMN_MAX_LIMIT:
         return L.max(axis=axis, keepdims=True)
     m = L[..., :1].copy()
     mv = m[..., 0]
-    for j in range(1, k):
+    for j in range(1, L.shape[-1]):
         np.maximum(mv, L[..., j], out=mv)
     return m
 

@@ -1,18 +1,13 @@
-"""The M-steps: maximisers ``(stats, params) -> (new_params, events)`` that read only their
-arguments, keep no state and report what they did as event dicts.
-
-:class:`MLMaximiser`: maximum likelihood, floors and re-seeding. :class:`MAPMaximiser`: MAP
-adaptation (Reynolds, Quatieri & Dunn 2000), the UBM moved towards a class's data. With
-occupancy ``n_k``, ``T = sum_k n_k``, ``alpha_k = n_k / (n_k + r)`` (a relevance ``r`` per
-kind), ``E_k[x] = F_k / n_k``, ``E_k[x**2] = S_k / n_k``::
+"""The M-steps, maximisers ``(stats, params) -> (new_params, events)`` (pure, events as dicts):
+:class:`MLMaximiser` (ML, floors, re-seeding) and :class:`MAPMaximiser` (Reynolds et al. 2000,
+the UBM moved towards a class's data). With ``alpha_k = n_k / (n_k + r)``, ``T = sum_k n_k``::
 
     w_k'   = [alpha_k n_k / T + (1 - alpha_k) w_k] * gamma       (gamma: sum to 1)
-    mu_k'  = alpha_k E_k[x] + (1 - alpha_k) mu_k
-    var_k' = alpha_k E_k[x**2] + (1 - alpha_k) (var_k + mu_k**2) - mu_k'**2
+    mu_k'  = alpha_k F_k / n_k + (1 - alpha_k) mu_k
+    var_k' = alpha_k S_k / n_k + (1 - alpha_k) (var_k + mu_k**2) - mu_k'**2
 
-(bob.learn.em omits the square of ``mu_k``, a known error), about the statistics' shift
-(shift-invariant), so offsets do not cancel; a component without data keeps the prior bit
-for bit. Over several iterations the E-step follows the adapted model, the prior stays.
+about the statistics' shift (bob.learn.em omits the square of ``mu_k``); a component without
+data keeps the prior bit for bit. Over several iterations the prior stays the UBM.
 """
 
 from __future__ import annotations
