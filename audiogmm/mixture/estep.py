@@ -164,15 +164,12 @@ def accumulate_many(
     sample_weights: list[np.ndarray | None] | None = None, chunk_size: int | None = None,
     executor: LocalExecutor | None = None, fast: bool | None = None,
 ) -> tuple[np.ndarray, ...]:  # fmt: skip
-    """THE E-step: statistics of mixtures ``members`` of a stack, each on its own frames.
-
-    All chunks run in one executor map; per member the arithmetic is that of a run of its
-    own (same chunks, GEMMs and kernel calls, reduced in order), whatever the executor.
-    ``Xs[c]`` (n_frames_c, n_dims) and ``sample_weights[c]`` are member c's; ``weights``
-    (n_members, K), ``means``/``variances`` (n_members, K, n_dims); ``shifts`` (R, n_dims)
-    centre the R ``members``. ``chunk_size`` default :func:`auto_chunk_size`; ``fast``:
-    numba for large calls (None, :func:`.kernels.use_numba`), always or never.
-    Returns n (R, K), F and S (R, K, n_dims) about ``shifts``, loglik and n_frames (R,).
+    """THE E-step of mixtures ``members`` of a stack, each on its own frames ``Xs[c]``
+    (n_frames_c, n_dims), weighted by ``sample_weights[c]``, in one executor map; per member
+    the arithmetic of a run of its own, whatever the executor. ``weights`` (n_members, K),
+    ``means``/``variances`` (n_members, K, n_dims); ``shifts`` (R, n_dims) centre the R
+    ``members``; ``fast``: numba for large calls (None, :func:`.kernels.use_numba`), always
+    or never. Returns n (R, K), F and S (R, K, n_dims), loglik and n_frames (R,).
     """
     R, K, D = len(members), means.shape[1], means.shape[2]
     sws = sample_weights or [None] * R
@@ -321,15 +318,10 @@ def select_scores(
     X: np.ndarray, ubm: Params, weights: np.ndarray, means: np.ndarray, variances: np.ndarray,
     *, top_c: int, chunk_size: int | None = None, executor: LocalExecutor | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
-    """Per-frame log-likelihoods of M models and of the UBM over the UBM's top-C components.
-
-    Adapted models stay close to their UBM, so one pass over the UBM picks each frame's
-    ``top_c`` (in [1, K]) best components and every model (and the UBM, to compare like
-    with like) is evaluated on those only. ``X`` (n_frames, n_dims); ``ubm`` of K
-    components; ``weights`` (M, K), ``means``/``variances`` (M, K, n_dims) MAP-adapted
-    from it. Returns ``log sum_{k in sel_t} w_mk N(x_t | mu_mk, var_mk)`` (n_frames, M)
-    and the same under the UBM (n_frames,), float64 nats.
-    """
+    """Per-frame log-likelihoods (n_frames, M) of M models MAP-adapted from ``ubm`` (K
+    components; ``weights`` (M, K), ``means``/``variances`` (M, K, n_dims)) and of the UBM
+    (n_frames,), float64 nats, each summed over the UBM's ``top_c`` (in [1, K]) best
+    components of each frame of ``X`` (n_frames, n_dims): adapted models stay close to it."""
     M, K, D = means.shape
     C = int(min(max(1, top_c), K))
     dtype = compute_dtype(X, ubm.weights, ubm.means, ubm.variances)

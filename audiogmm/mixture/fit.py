@@ -37,14 +37,13 @@ def fit_mixtures(
     checkpoint: Any = None, prior: Params | None = None, maximiser: Any = None,
     tick: Callable[[], None] | None = None,
 ) -> None:  # fmt: skip
-    """Fit ``models[c]`` (validated DiagGMMs, in place) on ``sources[c]``.
+    """Fit ``models[c]`` (validated DiagGMMs, in place) on ``sources[c]``: global moments and
+    variance floor, ``n_init`` rounds of (initialise, :func:`em.run`), the best adopted.
 
-    Per model: global moments and variance floor, ``n_init`` rounds of (initialise,
-    :func:`em.run`), the best round adopted. Several models (a classifier's classes)
-    run stacked, each ending exactly as alone (they need ``ArraySource``\\ s without
-    weights). ``executor`` default: ``n_jobs`` threads of the first model; ``checkpoint``:
-    see :meth:`DiagGMM.fit_source`; ``prior`` (MAP): every model runs ``max_iter``
-    iterations of ``maximiser`` from it; ``tick`` is called after each model.
+    Several models (a classifier's classes; unweighted ``ArraySource``\\ s) run stacked, each
+    as alone. ``executor`` default: the first model's ``n_jobs`` threads; ``checkpoint``: see
+    :meth:`DiagGMM.fit_source`; ``prior`` (MAP): ``max_iter`` iterations of ``maximiser``
+    from it; ``tick`` is called after each model.
     """
     if not models:
         return
@@ -305,12 +304,9 @@ def init_split(
     subs: list[np.ndarray], K: int, *, var_floor: list[np.ndarray], split_iter: int,
     executor: LocalExecutor | None = None, chunk_size: int | None = None,
 ) -> list[Params]:  # fmt: skip
-    """One mixture per subsample ``subs[c]`` (n, n_dims) float64, grown from one component
-    to K by splitting the heaviest ones (HTK ``MU``), variances >= ``var_floor[c]``.
-
-    Each round splits ``min(k, K - k)`` components, then runs ``split_iter`` EM iterations
-    (no weight floor, no re-seeding) in one stacked :func:`em.run` (each grows as alone).
-    """
+    """One mixture per subsample ``subs[c]`` (n, n_dims) float64, grown from one component to
+    K by splitting the heaviest ``min(k, K - k)`` (HTK ``MU``) per round, then ``split_iter``
+    stacked EM iterations without weight floor or re-seeding; variances >= ``var_floor[c]``."""
     members = [
         Params(np.ones(1), X.mean(0, keepdims=True), np.maximum(X.var(0, keepdims=True), f))
         for X, f in zip(subs, var_floor)

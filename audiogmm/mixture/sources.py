@@ -187,12 +187,9 @@ def _block_stats(store: Any, stride: int, clip_weight, params: Params, shift: np
 
 class ShardSource:
     """A shard store (``n_frames``, ``n_dims``, ``clip_start``, ``read_rows``, ``read_index``,
-    e.g. :func:`audiogmm.data.shards.open_store`) as EM data source.
-
-    Keeps store frames ``0, stride, 2*stride, ...``; ``clip_weight`` (n_clips,) >= 0: each
-    clip's frames' sample weight; ``block_frames`` per map task (results depend on it and
-    on the E-step chunk size, never on the shard files or the executor).
-    """
+    e.g. :func:`audiogmm.data.shards.open_store`), frames ``0, stride, 2*stride, ...``;
+    ``clip_weight`` (n_clips,) >= 0: each clip's frames' weight; ``block_frames`` per map task
+    (results depend on it and the chunk size, never on shard files or executor)."""
 
     def __init__(self, store: Any, *, stride: int = 1, clip_weight: np.ndarray | None = None,
                  block_frames: int = BLOCK_FRAMES) -> None:  # fmt: skip
