@@ -12,10 +12,8 @@ from ..exceptions import ModelFileError, ParameterError
 from .estep import gemm_weights
 from .stats import Params
 
-__all__ = [
-    "check_enough_frames", "check_params", "check_sample_weight", "is_int", "is_real", "need",
-    "user_init", "validate_param_arrays",
-]  # fmt: skip
+__all__ = ["check_enough_frames", "check_params", "check_sample_weight", "is_int", "is_real",
+           "need", "user_init", "validate_param_arrays"]  # fmt: skip
 
 #: Bounds of ``var_floor_abs``: its inverse (a precision) and square stay far from overflow.
 MIN_VAR_FLOOR_ABS = 1e-150

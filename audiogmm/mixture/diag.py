@@ -244,8 +244,7 @@ class DiagGMM:
         return self.means_[labels] + rng.standard_normal((n_samples, self.n_dims)) * sd, labels
 
     def _n_parameters(self) -> int:
-        K, D = self.means_.shape
-        return 2 * K * D + K - 1
+        return 2 * self.means_.size + self.means_.shape[0] - 1
 
     def bic(self, X: np.ndarray) -> float:
         """Bayesian information criterion on ``X`` (lower is better)."""

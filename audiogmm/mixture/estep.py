@@ -21,10 +21,8 @@ from ..engine import LocalExecutor
 from . import kernels
 from .stats import Params, Stats, recentred
 
-__all__ = [
-    "accumulate", "accumulate_many", "auto_chunk_size", "estimate_log_prob", "gemm_weights",
-    "log_likelihood", "log_softmax", "select_scores", "stacked_log_likelihood",
-]  # fmt: skip
+__all__ = ["accumulate", "accumulate_many", "auto_chunk_size", "estimate_log_prob", "gemm_weights",
+           "log_likelihood", "log_softmax", "select_scores", "stacked_log_likelihood"]  # fmt: skip
 
 _LOG_2PI = math.log(2.0 * math.pi)
 

@@ -26,10 +26,8 @@ from .stats import Params, Stats
 if TYPE_CHECKING:
     from .diag import DiagGMM
 
-__all__ = [
-    "fit_mixtures", "frames_per_chunk", "init_kmeans", "init_split", "kmeans_labels",
-    "ml_maximiser", "var_floor_of",
-]  # fmt: skip
+__all__ = ["fit_mixtures", "frames_per_chunk", "init_kmeans", "init_split", "kmeans_labels",
+           "ml_maximiser", "var_floor_of"]  # fmt: skip
 
 
 def fit_mixtures(
@@ -130,29 +128,6 @@ def ml_maximiser(model: DiagGMM) -> MLMaximiser:
     return MLMaximiser(model.var_floor_, model.min_weight, model.min_count)
 
 
-def _global_moments(model: DiagGMM, source) -> tuple[np.ndarray, ...]:
-    """Global mean and variance from one pass (which also counts the frames), and the
-    data's (2, n_dims) extremes in its own dtype (for :func:`compute_dtype`)."""
-    total, lows, highs = None, [], []
-    for Xc, sw in source:
-        st = Stats.of_frames(Xc, sw, shift=Xc[0] if total is None else total.shift)
-        total = st if total is None else total + st
-        lows.append(Xc.min(0))
-        highs.append(Xc.max(0))
-    if total is None:
-        raise ParameterError("fit_iter: the chunks hold no frames")
-    check_enough_frames(source.n_frames, model.n_components, "the data")
-    if not total.n[0] > 0:
-        raise ParameterError("sample_weight sums to 0: there is nothing to fit")
-    with np.errstate(over="ignore", invalid="ignore"):
-        gmean, gvar = global_mean_var(total)
-    extremes = np.stack([np.min(lows, 0), np.max(highs, 0)])
-    if not (np.isfinite(gmean).all() and np.isfinite(gvar).all()):
-        raise ParameterError(f"the data's variance overflows float64 (|x| up to "
-                             f"{np.max(np.abs(extremes)):.3g}); rescale the data")  # fmt: skip
-    return gmean, gvar, extremes
-
-
 def _subsample(model: DiagGMM, source, rng: np.random.Generator) -> np.ndarray:
     """The random rows initialisation works on, (min(init_max_samples, n), D) float64."""
     m = min(model.init_max_samples, source.n_frames)
@@ -172,9 +147,25 @@ def _init_params(model: DiagGMM, source, rng, executor) -> tuple[Params, list[Ev
 
 
 def _start(model: DiagGMM, source) -> tuple:
-    """The fit's random stream, global moments and extremes; sets the variance floor."""
-    rng = np.random.default_rng(model.random_state)
-    gmean, gvar, extremes = _global_moments(model, source)
+    """The fit's random stream, the data's global mean and variance (one pass, which also
+    counts the frames) and (2, n_dims) extremes in its own dtype; sets the variance floor."""
+    total, lows, highs = None, [], []
+    for Xc, sw in source:
+        st = Stats.of_frames(Xc, sw, shift=Xc[0] if total is None else total.shift)
+        total = st if total is None else total + st
+        lows.append(Xc.min(0))
+        highs.append(Xc.max(0))
+    if total is None:
+        raise ParameterError("fit_iter: the chunks hold no frames")
+    check_enough_frames(source.n_frames, model.n_components, "the data")
+    if not total.n[0] > 0:
+        raise ParameterError("sample_weight sums to 0: there is nothing to fit")
+    with np.errstate(over="ignore", invalid="ignore"):
+        gmean, gvar = global_mean_var(total)
+    extremes = np.stack([np.min(lows, 0), np.max(highs, 0)])
+    if not (np.isfinite(gmean).all() and np.isfinite(gvar).all()):
+        raise ParameterError(f"the data's variance overflows float64 (|x| up to "
+                             f"{np.max(np.abs(extremes)):.3g}); rescale the data")  # fmt: skip
     zero_dims = np.flatnonzero(gvar <= model.var_floor_abs)
     if zero_dims.size:
         warnings.warn(f"X has (near) zero variance in dimension(s) {zero_dims.tolist()[:10]}; "
@@ -186,7 +177,7 @@ def _start(model: DiagGMM, source) -> tuple:
         raise ParameterError(f"var_floor={model.var_floor!r} times the data's variance gives "
                              f"floors up to {np.max(model.var_floor_):.3g} (limit "
                              f"{MAX_VAR_FLOOR_ABS:g}); lower var_floor")  # fmt: skip
-    return rng, gmean, gvar, extremes
+    return np.random.default_rng(model.random_state), gmean, gvar, extremes
 
 
 def _monitor(model: DiagGMM, source) -> em.ConvergenceMonitor:
@@ -219,10 +210,9 @@ def _finish(model: DiagGMM, runs: tuple, source, gmean, gvar, extremes, t0) -> N
     }  # fmt: skip
     if extremes.dtype == np.float32 and model.fit_report_["compute_dtype"] == "float64":
         peak = float(np.max(np.abs(extremes)))
-        model.fit_report_["notes"].append(
-            f"float32 data computed in float64: its range (|x| up to {peak:.3g}) or a "
-            "narrow component would overflow or lose (x - c)**2 / var in float32"
-        )
+        model.fit_report_["notes"].append(f"float32 data computed in float64: its range (|x| up "
+                                          f"to {peak:.3g}) or a narrow component would overflow "
+                                          "or lose (x - c)**2 / var in float32")  # fmt: skip
     if not best.converged and model.max_iter > 0:
         warnings.warn(f"EM did not converge in max_iter={model.max_iter} iterations "
                       f"(tol={model.tol:g}); raise max_iter, loosen tol, or try init='split'",

@@ -19,10 +19,8 @@ import numpy as np
 
 from ..exceptions import ParameterError
 
-__all__ = [
-    "HAVE_NUMBA", "NUMBA_MIN_WORK", "numba_cache_dir", "resp_inplace", "row_max_and_sum",
-    "segment_lse", "use_numba",
-]  # fmt: skip
+__all__ = ["HAVE_NUMBA", "NUMBA_MIN_WORK", "numba_cache_dir", "resp_inplace", "row_max_and_sum",
+           "segment_lse", "use_numba"]  # fmt: skip
 
 # numba is imported (and the kernels compiled or loaded) on the first call, not at import
 HAVE_NUMBA = not os.environ.get("AUDIOGMM_NO_NUMBA") and bool(importlib.util.find_spec("numba"))

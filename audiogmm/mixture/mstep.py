@@ -23,10 +23,9 @@ from ..exceptions import ParameterError
 from .checks import is_real
 from .stats import Params, Stats, moments
 
-__all__ = [
-    "MAPMaximiser", "Maximiser", "MLMaximiser", "check_adapt", "floor_weights",
-    "global_mean_var", "map_adapt", "maximise", "maximise_stack", "reseed", "split_component",
-]  # fmt: skip
+__all__ = ["MAPMaximiser", "Maximiser", "MLMaximiser", "check_adapt", "floor_weights",
+           "global_mean_var", "map_adapt", "maximise", "maximise_stack", "reseed",
+           "split_component"]  # fmt: skip
 
 logger = logging.getLogger(__name__)
 

@@ -23,10 +23,8 @@ from .checks import is_int
 from .estep import accumulate, accumulate_many
 from .stats import Params, Stats
 
-__all__ = [
-    "BLOCK_FRAMES", "ArraySource", "ChunkSource", "IterSource", "ShardSource", "StackedSource",
-    "check_frames", "drop_tol", "tree_sum",
-]  # fmt: skip
+__all__ = ["BLOCK_FRAMES", "ArraySource", "ChunkSource", "IterSource", "ShardSource",
+           "StackedSource", "check_frames", "drop_tol", "tree_sum"]  # fmt: skip
 
 ChunkSource = Union[Callable[[], Iterable[np.ndarray]], Iterable[np.ndarray]]
 #: Frames per map task: 2^17 frames x 60 dims x 4 B = 31 MB of reads, ~250 KB of Stats back.
