@@ -36,9 +36,8 @@ def need(obj: Any, cond: bool, name: str, what: str) -> None:
         raise ParameterError(f"{name} must be {what}; got {getattr(obj, name)!r}")
 
 
-def check_params(obj: Any) -> None:
+def check_params(o: Any) -> None:
     """Validate a DiagGMM's constructor parameters (the one place they are checked)."""
-    o = obj
     for name, lo in (("n_components", 1), ("max_iter", 0), ("n_init", 1),
                      ("init_max_samples", 1), ("split_iter", 0)):  # fmt: skip
         need(o, is_int(getattr(o, name)) and getattr(o, name) >= lo, name, f"an int >= {lo}")

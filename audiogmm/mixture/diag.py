@@ -150,20 +150,16 @@ class DiagGMM:
     def _frames(self, X: np.ndarray) -> np.ndarray:
         return check_frames(X, n_dims=self.n_dims, min_frames=0)
 
-    def accumulate(
-        self, X: np.ndarray, sample_weight: np.ndarray | None = None, *,
-        out: Stats | None = None, executor: LocalExecutor | None = None,
-    ) -> Stats:  # fmt: skip
+    def accumulate(self, X: np.ndarray, sample_weight: np.ndarray | None = None, *,
+                   out: Stats | None = None, executor: LocalExecutor | None = None) -> Stats:
         """Sufficient statistics of ``X`` (n_frames, n_dims) under the current parameters
         (pure). ``sample_weight`` (n_frames,) >= 0; ``out``: statistics to add into;
         ``executor`` runs the chunks (default ``n_jobs`` threads)."""
         X = self._frames(X)
         sample_weight = check_sample_weight(sample_weight, X.shape[0])
         with resolve(executor, self.n_jobs) as ex:
-            return _accumulate(
-                X, self.params_, sample_weight=sample_weight, chunk_size=frames_per_chunk(self),
-                executor=ex, shift=None if out is None else out.shift, out=out,
-            )  # fmt: skip
+            return _accumulate(X, self.params_, sample_weight=sample_weight, out=out,
+                               chunk_size=frames_per_chunk(self), executor=ex)  # fmt: skip
 
     def maximise(self, stats: Stats) -> DiagGMM:
         """M-step: set the parameters from ``stats`` (floors and re-seeding applied); self."""

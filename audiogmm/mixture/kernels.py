@@ -41,10 +41,8 @@ def use_numba(work: int, fast: bool | None = None, *, single_pass: bool = False)
     env = os.environ.get("AUDIOGMM_NUMBA", "").strip().lower()
     if env not in ("", "auto", "0", "1"):
         raise ParameterError(f"AUDIOGMM_NUMBA must be 0, 1 or auto; got {env!r}")
-    if env == "0":
-        return False
     need = NUMBA_MIN_WORK * (_SINGLE_PASS_FACTOR if single_pass else 1)
-    return bool(fast) or env == "1" or work >= need
+    return env != "0" and (bool(fast) or env == "1" or work >= need)
 
 
 def numba_cache_dir(package_dir: str, environ: dict | None = None) -> str | None:

@@ -40,8 +40,7 @@ class Maximiser(Protocol):
 
 def global_mean_var(stats: Stats) -> tuple[np.ndarray, np.ndarray]:
     """Mean and variance of the data as a whole, each (n_dims,), from any statistics."""
-    mean, var = stats.pooled().mean_var()
-    return mean[0], var[0]
+    return tuple(a[0] for a in stats.pooled().mean_var())
 
 
 def floor_weights(w: np.ndarray, min_weight: float) -> np.ndarray:
