@@ -71,8 +71,8 @@ def run_one(folder: str, variant: str, n_components: int, iters: int, out: str) 
     from audiogmm.data.shards import open_store
     from audiogmm.mixture.diag import DiagGMM
     from audiogmm.mixture.mstep import MLMaximiser
-    from audiogmm.mixture.params import Params
-    from audiogmm.mixture.shards import ShardSource
+    from audiogmm.mixture.sources import ShardSource
+    from audiogmm.mixture.stats import Params
 
     store = open_store(folder)
     src = ShardSource(store)

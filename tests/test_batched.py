@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 from audiogmm import DiagGMM, GMMClassifier
 from audiogmm.engine import LocalExecutor, one_blas_thread
 from audiogmm.mixture import ConvergenceMonitor, Params, em, kernels
-from audiogmm.mixture.monitor import StackedMonitor
+from audiogmm.mixture.em import StackedMonitor
 from audiogmm.mixture.mstep import MLMaximiser
 from audiogmm.mixture.sources import ArraySource, StackedSource
 

@@ -331,7 +331,7 @@ def test_use_numba_size_rule_and_overrides(monkeypatch):
 def test_forced_numba_matches_numpy_on_small_problems(monkeypatch, dtype, tol, weighted):
     from audiogmm.mixture import kernels
     from audiogmm.mixture.estep import accumulate, stacked_log_likelihood
-    from audiogmm.mixture.params import Params
+    from audiogmm.mixture.stats import Params
 
     if not kernels.HAVE_NUMBA:
         pytest.skip("numba not installed")

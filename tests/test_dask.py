@@ -18,7 +18,7 @@ from audiogmm.engine import LocalExecutor  # noqa: E402
 from audiogmm.engine.dask import DaskExecutor, parse_spec  # noqa: E402
 from audiogmm.exceptions import ClusterError, ParameterError  # noqa: E402
 from audiogmm.mixture.diag import DiagGMM  # noqa: E402
-from audiogmm.mixture.shards import ShardSource  # noqa: E402
+from audiogmm.mixture.sources import ShardSource  # noqa: E402
 
 
 def _store(folder, shard_frames=4000):
@@ -167,7 +167,7 @@ def test_bad_specs_are_refused(bad):
 
 def test_import_audiogmm_never_imports_dask():
     code = "import sys, audiogmm, audiogmm.mixture, audiogmm.data, audiogmm.engine; " \
-        "import audiogmm.mixture.shards, audiogmm.data.shards; " \
+        "import audiogmm.mixture.sources, audiogmm.data.shards; " \
         "print(any(m.split('.')[0] in ('dask', 'distributed') for m in sys.modules))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"

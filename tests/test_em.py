@@ -7,7 +7,7 @@ import pytest
 
 from audiogmm import DiagGMM, GMMClassifier
 from audiogmm.mixture import ConvergenceMonitor, Params, em
-from audiogmm.mixture.init import kmeans_labels
+from audiogmm.mixture.fit import kmeans_labels
 from audiogmm.mixture.mstep import MLMaximiser, floor_weights, reseed
 from audiogmm.mixture.sources import ArraySource
 from audiogmm.mixture.stats import Stats

@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 
 from audiogmm import ParameterError
 from audiogmm.mixture import ConvergenceMonitor, Params, em, maximise
-from audiogmm.mixture.map import MAPMaximiser, check_adapt, map_adapt
+from audiogmm.mixture.mstep import MAPMaximiser, check_adapt, map_adapt
 from audiogmm.mixture.sources import ArraySource
 from audiogmm.mixture.stats import Stats
 

@@ -15,8 +15,7 @@ from audiogmm.engine import LocalExecutor
 from audiogmm.exceptions import ModelFileError, ParameterError
 from audiogmm.mixture.diag import DiagGMM
 from audiogmm.mixture.estep import accumulate
-from audiogmm.mixture.shards import ShardSource, tree_sum
-from audiogmm.mixture.sources import ArraySource
+from audiogmm.mixture.sources import ArraySource, ShardSource, tree_sum
 from audiogmm.mixture.stats import Stats
 
 

@@ -89,5 +89,5 @@ def test_exactly_one_function_holds_the_em_loop_and_one_orchestrates_a_fit():
                     ):
                         callers.setdefault(str(path.relative_to(PKG)), set()).add(n.name)
     # em.run is called by the orchestration (and split initialisation, EM rounds of init)
-    assert set(callers) <= {"mixture/fit.py", "mixture/init.py"}, callers
+    assert set(callers) <= {"mixture/fit.py"}, callers
     assert callable(em.run) and callable(fit.fit_mixtures)

@@ -13,8 +13,7 @@ from audiogmm import ModelFileError, ParameterError
 from audiogmm.cli import main
 from audiogmm.io.container import read_container, write_container
 from audiogmm.mixture import map_adapt
-from audiogmm.mixture.estep import accumulate, estimate_log_prob
-from audiogmm.mixture.gselect import select_scores
+from audiogmm.mixture.estep import accumulate, estimate_log_prob, select_scores
 from audiogmm.models import GMMClassifier, UBMClassifier, train_ubm
 from audiogmm.models.ubm import UNKNOWN
 from audiogmm.pipeline import load_model
@@ -361,7 +360,7 @@ def test_bundle_loads_either_kind_and_refuses_damage(tmp_path):
 
 def test_adaptation_runs_through_the_one_em_loop(monkeypatch):
     from audiogmm.mixture import em
-    from audiogmm.mixture.map import MAPMaximiser
+    from audiogmm.mixture.mstep import MAPMaximiser
 
     seen = []
     real = em.run

@@ -13,8 +13,8 @@ from typing import Any
 
 from ..exceptions import ModelFileError, ParameterError
 from ..mixture.checks import validate_param_arrays
-from ..mixture.monitor import ConvergenceMonitor
-from ..mixture.params import Params
+from ..mixture.em import ConvergenceMonitor
+from ..mixture.stats import Params
 from .container import read_checked, write_container
 from .schema import check
 from .tables import CHECKPOINT, FINGERPRINT

@@ -19,7 +19,7 @@ import numpy as np
 from ..exceptions import ModelFileError, ParameterError
 from ..mixture import DiagGMM, Stats
 from ..mixture.checks import check_params, validate_param_arrays
-from ..mixture.map import check_adapt
+from ..mixture.mstep import check_adapt
 from ..models.classifier import GMMClassifier
 from ..models.fusion import FusedClassifier
 from ..models.ivector import IVectorClassifier

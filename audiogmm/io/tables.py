@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..mixture.checks import MAX_VAR_FLOOR_ABS, MIN_VAR_FLOOR_ABS
-from ..mixture.map import check_adapt
+from ..mixture.mstep import check_adapt
 from .schema import Bool, Int, List, Map, Obj, Real, Str
 
 __all__ = [

@@ -1,4 +1,5 @@
-"""Checks at the public boundary of the mixtures: estimator parameters, weights, loaded arrays."""
+"""Checks at the mixtures' public boundary (parameters, weights, loaded arrays) and the one
+number vocabulary (:func:`is_int`, :func:`is_real`, :func:`need`)."""
 
 from __future__ import annotations
 
@@ -9,13 +10,10 @@ import numpy as np
 
 from ..exceptions import ModelFileError, ParameterError
 from .estep import gemm_weights
-from .params import Params
+from .stats import Params
 
-__all__ = [
-    "check_enough_frames", "check_params", "check_sample_weight", "is_int", "is_real", "need",
-    "user_init", "validate_param_arrays",
-]  # fmt: skip
-
+__all__ = ["check_enough_frames", "check_params", "check_sample_weight", "is_int", "is_real",
+           "need", "user_init", "validate_param_arrays"]  # fmt: skip
 
 #: Bounds of ``var_floor_abs``: its inverse (a precision) and square stay far from overflow.
 MIN_VAR_FLOOR_ABS = 1e-150
@@ -38,19 +36,16 @@ def need(obj: Any, cond: bool, name: str, what: str) -> None:
         raise ParameterError(f"{name} must be {what}; got {getattr(obj, name)!r}")
 
 
-def check_params(obj: Any) -> None:
+def check_params(o: Any) -> None:
     """Validate a DiagGMM's constructor parameters (the one place they are checked)."""
-    o = obj
     for name, lo in (("n_components", 1), ("max_iter", 0), ("n_init", 1),
                      ("init_max_samples", 1), ("split_iter", 0)):  # fmt: skip
         need(o, is_int(getattr(o, name)) and getattr(o, name) >= lo, name, f"an int >= {lo}")
     for name in ("tol", "var_floor", "min_count"):
         need(o, is_real(getattr(o, name)) and getattr(o, name) >= 0, name, "a finite number >= 0")
-    need(
-        o, is_real(o.var_floor_abs) and MIN_VAR_FLOOR_ABS <= o.var_floor_abs <= MAX_VAR_FLOOR_ABS,
-        "var_floor_abs",
-        f"a number in [{MIN_VAR_FLOOR_ABS:g}, {MAX_VAR_FLOOR_ABS:g}] (1/var must stay finite)",
-    )
+    lo, hi = MIN_VAR_FLOOR_ABS, MAX_VAR_FLOOR_ABS
+    need(o, is_real(o.var_floor_abs) and lo <= o.var_floor_abs <= hi, "var_floor_abs",
+         f"a number in [{lo:g}, {hi:g}] (1/var must stay finite)")  # fmt: skip
     need(o, is_real(o.min_weight) and 0 <= o.min_weight < 1.0 / o.n_components, "min_weight",
          "in [0, 1/n_components)")  # fmt: skip
     need(o, o.init in ("kmeans++", "split"), "init", "'kmeans++' or 'split'")
@@ -60,17 +55,15 @@ def check_params(obj: Any) -> None:
 
 
 def check_enough_frames(n_frames: int, n_components: int, what: str) -> None:
-    """Raise ParameterError when ``what`` has fewer frames than components."""
+    """ParameterError when ``what`` has fewer frames than components."""
     if n_frames < n_components:
-        raise ParameterError(
-            f"n_components={n_components} but {what} has {n_frames} frames; "
-            "use fewer components or more data"
-        )
+        raise ParameterError(f"n_components={n_components} but {what} has {n_frames} frames; "
+                             "use fewer components or more data")  # fmt: skip
 
 
 def check_sample_weight(sample_weight: Any, n_frames: int) -> np.ndarray | None:
-    """Per-frame weights as float64 (n_frames,), or None; ParameterError when not numeric,
-    of another shape, NaN, inf or negative, or summing to 0 or beyond float64."""
+    """Per-frame weights as float64 (n_frames,), or None; ParameterError unless numeric,
+    finite, >= 0, of that shape, with a finite sum > 0."""
     if sample_weight is None:
         return None
     sw = _float_array(sample_weight, "sample_weight")
@@ -81,10 +74,9 @@ def check_sample_weight(sample_weight: Any, n_frames: int) -> np.ndarray | None:
     with np.errstate(over="ignore"):
         total = float(sw.sum())
     if not 0 < total < np.inf:
-        raise ParameterError(
-            f"sample_weight must sum to a finite number > 0; got sum {total:g} "
-            "(all zero: nothing to fit; overflow: rescale the weights)"
-        )
+        raise ParameterError(f"sample_weight must sum to a finite number > 0; got sum "
+                             f"{total:g} (all zero: nothing to fit; overflow: rescale the "
+                             "weights)")  # fmt: skip
     return sw
 
 
@@ -98,20 +90,15 @@ def _float_array(value: Any, name: str) -> np.ndarray:
 def user_init(gmm: Any, K: int, D: int, Xs: np.ndarray) -> Params:
     """Parameters from ``weights_init``/``means_init``/``variances_init`` (validated)."""
     m = _float_array(gmm.means_init, "means_init")
-    w = (
-        np.full(K, 1.0 / K)
-        if gmm.weights_init is None
-        else _float_array(gmm.weights_init, "weights_init")
-    )
+    w = gmm.weights_init
+    w = np.full(K, 1.0 / K) if w is None else _float_array(w, "weights_init")
     if gmm.variances_init is None:
         v = np.tile(np.maximum(Xs.var(0), gmm.var_floor_), (K, 1))
     else:
         v = _float_array(gmm.variances_init, "variances_init")
     if m.shape != (K, D) or v.shape != (K, D) or w.shape != (K,):
-        raise ParameterError(
-            f"means_init/variances_init must have shape ({K}, {D}) and weights_init "
-            f"({K},); got {m.shape}, {v.shape}, {w.shape}"
-        )
+        raise ParameterError(f"means_init/variances_init must have shape ({K}, {D}) and "
+                             f"weights_init ({K},); got {m.shape}, {v.shape}, {w.shape}")
     if not (np.all(np.isfinite(m)) and np.all(np.isfinite(v)) and np.all(v > 0)):
         raise ParameterError("means_init and variances_init must be finite with variances > 0")
     with np.errstate(over="ignore"):
@@ -122,22 +109,19 @@ def user_init(gmm: Any, K: int, D: int, Xs: np.ndarray) -> Params:
     with np.errstate(all="ignore"):
         W = gemm_weights(p.weights, m, v, p.weights @ m, np.float64)
     if not np.isfinite(W[:-1]).all() or np.isnan(W[-1]).any() or np.all(W[-1] == -np.inf):
-        raise ParameterError(
-            "means_init/variances_init are too extreme to evaluate in float64 "
-            "(1/variance or (mean - centre)**2 / variance overflows)"
-        )
+        raise ParameterError("means_init/variances_init are too extreme to evaluate in float64 "
+                             "(1/variance or (mean - centre)**2 / variance overflows)")  # fmt: skip
     return p
 
 
 def validate_param_arrays(name: str, w, m, v) -> None:
     """ModelFileError naming ``name`` unless loaded parameters (one mixture or a stack) are
-    present, of consistent shapes, float64, finite, with variances > 0 and weights summing to 1."""
+    present, consistent, float64, finite, with variances > 0 and weights summing to 1."""
     if w is None or m is None or v is None:
         raise ModelFileError(f"{name}: missing weights, means or variances")
     if m.ndim < 2 or 0 in m.shape or v.shape != m.shape or w.shape != m.shape[:-1]:
-        raise ModelFileError(
-            f"{name}: inconsistent shapes weights {w.shape}, means {m.shape}, variances {v.shape}"
-        )
+        raise ModelFileError(f"{name}: inconsistent shapes weights {w.shape}, means {m.shape}, "
+                             f"variances {v.shape}")  # fmt: skip
     for label, a in (("weights", w), ("means", m), ("variances", v)):
         if a.dtype != np.float64:
             raise ModelFileError(f"{name}: {label} have dtype {a.dtype}, expected float64")
@@ -150,9 +134,7 @@ def validate_param_arrays(name: str, w, m, v) -> None:
         const = np.sum(np.log(v), -1) + np.sum(m * m / v, -1)
         finite = np.all(np.isfinite(1.0 / v)) and np.all(np.isfinite(const))
     if not finite:
-        raise ModelFileError(
-            f"{name}: means and variances give a non-finite log-density "
-            "(variances too small for the means)"
-        )
+        raise ModelFileError(f"{name}: means and variances give a non-finite log-density "
+                             "(variances too small for the means)")  # fmt: skip
     if np.any(w < 0) or not np.allclose(w.sum(-1), 1.0, rtol=0, atol=1e-6):
         raise ModelFileError(f"{name}: weights must be >= 0 and sum to 1; sums {w.sum(-1)}")

@@ -1,9 +1,5 @@
-"""``DiagGMM``: the diagonal-covariance mixture estimator. It only orchestrates.
-
-Validation, initialisation (:mod:`.init`), the EM loop (:func:`.em.run`) with the
-ML maximiser (:mod:`.mstep`), ``n_init`` restarts and scoring (:mod:`.estep`) are each
-done by the module that owns them; files are :mod:`audiogmm.io`'s (``io.save(gmm, path)``).
-"""
+"""``DiagGMM``: the diagonal-covariance mixture estimator. It only validates and delegates:
+fits to :func:`.fit.fit_mixtures`, scoring to :mod:`.estep`, files to :mod:`audiogmm.io`."""
 
 from __future__ import annotations
 
@@ -20,9 +16,8 @@ from .estep import accumulate as _accumulate
 from .estep import estimate_log_prob, log_likelihood, log_softmax
 from .fit import fit_mixtures, frames_per_chunk, ml_maximiser, var_floor_of
 from .mstep import global_mean_var
-from .params import Params
 from .sources import ArraySource, ChunkSource, IterSource, check_frames
-from .stats import Stats
+from .stats import Params, Stats
 
 __all__ = ["DiagGMM"]
 
@@ -33,55 +28,46 @@ class DiagGMM:
     Parameters
     ----------
     n_components : int > 0, default=1
-        Number of mixture components K (any value, not only powers of two).
+        Number of components K (any value, not only powers of two).
     max_iter : int >= 0, default=100
         Maximum EM iterations after initialisation.
     tol : float >= 0, default=1e-4
-        Convergence threshold on the relative change of the mean per-frame
-        log-likelihood.
+        Threshold on the relative change of the mean per-frame log-likelihood.
     var_floor : float >= 0, default=0.01
-        Variance floor relative to the global variance of the training data
-        (HTK uses 0.01).
+        Variance floor relative to the data's global variance (HTK's 0.01).
     var_floor_abs : float > 0, default=1e-8
-        Absolute minimum variance, for dimensions with (near-)zero global variance.
+        Absolute minimum variance (for dimensions of near-zero variance).
     min_weight : float >= 0, default=1e-5
         Weight floor (Kaldi's ``min-gaussian-weight``).
     min_count : float >= 0, default=10.0
-        A component whose occupancy (soft frame count) falls below
-        ``min(min_count, n_frames / (2 K))`` is re-seeded by splitting the heaviest
-        component (Kaldi's ``min-gaussian-occupancy``).
+        A component whose occupancy falls below ``min(min_count, n_frames / (2 K))`` is
+        re-seeded by splitting the heaviest one (Kaldi's ``min-gaussian-occupancy``).
     init : {"kmeans++", "split"}, default="kmeans++"
-        ``"kmeans++"``: k-means++ seeding and a few Lloyd steps on a subsample.
-        ``"split"``: start from one component and split the heaviest ones (HTK
-        ``MU``, +-0.2 sigma) up to K, with ``split_iter`` EM rounds in between.
+        k-means++ seeding and Lloyd steps on a subsample, or growth from one component by
+        splitting the heaviest ones (HTK ``MU``, +-0.2 sigma) with ``split_iter`` EM rounds.
     n_init : int > 0, default=1
-        Number of initialisations; the fit with the best final log-likelihood wins.
+        Number of initialisations; the best final log-likelihood wins.
     init_max_samples : int > 0, default=50000
-        Size of the random subsample used for initialisation.
+        Size of the random subsample initialisation works on.
     split_iter : int >= 0, default=3
         EM iterations after each split round (``init="split"``).
-    weights_init : ndarray of shape (n_components,), optional
-        User-provided initial weights (default uniform when ``means_init`` is given).
-    means_init : ndarray of shape (n_components, n_dims), optional
-        User-provided initial means; skips ``init`` (as in scikit-learn).
-    variances_init : ndarray of shape (n_components, n_dims), optional
-        User-provided initial variances (default the global variance).
+    weights_init, means_init, variances_init : ndarray, optional
+        Initial weights (n_components,) (default uniform), means (n_components, n_dims)
+        (given: no ``init``, as in scikit-learn), variances (default the global variance).
     random_state : int, numpy Generator or None, default=None
         Seed for every random choice (subsample, seeding, sampling).
     chunk_size : int or None, default=None
-        Frames per E-step chunk; None picks ~1 MB blocks. Does not change results
-        beyond floating-point rounding.
+        Frames per E-step chunk (None: ~1 MB blocks); changes results only by rounding.
     n_jobs : int or None, default=None
-        Threads over chunks (None: all cores, or ``AUDIOGMM_THREADS``), used when
-        ``fit`` is not given an executor. Results are bit-identical for any value.
+        Threads over chunks when ``fit`` gets no executor (None: all cores, or
+        ``AUDIOGMM_THREADS``); results are bit-identical for any value.
     verbose : int, default=0
         Print per-iteration progress to stderr when > 0.
 
     Attributes
     ----------
     weights_ : ndarray of shape (n_components,)
-    means_ : ndarray of shape (n_components, n_dims)
-    variances_ : ndarray of shape (n_components, n_dims)
+    means_, variances_ : ndarray of shape (n_components, n_dims)
     var_floor_ : ndarray of shape (n_dims,)
         The absolute variance floor in force.
     history_ : list of float
@@ -93,18 +79,10 @@ class DiagGMM:
 
     Notes
     -----
-    Degenerate data never yields NaN parameters. Frames that are all identical (or
-    dimensions with zero variance) give a valid model whose variances sit at
-    ``var_floor_abs``, with a RuntimeWarning. A component whose occupancy collapses
-    is re-seeded (see ``min_count``) and reported in ``fit_report_["reseeded"]``.
-    Fewer frames than components, NaN/inf, or a wrong shape raise ParameterError.
-    float32 frames are computed in float32 (float64 statistics), except when a
-    collapsed component makes float32 inaccurate; then that E-step runs in float64.
-
-    See Also
-    --------
-    audiogmm.models.GMMClassifier : one DiagGMM per class.
-    audiogmm.mixture.em.run : the EM loop every fit runs through.
+    Degenerate data never yields NaN parameters: zero-variance dimensions sit at
+    ``var_floor_abs`` (with a RuntimeWarning), collapsed components are re-seeded
+    (``fit_report_["reseeded"]``). float32 frames are computed in float32 (float64
+    statistics) unless a narrow component or the data's range needs float64.
 
     Examples
     --------
@@ -116,42 +94,26 @@ class DiagGMM:
     """
 
     def __init__(
-        self,
-        n_components: int = 1,
-        *,
-        max_iter: int = 100,
-        tol: float = 1e-4,
-        var_floor: float = 0.01,
-        var_floor_abs: float = 1e-8,
-        min_weight: float = 1e-5,
-        min_count: float = 10.0,
-        init: Literal["kmeans++", "split"] = "kmeans++",
-        n_init: int = 1,
-        init_max_samples: int = 50_000,
-        split_iter: int = 3,
-        weights_init: np.ndarray | None = None,
-        means_init: np.ndarray | None = None,
+        self, n_components: int = 1, *, max_iter: int = 100, tol: float = 1e-4,
+        var_floor: float = 0.01, var_floor_abs: float = 1e-8, min_weight: float = 1e-5,
+        min_count: float = 10.0, init: Literal["kmeans++", "split"] = "kmeans++",
+        n_init: int = 1, init_max_samples: int = 50_000, split_iter: int = 3,
+        weights_init: np.ndarray | None = None, means_init: np.ndarray | None = None,
         variances_init: np.ndarray | None = None,
-        random_state: int | np.random.Generator | None = None,
-        chunk_size: int | None = None,
-        n_jobs: int | None = None,
-        verbose: int = 0,
-    ) -> None:
-        params = dict(locals())  # stored as given, validated in fit (scikit-learn's rule)
-        del params["self"]
-        vars(self).update(params)
-
-    @classmethod
-    def _param_names(cls) -> list[str]:
-        return [p for p in inspect.signature(cls.__init__).parameters if p != "self"]
+        random_state: int | np.random.Generator | None = None, chunk_size: int | None = None,
+        n_jobs: int | None = None, verbose: int = 0,
+    ) -> None:  # fmt: skip
+        # stored as given, validated in fit (scikit-learn's rule)
+        vars(self).update({k: v for k, v in locals().items() if k != "self"})
 
     def get_params(self, deep: bool = True) -> dict[str, Any]:
         """Constructor parameters, as in scikit-learn."""
-        return {k: getattr(self, k) for k in self._param_names()}
+        names = inspect.signature(type(self).__init__).parameters
+        return {k: getattr(self, k) for k in names if k != "self"}
 
     def set_params(self, **params: Any) -> DiagGMM:
         """Set constructor parameters; unknown names raise ParameterError."""
-        valid = set(self._param_names())
+        valid = set(self.get_params())
         for k, v in params.items():
             if k not in valid:
                 raise ParameterError(f"unknown parameter {k!r}; valid: {sorted(valid)}")
@@ -159,24 +121,19 @@ class DiagGMM:
         return self
 
     def __repr__(self) -> str:
-        parts = []
-        for name, p in inspect.signature(type(self).__init__).parameters.items():
+        parts = [repr(self.n_components)]
+        for name, p in list(inspect.signature(type(self).__init__).parameters.items())[2:]:
             v = getattr(self, name, None)
-            if name == "n_components":
-                parts.append(repr(v))
-            elif isinstance(v, np.ndarray):
+            if isinstance(v, np.ndarray):
                 parts.append(f"{name}=<array {v.shape}>")
-            elif name != "self" and v is not p.default and not (
-                type(v) is type(p.default) and v == p.default
-            ):
+            elif v is not p.default and not (type(v) is type(p.default) and v == p.default):
                 parts.append(f"{name}={v!r}")
         return f"{type(self).__name__}({', '.join(parts)})"
 
     def _check_fitted(self) -> None:
         if not hasattr(self, "means_"):
-            raise ParameterError(
-                f"this {type(self).__name__} is not fitted yet; call fit() or load() first"
-            )
+            raise ParameterError(f"this {type(self).__name__} is not fitted yet; call fit() or "
+                                 "load() first")  # fmt: skip
 
     @property
     def n_dims(self) -> int:
@@ -191,54 +148,35 @@ class DiagGMM:
         return Params(self.weights_, self.means_, self.variances_)
 
     def _frames(self, X: np.ndarray) -> np.ndarray:
-        self._check_fitted()
         return check_frames(X, n_dims=self.n_dims, min_frames=0)
 
-    # -- E-step / M-step on the current parameters -------------------------------------------
-
-    def accumulate(
-        self, X: np.ndarray, sample_weight: np.ndarray | None = None, *,
-        out: Stats | None = None, executor: LocalExecutor | None = None,
-    ) -> Stats:  # fmt: skip
-        """Sufficient statistics of ``X`` (n_frames, n_dims) under the current parameters.
-
-        Pure (the model is unchanged). ``sample_weight`` (n_frames,): non-negative, finite
-        per-frame weights; ``out``: statistics to add into; ``executor`` runs the chunks
-        (default: a pool of ``n_jobs`` threads for this call).
-        """
+    def accumulate(self, X: np.ndarray, sample_weight: np.ndarray | None = None, *,
+                   out: Stats | None = None, executor: LocalExecutor | None = None) -> Stats:
+        """Sufficient statistics of ``X`` (n_frames, n_dims) under the current parameters
+        (pure). ``sample_weight`` (n_frames,) >= 0; ``out``: statistics to add into;
+        ``executor`` runs the chunks (default ``n_jobs`` threads)."""
         X = self._frames(X)
         sample_weight = check_sample_weight(sample_weight, X.shape[0])
         with resolve(executor, self.n_jobs) as ex:
-            return _accumulate(
-                X, self.params_, sample_weight=sample_weight, chunk_size=frames_per_chunk(self),
-                executor=ex, shift=None if out is None else out.shift, out=out,
-            )  # fmt: skip
+            return _accumulate(X, self.params_, sample_weight=sample_weight, out=out,
+                               chunk_size=frames_per_chunk(self), executor=ex)  # fmt: skip
 
     def maximise(self, stats: Stats) -> DiagGMM:
         """M-step: set the parameters from ``stats`` (floors and re-seeding applied); self."""
         if stats.n_components != self.n_components:
-            raise ParameterError(
-                f"stats have {stats.n_components} components; the model has {self.n_components}"
-            )
+            raise ParameterError(f"stats have {stats.n_components} components; the model has "
+                                 f"{self.n_components}")  # fmt: skip
         if getattr(self, "var_floor_", None) is None:
             self.var_floor_ = var_floor_of(self, global_mean_var(stats)[1])
         params, _ = ml_maximiser(self)(stats, self.params_ if hasattr(self, "means_") else None)
         self.weights_, self.means_, self.variances_ = params
         return self
 
-    # -- fitting -----------------------------------------------------------------------------
-
-    def fit(
-        self, X: np.ndarray, y: None = None, *, sample_weight: np.ndarray | None = None,
-        executor: LocalExecutor | None = None,
-    ) -> DiagGMM:  # fmt: skip
-        """Estimate the parameters with EM from frames ``X`` (n_frames, n_dims); self.
-
-        float32 ``X`` is computed in float32 with float64 statistics; ``sample_weight``
-        (n_frames,): non-negative per-frame weights; ``executor`` as for :meth:`accumulate`.
-        ParameterError for bad parameters, or X not 2-D, non-finite, or with fewer
-        frames than components.
-        """
+    def fit(self, X: np.ndarray, y: None = None, *, sample_weight: np.ndarray | None = None,
+            executor: LocalExecutor | None = None) -> DiagGMM:  # fmt: skip
+        """EM on frames ``X`` (n_frames, n_dims), ``sample_weight`` (n_frames,) >= 0; self.
+        ``executor`` as for :meth:`accumulate`. ParameterError for bad parameters, or ``X``
+        not 2-D, non-finite, or with fewer frames than components."""
         check_params(self)
         X = check_frames(X)
         check_enough_frames(X.shape[0], self.n_components, "X")
@@ -246,27 +184,19 @@ class DiagGMM:
         return self.fit_source(ArraySource(X, sample_weight), executor=executor)
 
     def fit_iter(self, chunks: ChunkSource, *, executor: LocalExecutor | None = None) -> DiagGMM:
-        """Estimate the parameters with EM from data streamed in chunks (out of core); self.
-
-        ``chunks`` is a callable returning an iterable of arrays (n_i, n_dims), or a
-        re-iterable such as a list: every pass over the data iterates it afresh. Use
-        memory-mapped ``.npy`` files or a generator function for data larger than memory.
-        """
+        """EM on data streamed in chunks (out of core); self. ``chunks``: a callable returning
+        an iterable of arrays (n_i, n_dims) (e.g. memory-mapped ``.npy`` files), or a
+        re-iterable such as a list; every pass iterates it afresh."""
         check_params(self)
         return self.fit_source(IterSource(chunks), executor=executor)
 
     def fit_source(
         self, source, *, executor: LocalExecutor | None = None, checkpoint: Any = None
     ) -> DiagGMM:
-        """Fit from an already validated source (:func:`fit_mixtures` for one mixture); self.
-
-        ``checkpoint`` (:class:`audiogmm.io.EMCheckpoint`, ``n_init=1``) writes EM's
-        state after every M-step and resumes from it when it says so.
-        """
+        """Fit from a validated source; self. ``checkpoint`` (:class:`audiogmm.io.EMCheckpoint`,
+        ``n_init=1``) saves EM's state after every M-step and resumes from it."""
         fit_mixtures([self], [source], executor=executor, checkpoint=checkpoint)
         return self
-
-    # -- inference ---------------------------------------------------------------------------
 
     def score_samples(self, X: np.ndarray) -> np.ndarray:
         """Per-frame log-likelihood ``log p(x_t)`` in nats, shape (n_frames,), float64."""
@@ -284,29 +214,20 @@ class DiagGMM:
 
     def predict_proba(self, X: np.ndarray) -> np.ndarray:
         """Posterior component probabilities, (n_frames, n_components); memory O(chunk x K)."""
-        n, chunks = self._chunk_log_prob(X)
-        out = np.empty((n, self.n_components))
-        for rows, L in chunks:
-            out[rows] = np.exp(log_softmax(L))
-        return out
+        return self._per_chunk(X, lambda L: np.exp(log_softmax(L)), (self.n_components,))
 
     def predict(self, X: np.ndarray) -> np.ndarray:
         """Most likely component per frame, shape (n_frames,) (memory O(chunk x K))."""
-        n, chunks = self._chunk_log_prob(X)
-        out = np.empty(n, dtype=np.intp)
-        for rows, L in chunks:
-            out[rows] = L.argmax(1)
-        return out
+        return self._per_chunk(X, lambda L: L.argmax(1), (), np.intp)
 
-    def _chunk_log_prob(self, X: np.ndarray):
-        """The frame count, and ``(rows, joint log-likelihoods)`` of each chunk of ``X``."""
+    def _per_chunk(self, X: np.ndarray, f, tail: tuple, dtype=np.float64) -> np.ndarray:
+        """``f`` of each chunk's joint log-likelihoods, into one (n_frames, *tail) array."""
         X = self._frames(X)
         n, step = X.shape[0], frames_per_chunk(self)
-        p = self.params_
-        return n, (
-            (r, estimate_log_prob(X[r], p.weights, p.means, p.variances))
-            for r in (slice(s, min(n, s + step)) for s in range(0, n, step))
-        )
+        out = np.empty((n, *tail), dtype=dtype)
+        for s in range(0, n, step):
+            out[s : s + step] = f(estimate_log_prob(X[s : s + step], *self.params_))
+        return out
 
     def sample(self, n_samples: int = 1) -> tuple[np.ndarray, np.ndarray]:
         """Draw frames (n_samples, n_dims) from the mixture, and each one's component."""
@@ -315,14 +236,11 @@ class DiagGMM:
             raise ParameterError(f"n_samples must be an int >= 1; got {n_samples!r}")
         rng = np.random.default_rng(self.random_state)
         labels = rng.choice(self.n_components, size=n_samples, p=self.weights_)
-        X = self.means_[labels] + rng.standard_normal((n_samples, self.n_dims)) * np.sqrt(
-            self.variances_[labels]
-        )
-        return X, labels
+        sd = np.sqrt(self.variances_[labels])
+        return self.means_[labels] + rng.standard_normal((n_samples, self.n_dims)) * sd, labels
 
     def _n_parameters(self) -> int:
-        K, D = self.means_.shape
-        return 2 * K * D + K - 1
+        return 2 * self.means_.size + self.means_.shape[0] - 1
 
     def bic(self, X: np.ndarray) -> float:
         """Bayesian information criterion on ``X`` (lower is better)."""

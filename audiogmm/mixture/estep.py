@@ -1,16 +1,13 @@
-"""The E-step and scoring: the log-density, statistics of a chunked pass, stacked scoring.
+"""The E-step and scoring. A chunk's joint log-likelihoods are one GEMM (:func:`gemm_weights`)::
 
-The joint log-likelihood of a chunk of frames is one GEMM::
+    [(x-c)**2, x-c, 1] @ [-P/2; (mu-c) P; b] -> (chunk, K),  P = 1/var,
+    b_k = log w_k - (D log 2pi + sum log var_k + sum (mu_k-c)**2 P_k) / 2
 
-    [ (x-c)**2, (x-c), 1 ]  @  [ -P/2 ; (mu-c)*P ; b ]   ->  (chunk, K)
-
-with ``P = 1/var`` and ``b_k = log w_k - (D log 2pi + sum log var_k + sum (mu_k-c)**2 P_k) / 2``
-(:func:`gemm_weights`, the one place this formula lives). A fused row-wise
-log-sum-exp (:mod:`.kernels`) turns the block into responsibilities in place, and a
-second GEMM ``gamma.T @ [(x-c)**2, (x-c), 1]`` yields S, F and n at once. ``c`` is a
-shift near the data (the mixture mean), which keeps float32 arithmetic accurate
-when features carry a large offset. Memory is O(chunk_size x K) per worker,
-whatever the number of frames.
+A fused log-sum-exp (:mod:`.kernels`) makes them responsibilities in place; a second GEMM
+``gamma.T @ [(x-c)**2, x-c, 1]`` gives S, F and n at once. The shift ``c`` (the mixture
+mean) keeps float32 accurate under large offsets. Memory: O(chunk_size x K) per worker.
+Top-C selection (Kaldi ``gselect``, :func:`select_scores`) scores adapted models on the
+UBM's C best components per frame only.
 """
 
 from __future__ import annotations
@@ -22,26 +19,19 @@ import numpy as np
 
 from ..engine import LocalExecutor
 from . import kernels
-from .params import Params
-from .stats import Stats, recentred
+from .stats import Params, Stats, recentred
 
-__all__ = [
-    "accumulate", "accumulate_many", "auto_chunk_size", "estimate_log_prob", "gemm_weights",
-    "log_likelihood", "log_softmax", "stacked_log_likelihood",
-]  # fmt: skip
+__all__ = ["accumulate", "accumulate_many", "auto_chunk_size", "estimate_log_prob", "gemm_weights",
+           "log_likelihood", "log_softmax", "select_scores", "stacked_log_likelihood"]  # fmt: skip
 
 _LOG_2PI = math.log(2.0 * math.pi)
 
-# Largest ratio (spread of the data / component variance) that float32 arithmetic handles:
-# the expanded square loses ~eps32 * ratio nats, i.e. ~1e-2 nats at 1e5.
+# Largest (data spread / component variance) float32 handles: it loses ~eps32 * ratio nats.
 _F32_MAX_CONDITION = 1e5
-# Largest |term| of a frame's quadratic form, sum_d (x_d - c_d)**2 / var_d, per dtype. A chunk
-# whose log-likelihoods or statistics overflow is recomputed with centred values saturated
-# where the form reaches this bound: such a frame scores about -1e200 nats (float64) instead
-# of -inf or NaN, and a sum over 1e100 frames stays finite.
+# Largest quadratic form sum_d (x_d - c_d)**2 / var_d per dtype: a chunk that overflows is
+# redone with x - c saturated there (about -1e200 nats a frame, never -inf or NaN).
 _MAX_FORM = {np.dtype(np.float32): 1e30, np.dtype(np.float64): 1e200}
-# float32 also needs means within 1e18 (so (x - c)**2 <= 1e36) and every precision 1/var
-# in its normal range.
+# float32 also needs means within 1e18 and every precision 1/var in its normal range.
 _F32_MAX_REACH = 1e18
 _F32_VAR_RANGE = (1e-30, 1e30)
 
@@ -49,17 +39,13 @@ _F32_VAR_RANGE = (1e-30, 1e30)
 def gemm_weights(
     weights: np.ndarray, means: np.ndarray, variances: np.ndarray, shift: np.ndarray, dtype
 ) -> np.ndarray:
-    """The (2D+1, K) matrix, in ``dtype``, mapping ``[(x-c)**2, x-c, 1]`` to joint log-likelihoods.
-
-    ``weights`` (K,), ``means`` and ``variances`` (K, D), ``shift`` the centre ``c`` (D,).
-    """
+    """The (2D+1, K) matrix, in ``dtype``, mapping ``[(x-c)**2, x-c, 1]`` to joint
+    log-likelihoods; ``weights`` (K,), ``means``/``variances`` (K, D), ``shift`` ``c`` (D,)."""
     prec = 1.0 / variances
     mc = means - shift
     with np.errstate(divide="ignore"):  # an empty slot (weight 0) has log-weight -inf
         logw = np.log(weights)
-    b = logw - 0.5 * (
-        means.shape[1] * _LOG_2PI + np.log(variances).sum(1) + (mc**2 * prec).sum(1)
-    )
+    b = logw - 0.5 * (means.shape[1] * _LOG_2PI + np.log(variances).sum(1) + (mc**2 * prec).sum(1))
     W = np.concatenate([-0.5 * prec.T, (mc * prec).T, b[None, :]], axis=0)
     return np.ascontiguousarray(W, dtype=dtype)
 
@@ -67,10 +53,8 @@ def gemm_weights(
 def estimate_log_prob(
     X: np.ndarray, weights: np.ndarray, means: np.ndarray, variances: np.ndarray
 ) -> np.ndarray:
-    """Joint log-likelihoods ``log w_k + log N(x_t | mu_k, diag(var_k))``, (n_frames, K), nats.
-
-    An unchunked float64 evaluation of ``X`` (n_frames, D), centred on the mixture mean.
-    """
+    """Joint log-likelihoods ``log w_k + log N(x_t | mu_k, var_k)`` (n_frames, K), nats, of
+    ``X`` (n_frames, D): unchunked float64, centred on the mixture mean."""
     shift = weights @ means
     xc = np.asarray(X, dtype=np.float64) - shift
     W = gemm_weights(weights, means, variances, shift, np.float64)
@@ -98,11 +82,8 @@ def saturation(variances: np.ndarray, dtype) -> float:
 
 
 def compute_dtype(X: np.ndarray, weights: np.ndarray, means: np.ndarray, variances: np.ndarray):
-    """float32 for float32 frames, unless a (near-)collapsed component or the model's
-    scale needs float64 (when ``(x - c)**2 / var`` could overflow float32).
-
-    ``weights``/``means``/``variances`` may be stacked, shapes (..., K) and (..., K, D).
-    """
+    """float32 for float32 frames, unless a (near-)collapsed component or the model's scale
+    could overflow ``(x - c)**2 / var`` in float32; parameters may be stacked (..., K[, D])."""
     if X.dtype != np.float32:
         return np.float64
     if not (_F32_VAR_RANGE[0] <= np.min(variances) and np.max(variances) <= _F32_VAR_RANGE[1]):
@@ -133,17 +114,14 @@ class _Workspace(threading.local):
             self.xx = np.empty((chunk, 2 * n_dims + 1), dtype=dtype)
             self.xx[:, 2 * n_dims] = 1.0
             self.L = np.empty((chunk, n_cols), dtype=dtype)
-            self.lse = np.empty(chunk, dtype=dtype)
-            self.w = np.empty(chunk, dtype=dtype)
+            self.lse, self.w = np.empty(chunk, dtype=dtype), np.empty(chunk, dtype=dtype)
             self.out = np.empty((chunk, max(1, n_cols)), dtype=dtype)
         return self
 
 
 def fill_rows(xx: np.ndarray, Xc: np.ndarray, shift: np.ndarray, limit: float | None) -> None:
-    """Write ``[(x-c)**2, x-c, 1]`` rows of ``Xc`` into ``xx`` (its last column already 1).
-
-    With ``limit``, ``x-c`` is saturated to +-limit first.
-    """
+    """``[(x-c)**2, x-c, 1]`` rows of ``Xc`` into ``xx`` (last column already 1), ``x-c``
+    saturated to +-``limit`` when given."""
     D = Xc.shape[1]
     xc = xx[:, D : 2 * D]
     with np.errstate(over="ignore", invalid="ignore"):  # overflow: the caller retries
@@ -163,10 +141,9 @@ def accumulate(
 ) -> Stats:  # fmt: skip
     """E-step: float64 statistics of frames ``X`` (n_frames, n_dims) under ``params``.
 
-    :func:`accumulate_many` for one mixture; pure, inputs trusted. ``sample_weight``
-    (n_frames,) weights the statistics and log-likelihood; ``shift`` (n_dims,) is the
-    centre of the moments (default ``out``'s, else the mixture mean); ``out``:
-    statistics to add into, returned.
+    :func:`accumulate_many` for one mixture (pure, inputs trusted). ``sample_weight``
+    (n_frames,); ``shift`` (n_dims,) the moments' centre (default ``out``'s, else the
+    mixture mean); ``out``: statistics to add into, returned.
     """
     if shift is None:
         shift = out.shift if out is not None else params.weights @ params.means
@@ -185,22 +162,12 @@ def accumulate_many(
     sample_weights: list[np.ndarray | None] | None = None, chunk_size: int | None = None,
     executor: LocalExecutor | None = None, fast: bool | None = None,
 ) -> tuple[np.ndarray, ...]:  # fmt: skip
-    """THE E-step: statistics of mixtures ``members`` of a stack, each on its own frames.
-
-    Every member's chunks are packed into tasks of about one chunk of frames and
-    run in one executor map; each frame is scored against its own member's K
-    components only. Per member the arithmetic is that of a run of its own (the
-    same chunk boundaries, GEMMs and kernel calls, chunks reduced in order), so the
-    result depends neither on the executor nor on the other members.
-
-    ``Xs[c]`` (n_frames_c, n_dims) are member c's frames (``sample_weights[c]`` its
-    optional weights); ``weights`` (n_members, K), ``means``/``variances`` (n_members,
-    K, n_dims); ``members`` the R to compute, with ``shifts`` (R, n_dims) their moments'
-    centres. ``chunk_size`` defaults to :func:`auto_chunk_size`; ``executor`` runs the
-    tasks (default serially); ``fast``: the numba kernel for large calls only (None,
-    :func:`.kernels.use_numba`), always (True) or never (False).
-
-    Returns n (R, K), F and S (R, K, n_dims) about ``shifts``, loglik and n_frames (R,).
+    """THE E-step of mixtures ``members`` of a stack, each on its own frames ``Xs[c]``
+    (n_frames_c, n_dims), weighted by ``sample_weights[c]``, in one executor map; per member
+    the arithmetic of a run of its own, whatever the executor. ``weights`` (n_members, K),
+    ``means``/``variances`` (n_members, K, n_dims); ``shifts`` (R, n_dims) centre the R
+    ``members``; ``fast``: numba for large calls (None, :func:`.kernels.use_numba`), always
+    or never. Returns n (R, K), F and S (R, K, n_dims), loglik and n_frames (R,).
     """
     R, K, D = len(members), means.shape[1], means.shape[2]
     sws = sample_weights or [None] * R
@@ -283,12 +250,11 @@ def _pack(items: list[tuple[int, int, int]], rows: int) -> list[list[tuple[int, 
     tasks: list[list[tuple[int, int, int]]] = []
     used = rows
     for it in items:
-        m = it[2] - it[1]
-        if used + m > rows:
+        if used + it[2] - it[1] > rows:
             tasks.append([])
             used = 0
         tasks[-1].append(it)
-        used += m
+        used += it[2] - it[1]
     return tasks
 
 
@@ -297,21 +263,16 @@ def stacked_log_likelihood(
     chunk_size: int | None = None, executor: LocalExecutor | None = None,
     fast: bool | None = None,
 ) -> np.ndarray:  # fmt: skip
-    """Per-frame log-likelihood (n_frames, M), nats, of ``X`` under M stacked mixtures.
-
-    One batched pass: ``weights`` (M, K), ``means`` and ``variances`` (M, K, D).
-    ``chunk_size`` defaults to :func:`auto_chunk_size` of all M K components;
-    ``executor`` and ``fast`` as for :func:`accumulate_many` (``fast=None``: numba for
-    very large calls only, as scoring is a single pass).
-    """
+    """Per-frame log-likelihood (n_frames, M), nats, of ``X`` under M stacked mixtures
+    (``weights`` (M, K), ``means``/``variances`` (M, K, D)) in one batched pass; other
+    arguments as for :func:`accumulate_many` (numba only for very large calls)."""
     M, K, D = means.shape
     dtype = compute_dtype(X, weights, means, variances)
     w = weights.reshape(M * K) / M  # any common shift works; use the pooled mean
     shift_c = (w @ means.reshape(M * K, D)).astype(dtype)
     c64 = shift_c.astype(np.float64)
-    W = np.concatenate(
-        [gemm_weights(weights[i], means[i], variances[i], c64, dtype) for i in range(M)], axis=1
-    )
+    W = np.concatenate([gemm_weights(weights[i], means[i], variances[i], c64, dtype)
+                        for i in range(M)], axis=1)  # fmt: skip
     chunk = min(chunk_size or auto_chunk_size(M * K), max(1, X.shape[0]))
     out = np.empty((X.shape[0], M), dtype=np.float64)
     limit = saturation(variances, dtype)
@@ -328,11 +289,16 @@ def stacked_log_likelihood(
                 break
         out[start:stop] = ws.out[:m, :M]
 
-    ex = executor or LocalExecutor(1)
-    n = X.shape[0]
-    for _ in ex.map(one, [(s, min(n, s + chunk)) for s in range(0, n, chunk)], star=True):
-        pass
+    _each_chunk(executor, one, X.shape[0], chunk)
     return out
+
+
+def _each_chunk(executor: LocalExecutor | None, one, n: int, chunk: int) -> None:
+    """``one(start, stop)`` on every chunk of ``range(n)`` (default serially)."""
+    for _ in (executor or LocalExecutor(1)).map(
+        one, [(s, min(n, s + chunk)) for s in range(0, n, chunk)], star=True
+    ):
+        pass
 
 
 def log_likelihood(
@@ -344,3 +310,59 @@ def log_likelihood(
         X, params.weights[None], params.means[None], params.variances[None],
         chunk_size=chunk_size, executor=executor, fast=fast,
     )[:, 0]  # fmt: skip
+
+
+def select_scores(
+    X: np.ndarray, ubm: Params, weights: np.ndarray, means: np.ndarray, variances: np.ndarray,
+    *, top_c: int, chunk_size: int | None = None, executor: LocalExecutor | None = None,
+) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
+    """Per-frame log-likelihoods (n_frames, M) of M models MAP-adapted from ``ubm`` (K
+    components; ``weights`` (M, K), ``means``/``variances`` (M, K, n_dims)) and of the UBM
+    (n_frames,), float64 nats, each summed over the UBM's ``top_c`` (in [1, K]) best
+    components of each frame of ``X`` (n_frames, n_dims): adapted models stay close to it."""
+    M, K, D = means.shape
+    C = int(min(max(1, top_c), K))
+    dtype = compute_dtype(X, ubm.weights, ubm.means, ubm.variances)
+    shift = (ubm.weights @ ubm.means).astype(dtype).astype(np.float64)
+    Wu = gemm_weights(ubm.weights, ubm.means, ubm.variances, shift, dtype)
+    # per component k, the (2D + 1, M) matrix mapping [(x-c)**2, x-c, 1] to every model's
+    # joint log-likelihood of that component: the same formula as the full E-step
+    Wm = np.stack([gemm_weights(weights[i], means[i], variances[i], shift, np.float64)
+                   for i in range(M)], axis=2)  # (2D + 1, K, M)
+    Wm = np.ascontiguousarray(Wm.transpose(1, 0, 2), dtype=dtype)  # (K, 2D + 1, M)
+    chunk = chunk_size or max(256, min(16384, (1 << 21) // max(1, C * M)))
+    n = X.shape[0]
+    out_m = np.empty((n, M))
+    out_u = np.empty(n)
+
+    def one(start: int, stop: int) -> None:
+        m = stop - start
+        xx = np.empty((m, 2 * D + 1), dtype=dtype)
+        xx[:, 2 * D] = 1.0
+        fill_rows(xx, X[start:stop], shift.astype(dtype), saturation(ubm.variances, dtype))
+        L = xx @ Wu  # (m, K): the UBM, every component
+        idx = (np.argpartition(-L, C - 1, axis=1)[:, :C] if C < K
+               else np.broadcast_to(np.arange(K), L.shape))  # fmt: skip
+        sel = np.ascontiguousarray(np.take_along_axis(L, idx, 1), dtype=np.float64)
+        kernels.segment_lse(sel, C, out_u[start:stop, None], fast=False)
+        # group the (frame, selected component) pairs by component: one small GEMM each
+        flat = idx.ravel()
+        order = np.argsort(flat, kind="stable")
+        counts = np.bincount(flat, minlength=K)
+        rows = xx[order // C]
+        R = np.empty((m * C, M), dtype=dtype)
+        pos = 0
+        for k in np.flatnonzero(counts):
+            end = pos + counts[k]
+            np.matmul(rows[pos:end], Wm[k], out=R[pos:end])
+            pos = end
+        ll = np.empty_like(R)
+        ll[order] = R
+        # in the compute dtype, as the full path's fused log-sum-exp (the one kernel)
+        blocks = np.ascontiguousarray(ll.reshape(m, C, M).transpose(0, 2, 1)).reshape(m, M * C)
+        res = np.empty((m, M), dtype=dtype)
+        kernels.segment_lse(blocks, C, res, fast=False)
+        out_m[start:stop] = res
+
+    _each_chunk(executor, one, n, chunk)
+    return out_m, out_u

@@ -1,8 +1,11 @@
-"""THE orchestration of a fit: :func:`fit_mixtures`. It reads the estimators' public
-parameters and sets their fitted attributes; nothing else drives a fit step by step."""
+"""THE orchestration of a fit, :func:`fit_mixtures` (it reads the estimators' public parameters
+and sets their fitted attributes), and the starting parameters for any K: k-means++ on a
+subsample, or split growth from one component (whose rounds run through :func:`em.run` too).
+"""
 
 from __future__ import annotations
 
+import math
 import time
 import warnings
 from collections.abc import Callable
@@ -16,17 +19,15 @@ from ..exceptions import ConvergenceWarning, ModelFileError, ParameterError
 from . import em
 from .checks import MAX_VAR_FLOOR_ABS, check_enough_frames, user_init, validate_param_arrays
 from .estep import auto_chunk_size, compute_dtype
-from .init import init_kmeans, init_split
-from .monitor import ConvergenceMonitor, StackedMonitor
-from .mstep import MLMaximiser, global_mean_var
-from .params import Params
-from .sources import StackedSource
-from .stats import Stats
+from .mstep import Event, Maximiser, MLMaximiser, global_mean_var, split_component
+from .sources import StackedSource, drop_tol
+from .stats import Params, Stats
 
 if TYPE_CHECKING:
     from .diag import DiagGMM
 
-__all__ = ["fit_mixtures", "frames_per_chunk", "ml_maximiser", "var_floor_of"]
+__all__ = ["fit_mixtures", "frames_per_chunk", "init_kmeans", "init_split", "kmeans_labels",
+           "ml_maximiser", "var_floor_of"]  # fmt: skip
 
 
 def fit_mixtures(
@@ -34,32 +35,21 @@ def fit_mixtures(
     checkpoint: Any = None, prior: Params | None = None, maximiser: Any = None,
     tick: Callable[[], None] | None = None,
 ) -> None:  # fmt: skip
-    """Fit ``models[c]`` on ``sources[c]``: the one function that orchestrates a fit.
+    """Fit ``models[c]`` (validated DiagGMMs, in place) on ``sources[c]``: global moments and
+    variance floor, ``n_init`` rounds of (initialise, :func:`em.run`), the best adopted.
 
-    :meth:`DiagGMM.fit` (one model), a classifier's classes, a UBM and MAP
-    adaptation all run through here, and every EM iteration through
-    :func:`audiogmm.mixture.em.run`. Per model: global moments and variance
-    floor, ``n_init`` rounds of (initialise, :func:`em.run`), then the best round
-    is adopted with its report and convergence warning. Several models (a
-    classifier's classes, which share every parameter but the seed) run their EM
-    rounds stacked, each ending exactly as it would alone.
-
-    ``models``: unfitted DiagGMMs with validated parameters, fitted in place;
-    ``sources``: their validated frames (several models need ``ArraySource``\\ s without
-    sample weights). ``executor`` runs the E-step chunks (default: ``n_jobs`` threads
-    of the first model); ``checkpoint`` (one model, ``n_init=1``): see
-    :meth:`DiagGMM.fit_source`; ``prior`` (MAP): every model starts from it and runs
-    ``max_iter`` iterations of ``maximiser`` (:class:`~.map.MAPMaximiser`), no
-    initialisation nor restarts; ``tick`` is called after each model (progress).
+    Several models (a classifier's classes; unweighted ``ArraySource``\\ s) run stacked, each
+    as alone. ``executor`` default: the first model's ``n_jobs`` threads; ``checkpoint``: see
+    :meth:`DiagGMM.fit_source`; ``prior`` (MAP): ``max_iter`` iterations of ``maximiser``
+    from it; ``tick`` is called after each model.
     """
     if not models:
         return
     t0 = time.perf_counter()
     first = models[0]
     if checkpoint is not None and (first.n_init != 1 or len(models) != 1):
-        raise ParameterError(
-            f"EM checkpoints need one model and n_init=1; got n_init={first.n_init}"
-        )
+        raise ParameterError(f"EM checkpoints need one model and n_init=1; got "
+                             f"n_init={first.n_init}")  # fmt: skip
     # classes under one BLAS thread, as when each class ran inside a worker
     blas = one_blas_thread() if len(models) > 1 and prior is None else nullcontext()
     with resolve(executor, first.n_jobs) as ex, blas:
@@ -68,70 +58,50 @@ def fit_mixtures(
                         range(len(models))))  # fmt: skip
             return
         starts = [_start(m, src) for m, src in zip(models, sources)]
-        runs: list[list[em.EMResult]] = [[] for _ in models]
-        for _ in range(first.n_init):
-            for c, r in enumerate(_one_round(models, sources, starts, ex, checkpoint)):
-                runs[c].append(r)
-    for m, src, (_, gmean, gvar, extremes), rs in zip(models, sources, starts, runs):
-        _finish(m, rs, src, gmean, gvar, extremes, t0)
+        rounds = [_one_round(models, sources, starts, ex, checkpoint) for _ in range(first.n_init)]
+    for m, src, start, rs in zip(models, sources, starts, zip(*rounds)):
+        _finish(m, rs, src, *start[1:], t0)
         if tick is not None:
             tick()
 
 
 def _one_round(models, sources, starts, ex, checkpoint) -> list[em.EMResult]:
     """One ``n_init`` round of every model: initialise, then one :func:`em.run`."""
-    first = models[0]
+    first, chunk = models[0], frames_per_chunk(models[0])
     if len(models) == 1:
-        m, src = models[0], sources[0]
-        monitor, maximiser, saved = _monitor(m, src), ml_maximiser(m), None
-        if checkpoint is not None:  # resume: saved parameters replace the init
-            saved = checkpoint.restore(monitor)
-        if saved is None:
-            params, init_events = _init_params(m, src, starts[0][0], ex)
-        else:
-            params, init_events = saved[0], []
+        src = sources[0]
+        monitor, maximiser = _monitor(first, src), ml_maximiser(first)
+        saved = None if checkpoint is None else checkpoint.restore(monitor)  # replaces the init
+        inits = [_init_params(first, src, starts[0][0], ex) if saved is None else (saved[0], [])]
         if checkpoint is not None:
-            monitor, maximiser = checkpoint.attach(
-                monitor, maximiser, saved is not None and saved[1]
-            )
-        res = em.run(
-            src, params, maximiser=maximiser, monitor=monitor, executor=ex,
-            chunk_size=frames_per_chunk(m),
-        )  # fmt: skip
-        res.events = init_events + res.events
-        return [res]
-    if first.init == "split" and first.means_init is None:
-        # split growth is EM: its rounds run stacked too
-        subs = [_subsample(m, src, st[0]) for m, src, st in zip(models, sources, starts)]
-        grown = init_split(
-            subs, first.n_components, var_floor=[m.var_floor_ for m in models],
-            split_iter=first.split_iter, executor=ex, chunk_size=frames_per_chunk(first),
-        )  # fmt: skip
-        inits = [(p, []) for p in grown]
-    else:  # k-means++ stays per model (its small GEMMs decide labels), in parallel
-        inits = list(
-            ex.map(lambda c: _init_params(models[c], sources[c], starts[c][0], ex),
-                   range(len(models)))
-        )  # fmt: skip
-    monitor = StackedMonitor([_monitor(m, src) for m, src in zip(models, sources)])
-    floors = np.stack([m.var_floor_ for m in models])
-    maximiser = MLMaximiser(floors, first.min_weight, first.min_count, monitor)
-    res = em.run(
-        StackedSource([src.X for src in sources], monitor.running), Params.stack([p for p, _ in inits]),
-        maximiser=maximiser, monitor=monitor, executor=ex, chunk_size=frames_per_chunk(first),
-    )  # fmt: skip
-    out = em.unstack(res)
-    for c, r in enumerate(out):
-        r.events = inits[c][1] + r.events
+            monitor, maximiser = checkpoint.attach(monitor, maximiser, bool(saved and saved[1]))
+        out = [em.run(src, inits[0][0], maximiser=maximiser, monitor=monitor, executor=ex,
+                      chunk_size=chunk)]  # fmt: skip
+    else:
+        if first.init == "split" and first.means_init is None:  # split growth is EM: stacked too
+            subs = [_subsample(m, src, st[0]) for m, src, st in zip(models, sources, starts)]
+            inits = [(p, []) for p in init_split(
+                subs, first.n_components, var_floor=[m.var_floor_ for m in models],
+                split_iter=first.split_iter, executor=ex, chunk_size=chunk,
+            )]  # fmt: skip
+        else:  # k-means++ stays per model (its small GEMMs decide labels), in parallel
+            inits = list(ex.map(lambda c: _init_params(models[c], sources[c], starts[c][0], ex),
+                                range(len(models))))  # fmt: skip
+        monitor = em.StackedMonitor([_monitor(m, src) for m, src in zip(models, sources)])
+        floors = np.stack([m.var_floor_ for m in models])
+        maximiser = MLMaximiser(floors, first.min_weight, first.min_count, monitor)
+        stacked = StackedSource([src.X for src in sources], monitor.running)
+        out = em.unstack(em.run(stacked, Params.stack([p for p, _ in inits]), maximiser=maximiser,
+                                monitor=monitor, executor=ex, chunk_size=chunk))  # fmt: skip
+    for (_, events), r in zip(inits, out):
+        r.events = events + r.events
     return out
 
 
 def _adapt(model: DiagGMM, source, prior: Params, maximiser, ex, tick) -> None:
     """MAP: ``max_iter`` iterations of ``maximiser`` from ``prior`` (a fixed budget)."""
-    res = em.run(
-        source, prior, maximiser=maximiser,
-        monitor=ConvergenceMonitor(0.0, model.max_iter), executor=ex,
-    )  # fmt: skip
+    res = em.run(source, prior, maximiser=maximiser,
+                 monitor=em.ConvergenceMonitor(0.0, model.max_iter), executor=ex)  # fmt: skip
     model.weights_, model.means_, model.variances_ = res.params
     model.history_, model.n_iter_ = list(res.history), res.n_iter
     model.converged_ = True  # a fixed number of iterations: done is converged
@@ -158,20 +128,33 @@ def ml_maximiser(model: DiagGMM) -> MLMaximiser:
     return MLMaximiser(model.var_floor_, model.min_weight, model.min_count)
 
 
-def _global_moments(model: DiagGMM, source) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """One pass of plain moments over the source (also counts its frames).
+def _subsample(model: DiagGMM, source, rng: np.random.Generator) -> np.ndarray:
+    """The random rows initialisation works on, (min(init_max_samples, n), D) float64."""
+    m = min(model.init_max_samples, source.n_frames)
+    return source.gather(np.sort(rng.choice(source.n_frames, size=m, replace=False)))
 
-    Returns the global mean and variance, and a (2, n_dims) probe of the data's
-    extremes in its own dtype (what :func:`compute_dtype` looks at).
-    """
-    total = None
-    lo = hi = None
+
+def _init_params(model: DiagGMM, source, rng, executor) -> tuple[Params, list[Event]]:
+    K = model.n_components
+    Xs = _subsample(model, source, rng)
+    if model.means_init is not None:
+        return user_init(model, K, Xs.shape[1], Xs), []
+    if model.init == "kmeans++":
+        return init_kmeans(Xs, K, rng, ml_maximiser(model))
+    params = init_split([Xs], K, var_floor=[model.var_floor_], split_iter=model.split_iter,
+                        executor=executor, chunk_size=frames_per_chunk(model))  # fmt: skip
+    return params[0], []
+
+
+def _start(model: DiagGMM, source) -> tuple:
+    """The fit's random stream, the data's global mean and variance (one pass, which also
+    counts the frames) and (2, n_dims) extremes in its own dtype; sets the variance floor."""
+    total, lows, highs = None, [], []
     for Xc, sw in source:
-        if total is None:
-            total = Stats.zeros(1, Xc.shape[1], shift=np.asarray(Xc[0], dtype=np.float64))
-            lo, hi = Xc.min(0), Xc.max(0)
-        total = total + Stats.of_frames(Xc, sw, shift=total.shift)
-        lo, hi = np.minimum(lo, Xc.min(0)), np.maximum(hi, Xc.max(0))
+        st = Stats.of_frames(Xc, sw, shift=Xc[0] if total is None else total.shift)
+        total = st if total is None else total + st
+        lows.append(Xc.min(0))
+        highs.append(Xc.max(0))
     if total is None:
         raise ParameterError("fit_iter: the chunks hold no frames")
     check_enough_frames(source.n_frames, model.n_components, "the data")
@@ -179,81 +162,42 @@ def _global_moments(model: DiagGMM, source) -> tuple[np.ndarray, np.ndarray, np.
         raise ParameterError("sample_weight sums to 0: there is nothing to fit")
     with np.errstate(over="ignore", invalid="ignore"):
         gmean, gvar = global_mean_var(total)
+    extremes = np.stack([np.min(lows, 0), np.max(highs, 0)])
     if not (np.isfinite(gmean).all() and np.isfinite(gvar).all()):
-        peak = max(float(np.max(np.abs(lo))), float(np.max(np.abs(hi))))
-        raise ParameterError(
-            f"the data's variance overflows float64 (|x| up to {peak:.3g}); rescale the data"
-        )
-    return gmean, gvar, np.stack([lo, hi])
-
-
-def _subsample(model: DiagGMM, source, rng: np.random.Generator) -> np.ndarray:
-    """The random rows initialisation works on, (min(init_max_samples, n), D) float64."""
-    m = min(model.init_max_samples, source.n_frames)
-    return source.gather(np.sort(rng.choice(source.n_frames, size=m, replace=False)))
-
-
-def _init_params(
-    model: DiagGMM, source, rng: np.random.Generator, executor: LocalExecutor
-) -> tuple[Params, list[dict[str, Any]]]:
-    K = model.n_components
-    Xs = _subsample(model, source, rng)
-    if model.means_init is not None:
-        return user_init(model, K, Xs.shape[1], Xs), []
-    if model.init == "kmeans++":
-        return init_kmeans(Xs, K, rng, ml_maximiser(model))
-    params = init_split(
-        Xs, K, var_floor=model.var_floor_, split_iter=model.split_iter,
-        executor=executor, chunk_size=frames_per_chunk(model),
-    )  # fmt: skip
-    return params, []
-
-
-def _start(model: DiagGMM, source) -> tuple[np.random.Generator, np.ndarray, np.ndarray, np.ndarray]:
-    """The fit's random stream, global moments, per-dimension extremes, variance floor (set)."""
-    rng = np.random.default_rng(model.random_state)
-    gmean, gvar, extremes = _global_moments(model, source)
+        raise ParameterError(f"the data's variance overflows float64 (|x| up to "
+                             f"{np.max(np.abs(extremes)):.3g}); rescale the data")  # fmt: skip
     zero_dims = np.flatnonzero(gvar <= model.var_floor_abs)
     if zero_dims.size:
-        warnings.warn(
-            f"X has (near) zero variance in dimension(s) {zero_dims.tolist()[:10]}; "
-            f"their variances are set to var_floor_abs={model.var_floor_abs:g}",
-            RuntimeWarning,
-            stacklevel=5,
-        )
+        warnings.warn(f"X has (near) zero variance in dimension(s) {zero_dims.tolist()[:10]}; "
+                      f"their variances are set to var_floor_abs={model.var_floor_abs:g}",
+                      RuntimeWarning, stacklevel=5)  # fmt: skip
     with np.errstate(over="ignore"):
         model.var_floor_ = var_floor_of(model, gvar)
     if not np.all(model.var_floor_ <= MAX_VAR_FLOOR_ABS):
-        raise ParameterError(
-            f"var_floor={model.var_floor!r} times the data's variance gives floors up to "
-            f"{np.max(model.var_floor_):.3g} (limit {MAX_VAR_FLOOR_ABS:g}); lower var_floor"
-        )
-    return rng, gmean, gvar, extremes
+        raise ParameterError(f"var_floor={model.var_floor!r} times the data's variance gives "
+                             f"floors up to {np.max(model.var_floor_):.3g} (limit "
+                             f"{MAX_VAR_FLOOR_ABS:g}); lower var_floor")  # fmt: skip
+    return np.random.default_rng(model.random_state), gmean, gvar, extremes
 
 
-def _monitor(model: DiagGMM, source) -> ConvergenceMonitor:
-    return ConvergenceMonitor(
-        model.tol, model.max_iter, model.verbose,
-        drop_tol=source.drop_tol, scale=model.var_floor_.shape[0],
-    )  # fmt: skip
+def _monitor(model: DiagGMM, source) -> em.ConvergenceMonitor:
+    return em.ConvergenceMonitor(model.tol, model.max_iter, model.verbose,
+                                 drop_tol=source.drop_tol, scale=model.var_floor_.shape[0])
 
 
-def _finish(
-    model: DiagGMM, runs: list[em.EMResult], source, gmean: np.ndarray, gvar: np.ndarray,
-    extremes: np.ndarray, t0: float,
-) -> None:  # fmt: skip
+def _finish(model: DiagGMM, runs: tuple, source, gmean, gvar, extremes, t0) -> None:
     """Adopt the best of the ``n_init`` runs; the fit report; the convergence warning."""
-    which, best = em.best_of(runs)
+    which = int(np.argmax([r.final_mean_loglik for r in runs]))  # the first on ties
+    best = runs[which]
     p = best.params
     try:  # the same checks as save/load: a fit never ends with a model that cannot load
         validate_param_arrays("EM result", p.weights, p.means, p.variances)
     except ModelFileError as e:
-        raise ParameterError(
-            f"{e}; check means_init/variances_init against the data's scale, or rescale "
-            "the data"
-        ) from None
-    model.weights_, model.means_, model.variances_ = best.params
-    model.history_, model.converged_, model.n_iter_ = list(best.history), best.converged, best.n_iter
+        raise ParameterError(f"{e}; check means_init/variances_init against the data's scale, "
+                             "or rescale the data") from None  # fmt: skip
+    model.weights_, model.means_, model.variances_ = p
+    model.history_, model.converged_ = list(best.history), best.converged
+    model.n_iter_ = best.n_iter
     model.fit_report_ = {
         "n_frames": int(source.n_frames), "n_dims": int(gvar.shape[0]),
         "n_components": model.n_components, "n_iter": best.n_iter, "converged": best.converged,
@@ -266,14 +210,117 @@ def _finish(
     }  # fmt: skip
     if extremes.dtype == np.float32 and model.fit_report_["compute_dtype"] == "float64":
         peak = float(np.max(np.abs(extremes)))
-        model.fit_report_["notes"].append(
-            f"float32 data computed in float64: its range (|x| up to {peak:.3g}) or a "
-            "narrow component would overflow or lose (x - c)**2 / var in float32"
-        )
+        model.fit_report_["notes"].append(f"float32 data computed in float64: its range (|x| up "
+                                          f"to {peak:.3g}) or a narrow component would overflow "
+                                          "or lose (x - c)**2 / var in float32")  # fmt: skip
     if not best.converged and model.max_iter > 0:
-        warnings.warn(
-            f"EM did not converge in max_iter={model.max_iter} iterations "
-            f"(tol={model.tol:g}); raise max_iter, loosen tol, or try init='split'",
-            ConvergenceWarning,
-            stacklevel=5,
-        )
+        warnings.warn(f"EM did not converge in max_iter={model.max_iter} iterations "
+                      f"(tol={model.tol:g}); raise max_iter, loosen tol, or try init='split'",
+                      ConvergenceWarning, stacklevel=5)  # fmt: skip
+
+
+def _sq_dists(X: np.ndarray, C: np.ndarray, x2: np.ndarray) -> np.ndarray:
+    """Squared Euclidean distances (n, k); ``x2``: the rows' squared norms."""
+    d = X @ (-2.0 * C.T)
+    d += x2[:, None]
+    d += np.einsum("ij,ij->i", C, C)[None, :]
+    return np.maximum(d, 0.0, out=d)
+
+
+def _cluster_means(Z: np.ndarray, lab: np.ndarray, centers: np.ndarray) -> np.ndarray:
+    """Mean of each cluster (sort + reduceat: no N x K one-hot, no slow ``np.add.at``)."""
+    K = centers.shape[0]
+    order = np.argsort(lab, kind="stable")
+    counts = np.bincount(lab, minlength=K)
+    present = np.flatnonzero(counts)
+    starts = np.concatenate([[0], np.cumsum(counts)[:-1]])[present]
+    out = centers.copy()  # an empty cluster keeps its centre
+    out[present] = np.add.reduceat(Z[order], starts, axis=0) / counts[present, None]
+    return out
+
+
+def kmeans_labels(X: np.ndarray, K: int, rng: np.random.Generator, n_lloyd: int = 10) -> np.ndarray:
+    """Cluster in ``range(K)`` of each row of ``X`` (n, n_dims): k-means++ seeding (greedy,
+    2 + log K trials), then up to ``n_lloyd`` Lloyd steps, in standardised space."""
+    n = X.shape[0]
+    scale = X.std(0)
+    scale[scale == 0] = 1.0
+    Z = (X - X.mean(0)) / scale
+    z2 = np.einsum("ij,ij->i", Z, Z)
+    centers = np.empty((K, X.shape[1]))
+    centers[0] = Z[rng.integers(n)]
+    closest = _sq_dists(Z, centers[:1], z2)[:, 0]
+    trials = 2 + int(math.log(K))
+    for k in range(1, K):
+        pot = closest.sum()
+        if pot <= 0:
+            centers[k:] = Z[rng.integers(n, size=K - k)]
+            break
+        cand = np.minimum(np.searchsorted(np.cumsum(closest), rng.random(trials) * pot), n - 1)
+        d = np.minimum(closest[None, :], _sq_dists(Z, Z[cand], z2).T)
+        best = int(np.argmin(d.sum(1)))
+        centers[k] = Z[cand[best]]
+        closest = d[best]
+    lab = _sq_dists(Z, centers, z2).argmin(1)
+    for _ in range(n_lloyd):
+        centers = _cluster_means(Z, lab, centers)
+        new = _sq_dists(Z, centers, z2).argmin(1)
+        if np.array_equal(new, lab):
+            break
+        lab = new
+    return lab
+
+
+def init_kmeans(
+    Xs: np.ndarray, K: int, rng: np.random.Generator, maximiser: Maximiser
+) -> tuple[Params, list[Event]]:
+    """Parameters from hard k-means clusters of the subsample ``Xs`` and one M-step, and the
+    maximiser's re-seeding events (empty clusters) at iteration 0."""
+    # small products run faster on one BLAS thread than on a waking pool
+    with one_blas_thread() if Xs.shape[0] * K * Xs.shape[1] < 50_000_000 else nullcontext():
+        labels = kmeans_labels(Xs, K, rng)
+    resp = np.zeros((Xs.shape[0], K))
+    resp[np.arange(Xs.shape[0]), labels] = 1.0
+    shift = Xs.mean(0)
+    Xc = Xs - shift
+    st = Stats(resp.sum(0), resp.T @ Xc, resp.T @ Xc**2, 0.0, float(Xs.shape[0]), shift)
+    params, events = maximiser(st, None)
+    for e in events:
+        e["iteration"] = 0
+    return params, events
+
+
+def init_split(
+    subs: list[np.ndarray], K: int, *, var_floor: list[np.ndarray], split_iter: int,
+    executor: LocalExecutor | None = None, chunk_size: int | None = None,
+) -> list[Params]:  # fmt: skip
+    """One mixture per subsample ``subs[c]`` (n, n_dims) float64, grown from one component to
+    K by splitting the heaviest ``min(k, K - k)`` (HTK ``MU``) per round, then ``split_iter``
+    stacked EM iterations without weight floor or re-seeding; variances >= ``var_floor[c]``."""
+    members = [
+        Params(np.ones(1), X.mean(0, keepdims=True), np.maximum(X.var(0, keepdims=True), f))
+        for X, f in zip(subs, var_floor)
+    ]
+    while (k := members[0].n_components) < K:
+        members = [_split_heaviest(p, min(k, K - k)) for p in members]
+        monitor = em.StackedMonitor([  # tol=0: exactly split_iter iterations per round
+            em.ConvergenceMonitor(0.0, split_iter, drop_tol=drop_tol(X), scale=X.shape[1])
+            for X in subs
+        ])  # fmt: skip
+        res = em.run(StackedSource(subs, monitor.running), Params.stack(members), monitor=monitor,
+                     maximiser=MLMaximiser(np.stack(var_floor), 0.0, None, monitor),
+                     executor=executor, chunk_size=chunk_size)  # fmt: skip
+        members = [r.params for r in em.unstack(res)]
+    return members
+
+
+def _split_heaviest(params: Params, n_split: int) -> Params:
+    """``params`` grown by ``n_split`` components, each split off one of the heaviest."""
+    k, D = params.means.shape
+    order = np.argsort(-params.weights, kind="stable")[:n_split]
+    grown = Params(np.concatenate([params.weights, np.zeros(n_split)]),
+                   np.concatenate([params.means, np.zeros((n_split, D))]),
+                   np.concatenate([params.variances, np.ones((n_split, D))]))  # fmt: skip
+    for j, src in enumerate(order):
+        split_component(grown, int(src), k + j)
+    return grown

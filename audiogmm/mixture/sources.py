@@ -1,36 +1,42 @@
-"""What EM reads: frames in memory, or re-iterable chunks from disk; and the input checks.
+"""What EM reads: frames in memory, re-iterable chunks, a stack's frames, a shard store.
 
-A source yields ``(X_chunk, sample_weight_chunk or None)`` pairs on every pass,
-knows its frame count after the first pass, and can gather a subsample of rows
-by index (for initialisation).
+A source yields ``(X_chunk, sample_weight_chunk or None)`` on every pass, knows its frame
+count after the first, and gathers rows by index (for initialisation). :class:`ShardSource`
+maps its own E-step over *canonical* blocks of ``block_frames`` counted from frame 0 and
+sums their statistics in a fixed binary tree (:func:`tree_sum`): bit-identical for any
+shard size, number of workers, executor and completion order.
 """
 
 from __future__ import annotations
 
+import functools
+import operator
 from collections.abc import Iterable, Iterator
 from typing import Any, Callable, Union
 
 import numpy as np
 
 from ..engine import LocalExecutor
+from ..engine.local import tree_fold
 from ..exceptions import ParameterError
-from .estep import accumulate_many
-from .params import Params
-from .stats import Stats
+from .checks import is_int
+from .estep import accumulate, accumulate_many
+from .stats import Params, Stats
 
-__all__ = ["ArraySource", "ChunkSource", "IterSource", "StackedSource", "check_frames", "drop_tol"]
+__all__ = ["BLOCK_FRAMES", "ArraySource", "ChunkSource", "IterSource", "ShardSource",
+           "StackedSource", "check_frames", "drop_tol", "tree_sum"]  # fmt: skip
 
 ChunkSource = Union[Callable[[], Iterable[np.ndarray]], Iterable[np.ndarray]]
+#: Frames per map task: 2^17 frames x 60 dims x 4 B = 31 MB of reads, ~250 KB of Stats back.
+BLOCK_FRAMES = 1 << 17
+#: Frames per chunk of a plain pass over a store (global moments).
+READ_FRAMES = 1 << 16
 
 
-def check_frames(
-    X: Any, *, n_dims: int | None = None, name: str = "X", min_frames: int = 1
-) -> np.ndarray:
-    """Frames checked at the public boundary: 2-D, real, finite, ``n_dims`` wide.
-
-    Returns ``X`` itself when float32/float64, else a float64 copy. The ParameterError
-    names ``name``, the expected and the received shape, or the first bad frame.
-    """
+def check_frames(X: Any, *, n_dims: int | None = None, name: str = "X",
+                 min_frames: int = 1) -> np.ndarray:  # fmt: skip
+    """Frames checked at the public boundary: 2-D, real, finite, ``n_dims`` wide; ``X`` itself
+    when float32/float64, else a float64 copy. The ParameterError names ``name``."""
     X = np.asarray(X)
     if X.dtype not in (np.float32, np.float64):
         if X.dtype.kind not in "iufb":
@@ -60,7 +66,7 @@ def drop_tol(X: np.ndarray) -> float:
 
 
 class ArraySource:
-    """An in-memory (or memory-mapped) array as the EM data source (validated by the caller)."""
+    """An in-memory (or memory-mapped) array, validated by the caller."""
 
     def __init__(self, X: np.ndarray, sample_weight: np.ndarray | None = None) -> None:
         self.X, self.sample_weight = X, sample_weight
@@ -68,8 +74,7 @@ class ArraySource:
         self.drop_tol = drop_tol(X)
 
     def __iter__(self) -> Iterator[tuple[np.ndarray, np.ndarray | None]]:
-        # one piece: accumulate() chunks it and spreads the chunks over the executor
-        yield self.X, self.sample_weight
+        yield self.X, self.sample_weight  # one piece: accumulate() chunks it
 
     def gather(self, idx: np.ndarray) -> np.ndarray:
         """Rows ``idx`` (sorted) as float64, shape (len(idx), n_dims)."""
@@ -77,21 +82,15 @@ class ArraySource:
 
 
 class IterSource:
-    """Re-iterable chunks from a callable or a re-iterable; validates every chunk.
+    """Re-iterable chunks from a callable or a re-iterable, each validated on every pass;
+    ``n_frames`` is known after the first."""
 
-    ``n_frames`` is known after the first complete pass.
-    """
-
-    def __init__(self, chunks: ChunkSource, n_dims: int | None = None) -> None:
+    def __init__(self, chunks: ChunkSource) -> None:
         if not callable(chunks) and iter(chunks) is chunks:
-            raise ParameterError(
-                "fit_iter needs several passes over the data: pass a callable that "
-                "returns a fresh iterable of arrays, or a list, not a one-shot iterator"
-            )
-        self.chunks = chunks
-        self.n_dims = n_dims
-        self.drop_tol = 1e-9
-        self.n_frames = 0
+            raise ParameterError("fit_iter needs several passes over the data: pass a callable "
+                                 "that returns a fresh iterable of arrays, or a list, not a "
+                                 "one-shot iterator")  # fmt: skip
+        self.chunks, self.n_dims, self.drop_tol, self.n_frames = chunks, None, 1e-9, 0
 
     def __iter__(self) -> Iterator[tuple[np.ndarray, None]]:
         it = self.chunks() if callable(self.chunks) else iter(self.chunks)
@@ -99,8 +98,7 @@ class IterSource:
         for i, Xc in enumerate(it):
             Xc = check_frames(Xc, n_dims=self.n_dims, name=f"chunk {i}", min_frames=0)
             self.drop_tol = max(self.drop_tol, drop_tol(Xc))
-            if self.n_dims is None:
-                self.n_dims = Xc.shape[1]
+            self.n_dims = Xc.shape[1]
             n += Xc.shape[0]
             if Xc.shape[0]:
                 yield Xc, None
@@ -118,40 +116,121 @@ class IterSource:
 
 
 class StackedSource:
-    """The frames of C mixtures trained together (validated, no sample weights).
-
-    Parameters
-    ----------
-    Xs : list of ndarray, each of shape (n_frames_c, n_dims), float32 or float64
-    running : ndarray of shape (C,), bool
-        The members to compute: the run's :class:`~.monitor.StackedMonitor`'s ``running``,
-        which its ``stop`` updates in place.
-    """
+    """The frames ``Xs`` (validated, unweighted) of C mixtures trained together; ``running``
+    (C,) bool: the run's StackedMonitor's, which its ``stop`` updates in place."""
 
     def __init__(self, Xs: list[np.ndarray], running: np.ndarray) -> None:
         self.Xs, self.running = Xs, running
 
-    def accumulate(
-        self, params: Params, *, executor: LocalExecutor | None = None,
-        chunk_size: int | None = None, previous: Stats | None = None,
-    ) -> Stats:  # fmt: skip
-        """One E-step of every running member in one executor map (stacked ``Stats``).
-
-        Per member the arithmetic of :func:`~.estep.accumulate`. The other members keep
-        their rows of ``previous``, which is updated in place and returned.
-        """
+    def accumulate(self, params: Params, *, executor: LocalExecutor | None = None,
+                   chunk_size: int | None = None, previous: Stats | None = None) -> Stats:
+        """One E-step of the running members (stacked ``Stats``, one executor map); the
+        others keep their rows of ``previous``, which is updated in place and returned."""
         C, K, D = params.means.shape
         live = [int(c) for c in np.flatnonzero(self.running)]
-        st = previous
-        if st is None:
-            z = np.zeros
-            st = Stats(z((C, K)), z((C, K, D)), z((C, K, D)), z(C), z(C), z((C, D)))
+        z = np.zeros
+        st = previous or Stats(z((C, K)), z((C, K, D)), z((C, K, D)), z(C), z(C), z((C, D)))
         if not live:
             return st
         shifts = np.array([params.weights[c] @ params.means[c] for c in live]).reshape(-1, D)
         st.n[live], st.F[live], st.S[live], st.loglik[live], st.n_frames[live] = accumulate_many(
-            self.Xs, params.weights, params.means, params.variances, live,
-            shifts=shifts, chunk_size=chunk_size, executor=executor,
-        )  # fmt: skip
+            self.Xs, *params, live, shifts=shifts, chunk_size=chunk_size, executor=executor)
         st.shift[live] = shifts
         return st
+
+
+def tree_sum(items: Iterable[Stats]) -> Stats:
+    """Sum in :func:`audiogmm.engine.local.tree_fold`'s fixed tree (it depends only on the
+    number of items: any producer yielding them in order gives the same bits)."""
+    return tree_fold(items, operator.add)
+
+
+class _Rows:
+    """Virtual frames ``[start, stop)`` of a store (every ``stride``-th) as a lazy float32
+    array for :func:`accumulate`: ``[a:b]`` reads them."""
+
+    dtype = np.dtype(np.float32)
+    ndim = 2
+
+    def __init__(self, store: Any, stride: int, start: int, stop: int) -> None:
+        self.store, self.stride, self.start = store, stride, start
+        self.shape = (stop - start, store.n_dims)
+
+    def __getitem__(self, key: slice) -> np.ndarray:
+        a, b, step = key.indices(self.shape[0])
+        if step != 1:
+            raise ParameterError("_Rows supports contiguous slices only")
+        if b <= a:
+            return np.empty((0, self.store.n_dims), dtype=np.float32)
+        a, b, s = self.start + a, self.start + b, self.stride
+        rows = self.store.read_rows(a * s, (b - 1) * s + 1)
+        return rows if s == 1 else np.ascontiguousarray(rows[::s])
+
+
+def _frame_weights(store: Any, stride: int, clip_weight, a: int, b: int) -> np.ndarray | None:
+    """Per-frame sample weights of virtual frames ``[a, b)`` from per-clip weights."""
+    if clip_weight is None:
+        return None
+    idx = np.arange(a, b, dtype=np.int64) * stride
+    return clip_weight[np.searchsorted(store.clip_start, idx, side="right") - 1]
+
+
+def _block_stats(store: Any, stride: int, clip_weight, params: Params, shift: np.ndarray,
+                 chunk_size: int | None, start: int, stop: int) -> Stats:  # fmt: skip
+    """One map task: statistics of virtual frames ``[start, stop)``, chunk by chunk, serially."""
+    sw = _frame_weights(store, stride, clip_weight, start, stop)
+    return accumulate(_Rows(store, stride, start, stop), params, sample_weight=sw, shift=shift,
+                      chunk_size=chunk_size)  # fmt: skip
+
+
+class ShardSource:
+    """A shard store (``n_frames``, ``n_dims``, ``clip_start``, ``read_rows``, ``read_index``,
+    e.g. :func:`audiogmm.data.shards.open_store`), frames ``0, stride, 2*stride, ...``;
+    ``clip_weight`` (n_clips,) >= 0: each clip's frames' weight; ``block_frames`` per map task
+    (results depend on it and the chunk size, never on shard files or executor)."""
+
+    def __init__(self, store: Any, *, stride: int = 1, clip_weight: np.ndarray | None = None,
+                 block_frames: int = BLOCK_FRAMES) -> None:  # fmt: skip
+        for name, v in (("stride", stride), ("block_frames", block_frames)):
+            if not (is_int(v) and v > 0):
+                raise ParameterError(f"{name} must be an int > 0; got {v!r}")
+        if clip_weight is not None:
+            clip_weight = np.asarray(clip_weight, dtype=np.float64)
+            if clip_weight.shape != (len(store.clip_start),):
+                raise ParameterError(f"clip_weight must have shape ({len(store.clip_start)},) "
+                                     f"(one per clip); got {clip_weight.shape}")  # fmt: skip
+            if not (np.isfinite(clip_weight).all() and (clip_weight >= 0).all()):
+                raise ParameterError("clip_weight must be finite and >= 0")
+        self.store, self.stride, self.clip_weight = store, int(stride), clip_weight
+        self.block_frames, self.n_dims = block_frames, store.n_dims
+        self.n_frames = -(-store.n_frames // self.stride)
+        self.drop_tol = 1e-5  # float32 frames
+
+    def _ranges(self, size: int) -> list[tuple[int, int]]:
+        return [(a, min(self.n_frames, a + size)) for a in range(0, self.n_frames, size)]
+
+    def __iter__(self) -> Iterator[tuple[np.ndarray, np.ndarray | None]]:
+        for a, b in self._ranges(READ_FRAMES):
+            w = _frame_weights(self.store, self.stride, self.clip_weight, a, b)
+            yield _Rows(self.store, self.stride, a, b)[:], w
+
+    def gather(self, idx: np.ndarray) -> np.ndarray:
+        """Virtual rows ``idx`` (sorted) as float64, shape (len(idx), n_dims)."""
+        rows = np.asarray(idx, dtype=np.int64) * self.stride
+        return self.store.read_index(rows).astype(np.float64)
+
+    def stats(self, params: Params, *, shift: np.ndarray, executor: Any = None,
+              chunk_size: int | None = None) -> Stats:  # fmt: skip
+        """One E-step about ``shift`` (n_dims,) on ``executor`` (default serial; its ``map``
+        must yield in task order); ``block_frames`` should be a multiple of ``chunk_size``."""
+        store = self.store
+        if hasattr(store, "reader"):  # ship the shard list, not the clip index
+            store = store.reader(clip_ranges=self.clip_weight is not None)
+        task = functools.partial(_block_stats, store, self.stride, self.clip_weight, params,
+                                 np.asarray(shift, dtype=np.float64), chunk_size)  # fmt: skip
+        blocks = self._ranges(self.block_frames)
+        if executor is None:
+            return tree_sum(task(a, b) for a, b in blocks)
+        if hasattr(executor, "map_reduce"):  # Dask: the same tree, summed on the workers
+            return executor.map_reduce(task, blocks, operator.add, star=True)
+        return tree_sum(executor.map(task, blocks, isolated=True, star=True))

@@ -1,19 +1,10 @@
-"""Sufficient statistics of a diagonal GMM: the contract between E-step and M-step.
+"""What init, E- and M-step pass: :class:`Params`, and the sufficient statistics (float64):
 
-A :class:`Stats` holds, for ``K`` components and ``D`` dimensions,
-
-* ``n``  (K,)   zeroth order  ``sum_t w_t gamma_tk``
-* ``F``  (K, D) first order   ``sum_t w_t gamma_tk (x_t - c)``
-* ``S``  (K, D) second order  ``sum_t w_t gamma_tk (x_t - c)**2``
-* ``loglik``    ``sum_t w_t log p(x_t)`` (nats)
-* ``n_frames``  ``sum_t w_t`` (the frame count when unweighted)
-
-all in float64. The moments are taken about a *shift* vector ``c`` (D,), chosen
-near the data, so that the variance ``S/n - (F/n)**2`` does not suffer the
-catastrophic cancellation of raw moments when features carry a large offset.
-Statistics are additive: ``a + b`` merges two shards (re-centring one of them
-when their shifts differ), which is what chunked, out-of-core, parallel and
-distributed training are built on.
+``n`` (K,) ``sum_t w_t gamma_tk``; ``F``, ``S`` (K, D) ``sum_t w_t gamma_tk (x_t - c)`` and
+``(x_t - c)**2``; ``loglik`` ``sum_t w_t log p(x_t)`` (nats); ``n_frames`` ``sum_t w_t``.
+The moments are about a shift ``c`` (D,) near the data, so ``S/n - (F/n)**2`` does not
+cancel under a large offset. ``a + b`` merges two shards (re-centring one if needed):
+chunked, out-of-core, parallel and distributed training are built on it.
 """
 
 from __future__ import annotations
@@ -24,37 +15,54 @@ import numpy as np
 
 from ..exceptions import ModelFileError, ParameterError
 
-__all__ = ["Stats", "moments", "recentred"]
+__all__ = ["Params", "Stats", "moments", "recentred"]
 
 _ARRAY_KEYS = ("n", "F", "S", "shift", "scalars")
 
 
-def moments(
-    n: np.ndarray, F: np.ndarray, S: np.ndarray, shift: np.ndarray
-) -> tuple[np.ndarray, np.ndarray]:
-    """``mean = c + F/n`` and ``var = S/n - (F/n)**2`` (clipped at 0); NaN where ``n = 0``.
+@dataclass
+class Params:
+    """Weights ([C,] K), summing to 1, means and variances ([C,] K, n_dims), > 0, float64, of
+    one diagonal-covariance mixture or of C stacked ones."""
 
-    Taken about the shift ``c``, so a large offset does not cancel. Leading axes broadcast.
+    weights: np.ndarray
+    means: np.ndarray
+    variances: np.ndarray
 
-    Parameters
-    ----------
-    n : ndarray of shape (..., n_components)
-    F, S : ndarray of shape (..., n_components, n_dims)
-    shift : ndarray of shape (..., n_dims)
+    @property
+    def n_components(self) -> int:
+        return self.means.shape[-2]
 
-    Returns
-    -------
-    means, variances : ndarray of shape (..., n_components, n_dims)
-    """
+    @property
+    def n_dims(self) -> int:
+        return self.means.shape[-1]
+
+    def __iter__(self):
+        return iter((self.weights, self.means, self.variances))
+
+    def copy(self) -> Params:
+        return Params(*(a.copy() for a in self))
+
+    @classmethod
+    def stack(cls, members: list[Params]) -> Params:
+        """C mixtures of one K and D as one value with a leading axis C."""
+        return cls(*(np.stack(a) for a in zip(*members)))
+
+    def member(self, c: int) -> Params:
+        """Mixture ``c`` of a stack (copies)."""
+        return Params(*(a[c].copy() for a in self))
+
+
+def moments(n: np.ndarray, F: np.ndarray, S: np.ndarray, shift: np.ndarray) -> tuple:
+    """``mean = c + F/n`` and ``var = S/n - (F/n)**2`` (clipped at 0), each (..., K, D), NaN
+    where ``n = 0``; ``n`` (..., K), ``F``/``S`` (..., K, D), ``shift`` ``c`` (..., D)."""
     with np.errstate(divide="ignore", invalid="ignore"):  # n = 0 gives NaN, by contract
         dm = F / n[..., None]
         var = np.maximum(S / n[..., None] - dm**2, 0.0)
     return shift[..., None, :] + dm, var
 
 
-def recentred(
-    n: np.ndarray, F: np.ndarray, S: np.ndarray, d: np.ndarray
-) -> tuple[np.ndarray, np.ndarray]:
+def recentred(n: np.ndarray, F: np.ndarray, S: np.ndarray, d: np.ndarray) -> tuple:
     """``F + n d`` and ``S + 2 d F + n d**2``: the moments about a shift moved by ``-d``
     (``d`` = old shift - new shift, broadcasting against ``F`` (..., K, D))."""
     nd = n[..., None] * d
@@ -63,17 +71,8 @@ def recentred(
 
 @dataclass(eq=False)
 class Stats:
-    """Mergeable sufficient statistics of a diagonal-covariance GMM (or of C stacked ones).
-
-    The fields are the module's ``n``, ``F``, ``S``, ``loglik``, ``n_frames`` and
-    ``shift`` (n_dims,); a stack of C mixtures has a leading axis C on each.
-
-    Examples
-    --------
-    >>> a = Stats.zeros(2, 3)
-    >>> (a + a).n.shape
-    (2,)
-    """
+    """Mergeable statistics (the module's fields) of one mixture, or of C stacked ones with
+    a leading axis C on each."""
 
     n: np.ndarray
     F: np.ndarray
@@ -85,9 +84,9 @@ class Stats:
     @classmethod
     def zeros(cls, n_components: int, n_dims: int, *, shift: np.ndarray | None = None) -> Stats:
         """Empty statistics (the neutral element of ``+``)."""
-        shift = np.zeros(n_dims) if shift is None else np.asarray(shift, dtype=np.float64)
-        K, D = n_components, n_dims
-        return cls(np.zeros(K), np.zeros((K, D)), np.zeros((K, D)), 0.0, 0.0, shift.copy())
+        shift = np.zeros(n_dims) if shift is None else np.array(shift, dtype=np.float64)
+        F = np.zeros((n_components, n_dims))
+        return cls(np.zeros(n_components), F, F.copy(), 0.0, 0.0, shift)
 
     @property
     def n_components(self) -> int:
@@ -100,26 +99,20 @@ class Stats:
     @property
     def mean_loglik(self) -> float | np.ndarray:
         """Mean log-likelihood per frame (nats), ``loglik / n_frames`` (per member of a stack)."""
-        if np.ndim(self.n_frames):
+        if np.ndim(self.n_frames) or self.n_frames > 0:
             return self.loglik / self.n_frames
-        return self.loglik / self.n_frames if self.n_frames > 0 else float("nan")
+        return float("nan")
 
     def member(self, c: int) -> Stats:
         """Mixture ``c`` of a stack (copies)."""
-        return Stats(
-            self.n[c].copy(), self.F[c].copy(), self.S[c].copy(),
-            float(self.loglik[c]), float(self.n_frames[c]), self.shift[c].copy(),
-        )  # fmt: skip
+        return Stats(self.n[c].copy(), self.F[c].copy(), self.S[c].copy(), float(self.loglik[c]),
+                     float(self.n_frames[c]), self.shift[c].copy())  # fmt: skip
 
     @classmethod
-    def of_frames(
-        cls, X: np.ndarray, sample_weight: np.ndarray | None = None, *, shift: np.ndarray,
-        block: int = 65536,
-    ) -> Stats:  # fmt: skip
-        """Plain moments of frames ``X`` (n_frames, n_dims) as one-component statistics.
-
-        Computed in float64 ``block`` frames at a time, about ``shift`` (any point near the data).
-        """
+    def of_frames(cls, X: np.ndarray, sample_weight: np.ndarray | None = None, *,
+                  shift: np.ndarray, block: int = 65536) -> Stats:  # fmt: skip
+        """Plain moments of frames ``X`` (n_frames, n_dims) about ``shift`` as one-component
+        statistics, in float64 ``block`` frames at a time."""
         shift = np.asarray(shift, dtype=np.float64)
         D = shift.shape[0]
         n, F, S = 0.0, np.zeros(D), np.zeros(D)
@@ -138,17 +131,16 @@ class Stats:
 
     def pooled(self) -> Stats:
         """All components merged into one: the statistics of the data as a whole."""
-        return Stats(
-            self.n.sum(keepdims=True), self.F.sum(0, keepdims=True),
-            self.S.sum(0, keepdims=True), self.loglik, self.n_frames, self.shift.copy(),
-        )  # fmt: skip
+        return Stats(self.n.sum(keepdims=True), self.F.sum(0, keepdims=True),
+                     self.S.sum(0, keepdims=True), self.loglik, self.n_frames,
+                     self.shift.copy())  # fmt: skip
 
     def mean_var(self) -> tuple[np.ndarray, np.ndarray]:
         """Per-component mean and variance, each (K, D) (see :func:`moments`)."""
         return moments(self.n, self.F, self.S, self.shift)
 
     def recentre(self, shift: np.ndarray) -> Stats:
-        """The same statistics about another shift: ``F' = F + n d``, ``S' = S + 2 d F + n d**2``."""
+        """The same statistics about another ``shift`` (:func:`recentred`)."""
         shift = np.asarray(shift, dtype=np.float64)
         if np.array_equal(shift, self.shift):
             return self
@@ -159,15 +151,12 @@ class Stats:
         if not isinstance(other, Stats):
             return NotImplemented
         if self.F.shape != other.F.shape:
-            raise ParameterError(
-                f"cannot merge Stats of shape (K, D)={self.F.shape} with {other.F.shape}"
-            )
+            raise ParameterError(f"cannot merge Stats of shape (K, D)={self.F.shape} with "
+                                 f"{other.F.shape}")  # fmt: skip
         other = other.recentre(self.shift)
-        return Stats(
-            self.n + other.n, self.F + other.F, self.S + other.S,
-            float(self.loglik + other.loglik), float(self.n_frames + other.n_frames),
-            self.shift.copy(),
-        )  # fmt: skip
+        return Stats(self.n + other.n, self.F + other.F, self.S + other.S,
+                     float(self.loglik + other.loglik), float(self.n_frames + other.n_frames),
+                     self.shift.copy())  # fmt: skip
 
     def __radd__(self, other: object) -> Stats:
         return self if isinstance(other, int) and other == 0 else NotImplemented  # sum()
@@ -175,10 +164,8 @@ class Stats:
     def allclose(self, other: Stats, *, rtol: float = 1e-9, atol: float = 0.0) -> bool:
         """Whether two statistics agree (after bringing them to a common shift)."""
         other = other.recentre(self.shift)
-        return all(
-            np.allclose(getattr(self, k), getattr(other, k), rtol=rtol, atol=atol)
-            for k in ("n", "F", "S", "loglik", "n_frames")
-        )
+        return all(np.allclose(getattr(self, k), getattr(other, k), rtol=rtol, atol=atol)
+                   for k in ("n", "F", "S", "loglik", "n_frames"))  # fmt: skip
 
     def to_arrays(self) -> dict[str, np.ndarray]:
         """Plain float64 arrays, safe to ship between processes or save with numpy."""
@@ -204,14 +191,13 @@ class Stats:
         want = {"n": (K,), "S": (K, D), "shift": (D,), "scalars": (2,)}
         if any(a[k].shape != shape for k, shape in want.items()):
             shapes = {k: a[k].shape for k in a}
-            raise ModelFileError(f"{source}: inconsistent statistics shapes {shapes} for K={K}, D={D}")
+            raise ModelFileError(f"{source}: inconsistent statistics shapes {shapes} for K={K}, "
+                                 f"D={D}")  # fmt: skip
         if np.any(a["n"] < 0):
             raise ModelFileError(f"{source}: negative zeroth-order statistics")
         ll, nf = a["scalars"]
         return cls(a["n"], a["F"], a["S"], float(ll), float(nf), a["shift"])
 
     def __repr__(self) -> str:
-        return (
-            f"Stats(n_components={self.n_components}, n_dims={self.n_dims}, "
-            f"n_frames={self.n_frames:g}, loglik={self.loglik:.6g})"
-        )
+        return (f"Stats(n_components={self.n_components}, n_dims={self.n_dims}, "
+                f"n_frames={self.n_frames:g}, loglik={self.loglik:.6g})")  # fmt: skip

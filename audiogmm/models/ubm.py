@@ -21,10 +21,9 @@ from ..engine import LocalExecutor, resolve
 from ..exceptions import ConvergenceWarning, ParameterError
 from ..mixture import DiagGMM
 from ..mixture.checks import check_params, is_int, is_real, need
-from ..mixture.estep import stacked_log_likelihood
+from ..mixture.estep import select_scores, stacked_log_likelihood
 from ..mixture.fit import fit_mixtures
-from ..mixture.gselect import select_scores
-from ..mixture.map import MAPMaximiser, check_adapt
+from ..mixture.mstep import MAPMaximiser, check_adapt
 from ..mixture.sources import ArraySource
 from ..progress import Progress, reporter
 from .classifier import GMMClassifier, by_label, check_clips
@@ -307,7 +306,7 @@ def train_ubm(
         raise ParameterError(f"subsample must be an int > 0; got {subsample!r}")
     gmm = DiagGMM(n_components, **gmm_params)
     if hasattr(chunks, "read_rows") or checkpoint is not None:  # a shard store: map its blocks
-        from ..mixture.shards import ShardSource
+        from ..mixture.sources import ShardSource
 
         if not hasattr(chunks, "read_rows"):
             raise ParameterError("train_ubm: checkpoints need a shard store as the data")
