@@ -6,17 +6,15 @@ from __future__ import annotations
 
 import io
 import logging
-import os
 from typing import Any, Optional
 
 import numpy as np
 
 from ..exceptions import ParameterError
-from ..io.atomic import atomic_write
 from .bundle import Bundle
 
 __all__ = ["class_mixtures", "figure_png", "mixture_curves", "mixture_figure", "pyplot",
-           "separating_dimension", "write_mixture_figures"]  # fmt: skip
+           "separating_dimension"]  # fmt: skip
 
 logger = logging.getLogger(__name__)
 
@@ -140,17 +138,3 @@ def mixture_figure(
     ax.legend(fontsize=8)
     fig.tight_layout()
     return fig
-
-
-def write_mixture_figures(folder: str | os.PathLike, bundle: Bundle) -> list[str]:
-    """One ``mixture_<i>_<class>.png`` per class in ``folder``, all along the separating
-    dimension, written atomically; returns the files."""
-    d = separating_dimension(bundle)
-    written = []
-    for i, y in enumerate(str(v) for v in _classifier(bundle).labels_):
-        png = figure_png(mixture_figure(bundle, y, d))
-        safe = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in y)
-        path = os.path.join(os.fspath(folder), f"mixture_{i:02d}_{safe}.png")
-        atomic_write(path, lambda f, b=png: f.write(b))
-        written.append(path)
-    return written

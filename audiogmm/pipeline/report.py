@@ -3,20 +3,24 @@ matplotlib) ``confusion.png``; per-class training curves when the model recorded
 
 from __future__ import annotations
 
+import csv
 import glob
+import io
 import json
 import math
 import os
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import numpy as np
 
 from ..io.atomic import atomic_write
 from ..io.modelfile import jsonable
-from .plot import figure_png, pyplot, write_mixture_figures
+from .plot import figure_png, mixture_figure, pyplot, separating_dimension
 
 __all__ = ["format_confusion", "format_metrics", "format_open_set", "json_dumps", "put_file",
-           "training_report", "write_report", "write_training_curves"]  # fmt: skip
+           "training_report", "write_mixture_figures", "write_report",
+           "write_training_curves"]  # fmt: skip
 
 
 def _finite(obj: Any) -> Any:
@@ -117,12 +121,33 @@ def write_report(
     return written
 
 
-def put_file(folder: str, name: str, data: str | bytes) -> str:
-    """Write ``data`` (text as UTF-8) to ``folder/name`` atomically; return the path."""
-    path = os.path.join(folder, name)
-    body = data.encode() if isinstance(data, str) else data
-    atomic_write(path, lambda f: f.write(body))
+def put_file(folder: str | os.PathLike, name: str, data: str | bytes | Iterable[Sequence]) -> str:
+    """Write ``data`` to ``folder/name`` atomically: bytes, text (UTF-8), or CSV rows
+    (streamed, ``\n`` line ends); return the path."""
+    path = os.path.join(os.fspath(folder), name)
+
+    def write(f) -> None:
+        if isinstance(data, (str, bytes)):
+            f.write(data.encode() if isinstance(data, str) else data)
+            return
+        text = io.TextIOWrapper(f, encoding="utf-8", newline="")
+        csv.writer(text, lineterminator="\n").writerows(data)
+        text.detach()  # flushes, and leaves f open for atomic_write's fsync
+
+    atomic_write(path, write)
     return path
+
+
+def write_mixture_figures(folder: str | os.PathLike, bundle: Any) -> list[str]:
+    """One ``mixture_<i>_<class>.png`` per class of ``bundle`` in ``folder``, all along
+    :func:`.plot.separating_dimension`; returns the files."""
+    d = separating_dimension(bundle)
+    written = []
+    for i, y in enumerate(str(v) for v in bundle.classifier.labels_):
+        safe = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in y)
+        png = figure_png(mixture_figure(bundle, y, d))
+        written.append(put_file(folder, f"mixture_{i:02d}_{safe}.png", png))
+    return written
 
 
 def training_report(model: Any) -> dict[str, Any]:

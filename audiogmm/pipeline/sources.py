@@ -17,7 +17,7 @@ from typing import Any, NamedTuple, Optional
 
 import numpy as np
 
-from ..data import ExtractionResult, Record, RunOptions, extract_many, read_manifest
+from ..data import TRAIN_FRACTION, ExtractionResult, Record, RunOptions, extract_many, read_manifest
 from ..data.kaldi import (
     CONFIG_FILE,
     is_kaldi_feats_dir,
@@ -64,23 +64,12 @@ KINDS = {
 
 @dataclass
 class ClipSet:
-    """Labelled clips from one source, and what to save with their model.
-
-    Attributes
-    ----------
-    kind : {"audio", "kaldi", "store"}
-    clips : list of ndarray, each of shape (n_frames_i, n_dims)
-    labels, names : list of str, length n_clips
-        Each clip's label, and file path or utterance id (``names`` empty for a store).
-    config : FeatureConfig or None
-        The clips' front end; None for features made by Kaldi itself.
-    blocks : dict
-        ``split`` (a manifest's) or ``kaldi``, saved with the model so that scoring can
-        refuse the training data.
-    skipped, timing, info, extraction
-        ``{path, reason}`` of unusable files (utterance ids for Kaldi); ``extract_s`` or
-        ``read_s``; ``store``; the audio's ExtractionResult (None for other kinds).
-    """
+    """Labelled clips from one source (``kind``: audio, kaldi, store), and what to save with
+    their model: ``clips`` (n_frames_i, n_dims) each, their ``labels`` and ``names`` (file
+    paths or utterance ids; none for a store), ``config`` (their front end; None for features
+    made by Kaldi), ``blocks`` (``split`` or ``kaldi``, saved so that scoring can refuse the
+    training data), ``skipped`` (``{path, reason}``), ``timing`` (``extract_s`` or
+    ``read_s``), ``info`` (``store``) and the audio's ``extraction``."""
 
     kind: str
     clips: list[np.ndarray]
@@ -109,20 +98,16 @@ def source_kind(data: str | os.PathLike) -> str:
 
 def open_clips(
     data: str | os.PathLike | Sequence[Record], *, split: Optional[str] = None,
-    train_fraction: float = 0.7, seed: int = 0, config: Optional[FeatureConfig] = None,
+    train_fraction: float = TRAIN_FRACTION, seed: int = 0, config: Optional[FeatureConfig] = None,
     options: Optional[RunOptions] = None, executor: Optional[LocalExecutor] = None,
     records: Optional[Sequence[Record]] = None,
 ) -> ClipSet:  # fmt: skip
-    """The training clips of ``data`` of any kind (:func:`source_kind`), or of records
-    (then no manifest, so no split block).
-
-    ``split``, ``train_fraction`` and ``seed`` choose the files as :func:`.classify.load_split`
-    (a store's clips all train); ``config`` is the front end for audio (default
-    ``FeatureConfig()``; stores and ``feats.scp`` carry their own); ``options`` and
-    ``executor`` run the extraction; ``records``, the split's records when already read.
-    DatasetError for no clips, a label without any usable file, or unlabelled utterances;
-    ModelFileError for a store or feature directory whose feature configuration is invalid.
-    """
+    """The training clips of ``data`` of any kind (:func:`source_kind`), or of records (no
+    manifest: no split block). ``split``, ``train_fraction`` and ``seed`` as
+    :func:`.classify.load_split` (a store's clips all train); ``config``: the audio's front
+    end (default ``FeatureConfig()``; stores and ``feats.scp`` carry their own); ``records``:
+    the split's when already read. DatasetError for no clips, a label without a usable file
+    or unlabelled utterances; ModelFileError for an invalid stored feature configuration."""
     if not isinstance(data, (str, os.PathLike)):
         data, records = None, list(data)
     kind = "audio" if data is None else source_kind(data)
@@ -225,16 +210,13 @@ def fit_backend(
     ----------
     clips : sequence of ndarray, each of shape (n_frames_i, n_dims)
     labels : sequence of str, length n_clips
-    backend : {"ml", "map", "gsv", "ivector"}
-        The key of :data:`~audiogmm.models.BACKENDS` (else ParameterError).
-    ubm : DiagGMM, optional
-        A fitted UBM to use instead of training one (not with ``"ml"``: ParameterError).
-    **classifier_params
-        Parameters of the backend's classifier.
+    backend : {"ml", "map", "gsv", "ivector"}, a key of :data:`~audiogmm.models.BACKENDS`
+    ubm : DiagGMM, optional; a fitted UBM instead of training one (not with ``"ml"``)
+    **classifier_params : the backend classifier's parameters
 
     Returns
     -------
-    GMMClassifier or a subclass, with ``timing_["train_s"]``
+    GMMClassifier or a subclass, with ``timing_["train_s"]``; ParameterError for a bad backend.
     """
     if backend not in BACKENDS:
         raise ParameterError(f"backend must be one of {sorted(BACKENDS)}; got {backend!r}")
@@ -283,10 +265,9 @@ def evaluate_kaldi(
     stored = clf.file_header_.get("kaldi", {})  # checked by the loader
     config = clf.file_header_.get("feature_config")
     config = None if config is None else FeatureConfig.from_dict(config)
-    tf = stored.get("train_fraction", 0.7) if train_fraction is None else train_fraction
-    sd = stored.get("seed", 0) if seed is None else seed
-    utts = kaldi_clips(data, split=split, train_fraction=tf, seed=sd, config=config,
-                       allow_pipes=allow_pipes)  # fmt: skip
+    tf = stored.get("train_fraction", TRAIN_FRACTION) if train_fraction is None else train_fraction
+    utts = kaldi_clips(data, split=split, train_fraction=tf, allow_pipes=allow_pipes,
+                       seed=stored.get("seed", 0) if seed is None else seed, config=config)
     if config is not None and utts.config is not None and config != utts.config:
         raise DatasetError(
             f"{data!r} holds features made with another configuration (hash "

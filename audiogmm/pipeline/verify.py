@@ -7,13 +7,12 @@ posterior log odds."""
 
 from __future__ import annotations
 
-import csv
-import io
 import logging
 import os
 from array import array
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
+from itertools import chain
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -21,7 +20,6 @@ import numpy as np
 from ..data import Record, RunOptions, read_csv_rows
 from ..engine import LocalExecutor
 from ..exceptions import DatasetError, ParameterError
-from ..io.atomic import atomic_write
 from ..scoring import eer, min_dcf, snorm, tnorm, znorm
 from ..scoring.calibration import act_dcf, cllr, min_cllr
 from ..scoring.verification import DCF_TARGETS, operating_points
@@ -268,19 +266,10 @@ def write_verification_report(
         y, scores = [t["target"] for t in rows], [t["score"] for t in rows]
     else:
         rows, head, y, scores = result, result.to_dict(), result.targets, result.scores
-
-    def write_scores(f) -> None:
-        text = io.TextIOWrapper(f, encoding="utf-8", newline="")
-        w = csv.writer(text, lineterminator="\n")
-        w.writerow(["path", "claim", "target", "score"])
-        w.writerows([t["path"], t["claim"], "" if t["target"] is None else t["target"],
-                     repr(t["score"])] for t in rows)  # fmt: skip
-        text.flush()
-        text.detach()
-
-    written = [os.path.join(folder, "scores.csv")]
-    atomic_write(written[0], write_scores)
-    written.append(put_file(folder, "metrics.json", json_dumps(head, indent=2) + "\n"))
+    table = ([t["path"], t["claim"], "" if t["target"] is None else t["target"], repr(t["score"])]
+             for t in rows)  # fmt: skip
+    written = [put_file(folder, "scores.csv", chain([["path", "claim", "target", "score"]], table)),
+               put_file(folder, "metrics.json", json_dumps(head, indent=2) + "\n")]  # fmt: skip
     png = det_png(y, scores, head["metrics"]) if "metrics" in head else None
     if png is not None:
         written.append(put_file(folder, "det.png", png))
