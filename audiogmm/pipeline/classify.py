@@ -62,10 +62,8 @@ def describe_split(
 ) -> dict[str, Any]:  # fmt: skip
     """The split block (:func:`audiogmm.data.splits.split_spec`) to store in a model trained
     on ``train_records`` of ``data``: ``save_model(..., extra={"split": block})``."""
-    return split_spec(
-        read_manifest(data), train_records, split=split, seed=seed,
-        train_fraction=train_fraction, n_jobs=n_jobs, cache_dir=cache_dir,
-    )  # fmt: skip
+    return split_spec(read_manifest(data), train_records, split=split, seed=seed, n_jobs=n_jobs,
+                      train_fraction=train_fraction, cache_dir=cache_dir)  # fmt: skip
 
 
 def stored_split(model: Bundle, *, path: str | os.PathLike | None = None) -> dict[str, Any] | None:
@@ -86,13 +84,10 @@ def evaluation_split(
     model: Bundle, manifest: Sequence[Record], split: str | None, *,
     train_fraction: float | None = None, seed: int | None = None,
 ) -> tuple[list[Record], dict[str, Any]]:  # fmt: skip
-    """Records of ``split`` of ``manifest`` (the evaluation data) to evaluate ``model`` on,
-    split as the model was (``train_fraction`` and ``seed`` left at ``None``: the model's
-    values, so ``test`` of the training manifest is exactly the held-out files), and an
-    info dict: ``source`` (``"model"``, ``"options"`` when the caller gave any,
-    ``"defaults"``), ``split``, ``seed``, ``train_fraction``, ``from_column`` and
-    ``manifest_matches`` (the training manifest's files, labels and splits; ``None``
-    without a split block)."""
+    """Records of ``split`` of the evaluation ``manifest``, split as ``model`` was
+    (``train_fraction``, ``seed`` None: the model's, so ``test`` of the training manifest is
+    the held-out files), and ``source`` (model, options or defaults), ``split``, ``seed``,
+    ``train_fraction``, ``from_column`` and ``manifest_matches`` (None: no split block)."""
     given = train_fraction is not None or seed is not None
     spec = stored_split(model)
     manifest = list(manifest)
@@ -258,18 +253,16 @@ def evaluate_classifier(
 
     Parameters
     ----------
-    manifest, allow_train_overlap
-        The manifest ``records`` come from, and whether to score training files
-        (:func:`check_training_files`).
+    manifest, allow_train_overlap : where ``records`` come from, whether to score training
+        files (:func:`check_training_files`)
     reject : {'auto'} or float, optional
-        map, gsv and ivector models: ``unknown`` when the chosen class's
-        ``rejection_scores`` (map: per-frame LLR against the UBM; gsv, ivector: calibrated
-        LLR against the other classes) is below this threshold (``"auto"``: the model's).
+        map, gsv, ivector: ``unknown`` when the chosen class's ``rejection_scores`` (map:
+        per-frame LLR against the UBM; else calibrated LLR against the other classes) is
+        below this threshold (``"auto"``: the model's).
 
     Returns
     -------
-    dict
-        :func:`labelled_results` plus ``skipped`` (``{path, reason}``), ``train_overlap``,
+    dict : :func:`labelled_results` plus ``skipped`` (``{path, reason}``), ``train_overlap``,
         ``train_duplicates`` and ``seconds``. DatasetError when every file is skipped.
     """
     t0 = time.perf_counter()
@@ -306,17 +299,16 @@ def predict_files(
     res, used, clips, S = score_files(model, items, options or RunOptions(), executor)
     LP = clf.log_proba_from_scores(S)
     k = max(1, min(top, len(clf.labels_)))
+    lengths = [len(X) for X in clips]
+    rej = clf.rejection_scores(S, np.array(lengths)) if thr is not None and used else None
     results = []
     for i, p in enumerate(used):
         order = np.argsort(-LP[i], kind="stable")[:k]
         top = [{"label": clf.labels_[j], "loglik": float(S[i, j]),
                 "posterior": float(np.exp(LP[i, j]))} for j in order]  # fmt: skip
-        results.append({"path": p, "label": clf.labels_[order[0]],
-                        "n_frames": int(clips[i].shape[0]), "top": top})  # fmt: skip
-    if thr is not None and results:
-        scores = clf.rejection_scores(S, np.array([len(X) for X in clips]))
-        for r, score in zip(results, scores):
-            r.update(reject_score=float(score), threshold=thr)
-            if score < thr:
-                r["label"] = UNKNOWN
+        r = {"path": p, "label": clf.labels_[order[0]], "n_frames": lengths[i], "top": top}
+        if rej is not None:
+            r.update(reject_score=float(rej[i]), threshold=thr)
+            r["label"] = UNKNOWN if rej[i] < thr else r["label"]
+        results.append(r)
     return {"results": results, "skipped": skipped_list(res)}

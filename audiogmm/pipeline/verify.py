@@ -25,8 +25,7 @@ from ..scoring.calibration import act_dcf, cllr, min_cllr
 from ..scoring.verification import DCF_TARGETS, operating_points
 from .bundle import Bundle
 from .classify import check_training_files, score_files
-from .plot import figure_png, pyplot
-from .report import json_dumps, put_file
+from .report import figure_png, json_dumps, put_file, pyplot
 
 __all__ = ["Trial", "TrialScores", "iter_trials", "read_trials", "score_trials", "verify_trials",
            "write_verification_report"]  # fmt: skip
@@ -70,9 +69,7 @@ def iter_trials(path: str | os.PathLike) -> Iterator[Trial]:
             has_target = bool(t)
         elif has_target != bool(t):
             raise DatasetError(f"{name}: target is given on some rows but not on others")
-        full = resolved.get(p)
-        if full is None:
-            full = resolved[p] = os.path.normpath(os.path.join(base, p))
+        full = resolved.get(p) or resolved.setdefault(p, os.path.normpath(os.path.join(base, p)))
         yield Trial(full, claim, int(t) if t else None, p)
 
 
@@ -86,20 +83,12 @@ def read_trials(path: str | os.PathLike) -> list[Trial]:
 
 @dataclass
 class TrialScores:
-    """Every usable trial as a few numbers, 17 bytes per trial (never a Python object).
-
-    Attributes
-    ----------
-    names, claims : list of str
-        The distinct paths as the trials wrote them; the model's labels.
-    name_index, claim_index, targets : ndarray of shape (n_scored,)
-        Each usable trial's path and claim (int32), and target (int8: 1, 0, -1 unknown).
-    scores : ndarray of shape (n_scored,), float64
-        The (normalised) mean per-frame LLR of each usable trial.
-    norm, skipped, metrics
-        The normalisation, ``{path, reason}`` of the files that could not be scored, and
-        :func:`verification_metrics` (None when the targets are unknown).
-    """
+    """Every usable trial as a few numbers, 17 bytes per trial (never a Python object):
+    ``names`` (the distinct paths as the trials wrote them) and ``claims`` (the model's
+    labels), indexed by ``name_index`` and ``claim_index`` (int32); ``targets`` (int8: 1, 0,
+    -1 unknown) and ``scores`` (float64: the normalised mean per-frame LLR), all of shape
+    (n_scored,); the ``norm``, the ``skipped`` files (``{path, reason}``) and
+    :func:`verification_metrics` (None when the targets are unknown)."""
 
     names: list[str]
     claims: list[str]
@@ -190,7 +179,7 @@ def score_trials(
     cal = model.header.get("calibration")
     if cal and norm == "none":  # `train --calibrate`: scores become LLRs
         S = cal["slope"] * S + cal["offset"]
-    elif cal and norm != "none":
+    elif cal:
         logger.info("the model's calibration fits raw scores, not %s-normed ones: not applied",
                     norm)  # fmt: skip
     skipped = [{"path": shown.get(s.path, s.path), "reason": s.reason} for s in res.skipped]
@@ -215,15 +204,11 @@ def score_trials(
                        skipped, metrics)
 
 
-def verify_trials(
-    model: Bundle, trials: Sequence[Trial], *, norm: str = "none", cohort: Sequence[str] = (),
-    allow_train_overlap: bool = False, options: RunOptions | None = None,
-    executor: LocalExecutor | None = None,
-) -> dict[str, Any]:  # fmt: skip
-    """:func:`score_trials` of trials in memory as one dict: ``trials`` (``path, claim,
-    target, score`` each; skipped files left out) and :meth:`TrialScores.to_dict`."""
-    res = score_trials(model, trials, norm=norm, cohort=cohort, options=options,
-                       allow_train_overlap=allow_train_overlap, executor=executor)  # fmt: skip
+def verify_trials(model: Bundle, trials: Sequence[Trial], **options: Any) -> dict[str, Any]:
+    """:func:`score_trials` (the same keyword options) of trials in memory as one dict:
+    ``trials`` (``path, claim, target, score`` each; skipped files left out) and
+    :meth:`TrialScores.to_dict`."""
+    res = score_trials(model, trials, **options)
     return {**res.to_dict(), "trials": list(res)}
 
 
