@@ -118,11 +118,10 @@ def skipped_list(res: ExtractionResult) -> list[dict[str, str]]:
 def score_files(
     model: Bundle, items: Sequence[Any], opts: RunOptions, executor: LocalExecutor | None,
     *, verification: bool = False,
-) -> tuple[ExtractionResult, list[str], list[np.ndarray], np.ndarray]:  # fmt: skip
+) -> tuple[list[dict[str, str]], list[str], list[np.ndarray], np.ndarray]:  # fmt: skip
     """Features with the model's own config (never the caller's), then one batched scoring:
-    the extraction, the usable paths in input order, their frames, and the (n_used,
-    n_labels) class scores (``verification``: the model's verification scores instead).
-    """
+    the skipped files (``{path, reason}``), the usable paths in input order, their frames,
+    and the (n_used, n_labels) class scores (``verification``: the verification scores)."""
     clf = model.classifier
     with resolve(executor, opts.n_jobs) as ex:
         # one extraction per front end that no other member derives (a fused model has one
@@ -136,13 +135,10 @@ def score_files(
         paths = [getattr(it, "path", None) or os.fspath(it) for it in items]
         used = [p for p in dict.fromkeys(paths) if all(p in r.features for r in results)]
         clip_sets = [[r.features[p] for p in used] for r in results]
-        res = results[0]
+        skipped = results[0].skipped
         if len(runs) > 1:  # a file any member could not use is skipped, with its reason
             lost = {s.path: s for r in reversed(list(runs.values())) for s in r.skipped}
-            res = ExtractionResult(
-                features={p: res.features[p] for p in used},
-                skipped=[lost[p] for p in dict.fromkeys(paths) if p in lost],
-            )
+            skipped = [lost[p] for p in dict.fromkeys(paths) if p in lost]
         clips = clip_sets if model.fused else clip_sets[0]
         if not used:
             S = np.zeros((0, len(clf.labels_)))
@@ -152,7 +148,7 @@ def score_files(
             S = clf.score_samples(clips, executor=ex)
         else:
             S = clf.score_matrix(clips, executor=ex)
-    return res, used, clip_sets[0], S
+    return [{"path": s.path, "reason": s.reason} for s in skipped], used, clip_sets[0], S
 
 
 def check_training_files(
@@ -271,14 +267,15 @@ def evaluate_classifier(
     opts = options or RunOptions()
     overlap, n_duplicates = check_training_files(model, records, allow=allow_train_overlap,
                                                  manifest=manifest, options=opts)  # fmt: skip
-    res, used_paths, clips, S = score_files(model, records, opts, executor)
+    skipped, used_paths, clips, S = score_files(model, records, opts, executor)
     if records and not used_paths:
+        first = f"; first: {skipped[0]['reason']}" if skipped else ""
         raise DatasetError(f"none of the {len(records)} files could be evaluated: all were "
-                           f"skipped{res.first_skipped()}")  # fmt: skip
+                           f"skipped{first}")  # fmt: skip
     by_path = {r.path: r for r in records}
     out = labelled_results(clf, S, [by_path[p].label for p in used_paths], used_paths,
                            lengths=np.array([len(X) for X in clips]), threshold=thr)  # fmt: skip
-    out.update(skipped=skipped_list(res), train_overlap=overlap, train_duplicates=n_duplicates,
+    out.update(skipped=skipped, train_overlap=overlap, train_duplicates=n_duplicates,
                seconds=time.perf_counter() - t0)  # fmt: skip
     return out
 
@@ -296,7 +293,7 @@ def predict_files(
     clf = model.classifier
     thr = _threshold(clf, reject)
     items = [os.fspath(p) for p in paths]
-    res, used, clips, S = score_files(model, items, options or RunOptions(), executor)
+    skipped, used, clips, S = score_files(model, items, options or RunOptions(), executor)
     LP = clf.log_proba_from_scores(S)
     k = max(1, min(top, len(clf.labels_)))
     lengths = [len(X) for X in clips]
@@ -311,4 +308,4 @@ def predict_files(
             r.update(reject_score=float(rej[i]), threshold=thr)
             r["label"] = UNKNOWN if rej[i] < thr else r["label"]
         results.append(r)
-    return {"results": results, "skipped": skipped_list(res)}
+    return {"results": results, "skipped": skipped}

@@ -35,6 +35,7 @@ _TAIL = 2.5e-4  # mass of each mixture left out of the plotted range on each sid
 
 
 def _finite(obj: Any) -> Any:
+    """``obj`` with non-finite floats as None."""
     if isinstance(obj, float):
         return obj if math.isfinite(obj) else None
     if isinstance(obj, dict):
@@ -108,7 +109,6 @@ def write_report(
     ``confusion.png`` and, with the evaluated ``bundle``, one ``mixture_*.png`` per class;
     ``training`` (a ``fit_report_``) adds :func:`write_training_curves`."""
     folder = os.fspath(folder)
-    os.makedirs(folder, exist_ok=True)
     labels, C = metrics["confusion"]["labels"], metrics["confusion"]["matrix"]
     written = [
         put_file(folder, "metrics.json", json_dumps(metrics, indent=2) + "\n"),
@@ -133,8 +133,8 @@ def write_report(
 
 
 def put_file(folder: str | os.PathLike, name: str, data: str | bytes | Iterable[Sequence]) -> str:
-    """Write ``data`` to ``folder/name`` atomically: bytes, text (UTF-8), or CSV rows
-    (streamed, ``\n`` line ends); return the path."""
+    """Write ``data`` (bytes, text as UTF-8, or CSV rows, streamed) to ``folder/name``
+    atomically (folders made as needed); return the path."""
     path = os.path.join(os.fspath(folder), name)
 
     def write(f) -> None:
@@ -188,8 +188,6 @@ def write_training_curves(
     }
     if not curves:
         return []
-    folder = os.fspath(folder)
-    os.makedirs(folder, exist_ok=True)
     written = [put_file(folder, "training_curves.json", json_dumps(curves, indent=2) + "\n")]
     plt = pyplot("training_curves.png") if plot else None
     if plt is not None:

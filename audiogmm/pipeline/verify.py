@@ -175,15 +175,15 @@ def score_trials(
         logger.warning("%d trial file(s) were used in training (--allow-train-overlap); the "
                        "error rates are optimistic", n_overlap)  # fmt: skip
     files = list(dict.fromkeys([*paths, *(os.fspath(c) for c in cohort)]))
-    res, used, _, S = score_files(model, files, opts, executor, verification=True)
+    lost, used, frames, S = score_files(model, files, opts, executor, verification=True)
+    del frames  # the scores are all that is needed now
     cal = model.header.get("calibration")
     if cal and norm == "none":  # `train --calibrate`: scores become LLRs
         S = cal["slope"] * S + cal["offset"]
     elif cal:
         logger.info("the model's calibration fits raw scores, not %s-normed ones: not applied",
                     norm)  # fmt: skip
-    skipped = [{"path": shown.get(s.path, s.path), "reason": s.reason} for s in res.skipped]
-    del res  # the features: the scores are all that is needed now
+    skipped = [{**s, "path": shown.get(s["path"], s["path"])} for s in lost]
     row = {p: i for i, p in enumerate(used)}
     rows = np.array([row.get(p, -1) for p in paths], dtype=np.int64)
     n_idx, c_idx = np.frombuffer(ni, dtype=np.int32), np.frombuffer(ci, dtype=np.int32)
@@ -244,8 +244,6 @@ def write_verification_report(
     """Write ``scores.csv``, ``metrics.json`` and (targets known, matplotlib installed)
     ``det.png``, each atomically, from :func:`score_trials`'s result (streamed to
     ``scores.csv``) or :func:`verify_trials`'s; return the files written."""
-    folder = os.fspath(folder)
-    os.makedirs(folder, exist_ok=True)
     if isinstance(result, dict):
         rows, head = result["trials"], {k: v for k, v in result.items() if k != "trials"}
         y, scores = [t["target"] for t in rows], [t["score"] for t in rows]
