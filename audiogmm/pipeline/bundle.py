@@ -48,12 +48,9 @@ def save_model(
     so the file always loads; ParameterError for those, or when feature dimensions differ.
     """
     fused = isinstance(classifier, FusedClassifier)
-    if isinstance(config, FeatureConfig):
-        configs = [config]
-    elif fused:
-        configs = list(config)
-    else:
+    if not (fused or isinstance(config, FeatureConfig)):
         raise ParameterError("config must be one FeatureConfig for this classifier")
+    configs = [config] if isinstance(config, FeatureConfig) else list(config)
     _check_dims(classifier, configs, "", ParameterError)
     front = ({"feature_configs": [c.to_dict() for c in configs]} if fused
              else {"feature_config": config.to_dict()})  # fmt: skip

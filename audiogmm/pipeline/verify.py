@@ -65,10 +65,9 @@ def iter_trials(path: str | os.PathLike) -> Iterator[Trial]:
         t = row.get("target", "")
         if t not in ("", "0", "1"):
             raise DatasetError(f"{name}: row {i}: target must be 0 or 1, got {t!r}")
-        if has_target is None:
-            has_target = bool(t)
-        elif has_target != bool(t):
+        if has_target not in (None, bool(t)):
             raise DatasetError(f"{name}: target is given on some rows but not on others")
+        has_target = bool(t)
         full = resolved.get(p) or resolved.setdefault(p, os.path.normpath(os.path.join(base, p)))
         yield Trial(full, claim, int(t) if t else None, p)
 
