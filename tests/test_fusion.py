@@ -187,7 +187,7 @@ def test_verify_scores_a_fused_model_and_kaldi_refuses_it(fused_file):
     for p in ev["predictions"]:  # the predicted class has the largest score
         best = max(bundle.classifier.labels_, key=lambda y: got[(p["path"], y)])
         assert best == p["predicted"]
-    from audiogmm.pipeline.kaldi import evaluate_kaldi  # on feats.scp
+    from audiogmm.pipeline.sources import evaluate_kaldi  # on feats.scp
 
     with pytest.raises(ModelFileError, match=str(path)):
         evaluate_kaldi(path, "no-such-kaldi-dir")

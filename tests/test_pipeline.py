@@ -110,7 +110,7 @@ def test_every_source_trains_through_the_one_backend_dispatch(tmp_path, monkeypa
 
 def test_train_classifier_goes_through_open_clips(split, monkeypatch):
     """The Python API opens its records as `train` opens DATA (one clip-set path)."""
-    from audiogmm.pipeline import train
+    from audiogmm.pipeline import sources
 
     seen = []
 
@@ -119,8 +119,8 @@ def test_train_classifier_goes_through_open_clips(split, monkeypatch):
         seen.append(clips)
         return clips
 
-    open_clips = train.open_clips
-    monkeypatch.setattr(train, "open_clips", spy)
+    open_clips = sources.open_clips
+    monkeypatch.setattr(sources, "open_clips", spy)
     recs = select(split, "train")[:6]
     clf, res = train_classifier(recs, config=PRESETS["speech"], n_components=2,
                                 options=RunOptions(n_jobs=1))  # fmt: skip
@@ -175,9 +175,7 @@ def test_kaldi_evaluation_reports_unknown_speakers_as_audio_evaluation_does(tmp_
     """evaluate_kaldi scores through labelled_results: labels the model does not know are
     listed and give the open-set rates (they were silently counted as errors)."""
     kaldiio = pytest.importorskip("kaldiio")
-    from audiogmm.pipeline.kaldi import evaluate_kaldi
-    from audiogmm.pipeline.sources import open_clips
-    from audiogmm.pipeline.train import fit_backend
+    from audiogmm.pipeline.sources import evaluate_kaldi, fit_backend, open_clips
 
     rng = np.random.default_rng(0)
     feats = {f"spk{s}-utt{u}": (3.0 * s + rng.normal(size=(50, 4))).astype(np.float32)

@@ -15,7 +15,7 @@ from audiogmm.features import FeatureConfig
 from audiogmm.models import GMMClassifier
 from audiogmm.pipeline import load_model
 from audiogmm.pipeline.bundle import Bundle
-from audiogmm.pipeline.plot import mixture_curves, mixture_figure, separating_dimension
+from audiogmm.pipeline.report import mixture_curves, mixture_figure, separating_dimension
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SOUNDS = os.path.join(ROOT, "data_samples", "sounds")

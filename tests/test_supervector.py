@@ -136,7 +136,7 @@ def test_given_ubm_is_used_and_its_k_wins():
     clf = GSVClassifier(64).fit(clips, labels, ubm=ubm)
     assert clf.ubm_ is ubm and clf.n_components == 5 and clf.coef_.shape == (3, 10)
     # the one dispatch of every training source passes a given UBM to gsv as to map
-    from audiogmm.pipeline.train import fit_backend
+    from audiogmm.pipeline.sources import fit_backend
 
     fitted = fit_backend(clips, labels, backend="gsv", ubm=ubm, n_components=64)
     assert isinstance(fitted, GSVClassifier) and fitted.ubm_ is ubm

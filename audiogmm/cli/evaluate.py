@@ -1,5 +1,5 @@
 """``audiogmm evaluate``: accuracy and confusion of a model on labelled files, or on the
-features of a Kaldi directory (:func:`audiogmm.pipeline.kaldi.evaluate_kaldi`)."""
+features of a Kaldi directory (:func:`audiogmm.pipeline.sources.evaluate_kaldi`)."""
 
 from __future__ import annotations
 
@@ -50,7 +50,7 @@ def command(ctx, model, data, split, train_fraction, seed, allow_train_overlap, 
         check_writable(report_dir, folder=True)  # before the work, naming the user's path
     how = dict(train_fraction=train_fraction, seed=seed, allow_train_overlap=allow_train_overlap)
     if needs_kaldi_reader(data):  # feats.scp, or wav.scp + segments: no audio cache
-        from ..pipeline.kaldi import evaluate_kaldi
+        from ..pipeline.sources import evaluate_kaldi
 
         bundle, unit, res = None, "utterances", evaluate_kaldi(model, data, split=split, **how)
     else:

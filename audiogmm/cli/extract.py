@@ -37,7 +37,7 @@ def command(ctx, data, preset, config_path, cache_dir, skipped_csv, fmt, output,
     config, opts = options.load_config(preset, config_path), options.run_options_of(ctx)
     failed = 0
     if fmt == "kaldi":
-        from ..pipeline.kaldi import export_kaldi
+        from ..pipeline.sources import export_kaldi
 
         if not output:
             raise click.UsageError("--format kaldi needs --output DIR")

@@ -30,7 +30,7 @@ def command(model, data, label, dim, output):
     """
     from ..features import extract
     from ..pipeline import load_model
-    from ..pipeline.plot import figure_png, mixture_figure, separating_dimension
+    from ..pipeline.report import figure_png, mixture_figure, separating_dimension
 
     check_writable(output)
     bundle = load_model(model)

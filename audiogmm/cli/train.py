@@ -2,7 +2,7 @@
 
 DATA (audio manifest, Kaldi directory or shard store) is read into one clip set by
 :func:`audiogmm.pipeline.sources.open_clips` and fitted by
-:func:`audiogmm.pipeline.train.fit_backend`. An option that does not apply to the backend
+:func:`audiogmm.pipeline.sources.fit_backend`. An option that does not apply to the backend
 or the source is a usage error naming it.
 """
 
@@ -123,9 +123,8 @@ def command(ctx, data, output, preset, config_path, components, backend, ubm_pat
     DATA: a folder per label, a CSV, a Kaldi directory, or a shard store
     (`audiogmm extract DATA --cache C --shards STORE`).
     """
-    from ..pipeline import save_model
+    from ..pipeline.bundle import load_ubm, save_model
     from ..pipeline.sources import KINDS, source_kind
-    from ..pipeline.train import load_ubm
 
     check_writable(output)  # before the work, naming the user's path
     auto = preset == "auto"
@@ -192,8 +191,7 @@ def _fit(ctx, data, fit, config, ubm_config, tuning, calibrate):
     clips and calibrated if asked, the clip set (its ``config`` the one to save) and the
     run's header blocks (``selection``, ``calibration``)."""
     from ..pipeline.classify import load_split
-    from ..pipeline.sources import audio_clips, open_clips, source_kind
-    from ..pipeline.train import fit_backend
+    from ..pipeline.sources import audio_clips, fit_backend, open_clips, source_kind
     from ..selection import train_tuned
 
     p, jobs = ctx.params, ctx.params["jobs"]

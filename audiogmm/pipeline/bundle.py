@@ -1,6 +1,6 @@
-"""The model file users handle: a classifier whose header also holds the
-:class:`~audiogmm.features.FeatureConfig` that made its features (a fused model: one per
-member), so prediction extracts features exactly as training did."""
+"""Model files: a classifier whose header also holds the :class:`~audiogmm.features.FeatureConfig`
+that made its features (a fused model: one per member), so prediction extracts features
+exactly as training did; and a UBM with the config it records."""
 
 from __future__ import annotations
 
@@ -12,9 +12,10 @@ from typing import Any, Union
 from ..exceptions import ModelFileError, ParameterError
 from ..features import FeatureConfig
 from ..io import load, save
+from ..mixture import DiagGMM
 from ..models import FusedClassifier, GMMClassifier
 
-__all__ = ["Bundle", "load_model", "save_model"]
+__all__ = ["Bundle", "load_model", "load_ubm", "save_model"]
 
 
 @dataclass
@@ -47,25 +48,23 @@ def save_model(
     so the file always loads; ParameterError for those, or when feature dimensions differ.
     """
     fused = isinstance(classifier, FusedClassifier)
-    if isinstance(config, FeatureConfig):
-        configs = [config]
-    elif fused:
-        configs = list(config)
-    else:
+    if not (fused or isinstance(config, FeatureConfig)):
         raise ParameterError("config must be one FeatureConfig for this classifier")
+    configs = [config] if isinstance(config, FeatureConfig) else list(config)
     _check_dims(classifier, configs, "", ParameterError)
     front = ({"feature_configs": [c.to_dict() for c in configs]} if fused
              else {"feature_config": config.to_dict()})  # fmt: skip
     save(classifier, path, extra={**(extra or {}), **front})
 
 
-def _check_dims(clf: Any, configs: list[Any], prefix: str, error: type[Exception]) -> None:
-    """``error`` when the front ends' dimensions are not the classifier's (its members')."""
-    fused = isinstance(clf, FusedClassifier)
+def _check_dims(model: Any, configs: list[Any], prefix: str, error: type[Exception]) -> None:
+    """``error`` when the front ends' dimensions are not the model's (its members')."""
+    fused = isinstance(model, FusedClassifier)
     dims = tuple(c.n_dims if isinstance(c, FeatureConfig) else None for c in configs)
-    if dims != (clf.n_dims if fused else (clf.n_dims,)):
+    if dims != (model.n_dims if fused else (model.n_dims,)):
         gives = f"configs give {dims}" if fused else f"config gives {dims[0]}"
-        raise error(f"{prefix}the classifier has {clf.n_dims} dims but the feature {gives}")
+        what = "UBM" if isinstance(model, DiagGMM) else "classifier"
+        raise error(f"{prefix}the {what} has {model.n_dims} dims but the feature {gives}")
 
 
 def load_model(path: str | os.PathLike) -> Bundle:
@@ -90,3 +89,15 @@ def load_model(path: str | os.PathLike) -> Bundle:
     configs = [FeatureConfig.from_dict(c) for c in blocks]
     _check_dims(clf, configs, f"{name}: ", ModelFileError)
     return Bundle(clf, configs[0], header, configs=configs)
+
+
+def load_ubm(path: str | os.PathLike) -> tuple[DiagGMM, FeatureConfig | None]:
+    """A UBM written by ``audiogmm ubm`` (a DiagGMM file) and the FeatureConfig it records
+    (None for one saved without, e.g. by ``DiagGMM.save``); ModelFileError naming the file
+    for another kind of file or a bad feature configuration."""
+    ubm = load(path, DiagGMM)
+    block = getattr(ubm, "file_header_", {}).get("feature_config")  # checked by the loader
+    config = None if block is None else FeatureConfig.from_dict(block)
+    if config is not None:
+        _check_dims(ubm, [config], f"{os.fspath(path)}: ", ModelFileError)
+    return ubm, config

@@ -62,10 +62,8 @@ def describe_split(
 ) -> dict[str, Any]:  # fmt: skip
     """The split block (:func:`audiogmm.data.splits.split_spec`) to store in a model trained
     on ``train_records`` of ``data``: ``save_model(..., extra={"split": block})``."""
-    return split_spec(
-        read_manifest(data), train_records, split=split, seed=seed,
-        train_fraction=train_fraction, n_jobs=n_jobs, cache_dir=cache_dir,
-    )  # fmt: skip
+    return split_spec(read_manifest(data), train_records, split=split, seed=seed, n_jobs=n_jobs,
+                      train_fraction=train_fraction, cache_dir=cache_dir)  # fmt: skip
 
 
 def stored_split(model: Bundle, *, path: str | os.PathLike | None = None) -> dict[str, Any] | None:
@@ -86,13 +84,10 @@ def evaluation_split(
     model: Bundle, manifest: Sequence[Record], split: str | None, *,
     train_fraction: float | None = None, seed: int | None = None,
 ) -> tuple[list[Record], dict[str, Any]]:  # fmt: skip
-    """Records of ``split`` of ``manifest`` (the evaluation data) to evaluate ``model`` on,
-    split as the model was (``train_fraction`` and ``seed`` left at ``None``: the model's
-    values, so ``test`` of the training manifest is exactly the held-out files), and an
-    info dict: ``source`` (``"model"``, ``"options"`` when the caller gave any,
-    ``"defaults"``), ``split``, ``seed``, ``train_fraction``, ``from_column`` and
-    ``manifest_matches`` (the training manifest's files, labels and splits; ``None``
-    without a split block)."""
+    """Records of ``split`` of the evaluation ``manifest``, split as ``model`` was
+    (``train_fraction``, ``seed`` None: the model's, so ``test`` of the training manifest is
+    the held-out files), and ``source`` (model, options or defaults), ``split``, ``seed``,
+    ``train_fraction``, ``from_column`` and ``manifest_matches`` (None: no split block)."""
     given = train_fraction is not None or seed is not None
     spec = stored_split(model)
     manifest = list(manifest)
@@ -123,11 +118,10 @@ def skipped_list(res: ExtractionResult) -> list[dict[str, str]]:
 def score_files(
     model: Bundle, items: Sequence[Any], opts: RunOptions, executor: LocalExecutor | None,
     *, verification: bool = False,
-) -> tuple[ExtractionResult, list[str], list[np.ndarray], np.ndarray]:  # fmt: skip
+) -> tuple[list[dict[str, str]], list[str], list[np.ndarray], np.ndarray]:  # fmt: skip
     """Features with the model's own config (never the caller's), then one batched scoring:
-    the extraction, the usable paths in input order, their frames, and the (n_used,
-    n_labels) class scores (``verification``: the model's verification scores instead).
-    """
+    the skipped files (``{path, reason}``), the usable paths in input order, their frames,
+    and the (n_used, n_labels) class scores (``verification``: the verification scores)."""
     clf = model.classifier
     with resolve(executor, opts.n_jobs) as ex:
         # one extraction per front end that no other member derives (a fused model has one
@@ -141,13 +135,10 @@ def score_files(
         paths = [getattr(it, "path", None) or os.fspath(it) for it in items]
         used = [p for p in dict.fromkeys(paths) if all(p in r.features for r in results)]
         clip_sets = [[r.features[p] for p in used] for r in results]
-        res = results[0]
+        skipped = results[0].skipped
         if len(runs) > 1:  # a file any member could not use is skipped, with its reason
             lost = {s.path: s for r in reversed(list(runs.values())) for s in r.skipped}
-            res = ExtractionResult(
-                features={p: res.features[p] for p in used},
-                skipped=[lost[p] for p in dict.fromkeys(paths) if p in lost],
-            )
+            skipped = [lost[p] for p in dict.fromkeys(paths) if p in lost]
         clips = clip_sets if model.fused else clip_sets[0]
         if not used:
             S = np.zeros((0, len(clf.labels_)))
@@ -157,7 +148,7 @@ def score_files(
             S = clf.score_samples(clips, executor=ex)
         else:
             S = clf.score_matrix(clips, executor=ex)
-    return res, used, clip_sets[0], S
+    return [{"path": s.path, "reason": s.reason} for s in skipped], used, clip_sets[0], S
 
 
 def check_training_files(
@@ -258,18 +249,16 @@ def evaluate_classifier(
 
     Parameters
     ----------
-    manifest, allow_train_overlap
-        The manifest ``records`` come from, and whether to score training files
-        (:func:`check_training_files`).
+    manifest, allow_train_overlap : where ``records`` come from, whether to score training
+        files (:func:`check_training_files`)
     reject : {'auto'} or float, optional
-        map, gsv and ivector models: ``unknown`` when the chosen class's
-        ``rejection_scores`` (map: per-frame LLR against the UBM; gsv, ivector: calibrated
-        LLR against the other classes) is below this threshold (``"auto"``: the model's).
+        map, gsv, ivector: ``unknown`` when the chosen class's ``rejection_scores`` (map:
+        per-frame LLR against the UBM; else calibrated LLR against the other classes) is
+        below this threshold (``"auto"``: the model's).
 
     Returns
     -------
-    dict
-        :func:`labelled_results` plus ``skipped`` (``{path, reason}``), ``train_overlap``,
+    dict : :func:`labelled_results` plus ``skipped`` (``{path, reason}``), ``train_overlap``,
         ``train_duplicates`` and ``seconds``. DatasetError when every file is skipped.
     """
     t0 = time.perf_counter()
@@ -278,14 +267,15 @@ def evaluate_classifier(
     opts = options or RunOptions()
     overlap, n_duplicates = check_training_files(model, records, allow=allow_train_overlap,
                                                  manifest=manifest, options=opts)  # fmt: skip
-    res, used_paths, clips, S = score_files(model, records, opts, executor)
+    skipped, used_paths, clips, S = score_files(model, records, opts, executor)
     if records and not used_paths:
+        first = f"; first: {skipped[0]['reason']}" if skipped else ""
         raise DatasetError(f"none of the {len(records)} files could be evaluated: all were "
-                           f"skipped{res.first_skipped()}")  # fmt: skip
+                           f"skipped{first}")  # fmt: skip
     by_path = {r.path: r for r in records}
     out = labelled_results(clf, S, [by_path[p].label for p in used_paths], used_paths,
                            lengths=np.array([len(X) for X in clips]), threshold=thr)  # fmt: skip
-    out.update(skipped=skipped_list(res), train_overlap=overlap, train_duplicates=n_duplicates,
+    out.update(skipped=skipped, train_overlap=overlap, train_duplicates=n_duplicates,
                seconds=time.perf_counter() - t0)  # fmt: skip
     return out
 
@@ -303,20 +293,19 @@ def predict_files(
     clf = model.classifier
     thr = _threshold(clf, reject)
     items = [os.fspath(p) for p in paths]
-    res, used, clips, S = score_files(model, items, options or RunOptions(), executor)
+    skipped, used, clips, S = score_files(model, items, options or RunOptions(), executor)
     LP = clf.log_proba_from_scores(S)
     k = max(1, min(top, len(clf.labels_)))
+    lengths = [len(X) for X in clips]
+    rej = clf.rejection_scores(S, np.array(lengths)) if thr is not None and used else None
     results = []
     for i, p in enumerate(used):
         order = np.argsort(-LP[i], kind="stable")[:k]
         top = [{"label": clf.labels_[j], "loglik": float(S[i, j]),
                 "posterior": float(np.exp(LP[i, j]))} for j in order]  # fmt: skip
-        results.append({"path": p, "label": clf.labels_[order[0]],
-                        "n_frames": int(clips[i].shape[0]), "top": top})  # fmt: skip
-    if thr is not None and results:
-        scores = clf.rejection_scores(S, np.array([len(X) for X in clips]))
-        for r, score in zip(results, scores):
-            r.update(reject_score=float(score), threshold=thr)
-            if score < thr:
-                r["label"] = UNKNOWN
-    return {"results": results, "skipped": skipped_list(res)}
+        r = {"path": p, "label": clf.labels_[order[0]], "n_frames": lengths[i], "top": top}
+        if rej is not None:
+            r.update(reject_score=float(rej[i]), threshold=thr)
+            r["label"] = UNKNOWN if rej[i] < thr else r["label"]
+        results.append(r)
+    return {"results": results, "skipped": skipped}

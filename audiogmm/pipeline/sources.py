@@ -1,10 +1,14 @@
-"""One clip set from any training source: audio (a folder per label, a CSV, a Kaldi
-``wav.scp``, or records), a Kaldi ``feats.scp`` or ``wav.scp`` + ``segments``, or a shard
-store (:func:`open_clips`). :data:`KINDS` says what each source cannot take, so that a
-caller refuses it before the work."""
+"""The one training path and Kaldi directories. :func:`open_clips` reads one clip set from
+any source: audio (a folder per label, a CSV, a Kaldi ``wav.scp``, or records), a Kaldi
+``feats.scp`` or ``wav.scp`` + ``segments``, or a shard store; :data:`KINDS` says what each
+source cannot take, so that a caller refuses it first. :func:`fit_backend` is the one place
+a backend (:data:`audiogmm.models.BACKENDS`) is chosen and fitted. Kaldi directories are
+evaluated and exported as ``train`` reads them, bypassing the audio cache; features made by
+Kaldi itself give a plain classifier file (no front end)."""
 
 from __future__ import annotations
 
+import logging
 import os
 import time
 from collections.abc import Sequence
@@ -13,21 +17,29 @@ from typing import Any, NamedTuple, Optional
 
 import numpy as np
 
-from ..data import ExtractionResult, Record, RunOptions, extract_many
+from ..data import TRAIN_FRACTION, ExtractionResult, Record, RunOptions, extract_many, read_manifest
 from ..data.kaldi import (
+    CONFIG_FILE,
     is_kaldi_feats_dir,
     needs_kaldi_reader,
     read_feature_config,
     read_kaldi_utterances,
+    utterance_ids,
+    wav_scp_ids,
+    write_feats,
 )
 from ..data.shards import ShardStore, is_store, open_store
-from ..engine import LocalExecutor
-from ..exceptions import DatasetError, ModelFileError
+from ..engine import LocalExecutor, resolve
+from ..exceptions import DatasetError, ModelFileError, ParameterError
 from ..features import FeatureConfig
-from .classify import describe_split, load_split, skipped_list
+from ..models import BACKENDS, GMMClassifier
+from .classify import describe_split, labelled_results, load_split, skipped_list
 
-__all__ = ["KINDS", "ClipSet", "audio_clips", "kaldi_clips", "open_clips", "source_kind",
-           "store_config"]  # fmt: skip
+__all__ = ["KINDS", "ClipSet", "audio_clips", "evaluate_kaldi", "export_kaldi", "fit_backend",
+           "kaldi_clips", "open_clips", "source_kind", "store_config",
+           "train_classifier"]  # fmt: skip
+
+logger = logging.getLogger(__name__)
 
 
 class Kind(NamedTuple):
@@ -52,23 +64,12 @@ KINDS = {
 
 @dataclass
 class ClipSet:
-    """Labelled clips from one source, and what to save with their model.
-
-    Attributes
-    ----------
-    kind : {"audio", "kaldi", "store"}
-    clips : list of ndarray, each of shape (n_frames_i, n_dims)
-    labels, names : list of str, length n_clips
-        Each clip's label, and file path or utterance id (``names`` empty for a store).
-    config : FeatureConfig or None
-        The clips' front end; None for features made by Kaldi itself.
-    blocks : dict
-        ``split`` (a manifest's) or ``kaldi``, saved with the model so that scoring can
-        refuse the training data.
-    skipped, timing, info, extraction
-        ``{path, reason}`` of unusable files (utterance ids for Kaldi); ``extract_s`` or
-        ``read_s``; ``store``; the audio's ExtractionResult (None for other kinds).
-    """
+    """Labelled clips from one source (``kind``: audio, kaldi, store), and what to save with
+    their model: ``clips`` (n_frames_i, n_dims) each, their ``labels`` and ``names`` (file
+    paths or utterance ids; none for a store), ``config`` (their front end; None for features
+    made by Kaldi), ``blocks`` (``split`` or ``kaldi``, saved so that scoring can refuse the
+    training data), ``skipped`` (``{path, reason}``), ``timing`` (``extract_s`` or
+    ``read_s``), ``info`` (``store``) and the audio's ``extraction``."""
 
     kind: str
     clips: list[np.ndarray]
@@ -97,20 +98,16 @@ def source_kind(data: str | os.PathLike) -> str:
 
 def open_clips(
     data: str | os.PathLike | Sequence[Record], *, split: Optional[str] = None,
-    train_fraction: float = 0.7, seed: int = 0, config: Optional[FeatureConfig] = None,
+    train_fraction: float = TRAIN_FRACTION, seed: int = 0, config: Optional[FeatureConfig] = None,
     options: Optional[RunOptions] = None, executor: Optional[LocalExecutor] = None,
     records: Optional[Sequence[Record]] = None,
 ) -> ClipSet:  # fmt: skip
-    """The training clips of ``data`` of any kind (:func:`source_kind`), or of records
-    (then no manifest, so no split block).
-
-    ``split``, ``train_fraction`` and ``seed`` choose the files as :func:`.classify.load_split`
-    (a store's clips all train); ``config`` is the front end for audio (default
-    ``FeatureConfig()``; stores and ``feats.scp`` carry their own); ``options`` and
-    ``executor`` run the extraction; ``records``, the split's records when already read.
-    DatasetError for no clips, a label without any usable file, or unlabelled utterances;
-    ModelFileError for a store or feature directory whose feature configuration is invalid.
-    """
+    """The training clips of ``data`` of any kind (:func:`source_kind`), or of records (no
+    manifest: no split block). ``split``, ``train_fraction`` and ``seed`` as
+    :func:`.classify.load_split` (a store's clips all train); ``config``: the audio's front
+    end (default ``FeatureConfig()``; stores and ``feats.scp`` carry their own); ``records``:
+    the split's when already read. DatasetError for no clips, a label without a usable file
+    or unlabelled utterances; ModelFileError for an invalid stored feature configuration."""
     if not isinstance(data, (str, os.PathLike)):
         data, records = None, list(data)
     kind = "audio" if data is None else source_kind(data)
@@ -201,3 +198,124 @@ def store_config(store: ShardStore) -> FeatureConfig:
     if store.config_hash and config.content_hash() != store.config_hash:
         raise ModelFileError(f"{store.folder}: the feature configuration does not match its hash")
     return config
+
+
+def fit_backend(
+    clips: Sequence[np.ndarray], labels: Sequence[str], *, backend: str = "ml", ubm: Any = None,
+    executor: LocalExecutor | None = None, progress: Any = None, **classifier_params: Any,
+) -> GMMClassifier:  # fmt: skip
+    """Fit the ``backend``'s classifier on clips: every training path ends here.
+
+    Parameters
+    ----------
+    clips : sequence of ndarray, each of shape (n_frames_i, n_dims)
+    labels : sequence of str, length n_clips
+    backend : {"ml", "map", "gsv", "ivector"}, a key of :data:`~audiogmm.models.BACKENDS`
+    ubm : DiagGMM, optional; a fitted UBM instead of training one (not with ``"ml"``)
+    **classifier_params : the backend classifier's parameters
+
+    Returns
+    -------
+    GMMClassifier or a subclass, with ``timing_["train_s"]``; ParameterError for a bad backend.
+    """
+    if backend not in BACKENDS:
+        raise ParameterError(f"backend must be one of {sorted(BACKENDS)}; got {backend!r}")
+    if ubm is not None and backend == "ml":
+        raise ParameterError("a given UBM needs backend='map', 'gsv' or 'ivector'")
+    clf = BACKENDS[backend](**classifier_params)
+    t0 = time.perf_counter()
+    with resolve(executor, classifier_params.get("n_jobs")) as ex:
+        given = {} if ubm is None else {"ubm": ubm}  # the ml backend takes no ubm
+        clf.fit(clips, labels, progress=progress, executor=ex, **given)
+    clf.timing_ = {"train_s": time.perf_counter() - t0}
+    return clf
+
+
+def train_classifier(
+    records: Sequence[Record], *, config: FeatureConfig | None = None,
+    options: RunOptions | None = None, executor: LocalExecutor | None = None,
+    backend: str = "ml", ubm: Any = None, **classifier_params: Any,
+) -> tuple[GMMClassifier, ExtractionResult]:  # fmt: skip
+    """:func:`~audiogmm.pipeline.sources.open_clips` of labelled ``records`` fitted by
+    :func:`fit_backend` (``backend``, ``ubm``, ``**classifier_params``), as ``train`` does;
+    ``options`` (cache, workers, progress, strictness) and ``executor`` serve both.
+    Returns the classifier, with ``timing_`` (``extract_s``, ``train_s``), and the
+    extraction (``skipped``: the files that could not be used)."""
+    opts = options or RunOptions()
+    with resolve(executor, opts.n_jobs) as ex:
+        clips = open_clips(records, config=config, options=opts, executor=ex)
+        clf = fit_backend(clips.clips, clips.labels, backend=backend, ubm=ubm, executor=ex,
+                          progress=opts.progress, n_jobs=opts.n_jobs, **classifier_params)
+    clf.timing_ = {**clips.timing, **clf.timing_}
+    return clf, clips.extraction
+
+
+def evaluate_kaldi(
+    model_path: str | os.PathLike, data_dir: str | os.PathLike, *,
+    split: Optional[str] = "test", train_fraction: Optional[float] = None,
+    seed: Optional[int] = None, allow_train_overlap: bool = False, allow_pipes: bool = False,
+) -> dict[str, Any]:  # fmt: skip
+    """Classify the utterances of a Kaldi directory: :func:`.classify.labelled_results`
+    (predictions by ``utt``) plus ``train_overlap``, ``skipped`` and ``seconds``. Split as
+    the model's training data (``train_fraction``, ``seed`` None: the model's values);
+    its training utterances refused unless ``allow_train_overlap``."""
+    t0 = time.perf_counter()
+    model, data = os.fspath(model_path), os.fspath(data_dir)
+    clf = GMMClassifier.load(model)  # a bundle or a bare classifier file; not a fused one
+    stored = clf.file_header_.get("kaldi", {})  # checked by the loader
+    config = clf.file_header_.get("feature_config")
+    config = None if config is None else FeatureConfig.from_dict(config)
+    tf = stored.get("train_fraction", TRAIN_FRACTION) if train_fraction is None else train_fraction
+    utts = kaldi_clips(data, split=split, train_fraction=tf, allow_pipes=allow_pipes,
+                       seed=stored.get("seed", 0) if seed is None else seed, config=config)
+    if config is not None and utts.config is not None and config != utts.config:
+        raise DatasetError(
+            f"{data!r} holds features made with another configuration (hash "
+            f"{utts.config.content_hash()}) than {model!r} was trained on (hash "
+            f"{config.content_hash()}); re-extract them with that model's settings"
+        )
+    if config is not None and utts.config is None:
+        logger.warning(
+            "%s: features of unknown configuration (no %s); %s was trained on audiogmm "
+            "features (hash %s)", data, CONFIG_FILE, model, config.content_hash(),
+        )  # fmt: skip
+    same_dir = stored.get("data") == os.path.abspath(data)
+    overlap = sorted(set(utts.names) & set(stored.get("train_utts", []))) if same_dir else []
+    if overlap and not allow_train_overlap:
+        raise DatasetError(f"{len(overlap)} of these utterances were used to train {model!r} "
+                           f"(e.g. {overlap[:3]}); evaluate on --split test or pass "
+                           "allow_train_overlap")  # fmt: skip
+    out = labelled_results(clf, clf.score_matrix(utts.clips), utts.labels, utts.names, key="utt")
+    out.update(train_overlap=len(overlap), skipped=utts.skipped, seconds=time.perf_counter() - t0)
+    return out
+
+
+def export_kaldi(
+    data: str | os.PathLike, out_dir: str | os.PathLike, *, config: FeatureConfig,
+    options: Optional[RunOptions] = None, allow_pipes: bool = False,
+) -> dict[str, Any]:  # fmt: skip
+    """Extract the features of any manifest into ``out_dir/feats.ark`` + ``feats.scp``,
+    by a Kaldi directory's own utterance ids, else ``<label>-<file stem>``
+    (:func:`audiogmm.data.kaldi.utterance_ids`): ``ark``, ``scp``, ``n_utterances``,
+    ``n_frames`` and ``skipped``."""
+    skipped: list[dict[str, str]] = []
+    kaldi_dir = os.path.isfile(os.path.join(data, "wav.scp"))
+    if kaldi_dir and (allow_pipes or os.path.isfile(os.path.join(data, "segments"))):
+        utts = read_kaldi_utterances(data, config=config, allow_pipes=allow_pipes)
+        feats = {u.utt: u.features for u in utts}
+        labels = {u.utt: u.label for u in utts if u.label is not None}
+    else:
+        records = read_manifest(data)
+        res = extract_many(records, config=config, options=options)
+        used = [r for r in records if r.path in res.features]
+        ids = utterance_ids([r.path for r in used], [r.label for r in used])
+        if kaldi_dir:  # keep a Kaldi directory's own ids
+            own = wav_scp_ids(data)
+            ids = [own.get(r.path, i) for r, i in zip(used, ids)]
+        feats = {i: res.features[r.path] for i, r in zip(ids, used)}
+        labels = {i: r.label for i, r in zip(ids, used)}
+        skipped = skipped_list(res)
+    ark, scp = write_feats(out_dir, feats, labels=labels or None, config=config)
+    n_frames = int(sum(X.shape[0] for X in feats.values()))
+    return {"ark": ark, "scp": scp, "n_utterances": len(feats), "n_frames": n_frames,
+            "skipped": skipped}  # fmt: skip

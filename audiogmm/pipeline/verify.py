@@ -7,13 +7,12 @@ posterior log odds."""
 
 from __future__ import annotations
 
-import csv
-import io
 import logging
 import os
 from array import array
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
+from itertools import chain
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -21,14 +20,12 @@ import numpy as np
 from ..data import Record, RunOptions, read_csv_rows
 from ..engine import LocalExecutor
 from ..exceptions import DatasetError, ParameterError
-from ..io.atomic import atomic_write
 from ..scoring import eer, min_dcf, snorm, tnorm, znorm
 from ..scoring.calibration import act_dcf, cllr, min_cllr
 from ..scoring.verification import DCF_TARGETS, operating_points
 from .bundle import Bundle
 from .classify import check_training_files, score_files
-from .plot import figure_png, pyplot
-from .report import json_dumps, put_file
+from .report import figure_png, json_dumps, put_file, pyplot
 
 __all__ = ["Trial", "TrialScores", "iter_trials", "read_trials", "score_trials", "verify_trials",
            "write_verification_report"]  # fmt: skip
@@ -68,13 +65,10 @@ def iter_trials(path: str | os.PathLike) -> Iterator[Trial]:
         t = row.get("target", "")
         if t not in ("", "0", "1"):
             raise DatasetError(f"{name}: row {i}: target must be 0 or 1, got {t!r}")
-        if has_target is None:
-            has_target = bool(t)
-        elif has_target != bool(t):
+        if has_target not in (None, bool(t)):
             raise DatasetError(f"{name}: target is given on some rows but not on others")
-        full = resolved.get(p)
-        if full is None:
-            full = resolved[p] = os.path.normpath(os.path.join(base, p))
+        has_target = bool(t)
+        full = resolved.get(p) or resolved.setdefault(p, os.path.normpath(os.path.join(base, p)))
         yield Trial(full, claim, int(t) if t else None, p)
 
 
@@ -88,20 +82,12 @@ def read_trials(path: str | os.PathLike) -> list[Trial]:
 
 @dataclass
 class TrialScores:
-    """Every usable trial as a few numbers, 17 bytes per trial (never a Python object).
-
-    Attributes
-    ----------
-    names, claims : list of str
-        The distinct paths as the trials wrote them; the model's labels.
-    name_index, claim_index, targets : ndarray of shape (n_scored,)
-        Each usable trial's path and claim (int32), and target (int8: 1, 0, -1 unknown).
-    scores : ndarray of shape (n_scored,), float64
-        The (normalised) mean per-frame LLR of each usable trial.
-    norm, skipped, metrics
-        The normalisation, ``{path, reason}`` of the files that could not be scored, and
-        :func:`verification_metrics` (None when the targets are unknown).
-    """
+    """Every usable trial as a few numbers, 17 bytes per trial (never a Python object):
+    ``names`` (the distinct paths as the trials wrote them) and ``claims`` (the model's
+    labels), indexed by ``name_index`` and ``claim_index`` (int32); ``targets`` (int8: 1, 0,
+    -1 unknown) and ``scores`` (float64: the normalised mean per-frame LLR), all of shape
+    (n_scored,); the ``norm``, the ``skipped`` files (``{path, reason}``) and
+    :func:`verification_metrics` (None when the targets are unknown)."""
 
     names: list[str]
     claims: list[str]
@@ -188,15 +174,15 @@ def score_trials(
         logger.warning("%d trial file(s) were used in training (--allow-train-overlap); the "
                        "error rates are optimistic", n_overlap)  # fmt: skip
     files = list(dict.fromkeys([*paths, *(os.fspath(c) for c in cohort)]))
-    res, used, _, S = score_files(model, files, opts, executor, verification=True)
+    lost, used, frames, S = score_files(model, files, opts, executor, verification=True)
+    del frames  # the scores are all that is needed now
     cal = model.header.get("calibration")
     if cal and norm == "none":  # `train --calibrate`: scores become LLRs
         S = cal["slope"] * S + cal["offset"]
-    elif cal and norm != "none":
+    elif cal:
         logger.info("the model's calibration fits raw scores, not %s-normed ones: not applied",
                     norm)  # fmt: skip
-    skipped = [{"path": shown.get(s.path, s.path), "reason": s.reason} for s in res.skipped]
-    del res  # the features: the scores are all that is needed now
+    skipped = [{**s, "path": shown.get(s["path"], s["path"])} for s in lost]
     row = {p: i for i, p in enumerate(used)}
     rows = np.array([row.get(p, -1) for p in paths], dtype=np.int64)
     n_idx, c_idx = np.frombuffer(ni, dtype=np.int32), np.frombuffer(ci, dtype=np.int32)
@@ -217,15 +203,11 @@ def score_trials(
                        skipped, metrics)
 
 
-def verify_trials(
-    model: Bundle, trials: Sequence[Trial], *, norm: str = "none", cohort: Sequence[str] = (),
-    allow_train_overlap: bool = False, options: RunOptions | None = None,
-    executor: LocalExecutor | None = None,
-) -> dict[str, Any]:  # fmt: skip
-    """:func:`score_trials` of trials in memory as one dict: ``trials`` (``path, claim,
-    target, score`` each; skipped files left out) and :meth:`TrialScores.to_dict`."""
-    res = score_trials(model, trials, norm=norm, cohort=cohort, options=options,
-                       allow_train_overlap=allow_train_overlap, executor=executor)  # fmt: skip
+def verify_trials(model: Bundle, trials: Sequence[Trial], **options: Any) -> dict[str, Any]:
+    """:func:`score_trials` (the same keyword options) of trials in memory as one dict:
+    ``trials`` (``path, claim, target, score`` each; skipped files left out) and
+    :meth:`TrialScores.to_dict`."""
+    res = score_trials(model, trials, **options)
     return {**res.to_dict(), "trials": list(res)}
 
 
@@ -261,26 +243,15 @@ def write_verification_report(
     """Write ``scores.csv``, ``metrics.json`` and (targets known, matplotlib installed)
     ``det.png``, each atomically, from :func:`score_trials`'s result (streamed to
     ``scores.csv``) or :func:`verify_trials`'s; return the files written."""
-    folder = os.fspath(folder)
-    os.makedirs(folder, exist_ok=True)
     if isinstance(result, dict):
         rows, head = result["trials"], {k: v for k, v in result.items() if k != "trials"}
         y, scores = [t["target"] for t in rows], [t["score"] for t in rows]
     else:
         rows, head, y, scores = result, result.to_dict(), result.targets, result.scores
-
-    def write_scores(f) -> None:
-        text = io.TextIOWrapper(f, encoding="utf-8", newline="")
-        w = csv.writer(text, lineterminator="\n")
-        w.writerow(["path", "claim", "target", "score"])
-        w.writerows([t["path"], t["claim"], "" if t["target"] is None else t["target"],
-                     repr(t["score"])] for t in rows)  # fmt: skip
-        text.flush()
-        text.detach()
-
-    written = [os.path.join(folder, "scores.csv")]
-    atomic_write(written[0], write_scores)
-    written.append(put_file(folder, "metrics.json", json_dumps(head, indent=2) + "\n"))
+    table = ([t["path"], t["claim"], "" if t["target"] is None else t["target"], repr(t["score"])]
+             for t in rows)  # fmt: skip
+    written = [put_file(folder, "scores.csv", chain([["path", "claim", "target", "score"]], table)),
+               put_file(folder, "metrics.json", json_dumps(head, indent=2) + "\n")]  # fmt: skip
     png = det_png(y, scores, head["metrics"]) if "metrics" in head else None
     if png is not None:
         written.append(put_file(folder, "det.png", png))
