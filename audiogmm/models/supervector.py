@@ -1,11 +1,8 @@
-"""GMM supervectors (Campbell, Sturim & Reynolds 2006) with a linear back end.
-
-A clip becomes the UBM's means MAP-adapted to it (relevance ``r``, means only), as offsets
-scaled by ``sqrt(w_k) / sigma_k`` (:func:`supervectors`): their inner product is the linearised
-KL divergence kernel of the adapted mixtures. A multinomial logistic regression on them
-(scikit-learn's, the ``sklearn`` extra, imported only here), scaled to an RMS length of 1 so
-that ``C`` means the same for any K and D, gives each class a log posterior up to a constant;
-a class's verification score is its posterior odds over its prior odds, an LLR.
+"""GMM supervectors (Campbell, Sturim & Reynolds 2006): a clip's MAP-adapted UBM means as
+offsets scaled by ``sqrt(w_k) / sigma_k`` (:func:`supervectors`; their inner product is the
+linearised KL kernel), classified by scikit-learn's multinomial logistic regression (the
+``sklearn`` extra, imported only here) into log posteriors up to a constant; a class's
+verification score is its posterior odds over its prior odds, an LLR.
 """
 
 from __future__ import annotations
@@ -33,12 +30,9 @@ def supervectors(
     clips: Sequence[np.ndarray], ubm: DiagGMM, *, relevance: float = 16.0,
     executor: LocalExecutor | None = None,
 ) -> np.ndarray:  # fmt: skip
-    """MAP-mean supervectors (n_clips, K * D), float64, of clips under a fitted UBM.
-
-    Row ``i`` is ``sqrt(w_k) (mu'_ikd - mu_kd) / sigma_kd`` in (k, d) order, with
-    ``mu'_ik - mu_k = F_ik / (n_ik + r)`` (:func:`clip_stats`; 0 where ``n_ik = 0``, so a clip
-    without frames gets the zero vector) and ``r = relevance`` (>= 0). ``executor`` runs the
-    clips concurrently (the result does not depend on it).
+    """MAP-mean supervectors (n_clips, K * D), float64, of clips under a fitted UBM: row ``i``
+    is ``sqrt(w_k) (mu'_ikd - mu_kd) / sigma_kd`` in (k, d) order, ``mu'_ik - mu_k = F_ik /
+    (n_ik + relevance)`` (:func:`clip_stats`; 0 where ``n_ik = 0``); ``executor`` as there.
     """
     prior = ubm.params_
     scale = np.sqrt(prior.weights)[:, None] / np.sqrt(prior.variances)
@@ -96,12 +90,10 @@ class GSVClassifier(EmbeddingClassifier):
     n_components : int > 0, default=256
         UBM components K (:data:`GSV_COMPONENTS`).
     relevance : float >= 0, default=4.0
-        MAP relevance factor of each clip's means (:func:`supervectors`). Lower than the
-        class models' 16 of :class:`UBMClassifier`: a clip has far fewer frames than a
-        class (measured on the dev hard speakers: 4 beat 16 by 0.3-0.9 points).
+        MAP relevance of each clip's means (:func:`supervectors`); below map's 16, as a clip
+        has far fewer frames than a class (dev hard speakers: 4 beat 16 by 0.3-0.9 points).
     C : float > 0, default=10.0
-        Inverse L2 regularisation strength of the logistic regression, on supervectors
-        scaled to an RMS length of 1.
+        Inverse L2 strength of the logistic regression, on supervectors of RMS length 1.
     subsample, priors, n_jobs, random_state, **gmm_params
         As for :class:`UBMClassifier` (priors on top of the training proportions).
 
@@ -162,7 +154,6 @@ class GSVClassifier(EmbeddingClassifier):
         return sv @ self.coef_.T + self.intercept_
 
     def llr_from_scores(self, S: np.ndarray) -> np.ndarray:
-        """Each class's log-likelihood ratio against all the others, (n_clips, n_labels), nats:
-        ``a r + b`` with ``r`` the :func:`raw_llr` of ``S`` and ``(a, b) =``
-        :attr:`calibration_` (``r`` itself when there was too little data to calibrate)."""
+        """Each class's LLR against all the others (n_clips, n_labels), nats: the
+        :func:`raw_llr` of ``S``, calibrated by :attr:`calibration_` when there is one."""
         return self._calibrated(raw_llr(S))

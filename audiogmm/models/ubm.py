@@ -1,10 +1,8 @@
-"""GMM-UBM: one universal background model, each class MAP-adapted from it, LLR scores.
-
-The UBM is a :class:`~audiogmm.mixture.DiagGMM` on the pooled frames of every class (every
-``subsample``-th frame), or given (:func:`train_ubm`, out of core). A clip's score for a
-class is the LLR ``sum_t log p(x_t | class) - log p(x_t | UBM)`` (nats); its per-frame mean is
-the verification score, on which open-set rejection (:class:`OpenSetClassifier`, shared with
-``gsv`` and ``ivector``) compares the best class with a calibrated threshold.
+"""GMM-UBM: one universal background model (on every class's pooled frames, or given by
+:func:`train_ubm`), each class MAP-adapted from it. A clip's score for a class is the LLR
+``sum_t log p(x_t | class) - log p(x_t | UBM)`` (nats); its per-frame mean is the verification
+score, on which open-set rejection (:class:`OpenSetClassifier`, shared with ``gsv`` and
+``ivector``) compares the best class with a calibrated threshold.
 """
 
 from __future__ import annotations
@@ -66,15 +64,12 @@ class OpenSetClassifier(GMMClassifier):
     def resolve_threshold(self, reject: str | float | None) -> float | None:
         """The threshold that ``reject`` means: None, ``auto_threshold()`` for "auto", or the
         finite number given (ParameterError otherwise)."""
-        if reject is None:
-            return None
+        if reject is None or is_real(reject):
+            return None if reject is None else float(reject)
         if isinstance(reject, str) and reject == "auto":
-            auto = self.auto_threshold()
-            if auto is None:
+            if (auto := self.auto_threshold()) is None:
                 raise ParameterError(self.no_auto)
             return float(auto)
-        if is_real(reject):
-            return float(reject)
         raise ParameterError(f"reject must be None, 'auto' or a finite number; got {reject!r}")
 
     def predict(
@@ -119,7 +114,7 @@ class UBMClassifier(OpenSetClassifier):
         Score on the UBM's ``top_c`` best components per frame (None: all K).
     reject_far : float in (0, 1) or None, default=None
         Target false-accept rate of unknown clips for ``predict(reject="auto")``
-        (:attr:`threshold_`, on ``calibration_fraction`` of the labels, at least one).
+        (:attr:`threshold_`, on ``calibration_fraction`` (0.2) of the labels, at least one).
     calibration_fraction : float in (0, 1), default=0.2
     priors, n_jobs, random_state, **gmm_params
         As for :class:`GMMClassifier`; ``gmm_params`` are the UBM's (``max_iter``,

@@ -7,7 +7,6 @@ ever larger K (the overfit seen with 32 components on 9 clips per class).
 
 from __future__ import annotations
 
-import inspect
 import logging
 import warnings
 from collections import Counter
@@ -21,7 +20,8 @@ import numpy as np
 from ..engine import LocalExecutor, resolve
 from ..exceptions import ParameterError
 from ..mixture import DiagGMM
-from ..models import GMMClassifier
+from ..models import BACKENDS, GMMClassifier
+from ..scoring.calibration import fit_calibration
 
 __all__ = ["COMPONENT_GRID", "ComponentSelection", "backend_cv_scores", "calibrate_backend",
            "clip_folds", "cv_scores", "fit_mixed", "max_components", "median_cap", "per_fold",
@@ -256,8 +256,6 @@ def backend_cv_scores(
     its defaults. The UBM must not see the held-out clips: with them held-out accuracy
     fell from 89% to 19% on the development sounds. Columns in sorted label order.
     """
-    from ..models import BACKENDS
-
     labels = [str(y) for y in labels]
     names = sorted(set(labels))
     out = {b: np.full((len(clips), len(names)), np.nan) for b in backends}
@@ -269,10 +267,8 @@ def backend_cv_scores(
         got = {}
         for b in backends:
             clf = ubm  # map: the UBM's own fit (not adapted a second time)
-            if b != "map":  # a backend whose fit takes no UBM (a new one) trains its own
-                takes = "ubm" in inspect.signature(BACKENDS[b].fit).parameters
-                given = {"ubm": ubm.ubm_} if takes else {}
-                clf = BACKENDS[b](random_state=random_state).fit(*fit_on, executor=ex, **given)
+            if b != "map":
+                clf = BACKENDS[b](random_state=random_state).fit(*fit_on, executor=ex, ubm=ubm.ubm_)
             got[b] = np.full((len(test), len(names)), np.nan)
             got[b][:, [names.index(y) for y in clf.labels_]] = clf.score_matrix(scored, executor=ex)
         return got
@@ -287,32 +283,25 @@ def backend_cv_scores(
 
 
 def calibrate_backend(
-    clips: Sequence[np.ndarray], labels: Sequence[str], backend: str, *, n_folds: int = 3,
-    p_target: float = 0.5, random_state: int | None = 0, executor: LocalExecutor | None = None,
+    clips: Sequence[np.ndarray], labels: Sequence[str], backend: str, *,
+    random_state: int | None = 0, executor: LocalExecutor | None = None,
     ubm: DiagGMM | None = None, **params: Any,
 ) -> dict[str, Any]:  # fmt: skip
-    """A linear logistic calibration of ``backend``'s verification scores, on held-out folds.
+    """A linear logistic calibration of ``backend``'s verification scores, on 3 held-out folds:
+    the ``calibration`` block of a model file, ``slope``, ``offset`` (``llr = slope * score +
+    offset``, nats), ``p_target`` (0.5), ``n_target``, ``n_nontarget``.
 
     Per fold, the classifier (``params``, and the given ``ubm`` if any) is fitted on the
-    other folds' clips; its ``score_samples`` of the held-out clips against every class
-    are the trials (target for the clip's class), fitted at ``p_target``
-    (:func:`~audiogmm.scoring.calibration.fit_calibration`). ParameterError: a backend without
+    other folds' clips; its ``score_samples`` of the held-out clips against every class are
+    the trials (target for the clip's class) of
+    :func:`~audiogmm.scoring.calibration.fit_calibration`. ParameterError: a backend without
     verification scores, or too few clips (every class needs 2).
-
-    Returns
-    -------
-    dict
-        ``slope``, ``offset`` (``llr = slope * score + offset``, nats), ``p_target``,
-        ``n_target``, ``n_nontarget``: the ``calibration`` block of a model file.
     """
-    from ..models import BACKENDS
-    from ..scoring.calibration import fit_calibration
-
     cls = BACKENDS[backend]
     if not hasattr(cls, "score_samples"):
         raise ParameterError(f"--backend {backend} has no verification scores to calibrate")
     labels = [str(y) for y in labels]
-    folds = clip_folds(labels, n_folds, random_state=random_state)
+    folds = clip_folds(labels, 3, random_state=random_state)
     if not (folds >= 0).any() or len(set(labels)) < 2:
         raise ParameterError("calibration needs 2 classes and 2 training clips in some class")
     given = {} if ubm is None else {"ubm": ubm}
@@ -328,6 +317,6 @@ def calibrate_backend(
     with resolve(executor, params.get("n_jobs")) as ex:  # the folds in parallel
         target, scores = zip(*per_fold(folds, fold_trials, ex).values())
     y, s = np.concatenate(target).astype(np.int64), np.concatenate(scores)
-    a, b = fit_calibration(y, s, p_target=p_target)
-    return {"slope": a, "offset": b, "p_target": p_target,
+    a, b = fit_calibration(y, s)
+    return {"slope": a, "offset": b, "p_target": 0.5,
             "n_target": int(y.sum()), "n_nontarget": int(len(y) - y.sum())}  # fmt: skip
