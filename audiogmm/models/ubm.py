@@ -166,22 +166,12 @@ class UBMClassifier(OpenSetClassifier):
             **{**UBM_DEFAULTS, **self.gmm_params},
         )  # fmt: skip
 
-    def _maximiser(self, ubm: DiagGMM) -> MAPMaximiser:
-        r = float(self.relevance)
-        rw, rv = (r if v is None else float(v)
-                  for v in (self.relevance_weights, self.relevance_variances))  # fmt: skip
-        return MAPMaximiser(
-            ubm.params_, adapt=check_adapt(self.adapt), relevance_means=r, relevance_weights=rw,
-            relevance_variances=rv, var_floor=ubm.var_floor_, min_weight=ubm.min_weight,
-        )  # fmt: skip
-
     def fit(
         self, clips: Sequence[np.ndarray], labels: Sequence[str], *, ubm: DiagGMM | None = None,
         progress: Progress = None, executor: LocalExecutor | None = None,
     ) -> UBMClassifier:  # fmt: skip
-        """Train the UBM on pooled frames (unless ``ubm``, a fitted one, e.g. from
-        :func:`train_ubm`, whose K wins), then MAP-adapt one model per label; as
-        :meth:`GMMClassifier.fit`."""
+        """Train the UBM on pooled frames (unless ``ubm``, e.g. from :func:`train_ubm`, whose K
+        wins), then MAP-adapt one model per label; as :meth:`GMMClassifier.fit`."""
         self._check_own()
         check_params(self._ubm_model())
         checked, labels = check_clips(clips, labels, None if ubm is None else ubm.n_dims)
@@ -200,11 +190,9 @@ class UBMClassifier(OpenSetClassifier):
                         warnings.simplefilter("ignore", ConvergenceWarning)
                     ubm = self._ubm_model().fit_source(ArraySource(pooled), executor=ex)
                 del pooled
-            self.ubm_ = ubm
-            self.n_components = ubm.n_components
-            self.threshold_ = None
-            if self.reject_far is not None:
-                self.threshold_ = self._calibrate(checked, labels, ex)
+            self.ubm_, self.n_components = ubm, ubm.n_components
+            far = self.reject_far
+            self.threshold_ = None if far is None else self._calibrate(checked, labels, ex)
             self._adapt_all(checked, labels, ex, progress)
         return self
 
@@ -212,15 +200,19 @@ class UBMClassifier(OpenSetClassifier):
         self, clips: list[np.ndarray], labels: list[str], ex: LocalExecutor, progress: Progress,
     ) -> None:  # fmt: skip
         """MAP-adapt one model per label in ``self.labels_`` from its clips (stacked after)."""
-        data = by_label(clips, labels, self.labels_)
-        prior = self.ubm_.params_
+        data, ubm = by_label(clips, labels, self.labels_), self.ubm_
+        prior, r = ubm.params_, float(self.relevance)
+        rw, rv = (r if v is None else float(v)
+                  for v in (self.relevance_weights, self.relevance_variances))  # fmt: skip
+        maximiser = MAPMaximiser(
+            prior, adapt=check_adapt(self.adapt), relevance_means=r, relevance_weights=rw,
+            relevance_variances=rv, var_floor=ubm.var_floor_, min_weight=ubm.min_weight,
+        )  # fmt: skip
         live = [y for y in self.labels_ if data[y].shape[0] > 0]
-        models = {y: DiagGMM(self.ubm_.n_components, max_iter=self.map_iter) for y in live}
+        models = {y: DiagGMM(ubm.n_components, max_iter=self.map_iter) for y in live}
         with reporter(progress, len(self.labels_), "Adapting class models") as tick:
-            fit_mixtures(
-                [models[y] for y in live], [ArraySource(data[y]) for y in live], executor=ex,
-                prior=prior, maximiser=self._maximiser(self.ubm_), tick=tick,
-            )  # fmt: skip
+            fit_mixtures([models[y] for y in live], [ArraySource(data[y]) for y in live],
+                         executor=ex, prior=prior, maximiser=maximiser, tick=tick)  # fmt: skip
             for _ in range(len(self.labels_) - len(live)):
                 tick()
         # a label without frames: the prior itself, as MAP says
@@ -237,7 +229,7 @@ class UBMClassifier(OpenSetClassifier):
                                     for k, v in none.items()}}
             for y in self.labels_
         }  # fmt: skip
-        self.ubm_report_ = dict(getattr(self.ubm_, "fit_report_", {}))
+        self.ubm_report_ = dict(getattr(ubm, "fit_report_", {}))
 
     def _calibrate(self, clips: list[np.ndarray], labels: list[str], ex: LocalExecutor) -> float:
         """Threshold on the per-frame LLR for false-accept rate ``reject_far``, on the scores
