@@ -104,22 +104,19 @@ class EmbeddingClassifier(OpenSetClassifier):
         shared = {k: getattr(self, k) for k in self.own_params if k in UBMClassifier.own_params}
         with resolve(executor, self.n_jobs) as ex:
             # UBMClassifier validates the clips and trains the UBM exactly as --backend map does
-            self.ubm_ = UBMClassifier(
+            base = UBMClassifier(
                 self.n_components, n_jobs=self.n_jobs, random_state=self.random_state,
                 **shared, **self.gmm_params,
-            ).fit(clips, labels, ubm=ubm, progress=progress, executor=ex).ubm_  # fmt: skip
-            self.n_components = self.ubm_.n_components
+            ).fit(clips, labels, ubm=ubm, progress=progress, executor=ex)  # fmt: skip
+            self.ubm_, self.n_components = base.ubm_, base.ubm_.n_components
             self._set_labels(labels)
             Z = self._fit_vectors(clips, ex, progress)
         self.calibration_ = None
         n_iter, converged = self._fit_back_end(Z, labels)
-        self.fit_report_ = {
-            y: {"n_clips": labels.count(y),
-                "n_frames": int(sum(len(X) for X, lab in zip(clips, labels) if lab == y)),
-                "n_iter": n_iter, "converged": converged}
-            for y in self.labels_
-        }  # fmt: skip
-        self.ubm_report_ = dict(getattr(self.ubm_, "fit_report_", {}))
+        self.fit_report_ = {y: {"n_clips": r["n_clips"], "n_frames": r["n_frames"],
+                                "n_iter": n_iter, "converged": converged}
+                            for y, r in base.fit_report_.items()}  # fmt: skip
+        self.ubm_report_ = base.ubm_report_
         return self
 
     def _fit_vectors(self, clips: Sequence[np.ndarray], ex: LocalExecutor, progress: Progress):

@@ -1,11 +1,9 @@
 """I-vectors (Dehak et al. 2011) of one UBM, with LDA, WCCN and cosine scoring.
 
-A clip's statistics under the UBM (:func:`whitened_stats`) are ``n_uk = sum_t gamma_tk`` and
-``f_uk = sum_t gamma_tk (x_t - mu_k) / sigma_k``. Its mean supervector is ``mu + sigma T w``
-with ``w ~ N(0, I_R)``, whose posterior has precision ``L_u = I + sum_k n_uk T_k' T_k`` and
-mean ``w_u = L_u^-1 T' f_u``: the i-vector. EM for ``T`` (Kenny et al. 2005, :func:`train_tv`)
-never lowers the frames' log-likelihood given their alignments. Back end: LDA, WCCN, length
-norm, the cosine to each class's mean, calibrated to LLRs on held-out clips as in ``gsv``.
+A clip's mean supervector is ``mu + sigma T w``, ``w ~ N(0, I_R)``; given its statistics ``n, f``
+(:func:`whitened_stats`) the posterior of ``w`` has precision ``L_u = I + sum_k n_uk T_k' T_k``
+and mean ``w_u = L_u^-1 T' f_u``, the i-vector. ``T`` is trained by EM (Kenny et al. 2005,
+:func:`train_tv`). The cosines to the class means are calibrated to LLRs as in ``gsv``.
 """
 
 from __future__ import annotations

@@ -46,10 +46,9 @@ _MIN_FRAMES_PER_COMPONENT = 20
 
 
 class OpenSetClassifier(GMMClassifier):
-    """Verification scores and open-set rejection on them (map, gsv, ivector). Subclasses
-    define ``verification_scores(S, n_frames)``: each class's score (n_clips, n_labels), nats
-    (per frame for map), from a :meth:`score_matrix` ``S`` of clips of ``n_frames`` (n_clips,)
-    frames; and ``auto_threshold()``: that of ``reject="auto"``, None when there is none."""
+    """Verification scores and open-set rejection on them (map, gsv, ivector). Subclasses define
+    ``verification_scores(S, n_frames)``, each class's score (n_clips, n_labels), nats, from a
+    :meth:`score_matrix` ``S``; and ``auto_threshold()`` (of ``reject="auto"``, or None)."""
 
     #: Why a model has no ``auto_threshold()``.
     no_auto = ""
@@ -107,18 +106,16 @@ class UBMClassifier(OpenSetClassifier):
     map_iter : int > 0, default=1
         MAP iterations (E-step against the current class model, prior the UBM).
     subsample : int > 0, default=4
-        Train the UBM on every ``subsample``-th pooled frame (Kaldi's ``--subsample``, 5
-        there: neighbouring 10 ms frames are nearly copies), unless there are fewer than
-        ``20 * n_components * subsample`` frames.
+        Train the UBM on every ``subsample``-th pooled frame (neighbouring frames are nearly
+        copies; Kaldi's 5), unless there are fewer than ``20 * n_components * subsample``.
     top_c : int > 0 or None, default=None
         Score on the UBM's ``top_c`` best components per frame (None: all K).
     reject_far : float in (0, 1) or None, default=None
         Target false-accept rate of unknown clips for ``predict(reject="auto")``
-        (:attr:`threshold_`, on ``calibration_fraction`` (0.2) of the labels, at least one).
+        (:attr:`threshold_`, on ``calibration_fraction`` of the labels, at least one).
     calibration_fraction : float in (0, 1), default=0.2
     priors, n_jobs, random_state, **gmm_params
-        As for :class:`GMMClassifier`; ``gmm_params`` are the UBM's (``max_iter``,
-        ``init``, ``split_iter``, ``var_floor``, ...), :data:`UBM_DEFAULTS` where not given.
+        As for :class:`GMMClassifier`; ``gmm_params`` are the UBM's (:data:`UBM_DEFAULTS`).
 
     Attributes
     ----------
@@ -232,10 +229,9 @@ class UBMClassifier(OpenSetClassifier):
         self.ubm_report_ = dict(getattr(ubm, "fit_report_", {}))
 
     def _calibrate(self, clips: list[np.ndarray], labels: list[str], ex: LocalExecutor) -> float:
-        """Threshold on the per-frame LLR for false-accept rate ``reject_far``, on the scores
-        of *held-out classes* (``calibration_fraction`` of the labels, at least one) under a
-        model (UBM and adaptations) trained without them: held-out clips of known classes
-        would be the wrong stand-in, as the UBM has seen their speakers (measured)."""
+        """Per-frame LLR threshold for false-accept rate ``reject_far`` on *held-out classes*
+        under a model trained without them (held-out clips of known classes are the wrong
+        stand-in: the UBM has seen their speakers)."""
         if len(self.labels_) < 2:
             raise ParameterError("reject_far needs at least 2 classes to calibrate on")
         rng = np.random.default_rng(self.random_state)
@@ -285,11 +281,10 @@ def train_ubm(
     chunks, n_components: int = UBM_COMPONENTS, *, subsample: int = 1,
     executor: LocalExecutor | None = None, checkpoint: Any = None, **gmm_params: Any,
 ) -> DiagGMM:  # fmt: skip
-    """Train a UBM out of core, for ``UBMClassifier.fit(..., ubm=...)``, on ``chunks``: as for
-    :meth:`DiagGMM.fit_iter` (every ``subsample``-th frame of each chunk kept), or a shard
-    store (:func:`audiogmm.data.shards.open_store`), read in canonical blocks through the
-    executor (e.g. a ``DaskExecutor``) with ``subsample`` as its stride and an optional
-    ``checkpoint``. ``gmm_params``: other DiagGMM parameters."""
+    """A UBM trained out of core (for ``UBMClassifier.fit(..., ubm=...)``) on ``chunks`` as for
+    :meth:`DiagGMM.fit_iter`, or on a shard store (:func:`audiogmm.data.shards.open_store`) in
+    canonical blocks through the executor, with an optional ``checkpoint``; every
+    ``subsample``-th frame kept. ``gmm_params``: other DiagGMM parameters."""
     if not (is_int(subsample) and subsample > 0):
         raise ParameterError(f"subsample must be an int > 0; got {subsample!r}")
     gmm = DiagGMM(n_components, **gmm_params)

@@ -50,7 +50,8 @@ CMN = {"cmvn": "utterance", "cmvn_norm_vars": False}
 MAX_FUSED = 3
 #: Folds of the clip-stratified cross-validation.
 N_FOLDS = 3
-#: EM iterations per fit inside the cross-validation.
+#: EM iterations per fit inside the cross-validation (20 and 100 gave the same accuracies
+#: within two clips of 429).
 CV_MAX_ITER = 5
 #: ``tune`` warns below this many training clips (a clip moves the accuracy by 3 points).
 MIN_CV_CLIPS = 30
@@ -110,11 +111,10 @@ class TuneResult:
 
 @dataclass
 class TuneState:
-    """What :func:`tune`'s steps share: the inputs (``cands``: name -> config, in order of
-    preference; ``backends``: others than ``ml``), the table so far, each components option's
-    K per class (``choices``) and the chosen one (``rule``), the K the front ends are compared
-    at (``screen_k``), their CV scores (``sels``), and the choice so far (``front_end``,
-    ``members``, ``backend``; ``correct`` of ``n_scored``)."""
+    """What :func:`tune`'s steps share: the inputs (``cands``: name -> config, by preference;
+    ``backends``: others than ``ml``), the table, each components option's K per class
+    (``choices``) and the chosen one (``rule``), the K the front ends are compared at
+    (``screen_k``), their CV (``sels``), the choice so far (``correct`` of ``n_scored``)."""
 
     records: Sequence[Record]
     cands: dict[str, FeatureConfig]
@@ -340,8 +340,8 @@ def step_backend(state: TuneState) -> None:
     # every third frame, as the other front ends: a third cheaper, and it can only
     # handicap the backends against the ml choice, scored at every second
     scores = cv.backend_cv_scores(clips, labels, state.backends, ref.folds,
-                               frame_step=SCREEN_FRAME_STEP, random_state=state.random_state,
-                               executor=state.executor)  # fmt: skip
+                                  frame_step=SCREEN_FRAME_STEP, random_state=state.random_state,
+                                  executor=state.executor)  # fmt: skip
     logger.info("backends %s: CV in %.2f s", list(state.backends), time.perf_counter() - t1)
     for rank, backend in enumerate(state.backends, 1):
         c, n = ref.accuracy_counts(scores[backend])
@@ -363,10 +363,8 @@ def tune(
     options: RunOptions | None = None, executor: LocalExecutor | None = None,
     backends: Sequence[str] | str | None = None, **classifier_params: Any,
 ) -> TuneResult:  # fmt: skip
-    """Cross-validate front ends, numbers of components and backends on training files only.
-
-    Folds hold out whole clips; CV fits stop after ``cv_max_iter`` EM iterations (20 and
-    100 gave the same accuracies within two clips of 429, README "Tuning").
+    """Cross-validate front ends, numbers of components and backends on training files only:
+    folds hold out whole clips; CV fits stop after ``cv_max_iter`` EM iterations.
 
     Parameters
     ----------
@@ -437,12 +435,11 @@ def train_tuned(
     records: Sequence[Record], *, random_state: int | None = 0,
     options: RunOptions | None = None, executor: LocalExecutor | None = None, **params: Any,
 ) -> tuple[GMMClassifier | FusedClassifier, TuneResult]:  # fmt: skip
-    """:func:`tune` (``params``: its keywords), then fit the chosen model on every training file.
-
-    The classifier's ``params`` apply to the CV fits and the final ml fit (another backend:
-    its defaults and the UBM size it was scored at); the features are reused. Returns the
-    classifier (a FusedClassifier when a fusion won; ``timing_``: ``tune_s``, ``train_s``) and
-    the :class:`TuneResult` (its ``to_header()``: the model file's ``selection``).
+    """:func:`tune` (``params``: its keywords and the classifier's, for the CV and final ml
+    fits; another backend: its defaults at the UBM size it was scored at), then fit the chosen
+    model on every training file, reusing the features. Returns the classifier (a
+    FusedClassifier when a fusion won; ``timing_``: ``tune_s``, ``train_s``) and the
+    :class:`TuneResult`.
     """
     opts = options or RunOptions()
     fit_params = {k: v for k, v in params.items() if k not in inspect.signature(tune).parameters}
