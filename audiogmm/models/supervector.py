@@ -131,10 +131,8 @@ class GSVClassifier(EmbeddingClassifier):
         scale = float(np.sqrt(np.mean(np.sum(sv * sv, 1)))) or 1.0
         Z, basis = sv / scale, None
         if Z.shape[0] < Z.shape[1]:
-            # the L2-penalised weights lie in the span of the training vectors (their
-            # component outside it changes no score and costs penalty): fitting on
-            # coordinates in an orthonormal basis of that span is the same problem,
-            # n_clips instead of K * D unknowns per class
+            # the L2-penalised weights lie in the span of the training vectors: the same
+            # problem on coordinates in a basis of it, n_clips instead of K * D unknowns
             with one_blas_thread():
                 basis = np.linalg.svd(Z, full_matrices=False)[2]  # (n_clips, K * D)
             Z = Z @ basis.T

@@ -250,9 +250,8 @@ def step_components(state: TuneState) -> None:
         return
     grid = cv.supported_grid(labels, lens, state.grid, state.n_folds)
     if N_COMPONENTS in state.grid and cv.median_cap(labels, lens) >= N_COMPONENTS > grid[-1]:
-        # the final models can fit K=16 but not the CV folds (a third less data): a comparison
-        # would favour smaller K by the folds' size alone (on the hard dev speakers CV chose
-        # K=8, which lost 2.5 points on the test side), so the default K is kept
+        # the final models can fit K=16 but not the CV folds: a comparison would favour smaller
+        # K by the folds' size alone (hard dev speakers: CV chose K=8, 2.5 points lost on test)
         state.screen_k, state.rule = N_COMPONENTS, f"K={N_COMPONENTS}"
         state.choices = {state.rule: {y: N_COMPONENTS for y in labels}}
         logger.info("components: K=%d kept (too few frames per fold to compare K)", N_COMPONENTS)
