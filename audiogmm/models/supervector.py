@@ -65,8 +65,7 @@ def raw_llr(S: np.ndarray) -> np.ndarray:
 def _logistic(
     Z: np.ndarray, labels: Sequence[str], C: float, seed: int | None
 ) -> tuple[np.ndarray, np.ndarray, int]:
-    """Multinomial logistic regression: ``(coef (M, P), intercept (M,), n_iter)``, classes
-    sorted; two classes as the scores ``(-z/2, z/2)`` of sklearn's one decision function."""
+    """Multinomial logistic regression ``(coef (M, P), intercept (M,), n_iter)``, classes sorted."""
     from sklearn.linear_model import LogisticRegression  # the sklearn extra, only here
 
     lr = LogisticRegression(C=C, max_iter=_MAX_ITER, random_state=seed)
@@ -77,7 +76,7 @@ def _logistic(
     for w in caught:  # sklearn's ConvergenceWarning, as ours
         warnings.warn(f"logistic regression: {w.message}", ConvergenceWarning, stacklevel=3)
     coef, icpt = lr.coef_, lr.intercept_
-    if coef.shape[0] == 1:
+    if coef.shape[0] == 1:  # two classes: sklearn's one decision function z as (-z/2, z/2)
         coef, icpt = np.concatenate([-coef, coef]) / 2, np.array([-icpt[0], icpt[0]]) / 2
     return coef, icpt, int(np.max(lr.n_iter_))
 

@@ -254,8 +254,7 @@ class UBMClassifier(OpenSetClassifier):
         return float(thr)
 
     def _frame_scores(self, X: np.ndarray, ex: LocalExecutor) -> np.ndarray:
-        """``log p(x_t | class) - log p(x_t | UBM)``: :meth:`score_matrix` is the clips' total
-        LLRs (the UBM term is common to a row: argmax and posteriors are the classes')."""
+        """``log p(x_t | class) - log p(x_t | UBM)``: the UBM term changes no argmax/posterior."""
         ubm, M = self.ubm_.params_, len(self.labels_)
         if self.top_c is not None and self.top_c < self.n_components:
             models, base = select_scores(

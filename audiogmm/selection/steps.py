@@ -180,8 +180,7 @@ class TuneState:
         return Option(name or front_end, correct, float(complexity))
 
     def choose(self, name: str, *stages: str, options: Sequence[Option] = ()) -> str:
-        """``name``: its rows of ``stages`` marked chosen (the others not), its count of
-        ``options`` (if there) the ``correct`` so far."""
+        """``name``, marked chosen in its ``stages`` rows; its count of ``options``: ``correct``."""
         for row in self.table:
             if row["stage"] in stages:
                 row["chosen"] = row["front_end"] == name
