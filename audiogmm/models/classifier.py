@@ -1,8 +1,5 @@
-"""One diagonal GMM per class; a clip goes to the class with the largest total log-likelihood.
-
-Classes are trained stacked (:func:`audiogmm.mixture.fit.fit_mixtures`) and scored in
-one batched pass (:func:`audiogmm.mixture.estep.stacked_log_likelihood`). The classifier
-knows nothing about audio: the feature configuration travels in the model file.
+"""One diagonal GMM per class, trained stacked and scored in one batched pass; a clip goes to the
+class with the largest total log-likelihood. No audio here: the feature config is the file's.
 """
 
 from __future__ import annotations
@@ -39,8 +36,8 @@ def oversized_reason(
     report: Mapping[str, Any], n_components: int, *,
     advice: str = "lower -k / n_components, or let --components auto choose",
 ) -> str | None:  # fmt: skip
-    """Why a class's mixture of ``n_components`` is too large for the data of its
-    ``fit_report_`` entry ``report`` (``n_frames``, ``n_reseeded``), with ``advice``; or None."""
+    """Why ``n_components`` are too many for a class's ``fit_report_`` entry ``report``
+    (``n_frames``, ``n_reseeded``), with ``advice``; or None."""
     n, reseeded = int(report["n_frames"]), int(report.get("n_reseeded", 0))
     per = n / max(1, n_components)
     if per < MIN_FRAMES_PER_COMPONENT or reseeded >= max(3, (n_components + 1) // 2):
@@ -54,7 +51,7 @@ def oversized_reason(
 def check_clips(
     clips: Sequence[np.ndarray], labels: Sequence[str], n_dims: int | None = None
 ) -> tuple[list[np.ndarray], list[str]]:
-    """Training clips checked (one width, finite; ParameterError naming the clip), labels as str."""
+    """Training clips checked as by :func:`check_each` (empty ones allowed), labels as str."""
     if len(clips) != len(labels):
         raise ParameterError(f"{len(clips)} clips but {len(labels)} labels")
     if not clips:
@@ -67,8 +64,8 @@ def check_each(
     clips: Sequence[np.ndarray], n_dims: int | None, *, min_frames: int = 1,
     labels: Sequence[str] | None = None,
 ) -> list[np.ndarray]:  # fmt: skip
-    """Each clip :func:`~audiogmm.mixture.sources.check_frames`-checked, all of one width
-    (``n_dims``, or the first clip's), the ParameterError naming the clip (and its label)."""
+    """Each clip ``check_frames``-checked (finite, of ``n_dims`` or the first clip's width), the
+    ParameterError naming the clip (and its label)."""
     checked = []
     for i, X in enumerate(clips):
         name = f"clip {i}" if labels is None else f"clip {i} (label {labels[i]!r})"
@@ -115,8 +112,8 @@ class GMMClassifier(ModelFile):
     random_state : int or None, default=0
         Seed; each class gets an independent stream derived from it and its rank.
     **gmm_params
-        Any other :class:`~audiogmm.mixture.DiagGMM` parameter (``max_iter``, ``init``, ...),
-        of every class (of the UBM in the other classifiers, which share these four).
+        Other :class:`~audiogmm.mixture.DiagGMM` parameters of every class (of the UBM in the
+        other classifiers, which share these four).
 
     Attributes
     ----------
@@ -174,12 +171,10 @@ class GMMClassifier(ModelFile):
         self, clips: Sequence[np.ndarray], labels: Sequence[str], *, progress: Progress = None,
         executor: LocalExecutor | None = None,
     ) -> GMMClassifier:  # fmt: skip
-        """Train one DiagGMM per label on the pooled frames of its clips; self.
-
-        ``clips``: each (n_frames_i, n_dims), one label each; ``progress(n_done, n_total,
-        label)`` after each class; ``executor`` runs the E-steps (default: ``n_jobs`` threads
-        for this call). ParameterError: mismatched lengths, inconsistent dimensions, non-finite
-        frames, bad mixture parameters, or a class with fewer frames than ``n_components``.
+        """Train one DiagGMM per label on its clips' pooled frames (each (n_frames_i, n_dims));
+        self. ``progress(n_done, n_total, label)`` after each class; ``executor`` runs the
+        E-steps (default: ``n_jobs`` threads). ParameterError: mismatched lengths or widths,
+        non-finite frames, bad mixture parameters, a class with fewer frames than K.
         """
         check_params(self._class_model(None))
         clips, labels = check_clips(clips, labels)
@@ -243,9 +238,8 @@ class GMMClassifier(ModelFile):
     def score_matrix(
         self, clips: Sequence[np.ndarray], *, executor: LocalExecutor | None = None
     ) -> np.ndarray:
-        """``sum_t log p(x_t | class)`` (n_clips, n_labels), nats, in one batched pass, of
-        ``clips`` each (n_frames_i >= 1, n_dims); ``executor`` runs the chunks (default:
-        ``n_jobs`` threads for this call)."""
+        """``sum_t log p(x_t | class)`` (n_clips, n_labels), nats, of ``clips`` each (n_frames_i
+        >= 1, n_dims), in one batched pass (chunks run by ``executor``, default ``n_jobs``)."""
         checked = check_each(clips, self.n_dims)
         if not checked:
             return np.zeros((0, len(self.labels_)))

@@ -1,7 +1,6 @@
-"""What the back ends over a UBM's clip statistics (``gsv``, ``ivector``) share: their one
-E-step (:func:`clip_stats`), and :class:`EmbeddingClassifier`, which trains the UBM as
-``--backend map`` does, one vector per clip and a back end on them, with verification scores
-calibrated to LLRs on clips held out of the back end (:func:`held_out_calibration`).
+"""What ``gsv`` and ``ivector`` share: their E-step (:func:`clip_stats`) and
+:class:`EmbeddingClassifier` (a UBM as ``--backend map`` trains it, one vector per clip, a back
+end on them, LLRs calibrated on clips held out of the back end: :func:`held_out_calibration`).
 """
 
 from __future__ import annotations
@@ -32,12 +31,9 @@ GSV_COMPONENTS = 256
 def clip_stats(
     clips: Sequence[np.ndarray], ubm: DiagGMM, *, executor: LocalExecutor | None = None
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Each clip's zeroth and first-order Baum-Welch statistics under a fitted UBM: the one
-    E-step of :func:`~audiogmm.models.supervector.supervectors` and the i-vector extractor.
-
-    ``n`` (n_clips, K): ``n_k = sum_t gamma_tk``; ``F`` (n_clips, K, D): ``F_k = sum_t
-    gamma_tk (x_t - mu_k)``, centred on each component's UBM mean; float64, zero for a clip
-    without frames. ``executor`` runs the clips concurrently (the result does not depend on it).
+    """Each clip's Baum-Welch statistics under a fitted UBM, float64 (zero for a clip without
+    frames): ``n`` (n_clips, K), ``n_k = sum_t gamma_tk``, and ``F`` (n_clips, K, D), ``F_k =
+    sum_t gamma_tk (x_t - mu_k)``. ``executor`` runs the clips (the result does not depend on it).
     """
     prior = ubm.params_
     checked = check_each(clips, ubm.n_dims, min_frames=0)
@@ -59,13 +55,10 @@ def held_out_calibration(
     Z: np.ndarray, labels: list[str],
     raw_scores: Callable[[np.ndarray, list[str], np.ndarray], np.ndarray], seed: int | None,
 ) -> tuple[float, float] | None:  # fmt: skip
-    """``fit_calibration`` ``(a, b)`` of the raw verification scores of clips held out of the
-    back end; None below 2 clips in a class.
-
-    ``Z`` (n_clips, P): the clips' vectors, with their ``labels``; ``raw_scores(Z_train,
-    labels_train, Z_test)``: the raw score of each test clip against each class (sorted),
-    (n_test, M), of the back end trained on the first two. The folds are stratified
-    (``min(4, smallest class)``, so every class trains in every fold; ``seed`` draws them).
+    """``fit_calibration`` ``(a, b)`` of the raw scores of clips ``Z`` (n_clips, P) held out
+    of the back end (None below 2 clips in a class): ``raw_scores(Z_train, labels_train,
+    Z_test)`` (n_test, M), classes sorted. ``min(4, smallest class)`` stratified folds (every
+    class trains in every fold), drawn with ``seed``.
     """
     y = np.array(labels)
     classes = sorted(set(labels))
@@ -91,10 +84,10 @@ def held_out_calibration(
 
 
 class EmbeddingClassifier(OpenSetClassifier):
-    """A UBM, one vector per clip (:meth:`vectors`), a back end scoring it per class
-    (:meth:`score_matrix`), and LLRs (``llr_from_scores``) calibrated by ``calibration_``
-    (:func:`held_out_calibration`; None below 2 clips in a class). Subclasses define
-    ``llr_from_scores``, ``_check_own``, ``_embed``, ``_fit_back_end`` and ``_scores``."""
+    """A UBM, one vector per clip (:meth:`vectors`), a back end scoring it per class, and LLRs
+    (``llr_from_scores``) calibrated by ``calibration_`` (:func:`held_out_calibration`).
+    Subclasses define ``llr_from_scores``, ``_check_own``, ``_embed``, ``_fit_back_end``,
+    ``_scores``."""
 
     fitted_by = "calibration_"
     no_auto = ("reject='auto' needs calibrated scores, which this model has not (it had fewer "
@@ -104,32 +97,26 @@ class EmbeddingClassifier(OpenSetClassifier):
         self, clips: Sequence[np.ndarray], labels: Sequence[str], *, ubm: DiagGMM | None = None,
         progress: Progress = None, executor: LocalExecutor | None = None,
     ) -> EmbeddingClassifier:  # fmt: skip
-        """Train the UBM (unless ``ubm``, a fitted one, e.g. from :func:`train_ubm`, whose K
-        wins), the clips' vectors, then the back end; self. As :meth:`UBMClassifier.fit`,
-        which checks the parameters and clips (ParameterError) and trains the UBM (ivector
-        calls ``progress`` after each T-EM iteration too).
-        """
+        """Train the UBM as :meth:`UBMClassifier.fit` does (unless ``ubm``, whose K wins), the
+        clips' vectors, then the back end; self (ivector ticks ``progress`` per T-EM step too)."""
         self._check_own()
         labels = [str(y) for y in labels]
         shared = {k: getattr(self, k) for k in self.own_params if k in UBMClassifier.own_params}
         with resolve(executor, self.n_jobs) as ex:
             # UBMClassifier validates the clips and trains the UBM exactly as --backend map does
-            self.ubm_ = UBMClassifier(
+            base = UBMClassifier(
                 self.n_components, n_jobs=self.n_jobs, random_state=self.random_state,
                 **shared, **self.gmm_params,
-            ).fit(clips, labels, ubm=ubm, progress=progress, executor=ex).ubm_  # fmt: skip
-            self.n_components = self.ubm_.n_components
+            ).fit(clips, labels, ubm=ubm, progress=progress, executor=ex)  # fmt: skip
+            self.ubm_, self.n_components = base.ubm_, base.ubm_.n_components
             self._set_labels(labels)
             Z = self._fit_vectors(clips, ex, progress)
         self.calibration_ = None
         n_iter, converged = self._fit_back_end(Z, labels)
-        self.fit_report_ = {
-            y: {"n_clips": labels.count(y),
-                "n_frames": int(sum(len(X) for X, lab in zip(clips, labels) if lab == y)),
-                "n_iter": n_iter, "converged": converged}
-            for y in self.labels_
-        }  # fmt: skip
-        self.ubm_report_ = dict(getattr(self.ubm_, "fit_report_", {}))
+        self.fit_report_ = {y: {"n_clips": r["n_clips"], "n_frames": r["n_frames"],
+                                "n_iter": n_iter, "converged": converged}
+                            for y, r in base.fit_report_.items()}  # fmt: skip
+        self.ubm_report_ = base.ubm_report_
         return self
 
     def _fit_vectors(self, clips: Sequence[np.ndarray], ex: LocalExecutor, progress: Progress):
@@ -157,13 +144,11 @@ class EmbeddingClassifier(OpenSetClassifier):
         return self._scores(self.vectors(clips, executor=executor))
 
     def verification_scores(self, S: np.ndarray, n_frames: np.ndarray) -> np.ndarray:
-        """Each class's LLR against all the others (:meth:`llr_from_scores`; 0 with one
-        class), (n_clips, n_labels), nats; ``n_frames`` is unused."""
+        """:meth:`llr_from_scores` (0 with one class); ``n_frames`` is unused."""
         return np.zeros_like(S) if S.shape[1] < 2 else self.llr_from_scores(S)
 
     def auto_threshold(self) -> float | None:
-        """The Bayes threshold of calibrated LLRs at equal priors and costs, 0
-        (:func:`~audiogmm.scoring.calibration.bayes_threshold`); None when not calibrated."""
+        """The Bayes threshold of LLRs at equal priors and costs (0); None if not calibrated."""
         self._check_fitted()
         return None if self.calibration_ is None else bayes_threshold(0.5)
 

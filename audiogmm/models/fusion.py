@@ -1,12 +1,7 @@
-"""Late fusion: one decision from classifiers of the same labels on different features.
-
-Each member is a :class:`~audiogmm.models.GMMClassifier` on its own front end (the pipeline
-keeps the feature configurations). A clip's fused score for a class is ``sum_m a_m S_m / n_m``,
-each member's per-frame log-likelihood of the class, weighted by :func:`fit_fusion` (on
-held-out scores, by ``--preset auto``): calibrated class log posteriors up to a per-clip
-constant. Files written before the weights existed keep the old rule, each member's total
-rescaled to the first member's frame count and added. The file holds each member as a
-:class:`GMMClassifier` file would, and the ``fusion_weights``.
+"""Late fusion of :class:`~audiogmm.models.GMMClassifier` members of the same labels, each on
+its own front end: a clip's score for a class is ``sum_m a_m S_m / n_m``, the members' per-frame
+log-likelihoods weighted by :func:`fit_fusion` (calibrated log posteriors up to a per-clip
+constant); files without weights keep the old sum rule (:func:`fuse_scores`).
 """
 
 from __future__ import annotations
@@ -35,9 +30,8 @@ def fuse_scores(
     weights: Sequence[float] | None = None,
 ) -> np.ndarray:  # fmt: skip
     """Members' total log-likelihoods ``scores[m]`` (n_clips, n_labels) over ``n_frames[m]``
-    (n_clips,) frames fused: ``sum_m a_m S_m[i] / n_m[i]`` with the ``weights`` (one per member,
-    :func:`fit_fusion`), or with None the sum rule of files without them,
-    ``sum_m S_m[i] n_0[i] / n_m[i]``; (n_clips, n_labels)."""
+    (n_clips,) frames fused, (n_clips, n_labels): ``sum_m a_m S_m[i] / n_m[i]`` with the
+    ``weights``, or with None the old sum rule ``sum_m S_m[i] n_0[i] / n_m[i]``."""
     per_frame = [np.asarray(S, dtype=np.float64)
                  / np.maximum(np.asarray(n, dtype=np.float64), 1.0)[:, np.newaxis]
                  for S, n in zip(scores, n_frames)]  # fmt: skip
@@ -49,13 +43,10 @@ def fuse_scores(
 def fit_fusion(
     scores: Sequence[np.ndarray], n_frames: Sequence[np.ndarray], y: np.ndarray
 ) -> list[float]:
-    """One finite weight per member of a fusion, by multinomial logistic regression.
-
-    Fits ``P(c | clip) = softmax_c(sum_m a_m S_m[i, c] / n_m[i])`` (one weight per member,
-    shared by the classes: FoCal/BOSARIS multi-class fusion) by Newton's method on the mean
-    cross-entropy plus ``FUSION_RIDGE / 2 * |a|^2``, on held-out (never trained on) total
-    log-likelihoods ``scores[m]`` (n_clips, n_labels) over ``n_frames[m]`` (n_clips,) frames,
-    with ``y`` (n_clips,) each clip's true column. ParameterError: no clips, or mismatched shapes.
+    """One finite weight per member: ``P(c | clip) = softmax_c(sum_m a_m S_m[i, c] / n_m[i])``
+    (FoCal/BOSARIS multi-class fusion) fitted by Newton on the mean cross-entropy plus
+    ``FUSION_RIDGE / 2 * |a|^2``, on held-out :func:`fuse_scores` inputs with ``y`` (n_clips,)
+    each clip's true column. ParameterError: no clips, or mismatched shapes.
     """
     y = np.asarray(y)
     X = np.stack([fuse_scores([S], [n], [1.0]) for S, n in zip(scores, n_frames)], axis=-1)
@@ -80,13 +71,9 @@ def fit_fusion(
 
 
 class FusedClassifier(ModelFile):
-    """Several classifiers of the same labels, one per front end, decided together.
-
-    ``members``: 2 to :data:`MAX_MEMBERS` fitted classifiers with the same ``labels_`` (in the
-    same order) and priors; ``weights``: one per member (:func:`fit_fusion`), None for the sum
-    rule of older files. Attributes: those two, the shared ``labels_`` and ``fit_report_``
-    (the first member's).
-    """
+    """``members``: 2 to :data:`MAX_MEMBERS` fitted classifiers with the same ``labels_`` and
+    priors, one per front end; ``weights``: one per member (:func:`fit_fusion`), None for the
+    sum rule. Attributes: those two, ``labels_`` and ``fit_report_`` (the first member's)."""
 
     def __init__(
         self, members: Sequence[GMMClassifier], weights: Sequence[float] | None = None
@@ -126,9 +113,8 @@ class FusedClassifier(ModelFile):
     def score_matrix(
         self, clip_sets: Sequence[Sequence[np.ndarray]], *, executor: LocalExecutor | None = None
     ) -> np.ndarray:
-        """:func:`fuse_scores` of the members' total log-likelihoods, (n_clips, n_labels);
-        ``clip_sets[m][i]``: clip ``i``'s frames (n_frames_mi >= 1, n_dims_m) under member
-        ``m``'s front end."""
+        """:func:`fuse_scores` of the members' scores (n_clips, n_labels); ``clip_sets[m][i]``:
+        clip ``i``'s frames (n_frames_mi >= 1, n_dims_m) under member ``m``'s front end."""
         if len(clip_sets) != len(self.members):
             raise ParameterError(f"{len(clip_sets)} sets of clips for {len(self.members)} members")
         n_clips = len(clip_sets[0])
@@ -141,9 +127,8 @@ class FusedClassifier(ModelFile):
         )
 
     def verification_scores(self, scores: np.ndarray) -> np.ndarray:
-        """Each class's LLR against the others (n_clips, n_labels), nats, from a
-        :meth:`score_matrix` result: its :func:`~audiogmm.models.supervector.raw_llr` (0 with
-        one class), calibrated when the fusion weights were fitted (:func:`fit_fusion`)."""
+        """Each class's LLR against the others (n_clips, n_labels), nats: the ``raw_llr`` of a
+        :meth:`score_matrix` result (0 with one class), calibrated when weights were fitted."""
         S = np.asarray(scores, dtype=np.float64)
         return np.zeros_like(S) if S.shape[1] < 2 else raw_llr(S)
 

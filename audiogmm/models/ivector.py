@@ -1,11 +1,9 @@
 """I-vectors (Dehak et al. 2011) of one UBM, with LDA, WCCN and cosine scoring.
 
-A clip's statistics under the UBM (:func:`whitened_stats`) are ``n_uk = sum_t gamma_tk`` and
-``f_uk = sum_t gamma_tk (x_t - mu_k) / sigma_k``. Its mean supervector is ``mu + sigma T w``
-with ``w ~ N(0, I_R)``, whose posterior has precision ``L_u = I + sum_k n_uk T_k' T_k`` and
-mean ``w_u = L_u^-1 T' f_u``: the i-vector. EM for ``T`` (Kenny et al. 2005, :func:`train_tv`)
-never lowers the frames' log-likelihood given their alignments. Back end: LDA, WCCN, length
-norm, the cosine to each class's mean, calibrated to LLRs on held-out clips as in ``gsv``.
+A clip's mean supervector is ``mu + sigma T w``, ``w ~ N(0, I_R)``; given its statistics ``n, f``
+(:func:`whitened_stats`) the posterior of ``w`` has precision ``L_u = I + sum_k n_uk T_k' T_k``
+and mean ``w_u = L_u^-1 T' f_u``, the i-vector. ``T`` is trained by EM (Kenny et al. 2005,
+:func:`train_tv`). The cosines to the class means are calibrated to LLRs as in ``gsv``.
 """
 
 from __future__ import annotations
@@ -37,8 +35,8 @@ _RIDGE = 1e-9
 def whitened_stats(
     clips: Sequence[np.ndarray], ubm: DiagGMM, *, executor: LocalExecutor | None = None
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Each clip's ``n`` (n_clips, K) and ``f`` (n_clips, K * D): ``F_uk / sigma_k`` of
-    :func:`~audiogmm.models.embedding.clip_stats`, in (k, d) order."""
+    """Each clip's ``n`` (n_clips, K) and ``f`` (n_clips, K * D): :func:`clip_stats`'s
+    ``F_uk / sigma_k`` in (k, d) order."""
     n, F = clip_stats(clips, ubm, executor=executor)
     f = F / np.sqrt(ubm.params_.variances)
     return n, f.reshape(len(f), f.shape[1] * f.shape[2])
@@ -70,11 +68,9 @@ def extract_ivectors(T: np.ndarray, n: np.ndarray, f: np.ndarray) -> np.ndarray:
 def tv_estep(
     T: np.ndarray, n: np.ndarray, f: np.ndarray, *, executor: LocalExecutor | None = None
 ) -> tuple[np.ndarray, np.ndarray, float]:
-    """The T-EM's E-step under ``T`` (K * D, R) over clips ``n, f`` (:func:`whitened_stats`),
-    whose blocks ``executor`` runs (summed in order): ``C = sum_u f_u w_u'`` (K * D, R),
-    ``A = sum_u n_uk (L_u^-1 + w_u w_u')`` (K, R, R) and the bound ``sum_u (b_u' w_u - log det
-    L_u) / 2``, ``b_u = T' f_u``: the frames' log-likelihood given their alignments, up to a
-    term free of ``T`` (nats)."""
+    """The T-EM's E-step under ``T`` (K * D, R) over clips ``n, f`` (blocks run by ``executor``,
+    summed in order): ``C = sum_u f_u w_u'`` (K * D, R), ``A = sum_u n_uk (L_u^-1 + w_u w_u')``
+    (K, R, R) and the bound ``sum_u (b_u' w_u - log det L_u) / 2`` (nats; ``b_u = T' f_u``)."""
     K, R = n.shape[1], T.shape[1]
 
     def block(s: int) -> tuple[np.ndarray, np.ndarray, float]:
@@ -109,14 +105,10 @@ def train_tv(
     n: np.ndarray, f: np.ndarray, rank: int, *, n_iter: int = 5,
     executor: LocalExecutor | None = None, progress: Progress = None,
 ) -> tuple[np.ndarray, list[float]]:  # fmt: skip
-    """Train the total-variability matrix ``T`` (K * D, ``rank``) on clips ``n, f``
-    (:func:`whitened_stats`) by ``n_iter`` EM iterations (the one T-EM loop).
-
-    Starts from the top ``rank`` (at most ``min(n_clips, K * D)``) principal directions of
-    the clips' whitened first-order statistics per frame (deterministic); calls
-    ``progress(n_done, n_iter, label)`` after each iteration. Returns ``T`` and the bound
-    per frame of each E-step (the last one under the returned ``T``), nats.
-    """
+    """``T`` (K * D, ``rank`` <= ``min(n_clips, K * D)``) after ``n_iter`` EM iterations on
+    clips ``n, f`` from the top principal directions of their per-frame ``f`` (deterministic),
+    and the bound per frame of each E-step (nats; the last under that ``T``); ``progress``
+    after each iteration."""
     U, KD = f.shape
     if not 0 < rank <= min(U, KD):
         raise ParameterError(f"rank must be in [1, {min(U, KD)}] for {U} clips; got {rank}")
@@ -168,9 +160,8 @@ def lda(Z: np.ndarray, labels: Sequence[str], dim: int) -> np.ndarray:
 
 
 def wccn(Y: np.ndarray, labels: Sequence[str]) -> np.ndarray:
-    """Within-class covariance normalisation: lower-triangular ``B`` (P, P), ``B B' = W^-1``
-    with ``W = (1/M) sum_c (1/n_c) sum_{i in c} (y_i - m_c)(y_i - m_c)'`` (Hatch et al.
-    2006) plus a tiny ridge."""
+    """Within-class covariance normalisation (Hatch et al. 2006): lower-triangular ``B`` (P, P),
+    ``B B' = W^-1``, ``W = (1/M) sum_c (1/n_c) sum_{i in c} (y_i - m_c)(y_i - m_c)'`` + ridge."""
     y = np.asarray(labels)
     classes = sorted(set(labels))
     P = Y.shape[1]
@@ -186,8 +177,7 @@ def wccn(Y: np.ndarray, labels: Sequence[str]) -> np.ndarray:
 
 
 def _ridged(S: np.ndarray, total: np.ndarray) -> np.ndarray:
-    """``S`` plus a tiny ridge relative to its mean variance, or to ``total``'s (positive
-    trace) where ``S`` is (near) zero."""
+    """``S`` plus a tiny ridge relative to its mean variance (``total``'s where ``S`` is ~0)."""
     scale = max(float(np.trace(S)), 1e-6 * float(np.trace(total)))
     return S + _RIDGE * scale / len(S) * np.eye(len(S))
 
@@ -200,11 +190,9 @@ def _unit(X: np.ndarray) -> np.ndarray:
 def cosine_back_end(
     Z: np.ndarray, labels: Sequence[str]
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """LDA, then WCCN, then class means of length-normalised vectors, of training i-vectors
-    ``Z`` (n, R) of at least two classes: ``centre`` (R,), ``projection`` (R, L), ``L = min(M -
-    1, R)``, and ``class_means`` (M, L), the unit-length means of the classes' unit-length
-    images ``(z - centre) @ projection``; the class scores are their cosines (:func:`_cosines`).
-    """
+    """LDA then WCCN of training i-vectors ``Z`` (n, R) of >= 2 classes: ``centre`` (R,),
+    ``projection`` (R, L = min(M - 1, R)) and ``class_means`` (M, L), the unit-length means of
+    the classes' unit-length ``(z - centre) @ projection``, scored by cosine (:func:`_cosines`)."""
     centre = Z.mean(0)
     Zc = Z - centre
     A = lda(Zc, labels, min(len(set(labels)) - 1, Z.shape[1]))
@@ -223,15 +211,13 @@ class IVectorClassifier(EmbeddingClassifier):
     Parameters
     ----------
     n_components : int > 0, default=256
-        UBM components K (the supervector backend's :data:`GSV_COMPONENTS`).
+        UBM components K (:data:`GSV_COMPONENTS`).
     rank : int > 0, default=100
-        Dimension R of the total-variability subspace; capped at training to the number
-        of clips minus the number of classes (so that the within-class scatter of the
-        i-vectors has full rank) and at ``K * D``. On the dev hard speakers (3 splits,
-        344 training clips) 100 beat 60 and 150 by 1.5 points.
+        Dimension R of the total-variability subspace, capped at training to the number of
+        clips minus the number of classes (a full-rank within-class scatter) and at ``K * D``
+        (dev hard speakers, 3 splits, 344 clips: 100 beat 60 and 150 by 1.5 points).
     n_iter : int >= 0, default=5
-        EM iterations of the total-variability matrix (there, 5 were within one test
-        clip of 10 and 3, at half the cost of 10).
+        EM iterations of ``T`` (there, 5 were within one clip of 10 and 3, at half the cost).
     subsample, priors, n_jobs, random_state, **gmm_params
         As for :class:`UBMClassifier` (``random_state``: of the UBM and the calibration folds).
 
@@ -257,9 +243,8 @@ class IVectorClassifier(EmbeddingClassifier):
         self._keep(locals())
 
     def _check_own(self) -> None:
-        for name, low in (("rank", 1), ("n_iter", 0)):
-            need(self, is_int(getattr(self, name)) and getattr(self, name) >= low, name,
-                 f"an integer >= {low}")  # fmt: skip
+        need(self, is_int(self.rank) and self.rank >= 1, "rank", "an integer >= 1")
+        need(self, is_int(self.n_iter) and self.n_iter >= 0, "n_iter", "an integer >= 0")
 
     def _fit_vectors(self, clips: Sequence[np.ndarray], ex: LocalExecutor, progress: Progress):
         """Train the i-vector extractor; the training clips' i-vectors."""

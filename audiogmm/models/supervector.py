@@ -1,11 +1,8 @@
-"""GMM supervectors (Campbell, Sturim & Reynolds 2006) with a linear back end.
-
-A clip becomes the UBM's means MAP-adapted to it (relevance ``r``, means only), as offsets
-scaled by ``sqrt(w_k) / sigma_k`` (:func:`supervectors`): their inner product is the linearised
-KL divergence kernel of the adapted mixtures. A multinomial logistic regression on them
-(scikit-learn's, the ``sklearn`` extra, imported only here), scaled to an RMS length of 1 so
-that ``C`` means the same for any K and D, gives each class a log posterior up to a constant;
-a class's verification score is its posterior odds over its prior odds, an LLR.
+"""GMM supervectors (Campbell, Sturim & Reynolds 2006): a clip's MAP-adapted UBM means as
+offsets scaled by ``sqrt(w_k) / sigma_k`` (:func:`supervectors`; their inner product is the
+linearised KL kernel), classified by scikit-learn's multinomial logistic regression (the
+``sklearn`` extra, imported only here) into log posteriors up to a constant; a class's
+verification score is its posterior odds over its prior odds, an LLR.
 """
 
 from __future__ import annotations
@@ -33,12 +30,9 @@ def supervectors(
     clips: Sequence[np.ndarray], ubm: DiagGMM, *, relevance: float = 16.0,
     executor: LocalExecutor | None = None,
 ) -> np.ndarray:  # fmt: skip
-    """MAP-mean supervectors (n_clips, K * D), float64, of clips under a fitted UBM.
-
-    Row ``i`` is ``sqrt(w_k) (mu'_ikd - mu_kd) / sigma_kd`` in (k, d) order, with
-    ``mu'_ik - mu_k = F_ik / (n_ik + r)`` (:func:`clip_stats`; 0 where ``n_ik = 0``, so a clip
-    without frames gets the zero vector) and ``r = relevance`` (>= 0). ``executor`` runs the
-    clips concurrently (the result does not depend on it).
+    """MAP-mean supervectors (n_clips, K * D), float64, of clips under a fitted UBM: row ``i``
+    is ``sqrt(w_k) (mu'_ikd - mu_kd) / sigma_kd`` in (k, d) order, ``mu'_ik - mu_k = F_ik /
+    (n_ik + relevance)`` (:func:`clip_stats`; 0 where ``n_ik = 0``); ``executor`` as there.
     """
     prior = ubm.params_
     scale = np.sqrt(prior.weights)[:, None] / np.sqrt(prior.variances)
@@ -71,8 +65,7 @@ def raw_llr(S: np.ndarray) -> np.ndarray:
 def _logistic(
     Z: np.ndarray, labels: Sequence[str], C: float, seed: int | None
 ) -> tuple[np.ndarray, np.ndarray, int]:
-    """Multinomial logistic regression: ``(coef (M, P), intercept (M,), n_iter)``, classes
-    sorted; two classes as the scores ``(-z/2, z/2)`` of sklearn's one decision function."""
+    """Multinomial logistic regression ``(coef (M, P), intercept (M,), n_iter)``, classes sorted."""
     from sklearn.linear_model import LogisticRegression  # the sklearn extra, only here
 
     lr = LogisticRegression(C=C, max_iter=_MAX_ITER, random_state=seed)
@@ -83,7 +76,7 @@ def _logistic(
     for w in caught:  # sklearn's ConvergenceWarning, as ours
         warnings.warn(f"logistic regression: {w.message}", ConvergenceWarning, stacklevel=3)
     coef, icpt = lr.coef_, lr.intercept_
-    if coef.shape[0] == 1:
+    if coef.shape[0] == 1:  # two classes: sklearn's one decision function z as (-z/2, z/2)
         coef, icpt = np.concatenate([-coef, coef]) / 2, np.array([-icpt[0], icpt[0]]) / 2
     return coef, icpt, int(np.max(lr.n_iter_))
 
@@ -96,12 +89,10 @@ class GSVClassifier(EmbeddingClassifier):
     n_components : int > 0, default=256
         UBM components K (:data:`GSV_COMPONENTS`).
     relevance : float >= 0, default=4.0
-        MAP relevance factor of each clip's means (:func:`supervectors`). Lower than the
-        class models' 16 of :class:`UBMClassifier`: a clip has far fewer frames than a
-        class (measured on the dev hard speakers: 4 beat 16 by 0.3-0.9 points).
+        MAP relevance of each clip's means (:func:`supervectors`); below map's 16, as a clip
+        has far fewer frames than a class (dev hard speakers: 4 beat 16 by 0.3-0.9 points).
     C : float > 0, default=10.0
-        Inverse L2 regularisation strength of the logistic regression, on supervectors
-        scaled to an RMS length of 1.
+        Inverse L2 strength of the logistic regression, on supervectors of RMS length 1.
     subsample, priors, n_jobs, random_state, **gmm_params
         As for :class:`UBMClassifier` (priors on top of the training proportions).
 
@@ -139,10 +130,8 @@ class GSVClassifier(EmbeddingClassifier):
         scale = float(np.sqrt(np.mean(np.sum(sv * sv, 1)))) or 1.0
         Z, basis = sv / scale, None
         if Z.shape[0] < Z.shape[1]:
-            # the L2-penalised weights lie in the span of the training vectors (their
-            # component outside it changes no score and costs penalty): fitting on
-            # coordinates in an orthonormal basis of that span is the same problem,
-            # n_clips instead of K * D unknowns per class
+            # the L2-penalised weights lie in the span of the training vectors: the same
+            # problem on coordinates in a basis of it, n_clips instead of K * D unknowns
             with one_blas_thread():
                 basis = np.linalg.svd(Z, full_matrices=False)[2]  # (n_clips, K * D)
             Z = Z @ basis.T
@@ -162,7 +151,6 @@ class GSVClassifier(EmbeddingClassifier):
         return sv @ self.coef_.T + self.intercept_
 
     def llr_from_scores(self, S: np.ndarray) -> np.ndarray:
-        """Each class's log-likelihood ratio against all the others, (n_clips, n_labels), nats:
-        ``a r + b`` with ``r`` the :func:`raw_llr` of ``S`` and ``(a, b) =``
-        :attr:`calibration_` (``r`` itself when there was too little data to calibrate)."""
+        """Each class's LLR against all the others (n_clips, n_labels), nats: the
+        :func:`raw_llr` of ``S``, calibrated by :attr:`calibration_` when there is one."""
         return self._calibrated(raw_llr(S))

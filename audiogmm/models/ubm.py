@@ -1,10 +1,8 @@
-"""GMM-UBM: one universal background model, each class MAP-adapted from it, LLR scores.
-
-The UBM is a :class:`~audiogmm.mixture.DiagGMM` on the pooled frames of every class (every
-``subsample``-th frame), or given (:func:`train_ubm`, out of core). A clip's score for a
-class is the LLR ``sum_t log p(x_t | class) - log p(x_t | UBM)`` (nats); its per-frame mean is
-the verification score, on which open-set rejection (:class:`OpenSetClassifier`, shared with
-``gsv`` and ``ivector``) compares the best class with a calibrated threshold.
+"""GMM-UBM: one universal background model (on every class's pooled frames, or given by
+:func:`train_ubm`), each class MAP-adapted from it. A clip's score for a class is the LLR
+``sum_t log p(x_t | class) - log p(x_t | UBM)`` (nats); its per-frame mean is the verification
+score, on which open-set rejection (:class:`OpenSetClassifier`, shared with ``gsv`` and
+``ivector``) compares the best class with a calibrated threshold.
 """
 
 from __future__ import annotations
@@ -47,10 +45,9 @@ _MIN_FRAMES_PER_COMPONENT = 20
 
 
 class OpenSetClassifier(GMMClassifier):
-    """Verification scores and open-set rejection on them (map, gsv, ivector). Subclasses
-    define ``verification_scores(S, n_frames)``: each class's score (n_clips, n_labels), nats
-    (per frame for map), from a :meth:`score_matrix` ``S`` of clips of ``n_frames`` (n_clips,)
-    frames; and ``auto_threshold()``: that of ``reject="auto"``, None when there is none."""
+    """Verification scores and open-set rejection on them (map, gsv, ivector). Subclasses define
+    ``verification_scores(S, n_frames)``, each class's score (n_clips, n_labels), nats, from a
+    :meth:`score_matrix` ``S``; and ``auto_threshold()`` (of ``reject="auto"``, or None)."""
 
     #: Why a model has no ``auto_threshold()``.
     no_auto = ""
@@ -65,15 +62,12 @@ class OpenSetClassifier(GMMClassifier):
     def resolve_threshold(self, reject: str | float | None) -> float | None:
         """The threshold that ``reject`` means: None, ``auto_threshold()`` for "auto", or the
         finite number given (ParameterError otherwise)."""
-        if reject is None:
-            return None
+        if reject is None or is_real(reject):
+            return None if reject is None else float(reject)
         if isinstance(reject, str) and reject == "auto":
-            auto = self.auto_threshold()
-            if auto is None:
+            if (auto := self.auto_threshold()) is None:
                 raise ParameterError(self.no_auto)
             return float(auto)
-        if is_real(reject):
-            return float(reject)
         raise ParameterError(f"reject must be None, 'auto' or a finite number; got {reject!r}")
 
     def predict(
@@ -111,9 +105,8 @@ class UBMClassifier(OpenSetClassifier):
     map_iter : int > 0, default=1
         MAP iterations (E-step against the current class model, prior the UBM).
     subsample : int > 0, default=4
-        Train the UBM on every ``subsample``-th pooled frame (Kaldi's ``--subsample``, 5
-        there: neighbouring 10 ms frames are nearly copies), unless there are fewer than
-        ``20 * n_components * subsample`` frames.
+        Train the UBM on every ``subsample``-th pooled frame (neighbouring frames are nearly
+        copies; Kaldi's 5), unless there are fewer than ``20 * n_components * subsample``.
     top_c : int > 0 or None, default=None
         Score on the UBM's ``top_c`` best components per frame (None: all K).
     reject_far : float in (0, 1) or None, default=None
@@ -121,8 +114,7 @@ class UBMClassifier(OpenSetClassifier):
         (:attr:`threshold_`, on ``calibration_fraction`` of the labels, at least one).
     calibration_fraction : float in (0, 1), default=0.2
     priors, n_jobs, random_state, **gmm_params
-        As for :class:`GMMClassifier`; ``gmm_params`` are the UBM's (``max_iter``,
-        ``init``, ``split_iter``, ``var_floor``, ...), :data:`UBM_DEFAULTS` where not given.
+        As for :class:`GMMClassifier`; ``gmm_params`` are the UBM's (:data:`UBM_DEFAULTS`).
 
     Attributes
     ----------
@@ -170,22 +162,12 @@ class UBMClassifier(OpenSetClassifier):
             **{**UBM_DEFAULTS, **self.gmm_params},
         )  # fmt: skip
 
-    def _maximiser(self, ubm: DiagGMM) -> MAPMaximiser:
-        r = float(self.relevance)
-        rw, rv = (r if v is None else float(v)
-                  for v in (self.relevance_weights, self.relevance_variances))  # fmt: skip
-        return MAPMaximiser(
-            ubm.params_, adapt=check_adapt(self.adapt), relevance_means=r, relevance_weights=rw,
-            relevance_variances=rv, var_floor=ubm.var_floor_, min_weight=ubm.min_weight,
-        )  # fmt: skip
-
     def fit(
         self, clips: Sequence[np.ndarray], labels: Sequence[str], *, ubm: DiagGMM | None = None,
         progress: Progress = None, executor: LocalExecutor | None = None,
     ) -> UBMClassifier:  # fmt: skip
-        """Train the UBM on pooled frames (unless ``ubm``, a fitted one, e.g. from
-        :func:`train_ubm`, whose K wins), then MAP-adapt one model per label; as
-        :meth:`GMMClassifier.fit`."""
+        """Train the UBM on pooled frames (unless ``ubm``, e.g. from :func:`train_ubm`, whose K
+        wins), then MAP-adapt one model per label; as :meth:`GMMClassifier.fit`."""
         self._check_own()
         check_params(self._ubm_model())
         checked, labels = check_clips(clips, labels, None if ubm is None else ubm.n_dims)
@@ -204,11 +186,9 @@ class UBMClassifier(OpenSetClassifier):
                         warnings.simplefilter("ignore", ConvergenceWarning)
                     ubm = self._ubm_model().fit_source(ArraySource(pooled), executor=ex)
                 del pooled
-            self.ubm_ = ubm
-            self.n_components = ubm.n_components
-            self.threshold_ = None
-            if self.reject_far is not None:
-                self.threshold_ = self._calibrate(checked, labels, ex)
+            self.ubm_, self.n_components = ubm, ubm.n_components
+            far = self.reject_far
+            self.threshold_ = None if far is None else self._calibrate(checked, labels, ex)
             self._adapt_all(checked, labels, ex, progress)
         return self
 
@@ -216,15 +196,19 @@ class UBMClassifier(OpenSetClassifier):
         self, clips: list[np.ndarray], labels: list[str], ex: LocalExecutor, progress: Progress,
     ) -> None:  # fmt: skip
         """MAP-adapt one model per label in ``self.labels_`` from its clips (stacked after)."""
-        data = by_label(clips, labels, self.labels_)
-        prior = self.ubm_.params_
+        data, ubm = by_label(clips, labels, self.labels_), self.ubm_
+        prior, r = ubm.params_, float(self.relevance)
+        rw, rv = (r if v is None else float(v)
+                  for v in (self.relevance_weights, self.relevance_variances))  # fmt: skip
+        maximiser = MAPMaximiser(
+            prior, adapt=check_adapt(self.adapt), relevance_means=r, relevance_weights=rw,
+            relevance_variances=rv, var_floor=ubm.var_floor_, min_weight=ubm.min_weight,
+        )  # fmt: skip
         live = [y for y in self.labels_ if data[y].shape[0] > 0]
-        models = {y: DiagGMM(self.ubm_.n_components, max_iter=self.map_iter) for y in live}
+        models = {y: DiagGMM(ubm.n_components, max_iter=self.map_iter) for y in live}
         with reporter(progress, len(self.labels_), "Adapting class models") as tick:
-            fit_mixtures(
-                [models[y] for y in live], [ArraySource(data[y]) for y in live], executor=ex,
-                prior=prior, maximiser=self._maximiser(self.ubm_), tick=tick,
-            )  # fmt: skip
+            fit_mixtures([models[y] for y in live], [ArraySource(data[y]) for y in live],
+                         executor=ex, prior=prior, maximiser=maximiser, tick=tick)  # fmt: skip
             for _ in range(len(self.labels_) - len(live)):
                 tick()
         # a label without frames: the prior itself, as MAP says
@@ -241,13 +225,12 @@ class UBMClassifier(OpenSetClassifier):
                                     for k, v in none.items()}}
             for y in self.labels_
         }  # fmt: skip
-        self.ubm_report_ = dict(getattr(self.ubm_, "fit_report_", {}))
+        self.ubm_report_ = dict(getattr(ubm, "fit_report_", {}))
 
     def _calibrate(self, clips: list[np.ndarray], labels: list[str], ex: LocalExecutor) -> float:
-        """Threshold on the per-frame LLR for false-accept rate ``reject_far``, on the scores
-        of *held-out classes* (``calibration_fraction`` of the labels, at least one) under a
-        model (UBM and adaptations) trained without them: held-out clips of known classes
-        would be the wrong stand-in, as the UBM has seen their speakers (measured)."""
+        """Per-frame LLR threshold for false-accept rate ``reject_far`` on *held-out classes*
+        under a model trained without them (held-out clips of known classes are the wrong
+        stand-in: the UBM has seen their speakers)."""
         if len(self.labels_) < 2:
             raise ParameterError("reject_far needs at least 2 classes to calibrate on")
         rng = np.random.default_rng(self.random_state)
@@ -270,8 +253,7 @@ class UBMClassifier(OpenSetClassifier):
         return float(thr)
 
     def _frame_scores(self, X: np.ndarray, ex: LocalExecutor) -> np.ndarray:
-        """``log p(x_t | class) - log p(x_t | UBM)``: :meth:`score_matrix` is the clips' total
-        LLRs (the UBM term is common to a row: argmax and posteriors are the classes')."""
+        """``log p(x_t | class) - log p(x_t | UBM)``: the UBM term changes no argmax/posterior."""
         ubm, M = self.ubm_.params_, len(self.labels_)
         if self.top_c is not None and self.top_c < self.n_components:
             models, base = select_scores(
@@ -297,11 +279,10 @@ def train_ubm(
     chunks, n_components: int = UBM_COMPONENTS, *, subsample: int = 1,
     executor: LocalExecutor | None = None, checkpoint: Any = None, **gmm_params: Any,
 ) -> DiagGMM:  # fmt: skip
-    """Train a UBM out of core, for ``UBMClassifier.fit(..., ubm=...)``, on ``chunks``: as for
-    :meth:`DiagGMM.fit_iter` (every ``subsample``-th frame of each chunk kept), or a shard
-    store (:func:`audiogmm.data.shards.open_store`), read in canonical blocks through the
-    executor (e.g. a ``DaskExecutor``) with ``subsample`` as its stride and an optional
-    ``checkpoint``. ``gmm_params``: other DiagGMM parameters."""
+    """A UBM trained out of core (for ``UBMClassifier.fit(..., ubm=...)``) on ``chunks`` as for
+    :meth:`DiagGMM.fit_iter`, or on a shard store (:func:`audiogmm.data.shards.open_store`) in
+    canonical blocks through the executor, with an optional ``checkpoint``; every
+    ``subsample``-th frame kept. ``gmm_params``: other DiagGMM parameters."""
     if not (is_int(subsample) and subsample > 0):
         raise ParameterError(f"subsample must be an int > 0; got {subsample!r}")
     gmm = DiagGMM(n_components, **gmm_params)

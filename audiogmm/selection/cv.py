@@ -1,13 +1,10 @@
-"""Model selection on training clips only: clip-stratified folds, held-out scores per K, mixed-K
-classifiers, and the other backends on the same folds (their ranking for ``auto``; ``train
---calibrate``). Every held-out estimate holds out whole **clips**, never frames: frame-level
-criteria (BIC, frame folds) count a clip's thousand correlated frames as independent and pick
-ever larger K (the overfit seen with 32 components on 9 clips per class).
+"""Held-out scores on training clips: per K, mixed-K classifiers, the other backends (``auto``)
+and calibration (``train --calibrate``). Folds hold out whole **clips**, never frames: frame-level
+criteria count a clip's correlated frames as independent and pick ever larger K.
 """
 
 from __future__ import annotations
 
-import inspect
 import logging
 import warnings
 from collections import Counter
@@ -21,7 +18,8 @@ import numpy as np
 from ..engine import LocalExecutor, resolve
 from ..exceptions import ParameterError
 from ..mixture import DiagGMM
-from ..models import GMMClassifier
+from ..models import BACKENDS, GMMClassifier
+from ..scoring.calibration import fit_calibration
 
 __all__ = ["COMPONENT_GRID", "ComponentSelection", "backend_cv_scores", "calibrate_backend",
            "clip_folds", "cv_scores", "fit_mixed", "max_components", "median_cap", "per_fold",
@@ -90,11 +88,9 @@ def fit_mixed(
     clips: Sequence[np.ndarray], labels: Sequence[str], n_components: Mapping[str, int], *,
     random_state: int | None = 0, executor: LocalExecutor | None = None, **params: Any,
 ) -> GMMClassifier:  # fmt: skip
-    """A fitted :class:`GMMClassifier` whose class ``y`` has ``n_components[y]`` components.
-
-    ``clips`` are (n_frames_i, n_dims) arrays; labels with the same K are trained by one
-    stacked EM, each class keeping its own mixture (``fit_report_[y]["n_components"]``);
-    ``params`` go to the classifiers. The result's ``n_components`` is the largest K.
+    """A fitted :class:`GMMClassifier` whose class ``y`` has ``n_components[y]`` components
+    (``fit_report_[y]["n_components"]``; its ``n_components``: the largest), labels of one K
+    trained by one stacked EM; ``params`` go to the classifiers.
     """
     labels = [str(y) for y in labels]
     missing = sorted(set(labels) - set(n_components))
@@ -133,14 +129,11 @@ def quiet_single_class():
 
 @dataclass
 class ComponentSelection:
-    """Cross-validated scores of every training clip under every grid K (held out by clip).
-
-    ``grid``: the K values; ``labels``: the class of each score column; ``y``, ``folds``,
-    ``n_frames`` (n_clips,): each clip's class index, fold (-1: never held out) and frames;
-    ``scores[k]`` (n_clips, n_labels): total held-out log-likelihood (nats) of each clip
-    under each class at K (capped per class by :func:`max_components`), NaN rows for
-    never-held-out clips; ``caps``: each class's cap on all its training frames;
-    ``frame_step``: the scores used every ``frame_step``-th frame.
+    """Held-out scores of every training clip at each K of ``grid``: ``labels`` (the score
+    columns); ``y``, ``folds``, ``n_frames`` (n_clips,): class index, fold (-1: never held out),
+    frames; ``scores[k]`` (n_clips, n_labels): total log-likelihood (nats) under each class at
+    K (capped by :func:`max_components`), NaN rows never held out; ``caps``: each class's cap on
+    all its frames; ``frame_step``: the scores used every ``frame_step``-th frame.
     """
 
     grid: tuple[int, ...]
@@ -197,13 +190,10 @@ def cv_scores(
     n_folds: int = 3, random_state: int | None = 0, frame_step: int = 1,
     executor: LocalExecutor | None = None, **params: Any,
 ) -> ComponentSelection:  # fmt: skip
-    """Score every training clip, held out by clip, under classifiers of each grid K.
-
-    Per fold and K, one classifier (``params``; each class at ``min(K, cap)``, the cap
-    from its frames in the fold's training clips) is fitted on the other folds' clips
-    ((n_frames_i, n_dims) arrays) and scores the fold's clips. Fits and scores use every
-    ``frame_step``-th frame: on the development corpus step 2 gave the same CV accuracies
-    within 2 clips of 428-491, at half the cost.
+    """Score every training clip, held out by clip, under classifiers of each grid K: per fold
+    and K, one (``params``; each class at ``min(K, cap)`` of its fold's training frames) fitted
+    on the other folds' clips, using every ``frame_step``-th frame (dev corpus: step 2 gave the
+    same accuracies within 2 clips of 428-491, at half the cost).
     """
     grid = tuple(sorted({int(k) for k in grid}))
     if not grid or grid[0] < 1:
@@ -249,15 +239,11 @@ def backend_cv_scores(
     folds: np.ndarray, *, frame_step: int = 1, random_state: int | None = 0,
     executor: LocalExecutor | None = None,
 ) -> dict[str, np.ndarray]:  # fmt: skip
-    """Held-out scores (n_clips, n_labels) of every clip under each backend, per backend.
-
-    Per fold of ``folds`` (:func:`clip_folds`; -1 rows stay NaN), one UBM is trained on
-    the training clips (``map``'s own fit) and every other backend adapts from it with
-    its defaults. The UBM must not see the held-out clips: with them held-out accuracy
-    fell from 89% to 19% on the development sounds. Columns in sorted label order.
+    """Held-out scores (n_clips, n_labels; sorted labels; NaN rows never held out) of every clip
+    under each backend, per backend: per fold, one UBM (``map``'s own fit) on the training clips
+    only (one that saw the held-out clips fell from 89% to 19% on the dev sounds), every other
+    backend adapting from it with its defaults.
     """
-    from ..models import BACKENDS
-
     labels = [str(y) for y in labels]
     names = sorted(set(labels))
     out = {b: np.full((len(clips), len(names)), np.nan) for b in backends}
@@ -269,10 +255,8 @@ def backend_cv_scores(
         got = {}
         for b in backends:
             clf = ubm  # map: the UBM's own fit (not adapted a second time)
-            if b != "map":  # a backend whose fit takes no UBM (a new one) trains its own
-                takes = "ubm" in inspect.signature(BACKENDS[b].fit).parameters
-                given = {"ubm": ubm.ubm_} if takes else {}
-                clf = BACKENDS[b](random_state=random_state).fit(*fit_on, executor=ex, **given)
+            if b != "map":
+                clf = BACKENDS[b](random_state=random_state).fit(*fit_on, executor=ex, ubm=ubm.ubm_)
             got[b] = np.full((len(test), len(names)), np.nan)
             got[b][:, [names.index(y) for y in clf.labels_]] = clf.score_matrix(scored, executor=ex)
         return got
@@ -287,32 +271,25 @@ def backend_cv_scores(
 
 
 def calibrate_backend(
-    clips: Sequence[np.ndarray], labels: Sequence[str], backend: str, *, n_folds: int = 3,
-    p_target: float = 0.5, random_state: int | None = 0, executor: LocalExecutor | None = None,
+    clips: Sequence[np.ndarray], labels: Sequence[str], backend: str, *,
+    random_state: int | None = 0, executor: LocalExecutor | None = None,
     ubm: DiagGMM | None = None, **params: Any,
 ) -> dict[str, Any]:  # fmt: skip
-    """A linear logistic calibration of ``backend``'s verification scores, on held-out folds.
+    """A linear logistic calibration of ``backend``'s verification scores, on 3 held-out folds:
+    the ``calibration`` block of a model file, ``slope``, ``offset`` (``llr = slope * score +
+    offset``, nats), ``p_target`` (0.5), ``n_target``, ``n_nontarget``.
 
     Per fold, the classifier (``params``, and the given ``ubm`` if any) is fitted on the
-    other folds' clips; its ``score_samples`` of the held-out clips against every class
-    are the trials (target for the clip's class), fitted at ``p_target``
-    (:func:`~audiogmm.scoring.calibration.fit_calibration`). ParameterError: a backend without
+    other folds' clips; its ``score_samples`` of the held-out clips against every class are
+    the trials (target for the clip's class) of
+    :func:`~audiogmm.scoring.calibration.fit_calibration`. ParameterError: a backend without
     verification scores, or too few clips (every class needs 2).
-
-    Returns
-    -------
-    dict
-        ``slope``, ``offset`` (``llr = slope * score + offset``, nats), ``p_target``,
-        ``n_target``, ``n_nontarget``: the ``calibration`` block of a model file.
     """
-    from ..models import BACKENDS
-    from ..scoring.calibration import fit_calibration
-
     cls = BACKENDS[backend]
     if not hasattr(cls, "score_samples"):
         raise ParameterError(f"--backend {backend} has no verification scores to calibrate")
     labels = [str(y) for y in labels]
-    folds = clip_folds(labels, n_folds, random_state=random_state)
+    folds = clip_folds(labels, 3, random_state=random_state)
     if not (folds >= 0).any() or len(set(labels)) < 2:
         raise ParameterError("calibration needs 2 classes and 2 training clips in some class")
     given = {} if ubm is None else {"ubm": ubm}
@@ -328,6 +305,6 @@ def calibrate_backend(
     with resolve(executor, params.get("n_jobs")) as ex:  # the folds in parallel
         target, scores = zip(*per_fold(folds, fold_trials, ex).values())
     y, s = np.concatenate(target).astype(np.int64), np.concatenate(scores)
-    a, b = fit_calibration(y, s, p_target=p_target)
-    return {"slope": a, "offset": b, "p_target": p_target,
+    a, b = fit_calibration(y, s)
+    return {"slope": a, "offset": b, "p_target": 0.5,
             "n_target": int(y.sum()), "n_nontarget": int(len(y) - y.sum())}  # fmt: skip

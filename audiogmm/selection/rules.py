@@ -37,20 +37,16 @@ def within_one_se(options: Sequence[Option], n: int) -> list[Option]:
 
 
 def one_standard_error(options: Sequence[Option], n: int) -> str:
-    """The simplest option within one SE of the best (the front ends, in order of cost).
-
-    CV accuracies often differ by a few clips in a few hundred, which is noise (Breiman
-    et al. 1984; Hastie et al., ESL 7.10).
+    """The simplest option within one SE of the best (the front ends, in order of cost): CV
+    accuracies often differ by a few clips in hundreds, which is noise (Hastie et al., ESL 7.10).
     """
     return min((o[2], o[0]) for o in within_one_se(options, n))[1]
 
 
 def beats_default(options: Sequence[Option], default: str, n: int, *, n_se: float = 1.0) -> str:
-    """``default``, unless another option beats it by more than the noise; then the best.
-
-    An option must be right on more clips than the default by ``n_se`` binomial standard
-    errors, ``sqrt(p (1 - p) n)`` clips, plus one clip of continuity correction (at 87 of
-    88 the SE is 0.99 clips, and one clip is no evidence); ties go to the simpler.
+    """``default``, unless another option is right on more clips by ``n_se`` binomial SEs
+    (``sqrt(p (1 - p) n)`` clips) plus one of continuity correction (at 87 of 88 the SE is 0.99
+    clips, and one clip is no evidence); then the best, ties to the simpler.
     """
     base = next(o[1] for o in options if o[0] == default)
     p = base / n
@@ -60,11 +56,9 @@ def beats_default(options: Sequence[Option], default: str, n: int, *, n_se: floa
 
 
 def choose_components(options: Sequence[Option], n: int, default: str | None = None) -> str:
-    """K: ``default`` (``"K=16"``) unless another option beats it (:func:`beats_default`).
-
-    Options are ``("K=<k>", correct, k)``, plus per-class with ``k = inf``. Without the
-    default among them, the largest single K within one SE of the best: a CV fit sees
-    fewer clips and frames than the final one, so its curve peaks at a smaller K.
+    """K: ``default`` (``"K=16"``) unless another option beats it (:func:`beats_default`), of
+    ``("K=<k>", correct, k)`` and per-class (``k = inf``). Without the default, the largest single
+    K within one SE of the best: a CV fit sees less data than the final one, so peaks earlier.
     """
     if default is not None and any(o[0] == default for o in options):
         return beats_default(options, default, n)
@@ -82,11 +76,9 @@ def choose_fusion(options: Sequence[Option], n: int) -> str:
 
 
 def search_down(cv: Any, name: str, grid: Sequence[int]) -> Any:
-    """The :class:`~.cv.ComponentSelection` of ``cv(name, ks)`` over ``grid``, largest K first.
-
-    Stops after the first K below the best so far: a smaller K could change the choice
-    only if accuracy rose again as K fell (it did not on any development set). Saves a
-    quarter to a third of the search on data that needs large models.
+    """The :class:`~.cv.ComponentSelection` of ``cv(name, ks)`` over ``grid``, largest K first,
+    stopping after the first K below the best so far (accuracy never rose again as K fell on the
+    dev sets; a quarter to a third of the search saved where large models are needed).
     """
     ks = sorted(grid, reverse=True)
     sel = cv(name, ks[:2])  # the two largest: one comparison before any stop
@@ -104,12 +96,10 @@ def forward_fusion(
     start: str, pool: Sequence[str], scores: Mapping[str, np.ndarray],
     n_frames: Mapping[str, Sequence[int]], correct: Any, max_members: int,
 ) -> list[tuple[list[str], int]]:  # fmt: skip
-    """Greedy forward selection of late-fusion members (Caruana et al. 2004).
-
-    From ``start``, add the candidate of ``pool`` (in order of preference) whose fusion
-    with the members so far is ``correct`` on most clips (the earliest on ties), up to
-    ``max_members``. ``scores`` maps each candidate to its (n_clips, n_labels) held-out
-    totals, ``n_frames`` to the frames behind them. Returns (members, n_correct) per step.
+    """Greedy forward selection of late-fusion members (Caruana et al. 2004): from ``start``,
+    add the candidate of ``pool`` whose fusion (``scores``: held-out totals (n_clips, n_labels),
+    over ``n_frames``) is ``correct`` on most clips (the earliest on ties), up to
+    ``max_members``. Returns (members, n_correct) per step.
     """
     members, left, path = [start], list(pool), []
     while left and len(members) < max_members:

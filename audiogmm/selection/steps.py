@@ -1,13 +1,10 @@
-"""``--preset auto --components auto``: :func:`tune` runs its steps over one :class:`TuneState`
-(what they share), giving a :class:`TuneResult`. The steps (candidate front ends, components on
-the default front end, the other front ends, late fusion, the other backends) each read the
-earlier choices, add rows to the table and apply a rule of :mod:`~audiogmm.selection.rules`.
-Only the training files are read.
+"""``--preset auto --components auto``: :func:`tune` runs its :data:`STEPS` over one
+:class:`TuneState`; each reads the earlier choices, adds rows to the table and applies a rule of
+:mod:`~audiogmm.selection.rules`. Only the training files are read.
 """
 
 from __future__ import annotations
 
-import importlib.util
 import inspect
 import logging
 import time
@@ -24,24 +21,16 @@ from ..engine import LocalExecutor, resolve
 from ..exceptions import ConvergenceWarning, DatasetError, ParameterError
 from ..features import PRESETS, FeatureConfig
 from ..features.extraction import extraction_roots
+from ..mixture.checks import is_int
 from ..models import BACKENDS, FusedClassifier, GMMClassifier
 from ..models.classifier import N_COMPONENTS
 from ..models.fusion import fit_fusion
 from ..models.ubm import UBM_COMPONENTS
 from ..scoring.metrics import wilson_interval
-from . import rules
-from .cv import (
-    COMPONENT_GRID,
-    ComponentSelection,
-    backend_cv_scores,
-    cv_scores,
-    fit_mixed,
-    median_cap,
-    supported_grid,
-)
+from . import cv, rules
 from .rules import Option, beats_default, choose_fusion, one_standard_error
 
-__all__ = ["BACKEND_EXTRAS", "BACKEND_SE", "CMN", "COSTLY_BACKENDS", "CV_MAX_ITER", "FRAME_STEP",
+__all__ = ["BACKEND_SE", "CMN", "COSTLY_BACKENDS", "CV_MAX_ITER", "FRAME_STEP",
            "FRONT_ENDS", "MAX_FUSED", "MIN_CLIPS_PER_CLASS", "MIN_CV_CLIPS", "N_FOLDS",
            "SCREEN_FRAME_STEP", "STEPS", "TuneResult", "TuneState", "step_backend",
            "step_components", "step_front_end", "step_front_ends", "step_fusion", "train_tuned",
@@ -61,7 +50,8 @@ CMN = {"cmvn": "utterance", "cmvn_norm_vars": False}
 MAX_FUSED = 3
 #: Folds of the clip-stratified cross-validation.
 N_FOLDS = 3
-#: EM iterations per fit inside the cross-validation.
+#: EM iterations per fit inside the cross-validation (20 and 100 gave the same accuracies
+#: within two clips of 429).
 CV_MAX_ITER = 5
 #: ``tune`` warns below this many training clips (a clip moves the accuracy by 3 points).
 MIN_CV_CLIPS = 30
@@ -72,8 +62,6 @@ FRAME_STEP = 2
 #: The same for the other front ends and fusions (steps 3 and 4): a quarter cheaper, and
 #: the same fusions were kept on the development sets.
 SCREEN_FRAME_STEP = 3
-#: The package each backend needs beyond the core; without it the backend is left out.
-BACKEND_EXTRAS: Mapping[str, str] = {"gsv": "sklearn"}
 #: Backends ``auto`` does not cross-validate unless asked (``tune(backends=...)``), and why.
 COSTLY_BACKENDS: Mapping[str, str] = {
     "gsv": "its CV costs 10-50x a plain train (five L-BFGS logistic regressions per fold, "
@@ -86,24 +74,15 @@ COSTLY_BACKENDS: Mapping[str, str] = {
 class TuneResult:
     """What :func:`tune` chose, and the table it chose from.
 
-    Attributes
-    ----------
-    front_end : str
-        A :data:`FRONT_ENDS` key, ``"<name>-cmn"``, a preset, ``"config"`` (a given config) or
-        a late fusion ``"<a> + <b> [+ <c>]"`` of ``members`` (with their ``member_configs``,
-        ``member_features`` and ``fusion_weights``; else empty or None).
-    n_components : dict of str to int
-        Each class's K, by ``components_rule``: ``"fixed"``, ``"K=<k>"`` or ``"per-class"``.
-    table : list of dict
-        A row per candidate: ``stage``, ``front_end``, ``components``, ``correct``, ``n``,
-        ``accuracy``, ``ci_low``, ``ci_high`` (95% Wilson), ``chosen``.
-    seconds : float
-        Wall time of the search, extraction included.
-    features : ExtractionResult
-        The chosen front end's (first member's) features of the training files.
-    backend : str
-        A :data:`~audiogmm.models.BACKENDS` key (not ``"ml"``: a UBM of
-        :data:`~audiogmm.models.UBM_COMPONENTS`, ``n_components`` unused).
+    ``front_end``: a :data:`FRONT_ENDS` key, ``"<name>-cmn"``, a preset, ``"config"`` (a given
+    config) or a late fusion ``"<a> + <b> [+ <c>]"`` of ``members`` (with their
+    ``member_configs``, ``member_features`` and ``fusion_weights``; else empty or None);
+    ``n_components``: each class's K, by ``components_rule`` (``"fixed"``, ``"K=<k>"`` or
+    ``"per-class"``); ``table``: a row per candidate (``stage``, ``front_end``, ``components``,
+    ``correct``, ``n``, ``accuracy``, ``ci_low``, ``ci_high`` (95% Wilson), ``chosen``);
+    ``seconds``: wall time, extraction included; ``features``: the chosen (first member's)
+    features of the training files; ``backend``: a ``BACKENDS`` key (not ``"ml"``: a UBM of
+    ``UBM_COMPONENTS``, ``n_components`` unused).
     """
 
     front_end: str
@@ -132,11 +111,10 @@ class TuneResult:
 
 @dataclass
 class TuneState:
-    """What :func:`tune`'s steps share: the inputs (``cands``: name -> config, in order of
-    preference; ``backends``: others than ``ml``), the table so far, each components option's
-    K per class (``choices``) and the chosen one (``rule``), the K the front ends are compared
-    at (``screen_k``), their CV scores (``sels``), and the choice so far (``front_end``,
-    ``members``, ``backend``; ``correct`` of ``n_scored``)."""
+    """What :func:`tune`'s steps share: the inputs (``cands``: name -> config, by preference;
+    ``backends``: others than ``ml``), the table, each components option's K per class
+    (``choices``) and the chosen one (``rule``), the K the front ends are compared at
+    (``screen_k``), their CV (``sels``), the choice so far (``correct`` of ``n_scored``)."""
 
     records: Sequence[Record]
     cands: dict[str, FeatureConfig]
@@ -152,7 +130,7 @@ class TuneState:
     choices: dict[str, dict[str, int]] = field(default_factory=dict)
     rule: str = "fixed"
     screen_k: int = 0
-    sels: dict[str, ComponentSelection] = field(default_factory=dict)
+    sels: dict[str, cv.ComponentSelection] = field(default_factory=dict)
     front_end: str = ""
     members: list[str] = field(default_factory=list)
     fusion_weights: list[float] | None = None
@@ -181,12 +159,12 @@ class TuneState:
             self.feats[name] = (res, *res.labelled_clips(self.records))
         return self.feats[name]
 
-    def cv(self, name: str, ks: Sequence[int], step: int = FRAME_STEP) -> ComponentSelection:
+    def run_cv(self, name: str, ks: Sequence[int], step: int = FRAME_STEP) -> cv.ComponentSelection:
         """Cross-validated scores of front end ``name`` at each K of ``ks``."""
         _, clips, labels = self.features(name)
         t1 = time.perf_counter()
-        sel = cv_scores(clips, labels, grid=ks, n_folds=self.n_folds, frame_step=step,
-                        random_state=self.random_state, executor=self.executor, **self.params)
+        sel = cv.cv_scores(clips, labels, grid=ks, n_folds=self.n_folds, frame_step=step,
+                           random_state=self.random_state, executor=self.executor, **self.params)
         logger.info("front end %s: CV of K in %s in %.2f s", name, list(ks),
                     time.perf_counter() - t1)  # fmt: skip
         return sel
@@ -202,8 +180,7 @@ class TuneState:
         return Option(name or front_end, correct, float(complexity))
 
     def choose(self, name: str, *stages: str, options: Sequence[Option] = ()) -> str:
-        """``name``: its rows of ``stages`` marked chosen (the others not), its count of
-        ``options`` (if there) the ``correct`` so far."""
+        """``name``, marked chosen in its ``stages`` rows; its count of ``options``: ``correct``."""
         for row in self.table:
             if row["stage"] in stages:
                 row["chosen"] = row["front_end"] == name
@@ -266,20 +243,19 @@ def step_components(state: TuneState) -> None:
         k = int(state.components)
         state.screen_k, state.rule, state.choices = k, "fixed", {"fixed": {y: k for y in labels}}
         if len(state.cands) == 1:  # nothing to choose: still the configuration's CV accuracy
-            state.sels[first] = sel = state.cv(first, [k])
+            state.sels[first] = sel = state.run_cv(first, [k])
             state.correct, state.n_scored = sel.accuracy_counts(sel.scores[k])
             state.add("components", first, f"K={k}", state.correct, state.n_scored)
         return
-    grid = supported_grid(labels, lens, state.grid, state.n_folds)
-    if N_COMPONENTS in state.grid and median_cap(labels, lens) >= N_COMPONENTS > grid[-1]:
-        # the final models can fit K=16 but not the CV folds (a third less data): a comparison
-        # would favour smaller K by the folds' size alone (on the hard dev speakers CV chose
-        # K=8, which lost 2.5 points on the test side), so the default K is kept
+    grid = cv.supported_grid(labels, lens, state.grid, state.n_folds)
+    if N_COMPONENTS in state.grid and cv.median_cap(labels, lens) >= N_COMPONENTS > grid[-1]:
+        # the final models can fit K=16 but not the CV folds: a comparison would favour smaller
+        # K by the folds' size alone (hard dev speakers: CV chose K=8, 2.5 points lost on test)
         state.screen_k, state.rule = N_COMPONENTS, f"K={N_COMPONENTS}"
         state.choices = {state.rule: {y: N_COMPONENTS for y in labels}}
         logger.info("components: K=%d kept (too few frames per fold to compare K)", N_COMPONENTS)
         return
-    sel = rules.search_down(state.cv, first, grid)
+    sel = rules.search_down(state.run_cv, first, grid)
     singles = []
     for k in sel.grid:
         state.choices[f"K={k}"] = sel.capped({y: k for y in sel.labels})
@@ -311,7 +287,7 @@ def step_front_end(state: TuneState) -> None:
     # the first at the K search's step when the backends will compare with it
     first_step = FRAME_STEP if state.backends else SCREEN_FRAME_STEP
     # one front end's CV per worker, its fits inline: fewer, larger parallel tasks
-    state.sels.update(zip(todo, state.executor.map(lambda c: state.cv(
+    state.sels.update(zip(todo, state.executor.map(lambda c: state.run_cv(
         c, [k], first_step if c == state.first else SCREEN_FRAME_STEP), todo)))
     for rank, cand in enumerate(state.cands):
         c, state.n_scored = state.sels[cand].accuracy_counts(state.sels[cand].scores[k])
@@ -355,15 +331,15 @@ def step_backend(state: TuneState) -> None:
     _, clips, labels = state.features(first)
     ref = state.sels.get(first)
     if ref is None or N_COMPONENTS not in ref.grid or ref.frame_step != FRAME_STEP:
-        ref = state.cv(first, [N_COMPONENTS])  # the default, at the backends' frame step
+        ref = state.run_cv(first, [N_COMPONENTS])  # the default, at the backends' frame step
     options = [Option("ml", max(state.correct, ref.accuracy_counts(
         ref.scores[N_COMPONENTS])[0]), 0.0)]  # fmt: skip
     t1 = time.perf_counter()
     # every third frame, as the other front ends: a third cheaper, and it can only
     # handicap the backends against the ml choice, scored at every second
-    scores = backend_cv_scores(clips, labels, state.backends, ref.folds,
-                               frame_step=SCREEN_FRAME_STEP, random_state=state.random_state,
-                               executor=state.executor)  # fmt: skip
+    scores = cv.backend_cv_scores(clips, labels, state.backends, ref.folds,
+                                  frame_step=SCREEN_FRAME_STEP, random_state=state.random_state,
+                                  executor=state.executor)  # fmt: skip
     logger.info("backends %s: CV in %.2f s", list(state.backends), time.perf_counter() - t1)
     for rank, backend in enumerate(state.backends, 1):
         c, n = ref.accuracy_counts(scores[backend])
@@ -378,32 +354,15 @@ def step_backend(state: TuneState) -> None:
 STEPS = (step_front_ends, step_components, step_front_end, step_fusion, step_backend)
 
 
-def _available_backends() -> tuple[str, ...]:
-    """The backends ``auto`` tries: all but ``ml`` whose extra is installed, not costly ones."""
-    out = []
-    for b in BACKENDS:
-        extra = BACKEND_EXTRAS.get(b)
-        if b in COSTLY_BACKENDS:
-            logger.info("backend %s not tried: %s", b, COSTLY_BACKENDS[b])
-        elif extra and importlib.util.find_spec(extra) is None:
-            logger.warning("backend %s left out of the search: it needs %s (pip install "
-                           "'audiogmm[sklearn]')", b, extra)  # fmt: skip
-        elif b != "ml":
-            out.append(b)
-    return tuple(out)
-
-
 def tune(
     records: Sequence[Record], *, preset: str | FeatureConfig = "auto",
-    components: int | str = "auto", grid: Sequence[int] = COMPONENT_GRID,
+    components: int | str = "auto", grid: Sequence[int] = cv.COMPONENT_GRID,
     n_folds: int = N_FOLDS, cv_max_iter: int = CV_MAX_ITER, random_state: int | None = 0,
     options: RunOptions | None = None, executor: LocalExecutor | None = None,
     backends: Sequence[str] | str | None = None, **classifier_params: Any,
 ) -> TuneResult:  # fmt: skip
-    """Cross-validate front ends, numbers of components and backends on training files only.
-
-    Folds hold out whole clips; CV fits stop after ``cv_max_iter`` EM iterations (20 and
-    100 gave the same accuracies within two clips of 429, README "Tuning").
+    """Cross-validate front ends, numbers of components and backends on training files only:
+    folds hold out whole clips; CV fits stop after ``cv_max_iter`` EM iterations.
 
     Parameters
     ----------
@@ -413,8 +372,7 @@ def tune(
         ``"auto"`` chooses K per class (or one K) over ``grid``; an int fixes K.
     backends : sequence of str, "auto" or None
         Other backends to try. None: ``"auto"`` when ``preset`` and ``components`` are
-        both ``"auto"``, else none; ``"auto"``: every backend whose extra is installed,
-        except :data:`COSTLY_BACKENDS`.
+        both ``"auto"``, else none; ``"auto"``: all but :data:`COSTLY_BACKENDS`.
 
     Raises
     ------
@@ -425,8 +383,7 @@ def tune(
     """
     if not records:
         raise DatasetError("no training files")
-    if components != "auto" and (isinstance(components, bool) or not isinstance(
-            components, (int, np.integer)) or components < 1):  # fmt: skip
+    if components != "auto" and not (is_int(components) and components >= 1):
         raise ParameterError(f"components must be 'auto' or an int >= 1; got {components!r}")
     if not isinstance(cv_max_iter, (int, np.integer)) or cv_max_iter < 1:
         raise ParameterError(f"cv_max_iter must be an int >= 1; got {cv_max_iter!r}")
@@ -434,7 +391,11 @@ def tune(
              if preset == "auto" else {preset: FeatureConfig.preset(preset)})  # fmt: skip
     if backends is None:
         backends = "auto" if preset == "auto" and components == "auto" else ()
-    backends = _available_backends() if backends == "auto" else tuple(backends)
+    if backends == "auto":
+        for b, why in COSTLY_BACKENDS.items():
+            logger.info("backend %s not tried: %s", b, why)
+        backends = [b for b in BACKENDS if b != "ml" and b not in COSTLY_BACKENDS]
+    backends = tuple(backends)
     unknown = sorted(set(backends) - set(BACKENDS) | ({"ml"} & set(backends)))
     if unknown:
         raise ParameterError(f"backends to try must be among {sorted(set(BACKENDS) - {'ml'})}; "
@@ -472,12 +433,11 @@ def train_tuned(
     records: Sequence[Record], *, random_state: int | None = 0,
     options: RunOptions | None = None, executor: LocalExecutor | None = None, **params: Any,
 ) -> tuple[GMMClassifier | FusedClassifier, TuneResult]:  # fmt: skip
-    """:func:`tune` (``params``: its keywords), then fit the chosen model on every training file.
-
-    The classifier's ``params`` apply to the CV fits and the final ml fit (another backend:
-    its defaults and the UBM size it was scored at); the features are reused. Returns the
-    classifier (a FusedClassifier when a fusion won; ``timing_``: ``tune_s``, ``train_s``) and
-    the :class:`TuneResult` (its ``to_header()``: the model file's ``selection``).
+    """:func:`tune` (``params``: its keywords and the classifier's, for the CV and final ml
+    fits; another backend: its defaults at the UBM size it was scored at), then fit the chosen
+    model on every training file, reusing the features. Returns the classifier (a
+    FusedClassifier when a fusion won; ``timing_``: ``tune_s``, ``train_s``) and the
+    :class:`TuneResult`.
     """
     opts = options or RunOptions()
     fit_params = {k: v for k, v in params.items() if k not in inspect.signature(tune).parameters}
@@ -488,7 +448,7 @@ def train_tuned(
         for res in result.member_features or [result.features]:
             clips, labels = res.labelled_clips(records)
             if result.backend == "ml":
-                fits.append(fit_mixed(clips, labels, result.n_components, executor=ex,
+                fits.append(cv.fit_mixed(clips, labels, result.n_components, executor=ex,
                                       random_state=random_state, n_jobs=opts.n_jobs, **fit_params))
             else:  # as it was scored
                 clf = BACKENDS[result.backend](n_components=UBM_COMPONENTS, n_jobs=opts.n_jobs,
