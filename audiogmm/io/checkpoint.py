@@ -16,8 +16,7 @@ from ..mixture.checks import validate_param_arrays
 from ..mixture.monitor import ConvergenceMonitor
 from ..mixture.params import Params
 from .container import read_checked, write_container
-from .schema import check
-from .tables import CHECKPOINT, FINGERPRINT
+from .tables import CHECKPOINT, FINGERPRINT, check
 
 __all__ = ["EMCheckpoint"]
 

@@ -26,7 +26,7 @@ import numpy as np
 from .._version import __version__
 from ..exceptions import ModelFileError, ParameterError
 from .atomic import atomic_write
-from .schema import Field, Int, List, Map, Obj, Str, check
+from .tables import Field, Int, List, Map, Obj, Str, check
 
 __all__ = [
     "CONTAINER_KEYS", "FORMAT_NAME", "FORMAT_VERSION", "KEY_ENV", "MAX_HEADER_BYTES",

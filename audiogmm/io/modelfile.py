@@ -27,7 +27,6 @@ from ..models.supervector import GSVClassifier
 from ..models.ubm import UBM_DEFAULTS, UBMClassifier
 from . import tables
 from .container import checked, read_checked, write_container
-from .schema import Field
 
 __all__ = ["KINDS", "Kind", "load", "save"]
 
@@ -276,7 +275,7 @@ class Kind:
 
     name: str
     cls: type
-    table: Field
+    table: tables.Field
     arrays: tuple[str, ...] | None  # None: the header's list (checked by ``build``)
     parts: Callable[[Any], tuple[dict, dict]]
     build: Callable[[str, dict, dict], Any]
