@@ -15,7 +15,7 @@ import numpy as np
 from ..engine import LocalExecutor, resolve
 from ..mixture import DiagGMM, accumulate
 from ..progress import Progress
-from ..scoring.calibration import CalibrationWarning, bayes_threshold, fit_calibration
+from ..scoring.verification import CalibrationWarning, bayes_threshold, fit_calibration
 from .classifier import check_each
 from .ubm import OpenSetClassifier, UBMClassifier
 
@@ -163,7 +163,7 @@ class EmbeddingClassifier(OpenSetClassifier):
 
     def auto_threshold(self) -> float | None:
         """The Bayes threshold of calibrated LLRs at equal priors and costs, 0
-        (:func:`~audiogmm.scoring.calibration.bayes_threshold`); None when not calibrated."""
+        (:func:`~audiogmm.scoring.verification.bayes_threshold`); None when not calibrated."""
         self._check_fitted()
         return None if self.calibration_ is None else bayes_threshold(0.5)
 

@@ -296,7 +296,7 @@ def calibrate_backend(
     Per fold, the classifier (``params``, and the given ``ubm`` if any) is fitted on the
     other folds' clips; its ``score_samples`` of the held-out clips against every class
     are the trials (target for the clip's class), fitted at ``p_target``
-    (:func:`~audiogmm.scoring.calibration.fit_calibration`). ParameterError: a backend without
+    (:func:`~audiogmm.scoring.verification.fit_calibration`). ParameterError: a backend without
     verification scores, or too few clips (every class needs 2).
 
     Returns
@@ -306,7 +306,7 @@ def calibrate_backend(
         ``n_target``, ``n_nontarget``: the ``calibration`` block of a model file.
     """
     from ..models import BACKENDS
-    from ..scoring.calibration import fit_calibration
+    from ..scoring.verification import fit_calibration
 
     cls = BACKENDS[backend]
     if not hasattr(cls, "score_samples"):
