@@ -1,10 +1,8 @@
 """The audiogmm file container: one ``.npz`` of stored members, no pickle, a checksummed header.
 
 One ``<name>.npy`` per numeric array and ``__header__.npy``, UTF-8 JSON as 1-D ``uint8``:
-format name and version, object kind, audiogmm version, every array's dtype and shape, the
-object's own fields (checked against its table), a SHA-256 over the arrays and the rest of
-the header, and an HMAC-SHA256 signature when ``AUDIOGMM_MODEL_KEY`` is set. Reading
-trusts nothing (:func:`read_container`); stored members mean no zip bomb can inflate.
+format, version, kind, every array's dtype and shape, the object's own fields, a SHA-256 over
+all of it, and an HMAC-SHA256 signature when ``AUDIOGMM_MODEL_KEY`` is set.
 """
 
 from __future__ import annotations
@@ -69,7 +67,6 @@ def _checksum(header: dict[str, Any], arrays: dict[str, np.ndarray]) -> str:
 
 
 def _signature(checksum: str) -> str | None:
-    """The HMAC of ``checksum`` (it covers every array byte and header field); None: no key."""
     key = os.environ.get(KEY_ENV)
     if not key:
         return None
@@ -114,7 +111,7 @@ def write_container(
 
 
 class _Bad(Exception):
-    """A structural problem; becomes a ModelFileError naming the file."""
+    """Becomes a ModelFileError naming the file."""
 
 
 def _check_zip_directory(f) -> None:
@@ -174,7 +171,7 @@ def _npy_header(z: zipfile.ZipFile, info: zipfile.ZipInfo) -> tuple[tuple, np.dt
 
 def _read_member(z: zipfile.ZipFile, info: zipfile.ZipInfo) -> bytes:
     with z.open(info) as m:
-        data = m.read(info.file_size)  # stored member: reads exactly this, then checks the CRC
+        data = m.read(info.file_size)  # stored: exactly this, CRC checked
     if len(data) != info.file_size:
         raise _Bad(f"member {info.filename!r} is truncated")
     return data
@@ -208,8 +205,8 @@ def _no_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
 
 
 def parse_json(raw: bytes) -> Any:
-    """JSON from UTF-8 bytes, nested at most 32 deep (measured before parsing), without
-    duplicate keys or lone surrogates; ValueError with the reason otherwise."""
+    """JSON from UTF-8 bytes, at most 32 deep (measured first), no duplicate keys or lone
+    surrogates; else ValueError."""
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as e:
@@ -229,8 +226,7 @@ def parse_json(raw: bytes) -> Any:
 
 
 def open_regular(name: str):
-    """``open(name, "rb")`` of a non-empty regular file (never a FIFO or a device); else
-    ValueError with the reason."""
+    """``open(name, "rb")`` of a non-empty regular file (no FIFO, no device); else ValueError."""
     try:
         st = os.stat(name)
         if not stat.S_ISREG(st.st_mode):
@@ -253,13 +249,10 @@ def read_container(
     path: str | os.PathLike, *, kind: str | tuple[str, ...] | None,
     names: tuple[str, ...] | dict[str, tuple[str, ...] | None] | None = None,
 ) -> tuple[dict[str, Any], dict[str, np.ndarray]]:  # fmt: skip
-    """The header and arrays of a file written by :func:`write_container`, trusting nothing.
-
-    Before any array byte is read, the zip directory, members and ``.npy`` headers are
-    bounded and checked; then the header's format, version and ``kind`` (a str, a tuple,
-    or None for the header only), the arrays (exactly ``names``, a tuple or a dict by
-    kind, when given), checksum and signature. ModelFileError naming the file and reason.
-    """
+    """The header and arrays of a :func:`write_container` file, trusting nothing: the zip
+    directory, members and ``.npy`` headers are bounded before any array byte is read; then
+    format, version, ``kind`` (str, tuple; None: the header only), the arrays (exactly
+    ``names``, a tuple or a dict by kind), checksum and signature. ModelFileError otherwise."""
     name = os.fspath(path)
     try:
         try:
@@ -284,8 +277,7 @@ def read_container(
 
 
 def read_kind(path: str | os.PathLike) -> str:
-    """The object kind (``"DiagGMM"``, ...) a container file claims, to pick the loader:
-    :func:`read_container`'s checks of the header, no array byte read (so no checksum)."""
+    """The kind a container file claims (its header checked; no array byte read)."""
     return read_container(path, kind=None)[0]["kind"]
 
 
@@ -302,8 +294,7 @@ def checked(name: str, table: Field, header: dict[str, Any]) -> dict[str, Any]:
 def read_checked(
     path: str | os.PathLike, tables: dict[str, Field], names: Any = None
 ) -> tuple[dict[str, Any], dict[str, Any], dict[str, np.ndarray]]:
-    """:func:`read_container` of a file of one of ``tables``' kinds: the full header, its
-    own fields checked against its kind's table, and the arrays."""
+    """The full header, its own fields checked by its kind's table, and the arrays."""
     header, arrays = read_container(path, kind=tuple(tables), names=names)
     return header, checked(os.fspath(path), tables[header["kind"]], header), arrays
 
@@ -351,7 +342,7 @@ def _read_zip(
         check(_ENVELOPE, header, "header")
     except ValueError as e:
         raise _Bad(str(e)) from None
-    if kind is None:  # read_kind: the header is all the caller wants
+    if kind is None:  # read_kind
         return header, {}
     kinds = (kind,) if isinstance(kind, str) else tuple(kind)
     if header["kind"] not in kinds:

@@ -49,8 +49,7 @@ def split_trials(y_true: Sequence[int], scores: Sequence[float]) -> tuple[np.nda
 
 def operating_points(y_true: Sequence[int], scores: Sequence[float]
                      ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:  # fmt: skip
-    """Miss and false-alarm rates at every distinct score, then at ``+inf``: ``p_miss``
-    (rising from 0 to 1), ``p_fa`` (falling from 1 to 0) and the ascending thresholds."""
+    """``p_miss`` (0 to 1), ``p_fa`` (1 to 0) at the ascending thresholds (scores, +inf)."""
     tar, non = split_trials(y_true, scores)
     thr = np.append(np.unique(np.concatenate([tar, non])), np.inf)
     p_miss = np.searchsorted(tar, thr, side="left") / len(tar)
@@ -60,8 +59,7 @@ def operating_points(y_true: Sequence[int], scores: Sequence[float]
 
 def det_curve(y_true: Sequence[int], scores: Sequence[float]
               ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:  # fmt: skip
-    """``fpr``, ``fnr`` and thresholds (every distinct score, ascending), as
-    ``sklearn.metrics.det_curve``."""
+    """``fpr``, ``fnr`` and thresholds, as ``sklearn.metrics.det_curve``."""
     p_miss, p_fa, thr = operating_points(y_true, scores)
     return p_fa[:-1], p_miss[:-1], thr[:-1]
 
@@ -109,14 +107,13 @@ def _norm(scores: Sequence[float], cohort: np.ndarray, what: str) -> np.ndarray:
 
 
 def znorm(scores: Sequence[float], model_cohort: np.ndarray) -> np.ndarray:
-    """Zero normalisation: ``(s - mean) / std`` over the trial's row of ``model_cohort``
-    (n_trials, n_cohort), its claimed model's scores on impostor cohort files."""
+    """``(s - mean) / std`` over the trial's row of ``model_cohort`` (n_trials, n_cohort):
+    its claimed model's scores on impostor cohort files."""
     return _norm(scores, model_cohort, "znorm")
 
 
 def tnorm(scores: Sequence[float], test_cohort: np.ndarray) -> np.ndarray:
-    """Test normalisation: as :func:`znorm` over ``test_cohort`` (n_trials, n_cohort), the
-    trial's test file scored against each impostor model."""
+    """As :func:`znorm` over ``test_cohort``: the trial's file scored by impostor models."""
     return _norm(scores, test_cohort, "tnorm")
 
 
@@ -170,14 +167,12 @@ def _costs(tar: np.ndarray, non: np.ndarray) -> float:
 
 
 def cllr(y_true: Sequence[int], llrs: Sequence[float]) -> float:
-    """Log-likelihood-ratio cost (bits, >= 0) of natural-log LLRs (n_trials,) taken as they
-    are (trials as in :mod:`.verification`): 0 for perfect LLRs, 1 for ``llr = 0``."""
+    """Log-likelihood-ratio cost (bits; 0 for perfect LLRs, 1 for ``llr = 0``) of ``llrs``."""
     return _costs(*split_trials(y_true, llrs))
 
 
 def pav(y: np.ndarray, weights: np.ndarray | None = None) -> np.ndarray:
-    """Isotonic (non-decreasing) least-squares fit (n,) of ``y`` (n,) in its given order, with
-    optional ``weights`` (n,) > 0, by PAV: the weighted means of the pooled blocks."""
+    """Isotonic (non-decreasing) least-squares fit (n,) of ``y`` (n,), ``weights`` (n,) > 0."""
     y = np.asarray(y, dtype=np.float64)
     w = np.ones_like(y) if weights is None else np.asarray(weights, dtype=np.float64)
     blocks: list = []  # [mean, weight, size] of each pooled block
@@ -191,9 +186,8 @@ def pav(y: np.ndarray, weights: np.ndarray | None = None) -> np.ndarray:
 
 
 def min_cllr(y_true: Sequence[int], scores: Sequence[float]) -> float:
-    """Cllr (bits, in [0, 1]; 0 for separating scores) after the optimal monotone
-    recalibration of the scores: PAV on the target indicator of the distinct scores (ties
-    pooled) gives each block's posterior, whose log odds less the prior's are the LLRs."""
+    """Cllr (bits, in [0, 1]) after the optimal monotone recalibration of ``scores``: PAV on
+    the target indicator per distinct score gives posteriors, their log odds less the prior's."""
     tar, non = split_trials(y_true, scores)
     s = np.concatenate([tar, non])
     y = np.concatenate([np.ones(len(tar)), np.zeros(len(non))])
@@ -207,8 +201,7 @@ def min_cllr(y_true: Sequence[int], scores: Sequence[float]) -> float:
 
 def act_dcf(y_true: Sequence[int], llrs: Sequence[float], *, p_target: float,
             c_miss: float = 1.0, c_fa: float = 1.0) -> float:  # fmt: skip
-    """Normalised detection cost (as :func:`~audiogmm.scoring.verification.min_dcf`) of the
-    Bayes decisions of LLRs: accept ``llr >= threshold`` (:func:`bayes_threshold`)."""
+    """Normalised cost (as :func:`min_dcf`) of accepting ``llr >= bayes_threshold(...)``."""
     tar, non = split_trials(y_true, llrs)
     t = bayes_threshold(p_target, c_miss, c_fa)
     p_miss, p_fa = float(np.mean(tar < t)), float(np.mean(non >= t))
@@ -258,15 +251,14 @@ def fit_calibration(y_true: Sequence[int], scores: Sequence[float], *, p_target:
 
 def newton_minimise(fun: Callable[[np.ndarray], tuple[float, np.ndarray, np.ndarray]],
                     x0: np.ndarray, *, max_iter: int = 200) -> np.ndarray:  # fmt: skip
-    """Minimise a smooth convex function by Newton's method with backtracking, from ``x0`` (n,):
-    ``fun(x)`` returns the value, gradient (n,) and positive definite Hessian (n, n). Returns
-    the point (n,) where no step lowers the value by more than 1e-14 of it (never uphill)."""
+    """The minimum (n,) of a smooth convex ``fun`` from ``x0`` (n,), by Newton with backtracking:
+    ``fun(x)`` gives the value, gradient (n,) and positive definite Hessian (n, n)."""
     x = np.asarray(x0, dtype=np.float64)
     f, g, H = fun(x)
     for _ in range(max_iter):
         step = np.linalg.solve(H, g)
         t = 1.0
-        while t > 1e-10:  # backtracking: Newton on a convex loss, never uphill
+        while t > 1e-10:  # never uphill
             new = x - t * step
             f_new, g_new, H_new = fun(new)
             if f_new <= f:
