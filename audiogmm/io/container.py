@@ -28,7 +28,7 @@ from .tables import Field, Int, List, Map, Obj, Str, check
 
 __all__ = [
     "CONTAINER_KEYS", "FORMAT_NAME", "FORMAT_VERSION", "KEY_ENV", "MAX_HEADER_BYTES",
-    "checked", "open_regular", "parse_json", "read_checked", "read_container", "read_kind",
+    "checked", "open_regular", "parse_json", "read_container", "read_kind",
     "write_container",
 ]  # fmt: skip
 
@@ -289,14 +289,6 @@ def checked(name: str, table: Field, header: dict[str, Any]) -> dict[str, Any]:
         msg = str(e)
         field = "" if msg.startswith("header") else "header field "
         raise ModelFileError(f"{name}: {field}{msg}") from None
-
-
-def read_checked(
-    path: str | os.PathLike, tables: dict[str, Field], names: Any = None
-) -> tuple[dict[str, Any], dict[str, Any], dict[str, np.ndarray]]:
-    """The full header, its own fields checked by its kind's table, and the arrays."""
-    header, arrays = read_container(path, kind=tuple(tables), names=names)
-    return header, checked(os.fspath(path), tables[header["kind"]], header), arrays
 
 
 def _read_zip(

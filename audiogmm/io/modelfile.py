@@ -27,7 +27,7 @@ from ..models.ivector import IVectorClassifier
 from ..models.supervector import GSVClassifier
 from ..models.ubm import UBM_DEFAULTS, UBMClassifier
 from . import tables
-from .container import checked, read_checked, write_container
+from .container import checked, read_container, write_container
 
 __all__ = ["KINDS", "EMCheckpoint", "Kind", "load", "save"]
 
@@ -330,10 +330,11 @@ def load(path: str | os.PathLike, kind: type | None = None) -> Any:
     kinds = {k.name: k for k in KINDS if kind is None or issubclass(k.cls, kind)}
     if not kinds:
         raise ParameterError(f"audiogmm stores no {kind.__name__} files")
-    header, own, arrays = read_checked(
-        path, {n: k.table for n, k in kinds.items()}, {n: k.arrays for n, k in kinds.items()}
-    )
-    obj = kinds[header["kind"]].build(os.fspath(path), own, arrays)
+    name = os.fspath(path)
+    names = {n: k.arrays for n, k in kinds.items()}
+    header, arrays = read_container(name, kind=tuple(kinds), names=names)
+    k = kinds[header["kind"]]
+    obj = k.build(name, checked(name, k.table, header), arrays)
     if not isinstance(obj, Stats):
         obj.file_header_ = header
     return obj
@@ -366,7 +367,8 @@ class EMCheckpoint:
         """Saved parameters and re-seed flag, ``monitor``'s state restored; None: start afresh."""
         if not (self.resume and os.path.exists(self.path)):
             return None
-        _, header, arrays = read_checked(self.path, {_CKPT: tables.CHECKPOINT}, names=_PARAMS)
+        header, arrays = read_container(self.path, kind=_CKPT, names=_PARAMS)
+        header = checked(self.path, tables.CHECKPOINT, header)
         w, m, v = (arrays[k] for k in _PARAMS)
         validate_param_arrays(self.path, w, m, v)
         fp = header["fingerprint"]

@@ -25,6 +25,7 @@ __all__ = [
     "Bool", "Field", "Int", "List", "Map", "Obj", "Real", "Str", "check",
 ]  # fmt: skip
 
+
 @dataclass(frozen=True)
 class Field:
     """What one JSON value must be (build it with :func:`Int`, :func:`Obj`, ...)."""
@@ -79,6 +80,11 @@ _KIND = {"int": "an integer", "real": "a number", "bool": "true or false", "str"
 _SIZED = {"str": (str, "characters"), "list": (list, "items"), "map": (dict, "entries")}
 
 
+def _short(v: Any) -> str:
+    s = repr(v)
+    return s if len(s) <= 60 else s[:57] + "..."
+
+
 def check(f: Field, v: Any, what: str) -> Any:
     """``v`` checked against ``f``; the value to keep (floats for reals, copies of containers).
 
@@ -91,8 +97,7 @@ def check(f: Field, v: Any, what: str) -> Any:
         return None
 
     def bad(desc: str) -> ValueError:
-        s = repr(v)
-        return ValueError(f"{what}: must be {desc}, got {s if len(s) <= 60 else s[:57] + '...'}")
+        return ValueError(f"{what}: must be {desc}, got {_short(v)}")
 
     t, out = f.type, v
     if t in ("int", "real"):
@@ -150,25 +155,23 @@ _FLOATS = List(Real(finite=False), max_len=1 << 16)
 SEED = Int(0, 2**128 - 1, null=True)
 
 
-def _open_unit(v: float, what: str) -> float:
-    if not 0 < v < 1:
-        raise ValueError(f"{what}: must be in (0, 1), got {v!r}")
-    return v
+def _must(ok: Callable[[Any], bool], desc: str) -> Callable[[Any, str], Any]:
+    """A ``then`` hook: ValueError "must be ``desc``" unless ``ok(value)``."""
 
-
-def _at_least(n: int):
-    def hook(v: list, what: str) -> list:
-        if len(v) < n:
-            raise ValueError(f"{what}: needs at least {n} entries, got {len(v)}")
+    def hook(v: Any, what: str) -> Any:
+        if not ok(v):
+            raise ValueError(f"must be {desc}, got {_short(v)}")
         return v
 
     return hook
 
 
-def _distinct(v: list, what: str) -> list:
-    if len(set(v)) != len(v):
-        raise ValueError(f"{what}: must be distinct")
-    return v
+_open_unit = _must(lambda v: 0 < v < 1, "in (0, 1)")
+_distinct = _must(lambda v: len(set(v)) == len(v), "distinct")
+
+
+def _at_least(n: int) -> Callable[[Any, str], Any]:
+    return _must(lambda v: len(v) >= n, f"at least {n} entries")
 
 
 def _sorted_distinct(v: list, what: str) -> list:

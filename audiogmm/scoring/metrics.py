@@ -31,10 +31,8 @@ def accuracy(y_true: Sequence[str], y_pred: Sequence[str]) -> float:
 
 
 def wilson_interval(k: int, n: int, *, z: float = Z95) -> tuple[float, float]:
-    """Wilson score interval ``(low, high)`` for a binomial proportion ``k / n`` (``0 <= k <=
-    n``; ``(nan, nan)`` when ``n == 0``), at the standard-normal quantile ``z`` (two-sided
-    95%): inside [0, 1], and close to its coverage for small *n*, unlike the Wald interval.
-    """
+    """Wilson score interval ``(low, high)`` in [0, 1] of the proportion ``k / n`` at the
+    standard-normal quantile ``z`` (two-sided 95%); ``(nan, nan)`` when ``n == 0``."""
     if n < 0 or k < 0 or k > n or not z > 0:
         raise ParameterError(f"need 0 <= k <= n and z > 0, got k={k}, n={n}, z={z}")
     if n == 0:
@@ -52,9 +50,8 @@ def wilson_interval(k: int, n: int, *, z: float = Z95) -> tuple[float, float]:
 def confusion_matrix(y_true: Sequence[str], y_pred: Sequence[str], *,
                      labels: Sequence[str] | None = None
                      ) -> tuple[list[str], np.ndarray]:  # fmt: skip
-    """``labels`` (default: the sorted union of true and predicted) and the int64 counts
-    ``C[i, j]`` (n_labels, n_labels) of clips of true class ``labels[i]`` predicted
-    ``labels[j]``."""
+    """``labels`` (default: sorted union of true and predicted) and int64 counts ``C[i, j]``
+    (n_labels, n_labels) of clips of true class ``labels[i]`` predicted ``labels[j]``."""
     t, p = paired_labels(y_true, y_pred)
     labels = sorted(set(t) | set(p)) if labels is None else [str(y) for y in labels]
     index = {y: i for i, y in enumerate(labels)}
@@ -80,8 +77,7 @@ def per_class(labels: Sequence[str], C: np.ndarray) -> dict[str, dict[str, float
 
 
 def macro_f1(labels: Sequence[str], C: np.ndarray) -> float:
-    """Unweighted mean F1 over the classes that occur as a true or a predicted label (nan when
-    none), as scikit-learn's ``f1_score(average="macro")`` with its default labels."""
+    """Mean F1 over the classes that occur (nan: none), as ``f1_score(average="macro")``."""
     C = np.asarray(C)
     pc = per_class(labels, C)
     occurs = [y for i, y in enumerate(labels) if C[i].sum() or C[:, i].sum()]
@@ -90,10 +86,10 @@ def macro_f1(labels: Sequence[str], C: np.ndarray) -> float:
 
 def summary(y_true: Sequence[str], y_pred: Sequence[str], *,
             labels: Sequence[str] | None = None) -> dict[str, Any]:  # fmt: skip
-    """All metrics as one JSON-ready dict: ``accuracy``, ``accuracy_ci95`` (the 95% Wilson
-    interval), ``n_correct``, ``n``, ``balanced_accuracy`` (mean recall over the classes
-    with test clips), ``macro_f1``, ``per_class`` (``{label: {precision, recall, f1,
-    support}}``) and ``confusion`` (``{labels, matrix}``, rows true)."""
+    """All metrics, JSON-ready: ``accuracy``, ``accuracy_ci95`` (Wilson), ``n_correct``,
+    ``n``, ``balanced_accuracy`` (mean recall over classes with clips), ``macro_f1``,
+    ``per_class`` (``{label: {precision, recall, f1, support}}``), ``confusion``
+    (``{labels, matrix}``, rows true)."""
     labels, C = confusion_matrix(y_true, y_pred, labels=labels)
     pc = per_class(labels, C)
     recalls = [v["recall"] for v in pc.values() if v["support"]]
