@@ -75,9 +75,9 @@ def _signature(checksum: str) -> str | None:
 
 def write_container(
     path: str | os.PathLike, *, kind: str, header: dict[str, Any], arrays: dict[str, np.ndarray]
-) -> dict[str, Any]:
-    """Write numeric ``arrays`` and a JSON ``header`` of object ``kind`` to ``path``, atomically;
-    the full header as written. ParameterError for a header the reader would refuse."""
+) -> None:
+    """Write numeric ``arrays`` and a JSON ``header`` of object ``kind`` to ``path``, atomically.
+    ParameterError for a header the reader would refuse."""
     arrays = {k: np.ascontiguousarray(v) for k, v in arrays.items()}
     for k, v in arrays.items():
         if v.dtype.kind not in _ALLOWED_KINDS:
@@ -107,7 +107,6 @@ def write_container(
             f"limit of {MAX_HEADER_BYTES} (largest block: {big!r})"
         )
     atomic_write(path, lambda f: np.savez(f, **{_HEADER_KEY: blob}, **arrays))
-    return full
 
 
 class _Bad(Exception):

@@ -183,17 +183,15 @@ def _ubm_build(name: str, h: dict, a: dict) -> UBMClassifier:
     training = h.get("training", {})
     labels, K, priors, gp, ubm = _with_ubm(name, h, a, training.get("classes", {}))
     clf = UBMClassifier(K, priors=priors, random_state=h.get("random_state"), **h["map"], **gp)
-    M, D = len(labels), ubm.n_dims
-    stacked = {"weights": np.tile(ubm.weights_, (M, 1)), "means": np.tile(ubm.means_, (M, 1, 1)),
-               "variances": np.tile(ubm.variances_, (M, 1, 1))}  # fmt: skip
-    for key in (_ADAPTED[x] for x in adapt):
-        want = (M, K) if key == "weights" else (M, K, D)
-        if a[key].shape != want:
-            raise ModelFileError(f"{name}: {key} has shape {a[key].shape}, expected {want}")
-        stacked[key] = a[key]
-    validate_param_arrays(name, *(stacked[k] for k in _PARAMS))
+    M = len(labels)
+    for key in _PARAMS:  # the UBM's for each class where not adapted
+        u = getattr(ubm, key + "_")
+        x = a[key] if key in a else np.tile(u, (M,) + (1,) * u.ndim)
+        if x.shape != (M, *u.shape):
+            raise ModelFileError(f"{name}: {key} has shape {x.shape}, expected {(M, *u.shape)}")
+        setattr(clf, key + "_", x)
+    validate_param_arrays(name, clf.weights_, clf.means_, clf.variances_)
     clf.ubm_, clf.labels_ = ubm, list(labels)
-    clf.weights_, clf.means_, clf.variances_ = (stacked[k] for k in _PARAMS)
     clf.var_floors_ = np.tile(ubm.var_floor_, (M, 1))
     clf.threshold_ = h.get("threshold")
     clf.fit_report_ = training.get("classes", {})

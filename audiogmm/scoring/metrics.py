@@ -1,5 +1,5 @@
 """Classification metrics: accuracy with a Wilson interval, balanced accuracy, macro-F1,
-confusion matrix, per-class precision, recall and F1."""
+confusion matrix, per-class precision, recall and F1, open-set error rates."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ import numpy as np
 
 from ..exceptions import ParameterError
 
-__all__ = ["accuracy", "confusion_matrix", "macro_f1", "paired_labels", "per_class", "summary",
-           "wilson_interval"]  # fmt: skip
+__all__ = ["accuracy", "confusion_matrix", "macro_f1", "open_set_rates", "paired_labels",
+           "per_class", "summary", "wilson_interval"]  # fmt: skip
 
 #: Two-sided 95% standard-normal quantile, Φ⁻¹(0.975).
 Z95 = 1.959963984540054
@@ -99,3 +99,22 @@ def summary(y_true: Sequence[str], y_pred: Sequence[str], *,
             "balanced_accuracy": float(np.mean(recalls)) if recalls else float("nan"),
             "macro_f1": macro_f1(labels, C), "n": n, "n_correct": n_correct, "per_class": pc,
             "confusion": {"labels": labels, "matrix": C.tolist()}}  # fmt: skip
+
+
+def open_set_rates(y_true: Sequence[str], y_pred: Sequence[str], *, known: Sequence[str],
+                   unknown: str) -> dict[str, Any]:  # fmt: skip
+    """Open-set error rates (NaN for empty groups) and counts; true labels not in ``known``
+    are unknown classes, a prediction of ``unknown`` a rejection: ``false_accept`` (unknown
+    given a known label), ``false_reject`` and ``misidentified`` (known given another)."""
+    t, p = paired_labels(y_true, y_pred)
+    ks = set(map(str, known))
+    kn = [(a, b) for a, b in zip(t, p) if a in ks]
+    un = [b for a, b in zip(t, p) if a not in ks]
+    fa = sum(b != unknown for b in un)
+    fr = sum(b == unknown for _, b in kn)
+    mis = sum(b != unknown and b != a for a, b in kn)
+    return {"false_accept": fa / len(un) if un else float("nan"),
+            "false_reject": fr / len(kn) if kn else float("nan"),
+            "misidentified": mis / len(kn) if kn else float("nan"), "n_false_accept": fa,
+            "n_false_reject": fr, "n_misidentified": mis, "n_unknown": len(un),
+            "n_known": len(kn)}  # fmt: skip

@@ -13,18 +13,15 @@ from __future__ import annotations
 import math
 import warnings
 from collections.abc import Callable, Sequence
-from typing import Any
 
 import numpy as np
 
 from ..exceptions import ParameterError
-from .metrics import paired_labels
 
 __all__ = [
     "DCF_TARGETS", "CalibrationWarning", "act_dcf", "apply_calibration", "bayes_threshold",
     "check_dcf_costs", "cllr", "det_curve", "eer", "fit_calibration", "min_cllr", "min_dcf",
-    "newton_minimise", "open_set_rates", "operating_points", "pav", "snorm", "split_trials",
-    "tnorm", "znorm",
+    "newton_minimise", "operating_points", "pav", "snorm", "split_trials", "tnorm", "znorm",
 ]  # fmt: skip
 
 #: The target priors minDCF is reported at (NIST SRE / VoxSRC habit), C_miss = C_fa = 1.
@@ -120,25 +117,6 @@ def tnorm(scores: Sequence[float], test_cohort: np.ndarray) -> np.ndarray:
 def snorm(scores: Sequence[float], model_cohort: np.ndarray, test_cohort: np.ndarray) -> np.ndarray:
     """Symmetric normalisation: the mean of the z-normed and t-normed scores."""
     return 0.5 * (znorm(scores, model_cohort) + tnorm(scores, test_cohort))
-
-
-def open_set_rates(y_true: Sequence[str], y_pred: Sequence[str], *, known: Sequence[str],
-                   unknown: str) -> dict[str, Any]:  # fmt: skip
-    """Open-set error rates (NaN for empty groups) and counts; true labels not in ``known``
-    are unknown classes, a prediction of ``unknown`` a rejection: ``false_accept`` (unknown
-    given a known label), ``false_reject`` and ``misidentified`` (known given another)."""
-    t, p = paired_labels(y_true, y_pred)
-    ks = set(map(str, known))
-    kn = [(a, b) for a, b in zip(t, p) if a in ks]
-    un = [b for a, b in zip(t, p) if a not in ks]
-    fa = sum(b != unknown for b in un)
-    fr = sum(b == unknown for _, b in kn)
-    mis = sum(b != unknown and b != a for a, b in kn)
-    return {"false_accept": fa / len(un) if un else float("nan"),
-            "false_reject": fr / len(kn) if kn else float("nan"),
-            "misidentified": mis / len(kn) if kn else float("nan"), "n_false_accept": fa,
-            "n_false_reject": fr, "n_misidentified": mis, "n_unknown": len(un),
-            "n_known": len(kn)}  # fmt: skip
 
 
 #: L2 penalty on the standardised slope: negligible on overlapping scores, and what
