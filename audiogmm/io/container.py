@@ -27,9 +27,8 @@ from .atomic import atomic_write
 from .tables import Field, Int, List, Map, Obj, Str, check
 
 __all__ = [
-    "CONTAINER_KEYS", "FORMAT_NAME", "FORMAT_VERSION", "KEY_ENV", "MAX_HEADER_BYTES",
-    "checked", "open_regular", "parse_json", "read_container", "read_kind",
-    "write_container",
+    "CONTAINER_KEYS", "FORMAT_NAME", "FORMAT_VERSION", "KEY_ENV", "MAX_HEADER_BYTES", "checked",
+    "open_regular", "parse_json", "read_container", "read_kind", "write_container",
 ]  # fmt: skip
 
 FORMAT_NAME = "audiogmm"
@@ -46,7 +45,7 @@ _NPY_HEADER_MAX = 4096
 _HEADER_KEY = "__header__"
 _MEMBER_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,63}\.npy")
 _ALLOWED_KINDS = {"f", "i", "u", "b"}  # float, int, uint, bool: nothing that needs pickle
-#: The fields the container checks after the format and version; the others are the object's.
+#: What the container checks after the format and version; the other fields are the object's.
 _ENVELOPE = Obj({
     "kind": Str(64), "audiogmm_version": Str(64), "checksum": Str(80), "signature": Str(80),
     "arrays": Map(Obj({"dtype": Str(16), "shape": List(Int(0), max_len=32)}), max_len=_MAX_MEMBERS),

@@ -271,9 +271,8 @@ def _fused_build(name: str, h: dict, a: dict) -> FusedClassifier:
 
 @dataclass(frozen=True)
 class Kind:
-    """How one object kind is stored."""
+    """How one object kind (named as its class) is stored."""
 
-    name: str
     cls: type
     table: tables.Field
     arrays: tuple[str, ...] | None  # None: the header's list (checked by ``build``)
@@ -284,18 +283,17 @@ class Kind:
 _GSV, _IVECTOR = ("coef", "intercept"), ("T", "centre", "projection", "class_means")
 #: Every kind, most specific class first (a UBM, GSV or i-vector classifier is a GMMClassifier).
 KINDS = (
-    Kind("IVectorClassifier", IVectorClassifier, tables.IVECTOR, (*_UBM_ARRAYS, *_IVECTOR),
+    Kind(IVectorClassifier, tables.IVECTOR, (*_UBM_ARRAYS, *_IVECTOR),
          *_back_end(IVectorClassifier, "ivector", ("tv_history", "calibration"), _IVECTOR,
                     _ivector_shapes, per_row=False)),
-    Kind("GSVClassifier", GSVClassifier, tables.GSV, (*_UBM_ARRAYS, *_GSV),
+    Kind(GSVClassifier, tables.GSV, (*_UBM_ARRAYS, *_GSV),
          *_back_end(GSVClassifier, "gsv", ("calibration",), _GSV, per_row=True,
                     shapes=lambda name, clf, a, M, KD: {"coef": (M, KD), "intercept": (M,)})),
-    Kind("UBMClassifier", UBMClassifier, tables.UBM, None, _ubm_parts, _ubm_build),
-    Kind("GMMClassifier", GMMClassifier, tables.CLASSIFIER, _STACK, _classifier_parts,
-         _classifier_build),
-    Kind("FusedClassifier", FusedClassifier, tables.FUSED, None, _fused_parts, _fused_build),
-    Kind("DiagGMM", DiagGMM, tables.DIAG_GMM, (*_PARAMS, "var_floor"), _gmm_parts, _gmm_build),
-    Kind("Stats", Stats, tables.STATS, ("n", "F", "S", "shift", "scalars"),
+    Kind(UBMClassifier, tables.UBM, None, _ubm_parts, _ubm_build),
+    Kind(GMMClassifier, tables.CLASSIFIER, _STACK, _classifier_parts, _classifier_build),
+    Kind(FusedClassifier, tables.FUSED, None, _fused_parts, _fused_build),
+    Kind(DiagGMM, tables.DIAG_GMM, (*_PARAMS, "var_floor"), _gmm_parts, _gmm_build),
+    Kind(Stats, tables.STATS, ("n", "F", "S", "shift", "scalars"),
          lambda s: ({}, s.to_arrays()), lambda name, h, a: Stats.from_arrays(a, source=name)),
 )  # fmt: skip
 
@@ -311,21 +309,21 @@ def save(obj: Any, path: str | os.PathLike, *, extra: dict[str, Any] | None = No
     try:
         own, arrays = kind.parts(obj)
     except AttributeError:
-        raise ParameterError(f"cannot save {name}: the {kind.name} is not fitted") from None
+        raise ParameterError(f"cannot save {name}: the {kind.cls.__name__} is not fitted") from None
     header = jsonable({**(extra or {}), **own})
     arrays = {k: np.ascontiguousarray(v) for k, v in arrays.items()}
     try:  # the loader's checks, so that every written file loads
         kind.build(name, checked(name, kind.table, header), arrays)
     except ModelFileError as e:
         raise ParameterError(f"cannot save {name}: {str(e).removeprefix(name + ': ')}") from None
-    write_container(path, kind=kind.name, header=header, arrays=arrays)
+    write_container(path, kind=kind.cls.__name__, header=header, arrays=arrays)
 
 
 def load(path: str | os.PathLike, kind: type | None = None) -> Any:
     """Read a file written by :func:`save`, trusting nothing; ``kind``: the class expected (or
     a subclass), None: the file's. The header is kept in ``file_header_`` (not on Stats).
     ModelFileError naming the file and the first failed check."""
-    kinds = {k.name: k for k in KINDS if kind is None or issubclass(k.cls, kind)}
+    kinds = {k.cls.__name__: k for k in KINDS if kind is None or issubclass(k.cls, kind)}
     if not kinds:
         raise ParameterError(f"audiogmm stores no {kind.__name__} files")
     name = os.fspath(path)

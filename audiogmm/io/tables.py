@@ -1,10 +1,9 @@
 """The field tables of every file audiogmm writes, and their one vocabulary of checks.
 
-A :class:`Field` declares what a JSON value must be and :func:`check` validates a value
-against it; below, one table per file kind and header block. The loaders and writers of
-:mod:`audiogmm.io.modelfile`, the shard index (:mod:`audiogmm.data.shards`) and the
-pipeline's header blocks check through them, and the tests tamper with every field they
-declare (tests/tamper.py). A new field needs an entry here.
+A :class:`Field` declares what a JSON value must be, :func:`check` validates a value against
+it; below, one table per file kind and header block, through which every loader and writer
+checks. The tests tamper with every field declared (tests/tamper.py): a new field needs an
+entry here.
 """
 
 from __future__ import annotations
