@@ -211,12 +211,24 @@ def _ivector_shapes(name: str, clf: IVectorClassifier, a: dict, M: int, KD: int)
     return {"T": (KD, R), "centre": (R,), "projection": (R, L), "class_means": (M, L)}
 
 
+@dataclass(frozen=True)
+class Kind:
+    """How one object kind (named as its class) is stored."""
+
+    cls: type
+    table: tables.Field
+    arrays: tuple[str, ...] | None  # None: the header's list (checked by ``build``)
+    parts: Callable[[Any], tuple[dict, dict]]
+    build: Callable[[str, dict, dict], Any]
+
+
 def _back_end(
-    cls: type, block: str, fitted: tuple, names: tuple, shapes: Callable, per_row: bool
-) -> tuple:
-    """``parts`` and ``build`` of a supervector back end: own parameters and ``fitted`` in
-    header ``block``; arrays ``names`` of ``shapes(name, clf, arrays, M, K * D)``, bounded
-    (by row sums when ``per_row``)."""
+    cls: type, table: tables.Field, block: str, fitted: tuple, names: tuple, shapes: Callable,
+    per_row: bool,
+) -> Kind:  # fmt: skip
+    """The Kind of a supervector back end: own parameters and ``fitted`` in header ``block``;
+    arrays ``names`` of ``shapes(name, clf, arrays, M, K * D)``, bounded (by row sums when
+    ``per_row``)."""
 
     def parts(c):
         own = {k: getattr(c, k) for k in c.own_params}
@@ -245,7 +257,7 @@ def _back_end(
         clf.ubm_, clf.labels_, clf.fit_report_ = ubm, list(labels), h.get("training", {})
         return clf
 
-    return parts, build
+    return Kind(cls, table, (*_UBM_ARRAYS, *names), parts, build)
 
 
 def _fused_parts(c: FusedClassifier) -> tuple[dict, dict]:
@@ -269,26 +281,12 @@ def _fused_build(name: str, h: dict, a: dict) -> FusedClassifier:
         raise ModelFileError(f"{name}: {e}") from None
 
 
-@dataclass(frozen=True)
-class Kind:
-    """How one object kind (named as its class) is stored."""
-
-    cls: type
-    table: tables.Field
-    arrays: tuple[str, ...] | None  # None: the header's list (checked by ``build``)
-    parts: Callable[[Any], tuple[dict, dict]]
-    build: Callable[[str, dict, dict], Any]
-
-
-_GSV, _IVECTOR = ("coef", "intercept"), ("T", "centre", "projection", "class_means")
 #: Every kind, most specific class first (a UBM, GSV or i-vector classifier is a GMMClassifier).
 KINDS = (
-    Kind(IVectorClassifier, tables.IVECTOR, (*_UBM_ARRAYS, *_IVECTOR),
-         *_back_end(IVectorClassifier, "ivector", ("tv_history", "calibration"), _IVECTOR,
-                    _ivector_shapes, per_row=False)),
-    Kind(GSVClassifier, tables.GSV, (*_UBM_ARRAYS, *_GSV),
-         *_back_end(GSVClassifier, "gsv", ("calibration",), _GSV, per_row=True,
-                    shapes=lambda name, clf, a, M, KD: {"coef": (M, KD), "intercept": (M,)})),
+    _back_end(IVectorClassifier, tables.IVECTOR, "ivector", ("tv_history", "calibration"),
+              ("T", "centre", "projection", "class_means"), _ivector_shapes, per_row=False),
+    _back_end(GSVClassifier, tables.GSV, "gsv", ("calibration",), ("coef", "intercept"),
+              lambda name, clf, a, M, KD: {"coef": (M, KD), "intercept": (M,)}, per_row=True),
     Kind(UBMClassifier, tables.UBM, None, _ubm_parts, _ubm_build),
     Kind(GMMClassifier, tables.CLASSIFIER, _STACK, _classifier_parts, _classifier_build),
     Kind(FusedClassifier, tables.FUSED, None, _fused_parts, _fused_build),
