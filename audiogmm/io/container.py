@@ -138,6 +138,7 @@ def _check_zip_directory(f) -> None:
 def _npy_header(z: zipfile.ZipFile, info: zipfile.ZipInfo) -> tuple[tuple, np.dtype, int]:
     """(shape, dtype, data offset) of one ``.npy`` member, reading only its header."""
     name = info.filename
+    pickled = f"member {name!r} contains a pickled object array; refused"
     with z.open(info) as m:
         b = io.BytesIO(m.read(min(info.file_size, _NPY_HEADER_MAX)))
     try:
@@ -148,11 +149,10 @@ def _npy_header(z: zipfile.ZipFile, info: zipfile.ZipInfo) -> tuple[tuple, np.dt
             raise ValueError(f".npy version {version}")
         shape, fortran, dtype = read(b, max_header_size=2000)
     except ValueError as e:
-        if "pickle" in str(e) or "object" in str(e).lower():
-            raise _Bad(f"member {name!r} contains a pickled object array; refused") from None
-        raise _Bad(f"member {name!r} is not a valid .npy array ({e})") from None
+        obj = "pickle" in str(e) or "object" in str(e).lower()
+        raise _Bad(pickled if obj else f"member {name!r} is not a valid .npy array ({e})") from None
     if dtype.hasobject:
-        raise _Bad(f"member {name!r} contains a pickled object array; refused")
+        raise _Bad(pickled)
     if (dtype.kind not in _ALLOWED_KINDS or dtype.fields is not None
             or dtype.subdtype is not None or dtype.byteorder == ">" or fortran):  # fmt: skip
         raise _Bad(f"member {name!r} has unsupported dtype {dtype} (fortran_order={fortran})")
@@ -176,8 +176,8 @@ def _read_member(z: zipfile.ZipFile, info: zipfile.ZipInfo) -> bytes:
 
 
 def _json_depth(raw: bytes) -> int:
-    """Deepest nesting of ``[``/``{`` outside JSON strings, vectorised: a quote toggles a
-    string unless an odd run of backslashes precedes it (exact up to a JSON error)."""
+    """Deepest nesting of ``[``/``{`` outside JSON strings (a quote not after an odd run of
+    backslashes toggles a string), vectorised."""
     b = np.frombuffer(raw, dtype=np.uint8)
     if not b.size:
         return 0

@@ -62,8 +62,8 @@ def det_curve(y_true: Sequence[int], scores: Sequence[float]
 
 
 def eer(y_true: Sequence[int], scores: Sequence[float]) -> tuple[float, float]:
-    """Equal error rate (where the polyline of operating points crosses ``P_miss = P_fa``,
-    in linear rate space) and the threshold where ``P_miss`` first reaches ``P_fa``."""
+    """Equal error rate (the operating points' polyline at ``P_miss = P_fa``) and the
+    threshold where ``P_miss`` first reaches ``P_fa``."""
     p_miss, p_fa, thr = operating_points(y_true, scores)
     d = p_miss - p_fa  # rises from -1 to +1
     i = int(np.argmax(d >= 0))
@@ -83,9 +83,8 @@ def check_dcf_costs(p_target: float, c_miss: float, c_fa: float) -> None:
 
 def min_dcf(y_true: Sequence[int], scores: Sequence[float], *, p_target: float,
             c_miss: float = 1.0, c_fa: float = 1.0) -> tuple[float, float]:  # fmt: skip
-    """Minimum normalised detection cost over all thresholds (NIST SRE), and its threshold:
-    ``c_miss p_target P_miss(t) + c_fa (1 - p_target) P_fa(t)`` over the best trivial
-    system's cost ``min(c_miss p_target, c_fa (1 - p_target))``; ``0 < p_target < 1``."""
+    """Minimum over thresholds ``t`` of ``c_miss p_target P_miss(t) + c_fa (1 - p_target)
+    P_fa(t)`` over ``min(c_miss p_target, c_fa (1 - p_target))`` (NIST SRE), and its ``t``."""
     check_dcf_costs(p_target, c_miss, c_fa)
     p_miss, p_fa, thr = operating_points(y_true, scores)
     dcf = c_miss * p_target * p_miss + c_fa * (1.0 - p_target) * p_fa
@@ -189,12 +188,9 @@ def act_dcf(y_true: Sequence[int], llrs: Sequence[float], *, p_target: float,
 
 def fit_calibration(y_true: Sequence[int], scores: Sequence[float], *, p_target: float = 0.5
                     ) -> tuple[float, float]:  # fmt: skip
-    """Linear logistic calibration ``llr = a * score + b``: the finite ``(a, b)`` minimising
-    the cross-entropy weighted to the prior ``p_target`` (BOSARIS ``train_linear_calibration``)
-    by Newton's method on standardised scores. A CalibrationWarning says when all are equal
-    (``a = b = 0``) or separate the trials (no finite optimum: a tiny ridge on the slope
-    bounds the LLRs, overconfident on new trials).
-    """
+    """``(a, b)`` of ``llr = a * score + b`` minimising the cross-entropy at the prior
+    ``p_target`` (BOSARIS ``train_linear_calibration``). CalibrationWarning when all scores
+    are equal (``a = b = 0``) or separate the trials (a tiny ridge keeps ``a`` finite)."""
     check_dcf_costs(p_target, 1.0, 1.0)
     tar, non = split_trials(y_true, scores)
     s = np.concatenate([tar, non])
