@@ -112,8 +112,8 @@ class _Bad(Exception):
     """Becomes a ModelFileError naming the file."""
 
 
-def _check_zip_directory(f) -> None:
-    """Bound the zip directory (entry count and size) before zipfile parses it."""
+def _check_zip_directory(f) -> int:
+    """The file's size; bounds the zip directory (entry count, size) before zipfile reads it."""
     size = f.seek(0, os.SEEK_END)
     tail = min(size, 22 + 0xFFFF)
     f.seek(size - tail)
@@ -133,6 +133,7 @@ def _check_zip_directory(f) -> None:
         raise _Bad("multi-part zip archives are refused")
     if n_total > _MAX_MEMBERS or cd_size > _MAX_DIRECTORY_BYTES:
         raise _Bad(f"zip directory lists {n_total} members in {cd_size} bytes; too many")
+    return size
 
 
 def _npy_header(z: zipfile.ZipFile, info: zipfile.ZipInfo) -> tuple[tuple, np.dtype, int]:
@@ -253,24 +254,19 @@ def read_container(
     ``names``, a tuple or a dict by kind), checksum and signature. ModelFileError otherwise."""
     name = os.fspath(path)
     try:
-        try:
-            f = open_regular(name)
-        except ValueError as e:
-            raise _Bad(str(e)) from None
-        with f:
+        with open_regular(name) as f:
             if f.read(4) != b"PK\x03\x04":
                 raise _Bad("not an audiogmm model file (not an .npz/zip archive)")
             try:
-                _check_zip_directory(f)
-                file_size = f.seek(0, os.SEEK_END)
+                file_size = _check_zip_directory(f)
                 f.seek(0)
                 with zipfile.ZipFile(f) as z:
                     return _read_zip(z, file_size, kind, names)
-            except (_Bad, ModelFileError):
+            except _Bad:
                 raise
             except Exception as e:  # zipfile raises many types on damaged bytes
                 raise _Bad(f"corrupt or truncated file ({type(e).__name__}: {e})") from None
-    except _Bad as e:
+    except (_Bad, ValueError) as e:  # ValueError: open_regular's
         raise ModelFileError(f"{name}: {e}") from None
 
 
