@@ -56,8 +56,7 @@ from _cli_common import (
 from _common import emit, rnd, table
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from audiogmm.scoring.calibration import cllr, min_cllr  # noqa: E402
-from audiogmm.scoring.verification import eer, min_dcf  # noqa: E402
+from audiogmm.scoring.verification import cllr, eer, min_cllr, min_dcf  # noqa: E402
 
 SPEECH256 = ["--preset", "speech", "-k", "256"]
 CONFIGS: dict[str, list[str]] = {

@@ -11,7 +11,7 @@ import pytest
 from scipy.optimize import minimize
 
 from audiogmm.exceptions import ParameterError
-from audiogmm.scoring.calibration import (
+from audiogmm.scoring.verification import (
     CalibrationWarning,
     act_dcf,
     apply_calibration,
@@ -19,9 +19,9 @@ from audiogmm.scoring.calibration import (
     cllr,
     fit_calibration,
     min_cllr,
+    min_dcf,
     pav,
 )
-from audiogmm.scoring.verification import min_dcf
 
 
 def _gaussian_llr_trials(n: int, mu: float = 2.0, seed: int = 0):

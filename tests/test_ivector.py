@@ -16,7 +16,7 @@ from audiogmm.models import IVectorClassifier
 from audiogmm.models import ivector as iv
 from audiogmm.models.ubm import UNKNOWN
 from audiogmm.pipeline import load_model
-from audiogmm.scoring.calibration import cllr
+from audiogmm.scoring.verification import cllr
 
 from .test_supervector import PICK, SPEAKERS, _clips, _direct_stats, _ubm, cli
 

@@ -29,8 +29,8 @@ import pytest
 from audiogmm import DiagGMM, FeatureConfig, GMMClassifier, ModelFileError, ParameterError
 from audiogmm.io import load, save, tables
 from audiogmm.io.container import CONTAINER_KEYS
-from audiogmm.io.schema import List, Obj, Str
-from audiogmm.io.schema import check as schema_check
+from audiogmm.io.tables import List, Obj, Str
+from audiogmm.io.tables import check as schema_check
 from audiogmm.models import FusedClassifier, GSVClassifier, IVectorClassifier
 from audiogmm.pipeline import load_model, save_model
 

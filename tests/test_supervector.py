@@ -20,7 +20,7 @@ from audiogmm.mixture import DiagGMM
 from audiogmm.models import UBMClassifier
 from audiogmm.models.supervector import GSVClassifier, log_odds, supervectors
 from audiogmm.pipeline import load_model
-from audiogmm.scoring.calibration import act_dcf, cllr, min_cllr
+from audiogmm.scoring.verification import act_dcf, cllr, min_cllr
 
 
 def _ubm(K=3, D=2, seed=0) -> DiagGMM:

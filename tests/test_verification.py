@@ -18,7 +18,7 @@ from audiogmm.data import Record, RunOptions, extract_many
 from audiogmm.features import FeatureConfig
 from audiogmm.pipeline import load_model, save_model, train_classifier
 from audiogmm.scoring import det_curve, eer, min_dcf, snorm, tnorm, znorm
-from audiogmm.scoring.verification import open_set_rates
+from audiogmm.scoring.metrics import open_set_rates
 
 
 def brute_rates(y, s, thr):

@@ -22,7 +22,7 @@ from ..mixture import DiagGMM
 from ..models import BACKENDS, default_components
 from ..models.classifier import oversized_reason
 from ..models.ubm import UBM_DEFAULTS
-from ..scoring.calibration import bayes_threshold
+from ..scoring.verification import bayes_threshold
 from . import options
 from .output import dims_text, escape_name, report_skipped
 

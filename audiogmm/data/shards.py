@@ -25,8 +25,7 @@ import numpy as np
 from ..exceptions import ModelFileError, ParameterError
 from ..io.atomic import atomic_write
 from ..io.container import open_regular, parse_json
-from ..io.schema import check
-from ..io.tables import SHARD_INDEX
+from ..io.tables import SHARD_INDEX, check
 
 __all__ = ["INDEX_NAME", "ShardStore", "ShardWriter", "is_store", "open_store", "write_store"]
 

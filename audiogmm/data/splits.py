@@ -19,8 +19,7 @@ import numpy as np
 
 from ..engine import default_workers
 from ..exceptions import DatasetError, ModelFileError, ParameterError
-from ..io.schema import check
-from ..io.tables import SPLIT
+from ..io.tables import SPLIT, check
 from .manifests import Record, content_hash
 
 __all__ = [

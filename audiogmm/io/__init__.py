@@ -7,5 +7,5 @@ __all__ = ["EMCheckpoint", "load", "save"]
 
 # lazy: the data layer checks its files with io.tables without importing the models
 __getattr__, __dir__ = lazy_exports(
-    __name__, {"EMCheckpoint": ".checkpoint", "load": ".modelfile", "save": ".modelfile"}
+    __name__, {"EMCheckpoint": ".modelfile", "load": ".modelfile", "save": ".modelfile"}
 )

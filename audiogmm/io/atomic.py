@@ -1,9 +1,7 @@
 """Atomic writes: a temporary file in the destination folder, fsync, ``os.replace``.
 
-Every file audiogmm writes goes through :func:`atomic_write`: an interrupted write leaves
-no partial file, new files honour the umask, overwritten ones keep their mode, temporary
-files of killed writers are removed by a later write to the folder, and a failed write
-names the user's file. :func:`check_writable` finds an unwritable output before the work.
+Every file audiogmm writes goes through :func:`atomic_write`; :func:`check_writable` finds
+an unwritable output before the work.
 """
 
 from __future__ import annotations
@@ -51,8 +49,8 @@ def _dead(pid: int | None) -> bool:
 
 
 def _clean_stale_temps(folder: str) -> None:
-    """Remove, once per folder and process, the ``.tmp-*`` files of :data:`STALE_ANY_S`
-    age, or of :data:`STALE_DEAD_S` age whose writer's pid (in the name) is dead."""
+    """Remove (once per folder and process) ``.tmp-*`` files older than :data:`STALE_ANY_S`,
+    or than :data:`STALE_DEAD_S` when their writer (the pid in the name) is dead."""
     with _CLEANED_LOCK:
         if folder in _CLEANED:
             return
@@ -75,11 +73,9 @@ def _clean_stale_temps(folder: str) -> None:
 
 
 def atomic_write(path: str | os.PathLike, write, *, mode: str = "wb") -> None:
-    """Call ``write(fileobj)`` on a temporary file next to ``path``, then rename it (atomic).
-
-    Readers see the old file or the complete new one. A new file gets mode
-    ``0o666 & ~umask``; an overwritten file keeps its mode.
-    """
+    """Call ``write(fileobj)`` on a temporary file next to ``path``, then rename it: readers
+    see the old file or the whole new one, never a partial one. A new file gets mode
+    ``0o666 & ~umask``, an overwritten one keeps its mode; a failure names ``path``."""
     path = os.fspath(path)
     folder = os.path.dirname(os.path.abspath(path))
     try:
@@ -120,11 +116,8 @@ def _output_error(name: str, e: OSError) -> OSError:
 
 
 def check_writable(path: str | os.PathLike, *, folder: bool = False) -> None:
-    """Before long work: OSError naming ``path`` and the reason when it could not be written.
-
-    Creates the missing folders (as the final write would), then a probe file in the
-    output's folder (``path`` itself with ``folder=True``).
-    """
+    """OSError naming ``path`` and the reason when it could not be written: creates the
+    missing folders, then a probe file in its folder (in ``path`` with ``folder=True``)."""
     name = os.fspath(path)
     target = os.path.abspath(name)
     if not folder and os.path.isdir(target):

@@ -1,10 +1,8 @@
 """The audiogmm file container: one ``.npz`` of stored members, no pickle, a checksummed header.
 
 One ``<name>.npy`` per numeric array and ``__header__.npy``, UTF-8 JSON as 1-D ``uint8``:
-format name and version, object kind, audiogmm version, every array's dtype and shape, the
-object's own fields (checked against its table), a SHA-256 over the arrays and the rest of
-the header, and an HMAC-SHA256 signature when ``AUDIOGMM_MODEL_KEY`` is set. Reading
-trusts nothing (:func:`read_container`); stored members mean no zip bomb can inflate.
+format, version, kind, every array's dtype and shape, the object's own fields, a SHA-256 over
+all of it, and an HMAC-SHA256 signature when ``AUDIOGMM_MODEL_KEY`` is set.
 """
 
 from __future__ import annotations
@@ -26,12 +24,11 @@ import numpy as np
 from .._version import __version__
 from ..exceptions import ModelFileError, ParameterError
 from .atomic import atomic_write
-from .schema import Field, Int, List, Map, Obj, Str, check
+from .tables import Field, Int, List, Map, Obj, Str, check
 
 __all__ = [
-    "CONTAINER_KEYS", "FORMAT_NAME", "FORMAT_VERSION", "KEY_ENV", "MAX_HEADER_BYTES",
-    "checked", "open_regular", "parse_json", "read_checked", "read_container", "read_kind",
-    "write_container",
+    "CONTAINER_KEYS", "FORMAT_NAME", "FORMAT_VERSION", "KEY_ENV", "MAX_HEADER_BYTES", "checked",
+    "open_regular", "parse_json", "read_container", "read_kind", "write_container",
 ]  # fmt: skip
 
 FORMAT_NAME = "audiogmm"
@@ -48,7 +45,7 @@ _NPY_HEADER_MAX = 4096
 _HEADER_KEY = "__header__"
 _MEMBER_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,63}\.npy")
 _ALLOWED_KINDS = {"f", "i", "u", "b"}  # float, int, uint, bool: nothing that needs pickle
-#: The fields the container checks after the format and version; the others are the object's.
+#: What the container checks after the format and version; the other fields are the object's.
 _ENVELOPE = Obj({
     "kind": Str(64), "audiogmm_version": Str(64), "checksum": Str(80), "signature": Str(80),
     "arrays": Map(Obj({"dtype": Str(16), "shape": List(Int(0), max_len=32)}), max_len=_MAX_MEMBERS),
@@ -69,7 +66,6 @@ def _checksum(header: dict[str, Any], arrays: dict[str, np.ndarray]) -> str:
 
 
 def _signature(checksum: str) -> str | None:
-    """The HMAC of ``checksum`` (it covers every array byte and header field); None: no key."""
     key = os.environ.get(KEY_ENV)
     if not key:
         return None
@@ -78,9 +74,9 @@ def _signature(checksum: str) -> str | None:
 
 def write_container(
     path: str | os.PathLike, *, kind: str, header: dict[str, Any], arrays: dict[str, np.ndarray]
-) -> dict[str, Any]:
-    """Write numeric ``arrays`` and a JSON ``header`` of object ``kind`` to ``path``, atomically;
-    the full header as written. ParameterError for a header the reader would refuse."""
+) -> None:
+    """Write numeric ``arrays`` and a JSON ``header`` of object ``kind`` to ``path``, atomically.
+    ParameterError for a header the reader would refuse."""
     arrays = {k: np.ascontiguousarray(v) for k, v in arrays.items()}
     for k, v in arrays.items():
         if v.dtype.kind not in _ALLOWED_KINDS:
@@ -110,15 +106,14 @@ def write_container(
             f"limit of {MAX_HEADER_BYTES} (largest block: {big!r})"
         )
     atomic_write(path, lambda f: np.savez(f, **{_HEADER_KEY: blob}, **arrays))
-    return full
 
 
 class _Bad(Exception):
-    """A structural problem; becomes a ModelFileError naming the file."""
+    """Becomes a ModelFileError naming the file."""
 
 
-def _check_zip_directory(f) -> None:
-    """Bound the zip directory (entry count and size) before zipfile parses it."""
+def _check_zip_directory(f) -> int:
+    """The file's size; bounds the zip directory (entry count, size) before zipfile reads it."""
     size = f.seek(0, os.SEEK_END)
     tail = min(size, 22 + 0xFFFF)
     f.seek(size - tail)
@@ -138,11 +133,13 @@ def _check_zip_directory(f) -> None:
         raise _Bad("multi-part zip archives are refused")
     if n_total > _MAX_MEMBERS or cd_size > _MAX_DIRECTORY_BYTES:
         raise _Bad(f"zip directory lists {n_total} members in {cd_size} bytes; too many")
+    return size
 
 
 def _npy_header(z: zipfile.ZipFile, info: zipfile.ZipInfo) -> tuple[tuple, np.dtype, int]:
     """(shape, dtype, data offset) of one ``.npy`` member, reading only its header."""
     name = info.filename
+    pickled = f"member {name!r} contains a pickled object array; refused"
     with z.open(info) as m:
         b = io.BytesIO(m.read(min(info.file_size, _NPY_HEADER_MAX)))
     try:
@@ -153,11 +150,10 @@ def _npy_header(z: zipfile.ZipFile, info: zipfile.ZipInfo) -> tuple[tuple, np.dt
             raise ValueError(f".npy version {version}")
         shape, fortran, dtype = read(b, max_header_size=2000)
     except ValueError as e:
-        if "pickle" in str(e) or "object" in str(e).lower():
-            raise _Bad(f"member {name!r} contains a pickled object array; refused") from None
-        raise _Bad(f"member {name!r} is not a valid .npy array ({e})") from None
+        obj = "pickle" in str(e) or "object" in str(e).lower()
+        raise _Bad(pickled if obj else f"member {name!r} is not a valid .npy array ({e})") from None
     if dtype.hasobject:
-        raise _Bad(f"member {name!r} contains a pickled object array; refused")
+        raise _Bad(pickled)
     if (dtype.kind not in _ALLOWED_KINDS or dtype.fields is not None
             or dtype.subdtype is not None or dtype.byteorder == ">" or fortran):  # fmt: skip
         raise _Bad(f"member {name!r} has unsupported dtype {dtype} (fortran_order={fortran})")
@@ -174,15 +170,15 @@ def _npy_header(z: zipfile.ZipFile, info: zipfile.ZipInfo) -> tuple[tuple, np.dt
 
 def _read_member(z: zipfile.ZipFile, info: zipfile.ZipInfo) -> bytes:
     with z.open(info) as m:
-        data = m.read(info.file_size)  # stored member: reads exactly this, then checks the CRC
+        data = m.read(info.file_size)  # stored: exactly this, CRC checked
     if len(data) != info.file_size:
         raise _Bad(f"member {info.filename!r} is truncated")
     return data
 
 
 def _json_depth(raw: bytes) -> int:
-    """Deepest nesting of ``[``/``{`` outside JSON strings, vectorised: a quote toggles a
-    string unless an odd run of backslashes precedes it (exact up to a JSON error)."""
+    """Deepest nesting of ``[``/``{`` outside JSON strings (a quote not after an odd run of
+    backslashes toggles a string), vectorised."""
     b = np.frombuffer(raw, dtype=np.uint8)
     if not b.size:
         return 0
@@ -208,8 +204,8 @@ def _no_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
 
 
 def parse_json(raw: bytes) -> Any:
-    """JSON from UTF-8 bytes, nested at most 32 deep (measured before parsing), without
-    duplicate keys or lone surrogates; ValueError with the reason otherwise."""
+    """JSON from UTF-8 bytes, at most 32 deep (measured first), no duplicate keys or lone
+    surrogates; else ValueError."""
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as e:
@@ -229,8 +225,7 @@ def parse_json(raw: bytes) -> Any:
 
 
 def open_regular(name: str):
-    """``open(name, "rb")`` of a non-empty regular file (never a FIFO or a device); else
-    ValueError with the reason."""
+    """``open(name, "rb")`` of a non-empty regular file (no FIFO, no device); else ValueError."""
     try:
         st = os.stat(name)
         if not stat.S_ISREG(st.st_mode):
@@ -253,39 +248,30 @@ def read_container(
     path: str | os.PathLike, *, kind: str | tuple[str, ...] | None,
     names: tuple[str, ...] | dict[str, tuple[str, ...] | None] | None = None,
 ) -> tuple[dict[str, Any], dict[str, np.ndarray]]:  # fmt: skip
-    """The header and arrays of a file written by :func:`write_container`, trusting nothing.
-
-    Before any array byte is read, the zip directory, members and ``.npy`` headers are
-    bounded and checked; then the header's format, version and ``kind`` (a str, a tuple,
-    or None for the header only), the arrays (exactly ``names``, a tuple or a dict by
-    kind, when given), checksum and signature. ModelFileError naming the file and reason.
-    """
+    """The header and arrays of a :func:`write_container` file, trusting nothing: the zip
+    directory, members and ``.npy`` headers are bounded before any array byte is read; then
+    format, version, ``kind`` (str, tuple; None: the header only), the arrays (exactly
+    ``names``, a tuple or a dict by kind), checksum and signature. ModelFileError otherwise."""
     name = os.fspath(path)
     try:
-        try:
-            f = open_regular(name)
-        except ValueError as e:
-            raise _Bad(str(e)) from None
-        with f:
+        with open_regular(name) as f:
             if f.read(4) != b"PK\x03\x04":
                 raise _Bad("not an audiogmm model file (not an .npz/zip archive)")
             try:
-                _check_zip_directory(f)
-                file_size = f.seek(0, os.SEEK_END)
+                file_size = _check_zip_directory(f)
                 f.seek(0)
                 with zipfile.ZipFile(f) as z:
                     return _read_zip(z, file_size, kind, names)
-            except (_Bad, ModelFileError):
+            except _Bad:
                 raise
             except Exception as e:  # zipfile raises many types on damaged bytes
                 raise _Bad(f"corrupt or truncated file ({type(e).__name__}: {e})") from None
-    except _Bad as e:
+    except (_Bad, ValueError) as e:  # ValueError: open_regular's
         raise ModelFileError(f"{name}: {e}") from None
 
 
 def read_kind(path: str | os.PathLike) -> str:
-    """The object kind (``"DiagGMM"``, ...) a container file claims, to pick the loader:
-    :func:`read_container`'s checks of the header, no array byte read (so no checksum)."""
+    """The kind a container file claims (its header checked; no array byte read)."""
     return read_container(path, kind=None)[0]["kind"]
 
 
@@ -297,15 +283,6 @@ def checked(name: str, table: Field, header: dict[str, Any]) -> dict[str, Any]:
         msg = str(e)
         field = "" if msg.startswith("header") else "header field "
         raise ModelFileError(f"{name}: {field}{msg}") from None
-
-
-def read_checked(
-    path: str | os.PathLike, tables: dict[str, Field], names: Any = None
-) -> tuple[dict[str, Any], dict[str, Any], dict[str, np.ndarray]]:
-    """:func:`read_container` of a file of one of ``tables``' kinds: the full header, its
-    own fields checked against its kind's table, and the arrays."""
-    header, arrays = read_container(path, kind=tuple(tables), names=names)
-    return header, checked(os.fspath(path), tables[header["kind"]], header), arrays
 
 
 def _read_zip(
@@ -351,7 +328,7 @@ def _read_zip(
         check(_ENVELOPE, header, "header")
     except ValueError as e:
         raise _Bad(str(e)) from None
-    if kind is None:  # read_kind: the header is all the caller wants
+    if kind is None:  # read_kind
         return header, {}
     kinds = (kind,) if isinstance(kind, str) else tuple(kind)
     if header["kind"] not in kinds:

@@ -1,10 +1,9 @@
 """Save and load every object audiogmm keeps in a file, through one table per kind.
 
-Each :class:`Kind` (DiagGMM, the classifiers, Stats) has a header table
-(:mod:`audiogmm.io.tables`), a ``parts`` function (object to header and arrays) and a
-``build`` function (checked header and arrays to object, with the cross-field and array
-checks). :func:`save` runs ``build`` on what it is about to write, so a file that
-:func:`load` would refuse is never written.
+Each :class:`Kind` (DiagGMM, the classifiers, Stats) has a header table (:mod:`.tables`),
+``parts`` (object to header and arrays) and ``build`` (checked header and arrays to object,
+with the cross-field and array checks). :func:`save` runs ``build`` on what it writes, so
+a file that :func:`load` would refuse is never written. :class:`EMCheckpoint`: EM's state.
 """
 
 from __future__ import annotations
@@ -19,28 +18,30 @@ import numpy as np
 from ..exceptions import ModelFileError, ParameterError
 from ..mixture import DiagGMM, Stats
 from ..mixture.checks import check_params, validate_param_arrays
+from ..mixture.em import ConvergenceMonitor
 from ..mixture.mstep import check_adapt
+from ..mixture.stats import Params
 from ..models.classifier import GMMClassifier
 from ..models.fusion import FusedClassifier
 from ..models.ivector import IVectorClassifier
 from ..models.supervector import GSVClassifier
 from ..models.ubm import UBM_DEFAULTS, UBMClassifier
 from . import tables
-from .container import checked, read_checked, write_container
-from .schema import Field
+from .container import checked, read_container, write_container
 
-__all__ = ["KINDS", "Kind", "load", "save"]
+__all__ = ["KINDS", "EMCheckpoint", "Kind", "load", "save"]
 
 _PARAMS = ("weights", "means", "variances")
 _STACK = (*_PARAMS, "var_floors")  # a GMMClassifier's arrays
 _UBM_ARRAYS = ("ubm_weights", "ubm_means", "ubm_variances", "ubm_var_floor")
 _ADAPTED = {"m": "means", "w": "weights", "v": "variances"}
+_CKPT = "EMCheckpoint"  # the kind of checkpoint files
 #: Largest sum of |coefficients| of a GSV class: bounded terms keep a score finite.
 _MAX_COEF = 1e100
 
 
 def jsonable(obj: Any) -> Any:
-    """``obj`` with NumPy scalars and arrays turned into plain Python, for JSON headers."""
+    """``obj`` with NumPy scalars and arrays as plain Python, for JSON."""
     if isinstance(obj, dict):
         return {str(k): jsonable(v) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):
@@ -58,7 +59,7 @@ def _floor(name: str, f: np.ndarray | None, shape: tuple, what: str) -> np.ndarr
 
 
 def _gmm(name: str, params: dict[str, Any], w, m, v, f) -> DiagGMM:
-    """A fitted DiagGMM from checked parameters and arrays (one mixture)."""
+    """A fitted DiagGMM from checked parameters and arrays."""
     g = DiagGMM(**params)
     validate_param_arrays(name, w, m, v)
     if m.ndim != 2 or m.shape[0] != g.n_components:
@@ -106,7 +107,7 @@ def _classifier_parts(c: GMMClassifier) -> tuple[dict, dict]:
 
 
 def _check_members(name: str, h: dict, labels: list[str], training: dict) -> dict | None:
-    """The priors (None for equal ones), checked with the per-class reports against the labels."""
+    """The priors (None: equal), checked with the per-class reports against the labels."""
     priors = h.get("priors") or None
     if priors is not None:
         if set(priors) != set(labels):
@@ -151,7 +152,7 @@ def _classifier_build(name: str, h: dict, a: dict) -> GMMClassifier:
 
 
 def _with_ubm(name: str, h: dict, a: dict, training: dict) -> tuple:
-    """Labels, K, checked priors, gmm_params and the UBM of a UBM, GSV or i-vector file."""
+    """Labels, K, checked priors, gmm_params and UBM of a UBM, GSV or i-vector file."""
     labels, K, gp = h["labels"], h["n_components"], h.get("gmm_params", {})
     priors = _check_members(name, h, labels, training)
     _checked_params(name, DiagGMM(K, **{**UBM_DEFAULTS, **gp}), "gmm_params")
@@ -182,17 +183,15 @@ def _ubm_build(name: str, h: dict, a: dict) -> UBMClassifier:
     training = h.get("training", {})
     labels, K, priors, gp, ubm = _with_ubm(name, h, a, training.get("classes", {}))
     clf = UBMClassifier(K, priors=priors, random_state=h.get("random_state"), **h["map"], **gp)
-    M, D = len(labels), ubm.n_dims
-    stacked = {"weights": np.tile(ubm.weights_, (M, 1)), "means": np.tile(ubm.means_, (M, 1, 1)),
-               "variances": np.tile(ubm.variances_, (M, 1, 1))}  # fmt: skip
-    for key in (_ADAPTED[x] for x in adapt):
-        want = (M, K) if key == "weights" else (M, K, D)
-        if a[key].shape != want:
-            raise ModelFileError(f"{name}: {key} has shape {a[key].shape}, expected {want}")
-        stacked[key] = a[key]
-    validate_param_arrays(name, *(stacked[k] for k in _PARAMS))
+    M = len(labels)
+    for key in _PARAMS:  # the UBM's for each class where not adapted
+        u = getattr(ubm, key + "_")
+        x = a[key] if key in a else np.tile(u, (M,) + (1,) * u.ndim)
+        if x.shape != (M, *u.shape):
+            raise ModelFileError(f"{name}: {key} has shape {x.shape}, expected {(M, *u.shape)}")
+        setattr(clf, key + "_", x)
+    validate_param_arrays(name, clf.weights_, clf.means_, clf.variances_)
     clf.ubm_, clf.labels_ = ubm, list(labels)
-    clf.weights_, clf.means_, clf.variances_ = (stacked[k] for k in _PARAMS)
     clf.var_floors_ = np.tile(ubm.var_floor_, (M, 1))
     clf.threshold_ = h.get("threshold")
     clf.fit_report_ = training.get("classes", {})
@@ -212,12 +211,24 @@ def _ivector_shapes(name: str, clf: IVectorClassifier, a: dict, M: int, KD: int)
     return {"T": (KD, R), "centre": (R,), "projection": (R, L), "class_means": (M, L)}
 
 
+@dataclass(frozen=True)
+class Kind:
+    """How one object kind (named as its class) is stored."""
+
+    cls: type
+    table: tables.Field
+    arrays: tuple[str, ...] | None  # None: the header's list (checked by ``build``)
+    parts: Callable[[Any], tuple[dict, dict]]
+    build: Callable[[str, dict, dict], Any]
+
+
 def _back_end(
-    cls: type, block: str, fitted: tuple, names: tuple, shapes: Callable, per_row: bool
-) -> tuple:
-    """``parts`` and ``build`` of a classifier scoring its UBM's supervectors: its own
-    parameters and ``fitted`` values in the header ``block``, its arrays ``names`` of
-    ``shapes(name, clf, arrays, M, K * D)``, bounded by row sums when ``per_row``."""
+    cls: type, table: tables.Field, block: str, fitted: tuple, names: tuple, shapes: Callable,
+    per_row: bool,
+) -> Kind:  # fmt: skip
+    """The Kind of a supervector back end: own parameters and ``fitted`` in header ``block``;
+    arrays ``names`` of ``shapes(name, clf, arrays, M, K * D)``, bounded (by row sums when
+    ``per_row``)."""
 
     def parts(c):
         own = {k: getattr(c, k) for k in c.own_params}
@@ -246,7 +257,7 @@ def _back_end(
         clf.ubm_, clf.labels_, clf.fit_report_ = ubm, list(labels), h.get("training", {})
         return clf
 
-    return parts, build
+    return Kind(cls, table, (*_UBM_ARRAYS, *names), parts, build)
 
 
 def _fused_parts(c: FusedClassifier) -> tuple[dict, dict]:
@@ -270,44 +281,25 @@ def _fused_build(name: str, h: dict, a: dict) -> FusedClassifier:
         raise ModelFileError(f"{name}: {e}") from None
 
 
-@dataclass(frozen=True)
-class Kind:
-    """How one object kind is stored: its header table, arrays, and the two conversions."""
-
-    name: str
-    cls: type
-    table: Field
-    arrays: tuple[str, ...] | None  # None: the header's list (checked by ``build``)
-    parts: Callable[[Any], tuple[dict, dict]]
-    build: Callable[[str, dict, dict], Any]
-
-
-_GSV, _IVECTOR = ("coef", "intercept"), ("T", "centre", "projection", "class_means")
 #: Every kind, most specific class first (a UBM, GSV or i-vector classifier is a GMMClassifier).
 KINDS = (
-    Kind("IVectorClassifier", IVectorClassifier, tables.IVECTOR, (*_UBM_ARRAYS, *_IVECTOR),
-         *_back_end(IVectorClassifier, "ivector", ("tv_history", "calibration"), _IVECTOR,
-                    _ivector_shapes, per_row=False)),
-    Kind("GSVClassifier", GSVClassifier, tables.GSV, (*_UBM_ARRAYS, *_GSV),
-         *_back_end(GSVClassifier, "gsv", ("calibration",), _GSV, per_row=True,
-                    shapes=lambda name, clf, a, M, KD: {"coef": (M, KD), "intercept": (M,)})),
-    Kind("UBMClassifier", UBMClassifier, tables.UBM, None, _ubm_parts, _ubm_build),
-    Kind("GMMClassifier", GMMClassifier, tables.CLASSIFIER, _STACK, _classifier_parts,
-         _classifier_build),
-    Kind("FusedClassifier", FusedClassifier, tables.FUSED, None, _fused_parts, _fused_build),
-    Kind("DiagGMM", DiagGMM, tables.DIAG_GMM, (*_PARAMS, "var_floor"), _gmm_parts, _gmm_build),
-    Kind("Stats", Stats, tables.STATS, ("n", "F", "S", "shift", "scalars"),
+    _back_end(IVectorClassifier, tables.IVECTOR, "ivector", ("tv_history", "calibration"),
+              ("T", "centre", "projection", "class_means"), _ivector_shapes, per_row=False),
+    _back_end(GSVClassifier, tables.GSV, "gsv", ("calibration",), ("coef", "intercept"),
+              lambda name, clf, a, M, KD: {"coef": (M, KD), "intercept": (M,)}, per_row=True),
+    Kind(UBMClassifier, tables.UBM, None, _ubm_parts, _ubm_build),
+    Kind(GMMClassifier, tables.CLASSIFIER, _STACK, _classifier_parts, _classifier_build),
+    Kind(FusedClassifier, tables.FUSED, None, _fused_parts, _fused_build),
+    Kind(DiagGMM, tables.DIAG_GMM, (*_PARAMS, "var_floor"), _gmm_parts, _gmm_build),
+    Kind(Stats, tables.STATS, ("n", "F", "S", "shift", "scalars"),
          lambda s: ({}, s.to_arrays()), lambda name, h, a: Stats.from_arrays(a, source=name)),
 )  # fmt: skip
 
 
 def save(obj: Any, path: str | os.PathLike, *, extra: dict[str, Any] | None = None) -> None:
-    """Write a fitted ``obj`` (a DiagGMM, a classifier, Stats) to one ``.npz`` file, atomically.
-
-    ``extra``: more header blocks (the pipeline's ``feature_config``, ``split``, ...),
-    each declared in the kind's table. ParameterError, and no file, when the object or a
-    block holds something :func:`load` would refuse.
-    """
+    """Write a fitted ``obj`` (a DiagGMM, a classifier, Stats) to one ``.npz`` file, atomically;
+    ``extra``: more header blocks declared in the kind's table (``feature_config``, ...).
+    ParameterError, and no file, for an object or block :func:`load` would refuse."""
     kind = next((k for k in KINDS if isinstance(obj, k.cls)), None)
     if kind is None:
         raise ParameterError(f"audiogmm cannot store a {type(obj).__name__} in a model file")
@@ -315,31 +307,101 @@ def save(obj: Any, path: str | os.PathLike, *, extra: dict[str, Any] | None = No
     try:
         own, arrays = kind.parts(obj)
     except AttributeError:
-        raise ParameterError(f"cannot save {name}: the {kind.name} is not fitted") from None
+        raise ParameterError(f"cannot save {name}: the {kind.cls.__name__} is not fitted") from None
     header = jsonable({**(extra or {}), **own})
     arrays = {k: np.ascontiguousarray(v) for k, v in arrays.items()}
     try:  # the loader's checks, so that every written file loads
         kind.build(name, checked(name, kind.table, header), arrays)
     except ModelFileError as e:
         raise ParameterError(f"cannot save {name}: {str(e).removeprefix(name + ': ')}") from None
-    write_container(path, kind=kind.name, header=header, arrays=arrays)
+    write_container(path, kind=kind.cls.__name__, header=header, arrays=arrays)
 
 
 def load(path: str | os.PathLike, kind: type | None = None) -> Any:
-    """Read a file written by :func:`save`, trusting nothing.
-
-    ``kind``: the class expected (a subclass's file is accepted, e.g. a UBMClassifier's
-    for GMMClassifier); None takes the kind the file names. A classifier's or mixture's
-    header is kept in ``file_header_`` as plain JSON. ModelFileError naming the file and
-    the first failed check (the container's, a header field's, an array's).
-    """
-    kinds = {k.name: k for k in KINDS if kind is None or issubclass(k.cls, kind)}
+    """Read a file written by :func:`save`, trusting nothing; ``kind``: the class expected (or
+    a subclass), None: the file's. The header is kept in ``file_header_`` (not on Stats).
+    ModelFileError naming the file and the first failed check."""
+    kinds = {k.cls.__name__: k for k in KINDS if kind is None or issubclass(k.cls, kind)}
     if not kinds:
         raise ParameterError(f"audiogmm stores no {kind.__name__} files")
-    header, own, arrays = read_checked(
-        path, {n: k.table for n, k in kinds.items()}, {n: k.arrays for n, k in kinds.items()}
-    )
-    obj = kinds[header["kind"]].build(os.fspath(path), own, arrays)
+    name = os.fspath(path)
+    names = {n: k.arrays for n, k in kinds.items()}
+    header, arrays = read_container(name, kind=tuple(kinds), names=names)
+    k = kinds[header["kind"]]
+    obj = k.build(name, checked(name, k.table, header), arrays)
     if not isinstance(obj, Stats):
         obj.file_header_ = header
     return obj
+
+
+class EMCheckpoint:
+    """EM's state (parameters, history, M-steps, re-seed flag) written atomically to ``path``
+    after every M-step; with ``resume``, EM starts from it if it exists, with the same bits
+    as an uninterrupted run. ``fingerprint`` (:data:`.tables.FINGERPRINT`) must match.
+
+    Examples
+    --------
+    >>> ckpt = EMCheckpoint("ubm.ckpt.npz", resume=True)
+    >>> gmm.fit_source(source, checkpoint=ckpt)  # doctest: +SKIP
+    """
+
+    def __init__(
+        self, path: str | os.PathLike, *, resume: bool = False, fingerprint: dict | None = None
+    ) -> None:
+        self.path = os.fspath(path)
+        self.resume = bool(resume)
+        try:
+            fp = dict(fingerprint or {})
+            self.fingerprint = tables.check(tables.FINGERPRINT, fp, "fingerprint")
+        except ValueError as e:
+            raise ParameterError(f"{self.path}: {e}") from None
+        self.resumed_from: int | None = None  # M-steps already done when resumed
+
+    def restore(self, monitor: ConvergenceMonitor) -> tuple[Params, bool] | None:
+        """Saved parameters and re-seed flag, ``monitor``'s state restored; None: start afresh."""
+        if not (self.resume and os.path.exists(self.path)):
+            return None
+        header, arrays = read_container(self.path, kind=_CKPT, names=_PARAMS)
+        header = checked(self.path, tables.CHECKPOINT, header)
+        w, m, v = (arrays[k] for k in _PARAMS)
+        validate_param_arrays(self.path, w, m, v)
+        fp = header["fingerprint"]
+        if fp != self.fingerprint:
+            raise ModelFileError(
+                f"{self.path}: the checkpoint was written for {fp}, "
+                f"this run is {self.fingerprint}; remove it or drop --resume"
+            )
+        want = (fp.get("components", m.shape[0]), fp.get("n_dims", m.shape[-1]))
+        if m.ndim != 2 or m.shape != want:
+            raise ModelFileError(f"{self.path}: arrays of shape {m.shape} do not match its {fp}")
+        if header["n_iter"] != len(header["history"]):
+            raise ModelFileError(f"{self.path}: 'n_iter' does not match the history's length")
+        monitor.history = list(header["history"])
+        monitor.n_iter = self.resumed_from = header["n_iter"]
+        return Params(w, m, v), header["reseeded"]
+
+    def attach(
+        self, monitor: ConvergenceMonitor, maximiser: Any, reseeded: bool = False
+    ) -> tuple[Any, Any]:
+        """The monitor and maximiser for :func:`em.run` (``reseeded``: from :meth:`restore`)."""
+        if reseeded:  # the first report after a resume carries the saved re-seed flag
+            report = monitor.report
+
+            def first(ll: float, *, reseeded: bool = False) -> None:
+                del monitor.report  # later reports: the class's own method
+                report(ll, reseeded=True)
+
+            monitor.report = first
+
+        def maximise(stats, params):
+            new, events = maximiser(stats, params)
+            self.save(new, monitor, bool(events))
+            return new, events
+
+        return monitor, maximise
+
+    def save(self, params: Params, monitor: ConvergenceMonitor, reseeded: bool) -> None:
+        """Write the state after an M-step (atomic: a crash leaves the previous checkpoint)."""
+        header = {"history": list(monitor.history), "n_iter": monitor.n_iter,
+                  "reseeded": bool(reseeded), "fingerprint": self.fingerprint}  # fmt: skip
+        write_container(self.path, kind=_CKPT, header=header, arrays=dict(zip(_PARAMS, params)))

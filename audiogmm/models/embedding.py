@@ -14,7 +14,7 @@ import numpy as np
 from ..engine import LocalExecutor, resolve
 from ..mixture import DiagGMM, accumulate
 from ..progress import Progress
-from ..scoring.calibration import CalibrationWarning, bayes_threshold, fit_calibration
+from ..scoring.verification import CalibrationWarning, bayes_threshold, fit_calibration
 from .classifier import check_each
 from .ubm import OpenSetClassifier, UBMClassifier
 
@@ -148,7 +148,8 @@ class EmbeddingClassifier(OpenSetClassifier):
         return np.zeros_like(S) if S.shape[1] < 2 else self.llr_from_scores(S)
 
     def auto_threshold(self) -> float | None:
-        """The Bayes threshold of LLRs at equal priors and costs (0); None if not calibrated."""
+        """The Bayes threshold of calibrated LLRs at equal priors and costs, 0
+        (:func:`~audiogmm.scoring.verification.bayes_threshold`); None when not calibrated."""
         self._check_fitted()
         return None if self.calibration_ is None else bayes_threshold(0.5)
 

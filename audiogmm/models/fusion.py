@@ -14,7 +14,7 @@ import numpy as np
 from ..engine import LocalExecutor
 from ..exceptions import ParameterError
 from ..io.tables import MAX_MEMBERS
-from ..scoring.calibration import newton_minimise
+from ..scoring.verification import newton_minimise
 from .classifier import GMMClassifier, ModelFile
 from .supervector import raw_llr
 

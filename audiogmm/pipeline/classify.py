@@ -33,7 +33,7 @@ from ..exceptions import DatasetError, ModelFileError, ParameterError
 from ..features.extraction import extraction_roots
 from ..models.ubm import UNKNOWN
 from ..scoring import summary
-from ..scoring.verification import open_set_rates
+from ..scoring.metrics import open_set_rates
 from .bundle import Bundle
 
 __all__ = ["can_reject", "check_training_files", "describe_split", "evaluate_classifier",

@@ -21,8 +21,7 @@ from ..data import Record, RunOptions, read_csv_rows
 from ..engine import LocalExecutor
 from ..exceptions import DatasetError, ParameterError
 from ..scoring import eer, min_dcf, snorm, tnorm, znorm
-from ..scoring.calibration import act_dcf, cllr, min_cllr
-from ..scoring.verification import DCF_TARGETS, operating_points
+from ..scoring.verification import DCF_TARGETS, act_dcf, cllr, min_cllr, operating_points
 from .bundle import Bundle
 from .classify import check_training_files, score_files
 from .report import figure_png, json_dumps, put_file, pyplot

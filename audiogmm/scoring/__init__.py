@@ -1,5 +1,5 @@
 """Scores to numbers a reviewer asks for: accuracy, confusion, per-class metrics
-(``metrics``); EER, minDCF, DET, score normalisation (``verification``); calibration."""
+(``metrics``); EER, minDCF, DET, score normalisation and calibration (``verification``)."""
 
 from .metrics import summary
 from .verification import det_curve, eer, min_dcf, snorm, tnorm, znorm

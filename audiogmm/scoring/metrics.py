@@ -1,5 +1,5 @@
 """Classification metrics: accuracy with a Wilson interval, balanced accuracy, macro-F1,
-confusion matrix, per-class precision, recall and F1."""
+confusion matrix, per-class precision, recall and F1, open-set error rates."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ import numpy as np
 
 from ..exceptions import ParameterError
 
-__all__ = ["accuracy", "confusion_matrix", "macro_f1", "paired_labels", "per_class", "summary",
-           "wilson_interval"]  # fmt: skip
+__all__ = ["accuracy", "confusion_matrix", "macro_f1", "open_set_rates", "paired_labels",
+           "per_class", "summary", "wilson_interval"]  # fmt: skip
 
 #: Two-sided 95% standard-normal quantile, Φ⁻¹(0.975).
 Z95 = 1.959963984540054
@@ -31,10 +31,8 @@ def accuracy(y_true: Sequence[str], y_pred: Sequence[str]) -> float:
 
 
 def wilson_interval(k: int, n: int, *, z: float = Z95) -> tuple[float, float]:
-    """Wilson score interval ``(low, high)`` for a binomial proportion ``k / n`` (``0 <= k <=
-    n``; ``(nan, nan)`` when ``n == 0``), at the standard-normal quantile ``z`` (two-sided
-    95%): inside [0, 1], and close to its coverage for small *n*, unlike the Wald interval.
-    """
+    """Wilson score interval ``(low, high)`` in [0, 1] of the proportion ``k / n`` at the
+    standard-normal quantile ``z`` (two-sided 95%); ``(nan, nan)`` when ``n == 0``."""
     if n < 0 or k < 0 or k > n or not z > 0:
         raise ParameterError(f"need 0 <= k <= n and z > 0, got k={k}, n={n}, z={z}")
     if n == 0:
@@ -52,9 +50,8 @@ def wilson_interval(k: int, n: int, *, z: float = Z95) -> tuple[float, float]:
 def confusion_matrix(y_true: Sequence[str], y_pred: Sequence[str], *,
                      labels: Sequence[str] | None = None
                      ) -> tuple[list[str], np.ndarray]:  # fmt: skip
-    """``labels`` (default: the sorted union of true and predicted) and the int64 counts
-    ``C[i, j]`` (n_labels, n_labels) of clips of true class ``labels[i]`` predicted
-    ``labels[j]``."""
+    """``labels`` (default: sorted union of true and predicted) and int64 counts ``C[i, j]``
+    (n_labels, n_labels) of clips of true class ``labels[i]`` predicted ``labels[j]``."""
     t, p = paired_labels(y_true, y_pred)
     labels = sorted(set(t) | set(p)) if labels is None else [str(y) for y in labels]
     index = {y: i for i, y in enumerate(labels)}
@@ -80,8 +77,7 @@ def per_class(labels: Sequence[str], C: np.ndarray) -> dict[str, dict[str, float
 
 
 def macro_f1(labels: Sequence[str], C: np.ndarray) -> float:
-    """Unweighted mean F1 over the classes that occur as a true or a predicted label (nan when
-    none), as scikit-learn's ``f1_score(average="macro")`` with its default labels."""
+    """Mean F1 over the classes that occur (nan: none), as ``f1_score(average="macro")``."""
     C = np.asarray(C)
     pc = per_class(labels, C)
     occurs = [y for i, y in enumerate(labels) if C[i].sum() or C[:, i].sum()]
@@ -90,10 +86,10 @@ def macro_f1(labels: Sequence[str], C: np.ndarray) -> float:
 
 def summary(y_true: Sequence[str], y_pred: Sequence[str], *,
             labels: Sequence[str] | None = None) -> dict[str, Any]:  # fmt: skip
-    """All metrics as one JSON-ready dict: ``accuracy``, ``accuracy_ci95`` (the 95% Wilson
-    interval), ``n_correct``, ``n``, ``balanced_accuracy`` (mean recall over the classes
-    with test clips), ``macro_f1``, ``per_class`` (``{label: {precision, recall, f1,
-    support}}``) and ``confusion`` (``{labels, matrix}``, rows true)."""
+    """All metrics, JSON-ready: ``accuracy``, ``accuracy_ci95`` (Wilson), ``n_correct``,
+    ``n``, ``balanced_accuracy`` (mean recall over classes with clips), ``macro_f1``,
+    ``per_class`` (``{label: {precision, recall, f1, support}}``), ``confusion``
+    (``{labels, matrix}``, rows true)."""
     labels, C = confusion_matrix(y_true, y_pred, labels=labels)
     pc = per_class(labels, C)
     recalls = [v["recall"] for v in pc.values() if v["support"]]
@@ -103,3 +99,22 @@ def summary(y_true: Sequence[str], y_pred: Sequence[str], *,
             "balanced_accuracy": float(np.mean(recalls)) if recalls else float("nan"),
             "macro_f1": macro_f1(labels, C), "n": n, "n_correct": n_correct, "per_class": pc,
             "confusion": {"labels": labels, "matrix": C.tolist()}}  # fmt: skip
+
+
+def open_set_rates(y_true: Sequence[str], y_pred: Sequence[str], *, known: Sequence[str],
+                   unknown: str) -> dict[str, Any]:  # fmt: skip
+    """Open-set error rates (NaN for empty groups) and counts; true labels not in ``known``
+    are unknown classes, a prediction of ``unknown`` a rejection: ``false_accept`` (unknown
+    given a known label), ``false_reject`` and ``misidentified`` (known given another)."""
+    t, p = paired_labels(y_true, y_pred)
+    ks = set(map(str, known))
+    kn = [(a, b) for a, b in zip(t, p) if a in ks]
+    un = [b for a, b in zip(t, p) if a not in ks]
+    fa = sum(b != unknown for b in un)
+    fr = sum(b == unknown for _, b in kn)
+    mis = sum(b != unknown and b != a for a, b in kn)
+    return {"false_accept": fa / len(un) if un else float("nan"),
+            "false_reject": fr / len(kn) if kn else float("nan"),
+            "misidentified": mis / len(kn) if kn else float("nan"), "n_false_accept": fa,
+            "n_false_reject": fr, "n_misidentified": mis, "n_unknown": len(un),
+            "n_known": len(kn)}  # fmt: skip

@@ -19,7 +19,7 @@ from ..engine import LocalExecutor, resolve
 from ..exceptions import ParameterError
 from ..mixture import DiagGMM
 from ..models import BACKENDS, GMMClassifier
-from ..scoring.calibration import fit_calibration
+from ..scoring.verification import fit_calibration
 
 __all__ = ["COMPONENT_GRID", "ComponentSelection", "backend_cv_scores", "calibrate_backend",
            "clip_folds", "cv_scores", "fit_mixed", "max_components", "median_cap", "per_fold",
@@ -280,9 +280,9 @@ def calibrate_backend(
     offset``, nats), ``p_target`` (0.5), ``n_target``, ``n_nontarget``.
 
     Per fold, the classifier (``params``, and the given ``ubm`` if any) is fitted on the
-    other folds' clips; its ``score_samples`` of the held-out clips against every class are
-    the trials (target for the clip's class) of
-    :func:`~audiogmm.scoring.calibration.fit_calibration`. ParameterError: a backend without
+    other folds' clips; its ``score_samples`` of the held-out clips against every class
+    are the trials (target for the clip's class), fitted at ``p_target``
+    (:func:`~audiogmm.scoring.verification.fit_calibration`). ParameterError: a backend without
     verification scores, or too few clips (every class needs 2).
     """
     cls = BACKENDS[backend]
