@@ -19,8 +19,15 @@ import pytest
 import soundfile as sf
 
 from audiogmm.data import Record, read_manifest
-from audiogmm.data.cache import ExtractionResult, RunOptions, Skipped, extract_many
-from audiogmm.data.packs import PACK_SUFFIX, FileFacts, cache_key
+from audiogmm.data.cache import (
+    PACK_SUFFIX,
+    ExtractionResult,
+    FileFacts,
+    RunOptions,
+    Skipped,
+    cache_key,
+    extract_many,
+)  # fmt: skip
 from audiogmm.engine import LocalExecutor
 from audiogmm.exceptions import AudioError, FeatureError, ParameterError
 from audiogmm.features import PRESETS, extract

@@ -19,23 +19,30 @@ import re
 import subprocess
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Optional, Union
+from typing import Optional
 
 import numpy as np
 
+from ..audio import PathLike
 from ..exceptions import AudioError, DatasetError, FeatureError
 from ..features import FeatureConfig, extract
 from ..io.atomic import atomic_write
 from ..io.container import open_regular
-from .tables import is_pipe, kaldi_labels, kaldi_path, kaldi_table, listing, refuse_pipe, wav_path
+from .manifests import (
+    is_pipe,
+    kaldi_labels,
+    kaldi_path,
+    kaldi_table,
+    listing,
+    refuse_pipe,
+    wav_path,
+)
 
 __all__ = [
     "CONFIG_FILE", "Utterance", "is_kaldi_feats_dir", "needs_kaldi_reader", "read_feats",
     "read_feature_config", "read_kaldi_utterances", "read_segments", "utterance_ids",
     "wav_scp_ids", "write_feats"
 ]  # fmt: skip
-
-PathLike = Union[str, "os.PathLike[str]"]
 
 logger = logging.getLogger(__name__)
 

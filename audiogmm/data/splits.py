@@ -110,7 +110,7 @@ def _identities(
     """:func:`file_identity` of each path (None for an unreadable one when
     ``skip_unreadable``), on ``n_jobs`` threads (reads and BLAKE2b release the GIL), kept
     in ``cache_dir`` if given."""
-    from .packs import FileFacts
+    from .cache import FileFacts
 
     with FileFacts(cache_dir) as facts:
 
