@@ -14,6 +14,7 @@ extraction): a kill tears one at most.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import logging
@@ -58,10 +59,8 @@ PACK_SUFFIX = ".pack"
 
 
 def cache_key(path: PathLike, config: FeatureConfig, *, keep_all_frames: bool = False) -> str:
-    """SHA-256 hex digest of (absolute path, size, mtime_ns, config hash, keep_all_frames, format).
-
-    AudioError when the file cannot be stat'ed (missing, unreadable, empty).
-    """
+    """:func:`file_key` with the config hash, ``keep_all_frames`` and the entry format;
+    AudioError when the file cannot be stat'ed (missing, unreadable, empty)."""
     return file_key(path, config.content_hash(), str(bool(keep_all_frames)), ENTRY_FORMAT)
 
 
@@ -133,30 +132,28 @@ class Packs:
                 )  # fmt: skip
         return None
 
-    def put(self, key: str, body: bytes) -> None:
-        """Append ``body`` under ``key`` to this run's pack (no fsync; see the module).
-
-        OSError when the pack could not be created or written; the partial record is removed.
-        """
+    def put(self, key: str, body: bytes) -> Optional[str]:
+        """Append ``body`` under ``key`` to this run's pack (no fsync; see the module); the
+        pack and reason when it could not be written (a full disk; the partial record is
+        removed), else None."""
         head = _HEADER.pack(_MAGIC, bytes.fromhex(key), len(body))
         data = head + body + _digest(head, body)
         with self.lock:
-            if self.path is None:
-                name = f"{os.getpid()}-{time.time_ns()}-{os.urandom(4).hex()}{PACK_SUFFIX}"
-                path = os.path.join(self.folder, name)
-                self.wfd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND, 0o666)
-                self.path = path
             try:
+                if self.path is None:
+                    name = f"{os.getpid()}-{time.time_ns()}-{os.urandom(4).hex()}{PACK_SUFFIX}"
+                    path = os.path.join(self.folder, name)
+                    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND
+                    self.wfd, self.path = os.open(path, flags, 0o666), path
                 view = memoryview(data)
                 while view:  # a short write (a signal, a nearly full disk) continues
                     view = view[os.write(self.wfd, view) :]
-            except OSError:
-                try:
-                    os.ftruncate(self.wfd, self.end)  # the records after this one stay readable
-                except OSError:
-                    pass
-                raise
+            except OSError as exc:
+                with contextlib.suppress(OSError):  # the records after this one stay readable
+                    os.ftruncate(self.wfd, self.end)
+                return f"{self.path or self.folder}: {exc.strerror or exc}"
             self.end += len(data)
+        return None
 
     def close(self) -> None:
         if self.wfd >= 0:
@@ -233,13 +230,10 @@ class FileFacts:
         value = key and self.packs.get(key, parse)
         if value is None:
             value = compute(path)
-            try:
-                if key and not self.unwritable:
-                    self.packs.put(key, value)
-            except OSError as exc:  # a full or read-only disk: the fact is good all the same
+            # a full or read-only disk: the fact is good all the same
+            if key and not self.unwritable and (err := self.packs.put(key, value)):
                 self.unwritable = True
-                logger.warning("could not cache facts about files in %s (%s)",
-                               self.packs.folder, exc.strerror or exc)  # fmt: skip
+                logger.warning("could not cache facts about files (%s)", err)
         return value
 
 
@@ -363,9 +357,9 @@ def extract_many(
     Parameters
     ----------
     paths_or_records : iterable of str, os.PathLike or Record
-        The audio files. Duplicates are extracted once.
+        The audio files; duplicates are extracted once.
     config : FeatureConfig, optional
-        Defaults to the ``general`` preset (``FeatureConfig()``).
+        Default: the ``general`` preset (``FeatureConfig()``).
     options : RunOptions, optional
         Default: no cache, all cores as threads, no progress, bad files skipped.
     executor : LocalExecutor, optional
@@ -376,9 +370,8 @@ def extract_many(
     Returns
     -------
     ExtractionResult
-        ``features`` (path → ``(n_frames, config.n_dims)`` array, input order),
-        ``skipped``, ``n_extracted``, ``n_cached``. AudioError or FeatureError only with
-        ``options.strict``; ParameterError for an invalid *config* or ``n_jobs``.
+        Features (n_frames, config.n_dims) by path, in input order. AudioError or
+        FeatureError only with ``options.strict``; ParameterError for a bad config or n_jobs.
     """
     if config is None:
         config = FeatureConfig()
@@ -426,7 +419,10 @@ def extract_many(
                         features[p] = feats
                         res.n_extracted += 1
                         if packs:
-                            _store(packs, keys[p], p, feats, res.cache_errors)
+                            buf = io.BytesIO()
+                            np.save(buf, feats, allow_pickle=False)
+                            if err := packs.put(keys[p], buf.getvalue()):
+                                res.cache_errors.append(f"{err} (features of {p!r})")
                     tick()
     finally:
         if packs is not None:
@@ -443,13 +439,3 @@ def extract_many(
                        len(res.cache_errors), len(tasks), res.cache_errors[0])  # fmt: skip
     return res
 
-
-def _store(packs, key: str, path: str, feats: np.ndarray, errors: list[str]) -> None:
-    """Cache ``path``'s features; a failed write (a full disk) is added to ``errors``."""
-    buf = io.BytesIO()
-    np.save(buf, feats, allow_pickle=False)
-    try:
-        packs.put(key, buf.getvalue())
-    except OSError as exc:  # the features are good, the entry is not
-        where = packs.path or packs.folder
-        errors.append(f"{where} (features of {path!r}): {exc.strerror or exc}")

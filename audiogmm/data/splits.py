@@ -24,7 +24,7 @@ from ..io.tables import SPLIT
 from .manifests import Record, content_hash
 
 __all__ = [
-    "IDENTITY", "TRAIN_FRACTION", "file_identity", "labels", "select", "split_records",
+    "IDENTITY", "TRAIN_FRACTION", "file_identity", "select", "split_records",
     "split_spec", "stored_training_paths", "training_overlap", "validate_split_block"
 ]  # fmt: skip
 
@@ -32,22 +32,15 @@ __all__ = [
 TRAIN_FRACTION = 0.7
 
 
-def labels(records: Iterable[Record]) -> list[str]:
-    """Sorted distinct labels of *records*."""
-    return sorted({r.label for r in records})
-
-
 def split_records(
     records: Sequence[Record], *, train_fraction: float = TRAIN_FRACTION, seed: int = 0
 ) -> list[Record]:
-    """Assign a deterministic, stratified train/test split (same order, ``split`` set).
+    """The records (same order) with a deterministic, stratified train/test ``split``.
 
-    Records that all have a split (a CSV ``split`` column) are returned unchanged.
-    Otherwise each label's files, sorted by path, are shuffled by a generator seeded with
-    ``(seed, crc32(label))`` (independent of the other labels), and
-    ``round(train_fraction * n)`` go to ``"train"``: at least one, and at least one
-    ``"test"`` file of a label with two or more. DatasetError when some records have a
-    split and others do not.
+    Records that all have a split (a CSV ``split`` column) are returned unchanged; some but
+    not all is a DatasetError. Else each label's files, sorted by path, are shuffled by a
+    generator seeded with ``(seed, crc32(label))``, and ``round(train_fraction * n)`` go to
+    ``"train"``: at least one, and at least one ``"test"`` of a label with two or more.
     """
     if not (0.0 < float(train_fraction) < 1.0):
         raise ParameterError(f"train_fraction must be in (0, 1), got {train_fraction}")
@@ -122,9 +115,7 @@ def _identities(
                     return None
                 raise
 
-        n = min(len(paths), default_workers() if n_jobs is None else n_jobs)
-        if n <= 1:
-            return [one(p) for p in paths]
+        n = max(1, min(len(paths), default_workers() if n_jobs is None else n_jobs))
         with ThreadPoolExecutor(n) as pool:  # not an executor: a command has one, for its stages
             return list(pool.map(one, paths))
 
@@ -134,19 +125,13 @@ def split_spec(
     seed: int, train_fraction: float, n_jobs: int | None = None,
     cache_dir: str | os.PathLike | None = None,
 ) -> dict[str, Any]:  # fmt: skip
-    """The split block a model stores: how its training files were chosen, and which.
+    """The split block a model stores (:data:`audiogmm.io.tables.SPLIT`): how its training
+    files were chosen, and which (``train_files``: sorted distinct :func:`file_identity`).
 
     ``manifest`` is every record as read (before :func:`split_records`), ``train_records``
     the files actually used, ``split`` the split trained on (None or ``"all"``: every
     record), ``seed`` and ``train_fraction`` as given to :func:`split_records`; ``n_jobs``
     threads hash the training files, kept in ``cache_dir``.
-
-    Returns
-    -------
-    dict
-        ``manifest_hash``, ``n_manifest_files``, ``split``, ``from_column`` (the manifest's
-        split column made the split), ``seed``, ``train_fraction``, ``identity``
-        (:data:`IDENTITY`) and ``train_files`` (sorted distinct :func:`file_identity`).
     """
     manifest = list(manifest)
     return validate_split_block(
