@@ -1,9 +1,8 @@
 """Datasets: manifests (folder, CSV, Kaldi dir), splits, and the cached parallel extraction.
 
-Modules in data-flow order: ``manifests`` (the text readers too), ``splits``, ``cache``,
-``shards``, ``kaldi``. Names are imported on first use. ``__all__`` is what
-the README documents; the other names listed here serve the pipeline and the CLI
-(their home is their module).
+Modules in data-flow order: ``manifests`` (and the text readers), ``splits``, ``cache``,
+``shards``, ``kaldi``. Names are imported on first use; ``__all__`` is what the README
+documents, the others serve the pipeline and the CLI (their home is their module).
 """
 
 from ..lazy import lazy_exports

@@ -97,24 +97,20 @@ def _run_pipe(scp: str, key: str, value: str, allow_pipes: bool) -> bytes:
 
 def _read_matrix(kaldiio, fd, scp: str, key: str) -> np.ndarray:
     """A binary Kaldi matrix at ``fd``'s position; anything else is refused."""
-    start = fd.tell()
+    where, start = f"{scp!r}: entry {key!r}", fd.tell()
     flag = fd.read(5)
     fd.seek(start)
     if not flag.startswith(_MATRIX_FLAGS):
-        raise DatasetError(
-            f"{scp!r}: entry {key!r} is not a binary Kaldi matrix (starts {flag!r}); "
-            "only FM, DM and compressed CM entries are read"
-        )
+        raise DatasetError(f"{where} is not a binary Kaldi matrix (starts {flag!r}); only FM, "
+                           "DM and compressed CM entries are read")  # fmt: skip
     try:
         X = np.asarray(kaldiio.matio.read_kaldi(fd))
     except Exception as e:  # a truncated or damaged archive, whatever kaldiio raises
-        raise DatasetError(
-            f"{scp!r}: entry {key!r} is unreadable ({type(e).__name__}: {e})"
-        ) from None
+        raise DatasetError(f"{where} is unreadable ({type(e).__name__}: {e})") from None
     if X.ndim != 2 or X.shape[0] == 0 or X.dtype.kind != "f":
-        raise DatasetError(f"{scp!r}: entry {key!r} is not a feature matrix ({X.dtype} {X.shape})")
+        raise DatasetError(f"{where} is not a feature matrix ({X.dtype} {X.shape})")
     if not np.isfinite(X).all():
-        raise DatasetError(f"{scp!r}: entry {key!r} has non-finite values (NaN or inf)")
+        raise DatasetError(f"{where} has non-finite values (NaN or inf)")
     return X
 
 
@@ -122,8 +118,8 @@ def read_feats(data_dir: PathLike, *, allow_pipes: bool = False) -> list[Utteran
     """The utterances of ``data_dir/feats.scp`` (``<utt> <file.ark>:<byte offset>``, or
     ``<utt> <cmd> |`` with ``allow_pipes``) and ``utt2spk``, sorted by id, with the features
     as stored: float32 or float64 (n_frames, n_dims). DatasetError for malformed tables, a
-    refused pipe, an entry that is not a finite binary Kaldi matrix, an offset past the end
-    of its archive, or matrices of different widths."""
+    refused pipe, an entry not a finite binary Kaldi matrix or past its archive's end, or
+    matrices of different widths."""
     kaldiio = _kaldiio()
     base = os.path.abspath(os.fspath(data_dir))
     scp = os.path.join(base, "feats.scp")
@@ -208,18 +204,16 @@ def _segment_table(base: str, wav: Mapping[str, str], bad: dict[str, str]) -> di
 
 def read_segments(
     data_dir: PathLike, *, config: Optional[FeatureConfig] = None, allow_pipes: bool = False,
-    keep_all_frames: bool = False, skipped: Optional[dict[str, str]] = None,
+    skipped: Optional[dict[str, str]] = None,
 ) -> list[Utterance]:  # fmt: skip
-    """Features of every utterance of a ``wav.scp`` directory, sorted by id.
+    """Features (``config``) of every utterance of a ``wav.scp`` directory, sorted by id.
 
     ``data_dir`` holds ``wav.scp`` (``<recording> <path>``, or ``<recording> <cmd> |``
     giving a WAV or FLAC stream, with ``allow_pipes``), optionally ``segments``
     (``<utt> <recording> <start_s> <end_s>``, end -1: the end; without it each recording is
-    an utterance) and ``utt2spk``. ``config`` and ``keep_all_frames`` go to
-    :func:`audiogmm.features.extract`. ``skipped`` receives ``{utterance: reason}`` of the
-    segments skipped (bad times, outside the recording, unreadable, too short or silent);
-    without it they are logged. DatasetError for malformed tables, a refused pipe, or no
-    usable utterance at all.
+    an utterance) and ``utt2spk``. ``skipped`` receives ``{utterance: reason}`` of segments
+    skipped (bad times, outside the recording, unreadable, too short or silent), else they
+    are logged. DatasetError for malformed tables, a refused pipe, or no usable utterance.
     """
     config = config or FeatureConfig()
     base = os.path.abspath(os.fspath(data_dir))
@@ -242,14 +236,12 @@ def read_segments(
         for utt in by_rec[rec]:
             _, start, end = segs[utt]
             if start >= duration or end > duration + 0.01:  # Kaldi tolerates rounding at the end
-                bad[utt] = (
-                    f"{os.path.join(base, 'segments')!r}: utterance {utt!r} ({start}..{end} s) "
-                    f"is not inside recording {rec!r} ({duration:.3f} s)"
-                )
+                bad[utt] = (f"{os.path.join(base, 'segments')!r}: utterance {utt!r} ({start}.."
+                            f"{end} s) is not inside recording {rec!r} ({duration:.3f} s)")
                 continue
             a, b = int(round(start * sr)), (len(y) if end == -1 else int(round(end * sr)))
             try:
-                feats[utt] = extract(y[a:b], config=config, sr=sr, keep_all_frames=keep_all_frames)
+                feats[utt] = extract(y[a:b], config=config, sr=sr)
             except FeatureError as e:
                 bad[utt] = f"utterance {utt!r} of {rec!r}: {e}"
     if skipped is not None:
@@ -291,10 +283,8 @@ def utterance_ids(paths: Sequence[str], labels: Sequence[str]) -> list[str]:
     the path relative to the files' common folder is used instead."""
     root = os.path.commonpath([os.path.abspath(p) for p in paths]) if paths else ""
     for stem in (os.path.basename, lambda p: os.path.relpath(p, root).replace(os.sep, "-")):
-        ids = [
-            re.sub(r"\s+", "_", f"{y}-{os.path.splitext(stem(p))[0]}")
-            for p, y in zip(paths, labels)
-        ]
+        ids = [re.sub(r"\s+", "_", f"{y}-{os.path.splitext(stem(p))[0]}")
+               for p, y in zip(paths, labels)]  # fmt: skip
         if len(set(ids)) == len(ids):
             break
     return ids
@@ -361,7 +351,6 @@ def write_feats(
         files["spk2utt"] = "".join(f"{s} {' '.join(us)}\n" for s, us in by_spk)
     if config is not None:
         files[CONFIG_FILE] = config.to_json()
-    os.makedirs(base, exist_ok=True)
     atomic_write(ark, lambda f: f.write(buf.getvalue()))
     for name, text in files.items():
         atomic_write(os.path.join(base, name), lambda f, text=text: f.write(text), mode="w")

@@ -285,10 +285,10 @@ def read_csv(
     path: PathLike, *, extra_columns: Literal["error", "ignore"] = "error"
 ) -> list[Record]:
     """The records of a CSV manifest ``path,label[,split]`` (paths relative to its folder),
-    in file order; an empty ``split`` cell gives None. ``extra_columns``: what to do with
-    other columns. DatasetError for text :func:`read_csv_rows` refuses, missing or unknown
-    columns, an empty cell, a split outside :data:`SPLIT_NAMES` or on some rows only, a
-    missing file, or duplicate paths."""
+    in file order (an empty ``split`` cell: None); ``extra_columns``: what to do with others.
+    DatasetError for text :func:`read_csv_rows` refuses, missing or unknown columns, an
+    empty cell, a split outside :data:`SPLIT_NAMES` or on some rows only, a missing file,
+    or duplicate paths."""
     csv_path = os.path.abspath(os.fspath(path))
     if extra_columns not in ("error", "ignore"):
         raise ParameterError(f"extra_columns must be 'error' or 'ignore', got {extra_columns!r}")
@@ -331,11 +331,10 @@ def read_csv(
 
 
 def read_kaldi_dir(data_dir: PathLike) -> list[Record]:
-    """Read a Kaldi data directory (``wav.scp`` + ``utt2spk``; the label is the speaker),
-    sorted by utterance id, ``split`` None; paths as :func:`kaldi_path` resolves them.
-    DatasetError for a missing ``utt2spk``, piped or archive entries, a ``segments`` file
-    (:mod:`audiogmm.data.kaldi` reads those), utterances without a speaker, duplicate
-    utterances or paths, or missing audio files."""
+    """Read a Kaldi data directory (``wav.scp`` + ``utt2spk``: the label is the speaker),
+    sorted by utterance id, paths as :func:`kaldi_path` resolves them. DatasetError for a
+    missing ``utt2spk``, piped or archive entries, a ``segments`` file (see
+    :mod:`audiogmm.data.kaldi`), a missing speaker, duplicates, or missing audio files."""
     base = os.path.abspath(os.fspath(data_dir))
     scp = os.path.join(base, "wav.scp")
     if not os.path.isfile(scp):
@@ -374,11 +373,8 @@ def read_manifest(source: PathLike, **kwargs: str) -> list[Record]:
 
 
 def content_hash(records: Iterable[Record]) -> str:
-    """16 hex digits of a SHA-256 of each record's path, label and split, in any order.
-
-    Paths are relative to the deepest folder holding every file, so a copy of the dataset
-    elsewhere hashes the same; the audio is not read (:func:`~.splits.file_identity` does).
-    """
+    """16 hex digits of a SHA-256 of each record's path (relative to the deepest folder
+    holding every file: a copy elsewhere hashes the same), label and split, in any order."""
     records = list(records)
     root = os.path.commonpath([os.path.dirname(r.path) for r in records]) if records else ""
     rows = sorted(
