@@ -81,14 +81,14 @@ def _digest(*parts: bytes) -> bytes:
 
 
 class Packs:
-    """One cache folder's records: an index of every ``*.pack`` in it, and this run's pack.
-
-    A pack's scan stops at its first record that is not whole (a killed writer's tail).
-    :meth:`put` appends to a new pack of this run, made with ``O_EXCL`` (``os.open``
-    applies the umask), so a run never writes into another's file.
+    """One cache folder's records (the folder made): an index of every ``*.pack`` in it, and
+    this run's pack. A pack's scan stops at its first record that is not whole (a killed
+    writer's tail). :meth:`put` appends to a new pack of this run, made with ``O_EXCL``
+    (``os.open`` applies the umask), so a run never writes into another's file.
     """
 
     def __init__(self, folder: str, max_body: int) -> None:
+        os.makedirs(folder, exist_ok=True)
         self.folder, self.max_body = folder, max_body
         self.index: dict[bytes, list[tuple[str, int, int]]] = {}
         self.path: Optional[str] = None  # this run's pack, once something was written
@@ -203,9 +203,7 @@ class FileFacts:
         self.packs: Optional[Packs] = None
         self.unwritable = False  # after a failed write, facts are computed, not stored
         if cache_dir is not None:
-            folder = os.path.join(os.fspath(cache_dir), "files")
-            os.makedirs(folder, exist_ok=True)
-            self.packs = Packs(folder, max_body=1 << 10)
+            self.packs = Packs(os.path.join(os.fspath(cache_dir), "files"), max_body=1 << 10)
 
     def __enter__(self) -> FileFacts:
         return self
@@ -240,9 +238,8 @@ class FileFacts:
 def feature_packs(cache_dir: PathLike, config: FeatureConfig) -> Packs:
     """The packs of ``config``'s features in ``cache_dir`` (its folder and config.json made)."""
     cfg_dir = os.path.join(os.fspath(cache_dir), config.content_hash())
-    os.makedirs(cfg_dir, exist_ok=True)
     cfg_file = os.path.join(cfg_dir, "config.json")
-    if not os.path.exists(cfg_file):
+    if not os.path.exists(cfg_file):  # atomic_write makes the folder
         text = config.to_json(indent=2).encode("utf-8")
         atomic_write(cfg_file, lambda f: f.write(text))
     # the largest body a valid file can give: MAX_SAMPLES at the config's hop

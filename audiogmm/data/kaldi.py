@@ -28,15 +28,7 @@ from ..exceptions import AudioError, DatasetError, FeatureError
 from ..features import FeatureConfig, extract
 from ..io.atomic import atomic_write
 from ..io.container import open_regular
-from .manifests import (
-    is_pipe,
-    kaldi_labels,
-    kaldi_path,
-    kaldi_table,
-    listing,
-    refuse_pipe,
-    wav_path,
-)
+from . import manifests
 
 __all__ = [
     "CONFIG_FILE", "Utterance", "is_kaldi_feats_dir", "needs_kaldi_reader", "read_feats",
@@ -87,7 +79,7 @@ def _kaldiio():
 
 
 def _run_pipe(scp: str, key: str, value: str, allow_pipes: bool) -> bytes:
-    refuse_pipe(scp, key, value, allow_pipes)
+    manifests.refuse_pipe(scp, key, value, allow_pipes)
     r = subprocess.run(value.strip().strip("|"), shell=True, capture_output=True)
     if r.returncode != 0:
         err = r.stderr.decode("utf-8", "replace").strip()[-300:]
@@ -123,12 +115,12 @@ def read_feats(data_dir: PathLike, *, allow_pipes: bool = False) -> list[Utteran
     kaldiio = _kaldiio()
     base = os.path.abspath(os.fspath(data_dir))
     scp = os.path.join(base, "feats.scp")
-    rows = sorted(kaldi_table(base, "feats.scp"))
-    labels = kaldi_labels(base, [u for u, _ in rows])
+    rows = sorted(manifests.kaldi_table(base, "feats.scp"))
+    labels = manifests.kaldi_labels(base, [u for u, _ in rows])
     out, handles = [], {}
     with contextlib.ExitStack() as stack:
         for utt, value in rows:
-            if is_pipe(value):
+            if manifests.is_pipe(value):
                 fd = io.BytesIO(_run_pipe(scp, utt, value, allow_pipes))
             else:
                 m = _ARK_ENTRY.match(value)
@@ -137,7 +129,7 @@ def read_feats(data_dir: PathLike, *, allow_pipes: bool = False) -> list[Utteran
                         f"{scp!r}: entry {utt!r} is {value!r}; expected <file.ark>:<offset> "
                         "(row or column ranges are unsupported)"
                     )
-                ark = kaldi_path(base, m["ark"])
+                ark = manifests.kaldi_path(base, m["ark"])
                 if ark not in handles:
                     try:
                         handles[ark] = stack.enter_context(open_regular(ark))  # never a FIFO
@@ -166,20 +158,20 @@ def _recording(scp: str, rec: str, value: str, allow_pipes: bool):
 
     from ..audio import load
 
-    if is_pipe(value):
+    if manifests.is_pipe(value):
         try:
             stream = io.BytesIO(_run_pipe(scp, rec, value, allow_pipes))
             y, sr = sf.read(stream, dtype="float32", always_2d=True)
         except (sf.LibsndfileError, RuntimeError) as e:
             raise AudioError(f"{scp!r}: the output of {rec!r} is not audio ({e})") from None
         return y.mean(axis=1, dtype=np.float32), int(sr)
-    path = wav_path(scp, rec, value)
+    path = manifests.wav_path(scp, rec, value)
     return load(path, sr=None), int(sf.info(path).samplerate)  # native rate: exact times
 
 
 def _segment_table(base: str, wav: Mapping[str, str], bad: dict[str, str]) -> dict:
     """Utterance -> (recording, start s, end s); unusable ones go into ``bad``."""
-    rows = kaldi_table(base, "segments", required=False)
+    rows = manifests.kaldi_table(base, "segments", required=False)
     if rows is None:
         return {rec: (rec, 0.0, -1.0) for rec in wav}
     where = os.path.join(base, "segments")
@@ -218,10 +210,10 @@ def read_segments(
     config = config or FeatureConfig()
     base = os.path.abspath(os.fspath(data_dir))
     scp = os.path.join(base, "wav.scp")
-    wav = dict(kaldi_table(base, "wav.scp"))
+    wav = dict(manifests.kaldi_table(base, "wav.scp"))
     bad: dict[str, str] = {}  # utterance -> why, like extract_many's skipped files
     segs = _segment_table(base, wav, bad)
-    labels = kaldi_labels(base, sorted(segs))
+    labels = manifests.kaldi_labels(base, sorted(segs))
     by_rec: dict[str, list[str]] = {}
     for utt in sorted(set(segs) - set(bad)):
         by_rec.setdefault(segs[utt][0], []).append(utt)
@@ -293,8 +285,8 @@ def utterance_ids(paths: Sequence[str], labels: Sequence[str]) -> list[str]:
 def wav_scp_ids(data_dir: PathLike) -> dict[str, str]:
     """Audio path -> utterance id of a ``wav.scp`` (paths resolved as the manifest reader does)."""
     base = os.path.abspath(os.fspath(data_dir))
-    rows = kaldi_table(base, "wav.scp")
-    return {os.path.normpath(kaldi_path(base, v)): u for u, v in rows if not is_pipe(v)}
+    rows = [(u, v) for u, v in manifests.kaldi_table(base, "wav.scp") if not manifests.is_pipe(v)]
+    return {os.path.normpath(manifests.kaldi_path(base, v)): u for u, v in rows}
 
 
 def _no_space(names, what: str) -> None:
@@ -302,7 +294,7 @@ def _no_space(names, what: str) -> None:
     if bad:
         raise DatasetError(
             f"{what} must be non-empty with no spaces, tabs or newlines (Kaldi splits its "
-            f"tables on whitespace): {listing(bad)}"
+            f"tables on whitespace): {manifests.listing(bad)}"
         )
 
 
@@ -325,7 +317,7 @@ def write_feats(
     if labels is not None:  # checked before anything is written
         missing = [u for u in utts if u not in labels]
         if missing:
-            raise DatasetError(f"no label for utterance(s) {listing(missing)}")
+            raise DatasetError(f"no label for utterance(s) {manifests.listing(missing)}")
         _no_space([labels[u] for u in utts], "labels")
     arrays = {u: np.asarray(features[u]) for u in utts}
     for u, X in arrays.items():

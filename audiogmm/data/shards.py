@@ -191,12 +191,10 @@ class ShardStore:
         if os.preadv(f.fileno(), [buf], pos) != buf.nbytes:
             raise ModelFileError(f"{self.files[s]}: shard is shorter than its index says")
 
-    def read_rows(self, start: int, stop: int, out: np.ndarray | None = None) -> np.ndarray:
+    def read_rows(self, start: int, stop: int) -> np.ndarray:
         """Global frames ``[start, stop)`` as float32 (stop - start, n_dims)."""
-        if out is None:
-            out = np.empty((stop - start, self.n_dims), dtype=np.float32)
-        s = int(np.searchsorted(self.bounds, start, side="right")) - 1
-        pos = start
+        out = np.empty((stop - start, self.n_dims), dtype=np.float32)
+        s, pos = int(np.searchsorted(self.bounds, start, side="right")) - 1, start
         while pos < stop:
             end = min(stop, int(self.bounds[s + 1]))
             with open(self.files[s], "rb", buffering=0) as f:
@@ -276,8 +274,7 @@ def open_store(folder: str | os.PathLike) -> ShardStore:
     counts = [s["n_frames"] for s in shards]
     offsets = [_npy_header(path, n_dims, n) for path, n in zip(files, counts)]
     bounds = np.concatenate([[0], np.cumsum(counts, dtype=np.int64)])
-    cstart = np.empty(len(clips), dtype=np.int64)
-    cstop = np.empty(len(clips), dtype=np.int64)
+    cstart, cstop = np.empty((2, len(clips)), dtype=np.int64)
     next_start = [0] * len(shards)
     for i, c in enumerate(clips):
         s, a, b = c["shard"], c["start"], c["stop"]
