@@ -269,21 +269,10 @@ class Skipped:
 
 @dataclass
 class ExtractionResult:
-    """What :func:`extract_many` produced.
-
-    Attributes
-    ----------
-    features : dict of str to np.ndarray [shape=(n_frames, n_dims)]
-        Frames per file, keyed by the path as given (``Record.path`` for records), in
-        input order; skipped files are absent.
-    skipped : list of Skipped
-        Bad files with the reason, in input order.
-    n_extracted, n_cached : int
-        Files computed in this run; files read back from the cache.
-    cache_errors : list of str
-        Cache entries that could not be written (e.g. a full disk), naming the entry and
-        the reason; those files' features are in ``features`` all the same.
-    """
+    """What :func:`extract_many` produced: ``features`` (n_frames, n_dims) by the path as
+    given (``Record.path`` for records) and ``skipped`` files, both in input order; the
+    numbers of files computed and read back; ``cache_errors``, the entries that could not
+    be written (a full disk), naming the entry and the reason (the features are good)."""
 
     features: dict[str, np.ndarray] = field(default_factory=dict)
     skipped: list[Skipped] = field(default_factory=list)

@@ -111,24 +111,23 @@ def read_csv_rows(
     def rows() -> Iterator[tuple[int, list[str]]]:
         try:
             for row in csv.reader(counted()):
-                if any(c.strip() for c in row):
+                if any(row := [c.strip() for c in row]):
                     yield n_lines, row
         except csv.Error as exc:  # a field over the size limit, a stray quote
             raise DatasetError(f"{name!r} line {n_lines}: {exc}") from None
 
     raw = rows()
-    header = [h.strip() for h in next(raw, (0, []))[1]]
+    header = next(raw, (0, []))[1]
     if len(set(header)) != len(header):
         raise DatasetError(f"{name!r}: repeated column names in header {header}")
 
     def cells() -> Iterator[tuple[int, dict[str, str]]]:
         for lineno, row in raw:
-            if any(c.strip() for c in row[len(header) :]):
+            if any(row[len(header) :]):
                 raise DatasetError(
                     f"{name!r} line {lineno}: {len(row)} cells but the header has "
                     f"{len(header)} columns (an unquoted comma?)"
                 )
-            row = [c.strip() for c in row[: len(header)]]
             yield lineno, dict(zip(header, row + [""] * (len(header) - len(row))))
 
     return header, cells()
