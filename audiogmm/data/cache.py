@@ -39,10 +39,8 @@ from ..io.atomic import atomic_write
 from ..progress import Progress, reporter
 from .manifests import Record, write_csv_rows
 
-__all__ = [
-    "PACK_SUFFIX", "ExtractionResult", "FileFacts", "RunOptions", "Skipped", "cache_key",
-    "extract_many", "file_key"
-]  # fmt: skip
+__all__ = ["PACK_SUFFIX", "ExtractionResult", "FileFacts", "RunOptions", "Skipped", "cache_key",
+           "extract_many", "file_key"]  # fmt: skip
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")

@@ -1,6 +1,5 @@
-"""Kaldi data directories beyond ``wav.scp``: feature archives (``feats.scp``, read without
-decoding audio; ``pip install 'audiogmm[kaldi]'``), ``segments`` cut from their recordings,
-and :func:`write_feats` for kaldiio and ``copy-feats``.
+"""Kaldi data directories beyond ``wav.scp``: feature archives (``feats.scp``; ``pip install
+'audiogmm[kaldi]'``), ``segments`` cut from their recordings, and :func:`write_feats`.
 
 A piped entry (``cmd |``) runs a shell command written in a data file: refused unless
 ``allow_pipes=True``. Only binary Kaldi matrices (``FM``, ``DM``, compressed ``CM``) are
@@ -30,11 +29,9 @@ from ..io.atomic import atomic_write
 from ..io.container import open_regular
 from . import manifests
 
-__all__ = [
-    "CONFIG_FILE", "Utterance", "is_kaldi_feats_dir", "needs_kaldi_reader", "read_feats",
-    "read_feature_config", "read_kaldi_utterances", "read_segments", "utterance_ids",
-    "wav_scp_ids", "write_feats"
-]  # fmt: skip
+__all__ = ["CONFIG_FILE", "Utterance", "is_kaldi_feats_dir", "needs_kaldi_reader", "read_feats",
+           "read_feature_config", "read_kaldi_utterances", "read_segments", "utterance_ids",
+           "wav_scp_ids", "write_feats"]  # fmt: skip
 
 logger = logging.getLogger(__name__)
 
@@ -302,13 +299,14 @@ def write_feats(
     out_dir: PathLike, features: Mapping[str, np.ndarray], *,
     labels: Optional[Mapping[str, str]] = None, config: Optional[FeatureConfig] = None,
 ) -> tuple[str, str]:  # fmt: skip
-    """Write ``out_dir/feats.ark`` and ``feats.scp`` atomically; return their paths.
+    """Write ``out_dir/feats.ark`` and ``feats.scp`` atomically (for kaldiio and
+    ``copy-feats``); return their paths.
 
     ``features`` maps utterance id -> float (n_frames, n_dims), written in sorted id order;
     ``labels`` (id -> speaker) gives ``utt2spk`` and ``spk2utt``; ``config`` is stored as
-    :data:`CONFIG_FILE`, so that a model trained on these features can extract the same
-    from audio. DatasetError, and nothing written, for an id or label that is empty or holds
-    whitespace, an utterance without a label, or features that are not 2-D float arrays.
+    :data:`CONFIG_FILE` (a model trained on these features extracts the same from audio).
+    DatasetError, and nothing written, for an id or label empty or with whitespace, an
+    utterance without a label, or features that are not 2-D float arrays.
     """
     kaldiio = _kaldiio()
     base = os.path.abspath(os.fspath(out_dir))

@@ -26,12 +26,10 @@ from ..audio import AUDIO_EXTENSIONS, PathLike
 from ..exceptions import DatasetError, ParameterError
 from ..io.atomic import atomic_write
 
-__all__ = [
-    "MAX_LINE_BYTES", "SPLIT_NAMES", "Record", "audio_files_under", "content_hash",
-    "expand_paths", "is_pipe", "kaldi_labels", "kaldi_path", "kaldi_table", "listing",
-    "read_csv", "read_csv_rows", "read_folder", "read_kaldi_dir", "read_manifest",
-    "refuse_pipe", "wav_path", "write_csv", "write_csv_rows"
-]  # fmt: skip
+__all__ = ["MAX_LINE_BYTES", "SPLIT_NAMES", "Record", "audio_files_under", "content_hash",
+           "expand_paths", "is_pipe", "kaldi_labels", "kaldi_path", "kaldi_table", "listing",
+           "read_csv", "read_csv_rows", "read_folder", "read_kaldi_dir", "read_manifest",
+           "refuse_pipe", "wav_path", "write_csv", "write_csv_rows"]  # fmt: skip
 
 #: Longest line of a CSV or Kaldi table, in bytes (far beyond any path): bounds memory.
 MAX_LINE_BYTES = 1 << 20

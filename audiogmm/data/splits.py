@@ -1,9 +1,6 @@
-"""Train/test splits of a manifest: deterministic, stratified per label, and recorded.
-
-A model keeps the split it was trained on (:func:`split_spec`, the header's ``split`` key),
-so that evaluation can re-make it and refuse test files used in training
-(:func:`training_overlap`).
-"""
+"""Train/test splits of a manifest: deterministic, stratified per label, and recorded in the
+model (:func:`split_spec`), so that evaluation can re-make it and refuse test files used in
+training (:func:`training_overlap`)."""
 
 from __future__ import annotations
 
@@ -23,10 +20,8 @@ from ..io.schema import check
 from ..io.tables import SPLIT
 from .manifests import Record, content_hash
 
-__all__ = [
-    "IDENTITY", "TRAIN_FRACTION", "file_identity", "select", "split_records",
-    "split_spec", "stored_training_paths", "training_overlap", "validate_split_block"
-]  # fmt: skip
+__all__ = ["IDENTITY", "TRAIN_FRACTION", "file_identity", "select", "split_records", "split_spec",
+           "stored_training_paths", "training_overlap", "validate_split_block"]  # fmt: skip
 
 #: Share of each label's files that go to "train" when a manifest has no split column.
 TRAIN_FRACTION = 0.7
@@ -68,8 +63,7 @@ def split_records(
 
 
 def select(records: Iterable[Record], split: str) -> list[Record]:
-    """Records whose ``split`` equals *split*; a DatasetError listing the splits present
-    when there is none."""
+    """Records whose ``split`` equals *split*; DatasetError listing the splits present if none."""
     records = list(records)
     out = [r for r in records if r.split == split]
     if not out:
@@ -100,9 +94,8 @@ def _identities(
     paths: Sequence[str], n_jobs: int | None, *, skip_unreadable: bool,
     cache_dir: str | os.PathLike | None = None,
 ) -> list[str | None]:  # fmt: skip
-    """:func:`file_identity` of each path (None for an unreadable one when
-    ``skip_unreadable``), on ``n_jobs`` threads (reads and BLAKE2b release the GIL), kept
-    in ``cache_dir`` if given."""
+    """:func:`file_identity` of each path (None if unreadable and ``skip_unreadable``), on
+    ``n_jobs`` threads (reads and BLAKE2b release the GIL), kept in ``cache_dir`` if given."""
     from .cache import FileFacts
 
     with FileFacts(cache_dir) as facts:
