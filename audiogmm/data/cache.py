@@ -1,15 +1,12 @@
 """The feature cache: many files extracted in parallel, kept on disk, bad files skipped.
 
-Files go through an executor (:class:`~audiogmm.engine.LocalExecutor`: threads, or worker
-processes when built with ``processes=True``); extraction's one BLAS call runs on one thread,
-so results are bit-identical for any number of workers. Storage: append-only packs of
-digest-checked records, ``<cache_dir>/<config-hash>/<run>.pack`` for features
-(``config.json`` beside them, for humans) and ``<cache_dir>/files/<run>.pack`` for
-:class:`FileFacts`. A key hashes a file's absolute path, size and ``st_mtime_ns`` with what
-the entry depends on, so a changed file or config is recomputed. A record is a header
-(magic, key, length), a body (``.npy`` bytes: no pickle) and a 16-byte SHA-256 of both; a
-run appends one ``write`` per record, no fsync (a file per entry cost as much as the
-extraction): a kill tears one at most.
+Files go through an executor (threads, or processes); extraction's one BLAS call runs on one
+thread, so results are bit-identical for any number of workers. Records are appended to
+``<cache_dir>/<config-hash>/<run>.pack`` (features; ``config.json`` beside them for humans)
+and ``<cache_dir>/files/<run>.pack`` (:class:`FileFacts`), keyed by a file's absolute path,
+size, ``st_mtime_ns`` and what the entry depends on. A record is a header (magic, key,
+length), a body (``.npy`` bytes: no pickle) and a 16-byte SHA-256 of both, one ``write``,
+no fsync (a file per entry cost as much as the extraction): a kill tears one at most.
 """
 
 from __future__ import annotations
