@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import re
 import resource
 import shutil
 import signal
@@ -403,6 +404,7 @@ def test_extract_reports_the_entries_it_could_not_write(tmp_path):
     err = r.stderr.strip().splitlines()[-1]
     assert err.startswith("Error: could not write 2 cache entries; first: ")
     assert str(cache) in err and PACK_SUFFIX in err and "long" in err
+    assert re.search(rf"\{PACK_SUFFIX} \(features of '[^']*long[^']*'\): \S", err)  # README's form
     # the entries that were written are whole: a rerun without the limit reads them back
     r = _cli("extract", data, "--cache", cache, "-j", "1", "--json")
     assert r.returncode == 0, r.stderr

@@ -129,8 +129,8 @@ class Packs:
 
     def put(self, key: str, body: bytes) -> Optional[str]:
         """Append ``body`` under ``key`` to this run's pack (no fsync; see the module); the
-        pack and reason when it could not be written (a full disk; the partial record is
-        removed), else None."""
+        reason when it could not be written (a full disk; the partial record is removed),
+        else None."""
         head = _HEADER.pack(_MAGIC, bytes.fromhex(key), len(body))
         data = head + body + _digest(head, body)
         with self.lock:
@@ -146,7 +146,7 @@ class Packs:
             except OSError as exc:
                 with contextlib.suppress(OSError):  # the records after this one stay readable
                     os.ftruncate(self.wfd, self.end)
-                return f"{self.path or self.folder}: {exc.strerror or exc}"
+                return exc.strerror or str(exc)
             self.end += len(data)
         return None
 
@@ -226,7 +226,8 @@ class FileFacts:
             # a full or read-only disk: the fact is good all the same
             if key and not self.unwritable and (err := self.packs.put(key, value)):
                 self.unwritable = True
-                logger.warning("could not cache facts about files (%s)", err)
+                logger.warning("could not cache facts about files in %s (%s)",
+                               self.packs.folder, err)  # fmt: skip
         return value
 
 
@@ -403,7 +404,8 @@ def extract_many(
                             buf = io.BytesIO()
                             np.save(buf, feats, allow_pickle=False)
                             if err := packs.put(keys[p], buf.getvalue()):
-                                res.cache_errors.append(f"{err} (features of {p!r})")
+                                where = packs.path or packs.folder
+                                res.cache_errors.append(f"{where} (features of {p!r}): {err}")
                     tick()
     finally:
         if packs is not None:
