@@ -84,9 +84,9 @@ def _run_pipe(scp: str, key: str, value: str, allow_pipes: bool) -> bytes:
     return r.stdout
 
 
-def _read_matrix(kaldiio, fd, scp: str, key: str) -> np.ndarray:
-    """A binary Kaldi matrix at ``fd``'s position; anything else is refused."""
-    where, start = f"{scp!r}: entry {key!r}", fd.tell()
+def _read_matrix(kaldiio, fd, where: str) -> np.ndarray:
+    """A binary Kaldi matrix at ``fd``'s position (``where``: the entry, for errors)."""
+    start = fd.tell()
     flag = fd.read(5)
     fd.seek(start)
     if not flag.startswith(_MATRIX_FLAGS):
@@ -117,32 +117,27 @@ def read_feats(data_dir: PathLike, *, allow_pipes: bool = False) -> list[Utteran
     out, handles = [], {}
     with contextlib.ExitStack() as stack:
         for utt, value in rows:
+            where = f"{scp!r}: entry {utt!r}"
             if manifests.is_pipe(value):
                 fd = io.BytesIO(_run_pipe(scp, utt, value, allow_pipes))
             else:
                 m = _ARK_ENTRY.match(value)
                 if m is None:
-                    raise DatasetError(
-                        f"{scp!r}: entry {utt!r} is {value!r}; expected <file.ark>:<offset> "
-                        "(row or column ranges are unsupported)"
-                    )
+                    raise DatasetError(f"{where} is {value!r}; expected <file.ark>:<offset> (row "
+                                       "or column ranges are unsupported)")  # fmt: skip
                 ark = manifests.kaldi_path(base, m["ark"])
                 if ark not in handles:
                     try:
                         handles[ark] = stack.enter_context(open_regular(ark))  # never a FIFO
                     except ValueError as e:
-                        raise DatasetError(
-                            f"{scp!r}: entry {utt!r}: cannot open {ark!r} ({e})"
-                        ) from None
+                        raise DatasetError(f"{where}: cannot open {ark!r} ({e})") from None
                 fd = handles[ark]
                 offset, size = int(m["offset"]), os.fstat(fd.fileno()).st_size
                 if offset >= size:
-                    raise DatasetError(
-                        f"{scp!r}: entry {utt!r}: offset {offset} is beyond the end of {ark!r} "
-                        f"({size} bytes)"
-                    )
+                    raise DatasetError(f"{where}: offset {offset} is beyond the end of {ark!r} "
+                                       f"({size} bytes)")  # fmt: skip
                 fd.seek(offset)
-            out.append(Utterance(utt, labels[utt], _read_matrix(kaldiio, fd, scp, utt)))
+            out.append(Utterance(utt, labels[utt], _read_matrix(kaldiio, fd, where)))
     widths = sorted({u.features.shape[1] for u in out})
     if len(widths) > 1:
         raise DatasetError(f"{scp!r}: matrices of different widths {widths}")
@@ -184,9 +179,8 @@ def _segment_table(base: str, wav: Mapping[str, str], bad: dict[str, str]) -> di
         segs[utt] = (rec, start, end)
         if rec not in wav:
             bad[utt] = f"{where!r}: utterance {utt!r}: no recording {rec!r} in wav.scp"
-        elif not (math.isfinite(start) and math.isfinite(end)) or start < 0 or (
-            end != -1 and end <= start
-        ):
+        elif (not (math.isfinite(start) and math.isfinite(end)) or start < 0
+              or (end != -1 and end <= start)):  # fmt: skip
             bad[utt] = f"{where!r}: utterance {utt!r}: bad times {parts[1]}..{parts[2]}"
     return segs
 

@@ -87,17 +87,10 @@ def read_csv_rows(
     path: PathLike, *, what: str
 ) -> tuple[list[str], Iterator[tuple[int, dict[str, str]]]]:
     """The one CSV reader of manifests and trials files (``what``, e.g. ``"manifest"``, in
-    the errors): besides the text refusals, a field over :func:`csv.field_size_limit`, a
-    repeated column name and non-empty cells beyond the header's are a DatasetError.
-
-    Returns
-    -------
-    header : list of str
-        Column names, stripped.
-    rows : iterator of (int, dict of str to str)
-        The line where each non-blank row ends, and its stripped cells by column
-        (``""`` for a missing cell).
-    """
+    the errors): the stripped column names, and an iterator of (the line where each non-blank
+    row ends, its stripped cells by column, ``""`` for a missing one). Besides the text
+    refusals, a field over :func:`csv.field_size_limit`, a repeated column name and
+    non-empty cells beyond the header's are a DatasetError."""
     name = os.fspath(path)
     n_lines = 0  # lines read so far: csv's own line_num lags on some errors
 

@@ -127,21 +127,15 @@ def split_spec(
     threads hash the training files, kept in ``cache_dir``.
     """
     manifest = list(manifest)
-    return validate_split_block(
-        {
-            "manifest_hash": content_hash(manifest),
-            "n_manifest_files": len(manifest),
-            "split": split or "all",
-            "from_column": bool(manifest) and all(r.split is not None for r in manifest),
-            "seed": int(seed),
-            "train_fraction": float(train_fraction),
-            "identity": IDENTITY,
-            "train_files": sorted(
-                set(_identities([r.path for r in train_records], n_jobs, skip_unreadable=False,
-                                cache_dir=cache_dir))
-            ),
-        }
-    )
+    ids = _identities([r.path for r in train_records], n_jobs, skip_unreadable=False,
+                      cache_dir=cache_dir)  # fmt: skip
+    return validate_split_block({
+        "manifest_hash": content_hash(manifest), "n_manifest_files": len(manifest),
+        "split": split or "all",
+        "from_column": bool(manifest) and all(r.split is not None for r in manifest),
+        "seed": int(seed), "train_fraction": float(train_fraction),
+        "identity": IDENTITY, "train_files": sorted(set(ids)),
+    })  # fmt: skip
 
 
 def validate_split_block(block: Any) -> dict[str, Any]:
