@@ -322,12 +322,8 @@ def write_feats(
     buf.name = "feats.ark"
     kaldiio.save_ark(buf, arrays, scp=lines)
     # kaldiio names a file object's archive by its .name; the scp must point at feats.ark
-    files = {
-        "feats.scp": "".join(
-            f"{line.split(' ', 1)[0]} {ark}:{line.rsplit(':', 1)[1]}\n"
-            for line in lines.getvalue().splitlines()
-        )
-    }
+    files = {"feats.scp": "".join(f"{line.split(' ', 1)[0]} {ark}:{line.rsplit(':', 1)[1]}\n"
+                                  for line in lines.getvalue().splitlines())}  # fmt: skip
     if labels is not None:
         files["utt2spk"] = "".join(f"{u} {labels[u]}\n" for u in utts)
         spk = labels.__getitem__  # a stable sort: each speaker's utterances stay sorted
