@@ -237,7 +237,7 @@ def locked_clip():
 
 
 def test_permission_denied_is_named_in_audio_load(locked_clip):
-    from audiogmm.data.packs import cache_key
+    from audiogmm.data.cache import cache_key
     from audiogmm.features import FeatureConfig
 
     with unprivileged():

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import re
 import resource
 import shutil
 import signal
@@ -19,8 +20,15 @@ import pytest
 import soundfile as sf
 
 from audiogmm.data import Record, read_manifest
-from audiogmm.data.cache import ExtractionResult, RunOptions, Skipped, extract_many
-from audiogmm.data.packs import PACK_SUFFIX, FileFacts, cache_key
+from audiogmm.data.cache import (
+    PACK_SUFFIX,
+    ExtractionResult,
+    FileFacts,
+    RunOptions,
+    Skipped,
+    cache_key,
+    extract_many,
+)  # fmt: skip
 from audiogmm.engine import LocalExecutor
 from audiogmm.exceptions import AudioError, FeatureError, ParameterError
 from audiogmm.features import PRESETS, extract
@@ -396,6 +404,7 @@ def test_extract_reports_the_entries_it_could_not_write(tmp_path):
     err = r.stderr.strip().splitlines()[-1]
     assert err.startswith("Error: could not write 2 cache entries; first: ")
     assert str(cache) in err and PACK_SUFFIX in err and "long" in err
+    assert re.search(rf"\{PACK_SUFFIX} \(features of '[^']*long[^']*'\): \S", err)  # README's form
     # the entries that were written are whole: a rerun without the limit reads them back
     r = _cli("extract", data, "--cache", cache, "-j", "1", "--json")
     assert r.returncode == 0, r.stderr

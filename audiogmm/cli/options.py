@@ -219,7 +219,7 @@ def command_executor(paths: Iterable[str], jobs: int | None, cache_dir: str | No
     the many small products of training are slower on a waking BLAS pool.
     """
     from ..audio import info  # looked up now: tests count the header reads
-    from ..data.packs import FileFacts
+    from ..data.cache import FileFacts
     from ..engine.policy import PROCESS_MIN_AUDIO_S, count_until, executor_for_work
 
     def seconds(facts: FileFacts, path: str) -> float:

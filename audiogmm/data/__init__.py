@@ -1,17 +1,16 @@
 """Datasets: manifests (folder, CSV, Kaldi dir), splits, and the cached parallel extraction.
 
-Modules in data-flow order: ``tables`` (the text readers), ``manifests``, ``splits``,
-``cache``, ``shards``, ``kaldi``. Names are imported on first use. ``__all__`` is what
-the README documents; the other names listed here serve the pipeline and the CLI
-(their home is their module).
+Modules in data-flow order: ``manifests`` (and the text readers), ``splits``, ``cache``,
+``shards``, ``kaldi``. Names are imported on first use; ``__all__`` is what the README
+documents, the others serve the pipeline and the CLI (their home is their module).
 """
 
 from ..lazy import lazy_exports
 
 _EXPORTS = {
     **dict.fromkeys(["ExtractionResult", "RunOptions", "extract_many"], ".cache"),
-    **dict.fromkeys(["Record", "content_hash", "expand_paths", "read_manifest"], ".manifests"),
-    "read_csv_rows": ".tables",
+    **dict.fromkeys(["Record", "content_hash", "expand_paths", "read_csv_rows", "read_manifest"],
+                    ".manifests"),  # fmt: skip
     **dict.fromkeys(["TRAIN_FRACTION", "select", "split_records", "split_spec",
                      "stored_training_paths", "training_overlap", "validate_split_block"],
                     ".splits"),  # fmt: skip

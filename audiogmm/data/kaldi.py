@@ -1,6 +1,5 @@
-"""Kaldi data directories beyond ``wav.scp``: feature archives (``feats.scp``, read without
-decoding audio; ``pip install 'audiogmm[kaldi]'``), ``segments`` cut from their recordings,
-and :func:`write_feats` for kaldiio and ``copy-feats``.
+"""Kaldi data directories beyond ``wav.scp``: feature archives (``feats.scp``; ``pip install
+'audiogmm[kaldi]'``), ``segments`` cut from their recordings, and :func:`write_feats`.
 
 A piped entry (``cmd |``) runs a shell command written in a data file: refused unless
 ``allow_pipes=True``. Only binary Kaldi matrices (``FM``, ``DM``, compressed ``CM``) are
@@ -19,23 +18,20 @@ import re
 import subprocess
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Optional, Union
+from typing import Optional
 
 import numpy as np
 
+from ..audio import PathLike
 from ..exceptions import AudioError, DatasetError, FeatureError
 from ..features import FeatureConfig, extract
 from ..io.atomic import atomic_write
 from ..io.container import open_regular
-from .tables import is_pipe, kaldi_labels, kaldi_path, kaldi_table, listing, refuse_pipe, wav_path
+from . import manifests
 
-__all__ = [
-    "CONFIG_FILE", "Utterance", "is_kaldi_feats_dir", "needs_kaldi_reader", "read_feats",
-    "read_feature_config", "read_kaldi_utterances", "read_segments", "utterance_ids",
-    "wav_scp_ids", "write_feats"
-]  # fmt: skip
-
-PathLike = Union[str, "os.PathLike[str]"]
+__all__ = ["CONFIG_FILE", "Utterance", "is_kaldi_feats_dir", "needs_kaldi_reader", "read_feats",
+           "read_feature_config", "read_kaldi_utterances", "read_segments", "utterance_ids",
+           "wav_scp_ids", "write_feats"]  # fmt: skip
 
 logger = logging.getLogger(__name__)
 
@@ -80,7 +76,7 @@ def _kaldiio():
 
 
 def _run_pipe(scp: str, key: str, value: str, allow_pipes: bool) -> bytes:
-    refuse_pipe(scp, key, value, allow_pipes)
+    manifests.refuse_pipe(scp, key, value, allow_pipes)
     r = subprocess.run(value.strip().strip("|"), shell=True, capture_output=True)
     if r.returncode != 0:
         err = r.stderr.decode("utf-8", "replace").strip()[-300:]
@@ -88,26 +84,22 @@ def _run_pipe(scp: str, key: str, value: str, allow_pipes: bool) -> bytes:
     return r.stdout
 
 
-def _read_matrix(kaldiio, fd, scp: str, key: str) -> np.ndarray:
-    """A binary Kaldi matrix at ``fd``'s position; anything else is refused."""
+def _read_matrix(kaldiio, fd, where: str) -> np.ndarray:
+    """A binary Kaldi matrix at ``fd``'s position (``where``: the entry, for errors)."""
     start = fd.tell()
     flag = fd.read(5)
     fd.seek(start)
     if not flag.startswith(_MATRIX_FLAGS):
-        raise DatasetError(
-            f"{scp!r}: entry {key!r} is not a binary Kaldi matrix (starts {flag!r}); "
-            "only FM, DM and compressed CM entries are read"
-        )
+        raise DatasetError(f"{where} is not a binary Kaldi matrix (starts {flag!r}); only FM, "
+                           "DM and compressed CM entries are read")  # fmt: skip
     try:
         X = np.asarray(kaldiio.matio.read_kaldi(fd))
     except Exception as e:  # a truncated or damaged archive, whatever kaldiio raises
-        raise DatasetError(
-            f"{scp!r}: entry {key!r} is unreadable ({type(e).__name__}: {e})"
-        ) from None
+        raise DatasetError(f"{where} is unreadable ({type(e).__name__}: {e})") from None
     if X.ndim != 2 or X.shape[0] == 0 or X.dtype.kind != "f":
-        raise DatasetError(f"{scp!r}: entry {key!r} is not a feature matrix ({X.dtype} {X.shape})")
+        raise DatasetError(f"{where} is not a feature matrix ({X.dtype} {X.shape})")
     if not np.isfinite(X).all():
-        raise DatasetError(f"{scp!r}: entry {key!r} has non-finite values (NaN or inf)")
+        raise DatasetError(f"{where} has non-finite values (NaN or inf)")
     return X
 
 
@@ -115,42 +107,37 @@ def read_feats(data_dir: PathLike, *, allow_pipes: bool = False) -> list[Utteran
     """The utterances of ``data_dir/feats.scp`` (``<utt> <file.ark>:<byte offset>``, or
     ``<utt> <cmd> |`` with ``allow_pipes``) and ``utt2spk``, sorted by id, with the features
     as stored: float32 or float64 (n_frames, n_dims). DatasetError for malformed tables, a
-    refused pipe, an entry that is not a finite binary Kaldi matrix, an offset past the end
-    of its archive, or matrices of different widths."""
+    refused pipe, an entry not a finite binary Kaldi matrix or past its archive's end, or
+    matrices of different widths."""
     kaldiio = _kaldiio()
     base = os.path.abspath(os.fspath(data_dir))
     scp = os.path.join(base, "feats.scp")
-    rows = sorted(kaldi_table(base, "feats.scp"))
-    labels = kaldi_labels(base, [u for u, _ in rows])
+    rows = sorted(manifests.kaldi_table(base, "feats.scp"))
+    labels = manifests.kaldi_labels(base, [u for u, _ in rows])
     out, handles = [], {}
     with contextlib.ExitStack() as stack:
         for utt, value in rows:
-            if is_pipe(value):
+            where = f"{scp!r}: entry {utt!r}"
+            if manifests.is_pipe(value):
                 fd = io.BytesIO(_run_pipe(scp, utt, value, allow_pipes))
             else:
                 m = _ARK_ENTRY.match(value)
                 if m is None:
-                    raise DatasetError(
-                        f"{scp!r}: entry {utt!r} is {value!r}; expected <file.ark>:<offset> "
-                        "(row or column ranges are unsupported)"
-                    )
-                ark = kaldi_path(base, m["ark"])
+                    raise DatasetError(f"{where} is {value!r}; expected <file.ark>:<offset> (row "
+                                       "or column ranges are unsupported)")  # fmt: skip
+                ark = manifests.kaldi_path(base, m["ark"])
                 if ark not in handles:
                     try:
                         handles[ark] = stack.enter_context(open_regular(ark))  # never a FIFO
                     except ValueError as e:
-                        raise DatasetError(
-                            f"{scp!r}: entry {utt!r}: cannot open {ark!r} ({e})"
-                        ) from None
+                        raise DatasetError(f"{where}: cannot open {ark!r} ({e})") from None
                 fd = handles[ark]
                 offset, size = int(m["offset"]), os.fstat(fd.fileno()).st_size
                 if offset >= size:
-                    raise DatasetError(
-                        f"{scp!r}: entry {utt!r}: offset {offset} is beyond the end of {ark!r} "
-                        f"({size} bytes)"
-                    )
+                    raise DatasetError(f"{where}: offset {offset} is beyond the end of {ark!r} "
+                                       f"({size} bytes)")  # fmt: skip
                 fd.seek(offset)
-            out.append(Utterance(utt, labels[utt], _read_matrix(kaldiio, fd, scp, utt)))
+            out.append(Utterance(utt, labels[utt], _read_matrix(kaldiio, fd, where)))
     widths = sorted({u.features.shape[1] for u in out})
     if len(widths) > 1:
         raise DatasetError(f"{scp!r}: matrices of different widths {widths}")
@@ -163,20 +150,20 @@ def _recording(scp: str, rec: str, value: str, allow_pipes: bool):
 
     from ..audio import load
 
-    if is_pipe(value):
+    if manifests.is_pipe(value):
         try:
             stream = io.BytesIO(_run_pipe(scp, rec, value, allow_pipes))
             y, sr = sf.read(stream, dtype="float32", always_2d=True)
         except (sf.LibsndfileError, RuntimeError) as e:
             raise AudioError(f"{scp!r}: the output of {rec!r} is not audio ({e})") from None
         return y.mean(axis=1, dtype=np.float32), int(sr)
-    path = wav_path(scp, rec, value)
+    path = manifests.wav_path(scp, rec, value)
     return load(path, sr=None), int(sf.info(path).samplerate)  # native rate: exact times
 
 
 def _segment_table(base: str, wav: Mapping[str, str], bad: dict[str, str]) -> dict:
     """Utterance -> (recording, start s, end s); unusable ones go into ``bad``."""
-    rows = kaldi_table(base, "segments", required=False)
+    rows = manifests.kaldi_table(base, "segments", required=False)
     if rows is None:
         return {rec: (rec, 0.0, -1.0) for rec in wav}
     where = os.path.join(base, "segments")
@@ -192,35 +179,32 @@ def _segment_table(base: str, wav: Mapping[str, str], bad: dict[str, str]) -> di
         segs[utt] = (rec, start, end)
         if rec not in wav:
             bad[utt] = f"{where!r}: utterance {utt!r}: no recording {rec!r} in wav.scp"
-        elif not (math.isfinite(start) and math.isfinite(end)) or start < 0 or (
-            end != -1 and end <= start
-        ):
+        elif (not (math.isfinite(start) and math.isfinite(end)) or start < 0
+              or (end != -1 and end <= start)):  # fmt: skip
             bad[utt] = f"{where!r}: utterance {utt!r}: bad times {parts[1]}..{parts[2]}"
     return segs
 
 
 def read_segments(
     data_dir: PathLike, *, config: Optional[FeatureConfig] = None, allow_pipes: bool = False,
-    keep_all_frames: bool = False, skipped: Optional[dict[str, str]] = None,
+    skipped: Optional[dict[str, str]] = None,
 ) -> list[Utterance]:  # fmt: skip
-    """Features of every utterance of a ``wav.scp`` directory, sorted by id.
+    """Features (``config``) of every utterance of a ``wav.scp`` directory, sorted by id.
 
     ``data_dir`` holds ``wav.scp`` (``<recording> <path>``, or ``<recording> <cmd> |``
     giving a WAV or FLAC stream, with ``allow_pipes``), optionally ``segments``
     (``<utt> <recording> <start_s> <end_s>``, end -1: the end; without it each recording is
-    an utterance) and ``utt2spk``. ``config`` and ``keep_all_frames`` go to
-    :func:`audiogmm.features.extract`. ``skipped`` receives ``{utterance: reason}`` of the
-    segments skipped (bad times, outside the recording, unreadable, too short or silent);
-    without it they are logged. DatasetError for malformed tables, a refused pipe, or no
-    usable utterance at all.
+    an utterance) and ``utt2spk``. ``skipped`` receives ``{utterance: reason}`` of segments
+    skipped (bad times, outside the recording, unreadable, too short or silent), else they
+    are logged. DatasetError for malformed tables, a refused pipe, or no usable utterance.
     """
     config = config or FeatureConfig()
     base = os.path.abspath(os.fspath(data_dir))
     scp = os.path.join(base, "wav.scp")
-    wav = dict(kaldi_table(base, "wav.scp"))
+    wav = dict(manifests.kaldi_table(base, "wav.scp"))
     bad: dict[str, str] = {}  # utterance -> why, like extract_many's skipped files
     segs = _segment_table(base, wav, bad)
-    labels = kaldi_labels(base, sorted(segs))
+    labels = manifests.kaldi_labels(base, sorted(segs))
     by_rec: dict[str, list[str]] = {}
     for utt in sorted(set(segs) - set(bad)):
         by_rec.setdefault(segs[utt][0], []).append(utt)
@@ -235,14 +219,12 @@ def read_segments(
         for utt in by_rec[rec]:
             _, start, end = segs[utt]
             if start >= duration or end > duration + 0.01:  # Kaldi tolerates rounding at the end
-                bad[utt] = (
-                    f"{os.path.join(base, 'segments')!r}: utterance {utt!r} ({start}..{end} s) "
-                    f"is not inside recording {rec!r} ({duration:.3f} s)"
-                )
+                bad[utt] = (f"{os.path.join(base, 'segments')!r}: utterance {utt!r} ({start}.."
+                            f"{end} s) is not inside recording {rec!r} ({duration:.3f} s)")
                 continue
             a, b = int(round(start * sr)), (len(y) if end == -1 else int(round(end * sr)))
             try:
-                feats[utt] = extract(y[a:b], config=config, sr=sr, keep_all_frames=keep_all_frames)
+                feats[utt] = extract(y[a:b], config=config, sr=sr)
             except FeatureError as e:
                 bad[utt] = f"utterance {utt!r} of {rec!r}: {e}"
     if skipped is not None:
@@ -284,10 +266,8 @@ def utterance_ids(paths: Sequence[str], labels: Sequence[str]) -> list[str]:
     the path relative to the files' common folder is used instead."""
     root = os.path.commonpath([os.path.abspath(p) for p in paths]) if paths else ""
     for stem in (os.path.basename, lambda p: os.path.relpath(p, root).replace(os.sep, "-")):
-        ids = [
-            re.sub(r"\s+", "_", f"{y}-{os.path.splitext(stem(p))[0]}")
-            for p, y in zip(paths, labels)
-        ]
+        ids = [re.sub(r"\s+", "_", f"{y}-{os.path.splitext(stem(p))[0]}")
+               for p, y in zip(paths, labels)]  # fmt: skip
         if len(set(ids)) == len(ids):
             break
     return ids
@@ -296,8 +276,8 @@ def utterance_ids(paths: Sequence[str], labels: Sequence[str]) -> list[str]:
 def wav_scp_ids(data_dir: PathLike) -> dict[str, str]:
     """Audio path -> utterance id of a ``wav.scp`` (paths resolved as the manifest reader does)."""
     base = os.path.abspath(os.fspath(data_dir))
-    rows = kaldi_table(base, "wav.scp")
-    return {os.path.normpath(kaldi_path(base, v)): u for u, v in rows if not is_pipe(v)}
+    rows = [(u, v) for u, v in manifests.kaldi_table(base, "wav.scp") if not manifests.is_pipe(v)]
+    return {os.path.normpath(manifests.kaldi_path(base, v)): u for u, v in rows}
 
 
 def _no_space(names, what: str) -> None:
@@ -305,7 +285,7 @@ def _no_space(names, what: str) -> None:
     if bad:
         raise DatasetError(
             f"{what} must be non-empty with no spaces, tabs or newlines (Kaldi splits its "
-            f"tables on whitespace): {listing(bad)}"
+            f"tables on whitespace): {manifests.listing(bad)}"
         )
 
 
@@ -313,13 +293,14 @@ def write_feats(
     out_dir: PathLike, features: Mapping[str, np.ndarray], *,
     labels: Optional[Mapping[str, str]] = None, config: Optional[FeatureConfig] = None,
 ) -> tuple[str, str]:  # fmt: skip
-    """Write ``out_dir/feats.ark`` and ``feats.scp`` atomically; return their paths.
+    """Write ``out_dir/feats.ark`` and ``feats.scp`` atomically (for kaldiio and
+    ``copy-feats``); return their paths.
 
     ``features`` maps utterance id -> float (n_frames, n_dims), written in sorted id order;
     ``labels`` (id -> speaker) gives ``utt2spk`` and ``spk2utt``; ``config`` is stored as
-    :data:`CONFIG_FILE`, so that a model trained on these features can extract the same
-    from audio. DatasetError, and nothing written, for an id or label that is empty or holds
-    whitespace, an utterance without a label, or features that are not 2-D float arrays.
+    :data:`CONFIG_FILE` (a model trained on these features extracts the same from audio).
+    DatasetError, and nothing written, for an id or label empty or with whitespace, an
+    utterance without a label, or features that are not 2-D float arrays.
     """
     kaldiio = _kaldiio()
     base = os.path.abspath(os.fspath(out_dir))
@@ -328,7 +309,7 @@ def write_feats(
     if labels is not None:  # checked before anything is written
         missing = [u for u in utts if u not in labels]
         if missing:
-            raise DatasetError(f"no label for utterance(s) {listing(missing)}")
+            raise DatasetError(f"no label for utterance(s) {manifests.listing(missing)}")
         _no_space([labels[u] for u in utts], "labels")
     arrays = {u: np.asarray(features[u]) for u in utts}
     for u, X in arrays.items():
@@ -341,12 +322,8 @@ def write_feats(
     buf.name = "feats.ark"
     kaldiio.save_ark(buf, arrays, scp=lines)
     # kaldiio names a file object's archive by its .name; the scp must point at feats.ark
-    files = {
-        "feats.scp": "".join(
-            f"{line.split(' ', 1)[0]} {ark}:{line.rsplit(':', 1)[1]}\n"
-            for line in lines.getvalue().splitlines()
-        )
-    }
+    files = {"feats.scp": "".join(f"{line.split(' ', 1)[0]} {ark}:{line.rsplit(':', 1)[1]}\n"
+                                  for line in lines.getvalue().splitlines())}  # fmt: skip
     if labels is not None:
         files["utt2spk"] = "".join(f"{u} {labels[u]}\n" for u in utts)
         spk = labels.__getitem__  # a stable sort: each speaker's utterances stay sorted
@@ -354,7 +331,6 @@ def write_feats(
         files["spk2utt"] = "".join(f"{s} {' '.join(us)}\n" for s, us in by_spk)
     if config is not None:
         files[CONFIG_FILE] = config.to_json()
-    os.makedirs(base, exist_ok=True)
     atomic_write(ark, lambda f: f.write(buf.getvalue()))
     for name, text in files.items():
         atomic_write(os.path.join(base, name), lambda f, text=text: f.write(text), mode="w")

@@ -1,37 +1,211 @@
-"""Dataset manifests: which audio files, with which label, in which split.
+"""The tables users write, and the dataset manifests read from them.
 
-Three layouts give a list of :class:`Record`: a folder with one sub-folder per label (audio
-found recursively, hidden files and folders skipped), a CSV ``path,label[,split]``, and a
-Kaldi data directory (``wav.scp`` + ``utt2spk``). Listings are sorted: the same everywhere.
+One line reader (:func:`read_csv_rows` for CSVs, :func:`kaldi_table` for Kaldi ``<key>
+<value>`` tables) refuses hostile input (not a regular file, UTF-16, Latin-1, NUL bytes,
+overlong lines or fields) with one DatasetError naming the file and line. Three layouts give
+a list of :class:`Record`: a folder with a sub-folder per label (audio found recursively,
+hidden entries skipped), a CSV ``path,label[,split]``, and a Kaldi directory (``wav.scp`` +
+``utt2spk``). Listings are sorted: the same everywhere.
 """
 
 from __future__ import annotations
 
+import codecs
 import csv
 import hashlib
 import io
+import itertools
 import os
+import stat
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Literal, Optional, Union
+from typing import Literal, Optional
 
-from ..audio import AUDIO_EXTENSIONS
+from ..audio import AUDIO_EXTENSIONS, PathLike
 from ..exceptions import DatasetError, ParameterError
 from ..io.atomic import atomic_write
-from .tables import kaldi_labels, kaldi_table, listing, read_csv_rows, refuse_pipe, wav_path
 
-__all__ = [
-    "SPLIT_NAMES", "Record", "audio_files_under", "content_hash", "expand_paths", "read_csv",
-    "read_folder", "read_kaldi_dir", "read_manifest", "write_csv"
-]  # fmt: skip
+__all__ = ["MAX_LINE_BYTES", "SPLIT_NAMES", "Record", "audio_files_under", "content_hash",
+           "expand_paths", "is_pipe", "kaldi_labels", "kaldi_path", "kaldi_table", "listing",
+           "read_csv", "read_csv_rows", "read_folder", "read_kaldi_dir", "read_manifest",
+           "refuse_pipe", "wav_path", "write_csv", "write_csv_rows"]  # fmt: skip
 
-PathLike = Union[str, "os.PathLike[str]"]
-
+#: Longest line of a CSV or Kaldi table, in bytes (far beyond any path): bounds memory.
+MAX_LINE_BYTES = 1 << 20
 _CSV_COLUMNS = ("path", "label", "split")
 #: The values a manifest's ``split`` column may hold (case matters): a typo such as
 #: ``Train`` or ``trian`` would otherwise leave its files silently out of every split.
 SPLIT_NAMES = ("train", "dev", "test", "enrol", "cohort")
+
+
+def listing(items: Sequence[str], most: int = 5) -> str:
+    """The first ``most`` items, quoted, and how many more there are."""
+    more = f" and {len(items) - most} more" if len(items) > most else ""
+    return ", ".join(repr(s) for s in items[:most]) + more
+
+
+def _text_lines(path: str, what: str) -> Iterator[str]:
+    """The lines of a UTF-8 text file (BOM dropped), each hostile input refused by line."""
+    try:
+        if not stat.S_ISREG(os.stat(path).st_mode):  # a FIFO would block open() forever
+            raise DatasetError(f"{path!r}: {what} is not a regular file")
+        f = open(path, "rb")
+    except FileNotFoundError:
+        raise DatasetError(f"{path!r}: {what} file not found") from None
+    except (OSError, ValueError) as exc:
+        raise DatasetError(f"{path!r}: cannot read {what} ({exc})") from None
+    with f:
+        for lineno in itertools.count(1):
+            where = f"{path!r} line {lineno}"
+            try:
+                raw = f.readline(MAX_LINE_BYTES + 1)
+            except OSError as exc:
+                raise DatasetError(f"{where}: cannot read {what} ({exc})") from None
+            if not raw:
+                return
+            if len(raw) > MAX_LINE_BYTES:
+                raise DatasetError(f"{where}: longer than {MAX_LINE_BYTES} bytes; not a {what}")
+            if lineno == 1:
+                if raw.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+                    raise DatasetError(f"{path!r}: {what} is UTF-16 text; save it as UTF-8")
+                raw = raw.removeprefix(codecs.BOM_UTF8)
+            if b"\0" in raw:
+                raise DatasetError(
+                    f"{where}: NUL byte (UTF-16 or binary data?); save the {what} as UTF-8 text"
+                )
+            try:
+                yield raw.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                raise DatasetError(
+                    f"{where}: not UTF-8 text (byte 0x{raw[exc.start]:02x} at column "
+                    f"{exc.start + 1}; Latin-1 or another encoding?); save the {what} as UTF-8"
+                ) from None
+
+
+def read_csv_rows(
+    path: PathLike, *, what: str
+) -> tuple[list[str], Iterator[tuple[int, dict[str, str]]]]:
+    """The one CSV reader of manifests and trials files (``what``, e.g. ``"manifest"``, in
+    the errors): the stripped column names, and an iterator of (the line where each non-blank
+    row ends, its stripped cells by column, ``""`` for a missing one). Besides the text
+    refusals, a field over :func:`csv.field_size_limit`, a repeated column name and
+    non-empty cells beyond the header's are a DatasetError."""
+    name = os.fspath(path)
+    n_lines = 0  # lines read so far: csv's own line_num lags on some errors
+
+    def counted() -> Iterator[str]:
+        nonlocal n_lines
+        for n_lines, line in enumerate(_text_lines(name, what), start=1):  # noqa: B007
+            yield line
+
+    def rows() -> Iterator[tuple[int, list[str]]]:
+        try:
+            for row in csv.reader(counted()):
+                if any(row := [c.strip() for c in row]):
+                    yield n_lines, row
+        except csv.Error as exc:  # a field over the size limit, a stray quote
+            raise DatasetError(f"{name!r} line {n_lines}: {exc}") from None
+
+    raw = rows()
+    header = next(raw, (0, []))[1]
+    if len(set(header)) != len(header):
+        raise DatasetError(f"{name!r}: repeated column names in header {header}")
+
+    def cells() -> Iterator[tuple[int, dict[str, str]]]:
+        for lineno, row in raw:
+            if any(row[len(header) :]):
+                raise DatasetError(
+                    f"{name!r} line {lineno}: {len(row)} cells but the header has "
+                    f"{len(header)} columns (an unquoted comma?)"
+                )
+            yield lineno, dict(zip(header, row + [""] * (len(header) - len(row))))
+
+    return header, cells()
+
+
+def write_csv_rows(path: PathLike, rows: Iterable[Sequence[str]]) -> None:
+    """Write ``rows`` (the header first) as UTF-8 CSV to ``path``, atomically."""
+    buf = io.StringIO()
+    csv.writer(buf, lineterminator="\n").writerows(rows)
+    data = buf.getvalue().encode("utf-8")
+    atomic_write(os.fspath(path), lambda f: f.write(data))
+
+
+def kaldi_table(
+    base: str, name: str, *, required: bool = True
+) -> Optional[list[tuple[str, str]]]:
+    """The ``(key, value)`` rows of the Kaldi table ``base/name`` (``wav.scp``, ``utt2spk``,
+    ...), refused when empty or with a repeated key; None when absent and not ``required``.
+    """
+    path = os.path.join(base, name)
+    if not os.path.isfile(path):
+        if required:
+            raise DatasetError(f"{base!r}: {name} is missing")
+        return None
+    rows = []
+    for lineno, line in enumerate(_text_lines(path, "Kaldi table"), start=1):
+        parts = line.strip().split(None, 1)
+        if len(parts) == 1:
+            raise DatasetError(
+                f"{path!r} line {lineno}: expected '<key> <value>', got {parts[0]!r}"
+            )
+        if parts:
+            rows.append((parts[0], parts[1].strip()))
+    dups = sorted(k for k, c in Counter(k for k, _ in rows).items() if c > 1)
+    if dups:
+        raise DatasetError(f"{path!r}: duplicate id(s): {listing(dups)}")
+    if not rows:
+        raise DatasetError(f"{path!r}: empty (no utterances)")
+    return rows
+
+
+def kaldi_labels(
+    base: str, utts: Sequence[str], *, required: bool = False
+) -> dict[str, Optional[str]]:
+    """Utterance -> speaker from ``base/utt2spk`` (None for every one without that file)."""
+    rows = kaldi_table(base, "utt2spk", required=required)
+    if rows is None:
+        return dict.fromkeys(utts)
+    spk = dict(rows)
+    missing = [u for u in utts if u not in spk]
+    if missing:
+        path = os.path.join(base, "utt2spk")
+        raise DatasetError(f"{path!r}: no speaker for utterance(s) {listing(missing)}")
+    return {u: spk[u] for u in utts}
+
+
+def kaldi_path(base: str, value: str) -> str:
+    """A path written in a Kaldi table: tried against ``base``, then the current directory
+    (Kaldi's convention: the recipe root)."""
+    if os.path.isabs(value):
+        return value
+    cand = os.path.join(base, value)
+    return cand if os.path.exists(cand) else os.path.abspath(value)
+
+
+def wav_path(scp: str, key: str, value: str) -> str:
+    """The audio file of a ``wav.scp`` entry (not a pipe); an archive entry is refused."""
+    if value.startswith("ark:") or ".ark:" in value:
+        raise DatasetError(f"{scp!r}: {key!r} points into an archive; unsupported")
+    return kaldi_path(os.path.dirname(scp), value)
+
+
+def is_pipe(value: str) -> bool:
+    """Whether a table entry is a command pipe (``cmd |`` or ``| cmd``)."""
+    v = value.strip()
+    return v.endswith("|") or v.startswith("|")
+
+
+def refuse_pipe(table: str, key: str, value: str, allow_pipes: bool = False) -> None:
+    """Refuse a piped entry unless ``allow_pipes``: it runs a shell command from a data file."""
+    if is_pipe(value) and not allow_pipes:
+        raise DatasetError(
+            f"{table!r}: entry {key!r} is a command pipe ({value!r}); reading it would run a "
+            "shell command written in the data file, so it is unsupported unless you trust "
+            "this directory: pass allow_pipes=True (`audiogmm extract DIR --format kaldi "
+            "--allow-pipes -o OUT` turns it into feats.scp)"
+        )
 
 
 @dataclass(frozen=True)
@@ -101,10 +275,10 @@ def read_csv(
     path: PathLike, *, extra_columns: Literal["error", "ignore"] = "error"
 ) -> list[Record]:
     """The records of a CSV manifest ``path,label[,split]`` (paths relative to its folder),
-    in file order; an empty ``split`` cell gives None. ``extra_columns``: what to do with
-    other columns. DatasetError for text :func:`~.tables.read_csv_rows` refuses, missing
-    or unknown columns, an empty cell, a split outside :data:`SPLIT_NAMES` or on some rows
-    only, a missing file, or duplicate paths."""
+    in file order (an empty ``split`` cell: None); ``extra_columns``: what to do with others.
+    DatasetError for text :func:`read_csv_rows` refuses, missing or unknown columns, an
+    empty cell, a split outside :data:`SPLIT_NAMES` or on some rows only, a missing file,
+    or duplicate paths."""
     csv_path = os.path.abspath(os.fspath(path))
     if extra_columns not in ("error", "ignore"):
         raise ParameterError(f"extra_columns must be 'error' or 'ignore', got {extra_columns!r}")
@@ -147,11 +321,10 @@ def read_csv(
 
 
 def read_kaldi_dir(data_dir: PathLike) -> list[Record]:
-    """Read a Kaldi data directory (``wav.scp`` + ``utt2spk``; the label is the speaker),
-    sorted by utterance id, ``split`` None; paths as :func:`~.tables.kaldi_path` resolves
-    them. DatasetError for a missing ``utt2spk``, piped or archive entries, a ``segments``
-    file (:mod:`audiogmm.data.kaldi` reads those), utterances without a speaker, duplicate
-    utterances or paths, or missing audio files."""
+    """Read a Kaldi data directory (``wav.scp`` + ``utt2spk``: the label is the speaker),
+    sorted by utterance id, paths as :func:`kaldi_path` resolves them. DatasetError for a
+    missing ``utt2spk``, piped or archive entries, a ``segments`` file (see
+    :mod:`audiogmm.data.kaldi`), a missing speaker, duplicates, or missing audio files."""
     base = os.path.abspath(os.fspath(data_dir))
     scp = os.path.join(base, "wav.scp")
     if not os.path.isfile(scp):
@@ -190,11 +363,8 @@ def read_manifest(source: PathLike, **kwargs: str) -> list[Record]:
 
 
 def content_hash(records: Iterable[Record]) -> str:
-    """16 hex digits of a SHA-256 of each record's path, label and split, in any order.
-
-    Paths are relative to the deepest folder holding every file, so a copy of the dataset
-    elsewhere hashes the same; the audio is not read (:func:`~.splits.file_identity` does).
-    """
+    """16 hex digits of a SHA-256 of each record's path (relative to the deepest folder
+    holding every file: a copy elsewhere hashes the same), label and split, in any order."""
     records = list(records)
     root = os.path.commonpath([os.path.dirname(r.path) for r in records]) if records else ""
     rows = sorted(
@@ -208,8 +378,5 @@ def write_csv(records: Iterable[Record], path: PathLike) -> None:
     """Write records as a ``path,label[,split]`` CSV (paths absolute), atomically."""
     records = list(records)
     n = 3 if any(r.split is not None for r in records) else 2
-    buf = io.StringIO()
-    w = csv.writer(buf, lineterminator="\n")
-    w.writerows([_CSV_COLUMNS[:n], *([r.path, r.label, r.split or ""][:n] for r in records)])
-    data = buf.getvalue().encode("utf-8")
-    atomic_write(os.path.abspath(os.fspath(path)), lambda f: f.write(data))
+    rows = ([r.path, r.label, r.split or ""][:n] for r in records)
+    write_csv_rows(os.path.abspath(os.fspath(path)), [_CSV_COLUMNS[:n], *rows])

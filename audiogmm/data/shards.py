@@ -1,11 +1,10 @@
 """A feature shard store: frames of many clips in a few ``.npy`` files, plus an index.
 
-``<dir>/index.json`` (format, version, n_dims, dtype, FeatureConfig hash and JSON, shards,
-clips) and ``<dir>/shard-00000.npy`` ... (n_frames, n_dims) float32, clips back to back,
-each a frame range ``[start, stop)`` of one shard. The index is written last and atomically,
-so a store is complete or absent; :func:`open_store` checks the index's size, every field,
-and every shard's header against the index and the file size. Rows are read with
-``os.preadv``, so a worker holds one chunk of frames and no memory map grows.
+``<dir>/index.json`` (:data:`audiogmm.io.tables.SHARD_INDEX`) and ``<dir>/shard-00000.npy``
+... (n_frames, n_dims) float32, clips back to back, each a frame range ``[start, stop)`` of
+one shard. The index is written last and atomically, so a store is complete or absent;
+:func:`open_store` checks the index's size and fields and every shard's header against them
+and the file size. Rows are read with ``os.preadv``: a worker holds one chunk of frames.
 """
 
 from __future__ import annotations
@@ -30,8 +29,6 @@ from ..io.tables import SHARD_INDEX, check
 __all__ = ["INDEX_NAME", "ShardStore", "ShardWriter", "is_store", "open_store", "write_store"]
 
 INDEX_NAME = "index.json"
-FORMAT = "audiogmm-shards"
-VERSION = 1
 #: Target frames per shard: 2^20 frames x 60 dims x 4 B = 240 MB.
 SHARD_FRAMES = 1 << 20
 _MAX_INDEX_BYTES = 1 << 30  # 1 GB of JSON: ~10 M clips; more is not an index we wrote
@@ -47,12 +44,7 @@ class ShardWriter:
     """Write clips into shards of about ``shard_frames`` frames (a clip is never split), then
     the index, into ``folder`` (created if missing; an earlier store's shards are replaced).
     ``config_hash`` and ``config`` (the FeatureConfig's hash and JSON) let a model trained
-    from the store carry its front end.
-
-    Examples
-    --------
-    >>> with ShardWriter(tmp, n_dims=2) as w:          # doctest: +SKIP
-    ...     w.add("a.wav", "dog", np.zeros((10, 2), np.float32))
+    from the store carry its front end. A context manager: the index is written on exit.
     """
 
     def __init__(
@@ -97,8 +89,7 @@ class ShardWriter:
             self._lock = -1
 
     def add(self, clip: str, label: str, X: np.ndarray) -> None:
-        """Append one clip's frames (n_frames >= 1, n_dims) under a non-empty label; stored
-        as float32."""
+        """Append one clip's frames (n_frames >= 1, n_dims), as float32, under a non-empty label."""
         X = np.asarray(X)
         if X.ndim != 2 or X.shape[1] != self.n_dims:
             raise ParameterError(f"{clip}: frames must be (n, {self.n_dims}); got {X.shape}")
@@ -138,7 +129,7 @@ class ShardWriter:
         """Write the last shard and the index (atomically), and drop stale shards."""
         self._flush()
         index = {
-            "format": FORMAT, "version": VERSION, "n_dims": self.n_dims, "dtype": "float32",
+            "format": "audiogmm-shards", "version": 1, "n_dims": self.n_dims, "dtype": "float32",
             "config_hash": self.config_hash, "config": self.config,
             "shards": self.shards, "clips": self.clips,
         }  # fmt: skip
@@ -169,32 +160,20 @@ def write_store(
 
 @dataclass(frozen=True)
 class ShardStore:
-    """An opened, validated store; cheap to ship to workers (no frames inside).
-
-    Attributes
-    ----------
-    files, offsets : tuple
-        Absolute shard paths, and the byte offset of each one's first frame.
-    bounds : ndarray of shape (n_shards + 1,), int64
-        Global frame index where each shard starts (the last entry: total frames).
-    clip_start, clip_stop : ndarray of shape (n_clips,), int64
-        Global frame ranges of the clips.
-    index_digest : str
-        32 hex digits of the index's SHA-256: an EM checkpoint resumes only on it.
-    """
+    """An opened, validated store; cheap to ship to workers (no frames inside)."""
 
     folder: str
     n_dims: int
     config_hash: str
     config: str
-    files: tuple
-    offsets: tuple
-    bounds: np.ndarray
+    files: tuple  # absolute shard paths
+    offsets: tuple  # byte offset of each shard's first frame
+    bounds: np.ndarray  # (n_shards + 1,) int64: global frame where each shard starts; total
     clips: tuple
     labels: tuple
-    clip_start: np.ndarray
+    clip_start: np.ndarray  # (n_clips,) int64: global frame range of each clip
     clip_stop: np.ndarray
-    index_digest: str = ""
+    index_digest: str = ""  # 32 hex digits of the index's SHA-256: checkpoints resume on it
 
     @property
     def n_frames(self) -> int:
@@ -211,12 +190,10 @@ class ShardStore:
         if os.preadv(f.fileno(), [buf], pos) != buf.nbytes:
             raise ModelFileError(f"{self.files[s]}: shard is shorter than its index says")
 
-    def read_rows(self, start: int, stop: int, out: np.ndarray | None = None) -> np.ndarray:
+    def read_rows(self, start: int, stop: int) -> np.ndarray:
         """Global frames ``[start, stop)`` as float32 (stop - start, n_dims)."""
-        if out is None:
-            out = np.empty((stop - start, self.n_dims), dtype=np.float32)
-        s = int(np.searchsorted(self.bounds, start, side="right")) - 1
-        pos = start
+        out = np.empty((stop - start, self.n_dims), dtype=np.float32)
+        s, pos = int(np.searchsorted(self.bounds, start, side="right")) - 1, start
         while pos < stop:
             end = min(stop, int(self.bounds[s + 1]))
             with open(self.files[s], "rb", buffering=0) as f:
@@ -253,8 +230,7 @@ class ShardStore:
 
 
 def _npy_header(path: str, n_dims: int, n_frames: int) -> int:
-    """The data offset of a shard, checked: float32 (n_frames, n_dims) in C order, and the
-    file size."""
+    """The data offset of a shard, checked: float32 (n_frames, n_dims), C order, file size."""
     try:
         with open_regular(path) as f:
             size = os.fstat(f.fileno()).st_size
@@ -297,8 +273,7 @@ def open_store(folder: str | os.PathLike) -> ShardStore:
     counts = [s["n_frames"] for s in shards]
     offsets = [_npy_header(path, n_dims, n) for path, n in zip(files, counts)]
     bounds = np.concatenate([[0], np.cumsum(counts, dtype=np.int64)])
-    cstart = np.empty(len(clips), dtype=np.int64)
-    cstop = np.empty(len(clips), dtype=np.int64)
+    cstart, cstop = np.empty((2, len(clips)), dtype=np.int64)
     next_start = [0] * len(shards)
     for i, c in enumerate(clips):
         s, a, b = c["shard"], c["start"], c["stop"]

@@ -1,9 +1,6 @@
-"""Train/test splits of a manifest: deterministic, stratified per label, and recorded.
-
-A model keeps the split it was trained on (:func:`split_spec`, the header's ``split`` key),
-so that evaluation can re-make it and refuse test files used in training
-(:func:`training_overlap`).
-"""
+"""Train/test splits of a manifest: deterministic, stratified per label, and recorded in the
+model (:func:`split_spec`), so that evaluation can re-make it and refuse test files used in
+training (:func:`training_overlap`)."""
 
 from __future__ import annotations
 
@@ -22,31 +19,22 @@ from ..exceptions import DatasetError, ModelFileError, ParameterError
 from ..io.tables import SPLIT, check
 from .manifests import Record, content_hash
 
-__all__ = [
-    "IDENTITY", "TRAIN_FRACTION", "file_identity", "labels", "select", "split_records",
-    "split_spec", "stored_training_paths", "training_overlap", "validate_split_block"
-]  # fmt: skip
+__all__ = ["IDENTITY", "TRAIN_FRACTION", "file_identity", "select", "split_records", "split_spec",
+           "stored_training_paths", "training_overlap", "validate_split_block"]  # fmt: skip
 
 #: Share of each label's files that go to "train" when a manifest has no split column.
 TRAIN_FRACTION = 0.7
 
 
-def labels(records: Iterable[Record]) -> list[str]:
-    """Sorted distinct labels of *records*."""
-    return sorted({r.label for r in records})
-
-
 def split_records(
     records: Sequence[Record], *, train_fraction: float = TRAIN_FRACTION, seed: int = 0
 ) -> list[Record]:
-    """Assign a deterministic, stratified train/test split (same order, ``split`` set).
+    """The records (same order) with a deterministic, stratified train/test ``split``.
 
-    Records that all have a split (a CSV ``split`` column) are returned unchanged.
-    Otherwise each label's files, sorted by path, are shuffled by a generator seeded with
-    ``(seed, crc32(label))`` (independent of the other labels), and
-    ``round(train_fraction * n)`` go to ``"train"``: at least one, and at least one
-    ``"test"`` file of a label with two or more. DatasetError when some records have a
-    split and others do not.
+    Records that all have a split (a CSV ``split`` column) are returned unchanged; some but
+    not all is a DatasetError. Else each label's files, sorted by path, are shuffled by a
+    generator seeded with ``(seed, crc32(label))``, and ``round(train_fraction * n)`` go to
+    ``"train"``: at least one, and at least one ``"test"`` of a label with two or more.
     """
     if not (0.0 < float(train_fraction) < 1.0):
         raise ParameterError(f"train_fraction must be in (0, 1), got {train_fraction}")
@@ -74,8 +62,7 @@ def split_records(
 
 
 def select(records: Iterable[Record], split: str) -> list[Record]:
-    """Records whose ``split`` equals *split*; a DatasetError listing the splits present
-    when there is none."""
+    """Records whose ``split`` equals *split*; DatasetError listing the splits present if none."""
     records = list(records)
     out = [r for r in records if r.split == split]
     if not out:
@@ -106,10 +93,9 @@ def _identities(
     paths: Sequence[str], n_jobs: int | None, *, skip_unreadable: bool,
     cache_dir: str | os.PathLike | None = None,
 ) -> list[str | None]:  # fmt: skip
-    """:func:`file_identity` of each path (None for an unreadable one when
-    ``skip_unreadable``), on ``n_jobs`` threads (reads and BLAKE2b release the GIL), kept
-    in ``cache_dir`` if given."""
-    from .packs import FileFacts
+    """:func:`file_identity` of each path (None if unreadable and ``skip_unreadable``), on
+    ``n_jobs`` threads (reads and BLAKE2b release the GIL), kept in ``cache_dir`` if given."""
+    from .cache import FileFacts
 
     with FileFacts(cache_dir) as facts:
 
@@ -121,9 +107,7 @@ def _identities(
                     return None
                 raise
 
-        n = min(len(paths), default_workers() if n_jobs is None else n_jobs)
-        if n <= 1:
-            return [one(p) for p in paths]
+        n = max(1, min(len(paths), default_workers() if n_jobs is None else n_jobs))
         with ThreadPoolExecutor(n) as pool:  # not an executor: a command has one, for its stages
             return list(pool.map(one, paths))
 
@@ -133,36 +117,24 @@ def split_spec(
     seed: int, train_fraction: float, n_jobs: int | None = None,
     cache_dir: str | os.PathLike | None = None,
 ) -> dict[str, Any]:  # fmt: skip
-    """The split block a model stores: how its training files were chosen, and which.
+    """The split block a model stores (:data:`audiogmm.io.tables.SPLIT`): how its training
+    files were chosen, and which (``train_files``: sorted distinct :func:`file_identity`).
 
     ``manifest`` is every record as read (before :func:`split_records`), ``train_records``
     the files actually used, ``split`` the split trained on (None or ``"all"``: every
     record), ``seed`` and ``train_fraction`` as given to :func:`split_records`; ``n_jobs``
     threads hash the training files, kept in ``cache_dir``.
-
-    Returns
-    -------
-    dict
-        ``manifest_hash``, ``n_manifest_files``, ``split``, ``from_column`` (the manifest's
-        split column made the split), ``seed``, ``train_fraction``, ``identity``
-        (:data:`IDENTITY`) and ``train_files`` (sorted distinct :func:`file_identity`).
     """
     manifest = list(manifest)
-    return validate_split_block(
-        {
-            "manifest_hash": content_hash(manifest),
-            "n_manifest_files": len(manifest),
-            "split": split or "all",
-            "from_column": bool(manifest) and all(r.split is not None for r in manifest),
-            "seed": int(seed),
-            "train_fraction": float(train_fraction),
-            "identity": IDENTITY,
-            "train_files": sorted(
-                set(_identities([r.path for r in train_records], n_jobs, skip_unreadable=False,
-                                cache_dir=cache_dir))
-            ),
-        }
-    )
+    ids = _identities([r.path for r in train_records], n_jobs, skip_unreadable=False,
+                      cache_dir=cache_dir)  # fmt: skip
+    return validate_split_block({
+        "manifest_hash": content_hash(manifest), "n_manifest_files": len(manifest),
+        "split": split or "all",
+        "from_column": bool(manifest) and all(r.split is not None for r in manifest),
+        "seed": int(seed), "train_fraction": float(train_fraction),
+        "identity": IDENTITY, "train_files": sorted(set(ids)),
+    })  # fmt: skip
 
 
 def validate_split_block(block: Any) -> dict[str, Any]:
