@@ -1,8 +1,8 @@
 """The front end: waveform -> MFCC frames (+ deltas, VAD, CMVN), in one serialisable config.
 
-Modules in data-flow order: ``extras`` (the librosa features a config may add), ``config``,
-``presets``, ``spectral`` (STFT, mel, energy, cepstra), ``engines`` (numpy or librosa),
-``postprocess`` (deltas, VAD, CMVN), ``extraction`` (extract). Names are imported on first use.
+Modules in data-flow order: ``config`` (with the librosa extras a config may add), ``presets``,
+``spectral`` (STFT, mel, energy, cepstra), ``engines`` (numpy or librosa), ``postprocess``
+(deltas, VAD, CMVN), ``extraction`` (extract). Names are imported on first use.
 """
 
 from ..lazy import lazy_exports

@@ -1,5 +1,8 @@
 """Every setting of the front end in one frozen, serialisable value, :class:`FeatureConfig`,
-with the content hash that keys feature caches."""
+with the content hash that keys feature caches, and the allow-list of the librosa frame
+features it may append (:data:`EXTRAS`): a config, and so a model file, names them as data,
+never code: a key of :data:`EXTRAS` and documented keyword arguments of the right type and
+range; the grid is the config's."""
 
 from __future__ import annotations
 
@@ -7,15 +10,17 @@ import dataclasses
 import functools
 import hashlib
 import json
+import math
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Optional, Union
+from types import MappingProxyType
+from typing import Any, NamedTuple, Optional, Union
 
 import numpy as np
 
 from ..exceptions import ParameterError
-from .extras import as_json, extra_dims, finite_number, normalise_extras, range_error
 
-__all__ = ["FEATURE_FORMAT_VERSION", "WINDOWS", "FeatureConfig", "window"]
+__all__ = ["EXTRAS", "FEATURE_FORMAT_VERSION", "WINDOWS", "FeatureConfig", "window"]
 
 #: Bump whenever the numbers produced for a given config change: it is part of
 #: :meth:`FeatureConfig.content_hash`, so feature caches are invalidated. Version 2:
@@ -26,14 +31,14 @@ FEATURE_FORMAT_VERSION = 3
 #: Fields added after the cache format was fixed: left out of the content hash at their
 #: default, so the hashes (caches, models) of configs that do not use them stay the same.
 _NEW_FIELDS = {"engine": "numpy", "extras": ()}
-#: name -> (lo, hi, unit, brackets): every size that drives an allocation is capped (the
+#: name -> (lo, hi, brackets, unit): every size that drives an allocation is capped (the
 #: largest FFT is 43 ms at 384 kHz, the longest CMVN window 10 minutes at a 10 ms hop).
 _RANGES = {
-    "sample_rate": (1000, 384000, " Hz", "[]"), "win_ms": (0, 1000.0, " ms", "(]"),
-    "hop_ms": (0, 1000.0, " ms", "(]"), "n_fft": (16, 1 << 14, " samples", "[]"),
-    "n_mels": (1, 1024, "", "[]"), "lifter": (0, 1000, "", "[]"), "preemphasis": (0, 1, "", "[)"),
-    "top_db": (0, 1000, " dB", "(]"), "vad_threshold_db": (0, 1000, " dB", "(]"),
-    "vad_floor_db": (-1000, 0, " dB", "[]"), "cmvn_window": (1, 60000, " frames", "[]"),
+    "sample_rate": (1000, 384000, "[]", " Hz"), "win_ms": (0, 1000.0, "(]", " ms"),
+    "hop_ms": (0, 1000.0, "(]", " ms"), "n_fft": (16, 1 << 14, "[]", " samples"),
+    "n_mels": (1, 1024, "[]", ""), "lifter": (0, 1000, "[]", ""), "preemphasis": (0, 1, "[)", ""),
+    "top_db": (0, 1000, "(]", " dB"), "vad_threshold_db": (0, 1000, "(]", " dB"),
+    "vad_floor_db": (-1000, 0, "[]", " dB"), "cmvn_window": (1, 60000, "[]", " frames"),
 }  # fmt: skip
 MAX_DELTA_WIDTH = 99
 #: Window names accepted (scipy.signal.get_window's parameter-free windows), listed so that
@@ -52,6 +57,158 @@ _CHOICES = {
                  "median", "maximum", "minimum"),
     "window": tuple(sorted(WINDOWS)), "engine": ("numpy", "librosa"),
 }  # fmt: skip
+_KINDS = {"bool": (bool, "a bool"), "int": (int, "an integer"), "float": (float, "a finite number"),
+          "str": (str, "a string")}  # fmt: skip
+
+
+class Arg(NamedTuple):
+    """What one setting must be: its kind (a key of ``_KINDS``) and range or choices."""
+
+    kind: str
+    lo: float = -math.inf
+    hi: float = math.inf
+    brackets: str = "[]"  # "[]", "(]", "[)" or "()"
+    unit: str = ""
+    nullable: bool = False
+    choices: tuple = ()
+
+    def check(self, value: Any) -> Any:
+        """``value`` in canonical form (numpy scalars included), or ValueError with the reason."""
+        if value is None and self.nullable:
+            return None
+        cast, what = _KINDS[self.kind]
+        if self.kind in ("int", "float"):  # strings such as "16000" are refused, not converted
+            number = isinstance(value, (int, float, np.integer, np.floating))
+            try:
+                ok = number and not isinstance(value, (bool, np.bool_)) and math.isfinite(value)
+            except OverflowError:  # an int beyond float range
+                ok = False
+            ok = ok and (self.kind == "float" or value == int(value))
+        else:
+            ok = isinstance(value, (bool, np.bool_) if self.kind == "bool" else str)
+        if not ok:
+            raise ValueError(f"must be {what}, got {value!r}")
+        value = cast(value)
+        if self.choices and value not in self.choices:
+            raise ValueError(f"must be one of {self.choices}, got {value!r}")
+        if self.kind in ("int", "float"):
+            (lb, rb), lo, hi = self.brackets, self.lo, self.hi
+            if not ((value > lo if lb == "(" else value >= lo)
+                    and (value < hi if rb == ")" else value <= hi)):  # fmt: skip
+                raise ValueError(f"must be in {lb}{lo:g}, {hi:g}{rb}{self.unit}, got {value!r}")
+        return value
+
+
+class Extra(NamedTuple):
+    """One allowed extra: its arguments, unit, and the argument that sets its row count."""
+
+    args: Mapping[str, Arg]
+    unit: str
+    rows: str = ""  # the argument giving the row count ("" = one row, "n_bands" = n_bands + 1)
+
+
+_BOOL = Arg("bool")
+_UNIT = Arg("float", 0.0, 1.0, "()")
+_POSITIVE8 = Arg("float", 0.0, 8.0, "(]")
+
+#: name -> :class:`Extra`: the librosa features a config may name, with the documented
+#: keyword arguments a config may set (librosa's defaults apply to the others).
+EXTRAS: Mapping[str, Extra] = MappingProxyType(
+    {
+        "spectral_contrast": Extra(
+            {"fmin": Arg("float", 0.0, 1e5, "(]"), "n_bands": Arg("int", 1, 16),
+             "quantile": _UNIT, "linear": _BOOL}, "dB", rows="n_bands"),
+        "spectral_flatness": Extra(
+            {"amin": Arg("float", 0.0, 1.0, "(]"), "power": _POSITIVE8}, "ratio"),
+        "spectral_centroid": Extra({}, "Hz"),
+        "spectral_bandwidth": Extra({"norm": _BOOL, "p": _POSITIVE8}, "Hz"),
+        "spectral_rolloff": Extra({"roll_percent": _UNIT}, "Hz"),
+        "zero_crossing_rate": Extra({"threshold": Arg("float", 0.0, 1.0), "zero_pos": _BOOL},
+                                    "crossings per sample"),
+        "rms": Extra({}, "full scale"),
+        "chroma_stft": Extra(
+            {"n_chroma": Arg("int", 1, 120), "tuning": Arg("float", -0.5, 0.5, "[)", nullable=True),
+             "ctroct": Arg("float", 0.0, 20.0),
+             "octwidth": Arg("float", 0.0, 100.0, "(]", nullable=True), "base_c": _BOOL},
+            "energy ratio", rows="n_chroma"),
+        "onset_strength": Extra(
+            {"lag": Arg("int", 1, 64), "max_size": Arg("int", 1, 64), "detrend": _BOOL}, "dB"),
+    }  # fmt: skip
+)
+#: librosa's defaults for the arguments that set the row count or the bands' range.
+_ROW_DEFAULTS = {"n_bands": 6, "n_chroma": 12, "fmin": 200.0}
+MAX_EXTRAS = 16
+
+
+def _normalise_extras(value: Any, *, sample_rate: int, n_fft: int) -> tuple:
+    """The canonical form ``((name, ((arg, value), ...)), ...)`` of a config's ``extras``:
+    names (``"rms"``), mappings (``{"name": "spectral_contrast", "n_bands": 4}``) or canonical
+    pairs, checked against the config's grid. ParameterError naming the bad item."""
+    if isinstance(value, (str, bytes, Mapping)) or not isinstance(value, (list, tuple)):
+        raise ParameterError(f"extras must be a list of feature names, got {value!r:.80}")
+    if len(value) > MAX_EXTRAS:
+        raise ParameterError(f"extras: at most {MAX_EXTRAS} features, got {len(value)}")
+    out = []
+    for item in value:
+        if isinstance(item, str):
+            item = (item, ())
+        elif isinstance(item, Mapping):
+            kwargs = dict(item)
+            item = (kwargs.pop("name", None), tuple(kwargs.items()))
+        if not (isinstance(item, (list, tuple)) and len(item) == 2 and isinstance(item[1], tuple)):
+            raise ParameterError(
+                f"extras: expected a name or a {{'name': ...}} mapping, got {item!r:.80}"
+            )
+        name, kwargs = item[0], dict(item[1])
+        if not isinstance(name, str) or name not in EXTRAS:
+            raise ParameterError(
+                f"extras: unknown feature {name!r:.60}; allowed: {', '.join(sorted(EXTRAS))}"
+            )
+        spec = EXTRAS[name].args
+        args = {}
+        for k in sorted(kwargs, key=str):
+            if k not in spec:
+                allowed = ", ".join(sorted(spec)) or "none"
+                raise ParameterError(
+                    f"extras: {name} has no argument {k!r:.60} (allowed: {allowed})"
+                )
+            try:
+                args[k] = spec[k].check(kwargs[k])
+            except ValueError as e:
+                raise ParameterError(f"extras: {name} argument {k} {e}") from None
+        if name == "spectral_contrast":
+            fmin = args.get("fmin", _ROW_DEFAULTS["fmin"])
+            n_bands = args.get("n_bands", _ROW_DEFAULTS["n_bands"])
+            top = fmin * 2.0 ** (n_bands - 1)
+            if top >= sample_rate / 2:  # librosa's rule: every band's lower edge below Nyquist
+                raise ParameterError(
+                    f"extras: spectral_contrast with fmin={fmin:g} and n_bands={n_bands} has a "
+                    f"band starting at {top:g} Hz, above Nyquist ({sample_rate / 2:g} Hz); "
+                    "lower either"
+                )
+            if fmin < sample_rate / n_fft:  # the narrowest band must hold an FFT bin
+                raise ParameterError(f"extras: spectral_contrast fmin={fmin:g} Hz is below the FFT "
+                                     f"bin spacing ({sample_rate / n_fft:g} Hz)")  # fmt: skip
+        out.append((name, tuple(args.items())))
+    if len(set(out)) != len(out):
+        raise ParameterError("extras: the same feature is named twice with the same arguments")
+    return tuple(out)
+
+
+def _extra_dims(extras: tuple) -> list[tuple[str, str]]:
+    """``(label, unit)`` per output row of canonical ``extras``, e.g.
+    ``("spectral_contrast 2", "dB")``; a one-row feature is labelled by its name."""
+    labels = []
+    for name, args in extras:
+        spec = EXTRAS[name]
+        if not spec.rows:
+            labels.append((name, spec.unit))
+            continue
+        n = dict(args).get(spec.rows, _ROW_DEFAULTS[spec.rows]) + (spec.rows == "n_bands")
+        labels += [(f"{name} {i}", spec.unit) for i in range(n)]
+    return labels
+
+
 @functools.lru_cache(maxsize=32)
 def window(name: str, win_length: int) -> np.ndarray:
     """``scipy.signal.get_window(name, win_length, fftbins=True)``, float64 (cached).
@@ -113,7 +270,7 @@ class FeatureConfig:
         This package's numpy restatement of librosa's formulas (no librosa import, no numba
         compile), or librosa's own functions; they agree within float32 rounding.
     extras : sequence of str or dict
-        librosa frame features (:data:`audiogmm.features.extras.EXTRAS`) appended after the
+        librosa frame features (:data:`EXTRAS`) appended after the
         deltas, from the signal before pre-emphasis, through the same VAD and CMVN.
     """
 
@@ -148,33 +305,18 @@ class FeatureConfig:
     extras: tuple = ()
 
     def __post_init__(self) -> None:
-        for f in dataclasses.fields(self):
-            name, value, typ = f.name, getattr(self, f.name), str(f.type)
-            if value is None and "Optional" in typ:
-                continue
-            real = finite_number(value)  # strings such as "16000" are refused, not converted
-            ok, cast, what = {
-                "bool": (isinstance(value, (bool, np.bool_)), bool, "a bool"),
-                "int": (real and value == int(value), int, "an integer"),
-                "float": (real, float, "a finite number"),
-                "str": (isinstance(value, str), str, "a string"),
-            }.get(typ.replace("Optional[", "").rstrip("]"), (True, None, ""))
-            if not ok:
-                raise ParameterError(f"{name} must be {what}, got {value!r}")
-            if cast is not None:
-                object.__setattr__(self, name, cast(value))
-        checks = []
-        for name, (lo, hi, unit, brackets) in _RANGES.items():
-            v = getattr(self, name)
-            if v is not None:  # top_db
-                msg = range_error(v, lo, hi, brackets, unit)
-                checks.append((not msg, f"{name} {msg}"))
-        for name, choices in _CHOICES.items():
-            v = getattr(self, name)
-            checks.append((v in choices, f"{name} must be one of {choices}, got {v!r}"))
+        for f in dataclasses.fields(self)[:-1]:  # extras: below, once the grid is valid
+            typ = str(f.type)
+            arg = Arg(typ.replace("Optional[", "").rstrip("]"),
+                      *_RANGES.get(f.name, (-math.inf, math.inf, "[]", "")),
+                      nullable="Optional" in typ, choices=_CHOICES.get(f.name, ()))  # fmt: skip
+            try:
+                object.__setattr__(self, f.name, arg.check(getattr(self, f.name)))
+            except ValueError as e:
+                raise ParameterError(f"{f.name} {e}") from None
         nyq = self.sample_rate / 2.0
         fmax = nyq if self.fmax is None else self.fmax
-        checks += [
+        checks = [
             (self.win_length >= 1, f"win_ms={self.win_ms} gives an empty window"),
             (self.hop_length >= 1, f"hop_ms={self.hop_ms} gives a hop of 0 samples"),
             (self.n_fft >= self.win_length, f"n_fft={self.n_fft} must be >= the window length "
@@ -192,8 +334,7 @@ class FeatureConfig:
         for ok, msg in checks:
             if not ok:
                 raise ParameterError(msg)
-        # after the grid is known to be valid: some extras' ranges depend on it
-        extras = normalise_extras(self.extras, sample_rate=self.sample_rate, n_fft=self.n_fft)
+        extras = _normalise_extras(self.extras, sample_rate=self.sample_rate, n_fft=self.n_fft)
         object.__setattr__(self, "extras", extras)
 
     @property
@@ -214,7 +355,7 @@ class FeatureConfig:
     @property
     def n_dims(self) -> int:
         """Dimension of the output frames, ``n_ceps * (delta_order + 1)`` plus the extras' rows."""
-        return self.n_ceps * (self.delta_order + 1) + len(extra_dims(self.extras))
+        return self.n_ceps * (self.delta_order + 1) + len(_extra_dims(self.extras))
 
     def dimension_names(self) -> list[tuple[str, str]]:
         """``(name, unit)`` of each output column, e.g. ``("Δ MFCC 3", "dB per frame")``; the
@@ -226,7 +367,7 @@ class FeatureConfig:
         for order, prefix, per in ((1, "Δ ", " per frame"), (2, "ΔΔ ", " per frame²")):
             if self.delta_order >= order:
                 out += [(prefix + n, "dB" + per) for n, _ in static]
-        out += extra_dims(self.extras)
+        out += _extra_dims(self.extras)
         if self.cmvn != "none" and self.cmvn_norm_vars:
             out = [(n, "std. dev.") for n, _ in out]
         return out
@@ -252,7 +393,8 @@ class FeatureConfig:
     def to_dict(self) -> dict[str, Any]:
         """All fields as a plain JSON-able dict (field name → value)."""
         d = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
-        d["extras"] = as_json(self.extras)
+        # an extra as its name alone, or {"name": ..., **args}
+        d["extras"] = [n if not a else {"name": n, **dict(a)} for n, a in self.extras]
         return d
 
     @classmethod
