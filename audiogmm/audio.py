@@ -142,6 +142,7 @@ def _too_long(path: str, what: str, limit: int, rate: int) -> AudioError:
 
 
 def _open(path: str) -> sf.SoundFile:
+    check_file(path)
     try:
         # bytes: names that are not valid UTF-8 (surrogate escapes) open as they are
         return sf.SoundFile(os.fsencode(path))
@@ -156,7 +157,6 @@ def info(path: PathLike) -> AudioInfo:
     """An audio file's header, without decoding; AudioError for a missing, empty or
     unreadable file."""
     p = os.fspath(path)
-    check_file(p)
     with _open(p) as f:
         rate, frames = int(f.samplerate), int(f.frames)
         return AudioInfo(p, rate, int(f.channels), frames, frames / rate if rate else 0.0,
@@ -205,28 +205,15 @@ def resample(y: np.ndarray, orig_sr: int, target_sr: int) -> np.ndarray:
 
 
 def load(path: PathLike, *, sr: Optional[int], min_samples: int = 1) -> np.ndarray:
-    """Load an audio file as a mono float32 waveform (channels averaged, resampled by soxr).
-
-    Parameters
-    ----------
-    path : str or os.PathLike
-    sr : int or None
-        Target rate in Hz; ``None`` keeps the native rate.
-    min_samples : int >= 1
-        Fewest samples after resampling, e.g. one analysis window.
-
-    Returns
-    -------
-    np.ndarray [shape=(n_samples,), dtype=float32]
-        In units of full scale ([-1, 1] for integer-coded files). AudioError naming the
-        file and the reason; ParameterError for an invalid *sr* or *min_samples*.
-    """
+    """An audio file as a mono float32 waveform ``(n_samples,)`` in units of full scale
+    (channels averaged), resampled by soxr to ``sr`` Hz (``None``: the native rate); at least
+    ``min_samples`` samples (e.g. one analysis window). AudioError naming the file and the
+    reason; ParameterError for an invalid *sr* or *min_samples*."""
     if sr is not None:
         check_rate(sr, "sr")
     if isinstance(min_samples, bool) or int(min_samples) != min_samples or min_samples < 1:
         raise ParameterError(f"min_samples must be an integer >= 1, got {min_samples!r}")
     p = os.fspath(path)
-    check_file(p)
     with _open(p) as f:
         _check_header(p, f)
         rate, empty = int(f.samplerate) if sr is None else sr, not f.frames

@@ -185,7 +185,7 @@ def librosa_front_end(monkeypatch):
     monkeypatch.setattr(spectral, "_mel_basis", mel_basis)
     monkeypatch.setattr(spectral, "_energy_norm", energy_norm)
     # the cepstra stay ours on both sides: their DCT is checked on its own above
-    monkeypatch.setattr("audiogmm.features.engines.numpy_delta", delta)
+    monkeypatch.setattr("audiogmm.features.extraction.numpy_delta", delta)
 
 
 def _variants():
@@ -229,7 +229,7 @@ def test_extract_is_bit_identical_on_random_signals(n, scale, seed, name):
     ours = extract(y, config=c, keep_all_frames=True)
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(
-            "audiogmm.features.engines.numpy_delta",
+            "audiogmm.features.extraction.numpy_delta",
             lambda x, **kw: librosa.feature.delta(x, **kw),
         )
         ref = extract(y, config=c, keep_all_frames=True)
