@@ -9,6 +9,7 @@ resampling): a small file declaring 1 Hz, 2^32 frames or 10,000 channels cannot 
 from __future__ import annotations
 
 import os
+import stat
 from dataclasses import dataclass
 from typing import Optional, Union
 
@@ -74,27 +75,25 @@ class AudioInfo:
 
 
 def check_file(path: str) -> None:
-    """Raise AudioError when *path* is missing, not a regular file, or empty."""
+    """Raise AudioError when *path* is missing, not a regular file, empty or unreadable."""
+    verb = "reach"
     try:
         st = os.stat(path)
+        if stat.S_ISREG(st.st_mode) and st.st_size:
+            verb = "read"  # libsndfile reports an unreadable file as "System error": ask the OS
+            os.close(os.open(path, os.O_RDONLY))
     except FileNotFoundError:
         raise AudioError(f"{path!r}: file not found") from None
     except PermissionError:
-        raise AudioError(f"{path!r}: permission denied (cannot reach the file)") from None
+        raise AudioError(f"{path!r}: permission denied (cannot {verb} the file)") from None
     except OSError as exc:
-        raise AudioError(f"{path!r}: cannot access file ({exc.strerror or exc})") from None
+        raise AudioError(f"{path!r}: cannot {verb} the file ({exc.strerror or exc})") from None
     except ValueError as exc:  # e.g. an embedded NUL byte
         raise AudioError(f"{path!r}: invalid file name ({exc})") from None
-    if not os.path.isfile(path):
+    if not stat.S_ISREG(st.st_mode):
         raise AudioError(f"{path!r}: expected a regular file, got a directory or special file")
     if st.st_size == 0:
         raise AudioError(f"{path!r}: empty file (0 bytes)")
-    try:  # libsndfile reports an unreadable file as "System error": ask the OS first
-        os.close(os.open(path, os.O_RDONLY))
-    except PermissionError:
-        raise AudioError(f"{path!r}: permission denied (cannot read the file)") from None
-    except OSError as exc:
-        raise AudioError(f"{path!r}: cannot open file ({exc.strerror or exc})") from None
 
 
 def check_rate(rate: int, what: str) -> None:
@@ -233,11 +232,9 @@ def _decode_mono(path: str, f: sf.SoundFile, sr: Optional[int]) -> np.ndarray:
     passes the limit. Float samples are checked before the downmix, whose sum could be inf."""
     native, limit, channels = int(f.samplerate), sample_limit(), int(f.channels)
     check, int16 = f.subtype not in _INTEGER_SUBTYPES, f.subtype == "PCM_16"
-    block = max(1, _BLOCK_SAMPLES // channels)
-    resampling = sr is not None and int(sr) != native
-    expected = max(0, int(f.frames))
-    if resampling:
-        expected = -(-expected * int(sr) // native)
+    block, target = max(1, _BLOCK_SAMPLES // channels), int(sr or native)
+    resampling = target != native
+    expected = -(-max(0, int(f.frames)) * target // native)  # at the target rate
     out = np.empty(max(1, min(expected, limit)), dtype=np.float32)
     n = n_out = n_bad = 0
     peak, stream, last = 0.0, None, False
@@ -262,10 +259,10 @@ def _decode_mono(path: str, f: sf.SoundFile, sr: Optional[int]) -> np.ndarray:
             if not resampling:
                 chunk = mono
             elif last and stream is None:  # the whole file in one block
-                chunk = soxr.resample(mono, native, int(sr), quality="HQ")
+                chunk = soxr.resample(mono, native, target, quality="HQ")
             else:
                 if stream is None:
-                    stream = soxr.ResampleStream(native, int(sr), 1, dtype="float32", quality="HQ")
+                    stream = soxr.ResampleStream(native, target, 1, dtype="float32", quality="HQ")
                 chunk = stream.resample_chunk(np.ascontiguousarray(mono), last=last)
             k = chunk.shape[0]
             if n_out + k > limit:

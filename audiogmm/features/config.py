@@ -136,8 +136,8 @@ EXTRAS: Mapping[str, Extra] = MappingProxyType(
             {"lag": Arg("int", 1, 64), "max_size": Arg("int", 1, 64), "detrend": _BOOL}, "dB"),
     }  # fmt: skip
 )
-#: librosa's defaults for the arguments that set the row count or the bands' range.
-_ROW_DEFAULTS = {"n_bands": 6, "n_chroma": 12, "fmin": 200.0}
+#: librosa's defaults for the arguments that set the row count (and spectral_contrast's fmin).
+_ROW_DEFAULTS = {"n_bands": 6, "n_chroma": 12}
 MAX_EXTRAS = 16
 
 
@@ -154,42 +154,32 @@ def _normalise_extras(value: Any, *, sample_rate: int, n_fft: int) -> tuple:
         if isinstance(item, str):
             item = (item, ())
         elif isinstance(item, Mapping):
-            kwargs = dict(item)
-            item = (kwargs.pop("name", None), tuple(kwargs.items()))
+            item = (item.get("name"), tuple((k, v) for k, v in item.items() if k != "name"))
         if not (isinstance(item, (list, tuple)) and len(item) == 2 and isinstance(item[1], tuple)):
-            raise ParameterError(
-                f"extras: expected a name or a {{'name': ...}} mapping, got {item!r:.80}"
-            )
+            raise ParameterError(f"extras: expected a name or a {{'name': ...}} mapping, "
+                                 f"got {item!r:.80}")  # fmt: skip
         name, kwargs = item[0], dict(item[1])
         if not isinstance(name, str) or name not in EXTRAS:
-            raise ParameterError(
-                f"extras: unknown feature {name!r:.60}; allowed: {', '.join(sorted(EXTRAS))}"
-            )
-        spec = EXTRAS[name].args
-        args = {}
+            raise ParameterError(f"extras: unknown feature {name!r:.60}; "
+                                 f"allowed: {', '.join(sorted(EXTRAS))}")  # fmt: skip
+        spec, args = EXTRAS[name].args, {}
         for k in sorted(kwargs, key=str):
             if k not in spec:
-                allowed = ", ".join(sorted(spec)) or "none"
-                raise ParameterError(
-                    f"extras: {name} has no argument {k!r:.60} (allowed: {allowed})"
-                )
+                raise ParameterError(f"extras: {name} has no argument {k!r:.60} "
+                                     f"(allowed: {', '.join(sorted(spec)) or 'none'})")  # fmt: skip
             try:
                 args[k] = spec[k].check(kwargs[k])
             except ValueError as e:
                 raise ParameterError(f"extras: {name} argument {k} {e}") from None
-        if name == "spectral_contrast":
-            fmin = args.get("fmin", _ROW_DEFAULTS["fmin"])
-            n_bands = args.get("n_bands", _ROW_DEFAULTS["n_bands"])
-            top = fmin * 2.0 ** (n_bands - 1)
-            if top >= sample_rate / 2:  # librosa's rule: every band's lower edge below Nyquist
+        if name == "spectral_contrast":  # librosa's defaults, and its rule on the bands
+            fmin, n_bands = args.get("fmin", 200.0), args.get("n_bands", _ROW_DEFAULTS["n_bands"])
+            top, nyq, bin_hz = fmin * 2.0 ** (n_bands - 1), sample_rate / 2, sample_rate / n_fft
+            if top >= nyq or fmin < bin_hz:  # each band starts below Nyquist and holds a bin
                 raise ParameterError(
-                    f"extras: spectral_contrast with fmin={fmin:g} and n_bands={n_bands} has a "
-                    f"band starting at {top:g} Hz, above Nyquist ({sample_rate / 2:g} Hz); "
-                    "lower either"
+                    f"extras: spectral_contrast with fmin={fmin:g} and n_bands={n_bands} has bands "
+                    f"starting at {fmin:g} to {top:g} Hz, which must not be below the FFT bin "
+                    f"spacing ({bin_hz:g} Hz) nor at or above Nyquist ({nyq:g} Hz)"
                 )
-            if fmin < sample_rate / n_fft:  # the narrowest band must hold an FFT bin
-                raise ParameterError(f"extras: spectral_contrast fmin={fmin:g} Hz is below the FFT "
-                                     f"bin spacing ({sample_rate / n_fft:g} Hz)")  # fmt: skip
         out.append((name, tuple(args.items())))
     if len(set(out)) != len(out):
         raise ParameterError("extras: the same feature is named twice with the same arguments")
@@ -217,24 +207,24 @@ class FeatureConfig:
     """Every setting of the MFCC front end (frozen, hashable, JSON round-trip).
 
     The defaults are the ``general`` preset; :meth:`preset` gives the others and
-    :meth:`replace` derives variants. Sizes in samples are times (ms) times
-    ``sample_rate``, rounded (:attr:`win_length`, :attr:`hop_length`).
+    :meth:`replace` derives variants. Ranges: ``_RANGES`` and ``_CHOICES``.
 
     Parameters
     ----------
-    sample_rate : int in [1000, 384000]
+    sample_rate : int
         Analysis rate in Hz; input is resampled (soxr HQ) to it.
-    win_ms, hop_ms, n_fft : float in (0, 1000], float in (0, 1000], int >= win_length
-        Analysis window and hop in ms; FFT size in samples (the window centred in it).
+    win_ms, hop_ms, n_fft : float, float, int >= win_length
+        Analysis window and hop in ms (:attr:`win_length`, :attr:`hop_length` in samples,
+        rounded); FFT size in samples (the window centred in it).
     window, center, pad_mode : str, bool, str
         A periodic :func:`scipy.signal.get_window` name (:data:`WINDOWS`); centre frames on
         ``t * hop_length`` by padding the signal with ``np.pad``'s mode.
     preemphasis : float in [0, 1)
         ``y[n] - a * y[n-1]`` over the whole signal; 0 = off.
-    n_mels, fmin, fmax, htk, mel_norm : int > 0, float, float, bool, {"slaney", None}
+    n_mels, fmin, fmax, htk, mel_norm : int, float, float, bool, {"slaney", None}
         Mel bands from ``fmin`` to ``fmax`` Hz (``0 <= fmin < fmax <= sample_rate / 2``;
         None: Nyquist), HTK's mel formula or Slaney's, unit-area filters or not.
-    top_db : float in (0, 1000] or None
+    top_db : float or None
         ``power_to_db`` clipping below the clip's peak (None: only the -100 dB floor).
     n_mfcc, lifter : int in [1, n_mels], float >= 0
         Cepstra computed, c0 included; cepstral lifter (0 = off; HTK/Kaldi use 22).
@@ -245,20 +235,17 @@ class FeatureConfig:
         Static only, +Δ, or +Δ+ΔΔ, by ``librosa.feature.delta`` over ``delta_width`` frames.
         Edges: ``"nearest"`` repeats the edge frames (Kaldi's ``add-deltas``); librosa's
         ``"interp"`` (``dcase2016``) falls back to it on clips shorter than the width.
-    vad, vad_threshold_db, vad_floor_db : bool, float > 0, float in [-1000, 0]
+    vad, vad_threshold_db, vad_floor_db : bool, float, float
         Energy VAD: drop frames at most ``max - vad_threshold_db`` or ``vad_floor_db`` (dB re
-        full scale; a full-scale sine is -3 dB). The frame energy is the mean square of the
-        pre-emphasised windowed signal (from the STFT, by Parseval). Whatever ``vad``, a
-        clip with no frame above the floor is refused as silent.
-    cmvn, cmvn_window, cmvn_norm_vars : {"none", "utterance", "sliding"}, int > 0, bool
-        Cepstral mean (and variance, std. dev. floored at 1e-8) normalisation after VAD;
-        sliding window in frames (Kaldi ``apply-cmvn-sliding --center=true``).
+        full scale, of the pre-emphasised windowed frame's mean square; a full-scale sine is
+        -3 dB). Whatever ``vad``, a clip with no frame above the floor is refused as silent.
+    cmvn, cmvn_window, cmvn_norm_vars : {"none", "utterance", "sliding"}, int, bool
+        Cepstral mean (and variance) normalisation after VAD; sliding window in frames.
     dtype, engine : {"float32", "float64"}, {"numpy", "librosa"}
         This package's numpy restatement of librosa's formulas (no librosa import, no numba
         compile), or librosa's own functions; they agree within float32 rounding.
     extras : sequence of str or dict
-        librosa frame features (:data:`EXTRAS`) appended after the
-        deltas, from the signal before pre-emphasis, through the same VAD and CMVN.
+        :data:`EXTRAS` appended after the deltas, from the signal before pre-emphasis.
     """
 
     sample_rate: int = 16000
@@ -425,11 +412,9 @@ class FeatureConfig:
 
 # fmt: off
 _PRESETS: dict[str, FeatureConfig] = {
-    # The default, for speech and sound alike: 16 kHz, 40 ms Hamming / 20 ms hop, n_fft 1024,
-    # 40 Slaney mels 0-8 kHz, power_to_db(top_db=80), 13 cepstra with c0, + Δ (Kaldi-style
-    # edges) = 26 dims, no VAD, no CMVN. Chosen by clip-stratified 3-fold cross-validation on
-    # the training side of the development corpus (sounds, speakers, and the speakers at
-    # 8 kHz): it ties the best candidate on each (README "Presets") at the lowest cost.
+    # The default, for speech and sound alike (26 dims): by clip-stratified cross-validation on
+    # the development corpus it ties the best candidate on each set at the lowest cost
+    # (README "Features", with the numbers that chose "sound" below).
     "general": FeatureConfig(),
     # Kaldi/HTK habit: 25 ms / 10 ms at 16 kHz, 40 HTK mels 20-7600 Hz, 20 cepstra with c0
     # replaced by log-energy, lifter 22, + Δ + ΔΔ (60 dims), energy VAD, utterance CMVN.
@@ -456,13 +441,8 @@ _PRESETS: dict[str, FeatureConfig] = {
     ),
 }
 # fmt: on
-# Non-speech sound (instruments, percussion, effects, animals), full band: the dcase2016
-# analysis with 13 cepstra instead of 20 (39 dims) and Kaldi-style delta edges. Chosen by
-# 3-fold clip-stratified cross-validation on the training side of the development corpus's
-# 39 sound classes (429 clips; README "Presets"): 13 cepstra beat 20 at every K (K=16:
-# 0.797 vs 0.720), per-clip mean CMVN lost 4-5 points, speech-style framing with VAD lost
-# 20-30 points. "nearest" delta edges tie librosa's "interp" in CV (355 vs 354 of 428
-# clips on the sounds, 440 vs 439 and 442 vs 433 of 491 on the speakers at 16 and 8 kHz)
+# Non-speech sound, full band: the dcase2016 analysis with 13 cepstra instead of 20 (39 dims;
+# 13 beat 20 in cross-validation) and Kaldi-style delta edges, which tie librosa's "interp"
 # at half the extraction time (no per-clip polynomial fits, no scipy.signal import).
 _PRESETS["sound"] = _PRESETS["dcase2016"].replace(n_mfcc=13, delta_mode="nearest")
 
