@@ -31,45 +31,6 @@ __all__ = ["SILENT_RUN_S", "derivable", "derive", "extract", "extraction_roots"]
 logger = logging.getLogger(__name__)
 
 
-def _describe(source: Optional[str]) -> str:
-    return f"{source!r}: " if source else ""
-
-
-def _compute(y: np.ndarray, config: FeatureConfig, source: Optional[str], keep_all: bool
-             ) -> np.ndarray:  # fmt: skip
-    """Features of a validated float32 waveform already at ``config.sample_rate``."""
-    y_in = y  # the extras read the signal before pre-emphasis
-    if config.preemphasis > 0:
-        y = np.concatenate((y[:1], y[1:] - np.float32(config.preemphasis) * y[:-1]))
-    if config.engine == "librosa":
-        ceps, energy = _librosa_cepstra(y, config)
-    else:
-        mel, energy = mel_and_energy(y, config)
-        ceps = cepstra(mel, config)
-    if config.c0 == "energy":
-        ceps[0] = energy
-    elif config.c0 == "drop":
-        ceps = ceps[1:]
-    n_frames, mode = ceps.shape[1], config.delta_mode
-    if mode == "interp" and n_frames < config.delta_width:
-        mode = "nearest"  # librosa's 'interp' needs >= width frames
-    delta = _librosa().feature.delta if config.engine == "librosa" else numpy_delta
-    blocks = [ceps] + [delta(ceps, width=config.delta_width, order=order, mode=mode)
-                       for order in range(1, config.delta_order + 1)]
-    blocks += [_extra_frames(y_in, config, n_frames)] if config.extras else []
-    # the one transpose: frames are rows from here on, in C order, so that the CMVN sums
-    # run in the same order as on stored features (derive)
-    feats = np.ascontiguousarray(np.concatenate(blocks, axis=0).T)
-    if not keep_all:
-        keep = _kept_frames(energy, config, source)
-        if not keep.all():
-            feats = feats[keep]
-    out = _normalised(feats, config)
-    if not np.isfinite(out).all():
-        raise FeatureError(f"{_describe(source)}non-finite feature values (NaN or inf)")
-    return out
-
-
 #: Runs of digital silence at least this long (s) are dropped (:func:`digital_silence`):
 #: a second of exact zeros is an edit, a dropout or padding. Shorter ones are the sound's
 #: own pauses (the bundled hi-hats decay to zero for up to 0.75 s of their 1 s).
@@ -77,8 +38,9 @@ SILENT_RUN_S = 1.0
 _SILENCE_DB = 10.0 * float(np.log10(AMIN))  # the energy of an all-zero frame: -100 dB
 
 
-def _kept_frames(energy: np.ndarray, config: FeatureConfig, source: Optional[str]) -> np.ndarray:
-    """The frames to keep, whatever the preset; a clip with none above the floor is refused."""
+def _kept_frames(energy: np.ndarray, config: FeatureConfig, where: str) -> np.ndarray:
+    """The frames to keep, whatever the preset; a clip with none above the floor is refused
+    (``where`` names the file)."""
     floor = config.vad_floor_db
     if config.vad:  # VAD also drops the frames below the floor
         keep = vad_mask(energy, threshold_db=config.vad_threshold_db, floor_db=floor)
@@ -87,7 +49,7 @@ def _kept_frames(energy: np.ndarray, config: FeatureConfig, source: Optional[str
         keep = ~digital_silence(energy, silence_db=_SILENCE_DB, min_frames=run)
     if not (keep & (energy > floor)).any():
         raise FeatureError(
-            f"{_describe(source)}silent: no frame above the {floor:g} dB energy floor (peak "
+            f"{where}silent: no frame above the {floor:g} dB energy floor (peak "
             f"frame energy {energy.max():.1f} dB re full scale, {energy.size} frames)"
         )
     kept = energy[keep]
@@ -96,7 +58,7 @@ def _kept_frames(energy: np.ndarray, config: FeatureConfig, source: Optional[str
         logger.warning(
             "%smostly near-silent: %.0f%% of its %d frames are between digital silence and "
             "the %g dB energy floor; the model of its class will learn that hiss",
-            _describe(source), 100 * quiet, kept.size, floor,
+            where, 100 * quiet, kept.size, floor,
         )  # fmt: skip
     return keep
 
@@ -133,10 +95,10 @@ def extract(y_or_path: Union[np.ndarray, str, os.PathLike], *,
     elif not isinstance(config, FeatureConfig):
         raise ParameterError(f"config must be a FeatureConfig, got {type(config).__name__}")
     if isinstance(y_or_path, (str, os.PathLike)):
-        source: Optional[str] = os.fspath(y_or_path)
-        y = audio.load(source, sr=config.sample_rate, min_samples=config.win_length)
+        where = f"{os.fspath(y_or_path)!r}: "  # errors name the file
+        y = audio.load(y_or_path, sr=config.sample_rate, min_samples=config.win_length)
     else:
-        source, y = None, audio.as_float(y_or_path)
+        where, y = "", audio.as_float(y_or_path)
         if y.ndim != 1:
             raise ParameterError(f"expected a mono waveform of shape (n_samples,), got {y.shape}")
         peak = float(np.max(np.abs(y))) if y.size else 0.0
@@ -153,7 +115,36 @@ def extract(y_or_path: Union[np.ndarray, str, os.PathLike], *,
                 f"clip too short: {y.size} samples at {config.sample_rate} Hz, expected at least "
                 f"one window of {config.win_length} samples ({config.win_ms} ms)"
             )
-    return _compute(y, config, source, bool(keep_all_frames))
+    y_in = y  # the extras read the signal before pre-emphasis
+    if config.preemphasis > 0:
+        y = np.concatenate((y[:1], y[1:] - np.float32(config.preemphasis) * y[:-1]))
+    if config.engine == "librosa":
+        ceps, energy = _librosa_cepstra(y, config)
+    else:
+        mel, energy = mel_and_energy(y, config)
+        ceps = cepstra(mel, config)
+    if config.c0 == "energy":
+        ceps[0] = energy
+    elif config.c0 == "drop":
+        ceps = ceps[1:]
+    n_frames, mode = ceps.shape[1], config.delta_mode
+    if mode == "interp" and n_frames < config.delta_width:
+        mode = "nearest"  # librosa's 'interp' needs >= width frames
+    delta = _librosa().feature.delta if config.engine == "librosa" else numpy_delta
+    blocks = [ceps] + [delta(ceps, width=config.delta_width, order=order, mode=mode)
+                       for order in range(1, config.delta_order + 1)]
+    blocks += [_extra_frames(y_in, config, n_frames)] if config.extras else []
+    # the one transpose: frames are rows from here on, in C order, so that the CMVN sums
+    # run in the same order as on stored features (derive)
+    feats = np.ascontiguousarray(np.concatenate(blocks, axis=0).T)
+    if not keep_all_frames:
+        keep = _kept_frames(energy, config, where)
+        if not keep.all():
+            feats = feats[keep]
+    out = _normalised(feats, config)
+    if not np.isfinite(out).all():
+        raise FeatureError(f"{where}non-finite feature values (NaN or inf)")
+    return out
 
 
 #: What a config can change and still be computed from another's output: the
