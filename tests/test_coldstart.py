@@ -30,7 +30,8 @@ from hypothesis import strategies as st
 
 from audiogmm.features import PRESETS, extract, postprocess, spectral
 from audiogmm.features import config as fconfig
-from audiogmm.features.config import WINDOWS, window
+from audiogmm.features.config import WINDOWS
+from audiogmm.features.spectral import window
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CLIPS = sorted(glob.glob(os.path.join(ROOT, "data_samples", "*", "*", "*.flac")))

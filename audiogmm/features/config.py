@@ -7,7 +7,6 @@ range; the grid is the config's)."""
 from __future__ import annotations
 
 import dataclasses
-import functools
 import hashlib
 import json
 import math
@@ -21,7 +20,7 @@ import numpy as np
 from ..exceptions import ParameterError
 
 __all__ = ["DEFAULT_PRESET", "EXTRAS", "FEATURE_FORMAT_VERSION", "PRESETS", "WINDOWS",
-           "FeatureConfig", "window"]  # fmt: skip
+           "FeatureConfig"]  # fmt: skip
 
 #: Bump whenever the numbers produced for a given config change: it is part of
 #: :meth:`FeatureConfig.content_hash`, so feature caches are invalidated. Version 2:
@@ -184,22 +183,6 @@ def _normalise_extras(value: Any, *, sample_rate: int, n_fft: int) -> tuple:
     if len(set(out)) != len(out):
         raise ParameterError("extras: the same feature is named twice with the same arguments")
     return tuple(out)
-
-
-@functools.lru_cache(maxsize=32)
-def window(name: str, win_length: int) -> np.ndarray:
-    """``scipy.signal.get_window(name, win_length, fftbins=True)``, float64 (cached).
-
-    Hamming and Hann are scipy's general cosine window restated, bit for bit, so the common
-    case does not import ``scipy.signal`` (~0.4 s).
-    """
-    alpha = {"hamming": 0.54, "hann": 0.5}.get(name)  # scipy's general_hamming(alpha)
-    if alpha is None or win_length <= 1:
-        import scipy.signal
-
-        return scipy.signal.get_window(name, win_length, fftbins=True)
-    fac = np.linspace(-np.pi, np.pi, win_length + 1, dtype=np.float64)
-    return (np.float64(alpha) + np.float64(1.0 - alpha) * np.cos(fac))[:-1]
 
 
 @dataclass(frozen=True)

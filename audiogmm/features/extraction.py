@@ -160,19 +160,15 @@ def derivable(source: FeatureConfig, target: FeatureConfig) -> bool:
     fewer = target.delta_order < source.delta_order and not source.extras  # extras follow Δs
     if source.cmvn != "none" or not (fewer or target.delta_order == source.delta_order):
         return False
-    a, b = source.to_dict(), target.to_dict()
-    return all(a[k] == b[k] for k in a if k not in _DERIVABLE_FIELDS)
+    return source.replace(**{k: getattr(target, k) for k in _DERIVABLE_FIELDS}) == target
 
 
 def extraction_roots(configs: Sequence[FeatureConfig]) -> list[int]:
     """For each config, the index of the one whose extraction its features are computed from:
     the first root (a config no other one derives strictly) equal to it or deriving it, so
     front ends that differ only in CMVN or delta orders cost one decode and one STFT in all."""
-
-    def strictly(a: FeatureConfig, b: FeatureConfig) -> bool:
-        return a != b and derivable(a, b) and not derivable(b, a)
-
-    roots = [i for i, c in enumerate(configs) if not any(strictly(o, c) for o in configs)]
+    roots = [i for i, c in enumerate(configs)  # no other config derives it strictly
+             if not any(o != c and derivable(o, c) and not derivable(c, o) for o in configs)]
     # derivable is transitive, so every config has a root that equals or derives it
     return [next(r for r in roots if configs[r] == c or derivable(configs[r], c)) for c in configs]
 
@@ -202,10 +198,8 @@ def _librosa():
     try:
         import librosa
     except ImportError:
-        raise ParameterError(
-            "engine='librosa' and extras need librosa, which is not installed "
-            "(pip install librosa, a dependency of audiogmm)"
-        ) from None
+        raise ParameterError("engine='librosa' and extras need librosa, which is not installed "
+                             "(pip install librosa, a dependency of audiogmm)") from None
     return librosa
 
 
