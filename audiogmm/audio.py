@@ -54,9 +54,6 @@ _BLOCK_SAMPLES = 1 << 18
 #: Integer encodings: libsndfile scales them into [-1, 1], so their samples need no
 #: finiteness or peak check (a third of the decoding time of a 16-bit WAV).
 _INTEGER_SUBTYPES = frozenset({"PCM_S8", "PCM_U8", "PCM_16", "PCM_24", "PCM_32", "ULAW", "ALAW"})
-#: 16-bit samples are read as int16 and scaled here: the float32 values of libsndfile's own
-#: conversion (x / 32768, exact), at a third of its cost for WAV.
-_INT16_SCALE = np.float32(1.0 / (1 << 15))
 
 
 @dataclass(frozen=True)
@@ -179,8 +176,9 @@ def as_float(y: np.ndarray) -> np.ndarray:
         raise ParameterError("expected a real-valued waveform of float or int8/uint8/int16/"
                              f"int32 samples, got dtype {y.dtype}")  # fmt: skip
     offset, scale = _FULL_SCALE[y.dtype.name]
-    # exact in float32: |x - offset| <= 2**31 rounds once, and dividing by a power of two is exact
-    return (y.astype(np.float32) - np.float32(offset)) / np.float32(scale)
+    if offset:  # exact in float32, as the integer's own rounding and a power-of-two scale
+        y = np.subtract(y, np.float32(offset), dtype=np.float32)
+    return np.multiply(y, np.float32(1.0 / scale), dtype=np.float32)
 
 
 def resample(y: np.ndarray, orig_sr: int, target_sr: int) -> np.ndarray:
@@ -241,8 +239,8 @@ def _decode_mono(path: str, f: sf.SoundFile, sr: Optional[int]) -> np.ndarray:
     try:
         while not last:
             data = f.read(block, dtype="int16" if int16 else "float32", always_2d=True)
-            if int16:
-                data = np.multiply(data, _INT16_SCALE, dtype=np.float32)
+            if int16:  # libsndfile's own floats (x / 32768), at a third of its cost for WAV
+                data = as_float(data)
             m = data.shape[0]
             last, n = m < block, n + m
             if n > limit:

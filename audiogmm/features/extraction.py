@@ -3,11 +3,9 @@
     waveform ─ pre-emphasis ─ |STFT|² ─ mel filterbank ─ log ─ DCT + lifter
              ─ [c0 → frame log-energy] ─ Δ/ΔΔ ─ energy VAD (drop frames) ─ CMVN
 
-Two engines compute the cepstra and deltas: the numpy restatement (:mod:`.spectral`,
-:mod:`.postprocess`; default) or librosa's ``stft``, ``feature.melspectrogram``,
-``power_to_db``, ``feature.mfcc`` and ``feature.delta`` on the same frames and window; they
-differ by float32 rounding only. ``config.extras`` are always librosa's. librosa is imported
-only when a config asks for it.
+The cepstra and deltas are the numpy restatement's (:mod:`.spectral`, :mod:`.postprocess`) or,
+for ``engine="librosa"``, librosa's own functions on the same frames (equal within float32
+rounding); ``extras`` are always librosa's, imported only when a config asks for it.
 """
 
 from __future__ import annotations
@@ -71,13 +69,12 @@ def extract(y_or_path: Union[np.ndarray, str, os.PathLike], *,
     Parameters
     ----------
     y_or_path : np.ndarray [shape=(n_samples,)] or str or os.PathLike
-        A mono waveform (float in units of full scale, or integer samples scaled as
-        soundfile does: :func:`audiogmm.audio.as_float`), or an audio file.
+        A mono waveform (in units of full scale, or integers: :func:`audiogmm.audio.as_float`),
+        or an audio file.
     config : FeatureConfig, optional
         Defaults to the ``general`` preset.
     sr : int, optional
-        A waveform's rate in Hz, resampled (soxr HQ) to ``config.sample_rate`` (``None``:
-        already at it). Ignored for a path.
+        A waveform's rate in Hz, resampled to ``config.sample_rate`` (``None``: already at it).
     keep_all_frames : bool
         Keep every frame: do not refuse a silent clip, drop runs of digital silence
         (:data:`SILENT_RUN_S` s or more at -100 dB), nor drop unvoiced frames (``vad``);
