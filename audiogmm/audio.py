@@ -30,9 +30,8 @@ PathLike = Union[str, "os.PathLike[str]"]
 #: File extensions treated as audio when scanning folders (lower case).
 AUDIO_EXTENSIONS: tuple[str, ...] = (".wav", ".flac", ".ogg", ".mp3", ".aiff", ".aif", ".au")
 
-#: Supported sample rates in Hz, for files and for targets. Below 1 kHz nothing audible
-#: is left to model, and a tiny declared rate is how a 100 kB file asks the resampler
-#: for gigabytes; 768 kHz is the highest rate audio interfaces record.
+#: Supported sample rates in Hz, of files and targets: below 1 kHz nothing audible is left
+#: (a tiny declared rate asks the resampler for GBs); interfaces record up to 768 kHz.
 MIN_SAMPLE_RATE = 1_000
 MAX_SAMPLE_RATE = 768_000
 #: Most channels a file may declare (libsndfile itself allows 1024).

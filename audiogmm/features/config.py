@@ -399,25 +399,19 @@ _PRESETS: dict[str, FeatureConfig] = {
     # the development corpus it ties the best candidate on each set at the lowest cost
     # (README "Features", with the numbers that chose "sound" below).
     "general": FeatureConfig(),
-    # Kaldi/HTK habit: 25 ms / 10 ms at 16 kHz, 40 HTK mels 20-7600 Hz, 20 cepstra with c0
-    # replaced by log-energy, lifter 22, + Δ + ΔΔ (60 dims), energy VAD, utterance CMVN.
+    # The Kaldi/HTK habits (60 dims): c0 replaced by the log-energy, energy VAD, CMVN.
     "speech": FeatureConfig(
         win_ms=25.0, hop_ms=10.0, n_fft=512, preemphasis=0.97, fmin=20.0, fmax=7600.0, htk=True,
         mel_norm=None, top_db=None, n_mfcc=20, lifter=22.0, c0="energy", delta_order=2, vad=True,
         cmvn="utterance",
     ),
-    # DCASE 2016 task 1 baseline: 44.1 kHz, 40 ms Hamming / 20 ms hop, n_fft 2048, 40 Slaney
-    # mels 0-22050 Hz, librosa.logamplitude (power_to_db, ref 1, amin 1e-10, top_db 80),
-    # 20 MFCC incl. c0, Δ and ΔΔ width 9 => 60 dims. No VAD; its global z-normalisation
-    # happens at training time, not per clip. One known gap: the baseline's YAML says a 40 ms
-    # window, but its code hands librosa 0.4's stft a 2048-sample Hamming array, which that
-    # version used whole (win_length ignored), i.e. a 46.4 ms window. We follow the published
-    # 40 ms; use .replace(win_ms=2048 * 1000 / 44100) for the code's behaviour.
+    # The DCASE 2016 task 1 baseline (60 dims; its global z-normalisation is the trainer's, not
+    # per clip). Its YAML says a 40 ms window, which we follow; its code handed librosa 0.4 a
+    # 2048-sample Hamming array, used whole (46.4 ms): .replace(win_ms=2048 * 1000 / 44100).
     "dcase2016": FeatureConfig(
         sample_rate=44100, n_fft=2048, fmax=22050.0, n_mfcc=20, delta_order=2, delta_mode="interp"
     ),
-    # librosa.feature.mfcc(y=y, sr=22050) defaults, for comparison: n_fft 2048, hop 512,
-    # Hann, 128 Slaney mels, power_to_db(top_db=80), 20 MFCC, no deltas/VAD/CMVN.
+    # librosa.feature.mfcc(y=y, sr=22050)'s defaults, for comparison (no deltas).
     "librosa": FeatureConfig(
         sample_rate=22050, win_ms=2048 * 1000.0 / 22050, hop_ms=512 * 1000.0 / 22050, n_fft=2048,
         window="hann", n_mels=128, n_mfcc=20, delta_order=0,
