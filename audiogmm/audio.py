@@ -273,8 +273,7 @@ def _decode_mono(path: str, f: sf.SoundFile, sr: Optional[int]) -> np.ndarray:
     except MemoryError:
         raise AudioError(f"{path!r}: out of memory while decoding") from None
     if n_bad:
-        raise AudioError(f"{path!r}: {n_bad} non-finite (NaN or inf) samples out of "
-                         f"{n * channels}")  # fmt: skip
+        raise AudioError(f"{path!r}: {n_bad} non-finite (NaN or inf) samples out of {n * channels}")
     if peak > MAX_ABS_SAMPLE:
         raise AudioError(f"{path!r}: absurd sample values (peak |sample| {peak:.3g} times full "
                          f"scale, limit {MAX_ABS_SAMPLE:g}); corrupt float data?")  # fmt: skip
