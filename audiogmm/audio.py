@@ -9,6 +9,7 @@ resampling): a small file declaring 1 Hz, 2^32 frames or 10,000 channels cannot 
 from __future__ import annotations
 
 import os
+import stat
 from dataclasses import dataclass
 from typing import Optional, Union
 
@@ -29,9 +30,8 @@ PathLike = Union[str, "os.PathLike[str]"]
 #: File extensions treated as audio when scanning folders (lower case).
 AUDIO_EXTENSIONS: tuple[str, ...] = (".wav", ".flac", ".ogg", ".mp3", ".aiff", ".aif", ".au")
 
-#: Supported sample rates in Hz, for files and for targets. Below 1 kHz nothing audible
-#: is left to model, and a tiny declared rate is how a 100 kB file asks the resampler
-#: for gigabytes; 768 kHz is the highest rate audio interfaces record.
+#: Supported sample rates in Hz, of files and targets: below 1 kHz nothing audible is left
+#: (a tiny declared rate asks the resampler for GBs); interfaces record up to 768 kHz.
 MIN_SAMPLE_RATE = 1_000
 MAX_SAMPLE_RATE = 768_000
 #: Most channels a file may declare (libsndfile itself allows 1024).
@@ -53,9 +53,6 @@ _BLOCK_SAMPLES = 1 << 18
 #: Integer encodings: libsndfile scales them into [-1, 1], so their samples need no
 #: finiteness or peak check (a third of the decoding time of a 16-bit WAV).
 _INTEGER_SUBTYPES = frozenset({"PCM_S8", "PCM_U8", "PCM_16", "PCM_24", "PCM_32", "ULAW", "ALAW"})
-#: 16-bit samples are read as int16 and scaled here: the float32 values of libsndfile's own
-#: conversion (x / 32768, exact), at a third of its cost for WAV.
-_INT16_SCALE = np.float32(1.0 / (1 << 15))
 
 
 @dataclass(frozen=True)
@@ -74,27 +71,25 @@ class AudioInfo:
 
 
 def check_file(path: str) -> None:
-    """Raise AudioError when *path* is missing, not a regular file, or empty."""
+    """Raise AudioError when *path* is missing, not a regular file, empty or unreadable."""
+    verb = "reach"
     try:
         st = os.stat(path)
+        if stat.S_ISREG(st.st_mode) and st.st_size:
+            verb = "read"  # libsndfile reports an unreadable file as "System error": ask the OS
+            os.close(os.open(path, os.O_RDONLY))
     except FileNotFoundError:
         raise AudioError(f"{path!r}: file not found") from None
     except PermissionError:
-        raise AudioError(f"{path!r}: permission denied (cannot reach the file)") from None
+        raise AudioError(f"{path!r}: permission denied (cannot {verb} the file)") from None
     except OSError as exc:
-        raise AudioError(f"{path!r}: cannot access file ({exc.strerror or exc})") from None
+        raise AudioError(f"{path!r}: cannot {verb} the file ({exc.strerror or exc})") from None
     except ValueError as exc:  # e.g. an embedded NUL byte
         raise AudioError(f"{path!r}: invalid file name ({exc})") from None
-    if not os.path.isfile(path):
+    if not stat.S_ISREG(st.st_mode):
         raise AudioError(f"{path!r}: expected a regular file, got a directory or special file")
     if st.st_size == 0:
         raise AudioError(f"{path!r}: empty file (0 bytes)")
-    try:  # libsndfile reports an unreadable file as "System error": ask the OS first
-        os.close(os.open(path, os.O_RDONLY))
-    except PermissionError:
-        raise AudioError(f"{path!r}: permission denied (cannot read the file)") from None
-    except OSError as exc:
-        raise AudioError(f"{path!r}: cannot open file ({exc.strerror or exc})") from None
 
 
 def check_rate(rate: int, what: str) -> None:
@@ -142,6 +137,7 @@ def _too_long(path: str, what: str, limit: int, rate: int) -> AudioError:
 
 
 def _open(path: str) -> sf.SoundFile:
+    check_file(path)
     try:
         # bytes: names that are not valid UTF-8 (surrogate escapes) open as they are
         return sf.SoundFile(os.fsencode(path))
@@ -156,7 +152,6 @@ def info(path: PathLike) -> AudioInfo:
     """An audio file's header, without decoding; AudioError for a missing, empty or
     unreadable file."""
     p = os.fspath(path)
-    check_file(p)
     with _open(p) as f:
         rate, frames = int(f.samplerate), int(f.frames)
         return AudioInfo(p, rate, int(f.channels), frames, frames / rate if rate else 0.0,
@@ -180,8 +175,9 @@ def as_float(y: np.ndarray) -> np.ndarray:
         raise ParameterError("expected a real-valued waveform of float or int8/uint8/int16/"
                              f"int32 samples, got dtype {y.dtype}")  # fmt: skip
     offset, scale = _FULL_SCALE[y.dtype.name]
-    # exact in float32: |x - offset| <= 2**31 rounds once, and dividing by a power of two is exact
-    return (y.astype(np.float32) - np.float32(offset)) / np.float32(scale)
+    if offset:  # exact in float32, as the integer's own rounding and a power-of-two scale
+        y = np.subtract(y, np.float32(offset), dtype=np.float32)
+    return np.multiply(y, np.float32(1.0 / scale), dtype=np.float32)
 
 
 def resample(y: np.ndarray, orig_sr: int, target_sr: int) -> np.ndarray:
@@ -205,28 +201,15 @@ def resample(y: np.ndarray, orig_sr: int, target_sr: int) -> np.ndarray:
 
 
 def load(path: PathLike, *, sr: Optional[int], min_samples: int = 1) -> np.ndarray:
-    """Load an audio file as a mono float32 waveform (channels averaged, resampled by soxr).
-
-    Parameters
-    ----------
-    path : str or os.PathLike
-    sr : int or None
-        Target rate in Hz; ``None`` keeps the native rate.
-    min_samples : int >= 1
-        Fewest samples after resampling, e.g. one analysis window.
-
-    Returns
-    -------
-    np.ndarray [shape=(n_samples,), dtype=float32]
-        In units of full scale ([-1, 1] for integer-coded files). AudioError naming the
-        file and the reason; ParameterError for an invalid *sr* or *min_samples*.
-    """
+    """An audio file as a mono float32 waveform ``(n_samples,)`` in units of full scale
+    (channels averaged), resampled by soxr to ``sr`` Hz (``None``: the native rate); at least
+    ``min_samples`` samples (e.g. one analysis window). AudioError naming the file and the
+    reason; ParameterError for an invalid *sr* or *min_samples*."""
     if sr is not None:
         check_rate(sr, "sr")
     if isinstance(min_samples, bool) or int(min_samples) != min_samples or min_samples < 1:
         raise ParameterError(f"min_samples must be an integer >= 1, got {min_samples!r}")
     p = os.fspath(path)
-    check_file(p)
     with _open(p) as f:
         _check_header(p, f)
         rate, empty = int(f.samplerate) if sr is None else sr, not f.frames
@@ -246,19 +229,17 @@ def _decode_mono(path: str, f: sf.SoundFile, sr: Optional[int]) -> np.ndarray:
     passes the limit. Float samples are checked before the downmix, whose sum could be inf."""
     native, limit, channels = int(f.samplerate), sample_limit(), int(f.channels)
     check, int16 = f.subtype not in _INTEGER_SUBTYPES, f.subtype == "PCM_16"
-    block = max(1, _BLOCK_SAMPLES // channels)
-    resampling = sr is not None and int(sr) != native
-    expected = max(0, int(f.frames))
-    if resampling:
-        expected = -(-expected * int(sr) // native)
+    block, target = max(1, _BLOCK_SAMPLES // channels), int(sr or native)
+    resampling = target != native
+    expected = -(-max(0, int(f.frames)) * target // native)  # at the target rate
     out = np.empty(max(1, min(expected, limit)), dtype=np.float32)
     n = n_out = n_bad = 0
     peak, stream, last = 0.0, None, False
     try:
         while not last:
             data = f.read(block, dtype="int16" if int16 else "float32", always_2d=True)
-            if int16:
-                data = np.multiply(data, _INT16_SCALE, dtype=np.float32)
+            if int16:  # libsndfile's own floats (x / 32768), at a third of its cost for WAV
+                data = as_float(data)
             m = data.shape[0]
             last, n = m < block, n + m
             if n > limit:
@@ -275,10 +256,10 @@ def _decode_mono(path: str, f: sf.SoundFile, sr: Optional[int]) -> np.ndarray:
             if not resampling:
                 chunk = mono
             elif last and stream is None:  # the whole file in one block
-                chunk = soxr.resample(mono, native, int(sr), quality="HQ")
+                chunk = soxr.resample(mono, native, target, quality="HQ")
             else:
                 if stream is None:
-                    stream = soxr.ResampleStream(native, int(sr), 1, dtype="float32", quality="HQ")
+                    stream = soxr.ResampleStream(native, target, 1, dtype="float32", quality="HQ")
                 chunk = stream.resample_chunk(np.ascontiguousarray(mono), last=last)
             k = chunk.shape[0]
             if n_out + k > limit:
@@ -292,8 +273,7 @@ def _decode_mono(path: str, f: sf.SoundFile, sr: Optional[int]) -> np.ndarray:
     except MemoryError:
         raise AudioError(f"{path!r}: out of memory while decoding") from None
     if n_bad:
-        raise AudioError(f"{path!r}: {n_bad} non-finite (NaN or inf) samples out of "
-                         f"{n * channels}")  # fmt: skip
+        raise AudioError(f"{path!r}: {n_bad} non-finite (NaN or inf) samples out of {n * channels}")
     if peak > MAX_ABS_SAMPLE:
         raise AudioError(f"{path!r}: absurd sample values (peak |sample| {peak:.3g} times full "
                          f"scale, limit {MAX_ABS_SAMPLE:g}); corrupt float data?")  # fmt: skip

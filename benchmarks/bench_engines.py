@@ -98,7 +98,7 @@ def speed(args: argparse.Namespace) -> None:
 def extras(args: argparse.Namespace) -> None:
     from audiogmm.data import RunOptions, extract_many, read_manifest
     from audiogmm.features import PRESETS
-    from audiogmm.features.extras import EXTRAS
+    from audiogmm.features.config import EXTRAS
     from audiogmm.selection.cv import cv_scores
 
     if args.quick:

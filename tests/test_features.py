@@ -401,7 +401,7 @@ def test_content_hash_is_stable_and_sensitive():
 
 
 def test_from_dict_rejects_unknown_keys_and_fills_defaults():
-    with pytest.raises(ParameterError, match=r"unknown FeatureConfig key\(s\) \['n_ceps'\]"):
+    with pytest.raises(ParameterError, match=r"unknown FeatureConfig field\(s\) \['n_ceps'\]"):
         FeatureConfig.from_dict({"n_ceps": 13})
     assert FeatureConfig.from_dict({"n_mfcc": 13}) == FeatureConfig(n_mfcc=13)
     with pytest.raises(ParameterError, match="dict"):

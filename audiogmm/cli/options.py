@@ -20,7 +20,7 @@ from ..data.splits import TRAIN_FRACTION
 from ..engine import LocalExecutor, default_workers, one_blas_thread
 from ..exceptions import AudioError, ModelFileError, ParameterError
 from ..features import FeatureConfig
-from ..features.presets import DEFAULT_PRESET, PRESETS
+from ..features.config import DEFAULT_PRESET, PRESETS
 from .output import escape_name
 
 logger = logging.getLogger("audiogmm")

@@ -1,15 +1,15 @@
 """The front end: waveform -> MFCC frames (+ deltas, VAD, CMVN), in one serialisable config.
 
-Modules in data-flow order: ``extras`` (the librosa features a config may add), ``config``,
-``presets``, ``spectral`` (STFT, mel, energy, cepstra), ``engines`` (numpy or librosa),
-``postprocess`` (deltas, VAD, CMVN), ``extraction`` (extract). Names are imported on first use.
+Modules in data-flow order: ``config`` (with the named presets and the librosa extras a config
+may add), ``spectral`` (STFT, mel, energy, cepstra), ``postprocess`` (deltas, VAD, CMVN),
+``extraction`` (extract, by numpy or librosa). Names are imported on first use.
 """
 
 from ..lazy import lazy_exports
 
 _EXPORTS = {
-    **dict.fromkeys(["FEATURE_FORMAT_VERSION", "FeatureConfig"], ".config"),
-    **dict.fromkeys(["DEFAULT_PRESET", "PRESETS"], ".presets"),
+    **dict.fromkeys(["DEFAULT_PRESET", "FEATURE_FORMAT_VERSION", "FeatureConfig", "PRESETS"],
+                    ".config"),
     "extract": ".extraction",
 }
 __all__ = sorted(_EXPORTS)

@@ -2,6 +2,10 @@
 
     waveform ─ pre-emphasis ─ |STFT|² ─ mel filterbank ─ log ─ DCT + lifter
              ─ [c0 → frame log-energy] ─ Δ/ΔΔ ─ energy VAD (drop frames) ─ CMVN
+
+The cepstra and deltas are the numpy restatement's (:mod:`.spectral`, :mod:`.postprocess`) or,
+for ``engine="librosa"``, librosa's own functions on the same frames (equal within float32
+rounding); ``extras`` are always librosa's, imported only when a config asks for it.
 """
 
 from __future__ import annotations
@@ -15,51 +19,14 @@ import numpy as np
 
 from .. import audio
 from ..exceptions import FeatureError, ParameterError
-from .config import FeatureConfig
-from .engines import cepstra_and_energy, delta, extra_frames
+from .config import DEFAULT_PRESET, PRESETS, FeatureConfig
+from .postprocess import delta as numpy_delta
 from .postprocess import digital_silence, sliding_cmvn, utterance_cmvn, vad_mask
-from .presets import DEFAULT_PRESET, PRESETS
-from .spectral import AMIN
+from .spectral import AMIN, cepstra, frame_energy_db, mel_and_energy, stft_blocks
 
 __all__ = ["SILENT_RUN_S", "derivable", "derive", "extract", "extraction_roots"]
 
 logger = logging.getLogger(__name__)
-
-
-def _describe(source: Optional[str]) -> str:
-    return f"{source!r}: " if source else ""
-
-
-def _compute(y: np.ndarray, config: FeatureConfig, source: Optional[str], keep_all: bool
-             ) -> np.ndarray:  # fmt: skip
-    """Features of a validated float32 waveform already at ``config.sample_rate``."""
-    y_in = y  # the extras read the signal before pre-emphasis
-    if config.preemphasis > 0:
-        y = np.concatenate((y[:1], y[1:] - np.float32(config.preemphasis) * y[:-1]))
-    ceps, energy = cepstra_and_energy(y, config)
-    if config.c0 == "energy":
-        ceps[0] = energy
-    elif config.c0 == "drop":
-        ceps = ceps[1:]
-    n_frames = ceps.shape[1]
-    mode = config.delta_mode
-    if mode == "interp" and n_frames < config.delta_width:
-        mode = "nearest"  # librosa's 'interp' needs >= width frames
-    blocks = [ceps] + [delta(ceps, width=config.delta_width, order=order, mode=mode,
-                             engine=config.engine) for order in range(1, config.delta_order + 1)]
-    if config.extras:
-        blocks.append(extra_frames(y_in, config, n_frames))
-    # the one transpose: frames are rows from here on, in C order, so that the CMVN sums
-    # run in the same order as on stored features (derive)
-    feats = np.ascontiguousarray(np.concatenate(blocks, axis=0).T)
-    if not keep_all:
-        keep = _kept_frames(energy, config, source)
-        if not keep.all():
-            feats = feats[keep]
-    out = _normalised(feats, config)
-    if not np.isfinite(out).all():
-        raise FeatureError(f"{_describe(source)}non-finite feature values (NaN or inf)")
-    return out
 
 
 #: Runs of digital silence at least this long (s) are dropped (:func:`digital_silence`):
@@ -69,8 +36,9 @@ SILENT_RUN_S = 1.0
 _SILENCE_DB = 10.0 * float(np.log10(AMIN))  # the energy of an all-zero frame: -100 dB
 
 
-def _kept_frames(energy: np.ndarray, config: FeatureConfig, source: Optional[str]) -> np.ndarray:
-    """The frames to keep, whatever the preset; a clip with none above the floor is refused."""
+def _kept_frames(energy: np.ndarray, config: FeatureConfig, where: str) -> np.ndarray:
+    """The frames to keep, whatever the preset; a clip with none above the floor is refused
+    (``where`` names the file)."""
     floor = config.vad_floor_db
     if config.vad:  # VAD also drops the frames below the floor
         keep = vad_mask(energy, threshold_db=config.vad_threshold_db, floor_db=floor)
@@ -79,7 +47,7 @@ def _kept_frames(energy: np.ndarray, config: FeatureConfig, source: Optional[str
         keep = ~digital_silence(energy, silence_db=_SILENCE_DB, min_frames=run)
     if not (keep & (energy > floor)).any():
         raise FeatureError(
-            f"{_describe(source)}silent: no frame above the {floor:g} dB energy floor (peak "
+            f"{where}silent: no frame above the {floor:g} dB energy floor (peak "
             f"frame energy {energy.max():.1f} dB re full scale, {energy.size} frames)"
         )
     kept = energy[keep]
@@ -88,7 +56,7 @@ def _kept_frames(energy: np.ndarray, config: FeatureConfig, source: Optional[str
         logger.warning(
             "%smostly near-silent: %.0f%% of its %d frames are between digital silence and "
             "the %g dB energy floor; the model of its class will learn that hiss",
-            _describe(source), 100 * quiet, kept.size, floor,
+            where, 100 * quiet, kept.size, floor,
         )  # fmt: skip
     return keep
 
@@ -101,13 +69,12 @@ def extract(y_or_path: Union[np.ndarray, str, os.PathLike], *,
     Parameters
     ----------
     y_or_path : np.ndarray [shape=(n_samples,)] or str or os.PathLike
-        A mono waveform (float in units of full scale, or integer samples scaled as
-        soundfile does: :func:`audiogmm.audio.as_float`), or an audio file.
+        A mono waveform (in units of full scale, or integers: :func:`audiogmm.audio.as_float`),
+        or an audio file.
     config : FeatureConfig, optional
         Defaults to the ``general`` preset.
     sr : int, optional
-        A waveform's rate in Hz, resampled (soxr HQ) to ``config.sample_rate`` when it
-        differs (``None``: already at it). Ignored for a path.
+        A waveform's rate in Hz, resampled to ``config.sample_rate`` (``None``: already at it).
     keep_all_frames : bool
         Keep every frame: do not refuse a silent clip, drop runs of digital silence
         (:data:`SILENT_RUN_S` s or more at -100 dB), nor drop unvoiced frames (``vad``);
@@ -116,33 +83,21 @@ def extract(y_or_path: Union[np.ndarray, str, os.PathLike], *,
     Returns
     -------
     np.ndarray [shape=(n_frames, config.n_dims), dtype=config.dtype]
-        One row per kept frame (20 ms apart in the default ``general`` preset).
-
-    Raises
-    ------
-    AudioError, FeatureError, ParameterError
-        A bad file (named); a non-finite or too-short waveform, or a silent clip (no frame
-        above ``config.vad_floor_db``) unless *keep_all_frames*; an invalid argument.
-
-    Examples
-    --------
-    >>> y = (0.1 * np.random.default_rng(0).standard_normal(16000)).astype(np.float32)
-    >>> extract(y, sr=16000).shape
-    (51, 26)
+        One row per kept frame. AudioError for a bad file (named); FeatureError for a
+        non-finite or too-short waveform, or a silent clip (no frame above
+        ``config.vad_floor_db``) unless *keep_all_frames*; ParameterError otherwise.
     """
     if config is None:
         config = PRESETS[DEFAULT_PRESET]
     elif not isinstance(config, FeatureConfig):
         raise ParameterError(f"config must be a FeatureConfig, got {type(config).__name__}")
     if isinstance(y_or_path, (str, os.PathLike)):
-        source: Optional[str] = os.fspath(y_or_path)
-        y = audio.load(source, sr=config.sample_rate, min_samples=config.win_length)
+        where = f"{os.fspath(y_or_path)!r}: "  # errors name the file
+        y = audio.load(y_or_path, sr=config.sample_rate, min_samples=config.win_length)
     else:
-        source = None
-        y = np.asarray(y_or_path)
+        where, y = "", audio.as_float(y_or_path)
         if y.ndim != 1:
             raise ParameterError(f"expected a mono waveform of shape (n_samples,), got {y.shape}")
-        y = audio.as_float(y)
         peak = float(np.max(np.abs(y))) if y.size else 0.0
         if not np.isfinite(peak):
             raise FeatureError("waveform contains non-finite (NaN or inf) samples")
@@ -157,7 +112,36 @@ def extract(y_or_path: Union[np.ndarray, str, os.PathLike], *,
                 f"clip too short: {y.size} samples at {config.sample_rate} Hz, expected at least "
                 f"one window of {config.win_length} samples ({config.win_ms} ms)"
             )
-    return _compute(y, config, source, bool(keep_all_frames))
+    y_in = y  # the extras read the signal before pre-emphasis
+    if config.preemphasis > 0:
+        y = np.concatenate((y[:1], y[1:] - np.float32(config.preemphasis) * y[:-1]))
+    if config.engine == "librosa":
+        ceps, energy = _librosa_cepstra(y, config)
+    else:
+        mel, energy = mel_and_energy(y, config)
+        ceps = cepstra(mel, config)
+    if config.c0 == "energy":
+        ceps[0] = energy
+    elif config.c0 == "drop":
+        ceps = ceps[1:]
+    n_frames, mode = ceps.shape[1], config.delta_mode
+    if mode == "interp" and n_frames < config.delta_width:
+        mode = "nearest"  # librosa's 'interp' needs >= width frames
+    delta = _librosa().feature.delta if config.engine == "librosa" else numpy_delta
+    blocks = [ceps] + [delta(ceps, width=config.delta_width, order=order, mode=mode)
+                       for order in range(1, config.delta_order + 1)]
+    blocks += [_extra_frames(y_in, config, n_frames)] if config.extras else []
+    # the one transpose: frames are rows from here on, in C order, so that the CMVN sums
+    # run in the same order as on stored features (derive)
+    feats = np.ascontiguousarray(np.concatenate(blocks, axis=0).T)
+    if not keep_all_frames:
+        keep = _kept_frames(energy, config, where)
+        if not keep.all():
+            feats = feats[keep]
+    out = _normalised(feats, config)
+    if not np.isfinite(out).all():
+        raise FeatureError(f"{where}non-finite feature values (NaN or inf)")
+    return out
 
 
 #: What a config can change and still be computed from another's output: the
@@ -173,19 +157,15 @@ def derivable(source: FeatureConfig, target: FeatureConfig) -> bool:
     fewer = target.delta_order < source.delta_order and not source.extras  # extras follow Δs
     if source.cmvn != "none" or not (fewer or target.delta_order == source.delta_order):
         return False
-    a, b = source.to_dict(), target.to_dict()
-    return all(a[k] == b[k] for k in a if k not in _DERIVABLE_FIELDS)
+    return source.replace(**{k: getattr(target, k) for k in _DERIVABLE_FIELDS}) == target
 
 
 def extraction_roots(configs: Sequence[FeatureConfig]) -> list[int]:
     """For each config, the index of the one whose extraction its features are computed from:
     the first root (a config no other one derives strictly) equal to it or deriving it, so
     front ends that differ only in CMVN or delta orders cost one decode and one STFT in all."""
-
-    def strictly(a: FeatureConfig, b: FeatureConfig) -> bool:
-        return a != b and derivable(a, b) and not derivable(b, a)
-
-    roots = [i for i, c in enumerate(configs) if not any(strictly(o, c) for o in configs)]
+    roots = [i for i, c in enumerate(configs)  # no other config derives it strictly
+             if not any(o != c and derivable(o, c) and not derivable(c, o) for o in configs)]
     # derivable is transitive, so every config has a root that equals or derives it
     return [next(r for r in roots if configs[r] == c or derivable(configs[r], c)) for c in configs]
 
@@ -208,3 +188,79 @@ def _normalised(feats: np.ndarray, config: FeatureConfig) -> np.ndarray:
     elif config.cmvn == "sliding":
         feats = sliding_cmvn(feats, window=config.cmvn_window, norm_vars=config.cmvn_norm_vars)
     return np.ascontiguousarray(feats, dtype=config.dtype)
+
+
+def _librosa():
+    """The librosa module, imported on first use (1-1.5 s, and numba's compile or cache load)."""
+    try:
+        import librosa
+    except ImportError:
+        raise ParameterError("engine='librosa' and extras need librosa, which is not installed "
+                             "(pip install librosa, a dependency of audiogmm)") from None
+    return librosa
+
+
+def _librosa_cepstra(y: np.ndarray, config: FeatureConfig) -> tuple[np.ndarray, np.ndarray]:
+    """MFCC ``(n_mfcc, n_frames)`` and frame energy in dB ``(n_frames,)`` by librosa."""
+    librosa = _librosa()
+    energy = []
+
+    def powers():  # one block at a time: memory stays bounded on long files
+        for X in stft_blocks(y, config, librosa.stft):
+            power = np.abs(X) ** 2
+            energy.append(frame_energy_db(power, config))
+            yield power.T
+
+    log_mel = _mel_db(powers(), config)
+    ceps = librosa.feature.mfcc(S=log_mel, n_mfcc=config.n_mfcc, lifter=config.lifter)
+    return ceps, np.concatenate(energy)
+
+
+def _extra_frames(y: np.ndarray, config: FeatureConfig, n_frames: int) -> np.ndarray:
+    """The rows of ``config.extras`` on the cepstra's ``n_frames`` frames, float32, from ``y``
+    (n_samples,) before pre-emphasis: the magnitude spectrogram held whole (0.7 GB per hour at
+    the ``sound`` preset), or frames of ``y``. FeatureError, naming the feature, when librosa
+    refuses the input."""
+    librosa = _librosa()
+    S = np.empty((1 + config.n_fft // 2, n_frames), dtype=np.float32)  # |X|, held whole
+    b = 0
+    for X in stft_blocks(y, config, librosa.stft):
+        S[:, b : b + len(X)] = np.abs(X).T
+        b += len(X)
+    grid = dict(sr=config.sample_rate, n_fft=config.n_fft, hop_length=config.hop_length)
+    frames = dict(frame_length=config.n_fft, hop_length=config.hop_length, center=config.center)
+    f = librosa.feature
+    calls = {
+        "spectral_contrast": lambda kw: f.spectral_contrast(S=S, **grid, **kw),
+        "spectral_flatness": lambda kw: f.spectral_flatness(S=S, **kw),
+        "spectral_centroid": lambda kw: f.spectral_centroid(S=S, **grid),
+        "spectral_bandwidth": lambda kw: f.spectral_bandwidth(S=S, **grid, **kw),
+        "spectral_rolloff": lambda kw: f.spectral_rolloff(S=S, **grid, **kw),
+        "chroma_stft": lambda kw: f.chroma_stft(S=S**2, **grid, **kw),
+        "zero_crossing_rate": lambda kw: f.zero_crossing_rate(y, **frames, **kw),
+        "rms": lambda kw: f.rms(y=y, **frames, pad_mode=config.pad_mode),
+        "onset_strength": lambda kw: librosa.onset.onset_strength(
+            S=_mel_db([S**2], config), **grid, **kw
+        ),
+    }
+    rows = []
+    for name, args in config.extras:
+        try:
+            r = np.asarray(calls[name](dict(args)), dtype=np.float32)
+        except librosa.util.exceptions.ParameterError as e:
+            raise FeatureError(f"extras: librosa's {name} refused the input: {e}") from None
+        r = r.reshape(-1, r.shape[-1])
+        if r.shape[-1] != n_frames:  # the grid is the config's by construction
+            raise FeatureError(f"extras: {name} gave {r.shape[-1]} frames, expected {n_frames}")
+        rows.append(r)
+    return np.concatenate(rows, axis=0)
+
+
+def _mel_db(powers, config: FeatureConfig) -> np.ndarray:
+    """The config's mel spectrogram in dB from blocks of |X|² ``(n_bins, n)``, by librosa."""
+    librosa = _librosa()
+    mel = np.concatenate([librosa.feature.melspectrogram(
+        S=p, sr=config.sample_rate, n_fft=config.n_fft, n_mels=config.n_mels,
+        fmin=config.fmin, fmax=config.fmax, htk=config.htk, norm=config.mel_norm,
+    ) for p in powers], axis=1)  # fmt: skip
+    return librosa.power_to_db(mel, ref=1.0, amin=AMIN, top_db=config.top_db)

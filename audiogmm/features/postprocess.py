@@ -50,10 +50,9 @@ def utterance_cmvn(x: np.ndarray, *, norm_vars: bool = True) -> np.ndarray:
 
 
 def sliding_cmvn(x: np.ndarray, *, window: int = 300, norm_vars: bool = True) -> np.ndarray:
-    """Sliding-window CMVN of ``x`` (n_frames, n_dims), float64, as Kaldi's
-    ``apply-cmvn-sliding --center=true``: frame ``t`` is normalised with the frames
-    ``[t - window // 2, t - window // 2 + window)``, shifted to stay inside the clip;
-    ``norm_vars`` also divides by the window's std. dev. (floored at 1e-8)."""
+    """:func:`utterance_cmvn` over a sliding window of frames, float64 (Kaldi's
+    ``apply-cmvn-sliding --center=true``): frame ``t``'s window is the frames
+    ``[t - window // 2, t - window // 2 + window)``, shifted to stay inside the clip."""
     x64 = np.asarray(x, dtype=np.float64)
     n = x64.shape[0]
     if n == 0:
@@ -83,8 +82,7 @@ def sliding_cmvn(x: np.ndarray, *, window: int = 300, norm_vars: bool = True) ->
 
 @functools.lru_cache(maxsize=16)
 def _savgol_coeffs(width: int, order: int) -> np.ndarray:
-    """``scipy.signal.savgol_coeffs(width, order, deriv=order, delta=1.0)`` (odd width), bit
-    for bit (same design matrix and LAPACK driver, ``gelsd``), without importing scipy."""
+    """``scipy.signal.savgol_coeffs(width, order, deriv=order)`` bit for bit (same ``gelsd``)."""
     pos = width // 2
     x = np.arange(-pos, width - pos, dtype=np.float64)[::-1]  # reversed: for a convolution
     A = x ** np.arange(order + 1, dtype=np.float64).reshape(-1, 1)
@@ -101,13 +99,10 @@ _PAD_MODE = {"nearest": "edge", "mirror": "reflect", "constant": "constant", "wr
 
 
 def _convolve_frames(x: np.ndarray, coeffs: np.ndarray, mode: str) -> np.ndarray:
-    """``scipy.ndimage.convolve1d(x, coeffs, axis=-1, mode=mode, cval=0.0)``, bit for bit.
-
-    ndimage's float64 line buffer and accumulation order (``NI_Correlate1D``: centre tap,
-    then the outermost pair of taps inwards, summed before the multiply for an
-    (anti)symmetric filter), without importing scipy. Other filters, and lines shorter than
-    the filter's half-width (its boundary extension repeats there), go to scipy itself.
-    """
+    """``scipy.ndimage.convolve1d(x, coeffs, axis=-1, mode=mode)`` bit for bit: ndimage's
+    float64 line and order (``NI_Correlate1D``: centre tap, then the outer pairs of taps
+    inwards, summed before the multiply for an (anti)symmetric filter). Other filters, and
+    lines shorter than the half-width (the boundary extension repeats there), go to scipy."""
     n, fw = x.shape[-1], coeffs[::-1] - 0.0  # float64: convolve1d correlates with the reverse
     size1 = fw.size // 2
     eps = np.finfo(np.float64).eps
@@ -131,10 +126,9 @@ def _convolve_frames(x: np.ndarray, coeffs: np.ndarray, mode: str) -> np.ndarray
 
 
 def delta(ceps: np.ndarray, *, width: int, order: int, mode: str) -> np.ndarray:
-    """``librosa.feature.delta(ceps, width=width, order=order, mode=mode)``, bit for bit:
-    outside ``"interp"`` mode one ``convolve1d`` with cached Savitzky-Golay coefficients
-    (librosa solves for them on every call) and no scipy import; ``"interp"`` (polynomial
-    fits at the edges) calls ``scipy.signal.savgol_filter`` (never librosa: numba)."""
+    """``librosa.feature.delta(ceps, width=width, order=order, mode=mode)`` bit for bit: one
+    ``convolve1d`` with cached Savitzky-Golay coefficients, no scipy import; ``"interp"``
+    (polynomial fits at the edges) calls ``scipy.signal.savgol_filter`` (not librosa: numba)."""
     if mode == "interp":
         import scipy.signal
 

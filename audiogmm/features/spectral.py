@@ -16,13 +16,26 @@ import numpy as np
 
 from ..engine import one_blas_thread
 from ..exceptions import FeatureError
-from .config import FeatureConfig, window
+from .config import FeatureConfig
 
 __all__ = ["AMIN", "cepstra", "frame_energy_db", "mel_and_energy", "mel_filterbank",
-           "stft_blocks"]  # fmt: skip
+           "stft_blocks", "window"]  # fmt: skip
 
 AMIN = 1e-10  # power floor: log10(1e-10) = -100 dB, so digital silence stays finite
 _BLOCK_FRAMES = 2048  # STFT frames per block: bounds memory on hour-long files
+
+
+@functools.lru_cache(maxsize=32)
+def window(name: str, win_length: int) -> np.ndarray:
+    """``scipy.signal.get_window(name, win_length, fftbins=True)``, float64, cached; Hamming and
+    Hann restated bit for bit, so the common case does not import ``scipy.signal`` (~0.4 s)."""
+    alpha = {"hamming": 0.54, "hann": 0.5}.get(name)  # scipy's general_hamming(alpha)
+    if alpha is None or win_length <= 1:
+        import scipy.signal
+
+        return scipy.signal.get_window(name, win_length, fftbins=True)
+    fac = np.linspace(-np.pi, np.pi, win_length + 1, dtype=np.float64)
+    return (np.float64(alpha) + np.float64(1.0 - alpha) * np.cos(fac))[:-1]
 
 
 @functools.lru_cache(maxsize=32)
@@ -58,11 +71,13 @@ def _mel_to_hz(mels: np.ndarray, htk: bool) -> np.ndarray:
     return freqs
 
 
+@functools.lru_cache(maxsize=32)
 def mel_filterbank(*, sr: int, n_fft: int, n_mels: int, fmin: float = 0.0,
                    fmax: Optional[float] = None, htk: bool = False,
                    norm: Optional[str] = "slaney") -> np.ndarray:  # fmt: skip
     """Triangular mel filters (n_mels, 1 + n_fft // 2), float32, from ``fmin`` to ``fmax`` Hz
-    (``None``: ``sr / 2``): ``librosa.filters.mel`` bit for bit (same arguments)."""
+    (``None``: ``sr / 2``): ``librosa.filters.mel`` bit for bit (same arguments). Cached and
+    read-only, the transpose of a C-order array (``.T`` is the fast BLAS layout)."""
     if fmax is None:
         fmax = float(sr) / 2
     weights = np.zeros((n_mels, int(1 + n_fft // 2)), dtype=np.float32)
@@ -75,24 +90,15 @@ def mel_filterbank(*, sr: int, n_fft: int, n_mels: int, fmin: float = 0.0,
         weights[i] = np.maximum(0, np.minimum(-ramps[i] / fdiff[i], ramps[i + 2] / fdiff[i + 1]))
     if norm == "slaney":
         weights *= (2.0 / (mel_f[2 : n_mels + 2] - mel_f[:n_mels]))[:, np.newaxis]
-    return weights
-
-
-@functools.lru_cache(maxsize=32)
-def _mel_basis(sr: int, n_fft: int, n_mels: int, fmin: float, fmax: Optional[float], htk: bool,
-               norm: Optional[str]) -> np.ndarray:  # fmt: skip
-    # (n_bins, n_mels), C order: the fast BLAS layout
-    basis = np.ascontiguousarray(mel_filterbank(sr=sr, n_fft=n_fft, n_mels=n_mels, fmin=fmin,
-                                                fmax=fmax, htk=htk, norm=norm).T)  # fmt: skip
+    basis = np.ascontiguousarray(weights.T)
     basis.setflags(write=False)
-    return basis
+    return basis.T
 
 
 @functools.lru_cache(maxsize=32)
 def _energy_norm(name: str, win_length: int, n_fft: int) -> float:
     """1 / (n_fft * Σ w²): turns Σ_k |X_k|² (full spectrum) into the mean square of the signal."""
-    w = window(name, win_length)
-    return 1.0 / (n_fft * float(np.sum(np.asarray(w, dtype=np.float64) ** 2)))
+    return 1.0 / (n_fft * float(np.sum(window(name, win_length) ** 2)))  # float64 window
 
 
 def stft_blocks(y: np.ndarray, config: FeatureConfig, stft=None):
@@ -120,7 +126,8 @@ def mel_and_energy(y: np.ndarray, config: FeatureConfig) -> tuple[np.ndarray, np
     """Mel power spectrogram ``(n_mels, n_frames)`` and frame energy (dB) from one STFT:
     ``librosa.feature.melspectrogram(S=|X|**2)``, frames as rows in blocks (faster)."""
     c = config
-    basis_t = _mel_basis(c.sample_rate, c.n_fft, c.n_mels, c.fmin, c.fmax, c.htk, c.mel_norm)
+    basis_t = mel_filterbank(sr=c.sample_rate, n_fft=c.n_fft, n_mels=c.n_mels, fmin=c.fmin,
+                             fmax=c.fmax, htk=c.htk, norm=c.mel_norm).T  # fmt: skip
     mel, energy = [], []
     with one_blas_thread():
         for spec in stft_blocks(y, config):
