@@ -20,7 +20,7 @@ import click
 
 from .._version import __version__
 from ..exceptions import AudioGMMError
-from . import evaluate, extract, info, plot, predict, train, tune, ubm, verify
+from . import extract, info, score, train
 from .output import escape_name
 
 __all__ = ["main"]
@@ -123,8 +123,8 @@ def _add_verbosity(sign: int, ctx: click.Context, param: click.Parameter, value:
                     else logging.WARNING if level >= -1 else logging.ERROR)  # fmt: skip
 
 
-for _cmd in (main, *(m.command for m in (extract, train, evaluate, predict, info, tune, verify,
-                                         ubm, plot))):  # fmt: skip
+for _cmd in (main, extract.command, train.train, score.evaluate, score.predict, info.info,
+             train.tune, score.verify, train.ubm, info.plot):  # fmt: skip
     _cmd.params += [click.Option(flags, count=True, expose_value=False, help=help,
                                  callback=functools.partial(_add_verbosity, sign))
                     for flags, sign, help in VERBOSITY]  # fmt: skip

@@ -12,17 +12,18 @@ from .output import escape_name, report_skipped
 @click.argument("data", type=click.Path(exists=True))
 @options.feature_options()
 @options.run_options
-@click.option("--skipped-csv", type=click.Path(dir_okay=False),
+@click.option("--skipped-csv", type=options.OutputPath(dir_okay=False),
               help="Write the skipped files and reasons here.")  # fmt: skip
 @click.option("--format", "fmt", type=click.Choice(["cache", "kaldi"]), default="cache",
               show_default=True, help="cache: fill --cache DIR; kaldi: write "
               "feats.ark/feats.scp (+utt2spk) to --output DIR, for Kaldi tools and "
               "`audiogmm train DIR` (needs the kaldi extra).")  # fmt: skip
-@click.option("-o", "--output", type=click.Path(file_okay=False), help="Folder for --format kaldi.")
+@click.option("-o", "--output", type=options.OutputPath(file_okay=False),
+              help="Folder for --format kaldi.")
 @click.option("--allow-pipes", is_flag=True, help="Run piped wav.scp entries ('cmd |') of a "
               "Kaldi DATA dir: shell commands written in a data file, so only for data you "
               "trust (--format kaldi).")  # fmt: skip
-@click.option("--shards", "shards_dir", type=click.Path(file_okay=False),
+@click.option("--shards", "shards_dir", type=options.OutputPath(file_okay=False),
               help="Also write the features as a shard store here (for `audiogmm ubm`, Dask).")
 @options.dask_option
 @options.json_option
@@ -41,16 +42,13 @@ def command(ctx, data, preset, config_path, cache_dir, skipped_csv, fmt, output,
 
         if not output:
             raise click.UsageError("--format kaldi needs --output DIR")
-        check_writable(output, folder=True)  # before the work, naming the user's path
         out = export_kaldi(data, output, config=config, options=opts, allow_pipes=allow_pipes)
         text = (f"{out['n_utterances']} utterances ({out['n_frames']} frames) -> {out['scp']} "
                 f"({len(out['skipped'])} skipped)")  # fmt: skip
     else:
         if not cache_dir:
             raise click.UsageError("extract needs --cache DIR (where the features go)")
-        for path, folder in ((cache_dir, True), (skipped_csv, False), (shards_dir, True)):
-            if path:  # before the work, naming the user's path
-                check_writable(path, folder=folder)
+        check_writable(cache_dir, folder=True)  # before the work, naming the user's path
         records = read_manifest(data)
         with options.executor([r.path for r in records]) as ex:
             res = extract_many(records, config=config, options=opts, executor=ex)

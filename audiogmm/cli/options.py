@@ -21,6 +21,7 @@ from ..engine import LocalExecutor, default_workers, one_blas_thread
 from ..exceptions import AudioError, ModelFileError, ParameterError
 from ..features import FeatureConfig
 from ..features.presets import DEFAULT_PRESET, PRESETS
+from ..io.atomic import check_writable
 from .output import escape_name
 
 logger = logging.getLogger("audiogmm")
@@ -44,6 +45,17 @@ def _check_dask(ctx, param, value):
         return value and parse_spec(value) and value  # the spec as given, once checked
     except ValueError as e:
         raise click.BadParameter(str(e)) from None
+
+
+class OutputPath(click.Path):
+    """An output file (a folder with ``file_okay=False``), checked writable as it is parsed,
+    so before any work (:func:`audiogmm.io.atomic.check_writable`)."""
+
+    def convert(self, value, param, ctx):
+        value = super().convert(value, param, ctx)
+        if not (ctx and ctx.resilient_parsing):  # shell completion creates no folders
+            check_writable(value, folder=not self.file_okay)
+        return value
 
 
 def _auto_or(convert, what: str, minimum: float = -float("inf")):
@@ -158,7 +170,6 @@ def load_classifier(path: str):
 def reject_threshold(clf: Any, reject: str | float | None) -> float | None:
     """The threshold ``--reject`` asks of ``clf`` (checked before any work): a per-frame
     LLR for map models, a calibrated LLR for gsv and ivector ones."""
-    from ..exceptions import ParameterError
     from ..pipeline.classify import can_reject
 
     if reject is None:
@@ -170,10 +181,7 @@ def reject_threshold(clf: Any, reject: str | float | None) -> float | None:
             "--reject auto needs a calibrated threshold, which this model has not: train it "
             "with --backend map --reject-far F (e.g. 0.05), or give --reject a number"
         )
-    try:
-        return clf.resolve_threshold(reject)
-    except ParameterError as e:
-        raise click.ClickException(str(e)) from None
+    return clf.resolve_threshold(reject)
 
 
 def echo_json(obj: Any) -> None:
@@ -205,8 +213,10 @@ def run_options_of(ctx: click.Context):
     """The :class:`~audiogmm.data.RunOptions` of the command's ``--cache/--jobs/--strict``."""
     from ..data import RunOptions
 
+    # a progress bar when stderr is a terminal and the user did not ask for quiet
+    bar = None if ctx.obj["verbosity"] < 0 or not sys.stderr.isatty() else ProgressBar()
     return RunOptions(cache_dir=ctx.params.get("cache_dir"), n_jobs=ctx.params["jobs"],
-                      progress=progress_for(ctx), strict=ctx.params["strict"])  # fmt: skip
+                      progress=bar, strict=ctx.params["strict"])  # fmt: skip
 
 
 @contextlib.contextmanager
@@ -299,11 +309,6 @@ class ProgressBar:
         self._bar.update(max(0, done - self._bar.pos))
         if done >= total:
             self._close()
-
-
-def progress_for(ctx: click.Context) -> ProgressBar | None:
-    """A progress bar when stderr is a terminal and the user did not ask for quiet."""
-    return None if ctx.obj["verbosity"] < 0 or not sys.stderr.isatty() else ProgressBar()
 
 
 def format_selection(sel: dict[str, Any]) -> str:

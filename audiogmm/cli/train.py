@@ -1,7 +1,10 @@
-"""``audiogmm train``: one model file of any backend from any source.
+"""The training commands: ``train`` (one model file of any backend from any source),
+``tune`` (the cross-validation table of ``--preset/--components auto``, no model) and
+``ubm`` (a UBM from a feature shard store, out of core; ``--dask``: on a cluster, the store
+at the same path on every worker, the model bit-identical either way).
 
-DATA (audio manifest, Kaldi directory or shard store) is read into one clip set by
-:func:`audiogmm.pipeline.sources.open_clips` and fitted by
+``train`` reads DATA (audio manifest, Kaldi directory or shard store) into one clip set by
+:func:`audiogmm.pipeline.sources.open_clips` and fits it by
 :func:`audiogmm.pipeline.train.fit_backend`. An option that does not apply to the backend
 or the source is a usage error naming it.
 """
@@ -17,7 +20,6 @@ import click
 
 from ..exceptions import ConvergenceWarning
 from ..features import FeatureConfig
-from ..io.atomic import check_writable
 from ..mixture import DiagGMM
 from ..models import BACKENDS, default_components
 from ..models.classifier import oversized_reason
@@ -77,7 +79,7 @@ def _front_end(ubm_path, ubm_config, data_config, *, fixed: bool):
 
 @click.command("train")
 @click.argument("data", type=click.Path(exists=True))
-@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False),
+@click.option("-o", "--output", required=True, type=options.OutputPath(dir_okay=False),
               help="Model file to write (.npz).")
 @options.split_options("train")
 @options.tuning_options(components_default=None, components_help="Components per class "
@@ -115,8 +117,8 @@ def _front_end(ubm_path, ubm_config, data_config, *, fixed: bool):
 @options.dask_option
 @options.json_option
 @click.pass_context
-def command(ctx, data, output, preset, config_path, components, backend, ubm_path, reject_far,
-            calibrate, as_json, **_):  # fmt: skip
+def train(ctx, data, output, preset, config_path, components, backend, ubm_path, reject_far,
+          calibrate, as_json, **_):  # fmt: skip
     """Train one GMM per label on DATA (or a UBM and MAP-adapted labels, or a UBM's
     supervectors and logistic regression) and write one model file.
 
@@ -127,7 +129,6 @@ def command(ctx, data, output, preset, config_path, components, backend, ubm_pat
     from ..pipeline.sources import KINDS, source_kind
     from ..pipeline.train import load_ubm
 
-    check_writable(output)  # before the work, naming the user's path
     auto = preset == "auto"
     if auto and config_path:
         raise click.UsageError(options.AUTO_AND_CONFIG)
@@ -262,3 +263,107 @@ def report_training(clf, backend: str) -> None:
     if single:
         logger.warning("trained on a single file: %s (the model learns that recording, not the "
                        "class)", ", ".join(single))  # fmt: skip
+
+
+@click.command("tune")
+@click.argument("data", type=click.Path(exists=True))
+@options.split_options("train")
+@options.tuning_options(components_default="auto", preset_default="auto")
+@click.option("--folds", type=click.IntRange(min=2), default=3, show_default=True,
+              help="Clip-stratified cross-validation folds.")
+@options.run_options
+@options.json_option
+@click.pass_context
+def tune(ctx, data, split, train_fraction, seed, preset, config_path, components, folds,
+         as_json, **_):  # fmt: skip
+    """Cross-validate front ends and components on DATA's training files; print the table.
+
+    The same search as `train --preset auto --components auto`, on the training
+    split only, without writing a model. --config FILE alone tunes the components
+    of that front end (on the default preset).
+    """
+    from ..pipeline.classify import load_split, skipped_list
+    from ..selection import tune as cross_validate
+
+    if preset == "auto" and config_path:
+        if options.given(ctx, "preset"):
+            raise click.UsageError(options.AUTO_AND_CONFIG)
+        preset = None  # the file's fields on the default preset
+    # the preset's name, not its config, keeps the name in the table
+    chosen = preset if preset == "auto" or not config_path else options.load_config(
+        preset, config_path)  # fmt: skip
+    records = load_split(data, split, train_fraction=train_fraction, seed=seed)
+    warnings.filterwarnings("ignore", category=ConvergenceWarning)
+    result = cross_validate(records, preset=chosen, components=components, n_folds=folds,
+                  options=options.run_options_of(ctx), random_state=seed)  # fmt: skip
+    out = {"n_files": len(records), "selection": result.to_header(),
+           "feature_config": result.config.to_dict(),
+           "feature_configs": [c.to_dict() for c in result.member_configs] or None,
+           "skipped": skipped_list(result.features)}  # fmt: skip
+    if as_json:
+        return options.echo_json(out)
+    report_skipped(out["skipped"])
+    click.echo(options.format_selection(out["selection"]))
+
+
+@click.command("ubm")
+@click.argument("store", type=click.Path(exists=True, file_okay=False))
+@click.option("-o", "--output", required=True, type=options.OutputPath(dir_okay=False),
+              help="UBM model file to write (.npz).")  # fmt: skip
+@click.option("-k", "--components", type=click.IntRange(min=1), default=256, show_default=True,
+              help="UBM components (`train --backend map --ubm` adapts every class from them).")
+@click.option("--init", type=click.Choice(["split", "kmeans++"]), default=UBM_DEFAULTS["init"],
+              show_default=True, help="Split growth from one component (as Kaldi), or "
+              "k-means++ seeding.")  # fmt: skip
+@click.option("--max-iter", type=click.IntRange(min=0), default=UBM_DEFAULTS["max_iter"],
+              show_default=True, help="EM iterations, run in full (a fixed budget, as in "
+              "Kaldi, not a convergence limit).")  # fmt: skip
+@click.option("--subsample", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Use every N-th frame of the store.")  # fmt: skip
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the initialisation.")
+@click.option("--checkpoint", type=click.Path(dir_okay=False),
+              help="EM checkpoint file, written after every iteration (default: OUTPUT.ckpt.npz).")
+@click.option("--resume", is_flag=True, help="Continue from the checkpoint if it exists.")
+@options.dask_option
+@options.jobs_option
+@options.json_option
+def ubm(store, output, components, init, max_iter, subsample, seed, checkpoint, resume,
+        as_json, **_):  # fmt: skip
+    """Train a UBM on the frames of a shard store (`audiogmm extract DATA --shards STORE`).
+
+    The UBM file records the store's front end; `audiogmm train DATA --backend map
+    --ubm OUTPUT` adapts the classes from it.
+    """
+    from ..data.shards import open_store
+    from ..exceptions import ModelFileError
+    from ..io import EMCheckpoint, save
+    from ..io.atomic import check_writable
+    from ..models.ubm import train_ubm
+    from ..pipeline.sources import store_config
+
+    st = open_store(store)
+    try:
+        extra = {"feature_config": store_config(st).to_dict()}
+    except ModelFileError as e:  # an older store: the UBM is still usable with --preset
+        logger.warning("%s; the UBM will not record its front end", e)
+        extra = {}
+    ckpt_path = checkpoint or output + ".ckpt.npz"
+    check_writable(ckpt_path)
+    ckpt = EMCheckpoint(ckpt_path, resume=resume, fingerprint={
+        "store_frames": st.n_frames, "store_index": st.index_digest, "n_dims": st.n_dims,
+        "config_hash": st.config_hash, "components": components, "init": init,
+        "subsample": subsample, "seed": seed})  # fmt: skip
+    with options.executor() as ex, warnings.catch_warnings():
+        # --max-iter is a budget run in full: stopping there is not a failure to converge
+        warnings.filterwarnings("ignore", "EM did not converge", ConvergenceWarning)
+        gmm = train_ubm(st, components, subsample=subsample, executor=ex, checkpoint=ckpt,
+                        init=init, max_iter=max_iter, random_state=seed)  # fmt: skip
+    save(gmm, output, extra=extra)
+    out = {"model": os.path.abspath(output), "n_frames": gmm.fit_report_["n_frames"],
+           "n_components": components, "n_iter": gmm.n_iter_, "converged": gmm.converged_,
+           "resumed_from": ckpt.resumed_from, "checkpoint": os.path.abspath(ckpt_path),
+           "executor": repr(ex)}  # fmt: skip
+    if as_json:
+        return options.echo_json(out)
+    click.echo(f"UBM of {components} components on {out['n_frames']:,} frames, {gmm.n_iter_} EM "
+               f"iterations{' (resumed)' if ckpt.resumed_from else ''} -> {escape_name(output)}")
