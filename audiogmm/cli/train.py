@@ -1,7 +1,8 @@
-"""The training commands: ``train`` (one model file of any backend from any source),
-``tune`` (the cross-validation table of ``--preset/--components auto``, no model) and
-``ubm`` (a UBM from a feature shard store, out of core; ``--dask``: on a cluster, the store
-at the same path on every worker, the model bit-identical either way).
+"""The commands that make features and models: ``extract`` (features into the cache, a shard
+store or Kaldi files), ``train`` (one model file of any backend from any source), ``tune``
+(the cross-validation table of ``--preset/--components auto``, no model) and ``ubm`` (a UBM
+from a feature shard store, out of core; ``--dask``: on a cluster, the store at the same
+path on every worker, the model bit-identical either way).
 
 ``train`` reads DATA (audio manifest, Kaldi directory or shard store) into one clip set by
 :func:`audiogmm.pipeline.sources.open_clips` and fits it by
@@ -37,12 +38,9 @@ READ_BY = {"relevance": ("map", "gsv"), "ubm_components": ("map", "gsv", "ivecto
 
 
 def backend_params(ctx: click.Context, backend: str, p: dict) -> dict:
-    """The classifier parameters of ``backend`` from the command's options ``p``.
-
-    ``-k``, ``--init`` and ``--max-iter`` bind the class mixtures (ml) or the UBM (where
-    only given values replace the UBM defaults). Options the backend does not read are
-    usage errors.
-    """
+    """The classifier parameters of ``backend`` from the command's options ``p`` (usage
+    errors for those it does not read). ``-k``, ``--init`` and ``--max-iter`` bind the class
+    mixtures (ml) or the UBM (where only given values replace the UBM defaults)."""
     for name, readers in READ_BY.items():
         if backend not in readers:
             names = " or ".join([", ".join(readers[:-1]), readers[-1]] if readers[1:] else readers)
@@ -130,21 +128,19 @@ def train(ctx, data, output, preset, config_path, components, backend, ubm_path,
     from ..pipeline.train import load_ubm
 
     auto = preset == "auto"
-    if auto and config_path:
-        raise click.UsageError(options.AUTO_AND_CONFIG)
-    tuning = auto or components == "auto"
-    if tuning and backend != "ml":
-        raise click.UsageError("--preset auto and --components auto select by cross-validating "
-                               "the ml backend; give a fixed --preset and -k with --backend "
-                               f"{backend}")  # fmt: skip
-    if calibrate and (backend != "map" or tuning):
-        raise click.UsageError("--calibrate applies to --backend map (gsv calibrates its scores "
-                               "always, and --preset auto calibrates what it chooses)")  # fmt: skip
-    if calibrate and reject_far is not None:
-        raise click.UsageError("--reject-far searches a threshold and --calibrate sets it from "
-                               "the prior: give one")  # fmt: skip
+    tuning, kind = auto or components == "auto", KINDS[source_kind(data)]
+    for wrong, why in [
+        (auto and config_path, options.AUTO_AND_CONFIG),
+        (tuning and backend != "ml", "--preset auto and --components auto select by "
+         f"cross-validating the ml backend; give a fixed --preset and -k with --backend {backend}"),
+        (calibrate and (backend != "map" or tuning), "--calibrate applies to --backend map (gsv "
+         "calibrates its scores always, and --preset auto calibrates what it chooses)"),
+        (calibrate and reject_far is not None, "--reject-far searches a threshold and --calibrate "
+         "sets it from the prior: give one"),
+    ]:  # fmt: skip
+        if wrong:
+            raise click.UsageError(why)
     params = backend_params(ctx, backend, ctx.params)
-    kind = KINDS[source_kind(data)]
     if tuning and kind.not_for:
         raise click.UsageError("--preset auto / --components auto need audio to try front ends; "
                                f"a {kind.name} has fixed features: give -k")  # fmt: skip
@@ -295,7 +291,7 @@ def tune(ctx, data, split, train_fraction, seed, preset, config_path, components
     records = load_split(data, split, train_fraction=train_fraction, seed=seed)
     warnings.filterwarnings("ignore", category=ConvergenceWarning)
     result = cross_validate(records, preset=chosen, components=components, n_folds=folds,
-                  options=options.run_options_of(ctx), random_state=seed)  # fmt: skip
+                            options=options.run_options_of(ctx), random_state=seed)
     out = {"n_files": len(records), "selection": result.to_header(),
            "feature_config": result.config.to_dict(),
            "feature_configs": [c.to_dict() for c in result.member_configs] or None,
@@ -367,3 +363,74 @@ def ubm(store, output, components, init, max_iter, subsample, seed, checkpoint, 
         return options.echo_json(out)
     click.echo(f"UBM of {components} components on {out['n_frames']:,} frames, {gmm.n_iter_} EM "
                f"iterations{' (resumed)' if ckpt.resumed_from else ''} -> {escape_name(output)}")
+
+
+@click.command("extract")
+@click.argument("data", type=click.Path(exists=True))
+@options.feature_options()
+@options.run_options
+@click.option("--skipped-csv", type=options.OutputPath(dir_okay=False),
+              help="Write the skipped files and reasons here.")  # fmt: skip
+@click.option("--format", "fmt", type=click.Choice(["cache", "kaldi"]), default="cache",
+              show_default=True, help="cache: fill --cache DIR; kaldi: write "
+              "feats.ark/feats.scp (+utt2spk) to --output DIR, for Kaldi tools and "
+              "`audiogmm train DIR` (needs the kaldi extra).")  # fmt: skip
+@click.option("-o", "--output", type=options.OutputPath(file_okay=False),
+              help="Folder for --format kaldi.")
+@click.option("--allow-pipes", is_flag=True, help="Run piped wav.scp entries ('cmd |') of a "
+              "Kaldi DATA dir: shell commands written in a data file, so only for data you "
+              "trust (--format kaldi).")  # fmt: skip
+@click.option("--shards", "shards_dir", type=options.OutputPath(file_okay=False),
+              help="Also write the features as a shard store here (for `audiogmm ubm`, Dask).")
+@options.dask_option
+@options.json_option
+@click.pass_context
+def extract(ctx, data, preset, config_path, cache_dir, skipped_csv, fmt, output, allow_pipes,
+            shards_dir, as_json, **_):  # fmt: skip
+    """Extract features of every file in DATA into the cache (re-runs skip done work)."""
+    from ..data import extract_many, read_manifest
+    from ..io.atomic import check_writable
+    from ..pipeline.classify import skipped_list
+
+    config, opts = options.load_config(preset, config_path), options.run_options_of(ctx)
+    failed = 0
+    if fmt == "kaldi":
+        from ..pipeline.kaldi import export_kaldi
+
+        if not output:
+            raise click.UsageError("--format kaldi needs --output DIR")
+        out = export_kaldi(data, output, config=config, options=opts, allow_pipes=allow_pipes)
+        text = (f"{out['n_utterances']} utterances ({out['n_frames']} frames) -> {out['scp']} "
+                f"({len(out['skipped'])} skipped)")  # fmt: skip
+    else:
+        if not cache_dir:
+            raise click.UsageError("extract needs --cache DIR (where the features go)")
+        check_writable(cache_dir, folder=True)  # before the work, naming the user's path
+        records = read_manifest(data)
+        with options.executor([r.path for r in records]) as ex:
+            res = extract_many(records, config=config, options=opts, executor=ex)
+        if shards_dir:  # on top of the cache: the extracted (or cached) frames, in manifest order
+            from ..data.shards import write_store
+
+            write_store(shards_dir, ((r.path, r.label, res.features[r.path]) for r in records
+                                     if r.path in res.features),
+                        config_hash=config.content_hash(), config=config.to_json())  # fmt: skip
+        if skipped_csv:
+            res.write_skipped_csv(skipped_csv)
+        failed = len(res.cache_errors)
+        out = {"n_files": len(records), "n_extracted": res.n_extracted, "n_cached": res.n_cached,
+               "cache_errors": res.cache_errors, "skipped": skipped_list(res),
+               "n_frames": int(sum(x.shape[0] for x in res.features.values()))}  # fmt: skip
+        text = (f"{len(res.features) - failed}/{len(records)} files ready in "
+                f"{escape_name(cache_dir)} ({res.n_extracted - failed} extracted, {res.n_cached} "
+                f"from cache, {len(out['skipped'])} skipped"
+                + (f", {failed} not written" if failed else "") + ")")  # fmt: skip
+    out["config_hash"] = config.content_hash()
+    if as_json:
+        options.echo_json(out)
+    else:
+        report_skipped(out["skipped"])
+        click.echo(text)
+    if failed:  # the cache is this command's output: a missing entry is a failure
+        raise click.ClickException(escape_name(
+            f"could not write {failed} cache entries; first: {res.cache_errors[0]}"))
