@@ -9,11 +9,13 @@ import click
 import numpy as np
 
 from ..data.manifests import read_manifest
-from ..exceptions import AudioGMMError
+from ..exceptions import AudioGMMError, ModelFileError
 from ..features import FeatureConfig
 from ..io.atomic import atomic_write
+from ..mixture import DiagGMM
+from ..models import BACKENDS
 from . import options
-from .output import dims_text, escape_name
+from .output import dims_text, echo_json, escape_name, format_selection
 
 _MAX_FILES = 200  # plot's histogram frames: enough files for the shape, bounded time
 
@@ -33,12 +35,9 @@ _BACKENDS = {
 
 
 def _load_any(model: str):
-    """(bundle or None, classifier or None, DiagGMM or None, header) of a bundle, a bare
-    classifier (e.g. of Kaldi features) or a single mixture; anything else raises the
-    bundle loader's error."""
-    from ..exceptions import ModelFileError
+    """(bundle, classifier, DiagGMM, header), None where absent, of a bundle, a bare classifier
+    (e.g. of Kaldi features) or a single mixture; else the bundle loader's error."""
     from ..io import load
-    from ..mixture import DiagGMM
     from ..pipeline import load_model
 
     try:
@@ -62,7 +61,6 @@ def _show(field: str, text: str) -> None:
 
 def _summary(model: str, bundle, clf, gmm, header: dict) -> dict:
     """What ``info --json`` prints."""
-    from ..models import BACKENDS
     from ..pipeline.classify import stored_split
 
     out = {"file": os.path.abspath(model), "format_version": header["format_version"],
@@ -102,7 +100,7 @@ def info(model, as_json):
     bundle, clf, gmm, header = _load_any(model)
     out = _summary(model, bundle, clf, gmm, header)
     if as_json:
-        return options.echo_json(out)
+        return echo_json(out)
     _show("file", escape_name(out["file"]))
     _show("format", f"audiogmm v{out['format_version']} (written by {out['audiogmm_version']})")
     if gmm is not None:
@@ -153,7 +151,7 @@ def info(model, as_json):
               f"{sp['n_train_files']} training files recorded by content hash")  # fmt: skip
     if isinstance(out["selection"], dict):
         try:
-            click.echo(options.format_selection(out["selection"]))
+            click.echo(format_selection(out["selection"]))
         except (KeyError, TypeError, ValueError):  # written by another version: show it raw
             _show("selection", str(out["selection"]))
     for y, r in sorted(out["training"].items()):

@@ -184,13 +184,6 @@ def reject_threshold(clf: Any, reject: str | float | None) -> float | None:
     return clf.resolve_threshold(reject)
 
 
-def echo_json(obj: Any) -> None:
-    """``obj`` as one line of strict JSON (sorted keys; NaN and infinities as null)."""
-    from ..pipeline.report import json_dumps
-
-    click.echo(json_dumps(obj))
-
-
 def load_config(preset: str | None, config_path: str | None):
     """The FeatureConfig of ``--preset NAME`` (the default one for ``auto``), with the fields
     of ``--config FILE`` on top (a partial file such as ``{"n_mfcc": 13}`` changes only those)."""
@@ -221,13 +214,10 @@ def run_options_of(ctx: click.Context):
 
 @contextlib.contextmanager
 def command_executor(paths: Iterable[str], jobs: int | None, cache_dir: str | None = None):
-    """The command's one executor for the work on the audio files ``paths``, then closed.
-
-    Threads, or worker processes when the audio's duration (from the headers, kept in the
-    cache ``cache_dir``) pays for starting them (:func:`audiogmm.engine.policy.plan`;
-    logged at ``-v``). BLAS runs on one thread: parallelism comes from the executor, and
-    the many small products of training are slower on a waking BLAS pool.
-    """
+    """The command's one executor for the audio files ``paths``, then closed: threads, or
+    processes when their duration (from the headers, kept in the cache ``cache_dir``) pays
+    for starting them (:func:`audiogmm.engine.policy.plan`; logged at ``-v``). BLAS runs on
+    one thread: the many small products of training are slower on a waking BLAS pool."""
     from ..audio import info  # looked up now: tests count the header reads
     from ..data.packs import FileFacts
     from ..engine.policy import PROCESS_MIN_AUDIO_S, count_until, executor_for_work
@@ -248,13 +238,10 @@ def command_executor(paths: Iterable[str], jobs: int | None, cache_dir: str | No
 
 @contextlib.contextmanager
 def executor(paths: Iterable[str] | None = None):
-    """The command's one executor, then closed: a DaskExecutor for ``--dask``; else
-    :func:`command_executor` for the work on the audio files ``paths``; else threads.
-
-    Dask logs its INFO chatter only at -vv, its warnings unless -q; a LocalCluster's
-    workers get /dev/null as stderr below -vv (each would print a traceback on Ctrl-C;
-    their task errors come back through the client anyway).
-    """
+    """The command's one executor, then closed: a DaskExecutor for ``--dask`` (INFO logs at
+    -vv, warnings unless -q; a LocalCluster's workers' stderr, where each would print a
+    traceback on Ctrl-C, is /dev/null below -vv: task errors come back through the client);
+    else :func:`command_executor` for the audio files ``paths``; else threads."""
     ctx = click.get_current_context()
     spec, jobs, verbosity = ctx.params.get("dask_spec"), ctx.params["jobs"], ctx.obj["verbosity"]
     if not spec:
@@ -309,26 +296,3 @@ class ProgressBar:
         self._bar.update(max(0, done - self._bar.pos))
         if done >= total:
             self._close()
-
-
-def format_selection(sel: dict[str, Any]) -> str:
-    """The cross-validation table of a ``selection`` record (train, tune, info), as text."""
-    rows = [(escape_name(r["front_end"])[:40], escape_name(r["components"])[:12], r)
-            for r in sel["table"]]  # fmt: skip
-    w = max([11, *(len(f) for f, _, _ in rows)])
-    lines = [f"model selection: {sel['n_folds']}-fold CV by clip on the training files "
-             f"(EM <= {sel['cv_max_iter']} iterations per fit, {sel['seconds']:.1f} s)",
-             f"  {'stage':<11} {'front end':<{w}} {'components':<10} {'accuracy':>8} {'SE':>6}  "
-             f"{'95% Wilson':<15} {'clips':>9}"]  # fmt: skip
-    for fe, comp, r in rows:
-        p, n = r["accuracy"], max(1, r["n"])
-        se = (p * (1 - p) / n) ** 0.5 if 0 <= p <= 1 else float("nan")  # binomial
-        lines.append(f"  {escape_name(r['stage'])[:11]:<11} {fe:<{w}} {comp:<10} {p:>8.3f} "
-                     f"{se:>6.3f}  [{r['ci_low']:.3f}, {r['ci_high']:.3f}] {r['correct']:>4}/"
-                     f"{r['n']:<4}" + (" *" if r.get("chosen") else ""))  # fmt: skip
-    ks, backend = sorted(set(sel["n_components"].values())), sel.get("backend", "ml")
-    k_text = str(ks[0]) if len(ks) == 1 else f"{ks[0]}-{ks[-1]} per class"
-    lines.append(f"chosen: front end {escape_name(sel['front_end'])}, components "
-                 f"{escape_name(sel['components_rule'])} (K = {k_text})"
-                 + ("" if backend == "ml" else f", backend {escape_name(backend)}"))  # fmt: skip
-    return "\n".join(lines)

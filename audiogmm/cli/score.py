@@ -11,8 +11,9 @@ from collections import Counter
 
 import click
 
+from ..data import expand_paths, read_manifest
 from . import options
-from .output import escape_name, report_skipped
+from .output import echo_json, escape_name, report_skipped
 
 logger = logging.getLogger("audiogmm")
 
@@ -33,7 +34,6 @@ def predict(ctx, model, files, top, reject, as_json, **_):
 
     A folder among FILES stands for the audio files under it (recursively).
     """
-    from ..data import expand_paths
     from ..pipeline import predict_files
 
     bundle = options.load_classifier(model)
@@ -50,7 +50,7 @@ def predict(ctx, model, files, top, reject, as_json, **_):
         res = predict_files(bundle, paths, top=top, options=options.run_options_of(ctx),
                             executor=ex, reject=reject)  # fmt: skip
     if as_json:
-        options.echo_json(res)
+        echo_json(res)
     else:
         for r in res["results"]:  # one line per file, whatever its name holds
             alts = "  ".join(f"{escape_name(t['label'])}:{t['posterior']:.3f}" for t in r["top"])
@@ -93,7 +93,6 @@ def evaluate(ctx, model, data, split, train_fraction, seed, allow_train_overlap,
     Without --seed/--train-fraction, DATA is split as the model's training data
     was (the model stores its split), and files used in training are refused.
     """
-    from ..data import read_manifest
     from ..data.kaldi import needs_kaldi_reader
     from ..pipeline import evaluate_classifier, evaluation_split, report
     from ..pipeline.classify import stored_split
@@ -121,7 +120,7 @@ def evaluate(ctx, model, data, split, train_fraction, seed, allow_train_overlap,
         report.write_report(report_dir, res, bundle=bundle,
                             training=bundle and report.training_report(bundle))  # fmt: skip
     if as_json:
-        return options.echo_json({k: v for k, v in res.items() if k != "predictions"})
+        return echo_json({k: v for k, v in res.items() if k != "predictions"})
     report_skipped(res["skipped"])
     labels = [escape_name(y) for y in res["confusion"]["labels"]]  # one row per label
     click.echo(report.format_confusion(labels, res["confusion"]["matrix"]), nl=False)

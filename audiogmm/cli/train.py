@@ -19,15 +19,17 @@ import warnings
 
 import click
 
-from ..exceptions import ConvergenceWarning
+from ..data import read_manifest
+from ..exceptions import ConvergenceWarning, ModelFileError
 from ..features import FeatureConfig
+from ..io.atomic import check_writable
 from ..mixture import DiagGMM
 from ..models import BACKENDS, default_components
 from ..models.classifier import oversized_reason
-from ..models.ubm import UBM_DEFAULTS
+from ..models.ubm import UBM_DEFAULTS, train_ubm
 from ..scoring.calibration import bayes_threshold
 from . import options
-from .output import dims_text, escape_name, report_skipped
+from .output import dims_text, echo_json, escape_name, format_selection, report_skipped
 
 logger = logging.getLogger("audiogmm")
 
@@ -117,8 +119,7 @@ def _front_end(ubm_path, ubm_config, data_config, *, fixed: bool):
 @click.pass_context
 def train(ctx, data, output, preset, config_path, components, backend, ubm_path, reject_far,
           calibrate, as_json, **_):  # fmt: skip
-    """Train one GMM per label on DATA (or a UBM and MAP-adapted labels, or a UBM's
-    supervectors and logistic regression) and write one model file.
+    """Train a classifier on DATA and write one model file (see --backend).
 
     DATA: a folder per label, a CSV, a Kaldi directory, or a shard store
     (`audiogmm extract DATA --cache C --shards STORE`).
@@ -171,10 +172,10 @@ def train(ctx, data, output, preset, config_path, components, backend, ubm_path,
                n_files=len(clips.clips), skipped=clips.skipped, selection=extra.get("selection"),
                feature_config=front, **clips.info)  # fmt: skip
     if as_json:
-        return options.echo_json(out)
+        return echo_json(out)
     report_skipped(out["skipped"])
     if out.get("selection"):
-        click.echo(options.format_selection(out["selection"]))
+        click.echo(format_selection(out["selection"]))
     how = (f"from a UBM of {clf.n_components} components ({backend})" if backend != "ml"
            else f"x {clf.n_components} components (ml)")  # fmt: skip
     note = "" if clips.config else " (Kaldi features: evaluate on feats.scp, no audio predict)"
@@ -185,9 +186,8 @@ def train(ctx, data, output, preset, config_path, components, backend, ubm_path,
 
 
 def _fit(ctx, data, fit, config, ubm_config, tuning, calibrate):
-    """The classifier fitted (or chosen by ``--preset/--components auto``) on the source's
-    clips and calibrated if asked, the clip set (its ``config`` the one to save) and the
-    run's header blocks (``selection``, ``calibration``)."""
+    """The classifier fitted (or chosen by auto) and calibrated if asked, the clip set (its
+    ``config`` the one to save) and the header blocks (``selection``, ``calibration``)."""
     from ..pipeline.classify import load_split
     from ..pipeline.sources import audio_clips, open_clips, source_kind
     from ..pipeline.train import fit_backend
@@ -297,9 +297,9 @@ def tune(ctx, data, split, train_fraction, seed, preset, config_path, components
            "feature_configs": [c.to_dict() for c in result.member_configs] or None,
            "skipped": skipped_list(result.features)}  # fmt: skip
     if as_json:
-        return options.echo_json(out)
+        return echo_json(out)
     report_skipped(out["skipped"])
-    click.echo(options.format_selection(out["selection"]))
+    click.echo(format_selection(out["selection"]))
 
 
 @click.command("ubm")
@@ -331,10 +331,7 @@ def ubm(store, output, components, init, max_iter, subsample, seed, checkpoint, 
     --ubm OUTPUT` adapts the classes from it.
     """
     from ..data.shards import open_store
-    from ..exceptions import ModelFileError
     from ..io import EMCheckpoint, save
-    from ..io.atomic import check_writable
-    from ..models.ubm import train_ubm
     from ..pipeline.sources import store_config
 
     st = open_store(store)
@@ -360,7 +357,7 @@ def ubm(store, output, components, init, max_iter, subsample, seed, checkpoint, 
            "resumed_from": ckpt.resumed_from, "checkpoint": os.path.abspath(ckpt_path),
            "executor": repr(ex)}  # fmt: skip
     if as_json:
-        return options.echo_json(out)
+        return echo_json(out)
     click.echo(f"UBM of {components} components on {out['n_frames']:,} frames, {gmm.n_iter_} EM "
                f"iterations{' (resumed)' if ckpt.resumed_from else ''} -> {escape_name(output)}")
 
@@ -388,8 +385,7 @@ def ubm(store, output, components, init, max_iter, subsample, seed, checkpoint, 
 def extract(ctx, data, preset, config_path, cache_dir, skipped_csv, fmt, output, allow_pipes,
             shards_dir, as_json, **_):  # fmt: skip
     """Extract features of every file in DATA into the cache (re-runs skip done work)."""
-    from ..data import extract_many, read_manifest
-    from ..io.atomic import check_writable
+    from ..data import extract_many
     from ..pipeline.classify import skipped_list
 
     config, opts = options.load_config(preset, config_path), options.run_options_of(ctx)
@@ -427,7 +423,7 @@ def extract(ctx, data, preset, config_path, cache_dir, skipped_csv, fmt, output,
                 + (f", {failed} not written" if failed else "") + ")")  # fmt: skip
     out["config_hash"] = config.content_hash()
     if as_json:
-        options.echo_json(out)
+        echo_json(out)
     else:
         report_skipped(out["skipped"])
         click.echo(text)
