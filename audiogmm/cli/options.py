@@ -92,10 +92,9 @@ dask_option = click.option(
 #: ``--reject auto|THRESHOLD`` (open set: map, gsv and ivector models).
 reject_option = click.option(
     "--reject", metavar="auto|THRESHOLD", callback=_auto_or(float, "a number"),
-    help="Open set (--backend map, gsv, ivector models): answer 'unknown' when the best "
-    "class's LLR is below THRESHOLD (map: per frame, against the UBM; gsv, ivector: "
-    "calibrated, against the other classes), or below the model's threshold (auto: map's "
-    "calibrated in training, gsv's and ivector's 0, the Bayes threshold at equal priors).")
+    help="Open set (map, gsv, ivector models): 'unknown' when the best class's LLR (map: per "
+    "frame against the UBM; gsv, ivector: calibrated, against the other classes) is below "
+    "THRESHOLD, or the model's (auto: map's from training; gsv, ivector: 0, the Bayes one).")
 
 
 def feature_options(*, auto: bool = False, default: str = DEFAULT_PRESET):
