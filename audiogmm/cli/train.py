@@ -84,8 +84,8 @@ def _front_end(ubm_path, ubm_config, data_config, *, fixed: bool):
 @options.split_options("train")
 @options.tuning_options(components_default=None, components_help="Components per class "
     f"(--backend ml, default {default_components('ml')}; 'auto': chosen by cross-validation), or "
-    f"of the UBM (map: default {default_components('map')}; gsv, ivector: "
-    f"{default_components('gsv')}).")  # fmt: skip
+    f"of the UBM (--backend map, default {default_components('map')}; gsv, default "
+    f"{default_components('gsv')}); ivector as gsv.")  # fmt: skip
 @click.option("--init", type=click.Choice(["split", "kmeans++"]),
               help="Initialisation: k-means++ on a subsample, or split growth from one component "
               f"[default: {_GMM_DEFAULTS['init']}; the UBM of --backend map/gsv/ivector: "
