@@ -316,7 +316,7 @@ def tune(ctx, data, split, train_fraction, seed, preset, config_path, components
 @click.option("--subsample", type=click.IntRange(min=1), default=1, show_default=True,
               help="Use every N-th frame of the store.")  # fmt: skip
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the initialisation.")
-@click.option("--checkpoint", type=click.Path(dir_okay=False),
+@click.option("--checkpoint", type=options.OutputPath(dir_okay=False),
               help="EM checkpoint file, written after every iteration (default: OUTPUT.ckpt.npz).")
 @click.option("--resume", is_flag=True, help="Continue from the checkpoint if it exists.")
 @options.dask_option
@@ -339,8 +339,7 @@ def ubm(store, output, components, init, max_iter, subsample, seed, checkpoint, 
     except ModelFileError as e:  # an older store: the UBM is still usable with --preset
         logger.warning("%s; the UBM will not record its front end", e)
         extra = {}
-    ckpt_path = checkpoint or output + ".ckpt.npz"
-    check_writable(ckpt_path)
+    ckpt_path = checkpoint or output + ".ckpt.npz"  # by OUTPUT, whose folder is checked
     ckpt = EMCheckpoint(ckpt_path, resume=resume, fingerprint={
         "store_frames": st.n_frames, "store_index": st.index_digest, "n_dims": st.n_dims,
         "config_hash": st.config_hash, "components": components, "init": init,
