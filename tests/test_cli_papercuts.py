@@ -144,3 +144,10 @@ def test_auto_on_a_shard_store_is_a_usage_error(data, tmp_path):
     r = CliRunner().invoke(main, ["train", str(store), "-o", str(tmp_path / "m.npz"),
                                   "-k", "auto"])  # fmt: skip
     assert r.exit_code == 2 and "shard store has fixed features" in r.output
+
+
+def test_every_command_summary_in_the_group_help_is_a_whole_sentence():
+    # `audiogmm --help` shows each command's first docstring line: train's once stopped
+    # mid-sentence ("... or a UBM's")
+    for name, cmd in main.commands.items():
+        assert cmd.short_help.endswith((".", ")")), (name, cmd.short_help)

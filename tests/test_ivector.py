@@ -317,7 +317,7 @@ def test_cli_train_evaluate_predict_verify_reject_info(backend, tmp_path):
 def test_cli_options_ivector_does_not_read_are_usage_errors(args, flag):
     from audiogmm.cli import train
 
-    ctx = train.command.make_context("train", [str(SPEAKERS), "-o", "m.npz", *args])
+    ctx = train.train.make_context("train", [str(SPEAKERS), "-o", "m.npz", *args])
     with pytest.raises(Exception, match=flag):
         train.backend_params(ctx, ctx.params["backend"], ctx.params)
 
@@ -326,7 +326,7 @@ def test_cli_k_is_the_ubm_size_of_ivector():
     from audiogmm.cli import train
 
     def params(*args):
-        ctx = train.command.make_context("train", [str(SPEAKERS), "-o", "m.npz", *args])
+        ctx = train.train.make_context("train", [str(SPEAKERS), "-o", "m.npz", *args])
         return train.backend_params(ctx, ctx.params["backend"], ctx.params)
 
     assert params("--backend", "ivector") == {"n_components": 256}

@@ -294,7 +294,7 @@ def test_calibration_is_fitted_on_held_out_folds(monkeypatch):
 def _backend_params(*args):
     from audiogmm.cli import train
 
-    ctx = train.command.make_context("train", [str(SPEAKERS), "-o", "m.npz", *args])
+    ctx = train.train.make_context("train", [str(SPEAKERS), "-o", "m.npz", *args])
     return train.backend_params(ctx, ctx.params["backend"], ctx.params)
 
 

@@ -1,4 +1,5 @@
-"""The ``audiogmm`` command line: one module per command, thin over the library.
+"""The ``audiogmm`` command line, thin over the library: the commands that make features and
+models in :mod:`.train`, those that use a model file in :mod:`.use`.
 
 Human output on stdout, ``--json`` with sorted keys, logs and progress bars on stderr.
 Library errors become one line and exit code 1 here, in :class:`_Group`, and nowhere else.
@@ -20,7 +21,7 @@ import click
 
 from .._version import __version__
 from ..exceptions import AudioGMMError
-from . import evaluate, extract, info, plot, predict, train, tune, ubm, verify
+from . import train, use
 from .output import escape_name
 
 __all__ = ["main"]
@@ -123,8 +124,8 @@ def _add_verbosity(sign: int, ctx: click.Context, param: click.Parameter, value:
                     else logging.WARNING if level >= -1 else logging.ERROR)  # fmt: skip
 
 
-for _cmd in (main, *(m.command for m in (extract, train, evaluate, predict, info, tune, verify,
-                                         ubm, plot))):  # fmt: skip
+for _cmd in (main, train.extract, train.train, use.evaluate, use.predict, use.info,
+             train.tune, use.verify, train.ubm, use.plot):  # fmt: skip
     _cmd.params += [click.Option(flags, count=True, expose_value=False, help=help,
                                  callback=functools.partial(_add_verbosity, sign))
                     for flags, sign, help in VERBOSITY]  # fmt: skip

@@ -21,6 +21,7 @@ from ..engine import LocalExecutor, default_workers, one_blas_thread
 from ..exceptions import AudioError, ModelFileError, ParameterError
 from ..features import FeatureConfig
 from ..features.config import DEFAULT_PRESET, PRESETS
+from ..io.atomic import check_writable
 from .output import escape_name
 
 logger = logging.getLogger("audiogmm")
@@ -44,6 +45,17 @@ def _check_dask(ctx, param, value):
         return value and parse_spec(value) and value  # the spec as given, once checked
     except ValueError as e:
         raise click.BadParameter(str(e)) from None
+
+
+class OutputPath(click.Path):
+    """An output file (a folder with ``file_okay=False``), checked writable as it is parsed,
+    so before any work (:func:`audiogmm.io.atomic.check_writable`)."""
+
+    def convert(self, value, param, ctx):
+        value = super().convert(value, param, ctx)
+        if not (ctx and ctx.resilient_parsing):  # shell completion creates no folders
+            check_writable(value, folder=not self.file_okay)
+        return value
 
 
 def _auto_or(convert, what: str, minimum: float = -float("inf")):
@@ -80,10 +92,9 @@ dask_option = click.option(
 #: ``--reject auto|THRESHOLD`` (open set: map, gsv and ivector models).
 reject_option = click.option(
     "--reject", metavar="auto|THRESHOLD", callback=_auto_or(float, "a number"),
-    help="Open set (--backend map, gsv, ivector models): answer 'unknown' when the best "
-    "class's LLR is below THRESHOLD (map: per frame, against the UBM; gsv, ivector: "
-    "calibrated, against the other classes), or below the model's threshold (auto: map's "
-    "calibrated in training, gsv's and ivector's 0, the Bayes threshold at equal priors).")
+    help="Open set (map, gsv, ivector models): 'unknown' when the best class's LLR (map: per "
+    "frame against the UBM; gsv, ivector: calibrated, against the other classes) is below "
+    "THRESHOLD, or the model's (auto: map's from training; gsv, ivector: 0, the Bayes one).")
 
 
 def feature_options(*, auto: bool = False, default: str = DEFAULT_PRESET):
@@ -158,7 +169,6 @@ def load_classifier(path: str):
 def reject_threshold(clf: Any, reject: str | float | None) -> float | None:
     """The threshold ``--reject`` asks of ``clf`` (checked before any work): a per-frame
     LLR for map models, a calibrated LLR for gsv and ivector ones."""
-    from ..exceptions import ParameterError
     from ..pipeline.classify import can_reject
 
     if reject is None:
@@ -170,17 +180,7 @@ def reject_threshold(clf: Any, reject: str | float | None) -> float | None:
             "--reject auto needs a calibrated threshold, which this model has not: train it "
             "with --backend map --reject-far F (e.g. 0.05), or give --reject a number"
         )
-    try:
-        return clf.resolve_threshold(reject)
-    except ParameterError as e:
-        raise click.ClickException(str(e)) from None
-
-
-def echo_json(obj: Any) -> None:
-    """``obj`` as one line of strict JSON (sorted keys; NaN and infinities as null)."""
-    from ..pipeline.report import json_dumps
-
-    click.echo(json_dumps(obj))
+    return clf.resolve_threshold(reject)
 
 
 def load_config(preset: str | None, config_path: str | None):
@@ -205,19 +205,18 @@ def run_options_of(ctx: click.Context):
     """The :class:`~audiogmm.data.RunOptions` of the command's ``--cache/--jobs/--strict``."""
     from ..data import RunOptions
 
+    # a progress bar when stderr is a terminal and the user did not ask for quiet
+    bar = None if ctx.obj["verbosity"] < 0 or not sys.stderr.isatty() else ProgressBar()
     return RunOptions(cache_dir=ctx.params.get("cache_dir"), n_jobs=ctx.params["jobs"],
-                      progress=progress_for(ctx), strict=ctx.params["strict"])  # fmt: skip
+                      progress=bar, strict=ctx.params["strict"])  # fmt: skip
 
 
 @contextlib.contextmanager
 def command_executor(paths: Iterable[str], jobs: int | None, cache_dir: str | None = None):
-    """The command's one executor for the work on the audio files ``paths``, then closed.
-
-    Threads, or worker processes when the audio's duration (from the headers, kept in the
-    cache ``cache_dir``) pays for starting them (:func:`audiogmm.engine.policy.plan`;
-    logged at ``-v``). BLAS runs on one thread: parallelism comes from the executor, and
-    the many small products of training are slower on a waking BLAS pool.
-    """
+    """The command's one executor for the audio files ``paths``, then closed: threads, or
+    processes when their duration (from the headers, kept in the cache ``cache_dir``) pays
+    for starting them (:func:`audiogmm.engine.policy.plan`; logged at ``-v``). BLAS runs on
+    one thread: the many small products of training are slower on a waking BLAS pool."""
     from ..audio import info  # looked up now: tests count the header reads
     from ..data.cache import FileFacts
     from ..engine.policy import PROCESS_MIN_AUDIO_S, count_until, executor_for_work
@@ -238,13 +237,10 @@ def command_executor(paths: Iterable[str], jobs: int | None, cache_dir: str | No
 
 @contextlib.contextmanager
 def executor(paths: Iterable[str] | None = None):
-    """The command's one executor, then closed: a DaskExecutor for ``--dask``; else
-    :func:`command_executor` for the work on the audio files ``paths``; else threads.
-
-    Dask logs its INFO chatter only at -vv, its warnings unless -q; a LocalCluster's
-    workers get /dev/null as stderr below -vv (each would print a traceback on Ctrl-C;
-    their task errors come back through the client anyway).
-    """
+    """The command's one executor, then closed: a DaskExecutor for ``--dask`` (INFO logs at
+    -vv, warnings unless -q; a LocalCluster's workers' stderr, where each would print a
+    traceback on Ctrl-C, is /dev/null below -vv: task errors come back through the client);
+    else :func:`command_executor` for the audio files ``paths``; else threads."""
     ctx = click.get_current_context()
     spec, jobs, verbosity = ctx.params.get("dask_spec"), ctx.params["jobs"], ctx.obj["verbosity"]
     if not spec:
@@ -299,31 +295,3 @@ class ProgressBar:
         self._bar.update(max(0, done - self._bar.pos))
         if done >= total:
             self._close()
-
-
-def progress_for(ctx: click.Context) -> ProgressBar | None:
-    """A progress bar when stderr is a terminal and the user did not ask for quiet."""
-    return None if ctx.obj["verbosity"] < 0 or not sys.stderr.isatty() else ProgressBar()
-
-
-def format_selection(sel: dict[str, Any]) -> str:
-    """The cross-validation table of a ``selection`` record (train, tune, info), as text."""
-    rows = [(escape_name(r["front_end"])[:40], escape_name(r["components"])[:12], r)
-            for r in sel["table"]]  # fmt: skip
-    w = max([11, *(len(f) for f, _, _ in rows)])
-    lines = [f"model selection: {sel['n_folds']}-fold CV by clip on the training files "
-             f"(EM <= {sel['cv_max_iter']} iterations per fit, {sel['seconds']:.1f} s)",
-             f"  {'stage':<11} {'front end':<{w}} {'components':<10} {'accuracy':>8} {'SE':>6}  "
-             f"{'95% Wilson':<15} {'clips':>9}"]  # fmt: skip
-    for fe, comp, r in rows:
-        p, n = r["accuracy"], max(1, r["n"])
-        se = (p * (1 - p) / n) ** 0.5 if 0 <= p <= 1 else float("nan")  # binomial
-        lines.append(f"  {escape_name(r['stage'])[:11]:<11} {fe:<{w}} {comp:<10} {p:>8.3f} "
-                     f"{se:>6.3f}  [{r['ci_low']:.3f}, {r['ci_high']:.3f}] {r['correct']:>4}/"
-                     f"{r['n']:<4}" + (" *" if r.get("chosen") else ""))  # fmt: skip
-    ks, backend = sorted(set(sel["n_components"].values())), sel.get("backend", "ml")
-    k_text = str(ks[0]) if len(ks) == 1 else f"{ks[0]}-{ks[-1]} per class"
-    lines.append(f"chosen: front end {escape_name(sel['front_end'])}, components "
-                 f"{escape_name(sel['components_rule'])} (K = {k_text})"
-                 + ("" if backend == "ml" else f", backend {escape_name(backend)}"))  # fmt: skip
-    return "\n".join(lines)

@@ -1,7 +1,11 @@
-"""``audiogmm train``: one model file of any backend from any source.
+"""The commands that make features and models: ``extract`` (features into the cache, a shard
+store or Kaldi files), ``train`` (one model file of any backend from any source), ``tune``
+(the cross-validation table of ``--preset/--components auto``, no model) and ``ubm`` (a UBM
+from a feature shard store, out of core; ``--dask``: on a cluster, the store at the same
+path on every worker, the model bit-identical either way).
 
-DATA (audio manifest, Kaldi directory or shard store) is read into one clip set by
-:func:`audiogmm.pipeline.sources.open_clips` and fitted by
+``train`` reads DATA (audio manifest, Kaldi directory or shard store) into one clip set by
+:func:`audiogmm.pipeline.sources.open_clips` and fits it by
 :func:`audiogmm.pipeline.sources.fit_backend`. An option that does not apply to the backend
 or the source is a usage error naming it.
 """
@@ -15,16 +19,17 @@ import warnings
 
 import click
 
-from ..exceptions import ConvergenceWarning
+from ..data import read_manifest
+from ..exceptions import ConvergenceWarning, ModelFileError
 from ..features import FeatureConfig
 from ..io.atomic import check_writable
 from ..mixture import DiagGMM
 from ..models import BACKENDS, default_components
 from ..models.classifier import oversized_reason
-from ..models.ubm import UBM_DEFAULTS
+from ..models.ubm import UBM_DEFAULTS, train_ubm
 from ..scoring.verification import bayes_threshold
 from . import options
-from .output import dims_text, escape_name, report_skipped
+from .output import dims_text, echo_json, escape_name, format_selection, report_skipped
 
 logger = logging.getLogger("audiogmm")
 
@@ -35,12 +40,9 @@ READ_BY = {"relevance": ("map", "gsv"), "ubm_components": ("map", "gsv", "ivecto
 
 
 def backend_params(ctx: click.Context, backend: str, p: dict) -> dict:
-    """The classifier parameters of ``backend`` from the command's options ``p``.
-
-    ``-k``, ``--init`` and ``--max-iter`` bind the class mixtures (ml) or the UBM (where
-    only given values replace the UBM defaults). Options the backend does not read are
-    usage errors.
-    """
+    """The classifier parameters of ``backend`` from the command's options ``p`` (usage
+    errors for those it does not read). ``-k``, ``--init`` and ``--max-iter`` bind the class
+    mixtures (ml) or the UBM (where only given values replace the UBM defaults)."""
     for name, readers in READ_BY.items():
         if backend not in readers:
             names = " or ".join([", ".join(readers[:-1]), readers[-1]] if readers[1:] else readers)
@@ -77,14 +79,13 @@ def _front_end(ubm_path, ubm_config, data_config, *, fixed: bool):
 
 @click.command("train")
 @click.argument("data", type=click.Path(exists=True))
-@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False),
+@click.option("-o", "--output", required=True, type=options.OutputPath(dir_okay=False),
               help="Model file to write (.npz).")
 @options.split_options("train")
 @options.tuning_options(components_default=None, components_help="Components per class "
-    f"(--backend ml, default {default_components('ml')}; 'auto': per-class K or one K chosen by "
-    "clip-stratified cross-validation on the training files), or of the UBM (--backend map, "
-    f"default {default_components('map')}; gsv, default {default_components('gsv')}); ivector "
-    "as gsv.")  # fmt: skip
+    f"(--backend ml, default {default_components('ml')}; 'auto': chosen by cross-validation), or "
+    f"of the UBM (--backend map, default {default_components('map')}; gsv, default "
+    f"{default_components('gsv')}); ivector as gsv.")  # fmt: skip
 @click.option("--init", type=click.Choice(["split", "kmeans++"]),
               help="Initialisation: k-means++ on a subsample, or split growth from one component "
               f"[default: {_GMM_DEFAULTS['init']}; the UBM of --backend map/gsv/ivector: "
@@ -115,10 +116,9 @@ def _front_end(ubm_path, ubm_config, data_config, *, fixed: bool):
 @options.dask_option
 @options.json_option
 @click.pass_context
-def command(ctx, data, output, preset, config_path, components, backend, ubm_path, reject_far,
-            calibrate, as_json, **_):  # fmt: skip
-    """Train one GMM per label on DATA (or a UBM and MAP-adapted labels, or a UBM's
-    supervectors and logistic regression) and write one model file.
+def train(ctx, data, output, preset, config_path, components, backend, ubm_path, reject_far,
+          calibrate, as_json, **_):  # fmt: skip
+    """Train a classifier on DATA and write one model file (see --backend).
 
     DATA: a folder per label, a CSV, a Kaldi directory, or a shard store
     (`audiogmm extract DATA --cache C --shards STORE`).
@@ -126,23 +126,20 @@ def command(ctx, data, output, preset, config_path, components, backend, ubm_pat
     from ..pipeline.bundle import load_ubm, save_model
     from ..pipeline.sources import KINDS, source_kind
 
-    check_writable(output)  # before the work, naming the user's path
     auto = preset == "auto"
-    if auto and config_path:
-        raise click.UsageError(options.AUTO_AND_CONFIG)
-    tuning = auto or components == "auto"
-    if tuning and backend != "ml":
-        raise click.UsageError("--preset auto and --components auto select by cross-validating "
-                               "the ml backend; give a fixed --preset and -k with --backend "
-                               f"{backend}")  # fmt: skip
-    if calibrate and (backend != "map" or tuning):
-        raise click.UsageError("--calibrate applies to --backend map (gsv calibrates its scores "
-                               "always, and --preset auto calibrates what it chooses)")  # fmt: skip
-    if calibrate and reject_far is not None:
-        raise click.UsageError("--reject-far searches a threshold and --calibrate sets it from "
-                               "the prior: give one")  # fmt: skip
+    tuning, kind = auto or components == "auto", KINDS[source_kind(data)]
+    for wrong, why in [
+        (auto and config_path, options.AUTO_AND_CONFIG),
+        (tuning and backend != "ml", "--preset auto and --components auto select by "
+         f"cross-validating the ml backend; give a fixed --preset and -k with --backend {backend}"),
+        (calibrate and (backend != "map" or tuning), "--calibrate applies to --backend map (gsv "
+         "calibrates its scores always, and --preset auto calibrates what it chooses)"),
+        (calibrate and reject_far is not None, "--reject-far searches a threshold and --calibrate "
+         "sets it from the prior: give one"),
+    ]:  # fmt: skip
+        if wrong:
+            raise click.UsageError(why)
     params = backend_params(ctx, backend, ctx.params)
-    kind = KINDS[source_kind(data)]
     if tuning and kind.not_for:
         raise click.UsageError("--preset auto / --components auto need audio to try front ends; "
                                f"a {kind.name} has fixed features: give -k")  # fmt: skip
@@ -173,10 +170,10 @@ def command(ctx, data, output, preset, config_path, components, backend, ubm_pat
                n_files=len(clips.clips), skipped=clips.skipped, selection=extra.get("selection"),
                feature_config=front, **clips.info)  # fmt: skip
     if as_json:
-        return options.echo_json(out)
+        return echo_json(out)
     report_skipped(out["skipped"])
     if out.get("selection"):
-        click.echo(options.format_selection(out["selection"]))
+        click.echo(format_selection(out["selection"]))
     how = (f"from a UBM of {clf.n_components} components ({backend})" if backend != "ml"
            else f"x {clf.n_components} components (ml)")  # fmt: skip
     note = "" if clips.config else " (Kaldi features: evaluate on feats.scp, no audio predict)"
@@ -187,9 +184,8 @@ def command(ctx, data, output, preset, config_path, components, backend, ubm_pat
 
 
 def _fit(ctx, data, fit, config, ubm_config, tuning, calibrate):
-    """The classifier fitted (or chosen by ``--preset/--components auto``) on the source's
-    clips and calibrated if asked, the clip set (its ``config`` the one to save) and the
-    run's header blocks (``selection``, ``calibration``)."""
+    """The classifier fitted (or chosen by auto) and calibrated if asked, the clip set (its
+    ``config`` the one to save) and the header blocks (``selection``, ``calibration``)."""
     from ..pipeline.classify import load_split
     from ..pipeline.sources import audio_clips, fit_backend, open_clips, source_kind
     from ..selection import train_tuned
@@ -260,3 +256,173 @@ def report_training(clf, backend: str) -> None:
     if single:
         logger.warning("trained on a single file: %s (the model learns that recording, not the "
                        "class)", ", ".join(single))  # fmt: skip
+
+
+@click.command("tune")
+@click.argument("data", type=click.Path(exists=True))
+@options.split_options("train")
+@options.tuning_options(components_default="auto", preset_default="auto")
+@click.option("--folds", type=click.IntRange(min=2), default=3, show_default=True,
+              help="Clip-stratified cross-validation folds.")
+@options.run_options
+@options.json_option
+@click.pass_context
+def tune(ctx, data, split, train_fraction, seed, preset, config_path, components, folds,
+         as_json, **_):  # fmt: skip
+    """Cross-validate front ends and components on DATA's training files; print the table.
+
+    The same search as `train --preset auto --components auto`, on the training
+    split only, without writing a model. --config FILE alone tunes the components
+    of that front end (on the default preset).
+    """
+    from ..pipeline.classify import load_split, skipped_list
+    from ..selection import tune as cross_validate
+
+    if preset == "auto" and config_path:
+        if options.given(ctx, "preset"):
+            raise click.UsageError(options.AUTO_AND_CONFIG)
+        preset = None  # the file's fields on the default preset
+    # the preset's name, not its config, keeps the name in the table
+    chosen = preset if preset == "auto" or not config_path else options.load_config(
+        preset, config_path)  # fmt: skip
+    records = load_split(data, split, train_fraction=train_fraction, seed=seed)
+    warnings.filterwarnings("ignore", category=ConvergenceWarning)
+    result = cross_validate(records, preset=chosen, components=components, n_folds=folds,
+                            options=options.run_options_of(ctx), random_state=seed)
+    out = {"n_files": len(records), "selection": result.to_header(),
+           "feature_config": result.config.to_dict(),
+           "feature_configs": [c.to_dict() for c in result.member_configs] or None,
+           "skipped": skipped_list(result.features)}  # fmt: skip
+    if as_json:
+        return echo_json(out)
+    report_skipped(out["skipped"])
+    click.echo(format_selection(out["selection"]))
+
+
+@click.command("ubm")
+@click.argument("store", type=click.Path(exists=True, file_okay=False))
+@click.option("-o", "--output", required=True, type=options.OutputPath(dir_okay=False),
+              help="UBM model file to write (.npz).")  # fmt: skip
+@click.option("-k", "--components", type=click.IntRange(min=1), default=256, show_default=True,
+              help="UBM components (`train --backend map --ubm` adapts every class from them).")
+@click.option("--init", type=click.Choice(["split", "kmeans++"]), default=UBM_DEFAULTS["init"],
+              show_default=True, help="Split growth from one component (as Kaldi), or "
+              "k-means++ seeding.")  # fmt: skip
+@click.option("--max-iter", type=click.IntRange(min=0), default=UBM_DEFAULTS["max_iter"],
+              show_default=True, help="EM iterations, run in full (a fixed budget, as in "
+              "Kaldi, not a convergence limit).")  # fmt: skip
+@click.option("--subsample", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Use every N-th frame of the store.")  # fmt: skip
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the initialisation.")
+@click.option("--checkpoint", type=options.OutputPath(dir_okay=False),
+              help="EM checkpoint file, written after every iteration (default: OUTPUT.ckpt.npz).")
+@click.option("--resume", is_flag=True, help="Continue from the checkpoint if it exists.")
+@options.dask_option
+@options.jobs_option
+@options.json_option
+def ubm(store, output, components, init, max_iter, subsample, seed, checkpoint, resume,
+        as_json, **_):  # fmt: skip
+    """Train a UBM on the frames of a shard store (`audiogmm extract DATA --shards STORE`).
+
+    The UBM file records the store's front end; `audiogmm train DATA --backend map
+    --ubm OUTPUT` adapts the classes from it.
+    """
+    from ..data.shards import open_store
+    from ..io import EMCheckpoint, save
+    from ..pipeline.sources import store_config
+
+    st = open_store(store)
+    try:
+        extra = {"feature_config": store_config(st).to_dict()}
+    except ModelFileError as e:  # an older store: the UBM is still usable with --preset
+        logger.warning("%s; the UBM will not record its front end", e)
+        extra = {}
+    ckpt_path = checkpoint or output + ".ckpt.npz"  # by OUTPUT, whose folder is checked
+    ckpt = EMCheckpoint(ckpt_path, resume=resume, fingerprint={
+        "store_frames": st.n_frames, "store_index": st.index_digest, "n_dims": st.n_dims,
+        "config_hash": st.config_hash, "components": components, "init": init,
+        "subsample": subsample, "seed": seed})  # fmt: skip
+    with options.executor() as ex, warnings.catch_warnings():
+        # --max-iter is a budget run in full: stopping there is not a failure to converge
+        warnings.filterwarnings("ignore", "EM did not converge", ConvergenceWarning)
+        gmm = train_ubm(st, components, subsample=subsample, executor=ex, checkpoint=ckpt,
+                        init=init, max_iter=max_iter, random_state=seed)  # fmt: skip
+    save(gmm, output, extra=extra)
+    out = {"model": os.path.abspath(output), "n_frames": gmm.fit_report_["n_frames"],
+           "n_components": components, "n_iter": gmm.n_iter_, "converged": gmm.converged_,
+           "resumed_from": ckpt.resumed_from, "checkpoint": os.path.abspath(ckpt_path),
+           "executor": repr(ex)}  # fmt: skip
+    if as_json:
+        return echo_json(out)
+    click.echo(f"UBM of {components} components on {out['n_frames']:,} frames, {gmm.n_iter_} EM "
+               f"iterations{' (resumed)' if ckpt.resumed_from else ''} -> {escape_name(output)}")
+
+
+@click.command("extract")
+@click.argument("data", type=click.Path(exists=True))
+@options.feature_options()
+@options.run_options
+@click.option("--skipped-csv", type=options.OutputPath(dir_okay=False),
+              help="Write the skipped files and reasons here.")  # fmt: skip
+@click.option("--format", "fmt", type=click.Choice(["cache", "kaldi"]), default="cache",
+              show_default=True, help="cache: fill --cache DIR; kaldi: write "
+              "feats.ark/feats.scp (+utt2spk) to --output DIR, for Kaldi tools and "
+              "`audiogmm train DIR` (needs the kaldi extra).")  # fmt: skip
+@click.option("-o", "--output", type=options.OutputPath(file_okay=False),
+              help="Folder for --format kaldi.")
+@click.option("--allow-pipes", is_flag=True, help="Run piped wav.scp entries ('cmd |') of a "
+              "Kaldi DATA dir: shell commands written in a data file, so only for data you "
+              "trust (--format kaldi).")  # fmt: skip
+@click.option("--shards", "shards_dir", type=options.OutputPath(file_okay=False),
+              help="Also write the features as a shard store here (for `audiogmm ubm`, Dask).")
+@options.dask_option
+@options.json_option
+@click.pass_context
+def extract(ctx, data, preset, config_path, cache_dir, skipped_csv, fmt, output, allow_pipes,
+            shards_dir, as_json, **_):  # fmt: skip
+    """Extract features of every file in DATA into the cache (re-runs skip done work)."""
+    from ..data import extract_many
+    from ..pipeline.classify import skipped_list
+
+    config, opts = options.load_config(preset, config_path), options.run_options_of(ctx)
+    failed = 0
+    if fmt == "kaldi":
+        from ..pipeline.sources import export_kaldi
+
+        if not output:
+            raise click.UsageError("--format kaldi needs --output DIR")
+        out = export_kaldi(data, output, config=config, options=opts, allow_pipes=allow_pipes)
+        text = (f"{out['n_utterances']} utterances ({out['n_frames']} frames) -> {out['scp']} "
+                f"({len(out['skipped'])} skipped)")  # fmt: skip
+    else:
+        if not cache_dir:
+            raise click.UsageError("extract needs --cache DIR (where the features go)")
+        check_writable(cache_dir, folder=True)  # before the work, naming the user's path
+        records = read_manifest(data)
+        with options.executor([r.path for r in records]) as ex:
+            res = extract_many(records, config=config, options=opts, executor=ex)
+        if shards_dir:  # on top of the cache: the extracted (or cached) frames, in manifest order
+            from ..data.shards import write_store
+
+            write_store(shards_dir, ((r.path, r.label, res.features[r.path]) for r in records
+                                     if r.path in res.features),
+                        config_hash=config.content_hash(), config=config.to_json())  # fmt: skip
+        if skipped_csv:
+            res.write_skipped_csv(skipped_csv)
+        failed = len(res.cache_errors)
+        out = {"n_files": len(records), "n_extracted": res.n_extracted, "n_cached": res.n_cached,
+               "cache_errors": res.cache_errors, "skipped": skipped_list(res),
+               "n_frames": int(sum(x.shape[0] for x in res.features.values()))}  # fmt: skip
+        text = (f"{len(res.features) - failed}/{len(records)} files ready in "
+                f"{escape_name(cache_dir)} ({res.n_extracted - failed} extracted, {res.n_cached} "
+                f"from cache, {len(out['skipped'])} skipped"
+                + (f", {failed} not written" if failed else "") + ")")  # fmt: skip
+    out["config_hash"] = config.content_hash()
+    if as_json:
+        echo_json(out)
+    else:
+        report_skipped(out["skipped"])
+        click.echo(text)
+    if failed:  # the cache is this command's output: a missing entry is a failure
+        raise click.ClickException(escape_name(
+            f"could not write {failed} cache entries; first: {res.cache_errors[0]}"))
