@@ -42,8 +42,9 @@ __all__ = ["PACK_SUFFIX", "ExtractionResult", "FileFacts", "RunOptions", "Skippe
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
 
-#: Entry format, part of the key: entries of another format are never read.
-ENTRY_FORMAT = "pack1+sha256-16"
+#: Entry format, part of the key: entries of another format are never read. "fft64": the
+#: features since the FFT ran in float64 (last bits), so older entries are not mixed in.
+ENTRY_FORMAT = "pack1+sha256-16+fft64"
 #: A record: magic, key (raw SHA-256), body length; then the body (.npy bytes), then the digest.
 _HEADER = struct.Struct("<4s32sQ")
 _MAGIC = b"AGF1"
