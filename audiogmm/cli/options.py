@@ -214,13 +214,13 @@ def command_executor(paths: Iterable[str], jobs: int | None, cache_dir: str | No
     """The command's one executor for the work on the audio files ``paths``, then closed.
 
     Threads, or worker processes when the audio's duration (from the headers, kept in the
-    cache ``cache_dir``) pays for starting them (:func:`audiogmm.engine.policy.plan`;
+    cache ``cache_dir``) pays for starting them (:func:`audiogmm.engine.local.executor_for_work`;
     logged at ``-v``). BLAS runs on one thread: parallelism comes from the executor, and
     the many small products of training are slower on a waking BLAS pool.
     """
     from ..audio import info  # looked up now: tests count the header reads
     from ..data.packs import FileFacts
-    from ..engine.policy import PROCESS_MIN_AUDIO_S, count_until, executor_for_work
+    from ..engine.local import PROCESS_MIN_AUDIO_S, count_until, executor_for_work
 
     def seconds(facts: FileFacts, path: str) -> float:
         with contextlib.suppress(AudioError):  # extraction reports the file; it adds no work

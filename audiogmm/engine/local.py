@@ -4,17 +4,20 @@ Each task runs on one thread with BLAS limited to one thread: two pools (OpenBLA
 numba) alternating on every chunk starved each other and made a 2-core E-step 10-100x
 slower than its two GEMMs. Results come back *in task order*, so any reduction by the
 caller is bit-identical for any number of workers, as is :func:`tree_fold`, whoever runs it.
+A command asks for worker processes (1-3 s to start on 2 cores) only when its audio
+reaches :data:`PROCESS_MIN_AUDIO_S` (:func:`executor_for_work`): the front end mostly
+releases the GIL (decoding, FFTs, BLAS), so threads use the cores too.
 """
 
 from __future__ import annotations
 
 import functools
+import logging
 import os
 import sys
 import threading
 from collections import deque
 from collections.abc import Iterable, Iterator
-from concurrent.futures import Executor as _FuturesExecutor
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager, nullcontext, suppress
 from typing import Any, Callable, TypeVar
@@ -22,10 +25,19 @@ from typing import Any, Callable, TypeVar
 from ..exceptions import ParameterError
 
 __all__ = [
-    "LocalExecutor", "default_workers", "one_blas_thread", "resolve", "tree_fold", "windowed"
+    "PROCESS_MIN_AUDIO_S", "LocalExecutor", "count_until", "default_workers",
+    "executor_for_work", "one_blas_thread", "resolve", "tree_fold", "windowed",
 ]  # fmt: skip
 
 T = TypeVar("T")
+logger = logging.getLogger("audiogmm.engine")
+
+#: Seconds of audio from which a command uses worker processes instead of threads (5.6 h,
+#: ~15 s of single-core extraction): `audiogmm extract -j 2` on 2 cores lost with processes
+#: at 2,331 s of audio, tied at 11,170 s and won at 22,340 s (README, "Performance"). In
+#: audio seconds, not frames: the front end costs about the same at a 10 or a 20 ms hop.
+#: ``AUDIOGMM_PROCESSES=0/1`` overrides the rule.
+PROCESS_MIN_AUDIO_S = 20_000.0
 
 _in_worker = threading.local()  # set in worker threads: nested maps run inline
 
@@ -82,8 +94,8 @@ class LocalExecutor:
         if isinstance(n, bool) or not isinstance(n, int) or n < 1:
             raise ParameterError(f"n_workers must be None or an int >= 1; got {n_workers!r}")
         self.n_workers, self.processes = n, bool(processes)
-        self._threads: _FuturesExecutor | None = None
-        self._procs: _FuturesExecutor | None = None
+        self._threads: ThreadPoolExecutor | None = None
+        self._procs: ThreadPoolExecutor | None = None
         self._lock = threading.Lock()
         self._closed = False
 
@@ -105,7 +117,7 @@ class LocalExecutor:
             if pool is not None:
                 pool.shutdown(wait=True, cancel_futures=True)
 
-    def _pool(self, processes: bool) -> _FuturesExecutor:
+    def _pool(self, processes: bool) -> ThreadPoolExecutor:
         with self._lock:
             if self._closed:
                 raise RuntimeError("this executor is closed")
@@ -189,3 +201,32 @@ def tree_fold(items: Iterable[T], combine: Callable[[T, T], T]) -> T:
 def resolve(executor: LocalExecutor | None, n_jobs: int | None = None):
     """A context yielding ``executor`` as is, or a new one for ``n_jobs`` that it closes."""
     return LocalExecutor(n_jobs) if executor is None else nullcontext(executor)
+
+
+def count_until(values: Iterable[float], limit: float) -> float:
+    """Sum ``values`` but stop as soon as the sum reaches ``limit`` (a lazy estimate)."""
+    total = 0.0
+    for v in values:
+        total += v
+        if total >= limit:
+            break
+    return total
+
+
+def executor_for_work(work_s: float, n_jobs: int | None = None) -> LocalExecutor:
+    """The one executor of a command, for ``work_s`` seconds of audio on ``n_jobs`` workers
+    (None: :func:`default_workers`): processes from :data:`PROCESS_MIN_AUDIO_S` on, else
+    threads; the choice and its reason are logged at INFO (``-v``)."""
+    n = default_workers() if n_jobs is None else n_jobs
+    env = os.environ.get("AUDIOGMM_PROCESSES", "").strip().lower()
+    if env not in ("", "auto", "0", "1"):
+        raise ParameterError(f"AUDIOGMM_PROCESSES must be 0, 1 or auto; got {env!r}")
+    if env in ("0", "1"):
+        procs, why = env == "1", "AUDIOGMM_PROCESSES"
+    else:
+        procs = work_s >= PROCESS_MIN_AUDIO_S
+        rel = ">=" if procs else "<"
+        why = f"~{work_s:,.0f} s of audio {rel} {PROCESS_MIN_AUDIO_S:,.0f} s"
+    how = "worker processes" if procs else "threads"
+    logger.info("executor: %s", f"{n} {how} ({why})" if n != 1 else "1 worker: in this thread")
+    return LocalExecutor(n, processes=procs and n != 1)

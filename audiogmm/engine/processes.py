@@ -18,12 +18,11 @@ import itertools
 import logging
 import multiprocessing
 import os
-import queue
 import signal
 import sys
 import threading
 import time
-from concurrent.futures import Executor, Future
+from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from multiprocessing.connection import Connection, wait
 from typing import Any, Callable, NamedTuple
@@ -108,16 +107,15 @@ class _Worker(NamedTuple):
     conn: Connection
 
 
-class WorkerPool(Executor):
-    """Up to ``n_workers`` processes (started on demand), each driven by one thread of the pool
-    that sends it one queued task at a time and waits for its answer or its death (see the
-    module notes). Tasks and their arguments must pickle."""
+class WorkerPool(ThreadPoolExecutor):
+    """Up to ``n_workers`` worker processes (started on demand): each task is driven by a
+    thread of this pool that sends it to an idle worker and waits for its answer or its
+    death (see the module notes). Tasks and their arguments must pickle."""
 
     def __init__(self, n_workers: int) -> None:
-        self._n = int(n_workers)
+        super().__init__(n_workers, thread_name_prefix="audiogmm-workers")
         self._ctx = _context()
-        self._queue: queue.SimpleQueue = queue.SimpleQueue()  # (future, fn, args); None: stop
-        self._threads: list[threading.Thread] = []
+        self._idle: list[_Worker] = []
         self._lock = threading.Lock()
         self._start_lock = threading.Lock()
         self._closing = False
@@ -125,62 +123,24 @@ class WorkerPool(Executor):
         # the parent keeps the only write end: workers watch for its end-of-file
         self._alive_r, self._alive_w = self._ctx.Pipe(duplex=False)
 
-    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future:
-        if kwargs:
-            raise TypeError("WorkerPool.submit takes positional arguments only")
-        fut: Future = Future()
-        with self._lock:
-            if self._closing:
-                raise RuntimeError("cannot submit to a pool that is shut down")
-            self._queue.put((fut, fn, args))
-            if len(self._threads) < self._n:
-                t = threading.Thread(target=self._serve, name="audiogmm-workers", daemon=True)
-                t.start()
-                self._threads.append(t)
-        return fut
+    def submit(self, fn: Callable[..., Any], /, *args: Any) -> Future:
+        return super().submit(self._run, fn, args)
 
     def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
-        with self._lock:
-            self._closing = True
-            with contextlib.suppress(queue.Empty):
-                while cancel_futures:
-                    task = self._queue.get_nowait()
-                    if task is not None:
-                        task[0].cancel()
-            for _ in self._threads:
-                self._queue.put(None)
+        super().shutdown(wait, cancel_futures=cancel_futures)
+        with self._lock:  # a task still running stops its worker itself
+            self._closing, idle, self._idle = True, self._idle, []
+        for w in idle:
+            _stop(w)
         if wait:
-            for t in self._threads:
-                t.join()
             self._alive_r.close()
             self._alive_w.close()
 
-    def _serve(self) -> None:
-        """One thread of the pool: run queued tasks on its own worker process until a None."""
-        w: _Worker | None = None
-        try:
-            while (task := self._queue.get()) is not None:
-                if task[0].set_running_or_notify_cancel():
-                    try:
-                        w = self._run(w, *task)
-                    except Exception as exc:  # e.g. no worker could start: the task fails
-                        w = None
-                        task[0].set_exception(BrokenProcessPool(f"worker process failed: {exc!r}"))
-        finally:
-            if w is not None:
-                with contextlib.suppress(OSError, EOFError):
-                    w.conn.send(None)
-                _reap(w)
-
-    def _run(self, w: _Worker | None, fut: Future, fn: Callable[..., Any], args: tuple):
-        """Run one task on ``w`` (started, or replaced after a death, as needed); return the
-        worker left alive, if any."""
+    def _run(self, fn: Callable[..., Any], args: tuple) -> Any:
+        """Run one task on an idle worker, retried in a fresh one after a death."""
         deaths: list[str] = []
         while len(deaths) < MAX_ATTEMPTS:
-            if w is not None and not w.process.is_alive():  # died idle: not this task's fault
-                _reap(w)
-                w = None
-            w = w or self._start_worker()
+            w = self._take()
             try:
                 w.conn.send((fn, args))
                 wait([w.conn, w.process.sentinel])
@@ -190,27 +150,43 @@ class WorkerPool(Executor):
             except (OSError, EOFError):
                 _reap(w)
                 deaths.append(_describe_death(w.process.exitcode))
-                w = None
                 if len(deaths) < MAX_ATTEMPTS:
                     logger.warning("%s while running a task; retrying it in a fresh worker",
                                    deaths[-1])  # fmt: skip
                 continue
-            except Exception as exc:  # the task does not pickle
-                fut.set_exception(exc)
-                return w
-            (fut.set_result if ok else fut.set_exception)(value)
-            return w
+            finally:  # e.g. the task does not pickle: the worker is fine
+                self._give_back(w)
+            if not ok:
+                raise value
+            return value
         reason = "; then ".join(deaths)
         if len(set(deaths)) == 1:
             reason = f"{deaths[0]} on each of {len(deaths)} attempts"
         handler = getattr(fn, "on_worker_lost", None)
+        if handler is None:
+            raise BrokenProcessPool(reason)
+        return handler(*args, reason=reason)
+
+    def _take(self) -> _Worker:
+        """An idle live worker, or a new one (a failure to start one fails the task)."""
+        with self._lock:
+            w = self._idle.pop() if self._idle else None
+        if w is not None and w.process.is_alive():
+            return w
+        if w is not None:  # died idle: not this task's fault
+            _reap(w)
         try:
-            if handler is None:
-                raise BrokenProcessPool(reason)
-            fut.set_result(handler(*args, reason=reason))
+            return self._start_worker()
         except Exception as exc:
-            fut.set_exception(exc)
-        return None
+            raise BrokenProcessPool(f"worker process failed: {exc!r}") from exc
+
+    def _give_back(self, w: _Worker) -> None:
+        """Keep a live worker for the next task, unless the pool is closing; else stop it."""
+        with self._lock:
+            if not self._closing and w.process.is_alive():
+                self._idle.append(w)
+                return
+        _stop(w)
 
     def _start_worker(self) -> _Worker:
         parent, child = self._ctx.Pipe(duplex=True)
@@ -233,6 +209,13 @@ class WorkerPool(Executor):
                 time.sleep(0.1 * (attempt + 1))
         child.close()
         return _Worker(proc, parent)
+
+
+def _stop(w: _Worker) -> None:
+    """Ask a worker to exit (if it still reads its pipe), then reap it."""
+    with contextlib.suppress(OSError, EOFError):
+        w.conn.send(None)
+    _reap(w)
 
 
 def _reap(w: _Worker) -> None:
