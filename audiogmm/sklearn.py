@@ -20,7 +20,6 @@ except ImportError as e:  # pragma: no cover - depends on the environment
 
 from .exceptions import ParameterError
 from .mixture import DiagGMM as _CoreGMM
-from .mixture.checks import check_sample_weight
 from .mixture.sources import check_frames
 from .models import GMMClassifier as _CoreClassifier
 
@@ -70,11 +69,7 @@ class DiagGMM(DensityMixin, BaseEstimator, _CoreGMM):
     ) -> DiagGMM:
         """EM on ``X`` (n_samples, n_features), ``sample_weight`` (n_samples,) >= 0; self."""
         X = validate_data(self, X, dtype=_FLOATS, reset=True)
-        if sample_weight is not None and not np.any(np.asarray(sample_weight) != 0):
-            raise ParameterError("all sample weights are zero: there is nothing to fit")
-        sample_weight = check_sample_weight(sample_weight, X.shape[0])
-        super().fit(X, sample_weight=sample_weight, executor=executor)
-        return self
+        return super().fit(X, sample_weight=sample_weight, executor=executor)
 
     def fit_predict(self, X: Any, y: None = None, *, sample_weight: Any = None) -> np.ndarray:
         """Fit, then return the most likely component of each sample, shape (n_samples,)."""
@@ -86,15 +81,13 @@ class DiagGMM(DensityMixin, BaseEstimator, _CoreGMM):
     lower_bounds_ = _fitted("lower_bounds_", lambda self: list(self.history_))
 
 
-# one default per parameter: the wrapper's defaults are read from the core classes
-_GMM_DEFAULTS = {
-    k: p.default for k, p in inspect.signature(_CoreGMM.__init__).parameters.items() if k != "self"
-}
-_CLF_DEFAULTS = {
-    k: p.default
-    for k, p in inspect.signature(_CoreClassifier.__init__).parameters.items()
-    if k not in ("self", "gmm_params")
-}
+def _defaults(cls: type) -> dict[str, Any]:
+    """The keyword defaults of ``cls()``: one default per parameter, the core classes'."""
+    params = inspect.signature(cls.__init__).parameters.values()
+    return {p.name: p.default for p in params if p.default is not p.empty}
+
+
+_GMM_DEFAULTS, _CLF_DEFAULTS = _defaults(_CoreGMM), _defaults(_CoreClassifier)
 
 
 class GMMClassifier(ClassifierMixin, BaseEstimator):

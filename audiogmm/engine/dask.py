@@ -4,9 +4,9 @@ Results come in task order, lazily, with a bounded look-ahead. Per ``map``, ``fn
 the cluster once, as a task of its own (computed again if the worker holding it dies:
 scattered data would be lost with it); each task then carries only its item.
 :meth:`DaskExecutor.map_reduce` runs :func:`~audiogmm.engine.local.tree_fold`'s fixed tree
-on the workers. A dead worker's task is re-run, a raising one ``retries`` times (tasks are
-pure: the same bits); a lost scheduler raises :class:`ClusterError`. ``import audiogmm``
-never imports dask.
+on the workers. A dead worker's task is re-run, a raising one twice (tasks are pure: the
+same bits); a lost scheduler raises :class:`ClusterError`. ``import audiogmm`` never
+imports dask.
 """
 
 from __future__ import annotations
@@ -62,8 +62,6 @@ class DaskExecutor:
         (closed with the executor); ``"tcp://HOST:PORT"``: join a running scheduler.
     processes : bool, default=True
         For ``local:N``: worker processes (False: threads in this process, for tests).
-    retries : int >= 0, default=2
-        Re-runs of a task that raised (a dead worker's tasks are re-run anyway).
     timeout : float, default=30
         Seconds to connect to the scheduler.
     client : distributed.Client, optional
@@ -77,36 +75,31 @@ class DaskExecutor:
     """
 
     def __init__(
-        self, spec: str | None = None, *, processes: bool = True, retries: int = 2,
-        timeout: float = 30.0, client: Any = None,
+        self, spec: str | None = None, *, processes: bool = True, timeout: float = 30.0,
+        client: Any = None,
     ) -> None:  # fmt: skip
         try:
             from distributed import Client, LocalCluster
         except ImportError:
-            raise ParameterError(
-                "--dask needs dask.distributed: pip install 'audiogmm[dask]'"
-            ) from None
-        self.retries, self.spec, self._cluster = int(retries), spec or "client", None
+            msg = "--dask needs dask.distributed: pip install 'audiogmm[dask]'"
+            raise ParameterError(msg) from None
+        self.spec, self._cluster = spec or "client", None
         self.client, self._own_client = client, client is None
-        if client is None:
-            if spec is None:
-                raise ParameterError("DaskExecutor needs a spec (local:N or tcp://HOST:PORT)")
-            kind, value = parse_spec(spec)
-            if kind == "local":
-                extra = {"env": _ONE_THREAD} if processes else {}  # env: worker processes only
-                self._cluster = LocalCluster(
-                    n_workers=value, threads_per_worker=1, processes=processes,
-                    dashboard_address=None, **extra,
-                )  # fmt: skip
-                self.client = Client(self._cluster, set_as_default=False)
-            else:
-                try:
-                    self.client = Client(value, timeout=timeout, set_as_default=False)
-                except (OSError, TimeoutError) as e:
-                    raise ClusterError(
-                        f"cannot reach the Dask scheduler at {value} ({e}); start one with "
-                        "`dask scheduler` and workers with `dask worker " + value + "`"
-                    ) from None
+        kind, value = ("client", client) if client is not None else parse_spec(spec or "")
+        if kind == "local":
+            extra = {"env": _ONE_THREAD} if processes else {}  # env: worker processes only
+            self._cluster = LocalCluster(n_workers=value, threads_per_worker=1,
+                                         processes=processes, dashboard_address=None,
+                                         **extra)  # fmt: skip
+            self.client = Client(self._cluster, set_as_default=False)
+        elif kind == "address":
+            try:
+                self.client = Client(value, timeout=timeout, set_as_default=False)
+            except (OSError, TimeoutError) as e:
+                raise ClusterError(
+                    f"cannot reach the Dask scheduler at {value} ({e}); start one with "
+                    f"`dask scheduler` and workers with `dask worker {value}`"
+                ) from None
         try:
             self.n_workers = max(1, sum(self.client.nthreads().values()))
         except Exception:  # pragma: no cover - reported by the first map
@@ -164,35 +157,33 @@ class DaskExecutor:
         if client is None:
             raise RuntimeError("this executor is closed")
         if client.status != "running":
-            raise ClusterError(self._lost_message(f"client status {client.status!r}"))
+            raise self._lost(f"client status {client.status!r}")
         tag, count, remote = f"audiogmm-{os.getpid()}-{next(_SESSIONS)}", itertools.count(), None
 
         def submit(func: Callable[..., Any], *args: Any) -> Any:
-            return client.submit(func, *args, retries=self.retries, pure=False,
-                                 key=f"{tag}-{next(count)}")  # fmt: skip
+            return client.submit(func, *args, retries=2, pure=False, key=f"{tag}-{next(count)}")
 
         try:
             remote = submit(_value, fn)
             yield (lambda it: submit(_call, remote, it, star)), submit
         except Exception as e:
-            if _lost(e):
-                raise ClusterError(self._lost_message(e)) from None
+            if _scheduler_gone(e):
+                raise self._lost(f"{type(e).__name__}: {e}") from None
             raise
         finally:
             if remote is not None:
                 with contextlib.suppress(Exception):
                     remote.release()
 
-    def _lost_message(self, e: BaseException | str) -> str:
-        why = e if isinstance(e, str) else f"{type(e).__name__}: {e}"
-        return (
+    def _lost(self, why: str) -> ClusterError:
+        return ClusterError(
             f"lost the Dask scheduler {self.spec!r} mid-run ({why}); "
             "the run stopped: restart the scheduler and re-run (with --resume to continue "
             "from the last EM checkpoint)"
         )
 
 
-def _lost(e: BaseException) -> bool:
+def _scheduler_gone(e: BaseException) -> bool:
     """A closed comm or client, or futures cancelled as the scheduler went away (not an
     OSError: a task's own I/O error, e.g. a shard missing on a worker, stays as it is)."""
     from concurrent.futures import CancelledError
