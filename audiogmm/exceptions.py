@@ -1,9 +1,5 @@
-"""The audiogmm error hierarchy.
-
-Every error raised on purpose by audiogmm derives from :class:`AudioGMMError`
-and also from the matching built-in exception, so that ``except ValueError``
-or ``except OSError`` written for other libraries keeps working.
-"""
+"""The audiogmm errors: each derives from :class:`AudioGMMError` and from the matching
+built-in, so that ``except ValueError`` or ``except OSError`` keeps working."""
 
 from __future__ import annotations
 

@@ -1,12 +1,10 @@
-"""The Dask executor: the local executor's ``map``/``close`` on a ``dask.distributed`` cluster.
+"""The Dask executor: the local executor's ``map``/``close`` on a ``dask.distributed``
+cluster (``import audiogmm`` never imports dask).
 
-Results come in task order, lazily, with a bounded look-ahead. Per ``map``, ``fn`` goes to
-the cluster once, as a task of its own (computed again if the worker holding it dies:
-scattered data would be lost with it); each task then carries only its item.
-:meth:`DaskExecutor.map_reduce` runs :func:`~audiogmm.engine.local.tree_fold`'s fixed tree
-on the workers. A dead worker's task is re-run, a raising one twice (tasks are pure: the
-same bits); a lost scheduler raises :class:`ClusterError`. ``import audiogmm`` never
-imports dask.
+Per ``map``, ``fn`` goes to the cluster once, as a task of its own (computed again if the
+worker holding it dies, unlike scattered data); each task then carries only its item. A dead
+worker's task is re-run, a raising one twice (tasks are pure: the same bits); a lost
+scheduler raises :class:`ClusterError`.
 """
 
 from __future__ import annotations
@@ -66,12 +64,6 @@ class DaskExecutor:
         Seconds to connect to the scheduler.
     client : distributed.Client, optional
         Use this client instead (not closed by :meth:`close`).
-
-    Examples
-    --------
-    >>> with DaskExecutor("local:2") as ex:                       # doctest: +SKIP
-    ...     list(ex.map(abs, [-1, -2]))
-    [1, 2]
     """
 
     def __init__(

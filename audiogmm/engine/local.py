@@ -81,12 +81,6 @@ class LocalExecutor:
     ``processes`` lets ``map(..., isolated=True)`` run tasks in worker processes (off: a
     library call never starts processes unless asked). Pools start on first use; a map
     called from inside a worker runs inline, so nesting never deadlocks.
-
-    Examples
-    --------
-    >>> with LocalExecutor(2) as ex:
-    ...     list(ex.map(lambda x: x * x, range(5)))
-    [0, 1, 4, 9, 16]
     """
 
     def __init__(self, n_workers: int | None = None, *, processes: bool = False) -> None:

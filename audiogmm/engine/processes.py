@@ -1,13 +1,12 @@
 """Worker processes for :class:`~audiogmm.engine.local.LocalExecutor` (only when asked).
 
-``forkserver`` workers (``spawn`` where it is missing) never inherit the parent's BLAS or
-numba threads and start warm (the forkserver imports the front end once); a script asking
-for processes needs the ``if __name__ == "__main__":`` guard. Unlike
-:class:`concurrent.futures.ProcessPoolExecutor`, **a dead worker costs only its task**
-(each worker runs one task at a time over its own pipe; the task is retried once in a fresh
-worker, then gets :func:`on_worker_lost`'s answer or :class:`BrokenProcessPool`), and
-**workers die with their parent** (a watchdog thread exits at end-of-file on a pipe whose
-only write end the parent holds; on Linux also ``prctl(PR_SET_PDEATHSIG)``).
+``forkserver`` workers never inherit the parent's BLAS or numba threads and start warm (the
+forkserver imports the front end once); a script asking for them needs the
+``if __name__ == "__main__":`` guard. Unlike :class:`concurrent.futures.ProcessPoolExecutor`,
+**a dead worker costs only its task** (it is retried once in a fresh worker, then gets
+:func:`on_worker_lost`'s answer or :class:`BrokenProcessPool`), and **workers die with their
+parent** (a watchdog thread exits at end-of-file on a pipe whose only write end the parent
+holds; also ``prctl(PR_SET_PDEATHSIG)``).
 """
 
 from __future__ import annotations
@@ -19,7 +18,6 @@ import logging
 import multiprocessing
 import os
 import signal
-import sys
 import threading
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -55,15 +53,6 @@ def on_worker_lost(handler: Callable[..., Any]) -> Callable[[Callable[..., Any]]
     return mark
 
 
-def _die_with_parent() -> None:
-    """In a worker: get SIGKILL when the parent dies (Linux), or exit if it is gone already."""
-    if sys.platform.startswith("linux"):
-        with contextlib.suppress(OSError, AttributeError):  # no prctl: the pipe EOF remains
-            ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
-    if os.getppid() == 1:  # the parent died before prctl took effect
-        os._exit(1)
-
-
 def _watch_parent(alive: Connection) -> None:
     """In a worker thread: exit the worker when the parent's end of ``alive`` closes."""
     with contextlib.suppress(EOFError, OSError):
@@ -74,7 +63,11 @@ def _watch_parent(alive: Connection) -> None:
 def _worker_main(conn: Connection, alive: Connection) -> None:
     """One worker: run ``(fn, args)`` tasks from ``conn`` until None or end-of-file."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
-    _die_with_parent()
+    with contextlib.suppress(OSError, AttributeError):  # no prctl: the pipe EOF remains
+        # SIGKILL when the parent (the forkserver) dies
+        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    if os.getppid() == 1:  # the parent died before prctl took effect
+        os._exit(1)
     threading.Thread(target=_watch_parent, args=(alive,), daemon=True).start()
     with contextlib.suppress(EOFError, OSError):  # the parent is gone
         while (msg := conn.recv()) is not None:
@@ -114,7 +107,8 @@ class WorkerPool(ThreadPoolExecutor):
 
     def __init__(self, n_workers: int) -> None:
         super().__init__(n_workers, thread_name_prefix="audiogmm-workers")
-        self._ctx = _context()
+        self._ctx = multiprocessing.get_context("forkserver")
+        self._ctx.set_forkserver_preload(_PRELOAD)
         self._idle: list[_Worker] = []
         self._lock = threading.Lock()
         self._start_lock = threading.Lock()
@@ -148,7 +142,7 @@ class WorkerPool(ThreadPoolExecutor):
                     raise EOFError  # only the sentinel: it died without an answer
                 ok, value = w.conn.recv()
             except (OSError, EOFError):
-                _reap(w)
+                _stop(w)
                 deaths.append(_describe_death(w.process.exitcode))
                 if len(deaths) < MAX_ATTEMPTS:
                     logger.warning("%s while running a task; retrying it in a fresh worker",
@@ -174,7 +168,7 @@ class WorkerPool(ThreadPoolExecutor):
         if w is not None and w.process.is_alive():
             return w
         if w is not None:  # died idle: not this task's fault
-            _reap(w)
+            _stop(w)
         try:
             return self._start_worker()
         except Exception as exc:
@@ -212,24 +206,12 @@ class WorkerPool(ThreadPoolExecutor):
 
 
 def _stop(w: _Worker) -> None:
-    """Ask a worker to exit (if it still reads its pipe), then reap it."""
+    """Ask a worker to exit (if it still reads its pipe), wait for it (killed if stuck) and
+    close its pipe."""
     with contextlib.suppress(OSError, EOFError):
         w.conn.send(None)
-    _reap(w)
-
-
-def _reap(w: _Worker) -> None:
-    """Wait for a stopped or dead worker (killed if stuck) and close its pipe."""
     w.process.join(timeout=5)
     if w.process.is_alive():
         w.process.kill()
         w.process.join()
     w.conn.close()
-
-
-def _context() -> multiprocessing.context.BaseContext:
-    if "forkserver" in multiprocessing.get_all_start_methods():
-        ctx = multiprocessing.get_context("forkserver")
-        ctx.set_forkserver_preload(_PRELOAD)
-        return ctx
-    return multiprocessing.get_context("spawn")  # pragma: no cover - not on Linux
