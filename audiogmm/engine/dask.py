@@ -62,29 +62,23 @@ class DaskExecutor:
         For ``local:N``: worker processes (False: threads in this process, for tests).
     timeout : float, default=30
         Seconds to connect to the scheduler.
-    client : distributed.Client, optional
-        Use this client instead (not closed by :meth:`close`).
     """
 
-    def __init__(
-        self, spec: str | None = None, *, processes: bool = True, timeout: float = 30.0,
-        client: Any = None,
-    ) -> None:  # fmt: skip
+    def __init__(self, spec: str, *, processes: bool = True, timeout: float = 30.0) -> None:
         try:
             from distributed import Client, LocalCluster
         except ImportError:
             msg = "--dask needs dask.distributed: pip install 'audiogmm[dask]'"
             raise ParameterError(msg) from None
-        self.spec, self._cluster = spec or "client", None
-        self.client, self._own_client = client, client is None
-        kind, value = ("client", client) if client is not None else parse_spec(spec or "")
+        self.spec, self._cluster = spec, None
+        kind, value = parse_spec(spec)
         if kind == "local":
             extra = {"env": _ONE_THREAD} if processes else {}  # env: worker processes only
             self._cluster = LocalCluster(n_workers=value, threads_per_worker=1,
                                          processes=processes, dashboard_address=None,
                                          **extra)  # fmt: skip
             self.client = Client(self._cluster, set_as_default=False)
-        elif kind == "address":
+        else:
             try:
                 self.client = Client(value, timeout=timeout, set_as_default=False)
             except (OSError, TimeoutError) as e:
@@ -109,7 +103,7 @@ class DaskExecutor:
 
     def close(self) -> None:
         """Close the client (and the LocalCluster it started). Safe to call twice."""
-        if self._own_client and self.client is not None:
+        if self.client is not None:
             self.client.close()
         if self._cluster is not None:
             self._cluster.close()

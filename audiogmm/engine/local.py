@@ -1,12 +1,10 @@
 """The local executor: threads in this process, worker processes only when asked.
 
-Each task runs on one thread with BLAS limited to one thread: two pools (OpenBLAS and
-numba) alternating on every chunk starved each other and made a 2-core E-step 10-100x
-slower than its two GEMMs. Results come back *in task order*, so any reduction by the
-caller is bit-identical for any number of workers, as is :func:`tree_fold`, whoever runs it.
-A command asks for worker processes (1-3 s to start on 2 cores) only when its audio
-reaches :data:`PROCESS_MIN_AUDIO_S` (:func:`executor_for_work`): the front end mostly
-releases the GIL (decoding, FFTs, BLAS), so threads use the cores too.
+Each task runs on one thread with BLAS limited to one thread: two pools (OpenBLAS and numba)
+alternating on every chunk starved each other (a 2-core E-step 10-100x slower than its two
+GEMMs). Results come back *in task order*, so any reduction by the caller is bit-identical
+for any number of workers, as is :func:`tree_fold`, whoever runs it. Worker processes cost
+1-3 s to start; the front end mostly releases the GIL, so threads use the cores too.
 """
 
 from __future__ import annotations
@@ -32,11 +30,8 @@ __all__ = [
 T = TypeVar("T")
 logger = logging.getLogger("audiogmm.engine")
 
-#: Seconds of audio from which a command uses worker processes instead of threads (5.6 h,
-#: ~15 s of single-core extraction): `audiogmm extract -j 2` on 2 cores lost with processes
-#: at 2,331 s of audio, tied at 11,170 s and won at 22,340 s (README, "Performance"). In
-#: audio seconds, not frames: the front end costs about the same at a 10 or a 20 ms hop.
-#: ``AUDIOGMM_PROCESSES=0/1`` overrides the rule.
+#: Seconds of audio (not frames: the cost per second barely moves with the hop) from which a
+#: command uses worker processes: 5.6 h, measured in the README ("Threads or processes").
 PROCESS_MIN_AUDIO_S = 20_000.0
 
 _in_worker = threading.local()  # set in worker threads: nested maps run inline
@@ -210,7 +205,7 @@ def count_until(values: Iterable[float], limit: float) -> float:
 def executor_for_work(work_s: float, n_jobs: int | None = None) -> LocalExecutor:
     """The one executor of a command, for ``work_s`` seconds of audio on ``n_jobs`` workers
     (None: :func:`default_workers`): processes from :data:`PROCESS_MIN_AUDIO_S` on, else
-    threads; the choice and its reason are logged at INFO (``-v``)."""
+    threads (``AUDIOGMM_PROCESSES=0/1`` overrides); the choice is logged at INFO (``-v``)."""
     n = default_workers() if n_jobs is None else n_jobs
     env = os.environ.get("AUDIOGMM_PROCESSES", "").strip().lower()
     if env not in ("", "auto", "0", "1"):
