@@ -83,10 +83,8 @@ class LocalExecutor:
         if isinstance(n, bool) or not isinstance(n, int) or n < 1:
             raise ParameterError(f"n_workers must be None or an int >= 1; got {n_workers!r}")
         self.n_workers, self.processes = n, bool(processes)
-        self._threads: ThreadPoolExecutor | None = None
-        self._procs: ThreadPoolExecutor | None = None
+        self._pools: dict[bool, ThreadPoolExecutor] | None = {}  # by ``processes``; None: closed
         self._lock = threading.Lock()
-        self._closed = False
 
     def __repr__(self) -> str:
         return f"LocalExecutor(n_workers={self.n_workers}, processes={self.processes})"
@@ -100,25 +98,21 @@ class LocalExecutor:
     def close(self) -> None:
         """Shut the pools down (waits for running tasks). Safe to call twice."""
         with self._lock:
-            self._closed = True
-            pools, self._threads, self._procs = (self._threads, self._procs), None, None
-        for pool in pools:
-            if pool is not None:
-                pool.shutdown(wait=True, cancel_futures=True)
+            pools, self._pools = self._pools or {}, None
+        for pool in pools.values():
+            pool.shutdown(wait=True, cancel_futures=True)
 
     def _pool(self, processes: bool) -> ThreadPoolExecutor:
         with self._lock:
-            if self._closed:
+            if self._pools is None:
                 raise RuntimeError("this executor is closed")
-            if processes and self._procs is None:
+            if processes not in self._pools:
                 from .processes import WorkerPool
 
-                self._procs = WorkerPool(self.n_workers)
-            elif not processes and self._threads is None:
-                self._threads = ThreadPoolExecutor(
-                    self.n_workers, thread_name_prefix="audiogmm", initializer=_mark_worker
-                )
-            return self._procs if processes else self._threads
+                self._pools[processes] = WorkerPool(self.n_workers) if processes else (
+                    ThreadPoolExecutor(self.n_workers, thread_name_prefix="audiogmm",
+                                       initializer=_mark_worker))  # fmt: skip
+            return self._pools[processes]
 
     def map(
         self, fn: Callable[..., T], items: Iterable[Any], *, isolated: bool = False,

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
-import itertools
 import logging
 import multiprocessing
 import os
@@ -113,7 +112,6 @@ class WorkerPool(ThreadPoolExecutor):
         self._lock = threading.Lock()
         self._start_lock = threading.Lock()
         self._closing = False
-        self._names = itertools.count()
         # the parent keeps the only write end: workers watch for its end-of-file
         self._alive_r, self._alive_w = self._ctx.Pipe(duplex=False)
 
@@ -185,10 +183,7 @@ class WorkerPool(ThreadPoolExecutor):
     def _start_worker(self) -> _Worker:
         parent, child = self._ctx.Pipe(duplex=True)
         for attempt in range(_START_TRIES):
-            proc = self._ctx.Process(
-                target=_worker_main, args=(child, self._alive_r), daemon=True,
-                name=f"audiogmm-worker-{next(self._names)}",
-            )  # fmt: skip
+            proc = self._ctx.Process(target=_worker_main, args=(child, self._alive_r), daemon=True)
             try:
                 with self._start_lock:
                     proc.start()
