@@ -162,11 +162,9 @@ class GMMClassifier(ClassifierMixin, BaseEstimator):
 
 def _clips(X: Any) -> list[np.ndarray]:
     """A list of clips from a list/tuple or a 1-D object array; each clip is checked."""
-    if isinstance(X, np.ndarray) and X.dtype != object:
-        raise ValueError(
-            "X must be a list (or 1-D object array) of clips of shape (n_frames, n_features); "
-            f"got a {X.dtype} array of shape {X.shape}"
-        )
-    if not isinstance(X, (list, tuple, np.ndarray)):
-        raise ValueError(f"X must be a list of clips; got {type(X).__name__}")
+    array = isinstance(X, np.ndarray)
+    if not (isinstance(X, (list, tuple)) or array and X.dtype == object):
+        got = f"a {X.dtype} array of shape {X.shape}" if array else type(X).__name__
+        raise ValueError("X must be a list (or 1-D object array) of clips of shape "
+                         f"(n_frames, n_features); got {got}")  # fmt: skip
     return [check_frames(np.asarray(c), name=f"clip {i}") for i, c in enumerate(X)]

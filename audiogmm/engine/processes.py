@@ -84,14 +84,14 @@ def _worker_main(conn: Connection, alive: Connection) -> None:
 
 
 def _describe_death(exitcode: int | None) -> str:
-    if exitcode is not None and exitcode < 0:
-        try:
-            name = signal.Signals(-exitcode).name
-        except ValueError:
-            name = f"signal {-exitcode}"
-        hint = " (out of memory?)" if -exitcode == signal.SIGKILL else ""
-        return f"worker process killed by {name}{hint}"
-    return f"worker process exited with code {exitcode}"
+    if exitcode is None or exitcode >= 0:
+        return f"worker process exited with code {exitcode}"
+    try:
+        name = signal.Signals(-exitcode).name
+    except ValueError:
+        name = f"signal {-exitcode}"
+    hint = " (out of memory?)" if -exitcode == signal.SIGKILL else ""
+    return f"worker process killed by {name}{hint}"
 
 
 class _Worker(NamedTuple):
