@@ -5,21 +5,15 @@ Every name is imported on first use, so that ``import audiogmm`` (and ``audiogmm
 stay fast.
 """
 
-from __future__ import annotations
-
-from ._version import __version__
 from .lazy import lazy_exports
 
-_LAZY = {
+_EXPORTS = {
+    "__version__": "._version",
     **dict.fromkeys(["AudioError", "AudioGMMError", "ConvergenceWarning", "DatasetError",
                      "FeatureError", "ModelFileError", "ParameterError"], ".exceptions"),
     **dict.fromkeys(["DiagGMM", "Stats"], ".mixture"),
     **dict.fromkeys(["GMMClassifier", "UBMClassifier"], ".models"),
     **dict.fromkeys(["FeatureConfig", "extract"], ".features"),
 }  # fmt: skip
-__all__ = ["__version__", *_LAZY]
-__getattr__ = lazy_exports(__name__, _LAZY)[0]
-
-
-def __dir__() -> list[str]:
-    return sorted(__all__)
+__all__ = list(_EXPORTS)
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

@@ -76,7 +76,8 @@ def _defaults(cls: type) -> dict[str, Any]:
     return {p.name: p.default for p in params if p.default is not p.empty}
 
 
-_GMM_DEFAULTS, _CLF_DEFAULTS = _defaults(_CoreGMM), _defaults(_CoreClassifier)
+_CLF_DEFAULTS = _defaults(_CoreClassifier)  # the others are DiagGMM's
+_DEFAULTS = {**_defaults(_CoreGMM), **_CLF_DEFAULTS}
 
 
 class GMMClassifier(ClassifierMixin, BaseEstimator):
@@ -90,19 +91,17 @@ class GMMClassifier(ClassifierMixin, BaseEstimator):
     """
 
     def __init__(
-        self, n_components: int = _CLF_DEFAULTS["n_components"], *,
-        priors: dict[Any, float] | None = _CLF_DEFAULTS["priors"],
-        random_state: int | None = _CLF_DEFAULTS["random_state"],
-        n_jobs: int | None = _CLF_DEFAULTS["n_jobs"], max_iter: int = _GMM_DEFAULTS["max_iter"],
-        tol: float = _GMM_DEFAULTS["tol"], var_floor: float = _GMM_DEFAULTS["var_floor"],
-        var_floor_abs: float = _GMM_DEFAULTS["var_floor_abs"],
-        min_weight: float = _GMM_DEFAULTS["min_weight"],
-        min_count: float = _GMM_DEFAULTS["min_count"], init: str = _GMM_DEFAULTS["init"],
-        n_init: int = _GMM_DEFAULTS["n_init"],
-        init_max_samples: int = _GMM_DEFAULTS["init_max_samples"],
-        split_iter: int = _GMM_DEFAULTS["split_iter"],
-        chunk_size: int | None = _GMM_DEFAULTS["chunk_size"],
-        verbose: int = _GMM_DEFAULTS["verbose"],
+        self, n_components: int = _DEFAULTS["n_components"], *,
+        priors: dict[Any, float] | None = _DEFAULTS["priors"],
+        random_state: int | None = _DEFAULTS["random_state"],
+        n_jobs: int | None = _DEFAULTS["n_jobs"], max_iter: int = _DEFAULTS["max_iter"],
+        tol: float = _DEFAULTS["tol"], var_floor: float = _DEFAULTS["var_floor"],
+        var_floor_abs: float = _DEFAULTS["var_floor_abs"],
+        min_weight: float = _DEFAULTS["min_weight"], min_count: float = _DEFAULTS["min_count"],
+        init: str = _DEFAULTS["init"], n_init: int = _DEFAULTS["n_init"],
+        init_max_samples: int = _DEFAULTS["init_max_samples"],
+        split_iter: int = _DEFAULTS["split_iter"], chunk_size: int | None = _DEFAULTS["chunk_size"],
+        verbose: int = _DEFAULTS["verbose"],
     ) -> None:  # fmt: skip
         params = dict(locals())  # stored as given (scikit-learn's rule)
         del params["self"]
