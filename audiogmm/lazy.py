@@ -8,9 +8,7 @@ from typing import Any, Callable
 __all__ = ["lazy_exports"]
 
 
-def lazy_exports(
-    package: str, exports: dict[str, str]
-) -> tuple[Callable[[str], Any], Callable[[], list[str]]]:
+def lazy_exports(package: str, exports: dict[str, str]) -> tuple[Callable, Callable]:
     """``__getattr__`` and ``__dir__`` for the package named ``package`` that import
     ``exports[name]`` (a module relative to the package, e.g. ``".cache"``) on first use."""
 

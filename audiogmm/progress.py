@@ -1,9 +1,6 @@
-"""One progress convention for long steps (extraction, per-class training).
-
-A ``progress`` argument anywhere in audiogmm is ``None`` (no reporting) or a callable
+"""The progress convention: a ``progress`` argument anywhere in audiogmm is None or a callable
 ``progress(n_done, n_total, label)`` called after each item, from any thread, one call at a
-time. The library draws nothing itself; the CLI passes a callable that draws a bar on stderr.
-"""
+time. The library draws nothing; the CLI passes a callable that draws a bar on stderr."""
 
 from __future__ import annotations
 

@@ -10,6 +10,7 @@ for any number of workers, as is :func:`tree_fold`, whoever runs it. Worker proc
 from __future__ import annotations
 
 import functools
+import itertools
 import logging
 import os
 import sys
@@ -111,7 +112,8 @@ class LocalExecutor:
 
                 self._pools[processes] = WorkerPool(self.n_workers) if processes else (
                     ThreadPoolExecutor(self.n_workers, thread_name_prefix="audiogmm",
-                                       initializer=_mark_worker))  # fmt: skip
+                                       initializer=setattr,
+                                       initargs=(_in_worker, "active", True)))  # fmt: skip
             return self._pools[processes]
 
     def map(
@@ -133,10 +135,6 @@ class LocalExecutor:
             pool = self._pool(procs)  # fn itself goes to a process: no lambda around it
             yield from windowed(lambda it: pool.submit(fn, *(it if star else (it,))), items,
                                 4 * self.n_workers)  # fmt: skip
-
-
-def _mark_worker() -> None:
-    _in_worker.active = True
 
 
 def windowed(submit: Callable[[Any], Any], items: Iterable[Any], window: int) -> Iterator[Any]:
@@ -189,8 +187,7 @@ def resolve(executor: LocalExecutor | None, n_jobs: int | None = None):
 def count_until(values: Iterable[float], limit: float) -> float:
     """Sum ``values`` but stop as soon as the sum reaches ``limit`` (a lazy estimate)."""
     total = 0.0
-    for v in values:
-        total += v
+    for total in itertools.accumulate(values):
         if total >= limit:
             break
     return total
@@ -208,8 +205,7 @@ def executor_for_work(work_s: float, n_jobs: int | None = None) -> LocalExecutor
         procs, why = env == "1", "AUDIOGMM_PROCESSES"
     else:
         procs = work_s >= PROCESS_MIN_AUDIO_S
-        rel = ">=" if procs else "<"
-        why = f"~{work_s:,.0f} s of audio {rel} {PROCESS_MIN_AUDIO_S:,.0f} s"
+        why = f"~{work_s:,.0f} s of audio {'>=' if procs else '<'} {PROCESS_MIN_AUDIO_S:,.0f} s"
     how = "worker processes" if procs else "threads"
     logger.info("executor: %s", f"{n} {how} ({why})" if n != 1 else "1 worker: in this thread")
     return LocalExecutor(n, processes=procs and n != 1)
