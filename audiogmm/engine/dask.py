@@ -14,6 +14,7 @@ import itertools
 import os
 import re
 from collections.abc import Iterable, Iterator
+from concurrent.futures import CancelledError
 from typing import Any, Callable, TypeVar
 
 from ..exceptions import ClusterError, ParameterError
@@ -26,6 +27,8 @@ T = TypeVar("T")
 # BLAS pools off in worker processes: each task runs on its worker's one thread
 _ONE_THREAD = {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
 _SESSIONS = itertools.count()  # unique task keys per map
+_LOST = ("lost the Dask scheduler {!r} mid-run ({}); the run stopped: restart the scheduler "
+         "and re-run (with --resume to continue from the last EM checkpoint)")  # fmt: skip
 
 
 def parse_spec(spec: str) -> tuple[str, Any]:
@@ -143,7 +146,7 @@ class DaskExecutor:
         if client is None:
             raise RuntimeError("this executor is closed")
         if client.status != "running":
-            raise self._lost(f"client status {client.status!r}")
+            raise ClusterError(_LOST.format(self.spec, f"client status {client.status!r}"))
         tag, count, remote = f"audiogmm-{os.getpid()}-{next(_SESSIONS)}", itertools.count(), None
 
         def submit(func: Callable[..., Any], *args: Any) -> Any:
@@ -153,28 +156,15 @@ class DaskExecutor:
             remote = submit(_value, fn)
             yield (lambda it: submit(_call, remote, it, star)), submit
         except Exception as e:
-            if _scheduler_gone(e):
-                raise self._lost(f"{type(e).__name__}: {e}") from None
+            from distributed.client import ClosedClientError
+            from distributed.comm.core import CommClosedError
+
+            # the scheduler went away (not an OSError: a task's own I/O error, e.g. a shard
+            # missing on a worker, stays as it is)
+            if isinstance(e, (CommClosedError, ClosedClientError, CancelledError)):
+                raise ClusterError(_LOST.format(self.spec, f"{type(e).__name__}: {e}")) from None
             raise
         finally:
             if remote is not None:
                 with contextlib.suppress(Exception):
                     remote.release()
-
-    def _lost(self, why: str) -> ClusterError:
-        return ClusterError(
-            f"lost the Dask scheduler {self.spec!r} mid-run ({why}); "
-            "the run stopped: restart the scheduler and re-run (with --resume to continue "
-            "from the last EM checkpoint)"
-        )
-
-
-def _scheduler_gone(e: BaseException) -> bool:
-    """A closed comm or client, or futures cancelled as the scheduler went away (not an
-    OSError: a task's own I/O error, e.g. a shard missing on a worker, stays as it is)."""
-    from concurrent.futures import CancelledError
-
-    from distributed.client import ClosedClientError
-    from distributed.comm.core import CommClosedError
-
-    return isinstance(e, (CommClosedError, ClosedClientError, CancelledError))

@@ -1,10 +1,10 @@
 """The local executor: threads in this process, worker processes only when asked.
 
-Each task runs on one thread with BLAS limited to one thread: two pools (OpenBLAS and numba)
-alternating on every chunk starved each other (a 2-core E-step 10-100x slower than its two
-GEMMs). Results come back *in task order*, so any reduction by the caller is bit-identical
-for any number of workers, as is :func:`tree_fold`, whoever runs it. Worker processes cost
-1-3 s to start; the front end mostly releases the GIL, so threads use the cores too.
+Each task runs on one thread with BLAS limited to one thread (two pools alternating on every
+chunk made a 2-core E-step 10-100x slower than its GEMMs). Results come back *in task
+order*, so any reduction by the caller is bit-identical for any number of workers, as is
+:func:`tree_fold`, whoever runs it. The front end mostly releases the GIL, so threads use
+the cores too; worker processes cost 1-3 s to start.
 """
 
 from __future__ import annotations

@@ -1,12 +1,8 @@
-"""Worker processes for :class:`~audiogmm.engine.local.LocalExecutor` (only when asked).
-
-``forkserver`` workers never inherit the parent's BLAS or numba threads and start warm (the
-forkserver imports the front end once); a script asking for them needs the
-``if __name__ == "__main__":`` guard. Unlike :class:`concurrent.futures.ProcessPoolExecutor`,
-**a dead worker costs only its task** (it is retried once in a fresh worker, then gets
+"""Worker processes for :class:`~audiogmm.engine.local.LocalExecutor`, only when asked
+(README, "Dying workers"): ``forkserver`` workers, which inherit no BLAS or numba threads and
+start warm; **a dead worker costs only its task** (retried once in a fresh worker, then
 :func:`on_worker_lost`'s answer or :class:`BrokenProcessPool`), and **workers die with their
-parent** (a watchdog thread exits at end-of-file on a pipe whose only write end the parent
-holds; also ``prctl(PR_SET_PDEATHSIG)``).
+parent**. A script asking for them needs the ``if __name__ == "__main__":`` guard.
 """
 
 from __future__ import annotations
@@ -42,9 +38,8 @@ _START_TRIES = 10  # attempts to start a worker (~5 s in all) before the pool gi
 
 def on_worker_lost(handler: Callable[..., Any]) -> Callable[[Callable[..., Any]], Callable]:
     """Declare what a task function returns when its worker died on every attempt:
-    ``handler(*args, reason=...)``, given the task's arguments and a sentence such as
-    ``"worker process killed by SIGKILL (out of memory?) on each of 2 attempts"``, returns
-    the task's result, so that a batch can skip the item and go on."""
+    ``handler(*args, reason=...)`` (reason: e.g. "worker process killed by SIGKILL (out of
+    memory?) on each of 2 attempts"), so that a batch can skip the item and go on."""
 
     def mark(fn: Callable[..., Any]) -> Callable[..., Any]:
         fn.on_worker_lost = handler  # type: ignore[attr-defined]
@@ -62,8 +57,9 @@ def _watch_parent(alive: Connection) -> None:
 def _worker_main(conn: Connection, alive: Connection) -> None:
     """One worker: run ``(fn, args)`` tasks from ``conn`` until None or end-of-file."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
+    # die with the parent: SIGKILL when the forkserver (which exits with it) dies, and exit at
+    # end-of-file on ``alive``, whose only write end the parent holds (even mid-task)
     with contextlib.suppress(OSError, AttributeError):  # no prctl: the pipe EOF remains
-        # SIGKILL when the parent (the forkserver) dies
         ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
     if os.getppid() == 1:  # the parent died before prctl took effect
         os._exit(1)
