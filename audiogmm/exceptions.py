@@ -3,10 +3,9 @@ built-in, so that ``except ValueError`` or ``except OSError`` keeps working."""
 
 from __future__ import annotations
 
-__all__ = [
-    "AudioGMMError", "ParameterError", "AudioError", "FeatureError", "DatasetError",
-    "ClusterError", "ModelFileError", "ConvergenceWarning", "OversizedModelWarning",
-]  # fmt: skip
+__all__ = ["AudioGMMError", "ParameterError", "AudioError", "FeatureError", "DatasetError",
+           "ClusterError", "ModelFileError", "ConvergenceWarning",
+           "OversizedModelWarning"]  # fmt: skip
 
 
 class AudioGMMError(Exception):

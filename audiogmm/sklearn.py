@@ -76,8 +76,7 @@ def _defaults(cls: type) -> dict[str, Any]:
     return {p.name: p.default for p in params if p.default is not p.empty}
 
 
-_CLF_DEFAULTS = _defaults(_CoreClassifier)  # the others are DiagGMM's
-_DEFAULTS = {**_defaults(_CoreGMM), **_CLF_DEFAULTS}
+_DEFAULTS = {**_defaults(_CoreGMM), **_defaults(_CoreClassifier)}  # the classifier's win
 
 
 class GMMClassifier(ClassifierMixin, BaseEstimator):
@@ -103,9 +102,8 @@ class GMMClassifier(ClassifierMixin, BaseEstimator):
         split_iter: int = _DEFAULTS["split_iter"], chunk_size: int | None = _DEFAULTS["chunk_size"],
         verbose: int = _DEFAULTS["verbose"],
     ) -> None:  # fmt: skip
-        params = dict(locals())  # stored as given (scikit-learn's rule)
-        del params["self"]
-        vars(self).update(params)
+        args = locals()  # stored as given (scikit-learn's rule)
+        vars(self).update((k, v) for k, v in args.items() if k != "self")
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
@@ -120,19 +118,15 @@ class GMMClassifier(ClassifierMixin, BaseEstimator):
         if len(y) != len(clips):
             raise ValueError(f"{len(clips)} clips but {len(y)} labels")
         self.classes_, idx = np.unique(y, return_inverse=True)
-        keys = [str(c) for c in self.classes_.tolist()]
+        classes = self.classes_.tolist()
+        keys = [str(c) for c in classes]
         if len(set(keys)) != len(keys):
-            raise ValueError(f"classes {self.classes_.tolist()} do not have distinct texts")
-        priors = None
-        if self.priors is not None:
-            missing = [c for c in self.classes_.tolist() if c not in self.priors]
-            if missing:
-                raise ParameterError(f"priors missing for classes {missing}")
-            priors = {k: self.priors[c] for k, c in zip(keys, self.classes_.tolist())}
-        # the other parameters are DiagGMM's, passed to every class mixture
-        shared = {k: v for k, v in self.get_params().items() if k not in _CLF_DEFAULTS}
-        self.model_ = _CoreClassifier(self.n_components, priors=priors, n_jobs=self.n_jobs,
-                                      random_state=self.random_state, **shared)  # fmt: skip
+            raise ValueError(f"classes {classes} do not have distinct texts")
+        missing = [c for c in classes if self.priors is not None and c not in self.priors]
+        if missing:
+            raise ParameterError(f"priors missing for classes {missing}")
+        priors = None if self.priors is None else {str(c): self.priors[c] for c in classes}
+        self.model_ = _CoreClassifier(**{**self.get_params(), "priors": priors})
         self.model_.fit(clips, [keys[i] for i in idx])
         # the core sorts its labels as text (e.g. "10" before "2"): columns as classes_
         self._columns = np.array([self.model_.labels_.index(k) for k in keys])
