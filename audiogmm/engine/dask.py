@@ -113,10 +113,8 @@ class DaskExecutor:
         self._local.close()
         self.client, self._cluster = None, None
 
-    def map(
-        self, fn: Callable[..., T], items: Iterable[Any], *, isolated: bool = False,
-        star: bool = False,
-    ) -> Iterator[T]:  # fmt: skip
+    def map(self, fn: Callable[..., T], items: Iterable[Any], *, isolated: bool = False,
+            star: bool = False) -> Iterator[T]:  # fmt: skip
         """:meth:`LocalExecutor.map`; ``isolated`` tasks run on the workers (``fn`` and the
         items picklable, ``fn`` shipped once per call), others on a local thread pool."""
         if not isolated:
@@ -127,10 +125,8 @@ class DaskExecutor:
         with self._session(fn, star) as (leaf, _):
             yield from windowed(leaf, items, 4 * self.n_workers)
 
-    def map_reduce(
-        self, fn: Callable[..., T], items: Iterable[Any], combine: Callable[[T, T], T], *,
-        star: bool = False,
-    ) -> T:  # fmt: skip
+    def map_reduce(self, fn: Callable[..., T], items: Iterable[Any],
+                   combine: Callable[[T, T], T], *, star: bool = False) -> T:  # fmt: skip
         """``tree_fold(map(fn, items), combine)`` with the map *and* the tree on the workers:
         each node is a ``combine`` task on two futures, so the client receives one result
         (e.g. one 248 KB ``Stats``), with the bits of an in-process ``tree_fold``.

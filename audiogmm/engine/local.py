@@ -114,10 +114,8 @@ class LocalExecutor:
                                        initargs=(_in_worker, "active", True)))  # fmt: skip
             return self._pools[processes]
 
-    def map(
-        self, fn: Callable[..., T], items: Iterable[Any], *, isolated: bool = False,
-        star: bool = False,
-    ) -> Iterator[T]:  # fmt: skip
+    def map(self, fn: Callable[..., T], items: Iterable[Any], *, isolated: bool = False,
+            star: bool = False) -> Iterator[T]:  # fmt: skip
         """Apply ``fn`` (thread-safe) to every item (``fn(*item)`` with ``star``); yield the
         results in item order, lazily, consuming ``items`` ``4 * n_workers`` ahead.
 
