@@ -110,7 +110,7 @@ class LocalExecutor:
 
                 self._pools[processes] = WorkerPool(self.n_workers) if processes else (
                     ThreadPoolExecutor(self.n_workers, thread_name_prefix="audiogmm",
-                                       initializer=setattr,
+                                       initializer=setattr,  # marks its threads
                                        initargs=(_in_worker, "active", True)))  # fmt: skip
             return self._pools[processes]
 
