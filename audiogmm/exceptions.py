@@ -1,16 +1,11 @@
-"""The audiogmm error hierarchy.
-
-Every error raised on purpose by audiogmm derives from :class:`AudioGMMError`
-and also from the matching built-in exception, so that ``except ValueError``
-or ``except OSError`` written for other libraries keeps working.
-"""
+"""The audiogmm errors: each derives from :class:`AudioGMMError` and from the matching
+built-in, so that ``except ValueError`` or ``except OSError`` keeps working."""
 
 from __future__ import annotations
 
-__all__ = [
-    "AudioGMMError", "ParameterError", "AudioError", "FeatureError", "DatasetError",
-    "ClusterError", "ModelFileError", "ConvergenceWarning", "OversizedModelWarning",
-]  # fmt: skip
+__all__ = ["AudioGMMError", "ParameterError", "AudioError", "FeatureError", "DatasetError",
+           "ClusterError", "ModelFileError", "ConvergenceWarning",
+           "OversizedModelWarning"]  # fmt: skip
 
 
 class AudioGMMError(Exception):

@@ -8,18 +8,9 @@ from typing import Any, Callable
 __all__ = ["lazy_exports"]
 
 
-def lazy_exports(
-    package: str, exports: dict[str, str]
-) -> tuple[Callable[[str], Any], Callable[[], list[str]]]:
-    """``__getattr__`` and ``__dir__`` for ``package`` that import ``exports[name]`` on first use.
-
-    Parameters
-    ----------
-    package : str
-        The package's ``__name__``.
-    exports : dict of str to str
-        Public name -> module (relative to ``package``, e.g. ``".cache"``) that defines it.
-    """
+def lazy_exports(package: str, exports: dict[str, str]) -> tuple[Callable, Callable]:
+    """``__getattr__`` and ``__dir__`` for the package named ``package`` that import
+    ``exports[name]`` (a module relative to the package, e.g. ``".cache"``) on first use."""
 
     def __getattr__(name: str) -> Any:
         if name in exports:

@@ -1,13 +1,10 @@
-"""One progress convention for long steps (extraction, per-class training).
-
-A ``progress`` argument anywhere in audiogmm is ``None`` (no reporting) or a
-callable ``progress(n_done, n_total, label)`` called after each item, from any
-thread, one call at a time. The library draws nothing itself; the CLI passes a
-callable that draws a bar on stderr.
-"""
+"""The progress convention: a ``progress`` argument anywhere in audiogmm is None or a callable
+``progress(n_done, n_total, label)`` called after each item, from any thread, one call at a
+time. The library draws nothing; the CLI passes a callable that draws a bar on stderr."""
 
 from __future__ import annotations
 
+import itertools
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -23,14 +20,11 @@ def reporter(progress: Progress, total: int, label: str) -> Iterator[Callable[[]
     """Yield a ``tick()`` that reports one more item done to ``progress`` (if any)."""
     if progress is not None and not callable(progress):
         raise TypeError(f"progress must be None or a callable; got {progress!r}")
-    done = 0
-    lock = threading.Lock()  # ticks may come from worker threads
+    done, lock = itertools.count(1), threading.Lock()  # ticks may come from worker threads
 
     def tick() -> None:
-        nonlocal done
         with lock:
-            done += 1
             if progress is not None:
-                progress(done, total, label)
+                progress(next(done), total, label)
 
     yield tick

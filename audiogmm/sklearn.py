@@ -1,5 +1,5 @@
 """scikit-learn faces of the mixture and the classifier (``pip install audiogmm[sklearn]``,
-scikit-learn >= 1.6); nothing else in audiogmm imports this module."""
+scikit-learn >= 1.6; examples in the README); nothing else in audiogmm imports this module."""
 
 from __future__ import annotations
 
@@ -20,7 +20,6 @@ except ImportError as e:  # pragma: no cover - depends on the environment
 
 from .exceptions import ParameterError
 from .mixture import DiagGMM as _CoreGMM
-from .mixture.checks import check_sample_weight
 from .mixture.sources import check_frames
 from .models import GMMClassifier as _CoreClassifier
 
@@ -45,18 +44,7 @@ class DiagGMM(DensityMixin, BaseEstimator, _CoreGMM):
     """:class:`audiogmm.mixture.DiagGMM` as a scikit-learn density estimator (passes
     ``check_estimator``), plus ``n_features_in_``, ``covariances_`` (the variances, as
     ``GaussianMixture(covariance_type="diag")``), ``lower_bound_`` and ``lower_bounds_``
-    (mean per-frame log-likelihood, nats, at the last and every iteration).
-
-    Examples
-    --------
-    >>> import numpy as np
-    >>> from sklearn.pipeline import make_pipeline
-    >>> from sklearn.preprocessing import StandardScaler
-    >>> X = np.random.default_rng(0).normal(size=(500, 3))
-    >>> pipe = make_pipeline(StandardScaler(), DiagGMM(2, random_state=0)).fit(X)
-    >>> bool(np.isfinite(pipe.score(X)))
-    True
-    """
+    (mean per-frame log-likelihood, nats, at the last and every iteration)."""
 
     def _check_fitted(self) -> None:
         check_is_fitted(self, "means_")
@@ -70,11 +58,7 @@ class DiagGMM(DensityMixin, BaseEstimator, _CoreGMM):
     ) -> DiagGMM:
         """EM on ``X`` (n_samples, n_features), ``sample_weight`` (n_samples,) >= 0; self."""
         X = validate_data(self, X, dtype=_FLOATS, reset=True)
-        if sample_weight is not None and not np.any(np.asarray(sample_weight) != 0):
-            raise ParameterError("all sample weights are zero: there is nothing to fit")
-        sample_weight = check_sample_weight(sample_weight, X.shape[0])
-        super().fit(X, sample_weight=sample_weight, executor=executor)
-        return self
+        return super().fit(X, sample_weight=sample_weight, executor=executor)
 
     def fit_predict(self, X: Any, y: None = None, *, sample_weight: Any = None) -> np.ndarray:
         """Fit, then return the most likely component of each sample, shape (n_samples,)."""
@@ -86,15 +70,13 @@ class DiagGMM(DensityMixin, BaseEstimator, _CoreGMM):
     lower_bounds_ = _fitted("lower_bounds_", lambda self: list(self.history_))
 
 
-# one default per parameter: the wrapper's defaults are read from the core classes
-_GMM_DEFAULTS = {
-    k: p.default for k, p in inspect.signature(_CoreGMM.__init__).parameters.items() if k != "self"
-}
-_CLF_DEFAULTS = {
-    k: p.default
-    for k, p in inspect.signature(_CoreClassifier.__init__).parameters.items()
-    if k not in ("self", "gmm_params")
-}
+def _defaults(cls: type) -> dict[str, Any]:
+    """The keyword defaults of ``cls()``: one default per parameter, the core classes'."""
+    params = inspect.signature(cls.__init__).parameters.values()
+    return {p.name: p.default for p in params if p.default is not p.empty}
+
+
+_DEFAULTS = {**_defaults(_CoreGMM), **_defaults(_CoreClassifier)}  # the classifier's win
 
 
 class GMMClassifier(ClassifierMixin, BaseEstimator):
@@ -105,35 +87,23 @@ class GMMClassifier(ClassifierMixin, BaseEstimator):
     sortable type come back from :meth:`predict` in that type (``classes_``). ``priors``
     are keyed by the ``y`` labels; the other parameters are the core classes'. ``model_``
     is the fitted core classifier, labelled ``str(c)`` for each class ``c``.
-
-    Examples
-    --------
-    >>> import numpy as np
-    >>> rng = np.random.default_rng(0)
-    >>> clips = [rng.normal(m, 1, (100, 2)) for m in (0, 0, 5, 5)]
-    >>> clf = GMMClassifier(2).fit(clips, [0, 0, 1, 1])
-    >>> clf.predict([rng.normal(5, 1, (50, 2))]).tolist()
-    [1]
     """
 
     def __init__(
-        self, n_components: int = _CLF_DEFAULTS["n_components"], *,
-        priors: dict[Any, float] | None = _CLF_DEFAULTS["priors"],
-        random_state: int | None = _CLF_DEFAULTS["random_state"],
-        n_jobs: int | None = _CLF_DEFAULTS["n_jobs"], max_iter: int = _GMM_DEFAULTS["max_iter"],
-        tol: float = _GMM_DEFAULTS["tol"], var_floor: float = _GMM_DEFAULTS["var_floor"],
-        var_floor_abs: float = _GMM_DEFAULTS["var_floor_abs"],
-        min_weight: float = _GMM_DEFAULTS["min_weight"],
-        min_count: float = _GMM_DEFAULTS["min_count"], init: str = _GMM_DEFAULTS["init"],
-        n_init: int = _GMM_DEFAULTS["n_init"],
-        init_max_samples: int = _GMM_DEFAULTS["init_max_samples"],
-        split_iter: int = _GMM_DEFAULTS["split_iter"],
-        chunk_size: int | None = _GMM_DEFAULTS["chunk_size"],
-        verbose: int = _GMM_DEFAULTS["verbose"],
+        self, n_components: int = _DEFAULTS["n_components"], *,
+        priors: dict[Any, float] | None = _DEFAULTS["priors"],
+        random_state: int | None = _DEFAULTS["random_state"],
+        n_jobs: int | None = _DEFAULTS["n_jobs"], max_iter: int = _DEFAULTS["max_iter"],
+        tol: float = _DEFAULTS["tol"], var_floor: float = _DEFAULTS["var_floor"],
+        var_floor_abs: float = _DEFAULTS["var_floor_abs"],
+        min_weight: float = _DEFAULTS["min_weight"], min_count: float = _DEFAULTS["min_count"],
+        init: str = _DEFAULTS["init"], n_init: int = _DEFAULTS["n_init"],
+        init_max_samples: int = _DEFAULTS["init_max_samples"],
+        split_iter: int = _DEFAULTS["split_iter"], chunk_size: int | None = _DEFAULTS["chunk_size"],
+        verbose: int = _DEFAULTS["verbose"],
     ) -> None:  # fmt: skip
-        params = dict(locals())  # stored as given (scikit-learn's rule)
-        del params["self"]
-        vars(self).update(params)
+        args = locals()  # stored as given (scikit-learn's rule)
+        vars(self).update((k, v) for k, v in args.items() if k != "self")
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
@@ -148,19 +118,15 @@ class GMMClassifier(ClassifierMixin, BaseEstimator):
         if len(y) != len(clips):
             raise ValueError(f"{len(clips)} clips but {len(y)} labels")
         self.classes_, idx = np.unique(y, return_inverse=True)
-        keys = [str(c) for c in self.classes_.tolist()]
+        classes = self.classes_.tolist()
+        keys = [str(c) for c in classes]
         if len(set(keys)) != len(keys):
-            raise ValueError(f"classes {self.classes_.tolist()} do not have distinct texts")
-        priors = None
-        if self.priors is not None:
-            missing = [c for c in self.classes_.tolist() if c not in self.priors]
-            if missing:
-                raise ParameterError(f"priors missing for classes {missing}")
-            priors = {k: self.priors[c] for k, c in zip(keys, self.classes_.tolist())}
-        # the other parameters are DiagGMM's, passed to every class mixture
-        shared = {k: v for k, v in self.get_params().items() if k not in _CLF_DEFAULTS}
-        self.model_ = _CoreClassifier(self.n_components, priors=priors, n_jobs=self.n_jobs,
-                                      random_state=self.random_state, **shared)  # fmt: skip
+            raise ValueError(f"classes {classes} do not have distinct texts")
+        missing = [c for c in classes if self.priors is not None and c not in self.priors]
+        if missing:
+            raise ParameterError(f"priors missing for classes {missing}")
+        priors = None if self.priors is None else {str(c): self.priors[c] for c in classes}
+        self.model_ = _CoreClassifier(**{**self.get_params(), "priors": priors})
         self.model_.fit(clips, [keys[i] for i in idx])
         # the core sorts its labels as text (e.g. "10" before "2"): columns as classes_
         self._columns = np.array([self.model_.labels_.index(k) for k in keys])
@@ -189,11 +155,9 @@ class GMMClassifier(ClassifierMixin, BaseEstimator):
 
 def _clips(X: Any) -> list[np.ndarray]:
     """A list of clips from a list/tuple or a 1-D object array; each clip is checked."""
-    if isinstance(X, np.ndarray) and X.dtype != object:
-        raise ValueError(
-            "X must be a list (or 1-D object array) of clips of shape (n_frames, n_features); "
-            f"got a {X.dtype} array of shape {X.shape}"
-        )
-    if not isinstance(X, (list, tuple, np.ndarray)):
-        raise ValueError(f"X must be a list of clips; got {type(X).__name__}")
+    array = isinstance(X, np.ndarray)
+    if not (isinstance(X, (list, tuple)) or array and X.dtype == object):
+        got = f"a {X.dtype} array of shape {X.shape}" if array else type(X).__name__
+        raise ValueError("X must be a list (or 1-D object array) of clips of shape "
+                         f"(n_frames, n_features); got {got}")  # fmt: skip
     return [check_frames(np.asarray(c), name=f"clip {i}") for i, c in enumerate(X)]

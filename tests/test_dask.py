@@ -142,19 +142,14 @@ def _slow(x):
 
 
 def test_a_scheduler_lost_mid_run_is_a_clear_error():
-    from distributed import Client, LocalCluster
-
-    cluster = LocalCluster(n_workers=1, processes=False, dashboard_address=None)
-    client = Client(cluster, set_as_default=False)
-    ex = DaskExecutor(client=client)
+    ex = DaskExecutor("local:1", processes=False)
     with pytest.raises(ClusterError, match="lost the Dask scheduler"):
         for i in ex.map(_slow, range(40), isolated=True):
             if i == 0:
-                cluster.close()  # scheduler and worker gone, tasks pending
+                ex.client.cluster.close()  # scheduler and worker gone, tasks pending
     with pytest.raises(ClusterError, match="lost the Dask scheduler"):
         next(ex.map(abs, [1], isolated=True))
-    client.close()
-    cluster.close()
+    ex.close()
 
 
 @pytest.mark.parametrize("bad", ["local:0", "local:x", "http://host", "host:8786", ""])

@@ -47,9 +47,9 @@ def test_blas_limit_is_scoped_to_the_map():
 def test_no_processes_unless_asked_and_closed_after():
     ex = LocalExecutor(2)
     assert list(ex.map(abs, [-1, -2, -3], isolated=True)) == [1, 2, 3]
-    assert ex._procs is None and ex._threads is not None
+    assert list(ex._pools) == [False]  # threads only
     ex.close()
-    assert ex._threads is None
+    assert not ex._pools
     with pytest.raises(RuntimeError, match="closed"):
         list(ex.map(abs, [1, 2, 3]))
 
@@ -57,8 +57,8 @@ def test_no_processes_unless_asked_and_closed_after():
 def test_processes_when_asked():
     with LocalExecutor(2, processes=True) as ex:
         assert list(ex.map(abs, [-1, -2, -3], isolated=True)) == [1, 2, 3]
-        assert ex._procs is not None
-    assert ex._procs is None
+        assert True in ex._pools
+    assert not ex._pools
 
 
 @pytest.mark.parametrize("n", [0, -1, 1.5, True, "2"])

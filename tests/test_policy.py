@@ -10,8 +10,8 @@ import pytest
 from click.testing import CliRunner
 
 from audiogmm.cli import main
-from audiogmm.engine import local, policy
-from audiogmm.engine.policy import PROCESS_MIN_AUDIO_S, count_until, plan
+from audiogmm.engine import local
+from audiogmm.engine.local import PROCESS_MIN_AUDIO_S, count_until, executor_for_work
 from audiogmm.exceptions import ParameterError
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -23,37 +23,50 @@ def _no_override(monkeypatch):
     monkeypatch.delenv("AUDIOGMM_PROCESSES", raising=False)
 
 
+@pytest.fixture
+def plan(caplog):
+    """``plan(work, n_jobs)``: the executor a command gets (closed) and the reason it logs."""
+
+    def made(work, n_jobs=None):
+        with caplog.at_level(logging.INFO, logger="audiogmm.engine"):
+            ex = executor_for_work(work, n_jobs)
+        ex.close()
+        return ex, caplog.messages[-1]
+
+    return made
+
+
 @pytest.mark.parametrize("work", [0, 10, 240, 5_000, PROCESS_MIN_AUDIO_S - 1])
 @pytest.mark.parametrize("n_jobs", [2, 8, None])
-def test_small_work_runs_on_threads(work, n_jobs):
-    p = plan(work, n_jobs)
-    assert not p.processes and "threads" in p.reason
+def test_small_work_runs_on_threads(work, n_jobs, plan):
+    ex, reason = plan(work, n_jobs)
+    assert not ex.processes and "threads" in reason
 
 
 @pytest.mark.parametrize("work", [PROCESS_MIN_AUDIO_S, 10 * PROCESS_MIN_AUDIO_S])
 @pytest.mark.parametrize("n_jobs", [2, 8])
-def test_large_work_runs_on_processes(work, n_jobs):
-    p = plan(work, n_jobs)
-    assert p.processes and p.n_workers == n_jobs and "processes" in p.reason
+def test_large_work_runs_on_processes(work, n_jobs, plan):
+    ex, reason = plan(work, n_jobs)
+    assert ex.processes and ex.n_workers == n_jobs and "processes" in reason
 
 
-def test_one_job_never_starts_processes():
-    assert not plan(100 * PROCESS_MIN_AUDIO_S, 1).processes
+def test_one_job_never_starts_processes(plan):
+    assert not plan(100 * PROCESS_MIN_AUDIO_S, 1)[0].processes
 
 
-def test_environment_overrides_the_size_rule(monkeypatch):
+def test_environment_overrides_the_size_rule(monkeypatch, plan):
     monkeypatch.setenv("AUDIOGMM_PROCESSES", "1")
-    assert plan(0, 2).processes and not plan(0, 1).processes
+    assert plan(0, 2)[0].processes and not plan(0, 1)[0].processes
     monkeypatch.setenv("AUDIOGMM_PROCESSES", "0")
-    assert not plan(100 * PROCESS_MIN_AUDIO_S, 2).processes
+    assert not plan(100 * PROCESS_MIN_AUDIO_S, 2)[0].processes
     monkeypatch.setenv("AUDIOGMM_PROCESSES", "sometimes")
     with pytest.raises(ParameterError, match="AUDIOGMM_PROCESSES"):
         plan(0, 2)
 
 
-def test_default_workers_cap(monkeypatch):
+def test_default_workers_cap(monkeypatch, plan):
     monkeypatch.setenv("AUDIOGMM_THREADS", "3")
-    assert plan(10 * PROCESS_MIN_AUDIO_S).n_workers == 3
+    assert plan(10 * PROCESS_MIN_AUDIO_S)[0].n_workers == 3
 
 
 def test_count_until_stops_reading_early():
@@ -69,10 +82,25 @@ def test_count_until_stops_reading_early():
 
 
 def test_executor_for_work_builds_what_the_plan_says(monkeypatch):
-    with policy.executor_for_work(PROCESS_MIN_AUDIO_S, 2) as ex:
+    with executor_for_work(PROCESS_MIN_AUDIO_S, 2) as ex:
         assert ex.processes and ex.n_workers == 2
-    with policy.executor_for_work(10, 2) as ex:
+    with executor_for_work(10, 2) as ex:
         assert not ex.processes
+
+
+@pytest.fixture
+def chosen(monkeypatch):
+    """The ``processes`` chosen by each executor_for_work call; every executor runs threads."""
+    made = []
+
+    class Threads(local.LocalExecutor):
+        def __init__(self, n=None, *, processes=None):
+            if processes is not None:  # executor_for_work passes it; nothing else does
+                made.append(processes)
+            super().__init__(n)
+
+    monkeypatch.setattr(local, "LocalExecutor", Threads)
+    return made
 
 
 @pytest.fixture
@@ -116,12 +144,9 @@ def test_cli_uses_one_threaded_executor_per_command_and_logs_it(
     assert len([e for e in made if e.n_workers > 1]) == 1
 
 
-def test_cli_picks_processes_for_large_work(small_data, tmp_path, monkeypatch, caplog):
-    monkeypatch.setattr(policy, "PROCESS_MIN_AUDIO_S", 1.0)  # the data set is "large" now
-    made = []
-    monkeypatch.setattr(
-        policy, "LocalExecutor", lambda n, processes: made.append(processes) or local.LocalExecutor(n)
-    )
+def test_cli_picks_processes_for_large_work(small_data, tmp_path, monkeypatch, caplog, chosen):
+    monkeypatch.setattr(local, "PROCESS_MIN_AUDIO_S", 1.0)  # the data set is "large" now
+    made = chosen
     with caplog.at_level(logging.INFO, logger="audiogmm.engine"):
         r = CliRunner().invoke(
             main, ["-v", "extract", str(small_data), "--cache", str(tmp_path / "c"), "-j", "2"],
@@ -132,7 +157,7 @@ def test_cli_picks_processes_for_large_work(small_data, tmp_path, monkeypatch, c
     assert any("worker processes" in m for m in caplog.messages)
 
 
-def test_work_is_audio_seconds_whatever_the_front_end(small_data, monkeypatch):
+def test_work_is_audio_seconds_whatever_the_front_end(small_data, monkeypatch, chosen):
     # the front end costs about the same per second of audio at any hop, so the choice
     # must not move with the frame rate of the preset
     from audiogmm.audio import info
@@ -140,33 +165,27 @@ def test_work_is_audio_seconds_whatever_the_front_end(small_data, monkeypatch):
 
     paths = [str(p) for p in sorted(Path(small_data).rglob("*.flac"))]
     total = sum(info(p).duration_s for p in paths)
-    made = []
-    monkeypatch.setattr(
-        policy, "LocalExecutor", lambda n, processes: made.append(processes) or local.LocalExecutor(n)
-    )
+    made = chosen
     for limit, want in ((total * 1.01, False), (total * 0.99, True)):
-        monkeypatch.setattr(policy, "PROCESS_MIN_AUDIO_S", limit)
+        monkeypatch.setattr(local, "PROCESS_MIN_AUDIO_S", limit)
         with command_executor(paths, 2):
             pass
         assert made[-1] is want
 
 
 def test_durations_kept_in_the_cache_decide_alike_without_reading_headers(
-    small_data, tmp_path, monkeypatch
+    small_data, tmp_path, monkeypatch, chosen
 ):
     import audiogmm.audio
     from audiogmm.cli.options import command_executor
 
     paths = [str(p) for p in sorted(Path(small_data).rglob("*.flac"))]
     total = sum(audiogmm.audio.info(p).duration_s for p in paths)
-    made, read = [], []
-    monkeypatch.setattr(
-        policy, "LocalExecutor", lambda n, processes: made.append(processes) or local.LocalExecutor(n)
-    )
+    made, read = chosen, []
     real_info = audiogmm.audio.info
     monkeypatch.setattr(audiogmm.audio, "info", lambda p: read.append(p) or real_info(p))
     for limit, want in ((total * 1.01, False), (total * 0.99, True)):
-        monkeypatch.setattr(policy, "PROCESS_MIN_AUDIO_S", limit)
+        monkeypatch.setattr(local, "PROCESS_MIN_AUDIO_S", limit)
         for run in range(2):  # only the very first run reads the headers: then the cache
             read.clear()
             with command_executor(paths, 2, tmp_path / "C"):

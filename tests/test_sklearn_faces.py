@@ -95,7 +95,7 @@ def test_zero_sample_weight_is_leaving_the_frame_out():
     b = DiagGMM(1).fit(X[sw > 0])
     np.testing.assert_allclose(a.means_, b.means_, rtol=1e-10)
     np.testing.assert_allclose(a.variances_, b.variances_, rtol=1e-8)
-    with pytest.raises(ValueError, match="weights are zero"):
+    with pytest.raises(ValueError, match="all zero: nothing to fit"):
         DiagGMM(1).fit(X, sample_weight=np.zeros(400))
 
 

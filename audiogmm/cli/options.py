@@ -215,11 +215,11 @@ def run_options_of(ctx: click.Context):
 def command_executor(paths: Iterable[str], jobs: int | None, cache_dir: str | None = None):
     """The command's one executor for the audio files ``paths``, then closed: threads, or
     processes when their duration (from the headers, kept in the cache ``cache_dir``) pays
-    for starting them (:func:`audiogmm.engine.policy.plan`; logged at ``-v``). BLAS runs on
-    one thread: the many small products of training are slower on a waking BLAS pool."""
+    for starting them (:func:`audiogmm.engine.local.executor_for_work`; logged at ``-v``).
+    BLAS runs on one thread: the many small products of training are slower on a waking pool."""
     from ..audio import info  # looked up now: tests count the header reads
     from ..data.cache import FileFacts
-    from ..engine.policy import PROCESS_MIN_AUDIO_S, count_until, executor_for_work
+    from ..engine.local import PROCESS_MIN_AUDIO_S, count_until, executor_for_work
 
     def seconds(facts: FileFacts, path: str) -> float:
         with contextlib.suppress(AudioError):  # extraction reports the file; it adds no work

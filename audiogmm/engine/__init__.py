@@ -1,10 +1,7 @@
-"""Execution: one executor object runs independent tasks and is closed when done.
-
-:class:`LocalExecutor` (threads, processes when asked) is the default;
-``audiogmm.engine.dask.DaskExecutor`` (imported from its module only: ``import audiogmm``
-never imports dask) has the same ``map``/``close``. :mod:`.policy` decides, once per
-command, whether the work is large enough for worker processes.
-"""
+"""Execution: one executor object runs independent tasks and is closed when done:
+:class:`LocalExecutor` (threads; worker processes when asked), or
+``audiogmm.engine.dask.DaskExecutor`` (from its module only: ``import audiogmm`` never
+imports dask) with the same ``map``/``close``."""
 
 from .local import LocalExecutor, default_workers, one_blas_thread, resolve  # noqa: F401
 

@@ -1,12 +1,10 @@
-"""The Dask executor: the local executor's ``map``/``close`` on a ``dask.distributed`` cluster.
+"""The Dask executor: the local executor's ``map``/``close`` on a ``dask.distributed``
+cluster (``import audiogmm`` never imports dask).
 
-Results come in task order, lazily, with a bounded look-ahead. Per ``map``, ``fn`` goes to
-the cluster once, as a task of its own (computed again if the worker holding it dies:
-scattered data would be lost with it); each task then carries only its item.
-:meth:`DaskExecutor.map_reduce` runs :func:`~audiogmm.engine.local.tree_fold`'s fixed tree
-on the workers. A dead worker's task is re-run, a raising one ``retries`` times (tasks are
-pure: the same bits); a lost scheduler raises :class:`ClusterError`. ``import audiogmm``
-never imports dask.
+Per ``map``, ``fn`` goes to the cluster once, as a task of its own (computed again if the
+worker holding it dies, unlike scattered data); each task then carries only its item. A dead
+worker's task is re-run, a raising one twice (tasks are pure: the same bits); a lost
+scheduler raises :class:`ClusterError`.
 """
 
 from __future__ import annotations
@@ -16,6 +14,7 @@ import itertools
 import os
 import re
 from collections.abc import Iterable, Iterator
+from concurrent.futures import CancelledError
 from typing import Any, Callable, TypeVar
 
 from ..exceptions import ClusterError, ParameterError
@@ -28,6 +27,8 @@ T = TypeVar("T")
 # BLAS pools off in worker processes: each task runs on its worker's one thread
 _ONE_THREAD = {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
 _SESSIONS = itertools.count()  # unique task keys per map
+_LOST = ("lost the Dask scheduler {!r} mid-run ({}); the run stopped: restart the scheduler "
+         "and re-run (with --resume to continue from the last EM checkpoint)")  # fmt: skip
 
 
 def parse_spec(spec: str) -> tuple[str, Any]:
@@ -62,51 +63,32 @@ class DaskExecutor:
         (closed with the executor); ``"tcp://HOST:PORT"``: join a running scheduler.
     processes : bool, default=True
         For ``local:N``: worker processes (False: threads in this process, for tests).
-    retries : int >= 0, default=2
-        Re-runs of a task that raised (a dead worker's tasks are re-run anyway).
     timeout : float, default=30
         Seconds to connect to the scheduler.
-    client : distributed.Client, optional
-        Use this client instead (not closed by :meth:`close`).
-
-    Examples
-    --------
-    >>> with DaskExecutor("local:2") as ex:                       # doctest: +SKIP
-    ...     list(ex.map(abs, [-1, -2]))
-    [1, 2]
     """
 
-    def __init__(
-        self, spec: str | None = None, *, processes: bool = True, retries: int = 2,
-        timeout: float = 30.0, client: Any = None,
-    ) -> None:  # fmt: skip
+    def __init__(self, spec: str, *, processes: bool = True, timeout: float = 30.0) -> None:
         try:
             from distributed import Client, LocalCluster
         except ImportError:
-            raise ParameterError(
-                "--dask needs dask.distributed: pip install 'audiogmm[dask]'"
-            ) from None
-        self.retries, self.spec, self._cluster = int(retries), spec or "client", None
-        self.client, self._own_client = client, client is None
-        if client is None:
-            if spec is None:
-                raise ParameterError("DaskExecutor needs a spec (local:N or tcp://HOST:PORT)")
-            kind, value = parse_spec(spec)
-            if kind == "local":
-                extra = {"env": _ONE_THREAD} if processes else {}  # env: worker processes only
-                self._cluster = LocalCluster(
-                    n_workers=value, threads_per_worker=1, processes=processes,
-                    dashboard_address=None, **extra,
-                )  # fmt: skip
-                self.client = Client(self._cluster, set_as_default=False)
-            else:
-                try:
-                    self.client = Client(value, timeout=timeout, set_as_default=False)
-                except (OSError, TimeoutError) as e:
-                    raise ClusterError(
-                        f"cannot reach the Dask scheduler at {value} ({e}); start one with "
-                        "`dask scheduler` and workers with `dask worker " + value + "`"
-                    ) from None
+            msg = "--dask needs dask.distributed: pip install 'audiogmm[dask]'"
+            raise ParameterError(msg) from None
+        self.spec, self._cluster = spec, None
+        kind, value = parse_spec(spec)
+        if kind == "local":
+            extra = {"env": _ONE_THREAD} if processes else {}  # env: worker processes only
+            self._cluster = LocalCluster(n_workers=value, threads_per_worker=1,
+                                         processes=processes, dashboard_address=None,
+                                         **extra)  # fmt: skip
+            self.client = Client(self._cluster, set_as_default=False)
+        else:
+            try:
+                self.client = Client(value, timeout=timeout, set_as_default=False)
+            except (OSError, TimeoutError) as e:
+                raise ClusterError(
+                    f"cannot reach the Dask scheduler at {value} ({e}); start one with "
+                    f"`dask scheduler` and workers with `dask worker {value}`"
+                ) from None
         try:
             self.n_workers = max(1, sum(self.client.nthreads().values()))
         except Exception:  # pragma: no cover - reported by the first map
@@ -124,17 +106,15 @@ class DaskExecutor:
 
     def close(self) -> None:
         """Close the client (and the LocalCluster it started). Safe to call twice."""
-        if self._own_client and self.client is not None:
+        if self.client is not None:
             self.client.close()
         if self._cluster is not None:
             self._cluster.close()
         self._local.close()
         self.client, self._cluster = None, None
 
-    def map(
-        self, fn: Callable[..., T], items: Iterable[Any], *, isolated: bool = False,
-        star: bool = False,
-    ) -> Iterator[T]:  # fmt: skip
+    def map(self, fn: Callable[..., T], items: Iterable[Any], *, isolated: bool = False,
+            star: bool = False) -> Iterator[T]:  # fmt: skip
         """:meth:`LocalExecutor.map`; ``isolated`` tasks run on the workers (``fn`` and the
         items picklable, ``fn`` shipped once per call), others on a local thread pool."""
         if not isolated:
@@ -145,10 +125,8 @@ class DaskExecutor:
         with self._session(fn, star) as (leaf, _):
             yield from windowed(leaf, items, 4 * self.n_workers)
 
-    def map_reduce(
-        self, fn: Callable[..., T], items: Iterable[Any], combine: Callable[[T, T], T], *,
-        star: bool = False,
-    ) -> T:  # fmt: skip
+    def map_reduce(self, fn: Callable[..., T], items: Iterable[Any],
+                   combine: Callable[[T, T], T], *, star: bool = False) -> T:  # fmt: skip
         """``tree_fold(map(fn, items), combine)`` with the map *and* the tree on the workers:
         each node is a ``combine`` task on two futures, so the client receives one result
         (e.g. one 248 KB ``Stats``), with the bits of an in-process ``tree_fold``.
@@ -164,40 +142,25 @@ class DaskExecutor:
         if client is None:
             raise RuntimeError("this executor is closed")
         if client.status != "running":
-            raise ClusterError(self._lost_message(f"client status {client.status!r}"))
+            raise ClusterError(_LOST.format(self.spec, f"client status {client.status!r}"))
         tag, count, remote = f"audiogmm-{os.getpid()}-{next(_SESSIONS)}", itertools.count(), None
 
         def submit(func: Callable[..., Any], *args: Any) -> Any:
-            return client.submit(func, *args, retries=self.retries, pure=False,
-                                 key=f"{tag}-{next(count)}")  # fmt: skip
+            return client.submit(func, *args, retries=2, pure=False, key=f"{tag}-{next(count)}")
 
         try:
             remote = submit(_value, fn)
             yield (lambda it: submit(_call, remote, it, star)), submit
         except Exception as e:
-            if _lost(e):
-                raise ClusterError(self._lost_message(e)) from None
+            from distributed.client import ClosedClientError
+            from distributed.comm.core import CommClosedError
+
+            # the scheduler went away (not an OSError: a task's own I/O error, e.g. a shard
+            # missing on a worker, stays as it is)
+            if isinstance(e, (CommClosedError, ClosedClientError, CancelledError)):
+                raise ClusterError(_LOST.format(self.spec, f"{type(e).__name__}: {e}")) from None
             raise
         finally:
             if remote is not None:
                 with contextlib.suppress(Exception):
                     remote.release()
-
-    def _lost_message(self, e: BaseException | str) -> str:
-        why = e if isinstance(e, str) else f"{type(e).__name__}: {e}"
-        return (
-            f"lost the Dask scheduler {self.spec!r} mid-run ({why}); "
-            "the run stopped: restart the scheduler and re-run (with --resume to continue "
-            "from the last EM checkpoint)"
-        )
-
-
-def _lost(e: BaseException) -> bool:
-    """A closed comm or client, or futures cancelled as the scheduler went away (not an
-    OSError: a task's own I/O error, e.g. a shard missing on a worker, stays as it is)."""
-    from concurrent.futures import CancelledError
-
-    from distributed.client import ClosedClientError
-    from distributed.comm.core import CommClosedError
-
-    return isinstance(e, (CommClosedError, ClosedClientError, CancelledError))

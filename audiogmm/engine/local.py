@@ -1,31 +1,37 @@
 """The local executor: threads in this process, worker processes only when asked.
 
-Each task runs on one thread with BLAS limited to one thread: two pools (OpenBLAS and
-numba) alternating on every chunk starved each other and made a 2-core E-step 10-100x
-slower than its two GEMMs. Results come back *in task order*, so any reduction by the
-caller is bit-identical for any number of workers, as is :func:`tree_fold`, whoever runs it.
+Each task runs on one thread with BLAS limited to one thread (two pools alternating on every
+chunk made a 2-core E-step 10-100x slower than its GEMMs). Results come back *in task
+order*, so any reduction by the caller is bit-identical for any number of workers, as is
+:func:`tree_fold`, whoever runs it. The front end mostly releases the GIL, so threads use
+the cores too; worker processes cost 1-3 s to start.
 """
 
 from __future__ import annotations
 
 import functools
+import itertools
+import logging
 import os
 import sys
 import threading
 from collections import deque
 from collections.abc import Iterable, Iterator
-from concurrent.futures import Executor as _FuturesExecutor
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager, nullcontext, suppress
 from typing import Any, Callable, TypeVar
 
 from ..exceptions import ParameterError
 
-__all__ = [
-    "LocalExecutor", "default_workers", "one_blas_thread", "resolve", "tree_fold", "windowed"
-]  # fmt: skip
+__all__ = ["PROCESS_MIN_AUDIO_S", "LocalExecutor", "count_until", "default_workers",
+           "executor_for_work", "one_blas_thread", "resolve", "tree_fold", "windowed"]  # fmt: skip
 
 T = TypeVar("T")
+logger = logging.getLogger("audiogmm.engine")
+
+#: Seconds of audio (not frames: the cost per second barely moves with the hop) from which a
+#: command uses worker processes: 5.6 h, measured in the README ("Threads or processes").
+PROCESS_MIN_AUDIO_S = 20_000.0
 
 _in_worker = threading.local()  # set in worker threads: nested maps run inline
 
@@ -69,12 +75,6 @@ class LocalExecutor:
     ``processes`` lets ``map(..., isolated=True)`` run tasks in worker processes (off: a
     library call never starts processes unless asked). Pools start on first use; a map
     called from inside a worker runs inline, so nesting never deadlocks.
-
-    Examples
-    --------
-    >>> with LocalExecutor(2) as ex:
-    ...     list(ex.map(lambda x: x * x, range(5)))
-    [0, 1, 4, 9, 16]
     """
 
     def __init__(self, n_workers: int | None = None, *, processes: bool = False) -> None:
@@ -82,10 +82,8 @@ class LocalExecutor:
         if isinstance(n, bool) or not isinstance(n, int) or n < 1:
             raise ParameterError(f"n_workers must be None or an int >= 1; got {n_workers!r}")
         self.n_workers, self.processes = n, bool(processes)
-        self._threads: _FuturesExecutor | None = None
-        self._procs: _FuturesExecutor | None = None
+        self._pools: dict[bool, ThreadPoolExecutor] | None = {}  # by ``processes``; None: closed
         self._lock = threading.Lock()
-        self._closed = False
 
     def __repr__(self) -> str:
         return f"LocalExecutor(n_workers={self.n_workers}, processes={self.processes})"
@@ -99,30 +97,25 @@ class LocalExecutor:
     def close(self) -> None:
         """Shut the pools down (waits for running tasks). Safe to call twice."""
         with self._lock:
-            self._closed = True
-            pools, self._threads, self._procs = (self._threads, self._procs), None, None
-        for pool in pools:
-            if pool is not None:
-                pool.shutdown(wait=True, cancel_futures=True)
+            pools, self._pools = self._pools or {}, None
+        for pool in pools.values():
+            pool.shutdown(wait=True, cancel_futures=True)
 
-    def _pool(self, processes: bool) -> _FuturesExecutor:
+    def _pool(self, processes: bool) -> ThreadPoolExecutor:
         with self._lock:
-            if self._closed:
+            if self._pools is None:
                 raise RuntimeError("this executor is closed")
-            if processes and self._procs is None:
+            if processes not in self._pools:
                 from .processes import WorkerPool
 
-                self._procs = WorkerPool(self.n_workers)
-            elif not processes and self._threads is None:
-                self._threads = ThreadPoolExecutor(
-                    self.n_workers, thread_name_prefix="audiogmm", initializer=_mark_worker
-                )
-            return self._procs if processes else self._threads
+                self._pools[processes] = WorkerPool(self.n_workers) if processes else (
+                    ThreadPoolExecutor(self.n_workers, thread_name_prefix="audiogmm",
+                                       initializer=setattr,  # marks its threads
+                                       initargs=(_in_worker, "active", True)))  # fmt: skip
+            return self._pools[processes]
 
-    def map(
-        self, fn: Callable[..., T], items: Iterable[Any], *, isolated: bool = False,
-        star: bool = False,
-    ) -> Iterator[T]:  # fmt: skip
+    def map(self, fn: Callable[..., T], items: Iterable[Any], *, isolated: bool = False,
+            star: bool = False) -> Iterator[T]:  # fmt: skip
         """Apply ``fn`` (thread-safe) to every item (``fn(*item)`` with ``star``); yield the
         results in item order, lazily, consuming ``items`` ``4 * n_workers`` ahead.
 
@@ -138,10 +131,6 @@ class LocalExecutor:
             pool = self._pool(procs)  # fn itself goes to a process: no lambda around it
             yield from windowed(lambda it: pool.submit(fn, *(it if star else (it,))), items,
                                 4 * self.n_workers)  # fmt: skip
-
-
-def _mark_worker() -> None:
-    _in_worker.active = True
 
 
 def windowed(submit: Callable[[Any], Any], items: Iterable[Any], window: int) -> Iterator[Any]:
@@ -189,3 +178,30 @@ def tree_fold(items: Iterable[T], combine: Callable[[T, T], T]) -> T:
 def resolve(executor: LocalExecutor | None, n_jobs: int | None = None):
     """A context yielding ``executor`` as is, or a new one for ``n_jobs`` that it closes."""
     return LocalExecutor(n_jobs) if executor is None else nullcontext(executor)
+
+
+def count_until(values: Iterable[float], limit: float) -> float:
+    """Sum ``values`` but stop as soon as the sum reaches ``limit`` (a lazy estimate)."""
+    total = 0.0
+    for total in itertools.accumulate(values):
+        if total >= limit:
+            break
+    return total
+
+
+def executor_for_work(work_s: float, n_jobs: int | None = None) -> LocalExecutor:
+    """The one executor of a command, for ``work_s`` seconds of audio on ``n_jobs`` workers
+    (None: :func:`default_workers`): processes from :data:`PROCESS_MIN_AUDIO_S` on, else
+    threads (``AUDIOGMM_PROCESSES=0/1`` overrides); the choice is logged at INFO (``-v``)."""
+    n = default_workers() if n_jobs is None else n_jobs
+    env = os.environ.get("AUDIOGMM_PROCESSES", "").strip().lower()
+    if env not in ("", "auto", "0", "1"):
+        raise ParameterError(f"AUDIOGMM_PROCESSES must be 0, 1 or auto; got {env!r}")
+    if env in ("0", "1"):
+        procs, why = env == "1", "AUDIOGMM_PROCESSES"
+    else:
+        procs = work_s >= PROCESS_MIN_AUDIO_S
+        why = f"~{work_s:,.0f} s of audio {'>=' if procs else '<'} {PROCESS_MIN_AUDIO_S:,.0f} s"
+    how = "worker processes" if procs else "threads"
+    logger.info("executor: %s", f"{n} {how} ({why})" if n != 1 else "1 worker: in this thread")
+    return LocalExecutor(n, processes=procs and n != 1)

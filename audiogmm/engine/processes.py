@@ -1,29 +1,21 @@
-"""Worker processes for :class:`~audiogmm.engine.local.LocalExecutor` (only when asked).
-
-``forkserver`` workers (``spawn`` where it is missing) never inherit the parent's BLAS or
-numba threads and start warm (the forkserver imports the front end once); a script asking
-for processes needs the ``if __name__ == "__main__":`` guard. Unlike
-:class:`concurrent.futures.ProcessPoolExecutor`, **a dead worker costs only its task**
-(each worker runs one task at a time over its own pipe; the task is retried once in a fresh
-worker, then gets :func:`on_worker_lost`'s answer or :class:`BrokenProcessPool`), and
-**workers die with their parent** (a watchdog thread exits at end-of-file on a pipe whose
-only write end the parent holds; on Linux also ``prctl(PR_SET_PDEATHSIG)``).
+"""Worker processes for :class:`~audiogmm.engine.local.LocalExecutor`, only when asked
+(README, "Dying workers"): ``forkserver`` workers, which inherit no BLAS or numba threads and
+start warm; **a dead worker costs only its task** (retried once in a fresh worker, then
+:func:`on_worker_lost`'s answer or :class:`BrokenProcessPool`), and **workers die with their
+parent**. A script asking for them needs the ``if __name__ == "__main__":`` guard.
 """
 
 from __future__ import annotations
 
 import contextlib
 import ctypes
-import itertools
 import logging
 import multiprocessing
 import os
-import queue
 import signal
-import sys
 import threading
 import time
-from concurrent.futures import Executor, Future
+from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from multiprocessing.connection import Connection, wait
 from typing import Any, Callable, NamedTuple
@@ -46,23 +38,13 @@ _START_TRIES = 10  # attempts to start a worker (~5 s in all) before the pool gi
 
 def on_worker_lost(handler: Callable[..., Any]) -> Callable[[Callable[..., Any]], Callable]:
     """Declare what a task function returns when its worker died on every attempt:
-    ``handler(*args, reason=...)``, given the task's arguments and a sentence such as
-    ``"worker process killed by SIGKILL (out of memory?) on each of 2 attempts"``, returns
-    the task's result, so that a batch can skip the item and go on."""
+    ``handler(*args, reason=...)`` (reason: e.g. "worker process killed by SIGKILL (out of
+    memory?) on each of 2 attempts"), so that a batch can skip the item and go on."""
 
     def mark(fn: Callable[..., Any]) -> Callable[..., Any]:
         fn.on_worker_lost = handler  # type: ignore[attr-defined]
         return fn
     return mark
-
-
-def _die_with_parent() -> None:
-    """In a worker: get SIGKILL when the parent dies (Linux), or exit if it is gone already."""
-    if sys.platform.startswith("linux"):
-        with contextlib.suppress(OSError, AttributeError):  # no prctl: the pipe EOF remains
-            ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
-    if os.getppid() == 1:  # the parent died before prctl took effect
-        os._exit(1)
 
 
 def _watch_parent(alive: Connection) -> None:
@@ -75,7 +57,12 @@ def _watch_parent(alive: Connection) -> None:
 def _worker_main(conn: Connection, alive: Connection) -> None:
     """One worker: run ``(fn, args)`` tasks from ``conn`` until None or end-of-file."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
-    _die_with_parent()
+    # die with the parent: SIGKILL when the forkserver (which exits with it) dies, and exit at
+    # end-of-file on ``alive``, whose only write end the parent holds (even mid-task)
+    with contextlib.suppress(OSError, AttributeError):  # no prctl: the pipe EOF remains
+        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    if os.getppid() == 1:  # the parent died before prctl took effect
+        os._exit(1)
     threading.Thread(target=_watch_parent, args=(alive,), daemon=True).start()
     with contextlib.suppress(EOFError, OSError):  # the parent is gone
         while (msg := conn.recv()) is not None:
@@ -93,14 +80,14 @@ def _worker_main(conn: Connection, alive: Connection) -> None:
 
 
 def _describe_death(exitcode: int | None) -> str:
-    if exitcode is not None and exitcode < 0:
-        try:
-            name = signal.Signals(-exitcode).name
-        except ValueError:
-            name = f"signal {-exitcode}"
-        hint = " (out of memory?)" if -exitcode == signal.SIGKILL else ""
-        return f"worker process killed by {name}{hint}"
-    return f"worker process exited with code {exitcode}"
+    if exitcode is None or exitcode >= 0:
+        return f"worker process exited with code {exitcode}"
+    try:
+        name = signal.Signals(-exitcode).name
+    except ValueError:
+        name = f"signal {-exitcode}"
+    hint = " (out of memory?)" if -exitcode == signal.SIGKILL else ""
+    return f"worker process killed by {name}{hint}"
 
 
 class _Worker(NamedTuple):
@@ -108,79 +95,40 @@ class _Worker(NamedTuple):
     conn: Connection
 
 
-class WorkerPool(Executor):
-    """Up to ``n_workers`` processes (started on demand), each driven by one thread of the pool
-    that sends it one queued task at a time and waits for its answer or its death (see the
-    module notes). Tasks and their arguments must pickle."""
+class WorkerPool(ThreadPoolExecutor):
+    """Up to ``n_workers`` worker processes (started on demand): each task is driven by a
+    thread of this pool that sends it to an idle worker and waits for its answer or its
+    death (see the module notes). Tasks and their arguments must pickle."""
 
     def __init__(self, n_workers: int) -> None:
-        self._n = int(n_workers)
-        self._ctx = _context()
-        self._queue: queue.SimpleQueue = queue.SimpleQueue()  # (future, fn, args); None: stop
-        self._threads: list[threading.Thread] = []
+        super().__init__(n_workers, thread_name_prefix="audiogmm-workers")
+        self._ctx = multiprocessing.get_context("forkserver")
+        self._ctx.set_forkserver_preload(_PRELOAD)
+        self._idle: list[_Worker] = []
         self._lock = threading.Lock()
         self._start_lock = threading.Lock()
         self._closing = False
-        self._names = itertools.count()
         # the parent keeps the only write end: workers watch for its end-of-file
         self._alive_r, self._alive_w = self._ctx.Pipe(duplex=False)
 
-    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future:
-        if kwargs:
-            raise TypeError("WorkerPool.submit takes positional arguments only")
-        fut: Future = Future()
-        with self._lock:
-            if self._closing:
-                raise RuntimeError("cannot submit to a pool that is shut down")
-            self._queue.put((fut, fn, args))
-            if len(self._threads) < self._n:
-                t = threading.Thread(target=self._serve, name="audiogmm-workers", daemon=True)
-                t.start()
-                self._threads.append(t)
-        return fut
+    def submit(self, fn: Callable[..., Any], /, *args: Any) -> Future:
+        return super().submit(self._run, fn, args)
 
     def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
-        with self._lock:
-            self._closing = True
-            with contextlib.suppress(queue.Empty):
-                while cancel_futures:
-                    task = self._queue.get_nowait()
-                    if task is not None:
-                        task[0].cancel()
-            for _ in self._threads:
-                self._queue.put(None)
+        super().shutdown(wait, cancel_futures=cancel_futures)
+        with self._lock:  # a task still running stops its worker itself
+            self._closing, idle, self._idle = True, self._idle, []
+        for w in idle:
+            _stop(w)
         if wait:
-            for t in self._threads:
-                t.join()
             self._alive_r.close()
             self._alive_w.close()
 
-    def _serve(self) -> None:
-        """One thread of the pool: run queued tasks on its own worker process until a None."""
-        w: _Worker | None = None
-        try:
-            while (task := self._queue.get()) is not None:
-                if task[0].set_running_or_notify_cancel():
-                    try:
-                        w = self._run(w, *task)
-                    except Exception as exc:  # e.g. no worker could start: the task fails
-                        w = None
-                        task[0].set_exception(BrokenProcessPool(f"worker process failed: {exc!r}"))
-        finally:
-            if w is not None:
-                with contextlib.suppress(OSError, EOFError):
-                    w.conn.send(None)
-                _reap(w)
-
-    def _run(self, w: _Worker | None, fut: Future, fn: Callable[..., Any], args: tuple):
-        """Run one task on ``w`` (started, or replaced after a death, as needed); return the
-        worker left alive, if any."""
+    def _run(self, fn: Callable[..., Any], args: tuple) -> Any:
+        """Run one task on an idle worker, retried in a fresh one after a death."""
         deaths: list[str] = []
         while len(deaths) < MAX_ATTEMPTS:
-            if w is not None and not w.process.is_alive():  # died idle: not this task's fault
-                _reap(w)
-                w = None
-            w = w or self._start_worker()
+            w = self._take()
             try:
                 w.conn.send((fn, args))
                 wait([w.conn, w.process.sentinel])
@@ -188,37 +136,50 @@ class WorkerPool(Executor):
                     raise EOFError  # only the sentinel: it died without an answer
                 ok, value = w.conn.recv()
             except (OSError, EOFError):
-                _reap(w)
+                _stop(w)
                 deaths.append(_describe_death(w.process.exitcode))
-                w = None
                 if len(deaths) < MAX_ATTEMPTS:
                     logger.warning("%s while running a task; retrying it in a fresh worker",
                                    deaths[-1])  # fmt: skip
                 continue
-            except Exception as exc:  # the task does not pickle
-                fut.set_exception(exc)
-                return w
-            (fut.set_result if ok else fut.set_exception)(value)
-            return w
+            finally:  # e.g. the task does not pickle: the worker is fine
+                self._give_back(w)
+            if not ok:
+                raise value
+            return value
         reason = "; then ".join(deaths)
         if len(set(deaths)) == 1:
             reason = f"{deaths[0]} on each of {len(deaths)} attempts"
         handler = getattr(fn, "on_worker_lost", None)
+        if handler is None:
+            raise BrokenProcessPool(reason)
+        return handler(*args, reason=reason)
+
+    def _take(self) -> _Worker:
+        """An idle live worker, or a new one (a failure to start one fails the task)."""
+        with self._lock:
+            w = self._idle.pop() if self._idle else None
+        if w is not None and w.process.is_alive():
+            return w
+        if w is not None:  # died idle: not this task's fault
+            _stop(w)
         try:
-            if handler is None:
-                raise BrokenProcessPool(reason)
-            fut.set_result(handler(*args, reason=reason))
+            return self._start_worker()
         except Exception as exc:
-            fut.set_exception(exc)
-        return None
+            raise BrokenProcessPool(f"worker process failed: {exc!r}") from exc
+
+    def _give_back(self, w: _Worker) -> None:
+        """Keep a live worker for the next task, unless the pool is closing; else stop it."""
+        with self._lock:
+            if not self._closing and w.process.is_alive():
+                self._idle.append(w)
+                return
+        _stop(w)
 
     def _start_worker(self) -> _Worker:
         parent, child = self._ctx.Pipe(duplex=True)
         for attempt in range(_START_TRIES):
-            proc = self._ctx.Process(
-                target=_worker_main, args=(child, self._alive_r), daemon=True,
-                name=f"audiogmm-worker-{next(self._names)}",
-            )  # fmt: skip
+            proc = self._ctx.Process(target=_worker_main, args=(child, self._alive_r), daemon=True)
             try:
                 with self._start_lock:
                     proc.start()
@@ -235,18 +196,13 @@ class WorkerPool(Executor):
         return _Worker(proc, parent)
 
 
-def _reap(w: _Worker) -> None:
-    """Wait for a stopped or dead worker (killed if stuck) and close its pipe."""
+def _stop(w: _Worker) -> None:
+    """Ask a worker to exit (if it still reads its pipe), wait for it (killed if stuck) and
+    close its pipe."""
+    with contextlib.suppress(OSError, EOFError):
+        w.conn.send(None)
     w.process.join(timeout=5)
     if w.process.is_alive():
         w.process.kill()
         w.process.join()
     w.conn.close()
-
-
-def _context() -> multiprocessing.context.BaseContext:
-    if "forkserver" in multiprocessing.get_all_start_methods():
-        ctx = multiprocessing.get_context("forkserver")
-        ctx.set_forkserver_preload(_PRELOAD)
-        return ctx
-    return multiprocessing.get_context("spawn")  # pragma: no cover - not on Linux
