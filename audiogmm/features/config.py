@@ -143,7 +143,7 @@ def _normalise_extras(value: Any, *, sample_rate: int, n_fft: int) -> tuple:
     """The canonical form ``((name, ((arg, value), ...)), ...)`` of a config's ``extras``:
     names (``"rms"``), mappings (``{"name": "spectral_contrast", "n_bands": 4}``) or canonical
     pairs, checked against the config's grid. ParameterError naming the bad item."""
-    if isinstance(value, (str, bytes, Mapping)) or not isinstance(value, (list, tuple)):
+    if not isinstance(value, (list, tuple)):  # a lone name or mapping included
         raise ParameterError(f"extras must be a list of feature names, got {value!r:.80}")
     if len(value) > MAX_EXTRAS:
         raise ParameterError(f"extras: at most {MAX_EXTRAS} features, got {len(value)}")
