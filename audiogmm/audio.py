@@ -1,9 +1,7 @@
-"""Reading audio files: decode (soundfile), downmix, resample (soxr "HQ"), refuse bad files.
-
-Every file problem is an :class:`~audiogmm.exceptions.AudioError` (an :class:`OSError`) naming
-the file and the reason. The header's rate, channels and length are checked before anything
-is decoded, then blocks are decoded until :func:`sample_limit` samples (before or after
-resampling): a small file declaring 1 Hz, 2^32 frames or 10,000 channels cannot ask for GBs.
+"""Reading audio files: decode (soundfile), downmix, resample (soxr "HQ"), refuse bad files
+with an :class:`~audiogmm.exceptions.AudioError` naming the file and the reason. The header is
+checked before decoding, then blocks are decoded up to :func:`sample_limit` samples (before or
+after resampling): a small file declaring 1 Hz, 2^32 frames or 10,000 channels asks for no GBs.
 """
 
 from __future__ import annotations
@@ -93,8 +91,7 @@ def check_file(path: str) -> None:
 
 
 def check_rate(rate: int, what: str) -> None:
-    """ParameterError naming the parameter ``what`` unless *rate* (Hz) is an integer in the
-    supported range."""
+    """ParameterError naming ``what`` unless *rate* (Hz) is an integer in the supported range."""
     number = isinstance(rate, (int, float, np.integer, np.floating)) and not isinstance(rate, bool)
     if not (number and MIN_SAMPLE_RATE <= rate <= MAX_SAMPLE_RATE and int(rate) == rate):
         raise ParameterError(f"{what} must be an integer in [{MIN_SAMPLE_RATE}, "
@@ -158,9 +155,8 @@ def info(path: PathLike) -> AudioInfo:
                          str(f.format), str(f.subtype))  # fmt: skip
 
 
-#: Integer sample types and their full scale, as soundfile (libsndfile) reads them as float:
-#: PCM_16 ``x / 32768``, PCM_32 (and scipy's left-justified 24-bit) ``x / 2**31``,
-#: unsigned 8-bit ``(x - 128) / 128``.
+#: Integer dtype -> (offset, full scale), as libsndfile reads them as float: ``(x - offset) /
+#: scale`` (scipy's left-justified 24-bit WAV is int32).
 _FULL_SCALE = {"int8": (0, 128), "uint8": (128, 128), "int16": (0, 1 << 15), "int32": (0, 1 << 31)}
 
 
@@ -224,9 +220,8 @@ def load(path: PathLike, *, sr: Optional[int], min_samples: int = 1) -> np.ndarr
 
 
 def _decode_mono(path: str, f: sf.SoundFile, sr: Optional[int]) -> np.ndarray:
-    """Decode, check, downmix and resample block by block into one float32 buffer (sized by
-    the declared length, at most the limit): AudioError once the decoded or resampled length
-    passes the limit. Float samples are checked before the downmix, whose sum could be inf."""
+    """Decode, check, downmix and resample block by block into one float32 buffer (sized by the
+    declared length, at most the limit); float samples are checked before the downmix (inf)."""
     native, limit, channels = int(f.samplerate), sample_limit(), int(f.channels)
     check, int16 = f.subtype not in _INTEGER_SUBTYPES, f.subtype == "PCM_16"
     block, target = max(1, _BLOCK_SAMPLES // channels), int(sr or native)

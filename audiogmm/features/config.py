@@ -1,8 +1,6 @@
-"""Every setting of the front end in one frozen, serialisable value, :class:`FeatureConfig`
-(with the content hash that keys feature caches); the named ones, :data:`PRESETS`, with why
-each is what it is; and :data:`EXTRAS`, the librosa frame features a config may append,
-named as data, never code (a name and documented keyword arguments of the right type and
-range; the grid is the config's)."""
+"""Every setting of the front end in one frozen, serialisable value, :class:`FeatureConfig`;
+the named ones, :data:`PRESETS`, with why each is what it is; and :data:`EXTRAS`, the librosa
+frame features a config may append, as data (a name and checked keyword arguments)."""
 
 from __future__ import annotations
 
@@ -39,6 +37,7 @@ _RANGES = {
     "n_mels": (1, 1024, "[]", ""), "lifter": (0, 1000, "[]", ""), "preemphasis": (0, 1, "[)", ""),
     "top_db": (0, 1000, "(]", " dB"), "vad_threshold_db": (0, 1000, "(]", " dB"),
     "vad_floor_db": (-1000, 0, "[]", " dB"), "cmvn_window": (1, 60000, "[]", " frames"),
+    "fmin": (0, math.inf, "[]", " Hz"),
 }  # fmt: skip
 MAX_DELTA_WIDTH = 99
 #: Window names accepted (scipy.signal.get_window's parameter-free windows), listed so that
@@ -144,7 +143,7 @@ def _normalise_extras(value: Any, *, sample_rate: int, n_fft: int) -> tuple:
     """The canonical form ``((name, ((arg, value), ...)), ...)`` of a config's ``extras``:
     names (``"rms"``), mappings (``{"name": "spectral_contrast", "n_bands": 4}``) or canonical
     pairs, checked against the config's grid. ParameterError naming the bad item."""
-    if isinstance(value, (str, bytes, Mapping)) or not isinstance(value, (list, tuple)):
+    if not isinstance(value, (list, tuple)):  # a lone name or mapping included
         raise ParameterError(f"extras must be a list of feature names, got {value!r:.80}")
     if len(value) > MAX_EXTRAS:
         raise ParameterError(f"extras: at most {MAX_EXTRAS} features, got {len(value)}")
@@ -225,8 +224,7 @@ class FeatureConfig:
     cmvn, cmvn_window, cmvn_norm_vars : {"none", "utterance", "sliding"}, int, bool
         Cepstral mean (and variance) normalisation after VAD; sliding window in frames.
     dtype, engine : {"float32", "float64"}, {"numpy", "librosa"}
-        This package's numpy restatement of librosa's formulas (no librosa import, no numba
-        compile), or librosa's own functions; they agree within float32 rounding.
+        Output dtype; librosa's formulas restated in numpy (no librosa import), or its own.
     extras : sequence of str or dict
         :data:`EXTRAS` appended after the deltas, from the signal before pre-emphasis.
     """
@@ -278,7 +276,6 @@ class FeatureConfig:
             (self.hop_length >= 1, f"hop_ms={self.hop_ms} gives a hop of 0 samples"),
             (self.n_fft >= self.win_length, f"n_fft={self.n_fft} must be >= the window length "
              f"({self.win_length} samples = {self.win_ms} ms at {self.sample_rate} Hz)"),
-            (self.fmin >= 0, f"fmin must be >= 0 Hz, got {self.fmin}"),
             (self.fmin < fmax <= nyq, f"need fmin < fmax <= sample_rate/2 = {nyq} Hz, "
              f"got fmin={self.fmin}, fmax={self.fmax}"),
             (0 < self.n_mfcc <= self.n_mels,
@@ -349,8 +346,7 @@ class FeatureConfig:
         return self.from_dict({**dataclasses.asdict(self), **changes})
 
     def to_dict(self) -> dict[str, Any]:
-        """All fields as a plain JSON-able dict (field name → value)."""
-        # an extra as its name alone, or {"name": ..., **args}
+        """All fields as a plain JSON-able dict; an extra as its name or {"name": ..., **args}."""
         extras = [n if not a else {"name": n, **dict(a)} for n, a in self.extras]
         return {**dataclasses.asdict(self), "extras": extras}
 

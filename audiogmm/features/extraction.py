@@ -3,9 +3,8 @@
     waveform ─ pre-emphasis ─ |STFT|² ─ mel filterbank ─ log ─ DCT + lifter
              ─ [c0 → frame log-energy] ─ Δ/ΔΔ ─ energy VAD (drop frames) ─ CMVN
 
-The cepstra and deltas are the numpy restatement's (:mod:`.spectral`, :mod:`.postprocess`) or,
-for ``engine="librosa"``, librosa's own functions on the same frames (equal within float32
-rounding); ``extras`` are always librosa's, imported only when a config asks for it.
+by numpy (:mod:`.spectral`, :mod:`.postprocess`) or, ``engine="librosa"``, librosa's own
+functions; ``extras`` are always librosa's, imported only when a config asks for it.
 """
 
 from __future__ import annotations
@@ -28,7 +27,6 @@ __all__ = ["SILENT_RUN_S", "derivable", "derive", "extract", "extraction_roots"]
 
 logger = logging.getLogger(__name__)
 
-
 #: Runs of digital silence at least this long (s) are dropped (:func:`digital_silence`):
 #: a second of exact zeros is an edit, a dropout or padding. Shorter ones are the sound's
 #: own pauses (the bundled hi-hats decay to zero for up to 0.75 s of their 1 s).
@@ -37,8 +35,7 @@ _SILENCE_DB = 10.0 * float(np.log10(AMIN))  # the energy of an all-zero frame: -
 
 
 def _kept_frames(energy: np.ndarray, config: FeatureConfig, where: str) -> np.ndarray:
-    """The frames to keep, whatever the preset; a clip with none above the floor is refused
-    (``where`` names the file)."""
+    """The frames to keep; a clip with none above the floor is refused (``where``: the file)."""
     floor = config.vad_floor_db
     if config.vad:  # VAD also drops the frames below the floor
         keep = vad_mask(energy, threshold_db=config.vad_threshold_db, floor_db=floor)
@@ -144,16 +141,14 @@ def extract(y_or_path: Union[np.ndarray, str, os.PathLike], *,
     return out
 
 
-#: What a config can change and still be computed from another's output: the
-#: normalisation applied last to the final frames, the output dtype, and how many
-#: delta orders are kept (each order's columns are computed independently).
+#: What a config can change and still be computed from another's output (see derivable).
 _DERIVABLE_FIELDS = frozenset({"cmvn", "cmvn_window", "cmvn_norm_vars", "dtype", "delta_order"})
 
 
 def derivable(source: FeatureConfig, target: FeatureConfig) -> bool:
     """Whether :func:`derive` can compute ``target``'s features from ``source``'s: ``source``
-    applies no CMVN, ``target`` keeps no more delta orders, and they differ in nothing else
-    but CMVN and ``dtype`` (``target``'s frames before CMVN lead ``source``'s output)."""
+    applies no CMVN, ``target`` keeps no more delta orders (each order's columns are computed
+    alone), and they differ in nothing else but CMVN and ``dtype``."""
     fewer = target.delta_order < source.delta_order and not source.extras  # extras follow Δs
     if source.cmvn != "none" or not (fewer or target.delta_order == source.delta_order):
         return False
@@ -172,9 +167,8 @@ def extraction_roots(configs: Sequence[FeatureConfig]) -> list[int]:
 
 def derive(X: np.ndarray, source: FeatureConfig, target: FeatureConfig) -> np.ndarray:
     """``target``'s features (n_frames, target.n_dims) from ``source``'s ``X`` (n_frames,
-    n_dims) of one clip, bit-identical to :func:`extract` with ``target``: the frames before
-    CMVN lead ``source``'s output exactly, in either dtype. ParameterError unless
-    :func:`derivable`."""
+    n_dims) of one clip, bit-identical to :func:`extract` with ``target`` (the frames before
+    CMVN lead ``source``'s output). ParameterError unless :func:`derivable`."""
     if not derivable(source, target):
         raise ParameterError("target features differ from the source's before normalisation")
     # exactly the frames before CMVN: static cepstra, then each delta order
@@ -218,11 +212,10 @@ def _librosa_cepstra(y: np.ndarray, config: FeatureConfig) -> tuple[np.ndarray, 
 
 def _extra_frames(y: np.ndarray, config: FeatureConfig, n_frames: int) -> np.ndarray:
     """The rows of ``config.extras`` on the cepstra's ``n_frames`` frames, float32, from ``y``
-    (n_samples,) before pre-emphasis: the magnitude spectrogram held whole (0.7 GB per hour at
-    the ``sound`` preset), or frames of ``y``. FeatureError, naming the feature, when librosa
-    refuses the input."""
+    (n_samples,) before pre-emphasis; FeatureError, naming the feature, if librosa refuses it."""
     librosa = _librosa()
-    S = np.empty((1 + config.n_fft // 2, n_frames), dtype=np.float32)  # |X|, held whole
+    # |X| held whole (0.7 GB per hour at the ``sound`` preset)
+    S = np.empty((1 + config.n_fft // 2, n_frames), dtype=np.float32)
     b = 0
     for X in stft_blocks(y, config, librosa.stft):
         S[:, b : b + len(X)] = np.abs(X).T

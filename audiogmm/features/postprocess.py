@@ -73,8 +73,7 @@ def sliding_cmvn(x: np.ndarray, *, window: int = 300, norm_vars: bool = True) ->
         m = window_sum(xc) / w
         var = window_sum(xc * xc) / w - m * m
         out /= np.maximum(np.sqrt(np.maximum(var, 0.0)), _STD_FLOOR)
-        # A window that is constant in a dimension (e.g. window=1, or repeated frames) has a
-        # variance of pure rounding noise here: map it to 0, as utterance_cmvn does.
+        # a window constant in a dimension has a variance of rounding noise: 0, as utterance_cmvn
         flat = var <= 1e-12 * np.mean(xc * xc, axis=0) + 1e-300
         out[flat] = 0.0
     return out
@@ -99,10 +98,8 @@ _PAD_MODE = {"nearest": "edge", "mirror": "reflect", "constant": "constant", "wr
 
 
 def _convolve_frames(x: np.ndarray, coeffs: np.ndarray, mode: str) -> np.ndarray:
-    """``scipy.ndimage.convolve1d(x, coeffs, axis=-1, mode=mode)`` bit for bit: ndimage's
-    float64 line and order (``NI_Correlate1D``: centre tap, then the outer pairs of taps
-    inwards, summed before the multiply for an (anti)symmetric filter). Other filters, and
-    lines shorter than the half-width (the boundary extension repeats there), go to scipy."""
+    """``scipy.ndimage.convolve1d(x, coeffs, axis=-1, mode=mode)`` bit for bit, in ndimage's
+    order (``NI_Correlate1D``) for (anti)symmetric filters on lines longer than the half-width."""
     n, fw = x.shape[-1], coeffs[::-1] - 0.0  # float64: convolve1d correlates with the reverse
     size1 = fw.size // 2
     eps = np.finfo(np.float64).eps

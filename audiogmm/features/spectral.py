@@ -1,9 +1,7 @@
-"""librosa's ``stft`` + ``feature.melspectrogram`` + ``power_to_db`` + ``feature.mfcc``
-restated in numpy, frames as rows, in blocks (memory bounded), with the frame energy (VAD,
-``c0="energy"``) from the same spectrum, on one BLAS thread (results independent of
-threads and jobs). Neither librosa (numba compiles, ~12 s cold) nor scipy (~0.25 s) is
-imported. Window, filterbank and ``power_to_db`` are librosa's bit for bit; the DCT is a
-float64 matrix product, within float32 rounding of librosa's (``tests/test_coldstart.py``).
+"""librosa's ``stft``, ``melspectrogram``, ``power_to_db`` and ``mfcc`` restated in numpy
+(no librosa import: numba compiles ~12 s cold), frames as rows in blocks, on one BLAS thread,
+with the frame energy from the same spectrum. Bit for bit librosa's but for the float64 DCT,
+within float32 rounding of it (``tests/test_coldstart.py``).
 """
 
 from __future__ import annotations
