@@ -286,7 +286,6 @@ def tune(ctx, data, split, train_fraction, seed, preset, config_path, components
     chosen = preset if preset == "auto" or not config_path else options.load_config(
         preset, config_path)  # fmt: skip
     records = load_split(data, split, train_fraction=train_fraction, seed=seed)
-    warnings.filterwarnings("ignore", category=ConvergenceWarning)
     result = cross_validate(records, preset=chosen, components=components, n_folds=folds,
                             options=options.run_options_of(ctx), random_state=seed)
     out = {"n_files": len(records), "selection": result.to_header(),

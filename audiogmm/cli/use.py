@@ -341,11 +341,8 @@ def info(model, as_json):
         _show("split", f"trained on split {sp['split']!r} ({how}) of a manifest of "
               f"{sp['n_manifest_files']} files (hash {sp['manifest_hash']}); "
               f"{sp['n_train_files']} training files recorded by content hash")  # fmt: skip
-    if isinstance(out["selection"], dict):
-        try:
-            click.echo(format_selection(out["selection"]))
-        except (KeyError, TypeError, ValueError):  # written by another version: show it raw
-            _show("selection", str(out["selection"]))
+    if out["selection"]:  # checked field by field when the file was read
+        click.echo(format_selection(out["selection"]))
     for y, r in sorted(out["training"].items()):
         if not isinstance(r, dict):
             continue
