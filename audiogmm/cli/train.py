@@ -279,8 +279,7 @@ def tune(ctx, data, split, train_fraction, seed, preset, config_path, components
             raise click.UsageError(options.AUTO_AND_CONFIG)
         preset = None  # the file's fields on the default preset
     # the preset's name, not its config, keeps the name in the table
-    chosen = preset if preset == "auto" or not config_path else options.load_config(
-        preset, config_path)  # fmt: skip
+    chosen = options.load_config(preset, config_path) if config_path else preset
     records = load_split(data, split, train_fraction=train_fraction, seed=seed)
     result = cross_validate(records, preset=chosen, components=components, n_folds=folds,
                             options=options.run_options_of(ctx), random_state=seed)
