@@ -55,7 +55,7 @@ class OutputPath(click.Path):
     def convert(self, value, param, ctx):
         value = super().convert(value, param, ctx)
         where = os.path.abspath(value)
-        while not os.path.lexists(where):
+        while not os.path.lexists(where) and os.path.dirname(where) != where:  # a missing drive
             where = os.path.dirname(where)
         if not (ctx and ctx.resilient_parsing):  # shell completion probes nothing
             try:
