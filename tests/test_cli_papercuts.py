@@ -151,3 +151,17 @@ def test_every_command_summary_in_the_group_help_is_a_whole_sentence():
     # mid-sentence ("... or a UBM's")
     for name, cmd in main.commands.items():
         assert cmd.short_help.endswith((".", ")")), (name, cmd.short_help)
+
+
+def test_a_usage_error_after_parsing_leaves_no_output_folder_behind(data, tmp_path):
+    config = tmp_path / "c.json"
+    config.write_text('{"n_mfcc": 13}')
+    out = tmp_path / "new" / "deeper" / "m.npz"
+    r = CliRunner().invoke(main, ["train", str(data), "-o", str(out), "--preset", "auto",
+                                  "--config", str(config)])  # fmt: skip
+    assert r.exit_code == 2 and "--config gives one front end" in r.output, r.output
+    assert not (tmp_path / "new").exists(), "the output check made folders before the error"
+    blocker = tmp_path / "blocker"
+    blocker.write_text("a file")
+    r = CliRunner().invoke(main, ["train", str(data), "-o", str(blocker / "sub" / "m.npz")])
+    assert r.exit_code == 1 and str(blocker / "sub" / "m.npz") in r.output, r.output

@@ -84,9 +84,6 @@ class _Group(click.Group):
             raise click.ClickException(escape_name(text)) from e
         except KeyboardInterrupt:
             _stop()
-        except click.Abort:  # click's own Ctrl-C (e.g. at a prompt): nothing runs yet
-            click.echo("interrupted", err=True)
-            sys.exit(130)
         except (click.ClickException, click.exceptions.Exit):
             raise  # click's own: already one message and an exit code
         except Exception as e:  # a bug or an unforeseen input: still one line, not a traceback

@@ -49,12 +49,19 @@ def _check_dask(ctx, param, value):
 
 class OutputPath(click.Path):
     """An output file (a folder with ``file_okay=False``), checked writable as it is parsed,
-    so before any work (:func:`audiogmm.io.atomic.check_writable`)."""
+    so before any work (:func:`audiogmm.io.atomic.check_writable`), by a probe in its nearest
+    existing folder: the write makes the missing ones, so a usage error leaves none behind."""
 
     def convert(self, value, param, ctx):
         value = super().convert(value, param, ctx)
-        if not (ctx and ctx.resilient_parsing):  # shell completion creates no folders
-            check_writable(value, folder=not self.file_okay)
+        where = os.path.abspath(value)
+        while not os.path.lexists(where) and os.path.dirname(where) != where:  # a missing drive
+            where = os.path.dirname(where)
+        if not (ctx and ctx.resilient_parsing):  # shell completion probes nothing
+            try:
+                check_writable(where, folder=not self.file_okay or where != os.path.abspath(value))
+            except OSError:  # again for the error naming the user's path (it makes no folder)
+                check_writable(value, folder=not self.file_okay)
         return value
 
 

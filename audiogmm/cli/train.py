@@ -1,14 +1,10 @@
 """The commands that make features and models: ``extract`` (features into the cache, a shard
-store or Kaldi files), ``train`` (one model file of any backend from any source), ``tune``
-(the cross-validation table of ``--preset/--components auto``, no model) and ``ubm`` (a UBM
-from a feature shard store, out of core; ``--dask``: on a cluster, the store at the same
-path on every worker, the model bit-identical either way).
-
-``train`` reads DATA (audio manifest, Kaldi directory or shard store) into one clip set by
-:func:`audiogmm.pipeline.sources.open_clips` and fits it by
-:func:`audiogmm.pipeline.sources.fit_backend`. An option that does not apply to the backend
-or the source is a usage error naming it.
-"""
+store or Kaldi files), ``train`` (one model file of any backend from any source, by
+:func:`audiogmm.pipeline.sources.open_clips` and ``fit_backend``; an option that does not
+apply to the backend or the source is a usage error naming it), ``tune`` (the cross-validation
+table of ``--preset/--components auto``, no model) and ``ubm`` (a UBM from a feature shard
+store, out of core; ``--dask``: the store at the same path on every worker, the model
+bit-identical either way)."""
 
 from __future__ import annotations
 
@@ -283,10 +279,8 @@ def tune(ctx, data, split, train_fraction, seed, preset, config_path, components
             raise click.UsageError(options.AUTO_AND_CONFIG)
         preset = None  # the file's fields on the default preset
     # the preset's name, not its config, keeps the name in the table
-    chosen = preset if preset == "auto" or not config_path else options.load_config(
-        preset, config_path)  # fmt: skip
+    chosen = options.load_config(preset, config_path) if config_path else preset
     records = load_split(data, split, train_fraction=train_fraction, seed=seed)
-    warnings.filterwarnings("ignore", category=ConvergenceWarning)
     result = cross_validate(records, preset=chosen, components=components, n_folds=folds,
                             options=options.run_options_of(ctx), random_state=seed)
     out = {"n_files": len(records), "selection": result.to_header(),

@@ -185,8 +185,7 @@ def verify(ctx, model, trials, norm, cohort, report_dir, allow_train_overlap, as
     report_skipped(res.skipped)
     _echo_lines(f"{escape_name(t['path'])}\t{escape_name(t['claim'])}\t{t['score']:.6f}\n"
                 for t in res)  # fmt: skip
-    m = res.metrics
-    if m:
+    if m := res.metrics:
         click.echo(f"EER {100 * m['eer']:.2f}%  minDCF(0.01) {m['min_dcf_0.01']:.4f}  "
                    f"minDCF(0.05) {m['min_dcf_0.05']:.4f}  actDCF(0.01) {m['act_dcf_0.01']:.4f}  "
                    f"Cllr {m['cllr']:.4f}  minCllr {m['min_cllr']:.4f}  "
@@ -341,11 +340,8 @@ def info(model, as_json):
         _show("split", f"trained on split {sp['split']!r} ({how}) of a manifest of "
               f"{sp['n_manifest_files']} files (hash {sp['manifest_hash']}); "
               f"{sp['n_train_files']} training files recorded by content hash")  # fmt: skip
-    if isinstance(out["selection"], dict):
-        try:
-            click.echo(format_selection(out["selection"]))
-        except (KeyError, TypeError, ValueError):  # written by another version: show it raw
-            _show("selection", str(out["selection"]))
+    if out["selection"]:  # checked field by field when the file was read
+        click.echo(format_selection(out["selection"]))
     for y, r in sorted(out["training"].items()):
         if not isinstance(r, dict):
             continue

@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import logging
 import time
@@ -201,10 +202,8 @@ def within_bandwidth(cands: Mapping[str, FeatureConfig], records: Sequence[Recor
 
     native = 0
     for r in records:
-        try:
+        with contextlib.suppress(Exception):  # the extraction names the file and the reason
             native = max(native, audio.info(r.path).sample_rate)
-        except Exception:  # noqa: BLE001 - the extraction names the file and the reason
-            pass
     out: dict[str, FeatureConfig] = {}
     for name, cfg in cands.items():
         if native and any(native <= c.sample_rate < cfg.sample_rate for c in out.values()):
