@@ -32,6 +32,7 @@ from ..engine import LocalExecutor, resolve
 from ..engine.processes import on_worker_lost
 from ..exceptions import AudioError, DatasetError, FeatureError, ParameterError
 from ..features import FeatureConfig, extract
+from ..features.extraction import derive
 from ..io.atomic import atomic_write
 from ..progress import Progress, reporter
 from .manifests import Record, write_csv_rows
@@ -188,18 +189,14 @@ def feature_parser(config: FeatureConfig) -> Callable[[memoryview], np.ndarray]:
 
 
 class FileFacts:
-    """Small facts about files (a hash of their bytes, their duration), kept in a cache.
-
-    A fact is a record of ``<cache_dir>/files`` keyed by :func:`file_key` and the fact's
-    ``kind``; a torn or altered one is recomputed. Without a ``cache_dir`` every fact is
-    computed. Use as a context manager; thread-safe.
-    """
+    """Small facts about files (a hash of their bytes, their duration): records of
+    ``<cache_dir>/files`` keyed by :func:`file_key` and the fact's ``kind`` (None: always
+    computed). A context manager; thread-safe."""
 
     def __init__(self, cache_dir: Optional[PathLike]) -> None:
-        self.packs: Optional[Packs] = None
+        self.packs = None if cache_dir is None else Packs(
+            os.path.join(os.fspath(cache_dir), "files"), max_body=1 << 10)  # fmt: skip
         self.unwritable = False  # after a failed write, facts are computed, not stored
-        if cache_dir is not None:
-            self.packs = Packs(os.path.join(os.fspath(cache_dir), "files"), max_body=1 << 10)
 
     def __enter__(self) -> FileFacts:
         return self
@@ -302,8 +299,6 @@ class ExtractionResult:
         """The same files' features under ``target``, computed from these (``source``'s):
         bit-identical to extracting with ``target`` when
         :func:`audiogmm.features.extraction.derivable` holds; the same files skipped."""
-        from ..features.extraction import derive
-
         return ExtractionResult(
             features={p: derive(X, source, target) for p, X in self.features.items()},
             skipped=list(self.skipped),
@@ -314,12 +309,8 @@ class ExtractionResult:
         write_csv_rows(path, [["path", "reason"], *([s.path, s.reason] for s in self.skipped)])
 
 
-def _lost(path: str, config: FeatureConfig, keep_all_frames: bool, *, reason: str) -> Exception:
-    """What :func:`_work` returns when its worker process died on every attempt."""
-    return FeatureError(f"{path!r}: skipped: {reason} while extracting it")
-
-
-@on_worker_lost(_lost)
+@on_worker_lost(lambda path, *_, reason: FeatureError(
+    f"{path!r}: skipped: {reason} while extracting it"))  # fmt: skip
 def _work(path: str, config: FeatureConfig, keep_all_frames: bool) -> np.ndarray | Exception:
     """One file's features, or the AudioError or FeatureError that skips it."""
     try:

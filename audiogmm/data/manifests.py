@@ -327,8 +327,6 @@ def read_kaldi_dir(data_dir: PathLike) -> list[Record]:
     :mod:`audiogmm.data.kaldi`), a missing speaker, duplicates, or missing audio files."""
     base = os.path.abspath(os.fspath(data_dir))
     scp = os.path.join(base, "wav.scp")
-    if not os.path.isfile(scp):
-        raise DatasetError(f"{base!r}: not a Kaldi data directory (no wav.scp)")
     if os.path.exists(os.path.join(base, "segments")):
         raise DatasetError(
             f"{base!r}: a 'segments' file is present, so its utterances are not files; "
