@@ -78,11 +78,9 @@ def _digest(*parts: bytes) -> bytes:
 
 
 class Packs:
-    """One cache folder's records (the folder made): an index of every ``*.pack`` in it, and
-    this run's pack. A pack's scan stops at its first record that is not whole (a killed
-    writer's tail). :meth:`put` appends to a new pack of this run, made with ``O_EXCL``
-    (``os.open`` applies the umask), so a run never writes into another's file.
-    """
+    """One cache folder's records (the folder made): an index of every ``*.pack`` in it (a
+    scan stops at a record that is not whole: a killed writer's tail), and this run's pack,
+    made with ``O_EXCL`` (and the umask), so a run never writes into another's file."""
 
     def __init__(self, folder: str, max_body: int) -> None:
         os.makedirs(folder, exist_ok=True)
@@ -279,20 +277,15 @@ class ExtractionResult:
         """Number of skipped files."""
         return len(self.skipped)
 
-    def first_skipped(self) -> str:
-        """``"; first: <reason>"`` for messages about skipped files (the reason names the file)."""
-        return f"; first: {self.skipped[0].reason}" if self.skipped else ""
-
     def labelled_clips(self, records: Sequence[Record]) -> tuple[list[np.ndarray], list[str]]:
         """The frames and labels of the usable ``records``, in their order; DatasetError
         when every file of some label was skipped (giving the first reason)."""
         kept = [(self.features[r.path], r.label) for r in records if r.path in self.features]
         lost = sorted({r.label for r in records} - {y for _, y in kept})
         if lost:
-            raise DatasetError(
-                f"every training file of label(s) {lost} was skipped ({len(self.skipped)} "
-                f"skipped in all{self.first_skipped()})"
-            )
+            first = f"; first: {self.skipped[0].reason}" if self.skipped else ""
+            raise DatasetError(f"every training file of label(s) {lost} was skipped "
+                               f"({len(self.skipped)} skipped in all{first})")  # fmt: skip
         return [X for X, _ in kept], [y for _, y in kept]
 
     def derived(self, source: FeatureConfig, target: FeatureConfig) -> ExtractionResult:
