@@ -21,8 +21,9 @@ from dataclasses import dataclass
 from typing import Optional
 
 import numpy as np
+import soundfile as sf
 
-from ..audio import PathLike
+from ..audio import PathLike, info, load
 from ..exceptions import AudioError, DatasetError, FeatureError
 from ..features import FeatureConfig, extract
 from ..io.atomic import atomic_write
@@ -144,10 +145,6 @@ def read_feats(data_dir: PathLike, *, allow_pipes: bool = False) -> list[Utteran
 
 def _recording(scp: str, rec: str, value: str, allow_pipes: bool):
     """(waveform float32 mono, sample rate) of one wav.scp entry."""
-    import soundfile as sf
-
-    from ..audio import load
-
     if manifests.is_pipe(value):
         try:
             stream = io.BytesIO(_run_pipe(scp, rec, value, allow_pipes))
@@ -156,7 +153,7 @@ def _recording(scp: str, rec: str, value: str, allow_pipes: bool):
             raise AudioError(f"{scp!r}: the output of {rec!r} is not audio ({e})") from None
         return y.mean(axis=1, dtype=np.float32), int(sr)
     path = manifests.wav_path(scp, rec, value)
-    return load(path, sr=None), int(sf.info(path).samplerate)  # native rate: exact times
+    return load(path, sr=None), info(path).sample_rate  # native rate: exact times
 
 
 def _segment_table(base: str, wav: Mapping[str, str], bad: dict[str, str]) -> dict:
