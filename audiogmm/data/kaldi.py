@@ -308,11 +308,9 @@ def write_feats(
             )
     ark, scp = os.path.join(base, "feats.ark"), os.path.join(base, "feats.scp")
     buf, lines = io.BytesIO(), io.StringIO()
-    buf.name = "feats.ark"
+    buf.name = ark  # the scp names the archive by the file object's .name
     kaldiio.save_ark(buf, arrays, scp=lines)
-    # kaldiio names a file object's archive by its .name; the scp must point at feats.ark
-    files = {"feats.scp": "".join(f"{line.split(' ', 1)[0]} {ark}:{line.rsplit(':', 1)[1]}\n"
-                                  for line in lines.getvalue().splitlines())}  # fmt: skip
+    files = {"feats.scp": lines.getvalue()}
     if labels is not None:
         files["utt2spk"] = "".join(f"{u} {labels[u]}\n" for u in utts)
         spk = labels.__getitem__  # a stable sort: each speaker's utterances stay sorted
