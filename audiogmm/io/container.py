@@ -138,8 +138,7 @@ def _check_zip_directory(f) -> int:
 
 
 def read_npy_header(f, max_header_size: int) -> tuple[tuple, bool, np.dtype]:
-    """(shape, fortran order, dtype) of the ``.npy`` (version 1 or 2) header at ``f``'s
-    position, which it leaves at the data; ValueError for anything else."""
+    """(shape, fortran order, dtype) of the .npy v1/v2 header at ``f``, left at the data."""
     version = np.lib.format.read_magic(f)
     read = {(1, 0): np.lib.format.read_array_header_1_0,
             (2, 0): np.lib.format.read_array_header_2_0}.get(version)  # fmt: skip
