@@ -107,7 +107,7 @@ def _read_matrix(kaldiio, fd, where: str) -> np.ndarray:
 def read_feats(data_dir: PathLike, *, allow_pipes: bool = False) -> list[Utterance]:
     """The utterances of ``data_dir/feats.scp`` (``<utt> <file.ark>:<byte offset>``, or
     ``<utt> <cmd> |`` with ``allow_pipes``) and ``utt2spk``, sorted by id, features as
-    stored (float32 or float64, (n_frames, n_dims)); DatasetError naming the entry."""
+    stored (float32 or float64, (n_frames, n_dims)); DatasetError naming file and entry."""
     kaldiio = _kaldiio()
     base = os.path.abspath(os.fspath(data_dir))
     scp = os.path.join(base, "feats.scp")
