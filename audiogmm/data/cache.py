@@ -32,6 +32,7 @@ from ..engine import LocalExecutor, resolve
 from ..engine.processes import on_worker_lost
 from ..exceptions import AudioError, DatasetError, FeatureError, ParameterError
 from ..features import FeatureConfig, extract
+from ..features.extraction import derive
 from ..io.atomic import atomic_write
 from ..progress import Progress, reporter
 from .manifests import Record, write_csv_rows
@@ -77,11 +78,9 @@ def _digest(*parts: bytes) -> bytes:
 
 
 class Packs:
-    """One cache folder's records (the folder made): an index of every ``*.pack`` in it, and
-    this run's pack. A pack's scan stops at its first record that is not whole (a killed
-    writer's tail). :meth:`put` appends to a new pack of this run, made with ``O_EXCL``
-    (``os.open`` applies the umask), so a run never writes into another's file.
-    """
+    """One cache folder's records (the folder made): an index of every ``*.pack`` in it (a
+    scan stops at a record that is not whole: a killed writer's tail), and this run's pack,
+    made with ``O_EXCL`` (and the umask), so a run never writes into another's file."""
 
     def __init__(self, folder: str, max_body: int) -> None:
         os.makedirs(folder, exist_ok=True)
@@ -188,18 +187,14 @@ def feature_parser(config: FeatureConfig) -> Callable[[memoryview], np.ndarray]:
 
 
 class FileFacts:
-    """Small facts about files (a hash of their bytes, their duration), kept in a cache.
-
-    A fact is a record of ``<cache_dir>/files`` keyed by :func:`file_key` and the fact's
-    ``kind``; a torn or altered one is recomputed. Without a ``cache_dir`` every fact is
-    computed. Use as a context manager; thread-safe.
-    """
+    """Small facts about files (a hash of their bytes, their duration): records of
+    ``<cache_dir>/files`` keyed by :func:`file_key` and the fact's ``kind`` (None: always
+    computed). A context manager; thread-safe."""
 
     def __init__(self, cache_dir: Optional[PathLike]) -> None:
-        self.packs: Optional[Packs] = None
+        self.packs = None if cache_dir is None else Packs(
+            os.path.join(os.fspath(cache_dir), "files"), max_body=1 << 10)  # fmt: skip
         self.unwritable = False  # after a failed write, facts are computed, not stored
-        if cache_dir is not None:
-            self.packs = Packs(os.path.join(os.fspath(cache_dir), "files"), max_body=1 << 10)
 
     def __enter__(self) -> FileFacts:
         return self
@@ -282,28 +277,21 @@ class ExtractionResult:
         """Number of skipped files."""
         return len(self.skipped)
 
-    def first_skipped(self) -> str:
-        """``"; first: <reason>"`` for messages about skipped files (the reason names the file)."""
-        return f"; first: {self.skipped[0].reason}" if self.skipped else ""
-
     def labelled_clips(self, records: Sequence[Record]) -> tuple[list[np.ndarray], list[str]]:
         """The frames and labels of the usable ``records``, in their order; DatasetError
         when every file of some label was skipped (giving the first reason)."""
         kept = [(self.features[r.path], r.label) for r in records if r.path in self.features]
         lost = sorted({r.label for r in records} - {y for _, y in kept})
         if lost:
-            raise DatasetError(
-                f"every training file of label(s) {lost} was skipped ({len(self.skipped)} "
-                f"skipped in all{self.first_skipped()})"
-            )
+            first = f"; first: {self.skipped[0].reason}" if self.skipped else ""
+            raise DatasetError(f"every training file of label(s) {lost} was skipped "
+                               f"({len(self.skipped)} skipped in all{first})")  # fmt: skip
         return [X for X, _ in kept], [y for _, y in kept]
 
     def derived(self, source: FeatureConfig, target: FeatureConfig) -> ExtractionResult:
         """The same files' features under ``target``, computed from these (``source``'s):
         bit-identical to extracting with ``target`` when
         :func:`audiogmm.features.extraction.derivable` holds; the same files skipped."""
-        from ..features.extraction import derive
-
         return ExtractionResult(
             features={p: derive(X, source, target) for p, X in self.features.items()},
             skipped=list(self.skipped),
@@ -314,12 +302,8 @@ class ExtractionResult:
         write_csv_rows(path, [["path", "reason"], *([s.path, s.reason] for s in self.skipped)])
 
 
-def _lost(path: str, config: FeatureConfig, keep_all_frames: bool, *, reason: str) -> Exception:
-    """What :func:`_work` returns when its worker process died on every attempt."""
-    return FeatureError(f"{path!r}: skipped: {reason} while extracting it")
-
-
-@on_worker_lost(_lost)
+@on_worker_lost(lambda path, *_, reason: FeatureError(
+    f"{path!r}: skipped: {reason} while extracting it"))  # fmt: skip
 def _work(path: str, config: FeatureConfig, keep_all_frames: bool) -> np.ndarray | Exception:
     """One file's features, or the AudioError or FeatureError that skips it."""
     try:

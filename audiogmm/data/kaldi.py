@@ -21,8 +21,9 @@ from dataclasses import dataclass
 from typing import Optional
 
 import numpy as np
+import soundfile as sf
 
-from ..audio import PathLike
+from ..audio import PathLike, info, load
 from ..exceptions import AudioError, DatasetError, FeatureError
 from ..features import FeatureConfig, extract
 from ..io.atomic import atomic_write
@@ -105,10 +106,8 @@ def _read_matrix(kaldiio, fd, where: str) -> np.ndarray:
 
 def read_feats(data_dir: PathLike, *, allow_pipes: bool = False) -> list[Utterance]:
     """The utterances of ``data_dir/feats.scp`` (``<utt> <file.ark>:<byte offset>``, or
-    ``<utt> <cmd> |`` with ``allow_pipes``) and ``utt2spk``, sorted by id, with the features
-    as stored: float32 or float64 (n_frames, n_dims). DatasetError for malformed tables, a
-    refused pipe, an entry not a finite binary Kaldi matrix or past its archive's end, or
-    matrices of different widths."""
+    ``<utt> <cmd> |`` with ``allow_pipes``) and ``utt2spk``, sorted by id, features as
+    stored (float32 or float64, (n_frames, n_dims)); DatasetError naming file and entry."""
     kaldiio = _kaldiio()
     base = os.path.abspath(os.fspath(data_dir))
     scp = os.path.join(base, "feats.scp")
@@ -146,10 +145,6 @@ def read_feats(data_dir: PathLike, *, allow_pipes: bool = False) -> list[Utteran
 
 def _recording(scp: str, rec: str, value: str, allow_pipes: bool):
     """(waveform float32 mono, sample rate) of one wav.scp entry."""
-    import soundfile as sf
-
-    from ..audio import load
-
     if manifests.is_pipe(value):
         try:
             stream = io.BytesIO(_run_pipe(scp, rec, value, allow_pipes))
@@ -158,7 +153,7 @@ def _recording(scp: str, rec: str, value: str, allow_pipes: bool):
             raise AudioError(f"{scp!r}: the output of {rec!r} is not audio ({e})") from None
         return y.mean(axis=1, dtype=np.float32), int(sr)
     path = manifests.wav_path(scp, rec, value)
-    return load(path, sr=None), int(sf.info(path).samplerate)  # native rate: exact times
+    return load(path, sr=None), info(path).sample_rate  # native rate: exact times
 
 
 def _segment_table(base: str, wav: Mapping[str, str], bad: dict[str, str]) -> dict:
@@ -189,15 +184,11 @@ def read_segments(
     data_dir: PathLike, *, config: Optional[FeatureConfig] = None, allow_pipes: bool = False,
     skipped: Optional[dict[str, str]] = None,
 ) -> list[Utterance]:  # fmt: skip
-    """Features (``config``) of every utterance of a ``wav.scp`` directory, sorted by id.
-
-    ``data_dir`` holds ``wav.scp`` (``<recording> <path>``, or ``<recording> <cmd> |``
-    giving a WAV or FLAC stream, with ``allow_pipes``), optionally ``segments``
-    (``<utt> <recording> <start_s> <end_s>``, end -1: the end; without it each recording is
-    an utterance) and ``utt2spk``. ``skipped`` receives ``{utterance: reason}`` of segments
-    skipped (bad times, outside the recording, unreadable, too short or silent), else they
-    are logged. DatasetError for malformed tables, a refused pipe, or no usable utterance.
-    """
+    """Features (``config``) of every utterance of a ``wav.scp`` directory, sorted by id:
+    ``wav.scp`` (``<recording> <path>``, or a ``<cmd> |`` giving WAV or FLAC with
+    ``allow_pipes``), ``segments`` (``<utt> <recording> <start_s> <end_s>``, end -1: the end;
+    none: each recording is an utterance), ``utt2spk`` (optional). Unusable segments go into
+    ``skipped`` as ``{utterance: reason}`` (else logged); DatasetError when none is usable."""
     config = config or FeatureConfig()
     base = os.path.abspath(os.fspath(data_dir))
     scp = os.path.join(base, "wav.scp")
@@ -293,13 +284,11 @@ def write_feats(
     out_dir: PathLike, features: Mapping[str, np.ndarray], *,
     labels: Optional[Mapping[str, str]] = None, config: Optional[FeatureConfig] = None,
 ) -> tuple[str, str]:  # fmt: skip
-    """Write ``out_dir/feats.ark`` and ``feats.scp`` atomically (for kaldiio and
-    ``copy-feats``); return their paths.
+    """Write ``out_dir/feats.ark`` and ``feats.scp`` atomically; return their paths.
 
-    ``features`` maps utterance id -> float (n_frames, n_dims), written in sorted id order;
-    ``labels`` (id -> speaker) gives ``utt2spk`` and ``spk2utt``; ``config`` is stored as
-    :data:`CONFIG_FILE` (a model trained on these features extracts the same from audio).
-    DatasetError, and nothing written, for an id or label empty or with whitespace, an
+    ``features``: utterance id -> float (n_frames, n_dims), written in id order; ``labels``
+    (id -> speaker) gives ``utt2spk`` and ``spk2utt``; ``config`` goes to :data:`CONFIG_FILE`.
+    DatasetError, nothing written, for an id or label empty or with whitespace, an
     utterance without a label, or features that are not 2-D float arrays.
     """
     kaldiio = _kaldiio()
@@ -319,11 +308,9 @@ def write_feats(
             )
     ark, scp = os.path.join(base, "feats.ark"), os.path.join(base, "feats.scp")
     buf, lines = io.BytesIO(), io.StringIO()
-    buf.name = "feats.ark"
+    buf.name = ark  # the scp names the archive by the file object's .name
     kaldiio.save_ark(buf, arrays, scp=lines)
-    # kaldiio names a file object's archive by its .name; the scp must point at feats.ark
-    files = {"feats.scp": "".join(f"{line.split(' ', 1)[0]} {ark}:{line.rsplit(':', 1)[1]}\n"
-                                  for line in lines.getvalue().splitlines())}  # fmt: skip
+    files = {"feats.scp": lines.getvalue()}
     if labels is not None:
         files["utt2spk"] = "".join(f"{u} {labels[u]}\n" for u in utts)
         spk = labels.__getitem__  # a stable sort: each speaker's utterances stay sorted

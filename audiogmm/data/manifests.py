@@ -86,11 +86,10 @@ def _text_lines(path: str, what: str) -> Iterator[str]:
 def read_csv_rows(
     path: PathLike, *, what: str
 ) -> tuple[list[str], Iterator[tuple[int, dict[str, str]]]]:
-    """The one CSV reader of manifests and trials files (``what``, e.g. ``"manifest"``, in
-    the errors): the stripped column names, and an iterator of (the line where each non-blank
-    row ends, its stripped cells by column, ``""`` for a missing one). Besides the text
-    refusals, a field over :func:`csv.field_size_limit`, a repeated column name and
-    non-empty cells beyond the header's are a DatasetError."""
+    """The CSV reader of manifests and trials files (``what`` names them in errors): the
+    stripped column names, and an iterator of (the line where each non-blank row ends, its
+    stripped cells by column, ``""`` for a missing one). DatasetError besides the text
+    refusals: a field over :func:`csv.field_size_limit`, a repeated column, extra cells."""
     name = os.fspath(path)
     n_lines = 0  # lines read so far: csv's own line_num lags on some errors
 
@@ -135,9 +134,8 @@ def write_csv_rows(path: PathLike, rows: Iterable[Sequence[str]]) -> None:
 def kaldi_table(
     base: str, name: str, *, required: bool = True
 ) -> Optional[list[tuple[str, str]]]:
-    """The ``(key, value)`` rows of the Kaldi table ``base/name`` (``wav.scp``, ``utt2spk``,
-    ...), refused when empty or with a repeated key; None when absent and not ``required``.
-    """
+    """The ``(key, value)`` rows of the Kaldi table ``base/name``, refused when empty or
+    with a repeated key; None when absent and not ``required``."""
     path = os.path.join(base, name)
     if not os.path.isfile(path):
         if required:
@@ -276,9 +274,7 @@ def read_csv(
 ) -> list[Record]:
     """The records of a CSV manifest ``path,label[,split]`` (paths relative to its folder),
     in file order (an empty ``split`` cell: None); ``extra_columns``: what to do with others.
-    DatasetError for text :func:`read_csv_rows` refuses, missing or unknown columns, an
-    empty cell, a split outside :data:`SPLIT_NAMES` or on some rows only, a missing file,
-    or duplicate paths."""
+    DatasetError naming the file (and line) for anything else."""
     csv_path = os.path.abspath(os.fspath(path))
     if extra_columns not in ("error", "ignore"):
         raise ParameterError(f"extra_columns must be 'error' or 'ignore', got {extra_columns!r}")
@@ -322,13 +318,10 @@ def read_csv(
 
 def read_kaldi_dir(data_dir: PathLike) -> list[Record]:
     """Read a Kaldi data directory (``wav.scp`` + ``utt2spk``: the label is the speaker),
-    sorted by utterance id, paths as :func:`kaldi_path` resolves them. DatasetError for a
-    missing ``utt2spk``, piped or archive entries, a ``segments`` file (see
-    :mod:`audiogmm.data.kaldi`), a missing speaker, duplicates, or missing audio files."""
+    sorted by utterance id, paths as :func:`kaldi_path` resolves them; DatasetError for
+    piped or archive entries or ``segments`` (see :mod:`audiogmm.data.kaldi`)."""
     base = os.path.abspath(os.fspath(data_dir))
     scp = os.path.join(base, "wav.scp")
-    if not os.path.isfile(scp):
-        raise DatasetError(f"{base!r}: not a Kaldi data directory (no wav.scp)")
     if os.path.exists(os.path.join(base, "segments")):
         raise DatasetError(
             f"{base!r}: a 'segments' file is present, so its utterances are not files; "

@@ -23,7 +23,7 @@ import numpy as np
 
 from ..exceptions import ModelFileError, ParameterError
 from ..io.atomic import atomic_write
-from ..io.container import open_regular, parse_json
+from ..io.container import open_regular, parse_json, read_npy_header
 from ..io.tables import SHARD_INDEX, check
 
 __all__ = ["INDEX_NAME", "ShardStore", "ShardWriter", "is_store", "open_store", "write_store"]
@@ -234,12 +234,7 @@ def _npy_header(path: str, n_dims: int, n_frames: int) -> int:
     try:
         with open_regular(path) as f:
             size = os.fstat(f.fileno()).st_size
-            version = np.lib.format.read_magic(f)
-            read = {(1, 0): np.lib.format.read_array_header_1_0,
-                    (2, 0): np.lib.format.read_array_header_2_0}.get(version)  # fmt: skip
-            if read is None:
-                raise ValueError(f"unsupported .npy version {version}")
-            shape, fortran, dtype = read(f, max_header_size=_MAX_NPY_HEADER)
+            shape, fortran, dtype = read_npy_header(f, _MAX_NPY_HEADER)
             offset = f.tell()
     except (OSError, ValueError) as e:
         raise ModelFileError(f"{path}: not a readable shard ({e})") from None

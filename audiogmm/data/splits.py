@@ -117,14 +117,11 @@ def split_spec(
     seed: int, train_fraction: float, n_jobs: int | None = None,
     cache_dir: str | os.PathLike | None = None,
 ) -> dict[str, Any]:  # fmt: skip
-    """The split block a model stores (:data:`audiogmm.io.tables.SPLIT`): how its training
-    files were chosen, and which (``train_files``: sorted distinct :func:`file_identity`).
-
-    ``manifest`` is every record as read (before :func:`split_records`), ``train_records``
-    the files actually used, ``split`` the split trained on (None or ``"all"``: every
-    record), ``seed`` and ``train_fraction`` as given to :func:`split_records`; ``n_jobs``
-    threads hash the training files, kept in ``cache_dir``.
-    """
+    """The split block a model stores (:data:`audiogmm.io.tables.SPLIT`) for ``train_records``
+    (the files used), chosen from ``manifest`` (every record as read) by ``split`` (None or
+    ``"all"``: every record), ``seed`` and ``train_fraction`` (:func:`split_records`);
+    ``n_jobs`` threads hash the files (``train_files``: sorted distinct
+    :func:`file_identity`), kept in ``cache_dir``."""
     manifest = list(manifest)
     ids = _identities([r.path for r in train_records], n_jobs, skip_unreadable=False,
                       cache_dir=cache_dir)  # fmt: skip

@@ -28,7 +28,8 @@ from .tables import Field, Int, List, Map, Obj, Str, check
 
 __all__ = [
     "CONTAINER_KEYS", "FORMAT_NAME", "FORMAT_VERSION", "KEY_ENV", "MAX_HEADER_BYTES", "checked",
-    "open_regular", "parse_json", "read_container", "read_kind", "write_container",
+    "open_regular", "parse_json", "read_container", "read_kind", "read_npy_header",
+    "write_container",
 ]  # fmt: skip
 
 FORMAT_NAME = "audiogmm"
@@ -136,6 +137,16 @@ def _check_zip_directory(f) -> int:
     return size
 
 
+def read_npy_header(f, max_header_size: int) -> tuple[tuple, bool, np.dtype]:
+    """(shape, fortran order, dtype) of the .npy v1/v2 header at ``f``, left at the data."""
+    version = np.lib.format.read_magic(f)
+    read = {(1, 0): np.lib.format.read_array_header_1_0,
+            (2, 0): np.lib.format.read_array_header_2_0}.get(version)  # fmt: skip
+    if read is None:
+        raise ValueError(f"unsupported .npy version {version}")
+    return read(f, max_header_size=max_header_size)
+
+
 def _npy_header(z: zipfile.ZipFile, info: zipfile.ZipInfo) -> tuple[tuple, np.dtype, int]:
     """(shape, dtype, data offset) of one ``.npy`` member, reading only its header."""
     name = info.filename
@@ -143,12 +154,7 @@ def _npy_header(z: zipfile.ZipFile, info: zipfile.ZipInfo) -> tuple[tuple, np.dt
     with z.open(info) as m:
         b = io.BytesIO(m.read(min(info.file_size, _NPY_HEADER_MAX)))
     try:
-        version = np.lib.format.read_magic(b)
-        read = {(1, 0): np.lib.format.read_array_header_1_0,
-                (2, 0): np.lib.format.read_array_header_2_0}.get(version)  # fmt: skip
-        if read is None:
-            raise ValueError(f".npy version {version}")
-        shape, fortran, dtype = read(b, max_header_size=2000)
+        shape, fortran, dtype = read_npy_header(b, 2000)
     except ValueError as e:
         obj = "pickle" in str(e) or "object" in str(e).lower()
         raise _Bad(pickled if obj else f"member {name!r} is not a valid .npy array ({e})") from None
