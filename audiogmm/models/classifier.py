@@ -147,7 +147,6 @@ class GMMClassifier(ModelFile):
         """Keep a constructor's arguments (its ``locals()``), refusing unknown DiagGMM ones."""
         gmm_params = args["gmm_params"]
         unknown = set(gmm_params) - set(DiagGMM().get_params())
-        unknown |= {"n_components", "random_state", "n_jobs"} & set(gmm_params)
         if unknown:
             raise ParameterError(f"unknown DiagGMM parameter(s) {sorted(unknown)}")
         for k in ("n_components", "priors", "n_jobs", "random_state", *self.own_params):
@@ -202,8 +201,7 @@ class GMMClassifier(ModelFile):
             for y, m in self.models_.items()
         }
         for y, r in self.fit_report_.items():
-            why = oversized_reason(r, r.get("n_components", self.n_components))
-            if why:
+            if why := oversized_reason(r, self.n_components):
                 warnings.warn(f"class {y!r}: {why}", OversizedModelWarning, stacklevel=2)
         return self
 

@@ -55,7 +55,7 @@ def fit_fusion(
     X = X - X.max(axis=1, keepdims=True)  # softmax is blind to a per-clip shift
     N, L, M = X.shape
     Xy = X[np.arange(N), y]  # (N, M)
-    a = np.full(M, float(np.mean(n_frames[0])) if len(n_frames[0]) else 1.0)  # the sum rule
+    a = np.full(M, float(np.mean(n_frames[0])))  # the sum rule
 
     def loss(a: np.ndarray) -> tuple[float, np.ndarray, np.ndarray]:
         Z = X @ a

@@ -281,6 +281,6 @@ class IVectorClassifier(EmbeddingClassifier):
     def _scores(self, Z: np.ndarray) -> np.ndarray:
         return self._calibrated(_cosines((self.centre_, self.projection_, self.class_means_), Z))
 
-    def llr_from_scores(self, S: np.ndarray) -> np.ndarray:
-        """The scores of :meth:`score_matrix` are the LLRs already."""
+    def verification_scores(self, S: np.ndarray, n_frames: np.ndarray) -> np.ndarray:
+        """The scores of :meth:`score_matrix`: LLRs already (0 with one class)."""
         return np.asarray(S, dtype=np.float64)

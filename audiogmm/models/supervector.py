@@ -150,7 +150,7 @@ class GSVClassifier(EmbeddingClassifier):
     def _scores(self, sv: np.ndarray) -> np.ndarray:
         return sv @ self.coef_.T + self.intercept_
 
-    def llr_from_scores(self, S: np.ndarray) -> np.ndarray:
-        """Each class's LLR against all the others (n_clips, n_labels), nats: the
-        :func:`raw_llr` of ``S``, calibrated by :attr:`calibration_` when there is one."""
-        return self._calibrated(raw_llr(S))
+    def verification_scores(self, S: np.ndarray, n_frames: np.ndarray) -> np.ndarray:
+        """Each class's LLR against all the others (n_clips, n_labels), nats (0 with one class):
+        the :func:`raw_llr` of ``S``, calibrated by :attr:`calibration_` when there is one."""
+        return np.zeros_like(S) if S.shape[1] < 2 else self._calibrated(raw_llr(S))

@@ -47,10 +47,8 @@ _MIN_FRAMES_PER_COMPONENT = 20
 class OpenSetClassifier(GMMClassifier):
     """Verification scores and open-set rejection on them (map, gsv, ivector). Subclasses define
     ``verification_scores(S, n_frames)``, each class's score (n_clips, n_labels), nats, from a
-    :meth:`score_matrix` ``S``; and ``auto_threshold()`` (of ``reject="auto"``, or None)."""
-
-    #: Why a model has no ``auto_threshold()``.
-    no_auto = ""
+    :meth:`score_matrix` ``S``; and ``auto_threshold()`` (of ``reject="auto"``; ParameterError
+    saying why when the model has none)."""
 
     def score_samples(
         self, clips: Sequence[np.ndarray], *, executor: LocalExecutor | None = None
@@ -65,9 +63,7 @@ class OpenSetClassifier(GMMClassifier):
         if reject is None or is_real(reject):
             return None if reject is None else float(reject)
         if isinstance(reject, str) and reject == "auto":
-            if (auto := self.auto_threshold()) is None:
-                raise ParameterError(self.no_auto)
-            return float(auto)
+            return float(self.auto_threshold())
         raise ParameterError(f"reject must be None, 'auto' or a finite number; got {reject!r}")
 
     def predict(
@@ -129,8 +125,6 @@ class UBMClassifier(OpenSetClassifier):
         "relevance", "relevance_weights", "relevance_variances", "adapt", "map_iter",
         "subsample", "top_c", "reject_far", "calibration_fraction",
     )  # fmt: skip
-    no_auto = ("reject='auto' needs a calibrated threshold: train with reject_far (`audiogmm "
-               "train --backend map --reject-far 0.05`), or give a number")  # fmt: skip
 
     def __init__(
         self, n_components: int = UBM_COMPONENTS, *, relevance: float = 16.0,
@@ -270,9 +264,13 @@ class UBMClassifier(OpenSetClassifier):
         """Mean per-frame LLR (n_clips, n_labels), nats per frame."""
         return S / np.maximum(n_frames, 1)[:, None]
 
-    def auto_threshold(self) -> float | None:
+    def auto_threshold(self) -> float:
         """:attr:`threshold_` (calibrated for ``reject_far``)."""
-        return getattr(self, "threshold_", None)
+        if getattr(self, "threshold_", None) is None:
+            raise ParameterError("reject='auto' needs a calibrated threshold: train with reject_far"
+                                 " (`audiogmm train --backend map --reject-far 0.05`), or give a "
+                                 "number")  # fmt: skip
+        return self.threshold_
 
 
 def train_ubm(
