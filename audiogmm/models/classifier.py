@@ -1,6 +1,5 @@
 """One diagonal GMM per class, trained stacked and scored in one batched pass; a clip goes to the
-class with the largest total log-likelihood. No audio here: the feature config is the file's.
-"""
+class with the largest total log-likelihood. No audio here: the feature config is the file's."""
 
 from __future__ import annotations
 
@@ -173,8 +172,7 @@ class GMMClassifier(ModelFile):
         """Train one DiagGMM per label on its clips' pooled frames (each (n_frames_i, n_dims));
         self. ``progress(n_done, n_total, label)`` after each class; ``executor`` runs the
         E-steps (default: ``n_jobs`` threads). ParameterError: mismatched lengths or widths,
-        non-finite frames, bad mixture parameters, a class with fewer frames than K.
-        """
+        non-finite frames, bad mixture parameters, a class with fewer frames than K."""
         check_params(self._class_model(None))
         clips, labels = check_clips(clips, labels)
         self._set_labels(labels)

@@ -1,7 +1,6 @@
 """What ``gsv`` and ``ivector`` share: their E-step (:func:`clip_stats`) and
 :class:`EmbeddingClassifier` (a UBM as ``--backend map`` trains it, one vector per clip, a back
-end on them, LLRs calibrated on clips held out of the back end: :func:`held_out_calibration`).
-"""
+end on them, LLRs calibrated on clips held out of the back end: :func:`held_out_calibration`)."""
 
 from __future__ import annotations
 
@@ -59,8 +58,7 @@ def held_out_calibration(
     """``fit_calibration`` ``(a, b)`` of the raw scores of clips ``Z`` (n_clips, P) held out
     of the back end (None below 2 clips in a class): ``raw_scores(Z_train, labels_train,
     Z_test)`` (n_test, M), classes sorted. ``min(4, smallest class)`` stratified folds (every
-    class trains in every fold), drawn with ``seed``.
-    """
+    class trains in every fold), drawn with ``seed``."""
     y = np.array(labels)
     classes = sorted(set(labels))
     k = min(4, min(labels.count(c) for c in classes))

@@ -2,8 +2,7 @@
 offsets scaled by ``sqrt(w_k) / sigma_k`` (:func:`supervectors`; their inner product is the
 linearised KL kernel), classified by scikit-learn's multinomial logistic regression (the
 ``sklearn`` extra, imported only here) into log posteriors up to a constant; a class's
-verification score is its posterior odds over its prior odds, an LLR.
-"""
+verification score is its posterior odds over its prior odds, an LLR."""
 
 from __future__ import annotations
 
@@ -32,8 +31,7 @@ def supervectors(
 ) -> np.ndarray:  # fmt: skip
     """MAP-mean supervectors (n_clips, K * D), float64, of clips under a fitted UBM: row ``i``
     is ``sqrt(w_k) (mu'_ikd - mu_kd) / sigma_kd`` in (k, d) order, ``mu'_ik - mu_k = F_ik /
-    (n_ik + relevance)`` (:func:`clip_stats`; 0 where ``n_ik = 0``); ``executor`` as there.
-    """
+    (n_ik + relevance)`` (:func:`clip_stats`; 0 where ``n_ik = 0``); ``executor`` as there."""
     prior = ubm.params_
     scale = np.sqrt(prior.weights)[:, None] / np.sqrt(prior.variances)
     n, F = clip_stats(clips, ubm, executor=executor)

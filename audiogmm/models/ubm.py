@@ -2,8 +2,7 @@
 :func:`train_ubm`), each class MAP-adapted from it. A clip's score for a class is the LLR
 ``sum_t log p(x_t | class) - log p(x_t | UBM)`` (nats); its per-frame mean is the verification
 score, on which open-set rejection (:class:`OpenSetClassifier`, shared with ``gsv`` and
-``ivector``) compares the best class with a calibrated threshold.
-"""
+``ivector``) compares the best class with a calibrated threshold."""
 
 from __future__ import annotations
 
