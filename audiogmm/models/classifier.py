@@ -227,9 +227,9 @@ class GMMClassifier(ModelFile):
 
     @property
     def n_dims(self) -> int:
-        """Feature dimension D of a fitted classifier."""
+        """Feature dimension D of a fitted classifier (its UBM's when it has one)."""
         self._check_fitted()
-        return self.means_.shape[2]
+        return self.ubm_.n_dims if hasattr(self, "ubm_") else self.means_.shape[2]
 
     def score_matrix(
         self, clips: Sequence[np.ndarray], *, executor: LocalExecutor | None = None

@@ -119,12 +119,6 @@ class EmbeddingClassifier(OpenSetClassifier):
         """The training clips' vectors, (n_clips, P)."""
         return self._embed(clips, ex)
 
-    @property
-    def n_dims(self) -> int:
-        """Feature dimension D of a fitted classifier."""
-        self._check_fitted()
-        return self.ubm_.n_dims
-
     def vectors(
         self, clips: Sequence[np.ndarray], *, executor: LocalExecutor | None = None
     ) -> np.ndarray:
