@@ -150,10 +150,8 @@ class UBMClassifier(OpenSetClassifier):
         need(self, is_real(frac) and 0 < frac < 1, "calibration_fraction", "in (0, 1)")
 
     def _ubm_model(self) -> DiagGMM:
-        return DiagGMM(
-            self.n_components, random_state=self.random_state, n_jobs=self.n_jobs,
-            **{**UBM_DEFAULTS, **self.gmm_params},
-        )  # fmt: skip
+        gp = {**UBM_DEFAULTS, **self.gmm_params}
+        return DiagGMM(self.n_components, random_state=self.random_state, n_jobs=self.n_jobs, **gp)
 
     def fit(
         self, clips: Sequence[np.ndarray], labels: Sequence[str], *, ubm: DiagGMM | None = None,
