@@ -276,7 +276,7 @@ def test_cli_train_evaluate_predict_verify_reject_info(backend, tmp_path):
     S = clf.score_matrix([X[str(c)] for c in clips])
     want = clf.rejection_scores(S, np.array([len(X[str(c)]) for c in clips]))
     best = clf.log_proba_from_scores(S).argmax(1)
-    np.testing.assert_allclose(want, clf.llr_from_scores(S)[np.arange(len(best)), best])
+    np.testing.assert_allclose(want, clf.verification_scores(S, None)[np.arange(len(best)), best])
     for r, w in zip(pr["results"], want):
         assert r["threshold"] == 0.0 and r["reject_score"] == pytest.approx(w)
         assert (r["label"] == UNKNOWN) == (w < 0)

@@ -1,6 +1,5 @@
 """One diagonal GMM per class, trained stacked and scored in one batched pass; a clip goes to the
-class with the largest total log-likelihood. No audio here: the feature config is the file's.
-"""
+class with the largest total log-likelihood. No audio here: the feature config is the file's."""
 
 from __future__ import annotations
 
@@ -147,7 +146,6 @@ class GMMClassifier(ModelFile):
         """Keep a constructor's arguments (its ``locals()``), refusing unknown DiagGMM ones."""
         gmm_params = args["gmm_params"]
         unknown = set(gmm_params) - set(DiagGMM().get_params())
-        unknown |= {"n_components", "random_state", "n_jobs"} & set(gmm_params)
         if unknown:
             raise ParameterError(f"unknown DiagGMM parameter(s) {sorted(unknown)}")
         for k in ("n_components", "priors", "n_jobs", "random_state", *self.own_params):
@@ -174,8 +172,7 @@ class GMMClassifier(ModelFile):
         """Train one DiagGMM per label on its clips' pooled frames (each (n_frames_i, n_dims));
         self. ``progress(n_done, n_total, label)`` after each class; ``executor`` runs the
         E-steps (default: ``n_jobs`` threads). ParameterError: mismatched lengths or widths,
-        non-finite frames, bad mixture parameters, a class with fewer frames than K.
-        """
+        non-finite frames, bad mixture parameters, a class with fewer frames than K."""
         check_params(self._class_model(None))
         clips, labels = check_clips(clips, labels)
         self._set_labels(labels)
@@ -202,8 +199,7 @@ class GMMClassifier(ModelFile):
             for y, m in self.models_.items()
         }
         for y, r in self.fit_report_.items():
-            why = oversized_reason(r, r.get("n_components", self.n_components))
-            if why:
+            if why := oversized_reason(r, self.n_components):
                 warnings.warn(f"class {y!r}: {why}", OversizedModelWarning, stacklevel=2)
         return self
 
@@ -231,9 +227,9 @@ class GMMClassifier(ModelFile):
 
     @property
     def n_dims(self) -> int:
-        """Feature dimension D of a fitted classifier."""
+        """Feature dimension D of a fitted classifier (its UBM's when it has one)."""
         self._check_fitted()
-        return self.means_.shape[2]
+        return self.ubm_.n_dims if hasattr(self, "ubm_") else self.means_.shape[2]
 
     def score_matrix(
         self, clips: Sequence[np.ndarray], *, executor: LocalExecutor | None = None

@@ -1,7 +1,6 @@
 """What ``gsv`` and ``ivector`` share: their E-step (:func:`clip_stats`) and
 :class:`EmbeddingClassifier` (a UBM as ``--backend map`` trains it, one vector per clip, a back
-end on them, LLRs calibrated on clips held out of the back end: :func:`held_out_calibration`).
-"""
+end on them, LLRs calibrated on clips held out of the back end: :func:`held_out_calibration`)."""
 
 from __future__ import annotations
 
@@ -12,6 +11,7 @@ from collections.abc import Callable, Sequence
 import numpy as np
 
 from ..engine import LocalExecutor, resolve
+from ..exceptions import ParameterError
 from ..mixture import DiagGMM, accumulate
 from ..progress import Progress
 from ..scoring.verification import CalibrationWarning, bayes_threshold, fit_calibration
@@ -58,8 +58,7 @@ def held_out_calibration(
     """``fit_calibration`` ``(a, b)`` of the raw scores of clips ``Z`` (n_clips, P) held out
     of the back end (None below 2 clips in a class): ``raw_scores(Z_train, labels_train,
     Z_test)`` (n_test, M), classes sorted. ``min(4, smallest class)`` stratified folds (every
-    class trains in every fold), drawn with ``seed``.
-    """
+    class trains in every fold), drawn with ``seed``."""
     y = np.array(labels)
     classes = sorted(set(labels))
     k = min(4, min(labels.count(c) for c in classes))
@@ -85,13 +84,10 @@ def held_out_calibration(
 
 class EmbeddingClassifier(OpenSetClassifier):
     """A UBM, one vector per clip (:meth:`vectors`), a back end scoring it per class, and LLRs
-    (``llr_from_scores``) calibrated by ``calibration_`` (:func:`held_out_calibration`).
-    Subclasses define ``llr_from_scores``, ``_check_own``, ``_embed``, ``_fit_back_end``,
-    ``_scores``."""
+    (``verification_scores``) calibrated by ``calibration_`` (:func:`held_out_calibration`).
+    Subclasses define those two, ``_check_own``, ``_embed``, ``_fit_back_end``, ``_scores``."""
 
     fitted_by = "calibration_"
-    no_auto = ("reject='auto' needs calibrated scores, which this model has not (it had fewer "
-               "than 2 training clips in some class): give a number")  # fmt: skip
 
     def fit(
         self, clips: Sequence[np.ndarray], labels: Sequence[str], *, ubm: DiagGMM | None = None,
@@ -123,12 +119,6 @@ class EmbeddingClassifier(OpenSetClassifier):
         """The training clips' vectors, (n_clips, P)."""
         return self._embed(clips, ex)
 
-    @property
-    def n_dims(self) -> int:
-        """Feature dimension D of a fitted classifier."""
-        self._check_fitted()
-        return self.ubm_.n_dims
-
     def vectors(
         self, clips: Sequence[np.ndarray], *, executor: LocalExecutor | None = None
     ) -> np.ndarray:
@@ -143,15 +133,15 @@ class EmbeddingClassifier(OpenSetClassifier):
         (log posteriors up to a per-clip constant), ivector's calibrated cosines (LLRs)."""
         return self._scores(self.vectors(clips, executor=executor))
 
-    def verification_scores(self, S: np.ndarray, n_frames: np.ndarray) -> np.ndarray:
-        """:meth:`llr_from_scores` (0 with one class); ``n_frames`` is unused."""
-        return np.zeros_like(S) if S.shape[1] < 2 else self.llr_from_scores(S)
-
-    def auto_threshold(self) -> float | None:
+    def auto_threshold(self) -> float:
         """The Bayes threshold of calibrated LLRs at equal priors and costs, 0
-        (:func:`~audiogmm.scoring.verification.bayes_threshold`); None when not calibrated."""
+        (:func:`~audiogmm.scoring.verification.bayes_threshold`)."""
         self._check_fitted()
-        return None if self.calibration_ is None else bayes_threshold(0.5)
+        if self.calibration_ is None:
+            raise ParameterError("reject='auto' needs calibrated scores, which this model has not "
+                                 "(it had fewer than 2 training clips in some class): give a "
+                                 "number")  # fmt: skip
+        return bayes_threshold(0.5)
 
     def _calibrated(self, raw: np.ndarray) -> np.ndarray:
         """``a raw + b`` with ``(a, b) = calibration_``; ``raw`` itself without one."""

@@ -1,8 +1,7 @@
 """Late fusion of :class:`~audiogmm.models.GMMClassifier` members of the same labels, each on
 its own front end: a clip's score for a class is ``sum_m a_m S_m / n_m``, the members' per-frame
 log-likelihoods weighted by :func:`fit_fusion` (calibrated log posteriors up to a per-clip
-constant); files without weights keep the old sum rule (:func:`fuse_scores`).
-"""
+constant); files without weights keep the old sum rule (:func:`fuse_scores`)."""
 
 from __future__ import annotations
 
@@ -46,8 +45,7 @@ def fit_fusion(
     """One finite weight per member: ``P(c | clip) = softmax_c(sum_m a_m S_m[i, c] / n_m[i])``
     (FoCal/BOSARIS multi-class fusion) fitted by Newton on the mean cross-entropy plus
     ``FUSION_RIDGE / 2 * |a|^2``, on held-out :func:`fuse_scores` inputs with ``y`` (n_clips,)
-    each clip's true column. ParameterError: no clips, or mismatched shapes.
-    """
+    each clip's true column. ParameterError: no clips, or mismatched shapes."""
     y = np.asarray(y)
     X = np.stack([fuse_scores([S], [n], [1.0]) for S, n in zip(scores, n_frames)], axis=-1)
     if X.ndim != 3 or not len(X) or X.shape[0] != len(y):
@@ -55,7 +53,7 @@ def fit_fusion(
     X = X - X.max(axis=1, keepdims=True)  # softmax is blind to a per-clip shift
     N, L, M = X.shape
     Xy = X[np.arange(N), y]  # (N, M)
-    a = np.full(M, float(np.mean(n_frames[0])) if len(n_frames[0]) else 1.0)  # the sum rule
+    a = np.full(M, float(np.mean(n_frames[0])))  # the sum rule
 
     def loss(a: np.ndarray) -> tuple[float, np.ndarray, np.ndarray]:
         Z = X @ a

@@ -3,8 +3,7 @@
 A clip's mean supervector is ``mu + sigma T w``, ``w ~ N(0, I_R)``; given its statistics ``n, f``
 (:func:`whitened_stats`) the posterior of ``w`` has precision ``L_u = I + sum_k n_uk T_k' T_k``
 and mean ``w_u = L_u^-1 T' f_u``, the i-vector. ``T`` is trained by EM (Kenny et al. 2005,
-:func:`train_tv`). The cosines to the class means are calibrated to LLRs as in ``gsv``.
-"""
+:func:`train_tv`). The cosines to the class means are calibrated to LLRs as in ``gsv``."""
 
 from __future__ import annotations
 
@@ -281,6 +280,6 @@ class IVectorClassifier(EmbeddingClassifier):
     def _scores(self, Z: np.ndarray) -> np.ndarray:
         return self._calibrated(_cosines((self.centre_, self.projection_, self.class_means_), Z))
 
-    def llr_from_scores(self, S: np.ndarray) -> np.ndarray:
-        """The scores of :meth:`score_matrix` are the LLRs already."""
+    def verification_scores(self, S: np.ndarray, n_frames: np.ndarray) -> np.ndarray:
+        """The scores of :meth:`score_matrix`: LLRs already (0 with one class)."""
         return np.asarray(S, dtype=np.float64)

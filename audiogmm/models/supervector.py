@@ -2,8 +2,7 @@
 offsets scaled by ``sqrt(w_k) / sigma_k`` (:func:`supervectors`; their inner product is the
 linearised KL kernel), classified by scikit-learn's multinomial logistic regression (the
 ``sklearn`` extra, imported only here) into log posteriors up to a constant; a class's
-verification score is its posterior odds over its prior odds, an LLR.
-"""
+verification score is its posterior odds over its prior odds, an LLR."""
 
 from __future__ import annotations
 
@@ -32,8 +31,7 @@ def supervectors(
 ) -> np.ndarray:  # fmt: skip
     """MAP-mean supervectors (n_clips, K * D), float64, of clips under a fitted UBM: row ``i``
     is ``sqrt(w_k) (mu'_ikd - mu_kd) / sigma_kd`` in (k, d) order, ``mu'_ik - mu_k = F_ik /
-    (n_ik + relevance)`` (:func:`clip_stats`; 0 where ``n_ik = 0``); ``executor`` as there.
-    """
+    (n_ik + relevance)`` (:func:`clip_stats`; 0 where ``n_ik = 0``); ``executor`` as there."""
     prior = ubm.params_
     scale = np.sqrt(prior.weights)[:, None] / np.sqrt(prior.variances)
     n, F = clip_stats(clips, ubm, executor=executor)
@@ -150,7 +148,7 @@ class GSVClassifier(EmbeddingClassifier):
     def _scores(self, sv: np.ndarray) -> np.ndarray:
         return sv @ self.coef_.T + self.intercept_
 
-    def llr_from_scores(self, S: np.ndarray) -> np.ndarray:
-        """Each class's LLR against all the others (n_clips, n_labels), nats: the
-        :func:`raw_llr` of ``S``, calibrated by :attr:`calibration_` when there is one."""
-        return self._calibrated(raw_llr(S))
+    def verification_scores(self, S: np.ndarray, n_frames: np.ndarray) -> np.ndarray:
+        """Each class's LLR against all the others (n_clips, n_labels), nats (0 with one class):
+        the :func:`raw_llr` of ``S``, calibrated by :attr:`calibration_` when there is one."""
+        return np.zeros_like(S) if S.shape[1] < 2 else self._calibrated(raw_llr(S))

@@ -2,8 +2,7 @@
 :func:`train_ubm`), each class MAP-adapted from it. A clip's score for a class is the LLR
 ``sum_t log p(x_t | class) - log p(x_t | UBM)`` (nats); its per-frame mean is the verification
 score, on which open-set rejection (:class:`OpenSetClassifier`, shared with ``gsv`` and
-``ivector``) compares the best class with a calibrated threshold.
-"""
+``ivector``) compares the best class with a calibrated threshold."""
 
 from __future__ import annotations
 
@@ -47,10 +46,8 @@ _MIN_FRAMES_PER_COMPONENT = 20
 class OpenSetClassifier(GMMClassifier):
     """Verification scores and open-set rejection on them (map, gsv, ivector). Subclasses define
     ``verification_scores(S, n_frames)``, each class's score (n_clips, n_labels), nats, from a
-    :meth:`score_matrix` ``S``; and ``auto_threshold()`` (of ``reject="auto"``, or None)."""
-
-    #: Why a model has no ``auto_threshold()``.
-    no_auto = ""
+    :meth:`score_matrix` ``S``; and ``auto_threshold()`` (of ``reject="auto"``; ParameterError
+    saying why when the model has none)."""
 
     def score_samples(
         self, clips: Sequence[np.ndarray], *, executor: LocalExecutor | None = None
@@ -65,9 +62,7 @@ class OpenSetClassifier(GMMClassifier):
         if reject is None or is_real(reject):
             return None if reject is None else float(reject)
         if isinstance(reject, str) and reject == "auto":
-            if (auto := self.auto_threshold()) is None:
-                raise ParameterError(self.no_auto)
-            return float(auto)
+            return float(self.auto_threshold())
         raise ParameterError(f"reject must be None, 'auto' or a finite number; got {reject!r}")
 
     def predict(
@@ -129,8 +124,6 @@ class UBMClassifier(OpenSetClassifier):
         "relevance", "relevance_weights", "relevance_variances", "adapt", "map_iter",
         "subsample", "top_c", "reject_far", "calibration_fraction",
     )  # fmt: skip
-    no_auto = ("reject='auto' needs a calibrated threshold: train with reject_far (`audiogmm "
-               "train --backend map --reject-far 0.05`), or give a number")  # fmt: skip
 
     def __init__(
         self, n_components: int = UBM_COMPONENTS, *, relevance: float = 16.0,
@@ -157,10 +150,8 @@ class UBMClassifier(OpenSetClassifier):
         need(self, is_real(frac) and 0 < frac < 1, "calibration_fraction", "in (0, 1)")
 
     def _ubm_model(self) -> DiagGMM:
-        return DiagGMM(
-            self.n_components, random_state=self.random_state, n_jobs=self.n_jobs,
-            **{**UBM_DEFAULTS, **self.gmm_params},
-        )  # fmt: skip
+        gp = {**UBM_DEFAULTS, **self.gmm_params}
+        return DiagGMM(self.n_components, random_state=self.random_state, n_jobs=self.n_jobs, **gp)
 
     def fit(
         self, clips: Sequence[np.ndarray], labels: Sequence[str], *, ubm: DiagGMM | None = None,
@@ -270,9 +261,13 @@ class UBMClassifier(OpenSetClassifier):
         """Mean per-frame LLR (n_clips, n_labels), nats per frame."""
         return S / np.maximum(n_frames, 1)[:, None]
 
-    def auto_threshold(self) -> float | None:
+    def auto_threshold(self) -> float:
         """:attr:`threshold_` (calibrated for ``reject_far``)."""
-        return getattr(self, "threshold_", None)
+        if getattr(self, "threshold_", None) is None:
+            raise ParameterError("reject='auto' needs a calibrated threshold: train with reject_far"
+                                 " (`audiogmm train --backend map --reject-far 0.05`), or give a "
+                                 "number")  # fmt: skip
+        return self.threshold_
 
 
 def train_ubm(

@@ -5,8 +5,7 @@ Trials are ``y_true`` (n_trials,), 1 for a target and 0 for a non-target, and ``
 ``>= threshold``, at every distinct score and at ``+inf`` (``P_miss = 1``, ``P_fa = 0``).
 Calibration follows BOSARIS (Brümmer & de Villiers 2011): natural-log likelihood ratios;
 ``Cllr - minCllr`` (after the best monotone recalibration, by PAV) is the calibration loss,
-``actDCF`` the cost of the LLRs' Bayes decisions as they are, beside minDCF.
-"""
+``actDCF`` the cost of the LLRs' Bayes decisions as they are, beside minDCF."""
 
 from __future__ import annotations
 
