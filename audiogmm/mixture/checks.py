@@ -87,8 +87,10 @@ def _float_array(value: Any, name: str) -> np.ndarray:
         raise ParameterError(f"{name} must be an array of numbers; got {value!r:.80}") from None
 
 
-def user_init(gmm: Any, K: int, D: int, Xs: np.ndarray) -> Params:
-    """Parameters from ``weights_init``/``means_init``/``variances_init`` (validated)."""
+def user_init(gmm: Any, Xs: np.ndarray) -> Params:
+    """Parameters from ``weights_init``/``means_init``/``variances_init`` (validated);
+    ``Xs`` (n, n_dims): the subsample, whose variance is the default ``variances_init``."""
+    K, D = gmm.n_components, Xs.shape[1]
     m = _float_array(gmm.means_init, "means_init")
     w = gmm.weights_init
     w = np.full(K, 1.0 / K) if w is None else _float_array(w, "weights_init")

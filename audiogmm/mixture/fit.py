@@ -140,7 +140,7 @@ def _init_params(model: DiagGMM, source, rng) -> tuple[Params, list[Event]]:
     """Starting parameters from ``means_init`` & co. or k-means++ on a subsample."""
     Xs = _subsample(model, source, rng)
     if model.means_init is not None:
-        return user_init(model, model.n_components, Xs.shape[1], Xs), []
+        return user_init(model, Xs), []
     return init_kmeans(Xs, model.n_components, rng, ml_maximiser(model))
 
 
