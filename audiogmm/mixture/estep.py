@@ -6,8 +6,6 @@
 A fused log-sum-exp (:mod:`.kernels`) makes them responsibilities in place; a second GEMM
 ``gamma.T @ [(x-c)**2, x-c, 1]`` gives S, F and n at once. The shift ``c`` (the mixture
 mean) keeps float32 accurate under large offsets. Memory: O(chunk_size x K) per worker.
-Top-C selection (Kaldi ``gselect``, :func:`select_scores`) scores adapted models on the
-UBM's C best components per frame only.
 """
 
 from __future__ import annotations
@@ -299,10 +297,10 @@ def select_scores(
     X: np.ndarray, ubm: Params, weights: np.ndarray, means: np.ndarray, variances: np.ndarray,
     *, top_c: int, chunk_size: int | None = None, executor: LocalExecutor | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
-    """Per-frame log-likelihoods (n_frames, M) of M models MAP-adapted from ``ubm`` (K
-    components; ``weights`` (M, K), ``means``/``variances`` (M, K, n_dims)) and of the UBM
-    (n_frames,), float64 nats, each summed over the UBM's ``top_c`` (in [1, K]) best
-    components of each frame of ``X`` (n_frames, n_dims): adapted models stay close to it."""
+    """Top-C scoring (Kaldi ``gselect``): per-frame log-likelihoods (n_frames, M) of M models
+    MAP-adapted from ``ubm`` (K components; ``weights`` (M, K), ``means``/``variances``
+    (M, K, n_dims)) and of the UBM (n_frames,), float64 nats, each summed over the UBM's
+    ``top_c`` (in [1, K]) best components of each frame of ``X`` (n_frames, n_dims)."""
     M, K, D = means.shape
     C = int(min(max(1, top_c), K))
     dtype = compute_dtype(X, ubm.weights, ubm.means, ubm.variances)

@@ -4,8 +4,7 @@ The E-step's ``max -> exp -> sum -> log -> normalise`` pass over a (chunk, K) bl
 in-place sweep per row here (five full-size sweeps in NumPy); serial, releasing the GIL.
 float32 uses a branch-free polynomial ``exp`` that LLVM vectorises. The NumPy twins, on
 :func:`row_max_and_sum` (the one NumPy log-sum-exp), are the reference and the fallback
-(``AUDIOGMM_NO_NUMBA=1``). Loading numba costs ~0.7 s per process, so small problems
-never touch it (:func:`use_numba`; ``AUDIOGMM_NUMBA=0`` / ``1`` overrides).
+(``AUDIOGMM_NO_NUMBA=1``); small problems never load numba (:func:`use_numba`).
 """
 
 from __future__ import annotations

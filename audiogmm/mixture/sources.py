@@ -1,11 +1,6 @@
 """What EM reads: frames in memory, re-iterable chunks, a stack's frames, a shard store.
-
 A source yields ``(X_chunk, sample_weight_chunk or None)`` on every pass, knows its frame
-count after the first, and gathers rows by index (for initialisation). :class:`ShardSource`
-maps its own E-step over *canonical* blocks of ``block_frames`` counted from frame 0 and
-sums their statistics in a fixed binary tree (:func:`tree_sum`): bit-identical for any
-shard size, number of workers, executor and completion order.
-"""
+count after the first, and gathers rows by index (for initialisation)."""
 
 from __future__ import annotations
 
@@ -181,8 +176,9 @@ def _block_stats(store: Any, stride: int, clip_weight, params: Params, shift: np
 class ShardSource:
     """A shard store (``n_frames``, ``n_dims``, ``clip_start``, ``read_rows``, ``read_index``,
     e.g. :func:`audiogmm.data.shards.open_store`), frames ``0, stride, 2*stride, ...``;
-    ``clip_weight`` (n_clips,) >= 0: each clip's frames' weight; ``block_frames`` per map task
-    (results depend on it and the chunk size, never on shard files or executor)."""
+    ``clip_weight`` (n_clips,) >= 0: each clip's frames' weight; ``block_frames`` per map task,
+    blocks counted from frame 0 and summed in :func:`tree_sum`'s fixed tree (results depend
+    on it and the chunk size, never on shard files, workers, executor or completion order)."""
 
     def __init__(self, store: Any, *, stride: int = 1, clip_weight: np.ndarray | None = None,
                  block_frames: int = BLOCK_FRAMES) -> None:  # fmt: skip
