@@ -14,8 +14,9 @@ from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 
@@ -30,12 +31,8 @@ __all__ = ["MAPMaximiser", "Maximiser", "MLMaximiser", "check_adapt", "floor_wei
 logger = logging.getLogger(__name__)
 
 Event = dict[str, Any]
-
-
-class Maximiser(Protocol):
-    """``maximiser(stats, params) -> (new_params, events)``; pure, no state kept."""
-
-    def __call__(self, stats: Stats, params: Params) -> tuple[Params, list[Event]]: ...
+#: ``maximiser(stats, params) -> (new_params, events)``; pure, no state kept.
+Maximiser = Callable[[Stats, Params], tuple[Params, list[Event]]]
 
 
 def global_mean_var(stats: Stats) -> tuple[np.ndarray, np.ndarray]:
@@ -167,13 +164,9 @@ class MLMaximiser:
             return Params(w[0], m[0], v[0]), evs[0]
         out = params.copy()
         out.weights[live], out.means[live], out.variances[live] = w, m, v
-        events: list[Event] = []
-        for c, ev in zip(live, evs):
-            for e in ev:
-                e["member"] = int(c)
-                e["iteration"] = len(self.monitor.monitors[c].history)
-            events += ev
-        return out, events
+        hist = [len(m.history) for m in self.monitor.monitors]
+        return out, [{**e, "member": int(c), "iteration": hist[c]}
+                     for c, ev in zip(live, evs) for e in ev]  # fmt: skip
 
 
 def check_adapt(adapt: str) -> str:
