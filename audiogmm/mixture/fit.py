@@ -41,7 +41,7 @@ def fit_mixtures(
     Several models (a classifier's classes; unweighted ``ArraySource``\\ s) run stacked, each
     as alone. ``executor`` default: the first model's ``n_jobs`` threads; ``checkpoint``: see
     :meth:`DiagGMM.fit_source`; ``prior`` (MAP): ``max_iter`` iterations of ``maximiser``
-    from it; ``tick`` is called after each model.
+    from it, ``tick`` called after each model.
     """
     if not models:
         return
@@ -61,8 +61,6 @@ def fit_mixtures(
         rounds = [_one_round(models, sources, starts, ex, checkpoint) for _ in range(first.n_init)]
     for m, src, start, rs in zip(models, sources, starts, zip(*rounds)):
         _finish(m, rs, src, *start[1:], t0)
-        if tick is not None:
-            tick()
 
 
 def _one_round(models, sources, starts, ex, checkpoint) -> list[em.EMResult]:
