@@ -14,7 +14,7 @@ import numpy as np
 from ..engine import LocalExecutor
 from ..engine.local import tree_fold
 from ..exceptions import ParameterError
-from .checks import is_int
+from .checks import check_sample_weight, is_int
 from .estep import accumulate, accumulate_many
 from .stats import Params, Stats
 
@@ -185,13 +185,7 @@ class ShardSource:
         for name, v in (("stride", stride), ("block_frames", block_frames)):
             if not (is_int(v) and v > 0):
                 raise ParameterError(f"{name} must be an int > 0; got {v!r}")
-        if clip_weight is not None:
-            clip_weight = np.asarray(clip_weight, dtype=np.float64)
-            if clip_weight.shape != (len(store.clip_start),):
-                raise ParameterError(f"clip_weight must have shape ({len(store.clip_start)},) "
-                                     f"(one per clip); got {clip_weight.shape}")  # fmt: skip
-            if not (np.isfinite(clip_weight).all() and (clip_weight >= 0).all()):
-                raise ParameterError("clip_weight must be finite and >= 0")
+        clip_weight = check_sample_weight(clip_weight, len(store.clip_start), "clip_weight", "clip")
         self.store, self.stride, self.clip_weight = store, int(stride), clip_weight
         self.block_frames, self.n_dims = block_frames, store.n_dims
         self.n_frames = -(-store.n_frames // self.stride)
