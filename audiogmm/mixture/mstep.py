@@ -37,7 +37,8 @@ Maximiser = Callable[[Stats, Params], tuple[Params, list[Event]]]
 
 def global_mean_var(stats: Stats) -> tuple[np.ndarray, np.ndarray]:
     """Mean and variance of the data as a whole, each (n_dims,), from any statistics."""
-    return tuple(a[0] for a in stats.pooled().mean_var())
+    F, S = stats.F.sum(0, keepdims=True), stats.S.sum(0, keepdims=True)
+    return tuple(a[0] for a in moments(stats.n.sum(keepdims=True), F, S, stats.shift))
 
 
 def floor_weights(w: np.ndarray, min_weight: float) -> np.ndarray:
