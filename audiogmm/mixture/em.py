@@ -110,10 +110,6 @@ class EMResult:
     events: list[dict[str, Any]]
     stats: Stats
 
-    @property
-    def final_mean_loglik(self) -> float:
-        return self.history[-1]
-
 
 def source_stats(
     source, params: Params, *, executor: LocalExecutor | None = None,

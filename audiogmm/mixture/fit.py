@@ -107,7 +107,7 @@ def _adapt(model: DiagGMM, source, prior: Params, maximiser, ex, tick) -> None:
     model.converged_ = True  # a fixed number of iterations: done is converged
     model.fit_report_ = {
         "n_frames": int(source.n_frames), "n_iter": res.n_iter,
-        "final_mean_loglik": res.final_mean_loglik, "converged": True, "n_reseeded": 0,
+        "final_mean_loglik": res.history[-1], "converged": True, "n_reseeded": 0,
     }  # fmt: skip
     if tick is not None:
         tick()
@@ -183,7 +183,7 @@ def _monitor(model: DiagGMM, source) -> em.ConvergenceMonitor:
 
 def _finish(model: DiagGMM, runs: tuple, source, gmean, gvar, extremes, t0) -> None:
     """Adopt the best of the ``n_init`` runs; the fit report; the convergence warning."""
-    which = int(np.argmax([r.final_mean_loglik for r in runs]))  # the first on ties
+    which = int(np.argmax([r.history[-1] for r in runs]))  # the first on ties
     best = runs[which]
     p = best.params
     try:  # the same checks as save/load: a fit never ends with a model that cannot load
@@ -197,8 +197,8 @@ def _finish(model: DiagGMM, runs: tuple, source, gmean, gvar, extremes, t0) -> N
     model.fit_report_ = {
         "n_frames": int(source.n_frames), "n_dims": int(gvar.shape[0]),
         "n_components": model.n_components, "n_iter": best.n_iter, "converged": best.converged,
-        "final_mean_loglik": best.final_mean_loglik, "history": list(best.history),
-        "best_init": which, "init_final_mean_logliks": [r.final_mean_loglik for r in runs],
+        "final_mean_loglik": best.history[-1], "history": list(best.history),
+        "best_init": which, "init_final_mean_logliks": [r.history[-1] for r in runs],
         "reseeded": best.events, "n_reseeded": len(best.events),
         "global_mean_norm": float(np.linalg.norm(gmean)),
         "compute_dtype": np.dtype(compute_dtype(extremes, p.weights, p.means, p.variances)).name,
