@@ -153,6 +153,8 @@ def test_shard_source_refuses_bad_arguments(tmp_path):
         ShardSource(store, clip_weight=np.ones(3))
     with pytest.raises(ParameterError, match="finite"):
         ShardSource(store, clip_weight=-np.ones(4))
+    with pytest.raises(ParameterError, match="clip_weight must sum to a finite number > 0"):
+        ShardSource(store, clip_weight=np.zeros(4))
 
 
 def test_tree_sum_is_a_fixed_tree_not_a_left_fold():

@@ -61,20 +61,21 @@ def check_enough_frames(n_frames: int, n_components: int, what: str) -> None:
                              "use fewer components or more data")  # fmt: skip
 
 
-def check_sample_weight(sample_weight: Any, n_frames: int) -> np.ndarray | None:
-    """Per-frame weights as float64 (n_frames,), or None; ParameterError unless numeric,
-    finite, >= 0, of that shape, with a finite sum > 0."""
+def check_sample_weight(sample_weight: Any, n: int, name: str = "sample_weight",
+                        per: str = "frame") -> np.ndarray | None:  # fmt: skip
+    """Weights, one ``per`` frame (or clip), as float64 (n,), or None; ParameterError naming
+    ``name`` unless numeric, finite, >= 0, of that shape, with a finite sum > 0."""
     if sample_weight is None:
         return None
-    sw = _float_array(sample_weight, "sample_weight")
-    if sw.shape != (n_frames,):
-        raise ParameterError(f"sample_weight must have shape ({n_frames},); got {sw.shape}")
+    sw = _float_array(sample_weight, name)
+    if sw.shape != (n,):
+        raise ParameterError(f"{name} must have shape ({n},) (one per {per}); got {sw.shape}")
     if not np.all(np.isfinite(sw)) or np.any(sw < 0):
-        raise ParameterError("sample_weight must be finite and >= 0")
+        raise ParameterError(f"{name} must be finite and >= 0")
     with np.errstate(over="ignore"):
         total = float(sw.sum())
     if not 0 < total < np.inf:
-        raise ParameterError(f"sample_weight must sum to a finite number > 0; got sum "
+        raise ParameterError(f"{name} must sum to a finite number > 0; got sum "
                              f"{total:g} (all zero: nothing to fit; overflow: rescale the "
                              "weights)")  # fmt: skip
     return sw
@@ -87,8 +88,10 @@ def _float_array(value: Any, name: str) -> np.ndarray:
         raise ParameterError(f"{name} must be an array of numbers; got {value!r:.80}") from None
 
 
-def user_init(gmm: Any, K: int, D: int, Xs: np.ndarray) -> Params:
-    """Parameters from ``weights_init``/``means_init``/``variances_init`` (validated)."""
+def user_init(gmm: Any, Xs: np.ndarray) -> Params:
+    """Parameters from ``weights_init``/``means_init``/``variances_init`` (validated);
+    ``Xs`` (n, n_dims): the subsample, whose variance is the default ``variances_init``."""
+    K, D = gmm.n_components, Xs.shape[1]
     m = _float_array(gmm.means_init, "means_init")
     w = gmm.weights_init
     w = np.full(K, 1.0 / K) if w is None else _float_array(w, "weights_init")

@@ -7,7 +7,7 @@ from __future__ import annotations
 import logging
 import sys
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -80,7 +80,7 @@ class StackedMonitor:
 
     def report(self, lls: np.ndarray, *, reseeded: Any = False) -> None:
         """Each running member's mean log-likelihood; ``reseeded``: the last M-step's events."""
-        again = {e["member"] for e in reseeded} if reseeded else set()
+        again = {e["member"] for e in reseeded or ()}
         for c in np.flatnonzero(self.running):
             self.monitors[c].report(float(lls[c]), reseeded=c in again)
 
@@ -107,12 +107,8 @@ class EMResult:
     history: list[float] | list[list[float]]
     converged: bool | list[bool]
     n_iter: int | list[int]
-    events: list[dict[str, Any]] = field(default_factory=list)
-    stats: Stats | None = None
-
-    @property
-    def final_mean_loglik(self) -> float:
-        return self.history[-1]
+    events: list[dict[str, Any]]
+    stats: Stats
 
 
 def source_stats(

@@ -6,8 +6,6 @@
 A fused log-sum-exp (:mod:`.kernels`) makes them responsibilities in place; a second GEMM
 ``gamma.T @ [(x-c)**2, x-c, 1]`` gives S, F and n at once. The shift ``c`` (the mixture
 mean) keeps float32 accurate under large offsets. Memory: O(chunk_size x K) per worker.
-Top-C selection (Kaldi ``gselect``, :func:`select_scores`) scores adapted models on the
-UBM's C best components per frame only.
 """
 
 from __future__ import annotations
@@ -172,26 +170,17 @@ def accumulate_many(
     R, K, D = len(members), means.shape[1], means.shape[2]
     sws = sample_weights or [None] * R
     cap = chunk_size or auto_chunk_size(K)
-    dtypes = _dtypes(Xs, weights, means, variances, members)
+    dtypes = [compute_dtype(Xs[c], weights[c], means[c], variances[c]) for c in members]
     # centre on a shift exact in the compute dtype, so that x - c loses nothing
     shift_c = [sh.astype(dt) for sh, dt in zip(shifts, dtypes)]
     eff = np.array([sc.astype(np.float64) for sc in shift_c]).reshape(R, D)
     n_of = [Xs[c].shape[0] for c in members]
-    W: list = [None] * R
+    W = [gemm_weights(weights[c], means[c], variances[c], eff[j], dtypes[j])
+         for j, c in enumerate(members)]  # fmt: skip
     items: dict = {}
     for j, dt in enumerate(dtypes):
         n, chunk = n_of[j], min(cap, max(1, n_of[j]))
         items.setdefault(dt, []).extend((j, s, min(n, s + chunk)) for s in range(0, n, chunk))
-    for dt in items:
-        js = [j for j in range(R) if dtypes[j] is dt]
-        sel = [members[j] for j in js]
-        # one call for all: each member's means centred first, then a zero shift
-        Wall = gemm_weights(
-            weights[sel].reshape(-1), (means[sel] - eff[js][:, None, :]).reshape(-1, D),
-            variances[sel].reshape(-1, D), np.zeros(D), dt,
-        )  # fmt: skip
-        for j, Wj in zip(js, Wall.reshape(2 * D + 1, len(js), K).transpose(1, 0, 2)):
-            W[j] = np.ascontiguousarray(Wj)
     ex = executor or LocalExecutor(1)
     # tasks of at most a chunk, and at least two per worker when the data allow
     # (one member: one chunk per task whatever the workers, as any executor can run it)
@@ -235,14 +224,6 @@ def accumulate_many(
     # from the compute-dtype shift to the float64 one
     F, S = recentred(n, G[:, :, D : 2 * D], G[:, :, :D], (eff - shifts)[:, None, :])
     return n, F, S, ll, nf
-
-
-def _dtypes(Xs, weights, means, variances, members: list[int]) -> list:
-    """:func:`compute_dtype` of each member (one stacked call when it can)."""
-    f32 = [c for c in members if Xs[c].dtype == np.float32]
-    if f32 and compute_dtype(Xs[f32[0]], weights[f32], means[f32], variances[f32]) is np.float32:
-        return [np.float32 if Xs[c].dtype == np.float32 else np.float64 for c in members]
-    return [compute_dtype(Xs[c], weights[c], means[c], variances[c]) for c in members]
 
 
 def _pack(items: list[tuple[int, int, int]], rows: int) -> list[list[tuple[int, int, int]]]:
@@ -316,10 +297,10 @@ def select_scores(
     X: np.ndarray, ubm: Params, weights: np.ndarray, means: np.ndarray, variances: np.ndarray,
     *, top_c: int, chunk_size: int | None = None, executor: LocalExecutor | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
-    """Per-frame log-likelihoods (n_frames, M) of M models MAP-adapted from ``ubm`` (K
-    components; ``weights`` (M, K), ``means``/``variances`` (M, K, n_dims)) and of the UBM
-    (n_frames,), float64 nats, each summed over the UBM's ``top_c`` (in [1, K]) best
-    components of each frame of ``X`` (n_frames, n_dims): adapted models stay close to it."""
+    """Top-C scoring (Kaldi ``gselect``): per-frame log-likelihoods (n_frames, M) of M models
+    MAP-adapted from ``ubm`` (K components; ``weights`` (M, K), ``means``/``variances``
+    (M, K, n_dims)) and of the UBM (n_frames,), float64 nats, each summed over the UBM's
+    ``top_c`` (in [1, K]) best components of each frame of ``X`` (n_frames, n_dims)."""
     M, K, D = means.shape
     C = int(min(max(1, top_c), K))
     dtype = compute_dtype(X, ubm.weights, ubm.means, ubm.variances)

@@ -41,7 +41,7 @@ def fit_mixtures(
     Several models (a classifier's classes; unweighted ``ArraySource``\\ s) run stacked, each
     as alone. ``executor`` default: the first model's ``n_jobs`` threads; ``checkpoint``: see
     :meth:`DiagGMM.fit_source`; ``prior`` (MAP): ``max_iter`` iterations of ``maximiser``
-    from it; ``tick`` is called after each model.
+    from it, ``tick`` called after each model.
     """
     if not models:
         return
@@ -61,38 +61,38 @@ def fit_mixtures(
         rounds = [_one_round(models, sources, starts, ex, checkpoint) for _ in range(first.n_init)]
     for m, src, start, rs in zip(models, sources, starts, zip(*rounds)):
         _finish(m, rs, src, *start[1:], t0)
-        if tick is not None:
-            tick()
 
 
 def _one_round(models, sources, starts, ex, checkpoint) -> list[em.EMResult]:
     """One ``n_init`` round of every model: initialise, then one :func:`em.run`."""
-    first, chunk = models[0], frames_per_chunk(models[0])
-    if len(models) == 1:
+    first, chunk, one = models[0], frames_per_chunk(models[0]), len(models) == 1
+    if one:
         src = sources[0]
         monitor, maximiser = _monitor(first, src), ml_maximiser(first)
         saved = None if checkpoint is None else checkpoint.restore(monitor)  # replaces the init
-        inits = [_init_params(first, src, starts[0][0], ex) if saved is None else (saved[0], [])]
         if checkpoint is not None:
             monitor, maximiser = checkpoint.attach(monitor, maximiser, bool(saved and saved[1]))
-        out = [em.run(src, inits[0][0], maximiser=maximiser, monitor=monitor, executor=ex,
-                      chunk_size=chunk)]  # fmt: skip
     else:
-        if first.init == "split" and first.means_init is None:  # split growth is EM: stacked too
-            subs = [_subsample(m, src, st[0]) for m, src, st in zip(models, sources, starts)]
-            inits = [(p, []) for p in init_split(
-                subs, first.n_components, var_floor=[m.var_floor_ for m in models],
-                split_iter=first.split_iter, executor=ex, chunk_size=chunk,
-            )]  # fmt: skip
-        else:  # k-means++ stays per model (its small GEMMs decide labels), in parallel
-            inits = list(ex.map(lambda c: _init_params(models[c], sources[c], starts[c][0], ex),
-                                range(len(models))))  # fmt: skip
         monitor = em.StackedMonitor([_monitor(m, src) for m, src in zip(models, sources)])
         floors = np.stack([m.var_floor_ for m in models])
         maximiser = MLMaximiser(floors, first.min_weight, first.min_count, monitor)
-        stacked = StackedSource([src.X for src in sources], monitor.running)
-        out = em.unstack(em.run(stacked, Params.stack([p for p, _ in inits]), maximiser=maximiser,
-                                monitor=monitor, executor=ex, chunk_size=chunk))  # fmt: skip
+        src, saved = StackedSource([s.X for s in sources], monitor.running), None
+    if saved is not None:
+        inits = [(saved[0], [])]
+    elif first.init == "split" and first.means_init is None:  # split growth is EM: stacked too
+        subs = [_subsample(m, s, st[0]) for m, s, st in zip(models, sources, starts)]
+        inits = [(p, []) for p in init_split(
+            subs, first.n_components, var_floor=[m.var_floor_ for m in models],
+            split_iter=first.split_iter, executor=ex, chunk_size=chunk,
+        )]  # fmt: skip
+    elif one:
+        inits = [_init_params(first, src, starts[0][0])]
+    else:  # k-means++ stays per model (its small GEMMs decide labels), in parallel
+        inits = list(ex.map(lambda c: _init_params(models[c], sources[c], starts[c][0]),
+                            range(len(models))))  # fmt: skip
+    start = inits[0][0] if one else Params.stack([p for p, _ in inits])
+    res = em.run(src, start, maximiser=maximiser, monitor=monitor, executor=ex, chunk_size=chunk)
+    out = [res] if one else em.unstack(res)
     for (_, events), r in zip(inits, out):
         r.events = events + r.events
     return out
@@ -107,7 +107,7 @@ def _adapt(model: DiagGMM, source, prior: Params, maximiser, ex, tick) -> None:
     model.converged_ = True  # a fixed number of iterations: done is converged
     model.fit_report_ = {
         "n_frames": int(source.n_frames), "n_iter": res.n_iter,
-        "final_mean_loglik": res.final_mean_loglik, "converged": True, "n_reseeded": 0,
+        "final_mean_loglik": res.history[-1], "converged": True, "n_reseeded": 0,
     }  # fmt: skip
     if tick is not None:
         tick()
@@ -134,16 +134,12 @@ def _subsample(model: DiagGMM, source, rng: np.random.Generator) -> np.ndarray:
     return source.gather(np.sort(rng.choice(source.n_frames, size=m, replace=False)))
 
 
-def _init_params(model: DiagGMM, source, rng, executor) -> tuple[Params, list[Event]]:
-    K = model.n_components
+def _init_params(model: DiagGMM, source, rng) -> tuple[Params, list[Event]]:
+    """Starting parameters from ``means_init`` & co. or k-means++ on a subsample."""
     Xs = _subsample(model, source, rng)
     if model.means_init is not None:
-        return user_init(model, K, Xs.shape[1], Xs), []
-    if model.init == "kmeans++":
-        return init_kmeans(Xs, K, rng, ml_maximiser(model))
-    params = init_split([Xs], K, var_floor=[model.var_floor_], split_iter=model.split_iter,
-                        executor=executor, chunk_size=frames_per_chunk(model))  # fmt: skip
-    return params[0], []
+        return user_init(model, Xs), []
+    return init_kmeans(Xs, model.n_components, rng, ml_maximiser(model))
 
 
 def _start(model: DiagGMM, source) -> tuple:
@@ -187,7 +183,7 @@ def _monitor(model: DiagGMM, source) -> em.ConvergenceMonitor:
 
 def _finish(model: DiagGMM, runs: tuple, source, gmean, gvar, extremes, t0) -> None:
     """Adopt the best of the ``n_init`` runs; the fit report; the convergence warning."""
-    which = int(np.argmax([r.final_mean_loglik for r in runs]))  # the first on ties
+    which = int(np.argmax([r.history[-1] for r in runs]))  # the first on ties
     best = runs[which]
     p = best.params
     try:  # the same checks as save/load: a fit never ends with a model that cannot load
@@ -201,8 +197,8 @@ def _finish(model: DiagGMM, runs: tuple, source, gmean, gvar, extremes, t0) -> N
     model.fit_report_ = {
         "n_frames": int(source.n_frames), "n_dims": int(gvar.shape[0]),
         "n_components": model.n_components, "n_iter": best.n_iter, "converged": best.converged,
-        "final_mean_loglik": best.final_mean_loglik, "history": list(best.history),
-        "best_init": which, "init_final_mean_logliks": [r.final_mean_loglik for r in runs],
+        "final_mean_loglik": best.history[-1], "history": list(best.history),
+        "best_init": which, "init_final_mean_logliks": [r.history[-1] for r in runs],
         "reseeded": best.events, "n_reseeded": len(best.events),
         "global_mean_norm": float(np.linalg.norm(gmean)),
         "compute_dtype": np.dtype(compute_dtype(extremes, p.weights, p.means, p.variances)).name,

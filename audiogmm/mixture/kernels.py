@@ -4,8 +4,7 @@ The E-step's ``max -> exp -> sum -> log -> normalise`` pass over a (chunk, K) bl
 in-place sweep per row here (five full-size sweeps in NumPy); serial, releasing the GIL.
 float32 uses a branch-free polynomial ``exp`` that LLVM vectorises. The NumPy twins, on
 :func:`row_max_and_sum` (the one NumPy log-sum-exp), are the reference and the fallback
-(``AUDIOGMM_NO_NUMBA=1``). Loading numba costs ~0.7 s per process, so small problems
-never touch it (:func:`use_numba`; ``AUDIOGMM_NUMBA=0`` / ``1`` overrides).
+(``AUDIOGMM_NO_NUMBA=1``); small problems never load numba (:func:`use_numba`).
 """
 
 from __future__ import annotations
@@ -63,10 +62,10 @@ NEGLIGIBLE_RESPONSIBILITY = 1e-30
 _COLUMN_MAX_LIMIT = 16
 
 
-def _max_keepdims(L: np.ndarray, axis: int) -> np.ndarray:
-    """``L.max(axis=axis, keepdims=True)``, bit for bit, NaN included (a max is exact)."""
-    if axis not in (-1, L.ndim - 1) or not 0 < L.shape[-1] <= _COLUMN_MAX_LIMIT:
-        return L.max(axis=axis, keepdims=True)
+def _max_keepdims(L: np.ndarray) -> np.ndarray:
+    """``L.max(-1, keepdims=True)``, bit for bit, NaN included (a max is exact)."""
+    if not 0 < L.shape[-1] <= _COLUMN_MAX_LIMIT:
+        return L.max(-1, keepdims=True)
     m = L[..., :1].copy()
     mv = m[..., 0]
     for j in range(1, L.shape[-1]):
@@ -74,16 +73,16 @@ def _max_keepdims(L: np.ndarray, axis: int) -> np.ndarray:
     return m
 
 
-def row_max_and_sum(L: np.ndarray, axis: int = -1, *, inplace: bool = False) -> tuple:
-    """``m = max(L)`` and ``s = sum(exp(L - m))`` along ``axis`` (kept), so that
+def row_max_and_sum(L: np.ndarray, *, inplace: bool = False) -> tuple:
+    """``m = max(L)`` and ``s = sum(exp(L - m))`` along the last axis (kept), so that
     ``logsumexp(L) = m + log(s)``; ``inplace=True`` overwrites ``L`` by ``exp(L - m)``."""
-    m = _max_keepdims(L, axis)
+    m = _max_keepdims(L)
     E = L if inplace else np.empty_like(L)
     # exp of very negative differences underflows to 0 by design
     with np.errstate(under="ignore"):
         np.subtract(L, m, out=E)
         np.exp(E, out=E)
-    return m, E.sum(axis=axis, keepdims=True)
+    return m, E.sum(-1, keepdims=True)
 
 
 def _resp_inplace_numpy(L: np.ndarray, w: np.ndarray | None, lse: np.ndarray) -> None:
@@ -98,7 +97,7 @@ def _resp_inplace_numpy(L: np.ndarray, w: np.ndarray | None, lse: np.ndarray) ->
 
 def _segment_lse_numpy(L: np.ndarray, seg: int, out: np.ndarray) -> None:
     n, total = L.shape
-    m, s = row_max_and_sum(L.reshape(n, total // seg, seg), axis=2)
+    m, s = row_max_and_sum(L.reshape(n, total // seg, seg))
     out[:] = (m + np.log(s))[:, :, 0]
 
 

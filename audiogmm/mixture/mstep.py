@@ -14,8 +14,9 @@ from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 
@@ -30,17 +31,14 @@ __all__ = ["MAPMaximiser", "Maximiser", "MLMaximiser", "check_adapt", "floor_wei
 logger = logging.getLogger(__name__)
 
 Event = dict[str, Any]
-
-
-class Maximiser(Protocol):
-    """``maximiser(stats, params) -> (new_params, events)``; pure, no state kept."""
-
-    def __call__(self, stats: Stats, params: Params) -> tuple[Params, list[Event]]: ...
+#: ``maximiser(stats, params) -> (new_params, events)``; pure, no state kept.
+Maximiser = Callable[[Stats, Params], tuple[Params, list[Event]]]
 
 
 def global_mean_var(stats: Stats) -> tuple[np.ndarray, np.ndarray]:
     """Mean and variance of the data as a whole, each (n_dims,), from any statistics."""
-    return tuple(a[0] for a in stats.pooled().mean_var())
+    F, S = stats.F.sum(0, keepdims=True), stats.S.sum(0, keepdims=True)
+    return tuple(a[0] for a in moments(stats.n.sum(keepdims=True), F, S, stats.shift))
 
 
 def floor_weights(w: np.ndarray, min_weight: float) -> np.ndarray:
@@ -167,13 +165,9 @@ class MLMaximiser:
             return Params(w[0], m[0], v[0]), evs[0]
         out = params.copy()
         out.weights[live], out.means[live], out.variances[live] = w, m, v
-        events: list[Event] = []
-        for c, ev in zip(live, evs):
-            for e in ev:
-                e["member"] = int(c)
-                e["iteration"] = len(self.monitor.monitors[c].history)
-            events += ev
-        return out, events
+        hist = [len(m.history) for m in self.monitor.monitors]
+        return out, [{**e, "member": int(c), "iteration": hist[c]}
+                     for c, ev in zip(live, evs) for e in ev]  # fmt: skip
 
 
 def check_adapt(adapt: str) -> str:
@@ -185,18 +179,15 @@ def check_adapt(adapt: str) -> str:
     return "".join(c for c in "mwv" if c in adapt)
 
 
-def _check_relevance(name: str, r: float) -> float:
+def _alpha(n: np.ndarray, name: str, r: float) -> np.ndarray:
+    """``n / (n + r)`` for relevance ``r`` (argument ``name``, checked): 0 where ``n == 0``
+    (also for ``r == 0``), 0 for ``r = inf``."""
     if not (is_real(r, finite=False) and r >= 0):  # (NaN and -inf fail r >= 0)
         raise ParameterError(f"{name} must be a number >= 0 (inf keeps the prior); got {r!r}")
-    return float(r)
-
-
-def _alpha(n: np.ndarray, r: float) -> np.ndarray:
-    """``n / (n + r)``, 0 where ``n == 0`` (also for ``r == 0``), 0 for ``r = inf``."""
     if r == math.inf:
         return np.zeros_like(n)
     with np.errstate(divide="ignore", invalid="ignore"):  # n = 0 (and r = 0): no data, alpha 0
-        a = n / (n + r)
+        a = n / (n + float(r))
     return np.where(n > 0, a, 0.0)
 
 
@@ -219,16 +210,16 @@ def map_adapt(stats: Stats, prior: Params, *, adapt: str = "m", relevance_means:
         ex2 = stats.S / n[:, None]  # E[(x - c)**2]
     weights, means, variances = prior.weights.copy(), prior.means.copy(), prior.variances.copy()
     if "m" in adapt:
-        a = _alpha(n, _check_relevance("relevance_means", relevance_means))[:, None]
+        a = _alpha(n, "relevance_means", relevance_means)[:, None]
         new = c + (a * ex + (1.0 - a) * (prior.means - c))
         means = np.where(a > 0, new, prior.means)
     if "v" in adapt:
-        a = _alpha(n, _check_relevance("relevance_variances", relevance_variances))[:, None]
+        a = _alpha(n, "relevance_variances", relevance_variances)[:, None]
         mp, mn = prior.means - c, means - c
         new = np.maximum(a * ex2 + (1.0 - a) * (prior.variances + mp**2) - mn**2, var_floor)
         variances = np.where(a > 0, new, prior.variances)
     if "w" in adapt:
-        a = _alpha(n, _check_relevance("relevance_weights", relevance_weights))
+        a = _alpha(n, "relevance_weights", relevance_weights)
         T = n.sum()
         if T > 0 and np.any(a > 0):  # else nothing moves: keep the prior bit for bit
             w = a * (n / T) + (1.0 - a) * prior.weights

@@ -1,11 +1,6 @@
 """What EM reads: frames in memory, re-iterable chunks, a stack's frames, a shard store.
-
 A source yields ``(X_chunk, sample_weight_chunk or None)`` on every pass, knows its frame
-count after the first, and gathers rows by index (for initialisation). :class:`ShardSource`
-maps its own E-step over *canonical* blocks of ``block_frames`` counted from frame 0 and
-sums their statistics in a fixed binary tree (:func:`tree_sum`): bit-identical for any
-shard size, number of workers, executor and completion order.
-"""
+count after the first, and gathers rows by index (for initialisation)."""
 
 from __future__ import annotations
 
@@ -19,7 +14,7 @@ import numpy as np
 from ..engine import LocalExecutor
 from ..engine.local import tree_fold
 from ..exceptions import ParameterError
-from .checks import is_int
+from .checks import check_sample_weight, is_int
 from .estep import accumulate, accumulate_many
 from .stats import Params, Stats
 
@@ -150,18 +145,13 @@ class _Rows:
     array for :func:`accumulate`: ``[a:b]`` reads them."""
 
     dtype = np.dtype(np.float32)
-    ndim = 2
 
     def __init__(self, store: Any, stride: int, start: int, stop: int) -> None:
         self.store, self.stride, self.start = store, stride, start
         self.shape = (stop - start, store.n_dims)
 
     def __getitem__(self, key: slice) -> np.ndarray:
-        a, b, step = key.indices(self.shape[0])
-        if step != 1:
-            raise ParameterError("_Rows supports contiguous slices only")
-        if b <= a:
-            return np.empty((0, self.store.n_dims), dtype=np.float32)
+        a, b, _ = key.indices(self.shape[0])  # callers slice non-empty, contiguous ranges
         a, b, s = self.start + a, self.start + b, self.stride
         rows = self.store.read_rows(a * s, (b - 1) * s + 1)
         return rows if s == 1 else np.ascontiguousarray(rows[::s])
@@ -186,21 +176,16 @@ def _block_stats(store: Any, stride: int, clip_weight, params: Params, shift: np
 class ShardSource:
     """A shard store (``n_frames``, ``n_dims``, ``clip_start``, ``read_rows``, ``read_index``,
     e.g. :func:`audiogmm.data.shards.open_store`), frames ``0, stride, 2*stride, ...``;
-    ``clip_weight`` (n_clips,) >= 0: each clip's frames' weight; ``block_frames`` per map task
-    (results depend on it and the chunk size, never on shard files or executor)."""
+    ``clip_weight`` (n_clips,) >= 0: each clip's frames' weight; ``block_frames`` per map task,
+    blocks counted from frame 0 and summed in :func:`tree_sum`'s fixed tree (results depend
+    on it and the chunk size, never on shard files, workers, executor or completion order)."""
 
     def __init__(self, store: Any, *, stride: int = 1, clip_weight: np.ndarray | None = None,
                  block_frames: int = BLOCK_FRAMES) -> None:  # fmt: skip
         for name, v in (("stride", stride), ("block_frames", block_frames)):
             if not (is_int(v) and v > 0):
                 raise ParameterError(f"{name} must be an int > 0; got {v!r}")
-        if clip_weight is not None:
-            clip_weight = np.asarray(clip_weight, dtype=np.float64)
-            if clip_weight.shape != (len(store.clip_start),):
-                raise ParameterError(f"clip_weight must have shape ({len(store.clip_start)},) "
-                                     f"(one per clip); got {clip_weight.shape}")  # fmt: skip
-            if not (np.isfinite(clip_weight).all() and (clip_weight >= 0).all()):
-                raise ParameterError("clip_weight must be finite and >= 0")
+        clip_weight = check_sample_weight(clip_weight, len(store.clip_start), "clip_weight", "clip")
         self.store, self.stride, self.clip_weight = store, int(stride), clip_weight
         self.block_frames, self.n_dims = block_frames, store.n_dims
         self.n_frames = -(-store.n_frames // self.stride)

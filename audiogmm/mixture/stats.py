@@ -129,12 +129,6 @@ class Stats:
                 S += w @ (xc * xc)
         return cls(np.array([n]), F[None], S[None], 0.0, float(n), shift.copy())
 
-    def pooled(self) -> Stats:
-        """All components merged into one: the statistics of the data as a whole."""
-        return Stats(self.n.sum(keepdims=True), self.F.sum(0, keepdims=True),
-                     self.S.sum(0, keepdims=True), self.loglik, self.n_frames,
-                     self.shift.copy())  # fmt: skip
-
     def mean_var(self) -> tuple[np.ndarray, np.ndarray]:
         """Per-component mean and variance, each (K, D) (see :func:`moments`)."""
         return moments(self.n, self.F, self.S, self.shift)
