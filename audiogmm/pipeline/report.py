@@ -6,14 +6,12 @@ model's UBM under the class)."""
 
 from __future__ import annotations
 
-import csv
 import glob
 import io
 import json
 import logging
 import math
 import os
-from collections.abc import Iterable, Sequence
 from typing import Any, Optional
 
 import numpy as np
@@ -24,8 +22,8 @@ from ..io.modelfile import jsonable
 from .bundle import Bundle
 
 __all__ = ["class_mixtures", "figure_png", "format_confusion", "format_metrics",
-           "format_open_set", "json_dumps", "mixture_curves", "mixture_figure", "put_file",
-           "pyplot", "separating_dimension", "training_report", "write_mixture_figures",
+           "format_open_set", "json_dumps", "mixture_curves", "mixture_figure", "pyplot",
+           "separating_dimension", "training_report", "write_mixture_figures",
            "write_report", "write_training_curves"]  # fmt: skip
 
 logger = logging.getLogger(__name__)
@@ -110,15 +108,13 @@ def write_report(
     ``training`` (a ``fit_report_``) adds :func:`write_training_curves`."""
     folder = os.fspath(folder)
     labels, C = metrics["confusion"]["labels"], metrics["confusion"]["matrix"]
-    written = [
-        put_file(folder, "metrics.json", json_dumps(metrics, indent=2) + "\n"),
-        put_file(folder, "metrics.txt", format_metrics(metrics)),
-        put_file(folder, "confusion.txt", format_confusion(labels, C)),
-    ]
+    files = {"metrics.json": json_dumps(metrics, indent=2) + "\n",
+             "metrics.txt": format_metrics(metrics), "confusion.txt": format_confusion(labels, C)}
+    written = [atomic_write(os.path.join(folder, name), text) for name, text in files.items()]
     plt = pyplot("confusion.png") if plot else None
     if plt is not None:
         fig = _confusion_figure(plt, labels, np.asarray(C), metrics.get("accuracy"))
-        written.append(put_file(folder, "confusion.png", figure_png(fig)))
+        written.append(atomic_write(os.path.join(folder, "confusion.png"), figure_png(fig)))
     if training:
         written += write_training_curves(folder, training, plot=plot)
     if plot and bundle is not None and pyplot("mixture_*.png") is not None:
@@ -132,23 +128,6 @@ def write_report(
     return written
 
 
-def put_file(folder: str | os.PathLike, name: str, data: str | bytes | Iterable[Sequence]) -> str:
-    """Write ``data`` (bytes, text as UTF-8, or CSV rows, streamed) to ``folder/name``
-    atomically (folders made as needed); return the path."""
-    path = os.path.join(os.fspath(folder), name)
-
-    def write(f) -> None:
-        if isinstance(data, (str, bytes)):
-            f.write(data.encode() if isinstance(data, str) else data)
-            return
-        text = io.TextIOWrapper(f, encoding="utf-8", newline="")
-        csv.writer(text, lineterminator="\n").writerows(data)
-        text.detach()  # flushes, and leaves f open for atomic_write's fsync
-
-    atomic_write(path, write)
-    return path
-
-
 def write_mixture_figures(folder: str | os.PathLike, bundle: Any) -> list[str]:
     """One ``mixture_<i>_<class>.png`` per class of ``bundle`` in ``folder``, all along
     :func:`separating_dimension`; returns the files."""
@@ -157,7 +136,7 @@ def write_mixture_figures(folder: str | os.PathLike, bundle: Any) -> list[str]:
     for i, y in enumerate(str(v) for v in bundle.classifier.labels_):
         safe = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in y)
         png = figure_png(mixture_figure(bundle, y, d))
-        written.append(put_file(folder, f"mixture_{i:02d}_{safe}.png", png))
+        written.append(atomic_write(os.path.join(folder, f"mixture_{i:02d}_{safe}.png"), png))
     return written
 
 
@@ -188,7 +167,8 @@ def write_training_curves(
     }
     if not curves:
         return []
-    written = [put_file(folder, "training_curves.json", json_dumps(curves, indent=2) + "\n")]
+    text = json_dumps(curves, indent=2) + "\n"
+    written = [atomic_write(os.path.join(folder, "training_curves.json"), text)]
     plt = pyplot("training_curves.png") if plot else None
     if plt is not None:
         fig, ax = plt.subplots(figsize=(6.4, 4.0), dpi=100)
@@ -200,7 +180,7 @@ def write_training_curves(
         if len(curves) <= 20:
             ax.legend(fontsize=7, ncol=2 if len(curves) > 8 else 1)
         fig.tight_layout()
-        written.append(put_file(folder, "training_curves.png", figure_png(fig)))
+        written.append(atomic_write(os.path.join(folder, "training_curves.png"), figure_png(fig)))
     return written
 
 

@@ -20,11 +20,12 @@ import numpy as np
 from ..data import Record, RunOptions, read_csv_rows
 from ..engine import LocalExecutor
 from ..exceptions import DatasetError, ParameterError
+from ..io.atomic import atomic_write
 from ..scoring import eer, min_dcf, snorm, tnorm, znorm
 from ..scoring.verification import DCF_TARGETS, act_dcf, cllr, min_cllr, operating_points
 from .bundle import Bundle
 from .classify import check_training_files, score_files
-from .report import figure_png, json_dumps, put_file, pyplot
+from .report import figure_png, json_dumps, pyplot
 
 __all__ = ["Trial", "TrialScores", "iter_trials", "read_trials", "score_trials", "verify_trials",
            "write_verification_report"]  # fmt: skip
@@ -249,12 +250,12 @@ def write_verification_report(
         rows, head, y, scores = result, result.to_dict(), result.targets, result.scores
     table = ([t["path"], t["claim"], "" if t["target"] is None else t["target"], repr(t["score"])]
              for t in rows)  # fmt: skip
-    written = [put_file(folder, "scores.csv", chain([["path", "claim", "target", "score"]], table)),
-               put_file(folder, "metrics.json", json_dumps(head, indent=2) + "\n")]  # fmt: skip
+    files = {"scores.csv": chain([["path", "claim", "target", "score"]], table),
+             "metrics.json": json_dumps(head, indent=2) + "\n"}
     png = det_png(y, scores, head["metrics"]) if "metrics" in head else None
     if png is not None:
-        written.append(put_file(folder, "det.png", png))
-    return written
+        files["det.png"] = png
+    return [atomic_write(os.path.join(folder, name), data) for name, data in files.items()]
 
 
 _TICKS = [0.001, 0.005, 0.02, 0.05, 0.1, 0.2, 0.4, 0.6, 0.8, 0.95, 0.99]
