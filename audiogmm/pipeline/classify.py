@@ -26,10 +26,9 @@ from ..data import (
     split_spec,
     stored_training_paths,
     training_overlap,
-    validate_split_block,
 )
 from ..engine import LocalExecutor, resolve
-from ..exceptions import DatasetError, ModelFileError, ParameterError
+from ..exceptions import DatasetError, ParameterError
 from ..features.extraction import extraction_roots
 from ..models.ubm import UNKNOWN
 from ..scoring import summary
@@ -38,7 +37,7 @@ from .bundle import Bundle
 
 __all__ = ["can_reject", "check_training_files", "describe_split", "evaluate_classifier",
            "evaluation_split", "labelled_results", "load_split", "predict_files", "score_files",
-           "skipped_list", "stored_split"]  # fmt: skip
+           "skipped_list"]  # fmt: skip
 
 logger = logging.getLogger(__name__)
 
@@ -66,20 +65,6 @@ def describe_split(
                       train_fraction=train_fraction, cache_dir=cache_dir)  # fmt: skip
 
 
-def stored_split(model: Bundle, *, path: str | os.PathLike | None = None) -> dict[str, Any] | None:
-    """The validated split block of a model (``None`` when it has none); ModelFileError,
-    naming the file ``path`` if given, for a block that fails its checks."""
-    block = model.header.get("split")
-    if block is None:
-        return None
-    try:
-        return validate_split_block(block)
-    except ModelFileError as e:
-        if path is None:
-            raise
-        raise ModelFileError(f"{os.fspath(path)}: {e}") from e
-
-
 def evaluation_split(
     model: Bundle, manifest: Sequence[Record], split: str | None, *,
     train_fraction: float | None = None, seed: int | None = None,
@@ -89,7 +74,7 @@ def evaluation_split(
     the held-out files), and ``source`` (model, options or defaults), ``split``, ``seed``,
     ``train_fraction``, ``from_column`` and ``manifest_matches`` (None: no split block)."""
     given = train_fraction is not None or seed is not None
-    spec = stored_split(model)
+    spec = model.header.get("split")  # checked by the loader
     manifest = list(manifest)
     stored = spec or {"seed": 0, "train_fraction": TRAIN_FRACTION}
     seed = stored["seed"] if seed is None else seed
@@ -161,7 +146,7 @@ def check_training_files(
     training files let through (``None``: no split block, nothing checked) and of duplicates.
     """
     opts = options or RunOptions()
-    spec = stored_split(model)
+    spec = model.header.get("split")  # checked by the loader
     if spec is None:
         # info, not a warning: recipes evaluate on a split they made themselves; the result
         # says so with train_overlap=None and the CLI prints it
