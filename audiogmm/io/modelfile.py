@@ -325,8 +325,8 @@ def load(path: str | os.PathLike, kind: type | None = None) -> Any:
     if not kinds:
         raise ParameterError(f"audiogmm stores no {kind.__name__} files")
     name = os.fspath(path)
-    names = {n: k.arrays for n, k in kinds.items()}
-    header, arrays = read_container(name, kind=tuple(kinds), names=names)
+    header, arrays = read_container(name, kind=tuple(kinds),
+                                    names={n: k.arrays for n, k in kinds.items()})
     k = kinds[header["kind"]]
     obj = k.build(name, checked(name, k.table, header), arrays)
     if not isinstance(obj, Stats):

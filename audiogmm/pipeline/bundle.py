@@ -94,7 +94,7 @@ def load_ubm(path: str | os.PathLike) -> tuple[DiagGMM, FeatureConfig | None]:
     (None for one saved without, e.g. by ``DiagGMM.save``); ModelFileError naming the file
     for another kind of file or a bad feature configuration."""
     ubm = load(path, DiagGMM)
-    block = getattr(ubm, "file_header_", {}).get("feature_config")  # checked by the loader
+    block = ubm.file_header_.get("feature_config")  # checked by the loader
     config = None if block is None else FeatureConfig.from_dict(block)
     if config is not None:
         _check_dims(ubm, [config], f"{os.fspath(path)}: ", ModelFileError)
