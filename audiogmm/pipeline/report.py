@@ -179,7 +179,6 @@ def write_training_curves(
                ylabel="mean log-likelihood per frame (nats)")  # fmt: skip
         if len(curves) <= 20:
             ax.legend(fontsize=7, ncol=2 if len(curves) > 8 else 1)
-        fig.tight_layout()
         written.append(atomic_write(os.path.join(folder, "training_curves.png"), figure_png(fig)))
     return written
 
@@ -201,7 +200,6 @@ def _confusion_figure(plt: Any, labels: list[str], C: np.ndarray, acc: float | N
         ax.text(j, i, str(C[i, j]), ha="center", va="center", fontsize=7, color=color)
     acc_line = "" if acc is None else f"accuracy {100 * acc:.1f}%\n"
     ax.set_title(f"{acc_line}colour: share of row; numbers: counts", fontsize=9)
-    fig.tight_layout()
     return fig
 
 
@@ -224,8 +222,9 @@ def pyplot(what: Optional[str] = None) -> Any:
 
 
 def figure_png(fig: Any) -> bytes:
-    """The figure as PNG bytes (and closed)."""
+    """The figure, laid out tight, as PNG bytes (and closed)."""
     buf = io.BytesIO()
+    fig.tight_layout()
     fig.savefig(buf, format="png")
     pyplot().close(fig)
     return buf.getvalue()

@@ -146,9 +146,8 @@ def score_trials(
     ni, ci, tg = array("i"), array("i"), array("b")
     unknown: set[str] = set()
     for t in source:
-        k = names.get(t.name or t.path)
-        if k is None:
-            k = names[t.name or t.path] = len(paths)
+        k = names.setdefault(t.name or t.path, len(paths))
+        if k == len(paths):
             paths.append(t.path)
         c = index.get(t.claim)
         if c is None:
@@ -291,5 +290,4 @@ def det_png(y: Sequence[int], scores: Sequence[float], metrics: dict[str, Any]) 
                  fontsize=9)  # fmt: skip
     ax.grid(True, lw=0.3)
     ax.legend(loc="upper right")
-    fig.tight_layout()
     return figure_png(fig)
