@@ -105,8 +105,8 @@ def score_files(
     *, verification: bool = False,
 ) -> tuple[list[dict[str, str]], list[str], list[np.ndarray], np.ndarray]:  # fmt: skip
     """Features with the model's own config (never the caller's), then one batched scoring:
-    the skipped files (``{path, reason}``), the usable paths in input order, their frames,
-    and the (n_used, n_labels) class scores (``verification``: the verification scores)."""
+    the skipped files (``{path, reason}``), the usable paths in input order, their frame
+    counts (n_used,) and scores (n_used, n_labels): class scores, or ``verification`` ones."""
     clf = model.classifier
     with resolve(executor, opts.n_jobs) as ex:
         # one extraction per front end that no other member derives (a fused model has one
@@ -133,7 +133,8 @@ def score_files(
             S = clf.score_samples(clips, executor=ex)
         else:
             S = clf.score_matrix(clips, executor=ex)
-    return [{"path": s.path, "reason": s.reason} for s in skipped], used, clip_sets[0], S
+    lengths = np.array([len(X) for X in clip_sets[0]], dtype=np.int64)
+    return [{"path": s.path, "reason": s.reason} for s in skipped], used, lengths, S
 
 
 def check_training_files(
@@ -252,14 +253,14 @@ def evaluate_classifier(
     opts = options or RunOptions()
     overlap, n_duplicates = check_training_files(model, records, allow=allow_train_overlap,
                                                  manifest=manifest, options=opts)  # fmt: skip
-    skipped, used_paths, clips, S = score_files(model, records, opts, executor)
+    skipped, used_paths, lengths, S = score_files(model, records, opts, executor)
     if records and not used_paths:
         first = f"; first: {skipped[0]['reason']}" if skipped else ""
         raise DatasetError(f"none of the {len(records)} files could be evaluated: all were "
                            f"skipped{first}")  # fmt: skip
     by_path = {r.path: r for r in records}
-    out = labelled_results(clf, S, [by_path[p].label for p in used_paths], used_paths,
-                           lengths=np.array([len(X) for X in clips]), threshold=thr)  # fmt: skip
+    labels = [by_path[p].label for p in used_paths]
+    out = labelled_results(clf, S, labels, used_paths, lengths=lengths, threshold=thr)
     out.update(skipped=skipped, train_overlap=overlap, train_duplicates=n_duplicates,
                seconds=time.perf_counter() - t0)  # fmt: skip
     return out
@@ -278,17 +279,16 @@ def predict_files(
     clf = model.classifier
     thr = _threshold(clf, reject)
     items = [os.fspath(p) for p in paths]
-    skipped, used, clips, S = score_files(model, items, options or RunOptions(), executor)
+    skipped, used, lengths, S = score_files(model, items, options or RunOptions(), executor)
     LP = clf.log_proba_from_scores(S)
     k = max(1, min(top, len(clf.labels_)))
-    lengths = [len(X) for X in clips]
-    rej = clf.rejection_scores(S, np.array(lengths)) if thr is not None and used else None
+    rej = clf.rejection_scores(S, lengths) if thr is not None and used else None
     results = []
     for i, p in enumerate(used):
         order = np.argsort(-LP[i], kind="stable")[:k]
         top = [{"label": clf.labels_[j], "loglik": float(S[i, j]),
                 "posterior": float(np.exp(LP[i, j]))} for j in order]  # fmt: skip
-        r = {"path": p, "label": clf.labels_[order[0]], "n_frames": lengths[i], "top": top}
+        r = {"path": p, "label": clf.labels_[order[0]], "n_frames": int(lengths[i]), "top": top}
         if rej is not None:
             r.update(reject_score=float(rej[i]), threshold=thr)
             r["label"] = UNKNOWN if rej[i] < thr else r["label"]

@@ -173,8 +173,7 @@ def score_trials(
         logger.warning("%d trial file(s) were used in training (--allow-train-overlap); the "
                        "error rates are optimistic", n_overlap)  # fmt: skip
     files = list(dict.fromkeys([*paths, *(os.fspath(c) for c in cohort)]))
-    lost, used, frames, S = score_files(model, files, opts, executor, verification=True)
-    del frames  # the scores are all that is needed now
+    lost, used, _, S = score_files(model, files, opts, executor, verification=True)
     cal = model.header.get("calibration")
     if cal and norm == "none":  # `train --calibrate`: scores become LLRs
         S = cal["slope"] * S + cal["offset"]
