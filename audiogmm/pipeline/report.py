@@ -10,7 +10,6 @@ import glob
 import io
 import json
 import logging
-import math
 import os
 from typing import Any, Optional
 
@@ -32,21 +31,10 @@ _N_POINTS = 801  # samples of each curve across the plotted range
 _TAIL = 2.5e-4  # mass of each mixture left out of the plotted range on each side
 
 
-def _finite(obj: Any) -> Any:
-    """``obj`` with non-finite floats as None."""
-    if isinstance(obj, float):
-        return obj if math.isfinite(obj) else None
-    if isinstance(obj, dict):
-        return {k: _finite(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_finite(v) for v in obj]
-    return obj
-
-
 def json_dumps(obj: Any, *, indent: int | None = None) -> str:
     """``obj`` as strict JSON: sorted keys, NaN and infinities (which ``json.dumps`` would
     write as ``NaN``/``Infinity``, refused by JSON parsers) written as ``null``."""
-    return json.dumps(_finite(jsonable(obj)), sort_keys=True, indent=indent, allow_nan=False,
+    return json.dumps(jsonable(obj, finite=True), sort_keys=True, indent=indent, allow_nan=False,
                       default=str)  # fmt: skip
 
 
