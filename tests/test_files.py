@@ -216,6 +216,15 @@ def test_cleanup_runs_once_per_folder(tmp_path, fresh_cleanup):
     assert late.exists()  # found by the next process that writes here
 
 
+def test_atomic_write_takes_bytes_text_rows_or_a_writer_and_returns_the_path(tmp_path):
+    out = {n: container.atomic_write(tmp_path / n, d) for n, d in [
+        ("b.bin", b"\x00\xff"), ("t.txt", "caf\u00e9\n"), ("r.csv", iter([["a", "b,c"], [1, 2]])),
+        ("w.bin", lambda f: f.write(b"w"))]}  # fmt: skip
+    assert out == {n: str(tmp_path / n) for n in out}
+    assert [(tmp_path / n).read_bytes() for n in out] == [
+        b"\x00\xff", "caf\u00e9\n".encode(), b'a,"b,c"\n1,2\n', b"w"]
+
+
 # ======================================================================================
 # Outputs checked before the work
 # ======================================================================================

@@ -31,7 +31,6 @@ from audiogmm.data import (
 from audiogmm.data.splits import file_identity
 from audiogmm.io.container import CONTAINER_KEYS, read_container, write_container
 from audiogmm.pipeline import load_model, save_model
-from audiogmm.pipeline.classify import stored_split
 
 ROOT = Path(__file__).resolve().parents[1]
 SPEAKERS = ROOT / "data_samples" / "speakers"
@@ -175,7 +174,7 @@ def test_duplicates_inside_the_training_manifest_are_scored_and_reported(data, t
 
 
 def test_split_block_in_the_model_and_info(data, model):
-    spec = stored_split(load_model(model))
+    spec = load_model(model).header["split"]
     train1 = select(_split(data, 1, 0.5), "train")
     assert spec == split_spec(read_manifest(data), train1, split="train", seed=1,
                               train_fraction=0.5)  # fmt: skip
@@ -198,7 +197,7 @@ def test_model_without_split_block_says_it_is_unchecked(data, model, tmp_path, c
     path = tmp_path / "old.npz"
     save_model(path, bundle.classifier, bundle.config)  # no split block, as before this change
     old = load_model(path)
-    assert stored_split(old) is None
+    assert "split" not in old.header
     recs = select(_split(data, 1, 0.5), "test")[:2]
     res = evaluate_classifier(old, recs)
     assert res["train_overlap"] is None
@@ -372,8 +371,8 @@ def test_second_cached_train_and_evaluate_read_no_file_bytes(data, tmp_path, mon
     run(["-q", "evaluate", m2, data, "-j", "2", "--cache", cache])
     assert hashed == [] and headers == []
     # and the kept identities are the files' own: the block equals a fresh hash's
-    block = stored_split(load_model(m2))
-    assert block == stored_split(load_model(m1))
+    block = load_model(m2).header["split"]
+    assert block == load_model(m1).header["split"]
     assert block["train_files"] == sorted(
         file_identity(r.path) for r in select(_split(data, 0, 0.7), "train")
     )

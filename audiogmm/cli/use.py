@@ -105,7 +105,6 @@ def evaluate(ctx, model, data, split, train_fraction, seed, allow_train_overlap,
     """
     from ..data.kaldi import needs_kaldi_reader
     from ..pipeline import evaluate_classifier, evaluation_split, report
-    from ..pipeline.classify import stored_split
 
     how = dict(train_fraction=train_fraction, seed=seed, allow_train_overlap=allow_train_overlap)
     if needs_kaldi_reader(data):  # feats.scp, or wav.scp + segments: no audio cache
@@ -114,7 +113,6 @@ def evaluate(ctx, model, data, split, train_fraction, seed, allow_train_overlap,
         bundle, unit, res = None, "utterances", evaluate_kaldi(model, data, split=split, **how)
     else:
         bundle, unit = options.load_classifier(model), "files"
-        stored_split(bundle, path=model)  # a bad split block is an error about this file
         manifest = read_manifest(data)
         records, split_info = evaluation_split(bundle, manifest, split, seed=seed,
                                                train_fraction=train_fraction)  # fmt: skip
@@ -252,15 +250,13 @@ def _show(field: str, text: str) -> None:
 
 def _summary(model: str, bundle, clf, gmm, header: dict) -> dict:
     """What ``info --json`` prints."""
-    from ..pipeline.classify import stored_split
-
     out = {"file": os.path.abspath(model), "format_version": header["format_version"],
            "audiogmm_version": header["audiogmm_version"]}  # fmt: skip
     if gmm is not None:
         return out | {"kind": "DiagGMM", "n_components": gmm.n_components, "n_dims": gmm.n_dims,
                       "feature_config": header.get("feature_config"),
                       "training": gmm.fit_report_}  # fmt: skip
-    split = None if bundle is None else stored_split(bundle, path=model)
+    split = None if bundle is None else bundle.header.get("split")
     cfg, fused = bundle and bundle.config, bundle is not None and bundle.fused
     out |= {
         "labels": clf.labels_, "n_dims": clf.n_dims, "kind": type(clf).__name__,

@@ -318,7 +318,7 @@ def write_feats(
         files["spk2utt"] = "".join(f"{s} {' '.join(us)}\n" for s, us in by_spk)
     if config is not None:
         files[CONFIG_FILE] = config.to_json()
-    atomic_write(ark, lambda f: f.write(buf.getvalue()))
+    atomic_write(ark, buf.getvalue())
     for name, text in files.items():
-        atomic_write(os.path.join(base, name), lambda f, text=text: f.write(text), mode="w")
+        atomic_write(os.path.join(base, name), text)
     return ark, scp

@@ -6,12 +6,15 @@ an unwritable output before the work.
 
 from __future__ import annotations
 
+import csv
+import io
 import os
 import re
 import stat
 import tempfile
 import threading
 import time
+from typing import Any
 
 __all__ = ["STALE_ANY_S", "STALE_DEAD_S", "atomic_write", "check_writable"]
 
@@ -72,10 +75,11 @@ def _clean_stale_temps(folder: str) -> None:
             continue  # vanished (another cleaner) or not ours to remove
 
 
-def atomic_write(path: str | os.PathLike, write, *, mode: str = "wb") -> None:
-    """Call ``write(fileobj)`` on a temporary file next to ``path``, then rename it: readers
-    see the old file or the whole new one, never a partial one. A new file gets mode
-    ``0o666 & ~umask``, an overwritten one keeps its mode; a failure names ``path``."""
+def atomic_write(path: str | os.PathLike, data: Any) -> str:
+    """Write ``data`` (bytes, text as UTF-8, CSV rows streamed, or a ``write(fileobj)``
+    callable) to a temporary file next to ``path``, then rename it: readers see the old
+    file or the whole new one, never a partial one. A new file gets mode ``0o666 & ~umask``,
+    an overwritten one keeps its mode; a failure names ``path``. Returns ``path``."""
     path = os.fspath(path)
     folder = os.path.dirname(os.path.abspath(path))
     try:
@@ -92,11 +96,19 @@ def atomic_write(path: str | os.PathLike, write, *, mode: str = "wb") -> None:
         raise _output_error(path, e) from None
     try:
         os.fchmod(fd, file_mode)  # mkstemp makes 0600 whatever the umask
-        with os.fdopen(fd, mode) as f:
-            write(f)
+        with os.fdopen(fd, "wb") as f:
+            if callable(data):
+                data(f)
+            elif isinstance(data, (str, bytes)):
+                f.write(data.encode() if isinstance(data, str) else data)
+            else:
+                text = io.TextIOWrapper(f, encoding="utf-8", newline="")
+                csv.writer(text, lineterminator="\n").writerows(data)
+                text.detach()  # flushes, and leaves f open for the fsync
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
+        return path
     except BaseException as e:
         try:
             os.unlink(tmp)

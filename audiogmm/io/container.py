@@ -93,13 +93,13 @@ def write_container(
     if sig is not None:
         full["signature"] = sig
     try:  # the reader refuses lone surrogates (e.g. a label from an undecodable file name)
-        json.dumps(full, ensure_ascii=False).encode("utf-8")
+        raw = json.dumps(full, sort_keys=True, ensure_ascii=False).encode("utf-8")
     except UnicodeEncodeError as e:
         raise ParameterError(
             f"cannot save {os.fspath(path)}: the header holds text that is not valid Unicode "
             f"({e.object[e.start : e.end]!r}, e.g. from a file name with undecodable bytes)"
         ) from None
-    blob = np.frombuffer(json.dumps(full, sort_keys=True).encode("utf-8"), dtype=np.uint8)
+    blob = np.frombuffer(raw, dtype=np.uint8)
     if blob.size > MAX_HEADER_BYTES:  # the reader would refuse it: never write such a file
         big = max(header, key=lambda k: len(json.dumps(header[k], default=str)))
         raise ParameterError(

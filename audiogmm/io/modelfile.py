@@ -8,6 +8,7 @@ a file that :func:`load` would refuse is never written. :class:`EMCheckpoint`: E
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -40,15 +41,16 @@ _CKPT = "EMCheckpoint"  # the kind of checkpoint files
 _MAX_COEF = 1e100
 
 
-def jsonable(obj: Any) -> Any:
-    """``obj`` with NumPy scalars and arrays as plain Python, for JSON."""
+def jsonable(obj: Any, *, finite: bool = False) -> Any:
+    """``obj`` with NumPy scalars and arrays as plain Python, for JSON; with ``finite``,
+    NaN and infinities as None (strict JSON has no such numbers)."""
     if isinstance(obj, dict):
-        return {str(k): jsonable(v) for k, v in obj.items()}
+        return {str(k): jsonable(v, finite=finite) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):
-        return [jsonable(v) for v in obj]
+        return [jsonable(v, finite=finite) for v in obj]
     if isinstance(obj, (np.generic, np.ndarray)):
-        return obj.tolist()
-    return obj
+        return jsonable(obj.tolist(), finite=finite)
+    return None if finite and isinstance(obj, float) and not math.isfinite(obj) else obj
 
 
 def _floor(name: str, f: np.ndarray | None, shape: tuple, what: str) -> np.ndarray:
@@ -325,8 +327,8 @@ def load(path: str | os.PathLike, kind: type | None = None) -> Any:
     if not kinds:
         raise ParameterError(f"audiogmm stores no {kind.__name__} files")
     name = os.fspath(path)
-    names = {n: k.arrays for n, k in kinds.items()}
-    header, arrays = read_container(name, kind=tuple(kinds), names=names)
+    header, arrays = read_container(name, kind=tuple(kinds),
+                                    names={n: k.arrays for n, k in kinds.items()})
     k = kinds[header["kind"]]
     obj = k.build(name, checked(name, k.table, header), arrays)
     if not isinstance(obj, Stats):

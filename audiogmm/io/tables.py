@@ -295,8 +295,7 @@ FUSED = Obj({
     "feature_configs": List(FEATURES, max_len=MAX_MEMBERS, then=_at_least(2)),
     "fusion_weights": List(Real(-1e6, 1e6), max_len=MAX_MEMBERS, null=True),
     **{k: v for k, v in _BLOCKS.items() if k != "feature_config"},
-}, optional=("feature_configs", "fusion_weights", "split", "selection", "kaldi",
-             "calibration"))  # fmt: skip
+}, optional=("feature_configs", "fusion_weights", *_BLOCKS))  # fmt: skip
 
 
 #: What a checkpoint must match to be resumed (:class:`audiogmm.io.EMCheckpoint`).

@@ -77,15 +77,13 @@ def load_model(path: str | os.PathLike) -> Bundle:
     if not isinstance(clf, (GMMClassifier, FusedClassifier)):
         raise ModelFileError(f"{name}: holds a {type(clf).__name__}, not a classifier")
     header = clf.file_header_
-    fused = isinstance(clf, FusedClassifier)
-    if fused and "feature_configs" not in header:
-        raise ModelFileError(f"{name}: a fused model needs 'feature_configs'")
-    if not fused and "feature_config" not in header:
+    key = "feature_configs" if isinstance(clf, FusedClassifier) else "feature_config"
+    if key not in header:
         raise ModelFileError(
-            f"{name}: no feature configuration in this file (saved with GMMClassifier.save); "
-            "use audiogmm.pipeline.save_model or `audiogmm train` to make a model for audio"
+            f"{name}: no feature configuration ({key!r}) in this file; use "
+            "audiogmm.pipeline.save_model or `audiogmm train` to make a model for audio"
         )
-    blocks = header["feature_configs"] if fused else [header["feature_config"]]
+    blocks = header[key] if key == "feature_configs" else [header[key]]
     configs = [FeatureConfig.from_dict(c) for c in blocks]
     _check_dims(clf, configs, f"{name}: ", ModelFileError)
     return Bundle(clf, configs[0], header, configs=configs)
@@ -96,7 +94,7 @@ def load_ubm(path: str | os.PathLike) -> tuple[DiagGMM, FeatureConfig | None]:
     (None for one saved without, e.g. by ``DiagGMM.save``); ModelFileError naming the file
     for another kind of file or a bad feature configuration."""
     ubm = load(path, DiagGMM)
-    block = getattr(ubm, "file_header_", {}).get("feature_config")  # checked by the loader
+    block = ubm.file_header_.get("feature_config")  # checked by the loader
     config = None if block is None else FeatureConfig.from_dict(block)
     if config is not None:
         _check_dims(ubm, [config], f"{os.fspath(path)}: ", ModelFileError)

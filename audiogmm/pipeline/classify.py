@@ -26,10 +26,9 @@ from ..data import (
     split_spec,
     stored_training_paths,
     training_overlap,
-    validate_split_block,
 )
 from ..engine import LocalExecutor, resolve
-from ..exceptions import DatasetError, ModelFileError, ParameterError
+from ..exceptions import DatasetError, ParameterError
 from ..features.extraction import extraction_roots
 from ..models.ubm import UNKNOWN
 from ..scoring import summary
@@ -38,7 +37,7 @@ from .bundle import Bundle
 
 __all__ = ["can_reject", "check_training_files", "describe_split", "evaluate_classifier",
            "evaluation_split", "labelled_results", "load_split", "predict_files", "score_files",
-           "skipped_list", "stored_split"]  # fmt: skip
+           "skipped_list"]  # fmt: skip
 
 logger = logging.getLogger(__name__)
 
@@ -66,20 +65,6 @@ def describe_split(
                       train_fraction=train_fraction, cache_dir=cache_dir)  # fmt: skip
 
 
-def stored_split(model: Bundle, *, path: str | os.PathLike | None = None) -> dict[str, Any] | None:
-    """The validated split block of a model (``None`` when it has none); ModelFileError,
-    naming the file ``path`` if given, for a block that fails its checks."""
-    block = model.header.get("split")
-    if block is None:
-        return None
-    try:
-        return validate_split_block(block)
-    except ModelFileError as e:
-        if path is None:
-            raise
-        raise ModelFileError(f"{os.fspath(path)}: {e}") from e
-
-
 def evaluation_split(
     model: Bundle, manifest: Sequence[Record], split: str | None, *,
     train_fraction: float | None = None, seed: int | None = None,
@@ -89,7 +74,7 @@ def evaluation_split(
     the held-out files), and ``source`` (model, options or defaults), ``split``, ``seed``,
     ``train_fraction``, ``from_column`` and ``manifest_matches`` (None: no split block)."""
     given = train_fraction is not None or seed is not None
-    spec = stored_split(model)
+    spec = model.header.get("split")  # checked by the loader
     manifest = list(manifest)
     stored = spec or {"seed": 0, "train_fraction": TRAIN_FRACTION}
     seed = stored["seed"] if seed is None else seed
@@ -120,8 +105,8 @@ def score_files(
     *, verification: bool = False,
 ) -> tuple[list[dict[str, str]], list[str], list[np.ndarray], np.ndarray]:  # fmt: skip
     """Features with the model's own config (never the caller's), then one batched scoring:
-    the skipped files (``{path, reason}``), the usable paths in input order, their frames,
-    and the (n_used, n_labels) class scores (``verification``: the verification scores)."""
+    the skipped files (``{path, reason}``), the usable paths in input order, their frame
+    counts (n_used,) and scores (n_used, n_labels): class scores, or ``verification`` ones."""
     clf = model.classifier
     with resolve(executor, opts.n_jobs) as ex:
         # one extraction per front end that no other member derives (a fused model has one
@@ -148,7 +133,8 @@ def score_files(
             S = clf.score_samples(clips, executor=ex)
         else:
             S = clf.score_matrix(clips, executor=ex)
-    return [{"path": s.path, "reason": s.reason} for s in skipped], used, clip_sets[0], S
+    lengths = np.array([len(X) for X in clip_sets[0]], dtype=np.int64)
+    return [{"path": s.path, "reason": s.reason} for s in skipped], used, lengths, S
 
 
 def check_training_files(
@@ -161,7 +147,7 @@ def check_training_files(
     training files let through (``None``: no split block, nothing checked) and of duplicates.
     """
     opts = options or RunOptions()
-    spec = stored_split(model)
+    spec = model.header.get("split")  # checked by the loader
     if spec is None:
         # info, not a warning: recipes evaluate on a split they made themselves; the result
         # says so with train_overlap=None and the CLI prints it
@@ -267,14 +253,14 @@ def evaluate_classifier(
     opts = options or RunOptions()
     overlap, n_duplicates = check_training_files(model, records, allow=allow_train_overlap,
                                                  manifest=manifest, options=opts)  # fmt: skip
-    skipped, used_paths, clips, S = score_files(model, records, opts, executor)
+    skipped, used_paths, lengths, S = score_files(model, records, opts, executor)
     if records and not used_paths:
         first = f"; first: {skipped[0]['reason']}" if skipped else ""
         raise DatasetError(f"none of the {len(records)} files could be evaluated: all were "
                            f"skipped{first}")  # fmt: skip
     by_path = {r.path: r for r in records}
-    out = labelled_results(clf, S, [by_path[p].label for p in used_paths], used_paths,
-                           lengths=np.array([len(X) for X in clips]), threshold=thr)  # fmt: skip
+    labels = [by_path[p].label for p in used_paths]
+    out = labelled_results(clf, S, labels, used_paths, lengths=lengths, threshold=thr)
     out.update(skipped=skipped, train_overlap=overlap, train_duplicates=n_duplicates,
                seconds=time.perf_counter() - t0)  # fmt: skip
     return out
@@ -293,17 +279,16 @@ def predict_files(
     clf = model.classifier
     thr = _threshold(clf, reject)
     items = [os.fspath(p) for p in paths]
-    skipped, used, clips, S = score_files(model, items, options or RunOptions(), executor)
+    skipped, used, lengths, S = score_files(model, items, options or RunOptions(), executor)
     LP = clf.log_proba_from_scores(S)
     k = max(1, min(top, len(clf.labels_)))
-    lengths = [len(X) for X in clips]
-    rej = clf.rejection_scores(S, np.array(lengths)) if thr is not None and used else None
+    rej = clf.rejection_scores(S, lengths) if thr is not None and used else None
     results = []
     for i, p in enumerate(used):
         order = np.argsort(-LP[i], kind="stable")[:k]
         top = [{"label": clf.labels_[j], "loglik": float(S[i, j]),
                 "posterior": float(np.exp(LP[i, j]))} for j in order]  # fmt: skip
-        r = {"path": p, "label": clf.labels_[order[0]], "n_frames": lengths[i], "top": top}
+        r = {"path": p, "label": clf.labels_[order[0]], "n_frames": int(lengths[i]), "top": top}
         if rej is not None:
             r.update(reject_score=float(rej[i]), threshold=thr)
             r["label"] = UNKNOWN if rej[i] < thr else r["label"]

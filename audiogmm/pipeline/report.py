@@ -6,14 +6,11 @@ model's UBM under the class)."""
 
 from __future__ import annotations
 
-import csv
 import glob
 import io
 import json
 import logging
-import math
 import os
-from collections.abc import Iterable, Sequence
 from typing import Any, Optional
 
 import numpy as np
@@ -24,8 +21,8 @@ from ..io.modelfile import jsonable
 from .bundle import Bundle
 
 __all__ = ["class_mixtures", "figure_png", "format_confusion", "format_metrics",
-           "format_open_set", "json_dumps", "mixture_curves", "mixture_figure", "put_file",
-           "pyplot", "separating_dimension", "training_report", "write_mixture_figures",
+           "format_open_set", "json_dumps", "mixture_curves", "mixture_figure", "pyplot",
+           "separating_dimension", "training_report", "write_mixture_figures",
            "write_report", "write_training_curves"]  # fmt: skip
 
 logger = logging.getLogger(__name__)
@@ -34,21 +31,10 @@ _N_POINTS = 801  # samples of each curve across the plotted range
 _TAIL = 2.5e-4  # mass of each mixture left out of the plotted range on each side
 
 
-def _finite(obj: Any) -> Any:
-    """``obj`` with non-finite floats as None."""
-    if isinstance(obj, float):
-        return obj if math.isfinite(obj) else None
-    if isinstance(obj, dict):
-        return {k: _finite(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_finite(v) for v in obj]
-    return obj
-
-
 def json_dumps(obj: Any, *, indent: int | None = None) -> str:
     """``obj`` as strict JSON: sorted keys, NaN and infinities (which ``json.dumps`` would
     write as ``NaN``/``Infinity``, refused by JSON parsers) written as ``null``."""
-    return json.dumps(_finite(jsonable(obj)), sort_keys=True, indent=indent, allow_nan=False,
+    return json.dumps(jsonable(obj, finite=True), sort_keys=True, indent=indent, allow_nan=False,
                       default=str)  # fmt: skip
 
 
@@ -110,15 +96,13 @@ def write_report(
     ``training`` (a ``fit_report_``) adds :func:`write_training_curves`."""
     folder = os.fspath(folder)
     labels, C = metrics["confusion"]["labels"], metrics["confusion"]["matrix"]
-    written = [
-        put_file(folder, "metrics.json", json_dumps(metrics, indent=2) + "\n"),
-        put_file(folder, "metrics.txt", format_metrics(metrics)),
-        put_file(folder, "confusion.txt", format_confusion(labels, C)),
-    ]
+    files = {"metrics.json": json_dumps(metrics, indent=2) + "\n",
+             "metrics.txt": format_metrics(metrics), "confusion.txt": format_confusion(labels, C)}
+    written = [atomic_write(os.path.join(folder, name), text) for name, text in files.items()]
     plt = pyplot("confusion.png") if plot else None
     if plt is not None:
         fig = _confusion_figure(plt, labels, np.asarray(C), metrics.get("accuracy"))
-        written.append(put_file(folder, "confusion.png", figure_png(fig)))
+        written.append(atomic_write(os.path.join(folder, "confusion.png"), figure_png(fig)))
     if training:
         written += write_training_curves(folder, training, plot=plot)
     if plot and bundle is not None and pyplot("mixture_*.png") is not None:
@@ -132,23 +116,6 @@ def write_report(
     return written
 
 
-def put_file(folder: str | os.PathLike, name: str, data: str | bytes | Iterable[Sequence]) -> str:
-    """Write ``data`` (bytes, text as UTF-8, or CSV rows, streamed) to ``folder/name``
-    atomically (folders made as needed); return the path."""
-    path = os.path.join(os.fspath(folder), name)
-
-    def write(f) -> None:
-        if isinstance(data, (str, bytes)):
-            f.write(data.encode() if isinstance(data, str) else data)
-            return
-        text = io.TextIOWrapper(f, encoding="utf-8", newline="")
-        csv.writer(text, lineterminator="\n").writerows(data)
-        text.detach()  # flushes, and leaves f open for atomic_write's fsync
-
-    atomic_write(path, write)
-    return path
-
-
 def write_mixture_figures(folder: str | os.PathLike, bundle: Any) -> list[str]:
     """One ``mixture_<i>_<class>.png`` per class of ``bundle`` in ``folder``, all along
     :func:`separating_dimension`; returns the files."""
@@ -157,7 +124,7 @@ def write_mixture_figures(folder: str | os.PathLike, bundle: Any) -> list[str]:
     for i, y in enumerate(str(v) for v in bundle.classifier.labels_):
         safe = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in y)
         png = figure_png(mixture_figure(bundle, y, d))
-        written.append(put_file(folder, f"mixture_{i:02d}_{safe}.png", png))
+        written.append(atomic_write(os.path.join(folder, f"mixture_{i:02d}_{safe}.png"), png))
     return written
 
 
@@ -188,7 +155,8 @@ def write_training_curves(
     }
     if not curves:
         return []
-    written = [put_file(folder, "training_curves.json", json_dumps(curves, indent=2) + "\n")]
+    text = json_dumps(curves, indent=2) + "\n"
+    written = [atomic_write(os.path.join(folder, "training_curves.json"), text)]
     plt = pyplot("training_curves.png") if plot else None
     if plt is not None:
         fig, ax = plt.subplots(figsize=(6.4, 4.0), dpi=100)
@@ -199,8 +167,7 @@ def write_training_curves(
                ylabel="mean log-likelihood per frame (nats)")  # fmt: skip
         if len(curves) <= 20:
             ax.legend(fontsize=7, ncol=2 if len(curves) > 8 else 1)
-        fig.tight_layout()
-        written.append(put_file(folder, "training_curves.png", figure_png(fig)))
+        written.append(atomic_write(os.path.join(folder, "training_curves.png"), figure_png(fig)))
     return written
 
 
@@ -221,7 +188,6 @@ def _confusion_figure(plt: Any, labels: list[str], C: np.ndarray, acc: float | N
         ax.text(j, i, str(C[i, j]), ha="center", va="center", fontsize=7, color=color)
     acc_line = "" if acc is None else f"accuracy {100 * acc:.1f}%\n"
     ax.set_title(f"{acc_line}colour: share of row; numbers: counts", fontsize=9)
-    fig.tight_layout()
     return fig
 
 
@@ -244,8 +210,9 @@ def pyplot(what: Optional[str] = None) -> Any:
 
 
 def figure_png(fig: Any) -> bytes:
-    """The figure as PNG bytes (and closed)."""
+    """The figure, laid out tight, as PNG bytes (and closed)."""
     buf = io.BytesIO()
+    fig.tight_layout()
     fig.savefig(buf, format="png")
     pyplot().close(fig)
     return buf.getvalue()

@@ -20,11 +20,12 @@ import numpy as np
 from ..data import Record, RunOptions, read_csv_rows
 from ..engine import LocalExecutor
 from ..exceptions import DatasetError, ParameterError
+from ..io.atomic import atomic_write
 from ..scoring import eer, min_dcf, snorm, tnorm, znorm
 from ..scoring.verification import DCF_TARGETS, act_dcf, cllr, min_cllr, operating_points
 from .bundle import Bundle
 from .classify import check_training_files, score_files
-from .report import figure_png, json_dumps, put_file, pyplot
+from .report import figure_png, json_dumps, pyplot
 
 __all__ = ["Trial", "TrialScores", "iter_trials", "read_trials", "score_trials", "verify_trials",
            "write_verification_report"]  # fmt: skip
@@ -145,9 +146,8 @@ def score_trials(
     ni, ci, tg = array("i"), array("i"), array("b")
     unknown: set[str] = set()
     for t in source:
-        k = names.get(t.name or t.path)
-        if k is None:
-            k = names[t.name or t.path] = len(paths)
+        k = names.setdefault(t.name or t.path, len(paths))
+        if k == len(paths):
             paths.append(t.path)
         c = index.get(t.claim)
         if c is None:
@@ -173,8 +173,7 @@ def score_trials(
         logger.warning("%d trial file(s) were used in training (--allow-train-overlap); the "
                        "error rates are optimistic", n_overlap)  # fmt: skip
     files = list(dict.fromkeys([*paths, *(os.fspath(c) for c in cohort)]))
-    lost, used, frames, S = score_files(model, files, opts, executor, verification=True)
-    del frames  # the scores are all that is needed now
+    lost, used, _, S = score_files(model, files, opts, executor, verification=True)
     cal = model.header.get("calibration")
     if cal and norm == "none":  # `train --calibrate`: scores become LLRs
         S = cal["slope"] * S + cal["offset"]
@@ -249,12 +248,12 @@ def write_verification_report(
         rows, head, y, scores = result, result.to_dict(), result.targets, result.scores
     table = ([t["path"], t["claim"], "" if t["target"] is None else t["target"], repr(t["score"])]
              for t in rows)  # fmt: skip
-    written = [put_file(folder, "scores.csv", chain([["path", "claim", "target", "score"]], table)),
-               put_file(folder, "metrics.json", json_dumps(head, indent=2) + "\n")]  # fmt: skip
+    files = {"scores.csv": chain([["path", "claim", "target", "score"]], table),
+             "metrics.json": json_dumps(head, indent=2) + "\n"}
     png = det_png(y, scores, head["metrics"]) if "metrics" in head else None
     if png is not None:
-        written.append(put_file(folder, "det.png", png))
-    return written
+        files["det.png"] = png
+    return [atomic_write(os.path.join(folder, name), data) for name, data in files.items()]
 
 
 _TICKS = [0.001, 0.005, 0.02, 0.05, 0.1, 0.2, 0.4, 0.6, 0.8, 0.95, 0.99]
@@ -290,5 +289,4 @@ def det_png(y: Sequence[int], scores: Sequence[float], metrics: dict[str, Any]) 
                  fontsize=9)  # fmt: skip
     ax.grid(True, lw=0.3)
     ax.legend(loc="upper right")
-    fig.tight_layout()
     return figure_png(fig)
