@@ -403,3 +403,15 @@ def test_unfitted_classifier_error_names_its_own_class(cls):
         cls(2).predict([X])
     with pytest.raises(ParameterError, match=rf"this {cls.__name__} is not fitted"):
         cls(2).score_matrix([])
+
+
+def test_train_ubm_defaults_are_the_ubm_of_the_classifier():
+    """One default per parameter: train_ubm (Python), UBMClassifier's own UBM and
+    `audiogmm ubm` all start from UBM_DEFAULTS (it used DiagGMM's kmeans++ / 100)."""
+    from audiogmm.models.ubm import UBM_DEFAULTS
+
+    clips, ys = make_clips("ab", n_clips=3)
+    inner = UBMClassifier(4, random_state=0).fit(clips, ys).ubm_
+    for ubm in (train_ubm(clips, 4, random_state=0), inner):
+        assert {k: ubm.get_params()[k] for k in UBM_DEFAULTS} == UBM_DEFAULTS
+    assert train_ubm(clips, 4, max_iter=3).max_iter == 3  # a given value still wins

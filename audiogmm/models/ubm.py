@@ -277,10 +277,11 @@ def train_ubm(
     """A UBM trained out of core (for ``UBMClassifier.fit(..., ubm=...)``) on ``chunks`` as for
     :meth:`DiagGMM.fit_iter`, or on a shard store (:func:`audiogmm.data.shards.open_store`) in
     canonical blocks through the executor, with an optional ``checkpoint``; every
-    ``subsample``-th frame kept. ``gmm_params``: other DiagGMM parameters."""
+    ``subsample``-th frame kept. ``gmm_params``: other DiagGMM parameters, over
+    :data:`UBM_DEFAULTS` (the UBM of ``UBMClassifier`` and ``audiogmm ubm``)."""
     if not (is_int(subsample) and subsample > 0):
         raise ParameterError(f"subsample must be an int > 0; got {subsample!r}")
-    gmm = DiagGMM(n_components, **gmm_params)
+    gmm = DiagGMM(n_components, **{**UBM_DEFAULTS, **gmm_params})
     if hasattr(chunks, "read_rows") or checkpoint is not None:  # a shard store: map its blocks
         from ..mixture.sources import ShardSource
 
