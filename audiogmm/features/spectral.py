@@ -1,7 +1,8 @@
 """librosa's ``stft``, ``melspectrogram``, ``power_to_db`` and ``mfcc`` restated in numpy
 (no librosa import: numba compiles ~12 s cold), frames as rows in blocks, on one BLAS thread,
-with the frame energy from the same spectrum. Bit for bit librosa's but for the float64 DCT,
-within float32 rounding of it (``tests/test_coldstart.py``).
+with the frame energy from the same spectrum. Window, filterbank and ``power_to_db`` are
+librosa's bit for bit; the FFT (of float64 frames: 4-6x faster than numpy's float32 one) and
+the float64 DCT are within float32 rounding of librosa's (``tests/test_coldstart.py``).
 """
 
 from __future__ import annotations
