@@ -54,14 +54,8 @@ class OutputPath(click.Path):
 
     def convert(self, value, param, ctx):
         value = super().convert(value, param, ctx)
-        where = os.path.abspath(value)
-        while not os.path.lexists(where) and os.path.dirname(where) != where:  # a missing drive
-            where = os.path.dirname(where)
         if not (ctx and ctx.resilient_parsing):  # shell completion probes nothing
-            try:
-                check_writable(where, folder=not self.file_okay or where != os.path.abspath(value))
-            except OSError:  # again for the error naming the user's path (it makes no folder)
-                check_writable(value, folder=not self.file_okay)
+            check_writable(value, folder=not self.file_okay, create=False)
         return value
 
 

@@ -127,16 +127,20 @@ def _output_error(name: str, e: OSError) -> OSError:
     return out
 
 
-def check_writable(path: str | os.PathLike, *, folder: bool = False) -> None:
-    """OSError naming ``path`` and the reason when it could not be written: creates the
-    missing folders, then a probe file in its folder (in ``path`` with ``folder=True``)."""
+def check_writable(path: str | os.PathLike, *, folder: bool = False, create: bool = True) -> None:
+    """OSError naming ``path`` and the reason when it could not be written: a probe file in
+    its folder (``path`` itself with ``folder=True``), after creating the missing folders, or
+    with ``create=False`` in the nearest existing one (the write makes the rest later)."""
     name = os.fspath(path)
     target = os.path.abspath(name)
     if not folder and os.path.isdir(target):
         raise IsADirectoryError(f"{name}: is a folder; give a file name for the output")
     try:
         where = target if folder else os.path.dirname(target)
-        os.makedirs(where, exist_ok=True)
+        if create:
+            os.makedirs(where, exist_ok=True)
+        while not os.path.lexists(where) and os.path.dirname(where) != where:  # a missing drive
+            where = os.path.dirname(where)
         fd, probe = tempfile.mkstemp(dir=where, prefix=f".tmp-{os.getpid()}-", suffix="-probe")
         os.close(fd)
         os.unlink(probe)
