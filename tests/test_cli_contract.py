@@ -14,7 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import audiogmm
-from audiogmm.cli.output import escape_name
+from audiogmm.cli.options import escape_name
 
 from .conftest_hostile import (
     assert_one_line_error,

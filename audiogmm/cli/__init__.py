@@ -22,7 +22,7 @@ import click
 from .._version import __version__
 from ..exceptions import AudioGMMError
 from . import train, use
-from .output import escape_name
+from .options import escape_name
 
 __all__ = ["main"]
 

@@ -25,7 +25,7 @@ from ..models.classifier import oversized_reason
 from ..models.ubm import UBM_DEFAULTS, train_ubm
 from ..scoring.verification import bayes_threshold
 from . import options
-from .output import dims_text, echo_json, escape_name, format_selection, report_skipped
+from .options import dims_text, echo_json, escape_name, format_selection, report_skipped
 
 logger = logging.getLogger("audiogmm")
 

@@ -22,7 +22,7 @@ from ..io.atomic import atomic_write
 from ..mixture import DiagGMM
 from ..models import BACKENDS
 from . import options
-from .output import dims_text, echo_json, escape_name, format_selection, report_skipped
+from .options import dims_text, echo_json, escape_name, format_selection, report_skipped
 
 logger = logging.getLogger("audiogmm")
 _MAX_FILES = 200  # plot's histogram frames: enough files for the shape, bounded time
