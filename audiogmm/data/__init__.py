@@ -5,7 +5,7 @@ Modules in data-flow order: ``manifests`` (and the text readers), ``splits``, ``
 documents, the others serve the pipeline and the CLI (their home is their module).
 """
 
-from ..lazy import lazy_exports
+from .. import lazy_exports
 
 _EXPORTS = {
     **dict.fromkeys(["ExtractionResult", "RunOptions", "extract_many"], ".cache"),

@@ -5,7 +5,7 @@ may add), ``spectral`` (STFT, mel, energy, cepstra), ``postprocess`` (deltas, VA
 ``extraction`` (extract, by numpy or librosa). Names are imported on first use.
 """
 
-from ..lazy import lazy_exports
+from .. import lazy_exports
 
 _EXPORTS = {
     **dict.fromkeys(["DEFAULT_PRESET", "FEATURE_FORMAT_VERSION", "FeatureConfig", "PRESETS"],

@@ -1,7 +1,7 @@
 """Every file audiogmm writes: :func:`save` / :func:`load` (mixtures, classifiers, Stats) and
 :class:`EMCheckpoint`, each kind checked by its table (:mod:`.tables`) on save and on load."""
 
-from ..lazy import lazy_exports
+from .. import lazy_exports
 
 __all__ = ["EMCheckpoint", "load", "save"]
 
