@@ -272,8 +272,5 @@ def _decode_mono(path: str, f: sf.SoundFile, sr: Optional[int]) -> np.ndarray:
     if peak > MAX_ABS_SAMPLE:
         raise AudioError(f"{path!r}: absurd sample values (peak |sample| {peak:.3g} times full "
                          f"scale, limit {MAX_ABS_SAMPLE:g}); corrupt float data?")  # fmt: skip
-    y = out[:n_out]
-    if resampling and not np.isfinite(y).all():  # accepted input cannot do this
-        raise AudioError(f"{path!r}: resampling produced non-finite samples")
     # an over-declared header leaves most of the buffer unused: keep only what was read
-    return y.copy() if n_out < out.size // 2 else y
+    return out[:n_out].copy() if n_out < out.size // 2 else out[:n_out]

@@ -114,9 +114,7 @@ class GMMClassifier(ClassifierMixin, BaseEstimator):
         """Train one DiagGMM per class of ``y`` (n_clips,) on the pooled frames of its clips."""
         clips = _clips(X)
         y = column_or_1d(np.asarray(y), warn=True)
-        check_classification_targets(y)
-        if len(y) != len(clips):
-            raise ValueError(f"{len(clips)} clips but {len(y)} labels")
+        check_classification_targets(y)  # the core checks that there is one label per clip
         self.classes_, idx = np.unique(y, return_inverse=True)
         classes = self.classes_.tolist()
         keys = [str(c) for c in classes]

@@ -132,13 +132,12 @@ def train(ctx, data, output, preset, config_path, components, backend, ubm_path,
          "calibrates its scores always, and --preset auto calibrates what it chooses)"),
         (calibrate and reject_far is not None, "--reject-far searches a threshold and --calibrate "
          "sets it from the prior: give one"),
+        (tuning and kind.not_for, "--preset auto / --components auto need audio to try front "
+         f"ends; a {kind.name} has fixed features: give -k"),
     ]:  # fmt: skip
         if wrong:
             raise click.UsageError(why)
     params = backend_params(ctx, backend, ctx.params)
-    if tuning and kind.not_for:
-        raise click.UsageError("--preset auto / --components auto need audio to try front ends; "
-                               f"a {kind.name} has fixed features: give -k")  # fmt: skip
     options.refuse_given(ctx, kind.not_for, kind.why)
     ubm, ubm_config = load_ubm(ubm_path) if ubm_path else (None, None)
     if ubm_path and ubm_config is None:
