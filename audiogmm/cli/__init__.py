@@ -38,8 +38,8 @@ VERBOSITY = [(["-v", "--verbose"], 1, "More log output on stderr: -v progress no
                "only).")]  # fmt: skip
 
 
-def _stop(code: int = 130) -> NoReturn:
-    """Exit now: no traceback, worker threads not joined, worker processes killed
+def _stop() -> NoReturn:
+    """Exit now with code 130: no traceback, worker threads not joined, worker processes killed
     (outputs are written atomically, so none is left half-written)."""
     import multiprocessing
 
@@ -49,7 +49,7 @@ def _stop(code: int = 130) -> NoReturn:
         sys.stdout.flush()
     for child in multiprocessing.active_children():
         child.kill()
-    os._exit(code)
+    os._exit(130)
 
 
 def _on_interrupt(signum: int, frame: Any) -> None:

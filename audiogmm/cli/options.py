@@ -118,9 +118,9 @@ def feature_options(*, auto: bool = False, default: str = DEFAULT_PRESET):
                      'partial file such as {"n_mfcc": 13} changes only those).'))  # fmt: skip
 
 
-def split_options(default: str, *, stored: bool = False):
-    """``--split``, ``--train-fraction``, ``--seed``; ``stored``: the model's split is the
-    default (``evaluate``), so the last two default to None."""
+def split_options(*, stored: bool = False):
+    """``--split`` (``train``), ``--train-fraction``, ``--seed``; ``stored``: ``evaluate``'s,
+    ``--split test`` and the model's stored split the default, so the last two default to None."""
     note = " [default: the model's stored split]" if stored else ""
     return stack(
         click.option("--seed", type=int, default=None if stored else 0, show_default=not stored,
@@ -130,22 +130,16 @@ def split_options(default: str, *, stored: bool = False):
                      default=None if stored else TRAIN_FRACTION, show_default=not stored,
                      help="Share of each label's files that go to 'train' when DATA has no "
                      "split column." + note),
-        click.option("--split", default=default, show_default=True,
+        click.option("--split", default="test" if stored else "train", show_default=True,
                      help="Which split to use ('all' for every file). Without a split column, "
                      "a stratified split is made from --train-fraction and --seed."))  # fmt: skip
 
 
-def tuning_options(*, components_default, components_help: str | None = None,
-                   preset_default=DEFAULT_PRESET):  # fmt: skip
-    """``--preset`` (a preset or ``auto``), ``--config``, ``--components`` (K or ``auto``);
-    ``components_default`` None: the command resolves it (``components_help`` says how)."""
-    return stack(feature_options(auto=True, default=preset_default), click.option(
-        "--components", "-k", metavar="K|auto", default=components_default,
-        callback=_auto_or(int, "an integer >= 1", minimum=1),
-        show_default=components_default is not None, help=components_help
-        or "Components per class, or 'auto': per-class K (or one K) chosen by "
-        "clip-stratified cross-validation on the training files.",
-    ))  # fmt: skip
+def components_option(default: str | None, help: str):
+    """``--components K|auto`` (``-k``); ``default`` None: the command resolves K."""
+    return click.option("--components", "-k", metavar="K|auto", default=default, help=help,
+                        callback=_auto_or(int, "an integer >= 1", minimum=1),
+                        show_default=default is not None)  # fmt: skip
 
 
 def given(ctx: click.Context, name: str) -> bool:

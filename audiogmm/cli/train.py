@@ -77,11 +77,12 @@ def _front_end(ubm_path, ubm_config, data_config, *, fixed: bool):
 @click.argument("data", type=click.Path(exists=True))
 @click.option("-o", "--output", required=True, type=options.OutputPath(dir_okay=False),
               help="Model file to write (.npz).")
-@options.split_options("train")
-@options.tuning_options(components_default=None, components_help="Components per class "
-    f"(--backend ml, default {default_components('ml')}; 'auto': chosen by cross-validation), or "
-    f"of the UBM (--backend map, default {default_components('map')}; gsv, default "
-    f"{default_components('gsv')}); ivector as gsv.")  # fmt: skip
+@options.split_options()
+@options.feature_options(auto=True)
+@options.components_option(None, "Components per class (--backend ml, default "
+    f"{default_components('ml')}; 'auto': chosen by cross-validation), or of the UBM (--backend "
+    f"map, default {default_components('map')}; gsv, default {default_components('gsv')}); "
+    "ivector as gsv.")  # fmt: skip
 @click.option("--init", type=click.Choice(["split", "kmeans++"]),
               help="Initialisation: k-means++ on a subsample, or split growth from one component "
               f"[default: {_GMM_DEFAULTS['init']}; the UBM of --backend map/gsv/ivector: "
@@ -255,8 +256,10 @@ def report_training(clf, backend: str) -> None:
 
 @click.command("tune")
 @click.argument("data", type=click.Path(exists=True))
-@options.split_options("train")
-@options.tuning_options(components_default="auto", preset_default="auto")
+@options.split_options()
+@options.feature_options(auto=True, default="auto")
+@options.components_option("auto", "Components per class, or 'auto': per-class K (or one K) "
+                           "chosen by clip-stratified cross-validation on the training files.")
 @click.option("--folds", type=click.IntRange(min=2), default=3, show_default=True,
               help="Clip-stratified cross-validation folds.")
 @options.run_options

@@ -87,7 +87,7 @@ def _split_note(info: dict) -> str:
 @click.command("evaluate")
 @click.argument("model", type=click.Path(exists=True, dir_okay=False))
 @click.argument("data", type=click.Path(exists=True))
-@options.split_options("test", stored=True)
+@options.split_options(stored=True)
 @click.option("--allow-train-overlap", is_flag=True, help="Score files that were used to train "
               "MODEL instead of refusing them (inflates the accuracy).")  # fmt: skip
 @click.option("--report", "report_dir", type=options.OutputPath(file_okay=False),
@@ -382,7 +382,6 @@ def plot(model, data, label, dim, output):
             raise click.ClickException(escape_name(f"no usable file of class {label!r} in {data}"))
         frames = np.concatenate(feats)
     d = separating_dimension(bundle) if dim is None else dim
-    png = figure_png(mixture_figure(bundle, label, d, frames))
-    atomic_write(output, lambda f: f.write(png))
+    atomic_write(output, figure_png(mixture_figure(bundle, label, d, frames)))
     name, unit = bundle.configs[0].dimension_names()[d]
     click.echo(escape_name(f"wrote {output}: class {label!r}, dimension {d} ({name}, {unit})"))
