@@ -70,13 +70,10 @@ class DiagGMM(DensityMixin, BaseEstimator, _CoreGMM):
     lower_bounds_ = _fitted("lower_bounds_", lambda self: list(self.history_))
 
 
-def _defaults(cls: type) -> dict[str, Any]:
-    """The keyword defaults of ``cls()``: one default per parameter, the core classes'."""
-    params = inspect.signature(cls.__init__).parameters.values()
-    return {p.name: p.default for p in params if p.default is not p.empty}
-
-
-_DEFAULTS = {**_defaults(_CoreGMM), **_defaults(_CoreClassifier)}  # the classifier's win
+#: The keyword defaults of the core classes (the classifier's win): one default per parameter.
+_DEFAULTS = {p.name: p.default for cls in (_CoreGMM, _CoreClassifier)
+             for p in inspect.signature(cls.__init__).parameters.values()
+             if p.default is not p.empty}  # fmt: skip
 
 
 class GMMClassifier(ClassifierMixin, BaseEstimator):

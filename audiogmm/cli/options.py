@@ -203,10 +203,11 @@ def load_config(preset: str | None, config_path: str | None):
         raise ParameterError(f"{config_path!r}: {e}") from None
 
 
-def run_options_of(ctx: click.Context):
+def command_options():
     """The :class:`~audiogmm.data.RunOptions` of the command's ``--cache/--jobs/--strict``."""
     from ..data import RunOptions
 
+    ctx = click.get_current_context()
     # a progress bar when stderr is a terminal and the user did not ask for quiet
     bar = None if ctx.obj["verbosity"] < 0 or not sys.stderr.isatty() else ProgressBar()
     return RunOptions(cache_dir=ctx.params.get("cache_dir"), n_jobs=ctx.params["jobs"],

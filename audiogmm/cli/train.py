@@ -189,7 +189,7 @@ def _fit(ctx, data, fit, config, ubm_config, tuning, calibrate):
     p, jobs = ctx.params, ctx.params["jobs"]
     how = dict(split=p["split"], train_fraction=p["train_fraction"], seed=p["seed"])
     records = load_split(data, **how) if source_kind(data) == "audio" else None
-    opts = options.run_options_of(ctx)
+    opts = options.command_options()
     extra = {}  # audio: threads or processes by its duration; features already made: threads
     with options.executor(None if records is None else [r.path for r in records]) as ex:
         if tuning:
@@ -201,7 +201,8 @@ def _fit(ctx, data, fit, config, ubm_config, tuning, calibrate):
                                 n_jobs=jobs, cache_dir=p["cache_dir"], **how)  # fmt: skip
             extra["selection"] = tuned.to_header()
             calibrate = tuned.backend == "map"  # fusions are calibrated by their weights
-            fit = {"backend": tuned.backend, "n_components": clf.n_components}
+            fit = {"backend": tuned.backend, "n_components": clf.n_components,
+                   "random_state": p["seed"]}
         else:
             clips = open_clips(data, config=config, options=opts, executor=ex, records=records,
                                **how)  # fmt: skip
@@ -210,17 +211,16 @@ def _fit(ctx, data, fit, config, ubm_config, tuning, calibrate):
                               n_jobs=jobs, **fit)  # fmt: skip
             clf.timing_ = {**clips.timing, **clf.timing_}
         if calibrate:
-            extra["calibration"] = _calibrate(clf, clips, fit, ex, p["seed"])
+            extra["calibration"] = _calibrate(clf, clips, fit, ex)
     return clf, clips, extra
 
 
-def _calibrate(clf, clips, fit, ex, seed) -> dict:
-    """The held-out calibration block; a map model's ``--reject auto`` threshold from it."""
+def _calibrate(clf, clips, fit: dict, ex) -> dict:
+    """The held-out calibration block of the fit ``fit`` (backend, UBM, seed, parameters); a
+    map model's ``--reject auto`` threshold from it."""
     from ..selection.cv import calibrate_backend
 
-    params = {k: v for k, v in fit.items() if k not in ("backend", "ubm", "random_state")}
-    cal = calibrate_backend(clips.clips, clips.labels, fit["backend"], random_state=seed,
-                            executor=ex, ubm=fit.get("ubm"), **params)  # fmt: skip
+    cal = calibrate_backend(clips.clips, clips.labels, executor=ex, **fit)
     if cal["slope"] > 0:  # accept where the LLR reaches the Bayes threshold of the prior
         clf.threshold_ = (bayes_threshold(cal["p_target"]) - cal["offset"]) / cal["slope"]
     else:
@@ -284,7 +284,7 @@ def tune(ctx, data, split, train_fraction, seed, preset, config_path, components
     chosen = options.load_config(preset, config_path) if config_path else preset
     records = load_split(data, split, train_fraction=train_fraction, seed=seed)
     result = cross_validate(records, preset=chosen, components=components, n_folds=folds,
-                            options=options.run_options_of(ctx), random_state=seed)
+                            options=options.command_options(), random_state=seed)
     out = {"n_files": len(records), "selection": result.to_header(),
            "feature_config": result.config.to_dict(),
            "feature_configs": [c.to_dict() for c in result.member_configs] or None,
@@ -373,14 +373,13 @@ def ubm(store, output, components, init, max_iter, subsample, seed, checkpoint, 
               help="Also write the features as a shard store here (for `audiogmm ubm`, Dask).")
 @options.dask_option
 @options.json_option
-@click.pass_context
-def extract(ctx, data, preset, config_path, cache_dir, skipped_csv, fmt, output, allow_pipes,
+def extract(data, preset, config_path, cache_dir, skipped_csv, fmt, output, allow_pipes,
             shards_dir, as_json, **_):  # fmt: skip
     """Extract features of every file in DATA into the cache (re-runs skip done work)."""
     from ..data import extract_many
     from ..pipeline.classify import skipped_list
 
-    config, opts = options.load_config(preset, config_path), options.run_options_of(ctx)
+    config, opts = options.load_config(preset, config_path), options.command_options()
     failed = 0
     if fmt == "kaldi":
         from ..pipeline.sources import export_kaldi

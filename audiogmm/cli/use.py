@@ -38,8 +38,7 @@ _MAX_FILES = 200  # plot's histogram frames: enough files for the shape, bounded
 @options.jobs_option
 @options.strict_option
 @options.json_option
-@click.pass_context
-def predict(ctx, model, files, top, reject, as_json, **_):
+def predict(model, files, top, reject, as_json, **_):
     """Classify audio FILES with MODEL (features are extracted exactly as in training).
 
     A folder among FILES stands for the audio files under it (recursively).
@@ -57,7 +56,7 @@ def predict(ctx, model, files, top, reject, as_json, **_):
         paths = list(dict.fromkeys(paths))
     options.reject_threshold(bundle.classifier, reject)  # its errors before any work
     with options.executor(paths) as ex:
-        res = predict_files(bundle, paths, top=top, options=options.run_options_of(ctx),
+        res = predict_files(bundle, paths, top=top, options=options.command_options(),
                             executor=ex, reject=reject)  # fmt: skip
     if as_json:
         echo_json(res)
@@ -120,7 +119,7 @@ def evaluate(ctx, model, data, split, train_fraction, seed, allow_train_overlap,
             click.echo(_split_note(split_info), err=True)
         options.reject_threshold(bundle.classifier, reject)
         with options.executor([r.path for r in records]) as ex:
-            res = evaluate_classifier(bundle, records, options=options.run_options_of(ctx),
+            res = evaluate_classifier(bundle, records, options=options.command_options(),
                                       executor=ex, manifest=manifest, reject=reject,
                                       allow_train_overlap=allow_train_overlap)  # fmt: skip
         res["split"] = split_info
@@ -157,8 +156,7 @@ def evaluate(ctx, model, data, split, train_fraction, seed, allow_train_overlap,
               "train MODEL instead of refusing them (the error rates are then optimistic).")
 @options.run_options
 @options.json_option
-@click.pass_context
-def verify(ctx, model, trials, norm, cohort, report_dir, allow_train_overlap, as_json, **_):
+def verify(model, trials, norm, cohort, report_dir, allow_train_overlap, as_json, **_):
     """Score the TRIALS (CSV: path,claim[,target]) with a --backend map MODEL.
 
     Each score is the mean per-frame log-likelihood ratio of the file under the claimed
@@ -171,7 +169,7 @@ def verify(ctx, model, trials, norm, cohort, report_dir, allow_train_overlap, as
     from ..pipeline.verify import score_trials, write_verification_report
 
     res = score_trials(options.load_classifier(model), trials, norm=norm, cohort=cohort,
-                       options=options.run_options_of(ctx), allow_train_overlap=allow_train_overlap)
+                       options=options.command_options(), allow_train_overlap=allow_train_overlap)
     if not len(res.scores):
         raise click.ClickException("no trial could be scored (every file was skipped)")
     if report_dir:
