@@ -276,11 +276,9 @@ def tune(ctx, data, split, train_fraction, seed, preset, config_path, components
     from ..pipeline.classify import load_split, skipped_list
     from ..selection import tune as cross_validate
 
-    if preset == "auto" and config_path:
-        if options.given(ctx, "preset"):
-            raise click.UsageError(options.AUTO_AND_CONFIG)
-        preset = None  # the file's fields on the default preset
-    # the preset's name, not its config, keeps the name in the table
+    if preset == "auto" and config_path and options.given(ctx, "preset"):
+        raise click.UsageError(options.AUTO_AND_CONFIG)
+    # a preset by name keeps its name in the table; --config FILE: on the default preset
     chosen = options.load_config(preset, config_path) if config_path else preset
     records = load_split(data, split, train_fraction=train_fraction, seed=seed)
     result = cross_validate(records, preset=chosen, components=components, n_folds=folds,
