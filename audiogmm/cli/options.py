@@ -333,8 +333,7 @@ def dims_text(n_dims: int | tuple[int, ...]) -> str:
 def report_skipped(skipped: list[dict[str, str]]) -> None:
     """List skipped files and reasons on stderr, one escaped line each (at most 20); the
     count is the library's warning (``skipped N of M files``). Nothing with -qq."""
-    ctx = click.get_current_context(silent=True)
-    if ctx is not None and (ctx.find_object(dict) or {}).get("verbosity", 0) < -1:
+    if click.get_current_context().obj["verbosity"] < -1:
         return
     for s in skipped[:20]:
         named = (f"{s['path']!r}: ", f"{s['path']}: ")  # the reason names the file too
