@@ -117,8 +117,7 @@ class GMMClassifier(ClassifierMixin, BaseEstimator):
         keys = [str(c) for c in classes]
         if len(set(keys)) != len(keys):
             raise ValueError(f"classes {classes} do not have distinct texts")
-        missing = [c for c in classes if self.priors is not None and c not in self.priors]
-        if missing:
+        if missing := [c for c in classes if self.priors is not None and c not in self.priors]:
             raise ParameterError(f"priors missing for classes {missing}")
         priors = None if self.priors is None else {str(c): self.priors[c] for c in classes}
         self.model_ = _CoreClassifier(**{**self.get_params(), "priors": priors})

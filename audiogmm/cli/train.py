@@ -233,23 +233,19 @@ def report_training(clf, backend: str) -> None:
     """Warn, one line each: classes whose EM did not converge; a mixture too large for its
     frames (each class's with ml, the UBM's otherwise); a class trained on a single file."""
     rep = clf.fit_report_
-    not_conv = sorted(y for y, r in rep.items() if not r.get("converged", True))
-    if not_conv:
+    if not_conv := sorted(y for y, r in rep.items() if not r.get("converged", True)):
         logger.warning("EM did not converge within --max-iter=%d for: %s",
                        max(rep[y].get("n_iter", 0) for y in not_conv),
                        ", ".join(escape_name(y) for y in not_conv))  # fmt: skip
     if backend == "ml":
         for y, r in rep.items():
-            why = oversized_reason(r, r.get("n_components", clf.n_components))
-            if why:
+            if why := oversized_reason(r, r.get("n_components", clf.n_components)):
                 logger.warning("class %s: %s", escape_name(y), why)
     elif "n_frames" in getattr(clf, "ubm_report_", {}):
-        why = oversized_reason(clf.ubm_report_, clf.n_components,
-                               advice="lower -k (the UBM size), or give more data")  # fmt: skip
-        if why:
+        if why := oversized_reason(clf.ubm_report_, clf.n_components,
+                                   advice="lower -k (the UBM size), or give more data"):
             logger.warning("the UBM: %s", why)
-    single = [escape_name(y) for y, r in rep.items() if r.get("n_clips") == 1]
-    if single:
+    if single := [escape_name(y) for y, r in rep.items() if r.get("n_clips") == 1]:
         logger.warning("trained on a single file: %s (the model learns that recording, not the "
                        "class)", ", ".join(single))  # fmt: skip
 

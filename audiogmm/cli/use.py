@@ -49,8 +49,7 @@ def predict(model, files, top, reject, as_json, **_):
     paths = expand_paths(files)
     if not paths:
         raise click.UsageError(f"no audio files found in {', '.join(map(escape_name, files))}")
-    twice = [f for f, n in Counter(paths).items() if n > 1]
-    if twice:
+    if twice := [f for f, n in Counter(paths).items() if n > 1]:
         logger.warning("%d file(s) given more than once, classified once: %s", len(twice),
                        ", ".join(map(escape_name, twice[:5])))  # fmt: skip
         paths = list(dict.fromkeys(paths))
