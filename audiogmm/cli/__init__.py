@@ -113,8 +113,7 @@ def main(ctx: click.Context) -> None:
 
 
 def _add_verbosity(sign: int, ctx: click.Context, param: click.Parameter, value: int) -> None:
-    """The callback of -v (``sign`` 1) and -q (-1): the group's and the subcommand's counts
-    add up; -q: warnings only, no bars; -v: info; -vv: debug (EM iterations)."""
+    """The callback of -v (``sign`` 1) and -q (-1): the group's and the subcommand's add up."""
     obj = ctx.ensure_object(dict)  # the group's, shared with the subcommand
     level = obj["verbosity"] = obj.get("verbosity", 0) + sign * value
     logger.setLevel(logging.DEBUG if level >= 2 else logging.INFO if level == 1
