@@ -30,7 +30,7 @@ from ..data import (
 from ..engine import LocalExecutor, resolve
 from ..exceptions import DatasetError, ParameterError
 from ..features.extraction import extraction_roots
-from ..models.ubm import UNKNOWN
+from ..models.ubm import UNKNOWN, decide
 from ..scoring import summary
 from ..scoring.metrics import open_set_rates
 from .bundle import Bundle
@@ -210,9 +210,7 @@ def labelled_results(
     :func:`audiogmm.scoring.summary` plus ``unknown_labels``, ``predictions`` (``{key:
     name, label, predicted}``) and, with a ``threshold`` (clips of ``lengths`` frames
     rejected below it) or labels the model does not know, ``open_set``."""
-    pred = np.array(clf.labels_, dtype=object)[clf.log_proba_from_scores(S).argmax(1)]
-    if threshold is not None:  # the chosen class's LLR (per frame against the UBM with map)
-        pred[clf.rejection_scores(S, lengths) < threshold] = UNKNOWN
+    pred = decide(clf, S, lengths, threshold)
     unknown = sorted(set(y_true) - set(clf.labels_))
     if unknown:
         logger.warning("labels %s are not in the model; those clips count as errors", unknown)
@@ -282,15 +280,15 @@ def predict_files(
     skipped, used, lengths, S = score_files(model, items, options or RunOptions(), executor)
     LP = clf.log_proba_from_scores(S)
     k = max(1, min(top, len(clf.labels_)))
+    pred = decide(clf, S, lengths, thr) if used else []
     rej = clf.rejection_scores(S, lengths) if thr is not None and used else None
     results = []
     for i, p in enumerate(used):
         order = np.argsort(-LP[i], kind="stable")[:k]
         top = [{"label": clf.labels_[j], "loglik": float(S[i, j]),
                 "posterior": float(np.exp(LP[i, j]))} for j in order]  # fmt: skip
-        r = {"path": p, "label": clf.labels_[order[0]], "n_frames": int(lengths[i]), "top": top}
+        r = {"path": p, "label": pred[i], "n_frames": int(lengths[i]), "top": top}
         if rej is not None:
             r.update(reject_score=float(rej[i]), threshold=thr)
-            r["label"] = UNKNOWN if rej[i] < thr else r["label"]
         results.append(r)
     return {"results": results, "skipped": skipped}
