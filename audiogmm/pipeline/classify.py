@@ -89,15 +89,14 @@ def evaluation_split(
             "files by content", digest, spec["manifest_hash"],
         )  # fmt: skip
     info = {"source": source, "split": split or "all", "seed": seed,
-            "train_fraction": train_fraction,
-            "from_column": bool(manifest) and all(r.split is not None for r in manifest),
-            "manifest_matches": matches}  # fmt: skip
+            "train_fraction": train_fraction, "manifest_matches": matches,
+            "from_column": bool(manifest) and all(r.split is not None for r in manifest)}
     return load_split(manifest, split, train_fraction=train_fraction, seed=seed), info
 
 
-def skipped_list(res: ExtractionResult) -> list[dict[str, str]]:
-    """The skipped files of an extraction as ``{path, reason}`` dicts."""
-    return [{"path": s.path, "reason": s.reason} for s in res.skipped]
+def skipped_list(res: ExtractionResult | Sequence[Any]) -> list[dict[str, str]]:
+    """The skipped files of an extraction (or its ``skipped``) as ``{path, reason}`` dicts."""
+    return [{"path": s.path, "reason": s.reason} for s in getattr(res, "skipped", res)]
 
 
 def score_files(
@@ -134,7 +133,7 @@ def score_files(
         else:
             S = clf.score_matrix(clips, executor=ex)
     lengths = np.array([len(X) for X in clip_sets[0]], dtype=np.int64)
-    return [{"path": s.path, "reason": s.reason} for s in skipped], used, lengths, S
+    return skipped_list(skipped), used, lengths, S
 
 
 def check_training_files(

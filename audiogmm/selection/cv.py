@@ -275,16 +275,12 @@ def calibrate_backend(
     random_state: int | None = 0, executor: LocalExecutor | None = None,
     ubm: DiagGMM | None = None, **params: Any,
 ) -> dict[str, Any]:  # fmt: skip
-    """A linear logistic calibration of ``backend``'s verification scores, on 3 held-out folds:
-    the ``calibration`` block of a model file, ``slope``, ``offset`` (``llr = slope * score +
-    offset``, nats), ``p_target`` (0.5), ``n_target``, ``n_nontarget``.
-
-    Per fold, the classifier (``params``, and the given ``ubm`` if any) is fitted on the
-    other folds' clips; its ``score_samples`` of the held-out clips against every class
-    are the trials (target for the clip's class), fitted at ``p_target``
-    (:func:`~audiogmm.scoring.verification.fit_calibration`). ParameterError: a backend without
-    verification scores, or too few clips (every class needs 2).
-    """
+    """A linear logistic calibration (:func:`~audiogmm.scoring.verification.fit_calibration`)
+    of ``backend``'s verification scores on 3 held-out folds, each fitted (``params``, the given
+    ``ubm``) on the other folds, its ``score_samples`` of the held-out clips against every class
+    the trials: the model file's ``calibration`` block, ``slope``, ``offset`` (``llr = slope *
+    score + offset``, nats), ``p_target`` (0.5), ``n_target``, ``n_nontarget``. ParameterError:
+    a backend without verification scores, or too few clips (every class needs 2)."""
     cls = BACKENDS[backend]
     if not hasattr(cls, "score_samples"):
         raise ParameterError(f"--backend {backend} has no verification scores to calibrate")
