@@ -304,7 +304,7 @@ def test_fixed_train_has_no_selection(sound_data, tmp_path):
 
 
 def test_one_standard_error_keeps_the_simplest_option_within_the_noise():
-    from audiogmm.selection.rules import one_standard_error
+    from audiogmm.selection.cv import one_standard_error
 
     # the front ends in order: the best by 4 clips of 428 (noise) loses to the first
     opts = [("general", 354, 0.0), ("sound", 358, 1.0), ("other", 362, 2.0)]
@@ -315,7 +315,7 @@ def test_one_standard_error_keeps_the_simplest_option_within_the_noise():
 
 
 def test_components_rule_keeps_the_largest_k_within_one_standard_error():
-    from audiogmm.selection.rules import choose_components
+    from audiogmm.selection.cv import choose_components
 
     inf = float("inf")
     # K=8 is best by 4 clips of 428 (noise): the largest K within one SE, for the final
@@ -433,7 +433,7 @@ def test_full_band_front_end_is_skipped_when_no_file_has_the_band():
 @given(st.integers(0, 10_000), st.integers(2, 5), st.integers(4, 30))
 def test_forward_fusion_adds_the_best_member_each_step(seed, n_cands, n_clips):
     from audiogmm.models.fusion import fuse_scores
-    from audiogmm.selection.rules import forward_fusion
+    from audiogmm.selection.cv import forward_fusion
     from audiogmm.selection.steps import MAX_FUSED
 
     rng = np.random.default_rng(seed)
@@ -460,7 +460,7 @@ def test_forward_fusion_adds_the_best_member_each_step(seed, n_cands, n_clips):
 
 
 def test_fusion_choice_keeps_the_front_end_alone_unless_a_fusion_beats_it_beyond_the_noise():
-    from audiogmm.selection.rules import choose_fusion
+    from audiogmm.selection.cv import choose_fusion
 
     n = 400  # one SE at p = 0.85 is about 7 clips; +1 clip of continuity correction
     assert choose_fusion([("a", 340, 1.0), ("a + b", 345, 2.0), ("a + b + c", 348, 3.0)], n) == "a"
@@ -477,7 +477,7 @@ def test_fusion_choice_keeps_the_front_end_alone_unless_a_fusion_beats_it_beyond
 
 def test_beats_default_needs_more_than_one_clip_near_perfect_accuracy():
     # issue 22: a fusion was chosen from a CV difference of 1 clip in 88, and lost
-    from audiogmm.selection.rules import beats_default
+    from audiogmm.selection.cv import beats_default
 
     opts = [("general", 87, 1.0), ("general + general-cmn", 88, 2.0)]
     assert beats_default(opts, "general", 88) == "general"
@@ -486,7 +486,7 @@ def test_beats_default_needs_more_than_one_clip_near_perfect_accuracy():
 
 
 def test_components_keep_the_default_k_unless_another_beats_it_beyond_the_noise():
-    from audiogmm.selection.rules import choose_components
+    from audiogmm.selection.cv import choose_components
 
     opts = [("K=32", 370, 32.0), ("K=16", 365, 16.0), ("K=8", 371, 8.0), ("per-class", 372, np.inf)]
     assert choose_components(opts, 428, default="K=16") == "K=16"
@@ -525,7 +525,7 @@ def _selection_with_accuracy(ks, correct_of_k, n=300, n_labels=3):
     ],
 )
 def test_component_search_stops_below_the_best(correct, tried):
-    from audiogmm.selection.rules import search_down
+    from audiogmm.selection.cv import search_down
 
     calls = []
 

@@ -25,7 +25,7 @@ from ..mixture.sources import ArraySource
 from ..progress import Progress, reporter
 from .classifier import GMMClassifier, by_label, check_clips
 
-__all__ = ["UBMClassifier", "UBM_COMPONENTS", "UNKNOWN", "train_ubm"]
+__all__ = ["UBMClassifier", "UBM_COMPONENTS", "UNKNOWN", "decide", "train_ubm"]
 
 logger = logging.getLogger(__name__)
 
@@ -41,6 +41,18 @@ UNKNOWN = "unknown"
 
 #: Subsampling is skipped when it would leave fewer frames than this per UBM component.
 _MIN_FRAMES_PER_COMPONENT = 20
+
+
+def decide(
+    clf: Any, S: np.ndarray, n_frames: np.ndarray | None = None, threshold: float | None = None
+) -> np.ndarray:
+    """Each clip's most likely class (n_clips,), object, from ``clf``'s ``score_matrix`` ``S``
+    (n_clips, n_labels) of clips of ``n_frames`` frames: the argmax of the class posteriors
+    (the first on ties), :data:`UNKNOWN` where ``rejection_scores`` is below ``threshold``."""
+    pred = np.array(clf.labels_, dtype=object)[clf.log_proba_from_scores(S).argmax(1)]
+    if threshold is not None:
+        pred[clf.rejection_scores(S, n_frames) < threshold] = UNKNOWN
+    return pred
 
 
 class OpenSetClassifier(GMMClassifier):
@@ -71,11 +83,7 @@ class OpenSetClassifier(GMMClassifier):
         """Most likely class of each clip (n_clips,), object; :data:`UNKNOWN` where its
         :meth:`rejection_scores` is below the threshold ``reject`` means."""
         thr = self.resolve_threshold(reject)
-        S = self.score_matrix(clips)
-        out = self._decide(S)
-        if thr is not None:
-            out[self.rejection_scores(S, np.array([len(X) for X in clips])) < thr] = UNKNOWN
-        return out
+        return decide(self, self.score_matrix(clips), np.array([len(X) for X in clips]), thr)
 
     def rejection_scores(self, S: np.ndarray, n_frames: np.ndarray) -> np.ndarray:
         """The verification score of each clip's best class, (n_clips,), from a

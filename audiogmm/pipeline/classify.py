@@ -30,7 +30,7 @@ from ..data import (
 from ..engine import LocalExecutor, resolve
 from ..exceptions import DatasetError, ParameterError
 from ..features.extraction import extraction_roots
-from ..models.ubm import UNKNOWN
+from ..models.ubm import UNKNOWN, decide
 from ..scoring import summary
 from ..scoring.metrics import open_set_rates
 from .bundle import Bundle
@@ -89,15 +89,14 @@ def evaluation_split(
             "files by content", digest, spec["manifest_hash"],
         )  # fmt: skip
     info = {"source": source, "split": split or "all", "seed": seed,
-            "train_fraction": train_fraction,
-            "from_column": bool(manifest) and all(r.split is not None for r in manifest),
-            "manifest_matches": matches}  # fmt: skip
+            "train_fraction": train_fraction, "manifest_matches": matches,
+            "from_column": bool(manifest) and all(r.split is not None for r in manifest)}
     return load_split(manifest, split, train_fraction=train_fraction, seed=seed), info
 
 
-def skipped_list(res: ExtractionResult) -> list[dict[str, str]]:
-    """The skipped files of an extraction as ``{path, reason}`` dicts."""
-    return [{"path": s.path, "reason": s.reason} for s in res.skipped]
+def skipped_list(res: ExtractionResult | Sequence[Any]) -> list[dict[str, str]]:
+    """The skipped files of an extraction (or its ``skipped``) as ``{path, reason}`` dicts."""
+    return [{"path": s.path, "reason": s.reason} for s in getattr(res, "skipped", res)]
 
 
 def score_files(
@@ -134,7 +133,7 @@ def score_files(
         else:
             S = clf.score_matrix(clips, executor=ex)
     lengths = np.array([len(X) for X in clip_sets[0]], dtype=np.int64)
-    return [{"path": s.path, "reason": s.reason} for s in skipped], used, lengths, S
+    return skipped_list(skipped), used, lengths, S
 
 
 def check_training_files(
@@ -210,9 +209,7 @@ def labelled_results(
     :func:`audiogmm.scoring.summary` plus ``unknown_labels``, ``predictions`` (``{key:
     name, label, predicted}``) and, with a ``threshold`` (clips of ``lengths`` frames
     rejected below it) or labels the model does not know, ``open_set``."""
-    pred = np.array(clf.labels_, dtype=object)[clf.log_proba_from_scores(S).argmax(1)]
-    if threshold is not None:  # the chosen class's LLR (per frame against the UBM with map)
-        pred[clf.rejection_scores(S, lengths) < threshold] = UNKNOWN
+    pred = decide(clf, S, lengths, threshold)
     unknown = sorted(set(y_true) - set(clf.labels_))
     if unknown:
         logger.warning("labels %s are not in the model; those clips count as errors", unknown)
@@ -282,15 +279,15 @@ def predict_files(
     skipped, used, lengths, S = score_files(model, items, options or RunOptions(), executor)
     LP = clf.log_proba_from_scores(S)
     k = max(1, min(top, len(clf.labels_)))
+    pred = decide(clf, S, lengths, thr) if used else []
     rej = clf.rejection_scores(S, lengths) if thr is not None and used else None
     results = []
     for i, p in enumerate(used):
         order = np.argsort(-LP[i], kind="stable")[:k]
         top = [{"label": clf.labels_[j], "loglik": float(S[i, j]),
                 "posterior": float(np.exp(LP[i, j]))} for j in order]  # fmt: skip
-        r = {"path": p, "label": clf.labels_[order[0]], "n_frames": int(lengths[i]), "top": top}
+        r = {"path": p, "label": pred[i], "n_frames": int(lengths[i]), "top": top}
         if rej is not None:
             r.update(reject_score=float(rej[i]), threshold=thr)
-            r["label"] = UNKNOWN if rej[i] < thr else r["label"]
         results.append(r)
     return {"results": results, "skipped": skipped}

@@ -22,8 +22,8 @@ from .bundle import Bundle
 
 __all__ = ["class_mixtures", "figure_png", "format_confusion", "format_metrics",
            "format_open_set", "json_dumps", "mixture_curves", "mixture_figure", "pyplot",
-           "separating_dimension", "training_report", "write_mixture_figures",
-           "write_report", "write_training_curves"]  # fmt: skip
+           "separating_dimension", "training_report", "write_report",
+           "write_training_curves"]  # fmt: skip
 
 logger = logging.getLogger(__name__)
 
@@ -106,25 +106,17 @@ def write_report(
     if training:
         written += write_training_curves(folder, training, plot=plot)
     if plot and bundle is not None and pyplot("mixture_*.png") is not None:
-        written += write_mixture_figures(folder, bundle)
+        d = separating_dimension(bundle)  # every class along one dimension
+        for i, y in enumerate(str(v) for v in bundle.classifier.labels_):
+            safe = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in y)
+            png = figure_png(mixture_figure(bundle, y, d))
+            written.append(atomic_write(os.path.join(folder, f"mixture_{i:02d}_{safe}.png"), png))
     # the folder describes this evaluation only: drop what an earlier report left there
     stale = [os.path.join(folder, name) for name in REPORT_FILES]
     stale += glob.glob(os.path.join(glob.escape(folder), "mixture_*.png"))
     for path in stale:
         if path not in written and os.path.isfile(path):
             os.remove(path)
-    return written
-
-
-def write_mixture_figures(folder: str | os.PathLike, bundle: Any) -> list[str]:
-    """One ``mixture_<i>_<class>.png`` per class of ``bundle`` in ``folder``, all along
-    :func:`separating_dimension`; returns the files."""
-    d = separating_dimension(bundle)
-    written = []
-    for i, y in enumerate(str(v) for v in bundle.classifier.labels_):
-        safe = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in y)
-        png = figure_png(mixture_figure(bundle, y, d))
-        written.append(atomic_write(os.path.join(folder, f"mixture_{i:02d}_{safe}.png"), png))
     return written
 
 

@@ -233,19 +233,17 @@ def fit_backend(
 
 def train_classifier(
     records: Sequence[Record], *, config: FeatureConfig | None = None,
-    options: RunOptions | None = None, executor: LocalExecutor | None = None,
-    backend: str = "ml", ubm: Any = None, **classifier_params: Any,
+    options: RunOptions | None = None, executor: LocalExecutor | None = None, **fit_params: Any,
 ) -> tuple[GMMClassifier, ExtractionResult]:  # fmt: skip
-    """:func:`~audiogmm.pipeline.sources.open_clips` of labelled ``records`` fitted by
-    :func:`fit_backend` (``backend``, ``ubm``, ``**classifier_params``), as ``train`` does;
-    ``options`` (cache, workers, progress, strictness) and ``executor`` serve both.
-    Returns the classifier, with ``timing_`` (``extract_s``, ``train_s``), and the
-    extraction (``skipped``: the files that could not be used)."""
+    """:func:`open_clips` of labelled ``records`` fitted by :func:`fit_backend` (``fit_params``:
+    ``backend``, ``ubm``, the classifier's parameters), as ``train`` does; ``options`` (cache,
+    workers, progress, strictness) and ``executor`` serve both. Returns the classifier, with
+    ``timing_`` (``extract_s``, ``train_s``), and the extraction (``skipped``: files not used)."""
     opts = options or RunOptions()
     with resolve(executor, opts.n_jobs) as ex:
         clips = open_clips(records, config=config, options=opts, executor=ex)
-        clf = fit_backend(clips.clips, clips.labels, backend=backend, ubm=ubm, executor=ex,
-                          progress=opts.progress, n_jobs=opts.n_jobs, **classifier_params)
+        clf = fit_backend(clips.clips, clips.labels, executor=ex, progress=opts.progress,
+                          n_jobs=opts.n_jobs, **fit_params)
     clf.timing_ = {**clips.timing, **clf.timing_}
     return clf, clips.extraction
 

@@ -21,7 +21,7 @@ from ..data import Record, RunOptions, read_csv_rows
 from ..engine import LocalExecutor
 from ..exceptions import DatasetError, ParameterError
 from ..io.atomic import atomic_write
-from ..scoring import eer, min_dcf, snorm, tnorm, znorm
+from ..scoring import eer, min_dcf, snorm, tnorm, verification, znorm
 from ..scoring.verification import DCF_TARGETS, act_dcf, cllr, min_cllr, operating_points
 from .bundle import Bundle
 from .classify import check_training_files, score_files
@@ -176,7 +176,7 @@ def score_trials(
     lost, used, _, S = score_files(model, files, opts, executor, verification=True)
     cal = model.header.get("calibration")
     if cal and norm == "none":  # `train --calibrate`: scores become LLRs
-        S = cal["slope"] * S + cal["offset"]
+        S = verification.apply_calibration(S, cal["slope"], cal["offset"])
     elif cal:
         logger.info("the model's calibration fits raw scores, not %s-normed ones: not applied",
                     norm)  # fmt: skip

@@ -1,5 +1,5 @@
 """Model selection on training files (``--preset auto --components auto``, ``audiogmm tune``):
-``cv`` (held-out scores), ``rules`` (the decisions), ``steps`` (:func:`tune`'s steps)."""
+``cv`` (held-out scores and the decisions on them), ``steps`` (:func:`tune`'s steps)."""
 
 from .steps import TuneResult, train_tuned, tune
 

@@ -1,6 +1,6 @@
 """``--preset auto --components auto``: :func:`tune` runs its :data:`STEPS` over one
 :class:`TuneState`; each reads the earlier choices, adds rows to the table and applies a rule of
-:mod:`~audiogmm.selection.rules`. Only the training files are read.
+:mod:`~audiogmm.selection.cv`. Only the training files are read.
 """
 
 from __future__ import annotations
@@ -28,8 +28,8 @@ from ..models.classifier import N_COMPONENTS
 from ..models.fusion import fit_fusion
 from ..models.ubm import UBM_COMPONENTS
 from ..scoring.metrics import wilson_interval
-from . import cv, rules
-from .rules import Option, beats_default, choose_fusion, one_standard_error
+from . import cv
+from .cv import Option, beats_default, choose_fusion, one_standard_error
 
 __all__ = ["BACKEND_SE", "CMN", "COSTLY_BACKENDS", "CV_MAX_ITER", "FRAME_STEP",
            "FRONT_ENDS", "MAX_FUSED", "MIN_CLIPS_PER_CLASS", "MIN_CV_CLIPS", "N_FOLDS",
@@ -254,7 +254,7 @@ def step_components(state: TuneState) -> None:
         state.choices = {state.rule: {y: N_COMPONENTS for y in labels}}
         logger.info("components: K=%d kept (too few frames per fold to compare K)", N_COMPONENTS)
         return
-    sel = rules.search_down(state.run_cv, first, grid)
+    sel = cv.search_down(state.run_cv, first, grid)
     singles = []
     for k in sel.grid:
         state.choices[f"K={k}"] = sel.capped({y: k for y in sel.labels})
@@ -266,7 +266,7 @@ def step_components(state: TuneState) -> None:
     # per-class picks one K per label (n_labels choices, not one) from the same folds:
     # the more flexible selection, so it ranks after every single K
     options = [*singles, state.add("components", first, "per-class", c, n, np.inf, "per-class")]
-    rule = rules.choose_components(options, n, default=f"K={N_COMPONENTS}")
+    rule = cv.choose_components(options, n, default=f"K={N_COMPONENTS}")
     state.rule, state.n_scored, state.sels[first] = state.choose(rule, options=options), n, sel
     # the other front ends are compared at the K the data supports (the chosen single
     # K, or the best single K when per-class won)
@@ -303,7 +303,7 @@ def step_fusion(state: TuneState) -> None:
     files = {c: set(state.features(c)[0].features) for c in state.cands}
     scores = {c: sel.scores[k] for c, sel in state.sels.items()}
     frames = {c: -(-sel.n_frames // sel.frame_step) for c, sel in state.sels.items()}
-    path = rules.forward_fusion(  # fused score rows must be of the same clips
+    path = cv.forward_fusion(  # fused score rows must be of the same clips
         name, [c for c in state.cands if c != name and files[c] == files[name]], scores, frames,
         lambda S: ref.accuracy_counts(S)[0], MAX_FUSED,
     )  # fmt: skip
