@@ -26,7 +26,7 @@ from ..models.classifier import GMMClassifier
 from ..models.fusion import FusedClassifier
 from ..models.ivector import IVectorClassifier
 from ..models.supervector import GSVClassifier
-from ..models.ubm import UBM_DEFAULTS, UBMClassifier
+from ..models.ubm import UBMClassifier
 from . import tables
 from .container import checked, read_container, write_container
 
@@ -108,8 +108,10 @@ def _classifier_parts(c: GMMClassifier) -> tuple[dict, dict]:
     return {"labels": list(c.labels_), **_member_fields(c)}, arrays
 
 
-def _check_members(name: str, h: dict, labels: list[str], training: dict) -> dict | None:
-    """The priors (None: equal), checked with the per-class reports against the labels."""
+def _members(name: str, h: dict, training: dict) -> tuple[list[str], int, dict | None, dict]:
+    """Labels, K, priors (None: equal; checked with the per-class reports against the labels)
+    and gmm_params (checked) of a classifier file."""
+    labels, K, gp = h["labels"], h["n_components"], h.get("gmm_params", {})
     priors = h.get("priors") or None
     if priors is not None:
         if set(priors) != set(labels):
@@ -124,24 +126,19 @@ def _check_members(name: str, h: dict, labels: list[str], training: dict) -> dic
     extra = sorted(set(training) - set(labels))
     if extra:
         raise ModelFileError(f"{name}: header field training: entries {extra[:5]} are not labels")
-    return priors
+    _checked_params(name, DiagGMM(K, **gp), "gmm_params")
+    return labels, K, priors, gp
 
 
 def _classifier_build(name: str, h: dict, a: dict) -> GMMClassifier:
-    labels = h["labels"]
-    priors = _check_members(name, h, labels, h.get("training", {}))
-    gp = h.get("gmm_params", {})
-    clf = GMMClassifier(h["n_components"], priors=priors, random_state=h.get("random_state"), **gp)
-    _checked_params(name, DiagGMM(clf.n_components, **gp), "gmm_params")
+    labels, K, priors, gp = _members(name, h, h.get("training", {}))
+    clf = GMMClassifier(K, priors=priors, random_state=h.get("random_state"), **gp)
     w, m, v, f = (a.get(k) for k in _STACK)
     validate_param_arrays(name, w, m, v)
     if m.ndim != 3 or m.shape[0] != len(labels):
         raise ModelFileError(f"{name}: {len(labels)} labels but means of shape {m.shape}")
-    if m.shape[1] != clf.n_components:
-        raise ModelFileError(
-            f"{name}: header field n_components: {clf.n_components}, "
-            f"but the arrays hold {m.shape[1]}"
-        )
+    if m.shape[1] != K:
+        raise ModelFileError(f"{name}: header field n_components: {K}, arrays have {m.shape[1]}")
     _floor(name, f, (m.shape[0], m.shape[2]), "var_floors")
     clf.labels_ = labels
     clf.weights_, clf.means_, clf.variances_, clf.var_floors_ = w, m, v, f
@@ -155,9 +152,7 @@ def _classifier_build(name: str, h: dict, a: dict) -> GMMClassifier:
 
 def _with_ubm(name: str, h: dict, a: dict, training: dict) -> tuple:
     """Labels, K, checked priors, gmm_params and UBM of a UBM, GSV or i-vector file."""
-    labels, K, gp = h["labels"], h["n_components"], h.get("gmm_params", {})
-    priors = _check_members(name, h, labels, training)
-    _checked_params(name, DiagGMM(K, **{**UBM_DEFAULTS, **gp}), "gmm_params")
+    labels, K, priors, gp = _members(name, h, training)
     ubm = _gmm(name, {"n_components": K, **gp}, *(a[k] for k in _UBM_ARRAYS))
     return labels, K, priors, gp, ubm
 
