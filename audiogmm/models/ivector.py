@@ -141,10 +141,9 @@ def lda(Z: np.ndarray, labels: Sequence[str], dim: int) -> np.ndarray:
     """Linear discriminant analysis of ``Z`` (n, P) with ``labels`` (n,): the ``dim`` (<=
     ``min(M - 1, P)``) generalised eigenvectors of ``S_b v = lambda S_w v`` (``S_w`` with a
     tiny ridge) by decreasing ``lambda``, scaled so that ``v' S_w v = 1``, (P, dim)."""
-    y = np.asarray(labels)
     means = _class_means(Z, labels)
-    counts = np.array([np.sum(y == c) for c in sorted(set(labels))], dtype=np.float64)
-    d = Z - means[np.searchsorted(sorted(set(labels)), y)]
+    idx, counts = np.unique(np.asarray(labels), return_inverse=True, return_counts=True)[1:]
+    d = Z - means[idx]
     Sw = d.T @ d / len(Z)
     dm = means - counts @ means / counts.sum()
     Sb = (dm * counts[:, None]).T @ dm / counts.sum()
