@@ -19,7 +19,7 @@ from ..exceptions import ParameterError
 from ..mixture import ConvergenceMonitor, DiagGMM
 from ..mixture.checks import is_int, need
 from ..progress import Progress, reporter
-from .embedding import GSV_COMPONENTS, EmbeddingClassifier, clip_stats, held_out_calibration
+from .embedding import GSV_COMPONENTS, EmbeddingClassifier, clip_stats
 
 __all__ = ["IVectorClassifier", "extract_ivectors", "train_tv", "whitened_stats"]
 
@@ -270,10 +270,9 @@ class IVectorClassifier(EmbeddingClassifier):
         else:
             with one_blas_thread():
                 self.centre_, self.projection_, self.class_means_ = cosine_back_end(Z, labels)
-                self.calibration_ = held_out_calibration(
-                    Z, labels, lambda Ztr, ytr, Zte: _cosines(cosine_back_end(Ztr, ytr), Zte),
-                    self.random_state,
-                )  # fmt: skip
+                self.calibration_ = self._held_out_calibration(
+                    Z, labels, lambda Ztr, ytr, Zte: _cosines(cosine_back_end(Ztr, ytr), Zte)
+                )
         return len(self.tv_history_) - 1, True
 
     def _scores(self, Z: np.ndarray) -> np.ndarray:
