@@ -26,7 +26,7 @@ from ..models.classifier import GMMClassifier
 from ..models.fusion import FusedClassifier
 from ..models.ivector import IVectorClassifier
 from ..models.supervector import GSVClassifier
-from ..models.ubm import UBM_DEFAULTS, UBMClassifier
+from ..models.ubm import UBMClassifier
 from . import tables
 from .container import checked, read_container, write_container
 
@@ -108,8 +108,10 @@ def _classifier_parts(c: GMMClassifier) -> tuple[dict, dict]:
     return {"labels": list(c.labels_), **_member_fields(c)}, arrays
 
 
-def _check_members(name: str, h: dict, labels: list[str], training: dict) -> dict | None:
-    """The priors (None: equal), checked with the per-class reports against the labels."""
+def _classifier(name: str, h: dict, cls: type, training: dict, **own: Any) -> Any:
+    """A ``cls`` of a classifier file's labels, K, priors (checked with the per-class reports
+    ``training`` against the labels), gmm_params (checked) and ``own`` parameters."""
+    labels, K, gp = h["labels"], h["n_components"], h.get("gmm_params", {})
     priors = h.get("priors") or None
     if priors is not None:
         if set(priors) != set(labels):
@@ -124,42 +126,34 @@ def _check_members(name: str, h: dict, labels: list[str], training: dict) -> dic
     extra = sorted(set(training) - set(labels))
     if extra:
         raise ModelFileError(f"{name}: header field training: entries {extra[:5]} are not labels")
-    return priors
+    _checked_params(name, DiagGMM(K, **gp), "gmm_params")
+    clf = cls(K, priors=priors, random_state=h.get("random_state"), **own, **gp)
+    clf.labels_, clf.fit_report_ = list(labels), training
+    return clf
 
 
 def _classifier_build(name: str, h: dict, a: dict) -> GMMClassifier:
-    labels = h["labels"]
-    priors = _check_members(name, h, labels, h.get("training", {}))
-    gp = h.get("gmm_params", {})
-    clf = GMMClassifier(h["n_components"], priors=priors, random_state=h.get("random_state"), **gp)
-    _checked_params(name, DiagGMM(clf.n_components, **gp), "gmm_params")
+    clf = _classifier(name, h, GMMClassifier, h.get("training", {}))
+    labels, K = clf.labels_, clf.n_components
     w, m, v, f = (a.get(k) for k in _STACK)
     validate_param_arrays(name, w, m, v)
     if m.ndim != 3 or m.shape[0] != len(labels):
         raise ModelFileError(f"{name}: {len(labels)} labels but means of shape {m.shape}")
-    if m.shape[1] != clf.n_components:
-        raise ModelFileError(
-            f"{name}: header field n_components: {clf.n_components}, "
-            f"but the arrays hold {m.shape[1]}"
-        )
+    if m.shape[1] != K:
+        raise ModelFileError(f"{name}: header field n_components: {K}, arrays have {m.shape[1]}")
     _floor(name, f, (m.shape[0], m.shape[2]), "var_floors")
-    clf.labels_ = labels
     clf.weights_, clf.means_, clf.variances_, clf.var_floors_ = w, m, v, f
     clf.models_ = {}
     for i, y in enumerate(labels):  # views of the stack, checked above
-        g = clf.models_[y] = DiagGMM(m.shape[1], **gp)
+        g = clf.models_[y] = DiagGMM(K, **clf.gmm_params)
         g.weights_, g.means_, g.variances_, g.var_floor_ = w[i], m[i], v[i], f[i]
-    clf.fit_report_ = h.get("training", {})
     return clf
 
 
-def _with_ubm(name: str, h: dict, a: dict, training: dict) -> tuple:
-    """Labels, K, checked priors, gmm_params and UBM of a UBM, GSV or i-vector file."""
-    labels, K, gp = h["labels"], h["n_components"], h.get("gmm_params", {})
-    priors = _check_members(name, h, labels, training)
-    _checked_params(name, DiagGMM(K, **{**UBM_DEFAULTS, **gp}), "gmm_params")
-    ubm = _gmm(name, {"n_components": K, **gp}, *(a[k] for k in _UBM_ARRAYS))
-    return labels, K, priors, gp, ubm
+def _ubm(name: str, clf: GMMClassifier, a: dict) -> DiagGMM:
+    """The UBM of a UBM, GSV or i-vector file ``clf``, from its arrays ``a``."""
+    params = {"n_components": clf.n_components, **clf.gmm_params}
+    return _gmm(name, params, *(a[k] for k in _UBM_ARRAYS))
 
 
 def _ubm_arrays(u: DiagGMM) -> dict[str, np.ndarray]:
@@ -183,9 +177,9 @@ def _ubm_build(name: str, h: dict, a: dict) -> UBMClassifier:
             f"{name}: arrays {sorted(a)} but adapt={adapt!r} needs {sorted(expected)}"
         )
     training = h.get("training", {})
-    labels, K, priors, gp, ubm = _with_ubm(name, h, a, training.get("classes", {}))
-    clf = UBMClassifier(K, priors=priors, random_state=h.get("random_state"), **h["map"], **gp)
-    M = len(labels)
+    clf = _classifier(name, h, UBMClassifier, training.get("classes", {}), **h["map"])
+    ubm = clf.ubm_ = _ubm(name, clf, a)
+    M = len(clf.labels_)
     for key in _PARAMS:  # the UBM's for each class where not adapted
         u = getattr(ubm, key + "_")
         x = a[key] if key in a else np.tile(u, (M,) + (1,) * u.ndim)
@@ -193,11 +187,8 @@ def _ubm_build(name: str, h: dict, a: dict) -> UBMClassifier:
             raise ModelFileError(f"{name}: {key} has shape {x.shape}, expected {(M, *u.shape)}")
         setattr(clf, key + "_", x)
     validate_param_arrays(name, clf.weights_, clf.means_, clf.variances_)
-    clf.ubm_, clf.labels_ = ubm, list(labels)
     clf.var_floors_ = np.tile(ubm.var_floor_, (M, 1))
-    clf.threshold_ = h.get("threshold")
-    clf.fit_report_ = training.get("classes", {})
-    clf.ubm_report_ = training.get("ubm", {})
+    clf.threshold_, clf.ubm_report_ = h.get("threshold"), training.get("ubm", {})
     return clf
 
 
@@ -239,11 +230,11 @@ def _back_end(
         return header, {**_ubm_arrays(c.ubm_), **{k: getattr(c, k + "_") for k in names}}
 
     def build(name, h, a):
-        labels, K, priors, gp, ubm = _with_ubm(name, h, a, h.get("training", {}))
         own = dict(h[block])
         done = {k: own.pop(k) for k in fitted}
-        clf = cls(K, priors=priors, random_state=h.get("random_state"), **own, **gp)
-        wants = shapes(name, clf, a, len(labels), K * ubm.n_dims)
+        clf = _classifier(name, h, cls, h.get("training", {}), **own)
+        clf.ubm_ = _ubm(name, clf, a)
+        wants = shapes(name, clf, a, len(clf.labels_), clf.ubm_.means_.size)
         for key, want in wants.items():  # finite float64 of their shapes, bounded entries
             x = a[key]
             if x.dtype != np.float64 or x.shape != want or not np.all(np.isfinite(x)):
@@ -256,7 +247,6 @@ def _back_end(
         clf.calibration_ = None if cal is None else tuple(cal)
         for k, v in done.items():
             setattr(clf, k + "_", v)
-        clf.ubm_, clf.labels_, clf.fit_report_ = ubm, list(labels), h.get("training", {})
         return clf
 
     return Kind(cls, table, (*_UBM_ARRAYS, *names), parts, build)

@@ -1,6 +1,6 @@
 """What ``gsv`` and ``ivector`` share: their E-step (:func:`clip_stats`) and
 :class:`EmbeddingClassifier` (a UBM as ``--backend map`` trains it, one vector per clip, a back
-end on them, LLRs calibrated on clips held out of the back end: :func:`held_out_calibration`)."""
+end on them, LLRs calibrated on clips held out of the back end)."""
 
 from __future__ import annotations
 
@@ -51,40 +51,9 @@ def clip_stats(
     return np.stack([n for n, _ in parts]), np.stack([F for _, F in parts])
 
 
-def held_out_calibration(
-    Z: np.ndarray, labels: list[str],
-    raw_scores: Callable[[np.ndarray, list[str], np.ndarray], np.ndarray], seed: int | None,
-) -> tuple[float, float] | None:  # fmt: skip
-    """``fit_calibration`` ``(a, b)`` of the raw scores of clips ``Z`` (n_clips, P) held out
-    of the back end (None below 2 clips in a class): ``raw_scores(Z_train, labels_train,
-    Z_test)`` (n_test, M), classes sorted. ``min(4, smallest class)`` stratified folds (every
-    class trains in every fold), drawn with ``seed``."""
-    y = np.array(labels)
-    classes = sorted(set(labels))
-    k = min(4, min(labels.count(c) for c in classes))
-    if k < 2:
-        return None
-    rng = np.random.default_rng(seed)
-    fold = np.empty(len(y), dtype=np.int64)
-    for c in classes:
-        idx = np.flatnonzero(y == c)
-        fold[rng.permutation(idx)] = np.arange(len(idx)) % k
-    raw = np.empty((len(y), len(classes)))
-    for f in range(k):
-        out = fold == f
-        raw[out] = raw_scores(Z[~out], list(y[~out]), Z[out])
-    target = (y[:, None] == np.array(classes)[None, :]).astype(np.int64)
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always", CalibrationWarning)
-        a, b = fit_calibration(target.ravel(), raw.ravel())
-    for w in caught:  # easy training data: nothing the user can act on at train time
-        logger.info("calibration: %s", w.message)
-    return a, b
-
-
 class EmbeddingClassifier(OpenSetClassifier):
     """A UBM, one vector per clip (:meth:`vectors`), a back end scoring it per class, and LLRs
-    (``verification_scores``) calibrated by ``calibration_`` (:func:`held_out_calibration`).
+    (``verification_scores``) calibrated by ``calibration_`` (:meth:`_held_out_calibration`).
     Subclasses define those two, ``_check_own``, ``_embed``, ``_fit_back_end``, ``_scores``."""
 
     fitted_by = "calibration_"
@@ -142,6 +111,36 @@ class EmbeddingClassifier(OpenSetClassifier):
                                  "(it had fewer than 2 training clips in some class): give a "
                                  "number")  # fmt: skip
         return bayes_threshold(0.5)
+
+    def _held_out_calibration(
+        self, Z: np.ndarray, labels: list[str],
+        raw_scores: Callable[[np.ndarray, list[str], np.ndarray], np.ndarray],
+    ) -> tuple[float, float] | None:  # fmt: skip
+        """``fit_calibration`` ``(a, b)`` of the raw scores of clips ``Z`` (n_clips, P) held out
+        of the back end (None below 2 clips in a class): ``raw_scores(Z_train, labels_train,
+        Z_test)`` (n_test, M), classes sorted. ``min(4, smallest class)`` stratified folds
+        (every class trains in every fold), drawn with ``random_state``."""
+        y = np.array(labels)
+        classes = sorted(set(labels))
+        k = min(4, min(labels.count(c) for c in classes))
+        if k < 2:
+            return None
+        rng = np.random.default_rng(self.random_state)
+        fold = np.empty(len(y), dtype=np.int64)
+        for c in classes:
+            idx = np.flatnonzero(y == c)
+            fold[rng.permutation(idx)] = np.arange(len(idx)) % k
+        raw = np.empty((len(y), len(classes)))
+        for f in range(k):
+            out = fold == f
+            raw[out] = raw_scores(Z[~out], list(y[~out]), Z[out])
+        target = (y[:, None] == np.array(classes)[None, :]).astype(np.int64)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", CalibrationWarning)
+            a, b = fit_calibration(target.ravel(), raw.ravel())
+        for w in caught:  # easy training data: nothing the user can act on at train time
+            logger.info("calibration: %s", w.message)
+        return a, b
 
     def _calibrated(self, raw: np.ndarray) -> np.ndarray:
         """``a raw + b`` with ``(a, b) = calibration_``; ``raw`` itself without one."""

@@ -19,7 +19,7 @@ from ..exceptions import ParameterError
 from ..mixture import ConvergenceMonitor, DiagGMM
 from ..mixture.checks import is_int, need
 from ..progress import Progress, reporter
-from .embedding import GSV_COMPONENTS, EmbeddingClassifier, clip_stats, held_out_calibration
+from .embedding import GSV_COMPONENTS, EmbeddingClassifier, clip_stats
 
 __all__ = ["IVectorClassifier", "extract_ivectors", "train_tv", "whitened_stats"]
 
@@ -141,10 +141,9 @@ def lda(Z: np.ndarray, labels: Sequence[str], dim: int) -> np.ndarray:
     """Linear discriminant analysis of ``Z`` (n, P) with ``labels`` (n,): the ``dim`` (<=
     ``min(M - 1, P)``) generalised eigenvectors of ``S_b v = lambda S_w v`` (``S_w`` with a
     tiny ridge) by decreasing ``lambda``, scaled so that ``v' S_w v = 1``, (P, dim)."""
-    y = np.asarray(labels)
     means = _class_means(Z, labels)
-    counts = np.array([np.sum(y == c) for c in sorted(set(labels))], dtype=np.float64)
-    d = Z - means[np.searchsorted(sorted(set(labels)), y)]
+    idx, counts = np.unique(np.asarray(labels), return_inverse=True, return_counts=True)[1:]
+    d = Z - means[idx]
     Sw = d.T @ d / len(Z)
     dm = means - counts @ means / counts.sum()
     Sb = (dm * counts[:, None]).T @ dm / counts.sum()
@@ -271,10 +270,9 @@ class IVectorClassifier(EmbeddingClassifier):
         else:
             with one_blas_thread():
                 self.centre_, self.projection_, self.class_means_ = cosine_back_end(Z, labels)
-                self.calibration_ = held_out_calibration(
-                    Z, labels, lambda Ztr, ytr, Zte: _cosines(cosine_back_end(Ztr, ytr), Zte),
-                    self.random_state,
-                )  # fmt: skip
+                self.calibration_ = self._held_out_calibration(
+                    Z, labels, lambda Ztr, ytr, Zte: _cosines(cosine_back_end(Ztr, ytr), Zte)
+                )
         return len(self.tv_history_) - 1, True
 
     def _scores(self, Z: np.ndarray) -> np.ndarray:

@@ -17,7 +17,7 @@ from ..engine import LocalExecutor, one_blas_thread
 from ..exceptions import ConvergenceWarning, ParameterError
 from ..mixture import DiagGMM, log_softmax
 from ..mixture.checks import is_real, need
-from .embedding import GSV_COMPONENTS, EmbeddingClassifier, clip_stats, held_out_calibration
+from .embedding import GSV_COMPONENTS, EmbeddingClassifier, clip_stats
 
 __all__ = ["GSVClassifier", "supervectors"]
 
@@ -140,7 +140,7 @@ class GSVClassifier(EmbeddingClassifier):
             c, i, _ = _logistic(Ztr, ytr, C, seed)
             return raw_llr(Zte @ c.T + i)
 
-        self.calibration_ = held_out_calibration(Z, labels, raw, seed)
+        self.calibration_ = self._held_out_calibration(Z, labels, raw)
         coef = (coef if basis is None else coef @ basis) / scale
         self.coef_, self.intercept_ = np.asarray(coef, np.float64), np.asarray(icpt, np.float64)
         return n_iter, n_iter < _MAX_ITER
