@@ -19,8 +19,7 @@ from audiogmm.features import (
     FeatureConfig,
     extract,
 )
-from audiogmm.features.extraction import SILENT_RUN_S
-from audiogmm.features.postprocess import sliding_cmvn, utterance_cmvn, vad_mask
+from audiogmm.features.extraction import SILENT_RUN_S, sliding_cmvn, utterance_cmvn, vad_mask
 from audiogmm.features.spectral import mel_and_energy
 
 from .conftest_audio import real_clips, speech_like
@@ -536,7 +535,7 @@ def test_extraction_roots_share_one_extraction_per_derivable_family():
 
 
 def test_digital_silence_marks_exactly_the_long_runs_at_the_floor():
-    from audiogmm.features.postprocess import digital_silence
+    from audiogmm.features.extraction import digital_silence
 
     rng = np.random.default_rng(0)
     for _ in range(500):
