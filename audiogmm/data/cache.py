@@ -35,7 +35,7 @@ from ..features import FeatureConfig, extract
 from ..features.extraction import derive
 from ..io.atomic import atomic_write
 from ..progress import Progress, reporter
-from .manifests import Record, write_csv_rows
+from .manifests import Record
 
 __all__ = ["PACK_SUFFIX", "ExtractionResult", "FileFacts", "RunOptions", "Skipped", "cache_key",
            "extract_many", "file_key"]  # fmt: skip
@@ -232,8 +232,7 @@ def feature_packs(cache_dir: PathLike, config: FeatureConfig) -> Packs:
     cfg_dir = os.path.join(os.fspath(cache_dir), config.content_hash())
     cfg_file = os.path.join(cfg_dir, "config.json")
     if not os.path.exists(cfg_file):  # atomic_write makes the folder
-        text = config.to_json(indent=2).encode("utf-8")
-        atomic_write(cfg_file, lambda f: f.write(text))
+        atomic_write(cfg_file, config.to_json(indent=2))
     # the largest body a valid file can give: MAX_SAMPLES at the config's hop
     max_frames = audio.MAX_SAMPLES // config.hop_length + 2
     return Packs(cfg_dir, _NPY_HEADER_MAX + max_frames * config.n_dims * 8)
@@ -299,7 +298,7 @@ class ExtractionResult:
 
     def write_skipped_csv(self, path: PathLike) -> None:
         """Write ``path,reason`` rows for the skipped files (atomically; header even if empty)."""
-        write_csv_rows(path, [["path", "reason"], *([s.path, s.reason] for s in self.skipped)])
+        atomic_write(path, [["path", "reason"], *([s.path, s.reason] for s in self.skipped)])
 
 
 @on_worker_lost(lambda path, *_, reason: FeatureError(

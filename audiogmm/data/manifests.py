@@ -13,7 +13,6 @@ from __future__ import annotations
 import codecs
 import csv
 import hashlib
-import io
 import itertools
 import os
 import stat
@@ -29,7 +28,7 @@ from ..io.atomic import atomic_write
 __all__ = ["MAX_LINE_BYTES", "SPLIT_NAMES", "Record", "audio_files_under", "content_hash",
            "expand_paths", "is_pipe", "kaldi_labels", "kaldi_path", "kaldi_table", "listing",
            "read_csv", "read_csv_rows", "read_folder", "read_kaldi_dir", "read_manifest",
-           "refuse_pipe", "wav_path", "write_csv", "write_csv_rows"]  # fmt: skip
+           "refuse_pipe", "wav_path", "write_csv"]  # fmt: skip
 
 #: Longest line of a CSV or Kaldi table, in bytes (far beyond any path): bounds memory.
 MAX_LINE_BYTES = 1 << 20
@@ -121,14 +120,6 @@ def read_csv_rows(
             yield lineno, dict(zip(header, row + [""] * (len(header) - len(row))))
 
     return header, cells()
-
-
-def write_csv_rows(path: PathLike, rows: Iterable[Sequence[str]]) -> None:
-    """Write ``rows`` (the header first) as UTF-8 CSV to ``path``, atomically."""
-    buf = io.StringIO()
-    csv.writer(buf, lineterminator="\n").writerows(rows)
-    data = buf.getvalue().encode("utf-8")
-    atomic_write(os.fspath(path), lambda f: f.write(data))
 
 
 def kaldi_table(
@@ -372,4 +363,4 @@ def write_csv(records: Iterable[Record], path: PathLike) -> None:
     records = list(records)
     n = 3 if any(r.split is not None for r in records) else 2
     rows = ([r.path, r.label, r.split or ""][:n] for r in records)
-    write_csv_rows(os.path.abspath(os.fspath(path)), [_CSV_COLUMNS[:n], *rows])
+    atomic_write(os.path.abspath(os.fspath(path)), [_CSV_COLUMNS[:n], *rows])

@@ -15,7 +15,7 @@ import hashlib
 import itertools
 import json
 import os
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -133,8 +133,8 @@ class ShardWriter:
             "config_hash": self.config_hash, "config": self.config,
             "shards": self.shards, "clips": self.clips,
         }  # fmt: skip
-        body = json.dumps(index, indent=None, separators=(",", ":")).encode("utf-8")
-        atomic_write(os.path.join(self.folder, INDEX_NAME), lambda f: f.write(body))
+        body = json.dumps(index, separators=(",", ":"))
+        atomic_write(os.path.join(self.folder, INDEX_NAME), body)
         keep = {s["file"] for s in self.shards}
         for name in os.listdir(self.folder):
             if name.startswith("shard-") and name.endswith(".npy") and name not in keep:
@@ -222,11 +222,6 @@ class ShardStore:
     def clip_frames(self, i: int) -> np.ndarray:
         """Frames of clip ``i`` (n_frames, n_dims), float32."""
         return self.read_rows(int(self.clip_start[i]), int(self.clip_stop[i]))
-
-    def iter_clips(self) -> Iterator[tuple[str, str, np.ndarray]]:
-        """``(clip, label, frames)`` in index order, one clip in memory at a time."""
-        for i in range(self.n_clips):
-            yield self.clips[i], self.labels[i], self.clip_frames(i)
 
 
 def _npy_header(path: str, n_dims: int, n_frames: int) -> int:

@@ -302,13 +302,9 @@ class FeatureConfig:
         return int(round(self.hop_ms * self.sample_rate / 1000.0))
 
     @property
-    def n_ceps(self) -> int:
-        """Number of static coefficients per frame (``n_mfcc``, minus 1 if c0 is dropped)."""
-        return self.n_mfcc - 1 if self.c0 == "drop" else self.n_mfcc
-
-    @property
     def n_dims(self) -> int:
-        """Dimension of the output frames, ``n_ceps * (delta_order + 1)`` plus the extras' rows."""
+        """Dimension of the output frames: ``n_mfcc`` (minus 1 for ``c0="drop"``) times
+        ``delta_order + 1``, plus the extras' rows."""
         return len(self.dimension_names())
 
     def dimension_names(self) -> list[tuple[str, str]]:
