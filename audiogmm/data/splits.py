@@ -15,12 +15,11 @@ from typing import Any
 import numpy as np
 
 from ..engine import default_workers
-from ..exceptions import DatasetError, ModelFileError, ParameterError
-from ..io.tables import SPLIT, check
+from ..exceptions import DatasetError, ParameterError
 from .manifests import Record, content_hash
 
 __all__ = ["IDENTITY", "TRAIN_FRACTION", "file_identity", "select", "split_records", "split_spec",
-           "stored_training_paths", "training_overlap", "validate_split_block"]  # fmt: skip
+           "stored_training_paths", "training_overlap"]  # fmt: skip
 
 #: Share of each label's files that go to "train" when a manifest has no split column.
 TRAIN_FRACTION = 0.7
@@ -125,22 +124,13 @@ def split_spec(
     manifest = list(manifest)
     ids = _identities([r.path for r in train_records], n_jobs, skip_unreadable=False,
                       cache_dir=cache_dir)  # fmt: skip
-    return validate_split_block({
+    return {
         "manifest_hash": content_hash(manifest), "n_manifest_files": len(manifest),
         "split": split or "all",
         "from_column": bool(manifest) and all(r.split is not None for r in manifest),
         "seed": int(seed), "train_fraction": float(train_fraction),
         "identity": IDENTITY, "train_files": sorted(set(ids)),
-    })  # fmt: skip
-
-
-def validate_split_block(block: Any) -> dict[str, Any]:
-    """A checked copy of a model header's ``split`` block (:data:`audiogmm.io.tables.SPLIT`);
-    ModelFileError naming the bad field (``split.<field>``)."""
-    try:
-        return check(SPLIT, block, "split")
-    except ValueError as e:
-        raise ModelFileError(f"header field {e}") from None
+    }  # fmt: skip
 
 
 def training_overlap(
