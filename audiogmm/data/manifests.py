@@ -113,10 +113,8 @@ def read_csv_rows(
     def cells() -> Iterator[tuple[int, dict[str, str]]]:
         for lineno, row in raw:
             if any(row[len(header) :]):
-                raise DatasetError(
-                    f"{name!r} line {lineno}: {len(row)} cells but the header has "
-                    f"{len(header)} columns (an unquoted comma?)"
-                )
+                raise DatasetError(f"{name!r} line {lineno}: {len(row)} cells but the header has "
+                                   f"{len(header)} columns (an unquoted comma?)")  # fmt: skip
             yield lineno, dict(zip(header, row + [""] * (len(header) - len(row))))
 
     return header, cells()
@@ -235,10 +233,8 @@ def read_folder(root: PathLike) -> list[Record]:
     found = {label: audio_files_under(os.path.join(base, label)) for label in label_dirs}
     empty = [label for label in label_dirs if not found[label]]
     if empty:
-        raise DatasetError(
-            f"{base!r}: label folder(s) with zero audio files: {listing(empty)} "
-            f"(audio extensions: {' '.join(AUDIO_EXTENSIONS)})"
-        )
+        raise DatasetError(f"{base!r}: label folder(s) with zero audio files: {listing(empty)} "
+                           f"(audio extensions: {' '.join(AUDIO_EXTENSIONS)})")  # fmt: skip
     return [Record(p, label) for label in label_dirs for p in found[label]]
 
 

@@ -42,10 +42,8 @@ def split_records(
     if records and all(has):
         return records
     if any(has):
-        raise DatasetError(
-            f"{sum(has)} of {len(records)} records already have a split; "
-            "give every record a split or none"
-        )
+        raise DatasetError(f"{sum(has)} of {len(records)} records already have a split; "
+                           "give every record a split or none")  # fmt: skip
     by_label: dict[str, list[int]] = {}
     for i, r in enumerate(records):
         by_label.setdefault(r.label, []).append(i)
