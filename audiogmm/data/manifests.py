@@ -326,14 +326,7 @@ def read_kaldi_dir(data_dir: PathLike) -> list[Record]:
 
 def read_manifest(source: PathLike, **kwargs: str) -> list[Record]:
     """Read a Kaldi data directory, a folder of label sub-folders or a CSV manifest
-    (``**kwargs`` go to :func:`read_csv`); a DatasetError when it is missing or malformed.
-
-    Examples
-    --------
-    >>> records = read_manifest("data_samples/speakers")  # doctest: +SKIP
-    >>> records = split_records(records, train_fraction=0.7, seed=0)  # doctest: +SKIP
-    >>> train = select(records, "train")  # doctest: +SKIP
-    """
+    (``**kwargs`` go to :func:`read_csv`); a DatasetError when it is missing or malformed."""
     p = os.path.abspath(os.fspath(source))
     if os.path.isdir(p):
         return (read_kaldi_dir if os.path.isfile(os.path.join(p, "wav.scp")) else read_folder)(p)

@@ -32,7 +32,6 @@ def window(name: str, win_length: int) -> np.ndarray:
     alpha = {"hamming": 0.54, "hann": 0.5}.get(name)  # scipy's general_hamming(alpha)
     if alpha is None or win_length <= 1:
         import scipy.signal
-
         return scipy.signal.get_window(name, win_length, fftbins=True)
     fac = np.linspace(-np.pi, np.pi, win_length + 1, dtype=np.float64)
     return (np.float64(alpha) + np.float64(1.0 - alpha) * np.cos(fac))[:-1]
@@ -203,7 +202,6 @@ def _convolve_frames(x: np.ndarray, coeffs: np.ndarray, mode: str) -> np.ndarray
         abs(a + b) <= eps for a, b in pairs)  # fmt: skip
     if n <= size1 or fw.size % 2 == 0 or not sym:
         import scipy.ndimage
-
         return scipy.ndimage.convolve1d(x, coeffs, axis=-1, mode=mode, cval=0.0)
     pad = [(0, 0)] * (x.ndim - 1) + [(size1, size1)]
     line = np.pad(np.asarray(x, dtype=np.float64), pad, mode=_PAD_MODE[mode])
@@ -223,8 +221,5 @@ def delta(ceps: np.ndarray, *, width: int, order: int, mode: str) -> np.ndarray:
     (polynomial fits at the edges) calls ``scipy.signal.savgol_filter`` (not librosa: numba)."""
     if mode == "interp":
         import scipy.signal
-
-        return scipy.signal.savgol_filter(
-            ceps, width, deriv=order, axis=-1, mode=mode, polyorder=order
-        )
+        return scipy.signal.savgol_filter(ceps, width, order, deriv=order, axis=-1, mode=mode)
     return _convolve_frames(ceps, _savgol_coeffs(width, order), mode)
