@@ -70,9 +70,8 @@ def _kaldiio():
     try:
         import kaldiio
     except ImportError:
-        raise DatasetError(
-            "Kaldi feature archives need kaldiio: pip install 'audiogmm[kaldi]'"
-        ) from None
+        msg = "Kaldi feature archives need kaldiio: pip install 'audiogmm[kaldi]'"
+        raise DatasetError(msg) from None
     return kaldiio
 
 
@@ -168,9 +167,8 @@ def _segment_table(base: str, wav: Mapping[str, str], bad: dict[str, str]) -> di
         try:
             rec, start, end = parts[0], float(parts[1]), float(parts[2])
         except (IndexError, ValueError):
-            raise DatasetError(
-                f"{where!r}: utterance {utt!r}: expected '<utt> <recording> <start> <end>'"
-            ) from None
+            raise DatasetError(f"{where!r}: utterance {utt!r}: expected "
+                               "'<utt> <recording> <start> <end>'") from None  # fmt: skip
         segs[utt] = (rec, start, end)
         if rec not in wav:
             bad[utt] = f"{where!r}: utterance {utt!r}: no recording {rec!r} in wav.scp"
@@ -274,10 +272,9 @@ def wav_scp_ids(data_dir: PathLike) -> dict[str, str]:
 def _no_space(names, what: str) -> None:
     bad = sorted({n for n in names if not n or re.search(r"\s", n)})
     if bad:
-        raise DatasetError(
-            f"{what} must be non-empty with no spaces, tabs or newlines (Kaldi splits its "
-            f"tables on whitespace): {manifests.listing(bad)}"
-        )
+        raise DatasetError(f"{what} must be non-empty with no spaces, tabs or newlines (Kaldi "
+                           "splits its tables on whitespace): "
+                           f"{manifests.listing(bad)}")  # fmt: skip
 
 
 def write_feats(
@@ -303,9 +300,8 @@ def write_feats(
     arrays = {u: np.asarray(features[u]) for u in utts}
     for u, X in arrays.items():
         if X.ndim != 2 or X.dtype not in (np.float32, np.float64):
-            raise DatasetError(
-                f"features of {u!r} must be a 2-D float array; got {X.dtype} {X.shape}"
-            )
+            raise DatasetError(f"features of {u!r} must be a 2-D float array; "
+                               f"got {X.dtype} {X.shape}")  # fmt: skip
     ark, scp = os.path.join(base, "feats.ark"), os.path.join(base, "feats.scp")
     buf, lines = io.BytesIO(), io.StringIO()
     buf.name = ark  # the scp names the archive by the file object's .name

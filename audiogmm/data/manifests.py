@@ -70,16 +70,14 @@ def _text_lines(path: str, what: str) -> Iterator[str]:
                     raise DatasetError(f"{path!r}: {what} is UTF-16 text; save it as UTF-8")
                 raw = raw.removeprefix(codecs.BOM_UTF8)
             if b"\0" in raw:
-                raise DatasetError(
-                    f"{where}: NUL byte (UTF-16 or binary data?); save the {what} as UTF-8 text"
-                )
+                raise DatasetError(f"{where}: NUL byte (UTF-16 or binary data?); save the "
+                                   f"{what} as UTF-8 text")  # fmt: skip
             try:
                 yield raw.decode("utf-8")
             except UnicodeDecodeError as exc:
-                raise DatasetError(
-                    f"{where}: not UTF-8 text (byte 0x{raw[exc.start]:02x} at column "
-                    f"{exc.start + 1}; Latin-1 or another encoding?); save the {what} as UTF-8"
-                ) from None
+                raise DatasetError(f"{where}: not UTF-8 text (byte 0x{raw[exc.start]:02x} at "
+                                   f"column {exc.start + 1}; Latin-1 or another encoding?); "
+                                   f"save the {what} as UTF-8") from None  # fmt: skip
 
 
 def read_csv_rows(
@@ -134,9 +132,8 @@ def kaldi_table(
     for lineno, line in enumerate(_text_lines(path, "Kaldi table"), start=1):
         parts = line.strip().split(None, 1)
         if len(parts) == 1:
-            raise DatasetError(
-                f"{path!r} line {lineno}: expected '<key> <value>', got {parts[0]!r}"
-            )
+            raise DatasetError(f"{path!r} line {lineno}: expected '<key> <value>', "
+                               f"got {parts[0]!r}")  # fmt: skip
         if parts:
             rows.append((parts[0], parts[1].strip()))
     dups = sorted(k for k, c in Counter(k for k, _ in rows).items() if c > 1)
@@ -211,10 +208,8 @@ def _check_unique_and_present(records: list[Record], source: str) -> None:
         raise DatasetError(f"{source!r}: duplicate path(s) in manifest: {listing(dups)}")
     missing = [r.path for r in records if not os.path.isfile(r.path)]
     if missing:
-        raise DatasetError(
-            f"{source!r}: {len(missing)} file(s) listed in the manifest do not exist: "
-            f"{listing(missing)}"
-        )
+        raise DatasetError(f"{source!r}: {len(missing)} file(s) listed in the manifest do "
+                           f"not exist: {listing(missing)}")  # fmt: skip
 
 
 def read_folder(root: PathLike) -> list[Record]:
@@ -227,9 +222,8 @@ def read_folder(root: PathLike) -> list[Record]:
         e.name for e in os.scandir(base) if e.is_dir() and not e.name.startswith(".")
     )
     if not label_dirs:
-        raise DatasetError(
-            f"{base!r}: no label sub-folders found; expected <root>/<label>/<audio files>"
-        )
+        raise DatasetError(f"{base!r}: no label sub-folders found; "
+                           "expected <root>/<label>/<audio files>")  # fmt: skip
     found = {label: audio_files_under(os.path.join(base, label)) for label in label_dirs}
     empty = [label for label in label_dirs if not found[label]]
     if empty:
@@ -270,15 +264,12 @@ def read_csv(
         raise DatasetError(f"{csv_path!r}: empty CSV; expected a header 'path,label[,split]'")
     missing_cols = [c for c in ("path", "label") if c not in header]
     if missing_cols:
-        raise DatasetError(
-            f"{csv_path!r}: missing column(s) {missing_cols}; expected 'path,label[,split]', "
-            f"got {header}"
-        )
+        raise DatasetError(f"{csv_path!r}: missing column(s) {missing_cols}; expected "
+                           f"'path,label[,split]', got {header}")  # fmt: skip
     unknown = [c for c in header if c not in _CSV_COLUMNS]
     if unknown and extra_columns == "error":
-        raise DatasetError(
-            f"{csv_path!r}: unknown column(s) {unknown}; expected only 'path,label[,split]'"
-        )
+        raise DatasetError(f"{csv_path!r}: unknown column(s) {unknown}; "
+                           "expected only 'path,label[,split]'")  # fmt: skip
     folder, records = os.path.dirname(csv_path), []
     for lineno, row in rows:
         if not row["path"] or not row["label"]:
@@ -289,16 +280,13 @@ def read_csv(
         raise DatasetError(f"{csv_path!r}: no rows after the header")
     splits = {r.split for r in records}
     if None in splits and len(splits) > 1:
-        raise DatasetError(
-            f"{csv_path!r}: some rows have a split and some do not; fill the split column "
-            "for every row or leave it out"
-        )
+        raise DatasetError(f"{csv_path!r}: some rows have a split and some do not; fill the "
+                           "split column for every row or leave it out")  # fmt: skip
     odd = sorted(splits - {None, *SPLIT_NAMES})
     if odd:
-        raise DatasetError(
-            f"{csv_path!r}: unknown split value(s) {odd} in the split column (found "
-            f"{sorted(splits - {None})}); expected some of {list(SPLIT_NAMES)}"
-        )
+        raise DatasetError(f"{csv_path!r}: unknown split value(s) {odd} in the split column "
+                           f"(found {sorted(splits - {None})}); expected some of "
+                           f"{list(SPLIT_NAMES)}")  # fmt: skip
     _check_unique_and_present(records, csv_path)
     return records
 

@@ -63,10 +63,9 @@ class ShardWriter:
             fcntl.flock(self._lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:
             os.close(self._lock)
-            raise ParameterError(
-                f"{self.folder}: another process is writing a shard store there; "
-                "wait for it to finish or choose another folder"
-            ) from None
+            msg = (f"{self.folder}: another process is writing a shard store there; "
+                   "wait for it to finish or choose another folder")
+            raise ParameterError(msg) from None
         self.n_dims, self.shard_frames = n_dims, shard_frames
         self.config_hash, self.config = config_hash, config
         self._pending: list[np.ndarray] = []
@@ -234,10 +233,9 @@ def _npy_header(path: str, n_dims: int, n_frames: int) -> int:
     except (OSError, ValueError) as e:
         raise ModelFileError(f"{path}: not a readable shard ({e})") from None
     if dtype != np.dtype("<f4") or fortran or len(shape) != 2 or shape[1] != n_dims:
-        raise ModelFileError(
-            f"{path}: shard must be float32 (n, {n_dims}) in C order; "
-            f"got {dtype} {shape}{' Fortran order' if fortran else ''}"
-        )
+        order = " Fortran order" if fortran else ""
+        raise ModelFileError(f"{path}: shard must be float32 (n, {n_dims}) in C order; "
+                             f"got {dtype} {shape}{order}")  # fmt: skip
     if size != offset + shape[0] * n_dims * 4:
         raise ModelFileError(f"{path}: file size {size} does not match its header {shape}")
     if shape[0] != n_frames:

@@ -64,10 +64,8 @@ def select(records: Iterable[Record], split: str) -> list[Record]:
     out = [r for r in records if r.split == split]
     if not out:
         present = sorted({str(r.split) for r in records})
-        raise DatasetError(
-            f"no record in split {split!r}; splits present: {present}"
-            + (" (call split_records first)" if present == ["None"] else "")
-        )
+        hint = " (call split_records first)" if present == ["None"] else ""
+        raise DatasetError(f"no record in split {split!r}; splits present: {present}{hint}")
     return out
 
 

@@ -110,10 +110,9 @@ def _kept_frames(energy: np.ndarray, config: FeatureConfig, where: str) -> np.nd
         run = max(1, round(SILENT_RUN_S * 1000 / config.hop_ms))
         keep = ~digital_silence(energy, silence_db=_SILENCE_DB, min_frames=run)
     if not (keep & (energy > floor)).any():
-        raise FeatureError(
-            f"{where}silent: no frame above the {floor:g} dB energy floor (peak "
-            f"frame energy {energy.max():.1f} dB re full scale, {energy.size} frames)"
-        )
+        raise FeatureError(f"{where}silent: no frame above the {floor:g} dB energy floor (peak "
+                           f"frame energy {energy.max():.1f} dB re full scale, "
+                           f"{energy.size} frames)")  # fmt: skip
     kept = energy[keep]
     quiet = float(np.mean((kept <= floor) & (kept > _SILENCE_DB)))
     if quiet > 0.5:  # near-silent hiss (a wrong gain?); VAD never keeps such frames
@@ -172,10 +171,9 @@ def extract(y_or_path: Union[np.ndarray, str, os.PathLike], *,
             audio.check_rate(sr, "sr")
             y = audio.resample(y, int(sr), config.sample_rate)
         if y.size < config.win_length:
-            raise FeatureError(
-                f"clip too short: {y.size} samples at {config.sample_rate} Hz, expected at least "
-                f"one window of {config.win_length} samples ({config.win_ms} ms)"
-            )
+            raise FeatureError(f"clip too short: {y.size} samples at {config.sample_rate} Hz, "
+                               f"expected at least one window of {config.win_length} samples "
+                               f"({config.win_ms} ms)")  # fmt: skip
     y_in = y  # the extras read the signal before pre-emphasis
     if config.preemphasis > 0:
         y = np.concatenate((y[:1], y[1:] - np.float32(config.preemphasis) * y[:-1]))
