@@ -119,9 +119,8 @@ class Packs:
                     raise ValueError("digest mismatch: torn or altered")
                 return parse(signed[_HEADER.size :])
             except (OSError, ValueError, EOFError) as exc:
-                logger.warning(
-                    "ignoring invalid cache entry %s at byte %d (%s); recomputing", path, off, exc
-                )  # fmt: skip
+                logger.warning("ignoring invalid cache entry %s at byte %d (%s); recomputing",
+                               path, off, exc)  # fmt: skip
         return None
 
     def put(self, key: str, body: bytes) -> Optional[str]:
@@ -391,11 +390,8 @@ def extract_many(
     finally:
         if packs is not None:
             packs.close()
-    for p in paths:
-        if p in features:
-            res.features[p] = features[p]
-        else:
-            res.skipped.append(Skipped(p, errors[p]))
+    res.features = {p: features[p] for p in paths if p in features}  # in input order
+    res.skipped = [Skipped(p, errors[p]) for p in paths if p not in features]
     if res.skipped:
         logger.warning("skipped %d of %d files", len(res.skipped), len(paths))
     if res.cache_errors:

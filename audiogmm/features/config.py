@@ -173,11 +173,10 @@ def _normalise_extras(value: Any, *, sample_rate: int, n_fft: int) -> tuple:
             fmin, n_bands = args.get("fmin", 200.0), args.get("n_bands", _ROW_DEFAULTS["n_bands"])
             top, nyq, bin_hz = fmin * 2.0 ** (n_bands - 1), sample_rate / 2, sample_rate / n_fft
             if top >= nyq or fmin < bin_hz:  # each band starts below Nyquist and holds a bin
-                raise ParameterError(
-                    f"extras: spectral_contrast with fmin={fmin:g} and n_bands={n_bands} has bands "
-                    f"starting at {fmin:g} to {top:g} Hz, which must not be below the FFT bin "
-                    f"spacing ({bin_hz:g} Hz) nor at or above Nyquist ({nyq:g} Hz)"
-                )
+                msg = (f"extras: spectral_contrast with fmin={fmin:g} and n_bands={n_bands} has "
+                       f"bands starting at {fmin:g} to {top:g} Hz, which must not be below the FFT "
+                       f"bin spacing ({bin_hz:g} Hz) nor at or above Nyquist ({nyq:g} Hz)")
+                raise ParameterError(msg)
         out.append((name, tuple(args.items())))
     if len(set(out)) != len(out):
         raise ParameterError("extras: the same feature is named twice with the same arguments")
@@ -314,9 +313,8 @@ class FeatureConfig:
         if self.c0 == "energy":
             static[0] = ("log energy", "dB re full scale")
         out = list(static)
-        for order, prefix, per in ((1, "Δ ", " per frame"), (2, "ΔΔ ", " per frame²")):
-            if self.delta_order >= order:
-                out += [(prefix + n, "dB" + per) for n, _ in static]
+        for prefix, per in (("Δ ", " per frame"), ("ΔΔ ", " per frame²"))[: self.delta_order]:
+            out += [(prefix + n, "dB" + per) for n, _ in static]
         for name, args in self.extras:  # one row named by the feature, or numbered rows
             spec = EXTRAS[name]
             if spec.rows:

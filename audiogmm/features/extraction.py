@@ -116,11 +116,9 @@ def _kept_frames(energy: np.ndarray, config: FeatureConfig, where: str) -> np.nd
     kept = energy[keep]
     quiet = float(np.mean((kept <= floor) & (kept > _SILENCE_DB)))
     if quiet > 0.5:  # near-silent hiss (a wrong gain?); VAD never keeps such frames
-        logger.warning(
-            "%smostly near-silent: %.0f%% of its %d frames are between digital silence and "
-            "the %g dB energy floor; the model of its class will learn that hiss",
-            where, 100 * quiet, kept.size, floor,
-        )  # fmt: skip
+        logger.warning("%smostly near-silent: %.0f%% of its %d frames are between digital "
+                       "silence and the %g dB energy floor; the model of its class will learn "
+                       "that hiss", where, 100 * quiet, kept.size, floor)  # fmt: skip
     return keep
 
 
