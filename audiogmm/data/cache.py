@@ -309,11 +309,10 @@ def _work(path: str, config: FeatureConfig, keep_all_frames: bool) -> np.ndarray
         return FeatureError(f"{path!r}: {type(exc).__name__}: {exc}")
 
 
-def extract_many(
-    paths_or_records: Iterable[Union[PathLike, Record]], *,
-    config: Optional[FeatureConfig] = None, options: Optional[RunOptions] = None,
-    executor: Optional[LocalExecutor] = None, keep_all_frames: bool = False,
-) -> ExtractionResult:  # fmt: skip
+def extract_many(paths_or_records: Iterable[Union[PathLike, Record]], *,
+                 config: Optional[FeatureConfig] = None, options: Optional[RunOptions] = None,
+                 executor: Optional[LocalExecutor] = None,
+                 keep_all_frames: bool = False) -> ExtractionResult:  # fmt: skip
     """Extract features for many files, in parallel, with an optional disk cache.
 
     Parameters

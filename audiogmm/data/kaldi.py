@@ -178,10 +178,9 @@ def _segment_table(base: str, wav: Mapping[str, str], bad: dict[str, str]) -> di
     return segs
 
 
-def read_segments(
-    data_dir: PathLike, *, config: Optional[FeatureConfig] = None, allow_pipes: bool = False,
-    skipped: Optional[dict[str, str]] = None,
-) -> list[Utterance]:  # fmt: skip
+def read_segments(data_dir: PathLike, *, config: Optional[FeatureConfig] = None,
+                  allow_pipes: bool = False,
+                  skipped: Optional[dict[str, str]] = None) -> list[Utterance]:  # fmt: skip
     """Features (``config``) of every utterance of a ``wav.scp`` directory, sorted by id:
     ``wav.scp`` (``<recording> <path>``, or a ``<cmd> |`` giving WAV or FLAC with
     ``allow_pipes``), ``segments`` (``<utt> <recording> <start_s> <end_s>``, end -1: the end;
@@ -227,10 +226,9 @@ def read_segments(
     return [Utterance(u, labels[u], feats[u]) for u in sorted(feats)]
 
 
-def read_kaldi_utterances(
-    data_dir: PathLike, *, config: Optional[FeatureConfig] = None, allow_pipes: bool = False,
-    skipped: Optional[dict[str, str]] = None,
-) -> list[Utterance]:  # fmt: skip
+def read_kaldi_utterances(data_dir: PathLike, *, config: Optional[FeatureConfig] = None,
+                          allow_pipes: bool = False,
+                          skipped: Optional[dict[str, str]] = None) -> list[Utterance]:  # fmt: skip
     """:func:`read_feats` when ``data_dir`` has ``feats.scp``, else :func:`read_segments`."""
     if is_kaldi_feats_dir(data_dir):
         return read_feats(data_dir, allow_pipes=allow_pipes)
@@ -277,10 +275,9 @@ def _no_space(names, what: str) -> None:
                            f"{manifests.listing(bad)}")  # fmt: skip
 
 
-def write_feats(
-    out_dir: PathLike, features: Mapping[str, np.ndarray], *,
-    labels: Optional[Mapping[str, str]] = None, config: Optional[FeatureConfig] = None,
-) -> tuple[str, str]:  # fmt: skip
+def write_feats(out_dir: PathLike, features: Mapping[str, np.ndarray], *,
+                labels: Optional[Mapping[str, str]] = None,
+                config: Optional[FeatureConfig] = None) -> tuple[str, str]:  # fmt: skip
     """Write ``out_dir/feats.ark`` and ``feats.scp`` atomically; return their paths.
 
     ``features``: utterance id -> float (n_frames, n_dims), written in id order; ``labels``

@@ -80,9 +80,8 @@ def _text_lines(path: str, what: str) -> Iterator[str]:
                                    f"save the {what} as UTF-8") from None  # fmt: skip
 
 
-def read_csv_rows(
-    path: PathLike, *, what: str
-) -> tuple[list[str], Iterator[tuple[int, dict[str, str]]]]:
+def read_csv_rows(path: PathLike, *,
+                  what: str) -> tuple[list[str], Iterator[tuple[int, dict[str, str]]]]:  # fmt: skip
     """The CSV reader of manifests and trials files (``what`` names them in errors): the
     stripped column names, and an iterator of (the line where each non-blank row ends, its
     stripped cells by column, ``""`` for a missing one). DatasetError besides the text
@@ -118,9 +117,8 @@ def read_csv_rows(
     return header, cells()
 
 
-def kaldi_table(
-    base: str, name: str, *, required: bool = True
-) -> Optional[list[tuple[str, str]]]:
+def kaldi_table(base: str, name: str, *,
+                required: bool = True) -> Optional[list[tuple[str, str]]]:  # fmt: skip
     """The ``(key, value)`` rows of the Kaldi table ``base/name``, refused when empty or
     with a repeated key; None when absent and not ``required``."""
     path = os.path.join(base, name)
@@ -144,9 +142,8 @@ def kaldi_table(
     return rows
 
 
-def kaldi_labels(
-    base: str, utts: Sequence[str], *, required: bool = False
-) -> dict[str, Optional[str]]:
+def kaldi_labels(base: str, utts: Sequence[str], *,
+                 required: bool = False) -> dict[str, Optional[str]]:  # fmt: skip
     """Utterance -> speaker from ``base/utt2spk`` (None for every one without that file)."""
     rows = kaldi_table(base, "utt2spk", required=required)
     if rows is None:
@@ -250,9 +247,8 @@ def expand_paths(paths: Iterable[PathLike]) -> list[str]:
     return [f for p in paths for f in (audio_files_under(p) if os.path.isdir(p) else [p])]
 
 
-def read_csv(
-    path: PathLike, *, extra_columns: Literal["error", "ignore"] = "error"
-) -> list[Record]:
+def read_csv(path: PathLike, *,
+             extra_columns: Literal["error", "ignore"] = "error") -> list[Record]:  # fmt: skip
     """The records of a CSV manifest ``path,label[,split]`` (paths relative to its folder),
     in file order (an empty ``split`` cell: None); ``extra_columns``: what to do with others.
     DatasetError naming the file (and line) for anything else."""

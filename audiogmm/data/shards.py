@@ -47,10 +47,8 @@ class ShardWriter:
     from the store carry its front end. A context manager: the index is written on exit.
     """
 
-    def __init__(
-        self, folder: str | os.PathLike, *, n_dims: int, shard_frames: int = SHARD_FRAMES,
-        config_hash: str = "", config: str = "",
-    ) -> None:  # fmt: skip
+    def __init__(self, folder: str | os.PathLike, *, n_dims: int, shard_frames: int = SHARD_FRAMES,
+                 config_hash: str = "", config: str = "") -> None:  # fmt: skip
         for name, v in (("n_dims", n_dims), ("shard_frames", shard_frames)):
             if not (isinstance(v, int) and v > 0):
                 raise ParameterError(f"{name} must be an int > 0; got {v!r}")
@@ -141,10 +139,9 @@ class ShardWriter:
         self._unlock()
 
 
-def write_store(
-    folder: str | os.PathLike, clips: Iterable[tuple[str, str, np.ndarray]], *,
-    shard_frames: int = SHARD_FRAMES, config_hash: str = "", config: str = "",
-) -> ShardStore:  # fmt: skip
+def write_store(folder: str | os.PathLike, clips: Iterable[tuple[str, str, np.ndarray]], *,
+                shard_frames: int = SHARD_FRAMES, config_hash: str = "",
+                config: str = "") -> ShardStore:  # fmt: skip
     """Write ``(clip, label, frames)`` triples as a store and open it."""
     clips = iter(clips)
     first = next(clips, None)

@@ -25,9 +25,8 @@ __all__ = ["IDENTITY", "TRAIN_FRACTION", "file_identity", "select", "split_recor
 TRAIN_FRACTION = 0.7
 
 
-def split_records(
-    records: Sequence[Record], *, train_fraction: float = TRAIN_FRACTION, seed: int = 0
-) -> list[Record]:
+def split_records(records: Sequence[Record], *, train_fraction: float = TRAIN_FRACTION,
+                  seed: int = 0) -> list[Record]:  # fmt: skip
     """The records (same order) with a deterministic, stratified train/test ``split``.
 
     Records that all have a split (a CSV ``split`` column) are returned unchanged; some but
@@ -84,10 +83,8 @@ def file_identity(path: str | os.PathLike) -> str:
     return h.hexdigest()
 
 
-def _identities(
-    paths: Sequence[str], n_jobs: int | None, *, skip_unreadable: bool,
-    cache_dir: str | os.PathLike | None = None,
-) -> list[str | None]:  # fmt: skip
+def _identities(paths: Sequence[str], n_jobs: int | None, *, skip_unreadable: bool,
+                cache_dir: str | os.PathLike | None = None) -> list[str | None]:  # fmt: skip
     """:func:`file_identity` of each path (None if unreadable and ``skip_unreadable``), on
     ``n_jobs`` threads (reads and BLAKE2b release the GIL), kept in ``cache_dir`` if given."""
     from .cache import FileFacts
@@ -107,11 +104,9 @@ def _identities(
             return list(pool.map(one, paths))
 
 
-def split_spec(
-    manifest: Sequence[Record], train_records: Iterable[Record], *, split: str | None,
-    seed: int, train_fraction: float, n_jobs: int | None = None,
-    cache_dir: str | os.PathLike | None = None,
-) -> dict[str, Any]:  # fmt: skip
+def split_spec(manifest: Sequence[Record], train_records: Iterable[Record], *, split: str | None,
+               seed: int, train_fraction: float, n_jobs: int | None = None,
+               cache_dir: str | os.PathLike | None = None) -> dict[str, Any]:  # fmt: skip
     """The split block a model stores (:data:`audiogmm.io.tables.SPLIT`) for ``train_records``
     (the files used), chosen from ``manifest`` (every record as read) by ``split`` (None or
     ``"all"``: every record), ``seed`` and ``train_fraction`` (:func:`split_records`);
@@ -129,10 +124,8 @@ def split_spec(
     }  # fmt: skip
 
 
-def training_overlap(
-    block: dict[str, Any], records: Iterable[Record], *, n_jobs: int | None = None,
-    cache_dir: str | os.PathLike | None = None,
-) -> list[Record]:  # fmt: skip
+def training_overlap(block: dict[str, Any], records: Iterable[Record], *, n_jobs: int | None = None,
+                     cache_dir: str | os.PathLike | None = None) -> list[Record]:  # fmt: skip
     """The records (in input order) whose bytes match a training file of a checked split
     block (hashed as :func:`split_spec` does; an unreadable file is left to the extraction)."""
     records, trained = list(records), set(block["train_files"])
