@@ -2,8 +2,7 @@
 
 Modules in data-flow order: ``manifests`` (and the text readers), ``splits``, ``cache``,
 ``shards``, ``kaldi``. Names are imported on first use; ``__all__`` is what the README
-documents, the others serve the pipeline and the CLI (their home is their module).
-"""
+documents, the others serve the pipeline and the CLI (their home is their module)."""
 
 from ..lazy import lazy_exports
 

@@ -6,8 +6,7 @@ thread, so results are bit-identical for any number of workers. Records are appe
 and ``<cache_dir>/files/<run>.pack`` (:class:`FileFacts`), keyed by a file's absolute path,
 size, ``st_mtime_ns`` and what the entry depends on. A record is a header (magic, key,
 length), a body (``.npy`` bytes: no pickle) and a 16-byte SHA-256 of both, one ``write``,
-no fsync (a file per entry cost as much as the extraction): a kill tears one at most.
-"""
+no fsync (a file per entry cost as much as the extraction): a kill tears one at most."""
 
 from __future__ import annotations
 
@@ -124,9 +123,8 @@ class Packs:
         return None
 
     def put(self, key: str, body: bytes) -> Optional[str]:
-        """Append ``body`` under ``key`` to this run's pack (no fsync; see the module); the
-        reason when it could not be written (a full disk; the partial record is removed),
-        else None."""
+        """Append ``body`` under ``key`` to this run's pack (no fsync; see the module); the reason
+        when it could not be written (a full disk; the partial record is removed), else None."""
         signed = _HEADER.pack(_MAGIC, bytes.fromhex(key), len(body)) + body
         data = signed + _digest(signed)
         with self.lock:

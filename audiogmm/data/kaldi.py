@@ -3,8 +3,7 @@
 
 A piped entry (``cmd |``) runs a shell command written in a data file: refused unless
 ``allow_pipes=True``. Only binary Kaldi matrices (``FM``, ``DM``, compressed ``CM``) are
-read: kaldiio would also unpickle a ``PKL`` entry, and nothing here unpickles.
-"""
+read: kaldiio would also unpickle a ``PKL`` entry, and nothing here unpickles."""
 
 from __future__ import annotations
 
@@ -279,12 +278,10 @@ def write_feats(out_dir: PathLike, features: Mapping[str, np.ndarray], *,
                 labels: Optional[Mapping[str, str]] = None,
                 config: Optional[FeatureConfig] = None) -> tuple[str, str]:  # fmt: skip
     """Write ``out_dir/feats.ark`` and ``feats.scp`` atomically; return their paths.
-
     ``features``: utterance id -> float (n_frames, n_dims), written in id order; ``labels``
     (id -> speaker) gives ``utt2spk`` and ``spk2utt``; ``config`` goes to :data:`CONFIG_FILE`.
     DatasetError, nothing written, for an id or label empty or with whitespace, an
-    utterance without a label, or features that are not 2-D float arrays.
-    """
+    utterance without a label, or features that are not 2-D float arrays."""
     kaldiio = _kaldiio()
     base = os.path.abspath(os.fspath(out_dir))
     utts = sorted(features)

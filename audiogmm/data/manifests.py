@@ -5,8 +5,7 @@ One line reader (:func:`read_csv_rows` for CSVs, :func:`kaldi_table` for Kaldi `
 overlong lines or fields) with one DatasetError naming the file and line. Three layouts give
 a list of :class:`Record`: a folder with a sub-folder per label (audio found recursively,
 hidden entries skipped), a CSV ``path,label[,split]``, and a Kaldi directory (``wav.scp`` +
-``utt2spk``). Listings are sorted: the same everywhere.
-"""
+``utt2spk``). Listings are sorted: the same everywhere."""
 
 from __future__ import annotations
 

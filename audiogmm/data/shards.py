@@ -4,8 +4,7 @@
 ... (n_frames, n_dims) float32, clips back to back, each a frame range ``[start, stop)`` of
 one shard. The index is written last and atomically, so a store is complete or absent;
 :func:`open_store` checks the index's size and fields and every shard's header against them
-and the file size. Rows are read with ``os.preadv``: a worker holds one chunk of frames.
-"""
+and the file size. Rows are read with ``os.preadv``: a worker holds one chunk of frames."""
 
 from __future__ import annotations
 
@@ -44,8 +43,7 @@ class ShardWriter:
     """Write clips into shards of about ``shard_frames`` frames (a clip is never split), then
     the index, into ``folder`` (created if missing; an earlier store's shards are replaced).
     ``config_hash`` and ``config`` (the FeatureConfig's hash and JSON) let a model trained
-    from the store carry its front end. A context manager: the index is written on exit.
-    """
+    from the store carry its front end. A context manager: the index is written on exit."""
 
     def __init__(self, folder: str | os.PathLike, *, n_dims: int, shard_frames: int = SHARD_FRAMES,
                  config_hash: str = "", config: str = "") -> None:  # fmt: skip

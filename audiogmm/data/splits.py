@@ -28,12 +28,10 @@ TRAIN_FRACTION = 0.7
 def split_records(records: Sequence[Record], *, train_fraction: float = TRAIN_FRACTION,
                   seed: int = 0) -> list[Record]:  # fmt: skip
     """The records (same order) with a deterministic, stratified train/test ``split``.
-
     Records that all have a split (a CSV ``split`` column) are returned unchanged; some but
     not all is a DatasetError. Else each label's files, sorted by path, are shuffled by a
     generator seeded with ``(seed, crc32(label))``, and ``round(train_fraction * n)`` go to
-    ``"train"``: at least one, and at least one ``"test"`` of a label with two or more.
-    """
+    ``"train"``: at least one, and at least one ``"test"`` of a label with two or more."""
     if not (0.0 < float(train_fraction) < 1.0):
         raise ParameterError(f"train_fraction must be in (0, 1), got {train_fraction}")
     records = list(records)

@@ -2,8 +2,7 @@
 
 Modules in data-flow order: ``config`` (with the named presets and the librosa extras a config
 may add), ``spectral`` (STFT, mel, energy, cepstra, deltas), ``extraction`` (VAD, CMVN and
-extract, by numpy or librosa). Names are imported on first use.
-"""
+extract, by numpy or librosa). Names are imported on first use."""
 
 from ..lazy import lazy_exports
 

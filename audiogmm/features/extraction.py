@@ -4,10 +4,8 @@
              ─ [c0 → frame log-energy] ─ Δ/ΔΔ ─ energy VAD (drop frames) ─ CMVN
 
 by numpy (:mod:`.spectral`) or, ``engine="librosa"``, librosa's own functions; ``extras``
-are always librosa's, imported only when a config asks for it. Deltas come before VAD drops
-frames (Kaldi's ``add-deltas | select-voiced-frames``), CMVN after, on the kept frames only,
-so silence does not bias the statistics.
-"""
+are always librosa's, imported only when a config asks for it. As Kaldi's ``add-deltas |
+select-voiced-frames``, CMVN sees only the kept frames: silence does not bias it."""
 
 from __future__ import annotations
 

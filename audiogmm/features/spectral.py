@@ -2,9 +2,7 @@
 restated in numpy (no librosa import: numba compiles ~12 s cold), frames as rows in blocks,
 on one BLAS thread, with the frame energy from the same spectrum. Window, filterbank,
 ``power_to_db`` and deltas are librosa's bit for bit; the FFT (of float64 frames: 4-6x faster
-than numpy's float32 one) and the float64 DCT are within float32 rounding of librosa's
-(``tests/test_coldstart.py``).
-"""
+than numpy's float32) and the float64 DCT within float32 rounding (``tests/test_coldstart.py``)."""
 
 from __future__ import annotations
 
