@@ -176,7 +176,6 @@ def feature_parser(config: FeatureConfig) -> Callable[[memoryview], np.ndarray]:
         ):  # fmt: skip
             raise ValueError("not finite features of this configuration")
         return arr
-
     return parse
 
 
@@ -205,7 +204,6 @@ class FileFacts:
             if len(body) != size:
                 raise ValueError(f"{len(body)} bytes for a {size}-byte fact")
             return bytes(body)
-
         try:
             key = self.packs and file_key(path, kind, "fact1")
         except AudioError:  # not a readable file: nothing to key it by
@@ -352,7 +350,6 @@ def extract_many(paths_or_records: Iterable[Union[PathLike, Record]], *,
         if opts.strict:
             raise exc
         errors[path] = str(exc)
-
     try:
         with reporter(opts.progress, len(paths), "Extracting features") as tick:
             tasks = []

@@ -100,7 +100,6 @@ def read_csv_rows(path: PathLike, *,
                     yield n_lines, row
         except csv.Error as exc:  # a field over the size limit, a stray quote
             raise DatasetError(f"{name!r} line {n_lines}: {exc}") from None
-
     raw = rows()
     header = next(raw, (0, []))[1]
     if len(set(header)) != len(header):
@@ -112,7 +111,6 @@ def read_csv_rows(path: PathLike, *,
                 raise DatasetError(f"{name!r} line {lineno}: {len(row)} cells but the header has "
                                    f"{len(header)} columns (an unquoted comma?)")  # fmt: skip
             yield lineno, dict(zip(header, row + [""] * (len(header) - len(row))))
-
     return header, cells()
 
 

@@ -115,7 +115,6 @@ class ShardWriter:
             np.lib.format.write_array_header_1_0(f, header)
             for X in pending:
                 f.write(memoryview(X).cast("B"))
-
         atomic_write(os.path.join(self.folder, name), write)
         self.shards.append({"file": name, "n_frames": int(n)})
         self._pending, self._n_pending = [], 0

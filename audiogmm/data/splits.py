@@ -86,9 +86,7 @@ def _identities(paths: Sequence[str], n_jobs: int | None, *, skip_unreadable: bo
     """:func:`file_identity` of each path (None if unreadable and ``skip_unreadable``), on
     ``n_jobs`` threads (reads and BLAKE2b release the GIL), kept in ``cache_dir`` if given."""
     from .cache import FileFacts
-
     with FileFacts(cache_dir) as facts:
-
         def one(path: str) -> str | None:
             try:
                 return facts.get(path, IDENTITY, 8, lambda p: bytes.fromhex(file_identity(p))).hex()
@@ -96,7 +94,6 @@ def _identities(paths: Sequence[str], n_jobs: int | None, *, skip_unreadable: bo
                 if skip_unreadable:
                     return None
                 raise
-
         n = max(1, min(len(paths), default_workers() if n_jobs is None else n_jobs))
         with ThreadPoolExecutor(n) as pool:  # not an executor: a command has one, for its stages
             return list(pool.map(one, paths))

@@ -85,7 +85,6 @@ def sliding_cmvn(x: np.ndarray, *, window: int = 300, norm_vars: bool = True) ->
         c = np.zeros((n + 1, v.shape[1]))
         np.cumsum(v, axis=0, out=c[1:])
         return c[end] - c[start]
-
     out = x64 - window_sum(x64) / w
     if norm_vars:
         # Σ(x - m)² from cumulative sums of x and x² loses precision: use the shifted data
@@ -265,7 +264,6 @@ def _librosa_cepstra(y: np.ndarray, config: FeatureConfig) -> tuple[np.ndarray, 
             power = np.abs(X) ** 2
             energy.append(frame_energy_db(power, config))
             yield power.T
-
     log_mel = _mel_db(powers(), config)
     ceps = librosa.feature.mfcc(S=log_mel, n_mfcc=config.n_mfcc, lifter=config.lifter)
     return ceps, np.concatenate(energy)

@@ -206,7 +206,6 @@ def _convolve_frames(x: np.ndarray, coeffs: np.ndarray, mode: str) -> np.ndarray
 
     def tap(j: int) -> np.ndarray:  # iline[j] for every output position
         return line[..., size1 + j : size1 + j + n]
-
     out = tap(0) * fw[size1]
     for j in range(-size1, 0):
         out += (tap(j) + tap(-j) if sym > 0 else tap(j) - tap(-j)) * fw[size1 + j]
