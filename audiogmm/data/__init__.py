@@ -11,8 +11,7 @@ _EXPORTS = {
     **dict.fromkeys(["Record", "content_hash", "expand_paths", "read_csv_rows", "read_manifest"],
                     ".manifests"),  # fmt: skip
     **dict.fromkeys(["TRAIN_FRACTION", "select", "split_records", "split_spec",
-                     "stored_training_paths", "training_overlap"],
-                    ".splits"),  # fmt: skip
+                     "stored_training_paths", "training_overlap"], ".splits"),  # fmt: skip
 }
 __all__ = ["Record", "RunOptions", "extract_many", "read_csv_rows", "read_manifest", "select",
            "split_records"]  # fmt: skip

@@ -170,10 +170,9 @@ def feature_parser(config: FeatureConfig) -> Callable[[memoryview], np.ndarray]:
             if len(body) != 10 + size + shape[0] * shape[1] * dtype.itemsize:
                 raise ValueError("array data of the wrong size")
             arr = np.frombuffer(body, dtype, offset=10 + size).reshape(shape)
-        if not (
-            isinstance(arr, np.ndarray) and arr.ndim == 2 and arr.shape[0] >= 1
-            and arr.shape[1] == config.n_dims and arr.dtype == dtype and np.isfinite(arr).all()
-        ):  # fmt: skip
+        if not (isinstance(arr, np.ndarray) and arr.ndim == 2 and arr.shape[0] >= 1
+                and arr.shape[1] == config.n_dims and arr.dtype == dtype
+                and np.isfinite(arr).all()):  # fmt: skip
             raise ValueError("not finite features of this configuration")
         return arr
     return parse
@@ -283,10 +282,8 @@ class ExtractionResult:
         """The same files' features under ``target``, computed from these (``source``'s):
         bit-identical to extracting with ``target`` when
         :func:`audiogmm.features.extraction.derivable` holds; the same files skipped."""
-        return ExtractionResult(
-            features={p: derive(X, source, target) for p, X in self.features.items()},
-            skipped=list(self.skipped),
-        )
+        features = {p: derive(X, source, target) for p, X in self.features.items()}
+        return ExtractionResult(features=features, skipped=list(self.skipped))
 
     def write_skipped_csv(self, path: PathLike) -> None:
         """Write ``path,reason`` rows for the skipped files (atomically; header even if empty)."""
@@ -336,9 +333,8 @@ def extract_many(paths_or_records: Iterable[Union[PathLike, Record]], *,
         raise ParameterError(f"config must be a FeatureConfig, got {type(config).__name__}")
     opts = options or RunOptions()
     n_jobs, keep_all_frames = opts.n_jobs, bool(keep_all_frames)
-    if n_jobs is not None and (
-        isinstance(n_jobs, bool) or not isinstance(n_jobs, (int, np.integer)) or n_jobs < 1
-    ):
+    bad = isinstance(n_jobs, bool) or not isinstance(n_jobs, (int, np.integer)) or n_jobs < 1
+    if n_jobs is not None and bad:
         raise ParameterError(f"n_jobs must be an integer >= 1 or None, got {n_jobs!r}")
     paths = list(dict.fromkeys(r.path if isinstance(r, Record) else os.fspath(r)
                                for r in paths_or_records))  # fmt: skip

@@ -60,9 +60,8 @@ def is_kaldi_feats_dir(path: PathLike) -> bool:
 def needs_kaldi_reader(path: PathLike) -> bool:
     """True for ``feats.scp``, or ``wav.scp`` with ``segments``: no manifest reader takes them."""
     p = os.fspath(path)
-    return is_kaldi_feats_dir(p) or all(
-        os.path.isfile(os.path.join(p, f)) for f in ("wav.scp", "segments")
-    )
+    return is_kaldi_feats_dir(p) or all(os.path.isfile(os.path.join(p, f))
+                                        for f in ("wav.scp", "segments"))  # fmt: skip
 
 
 def _kaldiio():

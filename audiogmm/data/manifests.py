@@ -178,12 +178,11 @@ def is_pipe(value: str) -> bool:
 def refuse_pipe(table: str, key: str, value: str, allow_pipes: bool = False) -> None:
     """Refuse a piped entry unless ``allow_pipes``: it runs a shell command from a data file."""
     if is_pipe(value) and not allow_pipes:
-        raise DatasetError(
-            f"{table!r}: entry {key!r} is a command pipe ({value!r}); reading it would run a "
-            "shell command written in the data file, so it is unsupported unless you trust "
-            "this directory: pass allow_pipes=True (`audiogmm extract DIR --format kaldi "
-            "--allow-pipes -o OUT` turns it into feats.scp)"
-        )
+        raise DatasetError(f"{table!r}: entry {key!r} is a command pipe ({value!r}); reading it "
+                           "would run a shell command written in the data file, so it is "
+                           "unsupported unless you trust this directory: pass allow_pipes=True "
+                           "(`audiogmm extract DIR --format kaldi --allow-pipes -o OUT` turns it "
+                           "into feats.scp)")  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -212,9 +211,8 @@ def read_folder(root: PathLike) -> list[Record]:
     base = os.path.abspath(os.fspath(root))
     if not os.path.isdir(base):
         raise DatasetError(f"{base!r}: expected a directory of label sub-folders")
-    label_dirs = sorted(
-        e.name for e in os.scandir(base) if e.is_dir() and not e.name.startswith(".")
-    )
+    label_dirs = sorted(e.name for e in os.scandir(base)
+                        if e.is_dir() and not e.name.startswith("."))  # fmt: skip
     if not label_dirs:
         raise DatasetError(f"{base!r}: no label sub-folders found; "
                            "expected <root>/<label>/<audio files>")  # fmt: skip
@@ -291,11 +289,10 @@ def read_kaldi_dir(data_dir: PathLike) -> list[Record]:
     base = os.path.abspath(os.fspath(data_dir))
     scp = os.path.join(base, "wav.scp")
     if os.path.exists(os.path.join(base, "segments")):
-        raise DatasetError(
-            f"{base!r}: a 'segments' file is present, so its utterances are not files; "
-            "`audiogmm train`, `evaluate` and `extract --format kaldi` honour segments, as "
-            "does audiogmm.data.kaldi.read_segments"
-        )
+        msg = (f"{base!r}: a 'segments' file is present, so its utterances are not files; "
+               "`audiogmm train`, `evaluate` and `extract --format kaldi` honour segments, as "
+               "does audiogmm.data.kaldi.read_segments")
+        raise DatasetError(msg)
     wav = sorted(kaldi_table(base, "wav.scp"))
     spk = kaldi_labels(base, [u for u, _ in wav], required=True)
     for utt, value in wav:
@@ -321,10 +318,8 @@ def content_hash(records: Iterable[Record]) -> str:
     holding every file: a copy elsewhere hashes the same), label and split, in any order."""
     records = list(records)
     root = os.path.commonpath([os.path.dirname(r.path) for r in records]) if records else ""
-    rows = sorted(
-        f"{os.path.relpath(r.path, root).replace(os.sep, '/')}\t{r.label}\t{r.split or ''}"
-        for r in records
-    )
+    rows = sorted(f"{os.path.relpath(r.path, root).replace(os.sep, '/')}\t{r.label}\t"
+                  f"{r.split or ''}" for r in records)  # fmt: skip
     return hashlib.sha256("".join(f"{row}\n" for row in rows).encode("utf-8")).hexdigest()[:16]
 
 

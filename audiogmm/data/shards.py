@@ -95,10 +95,8 @@ class ShardWriter:
         if not str(label):
             raise ParameterError(f"{clip}: empty label")
         start = self._n_pending
-        self.clips.append(
-            {"clip": str(clip), "label": str(label), "shard": len(self.shards),
-             "start": start, "stop": start + X.shape[0]}
-        )  # fmt: skip
+        self.clips.append({"clip": str(clip), "label": str(label), "shard": len(self.shards),
+                           "start": start, "stop": start + X.shape[0]})  # fmt: skip
         self._pending.append(np.ascontiguousarray(X, dtype=np.float32))
         self._n_pending += X.shape[0]
         if self._n_pending >= self.shard_frames:
@@ -260,10 +258,9 @@ def open_store(folder: str | os.PathLike) -> ShardStore:
     for i, c in enumerate(clips):
         s, a, b = c["shard"], c["start"], c["stop"]
         if s >= len(shards) or a != next_start[s] or not a < b <= counts[s]:
-            raise ModelFileError(
-                f"{ipath}: clips[{i}] ({c['clip'][:80]!r}): frame range [{a}, {b}) of shard {s} "
-                "is empty, does not follow the previous clip, or lies outside the shard"
-            )
+            raise ModelFileError(f"{ipath}: clips[{i}] ({c['clip'][:80]!r}): frame range [{a}, "
+                                 f"{b}) of shard {s} is empty, does not follow the previous "
+                                 "clip, or lies outside the shard")  # fmt: skip
         next_start[s] = b
         cstart[i], cstop[i] = bounds[s] + a, bounds[s] + b
     if next_start != counts:

@@ -42,10 +42,8 @@ _RANGES = {
 MAX_DELTA_WIDTH = 99
 #: Window names accepted (scipy.signal.get_window's parameter-free windows), listed so that
 #: building a config never imports scipy.signal or librosa.
-WINDOWS = frozenset(
-    "barthann bartlett blackman blackmanharris bohman boxcar cosine flattop hamming hann "
-    "lanczos nuttall parzen triang".split()
-)
+WINDOWS = frozenset("barthann bartlett blackman blackmanharris bohman boxcar cosine flattop "
+                    "hamming hann lanczos nuttall parzen triang".split())
 #: name -> the values accepted. np.pad's modes for pad_mode (the STFT pads with np.pad;
 #: "empty" would pad with uninitialised memory).
 _CHOICES = {
@@ -376,10 +374,8 @@ class FeatureConfig:
         for k, default in _NEW_FIELDS.items():
             if getattr(self, k) == default:
                 del config[k]
-        payload = json.dumps(
-            {"format": "audiogmm.FeatureConfig", "version": FEATURE_FORMAT_VERSION,
-             "config": config}, sort_keys=True, separators=(",", ":"),
-        )  # fmt: skip
+        payload = json.dumps({"format": "audiogmm.FeatureConfig", "version": FEATURE_FORMAT_VERSION,
+                              "config": config}, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(payload.encode("utf-8")).hexdigest()[:16]
 
 
