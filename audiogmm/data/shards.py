@@ -265,8 +265,7 @@ def open_store(folder: str | os.PathLike) -> ShardStore:
         cstart[i], cstop[i] = bounds[s] + a, bounds[s] + b
     if next_start != counts:
         raise ModelFileError(f"{ipath}: the clips do not cover every frame of every shard")
-    return ShardStore(
-        folder, n_dims, index["config_hash"], index["config"], tuple(files), tuple(offsets),
-        bounds, tuple(c["clip"] for c in clips), tuple(c["label"] for c in clips), cstart, cstop,
-        hashlib.sha256(raw).hexdigest()[:32],
-    )  # fmt: skip
+    return ShardStore(folder, n_dims, index["config_hash"], index["config"], tuple(files),
+                      tuple(offsets), bounds, tuple(c["clip"] for c in clips),
+                      tuple(c["label"] for c in clips), cstart, cstop,
+                      hashlib.sha256(raw).hexdigest()[:32])  # fmt: skip

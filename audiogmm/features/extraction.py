@@ -292,8 +292,7 @@ def _extra_frames(y: np.ndarray, config: FeatureConfig, n_frames: int) -> np.nda
         "zero_crossing_rate": lambda kw: f.zero_crossing_rate(y, **frames, **kw),
         "rms": lambda kw: f.rms(y=y, **frames, pad_mode=config.pad_mode),
         "onset_strength": lambda kw: librosa.onset.onset_strength(
-            S=_mel_db([S**2], config), **grid, **kw
-        ),
+            S=_mel_db([S**2], config), **grid, **kw),
     }
     rows = []
     for name, args in config.extras:
