@@ -154,8 +154,7 @@ def kaldi_labels(base: str, utts: Sequence[str], *,
 
 
 def kaldi_path(base: str, value: str) -> str:
-    """A path written in a Kaldi table: tried against ``base``, then the current directory
-    (Kaldi's convention: the recipe root)."""
+    """A Kaldi table's path: against ``base``, else the current directory (Kaldi's recipe root)."""
     if os.path.isabs(value):
         return value
     cand = os.path.join(base, value)

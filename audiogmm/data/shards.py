@@ -236,8 +236,7 @@ def _npy_header(path: str, n_dims: int, n_frames: int) -> int:
 
 
 def open_store(folder: str | os.PathLike) -> ShardStore:
-    """Open and validate a store written by :class:`ShardWriter`; a ModelFileError names
-    the file and the first problem found."""
+    """Open and check a :class:`ShardWriter` store (ModelFileError: the file, the first problem)."""
     folder = os.path.abspath(os.fspath(folder))
     ipath = os.path.join(folder, INDEX_NAME)
     try:

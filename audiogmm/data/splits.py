@@ -1,6 +1,5 @@
-"""Train/test splits of a manifest: deterministic, stratified per label, and recorded in the
-model (:func:`split_spec`), so that evaluation can re-make it and refuse test files used in
-training (:func:`training_overlap`)."""
+"""Train/test splits of a manifest: deterministic, stratified per label, recorded in the model
+(:func:`split_spec`): evaluation re-makes it, refuses training files (:func:`training_overlap`)."""
 
 from __future__ import annotations
 
