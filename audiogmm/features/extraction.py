@@ -231,7 +231,6 @@ def derive(X: np.ndarray, source: FeatureConfig, target: FeatureConfig) -> np.nd
     CMVN lead ``source``'s output). ParameterError unless :func:`derivable`."""
     if not derivable(source, target):
         raise ParameterError("target features differ from the source's before normalisation")
-    # exactly the frames before CMVN: static cepstra, then each delta order
     return _normalised(np.ascontiguousarray(X[:, : target.n_dims], dtype=np.float32), target)
 
 
