@@ -216,7 +216,8 @@ def test_short_pauses_of_digital_silence_are_kept():
     sr = cfg.sample_rate
     y = (0.3 * np.sin(2 * np.pi * 440 * np.arange(sr) / sr)).astype(np.float32)
     y[sr // 4 : sr // 4 + int(0.7 * sr)] = 0.0  # 700 ms of zeros
-    np.testing.assert_array_equal(extract(y, config=cfg), extract(y, config=cfg, keep_all_frames=True))
+    np.testing.assert_array_equal(extract(y, config=cfg),
+                                  extract(y, config=cfg, keep_all_frames=True))
 
 
 def test_a_mostly_silent_clip_is_named_in_a_warning(caplog):
@@ -250,8 +251,8 @@ def test_frame_energy_is_mean_square_under_the_window():
     _, e = mel_and_energy(y, cfg)
     w = librosa.filters.get_window(cfg.window, cfg.win_length, fftbins=True).astype(np.float64)
     w = librosa.util.pad_center(w, size=cfg.n_fft)
-    frames = librosa.util.frame(np.pad(y.astype(np.float64), cfg.n_fft // 2), frame_length=cfg.n_fft,
-                                hop_length=cfg.hop_length).T
+    frames = librosa.util.frame(np.pad(y.astype(np.float64), cfg.n_fft // 2),
+                                frame_length=cfg.n_fft, hop_length=cfg.hop_length).T
     ms = ((frames * w) ** 2).sum(1) / (w**2).sum()
     np.testing.assert_allclose(e, 10 * np.log10(np.maximum(ms, 1e-10)), atol=1e-3)
 

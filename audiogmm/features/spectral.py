@@ -94,7 +94,7 @@ def mel_filterbank(*, sr: int, n_fft: int, n_mels: int, fmin: float = 0.0,
 
 @functools.lru_cache(maxsize=32)
 def _energy_norm(name: str, win_length: int, n_fft: int) -> float:
-    """1 / (n_fft * Σ w²): turns Σ_k |X_k|² (full spectrum) into the mean square of the signal."""
+    """1 / (n_fft * Σ w²): turns Σ_k |X_k|² (full spectrum) into the signal's mean square."""
     return 1.0 / (n_fft * float(np.sum(window(name, win_length) ** 2)))  # float64 window
 
 
