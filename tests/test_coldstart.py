@@ -28,7 +28,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from audiogmm.features import PRESETS, extract, postprocess, spectral
+from audiogmm.features import PRESETS, extract, spectral
 from audiogmm.features import config as fconfig
 from audiogmm.features.config import WINDOWS
 from audiogmm.features.spectral import window
@@ -143,7 +143,7 @@ def test_delta_is_librosa_delta_on_short_clips(mode, width, n):
     x = np.random.default_rng(n).standard_normal((13, n)).astype(np.float32)
     for order in (1, 2):
         _same(
-            postprocess.delta(x, width=width, order=order, mode=mode),
+            spectral.delta(x, width=width, order=order, mode=mode),
             librosa.feature.delta(x, width=width, order=order, mode=mode),
         )
 
@@ -154,9 +154,9 @@ def test_delta_is_librosa_delta_on_short_clips(mode, width, n):
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_delta_is_librosa_delta(mode, width, order, dtype):
     x = np.random.default_rng(width * 10 + order).standard_normal((13, 41)).astype(dtype)
-    postprocess._savgol_coeffs.cache_clear()
+    spectral._savgol_coeffs.cache_clear()
     _same(
-        postprocess.delta(x, width=width, order=order, mode=mode),
+        spectral.delta(x, width=width, order=order, mode=mode),
         librosa.feature.delta(x, width=width, order=order, mode=mode),
     )
 

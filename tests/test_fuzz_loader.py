@@ -58,7 +58,8 @@ def _problem_with_model(obj, kind: str, path) -> str | None:
         warnings.simplefilter("ignore", RuntimeWarning)
         if kind == "ShardIndex":
             arrays = []
-            for i, (_, label, X) in enumerate(obj.iter_clips()):
+            for i, label in enumerate(obj.labels):
+                X = obj.clip_frames(i)
                 if not label or X.shape != (obj.clip_stop[i] - obj.clip_start[i], obj.n_dims):
                     return f"clip {i} disagrees with its index entry"
                 arrays.append(X)

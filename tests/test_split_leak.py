@@ -15,7 +15,7 @@ from click.testing import CliRunner
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from audiogmm import ModelFileError, ParameterError
+from audiogmm import ParameterError
 from audiogmm.cli import main
 from audiogmm.data import (
     Record,
@@ -26,10 +26,10 @@ from audiogmm.data import (
     split_spec,
     stored_training_paths,
     training_overlap,
-    validate_split_block,
 )
 from audiogmm.data.splits import file_identity
 from audiogmm.io.container import CONTAINER_KEYS, read_container, write_container
+from audiogmm.io.tables import SPLIT, check
 from audiogmm.pipeline import load_model, save_model
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -224,7 +224,7 @@ def _good():
 
 
 def test_validator_accepts_the_good_block():
-    assert validate_split_block(_good()) == _good()
+    assert check(SPLIT, _good(), "split") == _good()
 
 
 @pytest.mark.parametrize(
@@ -250,19 +250,19 @@ def test_validator_accepts_the_good_block():
 def test_validator_names_the_bad_field(field, value):
     block = _good()
     block[field.split("[")[0]] = value
-    with pytest.raises(ModelFileError, match=re.escape(f"split.{field}:")):
-        validate_split_block(block)
+    with pytest.raises(ValueError, match=re.escape(f"split.{field}:")):
+        check(SPLIT, block, "split")
 
 
 def test_validator_refuses_missing_unknown_and_non_objects():
     block = _good()
     del block["seed"]
-    with pytest.raises(ModelFileError, match=r"missing field\(s\) \['seed'\]"):
-        validate_split_block(block)
-    with pytest.raises(ModelFileError, match=r"unknown field\(s\) \['x'\]"):
-        validate_split_block({**_good(), "x": 1})
-    with pytest.raises(ModelFileError, match="JSON object"):
-        validate_split_block([1, 2])
+    with pytest.raises(ValueError, match=r"missing field\(s\) \['seed'\]"):
+        check(SPLIT, block, "split")
+    with pytest.raises(ValueError, match=r"unknown field\(s\) \['x'\]"):
+        check(SPLIT, {**_good(), "x": 1}, "split")
+    with pytest.raises(ValueError, match="JSON object"):
+        check(SPLIT, [1, 2], "split")
 
 
 def test_bad_split_block_in_a_model_file_is_one_error(model, data, tmp_path):

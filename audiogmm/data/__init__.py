@@ -2,8 +2,7 @@
 
 Modules in data-flow order: ``manifests`` (and the text readers), ``splits``, ``cache``,
 ``shards``, ``kaldi``. Names are imported on first use; ``__all__`` is what the README
-documents, the others serve the pipeline and the CLI (their home is their module).
-"""
+documents, the others serve the pipeline and the CLI (their home is their module)."""
 
 from .. import lazy_exports
 
@@ -12,8 +11,7 @@ _EXPORTS = {
     **dict.fromkeys(["Record", "content_hash", "expand_paths", "read_csv_rows", "read_manifest"],
                     ".manifests"),  # fmt: skip
     **dict.fromkeys(["TRAIN_FRACTION", "select", "split_records", "split_spec",
-                     "stored_training_paths", "training_overlap", "validate_split_block"],
-                    ".splits"),  # fmt: skip
+                     "stored_training_paths", "training_overlap"], ".splits"),  # fmt: skip
 }
 __all__ = ["Record", "RunOptions", "extract_many", "read_csv_rows", "read_manifest", "select",
            "split_records"]  # fmt: skip

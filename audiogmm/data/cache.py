@@ -6,8 +6,7 @@ thread, so results are bit-identical for any number of workers. Records are appe
 and ``<cache_dir>/files/<run>.pack`` (:class:`FileFacts`), keyed by a file's absolute path,
 size, ``st_mtime_ns`` and what the entry depends on. A record is a header (magic, key,
 length), a body (``.npy`` bytes: no pickle) and a 16-byte SHA-256 of both, one ``write``,
-no fsync (a file per entry cost as much as the extraction): a kill tears one at most.
-"""
+no fsync (a file per entry cost as much as the extraction): a kill tears one at most."""
 
 from __future__ import annotations
 
@@ -35,7 +34,7 @@ from ..features import FeatureConfig, extract
 from ..features.extraction import derive
 from ..io.atomic import atomic_write
 from ..progress import Progress, reporter
-from .manifests import Record, write_csv_rows
+from .manifests import Record
 
 __all__ = ["PACK_SUFFIX", "ExtractionResult", "FileFacts", "RunOptions", "Skipped", "cache_key",
            "extract_many", "file_key"]  # fmt: skip
@@ -70,11 +69,8 @@ def file_key(path: PathLike, *what: str) -> str:
     return hashlib.sha256(ident.encode("utf-8", "surrogatepass")).hexdigest()
 
 
-def _digest(*parts: bytes) -> bytes:
-    h = hashlib.sha256()  # SHA-NI: 3x BLAKE2b's speed
-    for part in parts:
-        h.update(part)
-    return h.digest()[:_DIGEST_BYTES]
+def _digest(signed: Union[bytes, memoryview]) -> bytes:
+    return hashlib.sha256(signed).digest()[:_DIGEST_BYTES]  # SHA-NI: 3x BLAKE2b's speed
 
 
 class Packs:
@@ -122,17 +118,15 @@ class Packs:
                     raise ValueError("digest mismatch: torn or altered")
                 return parse(signed[_HEADER.size :])
             except (OSError, ValueError, EOFError) as exc:
-                logger.warning(
-                    "ignoring invalid cache entry %s at byte %d (%s); recomputing", path, off, exc
-                )  # fmt: skip
+                logger.warning("ignoring invalid cache entry %s at byte %d (%s); recomputing",
+                               path, off, exc)  # fmt: skip
         return None
 
     def put(self, key: str, body: bytes) -> Optional[str]:
-        """Append ``body`` under ``key`` to this run's pack (no fsync; see the module); the
-        reason when it could not be written (a full disk; the partial record is removed),
-        else None."""
-        head = _HEADER.pack(_MAGIC, bytes.fromhex(key), len(body))
-        data = head + body + _digest(head, body)
+        """Append ``body`` under ``key`` to this run's pack (no fsync; see the module); the reason
+        when it could not be written (a full disk; the partial record is removed), else None."""
+        signed = _HEADER.pack(_MAGIC, bytes.fromhex(key), len(body)) + body
+        data = signed + _digest(signed)
         with self.lock:
             try:
                 if self.path is None:
@@ -176,13 +170,11 @@ def feature_parser(config: FeatureConfig) -> Callable[[memoryview], np.ndarray]:
             if len(body) != 10 + size + shape[0] * shape[1] * dtype.itemsize:
                 raise ValueError("array data of the wrong size")
             arr = np.frombuffer(body, dtype, offset=10 + size).reshape(shape)
-        if not (
-            isinstance(arr, np.ndarray) and arr.ndim == 2 and arr.shape[0] >= 1
-            and arr.shape[1] == config.n_dims and arr.dtype == dtype and np.isfinite(arr).all()
-        ):  # fmt: skip
+        if not (isinstance(arr, np.ndarray) and arr.ndim == 2 and arr.shape[0] >= 1
+                and arr.shape[1] == config.n_dims and arr.dtype == dtype
+                and np.isfinite(arr).all()):  # fmt: skip
             raise ValueError("not finite features of this configuration")
         return arr
-
     return parse
 
 
@@ -211,7 +203,6 @@ class FileFacts:
             if len(body) != size:
                 raise ValueError(f"{len(body)} bytes for a {size}-byte fact")
             return bytes(body)
-
         try:
             key = self.packs and file_key(path, kind, "fact1")
         except AudioError:  # not a readable file: nothing to key it by
@@ -232,8 +223,7 @@ def feature_packs(cache_dir: PathLike, config: FeatureConfig) -> Packs:
     cfg_dir = os.path.join(os.fspath(cache_dir), config.content_hash())
     cfg_file = os.path.join(cfg_dir, "config.json")
     if not os.path.exists(cfg_file):  # atomic_write makes the folder
-        text = config.to_json(indent=2).encode("utf-8")
-        atomic_write(cfg_file, lambda f: f.write(text))
+        atomic_write(cfg_file, config.to_json(indent=2))
     # the largest body a valid file can give: MAX_SAMPLES at the config's hop
     max_frames = audio.MAX_SAMPLES // config.hop_length + 2
     return Packs(cfg_dir, _NPY_HEADER_MAX + max_frames * config.n_dims * 8)
@@ -292,14 +282,12 @@ class ExtractionResult:
         """The same files' features under ``target``, computed from these (``source``'s):
         bit-identical to extracting with ``target`` when
         :func:`audiogmm.features.extraction.derivable` holds; the same files skipped."""
-        return ExtractionResult(
-            features={p: derive(X, source, target) for p, X in self.features.items()},
-            skipped=list(self.skipped),
-        )
+        features = {p: derive(X, source, target) for p, X in self.features.items()}
+        return ExtractionResult(features=features, skipped=list(self.skipped))
 
     def write_skipped_csv(self, path: PathLike) -> None:
         """Write ``path,reason`` rows for the skipped files (atomically; header even if empty)."""
-        write_csv_rows(path, [["path", "reason"], *([s.path, s.reason] for s in self.skipped)])
+        atomic_write(path, [["path", "reason"], *([s.path, s.reason] for s in self.skipped)])
 
 
 @on_worker_lost(lambda path, *_, reason: FeatureError(
@@ -314,11 +302,10 @@ def _work(path: str, config: FeatureConfig, keep_all_frames: bool) -> np.ndarray
         return FeatureError(f"{path!r}: {type(exc).__name__}: {exc}")
 
 
-def extract_many(
-    paths_or_records: Iterable[Union[PathLike, Record]], *,
-    config: Optional[FeatureConfig] = None, options: Optional[RunOptions] = None,
-    executor: Optional[LocalExecutor] = None, keep_all_frames: bool = False,
-) -> ExtractionResult:  # fmt: skip
+def extract_many(paths_or_records: Iterable[Union[PathLike, Record]], *,
+                 config: Optional[FeatureConfig] = None, options: Optional[RunOptions] = None,
+                 executor: Optional[LocalExecutor] = None,
+                 keep_all_frames: bool = False) -> ExtractionResult:  # fmt: skip
     """Extract features for many files, in parallel, with an optional disk cache.
 
     Parameters
@@ -346,9 +333,8 @@ def extract_many(
         raise ParameterError(f"config must be a FeatureConfig, got {type(config).__name__}")
     opts = options or RunOptions()
     n_jobs, keep_all_frames = opts.n_jobs, bool(keep_all_frames)
-    if n_jobs is not None and (
-        isinstance(n_jobs, bool) or not isinstance(n_jobs, (int, np.integer)) or n_jobs < 1
-    ):
+    bad = isinstance(n_jobs, bool) or not isinstance(n_jobs, (int, np.integer)) or n_jobs < 1
+    if n_jobs is not None and bad:
         raise ParameterError(f"n_jobs must be an integer >= 1 or None, got {n_jobs!r}")
     paths = list(dict.fromkeys(r.path if isinstance(r, Record) else os.fspath(r)
                                for r in paths_or_records))  # fmt: skip
@@ -360,7 +346,6 @@ def extract_many(
         if opts.strict:
             raise exc
         errors[path] = str(exc)
-
     try:
         with reporter(opts.progress, len(paths), "Extracting features") as tick:
             tasks = []
@@ -395,11 +380,8 @@ def extract_many(
     finally:
         if packs is not None:
             packs.close()
-    for p in paths:
-        if p in features:
-            res.features[p] = features[p]
-        else:
-            res.skipped.append(Skipped(p, errors[p]))
+    res.features = {p: features[p] for p in paths if p in features}  # in input order
+    res.skipped = [Skipped(p, errors[p]) for p in paths if p not in features]
     if res.skipped:
         logger.warning("skipped %d of %d files", len(res.skipped), len(paths))
     if res.cache_errors:

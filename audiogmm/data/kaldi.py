@@ -3,8 +3,7 @@
 
 A piped entry (``cmd |``) runs a shell command written in a data file: refused unless
 ``allow_pipes=True``. Only binary Kaldi matrices (``FM``, ``DM``, compressed ``CM``) are
-read: kaldiio would also unpickle a ``PKL`` entry, and nothing here unpickles.
-"""
+read: kaldiio would also unpickle a ``PKL`` entry, and nothing here unpickles."""
 
 from __future__ import annotations
 
@@ -61,18 +60,16 @@ def is_kaldi_feats_dir(path: PathLike) -> bool:
 def needs_kaldi_reader(path: PathLike) -> bool:
     """True for ``feats.scp``, or ``wav.scp`` with ``segments``: no manifest reader takes them."""
     p = os.fspath(path)
-    return is_kaldi_feats_dir(p) or all(
-        os.path.isfile(os.path.join(p, f)) for f in ("wav.scp", "segments")
-    )
+    return is_kaldi_feats_dir(p) or all(os.path.isfile(os.path.join(p, f))
+                                        for f in ("wav.scp", "segments"))  # fmt: skip
 
 
 def _kaldiio():
     try:
         import kaldiio
     except ImportError:
-        raise DatasetError(
-            "Kaldi feature archives need kaldiio: pip install 'audiogmm[kaldi]'"
-        ) from None
+        msg = "Kaldi feature archives need kaldiio: pip install 'audiogmm[kaldi]'"
+        raise DatasetError(msg) from None
     return kaldiio
 
 
@@ -168,9 +165,8 @@ def _segment_table(base: str, wav: Mapping[str, str], bad: dict[str, str]) -> di
         try:
             rec, start, end = parts[0], float(parts[1]), float(parts[2])
         except (IndexError, ValueError):
-            raise DatasetError(
-                f"{where!r}: utterance {utt!r}: expected '<utt> <recording> <start> <end>'"
-            ) from None
+            raise DatasetError(f"{where!r}: utterance {utt!r}: expected "
+                               "'<utt> <recording> <start> <end>'") from None  # fmt: skip
         segs[utt] = (rec, start, end)
         if rec not in wav:
             bad[utt] = f"{where!r}: utterance {utt!r}: no recording {rec!r} in wav.scp"
@@ -180,10 +176,9 @@ def _segment_table(base: str, wav: Mapping[str, str], bad: dict[str, str]) -> di
     return segs
 
 
-def read_segments(
-    data_dir: PathLike, *, config: Optional[FeatureConfig] = None, allow_pipes: bool = False,
-    skipped: Optional[dict[str, str]] = None,
-) -> list[Utterance]:  # fmt: skip
+def read_segments(data_dir: PathLike, *, config: Optional[FeatureConfig] = None,
+                  allow_pipes: bool = False,
+                  skipped: Optional[dict[str, str]] = None) -> list[Utterance]:  # fmt: skip
     """Features (``config``) of every utterance of a ``wav.scp`` directory, sorted by id:
     ``wav.scp`` (``<recording> <path>``, or a ``<cmd> |`` giving WAV or FLAC with
     ``allow_pipes``), ``segments`` (``<utt> <recording> <start_s> <end_s>``, end -1: the end;
@@ -229,10 +224,9 @@ def read_segments(
     return [Utterance(u, labels[u], feats[u]) for u in sorted(feats)]
 
 
-def read_kaldi_utterances(
-    data_dir: PathLike, *, config: Optional[FeatureConfig] = None, allow_pipes: bool = False,
-    skipped: Optional[dict[str, str]] = None,
-) -> list[Utterance]:  # fmt: skip
+def read_kaldi_utterances(data_dir: PathLike, *, config: Optional[FeatureConfig] = None,
+                          allow_pipes: bool = False,
+                          skipped: Optional[dict[str, str]] = None) -> list[Utterance]:  # fmt: skip
     """:func:`read_feats` when ``data_dir`` has ``feats.scp``, else :func:`read_segments`."""
     if is_kaldi_feats_dir(data_dir):
         return read_feats(data_dir, allow_pipes=allow_pipes)
@@ -274,23 +268,19 @@ def wav_scp_ids(data_dir: PathLike) -> dict[str, str]:
 def _no_space(names, what: str) -> None:
     bad = sorted({n for n in names if not n or re.search(r"\s", n)})
     if bad:
-        raise DatasetError(
-            f"{what} must be non-empty with no spaces, tabs or newlines (Kaldi splits its "
-            f"tables on whitespace): {manifests.listing(bad)}"
-        )
+        raise DatasetError(f"{what} must be non-empty with no spaces, tabs or newlines (Kaldi "
+                           "splits its tables on whitespace): "
+                           f"{manifests.listing(bad)}")  # fmt: skip
 
 
-def write_feats(
-    out_dir: PathLike, features: Mapping[str, np.ndarray], *,
-    labels: Optional[Mapping[str, str]] = None, config: Optional[FeatureConfig] = None,
-) -> tuple[str, str]:  # fmt: skip
+def write_feats(out_dir: PathLike, features: Mapping[str, np.ndarray], *,
+                labels: Optional[Mapping[str, str]] = None,
+                config: Optional[FeatureConfig] = None) -> tuple[str, str]:  # fmt: skip
     """Write ``out_dir/feats.ark`` and ``feats.scp`` atomically; return their paths.
-
     ``features``: utterance id -> float (n_frames, n_dims), written in id order; ``labels``
     (id -> speaker) gives ``utt2spk`` and ``spk2utt``; ``config`` goes to :data:`CONFIG_FILE`.
     DatasetError, nothing written, for an id or label empty or with whitespace, an
-    utterance without a label, or features that are not 2-D float arrays.
-    """
+    utterance without a label, or features that are not 2-D float arrays."""
     kaldiio = _kaldiio()
     base = os.path.abspath(os.fspath(out_dir))
     utts = sorted(features)
@@ -303,9 +293,8 @@ def write_feats(
     arrays = {u: np.asarray(features[u]) for u in utts}
     for u, X in arrays.items():
         if X.ndim != 2 or X.dtype not in (np.float32, np.float64):
-            raise DatasetError(
-                f"features of {u!r} must be a 2-D float array; got {X.dtype} {X.shape}"
-            )
+            raise DatasetError(f"features of {u!r} must be a 2-D float array; "
+                               f"got {X.dtype} {X.shape}")  # fmt: skip
     ark, scp = os.path.join(base, "feats.ark"), os.path.join(base, "feats.scp")
     buf, lines = io.BytesIO(), io.StringIO()
     buf.name = ark  # the scp names the archive by the file object's .name

@@ -5,15 +5,13 @@ One line reader (:func:`read_csv_rows` for CSVs, :func:`kaldi_table` for Kaldi `
 overlong lines or fields) with one DatasetError naming the file and line. Three layouts give
 a list of :class:`Record`: a folder with a sub-folder per label (audio found recursively,
 hidden entries skipped), a CSV ``path,label[,split]``, and a Kaldi directory (``wav.scp`` +
-``utt2spk``). Listings are sorted: the same everywhere.
-"""
+``utt2spk``). Listings are sorted: the same everywhere."""
 
 from __future__ import annotations
 
 import codecs
 import csv
 import hashlib
-import io
 import itertools
 import os
 import stat
@@ -29,7 +27,7 @@ from ..io.atomic import atomic_write
 __all__ = ["MAX_LINE_BYTES", "SPLIT_NAMES", "Record", "audio_files_under", "content_hash",
            "expand_paths", "is_pipe", "kaldi_labels", "kaldi_path", "kaldi_table", "listing",
            "read_csv", "read_csv_rows", "read_folder", "read_kaldi_dir", "read_manifest",
-           "refuse_pipe", "wav_path", "write_csv", "write_csv_rows"]  # fmt: skip
+           "refuse_pipe", "wav_path", "write_csv"]  # fmt: skip
 
 #: Longest line of a CSV or Kaldi table, in bytes (far beyond any path): bounds memory.
 MAX_LINE_BYTES = 1 << 20
@@ -71,21 +69,18 @@ def _text_lines(path: str, what: str) -> Iterator[str]:
                     raise DatasetError(f"{path!r}: {what} is UTF-16 text; save it as UTF-8")
                 raw = raw.removeprefix(codecs.BOM_UTF8)
             if b"\0" in raw:
-                raise DatasetError(
-                    f"{where}: NUL byte (UTF-16 or binary data?); save the {what} as UTF-8 text"
-                )
+                raise DatasetError(f"{where}: NUL byte (UTF-16 or binary data?); save the "
+                                   f"{what} as UTF-8 text")  # fmt: skip
             try:
                 yield raw.decode("utf-8")
             except UnicodeDecodeError as exc:
-                raise DatasetError(
-                    f"{where}: not UTF-8 text (byte 0x{raw[exc.start]:02x} at column "
-                    f"{exc.start + 1}; Latin-1 or another encoding?); save the {what} as UTF-8"
-                ) from None
+                raise DatasetError(f"{where}: not UTF-8 text (byte 0x{raw[exc.start]:02x} at "
+                                   f"column {exc.start + 1}; Latin-1 or another encoding?); "
+                                   f"save the {what} as UTF-8") from None  # fmt: skip
 
 
-def read_csv_rows(
-    path: PathLike, *, what: str
-) -> tuple[list[str], Iterator[tuple[int, dict[str, str]]]]:
+def read_csv_rows(path: PathLike, *,
+                  what: str) -> tuple[list[str], Iterator[tuple[int, dict[str, str]]]]:  # fmt: skip
     """The CSV reader of manifests and trials files (``what`` names them in errors): the
     stripped column names, and an iterator of (the line where each non-blank row ends, its
     stripped cells by column, ``""`` for a missing one). DatasetError besides the text
@@ -105,7 +100,6 @@ def read_csv_rows(
                     yield n_lines, row
         except csv.Error as exc:  # a field over the size limit, a stray quote
             raise DatasetError(f"{name!r} line {n_lines}: {exc}") from None
-
     raw = rows()
     header = next(raw, (0, []))[1]
     if len(set(header)) != len(header):
@@ -114,26 +108,14 @@ def read_csv_rows(
     def cells() -> Iterator[tuple[int, dict[str, str]]]:
         for lineno, row in raw:
             if any(row[len(header) :]):
-                raise DatasetError(
-                    f"{name!r} line {lineno}: {len(row)} cells but the header has "
-                    f"{len(header)} columns (an unquoted comma?)"
-                )
+                raise DatasetError(f"{name!r} line {lineno}: {len(row)} cells but the header has "
+                                   f"{len(header)} columns (an unquoted comma?)")  # fmt: skip
             yield lineno, dict(zip(header, row + [""] * (len(header) - len(row))))
-
     return header, cells()
 
 
-def write_csv_rows(path: PathLike, rows: Iterable[Sequence[str]]) -> None:
-    """Write ``rows`` (the header first) as UTF-8 CSV to ``path``, atomically."""
-    buf = io.StringIO()
-    csv.writer(buf, lineterminator="\n").writerows(rows)
-    data = buf.getvalue().encode("utf-8")
-    atomic_write(os.fspath(path), lambda f: f.write(data))
-
-
-def kaldi_table(
-    base: str, name: str, *, required: bool = True
-) -> Optional[list[tuple[str, str]]]:
+def kaldi_table(base: str, name: str, *,
+                required: bool = True) -> Optional[list[tuple[str, str]]]:  # fmt: skip
     """The ``(key, value)`` rows of the Kaldi table ``base/name``, refused when empty or
     with a repeated key; None when absent and not ``required``."""
     path = os.path.join(base, name)
@@ -145,9 +127,8 @@ def kaldi_table(
     for lineno, line in enumerate(_text_lines(path, "Kaldi table"), start=1):
         parts = line.strip().split(None, 1)
         if len(parts) == 1:
-            raise DatasetError(
-                f"{path!r} line {lineno}: expected '<key> <value>', got {parts[0]!r}"
-            )
+            raise DatasetError(f"{path!r} line {lineno}: expected '<key> <value>', "
+                               f"got {parts[0]!r}")  # fmt: skip
         if parts:
             rows.append((parts[0], parts[1].strip()))
     dups = sorted(k for k, c in Counter(k for k, _ in rows).items() if c > 1)
@@ -158,9 +139,8 @@ def kaldi_table(
     return rows
 
 
-def kaldi_labels(
-    base: str, utts: Sequence[str], *, required: bool = False
-) -> dict[str, Optional[str]]:
+def kaldi_labels(base: str, utts: Sequence[str], *,
+                 required: bool = False) -> dict[str, Optional[str]]:  # fmt: skip
     """Utterance -> speaker from ``base/utt2spk`` (None for every one without that file)."""
     rows = kaldi_table(base, "utt2spk", required=required)
     if rows is None:
@@ -174,8 +154,7 @@ def kaldi_labels(
 
 
 def kaldi_path(base: str, value: str) -> str:
-    """A path written in a Kaldi table: tried against ``base``, then the current directory
-    (Kaldi's convention: the recipe root)."""
+    """A Kaldi table's path: against ``base``, else the current directory (Kaldi's recipe root)."""
     if os.path.isabs(value):
         return value
     cand = os.path.join(base, value)
@@ -198,12 +177,11 @@ def is_pipe(value: str) -> bool:
 def refuse_pipe(table: str, key: str, value: str, allow_pipes: bool = False) -> None:
     """Refuse a piped entry unless ``allow_pipes``: it runs a shell command from a data file."""
     if is_pipe(value) and not allow_pipes:
-        raise DatasetError(
-            f"{table!r}: entry {key!r} is a command pipe ({value!r}); reading it would run a "
-            "shell command written in the data file, so it is unsupported unless you trust "
-            "this directory: pass allow_pipes=True (`audiogmm extract DIR --format kaldi "
-            "--allow-pipes -o OUT` turns it into feats.scp)"
-        )
+        raise DatasetError(f"{table!r}: entry {key!r} is a command pipe ({value!r}); reading it "
+                           "would run a shell command written in the data file, so it is "
+                           "unsupported unless you trust this directory: pass allow_pipes=True "
+                           "(`audiogmm extract DIR --format kaldi --allow-pipes -o OUT` turns it "
+                           "into feats.scp)")  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -222,10 +200,8 @@ def _check_unique_and_present(records: list[Record], source: str) -> None:
         raise DatasetError(f"{source!r}: duplicate path(s) in manifest: {listing(dups)}")
     missing = [r.path for r in records if not os.path.isfile(r.path)]
     if missing:
-        raise DatasetError(
-            f"{source!r}: {len(missing)} file(s) listed in the manifest do not exist: "
-            f"{listing(missing)}"
-        )
+        raise DatasetError(f"{source!r}: {len(missing)} file(s) listed in the manifest do "
+                           f"not exist: {listing(missing)}")  # fmt: skip
 
 
 def read_folder(root: PathLike) -> list[Record]:
@@ -234,20 +210,16 @@ def read_folder(root: PathLike) -> list[Record]:
     base = os.path.abspath(os.fspath(root))
     if not os.path.isdir(base):
         raise DatasetError(f"{base!r}: expected a directory of label sub-folders")
-    label_dirs = sorted(
-        e.name for e in os.scandir(base) if e.is_dir() and not e.name.startswith(".")
-    )
+    label_dirs = sorted(e.name for e in os.scandir(base)
+                        if e.is_dir() and not e.name.startswith("."))  # fmt: skip
     if not label_dirs:
-        raise DatasetError(
-            f"{base!r}: no label sub-folders found; expected <root>/<label>/<audio files>"
-        )
+        raise DatasetError(f"{base!r}: no label sub-folders found; "
+                           "expected <root>/<label>/<audio files>")  # fmt: skip
     found = {label: audio_files_under(os.path.join(base, label)) for label in label_dirs}
     empty = [label for label in label_dirs if not found[label]]
     if empty:
-        raise DatasetError(
-            f"{base!r}: label folder(s) with zero audio files: {listing(empty)} "
-            f"(audio extensions: {' '.join(AUDIO_EXTENSIONS)})"
-        )
+        raise DatasetError(f"{base!r}: label folder(s) with zero audio files: {listing(empty)} "
+                           f"(audio extensions: {' '.join(AUDIO_EXTENSIONS)})")  # fmt: skip
     return [Record(p, label) for label in label_dirs for p in found[label]]
 
 
@@ -269,9 +241,8 @@ def expand_paths(paths: Iterable[PathLike]) -> list[str]:
     return [f for p in paths for f in (audio_files_under(p) if os.path.isdir(p) else [p])]
 
 
-def read_csv(
-    path: PathLike, *, extra_columns: Literal["error", "ignore"] = "error"
-) -> list[Record]:
+def read_csv(path: PathLike, *,
+             extra_columns: Literal["error", "ignore"] = "error") -> list[Record]:  # fmt: skip
     """The records of a CSV manifest ``path,label[,split]`` (paths relative to its folder),
     in file order (an empty ``split`` cell: None); ``extra_columns``: what to do with others.
     DatasetError naming the file (and line) for anything else."""
@@ -283,15 +254,12 @@ def read_csv(
         raise DatasetError(f"{csv_path!r}: empty CSV; expected a header 'path,label[,split]'")
     missing_cols = [c for c in ("path", "label") if c not in header]
     if missing_cols:
-        raise DatasetError(
-            f"{csv_path!r}: missing column(s) {missing_cols}; expected 'path,label[,split]', "
-            f"got {header}"
-        )
+        raise DatasetError(f"{csv_path!r}: missing column(s) {missing_cols}; expected "
+                           f"'path,label[,split]', got {header}")  # fmt: skip
     unknown = [c for c in header if c not in _CSV_COLUMNS]
     if unknown and extra_columns == "error":
-        raise DatasetError(
-            f"{csv_path!r}: unknown column(s) {unknown}; expected only 'path,label[,split]'"
-        )
+        raise DatasetError(f"{csv_path!r}: unknown column(s) {unknown}; "
+                           "expected only 'path,label[,split]'")  # fmt: skip
     folder, records = os.path.dirname(csv_path), []
     for lineno, row in rows:
         if not row["path"] or not row["label"]:
@@ -302,16 +270,13 @@ def read_csv(
         raise DatasetError(f"{csv_path!r}: no rows after the header")
     splits = {r.split for r in records}
     if None in splits and len(splits) > 1:
-        raise DatasetError(
-            f"{csv_path!r}: some rows have a split and some do not; fill the split column "
-            "for every row or leave it out"
-        )
+        raise DatasetError(f"{csv_path!r}: some rows have a split and some do not; fill the "
+                           "split column for every row or leave it out")  # fmt: skip
     odd = sorted(splits - {None, *SPLIT_NAMES})
     if odd:
-        raise DatasetError(
-            f"{csv_path!r}: unknown split value(s) {odd} in the split column (found "
-            f"{sorted(splits - {None})}); expected some of {list(SPLIT_NAMES)}"
-        )
+        raise DatasetError(f"{csv_path!r}: unknown split value(s) {odd} in the split column "
+                           f"(found {sorted(splits - {None})}); expected some of "
+                           f"{list(SPLIT_NAMES)}")  # fmt: skip
     _check_unique_and_present(records, csv_path)
     return records
 
@@ -323,11 +288,10 @@ def read_kaldi_dir(data_dir: PathLike) -> list[Record]:
     base = os.path.abspath(os.fspath(data_dir))
     scp = os.path.join(base, "wav.scp")
     if os.path.exists(os.path.join(base, "segments")):
-        raise DatasetError(
-            f"{base!r}: a 'segments' file is present, so its utterances are not files; "
-            "`audiogmm train`, `evaluate` and `extract --format kaldi` honour segments, as "
-            "does audiogmm.data.kaldi.read_segments"
-        )
+        msg = (f"{base!r}: a 'segments' file is present, so its utterances are not files; "
+               "`audiogmm train`, `evaluate` and `extract --format kaldi` honour segments, as "
+               "does audiogmm.data.kaldi.read_segments")
+        raise DatasetError(msg)
     wav = sorted(kaldi_table(base, "wav.scp"))
     spk = kaldi_labels(base, [u for u, _ in wav], required=True)
     for utt, value in wav:
@@ -339,14 +303,7 @@ def read_kaldi_dir(data_dir: PathLike) -> list[Record]:
 
 def read_manifest(source: PathLike, **kwargs: str) -> list[Record]:
     """Read a Kaldi data directory, a folder of label sub-folders or a CSV manifest
-    (``**kwargs`` go to :func:`read_csv`); a DatasetError when it is missing or malformed.
-
-    Examples
-    --------
-    >>> records = read_manifest("data_samples/speakers")  # doctest: +SKIP
-    >>> records = split_records(records, train_fraction=0.7, seed=0)  # doctest: +SKIP
-    >>> train = select(records, "train")  # doctest: +SKIP
-    """
+    (``**kwargs`` go to :func:`read_csv`); a DatasetError when it is missing or malformed."""
     p = os.path.abspath(os.fspath(source))
     if os.path.isdir(p):
         return (read_kaldi_dir if os.path.isfile(os.path.join(p, "wav.scp")) else read_folder)(p)
@@ -360,10 +317,8 @@ def content_hash(records: Iterable[Record]) -> str:
     holding every file: a copy elsewhere hashes the same), label and split, in any order."""
     records = list(records)
     root = os.path.commonpath([os.path.dirname(r.path) for r in records]) if records else ""
-    rows = sorted(
-        f"{os.path.relpath(r.path, root).replace(os.sep, '/')}\t{r.label}\t{r.split or ''}"
-        for r in records
-    )
+    rows = sorted(f"{os.path.relpath(r.path, root).replace(os.sep, '/')}\t{r.label}\t"
+                  f"{r.split or ''}" for r in records)  # fmt: skip
     return hashlib.sha256("".join(f"{row}\n" for row in rows).encode("utf-8")).hexdigest()[:16]
 
 
@@ -372,4 +327,4 @@ def write_csv(records: Iterable[Record], path: PathLike) -> None:
     records = list(records)
     n = 3 if any(r.split is not None for r in records) else 2
     rows = ([r.path, r.label, r.split or ""][:n] for r in records)
-    write_csv_rows(os.path.abspath(os.fspath(path)), [_CSV_COLUMNS[:n], *rows])
+    atomic_write(os.path.abspath(os.fspath(path)), [_CSV_COLUMNS[:n], *rows])

@@ -4,8 +4,7 @@
 ... (n_frames, n_dims) float32, clips back to back, each a frame range ``[start, stop)`` of
 one shard. The index is written last and atomically, so a store is complete or absent;
 :func:`open_store` checks the index's size and fields and every shard's header against them
-and the file size. Rows are read with ``os.preadv``: a worker holds one chunk of frames.
-"""
+and the file size. Rows are read with ``os.preadv``: a worker holds one chunk of frames."""
 
 from __future__ import annotations
 
@@ -15,7 +14,7 @@ import hashlib
 import itertools
 import json
 import os
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -44,13 +43,10 @@ class ShardWriter:
     """Write clips into shards of about ``shard_frames`` frames (a clip is never split), then
     the index, into ``folder`` (created if missing; an earlier store's shards are replaced).
     ``config_hash`` and ``config`` (the FeatureConfig's hash and JSON) let a model trained
-    from the store carry its front end. A context manager: the index is written on exit.
-    """
+    from the store carry its front end. A context manager: the index is written on exit."""
 
-    def __init__(
-        self, folder: str | os.PathLike, *, n_dims: int, shard_frames: int = SHARD_FRAMES,
-        config_hash: str = "", config: str = "",
-    ) -> None:  # fmt: skip
+    def __init__(self, folder: str | os.PathLike, *, n_dims: int, shard_frames: int = SHARD_FRAMES,
+                 config_hash: str = "", config: str = "") -> None:  # fmt: skip
         for name, v in (("n_dims", n_dims), ("shard_frames", shard_frames)):
             if not (isinstance(v, int) and v > 0):
                 raise ParameterError(f"{name} must be an int > 0; got {v!r}")
@@ -63,10 +59,9 @@ class ShardWriter:
             fcntl.flock(self._lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:
             os.close(self._lock)
-            raise ParameterError(
-                f"{self.folder}: another process is writing a shard store there; "
-                "wait for it to finish or choose another folder"
-            ) from None
+            msg = (f"{self.folder}: another process is writing a shard store there; "
+                   "wait for it to finish or choose another folder")
+            raise ParameterError(msg) from None
         self.n_dims, self.shard_frames = n_dims, shard_frames
         self.config_hash, self.config = config_hash, config
         self._pending: list[np.ndarray] = []
@@ -100,10 +95,8 @@ class ShardWriter:
         if not str(label):
             raise ParameterError(f"{clip}: empty label")
         start = self._n_pending
-        self.clips.append(
-            {"clip": str(clip), "label": str(label), "shard": len(self.shards),
-             "start": start, "stop": start + X.shape[0]}
-        )  # fmt: skip
+        self.clips.append({"clip": str(clip), "label": str(label), "shard": len(self.shards),
+                           "start": start, "stop": start + X.shape[0]})  # fmt: skip
         self._pending.append(np.ascontiguousarray(X, dtype=np.float32))
         self._n_pending += X.shape[0]
         if self._n_pending >= self.shard_frames:
@@ -120,7 +113,6 @@ class ShardWriter:
             np.lib.format.write_array_header_1_0(f, header)
             for X in pending:
                 f.write(memoryview(X).cast("B"))
-
         atomic_write(os.path.join(self.folder, name), write)
         self.shards.append({"file": name, "n_frames": int(n)})
         self._pending, self._n_pending = [], 0
@@ -133,8 +125,8 @@ class ShardWriter:
             "config_hash": self.config_hash, "config": self.config,
             "shards": self.shards, "clips": self.clips,
         }  # fmt: skip
-        body = json.dumps(index, indent=None, separators=(",", ":")).encode("utf-8")
-        atomic_write(os.path.join(self.folder, INDEX_NAME), lambda f: f.write(body))
+        body = json.dumps(index, separators=(",", ":"))
+        atomic_write(os.path.join(self.folder, INDEX_NAME), body)
         keep = {s["file"] for s in self.shards}
         for name in os.listdir(self.folder):
             if name.startswith("shard-") and name.endswith(".npy") and name not in keep:
@@ -142,10 +134,9 @@ class ShardWriter:
         self._unlock()
 
 
-def write_store(
-    folder: str | os.PathLike, clips: Iterable[tuple[str, str, np.ndarray]], *,
-    shard_frames: int = SHARD_FRAMES, config_hash: str = "", config: str = "",
-) -> ShardStore:  # fmt: skip
+def write_store(folder: str | os.PathLike, clips: Iterable[tuple[str, str, np.ndarray]], *,
+                shard_frames: int = SHARD_FRAMES, config_hash: str = "",
+                config: str = "") -> ShardStore:  # fmt: skip
     """Write ``(clip, label, frames)`` triples as a store and open it."""
     clips = iter(clips)
     first = next(clips, None)
@@ -223,11 +214,6 @@ class ShardStore:
         """Frames of clip ``i`` (n_frames, n_dims), float32."""
         return self.read_rows(int(self.clip_start[i]), int(self.clip_stop[i]))
 
-    def iter_clips(self) -> Iterator[tuple[str, str, np.ndarray]]:
-        """``(clip, label, frames)`` in index order, one clip in memory at a time."""
-        for i in range(self.n_clips):
-            yield self.clips[i], self.labels[i], self.clip_frames(i)
-
 
 def _npy_header(path: str, n_dims: int, n_frames: int) -> int:
     """The data offset of a shard, checked: float32 (n_frames, n_dims), C order, file size."""
@@ -239,10 +225,9 @@ def _npy_header(path: str, n_dims: int, n_frames: int) -> int:
     except (OSError, ValueError) as e:
         raise ModelFileError(f"{path}: not a readable shard ({e})") from None
     if dtype != np.dtype("<f4") or fortran or len(shape) != 2 or shape[1] != n_dims:
-        raise ModelFileError(
-            f"{path}: shard must be float32 (n, {n_dims}) in C order; "
-            f"got {dtype} {shape}{' Fortran order' if fortran else ''}"
-        )
+        order = " Fortran order" if fortran else ""
+        raise ModelFileError(f"{path}: shard must be float32 (n, {n_dims}) in C order; "
+                             f"got {dtype} {shape}{order}")  # fmt: skip
     if size != offset + shape[0] * n_dims * 4:
         raise ModelFileError(f"{path}: file size {size} does not match its header {shape}")
     if shape[0] != n_frames:
@@ -251,8 +236,7 @@ def _npy_header(path: str, n_dims: int, n_frames: int) -> int:
 
 
 def open_store(folder: str | os.PathLike) -> ShardStore:
-    """Open and validate a store written by :class:`ShardWriter`; a ModelFileError names
-    the file and the first problem found."""
+    """Open and check a :class:`ShardWriter` store (ModelFileError: the file, the first problem)."""
     folder = os.path.abspath(os.fspath(folder))
     ipath = os.path.join(folder, INDEX_NAME)
     try:
@@ -273,16 +257,14 @@ def open_store(folder: str | os.PathLike) -> ShardStore:
     for i, c in enumerate(clips):
         s, a, b = c["shard"], c["start"], c["stop"]
         if s >= len(shards) or a != next_start[s] or not a < b <= counts[s]:
-            raise ModelFileError(
-                f"{ipath}: clips[{i}] ({c['clip'][:80]!r}): frame range [{a}, {b}) of shard {s} "
-                "is empty, does not follow the previous clip, or lies outside the shard"
-            )
+            raise ModelFileError(f"{ipath}: clips[{i}] ({c['clip'][:80]!r}): frame range [{a}, "
+                                 f"{b}) of shard {s} is empty, does not follow the previous "
+                                 "clip, or lies outside the shard")  # fmt: skip
         next_start[s] = b
         cstart[i], cstop[i] = bounds[s] + a, bounds[s] + b
     if next_start != counts:
         raise ModelFileError(f"{ipath}: the clips do not cover every frame of every shard")
-    return ShardStore(
-        folder, n_dims, index["config_hash"], index["config"], tuple(files), tuple(offsets),
-        bounds, tuple(c["clip"] for c in clips), tuple(c["label"] for c in clips), cstart, cstop,
-        hashlib.sha256(raw).hexdigest()[:32],
-    )  # fmt: skip
+    return ShardStore(folder, n_dims, index["config_hash"], index["config"], tuple(files),
+                      tuple(offsets), bounds, tuple(c["clip"] for c in clips),
+                      tuple(c["label"] for c in clips), cstart, cstop,
+                      hashlib.sha256(raw).hexdigest()[:32])  # fmt: skip

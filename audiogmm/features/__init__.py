@@ -1,9 +1,8 @@
 """The front end: waveform -> MFCC frames (+ deltas, VAD, CMVN), in one serialisable config.
 
 Modules in data-flow order: ``config`` (with the named presets and the librosa extras a config
-may add), ``spectral`` (STFT, mel, energy, cepstra), ``postprocess`` (deltas, VAD, CMVN),
-``extraction`` (extract, by numpy or librosa). Names are imported on first use.
-"""
+may add), ``spectral`` (STFT, mel, energy, cepstra, deltas), ``extraction`` (VAD, CMVN and
+extract, by numpy or librosa). Names are imported on first use."""
 
 from .. import lazy_exports
 

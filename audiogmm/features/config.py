@@ -42,10 +42,8 @@ _RANGES = {
 MAX_DELTA_WIDTH = 99
 #: Window names accepted (scipy.signal.get_window's parameter-free windows), listed so that
 #: building a config never imports scipy.signal or librosa.
-WINDOWS = frozenset(
-    "barthann bartlett blackman blackmanharris bohman boxcar cosine flattop hamming hann "
-    "lanczos nuttall parzen triang".split()
-)
+WINDOWS = frozenset("barthann bartlett blackman blackmanharris bohman boxcar cosine flattop "
+                    "hamming hann lanczos nuttall parzen triang".split())
 #: name -> the values accepted. np.pad's modes for pad_mode (the STFT pads with np.pad;
 #: "empty" would pad with uninitialised memory).
 _CHOICES = {
@@ -173,11 +171,10 @@ def _normalise_extras(value: Any, *, sample_rate: int, n_fft: int) -> tuple:
             fmin, n_bands = args.get("fmin", 200.0), args.get("n_bands", _ROW_DEFAULTS["n_bands"])
             top, nyq, bin_hz = fmin * 2.0 ** (n_bands - 1), sample_rate / 2, sample_rate / n_fft
             if top >= nyq or fmin < bin_hz:  # each band starts below Nyquist and holds a bin
-                raise ParameterError(
-                    f"extras: spectral_contrast with fmin={fmin:g} and n_bands={n_bands} has bands "
-                    f"starting at {fmin:g} to {top:g} Hz, which must not be below the FFT bin "
-                    f"spacing ({bin_hz:g} Hz) nor at or above Nyquist ({nyq:g} Hz)"
-                )
+                msg = (f"extras: spectral_contrast with fmin={fmin:g} and n_bands={n_bands} has "
+                       f"bands starting at {fmin:g} to {top:g} Hz, which must not be below the FFT "
+                       f"bin spacing ({bin_hz:g} Hz) nor at or above Nyquist ({nyq:g} Hz)")
+                raise ParameterError(msg)
         out.append((name, tuple(args.items())))
     if len(set(out)) != len(out):
         raise ParameterError("extras: the same feature is named twice with the same arguments")
@@ -302,13 +299,9 @@ class FeatureConfig:
         return int(round(self.hop_ms * self.sample_rate / 1000.0))
 
     @property
-    def n_ceps(self) -> int:
-        """Number of static coefficients per frame (``n_mfcc``, minus 1 if c0 is dropped)."""
-        return self.n_mfcc - 1 if self.c0 == "drop" else self.n_mfcc
-
-    @property
     def n_dims(self) -> int:
-        """Dimension of the output frames, ``n_ceps * (delta_order + 1)`` plus the extras' rows."""
+        """Dimension of the output frames: ``n_mfcc`` (minus 1 for ``c0="drop"``) times
+        ``delta_order + 1``, plus the extras' rows."""
         return len(self.dimension_names())
 
     def dimension_names(self) -> list[tuple[str, str]]:
@@ -318,9 +311,8 @@ class FeatureConfig:
         if self.c0 == "energy":
             static[0] = ("log energy", "dB re full scale")
         out = list(static)
-        for order, prefix, per in ((1, "Δ ", " per frame"), (2, "ΔΔ ", " per frame²")):
-            if self.delta_order >= order:
-                out += [(prefix + n, "dB" + per) for n, _ in static]
+        for prefix, per in (("Δ ", " per frame"), ("ΔΔ ", " per frame²"))[: self.delta_order]:
+            out += [(prefix + n, "dB" + per) for n, _ in static]
         for name, args in self.extras:  # one row named by the feature, or numbered rows
             spec = EXTRAS[name]
             if spec.rows:
@@ -382,10 +374,8 @@ class FeatureConfig:
         for k, default in _NEW_FIELDS.items():
             if getattr(self, k) == default:
                 del config[k]
-        payload = json.dumps(
-            {"format": "audiogmm.FeatureConfig", "version": FEATURE_FORMAT_VERSION,
-             "config": config}, sort_keys=True, separators=(",", ":"),
-        )  # fmt: skip
+        payload = json.dumps({"format": "audiogmm.FeatureConfig", "version": FEATURE_FORMAT_VERSION,
+                              "config": config}, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(payload.encode("utf-8")).hexdigest()[:16]
 
 

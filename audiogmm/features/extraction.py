@@ -3,9 +3,9 @@
     waveform ─ pre-emphasis ─ |STFT|² ─ mel filterbank ─ log ─ DCT + lifter
              ─ [c0 → frame log-energy] ─ Δ/ΔΔ ─ energy VAD (drop frames) ─ CMVN
 
-by numpy (:mod:`.spectral`, :mod:`.postprocess`) or, ``engine="librosa"``, librosa's own
-functions; ``extras`` are always librosa's, imported only when a config asks for it.
-"""
+by numpy (:mod:`.spectral`) or, ``engine="librosa"``, librosa's own functions; ``extras``
+are always librosa's, imported only when a config asks for it. As Kaldi's ``add-deltas |
+select-voiced-frames``, CMVN sees only the kept frames: silence does not bias it."""
 
 from __future__ import annotations
 
@@ -19,11 +19,11 @@ import numpy as np
 from .. import audio
 from ..exceptions import FeatureError, ParameterError
 from .config import DEFAULT_PRESET, PRESETS, FeatureConfig
-from .postprocess import delta as numpy_delta
-from .postprocess import digital_silence, sliding_cmvn, utterance_cmvn, vad_mask
 from .spectral import AMIN, cepstra, frame_energy_db, mel_and_energy, stft_blocks
+from .spectral import delta as numpy_delta
 
-__all__ = ["SILENT_RUN_S", "derivable", "derive", "extract", "extraction_roots"]
+__all__ = ["SILENT_RUN_S", "derivable", "derive", "digital_silence", "extract", "extraction_roots",
+           "sliding_cmvn", "utterance_cmvn", "vad_mask"]  # fmt: skip
 
 logger = logging.getLogger(__name__)
 
@@ -32,6 +32,70 @@ logger = logging.getLogger(__name__)
 #: own pauses (the bundled hi-hats decay to zero for up to 0.75 s of their 1 s).
 SILENT_RUN_S = 1.0
 _SILENCE_DB = 10.0 * float(np.log10(AMIN))  # the energy of an all-zero frame: -100 dB
+_STD_FLOOR = 1e-8  # CMVN: constant dimensions map to 0 instead of dividing by zero
+
+
+def vad_mask(energy_db: np.ndarray, *, threshold_db: float, floor_db: float) -> np.ndarray:
+    """Energy VAD: a bool mask (n_frames,) of the frames of ``energy_db`` (n_frames,) louder
+    than ``max - threshold_db`` and than ``floor_db`` (dB). Relative to the loudest frame,
+    not the mean (Kaldi's ``compute-vad``), which depends more on the share of silence."""
+    e = np.asarray(energy_db)
+    return (e > e.max(initial=-np.inf) - threshold_db) & (e > floor_db)
+
+
+def digital_silence(energy_db: np.ndarray, *, silence_db: float, min_frames: int) -> np.ndarray:
+    """True (n_frames,) for the frames of ``energy_db`` (n_frames,) inside runs of at least
+    ``min_frames`` frames at the ``silence_db`` floor (-100 dB): digital silence (an edit, a
+    dropout, padding), identical frames a GMM fits with a spike of absurd likelihood."""
+    at_floor = np.asarray(energy_db) <= silence_db
+    # run boundaries: +1 where a run starts, -1 just after it ends
+    edges = np.diff(np.concatenate(([0], at_floor.astype(np.int8), [0])))
+    starts, ends = np.flatnonzero(edges == 1), np.flatnonzero(edges == -1)
+    long = ends - starts >= min_frames
+    inside = np.zeros(at_floor.size + 1, dtype=np.int64)
+    inside[starts[long]] += 1  # runs never share an end point
+    inside[ends[long]] -= 1
+    return np.cumsum(inside[:-1]) > 0
+
+
+def utterance_cmvn(x: np.ndarray, *, norm_vars: bool = True) -> np.ndarray:
+    """Per-dimension mean (and, with ``norm_vars``, std. dev., floored at 1e-8 so a constant
+    dimension becomes 0) normalisation of ``x`` (n_frames, n_dims) over all frames, float64."""
+    x64 = np.asarray(x, dtype=np.float64)
+    out = x64 - x64.mean(axis=0)
+    if norm_vars:
+        std = np.sqrt(np.mean(out * out, axis=0))
+        out /= np.maximum(std, _STD_FLOOR)
+    return out
+
+
+def sliding_cmvn(x: np.ndarray, *, window: int = 300, norm_vars: bool = True) -> np.ndarray:
+    """:func:`utterance_cmvn` over a sliding window of frames, float64 (Kaldi's
+    ``apply-cmvn-sliding --center=true``): frame ``t``'s window is the frames
+    ``[t - window // 2, t - window // 2 + window)``, shifted to stay inside the clip."""
+    x64 = np.asarray(x, dtype=np.float64)
+    n = x64.shape[0]
+    if n == 0:
+        return x64.copy()
+    w = min(int(window), n)
+    start = np.clip(np.arange(n) - int(window) // 2, 0, n - w)
+    end = start + w
+
+    def window_sum(v: np.ndarray) -> np.ndarray:  # Σ v over each frame's window, (n, n_dims)
+        c = np.zeros((n + 1, v.shape[1]))
+        np.cumsum(v, axis=0, out=c[1:])
+        return c[end] - c[start]
+    out = x64 - window_sum(x64) / w
+    if norm_vars:
+        # Σ(x - m)² from cumulative sums of x and x² loses precision: use the shifted data
+        xc = x64 - x64.mean(axis=0)
+        m = window_sum(xc) / w
+        var = window_sum(xc * xc) / w - m * m
+        out /= np.maximum(np.sqrt(np.maximum(var, 0.0)), _STD_FLOOR)
+        # a window constant in a dimension has a variance of rounding noise: 0, as utterance_cmvn
+        flat = var <= 1e-12 * np.mean(xc * xc, axis=0) + 1e-300
+        out[flat] = 0.0
+    return out
 
 
 def _kept_frames(energy: np.ndarray, config: FeatureConfig, where: str) -> np.ndarray:
@@ -43,18 +107,15 @@ def _kept_frames(energy: np.ndarray, config: FeatureConfig, where: str) -> np.nd
         run = max(1, round(SILENT_RUN_S * 1000 / config.hop_ms))
         keep = ~digital_silence(energy, silence_db=_SILENCE_DB, min_frames=run)
     if not (keep & (energy > floor)).any():
-        raise FeatureError(
-            f"{where}silent: no frame above the {floor:g} dB energy floor (peak "
-            f"frame energy {energy.max():.1f} dB re full scale, {energy.size} frames)"
-        )
+        raise FeatureError(f"{where}silent: no frame above the {floor:g} dB energy floor (peak "
+                           f"frame energy {energy.max():.1f} dB re full scale, "
+                           f"{energy.size} frames)")  # fmt: skip
     kept = energy[keep]
     quiet = float(np.mean((kept <= floor) & (kept > _SILENCE_DB)))
     if quiet > 0.5:  # near-silent hiss (a wrong gain?); VAD never keeps such frames
-        logger.warning(
-            "%smostly near-silent: %.0f%% of its %d frames are between digital silence and "
-            "the %g dB energy floor; the model of its class will learn that hiss",
-            where, 100 * quiet, kept.size, floor,
-        )  # fmt: skip
+        logger.warning("%smostly near-silent: %.0f%% of its %d frames are between digital "
+                       "silence and the %g dB energy floor; the model of its class will learn "
+                       "that hiss", where, 100 * quiet, kept.size, floor)  # fmt: skip
     return keep
 
 
@@ -105,10 +166,9 @@ def extract(y_or_path: Union[np.ndarray, str, os.PathLike], *,
             audio.check_rate(sr, "sr")
             y = audio.resample(y, int(sr), config.sample_rate)
         if y.size < config.win_length:
-            raise FeatureError(
-                f"clip too short: {y.size} samples at {config.sample_rate} Hz, expected at least "
-                f"one window of {config.win_length} samples ({config.win_ms} ms)"
-            )
+            raise FeatureError(f"clip too short: {y.size} samples at {config.sample_rate} Hz, "
+                               f"expected at least one window of {config.win_length} samples "
+                               f"({config.win_ms} ms)")  # fmt: skip
     y_in = y  # the extras read the signal before pre-emphasis
     if config.preemphasis > 0:
         y = np.concatenate((y[:1], y[1:] - np.float32(config.preemphasis) * y[:-1]))
@@ -171,7 +231,6 @@ def derive(X: np.ndarray, source: FeatureConfig, target: FeatureConfig) -> np.nd
     CMVN lead ``source``'s output). ParameterError unless :func:`derivable`."""
     if not derivable(source, target):
         raise ParameterError("target features differ from the source's before normalisation")
-    # exactly the frames before CMVN: static cepstra, then each delta order
     return _normalised(np.ascontiguousarray(X[:, : target.n_dims], dtype=np.float32), target)
 
 
@@ -204,7 +263,6 @@ def _librosa_cepstra(y: np.ndarray, config: FeatureConfig) -> tuple[np.ndarray, 
             power = np.abs(X) ** 2
             energy.append(frame_energy_db(power, config))
             yield power.T
-
     log_mel = _mel_db(powers(), config)
     ceps = librosa.feature.mfcc(S=log_mel, n_mfcc=config.n_mfcc, lifter=config.lifter)
     return ceps, np.concatenate(energy)
@@ -233,8 +291,7 @@ def _extra_frames(y: np.ndarray, config: FeatureConfig, n_frames: int) -> np.nda
         "zero_crossing_rate": lambda kw: f.zero_crossing_rate(y, **frames, **kw),
         "rms": lambda kw: f.rms(y=y, **frames, pad_mode=config.pad_mode),
         "onset_strength": lambda kw: librosa.onset.onset_strength(
-            S=_mel_db([S**2], config), **grid, **kw
-        ),
+            S=_mel_db([S**2], config), **grid, **kw),
     }
     rows = []
     for name, args in config.extras:

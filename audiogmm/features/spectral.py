@@ -1,9 +1,8 @@
-"""librosa's ``stft``, ``melspectrogram``, ``power_to_db`` and ``mfcc`` restated in numpy
-(no librosa import: numba compiles ~12 s cold), frames as rows in blocks, on one BLAS thread,
-with the frame energy from the same spectrum. Window, filterbank and ``power_to_db`` are
-librosa's bit for bit; the FFT (of float64 frames: 4-6x faster than numpy's float32 one) and
-the float64 DCT are within float32 rounding of librosa's (``tests/test_coldstart.py``).
-"""
+"""librosa's ``stft``, ``melspectrogram``, ``power_to_db``, ``mfcc`` and ``feature.delta``
+restated in numpy (no librosa import: numba compiles ~12 s cold), frames as rows in blocks,
+on one BLAS thread, with the frame energy from the same spectrum. Window, filterbank,
+``power_to_db`` and deltas are librosa's bit for bit; the FFT (of float64 frames: 4-6x faster
+than numpy's float32) and the float64 DCT within float32 rounding (``tests/test_coldstart.py``)."""
 
 from __future__ import annotations
 
@@ -17,7 +16,7 @@ from ..engine import one_blas_thread
 from ..exceptions import FeatureError
 from .config import FeatureConfig
 
-__all__ = ["AMIN", "cepstra", "frame_energy_db", "mel_and_energy", "mel_filterbank",
+__all__ = ["AMIN", "cepstra", "delta", "frame_energy_db", "mel_and_energy", "mel_filterbank",
            "stft_blocks", "window"]  # fmt: skip
 
 AMIN = 1e-10  # power floor: log10(1e-10) = -100 dB, so digital silence stays finite
@@ -31,7 +30,6 @@ def window(name: str, win_length: int) -> np.ndarray:
     alpha = {"hamming": 0.54, "hann": 0.5}.get(name)  # scipy's general_hamming(alpha)
     if alpha is None or win_length <= 1:
         import scipy.signal
-
         return scipy.signal.get_window(name, win_length, fftbins=True)
     fac = np.linspace(-np.pi, np.pi, win_length + 1, dtype=np.float64)
     return (np.float64(alpha) + np.float64(1.0 - alpha) * np.cos(fac))[:-1]
@@ -96,7 +94,7 @@ def mel_filterbank(*, sr: int, n_fft: int, n_mels: int, fmin: float = 0.0,
 
 @functools.lru_cache(maxsize=32)
 def _energy_norm(name: str, win_length: int, n_fft: int) -> float:
-    """1 / (n_fft * Σ w²): turns Σ_k |X_k|² (full spectrum) into the mean square of the signal."""
+    """1 / (n_fft * Σ w²): turns Σ_k |X_k|² (full spectrum) into the signal's mean square."""
     return 1.0 / (n_fft * float(np.sum(window(name, win_length) ** 2)))  # float64 window
 
 
@@ -171,3 +169,54 @@ def cepstra(mel: np.ndarray, config: FeatureConfig) -> np.ndarray:
     with one_blas_thread():
         M = C @ log_spec.astype(np.float64, copy=False)
     return M.astype(log_spec.dtype, copy=False)
+
+
+@functools.lru_cache(maxsize=16)
+def _savgol_coeffs(width: int, order: int) -> np.ndarray:
+    """``scipy.signal.savgol_coeffs(width, order, deriv=order)`` bit for bit (same ``gelsd``)."""
+    pos = width // 2
+    x = np.arange(-pos, width - pos, dtype=np.float64)[::-1]  # reversed: for a convolution
+    A = x ** np.arange(order + 1, dtype=np.float64).reshape(-1, 1)
+    y = np.zeros(order + 1, dtype=np.float64)
+    y[order] = float(math.factorial(order)) / (1.0**order)
+    rcond = np.finfo(A.dtype).eps * max(A.shape[-1], A.shape[-2])
+    coeffs = np.linalg.lstsq(A, y, rcond=rcond)[0]
+    coeffs.setflags(write=False)
+    return coeffs
+
+
+# scipy.ndimage's boundary modes as np.pad modes (for pads shorter than the line)
+_PAD_MODE = {"nearest": "edge", "mirror": "reflect", "constant": "constant", "wrap": "wrap"}
+
+
+def _convolve_frames(x: np.ndarray, coeffs: np.ndarray, mode: str) -> np.ndarray:
+    """``scipy.ndimage.convolve1d(x, coeffs, axis=-1, mode=mode)`` bit for bit, in ndimage's
+    order (``NI_Correlate1D``) for (anti)symmetric filters on lines longer than the half-width."""
+    n, fw = x.shape[-1], coeffs[::-1] - 0.0  # float64: convolve1d correlates with the reverse
+    size1 = fw.size // 2
+    eps = np.finfo(np.float64).eps
+    pairs = [(fw[size1 + i], fw[size1 - i]) for i in range(1, (fw.size + 1) // 2)]
+    sym = 1 if all(abs(a - b) <= eps for a, b in pairs) else -all(
+        abs(a + b) <= eps for a, b in pairs)  # fmt: skip
+    if n <= size1 or fw.size % 2 == 0 or not sym:
+        import scipy.ndimage
+        return scipy.ndimage.convolve1d(x, coeffs, axis=-1, mode=mode, cval=0.0)
+    pad = [(0, 0)] * (x.ndim - 1) + [(size1, size1)]
+    line = np.pad(np.asarray(x, dtype=np.float64), pad, mode=_PAD_MODE[mode])
+
+    def tap(j: int) -> np.ndarray:  # iline[j] for every output position
+        return line[..., size1 + j : size1 + j + n]
+    out = tap(0) * fw[size1]
+    for j in range(-size1, 0):
+        out += (tap(j) + tap(-j) if sym > 0 else tap(j) - tap(-j)) * fw[size1 + j]
+    return out.astype(x.dtype, copy=False)
+
+
+def delta(ceps: np.ndarray, *, width: int, order: int, mode: str) -> np.ndarray:
+    """``librosa.feature.delta(ceps, width=width, order=order, mode=mode)`` bit for bit: one
+    ``convolve1d`` with cached Savitzky-Golay coefficients, no scipy import; ``"interp"``
+    (polynomial fits at the edges) calls ``scipy.signal.savgol_filter`` (not librosa: numba)."""
+    if mode == "interp":
+        import scipy.signal
+        return scipy.signal.savgol_filter(ceps, width, order, deriv=order, axis=-1, mode=mode)
+    return _convolve_frames(ceps, _savgol_coeffs(width, order), mode)
