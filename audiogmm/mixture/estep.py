@@ -300,8 +300,7 @@ def select_scores(
     dtype = compute_dtype(X, ubm.weights, ubm.means, ubm.variances)
     shift = (ubm.weights @ ubm.means).astype(dtype).astype(np.float64)
     Wu = gemm_weights(ubm.weights, ubm.means, ubm.variances, shift, dtype)
-    # per component k, the (2D + 1, M) matrix mapping [(x-c)**2, x-c, 1] to every model's
-    # joint log-likelihood of that component: the same formula as the full E-step
+    # per component k, the (2D + 1, M) GEMM weights of every model's joint log-likelihood
     Wm = np.stack([gemm_weights(weights[i], means[i], variances[i], shift, np.float64)
                    for i in range(M)], axis=2)  # (2D + 1, K, M)
     Wm = np.ascontiguousarray(Wm.transpose(1, 0, 2), dtype=dtype)  # (K, 2D + 1, M)

@@ -37,7 +37,6 @@ def fit_mixtures(
 ) -> None:  # fmt: skip
     """Fit ``models[c]`` (validated DiagGMMs, in place) on ``sources[c]``: global moments and
     variance floor, ``n_init`` rounds of (initialise, :func:`em.run`), the best adopted.
-
     Several models (a classifier's classes; unweighted ``ArraySource``\\ s) run stacked, each
     as alone. ``executor`` default: the first model's ``n_jobs`` threads; ``checkpoint``: see
     :meth:`DiagGMM.fit_source`; ``prior`` (MAP): ``max_iter`` iterations of ``maximiser``
