@@ -270,10 +270,8 @@ def stacked_log_likelihood(
 
 def _each_chunk(executor: LocalExecutor | None, one, n: int, chunk: int) -> None:
     """``one(start, stop)`` on every chunk of ``range(n)`` (default serially)."""
-    for _ in (executor or LocalExecutor(1)).map(
-        one, [(s, min(n, s + chunk)) for s in range(0, n, chunk)], star=True
-    ):
-        pass
+    ranges = [(s, min(n, s + chunk)) for s in range(0, n, chunk)]
+    list((executor or LocalExecutor(1)).map(one, ranges, star=True))
 
 
 def log_likelihood(
