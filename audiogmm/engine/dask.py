@@ -53,7 +53,7 @@ def _call(fn: Callable[..., T], item: Any, star: bool) -> T:
     return fn(*item) if star else fn(item)  # on a worker: ``fn`` is the resolved future
 
 
-class DaskExecutor:
+class DaskExecutor(contextlib.AbstractContextManager):
     """Run independent tasks on a Dask cluster: in order, lazily, with a bounded look-ahead.
 
     Parameters
@@ -97,9 +97,6 @@ class DaskExecutor:
 
     def __repr__(self) -> str:
         return f"DaskExecutor({self.spec!r}, n_workers={self.n_workers})"
-
-    def __enter__(self) -> DaskExecutor:
-        return self
 
     def __exit__(self, *exc: object) -> None:
         self.close()

@@ -18,7 +18,7 @@ import threading
 from collections import deque
 from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager, nullcontext, suppress
+from contextlib import AbstractContextManager, contextmanager, nullcontext, suppress
 from typing import Any, Callable, TypeVar
 
 from ..exceptions import ParameterError
@@ -68,14 +68,11 @@ def one_blas_thread() -> Iterator[None]:
         yield
 
 
-class LocalExecutor:
-    """Run independent tasks on this machine: in order, lazily, with a bounded look-ahead.
-
-    ``n_workers`` threads (and worker processes; None: :func:`default_workers`);
-    ``processes`` lets ``map(..., isolated=True)`` run tasks in worker processes (off: a
-    library call never starts processes unless asked). Pools start on first use; a map
-    called from inside a worker runs inline, so nesting never deadlocks.
-    """
+class LocalExecutor(AbstractContextManager):
+    """Run independent tasks on ``n_workers`` threads (None: :func:`default_workers`), or in
+    as many worker processes for ``map(..., isolated=True)`` when ``processes`` (a library
+    call never starts processes unless asked). Pools start on first use; a map called from
+    inside a worker runs inline, so nesting never deadlocks."""
 
     def __init__(self, n_workers: int | None = None, *, processes: bool = False) -> None:
         n = default_workers() if n_workers is None else n_workers
@@ -87,9 +84,6 @@ class LocalExecutor:
 
     def __repr__(self) -> str:
         return f"LocalExecutor(n_workers={self.n_workers}, processes={self.processes})"
-
-    def __enter__(self) -> LocalExecutor:
-        return self
 
     def __exit__(self, *exc: object) -> None:
         self.close()
@@ -116,12 +110,9 @@ class LocalExecutor:
 
     def map(self, fn: Callable[..., T], items: Iterable[Any], *, isolated: bool = False,
             star: bool = False) -> Iterator[T]:  # fmt: skip
-        """Apply ``fn`` (thread-safe) to every item (``fn(*item)`` with ``star``); yield the
-        results in item order, lazily, consuming ``items`` ``4 * n_workers`` ahead.
-
-        ``isolated``: the task touches no shared state, so it may run in a worker process
-        (then ``fn`` must be a picklable top-level function, and the items must pickle).
-        """
+        """Yield ``fn(item)`` (``fn(*item)`` with ``star``; ``fn`` thread-safe) for every item,
+        in item order, lazily, ``4 * n_workers`` items ahead. ``isolated``: no shared state,
+        so it may run in a worker process (``fn``, top-level, and the items must pickle)."""
         inline = self.n_workers <= 1 or getattr(_in_worker, "active", False)
         procs = isolated and self.processes and not inline
         with nullcontext() if procs else one_blas_thread():  # threads share this BLAS

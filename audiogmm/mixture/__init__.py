@@ -1,10 +1,5 @@
-"""Diagonal Gaussian mixtures: statistics, E-step, M-step, initialisation, THE EM loop.
-
-This package knows nothing about audio, features, datasets or files. Modules in data-flow
-order: ``stats`` (Params, Stats), ``kernels`` (fused log-sum-exp), ``estep``, ``mstep`` (ML,
-MAP), ``sources``, ``em`` (the one loop), ``fit`` (the one orchestration, initialisation),
-``checks``, ``diag`` (DiagGMM).
-"""
+"""Diagonal Gaussian mixtures: statistics, E-step, M-step, initialisation, THE EM loop; nothing
+about audio, features, datasets or files (modules: README's Design list)."""
 
 from .diag import DiagGMM
 from .em import ConvergenceMonitor, EMResult, run

@@ -9,7 +9,6 @@ from typing import Any
 import numpy as np
 
 from ..exceptions import ModelFileError, ParameterError
-from .estep import gemm_weights
 from .stats import Params
 
 __all__ = ["check_enough_frames", "check_params", "check_sample_weight", "is_int", "is_real",
@@ -102,19 +101,15 @@ def user_init(gmm: Any, Xs: np.ndarray) -> Params:
     if m.shape != (K, D) or v.shape != (K, D) or w.shape != (K,):
         raise ParameterError(f"means_init/variances_init must have shape ({K}, {D}) and "
                              f"weights_init ({K},); got {m.shape}, {v.shape}, {w.shape}")
-    if not (np.all(np.isfinite(m)) and np.all(np.isfinite(v)) and np.all(v > 0)):
-        raise ParameterError("means_init and variances_init must be finite with variances > 0")
     with np.errstate(over="ignore"):
         total = w.sum()
-    if not (np.all(np.isfinite(w)) and np.all(w >= 0) and 0 < total < np.inf):
+    if not 0 < total < np.inf:
         raise ParameterError("weights_init must be finite, >= 0, not all zero, with a finite sum")
-    p = Params(w / total, m, v)
-    with np.errstate(all="ignore"):
-        W = gemm_weights(p.weights, m, v, p.weights @ m, np.float64)
-    if not np.isfinite(W[:-1]).all() or np.isnan(W[-1]).any() or np.all(W[-1] == -np.inf):
-        raise ParameterError("means_init/variances_init are too extreme to evaluate in float64 "
-                             "(1/variance or (mean - centre)**2 / variance overflows)")  # fmt: skip
-    return p
+    try:  # the checks of a loaded model: finite, evaluable in float64
+        validate_param_arrays("weights_init/means_init/variances_init", w / total, m, v)
+    except ModelFileError as e:
+        raise ParameterError(str(e)) from None
+    return Params(w / total, m, v)
 
 
 def validate_param_arrays(name: str, w, m, v) -> None:

@@ -113,7 +113,6 @@ class _Workspace(threading.local):
             self.xx[:, 2 * n_dims] = 1.0
             self.L = np.empty((chunk, n_cols), dtype=dtype)
             self.lse, self.w = np.empty(chunk, dtype=dtype), np.empty(chunk, dtype=dtype)
-            self.out = np.empty((chunk, max(1, n_cols)), dtype=dtype)
         return self
 
 
@@ -137,12 +136,10 @@ def accumulate(
     shift: np.ndarray | None = None, chunk_size: int | None = None,
     executor: LocalExecutor | None = None, fast: bool | None = None, out: Stats | None = None,
 ) -> Stats:  # fmt: skip
-    """E-step: float64 statistics of frames ``X`` (n_frames, n_dims) under ``params``.
-
-    :func:`accumulate_many` for one mixture (pure, inputs trusted). ``sample_weight``
-    (n_frames,); ``shift`` (n_dims,) the moments' centre (default ``out``'s, else the
-    mixture mean); ``out``: statistics to add into, returned.
-    """
+    """E-step: float64 statistics of frames ``X`` (n_frames, n_dims) under ``params``, by
+    :func:`accumulate_many` (pure, inputs trusted). ``sample_weight`` (n_frames,); ``shift``
+    (n_dims,) the moments' centre (default ``out``'s, else the mixture mean); ``out``:
+    statistics to add into, returned."""
     if shift is None:
         shift = out.shift if out is not None else params.weights @ params.means
     n, F, S, ll, nf = accumulate_many(
@@ -194,11 +191,9 @@ def accumulate_many(
         ws = _WS.get(cap, D, K, dt)
         res, off = [], 0
         for j, start, stop in task:
-            m = stop - start
-            r = slice(off, off + m)
-            w = None
-            if sws[j] is not None:
-                w = ws.w[r]
+            r = slice(off, off + stop - start)
+            w = None if sws[j] is None else ws.w[r]
+            if w is not None:  # in the compute dtype, as the kernel scales by it
                 w[:] = sws[j][start:stop]
             xx, L, lse = ws.xx[r], ws.L[r], ws.lse[r]
             for lim in (None, limit[j]):  # saturate only a chunk that overflowed (rare)
@@ -210,7 +205,7 @@ def accumulate_many(
                     break
             lj = lse.sum(dtype=np.float64) if w is None else np.dot(lse.astype(np.float64), w)
             res.append((j, g, float(lj)))
-            off += m
+            off = r.stop
         return res
 
     G = np.zeros((R, K, 2 * D + 1))
@@ -260,15 +255,14 @@ def stacked_log_likelihood(
     fast = kernels.use_numba(X.shape[0] * M * K, fast, single_pass=True)
 
     def one(start: int, stop: int) -> None:
-        ws = _WS.get(chunk, D, M * K, dtype)
+        m, ws = stop - start, _WS.get(chunk, D, M * K, dtype)
         for lim in (None, limit):  # saturate only a chunk that overflowed (rare)
-            m = stop - start
             fill_rows(ws.xx[:m], X[start:stop], shift_c, lim)
             np.matmul(ws.xx[:m], W, out=ws.L[:m])
-            kernels.segment_lse(ws.L[:m], K, ws.out[:m, :M], fast=fast)
-            if np.isfinite(ws.out[:m, :M]).all():
+            # in the compute dtype, stored as float64
+            kernels.segment_lse(ws.L[:m], K, out[start:stop], fast=fast)
+            if np.isfinite(out[start:stop]).all():
                 break
-        out[start:stop] = ws.out[:m, :M]
 
     _each_chunk(executor, one, X.shape[0], chunk)
     return out
@@ -276,10 +270,8 @@ def stacked_log_likelihood(
 
 def _each_chunk(executor: LocalExecutor | None, one, n: int, chunk: int) -> None:
     """``one(start, stop)`` on every chunk of ``range(n)`` (default serially)."""
-    for _ in (executor or LocalExecutor(1)).map(
-        one, [(s, min(n, s + chunk)) for s in range(0, n, chunk)], star=True
-    ):
-        pass
+    ranges = [(s, min(n, s + chunk)) for s in range(0, n, chunk)]
+    list((executor or LocalExecutor(1)).map(one, ranges, star=True))
 
 
 def log_likelihood(
@@ -306,8 +298,7 @@ def select_scores(
     dtype = compute_dtype(X, ubm.weights, ubm.means, ubm.variances)
     shift = (ubm.weights @ ubm.means).astype(dtype).astype(np.float64)
     Wu = gemm_weights(ubm.weights, ubm.means, ubm.variances, shift, dtype)
-    # per component k, the (2D + 1, M) matrix mapping [(x-c)**2, x-c, 1] to every model's
-    # joint log-likelihood of that component: the same formula as the full E-step
+    # per component k, the (2D + 1, M) GEMM weights of every model's joint log-likelihood
     Wm = np.stack([gemm_weights(weights[i], means[i], variances[i], shift, np.float64)
                    for i in range(M)], axis=2)  # (2D + 1, K, M)
     Wm = np.ascontiguousarray(Wm.transpose(1, 0, 2), dtype=dtype)  # (K, 2D + 1, M)
@@ -341,9 +332,7 @@ def select_scores(
         ll[order] = R
         # in the compute dtype, as the full path's fused log-sum-exp (the one kernel)
         blocks = np.ascontiguousarray(ll.reshape(m, C, M).transpose(0, 2, 1)).reshape(m, M * C)
-        res = np.empty((m, M), dtype=dtype)
-        kernels.segment_lse(blocks, C, res, fast=False)
-        out_m[start:stop] = res
+        kernels.segment_lse(blocks, C, out_m[start:stop], fast=False)
 
     _each_chunk(executor, one, n, chunk)
     return out_m, out_u

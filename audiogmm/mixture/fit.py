@@ -37,7 +37,6 @@ def fit_mixtures(
 ) -> None:  # fmt: skip
     """Fit ``models[c]`` (validated DiagGMMs, in place) on ``sources[c]``: global moments and
     variance floor, ``n_init`` rounds of (initialise, :func:`em.run`), the best adopted.
-
     Several models (a classifier's classes; unweighted ``ArraySource``\\ s) run stacked, each
     as alone. ``executor`` default: the first model's ``n_jobs`` threads; ``checkpoint``: see
     :meth:`DiagGMM.fit_source`; ``prior`` (MAP): ``max_iter`` iterations of ``maximiser``
@@ -67,8 +66,7 @@ def _one_round(models, sources, starts, ex, checkpoint) -> list[em.EMResult]:
     """One ``n_init`` round of every model: initialise, then one :func:`em.run`."""
     first, chunk, one = models[0], frames_per_chunk(models[0]), len(models) == 1
     if one:
-        src = sources[0]
-        monitor, maximiser = _monitor(first, src), ml_maximiser(first)
+        src, monitor, maximiser = sources[0], _monitor(first, sources[0]), ml_maximiser(first)
         saved = None if checkpoint is None else checkpoint.restore(monitor)  # replaces the init
         if checkpoint is not None:
             monitor, maximiser = checkpoint.attach(monitor, maximiser, bool(saved and saved[1]))
@@ -77,19 +75,18 @@ def _one_round(models, sources, starts, ex, checkpoint) -> list[em.EMResult]:
         floors = np.stack([m.var_floor_ for m in models])
         maximiser = MLMaximiser(floors, first.min_weight, first.min_count, monitor)
         src, saved = StackedSource([s.X for s in sources], monitor.running), None
+    if saved is None:
+        subs = [_subsample(m, s, st[0]) for m, s, st in zip(models, sources, starts)]
     if saved is not None:
         inits = [(saved[0], [])]
     elif first.init == "split" and first.means_init is None:  # split growth is EM: stacked too
-        subs = [_subsample(m, s, st[0]) for m, s, st in zip(models, sources, starts)]
         inits = [(p, []) for p in init_split(
             subs, first.n_components, var_floor=[m.var_floor_ for m in models],
             split_iter=first.split_iter, executor=ex, chunk_size=chunk,
         )]  # fmt: skip
-    elif one:
-        inits = [_init_params(first, src, starts[0][0])]
     else:  # k-means++ stays per model (its small GEMMs decide labels), in parallel
-        inits = list(ex.map(lambda c: _init_params(models[c], sources[c], starts[c][0]),
-                            range(len(models))))  # fmt: skip
+        inits = [_init_params(first, subs[0], starts[0][0])] if one else list(ex.map(
+            lambda c: _init_params(models[c], subs[c], starts[c][0]), range(len(models))))
     start = inits[0][0] if one else Params.stack([p for p, _ in inits])
     res = em.run(src, start, maximiser=maximiser, monitor=monitor, executor=ex, chunk_size=chunk)
     out = [res] if one else em.unstack(res)
@@ -102,13 +99,8 @@ def _adapt(model: DiagGMM, source, prior: Params, maximiser, ex, tick) -> None:
     """MAP: ``max_iter`` iterations of ``maximiser`` from ``prior`` (a fixed budget)."""
     res = em.run(source, prior, maximiser=maximiser,
                  monitor=em.ConvergenceMonitor(0.0, model.max_iter), executor=ex)  # fmt: skip
-    model.weights_, model.means_, model.variances_ = res.params
-    model.history_, model.n_iter_ = list(res.history), res.n_iter
-    model.converged_ = True  # a fixed number of iterations: done is converged
-    model.fit_report_ = {
-        "n_frames": int(source.n_frames), "n_iter": res.n_iter,
-        "final_mean_loglik": res.history[-1], "converged": True, "n_reseeded": 0,
-    }  # fmt: skip
+    res.converged = True  # a fixed number of iterations: done is converged
+    _adopt(model, res, source, n_reseeded=0)
     if tick is not None:
         tick()
 
@@ -134,9 +126,8 @@ def _subsample(model: DiagGMM, source, rng: np.random.Generator) -> np.ndarray:
     return source.gather(np.sort(rng.choice(source.n_frames, size=m, replace=False)))
 
 
-def _init_params(model: DiagGMM, source, rng) -> tuple[Params, list[Event]]:
-    """Starting parameters from ``means_init`` & co. or k-means++ on a subsample."""
-    Xs = _subsample(model, source, rng)
+def _init_params(model: DiagGMM, Xs: np.ndarray, rng) -> tuple[Params, list[Event]]:
+    """Starting parameters from ``means_init`` & co. or k-means++ on the subsample ``Xs``."""
     if model.means_init is not None:
         return user_init(model, Xs), []
     return init_kmeans(Xs, model.n_components, rng, ml_maximiser(model))
@@ -191,19 +182,14 @@ def _finish(model: DiagGMM, runs: tuple, source, gmean, gvar, extremes, t0) -> N
     except ModelFileError as e:
         raise ParameterError(f"{e}; check means_init/variances_init against the data's scale, "
                              "or rescale the data") from None  # fmt: skip
-    model.weights_, model.means_, model.variances_ = p
-    model.history_, model.converged_ = list(best.history), best.converged
-    model.n_iter_ = best.n_iter
-    model.fit_report_ = {
-        "n_frames": int(source.n_frames), "n_dims": int(gvar.shape[0]),
-        "n_components": model.n_components, "n_iter": best.n_iter, "converged": best.converged,
-        "final_mean_loglik": best.history[-1], "history": list(best.history),
-        "best_init": which, "init_final_mean_logliks": [r.history[-1] for r in runs],
-        "reseeded": best.events, "n_reseeded": len(best.events),
-        "global_mean_norm": float(np.linalg.norm(gmean)),
-        "compute_dtype": np.dtype(compute_dtype(extremes, p.weights, p.means, p.variances)).name,
-        "notes": [], "seconds": time.perf_counter() - t0,
-    }  # fmt: skip
+    _adopt(
+        model, best, source, n_dims=int(gvar.shape[0]), n_components=model.n_components,
+        history=list(best.history), best_init=which,
+        init_final_mean_logliks=[r.history[-1] for r in runs], reseeded=best.events,
+        n_reseeded=len(best.events), global_mean_norm=float(np.linalg.norm(gmean)),
+        compute_dtype=np.dtype(compute_dtype(extremes, p.weights, p.means, p.variances)).name,
+        notes=[], seconds=time.perf_counter() - t0,
+    )  # fmt: skip
     if extremes.dtype == np.float32 and model.fit_report_["compute_dtype"] == "float64":
         peak = float(np.max(np.abs(extremes)))
         model.fit_report_["notes"].append(f"float32 data computed in float64: its range (|x| up "
@@ -213,6 +199,15 @@ def _finish(model: DiagGMM, runs: tuple, source, gmean, gvar, extremes, t0) -> N
         warnings.warn(f"EM did not converge in max_iter={model.max_iter} iterations "
                       f"(tol={model.tol:g}); raise max_iter, loosen tol, or try init='split'",
                       ConvergenceWarning, stacklevel=5)  # fmt: skip
+
+
+def _adopt(model: DiagGMM, res: em.EMResult, source, **report: Any) -> None:
+    """``model``'s fitted attributes from the run ``res``; its fit report, plus ``report``."""
+    model.weights_, model.means_, model.variances_ = res.params
+    model.history_, model.converged_, model.n_iter_ = list(res.history), res.converged, res.n_iter
+    model.fit_report_ = {"n_frames": int(source.n_frames), "n_iter": res.n_iter,
+                         "converged": res.converged, "final_mean_loglik": res.history[-1],
+                         **report}  # fmt: skip
 
 
 def _sq_dists(X: np.ndarray, C: np.ndarray, x2: np.ndarray) -> np.ndarray:

@@ -9,6 +9,7 @@ float32 uses a branch-free polynomial ``exp`` that LLVM vectorises. The NumPy tw
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import importlib.util
 import os
@@ -109,11 +110,10 @@ def _compiled() -> Any:
 
     cache_dir = numba_cache_dir(os.path.dirname(os.path.abspath(__file__)))
     if cache_dir is not None and not numba.config.CACHE_DIR:
-        try:
+        # no writable home either (OSError): numba's own fallbacks decide
+        with contextlib.suppress(OSError):
             os.makedirs(cache_dir, exist_ok=True)
             numba.config.CACHE_DIR = cache_dir  # read when each function's cache is set up
-        except OSError:  # no writable home either: numba's own fallbacks decide
-            pass
 
     _LOG2E = np.float32(1.4426950408889634)
     _LN2_HI = np.float32(0.693359375)  # Cody-Waite split of ln 2

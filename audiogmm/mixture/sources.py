@@ -125,8 +125,6 @@ class StackedSource:
         live = [int(c) for c in np.flatnonzero(self.running)]
         z = np.zeros
         st = previous or Stats(z((C, K)), z((C, K, D)), z((C, K, D)), z(C), z(C), z((C, D)))
-        if not live:
-            return st
         shifts = np.array([params.weights[c] @ params.means[c] for c in live]).reshape(-1, D)
         st.n[live], st.F[live], st.S[live], st.loglik[live], st.n_frames[live] = accumulate_many(
             self.Xs, *params, live, shifts=shifts, chunk_size=chunk_size, executor=executor)
@@ -213,9 +211,7 @@ class ShardSource:
             store = store.reader(clip_ranges=self.clip_weight is not None)
         task = functools.partial(_block_stats, store, self.stride, self.clip_weight, params,
                                  np.asarray(shift, dtype=np.float64), chunk_size)  # fmt: skip
-        blocks = self._ranges(self.block_frames)
-        if executor is None:
-            return tree_sum(task(a, b) for a, b in blocks)
+        blocks, executor = self._ranges(self.block_frames), executor or LocalExecutor(1)
         if hasattr(executor, "map_reduce"):  # Dask: the same tree, summed on the workers
             return executor.map_reduce(task, blocks, operator.add, star=True)
         return tree_sum(executor.map(task, blocks, isolated=True, star=True))
