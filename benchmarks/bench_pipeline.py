@@ -47,7 +47,7 @@ def records():
 def run_ours(train, test, k: int) -> float:
     from audiogmm.features import FeatureConfig
     from audiogmm.pipeline import evaluate_classifier, train_classifier
-    from audiogmm.pipeline.bundle import Bundle
+    from audiogmm.pipeline.classify import Bundle
 
     cfg = FeatureConfig.preset("speech")
     clf, _ = train_classifier(train, config=cfg, n_components=k)

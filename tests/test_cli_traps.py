@@ -407,7 +407,7 @@ def test_report_folder_holds_only_this_evaluation(data, map_model, tmp_path):
 def test_fused_training_curves_name_every_member():
     from audiogmm.features import FeatureConfig
     from audiogmm.models import FusedClassifier, GMMClassifier
-    from audiogmm.pipeline.bundle import Bundle
+    from audiogmm.pipeline.classify import Bundle
     from audiogmm.pipeline.report import training_report
 
     rng = np.random.default_rng(0)

@@ -14,7 +14,7 @@ from audiogmm.exceptions import ParameterError
 from audiogmm.features import FeatureConfig
 from audiogmm.models import GMMClassifier
 from audiogmm.pipeline import load_model
-from audiogmm.pipeline.bundle import Bundle
+from audiogmm.pipeline.classify import Bundle
 from audiogmm.pipeline.report import mixture_curves, mixture_figure, separating_dimension
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

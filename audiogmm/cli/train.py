@@ -120,7 +120,7 @@ def train(ctx, data, output, preset, config_path, components, backend, ubm_path,
     DATA: a folder per label, a CSV, a Kaldi directory, or a shard store
     (`audiogmm extract DATA --cache C --shards STORE`).
     """
-    from ..pipeline.bundle import load_ubm, save_model
+    from ..pipeline.classify import load_ubm, save_model
     from ..pipeline.sources import KINDS, source_kind
 
     auto = preset == "auto"

@@ -239,7 +239,7 @@ CALIBRATION = Obj({
     "slope": Real(-1e6, 1e6), "offset": Real(-1e6, 1e6),
     "p_target": Real(0.0, 1.0, then=_open_unit), "n_target": _COUNT, "n_nontarget": _COUNT,
 })  # fmt: skip
-#: The blocks the pipeline adds to a classifier file (cross-checked in ``pipeline.bundle``).
+#: The blocks the pipeline adds to a classifier file (cross-checked in ``pipeline.classify``).
 _BLOCKS = {"feature_config": FEATURES, "split": SPLIT, "selection": SELECTION, "kaldi": KALDI,
            "calibration": CALIBRATION}  # fmt: skip
 

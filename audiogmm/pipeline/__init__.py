@@ -4,9 +4,10 @@ No maths and no printing here; the CLI and the recipes format what these return.
 selection (``--preset auto``) is :mod:`audiogmm.selection`.
 """
 
-from .bundle import load_model, save_model
-from .classify import describe_split, evaluate_classifier, evaluation_split, predict_files
-from .sources import train_classifier
+from .. import lazy_exports
 
-__all__ = ["describe_split", "evaluate_classifier", "evaluation_split", "load_model",
-           "predict_files", "save_model", "train_classifier"]  # fmt: skip
+_EXPORTS = {**dict.fromkeys(["describe_split", "evaluate_classifier", "evaluation_split",
+                             "load_model", "predict_files", "save_model"], ".classify"),
+            "train_classifier": ".sources"}  # fmt: skip
+__all__ = list(_EXPORTS)
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

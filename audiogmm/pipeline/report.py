@@ -18,7 +18,7 @@ import numpy as np
 from ..exceptions import ParameterError
 from ..io.atomic import atomic_write
 from ..io.modelfile import jsonable
-from .bundle import Bundle
+from .classify import Bundle
 
 __all__ = ["class_mixtures", "figure_png", "format_confusion", "format_metrics",
            "format_open_set", "json_dumps", "mixture_curves", "mixture_figure", "pyplot",

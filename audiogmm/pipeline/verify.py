@@ -23,8 +23,7 @@ from ..exceptions import DatasetError, ParameterError
 from ..io.atomic import atomic_write
 from ..scoring import eer, min_dcf, snorm, tnorm, verification, znorm
 from ..scoring.verification import DCF_TARGETS, act_dcf, cllr, min_cllr, operating_points
-from .bundle import Bundle
-from .classify import check_training_files, score_files
+from .classify import Bundle, check_training_files, score_files
 from .report import figure_png, json_dumps, pyplot
 
 __all__ = ["Trial", "TrialScores", "iter_trials", "read_trials", "score_trials", "verify_trials",
