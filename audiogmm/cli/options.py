@@ -344,11 +344,18 @@ def report_skipped(skipped: list[dict[str, str]]) -> None:
         click.echo(f"  ... and {len(skipped) - 20} more", err=True)
 
 
-def echo_json(obj: Any) -> None:
-    """``obj`` as one line of strict JSON (sorted keys; NaN and infinities as null)."""
+def echo_out(out: dict[str, Any], as_json: bool, text: str | None = None) -> None:
+    """``out`` as one line of strict JSON (sorted keys; NaN and infinities as null), or its
+    ``skipped`` files (on stderr), its ``selection`` table and ``text``."""
     from ..pipeline.report import json_dumps
 
-    click.echo(json_dumps(obj))
+    if as_json:
+        return click.echo(json_dumps(out))
+    report_skipped(out.get("skipped", []))
+    if out.get("selection"):
+        click.echo(format_selection(out["selection"]))
+    if text is not None:
+        click.echo(text)
 
 
 def format_selection(sel: dict[str, Any]) -> str:

@@ -25,7 +25,7 @@ from ..models.classifier import oversized_reason
 from ..models.ubm import UBM_DEFAULTS, train_ubm
 from ..scoring.verification import bayes_threshold
 from . import options
-from .options import dims_text, echo_json, escape_name, format_selection, report_skipped
+from .options import dims_text, echo_out, escape_name
 
 logger = logging.getLogger("audiogmm")
 
@@ -165,18 +165,13 @@ def train(ctx, data, output, preset, config_path, components, backend, ubm_path,
                backend=backend, n_dims=clf.n_dims, timing=clf.timing_, training=clf.fit_report_,
                n_files=len(clips.clips), skipped=clips.skipped, selection=extra.get("selection"),
                feature_config=front, **clips.info)  # fmt: skip
-    if as_json:
-        return echo_json(out)
-    report_skipped(out["skipped"])
-    if out.get("selection"):
-        click.echo(format_selection(out["selection"]))
     how = (f"from a UBM of {clf.n_components} components ({backend})" if backend != "ml"
            else f"x {clf.n_components} components (ml)")  # fmt: skip
     note = "" if clips.config else " (Kaldi features: evaluate on feats.scp, no audio predict)"
     n, unit = len(clf.labels_), clips.unit + ("" if out["n_files"] == 1 else "s")
-    click.echo(f"trained {n} class{'' if n == 1 else 'es'} {how} on {out['n_files']} {unit} "
-               f"({dims_text(clf.n_dims)}-dim features) in {sum(clf.timing_.values()):.1f} s -> "
-               f"{escape_name(output)}{note}")  # fmt: skip
+    echo_out(out, as_json, f"trained {n} class{'' if n == 1 else 'es'} {how} on {out['n_files']} "
+             f"{unit} ({dims_text(clf.n_dims)}-dim features) in {sum(clf.timing_.values()):.1f} s "
+             f"-> {escape_name(output)}{note}")  # fmt: skip
 
 
 def _fit(ctx, data, fit, config, ubm_config, tuning, calibrate):
@@ -283,10 +278,7 @@ def tune(ctx, data, split, train_fraction, seed, preset, config_path, components
            "feature_config": result.config.to_dict(),
            "feature_configs": [c.to_dict() for c in result.member_configs] or None,
            "skipped": skipped_list(result.features)}  # fmt: skip
-    if as_json:
-        return echo_json(out)
-    report_skipped(out["skipped"])
-    click.echo(format_selection(out["selection"]))
+    echo_out(out, as_json)
 
 
 @click.command("ubm")
@@ -342,10 +334,9 @@ def ubm(store, output, components, init, max_iter, subsample, seed, checkpoint, 
            "n_components": components, "n_iter": gmm.n_iter_, "converged": gmm.converged_,
            "resumed_from": ckpt.resumed_from, "checkpoint": os.path.abspath(ckpt_path),
            "executor": repr(ex)}  # fmt: skip
-    if as_json:
-        return echo_json(out)
-    click.echo(f"UBM of {components} components on {out['n_frames']:,} frames, {gmm.n_iter_} EM "
-               f"iterations{' (resumed)' if ckpt.resumed_from else ''} -> {escape_name(output)}")
+    echo_out(out, as_json, f"UBM of {components} components on {out['n_frames']:,} frames, "
+             f"{gmm.n_iter_} EM iterations{' (resumed)' if ckpt.resumed_from else ''} -> "
+             f"{escape_name(output)}")  # fmt: skip
 
 
 @click.command("extract")
@@ -407,11 +398,7 @@ def extract(data, preset, config_path, cache_dir, skipped_csv, fmt, output, allo
                 f"from cache, {len(out['skipped'])} skipped"
                 + (f", {failed} not written" if failed else "") + ")")  # fmt: skip
     out["config_hash"] = config.content_hash()
-    if as_json:
-        echo_json(out)
-    else:
-        report_skipped(out["skipped"])
-        click.echo(text)
+    echo_out(out, as_json, text)
     if failed:  # the cache is this command's output: a missing entry is a failure
         raise click.ClickException(escape_name(
             f"could not write {failed} cache entries; first: {res.cache_errors[0]}"))

@@ -22,7 +22,7 @@ from ..io.atomic import atomic_write
 from ..mixture import DiagGMM
 from ..models import BACKENDS
 from . import options
-from .options import dims_text, echo_json, escape_name, format_selection, report_skipped
+from .options import dims_text, echo_out, escape_name, format_selection, report_skipped
 
 logger = logging.getLogger("audiogmm")
 _MAX_FILES = 200  # plot's histogram frames: enough files for the shape, bounded time
@@ -58,7 +58,7 @@ def predict(model, files, top, reject, as_json, **_):
         res = predict_files(bundle, paths, top=top, options=options.command_options(),
                             executor=ex, reject=reject)  # fmt: skip
     if as_json:
-        echo_json(res)
+        echo_out(res, True)
     else:
         for r in res["results"]:  # one line per file, whatever its name holds
             alts = "  ".join(f"{escape_name(t['label'])}:{t['posterior']:.3f}" for t in r["top"])
@@ -126,7 +126,7 @@ def evaluate(ctx, model, data, split, train_fraction, seed, allow_train_overlap,
         report.write_report(report_dir, res, bundle=bundle,
                             training=bundle and report.training_report(bundle))  # fmt: skip
     if as_json:
-        return echo_json({k: v for k, v in res.items() if k != "predictions"})
+        return echo_out({k: v for k, v in res.items() if k != "predictions"}, True)
     report_skipped(res["skipped"])
     labels = [escape_name(y) for y in res["confusion"]["labels"]]  # one row per label
     click.echo(report.format_confusion(labels, res["confusion"]["matrix"]), nl=False)
@@ -284,7 +284,7 @@ def info(model, as_json):
     bundle, clf, gmm, header = _load_any(model)
     out = _summary(model, bundle, clf, gmm, header)
     if as_json:
-        return echo_json(out)
+        return echo_out(out, True)
     _show("file", escape_name(out["file"]))
     _show("format", f"audiogmm v{out['format_version']} (written by {out['audiogmm_version']})")
     if gmm is not None:
