@@ -2,8 +2,7 @@
 
 Data flows audio -> features -> data -> mixture -> models -> scoring -> pipeline -> cli.
 Every name is imported on first use (:func:`lazy_exports`, PEP 562; the subpackages use it
-too), so that ``import audiogmm`` (and ``audiogmm --help``) stay fast.
-"""
+too), so that ``import audiogmm`` (and ``audiogmm --help``) stay fast."""
 
 from __future__ import annotations
 
@@ -22,7 +21,6 @@ def lazy_exports(package: str, exports: dict[str, str]) -> tuple[Callable, Calla
 
     def __dir__() -> list[str]:
         return sorted(exports)
-
     return __getattr__, __dir__
 
 

@@ -1,8 +1,7 @@
 """Reading audio files: decode (soundfile), downmix, resample (soxr "HQ"), refuse bad files
 with an :class:`~audiogmm.exceptions.AudioError` naming the file and the reason. The header is
 checked before decoding, then blocks are decoded up to :func:`sample_limit` samples (before or
-after resampling): a small file declaring 1 Hz, 2^32 frames or 10,000 channels asks for no GBs.
-"""
+after resampling): a small file declaring 1 Hz, 2^32 frames or 10,000 channels asks for no GBs."""
 
 from __future__ import annotations
 

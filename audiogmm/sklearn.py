@@ -36,7 +36,6 @@ def _fitted(name: str, get: Callable[[Any], Any]) -> property:
             return get(self)
         except (AttributeError, IndexError):
             raise AttributeError(f"{name} is set by fit()") from None
-
     return property(read)
 
 
@@ -83,8 +82,7 @@ class GMMClassifier(ClassifierMixin, BaseEstimator):
     that ``clone``, ``GridSearchCV`` and ``cross_val_score`` work; ``y`` labels of any
     sortable type come back from :meth:`predict` in that type (``classes_``). ``priors``
     are keyed by the ``y`` labels; the other parameters are the core classes'. ``model_``
-    is the fitted core classifier, labelled ``str(c)`` for each class ``c``.
-    """
+    is the fitted core classifier, labelled ``str(c)`` for each class ``c``."""
 
     def __init__(
         self, n_components: int = _DEFAULTS["n_components"], *,

@@ -2,8 +2,7 @@
 models in :mod:`.train`, those that use a model file in :mod:`.use`.
 
 Human output on stdout, ``--json`` with sorted keys, logs and progress bars on stderr.
-Library errors become one line and exit code 1 here, in :class:`_Group`, and nowhere else.
-"""
+Library errors become one line and exit code 1 here, in :class:`_Group`, and nowhere else."""
 
 from __future__ import annotations
 
@@ -42,7 +41,6 @@ def _stop() -> NoReturn:
     """Exit now with code 130: no traceback, worker threads not joined, worker processes killed
     (outputs are written atomically, so none is left half-written)."""
     import multiprocessing
-
     with contextlib.suppress(OSError, ValueError):
         sys.stderr.write("interrupted\n")
         sys.stderr.flush()
@@ -55,7 +53,6 @@ def _stop() -> NoReturn:
 def _on_interrupt(signum: int, frame: Any) -> None:
     """Ctrl-C: unwind (KeyboardInterrupt) within :data:`UNWIND_S`, else stop anyway."""
     import multiprocessing
-
     if getattr(_on_interrupt, "pending", False):  # a second Ctrl-C: now
         _stop()
     _on_interrupt.pending = True  # type: ignore[attr-defined]
@@ -101,8 +98,7 @@ def main(ctx: click.Context) -> None:
 
     DATA is a folder with one sub-folder per label, a CSV file with columns
     path,label[,split] (paths relative to the CSV), or a Kaldi data directory
-    (wav.scp + utt2spk, optionally segments; or feats.scp + utt2spk, no audio).
-    """
+    (wav.scp + utt2spk, optionally segments; or feats.scp + utt2spk, no audio)."""
     logging.basicConfig(format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
     # the CLI (never the library) decides how warnings look: one log line on stderr
     warnings.showwarning = lambda message, category, *a, **kw: logger.warning(

@@ -4,8 +4,7 @@ bar, and output (escaped names, the skipped list, JSON, the cross-validation tab
 Human output is one line per file, tab-separated, so :func:`escape_name` writes control,
 format and line-separator characters of a name C-style (``\\n``, ``\\x1b``, ``\\u2028``),
 and undecodable bytes (surrogate escapes) as ``\\xNN``. Everything else, backslashes
-included, is left as it is (Windows paths read unchanged). ``--json`` keeps names exact.
-"""
+included, is left as it is (Windows paths read unchanged). ``--json`` keeps names exact."""
 
 from __future__ import annotations
 
@@ -47,7 +46,6 @@ def _set_sample_limit(ctx, param, value):
 
 def _check_dask(ctx, param, value):
     from ..engine.dask import parse_spec
-
     try:
         return value and parse_spec(value) and value  # the spec as given, once checked
     except ValueError as e:
@@ -76,7 +74,6 @@ def _auto_or(convert, what: str, minimum: float = -float("inf")):
             if convert(value) >= minimum:
                 return convert(value)
         raise click.BadParameter(f"must be 'auto' or {what}; got {value!r}")
-
     return callback
 
 
@@ -158,7 +155,6 @@ def load_classifier(path: str):
     """The model bundle at ``path``; a UBM (a single mixture) says how to use it instead."""
     from ..io.container import read_kind
     from ..pipeline import load_model
-
     with contextlib.suppress(ModelFileError):  # else load_model says what is wrong with it
         if read_kind(path) == "DiagGMM":
             raise click.ClickException(
@@ -172,7 +168,6 @@ def reject_threshold(clf: Any, reject: str | float | None) -> float | None:
     """The threshold ``--reject`` asks of ``clf`` (checked before any work): a per-frame
     LLR for map models, a calibrated LLR for gsv and ivector ones."""
     from ..pipeline.classify import can_reject
-
     if reject is None:
         return None
     if not can_reject(clf):
@@ -206,7 +201,6 @@ def load_config(preset: str | None, config_path: str | None):
 def command_options():
     """The :class:`~audiogmm.data.RunOptions` of the command's ``--cache/--jobs/--strict``."""
     from ..data import RunOptions
-
     ctx = click.get_current_context()
     # a progress bar when stderr is a terminal and the user did not ask for quiet
     bar = None if ctx.obj["verbosity"] < 0 or not sys.stderr.isatty() else ProgressBar()
@@ -223,13 +217,11 @@ def command_executor(paths: Iterable[str], jobs: int | None, cache_dir: str | No
     from ..audio import info  # looked up now: tests count the header reads
     from ..data.cache import FileFacts
     from ..engine.local import PROCESS_MIN_AUDIO_S, count_until, executor_for_work
-
     def seconds(facts: FileFacts, path: str) -> float:
         with contextlib.suppress(AudioError):  # extraction reports the file; it adds no work
             raw = facts.get(path, "duration_s", 8, lambda p: struct.pack("<d", info(p).duration_s))
             return struct.unpack("<d", raw)[0]
         return 0.0
-
     work = 0.0
     if (jobs or default_workers()) > 1:  # with one worker there is nothing to decide
         with FileFacts(cache_dir) as facts:
@@ -252,10 +244,8 @@ def executor(paths: Iterable[str] | None = None):
             yield ex
         return
     from ..engine.dask import DaskExecutor
-
     with contextlib.suppress(ImportError):  # else DaskExecutor says what to install
         import distributed  # noqa: F401 - sets its loggers' levels on import: ours come after
-
         level = (logging.INFO if verbosity >= 2 else logging.WARNING if verbosity >= 0
                  else logging.ERROR)  # fmt: skip
         for name in ("distributed", "tornado"):
@@ -317,8 +307,7 @@ def escape_name(text: object) -> str:
     """``str(text)`` (a file name, label or message) printable on one line.
 
     >>> escape_name("new\\nline.wav"), escape_name("plain é.wav")
-    ('new\\\\nline.wav', 'plain é.wav')
-    """
+    ('new\\\\nline.wav', 'plain é.wav')"""
     s = str(text)
     if s.isprintable():  # the common case: nothing to do
         return s
@@ -348,7 +337,6 @@ def echo_out(out: dict[str, Any], as_json: bool, text: str | None = None) -> Non
     """``out`` as one line of strict JSON (sorted keys; NaN and infinities as null), or its
     ``skipped`` files (on stderr), its ``selection`` table and ``text``."""
     from ..pipeline.report import json_dumps
-
     if as_json:
         return click.echo(json_dumps(out))
     report_skipped(out.get("skipped", []))

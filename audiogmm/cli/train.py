@@ -118,11 +118,9 @@ def train(ctx, data, output, preset, config_path, components, backend, ubm_path,
     """Train a classifier on DATA and write one model file (see --backend).
 
     DATA: a folder per label, a CSV, a Kaldi directory, or a shard store
-    (`audiogmm extract DATA --cache C --shards STORE`).
-    """
+    (`audiogmm extract DATA --cache C --shards STORE`)."""
     from ..pipeline.classify import load_ubm, save_model
     from ..pipeline.sources import KINDS, source_kind
-
     auto = preset == "auto"
     tuning, kind = auto or components == "auto", KINDS[source_kind(data)]
     for wrong, why in [
@@ -180,7 +178,6 @@ def _fit(ctx, data, fit, config, ubm_config, tuning, calibrate):
     from ..pipeline.classify import load_split
     from ..pipeline.sources import audio_clips, fit_backend, open_clips, source_kind
     from ..selection import train_tuned
-
     p, jobs = ctx.params, ctx.params["jobs"]
     how = dict(split=p["split"], train_fraction=p["train_fraction"], seed=p["seed"])
     records = load_split(data, **how) if source_kind(data) == "audio" else None
@@ -214,7 +211,6 @@ def _calibrate(clf, clips, fit: dict, ex) -> dict:
     """The held-out calibration block of the fit ``fit`` (backend, UBM, seed, parameters); a
     map model's ``--reject auto`` threshold from it."""
     from ..selection.cv import calibrate_backend
-
     cal = calibrate_backend(clips.clips, clips.labels, executor=ex, **fit)
     if cal["slope"] > 0:  # accept where the LLR reaches the Bayes threshold of the prior
         clf.threshold_ = (bayes_threshold(cal["p_target"]) - cal["offset"]) / cal["slope"]
@@ -262,11 +258,9 @@ def tune(ctx, data, split, train_fraction, seed, preset, config_path, components
 
     The same search as `train --preset auto --components auto`, on the training
     split only, without writing a model. --config FILE alone tunes the components
-    of that front end (on the default preset).
-    """
+    of that front end (on the default preset)."""
     from ..pipeline.classify import load_split, skipped_list
     from ..selection import tune as cross_validate
-
     if preset == "auto" and config_path and options.given(ctx, "preset"):
         raise click.UsageError(options.AUTO_AND_CONFIG)
     # a preset by name keeps its name in the table; --config FILE: on the default preset
@@ -307,12 +301,10 @@ def ubm(store, output, components, init, max_iter, subsample, seed, checkpoint, 
     """Train a UBM on the frames of a shard store (`audiogmm extract DATA --shards STORE`).
 
     The UBM file records the store's front end; `audiogmm train DATA --backend map
-    --ubm OUTPUT` adapts the classes from it.
-    """
+    --ubm OUTPUT` adapts the classes from it."""
     from ..data.shards import open_store
     from ..io import EMCheckpoint, save
     from ..pipeline.sources import store_config
-
     st = open_store(store)
     try:
         extra = {"feature_config": store_config(st).to_dict()}
@@ -363,12 +355,10 @@ def extract(data, preset, config_path, cache_dir, skipped_csv, fmt, output, allo
     """Extract features of every file in DATA into the cache (re-runs skip done work)."""
     from ..data import extract_many
     from ..pipeline.classify import skipped_list
-
     config, opts = options.load_config(preset, config_path), options.command_options()
     failed = 0
     if fmt == "kaldi":
         from ..pipeline.sources import export_kaldi
-
         if not output:
             raise click.UsageError("--format kaldi needs --output DIR")
         out = export_kaldi(data, output, config=config, options=opts, allow_pipes=allow_pipes)
@@ -383,7 +373,6 @@ def extract(data, preset, config_path, cache_dir, skipped_csv, fmt, output, allo
             res = extract_many(records, config=config, options=opts, executor=ex)
         if shards_dir:  # on top of the cache: the extracted (or cached) frames, in manifest order
             from ..data.shards import write_store
-
             write_store(shards_dir, ((r.path, r.label, res.features[r.path]) for r in records
                                      if r.path in res.features),
                         config_hash=config.content_hash(), config=config.to_json())  # fmt: skip

@@ -41,10 +41,8 @@ _MAX_FILES = 200  # plot's histogram frames: enough files for the shape, bounded
 def predict(model, files, top, reject, as_json, **_):
     """Classify audio FILES with MODEL (features are extracted exactly as in training).
 
-    A folder among FILES stands for the audio files under it (recursively).
-    """
+    A folder among FILES stands for the audio files under it (recursively)."""
     from ..pipeline import predict_files
-
     bundle = options.load_classifier(model)
     paths = expand_paths(files)
     if not paths:
@@ -99,15 +97,12 @@ def evaluate(ctx, model, data, split, train_fraction, seed, allow_train_overlap,
     """Classify the labelled files of DATA with MODEL and report accuracy.
 
     Without --seed/--train-fraction, DATA is split as the model's training data
-    was (the model stores its split), and files used in training are refused.
-    """
+    was (the model stores its split), and files used in training are refused."""
     from ..data.kaldi import needs_kaldi_reader
     from ..pipeline import evaluate_classifier, evaluation_split, report
-
     how = dict(train_fraction=train_fraction, seed=seed, allow_train_overlap=allow_train_overlap)
     if needs_kaldi_reader(data):  # feats.scp, or wav.scp + segments: no audio cache
         from ..pipeline.sources import evaluate_kaldi
-
         bundle, unit, res = None, "utterances", evaluate_kaldi(model, data, split=split, **how)
     else:
         bundle, unit = options.load_classifier(model), "files"
@@ -162,11 +157,9 @@ def verify(model, trials, norm, cohort, report_dir, allow_train_overlap, as_json
     class against the UBM. With a target column (1 true claim, 0 impostor): EER, minDCF and
     actDCF (p_target 0.01 and 0.05, C_miss = C_fa = 1), Cllr and minCllr (bits; Cllr and
     actDCF read the scores as LLRs). Trials are streamed (memory grows with the distinct
-    files); files that trained MODEL are refused (see --allow-train-overlap).
-    """
+    files); files that trained MODEL are refused (see --allow-train-overlap)."""
     from ..pipeline.report import json_dumps
     from ..pipeline.verify import score_trials, write_verification_report
-
     res = score_trials(options.load_classifier(model), trials, norm=norm, cohort=cohort,
                        options=options.command_options(), allow_train_overlap=allow_train_overlap)
     if not len(res.scores):
@@ -225,7 +218,6 @@ def _load_any(model: str):
     (e.g. of Kaldi features) or a single mixture; else the bundle loader's error."""
     from ..io import load
     from ..pipeline import load_model
-
     try:
         bundle = load_model(model)
         return bundle, bundle.classifier, None, bundle.header
@@ -279,8 +271,7 @@ def _summary(model: str, bundle, clf, gmm, header: dict) -> dict:
 def info(model, as_json):
     """Describe a model file (a trained classifier, or a DiagGMM.save mixture).
 
-    Labels, sizes, feature config, training summary with re-seed counts.
-    """
+    Labels, sizes, feature config, training summary with re-seed counts."""
     bundle, clf, gmm, header = _load_any(model)
     out = _summary(model, bundle, clf, gmm, header)
     if as_json:
@@ -359,12 +350,10 @@ def plot(model, data, label, dim, output):
 
     With DATA (labelled files, as for `evaluate`), a histogram of the class's frames
     (at most 200 files) is drawn under the curves. For a --backend map model the UBM
-    is drawn with the adapted class. Needs matplotlib.
-    """
+    is drawn with the adapted class. Needs matplotlib."""
     from ..features import extract
     from ..pipeline import load_model
     from ..pipeline.report import figure_png, mixture_figure, separating_dimension
-
     bundle = load_model(model)
     label = str(bundle.classifier.labels_[0]) if label is None else label
     frames = None

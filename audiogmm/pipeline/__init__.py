@@ -1,8 +1,7 @@
 """Files in, results out: model bundles, train/evaluate/predict/verify workflows, reports.
 
 No maths and no printing here; the CLI and the recipes format what these return. Model
-selection (``--preset auto``) is :mod:`audiogmm.selection`.
-"""
+selection (``--preset auto``) is :mod:`audiogmm.selection`."""
 
 from .. import lazy_exports
 

@@ -76,8 +76,7 @@ def save_model(
     """Write ``classifier`` and ``config`` (one per member of a FusedClassifier) to one model
     file (atomic, checksummed, no pickle). ``extra`` header blocks (e.g. ``"split"``) must
     be declared in the classifier's table (:mod:`audiogmm.io.tables`) and pass its checks,
-    so the file always loads; ParameterError for those, or when feature dimensions differ.
-    """
+    so the file always loads; ParameterError for those, or when feature dimensions differ."""
     fused = isinstance(classifier, FusedClassifier)
     if not (fused or isinstance(config, FeatureConfig)):
         raise ParameterError("config must be one FeatureConfig for this classifier")
@@ -233,8 +232,7 @@ def check_training_files(
     """Refuse ``records`` (``what`` files) whose bytes match a training file of ``model``'s
     split block, unless ``allow``; with the training ``manifest``, a match under another
     path is a duplicate inside the dataset (scored, warned about). Returns the number of
-    training files let through (``None``: no split block, nothing checked) and of duplicates.
-    """
+    training files let through (``None``: no split block, nothing checked) and of duplicates."""
     opts = options or RunOptions()
     spec = model.header.get("split")  # checked by the loader
     if spec is None:
@@ -332,8 +330,7 @@ def evaluate_classifier(
     Returns
     -------
     dict : :func:`labelled_results` plus ``skipped`` (``{path, reason}``), ``train_overlap``,
-        ``train_duplicates`` and ``seconds``. DatasetError when every file is skipped.
-    """
+        ``train_duplicates`` and ``seconds``. DatasetError when every file is skipped."""
     t0 = time.perf_counter()
     clf = model.classifier
     thr = _threshold(clf, reject)

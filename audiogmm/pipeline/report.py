@@ -188,7 +188,6 @@ def pyplot(what: Optional[str] = None) -> Any:
     a report file ``what`` a warning (the user asked for it) and None."""
     try:
         import matplotlib
-
         matplotlib.use("Agg", force=False)
         import matplotlib.pyplot as plt
     except ImportError:
@@ -259,8 +258,7 @@ def mixture_figure(
     """A matplotlib figure of class ``label``'s mixture along dimension ``dim`` (0-based;
     default :func:`separating_dimension`), over the class's ``frames`` (n_frames, n_dims)
     as a density histogram if given. Its first axes hold, per mixture, dashed components
-    and one solid line (the marginal density, label ``"<name> mixture"``).
-    """
+    and one solid line (the marginal density, label ``"<name> mixture"``)."""
     config = bundle.configs[0]
     d = separating_dimension(bundle) if dim is None else dim
     if not 0 <= d < config.n_dims:

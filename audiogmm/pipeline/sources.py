@@ -216,8 +216,7 @@ def fit_backend(
 
     Returns
     -------
-    GMMClassifier or a subclass, with ``timing_["train_s"]``; ParameterError for a bad backend.
-    """
+    GMMClassifier or a subclass, with ``timing_["train_s"]``; ParameterError for a bad backend."""
     if backend not in BACKENDS:
         raise ParameterError(f"backend must be one of {sorted(BACKENDS)}; got {backend!r}")
     if ubm is not None and backend == "ml":

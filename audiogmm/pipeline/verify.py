@@ -261,7 +261,6 @@ _TICKS = [0.001, 0.005, 0.02, 0.05, 0.1, 0.2, 0.4, 0.6, 0.8, 0.95, 0.99]
 def det_png(y: Sequence[int], scores: Sequence[float], metrics: dict[str, Any]) -> bytes | None:
     """A DET plot (probit axes in %, EER point marked) as PNG bytes; None without matplotlib."""
     from scipy.stats import norm
-
     plt = pyplot("det.png")
     if plt is None:
         return None
@@ -271,7 +270,6 @@ def det_png(y: Sequence[int], scores: Sequence[float], metrics: dict[str, Any]) 
 
     def probit(p):
         return norm.ppf(np.clip(p, lo, 1 - lo))
-
     fig, ax = plt.subplots(figsize=(5, 5), dpi=100)
     ax.plot(probit(p_fa), probit(p_miss), label="DET")
     e = metrics["eer"]
