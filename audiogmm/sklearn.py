@@ -14,9 +14,8 @@ try:
     from sklearn.utils.multiclass import check_classification_targets
     from sklearn.utils.validation import check_is_fitted, column_or_1d, validate_data
 except ImportError as e:  # pragma: no cover - depends on the environment
-    raise ImportError(
-        "audiogmm.sklearn needs scikit-learn >= 1.6: pip install 'audiogmm[sklearn]'"
-    ) from e
+    raise ImportError("audiogmm.sklearn needs scikit-learn >= 1.6: pip install "
+                      "'audiogmm[sklearn]'") from e
 
 from .exceptions import ParameterError
 from .mixture import DiagGMM as _CoreGMM
@@ -52,9 +51,8 @@ class DiagGMM(DensityMixin, BaseEstimator, _CoreGMM):
         self._check_fitted()
         return super()._frames(validate_data(self, X, dtype=_FLOATS, reset=False))
 
-    def fit(
-        self, X: Any, y: None = None, *, sample_weight: Any = None, executor: Any = None
-    ) -> DiagGMM:
+    def fit(self, X: Any, y: None = None, *, sample_weight: Any = None,
+            executor: Any = None) -> DiagGMM:  # fmt: skip
         """EM on ``X`` (n_samples, n_features), ``sample_weight`` (n_samples,) >= 0; self."""
         X = validate_data(self, X, dtype=_FLOATS, reset=True)
         return super().fit(X, sample_weight=sample_weight, executor=executor)

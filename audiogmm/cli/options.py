@@ -173,10 +173,9 @@ def reject_threshold(clf: Any, reject: str | float | None) -> float | None:
     if not can_reject(clf):
         raise click.UsageError("--reject needs a model trained with --backend map, gsv or ivector")
     if reject == "auto" and getattr(clf, "threshold_", 0) is None:  # a map model without one
-        raise click.ClickException(
-            "--reject auto needs a calibrated threshold, which this model has not: train it "
-            "with --backend map --reject-far F (e.g. 0.05), or give --reject a number"
-        )
+        raise click.ClickException("--reject auto needs a calibrated threshold, which this model "
+                                   "has not: train it with --backend map --reject-far F (e.g. "
+                                   "0.05), or give --reject a number")  # fmt: skip
     return clf.resolve_threshold(reject)
 
 

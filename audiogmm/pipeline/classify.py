@@ -69,10 +69,9 @@ class Bundle:
         return isinstance(self.classifier, FusedClassifier)
 
 
-def save_model(
-    path: str | os.PathLike, classifier: GMMClassifier | FusedClassifier,
-    config: Union[FeatureConfig, Sequence[FeatureConfig]], *, extra: dict[str, Any] | None = None,
-) -> None:  # fmt: skip
+def save_model(path: str | os.PathLike, classifier: GMMClassifier | FusedClassifier,
+               config: Union[FeatureConfig, Sequence[FeatureConfig]], *,
+               extra: dict[str, Any] | None = None) -> None:  # fmt: skip
     """Write ``classifier`` and ``config`` (one per member of a FusedClassifier) to one model
     file (atomic, checksummed, no pickle). ``extra`` header blocks (e.g. ``"split"``) must
     be declared in the classifier's table (:mod:`audiogmm.io.tables`) and pass its checks,
@@ -109,10 +108,9 @@ def load_model(path: str | os.PathLike) -> Bundle:
     header = clf.file_header_
     key = "feature_configs" if isinstance(clf, FusedClassifier) else "feature_config"
     if key not in header:
-        raise ModelFileError(
-            f"{name}: no feature configuration ({key!r}) in this file; use "
-            "audiogmm.pipeline.save_model or `audiogmm train` to make a model for audio"
-        )
+        raise ModelFileError(f"{name}: no feature configuration ({key!r}) in this file; use "
+                             "audiogmm.pipeline.save_model or `audiogmm train` to make a model "
+                             "for audio")  # fmt: skip
     blocks = header[key] if key == "feature_configs" else [header[key]]
     configs = [FeatureConfig.from_dict(c) for c in blocks]
     _check_dims(clf, configs, f"{name}: ", ModelFileError)
@@ -131,9 +129,8 @@ def load_ubm(path: str | os.PathLike) -> tuple[DiagGMM, FeatureConfig | None]:
     return ubm, config
 
 
-def load_split(
-    data: str | os.PathLike | Sequence[Record], split: str | None, **split_options: Any
-) -> list[Record]:
+def load_split(data: str | os.PathLike | Sequence[Record], split: str | None,
+               **split_options: Any) -> list[Record]:  # fmt: skip
     """Records of one split of a manifest (folder per label, CSV or Kaldi dir; or records);
     every record for ``split=None`` or ``"all"``. Without a split column, the deterministic
     stratified split of :func:`audiogmm.data.split_records` (``train_fraction``, ``seed``)."""
@@ -143,21 +140,18 @@ def load_split(
     return select(split_records(records, **split_options), split)
 
 
-def describe_split(
-    data: str | os.PathLike, split: str | None, train_records: Sequence[Record], *,
-    train_fraction: float = TRAIN_FRACTION, seed: int = 0, n_jobs: int | None = None,
-    cache_dir: str | os.PathLike | None = None,
-) -> dict[str, Any]:  # fmt: skip
+def describe_split(data: str | os.PathLike, split: str | None, train_records: Sequence[Record], *,
+                   train_fraction: float = TRAIN_FRACTION, seed: int = 0, n_jobs: int | None = None,
+                   cache_dir: str | os.PathLike | None = None) -> dict[str, Any]:  # fmt: skip
     """The split block (:func:`audiogmm.data.splits.split_spec`) to store in a model trained
     on ``train_records`` of ``data``: ``save_model(..., extra={"split": block})``."""
     return split_spec(read_manifest(data), train_records, split=split, seed=seed, n_jobs=n_jobs,
                       train_fraction=train_fraction, cache_dir=cache_dir)  # fmt: skip
 
 
-def evaluation_split(
-    model: Bundle, manifest: Sequence[Record], split: str | None, *,
-    train_fraction: float | None = None, seed: int | None = None,
-) -> tuple[list[Record], dict[str, Any]]:  # fmt: skip
+def evaluation_split(model: Bundle, manifest: Sequence[Record], split: str | None, *,
+                     train_fraction: float | None = None,
+                     seed: int | None = None) -> tuple[list[Record], dict[str, Any]]:  # fmt: skip
     """Records of ``split`` of the evaluation ``manifest``, split as ``model`` was
     (``train_fraction``, ``seed`` None: the model's, so ``test`` of the training manifest is
     the held-out files), and ``source`` (model, options or defaults), ``split``, ``seed``,
@@ -172,11 +166,9 @@ def evaluation_split(
     digest = spec and content_hash(manifest)
     matches = None if spec is None else digest == spec["manifest_hash"]
     if matches is False:
-        logger.warning(
-            "the evaluation data is not the manifest this model was trained on (content "
-            "hash %s, the model's is %s); files are still checked against the training "
-            "files by content", digest, spec["manifest_hash"],
-        )  # fmt: skip
+        logger.warning("the evaluation data is not the manifest this model was trained on "
+                       "(content hash %s, the model's is %s); files are still checked against "
+                       "the training files by content", digest, spec["manifest_hash"])
     info = {"source": source, "split": split or "all", "seed": seed,
             "train_fraction": train_fraction, "manifest_matches": matches,
             "from_column": bool(manifest) and all(r.split is not None for r in manifest)}
@@ -225,10 +217,9 @@ def score_files(
     return skipped_list(skipped), used, lengths, S
 
 
-def check_training_files(
-    model: Bundle, records: Sequence[Record], *, allow: bool = False, what: str = "evaluation",
-    manifest: Sequence[Record] | None = None, options: RunOptions | None = None,
-) -> tuple[int | None, int]:  # fmt: skip
+def check_training_files(model: Bundle, records: Sequence[Record], *, allow: bool = False,
+                         what: str = "evaluation", manifest: Sequence[Record] | None = None,
+                         options: RunOptions | None = None) -> tuple[int | None, int]:  # fmt: skip
     """Refuse ``records`` (``what`` files) whose bytes match a training file of ``model``'s
     split block, unless ``allow``; with the training ``manifest``, a match under another
     path is a duplicate inside the dataset (scored, warned about). Returns the number of
@@ -250,11 +241,10 @@ def check_training_files(
         duplicates = [r for r in overlap if r.path not in trained]
         overlap = [r for r in overlap if r.path in trained]
     if duplicates:
-        logger.warning(
-            "%d %s file(s) are byte-identical to training files listed under other paths in "
-            "the same manifest (duplicates in the dataset, e.g. %r); they are scored, so the "
-            "accuracy is somewhat optimistic", len(duplicates), what, duplicates[0].path,
-        )  # fmt: skip
+        logger.warning("%d %s file(s) are byte-identical to training files listed under other "
+                       "paths in the same manifest (duplicates in the dataset, e.g. %r); they are "
+                       "scored, so the accuracy is somewhat optimistic", len(duplicates), what,
+                       duplicates[0].path)  # fmt: skip
     if overlap and not allow:
         names = ", ".join(repr(r.path) for r in overlap[:3])
         more = f" and {len(overlap) - 3} more" if len(overlap) > 3 else ""
@@ -265,12 +255,10 @@ def check_training_files(
         else:
             how = (f"split {spec['split']!r} made with seed {spec['seed']} and train fraction "
                    f"{spec['train_fraction']:g}")  # fmt: skip
-        raise DatasetError(
-            f"{len(overlap)} of {len(records)} {what} files were used to train this model "
-            f"({names}{more}); scoring them would overstate accuracy. Evaluate on held-out "
-            f"files (the model was trained on {how}), or allow it explicitly "
-            "(allow_train_overlap=True, --allow-train-overlap)"
-        )
+        raise DatasetError(f"{len(overlap)} of {len(records)} {what} files were used to train "
+                           f"this model ({names}{more}); scoring them would overstate accuracy. "
+                           f"Evaluate on held-out files (the model was trained on {how}), or "
+                           "allow it explicitly (allow_train_overlap=True, --allow-train-overlap)")
     return len(overlap), len(duplicates)
 
 
@@ -289,10 +277,9 @@ def _threshold(clf: Any, reject: str | float | None) -> float | None:
     return clf.resolve_threshold(reject)
 
 
-def labelled_results(
-    clf: Any, S: np.ndarray, y_true: Sequence[str], names: Sequence[str], *,
-    lengths: np.ndarray | None = None, threshold: float | None = None, key: str = "path",
-) -> dict[str, Any]:  # fmt: skip
+def labelled_results(clf: Any, S: np.ndarray, y_true: Sequence[str], names: Sequence[str], *,
+                     lengths: np.ndarray | None = None, threshold: float | None = None,
+                     key: str = "path") -> dict[str, Any]:  # fmt: skip
     """Metrics of the class scores ``S`` (n_clips, n_labels) of clips labelled ``y_true``:
     :func:`audiogmm.scoring.summary` plus ``unknown_labels``, ``predictions`` (``{key:
     name, label, predicted}``) and, with a ``threshold`` (clips of ``lengths`` frames
@@ -311,11 +298,10 @@ def labelled_results(
     return out
 
 
-def evaluate_classifier(
-    model: Bundle, records: Sequence[Record], *, options: RunOptions | None = None,
-    executor: LocalExecutor | None = None, manifest: Sequence[Record] | None = None,
-    allow_train_overlap: bool = False, reject: str | float | None = None,
-) -> dict[str, Any]:  # fmt: skip
+def evaluate_classifier(model: Bundle, records: Sequence[Record], *,
+                        options: RunOptions | None = None, executor: LocalExecutor | None = None,
+                        manifest: Sequence[Record] | None = None, allow_train_overlap: bool = False,
+                        reject: str | float | None = None) -> dict[str, Any]:  # fmt: skip
     """Classify labelled files (``records``) with a model bundle and compute metrics.
 
     Parameters
@@ -350,11 +336,9 @@ def evaluate_classifier(
     return out
 
 
-def predict_files(
-    model: Bundle, paths: Sequence[str | os.PathLike], *, top: int = 1,
-    options: RunOptions | None = None, executor: LocalExecutor | None = None,
-    reject: str | float | None = None,
-) -> dict[str, Any]:  # fmt: skip
+def predict_files(model: Bundle, paths: Sequence[str | os.PathLike], *, top: int = 1,
+                  options: RunOptions | None = None, executor: LocalExecutor | None = None,
+                  reject: str | float | None = None) -> dict[str, Any]:  # fmt: skip
     """Classify audio files with the model's own front end (``reject`` as in
     :func:`evaluate_classifier`): ``skipped`` and ``results``, one ``{path, label,
     n_frames, top: [{label, loglik, posterior}]}`` per usable file (``loglik``: the class

@@ -134,9 +134,8 @@ def training_report(model: Any) -> dict[str, Any]:
     return {f"{y} ({n})": r for n, m in zip(names, members) for y, r in m.fit_report_.items()}
 
 
-def write_training_curves(
-    folder: str | os.PathLike, training: dict[str, Any], *, plot: bool = True
-) -> list[str]:
+def write_training_curves(folder: str | os.PathLike, training: dict[str, Any], *,
+                          plot: bool = True) -> list[str]:  # fmt: skip
     """Per-class EM curves of a ``fit_report_``, mean log-likelihood per frame (nats) per
     iteration: ``training_curves.json`` and (``plot``, matplotlib) ``training_curves.png``,
     returned; classes without a ``history`` (older files, MAP classes) are left out."""
@@ -214,9 +213,8 @@ def _classifier(bundle: Bundle) -> Any:
     return bundle.classifier.members[0] if bundle.fused else bundle.classifier
 
 
-def class_mixtures(
-    bundle: Bundle, label: str
-) -> list[tuple[str, np.ndarray, np.ndarray, np.ndarray]]:
+def class_mixtures(bundle: Bundle,
+                   label: str) -> list[tuple[str, np.ndarray, np.ndarray, np.ndarray]]:  # fmt: skip
     """``(name, weights (K,), means (K, D), variances (K, D))`` to draw for ``label``: the
     UBM first for a UBM/MAP model, then the class's mixture, without weight-0 components
     (padding). ParameterError listing the classes when ``label`` is not one."""
@@ -242,9 +240,8 @@ def separating_dimension(bundle: Bundle) -> int:
     return int(np.argmax(ratio))
 
 
-def mixture_curves(
-    weights: np.ndarray, means: np.ndarray, variances: np.ndarray, x: np.ndarray
-) -> tuple[np.ndarray, np.ndarray]:
+def mixture_curves(weights: np.ndarray, means: np.ndarray, variances: np.ndarray,
+                   x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
     """Weighted component densities ``(K, n)`` and their sum ``(n,)`` at ``x`` (n,), from
     ``weights``, and one dimension's ``means`` and ``variances``, each (K,)."""
     w, m, v = (np.asarray(a, dtype=np.float64)[:, np.newaxis] for a in (weights, means, variances))
@@ -252,9 +249,8 @@ def mixture_curves(
     return comps, comps.sum(axis=0)
 
 
-def mixture_figure(
-    bundle: Bundle, label: str, dim: Optional[int] = None, frames: Optional[np.ndarray] = None
-) -> Any:
+def mixture_figure(bundle: Bundle, label: str, dim: Optional[int] = None,
+                   frames: Optional[np.ndarray] = None) -> Any:  # fmt: skip
     """A matplotlib figure of class ``label``'s mixture along dimension ``dim`` (0-based;
     default :func:`separating_dimension`), over the class's ``frames`` (n_frames, n_dims)
     as a density histogram if given. Its first axes hold, per mixture, dashed components

@@ -96,12 +96,11 @@ def source_kind(data: str | os.PathLike) -> str:
     return "kaldi" if needs_kaldi_reader(data) else "audio"
 
 
-def open_clips(
-    data: str | os.PathLike | Sequence[Record], *, split: Optional[str] = None,
-    train_fraction: float = TRAIN_FRACTION, seed: int = 0, config: Optional[FeatureConfig] = None,
-    options: Optional[RunOptions] = None, executor: Optional[LocalExecutor] = None,
-    records: Optional[Sequence[Record]] = None,
-) -> ClipSet:  # fmt: skip
+def open_clips(data: str | os.PathLike | Sequence[Record], *, split: Optional[str] = None,
+               train_fraction: float = TRAIN_FRACTION, seed: int = 0,
+               config: Optional[FeatureConfig] = None, options: Optional[RunOptions] = None,
+               executor: Optional[LocalExecutor] = None,
+               records: Optional[Sequence[Record]] = None) -> ClipSet:  # fmt: skip
     """The training clips of ``data`` of any kind (:func:`source_kind`), or of records (no
     manifest: no split block). ``split``, ``train_fraction`` and ``seed`` as
     :func:`.classify.load_split` (a store's clips all train); ``config``: the audio's front
@@ -136,11 +135,10 @@ def open_clips(
                        cache_dir=opts.cache_dir)  # fmt: skip
 
 
-def audio_clips(
-    data: str | os.PathLike | None, records: Sequence[Record], features: ExtractionResult,
-    config: Any, *, split: Optional[str], train_fraction: float, seed: int,
-    n_jobs: Optional[int] = None, extract_s: float = 0.0, cache_dir: Optional[str] = None,
-) -> ClipSet:  # fmt: skip
+def audio_clips(data: str | os.PathLike | None, records: Sequence[Record],
+                features: ExtractionResult, config: Any, *, split: Optional[str],
+                train_fraction: float, seed: int, n_jobs: Optional[int] = None,
+                extract_s: float = 0.0, cache_dir: Optional[str] = None) -> ClipSet:  # fmt: skip
     """The clip set of ``records`` of the manifest ``data`` from their extraction, whose
     front end is ``config`` (one per member of a fused model); the ``split`` block (none
     when ``data`` is None) records the files used (their hashes kept in ``cache_dir``)."""
@@ -154,10 +152,9 @@ def audio_clips(
                    extraction=features)  # fmt: skip
 
 
-def kaldi_clips(
-    data_dir: str | os.PathLike, *, split: Optional[str], train_fraction: float, seed: int,
-    config: Optional[FeatureConfig] = None, allow_pipes: bool = False,
-) -> ClipSet:  # fmt: skip
+def kaldi_clips(data_dir: str | os.PathLike, *, split: Optional[str], train_fraction: float,
+                seed: int, config: Optional[FeatureConfig] = None,
+                allow_pipes: bool = False) -> ClipSet:  # fmt: skip
     """The labelled utterances of one split of a Kaldi directory (split by utterance id),
     their config the stored :data:`~audiogmm.data.kaldi.CONFIG_FILE` for ``feats.scp``
     (None when Kaldi made the features), else ``config`` (default ``FeatureConfig()``)."""
@@ -200,10 +197,9 @@ def store_config(store: ShardStore) -> FeatureConfig:
     return config
 
 
-def fit_backend(
-    clips: Sequence[np.ndarray], labels: Sequence[str], *, backend: str = "ml", ubm: Any = None,
-    executor: LocalExecutor | None = None, progress: Any = None, **classifier_params: Any,
-) -> GMMClassifier:  # fmt: skip
+def fit_backend(clips: Sequence[np.ndarray], labels: Sequence[str], *, backend: str = "ml",
+                ubm: Any = None, executor: LocalExecutor | None = None, progress: Any = None,
+                **classifier_params: Any) -> GMMClassifier:  # fmt: skip
     """Fit the ``backend``'s classifier on clips: every training path ends here.
 
     Parameters
@@ -230,10 +226,9 @@ def fit_backend(
     return clf
 
 
-def train_classifier(
-    records: Sequence[Record], *, config: FeatureConfig | None = None,
-    options: RunOptions | None = None, executor: LocalExecutor | None = None, **fit_params: Any,
-) -> tuple[GMMClassifier, ExtractionResult]:  # fmt: skip
+def train_classifier(records: Sequence[Record], *, config: FeatureConfig | None = None,
+                     options: RunOptions | None = None, executor: LocalExecutor | None = None,
+                     **fit_params: Any) -> tuple[GMMClassifier, ExtractionResult]:  # fmt: skip
     """:func:`open_clips` of labelled ``records`` fitted by :func:`fit_backend` (``fit_params``:
     ``backend``, ``ubm``, the classifier's parameters), as ``train`` does; ``options`` (cache,
     workers, progress, strictness) and ``executor`` serve both. Returns the classifier, with
@@ -247,11 +242,10 @@ def train_classifier(
     return clf, clips.extraction
 
 
-def evaluate_kaldi(
-    model_path: str | os.PathLike, data_dir: str | os.PathLike, *,
-    split: Optional[str] = "test", train_fraction: Optional[float] = None,
-    seed: Optional[int] = None, allow_train_overlap: bool = False, allow_pipes: bool = False,
-) -> dict[str, Any]:  # fmt: skip
+def evaluate_kaldi(model_path: str | os.PathLike, data_dir: str | os.PathLike, *,
+                   split: Optional[str] = "test", train_fraction: Optional[float] = None,
+                   seed: Optional[int] = None, allow_train_overlap: bool = False,
+                   allow_pipes: bool = False) -> dict[str, Any]:  # fmt: skip
     """Classify the utterances of a Kaldi directory: :func:`.classify.labelled_results`
     (predictions by ``utt``) plus ``train_overlap``, ``skipped`` and ``seconds``. Split as
     the model's training data (``train_fraction``, ``seed`` None: the model's values);
@@ -266,16 +260,12 @@ def evaluate_kaldi(
     utts = kaldi_clips(data, split=split, train_fraction=tf, allow_pipes=allow_pipes,
                        seed=stored.get("seed", 0) if seed is None else seed, config=config)
     if config is not None and utts.config is not None and config != utts.config:
-        raise DatasetError(
-            f"{data!r} holds features made with another configuration (hash "
-            f"{utts.config.content_hash()}) than {model!r} was trained on (hash "
-            f"{config.content_hash()}); re-extract them with that model's settings"
-        )
+        raise DatasetError(f"{data!r} holds features made with another configuration (hash "
+                           f"{utts.config.content_hash()}) than {model!r} was trained on (hash "
+                           f"{config.content_hash()}); re-extract them with that model's settings")
     if config is not None and utts.config is None:
-        logger.warning(
-            "%s: features of unknown configuration (no %s); %s was trained on audiogmm "
-            "features (hash %s)", data, CONFIG_FILE, model, config.content_hash(),
-        )  # fmt: skip
+        logger.warning("%s: features of unknown configuration (no %s); %s was trained on "
+                       "audiogmm features (hash %s)", data, CONFIG_FILE, model, config.content_hash())
     same_dir = stored.get("data") == os.path.abspath(data)
     overlap = sorted(set(utts.names) & set(stored.get("train_utts", []))) if same_dir else []
     if overlap and not allow_train_overlap:

@@ -117,11 +117,10 @@ class TrialScores:
 _CHUNK = 1 << 13
 
 
-def score_trials(
-    model: Bundle, trials: str | os.PathLike | Iterable[Trial], *, norm: str = "none",
-    cohort: Sequence[str] = (), allow_train_overlap: bool = False,
-    options: RunOptions | None = None, executor: LocalExecutor | None = None,
-) -> TrialScores:  # fmt: skip
+def score_trials(model: Bundle, trials: str | os.PathLike | Iterable[Trial], *, norm: str = "none",
+                 cohort: Sequence[str] = (), allow_train_overlap: bool = False,
+                 options: RunOptions | None = None,
+                 executor: LocalExecutor | None = None) -> TrialScores:  # fmt: skip
     """Score trials (a CSV path, or Trial objects) with a GMM-UBM, gsv, ivector or fused
     bundle, streaming them: each distinct file is scored once against every class, then
     each trial's score looked up. ``norm``: ``"z"`` by the claimed model's scores on the
@@ -131,10 +130,9 @@ def score_trials(
     unknown claims, a bad ``norm`` or too small a cohort."""
     clf = model.classifier
     if not model.fused and (not hasattr(clf, "score_samples") or not hasattr(clf, "ubm_")):
-        raise ParameterError(
-            "verification needs a GMM-UBM, supervector, i-vector or fused model (train with "
-            "--backend map, gsv or ivector; a late fusion chosen by --preset auto verifies too)"
-        )
+        raise ParameterError("verification needs a GMM-UBM, supervector, i-vector or fused model "
+                             "(train with --backend map, gsv or ivector; a late fusion chosen by "
+                             "--preset auto verifies too)")  # fmt: skip
     if norm not in NORMS:
         raise ParameterError(f"norm must be one of {NORMS}; got {norm!r}")
     name = os.fspath(trials) if isinstance(trials, (str, os.PathLike)) else "the trials"
@@ -234,9 +232,8 @@ def verification_metrics(y_true: Sequence[int], scores: np.ndarray) -> dict[str,
     return out
 
 
-def write_verification_report(
-    folder: str | os.PathLike, result: TrialScores | dict[str, Any]
-) -> list[str]:
+def write_verification_report(folder: str | os.PathLike,
+                              result: TrialScores | dict[str, Any]) -> list[str]:  # fmt: skip
     """Write ``scores.csv``, ``metrics.json`` and (targets known, matplotlib installed)
     ``det.png``, each atomically, from :func:`score_trials`'s result (streamed to
     ``scores.csv``) or :func:`verify_trials`'s; return the files written."""
