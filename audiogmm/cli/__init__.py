@@ -38,8 +38,7 @@ VERBOSITY = [(["-v", "--verbose"], 1, "More log output on stderr: -v progress no
 
 
 def _stop() -> NoReturn:
-    """Exit now with code 130: no traceback, worker threads not joined, worker processes killed
-    (outputs are written atomically, so none is left half-written)."""
+    """Exit 130 now: no traceback, threads not joined, processes killed (atomic outputs)."""
     import multiprocessing
     with contextlib.suppress(OSError, ValueError):
         sys.stderr.write("interrupted\n")

@@ -62,8 +62,7 @@ def backend_params(ctx: click.Context, backend: str, p: dict) -> dict:
 
 
 def _front_end(ubm_path, ubm_config, data_config, *, fixed: bool):
-    """The UBM's front end if it records one, else ``data_config``; ``fixed`` (features
-    already made, or --preset/--config given): the two must then be equal."""
+    """The UBM's front end if it records one, else ``data_config``; ``fixed``: they must agree."""
     if ubm_config is None:
         return data_config
     if fixed and data_config is not None and data_config != ubm_config:
@@ -173,8 +172,7 @@ def train(ctx, data, output, preset, config_path, components, backend, ubm_path,
 
 
 def _fit(ctx, data, fit, config, ubm_config, tuning, calibrate):
-    """The classifier fitted (or chosen by auto) and calibrated if asked, the clip set (its
-    ``config`` the one to save) and the header blocks (``selection``, ``calibration``)."""
+    """The fitted (or auto-chosen, calibrated if asked) classifier, its clips, header blocks."""
     from ..pipeline.classify import load_split
     from ..pipeline.sources import audio_clips, fit_backend, open_clips, source_kind
     from ..selection import train_tuned
@@ -208,8 +206,7 @@ def _fit(ctx, data, fit, config, ubm_config, tuning, calibrate):
 
 
 def _calibrate(clf, clips, fit: dict, ex) -> dict:
-    """The held-out calibration block of the fit ``fit`` (backend, UBM, seed, parameters); a
-    map model's ``--reject auto`` threshold from it."""
+    """The held-out calibration block of ``fit``; a map model's --reject auto threshold."""
     from ..selection.cv import calibrate_backend
     cal = calibrate_backend(clips.clips, clips.labels, executor=ex, **fit)
     if cal["slope"] > 0:  # accept where the LLR reaches the Bayes threshold of the prior

@@ -214,8 +214,7 @@ _BACKENDS = {
 
 
 def _load_any(model: str):
-    """(bundle, classifier, DiagGMM, header), None where absent, of a bundle, a bare classifier
-    (e.g. of Kaldi features) or a single mixture; else the bundle loader's error."""
+    """(bundle, classifier, DiagGMM, header) of any model file, None where absent."""
     from ..io import load
     from ..pipeline import load_model
     try:
