@@ -1,4 +1,5 @@
-"""Benchmark: speaker identification end to end, audiogmm pipeline vs a plain librosa+sklearn script.
+"""Benchmark: speaker identification end to end, audiogmm pipeline vs a plain librosa+sklearn
+script.
 
 Data: ``data_samples/speakers`` (9 speakers x 12 clips, 16 kHz), split with
 ``split_records(train_fraction=0.7, seed=0)`` (8 train / 4 test clips per speaker).

@@ -359,7 +359,8 @@ def test_help_shows_the_real_defaults():
     preset = tune[tune.index("--preset"):tune.index("--config")]
     assert "[default: auto]" in " ".join(preset.split())
     train = " ".join(run(["train", "--help"]).output.split())
-    assert "UBM (--backend map, default 64; gsv, default 256)" in train and "runs exactly 10" in train
+    assert "UBM (--backend map, default 64; gsv, default 256)" in train
+    assert "runs exactly 10" in train
 
 
 def test_tune_with_a_fixed_configuration_prints_its_accuracy(data):

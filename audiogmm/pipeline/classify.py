@@ -42,9 +42,9 @@ from ..models.ubm import UNKNOWN, decide
 from ..scoring import summary
 from ..scoring.metrics import open_set_rates
 
-__all__ = ["Bundle", "can_reject", "check_training_files", "describe_split",
-           "evaluate_classifier", "evaluation_split", "labelled_results", "load_model", "load_split",
-           "load_ubm", "predict_files", "save_model", "score_files", "skipped_list"]  # fmt: skip
+__all__ = ["Bundle", "can_reject", "check_training_files", "describe_split", "evaluate_classifier",
+           "evaluation_split", "labelled_results", "load_model", "load_split", "load_ubm",
+           "predict_files", "save_model", "score_files", "skipped_list"]  # fmt: skip
 
 logger = logging.getLogger(__name__)
 

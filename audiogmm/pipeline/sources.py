@@ -265,7 +265,8 @@ def evaluate_kaldi(model_path: str | os.PathLike, data_dir: str | os.PathLike, *
                            f"{config.content_hash()}); re-extract them with that model's settings")
     if config is not None and utts.config is None:
         logger.warning("%s: features of unknown configuration (no %s); %s was trained on "
-                       "audiogmm features (hash %s)", data, CONFIG_FILE, model, config.content_hash())
+                       "audiogmm features (hash %s)", data, CONFIG_FILE, model,
+                       config.content_hash())  # fmt: skip
     same_dir = stored.get("data") == os.path.abspath(data)
     overlap = sorted(set(utts.names) & set(stored.get("train_utts", []))) if same_dir else []
     if overlap and not allow_train_overlap:
