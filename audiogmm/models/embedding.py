@@ -16,7 +16,7 @@ from ..mixture import DiagGMM, accumulate
 from ..progress import Progress
 from ..scoring.verification import CalibrationWarning, bayes_threshold, fit_calibration
 from .classifier import check_each
-from .ubm import OpenSetClassifier, UBMClassifier
+from .ubm import OpenSetClassifier
 
 __all__ = ["GSV_COMPONENTS", "EmbeddingClassifier", "clip_stats"]
 
@@ -63,25 +63,20 @@ class EmbeddingClassifier(OpenSetClassifier):
         progress: Progress = None, executor: LocalExecutor | None = None,
     ) -> EmbeddingClassifier:  # fmt: skip
         """Train the UBM as :meth:`UBMClassifier.fit` does (unless ``ubm``, whose K wins), the
-        clips' vectors, then the back end; self (ivector ticks ``progress`` per T-EM step too)."""
+        clips' vectors, then the back end; self (ivector ticks ``progress`` per T-EM step)."""
         self._check_own()
-        labels = [str(y) for y in labels]
-        shared = {k: getattr(self, k) for k in self.own_params if k in UBMClassifier.own_params}
         with resolve(executor, self.n_jobs) as ex:
-            # UBMClassifier validates the clips and trains the UBM exactly as --backend map does
-            base = UBMClassifier(
-                self.n_components, n_jobs=self.n_jobs, random_state=self.random_state,
-                **shared, **self.gmm_params,
-            ).fit(clips, labels, ubm=ubm, progress=progress, executor=ex)  # fmt: skip
-            self.ubm_, self.n_components = base.ubm_, base.ubm_.n_components
+            checked, labels = self._fit_ubm(clips, labels, ubm, ex)
             self._set_labels(labels)
-            Z = self._fit_vectors(clips, ex, progress)
+            Z = self._fit_vectors(checked, ex, progress)
         self.calibration_ = None
         n_iter, converged = self._fit_back_end(Z, labels)
-        self.fit_report_ = {y: {"n_clips": r["n_clips"], "n_frames": r["n_frames"],
-                                "n_iter": n_iter, "converged": converged}
-                            for y, r in base.fit_report_.items()}  # fmt: skip
-        self.ubm_report_ = base.ubm_report_
+        self.fit_report_ = {
+            y: {"n_clips": labels.count(y),
+                "n_frames": sum(len(X) for X, lab in zip(checked, labels) if lab == y),
+                "n_iter": n_iter, "converged": converged}
+            for y in self.labels_
+        }  # fmt: skip
         return self
 
     def _fit_vectors(self, clips: Sequence[np.ndarray], ex: LocalExecutor, progress: Progress):

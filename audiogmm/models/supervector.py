@@ -114,6 +114,8 @@ class GSVClassifier(EmbeddingClassifier):
 
     def _check_own(self) -> None:
         need(self, is_real(self.C) and self.C > 0, "C", "a finite number > 0")
+        r = self.relevance
+        need(self, is_real(r, finite=False) and r >= 0, "relevance", "a number >= 0")
 
     def _embed(self, clips: Sequence[np.ndarray], ex: LocalExecutor | None) -> np.ndarray:
         return supervectors(clips, self.ubm_, relevance=self.relevance, executor=ex)

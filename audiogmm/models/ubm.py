@@ -56,10 +56,39 @@ def decide(
 
 
 class OpenSetClassifier(GMMClassifier):
-    """Verification scores and open-set rejection on them (map, gsv, ivector). Subclasses define
-    ``verification_scores(S, n_frames)``, each class's score (n_clips, n_labels), nats, from a
-    :meth:`score_matrix` ``S``; and ``auto_threshold()`` (of ``reject="auto"``; ParameterError
-    saying why when the model has none)."""
+    """A UBM (:meth:`_fit_ubm`), verification scores and open-set rejection on them (map, gsv,
+    ivector). Subclasses define ``verification_scores(S, n_frames)``, each class's score
+    (n_clips, n_labels), nats, from a :meth:`score_matrix` ``S``; and ``auto_threshold()`` (of
+    ``reject="auto"``; ParameterError saying why when the model has none)."""
+
+    def _ubm_model(self) -> DiagGMM:
+        gp = {**UBM_DEFAULTS, **self.gmm_params}
+        return DiagGMM(self.n_components, random_state=self.random_state, n_jobs=self.n_jobs, **gp)
+
+    def _fit_ubm(
+        self, clips: Sequence[np.ndarray], labels: Sequence[str], ubm: DiagGMM | None,
+        ex: LocalExecutor,
+    ) -> tuple[list[np.ndarray], list[str]]:  # fmt: skip
+        """``ubm_``: ``ubm`` (its K wins) or one trained on every ``subsample``-th pooled frame
+        (all of them below ``20 * K * subsample``); the clips and labels checked."""
+        need(self, is_int(self.subsample) and self.subsample > 0, "subsample", "an int > 0")
+        check_params(self._ubm_model())
+        checked, labels = check_clips(clips, labels, None if ubm is None else ubm.n_dims)
+        if ubm is None:
+            step = self.subsample
+            n_all = sum(X.shape[0] for X in checked)
+            if step > 1 and n_all < _MIN_FRAMES_PER_COMPONENT * self.n_components * step:
+                # too little data to thin out: small sets keep every frame
+                logger.info("UBM: %d frames are too few to subsample; using all", n_all)
+                step = 1
+            pooled = np.concatenate([X[::step] for X in checked], axis=0)
+            with warnings.catch_warnings():
+                if "max_iter" not in self.gmm_params:  # a fixed budget by design
+                    warnings.simplefilter("ignore", ConvergenceWarning)
+                ubm = self._ubm_model().fit_source(ArraySource(pooled), executor=ex)
+        self.ubm_, self.n_components = ubm, ubm.n_components
+        self.ubm_report_ = dict(getattr(ubm, "fit_report_", {}))
+        return checked, labels
 
     def score_samples(
         self, clips: Sequence[np.ndarray], *, executor: LocalExecutor | None = None
@@ -150,16 +179,11 @@ class UBMClassifier(OpenSetClassifier):
             ok = (v is None and name != "relevance") or (is_real(v, finite=False) and v >= 0)
             need(self, ok, name, "a number >= 0" + (" or None" if name != "relevance" else ""))
         check_adapt(self.adapt)
-        for name in ("map_iter", "subsample"):
-            need(self, is_int(getattr(self, name)) and getattr(self, name) > 0, name, "an int > 0")
+        need(self, is_int(self.map_iter) and self.map_iter > 0, "map_iter", "an int > 0")
         top_c, far, frac = self.top_c, self.reject_far, self.calibration_fraction
         need(self, top_c is None or (is_int(top_c) and top_c > 0), "top_c", "None or an int > 0")
         need(self, far is None or (is_real(far) and 0 < far < 1), "reject_far", "None or in (0, 1)")
         need(self, is_real(frac) and 0 < frac < 1, "calibration_fraction", "in (0, 1)")
-
-    def _ubm_model(self) -> DiagGMM:
-        gp = {**UBM_DEFAULTS, **self.gmm_params}
-        return DiagGMM(self.n_components, random_state=self.random_state, n_jobs=self.n_jobs, **gp)
 
     def fit(
         self, clips: Sequence[np.ndarray], labels: Sequence[str], *, ubm: DiagGMM | None = None,
@@ -168,24 +192,9 @@ class UBMClassifier(OpenSetClassifier):
         """Train the UBM on pooled frames (unless ``ubm``, e.g. from :func:`train_ubm`, whose K
         wins), then MAP-adapt one model per label; as :meth:`GMMClassifier.fit`."""
         self._check_own()
-        check_params(self._ubm_model())
-        checked, labels = check_clips(clips, labels, None if ubm is None else ubm.n_dims)
-        self.labels_ = sorted(set(labels))
         with resolve(executor, self.n_jobs) as ex:
-            if ubm is None:
-                step = self.subsample
-                n_all = sum(X.shape[0] for X in checked)
-                if step > 1 and n_all < _MIN_FRAMES_PER_COMPONENT * self.n_components * step:
-                    # too little data to thin out: small sets keep every frame
-                    logger.info("UBM: %d frames are too few to subsample; using all", n_all)
-                    step = 1
-                pooled = np.concatenate([X[::step] for X in checked], axis=0)
-                with warnings.catch_warnings():
-                    if "max_iter" not in self.gmm_params:  # a fixed budget by design
-                        warnings.simplefilter("ignore", ConvergenceWarning)
-                    ubm = self._ubm_model().fit_source(ArraySource(pooled), executor=ex)
-                del pooled
-            self.ubm_, self.n_components = ubm, ubm.n_components
+            checked, labels = self._fit_ubm(clips, labels, ubm, ex)
+            self.labels_ = sorted(set(labels))
             far = self.reject_far
             self.threshold_ = None if far is None else self._calibrate(checked, labels, ex)
             self._adapt_all(checked, labels, ex, progress)
@@ -215,7 +224,7 @@ class UBMClassifier(OpenSetClassifier):
         self.weights_, self.means_, self.variances_ = (
             np.stack([getattr(p, k) for p in ps]) for k in ("weights", "means", "variances")
         )
-        self.var_floors_ = np.tile(self.ubm_.var_floor_, (len(self.labels_), 1))
+        self.var_floors_ = np.tile(ubm.var_floor_, (len(self.labels_), 1))
         none = {"n_iter": 0, "final_mean_loglik": None}
         # MAP runs a fixed number of iterations: done is converged
         self.fit_report_ = {
@@ -224,7 +233,6 @@ class UBMClassifier(OpenSetClassifier):
                                     for k, v in none.items()}}
             for y in self.labels_
         }  # fmt: skip
-        self.ubm_report_ = dict(getattr(ubm, "fit_report_", {}))
 
     def _calibrate(self, clips: list[np.ndarray], labels: list[str], ex: LocalExecutor) -> float:
         """Per-frame LLR threshold for false-accept rate ``reject_far`` on *held-out classes*
