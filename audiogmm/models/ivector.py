@@ -19,7 +19,7 @@ from ..exceptions import ParameterError
 from ..mixture import ConvergenceMonitor, DiagGMM
 from ..mixture.checks import is_int, need
 from ..progress import Progress, reporter
-from .embedding import GSV_COMPONENTS, EmbeddingClassifier, clip_stats
+from .ubm import GSV_COMPONENTS, EmbeddingClassifier, clip_stats
 
 __all__ = ["IVectorClassifier", "extract_ivectors", "train_tv", "whitened_stats"]
 

@@ -17,7 +17,7 @@ from ..engine import LocalExecutor, one_blas_thread
 from ..exceptions import ConvergenceWarning, ParameterError
 from ..mixture import DiagGMM, log_softmax
 from ..mixture.checks import is_real, need
-from .embedding import GSV_COMPONENTS, EmbeddingClassifier, clip_stats
+from .ubm import GSV_COMPONENTS, EmbeddingClassifier, clip_stats
 
 __all__ = ["GSVClassifier", "supervectors"]
 
@@ -97,7 +97,7 @@ class GSVClassifier(EmbeddingClassifier):
     Attributes
     ----------
     labels_, ubm_, calibration_
-        As for :class:`UBMClassifier` and :class:`~audiogmm.models.embedding.EmbeddingClassifier`.
+        As for :class:`UBMClassifier` and :class:`~audiogmm.models.ubm.EmbeddingClassifier`.
     coef_ : ndarray of shape (n_labels, K * D)
     intercept_ : ndarray of shape (n_labels,)
         Class score of a supervector ``s``: ``coef_ @ s + intercept_``.
