@@ -275,7 +275,5 @@ class GMMClassifier(ModelFile):
 
     def predict(self, clips: Sequence[np.ndarray]) -> np.ndarray:
         """Most likely class (max :meth:`score_matrix` + log prior), (n_clips,), object."""
-        return self._decide(self.score_matrix(clips))
-
-    def _decide(self, S: np.ndarray) -> np.ndarray:
+        S = self.score_matrix(clips)
         return np.array(self.labels_, dtype=object)[(S + self._log_priors()).argmax(1)]

@@ -204,28 +204,22 @@ class UBMClassifier(OpenSetClassifier):
             self.labels_ = sorted(set(labels))
             far = self.reject_far
             self.threshold_ = None if far is None else self._calibrate(checked, labels, ex)
-            self._adapt_all(checked, labels, ex, progress)
-        return self
-
-    def _adapt_all(
-        self, clips: list[np.ndarray], labels: list[str], ex: LocalExecutor, progress: Progress,
-    ) -> None:  # fmt: skip
-        """MAP-adapt one model per label in ``self.labels_`` from its clips (stacked after)."""
-        data, ubm = by_label(clips, labels, self.labels_), self.ubm_
-        prior, r = ubm.params_, float(self.relevance)
-        rw, rv = (r if v is None else float(v)
-                  for v in (self.relevance_weights, self.relevance_variances))  # fmt: skip
-        maximiser = MAPMaximiser(
-            prior, adapt=check_adapt(self.adapt), relevance_means=r, relevance_weights=rw,
-            relevance_variances=rv, var_floor=ubm.var_floor_, min_weight=ubm.min_weight,
-        )  # fmt: skip
-        live = [y for y in self.labels_ if data[y].shape[0] > 0]
-        models = {y: DiagGMM(ubm.n_components, max_iter=self.map_iter) for y in live}
-        with reporter(progress, len(self.labels_), "Adapting class models") as tick:
-            fit_mixtures([models[y] for y in live], [ArraySource(data[y]) for y in live],
-                         executor=ex, prior=prior, maximiser=maximiser, tick=tick)  # fmt: skip
-            for _ in range(len(self.labels_) - len(live)):
-                tick()
+            # MAP-adapt one model per label from its clips
+            data, ubm = by_label(checked, labels, self.labels_), self.ubm_
+            prior, r = ubm.params_, float(self.relevance)
+            rw, rv = (r if v is None else float(v)
+                      for v in (self.relevance_weights, self.relevance_variances))  # fmt: skip
+            maximiser = MAPMaximiser(
+                prior, adapt=check_adapt(self.adapt), relevance_means=r, relevance_weights=rw,
+                relevance_variances=rv, var_floor=ubm.var_floor_, min_weight=ubm.min_weight,
+            )  # fmt: skip
+            live = [y for y in self.labels_ if data[y].shape[0] > 0]
+            models = {y: DiagGMM(ubm.n_components, max_iter=self.map_iter) for y in live}
+            with reporter(progress, len(self.labels_), "Adapting class models") as tick:
+                fit_mixtures([models[y] for y in live], [ArraySource(data[y]) for y in live],
+                             executor=ex, prior=prior, maximiser=maximiser, tick=tick)  # fmt: skip
+                for _ in range(len(self.labels_) - len(live)):
+                    tick()
         # a label without frames: the prior itself, as MAP says
         ps = [models[y].params_ if y in models else prior for y in self.labels_]
         self.weights_, self.means_, self.variances_ = (
@@ -240,6 +234,7 @@ class UBMClassifier(OpenSetClassifier):
                                     for k, v in none.items()}}
             for y in self.labels_
         }  # fmt: skip
+        return self
 
     def _calibrate(self, clips: list[np.ndarray], labels: list[str], ex: LocalExecutor) -> float:
         """Per-frame LLR threshold for false-accept rate ``reject_far`` on *held-out classes*
