@@ -25,10 +25,8 @@ __all__ = ["GSVClassifier", "supervectors"]
 _MAX_ITER = 1000
 
 
-def supervectors(
-    clips: Sequence[np.ndarray], ubm: DiagGMM, *, relevance: float = 16.0,
-    executor: LocalExecutor | None = None,
-) -> np.ndarray:  # fmt: skip
+def supervectors(clips: Sequence[np.ndarray], ubm: DiagGMM, *, relevance: float = 16.0,
+                 executor: LocalExecutor | None = None) -> np.ndarray:  # fmt: skip
     """MAP-mean supervectors (n_clips, K * D), float64, of clips under a fitted UBM: row ``i``
     is ``sqrt(w_k) (mu'_ikd - mu_kd) / sigma_kd`` in (k, d) order, ``mu'_ik - mu_k = F_ik /
     (n_ik + relevance)`` (:func:`clip_stats`; 0 where ``n_ik = 0``); ``executor`` as there."""
@@ -60,9 +58,8 @@ def raw_llr(S: np.ndarray) -> np.ndarray:
     return np.clip(log_odds(log_softmax(S)) + math.log(S.shape[1] - 1), -1e6, 1e6)
 
 
-def _logistic(
-    Z: np.ndarray, labels: Sequence[str], C: float, seed: int | None
-) -> tuple[np.ndarray, np.ndarray, int]:
+def _logistic(Z: np.ndarray, labels: Sequence[str], C: float,
+              seed: int | None) -> tuple[np.ndarray, np.ndarray, int]:  # fmt: skip
     """Multinomial logistic regression ``(coef (M, P), intercept (M,), n_iter)``, classes sorted."""
     from sklearn.linear_model import LogisticRegression  # the sklearn extra, only here
 
@@ -105,11 +102,10 @@ class GSVClassifier(EmbeddingClassifier):
 
     own_params = ("relevance", "C", "subsample")
 
-    def __init__(
-        self, n_components: int = GSV_COMPONENTS, *, relevance: float = 4.0, C: float = 10.0,
-        subsample: int = 4, priors: dict[str, float] | None = None, n_jobs: int | None = None,
-        random_state: int | None = 0, **gmm_params: Any,
-    ) -> None:  # fmt: skip
+    def __init__(self, n_components: int = GSV_COMPONENTS, *, relevance: float = 4.0,
+                 C: float = 10.0, subsample: int = 4, priors: dict[str, float] | None = None,
+                 n_jobs: int | None = None, random_state: int | None = 0,
+                 **gmm_params: Any) -> None:  # fmt: skip
         self._keep(locals())
 
     def _check_own(self) -> None:

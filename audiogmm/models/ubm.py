@@ -50,9 +50,8 @@ UNKNOWN = "unknown"
 _MIN_FRAMES_PER_COMPONENT = 20
 
 
-def decide(
-    clf: Any, S: np.ndarray, n_frames: np.ndarray | None = None, threshold: float | None = None
-) -> np.ndarray:
+def decide(clf: Any, S: np.ndarray, n_frames: np.ndarray | None = None,
+           threshold: float | None = None) -> np.ndarray:  # fmt: skip
     """Each clip's most likely class (n_clips,), object, from ``clf``'s ``score_matrix`` ``S``
     (n_clips, n_labels) of clips of ``n_frames`` frames: the argmax of the class posteriors
     (the first on ties), :data:`UNKNOWN` where ``rejection_scores`` is below ``threshold``."""
@@ -72,10 +71,8 @@ class OpenSetClassifier(GMMClassifier):
         gp = {**UBM_DEFAULTS, **self.gmm_params}
         return DiagGMM(self.n_components, random_state=self.random_state, n_jobs=self.n_jobs, **gp)
 
-    def _fit_ubm(
-        self, clips: Sequence[np.ndarray], labels: Sequence[str], ubm: DiagGMM | None,
-        ex: LocalExecutor,
-    ) -> tuple[list[np.ndarray], list[str]]:  # fmt: skip
+    def _fit_ubm(self, clips: Sequence[np.ndarray], labels: Sequence[str], ubm: DiagGMM | None,
+                 ex: LocalExecutor) -> tuple[list[np.ndarray], list[str]]:  # fmt: skip
         """``ubm_``: ``ubm`` (its K wins) or one trained on every ``subsample``-th pooled frame
         (all of them below ``20 * K * subsample``); the clips and labels checked."""
         need(self, is_int(self.subsample) and self.subsample > 0, "subsample", "an int > 0")
@@ -97,9 +94,8 @@ class OpenSetClassifier(GMMClassifier):
         self.ubm_report_ = dict(getattr(ubm, "fit_report_", {}))
         return checked, labels
 
-    def score_samples(
-        self, clips: Sequence[np.ndarray], *, executor: LocalExecutor | None = None
-    ) -> np.ndarray:
+    def score_samples(self, clips: Sequence[np.ndarray], *,
+                      executor: LocalExecutor | None = None) -> np.ndarray:  # fmt: skip
         """``verification_scores`` of ``clips``, (n_clips, n_labels)."""
         S = self.score_matrix(clips, executor=executor)
         return self.verification_scores(S, np.array([len(X) for X in clips]))
@@ -113,9 +109,8 @@ class OpenSetClassifier(GMMClassifier):
             return float(self.auto_threshold())
         raise ParameterError(f"reject must be None, 'auto' or a finite number; got {reject!r}")
 
-    def predict(
-        self, clips: Sequence[np.ndarray], *, reject: str | float | None = None
-    ) -> np.ndarray:
+    def predict(self, clips: Sequence[np.ndarray], *,
+                reject: str | float | None = None) -> np.ndarray:  # fmt: skip
         """Most likely class of each clip (n_clips,), object; :data:`UNKNOWN` where its
         :meth:`rejection_scores` is below the threshold ``reject`` means."""
         thr = self.resolve_threshold(reject)
@@ -169,14 +164,12 @@ class UBMClassifier(OpenSetClassifier):
         "subsample", "top_c", "reject_far", "calibration_fraction",
     )  # fmt: skip
 
-    def __init__(
-        self, n_components: int = UBM_COMPONENTS, *, relevance: float = 16.0,
-        relevance_weights: float | None = None, relevance_variances: float | None = None,
-        adapt: str = "m", map_iter: int = 1, subsample: int = 4, top_c: int | None = None,
-        reject_far: float | None = None, calibration_fraction: float = 0.2,
-        priors: dict[str, float] | None = None, n_jobs: int | None = None,
-        random_state: int | None = 0, **gmm_params: Any,
-    ) -> None:  # fmt: skip
+    def __init__(self, n_components: int = UBM_COMPONENTS, *, relevance: float = 16.0,
+                 relevance_weights: float | None = None, relevance_variances: float | None = None,
+                 adapt: str = "m", map_iter: int = 1, subsample: int = 4, top_c: int | None = None,
+                 reject_far: float | None = None, calibration_fraction: float = 0.2,
+                 priors: dict[str, float] | None = None, n_jobs: int | None = None,
+                 random_state: int | None = 0, **gmm_params: Any) -> None:  # fmt: skip
         self._keep(locals())
 
     def _check_own(self) -> None:
@@ -192,10 +185,9 @@ class UBMClassifier(OpenSetClassifier):
         need(self, far is None or (is_real(far) and 0 < far < 1), "reject_far", "None or in (0, 1)")
         need(self, is_real(frac) and 0 < frac < 1, "calibration_fraction", "in (0, 1)")
 
-    def fit(
-        self, clips: Sequence[np.ndarray], labels: Sequence[str], *, ubm: DiagGMM | None = None,
-        progress: Progress = None, executor: LocalExecutor | None = None,
-    ) -> UBMClassifier:  # fmt: skip
+    def fit(self, clips: Sequence[np.ndarray], labels: Sequence[str], *, ubm: DiagGMM | None = None,
+            progress: Progress = None,
+            executor: LocalExecutor | None = None) -> UBMClassifier:  # fmt: skip
         """Train the UBM on pooled frames (unless ``ubm``, e.g. from :func:`train_ubm`, whose K
         wins), then MAP-adapt one model per label; as :meth:`GMMClassifier.fit`."""
         self._check_own()
@@ -288,10 +280,9 @@ class UBMClassifier(OpenSetClassifier):
         return self.threshold_
 
 
-def train_ubm(
-    chunks, n_components: int = UBM_COMPONENTS, *, subsample: int = 1,
-    executor: LocalExecutor | None = None, checkpoint: Any = None, **gmm_params: Any,
-) -> DiagGMM:  # fmt: skip
+def train_ubm(chunks, n_components: int = UBM_COMPONENTS, *, subsample: int = 1,
+              executor: LocalExecutor | None = None, checkpoint: Any = None,
+              **gmm_params: Any) -> DiagGMM:  # fmt: skip
     """A UBM trained out of core (for ``UBMClassifier.fit(..., ubm=...)``) on ``chunks`` as for
     :meth:`DiagGMM.fit_iter`, or on a shard store (:func:`audiogmm.data.shards.open_store`) in
     canonical blocks through the executor, with an optional ``checkpoint``; every
@@ -317,9 +308,8 @@ def train_ubm(
     return gmm.fit_iter(sub, executor=executor)
 
 
-def clip_stats(
-    clips: Sequence[np.ndarray], ubm: DiagGMM, *, executor: LocalExecutor | None = None
-) -> tuple[np.ndarray, np.ndarray]:
+def clip_stats(clips: Sequence[np.ndarray], ubm: DiagGMM, *,
+               executor: LocalExecutor | None = None) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
     """Each clip's Baum-Welch statistics under a fitted UBM, float64 (zero for a clip without
     frames): ``n`` (n_clips, K), ``n_k = sum_t gamma_tk``, and ``F`` (n_clips, K, D), ``F_k =
     sum_t gamma_tk (x_t - mu_k)``. ``executor`` runs the clips (the result does not depend on it).
@@ -347,10 +337,9 @@ class EmbeddingClassifier(OpenSetClassifier):
 
     fitted_by = "calibration_"
 
-    def fit(
-        self, clips: Sequence[np.ndarray], labels: Sequence[str], *, ubm: DiagGMM | None = None,
-        progress: Progress = None, executor: LocalExecutor | None = None,
-    ) -> EmbeddingClassifier:  # fmt: skip
+    def fit(self, clips: Sequence[np.ndarray], labels: Sequence[str], *, ubm: DiagGMM | None = None,
+            progress: Progress = None,
+            executor: LocalExecutor | None = None) -> EmbeddingClassifier:  # fmt: skip
         """Train the UBM as :meth:`UBMClassifier.fit` does (unless ``ubm``, whose K wins), the
         clips' vectors, then the back end; self (ivector ticks ``progress`` per T-EM step)."""
         self._check_own()
@@ -372,16 +361,14 @@ class EmbeddingClassifier(OpenSetClassifier):
         """The training clips' vectors, (n_clips, P)."""
         return self._embed(clips, ex)
 
-    def vectors(
-        self, clips: Sequence[np.ndarray], *, executor: LocalExecutor | None = None
-    ) -> np.ndarray:
+    def vectors(self, clips: Sequence[np.ndarray], *,
+                executor: LocalExecutor | None = None) -> np.ndarray:  # fmt: skip
         """The clips' vectors (supervectors, i-vectors), (n_clips, P)."""
         check_each(clips, self.n_dims)
         return self._embed(clips, executor)
 
-    def score_matrix(
-        self, clips: Sequence[np.ndarray], *, executor: LocalExecutor | None = None
-    ) -> np.ndarray:
+    def score_matrix(self, clips: Sequence[np.ndarray], *,
+                     executor: LocalExecutor | None = None) -> np.ndarray:  # fmt: skip
         """Each clip's score for each class, (n_clips, n_labels), float64: gsv's linear scores
         (log posteriors up to a per-clip constant), ivector's calibrated cosines (LLRs)."""
         return self._scores(self.vectors(clips, executor=executor))

@@ -91,10 +91,9 @@ def median_cap(labels: Sequence[str], n_frames: Sequence[int], *,
     return caps[(len(caps) - 1) // 2] if caps else 1
 
 
-def fit_mixed(
-    clips: Sequence[np.ndarray], labels: Sequence[str], n_components: Mapping[str, int], *,
-    random_state: int | None = 0, executor: LocalExecutor | None = None, **params: Any,
-) -> GMMClassifier:  # fmt: skip
+def fit_mixed(clips: Sequence[np.ndarray], labels: Sequence[str], n_components: Mapping[str, int],
+              *, random_state: int | None = 0, executor: LocalExecutor | None = None,
+              **params: Any) -> GMMClassifier:  # fmt: skip
     """A fitted :class:`GMMClassifier` whose class ``y`` has ``n_components[y]`` components
     (``fit_report_[y]["n_components"]``; its ``n_components``: the largest), labels of one K
     trained by one stacked EM; ``params`` go to the classifiers.
@@ -192,11 +191,10 @@ class ComponentSelection:
         return np.stack([self.scores[choice[lab]][:, j] for j, lab in enumerate(self.labels)], 1)
 
 
-def cv_scores(
-    clips: Sequence[np.ndarray], labels: Sequence[str], *, grid: Sequence[int] = COMPONENT_GRID,
-    n_folds: int = 3, random_state: int | None = 0, frame_step: int = 1,
-    executor: LocalExecutor | None = None, **params: Any,
-) -> ComponentSelection:  # fmt: skip
+def cv_scores(clips: Sequence[np.ndarray], labels: Sequence[str], *,
+              grid: Sequence[int] = COMPONENT_GRID, n_folds: int = 3, random_state: int | None = 0,
+              frame_step: int = 1, executor: LocalExecutor | None = None,
+              **params: Any) -> ComponentSelection:  # fmt: skip
     """Score every training clip, held out by clip, under classifiers of each grid K: per fold
     and K, one (``params``; each class at ``min(K, cap)`` of its fold's training frames) fitted
     on the other folds' clips, using every ``frame_step``-th frame (dev corpus: step 2 gave the
@@ -241,11 +239,9 @@ def cv_scores(
     return sel
 
 
-def backend_cv_scores(
-    clips: Sequence[np.ndarray], labels: Sequence[str], backends: Sequence[str],
-    folds: np.ndarray, *, frame_step: int = 1, random_state: int | None = 0,
-    executor: LocalExecutor | None = None,
-) -> dict[str, np.ndarray]:  # fmt: skip
+def backend_cv_scores(clips: Sequence[np.ndarray], labels: Sequence[str], backends: Sequence[str],
+                      folds: np.ndarray, *, frame_step: int = 1, random_state: int | None = 0,
+                      executor: LocalExecutor | None = None) -> dict[str, np.ndarray]:  # fmt: skip
     """Held-out scores (n_clips, n_labels; sorted labels; NaN rows never held out) of every clip
     under each backend, per backend: per fold, one UBM (``map``'s own fit) on the training clips
     only (one that saw the held-out clips fell from 89% to 19% on the dev sounds), every other
@@ -277,11 +273,9 @@ def backend_cv_scores(
     return out
 
 
-def calibrate_backend(
-    clips: Sequence[np.ndarray], labels: Sequence[str], backend: str, *,
-    random_state: int | None = 0, executor: LocalExecutor | None = None,
-    ubm: DiagGMM | None = None, **params: Any,
-) -> dict[str, Any]:  # fmt: skip
+def calibrate_backend(clips: Sequence[np.ndarray], labels: Sequence[str], backend: str, *,
+                      random_state: int | None = 0, executor: LocalExecutor | None = None,
+                      ubm: DiagGMM | None = None, **params: Any) -> dict[str, Any]:  # fmt: skip
     """A linear logistic calibration (:func:`~audiogmm.scoring.verification.fit_calibration`)
     of ``backend``'s verification scores on 3 held-out folds, each fitted (``params``, the given
     ``ubm``) on the other folds, its ``score_samples`` of the held-out clips against every class
@@ -385,10 +379,9 @@ def search_down(cv: Any, name: str, grid: Sequence[int]) -> Any:
     return sel
 
 
-def forward_fusion(
-    start: str, pool: Sequence[str], scores: Mapping[str, np.ndarray],
-    n_frames: Mapping[str, Sequence[int]], correct: Any, max_members: int,
-) -> list[tuple[list[str], int]]:  # fmt: skip
+def forward_fusion(start: str, pool: Sequence[str], scores: Mapping[str, np.ndarray],
+                   n_frames: Mapping[str, Sequence[int]], correct: Any,
+                   max_members: int) -> list[tuple[list[str], int]]:  # fmt: skip
     """Greedy forward selection of late-fusion members (Caruana et al. 2004): from ``start``,
     add the candidate of ``pool`` whose fusion (``scores``: held-out totals (n_clips, n_labels),
     over ``n_frames``) is ``correct`` on most clips (the earliest on ties), up to

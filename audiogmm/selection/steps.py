@@ -353,13 +353,12 @@ def step_backend(state: TuneState) -> None:
 STEPS = (step_front_ends, step_components, step_front_end, step_fusion, step_backend)
 
 
-def tune(
-    records: Sequence[Record], *, preset: str | FeatureConfig = "auto",
-    components: int | str = "auto", grid: Sequence[int] = cv.COMPONENT_GRID,
-    n_folds: int = N_FOLDS, cv_max_iter: int = CV_MAX_ITER, random_state: int | None = 0,
-    options: RunOptions | None = None, executor: LocalExecutor | None = None,
-    backends: Sequence[str] | str | None = None, **classifier_params: Any,
-) -> TuneResult:  # fmt: skip
+def tune(records: Sequence[Record], *, preset: str | FeatureConfig = "auto",
+         components: int | str = "auto", grid: Sequence[int] = cv.COMPONENT_GRID,
+         n_folds: int = N_FOLDS, cv_max_iter: int = CV_MAX_ITER, random_state: int | None = 0,
+         options: RunOptions | None = None, executor: LocalExecutor | None = None,
+         backends: Sequence[str] | str | None = None,
+         **classifier_params: Any) -> TuneResult:  # fmt: skip
     """Cross-validate front ends, numbers of components and backends on training files only:
     folds hold out whole clips; CV fits stop after ``cv_max_iter`` EM iterations.
 
@@ -428,10 +427,9 @@ def tune(
         )
 
 
-def train_tuned(
-    records: Sequence[Record], *, random_state: int | None = 0,
-    options: RunOptions | None = None, executor: LocalExecutor | None = None, **params: Any,
-) -> tuple[GMMClassifier | FusedClassifier, TuneResult]:  # fmt: skip
+def train_tuned(records: Sequence[Record], *, random_state: int | None = 0,
+                options: RunOptions | None = None, executor: LocalExecutor | None = None,
+                **params: Any) -> tuple[GMMClassifier | FusedClassifier, TuneResult]:  # fmt: skip
     """:func:`tune` (``params``: its keywords and the classifier's, for the CV and final ml
     fits; another backend: its defaults at the UBM size it was scored at), then fit the chosen
     model on every training file, reusing the features. Returns the classifier (a
