@@ -82,14 +82,12 @@ class ModelFile:
     def save(self, path: str | os.PathLike, *, extra: dict[str, Any] | None = None) -> None:
         """Write to one checksummed ``.npz`` file; see :func:`audiogmm.io.save`."""
         from ..io import save
-
         save(self, path, extra=extra)
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> Any:
         """Read a file of this class written by :meth:`save`; see :func:`audiogmm.io.load`."""
         from ..io import load
-
         return load(path, cls)
 
 

@@ -61,7 +61,6 @@ def fit_fusion(scores: Sequence[np.ndarray], n_frames: Sequence[np.ndarray],
         g = (EX - Xy).mean(0) + FUSION_RIDGE * a
         H = np.einsum("nl,nlm,nlk->mk", P, X, X) / N - EX.T @ EX / N + FUSION_RIDGE * np.eye(M)
         return f, g, H
-
     return [float(v) for v in newton_minimise(loss, a)]
 
 

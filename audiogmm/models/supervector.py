@@ -137,7 +137,6 @@ class GSVClassifier(EmbeddingClassifier):
         def raw(Ztr, ytr, Zte):
             c, i, _ = _logistic(Ztr, ytr, C, seed)
             return raw_llr(Zte @ c.T + i)
-
         self.calibration_ = self._held_out_calibration(Z, labels, raw)
         coef = (coef if basis is None else coef @ basis) / scale
         self.coef_, self.intercept_ = np.asarray(coef, np.float64), np.asarray(icpt, np.float64)

@@ -293,7 +293,6 @@ def train_ubm(chunks, n_components: int = UBM_COMPONENTS, *, subsample: int = 1,
     gmm = DiagGMM(n_components, **{**UBM_DEFAULTS, **gmm_params})
     if hasattr(chunks, "read_rows") or checkpoint is not None:  # a shard store: map its blocks
         from ..mixture.sources import ShardSource
-
         if not hasattr(chunks, "read_rows"):
             raise ParameterError("train_ubm: checkpoints need a shard store as the data")
         check_params(gmm)
@@ -304,16 +303,15 @@ def train_ubm(chunks, n_components: int = UBM_COMPONENTS, *, subsample: int = 1,
     def sub():
         for X in chunks() if callable(chunks) else chunks:
             yield np.asarray(X)[::subsample]
-
     return gmm.fit_iter(sub, executor=executor)
 
 
 def clip_stats(clips: Sequence[np.ndarray], ubm: DiagGMM, *,
                executor: LocalExecutor | None = None) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
     """Each clip's Baum-Welch statistics under a fitted UBM, float64 (zero for a clip without
-    frames): ``n`` (n_clips, K), ``n_k = sum_t gamma_tk``, and ``F`` (n_clips, K, D), ``F_k =
-    sum_t gamma_tk (x_t - mu_k)``. ``executor`` runs the clips (the result does not depend on it).
-    """
+    frames): ``n`` (n_clips, K), ``n_k = sum_t gamma_tk``, and ``F`` (n_clips, K, D),
+    ``F_k = sum_t gamma_tk (x_t - mu_k)``. ``executor`` runs the clips (the result does not
+    depend on it)."""
     prior = ubm.params_
     checked = check_each(clips, ubm.n_dims, min_frames=0)
 
@@ -321,7 +319,6 @@ def clip_stats(clips: Sequence[np.ndarray], ubm: DiagGMM, *,
         # one clip's statistics, serially: the executor parallelises over clips
         s = accumulate(X, prior)
         return s.n, s.F - s.n[:, None] * (prior.means - s.shift)
-
     K, D = prior.means.shape
     if not checked:
         return np.zeros((0, K)), np.zeros((0, K, D))
