@@ -50,8 +50,7 @@ UNKNOWN = "unknown"
 _MIN_FRAMES_PER_COMPONENT = 20
 
 
-def decide(clf: Any, S: np.ndarray, n_frames: np.ndarray | None = None,
-           threshold: float | None = None) -> np.ndarray:  # fmt: skip
+def decide(clf: Any, S: np.ndarray, n_frames: np.ndarray, threshold: float | None) -> np.ndarray:
     """Each clip's most likely class (n_clips,), object, from ``clf``'s ``score_matrix`` ``S``
     (n_clips, n_labels) of clips of ``n_frames`` frames: the argmax of the class posteriors
     (the first on ties), :data:`UNKNOWN` where ``rejection_scores`` is below ``threshold``."""
