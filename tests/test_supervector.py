@@ -269,7 +269,7 @@ def test_cli_train_gsv_evaluate_predict_verify(tmp_path):
 
 
 def test_calibration_is_fitted_on_held_out_folds(monkeypatch):
-    from audiogmm.models import embedding, supervector
+    from audiogmm.models import supervector, ubm
 
     seen = []
 
@@ -277,7 +277,7 @@ def test_calibration_is_fitted_on_held_out_folds(monkeypatch):
         seen.append((np.asarray(y), np.asarray(s)))
         return 0.5, -1.0
 
-    monkeypatch.setattr(embedding, "fit_calibration", spy)
+    monkeypatch.setattr(ubm, "fit_calibration", spy)
     clips, labels = _clips(n_per=5)
     clf = GSVClassifier(4).fit(clips, labels)
     assert clf.calibration_ == (0.5, -1.0)

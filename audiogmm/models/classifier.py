@@ -47,9 +47,8 @@ def oversized_reason(
     return None
 
 
-def check_clips(
-    clips: Sequence[np.ndarray], labels: Sequence[str], n_dims: int | None = None
-) -> tuple[list[np.ndarray], list[str]]:
+def check_clips(clips: Sequence[np.ndarray], labels: Sequence[str],
+                n_dims: int | None = None) -> tuple[list[np.ndarray], list[str]]:  # fmt: skip
     """Training clips checked as by :func:`check_each` (empty ones allowed), labels as str."""
     if len(clips) != len(labels):
         raise ParameterError(f"{len(clips)} clips but {len(labels)} labels")
@@ -59,10 +58,8 @@ def check_clips(
     return check_each(clips, n_dims, min_frames=0, labels=labels), labels
 
 
-def check_each(
-    clips: Sequence[np.ndarray], n_dims: int | None, *, min_frames: int = 1,
-    labels: Sequence[str] | None = None,
-) -> list[np.ndarray]:  # fmt: skip
+def check_each(clips: Sequence[np.ndarray], n_dims: int | None, *, min_frames: int = 1,
+               labels: Sequence[str] | None = None) -> list[np.ndarray]:  # fmt: skip
     """Each clip ``check_frames``-checked (finite, of ``n_dims`` or the first clip's width), the
     ParameterError naming the clip (and its label)."""
     checked = []
@@ -73,9 +70,8 @@ def check_each(
     return checked
 
 
-def by_label(
-    clips: Sequence[np.ndarray], labels: Sequence[str], classes: Sequence[str]
-) -> dict[str, np.ndarray]:
+def by_label(clips: Sequence[np.ndarray], labels: Sequence[str],
+             classes: Sequence[str]) -> dict[str, np.ndarray]:  # fmt: skip
     """The frames of each of ``classes``' clips, concatenated in clip order."""
     return {y: np.concatenate([X for X, lab in zip(clips, labels) if lab == y]) for y in classes}
 
@@ -86,14 +82,12 @@ class ModelFile:
     def save(self, path: str | os.PathLike, *, extra: dict[str, Any] | None = None) -> None:
         """Write to one checksummed ``.npz`` file; see :func:`audiogmm.io.save`."""
         from ..io import save
-
         save(self, path, extra=extra)
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> Any:
         """Read a file of this class written by :meth:`save`; see :func:`audiogmm.io.load`."""
         from ..io import load
-
         return load(path, cls)
 
 
@@ -136,10 +130,9 @@ class GMMClassifier(ModelFile):
     #: The attribute whose presence means fitted (or loaded).
     fitted_by = "labels_"
 
-    def __init__(
-        self, n_components: int = N_COMPONENTS, *, priors: dict[str, float] | None = None,
-        n_jobs: int | None = None, random_state: int | None = 0, **gmm_params: Any,
-    ) -> None:  # fmt: skip
+    def __init__(self, n_components: int = N_COMPONENTS, *, priors: dict[str, float] | None = None,
+                 n_jobs: int | None = None, random_state: int | None = 0,
+                 **gmm_params: Any) -> None:  # fmt: skip
         self._keep(locals())
 
     def _keep(self, args: dict[str, Any]) -> None:
@@ -165,10 +158,8 @@ class GMMClassifier(ModelFile):
     def _class_model(self, seed: int | None) -> DiagGMM:
         return DiagGMM(self.n_components, random_state=seed, n_jobs=self.n_jobs, **self.gmm_params)
 
-    def fit(
-        self, clips: Sequence[np.ndarray], labels: Sequence[str], *, progress: Progress = None,
-        executor: LocalExecutor | None = None,
-    ) -> GMMClassifier:  # fmt: skip
+    def fit(self, clips: Sequence[np.ndarray], labels: Sequence[str], *, progress: Progress = None,
+            executor: LocalExecutor | None = None) -> GMMClassifier:  # fmt: skip
         """Train one DiagGMM per label on its clips' pooled frames (each (n_frames_i, n_dims));
         self. ``progress(n_done, n_total, label)`` after each class; ``executor`` runs the
         E-steps (default: ``n_jobs`` threads). ParameterError: mismatched lengths or widths,
@@ -231,9 +222,8 @@ class GMMClassifier(ModelFile):
         self._check_fitted()
         return self.ubm_.n_dims if hasattr(self, "ubm_") else self.means_.shape[2]
 
-    def score_matrix(
-        self, clips: Sequence[np.ndarray], *, executor: LocalExecutor | None = None
-    ) -> np.ndarray:
+    def score_matrix(self, clips: Sequence[np.ndarray], *,
+                     executor: LocalExecutor | None = None) -> np.ndarray:  # fmt: skip
         """``sum_t log p(x_t | class)`` (n_clips, n_labels), nats, of ``clips`` each (n_frames_i
         >= 1, n_dims), in one batched pass (chunks run by ``executor``, default ``n_jobs``)."""
         checked = check_each(clips, self.n_dims)
@@ -275,7 +265,5 @@ class GMMClassifier(ModelFile):
 
     def predict(self, clips: Sequence[np.ndarray]) -> np.ndarray:
         """Most likely class (max :meth:`score_matrix` + log prior), (n_clips,), object."""
-        return self._decide(self.score_matrix(clips))
-
-    def _decide(self, S: np.ndarray) -> np.ndarray:
+        S = self.score_matrix(clips)
         return np.array(self.labels_, dtype=object)[(S + self._log_priors()).argmax(1)]

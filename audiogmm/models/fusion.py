@@ -24,10 +24,8 @@ __all__ = ["FusedClassifier", "fit_fusion"]
 FUSION_RIDGE = 1e-4
 
 
-def fuse_scores(
-    scores: Sequence[np.ndarray], n_frames: Sequence[np.ndarray],
-    weights: Sequence[float] | None = None,
-) -> np.ndarray:  # fmt: skip
+def fuse_scores(scores: Sequence[np.ndarray], n_frames: Sequence[np.ndarray],
+                weights: Sequence[float] | None = None) -> np.ndarray:  # fmt: skip
     """Members' total log-likelihoods ``scores[m]`` (n_clips, n_labels) over ``n_frames[m]``
     (n_clips,) frames fused, (n_clips, n_labels): ``sum_m a_m S_m[i] / n_m[i]`` with the
     ``weights``, or with None the old sum rule ``sum_m S_m[i] n_0[i] / n_m[i]``."""
@@ -39,9 +37,8 @@ def fuse_scores(
     return sum(a * A for a, A in zip(weights, per_frame))
 
 
-def fit_fusion(
-    scores: Sequence[np.ndarray], n_frames: Sequence[np.ndarray], y: np.ndarray
-) -> list[float]:
+def fit_fusion(scores: Sequence[np.ndarray], n_frames: Sequence[np.ndarray],
+               y: np.ndarray) -> list[float]:  # fmt: skip
     """One finite weight per member: ``P(c | clip) = softmax_c(sum_m a_m S_m[i, c] / n_m[i])``
     (FoCal/BOSARIS multi-class fusion) fitted by Newton on the mean cross-entropy plus
     ``FUSION_RIDGE / 2 * |a|^2``, on held-out :func:`fuse_scores` inputs with ``y`` (n_clips,)
@@ -64,7 +61,6 @@ def fit_fusion(
         g = (EX - Xy).mean(0) + FUSION_RIDGE * a
         H = np.einsum("nl,nlm,nlk->mk", P, X, X) / N - EX.T @ EX / N + FUSION_RIDGE * np.eye(M)
         return f, g, H
-
     return [float(v) for v in newton_minimise(loss, a)]
 
 
@@ -73,9 +69,8 @@ class FusedClassifier(ModelFile):
     priors, one per front end; ``weights``: one per member (:func:`fit_fusion`), None for the
     sum rule. Attributes: those two, ``labels_`` and ``fit_report_`` (the first member's)."""
 
-    def __init__(
-        self, members: Sequence[GMMClassifier], weights: Sequence[float] | None = None
-    ) -> None:
+    def __init__(self, members: Sequence[GMMClassifier],
+                 weights: Sequence[float] | None = None) -> None:  # fmt: skip
         members = list(members)
         if not 2 <= (n := len(members)) <= MAX_MEMBERS:
             raise ParameterError(f"a fused model needs 2 to {MAX_MEMBERS} members, got {n}")
@@ -108,9 +103,8 @@ class FusedClassifier(ModelFile):
         """Feature dimension of each member."""
         return tuple(m.n_dims for m in self.members)
 
-    def score_matrix(
-        self, clip_sets: Sequence[Sequence[np.ndarray]], *, executor: LocalExecutor | None = None
-    ) -> np.ndarray:
+    def score_matrix(self, clip_sets: Sequence[Sequence[np.ndarray]], *,
+                     executor: LocalExecutor | None = None) -> np.ndarray:  # fmt: skip
         """:func:`fuse_scores` of the members' scores (n_clips, n_labels); ``clip_sets[m][i]``:
         clip ``i``'s frames (n_frames_mi >= 1, n_dims_m) under member ``m``'s front end."""
         if len(clip_sets) != len(self.members):

@@ -19,7 +19,7 @@ from ..exceptions import ParameterError
 from ..mixture import ConvergenceMonitor, DiagGMM
 from ..mixture.checks import is_int, need
 from ..progress import Progress, reporter
-from .embedding import GSV_COMPONENTS, EmbeddingClassifier, clip_stats
+from .ubm import GSV_COMPONENTS, EmbeddingClassifier, clip_stats
 
 __all__ = ["IVectorClassifier", "extract_ivectors", "train_tv", "whitened_stats"]
 
@@ -100,10 +100,9 @@ def tv_maximise(C: np.ndarray, A: np.ndarray, T: np.ndarray) -> np.ndarray:
     return new.reshape(T.shape)
 
 
-def train_tv(
-    n: np.ndarray, f: np.ndarray, rank: int, *, n_iter: int = 5,
-    executor: LocalExecutor | None = None, progress: Progress = None,
-) -> tuple[np.ndarray, list[float]]:  # fmt: skip
+def train_tv(n: np.ndarray, f: np.ndarray, rank: int, *, n_iter: int = 5,
+             executor: LocalExecutor | None = None,
+             progress: Progress = None) -> tuple[np.ndarray, list[float]]:  # fmt: skip
     """``T`` (K * D, ``rank`` <= ``min(n_clips, K * D)``) after ``n_iter`` EM iterations on
     clips ``n, f`` from the top principal directions of their per-frame ``f`` (deterministic),
     and the bound per frame of each E-step (nats; the last under that ``T``); ``progress``
@@ -233,11 +232,10 @@ class IVectorClassifier(EmbeddingClassifier):
 
     own_params = ("rank", "n_iter", "subsample")
 
-    def __init__(
-        self, n_components: int = GSV_COMPONENTS, *, rank: int = 100, n_iter: int = 5,
-        subsample: int = 4, priors: dict[str, float] | None = None, n_jobs: int | None = None,
-        random_state: int | None = 0, **gmm_params: Any,
-    ) -> None:  # fmt: skip
+    def __init__(self, n_components: int = GSV_COMPONENTS, *, rank: int = 100, n_iter: int = 5,
+                 subsample: int = 4, priors: dict[str, float] | None = None,
+                 n_jobs: int | None = None, random_state: int | None = 0,
+                 **gmm_params: Any) -> None:  # fmt: skip
         self._keep(locals())
 
     def _check_own(self) -> None:

@@ -17,7 +17,7 @@ from ..engine import LocalExecutor, one_blas_thread
 from ..exceptions import ConvergenceWarning, ParameterError
 from ..mixture import DiagGMM, log_softmax
 from ..mixture.checks import is_real, need
-from .embedding import GSV_COMPONENTS, EmbeddingClassifier, clip_stats
+from .ubm import GSV_COMPONENTS, EmbeddingClassifier, clip_stats
 
 __all__ = ["GSVClassifier", "supervectors"]
 
@@ -25,10 +25,8 @@ __all__ = ["GSVClassifier", "supervectors"]
 _MAX_ITER = 1000
 
 
-def supervectors(
-    clips: Sequence[np.ndarray], ubm: DiagGMM, *, relevance: float = 16.0,
-    executor: LocalExecutor | None = None,
-) -> np.ndarray:  # fmt: skip
+def supervectors(clips: Sequence[np.ndarray], ubm: DiagGMM, *, relevance: float = 16.0,
+                 executor: LocalExecutor | None = None) -> np.ndarray:  # fmt: skip
     """MAP-mean supervectors (n_clips, K * D), float64, of clips under a fitted UBM: row ``i``
     is ``sqrt(w_k) (mu'_ikd - mu_kd) / sigma_kd`` in (k, d) order, ``mu'_ik - mu_k = F_ik /
     (n_ik + relevance)`` (:func:`clip_stats`; 0 where ``n_ik = 0``); ``executor`` as there."""
@@ -60,9 +58,8 @@ def raw_llr(S: np.ndarray) -> np.ndarray:
     return np.clip(log_odds(log_softmax(S)) + math.log(S.shape[1] - 1), -1e6, 1e6)
 
 
-def _logistic(
-    Z: np.ndarray, labels: Sequence[str], C: float, seed: int | None
-) -> tuple[np.ndarray, np.ndarray, int]:
+def _logistic(Z: np.ndarray, labels: Sequence[str], C: float,
+              seed: int | None) -> tuple[np.ndarray, np.ndarray, int]:  # fmt: skip
     """Multinomial logistic regression ``(coef (M, P), intercept (M,), n_iter)``, classes sorted."""
     from sklearn.linear_model import LogisticRegression  # the sklearn extra, only here
 
@@ -97,7 +94,7 @@ class GSVClassifier(EmbeddingClassifier):
     Attributes
     ----------
     labels_, ubm_, calibration_
-        As for :class:`UBMClassifier` and :class:`~audiogmm.models.embedding.EmbeddingClassifier`.
+        As for :class:`UBMClassifier` and :class:`~audiogmm.models.ubm.EmbeddingClassifier`.
     coef_ : ndarray of shape (n_labels, K * D)
     intercept_ : ndarray of shape (n_labels,)
         Class score of a supervector ``s``: ``coef_ @ s + intercept_``.
@@ -105,15 +102,16 @@ class GSVClassifier(EmbeddingClassifier):
 
     own_params = ("relevance", "C", "subsample")
 
-    def __init__(
-        self, n_components: int = GSV_COMPONENTS, *, relevance: float = 4.0, C: float = 10.0,
-        subsample: int = 4, priors: dict[str, float] | None = None, n_jobs: int | None = None,
-        random_state: int | None = 0, **gmm_params: Any,
-    ) -> None:  # fmt: skip
+    def __init__(self, n_components: int = GSV_COMPONENTS, *, relevance: float = 4.0,
+                 C: float = 10.0, subsample: int = 4, priors: dict[str, float] | None = None,
+                 n_jobs: int | None = None, random_state: int | None = 0,
+                 **gmm_params: Any) -> None:  # fmt: skip
         self._keep(locals())
 
     def _check_own(self) -> None:
         need(self, is_real(self.C) and self.C > 0, "C", "a finite number > 0")
+        r = self.relevance
+        need(self, is_real(r, finite=False) and r >= 0, "relevance", "a number >= 0")
 
     def _embed(self, clips: Sequence[np.ndarray], ex: LocalExecutor | None) -> np.ndarray:
         return supervectors(clips, self.ubm_, relevance=self.relevance, executor=ex)
@@ -139,7 +137,6 @@ class GSVClassifier(EmbeddingClassifier):
         def raw(Ztr, ytr, Zte):
             c, i, _ = _logistic(Ztr, ytr, C, seed)
             return raw_llr(Zte @ c.T + i)
-
         self.calibration_ = self._held_out_calibration(Z, labels, raw)
         coef = (coef if basis is None else coef @ basis) / scale
         self.coef_, self.intercept_ = np.asarray(coef, np.float64), np.asarray(icpt, np.float64)

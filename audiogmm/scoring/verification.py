@@ -216,7 +216,6 @@ def fit_calibration(y_true: Sequence[int], scores: Sequence[float], *, p_target:
         g = X.T @ (w * (q - y)) + np.array([_RIDGE * theta[0], 0.0])
         H = (X * (w * q * (1 - q))[:, None]).T @ X + np.diag([_RIDGE, 1e-12])
         return f + 0.5 * _RIDGE * theta[0] ** 2, g, H
-
     theta = newton_minimise(loss, np.zeros(2))
     a = theta[0] / sd
     return float(a), float(theta[1] - a * mu)

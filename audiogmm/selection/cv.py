@@ -91,14 +91,12 @@ def median_cap(labels: Sequence[str], n_frames: Sequence[int], *,
     return caps[(len(caps) - 1) // 2] if caps else 1
 
 
-def fit_mixed(
-    clips: Sequence[np.ndarray], labels: Sequence[str], n_components: Mapping[str, int], *,
-    random_state: int | None = 0, executor: LocalExecutor | None = None, **params: Any,
-) -> GMMClassifier:  # fmt: skip
+def fit_mixed(clips: Sequence[np.ndarray], labels: Sequence[str], n_components: Mapping[str, int],
+              *, random_state: int | None = 0, executor: LocalExecutor | None = None,
+              **params: Any) -> GMMClassifier:  # fmt: skip
     """A fitted :class:`GMMClassifier` whose class ``y`` has ``n_components[y]`` components
     (``fit_report_[y]["n_components"]``; its ``n_components``: the largest), labels of one K
-    trained by one stacked EM; ``params`` go to the classifiers.
-    """
+    trained by one stacked EM; ``params`` go to the classifiers."""
     labels = [str(y) for y in labels]
     missing = sorted(set(labels) - set(n_components))
     if missing:
@@ -140,8 +138,7 @@ class ComponentSelection:
     columns); ``y``, ``folds``, ``n_frames`` (n_clips,): class index, fold (-1: never held out),
     frames; ``scores[k]`` (n_clips, n_labels): total log-likelihood (nats) under each class at
     K (capped by :func:`max_components`), NaN rows never held out; ``caps``: each class's cap on
-    all its frames; ``frame_step``: the scores used every ``frame_step``-th frame.
-    """
+    all its frames; ``frame_step``: the scores used every ``frame_step``-th frame."""
 
     grid: tuple[int, ...]
     labels: list[str]
@@ -192,16 +189,14 @@ class ComponentSelection:
         return np.stack([self.scores[choice[lab]][:, j] for j, lab in enumerate(self.labels)], 1)
 
 
-def cv_scores(
-    clips: Sequence[np.ndarray], labels: Sequence[str], *, grid: Sequence[int] = COMPONENT_GRID,
-    n_folds: int = 3, random_state: int | None = 0, frame_step: int = 1,
-    executor: LocalExecutor | None = None, **params: Any,
-) -> ComponentSelection:  # fmt: skip
+def cv_scores(clips: Sequence[np.ndarray], labels: Sequence[str], *,
+              grid: Sequence[int] = COMPONENT_GRID, n_folds: int = 3, random_state: int | None = 0,
+              frame_step: int = 1, executor: LocalExecutor | None = None,
+              **params: Any) -> ComponentSelection:  # fmt: skip
     """Score every training clip, held out by clip, under classifiers of each grid K: per fold
     and K, one (``params``; each class at ``min(K, cap)`` of its fold's training frames) fitted
     on the other folds' clips, using every ``frame_step``-th frame (dev corpus: step 2 gave the
-    same accuracies within 2 clips of 428-491, at half the cost).
-    """
+    same accuracies within 2 clips of 428-491, at half the cost)."""
     grid = tuple(sorted({int(k) for k in grid}))
     if not grid or grid[0] < 1:
         raise ParameterError(f"grid must hold integers >= 1; got {grid!r}")
@@ -231,7 +226,6 @@ def cv_scores(
                         dict(zip(names, ks)), random_state=random_state, executor=ex,
                         **params)  # fmt: skip
         return clf.score_matrix([clips[i][::frame_step] for i in test], executor=ex)
-
     with resolve(executor, params.get("n_jobs")) as ex:
         # whole fits in parallel (their inner steps then run inline): a 5-iteration EM
         # split into chunks keeps the cores waiting on its many small steps
@@ -241,16 +235,13 @@ def cv_scores(
     return sel
 
 
-def backend_cv_scores(
-    clips: Sequence[np.ndarray], labels: Sequence[str], backends: Sequence[str],
-    folds: np.ndarray, *, frame_step: int = 1, random_state: int | None = 0,
-    executor: LocalExecutor | None = None,
-) -> dict[str, np.ndarray]:  # fmt: skip
+def backend_cv_scores(clips: Sequence[np.ndarray], labels: Sequence[str], backends: Sequence[str],
+                      folds: np.ndarray, *, frame_step: int = 1, random_state: int | None = 0,
+                      executor: LocalExecutor | None = None) -> dict[str, np.ndarray]:  # fmt: skip
     """Held-out scores (n_clips, n_labels; sorted labels; NaN rows never held out) of every clip
     under each backend, per backend: per fold, one UBM (``map``'s own fit) on the training clips
     only (one that saw the held-out clips fell from 89% to 19% on the dev sounds), every other
-    backend adapting from it with its defaults.
-    """
+    backend adapting from it with its defaults."""
     labels = [str(y) for y in labels]
     names = sorted(set(labels))
     out = {b: np.full((len(clips), len(names)), np.nan) for b in backends}
@@ -267,7 +258,6 @@ def backend_cv_scores(
             got[b] = np.full((len(test), len(names)), np.nan)
             got[b][:, [names.index(y) for y in clf.labels_]] = clf.score_matrix(scored, executor=ex)
         return got
-
     with resolve(executor, None) as ex, quiet_single_class(), warnings.catch_warnings():
         # MAP on a fold's few frames may lower the bound by rounding: noise for a ranking
         warnings.filterwarnings("ignore", "EM log-likelihood decreased", RuntimeWarning)
@@ -277,11 +267,9 @@ def backend_cv_scores(
     return out
 
 
-def calibrate_backend(
-    clips: Sequence[np.ndarray], labels: Sequence[str], backend: str, *,
-    random_state: int | None = 0, executor: LocalExecutor | None = None,
-    ubm: DiagGMM | None = None, **params: Any,
-) -> dict[str, Any]:  # fmt: skip
+def calibrate_backend(clips: Sequence[np.ndarray], labels: Sequence[str], backend: str, *,
+                      random_state: int | None = 0, executor: LocalExecutor | None = None,
+                      ubm: DiagGMM | None = None, **params: Any) -> dict[str, Any]:  # fmt: skip
     """A linear logistic calibration (:func:`~audiogmm.scoring.verification.fit_calibration`)
     of ``backend``'s verification scores on 3 held-out folds, each fitted (``params``, the given
     ``ubm``) on the other folds, its ``score_samples`` of the held-out clips against every class
@@ -304,7 +292,6 @@ def calibrate_backend(
         S = clf.score_samples([clips[i] for i in test], executor=ex)
         truth = np.array([labels[i] for i in test])[:, None] == np.array(clf.labels_)[None]
         return truth.ravel(), S.ravel()
-
     with resolve(executor, params.get("n_jobs")) as ex:  # the folds in parallel
         target, scores = zip(*per_fold(folds, fold_trials, ex).values())
     y, s = np.concatenate(target).astype(np.int64), np.concatenate(scores)
@@ -331,16 +318,14 @@ def within_one_se(options: Sequence[Option], n: int) -> list[Option]:
 
 def one_standard_error(options: Sequence[Option], n: int) -> str:
     """The simplest option within one SE of the best (the front ends, in order of cost): CV
-    accuracies often differ by a few clips in hundreds, which is noise (Hastie et al., ESL 7.10).
-    """
+    accuracies often differ by a few clips in hundreds, which is noise (Hastie et al., ESL 7.10)."""
     return min((o[2], o[0]) for o in within_one_se(options, n))[1]
 
 
 def beats_default(options: Sequence[Option], default: str, n: int, *, n_se: float = 1.0) -> str:
     """``default``, unless another option is right on more clips by ``n_se`` binomial SEs
     (``sqrt(p (1 - p) n)`` clips) plus one of continuity correction (at 87 of 88 the SE is 0.99
-    clips, and one clip is no evidence); then the best, ties to the simpler.
-    """
+    clips, and one clip is no evidence); then the best, ties to the simpler."""
     base = next(o[1] for o in options if o[0] == default)
     p = base / n
     margin = n_se * math.sqrt(p * (1 - p) * n) + 1.0
@@ -351,8 +336,7 @@ def beats_default(options: Sequence[Option], default: str, n: int, *, n_se: floa
 def choose_components(options: Sequence[Option], n: int, default: str | None = None) -> str:
     """K: ``default`` (``"K=16"``) unless another option beats it (:func:`beats_default`), of
     ``("K=<k>", correct, k)`` and per-class (``k = inf``). Without the default, the largest single
-    K within one SE of the best: a CV fit sees less data than the final one, so peaks earlier.
-    """
+    K within one SE of the best: a CV fit sees less data than the final one, so peaks earlier."""
     if default is not None and any(o[0] == default for o in options):
         return beats_default(options, default, n)
     within = within_one_se(options, n)
@@ -371,8 +355,7 @@ def choose_fusion(options: Sequence[Option], n: int) -> str:
 def search_down(cv: Any, name: str, grid: Sequence[int]) -> Any:
     """The :class:`ComponentSelection` of ``cv(name, ks)`` over ``grid``, largest K first,
     stopping after the first K below the best so far (accuracy never rose again as K fell on the
-    dev sets; a quarter to a third of the search saved where large models are needed).
-    """
+    dev sets; a quarter to a third of the search saved where large models are needed)."""
     ks = sorted(grid, reverse=True)
     sel = cv(name, ks[:2])  # the two largest: one comparison before any stop
     for k in ks[2:]:
@@ -385,15 +368,13 @@ def search_down(cv: Any, name: str, grid: Sequence[int]) -> Any:
     return sel
 
 
-def forward_fusion(
-    start: str, pool: Sequence[str], scores: Mapping[str, np.ndarray],
-    n_frames: Mapping[str, Sequence[int]], correct: Any, max_members: int,
-) -> list[tuple[list[str], int]]:  # fmt: skip
+def forward_fusion(start: str, pool: Sequence[str], scores: Mapping[str, np.ndarray],
+                   n_frames: Mapping[str, Sequence[int]], correct: Any,
+                   max_members: int) -> list[tuple[list[str], int]]:  # fmt: skip
     """Greedy forward selection of late-fusion members (Caruana et al. 2004): from ``start``,
     add the candidate of ``pool`` whose fusion (``scores``: held-out totals (n_clips, n_labels),
     over ``n_frames``) is ``correct`` on most clips (the earliest on ties), up to
-    ``max_members``. Returns (members, n_correct) per step.
-    """
+    ``max_members``. Returns (members, n_correct) per step."""
     members, left, path = [start], list(pool), []
     while left and len(members) < max_members:
         tried = [

@@ -1,7 +1,6 @@
 """``--preset auto --components auto``: :func:`tune` runs its :data:`STEPS` over one
 :class:`TuneState`; each reads the earlier choices, adds rows to the table and applies a rule of
-:mod:`~audiogmm.selection.cv`. Only the training files are read.
-"""
+:mod:`~audiogmm.selection.cv`. Only the training files are read."""
 
 from __future__ import annotations
 
@@ -83,8 +82,7 @@ class TuneResult:
     ``correct``, ``n``, ``accuracy``, ``ci_low``, ``ci_high`` (95% Wilson), ``chosen``);
     ``seconds``: wall time, extraction included; ``features``: the chosen (first member's)
     features of the training files; ``backend``: a ``BACKENDS`` key (not ``"ml"``: a UBM of
-    ``UBM_COMPONENTS``, ``n_components`` unused).
-    """
+    ``UBM_COMPONENTS``, ``n_components`` unused)."""
 
     front_end: str
     config: FeatureConfig
@@ -199,7 +197,6 @@ def within_bandwidth(cands: Mapping[str, FeatureConfig], records: Sequence[Recor
     """The candidates (name -> config) minus those that would only analyse upsampled audio:
     above every file's native rate, after one that covers it (``sound`` on 16 kHz speech)."""
     from .. import audio
-
     native = 0
     for r in records:
         with contextlib.suppress(Exception):  # the extraction names the file and the reason
@@ -353,13 +350,12 @@ def step_backend(state: TuneState) -> None:
 STEPS = (step_front_ends, step_components, step_front_end, step_fusion, step_backend)
 
 
-def tune(
-    records: Sequence[Record], *, preset: str | FeatureConfig = "auto",
-    components: int | str = "auto", grid: Sequence[int] = cv.COMPONENT_GRID,
-    n_folds: int = N_FOLDS, cv_max_iter: int = CV_MAX_ITER, random_state: int | None = 0,
-    options: RunOptions | None = None, executor: LocalExecutor | None = None,
-    backends: Sequence[str] | str | None = None, **classifier_params: Any,
-) -> TuneResult:  # fmt: skip
+def tune(records: Sequence[Record], *, preset: str | FeatureConfig = "auto",
+         components: int | str = "auto", grid: Sequence[int] = cv.COMPONENT_GRID,
+         n_folds: int = N_FOLDS, cv_max_iter: int = CV_MAX_ITER, random_state: int | None = 0,
+         options: RunOptions | None = None, executor: LocalExecutor | None = None,
+         backends: Sequence[str] | str | None = None,
+         **classifier_params: Any) -> TuneResult:  # fmt: skip
     """Cross-validate front ends, numbers of components and backends on training files only:
     folds hold out whole clips; CV fits stop after ``cv_max_iter`` EM iterations.
 
@@ -428,16 +424,14 @@ def tune(
         )
 
 
-def train_tuned(
-    records: Sequence[Record], *, random_state: int | None = 0,
-    options: RunOptions | None = None, executor: LocalExecutor | None = None, **params: Any,
-) -> tuple[GMMClassifier | FusedClassifier, TuneResult]:  # fmt: skip
+def train_tuned(records: Sequence[Record], *, random_state: int | None = 0,
+                options: RunOptions | None = None, executor: LocalExecutor | None = None,
+                **params: Any) -> tuple[GMMClassifier | FusedClassifier, TuneResult]:  # fmt: skip
     """:func:`tune` (``params``: its keywords and the classifier's, for the CV and final ml
     fits; another backend: its defaults at the UBM size it was scored at), then fit the chosen
     model on every training file, reusing the features. Returns the classifier (a
     FusedClassifier when a fusion won; ``timing_``: ``tune_s``, ``train_s``) and the
-    :class:`TuneResult`.
-    """
+    :class:`TuneResult`."""
     opts = options or RunOptions()
     fit_params = {k: v for k, v in params.items() if k not in inspect.signature(tune).parameters}
     with resolve(executor, opts.n_jobs) as ex:
