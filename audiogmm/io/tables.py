@@ -3,8 +3,7 @@
 A :class:`Field` declares what a JSON value must be, :func:`check` validates a value against
 it; below, one table per file kind and header block, through which every loader and writer
 checks. The tests tamper with every field declared (tests/tamper.py): a new field needs an
-entry here.
-"""
+entry here."""
 
 from __future__ import annotations
 
@@ -90,8 +89,7 @@ def check(f: Field, v: Any, what: str) -> Any:
     Raises
     ------
     ValueError
-        ``"<what>: must be ..., got ..."``, naming the innermost field (``a.b[2].c``).
-    """
+        ``"<what>: must be ..., got ..."``, naming the innermost field (``a.b[2].c``)."""
     if v is None and f.null:
         return None
 
@@ -127,10 +125,8 @@ def check(f: Field, v: Any, what: str) -> Any:
         missing = [k for k in f.keys if k not in v and k not in f.optional]
         unknown = [] if f.extra else sorted(k for k in v if k not in f.keys)
         if missing or unknown:
-            raise ValueError(
-                f"{what or 'header'}: missing field(s) {missing[:10]}, "
-                f"unknown field(s) {[k[:40] for k in unknown[:10]]}"
-            )
+            raise ValueError(f"{what or 'header'}: missing field(s) {missing[:10]}, "
+                             f"unknown field(s) {[k[:40] for k in unknown[:10]]}")  # fmt: skip
         out = {k: check(f.keys[k], x, f"{what}.{k}" if what else k) if k in f.keys else x
                for k, x in v.items()}  # fmt: skip
     if f.choices and out not in f.choices:
@@ -161,7 +157,6 @@ def _must(ok: Callable[[Any], bool], desc: str) -> Callable[[Any, str], Any]:
         if not ok(v):
             raise ValueError(f"must be {desc}, got {_short(v)}")
         return v
-
     return hook
 
 
@@ -223,7 +218,6 @@ KALDI = Obj({
 
 def _feature_config(v: dict, what: str) -> Any:
     from ..features.config import FeatureConfig  # only files that hold one pay the import
-
     return FeatureConfig.from_dict(v)
 
 
