@@ -223,8 +223,7 @@ class FeatureConfig:
     dtype, engine : {"float32", "float64"}, {"numpy", "librosa"}
         Output dtype; librosa's formulas restated in numpy (no librosa import), or its own.
     extras : sequence of str or dict
-        :data:`EXTRAS` appended after the deltas, from the signal before pre-emphasis.
-    """
+        :data:`EXTRAS` appended after the deltas, from the signal before pre-emphasis."""
 
     sample_rate: int = 16000
     win_ms: float = 40.0

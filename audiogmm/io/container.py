@@ -58,8 +58,7 @@ def _checksum(header: dict[str, Any], arrays: dict[str, np.ndarray]) -> str:
     h = hashlib.sha256()
     body = {k: v for k, v in header.items() if k not in ("checksum", "signature")}
     h.update(json.dumps(body, sort_keys=True, separators=(",", ":")).encode())
-    for name in sorted(arrays):
-        a = np.ascontiguousarray(arrays[name])
+    for name, a in sorted(arrays.items()):  # C-order arrays: made so on write, copied on read
         h.update(f"{name}|{a.dtype.str}|{a.shape}|".encode())
         h.update(a.reshape(-1).view(np.uint8))  # the buffer itself, no copy
     return "sha256:" + h.hexdigest()

@@ -241,7 +241,6 @@ def _back_end(cls: type, table: tables.Field, block: str, fitted: tuple, names: 
         for k, v in done.items():
             setattr(clf, k + "_", v)
         return clf
-
     return Kind(cls, table, (*_UBM_ARRAYS, *names), parts, build)
 
 
@@ -294,7 +293,6 @@ def save(obj: Any, path: str | os.PathLike, *, extra: dict[str, Any] | None = No
     except AttributeError:
         raise ParameterError(f"cannot save {name}: the {kind.cls.__name__} is not fitted") from None
     header = jsonable({**(extra or {}), **own})
-    arrays = {k: np.ascontiguousarray(v) for k, v in arrays.items()}
     try:  # the loader's checks, so that every written file loads
         kind.build(name, checked(name, kind.table, header), arrays)
     except ModelFileError as e:
@@ -371,14 +369,12 @@ class EMCheckpoint:
             def first(ll: float, *, reseeded: bool = False) -> None:
                 del monitor.report  # later reports: the class's own method
                 report(ll, reseeded=True)
-
             monitor.report = first
 
         def maximise(stats, params):
             new, events = maximiser(stats, params)
             self.save(new, monitor, bool(events))
             return new, events
-
         return monitor, maximise
 
     def save(self, params: Params, monitor: ConvergenceMonitor, reseeded: bool) -> None:

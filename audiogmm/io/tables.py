@@ -95,7 +95,6 @@ def check(f: Field, v: Any, what: str) -> Any:
 
     def bad(desc: str) -> ValueError:
         return ValueError(f"{what}: must be {desc}, got {_short(v)}")
-
     t, out = f.type, v
     if t in ("int", "real"):
         span = f" in [{f.lo}, {f.hi}]" if f.lo is not None or f.hi is not None else ""
