@@ -56,8 +56,7 @@ _CHOICES = {
     "window": tuple(sorted(WINDOWS)), "engine": ("numpy", "librosa"),
 }  # fmt: skip
 def _checked(spec: Field, value: Any, what: str) -> Any:
-    """``value`` checked by :func:`audiogmm.io.tables.check` as Python, not JSON: numpy scalars
-    and, for an int, integral floats are accepted (strings such as "16000" are refused)."""
+    """``value`` by tables' :func:`check`: numpy scalars and integral floats taken, strings not."""
     value = value.item() if isinstance(value, np.generic) else value
     if spec.type == "int" and isinstance(value, float) and value.is_integer():
         value = int(value)
