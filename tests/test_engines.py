@@ -150,13 +150,13 @@ def test_extras_dims_and_names():
         (["mfcc"], "unknown feature 'mfcc'"),
         (["os.system"], "unknown feature 'os.system'"),
         ([{"name": "rms", "frame_length": 4}], "rms has no argument 'frame_length'"),
-        ([{"name": "spectral_rolloff", "roll_percent": 1.5}], "roll_percent must be in"),
-        ([{"name": "spectral_contrast", "n_bands": 2.5}], "n_bands must be an integer"),
-        ([{"name": "spectral_contrast", "n_bands": 10**400}], "n_bands must be an integer"),
-        ([{"name": "spectral_rolloff", "roll_percent": 10**400}], "must be a finite number"),
+        ([{"name": "spectral_rolloff", "roll_percent": 1.5}], "roll_percent: must be a number in"),
+        ([{"name": "spectral_contrast", "n_bands": 2.5}], "n_bands: must be an integer"),
+        ([{"name": "spectral_contrast", "n_bands": 10**400}], "n_bands: must be an integer"),
+        ([{"name": "spectral_rolloff", "roll_percent": 10**400}], "number of float range"),
         ([{"name": "spectral_contrast", "n_bands": 7}], "above Nyquist"),
         ([{"name": "spectral_contrast", "fmin": 1.0}], "bin spacing"),
-        ([{"name": "chroma_stft", "base_c": 1}], "base_c must be a bool"),
+        ([{"name": "chroma_stft", "base_c": 1}], "base_c: must be true or false"),
         ([{"rms": {}}], "unknown feature None"),
         ("rms", "must be a list"),
         ([["rms", {}]], "expected a name"),
@@ -170,7 +170,7 @@ def test_bad_extras_are_refused_with_one_line_naming_them(extras, match):
 
 
 def test_bad_engine_is_refused():
-    with pytest.raises(ParameterError, match="engine must be one of"):
+    with pytest.raises(ParameterError, match="engine: must be one of"):
         FeatureConfig(engine="torch")
 
 

@@ -416,21 +416,21 @@ def test_from_dict_rejects_unknown_keys_and_fills_defaults():
     "changes,match",
     [
         ({"sample_rate": 0}, "sample_rate"),
-        ({"sample_rate": 16000.5}, "sample_rate must be an integer"),
+        ({"sample_rate": 16000.5}, "sample_rate: must be an integer"),
         ({"win_ms": -1}, "win_ms"),
         ({"n_fft": 256}, "n_fft=256 must be >= the window length"),
         ({"fmax": 9000.0}, "fmax"),
         ({"fmin": 8000.0, "fmax": None}, "fmin < fmax"),
         ({"n_mfcc": 41}, "cannot exceed n_mels"),
-        ({"c0": "first"}, "c0 must be one of"),
+        ({"c0": "first"}, "c0: must be one of"),
         ({"delta_width": 4}, "odd integer >= 3"),
         ({"delta_order": 3}, "delta_order"),
-        ({"cmvn": "global"}, "cmvn must be one of"),
-        ({"vad": "yes"}, "vad must be a bool"),
+        ({"cmvn": "global"}, "cmvn: must be one of"),
+        ({"vad": "yes"}, "vad: must be true or false"),
         ({"dtype": "float16"}, "dtype"),
-        ({"window": "nonsense"}, "window must be one of"),
+        ({"window": "nonsense"}, "window: must be one of"),
         ({"preemphasis": 1.0}, "preemphasis"),
-        ({"top_db": float("nan")}, "top_db must be a finite number"),
+        ({"top_db": float("nan")}, "top_db: must be a finite number"),
         ({"mel_norm": "l2"}, "mel_norm"),
     ],
 )
@@ -442,7 +442,7 @@ def test_invalid_configs(changes, match):
 @pytest.mark.parametrize("field", ["win_ms", "top_db", "sample_rate", "n_mels"])
 def test_numbers_beyond_float_range_are_a_parameter_error(field):
     # a float field given an int too large for a float raised a bare OverflowError
-    with pytest.raises(ParameterError, match=f"{field} must be"):
+    with pytest.raises(ParameterError, match=f"{field}: must be"):
         FeatureConfig().replace(**{field: 10**400})
 
 

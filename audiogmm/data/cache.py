@@ -325,8 +325,7 @@ def extract_many(paths_or_records: Iterable[Union[PathLike, Record]], *,
     -------
     ExtractionResult
         Features (n_frames, config.n_dims) by path, in input order. AudioError or
-        FeatureError only with ``options.strict``; ParameterError for a bad config or n_jobs.
-    """
+        FeatureError only with ``options.strict``; ParameterError for a bad config or n_jobs."""
     if config is None:
         config = FeatureConfig()
     elif not isinstance(config, FeatureConfig):

@@ -184,7 +184,6 @@ def read_segments(data_dir: PathLike, *, config: Optional[FeatureConfig] = None,
     ``allow_pipes``), ``segments`` (``<utt> <recording> <start_s> <end_s>``, end -1: the end;
     none: each recording is an utterance), ``utt2spk`` (optional). Unusable segments go into
     ``skipped`` as ``{utterance: reason}`` (else logged); DatasetError when none is usable."""
-    config = config or FeatureConfig()
     base = os.path.abspath(os.fspath(data_dir))
     scp = os.path.join(base, "wav.scp")
     wav = dict(manifests.kaldi_table(base, "wav.scp"))

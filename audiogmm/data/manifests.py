@@ -288,10 +288,9 @@ def read_kaldi_dir(data_dir: PathLike) -> list[Record]:
     base = os.path.abspath(os.fspath(data_dir))
     scp = os.path.join(base, "wav.scp")
     if os.path.exists(os.path.join(base, "segments")):
-        msg = (f"{base!r}: a 'segments' file is present, so its utterances are not files; "
-               "`audiogmm train`, `evaluate` and `extract --format kaldi` honour segments, as "
-               "does audiogmm.data.kaldi.read_segments")
-        raise DatasetError(msg)
+        raise DatasetError(f"{base!r}: a 'segments' file is present, so its utterances are not "
+                           "files; `audiogmm train`, `evaluate` and `extract --format kaldi` "
+                           "honour segments, as does audiogmm.data.kaldi.read_segments")
     wav = sorted(kaldi_table(base, "wav.scp"))
     spk = kaldi_labels(base, [u for u, _ in wav], required=True)
     for utt, value in wav:

@@ -59,9 +59,8 @@ class ShardWriter:
             fcntl.flock(self._lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:
             os.close(self._lock)
-            msg = (f"{self.folder}: another process is writing a shard store there; "
-                   "wait for it to finish or choose another folder")
-            raise ParameterError(msg) from None
+            raise ParameterError(f"{self.folder}: another process is writing a shard store "
+                                 "there; wait for it to finish or choose another folder") from None
         self.n_dims, self.shard_frames = n_dims, shard_frames
         self.config_hash, self.config = config_hash, config
         self._pending: list[np.ndarray] = []

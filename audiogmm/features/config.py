@@ -16,6 +16,7 @@ from typing import Any, NamedTuple, Optional, Union
 import numpy as np
 
 from ..exceptions import ParameterError
+from ..io.tables import Bool, Field, Int, Real, check
 
 __all__ = ["DEFAULT_PRESET", "EXTRAS", "FEATURE_FORMAT_VERSION", "PRESETS", "WINDOWS",
            "FeatureConfig"]  # fmt: skip
@@ -54,82 +55,51 @@ _CHOICES = {
                  "median", "maximum", "minimum"),
     "window": tuple(sorted(WINDOWS)), "engine": ("numpy", "librosa"),
 }  # fmt: skip
-_KINDS = {"bool": (bool, "a bool"), "int": (int, "an integer"), "float": (float, "a finite number"),
-          "str": (str, "a string")}  # fmt: skip
-
-
-class Arg(NamedTuple):
-    """What one setting must be: its kind (a key of ``_KINDS``) and range or choices."""
-
-    kind: str
-    lo: float = -math.inf
-    hi: float = math.inf
-    brackets: str = "[]"  # "[]", "(]", "[)" or "()"
-    unit: str = ""
-    nullable: bool = False
-    choices: tuple = ()
-
-    def check(self, value: Any) -> Any:
-        """``value`` in canonical form (numpy scalars included), or ValueError with the reason."""
-        if value is None and self.nullable:
-            return None
-        cast, what = _KINDS[self.kind]
-        if self.kind in ("int", "float"):  # strings such as "16000" are refused, not converted
-            number = isinstance(value, (int, float, np.integer, np.floating))
-            try:
-                ok = number and not isinstance(value, (bool, np.bool_)) and math.isfinite(value)
-            except OverflowError:  # an int beyond float range
-                ok = False
-            ok = ok and (self.kind == "float" or value == int(value))
-        else:
-            ok = isinstance(value, (bool, np.bool_) if self.kind == "bool" else str)
-        if not ok:
-            raise ValueError(f"must be {what}, got {value!r}")
-        value = cast(value)
-        if self.choices and value not in self.choices:
-            raise ValueError(f"must be one of {self.choices}, got {value!r}")
-        if self.kind in ("int", "float"):
-            (lb, rb), lo, hi = self.brackets, self.lo, self.hi
-            if not ((value > lo if lb == "(" else value >= lo)
-                    and (value < hi if rb == ")" else value <= hi)):  # fmt: skip
-                raise ValueError(f"must be in {lb}{lo:g}, {hi:g}{rb}{self.unit}, got {value!r}")
-        return value
+def _checked(spec: Field, value: Any, what: str) -> Any:
+    """``value`` by tables' :func:`check`: numpy scalars and integral floats taken, strings not."""
+    value = value.item() if isinstance(value, np.generic) else value
+    if spec.type == "int" and isinstance(value, float) and value.is_integer():
+        value = int(value)
+    try:
+        return check(spec, value, what)
+    except ValueError as e:
+        raise ParameterError(str(e)) from None
 
 
 class Extra(NamedTuple):
     """One allowed extra: its arguments, unit, and the argument that sets its row count."""
 
-    args: Mapping[str, Arg]
+    args: Mapping[str, Field]
     unit: str
     rows: str = ""  # the argument giving the row count ("" = one row, "n_bands" = n_bands + 1)
 
 
-_BOOL = Arg("bool")
-_UNIT = Arg("float", 0.0, 1.0, "()")
-_POSITIVE8 = Arg("float", 0.0, 8.0, "(]")
+_BOOL = Bool()
+_UNIT = Real(0.0, 1.0, brackets="()")
+_POSITIVE8 = Real(0.0, 8.0, brackets="(]")
 
 #: name -> :class:`Extra`: the librosa features a config may name, with the documented
 #: keyword arguments a config may set (librosa's defaults apply to the others).
 EXTRAS: Mapping[str, Extra] = MappingProxyType(
     {
         "spectral_contrast": Extra(
-            {"fmin": Arg("float", 0.0, 1e5, "(]"), "n_bands": Arg("int", 1, 16),
+            {"fmin": Real(0.0, 1e5, brackets="(]"), "n_bands": Int(1, 16),
              "quantile": _UNIT, "linear": _BOOL}, "dB", rows="n_bands"),
         "spectral_flatness": Extra(
-            {"amin": Arg("float", 0.0, 1.0, "(]"), "power": _POSITIVE8}, "ratio"),
+            {"amin": Real(0.0, 1.0, brackets="(]"), "power": _POSITIVE8}, "ratio"),
         "spectral_centroid": Extra({}, "Hz"),
         "spectral_bandwidth": Extra({"norm": _BOOL, "p": _POSITIVE8}, "Hz"),
         "spectral_rolloff": Extra({"roll_percent": _UNIT}, "Hz"),
-        "zero_crossing_rate": Extra({"threshold": Arg("float", 0.0, 1.0), "zero_pos": _BOOL},
+        "zero_crossing_rate": Extra({"threshold": Real(0.0, 1.0), "zero_pos": _BOOL},
                                     "crossings per sample"),
         "rms": Extra({}, "full scale"),
         "chroma_stft": Extra(
-            {"n_chroma": Arg("int", 1, 120), "tuning": Arg("float", -0.5, 0.5, "[)", nullable=True),
-             "ctroct": Arg("float", 0.0, 20.0),
-             "octwidth": Arg("float", 0.0, 100.0, "(]", nullable=True), "base_c": _BOOL},
+            {"n_chroma": Int(1, 120), "tuning": Real(-0.5, 0.5, null=True, brackets="[)"),
+             "ctroct": Real(0.0, 20.0), "octwidth": Real(0.0, 100.0, null=True, brackets="(]"),
+             "base_c": _BOOL},
             "energy ratio", rows="n_chroma"),
         "onset_strength": Extra(
-            {"lag": Arg("int", 1, 64), "max_size": Arg("int", 1, 64), "detrend": _BOOL}, "dB"),
+            {"lag": Int(1, 64), "max_size": Int(1, 64), "detrend": _BOOL}, "dB"),
     }  # fmt: skip
 )
 #: librosa's defaults for the arguments that set the row count (and spectral_contrast's fmin).
@@ -163,10 +133,7 @@ def _normalise_extras(value: Any, *, sample_rate: int, n_fft: int) -> tuple:
             if k not in spec:
                 raise ParameterError(f"extras: {name} has no argument {k!r:.60} "
                                      f"(allowed: {', '.join(sorted(spec)) or 'none'})")  # fmt: skip
-            try:
-                args[k] = spec[k].check(kwargs[k])
-            except ValueError as e:
-                raise ParameterError(f"extras: {name} argument {k} {e}") from None
+            args[k] = _checked(spec[k], kwargs[k], f"extras: {name} argument {k}")
         if name == "spectral_contrast":  # librosa's defaults, and its rule on the bands
             fmin, n_bands = args.get("fmin", 200.0), args.get("n_bands", _ROW_DEFAULTS["n_bands"])
             top, nyq, bin_hz = fmin * 2.0 ** (n_bands - 1), sample_rate / 2, sample_rate / n_fft
@@ -223,8 +190,7 @@ class FeatureConfig:
     dtype, engine : {"float32", "float64"}, {"numpy", "librosa"}
         Output dtype; librosa's formulas restated in numpy (no librosa import), or its own.
     extras : sequence of str or dict
-        :data:`EXTRAS` appended after the deltas, from the signal before pre-emphasis.
-    """
+        :data:`EXTRAS` appended after the deltas, from the signal before pre-emphasis."""
 
     sample_rate: int = 16000
     win_ms: float = 40.0
@@ -257,15 +223,8 @@ class FeatureConfig:
     extras: tuple = ()
 
     def __post_init__(self) -> None:
-        for f in dataclasses.fields(self)[:-1]:  # extras: below, once the grid is valid
-            typ = str(f.type)
-            arg = Arg(typ.replace("Optional[", "").rstrip("]"),
-                      *_RANGES.get(f.name, (-math.inf, math.inf, "[]", "")),
-                      nullable="Optional" in typ, choices=_CHOICES.get(f.name, ()))  # fmt: skip
-            try:
-                object.__setattr__(self, f.name, arg.check(getattr(self, f.name)))
-            except ValueError as e:
-                raise ParameterError(f"{f.name} {e}") from None
+        for name, spec in _SPECS.items():  # extras: below, once the grid is valid
+            object.__setattr__(self, name, _checked(spec, getattr(self, name), name))
         nyq = self.sample_rate / 2.0
         fmax = nyq if self.fmax is None else self.fmax
         checks = [
@@ -378,6 +337,17 @@ class FeatureConfig:
                               "config": config}, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(payload.encode("utf-8")).hexdigest()[:16]
 
+
+def _spec(name: str, typ: str) -> Field:
+    """The :class:`~audiogmm.io.tables.Field` of a FeatureConfig field of type ``typ``."""
+    lo, hi, brackets, unit = _RANGES.get(name, (None, None, "[]", ""))
+    kind = typ.replace("Optional[", "").rstrip("]")
+    return Field({"float": "real"}.get(kind, kind), lo, hi, max_len=64, null="Optional" in typ,
+                 choices=_CHOICES.get(name, ()), brackets=brackets, unit=unit)  # fmt: skip
+
+
+#: Every field's spec but ``extras`` (checked by :func:`_normalise_extras`).
+_SPECS = {f.name: _spec(f.name, str(f.type)) for f in dataclasses.fields(FeatureConfig)[:-1]}
 
 # fmt: off
 _PRESETS: dict[str, FeatureConfig] = {

@@ -143,8 +143,7 @@ def extract(y_or_path: Union[np.ndarray, str, os.PathLike], *,
     np.ndarray [shape=(n_frames, config.n_dims), dtype=config.dtype]
         One row per kept frame. AudioError for a bad file (named); FeatureError for a
         non-finite or too-short waveform, or a silent clip (no frame above
-        ``config.vad_floor_db``) unless *keep_all_frames*; ParameterError otherwise.
-    """
+        ``config.vad_floor_db``) unless *keep_all_frames*; ParameterError otherwise."""
     if config is None:
         config = PRESETS[DEFAULT_PRESET]
     elif not isinstance(config, FeatureConfig):

@@ -6,6 +6,4 @@ from .. import lazy_exports
 __all__ = ["EMCheckpoint", "load", "save"]
 
 # lazy: the data layer checks its files with io.tables without importing the models
-__getattr__, __dir__ = lazy_exports(
-    __name__, {"EMCheckpoint": ".modelfile", "load": ".modelfile", "save": ".modelfile"}
-)
+__getattr__, __dir__ = lazy_exports(__name__, dict.fromkeys(__all__, ".modelfile"))

@@ -1,11 +1,11 @@
 """Atomic writes: a temporary file in the destination folder, fsync, ``os.replace``.
 
 Every file audiogmm writes goes through :func:`atomic_write`; :func:`check_writable` finds
-an unwritable output before the work.
-"""
+an unwritable output before the work."""
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import os
@@ -28,11 +28,10 @@ _TMP_RE = re.compile(r"\.tmp-(?:(\d+)-)?")
 
 
 def _umask() -> int:
-    try:  # Linux >= 4.7: read it without changing it (os.umask is process-wide, racy)
+    # Linux >= 4.7: read it without changing it (os.umask is process-wide, racy)
+    with contextlib.suppress(OSError, ValueError, StopIteration):
         with open("/proc/self/status") as fh:
             return next(int(ln.split()[1], 8) for ln in fh if ln.startswith("Umask:"))
-    except (OSError, ValueError, StopIteration):
-        pass
     with _CLEANED_LOCK:
         mask = os.umask(0o022)
         os.umask(mask)
@@ -89,9 +88,8 @@ def atomic_write(path: str | os.PathLike, data: Any) -> str:
             file_mode = stat.S_IMODE(os.stat(path).st_mode) & 0o777  # never set-id bits
         except FileNotFoundError:
             file_mode = 0o666 & ~_umask()
-        fd, tmp = tempfile.mkstemp(
-            dir=folder, prefix=f".tmp-{os.getpid()}-", suffix="-" + os.path.basename(path)
-        )
+        fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".tmp-{os.getpid()}-",
+                                   suffix="-" + os.path.basename(path))
     except OSError as e:
         raise _output_error(path, e) from None
     try:
@@ -110,10 +108,8 @@ def atomic_write(path: str | os.PathLike, data: Any) -> str:
         os.replace(tmp, path)
         return path
     except BaseException as e:
-        try:
+        with contextlib.suppress(OSError):
             os.unlink(tmp)
-        except OSError:
-            pass
         # a failed write (ENOSPC has no file name) or rename: name the user's file, not ours
         if isinstance(e, OSError) and e.filename in (None, tmp):
             raise _output_error(path, e) from None

@@ -2,8 +2,7 @@
 
 One ``<name>.npy`` per numeric array and ``__header__.npy``, UTF-8 JSON as 1-D ``uint8``:
 format, version, kind, every array's dtype and shape, the object's own fields, a SHA-256 over
-all of it, and an HMAC-SHA256 signature when ``AUDIOGMM_MODEL_KEY`` is set.
-"""
+all of it, and an HMAC-SHA256 signature when ``AUDIOGMM_MODEL_KEY`` is set."""
 
 from __future__ import annotations
 
@@ -59,8 +58,7 @@ def _checksum(header: dict[str, Any], arrays: dict[str, np.ndarray]) -> str:
     h = hashlib.sha256()
     body = {k: v for k, v in header.items() if k not in ("checksum", "signature")}
     h.update(json.dumps(body, sort_keys=True, separators=(",", ":")).encode())
-    for name in sorted(arrays):
-        a = np.ascontiguousarray(arrays[name])
+    for name, a in sorted(arrays.items()):  # C-order arrays: made so on write, copied on read
         h.update(f"{name}|{a.dtype.str}|{a.shape}|".encode())
         h.update(a.reshape(-1).view(np.uint8))  # the buffer itself, no copy
     return "sha256:" + h.hexdigest()
@@ -73,9 +71,8 @@ def _signature(checksum: str) -> str | None:
     return "hmac-sha256:" + hmac.new(key.encode(), checksum.encode(), hashlib.sha256).hexdigest()
 
 
-def write_container(
-    path: str | os.PathLike, *, kind: str, header: dict[str, Any], arrays: dict[str, np.ndarray]
-) -> None:
+def write_container(path: str | os.PathLike, *, kind: str, header: dict[str, Any],
+                    arrays: dict[str, np.ndarray]) -> None:  # fmt: skip
     """Write numeric ``arrays`` and a JSON ``header`` of object ``kind`` to ``path``, atomically.
     ParameterError for a header the reader would refuse."""
     arrays = {k: np.ascontiguousarray(v) for k, v in arrays.items()}
@@ -89,23 +86,20 @@ def write_container(
         **header,
     }  # fmt: skip
     full["checksum"] = _checksum(full, arrays)
-    sig = _signature(full["checksum"])
-    if sig is not None:
+    if (sig := _signature(full["checksum"])) is not None:
         full["signature"] = sig
     try:  # the reader refuses lone surrogates (e.g. a label from an undecodable file name)
         raw = json.dumps(full, sort_keys=True, ensure_ascii=False).encode("utf-8")
     except UnicodeEncodeError as e:
-        raise ParameterError(
-            f"cannot save {os.fspath(path)}: the header holds text that is not valid Unicode "
-            f"({e.object[e.start : e.end]!r}, e.g. from a file name with undecodable bytes)"
-        ) from None
+        raise ParameterError(f"cannot save {os.fspath(path)}: the header holds text that is not "
+                             f"valid Unicode ({e.object[e.start : e.end]!r}, e.g. from a file "
+                             "name with undecodable bytes)") from None  # fmt: skip
     blob = np.frombuffer(raw, dtype=np.uint8)
     if blob.size > MAX_HEADER_BYTES:  # the reader would refuse it: never write such a file
         big = max(header, key=lambda k: len(json.dumps(header[k], default=str)))
-        raise ParameterError(
-            f"cannot save {os.fspath(path)}: its header would be {blob.size} bytes, over the "
-            f"limit of {MAX_HEADER_BYTES} (largest block: {big!r})"
-        )
+        raise ParameterError(f"cannot save {os.fspath(path)}: its header would be {blob.size} "
+                             f"bytes, over the limit of {MAX_HEADER_BYTES} (largest block: "
+                             f"{big!r})")  # fmt: skip
     atomic_write(path, lambda f: np.savez(f, **{_HEADER_KEY: blob}, **arrays))
 
 
@@ -167,10 +161,8 @@ def _npy_header(z: zipfile.ZipFile, info: zipfile.ZipInfo) -> tuple[tuple, np.dt
         raise _Bad(f"member {name!r} has a negative dimension {shape}")
     need = b.tell() + math.prod(shape) * dtype.itemsize
     if need != info.file_size:
-        raise _Bad(
-            f"member {name!r} declares {info.file_size} bytes but its .npy header "
-            f"{shape} {dtype} needs {need}"
-        )
+        raise _Bad(f"member {name!r} declares {info.file_size} bytes but its .npy header "
+                   f"{shape} {dtype} needs {need}")  # fmt: skip
     return tuple(shape), dtype, b.tell()
 
 
@@ -291,9 +283,8 @@ def checked(name: str, table: Field, header: dict[str, Any]) -> dict[str, Any]:
         raise ModelFileError(f"{name}: {field}{msg}") from None
 
 
-def _read_zip(
-    z: zipfile.ZipFile, file_size: int, kind: Any, expected: Any
-) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+def _read_zip(z: zipfile.ZipFile, file_size: int, kind: Any,
+              expected: Any) -> tuple[dict[str, Any], dict[str, np.ndarray]]:  # fmt: skip
     infos = z.infolist()
     names = [i.filename for i in infos]
     for i in infos:
@@ -326,10 +317,8 @@ def _read_zip(
         raise _Bad(f"format {str(header.get('format'))[:40]!r}, expected {FORMAT_NAME!r}")
     version = header.get("format_version")
     if version != FORMAT_VERSION or isinstance(version, bool):
-        raise _Bad(
-            f"format version {str(version)[:20]} is not supported "
-            f"(this audiogmm {__version__} reads version {FORMAT_VERSION})"
-        )
+        raise _Bad(f"format version {str(version)[:20]} is not supported "
+                   f"(this audiogmm {__version__} reads version {FORMAT_VERSION})")  # fmt: skip
     try:
         check(_ENVELOPE, header, "header")
     except ValueError as e:
@@ -349,10 +338,8 @@ def _read_zip(
         raise _Bad(f"arrays {sorted(members)} do not match the header's list {sorted(listed)[:20]}")
     for k, (shape, dtype, *_) in members.items():
         if listed[k] != {"dtype": dtype.str, "shape": list(shape)}:
-            raise _Bad(
-                f"array {k!r} is {dtype.str} {list(shape)} in the file but the header says "
-                f"{listed[k]['dtype']!r} {listed[k]['shape']!r}"
-            )
+            raise _Bad(f"array {k!r} is {dtype.str} {list(shape)} in the file but the header "
+                       f"says {listed[k]['dtype']!r} {listed[k]['shape']!r}")  # fmt: skip
     arrays = {  # copies: writable, and the read buffers are freed
         k: np.frombuffer(_read_member(z, info), dtype=dtype, offset=off).reshape(shape).copy()
         for k, (shape, dtype, off, info) in members.items()

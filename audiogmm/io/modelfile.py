@@ -3,8 +3,7 @@
 Each :class:`Kind` (DiagGMM, the classifiers, Stats) has a header table (:mod:`.tables`),
 ``parts`` (object to header and arrays) and ``build`` (checked header and arrays to object,
 with the cross-field and array checks). :func:`save` runs ``build`` on what it writes, so
-a file that :func:`load` would refuse is never written. :class:`EMCheckpoint`: EM's state.
-"""
+a file that :func:`load` would refuse is never written. :class:`EMCheckpoint`: EM's state."""
 
 from __future__ import annotations
 
@@ -115,14 +114,12 @@ def _classifier(name: str, h: dict, cls: type, training: dict, **own: Any) -> An
     priors = h.get("priors") or None
     if priors is not None:
         if set(priors) != set(labels):
-            raise ModelFileError(
-                f"{name}: header field priors: keys {sorted(priors)[:10]} are not the labels"
-            )
+            raise ModelFileError(f"{name}: header field priors: keys {sorted(priors)[:10]} are "
+                                 "not the labels")  # fmt: skip
         total = sum(priors.values())
         if not np.isfinite(total) or min(priors.values()) / total < 1e-300:
-            raise ModelFileError(
-                f"{name}: header field priors: their sum overflows, or one is 0 relative to it"
-            )
+            raise ModelFileError(f"{name}: header field priors: their sum overflows, or one is 0 "
+                                 "relative to it")  # fmt: skip
     extra = sorted(set(training) - set(labels))
     if extra:
         raise ModelFileError(f"{name}: header field training: entries {extra[:5]} are not labels")
@@ -173,9 +170,8 @@ def _ubm_build(name: str, h: dict, a: dict) -> UBMClassifier:
     adapt = check_adapt(h["map"]["adapt"])
     expected = {*_UBM_ARRAYS, *(_ADAPTED[x] for x in adapt)}
     if set(a) != expected:
-        raise ModelFileError(
-            f"{name}: arrays {sorted(a)} but adapt={adapt!r} needs {sorted(expected)}"
-        )
+        raise ModelFileError(f"{name}: arrays {sorted(a)} but adapt={adapt!r} needs "
+                             f"{sorted(expected)}")  # fmt: skip
     training = h.get("training", {})
     clf = _classifier(name, h, UBMClassifier, training.get("classes", {}), **h["map"])
     ubm = clf.ubm_ = _ubm(name, clf, a)
@@ -196,9 +192,8 @@ def _ivector_shapes(name: str, clf: IVectorClassifier, a: dict, M: int, KD: int)
     R = a["T"].shape[-1] if a["T"].ndim == 2 else -1
     L = a["projection"].shape[-1] if a["projection"].ndim == 2 else -1
     if not 1 <= R <= clf.rank:
-        raise ModelFileError(
-            f"{name}: T has shape {a['T'].shape}, expected ({KD}, R <= {clf.rank})"
-        )
+        raise ModelFileError(f"{name}: T has shape {a['T'].shape}, expected ({KD}, R <= "
+                             f"{clf.rank})")  # fmt: skip
     if L != (1 if M < 2 else min(M - 1, R)):
         raise ModelFileError(f"{name}: projection has shape {a['projection'].shape}")
     return {"T": (KD, R), "centre": (R,), "projection": (R, L), "class_means": (M, L)}
@@ -215,10 +210,8 @@ class Kind:
     build: Callable[[str, dict, dict], Any]
 
 
-def _back_end(
-    cls: type, table: tables.Field, block: str, fitted: tuple, names: tuple, shapes: Callable,
-    per_row: bool,
-) -> Kind:  # fmt: skip
+def _back_end(cls: type, table: tables.Field, block: str, fitted: tuple, names: tuple,
+              shapes: Callable, per_row: bool) -> Kind:  # fmt: skip
     """The Kind of a supervector back end: own parameters and ``fitted`` in header ``block``;
     arrays ``names`` of ``shapes(name, clf, arrays, M, K * D)``, bounded (by row sums when
     ``per_row``)."""
@@ -248,7 +241,6 @@ def _back_end(
         for k, v in done.items():
             setattr(clf, k + "_", v)
         return clf
-
     return Kind(cls, table, (*_UBM_ARRAYS, *names), parts, build)
 
 
@@ -301,7 +293,6 @@ def save(obj: Any, path: str | os.PathLike, *, extra: dict[str, Any] | None = No
     except AttributeError:
         raise ParameterError(f"cannot save {name}: the {kind.cls.__name__} is not fitted") from None
     header = jsonable({**(extra or {}), **own})
-    arrays = {k: np.ascontiguousarray(v) for k, v in arrays.items()}
     try:  # the loader's checks, so that every written file loads
         kind.build(name, checked(name, kind.table, header), arrays)
     except ModelFileError as e:
@@ -337,9 +328,8 @@ class EMCheckpoint:
     >>> gmm.fit_source(source, checkpoint=ckpt)  # doctest: +SKIP
     """
 
-    def __init__(
-        self, path: str | os.PathLike, *, resume: bool = False, fingerprint: dict | None = None
-    ) -> None:
+    def __init__(self, path: str | os.PathLike, *, resume: bool = False,
+                 fingerprint: dict | None = None) -> None:  # fmt: skip
         self.path = os.fspath(path)
         self.resume = bool(resume)
         try:
@@ -359,10 +349,8 @@ class EMCheckpoint:
         validate_param_arrays(self.path, w, m, v)
         fp = header["fingerprint"]
         if fp != self.fingerprint:
-            raise ModelFileError(
-                f"{self.path}: the checkpoint was written for {fp}, "
-                f"this run is {self.fingerprint}; remove it or drop --resume"
-            )
+            raise ModelFileError(f"{self.path}: the checkpoint was written for {fp}, this run "
+                                 f"is {self.fingerprint}; remove it or drop --resume")  # fmt: skip
         want = (fp.get("components", m.shape[0]), fp.get("n_dims", m.shape[-1]))
         if m.ndim != 2 or m.shape != want:
             raise ModelFileError(f"{self.path}: arrays of shape {m.shape} do not match its {fp}")
@@ -372,9 +360,8 @@ class EMCheckpoint:
         monitor.n_iter = self.resumed_from = header["n_iter"]
         return Params(w, m, v), header["reseeded"]
 
-    def attach(
-        self, monitor: ConvergenceMonitor, maximiser: Any, reseeded: bool = False
-    ) -> tuple[Any, Any]:
+    def attach(self, monitor: ConvergenceMonitor, maximiser: Any,
+               reseeded: bool = False) -> tuple[Any, Any]:  # fmt: skip
         """The monitor and maximiser for :func:`em.run` (``reseeded``: from :meth:`restore`)."""
         if reseeded:  # the first report after a resume carries the saved re-seed flag
             report = monitor.report
@@ -382,14 +369,12 @@ class EMCheckpoint:
             def first(ll: float, *, reseeded: bool = False) -> None:
                 del monitor.report  # later reports: the class's own method
                 report(ll, reseeded=True)
-
             monitor.report = first
 
         def maximise(stats, params):
             new, events = maximiser(stats, params)
             self.save(new, monitor, bool(events))
             return new, events
-
         return monitor, maximise
 
     def save(self, params: Params, monitor: ConvergenceMonitor, reseeded: bool) -> None:

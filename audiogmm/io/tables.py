@@ -1,10 +1,9 @@
 """The field tables of every file audiogmm writes, and their one vocabulary of checks.
 
 A :class:`Field` declares what a JSON value must be, :func:`check` validates a value against
-it; below, one table per file kind and header block, through which every loader and writer
-checks. The tests tamper with every field declared (tests/tamper.py): a new field needs an
-entry here.
-"""
+it (FeatureConfig's fields too); below, one table per file kind and header block, through
+which every loader and writer checks. The tests tamper with every field declared
+(tests/tamper.py): a new field needs an entry here."""
 
 from __future__ import annotations
 
@@ -43,6 +42,8 @@ class Field:
     pattern: str | None = None
     #: More checks on the checked value, ``then(value, what) -> value``; raises ValueError.
     then: Callable[[Any, str], Any] | None = None
+    brackets: str = "[]"  # "(" or ")": that end of the range is excluded
+    unit: str = ""  # a number's unit, in messages (" Hz")
 
 
 #: A JSON integer (not a bool, not a float) in ``[lo, hi]``: ``Int(lo, hi, **kw)``.
@@ -90,17 +91,16 @@ def check(f: Field, v: Any, what: str) -> Any:
     Raises
     ------
     ValueError
-        ``"<what>: must be ..., got ..."``, naming the innermost field (``a.b[2].c``).
-    """
+        ``"<what>: must be ..., got ..."``, naming the innermost field (``a.b[2].c``)."""
     if v is None and f.null:
         return None
 
     def bad(desc: str) -> ValueError:
         return ValueError(f"{what}: must be {desc}, got {_short(v)}")
-
     t, out = f.type, v
     if t in ("int", "real"):
-        span = f" in [{f.lo}, {f.hi}]" if f.lo is not None or f.hi is not None else ""
+        (lb, rb), lo, hi = f.brackets, f.lo, f.hi
+        span = f" in {lb}{lo}, {hi}{rb}{f.unit}" if lo is not None or hi is not None else ""
         if isinstance(v, bool) or not isinstance(v, int if t == "int" else (int, float)):
             raise bad(_KIND[t] + span)
         try:
@@ -109,7 +109,8 @@ def check(f: Field, v: Any, what: str) -> Any:
             raise bad("a number of float range") from None
         if t == "real" and f.finite and not math.isfinite(out):
             raise bad("a finite number" + span)
-        if (f.lo is not None and not out >= f.lo) or (f.hi is not None and not out <= f.hi):
+        low = lo is None or (out > lo if lb == "(" else out >= lo)  # False for NaN
+        if not (low and (hi is None or (out < hi if rb == ")" else out <= hi))):
             raise bad(_KIND[t] + span)
     elif t in _SIZED:
         cls, unit = _SIZED[t]
@@ -127,10 +128,8 @@ def check(f: Field, v: Any, what: str) -> Any:
         missing = [k for k in f.keys if k not in v and k not in f.optional]
         unknown = [] if f.extra else sorted(k for k in v if k not in f.keys)
         if missing or unknown:
-            raise ValueError(
-                f"{what or 'header'}: missing field(s) {missing[:10]}, "
-                f"unknown field(s) {[k[:40] for k in unknown[:10]]}"
-            )
+            raise ValueError(f"{what or 'header'}: missing field(s) {missing[:10]}, "
+                             f"unknown field(s) {[k[:40] for k in unknown[:10]]}")  # fmt: skip
         out = {k: check(f.keys[k], x, f"{what}.{k}" if what else k) if k in f.keys else x
                for k, x in v.items()}  # fmt: skip
     if f.choices and out not in f.choices:
@@ -161,11 +160,9 @@ def _must(ok: Callable[[Any], bool], desc: str) -> Callable[[Any, str], Any]:
         if not ok(v):
             raise ValueError(f"must be {desc}, got {_short(v)}")
         return v
-
     return hook
 
 
-_open_unit = _must(lambda v: 0 < v < 1, "in (0, 1)")
 _distinct = _must(lambda v: len(set(v)) == len(v), "distinct")
 
 
@@ -199,7 +196,7 @@ _HEX16 = r"[0-9a-f]{16}"
 SPLIT = Obj({
     "manifest_hash": Str(16, pattern=_HEX16), "n_manifest_files": _COUNT,
     "split": Str(pattern=r"(?s).+"), "from_column": Bool(), "seed": Int(),
-    "train_fraction": Real(0.0, 1.0, then=_open_unit),
+    "train_fraction": Real(0.0, 1.0, brackets="()"),
     "identity": Str(choices=("blake2b-64 of the file bytes",)),
     "train_files": List(Str(16, pattern=_HEX16), then=_sorted_distinct),
 })  # fmt: skip
@@ -223,7 +220,6 @@ KALDI = Obj({
 
 def _feature_config(v: dict, what: str) -> Any:
     from ..features.config import FeatureConfig  # only files that hold one pay the import
-
     return FeatureConfig.from_dict(v)
 
 
@@ -237,7 +233,7 @@ DIAG_GMM = Obj(
 #: ``train --calibrate``: ``llr = slope * score + offset`` fitted on held-out training folds.
 CALIBRATION = Obj({
     "slope": Real(-1e6, 1e6), "offset": Real(-1e6, 1e6),
-    "p_target": Real(0.0, 1.0, then=_open_unit), "n_target": _COUNT, "n_nontarget": _COUNT,
+    "p_target": Real(0.0, 1.0, brackets="()"), "n_target": _COUNT, "n_nontarget": _COUNT,
 })  # fmt: skip
 #: The blocks the pipeline adds to a classifier file (cross-checked in ``pipeline.classify``).
 _BLOCKS = {"feature_config": FEATURES, "split": SPLIT, "selection": SELECTION, "kaldi": KALDI,
@@ -268,8 +264,8 @@ MAP_BLOCK = Obj({
     "relevance_variances": Real(0.0, finite=False, null=True),
     "adapt": Str(3, pattern="[mwv]+", then=lambda v, w: check_adapt(v) and v), "map_iter": Int(1),
     "subsample": Int(1), "top_c": Int(1, null=True),
-    "reject_far": Real(0.0, 1.0, null=True, then=_open_unit),
-    "calibration_fraction": Real(0.0, 1.0, then=_open_unit),
+    "reject_far": Real(0.0, 1.0, null=True, brackets="()"),
+    "calibration_fraction": Real(0.0, 1.0, brackets="()"),
 })  # fmt: skip
 UBM = Obj({
     **CLASSIFIER.keys, "map": MAP_BLOCK, "threshold": Real(null=True),
