@@ -190,9 +190,8 @@ class DiagGMM:
         check_params(self)
         return self.fit_source(IterSource(chunks), executor=executor)
 
-    def fit_source(
-        self, source, *, executor: LocalExecutor | None = None, checkpoint: Any = None
-    ) -> DiagGMM:
+    def fit_source(self, source, *, executor: LocalExecutor | None = None,
+                   checkpoint: Any = None) -> DiagGMM:  # fmt: skip
         """Fit from a validated source; self. ``checkpoint`` (:class:`audiogmm.io.EMCheckpoint`,
         ``n_init=1``) saves EM's state after every M-step and resumes from it."""
         fit_mixtures([self], [source], executor=executor, checkpoint=checkpoint)

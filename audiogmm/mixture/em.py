@@ -111,10 +111,8 @@ class EMResult:
     stats: Stats
 
 
-def source_stats(
-    source, params: Params, *, executor: LocalExecutor | None = None,
-    chunk_size: int | None = None, previous: Stats | None = None,
-) -> Stats:  # fmt: skip
+def source_stats(source, params: Params, *, executor: LocalExecutor | None = None,
+                 chunk_size: int | None = None, previous: Stats | None = None) -> Stats:
     """One E-step over ``source`` in source order; a stacked source computes its running
     members (the others keep ``previous``'s rows), a shard source its own blocks."""
     if isinstance(source, StackedSource):
@@ -130,10 +128,8 @@ def source_stats(
     return total
 
 
-def run(
-    source, params: Params, *, maximiser: Maximiser, monitor: ConvergenceMonitor,
-    executor: LocalExecutor | None = None, chunk_size: int | None = None,
-) -> EMResult:  # fmt: skip
+def run(source, params: Params, *, maximiser: Maximiser, monitor: ConvergenceMonitor,
+        executor: LocalExecutor | None = None, chunk_size: int | None = None) -> EMResult:
     """EM from ``params`` (not modified): E-step, report to ``monitor``, and, unless it
     says stop, ``maximiser(stats, params) -> (params, events)``. ``source``: an Array,
     Iter, Shard or StackedSource; ``monitor`` (fresh per run) owns ``tol``, ``max_iter``

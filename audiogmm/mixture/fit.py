@@ -30,11 +30,10 @@ __all__ = ["fit_mixtures", "frames_per_chunk", "init_kmeans", "init_split", "kme
            "ml_maximiser", "var_floor_of"]  # fmt: skip
 
 
-def fit_mixtures(
-    models: list[DiagGMM], sources: list[Any], *, executor: LocalExecutor | None = None,
-    checkpoint: Any = None, prior: Params | None = None, maximiser: Any = None,
-    tick: Callable[[], None] | None = None,
-) -> None:  # fmt: skip
+def fit_mixtures(models: list[DiagGMM], sources: list[Any], *,
+                 executor: LocalExecutor | None = None, checkpoint: Any = None,
+                 prior: Params | None = None, maximiser: Any = None,
+                 tick: Callable[[], None] | None = None) -> None:  # fmt: skip
     """Fit ``models[c]`` (validated DiagGMMs, in place) on ``sources[c]``: global moments and
     variance floor, ``n_init`` rounds of (initialise, :func:`em.run`), the best adopted.
     Several models (a classifier's classes; unweighted ``ArraySource``\\ s) run stacked, each
@@ -262,9 +261,8 @@ def kmeans_labels(X: np.ndarray, K: int, rng: np.random.Generator, n_lloyd: int 
     return lab
 
 
-def init_kmeans(
-    Xs: np.ndarray, K: int, rng: np.random.Generator, maximiser: Maximiser
-) -> tuple[Params, list[Event]]:
+def init_kmeans(Xs: np.ndarray, K: int, rng: np.random.Generator,
+                maximiser: Maximiser) -> tuple[Params, list[Event]]:  # fmt: skip
     """Parameters from hard k-means clusters of the subsample ``Xs`` and one M-step, and the
     maximiser's re-seeding events (empty clusters) at iteration 0."""
     # small products run faster on one BLAS thread than on a waking pool
@@ -281,10 +279,9 @@ def init_kmeans(
     return params, events
 
 
-def init_split(
-    subs: list[np.ndarray], K: int, *, var_floor: list[np.ndarray], split_iter: int,
-    executor: LocalExecutor | None = None, chunk_size: int | None = None,
-) -> list[Params]:  # fmt: skip
+def init_split(subs: list[np.ndarray], K: int, *, var_floor: list[np.ndarray], split_iter: int,
+               executor: LocalExecutor | None = None,
+               chunk_size: int | None = None) -> list[Params]:  # fmt: skip
     """One mixture per subsample ``subs[c]`` (n, n_dims) float64, grown from one component to
     K by splitting the heaviest ``min(k, K - k)`` (HTK ``MU``) per round, then ``split_iter``
     stacked EM iterations without weight floor or re-seeding; variances >= ``var_floor[c]``."""
