@@ -74,9 +74,8 @@ def check_sample_weight(sample_weight: Any, n: int, name: str = "sample_weight",
     with np.errstate(over="ignore"):
         total = float(sw.sum())
     if not 0 < total < np.inf:
-        raise ParameterError(f"{name} must sum to a finite number > 0; got sum "
-                             f"{total:g} (all zero: nothing to fit; overflow: rescale the "
-                             "weights)")  # fmt: skip
+        raise ParameterError(f"{name} must sum to a finite number > 0; got sum {total:g} (all "
+                             "zero: nothing to fit; overflow: rescale the weights)")  # fmt: skip
     return sw
 
 

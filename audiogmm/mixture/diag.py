@@ -36,12 +36,11 @@ class DiagGMM:
     var_floor : float >= 0, default=0.01
         Variance floor relative to the data's global variance (HTK's 0.01).
     var_floor_abs : float > 0, default=1e-8
-        Absolute minimum variance (for dimensions of near-zero variance).
+        Absolute minimum variance (zero-variance dimensions sit there, with a RuntimeWarning).
     min_weight : float >= 0, default=1e-5
         Weight floor (Kaldi's ``min-gaussian-weight``).
     min_count : float >= 0, default=10.0
-        A component whose occupancy falls below ``min(min_count, n_frames / (2 K))`` is
-        re-seeded by splitting the heaviest one (Kaldi's ``min-gaussian-occupancy``).
+        Occupancy under which a component is re-seeded: ``min(min_count, n_frames / (2 K))``.
     init : {"kmeans++", "split"}, default="kmeans++"
         k-means++ seeding and Lloyd steps on a subsample, or growth from one component by
         splitting the heaviest ones (HTK ``MU``, +-0.2 sigma) with ``split_iter`` EM rounds.
@@ -79,10 +78,9 @@ class DiagGMM:
 
     Notes
     -----
-    Degenerate data never yields NaN parameters: zero-variance dimensions sit at
-    ``var_floor_abs`` (with a RuntimeWarning), collapsed components are re-seeded
-    (``fit_report_["reseeded"]``). float32 frames are computed in float32 (float64
-    statistics) unless a narrow component or the data's range needs float64.
+    Degenerate data never yields NaN parameters (``var_floor_abs``, ``min_count``). float32
+    frames are computed in float32 (float64 statistics) unless a narrow component or the
+    data's range needs float64.
 
     Examples
     --------
@@ -90,8 +88,7 @@ class DiagGMM:
     >>> X = np.random.default_rng(0).normal(size=(1000, 2))
     >>> gmm = DiagGMM(3, random_state=0).fit(X)
     >>> gmm.means_.shape
-    (3, 2)
-    """
+    (3, 2)"""
 
     def __init__(
         self, n_components: int = 1, *, max_iter: int = 100, tol: float = 1e-4,

@@ -28,8 +28,7 @@ class ConvergenceMonitor:
 
     Converged when ``|ll_i - ll_{i-1}| < tol * max(1, |ll_{i-1}|)``, stopped after ``max_iter``
     M-steps (``n_iter``); ``verbose > 0`` prints each report to stderr. A drop beyond
-    ``drop_tol * max(1, |ll|, scale)`` warns (float32 needs ~1e-5; ``scale``: e.g. n_dims).
-    """
+    ``drop_tol * max(1, |ll|, scale)`` warns (float32 needs ~1e-5; ``scale``: e.g. n_dims)."""
 
     def __init__(self, tol: float, max_iter: int, verbose: int = 0, *, drop_tol: float = 1e-9,
                  scale: float = 1.0) -> None:  # fmt: skip

@@ -5,8 +5,7 @@
 
 A fused log-sum-exp (:mod:`.kernels`) makes them responsibilities in place; a second GEMM
 ``gamma.T @ [(x-c)**2, x-c, 1]`` gives S, F and n at once. The shift ``c`` (the mixture
-mean) keeps float32 accurate under large offsets. Memory: O(chunk_size x K) per worker.
-"""
+mean) keeps float32 accurate under large offsets. Memory: O(chunk_size x K) per worker."""
 
 from __future__ import annotations
 
@@ -158,8 +157,7 @@ def accumulate_many(Xs: list[np.ndarray], weights: np.ndarray, means: np.ndarray
     the arithmetic of a run of its own, whatever the executor. ``weights`` (n_members, K),
     ``means``/``variances`` (n_members, K, n_dims); ``shifts`` (R, n_dims) centre the R
     ``members``; ``fast``: numba for large calls (None, :func:`.kernels.use_numba`), always
-    or never. Returns n (R, K), F and S (R, K, n_dims), loglik and n_frames (R,).
-    """
+    or never. Returns n (R, K), F and S (R, K, n_dims), loglik and n_frames (R,)."""
     R, K, D = len(members), means.shape[1], means.shape[2]
     sws = sample_weights or [None] * R
     cap = chunk_size or auto_chunk_size(K)
@@ -203,7 +201,6 @@ def accumulate_many(Xs: list[np.ndarray], weights: np.ndarray, means: np.ndarray
             res.append((j, g, float(lj)))
             off = r.stop
         return res
-
     G = np.zeros((R, K, 2 * D + 1))
     ll = np.zeros(R)
     for res in ex.map(one, tasks, star=True):
@@ -258,7 +255,6 @@ def stacked_log_likelihood(X: np.ndarray, weights: np.ndarray, means: np.ndarray
             kernels.segment_lse(ws.L[:m], K, out[start:stop], fast=fast)
             if np.isfinite(out[start:stop]).all():
                 break
-
     _each_chunk(executor, one, X.shape[0], chunk)
     return out
 
@@ -326,6 +322,5 @@ def select_scores(X: np.ndarray, ubm: Params, weights: np.ndarray, means: np.nda
         # in the compute dtype, as the full path's fused log-sum-exp (the one kernel)
         blocks = np.ascontiguousarray(ll.reshape(m, C, M).transpose(0, 2, 1)).reshape(m, M * C)
         kernels.segment_lse(blocks, C, out_m[start:stop], fast=False)
-
     _each_chunk(executor, one, n, chunk)
     return out_m, out_u

@@ -1,7 +1,6 @@
 """THE orchestration of a fit, :func:`fit_mixtures` (it reads the estimators' public parameters
 and sets their fitted attributes), and the starting parameters for any K: k-means++ on a
-subsample, or split growth from one component (whose rounds run through :func:`em.run` too).
-"""
+subsample, or split growth from one component (whose rounds run through :func:`em.run` too)."""
 
 from __future__ import annotations
 
@@ -39,8 +38,7 @@ def fit_mixtures(models: list[DiagGMM], sources: list[Any], *,
     Several models (a classifier's classes; unweighted ``ArraySource``\\ s) run stacked, each
     as alone. ``executor`` default: the first model's ``n_jobs`` threads; ``checkpoint``: see
     :meth:`DiagGMM.fit_source`; ``prior`` (MAP): ``max_iter`` iterations of ``maximiser``
-    from it, ``tick`` called after each model.
-    """
+    from it, ``tick`` called after each model."""
     if not models:
         return
     t0 = time.perf_counter()
@@ -133,8 +131,7 @@ def _init_params(model: DiagGMM, Xs: np.ndarray, rng) -> tuple[Params, list[Even
 
 
 def _start(model: DiagGMM, source) -> tuple:
-    """The fit's random stream, the data's global mean and variance (one pass, which also
-    counts the frames) and (2, n_dims) extremes in its own dtype; sets the variance floor."""
+    """The fit's random stream, global mean, variance, (2, n_dims) extremes; sets var_floor_."""
     total, lows, highs = None, [], []
     for Xc, sw in source:
         st = Stats.of_frames(Xc, sw, shift=Xc[0] if total is None else total.shift)

@@ -133,8 +133,7 @@ class StackedSource:
 
 
 class _Rows:
-    """Virtual frames ``[start, stop)`` of a store (every ``stride``-th) as a lazy float32
-    array for :func:`accumulate`: ``[a:b]`` reads them."""
+    """Virtual frames ``[start, stop)`` of a store (every ``stride``-th), read on ``[a:b]``."""
 
     dtype = np.dtype(np.float32)
 
