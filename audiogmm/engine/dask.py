@@ -128,8 +128,7 @@ class DaskExecutor(contextlib.AbstractContextManager):
 
     @contextlib.contextmanager
     def _session(self, fn: Callable[..., T], star: bool) -> Iterator[tuple[Callable, Callable]]:
-        """Send ``fn`` once; yield ``(leaf(item) -> future, submit(func, *args) -> future)``.
-        A lost scheduler becomes :class:`ClusterError`."""
+        """Send ``fn`` once; yield ``(leaf(item) -> future, submit(func, *args) -> future)``."""
         client = self.client
         if client is None:
             raise RuntimeError("this executor is closed")

@@ -48,8 +48,7 @@ def default_workers() -> int:
 
 @functools.lru_cache(maxsize=1)
 def _blas_controller(n_modules: int) -> Any:
-    """threadpoolctl's view of the loaded BLAS libraries: a 3 ms scan, so made again only
-    when modules were imported since (one may have loaded another BLAS, e.g. scipy's)."""
+    """threadpoolctl's BLAS view (a 3 ms scan), redone after imports (they may load a BLAS)."""
     from threadpoolctl import ThreadpoolController
     del n_modules  # the cache key only
     return ThreadpoolController()

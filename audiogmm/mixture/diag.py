@@ -42,8 +42,7 @@ class DiagGMM:
     min_count : float >= 0, default=10.0
         Occupancy under which a component is re-seeded: ``min(min_count, n_frames / (2 K))``.
     init : {"kmeans++", "split"}, default="kmeans++"
-        k-means++ seeding and Lloyd steps on a subsample, or growth from one component by
-        splitting the heaviest ones (HTK ``MU``, +-0.2 sigma) with ``split_iter`` EM rounds.
+        k-means++ and Lloyd steps on a subsample, or split growth from one component (HTK MU).
     n_init : int > 0, default=1
         Number of initialisations; the best final log-likelihood wins.
     init_max_samples : int > 0, default=50000
@@ -58,8 +57,7 @@ class DiagGMM:
     chunk_size : int or None, default=None
         Frames per E-step chunk (None: ~1 MB blocks); changes results only by rounding.
     n_jobs : int or None, default=None
-        Threads over chunks when ``fit`` gets no executor (None: all cores, or
-        ``AUDIOGMM_THREADS``); results are bit-identical for any value.
+        Threads without an executor (None: ``AUDIOGMM_THREADS`` or all cores); any value, same bits.
     verbose : int, default=0
         Print per-iteration progress to stderr when > 0.
 

@@ -120,11 +120,8 @@ def source_stats(source, params: Params, *, executor: LocalExecutor | None = Non
     shift = params.weights @ params.means
     if hasattr(source, "stats"):
         return source.stats(params, shift=shift, executor=executor, chunk_size=chunk_size)
-    total = Stats.zeros(params.n_components, params.n_dims, shift=shift)
-    for Xc, sw in source:
-        total = accumulate(Xc, params, sample_weight=sw, shift=shift, chunk_size=chunk_size,
-                           executor=executor, out=total)  # fmt: skip
-    return total
+    return sum(accumulate(Xc, params, sample_weight=sw, shift=shift, chunk_size=chunk_size,
+                          executor=executor) for Xc, sw in source)  # fmt: skip
 
 
 def run(source, params: Params, *, maximiser: Maximiser, monitor: ConvergenceMonitor,

@@ -197,7 +197,6 @@ def _compiled() -> Any:
                 m = _row_max(row)
                 s = _exp_shifted(row, m, ib)  # overwrites the block: scores only
                 out[i, g] = m + np.log(s)
-
     return _resp_inplace_nb, _segment_lse_nb
 
 
