@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import operator
 import os
 
 import numpy as np
@@ -12,10 +13,11 @@ from hypothesis import strategies as st
 
 from audiogmm.data.shards import INDEX_NAME, open_store, write_store
 from audiogmm.engine import LocalExecutor
+from audiogmm.engine.local import tree_fold
 from audiogmm.exceptions import ModelFileError, ParameterError
 from audiogmm.mixture.diag import DiagGMM
 from audiogmm.mixture.estep import accumulate
-from audiogmm.mixture.sources import ArraySource, ShardSource, tree_sum
+from audiogmm.mixture.sources import ArraySource, ShardSource
 from audiogmm.mixture.stats import Stats
 
 
@@ -157,7 +159,7 @@ def test_shard_source_refuses_bad_arguments(tmp_path):
         ShardSource(store, clip_weight=np.zeros(4))
 
 
-def test_tree_sum_is_a_fixed_tree_not_a_left_fold():
+def test_block_sum_is_a_fixed_tree_not_a_left_fold():
     rng = np.random.default_rng(1)
     parts = [Stats(rng.random(2) * 10.0 ** rng.integers(-8, 8), rng.random((2, 1)),
                    rng.random((2, 1)), float(rng.random()), 1.0, np.zeros(1))
@@ -177,7 +179,7 @@ def test_tree_sum_is_a_fixed_tree_not_a_left_fold():
             total = out.pop() + total
         return total
 
-    t = tree_sum(iter(parts))
+    t = tree_fold(iter(parts), operator.add)
     r = ref(parts)
     np.testing.assert_array_equal(t.n, r.n)
     # ((((p0+p1)+(p2+p3))+((p4+p5)+(p6+p7))) + (((p8+p9)+(p10+p11)) + p12))
@@ -191,9 +193,9 @@ def test_tree_sum_is_a_fixed_tree_not_a_left_fold():
     for x in parts[1:]:
         left = left + x
     assert not np.array_equal(t.n, left.n)  # this seed tells a tree from a left fold
-    assert tree_sum([parts[0]]) is parts[0]
+    assert tree_fold([parts[0]], operator.add) is parts[0]
     with pytest.raises(ParameterError):
-        tree_sum([])
+        tree_fold([], operator.add)
     assert isinstance(ArraySource(np.zeros((2, 1))).n_frames, int)
 
 

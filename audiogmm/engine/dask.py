@@ -4,8 +4,7 @@ cluster (``import audiogmm`` never imports dask).
 Per ``map``, ``fn`` goes to the cluster once, as a task of its own (computed again if the
 worker holding it dies, unlike scattered data); each task then carries only its item. A dead
 worker's task is re-run, a raising one twice (tasks are pure: the same bits); a lost
-scheduler raises :class:`ClusterError`.
-"""
+scheduler raises :class:`ClusterError`."""
 
 from __future__ import annotations
 
@@ -39,10 +38,8 @@ def parse_spec(spec: str) -> tuple[str, Any]:
         return "local", int(m.group(1))
     if re.match(r"^(tcp|tls|inproc)://[^\s/]+$", spec):
         return "address", spec
-    raise ParameterError(
-        f"--dask must be local:N (N >= 1 workers on this machine) or a scheduler "
-        f"address such as tcp://HOST:8786; got {spec!r}"
-    )
+    raise ParameterError(f"--dask must be local:N (N >= 1 workers on this machine) or a scheduler "
+                         f"address such as tcp://HOST:8786; got {spec!r}")
 
 
 def _value(x: T) -> T:
@@ -64,8 +61,7 @@ class DaskExecutor(contextlib.AbstractContextManager):
     processes : bool, default=True
         For ``local:N``: worker processes (False: threads in this process, for tests).
     timeout : float, default=30
-        Seconds to connect to the scheduler.
-    """
+        Seconds to connect to the scheduler."""
 
     def __init__(self, spec: str, *, processes: bool = True, timeout: float = 30.0) -> None:
         try:
@@ -85,10 +81,9 @@ class DaskExecutor(contextlib.AbstractContextManager):
             try:
                 self.client = Client(value, timeout=timeout, set_as_default=False)
             except (OSError, TimeoutError) as e:
-                raise ClusterError(
-                    f"cannot reach the Dask scheduler at {value} ({e}); start one with "
-                    f"`dask scheduler` and workers with `dask worker {value}`"
-                ) from None
+                raise ClusterError(f"cannot reach the Dask scheduler at {value} ({e}); start "
+                                   f"one with `dask scheduler` and workers with `dask worker "
+                                   f"{value}`") from None
         try:
             self.n_workers = max(1, sum(self.client.nthreads().values()))
         except Exception:  # pragma: no cover - reported by the first map
@@ -133,8 +128,7 @@ class DaskExecutor(contextlib.AbstractContextManager):
 
     @contextlib.contextmanager
     def _session(self, fn: Callable[..., T], star: bool) -> Iterator[tuple[Callable, Callable]]:
-        """Send ``fn`` once; yield ``(leaf(item) -> future, submit(func, *args) -> future)``.
-        A lost scheduler becomes :class:`ClusterError`."""
+        """Send ``fn`` once; yield ``(leaf(item) -> future, submit(func, *args) -> future)``."""
         client = self.client
         if client is None:
             raise RuntimeError("this executor is closed")
@@ -144,14 +138,12 @@ class DaskExecutor(contextlib.AbstractContextManager):
 
         def submit(func: Callable[..., Any], *args: Any) -> Any:
             return client.submit(func, *args, retries=2, pure=False, key=f"{tag}-{next(count)}")
-
         try:
             remote = submit(_value, fn)
             yield (lambda it: submit(_call, remote, it, star)), submit
         except Exception as e:
             from distributed.client import ClosedClientError
             from distributed.comm.core import CommClosedError
-
             # the scheduler went away (not an OSError: a task's own I/O error, e.g. a shard
             # missing on a worker, stays as it is)
             if isinstance(e, (CommClosedError, ClosedClientError, CancelledError)):

@@ -4,8 +4,7 @@ Each task runs on one thread with BLAS limited to one thread (two pools alternat
 chunk made a 2-core E-step 10-100x slower than its GEMMs). Results come back *in task
 order*, so any reduction by the caller is bit-identical for any number of workers, as is
 :func:`tree_fold`, whoever runs it. The front end mostly releases the GIL, so threads use
-the cores too; worker processes cost 1-3 s to start.
-"""
+the cores too; worker processes cost 1-3 s to start."""
 
 from __future__ import annotations
 
@@ -49,10 +48,8 @@ def default_workers() -> int:
 
 @functools.lru_cache(maxsize=1)
 def _blas_controller(n_modules: int) -> Any:
-    """threadpoolctl's view of the loaded BLAS libraries: a 3 ms scan, so made again only
-    when modules were imported since (one may have loaded another BLAS, e.g. scipy's)."""
+    """threadpoolctl's BLAS view (a 3 ms scan), redone after imports (they may load a BLAS)."""
     from threadpoolctl import ThreadpoolController
-
     del n_modules  # the cache key only
     return ThreadpoolController()
 
@@ -101,7 +98,6 @@ class LocalExecutor(AbstractContextManager):
                 raise RuntimeError("this executor is closed")
             if processes not in self._pools:
                 from .processes import WorkerPool
-
                 self._pools[processes] = WorkerPool(self.n_workers) if processes else (
                     ThreadPoolExecutor(self.n_workers, thread_name_prefix="audiogmm",
                                        initializer=setattr,  # marks its threads
@@ -150,8 +146,7 @@ def tree_fold(items: Iterable[T], combine: Callable[[T, T], T]) -> T:
     Examples
     --------
     >>> tree_fold(["a", "b", "c", "d", "e"], lambda x, y: f"({x}{y})")
-    '(((ab)(cd))e)'
-    """
+    '(((ab)(cd))e)'"""
     stack: list[tuple[int, T]] = []
     for x in items:
         size, node = 1, x

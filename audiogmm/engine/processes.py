@@ -2,8 +2,7 @@
 (README, "Dying workers"): ``forkserver`` workers, which inherit no BLAS or numba threads and
 start warm; **a dead worker costs only its task** (retried once in a fresh worker, then
 :func:`on_worker_lost`'s answer or :class:`BrokenProcessPool`), and **workers die with their
-parent**. A script asking for them needs the ``if __name__ == "__main__":`` guard.
-"""
+parent**. A script asking for them needs the ``if __name__ == "__main__":`` guard."""
 
 from __future__ import annotations
 
@@ -197,8 +196,7 @@ class WorkerPool(ThreadPoolExecutor):
 
 
 def _stop(w: _Worker) -> None:
-    """Ask a worker to exit (if it still reads its pipe), wait for it (killed if stuck) and
-    close its pipe."""
+    """Ask a worker to exit (if it reads its pipe), wait (killed if stuck), close its pipe."""
     with contextlib.suppress(OSError, EOFError):
         w.conn.send(None)
     w.process.join(timeout=5)

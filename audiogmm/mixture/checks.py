@@ -74,9 +74,8 @@ def check_sample_weight(sample_weight: Any, n: int, name: str = "sample_weight",
     with np.errstate(over="ignore"):
         total = float(sw.sum())
     if not 0 < total < np.inf:
-        raise ParameterError(f"{name} must sum to a finite number > 0; got sum "
-                             f"{total:g} (all zero: nothing to fit; overflow: rescale the "
-                             "weights)")  # fmt: skip
+        raise ParameterError(f"{name} must sum to a finite number > 0; got sum {total:g} (all "
+                             "zero: nothing to fit; overflow: rescale the weights)")  # fmt: skip
     return sw
 
 
@@ -105,34 +104,32 @@ def user_init(gmm: Any, Xs: np.ndarray) -> Params:
         total = w.sum()
     if not 0 < total < np.inf:
         raise ParameterError("weights_init must be finite, >= 0, not all zero, with a finite sum")
-    try:  # the checks of a loaded model: finite, evaluable in float64
-        validate_param_arrays("weights_init/means_init/variances_init", w / total, m, v)
-    except ModelFileError as e:
-        raise ParameterError(str(e)) from None
+    # the checks of a loaded model: finite, evaluable in float64
+    validate_param_arrays("weights_init/means_init/variances_init", w / total, m, v, ParameterError)
     return Params(w / total, m, v)
 
 
-def validate_param_arrays(name: str, w, m, v) -> None:
-    """ModelFileError naming ``name`` unless loaded parameters (one mixture or a stack) are
+def validate_param_arrays(name: str, w, m, v, error: type[Exception] = ModelFileError) -> None:
+    """``error`` naming ``name`` unless loaded parameters (one mixture or a stack) are
     present, consistent, float64, finite, with variances > 0 and weights summing to 1."""
     if w is None or m is None or v is None:
-        raise ModelFileError(f"{name}: missing weights, means or variances")
+        raise error(f"{name}: missing weights, means or variances")
     if m.ndim < 2 or 0 in m.shape or v.shape != m.shape or w.shape != m.shape[:-1]:
-        raise ModelFileError(f"{name}: inconsistent shapes weights {w.shape}, means {m.shape}, "
-                             f"variances {v.shape}")  # fmt: skip
+        raise error(f"{name}: inconsistent shapes weights {w.shape}, means {m.shape}, "
+                    f"variances {v.shape}")  # fmt: skip
     for label, a in (("weights", w), ("means", m), ("variances", v)):
         if a.dtype != np.float64:
-            raise ModelFileError(f"{name}: {label} have dtype {a.dtype}, expected float64")
+            raise error(f"{name}: {label} have dtype {a.dtype}, expected float64")
         if not np.all(np.isfinite(a)):
-            raise ModelFileError(f"{name}: {label} contain NaN or inf")
+            raise error(f"{name}: {label} contain NaN or inf")
     if np.any(v <= 0):
-        raise ModelFileError(f"{name}: variances must be > 0")
+        raise error(f"{name}: variances must be > 0")
     with np.errstate(over="ignore", divide="ignore"):
         # the log-density's constant terms: finite, or every score would be inf or NaN
         const = np.sum(np.log(v), -1) + np.sum(m * m / v, -1)
         finite = np.all(np.isfinite(1.0 / v)) and np.all(np.isfinite(const))
     if not finite:
-        raise ModelFileError(f"{name}: means and variances give a non-finite log-density "
-                             "(variances too small for the means)")  # fmt: skip
+        raise error(f"{name}: means and variances give a non-finite log-density "
+                    "(variances too small for the means)")  # fmt: skip
     if np.any(w < 0) or not np.allclose(w.sum(-1), 1.0, rtol=0, atol=1e-6):
-        raise ModelFileError(f"{name}: weights must be >= 0 and sum to 1; sums {w.sum(-1)}")
+        raise error(f"{name}: weights must be >= 0 and sum to 1; sums {w.sum(-1)}")

@@ -13,8 +13,8 @@ from ..engine import LocalExecutor, resolve
 from ..exceptions import ParameterError
 from .checks import check_enough_frames, check_params, check_sample_weight, is_int
 from .estep import accumulate as _accumulate
-from .estep import estimate_log_prob, log_likelihood, log_softmax
-from .fit import fit_mixtures, frames_per_chunk, ml_maximiser, var_floor_of
+from .estep import auto_chunk_size, estimate_log_prob, log_likelihood, log_softmax
+from .fit import fit_mixtures, ml_maximiser, var_floor_of
 from .mstep import global_mean_var
 from .sources import ArraySource, ChunkSource, IterSource, check_frames
 from .stats import Params, Stats
@@ -36,15 +36,13 @@ class DiagGMM:
     var_floor : float >= 0, default=0.01
         Variance floor relative to the data's global variance (HTK's 0.01).
     var_floor_abs : float > 0, default=1e-8
-        Absolute minimum variance (for dimensions of near-zero variance).
+        Absolute minimum variance (zero-variance dimensions sit there, with a RuntimeWarning).
     min_weight : float >= 0, default=1e-5
         Weight floor (Kaldi's ``min-gaussian-weight``).
     min_count : float >= 0, default=10.0
-        A component whose occupancy falls below ``min(min_count, n_frames / (2 K))`` is
-        re-seeded by splitting the heaviest one (Kaldi's ``min-gaussian-occupancy``).
+        Occupancy under which a component is re-seeded: ``min(min_count, n_frames / (2 K))``.
     init : {"kmeans++", "split"}, default="kmeans++"
-        k-means++ seeding and Lloyd steps on a subsample, or growth from one component by
-        splitting the heaviest ones (HTK ``MU``, +-0.2 sigma) with ``split_iter`` EM rounds.
+        k-means++ and Lloyd steps on a subsample, or split growth from one component (HTK MU).
     n_init : int > 0, default=1
         Number of initialisations; the best final log-likelihood wins.
     init_max_samples : int > 0, default=50000
@@ -59,8 +57,7 @@ class DiagGMM:
     chunk_size : int or None, default=None
         Frames per E-step chunk (None: ~1 MB blocks); changes results only by rounding.
     n_jobs : int or None, default=None
-        Threads over chunks when ``fit`` gets no executor (None: all cores, or
-        ``AUDIOGMM_THREADS``); results are bit-identical for any value.
+        Threads without an executor (None: ``AUDIOGMM_THREADS`` or all cores); any value, same bits.
     verbose : int, default=0
         Print per-iteration progress to stderr when > 0.
 
@@ -79,10 +76,9 @@ class DiagGMM:
 
     Notes
     -----
-    Degenerate data never yields NaN parameters: zero-variance dimensions sit at
-    ``var_floor_abs`` (with a RuntimeWarning), collapsed components are re-seeded
-    (``fit_report_["reseeded"]``). float32 frames are computed in float32 (float64
-    statistics) unless a narrow component or the data's range needs float64.
+    Degenerate data never yields NaN parameters (``var_floor_abs``, ``min_count``). float32
+    frames are computed in float32 (float64 statistics) unless a narrow component or the
+    data's range needs float64.
 
     Examples
     --------
@@ -90,19 +86,17 @@ class DiagGMM:
     >>> X = np.random.default_rng(0).normal(size=(1000, 2))
     >>> gmm = DiagGMM(3, random_state=0).fit(X)
     >>> gmm.means_.shape
-    (3, 2)
-    """
+    (3, 2)"""
 
-    def __init__(
-        self, n_components: int = 1, *, max_iter: int = 100, tol: float = 1e-4,
-        var_floor: float = 0.01, var_floor_abs: float = 1e-8, min_weight: float = 1e-5,
-        min_count: float = 10.0, init: Literal["kmeans++", "split"] = "kmeans++",
-        n_init: int = 1, init_max_samples: int = 50_000, split_iter: int = 3,
-        weights_init: np.ndarray | None = None, means_init: np.ndarray | None = None,
-        variances_init: np.ndarray | None = None,
-        random_state: int | np.random.Generator | None = None, chunk_size: int | None = None,
-        n_jobs: int | None = None, verbose: int = 0,
-    ) -> None:  # fmt: skip
+    def __init__(self, n_components: int = 1, *, max_iter: int = 100, tol: float = 1e-4,
+                 var_floor: float = 0.01, var_floor_abs: float = 1e-8, min_weight: float = 1e-5,
+                 min_count: float = 10.0, init: Literal["kmeans++", "split"] = "kmeans++",
+                 n_init: int = 1, init_max_samples: int = 50_000, split_iter: int = 3,
+                 weights_init: np.ndarray | None = None, means_init: np.ndarray | None = None,
+                 variances_init: np.ndarray | None = None,
+                 random_state: int | np.random.Generator | None = None,
+                 chunk_size: int | None = None, n_jobs: int | None = None,
+                 verbose: int = 0) -> None:  # fmt: skip
         # stored as given, validated in fit (scikit-learn's rule)
         vars(self).update({k: v for k, v in locals().items() if k != "self"})
 
@@ -159,7 +153,7 @@ class DiagGMM:
         sample_weight = check_sample_weight(sample_weight, X.shape[0])
         with resolve(executor, self.n_jobs) as ex:
             return _accumulate(X, self.params_, sample_weight=sample_weight, out=out,
-                               chunk_size=frames_per_chunk(self), executor=ex)  # fmt: skip
+                               chunk_size=self.chunk_size, executor=ex)  # fmt: skip
 
     def maximise(self, stats: Stats) -> DiagGMM:
         """M-step: set the parameters from ``stats`` (floors and re-seeding applied); self."""
@@ -190,9 +184,8 @@ class DiagGMM:
         check_params(self)
         return self.fit_source(IterSource(chunks), executor=executor)
 
-    def fit_source(
-        self, source, *, executor: LocalExecutor | None = None, checkpoint: Any = None
-    ) -> DiagGMM:
+    def fit_source(self, source, *, executor: LocalExecutor | None = None,
+                   checkpoint: Any = None) -> DiagGMM:  # fmt: skip
         """Fit from a validated source; self. ``checkpoint`` (:class:`audiogmm.io.EMCheckpoint`,
         ``n_init=1``) saves EM's state after every M-step and resumes from it."""
         fit_mixtures([self], [source], executor=executor, checkpoint=checkpoint)
@@ -202,7 +195,7 @@ class DiagGMM:
         """Per-frame log-likelihood ``log p(x_t)`` in nats, shape (n_frames,), float64."""
         X = self._frames(X)
         with resolve(None, self.n_jobs) as ex:
-            return log_likelihood(X, self.params_, chunk_size=frames_per_chunk(self), executor=ex)
+            return log_likelihood(X, self.params_, chunk_size=self.chunk_size, executor=ex)
 
     def score(self, X: np.ndarray, y: None = None) -> float:
         """Mean per-frame log-likelihood of ``X`` in nats."""
@@ -223,7 +216,7 @@ class DiagGMM:
     def _per_chunk(self, X: np.ndarray, f, tail: tuple, dtype=np.float64) -> np.ndarray:
         """``f`` of each chunk's joint log-likelihoods, into one (n_frames, *tail) array."""
         X = self._frames(X)
-        n, step = X.shape[0], frames_per_chunk(self)
+        n, step = X.shape[0], self.chunk_size or auto_chunk_size(self.n_components)
         out = np.empty((n, *tail), dtype=dtype)
         for s in range(0, n, step):
             out[s : s + step] = f(estimate_log_prob(X[s : s + step], *self.params_))

@@ -28,8 +28,7 @@ class ConvergenceMonitor:
 
     Converged when ``|ll_i - ll_{i-1}| < tol * max(1, |ll_{i-1}|)``, stopped after ``max_iter``
     M-steps (``n_iter``); ``verbose > 0`` prints each report to stderr. A drop beyond
-    ``drop_tol * max(1, |ll|, scale)`` warns (float32 needs ~1e-5; ``scale``: e.g. n_dims).
-    """
+    ``drop_tol * max(1, |ll|, scale)`` warns (float32 needs ~1e-5; ``scale``: e.g. n_dims)."""
 
     def __init__(self, tol: float, max_iter: int, verbose: int = 0, *, drop_tol: float = 1e-9,
                  scale: float = 1.0) -> None:  # fmt: skip
@@ -111,10 +110,8 @@ class EMResult:
     stats: Stats
 
 
-def source_stats(
-    source, params: Params, *, executor: LocalExecutor | None = None,
-    chunk_size: int | None = None, previous: Stats | None = None,
-) -> Stats:  # fmt: skip
+def source_stats(source, params: Params, *, executor: LocalExecutor | None = None,
+                 chunk_size: int | None = None, previous: Stats | None = None) -> Stats:
     """One E-step over ``source`` in source order; a stacked source computes its running
     members (the others keep ``previous``'s rows), a shard source its own blocks."""
     if isinstance(source, StackedSource):
@@ -123,17 +120,12 @@ def source_stats(
     shift = params.weights @ params.means
     if hasattr(source, "stats"):
         return source.stats(params, shift=shift, executor=executor, chunk_size=chunk_size)
-    total = Stats.zeros(params.n_components, params.n_dims, shift=shift)
-    for Xc, sw in source:
-        total = accumulate(Xc, params, sample_weight=sw, shift=shift, chunk_size=chunk_size,
-                           executor=executor, out=total)  # fmt: skip
-    return total
+    return sum(accumulate(Xc, params, sample_weight=sw, shift=shift, chunk_size=chunk_size,
+                          executor=executor) for Xc, sw in source)  # fmt: skip
 
 
-def run(
-    source, params: Params, *, maximiser: Maximiser, monitor: ConvergenceMonitor,
-    executor: LocalExecutor | None = None, chunk_size: int | None = None,
-) -> EMResult:  # fmt: skip
+def run(source, params: Params, *, maximiser: Maximiser, monitor: ConvergenceMonitor,
+        executor: LocalExecutor | None = None, chunk_size: int | None = None) -> EMResult:
     """EM from ``params`` (not modified): E-step, report to ``monitor``, and, unless it
     says stop, ``maximiser(stats, params) -> (params, events)``. ``source``: an Array,
     Iter, Shard or StackedSource; ``monitor`` (fresh per run) owns ``tol``, ``max_iter``

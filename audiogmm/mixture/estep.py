@@ -5,8 +5,7 @@
 
 A fused log-sum-exp (:mod:`.kernels`) makes them responsibilities in place; a second GEMM
 ``gamma.T @ [(x-c)**2, x-c, 1]`` gives S, F and n at once. The shift ``c`` (the mixture
-mean) keeps float32 accurate under large offsets. Memory: O(chunk_size x K) per worker.
-"""
+mean) keeps float32 accurate under large offsets. Memory: O(chunk_size x K) per worker."""
 
 from __future__ import annotations
 
@@ -34,9 +33,8 @@ _F32_MAX_REACH = 1e18
 _F32_VAR_RANGE = (1e-30, 1e30)
 
 
-def gemm_weights(
-    weights: np.ndarray, means: np.ndarray, variances: np.ndarray, shift: np.ndarray, dtype
-) -> np.ndarray:
+def gemm_weights(weights: np.ndarray, means: np.ndarray, variances: np.ndarray,
+                 shift: np.ndarray, dtype) -> np.ndarray:  # fmt: skip
     """The (2D+1, K) matrix, in ``dtype``, mapping ``[(x-c)**2, x-c, 1]`` to joint
     log-likelihoods; ``weights`` (K,), ``means``/``variances`` (K, D), ``shift`` ``c`` (D,)."""
     prec = 1.0 / variances
@@ -48,9 +46,8 @@ def gemm_weights(
     return np.ascontiguousarray(W, dtype=dtype)
 
 
-def estimate_log_prob(
-    X: np.ndarray, weights: np.ndarray, means: np.ndarray, variances: np.ndarray
-) -> np.ndarray:
+def estimate_log_prob(X: np.ndarray, weights: np.ndarray, means: np.ndarray,
+                      variances: np.ndarray) -> np.ndarray:  # fmt: skip
     """Joint log-likelihoods ``log w_k + log N(x_t | mu_k, var_k)`` (n_frames, K), nats, of
     ``X`` (n_frames, D): unchunked float64, centred on the mixture mean."""
     shift = weights @ means
@@ -131,11 +128,10 @@ def fill_rows(xx: np.ndarray, Xc: np.ndarray, shift: np.ndarray, limit: float | 
 _WS = _Workspace()
 
 
-def accumulate(
-    X: np.ndarray, params: Params, *, sample_weight: np.ndarray | None = None,
-    shift: np.ndarray | None = None, chunk_size: int | None = None,
-    executor: LocalExecutor | None = None, fast: bool | None = None, out: Stats | None = None,
-) -> Stats:  # fmt: skip
+def accumulate(X: np.ndarray, params: Params, *, sample_weight: np.ndarray | None = None,
+               shift: np.ndarray | None = None, chunk_size: int | None = None,
+               executor: LocalExecutor | None = None, fast: bool | None = None,
+               out: Stats | None = None) -> Stats:  # fmt: skip
     """E-step: float64 statistics of frames ``X`` (n_frames, n_dims) under ``params``, by
     :func:`accumulate_many` (pure, inputs trusted). ``sample_weight`` (n_frames,); ``shift``
     (n_dims,) the moments' centre (default ``out``'s, else the mixture mean); ``out``:
@@ -151,19 +147,17 @@ def accumulate(
     return st if out is None else out + st
 
 
-def accumulate_many(
-    Xs: list[np.ndarray], weights: np.ndarray, means: np.ndarray, variances: np.ndarray,
-    members: list[int], *, shifts: np.ndarray,
-    sample_weights: list[np.ndarray | None] | None = None, chunk_size: int | None = None,
-    executor: LocalExecutor | None = None, fast: bool | None = None,
-) -> tuple[np.ndarray, ...]:  # fmt: skip
+def accumulate_many(Xs: list[np.ndarray], weights: np.ndarray, means: np.ndarray,
+                    variances: np.ndarray, members: list[int], *, shifts: np.ndarray,
+                    sample_weights: list[np.ndarray | None] | None = None,
+                    chunk_size: int | None = None, executor: LocalExecutor | None = None,
+                    fast: bool | None = None) -> tuple[np.ndarray, ...]:  # fmt: skip
     """THE E-step of mixtures ``members`` of a stack, each on its own frames ``Xs[c]``
     (n_frames_c, n_dims), weighted by ``sample_weights[c]``, in one executor map; per member
     the arithmetic of a run of its own, whatever the executor. ``weights`` (n_members, K),
     ``means``/``variances`` (n_members, K, n_dims); ``shifts`` (R, n_dims) centre the R
     ``members``; ``fast``: numba for large calls (None, :func:`.kernels.use_numba`), always
-    or never. Returns n (R, K), F and S (R, K, n_dims), loglik and n_frames (R,).
-    """
+    or never. Returns n (R, K), F and S (R, K, n_dims), loglik and n_frames (R,)."""
     R, K, D = len(members), means.shape[1], means.shape[2]
     sws = sample_weights or [None] * R
     cap = chunk_size or auto_chunk_size(K)
@@ -207,7 +201,6 @@ def accumulate_many(
             res.append((j, g, float(lj)))
             off = r.stop
         return res
-
     G = np.zeros((R, K, 2 * D + 1))
     ll = np.zeros(R)
     for res in ex.map(one, tasks, star=True):
@@ -234,11 +227,10 @@ def _pack(items: list[tuple[int, int, int]], rows: int) -> list[list[tuple[int, 
     return tasks
 
 
-def stacked_log_likelihood(
-    X: np.ndarray, weights: np.ndarray, means: np.ndarray, variances: np.ndarray, *,
-    chunk_size: int | None = None, executor: LocalExecutor | None = None,
-    fast: bool | None = None,
-) -> np.ndarray:  # fmt: skip
+def stacked_log_likelihood(X: np.ndarray, weights: np.ndarray, means: np.ndarray,
+                           variances: np.ndarray, *, chunk_size: int | None = None,
+                           executor: LocalExecutor | None = None,
+                           fast: bool | None = None) -> np.ndarray:  # fmt: skip
     """Per-frame log-likelihood (n_frames, M), nats, of ``X`` under M stacked mixtures
     (``weights`` (M, K), ``means``/``variances`` (M, K, D)) in one batched pass; other
     arguments as for :func:`accumulate_many` (numba only for very large calls)."""
@@ -263,7 +255,6 @@ def stacked_log_likelihood(
             kernels.segment_lse(ws.L[:m], K, out[start:stop], fast=fast)
             if np.isfinite(out[start:stop]).all():
                 break
-
     _each_chunk(executor, one, X.shape[0], chunk)
     return out
 
@@ -274,10 +265,9 @@ def _each_chunk(executor: LocalExecutor | None, one, n: int, chunk: int) -> None
     list((executor or LocalExecutor(1)).map(one, ranges, star=True))
 
 
-def log_likelihood(
-    X: np.ndarray, params: Params, *, chunk_size: int | None = None,
-    executor: LocalExecutor | None = None, fast: bool | None = None,
-) -> np.ndarray:  # fmt: skip
+def log_likelihood(X: np.ndarray, params: Params, *, chunk_size: int | None = None,
+                   executor: LocalExecutor | None = None,
+                   fast: bool | None = None) -> np.ndarray:  # fmt: skip
     """Per-frame log-likelihood ``log p(x_t)`` in nats, shape (n_frames,), float64."""
     return stacked_log_likelihood(
         X, params.weights[None], params.means[None], params.variances[None],
@@ -285,10 +275,9 @@ def log_likelihood(
     )[:, 0]  # fmt: skip
 
 
-def select_scores(
-    X: np.ndarray, ubm: Params, weights: np.ndarray, means: np.ndarray, variances: np.ndarray,
-    *, top_c: int, chunk_size: int | None = None, executor: LocalExecutor | None = None,
-) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
+def select_scores(X: np.ndarray, ubm: Params, weights: np.ndarray, means: np.ndarray,
+                  variances: np.ndarray, *, top_c: int, chunk_size: int | None = None,
+                  executor: LocalExecutor | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Top-C scoring (Kaldi ``gselect``): per-frame log-likelihoods (n_frames, M) of M models
     MAP-adapted from ``ubm`` (K components; ``weights`` (M, K), ``means``/``variances``
     (M, K, n_dims)) and of the UBM (n_frames,), float64 nats, each summed over the UBM's
@@ -333,6 +322,5 @@ def select_scores(
         # in the compute dtype, as the full path's fused log-sum-exp (the one kernel)
         blocks = np.ascontiguousarray(ll.reshape(m, C, M).transpose(0, 2, 1)).reshape(m, M * C)
         kernels.segment_lse(blocks, C, out_m[start:stop], fast=False)
-
     _each_chunk(executor, one, n, chunk)
     return out_m, out_u

@@ -1,7 +1,6 @@
 """THE orchestration of a fit, :func:`fit_mixtures` (it reads the estimators' public parameters
 and sets their fitted attributes), and the starting parameters for any K: k-means++ on a
-subsample, or split growth from one component (whose rounds run through :func:`em.run` too).
-"""
+subsample, or split growth from one component (whose rounds run through :func:`em.run` too)."""
 
 from __future__ import annotations
 
@@ -18,7 +17,7 @@ from ..engine import LocalExecutor, one_blas_thread, resolve
 from ..exceptions import ConvergenceWarning, ModelFileError, ParameterError
 from . import em
 from .checks import MAX_VAR_FLOOR_ABS, check_enough_frames, user_init, validate_param_arrays
-from .estep import auto_chunk_size, compute_dtype
+from .estep import compute_dtype
 from .mstep import Event, Maximiser, MLMaximiser, global_mean_var, split_component
 from .sources import StackedSource, drop_tol
 from .stats import Params, Stats
@@ -26,22 +25,20 @@ from .stats import Params, Stats
 if TYPE_CHECKING:
     from .diag import DiagGMM
 
-__all__ = ["fit_mixtures", "frames_per_chunk", "init_kmeans", "init_split", "kmeans_labels",
+__all__ = ["fit_mixtures", "init_kmeans", "init_split", "kmeans_labels",
            "ml_maximiser", "var_floor_of"]  # fmt: skip
 
 
-def fit_mixtures(
-    models: list[DiagGMM], sources: list[Any], *, executor: LocalExecutor | None = None,
-    checkpoint: Any = None, prior: Params | None = None, maximiser: Any = None,
-    tick: Callable[[], None] | None = None,
-) -> None:  # fmt: skip
+def fit_mixtures(models: list[DiagGMM], sources: list[Any], *,
+                 executor: LocalExecutor | None = None, checkpoint: Any = None,
+                 prior: Params | None = None, maximiser: Any = None,
+                 tick: Callable[[], None] | None = None) -> None:  # fmt: skip
     """Fit ``models[c]`` (validated DiagGMMs, in place) on ``sources[c]``: global moments and
     variance floor, ``n_init`` rounds of (initialise, :func:`em.run`), the best adopted.
     Several models (a classifier's classes; unweighted ``ArraySource``\\ s) run stacked, each
     as alone. ``executor`` default: the first model's ``n_jobs`` threads; ``checkpoint``: see
     :meth:`DiagGMM.fit_source`; ``prior`` (MAP): ``max_iter`` iterations of ``maximiser``
-    from it, ``tick`` called after each model.
-    """
+    from it, ``tick`` called after each model."""
     if not models:
         return
     t0 = time.perf_counter()
@@ -64,7 +61,7 @@ def fit_mixtures(
 
 def _one_round(models, sources, starts, ex, checkpoint) -> list[em.EMResult]:
     """One ``n_init`` round of every model: initialise, then one :func:`em.run`."""
-    first, chunk, one = models[0], frames_per_chunk(models[0]), len(models) == 1
+    first, chunk, one = models[0], models[0].chunk_size, len(models) == 1
     if one:
         src, monitor, maximiser = sources[0], _monitor(first, sources[0]), ml_maximiser(first)
         saved = None if checkpoint is None else checkpoint.restore(monitor)  # replaces the init
@@ -105,11 +102,6 @@ def _adapt(model: DiagGMM, source, prior: Params, maximiser, ex, tick) -> None:
         tick()
 
 
-def frames_per_chunk(model: DiagGMM) -> int:
-    """E-step chunk of ``model``: its ``chunk_size``, or about 1 MB blocks."""
-    return model.chunk_size or auto_chunk_size(model.n_components)
-
-
 def var_floor_of(model: DiagGMM, gvar: np.ndarray) -> np.ndarray:
     """``model``'s absolute variance floor for data of global variance ``gvar``, (n_dims,)."""
     return np.maximum(model.var_floor * gvar, model.var_floor_abs)
@@ -134,8 +126,7 @@ def _init_params(model: DiagGMM, Xs: np.ndarray, rng) -> tuple[Params, list[Even
 
 
 def _start(model: DiagGMM, source) -> tuple:
-    """The fit's random stream, the data's global mean and variance (one pass, which also
-    counts the frames) and (2, n_dims) extremes in its own dtype; sets the variance floor."""
+    """The fit's random stream, global mean, variance, (2, n_dims) extremes; sets var_floor_."""
     total, lows, highs = None, [], []
     for Xc, sw in source:
         st = Stats.of_frames(Xc, sw, shift=Xc[0] if total is None else total.shift)
@@ -262,9 +253,8 @@ def kmeans_labels(X: np.ndarray, K: int, rng: np.random.Generator, n_lloyd: int 
     return lab
 
 
-def init_kmeans(
-    Xs: np.ndarray, K: int, rng: np.random.Generator, maximiser: Maximiser
-) -> tuple[Params, list[Event]]:
+def init_kmeans(Xs: np.ndarray, K: int, rng: np.random.Generator,
+                maximiser: Maximiser) -> tuple[Params, list[Event]]:  # fmt: skip
     """Parameters from hard k-means clusters of the subsample ``Xs`` and one M-step, and the
     maximiser's re-seeding events (empty clusters) at iteration 0."""
     # small products run faster on one BLAS thread than on a waking pool
@@ -281,10 +271,9 @@ def init_kmeans(
     return params, events
 
 
-def init_split(
-    subs: list[np.ndarray], K: int, *, var_floor: list[np.ndarray], split_iter: int,
-    executor: LocalExecutor | None = None, chunk_size: int | None = None,
-) -> list[Params]:  # fmt: skip
+def init_split(subs: list[np.ndarray], K: int, *, var_floor: list[np.ndarray], split_iter: int,
+               executor: LocalExecutor | None = None,
+               chunk_size: int | None = None) -> list[Params]:  # fmt: skip
     """One mixture per subsample ``subs[c]`` (n, n_dims) float64, grown from one component to
     K by splitting the heaviest ``min(k, K - k)`` (HTK ``MU``) per round, then ``split_iter``
     stacked EM iterations without weight floor or re-seeding; variances >= ``var_floor[c]``."""

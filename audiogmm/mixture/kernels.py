@@ -107,7 +107,6 @@ def _compiled() -> Any:
     """Import numba and define the kernels (once per process)."""
     import numba
     import numba.extending
-
     cache_dir = numba_cache_dir(os.path.dirname(os.path.abspath(__file__)))
     if cache_dir is not None and not numba.config.CACHE_DIR:
         # no writable home either (OSError): numba's own fallbacks decide
@@ -198,7 +197,6 @@ def _compiled() -> Any:
                 m = _row_max(row)
                 s = _exp_shifted(row, m, ib)  # overwrites the block: scores only
                 out[i, g] = m + np.log(s)
-
     return _resp_inplace_nb, _segment_lse_nb
 
 

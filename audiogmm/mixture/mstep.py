@@ -7,8 +7,7 @@ the UBM moved towards a class's data). With ``alpha_k = n_k / (n_k + r)``, ``T =
     var_k' = alpha_k S_k / n_k + (1 - alpha_k) (var_k + mu_k**2) - mu_k'**2
 
 about the statistics' shift (bob.learn.em omits the square of ``mu_k``); a component without
-data keeps the prior bit for bit. Over several iterations the prior stays the UBM.
-"""
+data keeps the prior bit for bit. Over several iterations the prior stays the UBM."""
 
 from __future__ import annotations
 
@@ -115,8 +114,7 @@ def maximise_stack(
     mixture with an empty component, a weight to floor or one to re-seed (:func:`maximise`,
     :func:`reseed`). ``n`` (R, K), ``F``/``S`` (R, K, n_dims) about ``shift`` (R, n_dims),
     ``n_frames`` (R,), ``var_floor`` (R, n_dims). Returns weights (R, K), means and
-    variances (R, K, n_dims), and R lists of re-seed events.
-    """
+    variances (R, K, n_dims), and R lists of re-seed events."""
     K = n.shape[1]
     means, var = moments(n, F, S, shift)
     with np.errstate(divide="ignore", invalid="ignore"):
@@ -180,8 +178,7 @@ def check_adapt(adapt: str) -> str:
 
 
 def _alpha(n: np.ndarray, name: str, r: float) -> np.ndarray:
-    """``n / (n + r)`` for relevance ``r`` (argument ``name``, checked): 0 where ``n == 0``
-    (also for ``r == 0``), 0 for ``r = inf``."""
+    """``n / (n + r)`` for relevance ``r`` (argument ``name``, checked); 0 if n = 0 or r = inf."""
     if not (is_real(r, finite=False) and r >= 0):  # (NaN and -inf fail r >= 0)
         raise ParameterError(f"{name} must be a number >= 0 (inf keeps the prior); got {r!r}")
     if r == math.inf:
@@ -198,8 +195,7 @@ def map_adapt(stats: Stats, prior: Params, *, adapt: str = "m", relevance_means:
 
     ``adapt``: the kinds that move (``m``, ``w``, ``v``), each with a relevance ``r >= 0``
     (0: ML wherever there is data; inf: the prior). Adapted variances are floored at
-    ``var_floor`` (float or (n_dims,)), adapted weights at ``min_weight``.
-    """
+    ``var_floor`` (float or (n_dims,)), adapted weights at ``min_weight``."""
     if stats.F.shape != prior.means.shape:
         raise ParameterError(f"statistics of shape (K, D)={stats.F.shape} do not match the "
                              f"prior's {prior.means.shape}")  # fmt: skip

@@ -19,7 +19,7 @@ from .estep import accumulate, accumulate_many
 from .stats import Params, Stats
 
 __all__ = ["BLOCK_FRAMES", "ArraySource", "ChunkSource", "IterSource", "ShardSource",
-           "StackedSource", "check_frames", "drop_tol", "tree_sum"]  # fmt: skip
+           "StackedSource", "check_frames", "drop_tol"]  # fmt: skip
 
 ChunkSource = Union[Callable[[], Iterable[np.ndarray]], Iterable[np.ndarray]]
 #: Frames per map task: 2^17 frames x 60 dims x 4 B = 31 MB of reads, ~250 KB of Stats back.
@@ -132,15 +132,8 @@ class StackedSource:
         return st
 
 
-def tree_sum(items: Iterable[Stats]) -> Stats:
-    """Sum in :func:`audiogmm.engine.local.tree_fold`'s fixed tree (it depends only on the
-    number of items: any producer yielding them in order gives the same bits)."""
-    return tree_fold(items, operator.add)
-
-
 class _Rows:
-    """Virtual frames ``[start, stop)`` of a store (every ``stride``-th) as a lazy float32
-    array for :func:`accumulate`: ``[a:b]`` reads them."""
+    """Virtual frames ``[start, stop)`` of a store (every ``stride``-th), read on ``[a:b]``."""
 
     dtype = np.dtype(np.float32)
 
@@ -175,7 +168,7 @@ class ShardSource:
     """A shard store (``n_frames``, ``n_dims``, ``clip_start``, ``read_rows``, ``read_index``,
     e.g. :func:`audiogmm.data.shards.open_store`), frames ``0, stride, 2*stride, ...``;
     ``clip_weight`` (n_clips,) >= 0: each clip's frames' weight; ``block_frames`` per map task,
-    blocks counted from frame 0 and summed in :func:`tree_sum`'s fixed tree (results depend
+    blocks counted from frame 0 and summed in :func:`tree_fold`'s fixed tree (results depend
     on it and the chunk size, never on shard files, workers, executor or completion order)."""
 
     def __init__(self, store: Any, *, stride: int = 1, clip_weight: np.ndarray | None = None,
@@ -214,4 +207,4 @@ class ShardSource:
         blocks, executor = self._ranges(self.block_frames), executor or LocalExecutor(1)
         if hasattr(executor, "map_reduce"):  # Dask: the same tree, summed on the workers
             return executor.map_reduce(task, blocks, operator.add, star=True)
-        return tree_sum(executor.map(task, blocks, isolated=True, star=True))
+        return tree_fold(executor.map(task, blocks, isolated=True, star=True), operator.add)

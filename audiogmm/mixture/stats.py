@@ -4,8 +4,7 @@
 ``(x_t - c)**2``; ``loglik`` ``sum_t w_t log p(x_t)`` (nats); ``n_frames`` ``sum_t w_t``.
 The moments are about a shift ``c`` (D,) near the data, so ``S/n - (F/n)**2`` does not
 cancel under a large offset. ``a + b`` merges two shards (re-centring one if needed):
-chunked, out-of-core, parallel and distributed training are built on it.
-"""
+chunked, out-of-core, parallel and distributed training are built on it."""
 
 from __future__ import annotations
 
