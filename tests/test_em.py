@@ -222,3 +222,17 @@ def test_kmeans_with_more_clusters_than_distinct_points():
     X = np.repeat(np.array([[0.0], [1.0]]), 50, axis=0)
     lab = kmeans_labels(X, 4, np.random.default_rng(0))
     assert lab.shape == (100,) and lab.max() < 4
+
+
+def test_split_growth_chunks_by_the_final_size():
+    # Every split round's E-step chunks by the final K (chunk_size None: auto_chunk_size(K)),
+    # so the summation order, and the bits, are the explicit chunk_size's. Chunking by each
+    # round's smaller K instead changed a K=256 UBM in its last bits.
+    from audiogmm.mixture.estep import auto_chunk_size
+
+    X = np.random.default_rng(3).standard_normal((20_000, 4))
+    auto = DiagGMM(32, init="split", max_iter=3, random_state=0).fit(X)
+    fixed = DiagGMM(32, init="split", max_iter=3, random_state=0,
+                    chunk_size=auto_chunk_size(32)).fit(X)  # fmt: skip
+    for k in ("weights_", "means_", "variances_"):
+        assert np.array_equal(getattr(auto, k), getattr(fixed, k)), k

@@ -13,8 +13,8 @@ from ..engine import LocalExecutor, resolve
 from ..exceptions import ParameterError
 from .checks import check_enough_frames, check_params, check_sample_weight, is_int
 from .estep import accumulate as _accumulate
-from .estep import auto_chunk_size, estimate_log_prob, log_likelihood, log_softmax
-from .fit import fit_mixtures, ml_maximiser, var_floor_of
+from .estep import estimate_log_prob, log_likelihood, log_softmax
+from .fit import fit_mixtures, frames_per_chunk, ml_maximiser, var_floor_of
 from .mstep import global_mean_var
 from .sources import ArraySource, ChunkSource, IterSource, check_frames
 from .stats import Params, Stats
@@ -88,15 +88,16 @@ class DiagGMM:
     >>> gmm.means_.shape
     (3, 2)"""
 
-    def __init__(self, n_components: int = 1, *, max_iter: int = 100, tol: float = 1e-4,
-                 var_floor: float = 0.01, var_floor_abs: float = 1e-8, min_weight: float = 1e-5,
-                 min_count: float = 10.0, init: Literal["kmeans++", "split"] = "kmeans++",
-                 n_init: int = 1, init_max_samples: int = 50_000, split_iter: int = 3,
-                 weights_init: np.ndarray | None = None, means_init: np.ndarray | None = None,
-                 variances_init: np.ndarray | None = None,
-                 random_state: int | np.random.Generator | None = None,
-                 chunk_size: int | None = None, n_jobs: int | None = None,
-                 verbose: int = 0) -> None:  # fmt: skip
+    def __init__(
+        self, n_components: int = 1, *, max_iter: int = 100, tol: float = 1e-4,
+        var_floor: float = 0.01, var_floor_abs: float = 1e-8, min_weight: float = 1e-5,
+        min_count: float = 10.0, init: Literal["kmeans++", "split"] = "kmeans++",
+        n_init: int = 1, init_max_samples: int = 50_000, split_iter: int = 3,
+        weights_init: np.ndarray | None = None, means_init: np.ndarray | None = None,
+        variances_init: np.ndarray | None = None,
+        random_state: int | np.random.Generator | None = None, chunk_size: int | None = None,
+        n_jobs: int | None = None, verbose: int = 0,
+    ) -> None:  # fmt: skip
         # stored as given, validated in fit (scikit-learn's rule)
         vars(self).update({k: v for k, v in locals().items() if k != "self"})
 
@@ -153,7 +154,7 @@ class DiagGMM:
         sample_weight = check_sample_weight(sample_weight, X.shape[0])
         with resolve(executor, self.n_jobs) as ex:
             return _accumulate(X, self.params_, sample_weight=sample_weight, out=out,
-                               chunk_size=self.chunk_size, executor=ex)  # fmt: skip
+                               chunk_size=frames_per_chunk(self), executor=ex)  # fmt: skip
 
     def maximise(self, stats: Stats) -> DiagGMM:
         """M-step: set the parameters from ``stats`` (floors and re-seeding applied); self."""
@@ -195,7 +196,7 @@ class DiagGMM:
         """Per-frame log-likelihood ``log p(x_t)`` in nats, shape (n_frames,), float64."""
         X = self._frames(X)
         with resolve(None, self.n_jobs) as ex:
-            return log_likelihood(X, self.params_, chunk_size=self.chunk_size, executor=ex)
+            return log_likelihood(X, self.params_, chunk_size=frames_per_chunk(self), executor=ex)
 
     def score(self, X: np.ndarray, y: None = None) -> float:
         """Mean per-frame log-likelihood of ``X`` in nats."""
@@ -216,7 +217,7 @@ class DiagGMM:
     def _per_chunk(self, X: np.ndarray, f, tail: tuple, dtype=np.float64) -> np.ndarray:
         """``f`` of each chunk's joint log-likelihoods, into one (n_frames, *tail) array."""
         X = self._frames(X)
-        n, step = X.shape[0], self.chunk_size or auto_chunk_size(self.n_components)
+        n, step = X.shape[0], frames_per_chunk(self)
         out = np.empty((n, *tail), dtype=dtype)
         for s in range(0, n, step):
             out[s : s + step] = f(estimate_log_prob(X[s : s + step], *self.params_))

@@ -17,7 +17,7 @@ from ..engine import LocalExecutor, one_blas_thread, resolve
 from ..exceptions import ConvergenceWarning, ModelFileError, ParameterError
 from . import em
 from .checks import MAX_VAR_FLOOR_ABS, check_enough_frames, user_init, validate_param_arrays
-from .estep import compute_dtype
+from .estep import auto_chunk_size, compute_dtype
 from .mstep import Event, Maximiser, MLMaximiser, global_mean_var, split_component
 from .sources import StackedSource, drop_tol
 from .stats import Params, Stats
@@ -25,7 +25,7 @@ from .stats import Params, Stats
 if TYPE_CHECKING:
     from .diag import DiagGMM
 
-__all__ = ["fit_mixtures", "init_kmeans", "init_split", "kmeans_labels",
+__all__ = ["fit_mixtures", "frames_per_chunk", "init_kmeans", "init_split", "kmeans_labels",
            "ml_maximiser", "var_floor_of"]  # fmt: skip
 
 
@@ -61,7 +61,7 @@ def fit_mixtures(models: list[DiagGMM], sources: list[Any], *,
 
 def _one_round(models, sources, starts, ex, checkpoint) -> list[em.EMResult]:
     """One ``n_init`` round of every model: initialise, then one :func:`em.run`."""
-    first, chunk, one = models[0], models[0].chunk_size, len(models) == 1
+    first, chunk, one = models[0], frames_per_chunk(models[0]), len(models) == 1
     if one:
         src, monitor, maximiser = sources[0], _monitor(first, sources[0]), ml_maximiser(first)
         saved = None if checkpoint is None else checkpoint.restore(monitor)  # replaces the init
@@ -100,6 +100,11 @@ def _adapt(model: DiagGMM, source, prior: Params, maximiser, ex, tick) -> None:
     _adopt(model, res, source, n_reseeded=0)
     if tick is not None:
         tick()
+
+
+def frames_per_chunk(model: DiagGMM) -> int:
+    """E-step chunk of ``model``: its ``chunk_size``, or about 1 MB blocks."""
+    return model.chunk_size or auto_chunk_size(model.n_components)
 
 
 def var_floor_of(model: DiagGMM, gvar: np.ndarray) -> np.ndarray:
