@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
-from audiogmm.io.tables import Field
+from audiogmm.checks import Field
 
 
 def _key(what: str, k: str) -> str:

@@ -40,3 +40,51 @@ def test_the_design_section_lists_every_module_once_and_no_other():
         f"missing from README: {sorted(actual - set(listed))}; "
         f"listed but absent: {sorted(set(listed) - actual)}"
     )
+
+
+def _defining_module(module: str, name: str) -> str | None:
+    """The listed module that ``from <module> import <name>`` depends on."""
+    import importlib
+    import inspect
+
+    try:
+        return importlib.import_module(f"{module}.{name}").__name__  # a submodule
+    except ImportError:
+        pass
+    obj = getattr(importlib.import_module(module), name)
+    found = inspect.getmodule(obj)
+    if found is not None and found.__name__.startswith("audiogmm"):
+        return found.__name__
+    return module  # a constant: the module that holds it
+
+
+def _module_level_imports(path: Path) -> set[str]:
+    import ast
+
+    rel = path.relative_to(ROOT).with_suffix("").parts
+    package = rel[:-1] if rel[-1] != "__init__" else rel[:-1]
+    out = set()
+    for node in ast.parse(path.read_text(encoding="utf-8")).body:
+        if not isinstance(node, ast.ImportFrom):
+            continue
+        base = list(package[: len(package) - node.level + 1]) if node.level else []
+        module = ".".join(base + ([node.module] if node.module else []))
+        if module.startswith("audiogmm"):
+            out |= {_defining_module(module, a.name) for a in node.names}
+    return out
+
+
+def test_module_level_imports_point_up_the_design_list():
+    # The Design section's claim: a module imports (at module level) only modules listed
+    # above it. Imports inside functions defer optional or heavy modules and are not held to it.
+    listed = [p for p in _listed() if "{" not in p]
+    rank = {"audiogmm." + p[:-3].replace("/", "."): i for i, p in enumerate(listed)}
+    rank["audiogmm.cli"] = rank.pop("audiogmm.cli.__init__")
+    wrong = []
+    for name, i in rank.items():
+        tail = "/__init__.py" if name == "audiogmm.cli" else ".py"
+        path = ROOT / (name.replace(".", "/") + tail)
+        for dep in _module_level_imports(path):
+            if dep in rank and dep != name and rank[dep] > i:
+                wrong.append(f"{name} -> {dep}")
+    assert not wrong, f"module-level imports that point down the README's Design list: {wrong}"

@@ -326,7 +326,8 @@ def test_feats_ark_is_kaldis_binary_matrix_format(tmp_path):
     ],
 )
 def test_kaldi_header_block_is_validated(mutate):
-    from audiogmm.io.tables import KALDI, check
+    from audiogmm.checks import check
+    from audiogmm.io.tables import KALDI
 
     def validate_kaldi_block(block):
         return check(KALDI, block, "kaldi")

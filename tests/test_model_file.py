@@ -27,10 +27,10 @@ import numpy as np
 import pytest
 
 from audiogmm import DiagGMM, FeatureConfig, GMMClassifier, ModelFileError, ParameterError
+from audiogmm.checks import List, Obj, Str
+from audiogmm.checks import check as schema_check
 from audiogmm.io import load, save, tables
 from audiogmm.io.container import CONTAINER_KEYS
-from audiogmm.io.tables import List, Obj, Str
-from audiogmm.io.tables import check as schema_check
 from audiogmm.models import FusedClassifier, GSVClassifier, IVectorClassifier
 from audiogmm.pipeline import load_model, save_model
 

@@ -16,6 +16,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from audiogmm import ParameterError
+from audiogmm.checks import check
 from audiogmm.cli import main
 from audiogmm.data import (
     Record,
@@ -29,7 +30,7 @@ from audiogmm.data import (
 )
 from audiogmm.data.splits import file_identity
 from audiogmm.io.container import CONTAINER_KEYS, read_container, write_container
-from audiogmm.io.tables import SPLIT, check
+from audiogmm.io.tables import SPLIT
 from audiogmm.pipeline import load_model, save_model
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -1,6 +1,6 @@
 """A feature shard store: frames of many clips in a few ``.npy`` files, plus an index.
 
-``<dir>/index.json`` (:data:`audiogmm.io.tables.SHARD_INDEX`) and ``<dir>/shard-00000.npy``
+``<dir>/index.json`` (:data:`SHARD_INDEX`) and ``<dir>/shard-00000.npy``
 ... (n_frames, n_dims) float32, clips back to back, each a frame range ``[start, stop)`` of
 one shard. The index is written last and atomically, so a store is complete or absent;
 :func:`open_store` checks the index's size and fields and every shard's header against them
@@ -20,18 +20,30 @@ from typing import Any
 
 import numpy as np
 
+from ..checks import Int, List, Obj, Str, at_least, check
 from ..exceptions import ModelFileError, ParameterError
 from ..io.atomic import atomic_write
 from ..io.container import open_regular, parse_json, read_npy_header
-from ..io.tables import SHARD_INDEX, check
 
-__all__ = ["INDEX_NAME", "ShardStore", "ShardWriter", "is_store", "open_store", "write_store"]
+__all__ = ["INDEX_NAME", "SHARD_INDEX", "ShardStore", "ShardWriter", "is_store", "open_store",
+           "write_store"]
 
 INDEX_NAME = "index.json"
 #: Target frames per shard: 2^20 frames x 60 dims x 4 B = 240 MB.
 SHARD_FRAMES = 1 << 20
 _MAX_INDEX_BYTES = 1 << 30  # 1 GB of JSON: ~10 M clips; more is not an index we wrote
 _MAX_NPY_HEADER = 1 << 16
+_COUNT = Int(0)
+#: The index's field table (tests/tamper.py tampers with each field, through io.tables).
+SHARD_INDEX = Obj({
+    "format": Str(choices=("audiogmm-shards",)), "version": Int(1, 1),
+    "n_dims": Int(1, 100_000), "dtype": Str(choices=("float32",)),
+    "config_hash": Str(), "config": Str(1 << 20),
+    "shards": List(Obj({"file": Str(pattern=r"shard-[0-9]{5,}\.npy"), "n_frames": _COUNT}),
+                   then=at_least(1)),
+    "clips": List(Obj({"clip": Str(4096), "label": Str(1024, pattern=r"(?s).+"), "shard": _COUNT,
+                       "start": _COUNT, "stop": _COUNT})),
+})  # fmt: skip
 
 
 def is_store(path: str | os.PathLike) -> bool:

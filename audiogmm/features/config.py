@@ -15,8 +15,8 @@ from typing import Any, NamedTuple, Optional, Union
 
 import numpy as np
 
+from ..checks import Bool, Field, Int, Real, check
 from ..exceptions import ParameterError
-from ..io.tables import Bool, Field, Int, Real, check
 
 __all__ = ["DEFAULT_PRESET", "EXTRAS", "FEATURE_FORMAT_VERSION", "PRESETS", "WINDOWS",
            "FeatureConfig"]  # fmt: skip
@@ -339,7 +339,7 @@ class FeatureConfig:
 
 
 def _spec(name: str, typ: str) -> Field:
-    """The :class:`~audiogmm.io.tables.Field` of a FeatureConfig field of type ``typ``."""
+    """The :class:`~audiogmm.checks.Field` of a FeatureConfig field of type ``typ``."""
     lo, hi, brackets, unit = _RANGES.get(name, (None, None, "[]", ""))
     kind = typ.replace("Optional[", "").rstrip("]")
     return Field({"float": "real"}.get(kind, kind), lo, hi, max_len=64, null="Optional" in typ,

@@ -21,9 +21,9 @@ from typing import Any
 import numpy as np
 
 from .._version import __version__
+from ..checks import Field, Int, List, Map, Obj, Str, check
 from ..exceptions import ModelFileError, ParameterError
 from .atomic import atomic_write
-from .tables import Field, Int, List, Map, Obj, Str, check
 
 __all__ = [
     "CONTAINER_KEYS", "FORMAT_NAME", "FORMAT_VERSION", "KEY_ENV", "MAX_HEADER_BYTES", "checked",

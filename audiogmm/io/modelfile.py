@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from ..checks import Field, check
 from ..exceptions import ModelFileError, ParameterError
 from ..mixture import DiagGMM, Stats
 from ..mixture.checks import check_params, validate_param_arrays
@@ -204,13 +205,13 @@ class Kind:
     """How one object kind (named as its class) is stored."""
 
     cls: type
-    table: tables.Field
+    table: Field
     arrays: tuple[str, ...] | None  # None: the header's list (checked by ``build``)
     parts: Callable[[Any], tuple[dict, dict]]
     build: Callable[[str, dict, dict], Any]
 
 
-def _back_end(cls: type, table: tables.Field, block: str, fitted: tuple, names: tuple,
+def _back_end(cls: type, table: Field, block: str, fitted: tuple, names: tuple,
               shapes: Callable, per_row: bool) -> Kind:  # fmt: skip
     """The Kind of a supervector back end: own parameters and ``fitted`` in header ``block``;
     arrays ``names`` of ``shapes(name, clf, arrays, M, K * D)``, bounded (by row sums when
@@ -334,7 +335,7 @@ class EMCheckpoint:
         self.resume = bool(resume)
         try:
             fp = dict(fingerprint or {})
-            self.fingerprint = tables.check(tables.FINGERPRINT, fp, "fingerprint")
+            self.fingerprint = check(tables.FINGERPRINT, fp, "fingerprint")
         except ValueError as e:
             raise ParameterError(f"{self.path}: {e}") from None
         self.resumed_from: int | None = None  # M-steps already done when resumed

@@ -1,173 +1,30 @@
-"""The field tables of every file audiogmm writes, and their one vocabulary of checks.
-
-A :class:`Field` declares what a JSON value must be, :func:`check` validates a value against
-it (FeatureConfig's fields too); below, one table per file kind and header block, through
-which every loader and writer checks. The tests tamper with every field declared
-(tests/tamper.py): a new field needs an entry here."""
+"""The field tables of every file audiogmm writes, in the vocabulary of
+:mod:`audiogmm.checks`: one table per file kind and header block, through which every loader
+and writer checks. The tests tamper with every field declared (tests/tamper.py): a new field
+needs an entry here."""
 
 from __future__ import annotations
 
-import math
-import re
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
-from functools import partial
 from typing import Any
 
+from ..checks import Bool, Int, List, Map, Obj, Real, Str, at_least, must
+from ..data.shards import SHARD_INDEX
 from ..mixture.checks import MAX_VAR_FLOOR_ABS, MIN_VAR_FLOOR_ABS
 from ..mixture.mstep import check_adapt
+from ..models.fusion import MAX_MEMBERS
 
-__all__ = [
-    "CALIBRATION", "CHECKPOINT", "CLASSIFIER", "DIAG_GMM", "FEATURES", "FUSED", "GSV", "IVECTOR",
-    "KALDI", "MAX_LABELS", "MAX_MEMBERS", "SELECTION", "SHARD_INDEX", "SPLIT", "STATS", "UBM",
-    "Bool", "Field", "Int", "List", "Map", "Obj", "Real", "Str", "check",
-]  # fmt: skip
-
-
-@dataclass(frozen=True)
-class Field:
-    """What one JSON value must be (build it with :func:`Int`, :func:`Obj`, ...)."""
-
-    type: str  # "int", "real", "bool", "str", "list", "obj" (fixed keys), "map" (any keys)
-    lo: float | None = None  # a number's range
-    hi: float | None = None
-    finite: bool = True
-    max_len: int | None = None  # characters of a str, items of a list or map
-    item: Field | None = None  # a list's items (unchecked when None), a map's values
-    keys: Mapping[str, Field] | None = None  # an obj's fields
-    optional: frozenset = frozenset()  # an obj's keys that may be missing
-    extra: bool = False  # an obj keeps keys it does not know (informational blocks)
-    null: bool = False
-    choices: tuple = ()
-    pattern: str | None = None
-    #: More checks on the checked value, ``then(value, what) -> value``; raises ValueError.
-    then: Callable[[Any, str], Any] | None = None
-    brackets: str = "[]"  # "(" or ")": that end of the range is excluded
-    unit: str = ""  # a number's unit, in messages (" Hz")
-
-
-#: A JSON integer (not a bool, not a float) in ``[lo, hi]``: ``Int(lo, hi, **kw)``.
-Int = partial(Field, "int")
-#: A JSON number (not a bool) in ``[lo, hi]``, finite unless ``finite=False``.
-Real = partial(Field, "real")
-#: ``true`` or ``false`` (not 0 or 1).
-Bool = partial(Field, "bool")
-
-
-def Str(max_len: int = 256, **kw: Any) -> Field:  # noqa: N802
-    """A string of at most ``max_len`` characters (``choices``/``pattern`` narrow it)."""
-    return Field("str", max_len=max_len, **kw)
-
-
-def List(item: Field | None = None, max_len: int = 1 << 20, **kw: Any) -> Field:  # noqa: N802
-    """A JSON array of at most ``max_len`` items, each an ``item``."""
-    return Field("list", item=item, max_len=max_len, **kw)
-
-
-def Obj(keys: Mapping[str, Field], optional: Any = (), **kw: Any) -> Field:  # noqa: N802
-    """A JSON object with exactly ``keys`` (``optional`` ones, or ``all``, may be missing)."""
-    opt = frozenset(keys) if optional is all else frozenset(optional)
-    return Field("obj", keys=dict(keys), optional=opt, **kw)
-
-
-def Map(item: Field, max_len: int = 1 << 20, **kw: Any) -> Field:  # noqa: N802
-    """A JSON object with any string keys, every value an ``item``."""
-    return Field("map", item=item, max_len=max_len, **kw)
-
-
-_KIND = {"int": "an integer", "real": "a number", "bool": "true or false", "str": "a string",
-         "list": "a list", "obj": "a JSON object", "map": "a JSON object"}  # fmt: skip
-_SIZED = {"str": (str, "characters"), "list": (list, "items"), "map": (dict, "entries")}
-
-
-def _short(v: Any) -> str:
-    s = repr(v)
-    return s if len(s) <= 60 else s[:57] + "..."
-
-
-def check(f: Field, v: Any, what: str) -> Any:
-    """``v`` checked against ``f``; the value to keep (floats for reals, copies of containers).
-
-    Raises
-    ------
-    ValueError
-        ``"<what>: must be ..., got ..."``, naming the innermost field (``a.b[2].c``)."""
-    if v is None and f.null:
-        return None
-
-    def bad(desc: str) -> ValueError:
-        return ValueError(f"{what}: must be {desc}, got {_short(v)}")
-    t, out = f.type, v
-    if t in ("int", "real"):
-        (lb, rb), lo, hi = f.brackets, f.lo, f.hi
-        span = f" in {lb}{lo}, {hi}{rb}{f.unit}" if lo is not None or hi is not None else ""
-        if isinstance(v, bool) or not isinstance(v, int if t == "int" else (int, float)):
-            raise bad(_KIND[t] + span)
-        try:
-            out = v if t == "int" else float(v)
-        except OverflowError:
-            raise bad("a number of float range") from None
-        if t == "real" and f.finite and not math.isfinite(out):
-            raise bad("a finite number" + span)
-        low = lo is None or (out > lo if lb == "(" else out >= lo)  # False for NaN
-        if not (low and (hi is None or (out < hi if rb == ")" else out <= hi))):
-            raise bad(_KIND[t] + span)
-    elif t in _SIZED:
-        cls, unit = _SIZED[t]
-        if not isinstance(v, cls) or len(v) > f.max_len:
-            raise bad(f"{_KIND[t]} of at most {f.max_len} {unit}")
-        if f.pattern is not None and not re.fullmatch(f.pattern, v):
-            raise bad(f"a string matching {f.pattern}")
-        if t == "list" and f.item is not None:
-            out = [check(f.item, x, f"{what}[{i}]") for i, x in enumerate(v)]
-        elif t == "map":
-            out = {k: check(f.item, x, f"{what}[{k!r}]") for k, x in v.items()}
-    elif not isinstance(v, bool if t == "bool" else dict):
-        raise bad(_KIND[t])
-    elif t == "obj":
-        missing = [k for k in f.keys if k not in v and k not in f.optional]
-        unknown = [] if f.extra else sorted(k for k in v if k not in f.keys)
-        if missing or unknown:
-            raise ValueError(f"{what or 'header'}: missing field(s) {missing[:10]}, "
-                             f"unknown field(s) {[k[:40] for k in unknown[:10]]}")  # fmt: skip
-        out = {k: check(f.keys[k], x, f"{what}.{k}" if what else k) if k in f.keys else x
-               for k, x in v.items()}  # fmt: skip
-    if f.choices and out not in f.choices:
-        raise bad(f"one of {list(f.choices)}")
-    if f.then is not None:
-        try:
-            out = f.then(out, what)
-        except (TypeError, ValueError) as e:  # name the field unless the hook did
-            msg = str(e)
-            raise ValueError(msg if msg.startswith(what) else f"{what}: {msg}") from None
-    return out
+__all__ = ["CALIBRATION", "CHECKPOINT", "CLASSIFIER", "DIAG_GMM", "FEATURES", "FUSED", "GSV",
+           "IVECTOR", "KALDI", "MAX_LABELS", "SELECTION", "SHARD_INDEX", "SPLIT",
+           "STATS", "UBM"]  # fmt: skip
 
 
 #: Most classes a model file may hold.
 MAX_LABELS = 100_000
-#: Most members a fused model may hold (each costs one feature extraction per clip).
-MAX_MEMBERS = 4
 
 _COUNT = Int(0)
 _FLOATS = List(Real(finite=False), max_len=1 << 16)
 SEED = Int(0, 2**128 - 1, null=True)
-
-
-def _must(ok: Callable[[Any], bool], desc: str) -> Callable[[Any, str], Any]:
-    """A ``then`` hook: ValueError "must be ``desc``" unless ``ok(value)``."""
-
-    def hook(v: Any, what: str) -> Any:
-        if not ok(v):
-            raise ValueError(f"must be {desc}, got {_short(v)}")
-        return v
-    return hook
-
-
-_distinct = _must(lambda v: len(set(v)) == len(v), "distinct")
-
-
-def _at_least(n: int) -> Callable[[Any, str], Any]:
-    return _must(lambda v: len(v) >= n, f"at least {n} entries")
+_distinct = must(lambda v: len(set(v)) == len(v), "distinct")
 
 
 def _sorted_distinct(v: list, what: str) -> list:
@@ -275,7 +132,7 @@ UBM = Obj({
 #: offset that calibrate its scores to LLRs (null: too few clips to calibrate).
 GSV_BLOCK = Obj({
     "relevance": Real(0.0), "C": Real(5e-324), "subsample": Int(1),
-    "calibration": List(Real(-1e6, 1e6), max_len=2, null=True, then=_at_least(2)),
+    "calibration": List(Real(-1e6, 1e6), max_len=2, null=True, then=at_least(2)),
 })  # fmt: skip
 GSV = Obj({**CLASSIFIER.keys, "gsv": GSV_BLOCK}, optional=(*_OPTIONAL, *_BLOCKS))
 #: The back end of an IVectorClassifier (its constructor's own parameters), the T-EM's
@@ -287,8 +144,8 @@ IVECTOR_BLOCK = Obj({
 IVECTOR = Obj({**CLASSIFIER.keys, "ivector": IVECTOR_BLOCK}, optional=(*_OPTIONAL, *_BLOCKS))
 FUSED = Obj({
     "labels": LABELS,
-    "members": List(Obj(_MEMBER, optional=_OPTIONAL), max_len=MAX_MEMBERS, then=_at_least(2)),
-    "feature_configs": List(FEATURES, max_len=MAX_MEMBERS, then=_at_least(2)),
+    "members": List(Obj(_MEMBER, optional=_OPTIONAL), max_len=MAX_MEMBERS, then=at_least(2)),
+    "feature_configs": List(FEATURES, max_len=MAX_MEMBERS, then=at_least(2)),
     "fusion_weights": List(Real(-1e6, 1e6), max_len=MAX_MEMBERS, null=True),
     **{k: v for k, v in _BLOCKS.items() if k != "feature_config"},
 }, optional=("feature_configs", "fusion_weights", *_BLOCKS))  # fmt: skip
@@ -300,17 +157,8 @@ FINGERPRINT = Obj({
     "config_hash": Str(), "init": Str(), "subsample": Int(1), "seed": SEED,
 }, optional=all)  # fmt: skip
 CHECKPOINT = Obj({
-    "history": List(Real(), max_len=1 << 20, then=_at_least(1)),
+    "history": List(Real(), max_len=1 << 20, then=at_least(1)),
     "n_iter": Int(1), "reseeded": Bool(), "fingerprint": FINGERPRINT,
 })  # fmt: skip
 STATS = Obj({})
 
-SHARD_INDEX = Obj({
-    "format": Str(choices=("audiogmm-shards",)), "version": Int(1, 1),
-    "n_dims": Int(1, 100_000), "dtype": Str(choices=("float32",)),
-    "config_hash": Str(), "config": Str(1 << 20),
-    "shards": List(Obj({"file": Str(pattern=r"shard-[0-9]{5,}\.npy"), "n_frames": _COUNT}),
-                   then=_at_least(1)),
-    "clips": List(Obj({"clip": Str(4096), "label": Str(1024, pattern=r"(?s).+"), "shard": _COUNT,
-                       "start": _COUNT, "stop": _COUNT})),
-})  # fmt: skip

@@ -12,13 +12,14 @@ import numpy as np
 
 from ..engine import LocalExecutor
 from ..exceptions import ParameterError
-from ..io.tables import MAX_MEMBERS
 from ..scoring.verification import newton_minimise
 from .classifier import GMMClassifier, ModelFile
 from .supervector import raw_llr
 
-__all__ = ["FusedClassifier", "fit_fusion"]
+__all__ = ["MAX_MEMBERS", "FusedClassifier", "fit_fusion"]
 
+#: Most members a fused model may hold (each costs one feature extraction per clip).
+MAX_MEMBERS = 4
 #: L2 penalty on the fusion weights (per clip): negligible on overlapping scores, and
 #: what keeps the weights finite when the held-out scores separate the classes.
 FUSION_RIDGE = 1e-4
