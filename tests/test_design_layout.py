@@ -88,3 +88,17 @@ def test_module_level_imports_point_up_the_design_list():
             if dep in rank and dep != name and rank[dep] > i:
                 wrong.append(f"{name} -> {dep}")
     assert not wrong, f"module-level imports that point down the README's Design list: {wrong}"
+
+
+def test_each_package_exports_only_what_the_readme_documents():
+    # issue 20's small public surface: a name in a package's __all__ is in the README
+    import importlib
+
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    packages = ["audiogmm"] + [f"audiogmm.{p.parent.name}" for p in
+                               sorted((ROOT / "audiogmm").glob("*/__init__.py"))]  # fmt: skip
+    undocumented = [
+        f"{pkg}.{name}" for pkg in packages for name in importlib.import_module(pkg).__all__
+        if name != "__version__" and not re.search(rf"\b{re.escape(name)}\b", text)
+    ]
+    assert not undocumented, f"exported but not in the README: {undocumented}"
