@@ -20,7 +20,8 @@ import pytest
 import soundfile as sf
 
 from audiogmm.engine import LocalExecutor
-from audiogmm.engine.processes import WorkerPool, on_worker_lost
+from audiogmm.engine.local import on_worker_lost
+from audiogmm.engine.processes import WorkerPool
 
 from .conftest_audio import speech_like
 from .conftest_hostile import console_script, script_env, speaker_clips

@@ -28,7 +28,7 @@ import numpy as np
 from .. import audio
 from ..audio import PathLike
 from ..engine import LocalExecutor, resolve
-from ..engine.processes import on_worker_lost
+from ..engine.local import on_worker_lost
 from ..exceptions import AudioError, DatasetError, FeatureError, ParameterError
 from ..features import FeatureConfig, extract
 from ..features.extraction import derive

@@ -1,7 +1,7 @@
 """Worker processes for :class:`~audiogmm.engine.local.LocalExecutor`, only when asked
 (README, "Dying workers"): ``forkserver`` workers, which inherit no BLAS or numba threads and
 start warm; **a dead worker costs only its task** (retried once in a fresh worker, then
-:func:`on_worker_lost`'s answer or :class:`BrokenProcessPool`), and **workers die with their
+:func:`~audiogmm.engine.local.on_worker_lost`'s answer or :class:`BrokenProcessPool`), and **workers die with their
 parent**. A script asking for them needs the ``if __name__ == "__main__":`` guard."""
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from concurrent.futures.process import BrokenProcessPool
 from multiprocessing.connection import Connection, wait
 from typing import Any, Callable, NamedTuple
 
-__all__ = ["MAX_ATTEMPTS", "WorkerPool", "on_worker_lost"]
+__all__ = ["MAX_ATTEMPTS", "WorkerPool"]
 
 logger = logging.getLogger(__name__)
 
@@ -33,17 +33,6 @@ _PRELOAD = ["numpy", "scipy.fft", "soundfile", "soxr", "threadpoolctl",
 
 _PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
 _START_TRIES = 10  # attempts to start a worker (~5 s in all) before the pool gives up
-
-
-def on_worker_lost(handler: Callable[..., Any]) -> Callable[[Callable[..., Any]], Callable]:
-    """Declare what a task function returns when its worker died on every attempt:
-    ``handler(*args, reason=...)`` (reason: e.g. "worker process killed by SIGKILL (out of
-    memory?) on each of 2 attempts"), so that a batch can skip the item and go on."""
-
-    def mark(fn: Callable[..., Any]) -> Callable[..., Any]:
-        fn.on_worker_lost = handler  # type: ignore[attr-defined]
-        return fn
-    return mark
 
 
 def _watch_parent(alive: Connection) -> None:
