@@ -284,6 +284,7 @@ def test_extraction_imports_no_scipy(preset):
 
 
 def test_train_and_evaluate_commands_import_no_scipy(tmp_path):
+    # nor multiprocessing: worker processes only when asked, and their import costs ~10 ms
     out = _fresh(
         f"""
         import sys
@@ -295,7 +296,8 @@ def test_train_and_evaluate_commands_import_no_scipy(tmp_path):
                      ["evaluate", m, data]):
             r = CliRunner().invoke(main, ["-q", *args])
             assert r.exit_code == 0, r.output
-        print(sorted(m for m in sys.modules if m.split(".")[0] in ("scipy", "librosa", "numba")))
+        heavy = ("scipy", "librosa", "numba", "multiprocessing")
+        print(sorted(m for m in sys.modules if m.split(".")[0] in heavy))
         """
     )
     assert out.strip() == "[]"

@@ -110,11 +110,15 @@ class LocalExecutor(AbstractContextManager):
             if self._pools is None:
                 raise RuntimeError("this executor is closed")
             if processes not in self._pools:
-                from .processes import WorkerPool
-                self._pools[processes] = WorkerPool(self.n_workers) if processes else (
-                    ThreadPoolExecutor(self.n_workers, thread_name_prefix="audiogmm",
-                                       initializer=setattr,  # marks its threads
-                                       initargs=(_in_worker, "active", True)))  # fmt: skip
+                if processes:
+                    from .processes import WorkerPool  # multiprocessing only when asked
+
+                    pool = WorkerPool(self.n_workers)
+                else:  # its threads marked, so that a map inside a task runs inline
+                    pool = ThreadPoolExecutor(self.n_workers, thread_name_prefix="audiogmm",
+                                              initializer=setattr,
+                                              initargs=(_in_worker, "active", True))  # fmt: skip
+                self._pools[processes] = pool
             return self._pools[processes]
 
     def map(self, fn: Callable[..., T], items: Iterable[Any], *, isolated: bool = False,
