@@ -34,7 +34,8 @@ SHARD_FRAMES = 1 << 20
 _MAX_INDEX_BYTES = 1 << 30  # 1 GB of JSON: ~10 M clips; more is not an index we wrote
 _MAX_NPY_HEADER = 1 << 16
 _COUNT = Int(0)
-#: The index's field table (tests/tamper.py tampers with each field, through io.tables).
+#: The index's field table (io.tables lists it with the other files'; tests/test_fuzz_loader.py
+#: fuzzes it).
 SHARD_INDEX = Obj({
     "format": Str(choices=("audiogmm-shards",)), "version": Int(1, 1),
     "n_dims": Int(1, 100_000), "dtype": Str(choices=("float32",)),
