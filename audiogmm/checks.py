@@ -105,7 +105,8 @@ def check(f: Field, v: Any, what: str) -> Any:
             raise bad(_KIND[t] + span)
     elif t in _SIZED:
         cls, unit = _SIZED[t]
-        if not isinstance(v, cls) or len(v) > f.max_len:
+        # a string with choices that is too long is refused below as "one of [...]"
+        if not isinstance(v, cls) or len(v) > f.max_len and not f.choices:
             raise bad(f"{_KIND[t]} of at most {f.max_len} {unit}")
         if f.pattern is not None and not re.fullmatch(f.pattern, v):
             raise bad(f"a string matching {f.pattern}")
@@ -142,7 +143,6 @@ def must(ok: Callable[[Any], bool], desc: str) -> Callable[[Any, str], Any]:
             raise ValueError(f"must be {desc}, got {short_repr(v)}")
         return v
     return hook
-
 
 
 def at_least(n: int) -> Callable[[Any, str], Any]:

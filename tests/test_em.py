@@ -5,7 +5,7 @@ import warnings
 import numpy as np
 import pytest
 
-from audiogmm import DiagGMM, GMMClassifier
+from audiogmm import DiagGMM, GMMClassifier, ParameterError
 from audiogmm.mixture import ConvergenceMonitor, Params, em
 from audiogmm.mixture.fit import kmeans_labels
 from audiogmm.mixture.mstep import MLMaximiser, floor_weights, reseed
@@ -236,3 +236,19 @@ def test_split_growth_chunks_by_the_final_size():
                     chunk_size=auto_chunk_size(32)).fit(X)  # fmt: skip
     for k in ("weights_", "means_", "variances_"):
         assert np.array_equal(getattr(auto, k), getattr(fixed, k)), k
+
+
+def test_an_init_too_extreme_for_float64_is_refused_before_any_em():
+    X = np.random.default_rng(0).normal(size=(2000, 1))
+    gmm = DiagGMM(2, max_iter=3, means_init=[[0.0], [1e10]], variances_init=[[1e-300], [1.0]])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)  # no EM step on inf/NaN
+        with pytest.raises(ParameterError, match="too extreme to evaluate in float64"):
+            gmm.fit(X)
+
+
+def test_negative_init_weights_are_named_as_such():
+    X = np.random.default_rng(0).normal(size=(200, 1))
+    gmm = DiagGMM(2, weights_init=[-1.0, 2.0], means_init=[[0.0], [1.0]])
+    with pytest.raises(ParameterError, match="weights_init must be finite, >= 0"):
+        gmm.fit(X)

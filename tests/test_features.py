@@ -553,3 +553,9 @@ def test_digital_silence_marks_exactly_the_long_runs_at_the_floor():
             i = max(j, i + 1)
         got = digital_silence(e, silence_db=-100.0, min_frames=m)
         np.testing.assert_array_equal(got, expected, err_msg=f"{e} {m}")
+
+
+def test_an_over_long_choice_lists_the_choices():
+    # a string field with choices says which values it takes, whatever the string's length
+    with pytest.raises(ParameterError, match=r"window: must be one of \['barthann'"):
+        FeatureConfig(window="x" * 80)

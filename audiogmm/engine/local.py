@@ -23,7 +23,8 @@ from typing import Any, Callable, TypeVar
 from ..exceptions import ParameterError
 
 __all__ = ["PROCESS_MIN_AUDIO_S", "LocalExecutor", "count_until", "default_workers",
-           "executor_for_work", "on_worker_lost", "one_blas_thread", "resolve", "tree_fold", "windowed"]  # fmt: skip
+           "executor_for_work", "on_worker_lost", "one_blas_thread", "resolve", "tree_fold",
+           "windowed"]  # fmt: skip
 
 T = TypeVar("T")
 logger = logging.getLogger("audiogmm.engine")

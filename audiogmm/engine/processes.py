@@ -1,8 +1,9 @@
 """Worker processes for :class:`~audiogmm.engine.local.LocalExecutor`, only when asked
 (README, "Dying workers"): ``forkserver`` workers, which inherit no BLAS or numba threads and
 start warm; **a dead worker costs only its task** (retried once in a fresh worker, then
-:func:`~audiogmm.engine.local.on_worker_lost`'s answer or :class:`BrokenProcessPool`), and **workers die with their
-parent**. A script asking for them needs the ``if __name__ == "__main__":`` guard."""
+:func:`~audiogmm.engine.local.on_worker_lost`'s answer or :class:`BrokenProcessPool`), and
+**workers die with their parent**. A script asking for them needs the
+``if __name__ == "__main__":`` guard."""
 
 from __future__ import annotations
 

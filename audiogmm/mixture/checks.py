@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 
 from ..exceptions import ModelFileError, ParameterError
+from .estep import gemm_weights
 from .stats import Params
 
 __all__ = ["check_enough_frames", "check_params", "check_sample_weight", "is_int", "is_real",
@@ -100,36 +101,42 @@ def user_init(gmm: Any, Xs: np.ndarray) -> Params:
     if m.shape != (K, D) or v.shape != (K, D) or w.shape != (K,):
         raise ParameterError(f"means_init/variances_init must have shape ({K}, {D}) and "
                              f"weights_init ({K},); got {m.shape}, {v.shape}, {w.shape}")
+    if not (np.all(np.isfinite(m)) and np.all(np.isfinite(v)) and np.all(v > 0)):
+        raise ParameterError("means_init and variances_init must be finite with variances > 0")
     with np.errstate(over="ignore"):
         total = w.sum()
-    if not 0 < total < np.inf:
+    if not (np.all(np.isfinite(w)) and np.all(w >= 0) and 0 < total < np.inf):
         raise ParameterError("weights_init must be finite, >= 0, not all zero, with a finite sum")
-    # the checks of a loaded model: finite, evaluable in float64
-    validate_param_arrays("weights_init/means_init/variances_init", w / total, m, v, ParameterError)
-    return Params(w / total, m, v)
+    p = Params(w / total, m, v)
+    with np.errstate(all="ignore"):
+        W = gemm_weights(p.weights, m, v, p.weights @ m, np.float64)
+    if not np.isfinite(W[:-1]).all() or np.isnan(W[-1]).any() or np.all(W[-1] == -np.inf):
+        raise ParameterError("means_init/variances_init are too extreme to evaluate in float64 "
+                             "(1/variance or (mean - centre)**2 / variance overflows)")  # fmt: skip
+    return p
 
 
-def validate_param_arrays(name: str, w, m, v, error: type[Exception] = ModelFileError) -> None:
-    """``error`` naming ``name`` unless loaded parameters (one mixture or a stack) are
+def validate_param_arrays(name: str, w, m, v) -> None:
+    """ModelFileError naming ``name`` unless loaded parameters (one mixture or a stack) are
     present, consistent, float64, finite, with variances > 0 and weights summing to 1."""
     if w is None or m is None or v is None:
-        raise error(f"{name}: missing weights, means or variances")
+        raise ModelFileError(f"{name}: missing weights, means or variances")
     if m.ndim < 2 or 0 in m.shape or v.shape != m.shape or w.shape != m.shape[:-1]:
-        raise error(f"{name}: inconsistent shapes weights {w.shape}, means {m.shape}, "
-                    f"variances {v.shape}")  # fmt: skip
+        raise ModelFileError(f"{name}: inconsistent shapes weights {w.shape}, means {m.shape}, "
+                             f"variances {v.shape}")  # fmt: skip
     for label, a in (("weights", w), ("means", m), ("variances", v)):
         if a.dtype != np.float64:
-            raise error(f"{name}: {label} have dtype {a.dtype}, expected float64")
+            raise ModelFileError(f"{name}: {label} have dtype {a.dtype}, expected float64")
         if not np.all(np.isfinite(a)):
-            raise error(f"{name}: {label} contain NaN or inf")
+            raise ModelFileError(f"{name}: {label} contain NaN or inf")
     if np.any(v <= 0):
-        raise error(f"{name}: variances must be > 0")
+        raise ModelFileError(f"{name}: variances must be > 0")
     with np.errstate(over="ignore", divide="ignore"):
         # the log-density's constant terms: finite, or every score would be inf or NaN
         const = np.sum(np.log(v), -1) + np.sum(m * m / v, -1)
         finite = np.all(np.isfinite(1.0 / v)) and np.all(np.isfinite(const))
     if not finite:
-        raise error(f"{name}: means and variances give a non-finite log-density "
-                    "(variances too small for the means)")  # fmt: skip
+        raise ModelFileError(f"{name}: means and variances give a non-finite log-density "
+                             "(variances too small for the means)")  # fmt: skip
     if np.any(w < 0) or not np.allclose(w.sum(-1), 1.0, rtol=0, atol=1e-6):
-        raise error(f"{name}: weights must be >= 0 and sum to 1; sums {w.sum(-1)}")
+        raise ModelFileError(f"{name}: weights must be >= 0 and sum to 1; sums {w.sum(-1)}")
