@@ -42,7 +42,7 @@ from audiogmm.data import RunOptions, extract_many, read_manifest, select, split
 from audiogmm.exceptions import ConvergenceWarning
 from audiogmm.features import FeatureConfig
 from audiogmm.models import GMMClassifier, UBMClassifier
-from audiogmm.models.ubm import UNKNOWN
+from audiogmm.models.classifier import UNKNOWN
 
 CACHE = os.path.expanduser("~/.cache/audiogmm/bench_ubm")
 DEV = os.path.join(

@@ -14,7 +14,7 @@ from audiogmm.data import extract_many
 from audiogmm.exceptions import ParameterError
 from audiogmm.models import IVectorClassifier
 from audiogmm.models import ivector as iv
-from audiogmm.models.ubm import UNKNOWN
+from audiogmm.models.classifier import UNKNOWN
 from audiogmm.pipeline import load_model
 from audiogmm.scoring.verification import cllr
 

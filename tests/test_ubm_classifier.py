@@ -15,7 +15,7 @@ from audiogmm.io.container import read_container, write_container
 from audiogmm.mixture import map_adapt
 from audiogmm.mixture.estep import accumulate, estimate_log_prob, select_scores
 from audiogmm.models import GMMClassifier, UBMClassifier, train_ubm
-from audiogmm.models.ubm import UNKNOWN
+from audiogmm.models.classifier import UNKNOWN
 from audiogmm.pipeline import load_model
 
 # speech-like: every class shares the same "phonetic" components, moved by a small offset

@@ -20,7 +20,7 @@ from ..mixture.fit import fit_mixtures
 from ..mixture.sources import ArraySource, check_frames
 from ..progress import Progress, reporter
 
-__all__ = ["GMMClassifier", "N_COMPONENTS"]
+__all__ = ["UNKNOWN", "GMMClassifier", "N_COMPONENTS", "decide"]
 
 logger = logging.getLogger(__name__)
 
@@ -74,6 +74,22 @@ def by_label(clips: Sequence[np.ndarray], labels: Sequence[str],
              classes: Sequence[str]) -> dict[str, np.ndarray]:  # fmt: skip
     """The frames of each of ``classes``' clips, concatenated in clip order."""
     return {y: np.concatenate([X for X, lab in zip(clips, labels) if lab == y]) for y in classes}
+
+
+#: Label a rejected clip gets (open-set models: ``predict(reject=...)``).
+UNKNOWN = "unknown"
+
+
+def decide(clf: Any, S: np.ndarray, n_frames: np.ndarray | None,
+           threshold: float | None) -> np.ndarray:  # fmt: skip
+    """Each clip's most likely class (n_clips,), object, from ``clf``'s ``score_matrix`` ``S``
+    (n_clips, n_labels) of clips of ``n_frames`` frames: the argmax of the class posteriors
+    (the first on ties), :data:`UNKNOWN` where ``rejection_scores`` (of an open-set model) is
+    below ``threshold``. The one decision rule: ``predict`` and the pipeline's results."""
+    pred = np.array(clf.labels_, dtype=object)[clf.log_proba_from_scores(S).argmax(1)]
+    if threshold is not None:
+        pred[clf.rejection_scores(S, n_frames) < threshold] = UNKNOWN
+    return pred
 
 
 class ModelFile:
@@ -264,6 +280,5 @@ class GMMClassifier(ModelFile):
         return np.exp(self.predict_log_proba(clips))
 
     def predict(self, clips: Sequence[np.ndarray]) -> np.ndarray:
-        """Most likely class (max :meth:`score_matrix` + log prior), (n_clips,), object."""
-        S = self.score_matrix(clips)
-        return np.array(self.labels_, dtype=object)[(S + self._log_priors()).argmax(1)]
+        """Most likely class (max posterior, :func:`decide`), (n_clips,), object."""
+        return decide(self, self.score_matrix(clips), None, None)

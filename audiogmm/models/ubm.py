@@ -25,10 +25,10 @@ from ..mixture.mstep import MAPMaximiser, check_adapt
 from ..mixture.sources import ArraySource
 from ..progress import Progress, reporter
 from ..scoring.verification import CalibrationWarning, bayes_threshold, fit_calibration
-from .classifier import GMMClassifier, by_label, check_clips, check_each
+from .classifier import GMMClassifier, by_label, check_clips, check_each, decide
 
-__all__ = ["EmbeddingClassifier", "GSV_COMPONENTS", "UBMClassifier", "UBM_COMPONENTS", "UNKNOWN",
-           "clip_stats", "decide", "train_ubm"]  # fmt: skip
+__all__ = ["EmbeddingClassifier", "GSV_COMPONENTS", "UBMClassifier", "UBM_COMPONENTS",
+           "clip_stats", "train_ubm"]  # fmt: skip
 
 logger = logging.getLogger(__name__)
 
@@ -43,21 +43,9 @@ GSV_COMPONENTS = 256
 #: 10 EM iterations (Kaldi's train_diag_ubm.sh runs 4): a UBM only needs to cover
 #: the feature space; MAP accuracy does not improve with more.
 UBM_DEFAULTS = {"init": "split", "max_iter": 10}
-#: Label :meth:`UBMClassifier.predict` gives a rejected clip.
-UNKNOWN = "unknown"
 
 #: Subsampling is skipped when it would leave fewer frames than this per UBM component.
 _MIN_FRAMES_PER_COMPONENT = 20
-
-
-def decide(clf: Any, S: np.ndarray, n_frames: np.ndarray, threshold: float | None) -> np.ndarray:
-    """Each clip's most likely class (n_clips,), object, from ``clf``'s ``score_matrix`` ``S``
-    (n_clips, n_labels) of clips of ``n_frames`` frames: the argmax of the class posteriors
-    (the first on ties), :data:`UNKNOWN` where ``rejection_scores`` is below ``threshold``."""
-    pred = np.array(clf.labels_, dtype=object)[clf.log_proba_from_scores(S).argmax(1)]
-    if threshold is not None:
-        pred[clf.rejection_scores(S, n_frames) < threshold] = UNKNOWN
-    return pred
 
 
 class OpenSetClassifier(GMMClassifier):

@@ -38,7 +38,7 @@ from ..features.extraction import extraction_roots
 from ..io import load, save
 from ..mixture import DiagGMM
 from ..models import FusedClassifier, GMMClassifier
-from ..models.ubm import UNKNOWN, decide
+from ..models.classifier import UNKNOWN, decide
 from ..scoring import summary
 from ..scoring.metrics import open_set_rates
 
