@@ -418,3 +418,32 @@ def test_kernels_cache_under_home_when_the_package_is_read_only(tmp_path):
     cache = tmp_path / "audiogmm" / "numba"
     assert r.stdout.strip() == str(cache)
     assert any(p.suffix in (".nbi", ".nbc") for p in cache.rglob("*"))
+
+
+def test_the_command_starts_blas_on_one_thread():
+    # the console entry point sets the BLAS thread count before numpy loads: a BLAS thread
+    # pool spins up at import (~0.1-0.2 s of CPU per command) that no command uses
+    pytest.importorskip("threadpoolctl")
+    env = {k: v for k, v in os.environ.items() if k not in ("OPENBLAS_NUM_THREADS",
+                                                            "MKL_NUM_THREADS")}  # fmt: skip
+    env["PYTHONPATH"] = ROOT
+    code = textwrap.dedent(
+        """
+        import sys
+        from audiogmm.__main__ import one_blas_thread_env
+        if sys.argv[1] == "entry":
+            one_blas_thread_env()
+        import numpy, threadpoolctl
+        print([i["num_threads"] for i in threadpoolctl.threadpool_info()
+               if i["user_api"] == "blas"])
+        """
+    )
+
+    def threads(how: str, **more: str) -> str:
+        return subprocess.run([sys.executable, "-c", code, how], env={**env, **more},
+                              check=True, capture_output=True, text=True).stdout.strip()
+    library = threads("library")  # a library import leaves the user's BLAS alone
+    if library in ("[]", "[1]"):
+        pytest.skip(f"BLAS threads by default: {library}; nothing to show")
+    assert threads("entry") == "[1]"
+    assert threads("entry", OPENBLAS_NUM_THREADS="2") == "[2]"  # the user's setting wins

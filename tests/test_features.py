@@ -559,3 +559,21 @@ def test_an_over_long_choice_lists_the_choices():
     # a string field with choices says which values it takes, whatever the string's length
     with pytest.raises(ParameterError, match=r"window: must be one of \['barthann'"):
         FeatureConfig(window="x" * 80)
+
+
+def test_content_hash_is_kept_on_the_instance_and_changes_nothing_else(monkeypatch):
+    # the cache keys every file by it: computed once per config, never stale
+    import dataclasses
+
+    c = FeatureConfig()
+    h = c.content_hash()
+    calls = []
+    real = FeatureConfig.to_dict
+    monkeypatch.setattr(FeatureConfig, "to_dict", lambda self: calls.append(1) or real(self))
+    assert [c.content_hash() for _ in range(3)] == [h] * 3 and not calls
+    d = c.replace(n_mfcc=20)
+    assert d.content_hash() != h and calls  # a new config: computed afresh
+    assert d.content_hash() == FeatureConfig(n_mfcc=20).content_hash()
+    assert c == FeatureConfig() and hash(c) == hash(FeatureConfig())
+    assert dataclasses.asdict(c) == dataclasses.asdict(FeatureConfig())
+    assert FeatureConfig.from_json(c.to_json()).content_hash() == h

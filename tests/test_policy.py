@@ -11,7 +11,13 @@ from click.testing import CliRunner
 
 from audiogmm.cli import main
 from audiogmm.engine import local
-from audiogmm.engine.local import PROCESS_MIN_AUDIO_S, count_until, executor_for_work
+from audiogmm.engine.local import (
+    PROCESS_MIN_AUDIO_S,
+    SAMPLE_FILES,
+    audio_work,
+    count_until,
+    executor_for_work,
+)
 from audiogmm.exceptions import ParameterError
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -79,6 +85,50 @@ def test_count_until_stops_reading_early():
 
     assert count_until(values(), 10) == 10 and len(seen) == 10
     assert count_until([1.0, 2.0], 10) == 3.0
+
+
+def _files(tmp_path, sizes):
+    """Files of the given byte sizes, and their 'duration' (1 s per 1,000 bytes)."""
+    paths = []
+    for i, n in enumerate(sizes):
+        p = tmp_path / f"f{i:04d}.bin"
+        p.write_bytes(b"x" * n)
+        paths.append(str(p))
+    return paths, {p: n / 1000 for p, n in zip(paths, sizes)}
+
+
+@pytest.mark.parametrize("n", [2 * SAMPLE_FILES + 1, 500])
+def test_audio_work_far_below_the_limit_reads_a_sample_of_headers(tmp_path, n):
+    paths, dur = _files(tmp_path, [1000 + 37 * (i % 11) for i in range(n)])
+    read = []
+    work = audio_work(paths, lambda p: read.append(p) or dur[p], 4.5 * sum(dur.values()))
+    assert len(read) == SAMPLE_FILES and len(set(read)) == SAMPLE_FILES
+    assert read[0] == paths[0] and read[-1] == paths[-1]  # spread over the whole list
+    assert work == pytest.approx(sum(dur.values()), rel=0.02)  # sizes scale the sample
+
+
+@pytest.mark.parametrize("factor", [3.5, 1.01, 0.99, 0.5])
+def test_audio_work_near_or_above_the_limit_is_counted_from_every_header(tmp_path, factor):
+    paths, dur = _files(tmp_path, [1000 + 37 * (i % 11) for i in range(200)])
+    total, read = sum(dur.values()), []
+    limit = factor * total
+    work = audio_work(paths, lambda p: read.append(p) or dur[p], limit)
+    assert (work >= limit) == (factor <= 1)  # the same choice as reading every header
+    assert read[SAMPLE_FILES:] == paths[: len(read) - SAMPLE_FILES]
+
+
+def test_audio_work_of_a_short_list_reads_every_header_once(tmp_path):
+    paths, dur = _files(tmp_path, [1000] * (2 * SAMPLE_FILES))
+    read = []
+    assert audio_work(paths, lambda p: read.append(p) or dur[p], 1e9) == sum(dur.values())
+    assert read == paths
+
+
+def test_audio_work_survives_missing_and_empty_files(tmp_path):
+    paths, dur = _files(tmp_path, [0] * 100)
+    paths.append(str(tmp_path / "gone.wav"))
+    dur[paths[-1]] = 0.0
+    assert audio_work(paths, dur.__getitem__, 10.0) == 0.0  # no size: every header, no error
 
 
 def test_executor_for_work_builds_what_the_plan_says(monkeypatch):

@@ -215,7 +215,7 @@ def command_executor(paths: Iterable[str], jobs: int | None, cache_dir: str | No
     BLAS runs on one thread: the many small products of training are slower on a waking pool."""
     from ..audio import info  # looked up now: tests count the header reads
     from ..data.cache import FileFacts
-    from ..engine.local import PROCESS_MIN_AUDIO_S, count_until, executor_for_work
+    from ..engine.local import PROCESS_MIN_AUDIO_S, audio_work, executor_for_work
     def seconds(facts: FileFacts, path: str) -> float:
         with contextlib.suppress(AudioError):  # extraction reports the file; it adds no work
             raw = facts.get(path, "duration_s", 8, lambda p: struct.pack("<d", info(p).duration_s))
@@ -224,7 +224,7 @@ def command_executor(paths: Iterable[str], jobs: int | None, cache_dir: str | No
     work = 0.0
     if (jobs or default_workers()) > 1:  # with one worker there is nothing to decide
         with FileFacts(cache_dir) as facts:
-            work = count_until((seconds(facts, p) for p in paths), PROCESS_MIN_AUDIO_S)
+            work = audio_work(list(paths), functools.partial(seconds, facts), PROCESS_MIN_AUDIO_S)
     with executor_for_work(work, jobs) as ex, one_blas_thread():
         yield ex
 

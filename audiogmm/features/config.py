@@ -328,14 +328,20 @@ class FeatureConfig:
 
     def content_hash(self) -> str:
         """Stable 16-hex-digit digest of the config and :data:`FEATURE_FORMAT_VERSION`: equal
-        exactly when two configs give the same features; it keys the feature cache."""
+        exactly when two configs give the same features; it keys the feature cache (once per
+        file, hence kept on the instance: the fields are frozen)."""
+        known = self.__dict__.get("_content_hash")
+        if known is not None:
+            return known
         config = self.to_dict()
         for k, default in _NEW_FIELDS.items():
             if getattr(self, k) == default:
                 del config[k]
         payload = json.dumps({"format": "audiogmm.FeatureConfig", "version": FEATURE_FORMAT_VERSION,
                               "config": config}, sort_keys=True, separators=(",", ":"))
-        return hashlib.sha256(payload.encode("utf-8")).hexdigest()[:16]
+        digest = hashlib.sha256(payload.encode("utf-8")).hexdigest()[:16]
+        object.__setattr__(self, "_content_hash", digest)
+        return digest
 
 
 def _spec(name: str, typ: str) -> Field:
