@@ -48,6 +48,8 @@ def digital_silence(energy_db: np.ndarray, *, silence_db: float, min_frames: int
     ``min_frames`` frames at the ``silence_db`` floor (-100 dB): digital silence (an edit, a
     dropout, padding), identical frames a GMM fits with a spike of absurd likelihood."""
     at_floor = np.asarray(energy_db) <= silence_db
+    if not at_floor.any():  # most clips: no frame at the floor
+        return at_floor
     # run boundaries: +1 where a run starts, -1 just after it ends
     edges = np.diff(np.concatenate(([0], at_floor.astype(np.int8), [0])))
     starts, ends = np.flatnonzero(edges == 1), np.flatnonzero(edges == -1)

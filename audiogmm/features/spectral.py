@@ -43,6 +43,14 @@ def _padded_window(name: str, win_length: int, n_fft: int) -> np.ndarray:
     return w
 
 
+@functools.lru_cache(maxsize=32)
+def _float64_window(name: str, win_length: int, n_fft: int) -> np.ndarray:
+    """:func:`_padded_window` (float32 values) as float64, for float64 frames."""
+    w = _padded_window(name, win_length, n_fft).astype(np.float64)
+    w.setflags(write=False)
+    return w
+
+
 # The mel scale of librosa.hz_to_mel / mel_to_hz: HTK's formula, or Slaney's
 # (linear below 1 kHz, logarithmic above), written with the same operations.
 _F_SP = 200.0 / 3
@@ -103,20 +111,48 @@ def stft_blocks(y: np.ndarray, config: FeatureConfig, stft=None):
     n_fft // 2)`` of frames as rows: numpy's ``rfft``, or ``stft`` (``librosa.stft``) on the
     frames' span, transposed. FeatureError when shorter than a frame."""
     n_fft, hop = config.n_fft, config.hop_length
+    # float64 frames for numpy: its float32 rfft is 4-6x slower at n_fft 512-2048 (the samples
+    # converted once, not once per overlapping frame: the same products)
+    dtype = y.dtype if stft is not None else np.dtype(np.float64)
     if config.center:
-        y = np.pad(y, n_fft // 2, mode=config.pad_mode)  # type: ignore[call-overload]
+        y = _pad(y, n_fft // 2, config.pad_mode, dtype)
+    y = np.ascontiguousarray(y, dtype=dtype)
     if y.size < n_fft:
         raise FeatureError(f"clip too short: {y.size} samples after padding, n_fft={n_fft}")
     win = _padded_window(config.window, config.win_length, n_fft)
-    frames = np.lib.stride_tricks.sliding_window_view(y, n_fft)[::hop]  # (n_frames, n_fft) view
+    if stft is None:
+        win = _float64_window(config.window, config.win_length, n_fft)
+    # (n_frames, n_fft) read-only view, sliding_window_view(y, n_fft)[::hop] without its
+    # Python-level set-up (most of a short clip's time holding the GIL)
+    frames = np.ndarray((1 + (y.size - n_fft) // hop, n_fft), y.dtype, buffer=y,
+                        strides=(hop * y.itemsize, y.itemsize))  # fmt: skip
+    frames.flags.writeable = False
     for b in range(0, frames.shape[0], _BLOCK_FRAMES):
         block = frames[b : b + _BLOCK_FRAMES]
         if stft is None:
-            # float64 frames: numpy's float32 rfft is 4-6x slower at n_fft 512-2048
-            yield np.fft.rfft(np.multiply(block, win, dtype=np.float64), axis=-1)
+            yield np.fft.rfft(block * win, axis=-1)
         else:
             seg = y[b * hop : (b + len(block) - 1) * hop + n_fft]
             yield stft(seg, n_fft=n_fft, hop_length=hop, window=win, center=False).T
+
+
+def _pad(x: np.ndarray, width: int, mode: str, dtype=None) -> np.ndarray:
+    """``np.pad(x, [(0, 0), ..., (width, width)], mode=mode)`` along the last axis, as
+    ``dtype`` (default: ``x``'s); the two common modes without np.pad's Python-level set-up
+    (most of its time on a short clip)."""
+    n, dtype = x.shape[-1], x.dtype if dtype is None else dtype
+    if mode not in ("constant", "edge") or n == 0:
+        return np.pad(x.astype(dtype, copy=False), [(0, 0)] * (x.ndim - 1) + [(width, width)],
+                      mode=mode)  # type: ignore[call-overload]
+    out = np.empty(x.shape[:-1] + (n + 2 * width,), dtype)
+    out[..., width : width + n] = x
+    if mode == "constant":  # zeros: np.pad's default constant
+        out[..., :width] = 0
+        out[..., width + n :] = 0
+    else:
+        out[..., :width] = out[..., width : width + 1]
+        out[..., width + n :] = out[..., width + n - 1 : width + n]
+    return out
 
 
 def mel_and_energy(y: np.ndarray, config: FeatureConfig) -> tuple[np.ndarray, np.ndarray]:
@@ -201,8 +237,7 @@ def _convolve_frames(x: np.ndarray, coeffs: np.ndarray, mode: str) -> np.ndarray
     if n <= size1 or fw.size % 2 == 0 or not sym:
         import scipy.ndimage
         return scipy.ndimage.convolve1d(x, coeffs, axis=-1, mode=mode, cval=0.0)
-    pad = [(0, 0)] * (x.ndim - 1) + [(size1, size1)]
-    line = np.pad(np.asarray(x, dtype=np.float64), pad, mode=_PAD_MODE[mode])
+    line = _pad(x, size1, _PAD_MODE[mode], np.float64)
 
     def tap(j: int) -> np.ndarray:  # iline[j] for every output position
         return line[..., size1 + j : size1 + j + n]
