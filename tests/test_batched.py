@@ -173,3 +173,38 @@ def test_stacked_e_step_scores_each_frame_against_its_own_class_only(monkeypatch
     assert seen and all(cols == 3 and rows <= 128 for rows, cols in seen)
     assert sum(rows for rows, _ in seen) == sum(len(X) for X in Xs)
     np.testing.assert_allclose(st_.n.sum(1), [len(X) for X in Xs])
+
+
+@pytest.mark.parametrize("weights", ["none", "all", "mixed"])
+@pytest.mark.parametrize("n_workers", [1, 2])
+def test_a_task_of_many_members_gives_each_its_own_statistics(weights, n_workers, monkeypatch):
+    # the E-step computes a task's responsibilities in one call for all its members' rows:
+    # each member's statistics stay those of its own E-step, bit for bit, whether weighted,
+    # unweighted or both, and a member whose scores overflow float32 is saturated alone
+    from audiogmm.mixture.estep import accumulate_many
+
+    rng = np.random.default_rng(11)
+    Xs = [rng.normal(c, 1 + c, (37 + 29 * c, 3)).astype(np.float32) for c in range(5)]
+    Xs[1][5] = 3e19  # (x - c)**2 overflows float32: this member's chunk is redone, saturated
+    sws = [None if weights == "none" or (weights == "mixed" and c % 2) else
+           rng.random(len(X)) for c, X in enumerate(Xs)]  # fmt: skip
+    P = Params.stack([Params(np.full(4, 0.25), X[:4].astype(np.float64), np.ones((4, 3)))
+                      for X in Xs])  # fmt: skip
+    shifts = np.stack([X.mean(0, dtype=np.float64) for X in Xs])
+    members, calls = list(range(len(Xs))), []
+    real = kernels.resp_inplace
+    monkeypatch.setattr(kernels, "resp_inplace", lambda L, *a, **k: calls.append(len(L))
+                        or real(L, *a, **k))  # fmt: skip
+    with LocalExecutor(n_workers) as ex, one_blas_thread():
+        many = accumulate_many(Xs, P.weights, P.means, P.variances, members, shifts=shifts,
+                               sample_weights=sws, chunk_size=512, executor=ex)  # fmt: skip
+        if weights != "mixed":  # some calls cover several members' rows
+            assert calls[0] >= len(Xs[0]) + len(Xs[1])  # the first two members, in one call
+        assert len(Xs[1]) in calls  # the overflowed member, again alone
+        for j in members:
+            own = accumulate_many([Xs[j]], P.weights[j : j + 1], P.means[j : j + 1],
+                                  P.variances[j : j + 1], [0], shifts=shifts[j : j + 1],
+                                  sample_weights=[sws[j]], chunk_size=512)  # fmt: skip
+            for a, b in zip(many, own):
+                np.testing.assert_array_equal(a[j], b[0])
+    assert np.isfinite(many[0]).all() and np.isfinite(many[1]).all()

@@ -183,23 +183,41 @@ def accumulate_many(Xs: list[np.ndarray], weights: np.ndarray, means: np.ndarray
 
     def one(dt, task: list[tuple[int, int, int]]) -> list[tuple[int, np.ndarray, float]]:
         ws = _WS.get(cap, D, K, dt)
-        res, off = [], 0
+        rows, off = [], 0  # the task's chunks one after another in the workspace
         for j, start, stop in task:
-            r = slice(off, off + stop - start)
+            rows.append((j, start, stop, slice(off, off + stop - start)))
+            off += stop - start
+        # responsibilities are row by row: one call for all the task's chunks (most of a small
+        # member's time was the calls), unless they differ in kernel or weighting
+        kinds = {(use_fast[j], sws[j] is None) for j, _, _, _ in rows}
+        gs = []
+        # the first pass may overflow (far frames): such a chunk is redone below, saturated
+        with np.errstate(over="ignore", invalid="ignore"):
+            for j, start, stop, r in rows:
+                if sws[j] is not None:  # in the compute dtype, as the kernel scales by it
+                    ws.w[r] = sws[j][start:stop]
+                fill_rows(ws.xx[r], Xs[members[j]][start:stop], shift_c[j], None)
+                np.matmul(ws.xx[r], W[j], out=ws.L[r])
+                if len(kinds) > 1:
+                    kernels.resp_inplace(ws.L[r], None if sws[j] is None else ws.w[r],
+                                         ws.lse[r], fast=use_fast[j])  # fmt: skip
+            if len(kinds) == 1:
+                fast, unweighted = next(iter(kinds))
+                kernels.resp_inplace(ws.L[:off], None if unweighted else ws.w[:off],
+                                     ws.lse[:off], fast=fast)  # fmt: skip
+            for _, _, _, r in rows:
+                gs.append(ws.L[r].T @ ws.xx[r])  # (K, 2D + 1): S, F and n at once
+        res = []
+        for (j, start, stop, r), g in zip(rows, gs):
             w = None if sws[j] is None else ws.w[r]
-            if w is not None:  # in the compute dtype, as the kernel scales by it
-                w[:] = sws[j][start:stop]
             xx, L, lse = ws.xx[r], ws.L[r], ws.lse[r]
-            for lim in (None, limit[j]):  # saturate only a chunk that overflowed (rare)
-                fill_rows(xx, Xs[members[j]][start:stop], shift_c[j], lim)
+            if not (np.isfinite(lse).all() and np.isfinite(g).all()):  # overflowed (rare)
+                fill_rows(xx, Xs[members[j]][start:stop], shift_c[j], limit[j])
                 np.matmul(xx, W[j], out=L)
                 kernels.resp_inplace(L, w, lse, fast=use_fast[j])
-                g = L.T @ xx  # (K, 2D + 1): S, F and n at once
-                if np.isfinite(lse).all() and np.isfinite(g).all():
-                    break
+                g = L.T @ xx
             lj = lse.sum(dtype=np.float64) if w is None else np.dot(lse.astype(np.float64), w)
             res.append((j, g, float(lj)))
-            off = r.stop
         return res
     G = np.zeros((R, K, 2 * D + 1))
     ll = np.zeros(R)
