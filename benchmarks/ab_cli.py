@@ -34,8 +34,9 @@ from _cli_common import (
 
 
 def datasets(only: str) -> list[Dataset]:
-    out = [Dataset("small", os.path.join(SAMPLES, "speakers")),
-           Dataset("medium", os.path.join(SAMPLES, "sounds")), *devcorpus_datasets()[0]]  # fmt: skip
+    small = [Dataset("small", os.path.join(SAMPLES, "speakers")),
+             Dataset("medium", os.path.join(SAMPLES, "sounds"))]  # fmt: skip
+    out = small + devcorpus_datasets()[0]
     keep = [k for k in only.split(",") if k]
     return [d for d in out if not keep or any(k == d.name for k in keep)]
 

@@ -22,9 +22,9 @@ from typing import Any, Callable, TypeVar
 
 from ..exceptions import ParameterError
 
-__all__ = ["PROCESS_MIN_AUDIO_S", "SAMPLE_FILES", "LocalExecutor", "audio_work", "count_until", "default_workers",
-           "executor_for_work", "on_worker_lost", "one_blas_thread", "resolve", "tree_fold",
-           "windowed"]  # fmt: skip
+__all__ = ["PROCESS_MIN_AUDIO_S", "SAMPLE_FILES", "LocalExecutor", "audio_work", "count_until",
+           "default_workers", "executor_for_work", "on_worker_lost", "one_blas_thread", "resolve",
+           "tree_fold", "windowed"]  # fmt: skip
 
 T = TypeVar("T")
 logger = logging.getLogger("audiogmm.engine")
