@@ -198,8 +198,7 @@ def test_a_task_of_many_members_gives_each_its_own_statistics(weights, n_workers
     with LocalExecutor(n_workers) as ex, one_blas_thread():
         many = accumulate_many(Xs, P.weights, P.means, P.variances, members, shifts=shifts,
                                sample_weights=sws, chunk_size=512, executor=ex)  # fmt: skip
-        if weights != "mixed":  # some calls cover several members' rows
-            # some call covers several members' rows (each member is one chunk here)
+        if weights != "mixed":  # some call covers several members (each is one chunk here)
             assert any(n not in {len(X) for X in Xs} for n in calls)
         assert len(Xs[1]) in calls  # the overflowed member, again alone
         for j in members:
