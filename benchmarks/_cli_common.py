@@ -81,6 +81,13 @@ def devcorpus_datasets(prefix: str = "large-") -> tuple[list[Dataset], str | Non
     )
 
 
+def sample_datasets(*, quick: bool = False) -> list[Dataset]:
+    """The bundled ``data_samples/`` as the CLI benchmarks size them: small (its speakers),
+    and medium (its sounds) unless ``quick``."""
+    small = [Dataset("small", os.path.join(SAMPLES, "speakers"))]
+    return small if quick else [*small, Dataset("medium", os.path.join(SAMPLES, "sounds"))]
+
+
 def parse_data_overrides(items: list[str] | None) -> list[Dataset]:
     out = []
     for item in items or []:

@@ -23,20 +23,18 @@ import statistics
 import tempfile
 
 from _cli_common import (
-    SAMPLES,
     Dataset,
     audiogmm_exe,
     base_env,
     devcorpus_datasets,
     run,
+    sample_datasets,
     write_manifest,
 )
 
 
 def datasets(only: str) -> list[Dataset]:
-    small = [Dataset("small", os.path.join(SAMPLES, "speakers")),
-             Dataset("medium", os.path.join(SAMPLES, "sounds"))]  # fmt: skip
-    out = small + devcorpus_datasets()[0]
+    out = sample_datasets() + devcorpus_datasets()[0]
     keep = [k for k in only.split(",") if k]
     return [d for d in out if not keep or any(k == d.name for k in keep)]
 
@@ -71,8 +69,16 @@ def main() -> None:
     trees = args.trees.split(",")
     if len(trees) != 2 or not all(os.path.isdir(os.path.join(t, "audiogmm")) for t in trees):
         raise SystemExit("--trees: two checkouts of audiogmm, comma-separated")
+    if os.path.realpath(trees[0]) == os.path.realpath(trees[1]):
+        raise SystemExit("--trees: the same checkout twice; give two different ones")
+    if args.repeats < 1:
+        raise SystemExit(f"--repeats: at least 1 timed round, got {args.repeats}")
+    chosen = datasets(args.only)
+    if not chosen:
+        names = ", ".join(d.name for d in datasets(""))
+        raise SystemExit(f"--only {args.only!r} matches no data set; there are: {names}")
     with tempfile.TemporaryDirectory() as tmp:
-        for ds in datasets(args.only):
+        for ds in chosen:
             write_manifest(ds, os.path.join(tmp, ds.name))
             times: dict[tuple[str, str], list[tuple[float, float]]] = {}
             for rnd in range(args.repeats + 1):

@@ -74,7 +74,6 @@ import time
 from typing import Any
 
 from _cli_common import (
-    SAMPLES,
     ColdCaches,
     Dataset,
     audiogmm_exe,
@@ -83,6 +82,7 @@ from _cli_common import (
     parse_data_overrides,
     reference_cmd,
     run,
+    sample_datasets,
     write_manifest,
 )
 from _common import emit, parse_args, rnd, table
@@ -148,11 +148,9 @@ def datasets(args) -> list[Dataset]:
     over = parse_data_overrides(args.data)
     if over:
         return over
-    out = [] if args.large_only else [Dataset("small", os.path.join(SAMPLES, "speakers"))]
+    out = [] if args.large_only else sample_datasets(quick=args.quick)
     if args.quick:
         return out
-    if not args.large_only:
-        out.append(Dataset("medium", os.path.join(SAMPLES, "sounds")))
     large, msg = devcorpus_datasets()
     if msg:
         print(msg, flush=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import logging
 import shutil
 from pathlib import Path
@@ -114,7 +115,12 @@ def test_audio_work_near_or_above_the_limit_is_counted_from_every_header(tmp_pat
     limit = factor * total
     work = audio_work(paths, lambda p: read.append(p) or dur[p], limit)
     assert (work >= limit) == (factor <= 1)  # the same choice as reading every header
-    assert read[SAMPLE_FILES:] == paths[: len(read) - SAMPLE_FILES]
+    sample, rest = read[:SAMPLE_FILES], read[SAMPLE_FILES:]
+    sums = list(itertools.accumulate(dur[p] for p in paths))
+    stop = next((i + 1 for i, t in enumerate(sums) if t >= limit), len(paths))
+    counted = paths[:stop]  # summed in order until the limit
+    assert rest == [p for p in counted if p not in sample]  # each header read once
+    assert work == pytest.approx(sums[stop - 1])
 
 
 def test_audio_work_of_a_short_list_reads_every_header_once(tmp_path):

@@ -203,17 +203,19 @@ def audio_work(paths: Sequence[str], seconds_of: Callable[[str], float], limit: 
     than twice :data:`SAMPLE_FILES` first gets an estimate, the durations of that many evenly
     spaced files scaled by the sizes of all (one ``stat`` each), returned when it is below a
     quarter of ``limit``: threads for sure, and an estimate that a skewed sample misled costs
-    speed, never a result."""
-    n = len(paths)
+    speed, never a result. Each header is read at most once."""
+    n, known = len(paths), {}
     if n > 2 * SAMPLE_FILES:
         sizes = [_size(p) for p in paths]
         pick = sorted({i * (n - 1) // (SAMPLE_FILES - 1) for i in range(SAMPLE_FILES)})
         seen = sum(sizes[i] for i in pick)
         if seen > 0:
-            estimate = sum(seconds_of(paths[i]) for i in pick) * (sum(sizes) / seen)
+            known = {i: seconds_of(paths[i]) for i in pick}
+            estimate = sum(known.values()) * (sum(sizes) / seen)
             if estimate < limit / 4:
                 return estimate
-    return count_until((seconds_of(p) for p in paths), limit)
+    return count_until((known[i] if i in known else seconds_of(p) for i, p in enumerate(paths)),
+                       limit)  # fmt: skip
 
 
 def _size(path: str) -> int:

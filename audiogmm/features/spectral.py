@@ -119,9 +119,8 @@ def stft_blocks(y: np.ndarray, config: FeatureConfig, stft=None):
     y = np.ascontiguousarray(y, dtype=dtype)
     if y.size < n_fft:
         raise FeatureError(f"clip too short: {y.size} samples after padding, n_fft={n_fft}")
-    win = _padded_window(config.window, config.win_length, n_fft)
-    if stft is None:
-        win = _float64_window(config.window, config.win_length, n_fft)
+    win = (_padded_window if stft is not None else _float64_window)(config.window,
+                                                                     config.win_length, n_fft)
     # (n_frames, n_fft) read-only view, sliding_window_view(y, n_fft)[::hop] without its
     # Python-level set-up (most of a short clip's time holding the GIL)
     frames = np.ndarray((1 + (y.size - n_fft) // hop, n_fft), y.dtype, buffer=y,

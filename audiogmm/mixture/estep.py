@@ -190,7 +190,7 @@ def accumulate_many(Xs: list[np.ndarray], weights: np.ndarray, means: np.ndarray
         # responsibilities are row by row: one call for all the task's chunks (most of a small
         # member's time was the calls), unless they differ in kernel or weighting
         kinds = {(use_fast[j], sws[j] is None) for j, _, _, _ in rows}
-        gs = []
+        batched, gs = len(kinds) == 1, []
         # the first pass may overflow (far frames): such a chunk is redone below, saturated
         with np.errstate(over="ignore", invalid="ignore"):
             for j, start, stop, r in rows:
@@ -198,10 +198,10 @@ def accumulate_many(Xs: list[np.ndarray], weights: np.ndarray, means: np.ndarray
                     ws.w[r] = sws[j][start:stop]
                 fill_rows(ws.xx[r], Xs[members[j]][start:stop], shift_c[j], None)
                 np.matmul(ws.xx[r], W[j], out=ws.L[r])
-                if len(kinds) > 1:
+                if not batched:
                     kernels.resp_inplace(ws.L[r], None if sws[j] is None else ws.w[r],
                                          ws.lse[r], fast=use_fast[j])  # fmt: skip
-            if len(kinds) == 1:
+            if batched:
                 fast, unweighted = next(iter(kinds))
                 kernels.resp_inplace(ws.L[:off], None if unweighted else ws.w[:off],
                                      ws.lse[:off], fast=fast)  # fmt: skip
