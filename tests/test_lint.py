@@ -23,14 +23,10 @@ def test_ruff_check_clean():
 def test_library_never_imports_sklearn():
     # audiogmm/sklearn.py is the one opt-in face that needs the `sklearn` extra; nothing
     # imports it (tests/test_sklearn_faces.py checks that `import audiogmm` stays clean).
-    # The gsv backend (issue 22) imports it inside the function that fits, never at the top.
-    lazy = ROOT / "audiogmm" / "models" / "supervector.py"
+    # The gsv backend fits its logistic regression with scipy's L-BFGS-B, not scikit-learn.
     for path in (ROOT / "audiogmm").rglob("*.py"):
         if path == ROOT / "audiogmm" / "sklearn.py":
             continue
         lines = path.read_text().splitlines()
         uses = [ln for ln in lines if "import sklearn" in ln or "from sklearn" in ln]
-        if path == lazy:
-            assert uses and all(ln.startswith("    ") for ln in uses), path
-            continue
         assert not uses, path

@@ -10,6 +10,8 @@ import click
 import numpy as np
 import pytest
 from click.testing import CliRunner
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from scipy.special import logsumexp
 
 from audiogmm.cli import main
@@ -18,7 +20,7 @@ from audiogmm.exceptions import ModelFileError, ParameterError
 from audiogmm.io.container import read_container, write_container
 from audiogmm.mixture import DiagGMM
 from audiogmm.models import UBMClassifier
-from audiogmm.models.supervector import GSVClassifier, log_odds, supervectors
+from audiogmm.models.supervector import GSVClassifier, log_odds, logistic_regression, supervectors
 from audiogmm.pipeline import load_model
 from audiogmm.scoring.verification import act_dcf, cllr, min_cllr
 
@@ -119,6 +121,82 @@ def test_scores_are_the_logistic_regression_of_the_supervectors(n_classes):
         raw = np.clip(np.log(P / (1 - P) * (n_classes - 1)), -1e6, 1e6)
     a, b = clf.calibration_
     np.testing.assert_allclose(clf.score_samples(clips), a * raw + b, rtol=1e-6, atol=1e-9)
+
+
+def _lr_problem(n, P, M, seed, spread=1.0):
+    rng = np.random.default_rng(seed)
+    y = np.arange(n) % M
+    Z = rng.normal(0, 1, (n, P)) + spread * rng.normal(0, 1, (M, P))[y]
+    return Z, y
+
+
+def _lr_objective(Z, y, W, b, C):
+    """scikit-learn's objective, written out: mean cross-entropy + |W|^2 / (2 C n)."""
+    S = Z @ W.T + b
+    return np.mean(logsumexp(S, 1) - S[np.arange(len(y)), y]) + np.sum(W**2) / (2 * C * len(y))
+
+
+@pytest.mark.parametrize("n, P, M", [(60, 5, 3), (40, 80, 4), (50, 7, 2), (30, 60, 2)])
+def test_logistic_regression_is_scikit_learns_optimum(n, P, M):
+    from sklearn.linear_model import LogisticRegression
+
+    Z, y = _lr_problem(n, P, M, seed=n + P)
+    W, b, n_iter, ok = logistic_regression(Z, y, M, 10.0, gtol=1e-10)
+    assert ok and 0 < n_iter < 1000
+    lr = LogisticRegression(C=10.0, tol=1e-12, max_iter=100000).fit(Z, y)
+    coef, icpt = lr.coef_, lr.intercept_
+    if M == 2:  # scikit-learn's one decision function z is our pair (-z/2, z/2)
+        np.testing.assert_allclose(W.sum(0), 0.0, atol=1e-12)
+        coef, icpt = np.concatenate([-coef, coef]) / 2, np.concatenate([-icpt, icpt]) / 2
+    # the same loss (the two-class problem's penalty is scikit-learn's |z|^2 = 4 |W[1]|^2 / 2)
+    f = _lr_objective(Z, y, W, b, 10.0 if M > 2 else 5.0)
+    f_sk = _lr_objective(Z, y, coef, icpt, 10.0 if M > 2 else 5.0)
+    assert f <= f_sk + 1e-9 * max(1.0, f_sk)
+    S = Z @ W.T + b
+    np.testing.assert_allclose(np.exp(S - logsumexp(S, 1, keepdims=True)), lr.predict_proba(Z),
+                               atol=1e-5)  # fmt: skip
+    if n > P:  # well conditioned: the same coefficients (else separable, flat near the optimum)
+        np.testing.assert_allclose(W, coef, rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(b - b.mean(), icpt - icpt.mean(), atol=1e-6)
+
+
+@settings(max_examples=25, deadline=None)
+@given(n=st.integers(6, 40), P=st.integers(1, 30), M=st.integers(3, 5), seed=st.integers(0, 99),
+       spread=st.sampled_from([0.0, 1.0, 10.0]), C=st.sampled_from([0.1, 10.0, 100.0]))
+def test_logistic_regression_meets_the_optimality_conditions(n, P, M, seed, spread, C):
+    # at the optimum of mean_i CE + |W|^2 / (2 C n): W = C (Y - P)' Z and each class's
+    # residuals sum to 0 (the unpenalised intercepts), whatever the data, separable included
+    Z, y = _lr_problem(n, P, M, seed, spread)
+    W, b, _, ok = logistic_regression(Z, y, M, C)
+    assert ok and np.isfinite(W).all() and np.isfinite(b).all()
+    S = Z @ W.T + b
+    R = np.eye(M)[y] - np.exp(S - logsumexp(S, 1, keepdims=True))
+    scale = 1.0 + np.abs(W).max()
+    np.testing.assert_allclose(W / scale, C * (R.T @ Z) / scale, atol=1e-4 * max(C, 1.0))
+    np.testing.assert_allclose(R.sum(0) / n, 0.0, atol=2e-6)
+    # and no nearby point is lower: a brute-force look around
+    f0 = _lr_objective(Z, y, W, b, C)
+    rng = np.random.default_rng(seed)
+    for _ in range(20):
+        dW, db = rng.normal(0, 1e-3, W.shape), rng.normal(0, 1e-3, b.shape)
+        assert _lr_objective(Z, y, W + dW, b + db, C) >= f0 - 1e-9
+
+
+def test_logistic_regression_of_separable_data_at_a_weak_penalty_stays_finite():
+    # C = 1e4 on separable clusters: the optimum is far out and flat (the loss at 1e-4),
+    # where L-BFGS stops on the loss's float64 precision; finite, and right on every row
+    Z, y = _lr_problem(6, 8, 3, seed=0, spread=10.0)
+    W, b, _, ok = logistic_regression(Z, y, 3, 1e4)
+    assert ok and np.isfinite(W).all() and np.isfinite(b).all()
+    assert ((Z @ W.T + b).argmax(1) == y).all()
+
+
+def test_logistic_regression_of_identical_rows_is_the_class_prior():
+    Z, y = np.ones((9, 4)), np.array([0, 0, 0, 0, 1, 1, 1, 2, 2])
+    W, b, _, ok = logistic_regression(Z, y, 3, 10.0)
+    S = Z @ W.T + b
+    np.testing.assert_allclose(np.exp(S - logsumexp(S, 1, keepdims=True))[0], [4 / 9, 3 / 9, 2 / 9],
+                               atol=1e-5)  # fmt: skip
 
 
 def test_held_out_clips_are_classified():

@@ -91,7 +91,7 @@ def _front_end(ubm_path, ubm_config, data_config, *, fixed: bool):
               f"the UBM of --backend map/gsv/ivector runs exactly {UBM_DEFAULTS['max_iter']}].")
 @click.option("--backend", type=click.Choice(sorted(BACKENDS)), default="ml", show_default=True,
               help="ml: one GMM per label; map: a UBM with MAP-adapted labels; gsv: GMM "
-              "supervectors of a UBM + logistic regression (needs scikit-learn); ivector: "
+              "supervectors of a UBM + logistic regression; ivector: "
               "i-vectors of a UBM + LDA, WCCN and cosine scoring.")  # fmt: skip
 @click.option("--ubm-components", type=click.IntRange(min=1), hidden=True,
               help="Same as -k with --backend map, gsv or ivector (the UBM size).")

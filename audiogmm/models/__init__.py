@@ -9,8 +9,7 @@ from .supervector import GSVClassifier
 from .ubm import UBMClassifier, train_ubm
 
 #: ``--backend`` name -> classifier class: per-class ML GMMs, GMM-UBM with MAP classes,
-#: GMM supervectors with logistic regression (needs the ``sklearn`` extra), i-vectors with
-#: LDA, WCCN and cosine scoring.
+#: GMM supervectors with logistic regression, i-vectors with LDA, WCCN and cosine scoring.
 BACKENDS = {
     "ml": GMMClassifier, "map": UBMClassifier, "gsv": GSVClassifier, "ivector": IVectorClassifier,
 }  # fmt: skip

@@ -1,7 +1,7 @@
 """GMM supervectors (Campbell, Sturim & Reynolds 2006): a clip's MAP-adapted UBM means as
 offsets scaled by ``sqrt(w_k) / sigma_k`` (:func:`supervectors`; their inner product is the
-linearised KL kernel), classified by scikit-learn's multinomial logistic regression (the
-``sklearn`` extra, imported only here) into log posteriors up to a constant; a class's
+linearised KL kernel), classified by multinomial logistic regression
+(:func:`logistic_regression`, scikit-learn's objective) into log posteriors up to a constant; a class's
 verification score is its posterior odds over its prior odds, an LLR."""
 
 from __future__ import annotations
@@ -23,6 +23,12 @@ __all__ = ["GSVClassifier", "supervectors"]
 
 #: Iteration budget of each logistic regression.
 _MAX_ITER = 1000
+#: Its stopping rule: every gradient component of the (per-clip mean) objective below this.
+#: scikit-learn stops at 1e-4, about 1% of the coefficients from its optimum on the dev
+#: speakers and sounds; 1e-6 is within 0.02% of it, in 34-46 iterations (0.1 s).
+_GTOL = 1e-6
+#: ... or when a step lowers the loss by less than this, relative (scikit-learn's setting).
+_FTOL = 64 * np.finfo(np.float64).eps
 
 
 def supervectors(clips: Sequence[np.ndarray], ubm: DiagGMM, *, relevance: float = 16.0,
@@ -58,22 +64,75 @@ def raw_llr(S: np.ndarray) -> np.ndarray:
     return np.clip(log_odds(log_softmax(S)) + math.log(S.shape[1] - 1), -1e6, 1e6)
 
 
-def _logistic(Z: np.ndarray, labels: Sequence[str], C: float,
-              seed: int | None) -> tuple[np.ndarray, np.ndarray, int]:  # fmt: skip
-    """Multinomial logistic regression ``(coef (M, P), intercept (M,), n_iter)``, classes sorted."""
-    from sklearn.linear_model import LogisticRegression  # the sklearn extra, only here
+def logistic_regression(
+    Z: np.ndarray, y: np.ndarray, n_classes: int, C: float, *, gtol: float = _GTOL,
+    max_iter: int = _MAX_ITER,
+) -> tuple[np.ndarray, np.ndarray, int, bool]:
+    """L2-penalised multinomial logistic regression, scikit-learn's objective: minimises
+    ``mean_i [logsumexp(z_i) - z_i,y_i] + |W|^2 / (2 C n)`` over ``z_i = W x_i + b`` (the
+    intercepts unpenalised), by scipy's L-BFGS-B from zero, as scikit-learn solves it. Importing
+    scikit-learn costs 1.2 s, scipy's optimiser 0.5 s, a fit of 491 clips x 46 classes 0.1 s.
 
-    lr = LogisticRegression(C=C, max_iter=_MAX_ITER, random_state=seed)
-    # small dense problems: one BLAS thread is ~100x faster than a pool on a busy machine
-    with one_blas_thread(), warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        lr.fit(Z, labels)
-    for w in caught:  # sklearn's ConvergenceWarning, as ours
-        warnings.warn(f"logistic regression: {w.message}", ConvergenceWarning, stacklevel=3)
-    coef, icpt = lr.coef_, lr.intercept_
-    if coef.shape[0] == 1:  # two classes: sklearn's one decision function z as (-z/2, z/2)
-        coef, icpt = np.concatenate([-coef, coef]) / 2, np.array([-icpt[0], icpt[0]]) / 2
-    return coef, icpt, int(np.max(lr.n_iter_))
+    Parameters
+    ----------
+    Z : ndarray (n, P) float64
+    y : ndarray (n,) int in [0, n_classes)
+    n_classes : int >= 2
+        Two classes are fitted as scikit-learn fits them: one decision function ``w x + b``
+        (penalty ``|w|^2``), returned as the class scores ``(-(w x + b) / 2, (w x + b) / 2)``.
+    C : float > 0
+    gtol : float
+        Stop when every gradient component is at most ``gtol`` in magnitude (or the loss
+        stops moving in float64).
+
+    Returns
+    -------
+    coef : ndarray (n_classes, P)
+    intercept : ndarray (n_classes,)
+    n_iter : int
+    converged : bool
+    """
+    from scipy.optimize import minimize  # imported only when a regression is fitted
+
+    n, P = Z.shape
+    free = 1 if n_classes == 2 else n_classes  # two classes: class 0's score fixed at 0
+    onehot = np.zeros((n, n_classes))
+    onehot[np.arange(n), y] = 1.0
+    lam, size = 1.0 / (C * n), free * P
+
+    def loss_grad(w: np.ndarray) -> tuple[float, np.ndarray]:
+        W, b = w[:size].reshape(free, P), w[size:]
+        S = Z @ W.T + b
+        if free == 1:
+            S = np.concatenate([np.zeros((n, 1)), S], axis=1)
+        top = S.max(1, keepdims=True)
+        lse = top + np.log(np.exp(S - top).sum(1, keepdims=True))
+        f = float(np.sum(lse) - np.sum(S * onehot)) / n + 0.5 * lam * float(np.vdot(W, W))
+        G = ((np.exp(S - lse) - onehot) / n)[:, n_classes - free:]
+        return f, np.concatenate([(G.T @ Z + lam * W).ravel(), G.sum(0)])
+
+    # small dense products: one BLAS thread is faster than a pool
+    with one_blas_thread(), np.errstate(over="ignore", under="ignore"):
+        res = minimize(loss_grad, np.zeros(size + free), jac=True, method="L-BFGS-B",
+                       options={"maxiter": max_iter, "gtol": gtol, "ftol": _FTOL})  # fmt: skip
+    w, n_iter, converged = res.x, int(res.nit), bool(res.success)
+    W, b = w[:size].reshape(free, P), w[size:]
+    if free == 1:
+        W, b = np.concatenate([-W, W]) / 2, np.concatenate([-b, b]) / 2
+    return W, b, n_iter, converged
+
+
+def _logistic(Z: np.ndarray, labels: Sequence[str], C: float) -> tuple[np.ndarray, np.ndarray, int]:
+    """:func:`logistic_regression` of ``Z`` on ``labels`` (classes sorted): ``(coef (M, P),
+    intercept (M,), n_iter)``; ConvergenceWarning when it stops at the iteration budget."""
+    names = sorted(set(labels))
+    index = {name: i for i, name in enumerate(names)}
+    y = np.array([index[lab] for lab in labels], dtype=np.int64)
+    coef, icpt, n_iter, converged = logistic_regression(Z, y, len(names), C)
+    if not converged:
+        warnings.warn(f"logistic regression: not converged in {n_iter} iterations",
+                      ConvergenceWarning, stacklevel=3)  # fmt: skip
+    return coef, icpt, n_iter
 
 
 class GSVClassifier(EmbeddingClassifier):
@@ -131,11 +190,11 @@ class GSVClassifier(EmbeddingClassifier):
             with one_blas_thread():
                 basis = np.linalg.svd(Z, full_matrices=False)[2]  # (n_clips, K * D)
             Z = Z @ basis.T
-        C, seed = float(self.C), self.random_state
-        coef, icpt, n_iter = _logistic(Z, labels, C, seed)
+        C = float(self.C)
+        coef, icpt, n_iter = _logistic(Z, labels, C)
 
         def raw(Ztr, ytr, Zte):
-            c, i, _ = _logistic(Ztr, ytr, C, seed)
+            c, i, _ = _logistic(Ztr, ytr, C)
             return raw_llr(Zte @ c.T + i)
         self.calibration_ = self._held_out_calibration(Z, labels, raw)
         coef = (coef if basis is None else coef @ basis) / scale
