@@ -13,7 +13,7 @@ configuration (``--configs``): ``ml`` (none: the default backend), ``map``
 (``--backend map``, UBM 64), ``gsv`` (``--backend gsv``, UBM 256), ``ivector``
 (``--backend ivector``, UBM 256, rank 100), with ``-k 256`` (``map256``) or 64
 (``gsv64``, ``ivector64``), and with ``--preset speech -k 256`` (``map-speech256``,
-``gsv-speech256``, ``ivector-speech256``).
+``gsv-speech256``, ``ivector-speech256``); ``gsv-speaker`` is gsv on ``--preset speaker``.
 
 Reported per configuration: accuracy pooled over the splits with its 95% Wilson
 interval, the accuracy of each split, EER, minDCF(0.01), Cllr and minCllr of the
@@ -65,6 +65,7 @@ CONFIGS: dict[str, list[str]] = {
     "gsv": ["--backend", "gsv"],
     "map256": ["--backend", "map", "-k", "256"],
     "gsv64": ["--backend", "gsv", "-k", "64"],
+    "gsv-speaker": ["--backend", "gsv", "--preset", "speaker"],
     "map-speech256": ["--backend", "map", *SPEECH256],
     "gsv-speech256": ["--backend", "gsv", *SPEECH256],
     "ivector": ["--backend", "ivector"],

@@ -326,7 +326,10 @@ def test_real_clip_speech_preset():
 
 # ---------------------------------------------------------------------- FeatureConfig
 def test_presets():
-    assert set(PRESETS) == {"general", "speech", "sound", "dcase2016", "librosa"}
+    assert set(PRESETS) == {"general", "speech", "speaker", "sound", "dcase2016", "librosa"}
+    spk = FeatureConfig.preset("speaker")  # the speech framing on the default's filterbank
+    assert spk == FeatureConfig(win_ms=25, hop_ms=10, n_fft=512, n_mfcc=20, delta_order=2)
+    assert (spk.win_length, spk.hop_length, spk.vad, spk.cmvn) == (400, 160, False, "none")
     s, d, lib = (FeatureConfig.preset(n) for n in ("speech", "dcase2016", "librosa"))
     g = FeatureConfig.preset(DEFAULT_PRESET)
     assert DEFAULT_PRESET == "general" and g == FeatureConfig()
@@ -392,7 +395,7 @@ def test_content_hash_is_stable_and_sensitive():
     assert FeatureConfig(win_ms=40).content_hash() == h  # 40 == 40.0 after normalisation
     assert s.replace(n_mfcc=20).content_hash() != h
     assert s.replace(vad_threshold_db=31.0).content_hash() != h
-    assert len({c.content_hash() for c in PRESETS.values()}) == len(PRESETS) == 5
+    assert len({c.content_hash() for c in PRESETS.values()}) == len(PRESETS) == 6
     assert FEATURE_FORMAT_VERSION == 3
     # A changed default or algorithm version must be a deliberate edit of these lines.
     assert h == "200e54576d7ba3f9" or pytest.fail(f"default (general) preset hash changed to {h}")

@@ -199,6 +199,25 @@ def test_logistic_regression_of_identical_rows_is_the_class_prior():
                                atol=1e-5)  # fmt: skip
 
 
+@pytest.mark.parametrize("backend", ["gsv", "ivector"])
+def test_an_uncalibrated_fit_classifies_as_the_calibrated_one(backend):
+    # the cross-validation of `auto` scores embedding backends without their calibration
+    from audiogmm.models import BACKENDS
+
+    clips, labels = _clips(n_per=8)
+    test, _ = _clips(n_per=4, seed=9)
+    params = {"rank": 4} if backend == "ivector" else {}
+    full = BACKENDS[backend](4, **params).fit(clips, labels)
+    bare = BACKENDS[backend](4, **params).fit(clips, labels, calibrate=False)
+    assert full.calibration_ is not None and full.calibration_[0] > 0
+    assert bare.calibration_ is None
+    assert list(bare.predict(test)) == list(full.predict(test))
+    if backend == "gsv":  # its calibration acts on the verification scores only
+        np.testing.assert_array_equal(bare.score_matrix(test), full.score_matrix(test))
+    with pytest.raises(ParameterError, match="calibrated"):
+        bare.predict(test, reject="auto")
+
+
 def test_held_out_clips_are_classified():
     clips, labels = _clips(n_per=8)
     test, truth = _clips(n_per=4, seed=9)

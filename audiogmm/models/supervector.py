@@ -175,7 +175,7 @@ class GSVClassifier(EmbeddingClassifier):
     def _embed(self, clips: Sequence[np.ndarray], ex: LocalExecutor | None) -> np.ndarray:
         return supervectors(clips, self.ubm_, relevance=self.relevance, executor=ex)
 
-    def _fit_back_end(self, sv: np.ndarray, labels: list[str]) -> tuple[int, bool]:
+    def _fit_back_end(self, sv: np.ndarray, labels: list[str], calibrate: bool) -> tuple[int, bool]:
         """The logistic regression and its calibration; (n_iter, converged)."""
         if len(self.labels_) < 2:
             self.coef_, self.intercept_ = np.zeros((1, sv.shape[1])), np.zeros(1)
@@ -196,7 +196,8 @@ class GSVClassifier(EmbeddingClassifier):
         def raw(Ztr, ytr, Zte):
             c, i, _ = _logistic(Ztr, ytr, C)
             return raw_llr(Zte @ c.T + i)
-        self.calibration_ = self._held_out_calibration(Z, labels, raw)
+        if calibrate:
+            self.calibration_ = self._held_out_calibration(Z, labels, raw)
         coef = (coef if basis is None else coef @ basis) / scale
         self.coef_, self.intercept_ = np.asarray(coef, np.float64), np.asarray(icpt, np.float64)
         return n_iter, n_iter < _MAX_ITER

@@ -317,22 +317,25 @@ def clip_stats(clips: Sequence[np.ndarray], ubm: DiagGMM, *,
 class EmbeddingClassifier(OpenSetClassifier):
     """A UBM, one vector per clip (:meth:`vectors`), a back end scoring it per class, and LLRs
     (``verification_scores``) calibrated by ``calibration_`` (:meth:`_held_out_calibration`).
-    Subclasses define those two, ``_check_own``, ``_embed``, ``_fit_back_end``, ``_scores``."""
+    Subclasses define those two, ``_check_own``, ``_embed``, ``_fit_back_end`` (the back end,
+    and ``calibration_`` by :meth:`_held_out_calibration` when asked), ``_scores``."""
 
     fitted_by = "calibration_"
 
     def fit(self, clips: Sequence[np.ndarray], labels: Sequence[str], *, ubm: DiagGMM | None = None,
-            progress: Progress = None,
-            executor: LocalExecutor | None = None) -> EmbeddingClassifier:  # fmt: skip
+            progress: Progress = None, executor: LocalExecutor | None = None,
+            calibrate: bool = True) -> EmbeddingClassifier:  # fmt: skip
         """Train the UBM as :meth:`UBMClassifier.fit` does (unless ``ubm``, whose K wins), the
-        clips' vectors, then the back end; self (ivector ticks ``progress`` per T-EM step)."""
+        clips' vectors, then the back end; self (ivector ticks ``progress`` per T-EM step).
+        ``calibrate=False`` skips the held-out calibration (``calibration_`` None: raw scores,
+        the same decisions), for a model that only classifies, as in cross-validation."""
         self._check_own()
         with resolve(executor, self.n_jobs) as ex:
             checked, labels = self._fit_ubm(clips, labels, ubm, ex)
             self._set_labels(labels)
             Z = self._fit_vectors(checked, ex, progress)
         self.calibration_ = None
-        n_iter, converged = self._fit_back_end(Z, labels)
+        n_iter, converged = self._fit_back_end(Z, labels, calibrate)
         self.fit_report_ = {
             y: {"n_clips": labels.count(y),
                 "n_frames": sum(len(X) for X, lab in zip(checked, labels) if lab == y),

@@ -253,8 +253,9 @@ def backend_cv_scores(clips: Sequence[np.ndarray], labels: Sequence[str], backen
         got = {}
         for b in backends:
             clf = ubm  # map: the UBM's own fit (not adapted a second time)
-            if b != "map":
-                clf = BACKENDS[b](random_state=random_state).fit(*fit_on, executor=ex, ubm=ubm.ubm_)
+            if b != "map":  # scored, never verified: no calibration
+                clf = BACKENDS[b](random_state=random_state).fit(*fit_on, executor=ex, ubm=ubm.ubm_,
+                                                                 calibrate=False)  # fmt: skip
             got[b] = np.full((len(test), len(names)), np.nan)
             got[b][:, [names.index(y) for y in clf.labels_]] = clf.score_matrix(scored, executor=ex)
         return got
