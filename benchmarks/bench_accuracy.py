@@ -9,7 +9,8 @@ for ``hardspeakers/``; one per ``--seeds`` value, default 0; written to a tempor
   ``defaults`` (none: the ``general`` preset, 16 components), ``speech``
   (``--preset speech``), ``dcase2016`` (``--preset dcase2016``), ``librosa``
   (``--preset librosa``), ``sound`` (``--preset sound``) and ``auto``
-  (``--preset auto --components auto``);
+  (``--preset auto --components auto``), ``gsv`` (``--backend gsv``) and ``gsv-speaker``
+  (``--backend gsv --preset speaker``);
 * the reference script ``benchmarks/reference/sklearn_gmm.py`` (librosa + scikit-learn,
   16 diagonal components per class): ``ref-librosa`` (``--frontend librosa``: librosa's
   default MFCC, no deltas, no CMVN) and ``ref-speech`` (``--frontend speech``: 25/10 ms
@@ -74,6 +75,8 @@ CONFIGS: dict[str, tuple[str, list[str]]] = {
     "librosa": ("audiogmm", ["--preset", "librosa"]),
     "sound": ("audiogmm", ["--preset", "sound"]),
     "auto": ("audiogmm", ["--preset", "auto", "--components", "auto"]),
+    "gsv": ("audiogmm", ["--backend", "gsv"]),
+    "gsv-speaker": ("audiogmm", ["--backend", "gsv", "--preset", "speaker"]),
     "ref-librosa": ("reference", ["librosa"]),
     "ref-speech": ("reference", ["speech"]),
 }

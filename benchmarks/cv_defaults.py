@@ -9,7 +9,9 @@ clip-stratified k-fold cross-validation with the training defaults (every frame,
 convergence; ``audiogmm.selection.cv.cv_scores``). A candidate changes one thing of
 the default: the front end (``FeatureConfig`` fields), K, or a ``DiagGMM`` parameter.
 ``sklearn-librosa`` is the reference script itself (``librosa.feature.mfcc`` defaults and
-``sklearn.mixture.GaussianMixture``) on the same folds.
+``sklearn.mixture.GaussianMixture``) on the same folds; ``gsv`` and ``gsv-speaker`` are
+the supervector backend (its defaults, UBM 256, each fold's model uncalibrated) on
+``general`` and on the ``speaker`` preset, on the same folds.
 
 Printed per data set and candidate: CV accuracy ± its standard error over clips, and the
 paired difference to ``general`` ± its standard error (per-clip differences, the same
@@ -42,7 +44,9 @@ from bench_presets import dev_sets, training_sides
 
 from audiogmm.data import RunOptions, extract_many
 from audiogmm.features import PRESETS
+from audiogmm.models import BACKENDS
 from audiogmm.models.classifier import N_COMPONENTS
+from audiogmm.models.ubm import GSV_COMPONENTS
 from audiogmm.selection.cv import clip_folds, cv_scores
 
 _G = PRESETS["general"]
@@ -66,6 +70,9 @@ CANDIDATES = {
     "win93": (_G.replace(win_ms=_L.win_ms, hop_ms=_L.hop_ms, n_fft=2048), N_COMPONENTS, {}),
     "librosa": (_L, N_COMPONENTS, {}),
     "sklearn-librosa": (None, N_COMPONENTS, {}),
+    # another backend: K is its UBM's size (gsv's defaults, fitted without calibration)
+    "gsv": (_G, GSV_COMPONENTS, {"backend": "gsv"}),
+    "gsv-speaker": (PRESETS["speaker"], GSV_COMPONENTS, {"backend": "gsv"}),
 }
 GROUPS = {
     "speakers": ("dev-speakers", "dev-speakers8k", "dev-hardspeakers"),
@@ -107,6 +114,20 @@ def sklearn_cv(clips, labels, k: int, n_folds: int, seed: int) -> np.ndarray:
     return correct
 
 
+def backend_cv(clips, labels, backend: str, k: int, n_folds: int, seed: int) -> np.ndarray:
+    """Held-out correctness of each clip under another backend (UBM of ``k``) on the same folds
+    as ``cv_scores``: per fold, the backend fitted on the other folds' clips, uncalibrated."""
+    folds = clip_folds(labels, n_folds, random_state=seed)
+    correct = np.full(len(clips), np.nan)
+    for f in range(n_folds):
+        train, test = np.flatnonzero(folds != f), np.flatnonzero(folds == f)
+        clf = BACKENDS[backend](k, random_state=seed).fit(
+            [clips[i] for i in train], [labels[i] for i in train], calibrate=False)
+        pred = clf.predict([clips[i] for i in test])
+        correct[test] = pred == np.array([labels[i] for i in test], dtype=object)
+    return correct
+
+
 def cv_correct(name, train, cache, n_folds, seed) -> np.ndarray:
     """Held-out correctness (0/1) of each training clip for candidate ``name``."""
     cfg, k, params = CANDIDATES[name]
@@ -117,6 +138,8 @@ def cv_correct(name, train, cache, n_folds, seed) -> np.ndarray:
     clips, labels = res.labelled_clips(train)
     if len(clips) != len(train):
         raise SystemExit(f"{name}: {len(train) - len(clips)} training files skipped")
+    if "backend" in params:
+        return backend_cv(clips, labels, params["backend"], k, n_folds, seed)
     sel = cv_scores(clips, labels, grid=[k], n_folds=n_folds, random_state=seed, n_jobs=1,
                     **params)  # fmt: skip
     return (sel.scores[k].argmax(1) == sel.y).astype(float)
