@@ -73,6 +73,9 @@ CANDIDATES = {
     # another backend: K is its UBM's size (gsv's defaults, fitted without calibration)
     "gsv": (_G, GSV_COMPONENTS, {"backend": "gsv"}),
     "gsv-speaker": (PRESETS["speaker"], GSV_COMPONENTS, {"backend": "gsv"}),
+    "gsv-speaker-sub8": (PRESETS["speaker"], GSV_COMPONENTS, {"backend": "gsv", "subsample": 8}),
+    "gsv-speaker-sub8-it5": (PRESETS["speaker"], GSV_COMPONENTS,
+                             {"backend": "gsv", "subsample": 8, "max_iter": 5}),
 }
 GROUPS = {
     "speakers": ("dev-speakers", "dev-speakers8k", "dev-hardspeakers"),
@@ -114,14 +117,15 @@ def sklearn_cv(clips, labels, k: int, n_folds: int, seed: int) -> np.ndarray:
     return correct
 
 
-def backend_cv(clips, labels, backend: str, k: int, n_folds: int, seed: int) -> np.ndarray:
+def backend_cv(clips, labels, backend: str, k: int, n_folds: int, seed: int,
+               **params) -> np.ndarray:  # fmt: skip
     """Held-out correctness of each clip under another backend (UBM of ``k``) on the same folds
     as ``cv_scores``: per fold, the backend fitted on the other folds' clips, uncalibrated."""
     folds = clip_folds(labels, n_folds, random_state=seed)
     correct = np.full(len(clips), np.nan)
     for f in range(n_folds):
         train, test = np.flatnonzero(folds != f), np.flatnonzero(folds == f)
-        clf = BACKENDS[backend](k, random_state=seed).fit(
+        clf = BACKENDS[backend](k, random_state=seed, **params).fit(
             [clips[i] for i in train], [labels[i] for i in train], calibrate=False)
         pred = clf.predict([clips[i] for i in test])
         correct[test] = pred == np.array([labels[i] for i in test], dtype=object)
@@ -139,7 +143,8 @@ def cv_correct(name, train, cache, n_folds, seed) -> np.ndarray:
     if len(clips) != len(train):
         raise SystemExit(f"{name}: {len(train) - len(clips)} training files skipped")
     if "backend" in params:
-        return backend_cv(clips, labels, params["backend"], k, n_folds, seed)
+        rest = {p: v for p, v in params.items() if p != "backend"}
+        return backend_cv(clips, labels, params["backend"], k, n_folds, seed, **rest)
     sel = cv_scores(clips, labels, grid=[k], n_folds=n_folds, random_state=seed, n_jobs=1,
                     **params)  # fmt: skip
     return (sel.scores[k].argmax(1) == sel.y).astype(float)
