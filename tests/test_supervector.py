@@ -191,6 +191,21 @@ def test_logistic_regression_of_separable_data_at_a_weak_penalty_stays_finite():
     assert ((Z @ W.T + b).argmax(1) == y).all()
 
 
+@pytest.mark.parametrize("Z, y, M, C", [
+    (np.ones((3, 2)), np.array([0, 1, 2]), 2, 1.0),  # a class beyond n_classes
+    (np.ones((3, 2)), np.array([0, 1]), 2, 1.0),  # fewer labels than rows
+    (np.ones((3, 2)), np.array([0.0, 1.0, 0.0]), 2, 1.0),  # labels not integers
+    (np.full((3, 2), np.nan), np.array([0, 1, 0]), 2, 1.0),
+    (np.ones(3), np.array([0, 1, 0]), 2, 1.0),
+    (np.ones((3, 2)), np.array([0, 0, 0]), 1, 1.0),
+    (np.ones((3, 2)), np.array([0, 1, 0]), 2, 0.0),
+    (np.ones((3, 2)), np.array([0, 1, 0]), 2, np.inf),
+])  # fmt: skip
+def test_logistic_regression_refuses_bad_input(Z, y, M, C):
+    with pytest.raises(ParameterError):
+        logistic_regression(Z, y, M, C)
+
+
 def test_logistic_regression_of_identical_rows_is_the_class_prior():
     Z, y = np.ones((9, 4)), np.array([0, 0, 0, 0, 1, 1, 1, 2, 2])
     W, b, _, ok = logistic_regression(Z, y, 3, 10.0)

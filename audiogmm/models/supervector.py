@@ -1,8 +1,8 @@
 """GMM supervectors (Campbell, Sturim & Reynolds 2006): a clip's MAP-adapted UBM means as
 offsets scaled by ``sqrt(w_k) / sigma_k`` (:func:`supervectors`; their inner product is the
-linearised KL kernel), classified by multinomial logistic regression
-(:func:`logistic_regression`, scikit-learn's objective) into log posteriors up to a constant; a class's
-verification score is its posterior odds over its prior odds, an LLR."""
+linearised KL kernel), classified by multinomial logistic regression (:func:`logistic_regression`,
+scikit-learn's objective) into log posteriors up to a constant; a class's verification score
+is its posterior odds over its prior odds, an LLR."""
 
 from __future__ import annotations
 
@@ -16,10 +16,10 @@ import numpy as np
 from ..engine import LocalExecutor, one_blas_thread
 from ..exceptions import ConvergenceWarning, ParameterError
 from ..mixture import DiagGMM, log_softmax
-from ..mixture.checks import is_real, need
+from ..mixture.checks import is_int, is_real, need
 from .ubm import GSV_COMPONENTS, EmbeddingClassifier, clip_stats
 
-__all__ = ["GSVClassifier", "supervectors"]
+__all__ = ["GSVClassifier", "logistic_regression", "supervectors"]
 
 #: Iteration budget of each logistic regression.
 _MAX_ITER = 1000
@@ -91,9 +91,24 @@ def logistic_regression(
     intercept : ndarray (n_classes,)
     n_iter : int
     converged : bool
+
+    Raises
+    ------
+    ParameterError
+        ``Z`` not a finite 2-D array, ``y`` not its rows' classes in ``range(n_classes)``,
+        ``n_classes`` below 2, or ``C`` not a finite number > 0.
     """
     from scipy.optimize import minimize  # imported only when a regression is fitted
 
+    Z, y = np.asarray(Z, dtype=np.float64), np.asarray(y)
+    if Z.ndim != 2 or not np.isfinite(Z).all():
+        raise ParameterError(f"Z must be a finite (n, P) array; got shape {Z.shape}")
+    if not (is_int(n_classes) and n_classes >= 2 and is_real(C) and C > 0):
+        raise ParameterError(f"n_classes must be an int >= 2 and C a finite number > 0; got "
+                             f"{n_classes!r}, {C!r}")  # fmt: skip
+    if y.shape != (Z.shape[0],) or y.dtype.kind not in "iu" or not (
+            y.size == 0 or 0 <= y.min() and y.max() < n_classes):  # fmt: skip
+        raise ParameterError(f"y must hold one class in range({n_classes}) per row of Z")
     n, P = Z.shape
     free = 1 if n_classes == 2 else n_classes  # two classes: class 0's score fixed at 0
     onehot = np.zeros((n, n_classes))
@@ -122,9 +137,10 @@ def logistic_regression(
     return W, b, n_iter, converged
 
 
-def _logistic(Z: np.ndarray, labels: Sequence[str], C: float) -> tuple[np.ndarray, np.ndarray, int]:
+def _logistic(Z: np.ndarray, labels: Sequence[str],
+              C: float) -> tuple[np.ndarray, np.ndarray, int, bool]:  # fmt: skip
     """:func:`logistic_regression` of ``Z`` on ``labels`` (classes sorted): ``(coef (M, P),
-    intercept (M,), n_iter)``; ConvergenceWarning when it stops at the iteration budget."""
+    intercept (M,), n_iter, converged)``; ConvergenceWarning when it did not converge."""
     names = sorted(set(labels))
     index = {name: i for i, name in enumerate(names)}
     y = np.array([index[lab] for lab in labels], dtype=np.int64)
@@ -132,7 +148,7 @@ def _logistic(Z: np.ndarray, labels: Sequence[str], C: float) -> tuple[np.ndarra
     if not converged:
         warnings.warn(f"logistic regression: not converged in {n_iter} iterations",
                       ConvergenceWarning, stacklevel=3)  # fmt: skip
-    return coef, icpt, n_iter
+    return coef, icpt, n_iter, converged
 
 
 class GSVClassifier(EmbeddingClassifier):
@@ -191,16 +207,16 @@ class GSVClassifier(EmbeddingClassifier):
                 basis = np.linalg.svd(Z, full_matrices=False)[2]  # (n_clips, K * D)
             Z = Z @ basis.T
         C = float(self.C)
-        coef, icpt, n_iter = _logistic(Z, labels, C)
+        coef, icpt, n_iter, converged = _logistic(Z, labels, C)
 
         def raw(Ztr, ytr, Zte):
-            c, i, _ = _logistic(Ztr, ytr, C)
+            c, i, _, _ = _logistic(Ztr, ytr, C)
             return raw_llr(Zte @ c.T + i)
         if calibrate:
             self.calibration_ = self._held_out_calibration(Z, labels, raw)
         coef = (coef if basis is None else coef @ basis) / scale
         self.coef_, self.intercept_ = np.asarray(coef, np.float64), np.asarray(icpt, np.float64)
-        return n_iter, n_iter < _MAX_ITER
+        return n_iter, converged
 
     def _scores(self, sv: np.ndarray) -> np.ndarray:
         return sv @ self.coef_.T + self.intercept_
