@@ -81,9 +81,11 @@ def _one_round(models, sources, starts, ex, checkpoint) -> list[em.EMResult]:
             subs, first.n_components, var_floor=[m.var_floor_ for m in models],
             split_iter=first.split_iter, executor=ex, chunk_size=chunk,
         )]  # fmt: skip
-    else:  # k-means++ stays per model (its small GEMMs decide labels), in parallel
-        inits = [_init_params(first, subs[0], starts[0][0])] if one else list(ex.map(
-            lambda c: _init_params(models[c], subs[c], starts[c][0]), range(len(models))))
+    else:  # k-means++ per model (its small GEMMs decide labels), one after another: its many
+        # small steps hold the interpreter lock, so on two threads the 46 dev speakers' took
+        # 0.29 s against 0.24 s on one; a whole fit now takes 13% less CPU, the same wall time
+        with one_blas_thread():  # as inside an executor's map, where it ran before
+            inits = [_init_params(models[c], subs[c], starts[c][0]) for c in range(len(models))]
     start = inits[0][0] if one else Params.stack([p for p, _ in inits])
     res = em.run(src, start, maximiser=maximiser, monitor=monitor, executor=ex, chunk_size=chunk)
     out = [res] if one else em.unstack(res)
