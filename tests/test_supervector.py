@@ -197,6 +197,7 @@ def test_logistic_regression_of_separable_data_at_a_weak_penalty_stays_finite():
     (np.ones((3, 2)), np.array([0.0, 1.0, 0.0]), 2, 1.0),  # labels not integers
     (np.full((3, 2), np.nan), np.array([0, 1, 0]), 2, 1.0),
     (np.ones(3), np.array([0, 1, 0]), 2, 1.0),
+    (np.ones((0, 2)), np.zeros(0, dtype=int), 2, 1.0),  # no rows: no mean loss
     (np.ones((3, 2)), np.array([0, 0, 0]), 1, 1.0),
     (np.ones((3, 2)), np.array([0, 1, 0]), 2, 0.0),
     (np.ones((3, 2)), np.array([0, 1, 0]), 2, np.inf),

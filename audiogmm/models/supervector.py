@@ -95,19 +95,19 @@ def logistic_regression(
     Raises
     ------
     ParameterError
-        ``Z`` not a finite 2-D array, ``y`` not its rows' classes in ``range(n_classes)``,
+        ``Z`` not a finite 2-D array of at least one row, ``y`` not its rows' classes in ``range(n_classes)``,
         ``n_classes`` below 2, or ``C`` not a finite number > 0.
     """
     from scipy.optimize import minimize  # imported only when a regression is fitted
 
     Z, y = np.asarray(Z, dtype=np.float64), np.asarray(y)
-    if Z.ndim != 2 or not np.isfinite(Z).all():
-        raise ParameterError(f"Z must be a finite (n, P) array; got shape {Z.shape}")
+    if Z.ndim != 2 or Z.shape[0] < 1 or not np.isfinite(Z).all():
+        raise ParameterError(f"Z must be a finite (n >= 1, P) array; got shape {Z.shape}")
     if not (is_int(n_classes) and n_classes >= 2 and is_real(C) and C > 0):
         raise ParameterError(f"n_classes must be an int >= 2 and C a finite number > 0; got "
                              f"{n_classes!r}, {C!r}")  # fmt: skip
     if y.shape != (Z.shape[0],) or y.dtype.kind not in "iu" or not (
-            y.size == 0 or 0 <= y.min() and y.max() < n_classes):  # fmt: skip
+            0 <= y.min() and y.max() < n_classes):  # fmt: skip
         raise ParameterError(f"y must hold one class in range({n_classes}) per row of Z")
     n, P = Z.shape
     free = 1 if n_classes == 2 else n_classes  # two classes: class 0's score fixed at 0
