@@ -481,3 +481,31 @@ def test_the_command_keeps_freed_memory_for_the_next_arrays():
     _, library_faults = run("library")  # a library import leaves the allocator alone
     assert int(faults) < 100 < int(library_faults)
     assert run("entry", MALLOC_ARENA_MAX="2")[0] == "False"  # the user's tuning wins
+
+
+def test_a_second_process_loads_the_kernels_from_numbas_cache(tmp_path):
+    # a compiled function held in a closure pickles differently in every process, and numba
+    # keys its cache by the closure's pickle: such kernels compiled again in every command
+    from audiogmm.mixture import kernels
+
+    if not kernels.HAVE_NUMBA:
+        pytest.skip("numba not installed")
+    env = {**os.environ, "NUMBA_CACHE_DIR": str(tmp_path / "nb"), "PYTHONPATH": ROOT}
+    code = """
+        import numpy as np
+        from audiogmm.mixture import kernels
+        for dt in (np.float32, np.float64):
+            L = np.random.rand(6, 4).astype(dt); lse = np.empty(6, dt)
+            kernels.resp_inplace(L, None, lse)
+            kernels.resp_inplace(L, np.ones(6, dt), lse)
+            kernels.segment_lse(np.random.rand(6, 4).astype(dt), 2, np.empty((6, 2), dt))
+        from audiogmm.mixture import compiled
+        fs = (compiled.resp_inplace_nb, compiled.segment_lse_nb)
+        print(sum(sum(f.stats.cache_hits.values()) for f in fs),
+              sum(sum(f.stats.cache_misses.values()) for f in fs))
+        """
+    runs = [subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True,
+                           text=True, cwd=str(tmp_path), env=env) for _ in range(2)]  # fmt: skip
+    assert all(r.returncode == 0 for r in runs), [r.stderr for r in runs]
+    assert runs[0].stdout.split() == ["0", "4"]  # two kernels x float32 and float64
+    assert runs[1].stdout.split() == ["4", "0"]

@@ -20,7 +20,13 @@ from audiogmm.exceptions import ModelFileError, ParameterError
 from audiogmm.io.container import read_container, write_container
 from audiogmm.mixture import DiagGMM
 from audiogmm.models import UBMClassifier
-from audiogmm.models.supervector import GSVClassifier, log_odds, logistic_regression, supervectors
+from audiogmm.models.supervector import (
+    GSVClassifier,
+    log_odds,
+    logistic_regression,
+    row_space,
+    supervectors,
+)
 from audiogmm.pipeline import load_model
 from audiogmm.scoring.verification import act_dcf, cllr, min_cllr
 
@@ -121,6 +127,30 @@ def test_scores_are_the_logistic_regression_of_the_supervectors(n_classes):
         raw = np.clip(np.log(P / (1 - P) * (n_classes - 1)), -1e6, 1e6)
     a, b = clf.calibration_
     np.testing.assert_allclose(clf.score_samples(clips), a * raw + b, rtol=1e-6, atol=1e-9)
+
+
+@settings(max_examples=30, deadline=None)
+@given(n=st.integers(1, 30), extra=st.integers(0, 40), rank=st.integers(0, 30),
+       seed=st.integers(0, 999), scale=st.sampled_from([1e-3, 1.0, 1e4]))  # fmt: skip
+def test_row_space_is_an_orthonormal_basis_of_the_rows_span(n, extra, rank, seed, scale):
+    # against the SVD: the same span (projector), orthonormal rows, and Z rebuilt from them
+    rng = np.random.default_rng(seed)
+    P, r = n + extra, min(rank, n)
+    Z = scale * rng.normal(size=(n, r)) @ rng.normal(size=(r, n + extra))
+    coords, B = row_space(Z)
+    assert coords.shape == (n, B.shape[0]) and B.shape[1] == P
+    u, sv, vt = np.linalg.svd(Z, full_matrices=False)
+    true_rank = int(np.sum(sv > 1e-5 * sv[0])) if sv.size and sv[0] > 0 else 0
+    assert B.shape[0] == true_rank
+    np.testing.assert_allclose(B @ B.T, np.eye(true_rank), atol=1e-8)
+    np.testing.assert_allclose(B.T @ B, vt[:true_rank].T @ vt[:true_rank], atol=1e-8)
+    np.testing.assert_allclose(coords @ B, Z, atol=1e-8 * max(scale, np.abs(Z).max(initial=0)))
+    np.testing.assert_allclose(coords, Z @ B.T, atol=1e-8 * max(scale, np.abs(Z).max(initial=0)))
+
+
+def test_row_space_of_zeros_is_empty():
+    coords, B = row_space(np.zeros((3, 5)))
+    assert coords.shape == (3, 0) and B.shape == (0, 5)
 
 
 def _lr_problem(n, P, M, seed, spread=1.0):

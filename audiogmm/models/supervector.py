@@ -19,7 +19,7 @@ from ..mixture import DiagGMM, log_softmax
 from ..mixture.checks import is_int, is_real, need
 from .ubm import GSV_COMPONENTS, EmbeddingClassifier, clip_stats
 
-__all__ = ["GSVClassifier", "logistic_regression", "supervectors"]
+__all__ = ["GSVClassifier", "logistic_regression", "row_space", "supervectors"]
 
 #: Iteration budget of each logistic regression.
 _MAX_ITER = 1000
@@ -29,6 +29,9 @@ _MAX_ITER = 1000
 _GTOL = 1e-6
 #: ... or when a step lowers the loss by less than this, relative (scikit-learn's setting).
 _FTOL = 64 * np.finfo(np.float64).eps
+#: :func:`row_space` keeps directions with a singular value above this share of the largest
+#: (float64 eigenvalues of the Gram matrix, their squares, resolve them to about 1e-5).
+_RANK_TOL = 1e-5
 
 
 def supervectors(clips: Sequence[np.ndarray], ubm: DiagGMM, *, relevance: float = 16.0,
@@ -137,6 +140,31 @@ def logistic_regression(
     return W, b, n_iter, converged
 
 
+def row_space(Z: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Coordinates of the rows of ``Z`` (n, P) in an orthonormal basis of their span:
+    ``(Z @ B.T, B)``, B (r, P) with r <= n. An L2-penalised linear model of ``Z`` has its
+    weights in that span (``W = W' B``), so it can be fitted on r instead of P unknowns.
+
+    From the eigenvectors of the Gram matrix ``Z Z^T`` (one product: 5-10x faster than an
+    SVD of Z at n = 344-491, P = 15,360). Directions whose singular value is below
+    :data:`_RANK_TOL` times the largest are left out: the Gram matrix cannot resolve them,
+    and a penalised weight along them is negligible.
+
+    Returns
+    -------
+    coords : ndarray (n, r) float64
+    basis : ndarray (r, P) float64
+        Orthonormal rows (to the Gram matrix's float64 precision).
+    """
+    Z = np.asarray(Z, dtype=np.float64)
+    with one_blas_thread():
+        lam, U = np.linalg.eigh(Z @ Z.T)
+        top = lam[-1] if lam.size else 0.0  # eigh sorts ascending
+        keep = lam > (_RANK_TOL**2 * top if top > 0 else np.inf)
+        root = np.sqrt(lam[keep])
+        return U[:, keep] * root, (U[:, keep] / root).T @ Z
+
+
 def _logistic(Z: np.ndarray, labels: Sequence[str],
               C: float) -> tuple[np.ndarray, np.ndarray, int, bool]:  # fmt: skip
     """:func:`logistic_regression` of ``Z`` on ``labels`` (classes sorted): ``(coef (M, P),
@@ -201,11 +229,7 @@ class GSVClassifier(EmbeddingClassifier):
         scale = float(np.sqrt(np.mean(np.sum(sv * sv, 1)))) or 1.0
         Z, basis = sv / scale, None
         if Z.shape[0] < Z.shape[1]:
-            # the L2-penalised weights lie in the span of the training vectors: the same
-            # problem on coordinates in a basis of it, n_clips instead of K * D unknowns
-            with one_blas_thread():
-                basis = np.linalg.svd(Z, full_matrices=False)[2]  # (n_clips, K * D)
-            Z = Z @ basis.T
+            Z, basis = row_space(Z)
         C = float(self.C)
         coef, icpt, n_iter, converged = _logistic(Z, labels, C)
 
