@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import stat
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Optional, Union
 
@@ -18,8 +19,8 @@ from .exceptions import AudioError, ParameterError
 
 __all__ = [
     "AUDIO_EXTENSIONS", "MAX_ABS_SAMPLE", "MAX_CHANNELS", "MAX_SAMPLES", "MAX_SAMPLE_RATE",
-    "MIN_SAMPLE_RATE", "SAMPLE_LIMIT_ENV", "AudioInfo", "as_float", "check_file", "info", "load",
-    "resample", "sample_limit",
+    "MIN_SAMPLE_RATE", "SAMPLE_LIMIT_ENV", "AudioInfo", "as_float", "check_file", "check_length",
+    "info", "load", "load_rates", "resample", "sample_limit",
 ]  # fmt: skip
 
 PathLike = Union[str, "os.PathLike[str]"]
@@ -202,33 +203,66 @@ def load(path: PathLike, *, sr: Optional[int], min_samples: int = 1) -> np.ndarr
     reason; ParameterError for an invalid *sr* or *min_samples*."""
     if sr is not None:
         check_rate(sr, "sr")
-    if isinstance(min_samples, bool) or int(min_samples) != min_samples or min_samples < 1:
-        raise ParameterError(f"min_samples must be an integer >= 1, got {min_samples!r}")
-    p = os.fspath(path)
-    with _open(p) as f:
-        _check_header(p, f)
-        rate, empty = int(f.samplerate) if sr is None else sr, not f.frames
-        y = np.empty(0, np.float32) if empty else _decode_mono(p, f, sr)
-    if y.size == 0:
-        truncated = "" if empty else " (header or data truncated)"
-        raise AudioError(f"{p!r}: audio file has zero samples{truncated}")
-    if y.size < min_samples:
-        raise AudioError(f"{p!r}: too short: {y.size} samples at {rate} Hz, expected at least "
-                         f"{min_samples} (one analysis window)")  # fmt: skip
+    _check_min_samples(min_samples)
+    native, (y,) = _load(os.fspath(path), [sr])
+    check_length(path, y, native if sr is None else sr, min_samples)
     return y
 
 
-def _decode_mono(path: str, f: sf.SoundFile, sr: Optional[int]) -> np.ndarray:
-    """Decode, check, downmix and resample block by block into one float32 buffer (sized by the
-    declared length, at most the limit); float samples are checked before the downmix (inf)."""
+def load_rates(path: PathLike, rates: Sequence[int]) -> list[np.ndarray]:
+    """One decode of an audio file, resampled to each of ``rates`` (Hz): the waveforms
+    ``(n_samples_i,)``, float32, each bit-identical to :func:`load` at that rate (the same soxr
+    calls on the same decoded blocks). Check each against its window with
+    :func:`check_length`. AudioError naming the file and the reason; ParameterError for an
+    invalid rate."""
+    for r in rates:
+        check_rate(r, "rate")
+    rates = [int(r) for r in rates]
+    if not rates:
+        raise ParameterError("rates must name at least one sample rate")
+    return _load(os.fspath(path), rates)[1]
+
+
+def check_length(path: PathLike, y: np.ndarray, rate: int, min_samples: int) -> None:
+    """AudioError naming the file unless ``y`` (at ``rate`` Hz) holds ``min_samples``."""
+    if y.size < min_samples:
+        raise AudioError(f"{os.fspath(path)!r}: too short: {y.size} samples at {rate} Hz, "
+                         f"expected at least {min_samples} (one analysis window)")  # fmt: skip
+
+
+def _check_min_samples(min_samples: int) -> None:
+    if isinstance(min_samples, bool) or int(min_samples) != min_samples or min_samples < 1:
+        raise ParameterError(f"min_samples must be an integer >= 1, got {min_samples!r}")
+
+
+def _load(p: str, targets: Sequence[Optional[int]]) -> tuple[int, list[np.ndarray]]:
+    """The native rate and the waveform at each target rate (None: native); AudioError for an
+    unreadable, bad or empty file."""
+    with _open(p) as f:
+        _check_header(p, f)
+        native, empty = int(f.samplerate), not f.frames
+        ys = [np.empty(0, np.float32)] * len(targets) if empty else _decode_mono(p, f, targets)
+    if any(y.size == 0 for y in ys):
+        truncated = "" if empty else " (header or data truncated)"
+        raise AudioError(f"{p!r}: audio file has zero samples{truncated}")
+    return native, ys
+
+
+def _decode_mono(path: str, f: sf.SoundFile, targets: Sequence[Optional[int]]) -> list[np.ndarray]:
+    """Decode, check and downmix block by block, resampling each block to every target rate
+    (None: native) into one float32 buffer per target (sized by the declared length, at most
+    the limit); float samples are checked before the downmix (inf)."""
     native, limit, channels = int(f.samplerate), sample_limit(), int(f.channels)
     check, int16 = f.subtype not in _INTEGER_SUBTYPES, f.subtype == "PCM_16"
-    block, target = max(1, _BLOCK_SAMPLES // channels), int(sr or native)
-    resampling = target != native
-    expected = -(-max(0, int(f.frames)) * target // native)  # at the target rate
-    out = np.empty(max(1, min(expected, limit)), dtype=np.float32)
-    n = n_out = n_bad = 0
-    peak, stream, last = 0.0, None, False
+    block = max(1, _BLOCK_SAMPLES // channels)
+    rates = [int(t or native) for t in targets]
+    # at each target rate
+    expected = [-(-max(0, int(f.frames)) * t // native) for t in rates]
+    outs = [np.empty(max(1, min(e, limit)), dtype=np.float32) for e in expected]
+    n_outs = [0] * len(rates)
+    streams: list = [None] * len(rates)
+    n = n_bad = 0
+    peak, last = 0.0, False
     try:
         while not last:
             data = f.read(block, dtype="int16" if int16 else "float32", always_2d=True)
@@ -247,21 +281,23 @@ def _decode_mono(path: str, f: sf.SoundFile, sr: Optional[int]) -> np.ndarray:
             if n_bad or peak > MAX_ABS_SAMPLE:
                 continue  # keep counting, for the message
             mono = data[:, 0] if channels == 1 else data.mean(axis=1, dtype=np.float32)
-            if not resampling:
-                chunk = mono
-            elif last and stream is None:  # the whole file in one block
-                chunk = soxr.resample(mono, native, target, quality="HQ")
-            else:
-                if stream is None:
-                    stream = soxr.ResampleStream(native, target, 1, dtype="float32", quality="HQ")
-                chunk = stream.resample_chunk(np.ascontiguousarray(mono), last=last)
-            k = chunk.shape[0]
-            if n_out + k > limit:
-                raise _too_long(path, "too long at the target rate", limit, native)
-            if n_out + k > out.size:  # the header under-declared: grow (rare)
-                out.resize(min(limit, max(2 * out.size, n_out + k)), refcheck=False)
-            out[n_out : n_out + k] = chunk
-            n_out += k
+            for i, target in enumerate(rates):
+                if target == native:
+                    chunk = mono
+                elif last and streams[i] is None:  # the whole file in one block
+                    chunk = soxr.resample(mono, native, target, quality="HQ")
+                else:
+                    if streams[i] is None:
+                        streams[i] = soxr.ResampleStream(native, target, 1, dtype="float32",
+                                                         quality="HQ")  # fmt: skip
+                    chunk = streams[i].resample_chunk(np.ascontiguousarray(mono), last=last)
+                k, out, n_out = chunk.shape[0], outs[i], n_outs[i]
+                if n_out + k > limit:
+                    raise _too_long(path, "too long at the target rate", limit, native)
+                if n_out + k > out.size:  # the header under-declared: grow (rare)
+                    out.resize(min(limit, max(2 * out.size, n_out + k)), refcheck=False)
+                out[n_out : n_out + k] = chunk
+                n_outs[i] = n_out + k
     except (sf.LibsndfileError, RuntimeError, ValueError, TypeError, OverflowError) as exc:
         raise AudioError(f"{path!r}: unreadable or corrupt audio data ({exc})") from None
     except MemoryError:
@@ -271,5 +307,5 @@ def _decode_mono(path: str, f: sf.SoundFile, sr: Optional[int]) -> np.ndarray:
     if peak > MAX_ABS_SAMPLE:
         raise AudioError(f"{path!r}: absurd sample values (peak |sample| {peak:.3g} times full "
                          f"scale, limit {MAX_ABS_SAMPLE:g}); corrupt float data?")  # fmt: skip
-    # an over-declared header leaves most of the buffer unused: keep only what was read
-    return out[:n_out].copy() if n_out < out.size // 2 else out[:n_out]
+    # an over-declared header leaves most of a buffer unused: keep only what was read
+    return [out[:k].copy() if k < out.size // 2 else out[:k] for out, k in zip(outs, n_outs)]

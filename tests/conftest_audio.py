@@ -5,7 +5,7 @@
   into a folder and says, for each file, whether it must work or which error
   (and message fragment) it must raise.
 * :func:`real_clips` lists the FLAC files under ``data_samples/`` when present.
-* :func:`record_extractions` records the front end of every ``extract_many`` call a
+* :func:`record_extractions` records the front ends every ``extract_many_configs`` call a
   module makes.
 """
 
@@ -115,16 +115,20 @@ def real_clips(limit: Optional[int] = None) -> list[str]:
 
 
 def record_extractions(monkeypatch, module) -> list:
-    """Wrap ``module.extract_many`` to record each call's ``config``; returns the list.
+    """Wrap ``module.extract_many_configs`` to record the front ends each call extracts (its
+    configs' extraction roots: the others are derived from their frames); returns the list.
 
     The calls still extract (the real function runs); the list grows as they are made.
     """
+    from audiogmm.features.extraction import extraction_roots
+
     calls = []
-    real = module.extract_many
+    real = module.extract_many_configs
 
-    def recording(items, *, config, **kw):
-        calls.append(config)
-        return real(items, config=config, **kw)
+    def recording(items, configs, **kw):
+        configs = list(configs)
+        calls.extend(configs[i] for i in dict.fromkeys(extraction_roots(configs)))
+        return real(items, configs, **kw)
 
-    monkeypatch.setattr(module, "extract_many", recording)
+    monkeypatch.setattr(module, "extract_many_configs", recording)
     return calls

@@ -502,3 +502,89 @@ def test_one_shot_resampling_equals_the_stream(tmp_path, monkeypatch, rate, chan
     with monkeypatch.context() as m:
         m.setattr(audio_mod, "_BLOCK_SAMPLES", 4096 * channels)
         np.testing.assert_array_equal(extract(str(path)), feats)
+
+
+# ---------------------------------------------------------------------- several front ends
+@pytest.mark.parametrize("rate, channels, subtype", [(44100, 2, "PCM_16"), (48000, 1, "FLOAT"),
+                                                     (16000, 1, "PCM_24"), (8000, 2, "FLOAT")])
+@pytest.mark.parametrize("block", [None, 4096])
+def test_one_decode_at_several_rates_equals_a_load_at_each(tmp_path, monkeypatch, rate, channels,
+                                                           subtype, block):  # fmt: skip
+    # one block (one soxr call per rate) and many (one stream per rate), native rate included
+    import audiogmm.audio as audio_mod
+
+    y = np.stack([speech_like(rate, 1.7, seed=c) for c in range(channels)], axis=1)
+    path = tmp_path / f"x-{rate}.wav"
+    sf.write(path, 0.5 * y, rate, subtype=subtype)
+    if block:
+        monkeypatch.setattr(audio_mod, "_BLOCK_SAMPLES", block * channels)
+    rates = [16000, 44100, rate, 22050]
+    got = audio_mod.load_rates(path, rates)
+    assert len(got) == len(rates)
+    for r, g in zip(rates, got):
+        np.testing.assert_array_equal(g, audio_mod.load(path, sr=r))
+        assert g.dtype == np.float32
+
+
+def test_load_rates_refuses_no_rate_and_a_bad_rate(clips):
+    import audiogmm.audio as audio_mod
+
+    with pytest.raises(ParameterError, match="at least one"):
+        audio_mod.load_rates(clips[0], [])
+    with pytest.raises(ParameterError, match="rate must be an integer"):
+        audio_mod.load_rates(clips[0], [16000, 12.5])
+
+
+def _several_configs():
+    cmn = PRESETS["sound"].replace(cmvn="utterance", cmvn_norm_vars=False)
+    # two roots at two rates, a CMVN variant derived from one, a second copy of the default
+    return [PRESETS["speaker"], PRESETS["sound"], cmn, PRESETS["general"], PRESETS["speaker"]]
+
+
+def test_extract_several_equals_extract_per_config_and_keeps_per_config_errors(tmp_path):
+    from audiogmm.features.extraction import extract_several
+
+    cfgs = _several_configs()
+    p = tmp_path / "long.wav"
+    sf.write(p, 0.5 * speech_like(44100, 1.2, seed=3), 44100)
+    for c, got in zip(cfgs, extract_several(p, cfgs)):
+        np.testing.assert_array_equal(got, extract(p, config=c))
+    # 30 ms at 48 kHz: longer than the speaker preset's 25 ms window, shorter than sound's 40
+    short = tmp_path / "short.wav"
+    sf.write(short, 0.5 * speech_like(48000, 0.03, seed=4), 48000)
+    got = extract_several(short, [PRESETS["speaker"], PRESETS["sound"]])
+    np.testing.assert_array_equal(got[0], extract(short, config=PRESETS["speaker"]))
+    with pytest.raises(AudioError, match="too short") as exc:
+        extract(short, config=PRESETS["sound"])
+    assert isinstance(got[1], AudioError) and str(got[1]) == str(exc.value)
+    with pytest.raises(ParameterError, match="FeatureConfig"):
+        extract_several(p, ["general"])
+
+
+@pytest.mark.parametrize("n_jobs", [1, 2])
+def test_extract_many_configs_equals_extract_many_per_config(suite, tmp_path, n_jobs):
+    # bit for bit, skipped files and their reasons included; cached, then read back
+    from audiogmm.data import extract_many_configs
+
+    cfgs = _several_configs()
+    short = tmp_path / "short.wav"
+    sf.write(short, 0.5 * speech_like(48000, 0.03, seed=4), 48000)
+    paths = [c.path for c in suite.values()] + [str(short)]
+    opts = RunOptions(cache_dir=tmp_path / "c", n_jobs=n_jobs)
+    for rnd in range(2):
+        multi = extract_many_configs(paths, cfgs, options=opts)
+        assert len(multi) == len(cfgs)
+        for c, m in zip(cfgs, multi):
+            one = run_batch(paths, config=c, n_jobs=n_jobs)
+            assert list(m.features) == list(one.features)
+            for p in one.features:
+                np.testing.assert_array_equal(m.features[p], one.features[p])
+            assert [(s.path, s.reason) for s in m.skipped] == [(s.path, s.reason)
+                                                               for s in one.skipped]
+        n_good = len(multi[0].features)
+        # the two extracted front ends: computed in the first round, read back in the second
+        assert [(m.n_extracted, m.n_cached) for m in multi[:2]] == (
+            [(n_good, 0), (n_good - 1, 0)] if rnd == 0 else [(0, n_good), (0, n_good - 1)])
+    assert str(short) in multi[0].features and str(short) not in multi[1].features
+    with pytest.raises(ParameterError, match="one or more FeatureConfig"):
+        extract_many_configs(paths, [])

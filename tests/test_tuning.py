@@ -216,14 +216,14 @@ def run(args, code=0):
 
 def test_tune_reads_only_the_training_files(sound_data, monkeypatch):
     seen = []
-    real = steps.extract_many
+    real = steps.extract_many_configs
 
-    def spy(items, **kw):
+    def spy(items, configs, **kw):
         items = list(items)
         seen.extend(r.path for r in items)
-        return real(items, **kw)
+        return real(items, configs, **kw)
 
-    monkeypatch.setattr(steps, "extract_many", spy)
+    monkeypatch.setattr(steps, "extract_many_configs", spy)
     records = read_manifest(sound_data)
     train = [r for i, r in enumerate(records) if i % 3 != 0]
     res = tune(train, preset="auto", components="auto", grid=(1, 2), options=None, n_jobs=1)
@@ -394,9 +394,15 @@ def test_supported_grid_drops_k_most_classes_cannot_use():
 
 
 def test_front_ends_sharing_an_extraction_decode_once(sound_data, monkeypatch):
+    import audiogmm.audio as audio_mod
     from audiogmm.data import RunOptions, read_manifest
-    real = steps.extract_many
+    from audiogmm.data import extract_many as real
+
     calls = record_extractions(monkeypatch, steps)
+    decoded = []  # one decode per file, for both extracted front ends (16 and 44.1 kHz)
+    real_rates = audio_mod.load_rates
+    monkeypatch.setattr(audio_mod, "load_rates", lambda p, r: decoded.append(p) or real_rates(p, r))
+    monkeypatch.setattr(audio_mod, "load", None)  # never the one-rate decode
     g = steps.PRESETS["general"]
     cands = {"general": g, "general+dd": g.replace(delta_order=2),
              "general+dd+cmn": g.replace(delta_order=2, cmvn="utterance", cmvn_norm_vars=False),
@@ -407,6 +413,8 @@ def test_front_ends_sharing_an_extraction_decode_once(sound_data, monkeypatch):
     records = read_manifest(sound_data)
     res = tune(records, components=4, cv_max_iter=2, options=RunOptions(n_jobs=1))
     assert set(calls) == {cands["general+dd"], cands["sound"]} and len(calls) == 2
+    assert sorted(decoded) == sorted(r.path for r in records)
+    monkeypatch.undo()
     assert [r["front_end"] for r in res.table if r["stage"] == "front end"] == [
         *cands, "sound-cmn"  # the widest front end's CMN copy, derived too
     ]

@@ -7,7 +7,8 @@ documents, the others serve the pipeline and the CLI (their home is their module
 from .. import lazy_exports
 
 _EXPORTS = {
-    **dict.fromkeys(["ExtractionResult", "RunOptions", "extract_many"], ".cache"),
+    **dict.fromkeys(["ExtractionResult", "RunOptions", "extract_many", "extract_many_configs"],
+                    ".cache"),
     **dict.fromkeys(["Record", "content_hash", "expand_paths", "read_csv_rows", "read_manifest"],
                     ".manifests"),  # fmt: skip
     **dict.fromkeys(["TRAIN_FRACTION", "select", "split_records", "split_spec",

@@ -31,13 +31,13 @@ from ..engine import LocalExecutor, resolve
 from ..engine.local import on_worker_lost
 from ..exceptions import AudioError, DatasetError, FeatureError, ParameterError
 from ..features import FeatureConfig, extract
-from ..features.extraction import derive
+from ..features.extraction import derive, extract_several, extraction_roots
 from ..io.atomic import atomic_write
 from ..progress import Progress, reporter
 from .manifests import Record
 
 __all__ = ["PACK_SUFFIX", "ExtractionResult", "FileFacts", "RunOptions", "Skipped", "cache_key",
-           "extract_many", "file_key"]  # fmt: skip
+           "extract_many", "extract_many_configs", "file_key"]  # fmt: skip
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -292,10 +292,14 @@ class ExtractionResult:
 
 @on_worker_lost(lambda path, *_, reason: FeatureError(
     f"{path!r}: skipped: {reason} while extracting it"))  # fmt: skip
-def _work(path: str, config: FeatureConfig, keep_all_frames: bool) -> np.ndarray | Exception:
-    """One file's features, or the AudioError or FeatureError that skips it."""
+def _work(path: str, configs: tuple[FeatureConfig, ...],
+          keep_all_frames: bool) -> list[np.ndarray | Exception] | Exception:  # fmt: skip
+    """One file's features under each config (one decode), or the AudioError or FeatureError
+    that skips it under that config, or under all (an Exception, not a list)."""
     try:
-        return extract(path, config=config, keep_all_frames=keep_all_frames)
+        if len(configs) == 1:  # a file's one extraction, as users call it
+            return [extract(path, config=configs[0], keep_all_frames=keep_all_frames)]
+        return extract_several(path, configs, keep_all_frames=keep_all_frames)
     except (AudioError, FeatureError) as exc:
         return exc.with_traceback(None)  # no frames (and their arrays) kept alive
     except Exception as exc:  # the batch goes on: anything unexpected is a skip too
@@ -328,8 +332,30 @@ def extract_many(paths_or_records: Iterable[Union[PathLike, Record]], *,
         FeatureError only with ``options.strict``; ParameterError for a bad config or n_jobs."""
     if config is None:
         config = FeatureConfig()
-    elif not isinstance(config, FeatureConfig):
-        raise ParameterError(f"config must be a FeatureConfig, got {type(config).__name__}")
+    return extract_many_configs(paths_or_records, [config], options=options, executor=executor,
+                                keep_all_frames=keep_all_frames)[0]  # fmt: skip
+
+
+def extract_many_configs(paths_or_records: Iterable[Union[PathLike, Record]],
+                         configs: Sequence[FeatureConfig], *,
+                         options: Optional[RunOptions] = None,
+                         executor: Optional[LocalExecutor] = None,
+                         keep_all_frames: bool = False) -> list[ExtractionResult]:  # fmt: skip
+    """:func:`extract_many` under several configs at once: each file is decoded once for all
+    of them, each distinct extraction (:func:`~audiogmm.features.extraction.extraction_roots`)
+    computed once and cached, and the configs that differ from one only in CMVN or in fewer
+    delta orders derived from its frames. Each result is bit-identical to
+    :func:`extract_many` with that config alone.
+
+    Returns
+    -------
+    list of ExtractionResult
+        One per config, in their order; a file is skipped under a config only for a reason
+        that config's extraction meets (every config skips an unreadable file)."""
+    configs = list(configs)
+    if not configs or not all(isinstance(c, FeatureConfig) for c in configs):
+        got = ", ".join(type(c).__name__ for c in configs) or "none"
+        raise ParameterError(f"configs must be one or more FeatureConfig objects, got {got}")
     opts = options or RunOptions()
     n_jobs, keep_all_frames = opts.n_jobs, bool(keep_all_frames)
     bad = isinstance(n_jobs, bool) or not isinstance(n_jobs, (int, np.integer)) or n_jobs < 1
@@ -337,54 +363,70 @@ def extract_many(paths_or_records: Iterable[Union[PathLike, Record]], *,
         raise ParameterError(f"n_jobs must be an integer >= 1 or None, got {n_jobs!r}")
     paths = list(dict.fromkeys(r.path if isinstance(r, Record) else os.fspath(r)
                                for r in paths_or_records))  # fmt: skip
-    packs = None if opts.cache_dir is None else feature_packs(opts.cache_dir, config)
-    parse = feature_parser(config)
-    res, features, errors, keys = ExtractionResult(), {}, {}, {}
+    of = extraction_roots(configs)
+    roots = list(dict.fromkeys(of))  # the configs extracted; the others derived
+    packs = dict.fromkeys(roots) if opts.cache_dir is None else {
+        r: feature_packs(opts.cache_dir, configs[r]) for r in roots}  # fmt: skip
+    parse = {r: feature_parser(configs[r]) for r in roots}
+    res = {r: ExtractionResult() for r in roots}
+    features: dict[int, dict[str, np.ndarray]] = {r: {} for r in roots}
+    errors: dict[int, dict[str, str]] = {r: {} for r in roots}
+    keys: dict[tuple[int, str], Optional[str]] = {}
 
-    def fail(path: str, exc: Exception) -> None:
+    def fail(r: int, path: str, exc: Exception) -> None:
         if opts.strict:
             raise exc
-        errors[path] = str(exc)
+        errors[r][path] = str(exc)
+    tasks: list[tuple[str, tuple[FeatureConfig, ...], bool]] = []
+    missing: list[list[int]] = []  # the roots each task extracts
     try:
         with reporter(opts.progress, len(paths), "Extracting features") as tick:
-            tasks = []
             for p in paths:
-                try:
-                    keys[p] = packs and cache_key(p, config, keep_all_frames=keep_all_frames)
-                except AudioError as exc:
-                    fail(p, exc)
-                    tick()
-                    continue
-                if keys[p] and (arr := packs.get(keys[p], parse)) is not None:
-                    features[p] = arr
-                    res.n_cached += 1
-                    tick()
+                todo = []
+                for r in roots:
+                    try:
+                        keys[r, p] = packs[r] and cache_key(p, configs[r],
+                                                            keep_all_frames=keep_all_frames)
+                    except AudioError as exc:
+                        fail(r, p, exc)
+                        continue
+                    if keys[r, p] and (arr := packs[r].get(keys[r, p], parse[r])) is not None:
+                        features[r][p] = arr
+                        res[r].n_cached += 1
+                    else:
+                        todo.append(r)
+                if todo:
+                    tasks.append((p, tuple(configs[r] for r in todo), keep_all_frames))
+                    missing.append(todo)
                 else:
-                    tasks.append((p, config, keep_all_frames))
+                    tick()
             with resolve(executor, n_jobs) as ex:
                 outcomes = ex.map(_work, tasks, isolated=True, star=True)
-                for (p, *_), feats in zip(tasks, outcomes):
-                    if isinstance(feats, Exception):
-                        fail(p, feats)
-                    else:
-                        features[p] = feats
-                        res.n_extracted += 1
-                        if packs:
+                for (p, *_), todo, got in zip(tasks, missing, outcomes):
+                    for r, feats in zip(todo, got if isinstance(got, list) else [got] * len(todo)):
+                        if isinstance(feats, Exception):
+                            fail(r, p, feats)
+                            continue
+                        features[r][p] = feats
+                        res[r].n_extracted += 1
+                        if packs[r]:
                             buf = io.BytesIO()
                             np.save(buf, feats, allow_pickle=False)
-                            if err := packs.put(keys[p], buf.getvalue()):
-                                where = packs.path or packs.folder
-                                res.cache_errors.append(f"{where} (features of {p!r}): {err}")
+                            if err := packs[r].put(keys[r, p], buf.getvalue()):
+                                where = packs[r].path or packs[r].folder
+                                res[r].cache_errors.append(f"{where} (features of {p!r}): {err}")
                     tick()
     finally:
-        if packs is not None:
-            packs.close()
-    res.features = {p: features[p] for p in paths if p in features}  # in input order
-    res.skipped = [Skipped(p, errors[p]) for p in paths if p not in features]
-    if res.skipped:
-        logger.warning("skipped %d of %d files", len(res.skipped), len(paths))
-    if res.cache_errors:
+        for pk in packs.values():
+            if pk is not None:
+                pk.close()
+    for r in roots:
+        res[r].features = {p: features[r][p] for p in paths if p in features[r]}  # input order
+        res[r].skipped = [Skipped(p, errors[r][p]) for p in paths if p not in features[r]]
+    if lost := {p for r in roots for p in errors[r]}:
+        logger.warning("skipped %d of %d files", len(lost), len(paths))
+    if cache_errors := [e for r in roots for e in res[r].cache_errors]:
         logger.warning("could not write %d of %d cache entries (first: %s)",
-                       len(res.cache_errors), len(tasks), res.cache_errors[0])  # fmt: skip
-    return res
-
+                       len(cache_errors), sum(map(len, missing)), cache_errors[0])  # fmt: skip
+    return [res[r] if configs[r] == c else res[r].derived(configs[r], c)
+            for r, c in zip(of, configs)]  # fmt: skip

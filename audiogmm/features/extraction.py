@@ -18,13 +18,13 @@ from typing import Optional, Union
 import numpy as np
 
 from .. import audio
-from ..exceptions import FeatureError, ParameterError
+from ..exceptions import AudioError, FeatureError, ParameterError
 from .config import DEFAULT_PRESET, PRESETS, FeatureConfig
 from .spectral import AMIN, cepstra, frame_energy_db, mel_and_energy, stft_blocks
 from .spectral import delta as numpy_delta
 
-__all__ = ["SILENT_RUN_S", "derivable", "derive", "digital_silence", "extract", "extraction_roots",
-           "sliding_cmvn", "utterance_cmvn", "vad_mask"]  # fmt: skip
+__all__ = ["SILENT_RUN_S", "derivable", "derive", "digital_silence", "extract", "extract_several",
+           "extraction_roots", "sliding_cmvn", "utterance_cmvn", "vad_mask"]  # fmt: skip
 
 logger = logging.getLogger(__name__)
 
@@ -154,6 +154,7 @@ def extract(y_or_path: Union[np.ndarray, str, os.PathLike], *,
     if isinstance(y_or_path, (str, os.PathLike)):
         where = f"{os.fspath(y_or_path)!r}: "  # errors name the file
         y = audio.load(y_or_path, sr=config.sample_rate, min_samples=config.win_length)
+        return _frames(y, config, where, keep_all_frames)
     else:
         where, y = "", audio.as_float(y_or_path)
         if y.ndim != 1:
@@ -171,6 +172,39 @@ def extract(y_or_path: Union[np.ndarray, str, os.PathLike], *,
             raise FeatureError(f"clip too short: {y.size} samples at {config.sample_rate} Hz, "
                                f"expected at least one window of {config.win_length} samples "
                                f"({config.win_ms} ms)")  # fmt: skip
+    return _frames(y, config, where, keep_all_frames)
+
+
+def extract_several(path: Union[str, os.PathLike], configs: Sequence[FeatureConfig], *,
+                    keep_all_frames: bool = False) -> list[Union[np.ndarray, Exception]]:  # fmt: skip
+    """One audio file's features under each of ``configs``, from one decode: each
+    bit-identical to :func:`extract` of the file with that config (the same resampling of the
+    same decoded blocks, :func:`audiogmm.audio.load_rates`).
+
+    Returns
+    -------
+    list of np.ndarray [shape=(n_frames, config.n_dims)] or Exception
+        In the order of ``configs``: the features, or the AudioError or FeatureError that
+        :func:`extract` raises for that config alone (e.g. a clip shorter than one of the
+        windows). An AudioError for the whole file (unreadable, bad header) is raised."""
+    configs = list(configs)
+    if not all(isinstance(c, FeatureConfig) for c in configs):
+        raise ParameterError("configs must be FeatureConfig objects")
+    rates = list(dict.fromkeys(c.sample_rate for c in configs))
+    waves = dict(zip(rates, audio.load_rates(path, rates)))
+    where, out = f"{os.fspath(path)!r}: ", []
+    for c in configs:
+        try:
+            audio.check_length(path, waves[c.sample_rate], c.sample_rate, c.win_length)
+            out.append(_frames(waves[c.sample_rate], c, where, keep_all_frames))
+        except (AudioError, FeatureError) as exc:
+            out.append(exc)
+    return out
+
+
+def _frames(y: np.ndarray, config: FeatureConfig, where: str, keep_all_frames: bool) -> np.ndarray:
+    """:func:`extract` of a checked float32 waveform at ``config.sample_rate``; errors begin
+    with ``where``."""
     y_in = y  # the extras read the signal before pre-emphasis
     if config.preemphasis > 0:
         y = np.concatenate((y[:1], y[1:] - np.float32(config.preemphasis) * y[:-1]))

@@ -23,7 +23,7 @@ from ..data import (
     Record,
     RunOptions,
     content_hash,
-    extract_many,
+    extract_many_configs,
     read_manifest,
     select,
     split_records,
@@ -34,7 +34,6 @@ from ..data import (
 from ..engine import LocalExecutor, resolve
 from ..exceptions import DatasetError, ModelFileError, ParameterError
 from ..features import FeatureConfig
-from ..features.extraction import extraction_roots
 from ..io import load, save
 from ..mixture import DiagGMM
 from ..models import FusedClassifier, GMMClassifier
@@ -191,18 +190,13 @@ def score_files(
     with resolve(executor, opts.n_jobs) as ex:
         # one extraction per front end that no other member derives (a fused model has one
         # per member; a member differing only in CMVN is computed from another's frames)
-        cfgs = model.configs
-        roots = extraction_roots(cfgs)
-        runs = {r: extract_many(items, config=cfgs[r], options=opts, executor=ex)
-                for r in dict.fromkeys(roots)}  # fmt: skip
-        results = [runs[r] if cfgs[r] == c else runs[r].derived(cfgs[r], c)
-                   for r, c in zip(roots, cfgs)]  # fmt: skip
+        results = extract_many_configs(items, model.configs, options=opts, executor=ex)
         paths = [getattr(it, "path", None) or os.fspath(it) for it in items]
         used = [p for p in dict.fromkeys(paths) if all(p in r.features for r in results)]
         clip_sets = [[r.features[p] for p in used] for r in results]
         skipped = results[0].skipped
-        if len(runs) > 1:  # a file any member could not use is skipped, with its reason
-            lost = {s.path: s for r in reversed(list(runs.values())) for s in r.skipped}
+        if len(results) > 1:  # a file any member could not use is skipped, with its reason
+            lost = {s.path: s for r in reversed(results) for s in r.skipped}
             skipped = [lost[p] for p in dict.fromkeys(paths) if p in lost]
         clips = clip_sets if model.fused else clip_sets[0]
         if not used:

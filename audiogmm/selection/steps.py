@@ -16,11 +16,10 @@ from typing import Any
 
 import numpy as np
 
-from ..data import ExtractionResult, Record, RunOptions, extract_many
+from ..data import ExtractionResult, Record, RunOptions, extract_many_configs
 from ..engine import LocalExecutor, resolve
 from ..exceptions import ConvergenceWarning, DatasetError, ParameterError
 from ..features import PRESETS, FeatureConfig
-from ..features.extraction import extraction_roots
 from ..mixture.checks import is_int
 from ..models import BACKENDS, FusedClassifier, GMMClassifier
 from ..models.classifier import N_COMPONENTS
@@ -137,6 +136,7 @@ class TuneState:
     correct: int = 0
     n_scored: int = 0
     backend: str = "ml"
+    extracted: dict[str, ExtractionResult] = field(default_factory=dict)
     feats: dict[str, tuple] = field(default_factory=dict)  # name -> (extraction, clips, labels)
 
     @property
@@ -145,17 +145,18 @@ class TuneState:
         return next(iter(self.cands))
 
     def features(self, name: str) -> tuple[ExtractionResult, list[np.ndarray], list[str]]:
-        """``name``'s extraction, clips and labels (extracted once per root, then derived)."""
+        """``name``'s extraction, clips and labels. The first call extracts every candidate
+        at once: each file decoded once for all, the CMVN variants derived, not extracted."""
+        if name not in self.extracted:
+            names = [n for n in self.cands if n not in self.extracted]
+            t1 = time.perf_counter()
+            got = extract_many_configs(self.records, [self.cands[n] for n in names],
+                                       options=self.options, executor=self.executor)
+            logger.info("front ends %s: extracted in %.2f s", ", ".join(names),
+                        time.perf_counter() - t1)  # fmt: skip
+            self.extracted.update(zip(names, got))
         if name not in self.feats:
-            names = list(self.cands)
-            root = names[extraction_roots(list(self.cands.values()))[names.index(name)]]
-            if root != name:  # fewer delta orders or a CMVN: sliced, no second decode
-                res = self.features(root)[0].derived(self.cands[root], self.cands[name])
-            else:
-                t1 = time.perf_counter()
-                res = extract_many(self.records, config=self.cands[name], options=self.options,
-                                   executor=self.executor)  # fmt: skip
-                logger.info("front end %s: extracted in %.2f s", name, time.perf_counter() - t1)
+            res = self.extracted[name]
             self.feats[name] = (res, *res.labelled_clips(self.records))
         return self.feats[name]
 
