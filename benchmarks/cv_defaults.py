@@ -77,6 +77,14 @@ CANDIDATES = {
     "gsv-speaker-sub8": (PRESETS["speaker"], GSV_COMPONENTS, {"backend": "gsv", "subsample": 8}),
     "gsv-speaker-sub8-it5": (PRESETS["speaker"], GSV_COMPONENTS,
                              {"backend": "gsv", "subsample": 8, "max_iter": 5}),
+    # session variability: per-clip mean (and variance) normalisation of the speaker front end
+    "gsv-speaker-cmn": (PRESETS["speaker"].replace(cmvn="utterance", cmvn_norm_vars=False),
+                        GSV_COMPONENTS, {"backend": "gsv"}),
+    "gsv-speaker-cmvn": (PRESETS["speaker"].replace(cmvn="utterance"), GSV_COMPONENTS,
+                         {"backend": "gsv"}),
+    "gsv-speaker-512": (PRESETS["speaker"], 512, {"backend": "gsv"}),
+    "gsv-speaker-C1": (PRESETS["speaker"], GSV_COMPONENTS, {"backend": "gsv", "C": 1.0}),
+    "gsv-speaker-C100": (PRESETS["speaker"], GSV_COMPONENTS, {"backend": "gsv", "C": 100.0}),
 }
 GROUPS = {
     "speakers": ("dev-speakers", "dev-speakers8k", "dev-hardspeakers"),
