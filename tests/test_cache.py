@@ -588,3 +588,10 @@ def test_extract_many_configs_equals_extract_many_per_config(suite, tmp_path, n_
     assert str(short) in multi[0].features and str(short) not in multi[1].features
     with pytest.raises(ParameterError, match="one or more FeatureConfig"):
         extract_many_configs(paths, [])
+    if n_jobs == 2:  # worker processes: the same features, the same skips
+        with LocalExecutor(2, processes=True) as ex:
+            procs = extract_many_configs(paths, cfgs, executor=ex)
+        for m, q in zip(multi, procs):
+            assert list(q.features) == list(m.features) and q.skipped == m.skipped
+            for p in m.features:
+                np.testing.assert_array_equal(q.features[p], m.features[p])
