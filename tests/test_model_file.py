@@ -952,7 +952,8 @@ def test_every_declared_field_is_refused_when_tampered(src, table, tmp_path):
                        "cv_frame_step": 1, "folds_by": "clip", "seconds": 1.0,
                        "table": [{"stage": "k", "front_end": "speech", "components": "4",
                                   "correct": 3, "n": 4, "accuracy": 0.75, "ci_low": 0.2,
-                                  "ci_high": 0.9, "chosen": True}]}),
+                                  "ci_high": 0.9, "chosen": True}], "backend": "ml",
+                       "not_tried": {"gsv": "costly"}}),
     ],
 )  # fmt: skip
 def test_every_field_of_a_header_block_is_refused_when_tampered(table, good):

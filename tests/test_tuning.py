@@ -273,6 +273,9 @@ def test_train_auto_stores_the_selection_and_info_shows_it(sound_data, tmp_path)
     assert info["selection"] == sel
     text = run(["info", model]).output
     assert "model selection: 3-fold CV by clip" in text and "chosen: front end" in text
+    # the backends auto leaves out are shown, with the reason in the record
+    assert sel["not_tried"] == dict(steps.COSTLY_BACKENDS)
+    assert "not tried: backends gsv, ivector (over auto's budget of 4 plain trainings" in text
     # the model evaluates like any other
     ev = json.loads(run(["-q", "evaluate", model, sound_data, "--split", "test", "--json"]).output)
     assert 0 <= ev["accuracy"] <= 1
@@ -284,7 +287,9 @@ def test_tune_prints_the_table_without_writing_a_model(sound_data, tmp_path, mon
     assert "components  sound" in r.output and "per-class" in r.output
     assert "front end   " not in r.output.split("\n", 2)[2]  # one front end: no screening rows
     assert list(tmp_path.iterdir()) == []
+    assert "not tried" not in r.output  # a fixed front end: no backend search
     out = json.loads(run(["tune", sound_data, "-j", "1", "--json"]).output)
+    assert sorted(out["selection"]["not_tried"]) == ["gsv", "ivector"]
     for member in out["selection"]["front_end"].split(" + "):
         config_of(member)  # a candidate of --preset auto
 

@@ -365,4 +365,9 @@ def format_selection(sel: dict[str, Any]) -> str:
     lines.append(f"chosen: front end {escape_name(sel['front_end'])}, components "
                  f"{escape_name(sel['components_rule'])} (K = {k_text})"
                  + ("" if backend == "ml" else f", backend {escape_name(backend)}"))  # fmt: skip
+    if skipped := sorted(sel.get("not_tried") or {}):
+        names = ", ".join(escape_name(b) for b in skipped)
+        lines.append(f"not tried: backend{'s' if len(skipped) > 1 else ''} {names} (over "
+                     "auto's budget of 4 plain trainings, reasons in --json; "
+                     "`train --backend NAME` trains one)")  # fmt: skip
     return "\n".join(lines)

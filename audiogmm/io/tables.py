@@ -67,8 +67,8 @@ SELECTION = Obj({
     "n_components": Map(Int(1, 1 << 16)), "n_folds": Int(2, 1000),
     "cv_max_iter": Int(0, 1 << 20), "cv_frame_step": Int(1), "folds_by": Str(choices=("clip",)),
     "seconds": Real(0.0), "table": List(Obj(_ROW, optional=("chosen",)), max_len=10_000),
-    "backend": Str(),
-}, optional=("backend",))  # fmt: skip
+    "backend": Str(), "not_tried": Map(Str(4096), max_len=64),
+}, optional=("backend", "not_tried"))  # fmt: skip
 KALDI = Obj({
     "data": Str(4096), "split": Str(null=True), "train_fraction": Real(0.0, 1.0),
     "seed": Int(), "train_utts": List(Str(1024)),

@@ -82,7 +82,8 @@ class TuneResult:
     ``correct``, ``n``, ``accuracy``, ``ci_low``, ``ci_high`` (95% Wilson), ``chosen``);
     ``seconds``: wall time, extraction included; ``features``: the chosen (first member's)
     features of the training files; ``backend``: a ``BACKENDS`` key (not ``"ml"``: a UBM of
-    ``UBM_COMPONENTS``, ``n_components`` unused)."""
+    ``UBM_COMPONENTS``, ``n_components`` unused); ``not_tried``: the backends left out of
+    the CV, and why (:data:`COSTLY_BACKENDS`)."""
 
     front_end: str
     config: FeatureConfig
@@ -98,6 +99,7 @@ class TuneResult:
     member_features: list[ExtractionResult] = field(default_factory=list, repr=False)
     fusion_weights: list[float] | None = None
     backend: str = "ml"
+    not_tried: dict[str, str] = field(default_factory=dict)
 
     def to_header(self) -> dict[str, Any]:
         """The JSON-able record stored under ``selection`` in the model file header."""
@@ -105,7 +107,7 @@ class TuneResult:
                 "n_components": dict(sorted(self.n_components.items())), "n_folds": self.n_folds,
                 "cv_max_iter": self.cv_max_iter, "cv_frame_step": FRAME_STEP, "folds_by": "clip",
                 "seconds": round(self.seconds, 3), "table": self.table,
-                "backend": self.backend}  # fmt: skip
+                "backend": self.backend, "not_tried": dict(self.not_tried)}  # fmt: skip
 
 
 @dataclass
@@ -388,8 +390,10 @@ def tune(records: Sequence[Record], *, preset: str | FeatureConfig = "auto",
              if preset == "auto" else {preset: FeatureConfig.preset(preset)})  # fmt: skip
     if backends is None:
         backends = "auto" if preset == "auto" and components == "auto" else ()
+    not_tried = {}
     if backends == "auto":
-        for b, why in COSTLY_BACKENDS.items():
+        not_tried = {b: why for b, why in COSTLY_BACKENDS.items() if b in BACKENDS}
+        for b, why in not_tried.items():
             logger.info("backend %s not tried: %s", b, why)
         backends = [b for b in BACKENDS if b != "ml" and b not in COSTLY_BACKENDS]
     backends = tuple(backends)
@@ -422,7 +426,7 @@ def tune(records: Sequence[Record], *, preset: str | FeatureConfig = "auto",
             features=state.features(main)[0], members=state.members,
             member_configs=[state.cands[m] for m in state.members],
             member_features=[state.features(m)[0] for m in state.members],
-            fusion_weights=state.fusion_weights, backend=state.backend,
+            fusion_weights=state.fusion_weights, backend=state.backend, not_tried=not_tried,
         )
 
 
