@@ -66,6 +66,9 @@ CANDIDATES = {
     "split-init": (_G, N_COMPONENTS, {"init": "split"}),
     "22k-split": (_G.replace(sample_rate=22050), N_COMPONENTS, {"init": "split"}),
     "hann": (_G.replace(window="hann"), N_COMPONENTS, {}),
+    # the analysis band matched to 8 kHz files (nothing above 4 kHz): at 8 kHz, or mels to 4 kHz
+    "8k": (_G.replace(sample_rate=8000, n_fft=512), N_COMPONENTS, {}),
+    "fmax4k": (_G.replace(fmax=4000.0), N_COMPONENTS, {}),
     "win64": (_G.replace(win_ms=64.0), N_COMPONENTS, {}),
     "win93": (_G.replace(win_ms=_L.win_ms, hop_ms=_L.hop_ms, n_fft=2048), N_COMPONENTS, {}),
     "librosa": (_L, N_COMPONENTS, {}),
