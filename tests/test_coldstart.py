@@ -361,6 +361,26 @@ def test_forced_numba_matches_numpy_on_small_problems(monkeypatch, dtype, tol, w
         accumulate(X, ps[0], sample_weight=sw)  # small: the size rule picks NumPy
 
 
+def test_mixed_dtypes_and_strided_outputs_run_the_numpy_twin(monkeypatch):
+    # the kernels take one float dtype, C-contiguous: the 2-D view of a 1-D output must be a
+    # view, not a copy that the kernel would fill and drop
+    from audiogmm.mixture import kernels
+
+    calls = []
+    kernel = lambda *a: calls.append(a)  # noqa: E731
+    monkeypatch.setattr(kernels, "_compiled", lambda: {np.dtype(np.float32): kernel,
+                                                       np.dtype(np.float64): kernel})
+    monkeypatch.setattr(kernels, "HAVE_NUMBA", True)
+    L = np.zeros((4, 3), np.float32)
+    kernels.resp_inplace(L, None, np.empty(8, np.float32)[::2], fast=True)  # strided lse
+    kernels.resp_inplace(L, np.ones(4), np.empty(4, np.float32), fast=True)  # float64 weights
+    kernels.segment_lse(np.zeros((4, 6), np.float16), 3, np.empty((4, 2)), fast=True)
+    assert calls == [] and np.allclose(L, 1 / 3)
+    kernels.resp_inplace(L, None, np.empty(4, np.float32), fast=True)
+    kernels.segment_lse(np.zeros((4, 6), np.float32), 3, np.empty((4, 2)), fast=True)  # scores
+    assert len(calls) == 2
+
+
 def test_small_fit_and_scoring_do_not_import_numba():
     out = _fresh(
         """
@@ -483,7 +503,7 @@ def test_the_command_keeps_freed_memory_for_the_next_arrays():
     assert run("entry", MALLOC_ARENA_MAX="2")[0] == "False"  # the user's tuning wins
 
 
-def test_a_second_process_loads_the_kernels_from_numbas_cache(tmp_path):
+def test_a_second_process_loads_the_kernel_from_numbas_cache_and_computes_the_same(tmp_path):
     # a compiled function held in a closure pickles differently in every process, and numba
     # keys its cache by the closure's pickle: such kernels compiled again in every command
     from audiogmm.mixture import kernels
@@ -492,20 +512,35 @@ def test_a_second_process_loads_the_kernels_from_numbas_cache(tmp_path):
         pytest.skip("numba not installed")
     env = {**os.environ, "NUMBA_CACHE_DIR": str(tmp_path / "nb"), "PYTHONPATH": ROOT}
     code = """
+        import hashlib
         import numpy as np
         from audiogmm.mixture import kernels
-        for dt in (np.float32, np.float64):
-            L = np.random.rand(6, 4).astype(dt); lse = np.empty(6, dt)
+        rng = np.random.default_rng(0)
+        h = hashlib.sha256()
+        for K in (16, 64, 256):
+            L = (30 * rng.standard_normal((3000, K))).astype(np.float32)
+            lse = np.empty(3000, np.float32)
             kernels.resp_inplace(L, None, lse)
-            kernels.resp_inplace(L, np.ones(6, dt), lse)
-            kernels.segment_lse(np.random.rand(6, 4).astype(dt), 2, np.empty((6, 2), dt))
+            h.update(L.tobytes() + lse.tobytes())
+            kernels.resp_inplace(L, rng.random(3000).astype(np.float32), lse)
+            S, out = (30 * rng.standard_normal((500, 4 * K))).astype(np.float32), np.empty(
+                (500, 4), np.float32)
+            kernels.segment_lse(S, K, out)
+            h.update(L.tobytes() + lse.tobytes() + out.tobytes())
+            L64 = 30 * rng.standard_normal((300, K))
+            kernels.resp_inplace(L64, None, lse64 := np.empty(300))
+            h.update(L64.tobytes() + lse64.tobytes())
         from audiogmm.mixture import compiled
-        fs = (compiled.resp_inplace_nb, compiled.segment_lse_nb)
-        print(sum(sum(f.stats.cache_hits.values()) for f in fs),
-              sum(sum(f.stats.cache_misses.values()) for f in fs))
+        st = [compiled.blocks_lse32.stats, compiled.blocks_lse64.stats]
+        print(sum(sum(s.cache_hits.values()) for s in st),
+              sum(sum(s.cache_misses.values()) for s in st), h.hexdigest())
         """
     runs = [subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True,
                            text=True, cwd=str(tmp_path), env=env) for _ in range(2)]  # fmt: skip
     assert all(r.returncode == 0 for r in runs), [r.stderr for r in runs]
-    assert runs[0].stdout.split() == ["0", "4"]  # two kernels x float32 and float64
-    assert runs[1].stdout.split() == ["4", "0"]
+    first, second = (r.stdout.split() for r in runs)
+    assert first[:2] == ["0", "2"] and second[:2] == ["2", "0"]  # compiled, then loaded
+    # the same numbers from the kernel compiled here and the one loaded from the cache: a
+    # kernel calling another ran inlined when compiled, linked apart when loaded, and its
+    # float32 responsibilities differed in the last bit (K = 64, 256)
+    assert first[2] == second[2]

@@ -69,6 +69,38 @@ def _clips(n_per=6, means=(0.0, 1.5, -1.5), T=150, D=2, seed=1):
     return clips, labels
 
 
+@settings(max_examples=20, deadline=None)
+@given(lengths=st.lists(st.integers(0, 700), min_size=1, max_size=9), seed=st.integers(0, 99),
+       f32=st.lists(st.booleans(), min_size=9, max_size=9), jobs=st.sampled_from([1, 2]),
+       per_call=st.sampled_from([1, 2, 64]))  # fmt: skip
+def test_clip_stats_are_each_clips_own_e_step_bit_for_bit(lengths, seed, f32, jobs, per_call):
+    # the clips share one E-step call (the UBM broadcast over a stack): each clip's statistics
+    # are those of accumulate on it alone, for any batch size, executor, dtype and length
+    from audiogmm.engine import LocalExecutor
+    from audiogmm.mixture import accumulate
+    from audiogmm.models import ubm as ubm_mod
+
+    ubm = _ubm(K=5, D=3, seed=seed % 3)
+    rng = np.random.default_rng(seed)
+    clips = [rng.normal(0, 2, (T, 3)).astype(np.float32 if f else np.float64)
+             for T, f in zip(lengths, f32)]  # fmt: skip
+    old = ubm_mod.CLIPS_PER_CALL
+    try:  # (hypothesis does not mix with the monkeypatch fixture)
+        ubm_mod.CLIPS_PER_CALL = per_call
+        with LocalExecutor(jobs) as ex:
+            n, F = ubm_mod.clip_stats(clips, ubm, executor=ex)
+    finally:
+        ubm_mod.CLIPS_PER_CALL = old
+    for i, X in enumerate(clips):
+        s = accumulate(X, ubm.params_)
+        np.testing.assert_array_equal(n[i], s.n)
+        np.testing.assert_array_equal(F[i], s.F - s.n[:, None] * (ubm.params_.means - s.shift))
+        if len(X):  # against the textbook statistics too
+            dn, dF = _direct_stats(X.astype(np.float64), ubm)
+            np.testing.assert_allclose(n[i], dn, rtol=1e-4, atol=1e-6)
+            np.testing.assert_allclose(F[i], dF, rtol=1e-4, atol=1e-4)
+
+
 @pytest.mark.parametrize("r", [0.0, 4.0, 16.0])
 def test_supervector_equals_the_map_adapted_means_computed_directly(r):
     ubm = _ubm()

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import math
 import threading
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 
@@ -161,13 +163,24 @@ def accumulate_many(Xs: list[np.ndarray], weights: np.ndarray, means: np.ndarray
     R, K, D = len(members), means.shape[1], means.shape[2]
     sws = sample_weights or [None] * R
     cap = chunk_size or auto_chunk_size(K)
-    dtypes = [compute_dtype(Xs[c], weights[c], means[c], variances[c]) for c in members]
+    # one mixture broadcast over the stack (many frame sets, as clip_stats): its parameters'
+    # work is done once per dtype and shift, not once per member
+    same = all(a.strides[0] == 0 for a in (weights, means, variances))
+    memo: dict = {}
+
+    def once(what: str, c: int, extra: Any, fn: Callable[..., Any], *args: Any) -> Any:
+        key = (what, 0 if same else c, extra)
+        if key not in memo:
+            memo[key] = fn(*args)
+        return memo[key]
+    dtypes = [once("dtype", c, Xs[c].dtype.str, compute_dtype, Xs[c], weights[c], means[c],
+                   variances[c]) for c in members]  # fmt: skip
     # centre on a shift exact in the compute dtype, so that x - c loses nothing
     shift_c = [sh.astype(dt) for sh, dt in zip(shifts, dtypes)]
     eff = np.array([sc.astype(np.float64) for sc in shift_c]).reshape(R, D)
     n_of = [Xs[c].shape[0] for c in members]
-    W = [gemm_weights(weights[c], means[c], variances[c], eff[j], dtypes[j])
-         for j, c in enumerate(members)]  # fmt: skip
+    W = [once("W", c, (dtypes[j], eff[j].tobytes()), gemm_weights, weights[c], means[c],
+              variances[c], eff[j], dtypes[j]) for j, c in enumerate(members)]  # fmt: skip
     items: dict = {}
     for j, dt in enumerate(dtypes):
         n, chunk = n_of[j], min(cap, max(1, n_of[j]))
@@ -179,7 +192,7 @@ def accumulate_many(Xs: list[np.ndarray], weights: np.ndarray, means: np.ndarray
     rows = min(cap, max(1, -(-sum(n_of) // (2 * workers))))
     tasks = [(dt, t) for dt, its in items.items() for t in _pack(its, rows)]
     use_fast = [kernels.use_numba(n_of[j] * K, fast) for j in range(R)]
-    limit = [saturation(variances[c], dt) for c, dt in zip(members, dtypes)]
+    limit = [once("limit", c, dt, saturation, variances[c], dt) for c, dt in zip(members, dtypes)]
 
     def one(dt, task: list[tuple[int, int, int]]) -> list[tuple[int, np.ndarray, float]]:
         ws = _WS.get(cap, D, K, dt)

@@ -104,7 +104,7 @@ def _segment_lse_numpy(L: np.ndarray, seg: int, out: np.ndarray) -> None:
 
 @functools.lru_cache(maxsize=1)
 def _compiled() -> Any:
-    """Import numba and the kernels' module (once per process). numba reads its cache folder
+    """Import numba and the kernel's module (once per process). numba reads its cache folder
     when a function is decorated, so it is set first."""
     import numba
     cache_dir = numba_cache_dir(os.path.dirname(os.path.abspath(__file__)))
@@ -114,7 +114,19 @@ def _compiled() -> Any:
             os.makedirs(cache_dir, exist_ok=True)
             numba.config.CACHE_DIR = cache_dir
     from . import compiled
-    return compiled.resp_inplace_nb, compiled.segment_lse_nb
+    return {np.dtype(np.float32): compiled.blocks_lse32, np.dtype(np.float64): compiled.blocks_lse64}
+
+
+#: The kernels' ``w`` when there are no weights (never read), per dtype.
+_NO_WEIGHTS = {np.dtype(t): np.zeros(0, t) for t in (np.float32, np.float64)}
+
+
+def _kernel_can_run(fast: bool, L: np.ndarray, w: np.ndarray | None, out: np.ndarray) -> bool:
+    # weights in L's dtype; any float output (scores are kept as float64), C-contiguous, so
+    # that the 2-D view of a 1-D output is a view, not a copy
+    return (fast and HAVE_NUMBA and L.dtype in _NO_WEIGHTS and L.flags.c_contiguous
+            and (w is None or (w.dtype == L.dtype and w.flags.c_contiguous))
+            and out.dtype in _NO_WEIGHTS and out.flags.c_contiguous)  # fmt: skip
 
 
 def resp_inplace(L: np.ndarray, w: np.ndarray | None, lse: np.ndarray, *,
@@ -122,8 +134,9 @@ def resp_inplace(L: np.ndarray, w: np.ndarray | None, lse: np.ndarray, *,
     """Joint log-likelihoods ``L`` (n_frames, K), C-contiguous, into responsibilities
     ``w_t * gamma_tk`` in place (``w`` (n_frames,) or None); ``lse`` (n_frames,) gets
     ``log p(x_t)`` in nats. ``fast``: the numba kernel if available."""
-    if fast and HAVE_NUMBA:
-        _compiled()[0](L, w if w is not None else lse, w is not None, lse)
+    if _kernel_can_run(fast, L, w, lse):
+        weights = _NO_WEIGHTS[L.dtype] if w is None else w
+        _compiled()[L.dtype](L, L.shape[1], weights, w is not None, lse.reshape(-1, 1), True)
     else:
         _resp_inplace_numpy(L, w, lse)
 
@@ -131,7 +144,7 @@ def resp_inplace(L: np.ndarray, w: np.ndarray | None, lse: np.ndarray, *,
 def segment_lse(L: np.ndarray, seg: int, out: np.ndarray, *, fast: bool = True) -> None:
     """Row-wise log-sum-exp of ``L`` (n_frames, n_blocks * seg; scratch) over blocks of
     ``seg`` columns into ``out`` (n_frames, n_blocks), nats. ``fast`` as for resp_inplace."""
-    if fast and HAVE_NUMBA:
-        _compiled()[1](L, seg, out)
+    if _kernel_can_run(fast, L, None, out):
+        _compiled()[L.dtype](L, seg, _NO_WEIGHTS[L.dtype], False, out, False)
     else:
         _segment_lse_numpy(L, seg, out)

@@ -17,9 +17,9 @@ import numpy as np
 
 from ..engine import LocalExecutor, resolve
 from ..exceptions import ConvergenceWarning, ParameterError
-from ..mixture import DiagGMM, accumulate
+from ..mixture import DiagGMM
 from ..mixture.checks import check_params, is_int, is_real, need
-from ..mixture.estep import select_scores, stacked_log_likelihood
+from ..mixture.estep import accumulate_many, select_scores, stacked_log_likelihood
 from ..mixture.fit import fit_mixtures
 from ..mixture.mstep import MAPMaximiser, check_adapt
 from ..mixture.sources import ArraySource
@@ -46,6 +46,9 @@ UBM_DEFAULTS = {"init": "split", "max_iter": 10}
 
 #: Subsampling is skipped when it would leave fewer frames than this per UBM component.
 _MIN_FRAMES_PER_COMPONENT = 20
+#: Clips per E-step call of :func:`clip_stats`: the call's (clips, K, 2D + 1) float64
+#: accumulator bounds its memory (64 clips at K=256, D=60: 16 MB).
+CLIPS_PER_CALL = 64
 
 
 class OpenSetClassifier(GMMClassifier):
@@ -298,20 +301,25 @@ def clip_stats(clips: Sequence[np.ndarray], ubm: DiagGMM, *,
     """Each clip's Baum-Welch statistics under a fitted UBM, float64 (zero for a clip without
     frames): ``n`` (n_clips, K), ``n_k = sum_t gamma_tk``, and ``F`` (n_clips, K, D),
     ``F_k = sum_t gamma_tk (x_t - mu_k)``. ``executor`` runs the clips (the result does not
-    depend on it)."""
+    depend on it): each clip's arithmetic is that of :func:`~audiogmm.mixture.accumulate` of
+    the clip alone, :data:`CLIPS_PER_CALL` clips per E-step call."""
     prior = ubm.params_
     checked = check_each(clips, ubm.n_dims, min_frames=0)
-
-    def one(X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        # one clip's statistics, serially: the executor parallelises over clips
-        s = accumulate(X, prior)
-        return s.n, s.F - s.n[:, None] * (prior.means - s.shift)
     K, D = prior.means.shape
-    if not checked:
-        return np.zeros((0, K)), np.zeros((0, K, D))
+    n_out, F_out = np.zeros((len(checked), K)), np.zeros((len(checked), K, D))
+    shift = prior.weights @ prior.means  # accumulate's default centre
     with resolve(executor, getattr(ubm, "n_jobs", None)) as ex:
-        parts = list(ex.map(one, checked))
-    return np.stack([n for n, _ in parts]), np.stack([F for _, F in parts])
+        for a in range(0, len(checked), CLIPS_PER_CALL):
+            part = list(checked[a : a + CLIPS_PER_CALL])
+            R = len(part)
+            # the one UBM broadcast over the clips: a stack of R members that share it
+            n, F, _, _, _ = accumulate_many(
+                part, np.broadcast_to(prior.weights, (R, K)), np.broadcast_to(prior.means, (R, K, D)),
+                np.broadcast_to(prior.variances, (R, K, D)), list(range(R)),
+                shifts=np.broadcast_to(shift, (R, D)), executor=ex)  # fmt: skip
+            n_out[a : a + R] = n
+            F_out[a : a + R] = F - n[:, :, None] * (prior.means - shift)
+    return n_out, F_out
 
 
 class EmbeddingClassifier(OpenSetClassifier):
