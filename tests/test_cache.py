@@ -557,8 +557,9 @@ def test_extract_several_equals_extract_per_config_and_keeps_per_config_errors(t
     with pytest.raises(AudioError, match="too short") as exc:
         extract(short, config=PRESETS["sound"])
     assert isinstance(got[1], AudioError) and str(got[1]) == str(exc.value)
-    with pytest.raises(ParameterError, match="FeatureConfig"):
-        extract_several(p, ["general"])
+    for bad in (["general"], []):
+        with pytest.raises(ParameterError, match="one or more FeatureConfig"):
+            extract_several(p, bad)
 
 
 @pytest.mark.parametrize("n_jobs", [1, 2])

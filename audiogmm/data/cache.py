@@ -332,6 +332,8 @@ def extract_many(paths_or_records: Iterable[Union[PathLike, Record]], *,
         FeatureError only with ``options.strict``; ParameterError for a bad config or n_jobs."""
     if config is None:
         config = FeatureConfig()
+    elif not isinstance(config, FeatureConfig):
+        raise ParameterError(f"config must be a FeatureConfig, got {type(config).__name__}")
     return extract_many_configs(paths_or_records, [config], options=options, executor=executor,
                                 keep_all_frames=keep_all_frames)[0]  # fmt: skip
 

@@ -188,8 +188,8 @@ def extract_several(path: Union[str, os.PathLike], configs: Sequence[FeatureConf
         :func:`extract` raises for that config alone (e.g. a clip shorter than one of the
         windows). An AudioError for the whole file (unreadable, bad header) is raised."""
     configs = list(configs)
-    if not all(isinstance(c, FeatureConfig) for c in configs):
-        raise ParameterError("configs must be FeatureConfig objects")
+    if not configs or not all(isinstance(c, FeatureConfig) for c in configs):
+        raise ParameterError("configs must be one or more FeatureConfig objects")
     rates = list(dict.fromkeys(c.sample_rate for c in configs))
     waves = dict(zip(rates, audio.load_rates(path, rates)))
     where, out = f"{os.fspath(path)!r}: ", []
@@ -198,7 +198,7 @@ def extract_several(path: Union[str, os.PathLike], configs: Sequence[FeatureConf
             audio.check_length(path, waves[c.sample_rate], c.sample_rate, c.win_length)
             out.append(_frames(waves[c.sample_rate], c, where, keep_all_frames))
         except (AudioError, FeatureError) as exc:
-            out.append(exc)
+            out.append(exc.with_traceback(None))  # no frames (and their arrays) kept alive
     return out
 
 
