@@ -314,7 +314,8 @@ def test_use_numba_size_rule_and_overrides(monkeypatch):
     assert kernels.use_numba(big) and not kernels.use_numba(small)
     assert kernels.use_numba(small, True) and not kernels.use_numba(big, False)
     assert not kernels.use_numba(big, single_pass=True)  # scoring must repay the load alone
-    assert kernels.use_numba(64 * big, single_pass=True)
+    assert not kernels.use_numba(64 * big, single_pass=True)  # map's scoring of 1e8 elements
+    assert kernels.use_numba(256 * big, single_pass=True)
     monkeypatch.setenv("AUDIOGMM_NUMBA", "1")
     assert kernels.use_numba(1) and not kernels.use_numba(big, False)
     monkeypatch.setenv("AUDIOGMM_NUMBA", "0")
