@@ -30,7 +30,7 @@ from ..audio import PathLike
 from ..engine import LocalExecutor, resolve
 from ..engine.local import on_worker_lost
 from ..exceptions import AudioError, DatasetError, FeatureError, ParameterError
-from ..features import FeatureConfig, extract
+from ..features import FeatureConfig
 from ..features.extraction import derive, extract_several, extraction_roots
 from ..io.atomic import atomic_write
 from ..progress import Progress, reporter
@@ -297,8 +297,6 @@ def _work(path: str, configs: tuple[FeatureConfig, ...],
     """One file's features under each config (one decode), or the AudioError or FeatureError
     that skips it under that config, or under all (an Exception, not a list)."""
     try:
-        if len(configs) == 1:  # a file's one extraction, as users call it
-            return [extract(path, config=configs[0], keep_all_frames=keep_all_frames)]
         return extract_several(path, configs, keep_all_frames=keep_all_frames)
     except (AudioError, FeatureError) as exc:
         return exc.with_traceback(None)  # no frames (and their arrays) kept alive

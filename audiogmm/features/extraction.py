@@ -151,10 +151,11 @@ def extract(y_or_path: Union[np.ndarray, str, os.PathLike], *,
         config = PRESETS[DEFAULT_PRESET]
     elif not isinstance(config, FeatureConfig):
         raise ParameterError(f"config must be a FeatureConfig, got {type(config).__name__}")
-    if isinstance(y_or_path, (str, os.PathLike)):
-        where = f"{os.fspath(y_or_path)!r}: "  # errors name the file
-        y = audio.load(y_or_path, sr=config.sample_rate, min_samples=config.win_length)
-        return _frames(y, config, where, keep_all_frames)
+    if isinstance(y_or_path, (str, os.PathLike)):  # one code path for files: extract_several
+        (out,) = extract_several(y_or_path, [config], keep_all_frames=keep_all_frames)
+        if isinstance(out, Exception):
+            raise out
+        return out
     else:
         where, y = "", audio.as_float(y_or_path)
         if y.ndim != 1:
