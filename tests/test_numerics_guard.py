@@ -315,3 +315,55 @@ def test_accumulate_stays_finite_for_far_outliers(value):
         for a in (st_.n, st_.F, st_.S):
             assert np.all(np.isfinite(a)), (dtype, a)
         assert np.isfinite(st_.loglik)
+
+
+def _float32_ok_reference(w: np.ndarray, m: np.ndarray, v: np.ndarray) -> bool:
+    """The float32 rules for one mixture, stated one test after another (as before stacking)."""
+    if not (1e-30 <= np.min(v) and np.max(v) <= 1e30):
+        return False
+    if not float(np.max(np.abs(m))) <= 1e18:
+        return False
+    p = w / w.sum()
+    mu = (p[:, None] * m).sum(0)
+    spread = (p[:, None] * (v + (m - mu) ** 2)).sum(0)
+    return not np.max(25.0 * spread / v) > 1e5
+
+
+@settings(max_examples=60, deadline=None, database=None)
+@given(
+    n=st.integers(1, 6), K=st.integers(1, 40), D=st.integers(1, 70), seed=st.integers(0, 2**16),
+    extreme=st.sampled_from(["none", "tiny_var", "huge_var", "far_mean", "collapsed", "zero_w"]),
+)
+def test_stacked_e_step_set_up_equals_each_mixtures_own(n, K, D, seed, extreme):
+    """accumulate_many and the batched scorers set up all their mixtures in a few stacked
+    calls: each mixture's GEMM weights bit for bit as alone, its float32 decision as the rules
+    stated one by one, its saturation as its own."""
+    from audiogmm.mixture.estep import float32_safe, gemm_weights, saturation
+
+    rng = np.random.default_rng(seed)
+    w = rng.dirichlet(np.ones(K), size=n)
+    m = rng.normal(0, 1, (n, K, D)) * 10.0 ** rng.uniform(-3, 4, (n, 1, 1))
+    v = rng.uniform(0.1, 10, (n, K, D)) ** 2
+    i = int(rng.integers(n))  # one member made extreme, the others ordinary
+    if extreme == "tiny_var":
+        v[i, 0, 0] = 1e-35
+    elif extreme == "huge_var":
+        v[i, -1, -1] = 1e31
+    elif extreme == "far_mean":
+        m[i] += 1e19
+    elif extreme == "collapsed":
+        v[i, 0] = 1e-9
+    elif extreme == "zero_w" and K > 1:
+        w[i, 0] = 0.0
+    shift = rng.normal(0, 1, (n, D))
+    with np.errstate(all="ignore"):
+        W = gemm_weights(w, m, v, shift, np.float64)
+        safe = float32_safe(w, m, v)
+        lim = saturation(v, np.float32, per_mixture=True)
+        for j in range(n):
+            own = gemm_weights(w[j], m[j], v[j], shift[j], np.float64)
+            assert W[j].shape == (2 * D + 1, K)
+            np.testing.assert_array_equal(W[j], own)
+            assert bool(safe[j]) == _float32_ok_reference(w[j], m[j], v[j]), (j, extreme)
+            assert lim[j] == saturation(v[j], np.float32)
+    assert safe.all() == (not any(not _float32_ok_reference(w[j], m[j], v[j]) for j in range(n)))

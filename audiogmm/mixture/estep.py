@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import math
 import threading
-from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -37,14 +36,18 @@ _F32_VAR_RANGE = (1e-30, 1e30)
 
 def gemm_weights(weights: np.ndarray, means: np.ndarray, variances: np.ndarray,
                  shift: np.ndarray, dtype) -> np.ndarray:  # fmt: skip
-    """The (2D+1, K) matrix, in ``dtype``, mapping ``[(x-c)**2, x-c, 1]`` to joint
-    log-likelihoods; ``weights`` (K,), ``means``/``variances`` (K, D), ``shift`` ``c`` (D,)."""
+    """The (..., 2D+1, K) matrices, in ``dtype``, mapping ``[(x-c)**2, x-c, 1]`` to joint
+    log-likelihoods of (stacked) mixtures: ``weights`` (..., K), ``means``/``variances``
+    (..., K, D), ``shift`` ``c`` (..., D). A stack computes each mixture's matrix bit for bit
+    as alone (elementwise, its sums along D), in a few calls instead of a few per mixture."""
     prec = 1.0 / variances
-    mc = means - shift
+    mc = means - shift[..., None, :]
     with np.errstate(divide="ignore"):  # an empty slot (weight 0) has log-weight -inf
         logw = np.log(weights)
-    b = logw - 0.5 * (means.shape[1] * _LOG_2PI + np.log(variances).sum(1) + (mc**2 * prec).sum(1))
-    W = np.concatenate([-0.5 * prec.T, (mc * prec).T, b[None, :]], axis=0)
+    b = logw - 0.5 * (means.shape[-1] * _LOG_2PI + np.log(variances).sum(-1)
+                      + (mc**2 * prec).sum(-1))  # fmt: skip
+    W = np.concatenate([-0.5 * np.swapaxes(prec, -1, -2), np.swapaxes(mc * prec, -1, -2),
+                        b[..., None, :]], axis=-2)  # fmt: skip
     return np.ascontiguousarray(W, dtype=dtype)
 
 
@@ -72,26 +75,35 @@ def log_softmax(S: np.ndarray) -> np.ndarray:
     return (S - m) - np.log(s)
 
 
-def saturation(variances: np.ndarray, dtype) -> float:
-    """Largest |x - c| kept by :func:`fill_rows`: beyond it the form passes ``_MAX_FORM``."""
-    max_prec = float(np.max(1.0 / variances))
-    return math.sqrt(_MAX_FORM[np.dtype(dtype)] / (variances.shape[-1] * max_prec))
+def saturation(variances: np.ndarray, dtype, *, per_mixture: bool = False) -> Any:
+    """Largest |x - c| kept by :func:`fill_rows`: beyond it the form passes ``_MAX_FORM``;
+    over all of ``variances`` (..., K, D), or one per mixture of a stack (...,)."""
+    max_prec = np.max(1.0 / variances, axis=(-2, -1) if per_mixture else None)
+    return np.sqrt(_MAX_FORM[np.dtype(dtype)] / (variances.shape[-1] * max_prec))
+
+
+def float32_safe(weights: np.ndarray, means: np.ndarray, variances: np.ndarray) -> np.ndarray:
+    """Whether float32 can run the E-step of each mixture of a stack (weights (..., K),
+    means/variances (..., K, D)): bool (...). Not when a (near-)collapsed component or the
+    model's scale could overflow ``(x - c)**2 / var`` in float32."""
+    with np.errstate(all="ignore"):  # extreme members are refused by the first tests
+        # a precision (or its square term) that float32 cannot hold
+        held = ((_F32_VAR_RANGE[0] <= variances.min(axis=(-2, -1)))
+                & (variances.max(axis=(-2, -1)) <= _F32_VAR_RANGE[1]))  # fmt: skip
+        # data at this scale: (x - c)**2 would overflow float32 (frames far beyond the model
+        # are saturated in fill_rows, so the frames themselves are not scanned)
+        near = np.abs(means).max(axis=(-2, -1)) <= _F32_MAX_REACH
+        w = weights[..., None] / weights.sum(axis=-1, keepdims=True)[..., None]
+        mu = (w * means).sum(axis=-2, keepdims=True)
+        spread = (w * (variances + (means - mu) ** 2)).sum(axis=-2, keepdims=True)
+        ill = (25.0 * spread / variances).max(axis=(-2, -1)) > _F32_MAX_CONDITION
+    return held & near & ~ill
 
 
 def compute_dtype(X: np.ndarray, weights: np.ndarray, means: np.ndarray, variances: np.ndarray):
-    """float32 for float32 frames, unless a (near-)collapsed component or the model's scale
-    could overflow ``(x - c)**2 / var`` in float32; parameters may be stacked (..., K[, D])."""
-    if X.dtype != np.float32:
-        return np.float64
-    if not (_F32_VAR_RANGE[0] <= np.min(variances) and np.max(variances) <= _F32_VAR_RANGE[1]):
-        return np.float64  # a precision (or its square term) that float32 cannot hold
-    if not float(np.max(np.abs(means))) <= _F32_MAX_REACH:
-        return np.float64  # data at this scale: (x - c)**2 would overflow float32
-    # (frames far beyond the model are saturated in fill(), so X itself is not scanned)
-    w = weights[..., None] / weights.sum(axis=-1, keepdims=True)[..., None]
-    mu = (w * means).sum(axis=-2, keepdims=True)
-    spread = (w * (variances + (means - mu) ** 2)).sum(axis=-2, keepdims=True)
-    if np.max(25.0 * spread / variances) > _F32_MAX_CONDITION:
+    """float32 for float32 frames, unless :func:`float32_safe` fails; parameters may be
+    stacked (..., K[, D]), float64 then if any mixture needs it."""
+    if X.dtype != np.float32 or not float32_safe(weights, means, variances).all():
         return np.float64
     return np.float32
 
@@ -163,24 +175,25 @@ def accumulate_many(Xs: list[np.ndarray], weights: np.ndarray, means: np.ndarray
     R, K, D = len(members), means.shape[1], means.shape[2]
     sws = sample_weights or [None] * R
     cap = chunk_size or auto_chunk_size(K)
-    # one mixture broadcast over the stack (many frame sets, as clip_stats): its parameters'
-    # work is done once per dtype and shift, not once per member
+    # the parameters' work once per distinct mixture, for all at once: one row when one
+    # mixture is broadcast over the stack (many frame sets, as clip_stats), else each member's
     same = all(a.strides[0] == 0 for a in (weights, means, variances))
-    memo: dict = {}
-
-    def once(what: str, c: int, extra: Any, fn: Callable[..., Any], *args: Any) -> Any:
-        key = (what, 0 if same else c, extra)
-        if key not in memo:
-            memo[key] = fn(*args)
-        return memo[key]
-    dtypes = [once("dtype", c, Xs[c].dtype.str, compute_dtype, Xs[c], weights[c], means[c],
-                   variances[c]) for c in members]  # fmt: skip
+    uniq = members[:1] if same else list(members)
+    row = [0] * R if same else list(range(R))  # member j's row of uniq
+    pw, pm, pv = weights[uniq], means[uniq], variances[uniq]
+    safe = float32_safe(pw, pm, pv)
+    dtypes = [np.float32 if Xs[c].dtype == np.float32 and safe[row[j]] else np.float64
+              for j, c in enumerate(members)]  # fmt: skip
     # centre on a shift exact in the compute dtype, so that x - c loses nothing
     shift_c = [sh.astype(dt) for sh, dt in zip(shifts, dtypes)]
     eff = np.array([sc.astype(np.float64) for sc in shift_c]).reshape(R, D)
     n_of = [Xs[c].shape[0] for c in members]
-    W = [once("W", c, (dtypes[j], eff[j].tobytes()), gemm_weights, weights[c], means[c],
-              variances[c], eff[j], dtypes[j]) for j, c in enumerate(members)]  # fmt: skip
+    keys = [(row[j], dtypes[j], eff[j].tobytes()) for j in range(R)]
+    first = {k: j for j, k in reversed(list(enumerate(keys)))}  # each distinct W's first member
+    at = [row[j] for j in first.values()]
+    W64 = gemm_weights(pw[at], pm[at], pv[at], eff[list(first.values())], np.float64)
+    cast = {k: np.ascontiguousarray(w, dtype=k[1]) for k, w in zip(first, W64)}
+    W = [cast[k] for k in keys]
     items: dict = {}
     for j, dt in enumerate(dtypes):
         n, chunk = n_of[j], min(cap, max(1, n_of[j]))
@@ -192,7 +205,8 @@ def accumulate_many(Xs: list[np.ndarray], weights: np.ndarray, means: np.ndarray
     rows = min(cap, max(1, -(-sum(n_of) // (2 * workers))))
     tasks = [(dt, t) for dt, its in items.items() for t in _pack(its, rows)]
     use_fast = [kernels.use_numba(n_of[j] * K, fast) for j in range(R)]
-    limit = [once("limit", c, dt, saturation, variances[c], dt) for c, dt in zip(members, dtypes)]
+    lims = {dt: saturation(pv, dt, per_mixture=True) for dt in set(dtypes)}
+    limit = [float(lims[dt][row[j]]) for j, dt in enumerate(dtypes)]
 
     def one(dt, task: list[tuple[int, int, int]]) -> list[tuple[int, np.ndarray, float]]:
         ws = _WS.get(cap, D, K, dt)
@@ -270,8 +284,9 @@ def stacked_log_likelihood(X: np.ndarray, weights: np.ndarray, means: np.ndarray
     w = weights.reshape(M * K) / M  # any common shift works; use the pooled mean
     shift_c = (w @ means.reshape(M * K, D)).astype(dtype)
     c64 = shift_c.astype(np.float64)
-    W = np.concatenate([gemm_weights(weights[i], means[i], variances[i], c64, dtype)
-                        for i in range(M)], axis=1)  # fmt: skip
+    # (2D + 1, M * K): member i's columns i * K .. i * K + K - 1
+    W = np.ascontiguousarray(gemm_weights(weights, means, variances, c64, dtype).transpose(
+        1, 0, 2).reshape(2 * D + 1, M * K))  # fmt: skip
     chunk = min(chunk_size or auto_chunk_size(M * K), max(1, X.shape[0]))
     out = np.empty((X.shape[0], M), dtype=np.float64)
     limit = saturation(variances, dtype)
@@ -319,9 +334,8 @@ def select_scores(X: np.ndarray, ubm: Params, weights: np.ndarray, means: np.nda
     shift = (ubm.weights @ ubm.means).astype(dtype).astype(np.float64)
     Wu = gemm_weights(ubm.weights, ubm.means, ubm.variances, shift, dtype)
     # per component k, the (2D + 1, M) GEMM weights of every model's joint log-likelihood
-    Wm = np.stack([gemm_weights(weights[i], means[i], variances[i], shift, np.float64)
-                   for i in range(M)], axis=2)  # (2D + 1, K, M)
-    Wm = np.ascontiguousarray(Wm.transpose(1, 0, 2), dtype=dtype)  # (K, 2D + 1, M)
+    Wm = gemm_weights(weights, means, variances, shift, np.float64)  # (M, 2D + 1, K)
+    Wm = np.ascontiguousarray(Wm.transpose(2, 1, 0), dtype=dtype)  # (K, 2D + 1, M)
     chunk = chunk_size or max(256, min(16384, (1 << 21) // max(1, C * M)))
     n = X.shape[0]
     out_m = np.empty((n, M))
