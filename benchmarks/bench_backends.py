@@ -5,11 +5,13 @@ manifests (per class, 70/30; one per ``--seeds`` value; written to a temporary f
 
     audiogmm train MANIFEST --split train -o M.npz --json [OPTIONS]
     audiogmm evaluate M.npz MANIFEST --split test --json
-    audiogmm verify M.npz TRIALS --json          (map, gsv and ivector models)
+    audiogmm verify M.npz TRIALS --json
 
 where TRIALS pairs every test clip with every class of the model (target when the
 class is the clip's own), so the EER is over all test-clip x class trials. OPTIONS per
-configuration (``--configs``): ``ml`` (none: the default backend), ``map``
+configuration (``--configs``): ``ml`` (none: the default backend; its verify scores are
+each class against the others), ``ml-cal`` (``--calibrate``), ``auto`` (``--preset auto
+--components auto``), ``map``
 (``--backend map``, UBM 64), ``gsv`` (``--backend gsv``, UBM 256), ``ivector``
 (``--backend ivector``, UBM 256, rank 100), with ``-k 256`` (``map256``) or 64
 (``gsv64``, ``ivector64``), and with ``--preset speech -k 256`` (``map-speech256``,
@@ -61,6 +63,8 @@ from audiogmm.scoring.verification import cllr, eer, min_cllr, min_dcf  # noqa: 
 SPEECH256 = ["--preset", "speech", "-k", "256"]
 CONFIGS: dict[str, list[str]] = {
     "ml": [],
+    "ml-cal": ["--calibrate"],
+    "auto": ["--preset", "auto", "--components", "auto"],
     "map": ["--backend", "map"],
     "gsv": ["--backend", "gsv"],
     "map256": ["--backend", "map", "-k", "256"],
@@ -126,8 +130,11 @@ def write_trials(manifest: str, labels: list[str], out: str) -> None:
 
 
 def preset_of(name: str) -> list[str]:
+    """The feature preset of configuration ``name`` (none for the default or ``auto``)."""
     opts = CONFIGS[name]
-    return opts[opts.index("--preset") : opts.index("--preset") + 2] if "--preset" in opts else []
+    if "--preset" not in opts or opts[opts.index("--preset") + 1] == "auto":
+        return []
+    return opts[opts.index("--preset") : opts.index("--preset") + 2]
 
 
 def run_config(name: str, ds: Dataset, folder: str, cache: list[str]) -> dict[str, Any]:
@@ -144,14 +151,13 @@ def run_config(name: str, ds: Dataset, folder: str, cache: list[str]) -> dict[st
     tj, res = tr.json(), ev.json()
     out = {"status": "ok", "train_s": tr.seconds, "train_cpu_s": tr.cpu_s, "accuracy": res["accuracy"], "n": res["n"],
            "model": f"K={tj['n_components']} D={tj['n_dims']}", "y": [], "s": []}  # fmt: skip
-    if name != "ml":
-        trials = os.path.join(folder, f"{name}-trials.csv")
-        write_trials(ds.csv, tj["labels"], trials)
-        vr = run([exe, "verify", model, trials, "--json", *cache], env, check=False)
-        if vr.returncode != 0:
-            return {**out, "status": "error", "detail": vr.last_error()}
-        t = vr.json()["trials"]
-        out["y"], out["s"] = [x["target"] for x in t], [x["score"] for x in t]
+    trials = os.path.join(folder, f"{name}-trials.csv")
+    write_trials(ds.csv, tj["labels"], trials)
+    vr = run([exe, "verify", model, trials, "--json", *cache], env, check=False)
+    if vr.returncode != 0:
+        return {**out, "status": "error", "detail": vr.last_error()}
+    t = vr.json()["trials"]
+    out["y"], out["s"] = [x["target"] for x in t], [x["score"] for x in t]
     return out
 
 

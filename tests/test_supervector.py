@@ -20,13 +20,8 @@ from audiogmm.exceptions import ModelFileError, ParameterError
 from audiogmm.io.container import read_container, write_container
 from audiogmm.mixture import DiagGMM
 from audiogmm.models import UBMClassifier
-from audiogmm.models.supervector import (
-    GSVClassifier,
-    log_odds,
-    logistic_regression,
-    row_space,
-    supervectors,
-)
+from audiogmm.models.classifier import log_odds
+from audiogmm.models.supervector import GSVClassifier, logistic_regression, row_space, supervectors
 from audiogmm.pipeline import load_model
 from audiogmm.scoring.verification import act_dcf, cllr, min_cllr
 
@@ -133,6 +128,26 @@ def test_log_odds_is_log_p_over_one_minus_p_at_both_ends():
     want = np.log(p) - np.log1p(-p)
     np.testing.assert_allclose(log_odds(np.log(p)), want, rtol=1e-6)
     assert log_odds(np.array([0.0]))[0] == np.inf
+
+
+@settings(max_examples=80, deadline=None, database=None)
+@given(seed=st.integers(0, 2**16), M=st.integers(2, 8), scale_exp=st.integers(-2, 4))
+def test_raw_llr_is_each_class_against_the_mean_of_the_others_even_far_apart(seed, M, scale_exp):
+    """Brute force in math: the clip's best class at 37+ nats above the others used to come
+    out as +inf (clipped to 1e6) or lose every digit through its posterior near 1."""
+    import math
+
+    from audiogmm.models.classifier import raw_llr
+
+    rng = np.random.default_rng(seed)
+    S = rng.normal(0, 10.0**scale_exp, (20, M))
+    got = raw_llr(S)
+    for i in range(len(S)):
+        for c in range(M):
+            others = [S[i, j] for j in range(M) if j != c]
+            top = max(others)
+            want = S[i, c] - top - math.log(sum(math.exp(o - top) for o in others) / (M - 1))
+            assert got[i, c] == pytest.approx(min(max(want, -1e6), 1e6), rel=1e-12, abs=1e-9)
 
 
 @pytest.mark.parametrize("n_classes", [2, 3])
@@ -445,7 +460,7 @@ def test_cli_train_gsv_evaluate_predict_verify(tmp_path):
 
 
 def test_calibration_is_fitted_on_held_out_folds(monkeypatch):
-    from audiogmm.models import supervector, ubm
+    from audiogmm.models import classifier, ubm
 
     seen = []
 
@@ -460,7 +475,7 @@ def test_calibration_is_fitted_on_held_out_folds(monkeypatch):
     ((y, s),) = seen
     # every clip against every class, one target each; scores from models without the clip
     assert y.shape == s.shape == (15 * 3,) and y.sum() == 15
-    full = supervector.raw_llr(clf.score_matrix(clips)).ravel()
+    full = classifier.raw_llr(clf.score_matrix(clips)).ravel()
     assert not np.allclose(s, full)  # held out: not the scores of the model trained on all
     # one clip in a class: no folds, no calibration
     one = GSVClassifier(4).fit(clips[:11], labels[:11])

@@ -2,6 +2,7 @@
 
 import json
 import shutil
+import warnings
 from collections import Counter
 from pathlib import Path
 
@@ -631,3 +632,73 @@ def test_tune_warns_when_a_class_has_too_few_clips_to_choose(caplog):
              n_jobs=1)  # fmt: skip
     assert any("only 2 training clip(s)" in m and "cannot support a choice" in m
                for m in caplog.messages)  # fmt: skip
+
+
+@settings(max_examples=25, deadline=None, database=None)
+@given(seed=st.integers(0, 2**16), n_per=st.integers(2, 6), M=st.integers(2, 5),
+       step=st.integers(1, 3))  # fmt: skip
+def test_ml_calibration_fits_each_held_out_clip_against_every_class(seed, n_per, M, step):
+    """auto's calibration of a single ml front end: the trials are every held-out clip x every
+    class, scored as verify scores them (per scored frame, against the other classes)."""
+    import math
+
+    from audiogmm.scoring.verification import fit_calibration
+    from audiogmm.selection.cv import ComponentSelection, ml_calibration
+
+    rng = np.random.default_rng(seed)
+    y = np.repeat(np.arange(M), n_per)
+    folds = np.where(rng.random(len(y)) < 0.2, -1, rng.integers(0, 3, len(y)))
+    folds[0] = 0  # at least one held-out clip
+    n_frames = rng.integers(1, 400, len(y))
+    S = rng.normal(0, 30, (len(y), M)) + 5.0 * (y[:, None] == np.arange(M)) * n_frames[:, None]
+    sel = ComponentSelection((8,), [f"c{j}" for j in range(M)], y, folds, n_frames, {8: S},
+                             frame_step=step)  # fmt: skip
+    block = ml_calibration(sel, S)
+    target, score = [], []
+    for i in range(len(y)):
+        if folds[i] < 0:
+            continue
+        n = math.ceil(n_frames[i] / step)
+        for c in range(M):
+            others = [S[i, j] / n for j in range(M) if j != c]
+            top = max(others)
+            llr = S[i, c] / n - (top + math.log(sum(math.exp(o - top) for o in others) / (M - 1)))
+            target.append(int(y[i] == c))
+            score.append(llr)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        a, b = fit_calibration(target, score)
+    assert block["n_target"] == sum(target) and block["n_nontarget"] == len(target) - sum(target)
+    assert block["slope"] == pytest.approx(a, rel=1e-6, abs=1e-9)
+    assert block["offset"] == pytest.approx(b, rel=1e-6, abs=1e-9)
+
+
+def test_auto_calibrates_a_single_ml_front_end_from_its_cv_and_verify_applies_it(tmp_path):
+    # issue 22: "--calibrate (and auto) fits a linear logistic calibration on held-out training
+    # folds"; a single ml front end takes it from the CV's held-out scores, at no extra fit
+    data = ROOT / "data_samples" / "speakers"
+    out = tmp_path / "m.npz"
+    run(["-q", "train", data, "--preset", "general", "--components", "auto", "-o", out, "-j",
+         "1"])  # fmt: skip
+    bundle = load_model(out)
+    block = bundle.header["calibration"]
+    assert block["slope"] > 0 and block["n_target"] > 0 and block["n_nontarget"] > 0
+    from audiogmm.pipeline.classify import load_split
+
+    recs = load_split(data, "test")[::4][:6]  # held-out files of several speakers
+    trials = tmp_path / "trials.csv"
+    labels = bundle.classifier.labels_
+    trials.write_text("path,claim,target\n" + "".join(
+        f"{r.path},{c},{int(c == r.label)}\n" for r in recs for c in labels[:3]))
+    got = json.loads(run(["-q", "verify", out, trials, "--json"]).output)
+    assert got["metrics"]["n_target"] > 0
+    clf = bundle.classifier
+    from audiogmm.data import extract_many
+    from audiogmm.models.classifier import class_llr
+
+    feats = extract_many([Record(r.path, "") for r in recs], config=bundle.config).features
+    X = [feats[r.path] for r in recs]
+    raw = class_llr(clf.score_matrix(X), np.array([len(x) for x in X]))
+    want = [block["slope"] * raw[i, labels.index(c)] + block["offset"]
+            for i in range(6) for c in labels[:3]]  # fmt: skip
+    np.testing.assert_allclose([t["score"] for t in got["trials"]], want, rtol=1e-9, atol=1e-9)

@@ -319,3 +319,72 @@ def test_verify_memory_does_not_grow_with_the_trials(verify_setup, tmp_path):
     small, large = peak(9_984), peak(49_968)
     # the old list of Trial objects and result dicts cost ~600 bytes a trial (24 MB here)
     assert large - small < 40_000 * 100, (small, large)
+
+
+def _brute_class_llr(per_frame: np.ndarray) -> np.ndarray:
+    """Each class against the mean likelihood of the others, in plain loops (float64)."""
+    n, M = per_frame.shape
+    out = np.empty((n, M))
+    for i in range(n):
+        for c in range(M):
+            others = [per_frame[i, j] for j in range(M) if j != c]
+            top = max(others)
+            out[i, c] = per_frame[i, c] - (top + np.log(np.mean(np.exp(np.array(others) - top))))
+    return out
+
+
+@pytest.fixture(scope="module")
+def ml_verify_setup(tmp_path_factory):
+    """The default (ml) model on 5 clips of 4 speakers, once plain and once --calibrate;
+    trials: 3 other clips each x every claim."""
+    d = tmp_path_factory.mktemp("verify_ml")
+    rows, data = ["path,label,split"], d / "data.csv"
+    trials = ["path,claim,target"]
+    for spk in PICK:
+        files = sorted((SPEAKERS / spk).glob("*.flac"))
+        rows += [f"{f},{spk},train" for f in files[:5]] + [f"{f},{spk},test" for f in files[5:8]]
+        trials += [f"{f},{c},{int(c == spk)}" for f in files[5:8] for c in PICK]
+    data.write_text("\n".join(rows) + "\n")
+    (d / "trials.csv").write_text("\n".join(trials) + "\n")
+    for name, more in (("ml.npz", []), ("cal.npz", ["--calibrate"])):
+        cli(["-q", "train", data, "-k", "4", "-j", "1", "-o", d / name, *more])
+    return d
+
+
+def test_the_default_ml_model_verifies_each_class_against_the_others(ml_verify_setup):
+    # issue 22: only map, gsv, ivector and fused models verified, so the default model and an
+    # auto model that kept it could not; an ml claim is scored against the other classes
+    d = ml_verify_setup
+    out = json.loads(cli(["-q", "verify", d / "ml.npz", d / "trials.csv", "--json"]).output)
+    trials = out["trials"]
+    assert len(trials) == 48 and out["skipped"] == []
+    bundle = load_model(d / "ml.npz")
+    clf, paths = bundle.classifier, list(dict.fromkeys(t["path"] for t in trials))
+    feats = extract_many([Record(p, "") for p in paths], config=bundle.config).features
+    # each class's own DiagGMM, float64, mean log-likelihood per frame
+    per_frame = np.array([[clf.models_[y].score(feats[p].astype(np.float64))
+                           for y in clf.labels_] for p in paths])  # fmt: skip
+    want = _brute_class_llr(per_frame)
+    got = np.array([t["score"] for t in trials])
+    idx = [(paths.index(t["path"]), clf.labels_.index(t["claim"])) for t in trials]
+    np.testing.assert_allclose(got, [want[i, c] for i, c in idx], rtol=1e-4, atol=1e-3)
+    m = out["metrics"]
+    assert (m["n_target"], m["n_nontarget"]) == (12, 36) and m["eer"] < 0.25
+    assert m["eer"] == pytest.approx(brute_eer([t["target"] for t in trials], got))
+
+
+def test_train_calibrate_on_an_ml_model_makes_verify_scores_llrs(ml_verify_setup):
+    d = ml_verify_setup
+    raw, cal = load_model(d / "ml.npz"), load_model(d / "cal.npz")
+    block = cal.header["calibration"]
+    assert "calibration" not in raw.header and block["slope"] > 0
+    assert block["n_target"] == 20 and block["n_nontarget"] == 60  # 20 held-out clips x 4
+    s_raw, s_cal = (
+        np.array([t["score"] for t in json.loads(cli(
+            ["-q", "verify", d / name, d / "trials.csv", "--json"]).output)["trials"]])
+        for name in ("ml.npz", "cal.npz")
+    )  # fmt: skip
+    np.testing.assert_allclose(s_cal, block["slope"] * s_raw + block["offset"], rtol=1e-9,
+                               atol=1e-9)  # fmt: skip
+    # ml has no rejection: --calibrate sets no threshold and --reject stays refused
+    assert getattr(cal.classifier, "threshold_", None) is None

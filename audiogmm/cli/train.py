@@ -105,9 +105,10 @@ def _front_end(ubm_path, ubm_config, data_config, *, fixed: bool):
 @click.option("--reject-far", type=click.FloatRange(0, 1, min_open=True, max_open=True),
               help="Calibrate `predict --reject auto` for this false-accept rate of unknown "
               "clips (--backend map).")  # fmt: skip
-@click.option("--calibrate", is_flag=True, help="--backend map: fit a linear logistic calibration "
-              "on held-out training folds, so that verify scores are log-likelihood ratios and "
-              "`--reject auto` is the Bayes threshold at prior 0.5 (implied by --preset auto).")
+@click.option("--calibrate", is_flag=True, help="--backend ml or map: fit a linear logistic "
+              "calibration on held-out training folds, so that verify scores are log-likelihood "
+              "ratios (map: and `--reject auto` is the Bayes threshold at prior 0.5); implied "
+              "by --preset auto.")
 @options.run_options
 @options.dask_option
 @options.json_option
@@ -126,8 +127,9 @@ def train(ctx, data, output, preset, config_path, components, backend, ubm_path,
         (auto and config_path, options.AUTO_AND_CONFIG),
         (tuning and backend != "ml", "--preset auto and --components auto select by "
          f"cross-validating the ml backend; give a fixed --preset and -k with --backend {backend}"),
-        (calibrate and (backend != "map" or tuning), "--calibrate applies to --backend map (gsv "
-         "calibrates its scores always, and --preset auto calibrates what it chooses)"),
+        (calibrate and (backend not in ("ml", "map") or tuning), "--calibrate applies to "
+         "--backend ml and map (gsv and ivector calibrate their scores always, and --preset "
+         "auto calibrates what it chooses)"),
         (calibrate and reject_far is not None, "--reject-far searches a threshold and --calibrate "
          "sets it from the prior: give one"),
         (tuning and kind.not_for, "--preset auto / --components auto need audio to try front "
@@ -190,7 +192,11 @@ def _fit(ctx, data, fit, config, ubm_config, tuning, calibrate):
             clips = audio_clips(data, records, tuned.features, tuned.member_configs or tuned.config,
                                 n_jobs=jobs, cache_dir=p["cache_dir"], **how)  # fmt: skip
             extra["selection"] = tuned.to_header()
-            calibrate = tuned.backend == "map"  # fusions are calibrated by their weights
+            # map: on held-out folds below; a single ml front end: from the CV's held-out
+            # scores (tuned.calibration); fusions are calibrated by their weights
+            calibrate = tuned.backend == "map"
+            if tuned.calibration:
+                extra["calibration"] = tuned.calibration
             fit = {"backend": tuned.backend, "n_components": clf.n_components,
                    "random_state": p["seed"]}
         else:
@@ -206,9 +212,12 @@ def _fit(ctx, data, fit, config, ubm_config, tuning, calibrate):
 
 
 def _calibrate(clf, clips, fit: dict, ex) -> dict:
-    """The held-out calibration block of ``fit``; a map model's --reject auto threshold."""
+    """The held-out calibration block of ``fit`` (ml, map); a map model's --reject auto
+    threshold."""
     from ..selection.cv import calibrate_backend
     cal = calibrate_backend(clips.clips, clips.labels, executor=ex, **fit)
+    if fit["backend"] != "map":  # ml: verify's scores; no rejection threshold to set
+        return cal
     if cal["slope"] > 0:  # accept where the LLR reaches the Bayes threshold of the prior
         clf.threshold_ = (bayes_threshold(cal["p_target"]) - cal["offset"]) / cal["slope"]
     else:

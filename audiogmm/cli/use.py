@@ -151,10 +151,12 @@ def evaluate(ctx, model, data, split, train_fraction, seed, allow_train_overlap,
 @options.run_options
 @options.json_option
 def verify(model, trials, norm, cohort, report_dir, allow_train_overlap, as_json, **_):
-    """Score the TRIALS (CSV: path,claim[,target]) with a --backend map MODEL.
+    """Score the TRIALS (CSV: path,claim[,target]) with MODEL.
 
-    Each score is the mean per-frame log-likelihood ratio of the file under the claimed
-    class against the UBM. With a target column (1 true claim, 0 impostor): EER, minDCF and
+    Each score is a log-likelihood ratio of the file for the claimed class: map, per frame
+    against the UBM; ml and fused models, against the model's other classes (ml: per frame);
+    gsv and ivector, calibrated. A calibration stored by `train --calibrate` or `--preset
+    auto` is applied (without --norm). With a target column (1 true claim, 0 impostor): EER, minDCF and
     actDCF (p_target 0.01 and 0.05, C_miss = C_fa = 1), Cllr and minCllr (bits; Cllr and
     actDCF read the scores as LLRs). Trials are streamed (memory grows with the distinct
     files); files that trained MODEL are refused (see --allow-train-overlap)."""

@@ -4,6 +4,7 @@ class with the largest total log-likelihood. No audio here: the feature config i
 from __future__ import annotations
 
 import logging
+import math
 import os
 import warnings
 from collections.abc import Mapping, Sequence
@@ -17,10 +18,11 @@ from ..mixture import DiagGMM, log_softmax
 from ..mixture.checks import check_enough_frames, check_params
 from ..mixture.estep import stacked_log_likelihood
 from ..mixture.fit import fit_mixtures
+from ..mixture.kernels import row_max_and_sum
 from ..mixture.sources import ArraySource, check_frames
 from ..progress import Progress, reporter
 
-__all__ = ["UNKNOWN", "GMMClassifier", "N_COMPONENTS", "decide"]
+__all__ = ["UNKNOWN", "GMMClassifier", "N_COMPONENTS", "class_llr", "decide", "log_odds", "raw_llr"]
 
 logger = logging.getLogger(__name__)
 
@@ -90,6 +92,46 @@ def decide(clf: Any, S: np.ndarray, n_frames: np.ndarray | None,
     if threshold is not None:
         pred[clf.rejection_scores(S, n_frames) < threshold] = UNKNOWN
     return pred
+
+
+def log_odds(log_post: np.ndarray) -> np.ndarray:
+    """Log odds ``log p / (1 - p)`` of log probabilities ``log_post`` (<= 0), precise at
+    both ends; ``+inf`` where ``p == 1``."""
+    lp = np.minimum(np.asarray(log_post, dtype=np.float64), 0.0)
+    with np.errstate(divide="ignore"):  # p == 1: log(1 - p) = -inf, odds +inf
+        # log(1 - e^lp): expm1 near p = 1, log1p near p = 0 (Maechler's log1mexp)
+        l1m = np.where(lp > -math.log(2.0), np.log(-np.expm1(lp)), np.log1p(-np.exp(lp)))
+    return lp - l1m
+
+
+def raw_llr(S: np.ndarray) -> np.ndarray:
+    """Posterior log odds of each class over its prior odds 1 : (M - 1), clipped finite, from
+    class scores ``S`` (n_clips, M >= 2) that are log posteriors up to a per-clip constant.
+    Each clip's best class takes its odds from the others, ``-logsumexp_j (S_j - S_c)``:
+    through its posterior (near 1) they would lose all precision past ~37 nats."""
+    S = np.asarray(S, dtype=np.float64)
+    out = log_odds(log_softmax(S))  # the other classes: posteriors <= 1/2, precise
+    r = np.arange(len(S))
+    c = S.argmax(1) if S.size else np.zeros(0, dtype=np.int64)
+    with np.errstate(invalid="ignore"):  # non-finite scores: log_softmax's answer stands
+        D = S - S[r, c][:, None]
+        D[r, c] = -np.inf  # the others only
+        m, s = row_max_and_sum(D)
+        top = -(m[:, 0] + np.log(s[:, 0]))
+    ok = np.isfinite(S[r, c]) & ~np.isnan(top)
+    out[r[ok], c[ok]] = top[ok]
+    return np.clip(out + math.log(S.shape[1] - 1), -1e6, 1e6)
+
+
+def class_llr(S: np.ndarray, n_frames: np.ndarray) -> np.ndarray:
+    """Each class's LLR against the other classes (n_clips, M), nats: the :func:`raw_llr` of
+    total log-likelihoods ``S`` (n_clips, M) per frame of clips of ``n_frames`` (n_clips,)
+    frames (0 with one class). An ml model's verification score (its impostors are the
+    other classes), before any calibration."""
+    S = np.asarray(S, dtype=np.float64)
+    if S.shape[1] < 2:
+        return np.zeros_like(S)
+    return raw_llr(S / np.maximum(np.asarray(n_frames, dtype=np.float64), 1.0)[:, None])
 
 
 class ModelFile:
@@ -270,6 +312,19 @@ class GMMClassifier(ModelFile):
     def log_proba_from_scores(self, scores: np.ndarray) -> np.ndarray:
         """Class log posteriors (n_clips, n_labels) from :meth:`score_matrix` and the priors."""
         return log_softmax(np.asarray(scores, dtype=np.float64) + self._log_priors())
+
+    def verification_scores(self, S: np.ndarray, n_frames: np.ndarray) -> np.ndarray:
+        """Each class's score for verification (n_clips, n_labels), nats, from a
+        :meth:`score_matrix` ``S`` of clips of ``n_frames`` frames: here :func:`class_llr`.
+        Uncalibrated: ``train --calibrate`` (and ``auto``) store a calibration that ``verify``
+        applies."""
+        return class_llr(S, n_frames)
+
+    def score_samples(self, clips: Sequence[np.ndarray], *,
+                      executor: LocalExecutor | None = None) -> np.ndarray:  # fmt: skip
+        """:meth:`verification_scores` of ``clips``, (n_clips, n_labels)."""
+        S = self.score_matrix(clips, executor=executor)
+        return self.verification_scores(S, np.array([len(X) for X in clips]))
 
     def predict_log_proba(self, clips: Sequence[np.ndarray]) -> np.ndarray:
         """Log posterior of each class, (n_clips, n_labels)."""

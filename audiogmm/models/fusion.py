@@ -13,8 +13,7 @@ import numpy as np
 from ..engine import LocalExecutor
 from ..exceptions import ParameterError
 from ..scoring.verification import newton_minimise
-from .classifier import GMMClassifier, ModelFile
-from .supervector import raw_llr
+from .classifier import GMMClassifier, ModelFile, raw_llr
 
 __all__ = ["MAX_MEMBERS", "FusedClassifier", "fit_fusion"]
 

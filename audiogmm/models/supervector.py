@@ -6,7 +6,6 @@ is its posterior odds over its prior odds, an LLR."""
 
 from __future__ import annotations
 
-import math
 import warnings
 from collections.abc import Sequence
 from typing import Any
@@ -15,8 +14,9 @@ import numpy as np
 
 from ..engine import LocalExecutor, one_blas_thread
 from ..exceptions import ConvergenceWarning, ParameterError
-from ..mixture import DiagGMM, log_softmax
+from ..mixture import DiagGMM
 from ..mixture.checks import is_int, is_real, need
+from .classifier import raw_llr
 from .ubm import GSV_COMPONENTS, EmbeddingClassifier, clip_stats
 
 __all__ = ["GSVClassifier", "logistic_regression", "row_space", "supervectors"]
@@ -49,22 +49,6 @@ def supervectors(clips: Sequence[np.ndarray], ubm: DiagGMM, *, relevance: float 
     # a component without frames keeps the prior (offset 0), also when r = 0
     off = np.divide(F, den, out=np.zeros_like(F), where=den > 0)
     return (off * scale).reshape(len(F), F.shape[1] * F.shape[2])
-
-
-def log_odds(log_post: np.ndarray) -> np.ndarray:
-    """Log odds ``log p / (1 - p)`` of log probabilities ``log_post`` (<= 0), precise at
-    both ends; ``+inf`` where ``p == 1``."""
-    lp = np.minimum(np.asarray(log_post, dtype=np.float64), 0.0)
-    with np.errstate(divide="ignore"):  # p == 1: log(1 - p) = -inf, odds +inf
-        # log(1 - e^lp): expm1 near p = 1, log1p near p = 0 (Maechler's log1mexp)
-        l1m = np.where(lp > -math.log(2.0), np.log(-np.expm1(lp)), np.log1p(-np.exp(lp)))
-    return lp - l1m
-
-
-def raw_llr(S: np.ndarray) -> np.ndarray:
-    """Posterior log odds of each class over its prior odds 1 : (M - 1), clipped finite, from
-    class scores ``S`` (n_clips, M >= 2) that are log posteriors up to a per-clip constant."""
-    return np.clip(log_odds(log_softmax(S)) + math.log(S.shape[1] - 1), -1e6, 1e6)
 
 
 def logistic_regression(

@@ -84,12 +84,6 @@ class OpenSetClassifier(GMMClassifier):
         self.ubm_report_ = dict(getattr(ubm, "fit_report_", {}))
         return checked, labels
 
-    def score_samples(self, clips: Sequence[np.ndarray], *,
-                      executor: LocalExecutor | None = None) -> np.ndarray:  # fmt: skip
-        """``verification_scores`` of ``clips``, (n_clips, n_labels)."""
-        S = self.score_matrix(clips, executor=executor)
-        return self.verification_scores(S, np.array([len(X) for X in clips]))
-
     def resolve_threshold(self, reject: str | float | None) -> float | None:
         """The threshold that ``reject`` means: None, ``auto_threshold()`` for "auto", or the
         finite number given (ParameterError otherwise)."""

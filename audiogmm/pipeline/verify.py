@@ -121,18 +121,18 @@ def score_trials(model: Bundle, trials: str | os.PathLike | Iterable[Trial], *, 
                  cohort: Sequence[str] = (), allow_train_overlap: bool = False,
                  options: RunOptions | None = None,
                  executor: LocalExecutor | None = None) -> TrialScores:  # fmt: skip
-    """Score trials (a CSV path, or Trial objects) with a GMM-UBM, gsv, ivector or fused
-    bundle, streaming them: each distinct file is scored once against every class, then
-    each trial's score looked up. ``norm``: ``"z"`` by the claimed model's scores on the
+    """Score trials (a CSV path, or Trial objects) with any classifier bundle (ml and fused:
+    each class against the others; map: against the UBM; gsv, ivector: calibrated LLRs),
+    streaming them: each distinct file is scored once against every class, then each
+    trial's score looked up. ``norm``: ``"z"`` by the claimed model's scores on the
     ``cohort`` impostor files (at least 2 usable), ``"t"`` by the test file's scores on the
     other classes, ``"s"`` the mean of both, or ``"none"``. Training files are refused as by
     :func:`.classify.check_training_files`. ParameterError for another kind of model,
     unknown claims, a bad ``norm`` or too small a cohort."""
     clf = model.classifier
-    if not model.fused and (not hasattr(clf, "score_samples") or not hasattr(clf, "ubm_")):
-        raise ParameterError("verification needs a GMM-UBM, supervector, i-vector or fused model "
-                             "(train with --backend map, gsv or ivector; a late fusion chosen by "
-                             "--preset auto verifies too)")  # fmt: skip
+    if not model.fused and not hasattr(clf, "score_samples"):
+        raise ParameterError(f"verification needs a classifier model; got a "
+                             f"{type(clf).__name__}")  # fmt: skip
     if norm not in NORMS:
         raise ParameterError(f"norm must be one of {NORMS}; got {norm!r}")
     name = os.fspath(trials) if isinstance(trials, (str, os.PathLike)) else "the trials"

@@ -21,14 +21,15 @@ from ..engine import LocalExecutor, resolve
 from ..exceptions import ParameterError
 from ..mixture import DiagGMM
 from ..models import BACKENDS, GMMClassifier
+from ..models.classifier import class_llr
 from ..models.fusion import fuse_scores
-from ..scoring.verification import fit_calibration
+from ..scoring.verification import CalibrationWarning, fit_calibration
 
 __all__ = ["COMPONENT_GRID", "ComponentSelection", "Option", "backend_cv_scores", "beats_default",
-           "calibrate_backend", "choose_components", "choose_fusion", "clip_folds", "cv_scores",
-           "fit_mixed", "forward_fusion", "max_components", "median_cap", "one_standard_error",
-           "per_fold", "quiet_single_class", "search_down", "supported_grid",
-           "within_one_se"]  # fmt: skip
+           "calibrate_backend", "calibration_block", "choose_components", "choose_fusion",
+           "clip_folds", "cv_scores", "fit_mixed", "forward_fusion", "max_components",
+           "median_cap", "ml_calibration", "one_standard_error", "per_fold",
+           "quiet_single_class", "search_down", "supported_grid", "within_one_se"]  # fmt: skip
 
 logger = logging.getLogger(__name__)
 
@@ -276,10 +277,8 @@ def calibrate_backend(clips: Sequence[np.ndarray], labels: Sequence[str], backen
     ``ubm``) on the other folds, its ``score_samples`` of the held-out clips against every class
     the trials: the model file's ``calibration`` block, ``slope``, ``offset`` (``llr = slope *
     score + offset``, nats), ``p_target`` (0.5), ``n_target``, ``n_nontarget``. ParameterError:
-    a backend without verification scores, or too few clips (every class needs 2)."""
+    too few clips (every class needs 2)."""
     cls = BACKENDS[backend]
-    if not hasattr(cls, "score_samples"):
-        raise ParameterError(f"--backend {backend} has no verification scores to calibrate")
     labels = [str(y) for y in labels]
     folds = clip_folds(labels, 3, random_state=random_state)
     if not (folds >= 0).any() or len(set(labels)) < 2:
@@ -295,10 +294,34 @@ def calibrate_backend(clips: Sequence[np.ndarray], labels: Sequence[str], backen
         return truth.ravel(), S.ravel()
     with resolve(executor, params.get("n_jobs")) as ex:  # the folds in parallel
         target, scores = zip(*per_fold(folds, fold_trials, ex).values())
-    y, s = np.concatenate(target).astype(np.int64), np.concatenate(scores)
-    a, b = fit_calibration(y, s)
+    return calibration_block(np.concatenate(target), np.concatenate(scores))
+
+
+def calibration_block(target: np.ndarray, scores: np.ndarray) -> dict[str, Any]:
+    """The model file's ``calibration`` block: :func:`fit_calibration` of held-out trials
+    ``target`` (1 target, 0 non-target) with verification ``scores``, at prior 0.5."""
+    y = np.asarray(target).astype(np.int64)
+    a, b = fit_calibration(y, scores)
     return {"slope": a, "offset": b, "p_target": 0.5,
             "n_target": int(y.sum()), "n_nontarget": int(len(y) - y.sum())}  # fmt: skip
+
+
+def ml_calibration(sel: ComponentSelection, S: np.ndarray) -> dict[str, Any] | None:
+    """The calibration block of an ml model's verification scores (:func:`class_llr`) from
+    the held-out CV scores ``S`` (n_clips, n_labels) of ``sel``'s clips: no fit of its own.
+    None without two classes or a held-out clip; separable trials (easy data) are logged."""
+    n = -(-sel.n_frames // sel.frame_step)  # the frames each score summed
+    llr = class_llr(S[sel.held], n[sel.held])
+    target = sel.y[sel.held][:, None] == np.arange(S.shape[1])[None, :]
+    keep = np.isfinite(llr).all(axis=1)
+    if S.shape[1] < 2 or not keep.any():
+        return None
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", CalibrationWarning)
+        block = calibration_block(target[keep].ravel(), llr[keep].ravel())
+    for w in caught:  # easy training data: nothing the user can act on at train time
+        logger.info("calibration: %s", w.message)
+    return block
 
 
 class Option(NamedTuple):

@@ -83,7 +83,8 @@ class TuneResult:
     ``seconds``: wall time, extraction included; ``features``: the chosen (first member's)
     features of the training files; ``backend``: a ``BACKENDS`` key (not ``"ml"``: a UBM of
     ``UBM_COMPONENTS``, ``n_components`` unused); ``not_tried``: the backends left out of
-    the CV, and why (:data:`COSTLY_BACKENDS`)."""
+    the CV, and why (:data:`COSTLY_BACKENDS`); ``calibration``: a single ml front end's
+    verification calibration block (:func:`.cv.ml_calibration`), else None."""
 
     front_end: str
     config: FeatureConfig
@@ -100,6 +101,7 @@ class TuneResult:
     fusion_weights: list[float] | None = None
     backend: str = "ml"
     not_tried: dict[str, str] = field(default_factory=dict)
+    calibration: dict[str, Any] | None = None
 
     def to_header(self) -> dict[str, Any]:
         """The JSON-able record stored under ``selection`` in the model file header."""
@@ -138,6 +140,7 @@ class TuneState:
     correct: int = 0
     n_scored: int = 0
     backend: str = "ml"
+    calibration: dict[str, Any] | None = None
     extracted: dict[str, ExtractionResult] = field(default_factory=dict)
     feats: dict[str, tuple] = field(default_factory=dict)  # name -> (extraction, clips, labels)
 
@@ -350,8 +353,25 @@ def step_backend(state: TuneState) -> None:
         state.choose(first, "front end", "fusion")
 
 
+def step_calibration(state: TuneState) -> None:
+    """Step 6: a single ml front end's verification calibration, from the held-out CV scores
+    of the chosen front end and K (no fit of its own). A fusion is calibrated by its weights;
+    map, by ``train``'s held-out folds."""
+    sel = state.sels.get(state.front_end)
+    if state.backend != "ml" or state.members or sel is None:
+        return
+    if state.rule == "per-class":
+        S = sel.composite(sel.choose())
+    else:  # the K its stage compared it at
+        k = state.screen_k if state.rule == "fixed" else int(state.rule.split("=")[1])
+        S = sel.scores.get(k)
+    if S is not None:
+        state.calibration = cv.ml_calibration(sel, S)
+
+
 #: The steps of :func:`tune`, in order.
-STEPS = (step_front_ends, step_components, step_front_end, step_fusion, step_backend)
+STEPS = (step_front_ends, step_components, step_front_end, step_fusion, step_backend,
+         step_calibration)
 
 
 def tune(records: Sequence[Record], *, preset: str | FeatureConfig = "auto",
@@ -427,6 +447,7 @@ def tune(records: Sequence[Record], *, preset: str | FeatureConfig = "auto",
             member_configs=[state.cands[m] for m in state.members],
             member_features=[state.features(m)[0] for m in state.members],
             fusion_weights=state.fusion_weights, backend=state.backend, not_tried=not_tried,
+            calibration=state.calibration,
         )
 
 
