@@ -388,3 +388,12 @@ def test_train_calibrate_on_an_ml_model_makes_verify_scores_llrs(ml_verify_setup
                                atol=1e-9)  # fmt: skip
     # ml has no rejection: --calibrate sets no threshold and --reject stays refused
     assert getattr(cal.classifier, "threshold_", None) is None
+
+
+def test_info_says_how_an_ml_model_verifies(ml_verify_setup):
+    d = ml_verify_setup
+    assert "verify:        each class against the others, not calibrated" in cli(
+        ["info", d / "ml.npz"]).output
+    out = cli(["info", d / "cal.npz"]).output
+    block = json.loads(cli(["info", d / "cal.npz", "--json"]).output)["calibration"]
+    assert block["slope"] > 0 and f"calibrated to LLRs ({block['slope']:.4g} x score" in out

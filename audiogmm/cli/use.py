@@ -259,7 +259,9 @@ def _summary(model: str, bundle, clf, gmm, header: dict) -> dict:
         # the digests are for evaluate's overlap check, not for reading
         "split": split and {k: v for k, v in split.items() if k != "train_files"}
         | {"n_train_files": len(split["train_files"])},
-        "backend": next((k for k, c in BACKENDS.items() if type(clf) is c), "fused")}  # fmt: skip
+        "backend": next((k for k, c in BACKENDS.items() if type(clf) is c), "fused"),
+        # verify's scores: `train --calibrate` or auto (ml, map), else the model's own
+        "calibration": header.get("calibration")}  # fmt: skip
     if out["backend"] in _BACKENDS:
         ubm = getattr(getattr(clf, "ubm_", None), "n_components", None)
         out[out["backend"]] = {"ubm_components": ubm, **_BACKENDS[out["backend"]][0](clf)}
@@ -303,6 +305,13 @@ def info(model, as_json):
         _show("mixtures", f"{out['n_components']} diagonal components x {dims} dims"
               + (f" (late fusion of {len(bundle.configs)} front ends)" if bundle and bundle.fused
                  else ""))  # fmt: skip
+    if out["backend"] in ("ml", "fused"):
+        cal = out["calibration"]
+        fused = ("fused scores, " + ("calibrated by the fusion weights" if clf.weights
+                 else "not calibrated (the old sum rule)")) if out["backend"] == "fused" else ""
+        _show("verify", "each class against the others, " + (
+            fused or f"calibrated to LLRs ({cal['slope']:.4g} x score {cal['offset']:+.4g})"
+            if cal or fused else "not calibrated (train --calibrate)"))  # fmt: skip
     if out["backend"] == "map":
         _show("threshold", "none (predict --reject needs a number)" if b["threshold"] is None
               else f"{b['threshold']:.4f} per-frame LLR (--reject auto, " + (
