@@ -159,16 +159,23 @@ def test_verify_refuses_training_files_through_the_evaluation_check(tmp_path):
 def test_one_reject_capability_check_for_the_api_and_the_cli():
     from audiogmm.cli.options import reject_threshold
     from audiogmm.exceptions import ParameterError
-    from audiogmm.models import GMMClassifier, UBMClassifier
+    from audiogmm.models import FusedClassifier, GMMClassifier, UBMClassifier
     from audiogmm.pipeline.classify import can_reject
 
-    assert not can_reject(GMMClassifier()) and can_reject(UBMClassifier())
-    with pytest.raises(ParameterError, match="reject needs a GMM-UBM"):
-        predict_files(type("B", (), {"classifier": GMMClassifier()})(), [], reject=0.0)
+    fused = FusedClassifier.__new__(FusedClassifier)  # any late fusion: no rejection score
+    assert can_reject(GMMClassifier()) and can_reject(UBMClassifier()) and not can_reject(fused)
+    with pytest.raises(ParameterError, match="reject needs a single model"):
+        predict_files(type("B", (), {"classifier": fused})(), [], reject=0.0)
     import click
 
-    with pytest.raises(click.UsageError, match="--reject needs a model trained with"):
-        reject_threshold(GMMClassifier(), 0.0)
+    with pytest.raises(click.UsageError, match="--reject needs a single model"):
+        reject_threshold(fused, 0.0)
+    # an uncalibrated ml model: a number, not auto (and the message says how to get one)
+    assert reject_threshold(GMMClassifier(), 0.5) == 0.5
+    with pytest.raises(click.ClickException, match="train it with --calibrate"):
+        reject_threshold(GMMClassifier(), "auto")
+    with pytest.raises(ParameterError, match="needs a calibrated ml model"):
+        GMMClassifier().resolve_threshold("auto")
 
 
 def test_kaldi_evaluation_reports_unknown_speakers_as_audio_evaluation_does(tmp_path):

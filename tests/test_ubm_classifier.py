@@ -296,17 +296,17 @@ def test_cli_train_map_evaluate_predict_reject(speaker_folder, tmp_path):
     cli(["-q", "predict", model, clip, "--reject", "often"], code=2)
 
 
-def test_cli_reject_needs_a_map_model(speaker_folder, tmp_path):
+def test_cli_reject_auto_needs_a_calibrated_threshold(speaker_folder, tmp_path):
     model = tmp_path / "ml.npz"
     cli(["-q", "train", speaker_folder, "-o", model, "-k", "2", "--max-iter", "3", "--jobs", "1"])
     clip = sorted((speaker_folder / "ast_en").glob("*.flac"))[0]
-    r = cli(["-q", "predict", model, clip, "--reject", "auto"], code=2)
-    assert "--backend map" in r.output
+    r = cli(["-q", "predict", model, clip, "--reject", "auto"], code=1)  # ml, uncalibrated
+    assert "calibrated threshold" in r.output and "--calibrate" in r.output
     model2 = tmp_path / "map.npz"
     cli(["-q", "train", speaker_folder, "-o", model2, "--backend", "map", "--ubm-components",
          "4", "--jobs", "1"])  # fmt: skip
     r = cli(["-q", "predict", model2, clip, "--reject", "auto"], code=1)
-    assert "calibrated threshold" in r.output
+    assert "calibrated threshold" in r.output and "--reject-far" in r.output
 
 
 def test_cli_evaluate_reports_open_set_rates(speaker_folder, tmp_path):

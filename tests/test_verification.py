@@ -386,8 +386,8 @@ def test_train_calibrate_on_an_ml_model_makes_verify_scores_llrs(ml_verify_setup
     )  # fmt: skip
     np.testing.assert_allclose(s_cal, block["slope"] * s_raw + block["offset"], rtol=1e-9,
                                atol=1e-9)  # fmt: skip
-    # ml has no rejection: --calibrate sets no threshold and --reject stays refused
-    assert getattr(cal.classifier, "threshold_", None) is None
+    # --reject auto: where the calibrated LLR is 0 (the next test decides with it)
+    assert cal.classifier.threshold_ == pytest.approx(-block["offset"] / block["slope"])
 
 
 def test_info_says_how_an_ml_model_verifies(ml_verify_setup):
@@ -397,3 +397,29 @@ def test_info_says_how_an_ml_model_verifies(ml_verify_setup):
     out = cli(["info", d / "cal.npz"]).output
     block = json.loads(cli(["info", d / "cal.npz", "--json"]).output)["calibration"]
     assert block["slope"] > 0 and f"calibrated to LLRs ({block['slope']:.4g} x score" in out
+
+
+def test_a_calibrated_ml_model_rejects_the_unknown_at_its_bayes_threshold(ml_verify_setup):
+    # the default backend had no open set: --reject was refused unless map, gsv or ivector
+    from audiogmm.models.classifier import UNKNOWN, class_llr
+
+    d = ml_verify_setup
+    bundle = load_model(d / "cal.npz")
+    clf, block = bundle.classifier, bundle.header["calibration"]
+    # the raw score at which slope * score + offset = 0, the Bayes threshold of prior 0.5
+    assert clf.threshold_ == pytest.approx(-block["offset"] / block["slope"], rel=1e-12)
+    assert load_model(d / "ml.npz").classifier.threshold_ is None
+    others = ["ast_fr", "menardi_it"]  # speakers the model does not know
+    files = [sorted((SPEAKERS / s).glob("*.flac"))[7] for s in PICK + others]
+    feats = extract_many([Record(str(f), "") for f in files], config=bundle.config).features
+    X = [feats[str(f)] for f in files]
+    llr = class_llr(clf.score_matrix(X), np.array([len(x) for x in X]))
+    best = llr.argmax(1)  # equal priors: the best posterior is the best class against the others
+    want = [UNKNOWN if llr[i, b] < clf.threshold_ else clf.labels_[b] for i, b in enumerate(best)]
+    assert list(clf.predict(X, reject="auto")) == want
+    assert list(clf.predict(X, reject=1e9)) == [UNKNOWN] * len(files)
+    out = json.loads(cli(["-q", "predict", d / "cal.npz", *files, "--reject", "auto",
+                          "--json"]).output)  # fmt: skip
+    assert [p["label"] for p in out["results"]] == want
+    r = cli(["-q", "predict", d / "ml.npz", files[0], "--reject", "auto"], code=1)
+    assert "train it with --calibrate" in r.output

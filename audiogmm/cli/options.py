@@ -97,9 +97,10 @@ dask_option = click.option(
 #: ``--reject auto|THRESHOLD`` (open set: map, gsv and ivector models).
 reject_option = click.option(
     "--reject", metavar="auto|THRESHOLD", callback=_auto_or(float, "a number"),
-    help="Open set (map, gsv, ivector models): 'unknown' when the best class's LLR (map: per "
-    "frame against the UBM; gsv, ivector: calibrated, against the other classes) is below "
-    "THRESHOLD, or the model's (auto: map's from training; gsv, ivector: 0, the Bayes one).")
+    help="Open set (any single model): 'unknown' when the best class's LLR (map: per frame "
+    "against the UBM; ml: per frame against the other classes; gsv, ivector: calibrated, "
+    "against the other classes) is below THRESHOLD, or the model's (auto: map's and a "
+    "calibrated ml model's from training; gsv, ivector: 0, the Bayes one).")
 
 
 def feature_options(*, auto: bool = False, default: str = DEFAULT_PRESET):
@@ -166,17 +167,25 @@ def load_classifier(path: str):
 
 def reject_threshold(clf: Any, reject: str | float | None) -> float | None:
     """The threshold ``--reject`` asks of ``clf`` (checked before any work): a per-frame
-    LLR for map models, a calibrated LLR for gsv and ivector ones."""
+    LLR for map and ml models (ml: against the other classes), a calibrated LLR for gsv and
+    ivector ones."""
     from ..pipeline.classify import can_reject
     if reject is None:
         return None
     if not can_reject(clf):
-        raise click.UsageError("--reject needs a model trained with --backend map, gsv or ivector")
-    if reject == "auto" and getattr(clf, "threshold_", 0) is None:  # a map model without one
-        raise click.ClickException("--reject auto needs a calibrated threshold, which this model "
-                                   "has not: train it with --backend map --reject-far F (e.g. "
-                                   "0.05), or give --reject a number")  # fmt: skip
-    return clf.resolve_threshold(reject)
+        raise click.UsageError("--reject needs a single model; a late fusion (what --preset "
+                               "auto may choose) has no rejection score")  # fmt: skip
+    try:
+        return clf.resolve_threshold(reject)
+    except ParameterError as e:  # auto, and the model has no threshold: say how to get one
+        if reject != "auto":
+            raise click.UsageError(str(e)) from None
+        how = {"GMMClassifier": "train it with --calibrate (or --preset auto)",
+               "UBMClassifier": "train it with --backend map --reject-far F (e.g. 0.05) or "
+                                "--calibrate"}.get(type(clf).__name__)  # fmt: skip
+        raise click.ClickException(f"--reject auto needs a calibrated threshold, which this "
+                                   f"model has not: {how}, or give --reject a number" if how
+                                   else str(e)) from None  # fmt: skip
 
 
 def load_config(preset: str | None, config_path: str | None):

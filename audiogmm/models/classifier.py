@@ -15,7 +15,7 @@ import numpy as np
 from ..engine import LocalExecutor, resolve
 from ..exceptions import OversizedModelWarning, ParameterError
 from ..mixture import DiagGMM, log_softmax
-from ..mixture.checks import check_enough_frames, check_params
+from ..mixture.checks import check_enough_frames, check_params, is_real
 from ..mixture.estep import stacked_log_likelihood
 from ..mixture.fit import fit_mixtures
 from ..mixture.kernels import row_max_and_sum
@@ -187,6 +187,9 @@ class GMMClassifier(ModelFile):
     own_params: tuple[str, ...] = ()
     #: The attribute whose presence means fitted (or loaded).
     fitted_by = "labels_"
+    #: ``reject="auto"``'s threshold on :meth:`rejection_scores` (None: none; an ml model's
+    #: comes from its file's calibration, a map model's from training).
+    threshold_: float | None = None
 
     def __init__(self, n_components: int = N_COMPONENTS, *, priors: dict[str, float] | None = None,
                  n_jobs: int | None = None, random_state: int | None = 0,
@@ -334,6 +337,35 @@ class GMMClassifier(ModelFile):
         """Posterior class probabilities, shape (n_clips, n_labels)."""
         return np.exp(self.predict_log_proba(clips))
 
-    def predict(self, clips: Sequence[np.ndarray]) -> np.ndarray:
-        """Most likely class (max posterior, :func:`decide`), (n_clips,), object."""
-        return decide(self, self.score_matrix(clips), None, None)
+    def predict(self, clips: Sequence[np.ndarray], *,
+                reject: str | float | None = None) -> np.ndarray:  # fmt: skip
+        """Most likely class (max posterior, :func:`decide`) of each clip (n_clips,), object;
+        :data:`UNKNOWN` where its :meth:`rejection_scores` is below the threshold ``reject``
+        means (:meth:`resolve_threshold`)."""
+        thr = self.resolve_threshold(reject)
+        return decide(self, self.score_matrix(clips), np.array([len(X) for X in clips]), thr)
+
+    def resolve_threshold(self, reject: str | float | None) -> float | None:
+        """The threshold that ``reject`` means: None, ``auto_threshold()`` for "auto", or the
+        finite number given (ParameterError otherwise)."""
+        if reject is None or is_real(reject):
+            return None if reject is None else float(reject)
+        if isinstance(reject, str) and reject == "auto":
+            return float(self.auto_threshold())
+        raise ParameterError(f"reject must be None, 'auto' or a finite number; got {reject!r}")
+
+    def auto_threshold(self) -> float:
+        """:attr:`threshold_`: the raw :func:`class_llr` at which the calibrated LLR reaches
+        the Bayes threshold of the calibration's prior. ``load_model`` sets it from the file's
+        ``calibration`` block (``train --calibrate``, ``--preset auto``)."""
+        if self.threshold_ is None:
+            raise ParameterError("reject='auto' needs a calibrated ml model (`audiogmm train "
+                                 "--calibrate` or `--preset auto`): give a number (the score "
+                                 "of the best class against the others, nats per frame)")
+        return self.threshold_
+
+    def rejection_scores(self, S: np.ndarray, n_frames: np.ndarray) -> np.ndarray:
+        """The verification score of each clip's best class, (n_clips,), from a
+        :meth:`score_matrix` ``S`` of clips of ``n_frames`` frames."""
+        best = self.log_proba_from_scores(S).argmax(1)
+        return self.verification_scores(S, n_frames)[np.arange(len(best)), best]

@@ -25,7 +25,7 @@ from ..mixture.mstep import MAPMaximiser, check_adapt
 from ..mixture.sources import ArraySource
 from ..progress import Progress, reporter
 from ..scoring.verification import CalibrationWarning, bayes_threshold, fit_calibration
-from .classifier import GMMClassifier, by_label, check_clips, check_each, decide
+from .classifier import GMMClassifier, by_label, check_clips, check_each
 
 __all__ = ["EmbeddingClassifier", "GSV_COMPONENTS", "UBMClassifier", "UBM_COMPONENTS",
            "clip_stats", "train_ubm"]  # fmt: skip
@@ -52,10 +52,11 @@ CLIPS_PER_CALL = 64
 
 
 class OpenSetClassifier(GMMClassifier):
-    """A UBM (:meth:`_fit_ubm`), verification scores and open-set rejection on them (map, gsv,
-    ivector). Subclasses define ``verification_scores(S, n_frames)``, each class's score
-    (n_clips, n_labels), nats, from a :meth:`score_matrix` ``S``; and ``auto_threshold()`` (of
-    ``reject="auto"``; ParameterError saying why when the model has none)."""
+    """A UBM (:meth:`_fit_ubm`) under the classes (map, gsv, ivector). Subclasses define
+    ``verification_scores(S, n_frames)``, each class's score (n_clips, n_labels), nats, from a
+    :meth:`score_matrix` ``S``, on which :meth:`GMMClassifier.rejection_scores` rejects; and
+    ``auto_threshold()`` (of ``reject="auto"``; ParameterError saying why when the model has
+    none)."""
 
     def _ubm_model(self) -> DiagGMM:
         gp = {**UBM_DEFAULTS, **self.gmm_params}
@@ -83,28 +84,6 @@ class OpenSetClassifier(GMMClassifier):
         self.ubm_, self.n_components = ubm, ubm.n_components
         self.ubm_report_ = dict(getattr(ubm, "fit_report_", {}))
         return checked, labels
-
-    def resolve_threshold(self, reject: str | float | None) -> float | None:
-        """The threshold that ``reject`` means: None, ``auto_threshold()`` for "auto", or the
-        finite number given (ParameterError otherwise)."""
-        if reject is None or is_real(reject):
-            return None if reject is None else float(reject)
-        if isinstance(reject, str) and reject == "auto":
-            return float(self.auto_threshold())
-        raise ParameterError(f"reject must be None, 'auto' or a finite number; got {reject!r}")
-
-    def predict(self, clips: Sequence[np.ndarray], *,
-                reject: str | float | None = None) -> np.ndarray:  # fmt: skip
-        """Most likely class of each clip (n_clips,), object; :data:`UNKNOWN` where its
-        :meth:`rejection_scores` is below the threshold ``reject`` means."""
-        thr = self.resolve_threshold(reject)
-        return decide(self, self.score_matrix(clips), np.array([len(X) for X in clips]), thr)
-
-    def rejection_scores(self, S: np.ndarray, n_frames: np.ndarray) -> np.ndarray:
-        """The verification score of each clip's best class, (n_clips,), from a
-        :meth:`score_matrix` ``S`` of clips of ``n_frames`` frames."""
-        best = self.log_proba_from_scores(S).argmax(1)
-        return self.verification_scores(S, n_frames)[np.arange(len(best)), best]
 
 
 class UBMClassifier(OpenSetClassifier):

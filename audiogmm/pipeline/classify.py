@@ -40,6 +40,7 @@ from ..models import FusedClassifier, GMMClassifier
 from ..models.classifier import UNKNOWN, decide
 from ..scoring import summary
 from ..scoring.metrics import open_set_rates
+from ..scoring.verification import bayes_threshold
 
 __all__ = ["Bundle", "can_reject", "check_training_files", "describe_split", "evaluate_classifier",
            "evaluation_split", "labelled_results", "load_model", "load_split", "load_ubm",
@@ -113,6 +114,10 @@ def load_model(path: str | os.PathLike) -> Bundle:
     blocks = header[key] if key == "feature_configs" else [header[key]]
     configs = [FeatureConfig.from_dict(c) for c in blocks]
     _check_dims(clf, configs, f"{name}: ", ModelFileError)
+    cal = header.get("calibration")  # checked by the loader
+    if type(clf) is GMMClassifier and cal and cal["slope"] > 0:
+        # ml: `--reject auto` where the calibrated LLR reaches the prior's Bayes threshold
+        clf.threshold_ = (bayes_threshold(cal["p_target"]) - cal["offset"]) / cal["slope"]
     return Bundle(clf, configs[0], header, configs=configs)
 
 
@@ -257,7 +262,8 @@ def check_training_files(model: Bundle, records: Sequence[Record], *, allow: boo
 
 
 def can_reject(clf: Any) -> bool:
-    """Whether ``clf`` can reject clips as unknown (GMM-UBM, supervector, i-vector)."""
+    """Whether ``clf`` can reject clips as unknown (a single model of any backend; not a
+    late fusion)."""
     return hasattr(clf, "resolve_threshold")
 
 
@@ -266,8 +272,8 @@ def _threshold(clf: Any, reject: str | float | None) -> float | None:
     if reject is None:
         return None
     if not can_reject(clf):
-        raise ParameterError("reject needs a GMM-UBM, supervector or i-vector model (train "
-                             "with --backend map, gsv or ivector)")  # fmt: skip
+        raise ParameterError("reject needs a single model (a late fusion has no rejection "
+                             "score): train with a fixed --preset")  # fmt: skip
     return clf.resolve_threshold(reject)
 
 
@@ -303,9 +309,10 @@ def evaluate_classifier(model: Bundle, records: Sequence[Record], *,
     manifest, allow_train_overlap : where ``records`` come from, whether to score training
         files (:func:`check_training_files`)
     reject : {'auto'} or float, optional
-        map, gsv, ivector: ``unknown`` when the chosen class's ``rejection_scores`` (map:
-        per-frame LLR against the UBM; else calibrated LLR against the other classes) is
-        below this threshold (``"auto"``: the model's).
+        ``unknown`` when the chosen class's ``rejection_scores`` (map: per-frame LLR against
+        the UBM; ml: against the other classes, per frame; gsv, ivector: calibrated LLR
+        against the other classes) is below this threshold (``"auto"``: the model's; ml:
+        from its calibration). Not for a late fusion.
 
     Returns
     -------
