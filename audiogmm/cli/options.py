@@ -94,7 +94,7 @@ run_options = stack(strict_option, jobs_option, click.option(
 dask_option = click.option(
     "--dask", "dask_spec", metavar="local:N|tcp://HOST:PORT", callback=_check_dask,
     help="Run on Dask: a LocalCluster of N worker processes, or a running scheduler.")
-#: ``--reject auto|THRESHOLD`` (open set: map, gsv and ivector models).
+#: ``--reject auto|THRESHOLD`` (open set: any single model; not a late fusion).
 reject_option = click.option(
     "--reject", metavar="auto|THRESHOLD", callback=_auto_or(float, "a number"),
     help="Open set (any single model): 'unknown' when the best class's LLR (map: per frame "

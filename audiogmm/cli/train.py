@@ -213,16 +213,14 @@ def _fit(ctx, data, fit, config, ubm_config, tuning, calibrate):
 
 def _calibrate(clf, clips, fit: dict, ex) -> dict:
     """The held-out calibration block of ``fit`` (ml, map); a map model's --reject auto
-    threshold."""
+    threshold (an ml model's follows from the block when the file is loaded)."""
     from ..selection.cv import calibrate_backend
     cal = calibrate_backend(clips.clips, clips.labels, executor=ex, **fit)
-    if fit["backend"] != "map":  # ml: verify's scores; no rejection threshold to set
-        return cal
-    if cal["slope"] > 0:  # accept where the LLR reaches the Bayes threshold of the prior
-        clf.threshold_ = (bayes_threshold(cal["p_target"]) - cal["offset"]) / cal["slope"]
-    else:
+    if cal["slope"] <= 0:
         logger.warning("calibration: the held-out scores do not rise with the target (slope "
                        "%.3g); no --reject auto threshold", cal["slope"])  # fmt: skip
+    elif fit["backend"] == "map":  # accept where the LLR reaches the prior's Bayes threshold
+        clf.threshold_ = (bayes_threshold(cal["p_target"]) - cal["offset"]) / cal["slope"]
     return cal
 
 
