@@ -23,7 +23,7 @@ from ..mixture import DiagGMM
 from ..models import BACKENDS, default_components
 from ..models.classifier import oversized_reason
 from ..models.ubm import UBM_DEFAULTS, train_ubm
-from ..scoring.verification import bayes_threshold
+from ..scoring.verification import calibrated_threshold
 from . import options
 from .options import dims_text, echo_out, escape_name
 
@@ -216,11 +216,12 @@ def _calibrate(clf, clips, fit: dict, ex) -> dict:
     threshold (an ml model's follows from the block when the file is loaded)."""
     from ..selection.cv import calibrate_backend
     cal = calibrate_backend(clips.clips, clips.labels, executor=ex, **fit)
-    if cal["slope"] <= 0:
+    threshold = calibrated_threshold(cal["slope"], cal["offset"], cal["p_target"])
+    if threshold is None:
         logger.warning("calibration: the held-out scores do not rise with the target (slope "
                        "%.3g); no --reject auto threshold", cal["slope"])  # fmt: skip
-    elif fit["backend"] == "map":  # accept where the LLR reaches the prior's Bayes threshold
-        clf.threshold_ = (bayes_threshold(cal["p_target"]) - cal["offset"]) / cal["slope"]
+    elif fit["backend"] == "map":  # stored in the file (ml's follows from the block on load)
+        clf.threshold_ = threshold
     return cal
 
 

@@ -40,7 +40,7 @@ from ..models import FusedClassifier, GMMClassifier
 from ..models.classifier import UNKNOWN, decide
 from ..scoring import summary
 from ..scoring.metrics import open_set_rates
-from ..scoring.verification import bayes_threshold
+from ..scoring.verification import calibrated_threshold
 
 __all__ = ["Bundle", "can_reject", "check_training_files", "describe_split", "evaluate_classifier",
            "evaluation_split", "labelled_results", "load_model", "load_split", "load_ubm",
@@ -115,9 +115,8 @@ def load_model(path: str | os.PathLike) -> Bundle:
     configs = [FeatureConfig.from_dict(c) for c in blocks]
     _check_dims(clf, configs, f"{name}: ", ModelFileError)
     cal = header.get("calibration")  # checked by the loader
-    if type(clf) is GMMClassifier and cal and cal["slope"] > 0:
-        # ml: `--reject auto` where the calibrated LLR reaches the prior's Bayes threshold
-        clf.threshold_ = (bayes_threshold(cal["p_target"]) - cal["offset"]) / cal["slope"]
+    if type(clf) is GMMClassifier and cal:  # ml: --reject auto follows from the calibration
+        clf.threshold_ = calibrated_threshold(cal["slope"], cal["offset"], cal["p_target"])
     return Bundle(clf, configs[0], header, configs=configs)
 
 

@@ -19,7 +19,7 @@ from ..exceptions import ParameterError
 
 __all__ = [
     "DCF_TARGETS", "CalibrationWarning", "act_dcf", "apply_calibration", "bayes_threshold",
-    "check_dcf_costs", "cllr", "det_curve", "eer", "fit_calibration", "min_cllr", "min_dcf",
+    "calibrated_threshold", "check_dcf_costs", "cllr", "det_curve", "eer", "fit_calibration", "min_cllr", "min_dcf",
     "newton_minimise", "operating_points", "pav", "snorm", "split_trials", "tnorm", "znorm",
 ]  # fmt: skip
 
@@ -248,3 +248,10 @@ def newton_minimise(fun: Callable[[np.ndarray], tuple[float, np.ndarray, np.ndar
 def apply_calibration(scores: Sequence[float] | np.ndarray, a: float, b: float) -> np.ndarray:
     """LLRs ``a * scores + b`` (float64) from a :func:`fit_calibration` result."""
     return a * np.asarray(scores, dtype=np.float64) + b
+
+
+def calibrated_threshold(a: float, b: float, p_target: float) -> float | None:
+    """The raw score at which the calibrated LLR ``a * score + b`` reaches the Bayes
+    threshold of ``p_target`` (:func:`bayes_threshold`); None unless ``a > 0`` (scores that
+    do not rise with the target have no such threshold)."""
+    return (bayes_threshold(p_target) - b) / a if a > 0 else None

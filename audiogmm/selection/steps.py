@@ -360,11 +360,8 @@ def step_calibration(state: TuneState) -> None:
     sel = state.sels.get(state.front_end)
     if state.backend != "ml" or state.members or sel is None:
         return
-    if state.rule == "per-class":
-        S = sel.composite(sel.choose())
-    else:  # the K its stage compared it at
-        k = state.screen_k if state.rule == "fixed" else int(state.rule.split("=")[1])
-        S = sel.scores.get(k)
+    # per-class: the composite its stage compared; else the one K (screen_k) it was scored at
+    S = sel.composite(sel.choose()) if state.rule == "per-class" else sel.scores.get(state.screen_k)
     if S is not None:
         state.calibration = cv.ml_calibration(sel, S)
 
