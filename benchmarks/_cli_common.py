@@ -269,17 +269,33 @@ def _children_cpu() -> float:
     return ru.ru_utime + ru.ru_stime
 
 
+def _machine_busy() -> float | None:
+    """CPU seconds the whole machine has been busy (``/proc/stat``: all but idle and iowait),
+    or None without it."""
+    try:
+        with open("/proc/stat") as f:
+            ticks = [int(x) for x in f.readline().split()[1:9]]
+    except (OSError, ValueError):
+        return None
+    return (sum(ticks) - ticks[3] - ticks[4]) / os.sysconf("SC_CLK_TCK")
+
+
 def run(cmd: list[str], env: dict[str, str], *, check: bool = True) -> Run:
     """Wall time of one fresh process (``time.perf_counter`` around ``subprocess.run``).
 
-    Also its CPU time (user + sys, from ``getrusage(RUSAGE_CHILDREN)``), which a busy
-    machine disturbs less than the wall time. Worker processes that outlive their
-    parent (a forkserver) are not counted.
+    Also its CPU time (user + sys), which a busy machine disturbs less than the wall time:
+    from ``getrusage(RUSAGE_CHILDREN)``, or, when larger, the machine's busy time during the
+    command (``/proc/stat``), which also counts the command's worker processes (a
+    forkserver's children, which rusage misses) but also anything else running then: on
+    an idle machine, the command's.
     """
-    c0 = _children_cpu()
+    c0, m0 = _children_cpu(), _machine_busy()
     t0 = time.perf_counter()
     p = subprocess.run(cmd, env=env, capture_output=True, text=True, stdin=subprocess.DEVNULL)
-    r = Run(time.perf_counter() - t0, p.returncode, p.stdout, p.stderr, _children_cpu() - c0)
+    wall, cpu, m1 = time.perf_counter() - t0, _children_cpu() - c0, _machine_busy()
+    if m0 is not None and m1 is not None:
+        cpu = max(cpu, m1 - m0)
+    r = Run(wall, p.returncode, p.stdout, p.stderr, cpu)
     if check and p.returncode != 0:
         sys.stderr.write(r.stderr[-3000:])
         raise SystemExit(f"command failed with exit code {p.returncode}: {' '.join(cmd)}")

@@ -164,15 +164,16 @@ def test_cv_fits_in_parallel_score_as_one_after_another():
     clips = [X for n, c in ((7, 0.0), (6, 0.5), (5, 1.0)) for X in _blobs(rng, n, c, 3.0, 40, 3)]
     labels = ["a"] * 7 + ["b"] * 6 + ["c"] * 5
     got = []
-    for n in (1, 2):
-        with LocalExecutor(n) as ex:
+    for n, procs in ((1, False), (2, False), (2, True)):  # and in worker processes
+        with LocalExecutor(n, processes=procs) as ex:
             sel = cv_scores(clips, labels, grid=(1, 2, 4), random_state=0, executor=ex)
             maps = backend_cv_scores(clips, labels, ["map"], sel.folds, executor=ex)
             cal = calibrate_backend(clips, labels, "map", executor=ex)
         got.append([*sel.scores.values(), maps["map"], np.array([cal["slope"], cal["offset"]])])
-    for a, b in zip(*got):
+    for a, b, c in zip(*got):
         assert np.isfinite(a[sel.held] if a.ndim == 2 else a).all()
-        np.testing.assert_allclose(a, b, rtol=1e-10)
+        np.testing.assert_array_equal(a, b)
+        np.testing.assert_array_equal(a, c)
 
 
 def test_caps_limit_k_by_frames():
@@ -702,3 +703,46 @@ def test_auto_calibrates_a_single_ml_front_end_from_its_cv_and_verify_applies_it
     want = [block["slope"] * raw[i, labels.index(c)] + block["offset"]
             for i in range(6) for c in labels[:3]]  # fmt: skip
     np.testing.assert_allclose([t["score"] for t in got["trials"]], want, rtol=1e-9, atol=1e-9)
+
+
+def test_auto_in_worker_processes_chooses_and_fits_as_on_threads(sound_data):
+    # the CLI runs --preset auto's CV and a fusion's member fits in worker processes, started
+    # while the features are extracted on threads: the same table and the same models
+    from audiogmm.engine import LocalExecutor
+    from audiogmm.selection import train_tuned
+
+    records = read_manifest(sound_data)
+    got = []
+    for procs in (False, True):
+        with LocalExecutor(2, processes=procs) as ex:
+            ex.warm(["audiogmm.selection.cv"])  # nothing for threads
+            clf, res = train_tuned(records, random_state=0, executor=ex, n_jobs=2)
+        members = getattr(clf, "members", None) or [clf]
+        got.append((res.table, (res.components_rule, res.n_components, res.backend,
+                                res.fusion_weights, res.calibration), res.front_end, res.members,
+                    [(m.labels_, m.weights_, m.means_, m.variances_, m.fit_report_)
+                     for m in members]))  # fmt: skip
+    (t0, *a), (t1, *b) = got
+    assert t0 == t1
+    assert a[:3] == b[:3]
+    for (l0, *arrs0, rep0), (l1, *arrs1, rep1) in zip(a[3], b[3]):
+        assert l0 == l1 and rep0 == rep1
+        for x, y in zip(arrs0, arrs1):
+            np.testing.assert_array_equal(x, y)
+
+
+def test_a_member_fitted_in_a_worker_process_is_the_one_fitted_here():
+    from audiogmm.engine import LocalExecutor
+    from audiogmm.selection.cv import fit_mixed_task
+
+    rng = np.random.default_rng(5)
+    clips = [X for n, c in ((5, 0.0), (4, 2.0)) for X in _blobs(rng, n, c, 1.0, 60, 3)]
+    labels = ["a"] * 5 + ["b"] * 4
+    args = (clips, labels, {"a": 4, "b": 2}, 0, {"max_iter": 30})
+    here = fit_mixed(*args[:3], random_state=0, max_iter=30)
+    with LocalExecutor(2, processes=True) as ex:
+        there = list(ex.map(fit_mixed_task, [args, args], isolated=True, star=True))
+    for clf in there:
+        assert clf.labels_ == here.labels_ and clf.fit_report_ == here.fit_report_
+        for name in ("weights_", "means_", "variances_", "var_floors_"):
+            np.testing.assert_array_equal(getattr(clf, name), getattr(here, name))

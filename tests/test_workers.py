@@ -89,6 +89,58 @@ def test_without_a_handler_the_lost_task_raises_and_the_others_finish():
         pool.shutdown()
 
 
+def _pid(item):
+    return item, os.getpid()
+
+
+def _pids_from_a_nested_map(ex_and_items):
+    ex, items = ex_and_items
+    return [pid for _, pid in ex.map(_pid, items, isolated=True)]
+
+
+def _warns_and_logs(item):
+    import logging
+    import warnings
+
+    warnings.warn(f"careful with {item}", UserWarning, stacklevel=2)
+    logging.getLogger("audiogmm.test").warning("logged %s", item)
+    logging.getLogger("audiogmm.test").debug("not wanted %s", item)
+    return item
+
+
+def test_warm_runs_tasks_on_threads_until_the_workers_are_up_then_in_them():
+    with LocalExecutor(2, processes=True) as ex:
+        ex.warm(["audiogmm.selection.cv"])
+        early = list(ex.map(_pid, range(4), isolated=True))  # the workers take ~0.3 s to start
+        while not all(f.done() for f in ex._warming):  # noqa: SLF001 - the test's own wait
+            time.sleep(0.01)
+        late = list(ex.map(_pid, range(20), isolated=True))
+    assert [x for x, _ in early] == list(range(4)) and [x for x, _ in late] == list(range(20))
+    assert {pid for _, pid in early} == {os.getpid()}  # on threads: no wait for the start-up
+    assert os.getpid() not in {pid for _, pid in late}  # then only in the workers
+
+
+def test_an_isolated_map_inside_a_thread_task_goes_to_the_worker_processes():
+    # (step_front_end's front ends run on threads, each one's CV fits in the workers)
+    with LocalExecutor(2, processes=True) as ex:
+        out = list(ex.map(_pids_from_a_nested_map, [(ex, range(5)), (ex, range(5, 9))]))
+        threads = LocalExecutor(2)
+        inline = list(threads.map(_pids_from_a_nested_map, [(threads, range(3))]))
+    assert [len(p) for p in out] == [5, 4]
+    assert os.getpid() not in {pid for p in out for pid in p}
+    assert inline == [[os.getpid()] * 3]  # a map of threads inside a thread task: inline
+
+
+def test_warnings_and_log_records_of_a_worker_task_reach_the_parent(caplog):
+    with LocalExecutor(2, processes=True) as ex, caplog.at_level("INFO", logger="audiogmm"):
+        with pytest.warns(UserWarning, match="careful with 3"):
+            assert list(ex.map(_warns_and_logs, [3, 4], isolated=True)) == [3, 4]
+    got = [(r.name, r.levelname, r.getMessage()) for r in caplog.records]
+    assert ("audiogmm.test", "WARNING", "logged 3") in got
+    assert ("audiogmm.test", "WARNING", "logged 4") in got
+    assert not any("not wanted" in m for *_, m in got)  # below the parent's level: not sent
+
+
 def test_task_exceptions_come_back_as_themselves():
     with WorkerPool(1) as pool:
         with pytest.raises(ValueError, match="bad item 7"):

@@ -217,14 +217,17 @@ def command_options():
 
 
 @contextlib.contextmanager
-def command_executor(paths: Iterable[str], jobs: int | None, cache_dir: str | None = None):
+def command_executor(paths: Iterable[str], jobs: int | None, cache_dir: str | None = None, *,
+                     selection: bool = False):  # fmt: skip
     """The command's one executor for the audio files ``paths``, then closed: threads, or
     processes when their duration (from the headers, kept in the cache ``cache_dir``) pays
-    for starting them (:func:`audiogmm.engine.local.executor_for_work`; logged at ``-v``).
+    for starting them (:func:`audiogmm.engine.local.executor_for_work`, a lower bound for
+    model ``selection``, whose workers start at once, in the background; logged at ``-v``).
     BLAS runs on one thread: the many small products of training are slower on a waking pool."""
     from ..audio import info  # looked up now: tests count the header reads
     from ..data.cache import FileFacts
-    from ..engine.local import PROCESS_MIN_AUDIO_S, audio_work, executor_for_work
+    from ..engine import local
+    limit = local.SELECTION_PROCESS_MIN_AUDIO_S if selection else local.PROCESS_MIN_AUDIO_S
     def seconds(facts: FileFacts, path: str) -> float:
         with contextlib.suppress(AudioError):  # extraction reports the file; it adds no work
             raw = facts.get(path, "duration_s", 8, lambda p: struct.pack("<d", info(p).duration_s))
@@ -233,13 +236,15 @@ def command_executor(paths: Iterable[str], jobs: int | None, cache_dir: str | No
     work = 0.0
     if (jobs or default_workers()) > 1:  # with one worker there is nothing to decide
         with FileFacts(cache_dir) as facts:
-            work = audio_work(list(paths), functools.partial(seconds, facts), PROCESS_MIN_AUDIO_S)
-    with executor_for_work(work, jobs) as ex, one_blas_thread():
+            work = local.audio_work(list(paths), functools.partial(seconds, facts), limit)
+    with local.executor_for_work(work, jobs, min_audio_s=limit) as ex, one_blas_thread():
+        if selection:  # the workers start while the features are extracted on threads
+            ex.warm(["audiogmm.selection.cv"])
         yield ex
 
 
 @contextlib.contextmanager
-def executor(paths: Iterable[str] | None = None):
+def executor(paths: Iterable[str] | None = None, *, selection: bool = False):
     """The command's one executor, then closed: a DaskExecutor for ``--dask`` (INFO logs at
     -vv, warnings unless -q; a LocalCluster's workers' stderr, where each would print a
     traceback on Ctrl-C, is /dev/null below -vv: task errors come back through the client);
@@ -248,7 +253,8 @@ def executor(paths: Iterable[str] | None = None):
     spec, jobs, verbosity = ctx.params.get("dask_spec"), ctx.params["jobs"], ctx.obj["verbosity"]
     if not spec:
         with (LocalExecutor(jobs) if paths is None
-              else command_executor(paths, jobs, ctx.params.get("cache_dir"))) as ex:  # fmt: skip
+              else command_executor(paths, jobs, ctx.params.get("cache_dir"),
+                                    selection=selection)) as ex:  # fmt: skip
             yield ex
         return
     from ..engine.dask import DaskExecutor

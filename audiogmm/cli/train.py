@@ -183,7 +183,8 @@ def _fit(ctx, data, fit, config, ubm_config, tuning, calibrate):
     records = load_split(data, **how) if source_kind(data) == "audio" else None
     opts = options.command_options()
     extra = {}  # audio: threads or processes by its duration; features already made: threads
-    with options.executor(None if records is None else [r.path for r in records]) as ex:
+    with options.executor(None if records is None else [r.path for r in records],
+                          selection=tuning) as ex:  # fmt: skip
         if tuning:
             n_components = fit["n_components"]  # the ml K (16 unless -k), or "auto"
             fit = {k: v for k, v in fit.items() if k not in ("backend", "ubm", "n_components")}

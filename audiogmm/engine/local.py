@@ -9,6 +9,7 @@ the cores too; worker processes cost 1-3 s to start."""
 from __future__ import annotations
 
 import functools
+import importlib
 import itertools
 import logging
 import os
@@ -16,13 +17,13 @@ import sys
 import threading
 from collections import deque
 from collections.abc import Iterable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import AbstractContextManager, contextmanager, nullcontext, suppress
 from typing import Any, Callable, TypeVar
 
 from ..exceptions import ParameterError
 
-__all__ = ["PROCESS_MIN_AUDIO_S", "SAMPLE_FILES", "LocalExecutor", "audio_work", "count_until",
+__all__ = ["PROCESS_MIN_AUDIO_S", "SAMPLE_FILES", "SELECTION_PROCESS_MIN_AUDIO_S", "LocalExecutor", "audio_work", "count_until",
            "default_workers", "executor_for_work", "on_worker_lost", "one_blas_thread", "resolve",
            "tree_fold", "windowed"]  # fmt: skip
 
@@ -32,6 +33,11 @@ logger = logging.getLogger("audiogmm.engine")
 #: Seconds of audio (not frames: the cost per second barely moves with the hop) from which a
 #: command uses worker processes: 5.6 h, measured in the README ("Threads or processes").
 PROCESS_MIN_AUDIO_S = 20_000.0
+
+#: The same for ``--preset auto``, whose cross-validation fits hold the GIL: its many whole
+#: fits run in worker processes, started while the features are extracted (README, "Presets
+#: and tuning").
+SELECTION_PROCESS_MIN_AUDIO_S = 300.0
 
 _in_worker = threading.local()  # set in worker threads: nested maps run inline
 
@@ -92,6 +98,7 @@ class LocalExecutor(AbstractContextManager):
         self.n_workers, self.processes = n, bool(processes)
         self._pools: dict[bool, ThreadPoolExecutor] | None = {}  # by ``processes``; None: closed
         self._lock = threading.Lock()
+        self._warming: list[Future] | None = None  # warm(): the workers' start-up
 
     def __repr__(self) -> str:
         return f"LocalExecutor(n_workers={self.n_workers}, processes={self.processes})"
@@ -122,20 +129,49 @@ class LocalExecutor(AbstractContextManager):
                 self._pools[processes] = pool
             return self._pools[processes]
 
+    def warm(self, modules: Sequence[str] = ()) -> None:
+        """Start the worker processes now, in the background, each importing ``modules``
+        (with ``processes`` and more than one worker; else nothing): until they are up, an
+        isolated task submitted from this thread runs on a thread instead, so that their
+        start-up overlaps the work."""
+        if self.processes and self.n_workers > 1 and self._warming is None:
+            pool = self._pool(True)
+            self._warming = [pool.submit(_import, tuple(modules)) for _ in range(self.n_workers)]
+
+    def _warm(self) -> bool:
+        return self._warming is None or all(f.done() for f in self._warming)
+
     def map(self, fn: Callable[..., T], items: Iterable[Any], *, isolated: bool = False,
             star: bool = False) -> Iterator[T]:  # fmt: skip
         """Yield ``fn(item)`` (``fn(*item)`` with ``star``; ``fn`` thread-safe) for every item,
         in item order, lazily, ``4 * n_workers`` items ahead. ``isolated``: no shared state,
-        so it may run in a worker process (``fn``, top-level, and the items must pickle)."""
-        inline = self.n_workers <= 1 or getattr(_in_worker, "active", False)
-        procs = isolated and self.processes and not inline
-        with nullcontext() if procs else one_blas_thread():  # threads share this BLAS
+        so it may run in a worker process (``fn``, top-level, and the items must pickle),
+        also when this map runs inside a task of a thread (a worker thread never waits on
+        its own pool: other maps there run inline)."""
+        procs = isolated and self.processes and self.n_workers > 1
+        nested = getattr(_in_worker, "active", False)
+        inline = self.n_workers <= 1 or (nested and not procs)
+        # threads while the workers start (warm)
+        threads = self._pool(False) if procs and not nested and not self._warm() else None
+        with nullcontext() if procs and threads is None else one_blas_thread():  # threads
+            # share this BLAS (its thread count changes the products' rounding)
             if inline:
                 yield from (fn(*it) if star else fn(it) for it in items)
                 return
             pool = self._pool(procs)  # fn itself goes to a process: no lambda around it
-            yield from windowed(lambda it: pool.submit(fn, *(it if star else (it,))), items,
-                                4 * self.n_workers)  # fmt: skip
+
+            def submit(it: Any) -> Future:
+                args = it if star else (it,)
+                if threads is not None and not self._warm():  # the workers are starting
+                    return threads.submit(fn, *args)
+                return pool.submit(fn, *args)
+            yield from windowed(submit, items, 4 * self.n_workers)
+
+
+def _import(modules: tuple[str, ...]) -> None:
+    """A worker's warm-up task: import ``modules``."""
+    for name in modules:
+        importlib.import_module(name)
 
 
 def windowed(submit: Callable[[Any], Any], items: Iterable[Any], window: int) -> Iterator[Any]:
@@ -225,10 +261,12 @@ def _size(path: str) -> int:
         return 0
 
 
-def executor_for_work(work_s: float, n_jobs: int | None = None) -> LocalExecutor:
+def executor_for_work(work_s: float, n_jobs: int | None = None, *,
+                      min_audio_s: float = PROCESS_MIN_AUDIO_S) -> LocalExecutor:  # fmt: skip
     """The one executor of a command, for ``work_s`` seconds of audio on ``n_jobs`` workers
-    (None: :func:`default_workers`): processes from :data:`PROCESS_MIN_AUDIO_S` on, else
-    threads (``AUDIOGMM_PROCESSES=0/1`` overrides); the choice is logged at INFO (``-v``)."""
+    (None: :func:`default_workers`): processes from ``min_audio_s`` on (model selection:
+    :data:`SELECTION_PROCESS_MIN_AUDIO_S`), else threads (``AUDIOGMM_PROCESSES=0/1``
+    overrides); the choice is logged at INFO (``-v``)."""
     n = default_workers() if n_jobs is None else n_jobs
     env = os.environ.get("AUDIOGMM_PROCESSES", "").strip().lower()
     if env not in ("", "auto", "0", "1"):
@@ -236,8 +274,8 @@ def executor_for_work(work_s: float, n_jobs: int | None = None) -> LocalExecutor
     if env in ("0", "1"):
         procs, why = env == "1", "AUDIOGMM_PROCESSES"
     else:
-        procs = work_s >= PROCESS_MIN_AUDIO_S
-        why = f"~{work_s:,.0f} s of audio {'>=' if procs else '<'} {PROCESS_MIN_AUDIO_S:,.0f} s"
+        procs = work_s >= min_audio_s
+        why = f"~{work_s:,.0f} s of audio {'>=' if procs else '<'} {min_audio_s:,.0f} s"
     how = "worker processes" if procs else "threads"
     logger.info("executor: %s", f"{n} {how} ({why})" if n != 1 else "1 worker: in this thread")
     return LocalExecutor(n, processes=procs and n != 1)

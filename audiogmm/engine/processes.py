@@ -15,6 +15,7 @@ import os
 import signal
 import threading
 import time
+import warnings
 from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from multiprocessing.connection import Connection, wait
@@ -55,9 +56,9 @@ def _worker_main(conn: Connection, alive: Connection) -> None:
     threading.Thread(target=_watch_parent, args=(alive,), daemon=True).start()
     with contextlib.suppress(EOFError, OSError):  # the parent is gone
         while (msg := conn.recv()) is not None:
-            fn, args = msg
+            fn, args, level = msg
             try:
-                out: tuple[bool, Any] = (True, fn(*args))
+                out: tuple[bool, Any] = (True, _captured(fn, args, level))
             except BaseException as exc:  # noqa: BLE001 - shipped back to the caller's future
                 out = (False, exc)
             try:
@@ -66,6 +67,46 @@ def _worker_main(conn: Connection, alive: Connection) -> None:
                 raise
             except Exception as exc:  # the result or the exception does not pickle
                 conn.send((False, RuntimeError(f"task result could not be sent back: {exc!r}")))
+
+
+class _Collect(logging.Handler):
+    """Keeps the records of a task, their messages formatted (the arguments may not pickle)."""
+
+    def __init__(self, level: int) -> None:
+        super().__init__(level)
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        record.msg, record.args = record.getMessage(), None
+        record.exc_info = record.exc_text = None
+        self.records.append(record)
+
+
+def _captured(fn: Callable[..., Any], args: tuple, level: int) -> tuple[Any, list, list]:
+    """``fn(*args)`` in a worker, with the warnings it issued (message, category) and the
+    ``audiogmm`` log records from ``level`` (the parent's) on: the parent re-issues both
+    under its own filters and handlers (:func:`_reissue`), as if the task ran in a thread."""
+    log = logging.getLogger("audiogmm")
+    handler, before = _Collect(level), (log.level, log.propagate)
+    log.addHandler(handler)
+    log.setLevel(level)
+    log.propagate = False  # the worker has no handlers of its own: nothing printed here
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")  # the parent's filters decide
+            value = fn(*args)
+    finally:
+        log.removeHandler(handler)
+        log.level, log.propagate = before
+    return value, [(str(w.message), w.category) for w in caught], handler.records
+
+
+def _reissue(caught: list, records: list) -> None:
+    """In the parent: a task's warnings and log records (:func:`_captured`), re-issued here."""
+    for message, category in caught:
+        warnings.warn(message, category, stacklevel=2)
+    for record in records:
+        logging.getLogger(record.name).handle(record)  # the logger's filters apply
 
 
 def _describe_death(exitcode: int | None) -> str:
@@ -119,7 +160,7 @@ class WorkerPool(ThreadPoolExecutor):
         while len(deaths) < MAX_ATTEMPTS:
             w = self._take()
             try:
-                w.conn.send((fn, args))
+                w.conn.send((fn, args, logging.getLogger("audiogmm").getEffectiveLevel()))
                 wait([w.conn, w.process.sentinel])
                 if not w.conn.poll():
                     raise EOFError  # only the sentinel: it died without an answer
@@ -135,7 +176,9 @@ class WorkerPool(ThreadPoolExecutor):
                 self._give_back(w)
             if not ok:
                 raise value
-            return value
+            result, caught, records = value
+            _reissue(caught, records)
+            return result
         reason = "; then ".join(deaths)
         if len(set(deaths)) == 1:
             reason = f"{deaths[0]} on each of {len(deaths)} attempts"

@@ -17,7 +17,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from ..engine import LocalExecutor, resolve
+from ..engine import LocalExecutor, one_blas_thread, resolve
 from ..exceptions import ParameterError
 from ..mixture import DiagGMM
 from ..models import BACKENDS, GMMClassifier
@@ -25,9 +25,10 @@ from ..models.classifier import class_llr
 from ..models.fusion import fuse_scores
 from ..scoring.verification import CalibrationWarning, fit_calibration
 
-__all__ = ["COMPONENT_GRID", "ComponentSelection", "Option", "backend_cv_scores", "beats_default",
+__all__ = ["COMPONENT_GRID", "ComponentSelection", "Option", "backend_cv_scores",
+           "backend_fold_scores", "beats_default",
            "calibrate_backend", "calibration_block", "choose_components", "choose_fusion",
-           "clip_folds", "cv_scores", "fit_mixed", "forward_fusion", "max_components",
+           "clip_folds", "cv_scores", "fit_mixed", "fit_mixed_task", "fold_scores", "forward_fusion", "max_components",
            "median_cap", "ml_calibration", "one_standard_error", "per_fold",
            "quiet_single_class", "search_down", "supported_grid", "within_one_se"]  # fmt: skip
 
@@ -220,20 +221,41 @@ def cv_scores(clips: Sequence[np.ndarray], labels: Sequence[str], *,
               for f, frames in trained.items() for k in grid}  # fmt: skip
     tasks = list(dict.fromkeys(key_of.values()))
 
-    def fold_scores(task: tuple[int, tuple[int, ...]]) -> np.ndarray:
+    def args(task: tuple[int, tuple[int, ...]]) -> tuple:
         f, ks = task
         train, test = np.flatnonzero(folds != f), np.flatnonzero(folds == f)
-        clf = fit_mixed([clips[i][::frame_step] for i in train], [labels[i] for i in train],
-                        dict(zip(names, ks)), random_state=random_state, executor=ex,
-                        **params)  # fmt: skip
-        return clf.score_matrix([clips[i][::frame_step] for i in test], executor=ex)
+        return ([clips[i][::frame_step] for i in train], [labels[i] for i in train],
+                dict(zip(names, ks)), [clips[i][::frame_step] for i in test], random_state,
+                params)  # fmt: skip
     with resolve(executor, params.get("n_jobs")) as ex:
-        # whole fits in parallel (their inner steps then run inline): a 5-iteration EM
-        # split into chunks keeps the cores waiting on its many small steps
-        done = dict(zip(tasks, ex.map(fold_scores, tasks)))
+        # whole fits in parallel (each inline, in a worker process when the executor has
+        # them): a 5-iteration EM split into chunks keeps the cores waiting on small steps
+        done = dict(zip(tasks, ex.map(fold_scores, map(args, tasks), isolated=True,
+                                      star=True)))  # fmt: skip
     for (f, k), key in key_of.items():
         sel.scores[k][folds == f] = done[key]
     return sel
+
+
+def fold_scores(train: Sequence[np.ndarray], train_labels: Sequence[str],
+                ks: Mapping[str, int], test: Sequence[np.ndarray], random_state: int | None,
+                params: Mapping[str, Any]) -> np.ndarray:  # fmt: skip
+    """One fold of :func:`cv_scores` (a task, which may run in a worker process): the scores
+    (n_test, n_labels) of the ``test`` clips under a :func:`fit_mixed` classifier (class ``y``
+    at ``ks[y]`` components, ``params``) fitted on the ``train`` clips, all in this thread."""
+    clf = fit_mixed_task(train, train_labels, ks, random_state, params)
+    with one_blas_thread():
+        return clf.score_matrix(test, executor=LocalExecutor(1))
+
+
+def fit_mixed_task(clips: Sequence[np.ndarray], labels: Sequence[str],
+                   n_components: Mapping[str, int], random_state: int | None,
+                   params: Mapping[str, Any]) -> GMMClassifier:  # fmt: skip
+    """:func:`fit_mixed` all in this thread (a task, which may run in a worker process: the
+    same models as on any executor)."""
+    with one_blas_thread():
+        return fit_mixed(clips, labels, n_components, random_state=random_state,
+                         executor=LocalExecutor(1), **params)  # fmt: skip
 
 
 def backend_cv_scores(clips: Sequence[np.ndarray], labels: Sequence[str], backends: Sequence[str],
@@ -246,27 +268,38 @@ def backend_cv_scores(clips: Sequence[np.ndarray], labels: Sequence[str], backen
     labels = [str(y) for y in labels]
     names = sorted(set(labels))
     out = {b: np.full((len(clips), len(names)), np.nan) for b in backends}
+    held = [f for f in range(int(folds.max(initial=-1)) + 1) if (folds == f).any()]
+    tasks = [([clips[i][::frame_step] for i in train], [labels[i] for i in train],
+              [clips[i][::frame_step] for i in test], tuple(backends), names, random_state)
+             for train, test in ((np.flatnonzero(folds != f), np.flatnonzero(folds == f))
+                                 for f in held)]  # fmt: skip
+    with resolve(executor, None) as ex, quiet_single_class(), warnings.catch_warnings():
+        # MAP on a fold's few frames may lower the bound by rounding: noise for a ranking
+        warnings.filterwarnings("ignore", "EM log-likelihood decreased", RuntimeWarning)
+        for f, got in zip(held, ex.map(backend_fold_scores, tasks, isolated=True, star=True)):
+            for b in backends:
+                out[b][folds == f] = got[b]
+    return out
 
-    def fold_scores(train: np.ndarray, test: np.ndarray) -> dict[str, np.ndarray]:
-        fit_on = ([clips[i][::frame_step] for i in train], [labels[i] for i in train])
-        scored = [clips[i][::frame_step] for i in test]
-        ubm = BACKENDS["map"](random_state=random_state).fit(*fit_on, executor=ex)
+
+def backend_fold_scores(train: Sequence[np.ndarray], train_labels: Sequence[str],
+                        test: Sequence[np.ndarray], backends: Sequence[str], names: list[str],
+                        random_state: int | None) -> dict[str, np.ndarray]:  # fmt: skip
+    """One fold of :func:`backend_cv_scores` (a task, which may run in a worker process): per
+    backend, the scores (n_test, len(names)) of the ``test`` clips, NaN for a class the fold's
+    training clips lack, all in this thread."""
+    ex = LocalExecutor(1)
+    with one_blas_thread():
+        ubm = BACKENDS["map"](random_state=random_state).fit(train, train_labels, executor=ex)
         got = {}
         for b in backends:
             clf = ubm  # map: the UBM's own fit (not adapted a second time)
             if b != "map":  # scored, never verified: no calibration
-                clf = BACKENDS[b](random_state=random_state).fit(*fit_on, executor=ex, ubm=ubm.ubm_,
-                                                                 calibrate=False)  # fmt: skip
+                clf = BACKENDS[b](random_state=random_state).fit(train, train_labels, executor=ex,
+                                                                 ubm=ubm.ubm_, calibrate=False)
             got[b] = np.full((len(test), len(names)), np.nan)
-            got[b][:, [names.index(y) for y in clf.labels_]] = clf.score_matrix(scored, executor=ex)
-        return got
-    with resolve(executor, None) as ex, quiet_single_class(), warnings.catch_warnings():
-        # MAP on a fold's few frames may lower the bound by rounding: noise for a ranking
-        warnings.filterwarnings("ignore", "EM log-likelihood decreased", RuntimeWarning)
-        for f, got in per_fold(folds, fold_scores, ex).items():
-            for b in backends:
-                out[b][folds == f] = got[b]
-    return out
+            got[b][:, [names.index(y) for y in clf.labels_]] = clf.score_matrix(test, executor=ex)
+    return got
 
 
 def calibrate_backend(clips: Sequence[np.ndarray], labels: Sequence[str], backend: str, *,

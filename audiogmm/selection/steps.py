@@ -458,19 +458,21 @@ def train_tuned(records: Sequence[Record], *, random_state: int | None = 0,
     :class:`TuneResult`."""
     opts = options or RunOptions()
     fit_params = {k: v for k, v in params.items() if k not in inspect.signature(tune).parameters}
+    member = {"n_jobs": opts.n_jobs, **fit_params}  # a classifier's n_jobs among them wins
     with resolve(executor, opts.n_jobs) as ex:
         result = tune(records, random_state=random_state, options=opts, executor=ex, **params)
         t1 = time.perf_counter()
-        fits = []
-        for res in result.member_features or [result.features]:
-            clips, labels = res.labelled_clips(records)
-            if result.backend == "ml":
-                fits.append(cv.fit_mixed(clips, labels, result.n_components, executor=ex,
-                                      random_state=random_state, n_jobs=opts.n_jobs, **fit_params))
-            else:  # as it was scored
-                clf = BACKENDS[result.backend](n_components=UBM_COMPONENTS, n_jobs=opts.n_jobs,
-                                               random_state=random_state)  # fmt: skip
-                fits.append(clf.fit(clips, labels, executor=ex))
+        data = [res.labelled_clips(records) for res in result.member_features or [result.features]]
+        if result.backend != "ml":  # as it was scored
+            clf = BACKENDS[result.backend](n_components=UBM_COMPONENTS, n_jobs=opts.n_jobs,
+                                           random_state=random_state)  # fmt: skip
+            fits = [clf.fit(*data[0], executor=ex)]
+        elif len(data) == 1:
+            fits = [cv.fit_mixed(*data[0], result.n_components, executor=ex,
+                                 random_state=random_state, **member)]
+        else:  # a fusion's members side by side (in worker processes when the executor has them)
+            tasks = [(*d, result.n_components, random_state, member) for d in data]
+            fits = list(ex.map(cv.fit_mixed_task, tasks, isolated=True, star=True))
     clf = FusedClassifier(fits, weights=result.fusion_weights) if len(fits) > 1 else fits[0]
     clf.timing_ = {"tune_s": result.seconds, "train_s": time.perf_counter() - t1}
     return clf, result
