@@ -35,9 +35,10 @@ logger = logging.getLogger("audiogmm.engine")
 PROCESS_MIN_AUDIO_S = 20_000.0
 
 #: The same for ``--preset auto``, whose cross-validation fits hold the GIL: its many whole
-#: fits run in worker processes, started while the features are extracted (README, "Presets
-#: and tuning").
-SELECTION_PROCESS_MIN_AUDIO_S = 300.0
+#: fits run in worker processes, started while the features are extracted. Measured on two
+#: cores: 906 s of training audio 19% faster than on threads, 309 s and 243 s 5-15% slower
+#: (README, "Presets and tuning").
+SELECTION_PROCESS_MIN_AUDIO_S = 600.0
 
 _in_worker = threading.local()  # set in worker threads: nested maps run inline
 
