@@ -141,6 +141,33 @@ def test_warnings_and_log_records_of_a_worker_task_reach_the_parent(caplog):
     assert not any("not wanted" in m for *_, m in got)  # below the parent's level: not sent
 
 
+def test_workers_killed_after_close_all_fail_their_tasks_without_retry_or_warning(caplog):
+    # Ctrl-C in the CLI: close_all(), then every worker killed; before, each death was
+    # "worker process killed by SIGKILL (out of memory?) ... retrying it in a fresh worker"
+    import multiprocessing
+
+    from audiogmm.engine.processes import close_all
+
+    pool = WorkerPool(2)
+    try:
+        futs = [pool.submit(_sleepy, i) for i in range(4)]
+        deadline = time.monotonic() + 30
+        while len(multiprocessing.active_children()) < 2 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        time.sleep(0.2)  # both workers inside their task
+        with caplog.at_level("WARNING", logger="audiogmm"):
+            close_all()
+            for child in multiprocessing.active_children():
+                child.kill()
+            for f in futs:
+                with pytest.raises(BrokenProcessPool, match="shut down"):
+                    f.result(30)
+        assert not [r for r in caplog.records if "retrying" in r.getMessage()], caplog.text
+        assert not multiprocessing.active_children()  # no fresh worker was started
+    finally:
+        pool.shutdown()
+
+
 def test_task_exceptions_come_back_as_themselves():
     with WorkerPool(1) as pool:
         with pytest.raises(ValueError, match="bad item 7"):

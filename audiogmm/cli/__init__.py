@@ -56,6 +56,8 @@ def _on_interrupt(signum: int, frame: Any) -> None:
         _stop()
     _on_interrupt.pending = True  # type: ignore[attr-defined]
     logging.getLogger("distributed").setLevel(logging.CRITICAL)  # its shutdown is no news
+    if pools := sys.modules.get("audiogmm.engine.processes"):
+        pools.close_all()  # the deaths below are ours: no retries, no "killed" warnings
     for child in multiprocessing.active_children():  # worker processes: nothing to unwind
         child.kill()
     timer = threading.Timer(UNWIND_S, _stop)

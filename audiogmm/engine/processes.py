@@ -16,12 +16,13 @@ import signal
 import threading
 import time
 import warnings
+import weakref
 from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from multiprocessing.connection import Connection, wait
 from typing import Any, Callable, NamedTuple
 
-__all__ = ["MAX_ATTEMPTS", "WorkerPool"]
+__all__ = ["MAX_ATTEMPTS", "WorkerPool", "close_all"]
 
 logger = logging.getLogger(__name__)
 
@@ -126,6 +127,16 @@ class _Worker(NamedTuple):
     conn: Connection
 
 
+_POOLS: weakref.WeakSet = weakref.WeakSet()  # this process's pools, for close_all()
+
+
+def close_all() -> None:
+    """Mark every pool of this process closing (Ctrl-C, before its workers are killed): a task
+    whose worker then dies fails at once, without a retry or a "killed" warning."""
+    for pool in list(_POOLS):
+        pool.interrupt()
+
+
 class WorkerPool(ThreadPoolExecutor):
     """Up to ``n_workers`` worker processes (started on demand): each task is driven by a
     thread of this pool that sends it to an idle worker and waits for its answer or its
@@ -141,6 +152,12 @@ class WorkerPool(ThreadPoolExecutor):
         self._closing = False
         # the parent keeps the only write end: workers watch for its end-of-file
         self._alive_r, self._alive_w = self._ctx.Pipe(duplex=False)
+        _POOLS.add(self)
+
+    def interrupt(self) -> None:
+        """Close at once (:func:`close_all`): no task retried, no worker started."""
+        with self._lock:
+            self._closing = True
 
     def submit(self, fn: Callable[..., Any], /, *args: Any) -> Future:
         return super().submit(self._run, fn, args)
@@ -168,6 +185,8 @@ class WorkerPool(ThreadPoolExecutor):
                 ok, value = w.conn.recv()
             except (OSError, EOFError):
                 _stop(w)
+                if self._closing:  # killed on purpose (Ctrl-C): no retry, no warning
+                    raise BrokenProcessPool("the worker pool was shut down") from None
                 deaths.append(_describe_death(w.process.exitcode))
                 if len(deaths) < MAX_ATTEMPTS:
                     logger.warning("%s while running a task; retrying it in a fresh worker",
@@ -191,6 +210,8 @@ class WorkerPool(ThreadPoolExecutor):
     def _take(self) -> _Worker:
         """An idle live worker, or a new one (a failure to start one fails the task)."""
         with self._lock:
+            if self._closing:  # close_all(): start no worker the interrupt would not kill
+                raise BrokenProcessPool("the worker pool was shut down")
             w = self._idle.pop() if self._idle else None
         if w is not None and w.process.is_alive():
             return w
