@@ -272,8 +272,10 @@ def tune(ctx, data, split, train_fraction, seed, preset, config_path, components
     # a preset by name keeps its name in the table; --config FILE: on the default preset
     chosen = options.load_config(preset, config_path) if config_path else preset
     records = load_split(data, split, train_fraction=train_fraction, seed=seed)
-    result = cross_validate(records, preset=chosen, components=components, n_folds=folds,
-                            options=options.command_options(), random_state=seed)
+    with options.executor([r.path for r in records], selection=True) as ex:
+        result = cross_validate(records, preset=chosen, components=components, n_folds=folds,
+                                options=options.command_options(), random_state=seed,
+                                executor=ex)  # fmt: skip
     out = {"n_files": len(records), "selection": result.to_header(),
            "feature_config": result.config.to_dict(),
            "feature_configs": [c.to_dict() for c in result.member_configs] or None,
