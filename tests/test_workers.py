@@ -120,6 +120,23 @@ def test_warm_runs_tasks_on_threads_until_the_workers_are_up_then_in_them():
     assert os.getpid() not in {pid for _, pid in late}  # then only in the workers
 
 
+def test_workers_that_cannot_start_leave_the_work_to_threads(monkeypatch, caplog):
+    # e.g. a sandbox without a forkserver: `train --preset auto` goes on, on threads
+    def refuse(self):
+        raise OSError("no forkserver here")
+
+    monkeypatch.setattr(WorkerPool, "_start_worker", refuse)
+    with caplog.at_level("WARNING", logger="audiogmm"), LocalExecutor(2, processes=True) as ex:
+        ex.warm()
+        first = list(ex.map(_pid, range(6), isolated=True))
+        nested = list(ex.map(_pids_from_a_nested_map, [(ex, range(3))]))
+        later = list(ex.map(_pid, range(6), isolated=True))
+    assert [x for x, _ in first] == list(range(6)) and [x for x, _ in later] == list(range(6))
+    assert {pid for _, pid in first + later} == {os.getpid()} and nested == [[os.getpid()] * 3]
+    warned = [r.getMessage() for r in caplog.records if "could not start" in r.getMessage()]
+    assert len(warned) == 1 and "no forkserver here" in warned[0], caplog.text
+
+
 def test_an_isolated_map_inside_a_thread_task_goes_to_the_worker_processes():
     # (step_front_end's front ends run on threads, each one's CV fits in the workers)
     with LocalExecutor(2, processes=True) as ex:

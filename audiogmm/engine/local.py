@@ -18,6 +18,7 @@ import threading
 from collections import deque
 from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import wait as futures_wait
 from contextlib import AbstractContextManager, contextmanager, nullcontext, suppress
 from typing import Any, Callable, TypeVar
 
@@ -139,8 +140,21 @@ class LocalExecutor(AbstractContextManager):
             pool = self._pool(True)
             self._warming = [pool.submit(_import, tuple(modules)) for _ in range(self.n_workers)]
 
-    def _warm(self) -> bool:
-        return self._warming is None or all(f.done() for f in self._warming)
+    def _warm(self, wait: bool = False) -> bool:
+        """Whether the workers :meth:`warm` started are up (``wait``: once they are), True
+        without it. A start-up that failed (no forkserver allowed here, ...) turns this
+        executor's processes off, with one warning: the work goes on on threads."""
+        if self._warming is None:
+            return True
+        if wait:
+            futures_wait(self._warming)
+        if not all(f.done() for f in self._warming):
+            return False
+        failed = next((f.exception() for f in self._warming if f.exception()), None)
+        if failed is not None and self.processes:
+            self.processes = False
+            logger.warning("worker processes could not start (%s); running on threads", failed)
+        return True
 
     def map(self, fn: Callable[..., T], items: Iterable[Any], *, isolated: bool = False,
             star: bool = False) -> Iterator[T]:  # fmt: skip
@@ -149,8 +163,10 @@ class LocalExecutor(AbstractContextManager):
         so it may run in a worker process (``fn``, top-level, and the items must pickle),
         also when this map runs inside a task of a thread (a worker thread never waits on
         its own pool: other maps there run inline)."""
-        procs = isolated and self.processes and self.n_workers > 1
         nested = getattr(_in_worker, "active", False)
+        if isolated:  # did warm()'s workers fail to start? (a thread task waits to know)
+            self._warm(wait=nested)
+        procs = isolated and self.processes and self.n_workers > 1
         inline = self.n_workers <= 1 or (nested and not procs)
         # threads while the workers start (warm)
         threads = self._pool(False) if procs and not nested and not self._warm() else None
@@ -163,8 +179,8 @@ class LocalExecutor(AbstractContextManager):
 
             def submit(it: Any) -> Future:
                 args = it if star else (it,)
-                if threads is not None and not self._warm():  # the workers are starting
-                    return threads.submit(fn, *args)
+                if threads is not None and (not self._warm() or not self.processes):
+                    return threads.submit(fn, *args)  # the workers are starting, or failed to
                 return pool.submit(fn, *args)
             yield from windowed(submit, items, 4 * self.n_workers)
 
