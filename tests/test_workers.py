@@ -110,8 +110,8 @@ def _warns_and_logs(item):
 
 def test_warm_runs_tasks_on_threads_until_the_workers_are_up_then_in_them():
     with LocalExecutor(2, processes=True) as ex:
-        ex.warm(["audiogmm.selection.cv"])
-        early = list(ex.map(_pid, range(4), isolated=True))  # the workers take ~0.3 s to start
+        ex.warm(["tests.slow_to_import"])  # the workers are up a second from now
+        early = list(ex.map(_pid, range(4), isolated=True))
         while not all(f.done() for f in ex._warming):  # noqa: SLF001 - the test's own wait
             time.sleep(0.01)
         late = list(ex.map(_pid, range(20), isolated=True))
