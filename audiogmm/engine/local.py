@@ -4,7 +4,8 @@ Each task runs on one thread with BLAS limited to one thread (two pools alternat
 chunk made a 2-core E-step 10-100x slower than its GEMMs). Results come back *in task
 order*, so any reduction by the caller is bit-identical for any number of workers, as is
 :func:`tree_fold`, whoever runs it. The front end mostly releases the GIL, so threads use
-the cores too; worker processes cost 1-3 s to start."""
+the cores too; worker processes cost 0.2-3 s to start (:meth:`LocalExecutor.warm` starts
+them in the background)."""
 
 from __future__ import annotations
 
@@ -24,9 +25,9 @@ from typing import Any, Callable, TypeVar
 
 from ..exceptions import ParameterError
 
-__all__ = ["PROCESS_MIN_AUDIO_S", "SAMPLE_FILES", "SELECTION_PROCESS_MIN_AUDIO_S", "LocalExecutor", "audio_work", "count_until",
-           "default_workers", "executor_for_work", "on_worker_lost", "one_blas_thread", "resolve",
-           "tree_fold", "windowed"]  # fmt: skip
+__all__ = ["PROCESS_MIN_AUDIO_S", "SAMPLE_FILES", "SELECTION_PROCESS_MIN_AUDIO_S", "LocalExecutor",
+           "audio_work", "count_until", "default_workers", "executor_for_work", "on_worker_lost",
+           "one_blas_thread", "resolve", "tree_fold", "windowed"]  # fmt: skip
 
 T = TypeVar("T")
 logger = logging.getLogger("audiogmm.engine")

@@ -26,9 +26,9 @@ from ..models.fusion import fuse_scores
 from ..scoring.verification import CalibrationWarning, fit_calibration
 
 __all__ = ["COMPONENT_GRID", "ComponentSelection", "Option", "backend_cv_scores",
-           "backend_fold_scores", "beats_default",
-           "calibrate_backend", "calibration_block", "choose_components", "choose_fusion",
-           "clip_folds", "cv_scores", "fit_mixed", "fit_mixed_task", "fold_scores", "forward_fusion", "max_components",
+           "backend_fold_scores", "beats_default", "calibrate_backend", "calibration_block",
+           "choose_components", "choose_fusion", "clip_folds", "cv_scores", "fit_mixed",
+           "fit_mixed_task", "fold_scores", "forward_fusion", "held_out", "max_components",
            "median_cap", "ml_calibration", "one_standard_error", "per_fold",
            "quiet_single_class", "search_down", "supported_grid", "within_one_se"]  # fmt: skip
 
@@ -60,11 +60,16 @@ def clip_folds(labels: Sequence[str], n_folds: int, *, random_state: int | None 
     return folds
 
 
-def per_fold(folds: np.ndarray, fit_score: Callable[[np.ndarray, np.ndarray], Any], ex) -> dict:
-    """``{f: fit_score(train, test)}`` (clip indices) of each held-out fold, in parallel."""
+def held_out(folds: np.ndarray) -> dict[int, tuple[np.ndarray, np.ndarray]]:
+    """``{f: (train, test)}`` (clip indices) of each fold that holds out some clip."""
     held = [f for f in range(int(folds.max(initial=-1)) + 1) if (folds == f).any()]
-    split = [(np.flatnonzero(folds != f), np.flatnonzero(folds == f)) for f in held]
-    return dict(zip(held, ex.map(lambda s: fit_score(*s), split)))
+    return {f: (np.flatnonzero(folds != f), np.flatnonzero(folds == f)) for f in held}
+
+
+def per_fold(folds: np.ndarray, fit_score: Callable[[np.ndarray, np.ndarray], Any], ex) -> dict:
+    """``{f: fit_score(train, test)}`` of each :func:`held_out` fold, in parallel."""
+    split = held_out(folds)
+    return dict(zip(split, ex.map(lambda s: fit_score(*s), split.values())))
 
 
 def max_components(n_frames: int) -> int:
@@ -215,15 +220,16 @@ def cv_scores(clips: Sequence[np.ndarray], labels: Sequence[str], *,
     scores = {k: np.full((len(clips), len(names)), np.nan) for k in grid}
     sel = ComponentSelection(grid, names, y, folds, n_frames, scores, caps, frame_step)
     # one fit per fold and distinct classifier (a K above every cap is the same one)
-    trained = {f: [int(n_frames[(folds != f) & (y == j)].sum()) for j in range(len(names))]
-               for f in range(n_folds) if (folds == f).any()}  # fmt: skip
+    split = held_out(folds)
+    trained = {f: [int(n_frames[train][y[train] == j].sum()) for j in range(len(names))]
+               for f, (train, _) in split.items()}  # fmt: skip
     key_of = {(f, k): (f, tuple(min(k, max_components(n)) for n in frames))
               for f, frames in trained.items() for k in grid}  # fmt: skip
     tasks = list(dict.fromkeys(key_of.values()))
 
     def args(task: tuple[int, tuple[int, ...]]) -> tuple:
         f, ks = task
-        train, test = np.flatnonzero(folds != f), np.flatnonzero(folds == f)
+        train, test = split[f]
         return ([clips[i][::frame_step] for i in train], [labels[i] for i in train],
                 dict(zip(names, ks)), [clips[i][::frame_step] for i in test], random_state,
                 params)  # fmt: skip
@@ -268,11 +274,10 @@ def backend_cv_scores(clips: Sequence[np.ndarray], labels: Sequence[str], backen
     labels = [str(y) for y in labels]
     names = sorted(set(labels))
     out = {b: np.full((len(clips), len(names)), np.nan) for b in backends}
-    held = [f for f in range(int(folds.max(initial=-1)) + 1) if (folds == f).any()]
+    held = held_out(folds)
     tasks = [([clips[i][::frame_step] for i in train], [labels[i] for i in train],
               [clips[i][::frame_step] for i in test], tuple(backends), names, random_state)
-             for train, test in ((np.flatnonzero(folds != f), np.flatnonzero(folds == f))
-                                 for f in held)]  # fmt: skip
+             for train, test in held.values()]  # fmt: skip
     with resolve(executor, None) as ex, quiet_single_class(), warnings.catch_warnings():
         # MAP on a fold's few frames may lower the bound by rounding: noise for a ranking
         warnings.filterwarnings("ignore", "EM log-likelihood decreased", RuntimeWarning)
