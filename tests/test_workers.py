@@ -137,6 +137,24 @@ def test_workers_that_cannot_start_leave_the_work_to_threads(monkeypatch, caplog
     assert len(warned) == 1 and "no forkserver here" in warned[0], caplog.text
 
 
+def test_a_platform_without_a_forkserver_leaves_the_work_to_threads(monkeypatch, caplog):
+    import multiprocessing
+
+    real = multiprocessing.get_context
+
+    def no_forkserver(method=None):
+        if method == "forkserver":
+            raise ValueError("cannot find context for 'forkserver'")
+        return real(method)
+
+    monkeypatch.setattr(multiprocessing, "get_context", no_forkserver)
+    with caplog.at_level("WARNING", logger="audiogmm"), LocalExecutor(2, processes=True) as ex:
+        ex.warm()
+        out = list(ex.map(_pid, range(5), isolated=True))
+    assert out == [(i, os.getpid()) for i in range(5)]
+    assert "could not start" in caplog.text and "forkserver" in caplog.text
+
+
 def test_an_isolated_map_inside_a_thread_task_goes_to_the_worker_processes():
     # (step_front_end's front ends run on threads, each one's CV fits in the workers)
     with LocalExecutor(2, processes=True) as ex:

@@ -138,7 +138,12 @@ class LocalExecutor(AbstractContextManager):
         isolated task submitted from this thread runs on a thread instead, so that their
         start-up overlaps the work."""
         if self.processes and self.n_workers > 1 and self._warming is None:
-            pool = self._pool(True)
+            try:
+                pool = self._pool(True)
+            except ValueError as exc:  # no forkserver on this platform (Windows)
+                self.processes, self._warming = False, []
+                logger.warning("worker processes could not start (%s); running on threads", exc)
+                return
             self._warming = [pool.submit(_import, tuple(modules)) for _ in range(self.n_workers)]
 
     def _warm(self, wait: bool = False) -> bool:
