@@ -270,14 +270,14 @@ def _children_cpu() -> float:
 
 
 def _machine_busy() -> float | None:
-    """CPU seconds the whole machine has been busy (``/proc/stat``: all but idle and iowait),
-    or None without it."""
+    """CPU seconds the whole machine has been busy (``/proc/stat``: user, nice, system, irq,
+    softirq; not idle, iowait or a hypervisor's steal), or None without it."""
     try:
         with open("/proc/stat") as f:
-            ticks = [int(x) for x in f.readline().split()[1:9]]
+            user, nice, system, _, _, irq, softirq = map(int, f.readline().split()[1:8])
     except (OSError, ValueError):
         return None
-    return (sum(ticks) - ticks[3] - ticks[4]) / os.sysconf("SC_CLK_TCK")
+    return (user + nice + system + irq + softirq) / os.sysconf("SC_CLK_TCK")
 
 
 def run(cmd: list[str], env: dict[str, str], *, check: bool = True) -> Run:
