@@ -157,9 +157,8 @@ def test_a_platform_without_a_forkserver_leaves_the_work_to_threads(monkeypatch,
 
 def test_an_isolated_map_inside_a_thread_task_goes_to_the_worker_processes():
     # (step_front_end's front ends run on threads, each one's CV fits in the workers)
-    with LocalExecutor(2, processes=True) as ex:
+    with LocalExecutor(2, processes=True) as ex, LocalExecutor(2) as threads:
         out = list(ex.map(_pids_from_a_nested_map, [(ex, range(5)), (ex, range(5, 9))]))
-        threads = LocalExecutor(2)
         inline = list(threads.map(_pids_from_a_nested_map, [(threads, range(3))]))
     assert [len(p) for p in out] == [5, 4]
     assert os.getpid() not in {pid for p in out for pid in p}
