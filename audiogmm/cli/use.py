@@ -156,8 +156,8 @@ def verify(model, trials, norm, cohort, report_dir, allow_train_overlap, as_json
     Each score is a log-likelihood ratio of the file for the claimed class: map, per frame
     against the UBM; ml and fused models, against the model's other classes (ml: per frame);
     gsv and ivector, calibrated. A calibration stored by `train --calibrate` or `--preset
-    auto` is applied (without --norm). With a target column (1 true claim, 0 impostor): EER, minDCF and
-    actDCF (p_target 0.01 and 0.05, C_miss = C_fa = 1), Cllr and minCllr (bits; Cllr and
+    auto` is applied (without --norm). With a target column (1 true claim, 0 impostor): EER,
+    minDCF and actDCF (p_target 0.01 and 0.05, C_miss = C_fa = 1), Cllr and minCllr (bits; Cllr and
     actDCF read the scores as LLRs). Trials are streamed (memory grows with the distinct
     files); files that trained MODEL are refused (see --allow-train-overlap)."""
     from ..pipeline.report import json_dumps
@@ -307,11 +307,14 @@ def info(model, as_json):
                  else ""))  # fmt: skip
     if out["backend"] in ("ml", "fused"):
         cal = out["calibration"]
-        fused = ("fused scores, " + ("calibrated by the fusion weights" if clf.weights
-                 else "not calibrated (the old sum rule)")) if out["backend"] == "fused" else ""
-        _show("verify", "each class against the others, " + (
-            fused or f"calibrated to LLRs ({cal['slope']:.4g} x score {cal['offset']:+.4g})"
-            if cal or fused else "not calibrated (train --calibrate)"))  # fmt: skip
+        if out["backend"] == "fused":
+            how = "fused scores, " + ("calibrated by the fusion weights" if clf.weights
+                                      else "not calibrated (the old sum rule)")
+        elif cal:
+            how = f"calibrated to LLRs ({cal['slope']:.4g} x score {cal['offset']:+.4g})"
+        else:
+            how = "not calibrated (train --calibrate)"
+        _show("verify", "each class against the others, " + how)
     if out["backend"] == "map":
         _show("threshold", "none (predict --reject needs a number)" if b["threshold"] is None
               else f"{b['threshold']:.4f} per-frame LLR (--reject auto, " + (

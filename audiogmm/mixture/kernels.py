@@ -116,7 +116,8 @@ def _compiled() -> Any:
             os.makedirs(cache_dir, exist_ok=True)
             numba.config.CACHE_DIR = cache_dir
     from . import compiled
-    return {np.dtype(np.float32): compiled.blocks_lse32, np.dtype(np.float64): compiled.blocks_lse64}
+    return {np.dtype(np.float32): compiled.blocks_lse32,
+            np.dtype(np.float64): compiled.blocks_lse64}
 
 
 #: The kernels' ``w`` when there are no weights (never read), per dtype.

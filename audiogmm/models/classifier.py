@@ -22,7 +22,8 @@ from ..mixture.kernels import row_max_and_sum
 from ..mixture.sources import ArraySource, check_frames
 from ..progress import Progress, reporter
 
-__all__ = ["UNKNOWN", "GMMClassifier", "N_COMPONENTS", "class_llr", "decide", "log_odds", "raw_llr"]
+__all__ = ["UNKNOWN", "GMMClassifier", "N_COMPONENTS", "class_llr", "decide", "log_odds",
+           "raw_llr"]
 
 logger = logging.getLogger(__name__)
 

@@ -287,7 +287,8 @@ def clip_stats(clips: Sequence[np.ndarray], ubm: DiagGMM, *,
             R = len(part)
             # the one UBM broadcast over the clips: a stack of R members that share it
             n, F, _, _, _ = accumulate_many(
-                part, np.broadcast_to(prior.weights, (R, K)), np.broadcast_to(prior.means, (R, K, D)),
+                part, np.broadcast_to(prior.weights, (R, K)),
+                np.broadcast_to(prior.means, (R, K, D)),
                 np.broadcast_to(prior.variances, (R, K, D)), list(range(R)),
                 shifts=np.broadcast_to(shift, (R, D)), executor=ex)  # fmt: skip
             n_out[a : a + R] = n

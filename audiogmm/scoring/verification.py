@@ -19,7 +19,8 @@ from ..exceptions import ParameterError
 
 __all__ = [
     "DCF_TARGETS", "CalibrationWarning", "act_dcf", "apply_calibration", "bayes_threshold",
-    "calibrated_threshold", "check_dcf_costs", "cllr", "det_curve", "eer", "fit_calibration", "min_cllr", "min_dcf",
+    "calibrated_threshold", "check_dcf_costs", "cllr", "det_curve", "eer", "fit_calibration",
+    "min_cllr", "min_dcf",
     "newton_minimise", "operating_points", "pav", "snorm", "split_trials", "tnorm", "znorm",
 ]  # fmt: skip
 

@@ -161,6 +161,11 @@ class ComponentSelection:
         """Mask of the clips that were held out once."""
         return self.folds >= 0
 
+    @property
+    def scored_frames(self) -> np.ndarray:
+        """The frames each clip's scores sum (n_clips,): every ``frame_step``-th one."""
+        return -(-self.n_frames // self.frame_step)
+
     def accuracy_counts(self, scores: np.ndarray) -> tuple[int, int]:
         """(correct, total) of argmax decisions over the held-out clips."""
         h = self.held
@@ -348,8 +353,7 @@ def ml_calibration(sel: ComponentSelection, S: np.ndarray) -> dict[str, Any] | N
     """The calibration block of an ml model's verification scores (:func:`class_llr`) from
     the held-out CV scores ``S`` (n_clips, n_labels) of ``sel``'s clips: no fit of its own.
     None without two classes or a held-out clip; separable trials (easy data) are logged."""
-    n = -(-sel.n_frames // sel.frame_step)  # the frames each score summed
-    llr = class_llr(S[sel.held], n[sel.held])
+    llr = class_llr(S[sel.held], sel.scored_frames[sel.held])
     target = sel.y[sel.held][:, None] == np.arange(S.shape[1])[None, :]
     keep = np.isfinite(llr).all(axis=1)
     if S.shape[1] < 2 or not keep.any():

@@ -306,7 +306,7 @@ def step_fusion(state: TuneState) -> None:
     name, k, ref = state.front_end, state.screen_k, state.sels[state.front_end]
     files = {c: set(state.features(c)[0].features) for c in state.cands}
     scores = {c: sel.scores[k] for c, sel in state.sels.items()}
-    frames = {c: -(-sel.n_frames // sel.frame_step) for c, sel in state.sels.items()}
+    frames = {c: sel.scored_frames for c, sel in state.sels.items()}
     path = cv.forward_fusion(  # fused score rows must be of the same clips
         name, [c for c in state.cands if c != name and files[c] == files[name]], scores, frames,
         lambda S: ref.accuracy_counts(S)[0], MAX_FUSED,
