@@ -10,7 +10,8 @@ for ``hardspeakers/``; one per ``--seeds`` value, default 0; written to a tempor
   (``--preset speech``), ``dcase2016`` (``--preset dcase2016``), ``librosa``
   (``--preset librosa``), ``sound`` (``--preset sound``) and ``auto``
   (``--preset auto --components auto``), ``gsv`` (``--backend gsv``) and ``gsv-speaker``
-  (``--backend gsv --preset speaker``);
+  (``--backend gsv --preset speaker``) and ``gsv-speaker+ml`` (their late fusion with the
+  default: ``--backend gsv+ml --preset speaker+general``);
 * the reference script ``benchmarks/reference/sklearn_gmm.py`` (librosa + scikit-learn,
   16 diagonal components per class): ``ref-librosa`` (``--frontend librosa``: librosa's
   default MFCC, no deltas, no CMVN) and ``ref-speech`` (``--frontend speech``: 25/10 ms
@@ -77,6 +78,7 @@ CONFIGS: dict[str, tuple[str, list[str]]] = {
     "auto": ("audiogmm", ["--preset", "auto", "--components", "auto"]),
     "gsv": ("audiogmm", ["--backend", "gsv"]),
     "gsv-speaker": ("audiogmm", ["--backend", "gsv", "--preset", "speaker"]),
+    "gsv-speaker+ml": ("audiogmm", ["--backend", "gsv+ml", "--preset", "speaker+general"]),
     "ref-librosa": ("reference", ["librosa"]),
     "ref-speech": ("reference", ["speech"]),
 }

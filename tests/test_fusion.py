@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -144,8 +145,15 @@ def test_fused_arrays_must_be_exactly_the_members(fused_file, tmp_path):
         del arrays["m1_var_floors"]
 
     path = tamper_header(fused_file[0], tmp_path / "t.npz", mutate_arrays=drop)
-    with pytest.raises(ModelFileError, match="not those of 2 members"):
+    with pytest.raises(ModelFileError, match="member 1 has arrays .* needs"):
         load_model(path)
+
+    for name in ("m2_weights", "weights", "m01_weights", "mx_weights"):  # of no member
+        def stray(arrays, name=name):
+            arrays[name] = arrays["m0_weights"]
+        path = tamper_header(fused_file[0], tmp_path / "t.npz", mutate_arrays=stray)
+        with pytest.raises(ModelFileError, match="belongs to none of its 2 members"):
+            load_model(path)
     # a single classifier's bundle may not carry a fused model's configs
     configs, _ = read_model_file(fused_file[0])
 
@@ -168,9 +176,12 @@ def test_save_model_checks_configs_against_members(fused_file, tmp_path):
 def test_cli_info_describes_a_fused_model(fused_file):
     r = CliRunner().invoke(main, ["info", str(fused_file[0])])
     assert r.exit_code == 0, r.output
-    assert "late fusion of 2 front ends" in r.output and r.output.count("features:") == 2
+    assert "members:       ml (4 components per class, 26 dims) + ml (4 components per class, " \
+        "60 dims) (late fusion)" in r.output and r.output.count("features:") == 2
     out = json.loads(CliRunner().invoke(main, ["info", "--json", str(fused_file[0])]).output)
     assert out["kind"] == "FusedClassifier" and len(out["feature_configs"]) == 2
+    assert [m["backend"] for m in out["members"]] == ["ml", "ml"]
+    assert [m["weight"] for m in out["members"]] == [None, None]  # the old sum rule
 
 
 def test_verify_scores_a_fused_model_and_kaldi_refuses_it(fused_file):
@@ -306,3 +317,144 @@ def test_speech_band_data_fuses_general_with_its_cmn_copy():
         ("fusion", "general + general-cmn"),
     ]  # fmt: skip
     assert isinstance(res.config, FeatureConfig)
+
+
+# -- fusions of backends (issue 22 item 3): train --backend gsv+ml --preset speaker+general ------
+
+
+def _two_fronts(rng, labels=("a", "b", "c"), n=18):
+    y = [labels[i % len(labels)] for i in range(n)]
+    A = [rng.normal(labels.index(c), 1.5, (50 + i, 3)).astype(np.float32) for i, c in enumerate(y)]
+    B = [rng.normal(0.5 * labels.index(c), 1.5, (30 + i, 5)).astype(np.float32)
+         for i, c in enumerate(y)]  # fmt: skip
+    return A, B, y
+
+
+@pytest.mark.filterwarnings("ignore::audiogmm.exceptions.ConvergenceWarning")
+def test_fit_fused_is_fit_fusion_of_held_out_scores_with_each_members_final_ubm():
+    """Brute force: each member's final model is its backend's own fit; the weights are
+    fit_fusion of scores from fold fits done here by hand (the final UBM given)."""
+    from audiogmm.models import GSVClassifier
+    from audiogmm.models.fusion import fit_fusion
+    from audiogmm.selection.cv import clip_folds, fit_fused
+
+    A, B, y = _two_fronts(np.random.default_rng(1))
+    clf = fit_fused([A, B], y, ["gsv", "ml"], random_state=3, n_jobs=1)
+    gsv = GSVClassifier(random_state=3, n_jobs=1).fit(A, y, calibrate=False)
+    ml = GMMClassifier(random_state=3, n_jobs=1).fit(B, y)
+    for got, want in zip(clf.members, (gsv, ml)):
+        for k in ("coef_", "intercept_", "means_", "weights_", "variances_"):
+            if hasattr(want, k):
+                np.testing.assert_array_equal(getattr(got, k), getattr(want, k))
+    folds = clip_folds(y, 3, random_state=3)
+    SA, SB, idx = [], [], []
+    for f in range(3):
+        tr, te = np.flatnonzero(folds != f), np.flatnonzero(folds == f)
+        g = GSVClassifier(random_state=3, n_jobs=1).fit([A[i] for i in tr], [y[i] for i in tr],
+                                                       ubm=gsv.ubm_, calibrate=False)
+        m = GMMClassifier(random_state=3, n_jobs=1).fit([B[i] for i in tr], [y[i] for i in tr])
+        SA.append(g.score_matrix([A[i] for i in te]))
+        SB.append(m.score_matrix([B[i] for i in te]))
+        idx.extend(te)
+    nB = np.array([len(B[i]) for i in idx])
+    want = fit_fusion([np.vstack(SA), np.vstack(SB)], [np.ones(len(idx)), nB],
+                      np.array([sorted(set(y)).index(y[i]) for i in idx]))
+    assert clf.weights == want
+    # the fused score: a gsv member's per clip, an ml member's per frame
+    S = clf.score_matrix([A[:4], B[:4]])
+    hand = want[0] * gsv.score_matrix(A[:4]) + want[1] * ml.score_matrix(B[:4]) / np.array(
+        [len(X) for X in B[:4]])[:, None]
+    np.testing.assert_allclose(S, hand, rtol=1e-12)
+
+
+@pytest.mark.filterwarnings("ignore::audiogmm.exceptions.ConvergenceWarning")
+def test_a_fusion_of_every_backend_round_trips_and_refuses_the_sum_rule(tmp_path):
+    from audiogmm.io import load, save
+    from audiogmm.selection.cv import fit_fused
+
+    A, B, y = _two_fronts(np.random.default_rng(2))
+    clf = fit_fused([A, B, A, B], y, ["ml", "map", "gsv", "ivector"], random_state=0, n_jobs=1)
+    assert [type(m).__name__ for m in clf.members] == ["GMMClassifier", "UBMClassifier",
+                                                        "GSVClassifier", "IVectorClassifier"]
+    save(clf, tmp_path / "f.npz")
+    back = load(tmp_path / "f.npz")
+    assert back.weights == clf.weights and all(np.isfinite(clf.weights))
+    sets = [A[:5], B[:5], A[:5], B[:5]]
+    np.testing.assert_array_equal(back.score_matrix(sets), clf.score_matrix(sets))
+    with pytest.raises(ParameterError, match="needs fitted weights"):
+        FusedClassifier(clf.members)
+    with pytest.raises(ParameterError, match="2 to 4 members"):
+        fit_fused([A], y, ["ml"])
+    with pytest.raises(ParameterError, match="unknown backend"):
+        fit_fused([A, B], y, ["ml", "svm"])
+    with pytest.raises(ParameterError, match="2 training clips in some class"):
+        fit_fused([A[:3], B[:3]], y[:3], ["ml", "gsv"])
+
+
+SPEAKERS = ROOT / "data_samples" / "speakers"
+
+
+@pytest.fixture(scope="module")
+def cli_fusion(tmp_path_factory):
+    d = tmp_path_factory.mktemp("cli-fusion")
+    model = d / "f.npz"
+    r = CliRunner().invoke(main, ["train", str(SPEAKERS), "-o", str(model), "-j", "2",
+                                  "--backend", "gsv+ml", "--preset", "speaker+general"])
+    assert r.exit_code == 0, r.output
+    return model, r.output
+
+
+def test_cli_trains_a_fusion_of_backends_that_evaluates_verifies_and_describes_itself(
+        cli_fusion, tmp_path):  # fmt: skip
+    model, out = cli_fusion
+    assert "as a late fusion of gsv (speaker) + ml (general)" in out
+    bundle = load_model(model)
+    assert [c.to_dict() for c in bundle.configs] == [PRESETS["speaker"].to_dict(),
+                                                     PRESETS["general"].to_dict()]
+    assert [type(m).__name__ for m in bundle.classifier.members] == ["GSVClassifier",
+                                                                      "GMMClassifier"]
+    r = CliRunner().invoke(main, ["evaluate", str(model), str(SPEAKERS), "--json"])
+    assert r.exit_code == 0, r.output
+    assert json.loads(r.stdout)["accuracy"] >= 0.9  # 36 test clips of 9 synthetic voices
+    info = json.loads(CliRunner().invoke(main, ["info", "--json", str(model)]).output)
+    assert [m["backend"] for m in info["members"]] == ["gsv", "ml"]
+    assert all(m["weight"] > 0 for m in info["members"])
+    split = bundle.header["split"]
+    assert split["split"] == "train" and len(split["train_files"]) == 72
+    trials_csv = tmp_path / "trials.csv"
+    ev_out = evaluate_classifier(bundle, _test_records(), options=RunOptions(n_jobs=1))
+    rows = [(p["path"], y, int(p["label"] == y)) for p in ev_out["predictions"][:6]
+            for y in bundle.classifier.labels_]  # fmt: skip
+    trials_csv.write_text("path,claim,target\n" + "".join(f"{p},{c},{t}\n" for p, c, t in rows))
+    r = CliRunner().invoke(main, ["verify", str(model), str(trials_csv), "--json"])
+    assert r.exit_code == 0, r.output
+    got = json.loads(r.stdout)
+    assert got["n_trials"] == len(rows) and np.isfinite(got["metrics"]["cllr"])
+    for p in ev_out["predictions"][:6]:  # the predicted class has the largest score
+        mine = {t["claim"]: t["score"] for t in got["trials"] if t["path"] == p["path"]}
+        assert max(mine, key=mine.get) == p["predicted"]
+
+
+def _test_records():
+    from audiogmm.data import split_records
+
+    return [r for r in split_records(read_manifest(str(SPEAKERS)), train_fraction=0.7, seed=0)
+            if r.split == "test"]
+
+
+@pytest.mark.parametrize("args, match", [
+    (["--backend", "gsv+ml", "-k", "16"], "--components sets up a single model"),
+    (["--backend", "gsv+ml", "--calibrate"], "--calibrate sets up a single model"),
+    (["--backend", "gsv+ml", "--relevance", "4"], "--relevance sets up a single model"),
+    (["--preset", "auto", "--backend", "gsv+ml"], "--preset auto chooses its own"),
+    (["--preset", "auto+general"], "'auto' cannot be joined"),
+    (["--preset", "speaker+general+sound", "--backend", "gsv+ml"], "give one, or one per member"),
+    (["--backend", "ml+ml"], "member 2 .ml on general. repeats member 1"),
+    (["--backend", "gsv+svm"], "'svm' is not one of"),
+    (["--backend", "ml+map+gsv+ivector+ml"], "at most 4 members"),
+])  # fmt: skip
+def test_cli_fusion_refuses_what_it_cannot_apply(args, match, tmp_path):
+    r = CliRunner().invoke(main, ["train", str(SPEAKERS), "-o", str(tmp_path / "m.npz"), *args])
+    assert r.exit_code == 2, r.output
+    assert re.search(match, r.output), r.output
+    assert not (tmp_path / "m.npz").exists()

@@ -31,7 +31,7 @@ from audiogmm.checks import List, Obj, Str
 from audiogmm.checks import check as schema_check
 from audiogmm.io import load, save, tables
 from audiogmm.io.container import CONTAINER_KEYS
-from audiogmm.models import FusedClassifier, GSVClassifier, IVectorClassifier
+from audiogmm.models import FusedClassifier, GSVClassifier, IVectorClassifier, UBMClassifier
 from audiogmm.pipeline import load_model, save_model
 
 from .conftest_hostile import assert_one_line_error, invoke
@@ -153,6 +153,17 @@ def base_model(kind: str) -> str:
         clips = [rng.normal(m, 1.0, (120, cfg.n_dims)) for m in (0.0,) * 3 + (3.0,) * 3]
         clf = IVectorClassifier(2, rank=2, n_iter=2, n_jobs=1, max_iter=20)
         save_model(path, clf.fit(clips, list("aaabbb")), cfg)
+    elif kind.startswith("FusedMixed"):  # one member of each backend, weighted; "FusedMixed-i":
+        # the i-th backend first (tampering goes into the first member of a list)
+        cfgs = [FeatureConfig.preset("speech"), FeatureConfig()] * 2
+        labels, members = ["a", "a", "a", "b", "b", "b"], []
+        first = int(kind.partition("-")[2] or 0)
+        kinds = (GMMClassifier, UBMClassifier, GSVClassifier, IVectorClassifier)
+        for cfg, cls in zip(cfgs, kinds[first:] + kinds[:first]):
+            clips = [rng.normal(m, 1.0, (120, cfg.n_dims)) for m in (0.0,) * 3 + (3.0,) * 3]
+            own = {"rank": 2, "n_iter": 2} if cls is IVectorClassifier else {}
+            members.append(cls(2, n_jobs=1, max_iter=20, **own).fit(clips, labels))
+        save_model(path, FusedClassifier(members, [1.0, 0.5, 2.0, 0.25]), cfgs)
     elif kind in ("GMMClassifier", "FusedClassifier"):
         cfgs = [FeatureConfig.preset("speech"), FeatureConfig()]
         members = []
@@ -930,6 +941,7 @@ def _tamper_all(src, table, tmp_path, loader) -> int:
         (FIXTURES / "classifier_v1.npz", "CLASSIFIER"),
         (FIXTURES / "map_v1.npz", "UBM"),
         ("FusedClassifier", "FUSED"),
+        *((f"FusedMixed-{i}", "FUSED") for i in range(4)),
         ("GSVClassifier", "GSV"),
         ("IVectorClassifier", "IVECTOR"),
     ],

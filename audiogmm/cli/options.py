@@ -77,6 +77,32 @@ def _auto_or(convert, what: str, minimum: float = -float("inf")):
     return callback
 
 
+class Members(click.ParamType):
+    """``NAME``, or ``NAME+NAME...``: one per member of a late fusion (at most ``most``), each
+    one of ``choices``; ``alone`` names may not be joined. The value stays the string given."""
+
+    name = "members"
+
+    def __init__(self, choices: Iterable[str], most: int = 1, alone: Iterable[str] = ()) -> None:
+        self.choices, self.most, self.alone = list(choices), most, set(alone)
+
+    def get_metavar(self, param: click.Parameter, ctx: click.Context | None = None) -> str:
+        return "[" + "|".join(self.choices) + "]" + ("[+...]" if self.most > 1 else "")
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> str:
+        parts = str(value).split("+")
+        if bad := [p for p in parts if p not in self.choices]:
+            self.fail(f"{bad[0]!r} is not one of {', '.join(map(repr, self.choices))}"
+                      + (" (members of a fusion joined by '+')" if self.most > 1 else ""),
+                      param, ctx)  # fmt: skip
+        if len(parts) > 1 and (self.most < 2 or self.alone.intersection(parts)):
+            self.fail(f"{value!r}: " + (f"{sorted(self.alone.intersection(parts))[0]!r} cannot be "
+                      "joined with another" if self.most > 1 else "one name only"), param, ctx)
+        if len(parts) > self.most:
+            self.fail(f"{value!r}: a fusion has at most {self.most} members", param, ctx)
+        return str(value)
+
+
 json_option = click.option("--json", "as_json", is_flag=True,
                            help="Machine-readable JSON on stdout.")
 jobs_option = click.option("--jobs", "-j", type=click.IntRange(min=1),
@@ -103,14 +129,17 @@ reject_option = click.option(
     "calibrated ml model's from training; gsv, ivector: 0, the Bayes one).")
 
 
-def feature_options(*, auto: bool = False, default: str = DEFAULT_PRESET):
-    """``--preset NAME`` (``auto`` too when tuning) and ``--config FILE`` on top of it."""
+def feature_options(*, auto: bool = False, default: str = DEFAULT_PRESET, fuse: int = 1):
+    """``--preset NAME`` (``auto`` too when tuning; ``NAME+NAME`` for a fusion of up to
+    ``fuse`` members) and ``--config FILE`` on top of it."""
     more = (", or 'auto': the default, another front end or a late fusion of up to three, chosen "
-            "by clip-stratified cross-validation on the training files.")  # fmt: skip
+            "by clip-stratified cross-validation on the training files")  # fmt: skip
+    joined = "; or one per member of a late fusion, joined by '+' (see --backend)"
     return stack(
-        click.option("--preset", type=click.Choice(sorted(PRESETS) + ["auto"] * auto),
+        click.option("--preset", type=Members(sorted(PRESETS) + ["auto"] * auto, fuse, ["auto"]),
                      default=default, show_default=True,
-                     help="Named feature preset" + (more if auto else ".")),
+                     help="Named feature preset" + (more if auto else "") + (joined if fuse > 1
+                                                                            else "") + "."),
         click.option("--config", "config_path", type=click.Path(exists=True, dir_okay=False),
                      help="FeatureConfig JSON file; its fields replace those of --preset (a "
                      'partial file such as {"n_mfcc": 13} changes only those).'))  # fmt: skip

@@ -11,6 +11,7 @@ from __future__ import annotations
 import inspect
 import logging
 import os
+import time
 import warnings
 
 import click
@@ -22,6 +23,7 @@ from ..io.atomic import check_writable
 from ..mixture import DiagGMM
 from ..models import BACKENDS, default_components
 from ..models.classifier import oversized_reason
+from ..models.fusion import MAX_MEMBERS
 from ..models.ubm import UBM_DEFAULTS, train_ubm
 from ..scoring.verification import calibrated_threshold
 from . import options
@@ -77,7 +79,7 @@ def _front_end(ubm_path, ubm_config, data_config, *, fixed: bool):
 @click.option("-o", "--output", required=True, type=options.OutputPath(dir_okay=False),
               help="Model file to write (.npz).")
 @options.split_options()
-@options.feature_options(auto=True)
+@options.feature_options(auto=True, fuse=MAX_MEMBERS)
 @options.components_option(None, "Components per class (--backend ml, default "
     f"{default_components('ml')}; 'auto': chosen by cross-validation), or of the UBM (--backend "
     f"map, default {default_components('map')}; gsv, default {default_components('gsv')}); "
@@ -89,10 +91,13 @@ def _front_end(ubm_path, ubm_config, data_config, *, fixed: bool):
 @click.option("--max-iter", type=click.IntRange(min=0),
               help=f"Maximum EM iterations per class [default: {_GMM_DEFAULTS['max_iter']}; "
               f"the UBM of --backend map/gsv/ivector runs exactly {UBM_DEFAULTS['max_iter']}].")
-@click.option("--backend", type=click.Choice(sorted(BACKENDS)), default="ml", show_default=True,
-              help="ml: one GMM per label; map: a UBM with MAP-adapted labels; gsv: GMM "
-              "supervectors of a UBM + logistic regression; ivector: "
-              "i-vectors of a UBM + LDA, WCCN and cosine scoring.")  # fmt: skip
+@click.option("--backend", type=options.Members(sorted(BACKENDS), MAX_MEMBERS), default="ml",
+              show_default=True, help="ml: one GMM per label; map: a UBM with MAP-adapted "
+              "labels; gsv: GMM supervectors of a UBM + logistic regression; ivector: "
+              "i-vectors of a UBM + LDA, WCCN and cosine scoring. Several joined by '+' (and "
+              "one --preset each, or one for all): a late fusion of those models, each with "
+              "its backend's defaults, weighted by a logistic regression on held-out folds "
+              "of the training files (e.g. --backend gsv+ml --preset speaker+general).")  # fmt: skip
 @click.option("--ubm-components", type=click.IntRange(min=1), hidden=True,
               help="Same as -k with --backend map, gsv or ivector (the UBM size).")
 @click.option("--ubm", "ubm_path", type=click.Path(exists=True, dir_okay=False),
@@ -123,6 +128,7 @@ def train(ctx, data, output, preset, config_path, components, backend, ubm_path,
     from ..pipeline.sources import KINDS, source_kind
     auto = preset == "auto"
     tuning, kind = auto or components == "auto", KINDS[source_kind(data)]
+    members = fusion_members(ctx, preset, backend, kind)
     for wrong, why in [
         (auto and config_path, options.AUTO_AND_CONFIG),
         (tuning and backend != "ml", "--preset auto and --components auto select by "
@@ -137,19 +143,22 @@ def train(ctx, data, output, preset, config_path, components, backend, ubm_path,
     ]:  # fmt: skip
         if wrong:
             raise click.UsageError(why)
-    params = backend_params(ctx, backend, ctx.params)
+    params = {} if members else backend_params(ctx, backend, ctx.params)
     options.refuse_given(ctx, kind.not_for, kind.why)
     ubm, ubm_config = load_ubm(ubm_path) if ubm_path else (None, None)
     if ubm_path and ubm_config is None:
         logger.warning("%s records no front end; it must match --preset/--config", ubm_path)
     fixed = options.given(ctx, "preset") or options.given(ctx, "config_path")
-    config = None if auto else _front_end(ubm_path, ubm_config, options.load_config(
+    config = None if auto or members else _front_end(ubm_path, ubm_config, options.load_config(
         preset, config_path), fixed=fixed)  # fmt: skip
     fit = dict(backend=backend, ubm=ubm, random_state=ctx.params["seed"], **params)
     with warnings.catch_warnings():
         # per-class ConvergenceWarnings are summarised below, naming the classes
         warnings.simplefilter("ignore", ConvergenceWarning)
-        clf, clips, extra = _fit(ctx, data, fit, config, ubm_config, tuning, calibrate)
+        if members:
+            clf, clips, extra = _fit_fused(ctx, data, members)
+        else:
+            clf, clips, extra = _fit(ctx, data, fit, config, ubm_config, tuning, calibrate)
     # the model records its split (or training utterances), so that scoring can refuse them
     extra = {**clips.blocks, **extra}
     if clips.config is None:  # features made by Kaldi: a plain classifier file
@@ -164,13 +173,73 @@ def train(ctx, data, output, preset, config_path, components, backend, ubm_path,
                backend=backend, n_dims=clf.n_dims, timing=clf.timing_, training=clf.fit_report_,
                n_files=len(clips.clips), skipped=clips.skipped, selection=extra.get("selection"),
                feature_config=front, **clips.info)  # fmt: skip
-    how = (f"from a UBM of {clf.n_components} components ({backend})" if backend != "ml"
+    how = (f"as a late fusion of {' + '.join(f'{b} ({p})' for p, b in members)}" if members
+           else f"from a UBM of {clf.n_components} components ({backend})" if backend != "ml"
            else f"x {clf.n_components} components (ml)")  # fmt: skip
     note = "" if clips.config else " (Kaldi features: evaluate on feats.scp, no audio predict)"
     n, unit = len(clf.labels_), clips.unit + ("" if out["n_files"] == 1 else "s")
     echo_out(out, as_json, f"trained {n} class{'' if n == 1 else 'es'} {how} on {out['n_files']} "
              f"{unit} ({dims_text(clf.n_dims)}-dim features) in {sum(clf.timing_.values()):.1f} s "
              f"-> {escape_name(output)}{note}")  # fmt: skip
+
+
+#: What a fusion's members are trained with: each backend's defaults, so these are refused.
+_SINGLE_MODEL = ("components", "init", "max_iter", "ubm_components", "ubm_path", "relevance",
+                 "adapt", "reject_far", "calibrate", "config_path")  # fmt: skip
+
+
+def fusion_members(ctx: click.Context, preset: str, backend: str, kind) -> list[tuple[str, str]]:
+    """The (preset, backend) of each member when ``--preset`` or ``--backend`` names several
+    (one value is used for every member), else []; usage errors for what a fusion refuses."""
+    presets, backends = preset.split("+"), backend.split("+")
+    n = max(len(presets), len(backends))
+    if n == 1:
+        return []
+    if len(presets) not in (1, n) or len(backends) not in (1, n):
+        raise click.UsageError(f"--preset names {len(presets)} front ends and --backend "
+                               f"{len(backends)} backends: give one, or one per member")
+    if "auto" in presets:
+        raise click.UsageError("--preset auto chooses its own front ends (and fusion) for the ml "
+                               "backend: give named presets to fuse backends")  # fmt: skip
+    members = list(zip(presets * (n // len(presets)), backends * (n // len(backends))))
+    for i, m in enumerate(members):
+        if m in members[:i]:
+            raise click.UsageError(f"member {i + 1} ({m[1]} on {m[0]}) repeats member "
+                                   f"{members.index(m) + 1}")  # fmt: skip
+    options.refuse_given(ctx, _SINGLE_MODEL, "sets up a single model; a fusion trains each "
+                         "member with its backend's defaults (and its weights calibrate it)")
+    if kind.not_for:
+        raise click.UsageError(f"a fusion extracts each member's front end from audio; DATA "
+                               f"is a {kind.name}")  # fmt: skip
+    return members
+
+
+def _fit_fused(ctx, data, members: list[tuple[str, str]]):
+    """The fusion of ``members`` (:func:`~audiogmm.selection.cv.fit_fused`) on DATA's
+    training files usable under every member's front end, its clip set and header blocks."""
+    from ..data import extract_many_configs
+    from ..pipeline.classify import load_split
+    from ..pipeline.sources import audio_clips
+    from ..selection.cv import fit_fused
+    p = ctx.params
+    how = dict(split=p["split"], train_fraction=p["train_fraction"], seed=p["seed"])
+    records = load_split(data, **how)
+    configs = [FeatureConfig.preset(name) for name, _ in members]
+    opts = options.command_options()
+    with options.executor([r.path for r in records]) as ex:
+        t0 = time.perf_counter()
+        results = extract_many_configs(records, configs, options=opts, executor=ex)
+        extract_s = time.perf_counter() - t0
+        usable = [r for r in records if all(r.path in res.features for res in results)]
+        if lost := len([r for r in records if r.path in results[0].features]) - len(usable):
+            logger.warning("%d file(s) skipped: unusable under another member's front end", lost)
+        clips = audio_clips(data, usable, results[0], configs, n_jobs=p["jobs"],
+                            extract_s=extract_s, cache_dir=p["cache_dir"], **how)  # fmt: skip
+        sets = [res.labelled_clips(usable)[0] for res in results]
+        clf = fit_fused(sets, clips.labels, [b for _, b in members], random_state=p["seed"],
+                        executor=ex, n_jobs=p["jobs"], progress=opts.progress)  # fmt: skip
+    clf.timing_ = {**clips.timing, **clf.timing_}
+    return clf, clips, {}
 
 
 def _fit(ctx, data, fit, config, ubm_config, tuning, calibrate):

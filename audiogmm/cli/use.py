@@ -265,6 +265,11 @@ def _summary(model: str, bundle, clf, gmm, header: dict) -> dict:
     if out["backend"] in _BACKENDS:
         ubm = getattr(getattr(clf, "ubm_", None), "n_components", None)
         out[out["backend"]] = {"ubm_components": ubm, **_BACKENDS[out["backend"]][0](clf)}
+    if fused:  # each member's backend, size (per class for ml, else its UBM's) and weight
+        weights = clf.weights or [None] * len(clf.members)
+        out["members"] = [{"backend": next(k for k, c in BACKENDS.items() if type(m) is c),
+                           "n_components": m.n_components, "n_dims": m.n_dims, "weight": a}
+                          for m, a in zip(clf.members, weights)]  # fmt: skip
     return out
 
 
@@ -301,10 +306,14 @@ def info(model, as_json):
             **b, ubm=f"a UBM of {b['ubm_components']} diagonal components x {dims} dims",
             cal="calibrated to LLRs" if b.get("calibration") else "not calibrated",
             adapted=_ADAPT.get(b.get("adapt"))))  # fmt: skip
+    elif out.get("members"):
+        _show("members", " + ".join(
+            f"{m['backend']} ({m['n_components']} "
+            + ("components per class" if m["backend"] == "ml" else "UBM components")
+            + f", {m['n_dims']} dims" + ("" if m["weight"] is None else f", weight {m['weight']:.4g}")
+            + ")" for m in out["members"]) + " (late fusion)")  # fmt: skip
     else:
-        _show("mixtures", f"{out['n_components']} diagonal components x {dims} dims"
-              + (f" (late fusion of {len(bundle.configs)} front ends)" if bundle and bundle.fused
-                 else ""))  # fmt: skip
+        _show("mixtures", f"{out['n_components']} diagonal components x {dims} dims")
     if out["backend"] in ("ml", "fused"):
         cal = out["calibration"]
         if out["backend"] == "fused":

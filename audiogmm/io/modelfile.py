@@ -246,20 +246,36 @@ def _back_end(cls: type, table: Field, block: str, fitted: tuple, names: tuple,
 
 
 def _fused_parts(c: FusedClassifier) -> tuple[dict, dict]:
-    arrays = {f"m{i}_{k}": getattr(m, k + "_") for i, m in enumerate(c.members) for k in _STACK}
-    return {"labels": list(c.labels_), "members": [_member_fields(m) for m in c.members],
-            "fusion_weights": c.weights}, arrays  # fmt: skip
+    """Each member's own header (without the labels; ``kind`` unless a GMMClassifier) and
+    its arrays prefixed ``m<i>_``."""
+    members, arrays = [], {}
+    for i, m in enumerate(c.members):
+        kind = next(k for k in KINDS if isinstance(m, k.cls))
+        header, own = kind.parts(m)
+        del header["labels"]
+        members.append(header if kind.cls is GMMClassifier else {"kind": kind.cls.__name__,
+                                                                  **header})  # fmt: skip
+        arrays.update({f"m{i}_{k}": x for k, x in own.items()})
+    return {"labels": list(c.labels_), "members": members, "fusion_weights": c.weights}, arrays
 
 
 def _fused_build(name: str, h: dict, a: dict) -> FusedClassifier:
-    n = len(h["members"])
-    if set(a) != {f"m{i}_{k}" for i in range(n) for k in _STACK}:
-        raise ModelFileError(f"{name}: arrays {sorted(a)[:12]} are not those of {n} members")
-    members = [
-        _classifier_build(f"{name} (member {i})", {"labels": h["labels"], **fields},
-                          {k: a[f"m{i}_{k}"] for k in _STACK})
-        for i, fields in enumerate(h["members"])
-    ]  # fmt: skip
+    n, kinds = len(h["members"]), {k.cls.__name__: k for k in KINDS}
+    mine: list[dict] = [{} for _ in range(n)]
+    for key, x in a.items():
+        i, sep, rest = key[1:].partition("_")
+        if not (key[:1] == "m" and sep and i.isdigit() and int(i) < n and key == f"m{int(i)}_{rest}"):
+            raise ModelFileError(f"{name}: array {key[:40]!r} belongs to none of its {n} members")
+        mine[int(i)][rest] = x
+    members = []
+    for i, fields in enumerate(h["members"]):
+        fields = dict(fields)
+        kind = kinds[fields.pop("kind", "GMMClassifier")]  # a member kind (checked by the table)
+        if kind.arrays is not None and set(mine[i]) != set(kind.arrays):
+            raise ModelFileError(f"{name}: member {i} has arrays {sorted(mine[i])[:12]}, a "
+                                 f"{kind.cls.__name__} needs {sorted(kind.arrays)}")  # fmt: skip
+        members.append(kind.build(f"{name} (member {i})", {"labels": h["labels"], **fields},
+                                  mine[i]))  # fmt: skip
     try:
         return FusedClassifier(members, h.get("fusion_weights"))  # none: the old sum rule
     except ParameterError as e:

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..checks import Bool, Int, List, Map, Obj, Real, Str, at_least, must
+from ..checks import Bool, Int, List, Map, Obj, Real, Str, at_least, check, must
 from ..data.shards import SHARD_INDEX
 from ..mixture.checks import MAX_VAR_FLOOR_ABS, MIN_VAR_FLOOR_ABS
 from ..mixture.mstep import check_adapt
@@ -142,9 +142,29 @@ IVECTOR_BLOCK = Obj({
     "tv_history": List(Real(), max_len=1 << 16), "calibration": GSV_BLOCK.keys["calibration"],
 })  # fmt: skip
 IVECTOR = Obj({**CLASSIFIER.keys, "ivector": IVECTOR_BLOCK}, optional=(*_OPTIONAL, *_BLOCKS))
+#: A fused model's member, by its ``kind`` (absent: a GMMClassifier, as in every file before
+#: members of other backends): that kind's table without the labels and pipeline blocks.
+MEMBER_KINDS = {
+    cls: Obj({k: f for k, f in t.keys.items() if k not in ("labels", *_BLOCKS)}, optional=t.optional)
+    for cls, t in [("GMMClassifier", CLASSIFIER), ("UBMClassifier", UBM), ("GSVClassifier", GSV),
+                   ("IVectorClassifier", IVECTOR)]
+}  # fmt: skip
+
+
+def _member(v: dict, what: str) -> dict:
+    kind = v.pop("kind", "GMMClassifier")
+    out = check(MEMBER_KINDS[kind], v, what)
+    return out if kind == "GMMClassifier" else {"kind": kind, **out}
+
+
+#: Every field a member may have (checked then by its kind's own table, :func:`_member`).
+_ANY_MEMBER = Obj({"kind": Str(choices=tuple(MEMBER_KINDS)),
+                   **{k: f for t in MEMBER_KINDS.values() for k, f in t.keys.items()
+                      if k != "training"}, "training": _MEMBER["training"]},
+                  optional=all, then=_member)  # fmt: skip
 FUSED = Obj({
     "labels": LABELS,
-    "members": List(Obj(_MEMBER, optional=_OPTIONAL), max_len=MAX_MEMBERS, then=at_least(2)),
+    "members": List(_ANY_MEMBER, max_len=MAX_MEMBERS, then=at_least(2)),
     "feature_configs": List(FEATURES, max_len=MAX_MEMBERS, then=at_least(2)),
     "fusion_weights": List(Real(-1e6, 1e6), max_len=MAX_MEMBERS, null=True),
     **{k: v for k, v in _BLOCKS.items() if k != "feature_config"},

@@ -191,6 +191,9 @@ class GMMClassifier(ModelFile):
     #: ``reject="auto"``'s threshold on :meth:`rejection_scores` (None: none; an ml model's
     #: comes from its file's calibration, a map model's from training).
     threshold_: float | None = None
+    #: Whether :meth:`score_matrix` sums per-frame scores over a clip's frames (a late fusion
+    #: divides them by the clip's frames) or gives one score per clip (gsv, ivector).
+    scores_per_frame = True
 
     def __init__(self, n_components: int = N_COMPONENTS, *, priors: dict[str, float] | None = None,
                  n_jobs: int | None = None, random_state: int | None = 0,

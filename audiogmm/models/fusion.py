@@ -1,7 +1,8 @@
-"""Late fusion of :class:`~audiogmm.models.GMMClassifier` members of the same labels, each on
-its own front end: a clip's score for a class is ``sum_m a_m S_m / n_m``, the members' per-frame
-log-likelihoods weighted by :func:`fit_fusion` (calibrated log posteriors up to a per-clip
-constant); files without weights keep the old sum rule (:func:`fuse_scores`)."""
+"""Late fusion of classifiers of the same labels, each on its own front end and of any backend:
+a clip's score for a class is ``sum_m a_m S_m / n_m``, each member's scores per frame (``n_m``
+the clip's frames: ml, map) or per clip (``n_m = 1``: gsv, ivector), weighted by
+:func:`fit_fusion` (calibrated log posteriors up to a per-clip constant); files without
+weights (ml members only) keep the old sum rule (:func:`fuse_scores`)."""
 
 from __future__ import annotations
 
@@ -64,10 +65,19 @@ def fit_fusion(scores: Sequence[np.ndarray], n_frames: Sequence[np.ndarray],
     return [float(v) for v in newton_minimise(loss, a)]
 
 
+def member_frames(member: GMMClassifier, clips: Sequence[np.ndarray]) -> np.ndarray:
+    """What the fusion divides ``member``'s scores of ``clips`` by (n_clips,): each clip's
+    frames when its scores sum over them, else 1 (:attr:`GMMClassifier.scores_per_frame`)."""
+    if member.scores_per_frame:
+        return np.array([len(X) for X in clips])
+    return np.ones(len(clips), dtype=np.int64)
+
+
 class FusedClassifier(ModelFile):
-    """``members``: 2 to :data:`MAX_MEMBERS` fitted classifiers with the same ``labels_`` and
-    priors, one per front end; ``weights``: one per member (:func:`fit_fusion`), None for the
-    sum rule. Attributes: those two, ``labels_`` and ``fit_report_`` (the first member's)."""
+    """``members``: 2 to :data:`MAX_MEMBERS` fitted classifiers of any backend (ml, map, gsv,
+    ivector) with the same ``labels_`` and priors, one per front end and backend; ``weights``:
+    one per member (:func:`fit_fusion`), None for the sum rule (ml and map members only).
+    Attributes: those two, ``labels_`` and ``fit_report_`` (the first member's)."""
 
     def __init__(self, members: Sequence[GMMClassifier],
                  weights: Sequence[float] | None = None) -> None:  # fmt: skip
@@ -81,6 +91,8 @@ class FusedClassifier(ModelFile):
                 raise ParameterError(f"member {i} has other labels than member 0")
             if m.priors != members[0].priors:
                 raise ParameterError(f"member {i} has other priors than member 0")
+        if weights is None and not all(m.scores_per_frame for m in members):
+            raise ParameterError("a fusion with a gsv or ivector member needs fitted weights")
         if weights is not None:
             weights = [float(a) for a in weights]
             if len(weights) != n or not all(map(math.isfinite, weights)):
@@ -114,7 +126,7 @@ class FusedClassifier(ModelFile):
             raise ParameterError("every member needs the same clips")
         return fuse_scores(
             [m.score_matrix(clips, executor=executor) for m, clips in zip(self.members, clip_sets)],
-            [np.array([len(X) for X in clips]) for clips in clip_sets],
+            [member_frames(m, clips) for m, clips in zip(self.members, clip_sets)],
             self.weights,
         )
 

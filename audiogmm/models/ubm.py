@@ -303,6 +303,7 @@ class EmbeddingClassifier(OpenSetClassifier):
     and ``calibration_`` by :meth:`_held_out_calibration` when asked), ``_scores``."""
 
     fitted_by = "calibration_"
+    scores_per_frame = False
 
     def fit(self, clips: Sequence[np.ndarray], labels: Sequence[str], *, ubm: DiagGMM | None = None,
             progress: Progress = None, executor: LocalExecutor | None = None,
