@@ -331,9 +331,9 @@ def _two_fronts(rng, labels=("a", "b", "c"), n=18):
 
 
 @pytest.mark.filterwarnings("ignore::audiogmm.exceptions.ConvergenceWarning")
-def test_fit_fused_is_fit_fusion_of_held_out_scores_with_each_members_final_ubm():
+def test_fit_fused_is_fit_fusion_of_held_out_scores_of_members_fitted_afresh_per_fold():
     """Brute force: each member's final model is its backend's own fit; the weights are
-    fit_fusion of scores from fold fits done here by hand (the final UBM given)."""
+    fit_fusion of scores from fold fits done here by hand (each with its own UBM)."""
     from audiogmm.models import GSVClassifier
     from audiogmm.models.fusion import fit_fusion
     from audiogmm.selection.cv import clip_folds, fit_fused
@@ -351,7 +351,7 @@ def test_fit_fused_is_fit_fusion_of_held_out_scores_with_each_members_final_ubm(
     for f in range(3):
         tr, te = np.flatnonzero(folds != f), np.flatnonzero(folds == f)
         g = GSVClassifier(random_state=3, n_jobs=1).fit([A[i] for i in tr], [y[i] for i in tr],
-                                                       ubm=gsv.ubm_, calibrate=False)
+                                                       calibrate=False)
         m = GMMClassifier(random_state=3, n_jobs=1).fit([B[i] for i in tr], [y[i] for i in tr])
         SA.append(g.score_matrix([A[i] for i in te]))
         SB.append(m.score_matrix([B[i] for i in te]))
