@@ -458,3 +458,44 @@ def test_cli_fusion_refuses_what_it_cannot_apply(args, match, tmp_path):
     assert r.exit_code == 2, r.output
     assert re.search(match, r.output), r.output
     assert not (tmp_path / "m.npz").exists()
+
+
+@pytest.mark.filterwarnings("ignore::audiogmm.exceptions.ConvergenceWarning")
+def test_a_fusion_rejects_unknown_classes_by_its_calibrated_llr():
+    """Open set: the best class's fused LLR against the others (raw_llr of the fused scores),
+    'auto' its Bayes threshold 0; clips of a class the model never saw fall below it."""
+    from audiogmm.models.classifier import UNKNOWN, decide, raw_llr
+    from audiogmm.selection.cv import fit_fused
+
+    labels = ("a", "b", "c", "d", "e")  # b and d, between the others, are never trained on
+    A, B, y = _two_fronts(np.random.default_rng(4), labels=labels, n=60)
+    known = [i for i, c in enumerate(y) if c in "ace"]
+    clf = fit_fused([[A[i] for i in known], [B[i] for i in known]], [y[i] for i in known],
+                    ["gsv", "ml"], random_state=0, n_jobs=1)  # fmt: skip
+    A2, B2, y2 = _two_fronts(np.random.default_rng(5), labels=labels, n=50)  # fresh clips
+    S = clf.score_matrix([A2, B2])
+    best = clf.log_proba_from_scores(S).argmax(1)
+    r = clf.rejection_scores(S, None)
+    np.testing.assert_array_equal(r, raw_llr(S)[np.arange(len(S)), best])
+    pred = decide(clf, S, None, clf.resolve_threshold("auto"))
+    assert list(pred == UNKNOWN) == list(r < 0)  # the rule, exactly
+    unknown = np.array([c in "bd" for c in y2])
+    # the unknown classes score below the known ones (AUC), though 'auto' (the closed-set
+    # Bayes threshold) may accept them when the known classes separate this well
+    assert np.mean(r[~unknown][:, None] > r[unknown][None, :]) >= 0.95
+    assert np.mean(pred[~unknown] == np.array(y2, dtype=object)[~unknown]) >= 0.9
+    assert (decide(clf, S, None, float(np.median(r))) == UNKNOWN).sum() == len(r) // 2
+
+
+def test_cli_predicts_and_evaluates_with_a_fusion_rejecting(cli_fusion):
+    model, _ = cli_fusion
+    r = CliRunner().invoke(main, ["evaluate", str(model), str(SPEAKERS), "--reject", "auto",
+                                  "--json"])  # fmt: skip
+    assert r.exit_code == 0, r.output
+    out = json.loads(r.stdout)
+    assert out["accuracy"] >= 0.9 and "open_set" in out  # known speakers only: few rejected
+    clip = _test_records()[0].path
+    r = CliRunner().invoke(main, ["predict", str(model), clip, "--reject", "auto", "--json"])
+    assert r.exit_code == 0, r.output
+    res = json.loads(r.stdout)["results"][0]
+    assert res["threshold"] == 0.0 and np.isfinite(res["reject_score"])

@@ -156,20 +156,23 @@ def test_verify_refuses_training_files_through_the_evaluation_check(tmp_path):
     assert len(out.scores) == 1
 
 
-def test_one_reject_capability_check_for_the_api_and_the_cli():
+def test_one_reject_threshold_rule_for_the_api_and_the_cli():
     from audiogmm.cli.options import reject_threshold
     from audiogmm.exceptions import ParameterError
-    from audiogmm.models import FusedClassifier, GMMClassifier, UBMClassifier
-    from audiogmm.pipeline.classify import can_reject
+    from audiogmm.models import FusedClassifier, GMMClassifier
 
-    fused = FusedClassifier.__new__(FusedClassifier)  # any late fusion: no rejection score
-    assert can_reject(GMMClassifier()) and can_reject(UBMClassifier()) and not can_reject(fused)
-    with pytest.raises(ParameterError, match="reject needs a single model"):
-        predict_files(type("B", (), {"classifier": fused})(), [], reject=0.0)
+    # a fusion rejects as any model: 0 with fitted weights, a number without (old files)
+    fused = FusedClassifier.__new__(FusedClassifier)
+    fused.weights = [1.0, 2.0]
+    assert fused.resolve_threshold("auto") == 0.0 == reject_threshold(fused, "auto")
+    fused.weights = None
+    assert reject_threshold(fused, -1.5) == -1.5
+    with pytest.raises(ParameterError, match="needs a fusion with fitted weights"):
+        predict_files(type("B", (), {"classifier": fused})(), [], reject="auto")
     import click
 
-    with pytest.raises(click.UsageError, match="--reject needs a single model"):
-        reject_threshold(fused, 0.0)
+    with pytest.raises(click.ClickException, match="needs a fusion with fitted weights"):
+        reject_threshold(fused, "auto")
     # an uncalibrated ml model: a number, not auto (and the message says how to get one)
     assert reject_threshold(GMMClassifier(), 0.5) == 0.5
     with pytest.raises(click.ClickException, match="train it with --calibrate"):

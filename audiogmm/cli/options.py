@@ -120,13 +120,13 @@ run_options = stack(strict_option, jobs_option, click.option(
 dask_option = click.option(
     "--dask", "dask_spec", metavar="local:N|tcp://HOST:PORT", callback=_check_dask,
     help="Run on Dask: a LocalCluster of N worker processes, or a running scheduler.")
-#: ``--reject auto|THRESHOLD`` (open set: any single model; not a late fusion).
+#: ``--reject auto|THRESHOLD`` (open set: any model).
 reject_option = click.option(
     "--reject", metavar="auto|THRESHOLD", callback=_auto_or(float, "a number"),
-    help="Open set (any single model): 'unknown' when the best class's LLR (map: per frame "
-    "against the UBM; ml: per frame against the other classes; gsv, ivector: calibrated, "
-    "against the other classes) is below THRESHOLD, or the model's (auto: map's and a "
-    "calibrated ml model's from training; gsv, ivector: 0, the Bayes one).")
+    help="Open set: 'unknown' when the best class's LLR (map: per frame against the UBM; ml: "
+    "per frame against the other classes; gsv, ivector and fusions: calibrated, against the "
+    "other classes) is below THRESHOLD, or the model's (auto: map's and a calibrated ml "
+    "model's from training; gsv, ivector and fusions: 0, the Bayes one).")
 
 
 def feature_options(*, auto: bool = False, default: str = DEFAULT_PRESET, fuse: int = 1):
@@ -196,14 +196,10 @@ def load_classifier(path: str):
 
 def reject_threshold(clf: Any, reject: str | float | None) -> float | None:
     """The threshold ``--reject`` asks of ``clf`` (checked before any work): a per-frame
-    LLR for map and ml models (ml: against the other classes), a calibrated LLR for gsv and
-    ivector ones."""
-    from ..pipeline.classify import can_reject
+    LLR for map and ml models (ml: against the other classes), a calibrated LLR for gsv,
+    ivector and fused ones."""
     if reject is None:
         return None
-    if not can_reject(clf):
-        raise click.UsageError("--reject needs a single model; a late fusion (what --preset "
-                               "auto may choose) has no rejection score")  # fmt: skip
     try:
         return clf.resolve_threshold(reject)
     except ParameterError as e:  # auto, and the model has no threshold: say how to get one

@@ -13,7 +13,7 @@ import numpy as np
 
 from ..engine import LocalExecutor
 from ..exceptions import ParameterError
-from ..scoring.verification import newton_minimise
+from ..scoring.verification import bayes_threshold, newton_minimise
 from .classifier import GMMClassifier, ModelFile, raw_llr
 
 __all__ = ["MAX_MEMBERS", "FusedClassifier", "fit_fusion"]
@@ -130,11 +130,27 @@ class FusedClassifier(ModelFile):
             self.weights,
         )
 
-    def verification_scores(self, scores: np.ndarray) -> np.ndarray:
+    def verification_scores(self, scores: np.ndarray, n_frames: np.ndarray | None = None,
+                            ) -> np.ndarray:  # fmt: skip
         """Each class's LLR against the others (n_clips, n_labels), nats: the ``raw_llr`` of a
-        :meth:`score_matrix` result (0 with one class), calibrated when weights were fitted."""
+        :meth:`score_matrix` result (0 with one class), calibrated when weights were fitted
+        (their logistic regression makes the fused scores log posteriors); ``n_frames``, as
+        the single models take it, is not needed."""
         S = np.asarray(scores, dtype=np.float64)
         return np.zeros_like(S) if S.shape[1] < 2 else raw_llr(S)
+
+    # open set as the single models: the best class's verification score against a threshold
+    resolve_threshold = GMMClassifier.resolve_threshold
+    rejection_scores = GMMClassifier.rejection_scores
+
+    def auto_threshold(self) -> float:
+        """0, the Bayes threshold of calibrated LLRs at equal priors and costs, when the
+        weights were fitted (:func:`fit_fusion`); a file of the old sum rule has none."""
+        if self.weights is None:
+            raise ParameterError("reject='auto' needs a fusion with fitted weights (this file "
+                                 "sums its members' scores, uncalibrated): give a number, the "
+                                 "fused score of the best class against the others")  # fmt: skip
+        return bayes_threshold(0.5)
 
     def log_proba_from_scores(self, scores: np.ndarray) -> np.ndarray:
         """Class log posteriors from a :meth:`score_matrix` result (softmax with log priors)."""

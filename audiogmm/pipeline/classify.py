@@ -42,7 +42,7 @@ from ..scoring import summary
 from ..scoring.metrics import open_set_rates
 from ..scoring.verification import calibrated_threshold
 
-__all__ = ["Bundle", "can_reject", "check_training_files", "describe_split", "evaluate_classifier",
+__all__ = ["Bundle", "check_training_files", "describe_split", "evaluate_classifier",
            "evaluation_split", "labelled_results", "load_model", "load_split", "load_ubm",
            "predict_files", "save_model", "score_files", "skipped_list"]  # fmt: skip
 
@@ -260,20 +260,9 @@ def check_training_files(model: Bundle, records: Sequence[Record], *, allow: boo
     return len(overlap), len(duplicates)
 
 
-def can_reject(clf: Any) -> bool:
-    """Whether ``clf`` can reject clips as unknown (a single model of any backend; not a
-    late fusion)."""
-    return hasattr(clf, "resolve_threshold")
-
-
 def _threshold(clf: Any, reject: str | float | None) -> float | None:
     """The rejection threshold ``reject`` means for ``clf`` (None: no rejection)."""
-    if reject is None:
-        return None
-    if not can_reject(clf):
-        raise ParameterError("reject needs a single model (a late fusion has no rejection "
-                             "score): train with a fixed --preset")  # fmt: skip
-    return clf.resolve_threshold(reject)
+    return None if reject is None else clf.resolve_threshold(reject)
 
 
 def labelled_results(clf: Any, S: np.ndarray, y_true: Sequence[str], names: Sequence[str], *,
@@ -310,8 +299,9 @@ def evaluate_classifier(model: Bundle, records: Sequence[Record], *,
     reject : {'auto'} or float, optional
         ``unknown`` when the chosen class's ``rejection_scores`` (map: per-frame LLR against
         the UBM; ml: against the other classes, per frame; gsv, ivector: calibrated LLR
-        against the other classes) is below this threshold (``"auto"``: the model's; ml:
-        from its calibration). Not for a late fusion.
+        against the other classes; a fusion: its fused LLR against the other classes) is
+        below this threshold (``"auto"``: the model's; ml: from its calibration; gsv,
+        ivector and a fusion with fitted weights: 0).
 
     Returns
     -------
