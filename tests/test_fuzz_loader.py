@@ -48,7 +48,7 @@ atexit.register(shutil.rmtree, _WORK, True)
 
 OK_MODEL = {"ok", "ModelFileError"}
 KINDS = ["GMMClassifier", "UBMClassifier", "FusedClassifier", "DiagGMM", "EMCheckpoint",
-         "GSVClassifier", "IVectorClassifier"]  # fmt: skip
+         "GSVClassifier", "IVectorClassifier", "FusedMixed-0"]  # fmt: skip
 
 
 def _problem_with_model(obj, kind: str, path) -> str | None:
@@ -80,13 +80,14 @@ def _problem_with_model(obj, kind: str, path) -> str | None:
             if not np.all(np.isfinite(obj.score_samples(probe))):
                 return "non-finite scores on a N(0,1) probe"
             obj.predict(probe)
-        elif kind == "FusedClassifier":
+        elif kind.startswith("Fused"):  # ml members, or one of each backend (FusedMixed)
             clf = obj.classifier
-            arrays = [a for m in clf.members for a in (m.weights_, m.means_, m.variances_)]
+            owns = [m if hasattr(m, "means_") else m.ubm_ for m in clf.members]  # gsv, ivector
+            arrays = [a for o in owns for a in (o.weights_, o.means_, o.variances_)]
             if len(obj.configs) != len(clf.members):
                 return "feature configs disagree with the members"
-            for m, c in zip(clf.members, obj.configs):
-                if m.means_.shape[1] != m.n_components or c.n_dims != m.n_dims:
+            for m, o, c in zip(clf.members, owns, obj.configs):
+                if o.means_.shape[-2] != m.n_components or c.n_dims != m.n_dims:
                     return "a member's sizes disagree with its arrays or config"
             S = clf.score_matrix([[rng.normal(0, 1, (16, m.n_dims))] for m in clf.members])
             lp = clf.log_proba_from_scores(S)

@@ -199,6 +199,7 @@ LOADERS = {
     "EMCheckpoint": _resume,
     "GMMClassifier": load_model,
     "FusedClassifier": load_model,
+    "FusedMixed-0": load_model,
     "GSVClassifier": load_model,
     "IVectorClassifier": load_model,
     "DiagGMM": lambda p: load(p, DiagGMM),
