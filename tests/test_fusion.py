@@ -368,6 +368,24 @@ def test_fit_fused_is_fit_fusion_of_held_out_scores_of_members_fitted_afresh_per
 
 
 @pytest.mark.filterwarnings("ignore::audiogmm.exceptions.ConvergenceWarning")
+def test_fit_fused_in_worker_processes_is_the_fusion_fitted_on_threads(tmp_path):
+    """The fits run side by side as tasks (worker processes in the CLI from 600 s of audio):
+    the same file, bit for bit, on 1 or 2 threads or 2 processes."""
+    from audiogmm.engine import LocalExecutor
+    from audiogmm.io import save
+    from audiogmm.selection.cv import fit_fused
+
+    A, B, y = _two_fronts(np.random.default_rng(6))
+    files = []
+    for n, procs in ((1, False), (2, False), (2, True)):
+        with LocalExecutor(n, processes=procs) as ex:
+            clf = fit_fused([A, B, A], y, ["gsv", "ml", "ivector"], random_state=1, executor=ex)
+        save(clf, tmp_path / f"{n}{procs}.npz")
+        files.append((tmp_path / f"{n}{procs}.npz").read_bytes())
+    assert files[0] == files[1] == files[2]
+
+
+@pytest.mark.filterwarnings("ignore::audiogmm.exceptions.ConvergenceWarning")
 def test_a_fusion_of_every_backend_round_trips_and_refuses_the_sum_rule(tmp_path):
     from audiogmm.io import load, save
     from audiogmm.selection.cv import fit_fused

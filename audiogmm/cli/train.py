@@ -226,7 +226,8 @@ def _fit_fused(ctx, data, members: list[tuple[str, str]]):
     records = load_split(data, **how)
     configs = [FeatureConfig.preset(name) for name, _ in members]
     opts = options.command_options()
-    with options.executor([r.path for r in records]) as ex:
+    # many independent fits, as auto's: worker processes from its threshold, started now
+    with options.executor([r.path for r in records], selection=True) as ex:
         t0 = time.perf_counter()
         results = extract_many_configs(records, configs, options=opts, executor=ex)
         extract_s = time.perf_counter() - t0

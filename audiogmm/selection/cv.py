@@ -29,6 +29,7 @@ from ..scoring.verification import CalibrationWarning, fit_calibration
 __all__ = ["COMPONENT_GRID", "ComponentSelection", "Option", "backend_cv_scores",
            "backend_fold_scores", "beats_default", "calibrate_backend", "calibration_block",
            "choose_components", "choose_fusion", "clip_folds", "cv_scores", "fit_fused", "fit_mixed",
+           "fused_member_task",
            "fit_mixed_task", "fold_scores", "forward_fusion", "held_out", "max_components",
            "median_cap", "ml_calibration", "one_standard_error", "per_fold",
            "quiet_single_class", "search_down", "supported_grid", "within_one_se"]  # fmt: skip
@@ -361,7 +362,8 @@ def fit_fused(clip_sets: Sequence[Sequence[np.ndarray]], labels: Sequence[str],
     Returns
     -------
     FusedClassifier
-        ``timing_``: ``train_s`` (final fits) and ``fusion_s`` (folds and weights).
+        ``timing_``: ``train_s`` (every fit: the members' and the folds', side by side as
+        tasks of ``executor``) and ``fusion_s`` (the weights).
         ParameterError: fewer than 2 or more than MAX_MEMBERS members, sets of other lengths
         than ``labels``, an unknown backend, or no class with 2 clips to hold one out."""
     labels = [str(y) for y in labels]
@@ -379,38 +381,44 @@ def fit_fused(clip_sets: Sequence[Sequence[np.ndarray]], labels: Sequence[str],
         raise ParameterError("a fusion needs 2 classes and 2 training clips in some class "
                              "(its weights are fitted on held-out clips)")  # fmt: skip
 
-    def fit(m: int, idx: np.ndarray | None, ex: LocalExecutor):
-        clf = BACKENDS[backends[m]](random_state=random_state, n_jobs=n_jobs)
-        kw = {} if clf.scores_per_frame else {"calibrate": False}
-        clips = clip_sets[m] if idx is None else [clip_sets[m][i] for i in idx]
-        return clf.fit(clips, labels if idx is None else [labels[i] for i in idx],
-                       executor=ex, **kw)  # fmt: skip
-
+    held = list(split.values())
+    test = np.concatenate([te for _, te in held])
+    tasks = [(b, list(clip_sets[m]), labels, None, random_state) for m, b in enumerate(backends)]
+    tasks += [(b, [clip_sets[m][i] for i in train], [labels[i] for i in train],
+               [clip_sets[m][i] for i in te], random_state)
+              for train, te in held for m, b in enumerate(backends)]  # fmt: skip
     t0 = time.perf_counter()
-    with resolve(executor, n_jobs) as ex:
-        finals = []
-        for m in range(len(backends)):
-            finals.append(fit(m, None, ex))
+    done = []
+    with resolve(executor, n_jobs) as ex:  # every fit at once (worker processes if it has them)
+        for got in ex.map(fused_member_task, tasks, isolated=True, star=True):
+            done.append(got)
             if progress is not None:
-                progress(m + 1, len(backends), f"member {m + 1} ({backends[m]})")
-        t1 = time.perf_counter()
-        test = np.concatenate([te for _, te in split.values()])
-        scores = [np.empty((len(test), len(finals[0].labels_))) for _ in backends]
-        at = 0
-        for train, held in split.values():
-            for m, final in enumerate(finals):
-                clf = fit(m, train, ex)
-                if clf.labels_ != final.labels_:  # clip_folds keeps every class in training
-                    raise ParameterError("a fold lost a class")
-                scores[m][at:at + len(held)] = clf.score_matrix([clip_sets[m][i] for i in held],
-                                                                executor=ex)  # fmt: skip
-            at += len(held)
+                progress(len(done), len(tasks), "fusion: member fits")
+    finals, held_scores = done[:len(backends)], done[len(backends):]
+    t1 = time.perf_counter()
+    scores = [np.concatenate(held_scores[m::len(backends)]) for m in range(len(backends))]
     index = {y: i for i, y in enumerate(finals[0].labels_)}
+    if any(S.shape[1] != len(index) for S in scores):  # clip_folds keeps every class in training
+        raise ParameterError("a fold lost a class")
     y = np.array([index[labels[i]] for i in test])
     frames = [member_frames(f, [clip_sets[m][i] for i in test]) for m, f in enumerate(finals)]
     clf = FusedClassifier(finals, fit_fusion(scores, frames, y))
     clf.timing_ = {"train_s": t1 - t0, "fusion_s": time.perf_counter() - t1}
     return clf
+
+
+def fused_member_task(backend: str, clips: Sequence[np.ndarray], labels: Sequence[str],
+                      test: Sequence[np.ndarray] | None,
+                      random_state: int | None) -> GMMClassifier | np.ndarray:  # fmt: skip
+    """One fit of :func:`fit_fused` (a task, which may run in a worker process), all in this
+    thread: ``backend``'s default model of ``clips``, uncalibrated; with ``test``, its scores
+    of those clips (n_test, n_labels) instead."""
+    with one_blas_thread():
+        ex = LocalExecutor(1)
+        clf = BACKENDS[backend](random_state=random_state, n_jobs=1)
+        kw = {} if clf.scores_per_frame else {"calibrate": False}
+        clf.fit(clips, labels, executor=ex, **kw)
+        return clf if test is None else clf.score_matrix(test, executor=ex)
 
 
 def calibration_block(target: np.ndarray, scores: np.ndarray) -> dict[str, Any]:
