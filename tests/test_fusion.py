@@ -368,21 +368,24 @@ def test_fit_fused_is_fit_fusion_of_held_out_scores_of_members_fitted_afresh_per
 
 
 @pytest.mark.filterwarnings("ignore::audiogmm.exceptions.ConvergenceWarning")
-def test_fit_fused_in_worker_processes_is_the_fusion_fitted_on_threads(tmp_path):
+def test_fit_fused_in_worker_processes_is_the_fusion_fitted_on_threads(tmp_path, monkeypatch):
     """The fits run side by side as tasks (worker processes in the CLI from 600 s of audio):
     the same file, bit for bit, on 1 or 2 threads or 2 processes."""
     from audiogmm.engine import LocalExecutor
     from audiogmm.io import save
+    from audiogmm.selection import cv
     from audiogmm.selection.cv import fit_fused
 
     A, B, y = _two_fronts(np.random.default_rng(6))
     files = []
-    for n, procs in ((1, False), (2, False), (2, True)):
+    for n, procs, most in ((1, False, None), (2, False, None), (2, True, None), (2, True, 0)):
+        if most is not None:  # features past the bound: threads, not copies in the workers
+            monkeypatch.setattr(cv, "FUSION_PROCESS_MAX_BYTES", most)
         with LocalExecutor(n, processes=procs) as ex:
             clf = fit_fused([A, B, A], y, ["gsv", "ml", "ivector"], random_state=1, executor=ex)
-        save(clf, tmp_path / f"{n}{procs}.npz")
-        files.append((tmp_path / f"{n}{procs}.npz").read_bytes())
-    assert files[0] == files[1] == files[2]
+        save(clf, tmp_path / "f.npz")
+        files.append((tmp_path / "f.npz").read_bytes())
+    assert files[0] == files[1] == files[2] == files[3]
 
 
 @pytest.mark.filterwarnings("ignore::audiogmm.exceptions.ConvergenceWarning")

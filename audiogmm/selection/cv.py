@@ -342,6 +342,11 @@ def calibrate_backend(clips: Sequence[np.ndarray], labels: Sequence[str], backen
     return calibration_block(np.concatenate(target), np.concatenate(scores))
 
 
+#: Features (bytes, all members) past which :func:`fit_fused` keeps its fits on threads: each
+#: task sent to a worker process carries a pickled copy of its clips.
+FUSION_PROCESS_MAX_BYTES = 1 << 28
+
+
 def fit_fused(clip_sets: Sequence[Sequence[np.ndarray]], labels: Sequence[str],
               backends: Sequence[str], *, n_folds: int = 3, random_state: int | None = 0,
               executor: LocalExecutor | None = None, n_jobs: int | None = None,
@@ -389,8 +394,9 @@ def fit_fused(clip_sets: Sequence[Sequence[np.ndarray]], labels: Sequence[str],
               for train, te in held for m, b in enumerate(backends)]  # fmt: skip
     t0 = time.perf_counter()
     done = []
+    small = sum(X.nbytes for c in clip_sets for X in c) <= FUSION_PROCESS_MAX_BYTES
     with resolve(executor, n_jobs) as ex:  # every fit at once (worker processes if it has them)
-        for got in ex.map(fused_member_task, tasks, isolated=True, star=True):
+        for got in ex.map(fused_member_task, tasks, isolated=small, star=True):
             done.append(got)
             if progress is not None:
                 progress(len(done), len(tasks), "fusion: member fits")
