@@ -5,8 +5,11 @@ Run:  python recipes/speaker_id.py                 (bundled data_samples/speaker
       python recipes/speaker_id.py --data DIR_OR_CSV_OR_KALDI_DIR -k 64
       python recipes/speaker_id.py --stage 3        (re-evaluate the model in --exp)
       python recipes/speaker_id.py --backend gsv --preset speaker
-                    (the most accurate on the dev speaker sets, at about 3x the time:
-                     README "GMM supervectors")
+                    (the most accurate single model on the dev speaker sets, at about 3x the
+                     time: README "GMM supervectors")
+      python recipes/speaker_id.py --backend gsv+ml --preset speaker+general
+                    (its late fusion with the default: as accurate or more, half the EER, at
+                     about twice gsv's time: README "Fusions of backends")
 """
 
 from __future__ import annotations
@@ -18,17 +21,21 @@ import click
 from _stages import recipe
 
 from audiogmm.data import (
+    ExtractionResult,
     RunOptions,
-    extract_many,
+    extract_many_configs,
     read_manifest,
     select,
     split_records,
 )
 from audiogmm.data.manifests import read_csv, write_csv
+from audiogmm.exceptions import ParameterError
 from audiogmm.features import PRESETS
 from audiogmm.models import BACKENDS, default_components
 from audiogmm.pipeline import evaluate_classifier, load_model, save_model, train_classifier
 from audiogmm.pipeline.report import format_confusion, training_report, write_report
+from audiogmm.selection import train_fused
+from audiogmm.selection.cv import fusion_pairs
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
@@ -44,26 +51,46 @@ SEED = 0
 STAGES = ("prepare", "extract", "train", "evaluate", "report")
 
 
+def _names(ctx, param, value):
+    """A preset (or backend) name, or several joined by '+' (one per member of a fusion)."""
+    known = PRESETS if param.name == "preset" else BACKENDS
+    if bad := [v for v in value.split("+") if v not in known]:
+        raise click.BadParameter(f"{bad[0]!r} is not one of {', '.join(sorted(known))} "
+                                 "(members of a fusion joined by '+')")  # fmt: skip
+    return value
+
+
 @recipe(STAGES, exp="exp/speaker_id")
 @click.option("--data", default=DATA, show_default=True, type=click.Path(exists=True),
               help="Label folders, CSV or Kaldi dir.")  # fmt: skip
-@click.option("--preset", default=PRESET, show_default=True, type=click.Choice(sorted(PRESETS)))
+@click.option("--preset", default=PRESET, show_default=True, callback=_names,
+              help=f"One of {', '.join(sorted(PRESETS))}; or one per member of a fusion, joined "
+              "by '+' (see --backend).")  # fmt: skip
 @click.option("--components", "-k", default=COMPONENTS, type=click.IntRange(min=1),
-              callback=lambda ctx, _, k: k or default_components(ctx.params["backend"]),
+              callback=lambda ctx, _, k: k or (None if "+" in ctx.params["backend"]
+                                               else default_components(ctx.params["backend"])),
               help="As `audiogmm train -k`: components per speaker (ml) or of the UBM (map, "
               "gsv) [default: the backend's].")  # fmt: skip
 @click.option("--train-fraction", default=TRAIN_FRACTION, show_default=True,
               type=click.FloatRange(0, 1, min_open=True, max_open=True))  # fmt: skip
-@click.option("--backend", default="ml", show_default=True, type=click.Choice(sorted(BACKENDS)),
+@click.option("--backend", default="ml", show_default=True, callback=_names,
               is_eager=True,  # read by -k's default
               help="As `audiogmm train --backend`: ml, a GMM per speaker; map, MAP-adapted "
-              "speakers of a UBM; gsv, a UBM's supervectors + logistic regression.")  # fmt: skip
+              "speakers of a UBM; gsv, a UBM's supervectors + logistic regression; several "
+              "joined by '+', a late fusion of those models (each with its defaults).")  # fmt: skip
 @click.option("--seed", default=SEED, show_default=True, type=int)
 @click.option("--jobs", "-j", default=None, type=click.IntRange(min=1),
               help="Workers [default: all cores].")  # fmt: skip
 def main(st, data, preset, components, train_fraction, backend, seed, jobs):
     """Speaker identification: prepare, extract, train, evaluate, report into --exp."""
-    config = PRESETS[preset]
+    try:
+        members = fusion_pairs(preset, backend)  # [] for a single model
+    except ParameterError as e:
+        raise click.UsageError(str(e)) from None
+    if members and components is not None:
+        raise click.UsageError("-k sets up a single model; a fusion trains each member with its "
+                               "backend's defaults")  # fmt: skip
+    configs = [PRESETS[p] for p, _ in members] or [PRESETS[preset]]
     opts = RunOptions(cache_dir=st.path("features"), n_jobs=jobs)
 
     if st(0):  # read DATA, make a stratified train/test split -> records.csv
@@ -75,20 +102,30 @@ def main(st, data, preset, components, train_fraction, backend, seed, jobs):
     records = read_csv(st.path("records.csv"))
 
     if st(1):  # features of every file, cached -> features/, skipped.csv
-        res = extract_many(records, config=config, options=opts)
-        res.write_skipped_csv(st.path("skipped.csv"))
+        results = extract_many_configs(records, configs, options=opts)  # one decode per file
+        res = results[0]
+        lost = {k.path: k for r in reversed(results) for k in r.skipped}  # under any member's
+        ExtractionResult(skipped=list(lost.values())).write_skipped_csv(st.path("skipped.csv"))
         frames = sum(x.shape[0] for x in res.features.values())
         st.done(f"{len(res.features)} files, {frames} frames ({res.n_extracted} extracted, "
                 f"{res.n_cached} cached, {res.n_skipped} skipped -> skipped.csv)")  # fmt: skip
 
-    if st(2):  # one diagonal GMM per speaker -> model.npz
-        clf, _ = train_classifier(select(records, "train"), config=config, options=opts,
-                                  backend=backend, n_components=components,
-                                  random_state=seed)  # fmt: skip
-        save_model(st.path("model.npz"), clf, config)
-        iters = [r["n_iter"] for r in clf.fit_report_.values()]
-        st.done(f"{len(clf.labels_)} speakers, K={clf.n_components} ({backend}), "
-                f"{min(iters)}-{max(iters)} EM iterations -> model.npz")  # fmt: skip
+    if st(2):  # one model per speaker, or a late fusion of the members' models -> model.npz
+        if members:
+            clf, _, _ = train_fused(select(records, "train"), members, random_state=seed,
+                                    options=opts)  # fmt: skip
+            save_model(st.path("model.npz"), clf, configs)
+            st.done(f"{len(clf.labels_)} speakers, a fusion of " + " + ".join(
+                f"{b} ({p}, weight {a:.3g})" for (p, b), a in zip(members, clf.weights))
+                + " -> model.npz")  # fmt: skip
+        else:
+            clf, _ = train_classifier(select(records, "train"), config=configs[0], options=opts,
+                                      backend=backend, n_components=components,
+                                      random_state=seed)  # fmt: skip
+            save_model(st.path("model.npz"), clf, configs[0])
+            iters = [r["n_iter"] for r in clf.fit_report_.values()]
+            st.done(f"{len(clf.labels_)} speakers, K={clf.n_components} ({backend}), "
+                    f"{min(iters)}-{max(iters)} EM iterations -> model.npz")  # fmt: skip
 
     if st(3):  # classify the test files by max total log-likelihood -> results.json
         res = evaluate_classifier(load_model(st.path("model.npz")), select(records, "test"),

@@ -467,7 +467,7 @@ def _test_records():
     (["--backend", "gsv+ml", "-k", "16"], "--components sets up a single model"),
     (["--backend", "gsv+ml", "--calibrate"], "--calibrate sets up a single model"),
     (["--backend", "gsv+ml", "--relevance", "4"], "--relevance sets up a single model"),
-    (["--preset", "auto", "--backend", "gsv+ml"], "--preset auto chooses its own"),
+    (["--preset", "auto", "--backend", "gsv+ml"], "preset .auto. chooses its own"),
     (["--preset", "auto+general"], "'auto' cannot be joined"),
     (["--preset", "speaker+general+sound", "--backend", "gsv+ml"], "give one, or one per member"),
     (["--backend", "ml+ml"], "member 2 .ml on general. repeats member 1"),

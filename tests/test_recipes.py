@@ -94,3 +94,29 @@ def test_speaker_recipe_k_means_what_train_k_means(backend, k, tmp_path):
                                          "--stop-stage", "0"], catch_exceptions=False)  # fmt: skip
     assert r.exit_code == 0, r.output
     assert json.loads((tmp_path / "settings.json").read_text())["components"] == k
+
+
+def test_speaker_recipe_trains_a_fusion_of_backends_as_train_does(tmp_path):
+    """--backend gsv+ml --preset speaker+general: the model `audiogmm train` makes with the
+    same options (one fitting path), evaluated by the recipe; -k refused as by train."""
+    import numpy as np
+
+    from audiogmm.cli import main as cli
+
+    recipe = _load("speaker_id")
+    args = ["--backend", "gsv+ml", "--preset", "speaker+general"]
+    r = CliRunner().invoke(recipe.main, ["--exp", str(tmp_path / "exp"), "-j", "2", *args],
+                           catch_exceptions=False)  # fmt: skip
+    assert r.exit_code == 0, r.output
+    assert "a fusion of gsv (speaker, weight" in r.output
+    assert json.loads((tmp_path / "exp" / "results.json").read_text())["accuracy"] >= 0.95
+    data = str(ROOT / "data_samples" / "speakers")
+    r = CliRunner().invoke(cli, ["train", data, "-o", str(tmp_path / "m.npz"), *args])
+    assert r.exit_code == 0, r.output
+    a, b = np.load(tmp_path / "exp" / "model.npz"), np.load(tmp_path / "m.npz")
+    assert sorted(a.files) == sorted(b.files)
+    for k in a.files:
+        if k != "__header__":
+            np.testing.assert_array_equal(a[k], b[k])
+    r = CliRunner().invoke(recipe.main, ["--exp", str(tmp_path / "e2"), *args, "-k", "8"])
+    assert r.exit_code == 2 and "-k sets up a single model" in r.output

@@ -11,13 +11,12 @@ from __future__ import annotations
 import inspect
 import logging
 import os
-import time
 import warnings
 
 import click
 
 from ..data import read_manifest
-from ..exceptions import ConvergenceWarning, ModelFileError
+from ..exceptions import ConvergenceWarning, ModelFileError, ParameterError
 from ..features import FeatureConfig
 from ..io.atomic import check_writable
 from ..mixture import DiagGMM
@@ -190,56 +189,39 @@ _SINGLE_MODEL = ("components", "init", "max_iter", "ubm_components", "ubm_path",
 
 def fusion_members(ctx: click.Context, preset: str, backend: str, kind) -> list[tuple[str, str]]:
     """The (preset, backend) of each member when ``--preset`` or ``--backend`` names several
-    (one value is used for every member), else []; usage errors for what a fusion refuses."""
-    presets, backends = preset.split("+"), backend.split("+")
-    n = max(len(presets), len(backends))
-    if n == 1:
-        return []
-    if len(presets) not in (1, n) or len(backends) not in (1, n):
-        raise click.UsageError(f"--preset names {len(presets)} front ends and --backend "
-                               f"{len(backends)} backends: give one, or one per member")
-    if "auto" in presets:
-        raise click.UsageError("--preset auto chooses its own front ends (and fusion) for the ml "
-                               "backend: give named presets to fuse backends")  # fmt: skip
-    members = list(zip(presets * (n // len(presets)), backends * (n // len(backends))))
-    for i, m in enumerate(members):
-        if m in members[:i]:
-            raise click.UsageError(f"member {i + 1} ({m[1]} on {m[0]}) repeats member "
-                                   f"{members.index(m) + 1}")  # fmt: skip
-    options.refuse_given(ctx, _SINGLE_MODEL, "sets up a single model; a fusion trains each "
-                         "member with its backend's defaults (and its weights calibrate it)")
-    if kind.not_for:
-        raise click.UsageError(f"a fusion extracts each member's front end from audio; DATA "
-                               f"is a {kind.name}")  # fmt: skip
+    (:func:`~audiogmm.selection.cv.fusion_pairs`), else []; usage errors for what a fusion
+    refuses."""
+    from ..selection.cv import fusion_pairs
+    try:
+        members = fusion_pairs(preset, backend)
+    except ParameterError as e:
+        raise click.UsageError(f"--preset {preset} --backend {backend}: {e}") from None
+    if members:
+        options.refuse_given(ctx, _SINGLE_MODEL, "sets up a single model; a fusion trains each "
+                             "member with its backend's defaults (and its weights calibrate it)")
+        if kind.not_for:
+            raise click.UsageError(f"a fusion extracts each member's front end from audio; DATA "
+                                   f"is a {kind.name}")  # fmt: skip
     return members
 
 
 def _fit_fused(ctx, data, members: list[tuple[str, str]]):
-    """The fusion of ``members`` (:func:`~audiogmm.selection.cv.fit_fused`) on DATA's
-    training files usable under every member's front end, its clip set and header blocks."""
-    from ..data import extract_many_configs
+    """The fusion of ``members`` (:func:`~audiogmm.selection.train_fused`) on DATA's training
+    files usable under every member's front end, its clip set and header blocks."""
     from ..pipeline.classify import load_split
     from ..pipeline.sources import audio_clips
-    from ..selection.cv import fit_fused
+    from ..selection import train_fused
     p = ctx.params
     how = dict(split=p["split"], train_fraction=p["train_fraction"], seed=p["seed"])
     records = load_split(data, **how)
-    configs = [FeatureConfig.preset(name) for name, _ in members]
     opts = options.command_options()
     # many independent fits, as auto's: worker processes from its threshold, started now
     with options.executor([r.path for r in records], selection=True) as ex:
-        t0 = time.perf_counter()
-        results = extract_many_configs(records, configs, options=opts, executor=ex)
-        extract_s = time.perf_counter() - t0
-        usable = [r for r in records if all(r.path in res.features for res in results)]
-        if lost := len([r for r in records if r.path in results[0].features]) - len(usable):
-            logger.warning("%d file(s) skipped: unusable under another member's front end", lost)
-        clips = audio_clips(data, usable, results[0], configs, n_jobs=p["jobs"],
-                            extract_s=extract_s, cache_dir=p["cache_dir"], **how)  # fmt: skip
-        sets = [res.labelled_clips(usable)[0] for res in results]
-        clf = fit_fused(sets, clips.labels, [b for _, b in members], random_state=p["seed"],
-                        executor=ex, n_jobs=p["jobs"], progress=opts.progress)  # fmt: skip
-    clf.timing_ = {**clips.timing, **clf.timing_}
+        clf, used, results = train_fused(records, members, random_state=p["seed"], options=opts,
+                                         executor=ex)  # fmt: skip
+        clips = audio_clips(data, used, results[0], [FeatureConfig.preset(n) for n, _ in members],
+                            n_jobs=p["jobs"], extract_s=clf.timing_["extract_s"],
+                            cache_dir=p["cache_dir"], **how)  # fmt: skip
     return clf, clips, {}
 
 

@@ -1,6 +1,6 @@
 """Model selection on training files (``--preset auto --components auto``, ``audiogmm tune``):
 ``cv`` (held-out scores and the decisions on them), ``steps`` (:func:`tune`'s steps)."""
 
-from .steps import TuneResult, train_tuned, tune
+from .steps import TuneResult, train_fused, train_tuned, tune
 
-__all__ = ["TuneResult", "train_tuned", "tune"]
+__all__ = ["TuneResult", "train_fused", "train_tuned", "tune"]

@@ -29,6 +29,7 @@ from ..scoring.verification import CalibrationWarning, fit_calibration
 __all__ = ["COMPONENT_GRID", "ComponentSelection", "Option", "backend_cv_scores",
            "backend_fold_scores", "beats_default", "calibrate_backend", "calibration_block",
            "choose_components", "choose_fusion", "clip_folds", "cv_scores", "fit_fused", "fit_mixed",
+           "fusion_pairs",
            "fused_member_task",
            "fit_mixed_task", "fold_scores", "forward_fusion", "held_out", "max_components",
            "median_cap", "ml_calibration", "one_standard_error", "per_fold",
@@ -340,6 +341,31 @@ def calibrate_backend(clips: Sequence[np.ndarray], labels: Sequence[str], backen
     with resolve(executor, params.get("n_jobs")) as ex:  # the folds in parallel
         target, scores = zip(*per_fold(folds, fold_trials, ex).values())
     return calibration_block(np.concatenate(target), np.concatenate(scores))
+
+
+def fusion_pairs(preset: str, backend: str) -> list[tuple[str, str]]:
+    """The ``(preset, backend)`` of each member of the fusion that ``+``-joined names give
+    (``"speaker+general"``, ``"gsv+ml"``; one name serves every member), or [] when both
+    name one. ParameterError: other counts, more than MAX_MEMBERS, ``auto`` among several
+    (it chooses its own fusions), or a repeated member."""
+    presets, backends = str(preset).split("+"), str(backend).split("+")
+    n = max(len(presets), len(backends))
+    if n == 1:
+        return []
+    if len(presets) not in (1, n) or len(backends) not in (1, n):
+        raise ParameterError(f"{len(presets)} front ends and {len(backends)} backends: give "
+                             "one, or one per member")  # fmt: skip
+    if n > MAX_MEMBERS:
+        raise ParameterError(f"a fusion has at most {MAX_MEMBERS} members, got {n}")
+    if "auto" in presets:
+        raise ParameterError("preset 'auto' chooses its own front ends (and fusion) for the ml "
+                             "backend: give named presets to fuse backends")  # fmt: skip
+    members = list(zip(presets * (n // len(presets)), backends * (n // len(backends))))
+    for i, m in enumerate(members):
+        if m in members[:i]:
+            raise ParameterError(f"member {i + 1} ({m[1]} on {m[0]}) repeats member "
+                                 f"{members.index(m) + 1}")  # fmt: skip
+    return members
 
 
 #: Features (bytes, all members) past which :func:`fit_fused` keeps its fits on threads: each
