@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -262,11 +263,11 @@ def _fused_parts(c: FusedClassifier) -> tuple[dict, dict]:
 def _fused_build(name: str, h: dict, a: dict) -> FusedClassifier:
     n, kinds = len(h["members"]), {k.cls.__name__: k for k in KINDS}
     mine: list[dict] = [{} for _ in range(n)]
-    for key, x in a.items():
-        i, sep, rest = key[1:].partition("_")
-        if not (key[:1] == "m" and sep and i.isdigit() and int(i) < n and key == f"m{int(i)}_{rest}"):
+    for key, x in a.items():  # m<i>_<name>, i one digit (at most MAX_MEMBERS members)
+        got = re.fullmatch(r"m([0-9])_(.+)", key, re.S)
+        if got is None or int(got[1]) >= n:
             raise ModelFileError(f"{name}: array {key[:40]!r} belongs to none of its {n} members")
-        mine[int(i)][rest] = x
+        mine[int(got[1])][got[2]] = x
     members = []
     for i, fields in enumerate(h["members"]):
         fields = dict(fields)

@@ -157,7 +157,8 @@ def _member(v: dict, what: str) -> dict:
     return out if kind == "GMMClassifier" else {"kind": kind, **out}
 
 
-#: Every field a member may have (checked then by its kind's own table, :func:`_member`).
+#: Every field a member may have, then checked by its kind's own table (:func:`_member`; a
+#: map member's ``training``, ``{classes, ubm}``, passes the ml one's map of reports first).
 _ANY_MEMBER = Obj({"kind": Str(choices=tuple(MEMBER_KINDS)),
                    **{k: f for t in MEMBER_KINDS.values() for k, f in t.keys.items()
                       if k != "training"}, "training": _MEMBER["training"]},
