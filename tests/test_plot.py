@@ -130,3 +130,61 @@ def test_evaluate_report_draws_one_mixture_per_class(models, tmp_path):
     pngs = sorted(p.name for p in (tmp_path / "rep").glob("mixture_*.png"))
     assert len(pngs) == 9 and pngs[0] == "mixture_00_crash.png"
     assert all((tmp_path / "rep" / p).read_bytes().startswith(PNG) for p in pngs)
+
+
+@pytest.fixture(scope="module")
+def vector_models(tmp_path_factory):
+    """A gsv and an ivector model (no class mixtures: their UBM is drawn), and a fusion of gsv
+    (speaker front end, first) with ml (general), of data_samples/sounds."""
+    d = tmp_path_factory.mktemp("plot-vectors")
+    out = {}
+    for name, extra in (("gsv", ["--backend", "gsv", "-k", "8"]),
+                        ("ivector", ["--backend", "ivector", "-k", "8"]),
+                        ("fused", ["--backend", "gsv+ml", "--preset", "speaker+general"])):
+        out[name] = str(d / f"{name}.npz")
+        r = CliRunner().invoke(main, ["-q", "train", SOUNDS, "-o", out[name], "-j", "1", *extra])
+        assert r.exit_code == 0, r.output
+    return out
+
+
+@pytest.mark.parametrize("name", ["gsv", "ivector"])
+def test_a_model_without_class_mixtures_draws_its_ubm(vector_models, name, tmp_path):
+    """They crashed `plot` and `evaluate --report` (AttributeError: no weights_)."""
+    from audiogmm.pipeline.report import class_mixtures
+
+    bundle = load_model(vector_models[name])
+    got = class_mixtures(bundle, "kick")
+    u = bundle.classifier.ubm_
+    assert [n for n, *_ in got] == ["UBM"] and np.array_equal(got[0][2], u.means_[u.weights_ > 0])
+    # the default dimension: where the UBM's components differ most (brute force)
+    w = u.weights_ / u.weights_.sum()
+    ratio = [np.cov(u.means_[:, j], aweights=w, bias=True) / (w @ u.variances_[:, j])
+             for j in range(u.means_.shape[1])]  # fmt: skip
+    assert separating_dimension(bundle) == int(np.argmax(ratio))
+    r = CliRunner().invoke(main, ["plot", vector_models[name], SOUNDS, "--class", "kick",
+                                  "-o", str(tmp_path / "u.png")])  # fmt: skip
+    assert r.exit_code == 0, r.output
+    assert (tmp_path / "u.png").read_bytes().startswith(PNG)
+    r = CliRunner().invoke(main, ["-q", "evaluate", vector_models[name], SOUNDS, "-j", "1",
+                                  "--report", str(tmp_path / "rep")])  # fmt: skip
+    assert r.exit_code == 0, r.output
+    assert sorted(p.name for p in (tmp_path / "rep").glob("mixture_*.png")) == ["mixture_ubm.png"]
+
+
+def test_a_fusion_draws_its_first_member_with_class_mixtures_on_its_front_end(vector_models,
+                                                                               tmp_path):  # fmt: skip
+    from audiogmm.features import PRESETS
+    from audiogmm.pipeline.report import drawn
+
+    bundle = load_model(vector_models["fused"])
+    clf, config = drawn(bundle)
+    assert clf is bundle.classifier.members[1] and config == PRESETS["general"]
+    r = CliRunner().invoke(main, ["plot", vector_models["fused"], SOUNDS, "--class", "kick",
+                                  "--dim", "13", "-o", str(tmp_path / "f.png")])  # fmt: skip
+    assert r.exit_code == 0, r.output
+    name = PRESETS["general"].dimension_names()[13][0]  # the ml member's front end, not gsv's
+    assert name != PRESETS["speaker"].dimension_names()[13][0] and f"({name}," in r.output
+    r = CliRunner().invoke(main, ["-q", "evaluate", vector_models["fused"], SOUNDS, "-j", "1",
+                                  "--report", str(tmp_path / "rep")])  # fmt: skip
+    assert r.exit_code == 0, r.output
+    assert len(list((tmp_path / "rep").glob("mixture_*.png"))) == 9

@@ -375,15 +375,16 @@ def plot(model, data, label, dim, output):
     is drawn with the adapted class. Needs matplotlib."""
     from ..features import extract
     from ..pipeline import load_model
-    from ..pipeline.report import figure_png, mixture_figure, separating_dimension
+    from ..pipeline.report import drawn, figure_png, mixture_figure, separating_dimension
     bundle = load_model(model)
+    config = drawn(bundle)[1]  # the front end of the mixtures drawn (a fused model's member)
     label = str(bundle.classifier.labels_[0]) if label is None else label
     frames = None
     if data:
         feats = []
         for p in [r.path for r in read_manifest(data) if r.label == label][:_MAX_FILES]:
             try:
-                feats.append(extract(p, config=bundle.configs[0]))
+                feats.append(extract(p, config=config))
             except AudioGMMError as e:  # a bad file costs the histogram one file, not the plot
                 click.echo(escape_name(f"skipped: {e}"), err=True)
         if not feats:
@@ -391,5 +392,5 @@ def plot(model, data, label, dim, output):
         frames = np.concatenate(feats)
     d = separating_dimension(bundle) if dim is None else dim
     atomic_write(output, figure_png(mixture_figure(bundle, label, d, frames)))
-    name, unit = bundle.configs[0].dimension_names()[d]
+    name, unit = config.dimension_names()[d]
     click.echo(escape_name(f"wrote {output}: class {label!r}, dimension {d} ({name}, {unit})"))

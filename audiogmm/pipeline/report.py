@@ -20,8 +20,9 @@ from ..io.atomic import atomic_write
 from ..io.modelfile import jsonable
 from .classify import Bundle
 
-__all__ = ["class_mixtures", "figure_png", "format_confusion", "format_metrics",
-           "format_open_set", "json_dumps", "mixture_curves", "mixture_figure", "pyplot",
+__all__ = ["class_mixtures", "drawn", "figure_png", "format_confusion", "format_metrics",
+           "format_open_set", "has_class_mixtures", "json_dumps", "mixture_curves",
+           "mixture_figure", "pyplot",
            "separating_dimension", "training_report", "write_report",
            "write_training_curves"]  # fmt: skip
 
@@ -107,7 +108,11 @@ def write_report(
         written += write_training_curves(folder, training, plot=plot)
     if plot and bundle is not None and pyplot("mixture_*.png") is not None:
         d = separating_dimension(bundle)  # every class along one dimension
-        for i, y in enumerate(str(v) for v in bundle.classifier.labels_):
+        clf = drawn(bundle)[0]
+        if not has_class_mixtures(clf):  # gsv, ivector: their one mixture, the UBM
+            png = figure_png(mixture_figure(bundle, str(clf.labels_[0]), d))
+            written.append(atomic_write(os.path.join(folder, "mixture_ubm.png"), png))
+        for i, y in enumerate(str(v) for v in clf.labels_ if has_class_mixtures(clf)):
             safe = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in y)
             png = figure_png(mixture_figure(bundle, y, d))
             written.append(atomic_write(os.path.join(folder, f"mixture_{i:02d}_{safe}.png"), png))
@@ -208,31 +213,52 @@ def figure_png(fig: Any) -> bytes:
     return buf.getvalue()
 
 
-def _classifier(bundle: Bundle) -> Any:
-    """The classifier whose mixtures are drawn (a fused model's first member)."""
-    return bundle.classifier.members[0] if bundle.fused else bundle.classifier
+def drawn(bundle: Bundle) -> tuple[Any, Any]:
+    """The classifier whose mixtures are drawn, and its front end: the model's own, or a fused
+    model's first member with class mixtures (ml, map), else its first member."""
+    if not bundle.fused:
+        return bundle.classifier, bundle.configs[0]
+    pairs = list(zip(bundle.classifier.members, bundle.configs))
+    return next((p for p in pairs if has_class_mixtures(p[0])), pairs[0])
+
+
+def has_class_mixtures(clf: Any) -> bool:
+    """Whether each class has a mixture (ml, map); gsv and ivector classes are linear scores
+    of a clip's vector, whose only mixture is the UBM."""
+    return hasattr(clf, "means_")
 
 
 def class_mixtures(bundle: Bundle,
                    label: str) -> list[tuple[str, np.ndarray, np.ndarray, np.ndarray]]:  # fmt: skip
     """``(name, weights (K,), means (K, D), variances (K, D))`` to draw for ``label``: the
-    UBM first for a UBM/MAP model, then the class's mixture, without weight-0 components
-    (padding). ParameterError listing the classes when ``label`` is not one."""
-    clf = _classifier(bundle)
+    UBM first for a model that has one, then the class's mixture (none for gsv and ivector:
+    the UBM alone), without weight-0 components (padding). ParameterError listing the
+    classes when ``label`` is not one."""
+    clf = drawn(bundle)[0]
     labels = [str(y) for y in clf.labels_]
     if label not in labels:
         raise ParameterError(f"no class {label!r} in the model; classes: {', '.join(labels)}")
     i = labels.index(label)
     ubm = getattr(clf, "ubm_", None)
     out = [] if ubm is None else [("UBM", ubm.weights_, ubm.means_, ubm.variances_)]
-    out.append((label, clf.weights_[i], clf.means_[i], clf.variances_[i]))
+    if has_class_mixtures(clf):
+        out.append((label, clf.weights_[i], clf.means_[i], clf.variances_[i]))
     return [(n, w[w > 0], m[w > 0], v[w > 0]) for n, w, m, v in out]
 
 
 def separating_dimension(bundle: Bundle) -> int:
     """The dimension where the classes' marginals differ most (largest Fisher ratio: the
-    class means' variance over the mean class variance, from each class's mixture)."""
-    clf = _classifier(bundle)
+    class means' variance over the mean class variance, from each class's mixture); for a
+    model without class mixtures, where the UBM's components differ most (the same ratio
+    over its components, weighted)."""
+    clf = drawn(bundle)[0]
+    if not has_class_mixtures(clf):
+        u = clf.ubm_
+        w = u.weights_[:, np.newaxis]  # (K, 1)
+        mean = np.sum(w * u.means_, axis=0)
+        ratio = np.sum(w * (u.means_ - mean) ** 2, axis=0) / np.maximum(
+            np.sum(w * u.variances_, axis=0), 1e-300)  # fmt: skip
+        return int(np.argmax(ratio))
     w = clf.weights_[..., np.newaxis]  # (C, K, 1)
     mean = np.sum(w * clf.means_, axis=1)  # (C, D)
     var = np.sum(w * (clf.variances_ + clf.means_**2), axis=1) - mean**2
@@ -255,7 +281,7 @@ def mixture_figure(bundle: Bundle, label: str, dim: Optional[int] = None,
     default :func:`separating_dimension`), over the class's ``frames`` (n_frames, n_dims)
     as a density histogram if given. Its first axes hold, per mixture, dashed components
     and one solid line (the marginal density, label ``"<name> mixture"``)."""
-    config = bundle.configs[0]
+    clf, config = drawn(bundle)
     d = separating_dimension(bundle) if dim is None else dim
     if not 0 <= d < config.n_dims:
         raise ParameterError(f"dim must be in [0, {config.n_dims - 1}] for this model, got {d}")
@@ -290,7 +316,8 @@ def mixture_figure(bundle: Bundle, label: str, dim: Optional[int] = None,
         ax.plot(x, total, "-", color=f"C{j}", lw=2, label=f"{name} mixture ({len(w)} components)")
     name, unit = config.dimension_names()[d]
     ax.set(xlabel=f"{name} ({unit})", ylabel=f"density (per {unit})")
-    ax.set_title(f"class {label!r}, dimension {d}: components dashed, mixture solid", fontsize=9)
+    what = f"class {label!r}" if has_class_mixtures(clf) else "UBM (the classes have no mixtures)"
+    ax.set_title(f"{what}, dimension {d}: components dashed, mixture solid", fontsize=9)
     ax.legend(fontsize=8)
     fig.tight_layout()
     return fig
