@@ -389,6 +389,21 @@ def test_fit_fused_in_worker_processes_is_the_fusion_fitted_on_threads(tmp_path,
 
 
 @pytest.mark.filterwarnings("ignore::audiogmm.exceptions.ConvergenceWarning")
+def test_a_class_too_short_for_k_in_a_fold_is_capped_there_not_refused():
+    """Class c has 22 frames: enough for the final ml member (K=16, over-sized, warned) but
+    11 in a fold, where an ml fit of K=16 refused it; the fold caps it, as auto's CV does."""
+    from audiogmm.selection.cv import fit_fused
+
+    A, B, y = _two_fronts(np.random.default_rng(7))
+    A += [np.random.default_rng(i).normal(5.0, 1.0, (11, 3)).astype(np.float32) for i in (1, 2)]
+    B += [np.random.default_rng(i).normal(5.0, 1.0, (11, 5)).astype(np.float32) for i in (3, 4)]
+    clf = fit_fused([A, B], y + ["z", "z"], ["gsv", "ml"], random_state=0, n_jobs=1)
+    assert clf.labels_ == ["a", "b", "c", "z"] and clf.members[1].n_components == 16
+    with pytest.raises(ParameterError, match="class 'z' has 11 frames"):  # what a fold met
+        GMMClassifier(16, n_jobs=1).fit(B[-1:] + B[:6], ["z"] + y[:6])
+
+
+@pytest.mark.filterwarnings("ignore::audiogmm.exceptions.ConvergenceWarning")
 def test_a_fusion_of_every_backend_round_trips_and_refuses_the_sum_rule(tmp_path):
     from audiogmm.io import load, save
     from audiogmm.selection.cv import fit_fused
@@ -520,3 +535,29 @@ def test_cli_predicts_and_evaluates_with_a_fusion_rejecting(cli_fusion):
     assert r.exit_code == 0, r.output
     res = json.loads(r.stdout)["results"][0]
     assert res["threshold"] == 0.0 and np.isfinite(res["reject_score"])
+
+
+def test_cli_fusion_warns_per_member_without_advice_it_refuses(tmp_path, caplog):
+    """A short class: the ml member's class and the gsv member's UBM are over-sized; the
+    warnings name the member and do not suggest -k (refused with a fusion)."""
+    import logging
+
+    import soundfile as sf
+
+    rng, rows = np.random.default_rng(0), ["path,label,split"]
+    for lab, n, dur in (("a", 6, 2.0), ("b", 6, 2.0), ("c", 2, 0.2)):
+        for i in range(n):
+            t = np.arange(int(16000 * dur)) / 16000
+            x = 0.3 * np.sin(2 * np.pi * (200 + 100 * "abc".index(lab)) * t)
+            path = tmp_path / f"{lab}{i}.wav"
+            sf.write(path, (x + 0.05 * rng.normal(size=t.size)).astype(np.float32), 16000)
+            rows.append(f"{path},{lab},train")
+    (tmp_path / "m.csv").write_text("\n".join(rows) + "\n")
+    with caplog.at_level(logging.WARNING, logger="audiogmm"):
+        r = CliRunner().invoke(main, ["train", str(tmp_path / "m.csv"), "-o",
+                                      str(tmp_path / "f.npz"), "--backend", "gsv+ml"])  # fmt: skip
+    assert r.exit_code == 0, r.output
+    text = caplog.text + r.output
+    assert "member ml (general): class c: K=16 components for 22 frames" in text
+    assert "member gsv (general): the UBM: K=256" in text
+    assert "-k" not in text and "--max-iter" not in text

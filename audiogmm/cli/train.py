@@ -167,7 +167,11 @@ def train(ctx, data, output, preset, config_path, components, backend, ubm_path,
     cfg = clips.config  # one front end, or one per member of a fused model
     front = cfg.to_dict() if isinstance(cfg, FeatureConfig) else cfg and [c.to_dict() for c in cfg]
     backend = (extra.get("selection") or {}).get("backend", backend)  # auto may choose it
-    report_training(clf, backend)
+    if members:  # each member as its backend, named
+        for model, (p, b) in zip(clf.members, members):
+            report_training(model, b, f"member {b} ({p})")
+    else:
+        report_training(clf, backend)
     out = dict(model=os.path.abspath(output), labels=clf.labels_, n_components=clf.n_components,
                backend=backend, n_dims=clf.n_dims, timing=clf.timing_, training=clf.fit_report_,
                n_files=len(clips.clips), skipped=clips.skipped, selection=extra.get("selection"),
@@ -278,25 +282,32 @@ def _calibrate(clf, clips, fit: dict, ex) -> dict:
     return cal
 
 
-def report_training(clf, backend: str) -> None:
+#: A fusion member's over-sized mixture: -k does not apply to fusions.
+_MEMBER_ADVICE = "a fusion keeps each backend's default size: give more data, or fuse others"
+
+
+def report_training(clf, backend: str, member: str = "") -> None:
     """Warn, one line each: classes whose EM did not converge; a mixture too large for its
-    frames (each class's with ml, the UBM's otherwise); a class trained on a single file."""
-    rep = clf.fit_report_
+    frames (each class's with ml, the UBM's otherwise); a class trained on a single file.
+    ``member``: a fusion's member these are about (named first; no advice on -k)."""
+    rep, pre = clf.fit_report_, member and f"{member}: "
     if not_conv := sorted(y for y, r in rep.items() if not r.get("converged", True)):
-        logger.warning("EM did not converge within --max-iter=%d for: %s",
+        logger.warning("%sEM did not converge within %s=%d for: %s", pre,
+                       "its default max_iter" if member else "--max-iter",
                        max(rep[y].get("n_iter", 0) for y in not_conv),
                        ", ".join(escape_name(y) for y in not_conv))  # fmt: skip
     if backend == "ml":
         for y, r in rep.items():
-            if why := oversized_reason(r, r.get("n_components", clf.n_components)):
-                logger.warning("class %s: %s", escape_name(y), why)
+            n = r.get("n_components", clf.n_components)
+            if why := oversized_reason(r, n, **({"advice": _MEMBER_ADVICE} if member else {})):
+                logger.warning("%sclass %s: %s", pre, escape_name(y), why)
     elif "n_frames" in getattr(clf, "ubm_report_", {}):
-        if why := oversized_reason(clf.ubm_report_, clf.n_components,
-                                   advice="lower -k (the UBM size), or give more data"):
-            logger.warning("the UBM: %s", why)
+        advice = _MEMBER_ADVICE if member else "lower -k (the UBM size), or give more data"
+        if why := oversized_reason(clf.ubm_report_, clf.n_components, advice=advice):
+            logger.warning("%sthe UBM: %s", pre, why)
     if single := [escape_name(y) for y, r in rep.items() if r.get("n_clips") == 1]:
-        logger.warning("trained on a single file: %s (the model learns that recording, not the "
-                       "class)", ", ".join(single))  # fmt: skip
+        logger.warning("%strained on a single file: %s (the model learns that recording, not "
+                       "the class)", pre, ", ".join(single))  # fmt: skip
 
 
 @click.command("tune")

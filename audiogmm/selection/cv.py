@@ -450,8 +450,17 @@ def fused_member_task(backend: str, clips: Sequence[np.ndarray], labels: Sequenc
     with one_blas_thread():
         ex = LocalExecutor(1)
         clf = BACKENDS[backend](random_state=random_state, n_jobs=1)
-        kw = {} if clf.scores_per_frame else {"calibrate": False}
-        clf.fit(clips, labels, executor=ex, **kw)
+        frames = Counter()
+        for X, y in zip(clips, labels):
+            frames[str(y)] += len(X)
+        if backend == "ml" and test is not None and min(frames.values()) < clf.n_components:
+            # a fold can hold fewer frames of a short class than K, which the whole set
+            # has: that class at one component per frame, as the CV of auto caps it
+            ks = {y: min(clf.n_components, n) for y, n in frames.items()}
+            clf = fit_mixed(clips, labels, ks, random_state=random_state, executor=ex, n_jobs=1)
+        else:
+            kw = {} if clf.scores_per_frame else {"calibrate": False}
+            clf.fit(clips, labels, executor=ex, **kw)
         return clf if test is None else clf.score_matrix(test, executor=ex)
 
 
