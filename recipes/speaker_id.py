@@ -35,7 +35,7 @@ from audiogmm.models import BACKENDS, default_components
 from audiogmm.pipeline import evaluate_classifier, load_model, save_model, train_classifier
 from audiogmm.pipeline.report import format_confusion, training_report, write_report
 from audiogmm.selection import train_fused
-from audiogmm.selection.cv import fusion_pairs
+from audiogmm.selection.fusion import fusion_pairs
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 

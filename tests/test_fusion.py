@@ -336,7 +336,8 @@ def test_fit_fused_is_fit_fusion_of_held_out_scores_of_members_fitted_afresh_per
     fit_fusion of scores from fold fits done here by hand (each with its own UBM)."""
     from audiogmm.models import GSVClassifier
     from audiogmm.models.fusion import fit_fusion
-    from audiogmm.selection.cv import clip_folds, fit_fused
+    from audiogmm.selection.cv import clip_folds
+    from audiogmm.selection.fusion import fit_fused
 
     A, B, y = _two_fronts(np.random.default_rng(1))
     clf = fit_fused([A, B], y, ["gsv", "ml"], random_state=3, n_jobs=1)
@@ -373,14 +374,14 @@ def test_fit_fused_in_worker_processes_is_the_fusion_fitted_on_threads(tmp_path,
     the same file, bit for bit, on 1 or 2 threads or 2 processes."""
     from audiogmm.engine import LocalExecutor
     from audiogmm.io import save
-    from audiogmm.selection import cv
-    from audiogmm.selection.cv import fit_fused
+    from audiogmm.selection import fusion
+    from audiogmm.selection.fusion import fit_fused
 
     A, B, y = _two_fronts(np.random.default_rng(6))
     files = []
     for n, procs, most in ((1, False, None), (2, False, None), (2, True, None), (2, True, 0)):
         if most is not None:  # features past the bound: threads, not copies in the workers
-            monkeypatch.setattr(cv, "FUSION_PROCESS_MAX_BYTES", most)
+            monkeypatch.setattr(fusion, "FUSION_PROCESS_MAX_BYTES", most)
         with LocalExecutor(n, processes=procs) as ex:
             clf = fit_fused([A, B, A], y, ["gsv", "ml", "ivector"], random_state=1, executor=ex)
         save(clf, tmp_path / "f.npz")
@@ -392,7 +393,7 @@ def test_fit_fused_in_worker_processes_is_the_fusion_fitted_on_threads(tmp_path,
 def test_a_class_too_short_for_k_in_a_fold_is_capped_there_not_refused():
     """Class c has 22 frames: enough for the final ml member (K=16, over-sized, warned) but
     11 in a fold, where an ml fit of K=16 refused it; the fold caps it, as auto's CV does."""
-    from audiogmm.selection.cv import fit_fused
+    from audiogmm.selection.fusion import fit_fused
 
     A, B, y = _two_fronts(np.random.default_rng(7))
     A += [np.random.default_rng(i).normal(5.0, 1.0, (11, 3)).astype(np.float32) for i in (1, 2)]
@@ -406,7 +407,7 @@ def test_a_class_too_short_for_k_in_a_fold_is_capped_there_not_refused():
 @pytest.mark.filterwarnings("ignore::audiogmm.exceptions.ConvergenceWarning")
 def test_a_fusion_of_every_backend_round_trips_and_refuses_the_sum_rule(tmp_path):
     from audiogmm.io import load, save
-    from audiogmm.selection.cv import fit_fused
+    from audiogmm.selection.fusion import fit_fused
 
     A, B, y = _two_fronts(np.random.default_rng(2))
     clf = fit_fused([A, B, A, B], y, ["ml", "map", "gsv", "ivector"], random_state=0, n_jobs=1)
@@ -501,7 +502,7 @@ def test_a_fusion_rejects_unknown_classes_by_its_calibrated_llr():
     """Open set: the best class's fused LLR against the others (raw_llr of the fused scores),
     'auto' its Bayes threshold 0; clips of a class the model never saw fall below it."""
     from audiogmm.models.classifier import UNKNOWN, decide, raw_llr
-    from audiogmm.selection.cv import fit_fused
+    from audiogmm.selection.fusion import fit_fused
 
     labels = ("a", "b", "c", "d", "e")  # b and d, between the others, are never trained on
     A, B, y = _two_fronts(np.random.default_rng(4), labels=labels, n=60)

@@ -193,9 +193,9 @@ _SINGLE_MODEL = ("components", "init", "max_iter", "ubm_components", "ubm_path",
 
 def fusion_members(ctx: click.Context, preset: str, backend: str, kind) -> list[tuple[str, str]]:
     """The (preset, backend) of each member when ``--preset`` or ``--backend`` names several
-    (:func:`~audiogmm.selection.cv.fusion_pairs`), else []; usage errors for what a fusion
+    (:func:`~audiogmm.selection.fusion.fusion_pairs`), else []; usage errors for what a fusion
     refuses."""
-    from ..selection.cv import fusion_pairs
+    from ..selection.fusion import fusion_pairs
     try:
         members = fusion_pairs(preset, backend)
     except ParameterError as e:

@@ -477,28 +477,3 @@ def train_tuned(records: Sequence[Record], *, random_state: int | None = 0,
     clf.timing_ = {"tune_s": result.seconds, "train_s": time.perf_counter() - t1}
     return clf, result
 
-
-def train_fused(records: Sequence[Record], members: Sequence[tuple[str, str]], *,
-                random_state: int | None = 0, options: RunOptions | None = None,
-                executor: LocalExecutor | None = None,
-                ) -> tuple[FusedClassifier, list[Record], list[ExtractionResult]]:  # fmt: skip
-    """:func:`~.cv.fit_fused` of ``members`` (``(preset, backend)`` pairs, e.g. from
-    :func:`~.cv.fusion_pairs`) on the labelled ``records`` usable under every member's front
-    end (each file decoded once for all of them), as ``train --backend gsv+ml`` does.
-    Returns the classifier (``timing_``: ``extract_s``, ``train_s``, ``fusion_s``), the
-    records used and each member's extraction (``skipped``: files not used)."""
-    opts = options or RunOptions()
-    configs = [FeatureConfig.preset(p) for p, _ in members]
-    with resolve(executor, opts.n_jobs) as ex:
-        t0 = time.perf_counter()
-        results = extract_many_configs(records, configs, options=opts, executor=ex)
-        extract_s = time.perf_counter() - t0
-        used = [r for r in records if all(r.path in res.features for res in results)]
-        if lost := sum(r.path in results[0].features for r in records) - len(used):
-            logger.warning("%d file(s) skipped: unusable under another member's front end", lost)
-        sets = [res.labelled_clips(used) for res in results]
-        clf = cv.fit_fused([c for c, _ in sets], sets[0][1], [b for _, b in members],
-                           random_state=random_state, executor=ex, n_jobs=opts.n_jobs,
-                           progress=opts.progress)  # fmt: skip
-    clf.timing_ = {"extract_s": extract_s, **clf.timing_}
-    return clf, used, results
