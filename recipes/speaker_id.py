@@ -20,6 +20,7 @@ import os
 import click
 from _stages import recipe
 
+from audiogmm.cli.options import Members
 from audiogmm.data import (
     ExtractionResult,
     RunOptions,
@@ -32,6 +33,7 @@ from audiogmm.data.manifests import read_csv, write_csv
 from audiogmm.exceptions import ParameterError
 from audiogmm.features import PRESETS
 from audiogmm.models import BACKENDS, default_components
+from audiogmm.models.fusion import MAX_MEMBERS
 from audiogmm.pipeline import evaluate_classifier, load_model, save_model, train_classifier
 from audiogmm.pipeline.report import format_confusion, training_report, write_report
 from audiogmm.selection import train_fused
@@ -51,21 +53,12 @@ SEED = 0
 STAGES = ("prepare", "extract", "train", "evaluate", "report")
 
 
-def _names(ctx, param, value):
-    """A preset (or backend) name, or several joined by '+' (one per member of a fusion)."""
-    known = PRESETS if param.name == "preset" else BACKENDS
-    if bad := [v for v in value.split("+") if v not in known]:
-        raise click.BadParameter(f"{bad[0]!r} is not one of {', '.join(sorted(known))} "
-                                 "(members of a fusion joined by '+')")  # fmt: skip
-    return value
-
-
 @recipe(STAGES, exp="exp/speaker_id")
 @click.option("--data", default=DATA, show_default=True, type=click.Path(exists=True),
               help="Label folders, CSV or Kaldi dir.")  # fmt: skip
-@click.option("--preset", default=PRESET, show_default=True, callback=_names,
-              help=f"One of {', '.join(sorted(PRESETS))}; or one per member of a fusion, joined "
-              "by '+' (see --backend).")  # fmt: skip
+@click.option("--preset", default=PRESET, show_default=True,
+              type=Members(sorted(PRESETS), MAX_MEMBERS),
+              help="A preset, or one per member of a fusion joined by '+' (see --backend).")
 @click.option("--components", "-k", default=COMPONENTS, type=click.IntRange(min=1),
               callback=lambda ctx, _, k: k or (None if "+" in ctx.params["backend"]
                                                else default_components(ctx.params["backend"])),
@@ -73,7 +66,8 @@ def _names(ctx, param, value):
               "gsv) [default: the backend's].")  # fmt: skip
 @click.option("--train-fraction", default=TRAIN_FRACTION, show_default=True,
               type=click.FloatRange(0, 1, min_open=True, max_open=True))  # fmt: skip
-@click.option("--backend", default="ml", show_default=True, callback=_names,
+@click.option("--backend", default="ml", show_default=True,
+              type=Members(sorted(BACKENDS), MAX_MEMBERS),
               is_eager=True,  # read by -k's default
               help="As `audiogmm train --backend`: ml, a GMM per speaker; map, MAP-adapted "
               "speakers of a UBM; gsv, a UBM's supervectors + logistic regression; several "

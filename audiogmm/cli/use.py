@@ -238,8 +238,14 @@ def _show(field: str, text: str) -> None:
     click.echo(f"{field + ':':<15}{text}")
 
 
+def _backend(clf) -> str:
+    """The ``--backend`` name of a classifier, or ``"fused"``."""
+    return next((k for k, c in BACKENDS.items() if type(clf) is c), "fused")
+
+
 def _summary(model: str, bundle, clf, gmm, header: dict) -> dict:
     """What ``info --json`` prints."""
+    from ..pipeline.report import has_class_mixtures
     out = {"file": os.path.abspath(model), "format_version": header["format_version"],
            "audiogmm_version": header["audiogmm_version"]}  # fmt: skip
     if gmm is not None:
@@ -251,15 +257,15 @@ def _summary(model: str, bundle, clf, gmm, header: dict) -> dict:
     out |= {
         "labels": clf.labels_, "n_dims": clf.n_dims, "kind": type(clf).__name__,
         # a GSV model has no class mixtures: its K is the UBM's
-        "n_components": clf.n_components if fused or not hasattr(clf, "means_")
-        else int(clf.means_.shape[1]),
+        "n_components": int(clf.means_.shape[1]) if not fused and has_class_mixtures(clf)
+        else clf.n_components,
         "feature_config": cfg and cfg.to_dict(), "feature_config_hash": cfg and cfg.content_hash(),
         "feature_configs": [c.to_dict() for c in bundle.configs] if fused else None,
         "training": clf.fit_report_, "selection": header.get("selection"),
         # the digests are for evaluate's overlap check, not for reading
         "split": split and {k: v for k, v in split.items() if k != "train_files"}
         | {"n_train_files": len(split["train_files"])},
-        "backend": next((k for k, c in BACKENDS.items() if type(clf) is c), "fused"),
+        "backend": _backend(clf),
         # verify's scores: `train --calibrate` or auto (ml, map), else the model's own
         "calibration": header.get("calibration")}  # fmt: skip
     if out["backend"] in _BACKENDS:
@@ -267,7 +273,7 @@ def _summary(model: str, bundle, clf, gmm, header: dict) -> dict:
         out[out["backend"]] = {"ubm_components": ubm, **_BACKENDS[out["backend"]][0](clf)}
     if fused:  # each member's backend, size (per class for ml, else its UBM's) and weight
         weights = clf.weights or [None] * len(clf.members)
-        out["members"] = [{"backend": next(k for k, c in BACKENDS.items() if type(m) is c),
+        out["members"] = [{"backend": _backend(m),
                            "n_components": m.n_components, "n_dims": m.n_dims, "weight": a}
                           for m, a in zip(clf.members, weights)]  # fmt: skip
     return out
