@@ -516,6 +516,8 @@ def test_a_fusion_rejects_unknown_classes_by_its_calibrated_llr():
     np.testing.assert_array_equal(r, raw_llr(S)[np.arange(len(S)), best])
     pred = decide(clf, S, None, clf.resolve_threshold("auto"))
     assert list(pred == UNKNOWN) == list(r < 0)  # the rule, exactly
+    assert list(clf.predict([A2, B2], reject="auto")) == list(pred)  # the same from predict
+    assert list(clf.predict([A2, B2], reject=float(np.max(r)) + 1)) == [UNKNOWN] * len(r)
     unknown = np.array([c in "bd" for c in y2])
     # the unknown classes score below the known ones (AUC), though 'auto' (the closed-set
     # Bayes threshold) may accept them when the known classes separate this well

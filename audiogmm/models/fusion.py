@@ -14,7 +14,7 @@ import numpy as np
 from ..engine import LocalExecutor
 from ..exceptions import ParameterError
 from ..scoring.verification import bayes_threshold, newton_minimise
-from .classifier import GMMClassifier, ModelFile, raw_llr
+from .classifier import GMMClassifier, ModelFile, decide, raw_llr
 
 __all__ = ["MAX_MEMBERS", "FusedClassifier", "fit_fusion"]
 
@@ -156,8 +156,10 @@ class FusedClassifier(ModelFile):
         """Class log posteriors from a :meth:`score_matrix` result (softmax with log priors)."""
         return self.members[0].log_proba_from_scores(scores)
 
-    def predict(self, clip_sets: Sequence[Sequence[np.ndarray]]) -> np.ndarray:
-        """Most likely class of each clip, shape (n_clips,), dtype object."""
-        LP = self.log_proba_from_scores(self.score_matrix(clip_sets))
-        return np.array(self.labels_, dtype=object)[LP.argmax(1)]
+    def predict(self, clip_sets: Sequence[Sequence[np.ndarray]], *,
+                reject: str | float | None = None) -> np.ndarray:  # fmt: skip
+        """Most likely class of each clip (n_clips,), object, by the single models' rule
+        (:func:`~audiogmm.models.classifier.decide`): ``classifier.UNKNOWN`` where the fused
+        LLR of the best class is below the threshold ``reject`` means."""
+        return decide(self, self.score_matrix(clip_sets), None, self.resolve_threshold(reject))
 
