@@ -10,14 +10,18 @@ both checkouts in alternating order (A B, then B A, ...), each command a fresh p
 - ``auto``: ``train`` and ``train --preset auto --components auto`` without a cache, and
   their ratio (issue 22's budget: at most 4x).
 
+``--train-args`` adds options to every ``train`` (e.g. ``"--backend gsv --preset speaker"``).
+
     python benchmarks/ab_cli.py --trees /path/to/old,/path/to/new --only large-speakers
     python benchmarks/ab_cli.py --trees OLD,NEW --only large-sounds --mode auto --repeats 3
+    python benchmarks/ab_cli.py --trees OLD,NEW --train-args "--backend gsv --preset speaker"
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import shlex
 import shutil
 import statistics
 import tempfile
@@ -45,10 +49,11 @@ def env_for(tree: str) -> dict[str, str]:
     return env
 
 
-def one(mode: str, ds: Dataset, env: dict[str, str], tmp: str) -> dict[str, tuple[float, float]]:
+def one(mode: str, ds: Dataset, env: dict[str, str], tmp: str,
+        extra: list[str]) -> dict[str, tuple[float, float]]:  # fmt: skip
     exe, model, cache = audiogmm_exe(), os.path.join(tmp, "m.npz"), os.path.join(tmp, "cache")
     shutil.rmtree(cache, ignore_errors=True)
-    train = [exe, "train", ds.csv, "--split", "train", "-o", model]
+    train = [exe, "train", ds.csv, "--split", "train", "-o", model, *extra]
     if mode == "pair":
         a = run([*train, "--cache", cache], env)
         b = run([exe, "evaluate", model, ds.csv, "--split", "test", "--json", "--cache", cache],
@@ -65,7 +70,11 @@ def main() -> None:
     p.add_argument("--only", default="", help="comma-separated data set names (bench_cli's)")
     p.add_argument("--mode", choices=("pair", "auto"), default="pair")
     p.add_argument("--repeats", type=int, default=4, help="timed rounds (after one warm-up)")
+    p.add_argument("--train-args", default="", help="options added to every train")
     args = p.parse_args()
+    extra = shlex.split(args.train_args)
+    if args.mode == "auto" and extra:
+        raise SystemExit("--train-args: with --mode auto, train's options are auto's own")
     trees = args.trees.split(",")
     if len(trees) != 2 or not all(os.path.isdir(os.path.join(t, "audiogmm")) for t in trees):
         raise SystemExit("--trees: two checkouts of audiogmm, comma-separated")
@@ -83,7 +92,7 @@ def main() -> None:
             times: dict[tuple[str, str], list[tuple[float, float]]] = {}
             for rnd in range(args.repeats + 1):
                 for tree in trees if rnd % 2 == 0 else trees[::-1]:
-                    got = one(args.mode, ds, env_for(tree), tmp)
+                    got = one(args.mode, ds, env_for(tree), tmp, extra)
                     for key, v in got.items():
                         if rnd:  # round 0 warms the OS cache and the .pyc files
                             times.setdefault((tree, key), []).append(v)

@@ -316,6 +316,11 @@ def test_use_numba_size_rule_and_overrides(monkeypatch):
     assert not kernels.use_numba(big, single_pass=True)  # scoring must repay the load alone
     assert not kernels.use_numba(64 * big, single_pass=True)  # map's scoring of 1e8 elements
     assert kernels.use_numba(256 * big, single_pass=True)
+    # a pass of a known run: numba only where the whole run repays its load
+    run = kernels.NUMBA_MIN_RUN_WORK
+    assert kernels.use_numba(big, passes=run // big) and not kernels.use_numba(big, passes=3)
+    assert not kernels.use_numba(small, passes=10**9)  # each pass must be big enough too
+    assert kernels.use_numba(big, True, passes=1) and not kernels.use_numba(run, False, passes=9)
     monkeypatch.setenv("AUDIOGMM_NUMBA", "1")
     assert kernels.use_numba(1) and not kernels.use_numba(big, False)
     monkeypatch.setenv("AUDIOGMM_NUMBA", "0")
@@ -326,6 +331,30 @@ def test_use_numba_size_rule_and_overrides(monkeypatch):
     monkeypatch.setattr(kernels, "HAVE_NUMBA", False)
     monkeypatch.setenv("AUDIOGMM_NUMBA", "1")
     assert not kernels.use_numba(big, True)
+
+
+def test_em_runs_decide_numba_by_their_length(monkeypatch):
+    """A fit tells the E-step how many passes its run takes: a UBM-like short run over big
+    passes stays on NumPy (numba's load would cost more than it saves), a long one does not;
+    a caller's own E-step (length unknown) keeps the per-pass rule."""
+    from audiogmm.mixture import DiagGMM, accumulate, kernels
+
+    seen = []
+
+    def spy(work, fast=None, **kw):
+        seen.append((work, kw.get("passes")))
+        return False  # decide nothing: only what was asked is checked
+
+    monkeypatch.setattr(kernels, "use_numba", spy)
+    X = np.random.default_rng(0).standard_normal((600, 3)).astype(np.float32)
+    for max_iter in (2, 40):
+        seen.clear()
+        DiagGMM(4, max_iter=max_iter, tol=0.0, random_state=0).fit(X)
+        assert seen and {p for _, p in seen} == {max_iter + 1}, seen
+    g = DiagGMM(4, max_iter=3, tol=0.0, random_state=0).fit(X)
+    seen.clear()
+    accumulate(X, g.params_)
+    assert seen == [(600 * 4, None)]
 
 
 @pytest.mark.parametrize("dtype, tol", [(np.float64, 1e-12), (np.float32, 1e-5)])

@@ -61,6 +61,11 @@ class ConvergenceMonitor:
         prev, cur = self.history[-2], self.history[-1]
         return abs(cur - prev) < self.tol * max(1.0, abs(prev))
 
+    @property
+    def max_passes(self) -> int:
+        """The most E-steps a run under this monitor takes (``max_iter`` M-steps, one more)."""
+        return self.max_iter + 1
+
     def stop(self) -> bool:
         """Whether EM should stop now; otherwise one more M-step is counted."""
         if self.converged or self.n_iter >= self.max_iter:
@@ -90,6 +95,8 @@ class StackedMonitor:
                 self.running[c] = False
         return not self.running.any()
 
+    #: the longest member's (the members of a stack share ``max_iter`` in every fit)
+    max_passes = property(lambda self: max(m.max_passes for m in self.monitors))
     history = property(lambda self: [m.history for m in self.monitors])
     converged = property(lambda self: [m.converged for m in self.monitors])
     n_iter = property(lambda self: [m.n_iter for m in self.monitors])
@@ -111,17 +118,20 @@ class EMResult:
 
 
 def source_stats(source, params: Params, *, executor: LocalExecutor | None = None,
-                 chunk_size: int | None = None, previous: Stats | None = None) -> Stats:
+                 chunk_size: int | None = None, previous: Stats | None = None,
+                 passes: int | None = None) -> Stats:  # fmt: skip
     """One E-step over ``source`` in source order; a stacked source computes its running
-    members (the others keep ``previous``'s rows), a shard source its own blocks."""
+    members (the others keep ``previous``'s rows), a shard source its own blocks; ``passes``:
+    the E-steps of the run (numba's kernels load only where a run repays it)."""
     if isinstance(source, StackedSource):
         return source.accumulate(params, executor=executor, chunk_size=chunk_size,
-                                 previous=previous)  # fmt: skip
+                                 previous=previous, passes=passes)  # fmt: skip
     shift = params.weights @ params.means
     if hasattr(source, "stats"):
-        return source.stats(params, shift=shift, executor=executor, chunk_size=chunk_size)
+        return source.stats(params, shift=shift, executor=executor, chunk_size=chunk_size,
+                            passes=passes)  # fmt: skip
     return sum(accumulate(Xc, params, sample_weight=sw, shift=shift, chunk_size=chunk_size,
-                          executor=executor) for Xc, sw in source)  # fmt: skip
+                          executor=executor, passes=passes) for Xc, sw in source)  # fmt: skip
 
 
 def run(source, params: Params, *, maximiser: Maximiser, monitor: ConvergenceMonitor,
@@ -133,7 +143,7 @@ def run(source, params: Params, *, maximiser: Maximiser, monitor: ConvergenceMon
     events, reseeded, stats = [], [], None
     while True:
         stats = source_stats(source, params, executor=executor, chunk_size=chunk_size,
-                             previous=stats)  # fmt: skip
+                             previous=stats, passes=monitor.max_passes)  # fmt: skip
         monitor.report(stats.mean_loglik, reseeded=reseeded)
         if monitor.stop():
             break

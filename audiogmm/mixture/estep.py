@@ -145,17 +145,17 @@ _WS = _Workspace()
 def accumulate(X: np.ndarray, params: Params, *, sample_weight: np.ndarray | None = None,
                shift: np.ndarray | None = None, chunk_size: int | None = None,
                executor: LocalExecutor | None = None, fast: bool | None = None,
-               out: Stats | None = None) -> Stats:  # fmt: skip
+               out: Stats | None = None, passes: int | None = None) -> Stats:  # fmt: skip
     """E-step: float64 statistics of frames ``X`` (n_frames, n_dims) under ``params``, by
     :func:`accumulate_many` (pure, inputs trusted). ``sample_weight`` (n_frames,); ``shift``
     (n_dims,) the moments' centre (default ``out``'s, else the mixture mean); ``out``:
-    statistics to add into, returned."""
+    statistics to add into, returned; ``fast``, ``passes`` as there."""
     if shift is None:
         shift = out.shift if out is not None else params.weights @ params.means
     n, F, S, ll, nf = accumulate_many(
         [X], params.weights[None], params.means[None], params.variances[None], [0],
         shifts=np.asarray(shift, dtype=np.float64)[None], sample_weights=[sample_weight],
-        chunk_size=chunk_size, executor=executor, fast=fast,
+        chunk_size=chunk_size, executor=executor, fast=fast, passes=passes,
     )  # fmt: skip
     st = Stats(n[0], F[0], S[0], float(ll[0]), float(nf[0]), np.array(shift, dtype=np.float64))
     return st if out is None else out + st
@@ -165,13 +165,15 @@ def accumulate_many(Xs: list[np.ndarray], weights: np.ndarray, means: np.ndarray
                     variances: np.ndarray, members: list[int], *, shifts: np.ndarray,
                     sample_weights: list[np.ndarray | None] | None = None,
                     chunk_size: int | None = None, executor: LocalExecutor | None = None,
-                    fast: bool | None = None) -> tuple[np.ndarray, ...]:  # fmt: skip
+                    fast: bool | None = None,
+                    passes: int | None = None) -> tuple[np.ndarray, ...]:  # fmt: skip
     """THE E-step of mixtures ``members`` of a stack, each on its own frames ``Xs[c]``
     (n_frames_c, n_dims), weighted by ``sample_weights[c]``, in one executor map; per member
     the arithmetic of a run of its own, whatever the executor. ``weights`` (n_members, K),
     ``means``/``variances`` (n_members, K, n_dims); ``shifts`` (R, n_dims) centre the R
-    ``members``; ``fast``: numba for large calls (None, :func:`.kernels.use_numba`), always
-    or never. Returns n (R, K), F and S (R, K, n_dims), loglik and n_frames (R,)."""
+    ``members``; ``fast``: numba for large calls (None, :func:`.kernels.use_numba`, which
+    ``passes``, the E-steps of the run this one belongs to, informs), always or never.
+    Returns n (R, K), F and S (R, K, n_dims), loglik and n_frames (R,)."""
     R, K, D = len(members), means.shape[1], means.shape[2]
     sws = sample_weights or [None] * R
     cap = chunk_size or auto_chunk_size(K)
@@ -204,7 +206,7 @@ def accumulate_many(Xs: list[np.ndarray], weights: np.ndarray, means: np.ndarray
     workers = ex.n_workers if R > 1 else 1
     rows = min(cap, max(1, -(-sum(n_of) // (2 * workers))))
     tasks = [(dt, t) for dt, its in items.items() for t in _pack(its, rows)]
-    use_fast = [kernels.use_numba(n_of[j] * K, fast) for j in range(R)]
+    use_fast = [kernels.use_numba(n_of[j] * K, fast, passes=passes) for j in range(R)]
     lims = {dt: saturation(pv, dt, per_mixture=True) for dt in set(dtypes)}
     limit = [float(lims[dt][row[j]]) for j, dt in enumerate(dtypes)]
 

@@ -19,8 +19,8 @@ import numpy as np
 
 from ..exceptions import ParameterError
 
-__all__ = ["HAVE_NUMBA", "NUMBA_MIN_WORK", "numba_cache_dir", "resp_inplace", "row_max_and_sum",
-           "segment_lse", "use_numba"]  # fmt: skip
+__all__ = ["HAVE_NUMBA", "NUMBA_MIN_RUN_WORK", "NUMBA_MIN_WORK", "numba_cache_dir", "resp_inplace",
+           "row_max_and_sum", "segment_lse", "use_numba"]  # fmt: skip
 
 # numba is imported (and the kernels compiled or loaded) on the first call, not at import
 HAVE_NUMBA = not os.environ.get("AUDIOGMM_NO_NUMBA") and bool(importlib.util.find_spec("numba"))
@@ -28,23 +28,33 @@ HAVE_NUMBA = not os.environ.get("AUDIOGMM_NO_NUMBA") and bool(importlib.util.fin
 #: E-step passes over fewer (frames x columns) elements use NumPy: numba saves ~5 ns per
 #: element (~10 ms here) against ~0.7 s to load once, repaid only over many iterations.
 NUMBA_MIN_WORK = 1 << 21
+#: ... and so do EM runs whose passes add up to fewer elements than this (when the caller
+#: knows the run's length): warm, the kernel saves 1.5 ns (a UBM of 256 on dev speech) to
+#: 4.7 ns (bench_em's K=256 fit) of wall time per element on two cores, and loading numba in
+#: a command costs ~0.4 s: break-even at 0.9-2.7e8. A UBM of 256 on the dev hard speakers
+#: (22,830 frames, 11 passes a round: 6.4e7) was 0.2-0.6 s faster without.
+NUMBA_MIN_RUN_WORK = 1 << 27
 #: A single pass (scoring) must repay that load by itself: it saves ~4.4 ns per element on
 #: one core, ~2.2 ns of wall time on two, so past ~2^28 elements; map's scoring of the dev
 #: hard speakers (1.4e8) took 1.65 s with numba and 1.0 s without.
 _SINGLE_PASS_FACTOR = 256
 
 
-def use_numba(work: int, fast: bool | None = None, *, single_pass: bool = False) -> bool:
+def use_numba(work: int, fast: bool | None = None, *, single_pass: bool = False,
+              passes: int | None = None) -> bool:  # fmt: skip
     """Whether a pass over ``work`` = n_frames x n_columns elements runs the numba kernel:
-    ``fast=None`` from ``NUMBA_MIN_WORK`` on (x256 for a ``single_pass``), True whenever
-    available, False never. ``AUDIOGMM_NUMBA=0`` vetoes numba, ``1`` overrides None."""
+    ``fast=None`` from ``NUMBA_MIN_WORK`` on (x256 for a ``single_pass``) and, when the pass
+    is one of a run of ``passes`` (None: unknown), from ``NUMBA_MIN_RUN_WORK`` elements over
+    the run; True whenever available, False never. ``AUDIOGMM_NUMBA=0`` vetoes numba, ``1``
+    overrides None."""
     if fast is False or not HAVE_NUMBA:
         return False
     env = os.environ.get("AUDIOGMM_NUMBA", "").strip().lower()
     if env not in ("", "auto", "0", "1"):
         raise ParameterError(f"AUDIOGMM_NUMBA must be 0, 1 or auto; got {env!r}")
     need = NUMBA_MIN_WORK * (_SINGLE_PASS_FACTOR if single_pass else 1)
-    return env != "0" and (bool(fast) or env == "1" or work >= need)
+    big = work >= need and (passes is None or work * passes >= NUMBA_MIN_RUN_WORK)
+    return env != "0" and (bool(fast) or env == "1" or big)
 
 
 def numba_cache_dir(package_dir: str, environ: dict | None = None) -> str | None:

@@ -118,16 +118,19 @@ class StackedSource:
         self.Xs, self.running = Xs, running
 
     def accumulate(self, params: Params, *, executor: LocalExecutor | None = None,
-                   chunk_size: int | None = None, previous: Stats | None = None) -> Stats:
+                   chunk_size: int | None = None, previous: Stats | None = None,
+                   passes: int | None = None) -> Stats:  # fmt: skip
         """One E-step of the running members (stacked ``Stats``, one executor map); the
-        others keep their rows of ``previous``, which is updated in place and returned."""
+        others keep their rows of ``previous``, which is updated in place and returned;
+        ``passes`` as for :func:`.estep.accumulate_many`."""
         C, K, D = params.means.shape
         live = [int(c) for c in np.flatnonzero(self.running)]
         z = np.zeros
         st = previous or Stats(z((C, K)), z((C, K, D)), z((C, K, D)), z(C), z(C), z((C, D)))
         shifts = np.array([params.weights[c] @ params.means[c] for c in live]).reshape(-1, D)
         st.n[live], st.F[live], st.S[live], st.loglik[live], st.n_frames[live] = accumulate_many(
-            self.Xs, *params, live, shifts=shifts, chunk_size=chunk_size, executor=executor)
+            self.Xs, *params, live, shifts=shifts, chunk_size=chunk_size, executor=executor,
+            passes=passes)
         st.shift[live] = shifts
         return st
 
@@ -157,11 +160,12 @@ def _frame_weights(store: Any, stride: int, clip_weight, a: int, b: int) -> np.n
 
 
 def _block_stats(store: Any, stride: int, clip_weight, params: Params, shift: np.ndarray,
-                 chunk_size: int | None, start: int, stop: int) -> Stats:  # fmt: skip
+                 chunk_size: int | None, passes: int | None, start: int,
+                 stop: int) -> Stats:  # fmt: skip
     """One map task: statistics of virtual frames ``[start, stop)``, chunk by chunk, serially."""
     sw = _frame_weights(store, stride, clip_weight, start, stop)
     return accumulate(_Rows(store, stride, start, stop), params, sample_weight=sw, shift=shift,
-                      chunk_size=chunk_size)  # fmt: skip
+                      chunk_size=chunk_size, passes=passes)  # fmt: skip
 
 
 class ShardSource:
@@ -196,14 +200,16 @@ class ShardSource:
         return self.store.read_index(rows).astype(np.float64)
 
     def stats(self, params: Params, *, shift: np.ndarray, executor: Any = None,
-              chunk_size: int | None = None) -> Stats:  # fmt: skip
+              chunk_size: int | None = None, passes: int | None = None) -> Stats:  # fmt: skip
         """One E-step about ``shift`` (n_dims,) on ``executor`` (default serial; its ``map``
-        must yield in task order); ``block_frames`` should be a multiple of ``chunk_size``."""
+        must yield in task order); ``block_frames`` should be a multiple of ``chunk_size``;
+        ``passes`` as for :func:`.estep.accumulate_many`."""
         store = self.store
         if hasattr(store, "reader"):  # ship the shard list, not the clip index
             store = store.reader(clip_ranges=self.clip_weight is not None)
         task = functools.partial(_block_stats, store, self.stride, self.clip_weight, params,
-                                 np.asarray(shift, dtype=np.float64), chunk_size)  # fmt: skip
+                                 np.asarray(shift, dtype=np.float64), chunk_size,
+                                 passes)  # fmt: skip
         blocks, executor = self._ranges(self.block_frames), executor or LocalExecutor(1)
         if hasattr(executor, "map_reduce"):  # Dask: the same tree, summed on the workers
             return executor.map_reduce(task, blocks, operator.add, star=True)
