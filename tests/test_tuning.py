@@ -746,3 +746,67 @@ def test_a_member_fitted_in_a_worker_process_is_the_one_fitted_here():
         assert clf.labels_ == here.labels_ and clf.fit_report_ == here.fit_report_
         for name in ("weights_", "means_", "variances_", "var_floors_"):
             np.testing.assert_array_equal(getattr(clf, name), getattr(here, name))
+
+
+def test_backends_option_tries_gsv_on_its_own_front_end(tmp_path, monkeypatch):
+    """``--backends map,gsv``: gsv is cross-validated on the speaker front end (extracted in
+    the candidates' one pass, its own UBM per fold); chosen, the model is gsv on that front end."""
+    from audiogmm.models import GSVClassifier
+
+    data = ROOT / "data_samples" / "speakers"
+    records = read_manifest(data)
+    calls = []
+    real = steps.extract_many_configs
+
+    def spy(items, configs, **kw):
+        calls.append(list(configs))
+        return real(items, configs, **kw)
+
+    monkeypatch.setattr(steps, "extract_many_configs", spy)
+    res = tune(records, backends=("map", "gsv"), options=None, n_jobs=1)
+    assert len(calls) == 1 and PRESETS["speaker"] in calls[0]  # one decoding pass for all
+    rows = {r["front_end"]: r for r in res.table if r["stage"] == "backend"}
+    assert list(rows) == ["map", "gsv (speaker)"]
+    assert all(r["n"] == len(records) and r["components"] == "UBM 64" for r in rows.values())
+    assert res.backend in ("ml", "map", "gsv")
+    # forced: the model is gsv at the UBM size it was scored at, on the speaker front end
+    monkeypatch.setattr(steps, "beats_default", lambda options, default, n, n_se: "gsv")
+    out = tmp_path / "m.npz"
+    r = run(["-q", "train", data, "--preset", "auto", "--components", "auto", "-o", out,
+             "-j", "1", "--backends", "map,gsv", "--json"])  # fmt: skip
+    sel = json.loads(r.output)["selection"]
+    assert sel["backend"] == "gsv" and sel["front_end"] == "speaker"
+    assert [r.get("chosen") for r in sel["table"] if r["stage"] == "backend"] == [False, True]
+    bundle = load_model(out)
+    assert isinstance(bundle.classifier, GSVClassifier) and bundle.classifier.n_components == 64
+    assert bundle.config == PRESETS["speaker"]
+    ev = json.loads(run(["-q", "evaluate", out, data, "--json"]).output)
+    assert 0.5 <= ev["accuracy"] <= 1
+
+
+def test_backends_option_is_checked_and_applies_only_to_auto(tmp_path):
+    data = ROOT / "data_samples" / "speakers"
+    r = run(["train", data, "-o", tmp_path / "m.npz", "--backends", "gsv"], code=2)
+    assert "--backends lists what --preset auto / --components auto try" in r.output
+    for bad in ("gsv,bogus", "ml", "gsv,gsv", ""):
+        r = run(["tune", data, "--backends", bad], code=2)
+        assert "expected auto, none, or backends among gsv, ivector, map" in r.output
+    sel = json.loads(run(["-q", "tune", data, "--backends", "none", "-j", "1",
+                          "--json"]).output)["selection"]  # fmt: skip
+    assert not [r for r in sel["table"] if r["stage"] == "backend"] and sel["backend"] == "ml"
+
+
+def test_a_fold_without_map_fits_the_first_backends_own_ubm():
+    """backend_fold_scores without map: gsv's scores are those of a gsv model of the fold's
+    training clips at the UBM size of the backend step (its own UBM), uncalibrated."""
+    from audiogmm.models import GSVClassifier
+    from audiogmm.selection.cv import backend_fold_scores
+
+    rng = np.random.default_rng(0)
+    train = [X for c in (0.0, 3.0, 6.0) for X in _blobs(rng, 5, c, n=200, D=3)]
+    labels = [y for y in "abc" for _ in range(5)]
+    test = [_blobs(rng, 1, c, n=150, D=3)[0] for c in (0.0, 3.0, 6.0)]
+    got = backend_fold_scores(train, labels, test, ("gsv",), ["a", "b", "c"], 0)
+    clf = GSVClassifier(steps.UBM_COMPONENTS, random_state=0).fit(train, labels, calibrate=False)
+    np.testing.assert_array_equal(got["gsv"], clf.score_matrix(test))
+    assert (got["gsv"].argmax(1) == [0, 1, 2]).all()

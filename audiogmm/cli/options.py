@@ -169,6 +169,31 @@ def components_option(default: str | None, help: str):
                         show_default=default is not None)  # fmt: skip
 
 
+def _backends(ctx, param, value):
+    """``auto``, ``none`` or a comma list of backends other than ml -> "auto" or a tuple."""
+    from ..models import BACKENDS
+    if value == "auto":
+        return value
+    names = [] if value == "none" else [v.strip() for v in value.split(",")]
+    known = sorted(set(BACKENDS) - {"ml"})
+    bad = [v for v in names if v not in known]
+    if bad or len(set(names)) != len(names) or (value != "none" and not names):
+        raise click.BadParameter(f"expected auto, none, or backends among {', '.join(known)} "
+                                 f"joined by commas, once each; got {value!r}", ctx, param)
+    return tuple(names)
+
+
+def backends_option():
+    """``--backends auto|none|A,B``: the backends ``--preset auto --components auto`` tries."""
+    return click.option(
+        "--backends", default="auto", show_default=True, callback=_backends,
+        metavar="auto|none|LIST",
+        help="Backends that --preset auto / --components auto cross-validate against the ml "
+        "choice (one UBM of 64 per fold; one replaces it only if 2 standard errors better): "
+        "auto tries map; LIST names them, e.g. map,gsv (gsv on the speaker front end, about "
+        "a plain train's time more); none tries no other backend.")
+
+
 def given(ctx: click.Context, name: str) -> bool:
     """Whether the user typed option ``name`` (not its default)."""
     return ctx.get_parameter_source(name) not in (None, click.core.ParameterSource.DEFAULT)

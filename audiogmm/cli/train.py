@@ -97,6 +97,7 @@ def _front_end(ubm_path, ubm_config, data_config, *, fixed: bool):
               "one --preset each, or one for all): a late fusion of those models, each with "
               "its backend's defaults, weighted by a logistic regression on held-out folds "
               "of the training files (e.g. --backend gsv+ml --preset speaker+general).")  # fmt: skip
+@options.backends_option()
 @click.option("--ubm-components", type=click.IntRange(min=1), hidden=True,
               help="Same as -k with --backend map, gsv or ivector (the UBM size).")
 @click.option("--ubm", "ubm_path", type=click.Path(exists=True, dir_okay=False),
@@ -139,6 +140,8 @@ def train(ctx, data, output, preset, config_path, components, backend, ubm_path,
          "sets it from the prior: give one"),
         (tuning and kind.not_for, "--preset auto / --components auto need audio to try front "
          f"ends; a {kind.name} has fixed features: give -k"),
+        (not tuning and options.given(ctx, "backends"), "--backends lists what --preset auto / "
+         "--components auto try; with a fixed model, --backend chooses it"),
     ]:  # fmt: skip
         if wrong:
             raise click.UsageError(why)
@@ -229,6 +232,11 @@ def _fit_fused(ctx, data, members: list[tuple[str, str]]):
     return clf, clips, {}
 
 
+def _backends(ctx, backends):
+    """``--backends`` for :func:`~audiogmm.selection.tune`: as typed, else its own default."""
+    return backends if options.given(ctx, "backends") else None
+
+
 def _fit(ctx, data, fit, config, ubm_config, tuning, calibrate):
     """The fitted (or auto-chosen, calibrated if asked) classifier, its clips, header blocks."""
     from ..pipeline.classify import load_split
@@ -245,7 +253,8 @@ def _fit(ctx, data, fit, config, ubm_config, tuning, calibrate):
             n_components = fit["n_components"]  # the ml K (16 unless -k), or "auto"
             fit = {k: v for k, v in fit.items() if k not in ("backend", "ubm", "n_components")}
             clf, tuned = train_tuned(records, preset="auto" if config is None else config,
-                                     components=n_components, options=opts, executor=ex, **fit)
+                                     components=n_components, options=opts, executor=ex,
+                                     backends=_backends(ctx, p["backends"]), **fit)  # fmt: skip
             clips = audio_clips(data, records, tuned.features, tuned.member_configs or tuned.config,
                                 n_jobs=jobs, cache_dir=p["cache_dir"], **how)  # fmt: skip
             extra["selection"] = tuned.to_header()
@@ -318,11 +327,12 @@ def report_training(clf, backend: str, member: str = "") -> None:
                            "chosen by clip-stratified cross-validation on the training files.")
 @click.option("--folds", type=click.IntRange(min=2), default=3, show_default=True,
               help="Clip-stratified cross-validation folds.")
+@options.backends_option()
 @options.run_options
 @options.json_option
 @click.pass_context
 def tune(ctx, data, split, train_fraction, seed, preset, config_path, components, folds,
-         as_json, **_):  # fmt: skip
+         backends, as_json, **_):  # fmt: skip
     """Cross-validate front ends and components on DATA's training files; print the table.
 
     The same search as `train --preset auto --components auto`, on the training
@@ -338,7 +348,7 @@ def tune(ctx, data, split, train_fraction, seed, preset, config_path, components
     with options.executor([r.path for r in records], selection=True) as ex:
         result = cross_validate(records, preset=chosen, components=components, n_folds=folds,
                                 options=options.command_options(), random_state=seed,
-                                executor=ex)  # fmt: skip
+                                executor=ex, backends=_backends(ctx, backends))  # fmt: skip
     out = {"n_files": len(records), "selection": result.to_header(),
            "feature_config": result.config.to_dict(),
            "feature_configs": [c.to_dict() for c in result.member_configs] or None,

@@ -23,6 +23,7 @@ from ..mixture import DiagGMM
 from ..models import BACKENDS, GMMClassifier
 from ..models.classifier import class_llr
 from ..models.fusion import fuse_scores
+from ..models.ubm import UBM_COMPONENTS
 from ..scoring.verification import CalibrationWarning, fit_calibration
 
 __all__ = ["COMPONENT_GRID", "ComponentSelection", "Option", "backend_cv_scores",
@@ -297,16 +298,18 @@ def backend_fold_scores(train: Sequence[np.ndarray], train_labels: Sequence[str]
                         random_state: int | None) -> dict[str, np.ndarray]:  # fmt: skip
     """One fold of :func:`backend_cv_scores` (a task, which may run in a worker process): per
     backend, the scores (n_test, len(names)) of the ``test`` clips, NaN for a class the fold's
-    training clips lack, all in this thread."""
+    training clips lack, all in this thread. The fold's UBM (:data:`UBM_COMPONENTS`) is map's,
+    else the first backend's own, and every other backend adapts from it."""
     ex = LocalExecutor(1)
     with one_blas_thread():
-        ubm = BACKENDS["map"](random_state=random_state).fit(train, train_labels, executor=ex)
-        got = {}
-        for b in backends:
-            clf = ubm  # map: the UBM's own fit (not adapted a second time)
-            if b != "map":  # scored, never verified: no calibration
-                clf = BACKENDS[b](random_state=random_state).fit(train, train_labels, executor=ex,
-                                                                 ubm=ubm.ubm_, calibrate=False)
+        got, ubm = {}, None
+        for b in sorted(backends, key=lambda b: b != "map"):  # map first: its UBM is the fold's
+            if b == "map":
+                clf = BACKENDS[b](random_state=random_state).fit(train, train_labels, executor=ex)
+            else:  # scored, never verified: no calibration
+                clf = BACKENDS[b](UBM_COMPONENTS, random_state=random_state).fit(
+                    train, train_labels, executor=ex, ubm=ubm, calibrate=False)
+            ubm = clf.ubm_ if ubm is None else ubm
             got[b] = np.full((len(test), len(names)), np.nan)
             got[b][:, [names.index(y) for y in clf.labels_]] = clf.score_matrix(test, executor=ex)
     return got
