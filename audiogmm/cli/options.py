@@ -427,12 +427,17 @@ def format_selection(sel: dict[str, Any]) -> str:
                      f"{r['n']:<4}" + (" *" if r.get("chosen") else ""))  # fmt: skip
     ks, backend = sorted(set(sel["n_components"].values())), sel.get("backend", "ml")
     k_text = str(ks[0]) if len(ks) == 1 else f"{ks[0]}-{ks[-1]} per class"
-    lines.append(f"chosen: front end {escape_name(sel['front_end'])}, components "
-                 f"{escape_name(sel['components_rule'])} (K = {k_text})"
-                 + ("" if backend == "ml" else f", backend {escape_name(backend)}"))  # fmt: skip
+    ubm = next((c for _, c, r in rows if r["stage"] == "backend" and r.get("chosen")), None)
+    if backend == "ml" or ubm is None:
+        lines.append(f"chosen: front end {escape_name(sel['front_end'])}, components "
+                     f"{escape_name(sel['components_rule'])} (K = {k_text})"
+                     + ("" if backend == "ml" else f", backend {escape_name(backend)}"))
+    else:  # the classes' K does not apply: the backend's UBM size does
+        lines.append(f"chosen: backend {escape_name(backend)} ({ubm}) on front end "
+                     f"{escape_name(sel['front_end'])}")  # fmt: skip
     if skipped := sorted(sel.get("not_tried") or {}):
         names = ", ".join(escape_name(b) for b in skipped)
         lines.append(f"not tried: backend{'s' if len(skipped) > 1 else ''} {names} (over "
                      "auto's budget of 4 plain trainings, reasons in --json; "
-                     "`train --backend NAME` trains one)")  # fmt: skip
+                     "--backends map,NAME tries one, `train --backend NAME` trains one)")  # fmt: skip
     return "\n".join(lines)
