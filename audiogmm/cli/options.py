@@ -190,8 +190,8 @@ def backends_option():
         metavar="auto|none|LIST",
         help="Backends that --preset auto / --components auto cross-validate against the ml "
         "choice (one UBM of 64 per fold; one replaces it only if 2 standard errors better): "
-        "auto tries map; LIST names them, e.g. map,gsv (gsv on the speaker front end, about "
-        "a plain train's time more); none tries no other backend.")
+        "auto tries map; LIST names them, e.g. map,gsv (gsv on the speaker front end: one or "
+        "two plain trainings' time more); none tries no other backend.")
 
 
 def given(ctx: click.Context, name: str) -> bool:
