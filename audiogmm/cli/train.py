@@ -333,8 +333,7 @@ def report_training(clf, backend: str, member: str = "") -> None:
 @click.pass_context
 def tune(ctx, data, split, train_fraction, seed, preset, config_path, components, folds,
          backends, as_json, **_):  # fmt: skip
-    """Cross-validate front ends, components and backends on DATA's training files; print
-    the table.
+    """Cross-validate front ends, K and backends on the training files; print the table.
 
     The same search as `train --preset auto --components auto`, on the training
     split only, without writing a model. --config FILE alone tunes the components
