@@ -810,3 +810,24 @@ def test_a_fold_without_map_fits_the_first_backends_own_ubm():
     clf = GSVClassifier(steps.UBM_COMPONENTS, random_state=0).fit(train, labels, calibrate=False)
     np.testing.assert_array_equal(got["gsv"], clf.score_matrix(test))
     assert (got["gsv"].argmax(1) == [0, 1, 2]).all()
+
+
+def test_a_backend_whose_front_end_lost_other_files_is_not_tried(monkeypatch, caplog):
+    """The backend step's folds index the default front end's clips: a backend front end
+    that skipped another file set cannot be scored on them, so it is left out, with a warning."""
+    records = read_manifest(ROOT / "data_samples" / "speakers")
+    real = steps.extract_many_configs
+
+    def lossy(items, configs, **kw):
+        got = real(items, configs, **kw)
+        for cfg, res in zip(configs, got):
+            if cfg == PRESETS["speaker"]:
+                res.features.pop(next(iter(res.features)))
+        return got
+
+    monkeypatch.setattr(steps, "extract_many_configs", lossy)
+    with caplog.at_level("WARNING", logger="audiogmm"):
+        res = tune(records, backends=("map", "gsv"), options=None, n_jobs=1)
+    assert [r["front_end"] for r in res.table if r["stage"] == "backend"] == ["map"]
+    assert any("backends gsv not tried: the speaker front end skipped other files" in m
+               for m in caplog.messages)  # fmt: skip
