@@ -777,6 +777,7 @@ def test_backends_option_tries_gsv_on_its_own_front_end(tmp_path, monkeypatch):
     sel = json.loads(r.output)["selection"]
     assert sel["backend"] == "gsv" and sel["front_end"] == "speaker"
     assert [r.get("chosen") for r in sel["table"] if r["stage"] == "backend"] == [False, True]
+    assert not [r for r in sel["table"] if r["stage"] != "backend" and r.get("chosen")]
     bundle = load_model(out)
     assert isinstance(bundle.classifier, GSVClassifier) and bundle.classifier.n_components == 64
     assert bundle.config == PRESETS["speaker"]

@@ -473,8 +473,9 @@ def tune(records: Sequence[Record], *, preset: str | FeatureConfig = "auto",
         for step in STEPS:
             step(state)
         for row in state.table:
-            if row["stage"] == "components":  # the K every member uses
-                row["chosen"] = state.rule == "fixed" or row["components"] == state.rule
+            if row["stage"] == "components":  # the K every member uses (none: another backend)
+                row["chosen"] = state.backend == "ml" and (state.rule == "fixed"
+                                                           or row["components"] == state.rule)
         main = state.members[0] if state.members else state.front_end
         return TuneResult(
             state.front_end, state.config(main), state.choices[state.rule], state.rule,
