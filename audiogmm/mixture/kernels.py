@@ -29,9 +29,9 @@ HAVE_NUMBA = not os.environ.get("AUDIOGMM_NO_NUMBA") and bool(importlib.util.fin
 #: element (~10 ms here) against ~0.7 s to load once, repaid only over many iterations.
 NUMBA_MIN_WORK = 1 << 21
 #: ... and so do EM runs whose passes add up to fewer elements than this (when the caller
-#: knows the run's length): warm, the kernel saves 1.5 ns (a UBM of 256 on dev speech) to
+#: knows the run's length): warm, the kernel saves ~1 ns (a UBM of 256 on dev speech) to
 #: 4.7 ns (bench_em's K=256 fit) of wall time per element on two cores, and loading numba in
-#: a command costs ~0.4 s: break-even at 0.9-2.7e8. A UBM of 256 on the dev hard speakers
+#: a command costs ~0.4 s: break-even at 0.9-4e8. A UBM of 256 on the dev hard speakers
 #: (22,830 frames, 11 passes a round: 6.4e7) was 0.2-0.6 s faster without.
 NUMBA_MIN_RUN_WORK = 1 << 27
 #: A single pass (scoring) must repay that load by itself: it saves ~4.4 ns per element on
