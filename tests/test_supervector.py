@@ -21,7 +21,13 @@ from audiogmm.io.container import read_container, write_container
 from audiogmm.mixture import DiagGMM
 from audiogmm.models import UBMClassifier
 from audiogmm.models.classifier import log_odds
-from audiogmm.models.supervector import GSVClassifier, logistic_regression, row_space, supervectors
+from audiogmm.models.supervector import (
+    GSVClassifier,
+    lbfgs,
+    logistic_regression,
+    row_space,
+    supervectors,
+)
 from audiogmm.pipeline import load_model
 from audiogmm.scoring.verification import act_dcf, cllr, min_cllr
 
@@ -258,6 +264,47 @@ def test_logistic_regression_meets_the_optimality_conditions(n, P, M, seed, spre
     for _ in range(20):
         dW, db = rng.normal(0, 1e-3, W.shape), rng.normal(0, 1e-3, b.shape)
         assert _lr_objective(Z, y, W + dW, b + db, C) >= f0 - 1e-9
+
+
+@settings(max_examples=30, deadline=None)
+@given(n=st.integers(1, 40), cond=st.sampled_from([1.0, 1e2, 1e4]), seed=st.integers(0, 99))
+def test_lbfgs_finds_the_closed_form_minimum_of_a_quadratic(n, cond, seed):
+    # f(x) = x'Ax/2 - b'x, A symmetric positive definite of condition number cond: x* = A^-1 b
+    rng = np.random.default_rng(seed)
+    Q, _ = np.linalg.qr(rng.normal(size=(n, n)))
+    A = (Q * np.geomspace(1.0, cond, n)) @ Q.T
+    b = rng.normal(size=n)
+
+    def fg(x):
+        Ax = A @ x
+        return float(x @ Ax / 2 - b @ x), Ax - b
+
+    # it stops on the gradient rule, or (cond 1e4, |f| large) where float64 no longer sees f
+    # fall, as scipy's L-BFGS-B does (there its line search ends "abnormal"): within 1e-10 of
+    # the optimum's value either way
+    x, n_iter, ok = lbfgs(fg, np.zeros(n), gtol=1e-5, ftol=0.0)
+    assert ok and n_iter <= 1000
+    f_star = fg(np.linalg.solve(A, b))[0]
+    gap, resolution = fg(x)[0] - f_star, 1e-10 * max(1.0, abs(f_star))
+    assert np.abs(A @ x - b).max() <= 1e-5 or gap <= resolution
+    assert gap <= n * 1e-10 / 2 + resolution  # |g|^2 / (2 lambda_min), lambda_min = 1
+
+
+def test_lbfgs_on_rosenbrock_and_its_stops():
+    def rosen(x):
+        f = 100 * (x[1] - x[0] ** 2) ** 2 + (1 - x[0]) ** 2
+        g = np.array([-400 * x[0] * (x[1] - x[0] ** 2) - 2 * (1 - x[0]), 200 * (x[1] - x[0] ** 2)])
+        return float(f), g
+
+    x, n_iter, ok = lbfgs(rosen, np.array([-1.2, 1.0]), gtol=1e-8, ftol=0.0)
+    assert ok and 10 < n_iter < 200
+    np.testing.assert_allclose(x, [1.0, 1.0], atol=1e-6)
+    # the iteration budget: stopped short, not converged, the best point so far
+    x2, n2, ok2 = lbfgs(rosen, np.array([-1.2, 1.0]), gtol=1e-8, ftol=0.0, max_iter=3)
+    assert not ok2 and n2 == 3 and rosen(x2)[0] < rosen(np.array([-1.2, 1.0]))[0]
+    # a start at the optimum: no step
+    x3, n3, ok3 = lbfgs(rosen, np.array([1.0, 1.0]), gtol=1e-8)
+    assert ok3 and n3 == 0 and (x3 == 1.0).all()
 
 
 def test_logistic_regression_of_separable_data_at_a_weak_penalty_stays_finite():

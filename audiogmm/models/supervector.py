@@ -7,7 +7,7 @@ is its posterior odds over its prior odds, an LLR."""
 from __future__ import annotations
 
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -19,7 +19,7 @@ from ..mixture.checks import is_int, is_real, need
 from .classifier import raw_llr
 from .ubm import GSV_COMPONENTS, EmbeddingClassifier, clip_stats
 
-__all__ = ["GSVClassifier", "logistic_regression", "row_space", "supervectors"]
+__all__ = ["GSVClassifier", "lbfgs", "logistic_regression", "row_space", "supervectors"]
 
 #: Iteration budget of each logistic regression.
 _MAX_ITER = 1000
@@ -29,6 +29,8 @@ _MAX_ITER = 1000
 _GTOL = 1e-6
 #: ... or when a step lowers the loss by less than this, relative (scikit-learn's setting).
 _FTOL = 64 * np.finfo(np.float64).eps
+#: Curvature pairs :func:`lbfgs` keeps (scipy's L-BFGS-B default).
+_MEMORY = 10
 #: :func:`row_space` keeps directions with a singular value above this share of the largest
 #: (float64 eigenvalues of the Gram matrix, their squares, resolve them to about 1e-5).
 _RANK_TOL = 1e-5
@@ -51,14 +53,72 @@ def supervectors(clips: Sequence[np.ndarray], ubm: DiagGMM, *, relevance: float 
     return (off * scale).reshape(len(F), F.shape[1] * F.shape[2])
 
 
+def lbfgs(loss_grad: Callable[[np.ndarray], tuple[float, np.ndarray]], x: np.ndarray, *,
+          gtol: float, ftol: float = _FTOL, max_iter: int = _MAX_ITER,
+          memory: int = _MEMORY) -> tuple[np.ndarray, int, bool]:  # fmt: skip
+    """Minimise a smooth function by L-BFGS (Nocedal & Wright, Algorithm 7.4 and 7.5) from
+    ``x`` (n,): the two-loop recursion over the last ``memory`` curvature pairs (a pair whose
+    curvature is not positive is not kept), a backtracking line search to the Armijo
+    condition from the unit step (the first step scaled to unit length). Stops when every
+    gradient component is at most ``gtol``, or a step lowers the loss by at most ``ftol``
+    relative (scipy's L-BFGS-B rules). Returns ``(x, n_iter, converged)``; a line search that
+    cannot lower the loss stops with ``converged`` False.
+
+    scipy's L-BFGS-B solves the same problem as well; importing ``scipy.optimize`` cost
+    0.3 s in every process that fits a gsv model, and its bound handling ~1 ms an iteration
+    at 22,000 unknowns (dev speakers at 8 kHz: 0.13-0.15 s a fit against 0.09-0.10 s here).
+    """
+    f, g = loss_grad(x)
+    pairs: list[tuple[np.ndarray, np.ndarray, float]] = []  # (s, y, 1 / y.s), oldest first
+    for it in range(max_iter):
+        if np.max(np.abs(g), initial=0.0) <= gtol:
+            return x, it, True
+        d = -g
+        alphas = []
+        for s_, y_, rho in reversed(pairs):
+            a = rho * float(s_ @ d)
+            alphas.append(a)
+            d = d - a * y_
+        if pairs:
+            s_, y_, rho = pairs[-1]
+            d = d / (rho * float(y_ @ y_))  # H0 = s.y / y.y
+        else:
+            d = d / max(1.0, float(np.linalg.norm(g)))
+        for (s_, y_, rho), a in zip(pairs, reversed(alphas)):
+            d = d + (a - rho * float(y_ @ d)) * s_
+        slope = float(g @ d)
+        if not slope < 0:  # not a descent direction (rounding): steepest descent
+            d, slope, pairs = -g, -float(g @ g), []
+        t = 1.0
+        while True:
+            x_new = x + t * d
+            f_new, g_new = loss_grad(x_new)
+            if f_new <= f + 1e-4 * t * slope:
+                break
+            t *= 0.5
+            if t < 1e-20:
+                return x, it, False
+        s_, y_ = x_new - x, g_new - g
+        sy = float(s_ @ y_)
+        if sy > 1e-10 * float(s_ @ s_):
+            pairs.append((s_, y_, 1.0 / sy))
+            del pairs[:-memory]
+        small = f - f_new <= ftol * max(abs(f), abs(f_new), 1.0)
+        x, f, g = x_new, f_new, g_new
+        if small:
+            return x, it + 1, True
+    return x, max_iter, False
+
+
 def logistic_regression(
     Z: np.ndarray, y: np.ndarray, n_classes: int, C: float, *, gtol: float = _GTOL,
     max_iter: int = _MAX_ITER,
 ) -> tuple[np.ndarray, np.ndarray, int, bool]:
     """L2-penalised multinomial logistic regression, scikit-learn's objective: minimises
     ``mean_i [logsumexp(z_i) - z_i,y_i] + |W|^2 / (2 C n)`` over ``z_i = W x_i + b`` (the
-    intercepts unpenalised), by scipy's L-BFGS-B from zero, as scikit-learn solves it. Importing
-    scikit-learn costs 1.2 s, scipy's optimiser 0.5 s, a fit of 491 clips x 46 classes 0.1 s.
+    intercepts unpenalised), by L-BFGS from zero (:func:`lbfgs`), as scikit-learn solves it.
+    Importing scikit-learn costs 1.2 s, scipy's optimiser 0.3-0.5 s, a fit of 491 clips x 46
+    classes 0.1 s.
 
     Parameters
     ----------
@@ -85,8 +145,6 @@ def logistic_regression(
         ``Z`` not a finite 2-D array of at least one row, ``y`` not its rows' classes in ``range(n_classes)``,
         ``n_classes`` below 2, or ``C`` not a finite number > 0.
     """
-    from scipy.optimize import minimize  # imported only when a regression is fitted
-
     Z, y = np.asarray(Z, dtype=np.float64), np.asarray(y)
     if Z.ndim != 2 or Z.shape[0] < 1 or not np.isfinite(Z).all():
         raise ParameterError(f"Z must be a finite (n >= 1, P) array; got shape {Z.shape}")
@@ -115,9 +173,8 @@ def logistic_regression(
 
     # small dense products: one BLAS thread is faster than a pool
     with one_blas_thread(), np.errstate(over="ignore", under="ignore"):
-        res = minimize(loss_grad, np.zeros(size + free), jac=True, method="L-BFGS-B",
-                       options={"maxiter": max_iter, "gtol": gtol, "ftol": _FTOL})  # fmt: skip
-    w, n_iter, converged = res.x, int(res.nit), bool(res.success)
+        w, n_iter, converged = lbfgs(loss_grad, np.zeros(size + free), gtol=gtol,
+                                     max_iter=max_iter)  # fmt: skip
     W, b = w[:size].reshape(free, P), w[size:]
     if free == 1:
         W, b = np.concatenate([-W, W]) / 2, np.concatenate([-b, b]) / 2
