@@ -65,8 +65,8 @@ SCREEN_FRAME_STEP = 3
 COSTLY_BACKENDS: Mapping[str, str] = {
     "gsv": "on the speaker front end (--backends map,gsv) it was chosen on 4 of 15 dev "
            "splits (speakers, 8 kHz and hard speakers: +0.6 to +3.0 points, never below auto), "
-           "but took auto's training to 3.6-4.8x a plain train, past the 4x budget on three "
-           "of the five dev sets",
+           "but took auto's training to 3.1-4.3x a plain train (3.6-4.8x in an earlier run), "
+           "at or past the 4x budget on two of the five dev sets",
     "ivector": "with it in the CV, auto cost 5.4x a plain train on the dev sounds, past the "
                "4x budget, and it was chosen on neither the dev sounds nor the hard speakers",
 }
