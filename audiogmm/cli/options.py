@@ -170,9 +170,10 @@ def components_option(default: str | None, help: str):
 
 
 def _backends(ctx, param, value):
-    """``auto``, ``none`` or a comma list of backends other than ml -> "auto" or a tuple."""
+    """``auto``, ``none`` or a comma list of backends other than ml -> "auto" or a tuple; not
+    given, None (:func:`~audiogmm.selection.tune`'s own default)."""
     from ..models import BACKENDS
-    if value == "auto":
+    if value is None or value == "auto":
         return value
     names = [] if value == "none" else [v.strip() for v in value.split(",")]
     known = sorted(set(BACKENDS) - {"ml"})
@@ -186,12 +187,11 @@ def _backends(ctx, param, value):
 def backends_option():
     """``--backends auto|none|A,B``: the backends ``--preset auto --components auto`` tries."""
     return click.option(
-        "--backends", default="auto", show_default=True, callback=_backends,
-        metavar="auto|none|LIST",
+        "--backends", callback=_backends, metavar="auto|none|LIST",
         help="Backends that --preset auto / --components auto cross-validate against the ml "
         "choice (one UBM of 64 per fold; one replaces it only if 2 standard errors better): "
         "auto tries map; LIST names them, e.g. map,gsv (gsv on the speaker front end: one or "
-        "two plain trainings' time more); none tries no other backend.")
+        "two plain trainings' time more); none tries no other backend.  [default: auto]")
 
 
 def given(ctx: click.Context, name: str) -> bool:

@@ -140,7 +140,7 @@ def train(ctx, data, output, preset, config_path, components, backend, ubm_path,
          "sets it from the prior: give one"),
         (tuning and kind.not_for, "--preset auto / --components auto need audio to try front "
          f"ends; a {kind.name} has fixed features: give -k"),
-        (not tuning and options.given(ctx, "backends"), "--backends lists what --preset auto / "
+        (not tuning and ctx.params["backends"] is not None, "--backends lists what --preset auto / "
          "--components auto try; with a fixed model, --backend chooses it"),
     ]:  # fmt: skip
         if wrong:
@@ -232,11 +232,6 @@ def _fit_fused(ctx, data, members: list[tuple[str, str]]):
     return clf, clips, {}
 
 
-def _backends_asked(ctx, backends):
-    """``--backends`` for :func:`~audiogmm.selection.tune`: as typed, else its own default."""
-    return backends if options.given(ctx, "backends") else None
-
-
 def _fit(ctx, data, fit, config, ubm_config, tuning, calibrate):
     """The fitted (or auto-chosen, calibrated if asked) classifier, its clips, header blocks."""
     from ..pipeline.classify import load_split
@@ -254,7 +249,7 @@ def _fit(ctx, data, fit, config, ubm_config, tuning, calibrate):
             fit = {k: v for k, v in fit.items() if k not in ("backend", "ubm", "n_components")}
             clf, tuned = train_tuned(records, preset="auto" if config is None else config,
                                      components=n_components, options=opts, executor=ex,
-                                     backends=_backends_asked(ctx, p["backends"]), **fit)  # fmt: skip
+                                     backends=p["backends"], **fit)  # fmt: skip
             clips = audio_clips(data, records, tuned.features, tuned.member_configs or tuned.config,
                                 n_jobs=jobs, cache_dir=p["cache_dir"], **how)  # fmt: skip
             extra["selection"] = tuned.to_header()
@@ -348,7 +343,7 @@ def tune(ctx, data, split, train_fraction, seed, preset, config_path, components
     with options.executor([r.path for r in records], selection=True) as ex:
         result = cross_validate(records, preset=chosen, components=components, n_folds=folds,
                                 options=options.command_options(), random_state=seed,
-                                executor=ex, backends=_backends_asked(ctx, backends))  # fmt: skip
+                                executor=ex, backends=backends)  # fmt: skip
     out = {"n_files": len(records), "selection": result.to_header(),
            "feature_config": result.config.to_dict(),
            "feature_configs": [c.to_dict() for c in result.member_configs] or None,

@@ -5,7 +5,6 @@
 from __future__ import annotations
 
 import contextlib
-import inspect
 import logging
 import time
 import warnings
@@ -21,7 +20,7 @@ from ..engine import LocalExecutor, resolve
 from ..exceptions import ConvergenceWarning, DatasetError, ParameterError
 from ..features import PRESETS, FeatureConfig
 from ..mixture.checks import is_int
-from ..models import BACKENDS, FusedClassifier, GMMClassifier
+from ..models import BACKENDS
 from ..models.classifier import N_COMPONENTS
 from ..models.fusion import fit_fusion
 from ..models.ubm import UBM_COMPONENTS
@@ -32,7 +31,7 @@ from .cv import Option, beats_default, choose_fusion, one_standard_error
 __all__ = ["BACKEND_FRONT_ENDS", "BACKEND_SE", "CMN", "COSTLY_BACKENDS", "CV_MAX_ITER", "FRAME_STEP",
            "FRONT_ENDS", "MAX_FUSED", "MIN_CLIPS_PER_CLASS", "MIN_CV_CLIPS", "N_FOLDS",
            "SCREEN_FRAME_STEP", "STEPS", "TuneResult", "TuneState", "step_backend",
-           "step_components", "step_front_end", "step_front_ends", "step_fusion", "train_tuned",
+           "step_components", "step_front_end", "step_front_ends", "step_fusion",
            "tune", "within_bandwidth"]  # fmt: skip
 
 logger = logging.getLogger(__name__)
@@ -359,8 +358,9 @@ def step_backend(state: TuneState) -> None:
     options = [Option("ml", max(state.correct, ref.accuracy_counts(
         ref.scores[N_COMPONENTS])[0]), 0.0)]  # fmt: skip
     t1 = time.perf_counter()
-    on = {b: BACKEND_FRONT_ENDS.get(b) if BACKEND_FRONT_ENDS.get(b) in state.extra else first
-          for b in state.backends}  # fmt: skip
+    # their own front end under --preset auto (extracted with the candidates), else the given one
+    auto = len(state.cands) > 1
+    on = {b: BACKEND_FRONT_ENDS.get(b, first) if auto else first for b in state.backends}
     scores, n = {}, int(ref.held.sum())
     for name in dict.fromkeys(on.values()):
         group = [b for b in state.backends if on[b] == name]
@@ -376,18 +376,16 @@ def step_backend(state: TuneState) -> None:
                                            random_state=state.random_state,
                                            executor=state.executor))  # fmt: skip
     logger.info("backends %s: CV in %.2f s", list(state.backends), time.perf_counter() - t1)
+    labels = {"ml": "ml"}  # a backend's table row: its name, and its front end if not first's
     for rank, backend in enumerate(state.backends, 1):
         if backend in scores:
             c, n = ref.accuracy_counts(scores[backend])
-            label = backend if on[backend] == first else f"{backend} ({on[backend]})"
-            options.append(state.add("backend", label, f"UBM {UBM_COMPONENTS}", c, n, rank,
-                                     name=backend))  # fmt: skip
+            labels[backend] = backend if on[backend] == first else f"{backend} ({on[backend]})"
+            options.append(state.add("backend", labels[backend], f"UBM {UBM_COMPONENTS}", c, n,
+                                     rank, name=backend))  # fmt: skip
     state.backend = beats_default(options, "ml", n, n_se=BACKEND_SE)
-    for row in state.table:
-        if row["stage"] == "backend":
-            row["chosen"] = row["front_end"].split(" ")[0] == state.backend
+    state.choose(labels[state.backend], "backend")
     if state.backend != "ml":  # the backend runs on its front end alone
-        state.correct = next(o.correct for o in options if o.name == state.backend)
         state.front_end, state.members, state.fusion_weights = on[state.backend], [], None
         state.choose(state.front_end, "front end", "fusion")
 
@@ -486,34 +484,3 @@ def tune(records: Sequence[Record], *, preset: str | FeatureConfig = "auto",
             fusion_weights=state.fusion_weights, backend=state.backend, not_tried=not_tried,
             calibration=state.calibration,
         )
-
-
-def train_tuned(records: Sequence[Record], *, random_state: int | None = 0,
-                options: RunOptions | None = None, executor: LocalExecutor | None = None,
-                **params: Any) -> tuple[GMMClassifier | FusedClassifier, TuneResult]:  # fmt: skip
-    """:func:`tune` (``params``: its keywords and the classifier's, for the CV and final ml
-    fits; another backend: its defaults at the UBM size it was scored at), then fit the chosen
-    model on every training file, reusing the features. Returns the classifier (a
-    FusedClassifier when a fusion won; ``timing_``: ``tune_s``, ``train_s``) and the
-    :class:`TuneResult`."""
-    opts = options or RunOptions()
-    fit_params = {k: v for k, v in params.items() if k not in inspect.signature(tune).parameters}
-    member = {"n_jobs": opts.n_jobs, **fit_params}  # a classifier's n_jobs among them wins
-    with resolve(executor, opts.n_jobs) as ex:
-        result = tune(records, random_state=random_state, options=opts, executor=ex, **params)
-        t1 = time.perf_counter()
-        data = [res.labelled_clips(records) for res in result.member_features or [result.features]]
-        if result.backend != "ml":  # as it was scored
-            clf = BACKENDS[result.backend](n_components=UBM_COMPONENTS, n_jobs=opts.n_jobs,
-                                           random_state=random_state)  # fmt: skip
-            fits = [clf.fit(*data[0], executor=ex)]
-        elif len(data) == 1:
-            fits = [cv.fit_mixed(*data[0], result.n_components, executor=ex,
-                                 random_state=random_state, **member)]
-        else:  # a fusion's members side by side (in worker processes when the executor has them)
-            tasks = [(*d, result.n_components, random_state, member) for d in data]
-            fits = list(ex.map(cv.fit_mixed_task, tasks, isolated=True, star=True))
-    clf = FusedClassifier(fits, weights=result.fusion_weights) if len(fits) > 1 else fits[0]
-    clf.timing_ = {"tune_s": result.seconds, "train_s": time.perf_counter() - t1}
-    return clf, result
-
