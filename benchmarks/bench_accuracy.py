@@ -8,9 +8,11 @@ for ``hardspeakers/``; one per ``--seeds`` value, default 0; written to a tempor
   ``audiogmm evaluate M.npz MANIFEST --split test --json``, with OPTIONS one of:
   ``defaults`` (none: the ``general`` preset, 16 components), ``speech``
   (``--preset speech``), ``dcase2016`` (``--preset dcase2016``), ``librosa``
-  (``--preset librosa``), ``sound`` (``--preset sound``) and ``auto``
+  (``--preset librosa``), ``sound`` (``--preset sound``), ``split-init`` (``--init split``:
+  the default with split-growth initialisation, the closest candidate for a new default) and ``auto``
   (``--preset auto --components auto``), ``auto-gsv`` (the same with ``--backends map,gsv``:
-  gsv on the speaker front end among its candidates), ``gsv`` (``--backend gsv``) and ``gsv-speaker``
+  gsv on the speaker front end among its candidates), ``auto-gsv-only`` (``--backends gsv``:
+  gsv in place of map), ``gsv`` (``--backend gsv``) and ``gsv-speaker``
   (``--backend gsv --preset speaker``) and ``gsv-speaker+ml`` (their late fusion with the
   default: ``--backend gsv+ml --preset speaker+general``);
 * the reference script ``benchmarks/reference/sklearn_gmm.py`` (librosa + scikit-learn,
@@ -76,8 +78,10 @@ CONFIGS: dict[str, tuple[str, list[str]]] = {
     "dcase2016": ("audiogmm", ["--preset", "dcase2016"]),
     "librosa": ("audiogmm", ["--preset", "librosa"]),
     "sound": ("audiogmm", ["--preset", "sound"]),
+    "split-init": ("audiogmm", ["--init", "split"]),
     "auto": ("audiogmm", ["--preset", "auto", "--components", "auto"]),
     "auto-gsv": ("audiogmm", ["--preset", "auto", "--components", "auto", "--backends", "map,gsv"]),
+    "auto-gsv-only": ("audiogmm", ["--preset", "auto", "--components", "auto", "--backends", "gsv"]),
     "gsv": ("audiogmm", ["--backend", "gsv"]),
     "gsv-speaker": ("audiogmm", ["--backend", "gsv", "--preset", "speaker"]),
     "gsv-speaker+ml": ("audiogmm", ["--backend", "gsv+ml", "--preset", "speaker+general"]),

@@ -54,7 +54,7 @@ def main() -> None:
             row = {"set": ds.name, "seed": seed, "n_cv": int(sel.held.sum()),
                    "cv": {"ml": sel.accuracy_counts(sel.scores[16])[0]}, "test": {},
                    "n_test": len(cte)}  # fmt: skip
-            S = backend_cv_scores(ctr, ltr, ["map", "gsv"], sel.folds, frame_step=2)
+            S = backend_cv_scores([(ctr, ["map", "gsv"])], ltr, sel.folds, frame_step=2)
             row["cv"].update({b: sel.accuracy_counts(S[b])[0] for b in S})
             for b in ("ml", "map", "gsv"):
                 t = time.perf_counter()

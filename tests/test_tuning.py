@@ -167,7 +167,7 @@ def test_cv_fits_in_parallel_score_as_one_after_another():
     for n, procs in ((1, False), (2, False), (2, True)):  # and in worker processes
         with LocalExecutor(n, processes=procs) as ex:
             sel = cv_scores(clips, labels, grid=(1, 2, 4), random_state=0, executor=ex)
-            maps = backend_cv_scores(clips, labels, ["map"], sel.folds, executor=ex)
+            maps = backend_cv_scores([(clips, ["map"])], labels, sel.folds, executor=ex)
             cal = calibrate_backend(clips, labels, "map", executor=ex)
         got.append([*sel.scores.values(), maps["map"], np.array([cal["slope"], cal["offset"]])])
     for a, b, c in zip(*got):
@@ -811,6 +811,36 @@ def test_a_fold_without_map_fits_the_first_backends_own_ubm():
     clf = GSVClassifier(steps.UBM_COMPONENTS, random_state=0).fit(train, labels, calibrate=False)
     np.testing.assert_array_equal(got["gsv"], clf.score_matrix(test))
     assert (got["gsv"].argmax(1) == [0, 1, 2]).all()
+
+
+def test_backend_groups_share_one_map_and_score_as_alone(monkeypatch):
+    """Every (front end, fold) of the backend step is a task of one executor map (the workers
+    stay busy across front ends), and each group's scores are those of a call of its own."""
+    from audiogmm.engine import LocalExecutor
+    from audiogmm.selection.cv import backend_cv_scores, clip_folds
+
+    rng = np.random.default_rng(5)
+    clips = [X for c in (0.0, 3.0, 6.0) for X in _blobs(rng, 6, c, n=150, D=3)]
+    other = [np.hstack([X, X[:, :1] ** 2]) for X in clips]  # another "front end", more frames
+    other = [np.vstack([X, X]) for X in other]
+    labels = [y for y in "abc" for _ in range(6)]
+    folds = clip_folds(labels, 3, random_state=0)
+    alone = {**backend_cv_scores([(clips, ["map"])], labels, folds),
+             **backend_cv_scores([(other, ["gsv"])], labels, folds)}  # fmt: skip
+    calls, real = [], LocalExecutor.map
+
+    def counting(self, fn, items, **kw):
+        items = list(items)
+        calls.append(len(items))
+        return real(self, fn, items, **kw)
+
+    monkeypatch.setattr(LocalExecutor, "map", counting)
+    with LocalExecutor(2) as ex:
+        got = backend_cv_scores([(clips, ["map"]), (other, ["gsv"])], labels, folds, executor=ex)
+    assert calls[0] == 6  # 2 front ends x 3 folds, in one map
+    for b in ("map", "gsv"):
+        assert np.isfinite(got[b]).all()
+        np.testing.assert_array_equal(got[b], alone[b])
 
 
 def test_a_backend_whose_front_end_lost_other_files_is_not_tried(monkeypatch, caplog):

@@ -416,7 +416,7 @@ def format_selection(sel: dict[str, Any]) -> str:
             for r in sel["table"]]  # fmt: skip
     w = max([11, *(len(f) for f, _, _ in rows)])
     lines = [f"model selection: {sel['n_folds']}-fold CV by clip on the training files "
-             f"(EM <= {sel['cv_max_iter']} iterations per fit, {sel['seconds']:.1f} s)",
+             f"(ml fits: EM <= {sel['cv_max_iter']} iterations; {sel['seconds']:.1f} s)",
              f"  {'stage':<11} {'front end':<{w}} {'components':<10} {'accuracy':>8} {'SE':>6}  "
              f"{'95% Wilson':<15} {'clips':>9}"]  # fmt: skip
     for fe, comp, r in rows:

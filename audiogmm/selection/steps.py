@@ -361,7 +361,7 @@ def step_backend(state: TuneState) -> None:
     # their own front end under --preset auto (extracted with the candidates), else the given one
     auto = len(state.cands) > 1
     on = {b: BACKEND_FRONT_ENDS.get(b, first) if auto else first for b in state.backends}
-    scores, n = {}, int(ref.held.sum())
+    groups, n = [], int(ref.held.sum())
     for name in dict.fromkeys(on.values()):
         group = [b for b in state.backends if on[b] == name]
         own, own_clips, _ = state.features(name)
@@ -369,12 +369,12 @@ def step_backend(state: TuneState) -> None:
             logger.warning("backends %s not tried: the %s front end skipped other files than "
                            "%s", ", ".join(group), name, first)  # fmt: skip
             continue
-        # every third frame, as the other front ends: a third cheaper, and it can only
-        # handicap the backends against the ml choice, scored at every second
-        scores.update(cv.backend_cv_scores(own_clips, labels, group, ref.folds,
-                                           frame_step=SCREEN_FRAME_STEP,
-                                           random_state=state.random_state,
-                                           executor=state.executor))  # fmt: skip
+        groups.append((own_clips, group))
+    # every third frame, as the other front ends: a third cheaper, and it can only
+    # handicap the backends against the ml choice, scored at every second
+    scores = cv.backend_cv_scores(groups, labels, ref.folds, frame_step=SCREEN_FRAME_STEP,
+                                  random_state=state.random_state,
+                                  executor=state.executor) if groups else {}  # fmt: skip
     logger.info("backends %s: CV in %.2f s", list(state.backends), time.perf_counter() - t1)
     labels = {"ml": "ml"}  # a backend's table row: its name, and its front end if not first's
     for rank, backend in enumerate(state.backends, 1):
