@@ -748,6 +748,71 @@ def test_a_member_fitted_in_a_worker_process_is_the_one_fitted_here():
             np.testing.assert_array_equal(getattr(clf, name), getattr(here, name))
 
 
+def _same_classifier(a, b):
+    assert a.labels_ == b.labels_ and a.fit_report_ == b.fit_report_
+    assert a.n_components == b.n_components
+    for name in ("weights_", "means_", "variances_", "var_floors_"):
+        np.testing.assert_array_equal(getattr(a, name), getattr(b, name))
+
+
+def test_classes_fitted_in_parts_with_the_whole_fits_seeds_are_the_whole_fit():
+    """fit_mixed of some labels with the seeds of all (cv.mixed_seeds) trains their mixtures
+    as the fit of all does, whatever the parts; merge_fits puts them back together. Without
+    those seeds a part's classes are seeded by their index in it: another model."""
+    from audiogmm.selection.cv import class_parts, merge_fits, mixed_seeds
+
+    rng = np.random.default_rng(8)
+    centres = {"a": 0.0, "b": 3.0, "c": 6.0, "d": -3.0, "e": 9.0}
+    clips = [X for y, c in centres.items() for X in _blobs(rng, 3 + (y > "b"), c, 1.0, 80, 2)]
+    labels = [y for y in centres for _ in range(3 + (y > "b"))]
+    ks = {"a": 2, "b": 3, "c": 3, "d": 2, "e": 3}  # two K groups, each seeded by its own index
+    whole = fit_mixed(clips, labels, ks, random_state=4, n_jobs=1, max_iter=20)
+    seeds = mixed_seeds(ks, 4)
+    for n_parts in (2, 3, 5):
+        parts = class_parts(labels, [len(X) for X in clips], n_parts)
+        assert sorted(y for p in parts for y in p) == sorted(centres) and len(parts) == n_parts
+        fits = [fit_mixed([X for X, y in zip(clips, labels) if y in p],
+                          [y for y in labels if y in p], ks, random_state=4, n_jobs=1,
+                          max_iter=20, seeds=seeds) for p in parts]  # fmt: skip
+        _same_classifier(merge_fits(fits, random_state=4, n_jobs=1, max_iter=20), whole)
+    keep = [i for i, y in enumerate(labels) if y != "b"]  # "c" is second of its K group now
+    alone = fit_mixed([clips[i] for i in keep], [labels[i] for i in keep], ks, random_state=4,
+                      n_jobs=1, max_iter=20)  # fmt: skip
+    assert not np.array_equal(alone.models_["c"].means_, whole.models_["c"].means_)
+
+
+def test_class_parts_balance_the_frames():
+    from audiogmm.selection.cv import class_parts
+
+    labels = ["a", "a", "b", "c", "d", "e"]
+    # a 100, b 90, c 60, d 40, e 10: each into the lightest part, largest first
+    assert class_parts(labels, [50, 50, 90, 60, 40, 10], 2) == [["a", "d", "e"], ["b", "c"]]
+    assert class_parts(labels, [1] * 6, 1) == [["a", "b", "c", "d", "e"]]
+    assert len(class_parts(["a", "b"], [1, 1], 8)) == 2  # never an empty part
+
+
+def test_auto_final_fit_split_over_worker_processes_is_the_fit_on_threads():
+    """train_tuned's final ml fit (selection.train.fit_ml): with worker processes each member's
+    classes are split over the workers, on threads one member fits whole: the same models."""
+    from audiogmm.engine import LocalExecutor
+    from audiogmm.selection.train import fit_ml
+
+    rng = np.random.default_rng(6)
+    clips = [X for n, c in ((5, 0.0), (4, 2.0), (4, 4.0)) for X in _blobs(rng, n, c, 1.0, 60, 3)]
+    labels = ["a"] * 5 + ["b"] * 4 + ["c"] * 4
+    other = [np.hstack([X, X[:, :1] ** 2]) for X in clips]  # a second member's features
+    # one K: "b" and "c" are seeded by their index among all three (a part's own is lower)
+    ks, params = {"a": 3, "b": 3, "c": 3}, {"max_iter": 30, "n_jobs": 2}
+    with LocalExecutor(2) as ex:
+        here = [fit_ml([(c, labels)], ks, 0, params, ex)[0] for c in (clips, other)]
+    with LocalExecutor(2, processes=True) as ex:
+        single = fit_ml([(clips, labels)], ks, 0, params, ex)
+        fused = fit_ml([(clips, labels), (other, labels)], ks, 0, params, ex)
+    _same_classifier(single[0], here[0])
+    for a, b in zip(fused, here):
+        _same_classifier(a, b)
+
+
 def test_backends_option_tries_gsv_on_its_own_front_end(tmp_path, monkeypatch):
     """``--backends map,gsv``: gsv is cross-validated on the speaker front end (extracted in
     the candidates' one pass, its own UBM per fold); chosen, the model is gsv on that front end."""

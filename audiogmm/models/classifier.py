@@ -22,8 +22,8 @@ from ..mixture.kernels import row_max_and_sum
 from ..mixture.sources import ArraySource, check_frames
 from ..progress import Progress, reporter
 
-__all__ = ["UNKNOWN", "GMMClassifier", "N_COMPONENTS", "class_llr", "decide", "log_odds",
-           "raw_llr"]
+__all__ = ["UNKNOWN", "GMMClassifier", "N_COMPONENTS", "class_llr", "class_seeds", "decide",
+           "log_odds", "raw_llr"]
 
 logger = logging.getLogger(__name__)
 
@@ -150,6 +150,13 @@ class ModelFile:
         return load(path, cls)
 
 
+def class_seeds(random_state: int | None, n_labels: int) -> list[int]:
+    """The mixture seed of each of ``n_labels`` sorted labels of a :class:`GMMClassifier`:
+    a :class:`numpy.random.SeedSequence` child of ``random_state`` by the label's index."""
+    return [int(c.generate_state(1)[0])
+            for c in np.random.SeedSequence(random_state).spawn(n_labels)]  # fmt: skip
+
+
 class GMMClassifier(ModelFile):
     """Per-class diagonal GMMs with maximum-total-log-likelihood decisions.
 
@@ -224,10 +231,13 @@ class GMMClassifier(ModelFile):
         return DiagGMM(self.n_components, random_state=seed, n_jobs=self.n_jobs, **self.gmm_params)
 
     def fit(self, clips: Sequence[np.ndarray], labels: Sequence[str], *, progress: Progress = None,
-            executor: LocalExecutor | None = None) -> GMMClassifier:  # fmt: skip
+            executor: LocalExecutor | None = None,
+            seeds: Mapping[str, int] | None = None) -> GMMClassifier:  # fmt: skip
         """Train one DiagGMM per label on its clips' pooled frames (each (n_frames_i, n_dims));
         self. ``progress(n_done, n_total, label)`` after each class; ``executor`` runs the
-        E-steps (default: ``n_jobs`` threads). ParameterError: mismatched lengths or widths,
+        E-steps (default: ``n_jobs`` threads); ``seeds``: each label's mixture seed (default
+        :func:`class_seeds` by the label's index here; a larger classifier's seeds fit some of
+        its classes alone, bit for bit). ParameterError: mismatched lengths or widths,
         non-finite frames, bad mixture parameters, a class with fewer frames than K."""
         check_params(self._class_model(None))
         clips, labels = check_clips(clips, labels)
@@ -235,8 +245,9 @@ class GMMClassifier(ModelFile):
         data = by_label(clips, labels, self.labels_)
         for y, X in data.items():
             check_enough_frames(X.shape[0], self.n_components, f"class {y!r}")
-        seeds = np.random.SeedSequence(self.random_state).spawn(len(self.labels_))
-        models = [self._class_model(int(c.generate_state(1)[0])) for c in seeds]
+        if seeds is None:
+            seeds = dict(zip(self.labels_, class_seeds(self.random_state, len(self.labels_))))
+        models = [self._class_model(int(seeds[y])) for y in self.labels_]
         with (
             reporter(progress, len(self.labels_), "Training class GMMs") as tick,
             resolve(executor, self.n_jobs) as ex,

@@ -21,17 +21,18 @@ from ..engine import LocalExecutor, one_blas_thread, resolve
 from ..exceptions import ParameterError
 from ..mixture import DiagGMM
 from ..models import BACKENDS, GMMClassifier
-from ..models.classifier import class_llr
+from ..models.classifier import class_llr, class_seeds
 from ..models.fusion import fuse_scores
 from ..models.ubm import UBM_COMPONENTS
 from ..scoring.verification import CalibrationWarning, fit_calibration
 
 __all__ = ["COMPONENT_GRID", "ComponentSelection", "Option", "backend_cv_scores",
            "backend_fold_scores", "beats_default", "calibrate_backend", "calibration_block",
-           "choose_components", "choose_fusion", "clip_folds", "cv_scores", "fit_mixed",
-           "fit_mixed_task", "fold_scores", "forward_fusion", "held_out", "max_components",
-           "median_cap", "ml_calibration", "one_standard_error", "per_fold",
-           "quiet_single_class", "search_down", "supported_grid", "within_one_se"]  # fmt: skip
+           "choose_components", "choose_fusion", "class_parts", "clip_folds", "cv_scores",
+           "fit_mixed", "fit_mixed_task", "fold_scores", "forward_fusion", "held_out",
+           "max_components", "median_cap", "merge_fits", "mixed_seeds", "ml_calibration",
+           "one_standard_error", "per_fold", "quiet_single_class", "search_down",
+           "supported_grid", "within_one_se"]  # fmt: skip
 
 logger = logging.getLogger(__name__)
 
@@ -101,30 +102,67 @@ def median_cap(labels: Sequence[str], n_frames: Sequence[int], *,
 
 def fit_mixed(clips: Sequence[np.ndarray], labels: Sequence[str], n_components: Mapping[str, int],
               *, random_state: int | None = 0, executor: LocalExecutor | None = None,
-              **params: Any) -> GMMClassifier:  # fmt: skip
+              seeds: Mapping[str, int] | None = None, **params: Any) -> GMMClassifier:  # fmt: skip
     """A fitted :class:`GMMClassifier` whose class ``y`` has ``n_components[y]`` components
     (``fit_report_[y]["n_components"]``; its ``n_components``: the largest), labels of one K
-    trained by one stacked EM; ``params`` go to the classifiers."""
+    trained by one stacked EM; ``params`` go to the classifiers. ``seeds``: each label's
+    mixture seed, default :func:`mixed_seeds` of the labels given (a fit of some of them with
+    the seeds of all trains their mixtures as the fit of all does)."""
     labels = [str(y) for y in labels]
     missing = sorted(set(labels) - set(n_components))
     if missing:
         raise ParameterError(f"no number of components given for label(s) {missing}")
+    if seeds is None:
+        seeds = mixed_seeds({y: n_components[y] for y in labels}, random_state)
     groups: dict[int, list[int]] = {}
     for i, y in enumerate(labels):
         groups.setdefault(int(n_components[y]), []).append(i)
-    out = GMMClassifier(max(groups), random_state=random_state, **params)
-    models, report = {}, {}
+    fits = []
     with resolve(executor, params.get("n_jobs")) as ex, quiet_single_class():
         for k, idx in sorted(groups.items()):
             sub = GMMClassifier(k, random_state=random_state, **params).fit(
-                [clips[i] for i in idx], [labels[i] for i in idx], executor=ex
+                [clips[i] for i in idx], [labels[i] for i in idx], executor=ex, seeds=seeds
             )
-            for y in sub.labels_:
-                models[y] = sub.models_[y]
-                report[y] = {**sub.fit_report_[y], "n_components": k}
+            sub.fit_report_ = {y: {**r, "n_components": k} for y, r in sub.fit_report_.items()}
+            fits.append(sub)
+    return merge_fits(fits, random_state=random_state, **params)
+
+
+def mixed_seeds(n_components: Mapping[str, int], random_state: int | None) -> dict[str, int]:
+    """Each label's mixture seed in :func:`fit_mixed` of the labels of ``n_components``: the
+    labels of one K are one classifier's, seeded by their index among them (:func:`class_seeds`)."""
+    groups: dict[int, list[str]] = {}
+    for y in sorted(n_components):
+        groups.setdefault(int(n_components[y]), []).append(y)
+    return {y: s for ys in groups.values() for y, s in zip(ys, class_seeds(random_state, len(ys)))}
+
+
+def merge_fits(fits: Sequence[GMMClassifier], *, random_state: int | None = 0,
+               **params: Any) -> GMMClassifier:  # fmt: skip
+    """One classifier of the classes of ``fits`` (:func:`fit_mixed` results of disjoint labels,
+    ``params`` theirs): each class's mixture is its fit's; its ``n_components``: the largest."""
+    models = {y: m for f in fits for y, m in f.models_.items()}
+    report = {y: r for f in fits for y, r in f.fit_report_.items()}
+    out = GMMClassifier(max(r["n_components"] for r in report.values()),
+                        random_state=random_state, **params)  # fmt: skip
     out.set_models(models)
     out.fit_report_ = {y: report[y] for y in out.labels_}
     return out
+
+
+def class_parts(labels: Sequence[str], sizes: Sequence[float], n_parts: int) -> list[list[str]]:
+    """The distinct ``labels`` in at most ``n_parts`` groups of about equal total ``sizes``
+    (one per clip; each label, largest first, into the lightest group), each sorted."""
+    load: dict[str, float] = {}
+    for y, n in zip(labels, sizes):
+        load[y] = load.get(y, 0.0) + float(n)
+    parts: list[list[str]] = [[] for _ in range(max(1, min(n_parts, len(load))))]
+    totals = [0.0] * len(parts)
+    for y in sorted(load, key=lambda y: (-load[y], y)):
+        g = totals.index(min(totals))
+        parts[g].append(y)
+        totals[g] += load[y]
+    return [sorted(p) for p in parts]
 
 
 @contextmanager

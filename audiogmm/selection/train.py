@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import inspect
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from ..data import Record, RunOptions
@@ -15,7 +15,7 @@ from ..models.ubm import UBM_COMPONENTS
 from . import cv
 from .steps import TuneResult, tune
 
-__all__ = ["train_tuned"]
+__all__ = ["fit_ml", "train_tuned"]
 
 def train_tuned(records: Sequence[Record], *, random_state: int | None = 0,
                 options: RunOptions | None = None, executor: LocalExecutor | None = None,
@@ -36,12 +36,38 @@ def train_tuned(records: Sequence[Record], *, random_state: int | None = 0,
             clf = BACKENDS[result.backend](n_components=UBM_COMPONENTS, n_jobs=opts.n_jobs,
                                            random_state=random_state)  # fmt: skip
             fits = [clf.fit(*data[0], executor=ex)]
-        elif len(data) == 1:
-            fits = [cv.fit_mixed(*data[0], result.n_components, executor=ex,
-                                 random_state=random_state, **member)]
-        else:  # a fusion's members side by side (in worker processes when the executor has them)
-            tasks = [(*d, result.n_components, random_state, member) for d in data]
-            fits = list(ex.map(cv.fit_mixed_task, tasks, isolated=True, star=True))
+        else:
+            fits = fit_ml(data, result.n_components, random_state, member, ex)
     clf = FusedClassifier(fits, weights=result.fusion_weights) if len(fits) > 1 else fits[0]
     clf.timing_ = {"tune_s": result.seconds, "train_s": time.perf_counter() - t1}
     return clf, result
+
+
+def fit_ml(data: Sequence[tuple[list, list[str]]], n_components: Mapping[str, int],
+           random_state: int | None, params: dict[str, Any],
+           ex: LocalExecutor) -> list[GMMClassifier]:  # fmt: skip
+    """The :func:`cv.fit_mixed` classifier of each member's ``(clips, labels)``: one member on
+    ``ex``'s threads; members side by side as tasks (in worker processes when ``ex`` has
+    them); and with worker processes, each member's classes split over the workers
+    (:func:`cv.class_parts`), each class with its seed in the member's whole fit, so that
+    both cores fit, not 3 members on 2 workers or one member's k-means++ on one thread. The
+    same mixtures in every case: a class trains as alone (:func:`cv.merge_fits`)."""
+    parts = ex.n_workers if ex.processes else 1
+    if len(data) == 1 and parts == 1:
+        return [cv.fit_mixed(*data[0], n_components, executor=ex, random_state=random_state,
+                             **params)]  # fmt: skip
+    tasks, owner, cost = [], [], []
+    for m, (clips, labels) in enumerate(data):
+        seeds = cv.mixed_seeds({y: n_components[y] for y in labels}, random_state)
+        for part in cv.class_parts(labels, [len(X) for X in clips], parts):
+            mine = set(part)
+            idx = [i for i, y in enumerate(labels) if y in mine]
+            tasks.append(([clips[i] for i in idx], [labels[i] for i in idx], n_components,
+                          random_state, {**params, "seeds": seeds}))  # fmt: skip
+            owner.append(m)
+            cost.append(sum(clips[i].size for i in idx))
+    order = sorted(range(len(tasks)), key=lambda t: -cost[t])  # the largest first
+    got = dict(zip(order, ex.map(cv.fit_mixed_task, [tasks[t] for t in order], isolated=True,
+                                 star=True)))  # fmt: skip
+    return [cv.merge_fits([got[t] for t in range(len(tasks)) if owner[t] == m],
+                          random_state=random_state, **params) for m in range(len(data))]
