@@ -731,6 +731,32 @@ def test_auto_in_worker_processes_chooses_and_fits_as_on_threads(sound_data):
             np.testing.assert_array_equal(x, y)
 
 
+def test_the_backends_cv_runs_once_beside_the_front_ends_cv(sound_data, monkeypatch):
+    """Under --preset auto the backends' CV (step 5's scores) runs during step 3, beside the
+    front ends' CV, whose tasks leave workers idle; with one front end, in step 5; once."""
+    calls, seen = [], {}
+    real_cv = steps.cv.backend_cv_scores
+
+    def spy(*a, **k):
+        calls.append(1)
+        return real_cv(*a, **k)
+
+    def fusion(state):
+        seen["scored before step 4"] = state.backend_scores is not None
+        return steps.step_fusion(state)
+
+    monkeypatch.setattr(steps.cv, "backend_cv_scores", spy)
+    monkeypatch.setattr(steps, "STEPS", tuple(fusion if f is steps.step_fusion else f
+                                              for f in steps.STEPS))  # fmt: skip
+    records = read_manifest(sound_data)
+    auto = tune(records, backends=("map",), n_jobs=2)
+    assert calls == [1] and seen == {"scored before step 4": True}
+    assert [r["front_end"] for r in auto.table if r["stage"] == "backend"] == ["map"]
+    one = tune(records, preset="general", components="auto", backends=("map",), n_jobs=2)
+    assert calls == [1, 1] and seen == {"scored before step 4": False}
+    assert [r["front_end"] for r in one.table if r["stage"] == "backend"] == ["map"]
+
+
 def test_a_member_fitted_in_a_worker_process_is_the_one_fitted_here():
     from audiogmm.engine import LocalExecutor
     from audiogmm.selection.cv import fit_mixed_task

@@ -5,11 +5,12 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import time
 import warnings
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -152,6 +153,7 @@ class TuneState:
     calibration: dict[str, Any] | None = None
     extracted: dict[str, ExtractionResult] = field(default_factory=dict)
     feats: dict[str, tuple] = field(default_factory=dict)  # name -> (extraction, clips, labels)
+    backend_scores: dict[str, np.ndarray] | None = None  # the backends' CV, once it ran
 
     @property
     def first(self) -> str:
@@ -188,6 +190,42 @@ class TuneState:
         logger.info("front end %s: CV of K in %s in %.2f s", name, list(ks),
                     time.perf_counter() - t1)  # fmt: skip
         return sel
+
+    def backend_front_ends(self) -> dict[str, str]:
+        """Each backend's front end: its own under ``--preset auto``, else the given one."""
+        auto = len(self.cands) > 1
+        return {b: BACKEND_FRONT_ENDS.get(b, self.first) if auto else self.first
+                for b in self.backends}  # fmt: skip
+
+    def backend_cv(self) -> Callable[[], dict[str, np.ndarray]]:
+        """A call that runs the backends' CV (:func:`.cv.backend_cv_scores`, each on its
+        front end, over the clip folds of every CV here) into ``backend_scores``; it may run
+        beside other CV work, as nothing else depends on it. A front end that skipped other
+        files than the first is left out, with a warning."""
+        first, on = self.first, self.backend_front_ends()
+        res, _, labels = self.features(first)
+        groups = []
+        for name in dict.fromkeys(on.values()):
+            group = [b for b in self.backends if on[b] == name]
+            own, own_clips, _ = self.features(name)
+            if set(own.features) != set(res.features):  # the folds index the same clips
+                logger.warning("backends %s not tried: the %s front end skipped other files "
+                               "than %s", ", ".join(group), name, first)  # fmt: skip
+                continue
+            groups.append((own_clips, group))
+        folds = cv.clip_folds(labels, self.n_folds, random_state=self.random_state)
+
+        def run() -> dict[str, np.ndarray]:
+            t1 = time.perf_counter()
+            # every third frame, as the other front ends: a third cheaper, and it can only
+            # handicap the backends against the ml choice, scored at every second
+            self.backend_scores = cv.backend_cv_scores(
+                groups, labels, folds, frame_step=SCREEN_FRAME_STEP,
+                random_state=self.random_state, executor=self.executor,
+            ) if groups else {}  # fmt: skip
+            logger.info("backends %s: CV in %.2f s", list(self.backends), time.perf_counter() - t1)
+            return self.backend_scores
+        return run
 
     def add(self, stage: str, front_end: str, components: str, correct: int, n: int,
             complexity: float = 0.0, name: str = "") -> Option:  # fmt: skip
@@ -308,9 +346,14 @@ def step_front_end(state: TuneState) -> None:
         state.features(cand)
     # the first at the K search's step when the backends will compare with it
     first_step = FRAME_STEP if state.backends else SCREEN_FRAME_STEP
-    # one front end's CV per worker, its fits inline: fewer, larger parallel tasks
-    state.sels.update(zip(todo, state.executor.map(lambda c: state.run_cv(
-        c, [k], first_step if c == state.first else SCREEN_FRAME_STEP), todo)))
+    # one front end's CV per worker, its fits inline: fewer, larger parallel tasks; the
+    # backends' CV (step 5) beside them, whose tasks fill the workers these leave idle
+    jobs = [functools.partial(state.run_cv, c, [k], first_step if c == state.first
+                              else SCREEN_FRAME_STEP) for c in todo]  # fmt: skip
+    if state.backends:
+        jobs.append(state.backend_cv())
+    done = list(state.executor.map(lambda job: job(), jobs))
+    state.sels.update(zip(todo, done))
     for rank, cand in enumerate(state.cands):
         c, state.n_scored = state.sels[cand].accuracy_counts(state.sels[cand].scores[k])
         options.append(state.add("front end", cand, f"K={k}", c, state.n_scored, rank))
@@ -351,31 +394,15 @@ def step_backend(state: TuneState) -> None:
     if not state.backends:
         return
     first = state.first
-    res, clips, labels = state.features(first)
     ref = state.sels.get(first)
     if ref is None or N_COMPONENTS not in ref.grid or ref.frame_step != FRAME_STEP:
         ref = state.run_cv(first, [N_COMPONENTS])  # the default, at the backends' frame step
     options = [Option("ml", max(state.correct, ref.accuracy_counts(
         ref.scores[N_COMPONENTS])[0]), 0.0)]  # fmt: skip
-    t1 = time.perf_counter()
-    # their own front end under --preset auto (extracted with the candidates), else the given one
-    auto = len(state.cands) > 1
-    on = {b: BACKEND_FRONT_ENDS.get(b, first) if auto else first for b in state.backends}
-    groups, n = [], int(ref.held.sum())
-    for name in dict.fromkeys(on.values()):
-        group = [b for b in state.backends if on[b] == name]
-        own, own_clips, _ = state.features(name)
-        if set(own.features) != set(res.features):  # the folds index the same clips
-            logger.warning("backends %s not tried: the %s front end skipped other files than "
-                           "%s", ", ".join(group), name, first)  # fmt: skip
-            continue
-        groups.append((own_clips, group))
-    # every third frame, as the other front ends: a third cheaper, and it can only
-    # handicap the backends against the ml choice, scored at every second
-    scores = cv.backend_cv_scores(groups, labels, ref.folds, frame_step=SCREEN_FRAME_STEP,
-                                  random_state=state.random_state,
-                                  executor=state.executor) if groups else {}  # fmt: skip
-    logger.info("backends %s: CV in %.2f s", list(state.backends), time.perf_counter() - t1)
+    on = state.backend_front_ends()
+    scores, n = state.backend_scores, int(ref.held.sum())
+    if scores is None:  # not run beside the front ends' CV (step 3)
+        scores = state.backend_cv()()
     labels = {"ml": "ml"}  # a backend's table row: its name, and its front end if not first's
     for rank, backend in enumerate(state.backends, 1):
         if backend in scores:
