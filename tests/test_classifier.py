@@ -56,6 +56,25 @@ def test_parallel_and_sequential_training_identical():
     np.testing.assert_array_equal(a.variances_, b.variances_)
 
 
+def test_explicit_seeds_are_the_default_ones_and_are_checked():
+    # a class's mixture seed is a SeedSequence child of random_state by the label's index:
+    # given explicitly, the same model; another seed, another start; bad ones named
+    from audiogmm.models.classifier import class_seeds
+
+    clips, labels = _clips(2)
+    a = GMMClassifier(3, random_state=5, max_iter=10).fit(clips, labels)
+    seeds = dict(zip(a.labels_, class_seeds(5, 3)))
+    b = GMMClassifier(3, random_state=5, max_iter=10).fit(clips, labels, seeds=seeds)
+    np.testing.assert_array_equal(a.means_, b.means_)
+    c = GMMClassifier(3, random_state=5, max_iter=10).fit(
+        clips, labels, seeds={**seeds, "dog": seeds["dog"] + 1})
+    assert not np.array_equal(a.models_["dog"].means_, c.models_["dog"].means_)
+    np.testing.assert_array_equal(a.models_["cat"].means_, c.models_["cat"].means_)
+    for bad in ({"cat": 1, "dog": 2}, {**seeds, "owl": -1}, {**seeds, "owl": 1.5}, [1, 2, 3]):
+        with pytest.raises(ParameterError, match="seeds must"):
+            GMMClassifier(3).fit(clips, labels, seeds=bad)
+
+
 def test_class_with_too_little_data_is_named():
     clips, labels = _clips()
     clips.append(np.zeros((3, 4), np.float32))

@@ -15,7 +15,7 @@ import numpy as np
 from ..engine import LocalExecutor, resolve
 from ..exceptions import OversizedModelWarning, ParameterError
 from ..mixture import DiagGMM, log_softmax
-from ..mixture.checks import check_enough_frames, check_params, is_real
+from ..mixture.checks import check_enough_frames, check_params, is_int, is_real
 from ..mixture.estep import stacked_log_likelihood
 from ..mixture.fit import fit_mixtures
 from ..mixture.kernels import row_max_and_sum
@@ -247,6 +247,12 @@ class GMMClassifier(ModelFile):
             check_enough_frames(X.shape[0], self.n_components, f"class {y!r}")
         if seeds is None:
             seeds = dict(zip(self.labels_, class_seeds(self.random_state, len(self.labels_))))
+        if not isinstance(seeds, Mapping):
+            raise ParameterError(f"seeds must map labels to ints; got {type(seeds).__name__}")
+        bad = [y for y in self.labels_ if not is_int(seeds.get(y)) or not 0 <= seeds[y] < 2**32]
+        if bad:
+            raise ParameterError(f"seeds must give every label an int in [0, 2**32); not for "
+                                 f"{bad[:5]}")  # fmt: skip
         models = [self._class_model(int(seeds[y])) for y in self.labels_]
         with (
             reporter(progress, len(self.labels_), "Training class GMMs") as tick,
