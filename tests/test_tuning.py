@@ -23,9 +23,9 @@ from audiogmm.selection import steps, tune
 from audiogmm.selection.cv import (
     clip_folds,
     cv_scores,
-    fit_mixed,
     max_components,
 )
+from audiogmm.selection.mixed import fit_mixed
 
 from .conftest_audio import record_extractions
 
@@ -759,7 +759,7 @@ def test_the_backends_cv_runs_once_beside_the_front_ends_cv(sound_data, monkeypa
 
 def test_a_member_fitted_in_a_worker_process_is_the_one_fitted_here():
     from audiogmm.engine import LocalExecutor
-    from audiogmm.selection.cv import fit_mixed_task
+    from audiogmm.selection.mixed import fit_mixed_task
 
     rng = np.random.default_rng(5)
     clips = [X for n, c in ((5, 0.0), (4, 2.0)) for X in _blobs(rng, n, c, 1.0, 60, 3)]
@@ -782,10 +782,10 @@ def _same_classifier(a, b):
 
 
 def test_classes_fitted_in_parts_with_the_whole_fits_seeds_are_the_whole_fit():
-    """fit_mixed of some labels with the seeds of all (cv.mixed_seeds) trains their mixtures
+    """fit_mixed of some labels with the seeds of all (mixed.mixed_seeds) trains their mixtures
     as the fit of all does, whatever the parts; merge_fits puts them back together. Without
     those seeds a part's classes are seeded by their index in it: another model."""
-    from audiogmm.selection.cv import class_parts, merge_fits, mixed_seeds
+    from audiogmm.selection.mixed import class_parts, merge_fits, mixed_seeds
 
     rng = np.random.default_rng(8)
     centres = {"a": 0.0, "b": 3.0, "c": 6.0, "d": -3.0, "e": 9.0}
@@ -808,7 +808,7 @@ def test_classes_fitted_in_parts_with_the_whole_fits_seeds_are_the_whole_fit():
 
 
 def test_class_parts_balance_the_frames():
-    from audiogmm.selection.cv import class_parts
+    from audiogmm.selection.mixed import class_parts
 
     labels = ["a", "a", "b", "c", "d", "e"]
     # a 100, b 90, c 60, d 40, e 10: each into the lightest part, largest first

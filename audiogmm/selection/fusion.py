@@ -20,7 +20,8 @@ from ..exceptions import ParameterError
 from ..features import FeatureConfig
 from ..models import BACKENDS, FusedClassifier, GMMClassifier
 from ..models.fusion import MAX_MEMBERS, fit_fusion, member_frames
-from .cv import clip_folds, fit_mixed, held_out
+from .cv import clip_folds, held_out
+from .mixed import fit_mixed
 
 __all__ = ["FUSION_PROCESS_MAX_BYTES", "fit_fused", "fused_member_task", "fusion_pairs",
            "train_fused"]  # fmt: skip

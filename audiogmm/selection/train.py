@@ -12,7 +12,7 @@ from ..data import Record, RunOptions
 from ..engine import LocalExecutor, resolve
 from ..models import BACKENDS, FusedClassifier, GMMClassifier
 from ..models.ubm import UBM_COMPONENTS
-from . import cv
+from . import mixed
 from .steps import TuneResult, tune
 
 __all__ = ["fit_ml", "train_tuned"]
@@ -46,20 +46,20 @@ def train_tuned(records: Sequence[Record], *, random_state: int | None = 0,
 def fit_ml(data: Sequence[tuple[list, list[str]]], n_components: Mapping[str, int],
            random_state: int | None, params: dict[str, Any],
            ex: LocalExecutor) -> list[GMMClassifier]:  # fmt: skip
-    """The :func:`cv.fit_mixed` classifier of each member's ``(clips, labels)``: one member on
+    """The :func:`mixed.fit_mixed` classifier of each member's ``(clips, labels)``: one member on
     ``ex``'s threads; members side by side as tasks (in worker processes when ``ex`` has
     them); and with worker processes, each member's classes split over the workers
-    (:func:`cv.class_parts`), each class with its seed in the member's whole fit, so that
+    (:func:`mixed.class_parts`), each class with its seed in the member's whole fit, so that
     both cores fit, not 3 members on 2 workers or one member's k-means++ on one thread. The
-    same mixtures in every case: a class trains as alone (:func:`cv.merge_fits`)."""
+    same mixtures in every case: a class trains as alone (:func:`mixed.merge_fits`)."""
     parts = ex.n_workers if ex.processes else 1
     if len(data) == 1 and parts == 1:
-        return [cv.fit_mixed(*data[0], n_components, executor=ex, random_state=random_state,
+        return [mixed.fit_mixed(*data[0], n_components, executor=ex, random_state=random_state,
                              **params)]  # fmt: skip
     tasks, owner, cost = [], [], []
     for m, (clips, labels) in enumerate(data):
-        seeds = cv.mixed_seeds({y: n_components[y] for y in labels}, random_state)
-        for part in cv.class_parts(labels, [len(X) for X in clips], parts):
+        seeds = mixed.mixed_seeds({y: n_components[y] for y in labels}, random_state)
+        for part in mixed.class_parts(labels, [len(X) for X in clips], parts):
             mine = set(part)
             idx = [i for i, y in enumerate(labels) if y in mine]
             tasks.append(([clips[i] for i in idx], [labels[i] for i in idx], n_components,
@@ -67,7 +67,7 @@ def fit_ml(data: Sequence[tuple[list, list[str]]], n_components: Mapping[str, in
             owner.append(m)
             cost.append(sum(clips[i].size for i in idx))
     order = sorted(range(len(tasks)), key=lambda t: -cost[t])  # the largest first
-    got = dict(zip(order, ex.map(cv.fit_mixed_task, [tasks[t] for t in order], isolated=True,
+    got = dict(zip(order, ex.map(mixed.fit_mixed_task, [tasks[t] for t in order], isolated=True,
                                  star=True)))  # fmt: skip
-    return [cv.merge_fits([got[t] for t in range(len(tasks)) if owner[t] == m],
+    return [mixed.merge_fits([got[t] for t in range(len(tasks)) if owner[t] == m],
                           random_state=random_state, **params) for m in range(len(data))]
