@@ -10,9 +10,10 @@ for ``hardspeakers/``; one per ``--seeds`` value, default 0; written to a tempor
   (``--preset speech``), ``dcase2016`` (``--preset dcase2016``), ``librosa``
   (``--preset librosa``), ``sound`` (``--preset sound``), ``split-init`` (``--init split``:
   the default with split-growth initialisation, the closest candidate for a new default) and ``auto``
-  (``--preset auto --components auto``), ``auto-gsv`` (the same with ``--backends map,gsv``:
-  gsv on the speaker front end among its candidates), ``auto-gsv-only`` (``--backends gsv``:
-  gsv in place of map), ``gsv`` (``--backend gsv``) and ``gsv-speaker``
+  (``--preset auto --components auto``: gsv on the speaker front end among its candidates on
+  files sampled at 16 kHz or below, else map), ``auto-map`` (the same with ``--backends map``:
+  the default before session 17), ``auto-gsv`` (``--backends map,gsv``), ``auto-gsv-only``
+  (``--backends gsv``), ``gsv`` (``--backend gsv``) and ``gsv-speaker``
   (``--backend gsv --preset speaker``) and ``gsv-speaker+ml`` (their late fusion with the
   default: ``--backend gsv+ml --preset speaker+general``);
 * the reference script ``benchmarks/reference/sklearn_gmm.py`` (librosa + scikit-learn,
@@ -80,6 +81,7 @@ CONFIGS: dict[str, tuple[str, list[str]]] = {
     "sound": ("audiogmm", ["--preset", "sound"]),
     "split-init": ("audiogmm", ["--init", "split"]),
     "auto": ("audiogmm", ["--preset", "auto", "--components", "auto"]),
+    "auto-map": ("audiogmm", ["--preset", "auto", "--components", "auto", "--backends", "map"]),
     "auto-gsv": ("audiogmm", ["--preset", "auto", "--components", "auto", "--backends", "map,gsv"]),
     "auto-gsv-only": ("audiogmm", ["--preset", "auto", "--components", "auto", "--backends", "gsv"]),
     "gsv": ("audiogmm", ["--backend", "gsv"]),

@@ -276,8 +276,9 @@ def test_train_auto_stores_the_selection_and_info_shows_it(sound_data, tmp_path)
     text = run(["info", model]).output
     assert "model selection: 3-fold CV by clip" in text and "chosen: front end" in text
     # the backends auto leaves out are shown, with the reason in the record
-    assert sel["not_tried"] == dict(steps.COSTLY_BACKENDS)
-    assert "not tried: backends gsv, ivector (over auto's budget of 4 plain trainings" in text
+    # (full-band files: map is tried, gsv is not)
+    assert sel["not_tried"] == {b: steps.NOT_TRIED[b] for b in ("gsv", "ivector")}
+    assert "not tried: backends gsv, ivector (reasons in --json" in text
     # the model evaluates like any other
     ev = json.loads(run(["-q", "evaluate", model, sound_data, "--split", "test", "--json"]).output)
     assert 0 <= ev["accuracy"] <= 1
@@ -612,7 +613,7 @@ def test_auto_chooses_a_backend_only_beyond_the_noise_and_calibrates_it(tmp_path
     monkeypatch.setattr(steps, "beats_default", lambda options, default, n, n_se: "map")
     out = tmp_path / "m.npz"
     r = run(["-q", "train", data, "--preset", "auto", "--components", "auto", "-o", out,
-             "-j", "1", "--json"])  # fmt: skip
+             "-j", "1", "--backends", "map", "--json"])  # fmt: skip
     sel = json.loads(r.output)["selection"]
     bundle = load_model(out)
     assert sel["backend"] == "map" and isinstance(bundle.classifier, UBMClassifier)
@@ -874,6 +875,38 @@ def test_backends_option_tries_gsv_on_its_own_front_end(tmp_path, monkeypatch):
     assert bundle.config == PRESETS["speaker"]
     ev = json.loads(run(["-q", "evaluate", out, data, "--json"]).output)
     assert 0.5 <= ev["accuracy"] <= 1
+
+
+def test_auto_backends_follow_the_files_band():
+    """``backends="auto"``: gsv where the full-band front end is skipped, else map; the others
+    are left out with their reasons."""
+    assert steps.auto_backends(True) == (("gsv",), {b: steps.NOT_TRIED[b] for b in ("map", "ivector")})
+    assert steps.auto_backends(False) == (("map",), {b: steps.NOT_TRIED[b] for b in ("gsv", "ivector")})
+
+
+def test_auto_tries_gsv_on_speech_band_files_and_map_on_full_band_ones(monkeypatch):
+    """The default backends of --preset auto --components auto: on 16 kHz files gsv on the
+    speaker front end (no sound front end), on 22.05 kHz files map on the default one; a
+    fixed front end keeps map. Only step 1 runs: the CV is tested elsewhere."""
+
+    class Stop(Exception):
+        pass
+
+    def stop(state):
+        raise Stop(state)
+
+    monkeypatch.setattr(steps, "STEPS", (steps.step_front_ends, stop))
+    states = []
+    for name, kw in (("speakers", {}), ("sounds", {}),
+                     ("speakers", {"preset": "general", "backends": "auto"})):  # fmt: skip
+        with pytest.raises(Stop) as e:
+            tune(read_manifest(ROOT / "data_samples" / name), options=None, n_jobs=1, **kw)
+        states.append(e.value.args[0])
+    assert [(s.backends, list(s.cands), list(s.extra), sorted(s.not_tried)) for s in states] == [
+        (("gsv",), ["general", "general-cmn"], ["speaker"], ["ivector", "map"]),
+        (("map",), ["general", "sound", "sound-cmn"], [], ["gsv", "ivector"]),
+        (("map",), ["general"], [], ["gsv", "ivector"]),
+    ]
 
 
 def test_backends_option_is_checked_and_applies_only_to_auto(tmp_path):

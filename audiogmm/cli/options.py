@@ -190,8 +190,8 @@ def backends_option():
         "--backends", callback=_backends, metavar="auto|none|LIST",
         help="Backends that --preset auto / --components auto cross-validate against the ml "
         "choice (one UBM of 64 per fold; one replaces it only if 2 standard errors better): "
-        "auto tries map; LIST names them, e.g. map,gsv (gsv on the speaker front end: one or "
-        "two plain trainings' time more); none tries no other backend.  [default: auto]")
+        "auto tries gsv (on the speaker front end) when no file is sampled above 16 kHz, else "
+        "map; LIST names them, e.g. map,gsv; none tries no other backend.  [default: auto]")
 
 
 def given(ctx: click.Context, name: str) -> bool:
@@ -437,7 +437,7 @@ def format_selection(sel: dict[str, Any]) -> str:
                      f"{escape_name(sel['front_end'])}")  # fmt: skip
     if skipped := sorted(sel.get("not_tried") or {}):
         names = ", ".join(escape_name(b) for b in skipped)
-        lines.append(f"not tried: backend{'s' if len(skipped) > 1 else ''} {names} (over "
-                     "auto's budget of 4 plain trainings, reasons in --json; "
-                     "--backends map,NAME tries one, `train --backend NAME` trains one)")  # fmt: skip
+        lines.append(f"not tried: backend{'s' if len(skipped) > 1 else ''} {names} (reasons "
+                     "in --json; --backends LIST tries those listed, `train --backend NAME` "
+                     "trains one)")  # fmt: skip
     return "\n".join(lines)

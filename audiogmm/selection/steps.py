@@ -29,9 +29,9 @@ from ..scoring.metrics import wilson_interval
 from . import cv
 from .cv import Option, beats_default, choose_fusion, one_standard_error
 
-__all__ = ["BACKEND_FRONT_ENDS", "BACKEND_SE", "CMN", "COSTLY_BACKENDS", "CV_MAX_ITER", "FRAME_STEP",
-           "FRONT_ENDS", "MAX_FUSED", "MIN_CLIPS_PER_CLASS", "MIN_CV_CLIPS", "N_FOLDS",
-           "SCREEN_FRAME_STEP", "STEPS", "TuneResult", "TuneState", "step_backend",
+__all__ = ["BACKEND_FRONT_ENDS", "BACKEND_SE", "CMN", "CV_MAX_ITER", "FRAME_STEP", "FRONT_ENDS",
+           "MAX_FUSED", "MIN_CLIPS_PER_CLASS", "MIN_CV_CLIPS", "NOT_TRIED", "N_FOLDS",
+           "SCREEN_FRAME_STEP", "STEPS", "TuneResult", "TuneState", "auto_backends", "step_backend",
            "step_components", "step_front_end", "step_front_ends", "step_fusion",
            "tune", "within_bandwidth"]  # fmt: skip
 
@@ -61,15 +61,28 @@ FRAME_STEP = 2
 #: The same for the other front ends and fusions (steps 3 and 4): a quarter cheaper, and
 #: the same fusions were kept on the development sets.
 SCREEN_FRAME_STEP = 3
-#: Backends ``auto`` does not cross-validate unless asked (``tune(backends=...)``), and why.
-COSTLY_BACKENDS: Mapping[str, str] = {
-    "gsv": "on the speaker front end (--backends map,gsv) it was chosen on 4 of 15 dev "
-           "splits (speakers, 8 kHz and hard speakers: +0.6 to +3.0 points, never below auto), "
-           "but took auto's training to 3.1-4.3x a plain train (3.6-4.8x in an earlier run), "
-           "at or past the 4x budget on two of the five dev sets",
+#: Why ``backends="auto"`` leaves a backend out (:func:`auto_backends`); ``--backends LIST``
+#: tries any.
+NOT_TRIED: Mapping[str, str] = {
+    "gsv": "on files sampled above 16 kHz --preset auto extracts the full-band sound front end, "
+           "and gsv's speaker front end as a third took auto's training to 4.06x a plain "
+           "train on the dev sounds (budget 4x), where gsv was chosen on none of 6 full-band "
+           "dev splits; with a fixed front end it was chosen on none of the 5 dev sets",
+    "map": "gsv is tried in its place on files sampled at 16 kHz or below: on the 9 dev "
+           "speaker splits map was chosen on none, with gsv or without it, and gsv on 4 "
+           "(+0.6 to +3.0 points pooled, never below auto)",
     "ivector": "with it in the CV, auto cost 5.4x a plain train on the dev sounds, past the "
                "4x budget, and it was chosen on neither the dev sounds nor the hard speakers",
 }
+
+
+def auto_backends(speech_band: bool) -> tuple[tuple[str, ...], dict[str, str]]:
+    """The backends ``backends="auto"`` tries beside ml, and those it leaves out with why
+    (:data:`NOT_TRIED`). ``speech_band``: ``--preset auto`` on files sampled at 16 kHz or
+    below, where the full-band ``sound`` front end is skipped (:func:`within_bandwidth`) and
+    gsv's ``speaker`` front end takes its place in the budget: gsv; otherwise map."""
+    tried = ("gsv",) if speech_band else ("map",)
+    return tried, {b: why for b, why in NOT_TRIED.items() if b not in tried and b in BACKENDS}
 
 #: The front end a backend is cross-validated (and trained) on under ``--preset auto``, when
 #: not the default: supervectors are a speaker model, and the ``speaker`` front end is theirs
@@ -91,7 +104,7 @@ class TuneResult:
     ``seconds``: wall time, extraction included; ``features``: the chosen (first member's)
     features of the training files; ``backend``: a ``BACKENDS`` key (not ``"ml"``: a UBM of
     ``UBM_COMPONENTS``, ``n_components`` unused); ``not_tried``: the backends left out of
-    the CV, and why (:data:`COSTLY_BACKENDS`); ``calibration``: a single ml front end's
+    the CV, and why (:data:`NOT_TRIED`); ``calibration``: a single ml front end's
     verification calibration block (:func:`.cv.ml_calibration`), else None."""
 
     front_end: str
@@ -123,7 +136,8 @@ class TuneResult:
 @dataclass
 class TuneState:
     """What :func:`tune`'s steps share: the inputs (``cands``: name -> config, by preference;
-    ``backends``: others than ``ml``; ``extra``: front ends extracted for a backend only,
+    ``backends``: others than ``ml``, chosen by step 1 when ``auto_backends``, with the
+    ``not_tried`` ones; ``extra``: front ends extracted for a backend only,
     :data:`BACKEND_FRONT_ENDS`), the table, each components option's K per class
     (``choices``) and the chosen one (``rule``), the K the front ends are compared at
     (``screen_k``), their CV (``sels``), the choice so far (``correct`` of ``n_scored``)."""
@@ -138,6 +152,8 @@ class TuneState:
     n_folds: int
     random_state: int | None
     backends: tuple[str, ...] = ()
+    auto_backends: bool = False
+    not_tried: dict[str, str] = field(default_factory=dict)
     extra: dict[str, FeatureConfig] = field(default_factory=dict)
     table: list[dict[str, Any]] = field(default_factory=list)
     choices: dict[str, dict[str, int]] = field(default_factory=dict)
@@ -271,14 +287,21 @@ def within_bandwidth(cands: Mapping[str, FeatureConfig], records: Sequence[Recor
 
 
 def step_front_ends(state: TuneState) -> None:
-    """Step 1: with ``--preset auto``, drop front ends above the files' band, add ``-cmn``,
-    and the front ends of the backends to try (:data:`BACKEND_FRONT_ENDS`), extracted with
-    the others."""
-    if len(state.cands) < 2:
+    """Step 1: with ``--preset auto``, drop front ends above the files' band, add ``-cmn``;
+    the backends to try when ``auto_backends`` (:func:`auto_backends`), and their front ends
+    (:data:`BACKEND_FRONT_ENDS`), extracted with the others."""
+    searching, speech_band = len(state.cands) > 1, False
+    if searching:
+        state.cands = within_bandwidth(state.cands, state.records)
+        speech_band = len(state.cands) == 1  # the full-band front end was skipped
+        widest = list(state.cands)[-1]
+        state.cands[f"{widest}-cmn"] = state.cands[widest].replace(**CMN)
+    if state.auto_backends:
+        state.backends, state.not_tried = auto_backends(speech_band)
+        for b, why in state.not_tried.items():
+            logger.info("backend %s not tried: %s", b, why)
+    if not searching:
         return
-    state.cands = within_bandwidth(state.cands, state.records)
-    widest = list(state.cands)[-1]
-    state.cands[f"{widest}-cmn"] = state.cands[widest].replace(**CMN)
     for b in state.backends:
         if (name := BACKEND_FRONT_ENDS.get(b)) and name not in state.cands:
             state.extra[name] = PRESETS[name]
@@ -452,7 +475,8 @@ def tune(records: Sequence[Record], *, preset: str | FeatureConfig = "auto",
         ``"auto"`` chooses K per class (or one K) over ``grid``; an int fixes K.
     backends : sequence of str, "auto" or None
         Other backends to try. None: ``"auto"`` when ``preset`` and ``components`` are
-        both ``"auto"``, else none; ``"auto"``: all but :data:`COSTLY_BACKENDS`.
+        both ``"auto"``, else none; ``"auto"``: gsv under ``preset="auto"`` on files sampled
+        at 16 kHz or below, else map (:func:`auto_backends`).
 
     Raises
     ------
@@ -471,13 +495,8 @@ def tune(records: Sequence[Record], *, preset: str | FeatureConfig = "auto",
              if preset == "auto" else {preset: FeatureConfig.preset(preset)})  # fmt: skip
     if backends is None:
         backends = "auto" if preset == "auto" and components == "auto" else ()
-    not_tried = {}
-    if backends == "auto":
-        not_tried = {b: why for b, why in COSTLY_BACKENDS.items() if b in BACKENDS}
-        for b, why in not_tried.items():
-            logger.info("backend %s not tried: %s", b, why)
-        backends = [b for b in BACKENDS if b != "ml" and b not in COSTLY_BACKENDS]
-    backends = tuple(backends)
+    auto = isinstance(backends, str) and backends == "auto"  # resolved by step 1
+    backends = () if auto else tuple(backends)
     unknown = sorted(set(backends) - set(BACKENDS) | ({"ml"} & set(backends)))
     if unknown:
         raise ParameterError(f"backends to try must be among {sorted(set(BACKENDS) - {'ml'})}; "
@@ -494,7 +513,7 @@ def tune(records: Sequence[Record], *, preset: str | FeatureConfig = "auto",
         # the CV fits stop at cv_max_iter on purpose: their ConvergenceWarnings are noise
         warnings.simplefilter("ignore", ConvergenceWarning)
         state = TuneState(records, cands, opts, ex, {**classifier_params, "max_iter": cv_max_iter},
-                          components, grid, n_folds, random_state, backends)  # fmt: skip
+                          components, grid, n_folds, random_state, backends, auto)  # fmt: skip
         for step in STEPS:
             step(state)
         for row in state.table:
@@ -508,6 +527,6 @@ def tune(records: Sequence[Record], *, preset: str | FeatureConfig = "auto",
             features=state.features(main)[0], members=state.members,
             member_configs=[state.cands[m] for m in state.members],
             member_features=[state.features(m)[0] for m in state.members],
-            fusion_weights=state.fusion_weights, backend=state.backend, not_tried=not_tried,
+            fusion_weights=state.fusion_weights, backend=state.backend, not_tried=state.not_tried,
             calibration=state.calibration,
         )
