@@ -14,7 +14,8 @@ for ``hardspeakers/``; one per ``--seeds`` value, default 0; written to a tempor
   files sampled at 16 kHz or below, else map), ``auto-map`` (the same with ``--backends map``:
   the default before session 17), ``auto-gsv`` (``--backends map,gsv``), ``auto-gsv-only``
   (``--backends gsv``), ``gsv`` (``--backend gsv``) and ``gsv-speaker``
-  (``--backend gsv --preset speaker``) and ``gsv-speaker+ml`` (their late fusion with the
+  (``--backend gsv --preset speaker``), ``gsv-speaker-64`` (the same at a UBM of 64, the
+  model ``auto`` trains when it chooses gsv) and ``gsv-speaker+ml`` (their late fusion with the
   default: ``--backend gsv+ml --preset speaker+general``);
 * the reference script ``benchmarks/reference/sklearn_gmm.py`` (librosa + scikit-learn,
   16 diagonal components per class): ``ref-librosa`` (``--frontend librosa``: librosa's
@@ -86,6 +87,7 @@ CONFIGS: dict[str, tuple[str, list[str]]] = {
     "auto-gsv-only": ("audiogmm", ["--preset", "auto", "--components", "auto", "--backends", "gsv"]),
     "gsv": ("audiogmm", ["--backend", "gsv"]),
     "gsv-speaker": ("audiogmm", ["--backend", "gsv", "--preset", "speaker"]),
+    "gsv-speaker-64": ("audiogmm", ["--backend", "gsv", "--preset", "speaker", "-k", "64"]),
     "gsv-speaker+ml": ("audiogmm", ["--backend", "gsv+ml", "--preset", "speaker+general"]),
     "ref-librosa": ("reference", ["librosa"]),
     "ref-speech": ("reference", ["speech"]),

@@ -501,6 +501,20 @@ def test_beats_default_needs_more_than_one_clip_near_perfect_accuracy():
     assert beats_default(opts, "general", 88) == "fusion"
 
 
+def test_beats_default_takes_each_options_own_number_of_standard_errors():
+    """The backend step's margins by backend (``steps.BACKEND_SE``): the hard dev speakers'
+    split-0 CV, ml right on 308 of 344 (SE 5.68 clips), gsv on 319, map on 315."""
+    from audiogmm.selection.cv import beats_default
+
+    ml, gsv, map_ = ("ml", 308, 0.0), ("gsv", 319, 2.0), ("map", 315, 1.0)
+    assert beats_default([ml, gsv], "ml", 344, n_se=steps.BACKEND_SE) == "gsv"  # 11 > 6.7
+    assert beats_default([ml, gsv], "ml", 344, n_se=2.0) == "ml"  # 11 < 12.4
+    assert beats_default([ml, map_], "ml", 344, n_se=steps.BACKEND_SE) == "ml"  # 7 < 12.4
+    assert beats_default([ml, map_], "ml", 344, n_se={"gsv": 2.0}) == "map"  # others: 1 SE
+    assert beats_default([ml, map_, gsv], "ml", 344, n_se={"map": 0.0, "gsv": 1.0}) == "gsv"
+    assert beats_default([ml, ("gsv", 314, 2.0)], "ml", 344, n_se=steps.BACKEND_SE) == "ml"
+
+
 def test_components_keep_the_default_k_unless_another_beats_it_beyond_the_noise():
     from audiogmm.selection.cv import choose_components
 
@@ -603,7 +617,7 @@ def test_auto_chooses_a_backend_only_beyond_the_noise_and_calibrates_it(tmp_path
     ml = max(r["correct"] for r in res.table if r["stage"] != "backend")
     # on these 72 clips map is right on at most 2 more than ml: noise, ml is kept
     assert rows[0]["correct"] - ml <= 2 and res.backend == "ml" and not rows[0]["chosen"]
-    monkeypatch.setattr(steps, "BACKEND_SE", 0.0)  # any win of more than a clip
+    monkeypatch.setattr(steps, "BACKEND_SE", {"map": 0.0})  # any win of more than a clip
     monkeypatch.setattr(steps, "N_COMPONENTS", 2)  # a weak default to beat
     res = tune(records, preset="general", components="auto", grid=(2,), backends=("map",),
                options=None, n_jobs=1)  # fmt: skip

@@ -348,14 +348,20 @@ def one_standard_error(options: Sequence[Option], n: int) -> str:
     return min((o[2], o[0]) for o in within_one_se(options, n))[1]
 
 
-def beats_default(options: Sequence[Option], default: str, n: int, *, n_se: float = 1.0) -> str:
+def beats_default(options: Sequence[Option], default: str, n: int, *,
+                  n_se: float | Mapping[str, float] = 1.0) -> str:  # fmt: skip
     """``default``, unless another option is right on more clips by ``n_se`` binomial SEs
-    (``sqrt(p (1 - p) n)`` clips) plus one of continuity correction (at 87 of 88 the SE is 0.99
-    clips, and one clip is no evidence); then the best, ties to the simpler."""
+    (``sqrt(p (1 - p) n)`` clips; a mapping: by option name, 1 for the others) plus one of
+    continuity correction (at 87 of 88 the SE is 0.99 clips, and one clip is no evidence);
+    then the best, ties to the simpler."""
     base = next(o[1] for o in options if o[0] == default)
     p = base / n
-    margin = n_se * math.sqrt(p * (1 - p) * n) + 1.0
-    better = [o for o in options if o[1] - base > margin]
+    se = math.sqrt(p * (1 - p) * n)
+
+    def margin(name: str) -> float:
+        return (n_se.get(name, 1.0) if isinstance(n_se, Mapping) else n_se) * se + 1.0
+
+    better = [o for o in options if o[1] - base > margin(o[0])]
     return max(better, key=lambda o: (o[1], -o[2]))[0] if better else default
 
 
