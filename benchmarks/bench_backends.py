@@ -11,7 +11,8 @@ where TRIALS pairs every test clip with every class of the model (target when th
 class is the clip's own), so the EER is over all test-clip x class trials. OPTIONS per
 configuration (``--configs``): ``ml`` (none: the default backend; its verify scores are
 each class against the others), ``ml-cal`` (``--calibrate``), ``auto`` (``--preset auto
---components auto``), ``auto-gsv`` (the same with ``--backends map,gsv``), ``map``
+--components auto``), ``auto-map`` (the same with ``--backends map``, the default before
+session 17), ``auto-gsv`` (``--backends map,gsv``), ``map``
 (``--backend map``, UBM 64), ``gsv`` (``--backend gsv``, UBM 256), ``ivector``
 (``--backend ivector``, UBM 256, rank 100), with ``-k 256`` (``map256``) or 64
 (``gsv64``, ``ivector64``), and with ``--preset speech -k 256`` (``map-speech256``,
@@ -65,6 +66,7 @@ CONFIGS: dict[str, list[str]] = {
     "ml": [],
     "ml-cal": ["--calibrate"],
     "auto": ["--preset", "auto", "--components", "auto"],
+    "auto-map": ["--preset", "auto", "--components", "auto", "--backends", "map"],
     "auto-gsv": ["--preset", "auto", "--components", "auto", "--backends", "map,gsv"],
     "map": ["--backend", "map"],
     "gsv": ["--backend", "gsv"],
