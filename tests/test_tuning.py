@@ -19,7 +19,7 @@ from audiogmm.features import PRESETS
 from audiogmm.mixture import DiagGMM
 from audiogmm.models import GMMClassifier
 from audiogmm.pipeline import load_model
-from audiogmm.selection import steps, tune
+from audiogmm.selection import candidates, steps, tune
 from audiogmm.selection.cv import (
     clip_folds,
     cv_scores,
@@ -231,7 +231,7 @@ def test_tune_reads_only_the_training_files(sound_data, monkeypatch):
     res = tune(train, preset="auto", components="auto", grid=(1, 2), options=None, n_jobs=1)
     assert set(seen) == {r.path for r in train}
     singles = [row["front_end"] for row in res.table if row["stage"] == "front end"]
-    assert singles == [*steps.FRONT_ENDS, "sound-cmn"]  # + the widest one's CMN copy
+    assert singles == [*candidates.FRONT_ENDS, "sound-cmn"]  # + the widest one's CMN copy
     fusions = [row["front_end"].split(" + ") for row in res.table if row["stage"] == "fusion"]
     assert [len(m) for m in fusions] == list(range(2, steps.MAX_FUSED + 1))  # forward steps
     assert all(a == b[: len(a)] for a, b in zip(fusions, fusions[1:]))  # each extends the last
@@ -244,7 +244,7 @@ def test_tune_reads_only_the_training_files(sound_data, monkeypatch):
 
 def config_of(name):
     """The config of a ``--preset auto`` candidate named in a selection table."""
-    from audiogmm.selection.steps import CMN, FRONT_ENDS
+    from audiogmm.selection.candidates import CMN, FRONT_ENDS
 
     base, cmn, rest = name.partition("-cmn")
     assert base in FRONT_ENDS and not rest, name
@@ -277,7 +277,7 @@ def test_train_auto_stores_the_selection_and_info_shows_it(sound_data, tmp_path)
     assert "model selection: 3-fold CV by clip" in text and "chosen: front end" in text
     # the backends auto leaves out are shown, with the reason in the record
     # (full-band files: map is tried, gsv is not)
-    assert sel["not_tried"] == {b: steps.NOT_TRIED[b] for b in ("gsv", "ivector")}
+    assert sel["not_tried"] == {b: candidates.NOT_TRIED[b] for b in ("gsv", "ivector")}
     assert "not tried: backends gsv, ivector (reasons in --json" in text
     # the model evaluates like any other
     ev = json.loads(run(["-q", "evaluate", model, sound_data, "--split", "test", "--json"]).output)
@@ -435,7 +435,7 @@ def test_front_ends_sharing_an_extraction_decode_once(sound_data, monkeypatch):
 
 def test_full_band_front_end_is_skipped_when_no_file_has_the_band():
     from audiogmm.data import read_manifest
-    from audiogmm.selection.steps import FRONT_ENDS, within_bandwidth
+    from audiogmm.selection.candidates import FRONT_ENDS, within_bandwidth
 
     root = Path(__file__).resolve().parents[1] / "data_samples"
     speech16k = read_manifest(root / "speakers")  # 16 kHz: general covers the whole band
@@ -502,17 +502,17 @@ def test_beats_default_needs_more_than_one_clip_near_perfect_accuracy():
 
 
 def test_beats_default_takes_each_options_own_number_of_standard_errors():
-    """The backend step's margins by backend (``steps.BACKEND_SE``): the hard dev speakers'
+    """The backend step's margins by backend (``candidates.BACKEND_SE``): the hard dev speakers'
     split-0 CV, ml right on 308 of 344 (SE 5.68 clips), gsv on 319, map on 315."""
     from audiogmm.selection.cv import beats_default
 
     ml, gsv, map_ = ("ml", 308, 0.0), ("gsv", 319, 2.0), ("map", 315, 1.0)
-    assert beats_default([ml, gsv], "ml", 344, n_se=steps.BACKEND_SE) == "gsv"  # 11 > 6.7
+    assert beats_default([ml, gsv], "ml", 344, n_se=candidates.BACKEND_SE) == "gsv"  # 11 > 6.7
     assert beats_default([ml, gsv], "ml", 344, n_se=2.0) == "ml"  # 11 < 12.4
-    assert beats_default([ml, map_], "ml", 344, n_se=steps.BACKEND_SE) == "ml"  # 7 < 12.4
+    assert beats_default([ml, map_], "ml", 344, n_se=candidates.BACKEND_SE) == "ml"  # 7 < 12.4
     assert beats_default([ml, map_], "ml", 344, n_se={"gsv": 2.0}) == "map"  # others: 1 SE
     assert beats_default([ml, map_, gsv], "ml", 344, n_se={"map": 0.0, "gsv": 1.0}) == "gsv"
-    assert beats_default([ml, ("gsv", 314, 2.0)], "ml", 344, n_se=steps.BACKEND_SE) == "ml"
+    assert beats_default([ml, ("gsv", 314, 2.0)], "ml", 344, n_se=candidates.BACKEND_SE) == "ml"
 
 
 def test_components_keep_the_default_k_unless_another_beats_it_beyond_the_noise():
@@ -617,7 +617,7 @@ def test_auto_chooses_a_backend_only_beyond_the_noise_and_calibrates_it(tmp_path
     ml = max(r["correct"] for r in res.table if r["stage"] != "backend")
     # on these 72 clips map is right on at most 2 more than ml: noise, ml is kept
     assert rows[0]["correct"] - ml <= 2 and res.backend == "ml" and not rows[0]["chosen"]
-    monkeypatch.setattr(steps, "BACKEND_SE", {"map": 0.0})  # any win of more than a clip
+    monkeypatch.setattr(candidates, "BACKEND_SE", {"map": 0.0})  # any win of more than a clip
     monkeypatch.setattr(steps, "N_COMPONENTS", 2)  # a weak default to beat
     res = tune(records, preset="general", components="auto", grid=(2,), backends=("map",),
                options=None, n_jobs=1)  # fmt: skip
@@ -894,8 +894,8 @@ def test_backends_option_tries_gsv_on_its_own_front_end(tmp_path, monkeypatch):
 def test_auto_backends_follow_the_files_band():
     """``backends="auto"``: gsv where the full-band front end is skipped, else map; the others
     are left out with their reasons."""
-    assert steps.auto_backends(True) == (("gsv",), {b: steps.NOT_TRIED[b] for b in ("map", "ivector")})
-    assert steps.auto_backends(False) == (("map",), {b: steps.NOT_TRIED[b] for b in ("gsv", "ivector")})
+    assert candidates.auto_backends(True) == (("gsv",), {b: candidates.NOT_TRIED[b] for b in ("map", "ivector")})
+    assert candidates.auto_backends(False) == (("map",), {b: candidates.NOT_TRIED[b] for b in ("gsv", "ivector")})
 
 
 def test_auto_tries_gsv_on_speech_band_files_and_map_on_full_band_ones(monkeypatch):

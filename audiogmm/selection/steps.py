@@ -4,13 +4,12 @@
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import logging
 import time
 import warnings
 from collections import Counter
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -26,25 +25,16 @@ from ..models.classifier import N_COMPONENTS
 from ..models.fusion import fit_fusion
 from ..models.ubm import UBM_COMPONENTS
 from ..scoring.metrics import wilson_interval
-from . import cv
+from . import candidates, cv
+from .candidates import BACKEND_FRONT_ENDS, CMN, FRONT_ENDS, auto_backends, within_bandwidth
 from .cv import Option, beats_default, choose_fusion, one_standard_error
 
-__all__ = ["BACKEND_FRONT_ENDS", "BACKEND_SE", "CMN", "CV_MAX_ITER", "FRAME_STEP", "FRONT_ENDS",
-           "MAX_FUSED", "MIN_CLIPS_PER_CLASS", "MIN_CV_CLIPS", "NOT_TRIED", "N_FOLDS",
-           "SCREEN_FRAME_STEP", "STEPS", "TuneResult", "TuneState", "auto_backends", "step_backend",
-           "step_components", "step_front_end", "step_front_ends", "step_fusion",
-           "tune", "within_bandwidth"]  # fmt: skip
+__all__ = ["CV_MAX_ITER", "FRAME_STEP", "MAX_FUSED", "MIN_CLIPS_PER_CLASS", "MIN_CV_CLIPS",
+           "N_FOLDS", "SCREEN_FRAME_STEP", "STEPS", "TuneResult", "TuneState", "step_backend",
+           "step_components", "step_front_end", "step_front_ends", "step_fusion", "tune"]  # fmt: skip
 
 logger = logging.getLogger(__name__)
 
-#: Front ends that ``--preset auto`` cross-validates, simplest and cheapest first: the
-#: default ``general`` and the full-band ``sound`` (44.1 kHz, only for files with content
-#: above 8 kHz). The other presets never beat ``general`` by one SE in CV on the dev corpus
-#: (README "Presets and tuning").
-FRONT_ENDS: Mapping[str, FeatureConfig] = {"general": PRESETS["general"], "sound": PRESETS["sound"]}
-#: Added to the candidates as ``<widest>-cmn``: the widest front end with per-clip cepstral
-#: mean normalisation (same extraction); weaker alone, a gain as a late-fusion partner.
-CMN = {"cmvn": "utterance", "cmvn_norm_vars": False}
 #: Most members of a late fusion chosen by ``--preset auto``.
 MAX_FUSED = 3
 #: Folds of the clip-stratified cross-validation.
@@ -61,34 +51,6 @@ FRAME_STEP = 2
 #: The same for the other front ends and fusions (steps 3 and 4): a quarter cheaper, and
 #: the same fusions were kept on the development sets.
 SCREEN_FRAME_STEP = 3
-#: Why ``backends="auto"`` leaves a backend out (:func:`auto_backends`); ``--backends LIST``
-#: tries any.
-NOT_TRIED: Mapping[str, str] = {
-    "gsv": "on files sampled above 16 kHz --preset auto extracts the full-band sound front end, "
-           "and gsv's speaker front end as a third took auto's training to 4.06x a plain "
-           "train on the dev sounds (budget 4x), where gsv was chosen on none of 6 full-band "
-           "dev splits; with a fixed front end it was chosen on none of the 5 dev sets",
-    "map": "gsv is tried in its place on files sampled at 16 kHz or below: on the 9 dev "
-           "speaker splits map was chosen on none, with gsv or without it, and gsv on 8 "
-           "(+2.2, +4.5 and +0.5 points over auto with map on the three sets)",
-    "ivector": "with it in the CV, auto cost 5.4x a plain train on the dev sounds, past the "
-               "4x budget, and it was chosen on neither the dev sounds nor the hard speakers",
-}
-
-
-def auto_backends(speech_band: bool) -> tuple[tuple[str, ...], dict[str, str]]:
-    """The backends ``backends="auto"`` tries beside ml, and those it leaves out with why
-    (:data:`NOT_TRIED`). ``speech_band``: ``--preset auto`` on files sampled at 16 kHz or
-    below, where the full-band ``sound`` front end is skipped (:func:`within_bandwidth`) and
-    gsv's ``speaker`` front end takes its place in the budget: gsv; otherwise map."""
-    tried = ("gsv",) if speech_band else ("map",)
-    return tried, {b: why for b, why in NOT_TRIED.items() if b not in tried and b in BACKENDS}
-
-#: The front end a backend is cross-validated (and trained) on under ``--preset auto``, when
-#: not the default: supervectors are a speaker model, and the ``speaker`` front end is theirs
-#: (``tune`` on the dev speakers, 8 kHz and hard speakers, seed 0, per-fold UBM of 64: 473,
-#: 467 and 319 clips right against 468, 448 and 311 on ``general``; README "Presets and tuning").
-BACKEND_FRONT_ENDS: Mapping[str, str] = {"gsv": "speaker"}
 
 
 @dataclass
@@ -104,7 +66,7 @@ class TuneResult:
     ``seconds``: wall time, extraction included; ``features``: the chosen (first member's)
     features of the training files; ``backend``: a ``BACKENDS`` key (not ``"ml"``: a UBM of
     ``UBM_COMPONENTS``, ``n_components`` unused); ``not_tried``: the backends left out of
-    the CV, and why (:data:`NOT_TRIED`); ``calibration``: a single ml front end's
+    the CV, and why (:data:`.candidates.NOT_TRIED`); ``calibration``: a single ml front end's
     verification calibration block (:func:`.cv.ml_calibration`), else None."""
 
     front_end: str
@@ -262,33 +224,6 @@ class TuneState:
         return name
 
 
-#: Standard errors by which each backend must beat the ml choice in CV. map: two, as a CV
-#: model sees fewer clips, where MAP gains most (on the hard dev speakers MAP was 1.9 SE above
-#: ML in CV and 9 clips of 362 below it on the test side); ivector: as map, untested. gsv (UBM
-#: 64, the speaker front end): one, the rule for K and fusions: on the 9 dev speaker splits its
-#: CV lead over the ml choice was 6-24 clips and its test lead -1 to +18 (README "Presets and
-#: tuning", session 17).
-BACKEND_SE: Mapping[str, float] = {"map": 2.0, "gsv": 1.0, "ivector": 2.0}
-
-
-def within_bandwidth(cands: Mapping[str, FeatureConfig], records: Sequence[Record]) -> dict:
-    """The candidates (name -> config) minus those that would only analyse upsampled audio:
-    above every file's native rate, after one that covers it (``sound`` on 16 kHz speech)."""
-    from .. import audio
-    native = 0
-    for r in records:
-        with contextlib.suppress(Exception):  # the extraction names the file and the reason
-            native = max(native, audio.info(r.path).sample_rate)
-    out: dict[str, FeatureConfig] = {}
-    for name, cfg in cands.items():
-        if native and any(native <= c.sample_rate < cfg.sample_rate for c in out.values()):
-            logger.info("front end %s skipped: %d Hz analysis, but no training file is sampled "
-                        "above %d Hz", name, cfg.sample_rate, native)  # fmt: skip
-        else:
-            out[name] = cfg
-    return out
-
-
 def step_front_ends(state: TuneState) -> None:
     """Step 1: with ``--preset auto``, drop front ends above the files' band, add ``-cmn``;
     the backends to try when ``auto_backends`` (:func:`auto_backends`), and their front ends
@@ -416,7 +351,7 @@ def step_fusion(state: TuneState) -> None:
 def step_backend(state: TuneState) -> None:
     """Step 5: the other backends, on the default front end or their own (``state.extra``),
     over one UBM per fold of step 2 and front end; one replaces the ml choice only if it
-    beats it and the default K by its :data:`BACKEND_SE` standard errors."""
+    beats it and the default K by its :data:`.candidates.BACKEND_SE` standard errors."""
     if not state.backends:
         return
     first = state.first
@@ -436,7 +371,7 @@ def step_backend(state: TuneState) -> None:
             labels[backend] = backend if on[backend] == first else f"{backend} ({on[backend]})"
             options.append(state.add("backend", labels[backend], f"UBM {UBM_COMPONENTS}", c, n,
                                      rank, name=backend))  # fmt: skip
-    state.backend = beats_default(options, "ml", n, n_se=BACKEND_SE)
+    state.backend = beats_default(options, "ml", n, n_se=candidates.BACKEND_SE)
     state.choose(labels[state.backend], "backend")
     if state.backend != "ml":  # the backend runs on its front end alone
         state.front_end, state.members, state.fusion_weights = on[state.backend], [], None
