@@ -951,6 +951,31 @@ def test_a_fold_without_map_fits_the_first_backends_own_ubm():
     assert (got["gsv"].argmax(1) == [0, 1, 2]).all()
 
 
+def test_a_folds_ubm_and_map_thin_the_frames_and_gsv_stats_use_them_all():
+    """frame_step: map fits and scores every frame_step-th frame; another backend's own UBM is
+    the one trained on those frames (subsample times frame_step), and its per-clip statistics
+    use every frame. (Enough frames that the UBM subsamples: below 20 K subsample frames it
+    keeps them all.)"""
+    from audiogmm.models import GSVClassifier, UBMClassifier
+    from audiogmm.selection.cv import backend_fold_scores
+
+    rng = np.random.default_rng(1)
+    train = [X for c in (0.0, 3.0, 6.0) for X in _blobs(rng, 5, c, n=1200, D=3)]
+    labels = [y for y in "abc" for _ in range(5)]
+    test = [_blobs(rng, 1, c, n=150, D=3)[0] for c in (0.0, 3.0, 6.0)]
+    K = steps.UBM_COMPONENTS
+    got = backend_fold_scores(train, labels, test, ("gsv",), ["a", "b", "c"], 0, 3)
+    thin = GSVClassifier(K, random_state=0).fit([X[::3] for X in train], labels, calibrate=False)
+    full = GSVClassifier(K, random_state=0).fit(train, labels, ubm=thin.ubm_, calibrate=False)
+    np.testing.assert_array_equal(got["gsv"], full.score_matrix(test))
+    assert not np.array_equal(got["gsv"], thin.score_matrix([X[::3] for X in test]))
+    got = backend_fold_scores(train, labels, test, ("map", "gsv"), ["a", "b", "c"], 0, 3)
+    ml = UBMClassifier(random_state=0).fit([X[::3] for X in train], labels)
+    np.testing.assert_array_equal(got["map"], ml.score_matrix([X[::3] for X in test]))
+    full = GSVClassifier(K, random_state=0).fit(train, labels, ubm=ml.ubm_, calibrate=False)
+    np.testing.assert_array_equal(got["gsv"], full.score_matrix(test))
+
+
 def test_backend_groups_share_one_map_and_score_as_alone(monkeypatch):
     """Every (front end, fold) of the backend step is a task of one executor map (the workers
     stay busy across front ends), and each group's scores are those of a call of its own."""

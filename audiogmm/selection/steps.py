@@ -195,8 +195,8 @@ class TuneState:
 
         def run() -> dict[str, np.ndarray]:
             t1 = time.perf_counter()
-            # every third frame, as the other front ends: a third cheaper, and it can only
-            # handicap the backends against the ml choice, scored at every second
+            # the UBMs (and map) on every third frame, as the other front ends: a third
+            # cheaper; gsv's per-clip statistics on every frame, as its model will use them
             self.backend_scores = cv.backend_cv_scores(
                 groups, labels, folds, frame_step=SCREEN_FRAME_STEP,
                 random_state=self.random_state, executor=self.executor,
