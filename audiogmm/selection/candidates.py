@@ -61,7 +61,7 @@ def auto_backends(speech_band: bool) -> tuple[tuple[str, ...], dict[str, str]]:
 #: ML in CV and 9 clips of 362 below it on the test side); ivector: as map, untested. gsv (UBM
 #: 64, the speaker front end): one, the rule for K and fusions: on the 9 dev speaker splits its
 #: CV lead over the ml choice was 9-34 clips and its test lead -1 to +18; at two it was chosen
-#: on 5 of them, at one on all 9 (README "Presets and tuning", session 17).
+#: on 6 of them, at one on all 9 (README "Presets and tuning", session 17).
 BACKEND_SE: Mapping[str, float] = {"map": 2.0, "gsv": 1.0, "ivector": 2.0}
 
 
