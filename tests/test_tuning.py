@@ -1006,6 +1006,38 @@ def test_backend_groups_share_one_map_and_score_as_alone(monkeypatch):
         np.testing.assert_array_equal(got[b], alone[b])
 
 
+def test_a_map_only_groups_tasks_carry_the_thinned_frames(monkeypatch):
+    """A group of map alone needs every frame_step-th frame only: its tasks carry those (less
+    to send to a worker) and score as the fold thinning them itself; a group with gsv carries
+    every frame."""
+    from audiogmm.engine import LocalExecutor
+    from audiogmm.selection.cv import backend_cv_scores, backend_fold_scores, clip_folds, held_out
+
+    rng = np.random.default_rng(6)
+    clips = [X for c in (0.0, 3.0, 6.0) for X in _blobs(rng, 6, c, n=150, D=3)]
+    labels = [y for y in "abc" for _ in range(6)]
+    folds = clip_folds(labels, 3, random_state=0)
+    sent, real = [], LocalExecutor.map
+
+    def spy(self, fn, items, **kw):
+        items = list(items)
+        if fn is backend_fold_scores:  # not the fits' own maps inside the tasks
+            sent.extend(items)
+        return real(self, fn, items, **kw)
+
+    monkeypatch.setattr(LocalExecutor, "map", spy)
+    got = backend_cv_scores([(clips, ["map"])], labels, folds, frame_step=3)["map"]
+    assert len(sent) == 3
+    assert all(len(X) == 50 and task[-1] == 1 for task in sent for X in task[0] + task[2])
+    for f, (train, test) in held_out(folds).items():
+        own = backend_fold_scores([clips[i] for i in train], [labels[i] for i in train],
+                                  [clips[i] for i in test], ("map",), ["a", "b", "c"], 0, 3)
+        np.testing.assert_array_equal(got[folds == f], own["map"])
+    sent.clear()
+    backend_cv_scores([(clips, ["map", "gsv"])], labels, folds, frame_step=3)
+    assert len(sent) == 3 and all(len(X) == 150 and task[-1] == 3 for task in sent for X in task[0] + task[2])
+
+
 def test_a_backend_whose_front_end_lost_other_files_is_not_tried(monkeypatch, caplog):
     """The backend step's folds index the default front end's clips: a backend front end
     that skipped another file set cannot be scored on them, so it is left out, with a warning."""

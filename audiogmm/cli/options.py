@@ -190,9 +190,9 @@ def backends_option():
         "--backends", callback=_backends, metavar="auto|none|LIST",
         help="Backends that --preset auto / --components auto cross-validate against the ml "
         "choice (one UBM of 64 per fold; one replaces it only if better by 2 standard errors, "
-        "gsv by 1): "
-        "auto tries gsv (on the speaker front end) when no file is sampled above 16 kHz, else "
-        "map; LIST names them, e.g. map,gsv; none tries no other backend.  [default: auto]")
+        "gsv by 1): auto tries gsv (on the speaker front end) when no file is sampled above "
+        "16 kHz, else map; LIST names them, e.g. map,gsv; none tries no other backend.  "
+        "[default: auto]")
 
 
 def given(ctx: click.Context, name: str) -> bool:

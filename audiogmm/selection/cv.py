@@ -239,9 +239,15 @@ def backend_cv_scores(groups: Sequence[tuple[Sequence[np.ndarray], Sequence[str]
     held = held_out(folds)
     order = sorted(range(len(groups)), key=lambda g: -sum(len(X) for X in groups[g][0]))
     keys = [(g, f) for g in order for f in held]
-    tasks = [([groups[g][0][i] for i in held[f][0]], [labels[i] for i in held[f][0]],
-              [groups[g][0][i] for i in held[f][1]], tuple(groups[g][1]), names, random_state,
-              frame_step) for g, f in keys]  # fmt: skip
+    tasks = []
+    for g, f in keys:
+        clips, bs = groups[g]
+        # map alone uses only every frame_step-th frame: thinned here, before the task's
+        # clips cross to a worker (the same scores as thinning in the task)
+        pre, step = (frame_step, 1) if set(bs) == {"map"} else (1, frame_step)
+        tasks.append(([clips[i][::pre] for i in held[f][0]], [labels[i] for i in held[f][0]],
+                      [clips[i][::pre] for i in held[f][1]], tuple(bs), names, random_state,
+                      step))  # fmt: skip
     out = {b: np.full((len(labels), len(names)), np.nan) for _, bs in groups for b in bs}
     with resolve(executor, None) as ex, quiet_single_class(), warnings.catch_warnings():
         # MAP on a fold's few frames may lower the bound by rounding: noise for a ranking
@@ -274,8 +280,8 @@ def backend_fold_scores(train: Sequence[np.ndarray], train_labels: Sequence[str]
                     [X[::frame_step] for X in train], train_labels, executor=ex)
                 S = clf.score_matrix([X[::frame_step] for X in test], executor=ex)
             else:  # scored, never verified: no calibration
-                sub = BACKENDS[b](UBM_COMPONENTS).subsample * frame_step  # X[::a][::b] = X[::ab]
-                clf = BACKENDS[b](UBM_COMPONENTS, random_state=random_state, subsample=sub)
+                clf = BACKENDS[b](UBM_COMPONENTS, random_state=random_state)
+                clf.subsample *= frame_step  # X[::a][::b] = X[::ab]: map's frames
                 clf.fit(train, train_labels, executor=ex, ubm=ubm, calibrate=False)
                 S = clf.score_matrix(test, executor=ex)
             ubm = clf.ubm_ if ubm is None else ubm

@@ -17,6 +17,7 @@ from .steps import TuneResult, tune
 
 __all__ = ["fit_ml", "train_tuned"]
 
+
 def train_tuned(records: Sequence[Record], *, random_state: int | None = 0,
                 options: RunOptions | None = None, executor: LocalExecutor | None = None,
                 **params: Any) -> tuple[GMMClassifier | FusedClassifier, TuneResult]:  # fmt: skip
@@ -55,7 +56,7 @@ def fit_ml(data: Sequence[tuple[list, list[str]]], n_components: Mapping[str, in
     parts = ex.n_workers if ex.processes else 1
     if len(data) == 1 and parts == 1:
         return [mixed.fit_mixed(*data[0], n_components, executor=ex, random_state=random_state,
-                             **params)]  # fmt: skip
+                                **params)]  # fmt: skip
     tasks, owner, cost = [], [], []
     for m, (clips, labels) in enumerate(data):
         seeds = mixed.mixed_seeds({y: n_components[y] for y in labels}, random_state)
@@ -70,4 +71,4 @@ def fit_ml(data: Sequence[tuple[list, list[str]]], n_components: Mapping[str, in
     got = dict(zip(order, ex.map(mixed.fit_mixed_task, [tasks[t] for t in order], isolated=True,
                                  star=True)))  # fmt: skip
     return [mixed.merge_fits([got[t] for t in range(len(tasks)) if owner[t] == m],
-                          random_state=random_state, **params) for m in range(len(data))]
+                             random_state=random_state, **params) for m in range(len(data))]
