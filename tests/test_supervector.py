@@ -27,6 +27,7 @@ from audiogmm.models.supervector import (
     logistic_regression,
     row_space,
     supervectors,
+    unit_rows,
 )
 from audiogmm.pipeline import load_model
 from audiogmm.scoring.verification import act_dcf, cllr, min_cllr
@@ -156,14 +157,19 @@ def test_raw_llr_is_each_class_against_the_mean_of_the_others_even_far_apart(see
             assert got[i, c] == pytest.approx(min(max(want, -1e6), 1e6), rel=1e-12, abs=1e-9)
 
 
+@pytest.mark.parametrize("length_norm", [True, False])
 @pytest.mark.parametrize("n_classes", [2, 3])
-def test_scores_are_the_logistic_regression_of_the_supervectors(n_classes):
+def test_scores_are_the_logistic_regression_of_the_supervectors(n_classes, length_norm):
     from sklearn.linear_model import LogisticRegression
 
     clips, labels = _clips(means=(0.0, 1.5, -1.5)[:n_classes])
-    clf = GSVClassifier(4, relevance=4.0, C=10.0).fit(clips, labels)
+    clf = GSVClassifier(4, relevance=4.0, C=10.0, length_norm=length_norm).fit(clips, labels)
     assert clf.labels_ == sorted(set(labels))
     sv = supervectors(clips, clf.ubm_, relevance=4.0)
+    if length_norm:  # each row divided by its own length
+        sv = sv / np.linalg.norm(sv, axis=1, keepdims=True)
+        np.testing.assert_allclose(np.linalg.norm(clf.vectors(clips), axis=1), 1.0, rtol=1e-12)
+    np.testing.assert_allclose(clf.vectors(clips), sv, rtol=1e-12, atol=1e-15)
     S = clf.score_matrix(clips)
     assert S.shape == (len(clips), n_classes)
     np.testing.assert_allclose(S, sv @ clf.coef_.T + clf.intercept_)
@@ -418,6 +424,7 @@ def test_save_load_round_trip_and_refusals(tmp_path):
     clf.save(path)
     back = GSVClassifier.load(path)
     assert (back.relevance, back.C, back.subsample, back.labels_) == (8.0, 3.0, 4, clf.labels_)
+    assert back.length_norm is True
     assert back.calibration_ == clf.calibration_ and len(clf.calibration_) == 2
     np.testing.assert_array_equal(back.score_samples(clips), clf.score_samples(clips))
     np.testing.assert_array_equal(back.score_matrix(clips), clf.score_matrix(clips))
@@ -447,9 +454,43 @@ def test_save_load_round_trip_and_refusals(tmp_path):
     for p, match in bad:
         with pytest.raises(ModelFileError, match=match):
             GSVClassifier.load(p)
+    with pytest.raises(ModelFileError, match="length_norm"):
+        GSVClassifier.load(rewrite("ln.npz", {**header, "gsv": {**header["gsv"], "length_norm": 1}}))
     # a field the GSV table does not declare is refused
     with pytest.raises(ModelFileError, match="extra_block"):
         GSVClassifier.load(rewrite("extra.npz", {**header, "extra_block": {"x": 1}}))
+
+
+def test_files_from_before_length_norm_load_as_fitted(tmp_path):
+    """A gsv file without ``length_norm`` was fitted on raw supervectors: it loads with False
+    and scores exactly as the model that wrote it."""
+    clips, labels = _clips()
+    old = GSVClassifier(4, length_norm=False).fit(clips, labels)
+    path = tmp_path / "old.npz"
+    old.save(path)
+    header, arrays = read_container(path, kind="GSVClassifier")
+    header = {k: v for k, v in header.items() if k in ("labels", "n_components", "priors",
+              "random_state", "gmm_params", "training", "gsv")}  # fmt: skip
+    del header["gsv"]["length_norm"]
+    write_container(path, kind="GSVClassifier", header=header, arrays=arrays)
+    back = GSVClassifier.load(path)
+    assert back.length_norm is False
+    np.testing.assert_array_equal(back.score_matrix(clips), old.score_matrix(clips))
+    new = GSVClassifier(4).fit(clips, labels)
+    assert not np.allclose(new.score_matrix(clips), old.score_matrix(clips))
+
+
+def test_unit_rows():
+    rng = np.random.default_rng(0)
+    Z = rng.normal(size=(5, 7)) * rng.uniform(0.01, 100, (5, 1))
+    Z[2] = 0.0
+    U = unit_rows(Z)
+    want = Z / np.linalg.norm(Z, axis=1, keepdims=True).clip(1e-300)
+    np.testing.assert_allclose(U, want, rtol=1e-14)
+    assert not U[2].any()
+    np.testing.assert_allclose(unit_rows(3.5 * Z), U, rtol=1e-14)
+    with pytest.raises(ParameterError, match="length_norm"):
+        GSVClassifier(2, length_norm="yes").fit(*_clips())
 
 
 # -- the command line: train --backend gsv, evaluate, predict, verify ---------------------------

@@ -206,9 +206,10 @@ _BACKENDS = {
     "map": (lambda c: {"relevance": c.relevance, "adapt": c.adapt, "threshold": c.threshold_,
                        "reject_far": c.reject_far, "top_c": c.top_c},
             "map (GMM-UBM): {ubm}, classes MAP-adapted ({adapted}, relevance {relevance:g})"),
-    "gsv": (lambda c: {"relevance": c.relevance, "C": c.C, "calibration": c.calibration_},
-            "gsv: supervectors of {ubm} (relevance {relevance:g}), logistic regression (C {C:g}), "
-            "scores {cal}"),
+    "gsv": (lambda c: {"relevance": c.relevance, "length_norm": c.length_norm, "C": c.C,
+                       "calibration": c.calibration_},
+            "gsv: supervectors of {ubm} (relevance {relevance:g}, length_norm {length_norm}), "
+            "logistic regression (C {C:g}), scores {cal}"),
     "ivector": (lambda c: {"rank": int(c.T_.shape[1]), "n_iter": c.n_iter,
                            "lda_dims": int(c.projection_.shape[1]), "calibration": c.calibration_},
                 "ivector: i-vectors of rank {rank} ({n_iter} EM iterations) of {ubm}, LDA to "

@@ -213,9 +213,10 @@ class Kind:
 
 
 def _back_end(cls: type, table: Field, block: str, fitted: tuple, names: tuple,
-              shapes: Callable, per_row: bool) -> Kind:  # fmt: skip
-    """The Kind of a supervector back end: own parameters and ``fitted`` in header ``block``;
-    arrays ``names`` of ``shapes(name, clf, arrays, M, K * D)``, bounded (by row sums when
+              shapes: Callable, per_row: bool, absent: dict | None = None) -> Kind:  # fmt: skip
+    """The Kind of a supervector back end: own parameters and ``fitted`` in header ``block``
+    (``absent``: the values of own parameters that older files do not hold); arrays
+    ``names`` of ``shapes(name, clf, arrays, M, K * D)``, bounded (by row sums when
     ``per_row``)."""
 
     def parts(c):
@@ -225,7 +226,7 @@ def _back_end(cls: type, table: Field, block: str, fitted: tuple, names: tuple,
         return header, {**_ubm_arrays(c.ubm_), **{k: getattr(c, k + "_") for k in names}}
 
     def build(name, h, a):
-        own = dict(h[block])
+        own = {**(absent or {}), **h[block]}
         done = {k: own.pop(k) for k in fitted}
         clf = _classifier(name, h, cls, h.get("training", {}), **own)
         clf.ubm_ = _ubm(name, clf, a)
@@ -288,7 +289,8 @@ KINDS = (
     _back_end(IVectorClassifier, tables.IVECTOR, "ivector", ("tv_history", "calibration"),
               ("T", "centre", "projection", "class_means"), _ivector_shapes, per_row=False),
     _back_end(GSVClassifier, tables.GSV, "gsv", ("calibration",), ("coef", "intercept"),
-              lambda name, clf, a, M, KD: {"coef": (M, KD), "intercept": (M,)}, per_row=True),
+              lambda name, clf, a, M, KD: {"coef": (M, KD), "intercept": (M,)}, per_row=True,
+              absent={"length_norm": False}),
     Kind(UBMClassifier, tables.UBM, None, _ubm_parts, _ubm_build),
     Kind(GMMClassifier, tables.CLASSIFIER, _STACK, _classifier_parts, _classifier_build),
     Kind(FusedClassifier, tables.FUSED, None, _fused_parts, _fused_build),

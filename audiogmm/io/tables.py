@@ -129,11 +129,12 @@ UBM = Obj({
     "training": Obj({"classes": _MEMBER["training"], "ubm": FIT_REPORT}, optional=all),
 }, optional=(*_OPTIONAL, *_BLOCKS, "threshold"))  # fmt: skip
 #: The back end of a GSVClassifier (its constructor's own parameters) and the slope and
-#: offset that calibrate its scores to LLRs (null: too few clips to calibrate).
+#: offset that calibrate its scores to LLRs (null: too few clips to calibrate). A file written
+#: before ``length_norm`` existed has none: it was fitted without.
 GSV_BLOCK = Obj({
-    "relevance": Real(0.0), "C": Real(5e-324), "subsample": Int(1),
+    "relevance": Real(0.0), "C": Real(5e-324), "length_norm": Bool(), "subsample": Int(1),
     "calibration": List(Real(-1e6, 1e6), max_len=2, null=True, then=at_least(2)),
-})  # fmt: skip
+}, optional=("length_norm",))  # fmt: skip
 GSV = Obj({**CLASSIFIER.keys, "gsv": GSV_BLOCK}, optional=(*_OPTIONAL, *_BLOCKS))
 #: The back end of an IVectorClassifier (its constructor's own parameters), the T-EM's
 #: bound per frame at each iteration, and the calibration as in ``gsv``.
