@@ -13,7 +13,8 @@ for ``hardspeakers/``; one per ``--seeds`` value, default 0; written to a tempor
   (``--preset auto --components auto``: gsv on the speaker front end among its candidates on
   files sampled at 16 kHz or below, else map), ``auto-map`` (the same with ``--backends map``:
   the default before session 17), ``auto-gsv`` (``--backends map,gsv``), ``auto-gsv-only``
-  (``--backends gsv``), ``gsv`` (``--backend gsv``) and ``gsv-speaker``
+  (``--backends gsv``), ``gsv`` (``--backend gsv``), ``gsv-64`` (the same at a UBM of 64)
+  and ``gsv-speaker``
   (``--backend gsv --preset speaker``), ``gsv-speaker-64`` (the same at a UBM of 64, the
   model ``auto`` trains when it chooses gsv) and ``gsv-speaker+ml`` (their late fusion with the
   default: ``--backend gsv+ml --preset speaker+general``);
@@ -86,6 +87,7 @@ CONFIGS: dict[str, tuple[str, list[str]]] = {
     "auto-gsv": ("audiogmm", ["--preset", "auto", "--components", "auto", "--backends", "map,gsv"]),
     "auto-gsv-only": ("audiogmm", ["--preset", "auto", "--components", "auto", "--backends", "gsv"]),
     "gsv": ("audiogmm", ["--backend", "gsv"]),
+    "gsv-64": ("audiogmm", ["--backend", "gsv", "-k", "64"]),
     "gsv-speaker": ("audiogmm", ["--backend", "gsv", "--preset", "speaker"]),
     "gsv-speaker-64": ("audiogmm", ["--backend", "gsv", "--preset", "speaker", "-k", "64"]),
     "gsv-speaker+ml": ("audiogmm", ["--backend", "gsv+ml", "--preset", "speaker+general"]),

@@ -66,6 +66,8 @@ CANDIDATES = {
     "split-init": (_G, N_COMPONENTS, {"init": "split"}),
     "22k-split": (_G.replace(sample_rate=22050), N_COMPONENTS, {"init": "split"}),
     "hann": (_G.replace(window="hann"), N_COMPONENTS, {}),
+    # the FFT of the window's own length (640 samples at 16 kHz), not the next power of two
+    "nfft640": (_G.replace(n_fft=640), N_COMPONENTS, {}),
     # the analysis band matched to 8 kHz files (nothing above 4 kHz): at 8 kHz, or mels to 4 kHz
     "8k": (_G.replace(sample_rate=8000, n_fft=512), N_COMPONENTS, {}),
     "fmax4k": (_G.replace(fmax=4000.0), N_COMPONENTS, {}),
@@ -75,6 +77,7 @@ CANDIDATES = {
     "sklearn-librosa": (None, N_COMPONENTS, {}),
     # another backend: K is its UBM's size (gsv's defaults, fitted without calibration)
     "gsv": (_G, GSV_COMPONENTS, {"backend": "gsv"}),
+    "gsv64": (_G, 64, {"backend": "gsv"}),
     "gsv-speaker": (PRESETS["speaker"], GSV_COMPONENTS, {"backend": "gsv"}),
     "gsv-sub8-it5": (_G, GSV_COMPONENTS, {"backend": "gsv", "subsample": 8, "max_iter": 5}),
     "gsv-speaker-sub8": (PRESETS["speaker"], GSV_COMPONENTS, {"backend": "gsv", "subsample": 8}),
