@@ -489,8 +489,31 @@ def test_unit_rows():
     np.testing.assert_allclose(U, want, rtol=1e-14)
     assert not U[2].any()
     np.testing.assert_allclose(unit_rows(3.5 * Z), U, rtol=1e-14)
+
+
+def test_length_norm_must_be_a_bool():
     with pytest.raises(ParameterError, match="length_norm"):
         GSVClassifier(2, length_norm="yes").fit(*_clips())
+
+
+def test_fused_files_from_before_length_norm_load_their_gsv_member_as_fitted(tmp_path):
+    """A fused file's gsv member without ``length_norm`` loads with False, as fitted."""
+    from audiogmm.models import FusedClassifier, GMMClassifier
+
+    clips, labels = _clips()
+    members = [GSVClassifier(4, length_norm=False).fit(clips, labels),
+               GMMClassifier(2, random_state=0).fit(clips, labels)]  # fmt: skip
+    fused = FusedClassifier(members, [1.0, 0.5])
+    path = tmp_path / "fused.npz"
+    fused.save(path)
+    header, arrays = read_container(path, kind="FusedClassifier")
+    header = {k: v for k, v in header.items() if k in ("labels", "members", "fusion_weights")}
+    del header["members"][0]["gsv"]["length_norm"]
+    write_container(path, kind="FusedClassifier", header=header, arrays=arrays)
+    back = FusedClassifier.load(path)
+    assert back.members[0].length_norm is False
+    np.testing.assert_array_equal(back.score_matrix([clips, clips]),
+                                  fused.score_matrix([clips, clips]))  # fmt: skip
 
 
 # -- the command line: train --backend gsv, evaluate, predict, verify ---------------------------
