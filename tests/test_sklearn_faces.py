@@ -17,7 +17,7 @@ from sklearn.pipeline import make_pipeline  # noqa: E402
 from sklearn.preprocessing import StandardScaler  # noqa: E402
 from sklearn.utils.estimator_checks import check_estimator  # noqa: E402
 
-from audiogmm.sklearn import DiagGMM, GMMClassifier  # noqa: E402
+from audiogmm.sklearn import DiagGMM, GMMClassifier, GSVClassifier  # noqa: E402
 
 from .conftest import draw_mixture  # noqa: E402
 
@@ -209,3 +209,76 @@ def test_classifier_face_orders_columns_as_classes_when_text_sorts_otherwise():
     P = clf.predict_proba(test)
     assert np.array_equal(P.argmax(1), np.arange(12))
     assert np.array_equal(clf.decision_function(test).argmax(1), np.arange(12))
+
+
+# -- GSVClassifier ---------------------------------------------------------------------------
+
+
+def overlapping_clips(labels, seed=0, n=150):
+    """Classes that share the UBM's components (centres 1 apart, unit spread): a clip's MAP
+    offsets point its class's way (well-apart classes would own components of their own)."""
+    rng = np.random.default_rng(seed)
+    centres = {y: 1.0 * i for i, y in enumerate(sorted(set(labels)))}
+    return [rng.normal(centres[y], 1.0, (n, 3)) for y in labels]
+
+
+def test_gsv_face_defaults_are_the_cores():
+    """One default per parameter: the face's are the core's own, its UBM's mixture defaults
+    (split growth, 10 iterations) over DiagGMM's."""
+    import inspect
+
+    from audiogmm.mixture import DiagGMM as CoreGMM
+    from audiogmm.models import GSVClassifier as CoreGSV
+    from audiogmm.models.ubm import UBM_DEFAULTS
+
+    def defaults(cls):
+        return {p.name: p.default for p in inspect.signature(cls.__init__).parameters.values()
+                if p.default is not p.empty}  # fmt: skip
+
+    want = {**defaults(CoreGMM), **UBM_DEFAULTS, **defaults(CoreGSV)}
+    got = GSVClassifier().get_params()
+    assert got == {k: want[k] for k in got}
+    assert (got["init"], got["max_iter"], got["length_norm"]) == ("split", 10, True)
+
+
+def test_gsv_face_is_the_core_model():
+    """The face's scores are those of the core GSVClassifier with the same parameters (its
+    columns as classes_), and a default face passes no UBM parameter to the core."""
+    import warnings
+
+    from audiogmm.exceptions import ConvergenceWarning
+    from audiogmm.models import GSVClassifier as CoreGSV
+
+    y = ["b", "a", "c"] * 6
+    X = overlapping_clips(y, seed=4)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ConvergenceWarning)  # the UBM's fixed budget is quiet
+        face = GSVClassifier(8, C=3.0).fit(X, y)
+    assert face.model_.gmm_params == {}
+    core = CoreGSV(8, C=3.0).fit(X, y)
+    np.testing.assert_array_equal(face.decision_function(X), core.score_matrix(X))
+    np.testing.assert_array_equal(face.predict_proba(X), core.predict_proba(X))
+    assert face.predict(X).tolist() == list(core.predict(X))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)  # a given budget may warn
+        given = GSVClassifier(8, max_iter=4, var_floor=0.02).fit(X, y)
+    assert given.model_.gmm_params == {"max_iter": 4, "var_floor": 0.02}
+
+
+def test_gsv_face_labels_clone_and_search():
+    y = np.repeat([10, 2, 7], 8)  # as text "10" < "2" < "7"
+    X = overlapping_clips(y, seed=5)
+    clf = GSVClassifier(8, length_norm=False).fit(X, y)
+    assert clf.classes_.tolist() == [2, 7, 10] and clf.predict(X).dtype == y.dtype
+    np.testing.assert_allclose(clf.predict_proba(X).sum(1), 1.0)
+    assert clf.score(X, y) >= 0.9 and clf.n_features_in_ == 3
+    c2 = clone(clf)
+    assert c2.get_params() == clf.get_params() and c2.length_norm is False
+    with pytest.raises(NotFittedError):
+        c2.predict(X)
+    groups = np.tile(np.arange(4), 6)
+    search = GridSearchCV(GSVClassifier(8), {"C": [1.0, 10.0]}, cv=GroupKFold(n_splits=4),
+                          error_score="raise").fit(X, y, groups=groups)  # fmt: skip
+    assert np.all(search.cv_results_["mean_test_score"] >= 0.8)
+    with pytest.raises(ValueError, match="priors"):
+        GSVClassifier(8, priors={2: 1.0}).fit(X, y)
