@@ -86,7 +86,7 @@ _UBM_PARAMS = tuple(p for p in _defaults(_CoreGMM) if p not in ("n_components", 
 
 
 class _ClipClassifier(ClassifierMixin, BaseEstimator):
-    """A scikit-learn classifier of clips over a core classifier (``_core_params``).
+    """A scikit-learn classifier of clips over a core classifier (built by ``_core``).
 
     ``X`` is a list (or 1-D object array) of clips of shape (n_frames_i, n_features), so
     that ``clone``, ``GridSearchCV`` and ``cross_val_score`` work; ``y`` labels of any
@@ -170,7 +170,8 @@ class GMMClassifier(_ClipClassifier):
 
 class GSVClassifier(_ClipClassifier):
     """:class:`audiogmm.models.GSVClassifier` as a scikit-learn classifier: GMM supervectors
-    of one UBM (``n_components``), length-normalised, and a logistic regression
+    of one UBM (``n_components``), length-normalised unless ``length_norm=False``, and a
+    logistic regression
     (:class:`_ClipClassifier` for ``X``, ``y``, ``priors`` and ``model_``). ``relevance``,
     ``C``, ``length_norm`` and ``subsample`` are the core's; the mixture parameters are its
     UBM's, with the UBM's defaults (split growth, 10 EM iterations). The fit calibrates the
