@@ -171,11 +171,11 @@ class GMMClassifier(_ClipClassifier):
 class GSVClassifier(_ClipClassifier):
     """:class:`audiogmm.models.GSVClassifier` as a scikit-learn classifier: GMM supervectors
     of one UBM (``n_components``), length-normalised unless ``length_norm=False``, and a
-    logistic regression
-    (:class:`_ClipClassifier` for ``X``, ``y``, ``priors`` and ``model_``). ``relevance``,
-    ``C``, ``length_norm`` and ``subsample`` are the core's; the mixture parameters are its
-    UBM's, with the UBM's defaults (split growth, 10 EM iterations). The fit calibrates the
-    verification scores (``model_.score_samples``), as the core does."""
+    logistic regression (:class:`_ClipClassifier` for ``X``, ``y``, ``priors`` and
+    ``model_``). ``relevance``, ``C``, ``length_norm`` and ``subsample`` are the core's; the
+    mixture parameters are its UBM's, with the UBM's defaults (split growth, 10 EM
+    iterations). The fit calibrates the verification scores (``model_.score_samples``), as
+    the core does."""
 
     def __init__(
         self, n_components: int = _GSV_DEFAULTS["n_components"], *,
