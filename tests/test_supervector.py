@@ -415,6 +415,13 @@ def test_unfitted_and_bad_clips_are_refused():
         GSVClassifier(2).fit(clips, labels[:-1])
 
 
+def _stored(path):
+    """A gsv file's header (its GSV table's blocks only) and arrays, to rewrite."""
+    header, arrays = read_container(path, kind="GSVClassifier")
+    keep = ("labels", "n_components", "priors", "random_state", "gmm_params", "training", "gsv")
+    return {k: v for k, v in header.items() if k in keep}, arrays
+
+
 def test_save_load_round_trip_and_refusals(tmp_path):
     clips, labels = _clips()
     clf = GSVClassifier(4, relevance=8.0, C=3.0, priors={"c0": 1, "c1": 2, "c2": 1}).fit(
@@ -430,9 +437,7 @@ def test_save_load_round_trip_and_refusals(tmp_path):
     np.testing.assert_array_equal(back.score_matrix(clips), clf.score_matrix(clips))
     np.testing.assert_array_equal(back.predict_proba(clips), clf.predict_proba(clips))
 
-    header, arrays = read_container(path, kind="GSVClassifier")
-    header = {k: v for k, v in header.items() if k in ("labels", "n_components", "priors",
-              "random_state", "gmm_params", "training", "gsv")}  # fmt: skip
+    header, arrays = _stored(path)
 
     def rewrite(name, h=None, **a):
         p = tmp_path / name
@@ -468,9 +473,7 @@ def test_files_from_before_length_norm_load_as_fitted(tmp_path):
     old = GSVClassifier(4, length_norm=False).fit(clips, labels)
     path = tmp_path / "old.npz"
     old.save(path)
-    header, arrays = read_container(path, kind="GSVClassifier")
-    header = {k: v for k, v in header.items() if k in ("labels", "n_components", "priors",
-              "random_state", "gmm_params", "training", "gsv")}  # fmt: skip
+    header, arrays = _stored(path)
     del header["gsv"]["length_norm"]
     write_container(path, kind="GSVClassifier", header=header, arrays=arrays)
     back = GSVClassifier.load(path)
