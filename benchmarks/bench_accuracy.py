@@ -6,18 +6,18 @@ for ``hardspeakers/``; one per ``--seeds`` value, default 0; written to a tempor
 
 * audiogmm: ``audiogmm train MANIFEST --split train -o M.npz --json [OPTIONS]`` then
   ``audiogmm evaluate M.npz MANIFEST --split test --json``, with OPTIONS one of:
-  ``defaults`` (none: the ``general`` preset, 16 components), ``speech``
-  (``--preset speech``), ``dcase2016`` (``--preset dcase2016``), ``librosa``
-  (``--preset librosa``), ``sound`` (``--preset sound``), ``split-init`` (``--init split``:
-  the default with split-growth initialisation, the closest candidate for a new default) and ``auto``
-  (``--preset auto --components auto``: gsv on the speaker front end among its candidates on
-  files sampled at 16 kHz or below, else map), ``auto-map`` (the same with ``--backends map``:
-  the default before session 17), ``auto-gsv`` (``--backends map,gsv``), ``auto-gsv-only``
-  (``--backends gsv``), ``gsv`` (``--backend gsv``), ``gsv-64`` (the same at a UBM of 64)
-  and ``gsv-speaker``
-  (``--backend gsv --preset speaker``), ``gsv-speaker-64`` (the same at a UBM of 64, the
-  model ``auto`` trains when it chooses gsv) and ``gsv-speaker+ml`` (their late fusion with the
-  default: ``--backend gsv+ml --preset speaker+general``);
+  ``defaults`` (none: the ``general`` preset, GMM supervectors of a UBM of 64, the default
+  since session 19), ``ml`` (``--backend ml``: one 16-component GMM per class, the default
+  before), the presets with the ml backend, as measured before session 19: ``speech``,
+  ``dcase2016``, ``librosa``, ``sound`` (``--backend ml --preset NAME``) and ``split-init``
+  (``--backend ml --init split``); ``auto`` (``--preset auto --components auto``: the default
+  its base, gsv on the speaker front end among its candidates on files sampled at 16 kHz or
+  below), ``auto-ml`` (the same with ``--backend ml``: ml models only), ``auto-map``
+  (``--backends map``), ``auto-gsv`` (``--backends map,gsv``), ``auto-gsv-only``
+  (``--backends gsv``), ``gsv`` (``--backend gsv``: the default), ``gsv-256`` (at a UBM of
+  256), ``gsv-speaker`` (``--backend gsv --preset speaker``), ``gsv-speaker-256`` and
+  ``gsv-speaker+ml`` (its late fusion with ml on the default front end:
+  ``--backend gsv+ml --preset speaker+general``);
 * the reference script ``benchmarks/reference/sklearn_gmm.py`` (librosa + scikit-learn,
   16 diagonal components per class): ``ref-librosa`` (``--frontend librosa``: librosa's
   default MFCC, no deltas, no CMVN) and ``ref-speech`` (``--frontend speech``: 25/10 ms
@@ -77,19 +77,22 @@ from _common import emit, rnd, table
 # name -> (side, extra train options or reference front end)
 CONFIGS: dict[str, tuple[str, list[str]]] = {
     "defaults": ("audiogmm", []),
-    "speech": ("audiogmm", ["--preset", "speech"]),
-    "dcase2016": ("audiogmm", ["--preset", "dcase2016"]),
-    "librosa": ("audiogmm", ["--preset", "librosa"]),
-    "sound": ("audiogmm", ["--preset", "sound"]),
-    "split-init": ("audiogmm", ["--init", "split"]),
+    # the default before session 19, and the presets as measured with it
+    "ml": ("audiogmm", ["--backend", "ml"]),
+    "speech": ("audiogmm", ["--backend", "ml", "--preset", "speech"]),
+    "dcase2016": ("audiogmm", ["--backend", "ml", "--preset", "dcase2016"]),
+    "librosa": ("audiogmm", ["--backend", "ml", "--preset", "librosa"]),
+    "sound": ("audiogmm", ["--backend", "ml", "--preset", "sound"]),
+    "split-init": ("audiogmm", ["--backend", "ml", "--init", "split"]),
     "auto": ("audiogmm", ["--preset", "auto", "--components", "auto"]),
+    "auto-ml": ("audiogmm", ["--preset", "auto", "--components", "auto", "--backend", "ml"]),
     "auto-map": ("audiogmm", ["--preset", "auto", "--components", "auto", "--backends", "map"]),
     "auto-gsv": ("audiogmm", ["--preset", "auto", "--components", "auto", "--backends", "map,gsv"]),
     "auto-gsv-only": ("audiogmm", ["--preset", "auto", "--components", "auto", "--backends", "gsv"]),
     "gsv": ("audiogmm", ["--backend", "gsv"]),
-    "gsv-64": ("audiogmm", ["--backend", "gsv", "-k", "64"]),
+    "gsv-256": ("audiogmm", ["--backend", "gsv", "-k", "256"]),
     "gsv-speaker": ("audiogmm", ["--backend", "gsv", "--preset", "speaker"]),
-    "gsv-speaker-64": ("audiogmm", ["--backend", "gsv", "--preset", "speaker", "-k", "64"]),
+    "gsv-speaker-256": ("audiogmm", ["--backend", "gsv", "--preset", "speaker", "-k", "256"]),
     "gsv-speaker+ml": ("audiogmm", ["--backend", "gsv+ml", "--preset", "speaker+general"]),
     "ref-librosa": ("reference", ["librosa"]),
     "ref-speech": ("reference", ["speech"]),

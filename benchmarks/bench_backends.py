@@ -9,14 +9,15 @@ manifests (per class, 70/30; one per ``--seeds`` value; written to a temporary f
 
 where TRIALS pairs every test clip with every class of the model (target when the
 class is the clip's own), so the EER is over all test-clip x class trials. OPTIONS per
-configuration (``--configs``): ``ml`` (none: the default backend; its verify scores are
-each class against the others), ``ml-cal`` (``--calibrate``), ``auto`` (``--preset auto
---components auto``), ``auto-map`` (the same with ``--backends map``, the default before
-session 17), ``auto-gsv`` (``--backends map,gsv``), ``map``
-(``--backend map``, UBM 64), ``gsv`` (``--backend gsv``, UBM 256), ``ivector``
-(``--backend ivector``, UBM 256, rank 100), with ``-k 256`` (``map256``) or 64
-(``gsv64``, ``ivector64``), and with ``--preset speech -k 256`` (``map-speech256``,
-``gsv-speech256``, ``ivector-speech256``); ``gsv-speaker`` is gsv on ``--preset speaker``.
+configuration (``--configs``): ``defaults`` (none: gsv at a UBM of 64 since session 19),
+``ml`` (``--backend ml``, the default before; its verify scores are each class against the
+others), ``ml-cal`` (``--backend ml --calibrate``), ``auto`` (``--preset auto --components
+auto``), ``auto-map`` (the same with ``--backends map``), ``auto-gsv`` (``--backends
+map,gsv``), ``map`` (``--backend map``, UBM 64), ``gsv`` (``--backend gsv``, UBM 64; 256
+before session 19), ``ivector`` (``--backend ivector``, UBM 256, rank 100), with ``-k 256``
+(``map256``, ``gsv256``) or 64 (``ivector64``), and with ``--preset speech -k 256``
+(``map-speech256``, ``gsv-speech256``, ``ivector-speech256``); ``gsv-speaker`` is gsv on
+``--preset speaker`` (``gsv-speaker256`` at 256).
 
 Reported per configuration: accuracy pooled over the splits with its 95% Wilson
 interval, the accuracy of each split, EER, minDCF(0.01), Cllr and minCllr of the
@@ -32,7 +33,7 @@ Run::
 
     python benchmarks/bench_backends.py
     python benchmarks/bench_backends.py --data hard=$HOME/.cache/audiogmm/devcorpus/hardspeakers \
-        --train-count 8 --seeds 0,1,2 --configs ml,map,gsv,gsv64
+        --train-count 8 --seeds 0,1,2 --configs ml,map,gsv,gsv256
 """
 
 from __future__ import annotations
@@ -63,16 +64,18 @@ from audiogmm.scoring.verification import cllr, eer, min_cllr, min_dcf  # noqa: 
 
 SPEECH256 = ["--preset", "speech", "-k", "256"]
 CONFIGS: dict[str, list[str]] = {
-    "ml": [],
-    "ml-cal": ["--calibrate"],
+    "defaults": [],
+    "ml": ["--backend", "ml"],
+    "ml-cal": ["--backend", "ml", "--calibrate"],
     "auto": ["--preset", "auto", "--components", "auto"],
     "auto-map": ["--preset", "auto", "--components", "auto", "--backends", "map"],
     "auto-gsv": ["--preset", "auto", "--components", "auto", "--backends", "map,gsv"],
     "map": ["--backend", "map"],
     "gsv": ["--backend", "gsv"],
     "map256": ["--backend", "map", "-k", "256"],
-    "gsv64": ["--backend", "gsv", "-k", "64"],
+    "gsv256": ["--backend", "gsv", "-k", "256"],
     "gsv-speaker": ["--backend", "gsv", "--preset", "speaker"],
+    "gsv-speaker256": ["--backend", "gsv", "--preset", "speaker", "-k", "256"],
     "gsv-speaker+ml": ["--backend", "gsv+ml", "--preset", "speaker+general"],
     "map-speech256": ["--backend", "map", *SPEECH256],
     "gsv-speech256": ["--backend", "gsv", *SPEECH256],

@@ -46,8 +46,10 @@ from audiogmm.data import RunOptions, extract_many
 from audiogmm.features import PRESETS
 from audiogmm.models import BACKENDS
 from audiogmm.models.classifier import N_COMPONENTS
-from audiogmm.models.ubm import GSV_COMPONENTS
 from audiogmm.selection.cv import clip_folds, cv_scores
+
+#: The gsv UBM size these candidates were measured at (sessions 16-18; the default is now 64).
+GSV_COMPONENTS = 256
 
 _G = PRESETS["general"]
 _L = PRESETS["librosa"]

@@ -31,6 +31,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 # -- Begin configuration section ------------------------------------------------------------
 DATA = os.path.join(HERE, "..", "data_samples", "sounds")  # folder / CSV / Kaldi dir
 PRESET = "sound"  # 40 ms Hamming / 20 ms hop, 40 mels, 13 MFCC incl. c0 + D + DD; no VAD/CMVN
+BACKEND = "ml"  # one GMM per class (the recipe's model; `audiogmm train`'s default is gsv)
 COMPONENTS = 16  # per class
 TRAIN_FRACTION = 0.7  # per class, stratified, deterministic for a given SEED
 SEED = 0
@@ -72,7 +73,7 @@ def main(st, data, preset, components, train_fraction, seed, jobs):
 
     if st(2):  # one diagonal GMM per class -> model.npz
         clf, _ = train_classifier(select(records, "train"), config=config, options=opts,
-                                  n_components=components, random_state=seed)  # fmt: skip
+                                  backend=BACKEND, n_components=components, random_state=seed)  # fmt: skip
         save_model(st.path("model.npz"), clf, config)
         iters = [r["n_iter"] for r in clf.fit_report_.values()]
         st.done(f"{len(clf.labels_)} classes x {components} components, "

@@ -89,7 +89,7 @@ def test_train_evaluate_predict(form, folder_data, csv_data, kaldi_data, tmp_pat
 
 def test_human_output_and_help(folder_data, tmp_path):
     model = tmp_path / "m.npz"
-    r = run(["-q", "train", folder_data, "-o", model, "-k", "2", "--jobs", "1"])
+    r = run(["-q", "train", folder_data, "-o", model, "--backend", "ml", "-k", "2", "--jobs", "1"])
     assert "trained 3 classes x 2 components" in r.output
     r = run(["-q", "evaluate", model, folder_data, "--jobs", "1"])
     assert "accuracy:" in r.output and "true \\ predicted" in r.output
@@ -167,7 +167,7 @@ def test_bad_audio_is_skipped_and_reported(folder_data, tmp_path):
 @pytest.mark.parametrize("damage", ["truncate", "flip", "text"])
 def test_damaged_model_gives_one_line_error(folder_data, tmp_path, damage):
     model = tmp_path / "m.npz"
-    run(["-q", "train", folder_data, "-o", model, "-k", "2", "--jobs", "1"])
+    run(["-q", "train", folder_data, "-o", model, "--backend", "ml", "-k", "2", "--jobs", "1"])
     data = bytearray(model.read_bytes())
     if damage == "truncate":
         data = data[: len(data) // 2]

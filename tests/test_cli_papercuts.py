@@ -85,7 +85,7 @@ def test_predict_on_a_folder_without_audio_is_a_usage_error(model, tmp_path):
 def test_oversized_model_warns_naming_class_k_and_frames(data, tmp_path, caplog):
     with caplog.at_level(logging.WARNING, logger="audiogmm"):
         r = CliRunner().invoke(main, ["train", str(data), "-o", str(tmp_path / "m.npz"),
-                                      "-k", "256", "--split", "all", "-j", "1"])  # fmt: skip
+                                      "--backend", "ml", "-k", "256", "--split", "all", "-j", "1"])  # fmt: skip
     assert r.exit_code == 0, r.output
     lines = [x for x in caplog.messages if "over-sized" in x]
     assert len(lines) == 2 and all("K=256" in x and "frames" in x for x in lines)

@@ -89,7 +89,7 @@ def test_map_k_is_the_ubm_size(data, tmp_path):
     ],
 )
 def test_map_options_with_the_ml_backend_are_usage_errors(data, tmp_path, args, named):
-    r = run(["train", data, "-o", tmp_path / "m.npz", *args], code=2)
+    r = run(["train", data, "-o", tmp_path / "m.npz", "--backend", "ml", *args], code=2)
     assert named in r.output and "--backend map" in r.output
     assert not (tmp_path / "m.npz").exists()
 
@@ -114,9 +114,19 @@ def test_a_refused_backend_option_names_the_backends_that_read_it(data, tmp_path
 
 def test_preset_auto_without_k_tunes_the_front_end_at_the_default_k(data, tmp_path):
     out = json.loads(run(["-q", "train", data, "-o", tmp_path / "m.npz", "--preset", "auto",
-                          "-j", "1", "--max-iter", "3", "--json"]).output)  # fmt: skip
-    assert out["selection"]["components_rule"] == "fixed"
+                          "--backend", "ml", "-j", "1", "--max-iter", "3", "--json"]).output)
+    assert out["selection"]["components_rule"] == "fixed" and out["backend"] == "ml"
     assert set(out["selection"]["n_components"].values()) == {16}
+    assert not [r for r in out["selection"]["table"] if r["stage"] == "backend"]  # ml alone
+
+
+@pytest.mark.parametrize("args, named", [(["-k", "8"], "-k 8"), (["--max-iter", "3"], "--max-iter"),
+                                         (["--relevance", "4"], "--relevance")])
+def test_ml_options_under_auto_need_backend_ml(data, tmp_path, args, named):
+    # auto also tries gsv at its defaults, where -k 8 or --max-iter 3 would not apply: refused
+    r = run(["train", data, "-o", tmp_path / "m.npz", "--preset", "auto", *args], code=2)
+    assert named in r.output and "--backend ml" in r.output
+    assert not (tmp_path / "m.npz").exists()
 
 
 def test_preset_auto_with_config_is_a_usage_error(data, tmp_path):
@@ -163,8 +173,12 @@ def test_ubm_records_its_front_end_and_train_adapts_from_it(data, store_and_ubm,
     r = run(["train", data, "--backend", "map", "--ubm", ubm_path, "--preset", "sound", "-o",
              tmp_path / "x.npz"], code=2)  # fmt: skip
     assert "front end" in r.output
-    r = run(["train", data, "--ubm", ubm_path, "-o", tmp_path / "x.npz"], code=2)
+    r = run(["train", data, "--backend", "ml", "--ubm", ubm_path, "-o", tmp_path / "x.npz"],
+            code=2)  # fmt: skip
     assert "--ubm" in r.output and "--backend map" in r.output
+    # the default backend (gsv) adapts from it too
+    r = run(["train", data, "--ubm", ubm_path, "-o", tmp_path / "g.npz", "-j", "1", "--json"])
+    assert json.loads(r.output)["backend"] == "gsv" and json.loads(r.output)["n_components"] == 4
 
 
 def load_model_config(store):
@@ -359,7 +373,8 @@ def test_help_shows_the_real_defaults():
     preset = tune[tune.index("--preset"):tune.index("--config")]
     assert "[default: auto]" in " ".join(preset.split())
     train = " ".join(run(["train", "--help"]).output.split())
-    assert "UBM (--backend map, default 64; gsv, default 256)" in train
+    assert "UBM (gsv, the default backend: 64; map 64; ivector 256)" in train
+    assert "per class (--backend ml, default 16)" in train and "[default: gsv]" in train
     assert "runs exactly 10" in train
 
 
@@ -395,13 +410,12 @@ def test_open_set_rates_over_no_clips_are_not_nan(data, map_model):
 
 def test_report_folder_holds_only_this_evaluation(data, map_model, tmp_path):
     ml = tmp_path / "ml.npz"
-    run(["-q", "train", data, "-o", ml, "-k", "2", "--max-iter", "3", "-j", "1"])
+    run(["-q", "train", data, "-o", ml, "--backend", "ml", "-k", "2", "--max-iter", "3", "-j", "1"])
     rep = tmp_path / "rep"
     r = run(["evaluate", ml, data, "--report", rep, "-j", "1"])
     assert (rep / "training_curves.json").exists() and str(rep) in r.output
-    run(["-q", "evaluate", map_model, data, "--report", rep, "-j", "1"])  # MAP: no EM curves
-    assert not (rep / "training_curves.json").exists()
-    assert not (rep / "training_curves.png").exists()
+    run(["-q", "evaluate", map_model, data, "--report", rep, "-j", "1"])  # MAP: the UBM's only
+    assert list(json.loads((rep / "training_curves.json").read_text())) == ["(UBM)"]
     assert (rep / "metrics.json").exists()
 
 

@@ -311,7 +311,7 @@ def test_speech_band_data_fuses_general_with_its_cmn_copy():
     # 16 kHz files: sound is skipped; general and its mean-normalised copy share one
     # extraction, and their fusion is the only one
     records = read_manifest(ROOT / "data_samples" / "speakers")[:24]
-    res = tune(records, components=2, cv_max_iter=2, options=RunOptions(n_jobs=1))
+    res = tune(records, components=2, cv_max_iter=2, options=RunOptions(n_jobs=1), backends=())
     assert [(r["stage"], r["front_end"]) for r in res.table] == [
         ("front end", "general"), ("front end", "general-cmn"),
         ("fusion", "general + general-cmn"),
@@ -562,5 +562,5 @@ def test_cli_fusion_warns_per_member_without_advice_it_refuses(tmp_path, caplog)
     assert r.exit_code == 0, r.output
     text = caplog.text + r.output
     assert "member ml (general): class c: K=16 components for 22 frames" in text
-    assert "member gsv (general): the UBM: K=256" in text
+    assert "member gsv (general): the UBM: K=64" in text
     assert "-k" not in text and "--max-iter" not in text

@@ -29,7 +29,7 @@ def split():
 def trained(split, tmp_path_factory):
     cfg = PRESETS["speech"]
     clf, res = train_classifier(select(split, "train"), config=cfg, n_components=4,
-                                options=RunOptions(n_jobs=2))  # fmt: skip
+                                backend="ml", options=RunOptions(n_jobs=2))  # fmt: skip
     path = tmp_path_factory.mktemp("m") / "model.npz"
     save_model(path, clf, cfg)
     return path, clf, res
@@ -62,13 +62,19 @@ def test_predict_skips_bad_files_and_ranks_classes(trained, split, tmp_path):
         assert np.isclose(sum(post), 1.0) and post == sorted(post, reverse=True)
 
 
-def test_results_do_not_depend_on_the_worker_count(split):
+@pytest.mark.parametrize("backend", ["ml", None])
+def test_results_do_not_depend_on_the_worker_count(split, backend):
     cfg = PRESETS["speech"]
     recs = select(split, "train")
-    a, _ = train_classifier(recs, config=cfg, n_components=4, options=RunOptions(n_jobs=1))
-    b, _ = train_classifier(recs, config=cfg, n_components=4, options=RunOptions(n_jobs=2))
-    np.testing.assert_array_equal(a.means_, b.means_)
-    np.testing.assert_array_equal(a.variances_, b.variances_)
+    given = {"backend": backend} if backend else {}  # None: the default, gsv
+    a, _ = train_classifier(recs, config=cfg, n_components=4, options=RunOptions(n_jobs=1), **given)
+    b, _ = train_classifier(recs, config=cfg, n_components=4, options=RunOptions(n_jobs=2), **given)
+    if backend == "ml":
+        np.testing.assert_array_equal(a.means_, b.means_)
+        np.testing.assert_array_equal(a.variances_, b.variances_)
+    else:
+        np.testing.assert_array_equal(a.ubm_.means_, b.ubm_.means_)
+        np.testing.assert_array_equal(a.coef_, b.coef_)
 
 
 def test_every_source_trains_through_the_one_backend_dispatch(tmp_path, monkeypatch):

@@ -19,7 +19,7 @@ from audiogmm.data import extract_many
 from audiogmm.exceptions import ModelFileError, ParameterError
 from audiogmm.io.container import read_container, write_container
 from audiogmm.mixture import DiagGMM
-from audiogmm.models import UBMClassifier
+from audiogmm.models import DEFAULT_BACKEND, UBMClassifier
 from audiogmm.models.classifier import log_odds
 from audiogmm.models.supervector import (
     GSVClassifier,
@@ -605,25 +605,26 @@ def _backend_params(*args):
     from audiogmm.cli import train
 
     ctx = train.train.make_context("train", [str(SPEAKERS), "-o", "m.npz", *args])
-    return train.backend_params(ctx, ctx.params["backend"], ctx.params)
+    return train.backend_params(ctx, ctx.params["backend"] or DEFAULT_BACKEND, ctx.params)
 
 
 def test_cli_backend_defaults_are_each_backends_own():
-    """-k and --relevance unset: map keeps 64 and 16, gsv gets 256 and 4 (the classes')."""
+    """-k and --relevance unset: map keeps 64 and 16, gsv 64 and 4 (the classes'); the
+    default backend is gsv."""
     assert _backend_params("--backend", "map") == {"n_components": 64, "adapt": "m",
                                                    "reject_far": None}  # fmt: skip
-    assert _backend_params("--backend", "gsv") == {"n_components": 256}
+    assert _backend_params("--backend", "gsv") == {"n_components": 64} == _backend_params()
     assert _backend_params("--backend", "gsv", "-k", "32", "--relevance", "8") == {
         "n_components": 32, "relevance": 8.0}  # fmt: skip
     assert (UBMClassifier().n_components, UBMClassifier().relevance) == (64, 16.0)
-    assert (GSVClassifier().n_components, GSVClassifier().relevance) == (256, 4.0)
+    assert (GSVClassifier().n_components, GSVClassifier().relevance) == (64, 4.0)
 
 
 @pytest.mark.parametrize("args, flag", [
     (["--backend", "gsv", "--adapt", "mw"], "--adapt"),
     (["--backend", "gsv", "--reject-far", "0.1"], "--reject-far"),
     (["--backend", "gsv", "-k", "8", "--ubm-components", "16"], "disagree"),
-    (["--relevance", "4"], "--relevance"),
+    (["--backend", "ml", "--relevance", "4"], "--relevance"),
 ])  # fmt: skip
 def test_cli_options_a_backend_does_not_read_are_usage_errors(args, flag):
     with pytest.raises(click.UsageError, match=flag):

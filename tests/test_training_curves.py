@@ -7,10 +7,12 @@ import shutil
 from pathlib import Path
 
 import numpy as np
+import pytest
 from click.testing import CliRunner
 
 from audiogmm.cli import main
 from audiogmm.models import GMMClassifier
+from audiogmm.pipeline import load_model
 from audiogmm.pipeline.report import write_report
 from audiogmm.scoring import summary
 
@@ -50,7 +52,10 @@ def test_write_report_adds_the_curves(tmp_path):
     assert not any("training_curves" in f for f in files)
 
 
-def test_cli_evaluate_report_has_training_curves(tmp_path):
+@pytest.mark.parametrize("backend, curves", [("ml", ["ast_en", "flite_awb"]), (None, ["(UBM)"]),
+                                             ("map", ["(UBM)"])])
+def test_cli_evaluate_report_has_training_curves(tmp_path, backend, curves):
+    # the default backend (gsv) and map: the UBM's EM curve, stored in the model file
     data = tmp_path / "d"
     for spk in ("ast_en", "flite_awb"):
         (data / spk).mkdir(parents=True)
@@ -58,11 +63,19 @@ def test_cli_evaluate_report_has_training_curves(tmp_path):
             shutil.copy(f, data / spk / f.name)
     model, rep = tmp_path / "m.npz", tmp_path / "rep"
     for args in (
-        ["train", data, "-o", model, "-k", "2", "--jobs", "1"],
+        ["train", data, "-o", model, "-k", "2", "--jobs", "1",
+         *(["--backend", backend] if backend else [])],
         ["evaluate", model, data, "--jobs", "1", "--report", rep],
     ):
         r = CliRunner().invoke(main, [str(a) for a in args], catch_exceptions=False)
         assert r.exit_code == 0, r.output
-    curves = json.loads((rep / "training_curves.json").read_text())
-    assert sorted(curves) == ["ast_en", "flite_awb"]
+    got = json.loads((rep / "training_curves.json").read_text())
+    assert sorted(got) == curves
+    assert all(len(h) >= 2 and np.all(np.diff(h) >= -1e-9) for h in got.values())
+    info = CliRunner().invoke(main, ["info", str(model)]).output
+    assert ("UBM fit:" in info) == (backend != "ml")
+    if backend != "ml":
+        ubm = load_model(model).classifier.ubm_report_
+        assert got["(UBM)"] == ubm["history"] and "seconds" not in ubm  # the same bytes anywhere
+        assert f"{ubm['n_frames']} frames, {ubm['n_iter']} it" in info
     assert (rep / "training_curves.png").read_bytes().startswith(PNG)

@@ -276,9 +276,10 @@ def test_train_auto_stores_the_selection_and_info_shows_it(sound_data, tmp_path)
     text = run(["info", model]).output
     assert "model selection: 3-fold CV by clip" in text and "chosen: front end" in text
     # the backends auto leaves out are shown, with the reason in the record
-    # (full-band files: map is tried, gsv is not)
-    assert sel["not_tried"] == {b: candidates.NOT_TRIED[b] for b in ("gsv", "ivector")}
-    assert "not tried: backends gsv, ivector (reasons in --json" in text
+    # (full-band files: gsv on the default front end is tried, on its own, map and ivector not)
+    assert sel["not_tried"] == {b: candidates.NOT_TRIED[b] for b in ("gsv (speaker)", "ivector",
+                                                                     "map")}  # fmt: skip
+    assert "not tried: backends gsv (speaker), ivector, map (reasons in --json" in text
     # the model evaluates like any other
     ev = json.loads(run(["-q", "evaluate", model, sound_data, "--split", "test", "--json"]).output)
     assert 0 <= ev["accuracy"] <= 1
@@ -290,9 +291,10 @@ def test_tune_prints_the_table_without_writing_a_model(sound_data, tmp_path, mon
     assert "components  sound" in r.output and "per-class" in r.output
     assert "front end   " not in r.output.split("\n", 2)[2]  # one front end: no screening rows
     assert list(tmp_path.iterdir()) == []
-    assert "not tried" not in r.output  # a fixed front end: no backend search
+    assert "backend     gsv" in r.output  # the default, on the fixed front end
+    assert "not tried: backends ivector, map" in r.output
     out = json.loads(run(["tune", sound_data, "-j", "1", "--json"]).output)
-    assert sorted(out["selection"]["not_tried"]) == ["gsv", "ivector"]
+    assert sorted(out["selection"]["not_tried"]) == ["gsv (speaker)", "ivector", "map"]
     for member in out["selection"]["front_end"].split(" + "):
         config_of(member)  # a candidate of --preset auto
 
@@ -694,8 +696,8 @@ def test_auto_calibrates_a_single_ml_front_end_from_its_cv_and_verify_applies_it
     # folds"; a single ml front end takes it from the CV's held-out scores, at no extra fit
     data = ROOT / "data_samples" / "speakers"
     out = tmp_path / "m.npz"
-    run(["-q", "train", data, "--preset", "general", "--components", "auto", "-o", out, "-j",
-         "1"])  # fmt: skip
+    run(["-q", "train", data, "--preset", "general", "--components", "auto", "--backend", "ml",
+         "-o", out, "-j", "1"])  # fmt: skip
     bundle = load_model(out)
     block = bundle.header["calibration"]
     assert block["slope"] > 0 and block["n_target"] > 0 and block["n_nontarget"] > 0
@@ -872,17 +874,20 @@ def test_backends_option_tries_gsv_on_its_own_front_end(tmp_path, monkeypatch):
     res = tune(records, backends=("map", "gsv"), options=None, n_jobs=1)
     assert len(calls) == 1 and PRESETS["speaker"] in calls[0]  # one decoding pass for all
     rows = {r["front_end"]: r for r in res.table if r["stage"] == "backend"}
-    assert list(rows) == ["map", "gsv (speaker)"]
+    assert list(rows) == ["map", "gsv", "gsv (speaker)"]  # gsv listed: on both front ends
     assert all(r["n"] == len(records) and r["components"] == "UBM 64" for r in rows.values())
     assert res.backend in ("ml", "map", "gsv")
     # forced: the model is gsv at the UBM size it was scored at, on the speaker front end
-    monkeypatch.setattr(steps, "beats_default", lambda options, default, n, n_se: "gsv")
+    seen = []
+    monkeypatch.setattr(steps, "beats_default", lambda options, default, n, n_se: seen.append(
+        default) or "gsv (speaker)")  # fmt: skip
     out = tmp_path / "m.npz"
     r = run(["-q", "train", data, "--preset", "auto", "--components", "auto", "-o", out,
              "-j", "1", "--backends", "map,gsv", "--json"])  # fmt: skip
     sel = json.loads(r.output)["selection"]
-    assert sel["backend"] == "gsv" and sel["front_end"] == "speaker"
-    assert [r.get("chosen") for r in sel["table"] if r["stage"] == "backend"] == [False, True]
+    assert sel["backend"] == "gsv" and sel["front_end"] == "speaker" and seen == ["gsv"]
+    assert [r.get("chosen") for r in sel["table"] if r["stage"] == "backend"] == [False, False,
+                                                                                  True]
     assert not [r for r in sel["table"] if r["stage"] != "backend" and r.get("chosen")]
     bundle = load_model(out)
     assert isinstance(bundle.classifier, GSVClassifier) and bundle.classifier.n_components == 64
@@ -892,16 +897,22 @@ def test_backends_option_tries_gsv_on_its_own_front_end(tmp_path, monkeypatch):
 
 
 def test_auto_backends_follow_the_files_band():
-    """``backends="auto"``: gsv where the full-band front end is skipped, else map; the others
-    are left out with their reasons."""
-    assert candidates.auto_backends(True) == (("gsv",), {b: candidates.NOT_TRIED[b] for b in ("map", "ivector")})
-    assert candidates.auto_backends(False) == (("map",), {b: candidates.NOT_TRIED[b] for b in ("gsv", "ivector")})
+    """``backends="auto"``: the default (gsv on the first front end), and gsv on the speaker
+    front end where the full-band front end is skipped; the others are left out with their
+    reasons (a fixed front end leaves no backend's own front end out)."""
+    why = candidates.NOT_TRIED
+    assert candidates.auto_backends(True) == ((("gsv", ""), ("gsv", "speaker")),
+                                              {b: why[b] for b in ("map", "ivector")})
+    assert candidates.auto_backends(False) == ((("gsv", ""),),
+                                               {b: why[b] for b in ("gsv (speaker)", "map", "ivector")})
+    assert candidates.auto_backends(False, searching=False) == (
+        (("gsv", ""),), {b: why[b] for b in ("map", "ivector")})
 
 
 def test_auto_tries_gsv_on_speech_band_files_and_map_on_full_band_ones(monkeypatch):
-    """The default backends of --preset auto --components auto: on 16 kHz files gsv on the
-    speaker front end (no sound front end), on 22.05 kHz files map on the default one; a
-    fixed front end keeps map. Only step 1 runs: the CV is tested elsewhere."""
+    """The default backends of --preset auto --components auto: gsv on the default front end,
+    and on 16 kHz files gsv on the speaker front end too (no sound front end); a fixed front
+    end, the default alone. Only step 1 runs: the CV is tested elsewhere."""
 
     class Stop(Exception):
         pass
@@ -917,9 +928,10 @@ def test_auto_tries_gsv_on_speech_band_files_and_map_on_full_band_ones(monkeypat
             tune(read_manifest(ROOT / "data_samples" / name), options=None, n_jobs=1, **kw)
         states.append(e.value.args[0])
     assert [(s.backends, list(s.cands), list(s.extra), sorted(s.not_tried)) for s in states] == [
-        (("gsv",), ["general", "general-cmn"], ["speaker"], ["ivector", "map"]),
-        (("map",), ["general", "sound", "sound-cmn"], [], ["gsv", "ivector"]),
-        (("map",), ["general"], [], ["gsv", "ivector"]),
+        ((("gsv", ""), ("gsv", "speaker")), ["general", "general-cmn"], ["speaker"],
+         ["ivector", "map"]),
+        ((("gsv", ""),), ["general", "sound", "sound-cmn"], [], ["gsv (speaker)", "ivector", "map"]),
+        ((("gsv", ""),), ["general"], [], ["ivector", "map"]),
     ]
 
 
@@ -1056,6 +1068,53 @@ def test_a_backend_whose_front_end_lost_other_files_is_not_tried(monkeypatch, ca
     monkeypatch.setattr(steps, "extract_many_configs", lossy)
     with caplog.at_level("WARNING", logger="audiogmm"):
         res = tune(records, backends=("map", "gsv"), options=None, n_jobs=1)
-    assert [r["front_end"] for r in res.table if r["stage"] == "backend"] == ["map"]
-    assert any("backends gsv not tried: the speaker front end skipped other files" in m
-               for m in caplog.messages)  # fmt: skip
+    assert [r["front_end"] for r in res.table if r["stage"] == "backend"] == ["map", "gsv"]
+    assert any("backends gsv (speaker) not tried: the speaker front end skipped other files"
+               in m for m in caplog.messages)  # fmt: skip
+
+
+def test_the_default_backend_is_autos_base_and_the_ml_choice_needs_two_se():
+    """Session 19: gsv on the default front end is the base. auto's CV on the dev realsounds
+    (176 clips) put the ml choice 8 and 20 clips above it on splits 2 and 1, and the test sides
+    13 clips below and 1 below: at two SE (14.1 clips) the first is kept, the second is not.
+    On the 8 kHz dev speakers gsv on the speaker front end led by 21 clips of 491: chosen."""
+    from audiogmm.selection.cv import beats_default
+
+    se = candidates.BACKEND_SE
+    assert beats_default([("gsv", 103, 0.0), ("ml", 111, 1.0)], "gsv", 176, n_se=se) == "gsv"
+    assert beats_default([("gsv", 103, 0.0), ("ml", 111, 1.0)], "gsv", 176, n_se=1.0) == "ml"
+    assert beats_default([("gsv", 101, 0.0), ("ml", 121, 1.0)], "gsv", 176, n_se=se) == "ml"
+    margins = {"ml": se["ml"], "gsv (speaker)": se["gsv"]}
+    opts = [("gsv", 455, 0.0), ("ml", 452, 1.0), ("gsv (speaker)", 476, 2.0)]
+    assert beats_default(opts, "gsv", 491, n_se=margins) == "gsv (speaker)"
+    opts = [("gsv", 470, 0.0), ("ml", 464, 1.0), ("gsv (speaker)", 475, 2.0)]  # 5 < 5.3
+    assert beats_default(opts, "gsv", 491, n_se=margins) == "gsv"
+
+
+def test_auto_compares_every_option_with_the_default_backend(monkeypatch):
+    """The backend step's options and margins under ``backends="auto"`` on speech-band files:
+    the ml choice (two SE), gsv on the speaker front end (one), against gsv on the default
+    front end; no backends (``--backends none``): nothing compared, the ml choice kept."""
+    records = read_manifest(ROOT / "data_samples" / "speakers")
+    seen = []
+    real = steps.beats_default
+
+    def spy(options, default, n, n_se):
+        seen.append(([o[0] for o in options], default, dict(n_se)))
+        return real(options, default, n, n_se=n_se)
+
+    monkeypatch.setattr(steps, "beats_default", spy)
+    res = tune(records, options=None, n_jobs=1, cv_max_iter=2)
+    (names, default, margins), *_ = [s for s in seen if "gsv" in s[0]]
+    assert names == ["ml", "gsv", "gsv (speaker)"] and default == "gsv"
+    assert margins == {"ml": 2.0, "gsv": 1.0, "gsv (speaker)": 1.0}
+    rows = [r for r in res.table if r["stage"] == "backend"]
+    assert [r["front_end"] for r in rows] == ["gsv", "gsv (speaker)"]
+    assert all(r["n"] == len(records) for r in rows)
+    chosen = [r["front_end"] for r in rows if r["chosen"]]
+    assert res.backend == ("gsv" if chosen else "ml")
+    if chosen:
+        assert res.front_end == {"gsv": "general", "gsv (speaker)": "speaker"}[chosen[0]]
+    seen.clear()
+    res = tune(records, options=None, n_jobs=1, cv_max_iter=2, backends=())
+    assert res.backend == "ml" and not [r for r in res.table if r["stage"] == "backend"]

@@ -298,7 +298,8 @@ def test_cli_train_map_evaluate_predict_reject(speaker_folder, tmp_path):
 
 def test_cli_reject_auto_needs_a_calibrated_threshold(speaker_folder, tmp_path):
     model = tmp_path / "ml.npz"
-    cli(["-q", "train", speaker_folder, "-o", model, "-k", "2", "--max-iter", "3", "--jobs", "1"])
+    cli(["-q", "train", speaker_folder, "-o", model, "--backend", "ml", "-k", "2", "--max-iter",
+         "3", "--jobs", "1"])  # fmt: skip
     clip = sorted((speaker_folder / "ast_en").glob("*.flac"))[0]
     r = cli(["-q", "predict", model, clip, "--reject", "auto"], code=1)  # ml, uncalibrated
     assert "calibrated threshold" in r.output and "--calibrate" in r.output

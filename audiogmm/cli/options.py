@@ -188,11 +188,12 @@ def backends_option():
     """``--backends auto|none|A,B``: the backends ``--preset auto --components auto`` tries."""
     return click.option(
         "--backends", callback=_backends, metavar="auto|none|LIST",
-        help="Backends that --preset auto / --components auto cross-validate against the ml "
-        "choice (one UBM of 64 per fold; one replaces it only if better by 2 standard errors, "
-        "gsv by 1): auto tries gsv (on the speaker front end) when no file is sampled above "
-        "16 kHz, else map; LIST names them, e.g. map,gsv; none tries no other backend.  "
-        "[default: auto]")
+        help="Backends that --preset auto / --components auto cross-validate beside the ml "
+        "choice (one UBM of 64 per fold). auto: gsv on the default front end, the base the "
+        "others must beat (the ml choice by 2 standard errors), and gsv on the speaker front "
+        "end too (by 1) under --preset auto when no file is sampled above 16 kHz; LIST names "
+        "them, e.g. map,gsv (gsv listed: the base); none: the ml choice alone.  "
+        "[default: auto; with --backend ml, none]")
 
 
 def given(ctx: click.Context, name: str) -> bool:

@@ -20,7 +20,7 @@ from ..exceptions import ConvergenceWarning, ModelFileError, ParameterError
 from ..features import FeatureConfig
 from ..io.atomic import check_writable
 from ..mixture import DiagGMM
-from ..models import BACKENDS, default_components
+from ..models import BACKENDS, DEFAULT_BACKEND, default_components
 from ..models.classifier import oversized_reason
 from ..models.fusion import MAX_MEMBERS
 from ..models.ubm import UBM_DEFAULTS, train_ubm
@@ -79,10 +79,11 @@ def _front_end(ubm_path, ubm_config, data_config, *, fixed: bool):
               help="Model file to write (.npz).")
 @options.split_options()
 @options.feature_options(auto=True, fuse=MAX_MEMBERS)
-@options.components_option(None, "Components per class (--backend ml, default "
-    f"{default_components('ml')}; 'auto': chosen by cross-validation), or of the UBM (--backend "
-    f"map, default {default_components('map')}; gsv, default {default_components('gsv')}); "
-    "ivector as gsv.")  # fmt: skip
+@options.components_option(None, "Components of the UBM (gsv, the default backend: "
+    f"{default_components('gsv')}; map {default_components('map')}; ivector "
+    f"{default_components('ivector')}), or per class (--backend ml, default "
+    f"{default_components('ml')}). 'auto': chosen by cross-validation, the backend too (see "
+    "--backends; with --backend ml, K per class among ml models).")  # fmt: skip
 @click.option("--init", type=click.Choice(["split", "kmeans++"]),
               help="Initialisation: k-means++ on a subsample, or split growth from one component "
               f"[default: {_GMM_DEFAULTS['init']}; the UBM of --backend map/gsv/ivector: "
@@ -90,8 +91,8 @@ def _front_end(ubm_path, ubm_config, data_config, *, fixed: bool):
 @click.option("--max-iter", type=click.IntRange(min=0),
               help=f"Maximum EM iterations per class [default: {_GMM_DEFAULTS['max_iter']}; "
               f"the UBM of --backend map/gsv/ivector runs exactly {UBM_DEFAULTS['max_iter']}].")
-@click.option("--backend", type=options.Members(sorted(BACKENDS), MAX_MEMBERS), default="ml",
-              show_default=True, help="ml: one GMM per label; map: a UBM with MAP-adapted "
+@click.option("--backend", type=options.Members(sorted(BACKENDS), MAX_MEMBERS),
+              help=f"[default: {DEFAULT_BACKEND}] ml: one GMM per label; map: a UBM with MAP-adapted "
               "labels; gsv: GMM supervectors of a UBM + logistic regression; ivector: "
               "i-vectors of a UBM + LDA, WCCN and cosine scoring. Several joined by '+' (and "
               "one --preset each, or one for all): a late fusion of those models, each with "
@@ -126,13 +127,18 @@ def train(ctx, data, output, preset, config_path, components, backend, ubm_path,
     (`audiogmm extract DATA --cache C --shards STORE`)."""
     from ..pipeline.classify import load_ubm, save_model
     from ..pipeline.sources import KINDS, source_kind
-    auto = preset == "auto"
+    auto, ml_only = preset == "auto", backend == "ml"
     tuning, kind = auto or components == "auto", KINDS[source_kind(data)]
+    backend = backend or DEFAULT_BACKEND
     members = fusion_members(ctx, preset, backend, kind)
     for wrong, why in [
         (auto and config_path, options.AUTO_AND_CONFIG),
-        (tuning and backend != "ml", "--preset auto and --components auto select by "
-         f"cross-validating the ml backend; give a fixed --preset and -k with --backend {backend}"),
+        (tuning and options.given(ctx, "backend") and not ml_only, "--preset auto and --components "
+         "auto choose the backend (the default, gsv, against the ml choice and others; "
+         f"--backend ml: ml alone); give a fixed --preset and -k with --backend {backend}"),
+        (tuning and not ml_only and components not in (None, "auto"), f"-k {components} with "
+         "--preset auto sets the ml choice's K, but auto also tries gsv (UBM 64): give "
+         "--backend ml to choose among ml models of K components, or --components auto"),
         (calibrate and (backend not in ("ml", "map") or tuning), "--calibrate applies to "
          "--backend ml and map (gsv and ivector calibrate their scores always, and --preset "
          "auto calibrates what it chooses)"),
@@ -145,7 +151,11 @@ def train(ctx, data, output, preset, config_path, components, backend, ubm_path,
     ]:  # fmt: skip
         if wrong:
             raise click.UsageError(why)
-    params = {} if members else backend_params(ctx, backend, ctx.params)
+    if tuning and not ml_only:
+        options.refuse_given(ctx, (*READ_BY, "init", "max_iter"), "sets up one backend, and "
+                             "--preset auto / --components auto train the backend they choose "
+                             "with its defaults (--backend ml: choose among ml models with it)")
+    params = {} if members else backend_params(ctx, "ml" if tuning else backend, ctx.params)
     options.refuse_given(ctx, kind.not_for, kind.why)
     ubm, ubm_config = load_ubm(ubm_path) if ubm_path else (None, None)
     if ubm_path and ubm_config is None:
@@ -246,10 +256,12 @@ def _fit(ctx, data, fit, config, ubm_config, tuning, calibrate):
                           selection=tuning) as ex:  # fmt: skip
         if tuning:
             n_components = fit["n_components"]  # the ml K (16 unless -k), or "auto"
+            # --backend ml: ml alone unless --backends lists others
+            backends = () if p["backends"] is None and fit["backend"] == "ml" else p["backends"]
             fit = {k: v for k, v in fit.items() if k not in ("backend", "ubm", "n_components")}
             clf, tuned = train_tuned(records, preset="auto" if config is None else config,
                                      components=n_components, options=opts, executor=ex,
-                                     backends=p["backends"], **fit)  # fmt: skip
+                                     backends=backends, **fit)  # fmt: skip
             clips = audio_clips(data, records, tuned.features, tuned.member_configs or tuned.config,
                                 n_jobs=jobs, cache_dir=p["cache_dir"], **how)  # fmt: skip
             extra["selection"] = tuned.to_header()
@@ -318,8 +330,9 @@ def report_training(clf, backend: str, member: str = "") -> None:
 @click.argument("data", type=click.Path(exists=True))
 @options.split_options()
 @options.feature_options(auto=True, default="auto")
-@options.components_option("auto", "Components per class, or 'auto': per-class K (or one K) "
-                           "chosen by clip-stratified cross-validation on the training files.")
+@options.components_option("auto", "Components per class of the ml candidates, or 'auto': "
+                           "per-class K (or one K) chosen by clip-stratified cross-validation "
+                           "on the training files (the backends' UBM: 64).")
 @click.option("--folds", type=click.IntRange(min=2), default=3, show_default=True,
               help="Clip-stratified cross-validation folds.")
 @options.backends_option()

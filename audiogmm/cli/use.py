@@ -272,6 +272,7 @@ def _summary(model: str, bundle, clf, gmm, header: dict) -> dict:
     if out["backend"] in _BACKENDS:
         ubm = getattr(getattr(clf, "ubm_", None), "n_components", None)
         out[out["backend"]] = {"ubm_components": ubm, **_BACKENDS[out["backend"]][0](clf)}
+        out["ubm_training"] = getattr(clf, "ubm_report_", None) or None  # its EM
     if fused:  # each member's backend, size (per class for ml, else its UBM's) and weight
         weights = clf.weights or [None] * len(clf.members)
         out["members"] = [{"backend": _backend(m),
@@ -301,10 +302,7 @@ def info(model, as_json):
         _show("mixture", f"one DiagGMM, {gmm.n_components} diagonal components x {gmm.n_dims} "
               f"dims; {use}")  # fmt: skip
         if rep:
-            _show("training", f"{rep.get('n_frames', '?')} frames, {rep.get('n_iter', '?')} it "
-                  f"({'converged' if rep.get('converged') else 'not converged'}), ll/frame "
-                  f"{rep.get('final_mean_loglik', float('nan')):.3f}, "
-                  f"{rep.get('n_reseeded', 0)} re-seeded")  # fmt: skip
+            _show("training", _fit_text(rep))
         return
     _show("classes", f"{len(clf.labels_)}: {', '.join(map(escape_name, clf.labels_))}")
     dims, b = dims_text(out["n_dims"]), out.get(out["backend"], {})
@@ -321,6 +319,8 @@ def info(model, as_json):
             + ")" for m in out["members"]) + " (late fusion)")  # fmt: skip
     else:
         _show("mixtures", f"{out['n_components']} diagonal components x {dims} dims")
+    if out.get("ubm_training"):
+        _show("UBM fit", _fit_text(out["ubm_training"], budget=True))
     if out["backend"] in ("ml", "fused"):
         cal = out["calibration"]
         if out["backend"] == "fused":
@@ -364,6 +364,17 @@ def info(model, as_json):
               f"  {r.get('n_reseeded', '?')} re-seeded")  # fmt: skip
         click.echo(f"  {escape_name(y):<20} {k}{r.get('n_clips', '?'):>5} clips "
                    f"{r.get('n_frames', '?'):>8} frames  {r.get('n_iter', '?'):>3} it{ll}")
+
+
+def _fit_text(rep: dict, budget: bool = False) -> str:
+    """One mixture's fit report (a UBM's, a DiagGMM file's) as one line of ``info``;
+    ``budget``: its EM runs a fixed number of iterations (a backend's UBM), not to tolerance."""
+    state = ("converged" if rep.get("converged") else "a fixed budget" if budget
+             else "not converged")  # fmt: skip
+    return (f"{rep.get('n_frames', '?')} frames, {rep.get('n_iter', '?')} it "
+            f"({state}), ll/frame "
+            f"{rep.get('final_mean_loglik', float('nan')):.3f}, "
+            f"{rep.get('n_reseeded', 0)} re-seeded")  # fmt: skip
 
 
 @click.command("plot")

@@ -222,14 +222,15 @@ def _back_end(cls: type, table: Field, block: str, fitted: tuple, names: tuple,
     def parts(c):
         own = {k: getattr(c, k) for k in c.own_params}
         own.update({k: getattr(c, k + "_") for k in fitted})
-        header = {"labels": list(c.labels_), **_member_fields(c), block: own}
+        header = {"labels": list(c.labels_), **_member_fields(c), block: own,
+                  "ubm_training": getattr(c, "ubm_report_", {})}
         return header, {**_ubm_arrays(c.ubm_), **{k: getattr(c, k + "_") for k in names}}
 
     def build(name, h, a):
         own = {**(absent or {}), **h[block]}
         done = {k: own.pop(k) for k in fitted}
         clf = _classifier(name, h, cls, h.get("training", {}), **own)
-        clf.ubm_ = _ubm(name, clf, a)
+        clf.ubm_, clf.ubm_report_ = _ubm(name, clf, a), h.get("ubm_training", {})
         wants = shapes(name, clf, a, len(clf.labels_), clf.ubm_.means_.size)
         for key, want in wants.items():  # finite float64 of their shapes, bounded entries
             x = a[key]

@@ -135,14 +135,17 @@ GSV_BLOCK = Obj({
     "relevance": Real(0.0), "C": Real(5e-324), "length_norm": Bool(), "subsample": Int(1),
     "calibration": List(Real(-1e6, 1e6), max_len=2, null=True, then=at_least(2)),
 }, optional=("length_norm",))  # fmt: skip
-GSV = Obj({**CLASSIFIER.keys, "gsv": GSV_BLOCK}, optional=(*_OPTIONAL, *_BLOCKS))
+#: ``ubm_training``: the UBM's fit report (its EM curve), in files written since session 19.
+GSV = Obj({**CLASSIFIER.keys, "gsv": GSV_BLOCK, "ubm_training": FIT_REPORT},
+          optional=(*_OPTIONAL, *_BLOCKS, "ubm_training"))  # fmt: skip
 #: The back end of an IVectorClassifier (its constructor's own parameters), the T-EM's
 #: bound per frame at each iteration, and the calibration as in ``gsv``.
 IVECTOR_BLOCK = Obj({
     "rank": Int(1), "n_iter": Int(0), "subsample": Int(1),
     "tv_history": List(Real(), max_len=1 << 16), "calibration": GSV_BLOCK.keys["calibration"],
 })  # fmt: skip
-IVECTOR = Obj({**CLASSIFIER.keys, "ivector": IVECTOR_BLOCK}, optional=(*_OPTIONAL, *_BLOCKS))
+IVECTOR = Obj({**CLASSIFIER.keys, "ivector": IVECTOR_BLOCK, "ubm_training": FIT_REPORT},
+              optional=(*_OPTIONAL, *_BLOCKS, "ubm_training"))  # fmt: skip
 #: A fused model's member, by its ``kind`` (absent: a GMMClassifier, as in every file before
 #: members of other backends): that kind's table without the labels and pipeline blocks.
 MEMBER_KINDS = {

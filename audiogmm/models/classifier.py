@@ -22,7 +22,7 @@ from ..mixture.kernels import row_max_and_sum
 from ..mixture.sources import ArraySource, check_frames
 from ..progress import Progress, reporter
 
-__all__ = ["UNKNOWN", "GMMClassifier", "N_COMPONENTS", "class_llr", "class_seeds", "decide",
+__all__ = ["UNKNOWN", "GMMClassifier", "N_COMPONENTS", "REPORT_KEYS", "class_llr", "class_seeds", "decide",
            "log_odds", "raw_llr"]
 
 logger = logging.getLogger(__name__)
@@ -48,6 +48,12 @@ def oversized_reason(
             f"{reseeded} re-seeds): the model is over-sized for this data; {advice}"
         )
     return None
+
+
+#: What a model keeps of a mixture's ``fit_report_``: no wall time, so that a model file is
+#: the same bytes wherever and however it was fitted.
+REPORT_KEYS = ("n_iter", "converged", "final_mean_loglik", "n_reseeded", "compute_dtype",
+               "notes", "history")  # fmt: skip
 
 
 def check_clips(clips: Sequence[np.ndarray], labels: Sequence[str],
@@ -264,11 +270,9 @@ class GMMClassifier(ModelFile):
                             y, data[y].shape[0], gmm.n_iter_, gmm.history_[-1],)  # fmt: skip
                 tick()
         self.set_models(dict(zip(self.labels_, models)))
-        keep = ("n_iter", "converged", "final_mean_loglik", "n_reseeded", "compute_dtype",
-                "notes", "history")  # fmt: skip
         self.fit_report_ = {
             y: {"n_clips": labels.count(y), "n_frames": int(data[y].shape[0]),
-                **{k: m.fit_report_[k] for k in keep}}  # fmt: skip
+                **{k: m.fit_report_[k] for k in REPORT_KEYS}}  # fmt: skip
             for y, m in self.models_.items()
         }
         for y, r in self.fit_report_.items():

@@ -19,11 +19,15 @@ from ..exceptions import ParameterError
 from ..mixture import ConvergenceMonitor, DiagGMM
 from ..mixture.checks import is_int, need
 from ..progress import Progress, reporter
-from .ubm import GSV_COMPONENTS, EmbeddingClassifier, clip_stats
+from .ubm import EmbeddingClassifier, clip_stats
 
-__all__ = ["IVectorClassifier", "extract_ivectors", "train_tv", "whitened_stats"]
+__all__ = ["IVECTOR_COMPONENTS", "IVectorClassifier", "extract_ivectors", "train_tv", "whitened_stats"]
 
 logger = logging.getLogger(__name__)
+
+#: UBM size of the i-vector backend when none is given: a total-variability space needs
+#: the finer UBM (Kaldi and SIDEKIT recipes use 512-2048 on large corpora).
+IVECTOR_COMPONENTS = 256
 
 #: Clips per block of the T-EM's E-step (bounds its memory to a block's R x R matrices).
 _BLOCK = 256
@@ -208,7 +212,7 @@ class IVectorClassifier(EmbeddingClassifier):
     Parameters
     ----------
     n_components : int > 0, default=256
-        UBM components K (:data:`GSV_COMPONENTS`).
+        UBM components K (:data:`IVECTOR_COMPONENTS`).
     rank : int > 0, default=100
         Dimension R of the total-variability subspace, capped at training to the number of
         clips minus the number of classes (a full-rank within-class scatter) and at ``K * D``
@@ -232,7 +236,7 @@ class IVectorClassifier(EmbeddingClassifier):
 
     own_params = ("rank", "n_iter", "subsample")
 
-    def __init__(self, n_components: int = GSV_COMPONENTS, *, rank: int = 100, n_iter: int = 5,
+    def __init__(self, n_components: int = IVECTOR_COMPONENTS, *, rank: int = 100, n_iter: int = 5,
                  subsample: int = 4, priors: dict[str, float] | None = None,
                  n_jobs: int | None = None, random_state: int | None = 0,
                  **gmm_params: Any) -> None:  # fmt: skip

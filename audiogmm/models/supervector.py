@@ -17,7 +17,7 @@ from ..exceptions import ConvergenceWarning, ParameterError
 from ..mixture import DiagGMM
 from ..mixture.checks import is_int, is_real, need
 from .classifier import raw_llr
-from .ubm import GSV_COMPONENTS, EmbeddingClassifier, clip_stats
+from .ubm import UBM_COMPONENTS, EmbeddingClassifier, clip_stats
 
 __all__ = ["GSVClassifier", "lbfgs", "logistic_regression", "row_space", "supervectors",
            "unit_rows"]
@@ -233,7 +233,7 @@ class GSVClassifier(EmbeddingClassifier):
     Parameters
     ----------
     n_components : int > 0, default=256
-        UBM components K (:data:`GSV_COMPONENTS`).
+        UBM components K (:data:`~audiogmm.models.ubm.UBM_COMPONENTS`).
     relevance : float >= 0, default=4.0
         MAP relevance of each clip's means (:func:`supervectors`); below map's 16, as a clip
         has far fewer frames than a class (dev hard speakers: 4 beat 16 by 0.3-0.9 points).
@@ -261,7 +261,7 @@ class GSVClassifier(EmbeddingClassifier):
 
     own_params = ("relevance", "C", "length_norm", "subsample")
 
-    def __init__(self, n_components: int = GSV_COMPONENTS, *, relevance: float = 4.0,
+    def __init__(self, n_components: int = UBM_COMPONENTS, *, relevance: float = 4.0,
                  C: float = 10.0, length_norm: bool = True, subsample: int = 4,
                  priors: dict[str, float] | None = None,
                  n_jobs: int | None = None, random_state: int | None = 0,

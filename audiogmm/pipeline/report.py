@@ -125,25 +125,39 @@ def write_report(
     return written
 
 
+#: The name of a UBM's EM curve among the classes' in :func:`training_report`.
+UBM_CURVE = "(UBM)"
+
+
 def training_report(model: Any) -> dict[str, Any]:
-    """The per-class training reports of a bundle's classifier, for :func:`write_report`;
-    a fused model's members' classes labelled ``"label (front end)"``."""
+    """The per-class training reports of a bundle's classifier, for :func:`write_report`,
+    and its UBM's (map, gsv, ivector) as :data:`UBM_CURVE`; a fused model's members'
+    labelled ``"label (front end)"``."""
     clf = model.classifier
     members = getattr(clf, "members", None)
     if not members:
-        return clf.fit_report_
+        return {**clf.fit_report_, **_ubm_report(clf, UBM_CURVE)}
     sel = model.header.get("selection")
     names = sel["front_end"].split(" + ") if isinstance(sel, dict) else []
     if len(names) != len(members):
         names = [f"member {i + 1}" for i in range(len(members))]
-    return {f"{y} ({n})": r for n, m in zip(names, members) for y, r in m.fit_report_.items()}
+    return {k: r for n, m in zip(names, members)
+            for k, r in [*((f"{y} ({n})", r) for y, r in m.fit_report_.items()),
+                         *_ubm_report(m, f"{UBM_CURVE} ({n})").items()]}  # fmt: skip
+
+
+def _ubm_report(clf: Any, name: str) -> dict[str, Any]:
+    """``{name: the UBM's fit report}`` when ``clf`` has a UBM whose report holds its curve."""
+    rep = getattr(clf, "ubm_report_", None)
+    return {name: rep} if isinstance(rep, dict) and rep.get("history") else {}
 
 
 def write_training_curves(folder: str | os.PathLike, training: dict[str, Any], *,
                           plot: bool = True) -> list[str]:  # fmt: skip
-    """Per-class EM curves of a ``fit_report_``, mean log-likelihood per frame (nats) per
-    iteration: ``training_curves.json`` and (``plot``, matplotlib) ``training_curves.png``,
-    returned; classes without a ``history`` (older files, MAP classes) are left out."""
+    """Per-class (and UBM, :func:`training_report`) EM curves of a ``fit_report_``, mean
+    log-likelihood per frame (nats) per iteration: ``training_curves.json`` and (``plot``,
+    matplotlib) ``training_curves.png``, returned; entries without a ``history`` (older files,
+    MAP-adapted and gsv or ivector classes) are left out."""
     curves = {
         str(y): [float(v) for v in r["history"]]
         for y, r in sorted(training.items())
@@ -159,7 +173,7 @@ def write_training_curves(folder: str | os.PathLike, training: dict[str, Any], *
         for y, h in curves.items():
             ax.plot(range(len(h)), h, marker=".", label=y)
         ax.xaxis.set_major_locator(plt.MaxNLocator(integer=True))  # iterations are whole
-        ax.set(xlabel="EM iteration (0: after initialisation)", title="training curves per class",
+        ax.set(xlabel="EM iteration (0: after initialisation)", title="EM training curves",
                ylabel="mean log-likelihood per frame (nats)")  # fmt: skip
         if len(curves) <= 20:
             ax.legend(fontsize=7, ncol=2 if len(curves) > 8 else 1)

@@ -32,7 +32,7 @@ from ..data.shards import ShardStore, is_store, open_store
 from ..engine import LocalExecutor, resolve
 from ..exceptions import DatasetError, ModelFileError, ParameterError
 from ..features import FeatureConfig
-from ..models import BACKENDS, GMMClassifier
+from ..models import BACKENDS, DEFAULT_BACKEND, GMMClassifier
 from .classify import describe_split, labelled_results, load_split, skipped_list
 
 __all__ = ["KINDS", "ClipSet", "audio_clips", "evaluate_kaldi", "export_kaldi", "fit_backend",
@@ -197,7 +197,8 @@ def store_config(store: ShardStore) -> FeatureConfig:
     return config
 
 
-def fit_backend(clips: Sequence[np.ndarray], labels: Sequence[str], *, backend: str = "ml",
+def fit_backend(clips: Sequence[np.ndarray], labels: Sequence[str], *,
+                backend: str = DEFAULT_BACKEND,
                 ubm: Any = None, executor: LocalExecutor | None = None, progress: Any = None,
                 **classifier_params: Any) -> GMMClassifier:  # fmt: skip
     """Fit the ``backend``'s classifier on clips: every training path ends here.
@@ -206,7 +207,8 @@ def fit_backend(clips: Sequence[np.ndarray], labels: Sequence[str], *, backend: 
     ----------
     clips : sequence of ndarray, each of shape (n_frames_i, n_dims)
     labels : sequence of str, length n_clips
-    backend : {"ml", "map", "gsv", "ivector"}, a key of :data:`~audiogmm.models.BACKENDS`
+    backend : {"gsv", "ml", "map", "ivector"}, a key of :data:`~audiogmm.models.BACKENDS`
+        (default :data:`~audiogmm.models.DEFAULT_BACKEND`, as ``train``)
     ubm : DiagGMM, optional; a fitted UBM instead of training one (not with ``"ml"``)
     **classifier_params : the backend classifier's parameters
 

@@ -220,13 +220,14 @@ def fold_scores(train: Sequence[np.ndarray], train_labels: Sequence[str],
         return clf.score_matrix(test, executor=LocalExecutor(1))
 
 
-def backend_cv_scores(groups: Sequence[tuple[Sequence[np.ndarray], Sequence[str]]],
+def backend_cv_scores(groups: Sequence[tuple[Sequence[np.ndarray], Sequence[str] | Mapping[str, str]]],
                       labels: Sequence[str], folds: np.ndarray, *, frame_step: int = 1,
                       random_state: int | None = 0,
                       executor: LocalExecutor | None = None) -> dict[str, np.ndarray]:  # fmt: skip
     """Held-out scores (n_clips, n_labels; sorted labels; NaN rows never held out) of every clip
     under each backend, per backend. ``groups``: ``(clips, backends)`` per front end, the same
-    files in the same order. Per fold and group, one UBM (``map``'s own fit) on the training
+    files in the same order; ``backends`` a list, or a mapping of output key -> backend (the
+    same backend on two front ends). Per fold and group, one UBM (``map``'s own fit) on the training
     clips only (one that saw the held-out clips fell from 89% to 19% on the dev sounds), every
     other backend of the group adapting from it with its defaults; on every
     ``frame_step``-th frame, but for the per-clip statistics of gsv and ivector
@@ -236,6 +237,8 @@ def backend_cv_scores(groups: Sequence[tuple[Sequence[np.ndarray], Sequence[str]
     scores are the same wherever it runs."""
     labels = [str(y) for y in labels]
     names = sorted(set(labels))
+    groups = [(clips, dict(bs) if isinstance(bs, Mapping) else {b: b for b in bs})
+              for clips, bs in groups]  # fmt: skip
     held = held_out(folds)
     order = sorted(range(len(groups)), key=lambda g: -sum(len(X) for X in groups[g][0]))
     keys = [(g, f) for g in order for f in held]
@@ -244,17 +247,17 @@ def backend_cv_scores(groups: Sequence[tuple[Sequence[np.ndarray], Sequence[str]
         clips, bs = groups[g]
         # map alone uses only every frame_step-th frame: thinned here, before the task's
         # clips cross to a worker (the same scores as thinning in the task)
-        pre, step = (frame_step, 1) if set(bs) == {"map"} else (1, frame_step)
+        pre, step = (frame_step, 1) if set(bs.values()) == {"map"} else (1, frame_step)
         tasks.append(([clips[i][::pre] for i in held[f][0]], [labels[i] for i in held[f][0]],
-                      [clips[i][::pre] for i in held[f][1]], tuple(bs), names, random_state,
-                      step))  # fmt: skip
-    out = {b: np.full((len(labels), len(names)), np.nan) for _, bs in groups for b in bs}
+                      [clips[i][::pre] for i in held[f][1]], tuple(bs.values()), names,
+                      random_state, step))  # fmt: skip
+    out = {key: np.full((len(labels), len(names)), np.nan) for _, bs in groups for key in bs}
     with resolve(executor, None) as ex, quiet_single_class(), warnings.catch_warnings():
         # MAP on a fold's few frames may lower the bound by rounding: noise for a ranking
         warnings.filterwarnings("ignore", "EM log-likelihood decreased", RuntimeWarning)
         for (g, f), got in zip(keys, ex.map(backend_fold_scores, tasks, isolated=True, star=True)):
-            for b in groups[g][1]:
-                out[b][folds == f] = got[b]
+            for key, b in groups[g][1].items():
+                out[key][folds == f] = got[b]
     return out
 
 

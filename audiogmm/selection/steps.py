@@ -20,13 +20,20 @@ from ..engine import LocalExecutor, resolve
 from ..exceptions import ConvergenceWarning, DatasetError, ParameterError
 from ..features import PRESETS, FeatureConfig
 from ..mixture.checks import is_int
-from ..models import BACKENDS
+from ..models import BACKENDS, DEFAULT_BACKEND
 from ..models.classifier import N_COMPONENTS
 from ..models.fusion import fit_fusion
 from ..models.ubm import UBM_COMPONENTS
 from ..scoring.metrics import wilson_interval
 from . import candidates, cv
-from .candidates import BACKEND_FRONT_ENDS, CMN, FRONT_ENDS, auto_backends, within_bandwidth
+from .candidates import (
+    BACKEND_FRONT_ENDS,
+    CMN,
+    FRONT_ENDS,
+    auto_backends,
+    backend_label,
+    within_bandwidth,
+)
 from .cv import Option, beats_default, choose_fusion, one_standard_error
 
 __all__ = ["CV_MAX_ITER", "FRAME_STEP", "MAX_FUSED", "MIN_CLIPS_PER_CLASS", "MIN_CV_CLIPS",
@@ -98,9 +105,9 @@ class TuneResult:
 @dataclass
 class TuneState:
     """What :func:`tune`'s steps share: the inputs (``cands``: name -> config, by preference;
-    ``backends``: others than ``ml``, chosen by step 1 when ``auto_backends``, with the
-    ``not_tried`` ones; ``extra``: front ends extracted for a backend only,
-    :data:`BACKEND_FRONT_ENDS`), the table, each components option's K per class
+    ``backends``: ``(backend, front end)`` pairs other than ``ml`` (``""``: the first front
+    end), chosen by step 1 when ``auto_backends``, with the ``not_tried`` ones; ``extra``:
+    front ends extracted for a backend only, :data:`BACKEND_FRONT_ENDS`), the table, each components option's K per class
     (``choices``) and the chosen one (``rule``), the K the front ends are compared at
     (``screen_k``), their CV (``sels``), the choice so far (``correct`` of ``n_scored``)."""
 
@@ -113,7 +120,7 @@ class TuneState:
     grid: Sequence[int]
     n_folds: int
     random_state: int | None
-    backends: tuple[str, ...] = ()
+    backends: tuple[tuple[str, str], ...] = ()
     auto_backends: bool = False
     not_tried: dict[str, str] = field(default_factory=dict)
     extra: dict[str, FeatureConfig] = field(default_factory=dict)
@@ -169,26 +176,30 @@ class TuneState:
                     time.perf_counter() - t1)  # fmt: skip
         return sel
 
-    def backend_front_ends(self) -> dict[str, str]:
-        """Each backend's front end: its own under ``--preset auto``, else the given one."""
-        auto = len(self.cands) > 1
-        return {b: BACKEND_FRONT_ENDS.get(b, self.first) if auto else self.first
-                for b in self.backends}  # fmt: skip
+    @property
+    def base(self) -> str:
+        """The option the others must beat: the default backend on the first front end when
+        it is tried, else the ml choice."""
+        return DEFAULT_BACKEND if (DEFAULT_BACKEND, "") in self.backends else "ml"
+
+    def front_end_of(self, front_end: str) -> str:
+        """A backend pair's front end name (``""``: the first)."""
+        return front_end or self.first
 
     def backend_cv(self) -> Callable[[], dict[str, np.ndarray]]:
         """A call that runs the backends' CV (:func:`.cv.backend_cv_scores`, each on its
-        front end, over the clip folds of every CV here) into ``backend_scores``; it may run
-        beside other CV work, as nothing else depends on it. A front end that skipped other
-        files than the first is left out, with a warning."""
-        first, on = self.first, self.backend_front_ends()
+        front end, over the clip folds of every CV here) into ``backend_scores``, keyed by
+        :func:`backend_label`; it may run beside other CV work, as nothing else depends on it.
+        A front end that skipped other files than the first is left out, with a warning."""
+        first = self.first
         res, _, labels = self.features(first)
         groups = []
-        for name in dict.fromkeys(on.values()):
-            group = [b for b in self.backends if on[b] == name]
-            own, own_clips, _ = self.features(name)
+        for front in dict.fromkeys(f for _, f in self.backends):
+            group = {backend_label(b, f): b for b, f in self.backends if f == front}
+            own, own_clips, _ = self.features(self.front_end_of(front))
             if set(own.features) != set(res.features):  # the folds index the same clips
                 logger.warning("backends %s not tried: the %s front end skipped other files "
-                               "than %s", ", ".join(group), name, first)  # fmt: skip
+                               "than %s", ", ".join(group), front, first)  # fmt: skip
                 continue
             groups.append((own_clips, group))
         folds = cv.clip_folds(labels, self.n_folds, random_state=self.random_state)
@@ -201,7 +212,8 @@ class TuneState:
                 groups, labels, folds, frame_step=SCREEN_FRAME_STEP,
                 random_state=self.random_state, executor=self.executor,
             ) if groups else {}  # fmt: skip
-            logger.info("backends %s: CV in %.2f s", list(self.backends), time.perf_counter() - t1)
+            logger.info("backends %s: CV in %.2f s", [backend_label(*b) for b in self.backends],
+                        time.perf_counter() - t1)  # fmt: skip
             return self.backend_scores
         return run
 
@@ -226,8 +238,10 @@ class TuneState:
 
 def step_front_ends(state: TuneState) -> None:
     """Step 1: with ``--preset auto``, drop front ends above the files' band, add ``-cmn``;
-    the backends to try when ``auto_backends`` (:func:`auto_backends`), and their front ends
-    (:data:`BACKEND_FRONT_ENDS`), extracted with the others."""
+    the backends to try when ``auto_backends`` (:func:`auto_backends`: the default backend,
+    and gsv on its own front end on speech-band files); a listed backend on the first front
+    end and, under ``--preset auto``, on its own (:data:`BACKEND_FRONT_ENDS`) too; their
+    front ends extracted with the others."""
     searching, speech_band = len(state.cands) > 1, False
     if searching:
         state.cands = within_bandwidth(state.cands, state.records)
@@ -235,13 +249,14 @@ def step_front_ends(state: TuneState) -> None:
         widest = list(state.cands)[-1]
         state.cands[f"{widest}-cmn"] = state.cands[widest].replace(**CMN)
     if state.auto_backends:
-        state.backends, state.not_tried = auto_backends(speech_band)
+        state.backends, state.not_tried = auto_backends(speech_band, searching)
         for b, why in state.not_tried.items():
             logger.info("backend %s not tried: %s", b, why)
-    if not searching:
-        return
-    for b in state.backends:
-        if (name := BACKEND_FRONT_ENDS.get(b)) and name not in state.cands:
+    else:  # as auto tries them: on the first front end, and on their own under --preset auto
+        state.backends = tuple((b, f) for b, _ in state.backends for f in dict.fromkeys(
+            ("", BACKEND_FRONT_ENDS.get(b, "") if searching else "")))  # fmt: skip
+    for _, name in state.backends:
+        if name and name not in state.cands:
             state.extra[name] = PRESETS[name]
 
 
@@ -305,8 +320,8 @@ def step_front_end(state: TuneState) -> None:
     todo = [c for c in state.cands if c not in state.sels]  # the K search has screen_k
     for cand in todo:  # extracted here: an extraction is parallel by itself
         state.features(cand)
-    # the first at the K search's step when the backends will compare with it
-    first_step = FRAME_STEP if state.backends else SCREEN_FRAME_STEP
+    # the first at the K search's step when the backends will compare with its default K
+    first_step = FRAME_STEP if state.backends and state.base == "ml" else SCREEN_FRAME_STEP
     # one front end's CV per worker, its fits inline: fewer, larger parallel tasks; the
     # backends' CV (step 5) beside them, whose tasks fill the workers these leave idle
     jobs = [functools.partial(state.run_cv, c, [k], first_step if c == state.first
@@ -349,32 +364,42 @@ def step_fusion(state: TuneState) -> None:
 
 
 def step_backend(state: TuneState) -> None:
-    """Step 5: the other backends, on the default front end or their own (``state.extra``),
-    over one UBM per fold of step 2 and front end; one replaces the ml choice only if it
-    beats it and the default K by its :data:`.candidates.BACKEND_SE` standard errors."""
+    """Step 5: the other backends, each on its front end (``state.extra``), over one UBM per
+    fold of step 2 and front end. The base (:attr:`TuneState.base`): the default backend on the
+    first front end, else the ml choice (and the default K); another option replaces it only
+    if it beats it by its :data:`.candidates.BACKEND_SE` standard errors."""
     if not state.backends:
         return
-    first = state.first
+    first, base = state.first, state.base
     ref = state.sels.get(first)
-    if ref is None or N_COMPONENTS not in ref.grid or ref.frame_step != FRAME_STEP:
+    if base == "ml" and (ref is None or N_COMPONENTS not in ref.grid
+                         or ref.frame_step != FRAME_STEP):  # fmt: skip
         ref = state.run_cv(first, [N_COMPONENTS])  # the default, at the backends' frame step
-    options = [Option("ml", max(state.correct, ref.accuracy_counts(
-        ref.scores[N_COMPONENTS])[0]), 0.0)]  # fmt: skip
-    on = state.backend_front_ends()
+    elif ref is None:  # only the folds' held-out clips are needed (the same folds in every CV)
+        ref = next(iter(state.sels.values()))
+    ml = state.correct
+    if base == "ml" and N_COMPONENTS in ref.scores:
+        ml = max(ml, ref.accuracy_counts(ref.scores[N_COMPONENTS])[0])
+    options, pairs = [Option("ml", ml, float(base != "ml"))], {"ml": ("ml", first)}
     scores, n = state.backend_scores, int(ref.held.sum())
     if scores is None:  # not run beside the front ends' CV (step 3)
         scores = state.backend_cv()()
-    labels = {"ml": "ml"}  # a backend's table row: its name, and its front end if not first's
-    for rank, backend in enumerate(state.backends, 1):
-        if backend in scores:
-            c, n = ref.accuracy_counts(scores[backend])
-            labels[backend] = backend if on[backend] == first else f"{backend} ({on[backend]})"
-            options.append(state.add("backend", labels[backend], f"UBM {UBM_COMPONENTS}", c, n,
-                                     rank, name=backend))  # fmt: skip
-    state.backend = beats_default(options, "ml", n, n_se=candidates.BACKEND_SE)
-    state.choose(labels[state.backend], "backend")
+    margins = {"ml": candidates.BACKEND_SE.get("ml", 1.0)}
+    for rank, (backend, front) in enumerate(state.backends, 1):
+        label = backend_label(backend, front)
+        if label in scores:
+            c, n = ref.accuracy_counts(scores[label])
+            pairs[label], margins[label] = (backend, state.front_end_of(front)), \
+                candidates.BACKEND_SE.get(backend, 1.0)
+            options.append(state.add("backend", label, f"UBM {UBM_COMPONENTS}", c, n,
+                                     0.0 if label == base else rank + 1, name=label))  # fmt: skip
+    if base not in pairs:  # the default's front end skipped other files: the ml choice
+        base = "ml"
+    chosen = beats_default(options, base, n, n_se=margins)
+    state.backend, front = pairs[chosen]
+    state.choose(chosen, "backend", options=options)
     if state.backend != "ml":  # the backend runs on its front end alone
-        state.front_end, state.members, state.fusion_weights = on[state.backend], [], None
+        state.front_end, state.members, state.fusion_weights = front, [], None
         state.choose(state.front_end, "front end", "fusion")
 
 
@@ -412,9 +437,13 @@ def tune(records: Sequence[Record], *, preset: str | FeatureConfig = "auto",
     components : int or "auto"
         ``"auto"`` chooses K per class (or one K) over ``grid``; an int fixes K.
     backends : sequence of str, "auto" or None
-        Other backends to try. None: ``"auto"`` when ``preset`` and ``components`` are
-        both ``"auto"``, else none; ``"auto"``: gsv under ``preset="auto"`` on files sampled
-        at 16 kHz or below, else map (:func:`auto_backends`).
+        Other backends than ml to try, each over a UBM of ``UBM_COMPONENTS``. None:
+        ``"auto"`` when ``preset`` or ``components`` is ``"auto"``, else none. ``"auto"``: the
+        default backend (gsv) on the first front end, which the others must beat (the ml
+        choice by two SE), and under ``preset="auto"`` on files sampled at 16 kHz or below gsv
+        on the ``speaker`` front end too (:func:`auto_backends`). A list: those, on the first
+        front end and under ``preset="auto"`` on their own too (gsv: ``speaker``, whatever
+        the band); gsv listed, the default is the base.
 
     Raises
     ------
@@ -432,10 +461,11 @@ def tune(records: Sequence[Record], *, preset: str | FeatureConfig = "auto",
     cands = ({"config": preset} if isinstance(preset, FeatureConfig) else dict(FRONT_ENDS)
              if preset == "auto" else {preset: FeatureConfig.preset(preset)})  # fmt: skip
     if backends is None:
-        backends = "auto" if preset == "auto" and components == "auto" else ()
+        backends = "auto" if preset == "auto" or components == "auto" else ()
     auto = isinstance(backends, str) and backends == "auto"  # resolved by step 1
     backends = () if auto else tuple(backends)
     unknown = sorted(set(backends) - set(BACKENDS) | ({"ml"} & set(backends)))
+    pairs = tuple((b, "") for b in dict.fromkeys(backends))  # on their front ends: step 1
     if unknown:
         raise ParameterError(f"backends to try must be among {sorted(set(BACKENDS) - {'ml'})}; "
                              f"got {unknown}")  # fmt: skip
@@ -451,7 +481,7 @@ def tune(records: Sequence[Record], *, preset: str | FeatureConfig = "auto",
         # the CV fits stop at cv_max_iter on purpose: their ConvergenceWarnings are noise
         warnings.simplefilter("ignore", ConvergenceWarning)
         state = TuneState(records, cands, opts, ex, {**classifier_params, "max_iter": cv_max_iter},
-                          components, grid, n_folds, random_state, backends, auto)  # fmt: skip
+                          components, grid, n_folds, random_state, pairs, auto)  # fmt: skip
         for step in STEPS:
             step(state)
         for row in state.table:
