@@ -629,3 +629,23 @@ def test_cli_backend_defaults_are_each_backends_own():
 def test_cli_options_a_backend_does_not_read_are_usage_errors(args, flag):
     with pytest.raises(click.UsageError, match=flag):
         _backend_params(*args)
+
+
+@pytest.mark.parametrize("cls", ["gsv", "ivector"])
+def test_the_back_end_and_its_calibration_folds_give_the_same_model_on_any_thread_count(cls):
+    """The back end's fit on every clip and its calibration folds run side by side on the
+    executor's threads (session 19): the same coefficients and calibration, to the bit, on
+    1 or 2 threads."""
+    from audiogmm.engine import LocalExecutor
+    from audiogmm.models import BACKENDS
+
+    clips, labels = _clips(n_per=8)
+    fits = []
+    for n in (1, 2):
+        with LocalExecutor(n) as ex:
+            kw = {"rank": 4} if cls == "ivector" else {}
+            fits.append(BACKENDS[cls](4, random_state=0, **kw).fit(clips, labels, executor=ex))
+    a, b = fits
+    assert a.calibration_ is not None and a.calibration_ == b.calibration_
+    for key in ("coef_", "intercept_") if cls == "gsv" else ("projection_", "class_means_"):
+        np.testing.assert_array_equal(getattr(a, key), getattr(b, key))

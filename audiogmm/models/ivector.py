@@ -264,18 +264,20 @@ class IVectorClassifier(EmbeddingClassifier):
     def _embed(self, clips: Sequence[np.ndarray], ex: LocalExecutor | None) -> np.ndarray:
         return extract_ivectors(self.T_, *whitened_stats(clips, self.ubm_, executor=ex))
 
-    def _fit_back_end(self, Z: np.ndarray, labels: list[str], calibrate: bool) -> tuple[int, bool]:
-        """The cosine back end and its calibration; (T-EM iterations, True)."""
+    def _fit_back_end(self, Z: np.ndarray, labels: list[str], calibrate: bool,
+                      ex: LocalExecutor | None = None) -> tuple[int, bool]:  # fmt: skip
+        """The cosine back end and its calibration (its folds on ``ex``'s threads);
+        (T-EM iterations, True)."""
         if len(self.labels_) < 2:
             self.centre_, self.projection_ = Z.mean(0), np.zeros((Z.shape[1], 1))
             self.class_means_ = np.zeros((1, 1))
         else:
             with one_blas_thread():
                 self.centre_, self.projection_, self.class_means_ = cosine_back_end(Z, labels)
-                if calibrate:
-                    self.calibration_ = self._held_out_calibration(
-                        Z, labels, lambda Ztr, ytr, Zte: _cosines(cosine_back_end(Ztr, ytr), Zte)
-                    )
+            if calibrate:
+                self.calibration_, _ = self._held_out_calibration(
+                    Z, labels, lambda Ztr, ytr, Zte: _cosines(cosine_back_end(Ztr, ytr), Zte), ex
+                )
         return len(self.tv_history_) - 1, True
 
     def _scores(self, Z: np.ndarray) -> np.ndarray:

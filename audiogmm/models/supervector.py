@@ -232,7 +232,7 @@ class GSVClassifier(EmbeddingClassifier):
 
     Parameters
     ----------
-    n_components : int > 0, default=256
+    n_components : int > 0, default=64
         UBM components K (:data:`~audiogmm.models.ubm.UBM_COMPONENTS`).
     relevance : float >= 0, default=4.0
         MAP relevance of each clip's means (:func:`supervectors`); below map's 16, as a clip
@@ -278,8 +278,10 @@ class GSVClassifier(EmbeddingClassifier):
         sv = supervectors(clips, self.ubm_, relevance=self.relevance, executor=ex)
         return unit_rows(sv) if self.length_norm else sv
 
-    def _fit_back_end(self, sv: np.ndarray, labels: list[str], calibrate: bool) -> tuple[int, bool]:
-        """The logistic regression and its calibration; (n_iter, converged)."""
+    def _fit_back_end(self, sv: np.ndarray, labels: list[str], calibrate: bool,
+                      ex: LocalExecutor | None = None) -> tuple[int, bool]:  # fmt: skip
+        """The logistic regression and its calibration, their fits side by side on ``ex``'s
+        threads; (n_iter, converged)."""
         if len(self.labels_) < 2:
             self.coef_, self.intercept_ = np.zeros((1, sv.shape[1])), np.zeros(1)
             return 0, True
@@ -290,13 +292,16 @@ class GSVClassifier(EmbeddingClassifier):
         if Z.shape[0] < Z.shape[1]:
             Z, basis = row_space(Z)
         C = float(self.C)
-        coef, icpt, n_iter, converged = _logistic(Z, labels, C)
 
         def raw(Ztr, ytr, Zte):
             c, i, _, _ = _logistic(Ztr, ytr, C)
             return raw_llr(Zte @ c.T + i)
         if calibrate:
-            self.calibration_ = self._held_out_calibration(Z, labels, raw)
+            self.calibration_, fitted = self._held_out_calibration(
+                Z, labels, raw, ex, beside=lambda: _logistic(Z, labels, C))
+        else:
+            fitted = _logistic(Z, labels, C)
+        coef, icpt, n_iter, converged = fitted
         coef = (coef if basis is None else coef @ basis) / scale
         self.coef_, self.intercept_ = np.asarray(coef, np.float64), np.asarray(icpt, np.float64)
         return n_iter, converged

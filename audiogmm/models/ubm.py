@@ -317,8 +317,8 @@ class EmbeddingClassifier(OpenSetClassifier):
             checked, labels = self._fit_ubm(clips, labels, ubm, ex)
             self._set_labels(labels)
             Z = self._fit_vectors(checked, ex, progress)
-        self.calibration_ = None
-        n_iter, converged = self._fit_back_end(Z, labels, calibrate)
+            self.calibration_ = None
+            n_iter, converged = self._fit_back_end(Z, labels, calibrate, ex)
         self.fit_report_ = {
             y: {"n_clips": labels.count(y),
                 "n_frames": sum(len(X) for X, lab in zip(checked, labels) if lab == y),
@@ -356,32 +356,44 @@ class EmbeddingClassifier(OpenSetClassifier):
     def _held_out_calibration(
         self, Z: np.ndarray, labels: list[str],
         raw_scores: Callable[[np.ndarray, list[str], np.ndarray], np.ndarray],
-    ) -> tuple[float, float] | None:  # fmt: skip
+        ex: LocalExecutor | None = None, beside: Callable[[], Any] | None = None,
+    ) -> tuple[tuple[float, float] | None, Any]:  # fmt: skip
         """``fit_calibration`` ``(a, b)`` of the raw scores of clips ``Z`` (n_clips, P) held out
         of the back end (None below 2 clips in a class): ``raw_scores(Z_train, labels_train,
         Z_test)`` (n_test, M), classes sorted. ``min(4, smallest class)`` stratified folds
-        (every class trains in every fold), drawn with ``random_state``."""
+        (every class trains in every fold), drawn with ``random_state``; the folds are tasks
+        of ``ex`` (threads), and so is ``beside()`` (e.g. the back end on every clip), whose
+        result is returned too: ``(calibration or None, beside's result or None)``. Each
+        task's result is the same however they are scheduled."""
         y = np.array(labels)
         classes = sorted(set(labels))
         k = min(4, min(labels.count(c) for c in classes))
-        if k < 2:
-            return None
-        rng = np.random.default_rng(self.random_state)
         fold = np.empty(len(y), dtype=np.int64)
+        rng = np.random.default_rng(self.random_state)
         for c in classes:
             idx = np.flatnonzero(y == c)
-            fold[rng.permutation(idx)] = np.arange(len(idx)) % k
-        raw = np.empty((len(y), len(classes)))
-        for f in range(k):
+            fold[rng.permutation(idx)] = np.arange(len(idx)) % max(k, 1)
+
+        def task(f: int) -> Any:  # -1: beside; else fold f's held-out raw scores
+            if f < 0:
+                return beside()
             out = fold == f
-            raw[out] = raw_scores(Z[~out], list(y[~out]), Z[out])
+            return raw_scores(Z[~out], list(y[~out]), Z[out])
+        jobs = ([-1] if beside is not None else []) + (list(range(k)) if k >= 2 else [])
+        got = list(ex.map(task, jobs) if ex is not None else map(task, jobs))
+        other = got.pop(0) if beside is not None else None
+        if k < 2:
+            return None, other
+        raw = np.empty((len(y), len(classes)))
+        for f, scores in enumerate(got):
+            raw[fold == f] = scores
         target = (y[:, None] == np.array(classes)[None, :]).astype(np.int64)
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always", CalibrationWarning)
             a, b = fit_calibration(target.ravel(), raw.ravel())
         for w in caught:  # easy training data: nothing the user can act on at train time
             logger.info("calibration: %s", w.message)
-        return a, b
+        return (a, b), other
 
     def _calibrated(self, raw: np.ndarray) -> np.ndarray:
         """``a raw + b`` with ``(a, b) = calibration_``; ``raw`` itself without one."""
