@@ -379,13 +379,30 @@ def test_help_shows_the_real_defaults():
 
 
 def test_tune_with_a_fixed_configuration_prints_its_accuracy(data):
-    out = json.loads(run(["-q", "tune", data, "--preset", "sound", "-k", "2", "-j", "1",
-                          "--json"]).output)  # fmt: skip
+    out = json.loads(run(["-q", "tune", data, "--preset", "sound", "-k", "2", "--backend", "ml",
+                          "-j", "1", "--json"]).output)  # fmt: skip
     (row,) = out["selection"]["table"]
     assert row["front_end"] == "sound" and row["components"] == "K=2" and row["n"] == 12
     assert 0 <= row["accuracy"] <= 1 and row["chosen"]
-    text = run(["-q", "tune", data, "--preset", "sound", "-k", "2", "-j", "1"]).output
+    text = run(["-q", "tune", data, "--preset", "sound", "-k", "2", "--backend", "ml", "-j",
+                "1"]).output  # fmt: skip
     assert "K=2" in text and "/12" in text
+
+
+@pytest.mark.parametrize("args, named", [(["-k", "2"], "-k 2"), (["--backend", "gsv"], "--backend gsv"),
+                                         (["--preset", "sound", "-k", "4"], "--backend ml")])
+def test_tune_refuses_what_train_would_not_apply(data, args, named):
+    # as train: a number for -k is the ml models' K, which the default backend does not read
+    r = run(["tune", data, *args], code=2)
+    assert named in r.output
+
+
+def test_tune_backend_ml_compares_ml_models_alone(data):
+    sel = json.loads(run(["-q", "tune", data, "--backend", "ml", "-j", "1", "--json"]).output)[
+        "selection"]  # fmt: skip
+    assert sel["backend"] == "ml" and not [r for r in sel["table"] if r["stage"] == "backend"]
+    sel = json.loads(run(["-q", "tune", data, "-j", "1", "--json"]).output)["selection"]
+    assert [r["front_end"] for r in sel["table"] if r["stage"] == "backend"][0] == "gsv"
 
 
 def test_tune_warns_when_the_data_is_too_small(data, tmp_path, caplog):

@@ -330,17 +330,22 @@ def report_training(clf, backend: str, member: str = "") -> None:
 @click.argument("data", type=click.Path(exists=True))
 @options.split_options()
 @options.feature_options(auto=True, default="auto")
-@options.components_option("auto", "Components per class of the ml candidates, or 'auto': "
-                           "per-class K (or one K) chosen by clip-stratified cross-validation "
-                           "on the training files (the backends' UBM: 64).")
+@options.components_option("auto", "'auto': K per class of the ml candidates chosen by "
+                           "clip-stratified cross-validation on the training files (the "
+                           "backends' UBM: 64); a number K: ml models of K components per "
+                           "class, with --backend ml.")
 @click.option("--folds", type=click.IntRange(min=2), default=3, show_default=True,
               help="Clip-stratified cross-validation folds.")
+@click.option("--backend", type=click.Choice(sorted(BACKENDS)),
+              help="ml: compare ml models only, as `train --backend ml --preset auto "
+              "--components auto` (needed with a number for -k). Without it, the default "
+              f"backend ({DEFAULT_BACKEND}) is the base, as in `train`.")
 @options.backends_option()
 @options.run_options
 @options.json_option
 @click.pass_context
 def tune(ctx, data, split, train_fraction, seed, preset, config_path, components, folds,
-         backends, as_json, **_):  # fmt: skip
+         backend, backends, as_json, **_):  # fmt: skip
     """Cross-validate front ends, K and backends on the training files; print the table.
 
     The same search as `train --preset auto --components auto`, on the training
@@ -350,6 +355,15 @@ def tune(ctx, data, split, train_fraction, seed, preset, config_path, components
     from ..selection import tune as cross_validate
     if preset == "auto" and config_path and options.given(ctx, "preset"):
         raise click.UsageError(options.AUTO_AND_CONFIG)
+    if backend not in (None, "ml"):
+        raise click.UsageError(f"tune chooses the backend (--backends lists those it tries); "
+                               f"--backend {backend} fixes one: `train --backend {backend}`")
+    if components != "auto" and backend != "ml":
+        raise click.UsageError(f"-k {components} sets the ml models' K per class, but without "
+                               "--backend ml tune also compares the default backend, gsv, at "
+                               "its UBM of 64: give --backend ml, or -k auto")  # fmt: skip
+    if backend == "ml" and backends is None:
+        backends = ()  # ml alone unless --backends lists others
     # a preset by name keeps its name in the table; --config FILE: on the default preset
     chosen = options.load_config(preset, config_path) if config_path else preset
     records = load_split(data, split, train_fraction=train_fraction, seed=seed)
