@@ -397,6 +397,13 @@ def test_tune_refuses_what_train_would_not_apply(data, args, named):
     assert named in r.output
 
 
+def test_components_auto_names_the_preset_in_its_table(data, tmp_path):
+    out = json.loads(run(["-q", "train", data, "-o", tmp_path / "m.npz", "--components", "auto",
+                          "-j", "1", "--json"]).output)  # fmt: skip
+    assert {r["front_end"] for r in out["selection"]["table"]} <= {"general", "gsv"}
+    assert out["selection"]["front_end"] == "general"
+
+
 def test_tune_backend_ml_compares_ml_models_alone(data):
     sel = json.loads(run(["-q", "tune", data, "--backend", "ml", "-j", "1", "--json"]).output)[
         "selection"]  # fmt: skip

@@ -259,7 +259,9 @@ def _fit(ctx, data, fit, config, ubm_config, tuning, calibrate):
             # --backend ml: ml alone unless --backends lists others
             backends = () if p["backends"] is None and fit["backend"] == "ml" else p["backends"]
             fit = {k: v for k, v in fit.items() if k not in ("backend", "ubm", "n_components")}
-            clf, tuned = train_tuned(records, preset="auto" if config is None else config,
+            # a preset by name keeps its name in the table (--config FILE: "config")
+            named = "auto" if config is None else config if p["config_path"] else p["preset"]
+            clf, tuned = train_tuned(records, preset=named,
                                      components=n_components, options=opts, executor=ex,
                                      backends=backends, **fit)  # fmt: skip
             clips = audio_clips(data, records, tuned.features, tuned.member_configs or tuned.config,

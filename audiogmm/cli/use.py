@@ -355,15 +355,18 @@ def info(model, as_json):
               f"{sp['n_train_files']} training files recorded by content hash")  # fmt: skip
     if out["selection"]:  # checked field by field when the file was read
         click.echo(format_selection(out["selection"]))
+    own = out["backend"] not in ("gsv", "ivector")  # class mixtures (fused: the first member's)
     for y, r in sorted(out["training"].items()):
         if not isinstance(r, dict):
             continue
         k = f"K={str(r['n_components']):<3} " if "n_components" in r else ""
-        # gsv and ivector classes have no mixture of their own: no likelihood, no re-seeds
+        # gsv and ivector classes have no mixture of their own: no EM, likelihood or re-seeds
+        # (their n_iter is the back end's, shared by every class: the UBM's line has the EM)
         ll = ("" if "final_mean_loglik" not in r else f"  ll/frame {r['final_mean_loglik']:.3f}"
               f"  {r.get('n_reseeded', '?')} re-seeded")  # fmt: skip
+        it = f"  {r.get('n_iter', '?'):>3} it" if own else ""
         click.echo(f"  {escape_name(y):<20} {k}{r.get('n_clips', '?'):>5} clips "
-                   f"{r.get('n_frames', '?'):>8} frames  {r.get('n_iter', '?'):>3} it{ll}")
+                   f"{r.get('n_frames', '?'):>8} frames{it}{ll}")
 
 
 def _fit_text(rep: dict, budget: bool = False) -> str:
