@@ -600,6 +600,13 @@ def test_auto_keeps_the_default_k_when_only_the_cv_folds_cannot_fit_it(sound_dat
                n_jobs=1)  # fmt: skip
     assert res.components_rule == f"K={k_default}"
     assert not [row for row in res.table if row["stage"] == "components"]
+    # a fixed front end (`train --components auto`): no ml CV ran before the backend step,
+    # which scores the ml choice (the default K) itself beside the default backend
+    res = tune(records, preset="general", components="auto", grid=(2, k_default), options=None,
+               n_jobs=1)  # fmt: skip
+    rows = {r["stage"]: r for r in res.table}
+    assert rows["backend"]["front_end"] == "gsv" and rows["backend"]["n"] == len(records)
+    assert res.backend in ("gsv", "ml") and res.components_rule == f"K={k_default}"
     # where the folds can fit the default, the K search runs as before
     monkeypatch.setattr(steps, "N_COMPONENTS", 2)
     res = tune(records, preset="auto", components="auto", grid=(2, k_default), options=None,

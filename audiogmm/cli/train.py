@@ -92,8 +92,8 @@ def _front_end(ubm_path, ubm_config, data_config, *, fixed: bool):
               help=f"Maximum EM iterations per class [default: {_GMM_DEFAULTS['max_iter']}; "
               f"the UBM of --backend map/gsv/ivector runs exactly {UBM_DEFAULTS['max_iter']}].")
 @click.option("--backend", type=options.Members(sorted(BACKENDS), MAX_MEMBERS),
-              help=f"[default: {DEFAULT_BACKEND}] ml: one GMM per label; map: a UBM with MAP-adapted "
-              "labels; gsv: GMM supervectors of a UBM + logistic regression; ivector: "
+              help=f"[default: {DEFAULT_BACKEND}] ml: one GMM per label; map: a UBM with "
+              "MAP-adapted labels; gsv: GMM supervectors of a UBM + logistic regression; ivector: "
               "i-vectors of a UBM + LDA, WCCN and cosine scoring. Several joined by '+' (and "
               "one --preset each, or one for all): a late fusion of those models, each with "
               "its backend's defaults, weighted by a logistic regression on held-out folds "

@@ -25,6 +25,6 @@ def default_components(backend: str) -> int:
 
 
 __all__ = [
-    "BACKENDS", "DEFAULT_BACKEND", "FusedClassifier", "GMMClassifier", "GSVClassifier", "IVectorClassifier",
-    "UBMClassifier", "default_components", "train_ubm",
+    "BACKENDS", "DEFAULT_BACKEND", "FusedClassifier", "GMMClassifier", "GSVClassifier",
+    "IVectorClassifier", "UBMClassifier", "default_components", "train_ubm",
 ]  # fmt: skip

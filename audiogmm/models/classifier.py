@@ -22,8 +22,8 @@ from ..mixture.kernels import row_max_and_sum
 from ..mixture.sources import ArraySource, check_frames
 from ..progress import Progress, reporter
 
-__all__ = ["UNKNOWN", "GMMClassifier", "N_COMPONENTS", "REPORT_KEYS", "class_llr", "class_seeds", "decide",
-           "log_odds", "raw_llr"]
+__all__ = ["UNKNOWN", "GMMClassifier", "N_COMPONENTS", "REPORT_KEYS", "class_llr", "class_seeds",
+           "decide", "log_odds", "raw_llr"]
 
 logger = logging.getLogger(__name__)
 

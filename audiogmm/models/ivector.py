@@ -21,7 +21,8 @@ from ..mixture.checks import is_int, need
 from ..progress import Progress, reporter
 from .ubm import EmbeddingClassifier, clip_stats
 
-__all__ = ["IVECTOR_COMPONENTS", "IVectorClassifier", "extract_ivectors", "train_tv", "whitened_stats"]
+__all__ = ["IVECTOR_COMPONENTS", "IVectorClassifier", "extract_ivectors", "train_tv",
+           "whitened_stats"]
 
 logger = logging.getLogger(__name__)
 

@@ -220,7 +220,8 @@ def fold_scores(train: Sequence[np.ndarray], train_labels: Sequence[str],
         return clf.score_matrix(test, executor=LocalExecutor(1))
 
 
-def backend_cv_scores(groups: Sequence[tuple[Sequence[np.ndarray], Sequence[str] | Mapping[str, str]]],
+def backend_cv_scores(groups: Sequence[tuple[Sequence[np.ndarray],
+                                             Sequence[str] | Mapping[str, str]]],
                       labels: Sequence[str], folds: np.ndarray, *, frame_step: int = 1,
                       random_state: int | None = 0,
                       executor: LocalExecutor | None = None) -> dict[str, np.ndarray]:  # fmt: skip

@@ -107,7 +107,8 @@ class TuneState:
     """What :func:`tune`'s steps share: the inputs (``cands``: name -> config, by preference;
     ``backends``: ``(backend, front end)`` pairs other than ``ml`` (``""``: the first front
     end), chosen by step 1 when ``auto_backends``, with the ``not_tried`` ones; ``extra``:
-    front ends extracted for a backend only, :data:`BACKEND_FRONT_ENDS`), the table, each components option's K per class
+    front ends extracted for a backend only, :data:`BACKEND_FRONT_ENDS`), the table, each
+    components option's K per class
     (``choices``) and the chosen one (``rule``), the K the front ends are compared at
     (``screen_k``), their CV (``sels``), the choice so far (``correct`` of ``n_scored``)."""
 
@@ -372,13 +373,13 @@ def step_backend(state: TuneState) -> None:
         return
     first, base = state.first, state.base
     ref = state.sels.get(first)
-    if base == "ml" and (ref is None or N_COMPONENTS not in ref.grid
-                         or ref.frame_step != FRAME_STEP):  # fmt: skip
-        ref = state.run_cv(first, [N_COMPONENTS])  # the default, at the backends' frame step
-    elif ref is None:  # only the folds' held-out clips are needed (the same folds in every CV)
-        ref = next(iter(state.sels.values()))
+    # no ml CV yet (K=16 kept without a search), or the ml base's default K at the backends'
+    # frame step: the default K on the first front end (the folds are the same in every CV)
+    if ref is None or (base == "ml" and (N_COMPONENTS not in ref.grid
+                                         or ref.frame_step != FRAME_STEP)):  # fmt: skip
+        ref = state.run_cv(first, [N_COMPONENTS])
     ml = state.correct
-    if base == "ml" and N_COMPONENTS in ref.scores:
+    if N_COMPONENTS in ref.scores and (base == "ml" or not state.n_scored):
         ml = max(ml, ref.accuracy_counts(ref.scores[N_COMPONENTS])[0])
     options, pairs = [Option("ml", ml, float(base != "ml"))], {"ml": ("ml", first)}
     scores, n = state.backend_scores, int(ref.held.sum())
