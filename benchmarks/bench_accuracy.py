@@ -17,7 +17,8 @@ for ``hardspeakers/``; one per ``--seeds`` value, default 0; written to a tempor
   (``--backends gsv``), ``gsv`` (``--backend gsv``: the default), ``gsv-256`` (at a UBM of
   256), ``gsv-speaker`` (``--backend gsv --preset speaker``), ``gsv-speaker-256`` and
   ``gsv-speaker+ml`` (its late fusion with ml on the default front end:
-  ``--backend gsv+ml --preset speaker+general``);
+  ``--backend gsv+ml --preset speaker+general``), ``gsv+ml`` (the default's late fusion with
+  ml, both on the default front end: ``--backend gsv+ml``);
 * the reference script ``benchmarks/reference/sklearn_gmm.py`` (librosa + scikit-learn,
   16 diagonal components per class): ``ref-librosa`` (``--frontend librosa``: librosa's
   default MFCC, no deltas, no CMVN) and ``ref-speech`` (``--frontend speech``: 25/10 ms
@@ -94,6 +95,7 @@ CONFIGS: dict[str, tuple[str, list[str]]] = {
     "gsv-speaker": ("audiogmm", ["--backend", "gsv", "--preset", "speaker"]),
     "gsv-speaker-256": ("audiogmm", ["--backend", "gsv", "--preset", "speaker", "-k", "256"]),
     "gsv-speaker+ml": ("audiogmm", ["--backend", "gsv+ml", "--preset", "speaker+general"]),
+    "gsv+ml": ("audiogmm", ["--backend", "gsv+ml"]),
     "ref-librosa": ("reference", ["librosa"]),
     "ref-speech": ("reference", ["speech"]),
 }
