@@ -401,7 +401,7 @@ def step_backend(state: TuneState) -> None:
     state.choose(chosen, "backend", options=options)
     if state.backend != "ml":  # the backend runs on its front end alone
         state.front_end, state.members, state.fusion_weights = front, [], None
-        state.choose(state.front_end, "front end", "fusion")
+        state.choose("", "front end", "fusion")  # those rows are ml models: none chosen
 
 
 def step_calibration(state: TuneState) -> None:
