@@ -7,11 +7,12 @@ Run:  python recipes/speaker_id.py                 (bundled data_samples/speaker
       python recipes/speaker_id.py --data DIR_OR_CSV_OR_KALDI_DIR -k 128
       python recipes/speaker_id.py --stage 3        (re-evaluate the model in --exp)
       python recipes/speaker_id.py --preset speaker -k 256
-                    (the most accurate single model on the dev speaker sets, at about 3x the
-                     time: README "GMM supervectors")
+                    (the most accurate single model on the dev speaker sets, at 2-2.5x the
+                     default's time: README "Which configuration")
       python recipes/speaker_id.py --backend gsv+ml --preset speaker+general
-                    (its late fusion with the default: as accurate or more, half the EER, at
-                     about twice gsv's time: README "Fusions of backends")
+                    (its late fusion with ml on the default front end: more accurate, half
+                     the EER, at 4-5x the default's training time: README "Fusions of
+                     backends")
 """
 
 from __future__ import annotations
