@@ -355,7 +355,10 @@ def info(model, as_json):
               f"{sp['n_train_files']} training files recorded by content hash")  # fmt: skip
     if out["selection"]:  # checked field by field when the file was read
         click.echo(format_selection(out["selection"]))
-    own = out["backend"] not in ("gsv", "ivector")  # class mixtures (fused: the first member's)
+    from ..pipeline.report import has_class_mixtures  # loaded by _summary already
+
+    # the training report is the classifier's (a fusion's: its first member's)
+    own = has_class_mixtures(clf.members[0] if out["backend"] == "fused" else clf)
     for y, r in sorted(out["training"].items()):
         if not isinstance(r, dict):
             continue
