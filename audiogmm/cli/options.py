@@ -196,6 +196,23 @@ def backends_option():
         "[default: auto; with --backend ml, none]")
 
 
+def searched_backends(components: str | int | None, backend: str | None,
+                      backends: tuple[str, ...] | str | None) -> tuple[str, ...] | str | None:
+    """What ``--preset auto`` / ``--components auto`` (``train``, ``tune``) try beside the ml
+    models, as :func:`~audiogmm.selection.tune`'s ``backends``: ``--backends`` as given, or
+    none with ``--backend ml`` (``backend``; None: not given) unless ``--backends`` lists some.
+    A number for ``-k`` sets only the ml models' K per class, which the default backend (the
+    base) does not read: a usage error without ``--backend ml``."""
+    from ..models import DEFAULT_BACKEND
+    from ..models.ubm import UBM_COMPONENTS
+    if components not in (None, "auto") and backend != "ml":
+        raise click.UsageError(
+            f"-k {components} sets the ml models' K per class, but auto also compares the default "
+            f"backend, {DEFAULT_BACKEND}, at a UBM of {UBM_COMPONENTS}: give --backend ml (ml "
+            "models alone), or -k auto")  # fmt: skip
+    return () if backend == "ml" and backends is None else backends
+
+
 def given(ctx: click.Context, name: str) -> bool:
     """Whether the user typed option ``name`` (not its default)."""
     return ctx.get_parameter_source(name) not in (None, click.core.ParameterSource.DEFAULT)

@@ -136,9 +136,6 @@ def train(ctx, data, output, preset, config_path, components, backend, ubm_path,
         (tuning and options.given(ctx, "backend") and not ml_only, "--preset auto and --components "
          "auto choose the backend (the default, gsv, against the ml choice and others; "
          f"--backend ml: ml alone); give a fixed --preset and -k with --backend {backend}"),
-        (tuning and not ml_only and components not in (None, "auto"), f"-k {components} with "
-         "--preset auto sets the ml choice's K, but auto also tries gsv (UBM 64): give "
-         "--backend ml to choose among ml models of K components, or --components auto"),
         (calibrate and (backend not in ("ml", "map") or tuning), "--calibrate applies to "
          "--backend ml and map (gsv and ivector calibrate their scores always, and --preset "
          "auto calibrates what it chooses)"),
@@ -151,6 +148,8 @@ def train(ctx, data, output, preset, config_path, components, backend, ubm_path,
     ]:  # fmt: skip
         if wrong:
             raise click.UsageError(why)
+    searched = options.searched_backends(components, "ml" if ml_only else None,
+                                         ctx.params["backends"]) if tuning else None  # fmt: skip
     if tuning and not ml_only:
         options.refuse_given(ctx, (*READ_BY, "init", "max_iter"), "sets up one backend, and "
                              "--preset auto / --components auto train the backend they choose "
@@ -170,7 +169,8 @@ def train(ctx, data, output, preset, config_path, components, backend, ubm_path,
         if members:
             clf, clips, extra = _fit_fused(ctx, data, members)
         else:
-            clf, clips, extra = _fit(ctx, data, fit, config, ubm_config, tuning, calibrate)
+            clf, clips, extra = _fit(ctx, data, fit, config, ubm_config, tuning, calibrate,
+                                     searched)  # fmt: skip
     # the model records its split (or training utterances), so that scoring can refuse them
     extra = {**clips.blocks, **extra}
     if clips.config is None:  # features made by Kaldi: a plain classifier file
@@ -242,8 +242,9 @@ def _fit_fused(ctx, data, members: list[tuple[str, str]]):
     return clf, clips, {}
 
 
-def _fit(ctx, data, fit, config, ubm_config, tuning, calibrate):
-    """The fitted (or auto-chosen, calibrated if asked) classifier, its clips, header blocks."""
+def _fit(ctx, data, fit, config, ubm_config, tuning, calibrate, backends):
+    """The fitted (or auto-chosen, calibrated if asked) classifier, its clips, header blocks;
+    ``backends``: what auto tries beside the ml models (:func:`.options.searched_backends`)."""
     from ..pipeline.classify import load_split
     from ..pipeline.sources import audio_clips, fit_backend, open_clips, source_kind
     from ..selection import train_tuned
@@ -256,8 +257,6 @@ def _fit(ctx, data, fit, config, ubm_config, tuning, calibrate):
                           selection=tuning) as ex:  # fmt: skip
         if tuning:
             n_components = fit["n_components"]  # the ml K (16 unless -k), or "auto"
-            # --backend ml: ml alone unless --backends lists others
-            backends = () if p["backends"] is None and fit["backend"] == "ml" else p["backends"]
             fit = {k: v for k, v in fit.items() if k not in ("backend", "ubm", "n_components")}
             # a preset by name keeps its name in the table (--config FILE: "config")
             named = "auto" if config is None else config if p["config_path"] else p["preset"]
@@ -360,12 +359,7 @@ def tune(ctx, data, split, train_fraction, seed, preset, config_path, components
     if backend not in (None, "ml"):
         raise click.UsageError(f"tune chooses the backend (--backends lists those it tries); "
                                f"--backend {backend} fixes one: `train --backend {backend}`")
-    if components != "auto" and backend != "ml":
-        raise click.UsageError(f"-k {components} sets the ml models' K per class, but without "
-                               "--backend ml tune also compares the default backend, gsv, at "
-                               "its UBM of 64: give --backend ml, or -k auto")  # fmt: skip
-    if backend == "ml" and backends is None:
-        backends = ()  # ml alone unless --backends lists others
+    backends = options.searched_backends(components, backend, backends)
     # a preset by name keeps its name in the table; --config FILE: on the default preset
     chosen = options.load_config(preset, config_path) if config_path else preset
     records = load_split(data, split, train_fraction=train_fraction, seed=seed)
