@@ -35,9 +35,10 @@ from .candidates import (
     within_bandwidth,
 )
 from .cv import Option, beats_default, choose_fusion, one_standard_error
+from .result import TuneResult
 
 __all__ = ["CV_MAX_ITER", "FRAME_STEP", "MAX_FUSED", "MIN_CLIPS_PER_CLASS", "MIN_CV_CLIPS",
-           "N_FOLDS", "SCREEN_FRAME_STEP", "STEPS", "TuneResult", "TuneState", "step_backend",
+           "N_FOLDS", "SCREEN_FRAME_STEP", "STEPS", "TuneState", "step_backend",
            "step_components", "step_front_end", "step_front_ends", "step_fusion", "tune"]  # fmt: skip
 
 logger = logging.getLogger(__name__)
@@ -58,48 +59,6 @@ FRAME_STEP = 2
 #: The same for the other front ends and fusions (steps 3 and 4): a quarter cheaper, and
 #: the same fusions were kept on the development sets.
 SCREEN_FRAME_STEP = 3
-
-
-@dataclass
-class TuneResult:
-    """What :func:`tune` chose, and the table it chose from.
-
-    ``front_end``: a :data:`FRONT_ENDS` key, ``"<name>-cmn"``, a preset, ``"config"`` (a given
-    config) or a late fusion ``"<a> + <b> [+ <c>]"`` of ``members`` (with their
-    ``member_configs``, ``member_features`` and ``fusion_weights``; else empty or None);
-    ``n_components``: each class's K, by ``components_rule`` (``"fixed"``, ``"K=<k>"`` or
-    ``"per-class"``); ``table``: a row per candidate (``stage``, ``front_end``, ``components``,
-    ``correct``, ``n``, ``accuracy``, ``ci_low``, ``ci_high`` (95% Wilson), ``chosen``);
-    ``seconds``: wall time, extraction included; ``features``: the chosen (first member's)
-    features of the training files; ``backend``: a ``BACKENDS`` key (not ``"ml"``: a UBM of
-    ``UBM_COMPONENTS``, ``n_components`` unused); ``not_tried``: the backends left out of
-    the CV, and why (:data:`.candidates.NOT_TRIED`); ``calibration``: a single ml front end's
-    verification calibration block (:func:`.cv.ml_calibration`), else None."""
-
-    front_end: str
-    config: FeatureConfig
-    n_components: dict[str, int]
-    components_rule: str
-    table: list[dict[str, Any]]
-    n_folds: int
-    cv_max_iter: int
-    seconds: float = 0.0
-    features: ExtractionResult = field(default_factory=ExtractionResult, repr=False)
-    members: list[str] = field(default_factory=list)
-    member_configs: list[FeatureConfig] = field(default_factory=list)
-    member_features: list[ExtractionResult] = field(default_factory=list, repr=False)
-    fusion_weights: list[float] | None = None
-    backend: str = "ml"
-    not_tried: dict[str, str] = field(default_factory=dict)
-    calibration: dict[str, Any] | None = None
-
-    def to_header(self) -> dict[str, Any]:
-        """The JSON-able record stored under ``selection`` in the model file header."""
-        return {"front_end": self.front_end, "components_rule": self.components_rule,
-                "n_components": dict(sorted(self.n_components.items())), "n_folds": self.n_folds,
-                "cv_max_iter": self.cv_max_iter, "cv_frame_step": FRAME_STEP, "folds_by": "clip",
-                "seconds": round(self.seconds, 3), "table": self.table,
-                "backend": self.backend, "not_tried": dict(self.not_tried)}  # fmt: skip
 
 
 @dataclass
@@ -492,7 +451,7 @@ def tune(records: Sequence[Record], *, preset: str | FeatureConfig = "auto",
         main = state.members[0] if state.members else state.front_end
         return TuneResult(
             state.front_end, state.config(main), state.choices[state.rule], state.rule,
-            state.table, n_folds, cv_max_iter, seconds=time.perf_counter() - t0,
+            state.table, n_folds, cv_max_iter, FRAME_STEP, seconds=time.perf_counter() - t0,
             features=state.features(main)[0], members=state.members,
             member_configs=[state.cands[m] for m in state.members],
             member_features=[state.features(m)[0] for m in state.members],

@@ -13,7 +13,8 @@ from ..engine import LocalExecutor, resolve
 from ..models import BACKENDS, FusedClassifier, GMMClassifier
 from ..models.ubm import UBM_COMPONENTS
 from . import mixed
-from .steps import TuneResult, tune
+from .result import TuneResult
+from .steps import tune
 
 __all__ = ["fit_ml", "train_tuned"]
 
